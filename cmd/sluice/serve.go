@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"github.com/sluice-gw/sluice/internal/app"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/telemetry"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "--config FILE | --listen ADDR --model NAME --backend URL [--backend URL ...] [--policy NAME]", stderr)
+	cfgPath := fs.String("config", "", "YAML config file (see examples/sluice.yaml); reloaded on SIGHUP and on change")
+	listen := fs.String("listen", "", "listen address (overrides the config's listen)")
+	model := fs.String("model", "", "model name clients ask for (flag mode, no config file)")
+	policy := fs.String("policy", "", "balancing policy: round_robin, weighted, least_conn, p2c_ewma (default), random")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides the config)")
+	var backends stringList
+	fs.Var(&backends, "backend", "backend base URL, e.g. http://127.0.0.1:8000 (repeatable)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+
+	var cfg *config.Config
+	switch {
+	case *cfgPath != "" && (*model != "" || len(backends) > 0):
+		return errors.New("use either --config or --model/--backend, not both")
+	case *cfgPath != "":
+		c, err := config.Load(*cfgPath)
+		if err != nil {
+			return err
+		}
+		cfg = c
+	default:
+		if *model == "" || len(backends) == 0 {
+			fs.Usage()
+			return errors.New("need --config FILE, or --model and at least one --backend")
+		}
+		c := config.Default()
+		m := config.Model{Name: *model, Policy: *policy}
+		for _, b := range backends {
+			m.Backends = append(m.Backends, config.Backend{URL: b})
+		}
+		c.Models = []config.Model{m}
+		cfg = &c
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid settings: %w", err)
+	}
+	logger, err := telemetry.NewLogger(os.Stderr, cfg.Log.Level)
+	if err != nil {
+		return err
+	}
+	a, err := app.New(cfg, *cfgPath, logger)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	return a.Run(ctx, ln)
+}

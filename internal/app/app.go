@@ -1,0 +1,185 @@
+// Package app wires the gateway together and owns its lifecycle: the HTTP
+// server, the active health checker, config reloads (SIGHUP and file
+// changes) and graceful shutdown. Every goroutine started here stops when
+// Run's context ends.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/gateway"
+	"github.com/sluice-gw/sluice/internal/health"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/routing"
+)
+
+// App is one gateway process.
+type App struct {
+	path string // config file; "" when built from flags (no reload source)
+	log  *slog.Logger
+	deps gateway.Deps
+	gw   *gateway.Gateway
+
+	reloadMu sync.Mutex // serialises reloads
+	checkMu  sync.Mutex
+	checkCfg config.Active
+	checkEnd context.CancelFunc
+	checkWG  sync.WaitGroup
+}
+
+// New builds the app from a validated config. path is the file it came
+// from, re-read on reload ("" disables file reloads).
+func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
+	deps := gateway.Deps{
+		Transport: proxy.NewTransportCache(),
+		Now:       time.Now,
+		Rand:      routing.NewRand(uint64(time.Now().UnixNano())),
+	}
+	rt, err := gateway.Build(cfg, deps, nil)
+	if err != nil {
+		return nil, errWithPath(path, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gw := gateway.New(rt, gateway.Options{Logger: logger, Registry: reg, Now: deps.Now})
+	return &App{path: path, log: logger, deps: deps, gw: gw}, nil
+}
+
+func errWithPath(path string, err error) error {
+	if path == "" {
+		return err
+	}
+	return fmt.Errorf("config %s: %w", path, err)
+}
+
+// Handler is the gateway's HTTP handler (tests drive it directly).
+func (a *App) Handler() http.Handler { return a.gw }
+
+// Gateway exposes the gateway for status inspection in tests.
+func (a *App) Gateway() *gateway.Gateway { return a.gw }
+
+// Reload re-reads the config file and swaps it in. An invalid file is
+// refused and logged; the running config keeps serving.
+func (a *App) Reload() error {
+	if a.path == "" {
+		return errors.New("no config file to reload (started from flags)")
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	cfg, err := config.Load(a.path)
+	if err == nil {
+		var rt *gateway.Runtime
+		rt, err = gateway.Build(cfg, a.deps, a.gw.Runtime())
+		if err == nil {
+			old := a.gw.Runtime().Config
+			if cfg.Listen != old.Listen {
+				a.log.Warn("config reload: listen address changes need a restart; keeping the old one",
+					"old", old.Listen, "new", cfg.Listen)
+			}
+			a.gw.Swap(rt)
+			a.syncChecker(cfg.Health.Active)
+			a.log.Info("config reloaded", "path", a.path, "models", len(rt.Models))
+			return nil
+		}
+		err = errWithPath(a.path, err)
+	}
+	a.log.Error("config reload refused; keeping the running config", "path", a.path, "error", err.Error())
+	return err
+}
+
+// Run serves on ln until ctx ends, then shuts down gracefully: stop
+// accepting, let in-flight requests (streams included) finish for up to
+// shutdown_grace, then close what is left.
+func (a *App) Run(ctx context.Context, ln net.Listener) error {
+	runCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer a.stopChecker()
+
+	a.syncChecker(a.gw.Runtime().Config.Health.Active)
+	if a.path != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.watchReloads(runCtx) }()
+	}
+
+	srv := &http.Server{
+		Handler:           a.gw,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	grace := a.gw.Runtime().Config.ShutdownGrace.D()
+	a.log.Info("shutting down: draining in-flight requests", "grace", grace.String())
+	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := srv.Shutdown(shutCtx)
+	if err != nil {
+		a.log.Warn("grace period over; closing remaining connections", "error", err.Error())
+		srv.Close()
+	}
+	<-serveErr
+	a.deps.Transport.CloseIdle()
+	a.log.Info("stopped")
+	return nil
+}
+
+// syncChecker (re)starts the active health checker when its settings change.
+func (a *App) syncChecker(cfg config.Active) {
+	a.checkMu.Lock()
+	defer a.checkMu.Unlock()
+	if a.checkEnd != nil && reflect.DeepEqual(cfg, a.checkCfg) {
+		return
+	}
+	a.stopCheckerLocked()
+	a.checkCfg = cfg
+	if cfg.Interval <= 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.checkEnd = cancel
+	checker := health.NewChecker(health.Config{
+		Path: cfg.Path, Interval: cfg.Interval.D(), Timeout: cfg.Timeout.D(), Passes: cfg.Passes, Fails: cfg.Fails,
+	}, &http.Client{Transport: a.deps.Transport.For(a.gw.Runtime().Config.Timeouts.Connect.D())}, a.log)
+	a.checkWG.Add(1)
+	go func() {
+		defer a.checkWG.Done()
+		checker.Run(ctx, func() []*endpointBackend { return a.gw.Runtime().Backends() })
+	}()
+}
+
+func (a *App) stopChecker() {
+	a.checkMu.Lock()
+	defer a.checkMu.Unlock()
+	a.stopCheckerLocked()
+}
+
+func (a *App) stopCheckerLocked() {
+	if a.checkEnd != nil {
+		a.checkEnd()
+		a.checkWG.Wait()
+		a.checkEnd = nil
+	}
+}

@@ -1,0 +1,297 @@
+// Package endpoint holds the live state of one upstream inference server:
+// its identity, outstanding requests, latency estimate and health.
+//
+// Routing policies only read a Backend (Inflight, Latency, Weight, Usable);
+// the proxy (passive outcomes) and the active prober are the only writers.
+// This split keeps every policy tiny and free of status handling.
+package endpoint
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Spec is the static description of a backend, taken from config or discovery.
+type Spec struct {
+	URL            string
+	Weight         int    // relative share for weighted policies; >= 1
+	MaxConcurrency int    // hard cap on outstanding requests; 0 = unlimited
+	APIKey         string // injected as "Authorization: Bearer ..." upstream
+	UpstreamModel  string // model name the backend expects; "" = same as requested
+}
+
+// Key identifies a backend across config reloads so its counters survive.
+func (s Spec) Key() string {
+	return s.URL + "|" + s.APIKey + "|" + s.UpstreamModel
+}
+
+// Outcome classifies the result of one upstream attempt for health accounting.
+type Outcome int
+
+const (
+	// Success: the backend answered (any status that is not a failure or busy,
+	// including 4xx caused by the client).
+	Success Outcome = iota
+	// Failure: connect error, timeout, 500/502/504, or a broken stream.
+	Failure
+	// Busy: 429 or 503: back-pressure from a healthy but saturated backend. It
+	// never counts toward max_fails and never feeds the latency estimate.
+	Busy
+)
+
+// State is the health state shown on /status and in metrics.
+type State int
+
+const (
+	StateHealthy   State = iota
+	StateBusy            // recently answered 429/503; deprioritised, not ejected
+	StateEjected         // passive: max_fails within fail_timeout
+	StateProbeDown       // active health check failing
+)
+
+func (s State) String() string {
+	switch s {
+	case StateBusy:
+		return "busy"
+	case StateEjected:
+		return "ejected"
+	case StateProbeDown:
+		return "down"
+	}
+	return "healthy"
+}
+
+// HealthPolicy carries nginx's passive health semantics: MaxFails failures
+// within FailTimeout take the backend out of rotation for FailTimeout.
+// MaxFails 0 disables passive ejection (as in nginx).
+type HealthPolicy struct {
+	MaxFails    int
+	FailTimeout time.Duration
+	// BusyPenalty is how long a backend that said 429/503 without a
+	// Retry-After is deprioritised.
+	BusyPenalty time.Duration
+}
+
+// Backend is one upstream server's live state. Safe for concurrent use.
+type Backend struct {
+	spec   Spec
+	target *url.URL
+	name   string
+
+	inflight atomic.Int64
+	requests atomic.Uint64
+	failures atomic.Uint64
+
+	mu         sync.Mutex
+	policy     HealthPolicy
+	failTimes  []time.Time // recent failures, fewer than MaxFails; sliding window
+	ejectUntil time.Time
+	busyUntil  time.Time
+	probeDown  bool
+	ewma       latencyEWMA
+}
+
+// New builds a Backend from its spec.
+func New(spec Spec, policy HealthPolicy) (*Backend, error) {
+	u, err := url.Parse(spec.URL)
+	if err != nil {
+		return nil, fmt.Errorf("backend url %q: %w", spec.URL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("backend url %q: scheme must be http or https", spec.URL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("backend url %q: missing host", spec.URL)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	if spec.Weight <= 0 {
+		spec.Weight = 1
+	}
+	return &Backend{spec: spec, target: u, name: u.Host + u.Path, policy: policy}, nil
+}
+
+// Name is a short label for logs and metrics (host:port[/path]).
+func (b *Backend) Name() string { return b.name }
+
+// Spec returns the static description.
+func (b *Backend) Spec() Spec { return b.spec }
+
+// Target is the parsed base URL; callers must not modify it.
+func (b *Backend) Target() *url.URL { return b.target }
+
+// Weight is the configured relative weight (>= 1).
+func (b *Backend) Weight() int { return b.spec.Weight }
+
+// Inflight is the number of requests this gateway has outstanding on it.
+func (b *Backend) Inflight() int64 { return b.inflight.Load() }
+
+// Requests and Failures are lifetime counters for /status.
+func (b *Backend) Requests() uint64 { return b.requests.Load() }
+func (b *Backend) Failures() uint64 { return b.failures.Load() }
+
+// SetHealthPolicy replaces the passive-health policy (config reload).
+func (b *Backend) SetHealthPolicy(p HealthPolicy) {
+	b.mu.Lock()
+	b.policy = p
+	b.mu.Unlock()
+}
+
+// Acquire counts a request as outstanding. It fails when MaxConcurrency is
+// reached. Every successful Acquire must be paired with Release.
+func (b *Backend) Acquire() bool {
+	limit := int64(b.spec.MaxConcurrency)
+	for {
+		cur := b.inflight.Load()
+		if limit > 0 && cur >= limit {
+			return false
+		}
+		if b.inflight.CompareAndSwap(cur, cur+1) {
+			b.requests.Add(1)
+			return true
+		}
+	}
+}
+
+// HasCapacity reports whether Acquire would currently succeed.
+func (b *Backend) HasCapacity() bool {
+	return b.spec.MaxConcurrency <= 0 || b.inflight.Load() < int64(b.spec.MaxConcurrency)
+}
+
+// Release ends an outstanding request and records its outcome. latency is the
+// time to the first response byte (the signal latency-aware policies want);
+// retryAfter is the backend's Retry-After hint for Busy outcomes (0 = none).
+func (b *Backend) Release(now time.Time, out Outcome, latency, retryAfter time.Duration) {
+	b.inflight.Add(-1)
+	b.Observe(now, out, latency, retryAfter)
+}
+
+// Observe records an outcome without touching the in-flight count.
+func (b *Backend) Observe(now time.Time, out Outcome, latency, retryAfter time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch out {
+	case Success:
+		b.ewma.observe(now, latency)
+		// nginx resets the failure count once a request succeeds after the
+		// backend came back; we keep the window semantics instead, which is
+		// what max_fails/fail_timeout promise.
+	case Busy:
+		d := retryAfter
+		if d <= 0 {
+			d = b.policy.BusyPenalty
+		}
+		if until := now.Add(d); until.After(b.busyUntil) {
+			b.busyUntil = until
+		}
+	case Failure:
+		b.failures.Add(1)
+		if b.policy.MaxFails <= 0 {
+			return
+		}
+		// A sliding window: a burst that straddles the start of an earlier
+		// window must still count, or MaxFails failures within FailTimeout
+		// would go unpunished.
+		kept := b.failTimes[:0]
+		for _, t := range b.failTimes {
+			if now.Sub(t) <= b.policy.FailTimeout {
+				kept = append(kept, t)
+			}
+		}
+		b.failTimes = append(kept, now)
+		if len(b.failTimes) >= b.policy.MaxFails {
+			b.ejectUntil = now.Add(b.policy.FailTimeout)
+			b.failTimes = b.failTimes[:0]
+		}
+	}
+}
+
+// SetProbeHealthy is called by the active health checker.
+func (b *Backend) SetProbeHealthy(ok bool) {
+	b.mu.Lock()
+	b.probeDown = !ok
+	b.mu.Unlock()
+}
+
+// State reports the backend's health state at now.
+func (b *Backend) State(now time.Time) State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.stateLocked(now)
+}
+
+func (b *Backend) stateLocked(now time.Time) State {
+	switch {
+	case b.probeDown:
+		return StateProbeDown
+	case now.Before(b.ejectUntil):
+		return StateEjected
+	case now.Before(b.busyUntil):
+		return StateBusy
+	}
+	return StateHealthy
+}
+
+// Usable reports whether the backend may be selected at all (not ejected and
+// not probe-down). A busy backend is usable but should be tried last.
+func (b *Backend) Usable(now time.Time) bool {
+	s := b.State(now)
+	return s == StateHealthy || s == StateBusy
+}
+
+// Latency is the peak-EWMA estimate of time to first byte at now; 0 when no
+// sample has been seen yet.
+func (b *Backend) Latency(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ewma.value(now)
+}
+
+// latencyEWMA is Finagle's peak EWMA: it jumps up to a slower sample at once
+// (so a backend that turns slow is avoided immediately) and decays toward
+// faster samples with time constant tau. Like Finagle's, the estimate also
+// decays while no sample arrives: otherwise one slow sample would keep a
+// backend's cost high forever, p2c would stop sending it requests, and no
+// new sample could ever bring it down.
+type latencyEWMA struct {
+	val  float64 // nanoseconds
+	last time.Time
+}
+
+const ewmaTau = 10 * time.Second
+
+func (e *latencyEWMA) observe(now time.Time, sample time.Duration) {
+	s := float64(sample)
+	if e.last.IsZero() {
+		e.val, e.last = s, now
+		return
+	}
+	if s > e.val {
+		e.val = s
+	} else {
+		w := e.decay(now)
+		e.val = e.val*w + s*(1-w)
+	}
+	if now.After(e.last) {
+		e.last = now
+	}
+}
+
+// decay is the weight left to the old estimate at now. Concurrent Releases
+// can report slightly out of order; a negative age would give a weight above
+// 1 and push the estimate away from the sample, so it is clamped to 0.
+func (e *latencyEWMA) decay(now time.Time) float64 {
+	age := now.Sub(e.last)
+	if age < 0 {
+		age = 0
+	}
+	return math.Exp(-float64(age) / float64(ewmaTau))
+}
+
+func (e *latencyEWMA) value(now time.Time) time.Duration {
+	return time.Duration(e.val * e.decay(now))
+}

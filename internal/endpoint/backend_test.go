@@ -1,0 +1,335 @@
+package endpoint
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+func mustNew(t testing.TB, spec Spec, p HealthPolicy) *Backend {
+	t.Helper()
+	b, err := New(spec, p)
+	if err != nil {
+		t.Fatalf("New(%+v): %v", spec, err)
+	}
+	return b
+}
+
+func TestNew(t *testing.T) {
+	tests := []struct {
+		url        string
+		wantErr    bool
+		wantName   string
+		wantPath   string
+		weight     int
+		wantWeight int
+	}{
+		{url: "", wantErr: true},
+		{url: "://nohost", wantErr: true},
+		{url: "http://h:bad%port", wantErr: true},
+		{url: "ftp://h:21", wantErr: true},
+		{url: "localhost:8000", wantErr: true}, // parses as scheme "localhost"
+		{url: "h:8000/v1", wantErr: true},
+		{url: "http://", wantErr: true},
+		{url: "http:///v1", wantErr: true},
+		{url: "/v1/chat", wantErr: true},
+		{url: "http://h:8000", wantName: "h:8000", wantPath: "", wantWeight: 1},
+		{url: "https://h/v1/", wantName: "h/v1", wantPath: "/v1", weight: 3, wantWeight: 3},
+		{url: "http://10.0.0.1:8000/", wantName: "10.0.0.1:8000", wantPath: "", weight: -2, wantWeight: 1},
+	}
+	for _, tt := range tests {
+		b, err := New(Spec{URL: tt.url, Weight: tt.weight}, HealthPolicy{})
+		if tt.wantErr {
+			if err == nil {
+				t.Errorf("New(%q) = nil error, want error", tt.url)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("New(%q): %v", tt.url, err)
+			continue
+		}
+		if b.Name() != tt.wantName || b.Target().Path != tt.wantPath || b.Weight() != tt.wantWeight {
+			t.Errorf("New(%q): name %q path %q weight %d, want %q %q %d",
+				tt.url, b.Name(), b.Target().Path, b.Weight(), tt.wantName, tt.wantPath, tt.wantWeight)
+		}
+		if s := b.State(t0); s != StateHealthy || !b.Usable(t0) {
+			t.Errorf("New(%q): starts %v, want healthy", tt.url, s)
+		}
+	}
+}
+
+func TestAcquireRelease(t *testing.T) {
+	tests := []struct {
+		max, tries, wantOK int
+	}{
+		{max: 0, tries: 100, wantOK: 100}, // 0 = unlimited
+		{max: 1, tries: 3, wantOK: 1},
+		{max: 3, tries: 5, wantOK: 3},
+	}
+	for _, tt := range tests {
+		b := mustNew(t, Spec{URL: "http://h", MaxConcurrency: tt.max}, HealthPolicy{})
+		ok := 0
+		for range tt.tries {
+			if b.Acquire() {
+				ok++
+			}
+		}
+		if ok != tt.wantOK || b.Inflight() != int64(ok) || b.Requests() != uint64(ok) {
+			t.Fatalf("max %d: %d acquired, inflight %d, requests %d; want %d", tt.max, ok, b.Inflight(), b.Requests(), tt.wantOK)
+		}
+		if tt.max > 0 && b.HasCapacity() {
+			t.Errorf("max %d: HasCapacity true at the cap", tt.max)
+		}
+		b.Release(t0, Success, time.Millisecond, 0)
+		if b.Inflight() != int64(ok-1) || !b.HasCapacity() {
+			t.Errorf("max %d: after Release inflight %d, capacity %v", tt.max, b.Inflight(), b.HasCapacity())
+		}
+		if !b.Acquire() {
+			t.Errorf("max %d: Acquire failed after Release freed a slot", tt.max)
+		}
+	}
+}
+
+// TestAcquireConcurrent hammers Acquire/Release; run with -race. The cap
+// must hold at every instant, and the counters must balance at the end.
+func TestAcquireConcurrent(t *testing.T) {
+	const limit, workers, iters = 4, 32, 500
+	b := mustNew(t, Spec{URL: "http://h", MaxConcurrency: limit}, HealthPolicy{})
+	var active, acquired atomic.Int64
+	var over atomic.Bool
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range iters {
+				if !b.Acquire() {
+					continue
+				}
+				acquired.Add(1)
+				// active counts holders between Acquire and Release, so it
+				// can never exceed the real in-flight count.
+				if n := active.Add(1); n > limit || b.Inflight() > limit {
+					over.Store(true)
+				}
+				active.Add(-1)
+				b.Release(t0, Success, time.Millisecond, 0)
+			}
+		})
+	}
+	wg.Wait()
+	if over.Load() {
+		t.Errorf("more than %d requests held at once", limit)
+	}
+	if b.Inflight() != 0 {
+		t.Errorf("inflight = %d after all releases, want 0", b.Inflight())
+	}
+	if b.Requests() != uint64(acquired.Load()) || acquired.Load() == 0 {
+		t.Errorf("requests = %d, acquired = %d", b.Requests(), acquired.Load())
+	}
+}
+
+type event struct {
+	at         time.Duration
+	out        Outcome
+	retryAfter time.Duration
+}
+
+type check struct {
+	at   time.Duration
+	want State
+}
+
+func failures(offsets ...time.Duration) []event {
+	ev := make([]event, len(offsets))
+	for i, o := range offsets {
+		ev[i] = event{at: o, out: Failure}
+	}
+	return ev
+}
+
+// TestPassiveHealth replays outcomes at explicit times and checks the state
+// at explicit times: nginx max_fails/fail_timeout plus the busy penalty.
+func TestPassiveHealth(t *testing.T) {
+	const s = time.Second
+	nginx := HealthPolicy{MaxFails: 3, FailTimeout: 10 * s, BusyPenalty: 2 * s}
+	tests := []struct {
+		name   string
+		policy HealthPolicy
+		events []event
+		checks []check
+	}{
+		{"max_fails within fail_timeout ejects for fail_timeout", nginx,
+			failures(0, 1*s, 2*s),
+			[]check{{2 * s, StateEjected}, {12*s - 1, StateEjected}, {12 * s, StateHealthy}}},
+		{"fewer than max_fails stays healthy", nginx,
+			failures(0, 1*s),
+			[]check{{1 * s, StateHealthy}}},
+		{"failures spread wider than fail_timeout do not eject", nginx,
+			failures(0, 6*s, 12*s, 18*s, 24*s),
+			[]check{{24 * s, StateHealthy}}},
+		{"failures exactly fail_timeout apart are within it", HealthPolicy{MaxFails: 2, FailTimeout: 10 * s},
+			failures(0, 10*s),
+			[]check{{10 * s, StateEjected}, {20*s - 1, StateEjected}, {20 * s, StateHealthy}}},
+		{"a burst straddling an earlier window still ejects", nginx,
+			failures(0, 9*s, 11*s, 12*s), // 9s, 11s, 12s: three within 3s
+			[]check{{12 * s, StateEjected}, {22 * s, StateHealthy}}},
+		{"counting restarts after an ejection", HealthPolicy{MaxFails: 2, FailTimeout: 10 * s},
+			failures(0, 1*s, 12*s),
+			[]check{{11*s - 1, StateEjected}, {12 * s, StateHealthy}}},
+		{"a success does not reset the window", HealthPolicy{MaxFails: 2, FailTimeout: 10 * s},
+			[]event{{0, Failure, 0}, {1 * s, Success, 0}, {2 * s, Failure, 0}},
+			[]check{{2 * s, StateEjected}}},
+		{"max_fails 1 ejects on the first failure", HealthPolicy{MaxFails: 1, FailTimeout: 5 * s},
+			failures(3 * s),
+			[]check{{3 * s, StateEjected}, {8 * s, StateHealthy}}},
+		{"max_fails 0 never ejects", HealthPolicy{MaxFails: 0, FailTimeout: 10 * s},
+			failures(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1*s, 2*s),
+			[]check{{2 * s, StateHealthy}}},
+		{"busy without Retry-After lasts BusyPenalty", nginx,
+			[]event{{0, Busy, 0}},
+			[]check{{0, StateBusy}, {2*s - 1, StateBusy}, {2 * s, StateHealthy}}},
+		{"busy honours Retry-After", nginx,
+			[]event{{0, Busy, 5 * s}},
+			[]check{{5*s - 1, StateBusy}, {5 * s, StateHealthy}}},
+		{"a shorter busy does not shorten a longer one", nginx,
+			[]event{{0, Busy, 5 * s}, {1 * s, Busy, 1 * s}},
+			[]check{{3 * s, StateBusy}, {5 * s, StateHealthy}}},
+		{"busy never ejects", HealthPolicy{MaxFails: 1, FailTimeout: 10 * s, BusyPenalty: s},
+			[]event{{0, Busy, 0}, {0, Busy, 0}, {0, Busy, 0}, {100 * time.Millisecond, Busy, 0}},
+			[]check{{100 * time.Millisecond, StateBusy}, {2 * s, StateHealthy}}},
+		{"ejected outranks busy", HealthPolicy{MaxFails: 1, FailTimeout: 3 * s, BusyPenalty: 10 * s},
+			[]event{{0, Busy, 0}, {1 * s, Failure, 0}},
+			[]check{{1 * s, StateEjected}, {4 * s, StateBusy}, {10 * s, StateHealthy}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := mustNew(t, Spec{URL: "http://h"}, tt.policy)
+			var nfail uint64
+			for _, e := range tt.events {
+				b.Observe(at(e.at), e.out, time.Millisecond, e.retryAfter)
+				if e.out == Failure {
+					nfail++
+				}
+			}
+			for _, c := range tt.checks {
+				if got := b.State(at(c.at)); got != c.want {
+					t.Errorf("State(+%v) = %v, want %v", c.at, got, c.want)
+				}
+				wantUsable := c.want == StateHealthy || c.want == StateBusy
+				if got := b.Usable(at(c.at)); got != wantUsable {
+					t.Errorf("Usable(+%v) = %v, want %v", c.at, got, wantUsable)
+				}
+			}
+			if b.Failures() != nfail {
+				t.Errorf("Failures() = %d, want %d", b.Failures(), nfail)
+			}
+		})
+	}
+}
+
+func TestOnlySuccessFeedsLatency(t *testing.T) {
+	b := mustNew(t, Spec{URL: "http://h"}, HealthPolicy{MaxFails: 5, FailTimeout: time.Second, BusyPenalty: time.Second})
+	b.Observe(t0, Success, 10*time.Millisecond, 0)
+	b.Observe(t0, Busy, 5*time.Second, 0)
+	b.Observe(t0, Failure, 7*time.Second, 0)
+	if got := b.Latency(t0); got != 10*time.Millisecond {
+		t.Errorf("Latency = %v after busy and failure outcomes, want 10ms", got)
+	}
+}
+
+type sample struct {
+	at  time.Duration
+	lat time.Duration
+}
+
+func TestPeakEWMA(t *testing.T) {
+	const ms, s = time.Millisecond, time.Second
+	decay := func(d time.Duration) float64 { return math.Exp(-float64(d) / float64(ewmaTau)) }
+	tests := []struct {
+		name    string
+		samples []sample
+		readAt  time.Duration
+		want    time.Duration
+		within  time.Duration // tolerance; 0 = exact
+		atMost  bool          // want is an upper bound
+	}{
+		{"no sample reads 0", nil, 0, 0, 0, false},
+		{"first sample is taken as is", []sample{{0, 10 * ms}}, 0, 10 * ms, 0, false},
+		{"a slower sample is taken at once", []sample{{0, 10 * ms}, {ms, 100 * ms}}, ms, 100 * ms, 0, false},
+		{"a faster sample after tau moves 1-1/e of the way",
+			[]sample{{0, 100 * ms}, {10 * s, 10 * ms}}, 10 * s,
+			time.Duration(10*float64(ms) + 90*float64(ms)*decay(10*s)), time.Microsecond, false},
+		{"a faster sample soon after barely moves it",
+			[]sample{{0, 100 * ms}, {100 * ms, 10 * ms}}, 100 * ms,
+			time.Duration(10*float64(ms) + 90*float64(ms)*decay(100*ms)), time.Microsecond, false},
+		{"steady fast samples converge",
+			[]sample{{0, 100 * ms}, {10 * s, 10 * ms}, {20 * s, 10 * ms}, {30 * s, 10 * ms}, {40 * s, 10 * ms}, {50 * s, 10 * ms}, {60 * s, 10 * ms}},
+			60 * s, 11 * ms, 0, true},
+		{"an idle estimate decays, so one slow sample cannot starve a backend",
+			[]sample{{0, 5 * s}}, 30 * s,
+			time.Duration(5 * float64(s) * decay(30*s)), time.Microsecond, false},
+		{"a sample reported out of order does not raise the estimate",
+			[]sample{{10 * s, 100 * ms}, {9 * s, 10 * ms}}, 10 * s, 100 * ms, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := mustNew(t, Spec{URL: "http://h"}, HealthPolicy{})
+			for _, smp := range tt.samples {
+				b.Observe(at(smp.at), Success, smp.lat, 0)
+			}
+			got := b.Latency(at(tt.readAt))
+			switch {
+			case tt.atMost && got > tt.want:
+				t.Errorf("Latency = %v, want <= %v", got, tt.want)
+			case !tt.atMost && (got < tt.want-tt.within || got > tt.want+tt.within):
+				t.Errorf("Latency = %v, want %v ± %v", got, tt.want, tt.within)
+			}
+		})
+	}
+}
+
+func TestSetProbeHealthy(t *testing.T) {
+	b := mustNew(t, Spec{URL: "http://h"}, HealthPolicy{MaxFails: 1, FailTimeout: time.Minute, BusyPenalty: time.Minute})
+	b.SetProbeHealthy(false)
+	if s := b.State(t0); s != StateProbeDown || b.Usable(t0) {
+		t.Fatalf("probe down: state %v usable %v", s, b.Usable(t0))
+	}
+	b.Observe(t0, Failure, 0, 0)
+	b.Observe(t0, Busy, 0, 0)
+	if s := b.State(t0); s != StateProbeDown {
+		t.Errorf("probe down must outrank ejected and busy, got %v", s)
+	}
+	b.SetProbeHealthy(true)
+	if s := b.State(t0); s != StateEjected {
+		t.Errorf("after probe up, passive state shows: got %v, want ejected", s)
+	}
+	if s := b.State(at(2 * time.Minute)); s != StateHealthy || !b.Usable(at(2*time.Minute)) {
+		t.Errorf("later: %v, want healthy", s)
+	}
+}
+
+func TestStateString(t *testing.T) {
+	for s, want := range map[State]string{StateHealthy: "healthy", StateBusy: "busy", StateEjected: "ejected", StateProbeDown: "down"} {
+		if s.String() != want {
+			t.Errorf("%d.String() = %q, want %q", s, s.String(), want)
+		}
+	}
+}
+
+func TestSpecKeyDistinguishesCredentialsAndModel(t *testing.T) {
+	base := Spec{URL: "http://h", APIKey: "k", UpstreamModel: "m", Weight: 1}
+	if base.Key() != (Spec{URL: "http://h", APIKey: "k", UpstreamModel: "m", Weight: 7}).Key() {
+		t.Error("weight must not change the key (counters survive a reweight)")
+	}
+	for _, other := range []Spec{{URL: "http://h2", APIKey: "k", UpstreamModel: "m"}, {URL: "http://h", APIKey: "k2", UpstreamModel: "m"}, {URL: "http://h", APIKey: "k", UpstreamModel: "m2"}} {
+		if other.Key() == base.Key() {
+			t.Errorf("%+v shares the key of %+v", other, base)
+		}
+	}
+}

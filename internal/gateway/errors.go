@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/proxy"
+)
+
+// apiError maps any error a stage returns to the status and OpenAI error
+// object the client sees. This is the one place that decides it.
+func apiError(err error, model string) *openai.Error {
+	var e *openai.Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, proxy.ErrBodyTooLarge):
+		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
+			Code: "request_too_large", Message: "request body exceeds the gateway's size limit"}
+	case errors.Is(err, proxy.ErrSaturated):
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "pool_saturated",
+			Message: "every backend for model '" + model + "' is at its concurrency limit; retry shortly", RetryAfter: time.Second}
+	case errors.Is(err, proxy.ErrNoBackend):
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "no_healthy_backend",
+			Message: "no healthy backend for model '" + model + "'", RetryAfter: 5 * time.Second}
+	case errors.Is(err, proxy.ErrConnect):
+		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_unreachable",
+			Message: "could not connect to a backend for model '" + model + "'", RetryAfter: time.Second}
+	case errors.Is(err, proxy.ErrFirstByteTimeout):
+		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
+			Message: "the backend did not start answering within the first-byte timeout"}
+	case errors.Is(err, proxy.ErrTotalTimeout):
+		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "request_timeout",
+			Message: "the request exceeded the gateway's total time limit"}
+	case errors.Is(err, proxy.ErrStreamIdle):
+		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_idle_timeout",
+			Message: "the backend stopped sending data"}
+	case errors.Is(err, context.Canceled):
+		// nginx's 499: the client closed the request; nobody reads this.
+		return &openai.Error{Status: 499, Type: openai.TypeServer, Code: "client_closed_request", Message: "client closed the request"}
+	default:
+		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_error",
+			Message: "the backend failed: " + err.Error()}
+	}
+}
+
+// writeError answers with e in the OpenAI shape, with Retry-After headers
+// when the client should come back.
+func writeError(w http.ResponseWriter, e *openai.Error) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if e.RetryAfter > 0 {
+		secs := int(math.Ceil(e.RetryAfter.Seconds()))
+		h.Set("Retry-After", strconv.Itoa(secs))
+		h.Set("Retry-After-Ms", strconv.FormatInt(e.RetryAfter.Milliseconds(), 10))
+	}
+	w.WriteHeader(e.Status)
+	w.Write(e.JSON())
+}

@@ -1,0 +1,183 @@
+// Package gateway is the client-facing HTTP handler. An inference request
+// reads top to bottom through one chain:
+//
+//	request id -> read body (bounded) -> peek model/stream/max_tokens ->
+//	find the model's pool -> forward (pick, retry, relay) -> record (log, metrics)
+//
+// Each later stage (auth, rate limit, cache, admission) slots into
+// serveInference in that order.
+package gateway
+
+import (
+	"encoding/hex"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/routing"
+	"github.com/sluice-gw/sluice/internal/telemetry"
+)
+
+// Options are the gateway's long-lived collaborators.
+type Options struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	Now      func() time.Time
+}
+
+// Gateway serves the OpenAI-compatible API and the operational endpoints.
+type Gateway struct {
+	rt       atomic.Pointer[Runtime]
+	log      *slog.Logger
+	metrics  *telemetry.Metrics
+	bodies   *proxy.BodyPool
+	now      func() time.Time
+	promHTTP http.Handler
+}
+
+// New builds a gateway serving rt; metrics are registered on opt.Registry.
+func New(rt *Runtime, opt Options) *Gateway {
+	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(), now: opt.Now}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	g.rt.Store(rt)
+	g.metrics = telemetry.NewMetrics(opt.Registry)
+	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
+	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
+	return g
+}
+
+// Swap installs a new runtime (config reload). Requests in flight finish on
+// the runtime they started with.
+func (g *Gateway) Swap(rt *Runtime) { g.rt.Store(rt) }
+
+// Runtime returns the current runtime.
+func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
+
+// ServeHTTP routes by path. A switch, not a router: the set is small and
+// this runs on every request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch path := r.URL.Path; path {
+	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
+		g.serveInference(w, r)
+	case "/v1/models":
+		g.serveModels(w, r)
+	case "/healthz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	case "/readyz":
+		g.serveReady(w, r)
+	case "/metrics":
+		g.promHTTP.ServeHTTP(w, r)
+	case "/status":
+		g.serveStatus(w, r)
+	default:
+		if strings.HasPrefix(path, "/v1/models/") {
+			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
+			return
+		}
+		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+path))
+	}
+}
+
+// serveInference is the request's path through the gateway.
+func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
+	start := g.now()
+	rt := g.rt.Load()
+	reqID := requestID(r)
+	w.Header().Set("X-Request-Id", reqID)
+	rec := record{id: reqID, path: r.URL.Path, start: start}
+	defer g.finish(&rec)
+
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		rec.fail(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
+			Code: "method_not_allowed", Message: "use POST for " + r.URL.Path})
+		return
+	}
+	g.metrics.Inflight.Inc()
+	defer g.metrics.Inflight.Dec()
+
+	body, err := g.bodies.ReadBody(r.Body, r.ContentLength, int64(rt.Config.MaxBodyBytes))
+	if err != nil {
+		if err != proxy.ErrBodyTooLarge {
+			err = openai.BadRequest("invalid_body", "could not read the request body: "+err.Error())
+		}
+		rec.fail(w, apiError(err, ""))
+		return
+	}
+	defer body.Release()
+
+	peek, err := openai.ParseRequest(body.Bytes())
+	if err != nil {
+		rec.fail(w, openai.BadRequest("invalid_json", "We could not parse the JSON body of your request: "+err.Error()))
+		return
+	}
+	rec.model, rec.stream = peek.Model, peek.Stream
+	if peek.Model == "" {
+		e := openai.BadRequest("missing_model", "you must provide a model parameter")
+		e.Param = "model"
+		rec.fail(w, e)
+		return
+	}
+	pool := rt.Pools[peek.Model]
+	if pool == nil {
+		e := openai.NotFound("model_not_found", "The model '"+peek.Model+"' does not exist or you do not have access to it.")
+		e.Param = "model"
+		rec.fail(w, e)
+		return
+	}
+
+	sel := selector{pool: pool, req: routing.Request{Model: peek.Model}}
+	res := rt.forwarder.Forward(r.Context(), w, &proxy.Request{
+		Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body,
+		Peek: peek, RequestID: reqID, ClientIP: clientIP(r),
+	}, &sel)
+	rec.result = res
+	if res.Err != nil && !res.Written {
+		rec.fail(w, apiError(res.Err, peek.Model))
+		return
+	}
+	rec.status = res.Status
+}
+
+// requestID keeps a sane client-supplied X-Request-Id (so a client can trace
+// its own call through) or makes a new one.
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 && printable(id) {
+		return id
+	}
+	var b [16]byte
+	lo, hi := rand.Uint64(), rand.Uint64()
+	for i := 0; i < 8; i++ {
+		b[i], b[8+i] = byte(lo>>(8*i)), byte(hi>>(8*i))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

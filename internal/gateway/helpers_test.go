@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/routing"
+)
+
+// testConfig is a one-model config over the given backend URLs with short
+// timeouts suitable for tests.
+func testConfig(urls ...string) *config.Config {
+	c := config.Default()
+	c.Log.Access = false
+	c.ExposeBackend = true
+	c.Timeouts.FirstByte = config.Duration(5 * time.Second)
+	c.Timeouts.StreamIdle = config.Duration(5 * time.Second)
+	m := config.Model{Name: "m1", Policy: "round_robin"}
+	for _, u := range urls {
+		m.Backends = append(m.Backends, config.Backend{URL: u})
+	}
+	c.Models = []config.Model{m}
+	return &c
+}
+
+// startGateway serves cfg through a real HTTP server.
+func startGateway(t *testing.T, cfg *config.Config) (*httptest.Server, *Gateway) {
+	t.Helper()
+	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1)}
+	rt, err := Build(cfg, deps, nil)
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() {
+		srv.Close()
+		deps.Transport.CloseIdle()
+	})
+	return srv, gw
+}
+
+func post(t *testing.T, url, body string, hdr ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return string(b)
+}
+
+// apiErr decodes an OpenAI error object and checks its shape.
+func apiErr(t *testing.T, body string) (typ, code, msg string) {
+	t.Helper()
+	var e struct {
+		Error *struct {
+			Message string  `json:"message"`
+			Type    string  `json:"type"`
+			Code    *string `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error == nil {
+		t.Fatalf("not an OpenAI error object: %q (%v)", body, err)
+	}
+	if e.Error.Message == "" || e.Error.Type == "" || e.Error.Code == nil {
+		t.Fatalf("error object missing message/type/code: %q", body)
+	}
+	return e.Error.Type, *e.Error.Code, e.Error.Message
+}
+
+const chatBody = `{"model":"m1","messages":[{"role":"user","content":"hi"}],"max_tokens":4}`
+
+// okBackend answers every request with a fixed completion and records the
+// bodies and headers it saw.
+type okBackend struct {
+	*httptest.Server
+	bodies  chan []byte
+	headers chan http.Header
+}
+
+func newOKBackend(t *testing.T) *okBackend {
+	ob := &okBackend{bodies: make(chan []byte, 100), headers: make(chan http.Header, 100)}
+	ob.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case ob.bodies <- b:
+		default:
+		}
+		select {
+		case ob.headers <- r.Header.Clone():
+		default:
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)
+	}))
+	t.Cleanup(ob.Close)
+	return ob
+}
+
+func statusBackend(t *testing.T, status int, hdr ...string) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			w.Header().Set(hdr[i], hdr[i+1])
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, `{"error":{"message":"busy","type":"server_error","code":null}}`)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// closedURL is an address nothing listens on (connect refused).
+func closedURL(t *testing.T) string {
+	s := httptest.NewServer(http.NotFoundHandler())
+	u := s.URL
+	s.Close()
+	return u
+}

@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/proxy"
+)
+
+// record gathers what the access log and the metrics need about a request.
+type record struct {
+	id, path, model string
+	stream          bool
+	start           time.Time
+	status          int
+	errCode         string
+	result          proxy.Result
+}
+
+// fail answers the client with e (unless it left) and notes the error.
+func (rec *record) fail(w http.ResponseWriter, e *openai.Error) {
+	rec.status, rec.errCode = e.Status, e.Code
+	if e.Status != 499 {
+		writeError(w, e)
+	}
+}
+
+// finish writes the access line and updates the metrics.
+func (g *Gateway) finish(rec *record) {
+	dur := g.now().Sub(rec.start)
+	res := &rec.result
+	backend := ""
+	if res.Backend != nil {
+		backend = res.Backend.Name()
+	}
+	code := strconv.Itoa(rec.status)
+	model := rec.model
+	if _, ok := g.rt.Load().Pools[model]; !ok {
+		model = "" // keep label cardinality bounded by the config
+	}
+	g.metrics.Requests.WithLabelValues(model, backend, code).Inc()
+	if rec.errCode != "" {
+		g.metrics.Errors.WithLabelValues(model, rec.errCode).Inc()
+	}
+	if res.Written {
+		g.metrics.TTFT.WithLabelValues(model).Observe(res.TTFB.Seconds())
+		g.metrics.Duration.WithLabelValues(model).Observe(dur.Seconds())
+	}
+	if res.Retries > 0 {
+		g.metrics.Retries.WithLabelValues(model).Add(float64(res.Retries))
+	}
+	if res.UsageKnown {
+		g.metrics.Tokens.WithLabelValues(model, "in").Add(float64(res.Usage.PromptTokens))
+		g.metrics.Tokens.WithLabelValues(model, "out").Add(float64(res.Usage.CompletionTokens))
+	}
+	if !g.rt.Load().Config.Log.Access {
+		return
+	}
+	level := slog.LevelInfo
+	if rec.status >= 500 {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", rec.id),
+		slog.String("path", rec.path),
+		slog.String("model", rec.model),
+		slog.Bool("stream", rec.stream),
+		slog.String("backend", backend),
+		slog.Int("status", rec.status),
+		slog.Int("attempts", res.Attempts),
+		slog.Float64("ttft_ms", float64(res.TTFB.Microseconds())/1000),
+		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
+		slog.Int("tokens_in", res.Usage.PromptTokens),
+		slog.Int("tokens_out", res.Usage.CompletionTokens),
+	}
+	if rec.errCode != "" {
+		attrs = append(attrs, slog.String("error", rec.errCode))
+	} else if res.Err != nil {
+		attrs = append(attrs, slog.String("error", res.Err.Error()))
+	}
+	g.log.LogAttrs(context.Background(), level, "request", attrs...)
+}

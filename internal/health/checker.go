@@ -1,0 +1,171 @@
+package health
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// Checker probes backends and flips their probe state. Safe for concurrent
+// use; normally one Run loop drives it. Its goroutines live only inside a
+// ProbeOnce call, which waits for them, so nothing outlives Run.
+type Checker struct {
+	cfg    Config
+	client *http.Client
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	tallies map[*endpoint.Backend]*tally
+}
+
+// tally is the checker's view of one backend: its state and the current run
+// of probe results that argue for changing it.
+type tally struct {
+	up     bool
+	passes int // consecutive good probes while down
+	fails  int // consecutive failed probes while up
+}
+
+// NewChecker builds a Checker. A nil client means http.DefaultClient; pass a
+// client with its own Transport to keep probe connections apart from proxy
+// traffic. A nil logger discards logs.
+func NewChecker(cfg Config, client *http.Client, logger *slog.Logger) *Checker {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Checker{
+		cfg:     cfg.withDefaults(),
+		client:  client,
+		log:     logger,
+		tallies: make(map[*endpoint.Backend]*tally),
+	}
+}
+
+// Run probes every backend returned by backends at once and then every
+// Interval, until ctx is done. backends is called each round so discovery
+// and reloads are picked up. Run returns only after its probes have ended;
+// probes cut short by ctx are not counted, so shutting down never marks a
+// backend down.
+func (c *Checker) Run(ctx context.Context, backends func() []*endpoint.Backend) {
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		c.ProbeOnce(ctx, backends())
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+}
+
+// ProbeOnce runs one round: it probes each listed backend once, at most
+// Concurrency at a time, updates their probe state and returns when all
+// probes are done. Backends no longer listed lose their counters.
+func (c *Checker) ProbeOnce(ctx context.Context, backends []*endpoint.Backend) {
+	list := c.track(backends)
+	sem := make(chan struct{}, c.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, b := range list {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			err := c.probe(ctx, b)
+			if ctx.Err() != nil {
+				return // aborted by our caller: says nothing about b
+			}
+			c.record(b, err)
+		})
+	}
+}
+
+// track returns backends without duplicates, creating counters for new ones
+// and dropping those of backends no longer listed.
+func (c *Checker) track(backends []*endpoint.Backend) []*endpoint.Backend {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := make(map[*endpoint.Backend]bool, len(backends))
+	list := make([]*endpoint.Backend, 0, len(backends))
+	for _, b := range backends {
+		if b == nil || seen[b] {
+			continue
+		}
+		seen[b] = true
+		list = append(list, b)
+		if _, ok := c.tallies[b]; !ok {
+			// Start from the backend's current state: a backend kept across
+			// a reload by a new Checker must still earn its way back up.
+			c.tallies[b] = &tally{up: !probeDown(b)}
+		}
+	}
+	for b := range c.tallies {
+		if !seen[b] {
+			delete(c.tallies, b)
+		}
+	}
+	return list
+}
+
+// probeDown reads the backend's probe flag. Probe-down takes precedence over
+// every time-based state, so the instant passed to State does not matter.
+func probeDown(b *endpoint.Backend) bool {
+	return b.State(time.Time{}) == endpoint.StateProbeDown
+}
+
+// record counts one probe result and applies a state change once the run of
+// results is long enough.
+func (c *Checker) record(b *endpoint.Backend, err error) {
+	c.mu.Lock()
+	t, ok := c.tallies[b]
+	if !ok { // dropped by a concurrent round meanwhile
+		c.mu.Unlock()
+		return
+	}
+	changed := false
+	if err == nil {
+		t.fails = 0
+		if !t.up {
+			t.passes++
+			if t.passes >= c.cfg.Passes {
+				t.up, t.passes, changed = true, 0, true
+			}
+		}
+	} else {
+		t.passes = 0
+		if t.up {
+			t.fails++
+			if t.fails >= c.cfg.Fails {
+				t.up, t.fails, changed = false, 0, true
+			}
+		}
+	}
+	up := t.up
+	if changed {
+		// Under c.mu so two racing rounds cannot apply changes out of order.
+		b.SetProbeHealthy(up)
+	}
+	c.mu.Unlock()
+
+	if !changed {
+		return
+	}
+	if up {
+		c.log.Info("backend up: active health check passing", "backend", b.Name(), "passes", c.cfg.Passes)
+	} else {
+		c.log.Warn("backend down: active health check failing", "backend", b.Name(), "fails", c.cfg.Fails, "error", err)
+	}
+	if c.cfg.OnChange != nil {
+		c.cfg.OnChange(b, up)
+	}
+}

@@ -1,0 +1,70 @@
+// Package health runs active health checks: it probes every backend's health
+// endpoint on an interval and marks a backend down after Fails consecutive
+// failed probes and up again after Passes consecutive good ones (nginx's
+// health_check fails/passes). It is, with passive outcome accounting in
+// endpoint, the only writer of a backend's probe state; routing only reads it.
+package health
+
+import (
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// Config configures a Checker. The zero value of every field means its
+// default, so Config{} probes GET /health every 5s with a 2s timeout.
+type Config struct {
+	// Path is appended to the backend's base URL, keeping the base URL's own
+	// path prefix (http://h/v1 + /health probes http://h/v1/health).
+	// It may carry a query string. Default "/health".
+	Path string
+	// Interval between the starts of two probe rounds. Default 5s.
+	Interval time.Duration
+	// Timeout bounds one probe, connect to end of body. Default 2s.
+	Timeout time.Duration
+	// Passes is how many consecutive good probes bring a down backend back.
+	// Default 2.
+	Passes int
+	// Fails is how many consecutive failed probes take a backend down.
+	// Default 1.
+	Fails int
+	// ExpectStatus is the one status code counted as healthy; 0 accepts any
+	// 2xx.
+	ExpectStatus int
+	// Concurrency bounds the probes in flight during one round, so a large
+	// pool does not open hundreds of connections at once. Default 8.
+	Concurrency int
+	// OnChange, if set, is called after a backend changes state (for
+	// metrics). It runs on a probe goroutine and must not block.
+	OnChange func(b *endpoint.Backend, healthy bool)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Path == "" {
+		c.Path = "/health"
+	}
+	if c.Interval <= 0 {
+		c.Interval = 5 * time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 2 * time.Second
+	}
+	if c.Passes <= 0 {
+		c.Passes = 2
+	}
+	if c.Fails <= 0 {
+		c.Fails = 1
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	return c
+}
+
+// healthyStatus reports whether status counts as a passed probe.
+func (c Config) healthyStatus(status int) bool {
+	if c.ExpectStatus != 0 {
+		return status == c.ExpectStatus
+	}
+	return status >= 200 && status <= 299
+}

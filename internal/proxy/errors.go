@@ -1,0 +1,26 @@
+package proxy
+
+import "errors"
+
+// Errors that end a request. The gateway maps them to a status and an
+// OpenAI error object in one place (gateway/errors.go); here they only say
+// what happened.
+var (
+	// ErrNoBackend: every backend of the pool is ejected or probed down.
+	ErrNoBackend = errors.New("no healthy backend")
+	// ErrSaturated: healthy backends exist but all are at their concurrency cap.
+	ErrSaturated = errors.New("every backend is at its concurrency limit")
+	// ErrConnect: the backend could not be reached.
+	ErrConnect = errors.New("cannot connect to backend")
+	// ErrFirstByteTimeout: the backend took too long to start answering.
+	ErrFirstByteTimeout = errors.New("backend did not answer in time")
+	// ErrStreamIdle: the backend stopped sending in the middle of a response.
+	ErrStreamIdle = errors.New("backend stream idle for too long")
+	// ErrTotalTimeout: the request exceeded its total time limit.
+	ErrTotalTimeout = errors.New("request exceeded its total time limit")
+	// ErrUpstream: the backend failed in another way (reset, bad response).
+	ErrUpstream = errors.New("backend failed")
+	// ErrRetryBudget: the request would have been retried but the retry
+	// budget is spent; wraps the error of the last attempt.
+	ErrRetryBudget = errors.New("retry budget exhausted")
+)

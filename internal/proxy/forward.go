@@ -1,0 +1,300 @@
+// Package proxy sends a request to a backend and relays the answer: it picks
+// a backend through a Selector, retries on a different backend while nothing
+// has reached the client yet (bounded by attempts and a retry budget),
+// enforces the connect / first-byte / stream-idle / total timeouts, flushes
+// SSE events as they arrive, and reports each attempt's outcome to the
+// backend's health state.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// Selector chooses the next backend for a request, avoiding those in tried.
+// It returns nil and the reason (ErrNoBackend or ErrSaturated) when none can
+// take the request.
+type Selector interface {
+	Select(tried []*endpoint.Backend) (*endpoint.Backend, error)
+}
+
+// Timeouts bound the phases of one request.
+type Timeouts struct {
+	FirstByte  time.Duration
+	StreamIdle time.Duration
+	Total      time.Duration
+}
+
+// Options configure a Forwarder.
+type Options struct {
+	Transport     http.RoundTripper
+	Timeouts      Timeouts
+	Attempts      int
+	Budget        *Budget
+	Now           func() time.Time
+	ExposeBackend bool // send X-Sluice-Backend to clients
+}
+
+// Forwarder relays requests to backends. Safe for concurrent use.
+type Forwarder struct{ opt Options }
+
+// NewForwarder builds a Forwarder.
+func NewForwarder(opt Options) *Forwarder {
+	if opt.Attempts < 1 {
+		opt.Attempts = 1
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return &Forwarder{opt: opt}
+}
+
+// Request is one inbound inference request, body already read.
+type Request struct {
+	Path      string // e.g. /v1/chat/completions
+	RawQuery  string
+	Header    http.Header // inbound headers
+	Body      *Body
+	Peek      openai.Peek
+	RequestID string
+	ClientIP  string
+}
+
+// Result says how a request ended.
+type Result struct {
+	Backend  *endpoint.Backend // the backend that answered (or last tried)
+	Status   int               // status sent to the client; 0 if nothing was sent
+	Attempts int
+	Retries  int
+	// TTFB is the time from Forward's start to the first response byte the
+	// client got (for streams, the first event: time to first token).
+	TTFB       time.Duration
+	Usage      openai.Usage
+	UsageKnown bool
+	// Err is why the request failed. When Written is false the caller must
+	// answer the client with it; when true, the response already started.
+	Err     error
+	Written bool
+	// RetryAfter is the hint to pass on when Err is back-pressure.
+	RetryAfter time.Duration
+}
+
+// watchdog cancels an attempt when its current phase (waiting for the first
+// byte, or waiting for the next chunk) lasts too long. One timer serves both
+// phases so a request costs a single timer.
+type watchdog struct {
+	timer *time.Timer
+	cause atomic.Pointer[error]
+}
+
+func startWatchdog(d time.Duration, cause error, cancel context.CancelCauseFunc) *watchdog {
+	w := &watchdog{}
+	w.cause.Store(&cause)
+	w.timer = time.AfterFunc(d, func() { cancel(*w.cause.Load()) })
+	return w
+}
+
+func (w *watchdog) phase(d time.Duration, cause error) {
+	w.cause.Store(&cause)
+	w.timer.Reset(d)
+}
+
+// Forward runs the attempts for one request and relays the response to w.
+func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Request, sel Selector) (res Result) {
+	start := f.opt.Now()
+	ctx, cancelTotal := context.WithTimeoutCause(ctx, f.opt.Timeouts.Total, ErrTotalTimeout)
+	defer cancelTotal()
+	if f.opt.Budget != nil {
+		f.opt.Budget.Deposit()
+	}
+
+	var triedBuf [4]*endpoint.Backend
+	tried := triedBuf[:0]
+	var busy *http.Response // last 429/503, relayed if no other backend answers
+	var busyCancel context.CancelCauseFunc
+	var busyBackend *endpoint.Backend
+	defer func() {
+		if busy != nil {
+			busy.Body.Close()
+			busyCancel(nil)
+		}
+	}()
+
+	for attempt := 0; attempt < f.opt.Attempts; attempt++ {
+		if attempt > 0 {
+			if f.opt.Budget != nil && !f.opt.Budget.Withdraw(f.opt.Now()) {
+				res.Err = fmt.Errorf("%w: %w", ErrRetryBudget, res.Err)
+				break
+			}
+			res.Retries++
+		}
+		b, err := sel.Select(tried)
+		if b == nil {
+			if res.Err == nil && busy == nil {
+				res.Err = err
+			}
+			break
+		}
+		tried = append(tried, b)
+		if !b.Acquire() { // lost a race for its last slot
+			res.Err = ErrSaturated
+			continue
+		}
+		res.Attempts++
+		res.Backend = b
+
+		actx, cancel := context.WithCancelCause(ctx)
+		wd := startWatchdog(f.opt.Timeouts.FirstByte, ErrFirstByteTimeout, cancel)
+		resp, err := f.opt.Transport.RoundTrip(f.outbound(actx, b, in))
+		ttfb := f.opt.Now().Sub(start)
+		if err != nil {
+			wd.timer.Stop()
+			cause := context.Cause(actx)
+			cancel(nil)
+			if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+				// The client left: not the backend's fault.
+				b.Release(f.opt.Now(), endpoint.Success, ttfb, 0)
+				res.Err = context.Canceled
+				return res
+			}
+			b.Release(f.opt.Now(), endpoint.Failure, ttfb, 0)
+			res.Err = classifyTransportError(err, cause)
+			if errors.Is(res.Err, ErrConnect) {
+				continue
+			}
+			return res
+		}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			wd.timer.Stop()
+			ra := ParseRetryAfter(resp.Header.Get("Retry-After"), f.opt.Now())
+			b.Release(f.opt.Now(), endpoint.Busy, ttfb, ra)
+			if busy != nil {
+				busy.Body.Close()
+				busyCancel(nil)
+			}
+			busy, busyCancel, busyBackend = resp, cancel, b
+			res.RetryAfter = ra
+			continue
+		}
+		if resp.StatusCode == http.StatusBadGateway && attempt+1 < f.opt.Attempts {
+			wd.timer.Stop()
+			b.Release(f.opt.Now(), endpoint.Failure, ttfb, 0)
+			drain(resp.Body)
+			cancel(nil)
+			res.Err = fmt.Errorf("%w: status 502", ErrUpstream)
+			continue
+		}
+		if busy != nil {
+			busy.Body.Close()
+			busyCancel(nil)
+			busy = nil
+		}
+		res.Err = nil
+		f.relay(ctx, actx, w, b, resp, wd, in, start, &res)
+		cancel(nil)
+		return res
+	}
+	if busy != nil {
+		// Every backend pushed back: pass the honest answer on, with its
+		// Retry-After, rather than inventing another status.
+		res.Err = nil
+		res.Backend = busyBackend
+		f.relayBusy(w, busyBackend, busy, in, start, &res)
+	}
+	return res
+}
+
+// outbound builds the upstream request: same path and body, hop-by-hop
+// headers dropped, the backend's credentials instead of the client's.
+func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Request) *http.Request {
+	t := b.Target()
+	u := &url.URL{Scheme: t.Scheme, Host: t.Host, Path: t.Path + in.Path, RawQuery: in.RawQuery}
+	spec := b.Spec()
+	var body io.ReadCloser
+	var getBody func() (io.ReadCloser, error)
+	size := int64(len(in.Body.Bytes()))
+	rewritten, rerr := []byte(nil), error(nil)
+	if spec.UpstreamModel != "" && spec.UpstreamModel != in.Peek.Model {
+		rewritten, rerr = openai.ReplaceModel(in.Body.Bytes(), spec.UpstreamModel)
+	}
+	if rewritten != nil && rerr == nil {
+		size = int64(len(rewritten))
+		body = io.NopCloser(bytes.NewReader(rewritten))
+		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(rewritten)), nil }
+	} else {
+		body = in.Body.reader()
+		getBody = func() (io.ReadCloser, error) { return in.Body.reader(), nil }
+	}
+	h := make(http.Header, len(in.Header)+3)
+	copyHeader(h, in.Header)
+	h.Del("Authorization")
+	if spec.APIKey != "" {
+		h.Set("Authorization", "Bearer "+spec.APIKey)
+	}
+	h.Set("X-Request-Id", in.RequestID)
+	if in.ClientIP != "" {
+		if prior := in.Header.Get("X-Forwarded-For"); prior != "" {
+			h.Set("X-Forwarded-For", prior+", "+in.ClientIP)
+		} else {
+			h.Set("X-Forwarded-For", in.ClientIP)
+		}
+	}
+	req := &http.Request{
+		Method:        http.MethodPost,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          body,
+		ContentLength: size,
+		Host:          t.Host,
+		GetBody:       getBody,
+	}
+	return req.WithContext(ctx)
+}
+
+func classifyTransportError(err, cause error) error {
+	switch {
+	case errors.Is(cause, ErrFirstByteTimeout):
+		return ErrFirstByteTimeout
+	case errors.Is(cause, ErrTotalTimeout):
+		return ErrTotalTimeout
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w: %w", ErrConnect, err)
+	}
+	return fmt.Errorf("%w: %w", ErrUpstream, err)
+}
+
+// ParseRetryAfter reads a Retry-After value (delta seconds or HTTP date).
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs >= 0 {
+		return time.Duration(secs * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func drain(body io.ReadCloser) {
+	io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	body.Close()
+}

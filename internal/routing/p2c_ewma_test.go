@@ -1,0 +1,138 @@
+package routing
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+const ms = time.Millisecond
+
+// mkLat builds a backend whose latency estimate at t0 is lat (0 = unseen)
+// with inflight requests outstanding.
+func mkLat(t testing.TB, name string, lat time.Duration, inflight, weight int) *endpoint.Backend {
+	t.Helper()
+	b := mk(t, name, weight, 0)
+	if lat > 0 {
+		b.Observe(t0, endpoint.Success, lat, 0)
+	}
+	acquireN(t, b, inflight)
+	return b
+}
+
+// TestP2CTwoCandidates: with two candidates both are always drawn, so the
+// cheaper one (latency x (inflight+1) / weight) must win every pick; a
+// repeated draw would hand the dearer one about a quarter of them.
+func TestP2CTwoCandidates(t *testing.T) {
+	type be struct {
+		lat              time.Duration
+		inflight, weight int
+	}
+	tests := []struct {
+		name string
+		a, b be
+		want string
+	}{
+		{"lower latency", be{10 * ms, 0, 1}, be{100 * ms, 0, 1}, "a"},
+		{"load outweighs latency", be{10 * ms, 9, 1}, be{20 * ms, 0, 1}, "b"}, // 100 vs 20
+		{"latency outweighs load", be{10 * ms, 3, 1}, be{50 * ms, 0, 1}, "a"}, // 40 vs 50
+		{"unseen counts as 1ms", be{0, 0, 1}, be{5 * ms, 0, 1}, "a"},
+		{"weight divides cost", be{30 * ms, 0, 3}, be{20 * ms, 0, 1}, "a"}, // 10 vs 20
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bs := []*endpoint.Backend{
+				mkLat(t, "a", tt.a.lat, tt.a.inflight, tt.a.weight),
+				mkLat(t, "b", tt.b.lat, tt.b.inflight, tt.b.weight),
+			}
+			p := newPicker(t, "p2c_ewma", 5)
+			for i := range 200 {
+				if got := p.Pick(&Request{}, bs).Name(); got != tt.want {
+					t.Fatalf("pick %d: %s, want %s", i, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// scriptedRand returns the given values in order.
+type scriptedRand struct {
+	t    *testing.T
+	vals []int
+}
+
+func (s *scriptedRand) IntN(n int) int {
+	v := s.vals[0]
+	s.vals = s.vals[1:]
+	if v < 0 || v >= n {
+		s.t.Fatalf("scripted value %d out of [0,%d)", v, n)
+	}
+	return v
+}
+
+// TestP2CDrawsDistinct drives every possible pair of draws: when the first
+// draw is the slowest backend the second must be another one, so the
+// slowest is never returned.
+func TestP2CDrawsDistinct(t *testing.T) {
+	for n := 2; n <= 6; n++ {
+		for slow := range n {
+			var bs []*endpoint.Backend
+			for i := range n {
+				lat := time.Duration(i+1) * ms
+				if i == slow {
+					lat = time.Second
+				}
+				bs = append(bs, mkLat(t, fmt.Sprintf("b%d", i), lat, 0, 1))
+			}
+			for second := range n - 1 {
+				rnd := &scriptedRand{t: t, vals: []int{slow, second}}
+				p := &p2cEWMA{rnd: rnd, now: fixedClock(t0)}
+				if got := p.Pick(&Request{}, bs); got == bs[slow] {
+					t.Errorf("n=%d draws (%d,%d): picked the slowest; the two draws were the same backend", n, slow, second)
+				}
+			}
+		}
+	}
+}
+
+// TestP2CShares: with costs a < b < c, a wins every pair it is in (2/3),
+// b wins only against c (1/3), c never wins.
+func TestP2CShares(t *testing.T) {
+	bs := []*endpoint.Backend{mkLat(t, "a", 10*ms, 0, 1), mkLat(t, "b", 50*ms, 0, 1), mkLat(t, "c", 100*ms, 0, 1)}
+	p := newPicker(t, "p2c_ewma", 11)
+	const picks = 6000
+	counts := map[string]int{}
+	for range picks {
+		counts[Select(t0, p, &Request{}, bs, nil).Name()]++
+	}
+	if a := float64(counts["a"]) / picks; a < 0.62 || a > 0.72 {
+		t.Errorf("fastest share %.3f, want ~2/3", a)
+	}
+	if b := float64(counts["b"]) / picks; b < 0.28 || b > 0.38 {
+		t.Errorf("middle share %.3f, want ~1/3", b)
+	}
+	if counts["c"] != 0 {
+		t.Errorf("slowest picked %d times, want 0", counts["c"])
+	}
+}
+
+// TestP2CSpreadsLoad: requests held open raise a backend's cost, so the
+// fast backend gets most but not all of the load, in latency order.
+func TestP2CSpreadsLoad(t *testing.T) {
+	bs := []*endpoint.Backend{mkLat(t, "a", 10*ms, 0, 1), mkLat(t, "b", 20*ms, 0, 1), mkLat(t, "c", 40*ms, 0, 1)}
+	p := newPicker(t, "p2c_ewma", 13)
+	for range 700 {
+		Select(t0, p, &Request{}, bs, nil).Acquire()
+	}
+	a, b, c := bs[0].Inflight(), bs[1].Inflight(), bs[2].Inflight()
+	if !(a > b && b > c && c > 0) {
+		t.Errorf("inflight a=%d b=%d c=%d; want a > b > c > 0", a, b, c)
+	}
+	// Costs converge: lat x (inflight+1) should end within ~2x of each other.
+	ca, cc := 10*(a+1), 40*(c+1)
+	if ca > 2*cc || cc > 2*ca {
+		t.Errorf("costs a=%d c=%d did not converge", ca, cc)
+	}
+}

@@ -1,0 +1,135 @@
+// Package routing chooses a backend for a request. It is split in two steps:
+// Select filters the pool down to candidates (usable, not yet tried, under
+// their concurrency cap, non-busy first), then a Picker policy chooses one.
+// Policies only read backend state, so each is a few lines in its own file.
+package routing
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// Request is what a policy may look at when choosing.
+type Request struct {
+	Model string
+}
+
+// Picker chooses one of candidates (never empty). Implementations must be
+// safe for concurrent use.
+type Picker interface {
+	Pick(req *Request, candidates []*endpoint.Backend) *endpoint.Backend
+}
+
+// Rand is the randomness a policy needs; injected so tests are repeatable.
+type Rand interface {
+	IntN(n int) int
+}
+
+// lockedRand makes a *rand.Rand safe for concurrent pickers.
+type lockedRand struct {
+	mu sync.Mutex
+	r  *rand.Rand
+}
+
+func (l *lockedRand) IntN(n int) int {
+	l.mu.Lock()
+	v := l.r.IntN(n)
+	l.mu.Unlock()
+	return v
+}
+
+// NewRand returns a concurrency-safe Rand seeded with seed.
+func NewRand(seed uint64) Rand {
+	return &lockedRand{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+// Clock is injected wherever a policy needs the time.
+type Clock func() time.Time
+
+// policies maps a config name to its constructor. Built per call (no
+// package-level registry) so tests and reloads stay independent.
+func policies(rnd Rand, now Clock) map[string]func() Picker {
+	return map[string]func() Picker{
+		"round_robin": func() Picker { return &roundRobin{} },
+		"weighted":    func() Picker { return newSmoothWeighted() },
+		"least_conn":  func() Picker { return &leastConn{rnd: rnd} },
+		"p2c_ewma":    func() Picker { return &p2cEWMA{rnd: rnd, now: now} },
+		"random":      func() Picker { return &random{rnd: rnd} },
+	}
+}
+
+// PolicyNames lists the valid policy names, sorted.
+func PolicyNames() []string {
+	var names []string
+	for n := range policies(nil, nil) {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// New builds the named policy.
+func New(name string, rnd Rand, now Clock) (Picker, error) {
+	mk, ok := policies(rnd, now)[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown policy %q (valid: %v)", name, PolicyNames())
+	}
+	return mk(), nil
+}
+
+// candidatePool recycles candidate slices: Select runs on every request.
+var candidatePool = sync.Pool{New: func() any { s := make([]*endpoint.Backend, 0, 16); return &s }}
+
+// Select filters backends and asks picker for one. tried lists backends
+// already attempted for this request (retries go elsewhere). It returns nil
+// when no backend can take the request now. Busy backends (recent 429/503)
+// are only chosen when no healthy one has room.
+func Select(now time.Time, picker Picker, req *Request, backends []*endpoint.Backend, tried []*endpoint.Backend) *endpoint.Backend {
+	bufp := candidatePool.Get().(*[]*endpoint.Backend)
+	cands := (*bufp)[:0]
+	var busy int
+	for _, b := range backends {
+		if contains(tried, b) || !b.HasCapacity() {
+			continue
+		}
+		switch b.State(now) {
+		case endpoint.StateHealthy:
+			cands = append(cands, b)
+		case endpoint.StateBusy:
+			busy++
+		}
+	}
+	if len(cands) == 0 && busy > 0 {
+		for _, b := range backends {
+			if !contains(tried, b) && b.HasCapacity() && b.State(now) == endpoint.StateBusy {
+				cands = append(cands, b)
+			}
+		}
+	}
+	var chosen *endpoint.Backend
+	switch len(cands) {
+	case 0:
+	case 1:
+		chosen = cands[0]
+	default:
+		chosen = picker.Pick(req, cands)
+	}
+	clear(cands)
+	*bufp = cands[:0]
+	candidatePool.Put(bufp)
+	return chosen
+}
+
+func contains(list []*endpoint.Backend, b *endpoint.Backend) bool {
+	for _, x := range list {
+		if x == b {
+			return true
+		}
+	}
+	return false
+}

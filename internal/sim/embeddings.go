@@ -1,0 +1,120 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"net/http"
+)
+
+// embeddingDim is the length of every simulated embedding vector.
+const embeddingDim = 16
+
+type embeddingRequest struct {
+	Model string          `json:"model"`
+	Input json.RawMessage `json:"input"`
+}
+
+type embeddingData struct {
+	Object    string    `json:"object"`
+	Index     int       `json:"index"`
+	Embedding []float32 `json:"embedding"`
+}
+
+type embeddingResponse struct {
+	Object string          `json:"object"`
+	Data   []embeddingData `json:"data"`
+	Model  string          `json:"model"`
+	Usage  struct {
+		PromptTokens int `json:"prompt_tokens"`
+		TotalTokens  int `json:"total_tokens"`
+	} `json:"usage"`
+}
+
+// handleEmbeddings answers at once, without the engine: embeddings are not
+// what the gateway's scheduling is about, but clients expect the endpoint.
+// Each input gets a unit vector derived from the seed and the input's words.
+func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
+	s.st.requests.Add(1)
+	n := s.arrival.Add(1)
+	buf, err := s.readBody(w, r)
+	if err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	var er embeddingRequest
+	err = json.Unmarshal(buf.Bytes(), &er)
+	s.putBuf(buf)
+	if err != nil {
+		writeRequestError(w, badRequest("body is not valid JSON: %w", err))
+		return
+	}
+	if er.Model != "" && er.Model != s.cfg.Model {
+		writeModelNotFound(w, er.Model)
+		return
+	}
+	inputs, err := splitInputs(er.Input)
+	if err != nil {
+		writeRequestError(w, err)
+		return
+	}
+	if s.applyFaults(r.Context(), w, n) == handled {
+		return
+	}
+	resp := embeddingResponse{Object: "list", Model: s.cfg.Model, Data: make([]embeddingData, len(inputs))}
+	for i, in := range inputs {
+		sc := promptScanner{hash: fnvOffset64}
+		if err := scanPrompt(&sc, in); err != nil {
+			writeRequestError(w, err)
+			return
+		}
+		resp.Usage.PromptTokens += sc.tokens
+		resp.Data[i] = embeddingData{Object: "embedding", Index: i, Embedding: embed(s.cfg.Seed, sc.hash)}
+	}
+	resp.Usage.TotalTokens = resp.Usage.PromptTokens
+	writeJSON(w, http.StatusOK, resp)
+	s.st.completed.Add(1)
+}
+
+// splitInputs turns "input" (a string, token ids, or an array of either)
+// into one prompt-shaped value per embedding to return; scanPrompt reads
+// each (a string or an array of token ids).
+func splitInputs(raw json.RawMessage) ([]json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, badRequest("input is required")
+	}
+	if raw[0] != '[' {
+		return []json.RawMessage{raw}, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, badRequest("input: %w", err)
+	}
+	if len(items) == 0 {
+		return nil, badRequest("input must not be empty")
+	}
+	if items[0][0] != '"' && items[0][0] != '[' {
+		return []json.RawMessage{raw}, nil // one input given as token ids
+	}
+	return items, nil
+}
+
+// embed derives a deterministic unit vector from seed and the input hash.
+func embed(seed int64, h uint64) []float32 {
+	v := make([]float32, embeddingDim)
+	var norm float64
+	for i := range v {
+		x := unitDraw(seed, h, uint64(i)) - 0.5
+		v[i] = float32(x)
+		norm += x * x
+	}
+	norm = math.Sqrt(norm)
+	if norm == 0 {
+		return v
+	}
+	for i := range v {
+		v[i] = float32(float64(v[i]) / norm)
+	}
+	return v
+}

@@ -1,0 +1,113 @@
+// Package telemetry builds the gateway's Prometheus metrics and its JSON
+// logger. Metrics are registered on a registry passed in (never the global
+// one) so tests and reloads stay independent.
+package telemetry
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// LLM latencies span milliseconds (cache hits, refusals) to minutes (long
+// streams), so the buckets are wider than Prometheus' defaults.
+var latencyBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 4, 8, 16, 32, 64, 128, 300}
+
+// Metrics are the client- and backend-facing request metrics.
+type Metrics struct {
+	Requests *prometheus.CounterVec   // model, backend, code
+	TTFT     *prometheus.HistogramVec // model: time to first byte / token
+	Duration *prometheus.HistogramVec // model: end to end
+	Tokens   *prometheus.CounterVec   // model, direction=in|out
+	Retries  *prometheus.CounterVec   // model
+	Inflight prometheus.Gauge         // client requests being served
+	Errors   *prometheus.CounterVec   // model, reason: requests the gateway refused or failed
+}
+
+// NewMetrics creates and registers the metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_requests_total", Help: "Client requests by model, backend that answered and HTTP status.",
+		}, []string{"model", "backend", "code"}),
+		TTFT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_ttft_seconds", Help: "Time to first token (first response byte; first SSE event for streams).",
+			Buckets: latencyBuckets,
+		}, []string{"model"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_request_duration_seconds", Help: "End-to-end request duration.",
+			Buckets: latencyBuckets,
+		}, []string{"model"}),
+		Tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_tokens_total", Help: "Tokens reported by backends (usage), by direction.",
+		}, []string{"model", "direction"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_retries_total", Help: "Upstream retries on another backend before any byte reached the client.",
+		}, []string{"model"}),
+		Inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_inflight_requests", Help: "Client requests currently being served.",
+		}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_errors_total", Help: "Requests that ended in an error, by reason.",
+		}, []string{"model", "reason"}),
+	}
+	reg.MustRegister(m.Requests, m.TTFT, m.Duration, m.Tokens, m.Retries, m.Inflight, m.Errors)
+	return m
+}
+
+// BackendSample is one backend's state at scrape time.
+type BackendSample struct {
+	Model, Backend, State string
+	Inflight              int64
+	Requests, Failures    uint64
+	LatencySeconds        float64
+}
+
+// BackendCollector reports backend state read at scrape time, so the hot
+// path pays nothing for these gauges and backends removed by a reload
+// disappear from the exposition.
+type BackendCollector struct {
+	snapshot func() []BackendSample
+	inflight *prometheus.Desc
+	state    *prometheus.Desc
+	requests *prometheus.Desc
+	failures *prometheus.Desc
+	latency  *prometheus.Desc
+}
+
+// NewBackendCollector builds a collector over snapshot.
+func NewBackendCollector(snapshot func() []BackendSample) *BackendCollector {
+	l := []string{"model", "backend"}
+	return &BackendCollector{
+		snapshot: snapshot,
+		inflight: prometheus.NewDesc("sluice_backend_inflight", "Requests outstanding on the backend.", l, nil),
+		state:    prometheus.NewDesc("sluice_backend_state", "1 for the backend's current health state.", append(l, "state"), nil),
+		requests: prometheus.NewDesc("sluice_backend_requests_total", "Upstream attempts sent to the backend.", l, nil),
+		failures: prometheus.NewDesc("sluice_backend_failures_total", "Upstream attempts that failed (connect, 5xx, broken stream).", l, nil),
+		latency:  prometheus.NewDesc("sluice_backend_latency_ewma_seconds", "Peak-EWMA time to first byte.", l, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *BackendCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.inflight
+	ch <- c.state
+	ch <- c.requests
+	ch <- c.failures
+	ch <- c.latency
+}
+
+// Collect implements prometheus.Collector.
+func (c *BackendCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.snapshot() {
+		ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(s.Inflight), s.Model, s.Backend)
+		for _, st := range []string{"healthy", "busy", "ejected", "down"} {
+			v := 0.0
+			if st == s.State {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, s.Model, s.Backend, st)
+		}
+		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(s.Requests), s.Model, s.Backend)
+		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(s.Failures), s.Model, s.Backend)
+		ch <- prometheus.MustNewConstMetric(c.latency, prometheus.GaugeValue, s.LatencySeconds, s.Model, s.Backend)
+	}
+}
