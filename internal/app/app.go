@@ -104,10 +104,12 @@ func (a *App) Reload() error {
 // shutdown_grace, then close what is left.
 func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	runCtx, stop := context.WithCancel(context.Background())
-	defer stop()
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer a.stopChecker()
+	defer func() {
+		stop()
+		wg.Wait()
+		a.stopChecker()
+	}()
 
 	a.syncChecker(a.gw.Runtime().Config.Health.Active)
 	if a.path != "" {

@@ -164,12 +164,15 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 	if c.MaxBodyBytes <= 0 {
 		bad("max_body_bytes", "must be positive")
 	}
-	for key, d := range map[string]Duration{
-		"timeouts.connect": c.Timeouts.Connect, "timeouts.first_byte": c.Timeouts.FirstByte,
-		"timeouts.stream_idle": c.Timeouts.StreamIdle, "timeouts.total": c.Timeouts.Total,
+	for _, t := range []struct {
+		key string
+		d   Duration
+	}{
+		{"timeouts.connect", c.Timeouts.Connect}, {"timeouts.first_byte", c.Timeouts.FirstByte},
+		{"timeouts.stream_idle", c.Timeouts.StreamIdle}, {"timeouts.total", c.Timeouts.Total},
 	} {
-		if d <= 0 {
-			bad(key, "must be a positive duration, got %s", time.Duration(d))
+		if t.d <= 0 {
+			bad(t.key, "must be a positive duration, got %s", time.Duration(t.d))
 		}
 	}
 	if c.Retry.Attempts < 1 || c.Retry.Attempts > 10 {

@@ -1,0 +1,160 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sluice-gw/sluice/internal/config"
+)
+
+func backend(t *testing.T, name string) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"served_by":%q}`, name)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func writeConfig(t *testing.T, path, model, url string) {
+	t.Helper()
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nmodels:\n  - name: %s\n    backends:\n      - url: %s\n", model, url)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil { // atomic, as editors and ConfigMaps do
+		t.Fatal(err)
+	}
+}
+
+func startApp(t *testing.T, path string) (string, context.CancelFunc, chan error) {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, ln) }()
+	return "http://" + ln.Addr().String(), cancel, done
+}
+
+func chat(url, model string) (int, string) {
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"`+model+`","messages":[]}`))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestReloadOnFileChangeAndRefuseInvalid(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+	a, b := backend(t, "a"), backend(t, "b")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeConfig(t, path, "m1", a.URL)
+	url, stop, done := startApp(t, path)
+
+	if code, body := chat(url, "m1"); code != 200 || !strings.Contains(body, `"a"`) {
+		t.Fatalf("before reload: %d %s", code, body)
+	}
+	writeConfig(t, path, "m2", b.URL)
+	eventually(t, "the new config to serve m2", func() bool {
+		code, body := chat(url, "m2")
+		return code == 200 && strings.Contains(body, `"b"`)
+	})
+	if code, _ := chat(url, "m1"); code != 404 {
+		t.Fatalf("m1 still served after reload: %d", code)
+	}
+
+	// An invalid file is refused; the running config keeps serving.
+	os.WriteFile(path, []byte("models: [{name: broken, backends: [{url: 'nope'}]}]\n"), 0o600)
+	time.Sleep(3 * reloadDebounce) // give the watcher time to (wrongly) apply it
+	if code, body := chat(url, "m2"); code != 200 {
+		t.Fatalf("after an invalid reload: %d %s", code, body)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGracefulShutdownLetsStreamsFinish(t *testing.T) {
+	release := make(chan struct{})
+	sse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"part\":1}\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "data: {\"part\":2}\n\ndata: [DONE]\n\n")
+	}))
+	defer sse.Close()
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeConfig(t, path, "m1", sse.URL)
+	url, stop, done := startApp(t, path)
+
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m1","stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(resp.Body)
+	if line, _ := rd.ReadString('\n'); line != "data: {\"part\":1}\n" {
+		t.Fatalf("first event %q", line)
+	}
+	stop() // SIGTERM equivalent while the stream is open
+	select {
+	case <-done:
+		t.Fatal("shut down while a stream was in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{}`)); err == nil {
+		t.Fatal("new connections accepted during shutdown")
+	}
+	close(release)
+	rest, _ := io.ReadAll(rd)
+	resp.Body.Close()
+	if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Fatalf("stream cut during graceful shutdown: %q", rest)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,110 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+models:
+  - name: m1
+    backends:
+      - url: http://127.0.0.1:9001
+`
+
+func TestParseAppliesDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if c.Listen != d.Listen || c.MaxBodyBytes != 8<<20 || c.Retry.Attempts != 3 || c.Timeouts.Connect.D() != 5*time.Second {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+}
+
+func TestParseValues(t *testing.T) {
+	t.Setenv("SLUICE_TEST_KEY", "sk-secret")
+	c, err := Parse([]byte(`
+listen: 127.0.0.1:9999
+max_body_bytes: 512KiB
+timeouts: {connect: 250ms, first_byte: 3s, stream_idle: 4s, total: 2m}
+models:
+  - name: m1
+    policy: weighted
+    backends:
+      - {url: "http://a:1", weight: 5, max_concurrency: 8, api_key: "${SLUICE_TEST_KEY}", upstream_model: up}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.Models[0].Backends[0]
+	if c.MaxBodyBytes != 512<<10 || c.Timeouts.Connect.D() != 250*time.Millisecond || c.Timeouts.Total.D() != 2*time.Minute {
+		t.Fatalf("values: %+v", c)
+	}
+	if b.Weight != 5 || b.MaxConcurrency != 8 || b.APIKey != "sk-secret" || b.UpstreamModel != "up" {
+		t.Fatalf("backend: %+v", b)
+	}
+}
+
+func TestErrorsNameKeyAndProblem(t *testing.T) {
+	cases := map[string]string{
+		"unknown key":   "listn: x\n" + minimal,
+		"bad duration":  "timeouts: {connect: fast}\n" + minimal,
+		"bad size":      "max_body_bytes: lots\n" + minimal,
+		"no models":     "listen: :1\n",
+		"bad url":       "models: [{name: m, backends: [{url: 'ftp://x'}]}]\n",
+		"dup model":     "models: [{name: m, backends: [{url: 'http://x'}]}, {name: m, backends: [{url: 'http://y'}]}]\n",
+		"retry range":   "retry: {attempts: 0}\n" + minimal,
+		"active path":   "health: {active: {interval: 1s, timeout: 1s, path: health}}\n" + minimal,
+		"log level":     "log: {level: loud}\n" + minimal,
+		"no backends":   "models: [{name: m}]\n",
+		"budget ratio":  "retry: {budget_ratio: 2}\n" + minimal,
+		"neg weight":    "models: [{name: m, backends: [{url: 'http://x', weight: -1}]}]\n",
+		"fail timeout":  "health: {max_fails: 2, fail_timeout: 0s}\n" + minimal,
+		"wrong type":    "retry: {attempts: many}\n" + minimal,
+		"empty listen":  "listen: ''\n" + minimal,
+		"probe timeout": "health: {active: {interval: 1s, timeout: 2s, path: /h}}\n" + minimal,
+	}
+	wantKey := map[string]string{
+		"unknown key": "listn", "bad duration": "fast", "bad size": "lots", "no models": "models",
+		"bad url": "models[0].backends[0].url", "dup model": "models[1].name", "retry range": "retry.attempts",
+		"active path": "health.active.path", "log level": "log.level", "no backends": "models[0].backends",
+		"budget ratio": "retry.budget_ratio", "neg weight": "models[0].backends[0].weight",
+		"fail timeout": "health.fail_timeout", "wrong type": "many", "empty listen": "listen",
+		"probe timeout": "health.active.timeout",
+	}
+	for name, src := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(src))
+			if err == nil {
+				t.Fatal("accepted an invalid config")
+			}
+			if !strings.Contains(err.Error(), wantKey[name]) {
+				t.Fatalf("error %q does not name %q", err, wantKey[name])
+			}
+		})
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "sluice.yaml")
+	os.WriteFile(p, []byte("retry: {attempts: 99}\n"+minimal), 0o600)
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "retry.attempts") {
+		t.Fatalf("error %v must name the file and the key", err)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	p := filepath.Join("..", "..", "examples", "sluice.yaml")
+	if _, err := os.Stat(p); err != nil {
+		t.Skip("no example config yet")
+	}
+	if _, err := Load(p); err != nil {
+		t.Fatalf("examples/sluice.yaml: %v", err)
+	}
+}
