@@ -37,12 +37,18 @@ type App struct {
 	checkCfg config.Active
 	checkEnd context.CancelFunc
 	checkWG  sync.WaitGroup
+
+	scrapeMu  sync.Mutex
+	scrapeCfg config.LoadMetrics
+	scrapeEnd context.CancelFunc
+	scrapeWG  sync.WaitGroup
 }
 
 // New builds the app from a validated config. path is the file it came
 // from, re-read on reload ("" disables file reloads).
 func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	deps := gateway.Deps{
+		Logger:    logger,
 		Transport: proxy.NewTransportCache(),
 		Now:       time.Now,
 		Rand:      routing.NewRand(uint64(time.Now().UnixNano())),
@@ -90,6 +96,7 @@ func (a *App) Reload() error {
 			}
 			a.gw.Swap(rt)
 			a.syncChecker(cfg.Health.Active)
+			a.syncScraper(cfg)
 			a.log.Info("config reloaded", "path", a.path, "models", len(rt.Models))
 			return nil
 		}
@@ -109,9 +116,11 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		stop()
 		wg.Wait()
 		a.stopChecker()
+		a.stopScraper()
 	}()
 
 	a.syncChecker(a.gw.Runtime().Config.Health.Active)
+	a.syncScraper(a.gw.Runtime().Config)
 	if a.path != "" {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.watchReloads(runCtx) }()

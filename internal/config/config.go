@@ -25,12 +25,14 @@ type Config struct {
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
 	// ExposeBackend adds X-Sluice-Backend (host:port of the backend that
 	// answered) to responses. Off by default: it reveals internal addresses.
-	ExposeBackend bool     `yaml:"expose_backend"`
-	Timeouts      Timeouts `yaml:"timeouts"`
-	Retry         Retry    `yaml:"retry"`
-	Health        Health   `yaml:"health"`
-	Log           Log      `yaml:"log"`
-	Models        []Model  `yaml:"models"`
+	ExposeBackend bool        `yaml:"expose_backend"`
+	Timeouts      Timeouts    `yaml:"timeouts"`
+	Retry         Retry       `yaml:"retry"`
+	Health        Health      `yaml:"health"`
+	LoadMetrics   LoadMetrics `yaml:"load_metrics"`
+	Breaker       Breaker     `yaml:"breaker"`
+	Log           Log         `yaml:"log"`
+	Models        []Model     `yaml:"models"`
 }
 
 // Timeouts bound each phase of an upstream request.
@@ -67,6 +69,33 @@ type Active struct {
 	Timeout  Duration `yaml:"timeout"`
 	Passes   int      `yaml:"passes"`
 	Fails    int      `yaml:"fails"`
+}
+
+// LoadMetrics configures scraping of backends' own /metrics (vLLM, SGLang)
+// for the least_load policy. Scraping runs only while some model uses it.
+type LoadMetrics struct {
+	Interval Duration `yaml:"interval"` // default 1s
+	Timeout  Duration `yaml:"timeout"`  // default: interval
+	Path     string   `yaml:"path"`     // default /metrics
+	// Preset picks the metric names: vllm (default) or sglang.
+	Preset string `yaml:"preset"`
+	// StaleAfter: an older reading counts as saturated. Default 3x interval.
+	StaleAfter Duration `yaml:"stale_after"`
+}
+
+// Breaker configures per-backend circuit breakers (Sentinel / resilience4j
+// semantics) and the cap on how much of a pool they may eject.
+type Breaker struct {
+	Enabled         bool     `yaml:"enabled"`
+	Window          Duration `yaml:"window"`            // sliding window, default 30s
+	MinRequests     int      `yaml:"min_requests"`      // no verdict below this many calls, default 20
+	FailureRatio    float64  `yaml:"failure_ratio"`     // open at this error ratio, default 0.5
+	SlowCall        Duration `yaml:"slow_call"`         // a call slower than this (to first byte) is slow; 0 = off
+	SlowRatio       float64  `yaml:"slow_ratio"`        // open at this slow-call ratio, default 1.0
+	OpenFor         Duration `yaml:"open_for"`          // first open period, doubling per trip, default 10s
+	MaxOpenFor      Duration `yaml:"max_open_for"`      // cap of the doubling, default 80s
+	HalfOpenProbes  int      `yaml:"half_open_probes"`  // trial calls when half-open, default 1
+	MaxEjectedRatio float64  `yaml:"max_ejected_ratio"` // at most this share of a pool open at once, default 0.5
 }
 
 // Log configures the structured logger.
@@ -109,6 +138,10 @@ func Default() Config {
 		Retry:  Retry{Attempts: 3, BudgetRatio: 0.2, MinPerSecond: 5},
 		Health: Health{MaxFails: 3, FailTimeout: Duration(10 * time.Second), BusyPenalty: Duration(time.Second)},
 		Log:    Log{Level: "info", Access: true},
+		Breaker: Breaker{Enabled: true, Window: Duration(30 * time.Second), MinRequests: 20, FailureRatio: 0.5,
+			SlowRatio: 1, OpenFor: Duration(10 * time.Second), MaxOpenFor: Duration(80 * time.Second),
+			HalfOpenProbes: 1, MaxEjectedRatio: 0.5},
+		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }
 
@@ -194,6 +227,26 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 		if a.Timeout <= 0 || a.Timeout > a.Interval {
 			bad("health.active.timeout", "must be positive and at most health.active.interval")
 		}
+	}
+	if br := c.Breaker; br.Enabled {
+		if br.FailureRatio <= 0 || br.SlowRatio <= 0 {
+			bad("breaker.failure_ratio", "failure_ratio and slow_ratio must be positive (above 1 disables that trip)")
+		}
+		if br.MaxEjectedRatio <= 0 || br.MaxEjectedRatio > 1 {
+			bad("breaker.max_ejected_ratio", "must be in (0, 1], got %g", br.MaxEjectedRatio)
+		}
+		if br.Window <= 0 || br.OpenFor <= 0 {
+			bad("breaker.window", "window and open_for must be positive durations")
+		}
+	}
+	if c.LoadMetrics.Interval <= 0 {
+		bad("load_metrics.interval", "must be a positive duration")
+	}
+	if c.LoadMetrics.Preset != "vllm" && c.LoadMetrics.Preset != "sglang" {
+		bad("load_metrics.preset", "must be vllm or sglang, got %q", c.LoadMetrics.Preset)
+	}
+	if !strings.HasPrefix(c.LoadMetrics.Path, "/") {
+		bad("load_metrics.path", "must start with /, got %q", c.LoadMetrics.Path)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/breaker"
 )
 
 // Spec is the static description of a backend, taken from config or discovery.
@@ -52,6 +54,7 @@ const (
 	StateBusy            // recently answered 429/503; deprioritised, not ejected
 	StateEjected         // passive: max_fails within fail_timeout
 	StateProbeDown       // active health check failing
+	StateOpen            // circuit breaker open (or half-open with no probe slot)
 )
 
 func (s State) String() string {
@@ -62,6 +65,8 @@ func (s State) String() string {
 		return "ejected"
 	case StateProbeDown:
 		return "down"
+	case StateOpen:
+		return "open"
 	}
 	return "healthy"
 }
@@ -86,6 +91,8 @@ type Backend struct {
 	inflight atomic.Int64
 	requests atomic.Uint64
 	failures atomic.Uint64
+	load     atomic.Pointer[Load] // last scraped telemetry; nil until the first scrape
+	brk      atomic.Pointer[breaker.Breaker]
 
 	mu         sync.Mutex
 	policy     HealthPolicy
@@ -210,6 +217,22 @@ func (b *Backend) Observe(now time.Time, out Outcome, latency, retryAfter time.D
 	}
 }
 
+// SetBreaker attaches the backend's circuit breaker (nil detaches it).
+func (b *Backend) SetBreaker(br *breaker.Breaker) { b.brk.Store(br) }
+
+// Breaker returns the attached circuit breaker, or nil.
+func (b *Backend) Breaker() *breaker.Breaker { return b.brk.Load() }
+
+// AllowCall asks the circuit breaker to admit one call. done (nil when no
+// breaker is attached) must be called exactly once with the call's outcome.
+func (b *Backend) AllowCall(now time.Time) (done breaker.Done, ok bool) {
+	br := b.brk.Load()
+	if br == nil {
+		return nil, true
+	}
+	return br.Allow(now)
+}
+
 // SetProbeHealthy is called by the active health checker.
 func (b *Backend) SetProbeHealthy(ok bool) {
 	b.mu.Lock()
@@ -230,6 +253,11 @@ func (b *Backend) stateLocked(now time.Time) State {
 		return StateProbeDown
 	case now.Before(b.ejectUntil):
 		return StateEjected
+	}
+	if br := b.brk.Load(); br != nil && !br.Ready(now) {
+		return StateOpen
+	}
+	switch {
 	case now.Before(b.busyUntil):
 		return StateBusy
 	}

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/breaker"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -22,6 +24,7 @@ type Runtime struct {
 
 // Deps are the long-lived parts a Runtime is built with.
 type Deps struct {
+	Logger    *slog.Logger
 	Transport *proxy.Transport
 	Now       func() time.Time
 	Rand      routing.Rand
@@ -53,6 +56,10 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 			return nil, fmt.Errorf("models[%d].policy: %w", i, err)
 		}
 		pool := &Pool{Model: m.Name, Policy: policy, picker: picker, now: deps.Now}
+		var group *breaker.Group
+		if cfg.Breaker.Enabled {
+			group = breaker.NewGroup(cfg.Breaker.MaxEjectedRatio)
+		}
 		for j, bc := range m.Backends {
 			spec := endpoint.Spec{URL: bc.URL, Weight: bc.Weight, MaxConcurrency: bc.MaxConcurrency,
 				APIKey: bc.APIKey, UpstreamModel: bc.UpstreamModel}
@@ -62,6 +69,7 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 			} else if b, err = endpoint.New(spec, hp); err != nil {
 				return nil, fmt.Errorf("models[%d].backends[%d].url: %w", i, j, err)
 			}
+			attachBreaker(b, cfg.Breaker, group, deps.Logger, m.Name)
 			pool.Backends = append(pool.Backends, b)
 		}
 		rt.Pools[m.Name] = pool
@@ -105,4 +113,37 @@ func (rt *Runtime) Backends() []*endpoint.Backend {
 		out = append(out, rt.Pools[name].Backends...)
 	}
 	return out
+}
+
+// attachBreaker gives b a breaker with the configured settings, keeping its
+// current one (and its window) when the settings did not change, and makes
+// it a member of the pool's group for the ejection cap.
+func attachBreaker(b *endpoint.Backend, c config.Breaker, group *breaker.Group, log *slog.Logger, model string) {
+	if !c.Enabled {
+		b.SetBreaker(nil)
+		return
+	}
+	s := breaker.Settings{
+		Window: c.Window.D(), MinRequests: c.MinRequests, FailureRatio: c.FailureRatio,
+		SlowCall: c.SlowCall.D(), SlowRatio: c.SlowRatio, OpenFor: c.OpenFor.D(),
+		MaxOpenFor: c.MaxOpenFor.D(), HalfOpenProbes: c.HalfOpenProbes,
+	}
+	br := b.Breaker()
+	if br == nil || !sameBreakerSettings(br.Settings(), s) {
+		name := b.Name()
+		s.OnStateChange = func(from, to breaker.State) {
+			if log != nil {
+				log.Warn("circuit breaker state change", "model", model, "backend", name, "from", from.String(), "to", to.String())
+			}
+		}
+		br = breaker.New(s)
+		b.SetBreaker(br)
+	}
+	group.Add(br)
+}
+
+func sameBreakerSettings(a, b breaker.Settings) bool {
+	return a.Window == b.Window && a.MinRequests == b.MinRequests && a.FailureRatio == b.FailureRatio &&
+		a.SlowCall == b.SlowCall && a.SlowRatio == b.SlowRatio && a.OpenFor == b.OpenFor &&
+		a.MaxOpenFor == b.MaxOpenFor && a.HalfOpenProbes == b.HalfOpenProbes
 }

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/breaker"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
@@ -152,6 +153,13 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			res.Err = ErrSaturated
 			continue
 		}
+		done, ok := b.AllowCall(f.opt.Now())
+		if !ok { // its breaker opened (or has no half-open slot) meanwhile
+			b.Release(f.opt.Now(), endpoint.Success, 0, 0)
+			res.Err = ErrNoBackend
+			continue
+		}
+		c := call{b: b, done: done}
 		res.Attempts++
 		res.Backend = b
 
@@ -165,11 +173,11 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			cancel(nil)
 			if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 				// The client left: not the backend's fault.
-				b.Release(f.opt.Now(), endpoint.Success, ttfb, 0)
+				c.end(f.opt.Now(), endpoint.Success, ttfb, 0, true)
 				res.Err = context.Canceled
 				return res
 			}
-			b.Release(f.opt.Now(), endpoint.Failure, ttfb, 0)
+			c.end(f.opt.Now(), endpoint.Failure, ttfb, 0, false)
 			res.Err = classifyTransportError(err, cause)
 			if errors.Is(res.Err, ErrConnect) {
 				continue
@@ -179,7 +187,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			wd.timer.Stop()
 			ra := ParseRetryAfter(resp.Header.Get("Retry-After"), f.opt.Now())
-			b.Release(f.opt.Now(), endpoint.Busy, ttfb, ra)
+			c.end(f.opt.Now(), endpoint.Busy, ttfb, ra, false)
 			if busy != nil {
 				busy.Body.Close()
 				busyCancel(nil)
@@ -190,7 +198,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		}
 		if resp.StatusCode == http.StatusBadGateway && attempt+1 < f.opt.Attempts {
 			wd.timer.Stop()
-			b.Release(f.opt.Now(), endpoint.Failure, ttfb, 0)
+			c.end(f.opt.Now(), endpoint.Failure, ttfb, 0, false)
 			drain(resp.Body)
 			cancel(nil)
 			res.Err = fmt.Errorf("%w: status 502", ErrUpstream)
@@ -202,7 +210,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			busy = nil
 		}
 		res.Err = nil
-		f.relay(ctx, actx, w, b, resp, wd, in, start, &res)
+		f.relay(ctx, actx, w, c, resp, wd, in, start, &res)
 		cancel(nil)
 		return res
 	}
@@ -264,6 +272,34 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		GetBody:       getBody,
 	}
 	return req.WithContext(ctx)
+}
+
+// call is one admitted upstream attempt: the backend's in-flight slot and
+// its breaker's pending outcome, ended together exactly once.
+type call struct {
+	b    *endpoint.Backend
+	done breaker.Done
+}
+
+// end records the attempt's outcome. clientGone marks attempts cut short by
+// the client: they say nothing about the backend's health.
+func (c call) end(now time.Time, out endpoint.Outcome, latency, retryAfter time.Duration, clientGone bool) {
+	c.b.Release(now, out, latency, retryAfter)
+	if c.done == nil {
+		return
+	}
+	bo := breaker.Ignored
+	if !clientGone {
+		switch out {
+		case endpoint.Success:
+			bo = breaker.Success
+		case endpoint.Failure:
+			bo = breaker.Failure
+		case endpoint.Busy:
+			bo = breaker.Busy
+		}
+	}
+	c.done(now, bo, latency)
 }
 
 func classifyTransportError(err, cause error) error {

@@ -65,9 +65,10 @@ func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *
 // relay copies a response to the client. Streams are flushed after every
 // read so each SSE event leaves as soon as it arrives; the watchdog turns
 // into the idle timer between chunks.
-func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, b *endpoint.Backend,
+func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c call,
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) {
 	defer resp.Body.Close()
+	b := c.b
 	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	wd.phase(f.opt.Timeouts.StreamIdle, ErrStreamIdle)
 	defer wd.timer.Stop()
@@ -142,7 +143,7 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, b *e
 	} else if clientGone {
 		res.Err = context.Canceled
 	}
-	b.Release(f.opt.Now(), outcome, headerLatency, 0)
+	c.end(f.opt.Now(), outcome, headerLatency, 0, clientGone && readErr != nil)
 }
 
 // relayBusy passes on a backend's 429/503 when every attempt was refused.

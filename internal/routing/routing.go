@@ -60,6 +60,7 @@ func policies(rnd Rand, now Clock) map[string]func() Picker {
 		"least_conn":  func() Picker { return &leastConn{rnd: rnd} },
 		"p2c_ewma":    func() Picker { return &p2cEWMA{rnd: rnd, now: now} },
 		"random":      func() Picker { return &random{rnd: rnd} },
+		"least_load":  func() Picker { return &leastLoad{rnd: rnd, now: now} },
 	}
 }
 

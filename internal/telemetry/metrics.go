@@ -99,7 +99,7 @@ func (c *BackendCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *BackendCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.snapshot() {
 		ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(s.Inflight), s.Model, s.Backend)
-		for _, st := range []string{"healthy", "busy", "ejected", "down"} {
+		for _, st := range []string{"healthy", "busy", "ejected", "down", "open"} {
 			v := 0.0
 			if st == s.State {
 				v = 1

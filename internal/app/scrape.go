@@ -1,0 +1,65 @@
+package app
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/scrape"
+)
+
+// usesLoadMetrics reports whether any model routes on scraped backend load.
+func usesLoadMetrics(cfg *config.Config) bool {
+	for _, m := range cfg.Models {
+		if m.Policy == "least_load" {
+			return true
+		}
+	}
+	return false
+}
+
+// syncScraper runs the backend-metrics scraper while some model needs it,
+// restarting it when its settings change.
+func (a *App) syncScraper(cfg *config.Config) {
+	a.scrapeMu.Lock()
+	defer a.scrapeMu.Unlock()
+	want := usesLoadMetrics(cfg)
+	if a.scrapeEnd != nil && want && cfg.LoadMetrics == a.scrapeCfg {
+		return
+	}
+	a.stopScraperLocked()
+	if !want {
+		return
+	}
+	a.scrapeCfg = cfg.LoadMetrics
+	names, err := scrape.Preset(cfg.LoadMetrics.Preset)
+	if err != nil {
+		a.log.Error("load metrics scraping disabled", "error", err.Error())
+		return
+	}
+	s := scrape.NewScraper(scrape.Config{
+		Interval: cfg.LoadMetrics.Interval.D(), Timeout: cfg.LoadMetrics.Timeout.D(),
+		Path: cfg.LoadMetrics.Path, Names: names, StaleAfter: cfg.LoadMetrics.StaleAfter.D(),
+	}, &http.Client{Transport: a.deps.Transport.For(cfg.Timeouts.Connect.D())}, a.log)
+	ctx, cancel := context.WithCancel(context.Background())
+	a.scrapeEnd = cancel
+	a.scrapeWG.Add(1)
+	go func() {
+		defer a.scrapeWG.Done()
+		s.Run(ctx, func() []*endpointBackend { return a.gw.Runtime().Backends() })
+	}()
+}
+
+func (a *App) stopScraper() {
+	a.scrapeMu.Lock()
+	defer a.scrapeMu.Unlock()
+	a.stopScraperLocked()
+}
+
+func (a *App) stopScraperLocked() {
+	if a.scrapeEnd != nil {
+		a.scrapeEnd()
+		a.scrapeWG.Wait()
+		a.scrapeEnd = nil
+	}
+}

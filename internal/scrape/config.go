@@ -1,0 +1,117 @@
+// Package scrape polls every backend's Prometheus metrics endpoint on an
+// interval and stores what it reads (queue depth, KV-cache usage) on the
+// backend with endpoint.Backend.SetLoad. It is the only writer of that
+// state; the least_load routing policy reads it.
+//
+// A failed scrape leaves the previous snapshot in place. Each snapshot
+// carries an expiry (Config.StaleAfter), so a backend whose scrapes keep
+// failing goes stale and policies stop trusting its numbers, while a single
+// lost scrape does not throw away a good reading.
+package scrape
+
+import (
+	"fmt"
+	"time"
+)
+
+// Names lists, per quantity, the metric names that carry it, in order of
+// preference: the first name present in a scrape is used and the others are
+// ignored (vLLM renamed gpu_cache_usage_perc to kv_cache_usage_perc and some
+// versions, like the simulator, expose both with the same value; adding them
+// up would double it).
+type Names struct {
+	Running []string // requests in the running batch (summed over label sets)
+	Waiting []string // requests queued on the backend (summed over label sets)
+	KVCache []string // KV-cache usage, 0..1 (the largest over label sets)
+}
+
+// VLLM returns vLLM's metric names. The simulator uses them too.
+func VLLM() Names {
+	return Names{
+		Running: []string{"vllm:num_requests_running"},
+		Waiting: []string{"vllm:num_requests_waiting"},
+		KVCache: []string{"vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc"},
+	}
+}
+
+// SGLang returns SGLang's metric names.
+func SGLang() Names {
+	return Names{
+		Running: []string{"sglang:num_running_reqs"},
+		Waiting: []string{"sglang:num_queue_reqs"},
+		KVCache: []string{"sglang:token_usage"},
+	}
+}
+
+// Preset returns the named set of metric names: "vllm" or "sglang".
+func Preset(name string) (Names, error) {
+	switch name {
+	case "vllm":
+		return VLLM(), nil
+	case "sglang":
+		return SGLang(), nil
+	}
+	return Names{}, fmt.Errorf("unknown metrics preset %q (valid: vllm, sglang)", name)
+}
+
+// Config configures a Scraper. The zero value of every field means its
+// default, so Config{} scrapes GET /metrics with vLLM names every second.
+type Config struct {
+	// Interval between the starts of two scrape rounds. Default 1s.
+	Interval time.Duration
+	// Timeout bounds one scrape, connect to end of body. Default Interval:
+	// a reading older than one interval is no better than the next one.
+	Timeout time.Duration
+	// Path is appended to the backend's base URL, keeping the base URL's own
+	// path prefix. It may carry a query string. Default "/metrics".
+	Path string
+	// Names are the metric names read. Each empty list takes vLLM's names,
+	// so Names{} scrapes vLLM (and the simulator).
+	Names Names
+	// StaleAfter is how long a snapshot is trusted after it was taken.
+	// Default 3 x Interval: one or two lost scrapes are tolerated, a
+	// backend whose /metrics is gone for longer is treated as saturated.
+	StaleAfter time.Duration
+	// Concurrency bounds the scrapes in flight during one round. Default 8.
+	Concurrency int
+	// MaxBody bounds the metrics body read; a larger body fails the scrape.
+	// Default 4 MiB (vLLM's is around 100 KiB).
+	MaxBody int64
+	// Now is the clock stamped on snapshots. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Interval <= 0 {
+		c.Interval = time.Second
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = c.Interval
+	}
+	if c.Path == "" {
+		c.Path = "/metrics"
+	}
+	def := VLLM()
+	if len(c.Names.Running) == 0 {
+		c.Names.Running = def.Running
+	}
+	if len(c.Names.Waiting) == 0 {
+		c.Names.Waiting = def.Waiting
+	}
+	if len(c.Names.KVCache) == 0 {
+		c.Names.KVCache = def.KVCache
+	}
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = 3 * c.Interval
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = 4 << 20
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
