@@ -23,7 +23,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var (
 		target     = fs.String("target", "", "base URL of the endpoint under test, e.g. http://127.0.0.1:8080 (required)")
 		path       = fs.String("path", "/v1/chat/completions", "request path")
-		model      = fs.String("model", "default", "model name sent in each request")
+		model      = fs.String("model", "", "model name sent in each request (default: the first one the target lists at /v1/models)")
 		rate       = fs.Float64("rate", 0, "synthetic arrivals per second (during 'on' for --arrival onoff)")
 		trace      = fs.String("trace", "", "replay a trace: Azure CSV, Mooncake JSONL, or CSV arrival_s,input_tokens,output_tokens")
 		arrival    = fs.String("arrival", "constant", "synthetic arrival process: constant, poisson or onoff")
@@ -44,7 +44,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		maxReq     = fs.Int("max-requests", 0, "send at most this many requests (0 = no cap)")
 		capIn      = fs.Int("concurrency-cap", 10000, "client-side in-flight cap; arrivals beyond it are dropped and counted, not delayed")
 		timeout    = fs.Duration("timeout", 5*time.Minute, "per-request timeout")
-		drain      = fs.Duration("drain", 0, "after the last arrival, wait this long for in-flight requests (0 = --timeout)")
+		drain      = fs.Duration("drain", 0, "after the last arrival, wait this long for in-flight requests (0 = --timeout + 1s)")
 		seed       = fs.Uint64("seed", 1, "seed for Poisson arrivals and prompt words")
 		label      = fs.String("label", "", "name for this run in the report")
 		quiet      = fs.Bool("quiet", false, "no progress lines on stderr")
@@ -89,6 +89,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if len(arr) == 0 {
 		return errors.New("the plan has no arrivals (check --rate, --duration and the trace)")
+	}
+	if *model == "" {
+		if *model, err = bench.DiscoverModel(ctx, nil, *target); err != nil {
+			return fmt.Errorf("%w (give --model)", err)
+		}
 	}
 	var tenants []bench.Tenant
 	for i, k := range apiKeys {

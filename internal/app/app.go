@@ -125,6 +125,8 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.watchReloads(runCtx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
 
 	srv := &http.Server{
 		Handler:           a.gw,
@@ -192,5 +194,21 @@ func (a *App) stopCheckerLocked() {
 		a.checkEnd()
 		a.checkWG.Wait()
 		a.checkEnd = nil
+	}
+}
+
+// kickQueues wakes the admission queues periodically: capacity can grow
+// without any request ending (a backend returns from ejection, a breaker
+// half-opens), and nobody else would notice.
+func (a *App) kickQueues(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.gw.Runtime().Kick()
+		}
 	}
 }

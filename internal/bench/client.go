@@ -3,11 +3,14 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,8 +31,8 @@ func NewTransport() *http.Transport {
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
 		DisableCompression:  true,
-		WriteBufferSize:     32 << 10,
-		ReadBufferSize:      32 << 10,
+		// Default (4 KiB) connection buffers: large bodies bypass them
+		// anyway, and bigger ones cost memory clearing on every dial.
 	}
 }
 
@@ -41,6 +44,40 @@ func NewClient() *http.Client {
 		Transport:     NewTransport(),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// DiscoverModel returns the first model id the target lists at
+// GET {target}/v1/models (the OpenAI list shape), for callers that do not
+// know which model the endpoint serves.
+func DiscoverModel(ctx context.Context, client *http.Client, target string) (string, error) {
+	if client == nil {
+		client = NewClient()
+		defer client.CloseIdleConnections()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(target, "/")+"/v1/models", nil)
+	if err != nil {
+		return "", fmt.Errorf("bench: list models: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("bench: list models: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("bench: list models: status %d", resp.StatusCode)
+	}
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&list); err != nil {
+		return "", fmt.Errorf("bench: list models: %w", err)
+	}
+	if len(list.Data) == 0 || list.Data[0].ID == "" {
+		return "", errors.New("bench: list models: the target lists none")
+	}
+	return list.Data[0].ID, nil
 }
 
 // ErrorKind classifies a failed request; the empty kind means success.

@@ -38,6 +38,9 @@ func decodeChat(t testing.TB, r *http.Request) chatRequest {
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		t.Errorf("server: request body is not the expected JSON: %v", err)
 	}
+	// Reading to EOF lets the server notice a client hanging up, which
+	// cancels r.Context().
+	_, _ = io.Copy(io.Discard, r.Body)
 	return req
 }
 

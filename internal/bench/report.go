@@ -40,6 +40,9 @@ func (res *Result) WriteText(w io.Writer) error {
 	p("\nrequests  offered %d  sent %d  ok %d (%s)  refused %d  dropped-by-client %d\n",
 		res.Offered, res.Sent, res.OK, pct(ratio(res.OK, res.Offered)), res.Refused, res.DroppedByClient)
 	p("status   ")
+	if len(res.ByStatus) == 0 {
+		p(" none")
+	}
 	for _, code := range slices.Sorted(maps.Keys(res.ByStatus)) {
 		p(" %d:%d", code, res.ByStatus[code])
 	}
@@ -55,13 +58,13 @@ func (res *Result) WriteText(w io.Writer) error {
 	p("goodput   %.1f req/s  %s of offered  (SLO %s)\n", res.Goodput.PerS, pct(res.Goodput.Fraction), sloText(res.Goodput))
 
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "latency\tn\tmean\tp50\tp90\tp99\tmax\t")
+	fmt.Fprintf(tw, "%s\tn\tmean\tp50\tp90\tp99\tmax\t\n", leftAlign("latency", 8))
 	for _, row := range []struct {
 		name string
 		s    Summary
 	}{{"ttft", res.TTFT}, {"itl", res.ITL}, {"e2e", res.E2E}, {"refuse", res.TimeToRefuse}} {
 		s := row.s
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", row.name, s.Count,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", leftAlign("  "+row.name, 8), s.Count,
 			dur(s.Mean, s.Count), dur(s.P50, s.Count), dur(s.P90, s.Count), dur(s.P99, s.Count), dur(s.Max, s.Count))
 	}
 	_ = tw.Flush()
@@ -69,8 +72,11 @@ func (res *Result) WriteText(w io.Writer) error {
 		p("retry-after on %s of %d refusals\n", pct(res.RetryAfterShare), res.Refused)
 	}
 	verdict := "generator kept up"
-	if !res.KeptUp {
-		verdict = "GENERATOR FELL BEHIND: the offered load was lighter than planned"
+	switch {
+	case res.Lag.P99 >= ms(keptUpLag):
+		verdict = "GENERATOR FELL BEHIND: arrivals fired late, the offered load was lighter than planned"
+	case res.DroppedByClient > 0:
+		verdict = "arrivals were dropped at the client's in-flight cap: the offered load was lighter than planned"
 	}
 	p("lag       p50 %s  p99 %s  max %s  %s\n", dur(res.Lag.P50, res.Lag.Count), dur(res.Lag.P99, res.Lag.Count), dur(res.Lag.Max, res.Lag.Count), verdict)
 	for _, h := range slices.Sorted(maps.Keys(res.Headers)) {
@@ -78,13 +84,21 @@ func (res *Result) WriteText(w io.Writer) error {
 	}
 	if len(res.Tenants) > 0 {
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "tenant\toffered\tok\trefused\tfailed\tout tok/s\tgoodput\tttft p99\t")
+		width := len("tenant")
 		for _, t := range res.Tenants {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.0f\t%d\t%s\t\n", t.Name, t.Offered, t.OK, t.Refused, t.Failed,
+			width = max(width, len(t.Name)+2)
+		}
+		fmt.Fprintf(tw, "%s\toffered\tok\trefused\tfailed\tout tok/s\tgoodput\tttft p99\t\n", leftAlign("tenant", width))
+		for _, t := range res.Tenants {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.0f\t%d\t%s\t\n", leftAlign("  "+t.Name, width), t.Offered, t.OK, t.Refused, t.Failed,
 				t.OutputTokensPerS, t.Goodput, dur(t.TTFT.P99, t.TTFT.Count))
 		}
 		_ = tw.Flush()
-		p("fairness  Jain index over served output tokens %.3f\n", res.Fairness)
+		if res.CompletionTokens > 0 {
+			p("fairness  Jain index over served output tokens %.3f\n", res.Fairness)
+		} else {
+			p("fairness  n/a: no output tokens were served\n")
+		}
 	}
 	return ew.err
 }
@@ -98,9 +112,9 @@ func Compare(w io.Writer, title string, before, after *Result, beforeName, after
 		ew.printf("%s\n", title)
 	}
 	tw := tabwriter.NewWriter(ew, 0, 0, 3, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "\t%s\t%s\t\n", beforeName, afterName)
+	fmt.Fprintf(tw, "%s\t%s\t%s\t\n", leftAlign("", 20), beforeName, afterName)
 	row := func(name string, f func(r *Result) string) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", name, f(before), f(after))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", leftAlign(name, 20), f(before), f(after))
 	}
 	row("requests offered", func(r *Result) string { return fmt.Sprint(r.Offered) })
 	row("requests served OK", func(r *Result) string {
@@ -154,6 +168,10 @@ func dur(msv float64, n int) string {
 		return fmt.Sprintf("%.2fms", msv)
 	}
 }
+
+// leftAlign pads s to width, so a right-aligning tabwriter leaves the first
+// column flush left.
+func leftAlign(s string, width int) string { return fmt.Sprintf("%-*s", width, s) }
 
 func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
 

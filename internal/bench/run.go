@@ -42,7 +42,8 @@ type Config struct {
 	Timeout time.Duration
 	// DrainTimeout bounds the wait for in-flight requests after the last
 	// arrival fired; those still running are then cancelled and recorded
-	// as KindCanceled. Default: Timeout.
+	// as KindCanceled. Default: Timeout plus one second, so requests meet
+	// their own timeout (KindTimeout) first.
 	DrainTimeout time.Duration
 	// SLOTTFT and SLOE2E define goodput: a request counts when it succeeded
 	// with TTFT <= SLOTTFT and E2E <= SLOE2E. 0 disables that bound.
@@ -124,7 +125,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.Model = cmp.Or(c.Model, "default")
 	c.MaxInFlight = cmp.Or(max(c.MaxInFlight, 0), 10000)
 	c.Timeout = cmp.Or(max(c.Timeout, 0), 5*time.Minute)
-	c.DrainTimeout = cmp.Or(max(c.DrainTimeout, 0), c.Timeout)
+	c.DrainTimeout = cmp.Or(max(c.DrainTimeout, 0), c.Timeout+time.Second)
 	c.BlockTokens = cmp.Or(max(c.BlockTokens, 0), DefaultBlockTokens)
 	c.PrebuildBytes = cmp.Or(c.PrebuildBytes, 256<<20)
 	if c.HeadersOfInterest == nil {
@@ -162,8 +163,9 @@ type runner struct {
 	itl      histogram
 	bufs     sync.Pool // response read buffers, reused across requests
 	reqCtx   context.Context
-	wg       sync.WaitGroup
-	inflight atomic.Int64 // only the scheduler increments it
+	wg       sync.WaitGroup // one per worker goroutine
+	work     chan job       // unbuffered: hands arrivals to idle workers
+	inflight atomic.Int64   // only the scheduler increments it
 	sent     atomic.Int64
 	done     atomic.Int64
 	ok       atomic.Int64
@@ -240,6 +242,7 @@ func newRunner(cfg Config) (*runner, error) {
 		records: make([]Record, len(arr)),
 		builder: b,
 		url:     strings.TrimRight(cfg.Target, "/") + cfg.Path,
+		work:    make(chan job),
 	}
 	r.bufs.New = func() any { b := make([]byte, 16<<10); return &b }
 	if _, err := http.NewRequest(http.MethodPost, r.url, nil); err != nil {
@@ -284,6 +287,7 @@ func newRunner(cfg Config) (*runner, error) {
 // due at the same moment fires in one batch, so timer granularity adds lag
 // but never loses arrivals.
 func (r *runner) schedule(ctx context.Context, start time.Time) int {
+	defer close(r.work) // idle workers exit; busy ones after their request
 	for i, a := range r.arr {
 		due := start.Add(a.At)
 		now := r.cfg.Clock.Now()
@@ -308,16 +312,38 @@ func (r *runner) schedule(ctx context.Context, start time.Time) int {
 		}
 		r.inflight.Add(1)
 		r.sent.Add(1)
-		r.wg.Add(1)
-		go r.send(i, due)
+		select {
+		case r.work <- job{i, due}: // an idle worker starts it now
+		default:
+			r.wg.Add(1)
+			go r.worker(job{i, due})
+		}
 	}
 	return len(r.arr)
 }
 
-// send runs arrival i in its own goroutine; it ends with the request, whose
-// context is cancelled by the request timeout or the end of the run.
-func (r *runner) send(i int, due time.Time) {
+// job is one arrival handed to a worker.
+type job struct {
+	i   int
+	due time.Time
+}
+
+// worker runs one request at a time: first j, then whatever the scheduler
+// hands it while it is idle, until the scheduler closes r.work. Reusing
+// goroutines spares each request a new goroutine's stack growth, a large
+// share of the CPU cost at thousands of requests per second. The scheduler
+// only hands work to a worker already waiting, so this never delays an
+// arrival: with no idle worker it starts a new one.
+func (r *runner) worker(j job) {
 	defer r.wg.Done()
+	for ok := true; ok; j, ok = <-r.work {
+		r.send(j.i, j.due)
+	}
+}
+
+// send runs arrival i; it ends with the request, whose context is
+// cancelled by the request timeout or the end of the run.
+func (r *runner) send(i int, due time.Time) {
 	defer r.inflight.Add(-1)
 	rec := &r.records[i]
 	a := r.arr[i]

@@ -244,6 +244,7 @@ func TestCancelStopsTheRun(t *testing.T) {
 	started := make(chan struct{}, 100)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body) // so a client hang-up cancels r.Context()
 		started <- struct{}{}
 		<-r.Context().Done() // never answers
 	}))
@@ -299,5 +300,22 @@ func TestFastClockAndProgress(t *testing.T) {
 	}
 	if out := progress.String(); !strings.Contains(out, "sent") || !strings.Contains(out, "in-flight") || !strings.Contains(out, "rps") {
 		t.Errorf("progress output: %q", out)
+	}
+}
+
+// TestLazyBodies builds bodies in the request goroutines (the path for
+// traces too large to prebuild) and checks the server sees the same sizes.
+func TestLazyBodies(t *testing.T) {
+	srv := okServer(t)
+	arr := []Arrival{
+		{InputTokens: 700, OutputTokens: 2, HashIDs: []int{1, 2}},
+		{InputTokens: 40, OutputTokens: 2, HashIDs: []int{1}},
+		{InputTokens: 9, OutputTokens: 2},
+	}
+	res := runOK(t, Config{Target: srv.URL, Stream: true, Arrivals: arr, PrebuildBytes: -1, BlockTokens: 512})
+	for _, rec := range res.Records {
+		if rec.PromptTokens != arr[rec.Index].InputTokens {
+			t.Errorf("arrival %d: server counted %d prompt words, want %d", rec.Index, rec.PromptTokens, arr[rec.Index].InputTokens)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"encoding/json"
 	"time"
 )
 
@@ -78,8 +77,7 @@ type streamStats struct {
 }
 
 type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
+	PromptTokens, CompletionTokens int
 }
 
 // line handles one SSE line observed at t (time since the request started).
@@ -139,19 +137,58 @@ func hasContent(p []byte) bool {
 
 const usageKey = `"usage":`
 
-// findUsage decodes the last non-null "usage" object in b.
+// findUsage reads the last non-null "usage" object in b. It runs on every
+// event, so it scans bytes instead of calling encoding/json: it takes the
+// object up to its matching brace and reads the two integer fields.
 func findUsage(b []byte) (usage, bool) {
 	i := bytes.LastIndex(b, []byte(usageKey))
 	if i < 0 {
 		return usage{}, false
 	}
-	rest := bytes.TrimLeft(b[i+len(usageKey):], " \t\r\n")
-	if len(rest) == 0 || rest[0] != '{' {
+	obj := bytes.TrimLeft(b[i+len(usageKey):], " \t\r\n")
+	if len(obj) == 0 || obj[0] != '{' {
 		return usage{}, false
 	}
-	var u usage
-	if err := json.NewDecoder(bytes.NewReader(rest)).Decode(&u); err != nil {
+	depth, end := 0, -1
+	for j := 0; j < len(obj) && end < 0; j++ {
+		switch obj[j] {
+		case '{':
+			depth++
+		case '}':
+			if depth--; depth == 0 {
+				end = j + 1
+			}
+		}
+	}
+	if end < 0 {
+		return usage{}, false // cut off
+	}
+	obj = obj[:end]
+	p, okP := intField(obj, `"prompt_tokens"`)
+	c, okC := intField(obj, `"completion_tokens"`)
+	if !okP && !okC {
 		return usage{}, false
 	}
-	return u, true
+	return usage{PromptTokens: p, CompletionTokens: c}, true
+}
+
+// intField reads the non-negative integer value of key ("name", quotes
+// included) in obj.
+func intField(obj []byte, key string) (int, bool) {
+	for {
+		i := bytes.Index(obj, []byte(key))
+		if i < 0 {
+			return 0, false
+		}
+		obj = bytes.TrimLeft(obj[i+len(key):], " \t\r\n")
+		if len(obj) == 0 || obj[0] != ':' {
+			continue // the name appeared as a value
+		}
+		v := bytes.TrimLeft(obj[1:], " \t\r\n")
+		n, digits := 0, 0
+		for ; digits < len(v) && digits < 18 && v[digits] >= '0' && v[digits] <= '9'; digits++ {
+			n = n*10 + int(v[digits]-'0')
+		}
+		return n, digits > 0
+	}
 }

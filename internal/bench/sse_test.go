@@ -118,7 +118,11 @@ func TestFindUsage(t *testing.T) {
 	if !ok || u.PromptTokens != 5 || u.CompletionTokens != 7 {
 		t.Errorf("%+v %v", u, ok)
 	}
-	for _, in := range []string{`{"usage":null}`, `{}`, `{"usage":{"prompt_tokens":"x"}}`, `"usage":`} {
+	u, ok = findUsage([]byte(`"usage": {"prompt_tokens_details":{"cached_tokens":99},"prompt_tokens" : 40,"completion_tokens":2}`))
+	if !ok || u != (usage{PromptTokens: 40, CompletionTokens: 2}) {
+		t.Errorf("nested details: %+v %v", u, ok)
+	}
+	for _, in := range []string{`{"usage":null}`, `{}`, `{"usage":{"prompt_tokens":"x"}}`, `"usage":`, `"usage":{"prompt_tokens":5`} {
 		if _, ok := findUsage([]byte(in)); ok {
 			t.Errorf("usage found in %s", in)
 		}

@@ -78,10 +78,10 @@ func ParseAzureCSV(r io.Reader) ([]Arrival, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			return nil, fmt.Errorf("azure csv line %d: %w", line, err)
+			return nil, fmt.Errorf("azure csv: %w", err) // a csv.ParseError names the line
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) < 3 {
 			return nil, fmt.Errorf("azure csv line %d: want 3 fields, got %d", line, len(rec))
 		}
@@ -173,10 +173,10 @@ func ParseArrivalCSV(r io.Reader) ([]Arrival, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			return nil, fmt.Errorf("csv line %d: %w", line, err)
+			return nil, fmt.Errorf("csv: %w", err)
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) < 3 {
 			return nil, fmt.Errorf("csv line %d: want arrival_s,input_tokens,output_tokens, got %d fields", line, len(rec))
 		}

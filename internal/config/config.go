@@ -31,6 +31,8 @@ type Config struct {
 	Health        Health      `yaml:"health"`
 	LoadMetrics   LoadMetrics `yaml:"load_metrics"`
 	Breaker       Breaker     `yaml:"breaker"`
+	Admission     Admission   `yaml:"admission"`
+	Auth          Auth        `yaml:"auth"`
 	Log           Log         `yaml:"log"`
 	Models        []Model     `yaml:"models"`
 }
@@ -109,6 +111,10 @@ type Model struct {
 	Name     string    `yaml:"name"`
 	Policy   string    `yaml:"policy"`
 	Backends []Backend `yaml:"backends"`
+	// Fallbacks are other models, in order, that serve this model's
+	// requests when its pool is saturated past the request's deadline or has
+	// no usable backend. The response's X-Sluice-Model names the server.
+	Fallbacks []string `yaml:"fallbacks"`
 }
 
 // Backend is one upstream server of a model's pool.
@@ -141,6 +147,7 @@ func Default() Config {
 		Breaker: Breaker{Enabled: true, Window: Duration(30 * time.Second), MinRequests: 20, FailureRatio: 0.5,
 			SlowRatio: 1, OpenFor: Duration(10 * time.Second), MaxOpenFor: Duration(80 * time.Second),
 			HalfOpenProbes: 1, MaxEjectedRatio: 0.5},
+		Admission:   defaultAdmission(),
 		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }
@@ -239,6 +246,7 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 			bad("breaker.window", "window and open_for must be positive durations")
 		}
 	}
+	c.validateAdmission(bad)
 	if c.LoadMetrics.Interval <= 0 {
 		bad("load_metrics.interval", "must be a positive duration")
 	}
@@ -273,6 +281,13 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 		if len(m.Backends) == 0 {
 			bad(key+".backends", "at least one backend is required")
 		}
+		for j, f := range m.Fallbacks {
+			if f == m.Name {
+				bad(fmt.Sprintf("%s.fallbacks[%d]", key, j), "a model cannot fall back to itself")
+			} else if !c.hasModel(f) {
+				bad(fmt.Sprintf("%s.fallbacks[%d]", key, j), "unknown model %q", f)
+			}
+		}
 		for j, b := range m.Backends {
 			bk := fmt.Sprintf("%s.backends[%d]", key, j)
 			if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
@@ -287,4 +302,13 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) hasModel(name string) bool {
+	for _, m := range c.Models {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -101,7 +101,7 @@ func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer stopLB()
-	gwURL, stopGW, err := startGateway(ctx, urls, opt.Logger)
+	gwURL, stopGW, err := startGateway(ctx, urls, opt.SLOTTFT, opt.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -166,8 +166,11 @@ func startRoundRobin(urls []string) (string, func(), error) {
 }
 
 // startGateway runs Sluice in-process on its default protections.
-func startGateway(ctx context.Context, urls []string, logger *slog.Logger) (string, func(), error) {
+func startGateway(ctx context.Context, urls []string, maxWait time.Duration, logger *slog.Logger) (string, func(), error) {
 	cfg := config.Default()
+	// Interactive traffic with a TTFT objective: a request that cannot start
+	// within it is better refused at once, with Retry-After, than served late.
+	cfg.Admission.MaxWait = config.Duration(maxWait)
 	cfg.Log.Access = false
 	cfg.ShutdownGrace = config.Duration(2 * time.Second)
 	m := config.Model{Name: "sim-model"}

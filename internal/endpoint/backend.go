@@ -93,6 +93,7 @@ type Backend struct {
 	failures atomic.Uint64
 	load     atomic.Pointer[Load] // last scraped telemetry; nil until the first scrape
 	brk      atomic.Pointer[breaker.Breaker]
+	limiter  atomic.Pointer[limiterBox]
 
 	mu         sync.Mutex
 	policy     HealthPolicy
@@ -148,10 +149,49 @@ func (b *Backend) SetHealthPolicy(p HealthPolicy) {
 	b.mu.Unlock()
 }
 
-// Acquire counts a request as outstanding. It fails when MaxConcurrency is
+// Limiter is a dynamic concurrency limit (adaptive: it learns the
+// backend's knee from each completed call's latency and outcome).
+type Limiter interface {
+	Limit() int
+	Observe(now time.Time, latency time.Duration, inflight int, out Outcome)
+}
+
+type limiterBox struct{ l Limiter }
+
+// SetLimiter attaches a dynamic limit, used when the spec has no static
+// MaxConcurrency. nil detaches it.
+func (b *Backend) SetLimiter(l Limiter) {
+	if l == nil {
+		b.limiter.Store(nil)
+		return
+	}
+	b.limiter.Store(&limiterBox{l})
+}
+
+// Limiter returns the attached dynamic limit, or nil.
+func (b *Backend) Limiter() Limiter {
+	if box := b.limiter.Load(); box != nil {
+		return box.l
+	}
+	return nil
+}
+
+// Limit is the backend's current concurrency limit: the static
+// max_concurrency when set, else the adaptive limit; 0 means unlimited.
+func (b *Backend) Limit() int {
+	if b.spec.MaxConcurrency > 0 {
+		return b.spec.MaxConcurrency
+	}
+	if box := b.limiter.Load(); box != nil {
+		return box.l.Limit()
+	}
+	return 0
+}
+
+// Acquire counts a request as outstanding. It fails when the limit is
 // reached. Every successful Acquire must be paired with Release.
 func (b *Backend) Acquire() bool {
-	limit := int64(b.spec.MaxConcurrency)
+	limit := int64(b.Limit())
 	for {
 		cur := b.inflight.Load()
 		if limit > 0 && cur >= limit {
@@ -166,14 +206,18 @@ func (b *Backend) Acquire() bool {
 
 // HasCapacity reports whether Acquire would currently succeed.
 func (b *Backend) HasCapacity() bool {
-	return b.spec.MaxConcurrency <= 0 || b.inflight.Load() < int64(b.spec.MaxConcurrency)
+	limit := b.Limit()
+	return limit <= 0 || b.inflight.Load() < int64(limit)
 }
 
 // Release ends an outstanding request and records its outcome. latency is the
 // time to the first response byte (the signal latency-aware policies want);
 // retryAfter is the backend's Retry-After hint for Busy outcomes (0 = none).
 func (b *Backend) Release(now time.Time, out Outcome, latency, retryAfter time.Duration) {
-	b.inflight.Add(-1)
+	inflight := b.inflight.Add(-1)
+	if box := b.limiter.Load(); box != nil {
+		box.l.Observe(now, latency, int(inflight)+1, out)
+	}
 	b.Observe(now, out, latency, retryAfter)
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
@@ -16,9 +17,19 @@ import (
 // object the client sees. This is the one place that decides it.
 func apiError(err error, model string) *openai.Error {
 	var e *openai.Error
+	var rej *admission.Rejection
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.As(err, &rej):
+		code, typ := rej.Reason.String(), openai.TypeServer
+		if code == "saturated" {
+			code = "pool_saturated"
+		}
+		if rej.Reason.HTTPStatus() == http.StatusTooManyRequests {
+			typ = openai.TypeRateLimit
+		}
+		return &openai.Error{Status: rej.Reason.HTTPStatus(), Type: typ, Code: code, Message: rej.Message, RetryAfter: rej.RetryAfter}
 	case errors.Is(err, proxy.ErrBodyTooLarge):
 		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
 			Code: "request_too_large", Message: "request body exceeds the gateway's size limit"}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/routing"
@@ -53,6 +54,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.rt.Store(rt)
 	g.metrics = telemetry.NewMetrics(opt.Registry)
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
+	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	return g
 }
@@ -107,6 +109,13 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	}
 	g.metrics.Inflight.Inc()
 	defer g.metrics.Inflight.Dec()
+	ip := clientIP(r)
+	id, authErr := rt.tenants.identify(r, ip)
+	if authErr != nil {
+		rec.fail(w, authErr)
+		return
+	}
+	rec.tenant = id.tenant
 
 	body, err := g.bodies.ReadBody(r.Body, r.ContentLength, int64(rt.Config.MaxBodyBytes))
 	if err != nil {
@@ -138,10 +147,25 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	sel := selector{pool: pool, req: routing.Request{Model: peek.Model}}
+	// Admission: wait for a fair share of the pool's capacity (or of a
+	// fallback's), or be refused at once with Retry-After.
+	cost := admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, rt.Config.Admission.DefaultMaxTokens)
+	served, ticket, err := rt.admit(r.Context(), pool, id, cost, deadline(r, start, rt.Config.Admission.MaxWait.D()))
+	if err != nil {
+		rec.fail(w, apiError(err, peek.Model))
+		return
+	}
+	defer ticket.Release()
+	rec.queued = ticket.Waited()
+	if served != pool {
+		rec.served = served.Model
+	}
+	w.Header().Set("X-Sluice-Model", served.Model)
+
+	sel := selector{pool: served, req: routing.Request{Model: served.Model}}
 	res := rt.forwarder.Forward(r.Context(), w, &proxy.Request{
 		Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body,
-		Peek: peek, RequestID: reqID, ClientIP: clientIP(r),
+		Peek: peek, ServeModel: served.Model, RequestID: reqID, ClientIP: ip,
 	}, &sel)
 	rec.result = res
 	if res.Err != nil && !res.Written {

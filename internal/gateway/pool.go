@@ -14,8 +14,11 @@ type Pool struct {
 	Model    string
 	Policy   string
 	Backends []*endpoint.Backend
-	picker   routing.Picker
-	now      func() time.Time
+	// Fallbacks are the models that serve when this pool cannot.
+	Fallbacks []string
+	queue     *poolQueue // nil when admission is off
+	picker    routing.Picker
+	now       func() time.Time
 }
 
 // selector adapts a pool to proxy.Selector for one request.

@@ -14,6 +14,9 @@ import (
 // record gathers what the access log and the metrics need about a request.
 type record struct {
 	id, path, model string
+	tenant          string
+	served          string // fallback model that served, if any
+	queued          time.Duration
 	stream          bool
 	start           time.Time
 	status          int
@@ -71,11 +74,16 @@ func (g *Gateway) finish(rec *record) {
 		slog.Bool("stream", rec.stream),
 		slog.String("backend", backend),
 		slog.Int("status", rec.status),
+		slog.String("tenant", rec.tenant),
+		slog.Float64("queued_ms", float64(rec.queued.Microseconds())/1000),
 		slog.Int("attempts", res.Attempts),
 		slog.Float64("ttft_ms", float64(res.TTFB.Microseconds())/1000),
 		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
 		slog.Int("tokens_in", res.Usage.PromptTokens),
 		slog.Int("tokens_out", res.Usage.CompletionTokens),
+	}
+	if rec.served != "" {
+		attrs = append(attrs, slog.String("served_by_model", rec.served))
 	}
 	if rec.errCode != "" {
 		attrs = append(attrs, slog.String("error", rec.errCode))

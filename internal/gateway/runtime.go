@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/breaker"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
@@ -20,6 +21,7 @@ type Runtime struct {
 	Pools     map[string]*Pool
 	Models    []string // config order, for /v1/models
 	forwarder *proxy.Forwarder
+	tenants   *tenants
 }
 
 // Deps are the long-lived parts a Runtime is built with.
@@ -45,7 +47,7 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 		FailTimeout: cfg.Health.FailTimeout.D(),
 		BusyPenalty: cfg.Health.BusyPenalty.D(),
 	}
-	rt := &Runtime{Config: cfg, Pools: make(map[string]*Pool, len(cfg.Models))}
+	rt := &Runtime{Config: cfg, Pools: make(map[string]*Pool, len(cfg.Models)), tenants: newTenants(cfg.Auth)}
 	for i, m := range cfg.Models {
 		policy := m.Policy
 		if policy == "" {
@@ -55,7 +57,7 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 		if err != nil {
 			return nil, fmt.Errorf("models[%d].policy: %w", i, err)
 		}
-		pool := &Pool{Model: m.Name, Policy: policy, picker: picker, now: deps.Now}
+		pool := &Pool{Model: m.Name, Policy: policy, Fallbacks: m.Fallbacks, picker: picker, now: deps.Now}
 		var group *breaker.Group
 		if cfg.Breaker.Enabled {
 			group = breaker.NewGroup(cfg.Breaker.MaxEjectedRatio)
@@ -70,7 +72,16 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 				return nil, fmt.Errorf("models[%d].backends[%d].url: %w", i, j, err)
 			}
 			attachBreaker(b, cfg.Breaker, group, deps.Logger, m.Name)
+			switch {
+			case !cfg.Admission.Enabled:
+				b.SetLimiter(nil)
+			case b.Limiter() == nil || (prev != nil && prev.Config.Admission.Adaptive != cfg.Admission.Adaptive):
+				b.SetLimiter(newAdaptiveLimit(cfg.Admission.Adaptive))
+			}
 			pool.Backends = append(pool.Backends, b)
+		}
+		if cfg.Admission.Enabled {
+			pool.queue = queueFor(pool, cfg.Admission, prev, deps.Now)
 		}
 		rt.Pools[m.Name] = pool
 		rt.Models = append(rt.Models, m.Name)
@@ -146,4 +157,25 @@ func sameBreakerSettings(a, b breaker.Settings) bool {
 	return a.Window == b.Window && a.MinRequests == b.MinRequests && a.FailureRatio == b.FailureRatio &&
 		a.SlowCall == b.SlowCall && a.SlowRatio == b.SlowRatio && a.OpenFor == b.OpenFor &&
 		a.MaxOpenFor == b.MaxOpenFor && a.HalfOpenProbes == b.HalfOpenProbes
+}
+
+// Kick wakes every queue, for capacity that grew without a request ending
+// (a backend came back, a breaker closed).
+func (rt *Runtime) Kick() {
+	for _, p := range rt.Pools {
+		if p.queue != nil {
+			p.queue.q.Kick()
+		}
+	}
+}
+
+// Queues maps model to its queue, for metrics.
+func (rt *Runtime) Queues() map[string]*admission.Queue {
+	out := make(map[string]*admission.Queue, len(rt.Pools))
+	for name, p := range rt.Pools {
+		if p.queue != nil {
+			out[name] = p.queue.q
+		}
+	}
+	return out
 }

@@ -64,13 +64,16 @@ func NewForwarder(opt Options) *Forwarder {
 
 // Request is one inbound inference request, body already read.
 type Request struct {
-	Path      string // e.g. /v1/chat/completions
-	RawQuery  string
-	Header    http.Header // inbound headers
-	Body      *Body
-	Peek      openai.Peek
-	RequestID string
-	ClientIP  string
+	Path     string // e.g. /v1/chat/completions
+	RawQuery string
+	Header   http.Header // inbound headers
+	Body     *Body
+	Peek     openai.Peek
+	// ServeModel is the model whose pool serves the request: Peek.Model, or
+	// a fallback, in which case the body's "model" is rewritten.
+	ServeModel string
+	RequestID  string
+	ClientIP   string
 }
 
 // Result says how a request ended.
@@ -234,8 +237,12 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	var getBody func() (io.ReadCloser, error)
 	size := int64(len(in.Body.Bytes()))
 	rewritten, rerr := []byte(nil), error(nil)
-	if spec.UpstreamModel != "" && spec.UpstreamModel != in.Peek.Model {
-		rewritten, rerr = openai.ReplaceModel(in.Body.Bytes(), spec.UpstreamModel)
+	want := spec.UpstreamModel
+	if want == "" {
+		want = in.ServeModel
+	}
+	if want != "" && want != in.Peek.Model {
+		rewritten, rerr = openai.ReplaceModel(in.Body.Bytes(), want)
 	}
 	if rewritten != nil && rerr == nil {
 		size = int64(len(rewritten))

@@ -75,8 +75,7 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 
 	f.writeHead(w, b, resp, in)
 	res.Status, res.Written = resp.StatusCode, true
-	headerLatency := f.opt.Now().Sub(start)
-	res.TTFB = headerLatency
+	res.TTFB = f.opt.Now().Sub(start)
 	flusher, _ := w.(http.Flusher)
 	if stream && flusher != nil {
 		flusher.Flush()
@@ -143,7 +142,10 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	} else if clientGone {
 		res.Err = context.Canceled
 	}
-	c.end(f.opt.Now(), outcome, headerLatency, 0, clientGone && readErr != nil)
+	// The latency signal for health, p2c and the adaptive limit: time to the
+	// first token for streams (headers alone may come before any work),
+	// time to the response otherwise.
+	c.end(f.opt.Now(), outcome, res.TTFB, 0, clientGone && readErr != nil)
 }
 
 // relayBusy passes on a backend's 429/503 when every attempt was refused.

@@ -1,0 +1,386 @@
+package admission
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// LimitConfig tunes an AdaptiveLimit. The zero value is usable: every zero
+// field takes the default in its comment, and out-of-range values are
+// clamped into range (they are not errors, so a config typo degrades to a
+// sane controller instead of an outage).
+type LimitConfig struct {
+	// Initial is the starting limit, default 4. Keep it at or below the
+	// knee: the first windows measure the no-load latency the whole
+	// controller steers against. Slow start finds the knee quickly from there.
+	Initial int
+	Min     int // lowest limit, default 1
+	Max     int // highest limit, default 1024
+
+	// A window closes once it has lasted Window (default 1s) and holds at
+	// least MinSamples (default 10) Success or Busy samples. The limit moves
+	// once per window. For LLM backends, size the window to hold several
+	// completions, or feed time-to-first-token as the latency.
+	Window     time.Duration
+	MinSamples int
+
+	// Tolerance is the ratio of a window's average latency to the no-load
+	// baseline that is accepted before the limit shrinks, default 1.5 (at
+	// least 1). It must exceed the backend's own latency growth up to its
+	// knee (for a batching engine, step time at a full batch over step time
+	// at batch 1), or the limit settles below the knee.
+	Tolerance float64
+	// Smoothing is the weight of each window's target in the new limit, in
+	// (0, 1], default 0.2. Lower is steadier and slower.
+	Smoothing float64
+	// Backoff multiplies the limit on back-pressure (a Busy outcome), in
+	// (0, 1), default 0.8. At most one cut per congestion event: Busy
+	// answers to requests sent before the last cut do not cut again.
+	Backoff float64
+
+	// BaselineWindows bounds the no-load baseline's memory: it is the lowest
+	// window average among the last BaselineWindows windows, default 100, and
+	// each probe (every BaselineWindows/2 windows) replaces that history.
+	BaselineWindows int
+	// Every BaselineWindows/2 windows, or early after five windows in a row
+	// above tolerance, the limit drops to a quarter for one probe window
+	// whose samples (only those sent at that concurrency) replace the
+	// baseline. Without probes a backend kept saturated never shows its
+	// no-load latency again: when the old minimum expires the baseline jumps
+	// to the loaded latency and the limit creeps up toward Max; and a backend
+	// that really became slower is not tracked until the old minimum expires.
+	// NoProbe turns probes off (tests, or a caller that resets baselines).
+	NoProbe bool
+}
+
+// Defaults for LimitConfig's zero fields.
+const (
+	DefaultLimitInitial     = 4
+	DefaultLimitMin         = 1
+	DefaultLimitMax         = 1024
+	DefaultLimitWindow      = time.Second
+	DefaultLimitMinSamples  = 10
+	DefaultLimitTolerance   = 1.5
+	DefaultLimitSmoothing   = 0.2
+	DefaultLimitBackoff     = 0.8
+	DefaultBaselineWindows  = 100
+	slowStartGrowth         = 1.5 // per window, until latency rises or a Busy
+	minGradient             = 0.5 // at most halve the target per window
+	probeDivisor            = 4   // a probe runs at a quarter of the limit
+	earlyProbeStreak        = 5   // windows above tolerance in a row that call a probe early
+	earlyProbeGap           = 10  // ... but not sooner than this many windows after the last
+	probeTimeoutWindows     = 4   // a probe that gathers too few samples gives up
+	probeTimeoutLatencies   = 4   // ... after this many windows plus this many latencies
+	minimumBaselineInterval = 2
+)
+
+func (c LimitConfig) withDefaults() LimitConfig {
+	if c.Min <= 0 {
+		c.Min = DefaultLimitMin
+	}
+	if c.Max <= 0 {
+		c.Max = DefaultLimitMax
+	}
+	c.Max = max(c.Max, c.Min)
+	if c.Initial <= 0 {
+		c.Initial = DefaultLimitInitial
+	}
+	c.Initial = min(max(c.Initial, c.Min), c.Max)
+	if c.Window <= 0 {
+		c.Window = DefaultLimitWindow
+	}
+	if c.MinSamples <= 0 {
+		c.MinSamples = DefaultLimitMinSamples
+	}
+	if !(c.Tolerance > 0) { // also catches NaN
+		c.Tolerance = DefaultLimitTolerance
+	}
+	c.Tolerance = max(c.Tolerance, 1)
+	if !(c.Smoothing > 0) {
+		c.Smoothing = DefaultLimitSmoothing
+	}
+	c.Smoothing = min(c.Smoothing, 1)
+	if !(c.Backoff > 0 && c.Backoff < 1) {
+		c.Backoff = DefaultLimitBackoff
+	}
+	if c.BaselineWindows <= 0 {
+		c.BaselineWindows = DefaultBaselineWindows
+	}
+	c.BaselineWindows = max(c.BaselineWindows, minimumBaselineInterval)
+	return c
+}
+
+// AdaptiveLimit is a latency-gradient concurrency limit in the style of
+// Netflix concurrency-limits' Gradient2, with a windowed-minimum baseline,
+// probe windows and slow start. Once per window:
+//
+//	short    = average latency of the window's Success samples
+//	baseline = lowest window average since the last probe (the probe included)
+//	ratio    = short / baseline
+//	target   = limit × max(Tolerance / ratio, 0.5)               if ratio > Tolerance
+//	         = limit + √limit × (Tolerance − ratio)/(Tolerance − 1)  otherwise
+//	limit    = limit × (1 − Smoothing) + target × Smoothing, clamped to [Min, Max]
+//
+// Below the knee latency stays near the baseline and the limit grows by up to
+// Smoothing×√limit per window. Past the knee the backend queues, latency grows
+// in proportion to the excess, and the gradient pulls the limit back: it
+// settles where latency is Tolerance × the baseline. The growth term tapers to
+// zero at the tolerance, so windows landing just under it do not bias the
+// limit upward (Gradient2 adds a constant queue allowance instead, which
+// settles further past the knee).
+//
+// Slow start: until a window shows latency halfway to the tolerance, or a
+// Busy answer arrives, the limit grows 1.5× per window. A window whose peak
+// in-flight count stayed below half the limit is app-limited and never grows
+// the limit: there is no evidence the backend could take more. Busy samples
+// cut the limit at once (× Backoff, once per congestion event) and block
+// growth in their window; Failure samples are ignored.
+//
+// Probes: every BaselineWindows/2 windows, or after five windows in a row
+// well above tolerance, the limit drops to a quarter until a window of
+// samples sent at that concurrency is in; their average replaces the
+// baseline. This keeps the baseline a no-load latency under sustained load,
+// and finds the new one when the backend itself became slower.
+//
+// AdaptiveLimit is safe for concurrent use. Limit is one atomic load.
+type AdaptiveLimit struct {
+	cfg   LimitConfig
+	limit atomic.Int64 // the published limit; everything below is under mu
+
+	mu         sync.Mutex
+	est        float64 // the limit before rounding and probing
+	slowStart  bool
+	win        window
+	hist       []float64 // ring of window averages (seconds) for the baseline
+	histNext   int
+	baseline   float64 // seconds; 0 until the first window closes
+	short      float64 // last window's average, seconds
+	windows    uint64
+	sinceProbe int
+	highStreak int // consecutive windows above tolerance
+	probing    bool
+	probeLimit int
+	probeStart time.Time
+	probe      window
+	lastCut    time.Time
+}
+
+// window accumulates the samples of one adjustment (or probe) window.
+type window struct {
+	start       time.Time
+	n           int     // Success samples
+	sum         float64 // their latencies, seconds
+	busy        int
+	maxInflight int
+}
+
+func (w *window) add(latency time.Duration, inflight int) {
+	w.n++
+	w.sum += latency.Seconds()
+	w.maxInflight = max(w.maxInflight, inflight)
+}
+
+// NewAdaptiveLimit returns a limit at cfg.Initial (after defaults).
+func NewAdaptiveLimit(cfg LimitConfig) *AdaptiveLimit {
+	cfg = cfg.withDefaults()
+	a := &AdaptiveLimit{cfg: cfg, est: float64(cfg.Initial), slowStart: true,
+		hist: make([]float64, 0, cfg.BaselineWindows)}
+	a.publish()
+	return a
+}
+
+// Limit is the number of requests the backend may have outstanding now.
+func (a *AdaptiveLimit) Limit() int { return int(a.limit.Load()) }
+
+// Observe feeds one completed request; see Limiter for the arguments.
+func (a *AdaptiveLimit) Observe(now time.Time, latency time.Duration, inflight int, outcome Outcome) {
+	latency = max(latency, 0)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.win.start.IsZero() {
+		a.win.start = now
+	}
+	switch outcome {
+	case Failure:
+		return
+	case Busy:
+		a.onBusy(now, latency)
+	default:
+		if !a.probing {
+			a.win.add(latency, inflight)
+		} else if inflight <= a.probeLimit {
+			// Only requests sent at the probe's concurrency show the
+			// no-load latency; earlier ones queued behind the full limit.
+			if a.probe.n == 0 {
+				a.probe.start = now
+			}
+			a.probe.add(latency, inflight)
+		}
+	}
+	if a.probing {
+		a.maybeEndProbe(now)
+		return
+	}
+	a.maybeCloseWindow(now)
+}
+
+// onBusy cuts the limit once per congestion event, like TCP's one cut per
+// round trip: a Busy answer to a request sent before the last cut reports the
+// congestion that cut already answered.
+func (a *AdaptiveLimit) onBusy(now time.Time, latency time.Duration) {
+	a.win.busy++
+	a.slowStart = false
+	sent := now.Add(-latency)
+	if !a.lastCut.IsZero() && sent.Before(a.lastCut) {
+		return
+	}
+	a.est = max(float64(a.cfg.Min), a.est*a.cfg.Backoff)
+	a.lastCut = now
+	a.publish()
+}
+
+func (a *AdaptiveLimit) maybeCloseWindow(now time.Time) {
+	w := a.win
+	if now.Sub(w.start) < a.cfg.Window || w.n+w.busy < a.cfg.MinSamples {
+		return
+	}
+	a.win = window{start: now}
+	a.windows++
+	if w.n > 0 {
+		a.short = w.sum / float64(w.n)
+		a.remember(a.short)
+		if w.busy == 0 {
+			a.adjust(w)
+		}
+	}
+	a.sinceProbe++
+	due := a.sinceProbe >= a.cfg.BaselineWindows/2 ||
+		a.highStreak >= earlyProbeStreak && a.sinceProbe >= earlyProbeGap
+	if !a.cfg.NoProbe && due {
+		a.probing = true
+		a.probeStart = now
+		a.probe = window{}
+		a.probeLimit = max(a.cfg.Min, int(a.est/probeDivisor))
+	}
+	a.publish()
+}
+
+// adjust moves the estimate after a window with latency samples and no
+// back-pressure.
+func (a *AdaptiveLimit) adjust(w window) {
+	ratio := 1.0
+	if a.baseline > 0 {
+		ratio = a.short / a.baseline
+	}
+	appLimited := float64(w.maxInflight) < a.est/2
+	if a.slowStart {
+		// Leave slow start halfway to the tolerance, so the 1.5× steps do
+		// not overshoot far past the knee.
+		if ratio < 1+(a.cfg.Tolerance-1)/2 {
+			if !appLimited {
+				a.est = min(a.est*slowStartGrowth, float64(a.cfg.Max))
+			}
+			return
+		}
+		a.slowStart = false
+	}
+	// Latency well above tolerance window after window, while the limit
+	// falls, is either overload (a probe confirms the baseline) or a slower
+	// backend (a probe finds the new one).
+	a.highStreak++
+	if ratio <= a.cfg.Tolerance+(a.cfg.Tolerance-1)/2 {
+		a.highStreak = 0
+	}
+	var target float64
+	switch {
+	case ratio > a.cfg.Tolerance:
+		target = a.est * max(a.cfg.Tolerance/ratio, minGradient)
+	case appLimited:
+		target = a.est
+	default:
+		// Grow by √limit at the baseline, tapering to nothing at the
+		// tolerance, so the controller is continuous around ratio =
+		// Tolerance: a full step up on every window that happens to land a
+		// little under it would bias the limit upward.
+		room := 1.0
+		if a.cfg.Tolerance > 1 {
+			room = min((a.cfg.Tolerance-ratio)/(a.cfg.Tolerance-1), 1)
+		}
+		target = a.est + math.Sqrt(a.est)*room
+	}
+	a.est = a.est*(1-a.cfg.Smoothing) + target*a.cfg.Smoothing
+	a.est = min(max(a.est, float64(a.cfg.Min)), float64(a.cfg.Max))
+}
+
+// remember adds a window average to the baseline ring and recomputes the
+// baseline as the ring's minimum.
+func (a *AdaptiveLimit) remember(avg float64) {
+	if len(a.hist) < cap(a.hist) {
+		a.hist = append(a.hist, avg)
+	} else {
+		a.hist[a.histNext] = avg
+		a.histNext = (a.histNext + 1) % len(a.hist)
+	}
+	a.baseline = a.hist[0]
+	for _, v := range a.hist[1:] {
+		a.baseline = min(a.baseline, v)
+	}
+}
+
+// maybeEndProbe ends a probe once it has a full window of samples sent at the
+// probe concurrency, or gives up when traffic is too thin to get them.
+func (a *AdaptiveLimit) maybeEndProbe(now time.Time) {
+	p := a.probe
+	done := p.n > 0 && p.n >= a.cfg.MinSamples && now.Sub(p.start) >= a.cfg.Window
+	giveUp := now.Sub(a.probeStart) > probeTimeoutWindows*a.cfg.Window+
+		time.Duration(probeTimeoutLatencies*a.short*float64(time.Second))
+	if !done && !giveUp {
+		return
+	}
+	if p.n > 0 {
+		// The probe is the one deliberate no-load measurement: it replaces
+		// the history, so a backend that really became slower is tracked at
+		// the next probe instead of after BaselineWindows.
+		a.hist = a.hist[:0]
+		a.histNext = 0
+		a.remember(p.sum / float64(p.n))
+	}
+	a.probing = false
+	a.sinceProbe = 0
+	a.highStreak = 0
+	a.win = window{start: now}
+	a.publish()
+}
+
+func (a *AdaptiveLimit) publish() {
+	n := int(a.est)
+	if a.probing {
+		n = min(n, a.probeLimit)
+	}
+	a.limit.Store(int64(min(max(n, a.cfg.Min), a.cfg.Max)))
+}
+
+// LimitStats is an AdaptiveLimit's state for /status and tests.
+type LimitStats struct {
+	Limit     int           `json:"limit"`
+	Estimate  float64       `json:"estimate"` // the unrounded limit outside probes
+	Baseline  time.Duration `json:"baseline"` // no-load latency estimate
+	Short     time.Duration `json:"short"`    // last window's average latency
+	Windows   uint64        `json:"windows"`  // windows closed so far
+	SlowStart bool          `json:"slow_start"`
+	Probing   bool          `json:"probing"`
+}
+
+// Stats returns a consistent snapshot.
+func (a *AdaptiveLimit) Stats() LimitStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return LimitStats{
+		Limit: a.Limit(), Estimate: a.est, Windows: a.windows,
+		Baseline:  time.Duration(a.baseline * float64(time.Second)),
+		Short:     time.Duration(a.short * float64(time.Second)),
+		SlowStart: a.slowStart, Probing: a.probing,
+	}
+}

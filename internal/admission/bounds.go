@@ -1,0 +1,266 @@
+package admission
+
+import "time"
+
+// This file holds the queue's bookkeeping: bounds, the over-share test, wait
+// estimates and slot accounting. Everything here runs under q.mu.
+
+// admit checks the bounds for a request about to queue. When the total bound
+// is reached and the arriving tenant is within its fair share, the newest
+// request of the tenant most over its share is pushed out to make room, so a
+// flood cannot lock the well-behaved out of a full queue.
+func (q *Queue) admit(r Request) *Rejection {
+	capacity := q.capacity()
+	ts := q.tenants[r.Tenant]
+	var queued int
+	var cost float64
+	if ts != nil {
+		queued, cost = ts.queued, ts.cost
+	}
+	if queued+1 > q.cfg.MaxQueuedPerTenant ||
+		(q.cfg.MaxQueuedCostPerTenant > 0 && cost+r.Cost > q.cfg.MaxQueuedCostPerTenant) {
+		return q.tenantFull(r.Tenant, r.Weight, capacity)
+	}
+	if q.cfg.MaxQueuedCost > 0 && r.Cost > q.cfg.MaxQueuedCost {
+		return q.queueFull(capacity) // could never fit, whoever left
+	}
+	for q.queued+1 > q.cfg.MaxQueued || (q.cfg.MaxQueuedCost > 0 && q.queuedCost+r.Cost > q.cfg.MaxQueuedCost) {
+		if q.overShare(r.Tenant, r.Weight, r.Cost) {
+			return q.tenantFull(r.Tenant, r.Weight, capacity)
+		}
+		victim := q.pushOutVictim(r)
+		if !q.cfg.Fair || victim == nil {
+			return q.queueFull(capacity)
+		}
+		q.dequeue(victim)
+		q.refuse(victim, q.tenantFull(victim.req.Tenant, victim.req.Weight, capacity))
+	}
+	return nil
+}
+
+func (q *Queue) queueFull(capacity int) *Rejection {
+	return q.rejection(QueueFull, "", q.drain.waitFor(0, capacity), 0)
+}
+
+// tenantFull is a TenantQueueFull refusal. Its retry estimate is the time for
+// the tenant's next queued request to be granted while it shares the drain
+// with the other waiting tenants by weight.
+func (q *Queue) tenantFull(tenant string, weight float64, capacity int) *Rejection {
+	ahead := 0.0
+	if ts := q.tenants[tenant]; ts != nil && ts.queued > 0 {
+		ahead = ts.cost / float64(ts.queued) * q.activeWeight(tenant, weight) / weight
+	}
+	return q.rejection(TenantQueueFull, tenant, q.drain.waitFor(ahead, capacity), 0)
+}
+
+// pushOutVictim is the newest waiter of the tenant with the most queued cost
+// per unit of weight, if that tenant is over its fair share of the queue
+// with the arriving request r counted in.
+func (q *Queue) pushOutVictim(r Request) *waiter {
+	var worst *tenantState
+	var worstName string
+	for name, ts := range q.tenants {
+		if name != r.Tenant && ts.queued > 0 && (worst == nil || ts.cost/ts.weight > worst.cost/worst.weight) {
+			worst, worstName = ts, name
+		}
+	}
+	if worst == nil {
+		return nil
+	}
+	weights := q.activeWeight(worstName, worst.weight)
+	if ts := q.tenants[r.Tenant]; ts == nil || ts.queued == 0 {
+		weights += r.Weight
+	}
+	if worst.cost <= (q.queuedCost+r.Cost)*worst.weight/weights*(1+1e-9) {
+		return nil
+	}
+	var victim *waiter
+	for _, c := range q.classes {
+		for _, f := range c.active {
+			for _, w := range f.waiters {
+				if w.req.Tenant == worstName && (victim == nil || w.seq > victim.seq) {
+					victim = w
+				}
+			}
+		}
+	}
+	return victim
+}
+
+// overShare reports whether tenant's queued cost, plus extra, exceeds its
+// weighted fair share of the queue's cost (plus extra): the share among the
+// tenants with something queued, it included.
+func (q *Queue) overShare(tenant string, weight, extra float64) bool {
+	own := extra
+	if ts := q.tenants[tenant]; ts != nil {
+		own += ts.cost
+	}
+	share := (q.queuedCost + extra) * weight / q.activeWeight(tenant, weight)
+	return own > share*(1+1e-9)
+}
+
+// overPoolShare reports whether tenant's work in the pool, queued and in
+// service, plus extra, exceeds its weighted fair share of all the pool's
+// work among the tenants that have some. It decides who is to blame when a
+// deadline cannot be met: a tenant alone in the queue while others are being
+// served is still the one asking for more than its share.
+func (q *Queue) overPoolShare(tenant string, weight, extra float64) bool {
+	own, total, weights := extra, extra+q.queuedCost, weight
+	for name, ts := range q.tenants {
+		total += ts.inUseCost
+		if name == tenant {
+			own += ts.cost + ts.inUseCost
+		} else {
+			weights += ts.weight
+		}
+	}
+	return own > total*weight/weights*(1+1e-9)
+}
+
+// activeWeight is the sum of the weights of tenants with queued requests,
+// counting tenant with the given weight whether or not it has any.
+func (q *Queue) activeWeight(tenant string, weight float64) float64 {
+	sum := weight
+	for name, ts := range q.tenants {
+		if name != tenant && ts.queued > 0 {
+			sum += ts.weight
+		}
+	}
+	return sum
+}
+
+// waitFor estimates how long w would wait: the cost served before it (higher
+// classes, then its own class in fair order) over the drain rate. A lower
+// class is served at least at its guaranteed share even while higher classes
+// stay backlogged, which bounds how much of their cost counts.
+func (q *Queue) waitFor(w *waiter, key string, capacity int) time.Duration {
+	var higher float64
+	for _, c := range q.classes[:w.req.Class] {
+		higher += c.cost
+	}
+	same := q.classes[w.req.Class].costAhead(key, w.finish)
+	if s := q.cfg.MinShare; s > 0 {
+		higher = min(higher, (same+w.cost)*(1-s)/s)
+	}
+	return q.drain.waitFor(higher+same, capacity)
+}
+
+func (q *Queue) waitingAtOrAbove(c Class) bool {
+	for _, cl := range q.classes[:c+1] {
+		if cl.n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (q *Queue) flowKey(r Request) string {
+	if q.cfg.Fair {
+		return r.Tenant
+	}
+	return ""
+}
+
+func (q *Queue) flowWeight(r Request) float64 {
+	if q.cfg.Fair {
+		return r.Weight
+	}
+	return 1
+}
+
+func (q *Queue) tenant(name string) *tenantState {
+	ts := q.tenants[name]
+	if ts == nil {
+		ts = &tenantState{weight: 1}
+		q.tenants[name] = ts
+	}
+	return ts
+}
+
+func (q *Queue) forgetIdle(name string, ts *tenantState) {
+	if ts.queued == 0 && ts.inUse == 0 {
+		delete(q.tenants, name)
+	}
+}
+
+func (q *Queue) enqueue(key string, w *waiter) {
+	q.classes[w.req.Class].push(key, w)
+	q.queued++
+	q.queuedCost += w.cost
+	ts := q.tenant(w.req.Tenant)
+	ts.queued++
+	ts.cost += w.cost
+	ts.weight = w.req.Weight
+}
+
+// dequeue takes a waiter out of its class; unqueue does the accounting that
+// pop and dequeue share.
+func (q *Queue) dequeue(w *waiter) {
+	q.classes[w.req.Class].remove(w)
+	q.unqueue(w)
+}
+
+func (q *Queue) unqueue(w *waiter) {
+	q.queued--
+	q.queuedCost -= w.cost
+	if q.queued == 0 {
+		q.queuedCost = 0 // no float residue
+	}
+	ts := q.tenants[w.req.Tenant]
+	ts.queued--
+	ts.cost -= w.cost
+	if ts.queued == 0 {
+		ts.cost = 0
+	}
+	q.forgetIdle(w.req.Tenant, ts)
+}
+
+func (q *Queue) takeSlot(tenant string, weight, cost float64, now time.Time, waited time.Duration) *Ticket {
+	q.inUse++
+	ts := q.tenant(tenant)
+	ts.inUse++
+	ts.inUseCost += cost
+	if ts.queued == 0 {
+		ts.weight = weight
+	}
+	return &Ticket{q: q, tenant: tenant, cost: cost, granted: now, waited: waited}
+}
+
+func (q *Queue) returnSlot(t *Ticket) {
+	q.inUse--
+	if ts := q.tenants[t.tenant]; ts != nil {
+		ts.inUse--
+		ts.inUseCost -= t.cost
+		if ts.inUse == 0 {
+			ts.inUseCost = 0 // no float residue
+		}
+		q.forgetIdle(t.tenant, ts)
+	}
+}
+
+func (q *Queue) refuse(w *waiter, rej *Rejection) {
+	w.state = refused
+	w.err = rej
+	q.counters.rejected[rej.Reason]++
+	close(w.ready)
+}
+
+func (q *Queue) deadlineRejection(w *waiter, now time.Time) *Rejection {
+	return q.rejection(Deadline, w.req.Tenant, now.Sub(w.enqueued), 0)
+}
+
+// rejection builds a refusal. Its Retry-After is, for the deadline
+// refusals, the time until the estimated wait would fit in the time left
+// (wait − left); for the others, wait itself; clamped to the configured range.
+func (q *Queue) rejection(reason Reason, tenant string, wait, left time.Duration) *Rejection {
+	retry := wait
+	if reason == TenantOverShare || reason == Saturated {
+		retry = wait - left
+	}
+	if reason == Deadline {
+		retry = q.drain.waitFor(0, q.capacity())
+	}
+	retry = min(max(retry, q.cfg.MinRetryAfter), q.cfg.MaxRetryAfter)
+	return &Rejection{Reason: reason, RetryAfter: retry,
+		Message: rejectionMessage(reason, q.cfg.Name, tenant, wait, left)}
+}

@@ -1,0 +1,92 @@
+package admission
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector exports the queues of a gateway as Prometheus metrics, labelled
+// by pool (model). It reads the queues at scrape time, so it is registered
+// once, on the caller's own registry, and follows pools added or removed by
+// a config reload through the pools function.
+type Collector struct {
+	pools func() map[string]*Queue
+
+	waiting, waitingCost, inUse, capacity, drain *prometheus.Desc
+	waits, rejections, cancelled                 *prometheus.Desc
+}
+
+// NewCollector returns a collector over the queues pools returns, keyed by
+// model name. pools is called on every scrape.
+func NewCollector(pools func() map[string]*Queue) *Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, append([]string{"model"}, labels...), nil)
+	}
+	return &Collector{
+		pools:       pools,
+		waiting:     d("sluice_queue_waiting", "Requests waiting in the gateway queue, by priority class.", "class"),
+		waitingCost: d("sluice_queue_waiting_cost", "Estimated tokens waiting in the gateway queue, by priority class.", "class"),
+		inUse:       d("sluice_queue_in_use", "Slots granted and not yet released."),
+		capacity:    d("sluice_queue_capacity", "Slots the pool allows now (sum of backend concurrency limits)."),
+		drain:       d("sluice_queue_drain_rate", "Measured service rate at the current capacity, estimated tokens per second."),
+		waits: d("sluice_queue_wait_seconds", "Time from arrival to grant of granted requests (0 when granted at once), by priority class.",
+			"class"),
+		rejections: d("sluice_queue_rejections_total", "Requests the queue refused, by reason.", "reason"),
+		cancelled:  d("sluice_queue_cancelled_total", "Requests whose client went away while they waited."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain,
+		c.waits, c.rejections, c.cancelled} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	pools := c.pools()
+	for _, model := range slices.Sorted(maps.Keys(pools)) {
+		q := pools[model]
+		s := q.Stats()
+		gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{model}, labels...)...)
+		}
+		gauge(c.inUse, float64(s.InUse))
+		gauge(c.capacity, float64(s.Capacity))
+		gauge(c.drain, s.DrainRate)
+		byClass := make(map[string]ClassStats, len(s.Classes))
+		for _, cs := range s.Classes {
+			byClass[cs.Class] = cs
+		}
+		for _, cl := range []Class{Interactive, Batch} { // always present, so dashboards see zeros
+			if _, ok := byClass[cl.String()]; !ok {
+				byClass[cl.String()] = ClassStats{Class: cl.String()}
+			}
+		}
+		for name, cs := range byClass {
+			gauge(c.waiting, float64(cs.Queued), name)
+			gauge(c.waitingCost, cs.QueuedCost, name)
+		}
+		for cl, h := range q.waitHistograms() {
+			if _, ok := byClass[Class(cl).String()]; !ok && h.count == 0 {
+				continue
+			}
+			buckets := make(map[float64]uint64, len(waitBuckets))
+			var cum uint64
+			for i, ub := range waitBuckets {
+				cum += h.counts[i]
+				buckets[ub] = cum
+			}
+			ch <- prometheus.MustNewConstHistogram(c.waits, h.count, h.sum, buckets, model, Class(cl).String())
+		}
+		for r := range numReasons {
+			reason := Reason(r).String()
+			ch <- prometheus.MustNewConstMetric(c.rejections, prometheus.CounterValue, float64(s.Rejected[reason]), model, reason)
+		}
+		ch <- prometheus.MustNewConstMetric(c.cancelled, prometheus.CounterValue, float64(s.Cancelled), model)
+	}
+}

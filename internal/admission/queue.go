@@ -1,0 +1,387 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// QueueConfig tunes a Queue. Every zero field takes the default in its
+// comment, except Fair.
+type QueueConfig struct {
+	// Name is the pool (model) the queue guards; refusal messages name it.
+	Name string
+	// Fair turns on weighted fair queuing by cost across tenants. Off, each
+	// class is one FIFO: only for comparison and tests, since one tenant's
+	// flood then delays everyone. Production callers set it.
+	Fair bool
+
+	MaxQueued              int     // requests waiting in total, default 1024
+	MaxQueuedPerTenant     int     // requests one tenant may have waiting, default MaxQueued
+	MaxQueuedCost          float64 // cost waiting in total, default 0 = no cost bound
+	MaxQueuedCostPerTenant float64 // cost one tenant may have waiting, default 0 = no cost bound
+
+	// MinShare is the starvation guard: while a class has waiters it gets at
+	// least this fraction of the cost granted to it and the classes above it,
+	// default 0.1. Negative means strict priority. At most 0.5.
+	MinShare float64
+
+	// PriorSlotRate is the drain rate assumed per slot, in cost units per
+	// second, before completions are measured, default 100 (a sequence of a
+	// few hundred tokens in a few seconds). DrainSamples is how many
+	// completions the measured rate averages over, default 64.
+	PriorSlotRate float64
+	DrainSamples  int
+
+	// Retry-After estimates are clamped to [MinRetryAfter, MaxRetryAfter],
+	// default 1s and 5m: clients retrying sooner than a second only add load.
+	MinRetryAfter time.Duration
+	MaxRetryAfter time.Duration
+}
+
+// Defaults for QueueConfig's zero fields.
+const (
+	DefaultMaxQueued     = 1024
+	DefaultMinShare      = 0.1
+	DefaultPriorSlotRate = 100.0
+	DefaultDrainSamples  = 64
+	DefaultMinRetryAfter = time.Second
+	DefaultMaxRetryAfter = 5 * time.Minute
+	priorHold            = time.Second // the prior's mean slot hold
+	maxMinShare          = 0.5
+)
+
+func (c QueueConfig) withDefaults() QueueConfig {
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = DefaultMaxQueued
+	}
+	if c.MaxQueuedPerTenant <= 0 {
+		c.MaxQueuedPerTenant = c.MaxQueued
+	}
+	c.MaxQueuedCost = max(c.MaxQueuedCost, 0)
+	c.MaxQueuedCostPerTenant = max(c.MaxQueuedCostPerTenant, 0)
+	switch {
+	case c.MinShare == 0 || math.IsNaN(c.MinShare):
+		c.MinShare = DefaultMinShare
+	case c.MinShare < 0:
+		c.MinShare = 0
+	}
+	c.MinShare = min(c.MinShare, maxMinShare)
+	if !(c.PriorSlotRate > 0) {
+		c.PriorSlotRate = DefaultPriorSlotRate
+	}
+	if c.DrainSamples <= 0 {
+		c.DrainSamples = DefaultDrainSamples
+	}
+	if c.MinRetryAfter <= 0 {
+		c.MinRetryAfter = DefaultMinRetryAfter
+	}
+	if c.MaxRetryAfter <= 0 {
+		c.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	c.MaxRetryAfter = max(c.MaxRetryAfter, c.MinRetryAfter)
+	return c
+}
+
+// Class is a priority class. Lower values are served first; the zero value
+// is Interactive. Values above MaxClass are treated as MaxClass.
+type Class int
+
+const (
+	Interactive Class = 0
+	Batch       Class = 1
+	// MaxClass is the lowest priority class the queue keeps apart.
+	MaxClass Class = 7
+)
+
+func (c Class) String() string {
+	switch c {
+	case Interactive:
+		return "interactive"
+	case Batch:
+		return "batch"
+	}
+	return fmt.Sprintf("class%d", int(c))
+}
+
+// Request describes a request asking for a slot.
+type Request struct {
+	Tenant   string    // API key or configured group; "" is a tenant too
+	Weight   float64   // tenant's relative share; <= 0 means 1
+	Class    Class     // priority class; the zero value is Interactive
+	Cost     float64   // estimated tokens (see EstimateCost); <= 0 means 1
+	Deadline time.Time // when the request must be granted by; zero means none
+}
+
+func (r Request) normalized() Request {
+	if !(r.Weight > 0) || math.IsInf(r.Weight, 0) {
+		r.Weight = 1
+	}
+	if !(r.Cost > 0) || math.IsInf(r.Cost, 0) {
+		r.Cost = 1
+	}
+	r.Class = min(max(r.Class, Interactive), MaxClass)
+	return r
+}
+
+// Queue is a fair counting semaphore for one model pool: at most capacity()
+// tickets are out at a time, and waiters are granted in priority-class order,
+// then weighted fair order by cost across tenants. It starts no goroutine:
+// grants happen in Acquire, Ticket.Release and Kick. Safe for concurrent use.
+type Queue struct {
+	cfg      QueueConfig
+	capacity func() int
+	clock    func() time.Time
+
+	mu         sync.Mutex
+	classes    [MaxClass + 1]*class
+	tenants    map[string]*tenantState
+	inUse      int
+	queued     int
+	queuedCost float64
+	seq        uint64
+	drain      drainEstimator
+	counters   counters
+}
+
+// tenantState is one tenant's share of the queue, for bounds and the
+// over-share test. It is deleted when the tenant has nothing queued or held.
+type tenantState struct {
+	queued    int
+	cost      float64
+	inUse     int
+	inUseCost float64
+	weight    float64 // of its latest request
+}
+
+// NewQueue returns an empty queue. capacity is called under the queue's
+// mutex on every Acquire, Release and Kick, so it must be cheap and must not
+// call back into the queue; it typically sums the usable backends' limits.
+// clock is the time source (time.Now in production).
+func NewQueue(cfg QueueConfig, capacity func() int, clock func() time.Time) *Queue {
+	cfg = cfg.withDefaults()
+	q := &Queue{cfg: cfg, capacity: capacity, clock: clock, tenants: make(map[string]*tenantState),
+		drain:    newDrainEstimator(cfg.PriorSlotRate, priorHold, cfg.DrainSamples),
+		counters: newCounters()}
+	for i := range q.classes {
+		q.classes[i] = newClass()
+	}
+	return q
+}
+
+// Ticket is a granted slot. Release it exactly once when the request is done
+// (after feeding the backend's Limiter, so the next grant sees the new limit);
+// further calls do nothing.
+type Ticket struct {
+	q        *Queue
+	tenant   string
+	cost     float64
+	granted  time.Time
+	waited   time.Duration
+	released atomic.Bool
+}
+
+// Waited is how long the request queued before it was granted (0 when it
+// was granted at once), for logs and response headers.
+func (t *Ticket) Waited() time.Duration {
+	if t == nil {
+		return 0
+	}
+	return t.waited
+}
+
+// Release returns the slot and grants it to the next waiter, if any.
+func (t *Ticket) Release() {
+	if t == nil || !t.released.CompareAndSwap(false, true) {
+		return
+	}
+	q := t.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.clock()
+	q.drain.add(t.cost, now.Sub(t.granted))
+	q.returnSlot(t)
+	q.dispatch(now, q.capacity())
+}
+
+// Acquire waits for a slot. It grants at once when fewer than capacity()
+// tickets are out and nobody of the same or a higher class waits. Otherwise
+// it queues the request, unless a bound is reached or the estimated wait
+// exceeds the time left to r.Deadline: then it returns a *Rejection at once.
+// A queued request whose deadline passes anyway is refused with Deadline. If
+// ctx ends first, the request leaves the queue and Acquire returns an error
+// wrapping ctx.Err(); a slot granted at that same moment is given back.
+func (q *Queue) Acquire(ctx context.Context, r Request) (*Ticket, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
+	}
+	t, w, err := q.submit(r)
+	if t != nil || err != nil {
+		return t, err
+	}
+	return q.wait(ctx, w)
+}
+
+// Kick grants waiters after capacity() may have grown without an Acquire or
+// Release to notice (a limit raised, a backend added), and refuses waiters
+// whose deadline has passed by the queue's clock.
+func (q *Queue) Kick() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.clock()
+	for _, c := range q.classes {
+		for _, f := range append(flowHeap(nil), c.active...) {
+			for _, w := range append([]*waiter(nil), f.waiters...) {
+				if q.expired(w, now) {
+					q.dequeue(w)
+					q.refuse(w, q.deadlineRejection(w, now))
+				}
+			}
+		}
+	}
+	q.dispatch(now, q.capacity())
+}
+
+// submit is Acquire's non-blocking half: a ticket, a queued waiter, or an
+// error.
+func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
+	r = r.normalized()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.clock()
+	capacity := q.capacity()
+	q.dispatch(now, capacity)
+	if q.inUse < capacity && !q.waitingAtOrAbove(r.Class) {
+		q.counters.waited(r.Class, 0)
+		return q.takeSlot(r.Tenant, r.Weight, r.Cost, now, 0), nil, nil
+	}
+	if rej := q.admit(r); rej != nil {
+		q.counters.rejected[rej.Reason]++
+		return nil, nil, rej
+	}
+	c := q.classes[r.Class]
+	key := q.flowKey(r)
+	q.seq++
+	w := &waiter{req: r, cost: r.Cost, seq: q.seq, enqueued: now, ready: make(chan struct{})}
+	w.start, w.finish = c.tags(key, r.Cost, q.flowWeight(r))
+	if !r.Deadline.IsZero() {
+		if wait, left := q.waitFor(w, key, capacity), r.Deadline.Sub(now); wait > left {
+			reason := Saturated
+			if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {
+				reason = TenantOverShare
+			}
+			q.counters.rejected[reason]++
+			return nil, nil, q.rejection(reason, r.Tenant, wait, left)
+		}
+	}
+	q.enqueue(key, w)
+	return nil, w, nil
+}
+
+// wait blocks a queued waiter until it is granted or refused, its deadline
+// passes, or ctx ends.
+func (q *Queue) wait(ctx context.Context, w *waiter) (*Ticket, error) {
+	var timeout <-chan time.Time
+	if !w.req.Deadline.IsZero() {
+		tm := time.NewTimer(w.req.Deadline.Sub(q.clock()))
+		defer tm.Stop()
+		timeout = tm.C
+	}
+	select {
+	case <-w.ready:
+		return w.ticket, w.err
+	case <-ctx.Done():
+		return nil, q.abandon(w, fmt.Errorf("admission: left the queue: %w", ctx.Err()))
+	case <-timeout:
+		return q.expire(w)
+	}
+}
+
+// abandon takes a waiter whose client went away out of the queue. If it was
+// granted in the meantime, the slot goes back without counting as served.
+func (q *Queue) abandon(w *waiter, err error) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch w.state {
+	case waiting:
+		q.dequeue(w)
+		w.state = refused
+		w.err = err
+		close(w.ready)
+	case granted:
+		w.ticket.released.Store(true)
+		q.returnSlot(w.ticket)
+		q.dispatch(q.clock(), q.capacity())
+	case refused:
+		return w.err // refused first; the refusal is the better answer
+	}
+	q.counters.cancelled++
+	return err
+}
+
+// expire refuses a waiter whose deadline timer fired, unless it was granted
+// or refused first.
+func (q *Queue) expire(w *waiter) (*Ticket, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if w.state == waiting {
+		q.dequeue(w)
+		q.refuse(w, q.deadlineRejection(w, q.clock()))
+	}
+	return w.ticket, w.err
+}
+
+// dispatch grants waiters while slots are free. Waiters whose deadline has
+// passed are refused instead of granted: their client has given up on them.
+func (q *Queue) dispatch(now time.Time, capacity int) {
+	for q.inUse < capacity && q.queued > 0 {
+		w := q.next()
+		if q.expired(w, now) {
+			q.refuse(w, q.deadlineRejection(w, now))
+			continue
+		}
+		waited := now.Sub(w.enqueued)
+		w.ticket = q.takeSlot(w.req.Tenant, w.req.Weight, w.cost, now, waited)
+		w.state = granted
+		q.counters.waited(w.req.Class, waited)
+		close(w.ready)
+	}
+}
+
+func (q *Queue) expired(w *waiter, now time.Time) bool {
+	return !w.req.Deadline.IsZero() && now.After(w.req.Deadline)
+}
+
+// next removes and returns the waiter to serve: the head of the highest
+// class with waiters, unless a lower class has earned enough starvation-guard
+// credit to pay for its own head.
+func (q *Queue) next() *waiter {
+	pick := -1
+	for i, c := range q.classes {
+		if c.n == 0 {
+			continue
+		}
+		if pick < 0 {
+			pick = i
+			continue
+		}
+		if h := c.head(); c.credit >= h.cost {
+			c.credit -= h.cost
+			pick = i
+			break
+		}
+	}
+	w := q.classes[pick].pop()
+	q.unqueue(w)
+	if share := q.cfg.MinShare; share > 0 {
+		for _, c := range q.classes[pick+1:] {
+			if c.n > 0 {
+				c.credit += w.cost * share / (1 - share)
+			}
+		}
+	}
+	return w
+}

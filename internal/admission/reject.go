@@ -1,0 +1,115 @@
+package admission
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Reason says why the queue refused a request.
+type Reason int
+
+const (
+	// TenantOverShare: the request could not be served before its deadline
+	// and its tenant's work in the pool (queued and in service, this request
+	// included) is above the tenant's weighted fair share of all the pool's
+	// work: the tenant, not the pool, is the problem. HTTP 429. Counting work
+	// in service too makes a tenant alone in the queue while others are being
+	// served the one to blame, as it should be.
+	TenantOverShare Reason = iota
+	// Saturated: the request could not be served before its deadline and its
+	// tenant is within its share: the pool as a whole is full. HTTP 503.
+	Saturated
+	// QueueFull: the queue's total bound (requests or cost) is reached and no
+	// tenant over its share could be pushed out to make room. HTTP 503.
+	QueueFull
+	// TenantQueueFull: the tenant's own bound (requests or cost) is reached,
+	// or it was pushed out of a full queue because it held more than its
+	// share. HTTP 429.
+	TenantQueueFull
+	// Deadline: the request waited and its deadline passed before a slot
+	// freed, because the wait estimate was too optimistic. HTTP 503.
+	Deadline
+
+	numReasons = int(Deadline) + 1
+)
+
+// String is the reason's stable code, used as a metric label and as the
+// OpenAI error "code" suffix.
+func (r Reason) String() string {
+	switch r {
+	case TenantOverShare:
+		return "tenant_over_share"
+	case Saturated:
+		return "saturated"
+	case QueueFull:
+		return "queue_full"
+	case TenantQueueFull:
+		return "tenant_queue_full"
+	case Deadline:
+		return "deadline"
+	}
+	return fmt.Sprintf("reason_%d", int(r))
+}
+
+// HTTPStatus is the status a gateway answers with: 429 when the tenant is
+// the cause (it should slow down), 503 when the pool is (anyone may retry).
+func (r Reason) HTTPStatus() int {
+	if r == TenantOverShare || r == TenantQueueFull {
+		return http.StatusTooManyRequests
+	}
+	return http.StatusServiceUnavailable
+}
+
+// Rejection is the error Acquire returns when it refuses a request. Use
+// errors.As to get it; RetryAfter is always positive.
+type Rejection struct {
+	Reason     Reason
+	RetryAfter time.Duration // estimated from the measured drain rate
+	Message    string        // says which of tenant or pool is the cause
+}
+
+func (e *Rejection) Error() string { return e.Message }
+
+// rejectionMessage words a refusal for the client. pool is the queue's name
+// (the model) or empty.
+func rejectionMessage(reason Reason, pool, tenant string, wait, left time.Duration) string {
+	of := "model capacity"
+	if pool != "" {
+		of = "the capacity of model '" + pool + "'"
+	}
+	backends := "all backends"
+	if pool != "" {
+		backends = "all backends for model '" + pool + "'"
+	}
+	switch reason {
+	case TenantOverShare:
+		return fmt.Sprintf("tenant '%s' is over its fair share of %s: estimated wait %s exceeds the %s left to the request's deadline",
+			tenant, of, waitText(wait), roundDur(left))
+	case Saturated:
+		return fmt.Sprintf("%s are saturated: estimated wait %s exceeds the %s left to the request's deadline",
+			backends, waitText(wait), roundDur(left))
+	case QueueFull:
+		return fmt.Sprintf("%s are saturated and the gateway queue is full", backends)
+	case TenantQueueFull:
+		return fmt.Sprintf("tenant '%s' has too much work queued for %s", tenant, of)
+	}
+	return fmt.Sprintf("the request's deadline passed after waiting %s for %s", roundDur(wait), of)
+}
+
+func waitText(d time.Duration) string {
+	if d >= maxWait {
+		return "unbounded (no capacity)"
+	}
+	return roundDur(d).String()
+}
+
+func roundDur(d time.Duration) time.Duration {
+	switch {
+	case d > 10*time.Second:
+		return d.Round(time.Second)
+	case d > time.Second:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}

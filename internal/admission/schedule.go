@@ -1,0 +1,193 @@
+package admission
+
+import (
+	"container/heap"
+	"time"
+)
+
+// The schedule is one queue per priority class. Inside a class, waiters are
+// grouped in flows, one per tenant (or a single flow when fairness is off,
+// which makes the class a FIFO), and served by self-clocked fair queuing
+// (SCFQ, Golestani 1994) on cost:
+//
+//	start  = max(class virtual time, the flow's last finish tag)
+//	finish = start + cost / weight
+//
+// The waiter with the lowest finish tag goes first, and the class's virtual
+// time becomes that tag. A backlogged tenant's tags advance by cost/weight per
+// request, so over any busy period each backlogged tenant is granted cost in
+// proportion to its weight, whatever its request sizes, within one maximum
+// request of the ideal (fluid) share. A tenant that was idle starts at the
+// current virtual time: it gets no credit for idleness.
+
+// waiter is one queued request.
+type waiter struct {
+	req      Request // normalized
+	cost     float64
+	seq      uint64 // arrival order; breaks tag ties deterministically
+	start    float64
+	finish   float64
+	enqueued time.Time
+	flow     *flow
+
+	// Set under the queue's mutex before ready is closed.
+	ready  chan struct{}
+	state  waiterState
+	ticket *Ticket
+	err    error
+}
+
+type waiterState int
+
+const (
+	waiting waiterState = iota
+	granted
+	refused
+)
+
+// flow is one tenant's FIFO of waiters within a class. Tags increase along it.
+type flow struct {
+	key        string
+	waiters    []*waiter
+	cost       float64 // queued cost
+	lastFinish float64
+	heapIdx    int
+}
+
+// class is the schedule of one priority class.
+type class struct {
+	vtime  float64
+	flows  map[string]*flow
+	active flowHeap // flows with waiters, by head finish tag
+	n      int
+	cost   float64
+	// credit is the starvation guard's balance: cost this class may take
+	// ahead of higher classes, earned while they were served and it waited.
+	credit float64
+}
+
+func newClass() *class { return &class{flows: make(map[string]*flow)} }
+
+// tags returns the start and finish tags a request would get.
+func (c *class) tags(key string, cost, weight float64) (start, finish float64) {
+	start = c.vtime
+	if f := c.flows[key]; f != nil {
+		start = max(start, f.lastFinish)
+	}
+	return start, start + cost/weight
+}
+
+func (c *class) push(key string, w *waiter) {
+	f := c.flows[key]
+	if f == nil {
+		f = &flow{key: key, heapIdx: -1}
+		c.flows[key] = f
+	}
+	w.flow = f
+	f.waiters = append(f.waiters, w)
+	f.cost += w.cost
+	f.lastFinish = w.finish
+	c.n++
+	c.cost += w.cost
+	if f.heapIdx < 0 {
+		heap.Push(&c.active, f)
+	}
+}
+
+// head is the next waiter by finish tag, or nil.
+func (c *class) head() *waiter {
+	if len(c.active) == 0 {
+		return nil
+	}
+	return c.active[0].waiters[0]
+}
+
+// pop removes the head and advances the virtual time to its tag.
+func (c *class) pop() *waiter {
+	w := c.head()
+	c.vtime = max(c.vtime, w.finish)
+	c.remove(w)
+	return w
+}
+
+// remove takes w out wherever it is. When w was its flow's last request the
+// flow's tag rolls back to w's start, so a tenant whose request was cancelled
+// or refused is not charged for it.
+func (c *class) remove(w *waiter) {
+	f := w.flow
+	i := 0
+	for i < len(f.waiters) && f.waiters[i] != w {
+		i++
+	}
+	if i == len(f.waiters) {
+		return
+	}
+	if i == len(f.waiters)-1 && w.finish == f.lastFinish {
+		f.lastFinish = w.start
+	}
+	f.waiters = append(f.waiters[:i], f.waiters[i+1:]...)
+	f.cost -= w.cost
+	c.n--
+	c.cost -= w.cost
+	if c.n == 0 {
+		c.cost = 0 // no float residue
+		c.credit = 0
+	}
+	switch {
+	case len(f.waiters) == 0:
+		heap.Remove(&c.active, f.heapIdx)
+		delete(c.flows, f.key) // its lastFinish <= vtime now: nothing to remember
+	case i == 0:
+		heap.Fix(&c.active, f.heapIdx)
+	}
+}
+
+// costAhead is the queued cost this class serves before a request of flow
+// key with the given finish tag: all of the flow's own waiters, and every
+// other flow's waiters with a lower or equal tag.
+func (c *class) costAhead(key string, finish float64) float64 {
+	var sum float64
+	for _, f := range c.active {
+		if f.key == key {
+			sum += f.cost
+			continue
+		}
+		for _, w := range f.waiters {
+			if w.finish > finish {
+				break
+			}
+			sum += w.cost
+		}
+	}
+	return sum
+}
+
+// flowHeap orders active flows by their head's finish tag, then arrival.
+type flowHeap []*flow
+
+func (h flowHeap) Len() int { return len(h) }
+func (h flowHeap) Less(i, j int) bool {
+	a, b := h[i].waiters[0], h[j].waiters[0]
+	if a.finish != b.finish {
+		return a.finish < b.finish
+	}
+	return a.seq < b.seq
+}
+func (h flowHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx = i
+	h[j].heapIdx = j
+}
+func (h *flowHeap) Push(x any) {
+	f := x.(*flow)
+	f.heapIdx = len(*h)
+	*h = append(*h, f)
+}
+func (h *flowHeap) Pop() any {
+	old := *h
+	f := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	f.heapIdx = -1
+	return f
+}

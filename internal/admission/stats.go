@@ -1,0 +1,111 @@
+package admission
+
+import "time"
+
+// waitBuckets are the wait-time histogram's upper bounds in seconds: from
+// "granted at once" to the longest deadline anyone should configure.
+var waitBuckets = []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 4, 8, 16, 32, 64, 128}
+
+// histogram is a minimal Prometheus-style histogram kept under the queue's
+// mutex; the Collector turns it into a const metric at scrape time.
+type histogram struct {
+	counts []uint64 // per bucket, not cumulative; the last is +Inf
+	sum    float64
+	count  uint64
+}
+
+func (h *histogram) observe(v float64) {
+	i := 0
+	for i < len(waitBuckets) && v > waitBuckets[i] {
+		i++
+	}
+	h.counts[i]++
+	h.sum += v
+	h.count++
+}
+
+// counters are the queue's lifetime event counts.
+type counters struct {
+	rejected  [numReasons]uint64
+	cancelled uint64
+	waits     [MaxClass + 1]histogram // per class, of granted requests
+}
+
+func newCounters() counters {
+	var c counters
+	for i := range c.waits {
+		c.waits[i].counts = make([]uint64, len(waitBuckets)+1)
+	}
+	return c
+}
+
+func (c *counters) waited(class Class, d time.Duration) {
+	c.waits[class].observe(d.Seconds())
+}
+
+// Stats is a snapshot of a queue for /status and tests.
+type Stats struct {
+	InUse      int     `json:"in_use"`
+	Capacity   int     `json:"capacity"`
+	Queued     int     `json:"queued"`
+	QueuedCost float64 `json:"queued_cost"`
+	// DrainRate is the measured service rate at the current capacity, in
+	// cost units per second: what wait estimates divide by.
+	DrainRate float64                `json:"drain_rate"`
+	Classes   []ClassStats           `json:"classes"` // classes with waiters or grants, by priority
+	Tenants   map[string]TenantStats `json:"tenants"` // tenants with requests queued or in flight
+	Granted   uint64                 `json:"granted"`
+	Rejected  map[string]uint64      `json:"rejected"` // by Reason.String()
+	Cancelled uint64                 `json:"cancelled"`
+}
+
+// ClassStats is one priority class's share of Stats.
+type ClassStats struct {
+	Class      string  `json:"class"`
+	Queued     int     `json:"queued"`
+	QueuedCost float64 `json:"queued_cost"`
+	Granted    uint64  `json:"granted"`
+}
+
+// TenantStats is one tenant's share of Stats.
+type TenantStats struct {
+	Queued     int     `json:"queued"`
+	QueuedCost float64 `json:"queued_cost"`
+	InUse      int     `json:"in_use"`
+}
+
+// Stats returns a consistent snapshot.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	capacity := q.capacity()
+	s := Stats{InUse: q.inUse, Capacity: capacity, Queued: q.queued, QueuedCost: q.queuedCost,
+		DrainRate: q.drain.perSlot() * float64(max(capacity, 0)),
+		Tenants:   make(map[string]TenantStats, len(q.tenants)),
+		Rejected:  make(map[string]uint64, numReasons), Cancelled: q.counters.cancelled}
+	for i, c := range q.classes {
+		granted := q.counters.waits[i].count
+		s.Granted += granted
+		if c.n > 0 || granted > 0 {
+			s.Classes = append(s.Classes, ClassStats{Class: Class(i).String(), Queued: c.n, QueuedCost: c.cost, Granted: granted})
+		}
+	}
+	for name, ts := range q.tenants {
+		s.Tenants[name] = TenantStats{Queued: ts.queued, QueuedCost: ts.cost, InUse: ts.inUse}
+	}
+	for r, n := range q.counters.rejected {
+		s.Rejected[Reason(r).String()] = n
+	}
+	return s
+}
+
+// waitHistograms copies the per-class wait histograms for the Collector.
+func (q *Queue) waitHistograms() [MaxClass + 1]histogram {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out [MaxClass + 1]histogram
+	for i, h := range q.counters.waits {
+		out[i] = histogram{counts: append([]uint64(nil), h.counts...), sum: h.sum, count: h.count}
+	}
+	return out
+}

@@ -1,0 +1,121 @@
+package config
+
+import (
+	"fmt"
+	"time"
+)
+
+// Admission configures overload protection: per-backend concurrency
+// limits, the fair queue in front of each model's pool, and deadlines. It is
+// on by default; config tunes it.
+type Admission struct {
+	// Enabled turns the gateway queue and adaptive limits on (default true).
+	Enabled bool `yaml:"enabled"`
+	// MaxWait is the longest a request may wait in the queue (a client may
+	// ask for less with the X-Sluice-Max-Wait header). Requests that cannot
+	// be served within it are refused at once with Retry-After.
+	MaxWait Duration `yaml:"max_wait"`
+	// MaxQueued / MaxQueuedPerTenant bound waiting requests per model.
+	MaxQueued          int `yaml:"max_queued"`
+	MaxQueuedPerTenant int `yaml:"max_queued_per_tenant"`
+	// MaxQueuedTokens bounds the estimated tokens waiting per model; 0 = none.
+	MaxQueuedTokens float64 `yaml:"max_queued_tokens"`
+	// DefaultMaxTokens is the output estimate for requests without max_tokens.
+	DefaultMaxTokens int `yaml:"default_max_tokens"`
+	// BatchMinShare guards the batch class against starvation: while batch
+	// requests wait they get at least this share of granted capacity.
+	BatchMinShare float64 `yaml:"batch_min_share"`
+	// Adaptive is the per-backend concurrency limit used when a backend has
+	// no static max_concurrency.
+	Adaptive Adaptive `yaml:"adaptive"`
+}
+
+// Adaptive configures the gradient concurrency controller.
+type Adaptive struct {
+	Initial   int      `yaml:"initial"`   // starting limit, default 4
+	Min       int      `yaml:"min"`       // default 1
+	Max       int      `yaml:"max"`       // default 256
+	Window    Duration `yaml:"window"`    // adjustment window, default 1s
+	Tolerance float64  `yaml:"tolerance"` // accepted TTFT / no-load TTFT, default 4.0 (prefill batching alone raises TTFT 2-3x)
+}
+
+// Tenant describes one API key: who it belongs to and what it may do.
+type Tenant struct {
+	// Key is the API key clients send as "Authorization: Bearer KEY".
+	// ${VAR} is expanded from the environment.
+	Key string `yaml:"key"`
+	// Tenant groups keys for fairness and limits; default: the key itself.
+	Tenant string `yaml:"tenant"`
+	// Weight is the tenant's share of contended capacity, default 1.
+	Weight float64 `yaml:"weight"`
+	// Priority is the default class: interactive (default) or batch.
+	Priority string `yaml:"priority"`
+	// MaxPriority is the highest class the key may ask for with the
+	// X-Sluice-Priority header, default interactive.
+	MaxPriority string `yaml:"max_priority"`
+	// NoFallback forbids serving this key's requests with a fallback model.
+	NoFallback bool `yaml:"no_fallback"`
+}
+
+// Auth says how clients are identified.
+type Auth struct {
+	// RequireKey refuses requests without a configured key (401). When
+	// false, unknown callers are their own tenant (by key, else by IP).
+	RequireKey bool     `yaml:"require_key"`
+	Keys       []Tenant `yaml:"keys"`
+}
+
+func defaultAdmission() Admission {
+	return Admission{
+		Enabled: true, MaxWait: Duration(10 * time.Second), MaxQueued: 1024,
+		DefaultMaxTokens: 256, BatchMinShare: 0.1,
+		Adaptive: Adaptive{Initial: 4, Min: 1, Max: 256, Window: Duration(time.Second), Tolerance: 4.0},
+	}
+}
+
+var priorities = map[string]bool{"": true, "interactive": true, "batch": true}
+
+func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
+	a := c.Admission
+	if a.MaxWait <= 0 {
+		bad("admission.max_wait", "must be a positive duration")
+	}
+	if a.MaxQueued < 1 {
+		bad("admission.max_queued", "must be at least 1")
+	}
+	if a.MaxQueuedPerTenant < 0 || a.MaxQueuedPerTenant > a.MaxQueued {
+		bad("admission.max_queued_per_tenant", "must be between 0 (= max_queued) and max_queued")
+	}
+	if a.BatchMinShare < 0 || a.BatchMinShare > 0.5 {
+		bad("admission.batch_min_share", "must be between 0 and 0.5, got %g", a.BatchMinShare)
+	}
+	ad := a.Adaptive
+	if ad.Min < 1 || ad.Max < ad.Min || ad.Initial < ad.Min || ad.Initial > ad.Max {
+		bad("admission.adaptive", "need 1 <= min <= initial <= max, got min %d initial %d max %d", ad.Min, ad.Initial, ad.Max)
+	}
+	if ad.Tolerance < 1 {
+		bad("admission.adaptive.tolerance", "must be at least 1, got %g", ad.Tolerance)
+	}
+	if ad.Window <= 0 {
+		bad("admission.adaptive.window", "must be a positive duration")
+	}
+	seen := map[string]bool{}
+	for i, k := range c.Auth.Keys {
+		key := fmt.Sprintf("auth.keys[%d]", i)
+		if k.Key == "" {
+			bad(key+".key", "must not be empty (an unset ${VAR}?)")
+		} else if seen[k.Key] {
+			bad(key+".key", "duplicate key")
+		}
+		seen[k.Key] = true
+		if k.Weight < 0 {
+			bad(key+".weight", "must be positive")
+		}
+		if !priorities[k.Priority] {
+			bad(key+".priority", "must be interactive or batch, got %q", k.Priority)
+		}
+		if !priorities[k.MaxPriority] {
+			bad(key+".max_priority", "must be interactive or batch, got %q", k.MaxPriority)
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// unlimited stands for "no backend limit" in the queue's capacity.
+const unlimited = 1 << 30
+
+// capacity is how many requests the pool may have in flight: the sum of its
+// usable backends' concurrency limits (static, or adaptive). Read by the
+// queue under its lock, so it only loads atomics and takes no other lock
+// than each backend's state mutex.
+func (p *Pool) capacity() int {
+	now := p.now()
+	total := 0
+	for _, b := range p.Backends {
+		if !b.Usable(now) {
+			continue
+		}
+		l := b.Limit()
+		if l <= 0 {
+			return unlimited
+		}
+		total += l
+	}
+	return total
+}
+
+// poolQueue is a model's fair queue. It outlives config reloads that keep
+// the admission settings (waiters stay queued, tickets stay counted), so
+// the pool it measures capacity on is swapped in behind a pointer.
+type poolQueue struct {
+	q    *admission.Queue
+	pool atomic.Pointer[Pool]
+	cfg  config.Admission
+}
+
+// queueFor returns prev's queue for p's model when reusable, else a new one.
+func queueFor(p *Pool, a config.Admission, prev *Runtime, now func() time.Time) *poolQueue {
+	if prev != nil {
+		if old := prev.Pools[p.Model]; old != nil && old.queue != nil && old.queue.cfg == a {
+			old.queue.pool.Store(p)
+			old.queue.q.Kick() // capacity may have grown
+			return old.queue
+		}
+	}
+	pq := &poolQueue{cfg: a}
+	pq.pool.Store(p)
+	pq.q = admission.NewQueue(admission.QueueConfig{
+		Name: p.Model, Fair: true, MaxQueued: a.MaxQueued, MaxQueuedPerTenant: a.MaxQueuedPerTenant,
+		MaxQueuedCost: a.MaxQueuedTokens, MinShare: a.BatchMinShare,
+	}, func() int { return pq.pool.Load().capacity() }, now)
+	return pq
+}
+
+// adaptiveLimit adapts admission.AdaptiveLimit to endpoint.Limiter.
+type adaptiveLimit struct{ *admission.AdaptiveLimit }
+
+func (a adaptiveLimit) Observe(now time.Time, latency time.Duration, inflight int, out endpoint.Outcome) {
+	o := admission.Success
+	switch out {
+	case endpoint.Failure:
+		o = admission.Failure
+	case endpoint.Busy:
+		o = admission.Busy
+	}
+	a.AdaptiveLimit.Observe(now, latency, inflight, o)
+}
+
+func newAdaptiveLimit(c config.Adaptive) endpoint.Limiter {
+	return adaptiveLimit{admission.NewAdaptiveLimit(admission.LimitConfig{
+		Initial: c.Initial, Min: c.Min, Max: c.Max, Window: c.Window.D(), Tolerance: c.Tolerance,
+	})}
+}
+
+// deadline is when a request must have left the queue: the configured max
+// wait, or sooner if the client asks (X-Sluice-Max-Wait: 2s or 2000ms).
+func deadline(r *http.Request, start time.Time, maxWait time.Duration) time.Time {
+	if h := r.Header.Get("X-Sluice-Max-Wait"); h != "" {
+		var d time.Duration
+		if ms, err := strconv.Atoi(h); err == nil {
+			d = time.Duration(ms) * time.Millisecond
+		} else if pd, err := time.ParseDuration(strings.TrimSpace(h)); err == nil {
+			d = pd
+		}
+		if d > 0 && d < maxWait {
+			maxWait = d
+		}
+	}
+	return start.Add(maxWait)
+}
+
+// admit waits for a slot in the pool for model, or one of its fallbacks
+// when the primary cannot serve in time and the caller allows it. It
+// returns the pool that will serve and its ticket (nil when admission is
+// off).
+func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, cost float64, until time.Time) (*Pool, *admission.Ticket, error) {
+	req := admission.Request{Tenant: id.tenant, Weight: id.weight, Class: id.class, Cost: cost, Deadline: until}
+	candidates := []*Pool{pool}
+	if id.fallback {
+		for _, f := range pool.Fallbacks {
+			if fp := rt.Pools[f]; fp != nil {
+				candidates = append(candidates, fp)
+			}
+		}
+	}
+	var firstErr error
+	for i, p := range candidates {
+		if !p.Ready(p.now()) {
+			if i == len(candidates)-1 && firstErr == nil {
+				return p, nil, nil // nothing usable anywhere: the proxy says so
+			}
+			continue // straight to the next fallback
+		}
+		if p.queue == nil {
+			return p, nil, nil
+		}
+		t, err := p.queue.q.Acquire(ctx, req)
+		if err == nil {
+			return p, t, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		var rej *admission.Rejection
+		if !errors.As(err, &rej) || rej.Reason.HTTPStatus() == http.StatusTooManyRequests {
+			// The client left, or the tenant is over its share: a fallback
+			// model is no cure for either.
+			return nil, nil, err
+		}
+	}
+	return nil, nil, firstErr
+}

@@ -1,0 +1,96 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"strings"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// identity is who a request is from, as far as fairness, priority and
+// limits are concerned.
+type identity struct {
+	key      string // the API key presented ("" if none)
+	tenant   string
+	weight   float64
+	class    admission.Class
+	fallback bool // may be served by a fallback model
+}
+
+// tenants resolves API keys to their configured identity.
+type tenants struct {
+	require bool
+	byKey   map[string]config.Tenant
+}
+
+func newTenants(a config.Auth) *tenants {
+	t := &tenants{require: a.RequireKey, byKey: make(map[string]config.Tenant, len(a.Keys))}
+	for _, k := range a.Keys {
+		t.byKey[k.Key] = k
+	}
+	return t
+}
+
+func classOf(name string) admission.Class {
+	if name == "batch" {
+		return admission.Batch
+	}
+	return admission.Interactive
+}
+
+// identify reads the bearer key and the priority header. Unknown callers
+// are their own tenant — by a hash of their key, else by client IP — so one
+// anonymous flood still cannot starve everyone else.
+func (t *tenants) identify(r *http.Request, ip string) (identity, *openai.Error) {
+	key := bearer(r.Header.Get("Authorization"))
+	id := identity{key: key, weight: 1, class: admission.Interactive, fallback: true}
+	maxClass := admission.Interactive
+	if k, ok := t.byKey[key]; ok && key != "" {
+		id.tenant = k.Tenant
+		if id.tenant == "" {
+			id.tenant = "key:" + shortHash(key)
+		}
+		if k.Weight > 0 {
+			id.weight = k.Weight
+		}
+		id.class = classOf(k.Priority)
+		maxClass = classOf(k.MaxPriority)
+		id.fallback = !k.NoFallback
+	} else {
+		if t.require {
+			return id, &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "invalid_api_key",
+				Message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."}
+		}
+		if key != "" {
+			id.tenant = "key:" + shortHash(key)
+		} else {
+			id.tenant = "ip:" + ip
+		}
+	}
+	// A request may lower its own priority, or raise it as far as its key allows.
+	if h := r.Header.Get("X-Sluice-Priority"); h != "" {
+		id.class = max(classOf(strings.ToLower(h)), maxClass)
+	}
+	if id.class < maxClass {
+		id.class = maxClass
+	}
+	return id, nil
+}
+
+func bearer(h string) string {
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// shortHash names an unconfigured key without putting the secret in logs
+// and metrics.
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:6])
+}

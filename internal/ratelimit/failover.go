@@ -1,0 +1,245 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// FailureMode says what a FailoverStore does while its shared store is down.
+type FailureMode int
+
+const (
+	// FailOpen keeps limiting, on this replica alone, at its share of each
+	// limit (Limit.Share(Replicas)): N replicas together still admit about
+	// the configured rate, though no longer exactly.
+	FailOpen FailureMode = iota
+	// FailClosed refuses every request with ErrStoreUnavailable: nothing
+	// passes unmetered.
+	FailClosed
+)
+
+// ParseFailureMode reads "open" or "closed" ("" is open).
+func ParseFailureMode(s string) (FailureMode, error) {
+	switch s {
+	case "", "open":
+		return FailOpen, nil
+	case "closed":
+		return FailClosed, nil
+	}
+	return 0, fmt.Errorf("failure mode %q: want open or closed", s)
+}
+
+func (m FailureMode) String() string {
+	if m == FailClosed {
+		return "closed"
+	}
+	return "open"
+}
+
+// FailoverOptions configure a FailoverStore. Zero values mean the defaults.
+type FailoverOptions struct {
+	Mode FailureMode
+	// Replicas is how many gateway replicas share the limits; fail-open
+	// enforces 1/Replicas of each limit locally. Default 1.
+	Replicas int
+	// Timeout bounds one call to the shared store, so a hung Redis costs a
+	// request at most this much before the fallback answers. Default 100ms.
+	Timeout time.Duration
+	// Backoff is how long after a failure the shared store is tried again;
+	// it doubles on each failed retry up to MaxBackoff. Defaults 500ms, 10s.
+	Backoff, MaxBackoff time.Duration
+	// Logger gets one line when the store goes down and one when it
+	// recovers (never one per request). Default slog.Default().
+	Logger *slog.Logger
+	// Registerer gets sluice_ratelimit_store_errors_total and
+	// sluice_ratelimit_store_degraded. nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// FailoverStore wraps a shared store (Redis) with a fallback for when it
+// fails or times out. While healthy every call goes to the shared store.
+// After a failure the store is "degraded": calls go straight to the
+// fallback (fail-open) or are refused (fail-closed) without touching the
+// shared store, until the back-off has passed; then one call at a time
+// retries it, and the first success ends the degraded state. Time is the
+// now passed to each call.
+//
+// Buckets do not move between the stores: after a switch the other store
+// starts from what it last knew (usually idle), so a transition can let
+// up to one burst per replica through.
+type FailoverStore struct {
+	primary  Store
+	fallback *LocalStore
+	opt      FailoverOptions
+	errs     prometheus.Counter
+	degraded prometheus.Gauge
+
+	mu      sync.Mutex
+	down    bool      // degraded
+	retryAt time.Time // next time the primary may be tried while down
+	backoff time.Duration
+	probing bool // a retry of the primary is in flight
+}
+
+// NewFailoverStore wraps primary; fallback serves fail-open requests.
+func NewFailoverStore(primary Store, fallback *LocalStore, opt FailoverOptions) (*FailoverStore, error) {
+	if opt.Replicas < 1 {
+		opt.Replicas = 1
+	}
+	if opt.Timeout <= 0 {
+		opt.Timeout = 100 * time.Millisecond
+	}
+	if opt.Backoff <= 0 {
+		opt.Backoff = 500 * time.Millisecond
+	}
+	if opt.MaxBackoff < opt.Backoff {
+		opt.MaxBackoff = max(10*time.Second, opt.Backoff)
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	f := &FailoverStore{
+		primary: primary, fallback: fallback, opt: opt,
+		errs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_ratelimit_store_errors_total",
+			Help: "Calls to the shared rate limit store (Redis) that failed or timed out.",
+		}),
+		degraded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_ratelimit_store_degraded",
+			Help: "1 while the shared rate limit store is down and the failure mode (open: local share; closed: refuse) applies.",
+		}),
+	}
+	if opt.Registerer != nil {
+		for _, c := range []prometheus.Collector{f.errs, f.degraded} {
+			if err := opt.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("ratelimit: register metrics: %w", err)
+			}
+		}
+	}
+	return f, nil
+}
+
+// Degraded reports whether the shared store is currently bypassed.
+func (f *FailoverStore) Degraded() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.down
+}
+
+// Take implements Store.
+func (f *FailoverStore) Take(ctx context.Context, key string, l Limit, cost int64, now time.Time) (Decision, error) {
+	return one(ctx, f, Op{Key: key, Limit: l, Cost: cost}, now)
+}
+
+// Charge implements Store.
+func (f *FailoverStore) Charge(ctx context.Context, key string, l Limit, cost int64, now time.Time) (Decision, error) {
+	return one(ctx, f, Op{Key: key, Limit: l, Cost: cost, Force: true}, now)
+}
+
+// Apply implements Store.
+func (f *FailoverStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]Decision, error) {
+	f.mu.Lock()
+	if f.down && (f.probing || now.Before(f.retryAt)) {
+		retry := f.retryAt.Sub(now)
+		f.mu.Unlock()
+		return f.fallbackApply(ctx, ops, now, retry, nil)
+	}
+	probe := f.down
+	if probe {
+		f.probing = true
+	}
+	f.mu.Unlock()
+
+	cctx, cancel := context.WithTimeout(ctx, f.opt.Timeout)
+	ds, err := f.primary.Apply(cctx, ops, now)
+	cancel()
+	if err == nil {
+		if probe {
+			f.recovered()
+		}
+		return ds, nil
+	}
+	if ctx.Err() != nil || isInvalid(err) {
+		// The caller gave up, or the request itself is bad: not the
+		// store's fault, so no state change.
+		if probe {
+			f.mu.Lock()
+			f.probing = false
+			f.mu.Unlock()
+		}
+		return nil, err
+	}
+	retry := f.failed(now, err)
+	return f.fallbackApply(ctx, ops, now, retry, err)
+}
+
+// failed records a primary failure and returns the wait before the next try.
+func (f *FailoverStore) failed(now time.Time, err error) time.Duration {
+	f.errs.Inc()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	first := !f.down
+	switch {
+	case first:
+		f.down, f.backoff = true, f.opt.Backoff
+	case f.probing:
+		f.backoff = min(2*f.backoff, f.opt.MaxBackoff)
+	}
+	f.probing = false
+	f.retryAt = now.Add(f.backoff)
+	if first {
+		f.degraded.Set(1)
+		f.opt.Logger.Warn("rate limit store unavailable; applying failure mode until it recovers",
+			"failure_mode", f.opt.Mode.String(), "replicas", f.opt.Replicas,
+			"retry_in", f.backoff.String(), "error", err.Error())
+	}
+	return f.backoff
+}
+
+func (f *FailoverStore) recovered() {
+	f.mu.Lock()
+	wasDown := f.down
+	f.down, f.probing, f.backoff = false, false, 0
+	f.mu.Unlock()
+	if wasDown {
+		f.degraded.Set(0)
+		f.opt.Logger.Info("rate limit store recovered", "failure_mode", f.opt.Mode.String())
+	}
+}
+
+// fallbackApply answers while the primary is down. cause is the failure that
+// just happened, or nil when the primary was skipped.
+func (f *FailoverStore) fallbackApply(ctx context.Context, ops []Op, now time.Time, retry time.Duration, cause error) ([]Decision, error) {
+	if f.opt.Mode == FailClosed {
+		if cause == nil {
+			cause = errors.New("waiting to retry after an earlier failure")
+		}
+		ds := make([]Decision, len(ops))
+		for i, op := range ops {
+			ds[i] = Decision{RetryAfter: max(retry, time.Millisecond), Limit: op.Limit.Capacity()}
+		}
+		return ds, fmt.Errorf("%w (fail-closed): %w", ErrStoreUnavailable, cause)
+	}
+	local := make([]Op, len(ops))
+	for i, op := range ops {
+		local[i] = op
+		local[i].Limit = op.Limit.Share(f.opt.Replicas)
+	}
+	return f.fallback.Apply(ctx, local, now)
+}
+
+// errInvalid marks errors in the request rather than the store.
+type errInvalid struct{ error }
+
+func (e errInvalid) Unwrap() error { return e.error }
+
+func isInvalid(err error) bool {
+	var e errInvalid
+	return errors.As(err, &e)
+}

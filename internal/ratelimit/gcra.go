@@ -1,0 +1,146 @@
+package ratelimit
+
+import (
+	"math"
+	"strconv"
+	"time"
+)
+
+// Decision is the outcome of one operation on one bucket.
+type Decision struct {
+	// Allowed says the units were taken. A denied operation takes nothing.
+	Allowed bool
+	// Delay is how long an allowed request should wait before proceeding so
+	// the traffic conforms to the rate (nginx's delayed excess). Zero for
+	// nodelay limits and for requests within the rate.
+	Delay time.Duration
+	// RetryAfter is, for a denied request, how long until the same request
+	// would be allowed if nothing else arrived. Zero when Allowed or NeverFits.
+	RetryAfter time.Duration
+	// Limit is the bucket's capacity (Burst+1): units that pass at once from
+	// idle. Zero means no limit applied.
+	Limit int64
+	// Remaining is how many unit-cost requests would be allowed right after
+	// this decision.
+	Remaining int64
+	// Reset is how long until the bucket is full (idle) again.
+	Reset time.Duration
+	// NeverFits says the cost exceeds the capacity, so no amount of waiting
+	// helps: a distinct, non-retryable refusal.
+	NeverFits bool
+}
+
+// Op is one operation on one bucket, for Store.Apply.
+type Op struct {
+	Key   string
+	Limit Limit
+	// Cost is the units taken. A Take (Force false) needs 0 <= Cost; it is
+	// allowed only if the bucket has room. A charge (Force true) always
+	// applies, may be negative (a refund), and may push the bucket into
+	// debt, at most one capacity beyond empty, which later takes then wait
+	// out.
+	Cost  int64
+	Force bool
+}
+
+// epochMicros is the algorithm's time origin (2025-01-01 UTC). Counting from
+// it instead of 1970 keeps float64 microsecond clock values small, so their
+// resolution stays below 0.1 µs for decades.
+const epochMicros = 1735689600 * 1_000_000
+
+// micros is now on the algorithm's clock.
+func micros(now time.Time) float64 { return float64(now.UnixMicro() - epochMicros) }
+
+// params are a Limit as the algorithm and the Lua script consume it.
+type params struct {
+	interval float64 // emission interval T: microseconds per unit
+	capacity int64   // Burst+1
+	delay    int64   // excess units served undelayed; -1 = all
+}
+
+func (l Limit) params() params {
+	return params{interval: 1e6 / l.Rate, capacity: l.Capacity(), delay: l.Delay}
+}
+
+// intervalArg is T as the script receives it: the shortest text that parses
+// back to the same float64, so both implementations compute with one value.
+func (p params) intervalArg() string { return strconv.FormatFloat(p.interval, 'g', -1, 64) }
+
+// outcome is a decision in the integers the script returns (microseconds).
+type outcome struct {
+	allowed, neverFits          bool
+	delay, retry, remain, reset int64
+}
+
+func (o outcome) decision(capacity int64) Decision {
+	return Decision{
+		Allowed:    o.allowed,
+		NeverFits:  o.neverFits,
+		Delay:      time.Duration(o.delay) * time.Microsecond,
+		RetryAfter: time.Duration(o.retry) * time.Microsecond,
+		Limit:      capacity,
+		Remaining:  o.remain,
+		Reset:      time.Duration(o.reset) * time.Microsecond,
+	}
+}
+
+// gcra is the Generic Cell Rate Algorithm, the virtual-scheduling form of a
+// leaky bucket, stated so it reproduces nginx limit_req exactly. The bucket
+// state is one number, the theoretical arrival time tat: when the bucket
+// will be idle again if nothing more arrives. A missing bucket (has=false)
+// is an idle one. It returns the new tat and whether to store it (an allowed
+// operation) — a new tat at or before now means idle, which the stores keep
+// by deleting the bucket.
+//
+// gcra.lua is this function line by line. Every floating-point step is
+// written the same way in both and rounded once (float64(x*y) stops Go from
+// fusing a multiply-add, which Lua never does), so the local and the Redis
+// store give identical decisions for identical inputs; a test holds them to
+// it.
+//
+// nginx's "excess" after a request is (new tat - now - T) in units of T: the
+// first request on an idle bucket has excess 0, each further one at the
+// same instant 1 more, and a request is refused when its excess would pass
+// burst, i.e. when new tat - now > capacity*T.
+func gcra(tat float64, has bool, now float64, p params, cost int64, force bool) (newTat float64, store bool, o outcome) {
+	if !has || tat < now {
+		tat = now
+	}
+	t := p.interval
+	span := float64(float64(p.capacity) * t)
+	newTat = tat
+	o.allowed = true
+	if !force && cost > p.capacity {
+		o.allowed, o.neverFits = false, true
+	} else {
+		newTat = tat + float64(float64(cost)*t)
+		if !force && newTat-now > span {
+			o.allowed = false
+			o.retry = int64(math.Ceil(newTat - now - span))
+			newTat = tat
+		}
+	}
+	if newTat < now {
+		newTat = now // a refund cannot fill the bucket beyond full
+	}
+	if force && newTat-now > span+span {
+		newTat = now + span + span // debt is capped at one capacity beyond empty
+	}
+	if o.allowed {
+		store = true
+		if p.delay >= 0 && !force {
+			ex := newTat - now - t - float64(float64(p.delay)*t)
+			if ex > 0 {
+				o.delay = int64(math.Ceil(ex))
+			}
+		}
+	}
+	// Units in use, less a thousandth: the clock value's rounding must not
+	// turn exactly one unit in use into two.
+	o.remain = p.capacity - int64(math.Ceil((newTat-now)/t-0.001))
+	if o.remain < 0 {
+		o.remain = 0
+	}
+	o.reset = int64(math.Ceil(newTat - now))
+	return newTat, store, o
+}

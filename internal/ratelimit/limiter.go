@@ -1,0 +1,346 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Subject is who a request is charged to. An empty field means that scope
+// does not apply (no API key, no tenant, IP unknown).
+type Subject struct {
+	Key    string // API key (hashed before it is used in a bucket key)
+	Tenant string
+	IP     string
+}
+
+// Rule is the limits of one scope. A zero field is no limit.
+type Rule struct {
+	Requests        Limit // requests, nginx limit_req semantics
+	TokensPerMinute int64 // tokens: the estimate is reserved, then reconciled
+}
+
+// tokens is the token bucket of a TokensPerMinute rule: a full minute's
+// tokens can be used at once, refilling continuously (GCRA, nodelay).
+func (r Rule) tokens() Limit {
+	if r.TokensPerMinute <= 0 {
+		return Limit{}
+	}
+	return Limit{Rate: float64(r.TokensPerMinute) / 60, Burst: r.TokensPerMinute - 1, Delay: NoDelay}
+}
+
+// Rules are a Limiter's limits. Keys and Tenants hold per-key and
+// per-tenant rules that replace PerKey / PerTenant for those subjects.
+type Rules struct {
+	Global, PerKey, PerTenant, PerIP Rule
+	Keys, Tenants                    map[string]Rule
+}
+
+// Limiter applies Rules through a Store, once per request.
+type Limiter struct {
+	store  Store
+	rules  Rules
+	checks *prometheus.CounterVec
+	closer func() // releases what Open created; nil otherwise
+}
+
+// NewLimiter returns a limiter over store. reg (may be nil) gets
+// sluice_ratelimit_checks_total.
+func NewLimiter(store Store, rules Rules, reg prometheus.Registerer) (*Limiter, error) {
+	for _, r := range ruleList(rules) {
+		if !r.Requests.IsZero() {
+			if err := r.Requests.Validate(); err != nil {
+				return nil, fmt.Errorf("ratelimit: requests: %w", err)
+			}
+		}
+		if err := r.tokens().Validate(); r.TokensPerMinute > 0 && err != nil {
+			return nil, fmt.Errorf("ratelimit: tokens_per_minute: %w", err)
+		}
+	}
+	l := &Limiter{store: store, rules: rules, checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_ratelimit_checks_total",
+		Help: "Rate limit checks by result (allowed, delayed, limited, never_fits, error) and, for refusals, the scope and kind that refused.",
+	}, []string{"result", "scope", "kind"})}
+	if reg != nil {
+		if err := reg.Register(l.checks); err != nil {
+			return nil, fmt.Errorf("ratelimit: register metrics: %w", err)
+		}
+	}
+	return l, nil
+}
+
+func ruleList(r Rules) []Rule {
+	out := []Rule{r.Global, r.PerKey, r.PerTenant, r.PerIP}
+	for _, v := range r.Keys {
+		out = append(out, v)
+	}
+	for _, v := range r.Tenants {
+		out = append(out, v)
+	}
+	return out
+}
+
+// Close releases the store connections Open made. It does nothing for a
+// Limiter built with NewLimiter: its store belongs to the caller.
+func (l *Limiter) Close() {
+	if l.closer != nil {
+		l.closer()
+	}
+}
+
+// Result is the outcome of Check.
+type Result struct {
+	// Allowed: every applicable limit had room and all were taken.
+	Allowed bool
+	// NeverFits: the request's tokens exceed a limit's capacity; waiting
+	// will not help (answer with a non-retryable error, not a retry time).
+	NeverFits bool
+	// Delay is how long an allowed request waits before going on (the
+	// largest nginx delay among its limits).
+	Delay time.Duration
+	// RetryAfter, for a refusal, is when the request could pass.
+	RetryAfter time.Duration
+	// Requests and Tokens are the binding decision of each kind: the
+	// refusal, or else the limit with the least room. Limit == 0 when no
+	// limit of that kind applied.
+	Requests, Tokens Decision
+	// Scope and Kind name the refusing limit: scope "key", "tenant", "ip",
+	// "global" (or "store" when a fail-closed store is down), kind
+	// "requests" or "tokens". Empty when allowed.
+	Scope, Kind string
+
+	res *reservation
+}
+
+// Reason is a one-line explanation of a refusal for the error message.
+func (r Result) Reason() string {
+	switch {
+	case r.Allowed:
+		return ""
+	case r.Scope == "store":
+		return "rate limit store unavailable"
+	case r.NeverFits:
+		return fmt.Sprintf("request needs more %s than the %s limit allows at once (%d)", r.Kind, scopeName[r.Scope], r.Tokens.Limit)
+	}
+	return fmt.Sprintf("%s rate limit exceeded (%s)", scopeName[r.Scope], r.Kind)
+}
+
+var scopeName = map[string]string{"key": "API key", "tenant": "tenant", "ip": "client IP", "global": "global"}
+
+// reservation is the token part of an allowed request, kept so the
+// estimate can be corrected when the backend reports usage.
+type reservation struct {
+	store   Store
+	mu      sync.Mutex
+	ops     []Op // one per token limit taken
+	charged int64
+}
+
+// Reconcile corrects the token reservation to the tokens actually used
+// (the usage the backend reported, or counted at the end of a stream):
+// the difference is charged, or refunded when fewer were used, on every
+// token limit the request took from. Calling it again with a newer total
+// charges only the new difference. It does nothing for a refused request
+// or one with no token limit.
+func (r Result) Reconcile(ctx context.Context, actualTokens int64, now time.Time) error {
+	res := r.res
+	if res == nil || len(res.ops) == 0 {
+		return nil
+	}
+	actualTokens = max(actualTokens, 0)
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	delta := actualTokens - res.charged
+	if delta == 0 {
+		return nil
+	}
+	ops := make([]Op, len(res.ops))
+	for i, op := range res.ops {
+		ops[i] = Op{Key: op.Key, Limit: op.Limit, Cost: delta, Force: true}
+	}
+	if _, err := res.store.Apply(ctx, ops, now); err != nil {
+		return fmt.Errorf("ratelimit: reconcile tokens: %w", err)
+	}
+	res.charged = actualTokens
+	return nil
+}
+
+// opMeta says which scope and kind an operation of a check belongs to.
+type opMeta struct{ scope, kind string }
+
+// Check takes one request and estTokens tokens from every limit that
+// applies to s: its API key's, tenant's, IP's and the global one. It is
+// all-or-nothing: if any limit refuses, what was taken from the others is
+// refunded, so a refused request costs nothing. An allowed request should
+// wait Result.Delay before going on, and call Result.Reconcile once its
+// token usage is known.
+//
+// The error is non-nil only when the store fails; with a fail-closed store
+// the Result is then a refusal (Scope "store") carrying RetryAfter and the
+// error wraps ErrStoreUnavailable.
+func (l *Limiter) Check(ctx context.Context, s Subject, estTokens int64, now time.Time) (Result, error) {
+	estTokens = max(estTokens, 0)
+	ops := make([]Op, 0, 8)
+	meta := make([]opMeta, 0, 8)
+	add := func(scope, id string, r Rule) {
+		if !r.Requests.IsZero() {
+			ops = append(ops, Op{Key: "req:" + scope + ":" + id, Limit: r.Requests, Cost: 1})
+			meta = append(meta, opMeta{scope, "requests"})
+		}
+		if t := r.tokens(); !t.IsZero() {
+			ops = append(ops, Op{Key: "tok:" + scope + ":" + id, Limit: t, Cost: estTokens})
+			meta = append(meta, opMeta{scope, "tokens"})
+		}
+	}
+	if s.Key != "" {
+		r, ok := l.rules.Keys[s.Key]
+		if !ok {
+			r = l.rules.PerKey
+		}
+		add("key", hashKey(s.Key), r)
+	}
+	if s.Tenant != "" {
+		r, ok := l.rules.Tenants[s.Tenant]
+		if !ok {
+			r = l.rules.PerTenant
+		}
+		add("tenant", s.Tenant, r)
+	}
+	if s.IP != "" {
+		add("ip", s.IP, l.rules.PerIP)
+	}
+	add("global", "", l.rules.Global)
+	if len(ops) == 0 {
+		l.checks.WithLabelValues("allowed", "", "").Inc()
+		return Result{Allowed: true}, nil
+	}
+
+	ds, err := l.store.Apply(ctx, ops, now)
+	if err != nil {
+		l.checks.WithLabelValues("error", "", "").Inc()
+		if errors.Is(err, ErrStoreUnavailable) {
+			retry := time.Duration(0)
+			for _, d := range ds {
+				retry = max(retry, d.RetryAfter)
+			}
+			return Result{RetryAfter: retry, Scope: "store"}, fmt.Errorf("ratelimit: %w", err)
+		}
+		return Result{}, fmt.Errorf("ratelimit: %w", err)
+	}
+
+	res := summarize(meta, ds)
+	if !res.Allowed {
+		l.refund(ctx, ops, ds, now)
+		result := "limited"
+		if res.NeverFits {
+			result = "never_fits"
+		}
+		l.checks.WithLabelValues(result, res.Scope, res.Kind).Inc()
+		return res, nil
+	}
+	r := &reservation{store: l.store, charged: estTokens}
+	for i, m := range meta {
+		if m.kind == "tokens" {
+			r.ops = append(r.ops, ops[i])
+		}
+	}
+	res.res = r
+	if res.Delay > 0 {
+		l.checks.WithLabelValues("delayed", "", "").Inc()
+	} else {
+		l.checks.WithLabelValues("allowed", "", "").Inc()
+	}
+	return res, nil
+}
+
+// refund gives back what a refused check took from the limits that allowed
+// it. A failed refund is not reported: the request is refused either way,
+// and the only cost is that those limits stay charged until they refill.
+func (l *Limiter) refund(ctx context.Context, ops []Op, ds []Decision, now time.Time) {
+	var back []Op
+	for i, d := range ds {
+		if d.Allowed && ops[i].Cost > 0 {
+			back = append(back, Op{Key: ops[i].Key, Limit: ops[i].Limit, Cost: -ops[i].Cost, Force: true})
+		}
+	}
+	if len(back) > 0 {
+		_, _ = l.store.Apply(ctx, back, now)
+	}
+}
+
+// summarize picks the binding decision of each kind and the overall one.
+func summarize(meta []opMeta, ds []Decision) Result {
+	res := Result{Allowed: true}
+	var worst *Decision // the refusal to report
+	for i := range ds {
+		d := &ds[i]
+		bind := &res.Requests
+		if meta[i].kind == "tokens" {
+			bind = &res.Tokens
+		}
+		if binds(*d, *bind) {
+			*bind = *d
+		}
+		if d.Allowed {
+			res.Delay = max(res.Delay, d.Delay)
+			continue
+		}
+		res.Allowed = false
+		if worst == nil || refusalWorse(*d, *worst) {
+			worst = d
+			res.Scope, res.Kind = meta[i].scope, meta[i].kind
+		}
+	}
+	if !res.Allowed {
+		res.Delay = 0
+		res.NeverFits = worst.NeverFits
+		res.RetryAfter = worst.RetryAfter
+		for _, d := range ds {
+			if !d.Allowed {
+				res.RetryAfter = max(res.RetryAfter, d.RetryAfter)
+			}
+		}
+		if res.NeverFits {
+			res.RetryAfter = 0
+		}
+	}
+	return res
+}
+
+// binds reports whether d should replace cur as the decision reported for
+// its kind: refusals beat allowances, NeverFits beats other refusals, a
+// longer retry beats a shorter one, and among allowances the least
+// remaining (then the longest reset) wins.
+func binds(d, cur Decision) bool {
+	switch {
+	case cur.Limit == 0:
+		return true
+	case d.Allowed != cur.Allowed:
+		return !d.Allowed
+	case !d.Allowed:
+		return refusalWorse(d, cur)
+	case d.Remaining != cur.Remaining:
+		return d.Remaining < cur.Remaining
+	}
+	return d.Reset > cur.Reset
+}
+
+func refusalWorse(d, cur Decision) bool {
+	if d.NeverFits != cur.NeverFits {
+		return d.NeverFits
+	}
+	return d.RetryAfter > cur.RetryAfter
+}
+
+// hashKey keeps API keys out of bucket keys (Redis keys are visible to
+// anyone with MONITOR or SCAN): the first 128 bits of SHA-256, in hex.
+func hashKey(k string) string {
+	sum := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(sum[:16])
+}
