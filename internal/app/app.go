@@ -47,8 +47,11 @@ type App struct {
 // New builds the app from a validated config. path is the file it came
 // from, re-read on reload ("" disables file reloads).
 func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	deps := gateway.Deps{
 		Logger:    logger,
+		Registry:  reg,
 		Transport: proxy.NewTransportCache(),
 		Now:       time.Now,
 		Rand:      routing.NewRand(uint64(time.Now().UnixNano())),
@@ -57,8 +60,6 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, errWithPath(path, err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gw := gateway.New(rt, gateway.Options{Logger: logger, Registry: reg, Now: deps.Now})
 	return &App{path: path, log: logger, deps: deps, gw: gw}, nil
 }
@@ -94,7 +95,9 @@ func (a *App) Reload() error {
 				a.log.Warn("config reload: listen address changes need a restart; keeping the old one",
 					"old", old.Listen, "new", cfg.Listen)
 			}
+			prev := a.gw.Runtime()
 			a.gw.Swap(rt)
+			prev.Retire(rt)
 			a.syncChecker(cfg.Health.Active)
 			a.syncScraper(cfg)
 			a.log.Info("config reloaded", "path", a.path, "models", len(rt.Models))
@@ -155,6 +158,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	<-serveErr
 	a.deps.Transport.CloseIdle()
+	a.gw.Runtime().Retire(nil)
 	a.log.Info("stopped")
 	return nil
 }

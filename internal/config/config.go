@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v4"
+
+	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
 
 // Config is the whole gateway configuration. The zero value is not valid;
@@ -33,8 +35,11 @@ type Config struct {
 	Breaker       Breaker     `yaml:"breaker"`
 	Admission     Admission   `yaml:"admission"`
 	Auth          Auth        `yaml:"auth"`
-	Log           Log         `yaml:"log"`
-	Models        []Model     `yaml:"models"`
+	// RateLimits: per key / tenant / IP / global, requests and tokens; see
+	// examples/sluice.yaml. Empty = no rate limits.
+	RateLimits ratelimit.Config `yaml:"rate_limits"`
+	Log        Log              `yaml:"log"`
+	Models     []Model          `yaml:"models"`
 }
 
 // Timeouts bound each phase of an upstream request.
@@ -247,6 +252,9 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 		}
 	}
 	c.validateAdmission(bad)
+	if err := c.RateLimits.Validate(); err != nil {
+		bad("rate_limits", "%v", err)
+	}
 	if c.LoadMetrics.Interval <= 0 {
 		bad("load_metrics.interval", "must be a positive duration")
 	}

@@ -9,6 +9,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/hex"
 	"log/slog"
 	"math/rand/v2"
@@ -147,9 +148,22 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Rate limits: requests and estimated tokens per key / tenant / IP / global.
+	cost := admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, rt.Config.Admission.DefaultMaxTokens)
+	rl, err := rt.rateLimit(r.Context(), w, id, ip, cost, start)
+	if err != nil {
+		rec.fail(w, apiError(err, peek.Model))
+		return
+	}
+	defer func() {
+		if rec.result.UsageKnown { // settle the token reservation with what was used
+			u := rec.result.Usage
+			rl.Reconcile(context.WithoutCancel(r.Context()), int64(u.PromptTokens+u.CompletionTokens), g.now())
+		}
+	}()
+
 	// Admission: wait for a fair share of the pool's capacity (or of a
 	// fallback's), or be refused at once with Retry-After.
-	cost := admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, rt.Config.Admission.DefaultMaxTokens)
 	served, ticket, err := rt.admit(r.Context(), pool, id, cost, deadline(r, start, rt.Config.Admission.MaxWait.D()))
 	if err != nil {
 		rec.fail(w, apiError(err, peek.Model))

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/breaker"
 	"github.com/sluice-gw/sluice/internal/config"
@@ -22,11 +24,13 @@ type Runtime struct {
 	Models    []string // config order, for /v1/models
 	forwarder *proxy.Forwarder
 	tenants   *tenants
+	limits    *limits // nil: no rate limits configured
 }
 
 // Deps are the long-lived parts a Runtime is built with.
 type Deps struct {
 	Logger    *slog.Logger
+	Registry  prometheus.Registerer // for stores' own metrics; may be nil
 	Transport *proxy.Transport
 	Now       func() time.Time
 	Rand      routing.Rand
@@ -86,6 +90,11 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 		rt.Pools[m.Name] = pool
 		rt.Models = append(rt.Models, m.Name)
 	}
+	lim, err := openLimits(cfg.RateLimits, prev, deps.Registry, deps.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("rate_limits: %w", err)
+	}
+	rt.limits = lim
 	rt.forwarder = proxy.NewForwarder(proxy.Options{
 		Transport: deps.Transport.For(cfg.Timeouts.Connect.D()),
 		Timeouts: proxy.Timeouts{
@@ -178,4 +187,12 @@ func (rt *Runtime) Queues() map[string]*admission.Queue {
 		}
 	}
 	return out
+}
+
+// Retire releases what this runtime holds that the next one does not share
+// (a replaced rate limiter's Redis connection).
+func (rt *Runtime) Retire(next *Runtime) {
+	if rt.limits != nil && (next == nil || next.limits != rt.limits) {
+		rt.limits.l.Close()
+	}
 }

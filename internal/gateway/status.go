@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
@@ -69,12 +70,17 @@ type backendStatus struct {
 	EWMALatencyMS  float64 `json:"ewma_latency_ms"`
 	Weight         int     `json:"weight"`
 	MaxConcurrency int     `json:"max_concurrency"`
+	// Limit is the concurrency limit in force: max_concurrency, or the
+	// adaptive limit; 0 = unlimited.
+	Limit int `json:"limit"`
 }
 
 type poolStatus struct {
 	Model    string          `json:"model"`
 	Policy   string          `json:"policy"`
 	Backends []backendStatus `json:"backends"`
+	// Queue is the admission queue (absent when admission is off).
+	Queue *admission.Stats `json:"queue,omitempty"`
 }
 
 func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
@@ -92,8 +98,12 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 				Name: b.Name(), URL: spec.URL, State: b.State(now).String(), Inflight: b.Inflight(),
 				Requests: b.Requests(), Failures: b.Failures(),
 				EWMALatencyMS: float64(b.Latency(now).Microseconds()) / 1000,
-				Weight:        b.Weight(), MaxConcurrency: spec.MaxConcurrency,
+				Weight:        b.Weight(), MaxConcurrency: spec.MaxConcurrency, Limit: b.Limit(),
 			})
+		}
+		if p.queue != nil {
+			st := p.queue.q.Stats()
+			ps.Queue = &st
 		}
 		out.Models = append(out.Models, ps)
 	}

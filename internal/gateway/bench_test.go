@@ -1,0 +1,53 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sluice-gw/sluice/internal/sim"
+)
+
+// BenchmarkGatewayNonStream measures the gateway's own cost per small
+// non-streaming completion: client -> gateway -> instant simulator over
+// loopback, every default protection on. Compare with
+// BenchmarkDirectNonStream (the same client straight to the simulator).
+func BenchmarkGatewayNonStream(b *testing.B) {
+	be := httptest.NewServer(sim.New(sim.Config{Model: "m1", Instant: true}))
+	defer be.Close()
+	cfg := testConfig(be.URL)
+	srv, _ := startGateway(&testing.T{}, cfg)
+	defer srv.Close()
+	runClients(b, srv.URL)
+}
+
+func BenchmarkDirectNonStream(b *testing.B) {
+	be := httptest.NewServer(sim.New(sim.Config{Model: "m1", Instant: true}))
+	defer be.Close()
+	runClients(b, be.URL)
+}
+
+func runClients(b *testing.B, url string) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	body := `{"model":"m1","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}`
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(body))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
