@@ -68,11 +68,11 @@ wait_up() { for _ in $(seq 100); do curl -sf -o /dev/null "http://$1/$2" && retu
 wait_up $BACK health
 
 run() { # name url -> "rps p50 p99"
-  wrk -t1 -c"$CONNS" -d"$DUR" --latency -s "$WORK/post.lua" "http://$2/v1/chat/completions" > "$WORK/$1.txt"
-  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$1.txt")
-  p50=$(awk '$1=="50%" {print $2}' "$WORK/$1.txt")
-  p99=$(awk '$1=="99%" {print $2}' "$WORK/$1.txt")
-  non2xx=$(awk '/Non-2xx/ {print $4}' "$WORK/$1.txt")
+  wrk -t1 -c"$CONNS" -d"$DUR" --latency -s "$WORK/post.lua" "http://$2/v1/chat/completions" > "$WORK/${1//\//_}.txt"
+  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/${1//\//_}.txt")
+  p50=$(awk '$1=="50%" {print $2}' "$WORK/${1//\//_}.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$WORK/${1//\//_}.txt")
+  non2xx=$(awk '/Non-2xx/ {print $4}' "$WORK/${1//\//_}.txt")
   echo "$1 $rps $p50 $p99 ${non2xx:-0}"
 }
 

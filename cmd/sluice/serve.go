@@ -20,6 +20,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	model := fs.String("model", "", "model name clients ask for (flag mode, no config file)")
 	policy := fs.String("policy", "", "balancing policy: round_robin, weighted, least_conn, p2c_ewma (default), least_load, random")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides the config)")
+	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this separate address, e.g. 127.0.0.1:6060 (off by default)")
 	var backends stringList
 	fs.Var(&backends, "backend", "backend base URL, e.g. http://127.0.0.1:8000 (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
@@ -65,6 +66,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	a, err := app.New(cfg, *cfgPath, logger)
 	if err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		stop, err := servePprof(*pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -96,12 +96,13 @@ func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 	fmt.Fprintf(out, "Load: bursts of %.0f req/s (%.1fx capacity) for %s, quiet for %s; %d requests over %s per run; SLO TTFT <= %s\n\n",
 		opt.Overload*capacity, opt.Overload, on, off, len(arrivals), opt.LegDuration, opt.SLOTTFT)
 
-	lbURL, stopLB, err := startRoundRobin(urls)
+	lbURL, stopLB, err := StartRoundRobin(urls)
 	if err != nil {
 		return nil, err
 	}
 	defer stopLB()
-	gwURL, stopGW, err := startGateway(ctx, urls, opt.SLOTTFT, opt.Logger)
+	gwCfg := GatewayConfig(urls, opt.SLOTTFT)
+	gwURL, stopGW, err := StartGateway(ctx, &gwCfg, opt.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -137,9 +138,10 @@ func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 	return rep, err
 }
 
-// startRoundRobin is the "before": a reverse proxy that rotates over the
-// backends and passes whatever they answer straight to the client.
-func startRoundRobin(urls []string) (string, func(), error) {
+// StartRoundRobin is the "before": a reverse proxy on a free loopback port
+// that rotates over the backends and passes whatever they answer straight to
+// the client. It returns the proxy's base URL and a func that stops it.
+func StartRoundRobin(urls []string) (string, func(), error) {
 	targets := make([]*url.URL, len(urls))
 	for i, u := range urls {
 		t, err := url.Parse(u)
@@ -165,8 +167,10 @@ func startRoundRobin(urls []string) (string, func(), error) {
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
-// startGateway runs Sluice in-process on its default protections.
-func startGateway(ctx context.Context, urls []string, maxWait time.Duration, logger *slog.Logger) (string, func(), error) {
+// GatewayConfig is the demo's gateway config: Sluice's defaults, one model
+// "sim-model" served by urls, admission max_wait set to maxWait, no access
+// log and a short shutdown grace.
+func GatewayConfig(urls []string, maxWait time.Duration) config.Config {
 	cfg := config.Default()
 	// Interactive traffic with a TTFT objective: a request that cannot start
 	// within it is better refused at once, with Retry-After, than served late.
@@ -178,7 +182,17 @@ func startGateway(ctx context.Context, urls []string, maxWait time.Duration, log
 		m.Backends = append(m.Backends, config.Backend{URL: u})
 	}
 	cfg.Models = []config.Model{m}
-	a, err := app.New(&cfg, "", logger)
+	return cfg
+}
+
+// StartGateway runs Sluice in-process with cfg on a free loopback port (the
+// config's Listen is ignored). It returns the gateway's base URL and a func
+// that shuts it down and waits for it.
+func StartGateway(ctx context.Context, cfg *config.Config, logger *slog.Logger) (string, func(), error) {
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	a, err := app.New(cfg, "", logger)
 	if err != nil {
 		return "", nil, err
 	}

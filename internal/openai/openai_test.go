@@ -99,3 +99,16 @@ func FuzzFindUsage(f *testing.F) {
 		FindUsage(tail) // must not panic on any input
 	})
 }
+
+func TestFindUsageNested(t *testing.T) {
+	body := `{"id":"x","usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12,"prompt_tokens_details":{"cached_tokens":3}}}`
+	u, ok := FindUsage([]byte(body))
+	if !ok || u.PromptTokens != 5 || u.CompletionTokens != 7 {
+		t.Fatalf("%+v %v", u, ok)
+	}
+	// Details before the counts: the counts inside the nested object must not be taken.
+	odd := `{"usage":{"completion_tokens":2,"prompt_tokens":9}}`
+	if u, ok := FindUsage([]byte(odd)); !ok || u.PromptTokens != 9 || u.CompletionTokens != 2 {
+		t.Fatalf("%+v", u)
+	}
+}

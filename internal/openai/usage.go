@@ -2,7 +2,6 @@ package openai
 
 import (
 	"bytes"
-	"encoding/json"
 )
 
 // Usage is the token accounting an OpenAI-compatible server reports.
@@ -11,23 +10,52 @@ type Usage struct {
 	CompletionTokens int `json:"completion_tokens"`
 }
 
-var usageKey = []byte(`"usage":`)
+var (
+	usageKey      = []byte(`"usage":`)
+	promptKey     = []byte(`"prompt_tokens":`)
+	completionKey = []byte(`"completion_tokens":`)
+)
 
 // FindUsage looks for the last "usage" object in tail (the end of a response
-// body or of an SSE stream, where servers put it) and decodes it. ok is false
-// when there is none or it is null.
+// body or of an SSE stream, where servers put it) and reads its two token
+// counts. ok is false when there is none or it is null. It scans instead of
+// decoding because it runs on every response.
 func FindUsage(tail []byte) (u Usage, ok bool) {
 	i := bytes.LastIndex(tail, usageKey)
 	if i < 0 {
 		return Usage{}, false
 	}
-	rest := bytes.TrimLeft(tail[i+len(usageKey):], " \t\r\n")
-	if len(rest) == 0 || rest[0] != '{' {
+	obj := bytes.TrimLeft(tail[i+len(usageKey):], " \t\r\n")
+	if len(obj) == 0 || obj[0] != '{' {
 		return Usage{}, false
 	}
-	dec := json.NewDecoder(bytes.NewReader(rest))
-	if err := dec.Decode(&u); err != nil {
+	if end := bytes.IndexByte(obj, '}'); end >= 0 {
+		obj = obj[:end] // token counts sit before any nested object closes
+	} else {
 		return Usage{}, false
 	}
-	return u, true
+	p, okP := intAfter(obj, promptKey)
+	c, okC := intAfter(obj, completionKey)
+	if !okP && !okC {
+		return Usage{}, false
+	}
+	return Usage{PromptTokens: p, CompletionTokens: c}, true
+}
+
+// intAfter parses the non-negative integer following key in s.
+func intAfter(s, key []byte) (int, bool) {
+	i := bytes.Index(s, key)
+	if i < 0 {
+		return 0, false
+	}
+	s = bytes.TrimLeft(s[i+len(key):], " \t\r\n")
+	n, digits := 0, 0
+	for _, ch := range s {
+		if ch < '0' || ch > '9' || digits > 12 {
+			break
+		}
+		n = n*10 + int(ch-'0')
+		digits++
+	}
+	return n, digits > 0
 }

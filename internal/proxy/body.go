@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 )
@@ -67,22 +69,19 @@ func (b *Body) Release() {
 	}
 }
 
-// reader returns an outbound reader holding its own reference, dropped on
-// its first Close.
-func (b *Body) reader() io.ReadCloser {
+// holdUntilWritten takes a reference that is dropped when the transport
+// reports the request fully written. If the write fails or never happens,
+// the reference is never dropped and the buffer is left to the garbage
+// collector instead of the pool: losing a pool entry is safe, reusing a
+// buffer the transport might still read is not.
+func (b *Body) holdUntilWritten(ctx context.Context) context.Context {
 	b.refs.Add(1)
-	return &bodyReader{Reader: bytes.NewReader(b.buf.Bytes()), body: b}
-}
-
-type bodyReader struct {
-	*bytes.Reader
-	body   *Body
-	closed atomic.Bool
-}
-
-func (r *bodyReader) Close() error {
-	if r.closed.CompareAndSwap(false, true) {
-		r.body.Release()
-	}
-	return nil
+	var once atomic.Bool
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil && once.CompareAndSwap(false, true) {
+				b.Release()
+			}
+		},
+	})
 }

@@ -249,8 +249,13 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		body = io.NopCloser(bytes.NewReader(rewritten))
 		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(rewritten)), nil }
 	} else {
-		body = in.Body.reader()
-		getBody = func() (io.ReadCloser, error) { return in.Body.reader(), nil }
+		// A NopCloser over a bytes.Reader is a body net/http knows is in
+		// memory, so headers and body leave in one write instead of two.
+		// The pooled buffer is held until the transport reports the
+		// request written; without GetBody the transport never re-reads it
+		// later (our own retries build a new request).
+		body = io.NopCloser(bytes.NewReader(in.Body.Bytes()))
+		ctx = in.Body.holdUntilWritten(ctx)
 	}
 	h := make(http.Header, len(in.Header)+3)
 	copyHeader(h, in.Header)
