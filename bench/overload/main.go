@@ -17,14 +17,17 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -32,6 +35,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -78,6 +82,7 @@ type options struct {
 	MaxOutput  int
 	SLO        time.Duration // TTFT bound of goodput
 	MaxWait    time.Duration // Sluice's admission.max_wait
+	MaxConc    int           // Sluice's static per-backend max_concurrency; 0 = adaptive
 	Replay     bool
 	Fairness   bool
 	Seed       uint64
@@ -112,6 +117,7 @@ func main() {
 	flag.IntVar(&opt.MaxOutput, "max-output", 256, "clamp the trace's output tokens (before --token-scale)")
 	flag.DurationVar(&opt.SLO, "slo", 2*time.Second, "goodput SLO: TTFT at most this")
 	flag.DurationVar(&opt.MaxWait, "max-wait", 0, "Sluice admission.max_wait (default: --slo)")
+	flag.IntVar(&opt.MaxConc, "max-concurrency", 0, "Sluice: static per-backend max_concurrency instead of the adaptive limit (0 = adaptive, the default)")
 	flag.StringVar(&scenarios, "scenarios", "replay,fairness", "scenarios to run: replay, fairness")
 	flag.Uint64Var(&opt.Seed, "seed", 1, "seed of the well-behaved tenants' Poisson arrivals")
 	flag.StringVar(&out, "out", "", "also write the markdown report to this file")
@@ -225,8 +231,10 @@ type Setup struct {
 	Trace         string     `json:"trace"`
 	TraceRows     int        `json:"trace_rows"`
 	TokenScale    float64    `json:"token_scale"`
-	MaxInput      int        `json:"max_input_tokens"`  // after scaling
-	MaxOutput     int        `json:"max_output_tokens"` // after scaling
+	ClampInput    int        `json:"clamp_input_tokens"`  // before scaling
+	ClampOutput   int        `json:"clamp_output_tokens"` // before scaling
+	MaxInput      int        `json:"max_input_tokens"`    // after scaling
+	MaxOutput     int        `json:"max_output_tokens"`   // after scaling
 	MeanPrompt    float64    `json:"mean_prompt_tokens"`
 	MeanOutput    float64    `json:"mean_output_tokens"`
 	MeanOver      int        `json:"mean_over_requests"` // the first N trace requests
@@ -279,6 +287,8 @@ type Leg struct {
 	// Fairness scenario only.
 	Tenants []TenantShare `json:"tenants,omitempty"`
 	Jain    float64       `json:"jain_maxmin,omitempty"`
+	// Diag is what the pool and the gateway reported during the arrivals.
+	Diag Diagnostics `json:"diagnostics"`
 	// Bench is the load generator's own result (records omitted).
 	Bench *bench.Result `json:"bench"`
 }
@@ -463,9 +473,12 @@ func (h *harness) setup() Setup {
 		"expose_backend: true (adds X-Sluice-Backend to responses relayed from a backend, so the harness can tell a backend's 503 from Sluice's own refusal)",
 		"log.access: false, shutdown_grace: 2s",
 	}
+	if o.MaxConc > 0 {
+		changes = append(changes, fmt.Sprintf("models[0].backends[*].max_concurrency: %d (a static limit instead of the adaptive one)", o.MaxConc))
+	}
 	return Setup{
 		Trace: o.Trace, TraceRows: len(h.trace), TokenScale: o.TokenScale,
-		MaxInput: maxIn, MaxOutput: maxOut, MeanPrompt: h.meanP, MeanOutput: h.meanO, MeanOver: h.meanN,
+		ClampInput: o.MaxInput, ClampOutput: o.MaxOutput, MaxInput: maxIn, MaxOutput: maxOut, MeanPrompt: h.meanP, MeanOutput: h.meanO, MeanOver: h.meanN,
 		Backends: o.Backends, Sim: o.Sim, SlotBound: kv/max(maxIn+maxOut, 1) >= slots,
 		CapacityRPS: h.capRPS, CapacityTokS: h.capRPS * h.meanO, PerServerRPS: h.perSrv,
 		DurationS: o.Duration.Seconds(), SLOTTFTms: ms(o.SLO), SluiceChanges: changes,
@@ -539,6 +552,9 @@ func (h *harness) runLeg(ctx context.Context, scenario string, k float64, path s
 	if path == pathSluice {
 		cfg := demo.GatewayConfig(urls, o.MaxWait)
 		cfg.ExposeBackend = true
+		for i := range cfg.Models[0].Backends {
+			cfg.Models[0].Backends[i].MaxConcurrency = o.MaxConc
+		}
 		target, stop, err = demo.StartGateway(ctx, &cfg, nil)
 	} else {
 		target, stop, err = demo.StartRoundRobin(urls)
@@ -547,11 +563,17 @@ func (h *harness) runLeg(ctx context.Context, scenario string, k float64, path s
 		return nil, err
 	}
 	defer stop()
+	gw := ""
+	if path == pathSluice {
+		gw = target
+	}
+	smp := startSampler(ctx, urls, gw, max(o.Sim.Slots, 1), 250*time.Millisecond, o.Duration)
 	res, err := bench.Run(ctx, bench.Config{
 		Target: target, Model: "sim-model", Stream: true, Arrivals: arr, Tenants: tenants,
 		Timeout: 60 * time.Second, SLOTTFT: o.SLO, Label: fmt.Sprintf("%s %gx %s", scenario, k, path),
 		HeadersOfInterest: []string{hdrRetryAfter, hdrBackend},
 	})
+	diag := smp.finish(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -559,6 +581,7 @@ func (h *harness) runLeg(ctx context.Context, scenario string, k float64, path s
 		return nil, ctx.Err()
 	}
 	leg := h.summarize(scenario, k, path, res)
+	leg.Diag = diag
 	leg.WallS = time.Since(wall).Seconds()
 	h.progress("      goodput %.1f req/s (%.0f%% of capacity), backend 503 to clients %d, Sluice refusals %d, p99 TTFT %.0f ms",
 		leg.GoodputRPS, 100*leg.GoodputCap, leg.Backend503, leg.GatewayRefusals, leg.TTFTP99ms)
@@ -822,9 +845,9 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 		rep.Machine.Uname, rep.Machine.Go, rep.Machine.LoadBefore, rep.Machine.LoadAfter)
 	p("- Date: %s, %.0f s in total\n", rep.Started.Format("2006-01-02 15:04 UTC"), rep.Elapsed)
 	p("- Trace: `%s` (Azure LLM inference trace, conversation, 2023; Patel et al., \"Splitwise\", ISCA 2024; CC-BY-4.0), %d requests. "+
-		"Tokens clamped to %d prompt / %d output, then scaled by %g so the simulators run on a small machine. "+
-		"Each leg replays the first round(k x capacity x %gs) requests, time-scaled so they span %gs: the mean rate is exactly k x capacity, the trace's burstiness is kept.\n",
-		s.Trace, s.TraceRows, s.MaxInput, s.MaxOutput, s.TokenScale, s.DurationS, s.DurationS)
+		"Token counts scaled by %g and clamped to %d prompt / %d output tokens (%d / %d before scaling), so the simulators run on a small machine. "+
+		"Each leg replays the first round(k x capacity x %gs) requests, time-scaled so they span %gs: the mean rate is exactly k x capacity and the trace's burstiness is kept.\n",
+		s.Trace, s.TraceRows, s.TokenScale, s.MaxInput, s.MaxOutput, s.ClampInput, s.ClampOutput, s.DurationS, s.DurationS)
 	sc := s.Sim
 	p("- Pool: %d simulators (`internal/sim`), each %d slots, KV %d tokens, waiting queue %d (then 503 `server_busy`, no Retry-After), prefill %.0f tok/s, decode step %s + %s per sequence.",
 		s.Backends, sc.Slots, sc.KVTokens, sc.MaxWaiting, sc.PrefillTokensPerSec, sc.DecodeStepBase, sc.DecodeStepPerSeq)
@@ -897,6 +920,24 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 		p("\n")
 		lagNote(ew, rep.Fairness)
 	}
+	if legs := append(slices.Clone(rep.Replay), rep.Fairness...); len(legs) > 0 {
+		p("### Diagnostics (sampled from /metrics every 250 ms during the arrivals)\n\n")
+		p("| scenario | load | path | pool slots busy | backend queue (mean) | Sluice limit: mean [min-max] slots | Sluice queue (mean) | Sluice refusals by reason | Sluice retries |\n")
+		p("|---|---|---|--:|--:|--:|--:|---|--:|\n")
+		for _, l := range legs {
+			d := l.Diag
+			limit, queued, retries := "-", "-", "-"
+			if l.Path == pathSluice {
+				limit = fmt.Sprintf("%.1f [%.0f-%.0f]", d.LimitMean, d.LimitMin, d.LimitMax)
+				queued = fmt.Sprintf("%.1f", d.GatewayQueued)
+				retries = fmt.Sprintf("%.0f", d.Retries)
+			}
+			p("| %s | %gx | %s | %.0f%% | %.1f | %s | %s | %s | %s |\n", l.Scenario, l.Load, l.Path,
+				100*d.BatchOccupancy, d.BackendWaiting, limit, queued, d.rejectionText(), retries)
+		}
+		p("\nThe pool has %d slots (%d per server); its capacity assumes all of them decode all the time.\n\n",
+			rep.Setup.Backends*rep.Setup.Sim.Slots, rep.Setup.Sim.Slots)
+	}
 	if len(rep.Targets) > 0 {
 		p("### Targets (issue 3)\n\n| target | measured | result |\n|---|---|---|\n")
 		for _, t := range rep.Targets {
@@ -935,4 +976,213 @@ func (e *errWriter) printf(format string, args ...any) {
 	if e.err == nil {
 		_, e.err = fmt.Fprintf(e.w, format, args...)
 	}
+}
+
+// Diagnostics are what the pool and the gateway reported about themselves
+// during a leg's arrivals (their /metrics, sampled), to explain its figures.
+type Diagnostics struct {
+	Samples int `json:"samples"`
+	// BatchOccupancy is the mean share of the pool's slots decoding.
+	BatchOccupancy float64 `json:"batch_occupancy"`
+	// BackendWaiting is the mean number of requests in the backends' own
+	// waiting queues, summed over the pool.
+	BackendWaiting float64 `json:"backend_waiting"`
+	// Limit* describe sluice_queue_capacity, the sum of the backends'
+	// concurrency limits (Sluice legs only).
+	LimitMean float64 `json:"limit_mean,omitempty"`
+	LimitMin  float64 `json:"limit_min,omitempty"`
+	LimitMax  float64 `json:"limit_max,omitempty"`
+	// GatewayQueued is the mean number of requests waiting in Sluice's queue.
+	GatewayQueued float64 `json:"gateway_queued,omitempty"`
+	// Rejections counts Sluice's queue refusals by reason at the end of the
+	// leg; Retries its upstream retries.
+	Rejections map[string]float64 `json:"rejections,omitempty"`
+	Retries    float64            `json:"retries,omitempty"`
+}
+
+// sampler polls the simulators' and the gateway's /metrics while a leg's
+// arrivals run.
+type sampler struct {
+	sims    []string
+	gateway string // "" for the round-robin path
+	slots   int
+	client  *http.Client
+
+	mu                        sync.Mutex
+	n, gn                     int
+	running, waiting, lim, gq float64
+	limMin, limMax            float64
+	done                      chan struct{}
+	wg                        sync.WaitGroup
+}
+
+func startSampler(ctx context.Context, sims []string, gateway string, slots int, every, until time.Duration) *sampler {
+	s := &sampler{sims: sims, gateway: gateway, slots: slots, done: make(chan struct{}),
+		client: &http.Client{Timeout: every}}
+	s.wg.Go(func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		end := time.After(until)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.done:
+				return
+			case <-end:
+				return
+			case <-tick.C:
+				s.sample(ctx)
+			}
+		}
+	})
+	return s
+}
+
+func (s *sampler) sample(ctx context.Context) {
+	var running, waiting float64
+	for _, u := range s.sims {
+		m := scrape(ctx, s.client, u+"/metrics")
+		if m == nil {
+			return // a missed sample, not a zero one
+		}
+		running += sum(m, "vllm:num_requests_running")
+		waiting += sum(m, "vllm:num_requests_waiting")
+	}
+	var g []metric
+	if s.gateway != "" {
+		if g = scrape(ctx, s.client, s.gateway+"/metrics"); g == nil {
+			return
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	s.running += running
+	s.waiting += waiting
+	if g != nil {
+		l := sum(g, "sluice_queue_capacity")
+		if s.gn == 0 || l < s.limMin {
+			s.limMin = l
+		}
+		s.limMax = max(s.limMax, l)
+		s.gn++
+		s.lim += l
+		s.gq += sum(g, "sluice_queue_waiting")
+	}
+}
+
+// finish stops sampling and reads the gateway's final counters.
+func (s *sampler) finish(ctx context.Context) Diagnostics {
+	close(s.done)
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := Diagnostics{Samples: s.n}
+	if s.n > 0 {
+		d.BatchOccupancy = s.running / float64(s.n*s.slots*len(s.sims))
+		d.BackendWaiting = s.waiting / float64(s.n)
+	}
+	if s.gn > 0 {
+		d.LimitMean, d.LimitMin, d.LimitMax = s.lim/float64(s.gn), s.limMin, s.limMax
+		d.GatewayQueued = s.gq / float64(s.gn)
+	}
+	if s.gateway != "" {
+		g := scrape(ctx, s.client, s.gateway+"/metrics")
+		d.Rejections = map[string]float64{}
+		for _, m := range g {
+			if m.name == "sluice_queue_rejections_total" && m.value > 0 {
+				d.Rejections[label(m.labels, "reason")] += m.value
+			}
+		}
+		d.Retries = sum(g, "sluice_retries_total")
+	}
+	return d
+}
+
+// rejectionText lists rejections by reason, largest first.
+func (d Diagnostics) rejectionText() string {
+	if len(d.Rejections) == 0 {
+		return "-"
+	}
+	keys := slices.Collect(maps.Keys(d.Rejections))
+	slices.SortFunc(keys, func(a, b string) int { return cmpFloat(d.Rejections[b], d.Rejections[a]) })
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k+" "+strconv.FormatFloat(d.Rejections[k], 'f', 0, 64))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// metric is one sample line of the Prometheus text format.
+type metric struct {
+	name, labels string
+	value        float64
+}
+
+// scrape reads a Prometheus text exposition; nil on any error.
+func scrape(ctx context.Context, c *http.Client, url string) []metric {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	var out []metric
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		name, labels := line[:sp], ""
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name, labels = name[:i], name[i:]
+		}
+		out = append(out, metric{name: name, labels: labels, value: v})
+	}
+	if sc.Err() != nil {
+		return nil
+	}
+	return out
+}
+
+// sum adds every series of name.
+func sum(ms []metric, name string) float64 {
+	var t float64
+	for _, m := range ms {
+		if m.name == name {
+			t += m.value
+		}
+	}
+	return t
+}
+
+// label reads key="value" from a {…} label set (values without escapes).
+func label(labels, key string) string {
+	i := strings.Index(labels, key+`="`)
+	if i < 0 {
+		return ""
+	}
+	rest := labels[i+len(key)+2:]
+	if j := strings.IndexByte(rest, '"'); j >= 0 {
+		return rest[:j]
+	}
+	return rest
 }

@@ -40,6 +40,13 @@ type QueueConfig struct {
 	// default 1s and 5m: clients retrying sooner than a second only add load.
 	MinRetryAfter time.Duration
 	MaxRetryAfter time.Duration
+
+	// Grace is how long past its Deadline an admitted waiter is still
+	// served rather than refused. The promise is that refusals come at once:
+	// the deadline decides admission, and a waiter the estimate let in is not
+	// refused later for the estimate's error unless it overruns by Grace.
+	// Default 0: a waiter is refused as soon as its deadline passes.
+	Grace time.Duration
 }
 
 // Defaults for QueueConfig's zero fields.
@@ -286,7 +293,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 func (q *Queue) wait(ctx context.Context, w *waiter) (*Ticket, error) {
 	var timeout <-chan time.Time
 	if !w.req.Deadline.IsZero() {
-		tm := time.NewTimer(w.req.Deadline.Sub(q.clock()))
+		tm := time.NewTimer(w.req.Deadline.Add(q.cfg.Grace).Sub(q.clock()))
 		defer tm.Stop()
 		timeout = tm.C
 	}
@@ -352,7 +359,7 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 }
 
 func (q *Queue) expired(w *waiter, now time.Time) bool {
-	return !w.req.Deadline.IsZero() && now.After(w.req.Deadline)
+	return !w.req.Deadline.IsZero() && now.After(w.req.Deadline.Add(q.cfg.Grace))
 }
 
 // next removes and returns the waiter to serve: the head of the highest

@@ -11,9 +11,12 @@ import (
 type Admission struct {
 	// Enabled turns the gateway queue and adaptive limits on (default true).
 	Enabled bool `yaml:"enabled"`
-	// MaxWait is the longest a request may wait in the queue (a client may
-	// ask for less with the X-Sluice-Max-Wait header). Requests that cannot
-	// be served within it are refused at once with Retry-After.
+	// MaxWait is the longest a request may wait for its backend to start
+	// answering: queue time plus the pool's recent time to first token (a
+	// client may ask for less with the X-Sluice-Max-Wait header). Requests
+	// the queue estimates cannot start within it are refused at once with
+	// Retry-After; admitted ones are not refused later for the estimate's
+	// error (they are served, at worst max_wait late).
 	MaxWait Duration `yaml:"max_wait"`
 	// MaxQueued / MaxQueuedPerTenant bound waiting requests per model.
 	MaxQueued          int `yaml:"max_queued"`

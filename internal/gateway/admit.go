@@ -60,6 +60,9 @@ func queueFor(p *Pool, a config.Admission, prev *Runtime, now func() time.Time) 
 	pq.q = admission.NewQueue(admission.QueueConfig{
 		Name: p.Model, Fair: true, MaxQueued: a.MaxQueued, MaxQueuedPerTenant: a.MaxQueuedPerTenant,
 		MaxQueuedCost: a.MaxQueuedTokens, MinShare: a.BatchMinShare,
+		// Admission decides; a waiter let in is served up to one more
+		// max_wait late rather than refused after waiting.
+		Grace: a.MaxWait.D(),
 	}, func() int { return pq.pool.Load().capacity() }, now)
 	return pq
 }
@@ -84,9 +87,29 @@ func newAdaptiveLimit(c config.Adaptive) endpoint.Limiter {
 	})}
 }
 
-// deadline is when a request must have left the queue: the configured max
-// wait, or sooner if the client asks (X-Sluice-Max-Wait: 2s or 2000ms).
-func deadline(r *http.Request, start time.Time, maxWait time.Duration) time.Time {
+// expectedTTFT is the pool's recent time to first token once a request is
+// sent (the mean of its usable backends' latency estimates), which a queue
+// wait must leave room for.
+func (p *Pool) expectedTTFT(now time.Time) time.Duration {
+	var sum time.Duration
+	n := 0
+	for _, b := range p.Backends {
+		if l := b.Latency(now); l > 0 && b.Usable(now) {
+			sum += l
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / time.Duration(n)
+}
+
+// deadline is when a request must have left the queue so that its first
+// token can arrive within max_wait (or sooner if the client asks:
+// X-Sluice-Max-Wait: 2s or 2000ms): the wait budget minus the pool's
+// expected time to first token, but never less than half the budget.
+func deadline(r *http.Request, start time.Time, maxWait, ttft time.Duration) time.Time {
 	if h := r.Header.Get("X-Sluice-Max-Wait"); h != "" {
 		var d time.Duration
 		if ms, err := strconv.Atoi(h); err == nil {
@@ -98,7 +121,7 @@ func deadline(r *http.Request, start time.Time, maxWait time.Duration) time.Time
 			maxWait = d
 		}
 	}
-	return start.Add(maxWait)
+	return start.Add(max(maxWait-ttft, maxWait/2))
 }
 
 // admit waits for a slot in the pool for model, or one of its fallbacks

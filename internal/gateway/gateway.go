@@ -164,7 +164,8 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 
 	// Admission: wait for a fair share of the pool's capacity (or of a
 	// fallback's), or be refused at once with Retry-After.
-	served, ticket, err := rt.admit(r.Context(), pool, id, cost, deadline(r, start, rt.Config.Admission.MaxWait.D()))
+	until := deadline(r, start, rt.Config.Admission.MaxWait.D(), pool.expectedTTFT(start))
+	served, ticket, err := rt.admit(r.Context(), pool, id, cost, until)
 	if err != nil {
 		rec.fail(w, apiError(err, peek.Model))
 		return
