@@ -11,7 +11,7 @@
 // inherits a warm prefix cache, a tuned concurrency limit or a queue from
 // the one before.
 //
-//	go run ./bench/overload                 # the full run, about 8 minutes
+//	go run ./bench/overload                 # the full run, about 7 minutes
 //	go run ./bench/overload --quick         # a smoke run, under 2 minutes
 //	go run ./bench/overload --out docs/bench-overload.md --json overload.json
 package main
@@ -764,13 +764,7 @@ func cmpFloat(a, b float64) int {
 // load and on the Sluice fairness leg.
 func targets(rep *Report) []Target {
 	var ts []Target
-	var top *Leg
-	for _, l := range rep.Replay {
-		if l.Path == pathSluice && (top == nil || l.Load > top.Load) {
-			top = l
-		}
-	}
-	if top != nil {
+	if top := topLeg(rep.Replay, pathSluice); top != nil {
 		at := fmt.Sprintf(" (Sluice, %gx)", top.Load)
 		ts = append(ts,
 			Target{"no backend 503 reaches a client" + at, fmt.Sprintf("%d of %d requests", top.Backend503, top.Requests), top.Backend503 == 0},
@@ -788,6 +782,17 @@ func targets(rep *Report) []Target {
 		}
 	}
 	return ts
+}
+
+// topLeg is the leg of path at the highest load, or nil.
+func topLeg(legs []*Leg, path string) *Leg {
+	var top *Leg
+	for _, l := range legs {
+		if l.Path == path && (top == nil || l.Load > top.Load) {
+			top = l
+		}
+	}
+	return top
 }
 
 func msText(v float64) string {
@@ -882,6 +887,11 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 				l.Backend503, l.GatewayRefusals, l.OtherFailures, ra, refuse, msText(l.TTFTP99ms))
 		}
 		p("\n")
+		if rr := topLeg(rep.Replay, pathRR); rr != nil {
+			p("Ceiling: at %gx the round-robin leg keeps %.0f%% of the pool's slots busy and completes %.1f req/s within the leg, %.0f%% of the formula's capacity. "+
+				"That is what the simulators delivered on this machine by this measure (timer overshoot on a shared machine, warm-up and requests still running at the end of the leg), so goodput cannot exceed it here.\n\n",
+				rr.Load, 100*rr.Diag.BatchOccupancy, rr.ServedRPS, 100*rr.ServedRPS/s.CapacityRPS)
+		}
 		lagNote(ew, rep.Replay)
 	}
 	if len(rep.Fairness) > 0 {
