@@ -106,9 +106,12 @@ func (p *Pool) expectedTTFT(now time.Time) time.Duration {
 }
 
 // deadline is when a request must have left the queue so that its first
-// token can arrive within max_wait (or sooner if the client asks:
-// X-Sluice-Max-Wait: 2s or 2000ms): the wait budget minus the pool's
-// expected time to first token, but never less than half the budget.
+// token arrives within max_wait (or sooner if the client asks:
+// X-Sluice-Max-Wait: 2s or 2000ms). The queue's wait estimate is a mean
+// whose tail runs about 1.5x longer, so it is held to two thirds of the
+// budget left after the pool's expected time to first token (but never less
+// than a third of max_wait): requests it admits then start within max_wait,
+// and those it cannot are refused at once instead of served late.
 func deadline(r *http.Request, start time.Time, maxWait, ttft time.Duration) time.Time {
 	if h := r.Header.Get("X-Sluice-Max-Wait"); h != "" {
 		var d time.Duration
@@ -121,7 +124,7 @@ func deadline(r *http.Request, start time.Time, maxWait, ttft time.Duration) tim
 			maxWait = d
 		}
 	}
-	return start.Add(max(maxWait-ttft, maxWait/2))
+	return start.Add(max((maxWait-ttft)*2/3, maxWait/3))
 }
 
 // admit waits for a slot in the pool for model, or one of its fallbacks
