@@ -60,12 +60,12 @@ func (g *Gateway) finish(rec *record) {
 		g.metrics.Tokens.WithLabelValues(model, "in").Add(float64(res.Usage.PromptTokens))
 		g.metrics.Tokens.WithLabelValues(model, "out").Add(float64(res.Usage.CompletionTokens))
 	}
-	if !g.rt.Load().Config.Log.Access {
-		return
-	}
 	level := slog.LevelInfo
 	if rec.status >= 500 {
 		level = slog.LevelWarn
+	}
+	if !g.rt.Load().Config.Log.Access || !g.log.Enabled(context.Background(), level) {
+		return // before building the attributes: this runs on every request
 	}
 	attrs := []slog.Attr{
 		slog.String("request_id", rec.id),
