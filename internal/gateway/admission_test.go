@@ -142,12 +142,14 @@ func TestTenantOverShareGets429(t *testing.T) {
 	cfg.Models[0].Backends[0].MaxConcurrency = 1
 	cfg.Admission.MaxQueuedPerTenant = 2
 	cfg.Admission.MaxQueued = 100
-	srv, _ := startGateway(t, cfg)
+	srv, gw := startGateway(t, cfg)
 	t.Cleanup(be.open)
 	for i := 0; i < 3; i++ { // one in service, two queued
 		go func() { readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody, "Authorization", "Bearer flood")) }()
 	}
 	<-be.arrived
+	q := gw.Runtime().Pools["m1"].queue.q
+	waitFor(t, func() bool { return q.Stats().Queued == 2 }) // else the probe below could queue itself
 	waitFor(t, func() bool {
 		resp := post(t, srv.URL+"/v1/chat/completions", chatBody, "Authorization", "Bearer flood", "X-Sluice-Max-Wait", "20s")
 		body := readAll(t, resp)
