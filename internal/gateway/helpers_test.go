@@ -36,16 +36,18 @@ func testConfig(urls ...string) *config.Config {
 // startGateway serves cfg through a real HTTP server.
 func startGateway(t *testing.T, cfg *config.Config) (*httptest.Server, *Gateway) {
 	t.Helper()
-	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1)}
+	reg := prometheus.NewRegistry()
+	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg}
 	rt, err := Build(cfg, deps, nil)
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
+	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: reg})
 	srv := httptest.NewServer(gw)
 	t.Cleanup(func() {
 		srv.Close()
 		deps.Transport.CloseIdle()
+		rt.Retire(nil)
 	})
 	return srv, gw
 }

@@ -1,0 +1,54 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sluice-gw/sluice/internal/ratelimit"
+)
+
+// TestDashboardAndAlertsUseRealMetrics keeps deploy/ honest: every sluice_*
+// metric the Grafana dashboard and the alert rules query must exist on a
+// running gateway's /metrics.
+func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
+	be := newOKBackend(t)
+	cfg := testConfig(closedURL(t), be.URL) // the first request is retried on the second backend
+	cfg.RateLimits.Global = ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1000r/s burst=10")}
+	srv, _ := startGateway(t, cfg)
+	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
+	readAll(t, post(t, srv.URL+"/v1/chat/completions", `{"model":"nope"}`)) // an error by reason
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exposed := readAll(t, resp)
+
+	files := []string{
+		filepath.Join("..", "..", "deploy", "grafana", "sluice-dashboard.json"),
+		filepath.Join("..", "..", "deploy", "prometheus", "sluice-alerts.yml"),
+	}
+	metric := regexp.MustCompile(`sluice_[a-z_]+`)
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(f, ".json") && !json.Valid(src) {
+			t.Fatalf("%s is not valid JSON", f)
+		}
+		for _, name := range metric.FindAllString(string(src), -1) {
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+			if name == "sluice_ratelimit_store_degraded" {
+				continue // registered only with the Redis store
+			}
+			if !strings.Contains(exposed, "\n"+base) && !strings.Contains(exposed, "# TYPE "+base+" ") {
+				t.Errorf("%s uses %s, which /metrics does not expose", filepath.Base(f), name)
+			}
+		}
+	}
+}
