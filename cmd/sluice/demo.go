@@ -11,7 +11,7 @@ import (
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", "[--duration D] [--overload X]", stderr)
 	dur := fs.Duration("duration", 25*time.Second, "length of each of the two replays")
-	overload := fs.Float64("overload", 2.5, "burst rate as a multiple of the pool's capacity")
+	overload := fs.Float64("overload", 2, "burst rate as a multiple of the pool's capacity")
 	backends := fs.Int("backends", 3, "simulated inference servers")
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	if err := parseFlags(fs, args); err != nil {
