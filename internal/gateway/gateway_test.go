@@ -417,3 +417,26 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 var _ = bytes.NewReader
+
+func TestModelsCacheHeadersAndETag(t *testing.T) {
+	be := newOKBackend(t)
+	srv, _ := startGateway(t, testConfig(be.URL))
+	resp, err := http.Get(srv.URL + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	etag := resp.Header.Get("ETag")
+	if etag == "" || !strings.Contains(resp.Header.Get("Cache-Control"), "max-age") {
+		t.Fatalf("headers %v", resp.Header)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/models", nil)
+	req.Header.Set("If-None-Match", `"other", `+etag)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); resp.StatusCode != 304 || body != "" {
+		t.Fatalf("revalidation: %d %q", resp.StatusCode, body)
+	}
+}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,10 @@ type Runtime struct {
 	forwarder *proxy.Forwarder
 	tenants   *tenants
 	limits    *limits // nil: no rate limits configured
+
+	modelsOnce sync.Once // /v1/models body and ETag, rendered on first use
+	modelsJSON []byte
+	modelsETag string
 }
 
 // Deps are the long-lived parts a Runtime is built with.

@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -23,15 +26,49 @@ func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request) {
 			Code: "method_not_allowed", Message: "use GET for /v1/models"})
 		return
 	}
-	rt := g.rt.Load()
-	list := struct {
-		Object string        `json:"object"`
-		Data   []modelObject `json:"data"`
-	}{Object: "list", Data: []modelObject{}}
-	for _, m := range rt.Models {
-		list.Data = append(list.Data, modelObject{ID: m, Object: "model", OwnedBy: "sluice"})
+	body, etag := g.rt.Load().modelList()
+	h := w.Header()
+	// The list changes only on a config reload: clients and CDNs may keep it
+	// briefly and revalidate cheaply with If-None-Match.
+	h.Set("Cache-Control", "public, max-age=60")
+	h.Set("ETag", etag)
+	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
 	}
-	writeJSON(w, http.StatusOK, list)
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(body)
+	}
+}
+
+// modelList renders /v1/models once per runtime, with its strong ETag.
+func (rt *Runtime) modelList() ([]byte, string) {
+	rt.modelsOnce.Do(func() {
+		list := struct {
+			Object string        `json:"object"`
+			Data   []modelObject `json:"data"`
+		}{Object: "list", Data: []modelObject{}}
+		for _, m := range rt.Models {
+			list.Data = append(list.Data, modelObject{ID: m, Object: "model", OwnedBy: "sluice"})
+		}
+		rt.modelsJSON, _ = json.MarshalIndent(list, "", "  ")
+		sum := sha256.Sum256(rt.modelsJSON)
+		rt.modelsETag = `"` + hex.EncodeToString(sum[:8]) + `"`
+	})
+	return rt.modelsJSON, rt.modelsETag
+}
+
+// etagMatches implements If-None-Match's list and weak comparison.
+func etagMatches(header, etag string) bool {
+	for _, part := range strings.Split(header, ",") {
+		part = strings.TrimPrefix(strings.TrimSpace(part), "W/")
+		if part == "*" || part == etag {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *Gateway) serveModel(w http.ResponseWriter, r *http.Request, id string) {
