@@ -156,7 +156,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() {
-		if rec.result.UsageKnown { // settle the token reservation with what was used
+		if rt.limits != nil && rec.result.UsageKnown { // settle the token reservation with what was used
 			u := rec.result.Usage
 			rl.Reconcile(context.WithoutCancel(r.Context()), int64(u.PromptTokens+u.CompletionTokens), g.now())
 		}

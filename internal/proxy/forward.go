@@ -96,30 +96,53 @@ type Result struct {
 }
 
 // watchdog cancels an attempt when its current phase (waiting for the first
-// byte, or waiting for the next chunk) lasts too long. One timer serves both
-// phases so a request costs a single timer.
+// byte, or waiting for the next chunk) lasts too long, or when the request's
+// total deadline passes. One timer serves all three limits, so a request
+// costs a single timer and no extra context.
 type watchdog struct {
-	timer *time.Timer
-	cause atomic.Pointer[error]
+	timer    *time.Timer
+	phase    atomic.Int32 // phaseFirstByte or phaseIdle
+	deadline time.Time    // total time limit
+	now      func() time.Time
 }
 
-func startWatchdog(d time.Duration, cause error, cancel context.CancelCauseFunc) *watchdog {
-	w := &watchdog{}
-	w.cause.Store(&cause)
-	w.timer = time.AfterFunc(d, func() { cancel(*w.cause.Load()) })
+const (
+	phaseFirstByte int32 = iota
+	phaseIdle
+)
+
+var phaseCause = [...]error{phaseFirstByte: ErrFirstByteTimeout, phaseIdle: ErrStreamIdle}
+
+func startWatchdog(d time.Duration, deadline time.Time, now func() time.Time, cancel context.CancelCauseFunc) *watchdog {
+	w := &watchdog{deadline: deadline, now: now}
+	w.timer = time.AfterFunc(w.bound(d), func() {
+		cause := phaseCause[w.phase.Load()]
+		if !w.now().Before(w.deadline) {
+			cause = ErrTotalTimeout
+		}
+		cancel(cause)
+	})
 	return w
 }
 
-func (w *watchdog) phase(d time.Duration, cause error) {
-	w.cause.Store(&cause)
-	w.timer.Reset(d)
+// bound shortens d so the timer never fires after the total deadline.
+func (w *watchdog) bound(d time.Duration) time.Duration {
+	if left := w.deadline.Sub(w.now()); left < d {
+		return max(left, 0)
+	}
+	return d
+}
+
+// idle switches to (or restarts) the gap-between-chunks phase.
+func (w *watchdog) idle(d time.Duration) {
+	w.phase.Store(phaseIdle)
+	w.timer.Reset(w.bound(d))
 }
 
 // Forward runs the attempts for one request and relays the response to w.
 func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Request, sel Selector) (res Result) {
 	start := f.opt.Now()
-	ctx, cancelTotal := context.WithTimeoutCause(ctx, f.opt.Timeouts.Total, ErrTotalTimeout)
-	defer cancelTotal()
+	deadline := start.Add(f.opt.Timeouts.Total)
 	if f.opt.Budget != nil {
 		f.opt.Budget.Deposit()
 	}
@@ -137,6 +160,10 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 	}()
 
 	for attempt := 0; attempt < f.opt.Attempts; attempt++ {
+		if attempt > 0 && !f.opt.Now().Before(deadline) {
+			res.Err = ErrTotalTimeout
+			break
+		}
 		if attempt > 0 {
 			if f.opt.Budget != nil && !f.opt.Budget.Withdraw(f.opt.Now()) {
 				res.Err = fmt.Errorf("%w: %w", ErrRetryBudget, res.Err)
@@ -167,7 +194,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		res.Backend = b
 
 		actx, cancel := context.WithCancelCause(ctx)
-		wd := startWatchdog(f.opt.Timeouts.FirstByte, ErrFirstByteTimeout, cancel)
+		wd := startWatchdog(f.opt.Timeouts.FirstByte, deadline, f.opt.Now, cancel)
 		resp, err := f.opt.Transport.RoundTrip(f.outbound(actx, b, in))
 		ttfb := f.opt.Now().Sub(start)
 		if err != nil {

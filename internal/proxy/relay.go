@@ -70,7 +70,7 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	defer resp.Body.Close()
 	b := c.b
 	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	wd.phase(f.opt.Timeouts.StreamIdle, ErrStreamIdle)
+	wd.idle(f.opt.Timeouts.StreamIdle)
 	defer wd.timer.Stop()
 
 	f.writeHead(w, b, resp, in)
@@ -97,7 +97,7 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 				res.TTFB = f.opt.Now().Sub(start)
 			}
 			first = false
-			wd.phase(f.opt.Timeouts.StreamIdle, ErrStreamIdle)
+			wd.idle(f.opt.Timeouts.StreamIdle)
 			tl.write(buf[:n])
 			if _, writeErr = w.Write(buf[:n]); writeErr != nil {
 				break
