@@ -95,26 +95,9 @@ func (c *Checker) ProbeOnce(ctx context.Context, backends []*endpoint.Backend) {
 func (c *Checker) track(backends []*endpoint.Backend) []*endpoint.Backend {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	seen := make(map[*endpoint.Backend]bool, len(backends))
-	list := make([]*endpoint.Backend, 0, len(backends))
-	for _, b := range backends {
-		if b == nil || seen[b] {
-			continue
-		}
-		seen[b] = true
-		list = append(list, b)
-		if _, ok := c.tallies[b]; !ok {
-			// Start from the backend's current state: a backend kept across
-			// a reload by a new Checker must still earn its way back up.
-			c.tallies[b] = &tally{up: !probeDown(b)}
-		}
-	}
-	for b := range c.tallies {
-		if !seen[b] {
-			delete(c.tallies, b)
-		}
-	}
-	return list
+	// Start from the backend's current state: a backend kept across a
+	// reload by a new Checker must still earn its way back up.
+	return endpoint.Track(c.tallies, backends, func(b *endpoint.Backend) *tally { return &tally{up: !probeDown(b)} })
 }
 
 // probeDown reads the backend's probe flag. Probe-down takes precedence over

@@ -124,24 +124,7 @@ func (s *Scraper) ScrapeOnce(ctx context.Context, backends []*endpoint.Backend) 
 func (s *Scraper) track(backends []*endpoint.Backend) []*endpoint.Backend {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seen := make(map[*endpoint.Backend]bool, len(backends))
-	list := make([]*endpoint.Backend, 0, len(backends))
-	for _, b := range backends {
-		if b == nil || seen[b] {
-			continue
-		}
-		seen[b] = true
-		list = append(list, b)
-		if _, ok := s.failing[b]; !ok {
-			s.failing[b] = false
-		}
-	}
-	for b := range s.failing {
-		if !seen[b] {
-			delete(s.failing, b)
-		}
-	}
-	return list
+	return endpoint.Track(s.failing, backends, func(*endpoint.Backend) bool { return false })
 }
 
 // record stores a reading and logs when a backend's scrapes start or stop
