@@ -8,10 +8,11 @@ import (
 	"github.com/sluice-gw/sluice/internal/scrape"
 )
 
-// usesLoadMetrics reports whether any model routes on scraped backend load.
+// usesLoadMetrics reports whether any model routes on scraped backend load:
+// least_load scores it, prefix_affinity bounds its loads with it.
 func usesLoadMetrics(cfg *config.Config) bool {
 	for _, m := range cfg.Models {
-		if m.Policy == "least_load" {
+		if m.Policy == "least_load" || m.Policy == "prefix_affinity" {
 			return true
 		}
 	}

@@ -93,6 +93,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// prefixKeyChars is how much of the prompt prefix_affinity hashes: about
+// the system prompt and first turns, what a backend's prefix cache shares.
+const prefixKeyChars = 2048
+
 // serveInference is the request's path through the gateway.
 func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	start := g.now()
@@ -178,6 +182,9 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Sluice-Model", served.Model)
 
 	sel := selector{pool: served, req: routing.Request{Model: served.Model}}
+	if served.Policy == "prefix_affinity" { // the prompt decode is paid only where it is used
+		sel.req.PrefixKey = openai.PrefixKey(body.Bytes(), prefixKeyChars)
+	}
 	res := rt.forwarder.Forward(r.Context(), w, &proxy.Request{
 		Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body,
 		Peek: peek, ServeModel: served.Model, RequestID: reqID, ClientIP: ip,

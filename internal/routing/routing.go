@@ -17,6 +17,10 @@ import (
 // Request is what a policy may look at when choosing.
 type Request struct {
 	Model string
+	// PrefixKey hashes the prompt's leading part (openai.PrefixKey); 0 when
+	// unknown. Only prefix_affinity reads it, and the gateway computes it
+	// only for pools using that policy.
+	PrefixKey uint64
 }
 
 // Picker chooses one of candidates (never empty). Implementations must be
@@ -55,12 +59,13 @@ type Clock func() time.Time
 // package-level registry) so tests and reloads stay independent.
 func policies(rnd Rand, now Clock) map[string]func() Picker {
 	return map[string]func() Picker{
-		"round_robin": func() Picker { return &roundRobin{} },
-		"weighted":    func() Picker { return newSmoothWeighted() },
-		"least_conn":  func() Picker { return &leastConn{rnd: rnd} },
-		"p2c_ewma":    func() Picker { return &p2cEWMA{rnd: rnd, now: now} },
-		"random":      func() Picker { return &random{rnd: rnd} },
-		"least_load":  func() Picker { return &leastLoad{rnd: rnd, now: now} },
+		"round_robin":     func() Picker { return &roundRobin{} },
+		"weighted":        func() Picker { return newSmoothWeighted() },
+		"least_conn":      func() Picker { return &leastConn{rnd: rnd} },
+		"p2c_ewma":        func() Picker { return &p2cEWMA{rnd: rnd, now: now} },
+		"random":          func() Picker { return &random{rnd: rnd} },
+		"least_load":      func() Picker { return &leastLoad{rnd: rnd, now: now} },
+		"prefix_affinity": func() Picker { return newPrefixAffinity(rnd, now) },
 	}
 }
 

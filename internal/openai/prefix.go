@@ -1,0 +1,163 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// prefixFields is the part of a request PrefixKey reads: chat messages
+// (content kept raw, decoded only as far as maxChars reaches) or a
+// completions prompt.
+type prefixFields struct {
+	Messages []struct {
+		Role    string          `json:"role"`
+		Content json.RawMessage `json:"content"`
+	} `json:"messages"`
+	Prompt json.RawMessage `json:"prompt"`
+}
+
+// textPart is one element of an array-valued message content.
+type textPart struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+// FNV-1a 64: a fixed function, so every gateway replica and every restart
+// maps the same prompt to the same key.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// prefixHasher hashes at most budget bytes.
+type prefixHasher struct {
+	h      uint64
+	budget int // bytes still to hash; < 0 means unlimited
+	n      int // bytes hashed
+}
+
+func (p *prefixHasher) full() bool { return p.budget == 0 }
+
+func (p *prefixHasher) writeString(s string) {
+	if p.budget >= 0 && len(s) > p.budget {
+		s = s[:p.budget]
+	}
+	h := p.h
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	p.h = h
+	p.n += len(s)
+	if p.budget > 0 {
+		p.budget -= len(s)
+	}
+}
+
+// PrefixKey hashes the leading part of an inference request's prompt, for
+// prefix-affinity routing: requests whose first maxChars bytes of prompt
+// agree get the same key, whatever follows.
+//
+// For chat completions the prompt is each message's role and text content,
+// in order, with separators (so "ab"+"c" and "a"+"bc" differ); a content
+// that is an array contributes the text of its parts. For completions it is
+// "prompt", a string or the first string of an array. The body is decoded,
+// so key order and whitespace do not matter. maxChars counts bytes of that
+// text, separators included; maxChars <= 0 hashes it all.
+//
+// PrefixKey returns 0 when the body has no prompt (or is not valid JSON);
+// a real prompt never hashes to 0.
+func PrefixKey(body []byte, maxChars int) uint64 {
+	var f prefixFields
+	if err := json.Unmarshal(body, &f); err != nil {
+		return 0
+	}
+	p := prefixHasher{h: fnvOffset, budget: maxChars}
+	if maxChars <= 0 {
+		p.budget = -1
+	}
+	switch {
+	case len(f.Messages) > 0:
+		for _, m := range f.Messages {
+			if p.full() {
+				break
+			}
+			p.writeString(m.Role)
+			p.writeString("\x00")
+			writeContent(&p, m.Content)
+			p.writeString("\x1e")
+		}
+	case len(f.Prompt) > 0:
+		s, ok := promptString(f.Prompt)
+		if !ok || s == "" {
+			return 0
+		}
+		p.writeString(s)
+	default:
+		return 0
+	}
+	if p.n == 0 {
+		return 0
+	}
+	if p.h == 0 {
+		return 1
+	}
+	return p.h
+}
+
+// writeContent hashes a message content: a string, or an array of parts of
+// which those with text count. Other shapes (null, images only) add nothing.
+func writeContent(p *prefixHasher, raw json.RawMessage) {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 {
+		return
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			p.writeString(s)
+		}
+	case '[':
+		var parts []textPart
+		if json.Unmarshal(raw, &parts) != nil {
+			return
+		}
+		for i, part := range parts {
+			if p.full() {
+				return
+			}
+			if part.Type != "" && part.Type != "text" && part.Type != "input_text" {
+				continue
+			}
+			if i > 0 {
+				p.writeString("\x1f")
+			}
+			p.writeString(part.Text)
+		}
+	}
+}
+
+// promptString returns a completions prompt as a string: the prompt itself
+// or the first element of an array of strings.
+func promptString(raw json.RawMessage) (string, bool) {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 {
+		return "", false
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err == nil
+	case '[':
+		var arr []json.RawMessage
+		if json.Unmarshal(raw, &arr) != nil || len(arr) == 0 {
+			return "", false
+		}
+		var s string
+		err := json.Unmarshal(arr[0], &s)
+		return s, err == nil
+	}
+	return "", false
+}
