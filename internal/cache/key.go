@@ -1,0 +1,138 @@
+package cache
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// ignoredFields do not change the answer's content: transport (stream,
+// stream_options: a cached entry replays either way) and the end-user tag.
+// model is replaced by Key's model argument.
+var ignoredFields = []string{"model", "stream", "stream_options", "user"}
+
+// keyVersion is mixed into every key; bump it when normalisation changes so
+// old entries are never read with a new meaning.
+const keyVersion = "sluice-cache-v1"
+
+// Key returns the cache key of an OpenAI request body and whether the
+// request is cacheable by default.
+//
+// The key is the hex SHA-256 of the normalised request: the body decoded
+// and re-encoded with sorted object keys (so JSON whitespace and key order
+// do not matter, and numbers are written canonically: 0, 0.0 and 0e0 are
+// the same), without stream, stream_options and user, with the model
+// replaced by model (the resolved model; the body's own "model" is used
+// when model is empty). Keys are scoped to tenant unless shared is true, so
+// tenants never read each other's answers.
+//
+// cacheable is true only for deterministic requests: temperature 0 or a
+// seed set, and n absent or 1. err is non-nil when body is not a JSON
+// object; such a request is not cacheable.
+func Key(body []byte, model, tenant string, shared bool) (key string, cacheable bool, err error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var req map[string]any
+	if err := dec.Decode(&req); err != nil {
+		return "", false, fmt.Errorf("cache: request body: %w", err)
+	}
+	if req == nil {
+		return "", false, errors.New("cache: request body is not a JSON object")
+	}
+	if len(bytes.Trim(body[dec.InputOffset():], " \t\r\n")) != 0 {
+		return "", false, errors.New("cache: request body: data after the JSON object")
+	}
+	if model == "" {
+		model, _ = req["model"].(string)
+	}
+	cacheable = deterministic(req)
+	for _, f := range ignoredFields {
+		delete(req, f)
+	}
+
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(canonical(req)); err != nil {
+		return "", false, fmt.Errorf("cache: encode request: %w", err)
+	}
+
+	h := sha256.New()
+	scope := "tenant"
+	if shared {
+		scope, tenant = "shared", ""
+	}
+	for _, part := range []string{keyVersion, scope, tenant, model} {
+		var n [binary.MaxVarintLen64]byte
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))]) // length-prefixed: no ambiguity
+		h.Write([]byte(part))
+	}
+	h.Write(buf.Bytes())
+	return hex.EncodeToString(h.Sum(nil)), cacheable, nil
+}
+
+// deterministic reports whether the sampling parameters make the answer
+// repeatable: temperature 0 or a seed, and a single choice.
+func deterministic(req map[string]any) bool {
+	if n, ok := req["n"]; ok && n != nil {
+		v, ok := number(n)
+		if !ok || v != 1 {
+			return false
+		}
+	}
+	if t, ok := req["temperature"]; ok {
+		if v, ok := number(t); ok && v == 0 {
+			return true
+		}
+	}
+	seed, ok := req["seed"]
+	return ok && seed != nil
+}
+
+func number(v any) (float64, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, false
+	}
+	f, err := n.Float64()
+	return f, err == nil
+}
+
+// canonical rewrites json.Numbers in place so equal values encode equally
+// (1, 1.0 and 1e0 all become 1). Integers written without a fraction or
+// exponent keep every digit (seeds can exceed float64 precision).
+func canonical(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = canonical(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = canonical(e)
+		}
+	case json.Number:
+		s := string(x)
+		if !strings.ContainsAny(s, ".eE") {
+			if s == "-0" {
+				return json.Number("0")
+			}
+			return x
+		}
+		f, err := x.Float64()
+		if err != nil { // out of float64 range: keep the literal
+			return x
+		}
+		if f == 0 {
+			f = 0 // -0.0
+		}
+		return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
+	}
+	return v
+}

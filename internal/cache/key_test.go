@@ -1,0 +1,99 @@
+package cache
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+func TestKeyNormalises(t *testing.T) {
+	a := []byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0,"stream":true,"user":"u1"}`)
+	b := []byte(`{ "temperature" : 0.0, "messages" : [ {"content":"hi", "role":"user"} ],
+	  "stream_options":{"include_usage":true}, "model":"m" }`)
+	ka, ca, err := Key(a, "m", "t1", false)
+	if err != nil || !ca {
+		t.Fatalf("a: %v %v", ca, err)
+	}
+	kb, cb, err := Key(b, "m", "t1", false)
+	if err != nil || !cb {
+		t.Fatalf("b: %v %v", cb, err)
+	}
+	if ka != kb {
+		t.Fatalf("keys differ for equivalent requests")
+	}
+	if k, _, _ := Key(a, "m", "t2", false); k == ka {
+		t.Fatal("tenants share a key without shared")
+	}
+	s1, _, _ := Key(a, "m", "t1", true)
+	s2, _, _ := Key(a, "m", "t2", true)
+	if s1 != s2 || s1 == ka {
+		t.Fatal("shared keys must ignore the tenant and differ from scoped ones")
+	}
+	if k, _, _ := Key(a, "other", "t1", false); k == ka {
+		t.Fatal("model must be part of the key")
+	}
+	c := bytes.Replace(a, []byte(`"hi"`), []byte(`"ho"`), 1)
+	if k, _, _ := Key(c, "m", "t1", false); k == ka {
+		t.Fatal("content must be part of the key")
+	}
+}
+
+func TestKeyCacheable(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want bool
+	}{
+		{`{"temperature":0}`, true},
+		{`{"temperature":0.7,"seed":1}`, true},
+		{`{"seed":42}`, true},
+		{`{"seed":null}`, false},
+		{`{}`, false},
+		{`{"temperature":0.2}`, false},
+		{`{"temperature":0,"n":1}`, true},
+		{`{"temperature":0,"n":2}`, false},
+		{`{"temperature":"0"}`, false},
+	} {
+		_, got, err := Key([]byte(tc.body), "m", "t", false)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: cacheable=%v err=%v, want %v", tc.body, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{``, `[]`, `null`, `{"a":1} x`, `{`} {
+		if _, c, err := Key([]byte(bad), "m", "t", false); err == nil || c {
+			t.Errorf("%q: want error", bad)
+		}
+	}
+}
+
+func FuzzKey(f *testing.F) {
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0}`))
+	f.Add([]byte(`{"b":[1,2.5,{"z":null,"a":true}],"a":"<&>","seed":123456789012345678901}`))
+	f.Add([]byte(`{"x":-0.0,"y":1e3}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		key, _, err := Key(body, "m", "t", false)
+		if err != nil {
+			return
+		}
+		// Same value, other whitespace and key order.
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("Key accepted what Decode rejects: %v", err)
+		}
+		re, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ind bytes.Buffer
+		if err := json.Indent(&ind, re, " ", "\t"); err != nil {
+			t.Fatal(err)
+		}
+		for _, alt := range [][]byte{re, ind.Bytes()} {
+			k, _, err := Key(alt, "m", "t", false)
+			if err != nil || k != key {
+				t.Fatalf("key changed for %s -> %s (%v)", body, alt, err)
+			}
+		}
+	})
+}

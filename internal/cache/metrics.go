@@ -1,0 +1,84 @@
+package cache
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Level names used as metric labels.
+const (
+	LevelL1 = "l1"
+	LevelL2 = "l2"
+)
+
+// Metrics are the cache's Prometheus metrics. A nil *Metrics records
+// nothing, so levels and caches work without it.
+type Metrics struct {
+	lookups   *prometheus.CounterVec // level, result
+	coalesced prometheus.Counter
+	bytes     *prometheus.GaugeVec   // level
+	evictions *prometheus.CounterVec // level, reason
+	redisErrs *prometheus.CounterVec // op
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not
+// registered, useful in tests).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_cache_lookups_total",
+			Help: "Cache lookups by level (l1, l2) and result (hit, miss; l2 also skip: the Bloom filter saved the round trip).",
+		}, []string{"level", "result"}),
+		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_cache_coalesced_total",
+			Help: "Requests answered by joining an identical request already in flight.",
+		}),
+		bytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_cache_bytes",
+			Help: "Approximate bytes held by the in-process cache level.",
+		}, []string{"level"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_cache_evictions_total",
+			Help: "Entries removed by the cache itself, by level and reason (size, expired).",
+		}, []string{"level", "reason"}),
+		redisErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_cache_redis_errors_total",
+			Help: "Failed Redis cache operations by op (get, set); the cache failed open.",
+		}, []string{"op"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.lookups, m.coalesced, m.bytes, m.evictions, m.redisErrs} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *Metrics) lookup(level, result string) {
+	if m != nil {
+		m.lookups.WithLabelValues(level, result).Inc()
+	}
+}
+
+func (m *Metrics) coalesce() {
+	if m != nil {
+		m.coalesced.Inc()
+	}
+}
+
+func (m *Metrics) addBytes(level string, n int) {
+	if m != nil {
+		m.bytes.WithLabelValues(level).Add(float64(n))
+	}
+}
+
+func (m *Metrics) evict(level, reason string) {
+	if m != nil {
+		m.evictions.WithLabelValues(level, reason).Inc()
+	}
+}
+
+func (m *Metrics) redisError(op string) {
+	if m != nil {
+		m.redisErrs.WithLabelValues(op).Inc()
+	}
+}
