@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"reflect"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/health"
@@ -27,7 +29,8 @@ import (
 
 // App is one gateway process.
 type App struct {
-	path string // config file; "" when built from flags (no reload source)
+	path string        // config file; "" when built from flags (no reload source)
+	mem  *cache.Memory // the in-process response cache level, closed by Run
 	log  *slog.Logger
 	deps gateway.Deps
 	gw   *gateway.Gateway
@@ -56,12 +59,20 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 		Now:       time.Now,
 		Rand:      routing.NewRand(uint64(time.Now().UnixNano())),
 	}
+	mem, respCache, err := newResponseCache(cfg.Cache, reg)
+	if err != nil {
+		return nil, err
+	}
+	deps.Cache = respCache
 	rt, err := gateway.Build(cfg, deps, nil)
 	if err != nil {
+		if mem != nil {
+			mem.Close()
+		}
 		return nil, errWithPath(path, err)
 	}
 	gw := gateway.New(rt, gateway.Options{Logger: logger, Registry: reg, Now: deps.Now})
-	return &App{path: path, log: logger, deps: deps, gw: gw}, nil
+	return &App{path: path, log: logger, deps: deps, gw: gw, mem: mem}, nil
 }
 
 func errWithPath(path string, err error) error {
@@ -159,6 +170,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	<-serveErr
 	a.deps.Transport.CloseIdle()
 	a.gw.Runtime().Retire(nil)
+	if a.mem != nil {
+		a.mem.Close()
+	}
 	a.log.Info("stopped")
 	return nil
 }
@@ -215,4 +229,28 @@ func (a *App) kickQueues(ctx context.Context) {
 			a.gw.Runtime().Kick()
 		}
 	}
+}
+
+// newResponseCache builds the in-process response cache once per process:
+// it outlives config reloads (a reload may turn it off, not resize it).
+// Always built, so a reload can turn caching on.
+func newResponseCache(c config.Cache, reg prometheus.Registerer) (*cache.Memory, cache.Level, error) {
+	m, err := cache.NewMetrics(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	size := c.MaxBytes
+	if size <= 0 {
+		size = config.Default().Cache.MaxBytes
+	}
+	mem, err := cache.NewMemory(uint64(size), m)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cache: %w", err)
+	}
+	tiered, err := cache.NewTiered(cache.TieredOptions{L1: mem, Rand: rand.Float64, Metrics: m})
+	if err != nil {
+		mem.Close()
+		return nil, nil, fmt.Errorf("cache: %w", err)
+	}
+	return mem, tiered, nil
 }

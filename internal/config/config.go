@@ -35,6 +35,7 @@ type Config struct {
 	Breaker       Breaker     `yaml:"breaker"`
 	Admission     Admission   `yaml:"admission"`
 	Auth          Auth        `yaml:"auth"`
+	Cache         Cache       `yaml:"cache"`
 	// RateLimits: per key / tenant / IP / global, requests and tokens; see
 	// examples/sluice.yaml. Empty = no rate limits.
 	RateLimits ratelimit.Config `yaml:"rate_limits"`
@@ -153,6 +154,7 @@ func Default() Config {
 			SlowRatio: 1, OpenFor: Duration(10 * time.Second), MaxOpenFor: Duration(80 * time.Second),
 			HalfOpenProbes: 1, MaxEjectedRatio: 0.5},
 		Admission:   defaultAdmission(),
+		Cache:       defaultCache(),
 		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }
@@ -252,6 +254,7 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 		}
 	}
 	c.validateAdmission(bad)
+	c.validateCache(bad)
 	if err := c.RateLimits.Validate(); err != nil {
 		bad("rate_limits", "%v", err)
 	}

@@ -166,6 +166,18 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	// Cache: deterministic requests may be answered without a backend.
+	ckey, hit, hitStatus := rt.cacheLookup(r.Context(), w, r, body.Bytes(), peek, id.tenant, start)
+	if hit {
+		rec.status = hitStatus
+		rec.cache = "HIT"
+		return
+	}
+	var capture *proxy.Capture
+	if ckey != "" {
+		capture = &proxy.Capture{Limit: int(rt.Config.Cache.MaxEntry)}
+	}
+
 	// Admission: wait for a fair share of the pool's capacity (or of a
 	// fallback's), or be refused at once with Retry-After.
 	until := deadline(r, start, rt.Config.Admission.MaxWait.D(), pool.expectedTTFT(start))
@@ -187,8 +199,9 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	}
 	res := rt.forwarder.Forward(r.Context(), w, &proxy.Request{
 		Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body,
-		Peek: peek, ServeModel: served.Model, RequestID: reqID, ClientIP: ip,
+		Peek: peek, ServeModel: served.Model, RequestID: reqID, ClientIP: ip, Capture: capture,
 	}, &sel)
+	rt.cacheFill(context.WithoutCancel(r.Context()), ckey, w, &res, capture, g.now())
 	rec.result = res
 	if res.Err != nil && !res.Written {
 		rec.fail(w, apiError(res.Err, peek.Model))

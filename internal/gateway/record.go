@@ -17,6 +17,7 @@ type record struct {
 	tenant          string
 	served          string // fallback model that served, if any
 	queued          time.Duration
+	cache           string // HIT when answered from the cache
 	stream          bool
 	start           time.Time
 	status          int
@@ -81,6 +82,9 @@ func (g *Gateway) finish(rec *record) {
 		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
 		slog.Int("tokens_in", res.Usage.PromptTokens),
 		slog.Int("tokens_out", res.Usage.CompletionTokens),
+	}
+	if rec.cache != "" {
+		attrs = append(attrs, slog.String("cache", rec.cache))
 	}
 	if rec.served != "" {
 		attrs = append(attrs, slog.String("served_by_model", rec.served))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/breaker"
+	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -25,7 +26,8 @@ type Runtime struct {
 	Models    []string // config order, for /v1/models
 	forwarder *proxy.Forwarder
 	tenants   *tenants
-	limits    *limits // nil: no rate limits configured
+	limits    *limits     // nil: no rate limits configured
+	cache     cache.Level // nil: response cache off
 
 	modelsOnce sync.Once // /v1/models body and ETag, rendered on first use
 	modelsJSON []byte
@@ -34,8 +36,10 @@ type Runtime struct {
 
 // Deps are the long-lived parts a Runtime is built with.
 type Deps struct {
-	Logger    *slog.Logger
-	Registry  prometheus.Registerer // for stores' own metrics; may be nil
+	Logger   *slog.Logger
+	Registry prometheus.Registerer // for stores' own metrics; may be nil
+	// Cache is the process's response cache (it outlives reloads); nil = off.
+	Cache     cache.Level
 	Transport *proxy.Transport
 	Now       func() time.Time
 	Rand      routing.Rand
@@ -100,6 +104,9 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 		return nil, fmt.Errorf("rate_limits: %w", err)
 	}
 	rt.limits = lim
+	if cfg.Cache.Enabled {
+		rt.cache = deps.Cache
+	}
 	rt.forwarder = proxy.NewForwarder(proxy.Options{
 		Transport: deps.Transport.For(cfg.Timeouts.Connect.D()),
 		Timeouts: proxy.Timeouts{

@@ -73,7 +73,9 @@ type Request struct {
 	// a fallback, in which case the body's "model" is rewritten.
 	ServeModel string
 	RequestID  string
-	ClientIP   string
+	// Capture, when set, receives a copy of the relayed body (cache fill).
+	Capture  *Capture
+	ClientIP string
 }
 
 // Result says how a request ended.

@@ -99,6 +99,9 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 			first = false
 			wd.idle(f.opt.Timeouts.StreamIdle)
 			tl.write(buf[:n])
+			if in.Capture != nil {
+				in.Capture.write(buf[:n])
+			}
 			if _, writeErr = w.Write(buf[:n]); writeErr != nil {
 				break
 			}
