@@ -27,7 +27,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 	if rt.cache == nil {
 		return "", false, 0
 	}
-	if cacheBypassed(r) {
+	if !peek.Deterministic || cacheBypassed(r) {
 		w.Header().Set("X-Cache", "BYPASS")
 		return "", false, 0
 	}

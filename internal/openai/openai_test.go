@@ -112,3 +112,21 @@ func TestFindUsageNested(t *testing.T) {
 		t.Fatalf("%+v", u)
 	}
 }
+
+func TestDeterministic(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"model":"m","temperature":0}`:         true,
+		`{"model":"m","seed":42}`:               true,
+		`{"model":"m","temperature":0.2}`:       false,
+		`{"model":"m"}`:                         false,
+		`{"model":"m","seed":null}`:             false,
+		`{"model":"m","temperature":0,"n":2}`:   false,
+		`{"model":"m","seed":7,"n":1}`:          true,
+		`{"model":"m","temperature":0.0,"n":1}`: true,
+	} {
+		p, err := ParseRequest([]byte(body))
+		if err != nil || p.Deterministic != want {
+			t.Errorf("%s: deterministic %v (%v), want %v", body, p.Deterministic, err, want)
+		}
+	}
+}

@@ -15,6 +15,10 @@ type Peek struct {
 	MaxTokens int // max_tokens, or max_completion_tokens; 0 when absent
 	// IncludeUsage is stream_options.include_usage.
 	IncludeUsage bool
+	// Deterministic: temperature 0 or a fixed seed, and at most one choice;
+	// the precondition for caching, checked here so other requests never
+	// pay for the cache key.
+	Deterministic bool
 }
 
 // peekFields is decoded with encoding/json; unknown fields are skipped by the
@@ -27,6 +31,9 @@ type peekFields struct {
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+	Temperature *float64        `json:"temperature"`
+	Seed        json.RawMessage `json:"seed"`
+	N           *int            `json:"n"`
 }
 
 // ErrNotObject is returned for a body that is valid JSON but not an object.
@@ -66,6 +73,8 @@ func ParseRequest(body []byte) (Peek, error) {
 	if f.StreamOptions != nil {
 		p.IncludeUsage = f.StreamOptions.IncludeUsage
 	}
+	seeded := len(f.Seed) > 0 && string(f.Seed) != "null"
+	p.Deterministic = ((f.Temperature != nil && *f.Temperature == 0) || seeded) && (f.N == nil || *f.N == 1)
 	return p, nil
 }
 
