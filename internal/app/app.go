@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"reflect"
@@ -19,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/health"
@@ -29,8 +27,8 @@ import (
 
 // App is one gateway process.
 type App struct {
-	path string        // config file; "" when built from flags (no reload source)
-	mem  *cache.Memory // the in-process response cache level, closed by Run
+	path string         // config file; "" when built from flags (no reload source)
+	resp *responseCache // the response cache's levels, closed by Run
 	log  *slog.Logger
 	deps gateway.Deps
 	gw   *gateway.Gateway
@@ -59,20 +57,18 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 		Now:       time.Now,
 		Rand:      routing.NewRand(uint64(time.Now().UnixNano())),
 	}
-	mem, respCache, err := newResponseCache(cfg.Cache, reg)
+	resp, err := newResponseCache(cfg.Cache, reg, deps.Now)
 	if err != nil {
-		return nil, err
+		return nil, errWithPath(path, err)
 	}
-	deps.Cache = respCache
+	deps.Cache, deps.CacheMetrics = resp.level, resp.metrics
 	rt, err := gateway.Build(cfg, deps, nil)
 	if err != nil {
-		if mem != nil {
-			mem.Close()
-		}
+		resp.Close()
 		return nil, errWithPath(path, err)
 	}
 	gw := gateway.New(rt, gateway.Options{Logger: logger, Registry: reg, Now: deps.Now})
-	return &App{path: path, log: logger, deps: deps, gw: gw, mem: mem}, nil
+	return &App{path: path, log: logger, deps: deps, gw: gw, resp: resp}, nil
 }
 
 func errWithPath(path string, err error) error {
@@ -136,8 +132,10 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	a.syncChecker(a.gw.Runtime().Config.Health.Active)
 	a.syncScraper(a.gw.Runtime().Config)
 	if a.path != "" {
+		ready := make(chan struct{})
 		wg.Add(1)
-		go func() { defer wg.Done(); a.watchReloads(runCtx) }()
+		go func() { defer wg.Done(); a.watchReloads(runCtx, ready) }()
+		<-ready
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
@@ -170,8 +168,8 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	<-serveErr
 	a.deps.Transport.CloseIdle()
 	a.gw.Runtime().Retire(nil)
-	if a.mem != nil {
-		a.mem.Close()
+	if a.resp != nil {
+		a.resp.Close()
 	}
 	a.log.Info("stopped")
 	return nil
@@ -229,28 +227,4 @@ func (a *App) kickQueues(ctx context.Context) {
 			a.gw.Runtime().Kick()
 		}
 	}
-}
-
-// newResponseCache builds the in-process response cache once per process:
-// it outlives config reloads (a reload may turn it off, not resize it).
-// Always built, so a reload can turn caching on.
-func newResponseCache(c config.Cache, reg prometheus.Registerer) (*cache.Memory, cache.Level, error) {
-	m, err := cache.NewMetrics(reg)
-	if err != nil {
-		return nil, nil, err
-	}
-	size := c.MaxBytes
-	if size <= 0 {
-		size = config.Default().Cache.MaxBytes
-	}
-	mem, err := cache.NewMemory(uint64(size), m)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cache: %w", err)
-	}
-	tiered, err := cache.NewTiered(cache.TieredOptions{L1: mem, Rand: rand.Float64, Metrics: m})
-	if err != nil {
-		mem.Close()
-		return nil, nil, fmt.Errorf("cache: %w", err)
-	}
-	return mem, tiered, nil
 }

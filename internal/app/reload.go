@@ -21,8 +21,9 @@ const reloadDebounce = 250 * time.Millisecond
 
 // watchReloads reloads on SIGHUP and when the config file changes. The
 // directory is watched, not the file, because editors and Kubernetes
-// ConfigMaps replace the file by rename.
-func (a *App) watchReloads(ctx context.Context) {
+// ConfigMaps replace the file by rename. ready is closed once the signal
+// and the watch are in place, so a change made after Run serves is seen.
+func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -38,6 +39,7 @@ func (a *App) watchReloads(ctx context.Context) {
 	if err != nil {
 		a.log.Warn("config file watch unavailable; reload with SIGHUP", "error", err.Error())
 	}
+	close(ready)
 	target, _ := filepath.Abs(a.path)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()

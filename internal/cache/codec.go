@@ -8,10 +8,10 @@ import (
 
 // codecVersion starts every encoded entry; an unknown version decodes as an
 // error (a miss), so a format change never misreads old Redis values.
-const codecVersion = 1
+const codecVersion = 2
 
-// marshalEntry encodes e for Redis: version, status, stored time (unix
-// nanoseconds), content type, kind (0 body, 1 stream), then the body or the
+// marshalEntry encodes e for Redis: version, status, stored and fresh-until
+// times (unix nanoseconds, 0 for none), content type, kind (0 body, 1 stream), then the body or the
 // events, every byte string length-prefixed with a uvarint.
 func marshalEntry(e *Entry) []byte {
 	b := make([]byte, 0, e.Size())
@@ -20,6 +20,11 @@ func marshalEntry(e *Entry) []byte {
 	var ns int64 // 0: no time
 	if !e.Stored.IsZero() {
 		ns = e.Stored.UnixNano()
+	}
+	b = binary.AppendVarint(b, ns)
+	ns = 0
+	if !e.Fresh.IsZero() {
+		ns = e.Fresh.UnixNano()
 	}
 	b = binary.AppendVarint(b, ns)
 	b = appendBytes(b, []byte(e.ContentType))
@@ -52,6 +57,9 @@ func unmarshalEntry(b []byte) (*Entry, error) {
 	e := &Entry{Status: int(d.uvarint())}
 	if ns := d.varint(); ns != 0 {
 		e.Stored = time.Unix(0, ns)
+	}
+	if ns := d.varint(); ns != 0 {
+		e.Fresh = time.Unix(0, ns)
 	}
 	e.ContentType = string(d.bytes())
 	switch d.byte() {

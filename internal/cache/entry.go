@@ -15,6 +15,10 @@ type Entry struct {
 	Status      int
 	ContentType string    // of the original response
 	Stored      time.Time // when the backend answered; for the Age header
+	// Fresh is when the entry stops being fresh; past it, and while the
+	// level still holds it (stale-while-revalidate), it is served stale.
+	// Zero: fresh for as long as it is stored.
+	Fresh time.Time
 	// Body is the full JSON body of a non-streaming response.
 	Body []byte
 	// Events are the data payloads of a stream's SSE events in order, each
@@ -33,6 +37,9 @@ func (e *Entry) Size() int {
 	}
 	return n
 }
+
+// Stale reports whether the entry is past its freshness at now.
+func (e *Entry) Stale(now time.Time) bool { return !e.Fresh.IsZero() && now.After(e.Fresh) }
 
 // IsStream reports whether the entry holds a streamed answer.
 func (e *Entry) IsStream() bool { return e.Body == nil && e.Events != nil }

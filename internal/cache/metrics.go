@@ -59,7 +59,9 @@ func (m *Metrics) lookup(level, result string) {
 	}
 }
 
-func (m *Metrics) coalesce() {
+// Coalesced counts a request answered by joining an identical one in
+// flight.
+func (m *Metrics) Coalesced() {
 	if m != nil {
 		m.coalesced.Inc()
 	}

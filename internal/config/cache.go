@@ -1,10 +1,15 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"path"
+	"time"
+)
 
-// Cache configures the response cache (in-process level). By default only
-// deterministic requests (temperature 0 or a fixed seed) are cached, per
-// tenant; a request's Cache-Control: no-store / no-cache bypasses it.
+// Cache configures the response cache. By default only deterministic
+// requests (temperature 0 or a fixed seed) and embeddings are cached, per
+// tenant; a request's Cache-Control: no-store / no-cache bypasses it, and
+// Rules can widen or narrow that per model and key.
 type Cache struct {
 	Enabled     bool     `yaml:"enabled"`      // default true
 	MaxBytes    ByteSize `yaml:"max_bytes"`    // in-process bound, default 256MiB (changes need a restart)
@@ -12,11 +17,75 @@ type Cache struct {
 	NegativeTTL Duration `yaml:"negative_ttl"` // 400/404/422 answers, default 10s; never 408/429/5xx
 	Shared      bool     `yaml:"shared"`       // share entries across tenants (off: tenants never see each other's answers)
 	MaxEntry    ByteSize `yaml:"max_entry"`    // larger responses are not cached, default 1MiB
+	// Coalesce makes identical cacheable requests in flight share one
+	// upstream call (default true).
+	Coalesce bool `yaml:"coalesce"`
+	// StaleWhileRevalidate serves an entry up to this long past its TTL
+	// (X-Cache: STALE) while one background request refreshes it, when the
+	// pool has room. 0 (default): expired entries are misses.
+	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
+	// Redis adds a shared second level; off when Addrs is empty.
+	Redis CacheRedis `yaml:"redis"`
+	// Rules, first match wins, decide per model and key what is cached.
+	Rules []CacheRule `yaml:"rules"`
+}
+
+// CacheRedis is the shared cache level (changes need a restart). Reads use
+// rueidis client-side caching: hot entries are served from the gateway's
+// memory and Redis invalidates them when they change.
+type CacheRedis struct {
+	Addrs          []string `yaml:"addrs"` // one address: single node; several: Cluster seeds
+	Username       string   `yaml:"username"`
+	Password       string   `yaml:"password"`
+	DB             int      `yaml:"db"`
+	KeyPrefix      string   `yaml:"key_prefix"`      // default "sluice:cache:"
+	Timeout        Duration `yaml:"timeout"`         // one cache call, default 50ms; on timeout the request goes upstream
+	ConnectTimeout Duration `yaml:"connect_timeout"` // default 500ms
+	LocalTTL       Duration `yaml:"local_ttl"`       // client-side cache life, default 30s
+	// BloomKeys > 0 keeps a Bloom filter of the keys this gateway stored,
+	// so keys never seen skip the Redis round trip. Only keys this
+	// process wrote are known: use it with a single writer replica.
+	BloomKeys uint `yaml:"bloom_keys"`
+}
+
+// Cache rule modes.
+const (
+	CacheDeterministic = "deterministic" // the default: temperature 0, a seed, or embeddings
+	CacheAlways        = "always"        // every request the rule matches
+	CacheBypass        = "bypass"        // never
+)
+
+// CacheRule applies to requests whose model matches one of Models and
+// whose key matches one of Keys (path.Match patterns; an empty list
+// matches everything).
+type CacheRule struct {
+	Models  []string `yaml:"models"`
+	Keys    []string `yaml:"keys"`    // API keys, as in auth.keys[].key
+	Tenants []string `yaml:"tenants"` // tenants, as in auth.keys[].tenant
+	Mode    string   `yaml:"mode"`    // deterministic (default), always, bypass
+	TTL     Duration `yaml:"ttl"`     // overrides cache.ttl for 200 answers
+}
+
+// Matches reports whether the rule applies.
+func (r *CacheRule) Matches(model, key, tenant string) bool {
+	return matchAny(r.Models, model) && matchAny(r.Keys, key) && matchAny(r.Tenants, tenant)
+}
+
+func matchAny(patterns []string, s string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func defaultCache() Cache {
 	return Cache{Enabled: true, MaxBytes: 256 << 20, TTL: Duration(5 * time.Minute),
-		NegativeTTL: Duration(10 * time.Second), MaxEntry: 1 << 20}
+		NegativeTTL: Duration(10 * time.Second), MaxEntry: 1 << 20, Coalesce: true}
 }
 
 func (c *Config) validateCache(bad func(key, format string, args ...any)) {
@@ -34,5 +103,35 @@ func (c *Config) validateCache(bad func(key, format string, args ...any)) {
 	}
 	if c.Cache.MaxEntry <= 0 || c.Cache.MaxEntry > c.Cache.MaxBytes {
 		bad("cache.max_entry", "must be positive and at most max_bytes")
+	}
+	if c.Cache.StaleWhileRevalidate < 0 {
+		bad("cache.stale_while_revalidate", "must not be negative")
+	}
+	rd := c.Cache.Redis
+	if rd.Timeout < 0 || rd.ConnectTimeout < 0 || rd.LocalTTL < 0 {
+		bad("cache.redis", "timeout, connect_timeout and local_ttl must not be negative")
+	}
+	for i, a := range rd.Addrs {
+		if a == "" {
+			bad(fmt.Sprintf("cache.redis.addrs[%d]", i), "must not be empty")
+		}
+	}
+	for i, r := range c.Cache.Rules {
+		at := fmt.Sprintf("cache.rules[%d]", i)
+		switch r.Mode {
+		case "", CacheDeterministic, CacheAlways, CacheBypass:
+		default:
+			bad(at+".mode", "unknown mode %q (want deterministic, always or bypass)", r.Mode)
+		}
+		if r.TTL < 0 {
+			bad(at+".ttl", "must not be negative")
+		}
+		for _, list := range [][]string{r.Models, r.Keys, r.Tenants} {
+			for _, p := range list {
+				if _, err := path.Match(p, ""); err != nil {
+					bad(at, "bad pattern %q: %v", p, err)
+				}
+			}
+		}
 	}
 }

@@ -9,45 +9,86 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
+// cachePlan is what the cache stage decided for a request: its key ("" =
+// not cacheable) and the TTL of a successful answer.
+type cachePlan struct {
+	key string
+	ttl time.Duration
+}
+
 // cacheBypassed honours the client's Cache-Control: no-store / no-cache.
 func cacheBypassed(r *http.Request) bool {
-	cc := strings.ToLower(r.Header.Get("Cache-Control"))
+	cc := r.Header.Get("Cache-Control")
+	if cc == "" {
+		return false
+	}
+	cc = strings.ToLower(cc)
 	return strings.Contains(cc, "no-store") || strings.Contains(cc, "no-cache")
 }
 
-// cacheLookup is the cache stage. It returns the request's cache key (""
-// when the request is not cacheable or the cache is off) and whether it
-// answered the request from the cache.
+// cacheRule returns the mode and TTL of the first cache rule matching the
+// request (the defaults when none does).
+func (rt *Runtime) cacheRule(model string, id identity) (mode string, ttl time.Duration) {
+	mode, ttl = config.CacheDeterministic, rt.Config.Cache.TTL.D()
+	for i := range rt.Config.Cache.Rules {
+		r := &rt.Config.Cache.Rules[i]
+		if r.Matches(model, id.key, id.tenant) {
+			if r.Mode != "" {
+				mode = r.Mode
+			}
+			if r.TTL > 0 {
+				ttl = r.TTL.D()
+			}
+			break
+		}
+	}
+	return mode, ttl
+}
+
+// cacheLookup is the cache stage. It decides whether the request is
+// cacheable (rules, determinism, the client's Cache-Control) and answers it
+// from the cache when it can. stale is set when the answer served was past
+// its freshness (stale-while-revalidate): the caller refreshes it.
 func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte,
-	peek openai.Peek, tenant string, now time.Time) (key string, served bool, status int) {
+	peek openai.Peek, id identity, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
 	if rt.cache == nil {
-		return "", false, 0
+		return plan, false, 0, false
 	}
-	if !peek.Deterministic || cacheBypassed(r) {
+	mode, ttl := rt.cacheRule(peek.Model, id)
+	cacheable := mode == config.CacheAlways ||
+		mode == config.CacheDeterministic && (peek.Deterministic || r.URL.Path == "/v1/embeddings")
+	if !cacheable || cacheBypassed(r) {
 		w.Header().Set("X-Cache", "BYPASS")
-		return "", false, 0
+		return plan, false, 0, false
 	}
-	k, cacheable, err := cache.Key(body, peek.Model, tenant, rt.Config.Cache.Shared)
-	if err != nil || !cacheable {
+	k, _, err := cache.Key(body, peek.Model, id.tenant, rt.Config.Cache.Shared)
+	if err != nil {
 		w.Header().Set("X-Cache", "BYPASS")
-		return "", false, 0
+		return plan, false, 0, false
 	}
+	plan = cachePlan{key: k, ttl: ttl}
 	if e, hit, _ := rt.cache.Get(ctx, k); hit {
-		if status, ok := replay(w, e, peek, now); ok {
-			return k, true, status
+		stale = e.Stale(now)
+		xc := "HIT"
+		if stale {
+			xc = "STALE"
+		}
+		if status, ok := replay(w, e, peek, e.Age(now), xc); ok {
+			return plan, true, status, stale
 		}
 	}
 	w.Header().Set("X-Cache", "MISS")
-	return k, false, 0
+	return plan, false, 0, false
 }
 
 // replay answers from a cached entry in the shape the request asked for:
 // a cached stream can answer a plain request and the reverse.
-func replay(w http.ResponseWriter, e *cache.Entry, peek openai.Peek, now time.Time) (int, bool) {
+func replay(w http.ResponseWriter, e *cache.Entry, peek openai.Peek, age int, xcache string) (int, bool) {
 	var data []byte
 	var err error
 	ct := e.ContentType
@@ -68,33 +109,51 @@ func replay(w http.ResponseWriter, e *cache.Entry, peek openai.Peek, now time.Ti
 	}
 	h := w.Header()
 	h.Set("Content-Type", ct)
-	h.Set("X-Cache", "HIT")
-	h.Set("Age", strconv.Itoa(e.Age(now)))
+	h.Set("X-Cache", xcache)
+	h.Set("Age", strconv.Itoa(age))
+	h.Del("Content-Length")
 	w.WriteHeader(e.Status)
 	w.Write(data)
 	return e.Status, true
 }
 
-// cacheFill stores a relayed answer when it is complete and of a cacheable
-// status. Streams count as complete only with their final [DONE].
-func (rt *Runtime) cacheFill(ctx context.Context, key string, w http.ResponseWriter, res *proxy.Result, c *proxy.Capture, now time.Time) {
-	if key == "" || c == nil || c.Over || res.Err != nil || !res.Written {
-		return
+// entryFrom turns a relayed answer into a cache entry, or nil when it is
+// not a whole answer: streams count as whole only with their final [DONE].
+func entryFrom(status int, contentType string, raw []byte, ok bool) *cache.Entry {
+	if !ok || status == 0 {
+		return nil
 	}
-	ttl := cache.TTLFor(res.Status, rt.Config.Cache.TTL.D(), rt.Config.Cache.NegativeTTL.D())
-	if ttl <= 0 {
-		return
-	}
-	ct := w.Header().Get("Content-Type")
-	raw := c.Buf.Bytes()
-	e := &cache.Entry{Status: res.Status, ContentType: ct, Stored: now}
-	if strings.HasPrefix(ct, "text/event-stream") {
+	e := &cache.Entry{Status: status, ContentType: contentType}
+	if strings.HasPrefix(contentType, "text/event-stream") {
 		if !bytes.Contains(raw, []byte("data: [DONE]")) {
-			return
+			return nil
 		}
 		e.Events = cache.ParseSSE(raw)
 	} else {
 		e.Body = bytes.Clone(raw)
 	}
-	rt.cache.Set(ctx, key, e, ttl)
+	return e
+}
+
+// cacheFill stores a relayed answer when it is complete and of a cacheable
+// status. With stale-while-revalidate the entry is kept that much longer
+// than it is fresh.
+func (rt *Runtime) cacheFill(ctx context.Context, plan cachePlan, header http.Header, res *proxy.Result, c *proxy.Capture, now time.Time) {
+	if plan.key == "" || c == nil || c.Over || res.Err != nil || !res.Written {
+		return
+	}
+	ttl := cache.TTLFor(res.Status, plan.ttl, rt.Config.Cache.NegativeTTL.D())
+	if ttl <= 0 {
+		return
+	}
+	e := entryFrom(res.Status, header.Get("Content-Type"), c.Buf.Bytes(), true)
+	if e == nil {
+		return
+	}
+	e.Stored = now
+	if swr := rt.Config.Cache.StaleWhileRevalidate.D(); swr > 0 && res.Status == http.StatusOK {
+		e.Fresh = now.Add(ttl)
+		ttl += swr
+	}
+	rt.cache.Set(ctx, plan.key, e, ttl)
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
-	"github.com/sluice-gw/sluice/internal/routing"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
@@ -167,47 +166,27 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	// Cache: deterministic requests may be answered without a backend.
-	ckey, hit, hitStatus := rt.cacheLookup(r.Context(), w, r, body.Bytes(), peek, id.tenant, start)
+	call := upstreamCall{path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header, body: body, peek: peek,
+		id: id, cost: cost, reqID: reqID, ip: ip}
+	plan, hit, hitStatus, stale := rt.cacheLookup(r.Context(), w, r, body.Bytes(), peek, id, start)
+	call.plan = plan
 	if hit {
-		rec.status = hitStatus
-		rec.cache = "HIT"
+		rec.status, rec.cache = hitStatus, "HIT"
+		if stale {
+			rec.cache = "STALE"
+			g.revalidate(r.Context(), rt, pool, &call)
+		}
 		return
-	}
-	var capture *proxy.Capture
-	if ckey != "" {
-		capture = &proxy.Capture{Limit: int(rt.Config.Cache.MaxEntry)}
 	}
 
-	// Admission: wait for a fair share of the pool's capacity (or of a
-	// fallback's), or be refused at once with Retry-After.
-	until := deadline(r, start, rt.Config.Admission.MaxWait.D(), pool.expectedTTFT(start))
-	served, ticket, err := rt.admit(r.Context(), pool, id, cost, until)
-	if err != nil {
-		rec.fail(w, apiError(err, peek.Model))
+	// Admission, then the backend: wait for a fair share of the pool's
+	// capacity (or of a fallback's), or be refused at once with
+	// Retry-After. Identical cacheable requests share one upstream call.
+	call.until = deadline(r, start, rt.Config.Admission.MaxWait.D(), pool.expectedTTFT(start))
+	if plan.key != "" && rt.flights != nil && g.serveCoalesced(r.Context(), w, rt, pool, &call, &rec) {
 		return
 	}
-	defer ticket.Release()
-	rec.queued = ticket.Waited()
-	if served != pool {
-		rec.served = served.Model
-	}
-	w.Header().Set("X-Sluice-Model", served.Model)
-
-	sel := selector{pool: served, req: routing.Request{Model: served.Model}}
-	if served.Policy == "prefix_affinity" { // the prompt decode is paid only where it is used
-		sel.req.PrefixKey = openai.PrefixKey(body.Bytes(), prefixKeyChars)
-	}
-	res := rt.forwarder.Forward(r.Context(), w, &proxy.Request{
-		Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body,
-		Peek: peek, ServeModel: served.Model, RequestID: reqID, ClientIP: ip, Capture: capture,
-	}, &sel)
-	rt.cacheFill(context.WithoutCancel(r.Context()), ckey, w, &res, capture, g.now())
-	rec.result = res
-	if res.Err != nil && !res.Written {
-		rec.fail(w, apiError(res.Err, peek.Model))
-		return
-	}
-	rec.status = res.Status
+	g.serveDirect(r.Context(), w, rt, pool, &call, &rec)
 }
 
 // requestID keeps a sane client-supplied X-Request-Id (so a client can trace

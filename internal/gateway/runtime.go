@@ -28,6 +28,7 @@ type Runtime struct {
 	tenants   *tenants
 	limits    *limits     // nil: no rate limits configured
 	cache     cache.Level // nil: response cache off
+	flights   *flights    // nil: no coalescing
 
 	modelsOnce sync.Once // /v1/models body and ETag, rendered on first use
 	modelsJSON []byte
@@ -39,10 +40,11 @@ type Deps struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer // for stores' own metrics; may be nil
 	// Cache is the process's response cache (it outlives reloads); nil = off.
-	Cache     cache.Level
-	Transport *proxy.Transport
-	Now       func() time.Time
-	Rand      routing.Rand
+	Cache        cache.Level
+	CacheMetrics *cache.Metrics // may be nil
+	Transport    *proxy.Transport
+	Now          func() time.Time
+	Rand         routing.Rand
 }
 
 // Build makes a Runtime from cfg. Backends of prev with the same model and
@@ -106,6 +108,15 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 	rt.limits = lim
 	if cfg.Cache.Enabled {
 		rt.cache = deps.Cache
+		if cfg.Cache.Coalesce {
+			// Kept across reloads: a request arriving just after one
+			// still joins the identical call in flight.
+			if prev != nil && prev.flights != nil {
+				rt.flights = prev.flights
+			} else {
+				rt.flights = newFlights(deps.CacheMetrics)
+			}
+		}
 	}
 	rt.forwarder = proxy.NewForwarder(proxy.Options{
 		Transport: deps.Transport.For(cfg.Timeouts.Connect.D()),

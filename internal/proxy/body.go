@@ -85,3 +85,7 @@ func (b *Body) holdUntilWritten(ctx context.Context) context.Context {
 		},
 	})
 }
+
+// Retain takes one more reference, for a holder that outlives the handler
+// (a coalesced upstream call); it must Release it.
+func (b *Body) Retain() { b.refs.Add(1) }

@@ -1,0 +1,90 @@
+package app
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+
+	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/config"
+)
+
+// responseCache is the process's response cache: built once, it outlives
+// config reloads (a reload may turn caching off or change rules and TTLs,
+// not resize the levels or move Redis).
+type responseCache struct {
+	level   cache.Level
+	metrics *cache.Metrics
+	mem     *cache.Memory
+	redis   *cache.LazyRedis // nil without cache.redis.addrs
+}
+
+// newResponseCache builds L1 always (so a reload can turn caching on) and
+// L2 when Redis is configured. Redis is dialled on first use: the gateway
+// starts while Redis is down and the cache fails open until it is back.
+func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time.Time) (*responseCache, error) {
+	m, err := cache.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	size := c.MaxBytes
+	if size <= 0 {
+		size = config.Default().Cache.MaxBytes
+	}
+	rc := &responseCache{metrics: m}
+	if rc.mem, err = cache.NewMemory(uint64(size), m); err != nil {
+		return nil, fmt.Errorf("cache.max_bytes: %w", err)
+	}
+	opts := cache.TieredOptions{L1: rc.mem, Rand: rand.Float64, Metrics: m}
+	if rd := c.Redis; len(rd.Addrs) > 0 {
+		rc.redis = cache.NewLazyRedis(redisCacheOption(rd), cache.RedisOptions{Prefix: rd.KeyPrefix, LocalTTL: rd.LocalTTL.D()},
+			rd.Timeout.D(), now)
+		opts.L2 = rc.redis
+		opts.BloomKeys = rd.BloomKeys
+		if reg != nil {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "sluice_cache_redis_local_hits_total",
+				Help: "Redis cache reads answered by rueidis' client-side cache, without a round trip.",
+			}, func() float64 { return float64(rc.redis.LocalHits()) }))
+		}
+	}
+	if rc.level, err = cache.NewTiered(opts); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return rc, nil
+}
+
+// redisCacheOption keeps client-side caching on (unlike the rate limiter's
+// client): cached answers never change under a key, so Redis' invalidation
+// messages are rare and reads of hot entries cost no round trip. It needs
+// Redis 6+ (RESP3).
+func redisCacheOption(c config.CacheRedis) rueidis.ClientOption {
+	connect := c.ConnectTimeout.D()
+	if connect <= 0 {
+		connect = 500 * time.Millisecond
+	}
+	return rueidis.ClientOption{
+		InitAddress:      c.Addrs,
+		Username:         c.Username,
+		Password:         c.Password,
+		SelectDB:         c.DB,
+		ClientName:       "sluice-cache",
+		Dialer:           net.Dialer{Timeout: connect},
+		ConnWriteTimeout: 5 * time.Second,
+	}
+}
+
+// Close stops the levels' goroutines and connections.
+func (rc *responseCache) Close() {
+	if rc.mem != nil {
+		rc.mem.Close()
+	}
+	if rc.redis != nil {
+		rc.redis.Close()
+	}
+}

@@ -1,0 +1,159 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/routing"
+)
+
+// upstreamCall is an admitted-or-not inference request on its way to a
+// backend, past the stages that may answer it without one.
+type upstreamCall struct {
+	path, rawQuery string
+	header         http.Header
+	body           *proxy.Body
+	peek           openai.Peek
+	id             identity
+	cost           float64
+	until          time.Time // admission deadline
+	reqID, ip      string
+	plan           cachePlan
+}
+
+// forward sends the call to a backend of served and relays the answer to w.
+func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *Pool, c *upstreamCall, capture *proxy.Capture) proxy.Result {
+	sel := selector{pool: served, req: routing.Request{Model: served.Model}}
+	if served.Policy == "prefix_affinity" { // the prompt decode is paid only where it is used
+		sel.req.PrefixKey = openai.PrefixKey(c.body.Bytes(), prefixKeyChars)
+	}
+	return rt.forwarder.Forward(ctx, w, &proxy.Request{
+		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
+		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ClientIP: c.ip, Capture: capture,
+	}, &sel)
+}
+
+// capture returns a response copy for the cache when the call is cacheable.
+func (rt *Runtime) capture(c *upstreamCall) *proxy.Capture {
+	if c.plan.key == "" {
+		return nil
+	}
+	return &proxy.Capture{Limit: int(rt.Config.Cache.MaxEntry)}
+}
+
+// serveDirect admits the call (a fair wait, or a refusal at once with
+// Retry-After) and forwards it, on the client's own goroutine.
+func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) {
+	served, ticket, err := rt.admit(ctx, pool, c.id, c.cost, c.until)
+	if err != nil {
+		rec.fail(w, apiError(err, c.peek.Model))
+		return
+	}
+	defer ticket.Release()
+	rec.queued = ticket.Waited()
+	if served != pool {
+		rec.served = served.Model
+	}
+	w.Header().Set("X-Sluice-Model", served.Model)
+	capture := rt.capture(c)
+	res := rt.forward(ctx, w, served, c, capture)
+	rt.cacheFill(context.WithoutCancel(ctx), c.plan, w.Header(), &res, capture, g.now())
+	rec.result = res
+	if res.Err != nil && !res.Written {
+		rec.fail(w, apiError(res.Err, c.peek.Model))
+		return
+	}
+	rec.status = res.Status
+}
+
+// serveCoalesced answers a cacheable miss through a flight shared with
+// identical requests in flight. It returns false when the caller must send
+// the request on its own (the flight it joined ended without an answer for
+// it); it has then written nothing.
+func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) bool {
+	f, leader := rt.flights.join(c.plan.key, false)
+	defer rt.flights.leave(f)
+	xcache := "COALESCED"
+	if leader {
+		xcache = "MISS"
+		served, ticket, err := rt.admit(ctx, pool, c.id, c.cost, c.until)
+		if err != nil {
+			rt.flights.abort(f, err)
+			rec.fail(w, apiError(err, c.peek.Model))
+			return true
+		}
+		rec.queued = ticket.Waited()
+		if served != pool {
+			rec.served = served.Model
+		}
+		g.startUpstream(ctx, rt, f, served, ticket, c)
+	}
+	status, out := f.relay(ctx, w, c.peek, c.reqID, xcache)
+	if leader {
+		f.mu.Lock()
+		rec.result = f.res
+		f.mu.Unlock()
+	}
+	switch out {
+	case relayed:
+		rec.status = status
+		if !leader {
+			rec.cache = "COALESCED"
+		}
+	case gone:
+		rec.fail(w, apiError(context.Canceled, c.peek.Model))
+	case goAlone:
+		if !leader {
+			return false
+		}
+		f.mu.Lock()
+		err := f.err
+		f.mu.Unlock()
+		rec.fail(w, apiError(err, c.peek.Model))
+	}
+	return true
+}
+
+// startUpstream sends the flight's one upstream request. The flight's
+// goroutine owns the ticket and a reference to the body from here on.
+func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, served *Pool, ticket *admission.Ticket, c *upstreamCall) {
+	c.body.Retain()
+	call := *c
+	call.header = c.header.Clone() // the client's request may be gone before the upstream call ends
+	rt.flights.start(ctx, f, func(ctx context.Context, w http.ResponseWriter) proxy.Result {
+		defer call.body.Release()
+		defer ticket.Release()
+		w.Header().Set("X-Sluice-Model", served.Model)
+		capture := rt.capture(&call)
+		res := rt.forward(ctx, w, served, &call, capture)
+		rt.cacheFill(context.WithoutCancel(ctx), call.plan, w.Header(), &res, capture, g.now())
+		return res
+	})
+}
+
+// revalidate refreshes a stale entry in the background, once per key and
+// only when the pool has room at once: in the batch class and with a
+// deadline already due, it never makes a live request wait.
+func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *upstreamCall) {
+	if rt.flights == nil || rt.flights.inFlight(c.plan.key) {
+		return
+	}
+	f, leader := rt.flights.join(c.plan.key, true)
+	if !leader {
+		rt.flights.leave(f)
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	id := c.id
+	id.class, id.fallback = admission.Batch, false
+	served, ticket, err := rt.admit(ctx, pool, id, c.cost, g.now())
+	if err != nil {
+		rt.flights.abort(f, err)
+		return
+	}
+	g.startUpstream(ctx, rt, f, served, ticket, c)
+}
