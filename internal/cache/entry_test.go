@@ -100,7 +100,7 @@ func TestTextCompletionAndToolCalls(t *testing.T) {
 
 func TestCodecRoundTrip(t *testing.T) {
 	for _, e := range []*Entry{
-		{Status: 200, ContentType: "application/json", Stored: time.Unix(5, 6), Body: []byte(chatJSON)},
+		{Status: 200, ContentType: "application/json", Stored: time.Unix(5, 6), Fresh: time.Unix(65, 6), Body: []byte(chatJSON)},
 		{Status: 200, ContentType: "text/event-stream", Events: [][]byte{[]byte("a"), {}, []byte("ccc")}},
 		{Status: 404, Body: []byte{}},
 	} {
@@ -108,7 +108,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !got.Stored.Equal(e.Stored) || got.Status != e.Status || got.ContentType != e.ContentType ||
+		if !got.Stored.Equal(e.Stored) || !got.Fresh.Equal(e.Fresh) || got.Status != e.Status || got.ContentType != e.ContentType ||
 			string(got.Body) != string(e.Body) || len(got.Events) != len(e.Events) || got.IsStream() != e.IsStream() {
 			t.Fatalf("round trip: %+v -> %+v", e, got)
 		}

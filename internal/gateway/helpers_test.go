@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,13 +37,22 @@ func testConfig(urls ...string) *config.Config {
 // startGateway serves cfg through a real HTTP server.
 func startGateway(t *testing.T, cfg *config.Config) (*httptest.Server, *Gateway) {
 	t.Helper()
+	return startGatewayWith(t, cfg, nil)
+}
+
+// startGatewayWith is startGateway with deps adjusted by edit.
+func startGatewayWith(t *testing.T, cfg *config.Config, edit func(*Deps)) (*httptest.Server, *Gateway) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg}
+	if edit != nil {
+		edit(&deps)
+	}
 	rt, err := Build(cfg, deps, nil)
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: reg})
+	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: reg, Now: deps.Now})
 	srv := httptest.NewServer(gw)
 	t.Cleanup(func() {
 		srv.Close()
@@ -106,11 +116,13 @@ type okBackend struct {
 	*httptest.Server
 	bodies  chan []byte
 	headers chan http.Header
+	calls   atomic.Int32
 }
 
 func newOKBackend(t *testing.T) *okBackend {
 	ob := &okBackend{bodies: make(chan []byte, 100), headers: make(chan http.Header, 100)}
 	ob.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ob.calls.Add(1)
 		b, _ := io.ReadAll(r.Body)
 		select {
 		case ob.bodies <- b:
@@ -148,3 +160,14 @@ func closedURL(t *testing.T) string {
 	s.Close()
 	return u
 }
+
+// httptestServer serves h and returns its URL.
+func httptestServer(t *testing.T, h http.Handler) string {
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+type readCloser struct{ io.Reader }
+
+func (readCloser) Close() error { return nil }

@@ -1,0 +1,118 @@
+package app
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sluice-gw/sluice/internal/testutil/redistest"
+)
+
+// countingBackend answers every request with the same completion.
+func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	var calls atomic.Int32
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	t.Cleanup(s.Close)
+	return s, &calls
+}
+
+func writeCacheConfig(t *testing.T, backend, redisAddr string) string {
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\ncache:\n  redis:\n    addrs: [%s]\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
+		redisAddr, backend)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func detChat(t *testing.T, url string) (xcache string) {
+	t.Helper()
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"m","temperature":0,"messages":[{"role":"user","content":"shared"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	return resp.Header.Get("X-Cache")
+}
+
+func metric(t *testing.T, url, name string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// Two gateways share answers through Redis: the second one's first request
+// is a hit without a backend call.
+func TestRedisCacheSharedAcrossGateways(t *testing.T) {
+	redis := redistest.Start(t)
+	be, calls := countingBackend(t)
+	path := writeCacheConfig(t, be.URL, redis.Addr)
+	urlA, stopA, doneA := startApp(t, path)
+	defer func() { stopA(); <-doneA }()
+	urlB, stopB, doneB := startApp(t, path)
+	defer func() { stopB(); <-doneB }()
+
+	if x := detChat(t, urlA); x != "MISS" {
+		t.Fatalf("A first: %s", x)
+	}
+	if x := detChat(t, urlB); x != "HIT" {
+		t.Fatalf("B first: X-Cache %s, want HIT from the shared level", x)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("backend calls %d, want 1", n)
+	}
+	if m := metric(t, urlB, `sluice_cache_lookups_total{level="l2",result="hit"}`); !strings.HasSuffix(m, " 1") {
+		t.Fatalf("l2 hit metric: %q", m)
+	}
+}
+
+// With Redis down the gateway starts and serves (the cache fails open, from
+// L1 and upstream), counting the Redis errors; it uses Redis once it is up.
+func TestRedisCacheFailsOpen(t *testing.T) {
+	redis := redistest.Start(t)
+	redis.Stop()
+	be, calls := countingBackend(t)
+	url, stop, done := startApp(t, writeCacheConfig(t, be.URL, redis.Addr))
+	defer func() { stop(); <-done }()
+
+	if x := detChat(t, url); x != "MISS" {
+		t.Fatalf("first: %s", x)
+	}
+	if x := detChat(t, url); x != "HIT" { // from L1
+		t.Fatalf("second: %s", x)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("backend calls %d", calls.Load())
+	}
+	if m := metric(t, url, "sluice_cache_redis_errors_total"); m == "" || strings.HasSuffix(m, " 0") {
+		t.Fatalf("redis errors not counted: %q", m)
+	}
+}

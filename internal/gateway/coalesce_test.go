@@ -1,0 +1,296 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/config"
+)
+
+// gatedStream is a backend that answers every request with a three-event
+// SSE stream, sending the first event at once and the rest only when
+// release is closed. It counts calls and cancellations it observed.
+type gatedStream struct {
+	calls, cancelled atomic.Int32
+	release          chan struct{}
+}
+
+func (g *gatedStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.calls.Add(1)
+	w.Header().Set("Content-Type", "text/event-stream")
+	chunk := func(s string) {
+		fmt.Fprintf(w, "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":null}]}\n\n", s)
+		w.(http.Flusher).Flush()
+	}
+	chunk("one ")
+	select {
+	case <-g.release:
+	case <-r.Context().Done():
+		g.cancelled.Add(1)
+		return
+	}
+	chunk("two")
+	fmt.Fprint(w, "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+}
+
+func startCachingGatewayCfg(t *testing.T, cfg *config.Config, l2 cache.Level, now func() time.Time) (string, *Gateway) {
+	t.Helper()
+	mem, err := cache.NewMemory(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mem.Close)
+	tiered, err := cache.NewTiered(cache.TieredOptions{L1: mem, L2: l2, Jitter: -1, Rand: rand.Float64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Cache = tiered; d.Now = now })
+	return srv.URL + "/v1/chat/completions", gw
+}
+
+// waitFlight waits until the flight for some key has n waiters.
+func waitFlight(t *testing.T, gw *Gateway, n int) {
+	t.Helper()
+	fs := gw.Runtime().flights
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fs.mu.Lock()
+		got := 0
+		for _, f := range fs.m {
+			got = f.waiters
+		}
+		fs.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flight has %d waiters, want %d", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+const detBody = `{"model":"m1","temperature":0,"messages":[{"role":"user","content":"hi"}]%s}`
+
+func TestCoalescingOneUpstreamCallStreamsToFollowers(t *testing.T) {
+	be := &gatedStream{release: make(chan struct{})}
+	srv := httptestServer(t, be)
+	url, gw := startCachingGatewayCfg(t, testConfig(srv), nil, time.Now)
+
+	const n = 40
+	type answer struct {
+		xcache, body string
+		status       int
+	}
+	answers := make(chan answer, n)
+	firstEvent := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			extra := ""
+			if i%2 == 0 {
+				extra = `,"stream":true`
+			}
+			resp := post(t, url, fmt.Sprintf(detBody, extra))
+			defer resp.Body.Close()
+			var sb strings.Builder
+			rd := bufio.NewReader(resp.Body)
+			if i%2 == 0 { // streaming: the first event arrives before the backend finishes
+				line, err := rd.ReadString('\n')
+				if err != nil || !strings.Contains(line, "one ") {
+					t.Errorf("stream follower's first line %q: %v", line, err)
+				}
+				sb.WriteString(line)
+				firstEvent <- struct{}{}
+			}
+			rest := readAll(t, &http.Response{Body: readCloser{rd}})
+			sb.WriteString(rest)
+			answers <- answer{resp.Header.Get("X-Cache"), sb.String(), resp.StatusCode}
+		}()
+	}
+	waitFlight(t, gw, n)
+	for range n / 2 {
+		select {
+		case <-firstEvent:
+		case <-time.After(10 * time.Second):
+			t.Fatal("streaming followers did not get the first event while the backend was still running")
+		}
+	}
+	close(be.release)
+	wg.Wait()
+	close(answers)
+
+	counts := map[string]int{}
+	for a := range answers {
+		counts[a.xcache]++
+		if a.status != 200 || !strings.Contains(a.body, "two") {
+			t.Errorf("answer %d %q: %q", a.status, a.xcache, a.body)
+		}
+	}
+	if got := be.calls.Load(); got != 1 {
+		t.Fatalf("backend calls %d, want exactly 1 for %d identical requests", got, n)
+	}
+	if counts["MISS"] != 1 || counts["COALESCED"] != n-1 {
+		t.Fatalf("X-Cache counts %v, want 1 MISS and %d COALESCED", counts, n-1)
+	}
+	// The shared answer was stored: the next one is a hit.
+	resp := post(t, url, fmt.Sprintf(detBody, ""))
+	if body := readAll(t, resp); resp.Header.Get("X-Cache") != "HIT" || !strings.Contains(body, `"content":"one two"`) {
+		t.Fatalf("after: X-Cache %q body %s", resp.Header.Get("X-Cache"), body)
+	}
+}
+
+func TestCoalescingSurvivesDisconnects(t *testing.T) {
+	be := &gatedStream{release: make(chan struct{})}
+	srv := httptestServer(t, be)
+	url, gw := startCachingGatewayCfg(t, testConfig(srv), nil, time.Now)
+	body := fmt.Sprintf(detBody, `,"stream":true`)
+
+	send := func(ctx context.Context) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		return http.DefaultClient.Do(req)
+	}
+	leaderCtx, leaveLeader := context.WithCancel(context.Background())
+	lead, err := send(leaderCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFlight(t, gw, 1)
+	followerCtx, leaveFollower := context.WithCancel(context.Background())
+	var got string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := send(context.Background())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		got = readAll(t, resp)
+	}()
+	quitter, err := send(followerCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFlight(t, gw, 3)
+	// A follower and then the leader itself leave; one client still waits.
+	leaveFollower()
+	quitter.Body.Close()
+	waitFlight(t, gw, 2)
+	leaveLeader()
+	lead.Body.Close()
+	waitFlight(t, gw, 1)
+	close(be.release)
+	<-done
+	if be.cancelled.Load() != 0 || be.calls.Load() != 1 {
+		t.Fatalf("backend calls %d cancelled %d: the upstream call must go on for the remaining client", be.calls.Load(), be.cancelled.Load())
+	}
+	if !strings.HasSuffix(got, "data: [DONE]\n\n") || !strings.Contains(got, "two") {
+		t.Fatalf("remaining client got %q", got)
+	}
+}
+
+func TestCoalescedCallCancelledWhenEveryoneLeaves(t *testing.T) {
+	be := &gatedStream{release: make(chan struct{})}
+	defer close(be.release)
+	srv := httptestServer(t, be)
+	url, gw := startCachingGatewayCfg(t, testConfig(srv), nil, time.Now)
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(fmt.Sprintf(detBody, `,"stream":true`)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFlight(t, gw, 1)
+	cancel()
+	resp.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for be.cancelled.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream call was not cancelled after its last client left")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestStaleWhileRevalidate(t *testing.T) {
+	ok := newOKBackend(t)
+	cfg := testConfig(ok.URL)
+	cfg.Cache.TTL = config.Duration(time.Minute)
+	cfg.Cache.StaleWhileRevalidate = config.Duration(time.Hour)
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	url, _ := startCachingGatewayCfg(t, cfg, nil, now)
+	body := fmt.Sprintf(detBody, "")
+
+	xcache := func() string {
+		resp := post(t, url, body)
+		readAll(t, resp)
+		return resp.Header.Get("X-Cache")
+	}
+	if x := xcache(); x != "MISS" {
+		t.Fatalf("first: %s", x)
+	}
+	if x := xcache(); x != "HIT" {
+		t.Fatalf("fresh: %s", x)
+	}
+	clock.Add(int64(2 * time.Minute)) // past the TTL, within the stale window
+	if x := xcache(); x != "STALE" {
+		t.Fatalf("stale: %s", x)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for ok.calls.Load() != 2 { // the one background refresh
+		if time.Now().After(deadline) {
+			t.Fatalf("backend calls %d, want 2 (a background refresh)", ok.calls.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for xcache() != "HIT" {
+		if time.Now().After(deadline) {
+			t.Fatal("the refreshed entry is not served fresh")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := ok.calls.Load(); n != 2 {
+		t.Fatalf("backend calls %d, want 2", n)
+	}
+}
+
+func TestCacheRules(t *testing.T) {
+	ok := newOKBackend(t)
+	cfg := testConfig(ok.URL)
+	cfg.Auth.Keys = []config.Tenant{{Key: "k-never", Tenant: "t1"}, {Key: "k-all", Tenant: "t2"}}
+	cfg.Cache.Rules = []config.CacheRule{
+		{Keys: []string{"k-never"}, Mode: config.CacheBypass},
+		{Tenants: []string{"t2"}, Models: []string{"m*"}, Mode: config.CacheAlways},
+	}
+	url, _ := startCachingGatewayCfg(t, cfg, nil, time.Now)
+	det := fmt.Sprintf(detBody, "")
+	random := `{"model":"m1","temperature":0.9,"messages":[{"role":"user","content":"hi"}]}`
+	for i, c := range []struct{ key, body, want string }{
+		{"k-never", det, "BYPASS"}, {"k-never", det, "BYPASS"}, // forced off
+		{"k-all", random, "MISS"}, {"k-all", random, "HIT"}, // forced on
+		{"other", det, "MISS"}, {"other", det, "HIT"}, // default: deterministic only
+		{"other", random, "BYPASS"},
+	} {
+		resp := post(t, url, c.body, "Authorization", "Bearer "+c.key)
+		readAll(t, resp)
+		if got := resp.Header.Get("X-Cache"); got != c.want {
+			t.Fatalf("case %d (%s): X-Cache %q, want %s", i, c.key, got, c.want)
+		}
+	}
+}
