@@ -112,7 +112,7 @@ func TestRedisCacheFailsOpen(t *testing.T) {
 	if calls.Load() != 1 {
 		t.Fatalf("backend calls %d", calls.Load())
 	}
-	if m := metric(t, url, "sluice_cache_redis_errors_total"); m == "" || strings.HasSuffix(m, " 0") {
+	if m := metric(t, url, `sluice_cache_redis_errors_total{op="get"}`); m == "" || strings.HasSuffix(m, " 0") {
 		t.Fatalf("redis errors not counted: %q", m)
 	}
 }

@@ -43,6 +43,19 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Failed Redis cache operations by op (get, set); the cache failed open.",
 		}, []string{"op"}),
 	}
+	// Known series start at 0, so dashboards and rate() see them before
+	// the first event.
+	for _, l := range []string{LevelL1, LevelL2} {
+		for _, r := range []string{"hit", "miss"} {
+			m.lookups.WithLabelValues(l, r)
+		}
+	}
+	m.lookups.WithLabelValues(LevelL2, "skip")
+	m.bytes.WithLabelValues(LevelL1)
+	m.evictions.WithLabelValues(LevelL1, "size")
+	m.evictions.WithLabelValues(LevelL1, "expired")
+	m.redisErrs.WithLabelValues("get")
+	m.redisErrs.WithLabelValues("set")
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.lookups, m.coalesced, m.bytes, m.evictions, m.redisErrs} {
 			if err := reg.Register(c); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
 
@@ -19,7 +20,13 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	be := newOKBackend(t)
 	cfg := testConfig(closedURL(t), be.URL) // the first request is retried on the second backend
 	cfg.RateLimits.Global = ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1000r/s burst=10")}
-	srv, _ := startGateway(t, cfg)
+	srv, _ := startGatewayWith(t, cfg, func(d *Deps) {
+		m, err := cache.NewMetrics(d.Registry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.CacheMetrics = m
+	})
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", `{"model":"nope"}`)) // an error by reason
 	resp, err := http.Get(srv.URL + "/metrics")
