@@ -20,6 +20,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	model := fs.String("model", "", "model name clients ask for (flag mode, no config file)")
 	policy := fs.String("policy", "", "balancing policy: round_robin, weighted, least_conn, p2c_ewma (default), least_load, prefix_affinity, random")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides the config)")
+	dataDir := fs.String("data-dir", "", "where the embedded job queue keeps its data (overrides queue.data_dir; default "+app.DefaultDataDir()+")")
 	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this separate address, e.g. 127.0.0.1:6060 (off by default)")
 	var backends stringList
 	fs.Var(&backends, "backend", "backend base URL, e.g. http://127.0.0.1:8000 (repeatable)")
@@ -55,6 +56,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel
+	}
+	if *dataDir != "" {
+		cfg.Queue.DataDir = *dataDir
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid settings: %w", err)

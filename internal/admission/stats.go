@@ -109,3 +109,15 @@ func (q *Queue) waitHistograms() [MaxClass + 1]histogram {
 	}
 	return out
 }
+
+// Spare is how many more requests the queue would grant at once without
+// anyone waiting: 0 while any request is queued (work that only fills
+// spare capacity must never take a slot a waiting request needs).
+func (q *Queue) Spare() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.queued > 0 {
+		return 0
+	}
+	return max(q.capacity()-q.inUse, 0)
+}

@@ -29,6 +29,7 @@ import (
 type App struct {
 	path string         // config file; "" when built from flags (no reload source)
 	resp *responseCache // the response cache's levels, closed by Run
+	jobs *jobQueue      // nil when queue.enabled is false; closed by Run
 	log  *slog.Logger
 	deps gateway.Deps
 	gw   *gateway.Gateway
@@ -67,8 +68,19 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 		resp.Close()
 		return nil, errWithPath(path, err)
 	}
-	gw := gateway.New(rt, gateway.Options{Logger: logger, Registry: reg, Now: deps.Now})
-	return &App{path: path, log: logger, deps: deps, gw: gw, resp: resp}, nil
+	var gw *gateway.Gateway
+	var q *jobQueue
+	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks}
+	if cfg.Queue.Enabled {
+		served := func(model string) bool { _, ok := gw.Runtime().Pools[model]; return ok }
+		if q, err = openQueue(cfg.Queue, reg, logger, served); err != nil {
+			resp.Close()
+			return nil, errWithPath(path, err)
+		}
+		gwOpts.Jobs = q.api
+	}
+	gw = gateway.New(rt, gwOpts)
+	return &App{path: path, log: logger, deps: deps, gw: gw, resp: resp, jobs: q}, nil
 }
 
 func errWithPath(path string, err error) error {
@@ -123,6 +135,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() {
+		if a.jobs != nil {
+			a.jobs.Close()
+		}
 		stop()
 		wg.Wait()
 		a.stopChecker()
@@ -147,6 +162,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
+	if a.jobs != nil {
+		a.jobs.startWorker(a.gw)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
@@ -166,6 +184,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		srv.Close()
 	}
 	<-serveErr
+	if a.jobs != nil {
+		a.jobs.Close() // running jobs finish or go back to the queue
+	}
 	a.deps.Transport.CloseIdle()
 	a.gw.Runtime().Retire(nil)
 	if a.resp != nil {

@@ -32,7 +32,7 @@ func backend(t *testing.T, name string) *httptest.Server {
 
 func writeConfig(t *testing.T, path, model, url string) {
 	t.Helper()
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nmodels:\n  - name: %s\n    backends:\n      - url: %s\n", model, url)
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: %s\n    backends:\n      - url: %s\n", model, url)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
 		t.Fatal(err)

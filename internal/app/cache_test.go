@@ -29,7 +29,7 @@ func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int32) {
 
 func writeCacheConfig(t *testing.T, backend, redisAddr string) string {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\ncache:\n  redis:\n    addrs: [%s]\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\ncache:\n  redis:\n    addrs: [%s]\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
 		redisAddr, backend)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -115,4 +115,10 @@ func TestRedisCacheFailsOpen(t *testing.T) {
 	if m := metric(t, url, `sluice_cache_redis_errors_total{op="get"}`); m == "" || strings.HasSuffix(m, " 0") {
 		t.Fatalf("redis errors not counted: %q", m)
 	}
+}
+
+func httptestServerFunc(t *testing.T, f http.HandlerFunc) string {
+	s := httptest.NewServer(f)
+	t.Cleanup(s.Close)
+	return s.URL
 }

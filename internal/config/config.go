@@ -36,6 +36,8 @@ type Config struct {
 	Admission     Admission   `yaml:"admission"`
 	Auth          Auth        `yaml:"auth"`
 	Cache         Cache       `yaml:"cache"`
+	// Queue: async jobs and the Batch API on NATS JetStream; see queue.go.
+	Queue Queue `yaml:"queue"`
 	// RateLimits: per key / tenant / IP / global, requests and tokens; see
 	// examples/sluice.yaml. Empty = no rate limits.
 	RateLimits ratelimit.Config `yaml:"rate_limits"`
@@ -155,6 +157,7 @@ func Default() Config {
 			HalfOpenProbes: 1, MaxEjectedRatio: 0.5},
 		Admission:   defaultAdmission(),
 		Cache:       defaultCache(),
+		Queue:       defaultQueue(),
 		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }
@@ -255,6 +258,7 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 	}
 	c.validateAdmission(bad)
 	c.validateCache(bad)
+	c.validateQueue(bad)
 	if err := c.RateLimits.Validate(); err != nil {
 		bad("rate_limits", "%v", err)
 	}

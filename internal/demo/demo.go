@@ -173,6 +173,7 @@ func StartRoundRobin(urls []string) (string, func(), error) {
 // log and a short shutdown grace.
 func GatewayConfig(urls []string, maxWait time.Duration) config.Config {
 	cfg := config.Default()
+	cfg.Queue.Enabled = false // the demo measures interactive traffic only
 	// Interactive traffic with a TTFT objective: a request that cannot start
 	// within it is better refused at once, with Retry-After, than served late.
 	cfg.Admission.MaxWait = config.Duration(maxWait)

@@ -23,8 +23,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/batchapi"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/ratelimit"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
@@ -33,6 +35,12 @@ type Options struct {
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	Now      func() time.Time
+	// Jobs serves async jobs and the Files and Batches API; nil when the
+	// job queue is off.
+	Jobs *batchapi.Handler
+	// AllowPrivateWebhooks lets async jobs name loopback and private
+	// addresses as webhooks.
+	AllowPrivateWebhooks bool
 }
 
 // Gateway serves the OpenAI-compatible API and the operational endpoints.
@@ -43,11 +51,14 @@ type Gateway struct {
 	bodies   *proxy.BodyPool
 	now      func() time.Time
 	promHTTP http.Handler
+	jobs     *batchapi.Handler
+	// privateHooks: webhooks may target private addresses.
+	privateHooks bool
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
 func New(rt *Runtime, opt Options) *Gateway {
-	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(), now: opt.Now}
+	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(), now: opt.Now, jobs: opt.Jobs, privateHooks: opt.AllowPrivateWebhooks}
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -88,6 +99,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
 			return
 		}
+		if g.jobs != nil && g.jobs.Handles(path) {
+			g.serveJobsAPI(w, r)
+			return
+		}
 		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+path))
 	}
 }
@@ -114,10 +129,16 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	g.metrics.Inflight.Inc()
 	defer g.metrics.Inflight.Dec()
 	ip := clientIP(r)
-	id, authErr := rt.tenants.identify(r, ip)
-	if authErr != nil {
-		rec.fail(w, authErr)
-		return
+	job := jobCallFrom(r.Context()) // set when a queued job runs through here
+	var id identity
+	if job != nil {
+		id = job.id
+	} else {
+		var authErr *openai.Error
+		if id, authErr = rt.tenants.identify(r, ip); authErr != nil {
+			rec.fail(w, authErr)
+			return
+		}
 	}
 	rec.tenant = id.tenant
 
@@ -151,19 +172,30 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Rate limits: requests and estimated tokens per key / tenant / IP / global.
+	// Rate limits: requests and estimated tokens per key / tenant / IP /
+	// global; a queued job was charged when it was submitted.
 	cost := admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, rt.Config.Admission.DefaultMaxTokens)
-	rl, err := rt.rateLimit(r.Context(), w, id, ip, cost, start)
-	if err != nil {
-		rec.fail(w, apiError(err, peek.Model))
-		return
+	limited := rt.limits != nil && job == nil
+	var rl ratelimit.Result
+	if limited {
+		if rl, err = rt.rateLimit(r.Context(), w, id, ip, cost, start); err != nil {
+			rec.fail(w, apiError(err, peek.Model))
+			return
+		}
 	}
 	defer func() {
-		if rt.limits != nil && rec.result.UsageKnown { // settle the token reservation with what was used
+		if limited && rec.result.UsageKnown { // settle the token reservation with what was used
 			u := rec.result.Usage
 			rl.Reconcile(context.WithoutCancel(r.Context()), int64(u.PromptTokens+u.CompletionTokens), g.now())
 		}
 	}()
+
+	// Async: Prefer: respond-async queues the request as a job (202 and
+	// /v1/jobs/{id}) to run when the pool has spare capacity.
+	if job == nil && preferAsync(r) {
+		rec.status = g.acceptAsync(w, r, body.Bytes(), peek, id)
+		return
+	}
 
 	// Cache: deterministic requests may be answered without a backend.
 	call := upstreamCall{path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header, body: body, peek: peek,
@@ -183,6 +215,9 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	// capacity (or of a fallback's), or be refused at once with
 	// Retry-After. Identical cacheable requests share one upstream call.
 	call.until = deadline(r, start, rt.Config.Admission.MaxWait.D(), pool.expectedTTFT(start))
+	if job != nil {
+		call.until = start // a job takes a free slot at once or goes back to the queue
+	}
 	if plan.key != "" && rt.flights != nil && g.serveCoalesced(r.Context(), w, rt, pool, &call, &rec) {
 		return
 	}

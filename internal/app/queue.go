@@ -1,0 +1,138 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/batchapi"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/gateway"
+	"github.com/sluice-gw/sluice/internal/jobs"
+)
+
+// jobQueue is the durable queue behind async requests and the Batch API:
+// a NATS server embedded in this process (or an external one), the store
+// on it, and the HTTP layer. Built once per process; config reloads do not
+// touch it.
+type jobQueue struct {
+	cfg   config.Queue
+	emb   *jobs.Embedded // nil with an external NATS
+	store *jobs.Store
+	api   *batchapi.Handler
+	log   *slog.Logger
+
+	stopWorker context.CancelFunc
+	workerWG   sync.WaitGroup
+	closeOnce  sync.Once
+}
+
+// DefaultDataDir is where the embedded queue keeps its data when the config
+// names no directory: $XDG_DATA_HOME/sluice, else ~/.local/share/sluice.
+func DefaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "sluice")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "sluice")
+	}
+	return filepath.Join(os.TempDir(), "sluice")
+}
+
+// openQueue starts the embedded server when no URL is configured and opens
+// the store. models reports whether a model is served (batch validation).
+func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, models func(string) bool) (*jobQueue, error) {
+	q := &jobQueue{cfg: c, log: log}
+	url := c.URL
+	if url == "" {
+		dir := c.DataDir
+		if dir == "" {
+			dir = DefaultDataDir()
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("queue.data_dir: %w", err)
+		}
+		host, port := "127.0.0.1", -1
+		if c.Listen != "" {
+			h, p, err := net.SplitHostPort(c.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("queue.listen: %w", err)
+			}
+			if host = h; host == "" {
+				host = "127.0.0.1"
+			}
+			if port, err = strconv.Atoi(p); err != nil {
+				return nil, fmt.Errorf("queue.listen: bad port %q", p)
+			}
+		}
+		emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: filepath.Join(dir, "jetstream"), Host: host, Port: port, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("queue: embedded NATS in %s: %w", dir, err)
+		}
+		q.emb, url = emb, emb.ClientURL()
+		log.Info("job queue: embedded NATS JetStream", "data_dir", dir, "url", url)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := jobs.Open(ctx, jobs.Options{
+		URL: url, Replicas: c.Replicas, Retention: c.Retention.D(), MaxFileBytes: int64(c.MaxFileBytes),
+		MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
+	})
+	if err != nil {
+		q.Close()
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	q.store = store
+	q.api = batchapi.New(batchapi.Options{Service: store, MaxFileBytes: int64(c.MaxFileBytes), Models: models, Logger: log})
+	return q, nil
+}
+
+// startWorker runs this gateway's workers: they take jobs while the pool
+// has spare capacity and run them through the gateway.
+func (q *jobQueue) startWorker(gw *gateway.Gateway) {
+	if q.cfg.WorkerDisabled || q.cfg.Workers == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	q.stopWorker = cancel
+	q.workerWG.Add(1)
+	go func() {
+		defer q.workerWG.Done()
+		err := q.store.RunWorker(ctx, jobs.WorkerOptions{Concurrency: q.cfg.Workers, Executor: gw.JobExecutor(), Gate: gw.JobGate()})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			q.log.Error("job worker stopped", "error", err.Error())
+		}
+	}()
+}
+
+// stopWorkers lets running jobs finish (within the worker's grace) and
+// hands the rest back to the queue.
+func (q *jobQueue) stopWorkers() {
+	if q.stopWorker != nil {
+		q.stopWorker()
+		q.workerWG.Wait()
+	}
+}
+
+// Close stops workers, the store and the embedded server.
+func (q *jobQueue) Close() { q.closeOnce.Do(q.close) }
+
+func (q *jobQueue) close() {
+	q.stopWorkers()
+	if q.store != nil {
+		q.store.Close()
+	}
+	if q.emb != nil {
+		q.emb.Shutdown()
+		q.emb.WaitForShutdown()
+	}
+}

@@ -1,0 +1,196 @@
+package app
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const hookSecret = "s3cret"
+
+// startQueueApp runs a gateway with the embedded job queue in a temp dir.
+func startQueueApp(t *testing.T, backend string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+queue:
+  data_dir: %s
+  webhook_secret: %s
+  allow_private_webhooks: true
+models:
+  - name: m
+    backends:
+      - url: %s
+`, t.TempDir(), hookSecret, backend)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, stop, done := startApp(t, path)
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return url
+}
+
+func do(t *testing.T, method, url, ctype string, body io.Reader, hdr ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+func pollJSON(t *testing.T, url string, done func(m map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, _, b := do(t, http.MethodGet, url, "", nil)
+		var m map[string]any
+		if code == 200 && json.Unmarshal(b, &m) == nil && done(m) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: still %d %s", url, code, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAsyncJobWithWebhookAndIdempotency(t *testing.T) {
+	be, calls := countingBackend(t)
+	hooks := make(chan *http.Request, 4)
+	hookBodies := make(chan []byte, 4)
+	hook := httptestServerFunc(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hooks <- r
+		hookBodies <- b
+	})
+	url := startQueueApp(t, be.URL)
+	body := `{"model":"m","messages":[{"role":"user","content":"later"}]}`
+
+	code, h, b := do(t, http.MethodPost, url+"/v1/chat/completions", "application/json", strings.NewReader(body),
+		"Prefer", "respond-async", "Idempotency-Key", "k1", "X-Sluice-Webhook", hook)
+	if code != http.StatusAccepted || !strings.HasPrefix(h.Get("Location"), "/v1/jobs/") {
+		t.Fatalf("submit: %d %v %s", code, h, b)
+	}
+	loc := h.Get("Location")
+	// The same Idempotency-Key returns the same job.
+	code, h2, _ := do(t, http.MethodPost, url+"/v1/chat/completions", "application/json", strings.NewReader(body),
+		"Prefer", "respond-async", "Idempotency-Key", "k1")
+	if code != http.StatusAccepted || h2.Get("Location") != loc {
+		t.Fatalf("resubmit: %d %s, want the same job %s", code, h2.Get("Location"), loc)
+	}
+	job := pollJSON(t, url+loc, func(m map[string]any) bool { return m["status"] == "succeeded" })
+	res, _ := job["result"].(map[string]any)
+	if res == nil || res["status_code"] != float64(200) || !strings.Contains(fmt.Sprint(res["body"]), "chat.completion") {
+		t.Fatalf("job result: %v", job)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("backend calls %d, want 1 (one job for two submissions)", n)
+	}
+	select {
+	case r := <-hooks:
+		hb := <-hookBodies
+		sig := r.Header.Get("X-Sluice-Signature")
+		var ts, v1 string
+		for _, part := range strings.Split(sig, ",") {
+			if k, v, ok := strings.Cut(part, "="); ok && k == "t" {
+				ts = v
+			} else if ok && k == "v1" {
+				v1 = v
+			}
+		}
+		mac := hmac.New(sha256.New, []byte(hookSecret))
+		mac.Write([]byte(ts + "."))
+		mac.Write(hb)
+		if want := hex.EncodeToString(mac.Sum(nil)); v1 != want || !bytes.Contains(hb, []byte(`"succeeded"`)) {
+			t.Fatalf("webhook signature %q (want v1=%s) body %s", sig, want, hb)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook")
+	}
+	// Another tenant cannot see the job.
+	if code, _, _ := do(t, http.MethodGet, url+loc, "", nil, "Authorization", "Bearer other"); code != 404 {
+		t.Fatalf("other tenant: %d", code)
+	}
+}
+
+func TestBatchThroughTheGateway(t *testing.T) {
+	be, calls := countingBackend(t)
+	url := startQueueApp(t, be.URL)
+	var in bytes.Buffer
+	const n = 30
+	for i := range n {
+		fmt.Fprintf(&in, `{"custom_id":"r%d","method":"POST","url":"/v1/chat/completions","body":{"model":"m","messages":[{"role":"user","content":"q%d"}]}}`+"\n", i, i)
+	}
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	mw.WriteField("purpose", "batch")
+	fw, _ := mw.CreateFormFile("file", "in.jsonl")
+	fw.Write(in.Bytes())
+	mw.Close()
+	code, _, b := do(t, http.MethodPost, url+"/v1/files", mw.FormDataContentType(), &form)
+	var file struct{ ID string }
+	if code != 200 || json.Unmarshal(b, &file) != nil || file.ID == "" {
+		t.Fatalf("upload: %d %s", code, b)
+	}
+	code, _, b = do(t, http.MethodPost, url+"/v1/batches", "application/json",
+		strings.NewReader(`{"input_file_id":"`+file.ID+`","endpoint":"/v1/chat/completions","completion_window":"24h"}`))
+	var batch struct{ ID string }
+	if code != 200 || json.Unmarshal(b, &batch) != nil {
+		t.Fatalf("create batch: %d %s", code, b)
+	}
+	done := pollJSON(t, url+"/v1/batches/"+batch.ID, func(m map[string]any) bool { return m["status"] == "completed" })
+	counts, _ := done["request_counts"].(map[string]any)
+	if counts["total"] != float64(n) || counts["completed"] != float64(n) || counts["failed"] != float64(0) {
+		t.Fatalf("counts: %v", done)
+	}
+	out, _ := done["output_file_id"].(string)
+	code, _, b = do(t, http.MethodGet, url+"/v1/files/"+out+"/content", "", nil)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if code != 200 || len(lines) != n {
+		t.Fatalf("output: %d, %d lines", code, len(lines))
+	}
+	for i, l := range lines {
+		var o struct {
+			CustomID string `json:"custom_id"`
+			Response struct {
+				StatusCode int `json:"status_code"`
+			} `json:"response"`
+		}
+		if json.Unmarshal([]byte(l), &o) != nil || o.CustomID != fmt.Sprintf("r%d", i) || o.Response.StatusCode != 200 {
+			t.Fatalf("line %d: %s", i, l)
+		}
+	}
+	if calls.Load() != n {
+		t.Fatalf("backend calls %d, want %d", calls.Load(), n)
+	}
+}

@@ -1,0 +1,77 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// Queue configures the durable job queue behind async requests
+// (Prefer: respond-async) and the OpenAI Files and Batches API, on NATS
+// JetStream. With no URL the NATS server runs embedded in the gateway,
+// keeping its data under DataDir. Changes need a restart.
+type Queue struct {
+	Enabled bool `yaml:"enabled"` // default true
+	// URL of an external NATS cluster with JetStream ("nats://a:4222,
+	// nats://b:4222"); empty: run the server embedded.
+	URL string `yaml:"url"`
+	// DataDir holds the embedded server's file store; default
+	// $XDG_DATA_HOME/sluice or ~/.local/share/sluice (printed at start).
+	DataDir string `yaml:"data_dir"`
+	// Listen is where the embedded server accepts NATS clients (separate
+	// `sluice worker` processes); default 127.0.0.1 on a random port.
+	Listen string `yaml:"listen"`
+	// Replicas of streams and buckets on an external cluster, default 1.
+	Replicas int `yaml:"replicas"`
+	// Workers is how many jobs this gateway runs at once, default 32;
+	// they take jobs only while the pool has spare capacity. 0 with
+	// worker_disabled: true leaves jobs to separate workers.
+	Workers        int  `yaml:"workers"`
+	WorkerDisabled bool `yaml:"worker_disabled"`
+	// Retention of job results, batches and files, default 168h (7 days).
+	Retention Duration `yaml:"retention"`
+	// MaxAttempts before a failing job is dead-lettered, default 5
+	// (answers that only say "busy", 429/503, do not count).
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxFileBytes bounds an uploaded batch file, default 200MiB.
+	MaxFileBytes ByteSize `yaml:"max_file_bytes"`
+	// WebhookSecret signs webhook bodies (X-Sluice-Signature: t=..,v1=..
+	// HMAC-SHA256 over "t.body"); ${VAR} expanded. Empty: unsigned.
+	WebhookSecret string `yaml:"webhook_secret"`
+	// AllowPrivateWebhooks lets webhooks target loopback and private
+	// addresses (off: such URLs are refused, so clients cannot make the
+	// gateway call internal services).
+	AllowPrivateWebhooks bool `yaml:"allow_private_webhooks"`
+}
+
+func defaultQueue() Queue {
+	return Queue{Enabled: true, Workers: 32, Retention: Duration(7 * 24 * time.Hour), MaxAttempts: 5,
+		MaxFileBytes: 200 << 20}
+}
+
+func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
+	q := c.Queue
+	if !q.Enabled {
+		return
+	}
+	if q.Workers < 0 {
+		bad("queue.workers", "must not be negative")
+	}
+	if q.Replicas < 0 {
+		bad("queue.replicas", "must not be negative")
+	}
+	if q.Retention <= 0 {
+		bad("queue.retention", "must be a positive duration")
+	}
+	if q.MaxAttempts < 1 {
+		bad("queue.max_attempts", "must be at least 1")
+	}
+	if q.MaxFileBytes <= 0 {
+		bad("queue.max_file_bytes", "must be positive")
+	}
+	if q.Listen != "" {
+		if _, _, err := net.SplitHostPort(q.Listen); err != nil {
+			bad("queue.listen", "%v", fmt.Errorf("want host:port: %w", err))
+		}
+	}
+}

@@ -1,0 +1,273 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/batchapi"
+	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// jobCall marks an internal request made by the job executor: it runs
+// as the job's tenant and class, skips the rate limits (charged when the
+// job was submitted) and is never queued — it takes a free slot at once or
+// is refused, so queued work never waits in front of live requests.
+type jobCall struct{ id identity }
+
+type jobCallKey struct{}
+
+func jobCallFrom(ctx context.Context) *jobCall {
+	jc, _ := ctx.Value(jobCallKey{}).(*jobCall)
+	return jc
+}
+
+// spareGatePoll is how often a waiting worker looks for spare capacity.
+const spareGatePoll = 10 * time.Millisecond
+
+// busyRetryFor bounds how long Execute keeps trying a job whose slot was
+// taken between the gate's look and the admission, before it hands the
+// job back to the queue as busy.
+const busyRetryFor = 10 * time.Second
+
+// JobGate is the admission controller's view for job workers: a pool has
+// spare capacity when nothing waits in its queue and a slot is free.
+func (g *Gateway) JobGate() jobs.Gate { return spareGate{g} }
+
+type spareGate struct{ g *Gateway }
+
+func (s spareGate) Wait(ctx context.Context, model string) error {
+	if s.g.spare(model) {
+		return nil
+	}
+	t := time.NewTicker(spareGatePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if s.g.spare(model) {
+				return nil
+			}
+		}
+	}
+}
+
+// spare reports whether model's pool (any pool for "") can take a job now.
+// An unknown model counts as spare: the job then fails with a 404 answer
+// instead of waiting forever.
+func (g *Gateway) spare(model string) bool {
+	rt := g.rt.Load()
+	now := g.now()
+	free := func(p *Pool) bool {
+		if !p.Ready(now) {
+			return false
+		}
+		return p.queue == nil || p.queue.q.Spare() > 0
+	}
+	if model == "" {
+		for _, p := range rt.Pools {
+			if free(p) {
+				return true
+			}
+		}
+		return false
+	}
+	p := rt.Pools[model]
+	return p == nil || free(p)
+}
+
+// JobExecutor runs jobs through the same chain as live requests (cache,
+// admission, routing, retries), in the job's class.
+func (g *Gateway) JobExecutor() jobs.Executor { return jobExecutor{g} }
+
+type jobExecutor struct{ g *Gateway }
+
+func (e jobExecutor) Execute(ctx context.Context, j *jobs.Job) (jobs.Result, error) {
+	deadline := e.g.now().Add(busyRetryFor)
+	gate := spareGate{e.g}
+	for {
+		res, busy, err := e.g.runJob(ctx, j)
+		if !busy || !e.g.now().Before(deadline) {
+			return res, err
+		}
+		if err := gate.Wait(ctx, j.Model); err != nil {
+			return jobs.Result{}, err
+		}
+	}
+}
+
+// runJob sends the job's request through ServeHTTP. busy means it was
+// refused for want of capacity (429/503 from admission or the pool).
+func (g *Gateway) runJob(ctx context.Context, j *jobs.Job) (res jobs.Result, busy bool, err error) {
+	id := identity{tenant: j.Tenant, weight: 1, class: classOf(j.Class)}
+	ctx = context.WithValue(ctx, jobCallKey{}, &jobCall{id: id})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.Path, bytes.NewReader(j.Body))
+	if err != nil {
+		return res, false, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	req.ContentLength = int64(len(j.Body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-Id", j.ID+"-"+strconv.Itoa(j.Attempts))
+	w := &bufferWriter{h: http.Header{}}
+	g.ServeHTTP(w, req)
+	if err := ctx.Err(); err != nil {
+		return res, false, err
+	}
+	if w.status == 0 {
+		return res, false, fmt.Errorf("job %s: no answer", j.ID)
+	}
+	body := w.buf.Bytes()
+	if strings.HasPrefix(w.h.Get("Content-Type"), "text/event-stream") && w.status == http.StatusOK {
+		// Results are stored whole: a streamed answer is kept as the
+		// JSON object a plain request would have got.
+		e := entryFrom(w.status, w.h.Get("Content-Type"), body, true)
+		if e == nil {
+			return res, false, fmt.Errorf("job %s: the stream ended early", j.ID)
+		}
+		if body, err = e.ToJSON(); err != nil {
+			return res, false, fmt.Errorf("job %s: %w", j.ID, err)
+		}
+	}
+	if !json.Valid(body) {
+		return res, false, fmt.Errorf("job %s: the backend answered %d with a body that is not JSON", j.ID, w.status)
+	}
+	res = jobs.Result{StatusCode: w.status, RequestID: w.h.Get("X-Request-Id"), Body: json.RawMessage(bytes.Clone(body))}
+	return res, refusedForCapacity(w.status), nil
+}
+
+// refusedForCapacity tells "no room now" (retry later without counting an
+// attempt) from an answer: 429 and 503 come from the gateway's admission
+// or a busy backend.
+func refusedForCapacity(status int) bool {
+	return status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests
+}
+
+// bufferWriter is the http.ResponseWriter of an internal request.
+type bufferWriter struct {
+	h      http.Header
+	status int
+	buf    bytes.Buffer
+}
+
+func (w *bufferWriter) Header() http.Header { return w.h }
+func (w *bufferWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+func (w *bufferWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.buf.Write(p)
+}
+func (w *bufferWriter) Flush() {}
+
+// jobClass is the admission class async work submitted by id runs in.
+func jobClass(id identity) string {
+	if id.class == admission.Batch {
+		return "batch"
+	}
+	return "interactive"
+}
+
+// preferAsync reports an RFC 7240 "Prefer: respond-async".
+func preferAsync(r *http.Request) bool {
+	for _, v := range r.Header.Values("Prefer") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(strings.SplitN(p, ";", 2)[0]), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// acceptAsync queues the request as a job and answers 202 with its id
+// (or the job an earlier submission with the same Idempotency-Key made).
+func (g *Gateway) acceptAsync(w http.ResponseWriter, r *http.Request, body []byte, peek openai.Peek, id identity) int {
+	if g.jobs == nil {
+		e := &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "async_unavailable",
+			Message: "Prefer: respond-async needs the job queue, which is disabled on this gateway (queue.enabled)"}
+		writeError(w, e)
+		return e.Status
+	}
+	spec := jobs.Spec{Tenant: id.tenant, Path: r.URL.Path, Model: peek.Model, Body: bytes.Clone(body),
+		Class: jobClass(id), IdempotencyKey: r.Header.Get("Idempotency-Key")}
+	if len(spec.IdempotencyKey) > 255 {
+		e := openai.BadRequest("invalid_idempotency_key", "Idempotency-Key must be at most 255 characters")
+		writeError(w, e)
+		return e.Status
+	}
+	if raw := r.Header.Get(batchapi.WebhookHeader); raw != "" {
+		hook, err := batchapi.ParseWebhook(raw)
+		if err == nil && !g.privateHooks && privateHost(hook) {
+			err = &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_webhook",
+				Param: batchapi.WebhookHeader, Message: "webhooks to loopback or private addresses are not allowed on this gateway"}
+		}
+		if err != nil {
+			e := apiError(err, peek.Model)
+			writeError(w, e)
+			return e.Status
+		}
+		spec.Webhook = hook
+	}
+	rw := &statusWriter{ResponseWriter: w}
+	g.jobs.Accept(rw, r, spec)
+	return rw.status
+}
+
+// privateHost reports a URL whose host is localhost or a loopback,
+// private, link-local or unspecified IP literal. (Names that resolve to
+// such addresses are not caught here.)
+func privateHost(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return true
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified()
+}
+
+// statusWriter remembers the status written, for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// serveJobsAPI serves /v1/files, /v1/batches and /v1/jobs for the
+// authenticated tenant.
+func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
+	rt := g.rt.Load()
+	id, authErr := rt.tenants.identify(r, clientIP(r))
+	if authErr != nil {
+		writeError(w, authErr)
+		return
+	}
+	g.jobs.Serve(w, r, id.tenant)
+}
