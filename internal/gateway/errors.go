@@ -3,9 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
@@ -62,14 +60,4 @@ func apiError(err error, model string) *openai.Error {
 
 // writeError answers with e in the OpenAI shape, with Retry-After headers
 // when the client should come back.
-func writeError(w http.ResponseWriter, e *openai.Error) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	if e.RetryAfter > 0 {
-		secs := int(math.Ceil(e.RetryAfter.Seconds()))
-		h.Set("Retry-After", strconv.Itoa(secs))
-		h.Set("Retry-After-Ms", strconv.FormatInt(e.RetryAfter.Milliseconds(), 10))
-	}
-	w.WriteHeader(e.Status)
-	w.Write(e.JSON())
-}
+func writeError(w http.ResponseWriter, e *openai.Error) { openai.WriteError(w, e) }

@@ -203,6 +203,14 @@ func (g *Gateway) acceptAsync(w http.ResponseWriter, r *http.Request, body []byt
 		writeError(w, e)
 		return e.Status
 	}
+	if peek.Stream {
+		// A job's answer is stored whole and fetched later; there is
+		// nobody to stream to.
+		e := openai.BadRequest("async_stream", "Prefer: respond-async cannot be combined with \"stream\": true")
+		e.Param = "stream"
+		writeError(w, e)
+		return e.Status
+	}
 	spec := jobs.Spec{Tenant: id.tenant, Path: r.URL.Path, Model: peek.Model, Body: bytes.Clone(body),
 		Class: jobClass(id), IdempotencyKey: r.Header.Get("Idempotency-Key")}
 	if len(spec.IdempotencyKey) > 255 {

@@ -1,0 +1,216 @@
+package batchapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// Limits OpenAI documents for POST /v1/batches and its list.
+const (
+	maxBatchBody      = 1 << 20 // the JSON body; ids and 16 metadata pairs need far less
+	maxMetadataPairs  = 16
+	maxMetadataKey    = 64
+	maxMetadataValue  = 512
+	defaultListLimit  = 20
+	maxListLimit      = 100
+	completionWindow  = "24h"
+	batchInputPurpose = "batch"
+)
+
+// createBatchRequest is POST /v1/batches. Pointers tell absent from empty;
+// unknown fields (newer SDK parameters) are ignored.
+type createBatchRequest struct {
+	InputFileID      *string           `json:"input_file_id"`
+	Endpoint         *string           `json:"endpoint"`
+	CompletionWindow *string           `json:"completion_window"`
+	Metadata         map[string]string `json:"metadata"`
+}
+
+// createBatch is POST /v1/batches: it reads the input file again and
+// validates it against this batch (every line's url is the batch endpoint,
+// the models are still served, the request cap), then records the batch.
+func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request, tenant string) {
+	req, err := decodeCreateBatch(http.MaxBytesReader(w, r.Body, maxBatchBody))
+	if err == nil {
+		err = h.checkCreateBatch(req)
+	}
+	if err != nil {
+		h.fail(w, r, err, objBatch, "")
+		return
+	}
+	fileID, endpoint := *req.InputFileID, *req.Endpoint
+	f, err := h.svc.File(r.Context(), tenant, fileID)
+	if err != nil {
+		h.fail(w, r, err, objInputFile, fileID)
+		return
+	}
+	if f.Purpose != batchInputPurpose {
+		h.fail(w, r, openai.BadRequest("invalid_value", "file "+fileID+" has purpose '"+f.Purpose+
+			"'; a batch input must be uploaded with purpose 'batch'"), objBatch, "")
+		return
+	}
+	rc, err := h.svc.FileContent(r.Context(), tenant, fileID)
+	if err != nil {
+		h.fail(w, r, err, objInputFile, fileID)
+		return
+	}
+	reqs, lineErrs, err := ParseBatchInput(rc, ParseOptions{
+		Endpoints:    []string{endpoint},
+		Models:       h.models,
+		MaxRequests:  h.maxBatchRequests,
+		MaxLineBytes: h.maxLineBytes,
+	})
+	rc.Close()
+	if err != nil {
+		h.fail(w, r, fmt.Errorf("reading input file %s: %w", fileID, err), objInputFile, fileID)
+		return
+	}
+	if len(lineErrs) > 0 {
+		e := lineErrors(lineErrs)
+		e.Param = "input_file_id"
+		h.fail(w, r, e, objBatch, "")
+		return
+	}
+	b, err := h.svc.CreateBatch(r.Context(), jobs.BatchSpec{
+		Tenant:           tenant,
+		InputFileID:      fileID,
+		Endpoint:         endpoint,
+		CompletionWindow: completionWindow,
+		Metadata:         req.Metadata,
+		Requests:         reqs,
+	})
+	if err != nil {
+		h.fail(w, r, fmt.Errorf("creating batch: %w", err), objBatch, "")
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+// decodeCreateBatch decodes the body, naming the field of a type error.
+func decodeCreateBatch(body io.Reader) (*createBatchRequest, error) {
+	var req createBatchRequest
+	err := json.NewDecoder(body).Decode(&req)
+	var mbe *http.MaxBytesError
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return &req, nil
+	case errors.As(err, &mbe):
+		return nil, err
+	case errors.As(err, &te) && te.Field != "":
+		return nil, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_type",
+			Param: te.Field, Message: "Invalid type for '" + te.Field + "': expected " + te.Type.String()}
+	default:
+		return nil, openai.BadRequest("invalid_json", "the body must be a JSON object: "+err.Error())
+	}
+}
+
+// checkCreateBatch validates the parameters that need no lookup.
+func (h *Handler) checkCreateBatch(req *createBatchRequest) error {
+	invalid := func(param, msg string) error {
+		return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value", Param: param, Message: msg}
+	}
+	switch {
+	case req.InputFileID == nil || *req.InputFileID == "":
+		return missingParam("input_file_id")
+	case !validID(*req.InputFileID):
+		return notFound(objInputFile, *req.InputFileID)
+	case req.Endpoint == nil || *req.Endpoint == "":
+		return missingParam("endpoint")
+	case !slices.Contains(h.endpoints, *req.Endpoint):
+		return invalid("endpoint", "Invalid value for 'endpoint': "+strconv.Quote(*req.Endpoint)+"; supported: "+quoteAll(h.endpoints))
+	case req.CompletionWindow == nil || *req.CompletionWindow == "":
+		return missingParam("completion_window")
+	case *req.CompletionWindow != completionWindow:
+		return invalid("completion_window", "Invalid value for 'completion_window': only '24h' is supported")
+	case len(req.Metadata) > maxMetadataPairs:
+		return invalid("metadata", "metadata has more than "+strconv.Itoa(maxMetadataPairs)+" pairs")
+	}
+	for k, v := range req.Metadata {
+		if len(k) > maxMetadataKey || len(v) > maxMetadataValue {
+			return invalid("metadata", "metadata keys are at most "+strconv.Itoa(maxMetadataKey)+
+				" characters and values at most "+strconv.Itoa(maxMetadataValue))
+		}
+	}
+	return nil
+}
+
+// getBatch is GET /v1/batches/{id}.
+func (h *Handler) getBatch(w http.ResponseWriter, r *http.Request, tenant, id string) {
+	b, err := h.svc.Batch(r.Context(), tenant, id)
+	if err != nil {
+		h.fail(w, r, err, objBatch, id)
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}
+
+// batchList is the cursor page OpenAI's list endpoints return; the SDKs
+// page with after=<last_id> while has_more.
+type batchList struct {
+	Object  string        `json:"object"`
+	Data    []*jobs.Batch `json:"data"`
+	FirstID *string       `json:"first_id"`
+	LastID  *string       `json:"last_id"`
+	HasMore bool          `json:"has_more"`
+}
+
+// listBatches is GET /v1/batches?after=&limit=, newest first.
+func (h *Handler) listBatches(w http.ResponseWriter, r *http.Request, tenant string) {
+	q := r.URL.Query()
+	after := q.Get("after")
+	limit := defaultListLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxListLimit {
+			h.fail(w, r, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
+				Param: "limit", Message: "Invalid value for 'limit': must be an integer from 1 to " + strconv.Itoa(maxListLimit)}, objBatch, "")
+			return
+		}
+		limit = n
+	}
+	if after != "" && !validID(after) {
+		h.fail(w, r, notFound(objBatch, after), objBatch, after)
+		return
+	}
+	bs, more, err := h.svc.ListBatches(r.Context(), tenant, after, limit)
+	if err != nil {
+		h.fail(w, r, fmt.Errorf("listing batches: %w", err), objBatch, after)
+		return
+	}
+	page := batchList{Object: "list", Data: bs, HasMore: more}
+	if page.Data == nil {
+		page.Data = []*jobs.Batch{}
+	}
+	if len(bs) > 0 {
+		page.FirstID, page.LastID = &bs[0].ID, &bs[len(bs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// cancelBatch is POST /v1/batches/{id}/cancel: the batch goes to
+// cancelling; a batch already finished is a 409, as OpenAI answers.
+func (h *Handler) cancelBatch(w http.ResponseWriter, r *http.Request, tenant, id string) {
+	b, err := h.svc.CancelBatch(r.Context(), tenant, id)
+	if errors.Is(err, jobs.ErrConflict) {
+		if b == nil {
+			b, _ = h.svc.Batch(r.Context(), tenant, id)
+		}
+		if b != nil {
+			err = &stateError{msg: "Cannot cancel a batch with status '" + b.Status + "'.", err: err}
+		}
+	}
+	if err != nil {
+		h.fail(w, r, err, objBatch, id)
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}

@@ -1,0 +1,126 @@
+package batchapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// object names the kind of thing a request addresses, for the wording of
+// its 404 and 409.
+type object int
+
+const (
+	objNone object = iota
+	objFile
+	objInputFile // a file named by a batch's input_file_id
+	objBatch
+	objJob
+)
+
+// stateError is a refused state change (jobs.ErrConflict) with the message
+// the client sees, which names the object's current status.
+type stateError struct {
+	msg string
+	err error
+}
+
+func (e *stateError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *stateError) Unwrap() error { return e.err }
+
+// errFileTooLarge is an upload beyond Options.MaxFileBytes.
+var errFileTooLarge = errors.New("file exceeds the upload size limit")
+
+// closedRetry is how long a client should wait when the queue is closed
+// (shutdown or a NATS outage): long enough for a restart.
+const closedRetry = 5 * time.Second
+
+// apiError maps any error a handler meets to the status and OpenAI error
+// object the client sees. This is the one place that decides it; internal
+// reports whether the error is ours (worth logging) rather than the
+// client's.
+func apiError(err error, kind object, id string) (e *openai.Error, internal bool) {
+	var oe *openai.Error
+	var se *stateError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &oe):
+		return oe, false
+	case errors.Is(err, jobs.ErrNotFound):
+		return notFound(kind, id), false
+	case errors.As(err, &se):
+		// OpenAI answers 409 "Cannot cancel a batch with status
+		// 'completed'." (the python SDK raises ConflictError).
+		return &openai.Error{Status: http.StatusConflict, Type: openai.TypeInvalidRequest, Message: se.msg}, false
+	case errors.Is(err, jobs.ErrConflict):
+		return &openai.Error{Status: http.StatusConflict, Type: openai.TypeInvalidRequest,
+			Message: "the object's current status does not allow this operation"}, false
+	case errors.Is(err, errFileTooLarge), errors.Is(err, jobs.ErrTooLarge), errors.As(err, &mbe):
+		if kind == objFile {
+			return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
+				Code: "file_too_large", Param: "file", Message: "the file exceeds the upload size limit"}, false
+		}
+		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
+			Code: "request_too_large", Message: "the request body exceeds the size limit"}, false
+	case errors.Is(err, errMalformedUpload):
+		return openai.BadRequest("invalid_request", err.Error()), false
+	case errors.Is(err, jobs.ErrClosed):
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
+			Message: "the job queue is not available; retry shortly", RetryAfter: closedRetry}, false
+	case errors.Is(err, context.Canceled):
+		// nginx's 499, as the gateway: the client left; nobody reads it.
+		return &openai.Error{Status: 499, Type: openai.TypeServer, Code: "client_closed_request", Message: "client closed the request"}, false
+	default:
+		return openai.ServerError(http.StatusInternalServerError, "internal_error", "internal error"), true
+	}
+}
+
+// notFound words a 404 as OpenAI does for files ("No such File object:
+// file-abc", param "id"); batches and jobs follow the same shape. The same
+// answer is given for another tenant's object.
+func notFound(kind object, id string) *openai.Error {
+	var msg string
+	param := "id"
+	switch kind {
+	case objFile:
+		msg = "No such File object: " + id
+	case objInputFile:
+		msg, param = "No such File object: "+id, "input_file_id"
+	case objBatch:
+		msg = "No such Batch object: " + id
+	case objJob:
+		msg = "No such Job object: " + id
+	default:
+		msg = "Not found"
+	}
+	e := openai.NotFound("", msg)
+	e.Param = param
+	return e
+}
+
+// fail writes err's response, logging the ones that are our fault.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, kind object, id string) {
+	e, internal := apiError(err, kind, id)
+	if internal {
+		h.log.ErrorContext(r.Context(), "batch api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	openai.WriteError(w, e)
+}
+
+// writeJSON answers status with v encoded.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own types are encoded here; they always marshal.
+		openai.WriteError(w, openai.ServerError(http.StatusInternalServerError, "internal_error", "encoding the response failed"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}

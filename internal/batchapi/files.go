@@ -1,0 +1,279 @@
+package batchapi
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// multipartSlack is what an upload body may carry beyond the file itself:
+// boundaries, part headers and the purpose field.
+const multipartSlack = 1 << 20
+
+// maxPurposeBytes bounds the purpose field; the valid values are short.
+const maxPurposeBytes = 256
+
+// errMalformedUpload tags a failure to read the client's multipart body
+// (bad framing, or the client went away): the client's fault, not ours.
+var errMalformedUpload = errors.New("malformed multipart body")
+
+// upload is what POST /v1/files received.
+type upload struct {
+	purpose     string
+	havePurpose bool
+	filename    string
+	haveFile    bool
+	spool       *os.File // the file part, spooled to disk
+	size        int64
+	lineErrs    []jobs.BatchLineError
+}
+
+func (u *upload) close() {
+	if u.spool != nil {
+		u.spool.Close()
+		os.Remove(u.spool.Name())
+	}
+}
+
+// uploadFile is POST /v1/files: multipart/form-data with "file" (a JSONL
+// batch input, with a filename) and "purpose" ("batch"), in either order —
+// the python SDK sends purpose first, the node SDK file first, which is
+// why the file is spooled before purpose is known.
+func (h *Handler) uploadFile(w http.ResponseWriter, r *http.Request, tenant string) {
+	r.Body = http.MaxBytesReader(w, r.Body, h.maxFileBytes+multipartSlack)
+	u, err := h.receiveUpload(r)
+	defer u.close()
+	if err != nil {
+		h.fail(w, r, err, objFile, "")
+		return
+	}
+	switch {
+	case !u.havePurpose:
+		err = missingParam("purpose")
+	case u.purpose != "batch":
+		err = &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value", Param: "purpose",
+			Message: "Invalid value for 'purpose': " + strconv.Quote(u.purpose) + "; this gateway only accepts 'batch'"}
+	case !u.haveFile:
+		err = missingParam("file")
+	case len(u.lineErrs) > 0:
+		err = lineErrors(u.lineErrs)
+	}
+	if err != nil {
+		h.fail(w, r, err, objFile, "")
+		return
+	}
+	if _, err := u.spool.Seek(0, io.SeekStart); err != nil {
+		h.fail(w, r, fmt.Errorf("rewinding spooled upload: %w", err), objFile, "")
+		return
+	}
+	f, err := h.svc.PutFile(r.Context(), jobs.File{
+		Object:    "file",
+		Bytes:     u.size,
+		CreatedAt: h.now().Unix(),
+		Filename:  u.filename,
+		Purpose:   "batch",
+		Status:    "processed",
+		Tenant:    tenant,
+	}, u.spool)
+	if err != nil {
+		h.fail(w, r, fmt.Errorf("storing upload: %w", err), objFile, "")
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+// receiveUpload reads the multipart body, spooling and validating the file
+// part as it streams. The returned upload is never nil and must be closed.
+func (h *Handler) receiveUpload(r *http.Request) (*upload, error) {
+	u := &upload{}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return u, openai.BadRequest("invalid_request", "the body must be multipart/form-data with the fields 'file' and 'purpose'")
+	}
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return u, nil
+		}
+		if err != nil {
+			return u, fmt.Errorf("%w: %w", errMalformedUpload, err)
+		}
+		body := clientReader{part}
+		switch part.FormName() {
+		case "purpose":
+			b, err := io.ReadAll(io.LimitReader(body, maxPurposeBytes+1))
+			if err != nil {
+				return u, err
+			}
+			if len(b) > maxPurposeBytes {
+				return u, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
+					Param: "purpose", Message: "Invalid value for 'purpose': too long"}
+			}
+			u.purpose, u.havePurpose = strings.TrimSpace(string(b)), true
+		case "file":
+			if u.haveFile {
+				return u, openai.BadRequest("invalid_request", "the upload has more than one 'file' part")
+			}
+			u.haveFile = true
+			u.filename = part.FileName()
+			if err := h.spoolFile(u, body); err != nil {
+				return u, err
+			}
+		default:
+			// The SDKs send nothing else; unknown fields are skipped, as
+			// unknown JSON fields are. MaxBytesReader bounds them.
+			if _, err := io.Copy(io.Discard, body); err != nil {
+				return u, err
+			}
+		}
+		part.Close()
+	}
+}
+
+// spoolFile copies the file part to a temporary file, validating its lines
+// on the way, and stops at h.maxFileBytes with errFileTooLarge.
+func (h *Handler) spoolFile(u *upload, part io.Reader) error {
+	f, err := os.CreateTemp(h.tempDir, "sluice-upload-*.jsonl")
+	if err != nil {
+		return fmt.Errorf("spooling upload: %w", err)
+	}
+	u.spool = f
+	sw := &spoolWriter{f: f, max: h.maxFileBytes}
+	tee := io.TeeReader(part, sw)
+	_, lineErrs, err := ParseBatchInput(tee, ParseOptions{
+		Endpoints:    h.endpoints,
+		Models:       h.models,
+		MaxRequests:  h.maxBatchRequests,
+		MaxLineBytes: h.maxLineBytes,
+		ValidateOnly: true,
+	})
+	if err == nil {
+		// Parsing stops early past MaxRequests; still read the part to
+		// its end, so an oversized file is told 413 rather than 400.
+		_, err = io.Copy(io.Discard, tee)
+	}
+	if err != nil {
+		return err
+	}
+	u.size, u.lineErrs = sw.n, lineErrs
+	return nil
+}
+
+// spoolWriter writes to f until more than max bytes come.
+type spoolWriter struct {
+	f   *os.File
+	max int64
+	n   int64
+}
+
+func (s *spoolWriter) Write(p []byte) (int, error) {
+	if s.n+int64(len(p)) > s.max {
+		return 0, errFileTooLarge
+	}
+	n, err := s.f.Write(p)
+	s.n += int64(n)
+	if err != nil {
+		return n, fmt.Errorf("spooling upload: %w", err)
+	}
+	return n, nil
+}
+
+// clientReader tags read errors of the request body as the client's, so
+// that they map to 400 (or 413, for MaxBytesReader's) instead of 500.
+type clientReader struct{ r io.Reader }
+
+func (c clientReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: %w", errMalformedUpload, err)
+	}
+	return n, err
+}
+
+// getFile is GET /v1/files/{id}.
+func (h *Handler) getFile(w http.ResponseWriter, r *http.Request, tenant, id string) {
+	f, err := h.svc.File(r.Context(), tenant, id)
+	if err != nil {
+		h.fail(w, r, err, objFile, id)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+// deleteFile is DELETE /v1/files/{id}.
+func (h *Handler) deleteFile(w http.ResponseWriter, r *http.Request, tenant, id string) {
+	if err := h.svc.DeleteFile(r.Context(), tenant, id); err != nil {
+		h.fail(w, r, err, objFile, id)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Deleted bool   `json:"deleted"`
+	}{id, "file", true})
+}
+
+// fileContent is GET /v1/files/{id}/content: the bytes, streamed.
+func (h *Handler) fileContent(w http.ResponseWriter, r *http.Request, tenant, id string) {
+	f, err := h.svc.File(r.Context(), tenant, id)
+	if err != nil {
+		h.fail(w, r, err, objFile, id)
+		return
+	}
+	rc, err := h.svc.FileContent(r.Context(), tenant, id)
+	if err != nil {
+		h.fail(w, r, err, objFile, id)
+		return
+	}
+	defer rc.Close()
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	if f.Bytes > 0 {
+		hd.Set("Content-Length", strconv.FormatInt(f.Bytes, 10))
+	}
+	if f.Filename != "" {
+		hd.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": f.Filename}))
+	}
+	w.WriteHeader(http.StatusOK)
+	if n, err := io.Copy(w, rc); err != nil && r.Context().Err() == nil {
+		// The status is sent; with Content-Length set the client sees a
+		// short body, which is the most we can still say.
+		h.log.WarnContext(r.Context(), "file download interrupted", "file", id, "sent", n, "err", err)
+	}
+}
+
+// missingParam is OpenAI's 400 for an absent required field.
+func missingParam(name string) *openai.Error {
+	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "missing_required_parameter",
+		Param: name, Message: "Missing required parameter: '" + name + "'."}
+}
+
+// lineErrors is the 400 for an invalid batch input: the first few problems
+// with their line numbers, the first one's code.
+func lineErrors(errs []jobs.BatchLineError) *openai.Error {
+	const shown = 3
+	var sb strings.Builder
+	sb.WriteString("The batch input file is invalid: ")
+	for i, e := range errs[:min(len(errs), shown)] {
+		if i > 0 {
+			sb.WriteString("; ")
+		}
+		if e.Line > 0 {
+			sb.WriteString("line " + strconv.Itoa(e.Line) + ": ")
+		}
+		sb.WriteString(e.Message)
+	}
+	if len(errs) > shown {
+		sb.WriteString(" (" + strconv.Itoa(len(errs)-shown) + " more not shown)")
+	}
+	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: errs[0].Code,
+		Param: "file", Message: sb.String()}
+}

@@ -1,0 +1,153 @@
+package batchapi_test
+
+import (
+	"bytes"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/sluice-gw/sluice/internal/jobs"
+)
+
+func TestFileRoundTrip(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	content := chatFile("a", "b")
+	for _, fileFirst := range []bool{false, true} { // python's order, node's order
+		ct, body := multipartUpload("batch", content, fileFirst, true)
+		r := e.do(e.tenant, http.MethodPost, "/v1/files", ct, body)
+		if r.status != http.StatusOK {
+			t.Fatalf("upload (file first %v): %d %s", fileFirst, r.status, r.body)
+		}
+		var f jobs.File
+		r.json(t, &f)
+		if f.ID == "" || f.Object != "file" || f.Bytes != int64(len(content)) || f.Filename != "batch_input.jsonl" ||
+			f.Purpose != "batch" || f.Status != "processed" || f.CreatedAt != testNow.Unix() {
+			t.Fatalf("file object %s", r.body)
+		}
+
+		r = e.get("/v1/files/" + f.ID)
+		var got jobs.File
+		r.json(t, &got)
+		if r.status != http.StatusOK || got.ID != f.ID || got.Bytes != f.Bytes || got.Purpose != "batch" {
+			t.Fatalf("GET file: %d %s", r.status, r.body)
+		}
+
+		r = e.get("/v1/files/" + f.ID + "/content")
+		if r.status != http.StatusOK || !bytes.Equal(r.body, content) {
+			t.Fatalf("content: %d %q", r.status, r.body)
+		}
+		if ct := r.header.Get("Content-Type"); ct != "application/octet-stream" {
+			t.Errorf("content type %q", ct)
+		}
+
+		r = e.do(e.tenant, http.MethodDelete, "/v1/files/"+f.ID, "", nil)
+		if r.status != http.StatusOK || string(bytes.TrimSpace(r.body)) != `{"id":"`+f.ID+`","object":"file","deleted":true}` {
+			t.Fatalf("delete: %d %s", r.status, r.body)
+		}
+		er := e.get("/v1/files/"+f.ID).wantError(t, http.StatusNotFound)
+		if er.Error.Message != "No such File object: "+f.ID || er.Error.Type != "invalid_request_error" ||
+			er.Error.Param == nil || *er.Error.Param != "id" || er.Error.Code != nil {
+			t.Fatalf("404 after delete: %+v", er)
+		}
+		e.get("/v1/files/"+f.ID+"/content").wantError(t, http.StatusNotFound)
+	}
+}
+
+func TestUploadRejects(t *testing.T) {
+	e := newEnv(t, envOptions{maxFileBytes: 4096})
+	good := chatFile("a")
+	cases := []struct {
+		name      string
+		purpose   string
+		content   []byte
+		filePart  bool
+		status    int
+		param     string
+		msgSubstr string
+	}{
+		{"purpose fine-tune", "fine-tune", good, true, 400, "purpose", "fine-tune"},
+		{"no file part", "batch", nil, false, 400, "file", "file"},
+		{"empty file", "batch", []byte("\n\n"), true, 400, "file", "no requests"},
+		{"bad line", "batch", []byte(chatLine("a", "m1") + "\n" + `{"custom_id":"b","method":"POST","url":"/v1/chat/completions","body":{}}` + "\n"),
+			true, 400, "file", "line 2: body.model"},
+		{"bad json", "batch", []byte("{\n"), true, 400, "file", "line 1: line is not valid JSON"},
+		{"duplicate id", "batch", chatFile("a", "b", "a"), true, 400, "file", "line 3"},
+		{"unserved model", "batch", []byte(chatLine("a", "gpt-9")), true, 400, "file", "gpt-9"},
+		{"over the limit", "batch", bytes.Repeat(good, 4096/len(good)+1), true, 413, "file", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ct, body := multipartUpload(tc.purpose, tc.content, false, tc.filePart)
+			er := e.do(e.tenant, http.MethodPost, "/v1/files", ct, body).wantError(t, tc.status)
+			if er.Error.Param == nil || *er.Error.Param != tc.param || !strings.Contains(er.Error.Message, tc.msgSubstr) {
+				t.Fatalf("error %+v (param %v)", er.Error, er.Error.Param)
+			}
+		})
+	}
+
+	t.Run("not multipart", func(t *testing.T) {
+		e.do(e.tenant, http.MethodPost, "/v1/files", "application/json", strings.NewReader(`{}`)).wantError(t, 400)
+	})
+	t.Run("truncated multipart", func(t *testing.T) {
+		ct, body := multipartUpload("batch", good, false, true)
+		cut := bytes.NewReader(body.Bytes()[:body.Len()-10])
+		e.do(e.tenant, http.MethodPost, "/v1/files", ct, cut).wantError(t, 400)
+	})
+	t.Run("body over the limit", func(t *testing.T) {
+		// A huge extra field trips the body limit, not the file's.
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		mw.WriteField("purpose", "batch")
+		mw.WriteField("junk", strings.Repeat("x", 2<<20))
+		mw.Close()
+		er := e.do(e.tenant, http.MethodPost, "/v1/files", mw.FormDataContentType(), &buf).wantError(t, 413)
+		if er.Error.Code == nil || *er.Error.Code != "file_too_large" {
+			t.Fatalf("error %+v", er.Error)
+		}
+	})
+	t.Run("at the limit", func(t *testing.T) {
+		line := []byte(chatLine("a", "m1"))
+		exact := append(line, bytes.Repeat([]byte("\n"), 4096-len(line))...)
+		if r := e.upload(exact); r.status != http.StatusOK {
+			t.Fatalf("a file of exactly MaxFileBytes: %d %s", r.status, r.body)
+		}
+	})
+}
+
+func TestRoutingAndMethods(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for _, p := range []string{"/v1/files", "/v1/files/x", "/v1/files/x/content", "/v1/batches", "/v1/batches/x",
+		"/v1/batches/x/cancel", "/v1/jobs/x"} {
+		if !e.h.Handles(p) {
+			t.Errorf("Handles(%q) = false", p)
+		}
+	}
+	for _, p := range []string{"/v1/files/", "/v1/files//content", "/v1/files/x/y", "/v1/jobs", "/v1/jobs/x/y",
+		"/v1/batches/x/cancel/", "/v1/chat/completions", "/files", "/v1/batches/x/results"} {
+		if e.h.Handles(p) {
+			t.Errorf("Handles(%q) = true", p)
+		}
+	}
+	cases := []struct{ method, path, allow string }{
+		{http.MethodPut, "/v1/files", "POST"},
+		{http.MethodPost, "/v1/files/file-1", "GET, DELETE"},
+		{http.MethodDelete, "/v1/files/file-1/content", "GET"},
+		{http.MethodDelete, "/v1/batches", "GET, POST"},
+		{http.MethodPost, "/v1/batches/batch_1", "GET"},
+		{http.MethodGet, "/v1/batches/batch_1/cancel", "POST"},
+		{http.MethodPost, "/v1/jobs/job_1", "GET, DELETE"},
+	}
+	for _, tc := range cases {
+		r := e.do(e.tenant, tc.method, tc.path, "", nil)
+		r.wantError(t, http.StatusMethodNotAllowed)
+		if got := r.header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+	}
+	// Ids the store never hands out are unknown, whatever they contain.
+	er := e.get("/v1/files/a.b%2A>").wantError(t, http.StatusNotFound)
+	if !strings.HasPrefix(er.Error.Message, "No such File object") {
+		t.Errorf("odd id: %+v", er.Error)
+	}
+}

@@ -1,0 +1,275 @@
+package batchapi
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+
+	"github.com/sluice-gw/sluice/internal/jobs"
+)
+
+// Line error codes, in BatchLineError.Code and in the 400 a bad upload gets.
+const (
+	CodeInvalidJSON      = "invalid_json_line"
+	CodeLineTooLong      = "line_too_long"
+	CodeInvalidCustomID  = "invalid_custom_id"
+	CodeDuplicateID      = "duplicate_custom_id"
+	CodeInvalidMethod    = "invalid_method"
+	CodeInvalidURL       = "invalid_url"
+	CodeInvalidBody      = "invalid_body"
+	CodeModelNotFound    = "model_not_found"
+	CodeTooManyRequests  = "too_many_requests_in_file"
+	CodeEmptyFile        = "empty_file"
+	defaultMaxLineBytes  = 8 << 20
+	defaultMaxLineErrors = 100
+)
+
+// ParseOptions bounds and checks a batch input file. The zero value accepts
+// any model and endpoint, lines up to 8 MiB and any number of requests.
+type ParseOptions struct {
+	// Endpoints are the URLs a line may name; empty means any. At batch
+	// creation it is just the batch's endpoint.
+	Endpoints []string
+	// Models reports whether a model is served; nil accepts every model.
+	Models func(name string) bool
+	// MaxRequests caps the number of requests; 0 means no cap. Parsing
+	// stops at the first line beyond it.
+	MaxRequests int
+	// MaxLineBytes caps one line (default 8 MiB: a chat request with
+	// inline images is several MiB, far above bufio.Scanner's 64 KiB).
+	MaxLineBytes int
+	// MaxErrors caps the line errors collected (default 100); later bad
+	// lines are still detected but not reported one by one.
+	MaxErrors int
+	// ValidateOnly checks every line but returns no requests: an upload
+	// is validated in memory bounded by one line, not by the file.
+	ValidateOnly bool
+}
+
+// inputLine is one line as decoded; fields are raw so that a wrong type is
+// reported per field instead of as one opaque decoding error.
+type inputLine struct {
+	CustomID json.RawMessage `json:"custom_id"`
+	Method   json.RawMessage `json:"method"`
+	URL      json.RawMessage `json:"url"`
+	Body     json.RawMessage `json:"body"`
+}
+
+// ParseBatchInput reads a batch input file (JSONL: one request object per
+// line) and validates every line. It returns the requests only when no line
+// is invalid; otherwise the line errors in line order: at most o.MaxErrors
+// of them, plus one without a line summarising the rest. err is only a read
+// error of r, wrapped. Blank lines and a trailing "\r" are tolerated; a file
+// without any request yields one CodeEmptyFile error.
+//
+// The input is untrusted: memory is bounded by MaxLineBytes per line plus
+// the accepted requests themselves.
+func ParseBatchInput(r io.Reader, o ParseOptions) ([]jobs.BatchRequest, []jobs.BatchLineError, error) {
+	if o.MaxLineBytes <= 0 {
+		o.MaxLineBytes = defaultMaxLineBytes
+	}
+	if o.MaxErrors <= 0 {
+		o.MaxErrors = defaultMaxLineErrors
+	}
+	p := parser{o: o, seen: make(map[string]int)}
+	br := bufio.NewReaderSize(r, min(o.MaxLineBytes, 64<<10))
+	var line []byte
+	for n := 1; ; n++ {
+		var tooLong bool
+		var err error
+		line, tooLong, err = readLine(br, line[:0], o.MaxLineBytes)
+		if err != nil && err != io.EOF {
+			return nil, nil, fmt.Errorf("reading batch input line %d: %w", n, err)
+		}
+		if tooLong {
+			p.fail(jobs.BatchLineError{Code: CodeLineTooLong, Line: n,
+				Message: "line is longer than " + strconv.Itoa(o.MaxLineBytes) + " bytes"})
+		} else if len(bytes.TrimSpace(line)) > 0 {
+			if stop := p.line(n, line); stop {
+				return nil, p.errs, nil
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	if p.count == 0 && len(p.errs) == 0 {
+		p.fail(jobs.BatchLineError{Code: CodeEmptyFile, Message: "the file contains no requests"})
+	}
+	if len(p.errs) > 0 {
+		if p.dropped > 0 {
+			p.errs = append(p.errs, jobs.BatchLineError{Code: p.errs[0].Code,
+				Message: strconv.Itoa(p.dropped) + " more invalid lines not listed"})
+		}
+		return nil, p.errs, nil
+	}
+	return p.reqs, nil, nil
+}
+
+// readLine appends the next line, without its "\n" and a trailing "\r", to
+// buf. A line longer than max bytes is consumed to its end and reported
+// with tooLong (its content is dropped). err is io.EOF after the last line.
+func readLine(br *bufio.Reader, buf []byte, max int) (line []byte, tooLong bool, err error) {
+	for {
+		frag, err := br.ReadSlice('\n')
+		content := bytes.TrimSuffix(frag, []byte("\n"))
+		if !tooLong {
+			if len(buf)+len(content) > max+1 { // +1: room for a "\r" trimmed below
+				tooLong, buf = true, buf[:0]
+			} else {
+				buf = append(buf, content...)
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		buf = bytes.TrimSuffix(buf, []byte("\r"))
+		if len(buf) > max {
+			tooLong, buf = true, buf[:0]
+		}
+		return buf, tooLong, err
+	}
+}
+
+type parser struct {
+	o       ParseOptions
+	seen    map[string]int // custom_id -> line
+	reqs    []jobs.BatchRequest
+	errs    []jobs.BatchLineError
+	count   int // valid or not, lines with content
+	dropped int
+}
+
+// fail records a line error. From then on the requests are never
+// returned, so their bodies are not held either.
+func (p *parser) fail(e jobs.BatchLineError) {
+	p.reqs = nil
+	if len(p.errs) < p.o.MaxErrors {
+		p.errs = append(p.errs, e)
+		return
+	}
+	p.dropped++
+}
+
+// line validates one non-blank line; stop is true when parsing must end
+// (too many requests).
+func (p *parser) line(n int, raw []byte) (stop bool) {
+	p.count++
+	if p.o.MaxRequests > 0 && p.count > p.o.MaxRequests {
+		p.fail(jobs.BatchLineError{Code: CodeTooManyRequests, Line: n,
+			Message: "the file has more than " + strconv.Itoa(p.o.MaxRequests) + " requests"})
+		return true
+	}
+	req, e := p.validate(raw)
+	if e != nil {
+		e.Line = n
+		p.fail(*e)
+		return false
+	}
+	if first, dup := p.seen[req.CustomID]; dup {
+		p.fail(jobs.BatchLineError{Code: CodeDuplicateID, Param: "custom_id", Line: n,
+			Message: "custom_id " + strconv.Quote(req.CustomID) + " is already used on line " + strconv.Itoa(first)})
+		return false
+	}
+	p.seen[req.CustomID] = n
+	if len(p.errs) == 0 && !p.o.ValidateOnly {
+		p.reqs = append(p.reqs, req)
+	}
+	return false
+}
+
+func (p *parser) validate(raw []byte) (jobs.BatchRequest, *jobs.BatchLineError) {
+	bad := func(code, param, msg string) (jobs.BatchRequest, *jobs.BatchLineError) {
+		return jobs.BatchRequest{}, &jobs.BatchLineError{Code: code, Param: param, Message: msg}
+	}
+	if !isObject(raw) {
+		return bad(CodeInvalidJSON, "", "line is not a JSON object")
+	}
+	var in inputLine
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return bad(CodeInvalidJSON, "", "line is not valid JSON: "+jsonProblem(err))
+	}
+	customID, ok := jsonString(in.CustomID)
+	if !ok || customID == "" {
+		return bad(CodeInvalidCustomID, "custom_id", "custom_id must be a non-empty string")
+	}
+	if method, ok := jsonString(in.Method); !ok || method != "POST" {
+		return bad(CodeInvalidMethod, "method", `method must be "POST"`)
+	}
+	url, ok := jsonString(in.URL)
+	if !ok || url == "" {
+		return bad(CodeInvalidURL, "url", "url must be a string naming the endpoint, e.g. \"/v1/chat/completions\"")
+	}
+	if len(p.o.Endpoints) > 0 && !slices.Contains(p.o.Endpoints, url) {
+		return bad(CodeInvalidURL, "url", "url "+strconv.Quote(url)+" is not supported here; use one of "+quoteAll(p.o.Endpoints))
+	}
+	if !isObject(in.Body) {
+		return bad(CodeInvalidBody, "body", "body must be a JSON object")
+	}
+	var body struct {
+		Model json.RawMessage `json:"model"`
+	}
+	if err := json.Unmarshal(in.Body, &body); err != nil {
+		return bad(CodeInvalidBody, "body", "body is not valid JSON: "+jsonProblem(err))
+	}
+	model, ok := jsonString(body.Model)
+	if !ok || model == "" {
+		return bad(CodeInvalidBody, "body.model", "body.model must be a non-empty string")
+	}
+	if p.o.Models != nil && !p.o.Models(model) {
+		return bad(CodeModelNotFound, "body.model", "model "+strconv.Quote(model)+" is not served by this gateway")
+	}
+	return jobs.BatchRequest{
+		CustomID: customID,
+		Method:   "POST",
+		URL:      url,
+		Model:    model,
+		Body:     in.Body, // a copy: RawMessage's UnmarshalJSON never aliases the line buffer
+	}, nil
+}
+
+// isObject reports whether raw, trimmed, starts like a JSON object; with a
+// successful Unmarshal this means it is one (null and other values decode
+// into a struct without error).
+func isObject(raw []byte) bool {
+	t := bytes.TrimLeft(raw, " \t\r\n")
+	return len(t) > 0 && t[0] == '{'
+}
+
+// jsonString decodes raw as a JSON string; ok is false for absent, null and
+// any other type.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// jsonProblem shortens a decoding error for a line error message.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return syn.Error() + " at byte " + strconv.FormatInt(syn.Offset, 10)
+	}
+	return err.Error()
+}
+
+func quoteAll(ss []string) string {
+	var b []byte
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = strconv.AppendQuote(b, s)
+	}
+	return string(b)
+}

@@ -1,0 +1,244 @@
+package batchapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/sluice-gw/sluice/internal/jobs"
+)
+
+func chatLine(id, model string) string {
+	return fmt.Sprintf(`{"custom_id":%q,"method":"POST","url":"/v1/chat/completions","body":{"model":%q,"messages":[{"role":"user","content":"hi"}]}}`, id, model)
+}
+
+var testParseOpts = ParseOptions{
+	Endpoints: []string{"/v1/chat/completions", "/v1/embeddings"},
+	Models:    func(m string) bool { return m == "m1" || m == "m2" },
+}
+
+func TestParseBatchInputValid(t *testing.T) {
+	in := chatLine("a", "m1") + "\r\n\n  \n" +
+		`{"custom_id":"b","method":"POST","url":"/v1/embeddings","body":{"model":"m2","input":"x"}}` // no final newline
+	reqs, lineErrs, err := ParseBatchInput(strings.NewReader(in), testParseOpts)
+	if err != nil || lineErrs != nil {
+		t.Fatalf("err=%v lineErrs=%+v", err, lineErrs)
+	}
+	if len(reqs) != 2 {
+		t.Fatalf("got %d requests, want 2", len(reqs))
+	}
+	if r := reqs[0]; r.CustomID != "a" || r.Method != "POST" || r.URL != "/v1/chat/completions" || r.Model != "m1" ||
+		!strings.HasPrefix(string(r.Body), `{"model":"m1"`) {
+		t.Errorf("first request = %+v", r)
+	}
+	if r := reqs[1]; r.CustomID != "b" || r.URL != "/v1/embeddings" || string(r.Body) != `{"model":"m2","input":"x"}` {
+		t.Errorf("second request = %+v body %s", r, r.Body)
+	}
+}
+
+func TestParseBatchInputLineErrors(t *testing.T) {
+	cases := []struct {
+		name, line, code, param string
+	}{
+		{"not json", `{"custom_id":`, CodeInvalidJSON, ""},
+		{"array", `[1,2]`, CodeInvalidJSON, ""},
+		{"null", `null`, CodeInvalidJSON, ""},
+		{"no custom_id", `{"method":"POST","url":"/v1/embeddings","body":{"model":"m1"}}`, CodeInvalidCustomID, "custom_id"},
+		{"numeric custom_id", `{"custom_id":7,"method":"POST","url":"/v1/embeddings","body":{"model":"m1"}}`, CodeInvalidCustomID, "custom_id"},
+		{"empty custom_id", `{"custom_id":"","method":"POST","url":"/v1/embeddings","body":{"model":"m1"}}`, CodeInvalidCustomID, "custom_id"},
+		{"GET", `{"custom_id":"x","method":"GET","url":"/v1/embeddings","body":{"model":"m1"}}`, CodeInvalidMethod, "method"},
+		{"lowercase post", `{"custom_id":"x","method":"post","url":"/v1/embeddings","body":{"model":"m1"}}`, CodeInvalidMethod, "method"},
+		{"unknown url", `{"custom_id":"x","method":"POST","url":"/v1/completions","body":{"model":"m1"}}`, CodeInvalidURL, "url"},
+		{"body string", `{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":"{}"}`, CodeInvalidBody, "body"},
+		{"no body", `{"custom_id":"x","method":"POST","url":"/v1/embeddings"}`, CodeInvalidBody, "body"},
+		{"no model", `{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"input":"a"}}`, CodeInvalidBody, "body.model"},
+		{"model number", `{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":3}}`, CodeInvalidBody, "body.model"},
+		{"unserved model", `{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":"gpt-9"}}`, CodeModelNotFound, "body.model"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := chatLine("first", "m1") + "\n" + tc.line + "\n"
+			reqs, lineErrs, err := ParseBatchInput(strings.NewReader(in), testParseOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reqs != nil {
+				t.Errorf("requests returned despite errors: %+v", reqs)
+			}
+			if len(lineErrs) != 1 {
+				t.Fatalf("lineErrs = %+v, want one", lineErrs)
+			}
+			if e := lineErrs[0]; e.Line != 2 || e.Code != tc.code || e.Param != tc.param || e.Message == "" {
+				t.Errorf("error = %+v, want line 2 code %s param %q", e, tc.code, tc.param)
+			}
+		})
+	}
+}
+
+func TestParseBatchInputDuplicateCustomID(t *testing.T) {
+	in := chatLine("a", "m1") + "\n" + chatLine("b", "m1") + "\n" + chatLine("a", "m2") + "\n"
+	_, lineErrs, _ := ParseBatchInput(strings.NewReader(in), testParseOpts)
+	if len(lineErrs) != 1 || lineErrs[0].Code != CodeDuplicateID || lineErrs[0].Line != 3 ||
+		!strings.Contains(lineErrs[0].Message, "line 1") {
+		t.Fatalf("lineErrs = %+v", lineErrs)
+	}
+}
+
+func TestParseBatchInputEmpty(t *testing.T) {
+	for _, in := range []string{"", "\n\n", " \r\n\t\n"} {
+		reqs, lineErrs, err := ParseBatchInput(strings.NewReader(in), testParseOpts)
+		if err != nil || reqs != nil || len(lineErrs) != 1 || lineErrs[0].Code != CodeEmptyFile {
+			t.Errorf("%q: reqs=%v lineErrs=%+v err=%v", in, reqs, lineErrs, err)
+		}
+	}
+}
+
+func TestParseBatchInputLineLength(t *testing.T) {
+	// A line far beyond bufio.Scanner's 64 KiB default is accepted.
+	big := chatLine("big", "m1")
+	big = strings.Replace(big, `"hi"`, `"`+strings.Repeat("x", 1<<20)+`"`, 1)
+	reqs, lineErrs, err := ParseBatchInput(strings.NewReader(big+"\n"+chatLine("s", "m1")), testParseOpts)
+	if err != nil || lineErrs != nil || len(reqs) != 2 {
+		t.Fatalf("1 MiB line: reqs=%d lineErrs=%+v err=%v", len(reqs), lineErrs, err)
+	}
+
+	line := chatLine("a", "m1")
+	o := testParseOpts
+	o.MaxLineBytes = len(line)
+	for _, in := range []string{line, line + "\n", line + "\r\n"} {
+		if _, lineErrs, _ := ParseBatchInput(strings.NewReader(in), o); lineErrs != nil {
+			t.Errorf("line of exactly MaxLineBytes %q: %+v", in[len(in)-3:], lineErrs)
+		}
+	}
+	o.MaxLineBytes = len(line) - 1
+	in := line + "\n" + line[:len(line)-2] + "\n" + line // second is short but invalid JSON
+	_, lineErrs, _ = ParseBatchInput(strings.NewReader(in), o)
+	if len(lineErrs) != 3 || lineErrs[0].Code != CodeLineTooLong || lineErrs[0].Line != 1 ||
+		lineErrs[1].Code != CodeInvalidJSON || lineErrs[1].Line != 2 ||
+		lineErrs[2].Code != CodeLineTooLong || lineErrs[2].Line != 3 {
+		t.Fatalf("lineErrs = %+v", lineErrs)
+	}
+}
+
+func TestParseBatchInputMaxRequests(t *testing.T) {
+	var sb strings.Builder
+	for i := range 5 {
+		sb.WriteString(chatLine(fmt.Sprint(i), "m1") + "\n")
+	}
+	o := testParseOpts
+	o.MaxRequests = 5
+	if reqs, lineErrs, _ := ParseBatchInput(strings.NewReader(sb.String()), o); len(reqs) != 5 || lineErrs != nil {
+		t.Fatalf("at the cap: %d requests, %+v", len(reqs), lineErrs)
+	}
+	o.MaxRequests = 3
+	reqs, lineErrs, _ := ParseBatchInput(strings.NewReader(sb.String()), o)
+	if reqs != nil || len(lineErrs) != 1 || lineErrs[0].Code != CodeTooManyRequests || lineErrs[0].Line != 4 {
+		t.Fatalf("over the cap: reqs=%d lineErrs=%+v", len(reqs), lineErrs)
+	}
+}
+
+func TestParseBatchInputMaxErrors(t *testing.T) {
+	in := strings.Repeat("nope\n", 10)
+	o := testParseOpts
+	o.MaxErrors = 4
+	_, lineErrs, _ := ParseBatchInput(strings.NewReader(in), o)
+	if len(lineErrs) != 5 || lineErrs[3].Line != 4 || !strings.Contains(lineErrs[4].Message, "6 more") {
+		t.Fatalf("lineErrs = %+v", lineErrs)
+	}
+}
+
+func TestParseBatchInputValidateOnly(t *testing.T) {
+	o := testParseOpts
+	o.ValidateOnly = true
+	reqs, lineErrs, err := ParseBatchInput(strings.NewReader(chatLine("a", "m1")), o)
+	if reqs != nil || lineErrs != nil || err != nil {
+		t.Fatalf("reqs=%v lineErrs=%v err=%v", reqs, lineErrs, err)
+	}
+}
+
+var errBroken = errors.New("broken reader")
+
+func TestParseBatchInputReadError(t *testing.T) {
+	r := io.MultiReader(strings.NewReader(chatLine("a", "m1")+"\n"), iotestErrReader{errBroken})
+	_, _, err := ParseBatchInput(r, testParseOpts)
+	if !errors.Is(err, errBroken) || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+type iotestErrReader struct{ err error }
+
+func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
+
+// FuzzParseBatchInput: arbitrary bytes never panic the parser, and what it
+// accepts satisfies what the queue relies on.
+func FuzzParseBatchInput(f *testing.F) {
+	f.Add([]byte(chatLine("a", "m1") + "\n" + chatLine("b", "m2") + "\n"))
+	f.Add([]byte(chatLine("a", "m1") + "\n" + chatLine("a", "m1")))
+	f.Add([]byte(`{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":"m1","input":[1,2]}}` + "\r\n"))
+	f.Add([]byte(`{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":null}`))
+	f.Add([]byte(`{"custom_id":"x","custom_id":"y","method":"POST","url":"/v1/embeddings","body":{"model":"m1"},"body":{}}`))
+	f.Add([]byte("\n\n\xff\xfe{\n[]\nnull\n"))
+	f.Add([]byte(strings.Repeat("x", 300) + "\n" + chatLine("z", "m1")))
+	o := testParseOpts
+	o.MaxLineBytes = 256
+	o.MaxRequests = 20
+	o.MaxErrors = 5
+	f.Fuzz(func(t *testing.T, data []byte) {
+		reqs, lineErrs, err := ParseBatchInput(bytes.NewReader(data), o)
+		if err != nil {
+			t.Fatalf("error from an in-memory reader: %v", err)
+		}
+		lines := bytes.Count(data, []byte("\n")) + 1
+		if lineErrs != nil {
+			if reqs != nil {
+				t.Fatal("requests returned along with line errors")
+			}
+			if len(lineErrs) > o.MaxErrors+1 {
+				t.Fatalf("%d line errors, cap %d", len(lineErrs), o.MaxErrors)
+			}
+			for _, e := range lineErrs {
+				if e.Code == "" || e.Message == "" || e.Line < 0 || e.Line > lines {
+					t.Fatalf("bad line error %+v (%d lines)", e, lines)
+				}
+			}
+			return
+		}
+		if len(reqs) == 0 || len(reqs) > o.MaxRequests {
+			t.Fatalf("%d requests accepted without errors", len(reqs))
+		}
+		seen := map[string]bool{}
+		for _, r := range reqs {
+			checkAccepted(t, r, o)
+			if seen[r.CustomID] {
+				t.Fatalf("duplicate custom_id %q accepted", r.CustomID)
+			}
+			seen[r.CustomID] = true
+		}
+	})
+}
+
+func checkAccepted(t *testing.T, r jobs.BatchRequest, o ParseOptions) {
+	t.Helper()
+	if r.CustomID == "" || r.Method != "POST" || r.Model == "" || !o.Models(r.Model) {
+		t.Fatalf("accepted request %+v", r)
+	}
+	valid := false
+	for _, e := range o.Endpoints {
+		valid = valid || r.URL == e
+	}
+	if !valid {
+		t.Fatalf("accepted url %q", r.URL)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(r.Body, &body); err != nil || body == nil {
+		t.Fatalf("accepted body %q is not an object: %v", r.Body, err)
+	}
+	if m, _ := body["model"].(string); m != r.Model {
+		t.Fatalf("body model %q, request model %q", m, r.Model)
+	}
+}
