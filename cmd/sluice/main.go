@@ -24,6 +24,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the gateway (from --config FILE, or from flags)", runServe},
+		{"worker", "run jobs from the queue through a gateway (a separate worker process)", runWorker},
 		{"sim", "run simulated OpenAI-compatible inference servers", runSim},
 		{"bench", "replay load against an OpenAI-compatible URL", runBench},
 		{"demo", "simulated pool + gateway + bursty replay: prints a before/after table", runDemo},

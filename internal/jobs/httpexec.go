@@ -1,0 +1,80 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/cache"
+)
+
+// HTTPExecutor runs jobs by sending them to a Sluice gateway over HTTP:
+// what a separate `sluice worker` process uses. Each request asks the
+// gateway not to queue it (X-Sluice-Max-Wait: 1ms) in the batch class, so it
+// is served only from spare capacity; a refusal comes back as a 503 Result,
+// which the worker treats as "no room" and retries later without counting
+// an attempt. Jobs run under the worker's own API key, not the submitter's.
+type HTTPExecutor struct {
+	Gateway string       // base URL, e.g. http://127.0.0.1:8080
+	APIKey  string       // sent as Bearer; optional
+	Client  *http.Client // default: a client with a 10 minute timeout
+	// MaxBody bounds an answer, default 64 MiB.
+	MaxBody int64
+}
+
+// Execute implements Executor.
+func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
+	client := e.Client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Minute}
+	}
+	limit := e.MaxBody
+	if limit <= 0 {
+		limit = 64 << 20
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(e.Gateway, "/")+j.Path, bytes.NewReader(j.Body))
+	if err != nil {
+		return Result{}, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-Id", j.ID+"-"+strconv.Itoa(j.Attempts))
+	req.Header.Set("X-Sluice-Priority", "batch")
+	req.Header.Set("X-Sluice-Max-Wait", "1ms")
+	req.Header.Set("Cache-Control", "no-store") // a job's answer must be its own run
+	if e.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+e.APIKey)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return Result{}, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return Result{}, fmt.Errorf("job %s: reading the answer: %w", j.ID, err)
+	}
+	if int64(len(body)) > limit {
+		return Result{}, fmt.Errorf("job %s: answer over %d bytes", j.ID, limit)
+	}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") && resp.StatusCode == http.StatusOK {
+		// Results are stored whole: keep a streamed answer as the JSON a
+		// plain request gets.
+		e := &cache.Entry{Status: resp.StatusCode, Events: cache.ParseSSE(body)}
+		if !bytes.Contains(body, []byte("data: [DONE]")) {
+			return Result{}, fmt.Errorf("job %s: the stream ended early", j.ID)
+		}
+		if body, err = e.ToJSON(); err != nil {
+			return Result{}, fmt.Errorf("job %s: %w", j.ID, err)
+		}
+	}
+	if !json.Valid(body) {
+		return Result{}, fmt.Errorf("job %s: the gateway answered %d with a body that is not JSON", j.ID, resp.StatusCode)
+	}
+	return Result{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id"), Body: json.RawMessage(body)}, nil
+}
