@@ -19,6 +19,7 @@ import (
 type responseCache struct {
 	level   cache.Level
 	metrics *cache.Metrics
+	keyer   *cache.Keyer
 	mem     *cache.Memory
 	redis   *cache.LazyRedis // nil without cache.redis.addrs
 }
@@ -38,6 +39,10 @@ func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time
 	rc := &responseCache{metrics: m}
 	if rc.mem, err = cache.NewMemory(uint64(size), m); err != nil {
 		return nil, fmt.Errorf("cache.max_bytes: %w", err)
+	}
+	if rc.keyer, err = cache.NewKeyer(100_000); err != nil {
+		rc.Close()
+		return nil, err
 	}
 	opts := cache.TieredOptions{L1: rc.mem, Rand: rand.Float64, Metrics: m}
 	if rd := c.Redis; len(rd.Addrs) > 0 {
@@ -86,5 +91,8 @@ func (rc *responseCache) Close() {
 	}
 	if rc.redis != nil {
 		rc.redis.Close()
+	}
+	if rc.keyer != nil {
+		rc.keyer.Close()
 	}
 }

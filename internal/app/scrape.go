@@ -5,14 +5,15 @@ import (
 	"net/http"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/routing"
 	"github.com/sluice-gw/sluice/internal/scrape"
 )
 
 // usesLoadMetrics reports whether any model routes on scraped backend load:
-// least_load scores it, prefix_affinity bounds its loads with it.
+// least_load scores it, the prefix_affinity policies bound their loads with it.
 func usesLoadMetrics(cfg *config.Config) bool {
 	for _, m := range cfg.Models {
-		if m.Policy == "least_load" || m.Policy == "prefix_affinity" {
+		if routing.UsesLoadMetrics(m.Policy) {
 			return true
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/maypok86/otter/v2"
 	"strconv"
 	"strings"
 )
@@ -136,3 +138,50 @@ func canonical(v any) any {
 	}
 	return v
 }
+
+// Keyer computes Key with a memo of byte-identical bodies: clients that
+// repeat a request usually send the very same bytes, and hashing them is
+// far cheaper than decoding and re-encoding the JSON. The memo is bounded
+// (W-TinyLFU, by entry count); a miss just computes the key. Safe for
+// concurrent use.
+type Keyer struct {
+	memo *otter.Cache[[sha256.Size]byte, string]
+}
+
+// NewKeyer returns a Keyer remembering up to n bodies.
+func NewKeyer(n int) (*Keyer, error) {
+	c, err := otter.New(&otter.Options[[sha256.Size]byte, string]{MaximumSize: n})
+	if err != nil {
+		return nil, fmt.Errorf("cache: key memo: %w", err)
+	}
+	return &Keyer{memo: c}, nil
+}
+
+// Key is Key(body, model, tenant, shared), memoised on the exact bytes.
+func (k *Keyer) Key(body []byte, model, tenant string, shared bool) (string, error) {
+	h := sha256.New()
+	scope := "tenant"
+	if shared {
+		scope, tenant = "shared", ""
+	}
+	for _, part := range []string{keyVersion + "-raw", scope, tenant, model} {
+		var n [binary.MaxVarintLen64]byte
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))])
+		h.Write([]byte(part))
+	}
+	h.Write(body)
+	var raw [sha256.Size]byte
+	h.Sum(raw[:0])
+	if key, ok := k.memo.GetIfPresent(raw); ok {
+		return key, nil
+	}
+	key, _, err := Key(body, model, tenant, shared)
+	if err != nil {
+		return "", err
+	}
+	k.memo.Set(raw, key)
+	return key, nil
+}
+
+// Close stops the memo's background goroutines.
+func (k *Keyer) Close() { k.memo.StopAllGoroutines() }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/sim"
 )
@@ -48,6 +49,34 @@ func runClients(b *testing.B, url string) {
 				b.Errorf("status %d", resp.StatusCode)
 				return
 			}
+		}
+	})
+}
+
+// BenchmarkCacheHitHandler is the gateway's CPU per cache hit, without the
+// network: the handler chain from request id to replay.
+func BenchmarkCacheHitHandler(b *testing.B) {
+	be := httptest.NewServer(sim.New(sim.Config{Model: "m1", Instant: true}))
+	defer be.Close()
+	t := &testing.T{}
+	_, gw := startCachingGatewayCfg(t, testConfig(be.URL), nil, time.Now)
+	body := `{"model":"m1","temperature":0,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"hello there, what is a sluice?"}],"max_tokens":16}`
+	serve := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		gw.ServeHTTP(w, r)
+		return w
+	}
+	serve()
+	if w := serve(); w.Header().Get("X-Cache") != "HIT" {
+		b.Fatalf("not a hit: %q", w.Header().Get("X-Cache"))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			serve()
 		}
 	})
 }

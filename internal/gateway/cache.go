@@ -66,7 +66,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 		w.Header().Set("X-Cache", "BYPASS")
 		return plan, false, 0, false
 	}
-	k, _, err := cache.Key(body, peek.Model, id.tenant, rt.Config.Cache.Shared)
+	k, err := rt.cacheKey(body, peek.Model, id.tenant)
 	if err != nil {
 		w.Header().Set("X-Cache", "BYPASS")
 		return plan, false, 0, false
@@ -84,6 +84,14 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 	}
 	w.Header().Set("X-Cache", "MISS")
 	return plan, false, 0, false
+}
+
+func (rt *Runtime) cacheKey(body []byte, model, tenant string) (string, error) {
+	if rt.keyer != nil {
+		return rt.keyer.Key(body, model, tenant, rt.Config.Cache.Shared)
+	}
+	k, _, err := cache.Key(body, model, tenant, rt.Config.Cache.Shared)
+	return k, err
 }
 
 // replay answers from a cached entry in the shape the request asked for:

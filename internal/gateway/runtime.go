@@ -29,6 +29,7 @@ type Runtime struct {
 	limits    *limits     // nil: no rate limits configured
 	cache     cache.Level // nil: response cache off
 	flights   *flights    // nil: no coalescing
+	keyer     *cache.Keyer
 
 	modelsOnce sync.Once // /v1/models body and ETag, rendered on first use
 	modelsJSON []byte
@@ -42,9 +43,12 @@ type Deps struct {
 	// Cache is the process's response cache (it outlives reloads); nil = off.
 	Cache        cache.Level
 	CacheMetrics *cache.Metrics // may be nil
-	Transport    *proxy.Transport
-	Now          func() time.Time
-	Rand         routing.Rand
+	// CacheKeyer memoises cache keys of repeated bodies; nil: computed
+	// every time.
+	CacheKeyer *cache.Keyer
+	Transport  *proxy.Transport
+	Now        func() time.Time
+	Rand       routing.Rand
 }
 
 // Build makes a Runtime from cfg. Backends of prev with the same model and
@@ -107,7 +111,7 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 	}
 	rt.limits = lim
 	if cfg.Cache.Enabled {
-		rt.cache = deps.Cache
+		rt.cache, rt.keyer = deps.Cache, deps.CacheKeyer
 		if cfg.Cache.Coalesce {
 			// Kept across reloads: a request arriving just after one
 			// still joins the identical call in flight.

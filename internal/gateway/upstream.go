@@ -28,7 +28,7 @@ type upstreamCall struct {
 // forward sends the call to a backend of served and relays the answer to w.
 func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *Pool, c *upstreamCall, capture *proxy.Capture) proxy.Result {
 	sel := selector{pool: served, req: routing.Request{Model: served.Model}}
-	if served.Policy == "prefix_affinity" { // the prompt decode is paid only where it is used
+	if routing.UsesPrefixKey(served.Policy) { // the prompt decode is paid only where it is used
 		sel.req.PrefixKey = openai.PrefixKey(c.body.Bytes(), prefixKeyChars)
 	}
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{

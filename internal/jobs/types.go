@@ -61,23 +61,23 @@ type JobError struct {
 // Job is the stored record of one job (JSON in the jobs key-value bucket;
 // also the body of GET /v1/jobs/{id} and of webhooks).
 type Job struct {
-	ID          string          `json:"id"`
-	Object      string          `json:"object"` // "job"
-	Status      Status          `json:"status"`
-	Tenant      string          `json:"-"`
-	Path        string          `json:"endpoint"`
-	Model       string          `json:"model"`
-	Class       string          `json:"class,omitempty"`
-	Body        json.RawMessage `json:"-"`
-	BatchID     string          `json:"batch_id,omitempty"`
-	CustomID    string          `json:"custom_id,omitempty"`
-	Webhook     string          `json:"-"`
-	Attempts    int             `json:"attempts"`
-	CreatedAt   int64           `json:"created_at"` // unix seconds, as OpenAI objects
-	StartedAt   int64           `json:"started_at,omitempty"`
-	FinishedAt  int64           `json:"finished_at,omitempty"`
-	Result      *Result         `json:"result,omitempty"`
-	Error       *JobError       `json:"error,omitempty"`
+	ID         string          `json:"id"`
+	Object     string          `json:"object"` // "job"
+	Status     Status          `json:"status"`
+	Tenant     string          `json:"-"`
+	Path       string          `json:"endpoint"`
+	Model      string          `json:"model"`
+	Class      string          `json:"class,omitempty"`
+	Body       json.RawMessage `json:"-"`
+	BatchID    string          `json:"batch_id,omitempty"`
+	CustomID   string          `json:"custom_id,omitempty"`
+	Webhook    string          `json:"-"`
+	Attempts   int             `json:"attempts"`
+	CreatedAt  int64           `json:"created_at"` // unix seconds, as OpenAI objects
+	StartedAt  int64           `json:"started_at,omitempty"`
+	FinishedAt int64           `json:"finished_at,omitempty"`
+	Result     *Result         `json:"result,omitempty"`
+	Error      *JobError       `json:"error,omitempty"`
 	// CancelRequested is set by Cancel on a running job; the worker drops
 	// the result and records cancelled.
 	CancelRequested bool `json:"-"`
