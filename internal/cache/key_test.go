@@ -97,3 +97,29 @@ func FuzzKey(f *testing.F) {
 		}
 	})
 }
+
+func TestKeyerMatchesKey(t *testing.T) {
+	k, err := NewKeyer(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	body := []byte(`{"model":"m","temperature":0,"messages":[{"role":"user","content":"x"}]}`)
+	other := []byte(`{ "messages":[{"content":"x","role":"user"}],"temperature":0, "model":"m"}`)
+	for i := 0; i < 2; i++ { // the second round is answered from the memo
+		for _, c := range []struct {
+			body   []byte
+			tenant string
+			shared bool
+		}{{body, "a", false}, {body, "b", false}, {other, "a", false}, {body, "a", true}, {other, "b", true}} {
+			want, _, err := Key(c.body, "m", c.tenant, c.shared)
+			got, err2 := k.Key(c.body, "m", c.tenant, c.shared)
+			if err != nil || err2 != nil || got != want {
+				t.Fatalf("round %d %s/%v: keyer %s (%v), Key %s (%v)", i, c.tenant, c.shared, got, err2, want, err)
+			}
+		}
+	}
+	if _, err := k.Key([]byte(`[1]`), "m", "a", false); err == nil {
+		t.Fatal("a non-object body must be an error")
+	}
+}
