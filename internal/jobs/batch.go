@@ -1,0 +1,321 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Batch statuses (OpenAI's names).
+const (
+	batchValidating = "validating"
+	batchInProgress = "in_progress"
+	batchFinalizing = "finalizing"
+	batchCompleted  = "completed"
+	batchFailed     = "failed"
+	batchExpired    = "expired"
+	batchCancelling = "cancelling"
+	batchCancelled  = "cancelled"
+)
+
+func batchTerminal(status string) bool {
+	switch status {
+	case batchCompleted, batchFailed, batchExpired, batchCancelled:
+		return true
+	}
+	return false
+}
+
+// maxBatchRequests is what the six-digit index in job keys holds (OpenAI
+// allows 50,000).
+const maxBatchRequests = 999_999
+
+// batchRecord is a batch as stored: Batch hides Tenant from its JSON.
+type batchRecord struct {
+	Batch  Batch  `json:"batch"`
+	Tenant string `json:"tenant"`
+	// Target is the terminal status a started finalization leads to, so
+	// a tracker that takes over a half-done finalization finishes the
+	// same one.
+	Target string `json:"target,omitempty"`
+}
+
+func (r *batchRecord) batch() *Batch {
+	b := r.Batch
+	b.Object = "batch"
+	b.Tenant = r.Tenant
+	return &b
+}
+
+func (s *Store) getBatch(ctx context.Context, key string) (*batchRecord, uint64, error) {
+	e, err := s.batch.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("jobs: reading batch %s: %w", key, err)
+	}
+	var r batchRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return nil, 0, fmt.Errorf("jobs: decoding batch %s: %w", key, err)
+	}
+	return &r, e.Revision(), nil
+}
+
+// updateBatch is transition for batch records.
+func (s *Store) updateBatch(ctx context.Context, key string, f func(r *batchRecord) error) (*batchRecord, bool, error) {
+	for {
+		cur, rev, err := s.getBatch(ctx, key)
+		if err != nil {
+			return nil, false, err
+		}
+		err = f(cur)
+		if errors.Is(err, errNoChange) {
+			return cur, false, nil
+		}
+		if err != nil {
+			return cur, false, err
+		}
+		b, err := json.Marshal(cur)
+		if err != nil {
+			return nil, false, fmt.Errorf("jobs: encoding batch: %w", err)
+		}
+		_, err = s.batch.Update(ctx, key, b, rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("jobs: writing batch %s: %w", key, err)
+		}
+		return cur, true, nil
+	}
+}
+
+// CreateBatch records the batch and enqueues one job per request.
+//
+// Order matters for crashes: the batch is written "validating", then
+// bodies and job records, then the messages, and only then does it become
+// in_progress. Workers hold back jobs of a validating batch, and the
+// tracker fails a batch left validating by a creator that died, so a
+// half-enqueued batch never runs as if it were whole.
+func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	n := len(sp.Requests)
+	if n == 0 || n > maxBatchRequests {
+		return nil, fmt.Errorf("jobs: a batch needs 1 to %d requests, not %d", maxBatchRequests, n)
+	}
+	window, err := time.ParseDuration(sp.CompletionWindow)
+	if err != nil || window <= 0 {
+		return nil, fmt.Errorf("jobs: invalid completion window %q", sp.CompletionWindow)
+	}
+	now := s.now()
+	suffix, err := s.newID("", 8)
+	if err != nil {
+		return nil, err
+	}
+	// The id starts with the creation time so that ids sort newest last:
+	// ListBatches pages through keys without reading every batch.
+	id := fmt.Sprintf("batch_%012x%s", now.UnixMilli(), suffix)
+	rec := &batchRecord{Tenant: sp.Tenant, Batch: Batch{
+		ID: id, Object: "batch", Endpoint: sp.Endpoint, InputFileID: sp.InputFileID,
+		CompletionWindow: sp.CompletionWindow, Status: batchValidating, CreatedAt: now.Unix(),
+		ExpiresAt: ptr(now.Add(window).Unix()), RequestCounts: BatchCounts{Total: n}, Metadata: sp.Metadata,
+	}}
+	key := batchKey(sp.Tenant, id)
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: encoding batch: %w", err)
+	}
+	if _, err := s.batch.Create(ctx, key, b); err != nil {
+		return nil, fmt.Errorf("jobs: writing batch: %w", err)
+	}
+	if _, err := s.batch.Put(ctx, activeKey(id), []byte(key)); err != nil {
+		return nil, s.failCreate(key, fmt.Errorf("jobs: indexing batch: %w", err))
+	}
+	if err := s.enqueueBatch(ctx, rec, sp.Requests); err != nil {
+		return nil, s.failCreate(key, err)
+	}
+	rec, _, err = s.updateBatch(ctx, key, func(r *batchRecord) error {
+		if r.Batch.Status != batchValidating {
+			return errNoChange // cancelled meanwhile
+		}
+		r.Batch.Status = batchInProgress
+		r.Batch.InProgressAt = ptr(s.now().Unix())
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.nudgeTracker()
+	return rec.batch(), nil
+}
+
+// enqueueBatch writes the bodies and job records, then the messages.
+func (s *Store) enqueueBatch(ctx context.Context, rec *batchRecord, reqs []BatchRequest) error {
+	created := rec.Batch.CreatedAt
+	ws := make([]asyncWrite, 0, 2*len(reqs))
+	for i, r := range reqs {
+		jid, err := s.newID("job_", 16)
+		if err != nil {
+			return err
+		}
+		key := batchJobKey(rec.Batch.ID, i)
+		jr, err := json.Marshal(&jobRecord{Tenant: rec.Tenant, Index: i, Job: Job{
+			ID: jid, Object: "job", Status: StatusQueued, Path: rec.Batch.Endpoint, Model: r.Model,
+			Class: "batch", BatchID: rec.Batch.ID, CustomID: r.CustomID, CreatedAt: created,
+		}})
+		if err != nil {
+			return fmt.Errorf("jobs: encoding job: %w", err)
+		}
+		ws = append(ws,
+			asyncWrite{bucket: bodiesBucket, key: key, value: r.Body, noCAS: true},
+			asyncWrite{bucket: jobsBucket, key: key, value: jr})
+	}
+	conflicts, err := s.writeAll(ctx, ws)
+	if err == nil && conflicts > 0 {
+		err = fmt.Errorf("jobs: %d job records of batch %s existed already", conflicts, rec.Batch.ID)
+	}
+	if err != nil {
+		return err
+	}
+	msgs := make([]*nats.Msg, len(reqs))
+	for i := range reqs {
+		key := batchJobKey(rec.Batch.ID, i)
+		msgs[i] = &nats.Msg{Subject: workSubjects + "batch", Data: []byte(key),
+			Header: nats.Header{jetstream.MsgIDHeader: []string{key}}}
+	}
+	if _, err := s.publishAll(ctx, msgs); err != nil {
+		return fmt.Errorf("jobs: enqueueing batch %s: %w", rec.Batch.ID, err)
+	}
+	return nil
+}
+
+// failCreate marks a batch whose creation went wrong failed (best effort:
+// the tracker fails it later if this write fails too) and returns err.
+func (s *Store) failCreate(key string, err error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
+	defer cancel()
+	_, _, uerr := s.updateBatch(ctx, key, func(r *batchRecord) error {
+		failBatch(r, s.now().Unix(), "enqueueing the batch failed")
+		return nil
+	})
+	if uerr != nil {
+		s.log.Warn("marking batch failed", "batch", key, "err", uerr)
+	}
+	return err
+}
+
+func failBatch(r *batchRecord, now int64, msg string) {
+	r.Batch.Status = batchFailed
+	r.Batch.FailedAt = ptr(now)
+	r.Batch.Errors = &BatchErrors{Object: "list", Data: []BatchLineError{{Code: "internal_error", Message: msg}}}
+}
+
+// Batch returns the tenant's batch.
+func (s *Store) Batch(ctx context.Context, tenant, id string) (*Batch, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if !validToken.MatchString(id) {
+		return nil, ErrNotFound
+	}
+	r, _, err := s.getBatch(ctx, batchKey(tenant, id))
+	if err != nil {
+		return nil, err
+	}
+	if r.Tenant != tenant {
+		return nil, ErrNotFound
+	}
+	return r.batch(), nil
+}
+
+// ListBatches returns the tenant's batches newest first.
+func (s *Store) ListBatches(ctx context.Context, tenant, after string, limit int) ([]*Batch, bool, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, false, err
+	}
+	if limit <= 0 {
+		limit = 20
+	}
+	prefix := "t." + tenantHash(tenant) + "."
+	keys, err := listKeys(ctx, s.batch, prefix+"*")
+	if err != nil {
+		return nil, false, fmt.Errorf("jobs: listing batches: %w", err)
+	}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = strings.TrimPrefix(k, prefix)
+	}
+	slices.Sort(ids)
+	slices.Reverse(ids)
+	if after != "" {
+		// Ids sort by creation time, so "after" is every smaller id, even
+		// if that batch itself is gone.
+		i := 0
+		for i < len(ids) && ids[i] >= after {
+			i++
+		}
+		ids = ids[i:]
+	}
+	more := len(ids) > limit
+	ids = ids[:min(limit, len(ids))]
+	out := make([]*Batch, 0, len(ids))
+	for _, id := range ids {
+		r, _, err := s.getBatch(ctx, prefix+id)
+		if errors.Is(err, ErrNotFound) {
+			continue // expired between listing and reading
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if r.Tenant == tenant {
+			out = append(out, r.batch())
+		}
+	}
+	return out, more, nil
+}
+
+// CancelBatch moves the batch to cancelling; the tracker cancels its
+// queued jobs, lets running ones finish, and then makes it cancelled.
+func (s *Store) CancelBatch(ctx context.Context, tenant, id string) (*Batch, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if !validToken.MatchString(id) {
+		return nil, ErrNotFound
+	}
+	r, _, err := s.updateBatch(ctx, batchKey(tenant, id), func(r *batchRecord) error {
+		switch {
+		case r.Tenant != tenant:
+			return ErrNotFound
+		case r.Batch.Status == batchCancelling:
+			return errNoChange
+		case r.Batch.Status != batchValidating && r.Batch.Status != batchInProgress, r.Target != "":
+			return ErrConflict // finished, or being finalized (expiring)
+		}
+		r.Batch.Status = batchCancelling
+		r.Batch.CancellingAt = ptr(s.now().Unix())
+		return nil
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, ErrNotFound
+	case errors.Is(err, ErrConflict):
+		return r.batch(), fmt.Errorf("jobs: batch %s is %s: %w", id, r.Batch.Status, ErrConflict)
+	case err != nil:
+		return nil, err
+	}
+	s.nudgeTracker()
+	return r.batch(), nil
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,148 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Files live in the object store under their id; what File returns is
+// kept in the object's metadata, so it is answered without the content.
+const (
+	metaTenant   = "tenant"
+	metaPurpose  = "purpose"
+	metaFilename = "filename"
+	metaCreated  = "created_at"
+	metaExpires  = "expires_at"
+	metaBatch    = "batch" // set on a batch's output and error files
+)
+
+func fileMeta(f *File, batchID string) jetstream.ObjectMeta {
+	m := map[string]string{
+		metaTenant:   f.Tenant,
+		metaPurpose:  f.Purpose,
+		metaFilename: f.Filename,
+		metaCreated:  strconv.FormatInt(f.CreatedAt, 10),
+		metaExpires:  strconv.FormatInt(f.ExpiresAt, 10),
+	}
+	if batchID != "" {
+		m[metaBatch] = batchID
+	}
+	return jetstream.ObjectMeta{Name: f.ID, Metadata: m}
+}
+
+func fileFromInfo(info *jetstream.ObjectInfo) *File {
+	m := info.Metadata
+	created, _ := strconv.ParseInt(m[metaCreated], 10, 64)
+	expires, _ := strconv.ParseInt(m[metaExpires], 10, 64)
+	return &File{
+		ID: info.Name, Object: "file", Bytes: int64(info.Size), CreatedAt: created, ExpiresAt: expires,
+		Filename: m[metaFilename], Purpose: m[metaPurpose], Status: "processed", Tenant: m[metaTenant],
+	}
+}
+
+// PutFile stores a file. f's ID, Bytes, Object, Status and ExpiresAt are
+// set here; CreatedAt defaults to now.
+func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (*File, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	id, err := s.newID("file-", 12)
+	if err != nil {
+		return nil, err
+	}
+	f.ID, f.Object, f.Status = id, "file", "processed"
+	if f.CreatedAt == 0 {
+		f.CreatedAt = s.now().Unix()
+	}
+	f.ExpiresAt = f.CreatedAt + int64(s.o.Retention/time.Second)
+	info, err := s.files.Put(ctx, fileMeta(&f, ""), &limitReader{r: r, left: s.o.MaxFileBytes})
+	if errors.Is(err, ErrTooLarge) {
+		return nil, fmt.Errorf("jobs: file exceeds %d bytes: %w", s.o.MaxFileBytes, ErrTooLarge)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: storing file: %w", err)
+	}
+	f.Bytes = int64(info.Size)
+	return &f, nil
+}
+
+// File returns the tenant's file.
+func (s *Store) File(ctx context.Context, tenant, id string) (*File, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if !validToken.MatchString(id) {
+		return nil, ErrNotFound
+	}
+	info, err := s.files.GetInfo(ctx, id)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: reading file %s: %w", id, err)
+	}
+	f := fileFromInfo(info)
+	if f.Tenant != tenant {
+		return nil, ErrNotFound
+	}
+	return f, nil
+}
+
+// FileContent opens the tenant's file for reading; ctx must last as long
+// as the reading does.
+func (s *Store) FileContent(ctx context.Context, tenant, id string) (io.ReadCloser, error) {
+	if _, err := s.File(ctx, tenant, id); err != nil {
+		return nil, err
+	}
+	res, err := s.files.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: opening file %s: %w", id, err)
+	}
+	return res, nil
+}
+
+// DeleteFile removes the tenant's file.
+func (s *Store) DeleteFile(ctx context.Context, tenant, id string) error {
+	if _, err := s.File(ctx, tenant, id); err != nil {
+		return err
+	}
+	err := s.files.Delete(ctx, id)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("jobs: deleting file %s: %w", id, err)
+	}
+	return nil
+}
+
+// limitReader fails with ErrTooLarge past left bytes, which makes the
+// object store drop what it stored so far.
+type limitReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, ErrTooLarge
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return 0, ErrTooLarge
+	}
+	return n, err
+}

@@ -1,0 +1,129 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestFiles(t *testing.T) {
+	s, _ := newStore(t, func(o *Options) { o.MaxFileBytes = 1024 })
+	ctx := context.Background()
+	content := []byte(`{"custom_id":"a"}` + "\n")
+	f, err := s.PutFile(ctx, File{Filename: "in.jsonl", Purpose: "batch", Tenant: "acme", CreatedAt: 1000}, bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(f.ID, "file-") || f.Bytes != int64(len(content)) || f.Status != "processed" ||
+		f.CreatedAt != 1000 || f.ExpiresAt != 1000+7*24*3600 || f.Object != "file" {
+		t.Fatalf("PutFile = %+v", f)
+	}
+	got, err := s.File(ctx, "acme", f.ID)
+	if err != nil || *got != *f {
+		t.Fatalf("File = %+v, %v; want %+v", got, err, f)
+	}
+	rc, err := s.FileContent(ctx, "acme", f.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(b, content) {
+		t.Fatalf("content %q, %v", b, err)
+	}
+	if _, err := s.File(ctx, "globex", f.ID); !isNotFound(err) {
+		t.Fatalf("another tenant's file: %v", err)
+	}
+	if _, err := s.FileContent(ctx, "globex", f.ID); !isNotFound(err) {
+		t.Fatalf("another tenant's content: %v", err)
+	}
+	if err := s.DeleteFile(ctx, "globex", f.ID); !isNotFound(err) {
+		t.Fatalf("deleting another tenant's file: %v", err)
+	}
+	if err := s.DeleteFile(ctx, "acme", f.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.File(ctx, "acme", f.ID); !isNotFound(err) {
+		t.Fatalf("deleted file: %v", err)
+	}
+	if _, err := s.PutFile(ctx, File{Tenant: "acme"}, bytes.NewReader(make([]byte, 1025))); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized file: %v, want ErrTooLarge", err)
+	}
+	if _, err := s.PutFile(ctx, File{Tenant: "acme"}, bytes.NewReader(make([]byte, 1024))); err != nil {
+		t.Fatalf("file at the limit: %v", err)
+	}
+}
+
+func TestWebhookIsSigned(t *testing.T) {
+	type hit struct {
+		header http.Header
+		body   []byte
+	}
+	hits := make(chan hit, 4)
+	var fails atomic.Int64
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fails.Add(1) == 1 {
+			w.WriteHeader(http.StatusBadGateway) // the first delivery fails: retried
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		hits <- hit{r.Header.Clone(), b}
+	}))
+	defer recv.Close()
+	secret := []byte("s3cret")
+	s, _ := newStore(t, func(o *Options) { o.WebhookSecret = secret })
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
+	sp := spec("acme")
+	sp.Webhook = recv.URL + "/hook"
+	j, _, err := s.Submit(context.Background(), sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h hit
+	select {
+	case h = <-hits:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no webhook")
+	}
+	if h.header.Get("Content-Type") != "application/json" || h.header.Get("X-Sluice-Job-Id") != j.ID {
+		t.Fatalf("headers %v", h.header)
+	}
+	var ts, mac string
+	for _, part := range strings.Split(h.header.Get("X-Sluice-Signature"), ",") {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			mac = v
+		}
+	}
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts + "."))
+	m.Write(h.body)
+	want := hex.EncodeToString(m.Sum(nil))
+	if _, err := strconv.ParseInt(ts, 10, 64); err != nil || !hmac.Equal([]byte(mac), []byte(want)) {
+		t.Fatalf("signature %q does not verify (want v1=%s)", h.header.Get("X-Sluice-Signature"), want)
+	}
+	var got Job
+	if err := json.Unmarshal(h.body, &got); err != nil || got.ID != j.ID || got.Status != StatusSucceeded || got.Result == nil {
+		t.Fatalf("webhook body %s", h.body)
+	}
+	if strings.Contains(string(h.body), "webhook") || strings.Contains(string(h.body), "acme") {
+		t.Fatalf("webhook body leaks hidden fields: %s", h.body)
+	}
+	eventually(t, "the webhook to count", func() bool { return s.Stats().WebhooksSent == 1 })
+}

@@ -1,0 +1,75 @@
+package jobs
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stats are the Store's counters since Open (this process only).
+type Stats struct {
+	// Executed counts Executor calls.
+	Executed uint64
+	// Duplicates counts deliveries of jobs already finished, or running
+	// under another message, acknowledged without running them again.
+	Duplicates uint64
+	// Cancelled counts jobs a worker found cancelled (or in a cancelled or
+	// expired batch) and dropped.
+	Cancelled uint64
+	// Retried counts jobs sent back to the queue: busy (429/503), failed
+	// attempts and work interrupted by shutdown.
+	Retried uint64
+	// DeadLettered counts jobs that failed MaxAttempts times.
+	DeadLettered uint64
+	// Orphans counts messages dropped because their record never appeared
+	// (the submitter died between publishing and writing it).
+	Orphans uint64
+	// WebhooksSent and WebhooksFailed count webhook deliveries.
+	WebhooksSent   uint64
+	WebhooksFailed uint64
+}
+
+type counters struct {
+	executed, duplicates, cancelled, retried, dead, orphans atomic.Uint64
+	webhookSent, webhookFailed                              atomic.Uint64
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Executed: c.executed.Load(), Duplicates: c.duplicates.Load(), Cancelled: c.cancelled.Load(),
+		Retried: c.retried.Load(), DeadLettered: c.dead.Load(), Orphans: c.orphans.Load(),
+		WebhooksSent: c.webhookSent.Load(), WebhooksFailed: c.webhookFailed.Load(),
+	}
+}
+
+// collector exports Stats as Prometheus counters.
+type collector struct{ s *Store }
+
+var statDescs = []struct {
+	desc *prometheus.Desc
+	get  func(Stats) uint64
+}{
+	{prometheus.NewDesc("sluice_jobs_executed_total", "Job executions.", nil, nil), func(s Stats) uint64 { return s.Executed }},
+	{prometheus.NewDesc("sluice_jobs_duplicates_total", "Deliveries of finished jobs skipped.", nil, nil), func(s Stats) uint64 { return s.Duplicates }},
+	{prometheus.NewDesc("sluice_jobs_cancelled_total", "Cancelled jobs dropped by workers.", nil, nil), func(s Stats) uint64 { return s.Cancelled }},
+	{prometheus.NewDesc("sluice_jobs_retried_total", "Jobs sent back to the queue.", nil, nil), func(s Stats) uint64 { return s.Retried }},
+	{prometheus.NewDesc("sluice_jobs_dead_lettered_total", "Jobs failed after their last attempt.", nil, nil), func(s Stats) uint64 { return s.DeadLettered }},
+	{prometheus.NewDesc("sluice_jobs_orphans_total", "Messages dropped for lack of a record.", nil, nil), func(s Stats) uint64 { return s.Orphans }},
+	{prometheus.NewDesc("sluice_jobs_webhooks_sent_total", "Webhooks delivered.", nil, nil), func(s Stats) uint64 { return s.WebhooksSent }},
+	{prometheus.NewDesc("sluice_jobs_webhooks_failed_total", "Webhooks given up on.", nil, nil), func(s Stats) uint64 { return s.WebhooksFailed }},
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range statDescs {
+		ch <- d.desc
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.Stats()
+	for _, d := range statDescs {
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.get(st)))
+	}
+}

@@ -1,0 +1,257 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// jobRecord is a job as stored in the jobs bucket. The public Job hides
+// Tenant, Body, Webhook and CancelRequested from its JSON, so the record
+// wraps it and carries them itself (the body lives in the bodies bucket:
+// every transition rewrites the record, and batch trackers watch every
+// record of their batch, neither of which should copy the prompt).
+type jobRecord struct {
+	Job             Job    `json:"job"`
+	Tenant          string `json:"tenant"`
+	Webhook         string `json:"webhook,omitempty"`
+	CancelRequested bool   `json:"cancel_requested,omitempty"`
+	// Index is the request's position in its batch's input file.
+	Index int `json:"index,omitempty"`
+	// Seq and Delivery identify the message delivery that set the job
+	// running: a different message for a running job is a duplicate,
+	// the same message redelivered means its worker died (takeover).
+	Seq      uint64 `json:"seq,omitempty"`
+	Delivery uint64 `json:"delivery,omitempty"`
+	// LastError is the latest failed attempt's error, kept for the
+	// dead-letter record.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// job returns the public view with the hidden fields filled in.
+func (r *jobRecord) job() *Job {
+	j := r.Job
+	j.Object = "job"
+	j.Tenant = r.Tenant
+	j.Webhook = r.Webhook
+	j.CancelRequested = r.CancelRequested
+	if r.Job.Result != nil {
+		res := *r.Job.Result
+		j.Result = &res
+	}
+	if r.Job.Error != nil {
+		e := *r.Job.Error
+		j.Error = &e
+	}
+	return &j
+}
+
+// Key layout of the jobs (and bodies) bucket. Batch jobs share their
+// batch's prefix, so a watch on b.<batch>.> lists one batch, and a
+// zero-padded index sorts them in input order.
+func singleKey(id string) string { return "j." + id }
+
+func batchJobKey(batchID string, index int) string {
+	return fmt.Sprintf("b.%s.%06d", batchID, index)
+}
+
+func batchJobsFilter(batchID string) string { return "b." + batchID + ".>" }
+
+// tenantHash makes a tenant (any string) usable as a key token.
+func tenantHash(tenant string) string {
+	h := sha256.Sum256([]byte(tenant))
+	return hex.EncodeToString(h[:12])
+}
+
+// Batch bucket layout: t.<tenant hash>.<id> is the batch (the tenant in
+// the key isolates tenants and lists one tenant's batches); a.<id> ->
+// tenant hash marks a batch the trackers still have work on.
+func batchKey(tenant, id string) string { return "t." + tenantHash(tenant) + "." + id }
+func activeKey(id string) string        { return "a." + id }
+
+// idemKey is the idempotency bucket key of a tenant's Idempotency-Key.
+func idemKey(tenant, key string) string {
+	h := sha256.New()
+	h.Write([]byte(tenant))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// validToken is what may appear in ids and class names used as subject
+// and key tokens.
+var validToken = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+func decodeJob(e jetstream.KeyValueEntry) (*jobRecord, error) {
+	var r jobRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return nil, fmt.Errorf("jobs: decoding record %s: %w", e.Key(), err)
+	}
+	return &r, nil
+}
+
+// getJob reads a record; ErrNotFound if absent.
+func (s *Store) getJob(ctx context.Context, key string) (*jobRecord, uint64, error) {
+	e, err := s.jobs.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("jobs: reading %s: %w", key, err)
+	}
+	r, err := decodeJob(e)
+	return r, e.Revision(), err
+}
+
+// errNoChange from a transition's function leaves the record as it is.
+var errNoChange = errors.New("no change")
+
+// transition applies f to the job record at key and writes the result
+// with compare-and-swap, rereading and reapplying f whenever another
+// writer got in first: every state change sees the latest record, so
+// exactly one transition to a terminal state ever happens. f returns
+// errNoChange to leave the record alone (transition then returns the
+// record and changed=false), or another error to abort.
+func (s *Store) transition(ctx context.Context, key string, f func(r *jobRecord) error) (r *jobRecord, changed bool, err error) {
+	for {
+		cur, rev, err := s.getJob(ctx, key)
+		if err != nil {
+			return nil, false, err
+		}
+		err = f(cur)
+		if errors.Is(err, errNoChange) {
+			return cur, false, nil
+		}
+		if err != nil {
+			return cur, false, err
+		}
+		b, err := json.Marshal(cur)
+		if err != nil {
+			return nil, false, fmt.Errorf("jobs: encoding %s: %w", key, err)
+		}
+		_, err = s.jobs.Update(ctx, key, b, rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("jobs: writing %s: %w", key, err)
+		}
+		return cur, true, nil
+	}
+}
+
+// asyncWrite is one compare-and-swap write of many sent together.
+type asyncWrite struct {
+	bucket string
+	key    string
+	value  []byte
+	rev    uint64 // expected revision; 0 = the key must not exist
+	noCAS  bool   // a plain put
+}
+
+// writeAll sends the writes without waiting for each acknowledgement (a
+// synchronous KV call costs a round trip each: 10,000 of them take
+// seconds) and then waits for all. It returns how many failed their
+// compare-and-swap, and the first other error.
+func (s *Store) writeAll(ctx context.Context, ws []asyncWrite) (conflicts int, err error) {
+	msgs := make([]*nats.Msg, len(ws))
+	for i, w := range ws {
+		m := &nats.Msg{Subject: "$KV." + w.bucket + "." + w.key, Data: w.value, Header: nats.Header{}}
+		if !w.noCAS {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.rev, 10))
+		}
+		msgs[i] = m
+	}
+	return s.publishAll(ctx, msgs)
+}
+
+// publishChunk bounds the acknowledgements awaited at once (nats.go
+// stalls async publishes beyond 4,000 pending).
+const publishChunk = 1024
+
+// publishAll publishes msgs asynchronously, a chunk at a time, and waits
+// for their acknowledgements, counting compare-and-swap conflicts.
+func (s *Store) publishAll(ctx context.Context, msgs []*nats.Msg) (conflicts int, err error) {
+	futs := make([]jetstream.PubAckFuture, 0, min(len(msgs), publishChunk))
+	for len(msgs) > 0 {
+		chunk := msgs[:min(len(msgs), publishChunk)]
+		msgs = msgs[len(chunk):]
+		futs = futs[:0]
+		for _, m := range chunk {
+			f, err := s.js.PublishMsgAsync(m)
+			if err != nil {
+				return conflicts, fmt.Errorf("jobs: publishing %s: %w", m.Subject, err)
+			}
+			futs = append(futs, f)
+		}
+		c, err := waitAcks(ctx, futs)
+		conflicts += c
+		if err != nil {
+			return conflicts, err
+		}
+	}
+	return conflicts, nil
+}
+
+// waitAcks waits for every future, counting compare-and-swap conflicts.
+func waitAcks(ctx context.Context, futs []jetstream.PubAckFuture) (conflicts int, err error) {
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case e := <-f.Err():
+			var apiErr *jetstream.APIError
+			if errors.As(e, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+				apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				conflicts++
+				continue
+			}
+			if err == nil {
+				err = fmt.Errorf("jobs: publishing %s: %w", f.Msg().Subject, e)
+			}
+		case <-ctx.Done():
+			return conflicts, ctx.Err()
+		}
+	}
+	return conflicts, err
+}
+
+// listKeys returns the keys of kv matching filter. (jetstream's
+// ListKeysFiltered cannot tell a complete listing from one cut short.)
+func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = w.Stop()
+		for range w.Updates() { // the watcher blocks until its channel is drained
+		}
+	}()
+	seen := map[string]bool{}
+	var keys []string
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("jobs: key listing interrupted")
+			}
+			if e == nil {
+				return keys, nil
+			}
+			if !seen[e.Key()] {
+				seen[e.Key()] = true
+				keys = append(keys, e.Key())
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

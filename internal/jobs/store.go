@@ -1,0 +1,336 @@
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Names of the JetStream assets. One NATS account holds one Sluice queue.
+const (
+	workStream   = "SLUICE_JOBS"
+	workSubjects = "sluice.jobs." // + class
+	deadStream   = "SLUICE_DEAD"
+	deadSubjects = "sluice.dead." // + class
+	jobsBucket   = "sluice_jobs"
+	bodiesBucket = "sluice_bodies"
+	idemBucket   = "sluice_idem"
+	batchBucket  = "sluice_batches"
+	filesBucket  = "sluice_files"
+)
+
+// defaultClasses are the classes a worker takes jobs from when
+// WorkerOptions.Classes is empty, in the order it prefers them; the first
+// is also a Spec's default class.
+func defaultClasses() []string { return []string{"interactive", "batch"} }
+
+// Options configures a Store. Zero values take the documented defaults.
+type Options struct {
+	// URL is the NATS server, e.g. (*Embedded).ClientURL().
+	URL string
+	// Name is the NATS connection name, default "sluice-jobs".
+	Name string
+	// Retention is how long job records, batches and files are kept after
+	// their last change, default 7 days.
+	Retention time.Duration
+	// Replicas of every stream, bucket and object store, default 1
+	// (more only on a JetStream cluster).
+	Replicas int
+	// MaxFileBytes bounds an uploaded file, default 200 MiB.
+	MaxFileBytes int64
+	// MaxAttempts is how many executions ending in an error a job gets
+	// before it is dead-lettered, default 5. Busy answers (429/503) do not
+	// count.
+	MaxAttempts int
+	// AckWait is how long JetStream waits for a sign of life from the
+	// worker holding a message before redelivering it, default 1 minute.
+	// Workers send one every AckWait/4 while a job waits or runs, so
+	// AckWait only bounds how fast a dead worker's job is taken over.
+	AckWait time.Duration
+	// RetryDelay is the wait before a job that ended in an error runs
+	// again; it doubles per attempt up to MaxRetryDelay. Defaults 2s, 1m.
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
+	// BusyDelay is the wait before a job that got 429/503 (no room) runs
+	// again, growing with consecutive deliveries to 5x. Default 1s.
+	BusyDelay time.Duration
+	// TrackInterval is how often batch trackers refresh counts and check
+	// expiry, default 1s.
+	TrackInterval time.Duration
+	// CreateTimeout is how long a batch may stay "validating" (being
+	// enqueued) before the tracker decides its creator died and fails
+	// it, default 10 minutes.
+	CreateTimeout time.Duration
+	// NoTracker leaves batch tracking to other processes (a worker-only
+	// process). Some process must track, or batches never finish.
+	NoTracker bool
+	// Now is the clock for every recorded timestamp and expiry, default
+	// time.Now.
+	Now Clock
+	// Rand is the source of ids, default crypto/rand.
+	Rand io.Reader
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+	// WebhookSecret signs webhook bodies (X-Sluice-Signature); without
+	// it webhooks are sent unsigned.
+	WebhookSecret []byte
+	// WebhookClient posts webhooks, default a client with a 10s timeout.
+	WebhookClient *http.Client
+	// WebhookTimeout bounds one webhook's delivery, retries included,
+	// default 1 minute.
+	WebhookTimeout time.Duration
+	// Registerer, when set, gets the queue's counters as Prometheus
+	// metrics (unregistered on Close).
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) defaults() {
+	if o.Name == "" {
+		o.Name = "sluice-jobs"
+	}
+	if o.Retention <= 0 {
+		o.Retention = 7 * 24 * time.Hour
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.MaxFileBytes <= 0 {
+		o.MaxFileBytes = 200 << 20
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = time.Minute
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = 2 * time.Second
+	}
+	if o.MaxRetryDelay < o.RetryDelay {
+		o.MaxRetryDelay = max(time.Minute, o.RetryDelay)
+	}
+	if o.BusyDelay <= 0 {
+		o.BusyDelay = time.Second
+	}
+	if o.TrackInterval <= 0 {
+		o.TrackInterval = time.Second
+	}
+	if o.CreateTimeout <= 0 {
+		o.CreateTimeout = 10 * time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.WebhookClient == nil {
+		o.WebhookClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.WebhookTimeout <= 0 {
+		o.WebhookTimeout = time.Minute
+	}
+}
+
+// Store is the JetStream-backed job queue. It implements Service; workers
+// run with RunWorker. Close releases it.
+type Store struct {
+	o   Options
+	log *slog.Logger
+
+	nc       *nats.Conn
+	ncClosed chan struct{} // closed once nc is, after Drain finished
+	js       jetstream.JetStream
+	jobs     jetstream.KeyValue // job records, without bodies
+	bodies   jetstream.KeyValue // request bodies, same keys as jobs
+	idem     jetstream.KeyValue // idempotency key hash -> job id
+	batch    jetstream.KeyValue // batch records and the active-batch index
+	files    jetstream.ObjectStore
+
+	stats    counters
+	metrics  *collector
+	hooks    *webhooks
+	tracker  *tracker
+	randMu   sync.Mutex
+	ctx      context.Context // ends on Close: stops everything below
+	cancel   context.CancelFunc
+	mu       sync.Mutex // guards closed and wg.Add
+	closed   bool
+	wg       sync.WaitGroup // the Store's goroutines and running RunWorker calls
+	closeErr error
+	once     sync.Once
+}
+
+var _ Service = (*Store)(nil)
+
+// Open connects to NATS and creates (or updates) the queue's stream,
+// buckets and object store. Unless o.NoTracker, it starts the batch
+// tracker; Close stops it.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	o.defaults()
+	if o.URL == "" {
+		return nil, errors.New("jobs: Options.URL is required")
+	}
+	// Reconnect forever: the queue outlives NATS restarts, and callers see
+	// errors (not a dead Store) while the server is away.
+	ncClosed := make(chan struct{})
+	nc, err := nats.Connect(o.URL, nats.Name(o.Name), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ClosedHandler(func(*nats.Conn) { close(ncClosed) }))
+	if err != nil {
+		return nil, fmt.Errorf("jobs: connecting to %s: %w", o.URL, err)
+	}
+	s := &Store{o: o, log: o.Logger.With("component", "jobs"), nc: nc, ncClosed: ncClosed}
+	if err := s.setup(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if o.Registerer != nil {
+		s.metrics = &collector{s: s}
+		if err := o.Registerer.Register(s.metrics); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("jobs: registering metrics: %w", err)
+		}
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.hooks = newWebhooks(s)
+	s.hooks.start(s.ctx, &s.wg)
+	if !o.NoTracker {
+		s.tracker = newTracker(s)
+		s.wg.Go(func() { s.tracker.run(s.ctx) })
+	}
+	return s, nil
+}
+
+func (s *Store) setup(ctx context.Context) error {
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return fmt.Errorf("jobs: jetstream: %w", err)
+	}
+	s.js = js
+	o := s.o
+	// Work queue retention: a message is deleted once acked, so the stream
+	// holds exactly the backlog and needs no cleanup. The price is that
+	// consumers may not overlap, hence one durable consumer per class
+	// (see consumer). Records, not messages, are the source of truth:
+	// the message carries only the job key.
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       workStream,
+		Subjects:   []string{workSubjects + ">"},
+		Retention:  jetstream.WorkQueuePolicy,
+		MaxAge:     o.Retention,
+		Replicas:   o.Replicas,
+		Duplicates: 2 * time.Minute, // Nats-Msg-Id = job key: a retried publish does not enqueue twice
+	}); err != nil {
+		return fmt.Errorf("jobs: creating stream %s: %w", workStream, err)
+	}
+	// Dead letters: the record stays in the jobs bucket (failed,
+	// max_attempts); this stream is the operator's list of them.
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:     deadStream,
+		Subjects: []string{deadSubjects + ">"},
+		MaxAge:   o.Retention,
+		Replicas: o.Replicas,
+	}); err != nil {
+		return fmt.Errorf("jobs: creating stream %s: %w", deadStream, err)
+	}
+	kv := func(name, desc string) (jetstream.KeyValue, error) {
+		b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, Description: desc, TTL: o.Retention, Replicas: o.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("jobs: creating bucket %s: %w", name, err)
+		}
+		return b, nil
+	}
+	if s.jobs, err = kv(jobsBucket, "Sluice job records: j.<id>, b.<batch>.<index>"); err != nil {
+		return err
+	}
+	if s.bodies, err = kv(bodiesBucket, "Sluice request bodies, keyed as the job records"); err != nil {
+		return err
+	}
+	if s.idem, err = kv(idemBucket, "Sluice idempotency keys -> job id"); err != nil {
+		return err
+	}
+	if s.batch, err = kv(batchBucket, "Sluice batches: t.<tenant hash>.<id>; a.<id> while active"); err != nil {
+		return err
+	}
+	if s.files, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: filesBucket, Description: "Sluice files", TTL: o.Retention, Replicas: o.Replicas,
+	}); err != nil {
+		return fmt.Errorf("jobs: creating object store %s: %w", filesBucket, err)
+	}
+	return nil
+}
+
+// Close stops the tracker, webhook senders and running workers (each
+// RunWorker returns after its grace), then closes the NATS connection.
+// Webhooks not yet delivered are dropped.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		s.wg.Wait()
+		if s.metrics != nil {
+			s.o.Registerer.Unregister(s.metrics)
+		}
+		// Drain flushes acks and publishes still buffered; Close would drop them.
+		if err := s.nc.Drain(); err != nil {
+			s.nc.Close()
+			if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrConnectionReconnecting) {
+				s.closeErr = fmt.Errorf("jobs: draining NATS connection: %w", err)
+			}
+		}
+		<-s.ncClosed // Drain is asynchronous; its end bounds our goroutines
+	})
+	return s.closeErr
+}
+
+// enter registers one more goroutine the Store must wait for, or reports
+// that the Store is closed.
+func (s *Store) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.wg.Add(1)
+	return nil
+}
+
+func (s *Store) checkOpen() error {
+	if s.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) now() time.Time { return s.o.Now() }
+
+// newID is prefix + n random bytes in hex.
+func (s *Store) newID(prefix string, n int) (string, error) {
+	b := make([]byte, n)
+	s.randMu.Lock()
+	_, err := io.ReadFull(s.o.Rand, b)
+	s.randMu.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("jobs: reading random id: %w", err)
+	}
+	return prefix + hex.EncodeToString(b), nil
+}

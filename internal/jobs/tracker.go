@@ -1,0 +1,326 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The tracker keeps batches moving: request counts, cancellation, expiry
+// and finalization. Counts are never incremented; they are recomputed
+// from the job records (the source of truth), so a crash anywhere loses
+// nothing, and any process's tracker can take over any batch.
+//
+// One goroutine (run) lists the active batches (a.<id> keys) every
+// TrackInterval and keeps one actor per batch. An actor watches its
+// batch's job records (a KV watch on b.<id>.>: every current record, then
+// every change, wherever the job ran) and evaluates the batch when nudged
+// or when its last job finishes. Several processes may track the same
+// batch: every batch change is a compare-and-swap, and finalization is
+// idempotent (see finalize).
+type tracker struct {
+	s      *Store
+	nudge  chan struct{}
+	actors map[string]*actor // by batch id; run's goroutine only
+}
+
+func newTracker(s *Store) *tracker {
+	return &tracker{s: s, nudge: make(chan struct{}, 1), actors: map[string]*actor{}}
+}
+
+// nudgeTracker asks the tracker to look at the batches now.
+func (s *Store) nudgeTracker() {
+	if s.tracker == nil {
+		return
+	}
+	select {
+	case s.tracker.nudge <- struct{}{}:
+	default:
+	}
+}
+
+func (t *tracker) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	tick := time.NewTicker(t.s.o.TrackInterval)
+	defer tick.Stop()
+	for {
+		t.scan(ctx, &wg)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-t.nudge:
+		}
+	}
+}
+
+// scan starts actors for new active batches and nudges the others.
+func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
+	for id, a := range t.actors {
+		select {
+		case <-a.done:
+			delete(t.actors, id)
+		default:
+		}
+	}
+	keys, err := listKeys(ctx, t.s.batch, "a.*")
+	if err != nil {
+		if ctx.Err() == nil {
+			t.s.log.Warn("listing active batches", "err", err)
+		}
+		return
+	}
+	for _, k := range keys {
+		id := strings.TrimPrefix(k, "a.")
+		if a, ok := t.actors[id]; ok {
+			select {
+			case a.nudge <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		e, err := t.s.batch.Get(ctx, k)
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		a := &actor{s: t.s, id: id, key: string(e.Value()), nudge: make(chan struct{}, 1),
+			done: make(chan struct{}), jobs: map[int]*jobState{}}
+		t.actors[id] = a
+		wg.Go(func() { a.run(ctx) })
+	}
+}
+
+// lineKind is where a finished job goes in the batch's result files.
+type lineKind uint8
+
+const (
+	lineNone   lineKind = iota // cancelled with its batch: in neither file
+	lineOutput                 // a 2xx answer: output file, counted completed
+	lineError                  // any other outcome: error file, counted failed
+)
+
+func kindOf(r *jobRecord) lineKind {
+	switch {
+	case r.Job.Status == StatusSucceeded:
+		return lineOutput
+	case r.Job.Status == StatusFailed:
+		return lineError
+	case r.Job.Status == StatusCancelled && r.Job.Error != nil && r.Job.Error.Code == "batch_expired":
+		return lineError
+	}
+	return lineNone
+}
+
+// jobState is what an actor knows of one job.
+type jobState struct {
+	rev    uint64
+	status Status
+	kind   lineKind
+	rec    *jobRecord // while not terminal, to cancel it
+}
+
+type actor struct {
+	s     *Store
+	id    string // batch id
+	key   string // batch record key
+	nudge chan struct{}
+	done  chan struct{}
+
+	jobs     map[int]*jobState // by index
+	ready    bool              // the watch delivered every existing record
+	terminal int
+	total    int // from the batch record
+}
+
+func (a *actor) run(ctx context.Context) {
+	defer close(a.done)
+	w, err := a.s.jobs.Watch(ctx, batchJobsFilter(a.id))
+	if err != nil {
+		if ctx.Err() == nil {
+			a.s.log.Warn("watching batch", "batch", a.id, "err", err)
+		}
+		return // the next scan retries
+	}
+	defer func() {
+		_ = w.Stop()
+		for range w.Updates() { // the watcher blocks until its channel is drained
+		}
+	}()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				a.ready = true
+			} else if !a.apply(e) {
+				continue
+			}
+			if a.ready && (e == nil || a.allTerminal()) && a.evaluate(ctx) {
+				return
+			}
+		case <-a.nudge:
+			if a.evaluate(ctx) {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// apply records a job record update; it reports whether a job became
+// terminal.
+func (a *actor) apply(e jetstream.KeyValueEntry) bool {
+	if e.Operation() != jetstream.KeyValuePut {
+		return false
+	}
+	idx, err := strconv.Atoi(e.Key()[strings.LastIndexByte(e.Key(), '.')+1:])
+	if err != nil {
+		return false
+	}
+	st := a.jobs[idx]
+	if st != nil && (st.rev >= e.Revision() || st.status.Terminal()) {
+		return false
+	}
+	r, err := decodeJob(e)
+	if err != nil {
+		a.s.log.Warn("tracking batch", "err", err)
+		return false
+	}
+	st = &jobState{rev: e.Revision(), status: r.Job.Status, rec: r}
+	a.jobs[idx] = st
+	if !st.status.Terminal() {
+		return false
+	}
+	st.kind, st.rec = kindOf(r), nil
+	a.terminal++
+	return true
+}
+
+func (a *actor) allTerminal() bool {
+	return a.ready && a.total > 0 && len(a.jobs) == a.total && a.terminal == a.total
+}
+
+func (a *actor) counts() BatchCounts {
+	c := BatchCounts{Total: a.total}
+	for _, st := range a.jobs {
+		switch st.kind {
+		case lineOutput:
+			c.Completed++
+		case lineError:
+			c.Failed++
+		}
+	}
+	return c
+}
+
+// evaluate moves the batch on as far as it can; it reports whether the
+// batch needs no more tracking.
+func (a *actor) evaluate(ctx context.Context) bool {
+	s := a.s
+	b, _, err := s.getBatch(ctx, a.key)
+	if errors.Is(err, ErrNotFound) {
+		return a.forget(ctx)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("reading batch", "batch", a.id, "err", err)
+		}
+		return false
+	}
+	a.total = b.Batch.RequestCounts.Total
+	now := s.now()
+	switch st := b.Batch.Status; {
+	case batchTerminal(st):
+		return a.forget(ctx)
+	case st == batchFinalizing || b.Target != "":
+		return a.finalize(ctx, b.Target)
+	case st == batchValidating:
+		if now.Sub(time.Unix(b.Batch.CreatedAt, 0)) > s.o.CreateTimeout {
+			_, _, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
+				if r.Batch.Status != batchValidating {
+					return errNoChange
+				}
+				failBatch(r, now.Unix(), "the batch was not fully enqueued (its creator stopped)")
+				return nil
+			})
+			return err == nil && a.forget(ctx)
+		}
+		return false
+	case !a.ready:
+		return false
+	case st == batchInProgress && b.Batch.ExpiresAt != nil && now.Unix() >= *b.Batch.ExpiresAt:
+		if !a.allTerminal() {
+			a.cancelOpen(ctx, "batch_expired", "the batch expired before this request finished", true)
+			return false // the watch brings the cancellations, then finalize
+		}
+		return a.finalize(ctx, batchExpired)
+	case a.allTerminal():
+		target := batchCompleted
+		if st == batchCancelling {
+			target = batchCancelled
+		}
+		return a.finalize(ctx, target)
+	case st == batchCancelling:
+		a.cancelOpen(ctx, "batch_cancelled", "the batch was cancelled", false)
+	}
+	if c := a.counts(); c != b.Batch.RequestCounts {
+		_, _, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
+			if batchTerminal(r.Batch.Status) || r.Target != "" || r.Batch.RequestCounts == c {
+				return errNoChange
+			}
+			r.Batch.RequestCounts = c
+			return nil
+		})
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("updating batch counts", "batch", a.id, "err", err)
+		}
+	}
+	return false
+}
+
+// cancelOpen cancels the batch's queued jobs (and running ones, with
+// running), all at once: a worker that started one meanwhile wins its
+// compare-and-swap and this one loses, which the next evaluation sees.
+func (a *actor) cancelOpen(ctx context.Context, code, why string, running bool) {
+	now := a.s.now().Unix()
+	var ws []asyncWrite
+	for _, st := range a.jobs {
+		if st.rec == nil || !(st.status == StatusQueued || running && st.status == StatusRunning) {
+			continue
+		}
+		r := *st.rec
+		cancelRecord(&r, now, code, why)
+		b, err := json.Marshal(&r)
+		if err != nil {
+			continue
+		}
+		ws = append(ws, asyncWrite{bucket: jobsBucket, key: batchJobKey(a.id, r.Index), value: b, rev: st.rev})
+	}
+	if len(ws) == 0 {
+		return
+	}
+	if _, err := a.s.writeAll(ctx, ws); err != nil && ctx.Err() == nil {
+		a.s.log.Warn("cancelling batch jobs", "batch", a.id, "err", err)
+	}
+}
+
+// forget drops the batch from the active index.
+func (a *actor) forget(ctx context.Context) bool {
+	if err := a.s.batch.Delete(ctx, activeKey(a.id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if ctx.Err() == nil {
+			a.s.log.Warn("unindexing batch", "batch", a.id, "err", err)
+		}
+		return false
+	}
+	return true
+}

@@ -1,0 +1,500 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// WorkerOptions configures RunWorker.
+type WorkerOptions struct {
+	// Concurrency is how many jobs run at once, default 1.
+	Concurrency int
+	// Executor runs the jobs (required).
+	Executor Executor
+	// Gate, when set, is asked before a message is taken and again for
+	// the job's model before it runs.
+	Gate Gate
+	// Classes are the job classes taken, most preferred first; default
+	// "interactive", "batch".
+	Classes []string
+	// PollWait is the longest one fetch waits for a message, default 1s.
+	// It also bounds how long an idle worker takes to notice shutdown:
+	// a fetch is not abandoned half-way, because the server could hand
+	// it a message no one would then hold until AckWait.
+	PollWait time.Duration
+	// Grace is how long running jobs may finish after ctx ends before
+	// their executions are cancelled and the jobs requeued, default 5s.
+	Grace time.Duration
+}
+
+// orphanGrace is how long a message may wait for its record (Submit
+// publishes before it writes) before it is taken for a submitter's crash.
+const orphanGrace = time.Minute
+
+// RunWorker takes jobs from the queue and executes them until ctx ends or
+// the Store closes. It then stops taking jobs, gives running ones Grace to
+// finish, cancels the rest and requeues them, and returns nil. It returns
+// an error only if it cannot start.
+func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
+	if o.Executor == nil {
+		return errors.New("jobs: RunWorker needs an Executor")
+	}
+	o.Concurrency = max(o.Concurrency, 1)
+	if len(o.Classes) == 0 {
+		o.Classes = defaultClasses()
+	}
+	if o.PollWait <= 0 {
+		o.PollWait = time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 5 * time.Second
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.wg.Done()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(s.ctx, stop)()
+
+	w := &worker{s: s, o: o}
+	for _, class := range o.Classes {
+		c, err := s.consumer(runCtx, class)
+		if err != nil {
+			return err
+		}
+		w.cons = append(w.cons, c)
+	}
+	// Executions get their own context: ending ctx stops the taking of
+	// jobs at once but gives running ones Grace.
+	execCtx, execCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer execCancel()
+	var slots sync.WaitGroup
+	for range o.Concurrency {
+		slots.Go(func() { w.slot(runCtx, execCtx) })
+	}
+	<-runCtx.Done()
+	t := time.AfterFunc(o.Grace, execCancel)
+	slots.Wait()
+	t.Stop()
+	return nil
+}
+
+// consumer creates or updates the durable pull consumer of a class. A
+// work-queue stream forbids overlapping consumers, so each class has one,
+// shared by every worker of every process taking that class.
+func (s *Store) consumer(ctx context.Context, class string) (jetstream.Consumer, error) {
+	if !validToken.MatchString(class) {
+		return nil, fmt.Errorf("jobs: invalid class %q", class)
+	}
+	c, err := s.js.CreateOrUpdateConsumer(ctx, workStream, jetstream.ConsumerConfig{
+		Durable:       "jobs-" + class,
+		FilterSubject: workSubjects + class,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.o.AckWait,
+		// Attempts are counted in the record, where busy answers do not
+		// count; the server must never give up on a message by itself.
+		MaxDeliver:    -1,
+		MaxAckPending: -1,
+		Replicas:      s.o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: creating consumer for class %s: %w", class, err)
+	}
+	return c, nil
+}
+
+type worker struct {
+	s    *Store
+	o    WorkerOptions
+	cons []jetstream.Consumer
+}
+
+func (w *worker) slot(ctx, execCtx context.Context) {
+	turn := 0
+	for ctx.Err() == nil {
+		if w.o.Gate != nil {
+			if err := w.o.Gate.Wait(ctx, ""); err != nil {
+				if ctx.Err() == nil {
+					w.s.log.Warn("gate failed", "err", err)
+					sleep(ctx, w.o.PollWait)
+				}
+				continue
+			}
+		}
+		msg, err := w.next(&turn)
+		if err != nil {
+			w.s.log.Warn("fetching jobs", "err", err)
+			sleep(ctx, w.o.PollWait) // NATS away: do not spin
+			continue
+		}
+		if msg != nil {
+			w.handle(ctx, execCtx, msg)
+		}
+	}
+}
+
+// next returns a message of the most preferred class that has one,
+// waiting up to PollWait (on each class in turn) when none has.
+func (w *worker) next(turn *int) (jetstream.Msg, error) {
+	if len(w.cons) > 1 {
+		for _, c := range w.cons {
+			b, err := c.FetchNoWait(1)
+			if err != nil {
+				return nil, err
+			}
+			if m, err := first(b); m != nil || err != nil {
+				return m, err
+			}
+		}
+	}
+	c := w.cons[*turn%len(w.cons)]
+	*turn++
+	b, err := c.Fetch(1, jetstream.FetchMaxWait(w.o.PollWait))
+	if err != nil {
+		return nil, err
+	}
+	return first(b)
+}
+
+func first(b jetstream.MessageBatch) (jetstream.Msg, error) {
+	var m jetstream.Msg
+	for msg := range b.Messages() {
+		m = msg
+	}
+	if m == nil {
+		return nil, b.Error()
+	}
+	return m, nil
+}
+
+// delivery is one message being handled.
+type delivery struct {
+	msg  jetstream.Msg
+	meta *jetstream.MsgMetadata
+	key  string
+}
+
+// handle runs one message's job to its next state and acks or naks it.
+func (w *worker) handle(ctx, execCtx context.Context, msg jetstream.Msg) {
+	s := w.s
+	meta, err := msg.Metadata()
+	if err != nil {
+		s.log.Error("message without metadata", "err", err)
+		_ = msg.Term()
+		return
+	}
+	d := &delivery{msg: msg, meta: meta, key: string(msg.Data())}
+	stopBeat := w.heartbeat(msg)
+	defer stopBeat()
+	// Bookkeeping must survive shutdown; JetStream's default timeout
+	// bounds each call.
+	bg := context.WithoutCancel(ctx)
+
+	rec, _, err := s.getJob(bg, d.key)
+	if errors.Is(err, ErrNotFound) {
+		// Message times are the server's clock, not ours.
+		if time.Since(meta.Timestamp) < orphanGrace {
+			_ = msg.NakWithDelay(min(100*time.Millisecond*time.Duration(meta.NumDelivered), 5*time.Second))
+			return
+		}
+		s.stats.orphans.Add(1)
+		s.log.Warn("dropping message without a job record", "key", d.key)
+		_ = msg.Ack()
+		return
+	}
+	if err != nil {
+		s.log.Warn("reading job", "key", d.key, "err", err)
+		_ = msg.NakWithDelay(s.o.BusyDelay)
+		return
+	}
+	if w.settled(bg, d, rec) {
+		return
+	}
+	if w.o.Gate != nil {
+		if err := w.o.Gate.Wait(ctx, rec.Job.Model); err != nil {
+			if ctx.Err() != nil {
+				_ = msg.Nak() // shutting down: someone else may run it now
+				return
+			}
+			s.log.Warn("gate failed", "model", rec.Job.Model, "err", err)
+			_ = msg.NakWithDelay(s.o.BusyDelay)
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		_ = msg.Nak()
+		return
+	}
+	w.run(bg, execCtx, d)
+}
+
+// settled handles a delivery that needs no execution: the job finished,
+// runs under another message, or is cancelled (itself or by its batch).
+// It reports whether it dealt with the message.
+func (w *worker) settled(ctx context.Context, d *delivery, rec *jobRecord) bool {
+	s := w.s
+	if rec.Job.Status.Terminal() || (rec.Job.Status == StatusRunning && rec.Seq != d.meta.Sequence.Stream) {
+		s.stats.duplicates.Add(1)
+		_ = d.msg.Ack()
+		return true
+	}
+	code, why := "", ""
+	if rec.CancelRequested {
+		code, why = "cancelled", "cancelled by the client"
+	} else if rec.Job.BatchID != "" {
+		b, _, err := s.getBatch(ctx, batchKey(rec.Tenant, rec.Job.BatchID))
+		switch {
+		case errors.Is(err, ErrNotFound):
+			code, why = "batch_expired", "the batch no longer exists"
+		case err != nil:
+			s.log.Warn("reading batch", "batch", rec.Job.BatchID, "err", err)
+			_ = d.msg.NakWithDelay(s.o.BusyDelay)
+			return true
+		case b.Batch.Status == batchValidating:
+			_ = d.msg.NakWithDelay(min(s.o.BusyDelay, 250*time.Millisecond)) // being enqueued
+			return true
+		case b.Batch.Status == batchInProgress && b.Batch.ExpiresAt != nil && s.now().Unix() >= *b.Batch.ExpiresAt,
+			b.Batch.Status == batchExpired:
+			code, why = "batch_expired", "the batch expired before this request ran"
+		case b.Batch.Status != batchInProgress:
+			code, why = "batch_cancelled", "the batch is "+b.Batch.Status
+		}
+	}
+	if code == "" {
+		return false
+	}
+	r, changed, err := s.transition(ctx, d.key, func(r *jobRecord) error {
+		if r.Job.Status.Terminal() || (r.Job.Status == StatusRunning && r.Seq != d.meta.Sequence.Stream) {
+			return errNoChange
+		}
+		cancelRecord(r, s.now().Unix(), code, why)
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("cancelling job", "key", d.key, "err", err)
+		_ = d.msg.NakWithDelay(s.o.BusyDelay)
+		return true
+	}
+	if changed {
+		s.stats.cancelled.Add(1)
+		s.hooks.notify(r)
+	}
+	_ = d.msg.Ack()
+	return true
+}
+
+// errSkip aborts the start of a job that turned out not to need running.
+var errSkip = errors.New("skip")
+
+// run marks the job running, executes it and records the outcome.
+func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
+	s := w.s
+	seq, nd := d.meta.Sequence.Stream, d.meta.NumDelivered
+	lost := false // the previous run died with its worker
+	rec, _, err := s.transition(ctx, d.key, func(r *jobRecord) error {
+		switch {
+		case r.Job.Status.Terminal(), r.Job.Status == StatusRunning && r.Seq != seq:
+			return errSkip
+		case r.CancelRequested:
+			cancelRecord(r, s.now().Unix(), "cancelled", "cancelled by the client")
+			return nil
+		case r.Job.Status == StatusRunning && r.Job.Attempts >= s.o.MaxAttempts:
+			lost = true
+			r.LastError = fmt.Sprintf("worker lost while running attempt %d", r.Job.Attempts)
+			deadRecord(r, s.now().Unix())
+			return nil
+		}
+		r.Job.Status = StatusRunning
+		r.Job.Attempts++
+		r.Job.StartedAt = s.now().Unix()
+		r.Seq, r.Delivery = seq, nd
+		return nil
+	})
+	switch {
+	case errors.Is(err, errSkip):
+		s.stats.duplicates.Add(1)
+		_ = d.msg.Ack()
+		return
+	case err != nil:
+		s.log.Warn("starting job", "key", d.key, "err", err)
+		_ = d.msg.NakWithDelay(s.o.BusyDelay)
+		return
+	case rec.Job.Status.Terminal():
+		w.finished(ctx, d, rec, lost)
+		return
+	}
+
+	job := rec.job()
+	body, err := s.bodies.Get(ctx, d.key)
+	if err != nil {
+		w.retry(ctx, d, retryFailed, fmt.Errorf("reading body: %w", err))
+		return
+	}
+	job.Body = body.Value()
+	res, err := w.o.Executor.Execute(execCtx, job)
+	s.stats.executed.Add(1)
+	switch {
+	case err != nil && execCtx.Err() != nil:
+		w.retry(ctx, d, retryShutdown, err) // cut short by shutdown: not the job's fault
+	case err != nil:
+		w.retry(ctx, d, retryFailed, err)
+	case res.StatusCode == 429 || res.StatusCode == 503:
+		w.retry(ctx, d, retryBusy, nil)
+	default:
+		w.complete(ctx, d, res)
+	}
+}
+
+// complete records an answer: any status other than 429/503 is final.
+func (w *worker) complete(ctx context.Context, d *delivery, res Result) {
+	s := w.s
+	rec, changed, err := s.transition(ctx, d.key, func(r *jobRecord) error {
+		if r.Job.Status.Terminal() {
+			return errNoChange // expired meanwhile, or another run answered first
+		}
+		now := s.now().Unix()
+		if r.CancelRequested {
+			cancelRecord(r, now, "cancelled", "cancelled by the client")
+			return nil
+		}
+		r.Job.Status = StatusFailed
+		if res.StatusCode/100 == 2 {
+			r.Job.Status = StatusSucceeded
+		}
+		r.Job.Result = &res
+		r.Job.FinishedAt = now
+		return nil
+	})
+	if err != nil {
+		// The message comes back after AckWait and the job runs again: at
+		// least once, never a lost answer recorded as done.
+		s.log.Error("recording job result", "key", d.key, "err", err)
+		return
+	}
+	if changed {
+		s.hooks.notify(rec)
+	}
+	_ = d.msg.Ack()
+}
+
+// retryMode says why a job goes back to the queue.
+type retryMode int
+
+const (
+	retryFailed   retryMode = iota // the attempt failed: it counts, with backoff
+	retryBusy                      // no room (429/503): does not count, short delay
+	retryShutdown                  // interrupted by shutdown: does not count, no delay
+)
+
+// retry sends the job back to the queue, or dead-letters it when a failed
+// attempt was its last.
+func (w *worker) retry(ctx context.Context, d *delivery, mode retryMode, cause error) {
+	s := w.s
+	seq, nd := d.meta.Sequence.Stream, d.meta.NumDelivered
+	rec, changed, err := s.transition(ctx, d.key, func(r *jobRecord) error {
+		if r.Job.Status != StatusRunning || r.Seq != seq || r.Delivery != nd {
+			return errNoChange // finished, or taken over by a redelivery
+		}
+		if mode != retryFailed {
+			r.Job.Attempts--
+		} else {
+			r.LastError = cause.Error()
+			if r.Job.Attempts >= s.o.MaxAttempts {
+				deadRecord(r, s.now().Unix())
+				return nil
+			}
+		}
+		r.Job.Status = StatusQueued
+		r.Job.StartedAt = 0
+		r.Seq, r.Delivery = 0, 0
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("requeueing job", "key", d.key, "err", err)
+		return // AckWait brings it back
+	}
+	if !changed {
+		if rec.Job.Status.Terminal() {
+			_ = d.msg.Ack()
+		}
+		return // a redelivery holds the message now: leave it to that one
+	}
+	if rec.Job.Status.Terminal() {
+		w.finished(ctx, d, rec, true)
+		return
+	}
+	s.stats.retried.Add(1)
+	switch mode {
+	case retryShutdown:
+		_ = d.msg.Nak()
+	case retryBusy:
+		_ = d.msg.NakWithDelay(s.o.BusyDelay * time.Duration(min(max(d.meta.NumDelivered, 1), 5)))
+	default:
+		_ = d.msg.NakWithDelay(min(s.o.RetryDelay<<min(rec.Job.Attempts-1, 20), s.o.MaxRetryDelay))
+	}
+}
+
+// finished acks a job that reached a terminal state while starting or
+// retrying, dead-lettering it first if it ran out of attempts.
+func (w *worker) finished(ctx context.Context, d *delivery, rec *jobRecord, dead bool) {
+	s := w.s
+	if dead && rec.Job.Status == StatusFailed {
+		s.stats.dead.Add(1)
+		s.log.Warn("job dead-lettered", "job", rec.Job.ID, "attempts", rec.Job.Attempts, "err", rec.LastError)
+		if b, err := json.Marshal(rec.job()); err == nil {
+			m := &nats.Msg{Subject: deadSubjects + rec.Job.Class, Data: b, Header: nats.Header{"Sluice-Job-Key": []string{d.key}}}
+			if _, err := s.js.PublishMsg(ctx, m); err != nil {
+				s.log.Warn("publishing dead letter", "job", rec.Job.ID, "err", err) // the record remains
+			}
+		}
+	} else if rec.Job.Status == StatusCancelled {
+		s.stats.cancelled.Add(1)
+	}
+	s.hooks.notify(rec)
+	_ = d.msg.Ack()
+}
+
+// deadRecord fails r for good with its last error.
+func deadRecord(r *jobRecord, now int64) {
+	r.Job.Status = StatusFailed
+	r.Job.FinishedAt = now
+	r.Job.Error = &JobError{Code: "max_attempts", Message: r.LastError}
+}
+
+// heartbeat tells JetStream the message is still being worked on, every
+// AckWait/4, until the returned stop is called.
+func (w *worker) heartbeat(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(w.s.o.AckWait / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = msg.InProgress()
+			case <-done:
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
