@@ -73,8 +73,19 @@ func metric(t *testing.T, url, name string) string {
 // is a hit without a backend call.
 func TestRedisCacheSharedAcrossGateways(t *testing.T) {
 	redis := redistest.Start(t)
+	testSharedL2(t, redis.Addr)
+}
+
+// The same on a 3-master Redis Cluster (rueidis' client-side caching works
+// there too).
+func TestRedisClusterCacheSharedAcrossGateways(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	testSharedL2(t, strings.Join(c.Addrs, ", "))
+}
+
+func testSharedL2(t *testing.T, addrs string) {
 	be, calls := countingBackend(t)
-	path := writeCacheConfig(t, be.URL, redis.Addr)
+	path := writeCacheConfig(t, be.URL, addrs)
 	urlA, stopA, doneA := startApp(t, path)
 	defer func() { stopA(); <-doneA }()
 	urlB, stopB, doneB := startApp(t, path)
