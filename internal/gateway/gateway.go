@@ -132,7 +132,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	job := jobCallFrom(r.Context()) // set when a queued job runs through here
 	var id identity
 	if job != nil {
-		id = job.id
+		id, rec.job = job.id, true
 	} else {
 		var authErr *openai.Error
 		if id, authErr = rt.tenants.identify(r, ip); authErr != nil {

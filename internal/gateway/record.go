@@ -19,6 +19,7 @@ type record struct {
 	queued          time.Duration
 	cache           string // HIT when answered from the cache
 	stream          bool
+	job             bool // a queued job run by a worker
 	start           time.Time
 	status          int
 	errCode         string
@@ -62,7 +63,10 @@ func (g *Gateway) finish(rec *record) {
 		g.metrics.Tokens.WithLabelValues(model, "out").Add(float64(res.Usage.CompletionTokens))
 	}
 	level := slog.LevelInfo
-	if rec.status >= 500 {
+	switch {
+	case rec.job && refusedForCapacity(rec.status):
+		level = slog.LevelDebug // a job finding no room goes back to the queue: routine
+	case rec.status >= 500:
 		level = slog.LevelWarn
 	}
 	if !g.rt.Load().Config.Log.Access || !g.log.Enabled(context.Background(), level) {
