@@ -49,6 +49,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	err = store.RunWorker(ctx, jobs.WorkerOptions{
 		Concurrency: *concurrency,
 		Executor:    &jobs.HTTPExecutor{Gateway: *gatewayURL, APIKey: *apiKey},
+		Gate:        &jobs.HTTPGate{Gateway: *gatewayURL},
 		Grace:       *grace,
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -299,3 +299,42 @@ func TestCacheRules(t *testing.T) {
 		}
 	}
 }
+
+func TestSpareCapacityForWorkers(t *testing.T) {
+	be := &gatedStream{release: make(chan struct{})}
+	cfg := testConfig(httptestServer(t, be))
+	cfg.Models[0].Backends[0].MaxConcurrency = 1
+	srv, _ := startGateway(t, cfg)
+	spare := func() int {
+		resp, err := http.Get(srv.URL + "/spare?model=m1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := spare(); c != 200 {
+		t.Fatalf("idle pool: /spare %d", c)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		readAll(t, post(t, srv.URL+"/v1/chat/completions", `{"model":"m1","stream":true,"messages":[]}`))
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for spare() != http.StatusTooManyRequests {
+		if time.Now().After(deadline) {
+			t.Fatal("/spare still 200 with the only slot taken")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(be.release)
+	<-done
+	deadline = time.Now().Add(5 * time.Second)
+	for spare() != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("/spare not 200 after the slot freed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

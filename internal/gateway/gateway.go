@@ -92,6 +92,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveReady(w, r)
 	case "/metrics":
 		g.promHTTP.ServeHTTP(w, r)
+	case "/spare":
+		g.serveSpare(w, r)
 	case "/status":
 		g.serveStatus(w, r)
 	default:

@@ -279,3 +279,15 @@ func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	g.jobs.Serve(w, r, id.tenant)
 }
+
+// serveSpare answers GET /spare?model=M with 200 when the pool can take a
+// job now and 429 when it cannot: the admission controller's view for
+// separate worker processes (jobs.HTTPGate). No model: any pool.
+func (g *Gateway) serveSpare(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if g.spare(r.URL.Query().Get("model")) {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.WriteHeader(http.StatusTooManyRequests)
+}

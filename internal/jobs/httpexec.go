@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -77,4 +78,44 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 		return Result{}, fmt.Errorf("job %s: the gateway answered %d with a body that is not JSON", j.ID, resp.StatusCode)
 	}
 	return Result{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id"), Body: json.RawMessage(body)}, nil
+}
+
+// HTTPGate asks a gateway's GET /spare whether its pool has spare capacity
+// (nothing waiting in the admission queue, a slot free), polling until it
+// has: separate workers then pull jobs only when they can run at once.
+type HTTPGate struct {
+	Gateway string
+	Client  *http.Client  // default: a client with a 2s timeout
+	Poll    time.Duration // default 25ms
+}
+
+// Wait implements Gate. An unreachable gateway counts as no room.
+func (g *HTTPGate) Wait(ctx context.Context, model string) error {
+	client := g.Client
+	if client == nil {
+		client = &http.Client{Timeout: 2 * time.Second}
+	}
+	poll := g.Poll
+	if poll <= 0 {
+		poll = 25 * time.Millisecond
+	}
+	u := strings.TrimRight(g.Gateway, "/") + "/spare?model=" + url.QueryEscape(model)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
 }
