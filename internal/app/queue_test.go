@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/jobs"
 )
 
 const hookSecret = "s3cret"
@@ -22,18 +24,23 @@ const hookSecret = "s3cret"
 // startQueueApp runs a gateway with the embedded job queue in a temp dir.
 func startQueueApp(t *testing.T, backend string) string {
 	t.Helper()
+	return startQueueAppWith(t, backend, "data_dir: "+t.TempDir())
+}
+
+func startQueueAppWith(t *testing.T, backend, queueLine string) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf(`listen: 127.0.0.1:0
 log: {access: false}
 queue:
-  data_dir: %s
+  %s
   webhook_secret: %s
   allow_private_webhooks: true
 models:
   - name: m
     backends:
       - url: %s
-`, t.TempDir(), hookSecret, backend)
+`, queueLine, hookSecret, backend)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -193,4 +200,22 @@ func TestBatchThroughTheGateway(t *testing.T) {
 	if calls.Load() != n {
 		t.Fatalf("backend calls %d, want %d", calls.Load(), n)
 	}
+}
+
+// With queue.url the gateway uses an external NATS server (here one started
+// by the test) instead of embedding its own.
+func TestAsyncJobOnExternalNATS(t *testing.T) {
+	nats, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { nats.Shutdown(); nats.WaitForShutdown() }()
+	be, _ := countingBackend(t)
+	url := startQueueAppWith(t, be.URL, "url: "+nats.ClientURL())
+	code, h, b := do(t, http.MethodPost, url+"/v1/embeddings", "application/json",
+		strings.NewReader(`{"model":"m","input":"x"}`), "Prefer", "respond-async")
+	if code != http.StatusAccepted {
+		t.Fatalf("submit: %d %s", code, b)
+	}
+	pollJSON(t, url+h.Get("Location"), func(m map[string]any) bool { return m["status"] == "succeeded" })
 }
