@@ -62,7 +62,7 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	if err != nil {
 		return nil, errWithPath(path, err)
 	}
-	deps.Cache, deps.CacheMetrics, deps.CacheKeyer = resp.level, resp.metrics, resp.keyer
+	deps.Cache, deps.CacheMetrics, deps.CacheMemo = resp.level, resp.metrics, resp.memo
 	rt, err := gateway.Build(cfg, deps, nil)
 	if err != nil {
 		resp.Close()

@@ -19,7 +19,7 @@ import (
 type responseCache struct {
 	level   cache.Level
 	metrics *cache.Metrics
-	keyer   *cache.Keyer
+	memo    *cache.Memo
 	mem     *cache.Memory
 	redis   *cache.LazyRedis // nil without cache.redis.addrs
 }
@@ -40,7 +40,7 @@ func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time
 	if rc.mem, err = cache.NewMemory(uint64(size), m); err != nil {
 		return nil, fmt.Errorf("cache.max_bytes: %w", err)
 	}
-	if rc.keyer, err = cache.NewKeyer(100_000); err != nil {
+	if rc.memo, err = cache.NewMemo(100_000); err != nil {
 		rc.Close()
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (rc *responseCache) Close() {
 	if rc.redis != nil {
 		rc.redis.Close()
 	}
-	if rc.keyer != nil {
-		rc.keyer.Close()
+	if rc.memo != nil {
+		rc.memo.Close()
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/maypok86/otter/v2"
 	"strconv"
 	"strings"
 )
@@ -21,7 +20,7 @@ var ignoredFields = []string{"model", "stream", "stream_options", "user"}
 
 // keyVersion is mixed into every key; bump it when normalisation changes so
 // old entries are never read with a new meaning.
-const keyVersion = "sluice-cache-v1"
+const keyVersion = "sluice-cache-v2"
 
 // Key returns the cache key of an OpenAI request body and whether the
 // request is cacheable by default.
@@ -38,33 +37,50 @@ const keyVersion = "sluice-cache-v1"
 // seed set, and n absent or 1. err is non-nil when body is not a JSON
 // object; such a request is not cacheable.
 func Key(body []byte, model, tenant string, shared bool) (key string, cacheable bool, err error) {
+	d, bodyModel, cacheable, err := Digest(body)
+	if err != nil {
+		return "", false, err
+	}
+	if model == "" {
+		model = bodyModel
+	}
+	return KeyOf(d, model, tenant, shared), cacheable, nil
+}
+
+// Digest is the SHA-256 of the normalised request without the fields that
+// do not change the answer (see Key), the body's own model, and whether its
+// sampling is deterministic. It depends on the body alone, so it can be
+// remembered per body and combined with any tenant and model by KeyOf.
+func Digest(body []byte) (d [sha256.Size]byte, model string, deterministicReq bool, err error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var req map[string]any
 	if err := dec.Decode(&req); err != nil {
-		return "", false, fmt.Errorf("cache: request body: %w", err)
+		return d, "", false, fmt.Errorf("cache: request body: %w", err)
 	}
 	if req == nil {
-		return "", false, errors.New("cache: request body is not a JSON object")
+		return d, "", false, errors.New("cache: request body is not a JSON object")
 	}
 	if len(bytes.Trim(body[dec.InputOffset():], " \t\r\n")) != 0 {
-		return "", false, errors.New("cache: request body: data after the JSON object")
+		return d, "", false, errors.New("cache: request body: data after the JSON object")
 	}
-	if model == "" {
-		model, _ = req["model"].(string)
-	}
-	cacheable = deterministic(req)
+	model, _ = req["model"].(string)
+	deterministicReq = deterministic(req)
 	for _, f := range ignoredFields {
 		delete(req, f)
 	}
-
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(canonical(req)); err != nil {
-		return "", false, fmt.Errorf("cache: encode request: %w", err)
+		return d, "", false, fmt.Errorf("cache: encode request: %w", err)
 	}
+	return sha256.Sum256(buf.Bytes()), model, deterministicReq, nil
+}
 
+// KeyOf is the cache key of a request with digest d for model, scoped to
+// tenant unless shared.
+func KeyOf(d [sha256.Size]byte, model, tenant string, shared bool) string {
 	h := sha256.New()
 	scope := "tenant"
 	if shared {
@@ -75,8 +91,9 @@ func Key(body []byte, model, tenant string, shared bool) (key string, cacheable 
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))]) // length-prefixed: no ambiguity
 		h.Write([]byte(part))
 	}
-	h.Write(buf.Bytes())
-	return hex.EncodeToString(h.Sum(nil)), cacheable, nil
+	h.Write(d[:])
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
 }
 
 // deterministic reports whether the sampling parameters make the answer
@@ -138,50 +155,3 @@ func canonical(v any) any {
 	}
 	return v
 }
-
-// Keyer computes Key with a memo of byte-identical bodies: clients that
-// repeat a request usually send the very same bytes, and hashing them is
-// far cheaper than decoding and re-encoding the JSON. The memo is bounded
-// (W-TinyLFU, by entry count); a miss just computes the key. Safe for
-// concurrent use.
-type Keyer struct {
-	memo *otter.Cache[[sha256.Size]byte, string]
-}
-
-// NewKeyer returns a Keyer remembering up to n bodies.
-func NewKeyer(n int) (*Keyer, error) {
-	c, err := otter.New(&otter.Options[[sha256.Size]byte, string]{MaximumSize: n})
-	if err != nil {
-		return nil, fmt.Errorf("cache: key memo: %w", err)
-	}
-	return &Keyer{memo: c}, nil
-}
-
-// Key is Key(body, model, tenant, shared), memoised on the exact bytes.
-func (k *Keyer) Key(body []byte, model, tenant string, shared bool) (string, error) {
-	h := sha256.New()
-	scope := "tenant"
-	if shared {
-		scope, tenant = "shared", ""
-	}
-	for _, part := range []string{keyVersion + "-raw", scope, tenant, model} {
-		var n [binary.MaxVarintLen64]byte
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))])
-		h.Write([]byte(part))
-	}
-	h.Write(body)
-	var raw [sha256.Size]byte
-	h.Sum(raw[:0])
-	if key, ok := k.memo.GetIfPresent(raw); ok {
-		return key, nil
-	}
-	key, _, err := Key(body, model, tenant, shared)
-	if err != nil {
-		return "", err
-	}
-	k.memo.Set(raw, key)
-	return key, nil
-}
-
-// Close stops the memo's background goroutines.
-func (k *Keyer) Close() { k.memo.StopAllGoroutines() }

@@ -98,28 +98,35 @@ func FuzzKey(f *testing.F) {
 	})
 }
 
-func TestKeyerMatchesKey(t *testing.T) {
-	k, err := NewKeyer(100)
+func TestMemoMatchesKey(t *testing.T) {
+	m, err := NewMemo(100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer k.Close()
+	defer m.Close()
 	body := []byte(`{"model":"m","temperature":0,"messages":[{"role":"user","content":"x"}]}`)
 	other := []byte(`{ "messages":[{"content":"x","role":"user"}],"temperature":0, "model":"m"}`)
-	for i := 0; i < 2; i++ { // the second round is answered from the memo
+	for round := 0; round < 2; round++ { // the second round is answered from the memo
 		for _, c := range []struct {
 			body   []byte
 			tenant string
 			shared bool
 		}{{body, "a", false}, {body, "b", false}, {other, "a", false}, {body, "a", true}, {other, "b", true}} {
+			p, err := m.Parse(c.body)
+			if err != nil || p.Peek.Model != "m" || !p.Peek.Deterministic {
+				t.Fatalf("parse: %+v %v", p, err)
+			}
+			if round == 1 && p.digest == nil {
+				t.Fatal("a body keyed before is not answered from the memo")
+			}
 			want, _, err := Key(c.body, "m", c.tenant, c.shared)
-			got, err2 := k.Key(c.body, "m", c.tenant, c.shared)
+			got, err2 := m.Key(p, c.body, "m", c.tenant, c.shared)
 			if err != nil || err2 != nil || got != want {
-				t.Fatalf("round %d %s/%v: keyer %s (%v), Key %s (%v)", i, c.tenant, c.shared, got, err2, want, err)
+				t.Fatalf("round %d %s/%v: memo %s (%v), Key %s (%v)", round, c.tenant, c.shared, got, err2, want, err)
 			}
 		}
 	}
-	if _, err := k.Key([]byte(`[1]`), "m", "a", false); err == nil {
+	if _, err := m.Parse([]byte(`[1]`)); err == nil {
 		t.Fatal("a non-object body must be an error")
 	}
 }

@@ -55,7 +55,8 @@ func (rt *Runtime) cacheRule(model string, id identity) (mode string, ttl time.D
 // from the cache when it can. stale is set when the answer served was past
 // its freshness (stale-while-revalidate): the caller refreshes it.
 func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte,
-	peek openai.Peek, id identity, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
+	parsed *cache.Parsed, id identity, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
+	peek := parsed.Peek
 	if rt.cache == nil {
 		return plan, false, 0, false
 	}
@@ -66,7 +67,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 		w.Header().Set("X-Cache", "BYPASS")
 		return plan, false, 0, false
 	}
-	k, err := rt.cacheKey(body, peek.Model, id.tenant)
+	k, err := rt.cacheKey(parsed, body, id.tenant)
 	if err != nil {
 		w.Header().Set("X-Cache", "BYPASS")
 		return plan, false, 0, false
@@ -86,11 +87,23 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 	return plan, false, 0, false
 }
 
-func (rt *Runtime) cacheKey(body []byte, model, tenant string) (string, error) {
-	if rt.keyer != nil {
-		return rt.keyer.Key(body, model, tenant, rt.Config.Cache.Shared)
+// parse peeks at the body, from the memo for a repeated cacheable body.
+func (rt *Runtime) parse(body []byte) (*cache.Parsed, error) {
+	if rt.memo != nil {
+		return rt.memo.Parse(body)
 	}
-	k, _, err := cache.Key(body, model, tenant, rt.Config.Cache.Shared)
+	peek, err := openai.ParseRequest(body)
+	if err != nil {
+		return nil, err
+	}
+	return &cache.Parsed{Peek: peek}, nil
+}
+
+func (rt *Runtime) cacheKey(parsed *cache.Parsed, body []byte, tenant string) (string, error) {
+	if rt.memo != nil {
+		return rt.memo.Key(parsed, body, parsed.Peek.Model, tenant, rt.Config.Cache.Shared)
+	}
+	k, _, err := cache.Key(body, parsed.Peek.Model, tenant, rt.Config.Cache.Shared)
 	return k, err
 }
 

@@ -53,12 +53,12 @@ func startCachingGatewayCfg(t *testing.T, cfg *config.Config, l2 cache.Level, no
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyer, err := cache.NewKeyer(1000)
+	memo, err := cache.NewMemo(1000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(keyer.Close)
-	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Cache, d.Now, d.CacheKeyer = tiered, now, keyer })
+	t.Cleanup(memo.Close)
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Cache, d.Now, d.CacheMemo = tiered, now, memo })
 	return srv.URL + "/v1/chat/completions", gw
 }
 

@@ -154,11 +154,12 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	}
 	defer body.Release()
 
-	peek, err := openai.ParseRequest(body.Bytes())
+	parsed, err := rt.parse(body.Bytes())
 	if err != nil {
 		rec.fail(w, openai.BadRequest("invalid_json", "We could not parse the JSON body of your request: "+err.Error()))
 		return
 	}
+	peek := parsed.Peek
 	rec.model, rec.stream = peek.Model, peek.Stream
 	if peek.Model == "" {
 		e := openai.BadRequest("missing_model", "you must provide a model parameter")
@@ -202,7 +203,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	// Cache: deterministic requests may be answered without a backend.
 	call := upstreamCall{path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header, body: body, peek: peek,
 		id: id, cost: cost, reqID: reqID, ip: ip}
-	plan, hit, hitStatus, stale := rt.cacheLookup(r.Context(), w, r, body.Bytes(), peek, id, start)
+	plan, hit, hitStatus, stale := rt.cacheLookup(r.Context(), w, r, body.Bytes(), parsed, id, start)
 	call.plan = plan
 	if hit {
 		rec.status, rec.cache = hitStatus, "HIT"

@@ -29,7 +29,7 @@ type Runtime struct {
 	limits    *limits     // nil: no rate limits configured
 	cache     cache.Level // nil: response cache off
 	flights   *flights    // nil: no coalescing
-	keyer     *cache.Keyer
+	memo      *cache.Memo // nil: every body is parsed
 
 	modelsOnce sync.Once // /v1/models body and ETag, rendered on first use
 	modelsJSON []byte
@@ -43,9 +43,9 @@ type Deps struct {
 	// Cache is the process's response cache (it outlives reloads); nil = off.
 	Cache        cache.Level
 	CacheMetrics *cache.Metrics // may be nil
-	// CacheKeyer memoises cache keys of repeated bodies; nil: computed
-	// every time.
-	CacheKeyer *cache.Keyer
+	// CacheMemo remembers the parse and cache digest of repeated
+	// cacheable bodies; nil: computed every time.
+	CacheMemo *cache.Memo
 	Transport  *proxy.Transport
 	Now        func() time.Time
 	Rand       routing.Rand
@@ -111,7 +111,7 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 	}
 	rt.limits = lim
 	if cfg.Cache.Enabled {
-		rt.cache, rt.keyer = deps.Cache, deps.CacheKeyer
+		rt.cache, rt.memo = deps.Cache, deps.CacheMemo
 		if cfg.Cache.Coalesce {
 			// Kept across reloads: a request arriving just after one
 			// still joins the identical call in flight.
