@@ -12,6 +12,8 @@ const (
 // nothing, so levels and caches work without it.
 type Metrics struct {
 	lookups   *prometheus.CounterVec // level, result
+	// The lookup series resolved once: the hit path must not hash labels.
+	series map[[2]string]prometheus.Counter
 	coalesced prometheus.Counter
 	bytes     *prometheus.GaugeVec   // level
 	evictions *prometheus.CounterVec // level, reason
@@ -45,12 +47,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	// Known series start at 0, so dashboards and rate() see them before
 	// the first event.
-	for _, l := range []string{LevelL1, LevelL2} {
-		for _, r := range []string{"hit", "miss"} {
-			m.lookups.WithLabelValues(l, r)
-		}
+	m.series = map[[2]string]prometheus.Counter{}
+	for _, lr := range [][2]string{{LevelL1, "hit"}, {LevelL1, "miss"}, {LevelL2, "hit"}, {LevelL2, "miss"}, {LevelL2, "skip"}} {
+		m.series[lr] = m.lookups.WithLabelValues(lr[0], lr[1])
 	}
-	m.lookups.WithLabelValues(LevelL2, "skip")
 	m.bytes.WithLabelValues(LevelL1)
 	m.evictions.WithLabelValues(LevelL1, "size")
 	m.evictions.WithLabelValues(LevelL1, "expired")
@@ -68,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 func (m *Metrics) lookup(level, result string) {
 	if m != nil {
-		m.lookups.WithLabelValues(level, result).Inc()
+		m.series[[2]string{level, result}].Inc()
 	}
 }
 

@@ -64,12 +64,12 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 	cacheable := mode == config.CacheAlways ||
 		mode == config.CacheDeterministic && (peek.Deterministic || r.URL.Path == "/v1/embeddings")
 	if !cacheable || cacheBypassed(r) {
-		w.Header().Set("X-Cache", "BYPASS")
+		w.Header()["X-Cache"] = bypassValue
 		return plan, false, 0, false
 	}
 	k, err := rt.cacheKey(parsed, body, id.tenant)
 	if err != nil {
-		w.Header().Set("X-Cache", "BYPASS")
+		w.Header()["X-Cache"] = bypassValue
 		return plan, false, 0, false
 	}
 	plan = cachePlan{key: k, ttl: ttl}
@@ -83,7 +83,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 			return plan, true, status, stale
 		}
 	}
-	w.Header().Set("X-Cache", "MISS")
+	w.Header()["X-Cache"] = missValue
 	return plan, false, 0, false
 }
 
@@ -129,13 +129,30 @@ func replay(w http.ResponseWriter, e *cache.Entry, peek openai.Peek, age int, xc
 		return 0, false
 	}
 	h := w.Header()
-	h.Set("Content-Type", ct)
-	h.Set("X-Cache", xcache)
-	h.Set("Age", strconv.Itoa(age))
-	h.Del("Content-Length")
+	h["Content-Type"] = headerValue(ct)
+	h["X-Cache"] = headerValue(xcache)
+	h["Age"] = []string{strconv.Itoa(age)}
+	delete(h, "Content-Length")
 	w.WriteHeader(e.Status)
 	w.Write(data)
 	return e.Status, true
+}
+
+// constHeaderValues are shared, never modified value slices for the
+// headers every cache answer sets: a hit then allocates none for them.
+var constHeaderValues = map[string][]string{
+	"HIT": {"HIT"}, "STALE": {"STALE"}, "COALESCED": {"COALESCED"},
+	"application/json": {"application/json"}, "text/event-stream": {"text/event-stream"},
+}
+
+var bypassValue, missValue = []string{"BYPASS"}, []string{"MISS"}
+
+// headerValue returns a shared slice for common values, a new one else.
+func headerValue(v string) []string {
+	if s, ok := constHeaderValues[v]; ok {
+		return s
+	}
+	return []string{v}
 }
 
 // entryFrom turns a relayed answer into a cache entry, or nil when it is
