@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/app"
 	"github.com/sluice-gw/sluice/internal/config"
@@ -63,10 +64,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("invalid settings: %w", err)
 	}
-	logger, err := telemetry.NewLogger(os.Stderr, cfg.Log.Level)
+	// Buffered like nginx's access_log buffer=: a write(2) per request
+	// costs more than a cache hit; warnings and errors are not held back.
+	logger, logBuf, err := telemetry.NewBufferedLogger(os.Stderr, cfg.Log.Level, time.Second)
 	if err != nil {
 		return err
 	}
+	defer logBuf.Close()
 	a, err := app.New(cfg, *cfgPath, logger)
 	if err != nil {
 		return err

@@ -11,9 +11,9 @@ const (
 // Metrics are the cache's Prometheus metrics. A nil *Metrics records
 // nothing, so levels and caches work without it.
 type Metrics struct {
-	lookups   *prometheus.CounterVec // level, result
+	lookups *prometheus.CounterVec // level, result
 	// The lookup series resolved once: the hit path must not hash labels.
-	series map[[2]string]prometheus.Counter
+	series    map[[2]string]prometheus.Counter
 	coalesced prometheus.Counter
 	bytes     *prometheus.GaugeVec   // level
 	evictions *prometheus.CounterVec // level, reason

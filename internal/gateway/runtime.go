@@ -46,9 +46,9 @@ type Deps struct {
 	// CacheMemo remembers the parse and cache digest of repeated
 	// cacheable bodies; nil: computed every time.
 	CacheMemo *cache.Memo
-	Transport  *proxy.Transport
-	Now        func() time.Time
-	Rand       routing.Rand
+	Transport *proxy.Transport
+	Now       func() time.Time
+	Rand      routing.Rand
 }
 
 // Build makes a Runtime from cfg. Backends of prev with the same model and
