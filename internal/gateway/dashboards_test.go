@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
 
@@ -26,6 +28,17 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 		d.CacheMetrics = m
+		// The job queue's counters, registered as the app does.
+		nats, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: t.TempDir(), Port: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nats.Shutdown(); nats.WaitForShutdown() })
+		store, err := jobs.Open(context.Background(), jobs.Options{URL: nats.ClientURL(), Registerer: d.Registry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
 	})
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", `{"model":"nope"}`)) // an error by reason
