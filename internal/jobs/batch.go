@@ -55,47 +55,12 @@ func (r *batchRecord) batch() *Batch {
 }
 
 func (s *Store) getBatch(ctx context.Context, key string) (*batchRecord, uint64, error) {
-	e, err := s.batch.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, ErrNotFound
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("jobs: reading batch %s: %w", key, err)
-	}
-	var r batchRecord
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return nil, 0, fmt.Errorf("jobs: decoding batch %s: %w", key, err)
-	}
-	return &r, e.Revision(), nil
+	return getRecord[batchRecord](ctx, s.batch, key)
 }
 
 // updateBatch is transition for batch records.
 func (s *Store) updateBatch(ctx context.Context, key string, f func(r *batchRecord) error) (*batchRecord, bool, error) {
-	for {
-		cur, rev, err := s.getBatch(ctx, key)
-		if err != nil {
-			return nil, false, err
-		}
-		err = f(cur)
-		if errors.Is(err, errNoChange) {
-			return cur, false, nil
-		}
-		if err != nil {
-			return cur, false, err
-		}
-		b, err := json.Marshal(cur)
-		if err != nil {
-			return nil, false, fmt.Errorf("jobs: encoding batch: %w", err)
-		}
-		_, err = s.batch.Update(ctx, key, b, rev)
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			continue
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("jobs: writing batch %s: %w", key, err)
-		}
-		return cur, true, nil
-	}
+	return casUpdate(ctx, s.batch, key, f)
 }
 
 // CreateBatch records the batch and enqueues one job per request.

@@ -100,15 +100,24 @@ func decodeJob(e jetstream.KeyValueEntry) (*jobRecord, error) {
 
 // getJob reads a record; ErrNotFound if absent.
 func (s *Store) getJob(ctx context.Context, key string) (*jobRecord, uint64, error) {
-	e, err := s.jobs.Get(ctx, key)
+	return getRecord[jobRecord](ctx, s.jobs, key)
+}
+
+// getRecord reads the JSON record at key and its revision; ErrNotFound
+// if absent.
+func getRecord[T any](ctx context.Context, kv jetstream.KeyValue, key string) (*T, uint64, error) {
+	e, err := kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, ErrNotFound
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("jobs: reading %s: %w", key, err)
 	}
-	r, err := decodeJob(e)
-	return r, e.Revision(), err
+	var r T
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return nil, 0, fmt.Errorf("jobs: decoding record %s: %w", key, err)
+	}
+	return &r, e.Revision(), nil
 }
 
 // errNoChange from a transition's function leaves the record as it is.
@@ -121,8 +130,15 @@ var errNoChange = errors.New("no change")
 // errNoChange to leave the record alone (transition then returns the
 // record and changed=false), or another error to abort.
 func (s *Store) transition(ctx context.Context, key string, f func(r *jobRecord) error) (r *jobRecord, changed bool, err error) {
+	return casUpdate(ctx, s.jobs, key, f)
+}
+
+// casUpdate is the compare-and-swap loop behind transition and
+// updateBatch: read, apply f, write if the revision is still the one read,
+// else start over.
+func casUpdate[T any](ctx context.Context, kv jetstream.KeyValue, key string, f func(r *T) error) (*T, bool, error) {
 	for {
-		cur, rev, err := s.getJob(ctx, key)
+		cur, rev, err := getRecord[T](ctx, kv, key)
 		if err != nil {
 			return nil, false, err
 		}
@@ -137,7 +153,7 @@ func (s *Store) transition(ctx context.Context, key string, f func(r *jobRecord)
 		if err != nil {
 			return nil, false, fmt.Errorf("jobs: encoding %s: %w", key, err)
 		}
-		_, err = s.jobs.Update(ctx, key, b, rev)
+		_, err = kv.Update(ctx, key, b, rev)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			continue
 		}
