@@ -33,9 +33,19 @@ import (
 // Removing a backend moves only the keys it owned; adding one takes about
 // 1/n of the keys. A request without a key (PrefixKey 0) goes to the
 // candidate with the fewest outstanding requests per unit of weight.
+//
+// With scored set (policy prefix_affinity+least_load) the ring walk is the
+// same but a candidate is acceptable while its least_load score (queue per
+// batch slot plus kv^2, see leastLoad) is within scoreBand of the lowest
+// candidate's: an absolute bound on how much longer a queue the prefix's
+// cache may cost. The ratio to the mean above is tight when few requests
+// are outstanding (at 5 over 4 backends the bound is 2, so a key's home
+// holding 2 spills) and loose when many are (at 40 over 4 it is 13, while
+// another backend may hold 1). A request without a key goes to least_load.
 type prefixAffinity struct {
 	epsilon  float64
-	fallback leastConn
+	scored   bool
+	fallback Picker
 	now      Clock
 
 	// last is the ring of the most recent candidate set: candidates rarely
@@ -51,17 +61,28 @@ const (
 	vnodesPerWeight = 100
 	// defaultBalance is epsilon: max/mean load at most 1.25.
 	defaultBalance = 0.25
+	// scoreBand is prefix_affinity+least_load's bound: a quarter of a
+	// batch, 4 more queued requests than the least loaded backend at 16
+	// slots (KV pressure counted as least_load counts it).
+	scoreBand = 0.25
 	// maxRings bounds the ring cache; past it the cache starts over.
 	maxRings = 64
 )
 
-func newPrefixAffinity(rnd Rand, now Clock) *prefixAffinity {
-	return &prefixAffinity{
+// newPrefixAffinity builds prefix_affinity, or prefix_affinity+least_load
+// when scored is set.
+func newPrefixAffinity(rnd Rand, now Clock, scored bool) *prefixAffinity {
+	p := &prefixAffinity{
 		epsilon:  defaultBalance,
-		fallback: leastConn{rnd: rnd},
+		scored:   scored,
+		fallback: &leastConn{rnd: rnd},
 		now:      now,
 		rings:    make(map[uint64]*hashRing),
 	}
+	if scored {
+		p.fallback = &leastLoad{rnd: rnd, now: now}
+	}
+	return p
 }
 
 func (p *prefixAffinity) Pick(req *Request, c []*endpoint.Backend) *endpoint.Backend {
@@ -73,19 +94,17 @@ func (p *prefixAffinity) Pick(req *Request, c []*endpoint.Backend) *endpoint.Bac
 	}
 	r := p.ring(c)
 
-	now := p.now()
 	var stack [32]float64 // pools are small; Pick runs per request
-	loads := stack[:0]
-	var total float64
-	for _, b := range c {
-		l := float64(b.Inflight())
-		if q, ok := scrapedQueue(b, now); ok {
-			l = max(l, q)
-		}
-		loads = append(loads, l)
-		total += l
+	var loads []float64
+	var bound float64 // prefix_affinity: scale of the bound; +least_load: the highest acceptable score
+	if p.scored {
+		loads = scores(c, p.now(), stack[:0])
+		bound = slices.Min(loads) + scoreBand
+	} else {
+		var total float64
+		loads, total = requestLoads(c, p.now(), stack[:0])
+		bound = (1 + p.epsilon) * (total + 1) / float64(r.weight)
 	}
-	scale := (1 + p.epsilon) * (total + 1) / float64(r.weight)
 
 	i := r.search(mix64(req.PrefixKey))
 	for range len(r.points) {
@@ -93,14 +112,53 @@ func (p *prefixAffinity) Pick(req *Request, c []*endpoint.Backend) *endpoint.Bac
 			i = 0
 		}
 		o := r.owner[i]
-		if loads[o]+1 <= math.Ceil(scale*float64(r.weights[o])) {
+		if p.scored && loads[o] <= bound ||
+			!p.scored && loads[o]+1 <= math.Ceil(bound*float64(r.weights[o])) {
 			return c[o]
 		}
 		i++
 	}
-	// Unreachable: the bounds sum to more than total, so some candidate
-	// is under its bound.
+	// Unreachable: the bounds sum to more than total, and the lowest
+	// score is within the band of itself.
 	return p.fallback.Pick(req, c)
+}
+
+// requestLoads appends each candidate's load in requests to buf: the
+// larger of this gateway's outstanding requests and, with a fresh scrape,
+// least_load's queue estimate. It also returns their sum.
+func requestLoads(c []*endpoint.Backend, now time.Time, buf []float64) ([]float64, float64) {
+	var total float64
+	for _, b := range c {
+		l := float64(b.Inflight())
+		if q, ok := scrapedQueue(b, now); ok {
+			l = max(l, q)
+		}
+		buf = append(buf, l)
+		total += l
+	}
+	return buf, total
+}
+
+// scores appends each candidate's least_load score to buf: a candidate
+// without a fresh reading counts as saturated while others have one, and
+// when none has, the score is outstanding requests per batch slot.
+func scores(c []*endpoint.Backend, now time.Time, buf []float64) []float64 {
+	fresh := 0
+	for _, b := range c {
+		s, ok := loadScore(b, now)
+		if ok {
+			fresh++
+		} else {
+			s = math.Inf(1)
+		}
+		buf = append(buf, s)
+	}
+	if fresh == 0 {
+		for i, b := range c {
+			buf[i] = float64(b.Inflight()) / capacity(b)
+		}
+	}
+	return buf
 }
 
 // scrapedQueue is least_load's queue estimate for b; ok is false without a

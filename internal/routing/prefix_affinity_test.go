@@ -3,6 +3,7 @@ package routing
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -164,13 +165,111 @@ func TestPrefixAffinityScrapedLoad(t *testing.T) {
 	}
 }
 
+// TestPrefixAffinityLeastLoad: prefix_affinity+least_load walks the same
+// ring but bounds by least_load's score: a home within scoreBand of the
+// lowest score keeps its key where prefix_affinity's ratio bound spills it,
+// a home further above spills even where that bound would keep it, KV
+// pressure counts, and requests without a key go to least_load.
+func TestPrefixAffinityLeastLoad(t *testing.T) {
+	bs := mkPool(t, "a", "b", "c", "d")
+	plain := newPicker(t, "prefix_affinity", 1)
+	p := newPicker(t, "prefix_affinity+least_load", 1)
+	req := &Request{PrefixKey: keyOf(3)}
+	home := p.Pick(req, bs)
+	if plain.Pick(req, bs) != home {
+		t.Fatal("the two policies place a key differently")
+	}
+	set := func(queues map[*endpoint.Backend]float64, kv float64) {
+		for _, b := range bs {
+			k := 0.0
+			if b == home {
+				k = kv
+			}
+			scraped(b, queues[b], 0, k, t0.Add(-time.Second))
+		}
+	}
+	others := slices.DeleteFunc(slices.Clone(bs), func(b *endpoint.Backend) bool { return b == home })
+
+	// Few outstanding: home 2, one other 1. The ratio bound is
+	// ceil(1.25 x 4/4) = 2, so prefix_affinity spills; the score gap is
+	// 2/16, within the band.
+	set(map[*endpoint.Backend]float64{home: 2, others[0]: 1}, 0)
+	if got := plain.Pick(req, bs); got == home {
+		t.Fatalf("prefix_affinity kept the key on %s at its bound", home.Name())
+	}
+	if got := p.Pick(req, bs); got != home {
+		t.Fatalf("prefix_affinity+least_load moved the key to %s within the band", got.Name())
+	}
+	// Many outstanding: home 12, others 12, 12, 2. The ratio bound is
+	// ceil(1.25 x 39/4) = 13, so prefix_affinity stays; the gap is 10/16.
+	set(map[*endpoint.Backend]float64{home: 12, others[0]: 12, others[1]: 12, others[2]: 2}, 0)
+	if got := plain.Pick(req, bs); got != home {
+		t.Fatalf("prefix_affinity moved the key to %s under its bound", got.Name())
+	}
+	if got := p.Pick(req, bs); got == home {
+		t.Fatalf("prefix_affinity+least_load kept the key on %s 10 requests above the least loaded", home.Name())
+	}
+	// KV pressure alone: equal queues, home's KV cache 90% full (0.81).
+	set(map[*endpoint.Backend]float64{home: 1, others[0]: 1, others[1]: 1, others[2]: 1}, 0.9)
+	if got := plain.Pick(req, bs); got != home {
+		t.Fatalf("prefix_affinity moved the key to %s over KV pressure", got.Name())
+	}
+	if got := p.Pick(req, bs); got == home {
+		t.Fatalf("prefix_affinity+least_load kept the key on %s with its KV cache 90%% full", home.Name())
+	}
+	// Without a key: least_load's lowest score.
+	set(map[*endpoint.Backend]float64{home: 1, others[0]: 1, others[1]: 6, others[2]: 0}, 0)
+	for range 20 {
+		if got := p.Pick(&Request{}, bs); got != others[2] {
+			t.Fatalf("no key: picked %s, want the idle %s", got.Name(), others[2].Name())
+		}
+	}
+	// No fresh scrape anywhere: outstanding requests per slot, same band.
+	q := newPicker(t, "prefix_affinity+least_load", 1)
+	fresh := mkPool(t, "a", "b", "c", "d")
+	h := q.Pick(req, fresh)
+	acquireN(t, h, 4) // 4/16 above the others: within the band
+	if got := q.Pick(req, fresh); got != h {
+		t.Fatalf("without scrapes: moved the key to %s within the band", got.Name())
+	}
+	acquireN(t, h, 1)
+	if got := q.Pick(req, fresh); got == h {
+		t.Fatalf("without scrapes: kept the key on %s past the band", h.Name())
+	}
+}
+
+func TestUsesPrefixKeyAndLoadMetrics(t *testing.T) {
+	for _, n := range PolicyNames() {
+		key := n == "prefix_affinity" || n == "prefix_affinity+least_load"
+		if UsesPrefixKey(n) != key {
+			t.Errorf("UsesPrefixKey(%q) = %v", n, !key)
+		}
+		if UsesLoadMetrics(n) != (key || n == "least_load") {
+			t.Errorf("UsesLoadMetrics(%q) = %v", n, UsesLoadMetrics(n))
+		}
+	}
+}
+
 func TestPrefixAffinityPickAllocs(t *testing.T) {
 	bs := mkPool(t, "a", "b", "c", "d")
-	p := newPicker(t, "prefix_affinity", 1)
+	for _, name := range []string{"prefix_affinity", "prefix_affinity+least_load"} {
+		p := newPicker(t, name, 1)
+		req := &Request{PrefixKey: keyOf(1)}
+		p.Pick(req, bs) // builds the ring
+		if a := testing.AllocsPerRun(100, func() { p.Pick(req, bs) }); a != 0 {
+			t.Fatalf("%s: Pick allocates %.0f times per call after warm-up", name, a)
+		}
+	}
+	// prefix_affinity+least_load walking past a home out of its band, too.
+	p := newPicker(t, "prefix_affinity+least_load", 1)
 	req := &Request{PrefixKey: keyOf(1)}
-	p.Pick(req, bs) // builds the ring
+	home := p.Pick(req, bs)
+	acquireN(t, home, 5) // 5/16 above the others
+	if p.Pick(req, bs) == home {
+		t.Fatal("the home kept its key past the band")
+	}
 	if a := testing.AllocsPerRun(100, func() { p.Pick(req, bs) }); a != 0 {
-		t.Fatalf("Pick allocates %.0f times per call after warm-up", a)
+		t.Fatalf("spilling Pick allocates %.0f times per call", a)
 	}
 }
 

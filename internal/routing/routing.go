@@ -18,8 +18,8 @@ import (
 type Request struct {
 	Model string
 	// PrefixKey hashes the prompt's leading part (openai.PrefixKey); 0 when
-	// unknown. Only prefix_affinity reads it, and the gateway computes it
-	// only for pools using that policy.
+	// unknown. Only the prefix_affinity policies read it (UsesPrefixKey),
+	// and the gateway computes it only for pools using them.
 	PrefixKey uint64
 }
 
@@ -65,8 +65,23 @@ func policies(rnd Rand, now Clock) map[string]func() Picker {
 		"p2c_ewma":        func() Picker { return &p2cEWMA{rnd: rnd, now: now} },
 		"random":          func() Picker { return &random{rnd: rnd} },
 		"least_load":      func() Picker { return &leastLoad{rnd: rnd, now: now} },
-		"prefix_affinity": func() Picker { return newPrefixAffinity(rnd, now) },
+		"prefix_affinity": func() Picker { return newPrefixAffinity(rnd, now, false) },
+		// prefix_affinity bounded by least_load's score (KV pressure
+		// included), least_load for requests without a key.
+		"prefix_affinity+least_load": func() Picker { return newPrefixAffinity(rnd, now, true) },
 	}
+}
+
+// UsesPrefixKey reports whether the policy reads Request.PrefixKey, so the
+// caller computes it (a decode of the prompt) only where it is used.
+func UsesPrefixKey(policy string) bool {
+	return policy == "prefix_affinity" || policy == "prefix_affinity+least_load"
+}
+
+// UsesLoadMetrics reports whether the policy reads scraped backend load
+// (endpoint.Load), so the caller runs the scraper only where it is used.
+func UsesLoadMetrics(policy string) bool {
+	return policy == "least_load" || UsesPrefixKey(policy)
 }
 
 // PolicyNames lists the valid policy names, sorted.

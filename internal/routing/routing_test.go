@@ -68,7 +68,7 @@ func acquireN(t testing.TB, b *endpoint.Backend, n int) {
 }
 
 func TestNew(t *testing.T) {
-	want := []string{"least_conn", "least_load", "p2c_ewma", "prefix_affinity", "random", "round_robin", "weighted"}
+	want := []string{"least_conn", "least_load", "p2c_ewma", "prefix_affinity", "prefix_affinity+least_load", "random", "round_robin", "weighted"}
 	if got := PolicyNames(); !slices.Equal(got, want) {
 		t.Fatalf("PolicyNames() = %v, want %v", got, want)
 	}
