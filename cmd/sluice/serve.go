@@ -19,7 +19,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfgPath := fs.String("config", "", "YAML config file (see examples/sluice.yaml); reloaded on SIGHUP and on change")
 	listen := fs.String("listen", "", "listen address (overrides the config's listen)")
 	model := fs.String("model", "", "model name clients ask for (flag mode, no config file)")
-	policy := fs.String("policy", "", "balancing policy: round_robin, weighted, least_conn, p2c_ewma (default), least_load, prefix_affinity, random")
+	policy := fs.String("policy", "", "balancing policy: round_robin, weighted, least_conn, p2c_ewma (default), least_load, prefix_affinity, prefix_affinity+least_load, random")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides the config)")
 	dataDir := fs.String("data-dir", "", "where the embedded job queue keeps its data (overrides queue.data_dir; default "+app.DefaultDataDir()+")")
 	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this separate address, e.g. 127.0.0.1:6060 (off by default)")
