@@ -29,7 +29,12 @@ import (
 type App struct {
 	path string         // config file; "" when built from flags (no reload source)
 	resp *responseCache // the response cache's levels, closed by Run
-	jobs *jobQueue      // nil when queue.enabled is false; closed by Run
+	// jobs is the job queue: nil when queue.enabled is false, or while an
+	// external NATS is unreachable (Run keeps trying); closed by Run.
+	jobs      *jobQueue
+	jobsMu    sync.Mutex
+	jobsRetry func() (*jobQueue, error) // set when the queue must still be connected
+	closing   bool                      // guarded by jobsMu: Run is shutting down
 	log  *slog.Logger
 	deps gateway.Deps
 	gw   *gateway.Gateway
@@ -69,18 +74,32 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 		return nil, errWithPath(path, err)
 	}
 	var gw *gateway.Gateway
-	var q *jobQueue
-	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks}
+	a := &App{path: path, log: logger, deps: deps, resp: resp}
+	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
+		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks}
 	if cfg.Queue.Enabled {
 		served := func(model string) bool { _, ok := gw.Runtime().Pools[model]; return ok }
-		if q, err = openQueue(cfg.Queue, reg, logger, served); err != nil {
+		open := func() (*jobQueue, error) { return openQueue(cfg.Queue, reg, logger, served) }
+		q, err := open()
+		switch {
+		case err == nil:
+			a.jobs, gwOpts.Jobs = q, q.api
+		case cfg.Queue.URL == "":
+			// The embedded server failing is a local problem (data
+			// directory, port): say so at start.
 			resp.Close()
 			return nil, errWithPath(path, err)
+		default:
+			// An external NATS being away must not keep the gateway from
+			// serving live traffic: async and batch answer 503 until Run
+			// connects.
+			logger.Error("job queue unavailable; serving without it and retrying", "url", cfg.Queue.URL, "error", err.Error())
+			a.jobsRetry = open
 		}
-		gwOpts.Jobs = q.api
 	}
 	gw = gateway.New(rt, gwOpts)
-	return &App{path: path, log: logger, deps: deps, gw: gw, resp: resp, jobs: q}, nil
+	a.gw = gw
+	return a, nil
 }
 
 func errWithPath(path string, err error) error {
@@ -135,11 +154,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() {
-		if a.jobs != nil {
-			a.jobs.Close()
-		}
 		stop()
 		wg.Wait()
+		a.closeQueue()
 		a.stopChecker()
 		a.stopScraper()
 	}()
@@ -164,6 +181,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	if a.jobs != nil {
 		a.jobs.startWorker(a.gw)
+	} else if a.jobsRetry != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.connectQueue(runCtx) }()
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -184,9 +204,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		srv.Close()
 	}
 	<-serveErr
-	if a.jobs != nil {
-		a.jobs.Close() // running jobs finish or go back to the queue
-	}
+	a.closeQueue() // running jobs finish or go back to the queue
 	a.deps.Transport.CloseIdle()
 	a.gw.Runtime().Retire(nil)
 	if a.resp != nil {

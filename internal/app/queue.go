@@ -136,3 +136,56 @@ func (q *jobQueue) close() {
 		q.emb.WaitForShutdown()
 	}
 }
+
+// Attempts to reach an external NATS start after queueRetryFirst and back
+// off to queueRetryMax: quick when NATS starts beside the gateway, cheap
+// when it is down for long.
+const (
+	queueRetryFirst = time.Second
+	queueRetryMax   = 30 * time.Second
+)
+
+// connectQueue keeps trying to open the job queue until it succeeds or ctx
+// ends, then installs it in the gateway and starts the workers.
+func (a *App) connectQueue(ctx context.Context) {
+	wait := queueRetryFirst
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, queueRetryMax)
+		q, err := a.jobsRetry()
+		if err != nil {
+			a.log.Warn("job queue still unavailable", "error", err.Error())
+			continue
+		}
+		a.jobsMu.Lock()
+		if a.closing {
+			a.jobsMu.Unlock()
+			q.Close()
+			return
+		}
+		a.jobs = q
+		a.gw.SetJobs(q.api)
+		q.startWorker(a.gw)
+		a.jobsMu.Unlock()
+		a.log.Info("job queue connected")
+		return
+	}
+}
+
+// closeQueue closes the job queue, if there is one, and keeps a late
+// connectQueue from installing one.
+func (a *App) closeQueue() {
+	a.jobsMu.Lock()
+	a.closing = true
+	q := a.jobs
+	a.jobsMu.Unlock()
+	if q != nil {
+		q.Close()
+	}
+}

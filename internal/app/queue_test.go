@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -216,6 +217,50 @@ func TestAsyncJobOnExternalNATS(t *testing.T) {
 		strings.NewReader(`{"model":"m","input":"x"}`), "Prefer", "respond-async")
 	if code != http.StatusAccepted {
 		t.Fatalf("submit: %d %s", code, b)
+	}
+	pollJSON(t, url+h.Get("Location"), func(m map[string]any) bool { return m["status"] == "succeeded" })
+}
+
+// An external NATS that is down at start does not keep the gateway from
+// serving: live requests work, async and batch answer 503 with Retry-After,
+// and once NATS is up the queue connects by itself.
+func TestGatewayStartsWhileExternalNATSIsDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	be, _ := countingBackend(t)
+	url := startQueueAppWith(t, be.URL, fmt.Sprintf("url: nats://127.0.0.1:%d", port))
+
+	body := `{"model":"m","messages":[{"role":"user","content":"x"}]}`
+	if code, _, b := do(t, http.MethodPost, url+"/v1/chat/completions", "application/json", strings.NewReader(body)); code != 200 {
+		t.Fatalf("live request without the queue: %d %s", code, b)
+	}
+	code, h, b := do(t, http.MethodPost, url+"/v1/chat/completions", "application/json", strings.NewReader(body), "Prefer", "respond-async")
+	if code != 503 || h.Get("Retry-After") == "" || !strings.Contains(string(b), "queue_unavailable") {
+		t.Fatalf("async without the queue: %d %v %s", code, h, b)
+	}
+	if code, _, _ := do(t, http.MethodGet, url+"/v1/batches", "", nil); code != 503 {
+		t.Fatalf("batches without the queue: %d", code)
+	}
+
+	nats, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: t.TempDir(), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { nats.Shutdown(); nats.WaitForShutdown() }()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, h, _ = do(t, http.MethodPost, url+"/v1/chat/completions", "application/json", strings.NewReader(body), "Prefer", "respond-async")
+		if code == http.StatusAccepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue never connected: %d", code)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	pollJSON(t, url+h.Get("Location"), func(m map[string]any) bool { return m["status"] == "succeeded" })
 }

@@ -157,7 +157,11 @@ func parseRoute(path string) (rt route, id string) {
 
 // Handles reports whether path is one of this handler's routes, for the
 // gateway's router.
-func (h *Handler) Handles(path string) bool {
+func (h *Handler) Handles(path string) bool { return IsRoute(path) }
+
+// IsRoute reports whether path is one of the Handler's routes, for a
+// gateway that has no Handler yet (its queue is still connecting).
+func IsRoute(path string) bool {
 	rt, _ := parseRoute(path)
 	return rt != routeNone
 }

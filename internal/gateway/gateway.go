@@ -36,8 +36,11 @@ type Options struct {
 	Registry *prometheus.Registry
 	Now      func() time.Time
 	// Jobs serves async jobs and the Files and Batches API; nil when the
-	// job queue is off.
+	// job queue is off or not connected yet (SetJobs installs it later).
 	Jobs *batchapi.Handler
+	// QueueEnabled: the job queue is configured, so its routes answer 503
+	// (not 404) while Jobs is nil.
+	QueueEnabled bool
 	// AllowPrivateWebhooks lets async jobs name loopback and private
 	// addresses as webhooks.
 	AllowPrivateWebhooks bool
@@ -51,14 +54,19 @@ type Gateway struct {
 	bodies   *proxy.BodyPool
 	now      func() time.Time
 	promHTTP http.Handler
-	jobs     *batchapi.Handler
+	jobs     atomic.Pointer[batchapi.Handler]
+	queueOn  bool
 	// privateHooks: webhooks may target private addresses.
 	privateHooks bool
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
 func New(rt *Runtime, opt Options) *Gateway {
-	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(), now: opt.Now, jobs: opt.Jobs, privateHooks: opt.AllowPrivateWebhooks}
+	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(), now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
+		privateHooks: opt.AllowPrivateWebhooks}
+	if opt.Jobs != nil {
+		g.jobs.Store(opt.Jobs)
+	}
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -69,6 +77,9 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	return g
 }
+
+// SetJobs installs the job queue's HTTP layer once the queue is connected.
+func (g *Gateway) SetJobs(h *batchapi.Handler) { g.jobs.Store(h) }
 
 // Swap installs a new runtime (config reload). Requests in flight finish on
 // the runtime they started with.
@@ -101,7 +112,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
 			return
 		}
-		if g.jobs != nil && g.jobs.Handles(path) {
+		if g.queueOn && batchapi.IsRoute(path) {
 			g.serveJobsAPI(w, r)
 			return
 		}

@@ -197,9 +197,12 @@ func preferAsync(r *http.Request) bool {
 // acceptAsync queues the request as a job and answers 202 with its id
 // (or the job an earlier submission with the same Idempotency-Key made).
 func (g *Gateway) acceptAsync(w http.ResponseWriter, r *http.Request, body []byte, peek openai.Peek, id identity) int {
-	if g.jobs == nil {
-		e := &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "async_unavailable",
-			Message: "Prefer: respond-async needs the job queue, which is disabled on this gateway (queue.enabled)"}
+	jobsAPI := g.jobs.Load()
+	if jobsAPI == nil {
+		e := errQueueDisabled
+		if g.queueOn {
+			e = errQueueDown
+		}
 		writeError(w, e)
 		return e.Status
 	}
@@ -232,7 +235,7 @@ func (g *Gateway) acceptAsync(w http.ResponseWriter, r *http.Request, body []byt
 		spec.Webhook = hook
 	}
 	rw := &statusWriter{ResponseWriter: w}
-	g.jobs.Accept(rw, r, spec)
+	jobsAPI.Accept(rw, r, spec)
 	return rw.status
 }
 
@@ -277,8 +280,20 @@ func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, authErr)
 		return
 	}
-	g.jobs.Serve(w, r, id.tenant)
+	h := g.jobs.Load()
+	if h == nil {
+		writeError(w, errQueueDown)
+		return
+	}
+	h.Serve(w, r, id.tenant)
 }
+
+var (
+	errQueueDisabled = &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "async_unavailable",
+		Message: "Prefer: respond-async needs the job queue, which is disabled on this gateway (queue.enabled)"}
+	errQueueDown = &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
+		Message: "the job queue is not connected yet; retry shortly", RetryAfter: 5 * time.Second}
+)
 
 // serveSpare answers GET /spare?model=M with 200 when the pool can take a
 // job now and 429 when it cannot: the admission controller's view for
