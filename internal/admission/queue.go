@@ -47,6 +47,10 @@ type QueueConfig struct {
 	// refused later for the estimate's error unless it overruns by Grace.
 	// Default 0: a waiter is refused as soon as its deadline passes.
 	Grace time.Duration
+
+	// SpareReserve is how many slots spare requests leave free, so that
+	// a live request arriving finds one without preempting (default 0).
+	SpareReserve int
 }
 
 // Defaults for QueueConfig's zero fields.
@@ -121,6 +125,12 @@ type Request struct {
 	Class    Class     // priority class; the zero value is Interactive
 	Cost     float64   // estimated tokens (see EstimateCost); <= 0 means 1
 	Deadline time.Time // when the request must be granted by; zero means none
+	// Spare marks work that runs only in capacity live traffic leaves
+	// free: granted at once or refused with ErrNoSpare, never queued, and
+	// preempted (Preempt is called) when a live request would wait. See
+	// spare.go.
+	Spare   bool
+	Preempt func()
 }
 
 func (r Request) normalized() Request {
@@ -152,6 +162,7 @@ type Queue struct {
 	seq        uint64
 	drain      drainEstimator
 	counters   counters
+	spares     []spareTicket // granted spare tickets, oldest first
 }
 
 // tenantState is one tenant's share of the queue, for bounds and the
@@ -188,6 +199,7 @@ type Ticket struct {
 	cost     float64
 	granted  time.Time
 	waited   time.Duration
+	spare    bool
 	released atomic.Bool
 }
 
@@ -210,6 +222,9 @@ func (t *Ticket) Release() {
 	defer q.mu.Unlock()
 	now := q.clock()
 	q.drain.add(t.cost, now.Sub(t.granted))
+	if t.spare {
+		q.forgetSpare(t)
+	}
 	q.returnSlot(t)
 	q.dispatch(now, q.capacity())
 }
@@ -261,6 +276,9 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	now := q.clock()
 	capacity := q.capacity()
 	q.dispatch(now, capacity)
+	if r.Spare {
+		return q.takeSpareOrRefuse(r, now, capacity)
+	}
 	if q.inUse < capacity && !q.waitingAtOrAbove(r.Class) {
 		q.counters.waited(r.Class, 0)
 		return q.takeSlot(r.Tenant, r.Weight, r.Cost, now, 0), nil, nil
@@ -274,7 +292,10 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	q.seq++
 	w := &waiter{req: r, cost: r.Cost, seq: q.seq, enqueued: now, ready: make(chan struct{})}
 	w.start, w.finish = c.tags(key, r.Cost, q.flowWeight(r))
-	if !r.Deadline.IsZero() {
+	// A slot held by spare work is about to be freed for this request:
+	// no wait worth refusing over.
+	preempted := q.preemptYoungest()
+	if !r.Deadline.IsZero() && !preempted {
 		if wait, left := q.waitFor(w, key, capacity), r.Deadline.Sub(now); wait > left {
 			reason := Saturated
 			if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {

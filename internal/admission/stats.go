@@ -28,6 +28,7 @@ func (h *histogram) observe(v float64) {
 type counters struct {
 	rejected  [numReasons]uint64
 	cancelled uint64
+	preempted uint64 // spare tickets taken back by live traffic
 	waits     [MaxClass + 1]histogram // per class, of granted requests
 }
 
@@ -119,5 +120,5 @@ func (q *Queue) Spare() int {
 	if q.queued > 0 {
 		return 0
 	}
-	return max(q.capacity()-q.inUse, 0)
+	return max(q.capacity()-q.cfg.SpareReserve-q.inUse, 0)
 }

@@ -28,6 +28,11 @@ type Admission struct {
 	// BatchMinShare guards the batch class against starvation: while batch
 	// requests wait they get at least this share of granted capacity.
 	BatchMinShare float64 `yaml:"batch_min_share"`
+	// SpareReserve is how many of a pool's slots queued jobs (async and
+	// Batch API work, which runs only in free capacity) leave free for live
+	// requests, default 0: a live request that finds the pool full
+	// preempts the youngest job instead (it goes back to the queue).
+	SpareReserve int `yaml:"spare_reserve"`
 	// Adaptive is the per-backend concurrency limit used when a backend has
 	// no static max_concurrency.
 	Adaptive Adaptive `yaml:"adaptive"`
@@ -91,6 +96,9 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 	}
 	if a.BatchMinShare < 0 || a.BatchMinShare > 0.5 {
 		bad("admission.batch_min_share", "must be between 0 and 0.5, got %g", a.BatchMinShare)
+	}
+	if a.SpareReserve < 0 {
+		bad("admission.spare_reserve", "must not be negative, got %d", a.SpareReserve)
 	}
 	ad := a.Adaptive
 	if ad.Min < 1 || ad.Max < ad.Min || ad.Initial < ad.Min || ad.Initial > ad.Max {

@@ -62,7 +62,8 @@ func queueFor(p *Pool, a config.Admission, prev *Runtime, now func() time.Time) 
 		MaxQueuedCost: a.MaxQueuedTokens, MinShare: a.BatchMinShare,
 		// Admission decides; a waiter let in is served up to one more
 		// max_wait late rather than refused after waiting.
-		Grace: a.MaxWait.D(),
+		Grace:        a.MaxWait.D(),
+		SpareReserve: a.SpareReserve,
 	}, func() int { return pq.pool.Load().capacity() }, now)
 	return pq
 }
@@ -132,7 +133,8 @@ func deadline(r *http.Request, start time.Time, maxWait, ttft time.Duration) tim
 // returns the pool that will serve and its ticket (nil when admission is
 // off).
 func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, cost float64, until time.Time) (*Pool, *admission.Ticket, error) {
-	req := admission.Request{Tenant: id.tenant, Weight: id.weight, Class: id.class, Cost: cost, Deadline: until}
+	req := admission.Request{Tenant: id.tenant, Weight: id.weight, Class: id.class, Cost: cost, Deadline: until,
+		Spare: id.preempt != nil, Preempt: id.preempt}
 	candidates := []*Pool{pool}
 	if id.fallback {
 		for _, f := range pool.Fallbacks {

@@ -31,6 +31,9 @@ func apiError(err error, model string) *openai.Error {
 	case errors.Is(err, proxy.ErrBodyTooLarge):
 		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
 			Code: "request_too_large", Message: "request body exceeds the gateway's size limit"}
+	case errors.Is(err, admission.ErrNoSpare):
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "no_spare_capacity",
+			Message: "no spare capacity for queued work on model '" + model + "' now", RetryAfter: time.Second}
 	case errors.Is(err, proxy.ErrSaturated):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "pool_saturated",
 			Message: "every backend for model '" + model + "' is at its concurrency limit; retry shortly", RetryAfter: time.Second}

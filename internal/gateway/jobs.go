@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -109,8 +110,10 @@ func (e jobExecutor) Execute(ctx context.Context, j *jobs.Job) (jobs.Result, err
 
 // runJob sends the job's request through ServeHTTP. busy means it was
 // refused for want of capacity (429/503 from admission or the pool).
-func (g *Gateway) runJob(ctx context.Context, j *jobs.Job) (res jobs.Result, busy bool, err error) {
-	id := identity{tenant: j.Tenant, weight: 1, class: classOf(j.Class)}
+func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, busy bool, err error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	id := identity{tenant: j.Tenant, weight: 1, class: classOf(j.Class), preempt: func() { cancel(errPreempted) }}
 	ctx = context.WithValue(ctx, jobCallKey{}, &jobCall{id: id})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.Path, bytes.NewReader(j.Body))
 	if err != nil {
@@ -121,8 +124,12 @@ func (g *Gateway) runJob(ctx context.Context, j *jobs.Job) (res jobs.Result, bus
 	req.Header.Set("X-Request-Id", j.ID+"-"+strconv.Itoa(j.Attempts))
 	w := &bufferWriter{h: http.Header{}}
 	g.ServeHTTP(w, req)
-	if err := ctx.Err(); err != nil {
+	if err := parent.Err(); err != nil {
 		return res, false, err
+	}
+	if context.Cause(ctx) == errPreempted {
+		// Live traffic took the slot back: run it again later.
+		return jobs.Result{StatusCode: http.StatusServiceUnavailable, Body: preemptedBody}, true, nil
 	}
 	if w.status == 0 {
 		return res, false, fmt.Errorf("job %s: no answer", j.ID)
@@ -287,6 +294,11 @@ func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Serve(w, r, id.tenant)
 }
+
+// errPreempted cancels a job whose slot live traffic needs.
+var errPreempted = errors.New("preempted by live traffic")
+
+var preemptedBody = json.RawMessage(`{"error":{"message":"preempted by live traffic; the job runs again later","type":"server_error","param":null,"code":"preempted"}}`)
 
 var (
 	errQueueDisabled = &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "async_unavailable",

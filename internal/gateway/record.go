@@ -64,8 +64,8 @@ func (g *Gateway) finish(rec *record) {
 	}
 	level := slog.LevelInfo
 	switch {
-	case rec.job && refusedForCapacity(rec.status):
-		level = slog.LevelDebug // a job finding no room goes back to the queue: routine
+	case rec.job && (refusedForCapacity(rec.status) || rec.status == 499):
+		level = slog.LevelDebug // a job finding no room, or preempted, goes back to the queue: routine
 	case rec.status >= 500:
 		level = slog.LevelWarn
 	}

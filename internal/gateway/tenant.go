@@ -19,6 +19,10 @@ type identity struct {
 	weight   float64
 	class    admission.Class
 	fallback bool // may be served by a fallback model
+	// preempt, when set, marks spare-capacity work (a queued job): it is
+	// admitted only into a free slot and preempted by calling this when
+	// live traffic needs the slot.
+	preempt func()
 }
 
 // tenants resolves API keys to their configured identity.

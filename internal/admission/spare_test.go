@@ -1,0 +1,73 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestSpareWorkYieldsToLiveTraffic(t *testing.T) {
+	clk := newFakeClock()
+	q := NewQueue(QueueConfig{Name: "m", Fair: true, SpareReserve: 1}, func() int { return 3 }, clk.Now)
+	ctx := context.Background()
+
+	var preempted []int
+	spare := func(i int) (*Ticket, error) {
+		return q.Acquire(ctx, Request{Tenant: "batch", Class: Batch, Spare: true, Preempt: func() { preempted = append(preempted, i) }})
+	}
+	s1, err1 := spare(1)
+	s2, err2 := spare(2)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("spare work on an idle pool: %v %v", err1, err2)
+	}
+	// The reserve: the last slot stays free for live traffic.
+	if _, err := spare(3); !errors.Is(err, ErrNoSpare) {
+		t.Fatalf("third spare with reserve 1: %v, want ErrNoSpare", err)
+	}
+	live1, err := q.Acquire(ctx, Request{Tenant: "a", Deadline: clk.Now().Add(time.Second)})
+	if err != nil || len(preempted) != 0 {
+		t.Fatalf("live request into the reserved slot: %v, preempted %v", err, preempted)
+	}
+	// The pool is full: the next live request preempts the youngest spare
+	// ticket and gets its slot when it is released.
+	got := make(chan *Ticket)
+	go func() {
+		t2, err := q.Acquire(ctx, Request{Tenant: "a", Deadline: clk.Now().Add(time.Second)})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- t2
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Preempted() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no spare ticket preempted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if len(preempted) != 1 || preempted[0] != 2 {
+		t.Fatalf("preempted %v, want the youngest (2)", preempted)
+	}
+	// Spare work is refused while a live request waits, and not counted
+	// as a refusal.
+	if _, err := spare(4); !errors.Is(err, ErrNoSpare) {
+		t.Fatalf("spare while live waits: %v", err)
+	}
+	s2.Release()
+	live2 := <-got
+	if st := q.Stats(); st.InUse != 3 || st.Queued != 0 || len(st.Rejected) != 0 && sumRejected(st.Rejected) != 0 {
+		t.Fatalf("stats after the hand-over: %+v", st)
+	}
+	for _, tk := range []*Ticket{s1, live1, live2} {
+		tk.Release()
+	}
+}
+
+func sumRejected(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
