@@ -203,7 +203,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			wd.timer.Stop()
 			cause := context.Cause(actx)
 			cancel(nil)
-			if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+			if errors.Is(ctx.Err(), context.Canceled) { // whatever the cause (a preempted job too)
 				// The client left: not the backend's fault.
 				c.end(f.opt.Now(), endpoint.Success, ttfb, 0, true)
 				res.Err = context.Canceled

@@ -122,7 +122,7 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	if resp.StatusCode >= 500 {
 		outcome = endpoint.Failure
 	}
-	clientGone := writeErr != nil || errors.Is(context.Cause(ctx), context.Canceled)
+	clientGone := writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
 	if readErr != nil && !clientGone {
 		outcome = endpoint.Failure
 		cause := context.Cause(actx)
