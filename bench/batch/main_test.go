@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs both legs with a tiny pool, a short interactive load and a
+// small batch, and checks that the harness produces its tables and a
+// consistent report.
+func TestSmoke(t *testing.T) {
+	opt := defaultOptions()
+	opt.Trace, opt.Prompt, opt.Output = "", 32, 8
+	opt.Backends, opt.Load, opt.Duration = 1, 0.5, 2*time.Second
+	opt.BatchSize, opt.BatchPrompt, opt.BatchOutput = 60, 16, 4
+	opt.Workers, opt.BatchTimeout = 8, 20*time.Second
+	opt.Sim.DecodeStepBase = 5 * time.Millisecond
+	opt.Command = "go test"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out strings.Builder
+	rep, err := run(ctx, opt, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := out.String()
+	for _, want := range []string{"### Interactive traffic", "| A: interactive alone |", "| B: interactive + batch of 60 |",
+		"### The batch", "### Targets (issue 5)", "`go test`"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if len(rep.Legs) != 2 {
+		t.Fatalf("%d legs, want 2", len(rep.Legs))
+	}
+	for _, l := range rep.Legs {
+		in := l.Interactive
+		if in.Planned == 0 || in.OK != in.Planned || in.Refused+in.Failed != 0 {
+			t.Errorf("%s: planned %d, ok %d, refused %d, failed %d", l.Name, in.Planned, in.OK, in.Refused, in.Failed)
+		}
+		if !(in.TTFT.P99 > 0) || l.Pool.Samples == 0 {
+			t.Errorf("%s: TTFT p99 %v ms, %d samples", l.Name, in.TTFT.P99, l.Pool.Samples)
+		}
+	}
+	br := rep.Legs[1].Batch
+	if br == nil || br.Status != "completed" || br.Completed != opt.BatchSize || br.Failed != 0 || br.OutputLines != opt.BatchSize {
+		t.Fatalf("batch: %+v", br)
+	}
+	if !(br.CompletedS >= br.CreateS) || br.CountedS > br.CompletedS {
+		t.Errorf("batch times: created %.2f s, counted %.2f s, completed %.2f s", br.CreateS, br.CountedS, br.CompletedS)
+	}
+	f := rep.Legs[1].Figures
+	for name, v := range map[string]float64{"p99 ratio": f.P99Ratio, "spare req/s": f.SpareRPS, "spare used": f.SpareUsed} {
+		if !(v > 0) || math.IsInf(v, 0) {
+			t.Errorf("%s = %v", name, v)
+		}
+	}
+	if len(rep.Targets) != 2 {
+		t.Errorf("targets: %+v", rep.Targets)
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Errorf("report does not marshal: %v", err)
+	}
+}
+
+func TestBatchInput(t *testing.T) {
+	in := batchInput("m", 3, 5, 7)
+	sc := bufio.NewScanner(bytes.NewReader(in))
+	firsts := map[string]bool{}
+	n := 0
+	for sc.Scan() {
+		var line struct {
+			CustomID string `json:"custom_id"`
+			Method   string `json:"method"`
+			URL      string `json:"url"`
+			Body     struct {
+				Model    string `json:"model"`
+				Messages []struct{ Content string }
+				Max      int `json:"max_tokens"`
+			} `json:"body"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("line %d: %v", n, err)
+		}
+		words := strings.Fields(line.Body.Messages[0].Content)
+		if line.Method != "POST" || line.URL != "/v1/chat/completions" || line.Body.Model != "m" || line.Body.Max != 7 || len(words) != 5 {
+			t.Errorf("line %d: %s", n, sc.Bytes())
+		}
+		firsts[words[0]] = true
+		n++
+	}
+	if n != 3 || len(firsts) != 3 {
+		t.Errorf("%d lines, %d distinct first words; want 3 and 3", n, len(firsts))
+	}
+}
+
+func TestInterpolation(t *testing.T) {
+	ss := []sample{{T: 1, Finished: 10}, {T: 2, Finished: 30}, {T: 3, Finished: 30}}
+	for _, c := range []struct{ t, want float64 }{{0.5, 5}, {1.5, 20}, {2, 30}, {9, 30}} {
+		if got := finishedAt(ss, c.t); got != c.want {
+			t.Errorf("finishedAt(%v) = %v, want %v", c.t, got, c.want)
+		}
+	}
+	pts := []progressPoint{{T: 0, Done: 0}, {T: 2, Done: 100}}
+	if got := progressAt(pts, 1); got != 50 {
+		t.Errorf("progressAt(1) = %v, want 50", got)
+	}
+	if m, n := window(ss, 1, 3); n != 2 || m.Running != 0 {
+		t.Errorf("window: %+v over %d samples", m, n)
+	}
+}
+
+func TestLabel(t *testing.T) {
+	l := `{model="m",subclass="x",class="interactive",le="0.001"}`
+	if got := label(l, "class"); got != "interactive" {
+		t.Errorf("class = %q", got)
+	}
+	if got := label(l, "le"); got != "0.001" {
+		t.Errorf("le = %q", got)
+	}
+	if got := label(l, "missing"); got != "" {
+		t.Errorf("missing = %q", got)
+	}
+}
+
+func TestPreemptYoungestHoldingASlot(t *testing.T) {
+	now := time.Now()
+	p := &preemptor{running: map[*runningJob]struct{}{}}
+	cancelled := map[string]bool{}
+	add := func(name string, age time.Duration, preempted bool) {
+		j := &runningJob{started: now.Add(-age), cancel: func() { cancelled[name] = true }}
+		j.preempted.Store(preempted)
+		p.running[j] = struct{}{}
+	}
+	add("old", time.Second, false)
+	add("mid", 100*time.Millisecond, false)
+	add("young", 10*time.Millisecond, false)
+	add("just-started", 0, false) // may not hold a slot yet
+	add("going", 50*time.Millisecond, true)
+	// Three waiting requests, one slot already on its way: cancel the two
+	// youngest jobs that hold a slot.
+	p.preempt(3)
+	if len(cancelled) != 2 || !cancelled["young"] || !cancelled["mid"] || p.count.Load() != 2 {
+		t.Fatalf("cancelled %v (count %d), want young and mid", cancelled, p.count.Load())
+	}
+	p.preempt(1) // covered by the jobs being cancelled
+	if len(cancelled) != 2 {
+		t.Fatalf("cancelled %v, want no more", cancelled)
+	}
+}
