@@ -23,7 +23,7 @@ type Queue struct {
 	Listen string `yaml:"listen"`
 	// Replicas of streams and buckets on an external cluster, default 1.
 	Replicas int `yaml:"replicas"`
-	// Workers is how many jobs this gateway runs at once, default 32;
+	// Workers is how many jobs this gateway runs at once, default 64 (at least the pool's slots, so a batch alone can fill it);
 	// they take jobs only while the pool has spare capacity. 0 with
 	// worker_disabled: true leaves jobs to separate workers.
 	Workers        int  `yaml:"workers"`
@@ -45,7 +45,7 @@ type Queue struct {
 }
 
 func defaultQueue() Queue {
-	return Queue{Enabled: true, Workers: 32, Retention: Duration(7 * 24 * time.Hour), MaxAttempts: 5,
+	return Queue{Enabled: true, Workers: 64, Retention: Duration(7 * 24 * time.Hour), MaxAttempts: 5,
 		MaxFileBytes: 200 << 20}
 }
 
