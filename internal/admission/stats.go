@@ -28,7 +28,7 @@ func (h *histogram) observe(v float64) {
 type counters struct {
 	rejected  [numReasons]uint64
 	cancelled uint64
-	preempted uint64 // spare tickets taken back by live traffic
+	preempted uint64                  // spare tickets taken back by live traffic
 	waits     [MaxClass + 1]histogram // per class, of granted requests
 }
 

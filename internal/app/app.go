@@ -35,9 +35,9 @@ type App struct {
 	jobsMu    sync.Mutex
 	jobsRetry func() (*jobQueue, error) // set when the queue must still be connected
 	closing   bool                      // guarded by jobsMu: Run is shutting down
-	log  *slog.Logger
-	deps gateway.Deps
-	gw   *gateway.Gateway
+	log       *slog.Logger
+	deps      gateway.Deps
+	gw        *gateway.Gateway
 
 	reloadMu sync.Mutex // serialises reloads
 	checkMu  sync.Mutex
