@@ -384,6 +384,9 @@ func gatewayConfig(urls []string, dir string, o options) config.Config {
 	cfg.Queue.Enabled = true
 	cfg.Queue.DataDir = dir
 	cfg.Queue.Workers = o.Workers
+	if o.Reserve >= 0 {
+		cfg.Admission.SpareReserve = o.Reserve
+	}
 	for i := range cfg.Models[0].Backends {
 		cfg.Models[0].Backends[i].MaxConcurrency = o.MaxConc
 	}

@@ -78,6 +78,7 @@ type options struct {
 
 	Workers int // queue.workers (in-gateway job workers)
 	MaxConc int // static per-backend max_concurrency; 0 = adaptive limits
+	Reserve float64 // admission.spare_reserve (share of capacity); < 0 = Sluice's default
 	// Headroom adds one leg per value: the batch again, its jobs run
 	// behind a prototype gate that keeps that many slots free (see
 	// headroomGate). Not Sluice's behaviour; an experiment.
@@ -134,6 +135,7 @@ func main() {
 	flag.IntVar(&opt.BatchOutput, "batch-output", opt.BatchOutput, "max_tokens of each batch request")
 	flag.DurationVar(&opt.BatchTimeout, "batch-timeout", opt.BatchTimeout, "give up on the batch this long after the interactive load ended")
 	flag.IntVar(&opt.Workers, "workers", opt.Workers, "queue.workers: in-gateway job workers (Sluice's default is 32)")
+	flag.Float64Var(&opt.Reserve, "spare-reserve", -1, "admission.spare_reserve: share of slots jobs leave free while interactive requests run (< 0: Sluice's default)")
 	flag.IntVar(&opt.MaxConc, "max-concurrency", opt.MaxConc, "static per-backend max_concurrency (default: the simulator's slots); 0 = Sluice's adaptive limits")
 	flag.Func("headroom", "comma-separated slot counts: add a leg per value running the batch behind a prototype gate that keeps that many slots free (an experiment, not Sluice's gate)", func(v string) error {
 		for _, f := range strings.Split(v, ",") {

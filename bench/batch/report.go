@@ -74,6 +74,9 @@ func (h *harness) setup() Setup {
 		fmt.Sprintf("queue.workers: %d (default 32)", o.Workers),
 		"log.access: false, shutdown_grace: 2s",
 	}
+	if o.Reserve >= 0 {
+		s.SluiceConfig = append(s.SluiceConfig, fmt.Sprintf("admission.spare_reserve: %g", o.Reserve))
+	}
 	if o.MaxConc > 0 {
 		s.SluiceConfig = append(s.SluiceConfig, fmt.Sprintf("models[0].backends[*].max_concurrency: %d (static, = the simulator's slots, instead of the adaptive limit)", o.MaxConc))
 	}

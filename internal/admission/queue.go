@@ -48,9 +48,12 @@ type QueueConfig struct {
 	// Default 0: a waiter is refused as soon as its deadline passes.
 	Grace time.Duration
 
-	// SpareReserve is how many slots spare requests leave free, so that
-	// a live request arriving finds one without preempting (default 0).
-	SpareReserve int
+	// SpareReserve is the share of capacity (rounded up to whole slots)
+	// spare requests leave free while live requests are in flight, so
+	// that a live request arriving finds a slot without preempting
+	// (default 0). With no live request in flight spare work may fill
+	// the pool: the next live arrival preempts.
+	SpareReserve float64
 }
 
 // Defaults for QueueConfig's zero fields.

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"errors"
+	"math"
 	"time"
 )
 
@@ -9,9 +10,10 @@ import (
 // live traffic leaves free, and gives them back the moment live traffic
 // needs them:
 //
-//   - a spare request is granted only when nothing waits and more than
-//     SpareReserve slots are free (it never waits: ErrNoSpare otherwise,
-//     not counted as a refusal — nobody was turned away);
+//   - a spare request is granted only when nothing waits and, while live
+//     requests are in flight, more than the reserve (SpareReserve x
+//     capacity) is free; it never waits (ErrNoSpare otherwise, not counted
+//     as a refusal — nobody was turned away);
 //   - a live request that would have to wait preempts the youngest spare
 //     ticket (the least work lost): its Preempt function is called, the
 //     request behind it aborts, and the slot it releases goes to the waiter.
@@ -29,13 +31,21 @@ type spareTicket struct {
 
 // takeSpare grants a spare request or refuses it; q.mu held.
 func (q *Queue) takeSpare(r Request, now time.Time, capacity int) (*Ticket, error) {
-	if q.queued > 0 || q.inUse >= capacity-q.cfg.SpareReserve {
+	if q.queued > 0 || q.inUse >= capacity-q.reserve(capacity) {
 		return nil, ErrNoSpare
 	}
 	t := q.takeSlot(r.Tenant, r.Weight, r.Cost, now, 0)
 	t.spare = true
 	q.spares = append(q.spares, spareTicket{t: t, preempt: r.Preempt})
 	return t, nil
+}
+
+// reserve is how many slots spare work leaves free now; q.mu held.
+func (q *Queue) reserve(capacity int) int {
+	if q.cfg.SpareReserve <= 0 || q.inUse == len(q.spares) { // no live request in flight
+		return 0
+	}
+	return int(math.Ceil(q.cfg.SpareReserve * float64(capacity)))
 }
 
 // preemptYoungest calls Preempt on the most recently granted spare ticket

@@ -9,8 +9,12 @@ import (
 
 func TestSpareWorkYieldsToLiveTraffic(t *testing.T) {
 	clk := newFakeClock()
-	q := NewQueue(QueueConfig{Name: "m", Fair: true, SpareReserve: 1}, func() int { return 3 }, clk.Now)
+	q := NewQueue(QueueConfig{Name: "m", Fair: true, SpareReserve: 0.25}, func() int { return 4 }, clk.Now)
 	ctx := context.Background()
+	live0, err := q.Acquire(ctx, Request{Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var preempted []int
 	spare := func(i int) (*Ticket, error) {
@@ -21,9 +25,9 @@ func TestSpareWorkYieldsToLiveTraffic(t *testing.T) {
 	if err1 != nil || err2 != nil {
 		t.Fatalf("spare work on an idle pool: %v %v", err1, err2)
 	}
-	// The reserve: the last slot stays free for live traffic.
+	// The reserve: with live traffic in flight the last slot stays free.
 	if _, err := spare(3); !errors.Is(err, ErrNoSpare) {
-		t.Fatalf("third spare with reserve 1: %v, want ErrNoSpare", err)
+		t.Fatalf("third spare with a reserve of 1 slot: %v, want ErrNoSpare", err)
 	}
 	live1, err := q.Acquire(ctx, Request{Tenant: "a", Deadline: clk.Now().Add(time.Second)})
 	if err != nil || len(preempted) != 0 {
@@ -56,10 +60,31 @@ func TestSpareWorkYieldsToLiveTraffic(t *testing.T) {
 	}
 	s2.Release()
 	live2 := <-got
-	if st := q.Stats(); st.InUse != 3 || st.Queued != 0 || len(st.Rejected) != 0 && sumRejected(st.Rejected) != 0 {
+	if st := q.Stats(); st.InUse != 4 || st.Queued != 0 || len(st.Rejected) != 0 && sumRejected(st.Rejected) != 0 {
 		t.Fatalf("stats after the hand-over: %+v", st)
 	}
-	for _, tk := range []*Ticket{s1, live1, live2} {
+	for _, tk := range []*Ticket{s1, live0, live1, live2} {
+		tk.Release()
+	}
+}
+
+// With no live request in flight there is nothing to reserve for: spare
+// work may fill the pool (a live arrival would preempt).
+func TestSpareWorkFillsAnIdlePool(t *testing.T) {
+	clk := newFakeClock()
+	q := NewQueue(QueueConfig{Name: "m", Fair: true, SpareReserve: 0.5}, func() int { return 4 }, clk.Now)
+	var held []*Ticket
+	for i := range 4 {
+		tk, err := q.Acquire(context.Background(), Request{Tenant: "batch", Class: Batch, Spare: true})
+		if err != nil {
+			t.Fatalf("spare %d on an idle pool: %v", i, err)
+		}
+		held = append(held, tk)
+	}
+	if q.Spare() != 0 {
+		t.Fatalf("Spare() = %d on a full pool", q.Spare())
+	}
+	for _, tk := range held {
 		tk.Release()
 	}
 }

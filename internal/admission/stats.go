@@ -120,5 +120,6 @@ func (q *Queue) Spare() int {
 	if q.queued > 0 {
 		return 0
 	}
-	return max(q.capacity()-q.cfg.SpareReserve-q.inUse, 0)
+	capacity := q.capacity()
+	return max(capacity-q.reserve(capacity)-q.inUse, 0)
 }

@@ -134,3 +134,19 @@ func assertSameJSON(t *testing.T, got, want []byte) {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }
+
+// FuzzParseSSE: any backend stream parses and converts without panicking,
+// and a converted answer is JSON.
+func FuzzParseSSE(f *testing.F) {
+	f.Add([]byte("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"))
+	f.Add([]byte("event: x\r\ndata: a\r\ndata: b\r\n\r\n: comment\n"))
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		e := &Entry{Status: 200, Events: ParseSSE(stream)}
+		if b, err := e.ToJSON(); err == nil && !json.Valid(b) {
+			t.Fatalf("ToJSON gave invalid JSON %q for %q", b, stream)
+		}
+		if _, err := e.ToSSE(true); err != nil {
+			return
+		}
+	})
+}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 func TestKeyNormalises(t *testing.T) {
@@ -129,4 +131,37 @@ func TestMemoMatchesKey(t *testing.T) {
 	if _, err := m.Parse([]byte(`[1]`)); err == nil {
 		t.Fatal("a non-object body must be an error")
 	}
+}
+
+// FuzzMemo: the memo's answers equal a fresh parse and Key, first time and
+// from the memo.
+func FuzzMemo(f *testing.F) {
+	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0}`))
+	f.Add([]byte(`{"model":"m","seed":1,"n":1,"stream":true}`))
+	f.Add([]byte(`[]`))
+	m, err := NewMemo(64)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer m.Close()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		want, werr := openai.ParseRequest(body)
+		for range 2 {
+			p, err := m.Parse(body)
+			if (err != nil) != (werr != nil) {
+				t.Fatalf("memo parse error %v, ParseRequest %v", err, werr)
+			}
+			if err != nil {
+				return
+			}
+			if p.Peek != want {
+				t.Fatalf("memo peek %+v, ParseRequest %+v", p.Peek, want)
+			}
+			k, kerr := m.Key(p, body, "m", "t", false)
+			wk, _, wkerr := Key(body, "m", "t", false)
+			if (kerr != nil) != (wkerr != nil) || k != wk {
+				t.Fatalf("memo key %q (%v), Key %q (%v)", k, kerr, wk, wkerr)
+			}
+		}
+	})
 }

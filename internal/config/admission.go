@@ -28,11 +28,12 @@ type Admission struct {
 	// BatchMinShare guards the batch class against starvation: while batch
 	// requests wait they get at least this share of granted capacity.
 	BatchMinShare float64 `yaml:"batch_min_share"`
-	// SpareReserve is how many of a pool's slots queued jobs (async and
-	// Batch API work, which runs only in free capacity) leave free for live
-	// requests, default 0: a live request that finds the pool full
-	// preempts the youngest job instead (it goes back to the queue).
-	SpareReserve int `yaml:"spare_reserve"`
+	// SpareReserve is the share of a pool's slots (rounded up) queued jobs
+	// (async and Batch API work, which runs only in free capacity) leave
+	// free while live requests are in flight, default 0.05. A live request
+	// that still finds the pool full preempts the youngest job (it goes
+	// back to the queue).
+	SpareReserve float64 `yaml:"spare_reserve"`
 	// Adaptive is the per-backend concurrency limit used when a backend has
 	// no static max_concurrency.
 	Adaptive Adaptive `yaml:"adaptive"`
@@ -76,7 +77,7 @@ type Auth struct {
 func defaultAdmission() Admission {
 	return Admission{
 		Enabled: true, MaxWait: Duration(10 * time.Second), MaxQueued: 1024,
-		DefaultMaxTokens: 256, BatchMinShare: 0.1,
+		DefaultMaxTokens: 256, BatchMinShare: 0.1, SpareReserve: 0.05,
 		Adaptive: Adaptive{Initial: 4, Min: 1, Max: 256, Window: Duration(time.Second), Tolerance: 4.0},
 	}
 }
@@ -97,8 +98,8 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 	if a.BatchMinShare < 0 || a.BatchMinShare > 0.5 {
 		bad("admission.batch_min_share", "must be between 0 and 0.5, got %g", a.BatchMinShare)
 	}
-	if a.SpareReserve < 0 {
-		bad("admission.spare_reserve", "must not be negative, got %d", a.SpareReserve)
+	if a.SpareReserve < 0 || a.SpareReserve >= 1 {
+		bad("admission.spare_reserve", "must be a share of capacity in [0, 1), got %g", a.SpareReserve)
 	}
 	ad := a.Adaptive
 	if ad.Min < 1 || ad.Max < ad.Min || ad.Initial < ad.Min || ad.Initial > ad.Max {
