@@ -76,8 +76,8 @@ type options struct {
 	// BatchTimeout bounds leg B after the interactive load ended.
 	BatchTimeout time.Duration
 
-	Workers int // queue.workers (in-gateway job workers)
-	MaxConc int // static per-backend max_concurrency; 0 = adaptive limits
+	Workers int     // queue.workers (in-gateway job workers)
+	MaxConc int     // static per-backend max_concurrency; 0 = adaptive limits
 	Reserve float64 // admission.spare_reserve (share of capacity); < 0 = Sluice's default
 	// Headroom adds one leg per value: the batch again, its jobs run
 	// behind a prototype gate that keeps that many slots free (see
