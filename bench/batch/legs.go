@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"log/slog"
 	"net/http"
 	"os"
@@ -135,7 +136,7 @@ func (s legSpec) proto() bool { return s.reserve > 0 || s.preempt }
 func (h *harness) runLeg(ctx context.Context, spec legSpec) (*Leg, error) {
 	o := h.opt
 	h.legsRun++
-	h.progress("[%d/%d] %s: %d interactive requests over %s (load avg %s)", h.legsRun, h.legs, spec.name, len(h.plan), o.Duration, loadavg())
+	h.progress("[%d/%d] %s: %d interactive requests over %s (load avg %s)", h.legsRun, h.legs, spec.name, len(h.plan), o.Duration, benchkit.Loadavg())
 	wall := time.Now()
 	urls, stopSims, err := sim.ListenAndServeN(ctx, "127.0.0.1:0", o.Backends, o.Sim, nil)
 	if err != nil {
@@ -418,7 +419,7 @@ func waitReady(ctx context.Context, target string) error {
 
 // gatewayDiag reads the gateway's admission and job counters.
 func gatewayDiag(ctx context.Context, c *http.Client, target string) GatewayDiag {
-	g := scrape(ctx, c, target+"/metrics")
+	g := benchkit.Scrape(ctx, c, target+"/metrics")
 	d := GatewayDiag{Rejections: map[string]float64{}}
 	const wait = "sluice_queue_wait_seconds"
 	d.InteractiveGranted = sumWhere(g, wait+"_count", "class", "interactive")
@@ -427,20 +428,20 @@ func gatewayDiag(ctx context.Context, c *http.Client, target string) GatewayDiag
 		d.InteractiveWaitMeanMs = 1000 * sumWhere(g, wait+"_sum", "class", "interactive") / d.InteractiveGranted
 		var atOnce float64
 		for _, m := range g {
-			if m.name == wait+"_bucket" && label(m.labels, "class") == "interactive" && label(m.labels, "le") == "0.001" {
-				atOnce += m.value
+			if m.Name == wait+"_bucket" && benchkit.Label(m.Labels, "class") == "interactive" && benchkit.Label(m.Labels, "le") == "0.001" {
+				atOnce += m.Value
 			}
 		}
 		d.InteractiveWaitedShare = 1 - atOnce/d.InteractiveGranted
 	}
 	for _, m := range g {
-		if m.name == "sluice_queue_rejections_total" && m.value > 0 {
-			d.Rejections[label(m.labels, "reason")] += m.value
+		if m.Name == "sluice_queue_rejections_total" && m.Value > 0 {
+			d.Rejections[benchkit.Label(m.Labels, "reason")] += m.Value
 		}
 	}
-	d.JobsExecuted = sum(g, "sluice_jobs_executed_total")
-	d.JobsRetried = sum(g, "sluice_jobs_retried_total")
-	d.JobsDead = sum(g, "sluice_jobs_dead_lettered_total")
+	d.JobsExecuted = benchkit.Sum(g, "sluice_jobs_executed_total")
+	d.JobsRetried = benchkit.Sum(g, "sluice_jobs_retried_total")
+	d.JobsDead = benchkit.Sum(g, "sluice_jobs_dead_lettered_total")
 	return d
 }
 

@@ -31,6 +31,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -162,7 +163,7 @@ func main() {
 	if quick && !set["batch"] {
 		opt.BatchSize = 1000
 	}
-	opt.Command = commandLine(os.Args[1:])
+	opt.Command = benchkit.CommandLine("./bench/batch", os.Args[1:])
 	opt.Progress = os.Stderr
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -192,18 +193,6 @@ func main() {
 func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "batch:", err)
 	os.Exit(1)
-}
-
-// commandLine renders the invocation as something one can paste.
-func commandLine(args []string) string {
-	parts := []string{"go", "run", "./bench/batch"}
-	for _, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t\"'$\\`*?") {
-			a = strconv.Quote(a)
-		}
-		parts = append(parts, a)
-	}
-	return strings.Join(parts, " ")
 }
 
 func (o options) validate() error {
@@ -248,7 +237,7 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 		return nil, err
 	}
 	start := time.Now()
-	rep := &Report{Command: opt.Command, Machine: machine(), Started: start.UTC()}
+	rep := &Report{Command: opt.Command, Machine: benchkit.ReadMachine(), Started: start.UTC()}
 	h := &harness{opt: opt}
 	if err := h.prepare(); err != nil {
 		return nil, err
@@ -282,7 +271,7 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 		l.Figures = h.figures(rep.Legs[0], l, ceiling)
 	}
 	rep.Targets = targets(*rep.Legs[1].Figures)
-	rep.Machine.LoadAfter = loadavg()
+	rep.Machine.LoadAfter = benchkit.Loadavg()
 	rep.Elapsed = time.Since(start).Seconds()
 	return rep, writeMarkdown(out, rep)
 }

@@ -116,19 +116,6 @@ func TestInterpolation(t *testing.T) {
 	}
 }
 
-func TestLabel(t *testing.T) {
-	l := `{model="m",subclass="x",class="interactive",le="0.001"}`
-	if got := label(l, "class"); got != "interactive" {
-		t.Errorf("class = %q", got)
-	}
-	if got := label(l, "le"); got != "0.001" {
-		t.Errorf("le = %q", got)
-	}
-	if got := label(l, "missing"); got != "" {
-		t.Errorf("missing = %q", got)
-	}
-}
-
 func TestPreemptYoungestHoldingASlot(t *testing.T) {
 	now := time.Now()
 	p := &preemptor{running: map[*runningJob]struct{}{}}

@@ -2,12 +2,10 @@ package main
 
 import (
 	"fmt"
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"io"
 	"maps"
 	"math"
-	"os"
-	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -17,26 +15,15 @@ import (
 
 // Report is everything the benchmark measured; --json writes it.
 type Report struct {
-	Command string  `json:"command"`
-	Machine Machine `json:"machine"`
-	Setup   Setup   `json:"setup"`
+	Command string           `json:"command"`
+	Machine benchkit.Machine `json:"machine"`
+	Setup   Setup            `json:"setup"`
 	// Legs: A (interactive alone), B (with the batch), then any prototype
 	// legs (--headroom).
 	Legs    []*Leg    `json:"legs"`
 	Targets []Target  `json:"targets"` // on leg B
 	Started time.Time `json:"started"`
 	Elapsed float64   `json:"elapsed_s"`
-}
-
-// Machine describes where the run happened: the figures are wall-clock
-// measurements on a shared machine, so its load matters.
-type Machine struct {
-	CPUs       int    `json:"cpus"`
-	CPUModel   string `json:"cpu_model,omitempty"`
-	Uname      string `json:"uname"`
-	Go         string `json:"go"`
-	LoadBefore string `json:"loadavg_before"`
-	LoadAfter  string `json:"loadavg_after"`
 }
 
 // Setup is the pool, the requests and the gateway configuration.
@@ -176,20 +163,9 @@ type Target struct {
 func targets(f Figures) []Target {
 	return []Target{
 		{"interactive p99 TTFT with the batch <= 1.10x without",
-			fmt.Sprintf("%s vs %s: %.2fx", msText(f.P99B), msText(f.P99A), f.P99Ratio), f.P99Ratio > 0 && f.P99Ratio <= targetTTFTRise},
+			fmt.Sprintf("%s vs %s: %.2fx", benchkit.MsText(f.P99B), benchkit.MsText(f.P99A), f.P99Ratio), f.P99Ratio > 0 && f.P99Ratio <= targetTTFTRise},
 		{"the batch uses >= 80% of the spare capacity",
 			fmt.Sprintf("%.0f%% (%.1f of %.1f batch req/s)", 100*f.SpareUsed, f.BatchRPS, f.SpareRPS), f.SpareUsed >= targetSpareUsed},
-	}
-}
-
-func msText(v float64) string {
-	switch {
-	case v >= 1000:
-		return fmt.Sprintf("%.2f s", v/1000)
-	case v >= 10:
-		return fmt.Sprintf("%.0f ms", v)
-	default:
-		return fmt.Sprintf("%.1f ms", v)
 	}
 }
 
@@ -198,36 +174,6 @@ func sText(v float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f s", v)
-}
-
-func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadavg(),
-		Uname: runtime.GOOS + "/" + runtime.GOARCH}
-	if b, err := exec.Command("uname", "-srvm").Output(); err == nil {
-		m.Uname = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if name, ok := strings.CutPrefix(line, "model name"); ok {
-				m.CPUModel = strings.TrimSpace(strings.TrimLeft(name, "\t :"))
-				break
-			}
-		}
-	}
-	return m
-}
-
-// loadavg is the 1/5/15-minute load average, or "n/a".
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "n/a"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "n/a"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 type errWriter struct {
@@ -284,8 +230,8 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 	for _, l := range rep.Legs {
 		in := l.Interactive
 		p("| %s | %d | %d | %d | %s | %s | **%s** | %s | %s | %.0f%% | %.1f%%, %s |\n", l.Name, in.OK, in.Refused, in.Failed,
-			msText(in.TTFT.P50), msText(in.TTFT.P90), msText(in.TTFT.P99), msText(in.ITL.P50), msText(in.ITL.P99),
-			100*l.Pool.Occupancy, 100*l.Gateway.InteractiveWaitedShare, msText(l.Gateway.InteractiveWaitMeanMs))
+			benchkit.MsText(in.TTFT.P50), benchkit.MsText(in.TTFT.P90), benchkit.MsText(in.TTFT.P99), benchkit.MsText(in.ITL.P50), benchkit.MsText(in.ITL.P99),
+			100*l.Pool.Occupancy, 100*l.Gateway.InteractiveWaitedShare, benchkit.MsText(l.Gateway.InteractiveWaitMeanMs))
 	}
 	p("\nPool slots busy: mean share of the %d slots decoding during the %gs of interactive load (the simulators' `vllm:num_requests_running`, sampled every 250 ms). "+
 		"Waited: the interactive class's `sluice_queue_wait_seconds` at the end of the leg.\n\n", a.Pool.Slots, s.DurationS)
@@ -335,7 +281,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 			if l.Preempt {
 				pre = fmt.Sprint(l.Preempted)
 			}
-			p("| %s | %s (%.2fx) | %.1f%% | %.0f%% | %s | %.0f%% | %s | %.0f | %s |\n", l.Name, msText(x.P99B), x.P99Ratio,
+			p("| %s | %s (%.2fx) | %.1f%% | %.0f%% | %s | %.0f%% | %s | %.0f | %s |\n", l.Name, benchkit.MsText(x.P99B), x.P99Ratio,
 				100*l.Gateway.InteractiveWaitedShare, 100*x.SpareUsed, x.measuredText(), 100*x.SlotSpareUsed, pre, l.Batch.BackendDoneAtW, sText(l.Batch.CompletedS))
 		}
 		p("\n")
@@ -344,7 +290,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 	var notes []string
 	for _, l := range rep.Legs {
 		if !l.Interactive.KeptUp {
-			notes = append(notes, fmt.Sprintf("the load generator fell behind its plan in %s (lag p99 %s); treat its latencies with care", l.Name, msText(l.Interactive.LagP99ms)))
+			notes = append(notes, fmt.Sprintf("the load generator fell behind its plan in %s (lag p99 %s); treat its latencies with care", l.Name, benchkit.MsText(l.Interactive.LagP99ms)))
 		}
 		if l.Warnings > 0 {
 			notes = append(notes, fmt.Sprintf("the gateway logged %d warnings in %s, first: `%s`", l.Warnings, l.Name, l.WarningSample[0]))

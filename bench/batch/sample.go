@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"io"
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -58,20 +55,20 @@ func startSampler(ctx context.Context, sims []string, gateway string, t0 time.Ti
 func (s *sampler) read(ctx context.Context) {
 	var x sample
 	for _, u := range s.sims {
-		m := scrape(ctx, s.client, u+"/metrics")
+		m := benchkit.Scrape(ctx, s.client, u+"/metrics")
 		if m == nil {
 			return // a missed sample, not a zero one
 		}
-		x.Running += sum(m, "vllm:num_requests_running")
-		x.Waiting += sum(m, "vllm:num_requests_waiting")
-		x.Finished += sum(m, "vllm:request_success_total")
+		x.Running += benchkit.Sum(m, "vllm:num_requests_running")
+		x.Waiting += benchkit.Sum(m, "vllm:num_requests_waiting")
+		x.Finished += benchkit.Sum(m, "vllm:request_success_total")
 	}
-	g := scrape(ctx, s.client, s.gateway+"/metrics")
+	g := benchkit.Scrape(ctx, s.client, s.gateway+"/metrics")
 	if g == nil {
 		return
 	}
-	x.GWQueued = sum(g, "sluice_queue_waiting")
-	x.GWInUse = sum(g, "sluice_queue_in_use")
+	x.GWQueued = benchkit.Sum(g, "sluice_queue_waiting")
+	x.GWInUse = benchkit.Sum(g, "sluice_queue_in_use")
 	x.T = time.Since(s.t0).Seconds()
 	s.mu.Lock()
 	s.samples = append(s.samples, x)
@@ -125,89 +122,13 @@ func finishedAt(ss []sample, t float64) float64 {
 	return prev.Finished
 }
 
-// metric is one sample line of the Prometheus text format.
-type metric struct {
-	name, labels string
-	value        float64
-}
-
-// scrape reads a Prometheus text exposition; nil on any error.
-func scrape(ctx context.Context, c *http.Client, url string) []metric {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	var out []metric
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		name, labels := line[:sp], ""
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name, labels = name[:i], name[i:]
-		}
-		out = append(out, metric{name: name, labels: labels, value: v})
-	}
-	if sc.Err() != nil {
-		return nil
-	}
-	return out
-}
-
-// sum adds every series of name.
-func sum(ms []metric, name string) float64 {
-	var t float64
-	for _, m := range ms {
-		if m.name == name {
-			t += m.value
-		}
-	}
-	return t
-}
-
 // sumWhere adds the series of name whose labels include key="value".
-func sumWhere(ms []metric, name, key, value string) float64 {
+func sumWhere(ms []benchkit.Metric, name, key, value string) float64 {
 	var t float64
 	for _, m := range ms {
-		if m.name == name && label(m.labels, key) == value {
-			t += m.value
+		if m.Name == name && benchkit.Label(m.Labels, key) == value {
+			t += m.Value
 		}
 	}
 	return t
-}
-
-// label reads key="value" from a {…} label set (values without escapes).
-func label(labels, key string) string {
-	i := strings.Index(labels, key+`="`)
-	if i < 0 {
-		return ""
-	}
-	if i > 0 && labels[i-1] != '{' && labels[i-1] != ',' {
-		return label(labels[i+len(key):], key) // matched inside another label's name
-	}
-	rest := labels[i+len(key)+2:]
-	if j := strings.IndexByte(rest, '"'); j >= 0 {
-		return rest[:j]
-	}
-	return rest
 }

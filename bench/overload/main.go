@@ -17,21 +17,19 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"io"
 	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,7 +142,7 @@ func main() {
 			fatal(fmt.Errorf("--scenarios: unknown scenario %q (want replay, fairness)", s))
 		}
 	}
-	opt.Command = commandLine(os.Args[1:])
+	opt.Command = benchkit.CommandLine("./bench/overload", os.Args[1:])
 	opt.Progress = os.Stderr
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -191,39 +189,16 @@ func parseLoads(s string) ([]float64, error) {
 	return out, nil
 }
 
-// commandLine renders the invocation as something one can paste.
-func commandLine(args []string) string {
-	parts := []string{"go", "run", "./bench/overload"}
-	for _, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t\"'$\\`*?") {
-			a = strconv.Quote(a)
-		}
-		parts = append(parts, a)
-	}
-	return strings.Join(parts, " ")
-}
-
 // Report is everything the benchmark measured; --json writes it.
 type Report struct {
-	Command  string    `json:"command"`
-	Machine  Machine   `json:"machine"`
-	Setup    Setup     `json:"setup"`
-	Replay   []*Leg    `json:"replay,omitempty"`
-	Fairness []*Leg    `json:"fairness,omitempty"`
-	Targets  []Target  `json:"targets,omitempty"`
-	Started  time.Time `json:"started"`
-	Elapsed  float64   `json:"elapsed_s"`
-}
-
-// Machine describes where the run happened: the figures are wall-clock
-// measurements on a shared machine, so its load matters.
-type Machine struct {
-	CPUs       int    `json:"cpus"`
-	CPUModel   string `json:"cpu_model,omitempty"`
-	Uname      string `json:"uname"`
-	Go         string `json:"go"`
-	LoadBefore string `json:"loadavg_before"`
-	LoadAfter  string `json:"loadavg_after"`
+	Command  string           `json:"command"`
+	Machine  benchkit.Machine `json:"machine"`
+	Setup    Setup            `json:"setup"`
+	Replay   []*Leg           `json:"replay,omitempty"`
+	Fairness []*Leg           `json:"fairness,omitempty"`
+	Targets  []Target         `json:"targets,omitempty"`
+	Started  time.Time        `json:"started"`
+	Elapsed  float64          `json:"elapsed_s"`
 }
 
 // Setup is the pool, the trace and the gateway configuration.
@@ -340,7 +315,7 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 	}
 	opt.Sim.Model = "sim-model"
 	start := time.Now()
-	rep := &Report{Command: opt.Command, Machine: machine(), Started: start.UTC()}
+	rep := &Report{Command: opt.Command, Machine: benchkit.ReadMachine(), Started: start.UTC()}
 
 	h := &harness{opt: opt}
 	if err := h.load(); err != nil {
@@ -387,7 +362,7 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 		}
 	}
 	rep.Targets = targets(rep)
-	rep.Machine.LoadAfter = loadavg()
+	rep.Machine.LoadAfter = benchkit.Loadavg()
 	rep.Elapsed = time.Since(start).Seconds()
 	return rep, writeMarkdown(out, rep)
 }
@@ -540,7 +515,7 @@ func (h *harness) runLeg(ctx context.Context, scenario string, k float64, path s
 	o := h.opt
 	h.legsRun++
 	h.progress("[%d/%d] %s %gx via %s: %d requests over %s (load avg %s)",
-		h.legsRun, h.legs, scenario, k, path, len(arr), o.Duration, loadavg())
+		h.legsRun, h.legs, scenario, k, path, len(arr), o.Duration, benchkit.Loadavg())
 	wall := time.Now()
 	urls, stopSims, err := sim.ListenAndServeN(ctx, "127.0.0.1:0", o.Backends, o.Sim, nil)
 	if err != nil {
@@ -768,7 +743,7 @@ func targets(rep *Report) []Target {
 		at := fmt.Sprintf(" (Sluice, %gx)", top.Load)
 		ts = append(ts,
 			Target{"no backend 503 reaches a client" + at, fmt.Sprintf("%d of %d requests", top.Backend503, top.Requests), top.Backend503 == 0},
-			Target{"every refusal within 50 ms" + at, fmt.Sprintf("max %s, p99 %s over %d refusals", msText(top.RefuseMaxms), msText(top.RefuseP99ms), top.Refusals),
+			Target{"every refusal within 50 ms" + at, fmt.Sprintf("max %s, p99 %s over %d refusals", benchkit.MsText(top.RefuseMaxms), benchkit.MsText(top.RefuseP99ms), top.Refusals),
 				top.RefuseMaxms <= ms(targetRefuse)},
 			Target{"every refusal carries Retry-After" + at, fmt.Sprintf("%.1f%% of %d", 100*top.RetryAfterShare, top.Refusals),
 				top.Refusals == 0 || top.RetryAfterShare == 1},
@@ -793,47 +768,6 @@ func topLeg(legs []*Leg, path string) *Leg {
 		}
 	}
 	return top
-}
-
-func msText(v float64) string {
-	switch {
-	case v >= 1000:
-		return fmt.Sprintf("%.2f s", v/1000)
-	case v >= 10:
-		return fmt.Sprintf("%.0f ms", v)
-	default:
-		return fmt.Sprintf("%.1f ms", v)
-	}
-}
-
-func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadavg(),
-		Uname: runtime.GOOS + "/" + runtime.GOARCH}
-	if b, err := exec.Command("uname", "-srvm").Output(); err == nil {
-		m.Uname = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if name, ok := strings.CutPrefix(line, "model name"); ok {
-				m.CPUModel = strings.TrimSpace(strings.TrimLeft(name, "\t :"))
-				break
-			}
-		}
-	}
-	return m
-}
-
-// loadavg is the 1/5/15-minute load average, or "n/a".
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "n/a"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "n/a"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func writeMarkdown(w io.Writer, rep *Report) error {
@@ -880,11 +814,11 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 			}
 			refuse := "-"
 			if l.Refusals > 0 {
-				refuse = fmt.Sprintf("%s / %s / %s", msText(l.RefuseP50ms), msText(l.RefuseP99ms), msText(l.RefuseMaxms))
+				refuse = fmt.Sprintf("%s / %s / %s", benchkit.MsText(l.RefuseP50ms), benchkit.MsText(l.RefuseP99ms), benchkit.MsText(l.RefuseMaxms))
 			}
 			p("| %gx | %s | %.1f | %.1f | %.1f | %.0f%% | %d | %d | %d | %s | %s | %s |\n",
 				l.Load, l.Path, l.OfferedRPS, l.ServedRPS, l.GoodputRPS, 100*l.GoodputCap,
-				l.Backend503, l.GatewayRefusals, l.OtherFailures, ra, refuse, msText(l.TTFTP99ms))
+				l.Backend503, l.GatewayRefusals, l.OtherFailures, ra, refuse, benchkit.MsText(l.TTFTP99ms))
 		}
 		p("\n")
 		if rr := topLeg(rep.Replay, pathRR); rr != nil {
@@ -914,7 +848,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 			p("| %s | %.1f | %.0f |", t.Name, t.OfferedRPS, t.DemandTokS)
 			for _, l := range rep.Fairness {
 				u := l.Tenants[i]
-				p(" %.0f | %.0f | %.0f%% | %.0f%% | %.0f%% | %s |", u.FairTokS, u.ServedTokS, 100*u.Ratio, 100*u.RefusedPct, 100*u.GoodputPct, msText(u.TTFTP99ms))
+				p(" %.0f | %.0f | %.0f%% | %.0f%% | %.0f%% | %s |", u.FairTokS, u.ServedTokS, 100*u.Ratio, 100*u.RefusedPct, 100*u.GoodputPct, benchkit.MsText(u.TTFTP99ms))
 			}
 			p("\n")
 		}
@@ -967,7 +901,7 @@ func lagNote(ew *errWriter, legs []*Leg) {
 	var behind []string
 	for _, l := range legs {
 		if !l.KeptUp {
-			behind = append(behind, fmt.Sprintf("%s %gx %s (lag p99 %s)", l.Scenario, l.Load, l.Path, msText(l.LagP99ms)))
+			behind = append(behind, fmt.Sprintf("%s %gx %s (lag p99 %s)", l.Scenario, l.Load, l.Path, benchkit.MsText(l.LagP99ms)))
 		}
 	}
 	if len(behind) > 0 {
@@ -1052,16 +986,16 @@ func startSampler(ctx context.Context, sims []string, gateway string, slots int,
 func (s *sampler) sample(ctx context.Context) {
 	var running, waiting float64
 	for _, u := range s.sims {
-		m := scrape(ctx, s.client, u+"/metrics")
+		m := benchkit.Scrape(ctx, s.client, u+"/metrics")
 		if m == nil {
 			return // a missed sample, not a zero one
 		}
-		running += sum(m, "vllm:num_requests_running")
-		waiting += sum(m, "vllm:num_requests_waiting")
+		running += benchkit.Sum(m, "vllm:num_requests_running")
+		waiting += benchkit.Sum(m, "vllm:num_requests_waiting")
 	}
-	var g []metric
+	var g []benchkit.Metric
 	if s.gateway != "" {
-		if g = scrape(ctx, s.client, s.gateway+"/metrics"); g == nil {
+		if g = benchkit.Scrape(ctx, s.client, s.gateway+"/metrics"); g == nil {
 			return
 		}
 	}
@@ -1071,14 +1005,14 @@ func (s *sampler) sample(ctx context.Context) {
 	s.running += running
 	s.waiting += waiting
 	if g != nil {
-		l := sum(g, "sluice_queue_capacity")
+		l := benchkit.Sum(g, "sluice_queue_capacity")
 		if s.gn == 0 || l < s.limMin {
 			s.limMin = l
 		}
 		s.limMax = max(s.limMax, l)
 		s.gn++
 		s.lim += l
-		s.gq += sum(g, "sluice_queue_waiting")
+		s.gq += benchkit.Sum(g, "sluice_queue_waiting")
 	}
 }
 
@@ -1098,14 +1032,14 @@ func (s *sampler) finish(ctx context.Context) Diagnostics {
 		d.GatewayQueued = s.gq / float64(s.gn)
 	}
 	if s.gateway != "" {
-		g := scrape(ctx, s.client, s.gateway+"/metrics")
+		g := benchkit.Scrape(ctx, s.client, s.gateway+"/metrics")
 		d.Rejections = map[string]float64{}
 		for _, m := range g {
-			if m.name == "sluice_queue_rejections_total" && m.value > 0 {
-				d.Rejections[label(m.labels, "reason")] += m.value
+			if m.Name == "sluice_queue_rejections_total" && m.Value > 0 {
+				d.Rejections[benchkit.Label(m.Labels, "reason")] += m.Value
 			}
 		}
-		d.Retries = sum(g, "sluice_retries_total")
+		d.Retries = benchkit.Sum(g, "sluice_retries_total")
 	}
 	return d
 }
@@ -1122,77 +1056,4 @@ func (d Diagnostics) rejectionText() string {
 		parts = append(parts, k+" "+strconv.FormatFloat(d.Rejections[k], 'f', 0, 64))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// metric is one sample line of the Prometheus text format.
-type metric struct {
-	name, labels string
-	value        float64
-}
-
-// scrape reads a Prometheus text exposition; nil on any error.
-func scrape(ctx context.Context, c *http.Client, url string) []metric {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	var out []metric
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		name, labels := line[:sp], ""
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name, labels = name[:i], name[i:]
-		}
-		out = append(out, metric{name: name, labels: labels, value: v})
-	}
-	if sc.Err() != nil {
-		return nil
-	}
-	return out
-}
-
-// sum adds every series of name.
-func sum(ms []metric, name string) float64 {
-	var t float64
-	for _, m := range ms {
-		if m.name == name {
-			t += m.value
-		}
-	}
-	return t
-}
-
-// label reads key="value" from a {…} label set (values without escapes).
-func label(labels, key string) string {
-	i := strings.Index(labels, key+`="`)
-	if i < 0 {
-		return ""
-	}
-	rest := labels[i+len(key)+2:]
-	if j := strings.IndexByte(rest, '"'); j >= 0 {
-		return rest[:j]
-	}
-	return rest
 }

@@ -14,21 +14,18 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"io"
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -111,7 +108,7 @@ func main() {
 		opt.Repeat = 1
 	}
 	opt.Policies = splitList(policies)
-	opt.Command = commandLine(os.Args[1:])
+	opt.Command = benchkit.CommandLine("./bench/prefix", os.Args[1:])
 	opt.Progress = os.Stderr
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -153,39 +150,16 @@ func splitList(s string) []string {
 	return out
 }
 
-// commandLine renders the invocation as something one can paste.
-func commandLine(args []string) string {
-	parts := []string{"go", "run", "./bench/prefix"}
-	for _, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t\"'$\\`*?") {
-			a = strconv.Quote(a)
-		}
-		parts = append(parts, a)
-	}
-	return strings.Join(parts, " ")
-}
-
 // Report is everything the benchmark measured; --json writes it.
 type Report struct {
-	Command string    `json:"command"`
-	Machine Machine   `json:"machine"`
-	Setup   Setup     `json:"setup"`
-	Rows    []*Leg    `json:"policies"` // each policy's runs pooled
-	Legs    []*Leg    `json:"runs"`
-	Targets []Target  `json:"targets,omitempty"`
-	Started time.Time `json:"started"`
-	Elapsed float64   `json:"elapsed_s"`
-}
-
-// Machine describes where the run happened: the figures are wall-clock
-// measurements on a shared machine, so its load matters.
-type Machine struct {
-	CPUs       int    `json:"cpus"`
-	CPUModel   string `json:"cpu_model,omitempty"`
-	Uname      string `json:"uname"`
-	Go         string `json:"go"`
-	LoadBefore string `json:"loadavg_before"`
-	LoadAfter  string `json:"loadavg_after"`
+	Command string           `json:"command"`
+	Machine benchkit.Machine `json:"machine"`
+	Setup   Setup            `json:"setup"`
+	Rows    []*Leg           `json:"policies"` // each policy's runs pooled
+	Legs    []*Leg           `json:"runs"`
+	Targets []Target         `json:"targets,omitempty"`
+	Started time.Time        `json:"started"`
+	Elapsed float64          `json:"elapsed_s"`
 }
 
 // Setup is the trace slice, the pool and the gateway configuration.
@@ -289,7 +263,7 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 	}
 	opt.Sim.Model = "sim-model"
 	start := time.Now()
-	rep := &Report{Command: opt.Command, Machine: machine(), Started: start.UTC()}
+	rep := &Report{Command: opt.Command, Machine: benchkit.ReadMachine(), Started: start.UTC()}
 	arr, setup, err := plan(opt)
 	if err != nil {
 		return nil, err
@@ -303,14 +277,14 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 	for r := range repeat {
 		for i := range opt.Policies {
 			p := opt.Policies[(i+r)%len(opt.Policies)] // rotate, so no policy always runs first
-			progress(opt, "[%d/%d] %s (load avg %s)", len(rep.Legs)+1, legs, p, loadavg())
+			progress(opt, "[%d/%d] %s (load avg %s)", len(rep.Legs)+1, legs, p, benchkit.Loadavg())
 			leg, err := runLeg(ctx, opt, setup, p, arr)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p, err)
 			}
 			leg.Run = r + 1
 			progress(opt, "      TTFT mean %s p99 %s, hit rate %.1f%%, max/mean served %.2f, goodput %.1f req/s",
-				msText(leg.TTFTMeanms), msText(leg.TTFTP99ms), 100*leg.HitRate, leg.Imbalance, leg.GoodputRPS)
+				benchkit.MsText(leg.TTFTMeanms), benchkit.MsText(leg.TTFTP99ms), 100*leg.HitRate, leg.Imbalance, leg.GoodputRPS)
 			rep.Legs = append(rep.Legs, leg)
 			byPolicy[p] = append(byPolicy[p], leg)
 		}
@@ -319,7 +293,7 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 		rep.Rows = append(rep.Rows, pool(p, byPolicy[p]))
 	}
 	rep.Targets = targets(rep.Rows)
-	rep.Machine.LoadAfter = loadavg()
+	rep.Machine.LoadAfter = benchkit.Loadavg()
 	rep.Elapsed = time.Since(start).Seconds()
 	return rep, writeMarkdown(out, rep)
 }
@@ -491,12 +465,12 @@ func runLeg(ctx context.Context, opt options, s Setup, policy string, arr []benc
 	served := make([]float64, len(urls))
 	prefill := make([]float64, len(urls))
 	for i, u := range urls {
-		m := scrape(ctx, client, u+"/metrics")
+		m := benchkit.Scrape(ctx, client, u+"/metrics")
 		if m == nil {
 			return nil, fmt.Errorf("backend %s: cannot read /metrics", u)
 		}
-		b := Backend{Served: sum(m, "vllm:request_success_total"), PromptTokens: sum(m, "vllm:prefix_cache_queries_total"),
-			CachedTokens: sum(m, "vllm:prefix_cache_hits_total"), MeanQueue: queues[i]}
+		b := Backend{Served: benchkit.Sum(m, "vllm:request_success_total"), PromptTokens: benchkit.Sum(m, "vllm:prefix_cache_queries_total"),
+			CachedTokens: benchkit.Sum(m, "vllm:prefix_cache_hits_total"), MeanQueue: queues[i]}
 		leg.Backends = append(leg.Backends, b)
 		hits += b.CachedTokens
 		queries += b.PromptTokens
@@ -600,7 +574,7 @@ func targets(legs []*Leg) []Target {
 		r := l.TTFTMeanms / base.TTFTMeanms
 		ts = append(ts,
 			Target{fmt.Sprintf("`%s`: mean TTFT <= 0.70 x `%s`", l.Policy, baseline),
-				fmt.Sprintf("%.2f (%s vs %s)", r, msText(l.TTFTMeanms), msText(base.TTFTMeanms)), r <= targetTTFTRatio},
+				fmt.Sprintf("%.2f (%s vs %s)", r, benchkit.MsText(l.TTFTMeanms), benchkit.MsText(base.TTFTMeanms)), r <= targetTTFTRatio},
 			Target{fmt.Sprintf("`%s`: max/mean requests served <= 1.25 in every run", l.Policy),
 				fmt.Sprintf("%.2f (worst run %.2f)", l.Imbalance, l.ImbalanceMax), l.ImbalanceMax <= targetImbalance})
 	}
@@ -658,14 +632,14 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 			gw = fmt.Sprintf("%.1f / %.1f", l.GatewayQueued, l.GatewayLimit)
 		}
 		p("| `%s` | %d | %d | %s | %s-%s | %s | %s | %.1f%% | %.2f (%.2f) | %.2f | %.2f | %.1f (%.0f%%) | %s |\n",
-			l.Policy, l.Requests, l.OK, msText(l.TTFTMeanms), msText(l.TTFTMeanMin), msText(l.TTFTMeanMax), msText(l.TTFTP50ms), msText(l.TTFTP99ms),
+			l.Policy, l.Requests, l.OK, benchkit.MsText(l.TTFTMeanms), benchkit.MsText(l.TTFTMeanMin), benchkit.MsText(l.TTFTMeanMax), benchkit.MsText(l.TTFTP50ms), benchkit.MsText(l.TTFTP99ms),
 			100*l.HitRate, l.Imbalance, l.ImbalanceMax, l.QueueImbalance, l.PrefillImbalance, l.GoodputRPS, 100*l.GoodputShare, gw)
 	}
 	p("\n")
 	var behind []string
 	for _, l := range rep.Legs {
 		if !l.KeptUp {
-			behind = append(behind, fmt.Sprintf("`%s` run %d (lag p99 %s)", l.Policy, l.Run, msText(l.LagP99ms)))
+			behind = append(behind, fmt.Sprintf("`%s` run %d (lag p99 %s)", l.Policy, l.Run, benchkit.MsText(l.LagP99ms)))
 		}
 		if l.Refused+l.Failed > 0 {
 			p("- `%s` run %d: %d refused, %d failed.\n", l.Policy, l.Run, l.Refused, l.Failed)
@@ -736,21 +710,21 @@ func startSampler(ctx context.Context, sims []string, gateway string, every time
 func (s *sampler) sample(ctx context.Context) {
 	q := make([]float64, len(s.sims))
 	for i, u := range s.sims {
-		m := scrape(ctx, s.client, u+"/metrics")
+		m := benchkit.Scrape(ctx, s.client, u+"/metrics")
 		if m == nil {
 			return // a missed sample, not a zero one
 		}
-		q[i] = sum(m, "vllm:num_requests_running") + sum(m, "vllm:num_requests_waiting")
+		q[i] = benchkit.Sum(m, "vllm:num_requests_running") + benchkit.Sum(m, "vllm:num_requests_waiting")
 	}
-	g := scrape(ctx, s.client, s.gateway+"/metrics")
+	g := benchkit.Scrape(ctx, s.client, s.gateway+"/metrics")
 	if g == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.n++
-	s.gwQueue += sum(g, "sluice_queue_waiting")
-	s.gwLimit += sum(g, "sluice_queue_capacity")
+	s.gwQueue += benchkit.Sum(g, "sluice_queue_waiting")
+	s.gwLimit += benchkit.Sum(g, "sluice_queue_capacity")
 	for i, v := range q {
 		s.queue[i] += v
 	}
@@ -773,105 +747,4 @@ func (s *sampler) finish() (queues []float64, gwQueue, gwLimit float64) {
 	return out, s.gwQueue / float64(s.n), s.gwLimit / float64(s.n)
 }
 
-// metric is one sample line of the Prometheus text format.
-type metric struct {
-	name  string
-	value float64
-}
-
-// scrape reads a Prometheus text exposition; nil on any error.
-func scrape(ctx context.Context, c *http.Client, url string) []metric {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	var out []metric
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		name := line[:sp]
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name = name[:i]
-		}
-		out = append(out, metric{name: name, value: v})
-	}
-	if sc.Err() != nil {
-		return nil
-	}
-	return out
-}
-
-// sum adds every series of name.
-func sum(ms []metric, name string) float64 {
-	var t float64
-	for _, m := range ms {
-		if m.name == name {
-			t += m.value
-		}
-	}
-	return t
-}
-
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func msText(v float64) string {
-	switch {
-	case v >= 1000:
-		return fmt.Sprintf("%.2f s", v/1000)
-	case v >= 10:
-		return fmt.Sprintf("%.0f ms", v)
-	default:
-		return fmt.Sprintf("%.1f ms", v)
-	}
-}
-
-func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: loadavg(),
-		Uname: runtime.GOOS + "/" + runtime.GOARCH}
-	if b, err := exec.Command("uname", "-srvm").Output(); err == nil {
-		m.Uname = strings.TrimSpace(string(b))
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if name, ok := strings.CutPrefix(line, "model name"); ok {
-				m.CPUModel = strings.TrimSpace(strings.TrimLeft(name, "\t :"))
-				break
-			}
-		}
-	}
-	return m
-}
-
-// loadavg is the 1/5/15-minute load average, or "n/a".
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "n/a"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "n/a"
-	}
-	return strings.Join(f[:3], " ")
-}

@@ -1,0 +1,160 @@
+// Package benchkit holds what the `go run` benchmarks under bench/ share:
+// the machine description every report starts with, the command line that
+// reproduces a run, and a reader for the Prometheus text the simulators and
+// the gateway expose.
+package benchkit
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Machine describes where the run happened: the figures are wall-clock
+// measurements on a shared machine.
+type Machine struct {
+	CPUs       int    `json:"cpus"`
+	CPUModel   string `json:"cpu_model,omitempty"`
+	Uname      string `json:"uname"`
+	Go         string `json:"go"`
+	LoadBefore string `json:"loadavg_before"`
+	LoadAfter  string `json:"loadavg_after"`
+}
+
+// ReadMachine describes this machine now (LoadAfter is for the caller).
+func ReadMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadBefore: Loadavg(),
+		Uname: runtime.GOOS + "/" + runtime.GOARCH}
+	if b, err := exec.Command("uname", "-srvm").Output(); err == nil {
+		m.Uname = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if name, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPUModel = strings.TrimSpace(strings.TrimLeft(name, "\t :"))
+				break
+			}
+		}
+	}
+	return m
+}
+
+// Loadavg is the 1/5/15-minute load average, or "n/a".
+func Loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "n/a"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "n/a"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// MsText formats milliseconds for a table: "1.23 s", "45 ms", "3.2 ms".
+func MsText(v float64) string {
+	switch {
+	case v >= 1000:
+		return fmt.Sprintf("%.2f s", v/1000)
+	case v >= 10:
+		return fmt.Sprintf("%.0f ms", v)
+	default:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+}
+
+// CommandLine is `go run ./<pkg> args...`, quoted for a shell.
+func CommandLine(pkg string, args []string) string {
+	parts := []string{"go", "run", pkg}
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'$\\`*?") {
+			a = strconv.Quote(a)
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+// Metric is one sample of a Prometheus text exposition.
+type Metric struct {
+	Name, Labels string // Labels: the raw {…} set, "" without labels
+	Value        float64
+}
+
+// Scrape reads a Prometheus text exposition; nil on any error.
+func Scrape(ctx context.Context, c *http.Client, url string) []Metric {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	var out []Metric
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		name, labels := line[:sp], ""
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name, labels = name[:i], name[i:]
+		}
+		out = append(out, Metric{Name: name, Labels: labels, Value: v})
+	}
+	if sc.Err() != nil {
+		return nil
+	}
+	return out
+}
+
+// Sum adds every series of name.
+func Sum(ms []Metric, name string) float64 {
+	var t float64
+	for _, m := range ms {
+		if m.Name == name {
+			t += m.Value
+		}
+	}
+	return t
+}
+
+// Label reads key="value" from a {…} label set (values without escapes).
+func Label(labels, key string) string {
+	i := strings.Index(labels, key+`="`)
+	if i < 0 {
+		return ""
+	}
+	if i > 0 && labels[i-1] != '{' && labels[i-1] != ',' {
+		return Label(labels[i+len(key):], key) // matched inside another label's name
+	}
+	rest := labels[i+len(key)+2:]
+	if j := strings.IndexByte(rest, '"'); j >= 0 {
+		return rest[:j]
+	}
+	return rest
+}
