@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,11 +23,9 @@ import (
 	"math"
 	"net/http"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/bench"
@@ -111,28 +108,9 @@ func main() {
 	opt.Command = benchkit.CommandLine("./bench/prefix", os.Args[1:])
 	opt.Progress = os.Stderr
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var md strings.Builder
-	rep, err := run(ctx, opt, &md)
-	fmt.Print(md.String())
-	if err != nil {
-		fatal(err)
-	}
-	if out != "" {
-		if err := os.WriteFile(out, []byte(md.String()), 0o644); err != nil {
-			fatal(err)
-		}
-	}
-	if jsonOut != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err == nil {
-			err = os.WriteFile(jsonOut, append(b, '\n'), 0o644)
-		}
-		if err != nil {
-			fatal(err)
-		}
-	}
+	benchkit.Main("prefix", out, jsonOut, func(ctx context.Context, md *strings.Builder) (*Report, error) {
+		return run(ctx, opt, md)
+	})
 }
 
 func fatal(err error) {

@@ -7,14 +7,17 @@ package benchkit
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Machine describes where the run happened: the figures are wall-clock
@@ -157,4 +160,29 @@ func Label(labels, key string) string {
 		return rest[:j]
 	}
 	return rest
+}
+
+// Main runs a benchmark: run gets a context cancelled by SIGINT/SIGTERM and
+// writes its markdown report; the report is printed, and also written to
+// out (markdown) and jsonOut (the returned value as JSON) when set. It
+// exits 1 on error, prefixing the message with name.
+func Main[R any](name, out, jsonOut string, run func(ctx context.Context, md *strings.Builder) (R, error)) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var md strings.Builder
+	rep, err := run(ctx, &md)
+	fmt.Print(md.String())
+	if err == nil && out != "" {
+		err = os.WriteFile(out, []byte(md.String()), 0o644)
+	}
+	if err == nil && jsonOut != "" {
+		var b []byte
+		if b, err = json.MarshalIndent(rep, "", "  "); err == nil {
+			err = os.WriteFile(jsonOut, append(b, '\n'), 0o644)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
