@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 go build -o "$WORK/sluice" ./cmd/sluice
 "$WORK/sluice" sim --listen 127.0.0.1:19201 --model m >/dev/null 2>&1 &
 "$WORK/sluice" serve --listen 127.0.0.1:19200 --model m --backend http://127.0.0.1:19201 \
