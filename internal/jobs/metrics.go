@@ -1,7 +1,9 @@
 package jobs
 
 import (
+	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -61,15 +63,29 @@ var statDescs = []struct {
 	{prometheus.NewDesc("sluice_jobs_webhooks_failed_total", "Webhooks given up on.", nil, nil), func(s Stats) uint64 { return s.WebhooksFailed }},
 }
 
+// backlogDesc is the queue's depth, read from the stream at scrape time.
+var backlogDesc = prometheus.NewDesc("sluice_jobs_backlog",
+	"Jobs accepted and not finished yet (queued or running): messages in the work-queue stream.", nil, nil)
+
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range statDescs {
 		ch <- d.desc
 	}
+	ch <- backlogDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.s.Stats()
 	for _, d := range statDescs {
 		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.get(st)))
+	}
+	// One round trip, bounded: a scrape must not hang on an unreachable
+	// NATS (the gauge is then left out of this scrape).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if stream, err := c.s.js.Stream(ctx, workStream); err == nil {
+		if info, err := stream.Info(ctx); err == nil {
+			ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(info.State.Msgs))
+		}
 	}
 }
