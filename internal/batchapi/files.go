@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -276,4 +277,65 @@ func lineErrors(errs []jobs.BatchLineError) *openai.Error {
 	}
 	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: errs[0].Code,
 		Param: "file", Message: sb.String()}
+}
+
+// fileList is the body of GET /v1/files.
+type fileList struct {
+	Object  string       `json:"object"` // "list"
+	Data    []*jobs.File `json:"data"`
+	FirstID *string      `json:"first_id"`
+	LastID  *string      `json:"last_id"`
+	HasMore bool         `json:"has_more"`
+}
+
+// maxFileListLimit is OpenAI's cap on one page of GET /v1/files.
+const maxFileListLimit = 10000
+
+// listFiles is GET /v1/files: the tenant's files, newest first (order=asc
+// for oldest first), optionally of one purpose, paged with after and limit.
+func (h *Handler) listFiles(w http.ResponseWriter, r *http.Request, tenant string) {
+	q := r.URL.Query()
+	limit := maxFileListLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxFileListLimit {
+			h.fail(w, r, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
+				Param: "limit", Message: "Invalid value for 'limit': must be an integer from 1 to " + strconv.Itoa(maxFileListLimit)}, objFile, "")
+			return
+		}
+		limit = n
+	}
+	order := q.Get("order")
+	if order != "" && order != "asc" && order != "desc" {
+		h.fail(w, r, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
+			Param: "order", Message: "Invalid value for 'order': must be asc or desc"}, objFile, "")
+		return
+	}
+	files, err := h.svc.ListFiles(r.Context(), tenant, q.Get("purpose"))
+	if err != nil {
+		h.fail(w, r, fmt.Errorf("listing files: %w", err), objFile, "")
+		return
+	}
+	if order == "asc" {
+		slices.Reverse(files)
+	}
+	if after := q.Get("after"); after != "" {
+		i := slices.IndexFunc(files, func(f *jobs.File) bool { return f.ID == after })
+		if i < 0 {
+			h.fail(w, r, notFound(objFile, after), objFile, after)
+			return
+		}
+		files = files[i+1:]
+	}
+	page := fileList{Object: "list", Data: files, HasMore: len(files) > limit}
+	if page.HasMore {
+		page.Data = files[:limit]
+	}
+	if page.Data == nil {
+		page.Data = []*jobs.File{}
+	}
+	if n := len(page.Data); n > 0 {
+		page.FirstID, page.LastID = &page.Data[0].ID, &page.Data[n-1].ID
+	}
+	writeJSON(w, http.StatusOK, page)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
 )
@@ -130,7 +131,7 @@ func TestRoutingAndMethods(t *testing.T) {
 		}
 	}
 	cases := []struct{ method, path, allow string }{
-		{http.MethodPut, "/v1/files", "POST"},
+		{http.MethodPut, "/v1/files", "GET, POST"},
 		{http.MethodPost, "/v1/files/file-1", "GET, DELETE"},
 		{http.MethodDelete, "/v1/files/file-1/content", "GET"},
 		{http.MethodDelete, "/v1/batches", "GET, POST"},
@@ -150,4 +151,48 @@ func TestRoutingAndMethods(t *testing.T) {
 	if !strings.HasPrefix(er.Error.Message, "No such File object") {
 		t.Errorf("odd id: %+v", er.Error)
 	}
+}
+
+func TestListFiles(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	var ids []string
+	for i := range 3 {
+		f := e.uploadOK(chatFile("a"))
+		ids = append(ids, f.ID)
+		e.clock.Advance(time.Second * time.Duration(i+1)) // distinct created_at
+	}
+	type page struct {
+		Object  string      `json:"object"`
+		Data    []jobs.File `json:"data"`
+		HasMore bool        `json:"has_more"`
+		FirstID *string     `json:"first_id"`
+		LastID  *string     `json:"last_id"`
+	}
+	var p page
+	r := e.get("/v1/files?limit=2")
+	r.json(t, &p)
+	if r.status != http.StatusOK || p.Object != "list" || len(p.Data) != 2 || !p.HasMore ||
+		p.Data[0].ID != ids[2] || p.Data[1].ID != ids[1] || *p.LastID != ids[1] {
+		t.Fatalf("first page: %d %s", r.status, r.body)
+	}
+	r = e.get("/v1/files?limit=2&after=" + ids[1])
+	p = page{}
+	r.json(t, &p)
+	if len(p.Data) != 1 || p.Data[0].ID != ids[0] || p.HasMore {
+		t.Fatalf("second page: %s", r.body)
+	}
+	r = e.get("/v1/files?order=asc&purpose=batch")
+	p = page{}
+	r.json(t, &p)
+	if len(p.Data) != 3 || p.Data[0].ID != ids[0] {
+		t.Fatalf("ascending: %s", r.body)
+	}
+	// Another tenant sees none of them.
+	r = e.do("someone-else", http.MethodGet, "/v1/files", "", nil)
+	p = page{}
+	r.json(t, &p)
+	if r.status != http.StatusOK || len(p.Data) != 0 || p.Data == nil {
+		t.Fatalf("other tenant: %d %s", r.status, r.body)
+	}
+	e.get("/v1/files?limit=0").wantError(t, http.StatusBadRequest)
 }

@@ -191,8 +191,12 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, tenant string) {
 	}
 	switch rt {
 	case routeFiles:
-		if allow(w, m, http.MethodPost) {
-			h.uploadFile(w, r, tenant)
+		if allow(w, m, http.MethodGet, http.MethodPost) {
+			if m == http.MethodGet {
+				h.listFiles(w, r, tenant)
+			} else {
+				h.uploadFile(w, r, tenant)
+			}
 		}
 	case routeFile:
 		if allow(w, m, http.MethodGet, http.MethodDelete) {

@@ -1,11 +1,14 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -145,4 +148,36 @@ func (l *limitReader) Read(p []byte) (int, error) {
 		return 0, ErrTooLarge
 	}
 	return n, err
+}
+
+// ListFiles returns the tenant's files, newest first, only those of purpose
+// when it is set. It reads every file's metadata (the object store keeps
+// no index by tenant): fine for the thousands of files retention leaves.
+func (s *Store) ListFiles(ctx context.Context, tenant, purpose string) ([]*File, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	infos, err := s.files.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: listing files: %w", err)
+	}
+	var out []*File
+	for _, info := range infos {
+		if info.Deleted {
+			continue
+		}
+		if f := fileFromInfo(info); f.Tenant == tenant && (purpose == "" || f.Purpose == purpose) {
+			out = append(out, f)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *File) int {
+		if a.CreatedAt != b.CreatedAt {
+			return cmp.Compare(b.CreatedAt, a.CreatedAt)
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	return out, nil
 }

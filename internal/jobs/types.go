@@ -189,6 +189,9 @@ type Service interface {
 	// most the configured limit: ErrTooLarge beyond it).
 	PutFile(ctx context.Context, f File, r io.Reader) (*File, error)
 	File(ctx context.Context, tenant, id string) (*File, error)
+	// ListFiles returns the tenant's files newest first, of purpose when
+	// it is not "".
+	ListFiles(ctx context.Context, tenant, purpose string) ([]*File, error)
 	// FileContent opens the file's bytes; the caller closes the reader.
 	FileContent(ctx context.Context, tenant, id string) (io.ReadCloser, error)
 	DeleteFile(ctx context.Context, tenant, id string) error

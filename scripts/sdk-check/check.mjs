@@ -11,6 +11,7 @@ const lines = Array.from({ length: 5 }, (_, i) => JSON.stringify({ custom_id: 'r
 const f = await client.files.create({ file: await toFile(Buffer.from(lines), 'in.jsonl'), purpose: 'batch' });
 out.push(['file', f.id, f.object, f.bytes, f.purpose]);
 const fr = await client.files.retrieve(f.id); out.push(['file.retrieve', fr.id === f.id]);
+const fl = []; for await (const x of client.files.list({ purpose: 'batch' })) fl.push(x.id); out.push(['files.list', fl.includes(f.id)]);
 let b = await client.batches.create({ input_file_id: f.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { k: 'v' } });
 out.push(['batch', b.id, b.status, b.request_counts.total]);
 for (let i = 0; i < 200 && b.status !== 'completed'; i++) { await new Promise(r => setTimeout(r, 100)); b = await client.batches.retrieve(b.id); }
