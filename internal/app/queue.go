@@ -220,7 +220,7 @@ func webhookClient(allowPrivate bool) *http.Client {
 	}
 	tr := &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 4,
 		Proxy: nil}
-	return &http.Client{Timeout: 10 * time.Second, Transport: tr}// A redirect must not lead around the check either: the dialer
+	return &http.Client{Timeout: 10 * time.Second, Transport: tr} // A redirect must not lead around the check either: the dialer
 	// checks every connection, redirects included.
 
 }
