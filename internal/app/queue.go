@@ -218,9 +218,8 @@ func webhookClient(allowPrivate bool) *http.Client {
 			return nil
 		}
 	}
-	tr := &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 4,
-		Proxy: nil}
-	return &http.Client{Timeout: 10 * time.Second, Transport: tr} // A redirect must not lead around the check either: the dialer
-	// checks every connection, redirects included.
-
+	// The dialer checks every connection, redirects included, so a
+	// redirect cannot lead around the check either.
+	tr := &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 4}
+	return &http.Client{Timeout: 10 * time.Second, Transport: tr}
 }
