@@ -296,7 +296,7 @@ func (h *harness) prepare() error {
 	n := 1000
 	for range 5 {
 		h.meanP, h.meanO = meanTokens(draw(n))
-		h.capI = capacity(o.Sim, h.meanP, h.meanO) * float64(o.Backends)
+		h.capI = benchkit.Capacity(o.Sim, h.meanP, h.meanO) * float64(o.Backends)
 		if !(h.capI > 0) {
 			return fmt.Errorf("the simulator cannot serve the mean interactive request (prompt %.0f, output %.0f)", h.meanP, h.meanO)
 		}
@@ -304,7 +304,7 @@ func (h *harness) prepare() error {
 	}
 	h.plan = slices.Clone(draw(n))
 	h.meanP, h.meanO = meanTokens(h.plan)
-	h.capI = capacity(o.Sim, h.meanP, h.meanO) * float64(o.Backends)
+	h.capI = benchkit.Capacity(o.Sim, h.meanP, h.meanO) * float64(o.Backends)
 	at := make([]time.Duration, n)
 	for i := range at {
 		at[i] = time.Duration(rng.Int64N(int64(o.Duration)))
@@ -329,23 +329,6 @@ func meanTokens(arr []bench.Arrival) (p, o float64) {
 	}
 	n := float64(len(arr))
 	return p / n, o / n
-}
-
-// capacity is the simulator's capacity (req/s per server) for a mean
-// request of p prompt and o output tokens. Config.Capacity takes whole
-// tokens; while the batch is slot-bound its reciprocal (time per request)
-// is linear in p and o, which is also why the mean request gives the
-// capacity of a mix. So interpolate 1/capacity between whole-token points.
-// (The same function as bench/overload's.)
-func capacity(c sim.Config, p, o float64) float64 {
-	p0, o0 := int(math.Floor(p)), int(math.Floor(o))
-	inv := func(p, o int) float64 {
-		r, _ := c.Capacity(p, o)
-		return 1 / r
-	}
-	base := inv(p0, o0)
-	t := base + (p-float64(p0))*(inv(p0+1, o0)-base) + (o-float64(o0))*(inv(p0, o0+1)-base)
-	return 1 / t
 }
 
 // batchInput is the batch's JSONL file: n chat completions of prompt words

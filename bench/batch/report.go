@@ -176,20 +176,9 @@ func sText(v float64) string {
 	return fmt.Sprintf("%.1f s", v)
 }
 
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) printf(format string, args ...any) {
-	if e.err == nil {
-		_, e.err = fmt.Fprintf(e.w, format, args...)
-	}
-}
-
 func writeMarkdown(w io.Writer, rep *Report) error {
-	ew := &errWriter{w: w}
-	p := ew.printf
+	ew := &benchkit.ErrWriter{W: w}
+	p := ew.Printf
 	s := rep.Setup
 	a, b := rep.Legs[0], rep.Legs[1]
 	f, br := b.Figures, b.Batch
@@ -309,7 +298,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 		p("- %s.\n", n)
 	}
 	p("\n")
-	return ew.err
+	return ew.Err
 }
 
 // rejectionText lists rejections by reason, largest first.

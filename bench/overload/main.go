@@ -372,7 +372,7 @@ func (h *harness) load() error {
 	for range 5 {
 		h.meanN = n
 		h.meanP, h.meanO = meanTokens(tr[:n])
-		h.perSrv = capacity(o.Sim, h.meanP, h.meanO)
+		h.perSrv = benchkit.Capacity(o.Sim, h.meanP, h.meanO)
 		h.capRPS = h.perSrv * float64(o.Backends)
 		if !(h.capRPS > 0) {
 			return fmt.Errorf("the simulator cannot serve the mean request (prompt %.0f, output %.0f)", h.meanP, h.meanO)
@@ -389,22 +389,6 @@ func meanTokens(arr []bench.Arrival) (p, o float64) {
 	}
 	n := float64(len(arr))
 	return p / n, o / n
-}
-
-// capacity is the simulator's capacity (req/s per server) for a mean
-// request of p prompt and o output tokens. Config.Capacity takes whole
-// tokens; while the batch is slot-bound its reciprocal (time per request) is
-// linear in p and o, which is also why the mean request gives the capacity
-// of a mix. So interpolate 1/capacity between the whole-token points.
-func capacity(c sim.Config, p, o float64) float64 {
-	p0, o0 := int(math.Floor(p)), int(math.Floor(o))
-	inv := func(p, o int) float64 {
-		r, _ := c.Capacity(p, o)
-		return 1 / r
-	}
-	base := inv(p0, o0)
-	t := base + (p-float64(p0))*(inv(p0+1, o0)-base) + (o-float64(o0))*(inv(p0, o0+1)-base)
-	return 1 / t
 }
 
 func (h *harness) setup() Setup {
@@ -749,8 +733,8 @@ func topLeg(legs []*Leg, path string) *Leg {
 }
 
 func writeMarkdown(w io.Writer, rep *Report) error {
-	ew := &errWriter{w: w}
-	p := ew.printf
+	ew := &benchkit.ErrWriter{W: w}
+	p := ew.Printf
 	s := rep.Setup
 	p("## Overload: trace replay at 1x-3x capacity, round robin vs Sluice\n\n")
 	p("- Command: `%s`\n", rep.Command)
@@ -871,11 +855,11 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 		}
 		p("\n")
 	}
-	return ew.err
+	return ew.Err
 }
 
 // lagNote flags legs whose load generator fell behind its plan.
-func lagNote(ew *errWriter, legs []*Leg) {
+func lagNote(ew *benchkit.ErrWriter, legs []*Leg) {
 	var behind []string
 	for _, l := range legs {
 		if !l.KeptUp {
@@ -883,20 +867,9 @@ func lagNote(ew *errWriter, legs []*Leg) {
 		}
 	}
 	if len(behind) > 0 {
-		ew.printf("The load generator fell behind its plan (lag p99 >= 50 ms) in: %s. The machine was busy; treat those legs' latencies with care.\n\n", strings.Join(behind, "; "))
+		ew.Printf("The load generator fell behind its plan (lag p99 >= 50 ms) in: %s. The machine was busy; treat those legs' latencies with care.\n\n", strings.Join(behind, "; "))
 	} else {
-		ew.printf("The load generator kept up with its plan in every leg (lag p99 < 50 ms).\n\n")
-	}
-}
-
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) printf(format string, args ...any) {
-	if e.err == nil {
-		_, e.err = fmt.Fprintf(e.w, format, args...)
+		ew.Printf("The load generator kept up with its plan in every leg (lag p99 < 50 ms).\n\n")
 	}
 }
 

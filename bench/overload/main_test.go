@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"math"
 	"os"
 	"path/filepath"
@@ -78,12 +79,12 @@ func TestMaxMinShares(t *testing.T) {
 func TestCapacityMatchesSimulatorAtWholeTokens(t *testing.T) {
 	c := simConfig()
 	want, _ := c.Capacity(200, 45)
-	if got := capacity(c, 200, 45); math.Abs(got-want) > 1e-9 {
+	if got := benchkit.Capacity(c, 200, 45); math.Abs(got-want) > 1e-9 {
 		t.Fatalf("capacity(200, 45) = %v, want %v", got, want)
 	}
 	lo, _ := c.Capacity(200, 45)
 	hi, _ := c.Capacity(200, 46)
-	if got := capacity(c, 200, 45.5); !(got < lo && got > hi) {
+	if got := benchkit.Capacity(c, 200, 45.5); !(got < lo && got > hi) {
 		t.Fatalf("capacity(200, 45.5) = %v, not between %v and %v", got, hi, lo)
 	}
 }

@@ -330,7 +330,7 @@ func plan(opt options) ([]bench.Arrival, Setup, error) {
 	var distinct int
 	s.SharedBlocks, distinct = sharedBlocks(slice)
 	s.WorkingSet = distinct * s.BlockTokens
-	s.PerServerRPS = capacity(opt.Sim, s.MeanPrompt, s.MeanOutput)
+	s.PerServerRPS = benchkit.Capacity(opt.Sim, s.MeanPrompt, s.MeanOutput)
 	s.CapacityRPS = s.PerServerRPS * float64(opt.Backends)
 	if !(s.CapacityRPS > 0) {
 		return nil, Setup{}, fmt.Errorf("the simulator cannot serve the mean request (prompt %.0f, output %.0f)", s.MeanPrompt, s.MeanOutput)
@@ -386,21 +386,6 @@ func sharedBlocks(arr []bench.Arrival) (float64, int) {
 		return 0, 0
 	}
 	return float64(shared) / float64(total), len(seen)
-}
-
-// capacity is the simulator's capacity (req/s per server) for a mean
-// request of p prompt and o output tokens, without prefix-cache hits.
-// Config.Capacity takes whole tokens; while the batch is slot-bound its
-// reciprocal is linear in p and o, so interpolate between whole tokens.
-func capacity(c sim.Config, p, o float64) float64 {
-	p0, o0 := int(math.Floor(p)), int(math.Floor(o))
-	inv := func(p, o int) float64 {
-		r, _ := c.Capacity(p, o)
-		return 1 / r
-	}
-	base := inv(p0, o0)
-	t := base + (p-float64(p0))*(inv(p0+1, o0)-base) + (o-float64(o0))*(inv(p0, o0+1)-base)
-	return 1 / t
 }
 
 // runLeg starts fresh simulators and a gateway routing with policy, replays
@@ -560,8 +545,8 @@ func targets(legs []*Leg) []Target {
 }
 
 func writeMarkdown(w io.Writer, rep *Report) error {
-	ew := &errWriter{w: w}
-	p := ew.printf
+	ew := &benchkit.ErrWriter{W: w}
+	p := ew.Printf
 	s := rep.Setup
 	adm := "on (the default: gateway queue, adaptive per-backend concurrency limits)"
 	if !s.Admission {
@@ -637,18 +622,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 		}
 	}
 	p("\n")
-	return ew.err
-}
-
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) printf(format string, args ...any) {
-	if e.err == nil {
-		_, e.err = fmt.Fprintf(e.w, format, args...)
-	}
+	return ew.Err
 }
 
 // sampler polls the simulators' /metrics while a leg runs and keeps each

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // Machine describes where the run happened: the figures are wall-clock
@@ -185,4 +188,34 @@ func Main[R any](name, out, jsonOut string, run func(ctx context.Context, md *st
 		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}
+}
+
+// ErrWriter writes a report, keeping the first write error: reports are
+// many small Printf calls and one check at the end.
+type ErrWriter struct {
+	W   io.Writer
+	Err error
+}
+
+// Printf writes unless an earlier write failed.
+func (e *ErrWriter) Printf(format string, args ...any) {
+	if e.Err == nil {
+		_, e.Err = fmt.Fprintf(e.W, format, args...)
+	}
+}
+
+// Capacity is the simulator's capacity (req/s per server) for a mean
+// request of p prompt and o output tokens. Config.Capacity takes whole
+// tokens; while the batch is slot-bound its reciprocal (time per request) is
+// linear in p and o, which is also why the mean request gives the capacity
+// of a mix. So interpolate 1/capacity between the whole-token points.
+func Capacity(c sim.Config, p, o float64) float64 {
+	p0, o0 := int(math.Floor(p)), int(math.Floor(o))
+	inv := func(p, o int) float64 {
+		r, _ := c.Capacity(p, o)
+		return 1 / r
+	}
+	base := inv(p0, o0)
+	t := base + (p-float64(p0))*(inv(p0+1, o0)-base) + (o-float64(o0))*(inv(p0, o0+1)-base)
+	return 1 / t
 }
