@@ -184,14 +184,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 	f, br := b.Figures, b.Batch
 	sc := s.Sim
 	p("## Batch beside interactive traffic (issue 5 §5)\n\n")
-	p("- Command: `%s`\n", rep.Command)
-	p("- Machine: %d CPUs", rep.Machine.CPUs)
-	if rep.Machine.CPUModel != "" {
-		p(" (%s)", rep.Machine.CPUModel)
-	}
-	p(", `%s`, %s; load average %s before, %s after (shared machine: other jobs may have run)\n",
-		rep.Machine.Uname, rep.Machine.Go, rep.Machine.LoadBefore, rep.Machine.LoadAfter)
-	p("- Date: %s, %.0f s in total\n", rep.Started.Format("2006-01-02 15:04 UTC"), rep.Elapsed)
+	ew.Header(rep.Command, rep.Machine, rep.Started, rep.Elapsed)
 	p("- Pool: %d simulators (`internal/sim`), each %d slots, KV %d tokens, waiting queue %d, prefill %.0f tok/s, decode step %s + %s per sequence: %d slots.\n",
 		s.Backends, sc.Slots, sc.KVTokens, sc.MaxWaiting, sc.PrefillTokensPerSec, sc.DecodeStepBase, sc.DecodeStepPerSeq, s.Backends*sc.Slots)
 	p("- Interactive: %d requests at uniformly random times over %gs (a Poisson process conditioned on its count): %.1f req/s = %g x capacity; streaming, open loop, API key `%s`. ",

@@ -737,14 +737,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 	p := ew.Printf
 	s := rep.Setup
 	p("## Overload: trace replay at 1x-3x capacity, round robin vs Sluice\n\n")
-	p("- Command: `%s`\n", rep.Command)
-	p("- Machine: %d CPUs", rep.Machine.CPUs)
-	if rep.Machine.CPUModel != "" {
-		p(" (%s)", rep.Machine.CPUModel)
-	}
-	p(", `%s`, %s; load average %s before, %s after (shared machine: other jobs may have run)\n",
-		rep.Machine.Uname, rep.Machine.Go, rep.Machine.LoadBefore, rep.Machine.LoadAfter)
-	p("- Date: %s, %.0f s in total\n", rep.Started.Format("2006-01-02 15:04 UTC"), rep.Elapsed)
+	ew.Header(rep.Command, rep.Machine, rep.Started, rep.Elapsed)
 	p("- Trace: `%s` (Azure LLM inference trace, conversation, 2023; Patel et al., \"Splitwise\", ISCA 2024; CC-BY-4.0), %d requests. "+
 		"Token counts scaled by %g and clamped to %d prompt / %d output tokens (%d / %d before scaling), so the simulators run on a small machine. "+
 		"Each leg replays the first round(k x capacity x %gs) requests, time-scaled so they span %gs: the mean rate is exactly k x capacity and the trace's burstiness is kept.\n",

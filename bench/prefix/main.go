@@ -553,14 +553,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 		adm = "off (every request is routed at once; no per-backend limit)"
 	}
 	p("### %d backends, %gx load, Sluice admission %s\n\n", s.Backends, s.Load, strings.Fields(adm)[0])
-	p("- Command: `%s`\n", rep.Command)
-	p("- Machine: %d CPUs", rep.Machine.CPUs)
-	if rep.Machine.CPUModel != "" {
-		p(" (%s)", rep.Machine.CPUModel)
-	}
-	p(", `%s`, %s; load average %s before, %s after (shared machine: other jobs may have run)\n",
-		rep.Machine.Uname, rep.Machine.Go, rep.Machine.LoadBefore, rep.Machine.LoadAfter)
-	p("- Date: %s, %.0f s in total\n", rep.Started.Format("2006-01-02 15:04 UTC"), rep.Elapsed)
+	ew.Header(rep.Command, rep.Machine, rep.Started, rep.Elapsed)
 	p("- Trace: `%s`, requests %d-%d of %d (%d with hash ids). Token counts scaled by %g, prefix blocks with them (%d words per hash id; equal ids give equal words). "+
 		"Mean prompt %.0f tokens (max %d), mean output %.1f. %.0f%% of the slice's prompt blocks continue a prefix an earlier request of the slice had (the hit rate of one infinite cache that saw everything); "+
 		"its distinct prompt blocks hold %d tokens (the working set).\n",

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/sim"
 )
@@ -218,4 +219,17 @@ func Capacity(c sim.Config, p, o float64) float64 {
 	base := inv(p0, o0)
 	t := base + (p-float64(p0))*(inv(p0+1, o0)-base) + (o-float64(o0))*(inv(p0, o0+1)-base)
 	return 1 / t
+}
+
+// Header writes the report lines every benchmark starts with: the command
+// that reproduces it, the machine and when it ran.
+func (e *ErrWriter) Header(command string, m Machine, started time.Time, elapsed float64) {
+	e.Printf("- Command: `%s`\n", command)
+	e.Printf("- Machine: %d CPUs", m.CPUs)
+	if m.CPUModel != "" {
+		e.Printf(" (%s)", m.CPUModel)
+	}
+	e.Printf(", `%s`, %s; load average %s before, %s after (shared machine: other jobs may have run)\n",
+		m.Uname, m.Go, m.LoadBefore, m.LoadAfter)
+	e.Printf("- Date: %s, %.0f s in total\n", started.Format("2006-01-02 15:04 UTC"), elapsed)
 }
