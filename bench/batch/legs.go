@@ -380,7 +380,7 @@ func progressAt(pts []progressPoint, t float64) float64 {
 // embedded queue in dir, o.Workers workers and, with o.MaxConc > 0, a static
 // concurrency limit per backend.
 func gatewayConfig(urls []string, dir string, o options) config.Config {
-	cfg := demo.GatewayConfig(urls, config.Default().Admission.MaxWait.D())
+	cfg := demo.GatewayConfig(urls)
 	cfg.Models[0].Name = o.Sim.Model
 	cfg.Queue.Enabled = true
 	cfg.Queue.DataDir = dir

@@ -487,7 +487,7 @@ func (h *harness) runLeg(ctx context.Context, scenario string, k float64, path s
 	var target string
 	var stop func()
 	if path == pathSluice {
-		cfg := demo.GatewayConfig(urls, o.MaxWait)
+		cfg := demo.GatewayConfig(urls)
 		cfg.ExposeBackend = true
 		for i := range cfg.Models[0].Backends {
 			cfg.Models[0].Backends[i].MaxConcurrency = o.MaxConc

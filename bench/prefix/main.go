@@ -397,7 +397,7 @@ func runLeg(ctx context.Context, opt options, s Setup, policy string, arr []benc
 		return nil, err
 	}
 	defer stopSims()
-	cfg := demo.GatewayConfig(urls, opt.MaxWait)
+	cfg := demo.GatewayConfig(urls)
 	cfg.Models[0].Policy = policy
 	cfg.Admission.Enabled = opt.Admission
 	target, stopGW, err := demo.StartGateway(ctx, &cfg, nil)

@@ -239,6 +239,7 @@ func (q *Queue) returnSlot(t *Ticket) {
 }
 
 func (q *Queue) refuse(w *waiter, rej *Rejection) {
+	rej.Waited = max(q.clock().Sub(w.enqueued), 0)
 	w.state = refused
 	w.err = rej
 	q.counters.rejected[rej.Reason]++
@@ -249,16 +250,54 @@ func (q *Queue) deadlineRejection(w *waiter, now time.Time) *Rejection {
 	return q.rejection(Deadline, w.req.Tenant, now.Sub(w.enqueued), 0)
 }
 
+// shedRejection refuses a waiter at its congested class's delay target.
+// Its Retry-After is the time the work now queued at its class and above
+// takes to drain: when a retry would find a queue no longer than this one.
+func (q *Queue) shedRejection(w *waiter, now time.Time, capacity int) *Rejection {
+	var ahead float64
+	for _, c := range q.classes[:w.req.Class+1] {
+		ahead += c.cost
+	}
+	rej := q.rejection(Shed, w.req.Tenant, now.Sub(w.enqueued), 0)
+	rej.RetryAfter = min(max(q.drain.waitFor(ahead, capacity), q.cfg.MinRetryAfter), q.cfg.MaxRetryAfter)
+	return rej
+}
+
+// waitLeft re-estimates how long a queued waiter still has to wait: the
+// cost the schedule serves before it (higher classes within the starvation
+// guard, its own flow's earlier waiters, other flows' waiters with lower
+// finish tags) over the drain rate.
+func (q *Queue) waitLeft(w *waiter, capacity int) time.Duration {
+	var higher float64
+	for _, c := range q.classes[:w.req.Class] {
+		higher += c.cost
+	}
+	var same float64
+	for _, f := range q.classes[w.req.Class].active {
+		for _, o := range f.waiters {
+			if o == w || (f != w.flow && o.finish > w.finish) {
+				break
+			}
+			same += o.cost
+		}
+	}
+	if s := q.cfg.MinShare; s > 0 {
+		higher = min(higher, (same+w.cost)*(1-s)/s)
+	}
+	return q.drain.waitFor(higher+same, capacity)
+}
+
 // rejection builds a refusal. Its Retry-After is, for the deadline
-// refusals, the time until the estimated wait would fit in the time left
-// (wait − left); for the others, wait itself; clamped to the configured range.
+// refusals at arrival, the time until the estimated wait would fit in the
+// time left (wait − left); for the others, wait itself; clamped to the
+// configured range.
 func (q *Queue) rejection(reason Reason, tenant string, wait, left time.Duration) *Rejection {
 	retry := wait
 	if reason == TenantOverShare || reason == Saturated {
 		retry = wait - left
 	}
 	if reason == Deadline {
-		retry = q.drain.waitFor(0, q.capacity())
+		retry = q.drain.waitFor(q.queuedCost, q.capacity())
 	}
 	retry = min(max(retry, q.cfg.MinRetryAfter), q.cfg.MaxRetryAfter)
 	return &Rejection{Reason: reason, RetryAfter: retry,

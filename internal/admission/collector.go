@@ -15,6 +15,7 @@ type Collector struct {
 	pools func() map[string]*Queue
 
 	waiting, waitingCost, inUse, capacity, drain *prometheus.Desc
+	delayTarget, congested                       *prometheus.Desc
 	waits, rejections, cancelled                 *prometheus.Desc
 }
 
@@ -31,6 +32,8 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 		inUse:       d("sluice_queue_in_use", "Slots granted and not yet released."),
 		capacity:    d("sluice_queue_capacity", "Slots the pool allows now (sum of backend concurrency limits)."),
 		drain:       d("sluice_queue_drain_rate", "Measured service rate at the current capacity, estimated tokens per second."),
+		delayTarget: d("sluice_queue_delay_target_seconds", "Controlled-delay target of the queue, by priority class: under sustained overload waits converge to it.", "class"),
+		congested:   d("sluice_queue_congested", "1 while the class's waits have stayed above its delay target for an interval (arrivals that would wait longer are refused, waiters reaching it are shed).", "class"),
 		waits: d("sluice_queue_wait_seconds", "Time from arrival to grant of granted requests (0 when granted at once), by priority class.",
 			"class"),
 		rejections: d("sluice_queue_rejections_total", "Requests the queue refused, by reason.", "reason"),
@@ -40,7 +43,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain,
+	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain, c.delayTarget, c.congested,
 		c.waits, c.rejections, c.cancelled} {
 		ch <- d
 	}
@@ -70,6 +73,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for name, cs := range byClass {
 			gauge(c.waiting, float64(cs.Queued), name)
 			gauge(c.waitingCost, cs.QueuedCost, name)
+			gauge(c.delayTarget, cs.DelayTarget.Seconds(), name)
+			congested := 0.0
+			if cs.Congested {
+				congested = 1
+			}
+			gauge(c.congested, congested, name)
 		}
 		for cl, h := range q.waitHistograms() {
 			if _, ok := byClass[Class(cl).String()]; !ok && h.count == 0 {

@@ -48,6 +48,13 @@ type QueueConfig struct {
 	// Default 0: a waiter is refused as soon as its deadline passes.
 	Grace time.Duration
 
+	// Targets is the controlled-delay target of each priority class (see
+	// codel.go): once a class's waits have stayed above it for twice as
+	// long, arrivals that would wait longer are refused and waiters that
+	// reach it are shed. 0 (the default) leaves the class bounded by
+	// deadlines only.
+	Targets [MaxClass + 1]time.Duration
+
 	// SpareReserve is the share of capacity (rounded up to whole slots)
 	// spare requests leave free while live requests are in flight, so
 	// that a live request arriving finds a slot without preempting
@@ -188,7 +195,7 @@ func NewQueue(cfg QueueConfig, capacity func() int, clock func() time.Time) *Que
 		drain:    newDrainEstimator(cfg.PriorSlotRate, priorHold, cfg.DrainSamples),
 		counters: newCounters()}
 	for i := range q.classes {
-		q.classes[i] = newClass()
+		q.classes[i] = newClass(cfg.Targets[i])
 	}
 	return q
 }
@@ -251,23 +258,29 @@ func (q *Queue) Acquire(ctx context.Context, r Request) (*Ticket, error) {
 }
 
 // Kick grants waiters after capacity() may have grown without an Acquire or
-// Release to notice (a limit raised, a backend added), and refuses waiters
-// whose deadline has passed by the queue's clock.
+// Release to notice (a limit raised, a backend added), and reviews every
+// waiter by the queue's clock: those whose deadline has passed are refused,
+// and those past their class's delay target are shed while it is congested
+// (see codel.go). Callers run it a few times a second.
 func (q *Queue) Kick() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := q.clock()
+	capacity := q.capacity()
 	for _, c := range q.classes {
+		switch oldest := c.oldest(); {
+		case oldest != nil:
+			c.delay.observe(now, now.Sub(oldest.enqueued))
+		case q.inUse < capacity:
+			c.delay.reset() // nobody waiting and a slot free: drained
+		}
 		for _, f := range append(flowHeap(nil), c.active...) {
 			for _, w := range append([]*waiter(nil), f.waiters...) {
-				if q.expired(w, now) {
-					q.dequeue(w)
-					q.refuse(w, q.deadlineRejection(w, now))
-				}
+				q.review(w, now, capacity)
 			}
 		}
 	}
-	q.dispatch(now, q.capacity())
+	q.dispatch(now, capacity)
 }
 
 // submit is Acquire's non-blocking half: a ticket, a queued waiter, or an
@@ -283,6 +296,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		return q.takeSpareOrRefuse(r, now, capacity)
 	}
 	if q.inUse < capacity && !q.waitingAtOrAbove(r.Class) {
+		q.classes[r.Class].delay.observe(now, 0) // a slot free, nobody ahead: drained
 		q.counters.waited(r.Class, 0)
 		return q.takeSlot(r.Tenant, r.Weight, r.Cost, now, 0), nil, nil
 	}
@@ -298,36 +312,126 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	// A slot held by spare work is about to be freed for this request:
 	// no wait worth refusing over.
 	preempted := q.preemptYoungest()
-	if !r.Deadline.IsZero() && !preempted {
-		if wait, left := q.waitFor(w, key, capacity), r.Deadline.Sub(now); wait > left {
+	// The wait must fit before the deadline and, while the class is
+	// congested, under its delay target: then it is refused now, not later.
+	left, bound := maxWait, c.delay.bound()
+	if !r.Deadline.IsZero() {
+		left = r.Deadline.Sub(now)
+	}
+	if bound > 0 && bound < left {
+		left = bound
+	}
+	if left < maxWait && !preempted {
+		if wait := q.waitFor(w, key, capacity); wait > left {
 			reason := Saturated
 			if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {
 				reason = TenantOverShare
 			}
 			q.counters.rejected[reason]++
-			return nil, nil, q.rejection(reason, r.Tenant, wait, left)
+			rej := q.rejection(reason, r.Tenant, wait, left)
+			if bound > 0 && left == bound {
+				rej.Message = congestedMessage(reason, q.cfg.Name, r.Tenant, wait, bound)
+			}
+			return nil, nil, rej
 		}
 	}
 	q.enqueue(key, w)
 	return nil, w, nil
 }
 
-// wait blocks a queued waiter until it is granted or refused, its deadline
-// passes, or ctx ends.
+// wait blocks a queued waiter until it is granted or refused, or ctx ends.
+// It wakes itself when the waiter reaches its class's delay target and at
+// its deadline, to be reviewed (see review) even if no Kick comes.
 func (q *Queue) wait(ctx context.Context, w *waiter) (*Ticket, error) {
-	var timeout <-chan time.Time
-	if !w.req.Deadline.IsZero() {
-		tm := time.NewTimer(w.req.Deadline.Add(q.cfg.Grace).Sub(q.clock()))
-		defer tm.Stop()
-		timeout = tm.C
+	next := w.enqueued.Add(q.classes[w.req.Class].delay.target)
+	if !q.classes[w.req.Class].delay.on() {
+		next = q.deadlineOf(w)
 	}
-	select {
-	case <-w.ready:
-		return w.ticket, w.err
-	case <-ctx.Done():
-		return nil, q.abandon(w, fmt.Errorf("admission: left the queue: %w", ctx.Err()))
-	case <-timeout:
-		return q.expire(w)
+	for {
+		var timeout <-chan time.Time
+		var tm *time.Timer
+		if !next.IsZero() {
+			tm = time.NewTimer(next.Sub(q.clock()))
+			timeout = tm.C
+		}
+		select {
+		case <-w.ready:
+			stopTimer(tm)
+			return w.ticket, w.err
+		case <-ctx.Done():
+			stopTimer(tm)
+			return nil, q.abandon(w, fmt.Errorf("admission: left the queue: %w", ctx.Err()))
+		case <-timeout:
+			next = q.recheck(w)
+		}
+	}
+}
+
+func stopTimer(t *time.Timer) {
+	if t != nil {
+		t.Stop()
+	}
+}
+
+// recheck reviews a waiter whose timer fired and returns when to look
+// again: its deadline once it is past its delay target (zero: no deadline,
+// only a Kick or a grant ends the wait), else the target.
+func (q *Queue) recheck(w *waiter) time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if w.state != waiting {
+		return time.Time{} // decided; ready is closed
+	}
+	now := q.clock()
+	q.review(w, now, q.capacity())
+	if d := q.classes[w.req.Class].delay; d.on() && now.Sub(w.enqueued) < d.target {
+		return w.enqueued.Add(d.target)
+	}
+	return q.deadlineOf(w)
+}
+
+// deadlineOf is when a waiter is refused for lateness; zero for none.
+func (q *Queue) deadlineOf(w *waiter) time.Time {
+	if w.req.Deadline.IsZero() {
+		return time.Time{}
+	}
+	return w.req.Deadline.Add(q.cfg.Grace)
+}
+
+// review refuses a queued waiter that can no longer be served in time: its
+// deadline has passed; or it has reached its class's delay target while the
+// class is congested (shed); or, once past the target, the wait still ahead
+// of it, re-estimated, no longer fits before its deadline (refused now
+// rather than at the deadline, so that refusals after queueing come within
+// the target). Runs under q.mu.
+func (q *Queue) review(w *waiter, now time.Time, capacity int) {
+	if w.state != waiting {
+		return
+	}
+	if q.expired(w, now) {
+		q.dequeue(w)
+		q.refuse(w, q.deadlineRejection(w, now))
+		return
+	}
+	d := &q.classes[w.req.Class].delay
+	if !d.on() || now.Sub(w.enqueued) < d.target {
+		return
+	}
+	if !w.reviewed {
+		d.observe(now, now.Sub(w.enqueued))
+	}
+	if d.over(w.enqueued, now) {
+		q.dequeue(w)
+		q.refuse(w, q.shedRejection(w, now, capacity))
+		return
+	}
+	if w.reviewed {
+		return
+	}
+	w.reviewed = true
+	if !w.req.Deadline.IsZero() && q.waitLeft(w, capacity) > w.req.Deadline.Sub(now) {
+		q.dequeue(w)
+		q.refuse(w, q.deadlineRejection(w, now))
 	}
 }
 
@@ -353,20 +457,10 @@ func (q *Queue) abandon(w *waiter, err error) error {
 	return err
 }
 
-// expire refuses a waiter whose deadline timer fired, unless it was granted
-// or refused first.
-func (q *Queue) expire(w *waiter) (*Ticket, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if w.state == waiting {
-		q.dequeue(w)
-		q.refuse(w, q.deadlineRejection(w, q.clock()))
-	}
-	return w.ticket, w.err
-}
-
 // dispatch grants waiters while slots are free. Waiters whose deadline has
-// passed are refused instead of granted: their client has given up on them.
+// passed are refused instead of granted: their client has given up on them;
+// so are waiters past the delay target of a congested class (shed from the
+// head: see codel.go).
 func (q *Queue) dispatch(now time.Time, capacity int) {
 	for q.inUse < capacity && q.queued > 0 {
 		w := q.next()
@@ -374,7 +468,13 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 			q.refuse(w, q.deadlineRejection(w, now))
 			continue
 		}
+		d := &q.classes[w.req.Class].delay
+		if d.over(w.enqueued, now) { // shed from the head
+			q.refuse(w, q.shedRejection(w, now, capacity))
+			continue
+		}
 		waited := now.Sub(w.enqueued)
+		d.observe(now, waited)
 		w.ticket = q.takeSlot(w.req.Tenant, w.req.Weight, w.cost, now, waited)
 		w.state = granted
 		q.counters.waited(w.req.Class, waited)

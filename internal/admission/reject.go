@@ -3,6 +3,7 @@ package admission
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -27,11 +28,18 @@ const (
 	// or it was pushed out of a full queue because it held more than its
 	// share. HTTP 429.
 	TenantQueueFull
-	// Deadline: the request waited and its deadline passed before a slot
-	// freed, because the wait estimate was too optimistic. HTTP 503.
+	// Deadline: the request waited and could not be granted before its
+	// deadline after all (the wait estimate was too optimistic): refused
+	// when the deadline passed or, earlier, when a re-estimate at the delay
+	// target showed it would. HTTP 503.
 	Deadline
+	// Shed: the request waited as long as its class's delay target while
+	// the queue was congested (waits above the target for a whole
+	// interval): shed from the head so that waits converge to the target
+	// (codel.go). HTTP 503.
+	Shed
 
-	numReasons = int(Deadline) + 1
+	numReasons = int(Shed) + 1
 )
 
 // String is the reason's stable code, used as a metric label and as the
@@ -48,6 +56,8 @@ func (r Reason) String() string {
 		return "tenant_queue_full"
 	case Deadline:
 		return "deadline"
+	case Shed:
+		return "shed"
 	}
 	return fmt.Sprintf("reason_%d", int(r))
 }
@@ -67,6 +77,9 @@ type Rejection struct {
 	Reason     Reason
 	RetryAfter time.Duration // estimated from the measured drain rate
 	Message    string        // says which of tenant or pool is the cause
+	// Waited is how long the request queued before the refusal: 0 for a
+	// refusal at arrival.
+	Waited time.Duration
 }
 
 func (e *Rejection) Error() string { return e.Message }
@@ -94,7 +107,20 @@ func rejectionMessage(reason Reason, pool, tenant string, wait, left time.Durati
 	case TenantQueueFull:
 		return fmt.Sprintf("tenant '%s' has too much work queued for %s", tenant, of)
 	}
-	return fmt.Sprintf("the request's deadline passed after waiting %s for %s", roundDur(wait), of)
+	if reason == Shed {
+		return fmt.Sprintf("%s are overloaded: the request was shed after waiting %s, the queue's delay target", backends, roundDur(wait))
+	}
+	return fmt.Sprintf("the request could not start before its deadline after waiting %s for %s", roundDur(wait), of)
+}
+
+// congestedMessage words an arrival refused by a congested queue's delay
+// target rather than by the request's own deadline.
+func congestedMessage(reason Reason, pool, tenant string, wait, target time.Duration) string {
+	m := rejectionMessage(reason, pool, tenant, wait, target)
+	if i := strings.Index(m, ": estimated wait"); i >= 0 {
+		m = m[:i]
+	}
+	return fmt.Sprintf("%s: estimated wait %s exceeds the %s the overloaded queue allows", m, waitText(wait), roundDur(target))
 }
 
 func waitText(d time.Duration) string {

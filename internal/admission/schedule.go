@@ -29,6 +29,7 @@ type waiter struct {
 	finish   float64
 	enqueued time.Time
 	flow     *flow
+	reviewed bool // past its class's delay target and reviewed once (under the queue's mutex)
 
 	// Set under the queue's mutex before ready is closed.
 	ready  chan struct{}
@@ -64,9 +65,25 @@ type class struct {
 	// credit is the starvation guard's balance: cost this class may take
 	// ahead of higher classes, earned while they were served and it waited.
 	credit float64
+	// delay is the class's controlled-delay state (codel.go).
+	delay codel
 }
 
-func newClass() *class { return &class{flows: make(map[string]*flow)} }
+func newClass(target time.Duration) *class {
+	return &class{flows: make(map[string]*flow), delay: newCodel(target)}
+}
+
+// oldest is the waiter that has waited longest, or nil. Each flow is FIFO,
+// so it is one of the flows' heads.
+func (c *class) oldest() *waiter {
+	var o *waiter
+	for _, f := range c.active {
+		if h := f.waiters[0]; o == nil || h.enqueued.Before(o.enqueued) {
+			o = h
+		}
+	}
+	return o
+}
 
 // tags returns the start and finish tags a request would get.
 func (c *class) tags(key string, cost, weight float64) (start, finish float64) {

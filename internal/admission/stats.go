@@ -66,6 +66,10 @@ type ClassStats struct {
 	Queued     int     `json:"queued"`
 	QueuedCost float64 `json:"queued_cost"`
 	Granted    uint64  `json:"granted"`
+	// DelayTarget is the class's controlled-delay target (0 = off);
+	// Congested whether waits have stayed above it for an interval.
+	DelayTarget time.Duration `json:"delay_target"`
+	Congested   bool          `json:"congested"`
 }
 
 // TenantStats is one tenant's share of Stats.
@@ -87,8 +91,9 @@ func (q *Queue) Stats() Stats {
 	for i, c := range q.classes {
 		granted := q.counters.waits[i].count
 		s.Granted += granted
-		if c.n > 0 || granted > 0 {
-			s.Classes = append(s.Classes, ClassStats{Class: Class(i).String(), Queued: c.n, QueuedCost: c.cost, Granted: granted})
+		if c.n > 0 || granted > 0 || c.delay.on() && Class(i) <= Batch {
+			s.Classes = append(s.Classes, ClassStats{Class: Class(i).String(), Queued: c.n, QueuedCost: c.cost, Granted: granted,
+				DelayTarget: c.delay.target, Congested: c.delay.congested})
 		}
 	}
 	for name, ts := range q.tenants {

@@ -11,13 +11,22 @@ import (
 type Admission struct {
 	// Enabled turns the gateway queue and adaptive limits on (default true).
 	Enabled bool `yaml:"enabled"`
-	// MaxWait is the longest a request may wait for its backend to start
-	// answering: queue time plus the pool's recent time to first token (a
-	// client may ask for less with the X-Sluice-Max-Wait header). Requests
-	// the queue estimates cannot start within it are refused at once with
-	// Retry-After; admitted ones are not refused later for the estimate's
-	// error (they are served, at worst max_wait late).
+	// MaxWait is the interactive class's time-to-first-token objective:
+	// the longest a client waits for the first token, queue time plus the
+	// pool's expected time to first token (default 2s; a client may ask for
+	// less with the X-Sluice-Max-Wait header; models[].max_wait overrides
+	// it per model). A request the queue estimates cannot start in time is
+	// refused at once with Retry-After; a waiter whose time runs out is
+	// refused, never started late.
 	MaxWait Duration `yaml:"max_wait"`
+	// MaxWaitBatch is the same objective for the batch class, default 5m.
+	MaxWaitBatch Duration `yaml:"max_wait_batch"`
+	// DelayTarget is the controlled-delay target of the queue: once the
+	// time requests spend waiting has stayed above it for twice as long
+	// (the interval), the queue is congested and keeps every wait under
+	// it, refusing the excess at arrival and shedding from the head. Default
+	// 0: a quarter of each class's max_wait (500ms for interactive).
+	DelayTarget Duration `yaml:"delay_target"`
 	// MaxQueued / MaxQueuedPerTenant bound waiting requests per model.
 	MaxQueued          int `yaml:"max_queued"`
 	MaxQueuedPerTenant int `yaml:"max_queued_per_tenant"`
@@ -76,7 +85,7 @@ type Auth struct {
 
 func defaultAdmission() Admission {
 	return Admission{
-		Enabled: true, MaxWait: Duration(10 * time.Second), MaxQueued: 1024,
+		Enabled: true, MaxWait: Duration(2 * time.Second), MaxWaitBatch: Duration(5 * time.Minute), MaxQueued: 1024,
 		DefaultMaxTokens: 256, BatchMinShare: 0.1, SpareReserve: 0.05,
 		Adaptive: Adaptive{Initial: 4, Min: 1, Max: 256, Window: Duration(time.Second), Tolerance: 4.0},
 	}
@@ -88,6 +97,12 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 	a := c.Admission
 	if a.MaxWait <= 0 {
 		bad("admission.max_wait", "must be a positive duration")
+	}
+	if a.MaxWaitBatch <= 0 {
+		bad("admission.max_wait_batch", "must be a positive duration")
+	}
+	if a.DelayTarget < 0 {
+		bad("admission.delay_target", "must be 0 (a quarter of max_wait) or a positive duration")
 	}
 	if a.MaxQueued < 1 {
 		bad("admission.max_queued", "must be at least 1")
@@ -130,4 +145,22 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 			bad(key+".max_priority", "must be interactive or batch, got %q", k.MaxPriority)
 		}
 	}
+}
+
+// SLO is a model's time-to-first-token objective per priority class.
+type SLO struct {
+	Interactive, Batch time.Duration
+}
+
+// SLOFor is model m's objective: its own max_wait / max_wait_batch where
+// set, else admission's.
+func (c *Config) SLOFor(m *Model) SLO {
+	s := SLO{Interactive: c.Admission.MaxWait.D(), Batch: c.Admission.MaxWaitBatch.D()}
+	if m.MaxWait > 0 {
+		s.Interactive = m.MaxWait.D()
+	}
+	if m.MaxWaitBatch > 0 {
+		s.Batch = m.MaxWaitBatch.D()
+	}
+	return s
 }

@@ -123,6 +123,11 @@ type Model struct {
 	// requests when its pool is saturated past the request's deadline or has
 	// no usable backend. The response's X-Sluice-Model names the server.
 	Fallbacks []string `yaml:"fallbacks"`
+	// MaxWait / MaxWaitBatch override admission.max_wait / max_wait_batch
+	// (the time-to-first-token objective per class) for this model; 0
+	// keeps admission's.
+	MaxWait      Duration `yaml:"max_wait"`
+	MaxWaitBatch Duration `yaml:"max_wait_batch"`
 }
 
 // Backend is one upstream server of a model's pool.
@@ -295,6 +300,12 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 		}
 		if len(m.Backends) == 0 {
 			bad(key+".backends", "at least one backend is required")
+		}
+		if m.MaxWait < 0 {
+			bad(key+".max_wait", "must be 0 (admission.max_wait) or a positive duration")
+		}
+		if m.MaxWaitBatch < 0 {
+			bad(key+".max_wait_batch", "must be 0 (admission.max_wait_batch) or a positive duration")
 		}
 		for j, f := range m.Fallbacks {
 			if f == m.Name {

@@ -102,7 +102,7 @@ func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 		return nil, err
 	}
 	defer stopLB()
-	gwCfg := GatewayConfig(urls, opt.SLOTTFT)
+	gwCfg := GatewayConfig(urls)
 	gwURL, stopGW, err := StartGateway(ctx, &gwCfg, opt.Logger)
 	if err != nil {
 		return nil, err
@@ -168,15 +168,12 @@ func StartRoundRobin(urls []string) (string, func(), error) {
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
-// GatewayConfig is the demo's gateway config: Sluice's defaults, one model
-// "sim-model" served by urls, admission max_wait set to maxWait, no access
-// log and a short shutdown grace.
-func GatewayConfig(urls []string, maxWait time.Duration) config.Config {
+// GatewayConfig is the demo's gateway config: Sluice's defaults (admission
+// included: nothing is tuned), one model "sim-model" served by urls, no
+// access log and a short shutdown grace.
+func GatewayConfig(urls []string) config.Config {
 	cfg := config.Default()
 	cfg.Queue.Enabled = false // the demo measures interactive traffic only
-	// Interactive traffic with a TTFT objective: a request that cannot start
-	// within it is better refused at once, with Retry-After, than served late.
-	cfg.Admission.MaxWait = config.Duration(maxWait)
 	cfg.Log.Access = false
 	cfg.ShutdownGrace = config.Duration(2 * time.Second)
 	m := config.Model{Name: "sim-model"}

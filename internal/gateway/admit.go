@@ -43,29 +43,67 @@ func (p *Pool) capacity() int {
 type poolQueue struct {
 	q    *admission.Queue
 	pool atomic.Pointer[Pool]
-	cfg  config.Admission
+	cfg  queueSettings
+}
+
+// queueSettings is what a queue is built from; a reload that changes none
+// of it keeps the queue.
+type queueSettings struct {
+	admission config.Admission
+	slo       config.SLO
 }
 
 // queueFor returns prev's queue for p's model when reusable, else a new one.
 func queueFor(p *Pool, a config.Admission, prev *Runtime, now func() time.Time) *poolQueue {
+	settings := queueSettings{admission: a, slo: p.SLO}
 	if prev != nil {
-		if old := prev.Pools[p.Model]; old != nil && old.queue != nil && old.queue.cfg == a {
+		if old := prev.Pools[p.Model]; old != nil && old.queue != nil && old.queue.cfg == settings {
 			old.queue.pool.Store(p)
 			old.queue.q.Kick() // capacity may have grown
 			return old.queue
 		}
 	}
-	pq := &poolQueue{cfg: a}
+	pq := &poolQueue{cfg: settings}
 	pq.pool.Store(p)
+	var targets [admission.MaxClass + 1]time.Duration
+	for c := range targets {
+		targets[c] = delayTarget(a, p.SLO, admission.Class(c))
+	}
 	pq.q = admission.NewQueue(admission.QueueConfig{
 		Name: p.Model, Fair: true, MaxQueued: a.MaxQueued, MaxQueuedPerTenant: a.MaxQueuedPerTenant,
 		MaxQueuedCost: a.MaxQueuedTokens, MinShare: a.BatchMinShare,
-		// Admission decides; a waiter let in is served up to one more
-		// max_wait late rather than refused after waiting.
-		Grace:        a.MaxWait.D(),
+		// No grace: a waiter that cannot start before its deadline is
+		// refused, never started late (its answer would miss the SLO and
+		// still use the pool).
+		Targets:      targets,
 		SpareReserve: a.SpareReserve,
 	}, func() int { return pq.pool.Load().capacity() }, now)
 	return pq
+}
+
+// sloOf is the pool's time-to-first-token objective for a class.
+func (p *Pool) sloOf(c admission.Class) time.Duration {
+	if c == admission.Interactive {
+		return p.SLO.Interactive
+	}
+	return p.SLO.Batch
+}
+
+// delayTarget is a class's controlled-delay target: admission.delay_target
+// for interactive when set (scaled for the batch class by the ratio of
+// their objectives), else a quarter of the class's objective. A quarter
+// leaves the rest of the objective to the backend's own time to first token
+// and its tail, while keeping enough queued to bridge the gaps of bursty
+// arrivals so the pool never idles while requests are refused.
+func delayTarget(a config.Admission, slo config.SLO, c admission.Class) time.Duration {
+	objective := slo.Interactive
+	if c != admission.Interactive {
+		objective = slo.Batch
+	}
+	if t := a.DelayTarget.D(); t > 0 {
+		return min(time.Duration(float64(t)*float64(objective)/float64(slo.Interactive)), objective)
+	}
+	return objective / 4
 }
 
 // adaptiveLimit adapts admission.AdaptiveLimit to endpoint.Limiter.
@@ -107,13 +145,13 @@ func (p *Pool) expectedTTFT(now time.Time) time.Duration {
 }
 
 // deadline is when a request must have left the queue so that its first
-// token arrives within max_wait (or sooner if the client asks:
+// token arrives within its class's objective (or sooner if the client asks:
 // X-Sluice-Max-Wait: 2s or 2000ms). The queue's wait estimate is a mean
 // whose tail runs about 1.5x longer, so it is held to two thirds of the
 // budget left after the pool's expected time to first token (but never less
-// than a third of max_wait): requests it admits then start within max_wait,
+// than a third of the objective): requests it admits then start in time,
 // and those it cannot are refused at once instead of served late.
-func deadline(r *http.Request, start time.Time, maxWait, ttft time.Duration) time.Time {
+func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) time.Time {
 	if h := r.Header.Get("X-Sluice-Max-Wait"); h != "" {
 		var d time.Duration
 		if ms, err := strconv.Atoi(h); err == nil {
@@ -121,11 +159,28 @@ func deadline(r *http.Request, start time.Time, maxWait, ttft time.Duration) tim
 		} else if pd, err := time.ParseDuration(strings.TrimSpace(h)); err == nil {
 			d = pd
 		}
-		if d > 0 && d < maxWait {
-			maxWait = d
+		if d > 0 && d < objective {
+			objective = d
 		}
 	}
-	return start.Add(max((maxWait-ttft)*2/3, maxWait/3))
+	return start.Add(max((objective-ttft)*2/3, objective/3))
+}
+
+// setQueueTime tells the client how long its request waited in the
+// gateway's queue (X-Sluice-Queue-Time, whole milliseconds; 0 for a request
+// granted or refused at once), so a refusal after queueing can be told
+// from one at arrival.
+func setQueueTime(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("X-Sluice-Queue-Time", strconv.FormatInt(d.Milliseconds(), 10))
+}
+
+// queueTimeOf is the wait an admission error reports, for setQueueTime.
+func queueTimeOf(err error) (time.Duration, bool) {
+	var rej *admission.Rejection
+	if errors.As(err, &rej) {
+		return rej.Waited, true
+	}
+	return 0, false
 }
 
 // admit waits for a slot in the pool for model, or one of its fallbacks

@@ -3,6 +3,7 @@ package gateway
 import (
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/routing"
@@ -16,9 +17,11 @@ type Pool struct {
 	Backends []*endpoint.Backend
 	// Fallbacks are the models that serve when this pool cannot.
 	Fallbacks []string
-	queue     *poolQueue // nil when admission is off
-	picker    routing.Picker
-	now       func() time.Time
+	// SLO is the model's time-to-first-token objective per class.
+	SLO    config.SLO
+	queue  *poolQueue // nil when admission is off
+	picker routing.Picker
+	now    func() time.Time
 }
 
 // selector adapts a pool to proxy.Selector for one request.

@@ -76,7 +76,8 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 		if err != nil {
 			return nil, fmt.Errorf("models[%d].policy: %w", i, err)
 		}
-		pool := &Pool{Model: m.Name, Policy: policy, Fallbacks: m.Fallbacks, picker: picker, now: deps.Now}
+		pool := &Pool{Model: m.Name, Policy: policy, Fallbacks: m.Fallbacks, SLO: cfg.SLOFor(&cfg.Models[i]),
+			picker: picker, now: deps.Now}
 		var group *breaker.Group
 		if cfg.Breaker.Enabled {
 			group = breaker.NewGroup(cfg.Breaker.MaxEjectedRatio)

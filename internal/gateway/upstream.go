@@ -50,11 +50,17 @@ func (rt *Runtime) capture(c *upstreamCall) *proxy.Capture {
 func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) {
 	served, ticket, err := rt.admit(ctx, pool, c.id, c.cost, c.until)
 	if err != nil {
+		if waited, ok := queueTimeOf(err); ok {
+			setQueueTime(w, waited)
+		}
 		rec.fail(w, apiError(err, c.peek.Model))
 		return
 	}
 	defer ticket.Release()
 	rec.queued = ticket.Waited()
+	if ticket != nil {
+		setQueueTime(w, rec.queued)
+	}
 	if served != pool {
 		rec.served = served.Model
 	}
@@ -83,10 +89,16 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 		served, ticket, err := rt.admit(ctx, pool, c.id, c.cost, c.until)
 		if err != nil {
 			rt.flights.abort(f, err)
+			if waited, ok := queueTimeOf(err); ok {
+				setQueueTime(w, waited)
+			}
 			rec.fail(w, apiError(err, c.peek.Model))
 			return true
 		}
 		rec.queued = ticket.Waited()
+		if ticket != nil {
+			setQueueTime(w, rec.queued)
+		}
 		if served != pool {
 			rec.served = served.Model
 		}
