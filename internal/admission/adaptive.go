@@ -66,7 +66,7 @@ const (
 	DefaultLimitSmoothing   = 0.2
 	DefaultLimitBackoff     = 0.8
 	DefaultBaselineWindows  = 100
-	slowStartGrowth         = 1.5 // per window, until latency rises or a Busy
+	slowStartGrowth         = 2.0 // per window, until latency rises or a Busy
 	minGradient             = 0.5 // at most halve the target per window
 	probeDivisor            = 4   // a probe runs at a quarter of the limit
 	earlyProbeStreak        = 5   // windows above tolerance in a row that call a probe early
@@ -132,7 +132,9 @@ func (c LimitConfig) withDefaults() LimitConfig {
 // settles further past the knee).
 //
 // Slow start: until a window shows latency halfway to the tolerance, or a
-// Busy answer arrives, the limit grows 1.5× per window. A window whose peak
+// Busy answer arrives, the limit doubles per window (and steps back once
+// if the window that ends it is already past the tolerance), and windows last
+// only as long as their samples and one feedback delay take (windowLength). A window whose peak
 // in-flight count stayed below half the limit is app-limited and never grows
 // the limit: there is no evidence the backend could take more. Busy samples
 // cut the limit at once (× Backoff, once per congestion event) and block
@@ -243,7 +245,7 @@ func (a *AdaptiveLimit) onBusy(now time.Time, latency time.Duration) {
 
 func (a *AdaptiveLimit) maybeCloseWindow(now time.Time) {
 	w := a.win
-	if now.Sub(w.start) < a.cfg.Window || w.n+w.busy < a.cfg.MinSamples {
+	if now.Sub(w.start) < a.windowLength() || w.n+w.busy < a.cfg.MinSamples {
 		return
 	}
 	a.win = window{start: now}
@@ -267,6 +269,19 @@ func (a *AdaptiveLimit) maybeCloseWindow(now time.Time) {
 	a.publish()
 }
 
+// windowLength is how long a window lasts at least: Window, except in slow
+// start, where a window closes once its samples are in and twice the last
+// window's average latency (one feedback delay with margin) has passed. A
+// cold gateway in front of a busy pool must find the knee in a few
+// round trips, not one Window per 1.5x step: each second spent below the
+// knee leaves slots idle while requests are refused.
+func (a *AdaptiveLimit) windowLength() time.Duration {
+	if !a.slowStart {
+		return a.cfg.Window
+	}
+	return min(a.cfg.Window, time.Duration(2*a.short*float64(time.Second)))
+}
+
 // adjust moves the estimate after a window with latency samples and no
 // back-pressure.
 func (a *AdaptiveLimit) adjust(w window) {
@@ -285,6 +300,13 @@ func (a *AdaptiveLimit) adjust(w window) {
 			return
 		}
 		a.slowStart = false
+		if ratio > a.cfg.Tolerance && !appLimited {
+			// Past the knee already: the samples came from the last
+			// step up, so go back to the step before it (TCP's
+			// ssthresh), and let the gradient climb from there.
+			a.est = max(a.est/slowStartGrowth, float64(a.cfg.Min))
+			return
+		}
 	}
 	// Latency well above tolerance window after window, while the limit
 	// falls, is either overload (a probe confirms the baseline) or a slower

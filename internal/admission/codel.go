@@ -19,6 +19,12 @@ import "time"
 //     and a waiter whose sojourn reaches the target is shed from the head
 //     (refused, 503 with Retry-After) rather than granted. Waits converge to
 //     the target; the pool stays busy because the queue never empties.
+//   - Every waiter is reviewed once, when it reaches the target (its own
+//     timer, or a Kick): shed if the class is congested then, refused if
+//     its re-estimated wait no longer fits before its deadline, else kept
+//     and never shed afterwards. Refusals after queueing therefore come at
+//     the target, not later, and nothing admitted in a burst is thrown
+//     away after the queue waited for it longer than the target.
 //   - A grant after less than half the target (a request granted at once
 //     included), or an empty class with a free slot, ends congestion. (Half, not the target itself: in congestion nothing
 //     waits longer than the target, so "below the target" alone would end

@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -65,33 +66,47 @@ func TestDelayTargetBurstIsAbsorbed(t *testing.T) {
 	}
 }
 
-// Waits above the target for a whole interval make the class congested:
-// waiters at the target are shed, arrivals that would wait past it are
-// refused at once, and those that fit still queue.
-func TestDelayTargetCongestionShedsAndRefuses(t *testing.T) {
-	q, clk, _ := codelQueue(t)
-	deadline := func() time.Time { return clk.Now().Add(2 * time.Second) }
-	old := submitT(t, q, Request{Tenant: "a", Cost: 100, Deadline: deadline()})
+// congest makes the interactive class congested: a waiter stays above the
+// target for a whole interval. That waiter was kept at its own target
+// review (not congested then), so it stays queued, committed.
+func congest(t *testing.T, q *Queue, clk *fakeClock) *waiter {
+	t.Helper()
+	old := submitT(t, q, Request{Tenant: "a", Cost: 100, Deadline: clk.Now().Add(5 * time.Second)})
 	clk.Advance(600 * time.Millisecond)
-	q.Kick() // above target: the interval (1s) starts
-	old2 := submitT(t, q, Request{Tenant: "b", Cost: 100, Deadline: deadline()})
+	q.Kick() // above target: the interval (1s) starts; old is reviewed and kept
 	clk.Advance(time.Second)
 	q.Kick() // above target for the whole interval
 	if !congested(q, Interactive) {
 		t.Fatal("not congested after an interval above target")
 	}
-	rej := refusedWith(t, old, Shed)
-	if rej.Waited != 1600*time.Millisecond || rej.Reason.HTTPStatus() != 503 {
-		t.Fatalf("shed after %v with status %d", rej.Waited, rej.Reason.HTTPStatus())
+	if old.state != waiting {
+		t.Fatalf("a waiter kept at its target review was refused later (%v)", old.err)
+	}
+	return old
+}
+
+// Congested, a waiter reaching the target is shed then (not later), arrivals
+// that would wait past the target are refused at once, and those that fit
+// still queue.
+func TestDelayTargetCongestionShedsAndRefuses(t *testing.T) {
+	q, clk, _ := codelQueue(t)
+	congest(t, q, clk)
+	deadline := func() time.Time { return clk.Now().Add(2 * time.Second) }
+	w := submitT(t, q, Request{Tenant: "b", Cost: 100, Deadline: deadline()})
+	clk.Advance(500 * time.Millisecond)
+	q.Kick()
+	rej := refusedWith(t, w, Shed)
+	if rej.Waited != 500*time.Millisecond || rej.Reason.HTTPStatus() != 503 {
+		t.Fatalf("shed after %v with status %d, want at the 500ms target, 503", rej.Waited, rej.Reason.HTTPStatus())
 	}
 	if !strings.Contains(rej.Message, "overloaded") {
 		t.Fatalf("message %q", rej.Message)
 	}
-	refusedWith(t, old2, Shed)
 
-	// Five waiters fit under the target (0.1s + 0.1s for each ahead)...
+	// With the committed waiter ahead (0.1s), four more fit under the
+	// target (0.1s + 0.1s for each ahead)...
 	var fit []*waiter
-	for range 5 {
+	for range 4 {
 		fit = append(fit, submitT(t, q, Request{Tenant: "c", Cost: 100, Deadline: deadline()}))
 	}
 	// ...the next would wait 0.6s: refused at arrival, though its own
@@ -111,42 +126,40 @@ func TestDelayTargetCongestionShedsAndRefuses(t *testing.T) {
 	}
 }
 
-// While congested, a freed slot goes to the first waiter still under the
-// target: those past it are shed from the head, not served late.
+// While congested, a freed slot goes to a committed waiter or to the first
+// one still under the target: those that reached it are shed from the
+// head, not served late.
 func TestDelayTargetShedsFromTheHead(t *testing.T) {
 	q, clk, held := codelQueue(t)
-	first := submitT(t, q, Request{Tenant: "a", Cost: 100})
-	clk.Advance(600 * time.Millisecond)
-	q.Kick()
-	clk.Advance(time.Second)
-	q.mu.Lock()
-	q.classes[Interactive].delay.observe(clk.Now(), 1600*time.Millisecond) // congested, first still queued
-	q.mu.Unlock()
-	second := submitT(t, q, Request{Tenant: "a", Cost: 100})
+	old := congest(t, q, clk)
+	late := submitT(t, q, Request{Tenant: "a", Cost: 100})
+	clk.Advance(300 * time.Millisecond)
+	fresh := submitT(t, q, Request{Tenant: "a", Cost: 100})
+	clk.Advance(200 * time.Millisecond) // late is at the target; no Kick, no timer
 	held[0].Release()
-	refusedWith(t, first, Shed)
-	if second.state != granted {
-		t.Fatalf("second state %v, want granted", second.state)
+	if old.state != granted {
+		t.Fatalf("committed waiter state %v, want granted", old.state)
 	}
-	// second waited 0, under half the target: the overload is over.
-	if congested(q, Interactive) {
-		t.Fatal("still congested after a grant with no wait")
+	held[1].Release()
+	refusedWith(t, late, Shed)
+	if fresh.state != granted {
+		t.Fatalf("fresh waiter state %v, want granted", fresh.state)
 	}
 }
 
 // Congestion ends when the class drains: nobody waiting and a slot free.
 func TestDelayTargetCongestionEnds(t *testing.T) {
 	q, clk, held := codelQueue(t)
-	w := submitT(t, q, Request{Tenant: "a", Cost: 100})
-	clk.Advance(600 * time.Millisecond)
-	q.Kick()
-	clk.Advance(time.Second)
+	congest(t, q, clk)
+	held[0].Release() // the committed waiter takes it
+	w := submitT(t, q, Request{Tenant: "b", Cost: 100})
+	clk.Advance(500 * time.Millisecond)
 	q.Kick()
 	refusedWith(t, w, Shed)
 	if !congested(q, Interactive) {
 		t.Fatal("shedding alone must not end congestion: the pool is still full")
 	}
-	held[0].Release()
+	held[1].Release()
 	q.Kick()
 	if congested(q, Interactive) {
 		t.Fatal("still congested with nobody waiting and a slot free")
@@ -188,4 +201,64 @@ func TestDelayTargetOffByDefault(t *testing.T) {
 	if w.state != waiting {
 		t.Fatalf("state %v: without a target or deadline a waiter waits", w.state)
 	}
+}
+
+// A blocked Acquire is reviewed by its own timer at the target, with no
+// Kick: refusals after queueing come at the target even when nothing else
+// happens in the queue. Real clock; the assertion is on the outcome, and the
+// loop ends as soon as congestion is reached.
+func TestDelayTargetTimerShedsWithoutKick(t *testing.T) {
+	var targets [MaxClass + 1]time.Duration
+	targets[Interactive] = 10 * time.Millisecond
+	q := NewQueue(QueueConfig{Name: "m", Fair: true, Targets: targets}, newCapacity(1).get, time.Now)
+	held := grantedT(t, q, Request{Tenant: "busy"})
+	defer held.Release()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var pending []<-chan result
+	defer func() {
+		cancel()
+		for _, ch := range pending {
+			await(t, ch)
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		reviewed := func() int {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			return int(q.counters.rejected[Shed]) + countReviewed(q)
+		}
+		before := reviewed()
+		ch := acquireAsync(q, ctx, Request{Tenant: "a"})
+		eventually(t, "the new waiter is reviewed at its target", func() bool { return reviewed() > before })
+		select {
+		case r := <-ch:
+			var rej *Rejection
+			if !errors.As(r.err, &rej) || rej.Reason != Shed {
+				t.Fatalf("got %v, want shed", r.err)
+			}
+			if rej.Waited < 10*time.Millisecond {
+				t.Fatalf("shed after %v, before the target", rej.Waited)
+			}
+			return
+		default:
+			pending = append(pending, ch) // kept: committed
+		}
+		if !congested(q, Interactive) {
+			continue
+		}
+	}
+	t.Fatal("never shed")
+}
+
+func countReviewed(q *Queue) int {
+	n := 0
+	for _, f := range q.classes[Interactive].active {
+		for _, w := range f.waiters {
+			if w.reviewed {
+				n++
+			}
+		}
+	}
+	return n
 }

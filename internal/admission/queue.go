@@ -399,11 +399,13 @@ func (q *Queue) deadlineOf(w *waiter) time.Time {
 }
 
 // review refuses a queued waiter that can no longer be served in time: its
-// deadline has passed; or it has reached its class's delay target while the
-// class is congested (shed); or, once past the target, the wait still ahead
-// of it, re-estimated, no longer fits before its deadline (refused now
-// rather than at the deadline, so that refusals after queueing come within
-// the target). Runs under q.mu.
+// deadline has passed; or it reaches its class's delay target while the
+// class is congested (shed); or at that target the wait still ahead of it,
+// re-estimated, no longer fits before its deadline (refused now rather than
+// at the deadline). A waiter kept at its target review is committed: it is
+// not shed later, only refused if its deadline passes after all. So
+// refusals after queueing come at the target, unless an estimate was wrong
+// twice. Runs under q.mu.
 func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 	if w.state != waiting {
 		return
@@ -417,19 +419,20 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 	if !d.on() || now.Sub(w.enqueued) < d.target {
 		return
 	}
-	if !w.reviewed {
-		d.observe(now, now.Sub(w.enqueued))
+	if w.reviewed {
+		return // kept at its target review: refused only at its deadline
 	}
+	w.reviewed = true
+	d.observe(now, now.Sub(w.enqueued))
 	if d.over(w.enqueued, now) {
 		q.dequeue(w)
 		q.refuse(w, q.shedRejection(w, now, capacity))
 		return
 	}
-	if w.reviewed {
-		return
-	}
-	w.reviewed = true
-	if !w.req.Deadline.IsZero() && q.waitLeft(w, capacity) > w.req.Deadline.Sub(now) {
+	// Kept waiters are refused only at their deadline, past the target:
+	// keep one only with a margin, as the arrival estimate had (a mean
+	// whose tail runs about 1.5x longer).
+	if !w.req.Deadline.IsZero() && q.waitLeft(w, capacity)*3/2 > w.req.Deadline.Sub(now) {
 		q.dequeue(w)
 		q.refuse(w, q.deadlineRejection(w, now))
 	}
@@ -469,7 +472,7 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 			continue
 		}
 		d := &q.classes[w.req.Class].delay
-		if d.over(w.enqueued, now) { // shed from the head
+		if d.over(w.enqueued, now) && !w.reviewed { // shed from the head
 			q.refuse(w, q.shedRejection(w, now, capacity))
 			continue
 		}

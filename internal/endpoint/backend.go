@@ -221,6 +221,31 @@ func (b *Backend) Release(now time.Time, out Outcome, latency, retryAfter time.D
 	b.Observe(now, out, latency, retryAfter)
 }
 
+// FirstToken feeds the concurrency limit the time to first token of a
+// stream as soon as it is known, instead of at the stream's end: a limit
+// that learns after a whole generation (seconds to minutes) steers on load
+// long gone. The request is then ended with ReleaseFed.
+func (b *Backend) FirstToken(now time.Time, ttft time.Duration) {
+	if box := b.limiter.Load(); box != nil {
+		box.l.Observe(now, ttft, int(b.inflight.Load()), Success)
+	}
+}
+
+// ReleaseFed is Release for a request whose first token already fed the
+// limit (FirstToken): a Success is not fed again; Busy and Failure are.
+func (b *Backend) ReleaseFed(now time.Time, out Outcome, latency, retryAfter time.Duration) {
+	if out == Success {
+		b.inflight.Add(-1)
+		b.Observe(now, out, latency, retryAfter)
+		return
+	}
+	b.Release(now, out, latency, retryAfter)
+}
+
+// Abandon ends an outstanding request that never reached the backend (its
+// breaker refused it after Acquire): no outcome, no latency to learn from.
+func (b *Backend) Abandon() { b.inflight.Add(-1) }
+
 // Observe records an outcome without touching the in-flight count.
 func (b *Backend) Observe(now time.Time, out Outcome, latency, retryAfter time.Duration) {
 	b.mu.Lock()

@@ -187,7 +187,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		}
 		done, ok := b.AllowCall(f.opt.Now())
 		if !ok { // its breaker opened (or has no half-open slot) meanwhile
-			b.Release(f.opt.Now(), endpoint.Success, 0, 0)
+			b.Abandon()
 			res.Err = ErrNoBackend
 			continue
 		}
@@ -320,12 +320,17 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 type call struct {
 	b    *endpoint.Backend
 	done breaker.Done
+	fed  bool // the first token fed the backend's limit (relay sets it on its copy)
 }
 
 // end records the attempt's outcome. clientGone marks attempts cut short by
 // the client: they say nothing about the backend's health.
 func (c call) end(now time.Time, out endpoint.Outcome, latency, retryAfter time.Duration, clientGone bool) {
-	c.b.Release(now, out, latency, retryAfter)
+	if c.fed {
+		c.b.ReleaseFed(now, out, latency, retryAfter)
+	} else {
+		c.b.Release(now, out, latency, retryAfter)
+	}
 	if c.done == nil {
 		return
 	}

@@ -94,7 +94,10 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			if first && stream {
-				res.TTFB = f.opt.Now().Sub(start)
+				now := f.opt.Now()
+				res.TTFB = now.Sub(start)
+				b.FirstToken(now, res.TTFB)
+				c.fed = true
 			}
 			first = false
 			wd.idle(f.opt.Timeouts.StreamIdle)
