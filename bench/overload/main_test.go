@@ -35,7 +35,7 @@ func writeTrace(t *testing.T, n int) string {
 // that the harness produces its tables and a consistent report.
 func TestSmoke(t *testing.T) {
 	opt := options{
-		Trace: writeTrace(t, 2000), Backends: 1, Duration: time.Second, Loads: []float64{2},
+		Traces: []string{writeTrace(t, 2000)}, Backends: 1, Duration: time.Second, Loads: []float64{2},
 		Flood: 2, Behave: 0.15, Behaving: 3, TokenScale: 0.25, MaxInput: 1024, MaxOutput: 256,
 		SLO: 2 * time.Second, Replay: true, Sim: simConfig(), Command: "go test",
 	}
@@ -90,7 +90,7 @@ func TestCapacityMatchesSimulatorAtWholeTokens(t *testing.T) {
 }
 
 func TestTraceSliceHitsTheRate(t *testing.T) {
-	opt := options{Trace: writeTrace(t, 2000), Backends: 3, Duration: 2 * time.Second, Loads: []float64{1, 3},
+	opt := options{Traces: []string{writeTrace(t, 2000)}, Backends: 3, Duration: 2 * time.Second, Loads: []float64{1, 3},
 		Flood: 3, TokenScale: 0.25, MaxInput: 1024, MaxOutput: 256, Sim: simConfig()}
 	h := &harness{opt: opt}
 	if err := h.load(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -232,4 +233,30 @@ func (e *ErrWriter) Header(command string, m Machine, started time.Time, elapsed
 	e.Printf(", `%s`, %s; load average %s before, %s after (shared machine: other jobs may have run)\n",
 		m.Uname, m.Go, m.LoadBefore, m.LoadAfter)
 	e.Printf("- Date: %s, %.0f s in total\n", started.Format("2006-01-02 15:04 UTC"), elapsed)
+}
+
+// PercentileMs is the nearest-rank p-th percentile of ds in milliseconds,
+// 0 when ds is empty. It sorts ds in place.
+func PercentileMs(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	rank := int(math.Ceil(p / 100 * float64(len(ds))))
+	return float64(ds[min(max(rank, 1), len(ds))-1]) / float64(time.Millisecond)
+}
+
+// Median is the median of xs (the mean of the middle two for an even
+// count), 0 when xs is empty. xs is not modified.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }

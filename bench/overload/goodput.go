@@ -1,0 +1,330 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
+	"github.com/sluice-gw/sluice/internal/sim"
+)
+
+// The goodput scenario (issue 10): requests answered within the SLO, with
+// Sluice's defaults, next to round robin, on real traces.
+
+// sweepLoad is the load of the static-limit sweep, x capacity.
+const sweepLoad = 2
+
+// GoodputReport is the goodput scenario's part of the report.
+type GoodputReport struct {
+	Traces         []TraceSetup  `json:"traces"`
+	Regimes        []RegimeSetup `json:"regimes"`
+	Backends       int           `json:"backends"`
+	Sim            sim.Config    `json:"sim"` // the shed regime; unbounded differs in max_waiting
+	TokenScale     float64       `json:"token_scale"`
+	ClampInput     int           `json:"clamp_input_tokens"`  // before scaling
+	ClampOutput    int           `json:"clamp_output_tokens"` // before scaling
+	DurationS      float64       `json:"leg_duration_s"`
+	SLOms          float64       `json:"slo_ttft_ms"`
+	ClientTimeoutS float64       `json:"client_timeout_s"`
+	Runs           int           `json:"runs"`
+	Legs           []*GLeg       `json:"legs"`
+	Sweep          *Sweep        `json:"sweep,omitempty"`
+	Honesty        *Honesty      `json:"honesty,omitempty"`
+	Targets        []Target      `json:"targets"`
+}
+
+// TraceSetup is one trace and the pool's capacity for it.
+type TraceSetup struct {
+	Path         string  `json:"path"`
+	Name         string  `json:"name"`
+	Rows         int     `json:"rows"`
+	MeanPrompt   float64 `json:"mean_prompt_tokens"` // after clamping and scaling
+	MeanOutput   float64 `json:"mean_output_tokens"`
+	MeanOver     int     `json:"mean_over_requests"`
+	PerServerRPS float64 `json:"per_server_rps"`
+	CapacityRPS  float64 `json:"capacity_rps"`
+}
+
+// RegimeSetup is one simulator regime.
+type RegimeSetup struct {
+	Name       string `json:"name"`
+	MaxWaiting int    `json:"max_waiting"`
+}
+
+// GLeg is one goodput leg over its runs. Counts of refusals and failures
+// are totals over the runs; percentiles pool the runs' requests.
+type GLeg struct {
+	Trace     string  `json:"trace"`
+	Load      float64 `json:"load_x_capacity"`
+	Regime    string  `json:"regime"`
+	Path      string  `json:"path"`
+	Tuned     int     `json:"tuned_max_concurrency,omitempty"` // 0: Sluice's defaults
+	Requests  int     `json:"requests_per_run"`
+	TimeScale float64 `json:"trace_time_scale"`
+	// InSLO is the median over runs of the requests answered within the
+	// SLO; InSLORuns the runs' values, in order.
+	InSLO              float64        `json:"answered_in_slo_median"`
+	InSLORuns          []int          `json:"answered_in_slo_runs"`
+	TTFTP50ms          float64        `json:"ttft_p50_ms"`
+	TTFTP99ms          float64        `json:"ttft_p99_ms"`
+	RefusedWithRA      int            `json:"refused_with_retry_after"`
+	RefusedNoRA        int            `json:"refused_without_retry_after"`
+	RefusedAtArrival   int            `json:"refused_at_arrival"`
+	RefusedAfterQueue  int            `json:"refused_after_queueing"`
+	RefuseArrivalP99ms float64        `json:"refuse_at_arrival_p99_ms"`
+	RefuseQueuedP99ms  float64        `json:"refuse_after_queueing_p99_ms"`
+	Unannounced        int            `json:"unannounced_failures"`
+	UnannouncedBy      map[string]int `json:"unannounced_by_kind,omitempty"`
+	Dropped            int            `json:"dropped_by_generator,omitempty"`
+	// Utilisation: means over runs (UtilQueued over the runs whose gateway
+	// queue ever held requests).
+	Util         float64    `json:"slot_utilisation"`
+	UtilQueued   float64    `json:"slot_utilisation_while_queued"`
+	QueuedShare  float64    `json:"gateway_queue_nonempty_share"`
+	DelayTargetS *float64   `json:"queue_delay_target_s,omitempty"`
+	KeptUp       bool       `json:"generator_kept_up"`
+	Runs         []*Outcome `json:"runs"`
+}
+
+// Name is the leg's path as the tables show it.
+func (l *GLeg) Name() string { return pathName(l.Path, l.Tuned) }
+
+// aggregate fills the leg's figures from its runs.
+func (l *GLeg) aggregate() {
+	var inSLO []float64
+	var ttft, refA, refQ []time.Duration
+	var utilQ []float64
+	l.InSLORuns, l.UnannouncedBy, l.KeptUp = nil, map[string]int{}, true
+	l.Util, l.QueuedShare = 0, 0
+	for _, r := range l.Runs {
+		l.InSLORuns = append(l.InSLORuns, r.InSLO)
+		inSLO = append(inSLO, float64(r.InSLO))
+		ttft, refA, refQ = append(ttft, r.ttft...), append(refA, r.refArrival...), append(refQ, r.refQueued...)
+		l.RefusedWithRA += r.RefusedWithRA
+		l.RefusedNoRA += r.RefusedNoRA
+		l.RefusedAtArrival += r.RefusedAtArrival
+		l.RefusedAfterQueue += r.RefusedAfterQueue
+		l.Unannounced += r.Unannounced
+		for k, v := range r.UnannouncedBy {
+			l.UnannouncedBy[k] += v
+		}
+		l.Dropped += r.DroppedByGenerator
+		l.Util += r.Util / float64(len(l.Runs))
+		l.QueuedShare += r.QueuedShare / float64(len(l.Runs))
+		if r.QueuedShare > 0 {
+			utilQ = append(utilQ, r.UtilQueued)
+		}
+		if r.DelayTargetS != nil && (l.DelayTargetS == nil || *r.DelayTargetS > *l.DelayTargetS) {
+			l.DelayTargetS = r.DelayTargetS
+		}
+		l.KeptUp = l.KeptUp && r.KeptUp
+	}
+	l.InSLO = benchkit.Median(inSLO)
+	l.TTFTP50ms, l.TTFTP99ms = benchkit.PercentileMs(ttft, 50), benchkit.PercentileMs(ttft, 99)
+	l.RefuseArrivalP99ms, l.RefuseQueuedP99ms = benchkit.PercentileMs(refA, 99), benchkit.PercentileMs(refQ, 99)
+	for _, u := range utilQ {
+		l.UtilQueued += u / float64(len(utilQ))
+	}
+}
+
+// Sweep is the static-limit sweep: the best a hand-tuned static
+// max_concurrency does, against the adaptive default.
+type Sweep struct {
+	Trace  string  `json:"trace"`
+	Load   float64 `json:"load_x_capacity"`
+	Regime string  `json:"regime"`
+	Points []*GLeg `json:"points"`
+	// Knee is the static limit with the most requests answered in the SLO.
+	Knee      int     `json:"knee_max_concurrency"`
+	KneeInSLO float64 `json:"knee_answered_in_slo"`
+	// Adaptive is the default Sluice leg at the same trace, load and regime:
+	// taken from the goodput legs, or run here (then AdaptiveLeg is set).
+	AdaptiveInSLO float64 `json:"adaptive_answered_in_slo"`
+	Ratio         float64 `json:"adaptive_over_knee"`
+	AdaptiveLeg   *GLeg   `json:"adaptive_leg,omitempty"`
+	// Trajectory is the adaptive leg's sluice_queue_capacity, one value per
+	// second (its first run).
+	Trajectory []float64 `json:"adaptive_limit_per_s"`
+}
+
+// gharness runs goodput legs and counts them for the progress lines.
+type gharness struct {
+	opt      options
+	legs     int
+	legsRun  int
+	progress func(format string, args ...any)
+}
+
+func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
+	d := o.GoodputDuration
+	g := &GoodputReport{Backends: o.Backends, Sim: o.Sim, TokenScale: o.TokenScale, ClampInput: o.MaxInput, ClampOutput: o.MaxOutput,
+		DurationS: d.Seconds(), SLOms: ms(o.SLO), ClientTimeoutS: o.ClientTimeout.Seconds(), Runs: o.Runs}
+	for _, r := range o.Regimes {
+		g.Regimes = append(g.Regimes, RegimeSetup{Name: r, MaxWaiting: regimeSim(o, r).MaxWaiting})
+	}
+	h := &gharness{opt: o, progress: func(f string, a ...any) { progress(o.Progress, f, a...) }}
+
+	// Each trace's capacity is for the mean request of the most it replays:
+	// the largest load, and for the first trace also the sweep and the
+	// honesty test.
+	pools := make([]*pool, len(o.Traces))
+	for i, path := range o.Traces {
+		need := slices.Max(append([]float64{0}, o.GoodputLoads...)) * d.Seconds()
+		if i == 0 {
+			if len(o.Sweep) > 0 {
+				need = max(need, sweepLoad*d.Seconds())
+			}
+			if o.Honesty {
+				need = max(need, honestyBurstX*honestyBurst.Seconds()+honestyCalmX*honestyCalm.Seconds())
+			}
+		}
+		p, err := loadPool(o, path, need)
+		if err != nil {
+			return nil, err
+		}
+		pools[i] = p
+		g.Traces = append(g.Traces, TraceSetup{Path: path, Name: traceName(path), Rows: len(p.trace),
+			MeanPrompt: p.meanP, MeanOutput: p.meanO, MeanOver: p.meanN, PerServerRPS: p.perSrv, CapacityRPS: p.capRPS})
+		h.progress("goodput: %s: pool capacity %.1f req/s (%d servers x %.2f) for mean prompt %.0f / output %.0f tokens",
+			traceName(path), p.capRPS, o.Backends, p.perSrv, p.meanP, p.meanO)
+	}
+
+	type pathRun struct {
+		path  string
+		tuned int
+	}
+	paths := []pathRun{{pathDirect, 0}, {pathSluice, 0}}
+	if o.Replicas2 {
+		paths = append(paths, pathRun{pathSluice2, 0})
+	}
+	if o.MaxConc > 0 {
+		paths = append(paths, pathRun{pathSluice, o.MaxConc})
+	}
+	h.legs = len(pools) * len(o.GoodputLoads) * len(o.Regimes) * len(paths) * o.Runs
+	h.legs += len(o.Sweep) * o.Runs
+	for _, p := range pools {
+		for _, k := range o.GoodputLoads {
+			arr, ts, _, err := p.plan(0, k, d)
+			if err != nil {
+				return nil, err
+			}
+			for _, regime := range o.Regimes {
+				legs := make([]*GLeg, len(paths))
+				for i, pr := range paths {
+					legs[i] = &GLeg{Trace: traceName(p.Path), Load: k, Regime: regime, Path: pr.path, Tuned: pr.tuned,
+						Requests: len(arr), TimeScale: ts}
+				}
+				// Runs outside, paths inside: a drift in the machine's load
+				// then hits every path alike.
+				for range o.Runs {
+					for i, pr := range paths {
+						out, err := h.run(ctx, legSpec{pool: p, load: k, regime: regime, path: pr.path, tuned: pr.tuned, arr: arr})
+						if err != nil {
+							return nil, err
+						}
+						legs[i].Runs = append(legs[i].Runs, out)
+					}
+				}
+				for _, l := range legs {
+					l.aggregate()
+				}
+				g.Legs = append(g.Legs, legs...)
+			}
+		}
+	}
+	if len(o.Sweep) > 0 {
+		s, err := h.sweep(ctx, pools[0], g.Legs)
+		if err != nil {
+			return nil, err
+		}
+		g.Sweep = s
+	}
+	if o.Honesty {
+		hn, err := runHonesty(ctx, o, pools[0])
+		if err != nil {
+			return nil, err
+		}
+		g.Honesty = hn
+	}
+	g.Targets = goodputTargets(g)
+	return g, nil
+}
+
+// run runs one leg once, with progress lines.
+func (h *gharness) run(ctx context.Context, s legSpec) (*Outcome, error) {
+	h.legsRun++
+	h.legs = max(h.legs, h.legsRun)
+	h.progress("[%d/%d] %s: %d requests over %s (load avg %s)", h.legsRun, h.legs, s.label(), len(s.arr), h.opt.GoodputDuration, benchkit.Loadavg())
+	out, err := runOnce(ctx, h.opt, s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.label(), err)
+	}
+	h.progress("      in SLO %d of %d, TTFT p99 %s, refused %d with / %d without Retry-After, unannounced %d, slots busy %.0f%%",
+		out.InSLO, out.Offered, benchkit.MsText(out.TTFTP99ms), out.RefusedWithRA, out.RefusedNoRA, out.Unannounced, 100*out.Util)
+	return out, nil
+}
+
+// runLeg runs a leg o.Runs times and aggregates it.
+func (h *gharness) runLeg(ctx context.Context, s legSpec, ts float64) (*GLeg, error) {
+	l := &GLeg{Trace: traceName(s.pool.Path), Load: s.load, Regime: s.regime, Path: s.path, Tuned: s.tuned,
+		Requests: len(s.arr), TimeScale: ts}
+	for range h.opt.Runs {
+		out, err := h.run(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		l.Runs = append(l.Runs, out)
+	}
+	l.aggregate()
+	return l, nil
+}
+
+// sweep runs Sluice with static limits at sweepLoad, unbounded, on the
+// first trace, and compares the best of them with the default leg.
+func (h *gharness) sweep(ctx context.Context, p *pool, legs []*GLeg) (*Sweep, error) {
+	arr, ts, _, err := p.plan(0, sweepLoad, h.opt.GoodputDuration)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sweep{Trace: traceName(p.Path), Load: sweepLoad, Regime: regimeUnbounded}
+	spec := legSpec{pool: p, load: sweepLoad, regime: regimeUnbounded, path: pathSluice, arr: arr}
+	for _, n := range h.opt.Sweep {
+		spec.tuned = n
+		l, err := h.runLeg(ctx, spec, ts)
+		if err != nil {
+			return nil, err
+		}
+		s.Points = append(s.Points, l)
+		if l.InSLO > s.KneeInSLO || s.Knee == 0 {
+			s.Knee, s.KneeInSLO = n, l.InSLO
+		}
+	}
+	adaptive := findLeg(legs, s.Trace, sweepLoad, regimeUnbounded, pathSluice)
+	if adaptive == nil {
+		h.legs += h.opt.Runs
+		spec.tuned = 0
+		if adaptive, err = h.runLeg(ctx, spec, ts); err != nil {
+			return nil, err
+		}
+		s.AdaptiveLeg = adaptive
+	}
+	s.AdaptiveInSLO = adaptive.InSLO
+	if s.KneeInSLO > 0 {
+		s.Ratio = s.AdaptiveInSLO / s.KneeInSLO
+	}
+	s.Trajectory = adaptive.Runs[0].LimitPerSecond
+	return s, nil
+}
+
+// findLeg is the leg of trace, load, regime and path with Sluice's
+// defaults, or nil.
+func findLeg(legs []*GLeg, trace string, load float64, regime, path string) *GLeg {
+	for _, l := range legs {
+		if l.Trace == trace && l.Load == load && l.Regime == regime && l.Path == path && l.Tuned == 0 {
+			return l
+		}
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
+	"github.com/sluice-gw/sluice/internal/bench"
+)
+
+// TestGoodputSmoke runs the goodput scenario with one short leg per path
+// and regime and a one-point sweep, and checks the tables and the report.
+func TestGoodputSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs simulators and gateways for ~15 s")
+	}
+	opt := options{
+		Traces: []string{writeTrace(t, 2000)}, Backends: 1, Duration: time.Second, GoodputDuration: time.Second,
+		GoodputLoads: []float64{2}, Regimes: []string{regimeShed, regimeUnbounded}, Replicas2: true, Runs: 1,
+		Sweep: []int{8}, TokenScale: 0.25, MaxInput: 1024, MaxOutput: 256, SLO: 2 * time.Second,
+		ClientTimeout: 10 * time.Second, Goodput: true, Sim: simConfig(), Command: "go test",
+	}
+	var out strings.Builder
+	rep, err := run(context.Background(), opt, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := out.String()
+	for _, want := range []string{"### Regime shed", "### Regime unbounded", "| direct |", "| sluice x2 |",
+		"pool in-time capacity", "### Static limit sweep", "tuned: static max_concurrency 8", "### Targets (issue 10)", "`go test`"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	g := rep.Goodput
+	if len(g.Legs) != 6 {
+		t.Fatalf("got %d legs, want 6", len(g.Legs))
+	}
+	for _, l := range g.Legs {
+		r := l.Runs[0]
+		if r.Offered != l.Requests || r.Sent+r.DroppedByGenerator != r.Offered {
+			t.Errorf("%s %s: planned %d, offered %d, sent %d", l.Regime, l.Path, l.Requests, r.Offered, r.Sent)
+		}
+		if r.OK == 0 || r.Samples == 0 {
+			t.Errorf("%s %s: ok %d, samples %d", l.Regime, l.Path, r.OK, r.Samples)
+		}
+	}
+	if g.Sweep == nil || g.Sweep.Knee != 8 || len(g.Sweep.Trajectory) == 0 {
+		t.Errorf("sweep = %+v", g.Sweep)
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Errorf("report does not marshal: %v", err)
+	}
+}
+
+func TestPlanFromAnOffset(t *testing.T) {
+	opt := options{Traces: []string{writeTrace(t, 2000)}, Backends: 3, TokenScale: 0.25, MaxInput: 1024, MaxOutput: 256, Sim: simConfig()}
+	p, err := loadPool(opt, opt.Traces[0], 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, next, err := p.plan(0, 3, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, _, err := p.plan(next, 0.5, 4*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int(math.Round(3 * p.capRPS * 2)); len(a) != want || next != want {
+		t.Errorf("burst: %d requests, next %d, want %d", len(a), next, want)
+	}
+	if b[0].At != 0 || b[len(b)-1].At >= 4*time.Second || b[len(b)-1].At < 3*time.Second {
+		t.Errorf("calm spans %s..%s, want 0..just under 4s", b[0].At, b[len(b)-1].At)
+	}
+}
+
+func TestSummarizeRunClassifies(t *testing.T) {
+	o := options{SLO: time.Second}
+	hdr := func(ra, qt string) []string { return []string{ra, "", qt} }
+	recs := []bench.Record{
+		{Status: 200, TTFT: 500 * time.Millisecond, Done: true},                              // in SLO
+		{Status: 200, TTFT: 1500 * time.Millisecond, Done: true},                             // OK, late
+		{Status: 429, Kind: bench.KindStatus, E2E: time.Millisecond, Headers: hdr("1", "0")}, // announced, at arrival
+		{Status: 503, Kind: bench.KindStatus, E2E: 300 * time.Millisecond, Headers: hdr("2", "290")},
+		{Status: 503, Kind: bench.KindStatus, Headers: hdr("", "")}, // blind 503
+		{Kind: bench.KindTimeout},
+		{Status: 200, Kind: bench.KindRead},
+	}
+	nan := math.NaN()
+	ss := []sample{{At: 100 * time.Millisecond, Running: 8, DelayTarget: nan}, {At: 200 * time.Millisecond, Running: 16, Queued: 3, DelayTarget: nan}}
+	out := summarizeRun(o, recs, ss, 16, true)
+	if out.OK != 2 || out.InSLO != 1 {
+		t.Errorf("ok %d, in SLO %d", out.OK, out.InSLO)
+	}
+	if out.RefusedWithRA != 2 || out.RefusedNoRA != 1 || out.RefusedAtArrival != 2 || out.RefusedAfterQueue != 1 {
+		t.Errorf("refusals %+v", out)
+	}
+	if out.Unannounced != 3 || out.UnannouncedBy["503 without Retry-After"] != 1 || out.UnannouncedBy["timeout"] != 1 || out.UnannouncedBy["broken stream"] != 1 {
+		t.Errorf("unannounced %d %v", out.Unannounced, out.UnannouncedBy)
+	}
+	if out.RefuseQueuedP99ms != 300 || out.RefuseArrivalP99ms != 1 {
+		t.Errorf("refusal p99s %v / %v", out.RefuseArrivalP99ms, out.RefuseQueuedP99ms)
+	}
+	if math.Abs(out.Util-0.75) > 1e-9 || out.UtilQueued != 1 || math.Abs(out.QueuedShare-0.5) > 1e-9 {
+		t.Errorf("util %v, while queued %v (share %v)", out.Util, out.UtilQueued, out.QueuedShare)
+	}
+	if out.DelayTargetS != nil {
+		t.Errorf("delay target %v from samples without it", *out.DelayTargetS)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{"3": 3 * time.Second, "0.5": 500 * time.Millisecond,
+		now.Add(4 * time.Second).Format(http.TimeFormat): 4 * time.Second} {
+		if got, ok := retryAfter(v, now); !ok || got != want {
+			t.Errorf("retryAfter(%q) = %s %v, want %s", v, got, ok, want)
+		}
+	}
+	if _, ok := retryAfter("soon", now); ok {
+		t.Error("retryAfter(soon) parsed")
+	}
+}
+
+func TestDelayTargetPrefersInteractive(t *testing.T) {
+	ms := []benchkit.Metric{
+		{Name: "sluice_queue_delay_target_seconds", Labels: `{class="batch"}`, Value: 75},
+		{Name: "sluice_queue_delay_target_seconds", Labels: `{class="interactive"}`, Value: 0.5},
+	}
+	if v, ok := delayTarget(ms); !ok || v != 0.5 {
+		t.Errorf("delayTarget = %v %v, want 0.5", v, ok)
+	}
+	if _, ok := delayTarget(ms[:0]); ok {
+		t.Error("delayTarget found in nothing")
+	}
+	if v, _ := delayTarget([]benchkit.Metric{{Name: "sluice_queue_delay_target_seconds", Value: 2}}); v != 2 {
+		t.Errorf("unlabelled delayTarget = %v", v)
+	}
+}

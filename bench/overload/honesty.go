@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/bench"
+	"github.com/sluice-gw/sluice/internal/sim"
+)
+
+// The Retry-After honesty test: a burst at 3x capacity for 10 s, then 0.5x
+// for 30 s, through Sluice's defaults (shed regime). Every client refused
+// with Retry-After sleeps exactly the advised time and retries once. Honest
+// advice points to a moment when the request will be served, so nearly
+// every retry succeeds.
+const (
+	honestyBurstX = 3.0
+	honestyBurst  = 10 * time.Second
+	honestyCalmX  = 0.5
+	honestyCalm   = 30 * time.Second
+	// honestyMaxWait bounds the test: a client does not wait longer than
+	// this; longer advice is counted and not retried.
+	honestyMaxWait = 60 * time.Second
+	// targetHonesty is the share of retries that must succeed.
+	targetHonesty = 0.90
+)
+
+// Honesty is the outcome of the Retry-After honesty test.
+type Honesty struct {
+	Trace    string  `json:"trace"`
+	Requests int     `json:"requests"`
+	BurstReq int     `json:"burst_requests"`
+	BurstX   float64 `json:"burst_x_capacity"`
+	BurstS   float64 `json:"burst_s"`
+	CalmX    float64 `json:"calm_x_capacity"`
+	CalmS    float64 `json:"calm_s"`
+	FirstOK  int     `json:"first_attempt_ok"`
+	// Refusals of first attempts: 429/503 with and without Retry-After.
+	RefusedWithRA int `json:"refused_with_retry_after"`
+	RefusedNoRA   int `json:"refused_without_retry_after"`
+	// OtherFailures: first attempts that failed otherwise (5xx, timeouts,
+	// broken streams).
+	OtherFailures int `json:"other_failures"`
+	// Unparsable: Retry-After values that are neither seconds nor an
+	// HTTP date (not retried).
+	Unparsable int `json:"retry_after_unparsable"`
+	// BeyondCap: advice longer than honestyMaxWait (not retried).
+	BeyondCap int `json:"retry_after_beyond_cap"`
+	// BeyondBurst: refusals whose advised retry moment (refusal plus
+	// Retry-After) lies after the end of the burst.
+	BeyondBurst    int     `json:"advised_after_burst_end"`
+	RetryAfterP50s float64 `json:"retry_after_p50_s"`
+	RetryAfterMaxs float64 `json:"retry_after_max_s"`
+	Retried        int     `json:"retried"`
+	RetriedOK      int     `json:"retried_ok"`
+	RetriedRefused int     `json:"retried_refused_again"`
+	RetrySuccess   float64 `json:"retry_success_share"`
+	WallS          float64 `json:"wall_s"`
+}
+
+// hOutcome is what happened to one client of the honesty test.
+type hOutcome struct {
+	status    int // first attempt; 0 = no response
+	ok        bool
+	ra        string // Retry-After of the first attempt
+	advised   time.Duration
+	refusedAt time.Duration // since the start, when the refusal arrived
+	retried   bool
+	retryOK   bool
+	retryRef  bool // the retry was refused again
+	unparsed  bool
+	capped    bool
+}
+
+func runHonesty(ctx context.Context, o options, p *pool) (*Honesty, error) {
+	burst, _, next, err := p.plan(0, honestyBurstX, honestyBurst)
+	if err != nil {
+		return nil, err
+	}
+	calm, _, _, err := p.plan(next, honestyCalmX, honestyCalm)
+	if err != nil {
+		return nil, err
+	}
+	for i := range calm {
+		calm[i].At += honestyBurst
+	}
+	arr := append(slices.Clone(burst), calm...)
+	progress(o.Progress, "honesty: %s, %d requests at %gx for %s then %d at %gx for %s, through Sluice (shed); clients retry once after Retry-After",
+		traceName(p.Path), len(burst), honestyBurstX, honestyBurst, len(calm), honestyCalmX, honestyCalm)
+
+	wall := time.Now()
+	urls, stopSims, err := sim.ListenAndServeN(ctx, "127.0.0.1:0", o.Backends, regimeSim(o, regimeShed), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer stopSims()
+	target, stop, err := startSluice(ctx, urls, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+
+	c := &hClient{client: bench.NewClient(), url: target + "/v1/chat/completions", timeout: o.ClientTimeout}
+	defer c.client.CloseIdleConnections()
+	outs := make([]hOutcome, len(arr))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, a := range arr {
+		if !sleepUntil(ctx, start.Add(a.At)) {
+			break
+		}
+		wg.Go(func() { outs[i] = c.client1(ctx, start, chatBody(a, i)) })
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+
+	h := &Honesty{Trace: traceName(p.Path), Requests: len(arr), BurstReq: len(burst), BurstX: honestyBurstX,
+		BurstS: honestyBurst.Seconds(), CalmX: honestyCalmX, CalmS: honestyCalm.Seconds()}
+	var advice []float64
+	for _, r := range outs {
+		refused := r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable
+		switch {
+		case r.ok:
+			h.FirstOK++
+		case refused && r.ra == "":
+			h.RefusedNoRA++
+		case refused:
+			h.RefusedWithRA++
+		default:
+			h.OtherFailures++
+		}
+		if !refused || r.ra == "" {
+			continue
+		}
+		switch {
+		case r.unparsed:
+			h.Unparsable++
+			continue
+		case r.capped:
+			h.BeyondCap++
+		}
+		advice = append(advice, r.advised.Seconds())
+		if r.refusedAt+r.advised > honestyBurst {
+			h.BeyondBurst++
+		}
+		if r.retried {
+			h.Retried++
+			if r.retryOK {
+				h.RetriedOK++
+			}
+			if r.retryRef {
+				h.RetriedRefused++
+			}
+		}
+	}
+	if h.Retried > 0 {
+		h.RetrySuccess = float64(h.RetriedOK) / float64(h.Retried)
+	}
+	if len(advice) > 0 {
+		slices.Sort(advice)
+		h.RetryAfterP50s, h.RetryAfterMaxs = advice[(len(advice)-1)/2], advice[len(advice)-1]
+	}
+	h.WallS = time.Since(wall).Seconds()
+	progress(o.Progress, "      retries %d, succeeded %d (%.0f%%); refusals %d with / %d without Retry-After",
+		h.Retried, h.RetriedOK, 100*h.RetrySuccess, h.RefusedWithRA, h.RefusedNoRA)
+	return h, nil
+}
+
+// sleepUntil waits for t; false when ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// retryAfter reads a Retry-After value: seconds (integer, or fractional
+// for generosity) or an HTTP date.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 {
+		return time.Duration(s * float64(time.Second)), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// hClient is the honesty test's client: one streaming request, then at
+// most one retry after the advised time.
+type hClient struct {
+	client  *http.Client
+	url     string
+	timeout time.Duration
+}
+
+// client1 is one client: the request, and on a refusal with Retry-After
+// the single retry.
+func (c *hClient) client1(ctx context.Context, start time.Time, body []byte) hOutcome {
+	var r hOutcome
+	var ok bool
+	r.status, r.ra, ok = c.do(ctx, body)
+	r.ok = ok
+	refused := r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable
+	if ok || !refused || r.ra == "" {
+		return r
+	}
+	now := time.Now()
+	r.refusedAt = now.Sub(start)
+	if r.advised, ok = retryAfter(r.ra, now); !ok {
+		r.unparsed = true
+		return r
+	}
+	if r.advised > honestyMaxWait {
+		r.capped = true
+		return r
+	}
+	if !sleepUntil(ctx, now.Add(r.advised)) {
+		return r
+	}
+	r.retried = true
+	status, _, ok := c.do(ctx, body)
+	r.retryOK = ok
+	r.retryRef = status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
+	return r
+}
+
+// do sends body and reads the answer to its end: ok means 2xx and a
+// complete stream ("data: [DONE]", no error event).
+func (c *hClient) do(ctx context.Context, body []byte) (status int, retryAfter string, ok bool) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return 0, "", false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10)) // the connection goes back to the pool
+		return resp.StatusCode, resp.Header.Get(hdrRetryAfter), false
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 16<<10), 1<<20)
+	done, broken := false, false
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case bytes.Equal(line, []byte("data: [DONE]")):
+			done = true
+		case bytes.HasPrefix(line, []byte(`data: {"error"`)):
+			broken = true
+		}
+	}
+	return resp.StatusCode, "", done && !broken && sc.Err() == nil
+}
+
+// chatBody is a streaming chat request for a: InputTokens words (the
+// simulator counts one token per word), the first unique to the request so
+// no two prompts share a cached prefix, and max_tokens OutputTokens.
+func chatBody(a bench.Arrival, i int) []byte {
+	var p strings.Builder
+	fmt.Fprintf(&p, "honesty-%d", i)
+	for j := 1; j < max(a.InputTokens, 1); j++ {
+		fmt.Fprintf(&p, " w%d", (i*31+j*7)%997)
+	}
+	b, _ := json.Marshal(map[string]any{ // strings and ints always marshal
+		"model":      "sim-model",
+		"stream":     true,
+		"max_tokens": max(a.OutputTokens, 1),
+		"messages":   []map[string]string{{"role": "user", "content": p.String()}},
+	})
+	return b
+}
