@@ -53,6 +53,16 @@ type LimitConfig struct {
 	// that really became slower is not tracked until the old minimum expires.
 	// NoProbe turns probes off (tests, or a caller that resets baselines).
 	NoProbe bool
+
+	// LatencyFloor is a latency the limit may always grow to, whatever the
+	// baseline (default 0: none). The tolerance is then applied to at least
+	// LatencyFloor/Tolerance. A backend whose no-load latency is tiny next
+	// to the client's objective (an LLM server's time to first token next
+	// to a 2s objective) reaches its tolerance with one or two requests
+	// queued; a few more, starting well inside the objective, keep its
+	// batch slots from idling between one request's end and the next one's
+	// arrival. The gateway sets a tenth of the pool's objective.
+	LatencyFloor time.Duration
 }
 
 // Defaults for LimitConfig's zero fields.
@@ -66,7 +76,7 @@ const (
 	DefaultLimitSmoothing   = 0.2
 	DefaultLimitBackoff     = 0.8
 	DefaultBaselineWindows  = 100
-	slowStartGrowth         = 2.0 // per window, until latency rises or a Busy
+	slowStartGrowth         = 1.5 // per window, until latency rises or a Busy
 	minGradient             = 0.5 // at most halve the target per window
 	probeDivisor            = 4   // a probe runs at a quarter of the limit
 	earlyProbeStreak        = 5   // windows above tolerance in a row that call a probe early
@@ -132,9 +142,9 @@ func (c LimitConfig) withDefaults() LimitConfig {
 // settles further past the knee).
 //
 // Slow start: until a window shows latency halfway to the tolerance, or a
-// Busy answer arrives, the limit doubles per window (and steps back once
+// Busy answer arrives, the limit grows 1.5× per window (and steps back once
 // if the window that ends it is already past the tolerance), and windows last
-// only as long as their samples and one feedback delay take (windowLength). A window whose peak
+// only as long as their samples and a feedback delay take (windowLength). A window whose peak
 // in-flight count stayed below half the limit is app-limited and never grows
 // the limit: there is no evidence the backend could take more. Busy samples
 // cut the limit at once (× Backoff, once per congestion event) and block
@@ -245,7 +255,7 @@ func (a *AdaptiveLimit) onBusy(now time.Time, latency time.Duration) {
 
 func (a *AdaptiveLimit) maybeCloseWindow(now time.Time) {
 	w := a.win
-	if now.Sub(w.start) < a.windowLength() || w.n+w.busy < a.cfg.MinSamples {
+	if now.Sub(w.start) < a.windowLength() || w.n+w.busy < a.minSamples() {
 		return
 	}
 	a.win = window{start: now}
@@ -279,7 +289,22 @@ func (a *AdaptiveLimit) windowLength() time.Duration {
 	if !a.slowStart {
 		return a.cfg.Window
 	}
-	return min(a.cfg.Window, time.Duration(2*a.short*float64(time.Second)))
+	// At least a quarter Window: the first samples after a step up are the
+	// requests that found a free slot; those queued behind them at the
+	// backend need a little longer to show.
+	return min(a.cfg.Window, max(time.Duration(2*a.short*float64(time.Second)), a.cfg.Window/4))
+}
+
+// minSamples is how many samples a window needs: MinSamples, except in
+// slow start, where a window at a limit below it needs only as many as the
+// limit (one round of requests). Samples arrive at about limit / service
+// time, so at a low starting limit MinSamples of them would take several
+// service times per step.
+func (a *AdaptiveLimit) minSamples() int {
+	if !a.slowStart {
+		return a.cfg.MinSamples
+	}
+	return max(min(a.cfg.MinSamples, int(a.est)), 1)
 }
 
 // adjust moves the estimate after a window with latency samples and no
@@ -287,12 +312,12 @@ func (a *AdaptiveLimit) windowLength() time.Duration {
 func (a *AdaptiveLimit) adjust(w window) {
 	ratio := 1.0
 	if a.baseline > 0 {
-		ratio = a.short / a.baseline
+		ratio = a.short / max(a.baseline, a.cfg.LatencyFloor.Seconds()/a.cfg.Tolerance)
 	}
 	appLimited := float64(w.maxInflight) < a.est/2
 	if a.slowStart {
-		// Leave slow start halfway to the tolerance, so the 1.5× steps do
-		// not overshoot far past the knee.
+		// Leave slow start halfway to the tolerance, so the steps do not
+		// overshoot far past the knee.
 		if ratio < 1+(a.cfg.Tolerance-1)/2 {
 			if !appLimited {
 				a.est = min(a.est*slowStartGrowth, float64(a.cfg.Max))
@@ -301,10 +326,11 @@ func (a *AdaptiveLimit) adjust(w window) {
 		}
 		a.slowStart = false
 		if ratio > a.cfg.Tolerance && !appLimited {
-			// Past the knee already: the samples came from the last
-			// step up, so go back to the step before it (TCP's
-			// ssthresh), and let the gradient climb from there.
-			a.est = max(a.est/slowStartGrowth, float64(a.cfg.Min))
+			// Past the knee already: the last step up overshot. Cut at
+			// once to where the gradient points (latency falls about in
+			// proportion to the excess), but not below the step before
+			// (TCP's ssthresh), which was still under the tolerance.
+			a.est = max(a.est*a.cfg.Tolerance/ratio, a.est/slowStartGrowth, float64(a.cfg.Min))
 			return
 		}
 	}

@@ -50,7 +50,7 @@ type Admission struct {
 
 // Adaptive configures the gradient concurrency controller.
 type Adaptive struct {
-	Initial   int      `yaml:"initial"`   // starting limit, default 4
+	Initial   int      `yaml:"initial"`   // starting limit, default 8
 	Min       int      `yaml:"min"`       // default 1
 	Max       int      `yaml:"max"`       // default 256
 	Window    Duration `yaml:"window"`    // adjustment window, default 1s
@@ -87,7 +87,7 @@ func defaultAdmission() Admission {
 	return Admission{
 		Enabled: true, MaxWait: Duration(2 * time.Second), MaxWaitBatch: Duration(5 * time.Minute), MaxQueued: 1024,
 		DefaultMaxTokens: 256, BatchMinShare: 0.1, SpareReserve: 0.05,
-		Adaptive: Adaptive{Initial: 4, Min: 1, Max: 256, Window: Duration(time.Second), Tolerance: 4.0},
+		Adaptive: Adaptive{Initial: 8, Min: 1, Max: 256, Window: Duration(time.Second), Tolerance: 4.0},
 	}
 }
 

@@ -108,3 +108,40 @@ func TestExampleConfigIsValid(t *testing.T) {
 		t.Fatalf("examples/sluice.yaml: %v", err)
 	}
 }
+
+func TestSLOPerModelAndClass(t *testing.T) {
+	cfg, err := Parse([]byte(`
+admission: {max_wait: 3s}
+models:
+  - name: a
+    backends: [{url: "http://127.0.0.1:1"}]
+  - name: b
+    max_wait: 5s
+    max_wait_batch: 1m
+    backends: [{url: "http://127.0.0.1:2"}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.SLOFor(&cfg.Models[0]); got != (SLO{Interactive: 3 * time.Second, Batch: 5 * time.Minute}) {
+		t.Fatalf("model a: %+v", got)
+	}
+	if got := cfg.SLOFor(&cfg.Models[1]); got != (SLO{Interactive: 5 * time.Second, Batch: time.Minute}) {
+		t.Fatalf("model b: %+v", got)
+	}
+	if d := Default().Admission; d.MaxWait.D() != 2*time.Second || d.DelayTarget != 0 {
+		t.Fatalf("defaults: max_wait %v delay_target %v", d.MaxWait.D(), d.DelayTarget.D())
+	}
+	_, err = Parse([]byte(`
+admission: {delay_target: -1s, max_wait_batch: 0s}
+models:
+  - name: a
+    max_wait: -2s
+    backends: [{url: "http://127.0.0.1:1"}]
+`))
+	for _, key := range []string{"admission.delay_target", "admission.max_wait_batch", "models[0].max_wait"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Fatalf("error %v must name %s", err, key)
+		}
+	}
+}

@@ -120,9 +120,13 @@ func (a adaptiveLimit) Observe(now time.Time, latency time.Duration, inflight in
 	a.AdaptiveLimit.Observe(now, latency, inflight, o)
 }
 
-func newAdaptiveLimit(c config.Adaptive) endpoint.Limiter {
+// newAdaptiveLimit is a backend's adaptive limit; it may let the backend's
+// time to first token grow to a tenth of the pool's interactive objective
+// (see admission.LimitConfig.LatencyFloor).
+func newAdaptiveLimit(c config.Adaptive, slo config.SLO) endpoint.Limiter {
 	return adaptiveLimit{admission.NewAdaptiveLimit(admission.LimitConfig{
 		Initial: c.Initial, Min: c.Min, Max: c.Max, Window: c.Window.D(), Tolerance: c.Tolerance,
+		LatencyFloor: slo.Interactive / 10,
 	})}
 }
 

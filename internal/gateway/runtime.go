@@ -95,8 +95,9 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 			switch {
 			case !cfg.Admission.Enabled:
 				b.SetLimiter(nil)
-			case b.Limiter() == nil || (prev != nil && prev.Config.Admission.Adaptive != cfg.Admission.Adaptive):
-				b.SetLimiter(newAdaptiveLimit(cfg.Admission.Adaptive))
+			case b.Limiter() == nil || (prev != nil && (prev.Config.Admission.Adaptive != cfg.Admission.Adaptive ||
+				prev.Pools[m.Name] == nil || prev.Pools[m.Name].SLO != pool.SLO)):
+				b.SetLimiter(newAdaptiveLimit(cfg.Admission.Adaptive, pool.SLO))
 			}
 			pool.Backends = append(pool.Backends, b)
 		}
