@@ -133,12 +133,12 @@ func (q *Queue) activeWeight(tenant string, weight float64) float64 {
 // classes, then its own class in fair order) over the drain rate. A lower
 // class is served at least at its guaranteed share even while higher classes
 // stay backlogged, which bounds how much of their cost counts.
-func (q *Queue) waitFor(w *waiter, key string, capacity int) time.Duration {
+func (q *Queue) waitFor(w *waiter, key string, capacity int, front bool) time.Duration {
 	var higher float64
 	for _, c := range q.classes[:w.req.Class] {
 		higher += c.cost
 	}
-	same := q.classes[w.req.Class].costAhead(key, w.finish)
+	same := q.classes[w.req.Class].costAhead(key, w.finish, front)
 	if s := q.cfg.MinShare; s > 0 {
 		higher = min(higher, (same+w.cost)*(1-s)/s)
 	}
@@ -183,8 +183,12 @@ func (q *Queue) forgetIdle(name string, ts *tenantState) {
 	}
 }
 
-func (q *Queue) enqueue(key string, w *waiter) {
-	q.classes[w.req.Class].push(key, w)
+func (q *Queue) enqueue(key string, w *waiter, front bool) {
+	if front {
+		q.classes[w.req.Class].pushFront(key, w)
+	} else {
+		q.classes[w.req.Class].push(key, w)
+	}
 	q.queued++
 	q.queuedCost += w.cost
 	ts := q.tenant(w.req.Tenant)
@@ -239,7 +243,9 @@ func (q *Queue) returnSlot(t *Ticket) {
 }
 
 func (q *Queue) refuse(w *waiter, rej *Rejection) {
-	rej.Waited = max(q.clock().Sub(w.enqueued), 0)
+	now := q.clock()
+	rej.Waited = max(now.Sub(w.enqueued), 0)
+	q.promise(rej, w.req, now, q.capacity())
 	w.state = refused
 	w.err = rej
 	q.counters.rejected[rej.Reason]++

@@ -141,6 +141,9 @@ type Request struct {
 	// spare.go.
 	Spare   bool
 	Preempt func()
+	// Fingerprint identifies the request (tenant and body) across a
+	// client's retries, for appointments (appoint.go); 0: none.
+	Fingerprint uint64
 }
 
 func (r Request) normalized() Request {
@@ -173,6 +176,7 @@ type Queue struct {
 	drain      drainEstimator
 	counters   counters
 	spares     []spareTicket // granted spare tickets, oldest first
+	appts      appointments
 }
 
 // tenantState is one tenant's share of the queue, for bounds and the
@@ -302,13 +306,21 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	}
 	if rej := q.admit(r); rej != nil {
 		q.counters.rejected[rej.Reason]++
+		q.promise(rej, r, now, capacity)
 		return nil, nil, rej
 	}
 	c := q.classes[r.Class]
-	key := q.flowKey(r)
+	key, weight := q.flowKey(r), q.flowWeight(r)
+	// A request back at its appointment goes to the front of its tenant's
+	// flow: ahead of the tenant's newer requests, not of other tenants.
+	appointed := q.keepsAppointment(r.Fingerprint, now)
 	q.seq++
 	w := &waiter{req: r, cost: r.Cost, seq: q.seq, enqueued: now, ready: make(chan struct{})}
-	w.start, w.finish = c.tags(key, r.Cost, q.flowWeight(r))
+	if appointed {
+		w.start, w.finish = c.frontTags(key, r.Cost, weight)
+	} else {
+		w.start, w.finish = c.tags(key, r.Cost, weight)
+	}
 	// A slot held by spare work is about to be freed for this request:
 	// no wait worth refusing over.
 	preempted := q.preemptYoungest()
@@ -322,7 +334,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		left = bound
 	}
 	if left < maxWait && !preempted {
-		if wait := q.waitFor(w, key, capacity); wait > left {
+		if wait := q.waitFor(w, key, capacity, appointed); wait > left {
 			reason := Saturated
 			if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {
 				reason = TenantOverShare
@@ -332,10 +344,11 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 			if bound > 0 && left == bound {
 				rej.Message = congestedMessage(reason, q.cfg.Name, r.Tenant, wait, bound)
 			}
+			q.promise(rej, r, now, capacity)
 			return nil, nil, rej
 		}
 	}
-	q.enqueue(key, w)
+	q.enqueue(key, w, appointed)
 	return nil, w, nil
 }
 

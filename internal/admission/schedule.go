@@ -2,6 +2,7 @@ package admission
 
 import (
 	"container/heap"
+	"slices"
 	"time"
 )
 
@@ -22,14 +23,15 @@ import (
 
 // waiter is one queued request.
 type waiter struct {
-	req      Request // normalized
-	cost     float64
-	seq      uint64 // arrival order; breaks tag ties deterministically
-	start    float64
-	finish   float64
-	enqueued time.Time
-	flow     *flow
-	reviewed bool // past its class's delay target and reviewed once (under the queue's mutex)
+	req       Request // normalized
+	cost      float64
+	seq       uint64 // arrival order; breaks tag ties deterministically
+	start     float64
+	finish    float64
+	enqueued  time.Time
+	flow      *flow
+	reviewed  bool // past its class's delay target and reviewed once (under the queue's mutex)
+	appointed bool // came back at its appointment: ahead of its flow's other waiters
 
 	// Set under the queue's mutex before ready is closed.
 	ready  chan struct{}
@@ -111,6 +113,57 @@ func (c *class) push(key string, w *waiter) {
 	}
 }
 
+// frontTags returns the tags a request keeping its appointment would get
+// at the front of its flow, behind the flow's other appointed waiters: the
+// start of the first waiter it goes ahead of, or the ordinary tags when it
+// goes ahead of none.
+func (c *class) frontTags(key string, cost, weight float64) (start, finish float64) {
+	if f := c.flows[key]; f != nil {
+		if i := f.appointed(); i < len(f.waiters) {
+			start = f.waiters[i].start
+			return start, start + cost/weight
+		}
+	}
+	return c.tags(key, cost, weight)
+}
+
+// appointed is how many waiters at the front of the flow kept an
+// appointment: the place of the next one (first come, first served among
+// them).
+func (f *flow) appointed() int {
+	i := 0
+	for i < len(f.waiters) && f.waiters[i].appointed {
+		i++
+	}
+	return i
+}
+
+// pushFront puts w (tagged by frontTags) ahead of its flow's waiters that
+// did not keep an appointment, and moves those back by w's share, so the
+// flow's tags still increase along it and the tenant's total share is
+// unchanged.
+func (c *class) pushFront(key string, w *waiter) {
+	w.appointed = true
+	f := c.flows[key]
+	if f == nil || f.appointed() == len(f.waiters) {
+		c.push(key, w)
+		return
+	}
+	i := f.appointed()
+	shift := w.finish - w.start
+	for _, o := range f.waiters[i:] {
+		o.start += shift
+		o.finish += shift
+	}
+	f.lastFinish += shift
+	w.flow = f
+	f.waiters = slices.Insert(f.waiters, i, w)
+	f.cost += w.cost
+	c.n++
+	c.cost += w.cost
+	heap.Fix(&c.active, f.heapIdx)
+}
+
 // head is the next waiter by finish tag, or nil.
 func (c *class) head() *waiter {
 	if len(c.active) == 0 {
@@ -160,13 +213,16 @@ func (c *class) remove(w *waiter) {
 }
 
 // costAhead is the queued cost this class serves before a request of flow
-// key with the given finish tag: all of the flow's own waiters, and every
-// other flow's waiters with a lower or equal tag.
-func (c *class) costAhead(key string, finish float64) float64 {
+// key with the given finish tag: all of the flow's own waiters (none when
+// the request goes to the front of its flow), and every other flow's
+// waiters with a lower or equal tag.
+func (c *class) costAhead(key string, finish float64, front bool) float64 {
 	var sum float64
 	for _, f := range c.active {
 		if f.key == key {
-			sum += f.cost
+			if !front {
+				sum += f.cost
+			}
 			continue
 		}
 		for _, w := range f.waiters {

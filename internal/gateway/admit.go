@@ -191,9 +191,9 @@ func queueTimeOf(err error) (time.Duration, bool) {
 // when the primary cannot serve in time and the caller allows it. It
 // returns the pool that will serve and its ticket (nil when admission is
 // off).
-func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, cost float64, until time.Time) (*Pool, *admission.Ticket, error) {
+func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, cost float64, until time.Time, fingerprint uint64) (*Pool, *admission.Ticket, error) {
 	req := admission.Request{Tenant: id.tenant, Weight: id.weight, Class: id.class, Cost: cost, Deadline: until,
-		Spare: id.preempt != nil, Preempt: id.preempt}
+		Spare: id.preempt != nil, Preempt: id.preempt, Fingerprint: fingerprint}
 	candidates := []*Pool{pool}
 	if id.fallback {
 		for _, f := range pool.Fallbacks {

@@ -11,6 +11,7 @@ package gateway
 import (
 	"context"
 	"encoding/hex"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -58,12 +59,15 @@ type Gateway struct {
 	queueOn  bool
 	// privateHooks: webhooks may target private addresses.
 	privateHooks bool
+	// seed keys request fingerprints (fingerprint); it outlives reloads,
+	// as the queues holding appointments do.
+	seed maphash.Seed
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
 func New(rt *Runtime, opt Options) *Gateway {
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(), now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
-		privateHooks: opt.AllowPrivateWebhooks}
+		privateHooks: opt.AllowPrivateWebhooks, seed: maphash.MakeSeed()}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}
@@ -213,7 +217,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 
 	// Cache: deterministic requests may be answered without a backend.
 	call := upstreamCall{path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header, body: body, peek: peek,
-		id: id, cost: cost, reqID: reqID, ip: ip}
+		id: id, cost: cost, reqID: reqID, ip: ip, fingerprint: g.fingerprint(id.tenant, r.URL.Path, body.Bytes())}
 	plan, hit, hitStatus, stale := rt.cacheLookup(r.Context(), w, r, body.Bytes(), parsed, id, start)
 	call.plan = plan
 	if hit {
@@ -236,6 +240,21 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.serveDirect(r.Context(), w, rt, pool, &call, &rec)
+}
+
+// fingerprint identifies a request across a client's retries (same tenant,
+// path and body) for the queue's appointments: a client refused with
+// Retry-After that sends the same request back at the advised time is
+// served ahead of newer arrivals (admission/appoint.go).
+func (g *Gateway) fingerprint(tenant, path string, body []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(g.seed)
+	h.WriteString(tenant)
+	h.WriteByte(0)
+	h.WriteString(path)
+	h.WriteByte(0)
+	h.Write(body)
+	return h.Sum64() | 1 // never 0, which means "none"
 }
 
 // requestID keeps a sane client-supplied X-Request-Id (so a client can trace
