@@ -262,3 +262,24 @@ func countReviewed(q *Queue) int {
 	}
 	return n
 }
+
+// A waiter kept at its target review is refused at Latest, not at its
+// Deadline: the deadline's margin was for the arrival estimate's error.
+func TestDelayTargetKeptWaiterRefusedAtLatest(t *testing.T) {
+	q, clk, _ := codelQueue(t)
+	start := clk.Now()
+	w := submitT(t, q, Request{Tenant: "a", Cost: 100, Deadline: start.Add(time.Second), Latest: start.Add(1500 * time.Millisecond)})
+	clk.Advance(500 * time.Millisecond)
+	q.Kick() // reviewed at the target: 0.1s left to wait, 0.5s to its deadline: kept
+	clk.Advance(700 * time.Millisecond)
+	q.Kick() // past its deadline, before Latest
+	if w.state != waiting {
+		t.Fatalf("state %v: a kept waiter must wait until Latest", w.state)
+	}
+	clk.Advance(301 * time.Millisecond)
+	q.Kick()
+	rej := refusedWith(t, w, Deadline)
+	if rej.Waited != 1501*time.Millisecond {
+		t.Fatalf("refused after %v", rej.Waited)
+	}
+}

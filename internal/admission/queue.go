@@ -135,6 +135,11 @@ type Request struct {
 	Class    Class     // priority class; the zero value is Interactive
 	Cost     float64   // estimated tokens (see EstimateCost); <= 0 means 1
 	Deadline time.Time // when the request must be granted by; zero means none
+	// Latest is when a grant is no longer any use (the client's objective
+	// can no longer be met), for a waiter kept at its delay-target review:
+	// Deadline decides admission with a margin for the estimate's error,
+	// Latest when a waiter let in is refused after all. Zero: Deadline.
+	Latest time.Time
 	// Spare marks work that runs only in capacity live traffic leaves
 	// free: granted at once or refused with ErrNoSpare, never queued, and
 	// preempted (Preempt is called) when a live request would wait. See
@@ -405,10 +410,14 @@ func (q *Queue) recheck(w *waiter) time.Time {
 
 // deadlineOf is when a waiter is refused for lateness; zero for none.
 func (q *Queue) deadlineOf(w *waiter) time.Time {
-	if w.req.Deadline.IsZero() {
+	d := w.req.Deadline
+	if !w.req.Latest.IsZero() && w.req.Latest.After(d) {
+		d = w.req.Latest
+	}
+	if d.IsZero() {
 		return time.Time{}
 	}
-	return w.req.Deadline.Add(q.cfg.Grace)
+	return d.Add(q.cfg.Grace)
 }
 
 // review refuses a queued waiter that can no longer be served in time: its
@@ -499,7 +508,8 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 }
 
 func (q *Queue) expired(w *waiter, now time.Time) bool {
-	return !w.req.Deadline.IsZero() && now.After(w.req.Deadline.Add(q.cfg.Grace))
+	d := q.deadlineOf(w)
+	return !d.IsZero() && now.After(d)
 }
 
 // next removes and returns the waiter to serve: the head of the highest

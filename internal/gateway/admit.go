@@ -151,11 +151,14 @@ func (p *Pool) expectedTTFT(now time.Time) time.Duration {
 // deadline is when a request must have left the queue so that its first
 // token arrives within its class's objective (or sooner if the client asks:
 // X-Sluice-Max-Wait: 2s or 2000ms). The queue's wait estimate is a mean
-// whose tail runs about 1.5x longer, so it is held to two thirds of the
-// budget left after the pool's expected time to first token (but never less
-// than a third of the objective): requests it admits then start in time,
-// and those it cannot are refused at once instead of served late.
-func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) time.Time {
+// whose tail runs about 1.5x longer, so admission holds it to two thirds of
+// the budget left after the pool's expected time to first token (but never
+// less than a third of the objective): requests it admits then start in
+// time, and those it cannot are refused at once instead of served late.
+// latest is when starting is of no use any more (the objective minus the
+// expected time to first token): a waiter the queue let in is refused then,
+// not at until, since the margin was for the estimate's error.
+func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) (until, latest time.Time) {
 	if h := r.Header.Get("X-Sluice-Max-Wait"); h != "" {
 		var d time.Duration
 		if ms, err := strconv.Atoi(h); err == nil {
@@ -167,7 +170,8 @@ func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) t
 			objective = d
 		}
 	}
-	return start.Add(max((objective-ttft)*2/3, objective/3))
+	wait := max((objective-ttft)*2/3, objective/3)
+	return start.Add(wait), start.Add(max(objective-ttft, wait))
 }
 
 // setQueueTime tells the client how long its request waited in the
@@ -191,9 +195,9 @@ func queueTimeOf(err error) (time.Duration, bool) {
 // when the primary cannot serve in time and the caller allows it. It
 // returns the pool that will serve and its ticket (nil when admission is
 // off).
-func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, cost float64, until time.Time, fingerprint uint64) (*Pool, *admission.Ticket, error) {
-	req := admission.Request{Tenant: id.tenant, Weight: id.weight, Class: id.class, Cost: cost, Deadline: until,
-		Spare: id.preempt != nil, Preempt: id.preempt, Fingerprint: fingerprint}
+func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, c *upstreamCall) (*Pool, *admission.Ticket, error) {
+	req := admission.Request{Tenant: id.tenant, Weight: id.weight, Class: id.class, Cost: c.cost,
+		Deadline: c.until, Latest: c.latest, Spare: id.preempt != nil, Preempt: id.preempt, Fingerprint: c.fingerprint}
 	candidates := []*Pool{pool}
 	if id.fallback {
 		for _, f := range pool.Fallbacks {

@@ -232,9 +232,9 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	// Admission, then the backend: wait for a fair share of the pool's
 	// capacity (or of a fallback's), or be refused at once with
 	// Retry-After. Identical cacheable requests share one upstream call.
-	call.until = deadline(r, start, pool.sloOf(id.class), pool.expectedTTFT(start))
+	call.until, call.latest = deadline(r, start, pool.sloOf(id.class), pool.expectedTTFT(start))
 	if job != nil {
-		call.until = start // a job takes a free slot at once or goes back to the queue
+		call.until, call.latest = start, start // a job takes a free slot at once or goes back to the queue
 	}
 	if plan.key != "" && rt.flights != nil && g.serveCoalesced(r.Context(), w, rt, pool, &call, &rec) {
 		return

@@ -20,7 +20,7 @@ type upstreamCall struct {
 	peek           openai.Peek
 	id             identity
 	cost           float64
-	until          time.Time // admission deadline
+	until, latest  time.Time // admission deadline; when a waiter is refused (see deadline)
 	fingerprint    uint64    // for appointments; 0 = none
 	reqID, ip      string
 	plan           cachePlan
@@ -49,7 +49,7 @@ func (rt *Runtime) capture(c *upstreamCall) *proxy.Capture {
 // serveDirect admits the call (a fair wait, or a refusal at once with
 // Retry-After) and forwards it, on the client's own goroutine.
 func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) {
-	served, ticket, err := rt.admit(ctx, pool, c.id, c.cost, c.until, c.fingerprint)
+	served, ticket, err := rt.admit(ctx, pool, c.id, c)
 	if err != nil {
 		if waited, ok := queueTimeOf(err); ok {
 			setQueueTime(w, waited)
@@ -87,7 +87,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 	xcache := "COALESCED"
 	if leader {
 		xcache = "MISS"
-		served, ticket, err := rt.admit(ctx, pool, c.id, c.cost, c.until, c.fingerprint)
+		served, ticket, err := rt.admit(ctx, pool, c.id, c)
 		if err != nil {
 			rt.flights.abort(f, err)
 			if waited, ok := queueTimeOf(err); ok {
@@ -163,7 +163,9 @@ func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *up
 	ctx = context.WithoutCancel(ctx)
 	id := c.id
 	id.class, id.fallback = admission.Batch, false
-	served, ticket, err := rt.admit(ctx, pool, id, c.cost, g.now(), 0)
+	bg := *c // in the batch class, at once or not at all, with no appointment
+	bg.until, bg.latest, bg.fingerprint = g.now(), time.Time{}, 0
+	served, ticket, err := rt.admit(ctx, pool, id, &bg)
 	if err != nil {
 		rt.flights.abort(f, err)
 		return
