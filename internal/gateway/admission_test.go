@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,12 @@ func TestRefusesAtOnceWhenDeadlineCannotBeMet(t *testing.T) {
 	}
 	if resp.Header.Get("Retry-After") == "" || resp.Header.Get("Retry-After-Ms") == "" {
 		t.Fatal("refusal without Retry-After / retry-after-ms")
+	}
+	// Refused at arrival (the estimate) or after waiting (its deadline):
+	// the client can tell which.
+	qt, err := strconv.Atoi(resp.Header.Get("X-Sluice-Queue-Time"))
+	if _, code, _ := apiErr(t, body); err != nil || (code == "pool_saturated") != (qt == 0) {
+		t.Fatalf("X-Sluice-Queue-Time %q for a %s refusal", resp.Header.Get("X-Sluice-Queue-Time"), code)
 	}
 	if took > 2*time.Second {
 		t.Fatalf("refusal took %v", took)
