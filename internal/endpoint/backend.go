@@ -102,6 +102,7 @@ type Backend struct {
 	busyUntil  time.Time
 	probeDown  bool
 	ewma       latencyEWMA
+	typical    float64 // nanoseconds; see TypicalLatency
 }
 
 // New builds a Backend from its spec.
@@ -253,6 +254,11 @@ func (b *Backend) Observe(now time.Time, out Outcome, latency, retryAfter time.D
 	switch out {
 	case Success:
 		b.ewma.observe(now, latency)
+		if b.typical == 0 {
+			b.typical = float64(latency)
+		} else {
+			b.typical += typicalWeight * (float64(latency) - b.typical)
+		}
 		// nginx resets the failure count once a request succeeds after the
 		// backend came back; we keep the window semantics instead, which is
 		// what max_fails/fail_timeout promise.
@@ -347,6 +353,20 @@ func (b *Backend) Latency(now time.Time) time.Duration {
 	defer b.mu.Unlock()
 	return b.ewma.value(now)
 }
+
+// TypicalLatency is a plain moving average of time to first byte over about
+// the last 1/typicalWeight successful requests; 0 before the first. Unlike
+// Latency, which holds a slow sample for seconds on purpose (a picker should
+// avoid a backend that just turned slow), it says how long a request sent
+// now usually takes to start: what a deadline must leave room for.
+func (b *Backend) TypicalLatency() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return time.Duration(b.typical)
+}
+
+// typicalWeight is TypicalLatency's weight of each new sample.
+const typicalWeight = 0.05
 
 // latencyEWMA is Finagle's peak EWMA: it jumps up to a slower sample at once
 // (so a backend that turns slow is avoided immediately) and decays toward

@@ -333,3 +333,29 @@ func TestSpecKeyDistinguishesCredentialsAndModel(t *testing.T) {
 		}
 	}
 }
+
+// One slow answer holds the peak EWMA (for pickers) for seconds, but not the
+// typical latency (for deadlines), which follows the recent requests.
+func TestTypicalLatencyFollowsRecentRequests(t *testing.T) {
+	b, err := New(Spec{URL: "http://127.0.0.1:1"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	b.Observe(now, Success, 50*time.Millisecond, 0)
+	b.Observe(now, Success, 2*time.Second, 0)
+	for i := range 100 {
+		b.Observe(now.Add(time.Duration(i)*time.Millisecond), Success, 50*time.Millisecond, 0)
+	}
+	at := now.Add(100 * time.Millisecond)
+	if got := b.Latency(at); got < time.Second {
+		t.Fatalf("peak EWMA %v: should still hold the slow sample", got)
+	}
+	if got := b.TypicalLatency(); got > 60*time.Millisecond {
+		t.Fatalf("typical %v: should be back near 50ms", got)
+	}
+	b.Observe(at, Failure, 10*time.Second, 0)
+	if got := b.TypicalLatency(); got > 60*time.Millisecond {
+		t.Fatalf("typical %v: a failure's latency says nothing", got)
+	}
+}

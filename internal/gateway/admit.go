@@ -130,14 +130,16 @@ func newAdaptiveLimit(c config.Adaptive, slo config.SLO) endpoint.Limiter {
 	})}
 }
 
-// expectedTTFT is the pool's recent time to first token once a request is
-// sent (the mean of its usable backends' latency estimates), which a queue
-// wait must leave room for.
+// expectedTTFT is the pool's typical time to first token once a request is
+// sent (the mean of its usable backends' moving averages), which a queue
+// wait must leave room for. Not the peak-EWMA latency the pickers use: it
+// holds one slow sample for seconds, and a deadline cut by it refuses
+// requests that would have started in time.
 func (p *Pool) expectedTTFT(now time.Time) time.Duration {
 	var sum time.Duration
 	n := 0
 	for _, b := range p.Backends {
-		if l := b.Latency(now); l > 0 && b.Usable(now) {
+		if l := b.TypicalLatency(); l > 0 && b.Usable(now) {
 			sum += l
 			n++
 		}
