@@ -397,6 +397,17 @@ func TestFinalizationResumesAfterCrash(t *testing.T) {
 	var calls atomic.Int64
 	startWorker(t, worker, WorkerOptions{Concurrency: 2, Executor: okExec(&calls)})
 	eventually(t, "all jobs", func() bool { return calls.Load() == 10 })
+	// The executor returning is not the job's record being terminal: the
+	// worker stores the result after it. Wait for the records.
+	eventually(t, "all job records terminal", func() bool {
+		for i := range 10 {
+			r, _, err := worker.getJob(ctx, batchJobKey(b.ID, i))
+			if err != nil || !r.Job.Status.Terminal() {
+				return false
+			}
+		}
+		return true
+	})
 	// What the dead tracker got done: the target, and the output file.
 	key := batchKey("acme", b.ID)
 	if _, _, err := worker.updateBatch(ctx, key, func(r *batchRecord) error {
