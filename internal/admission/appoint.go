@@ -78,7 +78,9 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 	if limit := now.Add(q.cfg.MaxRetryAfter); at.After(limit) {
 		at = limit
 	}
-	q.appts.end[r.Tenant] = at
+	if _, known := q.appts.end[r.Tenant]; known || len(q.appts.end) < maxAppointments {
+		q.appts.end[r.Tenant] = at // bounded like the appointments
+	}
 	if fp := r.Fingerprint; fp != 0 {
 		if q.appts.at == nil {
 			q.appts.at = make(map[uint64]appointment)

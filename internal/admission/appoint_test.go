@@ -107,8 +107,8 @@ func TestAppointmentsBounded(t *testing.T) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.appts.at) > maxAppointments {
-		t.Fatalf("%d appointments", len(q.appts.at))
+	if len(q.appts.at) > maxAppointments || len(q.appts.end) > maxAppointments {
+		t.Fatalf("%d appointments, %d tenant books", len(q.appts.at), len(q.appts.end))
 	}
 }
 

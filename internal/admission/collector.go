@@ -15,7 +15,7 @@ type Collector struct {
 	pools func() map[string]*Queue
 
 	waiting, waitingCost, inUse, capacity, drain *prometheus.Desc
-	delayTarget, congested                       *prometheus.Desc
+	delayTarget, congested, appointments         *prometheus.Desc
 	waits, rejections, cancelled                 *prometheus.Desc
 }
 
@@ -26,14 +26,15 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 		return prometheus.NewDesc(name, help, append([]string{"model"}, labels...), nil)
 	}
 	return &Collector{
-		pools:       pools,
-		waiting:     d("sluice_queue_waiting", "Requests waiting in the gateway queue, by priority class.", "class"),
-		waitingCost: d("sluice_queue_waiting_cost", "Estimated tokens waiting in the gateway queue, by priority class.", "class"),
-		inUse:       d("sluice_queue_in_use", "Slots granted and not yet released."),
-		capacity:    d("sluice_queue_capacity", "Slots the pool allows now (sum of backend concurrency limits)."),
-		drain:       d("sluice_queue_drain_rate", "Measured service rate at the current capacity, estimated tokens per second."),
-		delayTarget: d("sluice_queue_delay_target_seconds", "Controlled-delay target of the queue, by priority class: under sustained overload waits converge to it.", "class"),
-		congested:   d("sluice_queue_congested", "1 while the class's waits have stayed above its delay target for an interval (arrivals that would wait longer are refused, waiters reaching it are shed).", "class"),
+		pools:        pools,
+		waiting:      d("sluice_queue_waiting", "Requests waiting in the gateway queue, by priority class.", "class"),
+		waitingCost:  d("sluice_queue_waiting_cost", "Estimated tokens waiting in the gateway queue, by priority class.", "class"),
+		inUse:        d("sluice_queue_in_use", "Slots granted and not yet released."),
+		capacity:     d("sluice_queue_capacity", "Slots the pool allows now (sum of backend concurrency limits)."),
+		drain:        d("sluice_queue_drain_rate", "Measured service rate at the current capacity, estimated tokens per second."),
+		delayTarget:  d("sluice_queue_delay_target_seconds", "Controlled-delay target of the queue, by priority class: under sustained overload waits converge to it.", "class"),
+		appointments: d("sluice_queue_appointments", "Refused requests holding a Retry-After appointment (bounded at 16384 per model)."),
+		congested:    d("sluice_queue_congested", "1 while the class's waits have stayed above its delay target for an interval (arrivals that would wait longer are refused, waiters reaching it are shed).", "class"),
 		waits: d("sluice_queue_wait_seconds", "Time from arrival to grant of granted requests (0 when granted at once), by priority class.",
 			"class"),
 		rejections: d("sluice_queue_rejections_total", "Requests the queue refused, by reason.", "reason"),
@@ -43,7 +44,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain, c.delayTarget, c.congested,
+	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain, c.delayTarget, c.congested, c.appointments,
 		c.waits, c.rejections, c.cancelled} {
 		ch <- d
 	}
@@ -61,6 +62,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.inUse, float64(s.InUse))
 		gauge(c.capacity, float64(s.Capacity))
 		gauge(c.drain, s.DrainRate)
+		gauge(c.appointments, float64(s.Appointments))
 		byClass := make(map[string]ClassStats, len(s.Classes))
 		for _, cs := range s.Classes {
 			byClass[cs.Class] = cs

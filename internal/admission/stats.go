@@ -58,6 +58,9 @@ type Stats struct {
 	Granted   uint64                 `json:"granted"`
 	Rejected  map[string]uint64      `json:"rejected"` // by Reason.String()
 	Cancelled uint64                 `json:"cancelled"`
+	// Appointments is how many refused requests hold an appointment
+	// (appoint.go), at most maxAppointments.
+	Appointments int `json:"appointments"`
 }
 
 // ClassStats is one priority class's share of Stats.
@@ -87,7 +90,8 @@ func (q *Queue) Stats() Stats {
 	s := Stats{InUse: q.inUse, Capacity: capacity, Queued: q.queued, QueuedCost: q.queuedCost,
 		DrainRate: q.drain.perSlot() * float64(max(capacity, 0)),
 		Tenants:   make(map[string]TenantStats, len(q.tenants)),
-		Rejected:  make(map[string]uint64, numReasons), Cancelled: q.counters.cancelled}
+		Rejected:  make(map[string]uint64, numReasons), Cancelled: q.counters.cancelled,
+		Appointments: len(q.appts.at)}
 	for i, c := range q.classes {
 		granted := q.counters.waits[i].count
 		s.Granted += granted
