@@ -28,6 +28,8 @@ type Config struct {
 	// ExposeBackend adds X-Sluice-Backend (host:port of the backend that
 	// answered) to responses. Off by default: it reveals internal addresses.
 	ExposeBackend bool        `yaml:"expose_backend"`
+	Server        Server      `yaml:"server"`
+	Admin         Admin       `yaml:"admin"`
 	Timeouts      Timeouts    `yaml:"timeouts"`
 	Retry         Retry       `yaml:"retry"`
 	Health        Health      `yaml:"health"`
@@ -160,6 +162,8 @@ func Default() Config {
 		Breaker: Breaker{Enabled: true, Window: Duration(30 * time.Second), MinRequests: 20, FailureRatio: 0.5,
 			SlowRatio: 1, OpenFor: Duration(10 * time.Second), MaxOpenFor: Duration(80 * time.Second),
 			HalfOpenProbes: 1, MaxEjectedRatio: 0.5},
+		Server:      defaultServer(),
+		Admin:       defaultAdmin(),
 		Admission:   defaultAdmission(),
 		Cache:       defaultCache(),
 		Queue:       defaultQueue(),
@@ -261,6 +265,7 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 			bad("breaker.window", "window and open_for must be positive durations")
 		}
 	}
+	c.validateServer(bad)
 	c.validateAdmission(bad)
 	c.validateCache(bad)
 	c.validateQueue(bad)

@@ -1,0 +1,106 @@
+package config
+
+import (
+	"net"
+	"time"
+)
+
+// Server bounds what clients can make the gateway hold: connections,
+// header and body bytes, and time. The defaults follow nginx
+// (client_body_timeout, send_timeout, keepalive_timeout) and Envoy's
+// overload limits, sized for one gateway in front of a pool of GPUs.
+type Server struct {
+	// MaxConnections caps client connections at once; past it new
+	// connections are closed at accept. Default 10000.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps connections from one client address.
+	// Default 1000; 0 = no per-address cap.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// MaxHeaderBytes bounds a request's header block. Default 64KiB.
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default 75s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// BodyReadTimeout is the longest gap between two reads of a request
+	// body (nginx client_body_timeout); past it the request gets 408.
+	// Default 60s.
+	BodyReadTimeout Duration `yaml:"body_read_timeout"`
+	// BodyTotalTimeout bounds reading a whole request body. Default 5m.
+	BodyTotalTimeout Duration `yaml:"body_total_timeout"`
+	// MaxBodyMemory bounds the bytes held in request bodies across all
+	// connections; past it new uploads get 503 with Retry-After.
+	// Default 256MiB.
+	MaxBodyMemory ByteSize `yaml:"max_body_memory"`
+	// SendTimeout cuts a client that accepts no response bytes for this
+	// long (nginx send_timeout). Default 60s.
+	SendTimeout Duration `yaml:"send_timeout"`
+	// MemoryLimit is the Go runtime's soft memory limit
+	// (debug.SetMemoryLimit); 0 leaves the runtime's default. Default 0.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
+}
+
+// Admin is the separate listener for privileged surfaces: /status,
+// /metrics, /spare, pprof and the dashboard. It listens on loopback by
+// default so nothing about tenants or backends reaches the public side.
+type Admin struct {
+	// Listen is the admin address; default 127.0.0.1:9091. "off" disables it.
+	Listen string `yaml:"listen"`
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// every admin request; ${VAR} expanded.
+	Token string `yaml:"token"`
+	// Pprof serves Go's /debug/pprof on the admin listener. Default false.
+	Pprof bool `yaml:"pprof"`
+}
+
+func defaultServer() Server {
+	return Server{
+		MaxConnections:      10000,
+		MaxConnectionsPerIP: 1000,
+		ReadHeaderTimeout:   Duration(10 * time.Second),
+		MaxHeaderBytes:      64 << 10,
+		IdleTimeout:         Duration(75 * time.Second),
+		BodyReadTimeout:     Duration(60 * time.Second),
+		BodyTotalTimeout:    Duration(5 * time.Minute),
+		MaxBodyMemory:       256 << 20,
+		SendTimeout:         Duration(60 * time.Second),
+	}
+}
+
+func defaultAdmin() Admin { return Admin{Listen: "127.0.0.1:9091"} }
+
+func (c *Config) validateServer(bad func(key, format string, args ...any)) {
+	s := c.Server
+	if s.MaxConnections < 1 {
+		bad("server.max_connections", "must be at least 1, got %d", s.MaxConnections)
+	}
+	if s.MaxConnectionsPerIP < 0 {
+		bad("server.max_connections_per_ip", "must be 0 (no cap) or positive, got %d", s.MaxConnectionsPerIP)
+	}
+	for _, t := range []struct {
+		key string
+		d   Duration
+	}{
+		{"server.read_header_timeout", s.ReadHeaderTimeout}, {"server.idle_timeout", s.IdleTimeout},
+		{"server.body_read_timeout", s.BodyReadTimeout}, {"server.body_total_timeout", s.BodyTotalTimeout},
+		{"server.send_timeout", s.SendTimeout},
+	} {
+		if t.d <= 0 {
+			bad(t.key, "must be a positive duration, got %s", time.Duration(t.d))
+		}
+	}
+	if s.MaxHeaderBytes < 1<<10 || s.MaxHeaderBytes > 16<<20 {
+		bad("server.max_header_bytes", "must be between 1KiB and 16MiB, got %d", s.MaxHeaderBytes)
+	}
+	if s.MaxBodyMemory < c.MaxBodyBytes {
+		bad("server.max_body_memory", "must be at least max_body_bytes (%d), got %d", c.MaxBodyBytes, s.MaxBodyMemory)
+	}
+	if s.MemoryLimit < 0 {
+		bad("server.memory_limit", "must be 0 (runtime default) or positive")
+	}
+	if a := c.Admin.Listen; a != "off" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("admin.listen", "want host:port or \"off\", got %q", a)
+		}
+	}
+}
