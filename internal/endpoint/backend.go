@@ -89,6 +89,10 @@ type Backend struct {
 	name   string
 
 	inflight atomic.Int64
+	// work is the estimated tokens (prompt and answer) of the requests in
+	// flight here: a long prompt holds a backend far longer than a short
+	// one, so routing weighs outstanding work, not request counts.
+	work     atomic.Int64
 	requests atomic.Uint64
 	failures atomic.Uint64
 	load     atomic.Pointer[Load] // last scraped telemetry; nil until the first scrape
@@ -138,6 +142,13 @@ func (b *Backend) Weight() int { return b.spec.Weight }
 
 // Inflight is the number of requests this gateway has outstanding on it.
 func (b *Backend) Inflight() int64 { return b.inflight.Load() }
+
+// Work is the estimated tokens of the requests outstanding on it (AddWork).
+func (b *Backend) Work() int64 { return b.work.Load() }
+
+// AddWork adds (or, negative, removes) the estimated tokens of a request
+// sent to this backend; the forwarder pairs every add with a removal.
+func (b *Backend) AddWork(tokens int64) { b.work.Add(tokens) }
 
 // Requests and Failures are lifetime counters for /status.
 func (b *Backend) Requests() uint64 { return b.requests.Load() }

@@ -98,15 +98,18 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 }
 
 type backendStatus struct {
-	Name           string  `json:"name"`
-	URL            string  `json:"url"`
-	State          string  `json:"state"`
-	Inflight       int64   `json:"inflight"`
-	Requests       uint64  `json:"requests"`
-	Failures       uint64  `json:"failures"`
-	EWMALatencyMS  float64 `json:"ewma_latency_ms"`
-	Weight         int     `json:"weight"`
-	MaxConcurrency int     `json:"max_concurrency"`
+	Name     string `json:"name"`
+	URL      string `json:"url"`
+	State    string `json:"state"`
+	Inflight int64  `json:"inflight"`
+	// OutstandingTokens is the estimated tokens (prompt and answer) of
+	// the requests in flight on it: what p2c_ewma balances.
+	OutstandingTokens int64   `json:"outstanding_tokens"`
+	Requests          uint64  `json:"requests"`
+	Failures          uint64  `json:"failures"`
+	EWMALatencyMS     float64 `json:"ewma_latency_ms"`
+	Weight            int     `json:"weight"`
+	MaxConcurrency    int     `json:"max_concurrency"`
 	// Limit is the concurrency limit in force: max_concurrency, or the
 	// adaptive limit; 0 = unlimited.
 	Limit int `json:"limit"`
@@ -133,7 +136,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 			spec := b.Spec()
 			ps.Backends = append(ps.Backends, backendStatus{
 				Name: b.Name(), URL: spec.URL, State: b.State(now).String(), Inflight: b.Inflight(),
-				Requests: b.Requests(), Failures: b.Failures(),
+				OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
 				EWMALatencyMS: float64(b.Latency(now).Microseconds()) / 1000,
 				Weight:        b.Weight(), MaxConcurrency: spec.MaxConcurrency, Limit: b.Limit(),
 			})
@@ -155,7 +158,7 @@ func (g *Gateway) backendSamples() []telemetry.BackendSample {
 		for _, b := range rt.Pools[name].Backends {
 			out = append(out, telemetry.BackendSample{
 				Model: name, Backend: b.Name(), State: b.State(now).String(),
-				Inflight: b.Inflight(), Requests: b.Requests(), Failures: b.Failures(),
+				Inflight: b.Inflight(), OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
 				LatencySeconds: b.Latency(now).Seconds(),
 			})
 		}

@@ -28,13 +28,14 @@ type upstreamCall struct {
 
 // forward sends the call to a backend of served and relays the answer to w.
 func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *Pool, c *upstreamCall, capture *proxy.Capture) proxy.Result {
-	sel := selector{pool: served, req: routing.Request{Model: served.Model}}
+	sel := selector{pool: served, req: routing.Request{Model: served.Model, Work: c.cost}}
 	if routing.UsesPrefixKey(served.Policy) { // the prompt decode is paid only where it is used
 		sel.req.PrefixKey = openai.PrefixKey(c.body.Bytes(), prefixKeyChars)
 	}
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ClientIP: c.ip, Capture: capture,
+		Work: int64(c.cost),
 	}, &sel)
 }
 

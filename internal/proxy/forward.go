@@ -76,6 +76,9 @@ type Request struct {
 	// Capture, when set, receives a copy of the relayed body (cache fill).
 	Capture  *Capture
 	ClientIP string
+	// Work is the request's estimated tokens (prompt and answer), counted
+	// on the backend while it is in flight (endpoint.Backend.Work).
+	Work int64
 }
 
 // Result says how a request ended.
@@ -191,7 +194,8 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			res.Err = ErrNoBackend
 			continue
 		}
-		c := call{b: b, done: done}
+		c := call{b: b, done: done, work: in.Work}
+		b.AddWork(c.work)
 		res.Attempts++
 		res.Backend = b
 
@@ -321,11 +325,13 @@ type call struct {
 	b    *endpoint.Backend
 	done breaker.Done
 	fed  bool // the first token fed the backend's limit (relay sets it on its copy)
+	work int64
 }
 
 // end records the attempt's outcome. clientGone marks attempts cut short by
 // the client: they say nothing about the backend's health.
 func (c call) end(now time.Time, out endpoint.Outcome, latency, retryAfter time.Duration, clientGone bool) {
+	c.b.AddWork(-c.work)
 	if c.fed {
 		c.b.ReleaseFed(now, out, latency, retryAfter)
 	} else {

@@ -8,8 +8,12 @@ import (
 
 // p2cEWMA is power of two choices on peak-EWMA latency: draw two distinct
 // candidates at random and keep the one with the lower cost, where
-// cost = latency estimate x (outstanding + 1). Two random draws avoid the
-// herd that "always pick the global best" causes between gateway replicas.
+// cost = latency estimate x outstanding work including this request's.
+// Work is estimated tokens (prompt and answer) when the request's are known,
+// else requests (outstanding + 1): one 30k-token prompt keeps a backend
+// busier than three short chats, and a count cannot see it. Two random
+// draws avoid the herd that "always pick the global best" causes between
+// gateway replicas.
 type p2cEWMA struct {
 	rnd Rand
 	now Clock
@@ -19,7 +23,7 @@ type p2cEWMA struct {
 // is tried but not flooded.
 const unseenLatency = time.Millisecond
 
-func (p *p2cEWMA) Pick(_ *Request, c []*endpoint.Backend) *endpoint.Backend {
+func (p *p2cEWMA) Pick(req *Request, c []*endpoint.Backend) *endpoint.Backend {
 	if len(c) == 1 { // Picker allows one candidate; IntN(0) below would panic
 		return c[0]
 	}
@@ -29,16 +33,24 @@ func (p *p2cEWMA) Pick(_ *Request, c []*endpoint.Backend) *endpoint.Backend {
 		j++
 	}
 	now := p.now()
-	if p.cost(c[j], now) < p.cost(c[i], now) {
+	var work float64
+	if req != nil {
+		work = req.Work
+	}
+	if p.cost(c[j], now, work) < p.cost(c[i], now, work) {
 		return c[j]
 	}
 	return c[i]
 }
 
-func (p *p2cEWMA) cost(b *endpoint.Backend, now time.Time) float64 {
+func (p *p2cEWMA) cost(b *endpoint.Backend, now time.Time, work float64) float64 {
 	lat := b.Latency(now)
 	if lat <= 0 {
 		lat = unseenLatency
 	}
-	return float64(lat) * float64(b.Inflight()+1) / float64(b.Weight())
+	load := float64(b.Inflight() + 1)
+	if work > 0 {
+		load = float64(b.Work()) + work
+	}
+	return float64(lat) * load / float64(b.Weight())
 }

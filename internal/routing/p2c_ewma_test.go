@@ -136,3 +136,25 @@ func TestP2CSpreadsLoad(t *testing.T) {
 		t.Errorf("costs a=%d c=%d did not converge", ca, cc)
 	}
 }
+
+// TestP2COutstandingWork: when the request's size is known, p2c weighs the
+// tokens outstanding on each candidate, not how many requests they are. One
+// 30k-token prompt keeps a backend busier than three short chats; a count
+// would send the next request to the backend with the long prompt.
+func TestP2COutstandingWork(t *testing.T) {
+	long := mkLat(t, "long", 50*ms, 1, 1)
+	long.AddWork(30000)
+	short := mkLat(t, "short", 50*ms, 3, 1)
+	short.AddWork(3 * 500)
+	bs := []*endpoint.Backend{long, short}
+	p := newPicker(t, "p2c_ewma", 5)
+	for i := range 100 {
+		if got := p.Pick(&Request{Work: 500}, bs).Name(); got != "short" {
+			t.Fatalf("pick %d with work known: %s, want short (1500+500 tokens vs 30000+500)", i, got)
+		}
+	}
+	// Without a size, counts decide as before: 1+1 requests vs 3+1.
+	if got := p.Pick(&Request{}, bs).Name(); got != "long" {
+		t.Fatalf("pick with work unknown: %s, want long (fewer requests)", got)
+	}
+}

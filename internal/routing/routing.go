@@ -21,6 +21,9 @@ type Request struct {
 	// unknown. Only the prefix_affinity policies read it (UsesPrefixKey),
 	// and the gateway computes it only for pools using them.
 	PrefixKey uint64
+	// Work is the request's estimated tokens (prompt and answer); 0 when
+	// unknown. Policies weighing outstanding work add it to a candidate's.
+	Work float64
 }
 
 // Picker chooses one of candidates (never empty). Implementations must be

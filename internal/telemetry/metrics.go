@@ -57,6 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type BackendSample struct {
 	Model, Backend, State string
 	Inflight              int64
+	OutstandingTokens     int64
 	Requests, Failures    uint64
 	LatencySeconds        float64
 }
@@ -67,6 +68,7 @@ type BackendSample struct {
 type BackendCollector struct {
 	snapshot func() []BackendSample
 	inflight *prometheus.Desc
+	work     *prometheus.Desc
 	state    *prometheus.Desc
 	requests *prometheus.Desc
 	failures *prometheus.Desc
@@ -79,6 +81,7 @@ func NewBackendCollector(snapshot func() []BackendSample) *BackendCollector {
 	return &BackendCollector{
 		snapshot: snapshot,
 		inflight: prometheus.NewDesc("sluice_backend_inflight", "Requests outstanding on the backend.", l, nil),
+		work:     prometheus.NewDesc("sluice_backend_outstanding_tokens", "Estimated tokens (prompt and answer) of the requests outstanding on the backend; what p2c_ewma balances.", l, nil),
 		state:    prometheus.NewDesc("sluice_backend_state", "1 for the backend's current health state.", append(l, "state"), nil),
 		requests: prometheus.NewDesc("sluice_backend_requests_total", "Upstream attempts sent to the backend.", l, nil),
 		failures: prometheus.NewDesc("sluice_backend_failures_total", "Upstream attempts that failed (connect, 5xx, broken stream).", l, nil),
@@ -89,6 +92,7 @@ func NewBackendCollector(snapshot func() []BackendSample) *BackendCollector {
 // Describe implements prometheus.Collector.
 func (c *BackendCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.inflight
+	ch <- c.work
 	ch <- c.state
 	ch <- c.requests
 	ch <- c.failures
@@ -99,6 +103,7 @@ func (c *BackendCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *BackendCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.snapshot() {
 		ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(s.Inflight), s.Model, s.Backend)
+		ch <- prometheus.MustNewConstMetric(c.work, prometheus.GaugeValue, float64(s.OutstandingTokens), s.Model, s.Backend)
 		for _, st := range []string{"healthy", "busy", "ejected", "down", "open"} {
 			v := 0.0
 			if st == s.State {
