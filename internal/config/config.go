@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -180,7 +181,7 @@ func Load(path string) (*Config, error) {
 	}
 	cfg, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, inFile(path, err)
 	}
 	return cfg, nil
 }
@@ -194,11 +195,21 @@ func Parse(data []byte) (*Config, error) {
 		}
 		return os.Getenv(k)
 	})
+	var root yaml.Node
+	if err := yaml.Load([]byte(expanded), &root); err != nil {
+		return nil, err // syntax: the library's message names the line
+	}
+	lines := keyLines{}
+	var errs []error
+	checkSchema(&root, reflect.TypeFor[Config](), "", lines, &errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields()); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, lines.annotate(err)
 	}
 	return &cfg, nil
 }
@@ -215,7 +226,7 @@ func (c *Config) Validate() error { return c.ValidateWith(nil) }
 func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
 	}
 	if c.Listen == "" {
 		bad("listen", "must not be empty")

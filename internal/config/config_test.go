@@ -145,3 +145,48 @@ models:
 		}
 	}
 }
+
+// TestErrorsNameFileLineKeyAndWhatIsAllowed: a config error points at the
+// file, the line and the key path as written, and says what is allowed in
+// the user's terms, never in Go's ("field x not found in type
+// config.Retry", "cannot construct !!str into int").
+func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
+	cases := []struct {
+		name, src string
+		want      []string // all in the message, in order
+	}{
+		{"unknown key lists the allowed ones", "retry:\n  attemptz: 3\n" + minimal,
+			[]string{":2: retry.attemptz: unknown key; allowed here: attempts, budget_ratio, min_per_second"}},
+		{"wrong kind of value", "listen: :1\nretry:\n  attempts: many\n" + minimal,
+			[]string{":3: retry.attempts: want a whole number, got \"many\""}},
+		{"bad duration", "timeouts:\n  connect: fast\n" + minimal,
+			[]string{":2: timeouts.connect: invalid duration \"fast\""}},
+		{"section where a value belongs", "listen:\n  a: 1\n" + minimal,
+			[]string{":2: listen: want a string, got a section of keys"}},
+		{"validation errors carry their line", "models:\n  - name: m\n    backends:\n      - url: http://a\n      - url: ftp://b\nretry:\n  attempts: 50\n",
+			[]string{":5: models[0].backends[1].url: must be an http:// or https:// URL", ":7: retry.attempts: must be between 1 and 10"}},
+		{"a default that fails points at its section", "server:\n  max_connections: 0\n" + minimal,
+			[]string{":2: server.max_connections: must be at least 1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "sluice.yaml")
+			os.WriteFile(p, []byte(tc.src), 0o600)
+			_, err := Load(p)
+			if err == nil {
+				t.Fatal("accepted an invalid config")
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, p+w) {
+					t.Errorf("error\n%s\ndoes not contain %q", msg, p+w)
+				}
+			}
+			for _, leak := range []string{"config.", "!!", "type ", "construct"} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("error %q speaks Go/YAML internals (%q)", msg, leak)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,268 @@
+package config
+
+import (
+	"encoding"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v4"
+)
+
+// FieldError is one problem with one key of the config: the key path as
+// written in the file ("models[0].backends[1].url"), the line it is on (0
+// when the config did not come from a file) and what is wrong, in terms of
+// what is allowed, never of Go types.
+type FieldError struct {
+	File    string // set by Load
+	Key     string
+	Line    int
+	Problem string
+}
+
+func (e *FieldError) Error() string {
+	switch {
+	case e.File != "" && e.Line > 0:
+		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Problem)
+	case e.File != "":
+		return fmt.Sprintf("%s: %s: %s", e.File, e.Key, e.Problem)
+	case e.Line > 0:
+		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Key, e.Problem)
+	}
+	return e.Key + ": " + e.Problem
+}
+
+// keyLines maps each key path present in a file to its line.
+type keyLines map[string]int
+
+// lineOf is the line of key, or of its nearest parent in the file (a
+// default that fails validation is reported where its section is, or not
+// at all when the section is absent).
+func (l keyLines) lineOf(key string) int {
+	for key != "" {
+		if n, ok := l[key]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			return 0
+		}
+		key = key[:i]
+	}
+	return 0
+}
+
+// inFile names the file in every FieldError of err; other errors (YAML
+// syntax) get it as a prefix.
+func inFile(path string, err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for i, e := range errs {
+		var fe *FieldError
+		if errors.As(e, &fe) {
+			fe.File = path
+		} else {
+			errs[i] = fmt.Errorf("config %s: %w", path, e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// annotate gives validation errors the line of their key.
+func (l keyLines) annotate(err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var fe *FieldError
+		if errors.As(e, &fe) && fe.Line == 0 {
+			fe.Line = l.lineOf(fe.Key)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// checkSchema walks the YAML tree against the Go type it will be decoded
+// into, before decoding, so that an unknown key or a value of the wrong
+// kind is reported with its key path, its line and what is allowed
+// (the decoder's own errors name Go types: "field x not found in type
+// config.Retry", "cannot construct !!str into int"). It records every key's
+// line for validation errors.
+func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs *[]error) {
+	if n == nil {
+		return
+	}
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			checkSchema(c, t, path, lines, errs)
+		}
+		return
+	}
+	if path != "" {
+		if _, seen := lines[path]; !seen {
+			lines[path] = n.Line
+		}
+	}
+	if n.Kind == yaml.AliasNode {
+		return // anchors are decoded by the library; their target was checked where it is defined
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return // null leaves the default
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	bad := func(problem string, args ...any) {
+		*errs = append(*errs, &FieldError{Key: path, Line: n.Line, Problem: fmt.Sprintf(problem, args...)})
+	}
+	if reflect.PointerTo(t).Implements(textUnmarshaler) {
+		if n.Kind != yaml.ScalarNode {
+			bad("want a single value, got %s", kindName(n))
+			return
+		}
+		v := reflect.New(t).Interface().(encoding.TextUnmarshaler)
+		if err := v.UnmarshalText([]byte(n.Value)); err != nil {
+			bad("%v", err)
+		}
+		return
+	}
+	if t == reflect.TypeFor[time.Duration]() {
+		if n.Kind != yaml.ScalarNode {
+			bad("want a duration such as 500ms or 5s, got %s", kindName(n))
+		} else if _, err := time.ParseDuration(n.Value); err != nil && n.ShortTag() != "!!int" {
+			bad("want a duration such as 500ms or 5s, got %q", n.Value)
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			bad("want a section of keys, got %s", kindName(n))
+			return
+		}
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Value == "<<" {
+				continue // merge key: its map is checked where it is defined
+			}
+			sub := joinKey(path, k.Value)
+			f, ok := fields[k.Value]
+			if !ok {
+				*errs = append(*errs, &FieldError{Key: sub, Line: k.Line,
+					Problem: "unknown key; allowed here: " + strings.Join(sortedKeys(fields), ", ")})
+				continue
+			}
+			lines[sub] = k.Line
+			checkSchema(v, f, sub, lines, errs)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			bad("want a map of names to values, got %s", kindName(n))
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			sub := joinKey(path, k.Value)
+			lines[sub] = k.Line
+			checkSchema(v, t.Elem(), sub, lines, errs)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			bad("want a list, got %s", kindName(n))
+			return
+		}
+		for i, c := range n.Content {
+			checkSchema(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), lines, errs)
+		}
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			bad("want true or false, got %s", valueName(n))
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+			bad("want a whole number, got %s", valueName(n))
+		} else if _, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, t.Bits()); err != nil {
+			bad("number %s is out of range", n.Value)
+		}
+	case reflect.Float32, reflect.Float64:
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
+			bad("want a number, got %s", valueName(n))
+		}
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			bad("want a string, got %s", kindName(n))
+		}
+	}
+}
+
+// yamlFields maps a struct's YAML key names to their field types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	out := make(map[string]reflect.Type, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = strings.ToLower(f.Name)
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func sortedKeys(m map[string]reflect.Type) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a section of keys"
+	case yaml.SequenceNode:
+		return "a list"
+	default:
+		return valueName(n)
+	}
+}
+
+func valueName(n *yaml.Node) string {
+	if n.Kind != yaml.ScalarNode {
+		return kindName(n)
+	}
+	if len(n.Value) > 40 {
+		return strconv.Quote(n.Value[:40] + "...")
+	}
+	return strconv.Quote(n.Value)
+}
