@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -82,11 +81,14 @@ type Options struct {
 	Rand io.Reader
 	// Logger, default slog.Default().
 	Logger *slog.Logger
-	// WebhookSecret signs webhook bodies (X-Sluice-Signature); without
-	// it webhooks are sent unsigned.
+	// WebhookSecret signs webhooks (webhook-signature, Standard Webhooks;
+	// and X-Sluice-Signature). Without it no webhook is sent: receivers
+	// must be able to tell ours from forgeries.
 	WebhookSecret []byte
-	// WebhookClient posts webhooks, default a client with a 10s timeout.
-	WebhookClient *http.Client
+	// AllowPrivateWebhooks lets webhooks reach loopback, private,
+	// link-local and other internal addresses (checked on the address
+	// dialled, after DNS). Off by default.
+	AllowPrivateWebhooks bool
 	// WebhookTimeout bounds one webhook's delivery, retries included,
 	// default 1 minute.
 	WebhookTimeout time.Duration
@@ -137,9 +139,6 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
-	}
-	if o.WebhookClient == nil {
-		o.WebhookClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	if o.WebhookTimeout <= 0 {
 		o.WebhookTimeout = time.Minute
@@ -208,7 +207,6 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hooks = newWebhooks(s)
-	s.hooks.start(s.ctx, &s.wg)
 	if !o.NoTracker {
 		s.tracker = newTracker(s)
 		s.wg.Go(func() { s.tracker.run(s.ctx) })
