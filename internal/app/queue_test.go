@@ -264,4 +264,3 @@ func TestGatewayStartsWhileExternalNATSIsDown(t *testing.T) {
 	}
 	pollJSON(t, url+h.Get("Location"), func(m map[string]any) bool { return m["status"] == "succeeded" })
 }
-

@@ -174,6 +174,10 @@ var (
 	ErrConflict = errors.New("conflicting state")   // 409 / 400: e.g. cancelling a finished batch
 	ErrTooLarge = errors.New("too large")           // 413
 	ErrClosed   = errors.New("job queue is closed") // 503
+	// ErrUnavailable: NATS is not reachable now (the connection is
+	// reconnecting, or a call failed for want of it). 503 with
+	// Retry-After; the Store recovers by itself when NATS returns.
+	ErrUnavailable = errors.New("job queue unavailable")
 )
 
 // Service is what the HTTP layer (internal/batchapi) and the gateway need
