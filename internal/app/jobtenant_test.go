@@ -32,7 +32,7 @@ log: {access: false}
 auth:
   require_key: true
   keys:
-    - {key: k-acme, tenant: acme}
+    - {key: k-acme, tenant: "acme corp/ü"}
     - {key: k-other, tenant: other}
 rate_limits:
   per_tenant: {requests: "rate=1r/m"}

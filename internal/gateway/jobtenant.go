@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
-// Headers with which a `sluice worker` runs a job as its tenant. The
+// Headers with which a `sluice worker` runs a job as its tenant (the
+// tenant percent-encoded, as url.QueryEscape writes it). The
 // gateway believes JobTenantHeader only beside a WorkerTokenHeader equal
 // to queue.worker_token; a request carrying either without the other, or
 // with a wrong token, is refused with 400, so no client can pick the
@@ -40,9 +43,9 @@ func (g *Gateway) workerJob(r *http.Request) (*jobCall, *openai.Error) {
 		return nil, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_worker_assertion",
 			Param: param, Message: JobTenantHeader + " and " + WorkerTokenHeader + " are reserved for Sluice workers holding queue.worker_token"}
 	}
-	t := tenant[0]
-	if t == "" || len(t) > maxTenantLen || !printable(t) {
-		e := openai.BadRequest("invalid_worker_assertion", JobTenantHeader+" must be 1 to 256 printable ASCII characters")
+	t, err := url.QueryUnescape(tenant[0]) // percent-encoded: tenant names are any UTF-8
+	if err != nil || t == "" || len(t) > maxTenantLen || !utf8.ValidString(t) {
+		e := openai.BadRequest("invalid_worker_assertion", JobTenantHeader+" must be a percent-encoded tenant name of 1 to 256 bytes")
 		e.Param = JobTenantHeader
 		return nil, e
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -63,4 +64,31 @@ func TestCheckWebhook(t *testing.T) {
 			t.Errorf("%s: error does not name the header: %v", c.url, err)
 		}
 	}
+}
+
+// No header combination without the configured token yields a job call,
+// and the assertion headers never survive the check.
+func FuzzWorkerJob(f *testing.F) {
+	const token = "the-worker-token-0123456789"
+	f.Add("acme", token, "batch")
+	f.Add("", token, "")
+	f.Add("acme", "the-worker-token-012345678", "interactive")
+	f.Add("a\x00b", token, "BATCH")
+	f.Fuzz(func(t *testing.T, tenant, tok, prio string) {
+		g := &Gateway{workerToken: []byte(token)}
+		r, _ := http.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+		r.Header[JobTenantHeader] = []string{url.QueryEscape(tenant)}
+		r.Header[WorkerTokenHeader] = []string{tok}
+		r.Header.Set("X-Sluice-Priority", prio)
+		jc, err := g.workerJob(r)
+		if (jc == nil) == (err == nil) {
+			t.Fatalf("want exactly one of a job call and an error: %v %v", jc, err)
+		}
+		if jc != nil && (tok != token || jc.id.tenant != tenant) {
+			t.Fatalf("accepted token %q tenant %q as %q", tok, tenant, jc.id.tenant)
+		}
+		if r.Header.Get(JobTenantHeader) != "" || r.Header.Get(WorkerTokenHeader) != "" {
+			t.Fatal("assertion headers left on the request")
+		}
+	})
 }

@@ -56,7 +56,7 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	req.Header.Set("X-Request-Id", j.ID+"-"+strconv.Itoa(j.Attempts))
 	req.Header.Set("X-Sluice-Priority", j.Class)
 	req.Header.Set("X-Sluice-Max-Wait", "1ms")
-	req.Header.Set("X-Sluice-Job-Tenant", j.Tenant)
+	req.Header.Set("X-Sluice-Job-Tenant", url.QueryEscape(j.Tenant))
 	req.Header.Set("X-Sluice-Worker-Token", e.WorkerToken)
 	req.Header.Set("Cache-Control", "no-store") // a job's answer must be its own run
 	if e.APIKey != "" {
