@@ -63,6 +63,7 @@ queue:
   data_dir: %s
   listen: %s
   workers: 4
+  worker_token: durability-test-worker-token
 models:
   - name: m
     backends:
@@ -76,7 +77,7 @@ models:
 	start := func() (gw, worker *exec.Cmd) {
 		gw = startProc(t, bin, "serve", "--config", cfgPath)
 		waitHTTP(t, gwURL+"/readyz")
-		worker = startProc(t, bin, "worker", "--nats", "nats://"+natsAddr, "--gateway", gwURL, "--concurrency", "4")
+		worker = startProc(t, bin, "worker", "--nats", "nats://"+natsAddr, "--gateway", gwURL, "--concurrency", "4", "--worker-token", "durability-test-worker-token")
 		return gw, worker
 	}
 	gw, worker := start()

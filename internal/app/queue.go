@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,7 +86,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	store, err := jobs.Open(ctx, jobs.Options{
 		URL: url, Replicas: c.Replicas, Retention: c.Retention.D(), MaxFileBytes: int64(c.MaxFileBytes),
 		MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
-		WebhookClient: webhookClient(c.AllowPrivateWebhooks),
+		AllowPrivateWebhooks: c.AllowPrivateWebhooks,
 	})
 	if err != nil {
 		q.Close()
@@ -192,34 +189,4 @@ func (a *App) closeQueue() {
 	if q != nil {
 		q.Close()
 	}
-}
-
-// webhookClient posts webhooks. Unless private targets are allowed, its
-// dialer refuses loopback, private, link-local and unspecified addresses
-// after DNS resolution, so a name pointing inside the network cannot make
-// the gateway call internal services (the gateway's own check at submit
-// time sees only IP literals).
-func webhookClient(allowPrivate bool) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	if !allowPrivate {
-		d.Control = func(_, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			ip, err := netip.ParseAddr(host)
-			if err != nil {
-				return err
-			}
-			ip = ip.Unmap()
-			if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() {
-				return fmt.Errorf("webhook target %s is a private address (queue.allow_private_webhooks is off)", ip)
-			}
-			return nil
-		}
-	}
-	// The dialer checks every connection, redirects included, so a
-	// redirect cannot lead around the check either.
-	tr := &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 4}
-	return &http.Client{Timeout: 10 * time.Second, Transport: tr}
 }

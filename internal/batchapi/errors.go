@@ -40,6 +40,10 @@ var errFileTooLarge = errors.New("file exceeds the upload size limit")
 // (shutdown or a NATS outage): long enough for a restart.
 const closedRetry = 5 * time.Second
 
+// unavailableRetry is the advice while NATS is away: the Store reconnects
+// every 250ms, so a short wait finds it back soon after NATS is.
+const unavailableRetry = 2 * time.Second
+
 // apiError maps any error a handler meets to the status and OpenAI error
 // object the client sees. This is the one place that decides it; internal
 // reports whether the error is ours (worth logging) rather than the
@@ -69,6 +73,9 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 			Code: "request_too_large", Message: "the request body exceeds the size limit"}, false
 	case errors.Is(err, errMalformedUpload):
 		return openai.BadRequest("invalid_request", err.Error()), false
+	case jobs.IsUnavailable(err):
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
+			Message: "the job queue is unreachable; retry shortly", RetryAfter: unavailableRetry}, false
 	case errors.Is(err, jobs.ErrClosed):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
 			Message: "the job queue is not available; retry shortly", RetryAfter: closedRetry}, false

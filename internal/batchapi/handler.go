@@ -166,6 +166,11 @@ func IsRoute(path string) bool {
 	return rt != routeNone
 }
 
+// availability is what a Service may report about its connection (the
+// Store does): while it is down every route answers 503 with Retry-After
+// without waiting on the queue.
+type availability interface{ Available() error }
+
 // Serve answers r for tenant, which the gateway has authenticated. Another
 // tenant's objects are answered 404, as if they did not exist.
 func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, tenant string) {
@@ -184,6 +189,12 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, tenant string) {
 		// NATS key); it names nothing, so 404 like an unknown one.
 		openai.WriteError(w, notFound(kind, id))
 		return
+	}
+	if a, ok := h.svc.(availability); ok && rt != routeNone {
+		if err := a.Available(); err != nil {
+			h.fail(w, r, err, kind, id) // 503 at once, before an upload is read
+			return
+		}
 	}
 	m := r.Method
 	if m == http.MethodHead {

@@ -68,6 +68,7 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"wrong type":    "retry: {attempts: many}\n" + minimal,
 		"empty listen":  "listen: ''\n" + minimal,
 		"probe timeout": "health: {active: {interval: 1s, timeout: 2s, path: /h}}\n" + minimal,
+		"short token":   "queue: {worker_token: short}\n" + minimal,
 	}
 	wantKey := map[string]string{
 		"unknown key": "listn", "bad duration": "fast", "bad size": "lots", "no models": "models",
@@ -75,7 +76,7 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"active path": "health.active.path", "log level": "log.level", "no backends": "models[0].backends",
 		"budget ratio": "retry.budget_ratio", "neg weight": "models[0].backends[0].weight",
 		"fail timeout": "health.fail_timeout", "wrong type": "many", "empty listen": "listen",
-		"probe timeout": "health.active.timeout",
+		"probe timeout": "health.active.timeout", "short token": "queue.worker_token",
 	}
 	for name, src := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -35,13 +35,21 @@ type Queue struct {
 	MaxAttempts int `yaml:"max_attempts"`
 	// MaxFileBytes bounds an uploaded batch file, default 200MiB.
 	MaxFileBytes ByteSize `yaml:"max_file_bytes"`
-	// WebhookSecret signs webhook bodies (X-Sluice-Signature: t=..,v1=..
-	// HMAC-SHA256 over "t.body"); ${VAR} expanded. Empty: unsigned.
+	// WebhookSecret signs webhooks (Standard Webhooks webhook-signature,
+	// and X-Sluice-Signature: t=..,v1=.. HMAC-SHA256 over "t.body"); a
+	// "whsec_<base64>" secret is used base64-decoded. ${VAR} expanded.
+	// Empty: webhooks are refused at submit (none is sent unsigned).
 	WebhookSecret string `yaml:"webhook_secret"`
-	// AllowPrivateWebhooks lets webhooks target loopback and private
-	// addresses (off: such URLs are refused, so clients cannot make the
-	// gateway call internal services).
+	// AllowPrivateWebhooks lets webhooks target loopback, private,
+	// link-local (cloud metadata) and other internal addresses (off: such
+	// URLs are refused at submit and, after DNS, at dial time, so clients
+	// cannot make the gateway call internal services).
 	AllowPrivateWebhooks bool `yaml:"allow_private_webhooks"`
+	// WorkerToken is the shared secret separate `sluice worker` processes
+	// present (--worker-token) to run jobs as their submitting tenant
+	// (X-Sluice-Worker-Token with X-Sluice-Job-Tenant). Empty: only this
+	// gateway's own workers can run jobs. ${VAR} expanded.
+	WorkerToken string `yaml:"worker_token"`
 }
 
 func defaultQueue() Queue {
@@ -68,6 +76,9 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	}
 	if q.MaxFileBytes <= 0 {
 		bad("queue.max_file_bytes", "must be positive")
+	}
+	if q.WorkerToken != "" && len(q.WorkerToken) < 16 {
+		bad("queue.worker_token", "must be at least 16 characters (it lets a worker choose the tenant a job is charged to)")
 	}
 	if q.Listen != "" {
 		if _, _, err := net.SplitHostPort(q.Listen); err != nil {

@@ -45,6 +45,13 @@ type Options struct {
 	// AllowPrivateWebhooks lets async jobs name loopback and private
 	// addresses as webhooks.
 	AllowPrivateWebhooks bool
+	// WebhooksSigned: queue.webhook_secret is set. Without it, async
+	// requests naming a webhook are refused (nothing would be sent).
+	WebhooksSigned bool
+	// WorkerToken is the shared secret with which a `sluice worker` may
+	// assert the tenant a job runs as (X-Sluice-Worker-Token with
+	// X-Sluice-Job-Tenant); empty: no request may.
+	WorkerToken string
 }
 
 // Gateway serves the OpenAI-compatible API and the operational endpoints.
@@ -58,7 +65,9 @@ type Gateway struct {
 	jobs     atomic.Pointer[batchapi.Handler]
 	queueOn  bool
 	// privateHooks: webhooks may target private addresses.
-	privateHooks bool
+	privateHooks   bool
+	webhooksSigned bool
+	workerToken    []byte
 	// seed keys request fingerprints (fingerprint); it outlives reloads,
 	// as the queues holding appointments do.
 	seed maphash.Seed
@@ -67,7 +76,10 @@ type Gateway struct {
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
 func New(rt *Runtime, opt Options) *Gateway {
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(), now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
-		privateHooks: opt.AllowPrivateWebhooks, seed: maphash.MakeSeed()}
+		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed()}
+	if opt.WorkerToken != "" {
+		g.workerToken = []byte(opt.WorkerToken)
+	}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}
@@ -147,6 +159,14 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	defer g.metrics.Inflight.Dec()
 	ip := clientIP(r)
 	job := jobCallFrom(r.Context()) // set when a queued job runs through here
+	if job == nil {
+		// ... or by a `sluice worker`, which asserts the job's tenant.
+		var err *openai.Error
+		if job, err = g.workerJob(r); err != nil {
+			rec.fail(w, err)
+			return
+		}
+	}
 	var id identity
 	if job != nil {
 		id, rec.job = job.id, true
@@ -190,13 +210,29 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Async: Prefer: respond-async queues the request as a job (202 and
+	// /v1/jobs/{id}) to run when the pool has spare capacity. It is charged
+	// when it runs, not here (see docs/RELIABILITY.md, "Jobs and webhooks").
+	if job == nil && preferAsync(r) {
+		rec.status = g.acceptAsync(w, r, body.Bytes(), peek, id)
+		return
+	}
+
 	// Rate limits: requests and estimated tokens per key / tenant / IP /
-	// global; a queued job was charged when it was submitted.
+	// global. A job is charged here, when it runs, to its tenant (and the
+	// global limit): its key and address are the submitter's, long gone.
 	cost := admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, rt.Config.Admission.DefaultMaxTokens)
-	limited := rt.limits != nil && job == nil
+	limited := rt.limits != nil
 	var rl ratelimit.Result
 	if limited {
-		if rl, err = rt.rateLimit(r.Context(), w, id, ip, cost, start); err != nil {
+		subject := ratelimit.Subject{Key: id.key, Tenant: id.tenant, IP: ip}
+		if job != nil {
+			subject = ratelimit.Subject{Tenant: id.tenant}
+		}
+		if rl, err = rt.rateLimit(r.Context(), w, subject, cost, start); err != nil {
+			if job != nil {
+				job.throttled = true
+			}
 			rec.fail(w, apiError(err, peek.Model))
 			return
 		}
@@ -207,13 +243,6 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 			rl.Reconcile(context.WithoutCancel(r.Context()), int64(u.PromptTokens+u.CompletionTokens), g.now())
 		}
 	}()
-
-	// Async: Prefer: respond-async queues the request as a job (202 and
-	// /v1/jobs/{id}) to run when the pool has spare capacity.
-	if job == nil && preferAsync(r) {
-		rec.status = g.acceptAsync(w, r, body.Bytes(), peek, id)
-		return
-	}
 
 	// Cache: deterministic requests may be answered without a backend.
 	call := upstreamCall{path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header, body: body, peek: peek,

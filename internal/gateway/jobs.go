@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -17,13 +15,20 @@ import (
 	"github.com/sluice-gw/sluice/internal/batchapi"
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
-// jobCall marks an internal request made by the job executor: it runs
-// as the job's tenant and class, skips the rate limits (charged when the
-// job was submitted) and is never queued — it takes a free slot at once or
-// is refused, so queued work never waits in front of live requests.
-type jobCall struct{ id identity }
+// jobCall marks a request that runs a queued job, made by the in-process
+// executor or by a `sluice worker` (workerJob): it runs as the job's
+// tenant and class, is charged to that tenant's rate limits, and is never
+// queued — it takes a free slot at once or is refused, so queued work
+// never waits in front of live requests.
+type jobCall struct {
+	id identity
+	// throttled is set when the tenant's rate limit refused the job: it
+	// goes back to the queue for the advised time rather than retrying.
+	throttled bool
+}
 
 type jobCallKey struct{}
 
@@ -99,7 +104,7 @@ func (e jobExecutor) Execute(ctx context.Context, j *jobs.Job) (jobs.Result, err
 	gate := spareGate{e.g}
 	for {
 		res, busy, err := e.g.runJob(ctx, j)
-		if !busy || !e.g.now().Before(deadline) {
+		if !busy || res.RetryAfter > 0 || !e.g.now().Before(deadline) {
 			return res, err
 		}
 		if err := gate.Wait(ctx, j.Model); err != nil {
@@ -114,7 +119,8 @@ func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, 
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	id := identity{tenant: j.Tenant, weight: 1, class: classOf(j.Class), preempt: func() { cancel(errPreempted) }}
-	ctx = context.WithValue(ctx, jobCallKey{}, &jobCall{id: id})
+	jc := &jobCall{id: id}
+	ctx = context.WithValue(ctx, jobCallKey{}, jc)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.Path, bytes.NewReader(j.Body))
 	if err != nil {
 		return res, false, fmt.Errorf("job %s: %w", j.ID, err)
@@ -150,6 +156,10 @@ func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, 
 		return res, false, fmt.Errorf("job %s: the backend answered %d with a body that is not JSON", j.ID, w.status)
 	}
 	res = jobs.Result{StatusCode: w.status, RequestID: w.h.Get("X-Request-Id"), Body: json.RawMessage(bytes.Clone(body))}
+	if jc.throttled {
+		// The tenant's limit, not the pool: wait as long as it advises.
+		res.RetryAfter = max(proxy.ParseRetryAfter(w.h.Get("Retry-After"), g.now()), time.Second)
+	}
 	return res, refusedForCapacity(w.status), nil
 }
 
@@ -229,11 +239,7 @@ func (g *Gateway) acceptAsync(w http.ResponseWriter, r *http.Request, body []byt
 		return e.Status
 	}
 	if raw := r.Header.Get(batchapi.WebhookHeader); raw != "" {
-		hook, err := batchapi.ParseWebhook(raw)
-		if err == nil && !g.privateHooks && privateHost(hook) {
-			err = &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_webhook",
-				Param: batchapi.WebhookHeader, Message: "webhooks to loopback or private addresses are not allowed on this gateway"}
-		}
+		hook, err := g.checkWebhook(raw)
 		if err != nil {
 			e := apiError(err, peek.Model)
 			writeError(w, e)
@@ -246,23 +252,24 @@ func (g *Gateway) acceptAsync(w http.ResponseWriter, r *http.Request, body []byt
 	return rw.status
 }
 
-// privateHost reports a URL whose host is localhost or a loopback,
-// private, link-local or unspecified IP literal. (Names that resolve to
-// such addresses are not caught here.)
-func privateHost(raw string) bool {
-	u, err := url.Parse(raw)
+// checkWebhook validates an X-Sluice-Webhook at submit time: a well-formed
+// http(s) URL, not an internal address literal unless they are allowed
+// (names are checked again on the address dialled, when it is sent), and
+// only on a gateway that signs webhooks.
+func (g *Gateway) checkWebhook(raw string) (string, error) {
+	hook, err := batchapi.ParseWebhook(raw)
 	if err != nil {
-		return true
+		return "", err
 	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		return true
+	if !g.webhooksSigned {
+		return "", &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "webhooks_unavailable",
+			Param: batchapi.WebhookHeader, Message: "this gateway sends no webhooks: it has no queue.webhook_secret to sign them with"}
 	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
+	if err := jobs.CheckWebhookURL(hook, g.privateHooks); err != nil {
+		return "", &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_webhook",
+			Param: batchapi.WebhookHeader, Message: "webhooks to loopback, private, link-local or metadata addresses are not allowed on this gateway"}
 	}
-	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified()
+	return hook, nil
 }
 
 // statusWriter remembers the status written, for the access log.

@@ -70,11 +70,11 @@ func hasRules(r ratelimit.Rules) bool {
 // tokens from every applicable limit, wait out an nginx-style delay, and
 // set the x-ratelimit-* headers. The returned Result reconciles the token
 // estimate with the backend's usage later.
-func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, id identity, ip string, tokens float64, now time.Time) (ratelimit.Result, error) {
+func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, subject ratelimit.Subject, tokens float64, now time.Time) (ratelimit.Result, error) {
 	if rt.limits == nil {
 		return ratelimit.Result{Allowed: true}, nil
 	}
-	res, err := rt.limits.l.Check(ctx, ratelimit.Subject{Key: id.key, Tenant: id.tenant, IP: ip}, int64(tokens), now)
+	res, err := rt.limits.l.Check(ctx, subject, int64(tokens), now)
 	res.WriteHeaders(w.Header())
 	switch {
 	case res.Allowed:

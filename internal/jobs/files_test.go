@@ -83,7 +83,7 @@ func TestWebhookIsSigned(t *testing.T) {
 	}))
 	defer recv.Close()
 	secret := []byte("s3cret")
-	s, _ := newStore(t, func(o *Options) { o.WebhookSecret = secret })
+	s, _ := newStore(t, func(o *Options) { o.WebhookSecret, o.AllowPrivateWebhooks = secret, true })
 	var calls atomic.Int64
 	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
 	sp := spec("acme")

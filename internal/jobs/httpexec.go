@@ -13,20 +13,29 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
 // HTTPExecutor runs jobs by sending them to a Sluice gateway over HTTP:
-// what a separate `sluice worker` process uses. Each request asks the
-// gateway not to queue it (X-Sluice-Max-Wait: 1ms) in the batch class, so it
-// is served only from spare capacity; a refusal comes back as a 503 Result,
-// which the worker treats as "no room" and retries later without counting
-// an attempt. Jobs run under the worker's own API key, not the submitter's.
+// what a separate `sluice worker` process uses. Each request runs as the
+// job's tenant: it carries X-Sluice-Job-Tenant with X-Sluice-Worker-Token
+// (the gateway's queue.worker_token, without which the gateway refuses the
+// assertion), so the gateway charges the job to its tenant's rate limits
+// and token accounting, and takes it only into a free slot. A refusal (no
+// room, or the tenant's limit) comes back as a 429/503 Result with the
+// gateway's Retry-After, which the worker treats as "not now": the job
+// goes back to the queue without counting an attempt.
 type HTTPExecutor struct {
-	Gateway string       // base URL, e.g. http://127.0.0.1:8080
-	APIKey  string       // sent as Bearer; optional
-	Client  *http.Client // default: a client with a 10 minute timeout
+	Gateway string // base URL, e.g. http://127.0.0.1:8080
+	// WorkerToken is the gateway's queue.worker_token (required: without
+	// it the gateway cannot tell which tenant a job runs as).
+	WorkerToken string
+	APIKey      string       // sent as Bearer; optional (a gateway that requires keys)
+	Client      *http.Client // default: a client with a 10 minute timeout
 	// MaxBody bounds an answer, default 64 MiB.
 	MaxBody int64
+	// Now is the clock Retry-After dates are read against, default time.Now.
+	Now Clock
 }
 
 // Execute implements Executor.
@@ -45,8 +54,10 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", j.ID+"-"+strconv.Itoa(j.Attempts))
-	req.Header.Set("X-Sluice-Priority", "batch")
+	req.Header.Set("X-Sluice-Priority", j.Class)
 	req.Header.Set("X-Sluice-Max-Wait", "1ms")
+	req.Header.Set("X-Sluice-Job-Tenant", url.QueryEscape(j.Tenant))
+	req.Header.Set("X-Sluice-Worker-Token", e.WorkerToken)
 	req.Header.Set("Cache-Control", "no-store") // a job's answer must be its own run
 	if e.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+e.APIKey)
@@ -77,7 +88,15 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	if !json.Valid(body) {
 		return Result{}, fmt.Errorf("job %s: the gateway answered %d with a body that is not JSON", j.ID, resp.StatusCode)
 	}
-	return Result{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id"), Body: json.RawMessage(body)}, nil
+	res := Result{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id"), Body: json.RawMessage(body)}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		now := time.Now
+		if e.Now != nil {
+			now = e.Now
+		}
+		res.RetryAfter = proxy.ParseRetryAfter(resp.Header.Get("Retry-After"), now())
+	}
+	return res, nil
 }
 
 // HTTPGate asks a gateway's GET /spare whether its pool has spare capacity

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -82,11 +81,14 @@ type Options struct {
 	Rand io.Reader
 	// Logger, default slog.Default().
 	Logger *slog.Logger
-	// WebhookSecret signs webhook bodies (X-Sluice-Signature); without
-	// it webhooks are sent unsigned.
+	// WebhookSecret signs webhooks (webhook-signature, Standard Webhooks;
+	// and X-Sluice-Signature). Without it no webhook is sent: receivers
+	// must be able to tell ours from forgeries.
 	WebhookSecret []byte
-	// WebhookClient posts webhooks, default a client with a 10s timeout.
-	WebhookClient *http.Client
+	// AllowPrivateWebhooks lets webhooks reach loopback, private,
+	// link-local and other internal addresses (checked on the address
+	// dialled, after DNS). Off by default.
+	AllowPrivateWebhooks bool
 	// WebhookTimeout bounds one webhook's delivery, retries included,
 	// default 1 minute.
 	WebhookTimeout time.Duration
@@ -138,9 +140,6 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.WebhookClient == nil {
-		o.WebhookClient = &http.Client{Timeout: 10 * time.Second}
-	}
 	if o.WebhookTimeout <= 0 {
 		o.WebhookTimeout = time.Minute
 	}
@@ -188,8 +187,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	// Reconnect forever: the queue outlives NATS restarts, and callers see
 	// errors (not a dead Store) while the server is away.
 	ncClosed := make(chan struct{})
+	// No reconnect buffer: while NATS is away a publish fails at once
+	// (the client gets a 503) rather than being replayed later for a
+	// request that was already refused. Pings find a silent peer in
+	// seconds rather than the default minutes.
 	nc, err := nats.Connect(o.URL, nats.Name(o.Name), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250*time.Millisecond), nats.ReconnectBufSize(-1),
+		nats.PingInterval(5*time.Second), nats.MaxPingsOutstanding(2),
 		nats.ClosedHandler(func(*nats.Conn) { close(ncClosed) }))
 	if err != nil {
 		return nil, fmt.Errorf("jobs: connecting to %s: %w", o.URL, err)
@@ -208,7 +212,6 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.hooks = newWebhooks(s)
-	s.hooks.start(s.ctx, &s.wg)
 	if !o.NoTracker {
 		s.tracker = newTracker(s)
 		s.wg.Go(func() { s.tracker.run(s.ctx) })
@@ -314,11 +317,32 @@ func (s *Store) enter() error {
 	return nil
 }
 
+// checkOpen refuses a call at once when the Store is closed or NATS is
+// away, so clients get a 503 instead of waiting out JetStream's timeouts.
 func (s *Store) checkOpen() error {
 	if s.ctx.Err() != nil {
 		return ErrClosed
 	}
+	return s.Available()
+}
+
+// Available reports ErrUnavailable while the NATS connection is down
+// (reconnecting), nil when it is up.
+func (s *Store) Available() error {
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("%w: NATS connection %s", ErrUnavailable, st)
+	}
 	return nil
+}
+
+// IsUnavailable reports an error that means "NATS is away", not a fault
+// of the request: the caller answers 503 and the client retries.
+func IsUnavailable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func (s *Store) now() time.Time { return s.o.Now() }

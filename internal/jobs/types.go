@@ -49,6 +49,9 @@ type Result struct {
 	StatusCode int             `json:"status_code"`
 	RequestID  string          `json:"request_id,omitempty"`
 	Body       json.RawMessage `json:"body"` // JSON object as returned (errors: the OpenAI error object)
+	// RetryAfter is the gateway's advice on a busy answer (429/503): the
+	// job goes back to the queue for at least this long. Not stored.
+	RetryAfter time.Duration `json:"-"`
 }
 
 // JobError says why a job failed without an upstream answer worth storing
@@ -171,6 +174,10 @@ var (
 	ErrConflict = errors.New("conflicting state")   // 409 / 400: e.g. cancelling a finished batch
 	ErrTooLarge = errors.New("too large")           // 413
 	ErrClosed   = errors.New("job queue is closed") // 503
+	// ErrUnavailable: NATS is not reachable now (the connection is
+	// reconnecting, or a call failed for want of it). 503 with
+	// Retry-After; the Store recovers by itself when NATS returns.
+	ErrUnavailable = errors.New("job queue unavailable")
 )
 
 // Service is what the HTTP layer (internal/batchapi) and the gateway need

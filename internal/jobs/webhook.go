@@ -1,56 +1,62 @@
 package jobs
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"net/http"
-	"strconv"
+	"errors"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
 
 // Webhook delivery: a finished single job with a Webhook URL is POSTed its
-// public JSON, signed as
+// public JSON, signed (webhooksend.go), best effort:
 //
-//	X-Sluice-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
+//   - one queue per destination (scheme://host:port), each drained by its
+//     own goroutine one delivery at a time, so a slow or dead receiver
+//     delays only its own webhooks;
+//   - bounded: webhookPerHost waiting per destination, webhookMaxHosts
+//     destinations, webhookMaxQueued in all; past a bound the webhook is
+//     dropped and counted as failed (the job record is the durable answer);
+//   - each attempt within webhookAttemptTimeout; at most webhookAttempts
+//     attempts with doubling backoff (or the receiver's Retry-After) within
+//     Options.WebhookTimeout, and only after 408, 429, 5xx or a network
+//     error: any other answer is final.
 //
-// (the timestamp inside the MAC lets receivers refuse replays). Delivery is
-// best effort: a few retries with backoff within Options.WebhookTimeout,
-// from a fixed set of sender goroutines the Store owns, so a slow receiver
-// never holds a worker slot. Webhooks queued when the process stops are
-// lost; the job record is the durable answer.
+// Webhooks still queued when the process stops are lost.
 const (
-	webhookSenders = 4
-	webhookQueue   = 1024
+	webhookPerHost   = 64
+	webhookMaxHosts  = 256
+	webhookMaxQueued = 1024
+	webhookAttempts  = 5
+	webhookBackoff   = 500 * time.Millisecond
 )
 
 type webhooks struct {
-	s     *Store
-	queue chan *Job
+	s    *Store
+	send *webhookSender
+
+	mu     sync.Mutex
+	hosts  map[string]chan *Job // destinations with a running drain
+	queued int                  // jobs waiting in all of hosts
 }
 
 func newWebhooks(s *Store) *webhooks {
-	return &webhooks{s: s, queue: make(chan *Job, webhookQueue)}
+	return &webhooks{
+		s:     s,
+		send:  newWebhookSender(s.o.WebhookSecret, s.o.AllowPrivateWebhooks, s.o.Now),
+		hosts: make(map[string]chan *Job),
+	}
 }
 
-func (w *webhooks) start(ctx context.Context, wg *sync.WaitGroup) {
-	for range webhookSenders {
-		wg.Go(func() {
-			for {
-				select {
-				case j := <-w.queue:
-					w.deliver(ctx, j)
-				case <-ctx.Done():
-					return
-				}
-			}
-		})
+// destination is the queue a webhook URL waits in.
+func destination(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
 	}
+	return strings.ToLower(u.Scheme + "://" + u.Host)
 }
 
 // notify queues r's webhook if it has one; it never blocks.
@@ -58,15 +64,71 @@ func (w *webhooks) notify(r *jobRecord) {
 	if r.Webhook == "" || r.Job.BatchID != "" {
 		return
 	}
+	j, dest := r.job(), destination(r.Webhook)
+	j.Webhook = r.Webhook
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.hosts[dest]
+	switch {
+	case w.queued >= webhookMaxQueued:
+		w.drop(j, "webhook queue full")
+		return
+	case q == nil && len(w.hosts) >= webhookMaxHosts:
+		w.drop(j, "too many webhook destinations at once")
+		return
+	case q == nil:
+		if err := w.s.enter(); err != nil {
+			w.drop(j, "shutting down")
+			return
+		}
+		q = make(chan *Job, webhookPerHost)
+		w.hosts[dest] = q
+		go func() {
+			defer w.s.wg.Done()
+			w.drain(dest, q)
+		}()
+	}
 	select {
-	case w.queue <- r.job():
+	case q <- j:
+		w.queued++
 	default:
-		w.s.stats.webhookFailed.Add(1)
-		w.s.log.Warn("webhook queue full; dropping", "job", r.Job.ID)
+		w.drop(j, "webhook queue of this destination full")
 	}
 }
 
+func (w *webhooks) drop(j *Job, why string) {
+	w.s.stats.webhookFailed.Add(1)
+	w.s.log.Warn(why+"; dropping the webhook", "job", j.ID)
+}
+
+// drain delivers dest's webhooks one after the other and ends when the
+// queue is empty (deciding so under mu, so notify never feeds a queue
+// nobody drains) or the Store closes.
+func (w *webhooks) drain(dest string, q chan *Job) {
+	ctx := w.s.ctx
+	for ctx.Err() == nil {
+		w.mu.Lock()
+		var j *Job
+		select {
+		case j = <-q:
+			w.queued--
+		default:
+			delete(w.hosts, dest)
+		}
+		w.mu.Unlock()
+		if j == nil {
+			return
+		}
+		w.deliver(ctx, j)
+	}
+	w.mu.Lock()
+	w.queued -= len(q)
+	delete(w.hosts, dest)
+	w.mu.Unlock()
+}
+
 func (w *webhooks) deliver(ctx context.Context, j *Job) {
+	url := j.Webhook // json:"-": not in the body
 	body, err := json.Marshal(j)
 	if err != nil {
 		w.s.log.Error("encoding webhook", "job", j.ID, "err", err)
@@ -74,53 +136,32 @@ func (w *webhooks) deliver(ctx context.Context, j *Job) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.s.o.WebhookTimeout)
 	defer cancel()
-	delay := 500 * time.Millisecond
+	delay := webhookBackoff
 	for attempt := 1; ; attempt++ {
-		err := w.post(ctx, j, body)
+		err := w.send.send(ctx, url, j.ID, body)
 		if err == nil {
 			w.s.stats.webhookSent.Add(1)
 			return
 		}
-		w.s.log.Warn("webhook failed", "job", j.ID, "attempt", attempt, "err", err)
-		t := time.NewTimer(delay)
+		var de *deliveryError
+		final := attempt >= webhookAttempts || (errors.As(err, &de) && de.permanent)
+		w.s.log.Warn("webhook failed", "job", j.ID, "attempt", attempt, "final", final, "err", err)
+		if final {
+			w.s.stats.webhookFailed.Add(1)
+			return
+		}
+		wait := delay
+		if de != nil && de.retryAfter > wait {
+			wait = de.retryAfter
+		}
+		delay *= 2
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
-			delay *= 2
 		case <-ctx.Done():
 			t.Stop()
 			w.s.stats.webhookFailed.Add(1)
 			return
 		}
 	}
-}
-
-func (w *webhooks) post(ctx context.Context, j *Job, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.Webhook, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("building request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Sluice-Job-Id", j.ID)
-	if len(w.s.o.WebhookSecret) > 0 {
-		req.Header.Set("X-Sluice-Signature", Sign(w.s.o.WebhookSecret, w.s.now(), body))
-	}
-	resp, err := w.s.o.WebhookClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("receiver answered %s", resp.Status)
-	}
-	return nil
-}
-
-// Sign is the X-Sluice-Signature value for body sent at t.
-func Sign(secret []byte, t time.Time, body []byte) string {
-	ts := strconv.FormatInt(t.Unix(), 10)
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
 }

@@ -347,7 +347,9 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 	case err != nil:
 		w.retry(ctx, d, retryFailed, err)
 	case res.StatusCode == 429 || res.StatusCode == 503:
-		w.retry(ctx, d, retryBusy, nil)
+		// No room, or the tenant's rate limit: back to the queue for at
+		// least as long as the gateway advised, without counting an attempt.
+		w.retryBusy(ctx, d, res.RetryAfter)
 	default:
 		w.complete(ctx, d, res)
 	}
@@ -394,9 +396,23 @@ const (
 	retryShutdown                  // interrupted by shutdown: does not count, no delay
 )
 
+// maxAdvisedWait bounds how long a busy job waits on the gateway's advice.
+const maxAdvisedWait = 10 * time.Minute
+
+// retryBusy sends the job back to the queue without counting the attempt,
+// to run again after the busy delay or the advised wait, whichever is
+// longer.
+func (w *worker) retryBusy(ctx context.Context, d *delivery, advised time.Duration) {
+	w.requeue(ctx, d, retryBusy, nil, min(advised, maxAdvisedWait))
+}
+
 // retry sends the job back to the queue, or dead-letters it when a failed
 // attempt was its last.
 func (w *worker) retry(ctx context.Context, d *delivery, mode retryMode, cause error) {
+	w.requeue(ctx, d, mode, cause, 0)
+}
+
+func (w *worker) requeue(ctx context.Context, d *delivery, mode retryMode, cause error, advised time.Duration) {
 	s := w.s
 	seq, nd := d.meta.Sequence.Stream, d.meta.NumDelivered
 	rec, changed, err := s.transition(ctx, d.key, func(r *jobRecord) error {
@@ -436,7 +452,7 @@ func (w *worker) retry(ctx context.Context, d *delivery, mode retryMode, cause e
 	case retryShutdown:
 		_ = d.msg.Nak()
 	case retryBusy:
-		_ = d.msg.NakWithDelay(s.o.BusyDelay * time.Duration(min(max(d.meta.NumDelivered, 1), 5)))
+		_ = d.msg.NakWithDelay(max(s.o.BusyDelay*time.Duration(min(max(d.meta.NumDelivered, 1), 5)), advised))
 	default:
 		_ = d.msg.NakWithDelay(min(s.o.RetryDelay<<min(rec.Job.Attempts-1, 20), s.o.MaxRetryDelay))
 	}

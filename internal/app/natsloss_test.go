@@ -1,0 +1,144 @@
+package app
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/jobs"
+)
+
+// An external NATS lost after start: every job endpoint answers 503 with
+// Retry-After at once; when NATS returns (same port, same store) they
+// recover by themselves, and every job accepted before, during or after
+// the outage finishes.
+func TestExternalNATSLostAndBack(t *testing.T) {
+	release := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select { // jobs stay running or queued across the outage
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	defer backend.Close()
+	releaseOnce := func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}
+	defer releaseOnce()
+
+	storeDir := t.TempDir()
+	addr := loopbackAddr(t)
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	startNATS := func() *jobs.Embedded {
+		e, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: storeDir, Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	nats := startNATS()
+	defer func() { nats.Shutdown() }()
+
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+queue:
+  url: nats://%s
+  workers: 2
+models:
+  - name: m
+    backends:
+      - url: %s
+        max_concurrency: 8
+`, addr, backend.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, stop, done := startApp(t, path)
+	defer func() { stop(); <-done }()
+
+	var accepted []string
+	for range 4 { // two run (held by the backend), two wait
+		accepted = append(accepted, submitOpen(t, url))
+	}
+
+	nats.Shutdown()
+	endpoints := []struct{ method, path, ctype, body string }{
+		{http.MethodPost, "/v1/chat/completions", "application/json", chatBody},
+		{http.MethodGet, accepted[0], "", ""},
+		{http.MethodGet, "/v1/files", "", ""},
+		{http.MethodGet, "/v1/batches", "", ""},
+		{http.MethodPost, "/v1/batches", "application/json", `{"input_file_id":"file-abc","endpoint":"/v1/chat/completions","completion_window":"24h"}`},
+		{http.MethodPost, "/v1/files", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--x--\r\n"},
+	}
+	// The connection notices the server's close at once; allow it a
+	// moment to, then every answer must be immediate.
+	waitStatus(t, url, endpoints[1].method, endpoints[1].path, http.StatusServiceUnavailable)
+	for _, e := range endpoints {
+		start := time.Now()
+		code, h, b := do(t, e.method, url+e.path, e.ctype, strings.NewReader(e.body), "Prefer", "respond-async")
+		took := time.Since(start)
+		if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(string(b), `"queue_unavailable"`) {
+			t.Fatalf("%s %s with NATS down: %d Retry-After=%q %s", e.method, e.path, code, h.Get("Retry-After"), b)
+		}
+		if took > time.Second {
+			t.Fatalf("%s %s took %s to refuse, want under a second", e.method, e.path, took)
+		}
+	}
+
+	nats = startNATS()
+	waitStatus(t, url, http.MethodGet, accepted[0], http.StatusOK) // recovers by itself
+	accepted = append(accepted, submitOpen(t, url))
+	releaseOnce()
+	for _, loc := range accepted {
+		pollJSON(t, url+loc, func(m map[string]any) bool {
+			if s := m["status"]; s == "failed" || s == "cancelled" {
+				t.Fatalf("job %s: %v", loc, m)
+			}
+			return m["status"] == "succeeded"
+		})
+	}
+}
+
+// submitOpen queues chatBody on an open gateway.
+func submitOpen(t *testing.T, url string) string {
+	t.Helper()
+	code, h, b := do(t, http.MethodPost, url+"/v1/chat/completions", "application/json", strings.NewReader(chatBody), "Prefer", "respond-async")
+	if code != http.StatusAccepted {
+		t.Fatalf("submit: %d %s", code, b)
+	}
+	return h.Get("Location")
+}
+
+// waitStatus polls until a request answers want (30s at most).
+func waitStatus(t *testing.T, url, method, path string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, _, _ := do(t, method, url+path, "", nil)
+		if code == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s: still %d, want %d", method, path, code, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,265 @@
+package jobs
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// hookTarget is a loopback webhook receiver counting what it gets.
+type hookTarget struct {
+	*httptest.Server
+	hits atomic.Int64
+	got  chan *http.Request // every request, body read into bodies
+	body chan []byte
+}
+
+func newHookTarget(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)) *hookTarget {
+	h := &hookTarget{got: make(chan *http.Request, 16), body: make(chan []byte, 16)}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.hits.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		h.got <- r
+		h.body <- b
+		if answer != nil {
+			answer(w, r)
+		}
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+func submitHooked(t *testing.T, s *Store, url string) *Job {
+	t.Helper()
+	sp := spec("acme")
+	sp.Webhook = url
+	j, _, err := s.Submit(context.Background(), sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// With the defaults, a webhook to 127.0.0.1, or to a name resolving to
+// it, is refused where it is dialled; the receiver sees nothing.
+func TestWebhookToLoopbackRefusedByDefault(t *testing.T) {
+	target := newHookTarget(t, nil)
+	s, _ := newStore(t, func(o *Options) { o.WebhookSecret = []byte("s3cret") })
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
+	port := target.URL[strings.LastIndex(target.URL, ":")+1:]
+	submitHooked(t, s, target.URL+"/hook")
+	submitHooked(t, s, "http://localhost:"+port+"/hook")
+	eventually(t, "both webhooks to fail", func() bool { return s.Stats().WebhooksFailed == 2 })
+	if n := target.hits.Load(); n != 0 {
+		t.Fatalf("a loopback receiver got %d webhooks", n)
+	}
+	if s.Stats().WebhooksSent != 0 {
+		t.Fatal("counted as sent")
+	}
+}
+
+// A redirect is not followed: the signed body goes only where the
+// client said, and a 3xx is a final answer.
+func TestWebhookRedirectNotFollowed(t *testing.T) {
+	elsewhere := newHookTarget(t, nil)
+	target := newHookTarget(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/stolen", http.StatusTemporaryRedirect)
+	})
+	s, _ := newStore(t, func(o *Options) { o.WebhookSecret, o.AllowPrivateWebhooks = []byte("s3cret"), true })
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
+	submitHooked(t, s, target.URL+"/hook")
+	eventually(t, "the webhook to fail", func() bool { return s.Stats().WebhooksFailed == 1 })
+	if n, m := target.hits.Load(), elsewhere.hits.Load(); n != 1 || m != 0 {
+		t.Fatalf("target hit %d times (want 1), redirect target %d (want 0)", n, m)
+	}
+}
+
+// A permanent refusal (400) is not retried; 503 is.
+func TestWebhookPermanentRefusalNotRetried(t *testing.T) {
+	refuses := newHookTarget(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadRequest) })
+	var busy atomic.Int64
+	flaky := newHookTarget(t, func(w http.ResponseWriter, r *http.Request) {
+		if busy.Add(1) == 1 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	s, _ := newStore(t, func(o *Options) { o.WebhookSecret, o.AllowPrivateWebhooks = []byte("s3cret"), true })
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
+	submitHooked(t, s, refuses.URL+"/hook")
+	submitHooked(t, s, flaky.URL+"/hook")
+	eventually(t, "one failure and one delivery", func() bool {
+		st := s.Stats()
+		return st.WebhooksFailed == 1 && st.WebhooksSent == 1
+	})
+	if n := refuses.hits.Load(); n != 1 {
+		t.Fatalf("a 400 was tried %d times, want 1", n)
+	}
+	if n := flaky.hits.Load(); n != 2 {
+		t.Fatalf("a 503 then 200 took %d attempts, want 2", n)
+	}
+}
+
+// A receiver that hangs holds only its own queue: another destination's
+// webhook is delivered while it hangs.
+func TestWebhookSlowTargetDoesNotDelayOthers(t *testing.T) {
+	release := make(chan struct{})
+	var inflight, peak atomic.Int64
+	slow := newHookTarget(t, func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	fast := newHookTarget(t, nil)
+	s, _ := newStore(t, func(o *Options) { o.WebhookSecret, o.AllowPrivateWebhooks = []byte("s3cret"), true })
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
+	for range 8 { // more than any fixed pool of senders would have
+		submitHooked(t, s, slow.URL+"/hook")
+	}
+	select {
+	case <-slow.got: // the slow receiver holds a delivery now
+	case <-time.After(20 * time.Second):
+		t.Fatal("the slow receiver got nothing")
+	}
+	j := submitHooked(t, s, fast.URL+"/hook")
+	select {
+	case r := <-fast.got:
+		if r.Header.Get("webhook-id") != j.ID {
+			t.Fatalf("webhook-id %q, want %s", r.Header.Get("webhook-id"), j.ID)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the fast receiver waited for the slow one")
+	}
+	if n := peak.Load(); n != 1 {
+		t.Fatalf("the slow receiver got %d concurrent deliveries, want 1 at a time", n)
+	}
+}
+
+// The Standard Webhooks signature verifies as its reference libraries do
+// it, with a whsec_ secret; the body carries the public job only.
+func TestWebhookSignatureVerifies(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	target := newHookTarget(t, nil)
+	s, _ := newStore(t, func(o *Options) { o.WebhookSecret, o.AllowPrivateWebhooks = []byte(secret), true })
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
+	j := submitHooked(t, s, target.URL+"/hook")
+	var r *http.Request
+	select {
+	case r = <-target.got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no webhook")
+	}
+	body := <-target.body
+	id, ts := r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp")
+	if id != j.ID {
+		t.Fatalf("webhook-id %q, want %s", id, j.ID)
+	}
+	if sec, err := strconv.ParseInt(ts, 10, 64); err != nil || time.Since(time.Unix(sec, 0)).Abs() > time.Hour {
+		t.Fatalf("webhook-timestamp %q", ts)
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(id + "." + ts + "." + string(body)))
+	want := base64.StdEncoding.EncodeToString(m.Sum(nil))
+	ok := false
+	for _, sig := range strings.Fields(r.Header.Get("webhook-signature")) {
+		if v, mac, _ := strings.Cut(sig, ","); v == "v1" && hmac.Equal([]byte(mac), []byte(want)) {
+			ok = true
+		}
+	}
+	if !ok {
+		t.Fatalf("webhook-signature %q does not verify (want v1,%s)", r.Header.Get("webhook-signature"), want)
+	}
+	if strings.Contains(string(body), "acme") || strings.Contains(string(body), "/hook") {
+		t.Fatalf("body leaks the tenant or the webhook: %s", body)
+	}
+}
+
+// Without a secret nothing is sent: unsigned webhooks cannot be told from
+// forgeries.
+func TestWebhookWithoutSecretNotSent(t *testing.T) {
+	target := newHookTarget(t, nil)
+	s, _ := newStore(t, func(o *Options) { o.AllowPrivateWebhooks = true })
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
+	submitHooked(t, s, target.URL+"/hook")
+	eventually(t, "the webhook to fail", func() bool { return s.Stats().WebhooksFailed == 1 })
+	if n := target.hits.Load(); n != 0 {
+		t.Fatalf("an unsigned webhook was sent (%d)", n)
+	}
+}
+
+func TestInternalAddr(t *testing.T) {
+	for addr, internal := range map[string]bool{
+		"127.0.0.1": true, "::1": true, "10.1.2.3": true, "172.16.0.1": true, "192.168.1.1": true,
+		"169.254.169.254": true, "fd00:ec2::254": true, "fe80::1": true, "0.0.0.0": true, "::": true,
+		"224.0.0.1": true, "ff02::1": true, "100.100.100.200": true, "::ffff:127.0.0.1": true,
+		"64:ff9b::a9fe:a9fe": true, "255.255.255.255": true,
+		"8.8.8.8": false, "2606:4700:4700::1111": false, "64:ff9b::808:808": false,
+	} {
+		if got := internalAddr(netip.MustParseAddr(addr)); got != internal {
+			t.Errorf("internalAddr(%s) = %v, want %v", addr, got, internal)
+		}
+	}
+}
+
+func TestCheckWebhookURL(t *testing.T) {
+	for raw, ok := range map[string]bool{
+		"https://hooks.example.com/x": true, "http://8.8.8.8/x": true,
+		"http://127.0.0.1:9/x": false, "http://[::1]/x": false, "http://localhost/x": false,
+		"http://LOCALHOST./x": false, "http://a.localhost/x": false, "http://169.254.169.254/latest": false,
+		"http://[fd00:ec2::254]/": false, "ftp://example.com/": false, "/relative": false,
+	} {
+		if err := CheckWebhookURL(raw, false); (err == nil) != ok {
+			t.Errorf("CheckWebhookURL(%q) = %v, want ok=%v", raw, err, ok)
+		}
+	}
+	if err := CheckWebhookURL("http://127.0.0.1/x", true); err != nil {
+		t.Errorf("allowed private: %v", err)
+	}
+}
+
+func FuzzCheckWebhookURL(f *testing.F) {
+	for _, s := range []string{"https://hooks.example.com/x", "http://127.0.0.1/", "http://[::ffff:10.0.0.1]/",
+		"http://localhost./", "http://[fe80::1%25eth0]/", "http://0x7f000001/", "http://[64:ff9b::7f00:1]/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if CheckWebhookURL(raw, false) != nil {
+			return
+		}
+		// Accepted: an http(s) URL whose host is no internal literal.
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			t.Fatalf("accepted %q", raw)
+		}
+		if ip, err := netip.ParseAddr(u.Hostname()); err == nil && internalAddr(ip) {
+			t.Fatalf("accepted internal %q", raw)
+		}
+		if CheckWebhookURL(raw, true) != nil {
+			t.Fatalf("accepted without private targets but refused with them: %q", raw)
+		}
+	})
+}

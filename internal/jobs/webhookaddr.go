@@ -1,0 +1,93 @@
+package jobs
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"syscall"
+)
+
+// ErrWebhookTarget is a webhook destination the sender refuses: an
+// internal address (unless private targets are allowed) or a URL that is
+// not absolute http(s).
+var ErrWebhookTarget = errors.New("webhook target refused")
+
+// blockedPrefixes are the non-public ranges that netip's predicates do not
+// name: carrier-grade NAT (where Alibaba's metadata lives), "this network",
+// IETF protocol assignments, benchmarking, reserved and broadcast, and the
+// NAT64 prefix (checked again on the embedded IPv4 address).
+var blockedPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+}
+
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// internalAddr reports whether ip is an address a webhook must not reach
+// unless private targets are allowed: loopback, private (RFC 1918, ULA:
+// fd00:ec2::254, AWS's IPv6 metadata, is one), link-local (169.254.169.254,
+// the cloud metadata address, is one), multicast, unspecified, and the
+// ranges in blockedPrefixes.
+func internalAddr(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if nat64.Contains(ip) {
+		b := ip.As16()
+		ip = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	}
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() || !ip.IsValid() {
+		return true
+	}
+	for _, p := range blockedPrefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// dialGuard is a net.Dialer Control func: it runs on the address actually
+// dialled, after DNS resolution, so a name that resolves (or re-resolves,
+// DNS rebinding) to an internal address is refused as well as a literal.
+func dialGuard(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrWebhookTarget, err)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrWebhookTarget, err)
+	}
+	if internalAddr(ip) {
+		return fmt.Errorf("%w: %s is an internal address (queue.allow_private_webhooks is off)", ErrWebhookTarget, ip)
+	}
+	return nil
+}
+
+// CheckWebhookURL is the early check at submit time: the URL must be
+// absolute http or https, and unless allowPrivate its host must not be
+// "localhost" or an internal IP literal. Names are only checked when the
+// webhook is sent (dialGuard), on the address they resolve to then.
+func CheckWebhookURL(raw string, allowPrivate bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: want an absolute http or https URL", ErrWebhookTarget)
+	}
+	if allowPrivate {
+		return nil
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return fmt.Errorf("%w: %s is an internal address", ErrWebhookTarget, host)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && internalAddr(ip) {
+		return fmt.Errorf("%w: %s is an internal address", ErrWebhookTarget, ip)
+	}
+	return nil
+}
