@@ -304,9 +304,10 @@ func TestSpareCapacityForWorkers(t *testing.T) {
 	be := &gatedStream{release: make(chan struct{})}
 	cfg := testConfig(httptestServer(t, be))
 	cfg.Models[0].Backends[0].MaxConcurrency = 1
-	srv, _ := startGateway(t, cfg)
+	srv, gw := startGateway(t, cfg)
+	admin := adminServer(t, gw)
 	spare := func() int {
-		resp, err := http.Get(srv.URL + "/spare?model=m1")
+		resp, err := http.Get(admin.URL + "/spare?model=m1")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -47,7 +47,8 @@ type Options struct {
 	AllowPrivateWebhooks bool
 }
 
-// Gateway serves the OpenAI-compatible API and the operational endpoints.
+// Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
+// listener, the operational endpoints (AdminHandler).
 type Gateway struct {
 	rt       atomic.Pointer[Runtime]
 	log      *slog.Logger
@@ -92,8 +93,9 @@ func (g *Gateway) Swap(rt *Runtime) { g.rt.Store(rt) }
 // Runtime returns the current runtime.
 func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 
-// ServeHTTP routes by path. A switch, not a router: the set is small and
-// this runs on every request.
+// ServeHTTP is the public listener: /v1/*, /healthz and /readyz, nothing
+// else (the privileged surfaces are on AdminHandler). It routes by path: a
+// switch, not a router; the set is small and this runs on every request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
@@ -105,12 +107,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	case "/readyz":
 		g.serveReady(w, r)
-	case "/metrics":
-		g.promHTTP.ServeHTTP(w, r)
-	case "/spare":
-		g.serveSpare(w, r)
-	case "/status":
-		g.serveStatus(w, r)
 	default:
 		if strings.HasPrefix(path, "/v1/models/") {
 			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
