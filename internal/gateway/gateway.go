@@ -14,7 +14,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -141,7 +140,8 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	}
 	g.metrics.Inflight.Inc()
 	defer g.metrics.Inflight.Dec()
-	ip := clientIP(r)
+	from := rt.tenants.realIP.client(r)
+	ip := from.addr
 	job := jobCallFrom(r.Context()) // set when a queued job runs through here
 	var id identity
 	if job != nil {
@@ -213,7 +213,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 
 	// Cache: deterministic requests may be answered without a backend.
 	call := upstreamCall{path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header, body: body, peek: peek,
-		id: id, cost: cost, reqID: reqID, ip: ip, fingerprint: g.fingerprint(id.tenant, r.URL.Path, body.Bytes())}
+		id: id, cost: cost, reqID: reqID, ip: ip, forwardedFor: from.forwardedFor, fingerprint: g.fingerprint(id.tenant, r.URL.Path, body.Bytes())}
 	plan, hit, hitStatus, stale := rt.cacheLookup(r.Context(), w, r, body.Bytes(), parsed, id, start)
 	call.plan = plan
 	if hit {
@@ -274,12 +274,4 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -74,7 +74,13 @@ func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, id iden
 	if rt.limits == nil {
 		return ratelimit.Result{Allowed: true}, nil
 	}
-	res, err := rt.limits.l.Check(ctx, ratelimit.Subject{Key: id.key, Tenant: id.tenant, IP: ip}, int64(tokens), now)
+	key := id.key
+	if key == "" {
+		// Anonymous: per_key limits apply per client address, so a caller
+		// cannot dodge them by sending no key or inventing one.
+		key = id.tenant
+	}
+	res, err := rt.limits.l.Check(ctx, ratelimit.Subject{Key: key, Tenant: id.tenant, IP: ip}, int64(tokens), now)
 	res.WriteHeaders(w.Header())
 	switch {
 	case res.Allowed:
