@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -117,5 +118,37 @@ func TestAdminListenBusyFailsAndOffRuns(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// The running gateway refuses a request with both Content-Length and
+// Transfer-Encoding (400, connection closed) before any backend sees it;
+// net/http alone would have served it as chunked.
+func TestGatewayRefusesAmbiguousFraming(t *testing.T) {
+	be, calls := countingBackend(t)
+	url, _, stop, done := startAppAdmin(t, writeAdminConfig(t, be.URL, "{}"))
+	defer func() { stop(); <-done }()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	body := `{"model":"m","messages":[]}`
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "ambiguous_framing") {
+		t.Fatalf("status %d %s", resp.StatusCode, b)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection not closed after the refusal: %v", err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("backend calls %d, want 0", n)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/health"
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -215,7 +216,10 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
 
 	srv := &http.Server{
-		Handler:           a.gw,
+		// framing refuses requests whose length is ambiguous (both
+		// Content-Length and Transfer-Encoding), which net/http accepts.
+		Handler:           framing.Guard(a.gw),
+		ConnContext:       framing.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    1 << 20,
@@ -228,7 +232,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		go func() { defer wg.Done(); a.connectQueue(runCtx) }()
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(framing.Listener(ln)) }()
 	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
 
 	select {
