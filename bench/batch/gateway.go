@@ -13,8 +13,8 @@ import (
 type runningGateway struct {
 	url   string
 	admin string // the admin listener's base URL: /metrics
-	app  *app.App
-	stop func() // shuts it down and waits for it
+	app   *app.App
+	stop  func() // shuts it down and waits for it
 }
 
 // startGateway runs Sluice with cfg on a free loopback port (cfg.Listen is

@@ -131,7 +131,6 @@ func TestGoRefusesOtherBadFraming(t *testing.T) {
 	}
 }
 
-
 // FuzzScanner: the scanner's verdict does not depend on how the stream is
 // split into reads, and it never panics.
 func FuzzScanner(f *testing.F) {
