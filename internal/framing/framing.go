@@ -109,8 +109,12 @@ const (
 	lost // framing unknown from here on: stop (Go rejects what it cannot parse)
 )
 
-// maxLine bounds the bytes kept of one head (Go refuses larger heads).
-const maxLine = 1 << 20
+// maxLine bounds the bytes kept of one line (Go refuses larger heads);
+// a line buffer larger than keepLine is dropped once its line ends.
+const (
+	maxLine  = 1 << 20
+	keepLine = 4 << 10
+)
 
 // scanner follows HTTP/1.1 request framing over a byte stream.
 type scanner struct {
@@ -149,7 +153,11 @@ func (s *scanner) feed(p []byte) {
 			s.line = append(s.line, p[:i]...)
 			p = p[i+1:]
 			s.endLine(bytes.TrimSuffix(s.line, []byte("\r")))
-			s.line = s.line[:0]
+			if cap(s.line) > keepLine {
+				s.line = nil // an idle connection keeps no large buffer
+			} else {
+				s.line = s.line[:0]
+			}
 		}
 	}
 }
@@ -193,8 +201,8 @@ func (s *scanner) headLine(l []byte) {
 		s.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
 		// net/http answers "OPTIONS *" itself: no handler call to match.
 		s.uncounted = bytes.HasPrefix(l, []byte("OPTIONS * "))
-		if bytes.HasPrefix(l, []byte("CONNECT ")) || bytes.HasPrefix(l, []byte("PRI ")) {
-			s.st = lost // tunnels and HTTP/2 are not request streams to follow
+		if bytes.HasPrefix(l, []byte("PRI ")) {
+			s.st = lost // an HTTP/2 preface: net/http refuses it and closes
 		}
 		return
 	}
@@ -232,8 +240,10 @@ func (s *scanner) headLine(l []byte) {
 		s.st = lost // the connection ends with this request
 	case s.hasTE && !s.http10:
 		s.st = inChunkSize
-	case s.hasTE || s.cl < 0:
-		s.st = lost // framing Go may read differently, or refuses
+	case s.cl < 0:
+		s.st = lost // net/http refuses it and closes
+	// HTTP/1.0 with Transfer-Encoding alone: net/http ignores the header,
+	// so the body is empty, as with no header at all.
 	case s.hasCL && s.cl > 0:
 		s.st, s.remain = inBody, s.cl
 	}

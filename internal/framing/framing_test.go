@@ -104,6 +104,14 @@ func TestFramingFollowsPipelinedRequests(t *testing.T) {
 	if st, _, _ := exchange(t, addr, inBody+closeReq, 2); st[0] != 200 || st[1] != 200 {
 		t.Fatalf("a head-like body: statuses %v", st)
 	}
+	// A CONNECT, or an HTTP/1.0 request with a Transfer-Encoding net/http
+	// ignores, has an empty body: what follows is the next head.
+	for _, first := range []string{"CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /f HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"} {
+		if st, _, closed := exchange(t, addr, first+bothReq, 2); st[0] != 200 || st[1] != 400 || !closed {
+			t.Fatalf("%q then an ambiguous request: statuses %v closed %v", first, st, closed)
+		}
+	}
 	// net/http answers OPTIONS * without a handler; the count stays right.
 	if st, _, closed := exchange(t, addr, "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"+clReq+bothReq, 3); st[0] != 200 || st[1] != 200 || st[2] != 400 || !closed {
 		t.Fatalf("after OPTIONS *: statuses %v closed %v", st, closed)

@@ -52,8 +52,10 @@ func classOf(name string) admission.Class {
 }
 
 // errInvalidKey answers a request whose key is refused.
-var errInvalidKey = &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "invalid_api_key",
-	Message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."}
+func errInvalidKey() *openai.Error {
+	return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "invalid_api_key",
+		Message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."}
+}
 
 // identify reads the bearer key and the priority header. With keys
 // configured, a listed key is its tenant, an unlisted one is refused, and
@@ -80,7 +82,7 @@ func (t *tenants) identify(r *http.Request, ip string) (identity, *openai.Error)
 		maxClass = classOf(k.MaxPriority)
 		id.fallback = !k.NoFallback
 	case len(t.byKey) > 0 && (auth != "" || t.require):
-		return id, errInvalidKey
+		return id, errInvalidKey()
 	default:
 		id.tenant = "ip:" + ip
 	}
