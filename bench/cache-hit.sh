@@ -65,7 +65,7 @@ trap cleanup EXIT
 
 if [ -n "${SLUICE_BIN:-}" ]; then cp "$SLUICE_BIN" "$WORK/sluice"; else go build -o "$WORK/sluice" ./cmd/sluice; fi
 
-BACK=127.0.0.1:19111 NGINX=127.0.0.1:19112 SLUICE=127.0.0.1:19114 FLOORADDR=127.0.0.1:19115
+BACK=127.0.0.1:19111 NGINX=127.0.0.1:19112 SLUICE=127.0.0.1:19114 FLOORADDR=127.0.0.1:19115 ADMIN=127.0.0.1:19116
 BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
 OTHER='{"model":"m","messages":[{"role":"user","content":"another prompt"}],"max_tokens":4,"temperature":0}'
 
@@ -116,7 +116,7 @@ expect() { # name want got
   [ "$2" = "$3" ] || { echo "FAIL $1: want $2, got '${3}'" >&2; exit 1; }
 }
 backend_requests() { curl -sf "http://$BACK/metrics" | awk '$1 ~ /^sluice_sim_requests_total/ {print $2}'; }
-sluice_hits() { curl -sf "http://$SLUICE/metrics" | awk '$1 ~ /^sluice_cache_lookups_total/ && /level="l1"/ && /result="hit"/ {print $2+0}'; }
+sluice_hits() { curl -sf "http://$ADMIN/metrics" | awk '$1 ~ /^sluice_cache_lookups_total/ && /level="l1"/ && /result="hit"/ {print $2+0}'; }
 cpu_ticks() { # utime+stime of the given pids and their children processes
   local t=0 p
   for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
@@ -164,7 +164,7 @@ wait_up $NGINX health   # proxied (GET: not cached)
 NGINX_MASTER=$(cat "$WORK/nginx.pid")
 
 start_sluice() {
-  env "${SLUICE_ENV[@]}" "${SRVCPU[@]}" "$WORK/sluice" serve --listen $SLUICE --model m \
+  env "${SLUICE_ENV[@]}" "${SRVCPU[@]}" "$WORK/sluice" serve --listen $SLUICE --admin-listen $ADMIN --model m \
     --backend "http://$BACK" --log-level error 2>>"$WORK/sluice.log" &
   SLUICE_PID=$!
   wait_up $SLUICE healthz

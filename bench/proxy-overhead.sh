@@ -81,7 +81,7 @@ run() { # name url -> "rps p50 p99"
   run nginx $NGINX
   run haproxy $HAPROXY
   for policy in round_robin least_conn p2c_ewma least_load; do
-    "$WORK/sluice" serve --listen $SLUICE --model m --backend http://$BACK --policy $policy --log-level error 2>"$WORK/sluice-$policy.log" &
+    "$WORK/sluice" serve --listen $SLUICE --admin-listen off --model m --backend http://$BACK --policy $policy --log-level error 2>"$WORK/sluice-$policy.log" &
     pid=$!
     wait_up $SLUICE healthz
     run "sluice/$policy" $SLUICE

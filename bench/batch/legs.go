@@ -187,7 +187,7 @@ func (h *harness) runLeg(ctx context.Context, spec legSpec) (*Leg, error) {
 	}
 
 	t0 := time.Now()
-	smp := startSampler(ctx, urls, gw.url, t0, o.Sample)
+	smp := startSampler(ctx, urls, gw.admin, t0, o.Sample)
 	var br *BatchRun
 	var bwg sync.WaitGroup
 	var berr error
@@ -221,7 +221,7 @@ func (h *harness) runLeg(ctx context.Context, spec legSpec) (*Leg, error) {
 	m, ns := window(samples, 0, w)
 	leg.Pool = PoolDiag{Slots: slots, Occupancy: m.Running / float64(slots), BackendWaiting: m.Waiting,
 		GatewayQueued: m.GWQueued, GatewayInUse: m.GWInUse, Samples: ns}
-	leg.Gateway = gatewayDiag(ctx, client, gw.url)
+	leg.Gateway = gatewayDiag(ctx, client, gw.admin)
 	if proto != nil {
 		st := proto.store.Stats()
 		leg.Gateway.JobsExecuted, leg.Gateway.JobsRetried, leg.Gateway.JobsDead = float64(st.Executed), float64(st.Retried), float64(st.DeadLettered)

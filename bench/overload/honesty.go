@@ -104,11 +104,12 @@ func runHonesty(ctx context.Context, o options, p *pool) (*Honesty, error) {
 		return nil, err
 	}
 	defer stopSims()
-	target, stop, err := startSluice(ctx, urls, 0)
+	gw, err := startSluice(ctx, urls, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
+	defer gw.Stop()
+	target := gw.URL
 
 	c := &hClient{client: bench.NewClient(), url: target + "/v1/chat/completions", timeout: o.ClientTimeout}
 	defer c.client.CloseIdleConnections()

@@ -44,7 +44,8 @@ func regimeSim(o options, regime string) sim.Config {
 // configuration (demo.GatewayConfig: defaults, no access log, a 2 s
 // shutdown grace) plus expose_backend, which only adds a response header.
 // maxConc > 0 makes it a tuned gateway with that static per-backend limit.
-func startSluice(ctx context.Context, urls []string, maxConc int) (string, func(), error) {
+// Its /metrics is on gw.AdminURL.
+func startSluice(ctx context.Context, urls []string, maxConc int) (*demo.Gateway, error) {
 	cfg := demo.GatewayConfig(urls)
 	cfg.ExposeBackend = true
 	if maxConc > 0 {
@@ -143,14 +144,14 @@ func runOnce(ctx context.Context, o options, s legSpec) (*Outcome, error) {
 			n = 2
 		}
 		for range n {
-			t, stop, err := startSluice(ctx, urls, s.tuned)
+			gw, err := startSluice(ctx, urls, s.tuned)
 			if err != nil {
 				return nil, err
 			}
-			defer stop()
-			targets = append(targets, t)
+			defer gw.Stop()
+			targets = append(targets, gw.URL)
+			gateways = append(gateways, gw.AdminURL)
 		}
-		gateways = targets
 	}
 	smp := startSampler(ctx, urls, gateways, o.GoodputDuration)
 	recs, keptUp, err := runSplit(ctx, o, targets, s)

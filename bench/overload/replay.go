@@ -268,8 +268,10 @@ func (h *harness) runLeg(ctx context.Context, scenario string, k float64, path s
 	var stop func()
 	var gateways []string
 	if path != pathRR {
-		target, stop, err = startSluice(ctx, urls, o.MaxConc)
-		gateways = []string{target}
+		var gw *demo.Gateway
+		if gw, err = startSluice(ctx, urls, o.MaxConc); err == nil {
+			target, stop, gateways = gw.URL, gw.Stop, []string{gw.AdminURL}
+		}
 	} else {
 		target, stop, err = demo.StartRoundRobin(urls)
 	}

@@ -30,7 +30,7 @@ type sample struct {
 // arrivals run. All targets of one sample are scraped concurrently, so a
 // sample is one moment even when a gateway answers slowly under load.
 type sampler struct {
-	sims, gateways []string
+	sims, gateways []string // gateways: their admin base URLs, where /metrics is
 	client         *http.Client
 	start          time.Time
 	stop           chan struct{}

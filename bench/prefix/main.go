@@ -400,13 +400,14 @@ func runLeg(ctx context.Context, opt options, s Setup, policy string, arr []benc
 	cfg := demo.GatewayConfig(urls)
 	cfg.Models[0].Policy = policy
 	cfg.Admission.Enabled = opt.Admission
-	target, stopGW, err := demo.StartGateway(ctx, &cfg, nil)
+	gw, err := demo.StartGateway(ctx, &cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer stopGW()
+	defer gw.Stop()
+	target := gw.URL
 
-	smp := startSampler(ctx, urls, target, 250*time.Millisecond)
+	smp := startSampler(ctx, urls, gw.AdminURL, 250*time.Millisecond)
 	res, err := bench.Run(ctx, bench.Config{
 		Target: target, Model: "sim-model", Stream: true, Arrivals: arr,
 		Timeout: 60 * time.Second, SLOTTFT: opt.SLO, BlockTokens: s.BlockTokens, Label: policy,
@@ -622,7 +623,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 // one's summed running+waiting.
 type sampler struct {
 	sims    []string
-	gateway string
+	gateway string // the gateway's admin base URL, where /metrics is
 	client  *http.Client
 	mu      sync.Mutex
 	n       int

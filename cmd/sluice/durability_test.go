@@ -55,10 +55,11 @@ func TestBatchSurvivesSIGKILL(t *testing.T) {
 	defer backend.Close()
 
 	dir := t.TempDir()
-	gwAddr, natsAddr := freeAddr(t), freeAddr(t)
+	gwAddr, natsAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	cfg := fmt.Sprintf(`listen: %s
 log: {access: false, level: warn}
+admin: {listen: %s, token: admin-secret}
 queue:
   data_dir: %s
   listen: %s
@@ -69,7 +70,7 @@ models:
     backends:
       - url: %s
         max_concurrency: 8
-`, gwAddr, filepath.Join(dir, "data"), natsAddr, backend.URL)
+`, gwAddr, adminAddr, filepath.Join(dir, "data"), natsAddr, backend.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,9 @@ models:
 	start := func() (gw, worker *exec.Cmd) {
 		gw = startProc(t, bin, "serve", "--config", cfgPath)
 		waitHTTP(t, gwURL+"/readyz")
-		worker = startProc(t, bin, "worker", "--nats", "nats://"+natsAddr, "--gateway", gwURL, "--concurrency", "4", "--worker-token", "durability-test-worker-token")
+		worker = startProc(t, bin, "worker", "--nats", "nats://"+natsAddr, "--gateway", gwURL,
+			"--admin", "http://"+adminAddr, "--admin-token", "admin-secret", "--concurrency", "4",
+			"--worker-token", "durability-test-worker-token")
 		return gw, worker
 	}
 	gw, worker := start()

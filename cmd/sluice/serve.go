@@ -22,7 +22,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	policy := fs.String("policy", "", "balancing policy: round_robin, weighted, least_conn, p2c_ewma (default), least_load, prefix_affinity, prefix_affinity+least_load, random")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides the config)")
 	dataDir := fs.String("data-dir", "", "where the embedded job queue keeps its data (overrides queue.data_dir; default "+app.DefaultDataDir()+")")
-	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this separate address, e.g. 127.0.0.1:6060 (off by default)")
+	adminListen := fs.String("admin-listen", "", "admin listener address for /status, /metrics, /spare and pprof (overrides admin.listen; default 127.0.0.1:9091; \"off\" disables it)")
+	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this further address, without admin.token (kept for old scripts; prefer admin.pprof: true, on the admin listener)")
 	var backends stringList
 	fs.Var(&backends, "backend", "backend base URL, e.g. http://127.0.0.1:8000 (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
@@ -54,6 +55,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *listen != "" {
 		cfg.Listen = *listen
+	}
+	if *adminListen != "" {
+		cfg.Admin.Listen = *adminListen
 	}
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel

@@ -16,9 +16,11 @@ import (
 // NATS JetStream queue and runs them through the gateway, from spare
 // capacity only. Any number may run beside the gateway's own workers.
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("worker", "--nats URL --gateway URL --worker-token TOKEN [--webhook-secret S] [--api-key KEY] [--concurrency N]", stderr)
+	fs := newFlagSet("worker", "--nats URL --gateway URL --worker-token TOKEN [--admin URL] [--admin-token TOKEN] [--webhook-secret S] [--api-key KEY] [--concurrency N]", stderr)
 	natsURL := fs.String("nats", "", "NATS server with JetStream holding the queue (the gateway prints its embedded server's URL at start)")
 	gatewayURL := fs.String("gateway", "", "Sluice gateway base URL the jobs run through, e.g. http://127.0.0.1:8080")
+	adminURL := fs.String("admin", "http://127.0.0.1:9091", "the gateway's admin listener (admin.listen) base URL, where the worker polls /spare")
+	adminToken := fs.String("admin-token", os.Getenv("SLUICE_ADMIN_TOKEN"), "the gateway's admin.token, if set (default $SLUICE_ADMIN_TOKEN)")
 	apiKey := fs.String("api-key", os.Getenv("SLUICE_WORKER_API_KEY"), "API key the jobs are sent with (default $SLUICE_WORKER_API_KEY)")
 	workerToken := fs.String("worker-token", os.Getenv("SLUICE_WORKER_TOKEN"), "the gateway's queue.worker_token: lets jobs run as their submitting tenant (default $SLUICE_WORKER_TOKEN)")
 	webhookSecret := fs.String("webhook-secret", os.Getenv("SLUICE_WEBHOOK_SECRET"), "the gateway's queue.webhook_secret, to sign the webhooks of jobs this worker finishes (default $SLUICE_WEBHOOK_SECRET)")
@@ -56,11 +58,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("worker: %w", err)
 	}
 	defer store.Close()
-	logger.Info("sluice worker running", "nats", *natsURL, "gateway", *gatewayURL, "concurrency", *concurrency)
+	logger.Info("sluice worker running", "nats", *natsURL, "gateway", *gatewayURL, "admin", *adminURL, "concurrency", *concurrency)
 	err = store.RunWorker(ctx, jobs.WorkerOptions{
 		Concurrency: *concurrency,
 		Executor:    &jobs.HTTPExecutor{Gateway: *gatewayURL, WorkerToken: *workerToken, APIKey: *apiKey},
-		Gate:        &jobs.HTTPGate{Gateway: *gatewayURL},
+		Gate:        &jobs.HTTPGate{Admin: *adminURL, Token: *adminToken},
 		Grace:       *grace,
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/health"
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -38,12 +39,17 @@ type App struct {
 	log       *slog.Logger
 	deps      gateway.Deps
 	gw        *gateway.Gateway
+	// adminLn is the admin listener (admin.listen), opened by ListenAdmin
+	// or by Run; nil when admin.listen is "off".
+	adminMu sync.Mutex
+	adminLn net.Listener
 
-	reloadMu sync.Mutex // serialises reloads
-	checkMu  sync.Mutex
-	checkCfg config.Active
-	checkEnd context.CancelFunc
-	checkWG  sync.WaitGroup
+	releaseOnce sync.Once
+	reloadMu    sync.Mutex // serialises reloads
+	checkMu     sync.Mutex
+	checkCfg    config.Active
+	checkEnd    context.CancelFunc
+	checkWG     sync.WaitGroup
 
 	scrapeMu  sync.Mutex
 	scrapeCfg config.LoadMetrics
@@ -116,6 +122,33 @@ func (a *App) Handler() http.Handler { return a.gw }
 // Gateway exposes the gateway for status inspection in tests.
 func (a *App) Gateway() *gateway.Gateway { return a.gw }
 
+// AdminHandler is the admin listener's handler (tests drive it directly).
+func (a *App) AdminHandler() http.Handler { return a.gw.AdminHandler() }
+
+// ListenAdmin opens the admin listener before Run, so a caller learns its
+// address (tests and demos use "127.0.0.1:0"). addr "" means admin.listen
+// from the config; the result is nil when that is "off". Run serves it and
+// closes it on shutdown. Calling it again returns the open listener's address.
+func (a *App) ListenAdmin(addr string) (net.Addr, error) {
+	a.adminMu.Lock()
+	defer a.adminMu.Unlock()
+	if a.adminLn != nil {
+		return a.adminLn.Addr(), nil
+	}
+	if addr == "" {
+		addr = a.gw.Runtime().Config.Admin.Listen
+	}
+	if addr == "off" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen %s: %w", addr, err)
+	}
+	a.adminLn = ln
+	return ln.Addr(), nil
+}
+
 // Reload re-reads the config file and swaps it in. An invalid file is
 // refused and logged; the running config keeps serving.
 func (a *App) Reload() error {
@@ -134,6 +167,10 @@ func (a *App) Reload() error {
 				a.log.Warn("config reload: listen address changes need a restart; keeping the old one",
 					"old", old.Listen, "new", cfg.Listen)
 			}
+			if cfg.Admin.Listen != old.Admin.Listen {
+				a.log.Warn("config reload: admin.listen changes need a restart; keeping the old one",
+					"old", old.Admin.Listen, "new", cfg.Admin.Listen)
+			}
 			prev := a.gw.Runtime()
 			a.gw.Swap(rt)
 			prev.Retire(rt)
@@ -148,10 +185,20 @@ func (a *App) Reload() error {
 	return err
 }
 
-// Run serves on ln until ctx ends, then shuts down gracefully: stop
-// accepting, let in-flight requests (streams included) finish for up to
-// shutdown_grace, then close what is left.
+// Run serves the public API on ln and the admin endpoints on the admin
+// listener (admin.listen, or what ListenAdmin opened) until ctx ends, then
+// shuts down gracefully: stop accepting, let in-flight requests (streams
+// included) finish for up to shutdown_grace, then close what is left.
 func (a *App) Run(ctx context.Context, ln net.Listener) error {
+	// Whatever way Run ends, what New opened is closed: the job queue and
+	// the cache (whose L1 runs a clean-up goroutine).
+	defer a.release()
+	if _, err := a.ListenAdmin(""); err != nil {
+		ln.Close()
+		return err
+	}
+	admin := a.serveAdmin()
+	defer admin()
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() {
@@ -174,7 +221,10 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
 
 	srv := &http.Server{
-		Handler:           a.gw,
+		// framing refuses requests whose length is ambiguous (both
+		// Content-Length and Transfer-Encoding), which net/http accepts.
+		Handler:           framing.Guard(a.gw),
+		ConnContext:       framing.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    1 << 20,
@@ -187,7 +237,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		go func() { defer wg.Done(); a.connectQueue(runCtx) }()
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(framing.Listener(ln)) }()
 	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
 
 	select {
@@ -205,14 +255,49 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		srv.Close()
 	}
 	<-serveErr
-	a.closeQueue() // running jobs finish or go back to the queue
-	a.deps.Transport.CloseIdle()
-	a.gw.Runtime().Retire(nil)
-	if a.resp != nil {
-		a.resp.Close()
-	}
+	a.release()
 	a.log.Info("stopped")
 	return nil
+}
+
+// release closes what New opened, once: running jobs finish or go back to
+// the queue, idle upstream connections close, the runtime retires, the
+// cache stops.
+func (a *App) release() {
+	a.releaseOnce.Do(func() {
+		a.closeQueue()
+		a.deps.Transport.CloseIdle()
+		a.gw.Runtime().Retire(nil)
+		if a.resp != nil {
+			a.resp.Close()
+		}
+	})
+}
+
+// serveAdmin serves the admin listener, if any, until the returned func
+// closes it. Its requests are short (a pprof profile excepted), so it is
+// closed, not drained.
+func (a *App) serveAdmin() (stop func()) {
+	a.adminMu.Lock()
+	ln := a.adminLn
+	a.adminMu.Unlock()
+	if ln == nil {
+		return func() {}
+	}
+	srv := &http.Server{
+		Handler:           a.gw.AdminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	a.log.Info("sluice admin listening", "addr", ln.Addr().String(), "token", a.gw.Runtime().Config.Admin.Token != "")
+	return func() {
+		srv.Close()
+		<-done
+	}
 }
 
 // syncChecker (re)starts the active health checker when its settings change.

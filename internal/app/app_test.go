@@ -44,6 +44,14 @@ func writeConfig(t *testing.T, path, model, url string) {
 
 func startApp(t *testing.T, path string) (string, context.CancelFunc, chan error) {
 	t.Helper()
+	url, _, cancel, done := startAppAdmin(t, path)
+	return url, cancel, done
+}
+
+// startAppAdmin is startApp that also returns the admin listener's base
+// URL (a free loopback port, whatever the config says).
+func startAppAdmin(t *testing.T, path string) (url, admin string, cancel context.CancelFunc, done chan error) {
+	t.Helper()
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -52,14 +60,18 @@ func startApp(t *testing.T, path string) (string, context.CancelFunc, chan error
 	if err != nil {
 		t.Fatal(err)
 	}
+	adminAddr, err := a.ListenAdmin("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	done = make(chan error, 1)
 	go func() { done <- a.Run(ctx, ln) }()
-	return "http://" + ln.Addr().String(), cancel, done
+	return "http://" + ln.Addr().String(), "http://" + adminAddr.String(), cancel, done
 }
 
 func chat(url, model string) (int, string) {

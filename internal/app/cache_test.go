@@ -52,6 +52,7 @@ func detChat(t *testing.T, url string) (xcache string) {
 	return resp.Header.Get("X-Cache")
 }
 
+// metric reads name's samples from the admin listener's /metrics.
 func metric(t *testing.T, url, name string) string {
 	t.Helper()
 	resp, err := http.Get(url + "/metrics")
@@ -88,7 +89,7 @@ func testSharedL2(t *testing.T, addrs string) {
 	path := writeCacheConfig(t, be.URL, addrs)
 	urlA, stopA, doneA := startApp(t, path)
 	defer func() { stopA(); <-doneA }()
-	urlB, stopB, doneB := startApp(t, path)
+	urlB, adminB, stopB, doneB := startAppAdmin(t, path)
 	defer func() { stopB(); <-doneB }()
 
 	if x := detChat(t, urlA); x != "MISS" {
@@ -100,7 +101,7 @@ func testSharedL2(t *testing.T, addrs string) {
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("backend calls %d, want 1", n)
 	}
-	if m := metric(t, urlB, `sluice_cache_lookups_total{level="l2",result="hit"}`); !strings.HasSuffix(m, " 1") {
+	if m := metric(t, adminB, `sluice_cache_lookups_total{level="l2",result="hit"}`); !strings.HasSuffix(m, " 1") {
 		t.Fatalf("l2 hit metric: %q", m)
 	}
 }
@@ -111,7 +112,7 @@ func TestRedisCacheFailsOpen(t *testing.T) {
 	redis := redistest.Start(t)
 	redis.Stop()
 	be, calls := countingBackend(t)
-	url, stop, done := startApp(t, writeCacheConfig(t, be.URL, redis.Addr))
+	url, admin, stop, done := startAppAdmin(t, writeCacheConfig(t, be.URL, redis.Addr))
 	defer func() { stop(); <-done }()
 
 	if x := detChat(t, url); x != "MISS" {
@@ -123,7 +124,7 @@ func TestRedisCacheFailsOpen(t *testing.T) {
 	if calls.Load() != 1 {
 		t.Fatalf("backend calls %d", calls.Load())
 	}
-	if m := metric(t, url, `sluice_cache_redis_errors_total{op="get"}`); m == "" || strings.HasSuffix(m, " 0") {
+	if m := metric(t, admin, `sluice_cache_redis_errors_total{op="get"}`); m == "" || strings.HasSuffix(m, " 0") {
 		t.Fatalf("redis errors not counted: %q", m)
 	}
 }

@@ -98,8 +98,10 @@ models:
 		if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(string(b), `"queue_unavailable"`) {
 			t.Fatalf("%s %s with NATS down: %d Retry-After=%q %s", e.method, e.path, code, h.Get("Retry-After"), b)
 		}
-		if took > time.Second {
-			t.Fatalf("%s %s took %s to refuse, want under a second", e.method, e.path, took)
+		// Immediate means no round trip to a dead server and no ping
+		// timeout (~15 s); the bound is loose so a loaded machine passes.
+		if took > 5*time.Second {
+			t.Fatalf("%s %s took %s to refuse, want at once", e.method, e.path, took)
 		}
 	}
 

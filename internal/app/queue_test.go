@@ -76,6 +76,27 @@ func do(t *testing.T, method, url, ctype string, body io.Reader, hdr ...string) 
 	return resp.StatusCode, resp.Header, b
 }
 
+// doFrom is do from another loopback source address (another client).
+func doFrom(t *testing.T, src, method, url string, hdr ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).DialContext}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
 func pollJSON(t *testing.T, url string, done func(m map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -145,9 +166,13 @@ func TestAsyncJobWithWebhookAndIdempotency(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no webhook")
 	}
-	// Another tenant cannot see the job.
-	if code, _, _ := do(t, http.MethodGet, url+loc, "", nil, "Authorization", "Bearer other"); code != 404 {
+	// Another tenant cannot see the job: with no keys configured, tenants
+	// are client addresses, and an invented key makes nobody else.
+	if code, _, _ := doFrom(t, "127.0.0.2", http.MethodGet, url+loc, "Authorization", "Bearer other"); code != 404 {
 		t.Fatalf("other tenant: %d", code)
+	}
+	if code, _, _ := do(t, http.MethodGet, url+loc, "", nil, "Authorization", "Bearer invented"); code != 200 {
+		t.Fatalf("same address, invented key: %d, want the same tenant", code)
 	}
 }
 

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -76,11 +78,25 @@ type Tenant struct {
 }
 
 // Auth says how clients are identified.
+//
+// With keys listed, a request presenting a key that is not listed is
+// refused (401) whatever RequireKey says; RequireKey decides whether a
+// request presenting no key at all is served. With no keys (open mode) a
+// presented key identifies nobody: every caller is "ip:<client address>"
+// for fairness and limits, so inventing keys buys no fresh limits.
 type Auth struct {
-	// RequireKey refuses requests without a configured key (401). When
-	// false, unknown callers are their own tenant (by key, else by IP).
+	// RequireKey refuses requests that present no key (401). When false,
+	// they are served as "ip:<client address>". Needs Keys.
 	RequireKey bool     `yaml:"require_key"`
 	Keys       []Tenant `yaml:"keys"`
+	// TrustedProxies are the peers (CIDRs or addresses) whose forwarding
+	// header is believed; from anyone else the connection's address is
+	// the client. Default none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ForwardedHeader is the header trusted proxies name the client in:
+	// "X-Forwarded-For" (default) or "Forwarded" (RFC 7239). Only one is
+	// read, since a proxy that sets one passes the other on from the client.
+	ForwardedHeader string `yaml:"forwarded_header"`
 }
 
 func defaultAdmission() Admission {
@@ -145,6 +161,26 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 			bad(key+".max_priority", "must be interactive or batch, got %q", k.MaxPriority)
 		}
 	}
+	if c.Auth.RequireKey && len(c.Auth.Keys) == 0 {
+		bad("auth.require_key", "needs auth.keys (with no keys every request would be refused)")
+	}
+	for i, p := range c.Auth.TrustedProxies {
+		if !validProxy(p) {
+			bad(fmt.Sprintf("auth.trusted_proxies[%d]", i), "want an IP address or CIDR, got %q", p)
+		}
+	}
+	if h := c.Auth.ForwardedHeader; h != "" && !strings.EqualFold(h, "X-Forwarded-For") && !strings.EqualFold(h, "Forwarded") {
+		bad("auth.forwarded_header", "want X-Forwarded-For or Forwarded, got %q", h)
+	}
+}
+
+func validProxy(s string) bool {
+	if strings.Contains(s, "/") {
+		_, err := netip.ParsePrefix(s)
+		return err == nil
+	}
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }
 
 // SLO is a model's time-to-first-token objective per priority class.

@@ -143,6 +143,10 @@ type Backend struct {
 	APIKey string `yaml:"api_key"`
 	// UpstreamModel replaces the request's model name for this backend.
 	UpstreamModel string `yaml:"upstream_model"`
+	// PassClientAuth sends the client's own Authorization header to this
+	// backend (clients bringing their own provider keys). Default false:
+	// a backend gets its api_key, or no Authorization at all.
+	PassClientAuth bool `yaml:"pass_client_auth"`
 }
 
 // Default returns the documented defaults (see examples/sluice.yaml).
@@ -340,6 +344,9 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 			}
 			if b.MaxConcurrency < 0 {
 				bad(bk+".max_concurrency", "must be >= 0")
+			}
+			if b.PassClientAuth && b.APIKey != "" {
+				bad(bk+".pass_client_auth", "cannot be combined with api_key (which credentials would the backend get?)")
 			}
 		}
 	}

@@ -103,11 +103,11 @@ func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 	}
 	defer stopLB()
 	gwCfg := GatewayConfig(urls)
-	gwURL, stopGW, err := StartGateway(ctx, &gwCfg, opt.Logger)
+	gw, err := StartGateway(ctx, &gwCfg, opt.Logger)
 	if err != nil {
 		return nil, err
 	}
-	defer stopGW()
+	defer gw.Stop()
 
 	rep := &Report{CapacityRPS: capacity}
 	legs := []struct {
@@ -115,7 +115,7 @@ func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 		res          **bench.Result
 	}{
 		{"plain round robin", lbURL, &rep.Direct},
-		{"through Sluice", gwURL, &rep.Sluice},
+		{"through Sluice", gw.URL, &rep.Sluice},
 	}
 	for i, leg := range legs {
 		fmt.Fprintf(out, "[%d/2] replaying %s ...\n", i+1, leg.name)
@@ -170,9 +170,11 @@ func StartRoundRobin(urls []string) (string, func(), error) {
 
 // GatewayConfig is the demo's gateway config: Sluice's defaults (admission
 // included: nothing is tuned), one model "sim-model" served by urls, no
-// access log and a short shutdown grace.
+// access log, a short shutdown grace and the admin listener on a free
+// loopback port (parallel runs do not collide on 9091).
 func GatewayConfig(urls []string) config.Config {
 	cfg := config.Default()
+	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Queue.Enabled = false // the demo measures interactive traffic only
 	cfg.Log.Access = false
 	cfg.ShutdownGrace = config.Duration(2 * time.Second)
@@ -184,25 +186,43 @@ func GatewayConfig(urls []string) config.Config {
 	return cfg
 }
 
+// Gateway is Sluice running in-process.
+type Gateway struct {
+	URL      string // the public listener's base URL (/v1/*)
+	AdminURL string // the admin listener's base URL (/metrics, /status, /spare); "" when admin.listen is off
+	Stop     func() // shuts it down and waits for it
+}
+
 // StartGateway runs Sluice in-process with cfg on a free loopback port (the
-// config's Listen is ignored). It returns the gateway's base URL and a func
-// that shuts it down and waits for it.
-func StartGateway(ctx context.Context, cfg *config.Config, logger *slog.Logger) (string, func(), error) {
+// config's Listen is ignored; its Admin.Listen is used, so give it
+// "127.0.0.1:0" as GatewayConfig does).
+func StartGateway(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	a, err := app.New(cfg, "", logger)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		return nil, err
+	}
+	gw := &Gateway{}
+	adminAddr, err := a.ListenAdmin("")
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if adminAddr != nil {
+		gw.AdminURL = "http://" + adminAddr.String()
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { a.Run(runCtx, ln); close(done) }()
-	return "http://" + ln.Addr().String(), func() { cancel(); <-done }, nil
+	gw.URL = "http://" + ln.Addr().String()
+	gw.Stop = func() { cancel(); <-done }
+	return gw, nil
 }
 
 // waitIdle waits until the simulators have finished all work, so the second

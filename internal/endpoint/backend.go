@@ -25,6 +25,10 @@ type Spec struct {
 	MaxConcurrency int    // hard cap on outstanding requests; 0 = unlimited
 	APIKey         string // injected as "Authorization: Bearer ..." upstream
 	UpstreamModel  string // model name the backend expects; "" = same as requested
+	// PassClientAuth forwards the client's own Authorization to a backend
+	// without APIKey (clients bringing their own provider keys); otherwise
+	// the client's credentials never leave the gateway.
+	PassClientAuth bool
 }
 
 // Key identifies a backend across config reloads so its counters survive.

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/routing"
 	"github.com/sluice-gw/sluice/internal/sim"
@@ -30,7 +31,9 @@ func startCachingGateway(t *testing.T, backendURL string) *httptest.Server {
 	}
 	reg := prometheus.NewRegistry()
 	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg, Cache: tiered}
-	rt, err := Build(testConfig(backendURL), deps, nil)
+	cfg := testConfig(backendURL)
+	cfg.Auth.Keys = []config.Tenant{{Key: "a"}, {Key: "b"}} // two tenants
+	rt, err := Build(cfg, deps, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -289,10 +289,14 @@ func TestCacheRules(t *testing.T) {
 	for i, c := range []struct{ key, body, want string }{
 		{"k-never", det, "BYPASS"}, {"k-never", det, "BYPASS"}, // forced off
 		{"k-all", random, "MISS"}, {"k-all", random, "HIT"}, // forced on
-		{"other", det, "MISS"}, {"other", det, "HIT"}, // default: deterministic only
-		{"other", random, "BYPASS"},
+		{"", det, "MISS"}, {"", det, "HIT"}, // anonymous, default: deterministic only
+		{"", random, "BYPASS"},
 	} {
-		resp := post(t, url, c.body, "Authorization", "Bearer "+c.key)
+		var hdr []string
+		if c.key != "" {
+			hdr = []string{"Authorization", "Bearer " + c.key}
+		}
+		resp := post(t, url, c.body, hdr...)
 		readAll(t, resp)
 		if got := resp.Header.Get("X-Cache"); got != c.want {
 			t.Fatalf("case %d (%s): X-Cache %q, want %s", i, c.key, got, c.want)
@@ -304,9 +308,10 @@ func TestSpareCapacityForWorkers(t *testing.T) {
 	be := &gatedStream{release: make(chan struct{})}
 	cfg := testConfig(httptestServer(t, be))
 	cfg.Models[0].Backends[0].MaxConcurrency = 1
-	srv, _ := startGateway(t, cfg)
+	srv, gw := startGateway(t, cfg)
+	admin := adminServer(t, gw)
 	spare := func() int {
-		resp, err := http.Get(srv.URL + "/spare?model=m1")
+		resp, err := http.Get(admin.URL + "/spare?model=m1")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,7 +22,7 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	be := newOKBackend(t)
 	cfg := testConfig(closedURL(t), be.URL) // the first request is retried on the second backend
 	cfg.RateLimits.Global = ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1000r/s burst=10")}
-	srv, _ := startGatewayWith(t, cfg, func(d *Deps) {
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) {
 		m, err := cache.NewMetrics(d.Registry)
 		if err != nil {
 			t.Fatal(err)
@@ -42,7 +42,7 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	})
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", `{"model":"nope"}`)) // an error by reason
-	resp, err := http.Get(srv.URL + "/metrics")
+	resp, err := http.Get(adminServer(t, gw).URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -54,7 +53,8 @@ type Options struct {
 	WorkerToken string
 }
 
-// Gateway serves the OpenAI-compatible API and the operational endpoints.
+// Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
+// listener, the operational endpoints (AdminHandler).
 type Gateway struct {
 	rt       atomic.Pointer[Runtime]
 	log      *slog.Logger
@@ -104,8 +104,9 @@ func (g *Gateway) Swap(rt *Runtime) { g.rt.Store(rt) }
 // Runtime returns the current runtime.
 func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 
-// ServeHTTP routes by path. A switch, not a router: the set is small and
-// this runs on every request.
+// ServeHTTP is the public listener: /v1/*, /healthz and /readyz, nothing
+// else (the privileged surfaces are on AdminHandler). It routes by path: a
+// switch, not a router; the set is small and this runs on every request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
@@ -117,12 +118,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	case "/readyz":
 		g.serveReady(w, r)
-	case "/metrics":
-		g.promHTTP.ServeHTTP(w, r)
-	case "/spare":
-		g.serveSpare(w, r)
-	case "/status":
-		g.serveStatus(w, r)
 	default:
 		if strings.HasPrefix(path, "/v1/models/") {
 			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
@@ -157,7 +152,8 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	}
 	g.metrics.Inflight.Inc()
 	defer g.metrics.Inflight.Dec()
-	ip := clientIP(r)
+	from := rt.tenants.realIP.client(r)
+	ip := from.addr
 	job := jobCallFrom(r.Context()) // set when a queued job runs through here
 	if job == nil {
 		// ... or by a `sluice worker`, which asserts the job's tenant.
@@ -225,7 +221,13 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	limited := rt.limits != nil
 	var rl ratelimit.Result
 	if limited {
-		subject := ratelimit.Subject{Key: id.key, Tenant: id.tenant, IP: ip}
+		key := id.key
+		if key == "" {
+			// Anonymous: per_key limits apply per client address, so a
+			// caller cannot dodge them by sending no key or inventing one.
+			key = id.tenant
+		}
+		subject := ratelimit.Subject{Key: key, Tenant: id.tenant, IP: ip}
 		if job != nil {
 			subject = ratelimit.Subject{Tenant: id.tenant}
 		}
@@ -246,7 +248,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 
 	// Cache: deterministic requests may be answered without a backend.
 	call := upstreamCall{path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header, body: body, peek: peek,
-		id: id, cost: cost, reqID: reqID, ip: ip, fingerprint: g.fingerprint(id.tenant, r.URL.Path, body.Bytes())}
+		id: id, cost: cost, reqID: reqID, ip: ip, forwardedFor: from.forwardedFor, fingerprint: g.fingerprint(id.tenant, r.URL.Path, body.Bytes())}
 	plan, hit, hitStatus, stale := rt.cacheLookup(r.Context(), w, r, body.Bytes(), parsed, id, start)
 	call.plan = plan
 	if hit {
@@ -307,12 +309,4 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -377,7 +377,8 @@ func TestNoBackendGives503WithRetryAfter(t *testing.T) {
 
 func TestOperationalEndpoints(t *testing.T) {
 	be := newOKBackend(t)
-	srv, _ := startGateway(t, testConfig(be.URL))
+	srv, gw := startGateway(t, testConfig(be.URL))
+	admin := adminServer(t, gw)
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
 	checks := map[string][]string{
 		"/healthz":      {"ok"},
@@ -389,7 +390,11 @@ func TestOperationalEndpoints(t *testing.T) {
 			`sluice_tokens_total{direction="out",model="m1"} 4`, `sluice_backend_state{`, `sluice_ttft_seconds_bucket`},
 	}
 	for path, wants := range checks {
-		resp, err := http.Get(srv.URL + path)
+		base := srv.URL
+		if path == "/status" || path == "/metrics" {
+			base = admin.URL
+		}
+		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,6 +40,15 @@ func startGateway(t *testing.T, cfg *config.Config) (*httptest.Server, *Gateway)
 	return startGatewayWith(t, cfg, nil)
 }
 
+// adminServer serves gw's admin endpoints through a real HTTP server, as
+// the admin listener does.
+func adminServer(t *testing.T, gw *Gateway) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(gw.AdminHandler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // startGatewayWith is startGateway with deps adjusted by edit.
 func startGatewayWith(t *testing.T, cfg *config.Config, edit func(*Deps)) (*httptest.Server, *Gateway) {
 	t.Helper()

@@ -289,7 +289,7 @@ func (w *statusWriter) WriteHeader(code int) {
 // authenticated tenant.
 func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
 	rt := g.rt.Load()
-	id, authErr := rt.tenants.identify(r, clientIP(r))
+	id, authErr := rt.tenants.identify(r, rt.tenants.realIP.client(r).addr)
 	if authErr != nil {
 		writeError(w, authErr)
 		return

@@ -24,6 +24,7 @@ func TestRateLimitPerKeyWithOpenAIHeaders(t *testing.T) {
 	be := newOKBackend(t)
 	cfg := testConfig(be.URL)
 	cfg.RateLimits.PerKey = ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1r/m burst=2 nodelay")}
+	cfg.Auth.Keys = []config.Tenant{{Key: "k1"}, {Key: "k2"}}
 	srv, _ := startGateway(t, cfg)
 	for i := 0; i < 3; i++ {
 		resp := post(t, srv.URL+"/v1/chat/completions", chatBody, "Authorization", "Bearer k1")

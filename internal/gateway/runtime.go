@@ -84,7 +84,7 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 		}
 		for j, bc := range m.Backends {
 			spec := endpoint.Spec{URL: bc.URL, Weight: bc.Weight, MaxConcurrency: bc.MaxConcurrency,
-				APIKey: bc.APIKey, UpstreamModel: bc.UpstreamModel}
+				APIKey: bc.APIKey, UpstreamModel: bc.UpstreamModel, PassClientAuth: bc.PassClientAuth}
 			b := prev.reuse(m.Name, spec)
 			if b != nil {
 				b.SetHealthPolicy(hp)

@@ -14,7 +14,9 @@ import (
 // identity is who a request is from, as far as fairness, priority and
 // limits are concerned.
 type identity struct {
-	key      string // the API key presented ("" if none)
+	// key is the configured API key presented; "" for anonymous callers
+	// (no key, or open mode, where a presented key identifies nobody).
+	key      string
 	tenant   string
 	weight   float64
 	class    admission.Class
@@ -25,14 +27,17 @@ type identity struct {
 	preempt func()
 }
 
-// tenants resolves API keys to their configured identity.
+// tenants resolves API keys to their configured identity, and requests to
+// their client address.
 type tenants struct {
 	require bool
 	byKey   map[string]config.Tenant
+	realIP  realIP
 }
 
 func newTenants(a config.Auth) *tenants {
-	t := &tenants{require: a.RequireKey, byKey: make(map[string]config.Tenant, len(a.Keys))}
+	t := &tenants{require: a.RequireKey, byKey: make(map[string]config.Tenant, len(a.Keys)),
+		realIP: newRealIP(a.TrustedProxies, a.ForwardedHeader)}
 	for _, k := range a.Keys {
 		t.byKey[k.Key] = k
 	}
@@ -46,15 +51,27 @@ func classOf(name string) admission.Class {
 	return admission.Interactive
 }
 
-// identify reads the bearer key and the priority header. Unknown callers
-// are their own tenant — by a hash of their key, else by client IP — so one
-// anonymous flood still cannot starve everyone else.
+// errInvalidKey answers a request whose key is refused.
+func errInvalidKey() *openai.Error {
+	return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "invalid_api_key",
+		Message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."}
+}
+
+// identify reads the bearer key and the priority header. With keys
+// configured, a listed key is its tenant, an unlisted one is refused, and
+// no key is refused with require_key or else anonymous. Anonymous callers,
+// and every caller in open mode (no keys configured: a presented key is
+// not checked, so it cannot name anyone), are "ip:<client address>", so
+// one flood is one tenant however many keys it invents.
 func (t *tenants) identify(r *http.Request, ip string) (identity, *openai.Error) {
-	key := bearer(r.Header.Get("Authorization"))
-	id := identity{key: key, weight: 1, class: admission.Interactive, fallback: true}
+	auth := r.Header.Get("Authorization")
+	key := bearer(auth)
+	id := identity{weight: 1, class: admission.Interactive, fallback: true}
 	maxClass := admission.Interactive
-	if k, ok := t.byKey[key]; ok && key != "" {
-		id.tenant = k.Tenant
+	k, listed := t.byKey[key]
+	switch {
+	case listed && key != "":
+		id.key, id.tenant = key, k.Tenant
 		if id.tenant == "" {
 			id.tenant = "key:" + shortHash(key)
 		}
@@ -64,16 +81,10 @@ func (t *tenants) identify(r *http.Request, ip string) (identity, *openai.Error)
 		id.class = classOf(k.Priority)
 		maxClass = classOf(k.MaxPriority)
 		id.fallback = !k.NoFallback
-	} else {
-		if t.require {
-			return id, &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "invalid_api_key",
-				Message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."}
-		}
-		if key != "" {
-			id.tenant = "key:" + shortHash(key)
-		} else {
-			id.tenant = "ip:" + ip
-		}
+	case len(t.byKey) > 0 && (auth != "" || t.require):
+		return id, errInvalidKey()
+	default:
+		id.tenant = "ip:" + ip
 	}
 	// A request may lower its own priority, or raise it as far as its key allows.
 	if h := r.Header.Get("X-Sluice-Priority"); h != "" {

@@ -23,6 +23,7 @@ type upstreamCall struct {
 	until, latest  time.Time // admission deadline; when a waiter is refused (see deadline)
 	fingerprint    uint64    // for appointments; 0 = none
 	reqID, ip      string
+	forwardedFor   string // X-Forwarded-For for the backend (clientip.go)
 	plan           cachePlan
 }
 
@@ -34,7 +35,7 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	}
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
-		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ClientIP: c.ip, Capture: capture,
+		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
 		Work: int64(c.cost),
 	}, &sel)
 }

@@ -102,10 +102,12 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 // HTTPGate asks a gateway's GET /spare whether its pool has spare capacity
 // (nothing waiting in the admission queue, a slot free), polling until it
 // has: separate workers then pull jobs only when they can run at once.
+// /spare is on the gateway's admin listener, not the public one.
 type HTTPGate struct {
-	Gateway string
-	Client  *http.Client  // default: a client with a 2s timeout
-	Poll    time.Duration // default 25ms
+	Admin  string        // the gateway's admin base URL, e.g. http://127.0.0.1:9091
+	Token  string        // admin.token, sent as a bearer token when set
+	Client *http.Client  // default: a client with a 2s timeout
+	Poll   time.Duration // default 25ms
 }
 
 // Wait implements Gate. An unreachable gateway counts as no room.
@@ -118,11 +120,14 @@ func (g *HTTPGate) Wait(ctx context.Context, model string) error {
 	if poll <= 0 {
 		poll = 25 * time.Millisecond
 	}
-	u := strings.TrimRight(g.Gateway, "/") + "/spare?model=" + url.QueryEscape(model)
+	u := strings.TrimRight(g.Admin, "/") + "/spare?model=" + url.QueryEscape(model)
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return err
+		}
+		if g.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+g.Token)
 		}
 		if resp, err := client.Do(req); err == nil {
 			io.Copy(io.Discard, resp.Body)

@@ -74,8 +74,10 @@ type Request struct {
 	ServeModel string
 	RequestID  string
 	// Capture, when set, receives a copy of the relayed body (cache fill).
-	Capture  *Capture
-	ClientIP string
+	Capture *Capture
+	// ForwardedFor is the X-Forwarded-For to send upstream: the client
+	// chain the gateway believes, ending with the connection's peer.
+	ForwardedFor string
 	// Work is the request's estimated tokens (prompt and answer), counted
 	// on the backend while it is in flight (endpoint.Backend.Work).
 	Work int64
@@ -260,8 +262,9 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 	return res
 }
 
-// outbound builds the upstream request: same path and body, hop-by-hop
-// headers dropped, the backend's credentials instead of the client's.
+// outbound builds the upstream request: same path and body, the headers
+// of upstreamHeader (hop-by-hop and client-only ones dropped, the
+// backend's credentials instead of the client's).
 func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Request) *http.Request {
 	t := b.Target()
 	u := &url.URL{Scheme: t.Scheme, Host: t.Host, Path: t.Path + in.Path, RawQuery: in.RawQuery}
@@ -290,20 +293,7 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		body = io.NopCloser(bytes.NewReader(in.Body.Bytes()))
 		ctx = in.Body.holdUntilWritten(ctx)
 	}
-	h := make(http.Header, len(in.Header)+3)
-	copyHeader(h, in.Header)
-	h.Del("Authorization")
-	if spec.APIKey != "" {
-		h.Set("Authorization", "Bearer "+spec.APIKey)
-	}
-	h.Set("X-Request-Id", in.RequestID)
-	if in.ClientIP != "" {
-		if prior := in.Header.Get("X-Forwarded-For"); prior != "" {
-			h.Set("X-Forwarded-For", prior+", "+in.ClientIP)
-		} else {
-			h.Set("X-Forwarded-For", in.ClientIP)
-		}
-	}
+	h := upstreamHeader(in, spec)
 	req := &http.Request{
 		Method:        http.MethodPost,
 		URL:           u,

@@ -13,22 +13,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
-// hopHeaders are connection-scoped (RFC 9110 7.6.1) and never forwarded.
-var hopHeaders = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
-	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true,
-	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-}
-
-func copyHeader(dst, src http.Header) {
-	for k, vv := range src {
-		if hopHeaders[k] {
-			continue
-		}
-		dst[k] = vv
-	}
-}
-
 // relayBufPool holds the copy buffers; a request borrows one for its body.
 var relayBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 

@@ -1,0 +1,154 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/jobs"
+)
+
+func writeAdminConfig(t *testing.T, backend, adminLine string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: %s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", adminLine, backend)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The app serves the API and the admin endpoints on two listeners, a
+// worker's gate reaches /spare with the admin token (and not without it),
+// and shutdown closes both listeners.
+func TestAdminListenerServesGateAndStops(t *testing.T) {
+	be := backend(t, "a")
+	url, admin, stop, done := startAppAdmin(t, writeAdminConfig(t, be.URL, "{token: adm1n, pprof: true}"))
+
+	if code, _, _ := do(t, http.MethodGet, url+"/metrics", "", nil); code != http.StatusNotFound {
+		t.Fatalf("public /metrics: %d, want 404", code)
+	}
+	if code, _, _ := do(t, http.MethodGet, admin+"/metrics", "", nil); code != http.StatusUnauthorized {
+		t.Fatalf("admin /metrics without the token: %d, want 401", code)
+	}
+	for _, path := range []string{"/metrics", "/status", "/spare?model=m", "/debug/pprof/"} {
+		if code, _, b := do(t, http.MethodGet, admin+path, "", nil, "Authorization", "Bearer adm1n"); code != 200 {
+			t.Fatalf("admin %s with the token: %d %s", path, code, b)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := (&jobs.HTTPGate{Admin: admin, Token: "adm1n"}).Wait(ctx, "m"); err != nil {
+		t.Fatalf("gate with the admin token: %v", err)
+	}
+	// Without the token the gate never opens: a worker then takes no jobs.
+	short, cancelShort := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancelShort()
+	if err := (&jobs.HTTPGate{Admin: admin}).Wait(short, "m"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("gate without the token: %v, want it to keep waiting", err)
+	}
+
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for _, u := range []string{url, admin} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(u, "http://"))
+		if err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections after shutdown", u)
+		}
+	}
+}
+
+// An admin address that cannot be bound stops the start, as a busy public
+// port does; "off" runs without an admin listener.
+func TestAdminListenBusyFailsAndOffRuns(t *testing.T) {
+	be := backend(t, "a")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, c := range []struct {
+		admin   string
+		wantErr bool
+	}{{"{listen: " + busy.Addr().String() + "}", true}, {"{listen: \"off\"}", false}} {
+		cfg, err := config.Load(writeAdminConfig(t, be.URL, c.admin))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := New(cfg, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if addr, err := a.ListenAdmin(""); (err != nil) != c.wantErr || (!c.wantErr && addr != nil) {
+			t.Fatalf("admin %s: ListenAdmin = %v, %v", c.admin, addr, err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx, ln) }()
+		if c.wantErr {
+			if err := <-done; err == nil || !strings.Contains(err.Error(), "admin listen") {
+				t.Fatalf("busy admin port: Run = %v", err)
+			}
+			cancel()
+			continue
+		}
+		if code, _ := chat("http://"+ln.Addr().String(), "m"); code != 200 {
+			t.Fatalf("admin off: chat %d", code)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The running gateway refuses a request with both Content-Length and
+// Transfer-Encoding (400, connection closed) before any backend sees it;
+// net/http alone would have served it as chunked.
+func TestGatewayRefusesAmbiguousFraming(t *testing.T) {
+	be, calls := countingBackend(t)
+	url, _, stop, done := startAppAdmin(t, writeAdminConfig(t, be.URL, "{}"))
+	defer func() { stop(); <-done }()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	body := `{"model":"m","messages":[]}`
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "ambiguous_framing") {
+		t.Fatalf("status %d %s", resp.StatusCode, b)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection not closed after the refusal: %v", err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("backend calls %d, want 0", n)
+	}
+}

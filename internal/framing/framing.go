@@ -1,0 +1,250 @@
+// Package framing refuses HTTP/1.1 requests whose body length is
+// ambiguous: a head carrying both Content-Length and Transfer-Encoding
+// gets 400 and the connection is closed, as nginx (since 1.21.1) and
+// HAProxy do.
+//
+// Go's server already refuses differing duplicate Content-Length headers
+// (400), an invalid Content-Length (400) and any Transfer-Encoding other
+// than a single "chunked" (501). But it accepts "Transfer-Encoding:
+// chunked" together with a Content-Length, lets the chunked framing win and
+// deletes the Content-Length header before a handler runs (RFC 9112 6.3
+// allows this). A front proxy that honoured the Content-Length instead
+// would then disagree with us about where the request ends: the opening
+// for request smuggling. The handler cannot see the deleted header, so
+// this package reads the raw bytes as they arrive: Listener wraps each
+// connection with a small scanner that follows the request framing
+// (heads, Content-Length bodies, chunked bodies) and notes which request
+// heads were ambiguous; Guard answers those requests.
+package framing
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// Listener wraps ln so every accepted connection is scanned.
+func Listener(ln net.Listener) net.Listener { return listener{ln} }
+
+type listener struct{ net.Listener }
+
+func (l listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Conn: c, s: scanner{ambiguous: -1}}, nil
+}
+
+type ctxKey struct{}
+
+// ConnContext is for http.Server.ConnContext: it hands the connection's
+// scanner to Guard.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if sc, ok := c.(*conn); ok {
+		return context.WithValue(ctx, ctxKey{}, sc)
+	}
+	return ctx
+}
+
+// Guard answers a request whose head was ambiguous with 400 and closes
+// the connection; other requests go to next.
+func Guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(ctxKey{}).(*conn); ok && c.nextIsAmbiguous() {
+			w.Header().Set("Connection", "close")
+			openai.WriteError(w, openai.BadRequest("ambiguous_framing",
+				"the request has both Content-Length and Transfer-Encoding headers; send one"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// conn scans what its reads return. The server reads a request's head
+// (through this conn) before its handler runs, and handles one request
+// of a connection at a time, so the n-th handler call matches the n-th
+// head scanned. Requests the server answers without a handler either
+// close the connection (malformed heads, 431, 417) or are "OPTIONS *",
+// which the scanner does not count.
+type conn struct {
+	net.Conn
+	mu      sync.Mutex
+	s       scanner
+	handled int // requests that reached Guard
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		c.s.feed(p[:n])
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *conn) nextIsAmbiguous() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := c.handled
+	c.handled++
+	return c.s.ambiguous >= 0 && i == c.s.ambiguous
+}
+
+type state uint8
+
+const (
+	inHead state = iota
+	inBody
+	inChunkSize
+	inChunkData
+	inChunkEnd // the CRLF after a chunk's data
+	inTrailer
+	lost // framing unknown from here on: stop (Go rejects what it cannot parse)
+)
+
+// maxLine bounds the bytes kept of one line (Go refuses larger heads);
+// a line buffer larger than keepLine is dropped once its line ends.
+const (
+	maxLine  = 1 << 20
+	keepLine = 4 << 10
+)
+
+// scanner follows HTTP/1.1 request framing over a byte stream.
+type scanner struct {
+	st        state
+	heads     int   // heads completed
+	ambiguous int   // index of the first ambiguous head, -1 = none yet
+	remain    int64 // bytes left of a Content-Length body or a chunk
+	line      []byte
+	// Of the head being read:
+	started, http10, hasCL, hasTE, uncounted bool
+	cl                                       int64
+}
+
+func (s *scanner) feed(p []byte) {
+	for len(p) > 0 && s.st != lost {
+		switch s.st {
+		case inBody, inChunkData:
+			k := min(int64(len(p)), s.remain)
+			p, s.remain = p[k:], s.remain-k
+			if s.remain == 0 {
+				if s.st == inBody {
+					s.st = inHead
+				} else {
+					s.st = inChunkEnd
+				}
+			}
+		default:
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				s.line = append(s.line, p...)
+				if len(s.line) > maxLine {
+					s.st = lost
+				}
+				return
+			}
+			s.line = append(s.line, p[:i]...)
+			p = p[i+1:]
+			s.endLine(bytes.TrimSuffix(s.line, []byte("\r")))
+			if cap(s.line) > keepLine {
+				s.line = nil // an idle connection keeps no large buffer
+			} else {
+				s.line = s.line[:0]
+			}
+		}
+	}
+}
+
+func (s *scanner) endLine(l []byte) {
+	switch s.st {
+	case inHead:
+		s.headLine(l)
+	case inChunkSize:
+		if i := bytes.IndexByte(l, ';'); i >= 0 {
+			l = l[:i]
+		}
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(l)), 16, 64)
+		switch {
+		case err != nil || n < 0:
+			s.st = lost
+		case n == 0:
+			s.st = inTrailer
+		default:
+			s.st, s.remain = inChunkData, n
+		}
+	case inChunkEnd:
+		if len(l) != 0 {
+			s.st = lost
+			return
+		}
+		s.st = inChunkSize
+	case inTrailer:
+		if len(l) == 0 {
+			s.st = inHead
+		}
+	}
+}
+
+func (s *scanner) headLine(l []byte) {
+	if !s.started {
+		if len(l) == 0 {
+			return // empty lines before a request line are tolerated
+		}
+		s.started, s.hasCL, s.hasTE, s.cl = true, false, false, 0
+		s.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
+		// net/http answers "OPTIONS *" itself: no handler call to match.
+		s.uncounted = bytes.HasPrefix(l, []byte("OPTIONS * "))
+		if bytes.HasPrefix(l, []byte("PRI ")) {
+			s.st = lost // an HTTP/2 preface: net/http refuses it and closes
+		}
+		return
+	}
+	if len(l) > 0 {
+		name, value, ok := bytes.Cut(l, []byte(":"))
+		if !ok {
+			return // Go refuses it; nothing to track
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			s.hasCL = true
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 0 || (s.cl != 0 && s.cl != n) {
+				s.cl = -1
+			} else {
+				s.cl = n
+			}
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			s.hasTE = true
+		}
+		return
+	}
+	// The empty line: the head is complete.
+	idx := s.heads
+	if !s.uncounted {
+		s.heads++
+	}
+	s.started = false
+	switch {
+	case s.hasCL && s.hasTE:
+		if s.ambiguous < 0 {
+			s.ambiguous = idx
+		}
+		s.st = lost // the connection ends with this request
+	case s.hasTE && !s.http10:
+		s.st = inChunkSize
+	case s.cl < 0:
+		s.st = lost // net/http refuses it and closes
+	// HTTP/1.0 with Transfer-Encoding alone: net/http ignores the header,
+	// so the body is empty, as with no header at all.
+	case s.hasCL && s.cl > 0:
+		s.st, s.remain = inBody, s.cl
+	}
+}

@@ -1,0 +1,163 @@
+package framing
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// serve runs Guard over an echo handler on a real loopback listener and
+// returns its address and how many requests reached the handler.
+func serve(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
+	var calls atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		w.Write([]byte("got " + string(b)))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: Guard(h), ConnContext: ConnContext, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(Listener(ln))
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), &calls
+}
+
+// exchange writes raw to a new connection and reads responses until the
+// server closes it (or want responses arrived and the connection stays up).
+func exchange(t *testing.T, addr, raw string, want int) (statuses []int, bodies []string, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second)) // a bound against hangs, not a timing assertion
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for len(statuses) < want {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("after %d responses: %v", len(statuses), err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		statuses, bodies = append(statuses, resp.StatusCode), append(bodies, string(b))
+	}
+	_, err = br.ReadByte()
+	return statuses, bodies, err == io.EOF
+}
+
+const (
+	clReq      = "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+	chunkedReq = "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n"
+	bothReq    = "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+	closeReq   = "GET /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+)
+
+func TestAmbiguousFramingIs400AndClose(t *testing.T) {
+	addr, calls := serve(t)
+	st, bodies, closed := exchange(t, addr, bothReq+clReq, 1)
+	if st[0] != 400 || !strings.Contains(bodies[0], `"code":"ambiguous_framing"`) || !closed {
+		t.Fatalf("status %v body %q closed %v", st, bodies, closed)
+	}
+	if calls.Load() != 0 {
+		t.Fatal("the ambiguous request (or the one after it) reached the handler")
+	}
+	// The same with the headers in the other order, lower case, on HTTP/1.0
+	// (where Go would ignore Transfer-Encoding and use Content-Length).
+	for _, raw := range []string{
+		"POST /c HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n0\r\n\r\n",
+		"POST /c HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+	} {
+		if st, _, closed := exchange(t, addr, raw, 1); st[0] != 400 || !closed {
+			t.Fatalf("%q: status %v closed %v", raw, st, closed)
+		}
+	}
+}
+
+// The scanner follows Content-Length and chunked bodies (extensions,
+// trailers) across a pipelined connection, so the third request is the
+// one refused, and a body that looks like a head is not.
+func TestFramingFollowsPipelinedRequests(t *testing.T) {
+	addr, calls := serve(t)
+	st, bodies, closed := exchange(t, addr, clReq+chunkedReq+bothReq+clReq, 3)
+	if st[0] != 200 || st[1] != 200 || st[2] != 400 || bodies[0] != "got hello" || bodies[1] != "got abcde" || !closed {
+		t.Fatalf("statuses %v bodies %q closed %v", st, bodies, closed)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("handler calls %d, want 2", calls.Load())
+	}
+	fake := "\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	inBody := "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(len(fake)) + "\r\n\r\n" + fake
+	if st, _, _ := exchange(t, addr, inBody+closeReq, 2); st[0] != 200 || st[1] != 200 {
+		t.Fatalf("a head-like body: statuses %v", st)
+	}
+	// A CONNECT, or an HTTP/1.0 request with a Transfer-Encoding net/http
+	// ignores, has an empty body: what follows is the next head.
+	for _, first := range []string{"CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /f HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"} {
+		if st, _, closed := exchange(t, addr, first+bothReq, 2); st[0] != 200 || st[1] != 400 || !closed {
+			t.Fatalf("%q then an ambiguous request: statuses %v closed %v", first, st, closed)
+		}
+	}
+	// net/http answers OPTIONS * without a handler; the count stays right.
+	if st, _, closed := exchange(t, addr, "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"+clReq+bothReq, 3); st[0] != 200 || st[1] != 200 || st[2] != 400 || !closed {
+		t.Fatalf("after OPTIONS *: statuses %v closed %v", st, closed)
+	}
+}
+
+// What net/http refuses by itself (documented in RELIABILITY.md), so the
+// scanner need not: differing duplicate Content-Length, an invalid one,
+// and any Transfer-Encoding but a single "chunked".
+func TestGoRefusesOtherBadFraming(t *testing.T) {
+	addr, calls := serve(t)
+	for raw, want := range map[string]int{
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd":                        400,
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n":                                                400,
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\nabcd":                                          400,
+		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n":                         501,
+		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n": 501,
+	} {
+		if st, _, closed := exchange(t, addr, raw, 1); st[0] != want || !closed {
+			t.Errorf("%q: status %v closed %v, want %d and close", raw, st, closed, want)
+		}
+	}
+	if calls.Load() != 0 {
+		t.Fatalf("handler calls %d, want 0", calls.Load())
+	}
+}
+
+// FuzzScanner: the scanner's verdict does not depend on how the stream is
+// split into reads, and it never panics.
+func FuzzScanner(f *testing.F) {
+	for _, s := range []string{clReq + chunkedReq + bothReq, chunkedReq + clReq, bothReq, "OPTIONS * HTTP/1.1\r\n\r\n" + bothReq,
+		"POST / HTTP/1.1\nContent-Length: 2\n\nabPOST / HTTP/1.1\ntransfer-encoding: chunked\n\nffffffffffffffff\r\n", "\r\n\r\nGET / HTTP/1.1\r\n\r\n"} {
+		f.Add([]byte(s), uint16(1))
+		f.Add([]byte(s), uint16(7))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, step uint16) {
+		whole := scanner{ambiguous: -1}
+		whole.feed(data)
+		split := scanner{ambiguous: -1}
+		n := int(step%64) + 1
+		for i := 0; i < len(data); i += n {
+			split.feed(data[i:min(i+n, len(data))])
+		}
+		if whole.ambiguous != split.ambiguous || whole.heads != split.heads || whole.st != split.st {
+			t.Fatalf("split by %d: ambiguous %d/%d heads %d/%d state %d/%d", n, whole.ambiguous, split.ambiguous,
+				whole.heads, split.heads, whole.st, split.st)
+		}
+	})
+}

@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"net/http"
+	"net/textproto"
+	"strings"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// hopHeaders are connection-scoped (RFC 9110 7.6.1) and never forwarded,
+// in either direction; so is every header a Connection header names, and
+// every Proxy-* header.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
+	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+// clientOnly are request headers that are the client's business with the
+// gateway, not the backend's: its credentials (the backend gets its own
+// key), its cookies, Expect (the gateway already has the whole body, and
+// a 100-continue dance with the backend would only add a round trip), the
+// length the gateway recomputes, and forwarding headers, which the gateway
+// rewrites from what it believes (gateway/clientip.go) rather than pass a
+// client's claims on.
+var clientOnly = map[string]bool{
+	"Authorization": true, "Cookie": true, "Expect": true, "Content-Length": true, "Host": true,
+	"Forwarded": true, "X-Forwarded-For": true, "X-Real-Ip": true,
+}
+
+// connectionScoped reports the headers src's Connection header names.
+func connectionScoped(src http.Header) map[string]bool {
+	var named map[string]bool
+	for _, v := range src.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				if named == nil {
+					named = map[string]bool{}
+				}
+				named[textproto.CanonicalMIMEHeaderKey(f)] = true
+			}
+		}
+	}
+	return named
+}
+
+// dropHop reports whether header k (canonical) must not cross a hop.
+func dropHop(k string, named map[string]bool) bool {
+	return hopHeaders[k] || named[k] || strings.HasPrefix(k, "Proxy-")
+}
+
+// copyHeader copies a response's end-to-end headers.
+func copyHeader(dst, src http.Header) {
+	named := connectionScoped(src)
+	for k, vv := range src {
+		if dropHop(k, named) {
+			continue
+		}
+		dst[k] = vv
+	}
+}
+
+// upstreamHeader builds the headers of a request to backend spec from the
+// client's: end-to-end headers only, no X-Sluice-* control header (they
+// steer the gateway, and a backend has no business seeing a client's
+// priority claims), and the backend's credentials, never the client's:
+// Authorization is the backend's api_key, else the client's own only with
+// pass_client_auth, else absent.
+func upstreamHeader(in *Request, spec endpoint.Spec) http.Header {
+	src := in.Header
+	named := connectionScoped(src)
+	h := make(http.Header, len(src)+3)
+	for k, vv := range src {
+		if dropHop(k, named) || clientOnly[k] || strings.HasPrefix(k, "X-Sluice-") {
+			continue
+		}
+		h[k] = vv
+	}
+	switch {
+	case spec.APIKey != "":
+		h.Set("Authorization", "Bearer "+spec.APIKey)
+	case spec.PassClientAuth:
+		if v := src.Values("Authorization"); len(v) > 0 {
+			h["Authorization"] = v
+		}
+	}
+	h.Set("X-Request-Id", in.RequestID)
+	if in.ForwardedFor != "" {
+		h.Set("X-Forwarded-For", in.ForwardedFor)
+	}
+	return h
+}
