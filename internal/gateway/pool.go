@@ -18,8 +18,10 @@ type Pool struct {
 	// Fallbacks are the models that serve when this pool cannot.
 	Fallbacks []string
 	// SLO is the model's time-to-first-token objective per class.
-	SLO    config.SLO
-	queue  *poolQueue // nil when admission is off
+	SLO config.SLO
+	// cacheModel is the model part of the pool's cache keys (cacheModel).
+	cacheModel string
+	queue       *poolQueue // nil when admission is off
 	picker routing.Picker
 	now    func() time.Time
 }

@@ -76,6 +76,12 @@ type Request struct {
 	// Capture, when set, receives a copy of the relayed body (cache fill).
 	Capture  *Capture
 	ClientIP string
+	// Shared marks an answer that may be stored or sent to other clients:
+	// the backend is asked for an uncompressed body (Accept-Encoding:
+	// identity), so no client is ever handed an encoding it did not ask
+	// for, and a success carries CacheControl.
+	Shared       bool
+	CacheControl string
 }
 
 // Result says how a request ended.
@@ -293,6 +299,9 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		h.Set("Authorization", "Bearer "+spec.APIKey)
 	}
 	h.Set("X-Request-Id", in.RequestID)
+	if in.Shared || in.Capture != nil {
+		h.Set("Accept-Encoding", "identity")
+	}
 	if in.ClientIP != "" {
 		if prior := in.Header.Get("X-Forwarded-For"); prior != "" {
 			h.Set("X-Forwarded-For", prior+", "+in.ClientIP)
