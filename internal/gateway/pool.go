@@ -21,9 +21,9 @@ type Pool struct {
 	SLO config.SLO
 	// cacheModel is the model part of the pool's cache keys (cacheModel).
 	cacheModel string
-	queue       *poolQueue // nil when admission is off
-	picker routing.Picker
-	now    func() time.Time
+	queue      *poolQueue // nil when admission is off
+	picker     routing.Picker
+	now        func() time.Time
 }
 
 // selector adapts a pool to proxy.Selector for one request.
