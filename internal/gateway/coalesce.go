@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -29,15 +31,37 @@ import (
 // convert it. Past it the flight is over: nothing is captured, no client
 // joins any more (followers not yet relaying go alone), and the buffer
 // becomes a window from the slowest relaying client to the newest byte.
-// The upstream body is then read only as fast as the window empties, that
-// is at the pace of the fastest client; a client a whole window behind a
-// client that is waiting for data is detached (cut off), so a lagging
-// follower neither slows the others nor makes the flight hold more. A
-// client that stops reading altogether is cut by the send timeout.
+// The upstream body is then read only as fast as the window empties. When
+// the window is full while some client already waits for data, the
+// clients holding the window's start are detached (cut off) once that has
+// lasted the lag grace (server.send_timeout): a lagging follower slows the
+// others for at most that long and never makes the flight hold more. A
+// client that stops reading altogether is also cut by the send timeout.
 type flights struct {
 	mu      sync.Mutex
 	m       map[string]*flight
 	metrics *cache.Metrics
+	// held is the bytes all flights hold (the flight gauge); peak its
+	// high-water mark, which tests assert.
+	held, peak atomic.Int64
+}
+
+// flightOpts are the bounds of a new flight.
+type flightOpts struct {
+	limit    int           // cache.max_entry: the most bytes the buffer holds
+	lagGrace time.Duration // how long a full window may wait for a lagging client
+	tenant   string        // the leader's
+}
+
+// account adds delta to the bytes held by flights.
+func (fs *flights) account(delta int) {
+	if delta == 0 {
+		return
+	}
+	fs.metrics.Buffered(cache.BufferFlight, delta)
+	n := fs.held.Add(int64(delta))
+	for p := fs.peak.Load(); n > p && !fs.peak.CompareAndSwap(p, n); p = fs.peak.Load() {
+	}
 }
 
 func newFlights(m *cache.Metrics) *flights {
@@ -53,8 +77,7 @@ var errNoReaders = errors.New("gateway: flight answer too large to capture and n
 // change.
 type flight struct {
 	key     string
-	tenant  string // the leader's: an error answer is not shared with other tenants
-	limit   int    // the most bytes the buffer holds
+	opts    flightOpts // opts.tenant: an error answer is not shared with other tenants
 	metrics *cache.Metrics
 	fs      *flights
 
@@ -86,10 +109,9 @@ type reader struct {
 	detached bool
 }
 
-// join returns the flight for key, creating it (leader = true) when none
-// is in flight; a new flight holds at most limit bytes and belongs to
-// tenant. The caller must leave it.
-func (fs *flights) join(key string, background bool, limit int, tenant string) (f *flight, leader bool) {
+// join returns the flight for key, creating it (leader = true) with opts
+// when none is in flight. The caller must leave it.
+func (fs *flights) join(key string, background bool, opts flightOpts) (f *flight, leader bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if f = fs.m[key]; f != nil {
@@ -98,9 +120,9 @@ func (fs *flights) join(key string, background bool, limit int, tenant string) (
 		fs.metrics.Coalesced()
 		return f, false
 	}
-	f = &flight{key: key, tenant: tenant, limit: limit, metrics: fs.metrics, fs: fs, wake: make(chan struct{}),
+	f = &flight{key: key, opts: opts, metrics: fs.metrics, fs: fs, wake: make(chan struct{}),
 		background: background, readers: map[*reader]struct{}{}}
-	f.buf.block = min(16<<10, max(limit, 1))
+	f.buf.block = min(16<<10, max(opts.limit, 1))
 	if !background {
 		f.waiters = 1
 		f.ref(1)
@@ -174,7 +196,7 @@ func (f *flight) ref(delta int) {
 	defer f.mu.Unlock()
 	f.refs += delta
 	if f.refs == 0 {
-		f.metrics.Buffered(cache.BufferFlight, -f.buf.release())
+		f.fs.account(-f.buf.release())
 	}
 }
 
@@ -233,13 +255,21 @@ func (f *flight) setHead(h http.Header, code int) {
 }
 
 // makeRoom waits until n more bytes fit in the buffer, trimming what every
-// reader has passed and detaching readers a window behind; f.mu held (and
+// reader has passed and detaching the readers that hold the window's start
+// when a reader has waited for data for the lag grace; f.mu held (and
 // released while waiting). It returns an error when the upstream call
 // should stop: nobody relays the answer any more, or ctx ended.
 func (f *flight) makeRoom(ctx context.Context, n int) error {
+	var lagSince time.Time // when the full window first kept a reader waiting
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		if !f.over {
-			if int(f.buf.end)+n <= f.limit {
+			if int(f.buf.end)+n <= f.opts.limit {
 				return nil
 			}
 			f.over = true // keeping the whole answer would cost more than limit
@@ -254,18 +284,36 @@ func (f *flight) makeRoom(ctx context.Context, n int) error {
 			minOff = min(minOff, r.off)
 			caughtUp = caughtUp || r.off == f.buf.end
 		}
-		f.metrics.Buffered(cache.BufferFlight, -f.buf.dropBefore(minOff))
-		if f.buf.held() == 0 || f.buf.held()+n <= f.limit {
+		f.fs.account(-f.buf.dropBefore(minOff))
+		if f.buf.held() == 0 || f.buf.held()+n <= f.opts.limit {
 			return nil
 		}
-		if caughtUp && f.detachBehind(f.buf.end+int64(n)-int64(f.limit)) {
-			continue
+		var grace <-chan time.Time
+		if caughtUp {
+			// Wall-clock, like the send timeout it stands for.
+			if lagSince.IsZero() {
+				lagSince = time.Now()
+			}
+			left := f.opts.lagGrace - time.Since(lagSince)
+			if left <= 0 && f.detachBehind(f.buf.end+int64(n)-int64(f.opts.limit)) {
+				lagSince = time.Time{}
+				continue
+			}
+			if left > 0 {
+				if timer == nil {
+					timer = time.NewTimer(left)
+				} else {
+					timer.Reset(left)
+				}
+				grace = timer.C
+			}
 		}
 		wake := f.wake
 		f.writerWaiting = true
 		f.mu.Unlock()
 		select {
 		case <-wake:
+		case <-grace:
 		case <-ctx.Done():
 		}
 		f.mu.Lock()
@@ -317,7 +365,7 @@ func (w *flightWriter) Write(p []byte) (int, error) {
 	err := f.makeRoom(w.ctx, len(p))
 	if err == nil {
 		f.buf.append(p)
-		f.metrics.Buffered(cache.BufferFlight, len(p))
+		f.fs.account(len(p))
 		f.signal()
 	}
 	over := f.over
@@ -374,7 +422,7 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, pe
 	}
 	status, header, encoded := f.status, f.header, f.encoded
 	f.mu.Unlock()
-	if !leader && (encoded || status != http.StatusOK && tenant != f.tenant) {
+	if !leader && (encoded || status != http.StatusOK && tenant != f.opts.tenant) {
 		// Not this client's to have: an encoding it may not accept, or
 		// another tenant's error.
 		return 0, goAlone

@@ -104,7 +104,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 // the request on its own (the flight it joined ended without an answer for
 // it); it has then written nothing.
 func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) bool {
-	f, leader := rt.flights.join(c.plan.key, false, int(rt.Config.Cache.MaxEntry), c.id.tenant)
+	f, leader := rt.flights.join(c.plan.key, false, rt.flightOpts(c))
 	defer rt.flights.leave(f)
 	xcache := "COALESCED"
 	var r *reader
@@ -160,6 +160,12 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 	return true
 }
 
+// flightOpts bounds a flight led by c: cache.max_entry bytes, a lagging
+// client detached after server.send_timeout.
+func (rt *Runtime) flightOpts(c *upstreamCall) flightOpts {
+	return flightOpts{limit: int(rt.Config.Cache.MaxEntry), lagGrace: rt.Config.Server.SendTimeout.D(), tenant: c.id.tenant}
+}
+
 // startUpstream sends the flight's one upstream request. The flight's
 // goroutine owns the ticket and a reference to the body from here on.
 func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, served *Pool, ticket *admission.Ticket, c *upstreamCall) {
@@ -193,7 +199,7 @@ func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *up
 	if rt.flights == nil || rt.flights.inFlight(c.plan.key) {
 		return
 	}
-	f, leader := rt.flights.join(c.plan.key, true, int(rt.Config.Cache.MaxEntry), c.id.tenant)
+	f, leader := rt.flights.join(c.plan.key, true, rt.flightOpts(c))
 	if !leader {
 		rt.flights.leave(f)
 		return
