@@ -79,8 +79,11 @@ type Request struct {
 	// Shared marks an answer that may be stored or sent to other clients:
 	// the backend is asked for an uncompressed body (Accept-Encoding:
 	// identity), so no client is ever handed an encoding it did not ask
-	// for, and a success carries CacheControl.
-	Shared       bool
+	// for. The transport never decompresses on its own.
+	Shared bool
+	// CacheControl is what a 200 answer tells clients and CDNs (the
+	// backend's own Cache-Control is replaced); "" and every other
+	// status: no-store.
 	CacheControl string
 }
 
