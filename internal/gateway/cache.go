@@ -113,7 +113,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 		w.Header()["X-Cache"] = bypassValue
 		return plan, false, 0, false
 	}
-	plan = cachePlan{key: k, ttl: ttl, cc: rt.cacheControl(ttl)}
+	plan = cachePlan{key: k, ttl: ttl}
 	if e, hit, _ := rt.cache.Get(ctx, k); hit {
 		stale = e.Stale(now)
 		xc := "HIT"
@@ -129,6 +129,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 		}
 	}
 	w.Header()["X-Cache"] = missValue
+	plan.cc = rt.cacheControl(ttl)
 	return plan, false, 0, false
 }
 

@@ -98,7 +98,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every write moves the connection's write deadline, also on routes
 	// with small answers: a keep-alive connection must not carry an
 	// earlier request's deadline into this one.
-	w = newSendWriter(w, g.rt.Load().Config.Server.SendTimeout.D(), g.metrics.SendTimeouts.Inc)
+	w = newSendWriter(w, g.rt.Load().Config.Server.SendTimeout.D(), g.metrics.SendTimeouts)
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
 		g.serveInference(w, r)

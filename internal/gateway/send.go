@@ -16,23 +16,36 @@ import (
 // gateway's own writes, never the wait for a backend.
 type sendWriter struct {
 	http.ResponseWriter
-	rc      *http.ResponseController
+	conn    deadliner // nil: the writer has no connection (a job's); nothing to bound
 	timeout time.Duration
-	onCut   func() // counts a client cut for the send timeout
+	cuts    counter // clients cut for the send timeout
 	cut     bool
 	aborted bool
 }
 
-func newSendWriter(w http.ResponseWriter, timeout time.Duration, onCut func()) *sendWriter {
-	return &sendWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout, onCut: onCut}
+// deadliner is what net/http's response writers offer (and
+// http.ResponseController uses); asserted directly, it costs no
+// allocation per write.
+type deadliner interface {
+	SetWriteDeadline(time.Time) error
+	FlushError() error
+}
+
+// counter is the metric sendWriter counts cuts on.
+type counter interface{ Inc() }
+
+func newSendWriter(w http.ResponseWriter, timeout time.Duration, cuts counter) *sendWriter {
+	sw := &sendWriter{ResponseWriter: w, timeout: timeout, cuts: cuts}
+	sw.conn, _ = w.(deadliner)
+	return sw
 }
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *sendWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *sendWriter) arm() {
-	if !w.aborted && w.timeout > 0 {
-		w.rc.SetWriteDeadline(time.Now().Add(w.timeout)) // ErrNotSupported (a job's writer): no bound needed
+	if w.conn != nil && !w.aborted && w.timeout > 0 {
+		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 	}
 }
 
@@ -50,14 +63,18 @@ func (w *sendWriter) Write(p []byte) (int, error) {
 
 func (w *sendWriter) Flush() {
 	w.arm()
-	w.note(w.rc.Flush())
+	if w.conn != nil {
+		w.note(w.conn.FlushError())
+	} else if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func (w *sendWriter) note(err error) {
 	if err != nil && !w.cut && !w.aborted && errors.Is(err, os.ErrDeadlineExceeded) {
 		w.cut = true
-		if w.onCut != nil {
-			w.onCut()
+		if w.cuts != nil {
+			w.cuts.Inc()
 		}
 	}
 }
@@ -67,8 +84,10 @@ func (w *sendWriter) note(err error) {
 // a short one that looks whole.
 func (w *sendWriter) abort() {
 	w.aborted = true
-	w.rc.SetWriteDeadline(time.Unix(1, 0))
-	w.rc.Flush()
+	if w.conn != nil {
+		w.conn.SetWriteDeadline(time.Unix(1, 0))
+		w.conn.FlushError()
+	}
 }
 
 // abortResponse aborts w's response (see sendWriter.abort).

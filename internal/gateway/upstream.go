@@ -205,6 +205,9 @@ func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *up
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
+	if c.plan.cc == "" { // a hit's plan: its followers' answers carry the fresh Cache-Control
+		c.plan.cc = rt.cacheControl(c.plan.ttl)
+	}
 	id := c.id
 	id.class, id.fallback = admission.Batch, false
 	bg := *c // in the batch class, at once or not at all, with no appointment
