@@ -266,3 +266,20 @@ func TestSendTimeoutCutsAStalledClientAndReleasesItsBackend(t *testing.T) {
 	}
 
 }
+
+func TestLeaderWantingTheOtherShapeOfALargeAnswerIsServedAlone(t *testing.T) {
+	be, beURL := newBigBackend(t, 256<<10, false)
+	cfg := testConfig(beURL)
+	cfg.Cache.MaxEntry = maxEntry
+	url, _, _ := boundsGateway(t, cfg)
+
+	// A stream request answered with JSON too large to hold for conversion:
+	// the flight cannot serve it, so it sends its own request.
+	resp := post(t, url, fmt.Sprintf(detBody, `,"stream":true`))
+	if body := readAll(t, resp); resp.StatusCode != 200 || body != string(be.body) {
+		t.Fatalf("status %d, %d bytes, want the backend's %d", resp.StatusCode, len(body), len(be.body))
+	}
+	if n := be.calls.Load(); n != 2 {
+		t.Fatalf("backend calls %d, want 2 (the flight's and the leader's own)", n)
+	}
+}

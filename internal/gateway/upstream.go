@@ -149,12 +149,14 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 		rec.status, rec.errCode = status, "client_detached"
 		abortResponse(w)
 	case goAlone:
-		if !leader {
-			return false
-		}
 		f.mu.Lock()
 		err := f.err
 		f.mu.Unlock()
+		if !leader || err == nil {
+			// A follower, or a leader whose answer came in the other shape
+			// and too large to convert: its own request serves it.
+			return false
+		}
 		rec.fail(w, apiError(err, c.peek.Model))
 	}
 	return true
