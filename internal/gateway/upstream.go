@@ -151,6 +151,9 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 	case goAlone:
 		f.mu.Lock()
 		err := f.err
+		if err == nil && f.done && !f.over {
+			err = f.res.Err // the answer came but broke off: nothing to convert
+		}
 		f.mu.Unlock()
 		if !leader || err == nil {
 			// A follower, or a leader whose answer came in the other shape
