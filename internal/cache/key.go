@@ -20,7 +20,26 @@ var ignoredFields = []string{"model", "stream", "stream_options", "user"}
 
 // keyVersion is mixed into every key; bump it when normalisation changes so
 // old entries are never read with a new meaning.
-const keyVersion = "sluice-cache-v2"
+// v3: the endpoint path joined the key (an embeddings answer must never
+// answer a chat request with the same body).
+const keyVersion = "sluice-cache-v3"
+
+// Scope is what, besides the request body, changes an answer and so is
+// part of its key.
+type Scope struct {
+	// Path is the endpoint (/v1/chat/completions, /v1/embeddings, ...):
+	// the same body means different things on different endpoints.
+	Path string
+	// Model identifies the model that answers as the backends see it: the
+	// pool's model with its backends' upstream_model rewrites, so a
+	// rewrite to another model never replays the old model's answers.
+	// Empty: the body's own "model".
+	Model string
+	// Tenant scopes the key unless Shared: tenants never read each
+	// other's answers.
+	Tenant string
+	Shared bool
+}
 
 // Key returns the cache key of an OpenAI request body and whether the
 // request is cacheable by default.
@@ -29,22 +48,21 @@ const keyVersion = "sluice-cache-v2"
 // and re-encoded with sorted object keys (so JSON whitespace and key order
 // do not matter, and numbers are written canonically: 0, 0.0 and 0e0 are
 // the same), without stream, stream_options and user, with the model
-// replaced by model (the resolved model; the body's own "model" is used
-// when model is empty). Keys are scoped to tenant unless shared is true, so
-// tenants never read each other's answers.
+// replaced by s.Model (the body's own "model" when that is empty), and
+// with the endpoint path and tenant of s (see Scope).
 //
 // cacheable is true only for deterministic requests: temperature 0 or a
 // seed set, and n absent or 1. err is non-nil when body is not a JSON
 // object; such a request is not cacheable.
-func Key(body []byte, model, tenant string, shared bool) (key string, cacheable bool, err error) {
+func Key(body []byte, s Scope) (key string, cacheable bool, err error) {
 	d, bodyModel, cacheable, err := Digest(body)
 	if err != nil {
 		return "", false, err
 	}
-	if model == "" {
-		model = bodyModel
+	if s.Model == "" {
+		s.Model = bodyModel
 	}
-	return KeyOf(d, model, tenant, shared), cacheable, nil
+	return KeyOf(d, s), cacheable, nil
 }
 
 // Digest is the SHA-256 of the normalised request without the fields that
@@ -78,15 +96,14 @@ func Digest(body []byte) (d [sha256.Size]byte, model string, deterministicReq bo
 	return sha256.Sum256(buf.Bytes()), model, deterministicReq, nil
 }
 
-// KeyOf is the cache key of a request with digest d for model, scoped to
-// tenant unless shared.
-func KeyOf(d [sha256.Size]byte, model, tenant string, shared bool) string {
+// KeyOf is the cache key of a request with digest d in scope s.
+func KeyOf(d [sha256.Size]byte, s Scope) string {
 	h := sha256.New()
-	scope := "tenant"
-	if shared {
-		scope, tenant = "shared", ""
+	kind, tenant := "tenant", s.Tenant
+	if s.Shared {
+		kind, tenant = "shared", ""
 	}
-	for _, part := range []string{keyVersion, scope, tenant, model} {
+	for _, part := range []string{keyVersion, kind, tenant, s.Path, s.Model} {
 		var n [binary.MaxVarintLen64]byte
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(part)))]) // length-prefixed: no ambiguity
 		h.Write([]byte(part))

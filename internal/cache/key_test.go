@@ -12,30 +12,35 @@ func TestKeyNormalises(t *testing.T) {
 	a := []byte(`{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0,"stream":true,"user":"u1"}`)
 	b := []byte(`{ "temperature" : 0.0, "messages" : [ {"content":"hi", "role":"user"} ],
 	  "stream_options":{"include_usage":true}, "model":"m" }`)
-	ka, ca, err := Key(a, "m", "t1", false)
+	ka, ca, err := Key(a, sc("m", "t1", false))
 	if err != nil || !ca {
 		t.Fatalf("a: %v %v", ca, err)
 	}
-	kb, cb, err := Key(b, "m", "t1", false)
+	kb, cb, err := Key(b, sc("m", "t1", false))
 	if err != nil || !cb {
 		t.Fatalf("b: %v %v", cb, err)
 	}
 	if ka != kb {
 		t.Fatalf("keys differ for equivalent requests")
 	}
-	if k, _, _ := Key(a, "m", "t2", false); k == ka {
+	if k, _, _ := Key(a, sc("m", "t2", false)); k == ka {
 		t.Fatal("tenants share a key without shared")
 	}
-	s1, _, _ := Key(a, "m", "t1", true)
-	s2, _, _ := Key(a, "m", "t2", true)
+	s1, _, _ := Key(a, sc("m", "t1", true))
+	s2, _, _ := Key(a, sc("m", "t2", true))
 	if s1 != s2 || s1 == ka {
 		t.Fatal("shared keys must ignore the tenant and differ from scoped ones")
 	}
-	if k, _, _ := Key(a, "other", "t1", false); k == ka {
+	if k, _, _ := Key(a, sc("other", "t1", false)); k == ka {
 		t.Fatal("model must be part of the key")
 	}
+	chat, _, _ := Key(a, Scope{Path: "/v1/chat/completions", Model: "m", Tenant: "t1"})
+	emb, _, _ := Key(a, Scope{Path: "/v1/embeddings", Model: "m", Tenant: "t1"})
+	if chat == emb {
+		t.Fatal("the endpoint path must be part of the key")
+	}
 	c := bytes.Replace(a, []byte(`"hi"`), []byte(`"ho"`), 1)
-	if k, _, _ := Key(c, "m", "t1", false); k == ka {
+	if k, _, _ := Key(c, sc("m", "t1", false)); k == ka {
 		t.Fatal("content must be part of the key")
 	}
 }
@@ -55,13 +60,13 @@ func TestKeyCacheable(t *testing.T) {
 		{`{"temperature":0,"n":2}`, false},
 		{`{"temperature":"0"}`, false},
 	} {
-		_, got, err := Key([]byte(tc.body), "m", "t", false)
+		_, got, err := Key([]byte(tc.body), sc("m", "t", false))
 		if err != nil || got != tc.want {
 			t.Errorf("%s: cacheable=%v err=%v, want %v", tc.body, got, err, tc.want)
 		}
 	}
 	for _, bad := range []string{``, `[]`, `null`, `{"a":1} x`, `{`} {
-		if _, c, err := Key([]byte(bad), "m", "t", false); err == nil || c {
+		if _, c, err := Key([]byte(bad), sc("m", "t", false)); err == nil || c {
 			t.Errorf("%q: want error", bad)
 		}
 	}
@@ -72,7 +77,7 @@ func FuzzKey(f *testing.F) {
 	f.Add([]byte(`{"b":[1,2.5,{"z":null,"a":true}],"a":"<&>","seed":123456789012345678901}`))
 	f.Add([]byte(`{"x":-0.0,"y":1e3}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		key, _, err := Key(body, "m", "t", false)
+		key, _, err := Key(body, sc("m", "t", false))
 		if err != nil {
 			return
 		}
@@ -92,7 +97,7 @@ func FuzzKey(f *testing.F) {
 			t.Fatal(err)
 		}
 		for _, alt := range [][]byte{re, ind.Bytes()} {
-			k, _, err := Key(alt, "m", "t", false)
+			k, _, err := Key(alt, sc("m", "t", false))
 			if err != nil || k != key {
 				t.Fatalf("key changed for %s -> %s (%v)", body, alt, err)
 			}
@@ -121,8 +126,8 @@ func TestMemoMatchesKey(t *testing.T) {
 			if round == 1 && p.digest == nil {
 				t.Fatal("a body keyed before is not answered from the memo")
 			}
-			want, _, err := Key(c.body, "m", c.tenant, c.shared)
-			got, err2 := m.Key(p, c.body, "m", c.tenant, c.shared)
+			want, _, err := Key(c.body, sc("m", c.tenant, c.shared))
+			got, err2 := m.Key(p, c.body, sc("m", c.tenant, c.shared))
 			if err != nil || err2 != nil || got != want {
 				t.Fatalf("round %d %s/%v: memo %s (%v), Key %s (%v)", round, c.tenant, c.shared, got, err2, want, err)
 			}
@@ -157,11 +162,16 @@ func FuzzMemo(f *testing.F) {
 			if p.Peek != want {
 				t.Fatalf("memo peek %+v, ParseRequest %+v", p.Peek, want)
 			}
-			k, kerr := m.Key(p, body, "m", "t", false)
-			wk, _, wkerr := Key(body, "m", "t", false)
+			k, kerr := m.Key(p, body, sc("m", "t", false))
+			wk, _, wkerr := Key(body, sc("m", "t", false))
 			if (kerr != nil) != (wkerr != nil) || k != wk {
 				t.Fatalf("memo key %q (%v), Key %q (%v)", k, kerr, wk, wkerr)
 			}
 		}
 	})
+}
+
+// sc is a Scope on the chat endpoint.
+func sc(model, tenant string, shared bool) Scope {
+	return Scope{Path: "/v1/chat/completions", Model: model, Tenant: tenant, Shared: shared}
 }

@@ -58,9 +58,9 @@ func (m *Memo) Parse(body []byte) (*Parsed, error) {
 	return &Parsed{id: id, Peek: peek}, nil
 }
 
-// Key returns the cache key of the parsed body for model and tenant and
-// keeps the body in the memo: the caller asks only for cacheable requests.
-func (m *Memo) Key(p *Parsed, body []byte, model, tenant string, shared bool) (string, error) {
+// Key returns the cache key of the parsed body in scope s and keeps the
+// body in the memo: the caller asks only for cacheable requests.
+func (m *Memo) Key(p *Parsed, body []byte, s Scope) (string, error) {
 	if p.digest == nil {
 		d, _, _, err := Digest(body)
 		if err != nil {
@@ -71,7 +71,10 @@ func (m *Memo) Key(p *Parsed, body []byte, model, tenant string, shared bool) (s
 		p = &Parsed{id: p.id, Peek: p.Peek, digest: &d}
 		m.c.Set(p.id, p)
 	}
-	return KeyOf(*p.digest, model, tenant, shared), nil
+	if s.Model == "" {
+		s.Model = p.Peek.Model
+	}
+	return KeyOf(*p.digest, s), nil
 }
 
 // Close stops the memo's background goroutines.

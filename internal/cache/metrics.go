@@ -18,6 +18,10 @@ type Metrics struct {
 	bytes     *prometheus.GaugeVec   // level
 	evictions *prometheus.CounterVec // level, reason
 	redisErrs *prometheus.CounterVec // op
+	// Response buffers: what coalescing flights and cache fills hold.
+	buffered  *prometheus.GaugeVec // kind: flight, capture
+	abandoned prometheus.Counter
+	detached  prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -44,6 +48,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "sluice_cache_redis_errors_total",
 			Help: "Failed Redis cache operations by op (get, set); the cache failed open.",
 		}, []string{"op"}),
+		buffered: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_response_buffered_bytes",
+			Help: "Response bytes held for coalescing flights (kind=flight) and cache fills of uncoalesced requests (kind=capture); each is bounded by cache.max_entry.",
+		}, []string{"kind"}),
+		abandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_cache_captures_abandoned_total",
+			Help: "Answers not cached because they outgrew cache.max_entry (their clients were served without the copy).",
+		}),
+		detached: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_cache_followers_detached_total",
+			Help: "Clients of a coalescing flight cut off because they lagged a whole cache.max_entry behind the fastest one.",
+		}),
 	}
 	// Known series start at 0, so dashboards and rate() see them before
 	// the first event.
@@ -56,8 +72,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.evictions.WithLabelValues(LevelL1, "expired")
 	m.redisErrs.WithLabelValues("get")
 	m.redisErrs.WithLabelValues("set")
+	m.buffered.WithLabelValues(BufferFlight)
+	m.buffered.WithLabelValues(BufferCapture)
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.lookups, m.coalesced, m.bytes, m.evictions, m.redisErrs} {
+		for _, c := range []prometheus.Collector{m.lookups, m.coalesced, m.bytes, m.evictions, m.redisErrs,
+			m.buffered, m.abandoned, m.detached} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -95,5 +114,32 @@ func (m *Metrics) evict(level, reason string) {
 func (m *Metrics) redisError(op string) {
 	if m != nil {
 		m.redisErrs.WithLabelValues(op).Inc()
+	}
+}
+
+// Buffer kinds, the label of sluice_response_buffered_bytes.
+const (
+	BufferFlight  = "flight"
+	BufferCapture = "capture"
+)
+
+// Buffered adds delta bytes to the response bytes held of kind.
+func (m *Metrics) Buffered(kind string, delta int) {
+	if m != nil && delta != 0 {
+		m.buffered.WithLabelValues(kind).Add(float64(delta))
+	}
+}
+
+// CaptureAbandoned counts an answer not cached for its size.
+func (m *Metrics) CaptureAbandoned() {
+	if m != nil {
+		m.abandoned.Inc()
+	}
+}
+
+// FollowerDetached counts a lagging flight client cut off.
+func (m *Metrics) FollowerDetached() {
+	if m != nil {
+		m.detached.Inc()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,10 +16,49 @@ import (
 )
 
 // cachePlan is what the cache stage decided for a request: its key ("" =
-// not cacheable) and the TTL of a successful answer.
+// not cacheable), the TTL of a successful answer and the Cache-Control a
+// fresh successful answer carries.
 type cachePlan struct {
 	key string
 	ttl time.Duration
+	cc  string
+}
+
+// cacheModel names the model that answers a pool's requests as its
+// backends see it: the pool's name and, when backends rewrite it
+// (backends[].upstream_model), the models they rewrite it to. It is part
+// of every cache key of the pool, so changing a rewrite never replays the
+// previous model's answers.
+func cacheModel(name string, backends []config.Backend) string {
+	var ups []string
+	for _, b := range backends {
+		up := b.UpstreamModel
+		if up == "" {
+			up = name
+		}
+		if !slices.Contains(ups, up) {
+			ups = append(ups, up)
+		}
+	}
+	if len(ups) == 1 && ups[0] == name {
+		return name
+	}
+	slices.Sort(ups)
+	return name + "\x00" + strings.Join(ups, "\x00")
+}
+
+// cacheControl is the Cache-Control of a successful answer to a cacheable
+// request that stays fresh for maxAge: private (browsers only, never a
+// CDN) when the gateway keeps it per tenant; when the cache is shared,
+// max-age alone, which a shared cache still may not use for requests that
+// carry Authorization (RFC 9111 3.5). Everything else the gateway answers
+// for inference is no-store (see proxy.Request.CacheControl).
+func (rt *Runtime) cacheControl(maxAge time.Duration) string {
+	secs := strconv.FormatInt(int64(max(maxAge, 0)/time.Second), 10)
+	if rt.Config.Cache.Shared {
+		return "max-age=" + secs
+	}
+	return "private, max-age=" + secs
 }
 
 // cacheBypassed honours the client's Cache-Control: no-store / no-cache.
@@ -55,7 +95,7 @@ func (rt *Runtime) cacheRule(model string, id identity) (mode string, ttl time.D
 // from the cache when it can. stale is set when the answer served was past
 // its freshness (stale-while-revalidate): the caller refreshes it.
 func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte,
-	parsed *cache.Parsed, id identity, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
+	parsed *cache.Parsed, pool *Pool, id identity, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
 	peek := parsed.Peek
 	if rt.cache == nil {
 		return plan, false, 0, false
@@ -67,7 +107,8 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 		w.Header()["X-Cache"] = bypassValue
 		return plan, false, 0, false
 	}
-	k, err := rt.cacheKey(parsed, body, id.tenant)
+	k, err := rt.cacheKey(parsed, body, cache.Scope{Path: r.URL.Path, Model: pool.cacheModel, Tenant: id.tenant,
+		Shared: rt.Config.Cache.Shared})
 	if err != nil {
 		w.Header()["X-Cache"] = bypassValue
 		return plan, false, 0, false
@@ -79,11 +120,16 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 		if stale {
 			xc = "STALE"
 		}
-		if status, ok := replay(w, e, peek, e.Age(now), xc); ok {
+		left := ttl - time.Duration(e.Age(now))*time.Second // what remains of its freshness
+		if !e.Fresh.IsZero() {
+			left = e.Fresh.Sub(now)
+		}
+		if status, ok := replay(w, e, peek, e.Age(now), xc, rt.cacheControl(left)); ok {
 			return plan, true, status, stale
 		}
 	}
 	w.Header()["X-Cache"] = missValue
+	plan.cc = rt.cacheControl(ttl)
 	return plan, false, 0, false
 }
 
@@ -99,17 +145,18 @@ func (rt *Runtime) parse(body []byte) (*cache.Parsed, error) {
 	return &cache.Parsed{Peek: peek}, nil
 }
 
-func (rt *Runtime) cacheKey(parsed *cache.Parsed, body []byte, tenant string) (string, error) {
+func (rt *Runtime) cacheKey(parsed *cache.Parsed, body []byte, s cache.Scope) (string, error) {
 	if rt.memo != nil {
-		return rt.memo.Key(parsed, body, parsed.Peek.Model, tenant, rt.Config.Cache.Shared)
+		return rt.memo.Key(parsed, body, s)
 	}
-	k, _, err := cache.Key(body, parsed.Peek.Model, tenant, rt.Config.Cache.Shared)
+	k, _, err := cache.Key(body, s)
 	return k, err
 }
 
 // replay answers from a cached entry in the shape the request asked for:
-// a cached stream can answer a plain request and the reverse.
-func replay(w http.ResponseWriter, e *cache.Entry, peek openai.Peek, age int, xcache string) (int, bool) {
+// a cached stream can answer a plain request and the reverse. A success
+// carries Cache-Control cc ("" = none), any other status no-store.
+func replay(w http.ResponseWriter, e *cache.Entry, peek openai.Peek, age int, xcache, cc string) (int, bool) {
 	var data []byte
 	var err error
 	ct := e.ContentType
@@ -132,6 +179,12 @@ func replay(w http.ResponseWriter, e *cache.Entry, peek openai.Peek, age int, xc
 	h["Content-Type"] = headerValue(ct)
 	h["X-Cache"] = headerValue(xcache)
 	h["Age"] = []string{strconv.Itoa(age)}
+	if e.Status != http.StatusOK {
+		cc = "no-store"
+	}
+	if cc != "" {
+		h["Cache-Control"] = []string{cc}
+	}
 	delete(h, "Content-Length")
 	w.WriteHeader(e.Status)
 	w.Write(data)
@@ -173,18 +226,25 @@ func entryFrom(status int, contentType string, raw []byte, ok bool) *cache.Entry
 	return e
 }
 
-// cacheFill stores a relayed answer when it is complete and of a cacheable
-// status. With stale-while-revalidate the entry is kept that much longer
-// than it is fresh.
-func (rt *Runtime) cacheFill(ctx context.Context, plan cachePlan, header http.Header, res *proxy.Result, c *proxy.Capture, now time.Time) {
-	if plan.key == "" || c == nil || c.Over || res.Err != nil || !res.Written {
+// cacheFill stores a relayed answer, raw, when it is complete, of a
+// cacheable status and unencoded. With stale-while-revalidate the entry is
+// kept that much longer than it is fresh. An error answer is never stored
+// in a shared cache: it would reach other tenants.
+func (rt *Runtime) cacheFill(ctx context.Context, plan cachePlan, header http.Header, res *proxy.Result, raw []byte, now time.Time) {
+	if plan.key == "" || raw == nil || res.Err != nil || !res.Written {
+		return
+	}
+	if ce := header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return // the backend ignored Accept-Encoding: identity; never replay it to others
+	}
+	if res.Status != http.StatusOK && rt.Config.Cache.Shared {
 		return
 	}
 	ttl := cache.TTLFor(res.Status, plan.ttl, rt.Config.Cache.NegativeTTL.D())
 	if ttl <= 0 {
 		return
 	}
-	e := entryFrom(res.Status, header.Get("Content-Type"), c.Buf.Bytes(), true)
+	e := entryFrom(res.Status, header.Get("Content-Type"), raw, true)
 	if e == nil {
 		return
 	}

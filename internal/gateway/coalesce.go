@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -22,29 +25,76 @@ import (
 // So a client that disconnects — follower or leader — cancels nothing while
 // others still wait; the upstream request is cancelled when the last one
 // leaves (unless it is a background revalidation, which runs to its end).
+//
+// The buffer holds at most the flight's limit (cache.max_entry). An answer
+// up to it is kept whole, for the cache and for clients that join late or
+// convert it. Past it the flight is over: nothing is captured, no client
+// joins any more (followers not yet relaying go alone), and the buffer
+// becomes a window from the slowest relaying client to the newest byte.
+// The upstream body is then read only as fast as the window empties. When
+// the window is full while some client already waits for data, the
+// clients holding the window's start are detached (cut off) once that has
+// lasted the lag grace (server.send_timeout): a lagging follower slows the
+// others for at most that long and never makes the flight hold more. A
+// client that stops reading altogether is also cut by the send timeout.
 type flights struct {
 	mu      sync.Mutex
 	m       map[string]*flight
 	metrics *cache.Metrics
+	// held is the bytes all flights hold (the flight gauge); peak its
+	// high-water mark, which tests assert.
+	held, peak atomic.Int64
+}
+
+// flightOpts are the bounds of a new flight.
+type flightOpts struct {
+	limit    int           // cache.max_entry: the most bytes the buffer holds
+	lagGrace time.Duration // how long a full window may wait for a lagging client
+	tenant   string        // the leader's
+}
+
+// account adds delta to the bytes held by flights.
+func (fs *flights) account(delta int) {
+	if delta == 0 {
+		return
+	}
+	fs.metrics.Buffered(cache.BufferFlight, delta)
+	n := fs.held.Add(int64(delta))
+	for p := fs.peak.Load(); n > p && !fs.peak.CompareAndSwap(p, n); p = fs.peak.Load() {
+	}
 }
 
 func newFlights(m *cache.Metrics) *flights {
 	return &flights{m: map[string]*flight{}, metrics: m}
 }
 
-// flight is one shared upstream call. Its fields are guarded by mu; wake is
-// closed and replaced whenever status, buf or done change.
-type flight struct {
-	key string
+// errNoReaders stops an upstream call whose answer outgrew the flight
+// while no client relays it: nobody would get the rest.
+var errNoReaders = errors.New("gateway: flight answer too large to capture and nobody relaying it")
 
-	mu     sync.Mutex
-	wake   chan struct{}
-	header http.Header // snapshot taken at WriteHeader
-	status int
-	buf    []byte
-	done   bool
-	err    error        // why it ended without a response; followers then go alone
-	res    proxy.Result // the upstream call's result, once done
+// flight is one shared upstream call. Its fields are guarded by mu; wake is
+// closed and replaced whenever the head, the buffer, the readers or done
+// change.
+type flight struct {
+	key     string
+	opts    flightOpts // opts.tenant: an error answer is not shared with other tenants
+	metrics *cache.Metrics
+	fs      *flights
+
+	mu      sync.Mutex
+	wake    chan struct{}
+	header  http.Header // snapshot taken at WriteHeader
+	status  int
+	encoded bool // the backend sent a Content-Encoding: not for other clients
+	buf     flightBuf
+	over    bool // the answer outgrew limit: not captured, no new reader
+	done    bool
+	err     error        // why it ended without a response; followers then go alone
+	res     proxy.Result // the upstream call's result, once done
+	readers map[*reader]struct{}
+	refs    int // joined clients not yet left, plus the upstream call
+	// writerWaiting: the upstream call waits for readers to make room.
+	writerWaiting bool
 
 	// Guarded by flights.mu.
 	waiters    int
@@ -52,19 +102,30 @@ type flight struct {
 	cancel     context.CancelFunc
 }
 
-// join returns the flight for key, creating it (leader = true) when none
-// is in flight. The caller must leave it.
-func (fs *flights) join(key string, background bool) (f *flight, leader bool) {
+// reader is one client relaying a flight's answer as it streams in: it
+// keeps the bytes from off onwards in the buffer.
+type reader struct {
+	off      int64
+	detached bool
+}
+
+// join returns the flight for key, creating it (leader = true) with opts
+// when none is in flight. The caller must leave it.
+func (fs *flights) join(key string, background bool, opts flightOpts) (f *flight, leader bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if f = fs.m[key]; f != nil {
 		f.waiters++
+		f.ref(1)
 		fs.metrics.Coalesced()
 		return f, false
 	}
-	f = &flight{key: key, wake: make(chan struct{}), background: background}
+	f = &flight{key: key, opts: opts, metrics: fs.metrics, fs: fs, wake: make(chan struct{}),
+		background: background, readers: map[*reader]struct{}{}}
+	f.buf.block = min(16<<10, max(opts.limit, 1))
 	if !background {
 		f.waiters = 1
+		f.ref(1)
 	}
 	fs.m[key] = f
 	return f, true
@@ -80,15 +141,15 @@ func (fs *flights) inFlight(key string) bool {
 // leave drops a waiter; the last one out cancels the upstream call.
 func (fs *flights) leave(f *flight) {
 	fs.mu.Lock()
-	defer fs.mu.Unlock()
 	f.waiters--
-	if f.waiters > 0 || f.background {
-		return
+	if f.waiters <= 0 && !f.background {
+		if f.cancel != nil {
+			f.cancel()
+		}
+		fs.forget(f)
 	}
-	if f.cancel != nil {
-		f.cancel()
-	}
-	fs.forget(f)
+	fs.mu.Unlock()
+	f.ref(-1)
 }
 
 // forget removes f from the map so newcomers start a new flight; fs.mu held.
@@ -98,12 +159,16 @@ func (fs *flights) forget(f *flight) {
 	}
 }
 
-// abort ends a flight that never started upstream (its leader was refused
-// admission or left): followers go on their own.
-func (fs *flights) abort(f *flight, err error) {
+func (fs *flights) forgetLocked(f *flight) {
 	fs.mu.Lock()
 	fs.forget(f)
 	fs.mu.Unlock()
+}
+
+// abort ends a flight that never started upstream (its leader was refused
+// admission or left): followers go on their own.
+func (fs *flights) abort(f *flight, err error) {
+	fs.forgetLocked(f)
 	f.finish(proxy.Result{Err: err})
 }
 
@@ -114,14 +179,25 @@ func (fs *flights) start(ctx context.Context, f *flight, call func(ctx context.C
 	fs.mu.Lock()
 	f.cancel = cancel
 	fs.mu.Unlock()
+	f.ref(1)
 	go func() {
 		defer cancel()
-		res := call(up, &flightWriter{f: f, h: http.Header{}})
-		fs.mu.Lock()
-		fs.forget(f)
-		fs.mu.Unlock()
+		defer f.ref(-1)
+		res := call(up, &flightWriter{f: f, ctx: up, h: http.Header{}})
+		fs.forgetLocked(f)
 		f.finish(res)
 	}()
+}
+
+// ref adds delta to the flight's users; the last one out releases the
+// buffer.
+func (f *flight) ref(delta int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refs += delta
+	if f.refs == 0 {
+		f.fs.account(-f.buf.release())
+	}
 }
 
 func (f *flight) finish(res proxy.Result) {
@@ -143,10 +219,134 @@ func (f *flight) signal() {
 	f.wake = make(chan struct{})
 }
 
+// register adds a reader from the start of the answer, or returns nil when
+// the start is no longer held.
+func (f *flight) register() *reader {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.over {
+		return nil
+	}
+	r := &reader{}
+	f.readers[r] = struct{}{}
+	return r
+}
+
+// unregister removes r (a client that left, finished, or converts).
+func (f *flight) unregister(r *reader) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.readers[r]; ok {
+		delete(f.readers, r)
+		f.signal()
+	}
+}
+
+// setHead records the response head; f.mu held.
+func (f *flight) setHead(h http.Header, code int) {
+	if f.status != 0 {
+		return
+	}
+	f.header, f.status = h.Clone(), code
+	if ce := h.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		f.encoded = true // the backend ignored Accept-Encoding: identity
+	}
+	f.signal()
+}
+
+// makeRoom waits until n more bytes fit in the buffer, trimming what every
+// reader has passed and detaching the readers that hold the window's start
+// when a reader has waited for data for the lag grace; f.mu held (and
+// released while waiting). It returns an error when the upstream call
+// should stop: nobody relays the answer any more, or ctx ended.
+func (f *flight) makeRoom(ctx context.Context, n int) error {
+	var lagSince time.Time // when the full window first kept a reader waiting
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if !f.over {
+			if int(f.buf.end)+n <= f.opts.limit {
+				return nil
+			}
+			f.over = true // keeping the whole answer would cost more than limit
+			f.metrics.CaptureAbandoned()
+			f.signal() // converting followers go alone
+		}
+		if len(f.readers) == 0 {
+			return errNoReaders
+		}
+		minOff, caughtUp := f.buf.end, false
+		for r := range f.readers {
+			minOff = min(minOff, r.off)
+			caughtUp = caughtUp || r.off == f.buf.end
+		}
+		f.fs.account(-f.buf.dropBefore(minOff))
+		if f.buf.held() == 0 || f.buf.held()+n <= f.opts.limit {
+			return nil
+		}
+		var grace <-chan time.Time
+		if caughtUp {
+			// Wall-clock, like the send timeout it stands for.
+			if lagSince.IsZero() {
+				lagSince = time.Now()
+			}
+			left := f.opts.lagGrace - time.Since(lagSince)
+			if left <= 0 && f.detachBehind(f.buf.end+int64(n)-int64(f.opts.limit)) {
+				lagSince = time.Time{}
+				continue
+			}
+			if left > 0 {
+				if timer == nil {
+					timer = time.NewTimer(left)
+				} else {
+					timer.Reset(left)
+				}
+				grace = timer.C
+			}
+		}
+		wake := f.wake
+		f.writerWaiting = true
+		f.mu.Unlock()
+		select {
+		case <-wake:
+		case <-grace:
+		case <-ctx.Done():
+		}
+		f.mu.Lock()
+		f.writerWaiting = false
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// detachBehind detaches the readers before off: they lag a whole window
+// behind a reader that waits for data. f.mu held.
+func (f *flight) detachBehind(off int64) bool {
+	any := false
+	for r := range f.readers {
+		if r.off < off {
+			r.detached = true
+			delete(f.readers, r)
+			f.metrics.FollowerDetached()
+			any = true
+		}
+	}
+	if any {
+		f.signal()
+	}
+	return any
+}
+
 // flightWriter is the http.ResponseWriter the upstream call relays into.
 type flightWriter struct {
-	f *flight
-	h http.Header
+	f   *flight
+	ctx context.Context
+	h   http.Header
 }
 
 func (w *flightWriter) Header() http.Header { return w.h }
@@ -154,65 +354,82 @@ func (w *flightWriter) Header() http.Header { return w.h }
 func (w *flightWriter) WriteHeader(code int) {
 	w.f.mu.Lock()
 	defer w.f.mu.Unlock()
-	if w.f.status == 0 {
-		w.f.header, w.f.status = w.h.Clone(), code
-		w.f.signal()
-	}
+	w.f.setHead(w.h, code)
 }
 
 func (w *flightWriter) Write(p []byte) (int, error) {
-	w.f.mu.Lock()
-	defer w.f.mu.Unlock()
-	if w.f.status == 0 {
-		w.f.header, w.f.status = w.h.Clone(), http.StatusOK
+	f := w.f
+	f.mu.Lock()
+	f.setHead(w.h, http.StatusOK)
+	wasOver := f.over
+	err := f.makeRoom(w.ctx, len(p))
+	if err == nil {
+		f.buf.append(p)
+		f.fs.account(len(p))
+		f.signal()
 	}
-	w.f.buf = append(w.f.buf, p...)
-	w.f.signal()
+	over := f.over
+	f.mu.Unlock()
+	if over && !wasOver {
+		f.fs.forgetLocked(f) // identical requests arriving now start their own flight
+	}
+	if err != nil {
+		return 0, err
+	}
 	return len(p), nil
 }
 
 // Flush is a no-op: every Write already wakes the readers.
 func (w *flightWriter) Flush() {}
 
-// snapshot returns what the flight has now and a channel closed on change.
-func (f *flight) snapshot() (status int, buf []byte, done bool, err error, wake <-chan struct{}) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.status, f.buf, f.done, f.err, f.wake
-}
-
 // relayOutcome is how a client's relay from a flight ended.
 type relayOutcome int
 
 const (
-	relayed relayOutcome = iota // the client got the flight's answer
-	goAlone                     // the flight has no answer for it: send its own request
-	gone                        // the client left
+	relayed  relayOutcome = iota // the client got the flight's answer
+	goAlone                      // the flight has no answer for it: send its own request
+	gone                         // the client left
+	detached                     // the client lagged too far behind and was cut off mid-answer
 )
 
 // relay writes the flight's answer to w in the shape peek asks for, with
-// X-Cache: xcache. It returns the status sent.
-func (f *flight) relay(ctx context.Context, w http.ResponseWriter, peek openai.Peek, reqID, xcache string) (int, relayOutcome) {
-	// Wait for the head (or the end).
-	for {
-		status, _, done, _, wake := f.snapshot()
-		if status != 0 {
-			break
-		}
-		if done {
+// X-Cache: xcache, for a client of tenant. r is the leader's reader,
+// registered before the upstream call started; followers pass nil. It
+// returns the status sent.
+func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, peek openai.Peek, tenant, reqID, xcache string) (int, relayOutcome) {
+	leader := r != nil
+	if !leader {
+		if r = f.register(); r == nil {
 			return 0, goAlone
 		}
+	}
+	defer f.unregister(r)
+	// Wait for the head (or the end).
+	f.mu.Lock()
+	for f.status == 0 {
+		if f.done {
+			f.mu.Unlock()
+			return 0, goAlone
+		}
+		wake := f.wake
+		f.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
 			return 0, gone
 		}
+		f.mu.Lock()
 	}
-	f.mu.Lock()
-	status, header := f.status, f.header
+	status, header, encoded := f.status, f.header, f.encoded
 	f.mu.Unlock()
+	if !leader && (encoded || status != http.StatusOK && tenant != f.opts.tenant) {
+		// Not this client's to have: an encoding it may not accept, or
+		// another tenant's error.
+		return 0, goAlone
+	}
 	upstreamStream := strings.HasPrefix(header.Get("Content-Type"), "text/event-stream")
 	if status == http.StatusOK && upstreamStream != peek.Stream {
+		f.unregister(r) // converting needs the whole answer, not a place in it
 		return f.relayConverted(ctx, w, peek, xcache)
 	}
 
@@ -227,19 +444,31 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, peek openai.P
 	if upstreamStream && flusher != nil {
 		flusher.Flush()
 	}
-	off := 0
 	for {
-		_, buf, done, _, wake := f.snapshot()
-		if len(buf) > off {
-			if _, err := w.Write(buf[off:]); err != nil {
+		f.mu.Lock()
+		if r.detached {
+			f.mu.Unlock()
+			return status, detached
+		}
+		if r.off < f.buf.end {
+			seg := f.buf.segment(r.off)
+			f.mu.Unlock()
+			if _, err := w.Write(seg); err != nil {
 				return status, gone
 			}
-			off = len(buf)
 			if upstreamStream && flusher != nil {
 				flusher.Flush()
 			}
-			continue // more may have arrived while writing
+			f.mu.Lock()
+			r.off += int64(len(seg))
+			if f.writerWaiting {
+				f.signal() // room for the upstream call
+			}
+			f.mu.Unlock()
+			continue
 		}
+		done, wake := f.done, f.wake
+		f.mu.Unlock()
 		if done {
 			return status, relayed
 		}
@@ -254,24 +483,26 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, peek openai.P
 // relayConverted waits for the whole answer and replays it as an entry:
 // a stream for a JSON request's answer, or JSON for a stream's.
 func (f *flight) relayConverted(ctx context.Context, w http.ResponseWriter, peek openai.Peek, xcache string) (int, relayOutcome) {
-	for {
-		_, _, done, _, wake := f.snapshot()
-		if done {
-			break
-		}
+	f.mu.Lock()
+	for !f.done && !f.over {
+		wake := f.wake
+		f.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
 			return 0, gone
 		}
+		f.mu.Lock()
 	}
-	f.mu.Lock()
-	e := entryFrom(f.status, f.header.Get("Content-Type"), f.buf, f.res.Err == nil)
+	var e *cache.Entry
+	if !f.over {
+		e = entryFrom(f.status, f.header.Get("Content-Type"), f.buf.bytes(), f.res.Err == nil)
+	}
 	f.mu.Unlock()
 	if e == nil {
-		return 0, goAlone // incomplete: nothing to convert
+		return 0, goAlone // too large to hold, or incomplete: nothing to convert
 	}
-	status, ok := replay(w, e, peek, 0, xcache)
+	status, ok := replay(w, e, peek, 0, xcache, "")
 	if !ok {
 		return 0, goAlone
 	}

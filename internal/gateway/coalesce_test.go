@@ -42,7 +42,7 @@ func (g *gatedStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprint(w, "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
 }
 
-func startCachingGatewayCfg(t *testing.T, cfg *config.Config, l2 cache.Level, now func() time.Time) (string, *Gateway) {
+func startCachingGatewayCfg(t *testing.T, cfg *config.Config, l2 cache.Level, now func() time.Time, edit ...func(*Deps)) (string, *Gateway) {
 	t.Helper()
 	mem, err := cache.NewMemory(1<<20, nil)
 	if err != nil {
@@ -58,7 +58,12 @@ func startCachingGatewayCfg(t *testing.T, cfg *config.Config, l2 cache.Level, no
 		t.Fatal(err)
 	}
 	t.Cleanup(memo.Close)
-	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Cache, d.Now, d.CacheMemo = tiered, now, memo })
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) {
+		d.Cache, d.Now, d.CacheMemo = tiered, now, memo
+		for _, e := range edit {
+			e(d)
+		}
+	})
 	return srv.URL + "/v1/chat/completions", gw
 }
 

@@ -108,6 +108,10 @@ func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 // else (the privileged surfaces are on AdminHandler). It routes by path: a
 // switch, not a router; the set is small and this runs on every request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Every write moves the connection's write deadline, also on routes
+	// with small answers: a keep-alive connection must not carry an
+	// earlier request's deadline into this one.
+	w = newSendWriter(w, g.rt.Load().Config.Server.SendTimeout.D(), g.metrics.SendTimeouts)
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
 		g.serveInference(w, r)
@@ -249,7 +253,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	// Cache: deterministic requests may be answered without a backend.
 	call := upstreamCall{path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header, body: body, peek: peek,
 		id: id, cost: cost, reqID: reqID, ip: ip, forwardedFor: from.forwardedFor, fingerprint: g.fingerprint(id.tenant, r.URL.Path, body.Bytes())}
-	plan, hit, hitStatus, stale := rt.cacheLookup(r.Context(), w, r, body.Bytes(), parsed, id, start)
+	plan, hit, hitStatus, stale := rt.cacheLookup(r.Context(), w, r, body.Bytes(), parsed, pool, id, start)
 	call.plan = plan
 	if hit {
 		rec.status, rec.cache = hitStatus, "HIT"

@@ -18,10 +18,12 @@ type Pool struct {
 	// Fallbacks are the models that serve when this pool cannot.
 	Fallbacks []string
 	// SLO is the model's time-to-first-token objective per class.
-	SLO    config.SLO
-	queue  *poolQueue // nil when admission is off
-	picker routing.Picker
-	now    func() time.Time
+	SLO config.SLO
+	// cacheModel is the model part of the pool's cache keys (cacheModel).
+	cacheModel string
+	queue      *poolQueue // nil when admission is off
+	picker     routing.Picker
+	now        func() time.Time
 }
 
 // selector adapts a pool to proxy.Selector for one request.

@@ -30,6 +30,8 @@ type Runtime struct {
 	cache     cache.Level // nil: response cache off
 	flights   *flights    // nil: no coalescing
 	memo      *cache.Memo // nil: every body is parsed
+	// cacheMetrics count response buffers and abandoned captures; may be nil.
+	cacheMetrics *cache.Metrics
 
 	modelsOnce sync.Once // /v1/models body and ETag, rendered on first use
 	modelsJSON []byte
@@ -77,7 +79,7 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 			return nil, fmt.Errorf("models[%d].policy: %w", i, err)
 		}
 		pool := &Pool{Model: m.Name, Policy: policy, Fallbacks: m.Fallbacks, SLO: cfg.SLOFor(&cfg.Models[i]),
-			picker: picker, now: deps.Now}
+			cacheModel: cacheModel(m.Name, m.Backends), picker: picker, now: deps.Now}
 		var group *breaker.Group
 		if cfg.Breaker.Enabled {
 			group = breaker.NewGroup(cfg.Breaker.MaxEjectedRatio)
@@ -113,7 +115,7 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 	}
 	rt.limits = lim
 	if cfg.Cache.Enabled {
-		rt.cache, rt.memo = deps.Cache, deps.CacheMemo
+		rt.cache, rt.memo, rt.cacheMetrics = deps.Cache, deps.CacheMemo, deps.CacheMetrics
 		if cfg.Cache.Coalesce {
 			// Kept across reloads: a request arriving just after one
 			// still joins the identical call in flight.

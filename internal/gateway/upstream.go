@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/routing"
@@ -28,6 +29,8 @@ type upstreamCall struct {
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
+// A cacheable call's answer is asked unencoded and carries its
+// Cache-Control.
 func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *Pool, c *upstreamCall, capture *proxy.Capture) proxy.Result {
 	sel := selector{pool: served, req: routing.Request{Model: served.Model, Work: c.cost}}
 	if routing.UsesPrefixKey(served.Policy) { // the prompt decode is paid only where it is used
@@ -36,16 +39,31 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
-		Work: int64(c.cost),
+		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc,
 	}, &sel)
 }
 
-// capture returns a response copy for the cache when the call is cacheable.
+// capture returns a response copy for the cache when the call is cacheable,
+// bounded by cache.max_entry and counted in the buffered-bytes gauge.
 func (rt *Runtime) capture(c *upstreamCall) *proxy.Capture {
 	if c.plan.key == "" {
 		return nil
 	}
-	return &proxy.Capture{Limit: int(rt.Config.Cache.MaxEntry)}
+	m := rt.cacheMetrics
+	return &proxy.Capture{Limit: int(rt.Config.Cache.MaxEntry), Held: func(d int) { m.Buffered(cache.BufferCapture, d) }}
+}
+
+// fillFromCapture stores the captured answer and releases the copy.
+func (rt *Runtime) fillFromCapture(ctx context.Context, c *upstreamCall, header http.Header, res *proxy.Result, capture *proxy.Capture, now time.Time) {
+	if capture == nil {
+		return
+	}
+	if capture.Over {
+		rt.cacheMetrics.CaptureAbandoned()
+	} else {
+		rt.cacheFill(ctx, c.plan, header, res, capture.Buf.Bytes(), now)
+	}
+	capture.Release()
 }
 
 // serveDirect admits the call (a fair wait, or a refusal at once with
@@ -68,9 +86,12 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 		rec.served = served.Model
 	}
 	w.Header().Set("X-Sluice-Model", served.Model)
+	if served != pool {
+		c.plan = cachePlan{} // a fallback's answer is not the asked model's to cache
+	}
 	capture := rt.capture(c)
 	res := rt.forward(ctx, w, served, c, capture)
-	rt.cacheFill(context.WithoutCancel(ctx), c.plan, w.Header(), &res, capture, g.now())
+	rt.fillFromCapture(context.WithoutCancel(ctx), c, w.Header(), &res, capture, g.now())
 	rec.result = res
 	if res.Err != nil && !res.Written {
 		rec.fail(w, apiError(res.Err, c.peek.Model))
@@ -84,9 +105,10 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 // the request on its own (the flight it joined ended without an answer for
 // it); it has then written nothing.
 func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) bool {
-	f, leader := rt.flights.join(c.plan.key, false)
+	f, leader := rt.flights.join(c.plan.key, false, rt.flightOpts(c))
 	defer rt.flights.leave(f)
 	xcache := "COALESCED"
+	var r *reader
 	if leader {
 		xcache = "MISS"
 		served, ticket, err := rt.admit(ctx, pool, c.id, c)
@@ -105,9 +127,10 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 		if served != pool {
 			rec.served = served.Model
 		}
+		r = f.register()
 		g.startUpstream(ctx, rt, f, served, ticket, c)
 	}
-	status, out := f.relay(ctx, w, c.peek, c.reqID, xcache)
+	status, out := f.relay(ctx, w, r, c.peek, c.id.tenant, c.reqID, xcache)
 	if leader {
 		f.mu.Lock()
 		rec.result = f.res
@@ -121,16 +144,32 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 		}
 	case gone:
 		rec.fail(w, apiError(context.Canceled, c.peek.Model))
+	case detached:
+		// Mid-answer: the status is sent, so the honest signal is a
+		// connection closed before the body's end.
+		rec.status, rec.errCode = status, "client_detached"
+		abortResponse(w)
 	case goAlone:
-		if !leader {
-			return false
-		}
 		f.mu.Lock()
 		err := f.err
+		if err == nil && f.done && !f.over {
+			err = f.res.Err // the answer came but broke off: nothing to convert
+		}
 		f.mu.Unlock()
+		if !leader || err == nil {
+			// A follower, or a leader whose answer came in the other shape
+			// and too large to convert: its own request serves it.
+			return false
+		}
 		rec.fail(w, apiError(err, c.peek.Model))
 	}
 	return true
+}
+
+// flightOpts bounds a flight led by c: cache.max_entry bytes, a lagging
+// client detached after server.send_timeout.
+func (rt *Runtime) flightOpts(c *upstreamCall) flightOpts {
+	return flightOpts{limit: int(rt.Config.Cache.MaxEntry), lagGrace: rt.Config.Server.SendTimeout.D(), tenant: c.id.tenant}
 }
 
 // startUpstream sends the flight's one upstream request. The flight's
@@ -143,9 +182,18 @@ func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, ser
 		defer call.body.Release()
 		defer ticket.Release()
 		w.Header().Set("X-Sluice-Model", served.Model)
-		capture := rt.capture(&call)
-		res := rt.forward(ctx, w, served, &call, capture)
-		rt.cacheFill(context.WithoutCancel(ctx), call.plan, w.Header(), &res, capture, g.now())
+		// The flight's buffer is the capture: the answer is held once.
+		res := rt.forward(ctx, w, served, &call, nil)
+		if served.Model != call.peek.Model {
+			return res // a fallback's answer is not the asked model's to cache
+		}
+		f.mu.Lock()
+		var raw []byte
+		if !f.over {
+			raw = f.buf.bytes()
+		}
+		f.mu.Unlock()
+		rt.cacheFill(context.WithoutCancel(ctx), call.plan, w.Header(), &res, raw, g.now())
 		return res
 	})
 }
@@ -157,12 +205,15 @@ func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *up
 	if rt.flights == nil || rt.flights.inFlight(c.plan.key) {
 		return
 	}
-	f, leader := rt.flights.join(c.plan.key, true)
+	f, leader := rt.flights.join(c.plan.key, true, rt.flightOpts(c))
 	if !leader {
 		rt.flights.leave(f)
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
+	if c.plan.cc == "" { // a hit's plan: its followers' answers carry the fresh Cache-Control
+		c.plan.cc = rt.cacheControl(c.plan.ttl)
+	}
 	id := c.id
 	id.class, id.fallback = admission.Batch, false
 	bg := *c // in the batch class, at once or not at all, with no appointment

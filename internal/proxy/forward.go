@@ -81,6 +81,15 @@ type Request struct {
 	// Work is the request's estimated tokens (prompt and answer), counted
 	// on the backend while it is in flight (endpoint.Backend.Work).
 	Work int64
+	// Shared marks an answer that may be stored or sent to other clients:
+	// the backend is asked for an uncompressed body (Accept-Encoding:
+	// identity), so no client is ever handed an encoding it did not ask
+	// for. The transport never decompresses on its own.
+	Shared bool
+	// CacheControl is what a 200 answer tells clients and CDNs (the
+	// backend's own Cache-Control is replaced); "" and every other
+	// status: no-store.
+	CacheControl string
 }
 
 // Result says how a request ended.
@@ -294,6 +303,9 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		ctx = in.Body.holdUntilWritten(ctx)
 	}
 	h := upstreamHeader(in, spec)
+	if in.Shared || in.Capture != nil {
+		h.Set("Accept-Encoding", "identity")
+	}
 	req := &http.Request{
 		Method:        http.MethodPost,
 		URL:           u,

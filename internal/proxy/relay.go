@@ -40,6 +40,13 @@ func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *
 	h := w.Header()
 	copyHeader(h, resp.Header)
 	h.Set("X-Request-Id", in.RequestID)
+	// Inference answers are per request and, unless the gateway shares
+	// them (CacheControl), per client: never stored by a CDN or browser.
+	cc := "no-store"
+	if resp.StatusCode == http.StatusOK && in.CacheControl != "" {
+		cc = in.CacheControl
+	}
+	h.Set("Cache-Control", cc)
 	if f.opt.ExposeBackend {
 		h.Set("X-Sluice-Backend", b.Name())
 	}

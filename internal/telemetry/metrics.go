@@ -20,6 +20,9 @@ type Metrics struct {
 	Retries  *prometheus.CounterVec   // model
 	Inflight prometheus.Gauge         // client requests being served
 	Errors   *prometheus.CounterVec   // model, reason: requests the gateway refused or failed
+	// SendTimeouts counts clients cut because they accepted no response
+	// bytes for server.send_timeout.
+	SendTimeouts prometheus.Counter
 }
 
 // NewMetrics creates and registers the metrics on reg.
@@ -48,8 +51,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_errors_total", Help: "Requests that ended in an error, by reason.",
 		}, []string{"model", "reason"}),
+		SendTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_send_timeouts_total", Help: "Clients cut because they accepted no response bytes for server.send_timeout.",
+		}),
 	}
-	reg.MustRegister(m.Requests, m.TTFT, m.Duration, m.Tokens, m.Retries, m.Inflight, m.Errors)
+	reg.MustRegister(m.Requests, m.TTFT, m.Duration, m.Tokens, m.Retries, m.Inflight, m.Errors, m.SendTimeouts)
 	return m
 }
 

@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"time"
+)
+
+// sendWriter cuts a client that accepts no response bytes for timeout
+// (nginx send_timeout): each write first moves the connection's write
+// deadline, so a write blocked on a client that stopped reading fails after
+// timeout, the connection's context is cancelled and the upstream call (or
+// the client's place in a coalescing flight) is released. The deadline is
+// wall-clock time because the network poller's is; it covers only the
+// gateway's own writes, never the wait for a backend.
+type sendWriter struct {
+	http.ResponseWriter
+	conn    deadliner // nil: the writer has no connection (a job's); nothing to bound
+	timeout time.Duration
+	cuts    counter // clients cut for the send timeout
+	cut     bool
+	aborted bool
+}
+
+// deadliner is what net/http's response writers offer (and
+// http.ResponseController uses); asserted directly, it costs no
+// allocation per write.
+type deadliner interface {
+	SetWriteDeadline(time.Time) error
+	FlushError() error
+}
+
+// counter is the metric sendWriter counts cuts on.
+type counter interface{ Inc() }
+
+func newSendWriter(w http.ResponseWriter, timeout time.Duration, cuts counter) *sendWriter {
+	sw := &sendWriter{ResponseWriter: w, timeout: timeout, cuts: cuts}
+	sw.conn, _ = w.(deadliner)
+	return sw
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *sendWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *sendWriter) arm() {
+	if w.conn != nil && !w.aborted && w.timeout > 0 {
+		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+}
+
+func (w *sendWriter) WriteHeader(code int) {
+	w.arm()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *sendWriter) Write(p []byte) (int, error) {
+	w.arm()
+	n, err := w.ResponseWriter.Write(p)
+	w.note(err)
+	return n, err
+}
+
+func (w *sendWriter) Flush() {
+	w.arm()
+	if w.conn != nil {
+		w.note(w.conn.FlushError())
+	} else if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *sendWriter) note(err error) {
+	if err != nil && !w.cut && !w.aborted && errors.Is(err, os.ErrDeadlineExceeded) {
+		w.cut = true
+		if w.cuts != nil {
+			w.cuts.Inc()
+		}
+	}
+}
+
+// abort ends a response that cannot be finished: the connection is closed
+// before the body's end, so the client sees a truncated answer rather than
+// a short one that looks whole.
+func (w *sendWriter) abort() {
+	w.aborted = true
+	if w.conn != nil {
+		w.conn.SetWriteDeadline(time.Unix(1, 0))
+		w.conn.FlushError()
+	}
+}
+
+// abortResponse aborts w's response (see sendWriter.abort).
+func abortResponse(w http.ResponseWriter) {
+	if sw, ok := w.(*sendWriter); ok {
+		sw.abort()
+		return
+	}
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Unix(1, 0))
+	rc.Flush()
+}
