@@ -68,7 +68,8 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
 			Code: "request_too_large", Message: "the request body exceeds the size limit"}, false
 	case errors.Is(err, errMalformedUpload):
-		return openai.BadRequest("invalid_request", err.Error()), false
+		// The multipart reader's text is Go's; the client needs only this.
+		return openai.BadRequest("invalid_request", "the body is not a well-formed multipart/form-data upload"), false
 	case errors.Is(err, jobs.ErrClosed):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
 			Message: "the job queue is not available; retry shortly", RetryAfter: closedRetry}, false
