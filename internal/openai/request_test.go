@@ -168,3 +168,34 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReplaceModel: rewriting the model of an accepted body to any name
+// yields a body the strict parser accepts, with that model and every
+// other peeked field unchanged.
+func FuzzReplaceModel(f *testing.F) {
+	f.Add([]byte(`{"model":"a","max_tokens":3,"stream":true}`), "org/b")
+	f.Add([]byte(`{"messages":[]}`), "x\"\\\u2028<>&")
+	f.Add([]byte(` {"mod\u0065l" : null} `), "")
+	f.Fuzz(func(t *testing.T, body []byte, model string) {
+		p, err := ParseRequest(body)
+		if err != nil {
+			return
+		}
+		out, err := ReplaceModel(body, model)
+		if err != nil {
+			t.Fatalf("ReplaceModel: %v", err)
+		}
+		q, err := ParseRequest(out)
+		if err != nil {
+			t.Fatalf("rewritten body %q refused: %v", out, err)
+		}
+		want := strings.ToValidUTF8(model, "\uFFFD")
+		if q.Model != want {
+			t.Fatalf("model %q, want %q", q.Model, want)
+		}
+		q.Model = p.Model
+		if q != p {
+			t.Fatalf("rewrite changed other fields: %+v vs %+v", q, p)
+		}
+	})
+}
