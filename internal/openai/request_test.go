@@ -189,7 +189,10 @@ func FuzzReplaceModel(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rewritten body %q refused: %v", out, err)
 		}
-		want := strings.ToValidUTF8(model, "\uFFFD")
+		// Invalid UTF-8 is sent as U+FFFD, byte by byte, as json.Marshal does.
+		var want string
+		quoted, _ := json.Marshal(model)
+		json.Unmarshal(quoted, &want)
 		if q.Model != want {
 			t.Fatalf("model %q, want %q", q.Model, want)
 		}
