@@ -195,6 +195,13 @@ func (p *parser) validate(raw []byte) (jobs.BatchRequest, *jobs.BatchLineError) 
 	if err := json.Unmarshal(raw, &in); err != nil {
 		return bad(CodeInvalidJSON, "", "line is not valid JSON: "+jsonProblem(err))
 	}
+	// encoding/json matched the line's keys case-insensitively; a line
+	// that spells one twice is ambiguous, not "the last one wins".
+	if err := openai.CheckKeys(bytes.TrimLeft(raw, " \t\r\n"), "custom_id", "method", "url", "body"); err != nil {
+		var oe *openai.Error
+		errors.As(err, &oe)
+		return bad(CodeInvalidJSON, oe.Param, "line: "+oe.Message)
+	}
 	customID, ok := jsonString(in.CustomID)
 	if !ok || customID == "" {
 		return bad(CodeInvalidCustomID, "custom_id", "custom_id must be a non-empty string")

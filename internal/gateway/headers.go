@@ -77,7 +77,9 @@ func parseMaxWait(h string) (time.Duration, *openai.Error) {
 // "respond-async=yes", or a respond-async followed by junk, is a 400.
 func parsePrefer(values []string) (async bool, err *openai.Error) {
 	const name = "respond-async"
-	bad := headerError(headerPrefer, `Prefer: malformed respond-async preference; send "Prefer: respond-async"`)
+	bad := func() *openai.Error {
+		return headerError(headerPrefer, `Prefer: malformed respond-async preference; send "Prefer: respond-async"`)
+	}
 	for _, v := range values {
 		for _, pref := range splitQuoted(v, ',') {
 			token := pref
@@ -89,12 +91,12 @@ func parsePrefer(values []string) (async bool, err *openai.Error) {
 			case strings.EqualFold(token, name):
 				rest := strings.TrimSpace(pref[strings.Index(pref, token)+len(token):])
 				if strings.HasPrefix(rest, "=") {
-					return false, bad
+					return false, bad()
 				}
 				async = true
 			case len(token) > len(name) && strings.EqualFold(token[:len(name)], name) &&
 				(token[len(name)] == ' ' || token[len(name)] == '\t'):
-				return false, bad // "respond-async foo"
+				return false, bad() // "respond-async foo"
 			}
 		}
 	}

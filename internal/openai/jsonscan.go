@@ -3,6 +3,7 @@ package openai
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 )
 
 // members walks the members of one JSON object, in order, without decoding
@@ -122,5 +123,33 @@ func skipValue(b []byte, i int) int {
 			i++
 		}
 		return i
+	}
+}
+
+// CheckKeys refuses a JSON object (already known to be valid) in which one
+// of fields appears twice, or a key equals one of them only
+// case-insensitively: the rule ParseRequest applies to a request, for other
+// objects the gateway reads with encoding/json (whose key matching is
+// case-insensitive). The error is an *Error naming the key.
+func CheckKeys(obj []byte, fields ...string) error {
+	var seen uint64
+	m := newMembers(obj)
+	for {
+		rawKey, _, ok := m.next()
+		if !ok {
+			return nil
+		}
+		key := decodeKey(rawKey)
+		for i, f := range fields {
+			switch {
+			case key == f:
+				if seen&(1<<i) != 0 {
+					return duplicateKey(f)
+				}
+				seen |= 1 << i
+			case strings.EqualFold(key, f):
+				return ambiguousKey(key, f)
+			}
+		}
 	}
 }
