@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -81,13 +83,27 @@ func FuzzBearerAndETag(f *testing.F) {
 	})
 }
 
-// FuzzPrivateHost: a webhook URL naming a loopback or private literal is
-// always caught, however it is spelled.
+// FuzzPrivateHost: a webhook URL naming a loopback, private or unspecified
+// address literal, or localhost, is always caught, however it is spelled;
+// an unparsable one counts as private.
 func FuzzPrivateHost(f *testing.F) {
 	for _, s := range []string{"http://127.0.0.1/x", "http://[::1]:80/", "https://LOCALHOST/", "http://a.localhost/", "http://10.1.2.3/", "https://example.com/", "http://%31%32%37.0.0.1/", "http://0.0.0.0/"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		privateHost(raw) // must not panic
+		got := privateHost(raw)
+		u, err := url.Parse(raw)
+		if err != nil {
+			if !got {
+				t.Fatalf("unparsable %q not treated as private", raw)
+			}
+			return
+		}
+		if ip, err := netip.ParseAddr(u.Hostname()); err == nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified()) && !got {
+			t.Fatalf("%q names %v, not caught", raw, ip)
+		}
+		if strings.EqualFold(u.Hostname(), "localhost") && !got {
+			t.Fatalf("%q names localhost, not caught", raw)
+		}
 	})
 }
