@@ -108,7 +108,16 @@ func notFound(kind object, id string) *openai.Error {
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, kind object, id string) {
 	e, internal := apiError(err, kind, id)
 	if internal {
-		h.log.ErrorContext(r.Context(), "batch api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		// The client gets a generic answer; the id (set by the gateway)
+		// finds this line.
+		reqID := w.Header().Get("X-Request-Id")
+		h.log.ErrorContext(r.Context(), "batch api request failed", "method", r.Method, "path", r.URL.Path,
+			"request_id", reqID, "err", err)
+		if reqID != "" {
+			c := *e
+			c.Message += " (request id " + reqID + ")"
+			e = &c
+		}
 	}
 	openai.WriteError(w, e)
 }

@@ -169,7 +169,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if err != proxy.ErrBodyTooLarge {
 			err = fmt.Errorf("%w: %w", errReadBody, err)
-			rec.cause = err // the client's fault, but worth a line at debug level
+			rec.cause = err // the client's fault: the detail goes on the access line only
 		}
 		rec.fail(w, apiError(err, ""))
 		return

@@ -270,6 +270,8 @@ func (w *statusWriter) WriteHeader(code int) {
 // authenticated tenant.
 func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
 	rt := g.rt.Load()
+	// The id ties an unexpected error's generic answer to its log line.
+	w.Header().Set("X-Request-Id", requestID(r))
 	id, authErr := rt.tenants.identify(r, clientIP(r))
 	if authErr != nil {
 		writeError(w, authErr)
