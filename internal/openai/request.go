@@ -43,14 +43,15 @@ var actedOn = [...]string{"model", "stream", "stream_options", "max_tokens", "ma
 	"temperature", "seed", "n", "user", "messages", "prompt"}
 
 // ParseRequest extracts the peeked fields from an inference request body.
-// It reads top-level keys case-sensitively, as Python's json module does;
+// It validates the body (validJSON) and reads its top-level keys in one
+// more pass, case-sensitively, as Python's json module does;
 // every error is an *Error (400) naming the offending field in Param.
 func ParseRequest(body []byte) (Peek, error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
 		return Peek{}, BadRequest("invalid_json", "the request body is empty; it must be a JSON object")
 	}
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return Peek{}, syntaxError(body)
 	}
 	if trimmed[0] != '{' {
@@ -315,7 +316,7 @@ func syntaxError(body []byte) *Error {
 // value is replaced; every other byte is kept as the client sent it. body
 // must have passed ParseRequest (so "model" appears at most once).
 func ReplaceModel(body []byte, model string) ([]byte, error) {
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return nil, syntaxError(body)
 	}
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
