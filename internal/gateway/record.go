@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -74,12 +75,16 @@ func (g *Gateway) finish(rec *record) {
 	case rec.status >= 500:
 		level = slog.LevelWarn
 	}
-	if rec.cause != nil && rec.status >= 500 {
+	cause := rec.cause
+	if cause == nil && res.Written && res.Err != nil && !errors.Is(res.Err, context.Canceled) {
+		cause = res.Err // a stream cut short: the client got a generic in-band event
+	}
+	if cause != nil && (rec.status >= 500 || res.Written) {
 		// An unexpected error is logged in full whatever the access log
 		// says: the client saw only a generic message and the request id.
 		g.log.LogAttrs(context.Background(), slog.LevelError, "request failed", slog.String("request_id", rec.id),
 			slog.String("path", rec.path), slog.String("model", rec.model), slog.Int("status", rec.status),
-			slog.String("cause", rec.cause.Error()))
+			slog.String("cause", cause.Error()))
 	}
 	if !g.rt.Load().Config.Log.Access || !g.log.Enabled(context.Background(), level) {
 		return // before building the attributes: this runs on every request

@@ -228,3 +228,39 @@ func TestUnexpectedErrorIsGenericAndLogged(t *testing.T) {
 		t.Fatalf("the cause is not logged with the request id: %s", l)
 	}
 }
+
+// TestMidStreamErrorIsGeneric: a stream the backend cuts short ends with an
+// in-band error event that carries the request id, not the transport's
+// text; the cause is logged in full.
+func TestMidStreamErrorIsGeneric(t *testing.T) {
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"a\":1}\n\n")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // cut the connection mid-stream
+	}))
+	t.Cleanup(broken.Close)
+	logs := &syncBuffer{}
+	reg := prometheus.NewRegistry()
+	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg}
+	rt, err := Build(testConfig(broken.URL), deps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Registry: reg, Now: time.Now})
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() { srv.Close(); deps.Transport.CloseIdle(); rt.Retire(nil) })
+
+	body := readAll(t, post(t, srv.URL+"/v1/chat/completions", `{"model":"m1","stream":true}`, "X-Request-Id", "req-cut-1"))
+	i := strings.Index(body, `{"error"`)
+	if i < 0 {
+		t.Fatalf("no error event in %q", body)
+	}
+	_, _, msg := errorObject(t, strings.TrimSpace(body[i:]))
+	if leaksInternals(msg) || strings.Contains(msg, "unexpected") || !strings.Contains(msg, "req-cut-1") {
+		t.Fatalf("in-band error %q: want a generic message with the request id", msg)
+	}
+	if l := logs.String(); !strings.Contains(l, "req-cut-1") || !strings.Contains(l, "cause=") {
+		t.Fatalf("the cause is not logged: %s", l)
+	}
+}
