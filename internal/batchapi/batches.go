@@ -107,10 +107,25 @@ func decodeCreateBatch(body io.Reader) (*createBatchRequest, error) {
 		return nil, err
 	case errors.As(err, &te) && te.Field != "":
 		return nil, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_type",
-			Param: te.Field, Message: "Invalid type for '" + te.Field + "': expected " + te.Type.String()}
+			Param: te.Field, Message: "Invalid type for '" + te.Field + "': expected " + jsonTypeOf(te.Field)}
 	default:
-		return nil, openai.BadRequest("invalid_json", "the body must be a JSON object: "+err.Error())
+		// The decoder's own text names Go types; say where, not how.
+		msg := "the body must be a JSON object"
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			msg += " (invalid JSON at byte " + strconv.FormatInt(syn.Offset, 10) + ")"
+		}
+		return nil, openai.BadRequest("invalid_json", msg)
 	}
+}
+
+// jsonTypeOf names the JSON type a create-batch field takes.
+// Every field is a string but metadata, an object of strings.
+func jsonTypeOf(field string) string {
+	if field == "metadata" {
+		return "an object of strings"
+	}
+	return "a string"
 }
 
 // checkCreateBatch validates the parameters that need no lookup.

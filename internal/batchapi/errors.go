@@ -72,7 +72,8 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
 			Code: "request_too_large", Message: "the request body exceeds the size limit"}, false
 	case errors.Is(err, errMalformedUpload):
-		return openai.BadRequest("invalid_request", err.Error()), false
+		// The multipart reader's text is Go's; the client needs only this.
+		return openai.BadRequest("invalid_request", "the body is not a well-formed multipart/form-data upload"), false
 	case jobs.IsUnavailable(err):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
 			Message: "the job queue is unreachable; retry shortly", RetryAfter: unavailableRetry}, false
@@ -114,7 +115,16 @@ func notFound(kind object, id string) *openai.Error {
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, kind object, id string) {
 	e, internal := apiError(err, kind, id)
 	if internal {
-		h.log.ErrorContext(r.Context(), "batch api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		// The client gets a generic answer; the id (set by the gateway)
+		// finds this line.
+		reqID := w.Header().Get("X-Request-Id")
+		h.log.ErrorContext(r.Context(), "batch api request failed", "method", r.Method, "path", r.URL.Path,
+			"request_id", reqID, "err", err)
+		if reqID != "" {
+			c := *e
+			c.Message += " (request id " + reqID + ")"
+			e = &c
+		}
 	}
 	openai.WriteError(w, e)
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 // Line error codes, in BatchLineError.Code and in the 400 a bad upload gets.
@@ -194,6 +195,13 @@ func (p *parser) validate(raw []byte) (jobs.BatchRequest, *jobs.BatchLineError) 
 	if err := json.Unmarshal(raw, &in); err != nil {
 		return bad(CodeInvalidJSON, "", "line is not valid JSON: "+jsonProblem(err))
 	}
+	// encoding/json matched the line's keys case-insensitively; a line
+	// that spells one twice is ambiguous, not "the last one wins".
+	if err := openai.CheckKeys(bytes.TrimLeft(raw, " \t\r\n"), "custom_id", "method", "url", "body"); err != nil {
+		var oe *openai.Error
+		errors.As(err, &oe)
+		return bad(CodeInvalidJSON, oe.Param, "line: "+oe.Message)
+	}
 	customID, ok := jsonString(in.CustomID)
 	if !ok || customID == "" {
 		return bad(CodeInvalidCustomID, "custom_id", "custom_id must be a non-empty string")
@@ -211,14 +219,23 @@ func (p *parser) validate(raw []byte) (jobs.BatchRequest, *jobs.BatchLineError) 
 	if !isObject(in.Body) {
 		return bad(CodeInvalidBody, "body", "body must be a JSON object")
 	}
-	var body struct {
-		Model json.RawMessage `json:"model"`
+	// The body is read as the gateway will read it when the job runs (and
+	// as the backend will): strictly, so an ambiguous body is refused now,
+	// on its line, rather than failing later.
+	peek, err := openai.ParseRequest(in.Body)
+	if err != nil {
+		param, msg := "body", "body is not a valid request"
+		var oe *openai.Error
+		if errors.As(err, &oe) {
+			msg = "body: " + oe.Message
+			if oe.Param != "" {
+				param = "body." + oe.Param
+			}
+		}
+		return bad(CodeInvalidBody, param, msg)
 	}
-	if err := json.Unmarshal(in.Body, &body); err != nil {
-		return bad(CodeInvalidBody, "body", "body is not valid JSON: "+jsonProblem(err))
-	}
-	model, ok := jsonString(body.Model)
-	if !ok || model == "" {
+	model := peek.Model
+	if model == "" {
 		return bad(CodeInvalidBody, "body.model", "body.model must be a non-empty string")
 	}
 	if p.o.Models != nil && !p.o.Models(model) {
@@ -260,7 +277,7 @@ func jsonProblem(err error) string {
 	if errors.As(err, &syn) {
 		return syn.Error() + " at byte " + strconv.FormatInt(syn.Offset, 10)
 	}
-	return err.Error()
+	return "not a JSON object" // other decoder errors name Go types
 }
 
 func quoteAll(ss []string) string {

@@ -54,7 +54,11 @@ func unmarshalEntry(b []byte) (*Entry, error) {
 	if d.byte() != codecVersion {
 		return nil, errCorrupt
 	}
-	e := &Entry{Status: int(d.uvarint())}
+	status := d.uvarint()
+	if status < 100 || status > 599 { // replaying it would make WriteHeader panic
+		return nil, errCorrupt
+	}
+	e := &Entry{Status: int(status)}
 	if ns := d.varint(); ns != 0 {
 		e.Stored = time.Unix(0, ns)
 	}

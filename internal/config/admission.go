@@ -151,8 +151,8 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 			bad(key+".key", "duplicate key")
 		}
 		seen[k.Key] = true
-		if k.Weight < 0 {
-			bad(key+".weight", "must be positive")
+		if !(k.Weight >= 0 && k.Weight <= maxTenantWeight) { // also NaN
+			bad(key+".weight", "must be between 0 (the default, 1) and %g", float64(maxTenantWeight))
 		}
 		if !priorities[k.Priority] {
 			bad(key+".priority", "must be interactive or batch, got %q", k.Priority)
@@ -182,6 +182,10 @@ func validProxy(s string) bool {
 	_, err := netip.ParseAddr(s)
 	return err == nil
 }
+
+// maxTenantWeight bounds a tenant's weight: the fair queue divides cost by
+// it, so an infinite or absurd weight would make its tags meaningless.
+const maxTenantWeight = 1e6
 
 // SLO is a model's time-to-first-token objective per priority class.
 type SLO struct {

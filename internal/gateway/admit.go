@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -161,16 +160,10 @@ func (p *Pool) expectedTTFT(now time.Time) time.Duration {
 // expected time to first token): a waiter the queue let in is refused then,
 // not at until, since the margin was for the estimate's error.
 func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) (until, latest time.Time) {
-	if h := r.Header.Get("X-Sluice-Max-Wait"); h != "" {
-		var d time.Duration
-		if ms, err := strconv.Atoi(h); err == nil {
-			d = time.Duration(ms) * time.Millisecond
-		} else if pd, err := time.ParseDuration(strings.TrimSpace(h)); err == nil {
-			d = pd
-		}
-		if d > 0 && d < objective {
-			objective = d
-		}
+	// The header was validated on arrival (readControlHeaders); the client
+	// may ask for less than the objective, never for more.
+	if d, err := parseMaxWait(r.Header.Get(headerMaxWait)); err == nil && d > 0 && d < objective {
+		objective = d
 	}
 	wait := max((objective-ttft)*2/3, objective/3)
 	return start.Add(wait), start.Add(max(objective-ttft, wait))

@@ -55,12 +55,31 @@ func apiError(err error, model string) *openai.Error {
 	case errors.Is(err, context.Canceled):
 		// nginx's 499: the client closed the request; nobody reads this.
 		return &openai.Error{Status: 499, Type: openai.TypeServer, Code: "client_closed_request", Message: "client closed the request"}
+	case errors.Is(err, errReadBody):
+		return openai.BadRequest("invalid_body", "could not read the request body")
 	default:
+		// Unexpected: the text may name backends, Go types or internals.
+		// The client gets a generic answer with the request id (writeError
+		// adds it); the cause is logged in full (record.fail, finish).
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_error",
-			Message: "the backend failed: " + err.Error()}
+			Message: "the backend failed", Cause: err}
 	}
 }
 
+// errReadBody tags a failure to read the client's request body.
+var errReadBody = errors.New("reading the request body")
+
 // writeError answers with e in the OpenAI shape, with Retry-After headers
-// when the client should come back.
-func writeError(w http.ResponseWriter, e *openai.Error) { openai.WriteError(w, e) }
+// when the client should come back. An unexpected error (e.Cause set) is
+// answered with its generic message and the request id, so the client can
+// quote the id and an operator can find the logged cause.
+func writeError(w http.ResponseWriter, e *openai.Error) {
+	if e.Cause != nil {
+		c := *e
+		if id := w.Header().Get("X-Request-Id"); id != "" {
+			c.Message += " (request id " + id + ")"
+		}
+		e = &c
+	}
+	openai.WriteError(w, e)
+}

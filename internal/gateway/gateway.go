@@ -11,6 +11,7 @@ package gateway
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
@@ -178,11 +179,17 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rec.tenant = id.tenant
+	ctl, herr := readControlHeaders(r.Header)
+	if herr != nil {
+		rec.fail(w, herr)
+		return
+	}
 
 	body, err := g.bodies.ReadBody(r.Body, r.ContentLength, int64(rt.Config.MaxBodyBytes))
 	if err != nil {
 		if err != proxy.ErrBodyTooLarge {
-			err = openai.BadRequest("invalid_body", "could not read the request body: "+err.Error())
+			err = fmt.Errorf("%w: %w", errReadBody, err)
+			rec.cause = err // the client's fault: the detail goes on the access line only
 		}
 		rec.fail(w, apiError(err, ""))
 		return
@@ -191,7 +198,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 
 	parsed, err := rt.parse(body.Bytes())
 	if err != nil {
-		rec.fail(w, openai.BadRequest("invalid_json", "We could not parse the JSON body of your request: "+err.Error()))
+		rec.fail(w, apiError(err, "")) // an *openai.Error naming the field
 		return
 	}
 	peek := parsed.Peek
@@ -213,7 +220,7 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	// Async: Prefer: respond-async queues the request as a job (202 and
 	// /v1/jobs/{id}) to run when the pool has spare capacity. It is charged
 	// when it runs, not here (see docs/RELIABILITY.md, "Jobs and webhooks").
-	if job == nil && preferAsync(r) {
+	if job == nil && ctl.async {
 		rec.status = g.acceptAsync(w, r, body.Bytes(), peek, id)
 		return
 	}

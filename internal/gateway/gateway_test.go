@@ -74,7 +74,7 @@ func TestBadRequestsGetOpenAIErrors(t *testing.T) {
 	}{
 		{"malformed", "POST", "/v1/chat/completions", `{"model":"m1",`, 400, "invalid_json"},
 		{"not object", "POST", "/v1/chat/completions", `[1,2]`, 400, "invalid_json"},
-		{"wrong type", "POST", "/v1/chat/completions", `{"model":"m1","stream":"yes"}`, 400, "invalid_json"},
+		{"wrong type", "POST", "/v1/chat/completions", `{"model":"m1","stream":"yes"}`, 400, "invalid_type"},
 		{"no model", "POST", "/v1/chat/completions", `{"messages":[]}`, 400, "missing_model"},
 		{"unknown model", "POST", "/v1/chat/completions", `{"model":"nope"}`, 404, "model_not_found"},
 		{"too large", "POST", "/v1/completions", `{"model":"m1","prompt":"` + strings.Repeat("a", 2000) + `"}`, 413, "request_too_large"},

@@ -199,18 +199,6 @@ func jobClass(id identity) string {
 	return "interactive"
 }
 
-// preferAsync reports an RFC 7240 "Prefer: respond-async".
-func preferAsync(r *http.Request) bool {
-	for _, v := range r.Header.Values("Prefer") {
-		for _, p := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(strings.SplitN(p, ";", 2)[0]), "respond-async") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // acceptAsync queues the request as a job and answers 202 with its id
 // (or the job an earlier submission with the same Idempotency-Key made).
 func (g *Gateway) acceptAsync(w http.ResponseWriter, r *http.Request, body []byte, peek openai.Peek, id identity) int {
@@ -289,6 +277,8 @@ func (w *statusWriter) WriteHeader(code int) {
 // authenticated tenant.
 func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
 	rt := g.rt.Load()
+	// The id ties an unexpected error's generic answer to its log line.
+	w.Header().Set("X-Request-Id", requestID(r))
 	id, authErr := rt.tenants.identify(r, rt.tenants.realIP.client(r).addr)
 	if authErr != nil {
 		writeError(w, authErr)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -23,12 +24,17 @@ type record struct {
 	start           time.Time
 	status          int
 	errCode         string
-	result          proxy.Result
+	// cause is the full internal error behind a failure, for the log only.
+	cause  error
+	result proxy.Result
 }
 
 // fail answers the client with e (unless it left) and notes the error.
 func (rec *record) fail(w http.ResponseWriter, e *openai.Error) {
 	rec.status, rec.errCode = e.Status, e.Code
+	if e.Cause != nil {
+		rec.cause = e.Cause
+	}
 	if e.Status != 499 {
 		writeError(w, e)
 	}
@@ -69,6 +75,17 @@ func (g *Gateway) finish(rec *record) {
 	case rec.status >= 500:
 		level = slog.LevelWarn
 	}
+	cause := rec.cause
+	if cause == nil && res.Written && res.Err != nil && !errors.Is(res.Err, context.Canceled) {
+		cause = res.Err // a stream cut short: the client got a generic in-band event
+	}
+	if cause != nil && (rec.status >= 500 || res.Written) {
+		// An unexpected error is logged in full whatever the access log
+		// says: the client saw only a generic message and the request id.
+		g.log.LogAttrs(context.Background(), slog.LevelError, "request failed", slog.String("request_id", rec.id),
+			slog.String("path", rec.path), slog.String("model", rec.model), slog.Int("status", rec.status),
+			slog.String("cause", cause.Error()))
+	}
 	if !g.rt.Load().Config.Log.Access || !g.log.Enabled(context.Background(), level) {
 		return // before building the attributes: this runs on every request
 	}
@@ -95,6 +112,9 @@ func (g *Gateway) finish(rec *record) {
 	}
 	if rec.errCode != "" {
 		attrs = append(attrs, slog.String("error", rec.errCode))
+		if rec.cause != nil && rec.status < 500 {
+			attrs = append(attrs, slog.String("cause", rec.cause.Error()))
+		}
 	} else if res.Err != nil {
 		attrs = append(attrs, slog.String("error", res.Err.Error()))
 	}

@@ -87,8 +87,12 @@ func (t *tenants) identify(r *http.Request, ip string) (identity, *openai.Error)
 		id.tenant = "ip:" + ip
 	}
 	// A request may lower its own priority, or raise it as far as its key allows.
-	if h := r.Header.Get("X-Sluice-Priority"); h != "" {
-		id.class = max(classOf(strings.ToLower(h)), maxClass)
+	class, asked, perr := parsePriority(r.Header.Get(headerPriority))
+	if perr != nil {
+		return id, perr
+	}
+	if asked {
+		id.class = max(class, maxClass)
 	}
 	if id.class < maxClass {
 		id.class = maxClass

@@ -91,9 +91,15 @@ func idemKey(tenant, key string) string {
 var validToken = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
 func decodeJob(e jetstream.KeyValueEntry) (*jobRecord, error) {
+	return decodeJobValue(e.Key(), e.Value())
+}
+
+// decodeJobValue decodes a stored job record (stored input: written by
+// any version of any replica, or damaged).
+func decodeJobValue(key string, v []byte) (*jobRecord, error) {
 	var r jobRecord
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return nil, fmt.Errorf("jobs: decoding record %s: %w", e.Key(), err)
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("jobs: decoding record %s: %w", key, err)
 	}
 	return &r, nil
 }

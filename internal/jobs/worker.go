@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -478,11 +479,17 @@ func (w *worker) finished(ctx context.Context, d *delivery, rec *jobRecord, dead
 	_ = d.msg.Ack()
 }
 
-// deadRecord fails r for good with its last error.
+// deadRecord fails r for good. The client sees a fixed message: the last
+// error's text is an executor's (transport errors name internal addresses)
+// and stays in the record's LastError and the dead-letter log line.
 func deadRecord(r *jobRecord, now int64) {
 	r.Job.Status = StatusFailed
 	r.Job.FinishedAt = now
-	r.Job.Error = &JobError{Code: "max_attempts", Message: r.LastError}
+	r.Job.Error = &JobError{Code: "max_attempts", Message: deadMessage(r.Job.Attempts, r.Job.ID)}
+}
+
+func deadMessage(attempts int, id string) string {
+	return "the job failed on each of its " + strconv.Itoa(attempts) + " attempts; quote job " + id + " to the operator for the cause"
 }
 
 // heartbeat tells JetStream the message is still being worked on, every

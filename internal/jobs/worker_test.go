@@ -143,7 +143,7 @@ func TestErrorsRetryThenDeadLetter(t *testing.T) {
 	eventually(t, "broken job", func() bool { return mustJob(t, s, "acme", bj.ID).Status.Terminal() })
 	got := mustJob(t, s, "acme", bj.ID)
 	if got.Status != StatusFailed || got.Attempts != 3 || got.Error == nil || got.Error.Code != "max_attempts" ||
-		got.Error.Message != "upstream unreachable" || got.Result != nil {
+		got.Error.Message != deadMessage(3, bj.ID) || strings.Contains(got.Error.Message, "upstream unreachable") || got.Result != nil {
 		t.Fatalf("dead-lettered job = %+v, error %+v", got, got.Error)
 	}
 	if s.Stats().DeadLettered != 1 {

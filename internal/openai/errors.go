@@ -27,6 +27,9 @@ type Error struct {
 	// RetryAfter, when positive, is sent as Retry-After (seconds, rounded up)
 	// and retry-after-ms, which the official SDKs honour.
 	RetryAfter time.Duration
+	// Cause, when set, is the unexpected internal error behind a generic
+	// answer. It is logged in full and never sent: Message stays generic.
+	Cause error
 }
 
 func (e *Error) Error() string {

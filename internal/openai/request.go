@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Peek is the handful of request fields the gateway needs. Everything else
@@ -21,75 +22,340 @@ type Peek struct {
 	Deterministic bool
 }
 
-// peekFields is decoded with encoding/json; unknown fields are skipped by the
-// decoder without being materialised.
-type peekFields struct {
-	Model               *string `json:"model"`
-	Stream              bool    `json:"stream"`
-	MaxTokens           *int    `json:"max_tokens"`
-	MaxCompletionTokens *int    `json:"max_completion_tokens"`
-	StreamOptions       *struct {
-		IncludeUsage bool `json:"include_usage"`
-	} `json:"stream_options"`
-	Temperature *float64        `json:"temperature"`
-	Seed        json.RawMessage `json:"seed"`
-	N           *int            `json:"n"`
-}
+// Bounds on the numbers the gateway acts on. MaxTokensLimit is far above
+// any model's context (so no real request is refused) and small enough
+// that cost arithmetic on it cannot overflow; MaxChoices is OpenAI's own
+// bound on n.
+const (
+	MaxTokensLimit = 1 << 24
+	MaxChoices     = 128
+)
 
-// ErrNotObject is returned for a body that is valid JSON but not an object.
-var ErrNotObject = errors.New("request body must be a JSON object")
+// actedOn are the top-level fields the gateway reads, in any component:
+// routing (model), relaying (stream, stream_options), cost and admission
+// (max_tokens, max_completion_tokens, n), the cache's determinism test and
+// key (temperature, seed, n, user) and prefix affinity (messages, prompt).
+// The gateway must read each exactly as the Python backend will, so a key
+// that matches one of them only case-insensitively (Go's encoding/json
+// would conflate them, Python does not), or that appears twice (which
+// readers resolve differently), is refused rather than guessed at.
+var actedOn = [...]string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+	"temperature", "seed", "n", "user", "messages", "prompt"}
 
 // ParseRequest extracts the peeked fields from an inference request body.
-// requireModel is false for endpoints where a model is optional.
+// It validates the body (validJSON) and reads its top-level keys in one
+// more pass, case-sensitively, as Python's json module does;
+// every error is an *Error (400) naming the offending field in Param.
 func ParseRequest(body []byte) (Peek, error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
-		return Peek{}, errors.New("request body is empty")
+		return Peek{}, BadRequest("invalid_json", "the request body is empty; it must be a JSON object")
+	}
+	if !validJSON(body) {
+		return Peek{}, syntaxError(body)
 	}
 	if trimmed[0] != '{' {
 		return Peek{}, ErrNotObject
 	}
-	var f peekFields
-	if err := json.Unmarshal(body, &f); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			return Peek{}, fmt.Errorf("field %q has the wrong type: %w", typeErr.Field, err)
+	var (
+		p                        Peek
+		seen                     uint16
+		maxTokens, maxCompletion int
+		hasMax, hasMaxCompletion bool
+		temperature              float64
+		hasTemperature, hasSeed  bool
+		n                        = 1
+	)
+	m := newMembers(trimmed)
+	for {
+		rawKey, val, ok := m.next()
+		if !ok {
+			break
 		}
-		return Peek{}, fmt.Errorf("malformed JSON: %w", err)
-	}
-	p := Peek{Stream: f.Stream}
-	if f.Model != nil {
-		p.Model = *f.Model
+		idx := fieldIndex(rawKey)
+		if idx < 0 {
+			if f := foldedField(rawKey); f != "" {
+				return Peek{}, ambiguousKey(decodeKey(rawKey), f)
+			}
+			continue
+		}
+		key := actedOn[idx]
+		if seen&(1<<idx) != 0 {
+			return Peek{}, duplicateKey(key)
+		}
+		seen |= 1 << idx
+		if isNull(val) {
+			continue
+		}
+		var err error
+		switch key {
+		case "model":
+			p.Model, err = stringValue(key, val)
+		case "stream":
+			p.Stream, err = boolValue(key, val)
+		case "stream_options":
+			p.IncludeUsage, err = streamOptions(val)
+		case "max_tokens":
+			maxTokens, err = intValue(key, val, 0, MaxTokensLimit)
+			hasMax = true
+		case "max_completion_tokens":
+			maxCompletion, err = intValue(key, val, 0, MaxTokensLimit)
+			hasMaxCompletion = true
+		case "temperature":
+			temperature, err = numberValue(key, val)
+			hasTemperature = true
+		case "seed":
+			err = integerLiteral(key, val)
+			hasSeed = true
+		case "n":
+			n, err = intValue(key, val, 1, MaxChoices)
+		}
+		if err != nil {
+			return Peek{}, err
+		}
 	}
 	switch {
-	case f.MaxCompletionTokens != nil:
-		p.MaxTokens = *f.MaxCompletionTokens
-	case f.MaxTokens != nil:
-		p.MaxTokens = *f.MaxTokens
+	case hasMaxCompletion:
+		p.MaxTokens = maxCompletion
+	case hasMax:
+		p.MaxTokens = maxTokens
 	}
-	if p.MaxTokens < 0 {
-		return Peek{}, errors.New("max_tokens must not be negative")
-	}
-	if f.StreamOptions != nil {
-		p.IncludeUsage = f.StreamOptions.IncludeUsage
-	}
-	seeded := len(f.Seed) > 0 && string(f.Seed) != "null"
-	p.Deterministic = ((f.Temperature != nil && *f.Temperature == 0) || seeded) && (f.N == nil || *f.N == 1)
+	p.Deterministic = ((hasTemperature && temperature == 0) || hasSeed) && n == 1
 	return p, nil
 }
 
-// ReplaceModel returns body with its top-level "model" set to model. It is
-// only used when a backend expects another model name, so its cost (a
-// decode into raw fields and a re-encode) stays off the common path.
-func ReplaceModel(body []byte, model string) ([]byte, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, err
+// ErrNotObject is returned for a body that is valid JSON but not an object.
+var ErrNotObject = BadRequest("invalid_json", "the request body must be a JSON object")
+
+// fieldIndex is the index in actedOn of the raw (undecoded) key, or -1.
+func fieldIndex(rawKey []byte) int {
+	if bytes.IndexByte(rawKey, '\\') >= 0 {
+		return indexOf(decodeKey(rawKey))
 	}
-	m, err := json.Marshal(model)
+	return indexOf(string(rawKey)) // no allocation: the conversion is only compared
+}
+
+func indexOf(key string) int {
+	switch key {
+	case "model":
+		return 0
+	case "stream":
+		return 1
+	case "stream_options":
+		return 2
+	case "max_tokens":
+		return 3
+	case "max_completion_tokens":
+		return 4
+	case "temperature":
+		return 5
+	case "seed":
+		return 6
+	case "n":
+		return 7
+	case "user":
+		return 8
+	case "messages":
+		return 9
+	case "prompt":
+		return 10
+	}
+	return -1
+}
+
+// foldedField is the acted-on field the raw key equals case-insensitively
+// (with Unicode folding, as encoding/json matches keys), or "".
+func foldedField(rawKey []byte) string {
+	key := rawKey
+	if bytes.IndexByte(rawKey, '\\') >= 0 {
+		key = []byte(decodeKey(rawKey))
+	}
+	for i := range actedOn {
+		if bytes.EqualFold(key, actedOnBytes[i]) {
+			return actedOn[i]
+		}
+	}
+	return ""
+}
+
+var actedOnBytes = func() (b [len(actedOn)][]byte) {
+	for i, f := range actedOn {
+		b[i] = []byte(f)
+	}
+	return b
+}()
+
+// streamOptions reads stream_options.include_usage with the same rules as
+// the top level.
+func streamOptions(val []byte) (bool, error) {
+	const param = "stream_options.include_usage"
+	if val[0] != '{' {
+		return false, typeError("stream_options", "an object")
+	}
+	var include, seen bool
+	m := newMembers(val)
+	for {
+		rawKey, v, ok := m.next()
+		if !ok {
+			return include, nil
+		}
+		switch key := decodeKey(rawKey); {
+		case key == "include_usage":
+			if seen {
+				return false, duplicateKey(param)
+			}
+			seen = true
+			if isNull(v) {
+				continue
+			}
+			var err error
+			if include, err = boolValue(param, v); err != nil {
+				return false, err
+			}
+		case strings.EqualFold(key, "include_usage"):
+			return false, ambiguousKey("stream_options."+key, param)
+		}
+	}
+}
+
+func isNull(v []byte) bool { return len(v) == 4 && string(v) == "null" }
+
+func stringValue(param string, v []byte) (string, error) {
+	if v[0] != '"' {
+		return "", typeError(param, "a string")
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		return string(v[1 : len(v)-1]), nil
+	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return "", typeError(param, "a string")
+	}
+	return s, nil
+}
+
+func boolValue(param string, v []byte) (bool, error) {
+	switch string(v) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, typeError(param, "a boolean")
+}
+
+// intValue reads an integer in [lo, hi]. A number with a fraction or an
+// exponent is refused, as the backends' validators refuse 1.5.
+func intValue(param string, v []byte, lo, hi int) (int, error) {
+	if err := integerLiteral(param, v); err != nil {
+		return 0, err
+	}
+	x, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || x < int64(lo) || x > int64(hi) {
+		e := BadRequest("invalid_value", param+" must be between "+strconv.Itoa(lo)+" and "+strconv.Itoa(hi))
+		e.Param = param
+		return 0, e
+	}
+	return int(x), nil
+}
+
+func integerLiteral(param string, v []byte) error {
+	if !isNumber(v) || bytes.ContainsAny(v, ".eE") {
+		return typeError(param, "an integer")
+	}
+	return nil
+}
+
+func numberValue(param string, v []byte) (float64, error) {
+	if !isNumber(v) {
+		return 0, typeError(param, "a number")
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, typeError(param, "a number")
+	}
+	return f, nil // out of range: ±Inf, which is not 0
+}
+
+// isNumber: v is a JSON value (already validated), so a leading '-' or
+// digit means a number.
+func isNumber(v []byte) bool { return v[0] == '-' || (v[0] >= '0' && v[0] <= '9') }
+
+func typeError(param, want string) *Error {
+	e := BadRequest("invalid_type", param+" must be "+want)
+	e.Param = param
+	return e
+}
+
+func duplicateKey(param string) *Error {
+	e := BadRequest("duplicate_parameter", strconv.Quote(param)+" appears more than once in the request body")
+	e.Param = param
+	return e
+}
+
+func ambiguousKey(key, field string) *Error {
+	e := BadRequest("ambiguous_parameter", strconv.Quote(key)+" differs only in case from "+strconv.Quote(field)+
+		"; keys are case-sensitive, send "+strconv.Quote(field)+" once")
+	e.Param = key
+	return e
+}
+
+// syntaxError describes invalid JSON by position only: the decoder's own
+// wording is not part of the API.
+func syntaxError(body []byte) *Error {
+	msg := "We could not parse the JSON body of your request: it is not valid JSON"
+	var syn *json.SyntaxError
+	if err := json.Unmarshal(body, new(json.RawMessage)); errors.As(err, &syn) {
+		msg += " (at byte " + strconv.FormatInt(syn.Offset, 10) + ")"
+	}
+	return BadRequest("invalid_json", msg)
+}
+
+// ReplaceModel returns body with its top-level "model" set to model. It is
+// only used when a backend expects another model name. Only the model's
+// value is replaced; every other byte is kept as the client sent it. body
+// must have passed ParseRequest (so "model" appears at most once).
+func ReplaceModel(body []byte, model string) ([]byte, error) {
+	if !validJSON(body) {
+		return nil, syntaxError(body)
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if trimmed[0] != '{' {
+		return nil, ErrNotObject
+	}
+	start := len(body) - len(trimmed)
+	quoted, err := json.Marshal(model)
 	if err != nil {
 		return nil, err
 	}
-	fields["model"] = m
-	return json.Marshal(fields)
+	obj := body[start:]
+	m := newMembers(obj)
+	for {
+		rawKey, val, ok := m.next()
+		if !ok {
+			break
+		}
+		if decodeKey(rawKey) != "model" {
+			continue
+		}
+		at := start + int(offsetIn(obj, val))
+		out := make([]byte, 0, len(body)-len(val)+len(quoted))
+		out = append(out, body[:at]...)
+		out = append(out, quoted...)
+		return append(out, body[at+len(val):]...), nil
+	}
+	// No model: add one as the first member.
+	out := make([]byte, 0, len(body)+len(quoted)+10)
+	out = append(out, body[:start+1]...)
+	out = append(out, `"model":`...)
+	out = append(out, quoted...)
+	if m := newMembers(obj); hasMember(&m) {
+		out = append(out, ',')
+	}
+	return append(out, body[start+1:]...), nil
 }
+
+func hasMember(m *members) bool { _, _, ok := m.next(); return ok }
+
+// offsetIn is where sub, a subslice of b, starts in b.
+func offsetIn(b, sub []byte) int { return cap(b) - cap(sub) }

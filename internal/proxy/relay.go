@@ -53,6 +53,23 @@ func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *
 	w.WriteHeader(resp.StatusCode)
 }
 
+// midStreamError is the in-band error event of a stream cut short. Its
+// text is fixed: the read error names addresses and Go internals, which
+// stay in the log (the gateway logs Result.Err with the request id).
+func midStreamError(err error, reqID string) *openai.Error {
+	e := &openai.Error{Type: openai.TypeServer, Code: "upstream_error", Message: "the backend failed mid-stream"}
+	switch {
+	case errors.Is(err, ErrStreamIdle):
+		e.Code, e.Message = "upstream_idle_timeout", "the backend stopped sending data"
+	case errors.Is(err, ErrTotalTimeout):
+		e.Code, e.Message = "request_timeout", "the request exceeded the gateway's total time limit"
+	}
+	if reqID != "" {
+		e.Message += " (request id " + reqID + ")"
+	}
+	return e
+}
+
 // relay copies a response to the client. Streams are flushed after every
 // read so each SSE event leaves as soon as it arrives; the watchdog turns
 // into the idle timer between chunks.
@@ -130,7 +147,7 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 		}
 		if stream {
 			// The status line is gone; tell the client in-band, as OpenAI does.
-			ev := (&openai.Error{Type: openai.TypeServer, Code: "upstream_error", Message: res.Err.Error()}).SSEEvent()
+			ev := midStreamError(res.Err, in.RequestID).SSEEvent()
 			w.Write(ev)
 			if flusher != nil {
 				flusher.Flush()

@@ -76,12 +76,19 @@ func (o outcome) decision(capacity int64) Decision {
 	return Decision{
 		Allowed:    o.allowed,
 		NeverFits:  o.neverFits,
-		Delay:      time.Duration(o.delay) * time.Microsecond,
-		RetryAfter: time.Duration(o.retry) * time.Microsecond,
+		Delay:      microsDuration(o.delay),
+		RetryAfter: microsDuration(o.retry),
 		Limit:      capacity,
 		Remaining:  o.remain,
-		Reset:      time.Duration(o.reset) * time.Microsecond,
+		Reset:      microsDuration(o.reset),
 	}
+}
+
+// microsDuration converts microseconds to a Duration, saturating instead of
+// wrapping past about 292 years.
+func microsDuration(us int64) time.Duration {
+	const limit = math.MaxInt64 / int64(time.Microsecond)
+	return time.Duration(min(max(us, -limit), limit)) * time.Microsecond
 }
 
 // gcra is the Generic Cell Rate Algorithm, the virtual-scheduling form of a

@@ -153,7 +153,7 @@ func (r Result) Reconcile(ctx context.Context, actualTokens int64, now time.Time
 	if res == nil || len(res.ops) == 0 {
 		return nil
 	}
-	actualTokens = max(actualTokens, 0)
+	actualTokens = clampTokens(actualTokens)
 	res.mu.Lock()
 	defer res.mu.Unlock()
 	delta := actualTokens - res.charged
@@ -171,6 +171,16 @@ func (r Result) Reconcile(ctx context.Context, actualTokens int64, now time.Time
 	return nil
 }
 
+// MaxTokens bounds a token reservation and a reconciled total. Far above
+// any real request (the gateway's own estimates are capped at 2^32 too), it keeps
+// every difference of two counts and every GCRA step (cost times the
+// emission interval, in float64 microseconds) exact and finite, whatever a
+// caller or a backend's usage report claims.
+const MaxTokens = 1 << 32
+
+// clampTokens saturates n into [0, MaxTokens].
+func clampTokens(n int64) int64 { return min(max(n, 0), MaxTokens) }
+
 // opMeta says which scope and kind an operation of a check belongs to.
 type opMeta struct{ scope, kind string }
 
@@ -185,7 +195,7 @@ type opMeta struct{ scope, kind string }
 // the Result is then a refusal (Scope "store") carrying RetryAfter and the
 // error wraps ErrStoreUnavailable.
 func (l *Limiter) Check(ctx context.Context, s Subject, estTokens int64, now time.Time) (Result, error) {
-	estTokens = max(estTokens, 0)
+	estTokens = clampTokens(estTokens)
 	ops := make([]Op, 0, 8)
 	meta := make([]opMeta, 0, 8)
 	add := func(scope, id string, r Rule) {

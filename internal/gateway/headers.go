@@ -1,0 +1,125 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// Control headers are untrusted input like the body: a value the gateway
+// cannot read is a 400 naming the header, never silently ignored (a client
+// that asked for a short wait or the batch class and got neither would not
+// know). Unknown Prefer preferences stay ignored, as RFC 7240 asks.
+
+const (
+	headerPriority = "X-Sluice-Priority"
+	headerMaxWait  = "X-Sluice-Max-Wait"
+	headerPrefer   = "Prefer"
+)
+
+// maxWaitLimit bounds X-Sluice-Max-Wait: a longer wait than the configured
+// objective is clamped to it anyway, but a value must still be sane.
+const maxWaitLimit = 24 * time.Hour
+
+func headerError(header, msg string) *openai.Error {
+	e := openai.BadRequest("invalid_header", msg)
+	e.Param = header
+	return e
+}
+
+// parsePriority reads X-Sluice-Priority: interactive or batch (any case);
+// ok is false when the header is absent.
+func parsePriority(h string) (class admission.Class, ok bool, err *openai.Error) {
+	if h == "" {
+		return admission.Interactive, false, nil
+	}
+	switch {
+	case strings.EqualFold(strings.TrimSpace(h), "interactive"):
+		return admission.Interactive, true, nil
+	case strings.EqualFold(strings.TrimSpace(h), "batch"):
+		return admission.Batch, true, nil
+	}
+	return admission.Interactive, false, headerError(headerPriority, headerPriority+` must be "interactive" or "batch"`)
+}
+
+// parseMaxWait reads X-Sluice-Max-Wait: whole milliseconds ("1500") or a
+// Go duration ("1.5s"), positive and at most a day; 0 when absent.
+func parseMaxWait(h string) (time.Duration, *openai.Error) {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0, nil
+	}
+	bad := headerError(headerMaxWait, headerMaxWait+` must be a positive duration of at most 24h, in milliseconds ("1500") or with a unit ("1.5s")`)
+	var d time.Duration
+	if ms, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if ms <= 0 || ms > maxWaitLimit.Milliseconds() {
+			return 0, bad
+		}
+		d = time.Duration(ms) * time.Millisecond
+	} else if pd, err := time.ParseDuration(h); err == nil {
+		d = pd
+	} else {
+		return 0, bad
+	}
+	if d <= 0 || d > maxWaitLimit {
+		return 0, bad
+	}
+	return d, nil
+}
+
+// parsePrefer reports an RFC 7240 "Prefer: respond-async" among the
+// header's values. Preferences are split on commas outside quoted strings;
+// unknown preferences are ignored. respond-async takes no value, so
+// "respond-async=yes", or a respond-async followed by junk, is a 400.
+func parsePrefer(values []string) (async bool, err *openai.Error) {
+	const name = "respond-async"
+	bad := func() *openai.Error {
+		return headerError(headerPrefer, `Prefer: malformed respond-async preference; send "Prefer: respond-async"`)
+	}
+	for _, v := range values {
+		for _, pref := range splitQuoted(v, ',') {
+			token := pref
+			if i := strings.IndexAny(token, ";="); i >= 0 {
+				token = token[:i]
+			}
+			token = strings.TrimSpace(token)
+			switch {
+			case strings.EqualFold(token, name):
+				rest := strings.TrimSpace(pref[strings.Index(pref, token)+len(token):])
+				if strings.HasPrefix(rest, "=") {
+					return false, bad()
+				}
+				async = true
+			case len(token) > len(name) && strings.EqualFold(token[:len(name)], name) &&
+				(token[len(name)] == ' ' || token[len(name)] == '\t'):
+				return false, bad() // "respond-async foo"
+			}
+		}
+	}
+	return async, nil
+}
+
+// controlHeaders are a request's validated control headers (priority is
+// read with the identity: tenants.identify).
+type controlHeaders struct {
+	maxWait time.Duration // 0: none
+	async   bool
+}
+
+// readControlHeaders validates the control headers up front, before any
+// limit is charged.
+func readControlHeaders(h http.Header) (controlHeaders, *openai.Error) {
+	var c controlHeaders
+	var err *openai.Error
+	if c.maxWait, err = parseMaxWait(h.Get(headerMaxWait)); err != nil {
+		return c, err
+	}
+	if c.async, err = parsePrefer(h.Values(headerPrefer)); err != nil {
+		return c, err
+	}
+	return c, nil
+}

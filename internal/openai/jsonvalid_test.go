@@ -1,0 +1,29 @@
+package openai
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
+	for _, s := range []string{`{}`, `[]`, ` {"a":[1,-0,0.5e+3,true,false,null,"\u00e9\n"]} `, `"x"`, `0`, `-`, `01`, `1.`, `1e`, `.5`,
+		`{"a"}`, `{"a":}`, `{,}`, `[1,]`, `[,1]`, `{"a":1,}`, `"\x"`, "\"\x01\"", `"\u12"`, `nul`, `truex`, `{"a":1}}`, `[[]`, ``, ` `,
+		strings.Repeat("[", 10000) + strings.Repeat("]", 10000), strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+		strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000), "\"\xff\xfe\""} {
+		if got, want := validJSON([]byte(s)), json.Valid([]byte(s)); got != want {
+			t.Errorf("validJSON(%.40q) = %v, json.Valid %v", s, got, want)
+		}
+	}
+}
+
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{`{"model":"m","messages":[{"role":"user","content":"a\"b\\u00e9"}],"n":-1.5e+3}`, `[1,2,[3,{"x":null}]]`, `{"a":tru}`, `"\ud800"`, `-0.0E-0`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid %v", b, got, want)
+		}
+	})
+}
