@@ -109,7 +109,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Every body, whoever reads it (inference, file uploads), arrives
 	// within the body timeouts or is cut with 408.
 	sc := g.rt.Load().Config.Server
-	netguard.TimeBody(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
+	restore := netguard.TimeBody(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
+	defer restore()
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
 		g.serveInference(w, r)

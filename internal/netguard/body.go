@@ -44,15 +44,26 @@ type BodyTimeouts struct {
 // sets the connection's read deadline (http.ResponseController), so a
 // stalled read is really unblocked and its goroutine freed; after a timeout
 // the response says Connection: close, since the rest of the body is still
-// on the wire. A writer without deadlines (a job replaying a stored
-// request through the handler) reads untimed: its body is already in
-// memory. Call it before any handler reads the body; m may be nil.
-func TimeBody(w http.ResponseWriter, r *http.Request, t BodyTimeouts, now func() time.Time, m *BodyMetrics) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return
+// on the wire. The first deadline is set at once: a handler that answers
+// without reading the body leaves net/http to discard it after the
+// handler, and that read must not wait on a stalled client forever either.
+// A writer without deadlines (a job replaying a stored request through the
+// handler) reads untimed: its body is already in memory.
+//
+// Call it before any handler reads the body, and call the returned restore
+// when the handler is done: net/http decides from its own body type
+// whether an unread rest is small enough to discard or must close the
+// connection. m may be nil.
+func TimeBody(w http.ResponseWriter, r *http.Request, t BodyTimeouts, now func() time.Time, m *BodyMetrics) (restore func()) {
+	orig := r.Body
+	if orig == nil || orig == http.NoBody {
+		return func() {}
 	}
-	r.Body = &timedBody{ReadCloser: r.Body, w: w, rc: http.NewResponseController(w), t: t,
+	b := &timedBody{ReadCloser: orig, w: w, rc: http.NewResponseController(w), t: t,
 		end: now().Add(t.Total), now: now, m: m}
+	b.arm()
+	r.Body = b
+	return func() { r.Body = orig }
 }
 
 type timedBody struct {
@@ -70,16 +81,7 @@ func (b *timedBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	total := false
-	if b.rc != nil {
-		deadline := b.now().Add(b.t.Gap)
-		if !deadline.Before(b.end) {
-			deadline, total = b.end, true
-		}
-		if err := b.rc.SetReadDeadline(deadline); err != nil {
-			b.rc = nil
-		}
-	}
+	total := b.arm()
 	n, err := b.ReadCloser.Read(p)
 	switch {
 	case err == nil:
@@ -101,6 +103,22 @@ func (b *timedBody) Read(p []byte) (int, error) {
 		return n, b.err
 	}
 	return n, err
+}
+
+// arm sets the connection's read deadline to the next gap or the end of
+// the total budget, whichever comes first, and reports which.
+func (b *timedBody) arm() (total bool) {
+	if b.rc == nil {
+		return false
+	}
+	deadline := b.now().Add(b.t.Gap)
+	if !deadline.Before(b.end) {
+		deadline, total = b.end, true
+	}
+	if err := b.rc.SetReadDeadline(deadline); err != nil {
+		b.rc = nil
+	}
+	return total
 }
 
 func isTimeout(err error) bool {

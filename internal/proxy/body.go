@@ -72,48 +72,81 @@ func (p *BodyPool) ReadBody(r io.Reader, contentLength, limit int64) (*Body, err
 	b := &Body{pool: p}
 	b.refs.Store(1)
 	b.owners.Store(1)
+	if err := b.readFrom(r, contentLength, limit); err != nil {
+		b.Release()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Body) readFrom(r io.Reader, contentLength, limit int64) error {
 	for {
 		if len(b.buf) == cap(b.buf) {
+			if n := int64(len(b.buf)); n == contentLength || n == limit {
+				// Full at the announced length or at the limit: only the
+				// end of the body may follow, and a step up just to see
+				// it would double the buffer.
+				var probe [1]byte
+				got, err := r.Read(probe[:])
+				if got == 0 {
+					if err == io.EOF {
+						return nil
+					}
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				if n == limit {
+					return ErrBodyTooLarge
+				}
+				if err := b.grow(-1, limit); err != nil { // more than announced: no longer a bound
+					return err
+				}
+				b.buf = append(b.buf, probe[0])
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			if err := b.grow(contentLength, limit); err != nil {
-				b.Release()
-				return nil, err
+				return err
 			}
 		}
 		n, err := r.Read(b.buf[len(b.buf):cap(b.buf)])
 		b.buf = b.buf[:len(b.buf)+n]
-		if int64(len(b.buf)) > limit {
-			b.Release()
-			return nil, ErrBodyTooLarge
-		}
 		if err == io.EOF {
-			return b, nil
+			return nil
 		}
 		if err != nil {
-			b.Release()
-			return nil, err
+			return err
 		}
 	}
 }
 
-// grow replaces a full buffer with one about twice its size, reserving the
-// new one before taking it. The bound is limit+1 (one byte past the limit
-// proves the body too large) or, when smaller, contentLength+1 (the +1
-// sees the end of an honest body without another step).
+// grow replaces a full buffer (shorter than limit) with one about twice
+// its size, reserving the difference from the budget first. Past the
+// pooled sizes a step never goes beyond the announced length.
 func (b *Body) grow(contentLength, limit int64) error {
-	size := max(2*cap(b.buf), minBodyBuf)
-	if size > maxPooledBuf {
-		bound := limit + 1
-		if contentLength >= 0 && contentLength+1 > int64(cap(b.buf)) {
-			bound = min(bound, contentLength+1)
+	old := cap(b.buf)
+	size := max(2*old, minBodyBuf)
+	switch {
+	case size > maxPooledBuf:
+		if contentLength > int64(old) {
+			size = int(min(int64(size), contentLength))
 		}
-		size = int(min(int64(size), bound))
+		size = int(min(int64(size), limit))
+	case int64(size) > limit:
+		size = int(limit) // a limit below the pooled sizes
 	}
-	if !b.pool.budget.TryReserve(int64(size)) {
+	if !b.pool.budget.TryReserve(int64(size - old)) {
 		return ErrBodyMemory
 	}
 	next, held := b.pool.get(size)
 	next = append(next, b.buf...)
-	b.pool.budget.Release(int64(cap(b.buf)))
 	b.pool.put(b.held)
 	b.buf, b.held = next, held
 	return nil

@@ -75,7 +75,7 @@ func TestBodyGrowsToExactLengthAndReleasesBudget(t *testing.T) {
 	if err != nil || !bytes.Equal(b.Bytes(), want) {
 		t.Fatalf("large body: %v", err)
 	}
-	if c := cap(b.Bytes()); c > len(want)+1 {
+	if c := cap(b.Bytes()); c != len(want) {
 		t.Fatalf("cap %d for a %d-byte body: the last step overshot the announced length", c, len(want))
 	}
 	if budget.Held() != int64(cap(b.Bytes())) {
@@ -102,6 +102,7 @@ func TestBodyRefusedPastBudget(t *testing.T) {
 	if _, err := p.ReadBody(strings.NewReader(strings.Repeat("b", 9000)), -1, 1<<20); !errors.Is(err, ErrBodyMemory) {
 		t.Fatalf("err = %v, want ErrBodyMemory (needs 16 KiB, 8 KiB left)", err)
 	}
+
 	if budget.Held() != 8<<10 {
 		t.Fatalf("refused body left %d bytes reserved", budget.Held()-8<<10)
 	}
@@ -113,5 +114,38 @@ func TestBodyRefusedPastBudget(t *testing.T) {
 	held.Release()
 	if budget.Held() != 0 {
 		t.Fatalf("held %d after every body was released", budget.Held())
+	}
+}
+
+func TestBodyEndsAtLengthOrLimit(t *testing.T) {
+	p := NewBodyPool(netguard.NewBudget(1 << 30))
+	for _, tc := range []struct {
+		name          string
+		size, cl, lim int64
+		tooLarge      bool
+	}{
+		{"exactly the limit, announced", 3 << 20, 3 << 20, 3 << 20, false},
+		{"exactly the limit, unannounced", 3 << 20, -1, 3 << 20, false},
+		{"one past the limit, unannounced", 3<<20 + 1, -1, 3 << 20, true},
+		{"more than announced (not net/http)", 5000, 4096, 1 << 20, false},
+		{"limit below the smallest buffer", 100, -1, 100, false},
+		{"past a small limit", 101, -1, 100, true},
+	} {
+		want := bytes.Repeat([]byte("z"), int(tc.size))
+		b, err := p.ReadBody(bytes.NewReader(want), tc.cl, tc.lim)
+		if tc.tooLarge {
+			if !errors.Is(err, ErrBodyTooLarge) {
+				t.Errorf("%s: err = %v, want ErrBodyTooLarge", tc.name, err)
+			}
+			continue
+		}
+		if err != nil || !bytes.Equal(b.Bytes(), want) {
+			t.Errorf("%s: err = %v, %d bytes", tc.name, err, len(b.Bytes()))
+			continue
+		}
+		b.Release()
+	}
+	if h := p.budget.Held(); h != 0 {
+		t.Fatalf("budget holds %d after every body was released", h)
 	}
 }
