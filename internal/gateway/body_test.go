@@ -280,3 +280,25 @@ func TestUnreadStalledBodyDoesNotPinConnection(t *testing.T) {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 }
+
+// Once the body is in, its deadline is lifted: an answer that streams for
+// longer than body_read_timeout is not cut (net/http's background read of
+// the connection would otherwise time out and cancel the request).
+func TestStreamOutlivesBodyReadTimeout(t *testing.T) {
+	const gap = 200 * time.Millisecond
+	sse := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"choices\":[]}\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(3 * gap) // a slow backend: the scenario, not synchronisation
+		io.WriteString(w, "data: {\"choices\":[]}\n\ndata: [DONE]\n\n")
+	}))
+	cfg := testConfig(sse)
+	cfg.Server.BodyReadTimeout = config.Duration(gap)
+	addr, _, _ := startBodyGateway(t, cfg)
+	resp := post(t, "http://"+addr+"/v1/chat/completions", `{"model":"m1","stream":true,"messages":[]}`)
+	if body := readAll(t, resp); resp.StatusCode != http.StatusOK || !strings.HasSuffix(body, "data: [DONE]\n\n") {
+		t.Fatalf("status %d, stream cut: %q", resp.StatusCode, body)
+	}
+}

@@ -74,7 +74,7 @@ type timedBody struct {
 	end time.Time
 	now func() time.Time
 	m   *BodyMetrics
-	err error // sticky: a timed-out body stays timed out
+	err error // sticky: a timed-out body stays timed out, an ended one ended
 }
 
 func (b *timedBody) Read(p []byte) (int, error) {
@@ -86,9 +86,11 @@ func (b *timedBody) Read(p []byte) (int, error) {
 	switch {
 	case err == nil:
 	case err == io.EOF:
-		// The whole body is in: lift the deadline, or it would cut the
-		// server's own background read of this connection (which watches
-		// for the client going away) in the middle of a long answer.
+		// The whole body is in. From here net/http reads the connection
+		// in the background to notice the client going away, and a
+		// deadline would cut that read, cancelling the request in the
+		// middle of a long answer: lift it, and never arm it again.
+		b.err = io.EOF
 		if b.rc != nil {
 			b.rc.SetReadDeadline(time.Time{})
 		}
