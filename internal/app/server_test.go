@@ -156,3 +156,47 @@ func gather(t *testing.T, reg *prometheus.Registry, name, reason string) float64
 	t.Fatalf("metric %s{%s} not found", name, reason)
 	return 0
 }
+
+// A batch file upload (spooled to disk, not held in memory) that stalls is
+// cut by the same body timeout as an inference body.
+func TestStalledFileUploadGets408(t *testing.T) {
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+queue:
+  data_dir: %s
+server:
+  body_read_timeout: 200ms
+models:
+  - name: m
+    backends:
+      - url: %s
+`, t.TempDir(), b.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, stop, done := startApp(t, path)
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	part := "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\r\n{\"custom_id\":"
+	fmt.Fprintf(c, "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: 100000\r\n\r\n%s", part)
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), `"code":"request_timeout"`) {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+}
