@@ -189,7 +189,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	sc := a.gw.Runtime().Config.Server
 	guarded := a.guard(ln, sc)
 	defer a.unguard()
-	srv := newServer(a.gw, sc, a.log)
+	srv := newServer(a.gw, guarded, sc, a.log)
 	if a.jobs != nil {
 		a.jobs.startWorker(a.gw)
 	} else if a.jobsRetry != nil {

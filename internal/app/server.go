@@ -14,9 +14,10 @@ import (
 // section. There is no ReadTimeout or WriteTimeout: bodies have their own
 // gap and total timeouts (netguard.TimeBody) and answers stream for as
 // long as the backend generates.
-func newServer(h http.Handler, sc config.Server, log *slog.Logger) *http.Server {
+func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
+		ConnState:         ln.ConnState,
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
 		IdleTimeout:       sc.IdleTimeout.D(),
 		// net/http allows 4 KiB beyond this before answering 431.

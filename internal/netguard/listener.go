@@ -3,7 +3,9 @@ package netguard
 import (
 	"bytes"
 	"net"
+	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -117,12 +119,60 @@ func hostOf(a net.Addr) string {
 	return host
 }
 
-// conn frees its slot once, whoever closes it first.
+// conn frees its slot once, whoever closes it first, and tells which
+// server timeout cut it (see ConnState).
 type conn struct {
 	net.Conn
-	l    *Listener
-	ip   string
-	once sync.Once
+	l     *Listener
+	ip    string
+	once  sync.Once
+	phase atomic.Int32 // phaseHeader, phaseIdle or phaseActive
+	// timedOut: a timeout was counted. net/http may read again after a
+	// timeout (textproto peeks, then reads) before it closes.
+	timedOut atomic.Bool
+}
+
+// What the server is waiting for on a connection, which names the
+// timeout when a read times out.
+const (
+	phaseHeader int32 = iota // a request's header (read_header_timeout)
+	phaseIdle                // the next request on a keep-alive connection (idle_timeout)
+	phaseActive              // a handler runs; its body timeouts count themselves
+)
+
+// ConnState is the http.Server's ConnState hook: it lets the listener
+// count idle and header timeouts, which net/http enforces silently.
+func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
+	gc, ok := c.(*conn)
+	if !ok {
+		return
+	}
+	switch s {
+	case http.StateIdle:
+		gc.phase.Store(phaseIdle)
+	case http.StateActive:
+		gc.phase.Store(phaseActive)
+	}
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		// The first bytes of the next request end the idle wait; from
+		// here the header timeout runs.
+		c.phase.CompareAndSwap(phaseIdle, phaseHeader)
+	}
+	if err != nil && isTimeout(err) && !c.timedOut.Load() {
+		switch c.phase.Load() {
+		case phaseIdle:
+			c.timedOut.Store(true)
+			c.l.m.timedOut("idle")
+		case phaseHeader:
+			c.timedOut.Store(true)
+			c.l.m.timedOut("header")
+		}
+	}
+	return n, err
 }
 
 func (c *conn) Close() error {
@@ -149,6 +199,7 @@ type ConnMetrics struct {
 	open    prometheus.Gauge
 	refusal *prometheus.CounterVec
 	header  prometheus.Counter
+	timeout *prometheus.CounterVec
 }
 
 // NewConnMetrics registers the connection metrics on reg.
@@ -166,7 +217,13 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 			Help: "Requests answered 431 because their headers exceeded server.max_header_bytes.",
 		}),
 	}
-	reg.MustRegister(m.open, m.refusal, m.header)
+	m.timeout = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_connection_timeouts_total",
+		Help: "Client connections closed by a server timeout, by phase: idle (server.idle_timeout) or header (server.read_header_timeout).",
+	}, []string{"phase"})
+	reg.MustRegister(m.open, m.refusal, m.header, m.timeout)
+	m.timeout.WithLabelValues("idle")
+	m.timeout.WithLabelValues("header")
 	m.refusal.WithLabelValues(RefusedMaxConnections)
 	m.refusal.WithLabelValues(RefusedMaxPerIP)
 	return m
@@ -181,6 +238,12 @@ func (m *ConnMetrics) opened(delta float64) {
 func (m *ConnMetrics) refused(reason string) {
 	if m != nil {
 		m.refusal.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *ConnMetrics) timedOut(phase string) {
+	if m != nil {
+		m.timeout.WithLabelValues(phase).Inc()
 	}
 }
 

@@ -15,6 +15,10 @@ import (
 
 // serve runs an http.Server over a Listener with limits on loopback.
 func serve(t *testing.T, limits ConnLimits, maxHeader int) (*Listener, *ConnMetrics, string) {
+	return serveWith(t, limits, &http.Server{MaxHeaderBytes: maxHeader})
+}
+
+func serveWith(t *testing.T, limits ConnLimits, srv *http.Server) (*Listener, *ConnMetrics, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -22,8 +26,8 @@ func serve(t *testing.T, limits ConnLimits, maxHeader int) (*Listener, *ConnMetr
 	}
 	m := NewConnMetrics(prometheus.NewRegistry())
 	l := NewListener(ln, limits, m)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
-		MaxHeaderBytes: maxHeader}
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	srv.ConnState = l.ConnState
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return l, m, ln.Addr().String()
@@ -127,5 +131,35 @@ func TestHeaderTooLargeAnswered431AndCounted(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.header); got != 1 {
 		t.Fatalf("a normal answer was counted as a 431: %v", got)
+	}
+}
+
+// net/http closes idle and slow-header connections silently; the listener
+// counts which timeout it was.
+func TestIdleAndHeaderTimeoutsCounted(t *testing.T) {
+	_, m, addr := serveWith(t, ConnLimits{Total: 10}, &http.Server{IdleTimeout: 100 * time.Millisecond, ReadHeaderTimeout: 100 * time.Millisecond})
+	closed := func(c net.Conn) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("connection not closed by the server: %v", err)
+		}
+	}
+	idle := dialFrom(t, "127.0.0.1", addr)
+	if !served(t, idle) {
+		t.Fatal("not served")
+	}
+	closed(idle)
+	if got := testutil.ToFloat64(m.timeout.WithLabelValues("idle")); got != 1 {
+		t.Fatalf("idle timeouts = %v", got)
+	}
+	slow := dialFrom(t, "127.0.0.1", addr)
+	io.WriteString(slow, "GET / HTTP/1.1\r\nHost: x\r\n") // the header never ends
+	closed(slow)
+	if got := testutil.ToFloat64(m.timeout.WithLabelValues("header")); got != 1 {
+		t.Fatalf("header timeouts = %v", got)
+	}
+	if got := testutil.ToFloat64(m.timeout.WithLabelValues("idle")); got != 1 {
+		t.Fatalf("idle timeouts = %v after a header timeout", got)
 	}
 }
