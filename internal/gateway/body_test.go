@@ -154,16 +154,24 @@ func TestTricklingBodyCutAfterGap(t *testing.T) {
 	cfg.Server.BodyReadTimeout = config.Duration(200 * time.Millisecond)
 	addr, _, reg := startBodyGateway(t, cfg)
 
-	c := startUpload(t, addr, 1000, 10)
-	defer c.Close()
-	resp, body := readResponse(t, c)
-	if resp.StatusCode != http.StatusRequestTimeout {
-		t.Fatalf("status %d, want 408: %s", resp.StatusCode, body)
+	announced := startUpload(t, addr, 1000, 10)
+	defer announced.Close()
+	chunked, err := net.Dial("tcp", addr) // no Content-Length: the body's end is unknown
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, code, msg := apiErr(t, body); code != "request_timeout" || !strings.Contains(msg, "200ms") {
-		t.Fatalf("code %q message %q", code, msg)
+	defer chunked.Close()
+	io.WriteString(chunked, "POST /v1/chat/completions HTTP/1.1\r\nHost: sluice\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n{\"model\"")
+	for _, c := range []net.Conn{announced, chunked} {
+		resp, body := readResponse(t, c)
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("status %d, want 408: %s", resp.StatusCode, body)
+		}
+		if _, code, msg := apiErr(t, body); code != "request_timeout" || !strings.Contains(msg, "200ms") {
+			t.Fatalf("code %q message %q", code, msg)
+		}
 	}
-	if got := metricValue(t, reg, "sluice_request_body_timeouts_total", "bound", "gap"); got != 1 {
+	if got := metricValue(t, reg, "sluice_request_body_timeouts_total", "bound", "gap"); got != 2 {
 		t.Fatalf("gap timeouts = %v", got)
 	}
 	if h := metricValue(t, reg, "sluice_request_body_bytes"); h != 0 {
