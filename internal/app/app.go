@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/health"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/routing"
 )
@@ -43,6 +44,14 @@ type App struct {
 	// or by Run; nil when admin.listen is "off".
 	adminMu sync.Mutex
 	adminLn net.Listener
+
+	connMetrics *netguard.ConnMetrics
+	connMu      sync.Mutex
+	conns       *netguard.Listener // set while Run serves; reloads change its caps
+	// baseMemLimit is the runtime's soft memory limit before Run applied
+	// server.memory_limit (GOMEMLIMIT or none); restored when Run ends
+	// or a reload sets the limit back to 0. Guarded by connMu.
+	baseMemLimit int64
 
 	releaseOnce sync.Once
 	reloadMu    sync.Mutex // serialises reloads
@@ -80,7 +89,7 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 		return nil, errWithPath(path, err)
 	}
 	var gw *gateway.Gateway
-	a := &App{path: path, log: logger, deps: deps, resp: resp}
+	a := &App{path: path, log: logger, deps: deps, resp: resp, connMetrics: netguard.NewConnMetrics(reg)}
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
 		WebhooksSigned: cfg.Queue.WebhookSecret != "", WorkerToken: cfg.Queue.WorkerToken}
@@ -171,11 +180,16 @@ func (a *App) Reload() error {
 				a.log.Warn("config reload: admin.listen changes need a restart; keeping the old one",
 					"old", old.Admin.Listen, "new", cfg.Admin.Listen)
 			}
+			if !sameServerSettings(cfg.Server, old.Server) {
+				a.log.Warn("config reload: server.read_header_timeout, idle_timeout and max_header_bytes need a restart; " +
+					"connection caps, body bounds and memory_limit are applied now")
+			}
 			prev := a.gw.Runtime()
 			a.gw.Swap(rt)
 			prev.Retire(rt)
 			a.syncChecker(cfg.Health.Active)
 			a.syncScraper(cfg)
+			a.applyServerLimits(cfg.Server)
 			a.log.Info("config reloaded", "path", a.path, "models", len(rt.Models))
 			return nil
 		}
@@ -220,16 +234,10 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
 
-	srv := &http.Server{
-		// framing refuses requests whose length is ambiguous (both
-		// Content-Length and Transfer-Encoding), which net/http accepts.
-		Handler:           framing.Guard(a.gw),
-		ConnContext:       framing.ConnContext,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
-	}
+	sc := a.gw.Runtime().Config.Server
+	guarded := a.guard(ln, sc)
+	defer a.unguard()
+	srv := newServer(a.gw, guarded, sc, a.log)
 	if a.jobs != nil {
 		a.jobs.startWorker(a.gw)
 	} else if a.jobsRetry != nil {
@@ -237,7 +245,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		go func() { defer wg.Done(); a.connectQueue(runCtx) }()
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(framing.Listener(ln)) }()
+	// framing refuses requests whose length is ambiguous (both
+	// Content-Length and Transfer-Encoding), which net/http accepts.
+	go func() { serveErr <- srv.Serve(framing.Listener(guarded)) }()
 	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
 
 	select {

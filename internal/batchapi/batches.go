@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
@@ -103,7 +104,7 @@ func decodeCreateBatch(body io.Reader) (*createBatchRequest, error) {
 	switch {
 	case err == nil:
 		return &req, nil
-	case errors.As(err, &mbe):
+	case errors.As(err, &mbe), errors.Is(err, netguard.ErrBodyTimeout):
 		return nil, err
 	case errors.As(err, &te) && te.Field != "":
 		return nil, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_type",

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
@@ -52,6 +53,7 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 	var oe *openai.Error
 	var se *stateError
 	var mbe *http.MaxBytesError
+	var bodyTimeout *netguard.BodyTimeoutError
 	switch {
 	case errors.As(err, &oe):
 		return oe, false
@@ -71,6 +73,11 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		}
 		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
 			Code: "request_too_large", Message: "the request body exceeds the size limit"}, false
+	case errors.As(err, &bodyTimeout):
+		// The gateway's body timeouts (netguard.TimeBody) cut a stalled
+		// or trickling upload; the connection closes after this answer.
+		return &openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "request_timeout",
+			Message: bodyTimeout.Error()}, false
 	case errors.Is(err, errMalformedUpload):
 		// The multipart reader's text is Go's; the client needs only this.
 		return openai.BadRequest("invalid_request", "the body is not a well-formed multipart/form-data upload"), false

@@ -89,6 +89,10 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// NetConn is the wrapped connection, for other wrappers' hooks
+// (netguard's ConnState) to find their own.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
 func (c *conn) nextIsAmbiguous() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

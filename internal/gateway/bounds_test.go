@@ -102,7 +102,8 @@ func boundsGateway(t *testing.T, cfg *config.Config) (string, *Gateway, *prometh
 }
 
 // metricValue reads a counter or gauge (with label values, if any) from reg.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+// metricByLabelValues matches labels by position (values only), unlike metricValue (name, value pairs).
+func metricByLabelValues(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -184,10 +185,10 @@ func TestCoalescedLargeAnswersKeepTheFlightBufferBounded(t *testing.T) {
 		t.Fatalf("a flight held %d bytes at its peak, bound %d", peak, maxEntry)
 	}
 	eventually(t, "the flight's buffer released", func() bool { return fs.held.Load() == 0 })
-	if g := metricValue(t, reg, "sluice_response_buffered_bytes", "flight"); g != 0 {
+	if g := metricByLabelValues(t, reg, "sluice_response_buffered_bytes", "flight"); g != 0 {
 		t.Fatalf("flight gauge %v after the flight ended", g)
 	}
-	if a := metricValue(t, reg, "sluice_cache_captures_abandoned_total"); a != 1 {
+	if a := metricByLabelValues(t, reg, "sluice_cache_captures_abandoned_total"); a != 1 {
 		t.Fatalf("captures abandoned %v, want 1", a)
 	}
 	// Too large to cache: the next identical request goes upstream again.
@@ -235,7 +236,7 @@ func TestStalledFlightClientIsCutWhileTheOtherCompletes(t *testing.T) {
 	}
 	backend := gw.Runtime().Pools["m1"].Backends[0]
 	eventually(t, "the backend slot released", func() bool { return backend.Inflight() == 0 })
-	cut := metricValue(t, reg, "sluice_cache_followers_detached_total") + metricValue(t, reg, "sluice_send_timeouts_total")
+	cut := metricByLabelValues(t, reg, "sluice_cache_followers_detached_total") + metricByLabelValues(t, reg, "sluice_send_timeouts_total")
 	if cut < 1 {
 		t.Fatal("the stalled client was neither detached nor cut for the send timeout")
 	}
@@ -261,7 +262,7 @@ func TestSendTimeoutCutsAStalledClientAndReleasesItsBackend(t *testing.T) {
 	}
 	backend := gw.Runtime().Pools["m1"].Backends[0]
 	eventually(t, "the backend slot released", func() bool { return backend.Inflight() == 0 })
-	if n := metricValue(t, reg, "sluice_send_timeouts_total"); n != 1 {
+	if n := metricByLabelValues(t, reg, "sluice_send_timeouts_total"); n != 1 {
 		t.Fatalf("send timeouts %v, want 1", n)
 	}
 

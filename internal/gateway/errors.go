@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
@@ -16,6 +17,7 @@ import (
 func apiError(err error, model string) *openai.Error {
 	var e *openai.Error
 	var rej *admission.Rejection
+	var bodyTimeout *netguard.BodyTimeoutError
 	switch {
 	case errors.As(err, &e):
 		return e
@@ -31,6 +33,12 @@ func apiError(err error, model string) *openai.Error {
 	case errors.Is(err, proxy.ErrBodyTooLarge):
 		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
 			Code: "request_too_large", Message: "request body exceeds the gateway's size limit"}
+	case errors.Is(err, proxy.ErrBodyMemory):
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "body_memory_full",
+			Message: "the gateway holds as many request bodies as its memory bound allows; retry shortly", RetryAfter: time.Second}
+	case errors.As(err, &bodyTimeout):
+		return &openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "request_timeout",
+			Message: bodyTimeout.Error()}
 	case errors.Is(err, admission.ErrNoSpare):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "no_spare_capacity",
 			Message: "no spare capacity for queued work on model '" + model + "' now", RetryAfter: time.Second}

@@ -11,6 +11,7 @@ package gateway
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/batchapi"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/ratelimit"
@@ -57,14 +59,18 @@ type Options struct {
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
 // listener, the operational endpoints (AdminHandler).
 type Gateway struct {
-	rt       atomic.Pointer[Runtime]
-	log      *slog.Logger
-	metrics  *telemetry.Metrics
-	bodies   *proxy.BodyPool
-	now      func() time.Time
-	promHTTP http.Handler
-	jobs     atomic.Pointer[batchapi.Handler]
-	queueOn  bool
+	rt      atomic.Pointer[Runtime]
+	log     *slog.Logger
+	metrics *telemetry.Metrics
+	bodies  *proxy.BodyPool
+	// bodyMem bounds the bytes held in request bodies across all
+	// connections (server.max_body_memory); it outlives reloads.
+	bodyMem     *netguard.Budget
+	bodyMetrics *netguard.BodyMetrics
+	now         func() time.Time
+	promHTTP    http.Handler
+	jobs        atomic.Pointer[batchapi.Handler]
+	queueOn     bool
 	// privateHooks: webhooks may target private addresses.
 	privateHooks   bool
 	webhooksSigned bool
@@ -76,7 +82,8 @@ type Gateway struct {
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
 func New(rt *Runtime, opt Options) *Gateway {
-	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(), now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
+	bodyMem := netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
+	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed()}
 	if opt.WorkerToken != "" {
 		g.workerToken = []byte(opt.WorkerToken)
@@ -89,6 +96,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	}
 	g.rt.Store(rt)
 	g.metrics = telemetry.NewMetrics(opt.Registry)
+	g.bodyMetrics = netguard.NewBodyMetrics(opt.Registry, bodyMem)
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
 	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
@@ -100,7 +108,10 @@ func (g *Gateway) SetJobs(h *batchapi.Handler) { g.jobs.Store(h) }
 
 // Swap installs a new runtime (config reload). Requests in flight finish on
 // the runtime they started with.
-func (g *Gateway) Swap(rt *Runtime) { g.rt.Store(rt) }
+func (g *Gateway) Swap(rt *Runtime) {
+	g.bodyMem.SetLimit(int64(rt.Config.Server.MaxBodyMemory))
+	g.rt.Store(rt)
+}
 
 // Runtime returns the current runtime.
 func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
@@ -109,10 +120,15 @@ func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 // else (the privileged surfaces are on AdminHandler). It routes by path: a
 // switch, not a router; the set is small and this runs on every request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Every body, whoever reads it (inference, file uploads), arrives
+	// within the body timeouts or is cut with 408.
+	sc := g.rt.Load().Config.Server
+	restore := netguard.TimeBody(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
+	defer restore()
 	// Every write moves the connection's write deadline, also on routes
 	// with small answers: a keep-alive connection must not carry an
 	// earlier request's deadline into this one.
-	w = newSendWriter(w, g.rt.Load().Config.Server.SendTimeout.D(), g.metrics.SendTimeouts)
+	w = newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
 		g.serveInference(w, r)
@@ -187,7 +203,13 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 
 	body, err := g.bodies.ReadBody(r.Body, r.ContentLength, int64(rt.Config.MaxBodyBytes))
 	if err != nil {
-		if err != proxy.ErrBodyTooLarge {
+		switch {
+		case errors.Is(err, proxy.ErrBodyTooLarge):
+			g.bodyMetrics.Refused(netguard.RefusedTooLarge)
+		case errors.Is(err, proxy.ErrBodyMemory):
+			g.bodyMetrics.Refused(netguard.RefusedMemory)
+		case errors.Is(err, netguard.ErrBodyTimeout):
+		default:
 			err = fmt.Errorf("%w: %w", errReadBody, err)
 			rec.cause = err // the client's fault: the detail goes on the access line only
 		}

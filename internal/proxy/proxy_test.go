@@ -54,7 +54,7 @@ func TestParseRetryAfter(t *testing.T) {
 }
 
 func TestBodyLimitAndRefcount(t *testing.T) {
-	p := NewBodyPool()
+	p := NewBodyPool(nil)
 	if _, err := p.ReadBody(strings.NewReader("0123456789"), -1, 5); err != ErrBodyTooLarge {
 		t.Fatalf("err = %v, want ErrBodyTooLarge (unknown length)", err)
 	}

@@ -1,0 +1,77 @@
+package app
+
+import (
+	"github.com/sluice-gw/sluice/internal/framing"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/netguard"
+)
+
+// newServer is the public listener's HTTP server, bounded by the server:
+// section. There is no ReadTimeout or WriteTimeout: bodies have their own
+// gap and total timeouts (netguard.TimeBody) and answers stream for as
+// long as the backend generates.
+func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           framing.Guard(h),
+		ConnContext:       framing.ConnContext,
+		ConnState:         ln.ConnState,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
+		IdleTimeout:       sc.IdleTimeout.D(),
+		// net/http allows 4 KiB beyond this before answering 431.
+		MaxHeaderBytes: int(sc.MaxHeaderBytes),
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// sameServerSettings reports whether the settings fixed when the server
+// starts are unchanged.
+func sameServerSettings(a, b config.Server) bool {
+	return a.ReadHeaderTimeout == b.ReadHeaderTimeout && a.IdleTimeout == b.IdleTimeout && a.MaxHeaderBytes == b.MaxHeaderBytes
+}
+
+func connLimits(sc config.Server) netguard.ConnLimits {
+	return netguard.ConnLimits{Total: sc.MaxConnections, PerIP: sc.MaxConnectionsPerIP}
+}
+
+// guard wraps the public listener in the connection caps and applies the
+// process memory budget, for as long as Run serves (unguard undoes it).
+func (a *App) guard(ln net.Listener, sc config.Server) *netguard.Listener {
+	a.connMu.Lock()
+	defer a.connMu.Unlock()
+	a.baseMemLimit = debug.SetMemoryLimit(-1)
+	a.conns = netguard.NewListener(ln, connLimits(sc), a.connMetrics)
+	a.applyLocked(sc)
+	return a.conns
+}
+
+func (a *App) unguard() {
+	a.connMu.Lock()
+	defer a.connMu.Unlock()
+	a.conns = nil
+	debug.SetMemoryLimit(a.baseMemLimit)
+}
+
+// applyServerLimits applies, on reload, what can change while serving: the
+// connection caps and the process memory budget. The body bounds are read
+// per request from the runtime; the http.Server's settings need a restart.
+func (a *App) applyServerLimits(sc config.Server) {
+	a.connMu.Lock()
+	defer a.connMu.Unlock()
+	if a.conns != nil {
+		a.applyLocked(sc)
+	}
+}
+
+func (a *App) applyLocked(sc config.Server) {
+	a.conns.SetLimits(connLimits(sc))
+	if sc.MemoryLimit > 0 {
+		debug.SetMemoryLimit(int64(sc.MemoryLimit))
+	} else {
+		debug.SetMemoryLimit(a.baseMemLimit)
+	}
+}

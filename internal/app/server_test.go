@@ -1,0 +1,202 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/config"
+)
+
+// The server: section reaches the running gateway: header size, idle
+// keep-alive timeout, per-address connection cap and the process memory
+// limit, with their metrics.
+func TestServerSectionIsApplied(t *testing.T) {
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+queue: {enabled: false}
+server:
+  max_connections_per_ip: 2
+  max_header_bytes: 1KiB
+  idle_timeout: 300ms
+  memory_limit: 3GiB
+models:
+  - name: m1
+    backends:
+      - url: %s
+`, b.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	before := debug.SetMemoryLimit(-1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if got := debug.SetMemoryLimit(-1); got != before {
+			t.Errorf("memory limit %d after Run, want the earlier %d back", got, before)
+		}
+	}()
+	reg := a.deps.Registry.(*prometheus.Registry)
+
+	// Requests on a connection, one at a time.
+	type client struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	dial := func() *client {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		return &client{c, bufio.NewReader(c)}
+	}
+	get := func(cl *client, extra string) (int, error) {
+		if _, err := io.WriteString(cl.c, "GET /healthz HTTP/1.1\r\nHost: x\r\n"+extra+"\r\n"); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(cl.br, nil)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+
+	c1, c2 := dial(), dial()
+	for _, cl := range []*client{c1, c2} {
+		if code, err := get(cl, ""); err != nil || code != http.StatusOK {
+			t.Fatalf("within the caps: %d %v", code, err)
+		}
+	}
+	if code, err := get(dial(), ""); err == nil {
+		t.Fatalf("a third connection from one address was served (%d); max_connections_per_ip is 2", code)
+	}
+	if got := gather(t, reg, "sluice_connections_refused_total", "max_connections_per_ip"); got != 1 {
+		t.Fatalf("per-address refusals = %v", got)
+	}
+
+	// The idle keep-alive connections are closed by the server, which
+	// frees their slots.
+	for _, cl := range []*client{c1, c2} {
+		if n, err := cl.br.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("idle connection still open (read %d bytes)", n)
+		}
+	}
+	eventually(t, "the idle connections' slots to be freed", func() bool {
+		return gather(t, reg, "sluice_connections_open", "") == 0
+	})
+
+	if code, err := get(dial(), "X-Big: "+strings.Repeat("a", 8<<10)+"\r\n"); err != nil || code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("oversized header: %d %v, want 431", code, err)
+	}
+	if got := gather(t, reg, "sluice_request_header_too_large_total", ""); got != 1 {
+		t.Fatalf("431s counted = %v", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 3<<30 {
+		t.Fatalf("memory limit %d while serving, want server.memory_limit (3GiB)", got)
+	}
+}
+
+// gather reads a counter or gauge; reason, when set, is its reason label.
+func gather(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if reason != "" && (len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != reason) {
+				continue
+			}
+			if m.Gauge != nil {
+				return m.Gauge.GetValue()
+			}
+			return m.Counter.GetValue()
+		}
+	}
+	t.Fatalf("metric %s{%s} not found", name, reason)
+	return 0
+}
+
+// A batch file upload (spooled to disk, not held in memory) that stalls is
+// cut by the same body timeout as an inference body.
+func TestStalledFileUploadGets408(t *testing.T) {
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+queue:
+  data_dir: %s
+server:
+  body_read_timeout: 200ms
+models:
+  - name: m
+    backends:
+      - url: %s
+`, t.TempDir(), b.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, stop, done := startApp(t, path)
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	part := "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\r\n{\"custom_id\":"
+	fmt.Fprintf(c, "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: 100000\r\n\r\n%s", part)
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), `"code":"request_timeout"`) {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+}

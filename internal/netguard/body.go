@@ -1,0 +1,129 @@
+package netguard
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// ErrBodyTimeout matches every *BodyTimeoutError.
+var ErrBodyTimeout = errors.New("request body timeout")
+
+// BodyTimeoutError is a request body cut because it did not arrive in time.
+// Its text names the bound, never a Go type: it may reach the client.
+type BodyTimeoutError struct {
+	Total bool          // the whole-body budget ran out, not the gap between reads
+	Limit time.Duration // the bound that ran out
+}
+
+func (e *BodyTimeoutError) Error() string {
+	if e.Total {
+		return "the request body did not arrive within " + e.Limit.String()
+	}
+	return "no request body data arrived for " + e.Limit.String()
+}
+
+// Is makes errors.Is(err, ErrBodyTimeout) true.
+func (e *BodyTimeoutError) Is(target error) bool { return target == ErrBodyTimeout }
+
+// BodyTimeouts bound the time a request body may take to arrive.
+type BodyTimeouts struct {
+	// Gap is the longest wait for the next bytes (nginx
+	// client_body_timeout: "set only for a period between two successive
+	// read operations, not for the transmission of the whole body").
+	Gap time.Duration
+	// Total bounds the whole body from when the handler starts reading.
+	Total time.Duration
+}
+
+// TimeBody makes r.Body fail with a *BodyTimeoutError when the client
+// sends no bytes for t.Gap, or has not finished after t.Total. Each read
+// sets the connection's read deadline (http.ResponseController), so a
+// stalled read is really unblocked and its goroutine freed; after a timeout
+// the response says Connection: close, since the rest of the body is still
+// on the wire. The first deadline is set at once: a handler that answers
+// without reading the body leaves net/http to discard it after the
+// handler, and that read must not wait on a stalled client forever either.
+// A writer without deadlines (a job replaying a stored request through the
+// handler) reads untimed: its body is already in memory.
+//
+// Call it before any handler reads the body, and call the returned restore
+// when the handler is done: net/http decides from its own body type
+// whether an unread rest is small enough to discard or must close the
+// connection. m may be nil.
+func TimeBody(w http.ResponseWriter, r *http.Request, t BodyTimeouts, now func() time.Time, m *BodyMetrics) (restore func()) {
+	orig := r.Body
+	if orig == nil || orig == http.NoBody {
+		return func() {}
+	}
+	b := &timedBody{ReadCloser: orig, w: w, rc: http.NewResponseController(w), t: t,
+		end: now().Add(t.Total), now: now, m: m}
+	b.arm()
+	r.Body = b
+	return func() { r.Body = orig }
+}
+
+type timedBody struct {
+	io.ReadCloser
+	w   http.ResponseWriter
+	rc  *http.ResponseController // nil once the writer turned out to have no deadlines
+	t   BodyTimeouts
+	end time.Time
+	now func() time.Time
+	m   *BodyMetrics
+	err error // sticky: a timed-out body stays timed out, an ended one ended
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	total := b.arm()
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == nil:
+	case err == io.EOF:
+		// The whole body is in. From here net/http reads the connection
+		// in the background to notice the client going away, and a
+		// deadline would cut that read, cancelling the request in the
+		// middle of a long answer: lift it, and never arm it again.
+		b.err = io.EOF
+		if b.rc != nil {
+			b.rc.SetReadDeadline(time.Time{})
+		}
+	case b.rc != nil && isTimeout(err):
+		limit := b.t.Gap
+		if total {
+			limit = b.t.Total
+		}
+		b.err = &BodyTimeoutError{Total: total, Limit: limit}
+		b.w.Header().Set("Connection", "close")
+		b.m.timedOut(total)
+		return n, b.err
+	}
+	return n, err
+}
+
+// arm sets the connection's read deadline to the next gap or the end of
+// the total budget, whichever comes first, and reports which.
+func (b *timedBody) arm() (total bool) {
+	if b.rc == nil {
+		return false
+	}
+	deadline := b.now().Add(b.t.Gap)
+	if !deadline.Before(b.end) {
+		deadline, total = b.end, true
+	}
+	if err := b.rc.SetReadDeadline(deadline); err != nil {
+		b.rc = nil
+	}
+	return total
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}

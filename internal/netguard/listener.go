@@ -1,0 +1,262 @@
+package netguard
+
+import (
+	"bytes"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ConnLimits cap client connections held at once.
+type ConnLimits struct {
+	Total int // every client; at least 1
+	PerIP int // one client address; 0 = no per-address cap
+}
+
+// Reasons a connection is refused at accept.
+const (
+	RefusedMaxConnections = "max_connections"
+	RefusedMaxPerIP       = "max_connections_per_ip"
+)
+
+// Listener closes, at accept, connections beyond its limits (as Envoy's
+// listener connection limit does) and counts them; the slot of an admitted
+// connection is freed when the server closes it. The key of the per-address
+// cap is the client's IP without the port (nginx limit_conn on
+// $binary_remote_addr). Safe for concurrent use.
+type Listener struct {
+	net.Listener
+	m *ConnMetrics
+
+	mu     sync.Mutex
+	limits ConnLimits
+	open   int
+	perIP  map[string]int
+}
+
+// NewListener wraps ln; m may be nil.
+func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
+	l := &Listener{Listener: ln, limits: limits, perIP: make(map[string]int), m: m}
+	return l
+}
+
+// SetLimits changes the caps (config reload); connections already open
+// are never cut, new ones see the new caps.
+func (l *Listener) SetLimits(limits ConnLimits) {
+	l.mu.Lock()
+	l.limits = limits
+	l.mu.Unlock()
+}
+
+// Open is the number of admitted connections not yet closed.
+func (l *Listener) Open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.open
+}
+
+// Accept returns the next connection within the limits, closing the
+// others as they come.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := hostOf(c.RemoteAddr())
+		if reason := l.admit(ip); reason != "" {
+			c.Close()
+			l.m.refused(reason)
+			continue
+		}
+		return &conn{Conn: c, l: l, ip: ip}, nil
+	}
+}
+
+func (l *Listener) admit(ip string) (refused string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.open >= l.limits.Total:
+		return RefusedMaxConnections
+	case l.limits.PerIP > 0 && ip != "" && l.perIP[ip] >= l.limits.PerIP:
+		return RefusedMaxPerIP
+	}
+	l.open++
+	l.m.opened(1)
+	if ip != "" {
+		l.perIP[ip]++
+	}
+	return ""
+}
+
+func (l *Listener) release(ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	l.m.opened(-1)
+	if ip == "" {
+		return
+	}
+	if n := l.perIP[ip] - 1; n > 0 {
+		l.perIP[ip] = n
+	} else {
+		delete(l.perIP, ip) // the map holds only addresses with open connections
+	}
+}
+
+func hostOf(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "" // not an IP transport (unix socket): no per-address cap
+	}
+	return host
+}
+
+// conn frees its slot once, whoever closes it first, and tells which
+// server timeout cut it (see ConnState).
+type conn struct {
+	net.Conn
+	l     *Listener
+	ip    string
+	once  sync.Once
+	phase atomic.Int32 // phaseHeader, phaseIdle or phaseActive
+	// timedOut: a timeout was counted. net/http may read again after a
+	// timeout (textproto peeks, then reads) before it closes.
+	timedOut atomic.Bool
+}
+
+// What the server is waiting for on a connection, which names the
+// timeout when a read times out.
+const (
+	phaseHeader int32 = iota // a request's header (read_header_timeout)
+	phaseIdle                // the next request on a keep-alive connection (idle_timeout)
+	phaseActive              // a handler runs; its body timeouts count themselves
+)
+
+// ConnState is the http.Server's ConnState hook: it lets the listener
+// count idle and header timeouts, which net/http enforces silently.
+func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
+	// Other wrappers (internal/framing) may sit on top of ours.
+	for {
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = w.NetConn()
+	}
+	gc, ok := c.(*conn)
+	if !ok {
+		return
+	}
+	switch s {
+	case http.StateIdle:
+		gc.phase.Store(phaseIdle)
+	case http.StateActive:
+		gc.phase.Store(phaseActive)
+	}
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		// The first bytes of the next request end the idle wait; from
+		// here the header timeout runs.
+		c.phase.CompareAndSwap(phaseIdle, phaseHeader)
+	}
+	if err != nil && isTimeout(err) && !c.timedOut.Load() {
+		switch c.phase.Load() {
+		case phaseIdle:
+			c.timedOut.Store(true)
+			c.l.m.timedOut("idle")
+		case phaseHeader:
+			c.timedOut.Store(true)
+			c.l.m.timedOut("header")
+		}
+	}
+	return n, err
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c.ip) })
+	return err
+}
+
+// headerTooLarge is what net/http writes, straight to the connection and
+// in one write, when a request's header block exceeds MaxHeaderBytes. The
+// server has no hook for it; recognising the exact reply is how the 431s
+// are counted. A handler's output never matches it whole.
+var headerTooLarge = []byte("HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+func (c *conn) Write(p []byte) (int, error) {
+	if len(p) < 256 && bytes.HasPrefix(p, headerTooLarge) && bytes.HasSuffix(p, []byte("\r\n\r\n431 Request Header Fields Too Large")) {
+		c.l.m.headerTooLarge()
+	}
+	return c.Conn.Write(p)
+}
+
+// ConnMetrics count client connections. A nil *ConnMetrics counts nothing.
+type ConnMetrics struct {
+	open    prometheus.Gauge
+	refusal *prometheus.CounterVec
+	header  prometheus.Counter
+	timeout *prometheus.CounterVec
+}
+
+// NewConnMetrics registers the connection metrics on reg.
+func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
+	m := &ConnMetrics{
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_connections_open", Help: "Client connections open now (bounded by server.max_connections).",
+		}),
+		refusal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_connections_refused_total",
+			Help: "Client connections closed at accept, by the cap they hit: max_connections or max_connections_per_ip.",
+		}, []string{"reason"}),
+		header: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_request_header_too_large_total",
+			Help: "Requests answered 431 because their headers exceeded server.max_header_bytes.",
+		}),
+	}
+	m.timeout = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_connection_timeouts_total",
+		Help: "Client connections closed by a server timeout, by phase: idle (server.idle_timeout) or header (server.read_header_timeout).",
+	}, []string{"phase"})
+	reg.MustRegister(m.open, m.refusal, m.header, m.timeout)
+	m.timeout.WithLabelValues("idle")
+	m.timeout.WithLabelValues("header")
+	m.refusal.WithLabelValues(RefusedMaxConnections)
+	m.refusal.WithLabelValues(RefusedMaxPerIP)
+	return m
+}
+
+func (m *ConnMetrics) opened(delta float64) {
+	if m != nil {
+		m.open.Add(delta)
+	}
+}
+
+func (m *ConnMetrics) refused(reason string) {
+	if m != nil {
+		m.refusal.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *ConnMetrics) timedOut(phase string) {
+	if m != nil {
+		m.timeout.WithLabelValues(phase).Inc()
+	}
+}
+
+func (m *ConnMetrics) headerTooLarge() {
+	if m != nil {
+		m.header.Inc()
+	}
+}

@@ -1,0 +1,165 @@
+package netguard
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// serve runs an http.Server over a Listener with limits on loopback.
+func serve(t *testing.T, limits ConnLimits, maxHeader int) (*Listener, *ConnMetrics, string) {
+	return serveWith(t, limits, &http.Server{MaxHeaderBytes: maxHeader})
+}
+
+func serveWith(t *testing.T, limits ConnLimits, srv *http.Server) (*Listener, *ConnMetrics, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewConnMetrics(prometheus.NewRegistry())
+	l := NewListener(ln, limits, m)
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	srv.ConnState = l.ConnState
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l, m, ln.Addr().String()
+}
+
+// dialFrom connects from a chosen loopback address (Linux routes all of
+// 127/8 to lo), as a distinct client.
+func dialFrom(t *testing.T, from, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", from, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// served reports whether c gets an answer to a keep-alive request: true
+// for an admitted connection, false for one closed at accept.
+func served(t *testing.T, c net.Conn) bool {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return false
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func waitOpen(t *testing.T, l *Listener, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Open() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("open connections %d, want %d", l.Open(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestPerAddressAndTotalCapsRefuseAtAcceptAndFreeOnClose(t *testing.T) {
+	l, m, addr := serve(t, ConnLimits{Total: 3, PerIP: 2}, 0)
+
+	a1, a2 := dialFrom(t, "127.0.0.1", addr), dialFrom(t, "127.0.0.1", addr)
+	if !served(t, a1) || !served(t, a2) {
+		t.Fatal("connections within the caps were not served")
+	}
+	if served(t, dialFrom(t, "127.0.0.1", addr)) {
+		t.Fatal("a third connection from one address was served (per-address cap 2)")
+	}
+	if !served(t, dialFrom(t, "127.0.0.2", addr)) {
+		t.Fatal("another address was refused while under the total cap")
+	}
+	if served(t, dialFrom(t, "127.0.0.3", addr)) {
+		t.Fatal("a fourth connection was served (total cap 3)")
+	}
+	if got := testutil.ToFloat64(m.refusal.WithLabelValues(RefusedMaxPerIP)); got != 1 {
+		t.Fatalf("per-address refusals = %v", got)
+	}
+	if got := testutil.ToFloat64(m.refusal.WithLabelValues(RefusedMaxConnections)); got != 1 {
+		t.Fatalf("total refusals = %v", got)
+	}
+	if got := testutil.ToFloat64(m.open); got != 3 {
+		t.Fatalf("open gauge = %v", got)
+	}
+
+	a1.Close() // the server sees EOF and closes its side: the slot is free
+	waitOpen(t, l, 2)
+	if !served(t, dialFrom(t, "127.0.0.1", addr)) {
+		t.Fatal("the freed slot was not given to a new connection")
+	}
+
+	l.SetLimits(ConnLimits{Total: 10, PerIP: 0}) // reload: no per-address cap
+	if !served(t, dialFrom(t, "127.0.0.1", addr)) || !served(t, dialFrom(t, "127.0.0.1", addr)) {
+		t.Fatal("raised caps not applied")
+	}
+}
+
+func TestHeaderTooLargeAnswered431AndCounted(t *testing.T) {
+	_, m, addr := serve(t, ConnLimits{Total: 10}, 1<<10)
+	c := dialFrom(t, "127.0.0.1", addr)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("a", 8<<10)+"\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d, want 431", resp.StatusCode)
+	}
+	if got := testutil.ToFloat64(m.header); got != 1 {
+		t.Fatalf("431s counted = %v", got)
+	}
+	if !served(t, dialFrom(t, "127.0.0.1", addr)) {
+		t.Fatal("a normal request after a 431 was not served")
+	}
+	if got := testutil.ToFloat64(m.header); got != 1 {
+		t.Fatalf("a normal answer was counted as a 431: %v", got)
+	}
+}
+
+// net/http closes idle and slow-header connections silently; the listener
+// counts which timeout it was.
+func TestIdleAndHeaderTimeoutsCounted(t *testing.T) {
+	_, m, addr := serveWith(t, ConnLimits{Total: 10}, &http.Server{IdleTimeout: 100 * time.Millisecond, ReadHeaderTimeout: 100 * time.Millisecond})
+	closed := func(c net.Conn) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("connection not closed by the server: %v", err)
+		}
+	}
+	idle := dialFrom(t, "127.0.0.1", addr)
+	if !served(t, idle) {
+		t.Fatal("not served")
+	}
+	closed(idle)
+	if got := testutil.ToFloat64(m.timeout.WithLabelValues("idle")); got != 1 {
+		t.Fatalf("idle timeouts = %v", got)
+	}
+	slow := dialFrom(t, "127.0.0.1", addr)
+	io.WriteString(slow, "GET / HTTP/1.1\r\nHost: x\r\n") // the header never ends
+	closed(slow)
+	if got := testutil.ToFloat64(m.timeout.WithLabelValues("header")); got != 1 {
+		t.Fatalf("header timeouts = %v", got)
+	}
+	if got := testutil.ToFloat64(m.timeout.WithLabelValues("idle")); got != 1 {
+		t.Fatalf("idle timeouts = %v after a header timeout", got)
+	}
+}
