@@ -101,8 +101,8 @@ func boundsGateway(t *testing.T, cfg *config.Config) (string, *Gateway, *prometh
 	return url, gw, reg
 }
 
-// metricValue reads a counter or gauge (with label values, if any) from reg.
-// metricByLabelValues matches labels by position (values only), unlike metricValue (name, value pairs).
+// metricByLabelValues reads a counter or gauge from reg, matching labels by
+// position (values only), unlike metricValue (name, value pairs).
 func metricByLabelValues(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
