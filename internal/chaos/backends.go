@@ -21,12 +21,12 @@ import (
 type backendFault int32
 
 const (
-	faultNone       backendFault = iota
-	faultCrash                   // the stream is cut (connection reset) after a few chunks
-	faultHang                    // the request is read, then nothing is ever answered
-	faultGarbage                 // 200 with bytes that are neither JSON nor SSE
-	faultBrokenSSE               // 200 text/event-stream with malformed events and no [DONE]
-	faultSlow                    // every byte of the answer ten times later than the simulator's
+	faultNone      backendFault = iota
+	faultCrash                  // the stream is cut (connection reset) after a few chunks
+	faultHang                   // the request is read, then nothing is ever answered
+	faultGarbage                // 200 with bytes that are neither JSON nor SSE
+	faultBrokenSSE              // 200 text/event-stream with malformed events and no [DONE]
+	faultSlow                   // every byte of the answer ten times later than the simulator's
 )
 
 // pool is the simulated inference pool: n simulators, each behind a fault

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -133,7 +134,7 @@ func (g *gateway) start(ctx context.Context) error {
 	g.exited = make(chan error, 1)
 	go func() { g.exited <- cmd.Wait(); logf.Close() }()
 	stats := procStats{pid: cmd.Process.Pid, client: &http.Client{Timeout: 5 * time.Second},
-		metricURLs: []string{"http://" + g.admin + "/metrics", g.url() + "/metrics"}}
+		metricURLs: []string{"http://" + g.admin + "/metrics", g.url() + "/metrics"}, backends: ports(g.backends)}
 	g.mu.Lock()
 	g.stats = stats
 	g.mu.Unlock()
@@ -219,3 +220,16 @@ func freeAddr() (string, error) {
 }
 
 var errNotLinux = errors.New("needs Linux /proc")
+
+// ports are the ports of base URLs like http://127.0.0.1:9001.
+func ports(urls []string) map[int]bool {
+	out := map[int]bool{}
+	for _, u := range urls {
+		if i := strings.LastIndexByte(u, ':'); i >= 0 {
+			if p, err := strconv.Atoi(u[i+1:]); err == nil {
+				out[p] = true
+			}
+		}
+	}
+	return out
+}

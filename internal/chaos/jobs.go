@@ -141,6 +141,14 @@ func (jt *jobTracker) settle(ctx context.Context, target string, wait time.Durat
 		}
 	}
 	row.Lost = len(pending)
+	last := map[string]int{}
+	for id := range pending {
+		st, err := jt.status(target, id)
+		if err != nil {
+			st = err.Error()
+		}
+		last[st]++
+	}
 	// Webhooks of the last jobs may still be on their way.
 	hookDeadline := time.Now().Add(min(wait, 5*time.Second))
 	for time.Now().Before(hookDeadline) {
@@ -167,7 +175,7 @@ func (jt *jobTracker) settle(ctx context.Context, target string, wait time.Durat
 		row.note("%d finished jobs without a webhook delivery", missing)
 	}
 	if row.Lost > 0 {
-		row.note("%d accepted jobs not finished (or unknown) %s after the attack", row.Lost, wait)
+		row.note("%d accepted jobs not finished %s after the attack (last seen: %v)", row.Lost, wait, last)
 	}
 }
 

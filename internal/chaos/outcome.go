@@ -60,11 +60,11 @@ func isOpenAIError(body []byte) bool {
 // tally counts outcomes and keeps the served requests' times to first
 // token; safe for concurrent use.
 type tally struct {
-	mu          sync.Mutex
-	sent        int
-	byOutcome   [3]int
-	ttft        []time.Duration
-	reasons     map[string]int // unannounced failures by reason
+	mu        sync.Mutex
+	sent      int
+	byOutcome [3]int
+	ttft      []time.Duration
+	reasons   map[string]int // unannounced failures by reason
 }
 
 func (t *tally) add(o outcome, ttft time.Duration, reason string) {

@@ -21,6 +21,7 @@ type procStats struct {
 	pid        int
 	metricURLs []string // /metrics candidates, admin listener first
 	client     *http.Client
+	backends   map[int]bool // the pool's ports, to tell the upstream pool apart
 }
 
 // rssKiB returns VmRSS and VmHWM (peak RSS since start or the last
@@ -109,11 +110,14 @@ func scrapeGauge(ctx context.Context, c *http.Client, url, name string) (int, er
 	return 0, fmt.Errorf("%s: no %s sample", url, name)
 }
 
-// usage is one sample of the gateway's resources.
+// usage is one sample of the gateway's resources. FDs and Goroutines
+// leave out the upstream keep-alive pool (see pooledUpstream), which
+// Pooled counts.
 type usage struct {
 	RSSKiB     int64
 	FDs        int
 	Goroutines int
+	Pooled     int
 }
 
 func (p procStats) sample(ctx context.Context) (usage, error) {
@@ -129,7 +133,11 @@ func (p procStats) sample(ctx context.Context) (usage, error) {
 	if err != nil {
 		return usage{}, err
 	}
-	return usage{RSSKiB: rss, FDs: fds, Goroutines: g}, nil
+	pooled, err := pooledUpstream(p.pid, p.backends)
+	if err != nil {
+		return usage{}, err
+	}
+	return usage{RSSKiB: rss, FDs: fds - pooled, Goroutines: g - 2*pooled, Pooled: pooled}, nil
 }
 
 // within reports after ≤ before × (1 + 5%): the issue's "back within 5% of

@@ -20,10 +20,10 @@ import (
 // held open when the attack ended.
 type connAttack struct {
 	n, addrs int
-	open     func(i int) []byte                                             // opening bytes of connection i
+	open     func(i int) []byte                                              // opening bytes of connection i
 	during   func(ctx context.Context, c net.Conn, sent *atomic.Int64) error // nil: stall
-	rcvBuf   int                                                            // > 0: shrink the receive buffer (slow reader)
-	readSlow bool                                                           // read the answer 64 bytes per 100ms
+	rcvBuf   int                                                             // > 0: shrink the receive buffer (slow reader)
+	readSlow bool                                                            // read the answer 64 bytes per 100ms
 }
 
 // connResult is how one attack connection ended.

@@ -43,7 +43,7 @@ type Row struct {
 
 	Calm, Client, Attack counts // well-behaved calm and scenario phases; the attack's own requests
 
-	Jobs                       bool // jobs are involved: the job target applies
+	Jobs                      bool // jobs are involved: the job target applies
 	JobsAccepted, Lost, Duped int
 
 	RSSBeforeKiB, RSSPeakKiB int64
@@ -58,7 +58,9 @@ type Row struct {
 	Notes  []string
 }
 
-func (r *Row) note(format string, args ...any) { r.Notes = append(r.Notes, fmt.Sprintf(format, args...)) }
+func (r *Row) note(format string, args ...any) {
+	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
+}
 
 // Targets of issue 11 §5. Each returns "PASS", "FAIL" or "-" (not
 // applicable).
@@ -221,7 +223,7 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 		row.Err = "attack: " + attackErr.Error()
 	}
 	if row.Jobs && e.jobs != nil {
-		e.jobs.settle(ctx, e.gw.url(), rn.settleTime()*3, &row)
+		e.jobs.settle(ctx, e.gw.url(), jobSettle, &row)
 	}
 	if !gw.alive() {
 		row.Err = "gateway died: " + gw.logTail()
@@ -255,6 +257,11 @@ func (rn *runner) watchRSS(ctx context.Context, e *env) <-chan int64 {
 	}()
 	return out
 }
+
+// jobSettle is how long accepted jobs may take to finish after an attack:
+// longer than the queue's AckWait (1 minute), after which a job whose
+// runner died (SIGKILL) is taken over.
+const jobSettle = 90 * time.Second
 
 func (rn *runner) settleTime() time.Duration {
 	if rn.opt.Quick {
