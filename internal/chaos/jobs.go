@@ -36,6 +36,9 @@ func startJobTracker() (*jobTracker, error) {
 	jt := &jobTracker{hookURL: "http://" + ln.Addr().String() + "/hook", deliveries: map[string]int{},
 		client: httpClientFrom(wellBehavedIP, 20*time.Second)}
 	jt.srv = &http.Server{Handler: http.HandlerFunc(jt.hook), ReadHeaderTimeout: 5 * time.Second}
+	// No keep-alive: a socket the gateway still holds to the receiver after
+	// an attack is then its own, not an idle pool entry.
+	jt.srv.SetKeepAlivesEnabled(false)
 	go jt.srv.Serve(ln)
 	return jt, nil
 }
@@ -65,6 +68,7 @@ func (jt *jobTracker) submit(ctx context.Context, target string, rate float64, t
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
 	var wg sync.WaitGroup
+	defer jt.client.CloseIdleConnections()
 	defer wg.Wait()
 	for i := 0; ; i++ {
 		select {
@@ -160,6 +164,7 @@ func (jt *jobTracker) settle(ctx context.Context, target string, wait time.Durat
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	jt.client.CloseIdleConnections() // the harness' own keep-alive must not count as the gateway's
 	jt.mu.Lock()
 	defer jt.mu.Unlock()
 	missing := 0

@@ -54,13 +54,30 @@ func (p procStats) resetPeak() error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.pid), []byte("5"), 0)
 }
 
-// fds counts the open file descriptors (sockets included).
-func (p procStats) fds() (int, error) {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+// fds counts the open file descriptors (sockets included) and, for
+// diagnostics, the ones that are not sockets by what they point at.
+func (p procStats) fds() (int, map[string]int, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", p.pid)
+	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, fmt.Errorf("read fds: %w", err)
+		return 0, nil, fmt.Errorf("read fds: %w", err)
 	}
-	return len(ents), nil
+	kinds := map[string]int{}
+	for _, e := range ents {
+		l, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(l, "socket:") {
+			kinds["socket"]++
+			continue
+		}
+		if i := strings.IndexByte(l, ':'); i > 0 && !strings.HasPrefix(l, "/") {
+			l = l[:i] // pipe:[123] -> pipe, anon_inode:[eventpoll] -> anon_inode
+		}
+		kinds[l]++
+	}
+	return len(ents), kinds, nil
 }
 
 // goroutines scrapes go_goroutines from the gateway's /metrics: on the
@@ -118,6 +135,8 @@ type usage struct {
 	FDs        int
 	Goroutines int
 	Pooled     int
+	Peers      map[string]int // sockets by local>remote address, for diagnostics
+	Files      map[string]int // other fds by target, for diagnostics
 }
 
 func (p procStats) sample(ctx context.Context) (usage, error) {
@@ -125,7 +144,7 @@ func (p procStats) sample(ctx context.Context) (usage, error) {
 	if err != nil {
 		return usage{}, err
 	}
-	fds, err := p.fds()
+	fds, kinds, err := p.fds()
 	if err != nil {
 		return usage{}, err
 	}
@@ -137,7 +156,17 @@ func (p procStats) sample(ctx context.Context) (usage, error) {
 	if err != nil {
 		return usage{}, err
 	}
-	return usage{RSSKiB: rss, FDs: fds - pooled, Goroutines: g - 2*pooled, Pooled: pooled}, nil
+	peers, err := socketPeers(p.pid)
+	if err != nil {
+		return usage{}, err
+	}
+	// Sockets not in the IPv4 TCP table (unix, UDP, TCPv6): by kind only.
+	for _, n := range peers {
+		kinds["socket"] -= n
+	}
+	kinds["socket (not IPv4 TCP)"] = kinds["socket"]
+	delete(kinds, "socket")
+	return usage{RSSKiB: rss, FDs: fds - pooled, Goroutines: g - 2*pooled, Pooled: pooled, Peers: peers, Files: kinds}, nil
 }
 
 // within reports after ≤ before × (1 + 5%): the issue's "back within 5% of

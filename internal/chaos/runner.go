@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -33,6 +35,21 @@ type env struct {
 	capacity float64
 	jobs     *jobTracker // set by scenarios that submit jobs
 	daemon   *daemon     // Redis or NATS, set by scenarios that need one
+}
+
+// names labels the harness' own loopback addresses for diagnostics.
+func (e *env) names() map[string]string {
+	m := map[string]string{e.gw.listen: "gateway", e.gw.admin: "admin"}
+	for _, u := range e.pool.urls {
+		m[strings.TrimPrefix(u, "http://")] = "backend pool (not counted)"
+	}
+	if e.daemon != nil {
+		m[e.daemon.addr] = filepath.Base(e.daemon.name)
+	}
+	if e.jobs != nil {
+		m[strings.TrimSuffix(strings.TrimPrefix(e.jobs.hookURL, "http://"), "/hook")] = "webhook receiver"
+	}
+	return m
 }
 
 // Row is one scenario's measurements.
@@ -231,6 +248,14 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 	}
 	rn.quiesce(ctx, e)
 	row.After = rn.settle(ctx, e, row.Before)
+	if row.leakTarget() == "FAIL" {
+		if g := peerGrowth(row.Before.Peers, row.After.Peers, e.names()); g != "" {
+			row.note("sockets left after the attack: %s", g)
+		}
+		if g := countGrowth(row.Before.Files, row.After.Files); g != "" {
+			row.note("other fds left after the attack: %s", g)
+		}
+	}
 	return row
 }
 
