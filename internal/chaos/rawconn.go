@@ -38,18 +38,18 @@ type connResult struct {
 func (a connAttack) run(ctx context.Context, target string, row *Row, t *tally) {
 	results := make([]connResult, a.n)
 	var wg sync.WaitGroup
-	dialSem := make(chan struct{}, 64)
+	// Connections are dialed one after another (each goroutine signals
+	// when its dial is done), so the ramp is as fast as the gateway
+	// accepts and the listen backlog never overflows.
 	for i := range a.n {
 		if ctx.Err() != nil {
 			break
 		}
-		dialSem <- struct{}{}
 		dialed := make(chan struct{})
 		wg.Go(func() {
 			results[i] = a.one(ctx, target, i, func() { close(dialed) })
 		})
 		<-dialed
-		<-dialSem
 	}
 	wg.Wait()
 	var bytes int64
@@ -73,7 +73,7 @@ func (a connAttack) run(ctx context.Context, target string, row *Row, t *tally) 
 	t.mu.Unlock()
 }
 
-func (a connAttack) one(ctx context.Context, target string, i int, dialed func()) (res connResult) {
+func (a connAttack) one(ctx context.Context, target string, i int, dialed func()) connResult {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: attackerIP(i % max(a.addrs, 1))}, Timeout: 5 * time.Second}
 	if a.rcvBuf > 0 {
 		d.Control = setRcvBuf(a.rcvBuf)
@@ -81,9 +81,8 @@ func (a connAttack) one(ctx context.Context, target string, i int, dialed func()
 	c, err := d.DialContext(ctx, "tcp", target)
 	dialed()
 	if err != nil {
-		return res // refused at connect: not admitted
+		return connResult{} // refused at connect: not admitted
 	}
-	res.dialed = true
 	var sent atomic.Int64
 	var closing atomic.Bool
 	answered := make(chan connResult, 1)
@@ -93,22 +92,27 @@ func (a connAttack) one(ctx context.Context, target string, i int, dialed func()
 		n, _ := c.Write(b)
 		sent.Add(int64(n))
 	}
+	duringDone := make(chan struct{})
 	if a.during != nil {
-		go a.during(ctx, c, &sent)
+		go func() { defer close(duringDone); a.during(ctx, c, &sent) }()
+	} else {
+		close(duringDone)
 	}
+	var r connResult
 	select {
-	case r := <-answered:
+	case r = <-answered:
 		closing.Store(true)
-		c.Close()
-		r.dialed, r.sent = true, sent.Load()
-		return r
+		c.Close() // also ends during's writes
+		r.dialed = true
 	case <-ctx.Done():
 		closing.Store(true)
 		c.Close()
 		<-answered
-		res.held, res.sent = true, sent.Load()
-		return res
+		r = connResult{dialed: true, held: true}
 	}
+	<-duringDone
+	r.sent = sent.Load()
+	return r
 }
 
 // readAnswer reads the gateway's answer on c: an HTTP response classified

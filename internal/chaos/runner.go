@@ -199,8 +199,14 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 	}
 	defer gw.stop()
 
-	// Calm baseline: the same client, no attack.
+	// A second of warm-up (discarded): the gateway's first requests open
+	// its upstream connections and seed its latency estimates.
 	wb := newWellBehaved(gw.url(), e.wbLoad)
+	warmCtx, cancel := context.WithTimeout(ctx, time.Second)
+	wb.run(warmCtx, &tally{})
+	cancel()
+
+	// Calm baseline: the same client, no attack.
 	var calm tally
 	calmCtx, cancel := context.WithTimeout(ctx, rn.opt.Calm)
 	wb.run(calmCtx, &calm)

@@ -172,7 +172,9 @@ func gatewaySIGKILL(ctx context.Context, e *env, row *Row) error {
 func configReloads(ctx context.Context, e *env, row *Row) error {
 	n := e.size(20, 100)
 	policies := []string{"round_robin", "least_conn", "p2c_ewma", "random", "least_load"}
-	every := attackLength(ctx) / time.Duration(n+1)
+	// Spread over the first 80% of the attack, so the last reloads still
+	// have load after them.
+	every := attackLength(ctx) * 8 / 10 / time.Duration(n)
 	valid, invalid := 0, 0
 	tick := time.NewTicker(every)
 	defer tick.Stop()
