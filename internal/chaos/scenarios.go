@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -217,8 +218,26 @@ func configReloads(ctx context.Context, e *env, row *Row) error {
 }
 
 // soak is load at 80% of capacity with jobs next to it; the row shows
-// whether RSS, goroutines, fds and p99 stayed flat.
+// whether RSS, goroutines, fds and p99 stayed flat, and a note samples RSS
+// and goroutines six times over the run.
 func soak(ctx context.Context, e *env, row *Row) error {
-	withJobs(ctx, e, row, func() {})
+	var rss, gor []string
+	withJobs(ctx, e, row, func() {
+		every := max(attackLength(ctx)/6, time.Second)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if u, err := e.gw.proc().sample(ctx); err == nil {
+				rss = append(rss, fmt.Sprintf("%.0f", mib(u.RSSKiB)))
+				gor = append(gor, fmt.Sprint(u.Goroutines))
+			}
+		}
+	})
+	row.note("RSS MiB over the run: %s; goroutines: %s", strings.Join(rss, ", "), strings.Join(gor, ", "))
 	return nil
 }
