@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +23,7 @@ func TestChaosQuickProducesTable(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "chaos", "--quick", "--quiet", "--calm", "2s", "--duration", "2s",
-		"--scenarios", "ambiguous-json,backend-crash,redis-cluster")
+		"--scenarios", "ambiguous-json,backend-crash")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("sluice chaos: %v (harness error?)\n%s", err, out)
@@ -57,7 +58,12 @@ func TestChaosQuickProducesTable(t *testing.T) {
 	if f := strings.Fields(rows["ambiguous-json"]); f[2] == "0/0/0" {
 		t.Fatalf("ambiguous-json sent nothing:\n%s", text)
 	}
-	if !strings.Contains(rows["redis-cluster"], "skipped") || !strings.Contains(text, "redis-cluster: skipped: not implemented") {
-		t.Fatalf("redis-cluster not reported as skipped:\n%s", text)
+}
+
+func TestChaosRejectsUnknownScenario(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"chaos", "--scenarios", "stalled-uploads,nope"}, &out, &errb); code == 0 ||
+		!strings.Contains(errb.String(), `unknown scenario "nope"`) {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
 }

@@ -21,9 +21,9 @@ import (
 // the queue's data directory, a short shutdown grace and a quiet log are
 // set, so the suite measures what a user gets out of the box.
 type gatewaySpec struct {
-	RedisAddr       string // rate_limits on this Redis when set
-	NATSURL         string // external NATS when set, else embedded
-	PrivateWebhooks bool   // let jobs post webhooks to the harness on loopback
+	RedisAddrs      []string // rate_limits on this Redis (one node, or Cluster seeds) when set
+	NATSURL         string   // external NATS when set, else embedded
+	PrivateWebhooks bool     // let jobs post webhooks to the harness on loopback
 	QueueOff        bool
 	Policy          string // routing policy ("" = default)
 }
@@ -45,10 +45,11 @@ func (s gatewaySpec) yaml(listen, admin, dataDir string, backends []string) stri
 			b.WriteString("  allow_private_webhooks: true\n")
 		}
 	}
-	if s.RedisAddr != "" {
+	if len(s.RedisAddrs) > 0 {
 		// A generous global limit: every request asks Redis, none is
 		// refused while Redis is up.
-		fmt.Fprintf(&b, "rate_limits:\n  store: redis\n  redis:\n    addrs: [\"%s\"]\n  global: {requests: \"100000r/s burst=100000\"}\n", s.RedisAddr)
+		fmt.Fprintf(&b, "rate_limits:\n  store: redis\n  redis:\n    addrs: [\"%s\"]\n  global: {requests: \"100000r/s burst=100000\"}\n",
+			strings.Join(s.RedisAddrs, `", "`))
 	}
 	b.WriteString("models:\n  - name: sim-model\n")
 	if s.Policy != "" {

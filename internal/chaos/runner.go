@@ -35,6 +35,7 @@ type env struct {
 	capacity float64
 	jobs     *jobTracker // set by scenarios that submit jobs
 	daemon   *daemon     // Redis or NATS, set by scenarios that need one
+	cluster  *redisCluster
 }
 
 // names labels the harness' own loopback addresses for diagnostics.
@@ -45,6 +46,11 @@ func (e *env) names() map[string]string {
 	}
 	if e.daemon != nil {
 		m[e.daemon.addr] = filepath.Base(e.daemon.name)
+	}
+	if e.cluster != nil {
+		for _, a := range e.cluster.addrs() {
+			m[a] = "redis cluster node"
+		}
 	}
 	if e.jobs != nil {
 		m[strings.TrimSuffix(strings.TrimPrefix(e.jobs.hookURL, "http://"), "/hook")] = "webhook receiver"

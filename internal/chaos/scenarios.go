@@ -24,10 +24,8 @@ func scenarios() []scenario {
 		faultScenario("backend-slow", "one backend answers 10x slower than its peers", faultSlow),
 		{name: "redis-restart", quick: true, what: "rate limits on Redis; Redis SIGKILLed and restarted under load",
 			setup: setupRedis, attack: redisRestart},
-		{name: "redis-cluster", quick: true, what: "Redis Cluster 3+3 losing a master under load",
-			setup: func(context.Context, *env) (gatewaySpec, func(), string, error) {
-				return gatewaySpec{}, nil, "not implemented", nil
-			}},
+		{name: "redis-cluster", quick: true, what: "rate limits on a Redis Cluster (3 masters + 3 replicas) losing a master under load",
+			setup: setupRedisCluster, attack: redisClusterFailover},
 		{name: "nats-restart", quick: true, what: "external NATS SIGKILLed and restarted with jobs in flight",
 			setup: setupNATS, attack: natsRestart},
 		{name: "gateway-sigkill", quick: true, exempt: true, what: "the gateway SIGKILLed and restarted with jobs in flight",
@@ -72,7 +70,7 @@ func setupRedis(ctx context.Context, e *env) (gatewaySpec, func(), string, error
 		return gatewaySpec{}, nil, skip, err
 	}
 	e.daemon = d
-	return gatewaySpec{RedisAddr: d.addr}, d.kill, "", nil
+	return gatewaySpec{RedisAddrs: []string{d.addr}}, d.kill, "", nil
 }
 
 // redisRestart kills Redis a third into the attack and starts a fresh one
