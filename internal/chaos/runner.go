@@ -78,6 +78,7 @@ type Row struct {
 	BytesEach   int64 // bytes each attack connection sent (typical)
 
 	Exempt bool
+	Died   bool // the gateway process died (not SIGKILLed by the scenario)
 	Notes  []string
 }
 
@@ -103,6 +104,9 @@ func (r Row) p99Target() string {
 }
 
 func (r Row) failTarget() string {
+	if r.Died {
+		return "FAIL"
+	}
 	if r.Exempt {
 		return "-"
 	}
@@ -117,7 +121,7 @@ func (r Row) jobTarget() string {
 }
 
 func (r Row) leakTarget() string {
-	if r.Before.FDs == 0 || r.After.FDs == 0 {
+	if r.Died || r.Before.FDs == 0 || r.After.FDs == 0 {
 		return "FAIL"
 	}
 	return passFail(within(r.Before.Goroutines, r.After.Goroutines) && within(r.Before.FDs, r.After.FDs))
@@ -255,7 +259,10 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 		e.jobs.settle(ctx, e.gw.url(), jobSettle, &row)
 	}
 	if !gw.alive() {
-		row.Err = "gateway died: " + gw.logTail()
+		// The gateway's failure, not the harness': every target it
+		// touches fails, and its last words go in the notes.
+		row.Died = true
+		row.note("the gateway died during the attack: %s", oneLine(gw.logTail()))
 		return row
 	}
 	rn.quiesce(ctx, e)
