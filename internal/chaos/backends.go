@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log"
 	"net"
@@ -50,9 +49,10 @@ func startPool(n int, cfg sim.Config) (*pool, error) {
 		c := cfg
 		c.Seed = cfg.Seed + int64(i)
 		s := sim.New(c)
-		sw := &faultSwitch{next: s, quit: make(chan struct{})}
+		slow := sim.New(tenTimesSlower(c))
+		sw := &faultSwitch{next: s, slow: slow, quit: make(chan struct{})}
 		srv := &http.Server{Handler: sw, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
-		p.sims = append(p.sims, s)
+		p.sims = append(p.sims, s, slow)
 		p.switches = append(p.switches, sw)
 		p.srvs = append(p.srvs, srv)
 		p.urls = append(p.urls, "http://"+ln.Addr().String())
@@ -81,9 +81,20 @@ func (p *pool) stop() {
 	p.wg.Wait()
 }
 
+// tenTimesSlower is c with an engine ten times slower: prefill and every
+// decode step. (Slowing the writes instead would not do: the simulator
+// batches the tokens a slow writer missed into its next write.)
+func tenTimesSlower(c sim.Config) sim.Config {
+	c.DecodeStepBase *= 10
+	c.DecodeStepPerSeq *= 10
+	c.PrefillTokensPerSec /= 10
+	return c
+}
+
 // faultSwitch passes requests to the simulator or misbehaves.
 type faultSwitch struct {
 	next      http.Handler
+	slow      http.Handler // the same simulator, ten times slower
 	mode      atomic.Int32
 	quit      chan struct{} // ends hung handlers when the pool stops
 	closeOnce sync.Once
@@ -93,6 +104,10 @@ func (f *faultSwitch) close() { f.closeOnce.Do(func() { close(f.quit) }) }
 
 func (f *faultSwitch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mode := backendFault(f.mode.Load())
+	if mode == faultSlow {
+		f.slow.ServeHTTP(w, r) // metrics too: they show the slow engine's queue
+		return
+	}
 	inference := strings.HasPrefix(r.URL.Path, "/v1/")
 	if !inference || mode == faultNone {
 		f.next.ServeHTTP(w, r)
@@ -118,8 +133,6 @@ func (f *faultSwitch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "event: ???\ndata: {unterminated\n\nretry: -1\n\n")
 	case faultCrash:
 		f.next.ServeHTTP(&crashWriter{ResponseWriter: w, after: 3}, r)
-	case faultSlow:
-		f.next.ServeHTTP(&slowWriter{ResponseWriter: w, last: time.Now(), quit: f.quit}, r)
 	}
 }
 
@@ -144,34 +157,6 @@ func (c *crashWriter) Write(b []byte) (int, error) {
 
 func (c *crashWriter) Flush() {
 	if f, ok := c.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// slowWriter delays each write by nine times the time the simulator took to
-// produce it, so the backend answers ten times slower than its peers.
-type slowWriter struct {
-	http.ResponseWriter
-	last time.Time
-	quit chan struct{}
-}
-
-func (s *slowWriter) Write(b []byte) (int, error) {
-	gap := time.Since(s.last)
-	t := time.NewTimer(9 * gap)
-	select {
-	case <-t.C:
-	case <-s.quit:
-		t.Stop()
-		return 0, errors.New("pool stopping")
-	}
-	n, err := s.ResponseWriter.Write(b)
-	s.last = time.Now()
-	return n, err
-}
-
-func (s *slowWriter) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
