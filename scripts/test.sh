@@ -20,3 +20,15 @@ echo "== go vet"
 go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 900s ./...
+
+# The chaos suite in its short form: the table goes to the log. Targets are
+# reported, not enforced, until the issue 11 fixes are in (then add --strict).
+# nats-restart needs nats-server; it is skipped with a reason when missing.
+if ! command -v nats-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -qq nats-server >/dev/null 2>&1 || echo "test.sh: nats-server not installed; nats-restart will be skipped"
+fi
+echo "== sluice chaos --quick"
+chaos_bin="$(mktemp -d)/sluice"
+go build -o "$chaos_bin" ./cmd/sluice
+"$chaos_bin" chaos --quick --quiet
+rm -rf "$(dirname "$chaos_bin")"

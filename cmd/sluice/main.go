@@ -28,6 +28,7 @@ func commands() []command {
 		{"sim", "run simulated OpenAI-compatible inference servers", runSim},
 		{"bench", "replay load against an OpenAI-compatible URL", runBench},
 		{"demo", "simulated pool + gateway + bursty replay: prints a before/after table", runDemo},
+		{"chaos", "attacks and faults against a gateway next to a well-behaved client: prints a table", runChaos},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "sluice", version)
 			return nil

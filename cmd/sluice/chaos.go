@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/chaos"
+)
+
+func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("chaos", "[--quick] [--scenarios a,b] [--duration D] [--strict]", stderr)
+	quick := fs.Bool("quick", false, "the CI form: a few seconds per scenario, smaller attacks")
+	list := fs.String("scenarios", "", "comma-separated scenarios to run (default: all; all quick ones with --quick); see --list")
+	dur := fs.Duration("duration", 0, "attack phase per scenario (default 4s with --quick, else 20s; soak: 1h)")
+	calm := fs.Duration("calm", 0, "calm baseline phase per scenario (default 3s with --quick, else 10s)")
+	backends := fs.Int("backends", 3, "simulated inference servers")
+	strict := fs.Bool("strict", false, "exit non-zero when any target fails")
+	listOnly := fs.Bool("list", false, "list the scenarios and exit")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *listOnly {
+		for _, s := range chaos.ScenarioNames() {
+			fmt.Fprintln(stdout, s)
+		}
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the sluice binary to run the gateway: %w", err)
+	}
+	opt := chaos.Options{Exe: exe, Backends: *backends, Quick: *quick, Duration: *dur, Calm: *calm}
+	if *list != "" {
+		for _, n := range strings.Split(*list, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				opt.Scenarios = append(opt.Scenarios, n)
+			}
+		}
+	}
+	if !*quiet {
+		opt.Progress = stderr
+	}
+	start := time.Now()
+	rep, err := chaos.Run(ctx, opt, stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n(%d scenarios in %s)\n", len(rep.Rows), time.Since(start).Round(time.Second))
+	if errs := rep.InternalErrors(); len(errs) > 0 {
+		return fmt.Errorf("harness errors: %s", strings.Join(errs, "; "))
+	}
+	if *strict && !rep.Pass() {
+		return errors.New("targets failed (--strict)")
+	}
+	return nil
+}
