@@ -42,7 +42,8 @@ func (s gatewaySpec) yaml(listen, admin, dataDir string, backends []string) stri
 			fmt.Fprintf(&b, "  url: %s\n", s.NATSURL)
 		}
 		if s.PrivateWebhooks {
-			b.WriteString("  allow_private_webhooks: true\n")
+			// The receiver is on loopback; webhooks are sent signed only.
+			b.WriteString("  allow_private_webhooks: true\n  webhook_secret: chaos-suite-webhook-secret\n")
 		}
 	}
 	if len(s.RedisAddrs) > 0 {
