@@ -22,8 +22,13 @@ import (
 // the outage finishes.
 func TestExternalNATSLostAndBack(t *testing.T) {
 	release := make(chan struct{})
+	arrived := make(chan struct{}, 16)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
 		select { // jobs stay running or queued across the outage
 		case <-release:
 		case <-r.Context().Done():
@@ -77,6 +82,17 @@ models:
 	var accepted []string
 	for range 4 { // two run (held by the backend), two wait
 		accepted = append(accepted, submitOpen(t, url))
+	}
+	// NATS goes down only once both workers hold a job, so no pull request
+	// is outstanding: a message the server hands out as it shuts down is
+	// lost with the connection and comes back only after AckWait (1 min),
+	// at-least-once delivery's price that this test is not about.
+	for range 2 {
+		select {
+		case <-arrived:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the workers did not start two jobs")
+		}
 	}
 
 	nats.Shutdown()

@@ -42,7 +42,8 @@ const orphanGrace = time.Minute
 // RunWorker takes jobs from the queue and executes them until ctx ends or
 // the Store closes. It then stops taking jobs, gives running ones Grace to
 // finish, cancels the rest and requeues them, and returns nil. It returns
-// an error only if it cannot start.
+// an error only if it cannot start; NATS being away is not such a reason,
+// it waits for NATS.
 func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	if o.Executor == nil {
 		return errors.New("jobs: RunWorker needs an Executor")
@@ -65,9 +66,22 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()
 
-	w := &worker{s: s, o: o}
+	w := &worker{s: s, o: o, stop: runCtx}
 	for _, class := range o.Classes {
 		c, err := s.consumer(runCtx, class)
+		// NATS away (an outage, or a slow server timing the call out):
+		// wait for it as the slots do. Giving up would leave this process
+		// without workers after NATS is back.
+		if err != nil && IsUnavailable(err) {
+			s.log.Warn("NATS away: the worker starts when it is back", "class", class, "err", err)
+		}
+		for err != nil && IsUnavailable(err) && runCtx.Err() == nil {
+			sleep(runCtx, o.PollWait)
+			c, err = s.consumer(runCtx, class)
+		}
+		if runCtx.Err() != nil {
+			return nil // stopped before it started
+		}
 		if err != nil {
 			return err
 		}
@@ -116,6 +130,7 @@ type worker struct {
 	s    *Store
 	o    WorkerOptions
 	cons []jetstream.Consumer
+	stop context.Context // ends when the worker stops taking jobs
 }
 
 func (w *worker) slot(ctx, execCtx context.Context) {
@@ -199,7 +214,11 @@ func (w *worker) handle(ctx, execCtx context.Context, msg jetstream.Msg) {
 	// bounds each call.
 	bg := context.WithoutCancel(ctx)
 
-	rec, _, err := s.getJob(bg, d.key)
+	var rec *jobRecord
+	err = w.whileAway(d, "reading job", func() (err error) {
+		rec, _, err = s.getJob(bg, d.key)
+		return err
+	})
 	if errors.Is(err, ErrNotFound) {
 		// Message times are the server's clock, not ours.
 		if time.Since(meta.Timestamp) < orphanGrace {
@@ -251,7 +270,11 @@ func (w *worker) settled(ctx context.Context, d *delivery, rec *jobRecord) bool 
 	if rec.CancelRequested {
 		code, why = "cancelled", "cancelled by the client"
 	} else if rec.Job.BatchID != "" {
-		b, _, err := s.getBatch(ctx, batchKey(rec.Tenant, rec.Job.BatchID))
+		var b *batchRecord
+		err := w.whileAway(d, "reading batch", func() (err error) {
+			b, _, err = s.getBatch(ctx, batchKey(rec.Tenant, rec.Job.BatchID))
+			return err
+		})
 		switch {
 		case errors.Is(err, ErrNotFound):
 			code, why = "batch_expired", "the batch no longer exists"
@@ -272,12 +295,17 @@ func (w *worker) settled(ctx context.Context, d *delivery, rec *jobRecord) bool 
 	if code == "" {
 		return false
 	}
-	r, changed, err := s.transition(ctx, d.key, func(r *jobRecord) error {
-		if r.Job.Status.Terminal() || (r.Job.Status == StatusRunning && r.Seq != d.meta.Sequence.Stream) {
-			return errNoChange
-		}
-		cancelRecord(r, s.now().Unix(), code, why)
-		return nil
+	var r *jobRecord
+	var changed bool
+	err := w.whileAway(d, "cancelling job", func() (err error) {
+		r, changed, err = s.transition(ctx, d.key, func(r *jobRecord) error {
+			if r.Job.Status.Terminal() || (r.Job.Status == StatusRunning && r.Seq != d.meta.Sequence.Stream) {
+				return errNoChange
+			}
+			cancelRecord(r, s.now().Unix(), code, why)
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		s.log.Warn("cancelling job", "key", d.key, "err", err)
@@ -300,10 +328,12 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 	s := w.s
 	seq, nd := d.meta.Sequence.Stream, d.meta.NumDelivered
 	lost := false // the previous run died with its worker
-	rec, _, err := s.transition(ctx, d.key, func(r *jobRecord) error {
+	start := func(r *jobRecord) error {
 		switch {
 		case r.Job.Status.Terminal(), r.Job.Status == StatusRunning && r.Seq != seq:
 			return errSkip
+		case r.Job.Status == StatusRunning && r.Delivery == nd:
+			return errNoChange // this delivery's own write, whose answer an outage lost
 		case r.CancelRequested:
 			cancelRecord(r, s.now().Unix(), "cancelled", "cancelled by the client")
 			return nil
@@ -318,6 +348,11 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 		r.Job.StartedAt = s.now().Unix()
 		r.Seq, r.Delivery = seq, nd
 		return nil
+	}
+	var rec *jobRecord
+	err := w.whileAway(d, "starting job", func() (err error) {
+		rec, _, err = s.transition(ctx, d.key, start)
+		return err
 	})
 	switch {
 	case errors.Is(err, errSkip):
@@ -334,7 +369,11 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 	}
 
 	job := rec.job()
-	body, err := s.bodies.Get(ctx, d.key)
+	var body jetstream.KeyValueEntry
+	err = w.whileAway(d, "reading body", func() (err error) {
+		body, err = s.bodies.Get(ctx, d.key)
+		return err
+	})
 	if err != nil {
 		w.retry(ctx, d, retryFailed, fmt.Errorf("reading body: %w", err))
 		return
@@ -359,22 +398,27 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 // complete records an answer: any status other than 429/503 is final.
 func (w *worker) complete(ctx context.Context, d *delivery, res Result) {
 	s := w.s
-	rec, changed, err := s.transition(ctx, d.key, func(r *jobRecord) error {
-		if r.Job.Status.Terminal() {
-			return errNoChange // expired meanwhile, or another run answered first
-		}
-		now := s.now().Unix()
-		if r.CancelRequested {
-			cancelRecord(r, now, "cancelled", "cancelled by the client")
+	var rec *jobRecord
+	var changed bool
+	err := w.whileAway(d, "recording job result", func() (err error) {
+		rec, changed, err = s.transition(ctx, d.key, func(r *jobRecord) error {
+			if r.Job.Status.Terminal() {
+				return errNoChange // expired meanwhile, or another run answered first
+			}
+			now := s.now().Unix()
+			if r.CancelRequested {
+				cancelRecord(r, now, "cancelled", "cancelled by the client")
+				return nil
+			}
+			r.Job.Status = StatusFailed
+			if res.StatusCode/100 == 2 {
+				r.Job.Status = StatusSucceeded
+			}
+			r.Job.Result = &res
+			r.Job.FinishedAt = now
 			return nil
-		}
-		r.Job.Status = StatusFailed
-		if res.StatusCode/100 == 2 {
-			r.Job.Status = StatusSucceeded
-		}
-		r.Job.Result = &res
-		r.Job.FinishedAt = now
-		return nil
+		})
+		return err
 	})
 	if err != nil {
 		// The message comes back after AckWait and the job runs again: at
@@ -416,23 +460,28 @@ func (w *worker) retry(ctx context.Context, d *delivery, mode retryMode, cause e
 func (w *worker) requeue(ctx context.Context, d *delivery, mode retryMode, cause error, advised time.Duration) {
 	s := w.s
 	seq, nd := d.meta.Sequence.Stream, d.meta.NumDelivered
-	rec, changed, err := s.transition(ctx, d.key, func(r *jobRecord) error {
-		if r.Job.Status != StatusRunning || r.Seq != seq || r.Delivery != nd {
-			return errNoChange // finished, or taken over by a redelivery
-		}
-		if mode != retryFailed {
-			r.Job.Attempts--
-		} else {
-			r.LastError = cause.Error()
-			if r.Job.Attempts >= s.o.MaxAttempts {
-				deadRecord(r, s.now().Unix())
-				return nil
+	var rec *jobRecord
+	var changed bool
+	err := w.whileAway(d, "requeueing job", func() (err error) {
+		rec, changed, err = s.transition(ctx, d.key, func(r *jobRecord) error {
+			if r.Job.Status != StatusRunning || r.Seq != seq || r.Delivery != nd {
+				return errNoChange // finished, or taken over by a redelivery
 			}
-		}
-		r.Job.Status = StatusQueued
-		r.Job.StartedAt = 0
-		r.Seq, r.Delivery = 0, 0
-		return nil
+			if mode != retryFailed {
+				r.Job.Attempts--
+			} else {
+				r.LastError = cause.Error()
+				if r.Job.Attempts >= s.o.MaxAttempts {
+					deadRecord(r, s.now().Unix())
+					return nil
+				}
+			}
+			r.Job.Status = StatusQueued
+			r.Job.StartedAt = 0
+			r.Seq, r.Delivery = 0, 0
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		s.log.Warn("requeueing job", "key", d.key, "err", err)
@@ -490,6 +539,37 @@ func deadRecord(r *jobRecord, now int64) {
 
 func deadMessage(attempts int, id string) string {
 	return "the job failed on each of its " + strconv.Itoa(attempts) + " attempts; quote job " + id + " to the operator for the cause"
+}
+
+// whileAway runs op, one step of a delivery's bookkeeping, and runs it
+// again every PollWait while it fails because NATS is away, for at most
+// AckWait/2 (heartbeats missed in an outage longer than that may have let
+// the server hand the message to another worker). The message stays ours
+// meanwhile, so the job carries on as soon as NATS is back. Giving up at
+// once would cost the job AckWait: a nak sent into the outage is lost with
+// it, and a result not recorded means the job runs again. Holding ends
+// early when the worker stops.
+func (w *worker) whileAway(d *delivery, step string, op func() error) error {
+	err := op()
+	if err == nil || !IsUnavailable(err) {
+		return err
+	}
+	s := w.s
+	s.log.Warn("NATS away: holding the job until it is back", "key", d.key, "step", step, "err", err)
+	giveUp := time.Now().Add(s.o.AckWait / 2)
+	for time.Now().Before(giveUp) {
+		if sleep(w.stop, w.o.PollWait); w.stop.Err() != nil {
+			return err
+		}
+		if err = op(); err == nil {
+			_ = d.msg.InProgress() // restart AckWait, heartbeats went missing
+			return nil
+		}
+		if !IsUnavailable(err) {
+			return err
+		}
+	}
+	return err
 }
 
 // heartbeat tells JetStream the message is still being worked on, every
