@@ -40,6 +40,11 @@ func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *
 	h := w.Header()
 	copyHeader(h, resp.Header)
 	h.Set("X-Request-Id", in.RequestID)
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		// A relayed stream may end with an error event the backend's
+		// length did not count, or lose a malformed tail.
+		h.Del("Content-Length")
+	}
 	// Inference answers are per request and, unless the gateway shares
 	// them (CacheControl), per client: never stored by a CDN or browser.
 	cc := "no-store"

@@ -20,6 +20,35 @@ type sseCheck struct {
 	done    bool   // [DONE] seen: the rest passes unchecked
 	errored bool   // the backend sent an error object itself
 	joined  []byte // the data of an event with several data lines
+	pending []byte // the start of an event still arriving
+	sent    int    // pending's leading bytes returned by the last feed
+}
+
+// feed takes the next bytes of the stream and returns the whole, checked
+// events now ready to relay: a slice of p or of the check's own buffer,
+// valid until the next feed. bad reports a malformed event (or one over
+// maxEvent) after them; the stream must then end.
+func (s *sseCheck) feed(p []byte, atEOF bool) (out []byte, bad bool) {
+	if s.sent > 0 {
+		s.pending = append(s.pending[:0], s.pending[s.sent:]...) // may overlap: append moves
+		s.sent = 0
+	}
+	chunk := p
+	held := len(s.pending) > 0
+	if held {
+		s.pending = append(s.pending, p...)
+		chunk = s.pending
+	}
+	k, bad := s.scan(chunk, atEOF)
+	if len(chunk)-k > maxEvent {
+		bad = true
+	}
+	if held {
+		s.sent = k
+	} else if !bad {
+		s.pending = append(s.pending, chunk[k:]...)
+	}
+	return chunk[:k], bad
 }
 
 // scan returns how many leading bytes of p are complete, valid events
@@ -50,6 +79,9 @@ func (s *sseCheck) scan(p []byte, atEOF bool) (n int, bad bool) {
 		}
 		i = next
 		if len(line) > 0 {
+			if !knownLine(line) {
+				return start, true
+			}
 			if v, ok := dataField(line); ok {
 				lines++
 				switch lines {
@@ -76,6 +108,9 @@ func (s *sseCheck) scan(p []byte, atEOF bool) (n int, bad bool) {
 	}
 	if atEOF && start < len(p) {
 		if i < len(p) { // the last line had no line end
+			if !knownLine(p[i:]) {
+				return start, true
+			}
 			if v, ok := dataField(p[i:]); ok {
 				lines++
 				if lines == 1 {
@@ -107,6 +142,22 @@ func (s *sseCheck) accept(data []byte) bool {
 		s.errored = true
 	}
 	return true
+}
+
+// knownLine reports whether line is a comment or one of the fields an
+// event stream has (data, event, id, retry). The SSE grammar lets a
+// client ignore other lines, but a backend that sends them (an HTML error
+// page, a stray log line) is not speaking the protocol.
+func knownLine(line []byte) bool {
+	if line[0] == ':' {
+		return true
+	}
+	name, _, _ := bytes.Cut(line, []byte(":"))
+	switch string(name) {
+	case "data", "event", "id", "retry":
+		return true
+	}
+	return false
 }
 
 // dataField returns the value of a "data" line: the text after "data:",

@@ -32,7 +32,6 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	defer tailPool.Put(tl)
 
 	var chk sseCheck
-	var pending []byte // the start of an event still arriving
 	var readErr, writeErr error
 	bad := false
 	for {
@@ -41,34 +40,28 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 			wd.idle(f.opt.Timeouts.StreamIdle)
 		}
 		eof := err == io.EOF
-		chunk := buf[:n]
-		if len(pending) > 0 {
-			pending = append(pending, chunk...)
-			chunk = pending
-		}
-		k, malformed := chk.scan(chunk, eof)
-		if k > 0 {
+		out, malformed := chk.feed(buf[:n], eof)
+		if len(out) > 0 {
 			if !res.Written { // the first valid event: the first token
 				f.commit(w, b, resp, in, start, res)
 				b.FirstToken(f.opt.Now(), res.TTFB)
 				c.fed = true
 			}
-			tl.write(chunk[:k])
+			tl.write(out)
 			if in.Capture != nil {
-				in.Capture.write(chunk[:k])
+				in.Capture.write(out)
 			}
-			if _, writeErr = w.Write(chunk[:k]); writeErr != nil {
+			if _, writeErr = w.Write(out); writeErr != nil {
 				break
 			}
 			if flusher != nil {
 				flusher.Flush()
 			}
 		}
-		if malformed || len(chunk)-k > maxEvent {
+		if malformed {
 			bad = true
 			break
 		}
-		pending = append(pending[:0], chunk[k:]...) // may overlap: append moves
 		if err != nil {
 			if !eof {
 				readErr = err
