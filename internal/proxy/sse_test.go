@@ -98,3 +98,22 @@ func FuzzSSECheck(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSSECheck measures the check on a typical 64-token stream read
+// a few events at a time.
+func BenchmarkSSECheck(b *testing.B) {
+	var sb strings.Builder
+	for i := 0; i < 64; i++ {
+		sb.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":null}]}` + "\n\n")
+	}
+	sb.WriteString("data: [DONE]\n\n")
+	stream := []byte(sb.String())
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var s sseCheck
+		for i := 0; i < len(stream); i += 500 {
+			s.feed(stream[i:min(i+500, len(stream))], i+500 >= len(stream))
+		}
+	}
+}
