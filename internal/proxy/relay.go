@@ -80,9 +80,9 @@ func midStreamError(err error, reqID string) *openai.Error {
 // relay passes a response on to the client. A 2xx answer is checked
 // before the client's response is committed (relayAnswer, relayStream);
 // other statuses are the backend's own word and pass as they are
-// (relayRaw), as do compressed answers. It returns true when the attempt failed before anything
-// reached the client and the request may try another backend (res.Err
-// says why).
+// (relayRaw), as do compressed answers. It returns true when the attempt
+// failed before anything reached the client and the request may try
+// another backend (res.Err says why).
 func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c call,
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
 	defer resp.Body.Close()
@@ -145,7 +145,8 @@ func (f *Forwarder) failEarly(ctx context.Context, c call, err error, start time
 }
 
 // relayRaw copies a response to the client as it comes: the backend's
-// error answers, which are its own word on the request.
+// error answers, which are its own word on the request, and compressed
+// answers. Streams are flushed after every read.
 func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c call,
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result, stream bool) {
 	b := c.b
@@ -162,10 +163,18 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 	tl.buf = tl.buf[:0]
 	defer tailPool.Put(tl)
 
+	first := true
 	var readErr, writeErr error
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
+			if first && stream {
+				now := f.opt.Now()
+				res.TTFB = now.Sub(start)
+				b.FirstToken(now, res.TTFB)
+				c.fed = true
+			}
+			first = false
 			wd.idle(f.opt.Timeouts.StreamIdle)
 			tl.write(buf[:n])
 			if in.Capture != nil {
