@@ -75,6 +75,27 @@ func TestGarbageAnswerIsRetriedOnAHealthyBackend(t *testing.T) {
 	}
 }
 
+// A compressed answer's bytes are not checked (the gateway does not
+// decompress), but an HTML page is refused by its Content-Type alone.
+func TestCompressedAnswerIsCheckedByItsType(t *testing.T) {
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Encoding", "gzip")
+		io.WriteString(w, "\x1f\x8b not really gzip")
+	}))
+	t.Cleanup(bad.Close)
+	srv, gw := startGateway(t, testConfig(bad.URL))
+	resp := post(t, srv.URL+"/v1/chat/completions", chatBody, "Accept-Encoding", "gzip")
+	body := readAll(t, resp)
+	if _, code, _ := apiErr(t, body); resp.StatusCode != 502 || code != "upstream_bad_response" {
+		t.Fatalf("status %d code %q", resp.StatusCode, code)
+	}
+	if gw.Runtime().Pools["m1"].Backends[0].Failures() != 1 {
+		t.Fatal("the HTML answer did not count as a backend failure")
+	}
+}
+
 // With no healthy peer, the client gets an OpenAI-shaped 502 with
 // Retry-After, never the garbage.
 func TestGarbageAnswerWithoutAPeerIs502(t *testing.T) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -90,6 +91,10 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	defer wd.timer.Stop()
 	ct := resp.Header.Get("Content-Type")
 	switch {
+	case resp.StatusCode/100 == 2 && encoded(resp) && !jsonContentType(ct) && !strings.HasPrefix(ct, "text/event-stream"):
+		// Compressed bytes are not checked, but what they claim to be is.
+		drain(resp.Body)
+		return f.failEarly(ctx, c, fmt.Errorf("%w: 2xx with Content-Type %q", ErrBadAnswer, ct), start, res)
 	case resp.StatusCode/100 != 2 || encoded(resp):
 		f.relayRaw(ctx, actx, w, c, resp, wd, in, start, res, strings.HasPrefix(ct, "text/event-stream"))
 		return false
