@@ -51,6 +51,11 @@ func apiError(err error, model string) *openai.Error {
 	case errors.Is(err, proxy.ErrConnect):
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_unreachable",
 			Message: "could not connect to a backend for model '" + model + "'", RetryAfter: time.Second}
+	case errors.Is(err, proxy.ErrBadAnswer):
+		// Retrying helps: the backend that sent it counts a failure and
+		// is soon ejected, and the others answer.
+		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_bad_response",
+			Message: "a backend for model '" + model + "' sent a malformed answer", RetryAfter: time.Second}
 	case errors.Is(err, proxy.ErrFirstByteTimeout):
 		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
 			Message: "the backend did not start answering within the first-byte timeout"}

@@ -207,3 +207,20 @@ func digits(b []byte, i int) int {
 func hasLiteral(b []byte, i int, lit string) bool {
 	return len(b)-i >= len(lit) && string(b[i:i+len(lit)]) == lit
 }
+
+// ValidObject reports whether b is exactly one JSON object with optional
+// surrounding whitespace: what a completion, an embedding answer and every
+// data line of a stream must be. The gateway checks backend answers with
+// it before passing them on.
+func ValidObject(b []byte) bool {
+	i := skipSpace(b, 0)
+	return i < len(b) && b[i] == '{' && validJSON(b)
+}
+
+// ObjectPrefix reports whether b, the start of a longer answer, opens a
+// JSON object: the check the gateway can afford for an answer too large
+// to hold whole.
+func ObjectPrefix(b []byte) bool {
+	i := skipSpace(b, 0)
+	return i < len(b) && b[i] == '{'
+}

@@ -27,3 +27,13 @@ func FuzzValidJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestValidObject(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{}`: true, " {\"a\":[1]}\n": true, `[]`: false, `"x"`: false, `{`: false, ``: false, `{} {}`: false, "\x00{}": false,
+	} {
+		if got := ValidObject([]byte(in)); got != want {
+			t.Errorf("ValidObject(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

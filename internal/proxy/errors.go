@@ -20,6 +20,11 @@ var (
 	ErrTotalTimeout = errors.New("request exceeded its total time limit")
 	// ErrUpstream: the backend failed in another way (reset, bad response).
 	ErrUpstream = errors.New("backend failed")
+	// ErrBadAnswer: the backend answered 2xx with something that is not
+	// what the API promises: a body that is not a JSON object, a stream
+	// event whose data is neither a JSON object nor [DONE], or a stream
+	// that ended without [DONE]. It counts as a backend failure.
+	ErrBadAnswer = errors.New("backend sent a malformed answer")
 	// ErrRetryBudget: the request would have been retried but the retry
 	// budget is spent; wraps the error of the last attempt.
 	ErrRetryBudget = errors.New("retry budget exhausted")

@@ -257,8 +257,11 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			busy = nil
 		}
 		res.Err = nil
-		f.relay(ctx, actx, w, c, resp, wd, in, start, &res)
+		retry := f.relay(ctx, actx, w, c, resp, wd, in, start, &res)
 		cancel(nil)
+		if retry {
+			continue // nothing reached the client: another backend may answer
+		}
 		return res
 	}
 	if busy != nil {

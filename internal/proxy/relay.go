@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -40,6 +41,11 @@ func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *
 	h := w.Header()
 	copyHeader(h, resp.Header)
 	h.Set("X-Request-Id", in.RequestID)
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		// A relayed stream may end with an error event the backend's
+		// length did not count, or lose a malformed tail.
+		h.Del("Content-Length")
+	}
 	// Inference answers are per request and, unless the gateway shares
 	// them (CacheControl), per client: never stored by a CDN or browser.
 	cc := "no-store"
@@ -59,6 +65,8 @@ func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *
 func midStreamError(err error, reqID string) *openai.Error {
 	e := &openai.Error{Type: openai.TypeServer, Code: "upstream_error", Message: "the backend failed mid-stream"}
 	switch {
+	case errors.Is(err, ErrBadAnswer):
+		e.Code, e.Message = "upstream_bad_response", "the backend sent a malformed stream"
 	case errors.Is(err, ErrStreamIdle):
 		e.Code, e.Message = "upstream_idle_timeout", "the backend stopped sending data"
 	case errors.Is(err, ErrTotalTimeout):
@@ -70,20 +78,84 @@ func midStreamError(err error, reqID string) *openai.Error {
 	return e
 }
 
-// relay copies a response to the client. Streams are flushed after every
-// read so each SSE event leaves as soon as it arrives; the watchdog turns
-// into the idle timer between chunks.
+// relay passes a response on to the client. A 2xx answer is checked
+// before the client's response is committed (relayAnswer, relayStream);
+// other statuses are the backend's own word and pass as they are
+// (relayRaw), as do compressed answers. It returns true when the attempt
+// failed before anything reached the client and the request may try
+// another backend (res.Err says why).
 func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c call,
-	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) {
+	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
 	defer resp.Body.Close()
-	b := c.b
-	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	wd.idle(f.opt.Timeouts.StreamIdle)
 	defer wd.timer.Stop()
+	ct := resp.Header.Get("Content-Type")
+	switch {
+	case resp.StatusCode/100 == 2 && encoded(resp) && !jsonContentType(ct) && !strings.HasPrefix(ct, "text/event-stream"):
+		// Compressed bytes are not checked, but what they claim to be is.
+		drain(resp.Body)
+		return f.failEarly(ctx, c, fmt.Errorf("%w: 2xx with Content-Type %q", ErrBadAnswer, ct), start, res)
+	case resp.StatusCode/100 != 2 || encoded(resp):
+		f.relayRaw(ctx, actx, w, c, resp, wd, in, start, res, strings.HasPrefix(ct, "text/event-stream"))
+		return false
+	case strings.HasPrefix(ct, "text/event-stream"):
+		return f.relayStream(ctx, actx, w, c, resp, wd, in, start, res)
+	default:
+		return f.relayAnswer(ctx, actx, w, c, resp, wd, in, start, res)
+	}
+}
 
+// encoded reports whether the backend compressed its answer (the client
+// asked for that): its bytes are relayed unchecked, as the gateway does not
+// decompress.
+func encoded(resp *http.Response) bool {
+	ce := resp.Header.Get("Content-Encoding")
+	return ce != "" && !strings.EqualFold(ce, "identity")
+}
+
+// commit sends the response head: from here on the request cannot go to
+// another backend.
+func (f *Forwarder) commit(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request, start time.Time, res *Result) {
 	f.writeHead(w, b, resp, in)
 	res.Status, res.Written = resp.StatusCode, true
 	res.TTFB = f.opt.Now().Sub(start)
+}
+
+// readFailure classifies a read error of the attempt's body.
+func readFailure(actx context.Context, readErr error) error {
+	cause := context.Cause(actx)
+	switch {
+	case errors.Is(cause, ErrStreamIdle):
+		return ErrStreamIdle
+	case errors.Is(cause, ErrTotalTimeout):
+		return ErrTotalTimeout
+	default:
+		return errors.Join(ErrUpstream, readErr)
+	}
+}
+
+// failEarly ends an attempt that broke before the client got anything.
+// A broken or malformed answer may be tried on another backend; a
+// timeout is not (the time is spent), nor a client that left.
+func (f *Forwarder) failEarly(ctx context.Context, c call, err error, start time.Time, res *Result) (retry bool) {
+	now := f.opt.Now()
+	if errors.Is(ctx.Err(), context.Canceled) { // whatever the cause
+		c.end(now, endpoint.Success, now.Sub(start), 0, true)
+		res.Err = context.Canceled
+		return false
+	}
+	c.end(now, endpoint.Failure, now.Sub(start), 0, false)
+	res.Err = err
+	return errors.Is(err, ErrUpstream) || errors.Is(err, ErrBadAnswer)
+}
+
+// relayRaw copies a response to the client as it comes: the backend's
+// error answers, which are its own word on the request, and compressed
+// answers. Streams are flushed after every read.
+func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c call,
+	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result, stream bool) {
+	b := c.b
+	f.commit(w, b, resp, in, start, res)
 	flusher, _ := w.(http.Flusher)
 	if stream && flusher != nil {
 		flusher.Flush()
@@ -136,30 +208,23 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	clientGone := writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
 	if readErr != nil && !clientGone {
 		outcome = endpoint.Failure
-		cause := context.Cause(actx)
-		switch {
-		case errors.Is(cause, ErrStreamIdle):
-			res.Err = ErrStreamIdle
-		case errors.Is(cause, ErrTotalTimeout):
-			res.Err = ErrTotalTimeout
-		default:
-			res.Err = errors.Join(ErrUpstream, readErr)
-		}
+		res.Err = readFailure(actx, readErr)
 		if stream {
-			// The status line is gone; tell the client in-band, as OpenAI does.
-			ev := midStreamError(res.Err, in.RequestID).SSEEvent()
-			w.Write(ev)
-			if flusher != nil {
-				flusher.Flush()
-			}
+			f.sendStreamError(w, res.Err, in)
 		}
 	} else if clientGone {
 		res.Err = context.Canceled
 	}
-	// The latency signal for health, p2c and the adaptive limit: time to the
-	// first token for streams (headers alone may come before any work),
-	// time to the response otherwise.
 	c.end(f.opt.Now(), outcome, res.TTFB, 0, clientGone && readErr != nil)
+}
+
+// sendStreamError ends a committed stream with an in-band error event, as
+// OpenAI does: the status line is gone.
+func (f *Forwarder) sendStreamError(w http.ResponseWriter, err error, in *Request) {
+	w.Write(midStreamError(err, in.RequestID).SSEEvent())
+	if flusher, ok := w.(http.Flusher); ok {
+		flusher.Flush()
+	}
 }
 
 // relayBusy passes on a backend's 429/503 when every attempt was refused.

@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// maxCheckedAnswer bounds how much of a non-streamed 2xx answer the relay
+// holds to check it whole before the client's response is committed.
+// Completions are a few KiB; an answer over the bound (a large embedding
+// batch) is checked by its start only and then relayed as it comes, so
+// no request holds more than this.
+const maxCheckedAnswer = 256 << 10
+
+// jsonContentType reports whether ct names JSON: application/json or a
+// +json type, any parameters.
+func jsonContentType(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(mt)
+	return strings.EqualFold(mt, "application/json") ||
+		len(mt) > len("+json") && strings.EqualFold(mt[len(mt)-len("+json"):], "+json")
+}
+
+// relayAnswer relays a non-streamed 2xx answer once it is known to be what
+// it claims: JSON by its Content-Type and a JSON object by its bytes. An
+// answer that is not, or breaks off, fails the attempt before the client
+// got anything, so it may go to another backend.
+func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter, c call,
+	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
+	if ct := resp.Header.Get("Content-Type"); !jsonContentType(ct) {
+		drain(resp.Body)
+		return f.failEarly(ctx, c, fmt.Errorf("%w: 2xx with Content-Type %q", ErrBadAnswer, ct), start, res)
+	}
+	bufp := relayBufPool.Get().(*[]byte)
+	defer relayBufPool.Put(bufp)
+	held := (*bufp)[:0] // grows past the pooled buffer only for a large answer
+	over := false
+	var readErr error
+	for {
+		if len(held) >= maxCheckedAnswer {
+			over = true
+			break
+		}
+		if len(held) == cap(held) {
+			held = slices.Grow(held, len(held))
+		}
+		n, err := resp.Body.Read(held[len(held):cap(held)])
+		held = held[:len(held)+n]
+		if n > 0 {
+			wd.idle(f.opt.Timeouts.StreamIdle)
+		}
+		if err != nil {
+			if err != io.EOF {
+				readErr = err
+			}
+			break
+		}
+	}
+	if readErr != nil {
+		return f.failEarly(ctx, c, readFailure(actx, readErr), start, res)
+	}
+	if over && !openai.ObjectPrefix(held) || !over && !openai.ValidObject(held) {
+		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx body of %d bytes that is not a JSON object", ErrBadAnswer, len(held)), start, res)
+	}
+
+	f.commit(w, c.b, resp, in, start, res)
+	if in.Capture != nil {
+		in.Capture.write(held)
+	}
+	writeErr := writeInPieces(w, held, len(*bufp))
+	if !over {
+		res.Usage, res.UsageKnown = openai.FindUsage(held[max(0, len(held)-tailSize):])
+	} else if writeErr == nil {
+		// Too large to hold: the rest goes as it comes, through the pooled
+		// buffer (held has moved off it), and usage is read from the tail.
+		writeErr, readErr = f.relayRest(w, resp.Body, wd, in, *bufp, res)
+	}
+
+	outcome := endpoint.Success
+	clientGone := writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
+	if readErr != nil && !clientGone {
+		outcome = endpoint.Failure
+		res.Err = readFailure(actx, readErr)
+	} else if clientGone {
+		res.Err = context.Canceled
+	}
+	c.end(f.opt.Now(), outcome, res.TTFB, 0, clientGone && readErr != nil)
+	return false
+}
+
+// writeInPieces writes p at most size bytes at a time, as the relay
+// does when it copies: a writer that bounds what it holds (a coalesced
+// flight's window) makes room one piece at a time.
+func writeInPieces(w io.Writer, p []byte, size int) error {
+	for len(p) > 0 {
+		n := min(len(p), size)
+		if _, err := w.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// relayRest copies the rest of a committed answer to the client.
+func (f *Forwarder) relayRest(w http.ResponseWriter, body io.Reader, wd *watchdog, in *Request, buf []byte, res *Result) (writeErr, readErr error) {
+	tl := tailPool.Get().(*tail)
+	tl.buf = tl.buf[:0]
+	defer tailPool.Put(tl)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			wd.idle(f.opt.Timeouts.StreamIdle)
+			tl.write(buf[:n])
+			if in.Capture != nil {
+				in.Capture.write(buf[:n])
+			}
+			if _, writeErr = w.Write(buf[:n]); writeErr != nil {
+				break
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				readErr = err
+			}
+			break
+		}
+	}
+	res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
+	return writeErr, readErr
+}

@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"bytes"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// maxEvent bounds one SSE event the relay holds while it waits for the
+// event's end. A completion chunk is a few hundred bytes, one with many
+// logprobs a few KiB; an event this large is a broken backend.
+const maxEvent = 256 << 10
+
+// sseCheck follows an upstream event stream and checks every event before
+// it is relayed: its data must be a JSON object (a chunk or an error) or
+// [DONE]. Comments and events without data (keep-alives, retry:, id:)
+// pass. Events are checked whole, so the relay only ever sends complete
+// events and the client's framing stays intact when a stream breaks.
+type sseCheck struct {
+	done    bool   // [DONE] seen: the rest passes unchecked
+	errored bool   // the backend sent an error object itself
+	joined  []byte // the data of an event with several data lines
+	pending []byte // the start of an event still arriving
+	sent    int    // pending's leading bytes returned by the last feed
+}
+
+// feed takes the next bytes of the stream and returns the whole, checked
+// events now ready to relay: a slice of p or of the check's own buffer,
+// valid until the next feed. bad reports a malformed event (or one over
+// maxEvent) after them; the stream must then end.
+func (s *sseCheck) feed(p []byte, atEOF bool) (out []byte, bad bool) {
+	if s.sent > 0 {
+		s.pending = append(s.pending[:0], s.pending[s.sent:]...) // may overlap: append moves
+		s.sent = 0
+	}
+	chunk := p
+	held := len(s.pending) > 0
+	if held {
+		s.pending = append(s.pending, p...)
+		chunk = s.pending
+	}
+	k, bad := s.scan(chunk, atEOF)
+	if len(chunk)-k > maxEvent {
+		bad = true
+	}
+	if held {
+		s.sent = k
+	} else if !bad {
+		s.pending = append(s.pending, chunk[k:]...)
+	}
+	return chunk[:k], bad
+}
+
+// scan returns how many leading bytes of p are complete, valid events
+// (after [DONE], all of p). bad reports a malformed event right after
+// those n bytes. At the end of the stream (atEOF) a final event without
+// its blank line is checked like a whole one.
+func (s *sseCheck) scan(p []byte, atEOF bool) (n int, bad bool) {
+	if s.done {
+		return len(p), false
+	}
+	start := 0 // the current event's first byte
+	var data []byte
+	lines := 0 // data lines in the current event
+	i := 0
+	for i < len(p) {
+		j := bytes.IndexAny(p[i:], "\r\n")
+		if j < 0 {
+			break // an unfinished line
+		}
+		line, next := p[i:i+j], i+j+1
+		if p[i+j] == '\r' {
+			if next == len(p) && !atEOF {
+				break // a \r\n may be split across reads
+			}
+			if next < len(p) && p[next] == '\n' {
+				next++
+			}
+		}
+		i = next
+		if len(line) > 0 {
+			if !knownLine(line) {
+				return start, true
+			}
+			if v, ok := dataField(line); ok {
+				lines++
+				switch lines {
+				case 1:
+					data = v
+				case 2:
+					s.joined = append(append(append(s.joined[:0], data...), '\n'), v...)
+					data = s.joined
+				default:
+					s.joined = append(append(s.joined, '\n'), v...)
+					data = s.joined
+				}
+			}
+			continue
+		}
+		// A blank line ends the event.
+		if lines > 0 && !s.accept(data) {
+			return start, true
+		}
+		start, data, lines = i, nil, 0
+		if s.done {
+			return len(p), false
+		}
+	}
+	if atEOF && start < len(p) {
+		if i < len(p) { // the last line had no line end
+			if !knownLine(p[i:]) {
+				return start, true
+			}
+			if v, ok := dataField(p[i:]); ok {
+				lines++
+				if lines == 1 {
+					data = v
+				} else {
+					s.joined = append(append(s.joined, '\n'), v...)
+					data = s.joined
+				}
+			}
+		}
+		if lines > 0 && !s.accept(data) {
+			return start, true
+		}
+		return len(p), false
+	}
+	return start, false
+}
+
+// accept checks one event's data.
+func (s *sseCheck) accept(data []byte) bool {
+	if string(data) == "[DONE]" {
+		s.done = true
+		return true
+	}
+	if !openai.ValidObject(data) {
+		return false
+	}
+	if bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(`{"error"`)) {
+		s.errored = true
+	}
+	return true
+}
+
+// knownLine reports whether line is a comment or one of the fields an
+// event stream has (data, event, id, retry). The SSE grammar lets a
+// client ignore other lines, but a backend that sends them (an HTML error
+// page, a stray log line) is not speaking the protocol.
+func knownLine(line []byte) bool {
+	if line[0] == ':' {
+		return true
+	}
+	name, _, _ := bytes.Cut(line, []byte(":"))
+	switch string(name) {
+	case "data", "event", "id", "retry":
+		return true
+	}
+	return false
+}
+
+// dataField returns the value of a "data" line: the text after "data:",
+// less one leading space.
+func dataField(line []byte) ([]byte, bool) {
+	if !bytes.HasPrefix(line, []byte("data")) {
+		return nil, false
+	}
+	rest := line[4:]
+	switch {
+	case len(rest) == 0:
+		return rest, true
+	case rest[0] != ':':
+		return nil, false // another field, such as "dataset:"
+	}
+	rest = rest[1:]
+	if len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
+	return rest, true
+}

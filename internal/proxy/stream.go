@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// relayStream relays a 2xx event stream event by event, each checked
+// (sseCheck) and flushed as soon as it is whole. The response is committed
+// with the first valid event, so a stream that is malformed or breaks off
+// before it fails the attempt like a refused connection and may go to
+// another backend. Later, a malformed event, a broken connection or an end
+// without [DONE] ends the client's stream with an in-band error event
+// after the last whole event, and counts as a backend failure. Valid
+// streams pass byte for byte.
+func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter, c call,
+	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
+	b := c.b
+	flusher, _ := w.(http.Flusher)
+	bufp := relayBufPool.Get().(*[]byte)
+	defer relayBufPool.Put(bufp)
+	buf := *bufp
+	tl := tailPool.Get().(*tail)
+	tl.buf = tl.buf[:0]
+	defer tailPool.Put(tl)
+
+	var chk sseCheck
+	var readErr, writeErr error
+	bad := false
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			wd.idle(f.opt.Timeouts.StreamIdle)
+		}
+		eof := err == io.EOF
+		out, malformed := chk.feed(buf[:n], eof)
+		if len(out) > 0 {
+			if !res.Written { // the first valid event: the first token
+				f.commit(w, b, resp, in, start, res)
+				b.FirstToken(f.opt.Now(), res.TTFB)
+				c.fed = true
+			}
+			tl.write(out)
+			if in.Capture != nil {
+				in.Capture.write(out)
+			}
+			if _, writeErr = w.Write(out); writeErr != nil {
+				break
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if malformed {
+			bad = true
+			break
+		}
+		if err != nil {
+			if !eof {
+				readErr = err
+			}
+			break
+		}
+	}
+	res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
+
+	clientGone := writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
+	var fail error
+	switch {
+	case clientGone:
+	case readErr != nil:
+		fail = readFailure(actx, readErr)
+	case bad:
+		fail = fmt.Errorf("%w: a stream event that is neither a JSON object nor [DONE]", ErrBadAnswer)
+	case !chk.done && !chk.errored:
+		fail = fmt.Errorf("%w: the stream ended without [DONE]", ErrBadAnswer)
+	}
+	if !res.Written {
+		if fail == nil && !clientGone {
+			fail = fmt.Errorf("%w: an empty stream", ErrBadAnswer)
+		}
+		return f.failEarly(ctx, c, fail, start, res)
+	}
+	outcome := endpoint.Success
+	if fail != nil {
+		outcome = endpoint.Failure
+		res.Err = fail
+		f.sendStreamError(w, fail, in)
+	} else if clientGone {
+		res.Err = context.Canceled
+	}
+	// The latency signal for health, p2c and the adaptive limit: time to
+	// the first token (headers alone may come before any work).
+	c.end(f.opt.Now(), outcome, res.TTFB, 0, clientGone && readErr != nil)
+	return false
+}
