@@ -50,6 +50,9 @@ models:
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil { // not the default port: tests run in parallel
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
