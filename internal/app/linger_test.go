@@ -65,10 +65,11 @@ models:
 		name string
 		req  []byte
 		want int
+		code string // the OpenAI error code the answer names
 	}{
-		{"2 MiB header", []byte(post + "X-Pad: " + strings.Repeat("p", 2<<20) + "\r\nContent-Length: 2\r\n\r\n{}"), http.StatusRequestHeaderFieldsTooLarge},
-		{"9 MiB body with Content-Length", append([]byte(post+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))), body...), http.StatusRequestEntityTooLarge},
-		{"9 MiB chunked body", append([]byte(post+"Transfer-Encoding: chunked\r\n\r\n"), chunked...), http.StatusRequestEntityTooLarge},
+		{"2 MiB header", []byte(post + "X-Pad: " + strings.Repeat("p", 2<<20) + "\r\nContent-Length: 2\r\n\r\n{}"), http.StatusRequestHeaderFieldsTooLarge, "request_header_too_large"},
+		{"9 MiB body with Content-Length", append([]byte(post+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))), body...), http.StatusRequestEntityTooLarge, "request_too_large"},
+		{"9 MiB chunked body", append([]byte(post+"Transfer-Encoding: chunked\r\n\r\n"), chunked...), http.StatusRequestEntityTooLarge, "request_too_large"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -94,7 +95,7 @@ models:
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, got)
 			}
-			if tc.want == http.StatusRequestEntityTooLarge && !strings.Contains(string(got), `"code":"request_too_large"`) {
+			if !strings.Contains(string(got), `"code":"`+tc.code+`"`) || resp.Header.Get("Content-Type") != "application/json" {
 				t.Errorf("answer %s, want an OpenAI error", got)
 			}
 			if err := <-wrote; err != nil {

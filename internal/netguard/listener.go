@@ -2,12 +2,15 @@ package netguard
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 // ConnLimits cap client connections held at once.
@@ -208,9 +211,22 @@ var headerTooLarge = []byte("HTTP/1.1 431 Request Header Fields Too Large\r\n")
 func (c *conn) Write(p []byte) (int, error) {
 	if len(p) < 256 && bytes.HasPrefix(p, headerTooLarge) && bytes.HasSuffix(p, []byte("\r\n\r\n431 Request Header Fields Too Large")) {
 		c.l.m.headerTooLarge()
+		// An OpenAI client expects an error object, not net/http's
+		// plain text: the same status, said in JSON.
+		if _, err := c.Conn.Write(headerTooLargeAnswer); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	return c.Conn.Write(p)
 }
+
+// headerTooLargeAnswer replaces net/http's 431.
+var headerTooLargeAnswer = func() []byte {
+	body := (&openai.Error{Status: http.StatusRequestHeaderFieldsTooLarge, Type: openai.TypeInvalidRequest,
+		Code: "request_header_too_large", Message: "the request's headers exceed the gateway's size limit"}).JSON()
+	return fmt.Appendf(nil, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}()
 
 // ConnMetrics count client connections. A nil *ConnMetrics counts nothing.
 type ConnMetrics struct {
