@@ -31,8 +31,9 @@ func uploadHead(length int) string {
 // each, under the per-address cap) announce an almost maximal body (just
 // under max_body_bytes, so the size alone is no reason to refuse), send
 // `sent` bytes of it and stall: the issue's slow-upload attack. The RSS
-// target allows 64 KiB per upload, so at 64 KiB sent the data alone is
-// the whole budget.
+// target allows 64 KiB per upload, so sending 64 KiB each cannot pass:
+// the data alone is the whole budget, and each connection costs about
+// 24 KiB besides (docs/RELIABILITY.md).
 func stalledUploads(sent int) func(ctx context.Context, e *env, row *Row) error {
 	return func(ctx context.Context, e *env, row *Row) error {
 		n := 1000

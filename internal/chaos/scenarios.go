@@ -13,7 +13,6 @@ func scenarios() []scenario {
 	return []scenario{
 		{name: "stalled-uploads", quick: true, what: "1,000 connections from 10 addresses announce ~8 MiB bodies, send 16 KiB and stall", attack: stalledUploads(16 << 10)},
 		{name: "stalled-uploads-1k", quick: true, what: "the same, sending 1 KiB each: the per-connection overhead", attack: stalledUploads(1 << 10)},
-		{name: "stalled-uploads-64k", quick: true, what: "the same, sending 64 KiB each: the data alone is the RSS budget", attack: stalledUploads(64 << 10)},
 		{name: "trickling-uploads", quick: true, what: "uploads that send one byte every 500ms", attack: tricklingUploads},
 		{name: "slow-readers", quick: true, what: "large answers read through a 4 KiB window at 640 B/s", attack: slowReaders},
 		{name: "connection-flood", quick: true, what: "thousands of idle and half-sent connections", attack: connectionFlood},
