@@ -1,13 +1,14 @@
 package app
 
 import (
-	"github.com/sluice-gw/sluice/internal/framing"
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
 	"runtime/debug"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/netguard"
 )
 
@@ -17,8 +18,10 @@ import (
 // long as the backend generates.
 func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           framing.Guard(h),
-		ConnContext:       framing.ConnContext,
+		Handler: framing.Guard(h),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return ln.ConnContext(framing.ConnContext(ctx, c), c)
+		},
 		ConnState:         ln.ConnState,
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
 		IdleTimeout:       sc.IdleTimeout.D(),
@@ -35,7 +38,7 @@ func sameServerSettings(a, b config.Server) bool {
 }
 
 func connLimits(sc config.Server) netguard.ConnLimits {
-	return netguard.ConnLimits{Total: sc.MaxConnections, PerIP: sc.MaxConnectionsPerIP}
+	return netguard.ConnLimits{Total: sc.MaxConnections, PerIP: sc.MaxConnectionsPerIP, Linger: netguard.DefaultLinger()}
 }
 
 // guard wraps the public listener in the connection caps and applies the

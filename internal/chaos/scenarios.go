@@ -11,7 +11,8 @@ import (
 // scenarios is the suite, in the priority order.
 func scenarios() []scenario {
 	return []scenario{
-		{name: "stalled-uploads", quick: true, what: "hundreds of connections announce ~8 MiB bodies, send 64 KiB and stall", attack: stalledUploads},
+		{name: "stalled-uploads", quick: true, what: "1,000 connections from 10 addresses announce ~8 MiB bodies, send 16 KiB and stall", attack: stalledUploads(16 << 10)},
+		{name: "stalled-uploads-1k", quick: true, what: "the same, sending 1 KiB each: the per-connection overhead", attack: stalledUploads(1 << 10)},
 		{name: "trickling-uploads", quick: true, what: "uploads that send one byte every 500ms", attack: tricklingUploads},
 		{name: "slow-readers", quick: true, what: "large answers read through a 4 KiB window at 640 B/s", attack: slowReaders},
 		{name: "connection-flood", quick: true, what: "thousands of idle and half-sent connections", attack: connectionFlood},

@@ -89,6 +89,15 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite passes net/http's half-close (after an answer sent while the
+// client may still be sending) to the wrapped connection, which lingers.
+func (c *conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // NetConn is the wrapped connection, for other wrappers' hooks
 // (netguard's ConnState) to find their own.
 func (c *conn) NetConn() net.Conn { return c.Conn }

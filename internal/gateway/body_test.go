@@ -225,7 +225,7 @@ func TestBodyMemoryBoundRefusesWith503(t *testing.T) {
 	addr, _, reg := startBodyGateway(t, cfg)
 	url := "http://" + addr + "/v1/chat/completions"
 
-	hog := startUpload(t, addr, 60_000, 40_000) // grows to the 64 KiB step, then stalls
+	hog := startUpload(t, addr, 65_000, 63_000) // sixteen 4 KiB blocks, the whole budget, then stalls
 	defer hog.Close()
 	waitUntil(t, "the stalled upload to hold the whole budget", func() bool {
 		return metricValue(t, reg, "sluice_request_body_bytes") == 64<<10

@@ -206,8 +206,10 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.Is(err, proxy.ErrBodyTooLarge):
 			g.bodyMetrics.Refused(netguard.RefusedTooLarge)
+			refuseRestOfBody(w, r)
 		case errors.Is(err, proxy.ErrBodyMemory):
 			g.bodyMetrics.Refused(netguard.RefusedMemory)
+			refuseRestOfBody(w, r)
 		case errors.Is(err, netguard.ErrBodyTimeout):
 		default:
 			err = fmt.Errorf("%w: %w", errReadBody, err)
@@ -342,4 +344,12 @@ func printable(s string) bool {
 		}
 	}
 	return true
+}
+
+// refuseRestOfBody closes the connection after an answer sent while the
+// body is still arriving, and lingers so the client reads the answer
+// instead of a reset (nginx does the same after a 413).
+func refuseRestOfBody(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Connection", "close")
+	netguard.LingerOnClose(r.Context())
 }

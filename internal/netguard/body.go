@@ -1,6 +1,7 @@
 package netguard
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -59,7 +60,7 @@ func TimeBody(w http.ResponseWriter, r *http.Request, t BodyTimeouts, now func()
 	if orig == nil || orig == http.NoBody {
 		return func() {}
 	}
-	b := &timedBody{ReadCloser: orig, w: w, rc: http.NewResponseController(w), t: t,
+	b := &timedBody{ReadCloser: orig, ctx: r.Context(), w: w, rc: http.NewResponseController(w), t: t,
 		end: now().Add(t.Total), now: now, m: m}
 	b.arm()
 	r.Body = b
@@ -68,6 +69,7 @@ func TimeBody(w http.ResponseWriter, r *http.Request, t BodyTimeouts, now func()
 
 type timedBody struct {
 	io.ReadCloser
+	ctx context.Context // the request's: finds its connection for LingerOnClose
 	w   http.ResponseWriter
 	rc  *http.ResponseController // nil once the writer turned out to have no deadlines
 	t   BodyTimeouts
@@ -101,6 +103,7 @@ func (b *timedBody) Read(p []byte) (int, error) {
 		}
 		b.err = &BodyTimeoutError{Total: total, Limit: limit}
 		b.w.Header().Set("Connection", "close")
+		LingerOnClose(b.ctx) // what the client did send is still unread
 		b.m.timedOut(total)
 		return n, b.err
 	}

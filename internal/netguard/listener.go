@@ -2,18 +2,24 @@ package netguard
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 // ConnLimits cap client connections held at once.
 type ConnLimits struct {
 	Total int // every client; at least 1
 	PerIP int // one client address; 0 = no per-address cap
+	// Linger bounds the lingering close of a connection answered while
+	// its client was still sending; the zero value closes at once.
+	Linger Linger
 }
 
 // Reasons a connection is refused at accept.
@@ -35,11 +41,17 @@ type Listener struct {
 	limits ConnLimits
 	open   int
 	perIP  map[string]int
+	closed bool
+	// lingering: connections draining before their close (linger.go).
+	lingering map[*conn]struct{}
+	discard   sync.Pool // *[]byte read buffers for draining
 }
 
 // NewListener wraps ln; m may be nil.
 func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
-	l := &Listener{Listener: ln, limits: limits, perIP: make(map[string]int), m: m}
+	l := &Listener{Listener: ln, limits: limits, perIP: make(map[string]int), m: m,
+		lingering: make(map[*conn]struct{})}
+	l.discard.New = func() any { b := make([]byte, 16<<10); return &b }
 	return l
 }
 
@@ -130,6 +142,9 @@ type conn struct {
 	// timedOut: a timeout was counted. net/http may read again after a
 	// timeout (textproto peeks, then reads) before it closes.
 	timedOut atomic.Bool
+	// linger: the server answered while the client may still be sending;
+	// Close drains first (linger.go). draining: one Close does it.
+	linger, draining atomic.Bool
 }
 
 // What the server is waiting for on a connection, which names the
@@ -144,15 +159,8 @@ const (
 // count idle and header timeouts, which net/http enforces silently.
 func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
 	// Other wrappers (internal/framing) may sit on top of ours.
-	for {
-		w, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = w.NetConn()
-	}
-	gc, ok := c.(*conn)
-	if !ok {
+	gc := unwrap(c)
+	if gc == nil {
 		return
 	}
 	switch s {
@@ -183,7 +191,12 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close lingers first when asked to (CloseWrite, LingerOnClose); a second
+// Close meanwhile (http.Server.Close) closes at once, which ends the drain.
 func (c *conn) Close() error {
+	if c.linger.Load() && c.draining.CompareAndSwap(false, true) {
+		c.l.linger(c)
+	}
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.ip) })
 	return err
@@ -198,9 +211,22 @@ var headerTooLarge = []byte("HTTP/1.1 431 Request Header Fields Too Large\r\n")
 func (c *conn) Write(p []byte) (int, error) {
 	if len(p) < 256 && bytes.HasPrefix(p, headerTooLarge) && bytes.HasSuffix(p, []byte("\r\n\r\n431 Request Header Fields Too Large")) {
 		c.l.m.headerTooLarge()
+		// An OpenAI client expects an error object, not net/http's
+		// plain text: the same status, said in JSON.
+		if _, err := c.Conn.Write(headerTooLargeAnswer); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	return c.Conn.Write(p)
 }
+
+// headerTooLargeAnswer replaces net/http's 431.
+var headerTooLargeAnswer = func() []byte {
+	body := (&openai.Error{Status: http.StatusRequestHeaderFieldsTooLarge, Type: openai.TypeInvalidRequest,
+		Code: "request_header_too_large", Message: "the request's headers exceed the gateway's size limit"}).JSON()
+	return fmt.Appendf(nil, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}()
 
 // ConnMetrics count client connections. A nil *ConnMetrics counts nothing.
 type ConnMetrics struct {
@@ -208,6 +234,8 @@ type ConnMetrics struct {
 	refusal *prometheus.CounterVec
 	header  prometheus.Counter
 	timeout *prometheus.CounterVec
+	linger  prometheus.Gauge
+	lingers *prometheus.CounterVec
 }
 
 // NewConnMetrics registers the connection metrics on reg.
@@ -229,7 +257,18 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 		Name: "sluice_connection_timeouts_total",
 		Help: "Client connections closed by a server timeout, by phase: idle (server.idle_timeout) or header (server.read_header_timeout).",
 	}, []string{"phase"})
-	reg.MustRegister(m.open, m.refusal, m.header, m.timeout)
+	m.linger = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sluice_connections_lingering",
+		Help: "Client connections answered while still sending, draining before their close (lingering close); they count against the connection caps.",
+	})
+	m.lingers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_connection_lingers_total",
+		Help: "Lingering closes, by how they ended: eof (the client closed), timeout, bytes (the drain bound), shutdown or error.",
+	}, []string{"end"})
+	reg.MustRegister(m.open, m.refusal, m.header, m.timeout, m.linger, m.lingers)
+	for _, e := range []string{LingerEOF, LingerTimeout, LingerBytes, LingerShutdown, LingerError} {
+		m.lingers.WithLabelValues(e)
+	}
 	m.timeout.WithLabelValues("idle")
 	m.timeout.WithLabelValues("header")
 	m.refusal.WithLabelValues(RefusedMaxConnections)
@@ -258,5 +297,18 @@ func (m *ConnMetrics) timedOut(phase string) {
 func (m *ConnMetrics) headerTooLarge() {
 	if m != nil {
 		m.header.Inc()
+	}
+}
+
+func (m *ConnMetrics) lingerStarted() {
+	if m != nil {
+		m.linger.Inc()
+	}
+}
+
+func (m *ConnMetrics) lingerEnded(end string) {
+	if m != nil {
+		m.linger.Dec()
+		m.lingers.WithLabelValues(end).Inc()
 	}
 }

@@ -1,0 +1,113 @@
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A client that is still sending an oversized header or body when the
+// gateway answers reads the answer: the gateway half-closes and drains
+// (lingering close) instead of closing with the client's bytes unread,
+// which makes the kernel reset the connection and the client lose the
+// answer. Each client here keeps writing all it meant to send, as curl
+// or a naive SDK does, and must both finish writing and read the answer.
+func TestOversizedRequestsAreAnsweredNotReset(t *testing.T) {
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+queue: {enabled: false}
+max_body_bytes: 1MiB
+server:
+  max_header_bytes: 64KiB
+models:
+  - name: m1
+    backends:
+      - url: %s
+`, b.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base, admin, cancel, done := startAppAdmin(t, path)
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	body := bytes.Repeat([]byte("a"), 9<<20)
+	chunked := func() []byte {
+		var out bytes.Buffer
+		for p := body; len(p) > 0; p = p[min(len(p), 64<<10):] {
+			n := min(len(p), 64<<10)
+			fmt.Fprintf(&out, "%x\r\n%s\r\n", n, p[:n])
+		}
+		out.WriteString("0\r\n\r\n")
+		return out.Bytes()
+	}()
+	const post = "POST /v1/chat/completions HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n"
+	cases := []struct {
+		name string
+		req  []byte
+		want int
+		code string // the OpenAI error code the answer names
+	}{
+		{"2 MiB header", []byte(post + "X-Pad: " + strings.Repeat("p", 2<<20) + "\r\nContent-Length: 2\r\n\r\n{}"), http.StatusRequestHeaderFieldsTooLarge, "request_header_too_large"},
+		{"9 MiB body with Content-Length", append([]byte(post+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))), body...), http.StatusRequestEntityTooLarge, "request_too_large"},
+		{"9 MiB chunked body", append([]byte(post+"Transfer-Encoding: chunked\r\n\r\n"), chunked...), http.StatusRequestEntityTooLarge, "request_too_large"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", u.Host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(60 * time.Second)) // a bound against hanging, not a measure
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := c.Write(tc.req)
+				wrote <- err
+			}()
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("reading the answer's body: %v", err)
+			}
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, got)
+			}
+			if !strings.Contains(string(got), `"code":"`+tc.code+`"`) || resp.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("answer %s, want an OpenAI error", got)
+			}
+			if err := <-wrote; err != nil {
+				t.Errorf("the gateway reset the connection while the client was sending: %v", err)
+			}
+		})
+	}
+	// Each client closed after reading: every drain ended at its EOF.
+	eventually(t, "three lingering closes ended by the client", func() bool {
+		return strings.Contains(metric(t, admin, "sluice_connection_lingers_total"), `sluice_connection_lingers_total{end="eof"} 3`)
+	})
+	if m := metric(t, admin, "sluice_connections_lingering"); !strings.Contains(m, "sluice_connections_lingering 0") {
+		t.Errorf("lingering gauge after the drains: %s", m)
+	}
+}

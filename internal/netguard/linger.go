@@ -1,0 +1,180 @@
+package netguard
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+// Linger bounds a lingering close (nginx lingering_close): when the server
+// answers and closes while the client is still sending (a 431 for an
+// oversized header, a 413 or 503 refusing a body, a 408), closing at once
+// would make the kernel answer the client's next segments with a reset,
+// and a reset makes most clients drop the answer unread. So the server
+// half-closes, reads and discards what still comes until the client
+// closes too or a bound runs out, and only then closes. The connection
+// keeps its slot under the connection caps meanwhile.
+type Linger struct {
+	Time    time.Duration // the whole drain (nginx lingering_time); 0: no lingering
+	Timeout time.Duration // the longest wait for the next bytes (nginx lingering_timeout)
+	Bytes   int64         // the most bytes discarded
+}
+
+// DefaultLinger is nginx's lingering_time 30s and lingering_timeout 5s,
+// with at most 64 MiB discarded (a few times max_body_bytes: enough to
+// outlast a client that sends its whole oversized body before reading).
+func DefaultLinger() Linger {
+	return Linger{Time: 30 * time.Second, Timeout: 5 * time.Second, Bytes: 64 << 20}
+}
+
+// How a lingering close ended (sluice_connection_lingers_total).
+const (
+	LingerEOF      = "eof"      // the client closed: the answer was read
+	LingerTimeout  = "timeout"  // lingering_timeout or lingering_time ran out
+	LingerBytes    = "bytes"    // the byte bound ran out
+	LingerShutdown = "shutdown" // the listener closed
+	LingerError    = "error"    // the client reset or the read failed
+)
+
+type connKey struct{}
+
+// ConnContext is for http.Server.ConnContext: it lets LingerOnClose find a
+// request's connection.
+func (l *Listener) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if gc := unwrap(c); gc != nil {
+		return context.WithValue(ctx, connKey{}, gc)
+	}
+	return ctx
+}
+
+// LingerOnClose asks for a lingering close of the connection ctx's request
+// came on, whenever the server closes it: for answers sent while the
+// request body is still arriving, where net/http would not ask for one
+// (it does only when more than 256 KiB of a body is left unread). Call it
+// with a "Connection: close" answer. Without a netguard connection it does
+// nothing.
+func LingerOnClose(ctx context.Context) {
+	if c, ok := ctx.Value(connKey{}).(*conn); ok {
+		c.linger.Store(true)
+	}
+}
+
+// CloseWrite is what net/http calls, through its closeWriter interface,
+// when it has answered a request whose client may still be sending (the
+// 431 it writes itself, a body left unread): it half-closes, then closes
+// the connection a moment later. Close lingers instead of resetting.
+func (c *conn) CloseWrite() error {
+	c.linger.Store(true)
+	return c.closeWrite()
+}
+
+func (c *conn) closeWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// linger drains c within the listener's Linger bounds, counted as
+// lingering meanwhile; Listener.Close cuts it short.
+func (l *Listener) linger(c *conn) {
+	l.mu.Lock()
+	lim := l.limits.Linger
+	if l.closed || lim.Time <= 0 || lim.Timeout <= 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.lingering[c] = struct{}{}
+	l.mu.Unlock()
+	l.m.lingerStarted()
+
+	// Again if net/http did already: a repeated half-close is harmless,
+	// and a failed one (the client reset) shows as a failed read.
+	c.closeWrite()
+	l.m.lingerEnded(l.drain(c.Conn, lim))
+
+	l.mu.Lock()
+	delete(l.lingering, c)
+	l.mu.Unlock()
+}
+
+// drain reads and discards from c until the client closes or a bound of
+// lim runs out, and says which.
+func (l *Listener) drain(c net.Conn, lim Linger) string {
+	buf := l.discard.Get().(*[]byte)
+	defer l.discard.Put(buf)
+	// Socket deadlines are wall-clock times: time.Now, not an injected clock.
+	end := time.Now().Add(lim.Time)
+	var read int64
+	for {
+		deadline := time.Now().Add(lim.Timeout)
+		if deadline.After(end) {
+			deadline = end
+		}
+		// Under the lock, so Listener.Close's deadline is never overwritten.
+		l.mu.Lock()
+		closed := l.closed
+		var err error
+		if !closed {
+			err = c.SetReadDeadline(deadline)
+		}
+		l.mu.Unlock()
+		if closed {
+			return LingerShutdown
+		}
+		if err != nil {
+			return LingerError
+		}
+		n, err := c.Read(*buf)
+		read += int64(n)
+		switch {
+		case errors.Is(err, io.EOF):
+			return LingerEOF
+		case err != nil && isTimeout(err):
+			if l.isClosed() {
+				return LingerShutdown
+			}
+			return LingerTimeout
+		case err != nil:
+			return LingerError
+		case read >= lim.Bytes:
+			return LingerBytes
+		}
+	}
+}
+
+// Close stops accepting and cuts every lingering close short: a server
+// shutting down does not wait lingering_time for clients that are
+// already answered.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	for c := range l.lingering {
+		c.Conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	l.mu.Unlock()
+	return l.Listener.Close()
+}
+
+func (l *Listener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// unwrap finds the netguard connection under other wrappers
+// (internal/framing) that expose NetConn.
+func unwrap(c net.Conn) *conn {
+	for {
+		if gc, ok := c.(*conn); ok {
+			return gc
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = w.NetConn()
+	}
+}
