@@ -135,8 +135,10 @@ func (g *gateway) start(ctx context.Context) error {
 	g.cmd = cmd
 	g.exited = make(chan error, 1)
 	go func() { g.exited <- cmd.Wait(); logf.Close() }()
-	stats := procStats{pid: cmd.Process.Pid, client: &http.Client{Timeout: 5 * time.Second},
-		metricURLs: []string{"http://" + g.admin + "/metrics", g.url() + "/metrics"}, backends: ports(g.backends)}
+	obs := newObserverConns()
+	stats := procStats{pid: cmd.Process.Pid, client: obs.client(), observer: obs,
+		metricURLs: []string{"http://" + g.admin + "/metrics", g.url() + "/metrics"},
+		rules:      fdRules{observer: obs.has, backends: ports(g.backends), store: addrSet(g.spec.RedisAddrs)}}
 	g.mu.Lock()
 	g.stats = stats
 	g.mu.Unlock()
@@ -184,6 +186,7 @@ func (g *gateway) kill() {
 	_ = g.cmd.Process.Signal(syscall.SIGKILL)
 	err := <-g.exited
 	g.exited <- err
+	g.proc().client.CloseIdleConnections()
 }
 
 // stop asks the child to shut down (SIGTERM) and kills it after a grace.
@@ -198,6 +201,7 @@ func (g *gateway) stop() {
 	case <-time.After(10 * time.Second):
 		g.kill()
 	}
+	g.proc().client.CloseIdleConnections()
 }
 
 func (g *gateway) hup() error { return g.cmd.Process.Signal(syscall.SIGHUP) }
@@ -222,6 +226,14 @@ func freeAddr() (string, error) {
 }
 
 var errNotLinux = errors.New("needs Linux /proc")
+
+func addrSet(addrs []string) map[string]bool {
+	out := map[string]bool{}
+	for _, a := range addrs {
+		out[a] = true
+	}
+	return out
+}
 
 // ports are the ports of base URLs like http://127.0.0.1:9001.
 func ports(urls []string) map[int]bool {

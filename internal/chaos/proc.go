@@ -6,10 +6,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,9 +21,10 @@ import (
 // the harness process).
 type procStats struct {
 	pid        int
-	metricURLs []string // /metrics candidates, admin listener first
-	client     *http.Client
-	backends   map[int]bool // the pool's ports, to tell the upstream pool apart
+	metricURLs []string     // /metrics candidates, admin listener first
+	client     *http.Client // dials through observer
+	observer   *observerConns
+	rules      fdRules // what the leak target leaves out
 }
 
 // rssKiB returns VmRSS and VmHWM (peak RSS since start or the last
@@ -52,32 +55,6 @@ func (p procStats) rssKiB() (rss, hwm int64, err error) {
 // next rssKiB's hwm is the peak of the scenario alone.
 func (p procStats) resetPeak() error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.pid), []byte("5"), 0)
-}
-
-// fds counts the open file descriptors (sockets included) and, for
-// diagnostics, the ones that are not sockets by what they point at.
-func (p procStats) fds() (int, map[string]int, error) {
-	dir := fmt.Sprintf("/proc/%d/fd", p.pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, nil, fmt.Errorf("read fds: %w", err)
-	}
-	kinds := map[string]int{}
-	for _, e := range ents {
-		l, err := os.Readlink(dir + "/" + e.Name())
-		if err != nil {
-			continue
-		}
-		if strings.HasPrefix(l, "socket:") {
-			kinds["socket"]++
-			continue
-		}
-		if i := strings.IndexByte(l, ':'); i > 0 && !strings.HasPrefix(l, "/") {
-			l = l[:i] // pipe:[123] -> pipe, anon_inode:[eventpoll] -> anon_inode
-		}
-		kinds[l]++
-	}
-	return len(ents), kinds, nil
 }
 
 // goroutines scrapes go_goroutines from the gateway's /metrics: on the
@@ -128,45 +105,87 @@ func scrapeGauge(ctx context.Context, c *http.Client, url, name string) (int, er
 }
 
 // usage is one sample of the gateway's resources. FDs and Goroutines
-// leave out the upstream keep-alive pool (see pooledUpstream), which
-// Pooled counts.
+// are what the leak target compares: they leave out what fdRules
+// describes (the harness' own connections, the keep-alive pool to the
+// backends with its two goroutines per connection, one connection per
+// Redis node), which FDAccount details.
 type usage struct {
 	RSSKiB     int64
 	FDs        int
 	Goroutines int
-	Pooled     int
-	Peers      map[string]int // sockets by local>remote address, for diagnostics
-	Files      map[string]int // other fds by target, for diagnostics
+	FDAccount  fdAccount
 }
 
+// sample scrapes the goroutine count first, so that the scrape's own
+// connection is open (and recognised as the observer's) when the fd table
+// is read; the fd counts all come from one reading of that table.
 func (p procStats) sample(ctx context.Context) (usage, error) {
-	rss, _, err := p.rssKiB()
-	if err != nil {
-		return usage{}, err
-	}
-	fds, kinds, err := p.fds()
-	if err != nil {
-		return usage{}, err
-	}
 	g, err := p.goroutines(ctx)
 	if err != nil {
 		return usage{}, err
 	}
-	pooled, err := pooledUpstream(p.pid, p.backends)
+	fds, err := readFDs(p.pid)
 	if err != nil {
 		return usage{}, err
 	}
-	peers, err := socketPeers(p.pid)
+	rss, _, err := p.rssKiB()
 	if err != nil {
 		return usage{}, err
 	}
-	// Sockets not in the IPv4 TCP table (unix, UDP, TCPv6): by kind only.
-	for _, n := range peers {
-		kinds["socket"] -= n
-	}
-	kinds["socket (not IPv4 TCP)"] = kinds["socket"]
-	delete(kinds, "socket")
-	return usage{RSSKiB: rss, FDs: fds - pooled, Goroutines: g - 2*pooled, Pooled: pooled, Peers: peers, Files: kinds}, nil
+	a := p.rules.account(fds)
+	return usage{RSSKiB: rss, FDs: a.Counted(), Goroutines: g - 2*a.Pooled, FDAccount: a}, nil
+}
+
+// observerConns remembers the local addresses of the harness' open
+// connections to the gateway (health checks, /metrics scrapes), so that the
+// gateway's end of them is not counted as the gateway's growth: the first
+// sample would otherwise be taken before its own scrape connection existed.
+type observerConns struct {
+	mu    sync.Mutex
+	local map[string]bool
+}
+
+func newObserverConns() *observerConns { return &observerConns{local: map[string]bool{}} }
+
+// client is an HTTP client whose connections o knows.
+func (o *observerConns) client() *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			key := c.LocalAddr().String()
+			o.mu.Lock()
+			o.local[key] = true
+			o.mu.Unlock()
+			return &observedConn{Conn: c, o: o, key: key}, nil
+		},
+	}}
+}
+
+// has reports whether addr is the local end of one of the open connections.
+func (o *observerConns) has(addr string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.local[addr]
+}
+
+type observedConn struct {
+	net.Conn
+	o    *observerConns
+	key  string
+	once sync.Once
+}
+
+func (c *observedConn) Close() error {
+	c.once.Do(func() {
+		c.o.mu.Lock()
+		delete(c.o.local, c.key)
+		c.o.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // within reports after ≤ before × (1 + 5%): the issue's "back within 5% of

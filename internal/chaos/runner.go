@@ -267,11 +267,15 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 	}
 	rn.quiesce(ctx, e)
 	row.After = rn.settle(ctx, e, row.Before)
+	b, a := row.Before.FDAccount, row.After.FDAccount
+	if b.Store != a.Store {
+		row.note("Redis connections (one per node, not counted): %d -> %d", b.Store, a.Store)
+	}
 	if row.leakTarget() == "FAIL" {
-		if g := peerGrowth(row.Before.Peers, row.After.Peers, e.names()); g != "" {
+		if g := peerGrowth(b.Peers, a.Peers, e.names()); g != "" {
 			row.note("sockets left after the attack: %s", g)
 		}
-		if g := countGrowth(row.Before.Files, row.After.Files); g != "" {
+		if g := countGrowth(b.Files, a.Files); g != "" {
 			row.note("other fds left after the attack: %s", g)
 		}
 	}

@@ -9,64 +9,75 @@ import (
 	"strings"
 )
 
-// pooledUpstream counts the child's TCP sockets connected to one of
-// ports on loopback: its keep-alive pool to the backends. The pool is a
-// bounded cache (net/http closes idle connections after 90s), not a leak,
-// so the leak target leaves it out: one fd and two transport goroutines
-// (net/http's readLoop and writeLoop) per pooled connection.
-func pooledUpstream(pid int, ports map[int]bool) (int, error) {
-	peers, err := socketPeers(pid)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for key, c := range peers {
-		_, peer, _ := strings.Cut(key, ">")
-		if host, port, ok := strings.Cut(peer, ":"); ok && host == "127.0.0.1" {
-			if p, err := strconv.Atoi(port); err == nil && ports[p] {
-				n += c
-			}
-		}
-	}
-	return n, nil
+// fdEntry is one of the child's open file descriptors.
+type fdEntry struct {
+	target string     // what it points at: "socket:[123]", "pipe:[4]", "/path"
+	tcp    *tcpSocket // set when it is an IPv4 TCP socket
 }
 
-// socketPeers counts the child's TCP sockets by "local>remote" address
-// ("127.0.0.1:40123>127.0.0.1:4222"); listening sockets are "listen".
-// Only IPv4 loopback matters to the harness.
-func socketPeers(pid int) (map[string]int, error) {
-	inodes := map[string]bool{}
+// tcpSocket is a row of /proc/PID/net/tcp.
+type tcpSocket struct {
+	local, remote string // "127.0.0.1:40123"
+	state         string // hex TCP state: "01" established, "0A" listen, "08" close-wait
+}
+
+const (
+	tcpEstablished = "01"
+	tcpListen      = "0A"
+)
+
+// readFDs reads the child's fd table once and resolves its IPv4 TCP
+// sockets through /proc/PID/net/tcp, so that every count of one sample
+// comes from the same instant. A socket not in that table is IPv6, UDP,
+// unix, netlink, or a TCP socket the kernel no longer hashes (reset or
+// closed by the peer and not yet closed by the process, or not yet
+// connected).
+func readFDs(pid int) ([]fdEntry, error) {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read fds: %w", err)
 	}
+	out := make([]fdEntry, 0, len(ents))
 	for _, e := range ents {
 		l, err := os.Readlink(dir + "/" + e.Name())
-		if err == nil && strings.HasPrefix(l, "socket:[") {
-			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		if err != nil {
+			continue // closed since the directory was read
+		}
+		out = append(out, fdEntry{target: l})
+	}
+	tcp, err := tcpTable(pid)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range out {
+		if ino, ok := strings.CutPrefix(e.target, "socket:["); ok {
+			if s, ok := tcp[strings.TrimSuffix(ino, "]")]; ok {
+				out[i].tcp = &s
+			}
 		}
 	}
+	return out, nil
+}
+
+// tcpTable maps socket inodes to rows of the child's /proc/PID/net/tcp.
+func tcpTable(pid int) (map[string]tcpSocket, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/net/tcp", pid))
 	if err != nil {
 		return nil, fmt.Errorf("read tcp table: %w", err)
 	}
 	defer f.Close()
-	peers := map[string]int{}
+	out := map[string]tcpSocket{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode
 		fl := strings.Fields(sc.Text())
-		if len(fl) < 10 || !inodes[fl[9]] {
+		if len(fl) < 10 || fl[9] == "0" {
 			continue
 		}
-		if fl[3] == "0A" { // TCP_LISTEN
-			peers["listen"]++
-			continue
-		}
-		peers[hexAddr(fl[1])+">"+hexAddr(fl[2])]++
+		out[fl[9]] = tcpSocket{local: hexAddr(fl[1]), remote: hexAddr(fl[2]), state: fl[3]}
 	}
-	return peers, sc.Err()
+	return out, sc.Err()
 }
 
 // hexAddr turns /proc/net/tcp's "0100007F:1F90" into "127.0.0.1:8080".
@@ -78,6 +89,77 @@ func hexAddr(h string) string {
 		return h
 	}
 	return fmt.Sprintf("%d.%d.%d.%d:%d", byte(a), byte(a>>8), byte(a>>16), byte(a>>24), p)
+}
+
+// fdAccount is one sample's fds sorted into what the leak target counts
+// and what it leaves out, with why.
+type fdAccount struct {
+	Total    int // every open fd
+	Observer int // the harness' own health-check and /metrics connections
+	Pooled   int // keep-alive connections to the backends
+	Store    int // established connections to the Redis nodes, one per node
+
+	Peers map[string]int // TCP sockets by "local>remote" ("listen" for listeners), the observer's left out
+	Files map[string]int // the other fds by kind
+}
+
+// Counted is what the leak target compares.
+func (a fdAccount) Counted() int { return a.Total - a.Observer - a.Pooled - a.Store }
+
+// fdRules say which sockets are not the gateway's own growth.
+type fdRules struct {
+	// observer reports whether remote is one of the harness' own
+	// connections to the gateway: the measurement, not the measured.
+	observer func(remote string) bool
+	// backends are the pool's ports on 127.0.0.1: the gateway's
+	// keep-alive pool to them is a bounded cache (net/http closes idle
+	// connections after 90s), one fd and two goroutines (readLoop,
+	// writeLoop) per connection.
+	backends map[int]bool
+	// store are the Redis nodes' addresses. The rate limiter's client
+	// (rueidis) keeps one multiplexed connection to each node it has
+	// used: to a Cluster's masters at first, and after a failover to the
+	// promoted replica and to the nodes it asked for the new topology.
+	// That is bounded by the cluster's size, so one established
+	// connection per node is left out; a second one to the same node, or
+	// one left in close-wait to a dead node, is counted.
+	store map[string]bool
+}
+
+func (r fdRules) account(fds []fdEntry) fdAccount {
+	a := fdAccount{Total: len(fds), Peers: map[string]int{}, Files: map[string]int{}}
+	storeSeen := map[string]bool{}
+	for _, e := range fds {
+		s := e.tcp
+		switch {
+		case s == nil:
+			kind := e.target
+			if strings.HasPrefix(kind, "socket:") {
+				kind = "socket (not IPv4 TCP)"
+			} else if i := strings.IndexByte(kind, ':'); i > 0 && !strings.HasPrefix(kind, "/") {
+				kind = kind[:i] // pipe:[123] -> pipe, anon_inode:[eventpoll] -> anon_inode
+			}
+			a.Files[kind]++
+			continue
+		case s.state == tcpListen:
+			a.Peers["listen"]++
+			continue
+		case r.observer != nil && r.observer(s.remote):
+			a.Observer++
+			continue
+		}
+		a.Peers[s.local+">"+s.remote]++
+		host, port, _ := strings.Cut(s.remote, ":")
+		p, _ := strconv.Atoi(port)
+		switch {
+		case host == "127.0.0.1" && r.backends[p]:
+			a.Pooled++
+		case r.store[s.remote] && s.state == tcpEstablished && !storeSeen[s.remote]:
+			storeSeen[s.remote] = true
+			a.Store++
+		}
+	}
+	return a
 }
 
 // peerGrowth describes which peers have more sockets after than before,

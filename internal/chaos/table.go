@@ -49,7 +49,8 @@ func writeTable(out io.Writer, rep *Report) {
 	fmt.Fprintln(out, "fail = zero unannounced failures (client and attack: not an OpenAI-shaped 4xx/5xx, 429/503 without Retry-After, hang, reset, stream cut")
 	fmt.Fprintln(out, "without an error event, an ambiguous request served); jobs = zero accepted jobs lost or duplicated; leak = goroutines and fds back")
 	fmt.Fprintln(out, "within 5% of before (both leave out the gateway's keep-alive pool to the backends: one fd and two goroutines per pooled")
-	fmt.Fprintln(out, "connection). \"held\" = attack connections the gateway still kept open when the attack ended; bytes each = what each sent.")
+	fmt.Fprintln(out, "connection; fds also leave out the harness' own /metrics and health-check connections and one established connection per")
+	fmt.Fprintln(out, "Redis node). \"held\" = attack connections the gateway still kept open when the attack ended; bytes each = what each sent.")
 	for _, r := range rep.Rows {
 		var parts []string
 		if r.Skipped != "" {
