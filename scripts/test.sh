@@ -22,7 +22,7 @@ echo "== go test -race"
 go test -race -count=1 -timeout 900s ./...
 
 # The chaos suite in its short form: the table goes to the log. Targets are
-# reported, not enforced, until the issue 11 fixes are in (then add --strict).
+# enforced except p99, which --quick measures on ~65 samples per phase: reported.
 # nats-restart needs nats-server; it is skipped with a reason when missing.
 if ! command -v nats-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   apt-get install -y -qq nats-server >/dev/null 2>&1 || echo "test.sh: nats-server not installed; nats-restart will be skipped"
@@ -30,5 +30,10 @@ fi
 echo "== sluice chaos --quick"
 chaos_bin="$(mktemp -d)/sluice"
 go build -o "$chaos_bin" ./cmd/sluice
-"$chaos_bin" chaos --quick --quiet
+# A run whose targets fail is run once more before CI fails: a scenario
+# that fails twice is a finding, one that fails once is printed for a look.
+if ! "$chaos_bin" chaos --quick --quiet --enforce fail,jobs,leak,rss; then
+  echo "== sluice chaos --quick: targets failed; running the suite once more"
+  "$chaos_bin" chaos --quick --quiet --enforce fail,jobs,leak,rss
+fi
 rm -rf "$(dirname "$chaos_bin")"

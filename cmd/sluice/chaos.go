@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,17 +14,27 @@ import (
 )
 
 func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("chaos", "[--quick] [--scenarios a,b] [--duration D] [--strict]", stderr)
+	fs := newFlagSet("chaos", "[--quick] [--scenarios a,b] [--duration D] [--strict | --enforce fail,jobs,leak,rss]", stderr)
 	quick := fs.Bool("quick", false, "the CI form: a few seconds per scenario, smaller attacks")
 	list := fs.String("scenarios", "", "comma-separated scenarios to run (default: all; all quick ones with --quick); see --list")
 	dur := fs.Duration("duration", 0, "attack phase per scenario (default 4s with --quick, else 20s; soak: 1h)")
 	calm := fs.Duration("calm", 0, "calm baseline phase per scenario (default 3s with --quick, else 10s)")
 	backends := fs.Int("backends", 3, "simulated inference servers")
 	strict := fs.Bool("strict", false, "exit non-zero when any target fails")
+	enforce := fs.String("enforce", "", "exit non-zero when one of these targets fails, e.g. fail,jobs,leak,rss (of "+strings.Join(chaos.TargetNames, ",")+")")
 	listOnly := fs.Bool("list", false, "list the scenarios and exit")
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	var enforced []string
+	if *enforce != "" {
+		enforced = strings.Split(*enforce, ",")
+		for _, t := range enforced {
+			if !slices.Contains(chaos.TargetNames, t) {
+				return fmt.Errorf("--enforce: unknown target %q (known: %s)", t, strings.Join(chaos.TargetNames, ", "))
+			}
+		}
 	}
 	if *listOnly {
 		for _, s := range chaos.ScenarioNames() {
@@ -57,6 +68,11 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *strict && !rep.Pass() {
 		return errors.New("targets failed (--strict)")
+	}
+	if len(enforced) > 0 {
+		if !rep.PassOn(enforced) {
+			return fmt.Errorf("targets failed (--enforce %s)", *enforce)
+		}
 	}
 	return nil
 }

@@ -86,12 +86,15 @@ type Report struct {
 }
 
 // Pass reports whether every row ran and met every target that applies.
-func (r *Report) Pass() bool {
+func (r *Report) Pass() bool { return r.PassOn(TargetNames) }
+
+// PassOn is Pass judged on the named targets only (TargetNames).
+func (r *Report) PassOn(targets []string) bool {
 	for _, row := range r.Rows {
 		if row.Skipped != "" {
 			continue
 		}
-		if row.Err != "" || !row.pass() {
+		if row.Err != "" || !row.passes(targets) {
 			return false
 		}
 	}

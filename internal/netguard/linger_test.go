@@ -56,7 +56,9 @@ func refused(t *testing.T, addr string) net.Conn {
 	return c
 }
 
-func lingers(m *ConnMetrics, end string) float64 { return testutil.ToFloat64(m.lingers.WithLabelValues(end)) }
+func lingers(m *ConnMetrics, end string) float64 {
+	return testutil.ToFloat64(m.lingers.WithLabelValues(end))
+}
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
