@@ -54,6 +54,15 @@ type Timeouts struct {
 	FirstByte  Duration `yaml:"first_byte"`  // request sent -> response headers
 	StreamIdle Duration `yaml:"stream_idle"` // max gap between response chunks
 	Total      Duration `yaml:"total"`       // whole request, including the stream
+	// FirstTokenFactor bounds a streaming request's wait for its first
+	// token at this multiple of its class's time-to-first-token objective
+	// (admission.max_wait / max_wait_batch), within FirstByte. A stream
+	// that has not started long after its objective is no use to the
+	// client and holds a backend slot; a hung backend is cut there (504,
+	// counted as a backend failure) instead of at first_byte. Non-streaming
+	// requests are not affected: their whole answer is their first byte.
+	// Default 4; 0 turns it off.
+	FirstTokenFactor float64 `yaml:"first_token_factor"`
 }
 
 // Retry bounds retries of requests that failed before any byte reached the
@@ -156,10 +165,11 @@ func Default() Config {
 		MaxBodyBytes:  8 << 20,
 		ShutdownGrace: Duration(30 * time.Second),
 		Timeouts: Timeouts{
-			Connect:    Duration(5 * time.Second),
-			FirstByte:  Duration(120 * time.Second),
-			StreamIdle: Duration(60 * time.Second),
-			Total:      Duration(10 * time.Minute),
+			Connect:          Duration(5 * time.Second),
+			FirstByte:        Duration(120 * time.Second),
+			StreamIdle:       Duration(60 * time.Second),
+			Total:            Duration(10 * time.Minute),
+			FirstTokenFactor: 4,
 		},
 		Retry:  Retry{Attempts: 3, BudgetRatio: 0.2, MinPerSecond: 5},
 		Health: Health{MaxFails: 3, FailTimeout: Duration(10 * time.Second), BusyPenalty: Duration(time.Second)},
@@ -248,6 +258,9 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 		if t.d <= 0 {
 			bad(t.key, "must be a positive duration, got %s", time.Duration(t.d))
 		}
+	}
+	if f := c.Timeouts.FirstTokenFactor; !(f >= 0 && f <= 1000) {
+		bad("timeouts.first_token_factor", "must be between 0 (off) and 1000, got %g", f)
 	}
 	if c.Retry.Attempts < 1 || c.Retry.Attempts > 10 {
 		bad("retry.attempts", "must be between 1 and 10, got %d", c.Retry.Attempts)

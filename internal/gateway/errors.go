@@ -51,6 +51,9 @@ func apiError(err error, model string) *openai.Error {
 	case errors.Is(err, proxy.ErrConnect):
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_unreachable",
 			Message: "could not connect to a backend for model '" + model + "'", RetryAfter: time.Second}
+	case errors.Is(err, proxy.ErrFirstTokenTimeout):
+		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
+			Message: "the backend did not start the stream within its time-to-first-token bound"}
 	case errors.Is(err, proxy.ErrFirstByteTimeout):
 		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
 			Message: "the backend did not start answering within the first-byte timeout"}

@@ -40,7 +40,20 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
 		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc,
+		FirstToken: rt.firstTokenBound(served, c),
 	}, &sel)
+}
+
+// firstTokenBound is how long a streaming call may wait for its first
+// token: timeouts.first_token_factor times its class's objective on the
+// serving pool (0 = only timeouts.first_byte applies). Non-streaming calls
+// get no such bound: their first byte is the whole answer.
+func (rt *Runtime) firstTokenBound(served *Pool, c *upstreamCall) time.Duration {
+	f := rt.Config.Timeouts.FirstTokenFactor
+	if !c.peek.Stream || f <= 0 {
+		return 0
+	}
+	return time.Duration(f * float64(served.sloOf(c.id.class)))
 }
 
 // capture returns a response copy for the cache when the call is cacheable,

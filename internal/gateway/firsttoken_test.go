@@ -1,0 +1,123 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/sim"
+)
+
+const streamBody = `{"model":"m1","messages":[{"role":"user","content":"hi"}],"max_tokens":4,"stream":true}`
+
+// hungBackend reads each request and never answers it (headFirst: after
+// sending a 200 event-stream head), until the client goes or the test ends.
+func hungBackend(t *testing.T, headFirst bool) *httptest.Server {
+	quit := make(chan struct{})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if headFirst {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-r.Context().Done():
+		case <-quit:
+		}
+	}))
+	t.Cleanup(func() { close(quit); s.Close() })
+	return s
+}
+
+// TestStreamCutAtFirstTokenBound: a stream from a backend that never
+// starts is cut at first_token_factor x the interactive objective (here
+// 4 x 100ms), far inside first_byte, with a 504 naming that bound, and the
+// backend is charged a failure; a non-streaming request to the same
+// backend is not: its first byte is its whole answer, so only first_byte
+// (1s) ends it.
+func TestStreamCutAtFirstTokenBound(t *testing.T) {
+	be := hungBackend(t, false)
+	cfg := testConfig(be.URL)
+	cfg.Timeouts.FirstByte = config.Duration(time.Second)
+	cfg.Admission.MaxWait = config.Duration(100 * time.Millisecond)
+	cfg.Retry.Attempts = 1
+	srv, gw := startGateway(t, cfg)
+
+	resp := post(t, srv.URL+"/v1/chat/completions", streamBody)
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("stream: status %d, body %s; want 504", resp.StatusCode, body)
+	}
+	if _, code, msg := apiErr(t, body); code != "upstream_timeout" || !strings.Contains(msg, "time-to-first-token") {
+		t.Fatalf("stream: code %q message %q; want upstream_timeout naming the first-token bound", code, msg)
+	}
+	b := gw.Runtime().Pools["m1"].Backends[0]
+	if b.Failures() != 1 {
+		t.Fatalf("backend failures = %d, want 1: a hung stream is the backend's fault", b.Failures())
+	}
+	if l := b.Latency(time.Now()); l < 300*time.Millisecond {
+		t.Fatalf("latency estimate %v after a cut at 400ms; want the wait learned", l)
+	}
+
+	resp = post(t, srv.URL+"/v1/chat/completions", chatBody)
+	body = readAll(t, resp)
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("non-stream: status %d, body %s; want 504", resp.StatusCode, body)
+	}
+	if _, _, msg := apiErr(t, body); !strings.Contains(msg, "first-byte timeout") {
+		t.Fatalf("non-stream: message %q; want the first-byte timeout, not the stream bound", msg)
+	}
+}
+
+// TestStreamHeadWithoutTokenCutAtFirstTokenBound: a backend that sends its
+// stream head at once (as vLLM does) and then no token is cut at the same
+// bound, not at stream_idle: the client gets the head and an in-band
+// error event.
+func TestStreamHeadWithoutTokenCutAtFirstTokenBound(t *testing.T) {
+	be := hungBackend(t, true)
+	cfg := testConfig(be.URL)
+	cfg.Timeouts.StreamIdle = config.Duration(time.Hour) // only the first-token bound can end it
+	cfg.Admission.MaxWait = config.Duration(100 * time.Millisecond)
+	srv, gw := startGateway(t, cfg)
+
+	resp := post(t, srv.URL+"/v1/chat/completions", streamBody)
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"error"`) {
+		t.Fatalf("status %d body %q; want the 200 head and an error event", resp.StatusCode, body)
+	}
+	if f := gw.Runtime().Pools["m1"].Backends[0].Failures(); f != 1 {
+		t.Fatalf("backend failures = %d, want 1", f)
+	}
+}
+
+// TestLatencyLearnedAtFirstToken: a stream's time to first token reaches
+// the backend's latency estimate when the token comes, while the stream
+// is still open, not when it ends: a backend that turned slow is seen as
+// slow before its slow streams finish.
+func TestLatencyLearnedAtFirstToken(t *testing.T) {
+	s := sim.New(sim.Config{Model: "m1", DecodeStepBase: 20 * time.Millisecond})
+	t.Cleanup(s.Close)
+	be := httptest.NewServer(s)
+	t.Cleanup(be.Close)
+	srv, gw := startGateway(t, testConfig(be.URL))
+	b := gw.Runtime().Pools["m1"].Backends[0]
+
+	// 200 tokens at 20ms a step: the stream lasts seconds after its first
+	// token; the body is closed after the check, before its end.
+	resp := post(t, srv.URL+"/v1/chat/completions", `{"model":"m1","messages":[{"role":"user","content":"hi"}],"max_tokens":200,"stream":true}`)
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "data: ") {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	waitFor(t, func() bool { return b.Latency(time.Now()) > 0 })
+	if b.Inflight() != 1 {
+		t.Fatalf("inflight = %d: the stream should still be open", b.Inflight())
+	}
+}
