@@ -74,6 +74,13 @@ type Retry struct {
 	BudgetRatio float64 `yaml:"budget_ratio"`
 	// MinPerSecond lets a few retries through at low traffic.
 	MinPerSecond float64 `yaml:"min_per_second"`
+	// HedgeFactor hedges streams: one whose first token is later than this
+	// multiple of the pool's fastest typical time to first token is sent
+	// to a second backend too, and the first to start is relayed. Hedges
+	// are retries (attempts, budget_ratio). Default 1.5 (about the p95 of a
+	// steady TTFT distribution, the point "The Tail at Scale" hedges at); 0
+	// turns it off.
+	HedgeFactor float64 `yaml:"hedge_factor"`
 }
 
 // Health configures passive (nginx semantics) and active checks.
@@ -171,7 +178,7 @@ func Default() Config {
 			Total:            Duration(10 * time.Minute),
 			FirstTokenFactor: 4,
 		},
-		Retry:  Retry{Attempts: 3, BudgetRatio: 0.2, MinPerSecond: 5},
+		Retry:  Retry{Attempts: 3, BudgetRatio: 0.2, MinPerSecond: 5, HedgeFactor: 1.5},
 		Health: Health{MaxFails: 3, FailTimeout: Duration(10 * time.Second), BusyPenalty: Duration(time.Second)},
 		Log:    Log{Level: "info", Access: true},
 		Breaker: Breaker{Enabled: true, Window: Duration(30 * time.Second), MinRequests: 20, FailureRatio: 0.5,
@@ -264,6 +271,9 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 	}
 	if c.Retry.Attempts < 1 || c.Retry.Attempts > 10 {
 		bad("retry.attempts", "must be between 1 and 10, got %d", c.Retry.Attempts)
+	}
+	if f := c.Retry.HedgeFactor; !(f >= 0 && f <= 1000) {
+		bad("retry.hedge_factor", "must be between 0 (off) and 1000, got %g", f)
 	}
 	if c.Retry.BudgetRatio < 0 || c.Retry.BudgetRatio > 1 {
 		bad("retry.budget_ratio", "must be between 0 and 1, got %g", c.Retry.BudgetRatio)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,5 +120,56 @@ func TestLatencyLearnedAtFirstToken(t *testing.T) {
 	waitFor(t, func() bool { return b.Latency(time.Now()) > 0 })
 	if b.Inflight() != 1 {
 		t.Fatalf("inflight = %d: the stream should still be open", b.Inflight())
+	}
+}
+
+// TestHedgeServesLateStreamFromAnotherBackend: a stream whose head came
+// but whose first token is late (the backend turned slow: here, it stops
+// after the head) is hedged to another backend, and the client gets that
+// backend's complete stream; the late one is cancelled and charged its
+// wait, not a failure.
+func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
+	var stall atomic.Bool
+	fast := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond})
+	t.Cleanup(fast.Close)
+	quit := make(chan struct{})
+	turned := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !stall.Load() {
+			fast.ServeHTTP(w, r)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-quit:
+		}
+	}))
+	t.Cleanup(func() { close(quit); turned.Close() })
+	healthy := httptest.NewServer(fast)
+	t.Cleanup(healthy.Close)
+
+	cfg := testConfig(turned.URL, healthy.URL) // round_robin: turned, healthy, turned, ...
+	srv, gw := startGateway(t, cfg)
+	for range 2 { // both learn a typical time to first token
+		if resp := post(t, srv.URL+"/v1/chat/completions", streamBody); !strings.HasSuffix(readAll(t, resp), "data: [DONE]\n\n") {
+			t.Fatal("warm-up stream did not complete")
+		}
+	}
+	stall.Store(true)
+	resp := post(t, srv.URL+"/v1/chat/completions", streamBody)
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusOK || !strings.HasSuffix(body, "data: [DONE]\n\n") || strings.Contains(body, `"error"`) {
+		t.Fatalf("status %d body %q; want the healthy backend's complete stream", resp.StatusCode, body)
+	}
+	if got, want := resp.Header.Get("X-Sluice-Backend"), strings.TrimPrefix(healthy.URL, "http://"); got != want {
+		t.Fatalf("served by %q, want the hedge's backend %q", got, want)
+	}
+	b := gw.Runtime().Pools["m1"].Backends[0]
+	waitFor(t, func() bool { return b.Inflight() == 0 })
+	if b.Failures() != 0 {
+		t.Fatalf("the late backend got %d failures; losing a race is not one", b.Failures())
 	}
 }

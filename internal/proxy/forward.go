@@ -91,6 +91,10 @@ type Request struct {
 	// Timeouts.FirstByte: the gateway derives it from the request's
 	// time-to-first-token objective. 0 = Timeouts.FirstByte alone.
 	FirstToken time.Duration
+	// HedgeAfter, when positive, sends a stream whose head came but whose
+	// first token has not after this long to a second backend as well,
+	// and relays whichever starts first (hedge.go). 0 = no hedging.
+	HedgeAfter time.Duration
 	// CacheControl is what a 200 answer tells clients and CDNs (the
 	// backend's own Cache-Control is replaced); "" and every other
 	// status: no-store.
@@ -236,14 +240,17 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		}
 		c := call{b: b, done: done, work: in.Work}
 		b.AddWork(c.work)
-		b.StartWaiting(f.opt.Now())
+		attemptStart := f.opt.Now()
+		b.StartWaiting(attemptStart)
 		res.Attempts++
 		res.Backend = b
 
 		actx, cancel := context.WithCancelCause(ctx)
 		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, cancel)
 		resp, err := f.opt.Transport.RoundTrip(f.outbound(actx, b, in))
-		ttfb := f.opt.Now().Sub(start)
+		// The backend's own latency, from this attempt's start: earlier
+		// attempts and a hedge's wait are not its doing.
+		ttfb := f.opt.Now().Sub(attemptStart)
 		if err != nil {
 			wd.timer.Stop()
 			cause := context.Cause(actx)
@@ -291,7 +298,16 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			busy = nil
 		}
 		res.Err = nil
-		f.relay(ctx, actx, w, c, resp, wd, in, start, &res)
+		if in.HedgeAfter > 0 && isEventStream(resp) {
+			l := f.race(ctx, in, sel, &tried, &leg{c: c, actx: actx, cancel: cancel, wd: wd, resp: resp, sent: attemptStart}, deadline, &res)
+			c, actx, cancel, wd, resp, attemptStart = l.c, l.actx, l.cancel, l.wd, l.resp, l.sent
+			res.Backend = c.b
+		}
+		// The relay measures from the attempt's start, so the backend
+		// learns its own time to first token; the client's includes the
+		// attempts before it.
+		f.relay(ctx, actx, w, c, resp, wd, in, attemptStart, &res)
+		res.TTFB += attemptStart.Sub(start)
 		cancel(nil)
 		return res
 	}
