@@ -236,15 +236,6 @@ func (b *Backend) HasCapacity() bool {
 // time to the first response byte (the signal latency-aware policies want);
 // retryAfter is the backend's Retry-After hint for Busy outcomes (0 = none).
 func (b *Backend) Release(now time.Time, out Outcome, latency, retryAfter time.Duration) {
-	b.release(now, out, latency, retryAfter, true)
-}
-
-func (b *Backend) release(now time.Time, out Outcome, latency, retryAfter time.Duration, endWait bool) {
-	if endWait {
-		b.mu.Lock()
-		b.endWaitLocked(now)
-		b.mu.Unlock()
-	}
 	inflight := b.inflight.Add(-1)
 	if box := b.limiter.Load(); box != nil {
 		box.l.Observe(now, latency, int(inflight)+1, out)
@@ -252,7 +243,8 @@ func (b *Backend) release(now time.Time, out Outcome, latency, retryAfter time.D
 	b.Observe(now, out, latency, retryAfter)
 }
 
-// FirstToken feeds the concurrency limit and the latency estimates the time
+// FirstToken ends a stream's wait (StartWaiting) and feeds the concurrency
+// limit and the latency estimates the time
 // to first token of a stream as soon as it is known, instead of at the
 // stream's end: a signal that arrives after a whole generation (seconds to
 // minutes) steers on load long gone. A backend that turned ten times slower
@@ -269,15 +261,24 @@ func (b *Backend) FirstToken(now time.Time, ttft time.Duration) {
 	b.mu.Unlock()
 }
 
-// StartWaiting marks a request sent to the backend: it waits for its first
-// token (streams) or its answer until FirstToken or Release. Requests the
-// caller never marks are fine: the count never goes below zero.
+// StartWaiting marks a stream sent to the backend as waiting for its first
+// token, until FirstToken or EndWaiting (exactly one of them). Only streams:
+// a non-streaming answer's first byte is the whole answer, legitimately
+// seconds to minutes, and would make a busy backend look hung.
 func (b *Backend) StartWaiting(now time.Time) {
 	b.mu.Lock()
 	if b.waiting == 0 {
 		b.waitSince = now
 	}
 	b.waiting++
+	b.mu.Unlock()
+}
+
+// EndWaiting ends a wait StartWaiting began, for a stream that ended (or
+// turned out not to be one) without a first token.
+func (b *Backend) EndWaiting(now time.Time) {
+	b.mu.Lock()
+	b.endWaitLocked(now)
 	b.mu.Unlock()
 }
 
@@ -327,7 +328,7 @@ func (b *Backend) ReleaseFed(now time.Time, out Outcome, latency, retryAfter tim
 		b.inflight.Add(-1)
 		return
 	}
-	b.release(now, out, latency, retryAfter, false)
+	b.Release(now, out, latency, retryAfter)
 }
 
 // Abandon ends an outstanding request that never reached the backend (its

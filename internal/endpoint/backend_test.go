@@ -362,8 +362,8 @@ func TestTypicalLatencyFollowsRecentRequests(t *testing.T) {
 
 // TestStalledIsALowerBoundOfTheOldestWait: Stalled counts from when
 // requests started waiting or from the last first token, whichever is
-// later, and is 0 when none waits; a Release ends a wait, ReleaseFed
-// (its first token already ended it) does not end another.
+// later, and is 0 when none waits; FirstToken and EndWaiting end a wait,
+// Release and ReleaseFed do not.
 func TestStalledIsALowerBoundOfTheOldestWait(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
@@ -391,6 +391,10 @@ func TestStalledIsALowerBoundOfTheOldestWait(t *testing.T) {
 		t.Fatalf("Stalled = %v, want 150ms: the second still waits", s)
 	}
 	b.Release(at(500*time.Millisecond), Failure, 400*time.Millisecond, 0)
+	if s := b.Stalled(at(time.Second)); s != 700*time.Millisecond {
+		t.Fatalf("Stalled = %v after a Release: the second still waits, none answered since 300ms", s)
+	}
+	b.EndWaiting(at(time.Second))
 	if s := b.Stalled(at(time.Second)); s != 0 {
 		t.Fatalf("Stalled with none waiting = %v", s)
 	}

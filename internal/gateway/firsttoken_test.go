@@ -173,3 +173,27 @@ func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
 		t.Fatalf("the late backend got %d failures; losing a race is not one", b.Failures())
 	}
 }
+
+// TestNonStreamNeverCountsAsStalled: a non-streaming request's first byte
+// is its whole answer, seconds long for a long generation; it must not make
+// its backend look stalled to p2c (that starved backends serving long
+// non-streamed answers, and slow readers of them, of new requests).
+func TestNonStreamNeverCountsAsStalled(t *testing.T) {
+	be := hungBackend(t, false)
+	srv, gw := startGateway(t, testConfig(be.URL))
+	b := gw.Runtime().Pools["m1"].Backends[0]
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json", strings.NewReader(chatBody))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitFor(t, func() bool { return b.Inflight() == 1 })
+	if s := b.Stalled(time.Now().Add(time.Minute)); s != 0 {
+		t.Fatalf("Stalled = %v with only a non-streaming request waiting; want 0", s)
+	}
+	srv.CloseClientConnections()
+	<-done
+}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -241,7 +242,10 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		c := call{b: b, done: done, work: in.Work}
 		b.AddWork(c.work)
 		attemptStart := f.opt.Now()
-		b.StartWaiting(attemptStart)
+		if in.Peek.Stream {
+			b.StartWaiting(attemptStart)
+			c.waiting = true
+		}
 		res.Attempts++
 		res.Backend = b
 
@@ -298,6 +302,17 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			busy = nil
 		}
 		res.Err = nil
+		// The relay ends the wait at an event stream's first token; any
+		// other answer's wait ends here, and one the request did not
+		// expect as a stream starts so that the relay has one to end.
+		switch streamed := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream"); {
+		case streamed && !c.waiting:
+			b.StartWaiting(attemptStart)
+			c.waiting = true
+		case !streamed && c.waiting:
+			b.EndWaiting(f.opt.Now())
+			c.waiting = false
+		}
 		if in.HedgeAfter > 0 && isEventStream(resp) {
 			l := f.race(ctx, in, sel, &tried, &leg{c: c, actx: actx, cancel: cancel, wd: wd, resp: resp, sent: attemptStart}, deadline, &res)
 			c, actx, cancel, wd, resp, attemptStart = l.c, l.actx, l.cancel, l.wd, l.resp, l.sent
@@ -377,13 +392,19 @@ type call struct {
 	b    *endpoint.Backend
 	done breaker.Done
 	fed  bool // the first token fed the backend's limit (relay sets it on its copy)
-	work int64
+	// waiting: a stream marked waiting for its first token (StartWaiting);
+	// FirstToken (fed) or end ends the wait.
+	waiting bool
+	work    int64
 }
 
 // end records the attempt's outcome. clientGone marks attempts cut short by
 // the client: they say nothing about the backend's health.
 func (c call) end(now time.Time, out endpoint.Outcome, latency, retryAfter time.Duration, clientGone bool) {
 	c.b.AddWork(-c.work)
+	if c.waiting && !c.fed {
+		c.b.EndWaiting(now)
+	}
 	if c.fed {
 		c.b.ReleaseFed(now, out, latency, retryAfter)
 	} else {

@@ -119,8 +119,9 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			l.cancel(errHedgeLost)
 			<-done
 		}
-		if l.err == nil || errors.Is(context.Cause(l.actx), errHedgeLost) {
-			// It lost the race, which says it is at least this slow now.
+		if l.err == nil || errors.Is(context.Cause(l.actx), errHedgeLost) || ctx.Err() != nil {
+			// It lost the race, which says it is at least this slow now;
+			// or the client left, which says nothing about the backend.
 			f.endLeg(l, endpoint.Success, true)
 		} else {
 			f.endLeg(l, endpoint.Failure, false)
@@ -154,7 +155,7 @@ func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, t
 	*tried = append(*tried, b)
 	res.Attempts++
 	res.Retries++
-	h := &leg{c: call{b: b, done: done, work: in.Work}, sent: now}
+	h := &leg{c: call{b: b, done: done, work: in.Work, waiting: true}, sent: now}
 	b.AddWork(h.c.work)
 	b.StartWaiting(now)
 	h.actx, h.cancel = context.WithCancelCause(ctx)
