@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -13,17 +12,14 @@ import (
 
 // Hedging ("The Tail at Scale"): a stream whose head came but whose first
 // token is late (Request.HedgeAfter) is sent to a second backend as well,
-// and the client gets whichever stream starts first; the other is
-// cancelled. A backend that just turned ten times slower is only found out
-// by the requests it holds, and p2c stops sending it more within a first
+// and the client gets whichever stream starts first; the other is ended
+// at its own first token (its latency sample). A backend that just turned
+// ten times slower is only found out by the requests it holds, and p2c stops sending it more within a first
 // token's time, but those few requests would each miss the objective by
 // the slow backend's whole latency; a hedge bounds them at HedgeAfter plus
 // a healthy backend's time to first token. Nothing has reached the client
 // before the race is decided, so the switch is invisible to it. Hedges are
 // retries: they need an attempt left and the retry budget's consent.
-
-// errHedgeLost cancels the stream that lost the race.
-var errHedgeLost = errors.New("another backend's stream started first")
 
 // leg is one upstream attempt racing for the first token.
 type leg struct {
@@ -116,16 +112,16 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			continue
 		}
 		if !l.reported {
-			l.cancel(errHedgeLost)
-			<-done
+			// The loser runs on to its first token, then ends: its time to
+			// first token is the only sample that shows how slow its
+			// backend really is. Cancelled now, it would teach the backend
+			// only the hedge delay, and hedging would hide a slow backend
+			// from the picker. Its watchdog (first-token bound) and the
+			// request's context bound it; only it can still report.
+			go func() { f.endLost(ctx, <-done) }()
+			continue
 		}
-		if l.err == nil || errors.Is(context.Cause(l.actx), errHedgeLost) || ctx.Err() != nil {
-			// It lost the race, which says it is at least this slow now;
-			// or the client left, which says nothing about the backend.
-			f.endLeg(l, endpoint.Success, true)
-		} else {
-			f.endLeg(l, endpoint.Failure, false)
-		}
+		f.endLost(ctx, l)
 	}
 	winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
 	return winner
@@ -178,6 +174,17 @@ func (f *Forwarder) hedgeLeg(h *leg, in *Request, done chan<- *leg) {
 	}
 	h.resp = resp
 	h.peek(done)
+}
+
+// endLost ends a leg that lost the race or failed.
+func (f *Forwarder) endLost(ctx context.Context, l *leg) {
+	if l.err == nil || ctx.Err() != nil {
+		// Its first token came later than the winner's, which says how
+		// slow it is; or the client left, which says nothing about it.
+		f.endLeg(l, endpoint.Success, true)
+		return
+	}
+	f.endLeg(l, endpoint.Failure, false)
 }
 
 // endLeg ends a leg that will not be relayed. A loser (out Success, gone)
