@@ -54,6 +54,15 @@ type Timeouts struct {
 	FirstByte  Duration `yaml:"first_byte"`  // request sent -> response headers
 	StreamIdle Duration `yaml:"stream_idle"` // max gap between response chunks
 	Total      Duration `yaml:"total"`       // whole request, including the stream
+	// FirstTokenFactor bounds a streaming request's wait for its first
+	// token at this multiple of its class's time-to-first-token objective
+	// (admission.max_wait / max_wait_batch), within FirstByte. A stream
+	// that has not started long after its objective is no use to the
+	// client and holds a backend slot; a hung backend is cut there (504,
+	// counted as a backend failure) instead of at first_byte. Non-streaming
+	// requests are not affected: their whole answer is their first byte.
+	// Default 4; 0 turns it off.
+	FirstTokenFactor float64 `yaml:"first_token_factor"`
 }
 
 // Retry bounds retries of requests that failed before any byte reached the
@@ -65,6 +74,15 @@ type Retry struct {
 	BudgetRatio float64 `yaml:"budget_ratio"`
 	// MinPerSecond lets a few retries through at low traffic.
 	MinPerSecond float64 `yaml:"min_per_second"`
+	// HedgeFactor hedges streams: one whose first token is later than this
+	// multiple of the pool's fastest typical time to first token is sent
+	// to a second backend too, and the first to start is relayed. Hedges
+	// are retries (attempts, budget_ratio). Default 0 (off): a hedge is a
+	// second request, and under overload that load has not yet been
+	// measured against goodput (bench/overload); 1.5 (about the p95 of a
+	// steady TTFT distribution, where "The Tail at Scale" hedges) is what
+	// the chaos suite's backend-slow row was measured with.
+	HedgeFactor float64 `yaml:"hedge_factor"`
 }
 
 // Health configures passive (nginx semantics) and active checks.
@@ -156,10 +174,11 @@ func Default() Config {
 		MaxBodyBytes:  8 << 20,
 		ShutdownGrace: Duration(30 * time.Second),
 		Timeouts: Timeouts{
-			Connect:    Duration(5 * time.Second),
-			FirstByte:  Duration(120 * time.Second),
-			StreamIdle: Duration(60 * time.Second),
-			Total:      Duration(10 * time.Minute),
+			Connect:          Duration(5 * time.Second),
+			FirstByte:        Duration(120 * time.Second),
+			StreamIdle:       Duration(60 * time.Second),
+			Total:            Duration(10 * time.Minute),
+			FirstTokenFactor: 4,
 		},
 		Retry:  Retry{Attempts: 3, BudgetRatio: 0.2, MinPerSecond: 5},
 		Health: Health{MaxFails: 3, FailTimeout: Duration(10 * time.Second), BusyPenalty: Duration(time.Second)},
@@ -249,8 +268,14 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 			bad(t.key, "must be a positive duration, got %s", time.Duration(t.d))
 		}
 	}
+	if f := c.Timeouts.FirstTokenFactor; !(f >= 0 && f <= 1000) {
+		bad("timeouts.first_token_factor", "must be between 0 (off) and 1000, got %g", f)
+	}
 	if c.Retry.Attempts < 1 || c.Retry.Attempts > 10 {
 		bad("retry.attempts", "must be between 1 and 10, got %d", c.Retry.Attempts)
+	}
+	if f := c.Retry.HedgeFactor; !(f >= 0 && f <= 1000) {
+		bad("retry.hedge_factor", "must be between 0 (off) and 1000, got %g", f)
 	}
 	if c.Retry.BudgetRatio < 0 || c.Retry.BudgetRatio > 1 {
 		bad("retry.budget_ratio", "must be between 0 and 1, got %g", c.Retry.BudgetRatio)

@@ -110,6 +110,12 @@ type Backend struct {
 	busyUntil  time.Time
 	probeDown  bool
 	ewma       latencyEWMA
+	// Requests sent and still waiting for their first token (streams) or
+	// their answer: how many, since when some have been, and when one last
+	// got it. See Stalled.
+	waiting    int
+	waitSince  time.Time
+	lastAnswer time.Time
 	typical    float64 // nanoseconds; see TypicalLatency
 }
 
@@ -237,22 +243,89 @@ func (b *Backend) Release(now time.Time, out Outcome, latency, retryAfter time.D
 	b.Observe(now, out, latency, retryAfter)
 }
 
-// FirstToken feeds the concurrency limit the time to first token of a
-// stream as soon as it is known, instead of at the stream's end: a limit
-// that learns after a whole generation (seconds to minutes) steers on load
-// long gone. The request is then ended with ReleaseFed.
+// FirstToken ends a stream's wait (StartWaiting) and feeds the concurrency
+// limit and the latency estimates the time
+// to first token of a stream as soon as it is known, instead of at the
+// stream's end: a signal that arrives after a whole generation (seconds to
+// minutes) steers on load long gone. A backend that turned ten times slower
+// would otherwise keep its fast estimate, and keep its share of new
+// requests, for as long as its slow streams take to finish. The request is
+// then ended with ReleaseFed.
 func (b *Backend) FirstToken(now time.Time, ttft time.Duration) {
 	if box := b.limiter.Load(); box != nil {
 		box.l.Observe(now, ttft, int(b.inflight.Load()), Success)
 	}
+	b.mu.Lock()
+	b.endWaitLocked(now)
+	b.learnLatencyLocked(now, ttft)
+	b.mu.Unlock()
+}
+
+// StartWaiting marks a stream sent to the backend as waiting for its first
+// token, until FirstToken or EndWaiting (exactly one of them). Only streams:
+// a non-streaming answer's first byte is the whole answer, legitimately
+// seconds to minutes, and would make a busy backend look hung.
+func (b *Backend) StartWaiting(now time.Time) {
+	b.mu.Lock()
+	if b.waiting == 0 {
+		b.waitSince = now
+	}
+	b.waiting++
+	b.mu.Unlock()
+}
+
+// EndWaiting ends a wait StartWaiting began, for a stream that ended (or
+// turned out not to be one) without a first token.
+func (b *Backend) EndWaiting(now time.Time) {
+	b.mu.Lock()
+	b.endWaitLocked(now)
+	b.mu.Unlock()
+}
+
+func (b *Backend) endWaitLocked(now time.Time) {
+	if b.waiting > 0 {
+		b.waiting--
+	}
+	if now.After(b.lastAnswer) {
+		b.lastAnswer = now
+	}
+}
+
+// Stalled is a lower bound on how long the backend's oldest waiting request
+// has waited at now: the time since requests have been waiting without any
+// of them getting its first token or answer; 0 when none waits. Latency
+// learns only from requests that got an answer, so a backend that just
+// turned slow, or hangs, looks as fast as before until its first slow
+// answer lands (a hung one: never); Stalled sees it while it happens.
+func (b *Backend) Stalled(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.waiting == 0 {
+		return 0
+	}
+	since := b.waitSince
+	if b.lastAnswer.After(since) {
+		since = b.lastAnswer
+	}
+	return max(now.Sub(since), 0)
+}
+
+// TimedOut records that a request waited d for its first byte or token and
+// was cut: the backend's latency is at least d, whatever it answered
+// before. The peak EWMA takes it at once, so latency-aware pickers steer
+// away from a backend that hangs instead of probing it again at once.
+func (b *Backend) TimedOut(now time.Time, d time.Duration) {
+	b.mu.Lock()
+	b.ewma.observe(now, d)
+	b.mu.Unlock()
 }
 
 // ReleaseFed is Release for a request whose first token already fed the
-// limit (FirstToken): a Success is not fed again; Busy and Failure are.
+// limit and the latency estimates (FirstToken): a Success is not fed again;
+// Busy and Failure are.
 func (b *Backend) ReleaseFed(now time.Time, out Outcome, latency, retryAfter time.Duration) {
 	if out == Success {
 		b.inflight.Add(-1)
-		b.Observe(now, out, latency, retryAfter)
 		return
 	}
 	b.Release(now, out, latency, retryAfter)
@@ -268,12 +341,7 @@ func (b *Backend) Observe(now time.Time, out Outcome, latency, retryAfter time.D
 	defer b.mu.Unlock()
 	switch out {
 	case Success:
-		b.ewma.observe(now, latency)
-		if b.typical == 0 {
-			b.typical = float64(latency)
-		} else {
-			b.typical += typicalWeight * (float64(latency) - b.typical)
-		}
+		b.learnLatencyLocked(now, latency)
 		// nginx resets the failure count once a request succeeds after the
 		// backend came back; we keep the window semantics instead, which is
 		// what max_fails/fail_timeout promise.
@@ -304,6 +372,17 @@ func (b *Backend) Observe(now time.Time, out Outcome, latency, retryAfter time.D
 			b.ejectUntil = now.Add(b.policy.FailTimeout)
 			b.failTimes = b.failTimes[:0]
 		}
+	}
+}
+
+// learnLatencyLocked feeds one time-to-first-byte (or first token) sample
+// to the peak EWMA and the typical latency. b.mu is held.
+func (b *Backend) learnLatencyLocked(now time.Time, latency time.Duration) {
+	b.ewma.observe(now, latency)
+	if b.typical == 0 {
+		b.typical = float64(latency)
+	} else {
+		b.typical += typicalWeight * (float64(latency) - b.typical)
 	}
 }
 

@@ -359,3 +359,46 @@ func TestTypicalLatencyFollowsRecentRequests(t *testing.T) {
 		t.Fatalf("typical %v: a failure's latency says nothing", got)
 	}
 }
+
+// TestStalledIsALowerBoundOfTheOldestWait: Stalled counts from when
+// requests started waiting or from the last first token, whichever is
+// later, and is 0 when none waits; FirstToken and EndWaiting end a wait,
+// Release and ReleaseFed do not.
+func TestStalledIsALowerBoundOfTheOldestWait(t *testing.T) {
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := b.Stalled(t0); s != 0 {
+		t.Fatalf("idle Stalled = %v", s)
+	}
+	for range 2 {
+		b.Acquire()
+	}
+	b.StartWaiting(at(0))
+	b.StartWaiting(at(100 * time.Millisecond))
+	if s := b.Stalled(at(250 * time.Millisecond)); s != 250*time.Millisecond {
+		t.Fatalf("Stalled = %v, want 250ms (the first waiter's age)", s)
+	}
+	b.FirstToken(at(300*time.Millisecond), 300*time.Millisecond)
+	if s := b.Stalled(at(350 * time.Millisecond)); s != 50*time.Millisecond {
+		t.Fatalf("Stalled = %v, want 50ms since the last first token", s)
+	}
+	b.ReleaseFed(at(400*time.Millisecond), Success, 300*time.Millisecond, 0) // the first one's stream ends
+	if s := b.Stalled(at(450 * time.Millisecond)); s != 150*time.Millisecond {
+		t.Fatalf("Stalled = %v, want 150ms: the second still waits", s)
+	}
+	b.Release(at(500*time.Millisecond), Failure, 400*time.Millisecond, 0)
+	if s := b.Stalled(at(time.Second)); s != 700*time.Millisecond {
+		t.Fatalf("Stalled = %v after a Release: the second still waits, none answered since 300ms", s)
+	}
+	b.EndWaiting(at(time.Second))
+	if s := b.Stalled(at(time.Second)); s != 0 {
+		t.Fatalf("Stalled with none waiting = %v", s)
+	}
+	if l := b.Latency(at(300 * time.Millisecond)); l < 300*time.Millisecond {
+		t.Fatalf("Latency = %v: the first token must feed the estimate at once", l)
+	}
+}

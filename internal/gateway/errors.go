@@ -56,6 +56,9 @@ func apiError(err error, model string) *openai.Error {
 		// is soon ejected, and the others answer.
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_bad_response",
 			Message: "a backend for model '" + model + "' sent a malformed answer", RetryAfter: time.Second}
+	case errors.Is(err, proxy.ErrFirstTokenTimeout):
+		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
+			Message: "the backend did not start the stream within its time-to-first-token bound"}
 	case errors.Is(err, proxy.ErrFirstByteTimeout):
 		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
 			Message: "the backend did not start answering within the first-byte timeout"}

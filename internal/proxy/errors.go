@@ -1,6 +1,9 @@
 package proxy
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors that end a request. The gateway maps them to a status and an
 // OpenAI error object in one place (gateway/errors.go); here they only say
@@ -14,6 +17,10 @@ var (
 	ErrConnect = errors.New("cannot connect to backend")
 	// ErrFirstByteTimeout: the backend took too long to start answering.
 	ErrFirstByteTimeout = errors.New("backend did not answer in time")
+	// ErrFirstTokenTimeout: a stream's first token did not come within the
+	// request's first-token bound (Request.FirstToken). It wraps
+	// ErrFirstByteTimeout: to the client both are a backend too slow to start.
+	ErrFirstTokenTimeout = fmt.Errorf("%w: no first token within the stream's bound", ErrFirstByteTimeout)
 	// ErrStreamIdle: the backend stopped sending in the middle of a response.
 	ErrStreamIdle = errors.New("backend stream idle for too long")
 	// ErrTotalTimeout: the request exceeded its total time limit.

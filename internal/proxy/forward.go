@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -86,6 +87,15 @@ type Request struct {
 	// identity), so no client is ever handed an encoding it did not ask
 	// for. The transport never decompresses on its own.
 	Shared bool
+	// FirstToken, when positive, bounds a stream's wait for its first
+	// token (response headers and then the first chunk) more tightly than
+	// Timeouts.FirstByte: the gateway derives it from the request's
+	// time-to-first-token objective. 0 = Timeouts.FirstByte alone.
+	FirstToken time.Duration
+	// HedgeAfter, when positive, sends a stream whose head came but whose
+	// first token has not after this long to a second backend as well,
+	// and relays whichever starts first (hedge.go). 0 = no hedging.
+	HedgeAfter time.Duration
 	// CacheControl is what a 200 answer tells clients and CDNs (the
 	// backend's own Cache-Control is replaced); "" and every other
 	// status: no-store.
@@ -112,25 +122,39 @@ type Result struct {
 }
 
 // watchdog cancels an attempt when its current phase (waiting for the first
-// byte, or waiting for the next chunk) lasts too long, or when the request's
-// total deadline passes. One timer serves all three limits, so a request
-// costs a single timer and no extra context.
+// byte, for a stream's first token, or for the next chunk) lasts too long,
+// or when the request's total deadline passes. One timer serves all the
+// limits, so a request costs a single timer and no extra context.
 type watchdog struct {
 	timer    *time.Timer
-	phase    atomic.Int32 // phaseFirstByte or phaseIdle
+	phase    atomic.Int32 // phaseFirstByte, phaseFirstToken or phaseIdle
 	deadline time.Time    // total time limit
 	now      func() time.Time
+	// firstToken is a stream's first-token deadline while the first chunk
+	// has not come (zero: none). The relay's first idle call (at the
+	// response head) keeps it; the next (a chunk came) drops it. Only the
+	// attempt's goroutine touches it.
+	firstToken time.Time
+	headSeen   bool
 }
 
 const (
 	phaseFirstByte int32 = iota
 	phaseIdle
+	phaseFirstToken
 )
 
-var phaseCause = [...]error{phaseFirstByte: ErrFirstByteTimeout, phaseIdle: ErrStreamIdle}
+var phaseCause = [...]error{phaseFirstByte: ErrFirstByteTimeout, phaseIdle: ErrStreamIdle, phaseFirstToken: ErrFirstTokenTimeout}
 
-func startWatchdog(d time.Duration, deadline time.Time, now func() time.Time, cancel context.CancelCauseFunc) *watchdog {
+// startWatchdog arms the first-byte limit d, or the first-token limit ft
+// when positive and tighter.
+func startWatchdog(d, ft time.Duration, deadline time.Time, now func() time.Time, cancel context.CancelCauseFunc) *watchdog {
 	w := &watchdog{deadline: deadline, now: now}
+	if ft > 0 && ft < d {
+		d = ft
+		w.firstToken = now().Add(ft)
+		w.phase.Store(phaseFirstToken)
+	}
 	w.timer = time.AfterFunc(w.bound(d), func() {
 		cause := phaseCause[w.phase.Load()]
 		if !w.now().Before(w.deadline) {
@@ -149,8 +173,18 @@ func (w *watchdog) bound(d time.Duration) time.Duration {
 	return d
 }
 
-// idle switches to (or restarts) the gap-between-chunks phase.
+// idle switches to (or restarts) the gap-between-chunks phase. While a
+// stream's first token is due, the first call (the response head came)
+// keeps that deadline when it is the earlier one.
 func (w *watchdog) idle(d time.Duration) {
+	if !w.firstToken.IsZero() && !w.headSeen {
+		w.headSeen = true
+		if left := w.firstToken.Sub(w.now()); left < d {
+			w.timer.Reset(w.bound(max(left, 0)))
+			return
+		}
+	}
+	w.firstToken = time.Time{}
 	w.phase.Store(phaseIdle)
 	w.timer.Reset(w.bound(d))
 }
@@ -207,13 +241,20 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		}
 		c := call{b: b, done: done, work: in.Work}
 		b.AddWork(c.work)
+		attemptStart := f.opt.Now()
+		if in.Peek.Stream {
+			b.StartWaiting(attemptStart)
+			c.waiting = true
+		}
 		res.Attempts++
 		res.Backend = b
 
 		actx, cancel := context.WithCancelCause(ctx)
-		wd := startWatchdog(f.opt.Timeouts.FirstByte, deadline, f.opt.Now, cancel)
+		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, cancel)
 		resp, err := f.opt.Transport.RoundTrip(f.outbound(actx, b, in))
-		ttfb := f.opt.Now().Sub(start)
+		// The backend's own latency, from this attempt's start: earlier
+		// attempts and a hedge's wait are not its doing.
+		ttfb := f.opt.Now().Sub(attemptStart)
 		if err != nil {
 			wd.timer.Stop()
 			cause := context.Cause(actx)
@@ -224,8 +265,12 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 				res.Err = context.Canceled
 				return res
 			}
-			c.end(f.opt.Now(), endpoint.Failure, ttfb, 0, false)
+			now := f.opt.Now()
 			res.Err = classifyTransportError(err, cause)
+			if errors.Is(res.Err, ErrFirstByteTimeout) {
+				b.TimedOut(now, ttfb)
+			}
+			c.end(now, endpoint.Failure, ttfb, 0, false)
 			if errors.Is(res.Err, ErrConnect) {
 				continue
 			}
@@ -257,7 +302,27 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			busy = nil
 		}
 		res.Err = nil
-		retry := f.relay(ctx, actx, w, c, resp, wd, in, start, &res)
+		// The relay ends the wait at an event stream's first token; any
+		// other answer's wait ends here, and one the request did not
+		// expect as a stream starts so that the relay has one to end.
+		switch streamed := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream"); {
+		case streamed && !c.waiting:
+			b.StartWaiting(attemptStart)
+			c.waiting = true
+		case !streamed && c.waiting:
+			b.EndWaiting(f.opt.Now())
+			c.waiting = false
+		}
+		if in.HedgeAfter > 0 && isEventStream(resp) {
+			l := f.race(ctx, in, sel, &tried, &leg{c: c, actx: actx, cancel: cancel, wd: wd, resp: resp, sent: attemptStart}, deadline, &res)
+			c, actx, cancel, wd, resp, attemptStart = l.c, l.actx, l.cancel, l.wd, l.resp, l.sent
+			res.Backend = c.b
+		}
+		// The relay measures from the attempt's start, so the backend
+		// learns its own time to first token; the client's includes the
+		// attempts before it.
+		retry := f.relay(ctx, actx, w, c, resp, wd, in, attemptStart, &res)
+		res.TTFB += attemptStart.Sub(start)
 		cancel(nil)
 		if retry {
 			continue // nothing reached the client: another backend may answer
@@ -330,13 +395,19 @@ type call struct {
 	b    *endpoint.Backend
 	done breaker.Done
 	fed  bool // the first token fed the backend's limit (relay sets it on its copy)
-	work int64
+	// waiting: a stream marked waiting for its first token (StartWaiting);
+	// FirstToken (fed) or end ends the wait.
+	waiting bool
+	work    int64
 }
 
 // end records the attempt's outcome. clientGone marks attempts cut short by
 // the client: they say nothing about the backend's health.
 func (c call) end(now time.Time, out endpoint.Outcome, latency, retryAfter time.Duration, clientGone bool) {
 	c.b.AddWork(-c.work)
+	if c.waiting && !c.fed {
+		c.b.EndWaiting(now)
+	}
 	if c.fed {
 		c.b.ReleaseFed(now, out, latency, retryAfter)
 	} else {
@@ -361,8 +432,8 @@ func (c call) end(now time.Time, out endpoint.Outcome, latency, retryAfter time.
 
 func classifyTransportError(err, cause error) error {
 	switch {
-	case errors.Is(cause, ErrFirstByteTimeout):
-		return ErrFirstByteTimeout
+	case errors.Is(cause, ErrFirstByteTimeout): // or ErrFirstTokenTimeout, which wraps it
+		return cause
 	case errors.Is(cause, ErrTotalTimeout):
 		return ErrTotalTimeout
 	}

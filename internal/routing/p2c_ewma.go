@@ -8,7 +8,10 @@ import (
 
 // p2cEWMA is power of two choices on peak-EWMA latency: draw two distinct
 // candidates at random and keep the one with the lower cost, where
-// cost = latency estimate x outstanding work including this request's.
+// cost = latency estimate x outstanding work including this request's. The
+// latency estimate is the larger of the peak EWMA of time to first token
+// and how long the backend's waiting requests have gone without one
+// (endpoint.Backend.Stalled).
 // Work is estimated tokens (prompt and answer) when the request's are known,
 // else requests (outstanding + 1): one 30k-token prompt keeps a backend
 // busier than three short chats, and a count cannot see it. Two random
@@ -44,7 +47,10 @@ func (p *p2cEWMA) Pick(req *Request, c []*endpoint.Backend) *endpoint.Backend {
 }
 
 func (p *p2cEWMA) cost(b *endpoint.Backend, now time.Time, work float64) float64 {
-	lat := b.Latency(now)
+	// A request already waiting longer than the estimate says the backend
+	// is at least that slow now (it turned slow, or hangs) before any slow
+	// answer can teach the estimate.
+	lat := max(b.Latency(now), b.Stalled(now))
 	if lat <= 0 {
 		lat = unseenLatency
 	}

@@ -158,3 +158,27 @@ func TestP2COutstandingWork(t *testing.T) {
 		t.Fatalf("pick with work unknown: %s, want long (fewer requests)", got)
 	}
 }
+
+// TestP2CAvoidsStalledBackend: a backend whose estimate is still fast from
+// before, but whose waiting request has had no first token for 300ms, is
+// at least that slow now; p2c must prefer the peer that keeps answering.
+func TestP2CAvoidsStalledBackend(t *testing.T) {
+	fast := mkLat(t, "fast", 20*ms, 0, 1)
+	turned := mkLat(t, "turned", 10*ms, 0, 1) // faster estimate, from before it turned slow
+	turned.StartWaiting(t0)
+	p := &p2cEWMA{rnd: NewRand(1), now: func() time.Time { return t0.Add(300 * ms) }}
+	for range 20 {
+		if got := p.Pick(nil, []*endpoint.Backend{turned, fast}); got != fast {
+			t.Fatalf("picked %s, want fast: a request waiting 300ms outweighs a 10ms estimate", got.Name())
+		}
+	}
+	// Once its first token comes the stall ends; the token's own latency
+	// (300ms) is what the estimate keeps.
+	turned.FirstToken(t0.Add(300*ms), 300*ms)
+	if s := turned.Stalled(t0.Add(400 * ms)); s != 0 {
+		t.Fatalf("Stalled after the first token = %v, want 0", s)
+	}
+	if l := turned.Latency(t0.Add(300 * ms)); l < 300*ms {
+		t.Fatalf("Latency after a 300ms first token = %v, want >= 300ms", l)
+	}
+}
