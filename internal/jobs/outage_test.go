@@ -30,7 +30,11 @@ func (g *outageGate) Wait(ctx context.Context, model string) error {
 // A worker that loses NATS while it holds a message keeps it and carries
 // on as soon as NATS is back: a nak sent into the outage would be lost and
 // the job would wait out AckWait (a result not recorded would also run the
-// job again). AckWait is two minutes here, far beyond the test's patience.
+// job again). AckWait is a minute here, three times the patience of
+// eventually, so a lost nak fails the test; yet a delivery lost before the
+// outage (nats.go drops a fetched message whose answer comes after its own
+// client-side timer, which a starved machine can do) only costs the test a
+// minute instead of hanging it.
 func TestWorkerHoldsJobThroughNATSOutage(t *testing.T) {
 	for _, step := range []string{"starting job", "recording job result"} {
 		t.Run(step, func(t *testing.T) {
@@ -53,20 +57,25 @@ func TestWorkerHoldsJobThroughNATSOutage(t *testing.T) {
 				}
 			})
 			o := testOptions(first.ClientURL())
-			o.AckWait = 2 * time.Minute
+			o.AckWait = time.Minute
 			s := openStore(t, o)
 
 			// down returns once the client knows (its next call fails at
 			// once), so the worker's step fails before NATS can be back.
-			wentDown := make(chan struct{})
+			// It runs on the worker's goroutine: it only reports, the
+			// test goroutine judges.
+			reached := make(chan struct{})
+			wentDown := make(chan bool, 1) // whether the client noticed
 			down := func() {
+				close(reached)
 				lost := s.nc.StatusChanged(nats.RECONNECTING)
 				first.Shutdown()
 				select {
 				case <-lost:
-				case <-time.After(20 * time.Second):
+					wentDown <- true
+				case <-time.After(outagePatience):
+					wentDown <- false
 				}
-				close(wentDown)
 			}
 			var calls atomic.Int64
 			wo := WorkerOptions{Executor: okExec(&calls)}
@@ -80,15 +89,29 @@ func TestWorkerHoldsJobThroughNATSOutage(t *testing.T) {
 					return Result{StatusCode: 200, Body: []byte(`{"ok":true}`)}, nil
 				})
 			}
-			startWorker(t, s, wo)
+			workerDone := runWorker(t, s, wo)
 
 			j, _, err := s.Submit(t.Context(), Spec{Tenant: "t", Model: "m", Path: "/v1/chat/completions", Body: []byte(`{"model":"m"}`)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			<-wentDown
-			if s.Available() == nil {
-				t.Fatal("the client did not notice the outage")
+			// The worker takes NATS down once it holds the message. It
+			// may never get there: RunWorker gave up, or the message is
+			// lost to the worker until AckWait brings it back.
+			select {
+			case <-reached:
+			case err := <-workerDone:
+				t.Fatalf("RunWorker returned before the worker took the job (err %v)", err)
+			case <-time.After(o.AckWait + outagePatience):
+				t.Fatalf("the worker did not reach the %s step within AckWait (%s) + %s", step, o.AckWait, outagePatience)
+			}
+			select {
+			case noticed := <-wentDown:
+				if !noticed || s.Available() == nil {
+					t.Fatalf("the client did not notice the outage within %s", outagePatience)
+				}
+			case <-time.After(2 * outagePatience):
+				t.Fatalf("the embedded NATS server did not shut down within %s", 2*outagePatience)
 			}
 			if back, err = StartEmbedded(EmbeddedOptions{Dir: dir, Port: port}); err != nil {
 				t.Fatal(err)
@@ -133,9 +156,13 @@ func TestWorkerStartsWhenNATSIsBack(t *testing.T) {
 
 	lost := s.nc.StatusChanged(nats.RECONNECTING)
 	first.Shutdown()
-	<-lost
+	select {
+	case <-lost:
+	case <-time.After(outagePatience):
+		t.Fatalf("the client did not notice the outage within %s", outagePatience)
+	}
 	var calls atomic.Int64
-	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)}) // its consumers cannot be created now
+	workerDone := runWorker(t, s, WorkerOptions{Executor: okExec(&calls)}) // its consumers cannot be created now
 	if back, err = StartEmbedded(EmbeddedOptions{Dir: dir, Port: port}); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +172,50 @@ func TestWorkerStartsWhenNATSIsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the job to succeed", func() bool {
+		select {
+		case err := <-workerDone:
+			t.Fatalf("RunWorker returned while NATS was away or just back (err %v)", err)
+		default:
+		}
 		got, err := s.Job(t.Context(), "t", j.ID)
 		return err == nil && got.Status == StatusSucceeded
 	})
+}
+
+// outagePatience bounds each wait on the client or the worker in these
+// tests: generous for a loaded machine, short of the package's timeout.
+const outagePatience = 30 * time.Second
+
+// runWorker runs s.RunWorker with fast polling until the test ends. Its
+// channel yields what RunWorker returned if it returns before then, which a
+// test waiting on the worker must watch: a worker gone early would
+// otherwise leave it waiting for nothing. The cleanup waits for RunWorker,
+// at most outagePatience plus its Grace.
+func runWorker(t *testing.T, s *Store, o WorkerOptions) <-chan error {
+	t.Helper()
+	o.PollWait, o.Grace = 100*time.Millisecond, time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	early := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		early <- s.RunWorker(ctx, o)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(outagePatience + o.Grace):
+			t.Errorf("RunWorker did not return within %s of being stopped", outagePatience+o.Grace)
+			return
+		}
+		select {
+		case err := <-early:
+			if err != nil {
+				t.Errorf("RunWorker: %v", err)
+			}
+		default: // taken by the test, which reported it
+		}
+	})
+	return early
 }
