@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
@@ -101,39 +100,6 @@ func boundsGateway(t *testing.T, cfg *config.Config) (string, *Gateway, *prometh
 	return url, gw, reg
 }
 
-// metricByLabelValues reads a counter or gauge from reg, matching labels by
-// position (values only), unlike metricValue (name, value pairs).
-func metricByLabelValues(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i, lp := range m.GetLabel() {
-				if i < len(labels) && lp.GetValue() != labels[i] {
-					continue next
-				}
-			}
-			return value(m)
-		}
-	}
-	t.Fatalf("metric %s%v not found", name, labels)
-	return 0
-}
-
-func value(m *dto.Metric) float64 {
-	if m.Counter != nil {
-		return m.Counter.GetValue()
-	}
-	return m.Gauge.GetValue()
-}
-
 // eventually polls cond until it holds or a generous bound passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -185,10 +151,10 @@ func TestCoalescedLargeAnswersKeepTheFlightBufferBounded(t *testing.T) {
 		t.Fatalf("a flight held %d bytes at its peak, bound %d", peak, maxEntry)
 	}
 	eventually(t, "the flight's buffer released", func() bool { return fs.held.Load() == 0 })
-	if g := metricByLabelValues(t, reg, "sluice_response_buffered_bytes", "flight"); g != 0 {
+	if g := metricValue(t, reg, "sluice_response_buffered_bytes", "kind", "flight"); g != 0 {
 		t.Fatalf("flight gauge %v after the flight ended", g)
 	}
-	if a := metricByLabelValues(t, reg, "sluice_cache_captures_abandoned_total"); a != 1 {
+	if a := metricValue(t, reg, "sluice_cache_captures_abandoned_total"); a != 1 {
 		t.Fatalf("captures abandoned %v, want 1", a)
 	}
 	// Too large to cache: the next identical request goes upstream again.
@@ -236,7 +202,7 @@ func TestStalledFlightClientIsCutWhileTheOtherCompletes(t *testing.T) {
 	}
 	backend := gw.Runtime().Pools["m1"].Backends[0]
 	eventually(t, "the backend slot released", func() bool { return backend.Inflight() == 0 })
-	cut := metricByLabelValues(t, reg, "sluice_cache_followers_detached_total") + metricByLabelValues(t, reg, "sluice_send_timeouts_total")
+	cut := metricValue(t, reg, "sluice_cache_followers_detached_total") + metricValue(t, reg, "sluice_send_timeouts_total")
 	if cut < 1 {
 		t.Fatal("the stalled client was neither detached nor cut for the send timeout")
 	}
@@ -262,7 +228,7 @@ func TestSendTimeoutCutsAStalledClientAndReleasesItsBackend(t *testing.T) {
 	}
 	backend := gw.Runtime().Pools["m1"].Backends[0]
 	eventually(t, "the backend slot released", func() bool { return backend.Inflight() == 0 })
-	if n := metricByLabelValues(t, reg, "sluice_send_timeouts_total"); n != 1 {
+	if n := metricValue(t, reg, "sluice_send_timeouts_total"); n != 1 {
 		t.Fatalf("send timeouts %v, want 1", n)
 	}
 
