@@ -38,24 +38,8 @@ func (g *outageGate) Wait(ctx context.Context, model string) error {
 func TestWorkerHoldsJobThroughNATSOutage(t *testing.T) {
 	for _, step := range []string{"starting job", "recording job result"} {
 		t.Run(step, func(t *testing.T) {
-			dir := t.TempDir()
-			first, err := StartEmbedded(EmbeddedOptions{Dir: dir, Port: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			u, err := url.Parse(first.ClientURL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, portStr, _ := net.SplitHostPort(u.Host)
-			port, _ := strconv.Atoi(portStr)
-			var back *Embedded // shut down after the Store is closed
-			t.Cleanup(func() {
-				first.Shutdown()
-				if back != nil {
-					back.Shutdown()
-				}
-			})
+			n := newRestartableNATS(t)
+			first := n.first
 			o := testOptions(first.ClientURL())
 			o.AckWait = time.Minute
 			s := openStore(t, o)
@@ -113,7 +97,7 @@ func TestWorkerHoldsJobThroughNATSOutage(t *testing.T) {
 			case <-time.After(2 * outagePatience):
 				t.Fatalf("the embedded NATS server did not shut down within %s", 2*outagePatience)
 			}
-			if back, err = StartEmbedded(EmbeddedOptions{Dir: dir, Port: port}); err != nil {
+			if err := n.restart(); err != nil {
 				t.Fatal(err)
 			}
 			eventually(t, "the job to succeed", func() bool {
@@ -134,24 +118,8 @@ func TestWorkerHoldsJobThroughNATSOutage(t *testing.T) {
 // gateway whose NATS blinked while its workers were starting must not be
 // left without workers.
 func TestWorkerStartsWhenNATSIsBack(t *testing.T) {
-	dir := t.TempDir()
-	first, err := StartEmbedded(EmbeddedOptions{Dir: dir, Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := url.Parse(first.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, portStr, _ := net.SplitHostPort(u.Host)
-	port, _ := strconv.Atoi(portStr)
-	var back *Embedded // shut down after the Store is closed
-	t.Cleanup(func() {
-		first.Shutdown()
-		if back != nil {
-			back.Shutdown()
-		}
-	})
+	n := newRestartableNATS(t)
+	first := n.first
 	s := openStore(t, testOptions(first.ClientURL()))
 
 	lost := s.nc.StatusChanged(nats.RECONNECTING)
@@ -163,7 +131,7 @@ func TestWorkerStartsWhenNATSIsBack(t *testing.T) {
 	}
 	var calls atomic.Int64
 	workerDone := runWorker(t, s, WorkerOptions{Executor: okExec(&calls)}) // its consumers cannot be created now
-	if back, err = StartEmbedded(EmbeddedOptions{Dir: dir, Port: port}); err != nil {
+	if err := n.restart(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "the Store to reconnect", func() bool { return s.Available() == nil })
@@ -218,4 +186,40 @@ func runWorker(t *testing.T, s *Store, o WorkerOptions) <-chan error {
 		}
 	})
 	return early
+}
+
+// restartableNATS is an embedded server that can be shut down and started
+// again on the same port and store, as an external NATS restarts.
+type restartableNATS struct {
+	first, back *Embedded // back: the restarted server, shut down after the Store is closed
+	dir         string
+	port        int
+}
+
+func newRestartableNATS(t *testing.T) *restartableNATS {
+	t.Helper()
+	n := &restartableNATS{dir: t.TempDir()}
+	var err error
+	if n.first, err = StartEmbedded(EmbeddedOptions{Dir: n.dir, Port: -1}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(n.first.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, portStr, _ := net.SplitHostPort(u.Host)
+	n.port, _ = strconv.Atoi(portStr)
+	t.Cleanup(func() {
+		n.first.Shutdown()
+		if n.back != nil {
+			n.back.Shutdown()
+		}
+	})
+	return n
+}
+
+// restart starts the server again on the first one's port and store.
+func (n *restartableNATS) restart() (err error) {
+	n.back, err = StartEmbedded(EmbeddedOptions{Dir: n.dir, Port: n.port})
+	return err
 }
