@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // LimitConfig tunes an AdaptiveLimit. The zero value is usable: every zero
@@ -207,17 +209,17 @@ func NewAdaptiveLimit(cfg LimitConfig) *AdaptiveLimit {
 func (a *AdaptiveLimit) Limit() int { return int(a.limit.Load()) }
 
 // Observe feeds one completed request; see Limiter for the arguments.
-func (a *AdaptiveLimit) Observe(now time.Time, latency time.Duration, inflight int, outcome Outcome) {
+func (a *AdaptiveLimit) Observe(now time.Time, latency time.Duration, inflight int, out outcome.Outcome) {
 	latency = max(latency, 0)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.win.start.IsZero() {
 		a.win.start = now
 	}
-	switch outcome {
-	case Failure:
+	switch out {
+	case outcome.Failure:
 		return
-	case Busy:
+	case outcome.Busy:
 		a.onBusy(now, latency)
 	default:
 		if !a.probing {

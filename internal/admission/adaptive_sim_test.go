@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/outcome"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -115,10 +116,10 @@ func TestAdaptiveLimitFindsSimulatorKnee(t *testing.T) {
 				out := post(ctx, client, urls[current.Load()], body)
 				lat := time.Since(start)
 				inflight.Add(-1)
-				if out == Busy {
+				if out == outcome.Busy {
 					busy.Add(1)
 				}
-				if out == Success {
+				if out == outcome.Success {
 					served.Add(1)
 				}
 				lim.Observe(time.Now(), lat, int(n), out)
@@ -164,23 +165,23 @@ func transport() *http.Transport {
 }
 
 // post sends one completion and classifies the answer for the limiter.
-func post(ctx context.Context, c *http.Client, url, body string) Outcome {
+func post(ctx context.Context, c *http.Client, url, body string) outcome.Outcome {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
-		return Failure
+		return outcome.Failure
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(req)
 	if err != nil {
-		return Failure
+		return outcome.Failure
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, resp.Body)
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-		return Busy
+		return outcome.Busy
 	case resp.StatusCode >= 500:
-		return Failure
+		return outcome.Failure
 	}
-	return Success
+	return outcome.Success
 }

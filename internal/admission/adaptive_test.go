@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // batchBackend models a continuous-batching server in virtual time: `slots`
@@ -85,7 +87,7 @@ func closedLoop(lim *AdaptiveLimit, b *batchBackend, onWindow func(w uint64, now
 			b.waiting = b.waiting[1:]
 			start(next)
 		}
-		lim.Observe(epoch.Add(now), now-r.sent, r.inflight, Success)
+		lim.Observe(epoch.Add(now), now-r.sent, r.inflight, outcome.Success)
 		if w := lim.Stats().Windows; w != seen {
 			seen = w
 			if !onWindow(w, now, completed) {
@@ -217,9 +219,9 @@ func TestAdaptiveLimitBusyNeverRaises(t *testing.T) {
 	for w := range 50 {
 		for i := range 10 {
 			clk.Advance(100 * time.Millisecond)
-			out := Success
+			out := outcome.Success
 			if i == 3 && w%2 == 0 || i == 7 {
-				out = Busy
+				out = outcome.Busy
 			}
 			// Fast successes: on their own they would grow the limit.
 			lim.Observe(clk.Now(), 10*time.Millisecond, 20, out)
@@ -240,13 +242,13 @@ func TestAdaptiveLimitOneCutPerCongestionEvent(t *testing.T) {
 	clk := newFakeClock()
 	lim := NewAdaptiveLimit(LimitConfig{Initial: 20, Backoff: 0.5, NoProbe: true})
 	for range 10 { // ten 503s for requests all sent 1s ago
-		lim.Observe(clk.Now(), time.Second, 20, Busy)
+		lim.Observe(clk.Now(), time.Second, 20, outcome.Busy)
 	}
 	if l := lim.Limit(); l != 10 {
 		t.Fatalf("limit %d after one burst, want 10 (one halving)", l)
 	}
 	clk.Advance(2 * time.Second)
-	lim.Observe(clk.Now(), time.Second, 10, Busy) // sent after the cut: new event
+	lim.Observe(clk.Now(), time.Second, 10, outcome.Busy) // sent after the cut: new event
 	if l := lim.Limit(); l != 5 {
 		t.Fatalf("limit %d, want 5", l)
 	}
@@ -260,7 +262,7 @@ func TestAdaptiveLimitIgnoresFailures(t *testing.T) {
 	lim := NewAdaptiveLimit(LimitConfig{Initial: 8, MinSamples: 2, NoProbe: true})
 	for range 100 {
 		clk.Advance(100 * time.Millisecond)
-		lim.Observe(clk.Now(), time.Microsecond, 8, Failure) // a fast refusal is no evidence of speed
+		lim.Observe(clk.Now(), time.Microsecond, 8, outcome.Failure) // a fast refusal is no evidence of speed
 	}
 	if s := lim.Stats(); s.Limit != 8 || s.Windows != 0 || s.Baseline != 0 {
 		t.Fatalf("failures moved the limit: %+v", s)
@@ -286,7 +288,7 @@ func TestAdaptiveLimitConcurrentUse(t *testing.T) {
 			for i := range 2000 {
 				clk.Advance(time.Microsecond * 50)
 				_ = lim.Limit()
-				lim.Observe(clk.Now(), time.Duration(1+i%5+g)*time.Millisecond, lim.Limit(), Outcome(i%7/5))
+				lim.Observe(clk.Now(), time.Duration(1+i%5+g)*time.Millisecond, lim.Limit(), outcome.Outcome(i%7/5))
 			}
 		})
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // BenchmarkQueueUncontended is the fast path every request takes while the
@@ -47,6 +49,6 @@ func BenchmarkAdaptiveLimitObserve(b *testing.B) {
 	now := time.Now()
 	for b.Loop() {
 		now = now.Add(time.Millisecond)
-		lim.Observe(now, 50*time.Millisecond, lim.Limit(), Success)
+		lim.Observe(now, 50*time.Millisecond, lim.Limit(), outcome.Success)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 func TestQueueGrantsUpToCapacityThenQueues(t *testing.T) {
@@ -249,7 +251,7 @@ func TestEstimateCost(t *testing.T) {
 
 func TestStaticLimiter(t *testing.T) {
 	var l Limiter = Static(8)
-	l.Observe(newFakeClock().Now(), 0, 100, Busy)
+	l.Observe(newFakeClock().Now(), 0, 100, outcome.Busy)
 	if l.Limit() != 8 {
 		t.Fatal(l.Limit())
 	}

@@ -3,6 +3,8 @@ package breaker
 import (
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // TestClosedPathDoesNotAllocate pins the promise the benchmark measures.
@@ -13,7 +15,7 @@ func TestClosedPathDoesNotAllocate(t *testing.T) {
 		if !ok {
 			t.Fatal("refused")
 		}
-		done(t0, Success, time.Millisecond)
+		done(t0, outcome.Success, time.Millisecond)
 		b.Ready(t0)
 	})
 	if allocs != 0 {
@@ -28,7 +30,7 @@ func BenchmarkAllowDoneClosed(b *testing.B) {
 	for b.Loop() {
 		now = now.Add(time.Microsecond)
 		done, _ := br.Allow(now)
-		done(now, Success, time.Millisecond)
+		done(now, outcome.Success, time.Millisecond)
 	}
 }
 
@@ -38,7 +40,7 @@ func BenchmarkAllowDoneClosedParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			done, _ := br.Allow(t0)
-			done(t0, Success, time.Millisecond)
+			done(t0, outcome.Success, time.Millisecond)
 		}
 	})
 }
@@ -54,7 +56,7 @@ func BenchmarkReadyClosed(b *testing.B) {
 func BenchmarkAllowOpen(b *testing.B) {
 	br := New(Settings{MinRequests: 1})
 	done, _ := br.Allow(t0)
-	done(t0, Failure, 0)
+	done(t0, outcome.Failure, 0)
 	b.ReportAllocs()
 	for b.Loop() {
 		br.Allow(t0)

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // State is a breaker's position in its state machine.
@@ -46,27 +48,10 @@ func (s State) String() string {
 	return "unknown"
 }
 
-// Outcome classifies the end of one admitted call.
-type Outcome uint8
-
-const (
-	// Success: the backend answered (including 4xx caused by the client).
-	Success Outcome = iota
-	// Failure: connect error, timeout, 5xx other than 503, broken stream.
-	Failure
-	// Busy: 429 or 503, with or without Retry-After. Back-pressure, not
-	// ill health: not counted at all (see the package doc).
-	Busy
-	// Ignored: the call says nothing about the backend (the client went
-	// away, the request was invalid before it was sent). Not counted; a
-	// half-open trial slot it held is freed for another trial.
-	Ignored
-)
-
 // Done reports the outcome of a call admitted by Allow. Call it exactly once
 // (defer it): an admitted trial call that never reports holds its half-open
 // slot. latency is compared with Settings.SlowCall.
-type Done func(now time.Time, o Outcome, latency time.Duration)
+type Done func(now time.Time, o outcome.Outcome, latency time.Duration)
 
 // Breaker is one backend's circuit breaker. Safe for concurrent use; build it
 // with New.
@@ -211,7 +196,7 @@ func (b *Breaker) Stats(now time.Time) Stats {
 }
 
 // record is the Done of calls admitted while CLOSED.
-func (cg *closedGen) record(now time.Time, o Outcome, latency time.Duration) {
+func (cg *closedGen) record(now time.Time, o outcome.Outcome, latency time.Duration) {
 	b := cg.b
 	if !b.counted(o) {
 		return
@@ -222,7 +207,7 @@ func (cg *closedGen) record(now time.Time, o Outcome, latency time.Duration) {
 	if b.gen != cg.gen {
 		return // the breaker moved on; this call belongs to an old period
 	}
-	b.win.add(now, o == Failure, slow)
+	b.win.add(now, o == outcome.Failure, slow)
 	c := b.win.sum(now)
 	if int(c.Calls) < b.s.MinRequests {
 		return
@@ -236,11 +221,11 @@ func (cg *closedGen) record(now time.Time, o Outcome, latency time.Duration) {
 
 // counted tells Success and Failure (which count) from Busy and Ignored
 // (which do not), keeping the Busy tally on the way.
-func (b *Breaker) counted(o Outcome) bool {
+func (b *Breaker) counted(o outcome.Outcome) bool {
 	switch o {
-	case Success, Failure:
+	case outcome.Success, outcome.Failure:
 		return true
-	case Busy:
+	case outcome.Busy:
 		b.busy.Add(1)
 	}
 	return false
@@ -312,7 +297,7 @@ type probe struct {
 	used atomic.Bool
 }
 
-func (p *probe) done(now time.Time, o Outcome, latency time.Duration) {
+func (p *probe) done(now time.Time, o outcome.Outcome, latency time.Duration) {
 	if p.used.Swap(true) {
 		return
 	}
@@ -329,7 +314,7 @@ func (p *probe) done(now time.Time, o Outcome, latency time.Duration) {
 	}
 	// A slow trial is a failed trial (Sentinel does the same): closing on
 	// it would only trip again on the slow-call ratio.
-	if o == Failure || b.slow(latency) {
+	if o == outcome.Failure || b.slow(latency) {
 		b.openLocked(now)
 		b.notify(HalfOpen, Open)
 		return

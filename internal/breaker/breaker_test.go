@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 func TestDefaults(t *testing.T) {
@@ -58,9 +60,9 @@ func TestTrip(t *testing.T) {
 		{"error ratio judged over the window, not a streak", nil, seq(repeat(20, evOK), repeat(19, evFail)), Closed},
 		{"slow ratio below threshold", nil, seq(repeat(6, evOK), repeat(4, evSlow)), Closed},
 		{"slow ratio at threshold trips", nil, seq(repeat(5, evOK), repeat(5, evSlow)), Open},
-		{"latency equal to SlowCall is not slow", nil, repeat(10, ev{Success, time.Second}), Closed},
+		{"latency equal to SlowCall is not slow", nil, repeat(10, ev{outcome.Success, time.Second}), Closed},
 		{"slow failures count as slow", func(s *Settings) { s.FailureRatio = 2 },
-			seq(repeat(5, evOK), repeat(5, ev{Failure, 5 * time.Second})), Open},
+			seq(repeat(5, evOK), repeat(5, ev{outcome.Failure, 5 * time.Second})), Open},
 		{"slow detection off without SlowCall", func(s *Settings) { s.SlowCall = 0 }, repeat(50, evSlow), Closed},
 		{"FailureRatio above 1 disables error trip", func(s *Settings) { s.FailureRatio = 1.5 }, repeat(50, evFail), Closed},
 		{"busy never trips", nil, repeat(500, evBusy), Closed},
@@ -68,7 +70,7 @@ func TestTrip(t *testing.T) {
 		{"busy does not dilute the error ratio", nil, seq(repeat(100, evBusy), repeat(5, evOK), repeat(5, evFail)), Open},
 		{"busy does not count as slow", nil, seq(repeat(100, evBusy), repeat(10, evOK)), Closed},
 		{"ignored counts nothing", nil, seq(repeat(100, evIgn), repeat(9, evFail)), Closed},
-		{"unknown outcome counts nothing", nil, seq(repeat(100, ev{Outcome(99), 0}), repeat(9, evFail)), Closed},
+		{"unknown outcome counts nothing", nil, seq(repeat(100, ev{outcome.Outcome(99), 0}), repeat(9, evFail)), Closed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,7 +177,7 @@ func TestHalfOpenAdmitsExactlyProbes(t *testing.T) {
 		}
 		// Successes so far do not free slots: exactly probes trials decide.
 		for i, d := range dones {
-			d(now, Success, 0)
+			d(now, outcome.Success, 0)
 			if i < probes-1 {
 				if b.State(now) != HalfOpen {
 					t.Fatalf("probes=%d: closed after %d successes", probes, i+1)
@@ -280,17 +282,17 @@ func TestStaleReportsDropped(t *testing.T) {
 	now := trip(t, b, t0).Add(s.OpenFor)
 	p1, _ := b.Allow(now)
 	p2, _ := b.Allow(now)
-	p1(now, Success, 0)
-	p1(now, Failure, 0) // a second report of the same trial is ignored
+	p1(now, outcome.Success, 0)
+	p1(now, outcome.Failure, 0) // a second report of the same trial is ignored
 	if b.State(now) != HalfOpen {
 		t.Fatalf("double report changed state to %v", b.State(now))
 	}
-	p2(now, Success, 0)
+	p2(now, outcome.Success, 0)
 	if b.State(now) != Closed {
 		t.Fatalf("state %v, want closed", b.State(now))
 	}
 	for _, d := range old {
-		d(now, Failure, 0)
+		d(now, outcome.Failure, 0)
 	}
 	if b.State(now) != Closed || b.Stats(now).Window.Calls != 0 {
 		t.Errorf("stale reports counted: %+v", b.Stats(now))

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // runParallel runs f(0..n-1) on n goroutines released together, and waits.
@@ -46,7 +48,7 @@ func TestHalfOpenConcurrentTrials(t *testing.T) {
 				b.State(now)
 			}
 			inflight.Add(-1)
-			done(now, Busy, 0) // frees the slot without a verdict
+			done(now, outcome.Busy, 0) // frees the slot without a verdict
 		})
 		if peak.Load() > int64(s.HalfOpenProbes) {
 			t.Fatalf("round %d: %d trials in flight, limit %d", round, peak.Load(), s.HalfOpenProbes)

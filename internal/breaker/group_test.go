@@ -3,6 +3,8 @@ package breaker
 import (
 	"fmt"
 	"testing"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 func TestGroupLimit(t *testing.T) {
@@ -69,7 +71,7 @@ func TestGroupCapsEjection(t *testing.T) {
 	if bs[2].State(now) != Closed {
 		t.Fatal("tripped while a half-open member still held the slot")
 	}
-	d1(now, Success, 0)
+	d1(now, outcome.Success, 0)
 	call(bs[0], now, evOK)
 	if bs[0].State(now) != Closed {
 		t.Fatalf("bs[0] did not close: %v", bs[0].State(now))

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // t0 is the fake clock's origin; tests pass explicit times and never sleep.
@@ -26,7 +28,7 @@ func testSettings() Settings {
 
 // ev is one call: its outcome and latency.
 type ev struct {
-	o   Outcome
+	o   outcome.Outcome
 	lat time.Duration
 }
 
@@ -47,11 +49,11 @@ func seq(parts ...[]ev) []ev {
 }
 
 var (
-	evOK   = ev{Success, 10 * time.Millisecond}
-	evFail = ev{Failure, 10 * time.Millisecond}
-	evSlow = ev{Success, 2 * time.Second}
-	evBusy = ev{Busy, 30 * time.Second} // a slow 503 must not count as slow either
-	evIgn  = ev{Ignored, 30 * time.Second}
+	evOK   = ev{outcome.Success, 10 * time.Millisecond}
+	evFail = ev{outcome.Failure, 10 * time.Millisecond}
+	evSlow = ev{outcome.Success, 2 * time.Second}
+	evBusy = ev{outcome.Busy, 30 * time.Second} // a slow 503 must not count as slow either
+	evIgn  = ev{outcome.Ignored, 30 * time.Second}
 )
 
 // call sends one call at now and reports it at once; false if refused.

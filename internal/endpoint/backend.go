@@ -15,7 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/breaker"
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // Spec is the static description of a backend, taken from config or discovery.
@@ -35,20 +37,6 @@ type Spec struct {
 func (s Spec) Key() string {
 	return s.URL + "|" + s.APIKey + "|" + s.UpstreamModel
 }
-
-// Outcome classifies the result of one upstream attempt for health accounting.
-type Outcome int
-
-const (
-	// Success: the backend answered (any status that is not a failure or busy,
-	// including 4xx caused by the client).
-	Success Outcome = iota
-	// Failure: connect error, timeout, 500/502/504, or a broken stream.
-	Failure
-	// Busy: 429 or 503: back-pressure from a healthy but saturated backend. It
-	// never counts toward max_fails and never feeds the latency estimate.
-	Busy
-)
 
 // State is the health state shown on /status and in metrics.
 type State int
@@ -171,18 +159,11 @@ func (b *Backend) SetHealthPolicy(p HealthPolicy) {
 	b.mu.Unlock()
 }
 
-// Limiter is a dynamic concurrency limit (adaptive: it learns the
-// backend's knee from each completed call's latency and outcome).
-type Limiter interface {
-	Limit() int
-	Observe(now time.Time, latency time.Duration, inflight int, out Outcome)
-}
-
-type limiterBox struct{ l Limiter }
+type limiterBox struct{ l admission.Limiter }
 
 // SetLimiter attaches a dynamic limit, used when the spec has no static
 // MaxConcurrency. nil detaches it.
-func (b *Backend) SetLimiter(l Limiter) {
+func (b *Backend) SetLimiter(l admission.Limiter) {
 	if l == nil {
 		b.limiter.Store(nil)
 		return
@@ -191,7 +172,7 @@ func (b *Backend) SetLimiter(l Limiter) {
 }
 
 // Limiter returns the attached dynamic limit, or nil.
-func (b *Backend) Limiter() Limiter {
+func (b *Backend) Limiter() admission.Limiter {
 	if box := b.limiter.Load(); box != nil {
 		return box.l
 	}
@@ -235,7 +216,7 @@ func (b *Backend) HasCapacity() bool {
 // Release ends an outstanding request and records its outcome. latency is the
 // time to the first response byte (the signal latency-aware policies want);
 // retryAfter is the backend's Retry-After hint for Busy outcomes (0 = none).
-func (b *Backend) Release(now time.Time, out Outcome, latency, retryAfter time.Duration) {
+func (b *Backend) Release(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration) {
 	inflight := b.inflight.Add(-1)
 	if box := b.limiter.Load(); box != nil {
 		box.l.Observe(now, latency, int(inflight)+1, out)
@@ -253,7 +234,7 @@ func (b *Backend) Release(now time.Time, out Outcome, latency, retryAfter time.D
 // then ended with ReleaseFed.
 func (b *Backend) FirstToken(now time.Time, ttft time.Duration) {
 	if box := b.limiter.Load(); box != nil {
-		box.l.Observe(now, ttft, int(b.inflight.Load()), Success)
+		box.l.Observe(now, ttft, int(b.inflight.Load()), outcome.Success)
 	}
 	b.mu.Lock()
 	b.endWaitLocked(now)
@@ -323,8 +304,8 @@ func (b *Backend) TimedOut(now time.Time, d time.Duration) {
 // ReleaseFed is Release for a request whose first token already fed the
 // limit and the latency estimates (FirstToken): a Success is not fed again;
 // Busy and Failure are.
-func (b *Backend) ReleaseFed(now time.Time, out Outcome, latency, retryAfter time.Duration) {
-	if out == Success {
+func (b *Backend) ReleaseFed(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration) {
+	if out == outcome.Success {
 		b.inflight.Add(-1)
 		return
 	}
@@ -336,16 +317,16 @@ func (b *Backend) ReleaseFed(now time.Time, out Outcome, latency, retryAfter tim
 func (b *Backend) Abandon() { b.inflight.Add(-1) }
 
 // Observe records an outcome without touching the in-flight count.
-func (b *Backend) Observe(now time.Time, out Outcome, latency, retryAfter time.Duration) {
+func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch out {
-	case Success:
+	case outcome.Success:
 		b.learnLatencyLocked(now, latency)
 		// nginx resets the failure count once a request succeeds after the
 		// backend came back; we keep the window semantics instead, which is
 		// what max_fails/fail_timeout promise.
-	case Busy:
+	case outcome.Busy:
 		d := retryAfter
 		if d <= 0 {
 			d = b.policy.BusyPenalty
@@ -353,7 +334,7 @@ func (b *Backend) Observe(now time.Time, out Outcome, latency, retryAfter time.D
 		if until := now.Add(d); until.After(b.busyUntil) {
 			b.busyUntil = until
 		}
-	case Failure:
+	case outcome.Failure:
 		b.failures.Add(1)
 		if b.policy.MaxFails <= 0 {
 			return

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -87,7 +89,7 @@ func TestAcquireRelease(t *testing.T) {
 		if tt.max > 0 && b.HasCapacity() {
 			t.Errorf("max %d: HasCapacity true at the cap", tt.max)
 		}
-		b.Release(t0, Success, time.Millisecond, 0)
+		b.Release(t0, outcome.Success, time.Millisecond, 0)
 		if b.Inflight() != int64(ok-1) || !b.HasCapacity() {
 			t.Errorf("max %d: after Release inflight %d, capacity %v", tt.max, b.Inflight(), b.HasCapacity())
 		}
@@ -118,7 +120,7 @@ func TestAcquireConcurrent(t *testing.T) {
 					over.Store(true)
 				}
 				active.Add(-1)
-				b.Release(t0, Success, time.Millisecond, 0)
+				b.Release(t0, outcome.Success, time.Millisecond, 0)
 			}
 		})
 	}
@@ -136,7 +138,7 @@ func TestAcquireConcurrent(t *testing.T) {
 
 type event struct {
 	at         time.Duration
-	out        Outcome
+	out        outcome.Outcome
 	retryAfter time.Duration
 }
 
@@ -148,7 +150,7 @@ type check struct {
 func failures(offsets ...time.Duration) []event {
 	ev := make([]event, len(offsets))
 	for i, o := range offsets {
-		ev[i] = event{at: o, out: Failure}
+		ev[i] = event{at: o, out: outcome.Failure}
 	}
 	return ev
 }
@@ -183,7 +185,7 @@ func TestPassiveHealth(t *testing.T) {
 			failures(0, 1*s, 12*s),
 			[]check{{11*s - 1, StateEjected}, {12 * s, StateHealthy}}},
 		{"a success does not reset the window", HealthPolicy{MaxFails: 2, FailTimeout: 10 * s},
-			[]event{{0, Failure, 0}, {1 * s, Success, 0}, {2 * s, Failure, 0}},
+			[]event{{0, outcome.Failure, 0}, {1 * s, outcome.Success, 0}, {2 * s, outcome.Failure, 0}},
 			[]check{{2 * s, StateEjected}}},
 		{"max_fails 1 ejects on the first failure", HealthPolicy{MaxFails: 1, FailTimeout: 5 * s},
 			failures(3 * s),
@@ -192,19 +194,19 @@ func TestPassiveHealth(t *testing.T) {
 			failures(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1*s, 2*s),
 			[]check{{2 * s, StateHealthy}}},
 		{"busy without Retry-After lasts BusyPenalty", nginx,
-			[]event{{0, Busy, 0}},
+			[]event{{0, outcome.Busy, 0}},
 			[]check{{0, StateBusy}, {2*s - 1, StateBusy}, {2 * s, StateHealthy}}},
 		{"busy honours Retry-After", nginx,
-			[]event{{0, Busy, 5 * s}},
+			[]event{{0, outcome.Busy, 5 * s}},
 			[]check{{5*s - 1, StateBusy}, {5 * s, StateHealthy}}},
 		{"a shorter busy does not shorten a longer one", nginx,
-			[]event{{0, Busy, 5 * s}, {1 * s, Busy, 1 * s}},
+			[]event{{0, outcome.Busy, 5 * s}, {1 * s, outcome.Busy, 1 * s}},
 			[]check{{3 * s, StateBusy}, {5 * s, StateHealthy}}},
 		{"busy never ejects", HealthPolicy{MaxFails: 1, FailTimeout: 10 * s, BusyPenalty: s},
-			[]event{{0, Busy, 0}, {0, Busy, 0}, {0, Busy, 0}, {100 * time.Millisecond, Busy, 0}},
+			[]event{{0, outcome.Busy, 0}, {0, outcome.Busy, 0}, {0, outcome.Busy, 0}, {100 * time.Millisecond, outcome.Busy, 0}},
 			[]check{{100 * time.Millisecond, StateBusy}, {2 * s, StateHealthy}}},
 		{"ejected outranks busy", HealthPolicy{MaxFails: 1, FailTimeout: 3 * s, BusyPenalty: 10 * s},
-			[]event{{0, Busy, 0}, {1 * s, Failure, 0}},
+			[]event{{0, outcome.Busy, 0}, {1 * s, outcome.Failure, 0}},
 			[]check{{1 * s, StateEjected}, {4 * s, StateBusy}, {10 * s, StateHealthy}}},
 	}
 	for _, tt := range tests {
@@ -213,7 +215,7 @@ func TestPassiveHealth(t *testing.T) {
 			var nfail uint64
 			for _, e := range tt.events {
 				b.Observe(at(e.at), e.out, time.Millisecond, e.retryAfter)
-				if e.out == Failure {
+				if e.out == outcome.Failure {
 					nfail++
 				}
 			}
@@ -235,9 +237,9 @@ func TestPassiveHealth(t *testing.T) {
 
 func TestOnlySuccessFeedsLatency(t *testing.T) {
 	b := mustNew(t, Spec{URL: "http://h"}, HealthPolicy{MaxFails: 5, FailTimeout: time.Second, BusyPenalty: time.Second})
-	b.Observe(t0, Success, 10*time.Millisecond, 0)
-	b.Observe(t0, Busy, 5*time.Second, 0)
-	b.Observe(t0, Failure, 7*time.Second, 0)
+	b.Observe(t0, outcome.Success, 10*time.Millisecond, 0)
+	b.Observe(t0, outcome.Busy, 5*time.Second, 0)
+	b.Observe(t0, outcome.Failure, 7*time.Second, 0)
 	if got := b.Latency(t0); got != 10*time.Millisecond {
 		t.Errorf("Latency = %v after busy and failure outcomes, want 10ms", got)
 	}
@@ -281,7 +283,7 @@ func TestPeakEWMA(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := mustNew(t, Spec{URL: "http://h"}, HealthPolicy{})
 			for _, smp := range tt.samples {
-				b.Observe(at(smp.at), Success, smp.lat, 0)
+				b.Observe(at(smp.at), outcome.Success, smp.lat, 0)
 			}
 			got := b.Latency(at(tt.readAt))
 			switch {
@@ -300,8 +302,8 @@ func TestSetProbeHealthy(t *testing.T) {
 	if s := b.State(t0); s != StateProbeDown || b.Usable(t0) {
 		t.Fatalf("probe down: state %v usable %v", s, b.Usable(t0))
 	}
-	b.Observe(t0, Failure, 0, 0)
-	b.Observe(t0, Busy, 0, 0)
+	b.Observe(t0, outcome.Failure, 0, 0)
+	b.Observe(t0, outcome.Busy, 0, 0)
 	if s := b.State(t0); s != StateProbeDown {
 		t.Errorf("probe down must outrank ejected and busy, got %v", s)
 	}
@@ -342,10 +344,10 @@ func TestTypicalLatencyFollowsRecentRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	b.Observe(now, Success, 50*time.Millisecond, 0)
-	b.Observe(now, Success, 2*time.Second, 0)
+	b.Observe(now, outcome.Success, 50*time.Millisecond, 0)
+	b.Observe(now, outcome.Success, 2*time.Second, 0)
 	for i := range 100 {
-		b.Observe(now.Add(time.Duration(i)*time.Millisecond), Success, 50*time.Millisecond, 0)
+		b.Observe(now.Add(time.Duration(i)*time.Millisecond), outcome.Success, 50*time.Millisecond, 0)
 	}
 	at := now.Add(100 * time.Millisecond)
 	if got := b.Latency(at); got < time.Second {
@@ -354,7 +356,7 @@ func TestTypicalLatencyFollowsRecentRequests(t *testing.T) {
 	if got := b.TypicalLatency(); got > 60*time.Millisecond {
 		t.Fatalf("typical %v: should be back near 50ms", got)
 	}
-	b.Observe(at, Failure, 10*time.Second, 0)
+	b.Observe(at, outcome.Failure, 10*time.Second, 0)
 	if got := b.TypicalLatency(); got > 60*time.Millisecond {
 		t.Fatalf("typical %v: a failure's latency says nothing", got)
 	}
@@ -386,11 +388,11 @@ func TestStalledIsALowerBoundOfTheOldestWait(t *testing.T) {
 	if s := b.Stalled(at(350 * time.Millisecond)); s != 50*time.Millisecond {
 		t.Fatalf("Stalled = %v, want 50ms since the last first token", s)
 	}
-	b.ReleaseFed(at(400*time.Millisecond), Success, 300*time.Millisecond, 0) // the first one's stream ends
+	b.ReleaseFed(at(400*time.Millisecond), outcome.Success, 300*time.Millisecond, 0) // the first one's stream ends
 	if s := b.Stalled(at(450 * time.Millisecond)); s != 150*time.Millisecond {
 		t.Fatalf("Stalled = %v, want 150ms: the second still waits", s)
 	}
-	b.Release(at(500*time.Millisecond), Failure, 400*time.Millisecond, 0)
+	b.Release(at(500*time.Millisecond), outcome.Failure, 400*time.Millisecond, 0)
 	if s := b.Stalled(at(time.Second)); s != 700*time.Millisecond {
 		t.Fatalf("Stalled = %v after a Release: the second still waits, none answered since 300ms", s)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/endpoint"
 )
 
 // unlimited stands for "no backend limit" in the queue's capacity.
@@ -105,28 +104,14 @@ func delayTarget(a config.Admission, slo config.SLO, c admission.Class) time.Dur
 	return objective / 4
 }
 
-// adaptiveLimit adapts admission.AdaptiveLimit to endpoint.Limiter.
-type adaptiveLimit struct{ *admission.AdaptiveLimit }
-
-func (a adaptiveLimit) Observe(now time.Time, latency time.Duration, inflight int, out endpoint.Outcome) {
-	o := admission.Success
-	switch out {
-	case endpoint.Failure:
-		o = admission.Failure
-	case endpoint.Busy:
-		o = admission.Busy
-	}
-	a.AdaptiveLimit.Observe(now, latency, inflight, o)
-}
-
 // newAdaptiveLimit is a backend's adaptive limit; it may let the backend's
 // time to first token grow to a tenth of the pool's interactive objective
 // (see admission.LimitConfig.LatencyFloor).
-func newAdaptiveLimit(c config.Adaptive, slo config.SLO) endpoint.Limiter {
-	return adaptiveLimit{admission.NewAdaptiveLimit(admission.LimitConfig{
+func newAdaptiveLimit(c config.Adaptive, slo config.SLO) admission.Limiter {
+	return admission.NewAdaptiveLimit(admission.LimitConfig{
 		Initial: c.Initial, Min: c.Min, Max: c.Max, Window: c.Window.D(), Tolerance: c.Tolerance,
 		LatencyFloor: slo.Interactive / 10,
-	})}
+	})
 }
 
 // expectedTTFT is the pool's typical time to first token once a request is

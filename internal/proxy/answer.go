@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // maxCheckedAnswer bounds how much of a non-streamed 2xx answer the relay
@@ -85,15 +85,15 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 		writeErr, readErr = f.relayRest(w, resp.Body, wd, in, *bufp, res)
 	}
 
-	outcome := endpoint.Success
+	out := outcome.Success
 	clientGone := writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
 	if readErr != nil && !clientGone {
-		outcome = endpoint.Failure
+		out = outcome.Failure
 		res.Err = readFailure(actx, readErr)
 	} else if clientGone {
 		res.Err = context.Canceled
 	}
-	c.end(f.opt.Now(), outcome, res.TTFB, 0, clientGone && readErr != nil)
+	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
 	return false
 }
 

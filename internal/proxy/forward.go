@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/breaker"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // Selector chooses the next backend for a request, avoiding those in tried.
@@ -261,7 +262,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			cancel(nil)
 			if errors.Is(ctx.Err(), context.Canceled) { // whatever the cause (a preempted job too)
 				// The client left: not the backend's fault.
-				c.end(f.opt.Now(), endpoint.Success, ttfb, 0, true)
+				c.end(f.opt.Now(), outcome.Success, ttfb, 0, true)
 				res.Err = context.Canceled
 				return res
 			}
@@ -270,7 +271,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			if errors.Is(res.Err, ErrFirstByteTimeout) {
 				b.TimedOut(now, ttfb)
 			}
-			c.end(now, endpoint.Failure, ttfb, 0, false)
+			c.end(now, outcome.Failure, ttfb, 0, false)
 			if errors.Is(res.Err, ErrConnect) {
 				continue
 			}
@@ -279,7 +280,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			wd.timer.Stop()
 			ra := ParseRetryAfter(resp.Header.Get("Retry-After"), f.opt.Now())
-			c.end(f.opt.Now(), endpoint.Busy, ttfb, ra, false)
+			c.end(f.opt.Now(), outcome.Busy, ttfb, ra, false)
 			if busy != nil {
 				busy.Body.Close()
 				busyCancel(nil)
@@ -290,7 +291,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		}
 		if resp.StatusCode == http.StatusBadGateway && attempt+1 < f.opt.Attempts {
 			wd.timer.Stop()
-			c.end(f.opt.Now(), endpoint.Failure, ttfb, 0, false)
+			c.end(f.opt.Now(), outcome.Failure, ttfb, 0, false)
 			drain(resp.Body)
 			cancel(nil)
 			res.Err = fmt.Errorf("%w: status 502", ErrUpstream)
@@ -403,7 +404,7 @@ type call struct {
 
 // end records the attempt's outcome. clientGone marks attempts cut short by
 // the client: they say nothing about the backend's health.
-func (c call) end(now time.Time, out endpoint.Outcome, latency, retryAfter time.Duration, clientGone bool) {
+func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration, clientGone bool) {
 	c.b.AddWork(-c.work)
 	if c.waiting && !c.fed {
 		c.b.EndWaiting(now)
@@ -416,18 +417,10 @@ func (c call) end(now time.Time, out endpoint.Outcome, latency, retryAfter time.
 	if c.done == nil {
 		return
 	}
-	bo := breaker.Ignored
-	if !clientGone {
-		switch out {
-		case endpoint.Success:
-			bo = breaker.Success
-		case endpoint.Failure:
-			bo = breaker.Failure
-		case endpoint.Busy:
-			bo = breaker.Busy
-		}
+	if clientGone {
+		out = outcome.Ignored // nothing learnt about the backend's health
 	}
-	c.done(now, bo, latency)
+	c.done(now, out, latency)
 }
 
 func classifyTransportError(err, cause error) error {

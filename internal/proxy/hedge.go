@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // Hedging ("The Tail at Scale"): a stream whose head came but whose first
@@ -181,15 +182,15 @@ func (f *Forwarder) endLost(ctx context.Context, l *leg) {
 	if l.err == nil || ctx.Err() != nil {
 		// Its first token came later than the winner's, which says how
 		// slow it is; or the client left, which says nothing about it.
-		f.endLeg(l, endpoint.Success, true)
+		f.endLeg(l, outcome.Success, true)
 		return
 	}
-	f.endLeg(l, endpoint.Failure, false)
+	f.endLeg(l, outcome.Failure, false)
 }
 
 // endLeg ends a leg that will not be relayed. A loser (out Success, gone)
 // is charged its wait as latency and nothing else: slow is not broken.
-func (f *Forwarder) endLeg(l *leg, out endpoint.Outcome, gone bool) {
+func (f *Forwarder) endLeg(l *leg, out outcome.Outcome, gone bool) {
 	l.wd.timer.Stop()
 	l.cancel(nil)
 	if l.resp != nil {

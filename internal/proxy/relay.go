@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // relayBufPool holds the copy buffers; a request borrows one for its body.
@@ -140,11 +141,11 @@ func readFailure(actx context.Context, readErr error) error {
 func (f *Forwarder) failEarly(ctx context.Context, c call, err error, start time.Time, res *Result) (retry bool) {
 	now := f.opt.Now()
 	if errors.Is(ctx.Err(), context.Canceled) { // whatever the cause
-		c.end(now, endpoint.Success, now.Sub(start), 0, true)
+		c.end(now, outcome.Success, now.Sub(start), 0, true)
 		res.Err = context.Canceled
 		return false
 	}
-	c.end(now, endpoint.Failure, now.Sub(start), 0, false)
+	c.end(now, outcome.Failure, now.Sub(start), 0, false)
 	res.Err = err
 	return errors.Is(err, ErrUpstream) || errors.Is(err, ErrBadAnswer)
 }
@@ -201,13 +202,13 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 	}
 	res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
 
-	outcome := endpoint.Success
+	out := outcome.Success
 	if resp.StatusCode >= 500 {
-		outcome = endpoint.Failure
+		out = outcome.Failure
 	}
 	clientGone := writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
 	if readErr != nil && !clientGone {
-		outcome = endpoint.Failure
+		out = outcome.Failure
 		res.Err = readFailure(actx, readErr)
 		if stream {
 			f.sendStreamError(w, res.Err, in)
@@ -215,7 +216,7 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 	} else if clientGone {
 		res.Err = context.Canceled
 	}
-	c.end(f.opt.Now(), outcome, res.TTFB, 0, clientGone && readErr != nil)
+	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
 }
 
 // sendStreamError ends a committed stream with an in-band error event, as

@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // relayStream relays a 2xx event stream event by event, each checked
@@ -88,9 +88,9 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 		}
 		return f.failEarly(ctx, c, fail, start, res)
 	}
-	outcome := endpoint.Success
+	out := outcome.Success
 	if fail != nil {
-		outcome = endpoint.Failure
+		out = outcome.Failure
 		res.Err = fail
 		f.sendStreamError(w, fail, in)
 	} else if clientGone {
@@ -98,6 +98,6 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	}
 	// The latency signal for health, p2c and the adaptive limit: time to
 	// the first token (headers alone may come before any work).
-	c.end(f.opt.Now(), outcome, res.TTFB, 0, clientGone && readErr != nil)
+	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
 	return false
 }

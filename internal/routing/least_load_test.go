@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // staleAfter mirrors the scraper's default (3 x 1s).
@@ -134,7 +135,7 @@ func TestLeastLoadInflightDelta(t *testing.T) {
 	scraped(a, 10, 0, 0, t0) // the backend counted our 10
 	scraped(b, 5, 0, 0, t0)
 	for range 10 {
-		a.Release(t0, endpoint.Success, time.Millisecond, 0)
+		a.Release(t0, outcome.Success, time.Millisecond, 0)
 	}
 	now := t0.Add(time.Millisecond)
 	if s, _ := loadScore(a, now); s != 0 {
@@ -247,7 +248,7 @@ func TestLeastLoadConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for range 500 {
 				if b := Select(t0, p, &Request{}, bs, nil); b.Acquire() {
-					b.Release(t0, endpoint.Success, time.Millisecond, 0)
+					b.Release(t0, outcome.Success, time.Millisecond, 0)
 				}
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 const ms = time.Millisecond
@@ -16,7 +17,7 @@ func mkLat(t testing.TB, name string, lat time.Duration, inflight, weight int) *
 	t.Helper()
 	b := mk(t, name, weight, 0)
 	if lat > 0 {
-		b.Observe(t0, endpoint.Success, lat, 0)
+		b.Observe(t0, outcome.Success, lat, 0)
 	}
 	acquireN(t, b, inflight)
 	return b

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -115,8 +116,8 @@ func (r *recordingPicker) Pick(_ *Request, c []*endpoint.Backend) *endpoint.Back
 
 func TestSelect(t *testing.T) {
 	type pool = map[string]*endpoint.Backend
-	fail := func(b *endpoint.Backend) { b.Observe(t0, endpoint.Failure, 0, 0) }
-	busy := func(b *endpoint.Backend) { b.Observe(t0, endpoint.Busy, 0, 0) }
+	fail := func(b *endpoint.Backend) { b.Observe(t0, outcome.Failure, 0, 0) }
+	busy := func(b *endpoint.Backend) { b.Observe(t0, outcome.Busy, 0, 0) }
 	full := func(b *endpoint.Backend) { b.Acquire() } // cap is 1
 	down := func(b *endpoint.Backend) { b.SetProbeHealthy(false) }
 	tests := []struct {
@@ -203,12 +204,12 @@ func TestSelectConcurrent(t *testing.T) {
 						if !b.Acquire() {
 							continue // lost the race for the last slot
 						}
-						out := endpoint.Success
+						out := outcome.Success
 						switch i % 97 {
 						case 13:
-							out = endpoint.Busy
+							out = outcome.Busy
 						case 51:
-							out = endpoint.Failure
+							out = outcome.Failure
 						}
 						b.Release(now, out, time.Duration(1+i%20)*time.Millisecond, 0)
 						if i%101 == 0 {
@@ -236,7 +237,7 @@ func BenchmarkSelect(b *testing.B) {
 			var bs []*endpoint.Backend
 			for i := range 8 {
 				be := mk(b, fmt.Sprintf("b%d", i), 1+i%3, 0)
-				be.Observe(t0, endpoint.Success, time.Duration(10+i)*time.Millisecond, 0)
+				be.Observe(t0, outcome.Success, time.Duration(10+i)*time.Millisecond, 0)
 				bs = append(bs, be)
 			}
 			p := newPicker(b, name, 1)
