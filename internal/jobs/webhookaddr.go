@@ -52,6 +52,23 @@ func internalAddr(ip netip.Addr) bool {
 	return false
 }
 
+// internalHost is the one private-address check, shared by the early check
+// at submit time (CheckWebhookURL) and the dial-time guard (dialGuard):
+// whether host (a name or an IP literal, no port, as written in a URL or as
+// dialled) is a place a webhook must not reach unless private targets are
+// allowed. That is a localhost name ("localhost" and every name under it,
+// reserved for loopback by RFC 6761) or an internal address literal
+// (internalAddr). Other names are not resolved here: the dial-time guard
+// checks the address they resolve to.
+func internalHost(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && internalAddr(ip)
+}
+
 // dialGuard is a net.Dialer Control func: it runs on the address actually
 // dialled, after DNS resolution, so a name that resolves (or re-resolves,
 // DNS rebinding) to an internal address is refused as well as a literal.
@@ -60,34 +77,26 @@ func dialGuard(_, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrWebhookTarget, err)
 	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
+	if _, err := netip.ParseAddr(host); err != nil {
 		return fmt.Errorf("%w: %w", ErrWebhookTarget, err)
 	}
-	if internalAddr(ip) {
-		return fmt.Errorf("%w: %s is an internal address (queue.allow_private_webhooks is off)", ErrWebhookTarget, ip)
+	if internalHost(host) {
+		return fmt.Errorf("%w: %s is an internal address (queue.allow_private_webhooks is off)", ErrWebhookTarget, host)
 	}
 	return nil
 }
 
 // CheckWebhookURL is the early check at submit time: the URL must be
 // absolute http or https, and unless allowPrivate its host must not be
-// "localhost" or an internal IP literal. Names are only checked when the
-// webhook is sent (dialGuard), on the address they resolve to then.
+// internal (internalHost). Names are only checked when the webhook is sent
+// (dialGuard), on the address they resolve to then.
 func CheckWebhookURL(raw string, allowPrivate bool) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: want an absolute http or https URL", ErrWebhookTarget)
 	}
-	if allowPrivate {
-		return nil
-	}
-	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return fmt.Errorf("%w: %s is an internal address", ErrWebhookTarget, host)
-	}
-	if ip, err := netip.ParseAddr(host); err == nil && internalAddr(ip) {
-		return fmt.Errorf("%w: %s is an internal address", ErrWebhookTarget, ip)
+	if !allowPrivate && internalHost(u.Hostname()) {
+		return fmt.Errorf("%w: %s is an internal address", ErrWebhookTarget, u.Hostname())
 	}
 	return nil
 }
