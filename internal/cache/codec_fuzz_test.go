@@ -2,7 +2,6 @@ package cache
 
 import (
 	"bytes"
-	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -69,30 +68,4 @@ func appendUvarint(v uint64) []byte {
 		v >>= 7
 	}
 	return append(b, byte(v))
-}
-
-// FuzzJSONToSSE: any cached JSON answer converts to a stream whose events
-// are JSON, and that stream converts back to a JSON answer.
-func FuzzJSONToSSE(f *testing.F) {
-	f.Add([]byte(`{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`))
-	f.Add([]byte(`{"id":"t","object":"text_completion","choices":[{"index":0,"text":"x","finish_reason":"length"}]}`))
-	f.Add([]byte(`{"choices":[{"message":{"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]}}]}`))
-	f.Add([]byte(`[]`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		e := &Entry{Status: 200, Body: body}
-		stream, err := e.ToSSE(true)
-		if err != nil {
-			return
-		}
-		events := ParseSSE(stream)
-		for _, ev := range events {
-			if !json.Valid(ev) {
-				t.Fatalf("event %q of the stream made from %q is not JSON", ev, body)
-			}
-		}
-		back := &Entry{Status: 200, Events: events}
-		if b, err := back.ToJSON(); err == nil && !json.Valid(b) {
-			t.Fatalf("stream made from %q converts back to invalid JSON %q", body, b)
-		}
-	})
 }

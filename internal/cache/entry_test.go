@@ -2,99 +2,39 @@ package cache
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 const chatJSON = `{"id":"c1","object":"chat.completion","created":7,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`
 
-func TestJSONToSSEExact(t *testing.T) {
-	e := &Entry{Status: 200, ContentType: "application/json", Body: []byte(chatJSON)}
-	got, err := e.ToSSE(true)
+// TestEntryReplaysThroughOpenAI: an entry converts with the openai wire
+// functions (tested there), in both directions.
+func TestEntryReplaysThroughOpenAI(t *testing.T) {
+	plain := &Entry{Status: 200, ContentType: "application/json", Body: []byte(chatJSON)}
+	if j, err := plain.ToJSON(); err != nil || string(j) != chatJSON {
+		t.Fatalf("a JSON entry as JSON: %s %v", j, err)
+	}
+	sse, err := plain.ToSSE(true)
+	want, _ := openai.JSONToSSE([]byte(chatJSON), true)
+	if err != nil || string(sse) != string(want) {
+		t.Fatalf("a JSON entry as SSE: %s %v", sse, err)
+	}
+	stream := &Entry{Status: 200, ContentType: "text/event-stream", Events: openai.ParseSSE(sse)}
+	if got, err := stream.ToSSE(false); err != nil || string(got) != string(openai.EventsToSSE(stream.Events, false)) {
+		t.Fatalf("a stream entry as SSE: %s %v", got, err)
+	}
+	j, err := stream.ToJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `data: {"id":"c1","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}],"usage":null}
-
-data: {"id":"c1","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"delta":{"content":"Hello there"},"logprobs":null,"finish_reason":null}],"usage":null}
-
-data: {"id":"c1","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}
-
-data: {"id":"c1","object":"chat.completion.chunk","created":7,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}
-
-data: [DONE]
-
-`
-	if string(got) != want {
-		t.Fatalf("got\n%s\nwant\n%s", got, want)
-	}
-
-	// And back: the stream assembles into the same completion.
-	s := &Entry{Status: 200, Events: ParseSSE(got)}
-	if len(s.Events) != 4 {
-		t.Fatalf("events: %d", len(s.Events))
-	}
-	back, err := s.ToJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertSameJSON(t, back, []byte(chatJSON))
-
-	noUsage, _ := s.ToSSE(false)
-	if ev := ParseSSE(noUsage); len(ev) != 3 {
-		t.Fatalf("usage chunk not dropped: %d events", len(ev))
-	}
-}
-
-func TestStreamToJSONToSSE(t *testing.T) {
-	stream := "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n" +
-		": keepalive\n\n" +
-		"data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\r\n\r\n" +
-		"data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"length\"}]}\n\n" +
-		"data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}\n\n" +
-		"data: [DONE]\n\n"
-	e := &Entry{Status: 200, Events: ParseSSE([]byte(stream))}
-	j, err := e.ToJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello"},"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`
-	if string(j) != want {
-		t.Fatalf("got %s", j)
-	}
-	sse, _ := (&Entry{Body: j}).ToSSE(true)
-	back, err := (&Entry{Events: ParseSSE(sse)}).ToJSON()
-	if err != nil || string(back) != want {
-		t.Fatalf("round trip: %s %v", back, err)
-	}
-}
-
-func TestTextCompletionAndToolCalls(t *testing.T) {
-	text := `{"id":"t","object":"text_completion","created":2,"model":"m","choices":[{"index":0,"text":"abc","logprobs":null,"finish_reason":"stop"}]}`
-	sse, err := (&Entry{Body: []byte(text)}).ToSSE(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := (&Entry{Events: ParseSSE(sse)}).ToJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertSameJSON(t, back, []byte(text))
-
-	tools := `{"id":"c","object":"chat.completion","created":2,"model":"m","choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},"logprobs":null,"finish_reason":"tool_calls"}]}`
-	sse, err = (&Entry{Body: []byte(tools)}).ToSSE(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err = (&Entry{Events: ParseSSE(sse)}).ToJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertSameJSON(t, back, []byte(tools))
-
-	if _, err := (&Entry{Body: []byte(`{"error":{}}`)}).ToSSE(false); err == nil {
-		t.Fatal("an error body must not become a stream")
+	assertSameJSON(t, j, []byte(chatJSON))
+	if _, err := (&Entry{Status: 200, Body: []byte(`{"error":{}}`)}).ToSSE(false); !errors.Is(err, openai.ErrNotConvertible) {
+		t.Fatalf("an error body as SSE: %v, want ErrNotConvertible", err)
 	}
 }
 
@@ -133,20 +73,4 @@ func assertSameJSON(t *testing.T, got, want []byte) {
 	if !reflect.DeepEqual(g, w) {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
-}
-
-// FuzzParseSSE: any backend stream parses and converts without panicking,
-// and a converted answer is JSON.
-func FuzzParseSSE(f *testing.F) {
-	f.Add([]byte("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"))
-	f.Add([]byte("event: x\r\ndata: a\r\ndata: b\r\n\r\n: comment\n"))
-	f.Fuzz(func(t *testing.T, stream []byte) {
-		e := &Entry{Status: 200, Events: ParseSSE(stream)}
-		if b, err := e.ToJSON(); err == nil && !json.Valid(b) {
-			t.Fatalf("ToJSON gave invalid JSON %q for %q", b, stream)
-		}
-		if _, err := e.ToSSE(true); err != nil {
-			return
-		}
-	})
 }

@@ -216,10 +216,10 @@ func entryFrom(status int, contentType string, raw []byte, ok bool) *cache.Entry
 	}
 	e := &cache.Entry{Status: status, ContentType: contentType}
 	if strings.HasPrefix(contentType, "text/event-stream") {
-		if !bytes.Contains(raw, []byte("data: [DONE]")) {
+		if !openai.StreamComplete(raw) {
 			return nil
 		}
-		e.Events = cache.ParseSSE(raw)
+		e.Events = openai.ParseSSE(raw)
 	} else {
 		e.Body = bytes.Clone(raw)
 	}

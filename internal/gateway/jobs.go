@@ -144,11 +144,7 @@ func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, 
 	if strings.HasPrefix(w.h.Get("Content-Type"), "text/event-stream") && w.status == http.StatusOK {
 		// Results are stored whole: a streamed answer is kept as the
 		// JSON object a plain request would have got.
-		e := entryFrom(w.status, w.h.Get("Content-Type"), body, true)
-		if e == nil {
-			return res, false, fmt.Errorf("job %s: the stream ended early", j.ID)
-		}
-		if body, err = e.ToJSON(); err != nil {
+		if body, err = openai.AccumulateStream(body); err != nil {
 			return res, false, fmt.Errorf("job %s: %w", j.ID, err)
 		}
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
@@ -77,11 +77,7 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") && resp.StatusCode == http.StatusOK {
 		// Results are stored whole: keep a streamed answer as the JSON a
 		// plain request gets.
-		e := &cache.Entry{Status: resp.StatusCode, Events: cache.ParseSSE(body)}
-		if !bytes.Contains(body, []byte("data: [DONE]")) {
-			return Result{}, fmt.Errorf("job %s: the stream ended early", j.ID)
-		}
-		if body, err = e.ToJSON(); err != nil {
+		if body, err = openai.AccumulateStream(body); err != nil {
 			return Result{}, fmt.Errorf("job %s: %w", j.ID, err)
 		}
 	}
