@@ -72,11 +72,12 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	deps := gateway.Deps{
-		Logger:    logger,
-		Registry:  reg,
-		Transport: proxy.NewTransportCache(),
-		Now:       time.Now,
-		Rand:      routing.NewRand(uint64(time.Now().UnixNano())),
+		Logger:     logger,
+		Registry:   reg,
+		Transport:  proxy.NewTransportCache(),
+		Background: gateway.NewBackground(),
+		Now:        time.Now,
+		Rand:       routing.NewRand(uint64(time.Now().UnixNano())),
 	}
 	resp, err := newResponseCache(cfg.Cache, reg, deps.Now)
 	if err != nil {
@@ -265,17 +266,25 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		srv.Close()
 	}
 	<-serveErr
+	// Calls that outlive their handlers (flights, stale-while-revalidate
+	// refreshes) get what is left of the grace, then are cancelled.
+	if err := a.deps.Background.Wait(shutCtx); err != nil {
+		a.log.Warn("grace period over; cancelled background cache refreshes", "error", err.Error())
+	}
 	a.release()
 	a.log.Info("stopped")
 	return nil
 }
 
 // release closes what New opened, once: running jobs finish or go back to
-// the queue, idle upstream connections close, the runtime retires, the
-// cache stops.
+// the queue, background calls still running are cancelled and joined, idle
+// upstream connections close, the runtime retires, the cache stops.
 func (a *App) release() {
 	a.releaseOnce.Do(func() {
 		a.closeQueue()
+		cut, cancel := context.WithCancel(context.Background())
+		cancel() // Run gave them the grace already: what is left is cut now
+		a.deps.Background.Wait(cut)
 		a.deps.Transport.CloseIdle()
 		a.gw.Runtime().Retire(nil)
 		if a.resp != nil {

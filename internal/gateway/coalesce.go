@@ -41,6 +41,7 @@ type flights struct {
 	mu      sync.Mutex
 	m       map[string]*flight
 	metrics *cache.Metrics
+	bg      *Background // counts the flights' goroutines; shutdown joins them
 	// held is the bytes all flights hold (the flight gauge); peak its
 	// high-water mark, which tests assert.
 	held, peak atomic.Int64
@@ -64,8 +65,11 @@ func (fs *flights) account(delta int) {
 	}
 }
 
-func newFlights(m *cache.Metrics) *flights {
-	return &flights{m: map[string]*flight{}, metrics: m}
+func newFlights(m *cache.Metrics, bg *Background) *flights {
+	if bg == nil {
+		bg = NewBackground()
+	}
+	return &flights{m: map[string]*flight{}, metrics: m, bg: bg}
 }
 
 // errNoReaders stops an upstream call whose answer outgrew the flight
@@ -172,15 +176,19 @@ func (fs *flights) abort(f *flight, err error) {
 	f.finish(proxy.Result{Err: err})
 }
 
-// start runs call on a goroutine owned by the flight, with a context that
-// keeps ctx's values but is cancelled only when every waiter has left.
+// start runs call on a goroutine owned by the flight and counted in the
+// gateway's Background (joined at shutdown), with a context that keeps
+// ctx's values but is cancelled only when every waiter has left or when
+// shutdown stops waiting.
 func (fs *flights) start(ctx context.Context, f *flight, call func(ctx context.Context, w http.ResponseWriter) proxy.Result) {
-	up, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	up, ended := fs.bg.start(context.WithoutCancel(ctx))
+	up, cancel := context.WithCancel(up)
 	fs.mu.Lock()
 	f.cancel = cancel
 	fs.mu.Unlock()
 	f.ref(1)
 	go func() {
+		defer ended()
 		defer cancel()
 		defer f.ref(-1)
 		res := call(up, &flightWriter{f: f, ctx: up, h: http.Header{}})

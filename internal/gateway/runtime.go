@@ -49,8 +49,12 @@ type Deps struct {
 	// cacheable bodies; nil: computed every time.
 	CacheMemo *cache.Memo
 	Transport *proxy.Transport
-	Now       func() time.Time
-	Rand      routing.Rand
+	// Background owns the calls that outlive a request's handler
+	// (coalescing flights, stale-while-revalidate refreshes); shutdown
+	// joins it. nil: the runtime keeps its own, which nobody joins.
+	Background *Background
+	Now        func() time.Time
+	Rand       routing.Rand
 }
 
 // Build makes a Runtime from cfg. Backends of prev with the same model and
@@ -122,7 +126,7 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 			if prev != nil && prev.flights != nil {
 				rt.flights = prev.flights
 			} else {
-				rt.flights = newFlights(deps.CacheMetrics)
+				rt.flights = newFlights(deps.CacheMetrics, deps.Background)
 			}
 		}
 	}

@@ -1,0 +1,94 @@
+package app
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// refreshBackend answers the first deterministic request at once (it
+// fills the cache) and holds every later one, the stale-while-revalidate
+// refresh, until the gateway cancels it; other requests are answered at
+// once. refreshing receives one value when the refresh arrives; cut is set
+// when its cancellation reached the backend.
+func refreshBackend(t *testing.T) (url string, refreshing chan struct{}, cut *atomic.Bool) {
+	refreshing, cut = make(chan struct{}, 1), &atomic.Bool{}
+	var cached atomic.Int32
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"shared"`) && cached.Add(1) > 1 {
+			refreshing <- struct{}{}
+			<-r.Context().Done()
+			cut.Store(true)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`)
+	}))
+	t.Cleanup(s.Close)
+	return s.URL, refreshing, cut
+}
+
+// writeRefreshConfig: entries are stale at once (ttl 1ms) and served stale
+// for an hour while one background request refreshes them; shutdown
+// grants grace for that long.
+func writeRefreshConfig(t *testing.T, path, backend, grace string, models ...string) {
+	t.Helper()
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nshutdown_grace: %s\n"+
+		"cache: {ttl: 1ms, stale_while_revalidate: 1h}\nmodels:\n", grace)
+	for _, m := range models {
+		src += fmt.Sprintf("  - name: %s\n    backends:\n      - url: %s\n", m, backend)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestShutdownJoinsBackgroundRefresh: serve → a stale hit starts a
+// background refresh → reload → shutdown. The refresh outlives every
+// handler; Run must not return while it runs: it waits the grace, cancels
+// it and joins its goroutine, so nothing the gateway started is left.
+func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+	backend, refreshing, cut := refreshBackend(t)
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeRefreshConfig(t, path, backend, "200ms", "m")
+	url, stop, done := startApp(t, path)
+
+	if x := detChat(t, url); x != "MISS" {
+		t.Fatalf("first request: X-Cache %q, want MISS", x)
+	}
+	// Fresh for 1ms after it was stored: a request that close after is
+	// still a HIT.
+	eventually(t, "a stale hit", func() bool { return detChat(t, url) == "STALE" })
+	<-refreshing // the refresh is upstream, with no handler waiting for it
+
+	writeRefreshConfig(t, path, backend, "200ms", "m", "m2")
+	eventually(t, "the reloaded config to serve m2", func() bool {
+		code, _ := chat(url, "m2")
+		return code == 200
+	})
+
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !cut.Load() {
+		// Run returned, so the gateway's side of the refresh has ended;
+		// the backend learns of the cancel from the closed connection.
+		eventually(t, "the backend to see the refresh cancelled", cut.Load)
+	}
+}
