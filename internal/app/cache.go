@@ -3,14 +3,13 @@ package app
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/rueidis"
 
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 )
 
 // responseCache is the process's response cache: built once, it outlives
@@ -27,6 +26,9 @@ type responseCache struct {
 // newResponseCache builds L1 always (so a reload can turn caching on) and
 // L2 when Redis is configured. Redis is dialled on first use: the gateway
 // starts while Redis is down and the cache fails open until it is back.
+// Its client keeps rueidis' client-side cache on (unlike the rate
+// limiter's): cached answers never change under a key, so invalidation
+// messages are rare and reads of hot entries cost no round trip.
 func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time.Time) (*responseCache, error) {
 	m, err := cache.NewMetrics(reg)
 	if err != nil {
@@ -46,7 +48,7 @@ func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time
 	}
 	opts := cache.TieredOptions{L1: rc.mem, Rand: rand.Float64, Metrics: m}
 	if rd := c.Redis; len(rd.Addrs) > 0 {
-		rc.redis = cache.NewLazyRedis(redisCacheOption(rd), cache.RedisOptions{Prefix: rd.KeyPrefix, LocalTTL: rd.LocalTTL.D()},
+		rc.redis = cache.NewLazyRedis(redisconn.Option(rd.Redis, "sluice-cache", true), cache.RedisOptions{Prefix: rd.KeyPrefix, LocalTTL: rd.LocalTTL.D()},
 			rd.Timeout.D(), now)
 		opts.L2 = rc.redis
 		opts.BloomKeys = rd.BloomKeys
@@ -62,26 +64,6 @@ func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	return rc, nil
-}
-
-// redisCacheOption keeps client-side caching on (unlike the rate limiter's
-// client): cached answers never change under a key, so Redis' invalidation
-// messages are rare and reads of hot entries cost no round trip. It needs
-// Redis 6+ (RESP3).
-func redisCacheOption(c config.CacheRedis) rueidis.ClientOption {
-	connect := c.ConnectTimeout.D()
-	if connect <= 0 {
-		connect = 500 * time.Millisecond
-	}
-	return rueidis.ClientOption{
-		InitAddress:      c.Addrs,
-		Username:         c.Username,
-		Password:         c.Password,
-		SelectDB:         c.DB,
-		ClientName:       "sluice-cache",
-		Dialer:           net.Dialer{Timeout: connect},
-		ConnWriteTimeout: 5 * time.Second,
-	}
 }
 
 // Close stops the levels' goroutines and connections.

@@ -2,39 +2,25 @@ package cache
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/sluice-gw/sluice/internal/redisconn"
 )
 
-// LazyRedis is a Redis level whose client is made on first use, so a
-// gateway starts (and serves, from L1 and upstream) while Redis is down.
-// At most one dial runs at a time and failed dials are spaced by
-// RedialEvery; meanwhile calls fail at once with ErrRedisUnavailable and
-// the cache fails open. Once connected, rueidis reconnects by itself.
+// LazyRedis is a Redis level whose client is made on first use
+// (redisconn.Lazy), so a gateway starts (and serves, from L1 and upstream)
+// while Redis is down. Failed dials are spaced by RedialEvery; meanwhile
+// calls fail at once with redisconn.ErrUnavailable and the cache fails
+// open. Once connected, rueidis reconnects by itself.
 type LazyRedis struct {
-	opt     rueidis.ClientOption
-	ro      RedisOptions
+	conn    *redisconn.Lazy[Redis]
 	timeout time.Duration
-	now     func() time.Time
-
-	level atomic.Pointer[Redis]
-
-	mu       sync.Mutex // held while dialing
-	client   rueidis.Client
-	lastDial time.Time
-	closed   bool
 }
 
 // RedialEvery spaces dial attempts while Redis is unreachable.
 const RedialEvery = time.Second
-
-// ErrRedisUnavailable is returned while there is no Redis connection.
-var ErrRedisUnavailable = errors.New("cache: redis unavailable")
 
 // NewLazyRedis returns a level that connects with opt on first use. Each
 // Get and Set is bounded by timeout (default 50ms): a slow Redis must cost
@@ -43,44 +29,13 @@ func NewLazyRedis(opt rueidis.ClientOption, ro RedisOptions, timeout time.Durati
 	if timeout <= 0 {
 		timeout = 50 * time.Millisecond
 	}
-	if now == nil {
-		now = time.Now
-	}
-	return &LazyRedis{opt: opt, ro: ro, timeout: timeout, now: now}
-}
-
-func (l *LazyRedis) get() (*Redis, error) {
-	if r := l.level.Load(); r != nil {
-		return r, nil
-	}
-	if !l.mu.TryLock() {
-		return nil, ErrRedisUnavailable // another caller is dialing
-	}
-	defer l.mu.Unlock()
-	if r := l.level.Load(); r != nil {
-		return r, nil
-	}
-	if l.closed {
-		return nil, fmt.Errorf("%w: closed", ErrRedisUnavailable)
-	}
-	if now := l.now(); now.Sub(l.lastDial) < RedialEvery {
-		return nil, ErrRedisUnavailable
-	} else {
-		l.lastDial = now
-	}
-	client, err := rueidis.NewClient(l.opt)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v: %w", ErrRedisUnavailable, l.opt.InitAddress, err)
-	}
-	l.client = client
-	r := NewRedis(client, l.ro)
-	l.level.Store(r)
-	return r, nil
+	build := func(c rueidis.Client) *Redis { return NewRedis(c, ro) }
+	return &LazyRedis{conn: redisconn.NewLazy(opt, build, RedialEvery, now), timeout: timeout}
 }
 
 // Get implements Level.
 func (l *LazyRedis) Get(ctx context.Context, key string) (*Entry, bool, error) {
-	r, err := l.get()
+	r, err := l.conn.Get()
 	if err != nil {
 		return nil, false, err
 	}
@@ -91,7 +46,7 @@ func (l *LazyRedis) Get(ctx context.Context, key string) (*Entry, bool, error) {
 
 // Set implements Level.
 func (l *LazyRedis) Set(ctx context.Context, key string, e *Entry, ttl time.Duration) error {
-	r, err := l.get()
+	r, err := l.conn.Get()
 	if err != nil {
 		return err
 	}
@@ -102,19 +57,11 @@ func (l *LazyRedis) Set(ctx context.Context, key string, e *Entry, ttl time.Dura
 
 // LocalHits is how many reads rueidis' client-side cache answered.
 func (l *LazyRedis) LocalHits() int64 {
-	if r := l.level.Load(); r != nil {
+	if r := l.conn.Loaded(); r != nil {
 		return r.LocalHits()
 	}
 	return 0
 }
 
 // Close closes the client, if one was made; later calls fail.
-func (l *LazyRedis) Close() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.closed = true
-	if l.client != nil {
-		l.client.Close()
-	}
-	l.level.Store(nil)
-}
+func (l *LazyRedis) Close() { l.conn.Close() }

@@ -34,14 +34,8 @@ type Cache struct {
 // rueidis client-side caching: hot entries are served from the gateway's
 // memory and Redis invalidates them when they change.
 type CacheRedis struct {
-	Addrs          []string `yaml:"addrs"` // one address: single node; several: Cluster seeds
-	Username       string   `yaml:"username"`
-	Password       string   `yaml:"password"`
-	DB             int      `yaml:"db"`
-	KeyPrefix      string   `yaml:"key_prefix"`      // default "sluice:cache:"
-	Timeout        Duration `yaml:"timeout"`         // one cache call, default 50ms; on timeout the request goes upstream
-	ConnectTimeout Duration `yaml:"connect_timeout"` // default 500ms
-	LocalTTL       Duration `yaml:"local_ttl"`       // client-side cache life, default 30s
+	Redis    `yaml:",inline"`
+	LocalTTL Duration `yaml:"local_ttl"` // client-side cache life, default 30s
 	// BloomKeys > 0 keeps a Bloom filter of the keys this gateway stored,
 	// so keys never seen skip the Redis round trip. Only keys this
 	// process wrote are known: use it with a single writer replica.
@@ -108,13 +102,9 @@ func (c *Config) validateCache(bad func(key, format string, args ...any)) {
 		bad("cache.stale_while_revalidate", "must not be negative")
 	}
 	rd := c.Cache.Redis
-	if rd.Timeout < 0 || rd.ConnectTimeout < 0 || rd.LocalTTL < 0 {
-		bad("cache.redis", "timeout, connect_timeout and local_ttl must not be negative")
-	}
-	for i, a := range rd.Addrs {
-		if a == "" {
-			bad(fmt.Sprintf("cache.redis.addrs[%d]", i), "must not be empty")
-		}
+	rd.validate("cache.redis", bad)
+	if rd.LocalTTL < 0 {
+		bad("cache.redis.local_ttl", "must not be negative")
 	}
 	for i, r := range c.Cache.Rules {
 		at := fmt.Sprintf("cache.rules[%d]", i)

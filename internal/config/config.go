@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v4"
-
-	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
 
 // Config is the whole gateway configuration. The zero value is not valid;
@@ -43,9 +41,9 @@ type Config struct {
 	Queue Queue `yaml:"queue"`
 	// RateLimits: per key / tenant / IP / global, requests and tokens; see
 	// examples/sluice.yaml. Empty = no rate limits.
-	RateLimits ratelimit.Config `yaml:"rate_limits"`
-	Log        Log              `yaml:"log"`
-	Models     []Model          `yaml:"models"`
+	RateLimits RateLimits `yaml:"rate_limits"`
+	Log        Log        `yaml:"log"`
+	Models     []Model    `yaml:"models"`
 }
 
 // Timeouts bound each phase of an upstream request.
@@ -247,10 +245,8 @@ func (c *Config) Validate() error { return c.ValidateWith(nil) }
 
 // ValidateWith is Validate with a policy-name check.
 func (c *Config) ValidateWith(policyOK PolicyCheck) error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
-	}
+	var v validator
+	bad := v.bad
 	if c.Listen == "" {
 		bad("listen", "must not be empty")
 	}
@@ -309,9 +305,7 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 	c.validateAdmission(bad)
 	c.validateCache(bad)
 	c.validateQueue(bad)
-	if err := c.RateLimits.Validate(); err != nil {
-		bad("rate_limits", "%v", err)
-	}
+	c.RateLimits.validate(bad)
 	if c.LoadMetrics.Interval <= 0 {
 		bad("load_metrics.interval", "must be a positive duration")
 	}
@@ -375,8 +369,17 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return v.err()
 }
+
+// validator collects the problems found, each a FieldError naming its key.
+type validator struct{ errs []error }
+
+func (v *validator) bad(key, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) err() error { return errors.Join(v.errs...) }
 
 func (c *Config) hasModel(name string) bool {
 	for _, m := range c.Models {

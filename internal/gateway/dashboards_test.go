@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/jobs"
-	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
 
 // TestDashboardAndAlertsUseRealMetrics keeps deploy/ honest: every sluice_*
@@ -21,7 +21,7 @@ import (
 func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	be := newOKBackend(t)
 	cfg := testConfig(closedURL(t), be.URL) // the first request is retried on the second backend
-	cfg.RateLimits.Global = ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1000r/s burst=10")}
+	cfg.RateLimits.Global = config.RateRule{Requests: limitPtr(t, "rate=1000r/s burst=10")}
 	srv, gw := startGatewayWith(t, cfg, func(d *Deps) {
 		m, err := cache.NewMetrics(d.Registry)
 		if err != nil {

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
 
 // With keys configured, a key that is not listed is refused even when
@@ -46,7 +45,7 @@ func TestOpenModeInventedKeysShareTheAddressLimits(t *testing.T) {
 	for _, scope := range []string{"per_key", "per_tenant", "per_ip"} {
 		be := newOKBackend(t)
 		cfg := testConfig(be.URL)
-		rule := ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1r/m burst=1 nodelay")} // 2 at once
+		rule := config.RateRule{Requests: limitPtr(t, "rate=1r/m burst=1 nodelay")} // 2 at once
 		switch scope {
 		case "per_key":
 			cfg.RateLimits.PerKey = rule
@@ -80,7 +79,7 @@ func TestTrustedProxiesDecideTheClientAddress(t *testing.T) {
 	for _, trusted := range []bool{true, false} {
 		be := newOKBackend(t)
 		cfg := testConfig(be.URL)
-		cfg.RateLimits.PerIP = ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1r/m")} // 1 at once
+		cfg.RateLimits.PerIP = config.RateRule{Requests: limitPtr(t, "rate=1r/m")} // 1 at once
 		if trusted {
 			cfg.Auth.TrustedProxies = []string{"127.0.0.0/8", "10.0.0.0/8"}
 		}

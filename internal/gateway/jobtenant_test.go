@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/jobs"
-	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
 
 // A job its tenant's limit refuses comes back at once as a 429 with the
@@ -17,7 +17,7 @@ import (
 func TestThrottledJobReturnsWithRetryAfter(t *testing.T) {
 	be := newOKBackend(t)
 	cfg := testConfig(be.URL)
-	cfg.RateLimits.PerTenant = ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1r/m")}
+	cfg.RateLimits.PerTenant = config.RateRule{Requests: limitPtr(t, "rate=1r/m")}
 	_, gw := startGateway(t, cfg)
 	job := func(tenant string) *jobs.Job {
 		return &jobs.Job{ID: "j-" + tenant, Tenant: tenant, Path: "/v1/chat/completions", Model: "m1", Class: "batch",

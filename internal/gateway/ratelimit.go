@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
@@ -19,21 +20,18 @@ import (
 // registers its own.
 type limits struct {
 	l   *ratelimit.Limiter
-	cfg ratelimit.Config
+	cfg config.RateLimits
 	reg *trackedRegisterer
 }
 
 // openLimits reuses prev's limiter when the rate limit config is unchanged
 // (buckets and the Redis connection survive a reload), else opens a new one.
 // nil means no rate limits are configured.
-func openLimits(cfg ratelimit.Config, prev *Runtime, reg prometheus.Registerer, log *slog.Logger) (*limits, error) {
+func openLimits(cfg config.RateLimits, prev *Runtime, reg prometheus.Registerer, log *slog.Logger) (*limits, error) {
 	if prev != nil && prev.limits != nil && reflect.DeepEqual(prev.limits.cfg, cfg) {
 		return prev.limits, nil
 	}
-	rules, err := cfg.Rules()
-	if err != nil {
-		return nil, err
-	}
+	rules := ratelimit.RulesFrom(cfg) // validated by Build
 	if reflect.DeepEqual(rules, ratelimit.Rules{}) || !hasRules(rules) {
 		return nil, nil
 	}

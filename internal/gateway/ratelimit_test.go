@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/ratelimit"
+	"github.com/sluice-gw/sluice/internal/rate"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
 
-func limitPtr(t *testing.T, s string) *ratelimit.Limit {
-	l, err := ratelimit.ParseNginx(s)
+func limitPtr(t *testing.T, s string) *rate.Limit {
+	l, err := rate.ParseNginx(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func limitPtr(t *testing.T, s string) *ratelimit.Limit {
 func TestRateLimitPerKeyWithOpenAIHeaders(t *testing.T) {
 	be := newOKBackend(t)
 	cfg := testConfig(be.URL)
-	cfg.RateLimits.PerKey = ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1r/m burst=2 nodelay")}
+	cfg.RateLimits.PerKey = config.RateRule{Requests: limitPtr(t, "rate=1r/m burst=2 nodelay")}
 	cfg.Auth.Keys = []config.Tenant{{Key: "k1"}, {Key: "k2"}}
 	srv, _ := startGateway(t, cfg)
 	for i := 0; i < 3; i++ {
@@ -61,7 +61,7 @@ func TestTokenLimitNeverFitsIsNotRetryable(t *testing.T) {
 	be := newOKBackend(t)
 	cfg := testConfig(be.URL)
 	tpm := int64(100)
-	cfg.RateLimits.PerKey = ratelimit.RuleConfig{TokensPerMinute: &tpm}
+	cfg.RateLimits.PerKey = config.RateRule{TokensPerMinute: &tpm}
 	srv, _ := startGateway(t, cfg)
 	resp := post(t, srv.URL+"/v1/chat/completions", `{"model":"m1","max_tokens":5000}`, "Authorization", "Bearer k")
 	body := readAll(t, resp)
@@ -87,7 +87,7 @@ func TestDistributedLimitAcrossThreeGateways(t *testing.T) {
 		cfg := testConfig(be.URL)
 		cfg.RateLimits.Store = "redis"
 		cfg.RateLimits.Redis.Addrs = []string{rd.Addr}
-		cfg.RateLimits.Global = ratelimit.RuleConfig{Requests: limitPtr(t, "rate=100r/m burst=99 nodelay")}
+		cfg.RateLimits.Global = config.RateRule{Requests: limitPtr(t, "rate=100r/m burst=99 nodelay")}
 		srv, _ := startGateway(t, cfg)
 		urls = append(urls, srv.URL)
 	}

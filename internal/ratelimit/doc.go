@@ -20,7 +20,8 @@
 //     all-or-nothing; Result.Reconcile settles the tokens once usage is
 //     known; Result.WriteHeaders writes OpenAI's x-ratelimit-* headers and
 //     Retry-After.
-//   - Config is the YAML section; Open builds a Limiter from it.
+//   - Open builds a Limiter from the rate_limits section (config.RateLimits;
+//     the Limit value and its nginx syntax are internal/rate).
 //
 // Time is always passed in (now time.Time), as in golang.org/x/time/rate's
 // AllowN; the Redis store uses it only with RedisOptions.CallerClock.

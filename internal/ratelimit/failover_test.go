@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/rate"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
 
@@ -138,7 +140,7 @@ func TestFailOpenLocalShareAndRecovery(t *testing.T) {
 func TestFailClosedRefusesAndRecovers(t *testing.T) {
 	r := newFailoverRig(t, FailClosed)
 	ctx := context.Background()
-	l := PerSecond(10, 9).NoDelay()
+	l := rate.PerSecond(10, 9).NoDelay()
 	lim, err := NewLimiter(r.fs, Rules{PerKey: Rule{Requests: l}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +182,7 @@ func TestFailClosedRefusesAndRecovers(t *testing.T) {
 func TestFailoverTimeout(t *testing.T) {
 	r := newFailoverRig(t, FailOpen)
 	ctx := context.Background()
-	l := PerSecond(10, 9).NoDelay()
+	l := rate.PerSecond(10, 9).NoDelay()
 	if _, err := r.fs.Take(ctx, "k", l, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +202,7 @@ func TestFailoverCallerCancelIsNotAnOutage(t *testing.T) {
 	r := newFailoverRig(t, FailOpen)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := r.fs.Take(ctx, "k", PerSecond(1, 0), 1, time.Now()); err == nil {
+	if _, err := r.fs.Take(ctx, "k", rate.PerSecond(1, 0), 1, time.Now()); err == nil {
 		t.Fatal("cancelled call succeeded")
 	}
 	if r.fs.Degraded() || r.errorsTotal(t) != 0 {
@@ -217,10 +219,10 @@ func TestOpenWithoutRedis(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens here now
-	lim, err := Open(Config{
+	lim, err := Open(config.RateLimits{
 		Store:  "redis",
-		Redis:  RedisConfig{Addrs: []string{addr}, FailureMode: "open", Replicas: 2},
-		PerKey: RuleConfig{Requests: ptr(mustParse(t, "rate=10r/s burst=9 nodelay"))},
+		Redis:  config.RateLimitRedis{Redis: config.Redis{Addrs: []string{addr}}, FailureMode: "open", Replicas: 2},
+		PerKey: config.RateRule{Requests: ptr(mustParse(t, "rate=10r/s burst=9 nodelay"))},
 	}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logBuf{}, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ type params struct {
 	delay    int64   // excess units served undelayed; -1 = all
 }
 
-func (l Limit) params() params {
+func paramsOf(l Limit) params {
 	return params{interval: 1e6 / l.Rate, capacity: l.Capacity(), delay: l.Delay}
 }
 

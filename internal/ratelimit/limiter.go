@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/rate"
 )
 
 // Subject is who a request is charged to. An empty field means that scope
@@ -26,14 +28,8 @@ type Rule struct {
 	TokensPerMinute int64 // tokens: the estimate is reserved, then reconciled
 }
 
-// tokens is the token bucket of a TokensPerMinute rule: a full minute's
-// tokens can be used at once, refilling continuously (GCRA, nodelay).
-func (r Rule) tokens() Limit {
-	if r.TokensPerMinute <= 0 {
-		return Limit{}
-	}
-	return Limit{Rate: float64(r.TokensPerMinute) / 60, Burst: r.TokensPerMinute - 1, Delay: NoDelay}
-}
+// tokens is the token bucket of a TokensPerMinute rule.
+func (r Rule) tokens() Limit { return rate.TokensPerMinute(r.TokensPerMinute) }
 
 // Rules are a Limiter's limits. Keys and Tenants hold per-key and
 // per-tenant rules that replace PerKey / PerTenant for those subjects.

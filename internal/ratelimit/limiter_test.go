@@ -9,6 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v4"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/rate"
 )
 
 func newTestLimiter(t *testing.T, rules Rules) (*Limiter, *LocalStore) {
@@ -34,8 +37,8 @@ func check(t *testing.T, l *Limiter, s Subject, est int64, now time.Time) Result
 // given back.
 func TestCheckAllOrNothing(t *testing.T) {
 	lim, _ := newTestLimiter(t, Rules{
-		Global: Rule{Requests: PerSecond(100, 4).NoDelay()}, // capacity 5
-		PerIP:  Rule{Requests: PerSecond(1, 0)},
+		Global: Rule{Requests: rate.PerSecond(100, 4).NoDelay()}, // capacity 5
+		PerIP:  Rule{Requests: rate.PerSecond(1, 0)},
 	})
 	alice := Subject{IP: "10.0.0.1"}
 	if r := check(t, lim, alice, 0, t0); !r.Allowed {
@@ -107,7 +110,7 @@ func TestTokenReservationReconcile(t *testing.T) {
 }
 
 func TestCheckNeverFits(t *testing.T) {
-	lim, _ := newTestLimiter(t, Rules{PerKey: Rule{Requests: PerSecond(10, 0), TokensPerMinute: 1000}})
+	lim, _ := newTestLimiter(t, Rules{PerKey: Rule{Requests: rate.PerSecond(10, 0), TokensPerMinute: 1000}})
 	r := check(t, lim, Subject{Key: "sk"}, 1001, t0)
 	if r.Allowed || !r.NeverFits || r.RetryAfter != 0 || r.Kind != "tokens" {
 		t.Fatalf("%+v, want NeverFits on tokens", r)
@@ -143,7 +146,7 @@ func TestCheckDelayAndOverrides(t *testing.T) {
 }
 
 func TestWriteHeaders(t *testing.T) {
-	lim, _ := newTestLimiter(t, Rules{PerKey: Rule{Requests: PerMinute(60, 59).NoDelay(), TokensPerMinute: 150000}})
+	lim, _ := newTestLimiter(t, Rules{PerKey: Rule{Requests: rate.PerMinute(60, 59).NoDelay(), TokensPerMinute: 150000}})
 	r := check(t, lim, Subject{Key: "sk"}, 1000, t0)
 	h := http.Header{}
 	r.WriteHeaders(h)
@@ -208,7 +211,7 @@ rate_limits:
 
 func TestConfigYAML(t *testing.T) {
 	var doc struct {
-		RateLimits Config `yaml:"rate_limits"`
+		RateLimits config.RateLimits `yaml:"rate_limits"`
 	}
 	if err := yaml.Load([]byte(exampleYAML), &doc, yaml.WithKnownFields()); err != nil {
 		t.Fatal(err)
@@ -217,14 +220,11 @@ func TestConfigYAML(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Redis.Timeout != 50*time.Millisecond || c.Redis.Replicas != 3 || c.Redis.FailureMode != "closed" {
+	if c.Redis.Timeout.D() != 50*time.Millisecond || c.Redis.Replicas != 3 || c.Redis.FailureMode != "closed" {
 		t.Fatalf("redis section: %+v", c.Redis)
 	}
-	rules, err := c.Rules()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rules.PerKey.Requests != (Limit{Rate: 10, Burst: 20, Delay: NoDelay}) || rules.PerKey.TokensPerMinute != 100000 {
+	rules := RulesFrom(c)
+	if rules.PerKey.Requests != (Limit{Rate: 10, Burst: 20, Delay: rate.NoDelay}) || rules.PerKey.TokensPerMinute != 100000 {
 		t.Fatalf("per_key: %+v", rules.PerKey)
 	}
 	// Overrides replace only the fields they set.
@@ -255,7 +255,7 @@ func TestConfigValidate(t *testing.T) {
 		{`{per_ip: {tokens_per_minute: -5}}`, "rate_limits.per_ip.tokens_per_minute"},
 	}
 	for _, b := range bad {
-		var c Config
+		var c config.RateLimits
 		err := yaml.Load([]byte(b.yaml), &c, yaml.WithKnownFields())
 		if err == nil {
 			err = c.Validate()

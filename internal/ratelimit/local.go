@@ -92,7 +92,7 @@ func (s *LocalStore) apply(op Op, now float64) (Decision, error) {
 	if err := checkOp(op); err != nil {
 		return Decision{}, err
 	}
-	p := op.Limit.params()
+	p := paramsOf(op.Limit)
 	sh := &s.shards[maphash.String(s.seed, op.Key)%localShards]
 	sh.mu.Lock()
 	tat, has := sh.tat[op.Key]

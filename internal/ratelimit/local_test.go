@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/rate"
 )
 
 // Many goroutines share one key on a fake clock that ticks every
@@ -19,7 +21,7 @@ func TestLocalDeliveredRateConcurrent(t *testing.T) {
 
 func checkDeliveredRate(t *testing.T, s Store, ticks, goroutines, perTick int) {
 	t.Helper()
-	l := PerSecond(100, 9).NoDelay() // 10ms per request, burst of 10
+	l := rate.PerSecond(100, 9).NoDelay() // 10ms per request, burst of 10
 	admitted := make([]int, ticks)
 	var mu sync.Mutex
 	for tick := range ticks {

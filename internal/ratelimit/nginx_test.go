@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/rate"
 )
 
 // t0 is an arbitrary fixed start for fake clocks.
@@ -25,7 +27,7 @@ func burstAt(t *testing.T, s Store, key string, l Limit, n int, now time.Time) [
 
 func mustParse(t testing.TB, s string) Limit {
 	t.Helper()
-	l, err := ParseNginx(s)
+	l, err := rate.ParseNginx(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +150,7 @@ func TestNginxPerMinute(t *testing.T) {
 
 func TestNeverFits(t *testing.T) {
 	s := NewLocalStore(0)
-	l := PerSecond(100, 999).NoDelay() // capacity 1000
+	l := rate.PerSecond(100, 999).NoDelay() // capacity 1000
 	ctx := context.Background()
 	d, err := s.Take(ctx, "k", l, 1001, t0)
 	if err != nil || d.Allowed || !d.NeverFits || d.RetryAfter != 0 {
@@ -170,7 +172,7 @@ func TestNeverFits(t *testing.T) {
 
 func TestDecisionFields(t *testing.T) {
 	s := NewLocalStore(0)
-	l := PerSecond(10, 4).NoDelay() // capacity 5, 100ms per unit
+	l := rate.PerSecond(10, 4).NoDelay() // capacity 5, 100ms per unit
 	ctx := context.Background()
 	d, _ := s.Take(ctx, "k", l, 2, t0)
 	if d.Limit != 5 || d.Remaining != 3 || d.Reset != 200*time.Millisecond {
@@ -191,7 +193,7 @@ func TestDecisionFields(t *testing.T) {
 // which later takes wait out.
 func TestChargeAndRefund(t *testing.T) {
 	s := NewLocalStore(0)
-	l := PerSecond(10, 9).NoDelay() // capacity 10
+	l := rate.PerSecond(10, 9).NoDelay() // capacity 10
 	ctx := context.Background()
 	s.Take(ctx, "k", l, 8, t0)
 	if d, _ := s.Charge(ctx, "k", l, -5, t0); d.Remaining != 7 {
@@ -214,7 +216,7 @@ func TestChargeAndRefund(t *testing.T) {
 
 func TestLocalEvictionBound(t *testing.T) {
 	s := NewLocalStore(640) // 10 per shard
-	l := PerSecond(1, 0)
+	l := rate.PerSecond(1, 0)
 	ctx := context.Background()
 	for i := range 10_000 {
 		if _, err := s.Take(ctx, string(rune('a'+i%26))+time.Duration(i).String(), l, 1, t0); err != nil {

@@ -148,7 +148,7 @@ func (s *RedisStore) nowArg(now time.Time) string {
 
 // command builds the script's KEYS and ARGV (see gcra.lua).
 func (s *RedisStore) command(op Op, nowArg string) (keys, args []string) {
-	p := op.Limit.params()
+	p := paramsOf(op.Limit)
 	force := "0"
 	if op.Force {
 		force = "1"

@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/rate"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
 
 func newClient(t testing.TB, addrs ...string) rueidis.Client {
 	t.Helper()
-	c, err := rueidis.NewClient(ClientOption(RedisConfig{Addrs: addrs}))
+	c, err := rueidis.NewClient(ClientOption(config.Redis{Addrs: addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,10 +43,10 @@ func randomSteps(n int) []step {
 	rng := rand.New(rand.NewPCG(1, 2))
 	limits := []Limit{
 		{Rate: 10, Burst: 20},
-		{Rate: 10, Burst: 20, Delay: NoDelay},
+		{Rate: 10, Burst: 20, Delay: rate.NoDelay},
 		{Rate: 7, Burst: 3, Delay: 2},
 		{Rate: 1.0 / 60, Burst: 1},
-		{Rate: 100000.0 / 60, Burst: 99999, Delay: NoDelay}, // 100k tokens per minute
+		{Rate: 100000.0 / 60, Burst: 99999, Delay: rate.NoDelay}, // 100k tokens per minute
 		{Rate: 333.3, Burst: 0},
 	}
 	var at time.Duration
@@ -131,7 +133,7 @@ func TestRedisKeysExpire(t *testing.T) {
 	c := newClient(t, srv.Addr)
 	s := NewRedisStore(c, RedisOptions{})
 	ctx := context.Background()
-	l := PerSecond(10, 4).NoDelay()
+	l := rate.PerSecond(10, 4).NoDelay()
 	if _, err := s.Take(ctx, "ttl", l, 5, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +290,7 @@ func TestRedisDistributedExactness(t *testing.T) {
 	for range 3 {
 		replicas = append(replicas, NewRedisStore(newClient(t, srv.Addr), RedisOptions{}))
 	}
-	l := PerSecond(1000, 199).NoDelay() // the burst lasts 200ms
+	l := rate.PerSecond(1000, 199).NoDelay() // the burst lasts 200ms
 	admitted, attempted, minSpan, maxSpan, stall := hammer(t, replicas, 8, l, 2*time.Second)
 	lo := float64(l.Capacity()) + l.Rate*minSpan.Seconds()
 	hi := float64(l.Capacity()) + l.Rate*maxSpan.Seconds()
@@ -317,7 +319,7 @@ func TestRedisDistributedExactness(t *testing.T) {
 // the exactness test above can fail.
 func TestPerReplicaCountersOveradmit(t *testing.T) {
 	replicas := []Store{NewLocalStore(0), NewLocalStore(0), NewLocalStore(0)}
-	l := PerSecond(1000, 199).NoDelay()
+	l := rate.PerSecond(1000, 199).NoDelay()
 	admitted := 0
 	for ms := range 2000 {
 		for i := range 12 {

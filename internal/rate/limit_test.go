@@ -1,4 +1,4 @@
-package ratelimit
+package rate
 
 import (
 	"strings"
@@ -55,7 +55,10 @@ func TestParseNginx(t *testing.T) {
 }
 
 func TestLimitShare(t *testing.T) {
-	l := mustParse(t, "rate=30r/s burst=29 delay=10")
+	l, err := ParseNginx("rate=30r/s burst=29 delay=10")
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := l.Share(3)
 	if s.Rate != 10 || s.Capacity() != 10 || s.Delay != 4 {
 		t.Fatalf("share of 3 = %+v", s)

@@ -1,0 +1,128 @@
+package ratelimit
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/redisconn"
+)
+
+// RulesFrom compiles the rate_limits section: overrides are merged field
+// by field over per_key / per_tenant (config.RateRule.Over).
+func RulesFrom(c config.RateLimits) Rules {
+	rs := Rules{
+		Global:    ruleFrom(c.Global),
+		PerKey:    ruleFrom(c.PerKey),
+		PerTenant: ruleFrom(c.PerTenant),
+		PerIP:     ruleFrom(c.PerIP),
+	}
+	if len(c.Keys) > 0 {
+		rs.Keys = make(map[string]Rule, len(c.Keys))
+		for k, rc := range c.Keys {
+			rs.Keys[k] = ruleFrom(rc.Over(c.PerKey))
+		}
+	}
+	if len(c.Tenants) > 0 {
+		rs.Tenants = make(map[string]Rule, len(c.Tenants))
+		for t, rc := range c.Tenants {
+			rs.Tenants[t] = ruleFrom(rc.Over(c.PerTenant))
+		}
+	}
+	return rs
+}
+
+// ruleFrom is a scope's rule; an unset field is no limit.
+func ruleFrom(rc config.RateRule) Rule {
+	var r Rule
+	if rc.Requests != nil {
+		r.Requests = *rc.Requests
+	}
+	if rc.TokensPerMinute != nil {
+		r.TokensPerMinute = *rc.TokensPerMinute
+	}
+	return r
+}
+
+// Open builds the Limiter the config describes: a LocalStore, or a
+// RedisStore behind a FailoverStore whose fallback is a LocalStore. Redis is
+// dialled now, but an unreachable Redis does not stop the gateway from
+// starting: the failure mode applies until it answers (the connection is a
+// redisconn.Lazy, redialled by the next check after a failure). reg and log
+// may be nil. Close the Limiter to release the Redis connections.
+func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger) (*Limiter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rules := RulesFrom(cfg)
+	if log == nil {
+		log = slog.Default()
+	}
+	local := NewLocalStore(cfg.MaxKeys)
+	if cfg.Store != "redis" {
+		return NewLimiter(local, rules, reg)
+	}
+	mode, _ := ParseFailureMode(cfg.Redis.FailureMode) // validated above
+	conn := newRedisConn(cfg.Redis)
+	if _, err := conn.Get(); err != nil {
+		log.Warn("rate limit store: redis not reachable at start; failure mode applies until it is",
+			"failure_mode", mode.String(), "error", err.Error())
+	}
+	fs, err := NewFailoverStore(lazyStore{conn}, local, FailoverOptions{
+		Mode: mode, Replicas: cfg.Redis.Replicas, Timeout: cfg.Redis.Timeout.D(),
+		Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	l, err := NewLimiter(fs, rules, reg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	l.closer = conn.Close
+	return l, nil
+}
+
+// ClientOption is the rueidis configuration for rate limiting: no
+// client-side cache (buckets change on every request, and it keeps Redis
+// < 6 / RESP2 servers usable).
+func ClientOption(c config.Redis) rueidis.ClientOption {
+	return redisconn.Option(c, "sluice-ratelimit", false)
+}
+
+// newRedisConn is the shared store's connection, made on first use. A
+// check that finds no connection dials (one at a time: the others fail at
+// once and the FailoverStore answers them).
+func newRedisConn(c config.RateLimitRedis) *redisconn.Lazy[RedisStore] {
+	ropt := RedisOptions{Prefix: c.KeyPrefix}
+	build := func(client rueidis.Client) *RedisStore { return NewRedisStore(client, ropt) }
+	return redisconn.NewLazy(ClientOption(c.Redis), build, 0, nil)
+}
+
+// lazyStore is a Store over a connection made on first use.
+type lazyStore struct{ conn *redisconn.Lazy[RedisStore] }
+
+// Take implements Store.
+func (s lazyStore) Take(ctx context.Context, key string, l Limit, cost int64, now time.Time) (Decision, error) {
+	return one(ctx, s, Op{Key: key, Limit: l, Cost: cost}, now)
+}
+
+// Charge implements Store.
+func (s lazyStore) Charge(ctx context.Context, key string, l Limit, cost int64, now time.Time) (Decision, error) {
+	return one(ctx, s, Op{Key: key, Limit: l, Cost: cost, Force: true}, now)
+}
+
+// Apply implements Store.
+func (s lazyStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]Decision, error) {
+	rs, err := s.conn.Get()
+	if err != nil {
+		return nil, err
+	}
+	return rs.Apply(ctx, ops, now)
+}
