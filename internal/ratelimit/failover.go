@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // FailureMode says what a FailoverStore does while its shared store is down.
@@ -24,12 +26,13 @@ const (
 	FailClosed
 )
 
-// ParseFailureMode reads "open" or "closed" ("" is open).
+// ParseFailureMode reads rate_limits.redis.failure_mode: "open" or
+// "closed" ("" is open).
 func ParseFailureMode(s string) (FailureMode, error) {
 	switch s {
-	case "", "open":
+	case "", config.FailOpen:
 		return FailOpen, nil
-	case "closed":
+	case config.FailClosed:
 		return FailClosed, nil
 	}
 	return 0, fmt.Errorf("failure mode %q: want open or closed", s)
