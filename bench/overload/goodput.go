@@ -67,17 +67,10 @@ type GLeg struct {
 	// SLO; InSLORuns the runs' values, in order.
 	InSLO              float64        `json:"answered_in_slo_median"`
 	InSLORuns          []int          `json:"answered_in_slo_runs"`
-	TTFTP50ms          float64        `json:"ttft_p50_ms"`
-	TTFTP99ms          float64        `json:"ttft_p99_ms"`
-	RefusedWithRA      int            `json:"refused_with_retry_after"`
-	RefusedNoRA        int            `json:"refused_without_retry_after"`
-	RefusedAtArrival   int            `json:"refused_at_arrival"`
-	RefusedAfterQueue  int            `json:"refused_after_queueing"`
-	RefuseArrivalP99ms float64        `json:"refuse_at_arrival_p99_ms"`
-	RefuseQueuedP99ms  float64        `json:"refuse_after_queueing_p99_ms"`
-	Unannounced        int            `json:"unannounced_failures"`
-	UnannouncedBy      map[string]int `json:"unannounced_by_kind,omitempty"`
-	Dropped            int            `json:"dropped_by_generator,omitempty"`
+	TTFTP50ms float64 `json:"ttft_p50_ms"`
+	TTFTP99ms float64 `json:"ttft_p99_ms"`
+	Refusals
+	Dropped int `json:"dropped_by_generator,omitempty"`
 	// Utilisation: means over runs (UtilQueued over the runs whose gateway
 	// queue ever held requests).
 	Util         float64    `json:"slot_utilisation"`
@@ -96,20 +89,13 @@ func (l *GLeg) aggregate() {
 	var inSLO []float64
 	var ttft, refA, refQ []time.Duration
 	var utilQ []float64
-	l.InSLORuns, l.UnannouncedBy, l.KeptUp = nil, map[string]int{}, true
+	l.InSLORuns, l.Refusals, l.KeptUp = nil, Refusals{UnannouncedBy: map[string]int{}}, true
 	l.Util, l.QueuedShare = 0, 0
 	for _, r := range l.Runs {
 		l.InSLORuns = append(l.InSLORuns, r.InSLO)
 		inSLO = append(inSLO, float64(r.InSLO))
 		ttft, refA, refQ = append(ttft, r.ttft...), append(refA, r.refArrival...), append(refQ, r.refQueued...)
-		l.RefusedWithRA += r.RefusedWithRA
-		l.RefusedNoRA += r.RefusedNoRA
-		l.RefusedAtArrival += r.RefusedAtArrival
-		l.RefusedAfterQueue += r.RefusedAfterQueue
-		l.Unannounced += r.Unannounced
-		for k, v := range r.UnannouncedBy {
-			l.UnannouncedBy[k] += v
-		}
+		l.Refusals.add(r.Refusals)
 		l.Dropped += r.DroppedByGenerator
 		l.Util += r.Util / float64(len(l.Runs))
 		l.QueuedShare += r.QueuedShare / float64(len(l.Runs))
@@ -149,12 +135,10 @@ type Sweep struct {
 	Trajectory []float64 `json:"adaptive_limit_per_s"`
 }
 
-// gharness runs goodput legs and counts them for the progress lines.
+// gharness runs goodput legs.
 type gharness struct {
 	opt      options
-	legs     int
-	legsRun  int
-	progress func(format string, args ...any)
+	progress *benchkit.Progress
 }
 
 func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
@@ -164,7 +148,7 @@ func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
 	for _, r := range o.Regimes {
 		g.Regimes = append(g.Regimes, RegimeSetup{Name: r, MaxWaiting: regimeSim(o, r).MaxWaiting})
 	}
-	h := &gharness{opt: o, progress: func(f string, a ...any) { progress(o.Progress, f, a...) }}
+	h := &gharness{opt: o, progress: o.prog}
 
 	// Each trace's capacity is for the mean request of the most it replays:
 	// the largest load, and for the first trace also the sweep and the
@@ -187,7 +171,7 @@ func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
 		pools[i] = p
 		g.Traces = append(g.Traces, TraceSetup{Path: path, Name: traceName(path), Rows: len(p.trace),
 			MeanPrompt: p.meanP, MeanOutput: p.meanO, MeanOver: p.meanN, PerServerRPS: p.perSrv, CapacityRPS: p.capRPS})
-		h.progress("goodput: %s: pool capacity %.1f req/s (%d servers x %.2f) for mean prompt %.0f / output %.0f tokens",
+		h.progress.Printf("goodput: %s: pool capacity %.1f req/s (%d servers x %.2f) for mean prompt %.0f / output %.0f tokens",
 			traceName(path), p.capRPS, o.Backends, p.perSrv, p.meanP, p.meanO)
 	}
 
@@ -202,8 +186,7 @@ func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
 	if o.MaxConc > 0 {
 		paths = append(paths, pathRun{pathSluice, o.MaxConc})
 	}
-	h.legs = len(pools) * len(o.GoodputLoads) * len(o.Regimes) * len(paths) * o.Runs
-	h.legs += len(o.Sweep) * o.Runs
+	h.progress.Legs = (len(pools)*len(o.GoodputLoads)*len(o.Regimes)*len(paths) + len(o.Sweep)) * o.Runs
 	for _, p := range pools {
 		for _, k := range o.GoodputLoads {
 			arr, ts, _, err := p.plan(0, k, d)
@@ -254,14 +237,12 @@ func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
 
 // run runs one leg once, with progress lines.
 func (h *gharness) run(ctx context.Context, s legSpec) (*Outcome, error) {
-	h.legsRun++
-	h.legs = max(h.legs, h.legsRun)
-	h.progress("[%d/%d] %s: %d requests over %s (load avg %s)", h.legsRun, h.legs, s.label(), len(s.arr), h.opt.GoodputDuration, benchkit.Loadavg())
+	h.progress.Leg("%s: %d requests over %s", s.label(), len(s.arr), h.opt.GoodputDuration)
 	out, err := runOnce(ctx, h.opt, s)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.label(), err)
 	}
-	h.progress("      in SLO %d of %d, TTFT p99 %s, refused %d with / %d without Retry-After, unannounced %d, slots busy %.0f%%",
+	h.progress.Printf("      in SLO %d of %d, TTFT p99 %s, refused %d with / %d without Retry-After, unannounced %d, slots busy %.0f%%",
 		out.InSLO, out.Offered, benchkit.MsText(out.TTFTP99ms), out.RefusedWithRA, out.RefusedNoRA, out.Unannounced, 100*out.Util)
 	return out, nil
 }
@@ -303,7 +284,7 @@ func (h *gharness) sweep(ctx context.Context, p *pool, legs []*GLeg) (*Sweep, er
 	}
 	adaptive := findLeg(legs, s.Trace, sweepLoad, regimeUnbounded, pathSluice)
 	if adaptive == nil {
-		h.legs += h.opt.Runs
+		h.progress.Legs += h.opt.Runs
 		spec.tuned = 0
 		if adaptive, err = h.runLeg(ctx, spec, ts); err != nil {
 			return nil, err

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/bench"
-	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // The Retry-After honesty test: a burst at 3x capacity for 10 s, then 0.5x
@@ -95,21 +94,16 @@ func runHonesty(ctx context.Context, o options, p *pool) (*Honesty, error) {
 		calm[i].At += honestyBurst
 	}
 	arr := append(slices.Clone(burst), calm...)
-	progress(o.Progress, "honesty: %s, %d requests at %gx for %s then %d at %gx for %s, through Sluice (shed); clients retry once after Retry-After",
+	o.prog.Printf("honesty: %s, %d requests at %gx for %s then %d at %gx for %s, through Sluice (shed); clients retry once after Retry-After",
 		traceName(p.Path), len(burst), honestyBurstX, honestyBurst, len(calm), honestyCalmX, honestyCalm)
 
 	wall := time.Now()
-	urls, stopSims, err := sim.ListenAndServeN(ctx, "127.0.0.1:0", o.Backends, regimeSim(o, regimeShed), nil)
+	rig, err := startRig(ctx, o, regimeShed, pathSluice, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer stopSims()
-	gw, err := startSluice(ctx, urls, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer gw.Stop()
-	target := gw.URL
+	defer rig.Stop()
+	target := rig.Targets[0]
 
 	c := &hClient{client: bench.NewClient(), url: target + "/v1/chat/completions", timeout: o.ClientTimeout}
 	defer c.client.CloseIdleConnections()
@@ -174,7 +168,7 @@ func runHonesty(ctx context.Context, o options, p *pool) (*Honesty, error) {
 		h.RetryAfterP50s, h.RetryAfterMaxs = advice[(len(advice)-1)/2], advice[len(advice)-1]
 	}
 	h.WallS = time.Since(wall).Seconds()
-	progress(o.Progress, "      retries %d, succeeded %d (%.0f%%); refusals %d with / %d without Retry-After",
+	o.prog.Printf("      retries %d, succeeded %d (%.0f%%); refusals %d with / %d without Retry-After",
 		h.Retried, h.RetriedOK, 100*h.RetrySuccess, h.RefusedWithRA, h.RefusedNoRA)
 	return h, nil
 }

@@ -107,15 +107,12 @@ type options struct {
 	Sim             sim.Config
 	Command         string    // shown in the report
 	Progress        io.Writer // one line per leg; nil = silent
+	prog            *benchkit.Progress
 }
 
-// simConfig is the pool's engine: the simulator's documented defaults,
-// spelled out so the report can state them. It is the "shed" regime.
-func simConfig() sim.Config {
-	return sim.Config{Model: "sim-model", Slots: 16, KVTokens: 65536, MaxWaiting: 64,
-		PrefillTokensPerSec: 20000, DecodeStepBase: 10 * time.Millisecond,
-		DecodeStepPerSeq: 250 * time.Microsecond, BlockSize: 16, PrefixCacheBlocks: 4096}
-}
+// simConfig is the pool's engine: the simulator's documented defaults
+// (benchkit.SimConfig). It is the "shed" regime.
+func simConfig() sim.Config { return benchkit.SimConfig() }
 
 func main() {
 	var opt options
@@ -149,10 +146,9 @@ func main() {
 	flag.StringVar(&jsonOut, "json", "", "write the full results as JSON to this file")
 	flag.Parse()
 
-	set := map[string]bool{}
-	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := benchkit.FlagsSet()
 	var err error
-	opt.Traces = splitList(traces)
+	opt.Traces = benchkit.SplitList(traces)
 	if opt.Loads, err = parseLoads("--loads", loads); err != nil {
 		fatal(err)
 	}
@@ -162,13 +158,13 @@ func main() {
 	if opt.Sweep, err = parseInts("--sweep", sweep); err != nil {
 		fatal(err)
 	}
-	opt.Regimes = splitList(regimes)
+	opt.Regimes = benchkit.SplitList(regimes)
 	for _, r := range opt.Regimes {
 		if r != regimeShed && r != regimeUnbounded {
 			fatal(fmt.Errorf("--regimes: unknown regime %q (want shed, unbounded)", r))
 		}
 	}
-	for _, s := range splitList(scenarios) {
+	for _, s := range benchkit.SplitList(scenarios) {
 		switch s {
 		case "goodput":
 			opt.Goodput = true
@@ -208,24 +204,11 @@ func main() {
 	})
 }
 
-func fatal(err error) {
-	fmt.Fprintln(os.Stderr, "overload:", err)
-	os.Exit(1)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
+func fatal(err error) { benchkit.Fatal("overload", err) }
 
 func parseLoads(name, s string) ([]float64, error) {
 	var out []float64
-	for _, f := range splitList(s) {
+	for _, f := range benchkit.SplitList(s) {
 		v, err := strconv.ParseFloat(strings.TrimSuffix(f, "x"), 64)
 		if err != nil || !(v > 0) || math.IsInf(v, 0) {
 			return nil, fmt.Errorf("%s: bad load %q", name, f)
@@ -237,7 +220,7 @@ func parseLoads(name, s string) ([]float64, error) {
 
 func parseInts(name, s string) ([]int, error) {
 	var out []int
-	for _, f := range splitList(s) {
+	for _, f := range benchkit.SplitList(s) {
 		v, err := strconv.Atoi(f)
 		if err != nil || v < 1 {
 			return nil, fmt.Errorf("%s: bad value %q", name, f)
@@ -249,26 +232,17 @@ func parseInts(name, s string) ([]int, error) {
 
 // Report is everything the benchmark measured; --json writes it.
 type Report struct {
-	Command   string           `json:"command"`
-	Machine   benchkit.Machine `json:"machine"`
-	EstimateS float64          `json:"estimated_s"`
-	Goodput   *GoodputReport   `json:"goodput,omitempty"`
-	Setup     *Setup           `json:"replay_setup,omitempty"`
-	Replay    []*Leg           `json:"replay,omitempty"`
-	Fairness  []*Leg           `json:"fairness,omitempty"`
-	Targets   []Target         `json:"replay_targets,omitempty"`
-	Started   time.Time        `json:"started"`
-	Elapsed   float64          `json:"elapsed_s"`
+	benchkit.Run
+	EstimateS float64        `json:"estimated_s"`
+	Goodput   *GoodputReport `json:"goodput,omitempty"`
+	Setup     *Setup         `json:"replay_setup,omitempty"`
+	Replay    []*Leg         `json:"replay,omitempty"`
+	Fairness  []*Leg         `json:"fairness,omitempty"`
+	Targets   []Target       `json:"replay_targets,omitempty"`
 }
 
-// Target is one target and the measurement against it. NA marks a target
-// that could not be measured in this run (then Pass means nothing).
-type Target struct {
-	Name     string `json:"name"`
-	Measured string `json:"measured"`
-	Pass     bool   `json:"pass"`
-	NA       bool   `json:"na,omitempty"`
-}
+// Target is one target and the measurement against it.
+type Target = benchkit.Target
 
 func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 	if opt.Backends < 1 || opt.Duration <= 0 || opt.SLO <= 0 || !(opt.TokenScale > 0) {
@@ -288,11 +262,11 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 		opt.Sim = simConfig()
 	}
 	opt.Sim.Model = "sim-model"
-	start := time.Now()
-	rep := &Report{Command: opt.Command, Machine: benchkit.ReadMachine(), Started: start.UTC()}
+	rep := &Report{Run: benchkit.StartRun(opt.Command, time.Now())}
 	est := estimate(opt)
 	rep.EstimateS = est.Seconds()
-	progress(opt.Progress, "estimated duration: about %.0f min (drains and the machine's speed vary it)", math.Ceil(est.Minutes()))
+	opt.prog = &benchkit.Progress{W: opt.Progress}
+	opt.prog.Printf("estimated duration: about %.0f min (drains and the machine's speed vary it)", math.Ceil(est.Minutes()))
 
 	if opt.Goodput {
 		g, err := runGoodput(ctx, opt)
@@ -306,8 +280,7 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 			return nil, err
 		}
 	}
-	rep.Machine.LoadAfter = benchkit.Loadavg()
-	rep.Elapsed = time.Since(start).Seconds()
+	rep.End(time.Now())
 	ew := &benchkit.ErrWriter{W: out}
 	if rep.Goodput != nil {
 		writeGoodput(ew, rep)
@@ -316,12 +289,6 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 		writeReplay(ew, rep)
 	}
 	return rep, ew.Err
-}
-
-func progress(w io.Writer, format string, args ...any) {
-	if w != nil {
-		fmt.Fprintf(w, format+"\n", args...)
-	}
 }
 
 // estimate is the expected wall time of a run: each leg's arrivals, plus a

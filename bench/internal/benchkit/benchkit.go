@@ -6,10 +6,12 @@ package benchkit
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -165,6 +167,49 @@ func Label(labels, key string) string {
 		return rest[:j]
 	}
 	return rest
+}
+
+// SumWhere adds the series of name whose labels include key="value".
+func SumWhere(ms []Metric, name, key, value string) float64 {
+	var t float64
+	for _, m := range ms {
+		if m.Name == name && Label(m.Labels, key) == value {
+			t += m.Value
+		}
+	}
+	return t
+}
+
+// ByLabel sums the positive series of name by the value of their label
+// key, e.g. refusals by reason.
+func ByLabel(ms []Metric, name, key string) map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range ms {
+		if m.Name == name && m.Value > 0 {
+			out[Label(m.Labels, key)] += m.Value
+		}
+	}
+	return out
+}
+
+// ByValue lists counts by name, largest first (ties by name): "a 3, b 1";
+// "-" when there are none.
+func ByValue(counts map[string]float64) string {
+	if len(counts) == 0 {
+		return "-"
+	}
+	keys := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(keys, func(a, b string) int {
+		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + " " + strconv.FormatFloat(counts[k], 'f', 0, 64)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Main runs a benchmark: run gets a context cancelled by SIGINT/SIGTERM and
