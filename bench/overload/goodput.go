@@ -65,8 +65,8 @@ type GLeg struct {
 	TimeScale float64 `json:"trace_time_scale"`
 	// InSLO is the median over runs of the requests answered within the
 	// SLO; InSLORuns the runs' values, in order.
-	InSLO              float64        `json:"answered_in_slo_median"`
-	InSLORuns          []int          `json:"answered_in_slo_runs"`
+	InSLO     float64 `json:"answered_in_slo_median"`
+	InSLORuns []int   `json:"answered_in_slo_runs"`
 	TTFTP50ms float64 `json:"ttft_p50_ms"`
 	TTFTP99ms float64 `json:"ttft_p99_ms"`
 	Refusals
