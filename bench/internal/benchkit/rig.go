@@ -60,6 +60,10 @@ func (r *Rig) Sluice(ctx context.Context, cfg config.Config) error {
 // URL and how to stop it (Stop calls it).
 func (r *Rig) Gateway(target, admin string, stop func()) { r.add(target, admin, stop) }
 
+// Defer has Stop call stop too, before what was started earlier (a
+// temporary directory, a worker in front of a gateway).
+func (r *Rig) Defer(stop func()) { r.stops = append(r.stops, stop) }
+
 func (r *Rig) add(target, admin string, stop func()) {
 	r.Targets = append(r.Targets, target)
 	if admin != "" {
