@@ -142,23 +142,53 @@ type gharness struct {
 }
 
 func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
-	d := o.GoodputDuration
 	g := &GoodputReport{Backends: o.Backends, Sim: o.Sim, TokenScale: o.TokenScale, ClampInput: o.MaxInput, ClampOutput: o.MaxOutput,
-		DurationS: d.Seconds(), SLOms: ms(o.SLO), ClientTimeoutS: o.ClientTimeout.Seconds(), Runs: o.Runs}
+		DurationS: o.GoodputDuration.Seconds(), SLOms: ms(o.SLO), ClientTimeoutS: o.ClientTimeout.Seconds(), Runs: o.Runs}
 	for _, r := range o.Regimes {
 		g.Regimes = append(g.Regimes, RegimeSetup{Name: r, MaxWaiting: regimeSim(o, r).MaxWaiting})
 	}
 	h := &gharness{opt: o, progress: o.prog}
+	pools, err := h.loadPools(g)
+	if err != nil {
+		return nil, err
+	}
+	paths := goodputPaths(o)
+	h.progress.Legs = (len(pools)*len(o.GoodputLoads)*len(o.Regimes)*len(paths) + len(o.Sweep)) * o.Runs
+	for _, p := range pools {
+		for _, k := range o.GoodputLoads {
+			legs, err := h.runLoad(ctx, p, k, paths)
+			if err != nil {
+				return nil, err
+			}
+			g.Legs = append(g.Legs, legs...)
+		}
+	}
+	if len(o.Sweep) > 0 {
+		if g.Sweep, err = h.sweep(ctx, pools[0], g.Legs); err != nil {
+			return nil, err
+		}
+	}
+	if o.Honesty {
+		if g.Honesty, err = runHonesty(ctx, o, pools[0]); err != nil {
+			return nil, err
+		}
+	}
+	g.Targets = goodputTargets(g)
+	return g, nil
+}
 
-	// Each trace's capacity is for the mean request of the most it replays:
-	// the largest load, and for the first trace also the sweep and the
-	// honesty test.
+// loadPools reads every trace into g.Traces. Each trace's capacity is for
+// the mean request of the most it replays: the largest load, and for the
+// first trace also the sweep and the honesty test.
+func (h *gharness) loadPools(g *GoodputReport) ([]*pool, error) {
+	o := h.opt
+	d := o.GoodputDuration.Seconds()
 	pools := make([]*pool, len(o.Traces))
 	for i, path := range o.Traces {
-		need := slices.Max(append([]float64{0}, o.GoodputLoads...)) * d.Seconds()
+		need := slices.Max(append([]float64{0}, o.GoodputLoads...)) * d
 		if i == 0 {
 			if len(o.Sweep) > 0 {
-				need = max(need, sweepLoad*d.Seconds())
+				need = max(need, sweepLoad*d)
 			}
 			if o.Honesty {
 				need = max(need, honestyBurstX*honestyBurst.Seconds()+honestyCalmX*honestyCalm.Seconds())
@@ -174,11 +204,18 @@ func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
 		h.progress.Printf("goodput: %s: pool capacity %.1f req/s (%d servers x %.2f) for mean prompt %.0f / output %.0f tokens",
 			traceName(path), p.capRPS, o.Backends, p.perSrv, p.meanP, p.meanO)
 	}
+	return pools, nil
+}
 
-	type pathRun struct {
-		path  string
-		tuned int
-	}
+// pathRun is a path of the goodput legs: one of the path constants, tuned
+// to a static max_concurrency when tuned > 0.
+type pathRun struct {
+	path  string
+	tuned int
+}
+
+// goodputPaths are the paths every goodput load runs through.
+func goodputPaths(o options) []pathRun {
 	paths := []pathRun{{pathDirect, 0}, {pathSluice, 0}}
 	if o.Replicas2 {
 		paths = append(paths, pathRun{pathSluice2, 0})
@@ -186,53 +223,40 @@ func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
 	if o.MaxConc > 0 {
 		paths = append(paths, pathRun{pathSluice, o.MaxConc})
 	}
-	h.progress.Legs = (len(pools)*len(o.GoodputLoads)*len(o.Regimes)*len(paths) + len(o.Sweep)) * o.Runs
-	for _, p := range pools {
-		for _, k := range o.GoodputLoads {
-			arr, ts, _, err := p.plan(0, k, d)
-			if err != nil {
-				return nil, err
-			}
-			for _, regime := range o.Regimes {
-				legs := make([]*GLeg, len(paths))
-				for i, pr := range paths {
-					legs[i] = &GLeg{Trace: traceName(p.Path), Load: k, Regime: regime, Path: pr.path, Tuned: pr.tuned,
-						Requests: len(arr), TimeScale: ts}
+	return paths
+}
+
+// runLoad runs the legs of one trace at load k: every regime, every path,
+// o.Runs times each.
+func (h *gharness) runLoad(ctx context.Context, p *pool, k float64, paths []pathRun) ([]*GLeg, error) {
+	arr, ts, _, err := p.plan(0, k, h.opt.GoodputDuration)
+	if err != nil {
+		return nil, err
+	}
+	var all []*GLeg
+	for _, regime := range h.opt.Regimes {
+		legs := make([]*GLeg, len(paths))
+		for i, pr := range paths {
+			legs[i] = &GLeg{Trace: traceName(p.Path), Load: k, Regime: regime, Path: pr.path, Tuned: pr.tuned,
+				Requests: len(arr), TimeScale: ts}
+		}
+		// Runs outside, paths inside: a drift in the machine's load then
+		// hits every path alike.
+		for range h.opt.Runs {
+			for i, pr := range paths {
+				out, err := h.run(ctx, legSpec{pool: p, load: k, regime: regime, path: pr.path, tuned: pr.tuned, arr: arr})
+				if err != nil {
+					return nil, err
 				}
-				// Runs outside, paths inside: a drift in the machine's load
-				// then hits every path alike.
-				for range o.Runs {
-					for i, pr := range paths {
-						out, err := h.run(ctx, legSpec{pool: p, load: k, regime: regime, path: pr.path, tuned: pr.tuned, arr: arr})
-						if err != nil {
-							return nil, err
-						}
-						legs[i].Runs = append(legs[i].Runs, out)
-					}
-				}
-				for _, l := range legs {
-					l.aggregate()
-				}
-				g.Legs = append(g.Legs, legs...)
+				legs[i].Runs = append(legs[i].Runs, out)
 			}
 		}
-	}
-	if len(o.Sweep) > 0 {
-		s, err := h.sweep(ctx, pools[0], g.Legs)
-		if err != nil {
-			return nil, err
+		for _, l := range legs {
+			l.aggregate()
 		}
-		g.Sweep = s
+		all = append(all, legs...)
 	}
-	if o.Honesty {
-		hn, err := runHonesty(ctx, o, pools[0])
-		if err != nil {
-			return nil, err
-		}
-		g.Honesty = hn
-	}
-	g.Targets = goodputTargets(g)
-	return g, nil
+	return all, nil
 }
 
 // run runs one leg once, with progress lines.
