@@ -1,7 +1,20 @@
-// Package benchkit holds what the `go run` benchmarks under bench/ share:
-// the machine description every report starts with, the command line that
-// reproduces a run, and a reader for the Prometheus text the simulators and
-// the gateway expose.
+// Package benchkit is the harness of the `go run` benchmarks under bench/
+// (overload, prefix, batch): each program is left with its scenario (what
+// to start, what load to offer, which columns to report) and takes the rest
+// from here:
+//
+//   - a leg's set-up: fresh simulators and a proxy or gateways in front
+//     (Rig), stopped together;
+//   - trace replay: loading with clamps and token scaling (LoadTrace),
+//     cutting a slice and stretching it to a rate (Slice, Stretch);
+//   - sampling the simulators' and gateways' /metrics during a leg
+//     (Sampler, Sample) and summarising the samples (WeightedMean, Window,
+//     PerSecond, ValueAt);
+//   - the report: the run's header (Run), markdown tables and targets
+//     (TableHead, Row, Targets), progress lines (Progress), and Main, which
+//     prints it and writes --out and --json;
+//   - the Prometheus text reader (Scrape, Sum, Label) and the simulator's
+//     capacity for a mean request (Capacity).
 package benchkit
 
 import (

@@ -42,3 +42,22 @@ func TestByValue(t *testing.T) {
 		t.Errorf("SumWhere = %v", got)
 	}
 }
+
+func TestProgressNumbersLegs(t *testing.T) {
+	var b strings.Builder
+	p := &Progress{W: &b, Legs: 1}
+	p.Leg("first %d", 1)
+	p.Leg("an extra one")
+	p.Printf("done")
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "[1/1] first 1 (load avg ") || !strings.HasPrefix(lines[1], "[2/2] an extra one (load avg ") || lines[2] != "done" {
+		t.Errorf("progress lines %q", lines)
+	}
+	(&Progress{}).Leg("silent") // no writer: nothing to write, no panic
+}
+
+func TestSplitList(t *testing.T) {
+	if got := SplitList(" a, ,b ,"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Errorf("SplitList = %q", got)
+	}
+}
