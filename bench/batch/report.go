@@ -140,10 +140,7 @@ func (h *harness) figures(a, b *Leg, ceiling float64) *Figures {
 }
 
 func (f *Figures) measuredText() string {
-	if f.SpareUsedMeasured <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.0f%%", 100*f.SpareUsedMeasured)
+	return benchkit.OrDash(f.SpareUsedMeasured > 0, "%.0f%%", 100*f.SpareUsedMeasured)
 }
 
 // Target is one of issue 5's targets and the measurement against it.
@@ -158,12 +155,7 @@ func targets(f Figures) []Target {
 	}
 }
 
-func sText(v float64) string {
-	if v <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.1f s", v)
-}
+func sText(v float64) string { return benchkit.OrDash(v > 0, "%.1f s", v) }
 
 func writeMarkdown(w io.Writer, rep *Report) error {
 	ew := &benchkit.ErrWriter{W: w}
@@ -231,10 +223,7 @@ func writeBatch(ew *benchkit.ErrWriter, rep *Report) {
 		"rate alone (slots busy)>", "all counted>", "completed>", "result"))
 	for _, l := range rep.Legs[1:] {
 		x := l.Batch
-		alone := "-"
-		if x.AloneRPS > 0 {
-			alone = fmt.Sprintf("%.1f req/s (%.0f%%)", x.AloneRPS, 100*x.AloneOccupancy)
-		}
+		alone := benchkit.OrDash(x.AloneRPS > 0, "%.1f req/s (%.0f%%)", x.AloneRPS, 100*x.AloneOccupancy)
 		ew.Row(l.Name, sText(x.UploadS), sText(x.CreateS), fmt.Sprintf("%.0f / %.0f", x.DoneAtW, x.BackendDoneAtW), fmt.Sprintf("%.1f req/s", l.Figures.BatchRPS),
 			alone, sText(x.CountedS), "**"+sText(x.CompletedS)+"**", fmt.Sprintf("%s: %d completed, %d failed, %d output lines", x.Status, x.Completed, x.Failed, x.OutputLines))
 	}
@@ -256,7 +245,6 @@ func writeSpare(ew *benchkit.ErrWriter, rep *Report) {
 	}
 	p("Slot view: the pool's slots were %.0f%% busy in A and %.0f%% in B, so the batch filled %.0f%% of the slot-time A left idle.\n\n",
 		100*f.OccA, 100*f.OccB, 100*f.SlotSpareUsed)
-
 }
 
 // writeExperiments compares the prototype legs with leg B.
@@ -266,10 +254,7 @@ func writeExperiments(ew *benchkit.ErrWriter, rep *Report) {
 		"slot-time filled>", "jobs preempted>", "batch done by W>", "batch completed>"))
 	for _, l := range rep.Legs[1:] {
 		x := l.Figures
-		pre := "-"
-		if l.Preempt {
-			pre = fmt.Sprint(l.Preempted)
-		}
+		pre := benchkit.OrDash(l.Preempt, "%d", l.Preempted)
 		ew.Row(l.Name, fmt.Sprintf("%s (%.2fx)", benchkit.MsText(x.P99B), x.P99Ratio), fmt.Sprintf("%.1f%%", 100*l.Gateway.InteractiveWaitedShare),
 			fmt.Sprintf("%.0f%%", 100*x.SpareUsed), x.measuredText(), fmt.Sprintf("%.0f%%", 100*x.SlotSpareUsed), pre,
 			fmt.Sprintf("%.0f", l.Batch.BackendDoneAtW), sText(l.Batch.CompletedS))

@@ -67,11 +67,8 @@ func writeReplayTable(ew *benchkit.ErrWriter, rep *Report) {
 	ew.TableHead(benchkit.Cols("load", "path", "offered req/s>", "served req/s>", "goodput req/s>", "goodput % of capacity>",
 		"backend 503 to clients>", "Sluice refusals>", "other failures>", "refusals with Retry-After>", "time to refuse p50 / p99 / max>", "p99 TTFT (served)>"))
 	for _, l := range rep.Replay {
-		ra, refuse := "-", "-"
-		if l.Refusals > 0 {
-			ra = fmt.Sprintf("%.0f%% of %d", 100*l.RetryAfterShare, l.Refusals)
-			refuse = fmt.Sprintf("%s / %s / %s", benchkit.MsText(l.RefuseP50ms), benchkit.MsText(l.RefuseP99ms), benchkit.MsText(l.RefuseMaxms))
-		}
+		ra := benchkit.OrDash(l.Refusals > 0, "%.0f%% of %d", 100*l.RetryAfterShare, l.Refusals)
+		refuse := benchkit.OrDash(l.Refusals > 0, "%s / %s / %s", benchkit.MsText(l.RefuseP50ms), benchkit.MsText(l.RefuseP99ms), benchkit.MsText(l.RefuseMaxms))
 		ew.Row(fmt.Sprintf("%gx", l.Load), l.Path, fmt.Sprintf("%.1f", l.OfferedRPS), fmt.Sprintf("%.1f", l.ServedRPS),
 			fmt.Sprintf("%.1f", l.GoodputRPS), fmt.Sprintf("%.0f%%", 100*l.GoodputCap), fmt.Sprint(l.Backend503),
 			fmt.Sprint(l.GatewayRefusals), fmt.Sprint(l.OtherFailures), ra, refuse, benchkit.MsText(l.TTFTP99ms))

@@ -95,10 +95,7 @@ func writeRegime(ew *benchkit.ErrWriter, g *GoodputReport, regime string) {
 		if l.Regime != regime {
 			continue
 		}
-		queued := "-"
-		if l.QueuedShare > 0 {
-			queued = fmt.Sprintf("%.0f%% (%.0f%%)", 100*l.UtilQueued, 100*l.QueuedShare)
-		}
+		queued := benchkit.OrDash(l.QueuedShare > 0, "%.0f%% (%.0f%%)", 100*l.UtilQueued, 100*l.QueuedShare)
 		ew.Row(l.Trace, fmt.Sprintf("%gx", l.Load), l.Name(), fmt.Sprint(l.Runs[0].Offered), fmt.Sprintf("%.0f%s", l.InSLO, runsText(l.InSLORuns)),
 			benchkit.MsText(l.TTFTP50ms)+" / "+benchkit.MsText(l.TTFTP99ms), fmt.Sprint(l.RefusedWithRA), fmt.Sprint(l.RefusedNoRA),
 			fmt.Sprintf("%s (%d)", msOrDash(l.RefuseArrivalP99ms, l.RefusedAtArrival), l.RefusedAtArrival),
@@ -142,10 +139,7 @@ func writeSweep(ew *benchkit.ErrWriter, g *GoodputReport, s *Sweep) {
 	p("What the best hand-tuned static per-backend max_concurrency achieves, against the adaptive default.\n\n")
 	ew.TableHead(benchkit.Cols("Sluice", "answered in SLO>", "TTFT p99>", "slots busy while queued>"))
 	for _, l := range s.Points {
-		queued := "-"
-		if l.QueuedShare > 0 {
-			queued = fmt.Sprintf("%.0f%%", 100*l.UtilQueued)
-		}
+		queued := benchkit.OrDash(l.QueuedShare > 0, "%.0f%%", 100*l.UtilQueued)
 		ew.Row(fmt.Sprintf("tuned: static max_concurrency %d", l.Tuned), fmt.Sprintf("%.0f%s", l.InSLO, runsText(l.InSLORuns)), benchkit.MsText(l.TTFTP99ms), queued)
 	}
 	p("\nKnee: max_concurrency %d (%.0f answered in SLO). Adaptive default: %.0f, ratio adaptive / knee **%s**.\n\n",

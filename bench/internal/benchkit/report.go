@@ -1,6 +1,7 @@
 package benchkit
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -71,6 +72,15 @@ func (e *ErrWriter) Row(cells ...string) {
 		b.WriteString(" |")
 	}
 	e.Printf("%s\n", b.String())
+}
+
+// OrDash is the formatted value when ok, else "-": a cell without a
+// figure (no refusals, no queue, a leg that did not run it).
+func OrDash(ok bool, format string, args ...any) string {
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf(format, args...)
 }
 
 // Target is one target of an issue and the measurement against it. NA

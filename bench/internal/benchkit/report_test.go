@@ -61,3 +61,12 @@ func TestSplitList(t *testing.T) {
 		t.Errorf("SplitList = %q", got)
 	}
 }
+
+func TestOrDash(t *testing.T) {
+	if got := OrDash(false, "%d", 3); got != "-" {
+		t.Errorf("OrDash(false) = %q", got)
+	}
+	if got := OrDash(true, "%.0f%%", 42.4); got != "42%" {
+		t.Errorf("OrDash(true) = %q", got)
+	}
+}
