@@ -135,6 +135,13 @@ func targets(legs []*Leg) []Target {
 
 func writeMarkdown(w io.Writer, rep *Report) error {
 	ew := &benchkit.ErrWriter{W: w}
+	writeSetup(ew, rep)
+	writeTable(ew, rep)
+	return ew.Err
+}
+
+// writeSetup writes the title and what the legs ran on.
+func writeSetup(ew *benchkit.ErrWriter, rep *Report) {
 	p := ew.Printf
 	s := rep.Setup
 	adm := "on (the default: gateway queue, adaptive per-backend concurrency limits)"
@@ -162,7 +169,11 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 		"Queue and prefill columns: max/mean of each backend's time-averaged running+waiting (sampled every 250 ms) and of the prompt tokens it had to compute. "+
 		"Sluice queue / limit: the mean of requests waiting in the gateway and of the sum of its adaptive per-backend concurrency limits (`sluice_queue_waiting`, `sluice_queue_capacity`). "+
 		"Goodput: requests with TTFT <= %s per second of the arrivals' span.\n\n", time.Duration(s.SLOTTFTms*float64(time.Millisecond)))
+}
 
+// writeTable writes the policies' table, the legs' notes and the targets.
+func writeTable(ew *benchkit.ErrWriter, rep *Report) {
+	p := ew.Printf
 	runs := 0
 	if len(rep.Rows) > 0 {
 		runs = rep.Rows[0].Runs
@@ -172,10 +183,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 	ew.TableHead(benchkit.Cols("policy", "requests>", "ok>", "mean TTFT>", "runs>", "p50 TTFT>", "p99 TTFT>", "prefix-cache hit rate>",
 		"max/mean served>", "max/mean queue>", "max/mean prefill>", "goodput req/s>", "Sluice queue / limit (mean)>"))
 	for _, l := range rep.Rows {
-		gw := "-"
-		if s.Admission {
-			gw = fmt.Sprintf("%.1f / %.1f", l.GatewayQueued, l.GatewayLimit)
-		}
+		gw := benchkit.OrDash(rep.Setup.Admission, "%.1f / %.1f", l.GatewayQueued, l.GatewayLimit)
 		ew.Row("`"+l.Policy+"`", fmt.Sprint(l.Requests), fmt.Sprint(l.OK), benchkit.MsText(l.TTFTMeanms),
 			benchkit.MsText(l.TTFTMeanMin)+"-"+benchkit.MsText(l.TTFTMeanMax), benchkit.MsText(l.TTFTP50ms), benchkit.MsText(l.TTFTP99ms),
 			fmt.Sprintf("%.1f%%", 100*l.HitRate), fmt.Sprintf("%.2f (%.2f)", l.Imbalance, l.ImbalanceMax), fmt.Sprintf("%.2f", l.QueueImbalance),
@@ -199,5 +207,4 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 		ew.Targets("target (issue 4)", rep.Targets, benchkit.PassFail)
 	}
 	p("\n")
-	return ew.Err
 }
