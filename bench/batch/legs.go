@@ -14,7 +14,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/bench"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/demo"
-	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // interactiveKey is the interactive clients' API key (its own tenant).
@@ -38,11 +37,11 @@ type Leg struct {
 	Figures     *Figures    `json:"figures,omitempty"` // batch legs: against leg A
 	// Warnings counts the gateway's log records at level WARN or above;
 	// WarningSample holds the first few.
-	Warnings      int           `json:"gateway_warnings"`
-	WarningSample []string      `json:"gateway_warning_sample,omitempty"`
-	WallS         float64       `json:"wall_s"`
-	Samples       []sample      `json:"samples"`
-	Bench         *bench.Result `json:"bench"`
+	Warnings      int               `json:"gateway_warnings"`
+	WarningSample []string          `json:"gateway_warning_sample,omitempty"`
+	WallS         float64           `json:"wall_s"`
+	Samples       []benchkit.Sample `json:"samples"`
+	Bench         *bench.Result     `json:"bench"`
 }
 
 // Interactive is what the interactive clients saw.
@@ -131,120 +130,165 @@ type legSpec struct {
 
 func (s legSpec) proto() bool { return s.reserve > 0 || s.preempt }
 
-// runLeg starts fresh simulators and a fresh gateway, runs the interactive
-// plan (and the batch beside it) and summarises.
-func (h *harness) runLeg(ctx context.Context, spec legSpec) (*Leg, error) {
+// legRig is one leg's simulators, gateway and, for a prototype leg, the
+// benchmark's own job workers.
+type legRig struct {
+	*benchkit.Rig
+	gw    *runningGateway
+	proto *protoWorker // nil: the gateway's own workers run the jobs
+	logs  *warnLog     // the gateway's warnings
+}
+
+// startLeg starts fresh simulators and a fresh gateway with an empty queue
+// in a temporary directory (and the prototype workers spec asks for).
+func (h *harness) startLeg(ctx context.Context, spec legSpec) (lr *legRig, err error) {
 	o := h.opt
-	h.legsRun++
-	h.progress("[%d/%d] %s: %d interactive requests over %s (load avg %s)", h.legsRun, h.legs, spec.name, len(h.plan), o.Duration, benchkit.Loadavg())
-	wall := time.Now()
-	urls, stopSims, err := sim.ListenAndServeN(ctx, "127.0.0.1:0", o.Backends, o.Sim, nil)
+	rig, err := benchkit.StartRig(ctx, o.Backends, o.Sim)
 	if err != nil {
 		return nil, err
 	}
-	defer stopSims()
+	defer func() {
+		if err != nil {
+			rig.Stop()
+		}
+	}()
 	dir, err := os.MkdirTemp("", "sluice-bench-batch-")
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	logs := &warnLog{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := gatewayConfig(urls, dir, o)
+	rig.Defer(func() { os.RemoveAll(dir) })
+	lr = &legRig{Rig: rig, logs: &warnLog{}}
+	logger := slog.New(slog.NewTextHandler(lr.logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := gatewayConfig(rig.Sims, dir, o)
 	if spec.proto() {
 		cfg.Queue.WorkerDisabled = true
 		if cfg.Queue.Listen, err = freeAddr(); err != nil {
 			return nil, err
 		}
 	}
-	gw, err := startGateway(ctx, &cfg, logger)
+	if lr.gw, err = startGateway(ctx, &cfg, logger); err != nil {
+		return nil, err
+	}
+	rig.Gateway(lr.gw.url, lr.gw.admin, lr.gw.stop)
+	if err := waitReady(ctx, lr.gw.url); err != nil {
+		return nil, err
+	}
+	if spec.proto() {
+		if lr.proto, err = startProtoWorker(ctx, "nats://"+cfg.Queue.Listen, lr.gw.app.Gateway(), o.Workers, spec, logger); err != nil {
+			return nil, err
+		}
+		rig.Defer(lr.proto.stop)
+	}
+	return lr, nil
+}
+
+// legRun is what a leg's loads produced.
+type legRun struct {
+	res     *bench.Result // the interactive clients'
+	samples []benchkit.Sample
+	batch   *BatchRun // nil without a batch
+	intEnd  time.Duration
+}
+
+// runLeg starts fresh simulators and a fresh gateway, runs the interactive
+// plan (and the batch beside it) and summarises.
+func (h *harness) runLeg(ctx context.Context, spec legSpec) (*Leg, error) {
+	h.progress.Leg("%s: %d interactive requests over %s", spec.name, len(h.plan), h.opt.Duration)
+	wall := time.Now()
+	lr, err := h.startLeg(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
-	defer gw.stop()
-	if err := waitReady(ctx, gw.url); err != nil {
+	defer lr.Stop()
+	c := api{base: lr.gw.url, client: &http.Client{Timeout: 5 * time.Minute}}
+	run, err := h.runLoads(ctx, lr, c, spec)
+	if err != nil {
 		return nil, err
 	}
-	var proto *protoWorker
-	if spec.proto() {
-		if proto, err = startProtoWorker(ctx, "nats://"+cfg.Queue.Listen, gw.app.Gateway(), o.Workers, spec, logger); err != nil {
-			return nil, err
-		}
-		defer proto.stop()
+	leg, err := h.summarise(ctx, lr, c, spec, run)
+	if err != nil {
+		return nil, err
 	}
+	leg.WallS = time.Since(wall).Seconds()
+	h.progress.Printf("      interactive p50/p99 TTFT %.0f/%.0f ms, %d ok, %d refused, %d failed; pool %.0f%% busy during W",
+		run.res.TTFT.P50, run.res.TTFT.P99, leg.Interactive.OK, leg.Interactive.Refused, leg.Interactive.Failed, 100*leg.Pool.Occupancy)
+	if br := leg.Batch; br != nil {
+		h.progress.Printf("      batch %s: %d completed, %d failed in %.1f s (created in %.1f s); %.0f done by W; alone %.1f req/s at %.0f%% busy",
+			br.Status, br.Completed, br.Failed, br.CompletedS, br.CreateS, br.BackendDoneAtW, br.AloneRPS, 100*br.AloneOccupancy)
+	}
+	return leg, nil
+}
 
-	leg := &Leg{Name: spec.name, WithBatch: spec.batch, Reserve: spec.reserve, Preempt: spec.preempt}
-	client := &http.Client{Timeout: 5 * time.Minute}
-	c := api{base: gw.url, client: client}
+// runLoads uploads the batch (when spec has one), then starts it beside
+// the interactive plan while sampling the pool, and waits for both.
+func (h *harness) runLoads(ctx context.Context, lr *legRig, c api, spec legSpec) (legRun, error) {
+	o := h.opt
+	var run legRun
 	var fileID string
 	var upload time.Duration
 	if spec.batch {
 		t := time.Now()
+		var err error
 		if fileID, err = c.upload(ctx, h.input); err != nil {
-			return nil, err
+			return run, err
 		}
 		upload = time.Since(t)
 	}
-
 	t0 := time.Now()
-	smp := startSampler(ctx, urls, gw.admin, t0, o.Sample)
-	var br *BatchRun
+	smp := lr.Sample(ctx, o.Sample, 0)
 	var bwg sync.WaitGroup
 	var berr error
 	intDone := make(chan time.Duration, 1) // when the interactive load ended, for the batch's timeout
 	if spec.batch {
-		br = &BatchRun{Requests: o.BatchSize, InputBytes: len(h.input), UploadS: upload.Seconds()}
-		bwg.Go(func() { berr = h.batch(ctx, c, fileID, t0, br, intDone) })
+		run.batch = &BatchRun{Requests: o.BatchSize, InputBytes: len(h.input), UploadS: upload.Seconds()}
+		bwg.Go(func() { berr = h.batch(ctx, c, fileID, t0, run.batch, intDone) })
 	}
 	res, err := bench.Run(ctx, bench.Config{
-		Target: gw.url, Model: o.Sim.Model, Stream: true, Arrivals: h.plan,
+		Target: lr.gw.url, Model: o.Sim.Model, Stream: true, Arrivals: h.plan,
 		Tenants: []bench.Tenant{{Name: "interactive", APIKey: interactiveKey}},
 		Timeout: 60 * time.Second, SLOTTFT: o.SLO, Label: spec.name,
 	})
-	intEnd := time.Since(t0)
-	intDone <- intEnd
+	run.intEnd = time.Since(t0)
+	intDone <- run.intEnd
 	bwg.Wait()
-	samples := smp.finish()
-	if err != nil {
-		return nil, err
+	run.res, run.samples = res, smp.Finish()
+	switch {
+	case err != nil:
+		return run, err
+	case res.Interrupted || ctx.Err() != nil:
+		return run, ctx.Err()
 	}
-	if res.Interrupted || ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	if berr != nil {
-		return nil, berr
-	}
-	leg.Bench, leg.Samples = res, samples
-	leg.Interactive = h.interactive(res)
+	return run, berr
+}
+
+// summarise turns a leg's run into its figures, reading the gateway's
+// counters and the batch's output.
+func (h *harness) summarise(ctx context.Context, lr *legRig, c api, spec legSpec, run legRun) (*Leg, error) {
+	o := h.opt
+	leg := &Leg{Name: spec.name, WithBatch: spec.batch, Reserve: spec.reserve, Preempt: spec.preempt,
+		Bench: run.res, Samples: run.samples, Interactive: h.interactive(run.res)}
 	slots := o.Backends * o.Sim.Slots
-	w := o.Duration.Seconds()
-	m, ns := window(samples, 0, w)
+	m, ns := benchkit.Window(run.samples, 0, o.Duration.Seconds())
 	leg.Pool = PoolDiag{Slots: slots, Occupancy: m.Running / float64(slots), BackendWaiting: m.Waiting,
 		GatewayQueued: m.GWQueued, GatewayInUse: m.GWInUse, Samples: ns}
-	leg.Gateway = gatewayDiag(ctx, client, gw.admin)
-	if proto != nil {
-		st := proto.store.Stats()
+	leg.Gateway = gatewayDiag(ctx, c.client, lr.gw.admin)
+	if p := lr.proto; p != nil {
+		st := p.store.Stats()
 		leg.Gateway.JobsExecuted, leg.Gateway.JobsRetried, leg.Gateway.JobsDead = float64(st.Executed), float64(st.Retried), float64(st.DeadLettered)
-		if proto.pre != nil {
-			leg.Preempted = int(proto.pre.count.Load())
+		if p.pre != nil {
+			leg.Preempted = int(p.pre.count.Load())
 		}
 	}
-	if br != nil {
-		br.InteractiveEndS = intEnd.Seconds()
-		h.batchFigures(br, res, samples)
+	if br := run.batch; br != nil {
+		br.InteractiveEndS = run.intEnd.Seconds()
+		h.batchFigures(br, run.res, run.samples)
+		var err error
 		if br.OutputLines, err = c.outputLines(ctx, br.outputID); err != nil {
 			return nil, err
 		}
 		leg.Batch = br
 	}
-	leg.Warnings, leg.WarningSample = logs.summary()
-	leg.WallS = time.Since(wall).Seconds()
-	h.progress("      interactive p50/p99 TTFT %.0f/%.0f ms, %d ok, %d refused, %d failed; pool %.0f%% busy during W",
-		res.TTFT.P50, res.TTFT.P99, leg.Interactive.OK, leg.Interactive.Refused, leg.Interactive.Failed, 100*leg.Pool.Occupancy)
-	if br != nil {
-		h.progress("      batch %s: %d completed, %d failed in %.1f s (created in %.1f s); %.0f done by W; alone %.1f req/s at %.0f%% busy",
-			br.Status, br.Completed, br.Failed, br.CompletedS, br.CreateS, br.BackendDoneAtW, br.AloneRPS, 100*br.AloneOccupancy)
-	}
+	leg.Warnings, leg.WarningSample = lr.logs.summary()
 	return leg, nil
 }
 
@@ -291,7 +335,7 @@ func (h *harness) batch(ctx context.Context, c api, fileID string, t0 time.Time,
 		}
 	}
 	if err != nil { // timed out
-		h.progress("      the batch did not finish within %s after the interactive load", h.opt.BatchTimeout)
+		h.progress.Printf("      the batch did not finish within %s after the interactive load", h.opt.BatchTimeout)
 	}
 	return nil
 }
@@ -306,7 +350,7 @@ func (h *harness) interactive(res *bench.Result) Interactive {
 		r := &res.Records[i]
 		switch {
 		case r.OK():
-			if r.Planned+r.Lag+r.E2E <= w {
+			if benchkit.Ended(r) <= w {
 				in.CompletedInW++
 			}
 			if r.TTFT <= h.opt.SLO {
@@ -331,7 +375,7 @@ func interactiveDone(res *bench.Result, from, to float64) int {
 		if !r.OK() {
 			continue
 		}
-		if end := (r.Planned + r.Lag + r.E2E).Seconds(); end >= from && end < to {
+		if end := benchkit.Ended(r).Seconds(); end >= from && end < to {
 			n++
 		}
 	}
@@ -340,7 +384,7 @@ func interactiveDone(res *bench.Result, from, to float64) int {
 
 // batchFigures derives the batch's progress at W and its rate alone from
 // the polls and the backends' completion counts.
-func (h *harness) batchFigures(br *BatchRun, res *bench.Result, ss []sample) {
+func (h *harness) batchFigures(br *BatchRun, res *bench.Result, ss []benchkit.Sample) {
 	w := h.opt.Duration.Seconds()
 	br.DoneAtW = progressAt(br.Progress, w)
 	br.BackendDoneAtW = max(finishedAt(ss, w)-float64(interactiveDone(res, 0, w)), 0)
@@ -356,9 +400,15 @@ func (h *harness) batchFigures(br *BatchRun, res *bench.Result, ss []sample) {
 	if to-from >= 5 {
 		br.AloneFromS, br.AloneToS = from, to
 		br.AloneRPS = (finishedAt(ss, to) - finishedAt(ss, from)) / (to - from)
-		m, _ := window(ss, from, to)
+		m, _ := benchkit.Window(ss, from, to)
 		br.AloneOccupancy = m.Running / float64(h.opt.Backends*h.opt.Sim.Slots)
 	}
+}
+
+// finishedAt is the backends' completion count at t seconds, interpolated
+// between the samples around it.
+func finishedAt(ss []benchkit.Sample, t float64) float64 {
+	return benchkit.ValueAt(ss, t, func(s benchkit.Sample) float64 { return s.Finished })
 }
 
 // progressAt interpolates the batch's done count at t seconds.
@@ -420,12 +470,12 @@ func waitReady(ctx context.Context, target string) error {
 // gatewayDiag reads the gateway's admission and job counters.
 func gatewayDiag(ctx context.Context, c *http.Client, target string) GatewayDiag {
 	g := benchkit.Scrape(ctx, c, target+"/metrics")
-	d := GatewayDiag{Rejections: map[string]float64{}}
+	d := GatewayDiag{Rejections: benchkit.ByLabel(g, "sluice_queue_rejections_total", "reason")}
 	const wait = "sluice_queue_wait_seconds"
-	d.InteractiveGranted = sumWhere(g, wait+"_count", "class", "interactive")
-	d.BatchGranted = sumWhere(g, wait+"_count", "class", "batch")
+	d.InteractiveGranted = benchkit.SumWhere(g, wait+"_count", "class", "interactive")
+	d.BatchGranted = benchkit.SumWhere(g, wait+"_count", "class", "batch")
 	if d.InteractiveGranted > 0 {
-		d.InteractiveWaitMeanMs = 1000 * sumWhere(g, wait+"_sum", "class", "interactive") / d.InteractiveGranted
+		d.InteractiveWaitMeanMs = 1000 * benchkit.SumWhere(g, wait+"_sum", "class", "interactive") / d.InteractiveGranted
 		var atOnce float64
 		for _, m := range g {
 			if m.Name == wait+"_bucket" && benchkit.Label(m.Labels, "class") == "interactive" && benchkit.Label(m.Labels, "le") == "0.001" {
@@ -433,11 +483,6 @@ func gatewayDiag(ctx context.Context, c *http.Client, target string) GatewayDiag
 			}
 		}
 		d.InteractiveWaitedShare = 1 - atOnce/d.InteractiveGranted
-	}
-	for _, m := range g {
-		if m.Name == "sluice_queue_rejections_total" && m.Value > 0 {
-			d.Rejections[benchkit.Label(m.Labels, "reason")] += m.Value
-		}
 	}
 	d.JobsExecuted = benchkit.Sum(g, "sluice_jobs_executed_total")
 	d.JobsRetried = benchkit.Sum(g, "sluice_jobs_retried_total")

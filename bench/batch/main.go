@@ -96,16 +96,8 @@ type options struct {
 	Poll, Sample time.Duration
 }
 
-// simConfig is the pool's engine: the simulator's documented defaults,
-// spelled out so the report can state them.
-func simConfig() sim.Config {
-	return sim.Config{Model: "sim-model", Slots: 16, KVTokens: 65536, MaxWaiting: 64,
-		PrefillTokensPerSec: 20000, DecodeStepBase: 10 * time.Millisecond,
-		DecodeStepPerSeq: 250 * time.Microsecond, BlockSize: 16, PrefixCacheBlocks: 4096}
-}
-
 func defaultOptions() options {
-	s := simConfig()
+	s := benchkit.SimConfig()
 	return options{
 		Trace: defaultTrace, TokenScale: 0.25, MaxInput: 1024, MaxOutput: 256, Prompt: 192, Output: 40,
 		Backends: 3, Load: 0.7, Duration: 60 * time.Second, SLO: 2 * time.Second,
@@ -153,8 +145,7 @@ func main() {
 	flag.StringVar(&jsonOut, "json", "", "write the full results as JSON to this file")
 	flag.Parse()
 
-	set := map[string]bool{}
-	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := benchkit.FlagsSet()
 	if quick && !set["duration"] {
 		opt.Duration = 15 * time.Second
 	}
@@ -167,11 +158,6 @@ func main() {
 	benchkit.Main("batch", out, jsonOut, func(ctx context.Context, md *strings.Builder) (*Report, error) {
 		return run(ctx, opt, md)
 	})
-}
-
-func fatal(err error) {
-	fmt.Fprintln(os.Stderr, "batch:", err)
-	os.Exit(1)
 }
 
 func (o options) validate() error {
@@ -207,7 +193,7 @@ type harness struct {
 	plan  []bench.Arrival // interactive arrivals, the same in every leg
 	input []byte          // the batch's JSONL input file
 
-	legs, legsRun int // for progress lines
+	progress *benchkit.Progress
 }
 
 // run executes both legs and writes the markdown report to out.
@@ -215,14 +201,13 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 	if err := opt.validate(); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	rep := &Report{Command: opt.Command, Machine: benchkit.ReadMachine(), Started: start.UTC()}
-	h := &harness{opt: opt}
+	rep := &Report{Run: benchkit.StartRun(opt.Command, time.Now())}
+	h := &harness{opt: opt, progress: &benchkit.Progress{W: opt.Progress}}
 	if err := h.prepare(); err != nil {
 		return nil, err
 	}
 	rep.Setup = h.setup()
-	h.progress("pool capacity (formula): %.1f req/s for the interactive mix (%.0f/%.0f tokens), %.1f req/s for batch requests (%d/%d); interactive %.1f req/s, %d arrivals over %s; batch of %d",
+	h.progress.Printf("pool capacity (formula): %.1f req/s for the interactive mix (%.0f/%.0f tokens), %.1f req/s for batch requests (%d/%d); interactive %.1f req/s, %d arrivals over %s; batch of %d",
 		h.capI, h.meanP, h.meanO, h.capB, opt.BatchPrompt, opt.BatchOutput, opt.Load*h.capI, len(h.plan), opt.Duration, opt.BatchSize)
 
 	specs := []legSpec{
@@ -235,7 +220,7 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 	if opt.Preempt {
 		specs = append(specs, legSpec{name: "D: B preempting jobs for waiting requests (prototype)", batch: true, preempt: true})
 	}
-	h.legs = len(specs)
+	h.progress.Legs = len(specs)
 	for _, spec := range specs {
 		leg, err := h.runLeg(ctx, spec)
 		if err != nil {
@@ -250,15 +235,8 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 		l.Figures = h.figures(rep.Legs[0], l, ceiling)
 	}
 	rep.Targets = targets(*rep.Legs[1].Figures)
-	rep.Machine.LoadAfter = benchkit.Loadavg()
-	rep.Elapsed = time.Since(start).Seconds()
+	rep.End(time.Now())
 	return rep, writeMarkdown(out, rep)
-}
-
-func (h *harness) progress(format string, args ...any) {
-	if h.opt.Progress != nil {
-		fmt.Fprintf(h.opt.Progress, format+"\n", args...)
-	}
 }
 
 // prepare loads the interactive sizes, derives the capacities and builds
@@ -266,9 +244,7 @@ func (h *harness) progress(format string, args ...any) {
 func (h *harness) prepare() error {
 	o := h.opt
 	if o.Trace != "" {
-		scaled := func(n int) int { return max(int(math.Round(float64(n)*o.TokenScale)), 1) }
-		tr, err := bench.LoadTrace(o.Trace, bench.TraceOptions{
-			TokenScale: o.TokenScale, MaxInputTokens: scaled(o.MaxInput), MaxOutputTokens: scaled(o.MaxOutput)})
+		tr, err := benchkit.LoadTrace(o.Trace, o.TokenScale, o.MaxInput, o.MaxOutput)
 		if err != nil {
 			return err
 		}
@@ -295,7 +271,7 @@ func (h *harness) prepare() error {
 	}
 	n := 1000
 	for range 5 {
-		h.meanP, h.meanO = meanTokens(draw(n))
+		h.meanP, h.meanO = benchkit.MeanTokens(draw(n))
 		h.capI = benchkit.Capacity(o.Sim, h.meanP, h.meanO) * float64(o.Backends)
 		if !(h.capI > 0) {
 			return fmt.Errorf("the simulator cannot serve the mean interactive request (prompt %.0f, output %.0f)", h.meanP, h.meanO)
@@ -303,7 +279,7 @@ func (h *harness) prepare() error {
 		n = max(int(math.Round(o.Load*h.capI*o.Duration.Seconds())), 1)
 	}
 	h.plan = slices.Clone(draw(n))
-	h.meanP, h.meanO = meanTokens(h.plan)
+	h.meanP, h.meanO = benchkit.MeanTokens(h.plan)
 	h.capI = benchkit.Capacity(o.Sim, h.meanP, h.meanO) * float64(o.Backends)
 	at := make([]time.Duration, n)
 	for i := range at {
@@ -320,15 +296,6 @@ func (h *harness) prepare() error {
 	h.capB = b * float64(o.Backends)
 	h.input = batchInput(o.Sim.Model, o.BatchSize, o.BatchPrompt, o.BatchOutput)
 	return nil
-}
-
-func meanTokens(arr []bench.Arrival) (p, o float64) {
-	for _, a := range arr {
-		p += float64(max(a.InputTokens, 1))
-		o += float64(max(a.OutputTokens, 1))
-	}
-	n := float64(len(arr))
-	return p / n, o / n
 }
 
 // batchInput is the batch's JSONL file: n chat completions of prompt words

@@ -123,22 +123,6 @@ func TestBatchInput(t *testing.T) {
 	}
 }
 
-func TestInterpolation(t *testing.T) {
-	ss := []sample{{T: 1, Finished: 10}, {T: 2, Finished: 30}, {T: 3, Finished: 30}}
-	for _, c := range []struct{ t, want float64 }{{0.5, 5}, {1.5, 20}, {2, 30}, {9, 30}} {
-		if got := finishedAt(ss, c.t); got != c.want {
-			t.Errorf("finishedAt(%v) = %v, want %v", c.t, got, c.want)
-		}
-	}
-	pts := []progressPoint{{T: 0, Done: 0}, {T: 2, Done: 100}}
-	if got := progressAt(pts, 1); got != 50 {
-		t.Errorf("progressAt(1) = %v, want 50", got)
-	}
-	if m, n := window(ss, 1, 3); n != 2 || m.Running != 0 {
-		t.Errorf("window: %+v over %d samples", m, n)
-	}
-}
-
 func TestPreemptYoungestHoldingASlot(t *testing.T) {
 	now := time.Now()
 	p := &preemptor{running: map[*runningJob]struct{}{}}

@@ -4,26 +4,19 @@ import (
 	"fmt"
 	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"io"
-	"maps"
-	"math"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // Report is everything the benchmark measured; --json writes it.
 type Report struct {
-	Command string           `json:"command"`
-	Machine benchkit.Machine `json:"machine"`
-	Setup   Setup            `json:"setup"`
+	benchkit.Run
+	Setup Setup `json:"setup"`
 	// Legs: A (interactive alone), B (with the batch), then any prototype
 	// legs (--headroom).
-	Legs    []*Leg    `json:"legs"`
-	Targets []Target  `json:"targets"` // on leg B
-	Started time.Time `json:"started"`
-	Elapsed float64   `json:"elapsed_s"`
+	Legs    []*Leg   `json:"legs"`
+	Targets []Target `json:"targets"` // on leg B
 }
 
 // Setup is the pool, the requests and the gateway configuration.
@@ -147,44 +140,44 @@ func (h *harness) figures(a, b *Leg, ceiling float64) *Figures {
 }
 
 func (f *Figures) measuredText() string {
-	if f.SpareUsedMeasured <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.0f%%", 100*f.SpareUsedMeasured)
+	return benchkit.OrDash(f.SpareUsedMeasured > 0, "%.0f%%", 100*f.SpareUsedMeasured)
 }
 
 // Target is one of issue 5's targets and the measurement against it.
-type Target struct {
-	Name     string `json:"name"`
-	Measured string `json:"measured"`
-	Pass     bool   `json:"pass"`
-}
+type Target = benchkit.Target
 
 func targets(f Figures) []Target {
 	return []Target{
-		{"interactive p99 TTFT with the batch <= 1.10x without",
-			fmt.Sprintf("%s vs %s: %.2fx", benchkit.MsText(f.P99B), benchkit.MsText(f.P99A), f.P99Ratio), f.P99Ratio > 0 && f.P99Ratio <= targetTTFTRise},
-		{"the batch uses >= 80% of the spare capacity",
-			fmt.Sprintf("%.0f%% (%.1f of %.1f batch req/s)", 100*f.SpareUsed, f.BatchRPS, f.SpareRPS), f.SpareUsed >= targetSpareUsed},
+		{Name: "interactive p99 TTFT with the batch <= 1.10x without",
+			Measured: fmt.Sprintf("%s vs %s: %.2fx", benchkit.MsText(f.P99B), benchkit.MsText(f.P99A), f.P99Ratio), Pass: f.P99Ratio > 0 && f.P99Ratio <= targetTTFTRise},
+		{Name: "the batch uses >= 80% of the spare capacity",
+			Measured: fmt.Sprintf("%.0f%% (%.1f of %.1f batch req/s)", 100*f.SpareUsed, f.BatchRPS, f.SpareRPS), Pass: f.SpareUsed >= targetSpareUsed},
 	}
 }
 
-func sText(v float64) string {
-	if v <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.1f s", v)
-}
+func sText(v float64) string { return benchkit.OrDash(v > 0, "%.1f s", v) }
 
 func writeMarkdown(w io.Writer, rep *Report) error {
 	ew := &benchkit.ErrWriter{W: w}
+	writeSetup(ew, rep)
+	writeInteractive(ew, rep)
+	writeBatch(ew, rep)
+	ew.Printf("### Targets (issue 5), on leg B\n\n")
+	ew.Targets("target", rep.Targets, benchkit.PassFail)
+	writeSpare(ew, rep)
+	if len(rep.Legs) > 2 {
+		writeExperiments(ew, rep)
+	}
+	writeNotes(ew, rep)
+	return ew.Err
+}
+
+// writeSetup writes the title and what the legs ran on.
+func writeSetup(ew *benchkit.ErrWriter, rep *Report) {
 	p := ew.Printf
-	s := rep.Setup
-	a, b := rep.Legs[0], rep.Legs[1]
-	f, br := b.Figures, b.Batch
-	sc := s.Sim
+	s, sc, br := rep.Setup, rep.Setup.Sim, rep.Legs[1].Batch
 	p("## Batch beside interactive traffic (issue 5 §5)\n\n")
-	ew.Header(rep.Command, rep.Machine, rep.Started, rep.Elapsed)
+	ew.RunHeader(rep.Run)
 	p("- Pool: %d simulators (`internal/sim`), each %d slots, KV %d tokens, waiting queue %d, prefill %.0f tok/s, decode step %s + %s per sequence: %d slots.\n",
 		s.Backends, sc.Slots, sc.KVTokens, sc.MaxWaiting, sc.PrefillTokensPerSec, sc.DecodeStepBase, sc.DecodeStepPerSeq, s.Backends*sc.Slots)
 	p("- Interactive: %d requests at uniformly random times over %gs (a Poisson process conditioned on its count): %.1f req/s = %g x capacity; streaming, open loop, API key `%s`. ",
@@ -205,44 +198,44 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 			"C*n* lets a job start only while more than *n* slots are free and nothing waits (Sluice's gate is this with *n* = 0); D keeps Sluice's rule and, while interactive requests wait in Sluice's queue, cancels the youngest running job for each (the backend frees its slot at once; the job goes back to the queue as busy, not counted as an attempt).")
 	}
 	p("\n\n")
+}
 
-	p("### Interactive traffic\n\n")
-	p("| leg | ok | refused | failed | TTFT p50 | TTFT p90 | TTFT p99 | ITL p50 | ITL p99 | pool slots busy | waited in Sluice's queue (> 1 ms), mean wait |\n")
-	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+// writeInteractive writes what the interactive clients saw in each leg.
+func writeInteractive(ew *benchkit.ErrWriter, rep *Report) {
+	ew.Printf("### Interactive traffic\n\n")
+	ew.TableHead(benchkit.Cols("leg", "ok>", "refused>", "failed>", "TTFT p50>", "TTFT p90>", "TTFT p99>", "ITL p50>", "ITL p99>",
+		"pool slots busy>", "waited in Sluice's queue (> 1 ms), mean wait>"))
+	ms := benchkit.MsText
 	for _, l := range rep.Legs {
 		in := l.Interactive
-		p("| %s | %d | %d | %d | %s | %s | **%s** | %s | %s | %.0f%% | %.1f%%, %s |\n", l.Name, in.OK, in.Refused, in.Failed,
-			benchkit.MsText(in.TTFT.P50), benchkit.MsText(in.TTFT.P90), benchkit.MsText(in.TTFT.P99), benchkit.MsText(in.ITL.P50), benchkit.MsText(in.ITL.P99),
-			100*l.Pool.Occupancy, 100*l.Gateway.InteractiveWaitedShare, benchkit.MsText(l.Gateway.InteractiveWaitMeanMs))
+		ew.Row(l.Name, fmt.Sprint(in.OK), fmt.Sprint(in.Refused), fmt.Sprint(in.Failed), ms(in.TTFT.P50), ms(in.TTFT.P90), "**"+ms(in.TTFT.P99)+"**",
+			ms(in.ITL.P50), ms(in.ITL.P99), fmt.Sprintf("%.0f%%", 100*l.Pool.Occupancy),
+			fmt.Sprintf("%.1f%%, %s", 100*l.Gateway.InteractiveWaitedShare, ms(l.Gateway.InteractiveWaitMeanMs)))
 	}
-	p("\nPool slots busy: mean share of the %d slots decoding during the %gs of interactive load (the simulators' `vllm:num_requests_running`, sampled every 250 ms). "+
-		"Waited: the interactive class's `sluice_queue_wait_seconds` at the end of the leg.\n\n", a.Pool.Slots, s.DurationS)
+	ew.Printf("\nPool slots busy: mean share of the %d slots decoding during the %gs of interactive load (the simulators' `vllm:num_requests_running`, sampled every 250 ms). "+
+		"Waited: the interactive class's `sluice_queue_wait_seconds` at the end of the leg.\n\n", rep.Legs[0].Pool.Slots, rep.Setup.DurationS)
+}
 
-	p("### The batch\n\n")
-	p("| leg | upload | POST /v1/batches (enqueue) | done by W (gateway / backends) | rate beside interactive | rate alone (slots busy) | all counted | completed | result |\n")
-	p("|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
+// writeBatch writes how the batch went in each leg that ran it.
+func writeBatch(ew *benchkit.ErrWriter, rep *Report) {
+	ew.Printf("### The batch\n\n")
+	ew.TableHead(benchkit.Cols("leg", "upload>", "POST /v1/batches (enqueue)>", "done by W (gateway / backends)>", "rate beside interactive>",
+		"rate alone (slots busy)>", "all counted>", "completed>", "result"))
 	for _, l := range rep.Legs[1:] {
 		x := l.Batch
-		alone := "-"
-		if x.AloneRPS > 0 {
-			alone = fmt.Sprintf("%.1f req/s (%.0f%%)", x.AloneRPS, 100*x.AloneOccupancy)
-		}
-		p("| %s | %s | %s | %.0f / %.0f | %.1f req/s | %s | %s | **%s** | %s: %d completed, %d failed, %d output lines |\n",
-			l.Name, sText(x.UploadS), sText(x.CreateS), x.DoneAtW, x.BackendDoneAtW, l.Figures.BatchRPS, alone,
-			sText(x.CountedS), sText(x.CompletedS), x.Status, x.Completed, x.Failed, x.OutputLines)
+		alone := benchkit.OrDash(x.AloneRPS > 0, "%.1f req/s (%.0f%%)", x.AloneRPS, 100*x.AloneOccupancy)
+		ew.Row(l.Name, sText(x.UploadS), sText(x.CreateS), fmt.Sprintf("%.0f / %.0f", x.DoneAtW, x.BackendDoneAtW), fmt.Sprintf("%.1f req/s", l.Figures.BatchRPS),
+			alone, sText(x.CountedS), "**"+sText(x.CompletedS)+"**", fmt.Sprintf("%s: %d completed, %d failed, %d output lines", x.Status, x.Completed, x.Failed, x.OutputLines))
 	}
-	p("\nTimes are from `POST /v1/batches` (the upload comes before). Done by W: requests finished when the interactive load ended, by the batch's `request_counts` and by the backends' completion counters minus the interactive requests. "+
+	ew.Printf("\nTimes are from `POST /v1/batches` (the upload comes before). Done by W: requests finished when the interactive load ended, by the batch's `request_counts` and by the backends' completion counters minus the interactive requests. "+
 		"Rate beside interactive: batch requests the backends completed per second from the batch's start to W. "+
-		"Rate alone: the same from one second after the interactive load drained (%.0f s in B) until 95%% of the batch was done.\n\n", br.AloneFromS)
+		"Rate alone: the same from one second after the interactive load drained (%.0f s in B) until 95%% of the batch was done.\n\n", rep.Legs[1].Batch.AloneFromS)
+}
 
-	p("### Targets (issue 5), on leg B\n\n| target | measured | result |\n|---|---|---|\n")
-	for _, t := range rep.Targets {
-		r := "**FAIL**"
-		if t.Pass {
-			r = "pass"
-		}
-		p("| %s | %s | %s |\n", t.Name, t.Measured, r)
-	}
+// writeSpare explains the spare-capacity target's figures.
+func writeSpare(ew *benchkit.ErrWriter, rep *Report) {
+	p := ew.Printf
+	s, f, br := rep.Setup, rep.Legs[1].Figures, rep.Legs[1].Batch
 	p("\nSpare capacity, as measured: from the batch's start (%.1f s, when `POST /v1/batches` returned) to W = %gs, the backends completed %.1f interactive req/s, %.0f%% of the pool's capacity for that mix, which leaves %.0f%% of the pool: %.1f batch req/s by the formula. "+
 		"The batch completed %.1f req/s in that window, **%.0f%% of the spare capacity**. ",
 		f.FromS, s.DurationS, f.InteractiveRPS, 100*f.InteractiveShare, 100*(1-f.InteractiveShare), f.SpareRPS, f.BatchRPS, 100*f.SpareUsed)
@@ -252,23 +245,27 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 	}
 	p("Slot view: the pool's slots were %.0f%% busy in A and %.0f%% in B, so the batch filled %.0f%% of the slot-time A left idle.\n\n",
 		100*f.OccA, 100*f.OccB, 100*f.SlotSpareUsed)
+}
 
-	if len(rep.Legs) > 2 {
-		p("### Experiments: leaving room for interactive traffic (prototypes)\n\n")
-		p("| leg | interactive TTFT p99 (vs A) | waited in Sluice's queue | spare used (formula) | spare used (B's measured ceiling) | slot-time filled | jobs preempted | batch done by W | batch completed |\n")
-		p("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-		for _, l := range rep.Legs[1:] {
-			x := l.Figures
-			pre := "-"
-			if l.Preempt {
-				pre = fmt.Sprint(l.Preempted)
-			}
-			p("| %s | %s (%.2fx) | %.1f%% | %.0f%% | %s | %.0f%% | %s | %.0f | %s |\n", l.Name, benchkit.MsText(x.P99B), x.P99Ratio,
-				100*l.Gateway.InteractiveWaitedShare, 100*x.SpareUsed, x.measuredText(), 100*x.SlotSpareUsed, pre, l.Batch.BackendDoneAtW, sText(l.Batch.CompletedS))
-		}
-		p("\n")
+// writeExperiments compares the prototype legs with leg B.
+func writeExperiments(ew *benchkit.ErrWriter, rep *Report) {
+	ew.Printf("### Experiments: leaving room for interactive traffic (prototypes)\n\n")
+	ew.TableHead(benchkit.Cols("leg", "interactive TTFT p99 (vs A)>", "waited in Sluice's queue>", "spare used (formula)>", "spare used (B's measured ceiling)>",
+		"slot-time filled>", "jobs preempted>", "batch done by W>", "batch completed>"))
+	for _, l := range rep.Legs[1:] {
+		x := l.Figures
+		pre := benchkit.OrDash(l.Preempt, "%d", l.Preempted)
+		ew.Row(l.Name, fmt.Sprintf("%s (%.2fx)", benchkit.MsText(x.P99B), x.P99Ratio), fmt.Sprintf("%.1f%%", 100*l.Gateway.InteractiveWaitedShare),
+			fmt.Sprintf("%.0f%%", 100*x.SpareUsed), x.measuredText(), fmt.Sprintf("%.0f%%", 100*x.SlotSpareUsed), pre,
+			fmt.Sprintf("%.0f", l.Batch.BackendDoneAtW), sText(l.Batch.CompletedS))
 	}
+	ew.Printf("\n")
+}
 
+// writeNotes lists what to read the figures with: generator lag, gateway
+// warnings, job executions and refusals.
+func writeNotes(ew *benchkit.ErrWriter, rep *Report) {
+	p := ew.Printf
 	var notes []string
 	for _, l := range rep.Legs {
 		if !l.Interactive.KeptUp {
@@ -282,7 +279,7 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 		g := l.Gateway
 		n := fmt.Sprintf("%s: job executions %.0f, sent back to the queue %.0f, dead-lettered %.0f", l.Name, g.JobsExecuted, g.JobsRetried, g.JobsDead)
 		if len(g.Rejections) > 0 {
-			n += "; admission refusals (a job that loses the race for a free slot is refused and tried again, not counted as an attempt): " + rejectionText(g.Rejections)
+			n += "; admission refusals (a job that loses the race for a free slot is refused and tried again, not counted as an attempt): " + benchkit.ByValue(g.Rejections)
 		}
 		notes = append(notes, n)
 	}
@@ -291,21 +288,4 @@ func writeMarkdown(w io.Writer, rep *Report) error {
 		p("- %s.\n", n)
 	}
 	p("\n")
-	return ew.Err
-}
-
-// rejectionText lists rejections by reason, largest first.
-func rejectionText(r map[string]float64) string {
-	keys := slices.Collect(maps.Keys(r))
-	slices.SortFunc(keys, func(a, b string) int {
-		if r[a] != r[b] {
-			return int(math.Copysign(1, r[b]-r[a]))
-		}
-		return strings.Compare(a, b)
-	})
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %.0f", k, r[k]))
-	}
-	return strings.Join(parts, ", ")
 }

@@ -65,19 +65,12 @@ type GLeg struct {
 	TimeScale float64 `json:"trace_time_scale"`
 	// InSLO is the median over runs of the requests answered within the
 	// SLO; InSLORuns the runs' values, in order.
-	InSLO              float64        `json:"answered_in_slo_median"`
-	InSLORuns          []int          `json:"answered_in_slo_runs"`
-	TTFTP50ms          float64        `json:"ttft_p50_ms"`
-	TTFTP99ms          float64        `json:"ttft_p99_ms"`
-	RefusedWithRA      int            `json:"refused_with_retry_after"`
-	RefusedNoRA        int            `json:"refused_without_retry_after"`
-	RefusedAtArrival   int            `json:"refused_at_arrival"`
-	RefusedAfterQueue  int            `json:"refused_after_queueing"`
-	RefuseArrivalP99ms float64        `json:"refuse_at_arrival_p99_ms"`
-	RefuseQueuedP99ms  float64        `json:"refuse_after_queueing_p99_ms"`
-	Unannounced        int            `json:"unannounced_failures"`
-	UnannouncedBy      map[string]int `json:"unannounced_by_kind,omitempty"`
-	Dropped            int            `json:"dropped_by_generator,omitempty"`
+	InSLO     float64 `json:"answered_in_slo_median"`
+	InSLORuns []int   `json:"answered_in_slo_runs"`
+	TTFTP50ms float64 `json:"ttft_p50_ms"`
+	TTFTP99ms float64 `json:"ttft_p99_ms"`
+	Refusals
+	Dropped int `json:"dropped_by_generator,omitempty"`
 	// Utilisation: means over runs (UtilQueued over the runs whose gateway
 	// queue ever held requests).
 	Util         float64    `json:"slot_utilisation"`
@@ -96,20 +89,13 @@ func (l *GLeg) aggregate() {
 	var inSLO []float64
 	var ttft, refA, refQ []time.Duration
 	var utilQ []float64
-	l.InSLORuns, l.UnannouncedBy, l.KeptUp = nil, map[string]int{}, true
+	l.InSLORuns, l.Refusals, l.KeptUp = nil, Refusals{UnannouncedBy: map[string]int{}}, true
 	l.Util, l.QueuedShare = 0, 0
 	for _, r := range l.Runs {
 		l.InSLORuns = append(l.InSLORuns, r.InSLO)
 		inSLO = append(inSLO, float64(r.InSLO))
 		ttft, refA, refQ = append(ttft, r.ttft...), append(refA, r.refArrival...), append(refQ, r.refQueued...)
-		l.RefusedWithRA += r.RefusedWithRA
-		l.RefusedNoRA += r.RefusedNoRA
-		l.RefusedAtArrival += r.RefusedAtArrival
-		l.RefusedAfterQueue += r.RefusedAfterQueue
-		l.Unannounced += r.Unannounced
-		for k, v := range r.UnannouncedBy {
-			l.UnannouncedBy[k] += v
-		}
+		l.Refusals.add(r.Refusals)
 		l.Dropped += r.DroppedByGenerator
 		l.Util += r.Util / float64(len(l.Runs))
 		l.QueuedShare += r.QueuedShare / float64(len(l.Runs))
@@ -149,32 +135,60 @@ type Sweep struct {
 	Trajectory []float64 `json:"adaptive_limit_per_s"`
 }
 
-// gharness runs goodput legs and counts them for the progress lines.
+// gharness runs goodput legs.
 type gharness struct {
 	opt      options
-	legs     int
-	legsRun  int
-	progress func(format string, args ...any)
+	progress *benchkit.Progress
 }
 
 func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
-	d := o.GoodputDuration
 	g := &GoodputReport{Backends: o.Backends, Sim: o.Sim, TokenScale: o.TokenScale, ClampInput: o.MaxInput, ClampOutput: o.MaxOutput,
-		DurationS: d.Seconds(), SLOms: ms(o.SLO), ClientTimeoutS: o.ClientTimeout.Seconds(), Runs: o.Runs}
+		DurationS: o.GoodputDuration.Seconds(), SLOms: ms(o.SLO), ClientTimeoutS: o.ClientTimeout.Seconds(), Runs: o.Runs}
 	for _, r := range o.Regimes {
 		g.Regimes = append(g.Regimes, RegimeSetup{Name: r, MaxWaiting: regimeSim(o, r).MaxWaiting})
 	}
-	h := &gharness{opt: o, progress: func(f string, a ...any) { progress(o.Progress, f, a...) }}
+	h := &gharness{opt: o, progress: o.prog}
+	pools, err := h.loadPools(g)
+	if err != nil {
+		return nil, err
+	}
+	paths := goodputPaths(o)
+	h.progress.Legs = (len(pools)*len(o.GoodputLoads)*len(o.Regimes)*len(paths) + len(o.Sweep)) * o.Runs
+	for _, p := range pools {
+		for _, k := range o.GoodputLoads {
+			legs, err := h.runLoad(ctx, p, k, paths)
+			if err != nil {
+				return nil, err
+			}
+			g.Legs = append(g.Legs, legs...)
+		}
+	}
+	if len(o.Sweep) > 0 {
+		if g.Sweep, err = h.sweep(ctx, pools[0], g.Legs); err != nil {
+			return nil, err
+		}
+	}
+	if o.Honesty {
+		if g.Honesty, err = runHonesty(ctx, o, pools[0]); err != nil {
+			return nil, err
+		}
+	}
+	g.Targets = goodputTargets(g)
+	return g, nil
+}
 
-	// Each trace's capacity is for the mean request of the most it replays:
-	// the largest load, and for the first trace also the sweep and the
-	// honesty test.
+// loadPools reads every trace into g.Traces. Each trace's capacity is for
+// the mean request of the most it replays: the largest load, and for the
+// first trace also the sweep and the honesty test.
+func (h *gharness) loadPools(g *GoodputReport) ([]*pool, error) {
+	o := h.opt
+	d := o.GoodputDuration.Seconds()
 	pools := make([]*pool, len(o.Traces))
 	for i, path := range o.Traces {
-		need := slices.Max(append([]float64{0}, o.GoodputLoads...)) * d.Seconds()
+		need := slices.Max(append([]float64{0}, o.GoodputLoads...)) * d
 		if i == 0 {
 			if len(o.Sweep) > 0 {
-				need = max(need, sweepLoad*d.Seconds())
+				need = max(need, sweepLoad*d)
 			}
 			if o.Honesty {
 				need = max(need, honestyBurstX*honestyBurst.Seconds()+honestyCalmX*honestyCalm.Seconds())
@@ -187,14 +201,21 @@ func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
 		pools[i] = p
 		g.Traces = append(g.Traces, TraceSetup{Path: path, Name: traceName(path), Rows: len(p.trace),
 			MeanPrompt: p.meanP, MeanOutput: p.meanO, MeanOver: p.meanN, PerServerRPS: p.perSrv, CapacityRPS: p.capRPS})
-		h.progress("goodput: %s: pool capacity %.1f req/s (%d servers x %.2f) for mean prompt %.0f / output %.0f tokens",
+		h.progress.Printf("goodput: %s: pool capacity %.1f req/s (%d servers x %.2f) for mean prompt %.0f / output %.0f tokens",
 			traceName(path), p.capRPS, o.Backends, p.perSrv, p.meanP, p.meanO)
 	}
+	return pools, nil
+}
 
-	type pathRun struct {
-		path  string
-		tuned int
-	}
+// pathRun is a path of the goodput legs: one of the path constants, tuned
+// to a static max_concurrency when tuned > 0.
+type pathRun struct {
+	path  string
+	tuned int
+}
+
+// goodputPaths are the paths every goodput load runs through.
+func goodputPaths(o options) []pathRun {
 	paths := []pathRun{{pathDirect, 0}, {pathSluice, 0}}
 	if o.Replicas2 {
 		paths = append(paths, pathRun{pathSluice2, 0})
@@ -202,66 +223,50 @@ func runGoodput(ctx context.Context, o options) (*GoodputReport, error) {
 	if o.MaxConc > 0 {
 		paths = append(paths, pathRun{pathSluice, o.MaxConc})
 	}
-	h.legs = len(pools) * len(o.GoodputLoads) * len(o.Regimes) * len(paths) * o.Runs
-	h.legs += len(o.Sweep) * o.Runs
-	for _, p := range pools {
-		for _, k := range o.GoodputLoads {
-			arr, ts, _, err := p.plan(0, k, d)
-			if err != nil {
-				return nil, err
-			}
-			for _, regime := range o.Regimes {
-				legs := make([]*GLeg, len(paths))
-				for i, pr := range paths {
-					legs[i] = &GLeg{Trace: traceName(p.Path), Load: k, Regime: regime, Path: pr.path, Tuned: pr.tuned,
-						Requests: len(arr), TimeScale: ts}
+	return paths
+}
+
+// runLoad runs the legs of one trace at load k: every regime, every path,
+// o.Runs times each.
+func (h *gharness) runLoad(ctx context.Context, p *pool, k float64, paths []pathRun) ([]*GLeg, error) {
+	arr, ts, _, err := p.plan(0, k, h.opt.GoodputDuration)
+	if err != nil {
+		return nil, err
+	}
+	var all []*GLeg
+	for _, regime := range h.opt.Regimes {
+		legs := make([]*GLeg, len(paths))
+		for i, pr := range paths {
+			legs[i] = &GLeg{Trace: traceName(p.Path), Load: k, Regime: regime, Path: pr.path, Tuned: pr.tuned,
+				Requests: len(arr), TimeScale: ts}
+		}
+		// Runs outside, paths inside: a drift in the machine's load then
+		// hits every path alike.
+		for range h.opt.Runs {
+			for i, pr := range paths {
+				out, err := h.run(ctx, legSpec{pool: p, load: k, regime: regime, path: pr.path, tuned: pr.tuned, arr: arr})
+				if err != nil {
+					return nil, err
 				}
-				// Runs outside, paths inside: a drift in the machine's load
-				// then hits every path alike.
-				for range o.Runs {
-					for i, pr := range paths {
-						out, err := h.run(ctx, legSpec{pool: p, load: k, regime: regime, path: pr.path, tuned: pr.tuned, arr: arr})
-						if err != nil {
-							return nil, err
-						}
-						legs[i].Runs = append(legs[i].Runs, out)
-					}
-				}
-				for _, l := range legs {
-					l.aggregate()
-				}
-				g.Legs = append(g.Legs, legs...)
+				legs[i].Runs = append(legs[i].Runs, out)
 			}
 		}
-	}
-	if len(o.Sweep) > 0 {
-		s, err := h.sweep(ctx, pools[0], g.Legs)
-		if err != nil {
-			return nil, err
+		for _, l := range legs {
+			l.aggregate()
 		}
-		g.Sweep = s
+		all = append(all, legs...)
 	}
-	if o.Honesty {
-		hn, err := runHonesty(ctx, o, pools[0])
-		if err != nil {
-			return nil, err
-		}
-		g.Honesty = hn
-	}
-	g.Targets = goodputTargets(g)
-	return g, nil
+	return all, nil
 }
 
 // run runs one leg once, with progress lines.
 func (h *gharness) run(ctx context.Context, s legSpec) (*Outcome, error) {
-	h.legsRun++
-	h.legs = max(h.legs, h.legsRun)
-	h.progress("[%d/%d] %s: %d requests over %s (load avg %s)", h.legsRun, h.legs, s.label(), len(s.arr), h.opt.GoodputDuration, benchkit.Loadavg())
+	h.progress.Leg("%s: %d requests over %s", s.label(), len(s.arr), h.opt.GoodputDuration)
 	out, err := runOnce(ctx, h.opt, s)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.label(), err)
 	}
-	h.progress("      in SLO %d of %d, TTFT p99 %s, refused %d with / %d without Retry-After, unannounced %d, slots busy %.0f%%",
+	h.progress.Printf("      in SLO %d of %d, TTFT p99 %s, refused %d with / %d without Retry-After, unannounced %d, slots busy %.0f%%",
 		out.InSLO, out.Offered, benchkit.MsText(out.TTFTP99ms), out.RefusedWithRA, out.RefusedNoRA, out.Unannounced, 100*out.Util)
 	return out, nil
 }
@@ -303,7 +308,7 @@ func (h *gharness) sweep(ctx context.Context, p *pool, legs []*GLeg) (*Sweep, er
 	}
 	adaptive := findLeg(legs, s.Trace, sweepLoad, regimeUnbounded, pathSluice)
 	if adaptive == nil {
-		h.legs += h.opt.Runs
+		h.progress.Legs += h.opt.Runs
 		spec.tuned = 0
 		if adaptive, err = h.runLeg(ctx, spec, ts); err != nil {
 			return nil, err

@@ -93,7 +93,7 @@ func TestSummarizeRunClassifies(t *testing.T) {
 		{Status: 200, Kind: bench.KindRead},
 	}
 	nan := math.NaN()
-	ss := []sample{{At: 100 * time.Millisecond, Running: 8, DelayTarget: nan}, {At: 200 * time.Millisecond, Running: 16, Queued: 3, DelayTarget: nan}}
+	ss := []benchkit.Sample{{T: 0.1, Running: 8, DelayTarget: nan}, {T: 0.2, Running: 16, GWQueued: 3, DelayTarget: nan}}
 	out := summarizeRun(o, recs, ss, 16, true)
 	if out.OK != 2 || out.InSLO != 1 {
 		t.Errorf("ok %d, in SLO %d", out.OK, out.InSLO)
@@ -125,21 +125,5 @@ func TestRetryAfter(t *testing.T) {
 	}
 	if _, ok := retryAfter("soon", now); ok {
 		t.Error("retryAfter(soon) parsed")
-	}
-}
-
-func TestDelayTargetPrefersInteractive(t *testing.T) {
-	ms := []benchkit.Metric{
-		{Name: "sluice_queue_delay_target_seconds", Labels: `{class="batch"}`, Value: 75},
-		{Name: "sluice_queue_delay_target_seconds", Labels: `{class="interactive"}`, Value: 0.5},
-	}
-	if v, ok := delayTarget(ms); !ok || v != 0.5 {
-		t.Errorf("delayTarget = %v %v, want 0.5", v, ok)
-	}
-	if _, ok := delayTarget(ms[:0]); ok {
-		t.Error("delayTarget found in nothing")
-	}
-	if v, _ := delayTarget([]benchkit.Metric{{Name: "sluice_queue_delay_target_seconds", Value: 2}}); v != 2 {
-		t.Errorf("unlabelled delayTarget = %v", v)
 	}
 }

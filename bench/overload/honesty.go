@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/bench"
-	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // The Retry-After honesty test: a burst at 3x capacity for 10 s, then 0.5x
@@ -83,35 +82,52 @@ type hOutcome struct {
 }
 
 func runHonesty(ctx context.Context, o options, p *pool) (*Honesty, error) {
-	burst, _, next, err := p.plan(0, honestyBurstX, honestyBurst)
+	burst, calm, err := honestyPlan(p)
 	if err != nil {
 		return nil, err
 	}
-	calm, _, _, err := p.plan(next, honestyCalmX, honestyCalm)
+	o.prog.Printf("honesty: %s, %d requests at %gx for %s then %d at %gx for %s, through Sluice (shed); clients retry once after Retry-After",
+		traceName(p.Path), len(burst), honestyBurstX, honestyBurst, len(calm), honestyCalmX, honestyCalm)
+	wall := time.Now()
+	outs, err := honestyReplay(ctx, o, append(slices.Clone(burst), calm...))
 	if err != nil {
 		return nil, err
+	}
+	h := &Honesty{Trace: traceName(p.Path), Requests: len(outs), BurstReq: len(burst), BurstX: honestyBurstX,
+		BurstS: honestyBurst.Seconds(), CalmX: honestyCalmX, CalmS: honestyCalm.Seconds()}
+	h.count(outs)
+	h.WallS = time.Since(wall).Seconds()
+	o.prog.Printf("      retries %d, succeeded %d (%.0f%%); refusals %d with / %d without Retry-After",
+		h.Retried, h.RetriedOK, 100*h.RetrySuccess, h.RefusedWithRA, h.RefusedNoRA)
+	return h, nil
+}
+
+// honestyPlan is the burst, then the calm from the next trace requests on,
+// its times following the burst's end.
+func honestyPlan(p *pool) (burst, calm []bench.Arrival, err error) {
+	burst, _, next, err := p.plan(0, honestyBurstX, honestyBurst)
+	if err != nil {
+		return nil, nil, err
+	}
+	calm, _, _, err = p.plan(next, honestyCalmX, honestyCalm)
+	if err != nil {
+		return nil, nil, err
 	}
 	for i := range calm {
 		calm[i].At += honestyBurst
 	}
-	arr := append(slices.Clone(burst), calm...)
-	progress(o.Progress, "honesty: %s, %d requests at %gx for %s then %d at %gx for %s, through Sluice (shed); clients retry once after Retry-After",
-		traceName(p.Path), len(burst), honestyBurstX, honestyBurst, len(calm), honestyCalmX, honestyCalm)
+	return burst, calm, nil
+}
 
-	wall := time.Now()
-	urls, stopSims, err := sim.ListenAndServeN(ctx, "127.0.0.1:0", o.Backends, regimeSim(o, regimeShed), nil)
+// honestyReplay sends arr through one Sluice with defaults in front of
+// fresh simulators (shed regime), a client per request.
+func honestyReplay(ctx context.Context, o options, arr []bench.Arrival) ([]hOutcome, error) {
+	rig, err := startRig(ctx, o, regimeShed, pathSluice, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer stopSims()
-	gw, err := startSluice(ctx, urls, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer gw.Stop()
-	target := gw.URL
-
-	c := &hClient{client: bench.NewClient(), url: target + "/v1/chat/completions", timeout: o.ClientTimeout}
+	defer rig.Stop()
+	c := &hClient{client: bench.NewClient(), url: rig.Targets[0] + "/v1/chat/completions", timeout: o.ClientTimeout}
 	defer c.client.CloseIdleConnections()
 	outs := make([]hOutcome, len(arr))
 	start := time.Now()
@@ -123,12 +139,11 @@ func runHonesty(ctx context.Context, o options, p *pool) (*Honesty, error) {
 		wg.Go(func() { outs[i] = c.client1(ctx, start, chatBody(a, i)) })
 	}
 	wg.Wait()
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
+	return outs, ctx.Err()
+}
 
-	h := &Honesty{Trace: traceName(p.Path), Requests: len(arr), BurstReq: len(burst), BurstX: honestyBurstX,
-		BurstS: honestyBurst.Seconds(), CalmX: honestyCalmX, CalmS: honestyCalm.Seconds()}
+// count tallies the clients' outcomes.
+func (h *Honesty) count(outs []hOutcome) {
 	var advice []float64
 	for _, r := range outs {
 		refused := r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable
@@ -173,10 +188,6 @@ func runHonesty(ctx context.Context, o options, p *pool) (*Honesty, error) {
 		slices.Sort(advice)
 		h.RetryAfterP50s, h.RetryAfterMaxs = advice[(len(advice)-1)/2], advice[len(advice)-1]
 	}
-	h.WallS = time.Since(wall).Seconds()
-	progress(o.Progress, "      retries %d, succeeded %d (%.0f%%); refusals %d with / %d without Retry-After",
-		h.Retried, h.RetriedOK, 100*h.RetrySuccess, h.RefusedWithRA, h.RefusedNoRA)
-	return h, nil
 }
 
 // sleepUntil waits for t; false when ctx ended first.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"github.com/sluice-gw/sluice/internal/bench"
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/demo"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
@@ -40,12 +40,11 @@ func regimeSim(o options, regime string) sim.Config {
 	return c
 }
 
-// startSluice runs one gateway in front of urls with Sluice's default
-// configuration (demo.GatewayConfig: defaults, no access log, a 2 s
-// shutdown grace) plus expose_backend, which only adds a response header.
-// maxConc > 0 makes it a tuned gateway with that static per-backend limit.
-// Its /metrics is on gw.AdminURL.
-func startSluice(ctx context.Context, urls []string, maxConc int) (*demo.Gateway, error) {
+// sluiceConfig is Sluice's default configuration in front of urls
+// (demo.GatewayConfig: defaults, no access log, a 2 s shutdown grace) plus
+// expose_backend, which only adds a response header. maxConc > 0 makes it
+// a tuned gateway with that static per-backend limit.
+func sluiceConfig(urls []string, maxConc int) config.Config {
 	cfg := demo.GatewayConfig(urls)
 	cfg.ExposeBackend = true
 	if maxConc > 0 {
@@ -53,7 +52,32 @@ func startSluice(ctx context.Context, urls []string, maxConc int) (*demo.Gateway
 			cfg.Models[0].Backends[i].MaxConcurrency = maxConc
 		}
 	}
-	return demo.StartGateway(ctx, &cfg, nil)
+	return cfg
+}
+
+// startRig starts a leg's fresh simulators in regime and the path in front
+// of them: round robin, one gateway or two (pathSluice2), tuned to a static
+// max_concurrency when tuned > 0.
+func startRig(ctx context.Context, o options, regime, path string, tuned int) (*benchkit.Rig, error) {
+	rig, err := benchkit.StartRig(ctx, o.Backends, regimeSim(o, regime))
+	if err != nil {
+		return nil, err
+	}
+	switch path {
+	case pathDirect, pathRR:
+		err = rig.RoundRobin()
+	case pathSluice2:
+		if err = rig.Sluice(ctx, sluiceConfig(rig.Sims, tuned)); err == nil {
+			err = rig.Sluice(ctx, sluiceConfig(rig.Sims, tuned))
+		}
+	default:
+		err = rig.Sluice(ctx, sluiceConfig(rig.Sims, tuned))
+	}
+	if err != nil {
+		rig.Stop()
+		return nil, err
+	}
+	return rig, nil
 }
 
 // legSpec is one goodput leg: a plan through a path in a regime.
@@ -78,6 +102,38 @@ func (s legSpec) label() string {
 	return fmt.Sprintf("%s %gx %s %s", traceName(s.pool.Path), s.load, s.regime, pathName(s.path, s.tuned))
 }
 
+// Refusals are how a leg's requests that were not answered ended: the
+// columns that a run (Outcome) and a leg over its runs (GLeg) share.
+type Refusals struct {
+	// Refusals: every 429/503, with and without Retry-After, and split by
+	// X-Sluice-Queue-Time: 0 or absent = refused at arrival.
+	RefusedWithRA      int     `json:"refused_with_retry_after"`
+	RefusedNoRA        int     `json:"refused_without_retry_after"`
+	RefusedAtArrival   int     `json:"refused_at_arrival"`
+	RefusedAfterQueue  int     `json:"refused_after_queueing"`
+	RefuseArrivalP99ms float64 `json:"refuse_at_arrival_p99_ms"`
+	RefuseQueuedP99ms  float64 `json:"refuse_after_queueing_p99_ms"`
+	// Unannounced: every non-OK outcome but a 429/503 with Retry-After.
+	Unannounced   int            `json:"unannounced_failures"`
+	UnannouncedBy map[string]int `json:"unannounced_by_kind,omitempty"`
+}
+
+// add counts r's refusals into f (not the percentiles: they pool the raw
+// latencies).
+func (f *Refusals) add(r Refusals) {
+	f.RefusedWithRA += r.RefusedWithRA
+	f.RefusedNoRA += r.RefusedNoRA
+	f.RefusedAtArrival += r.RefusedAtArrival
+	f.RefusedAfterQueue += r.RefusedAfterQueue
+	f.Unannounced += r.Unannounced
+	if f.UnannouncedBy == nil {
+		f.UnannouncedBy = map[string]int{}
+	}
+	for k, v := range r.UnannouncedBy {
+		f.UnannouncedBy[k] += v
+	}
+}
+
 // Outcome is one run of one goodput leg.
 type Outcome struct {
 	Offered int `json:"offered"` // arrivals whose time came
@@ -90,17 +146,7 @@ type Outcome struct {
 	InSLO     int     `json:"answered_in_slo"`
 	TTFTP50ms float64 `json:"ttft_p50_ms"` // OK requests
 	TTFTP99ms float64 `json:"ttft_p99_ms"`
-	// Refusals: every 429/503, with and without Retry-After, and split by
-	// X-Sluice-Queue-Time: 0 or absent = refused at arrival.
-	RefusedWithRA      int     `json:"refused_with_retry_after"`
-	RefusedNoRA        int     `json:"refused_without_retry_after"`
-	RefusedAtArrival   int     `json:"refused_at_arrival"`
-	RefusedAfterQueue  int     `json:"refused_after_queueing"`
-	RefuseArrivalP99ms float64 `json:"refuse_at_arrival_p99_ms"`
-	RefuseQueuedP99ms  float64 `json:"refuse_after_queueing_p99_ms"`
-	// Unannounced: every non-OK outcome but a 429/503 with Retry-After.
-	Unannounced   int            `json:"unannounced_failures"`
-	UnannouncedBy map[string]int `json:"unannounced_by_kind,omitempty"`
+	Refusals
 	// Slot utilisation: time-weighted mean of running / pool slots over
 	// the arrivals, and over the samples where a gateway queue held
 	// requests (QueuedShare of the time).
@@ -121,45 +167,24 @@ type Outcome struct {
 	ttft, refArrival, refQueued []time.Duration
 }
 
+// sampleEvery is how often a leg's simulators and gateways are scraped.
+const sampleEvery = 100 * time.Millisecond
+
 // runOnce runs a leg once on fresh simulators and fresh gateways.
 func runOnce(ctx context.Context, o options, s legSpec) (*Outcome, error) {
 	wall := time.Now()
-	urls, stopSims, err := sim.ListenAndServeN(ctx, "127.0.0.1:0", o.Backends, regimeSim(o, s.regime), nil)
+	rig, err := startRig(ctx, o, s.regime, s.path, s.tuned)
 	if err != nil {
 		return nil, err
 	}
-	defer stopSims()
-	var targets, gateways []string
-	switch s.path {
-	case pathDirect:
-		t, stop, err := demo.StartRoundRobin(urls)
-		if err != nil {
-			return nil, err
-		}
-		defer stop()
-		targets = []string{t}
-	default:
-		n := 1
-		if s.path == pathSluice2 {
-			n = 2
-		}
-		for range n {
-			gw, err := startSluice(ctx, urls, s.tuned)
-			if err != nil {
-				return nil, err
-			}
-			defer gw.Stop()
-			targets = append(targets, gw.URL)
-			gateways = append(gateways, gw.AdminURL)
-		}
-	}
-	smp := startSampler(ctx, urls, gateways, o.GoodputDuration)
-	recs, keptUp, err := runSplit(ctx, o, targets, s)
-	ss := smp.finish()
+	defer rig.Stop()
+	smp := rig.Sample(ctx, sampleEvery, o.GoodputDuration)
+	recs, keptUp, err := runSplit(ctx, o, rig.Targets, s)
+	ss := smp.Finish()
 	if err != nil {
 		return nil, err
 	}
-	out := summarizeRun(o, recs, ss, o.Backends*max(o.Sim.Slots, 1), len(gateways) > 0)
+	out := summarizeRun(o, recs, ss, o.Backends*max(o.Sim.Slots, 1), len(rig.Admins) > 0)
 	out.KeptUp = out.KeptUp && keptUp
 	out.WallS = time.Since(wall).Seconds()
 	return out, nil
@@ -229,8 +254,8 @@ func failureKind(rec *bench.Record) string {
 
 // summarizeRun counts a run's records and summarises its samples over
 // the pool's slots.
-func summarizeRun(o options, recs []bench.Record, ss []sample, slots int, gateway bool) *Outcome {
-	out := &Outcome{Offered: len(recs), UnannouncedBy: map[string]int{}, Samples: len(ss), KeptUp: true}
+func summarizeRun(o options, recs []bench.Record, ss []benchkit.Sample, slots int, gateway bool) *Outcome {
+	out := &Outcome{Offered: len(recs), Refusals: Refusals{UnannouncedBy: map[string]int{}}, Samples: len(ss), KeptUp: true}
 	var lag []time.Duration
 	for i := range recs {
 		rec := &recs[i]
@@ -276,20 +301,14 @@ func summarizeRun(o options, recs []bench.Record, ss []sample, slots int, gatewa
 	out.RefuseArrivalP99ms = benchkit.PercentileMs(out.refArrival, 99)
 	out.RefuseQueuedP99ms = benchkit.PercentileMs(out.refQueued, 99)
 
-	util := func(s sample) float64 { return s.Running / float64(slots) }
-	out.Util, _ = weightedMean(ss, util, nil)
-	out.UtilQueued, out.QueuedShare = weightedMean(ss, util, func(s sample) bool { return s.Queued > 0 })
+	util := func(s benchkit.Sample) float64 { return s.Running / float64(slots) }
+	out.Util, _ = benchkit.WeightedMean(ss, util, nil)
+	out.UtilQueued, out.QueuedShare = benchkit.WeightedMean(ss, util, func(s benchkit.Sample) bool { return s.GWQueued > 0 })
 	if gateway {
-		target := math.NaN()
-		for _, s := range ss {
-			if !math.IsNaN(s.DelayTarget) && (math.IsNaN(target) || s.DelayTarget > target) {
-				target = s.DelayTarget
-			}
-		}
-		if !math.IsNaN(target) {
+		if target, ok := benchkit.MaxDelayTarget(ss); ok {
 			out.DelayTargetS = &target
 		}
-		out.LimitPerSecond = perSecond(ss, func(s sample) float64 { return s.Capacity })
+		out.LimitPerSecond = benchkit.PerSecond(ss, func(s benchkit.Sample) float64 { return s.GWCapacity })
 	}
 	return out
 }

@@ -107,33 +107,29 @@ type options struct {
 	Sim             sim.Config
 	Command         string    // shown in the report
 	Progress        io.Writer // one line per leg; nil = silent
+	prog            *benchkit.Progress
 }
 
-// simConfig is the pool's engine: the simulator's documented defaults,
-// spelled out so the report can state them. It is the "shed" regime.
-func simConfig() sim.Config {
-	return sim.Config{Model: "sim-model", Slots: 16, KVTokens: 65536, MaxWaiting: 64,
-		PrefillTokensPerSec: 20000, DecodeStepBase: 10 * time.Millisecond,
-		DecodeStepPerSeq: 250 * time.Microsecond, BlockSize: 16, PrefixCacheBlocks: 4096}
-}
+// simConfig is the pool's engine: the simulator's documented defaults
+// (benchkit.SimConfig). It is the "shed" regime.
+func simConfig() sim.Config { return benchkit.SimConfig() }
 
 func main() {
 	var opt options
-	var quick bool
-	var dur time.Duration
-	var traces, loads, gloads, regimes, sweep, scenarios, out, jsonOut string
+	var f listFlags
+	var out, jsonOut string
 	opt.Sim = simConfig()
-	flag.StringVar(&traces, "traces", azureTrace+","+mooncakeTrace, "comma-separated traces (any bench.LoadTrace format); goodput replays each, replay and fairness use the first")
+	flag.StringVar(&f.traces, "traces", azureTrace+","+mooncakeTrace, "comma-separated traces (any bench.LoadTrace format); goodput replays each, replay and fairness use the first")
 	flag.IntVar(&opt.Backends, "backends", 3, "simulated inference servers in the pool")
-	flag.DurationVar(&dur, "duration", 0, "length of each leg's arrivals (default 20s for goodput legs, 45s for replay and fairness; --quick: 10s and 8s)")
-	flag.BoolVar(&quick, "quick", false, "smoke run: goodput on the first trace at 2x only, short legs, no sweep and no honesty test unless asked (under 3 minutes)")
-	flag.StringVar(&gloads, "goodput-loads", "1.2,2,4", "goodput loads, as multiples of each trace's pool capacity")
-	flag.StringVar(&regimes, "regimes", "shed,unbounded", "goodput simulator regimes: shed (waiting queue 64, then 503), unbounded (waiting queue 100000)")
+	flag.DurationVar(&f.dur, "duration", 0, "length of each leg's arrivals (default 20s for goodput legs, 45s for replay and fairness; --quick: 10s and 8s)")
+	flag.BoolVar(&f.quick, "quick", false, "smoke run: goodput on the first trace at 2x only, short legs, no sweep and no honesty test unless asked (under 3 minutes)")
+	flag.StringVar(&f.gloads, "goodput-loads", "1.2,2,4", "goodput loads, as multiples of each trace's pool capacity")
+	flag.StringVar(&f.regimes, "regimes", "shed,unbounded", "goodput simulator regimes: shed (waiting queue 64, then 503), unbounded (waiting queue 100000)")
 	flag.BoolVar(&opt.Replicas2, "replicas2", true, "goodput: also run two Sluice replicas in front of the same simulators")
 	flag.IntVar(&opt.Runs, "runs", 1, "goodput: run every leg this many times (fresh simulators and gateways) and report the median")
-	flag.StringVar(&sweep, "sweep", "16,20,24,28,32", "goodput: static max_concurrency values to sweep at 2x, unbounded, first trace (empty: no sweep)")
+	flag.StringVar(&f.sweep, "sweep", "16,20,24,28,32", "goodput: static max_concurrency values to sweep at 2x, unbounded, first trace (empty: no sweep)")
 	flag.BoolVar(&opt.Honesty, "honesty", true, "goodput: Retry-After honesty test (3x for 10s, then 0.5x for 30s, clients retry once after Retry-After)")
-	flag.StringVar(&loads, "loads", "1,2,3", "replay loads, as multiples of the pool's capacity")
+	flag.StringVar(&f.loads, "loads", "1,2,3", "replay loads, as multiples of the pool's capacity")
 	flag.Float64Var(&opt.Flood, "flood", 3, "fairness: the flooding tenant's load, x capacity")
 	flag.Float64Var(&opt.Behave, "behave", 0.15, "fairness: each well-behaved tenant's load, x capacity")
 	flag.IntVar(&opt.Behaving, "behaving", 3, "fairness: number of well-behaved tenants")
@@ -143,32 +139,52 @@ func main() {
 	flag.DurationVar(&opt.SLO, "slo", 2*time.Second, "the SLO: TTFT at most this")
 	flag.DurationVar(&opt.ClientTimeout, "client-timeout", 30*time.Second, "goodput: clients give up on a request after this long, streaming included (replay and fairness: 60s)")
 	flag.IntVar(&opt.MaxConc, "max-concurrency", 0, "tuned legs: static per-backend max_concurrency (0 = none); goodput adds such legs beside the default ones, replay and fairness run Sluice with it")
-	flag.StringVar(&scenarios, "scenarios", "goodput", "scenarios to run: goodput, replay, fairness")
+	flag.StringVar(&f.scenarios, "scenarios", "goodput", "scenarios to run: goodput, replay, fairness")
 	flag.Uint64Var(&opt.Seed, "seed", 1, "seed of the well-behaved tenants' Poisson arrivals")
 	flag.StringVar(&out, "out", "", "also write the markdown report to this file")
 	flag.StringVar(&jsonOut, "json", "", "write the full results as JSON to this file")
 	flag.Parse()
 
-	set := map[string]bool{}
-	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := f.apply(&opt, benchkit.FlagsSet()); err != nil {
+		fatal(err)
+	}
+	opt.Command = benchkit.CommandLine("./bench/overload", os.Args[1:])
+	opt.Progress = os.Stderr
+
+	benchkit.Main("overload", out, jsonOut, func(ctx context.Context, md *strings.Builder) (*Report, error) {
+		return run(ctx, opt, md)
+	})
+}
+
+// listFlags are the flags read into options only after parsing: lists,
+// --quick and --duration.
+type listFlags struct {
+	traces, loads, gloads, regimes, sweep, scenarios string
+	quick                                            bool
+	dur                                              time.Duration
+}
+
+// apply parses the lists into opt and sets the durations; set is the
+// flags given on the command line.
+func (f listFlags) apply(opt *options, set map[string]bool) error {
 	var err error
-	opt.Traces = splitList(traces)
-	if opt.Loads, err = parseLoads("--loads", loads); err != nil {
-		fatal(err)
+	opt.Traces = benchkit.SplitList(f.traces)
+	if opt.Loads, err = parseLoads("--loads", f.loads); err != nil {
+		return err
 	}
-	if opt.GoodputLoads, err = parseLoads("--goodput-loads", gloads); err != nil {
-		fatal(err)
+	if opt.GoodputLoads, err = parseLoads("--goodput-loads", f.gloads); err != nil {
+		return err
 	}
-	if opt.Sweep, err = parseInts("--sweep", sweep); err != nil {
-		fatal(err)
+	if opt.Sweep, err = parseInts("--sweep", f.sweep); err != nil {
+		return err
 	}
-	opt.Regimes = splitList(regimes)
+	opt.Regimes = benchkit.SplitList(f.regimes)
 	for _, r := range opt.Regimes {
 		if r != regimeShed && r != regimeUnbounded {
-			fatal(fmt.Errorf("--regimes: unknown regime %q (want shed, unbounded)", r))
+			return fmt.Errorf("--regimes: unknown regime %q (want shed, unbounded)", r)
 		}
 	}
-	for _, s := range splitList(scenarios) {
+	for _, s := range benchkit.SplitList(f.scenarios) {
 		switch s {
 		case "goodput":
 			opt.Goodput = true
@@ -177,12 +193,18 @@ func main() {
 		case "fairness":
 			opt.Fairness = true
 		default:
-			fatal(fmt.Errorf("--scenarios: unknown scenario %q (want goodput, replay, fairness)", s))
+			return fmt.Errorf("--scenarios: unknown scenario %q (want goodput, replay, fairness)", s)
 		}
 	}
-	// Durations and --quick: an explicit flag always wins.
+	f.durations(opt, set)
+	return nil
+}
+
+// durations sets the legs' lengths and what --quick trims: an explicit
+// flag always wins.
+func (f listFlags) durations(opt *options, set map[string]bool) {
 	opt.Duration, opt.GoodputDuration = replayDuration, goodputDuration
-	if quick {
+	if f.quick {
 		opt.Duration, opt.GoodputDuration = replayQuickDuration, goodputQuickDuration
 		if !set["traces"] {
 			opt.Traces = opt.Traces[:min(len(opt.Traces), 1)]
@@ -198,34 +220,15 @@ func main() {
 		}
 	}
 	if set["duration"] {
-		opt.Duration, opt.GoodputDuration = dur, dur
+		opt.Duration, opt.GoodputDuration = f.dur, f.dur
 	}
-	opt.Command = benchkit.CommandLine("./bench/overload", os.Args[1:])
-	opt.Progress = os.Stderr
-
-	benchkit.Main("overload", out, jsonOut, func(ctx context.Context, md *strings.Builder) (*Report, error) {
-		return run(ctx, opt, md)
-	})
 }
 
-func fatal(err error) {
-	fmt.Fprintln(os.Stderr, "overload:", err)
-	os.Exit(1)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
+func fatal(err error) { benchkit.Fatal("overload", err) }
 
 func parseLoads(name, s string) ([]float64, error) {
 	var out []float64
-	for _, f := range splitList(s) {
+	for _, f := range benchkit.SplitList(s) {
 		v, err := strconv.ParseFloat(strings.TrimSuffix(f, "x"), 64)
 		if err != nil || !(v > 0) || math.IsInf(v, 0) {
 			return nil, fmt.Errorf("%s: bad load %q", name, f)
@@ -237,7 +240,7 @@ func parseLoads(name, s string) ([]float64, error) {
 
 func parseInts(name, s string) ([]int, error) {
 	var out []int
-	for _, f := range splitList(s) {
+	for _, f := range benchkit.SplitList(s) {
 		v, err := strconv.Atoi(f)
 		if err != nil || v < 1 {
 			return nil, fmt.Errorf("%s: bad value %q", name, f)
@@ -249,26 +252,17 @@ func parseInts(name, s string) ([]int, error) {
 
 // Report is everything the benchmark measured; --json writes it.
 type Report struct {
-	Command   string           `json:"command"`
-	Machine   benchkit.Machine `json:"machine"`
-	EstimateS float64          `json:"estimated_s"`
-	Goodput   *GoodputReport   `json:"goodput,omitempty"`
-	Setup     *Setup           `json:"replay_setup,omitempty"`
-	Replay    []*Leg           `json:"replay,omitempty"`
-	Fairness  []*Leg           `json:"fairness,omitempty"`
-	Targets   []Target         `json:"replay_targets,omitempty"`
-	Started   time.Time        `json:"started"`
-	Elapsed   float64          `json:"elapsed_s"`
+	benchkit.Run
+	EstimateS float64        `json:"estimated_s"`
+	Goodput   *GoodputReport `json:"goodput,omitempty"`
+	Setup     *Setup         `json:"replay_setup,omitempty"`
+	Replay    []*Leg         `json:"replay,omitempty"`
+	Fairness  []*Leg         `json:"fairness,omitempty"`
+	Targets   []Target       `json:"replay_targets,omitempty"`
 }
 
-// Target is one target and the measurement against it. NA marks a target
-// that could not be measured in this run (then Pass means nothing).
-type Target struct {
-	Name     string `json:"name"`
-	Measured string `json:"measured"`
-	Pass     bool   `json:"pass"`
-	NA       bool   `json:"na,omitempty"`
-}
+// Target is one target and the measurement against it.
+type Target = benchkit.Target
 
 func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 	if opt.Backends < 1 || opt.Duration <= 0 || opt.SLO <= 0 || !(opt.TokenScale > 0) {
@@ -288,11 +282,11 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 		opt.Sim = simConfig()
 	}
 	opt.Sim.Model = "sim-model"
-	start := time.Now()
-	rep := &Report{Command: opt.Command, Machine: benchkit.ReadMachine(), Started: start.UTC()}
+	rep := &Report{Run: benchkit.StartRun(opt.Command, time.Now())}
 	est := estimate(opt)
 	rep.EstimateS = est.Seconds()
-	progress(opt.Progress, "estimated duration: about %.0f min (drains and the machine's speed vary it)", math.Ceil(est.Minutes()))
+	opt.prog = &benchkit.Progress{W: opt.Progress}
+	opt.prog.Printf("estimated duration: about %.0f min (drains and the machine's speed vary it)", math.Ceil(est.Minutes()))
 
 	if opt.Goodput {
 		g, err := runGoodput(ctx, opt)
@@ -306,8 +300,7 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 			return nil, err
 		}
 	}
-	rep.Machine.LoadAfter = benchkit.Loadavg()
-	rep.Elapsed = time.Since(start).Seconds()
+	rep.End(time.Now())
 	ew := &benchkit.ErrWriter{W: out}
 	if rep.Goodput != nil {
 		writeGoodput(ew, rep)
@@ -316,12 +309,6 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 		writeReplay(ew, rep)
 	}
 	return rep, ew.Err
-}
-
-func progress(w io.Writer, format string, args ...any) {
-	if w != nil {
-		fmt.Fprintf(w, format+"\n", args...)
-	}
 }
 
 // estimate is the expected wall time of a run: each leg's arrivals, plus a

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -35,9 +34,7 @@ func traceName(path string) string {
 // plan replays (capSeconds x capacity of them), and that count depends on
 // the capacity: a few rounds of fixed-point iteration settle it.
 func loadPool(o options, path string, capSeconds float64) (*pool, error) {
-	scaled := func(n int) int { return max(int(math.Round(float64(n)*o.TokenScale)), 1) }
-	tr, err := bench.LoadTrace(path, bench.TraceOptions{
-		TokenScale: o.TokenScale, MaxInputTokens: scaled(o.MaxInput), MaxOutputTokens: scaled(o.MaxOutput)})
+	tr, err := benchkit.LoadTrace(path, o.TokenScale, o.MaxInput, o.MaxOutput)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +45,7 @@ func loadPool(o options, path string, capSeconds float64) (*pool, error) {
 	n := min(len(tr), 2000)
 	for range 5 {
 		p.meanN = n
-		p.meanP, p.meanO = meanTokens(tr[:n])
+		p.meanP, p.meanO = benchkit.MeanTokens(tr[:n])
 		p.perSrv = benchkit.Capacity(o.Sim, p.meanP, p.meanO)
 		p.capRPS = p.perSrv * float64(o.Backends)
 		if !(p.capRPS > 0) {
@@ -57,15 +54,6 @@ func loadPool(o options, path string, capSeconds float64) (*pool, error) {
 		n = min(len(tr), max(int(math.Round(capSeconds*p.capRPS)), 2))
 	}
 	return p, nil
-}
-
-func meanTokens(arr []bench.Arrival) (p, o float64) {
-	for _, a := range arr {
-		p += float64(a.InputTokens)
-		o += float64(a.OutputTokens)
-	}
-	n := float64(len(arr))
-	return p / n, o / n
 }
 
 // plan takes the trace's requests from index from on, as many as k x
@@ -79,24 +67,12 @@ func (p *pool) plan(from int, k float64, d time.Duration) ([]bench.Arrival, floa
 		return nil, 0, 0, fmt.Errorf("%s: %gx capacity for %s needs %d requests from #%d; the trace has %d (shorten --duration)",
 			traceName(p.Path), k, d, n, from, len(p.trace))
 	}
-	t0 := p.trace[from].At
-	var span time.Duration
-	if from+n < len(p.trace) {
-		span = p.trace[from+n].At - t0 // up to the next request: the rate is exact
-	} else {
-		last := p.trace[from+n-1].At - t0
-		span = last + last/time.Duration(max(n-1, 1))
+	slice, span, err := benchkit.Slice(p.trace, from, n)
+	if err != nil {
+		return nil, 0, 0, err
 	}
-	if span <= 0 {
-		return nil, 0, 0, errors.New("trace: the requests planned all arrive at once")
-	}
-	src := make([]bench.Arrival, n)
-	for i, a := range p.trace[from : from+n] {
-		a.At -= t0
-		src[i] = a
-	}
-	ts := d.Seconds() / span.Seconds()
-	return bench.Reshape(src, bench.TraceOptions{TimeScale: ts}), ts, from + n, nil
+	arr, ts := benchkit.Stretch(slice, span, d)
+	return arr, ts, from + n, nil
 }
 
 // traceSource cites a trace for the report.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"github.com/sluice-gw/sluice/internal/bench"
-	"github.com/sluice-gw/sluice/internal/demo"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -113,8 +112,7 @@ type TenantShare struct {
 type harness struct {
 	opt options
 	*pool
-	legs    int
-	legsRun int
+	progress *benchkit.Progress // its own leg count
 }
 
 // sluicePath names the Sluice path: the defaults, or a tuned static limit
@@ -128,20 +126,20 @@ func (h *harness) sluicePath() string {
 
 // runReplay runs the replay and fairness scenarios into rep.
 func runReplay(ctx context.Context, opt options, rep *Report) error {
-	h := &harness{opt: opt}
+	h := &harness{opt: opt, progress: &benchkit.Progress{W: opt.Progress}}
 	if err := h.load(); err != nil {
 		return err
 	}
 	setup := h.setup()
 	rep.Setup = &setup
 	if opt.Replay {
-		h.legs += 2 * len(opt.Loads)
+		h.progress.Legs += 2 * len(opt.Loads)
 	}
 	if opt.Fairness {
-		h.legs += 2
+		h.progress.Legs += 2
 	}
-	h.progress("replay: pool capacity %.1f req/s (%d servers x %.2f) for mean prompt %.0f / output %.0f tokens; %d legs of %s",
-		h.capRPS, opt.Backends, h.perSrv, h.meanP, h.meanO, h.legs, opt.Duration)
+	h.progress.Printf("replay: pool capacity %.1f req/s (%d servers x %.2f) for mean prompt %.0f / output %.0f tokens; %d legs of %s",
+		h.capRPS, opt.Backends, h.perSrv, h.meanP, h.meanO, h.progress.Legs, opt.Duration)
 
 	if opt.Replay {
 		for _, k := range opt.Loads {
@@ -176,8 +174,6 @@ func runReplay(ctx context.Context, opt options, rep *Report) error {
 	rep.Targets = targets(rep)
 	return nil
 }
-
-func (h *harness) progress(format string, args ...any) { progress(h.opt.Progress, format, args...) }
 
 // load reads the first trace for the largest replay or fairness load.
 func (h *harness) load() error {
@@ -255,36 +251,19 @@ func (h *harness) fairnessPlan() ([]bench.Arrival, []bench.Tenant, error) {
 // and summarises the outcome.
 func (h *harness) runLeg(ctx context.Context, scenario string, k float64, path string, arr []bench.Arrival, tenants []bench.Tenant) (*Leg, error) {
 	o := h.opt
-	h.legsRun++
-	h.progress("[%d/%d] %s %gx via %s: %d requests over %s (load avg %s)",
-		h.legsRun, h.legs, scenario, k, path, len(arr), o.Duration, benchkit.Loadavg())
+	h.progress.Leg("%s %gx via %s: %d requests over %s", scenario, k, path, len(arr), o.Duration)
 	wall := time.Now()
-	urls, stopSims, err := sim.ListenAndServeN(ctx, "127.0.0.1:0", o.Backends, o.Sim, nil)
+	rig, err := startRig(ctx, o, regimeShed, path, o.MaxConc)
 	if err != nil {
 		return nil, err
 	}
-	defer stopSims()
-	var target string
-	var stop func()
-	var gateways []string
-	if path != pathRR {
-		var gw *demo.Gateway
-		if gw, err = startSluice(ctx, urls, o.MaxConc); err == nil {
-			target, stop, gateways = gw.URL, gw.Stop, []string{gw.AdminURL}
-		}
-	} else {
-		target, stop, err = demo.StartRoundRobin(urls)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer stop()
-	smp := startSampler(ctx, urls, gateways, o.Duration)
-	rc := newRunConfig(o, target, fmt.Sprintf("%s %gx %s", scenario, k, path), arr)
+	defer rig.Stop()
+	smp := rig.Sample(ctx, sampleEvery, o.Duration)
+	rc := newRunConfig(o, rig.Targets[0], fmt.Sprintf("%s %gx %s", scenario, k, path), arr)
 	rc.Tenants = tenants
 	rc.Timeout = 60 * time.Second // as issue 3 measured it; --client-timeout is the goodput legs'
 	res, err := bench.Run(ctx, rc)
-	diag := diagnostics(ctx, smp.finish(), o.Backends*max(o.Sim.Slots, 1), gateways)
+	diag := diagnostics(ctx, smp.Finish(), o.Backends*max(o.Sim.Slots, 1), rig.Admins)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +273,7 @@ func (h *harness) runLeg(ctx context.Context, scenario string, k float64, path s
 	leg := h.summarize(scenario, k, path, res)
 	leg.Diag = diag
 	leg.WallS = time.Since(wall).Seconds()
-	h.progress("      goodput %.1f req/s (%.0f%% of capacity), backend 503 to clients %d, Sluice refusals %d, p99 TTFT %.0f ms",
+	h.progress.Printf("      goodput %.1f req/s (%.0f%% of capacity), backend 503 to clients %d, Sluice refusals %d, p99 TTFT %.0f ms",
 		leg.GoodputRPS, 100*leg.GoodputCap, leg.Backend503, leg.GatewayRefusals, leg.TTFTP99ms)
 	return leg, nil
 }
@@ -330,7 +309,7 @@ func (h *harness) summarize(scenario string, k float64, path string, res *bench.
 			leg.OtherFailures++
 			continue
 		}
-		ended := rec.Planned + rec.Lag + rec.E2E
+		ended := benchkit.Ended(rec)
 		if rec.OK() {
 			if rec.TTFT > 0 {
 				ttft = append(ttft, rec.TTFT)
@@ -368,14 +347,11 @@ func (h *harness) summarize(scenario string, k float64, path string, res *bench.
 	if leg.Refusals > 0 {
 		leg.RetryAfterShare = float64(withRA) / float64(leg.Refusals)
 	}
+	pctl := benchkit.PercentileMs
 	leg.RefuseP50ms, leg.RefuseP99ms, leg.RefuseMaxms = pctl(refuse, 50), pctl(refuse, 99), pctl(refuse, 100)
 	leg.TTFTP50ms, leg.TTFTP99ms = pctl(ttft, 50), pctl(ttft, 99)
 	return leg
 }
-
-// pctl is the nearest-rank p-th percentile of ds in milliseconds (0 if
-// empty); it sorts ds.
-func pctl(ds []time.Duration, p float64) float64 { return benchkit.PercentileMs(ds, p) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 

@@ -3,10 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"maps"
 	"math"
+	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,11 +14,30 @@ import (
 
 // writeReplay writes the replay and fairness sections (issue 3).
 func writeReplay(ew *benchkit.ErrWriter, rep *Report) {
+	writeReplaySetup(ew, rep)
+	if len(rep.Replay) > 0 {
+		writeReplayTable(ew, rep)
+	}
+	if len(rep.Fairness) > 0 {
+		writeFairness(ew, rep)
+	}
+	if legs := append(slices.Clone(rep.Replay), rep.Fairness...); len(legs) > 0 {
+		writeDiagnostics(ew, rep.Setup, legs)
+	}
+	if len(rep.Targets) > 0 {
+		ew.Printf("### Targets (issue 3)\n\n")
+		ew.Targets("target", rep.Targets, benchkit.PassFail)
+		ew.Printf("\n")
+	}
+}
+
+// writeReplaySetup writes the section's title and what its legs ran on.
+func writeReplaySetup(ew *benchkit.ErrWriter, rep *Report) {
 	p := ew.Printf
 	s := *rep.Setup
 	p("## Overload: trace replay at 1x-3x capacity, round robin vs Sluice\n\n")
 	if rep.Goodput == nil {
-		ew.Header(rep.Command, rep.Machine, rep.Started, rep.Elapsed)
+		ew.RunHeader(rep.Run)
 	}
 	p("- Trace: `%s` (%s), %d requests. "+
 		"Token counts scaled by %g and clamped to %d prompt / %d output tokens (%d / %d before scaling), so the simulators run on a small machine. "+
@@ -40,97 +58,84 @@ func writeReplay(ew *benchkit.ErrWriter, rep *Report) {
 		"Served: all requests completed within the leg, per second. Time to refuse: end-to-end time of every 429/503 a client saw. "+
 		"Backend 503: a backend's own `server_busy` relayed to the client (through Sluice: a 503 with X-Sluice-Backend).\n\n",
 		s.DurationS, time.Duration(s.SLOTTFTms*float64(time.Millisecond)))
+}
 
-	if len(rep.Replay) > 0 {
-		p("### Trace replay\n\n")
-		p("| load | path | offered req/s | served req/s | goodput req/s | goodput %% of capacity | backend 503 to clients | Sluice refusals | other failures | refusals with Retry-After | time to refuse p50 / p99 / max | p99 TTFT (served) |\n")
-		p("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-		for _, l := range rep.Replay {
-			ra := "-"
-			if l.Refusals > 0 {
-				ra = fmt.Sprintf("%.0f%% of %d", 100*l.RetryAfterShare, l.Refusals)
-			}
-			refuse := "-"
-			if l.Refusals > 0 {
-				refuse = fmt.Sprintf("%s / %s / %s", benchkit.MsText(l.RefuseP50ms), benchkit.MsText(l.RefuseP99ms), benchkit.MsText(l.RefuseMaxms))
-			}
-			p("| %gx | %s | %.1f | %.1f | %.1f | %.0f%% | %d | %d | %d | %s | %s | %s |\n",
-				l.Load, l.Path, l.OfferedRPS, l.ServedRPS, l.GoodputRPS, 100*l.GoodputCap,
-				l.Backend503, l.GatewayRefusals, l.OtherFailures, ra, refuse, benchkit.MsText(l.TTFTP99ms))
-		}
-		p("\n")
-		if rr := topLeg(rep.Replay, true); rr != nil {
-			p("Ceiling: at %gx the round-robin leg keeps %.0f%% of the pool's slots busy and completes %.1f req/s within the leg, %.0f%% of the formula's capacity. "+
-				"That is what the simulators delivered on this machine by this measure (timer overshoot on a shared machine, warm-up and requests still running at the end of the leg), so goodput cannot exceed it here.\n\n",
-				rr.Load, 100*rr.Diag.BatchOccupancy, rr.ServedRPS, 100*rr.ServedRPS/s.CapacityRPS)
-		}
-		lagNote(ew, rep.Replay)
+// writeReplayTable writes the trace replay legs and the ceiling the
+// round-robin leg measured.
+func writeReplayTable(ew *benchkit.ErrWriter, rep *Report) {
+	ew.Printf("### Trace replay\n\n")
+	ew.TableHead(benchkit.Cols("load", "path", "offered req/s>", "served req/s>", "goodput req/s>", "goodput % of capacity>",
+		"backend 503 to clients>", "Sluice refusals>", "other failures>", "refusals with Retry-After>", "time to refuse p50 / p99 / max>", "p99 TTFT (served)>"))
+	for _, l := range rep.Replay {
+		ra := benchkit.OrDash(l.Refusals > 0, "%.0f%% of %d", 100*l.RetryAfterShare, l.Refusals)
+		refuse := benchkit.OrDash(l.Refusals > 0, "%s / %s / %s", benchkit.MsText(l.RefuseP50ms), benchkit.MsText(l.RefuseP99ms), benchkit.MsText(l.RefuseMaxms))
+		ew.Row(fmt.Sprintf("%gx", l.Load), l.Path, fmt.Sprintf("%.1f", l.OfferedRPS), fmt.Sprintf("%.1f", l.ServedRPS),
+			fmt.Sprintf("%.1f", l.GoodputRPS), fmt.Sprintf("%.0f%%", 100*l.GoodputCap), fmt.Sprint(l.Backend503),
+			fmt.Sprint(l.GatewayRefusals), fmt.Sprint(l.OtherFailures), ra, refuse, benchkit.MsText(l.TTFTP99ms))
 	}
-	if len(rep.Fairness) > 0 {
-		f := rep.Fairness[0]
-		p("### Fairness: one tenant floods, %d behave\n\n", len(f.Tenants)-1)
-		p("The flood replays the trace at %gx capacity; each well-behaved tenant sends Poisson arrivals at %gx capacity with request sizes drawn from the same trace. Tenants are API keys (`Authorization: Bearer ...`), unknown to Sluice, so each is its own tenant with weight 1. "+
-			"Max-min fair share: the output tokens served in the leg (all tenants) water-filled over the tenants' demands. "+
-			"Jain's index over min(1, served / fair share) per tenant: 1 when every tenant got at least its max-min share.\n\n",
-			s.FloodX, s.BehaveX)
-		p("| tenant | offered req/s | demand out tok/s |")
+	ew.Printf("\n")
+	if rr := topLeg(rep.Replay, true); rr != nil {
+		ew.Printf("Ceiling: at %gx the round-robin leg keeps %.0f%% of the pool's slots busy and completes %.1f req/s within the leg, %.0f%% of the formula's capacity. "+
+			"That is what the simulators delivered on this machine by this measure (timer overshoot on a shared machine, warm-up and requests still running at the end of the leg), so goodput cannot exceed it here.\n\n",
+			rr.Load, 100*rr.Diag.BatchOccupancy, rr.ServedRPS, 100*rr.ServedRPS/rep.Setup.CapacityRPS)
+	}
+	lagNote(ew, rep.Replay)
+}
+
+// writeFairness writes the fairness legs side by side, a tenant a row.
+func writeFairness(ew *benchkit.ErrWriter, rep *Report) {
+	p := ew.Printf
+	f := rep.Fairness[0]
+	p("### Fairness: one tenant floods, %d behave\n\n", len(f.Tenants)-1)
+	p("The flood replays the trace at %gx capacity; each well-behaved tenant sends Poisson arrivals at %gx capacity with request sizes drawn from the same trace. Tenants are API keys (`Authorization: Bearer ...`), unknown to Sluice, so each is its own tenant with weight 1. "+
+		"Max-min fair share: the output tokens served in the leg (all tenants) water-filled over the tenants' demands. "+
+		"Jain's index over min(1, served / fair share) per tenant: 1 when every tenant got at least its max-min share.\n\n",
+		rep.Setup.FloodX, rep.Setup.BehaveX)
+	cols := benchkit.Cols("tenant", "offered req/s>", "demand out tok/s>")
+	jain := []string{"**Jain's index**", "", ""}
+	for _, l := range rep.Fairness {
+		cols = append(cols, benchkit.Cols(l.Path+": fair share>", "served tok/s>", "served / fair>", "refused>", "goodput>", "p99 TTFT>")...)
+		jain = append(jain, "", "", fmt.Sprintf("**%.3f**", l.Jain), "", "", "")
+	}
+	ew.TableHead(cols)
+	for i, t := range f.Tenants {
+		row := []string{t.Name, fmt.Sprintf("%.1f", t.OfferedRPS), fmt.Sprintf("%.0f", t.DemandTokS)}
 		for _, l := range rep.Fairness {
-			p(" %s: fair share | served tok/s | served / fair | refused | goodput | p99 TTFT |", l.Path)
+			u := l.Tenants[i]
+			row = append(row, fmt.Sprintf("%.0f", u.FairTokS), fmt.Sprintf("%.0f", u.ServedTokS), fmt.Sprintf("%.0f%%", 100*u.Ratio),
+				fmt.Sprintf("%.0f%%", 100*u.RefusedPct), fmt.Sprintf("%.0f%%", 100*u.GoodputPct), benchkit.MsText(u.TTFTP99ms))
 		}
-		p("\n|---|--:|--:|")
-		for range rep.Fairness {
-			p("--:|--:|--:|--:|--:|--:|")
-		}
-		p("\n")
-		for i, t := range f.Tenants {
-			p("| %s | %.1f | %.0f |", t.Name, t.OfferedRPS, t.DemandTokS)
-			for _, l := range rep.Fairness {
-				u := l.Tenants[i]
-				p(" %.0f | %.0f | %.0f%% | %.0f%% | %.0f%% | %s |", u.FairTokS, u.ServedTokS, 100*u.Ratio, 100*u.RefusedPct, 100*u.GoodputPct, benchkit.MsText(u.TTFTP99ms))
-			}
-			p("\n")
-		}
-		p("| **Jain's index** | | |")
-		for _, l := range rep.Fairness {
-			p(" | | **%.3f** | | | |", l.Jain)
-		}
-		p("\n\n")
-		for _, l := range rep.Fairness {
-			p("- %s: %d backend 503 reached clients, %d Sluice refusals, %d other failures; goodput %.1f req/s.\n",
-				l.Path, l.Backend503, l.GatewayRefusals, l.OtherFailures, l.GoodputRPS)
-		}
-		p("\n")
-		lagNote(ew, rep.Fairness)
+		ew.Row(row...)
 	}
-	if legs := append(slices.Clone(rep.Replay), rep.Fairness...); len(legs) > 0 {
-		p("### Diagnostics (sampled from /metrics every 100 ms during the arrivals, time-weighted)\n\n")
-		p("| scenario | load | path | pool slots busy | backend queue (mean) | Sluice limit: mean [min-max] slots | Sluice queue (mean) | Sluice refusals by reason | Sluice retries |\n")
-		p("|---|---|---|--:|--:|--:|--:|---|--:|\n")
-		for _, l := range legs {
-			d := l.Diag
-			limit, queued, retries := "-", "-", "-"
-			if l.Path != pathRR {
-				limit = fmt.Sprintf("%.1f [%.0f-%.0f]", d.LimitMean, d.LimitMin, d.LimitMax)
-				queued = fmt.Sprintf("%.1f", d.GatewayQueued)
-				retries = fmt.Sprintf("%.0f", d.Retries)
-			}
-			p("| %s | %gx | %s | %.0f%% | %.1f | %s | %s | %s | %s |\n", l.Scenario, l.Load, l.Path,
-				100*d.BatchOccupancy, d.BackendWaiting, limit, queued, d.rejectionText(), retries)
-		}
-		p("\nThe pool has %d slots (%d per server); its capacity assumes all of them decode all the time.\n\n",
-			rep.Setup.Backends*rep.Setup.Sim.Slots, rep.Setup.Sim.Slots)
+	ew.Row(jain...)
+	p("\n")
+	for _, l := range rep.Fairness {
+		p("- %s: %d backend 503 reached clients, %d Sluice refusals, %d other failures; goodput %.1f req/s.\n",
+			l.Path, l.Backend503, l.GatewayRefusals, l.OtherFailures, l.GoodputRPS)
 	}
-	if len(rep.Targets) > 0 {
-		p("### Targets (issue 3)\n\n| target | measured | result |\n|---|---|---|\n")
-		for _, t := range rep.Targets {
-			r := "**FAIL**"
-			if t.Pass {
-				r = "pass"
-			}
-			p("| %s | %s | %s |\n", t.Name, t.Measured, r)
+	p("\n")
+	lagNote(ew, rep.Fairness)
+}
+
+// writeDiagnostics writes what the pool and the gateway reported during
+// each replay and fairness leg.
+func writeDiagnostics(ew *benchkit.ErrWriter, s *Setup, legs []*Leg) {
+	ew.Printf("### Diagnostics (sampled from /metrics every 100 ms during the arrivals, time-weighted)\n\n")
+	ew.TableHead(benchkit.Cols("scenario", "load", "path", "pool slots busy>", "backend queue (mean)>", "Sluice limit: mean [min-max] slots>",
+		"Sluice queue (mean)>", "Sluice refusals by reason", "Sluice retries>"))
+	for _, l := range legs {
+		d := l.Diag
+		limit, queued, retries := "-", "-", "-"
+		if l.Path != pathRR {
+			limit = fmt.Sprintf("%.1f [%.0f-%.0f]", d.LimitMean, d.LimitMin, d.LimitMax)
+			queued = fmt.Sprintf("%.1f", d.GatewayQueued)
+			retries = fmt.Sprintf("%.0f", d.Retries)
 		}
-		p("\n")
+		ew.Row(l.Scenario, fmt.Sprintf("%gx", l.Load), l.Path, fmt.Sprintf("%.0f%%", 100*d.BatchOccupancy),
+			fmt.Sprintf("%.1f", d.BackendWaiting), limit, queued, benchkit.ByValue(d.Rejections), retries)
 	}
+	ew.Printf("\nThe pool has %d slots (%d per server); its capacity assumes all of them decode all the time.\n\n",
+		s.Backends*s.Sim.Slots, s.Sim.Slots)
 }
 
 // lagNote flags legs whose load generator fell behind its plan.
@@ -170,50 +175,31 @@ type Diagnostics struct {
 	Retries    float64            `json:"retries,omitempty"`
 }
 
-// sampler polls the simulators' and the gateway's /metrics while a leg's
-// arrivals run.
 // diagnostics summarises a leg's samples and reads the gateway's final
 // counters; slots is the pool's.
-func diagnostics(ctx context.Context, ss []sample, slots int, gateways []string) Diagnostics {
+func diagnostics(ctx context.Context, ss []benchkit.Sample, slots int, gateways []string) Diagnostics {
 	d := Diagnostics{Samples: len(ss)}
-	all := func(sample) bool { return true }
-	d.BatchOccupancy, _ = weightedMean(ss, func(s sample) float64 { return s.Running / float64(slots) }, all)
-	d.BackendWaiting, _ = weightedMean(ss, func(s sample) float64 { return s.Waiting }, all)
+	d.BatchOccupancy, _ = benchkit.WeightedMean(ss, func(s benchkit.Sample) float64 { return s.Running / float64(slots) }, nil)
+	d.BackendWaiting, _ = benchkit.WeightedMean(ss, func(s benchkit.Sample) float64 { return s.Waiting }, nil)
 	if len(gateways) == 0 {
 		return d
 	}
 	if len(ss) > 0 {
-		d.LimitMean, _ = weightedMean(ss, func(s sample) float64 { return s.Capacity }, all)
-		d.GatewayQueued, _ = weightedMean(ss, func(s sample) float64 { return s.Queued }, all)
+		d.LimitMean, _ = benchkit.WeightedMean(ss, func(s benchkit.Sample) float64 { return s.GWCapacity }, nil)
+		d.GatewayQueued, _ = benchkit.WeightedMean(ss, func(s benchkit.Sample) float64 { return s.GWQueued }, nil)
 		d.LimitMin, d.LimitMax = math.Inf(1), math.Inf(-1)
 		for _, s := range ss {
-			d.LimitMin, d.LimitMax = min(d.LimitMin, s.Capacity), max(d.LimitMax, s.Capacity)
+			d.LimitMin, d.LimitMax = min(d.LimitMin, s.GWCapacity), max(d.LimitMax, s.GWCapacity)
 		}
 	}
 	d.Rejections = map[string]float64{}
-	c := newScrapeClient()
+	c := &http.Client{Timeout: time.Second}
 	for _, gw := range gateways {
 		g := benchkit.Scrape(ctx, c, gw+"/metrics")
-		for _, m := range g {
-			if m.Name == "sluice_queue_rejections_total" && m.Value > 0 {
-				d.Rejections[benchkit.Label(m.Labels, "reason")] += m.Value
-			}
+		for k, v := range benchkit.ByLabel(g, "sluice_queue_rejections_total", "reason") {
+			d.Rejections[k] += v
 		}
 		d.Retries += benchkit.Sum(g, "sluice_retries_total")
 	}
 	return d
-}
-
-// rejectionText lists rejections by reason, largest first.
-func (d Diagnostics) rejectionText() string {
-	if len(d.Rejections) == 0 {
-		return "-"
-	}
-	keys := slices.Collect(maps.Keys(d.Rejections))
-	slices.SortFunc(keys, func(a, b string) int { return cmpFloat(d.Rejections[b], d.Rejections[a]) })
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, k+" "+strconv.FormatFloat(d.Rejections[k], 'f', 0, 64))
-	}
-	return strings.Join(parts, ", ")
 }

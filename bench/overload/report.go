@@ -51,7 +51,7 @@ func writeGoodput(ew *benchkit.ErrWriter, rep *Report) {
 	g := rep.Goodput
 	p := ew.Printf
 	p("## Overload: goodput within the SLO, Sluice's defaults vs round robin\n\n")
-	ew.Header(rep.Command, rep.Machine, rep.Started, rep.Elapsed)
+	ew.RunHeader(rep.Run)
 	for _, t := range g.Traces {
 		p("- Trace `%s` (%s): %d requests; mean prompt %.1f / output %.1f tokens over the first %d (after clamping to %d / %d and scaling by %g); pool capacity %.2f req/s per server, **%.1f req/s** for the pool.\n",
 			t.Path, traceSource(t.Path), t.Rows, t.MeanPrompt, t.MeanOutput, t.MeanOver, g.ClampInput, g.ClampOutput, g.TokenScale, t.PerServerRPS, t.CapacityRPS)
@@ -89,30 +89,25 @@ func writeGoodput(ew *benchkit.ErrWriter, rep *Report) {
 func writeRegime(ew *benchkit.ErrWriter, g *GoodputReport, regime string) {
 	p := ew.Printf
 	p("### Regime %s\n\n", regime)
-	p("| trace | load | path | offered | answered in SLO | TTFT p50 / p99 | refused with RA | refused without RA | refusal p99 at arrival (n) | refusal p99 after queueing (n) | unannounced | slots busy: all / while queued (share of time) |\n")
-	p("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	ew.TableHead(benchkit.Cols("trace", "load>", "path", "offered>", "answered in SLO>", "TTFT p50 / p99>", "refused with RA>", "refused without RA>",
+		"refusal p99 at arrival (n)>", "refusal p99 after queueing (n)>", "unannounced>", "slots busy: all / while queued (share of time)>"))
 	for _, l := range g.Legs {
 		if l.Regime != regime {
 			continue
 		}
-		queued := "-"
-		if l.QueuedShare > 0 {
-			queued = fmt.Sprintf("%.0f%% (%.0f%%)", 100*l.UtilQueued, 100*l.QueuedShare)
-		}
-		p("| %s | %gx | %s | %d | %.0f%s | %s / %s | %d | %d | %s (%d) | %s (%d) | %d | %.0f%% / %s |\n",
-			l.Trace, l.Load, l.Name(), l.Runs[0].Offered, l.InSLO, runsText(l.InSLORuns),
-			benchkit.MsText(l.TTFTP50ms), benchkit.MsText(l.TTFTP99ms), l.RefusedWithRA, l.RefusedNoRA,
-			msOrDash(l.RefuseArrivalP99ms, l.RefusedAtArrival), l.RefusedAtArrival,
-			msOrDash(l.RefuseQueuedP99ms, l.RefusedAfterQueue), l.RefusedAfterQueue,
-			l.Unannounced, 100*l.Util, queued)
+		queued := benchkit.OrDash(l.QueuedShare > 0, "%.0f%% (%.0f%%)", 100*l.UtilQueued, 100*l.QueuedShare)
+		ew.Row(l.Trace, fmt.Sprintf("%gx", l.Load), l.Name(), fmt.Sprint(l.Runs[0].Offered), fmt.Sprintf("%.0f%s", l.InSLO, runsText(l.InSLORuns)),
+			benchkit.MsText(l.TTFTP50ms)+" / "+benchkit.MsText(l.TTFTP99ms), fmt.Sprint(l.RefusedWithRA), fmt.Sprint(l.RefusedNoRA),
+			fmt.Sprintf("%s (%d)", msOrDash(l.RefuseArrivalP99ms, l.RefusedAtArrival), l.RefusedAtArrival),
+			fmt.Sprintf("%s (%d)", msOrDash(l.RefuseQueuedP99ms, l.RefusedAfterQueue), l.RefusedAfterQueue),
+			fmt.Sprint(l.Unannounced), fmt.Sprintf("%.0f%% / %s", 100*l.Util, queued))
 	}
 	p("\n")
 	refName := "direct (shed)"
 	if regime == regimeUnbounded {
 		refName = "pool in-time capacity (shed direct)"
 	}
-	p("| trace | load | %s | sluice | sluice / reference | sluice x2 | x2 / sluice | sluice TTFT p99 |\n", refName)
-	p("|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	ew.TableHead(benchkit.Cols("trace", "load>", refName+">", "sluice>", "sluice / reference>", "sluice x2>", "x2 / sluice>", "sluice TTFT p99>"))
 	for _, l := range g.Legs {
 		if l.Regime != regime || l.Path != pathSluice || l.Tuned != 0 {
 			continue
@@ -125,11 +120,12 @@ func writeRegime(ew *benchkit.ErrWriter, g *GoodputReport, regime string) {
 		if r := findLeg(g.Legs, l.Trace, l.Load, regime, pathSluice2); r != nil {
 			x2, x2r = fmt.Sprintf("%.0f", r.InSLO), ratioText(r.InSLO, l.InSLO)
 		}
-		p("| %s | %gx | %s | %.0f | %s | %s | %s | %s |\n", l.Trace, l.Load, ref, l.InSLO, ratioText(l.InSLO, refN), x2, x2r, benchkit.MsText(l.TTFTP99ms))
+		ew.Row(l.Trace, fmt.Sprintf("%gx", l.Load), ref, fmt.Sprintf("%.0f", l.InSLO), ratioText(l.InSLO, refN), x2, x2r, benchkit.MsText(l.TTFTP99ms))
 	}
 	p("\n")
 }
 
+// msOrDash is v in ms, or "-" when it is over no request.
 func msOrDash(v float64, n int) string {
 	if n == 0 {
 		return "-"
@@ -141,13 +137,10 @@ func writeSweep(ew *benchkit.ErrWriter, g *GoodputReport, s *Sweep) {
 	p := ew.Printf
 	p("### Static limit sweep (%s, %gx, %s)\n\n", s.Trace, s.Load, s.Regime)
 	p("What the best hand-tuned static per-backend max_concurrency achieves, against the adaptive default.\n\n")
-	p("| Sluice | answered in SLO | TTFT p99 | slots busy while queued |\n|---|--:|--:|--:|\n")
+	ew.TableHead(benchkit.Cols("Sluice", "answered in SLO>", "TTFT p99>", "slots busy while queued>"))
 	for _, l := range s.Points {
-		queued := "-"
-		if l.QueuedShare > 0 {
-			queued = fmt.Sprintf("%.0f%%", 100*l.UtilQueued)
-		}
-		p("| tuned: static max_concurrency %d | %.0f%s | %s | %s |\n", l.Tuned, l.InSLO, runsText(l.InSLORuns), benchkit.MsText(l.TTFTP99ms), queued)
+		queued := benchkit.OrDash(l.QueuedShare > 0, "%.0f%%", 100*l.UtilQueued)
+		ew.Row(fmt.Sprintf("tuned: static max_concurrency %d", l.Tuned), fmt.Sprintf("%.0f%s", l.InSLO, runsText(l.InSLORuns)), benchkit.MsText(l.TTFTP99ms), queued)
 	}
 	p("\nKnee: max_concurrency %d (%.0f answered in SLO). Adaptive default: %.0f, ratio adaptive / knee **%s**.\n\n",
 		s.Knee, s.KneeInSLO, s.AdaptiveInSLO, ratioText(s.AdaptiveInSLO, s.KneeInSLO))
@@ -167,11 +160,12 @@ func writeHonesty(ew *benchkit.ErrWriter, h *Honesty) {
 	p("### Retry-After honesty (%s)\n\n", h.Trace)
 	p("%d requests: %d at %gx capacity for %gs, then %gx for %gs, through one Sluice with defaults (shed regime). A client refused with Retry-After sleeps exactly the advice (at most %s) and retries once.\n\n",
 		h.Requests, h.BurstReq, h.BurstX, h.BurstS, h.CalmX, h.CalmS, honestyMaxWait)
-	p("| first attempt OK | refused with RA | refused without RA | other failures | Retry-After p50 / max | advised retry after the burst's end | retried | retries OK | retries refused again |\n")
-	p("|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
-	p("| %d | %d | %d | %d | %gs / %gs | %d | %d | %d (%.0f%%) | %d |\n\n",
-		h.FirstOK, h.RefusedWithRA, h.RefusedNoRA, h.OtherFailures, h.RetryAfterP50s, h.RetryAfterMaxs,
-		h.BeyondBurst, h.Retried, h.RetriedOK, 100*h.RetrySuccess, h.RetriedRefused)
+	ew.TableHead(benchkit.Cols("first attempt OK>", "refused with RA>", "refused without RA>", "other failures>", "Retry-After p50 / max>",
+		"advised retry after the burst's end>", "retried>", "retries OK>", "retries refused again>"))
+	ew.Row(fmt.Sprint(h.FirstOK), fmt.Sprint(h.RefusedWithRA), fmt.Sprint(h.RefusedNoRA), fmt.Sprint(h.OtherFailures),
+		fmt.Sprintf("%gs / %gs", h.RetryAfterP50s, h.RetryAfterMaxs), fmt.Sprint(h.BeyondBurst), fmt.Sprint(h.Retried),
+		fmt.Sprintf("%d (%.0f%%)", h.RetriedOK, 100*h.RetrySuccess), fmt.Sprint(h.RetriedRefused))
+	p("\n")
 	if h.Unparsable > 0 || h.BeyondCap > 0 {
 		p("Not retried: %d unparsable Retry-After, %d beyond %s.\n\n", h.Unparsable, h.BeyondCap, honestyMaxWait)
 	}
@@ -229,17 +223,8 @@ func writeTargets(ew *benchkit.ErrWriter, title string, ts []Target) {
 	if len(ts) == 0 {
 		return
 	}
-	ew.Printf("### %s\n\n| target | measured | result |\n|---|---|---|\n", title)
-	for _, t := range ts {
-		r := "**MISS**"
-		switch {
-		case t.NA:
-			r = "n/a"
-		case t.Pass:
-			r = "PASS"
-		}
-		ew.Printf("| %s | %s | %s |\n", t.Name, t.Measured, r)
-	}
+	ew.Printf("### %s\n\n", title)
+	ew.Targets("target", ts, benchkit.PassMiss)
 	ew.Printf("\n")
 }
 

@@ -1,15 +1,30 @@
-// Package benchkit holds what the `go run` benchmarks under bench/ share:
-// the machine description every report starts with, the command line that
-// reproduces a run, and a reader for the Prometheus text the simulators and
-// the gateway expose.
+// Package benchkit is the harness of the `go run` benchmarks under bench/
+// (overload, prefix, batch): each program is left with its scenario (what
+// to start, what load to offer, which columns to report) and takes the rest
+// from here:
+//
+//   - a leg's set-up: fresh simulators and a proxy or gateways in front
+//     (Rig), stopped together;
+//   - trace replay: loading with clamps and token scaling (LoadTrace),
+//     cutting a slice and stretching it to a rate (Slice, Stretch);
+//   - sampling the simulators' and gateways' /metrics during a leg
+//     (Sampler, Sample) and summarising the samples (WeightedMean, Window,
+//     PerSecond, ValueAt);
+//   - the report: the run's header (Run), markdown tables and targets
+//     (TableHead, Row, Targets), progress lines (Progress), and Main, which
+//     prints it and writes --out and --json;
+//   - the Prometheus text reader (Scrape, Sum, Label) and the simulator's
+//     capacity for a mean request (Capacity).
 package benchkit
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -165,6 +180,49 @@ func Label(labels, key string) string {
 		return rest[:j]
 	}
 	return rest
+}
+
+// SumWhere adds the series of name whose labels include key="value".
+func SumWhere(ms []Metric, name, key, value string) float64 {
+	var t float64
+	for _, m := range ms {
+		if m.Name == name && Label(m.Labels, key) == value {
+			t += m.Value
+		}
+	}
+	return t
+}
+
+// ByLabel sums the positive series of name by the value of their label
+// key, e.g. refusals by reason.
+func ByLabel(ms []Metric, name, key string) map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range ms {
+		if m.Name == name && m.Value > 0 {
+			out[Label(m.Labels, key)] += m.Value
+		}
+	}
+	return out
+}
+
+// ByValue lists counts by name, largest first (ties by name): "a 3, b 1";
+// "-" when there are none.
+func ByValue(counts map[string]float64) string {
+	if len(counts) == 0 {
+		return "-"
+	}
+	keys := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(keys, func(a, b string) int {
+		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + " " + strconv.FormatFloat(counts[k], 'f', 0, 64)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Main runs a benchmark: run gets a context cancelled by SIGINT/SIGTERM and
