@@ -135,14 +135,28 @@ func TestHeaderTooLargeAnswered431AndCounted(t *testing.T) {
 }
 
 // net/http closes idle and slow-header connections silently; the listener
-// counts which timeout it was.
+// counts which timeout it was, and answers a late head 408 (HAProxy's
+// timeout http-request) but not an idle keep-alive connection, whose
+// client may be sending its next request just then.
 func TestIdleAndHeaderTimeoutsCounted(t *testing.T) {
 	_, m, addr := serveWith(t, ConnLimits{Total: 10}, &http.Server{IdleTimeout: 100 * time.Millisecond, ReadHeaderTimeout: 100 * time.Millisecond})
 	closed := func(c net.Conn) {
 		t.Helper()
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
-			t.Fatalf("connection not closed by the server: %v", err)
+		if n, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("connection not closed silently by the server: %d %v", n, err)
+		}
+	}
+	answered408 := func(c net.Conn) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("a late head was not answered: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestTimeout || !resp.Close || !strings.Contains(string(b), `"code":"request_timeout"`) {
+			t.Fatalf("answer %d %s", resp.StatusCode, b)
 		}
 	}
 	idle := dialFrom(t, "127.0.0.1", addr)
@@ -155,8 +169,10 @@ func TestIdleAndHeaderTimeoutsCounted(t *testing.T) {
 	}
 	slow := dialFrom(t, "127.0.0.1", addr)
 	io.WriteString(slow, "GET / HTTP/1.1\r\nHost: x\r\n") // the header never ends
-	closed(slow)
-	if got := testutil.ToFloat64(m.timeout.WithLabelValues("header")); got != 1 {
+	answered408(slow)
+	silent := dialFrom(t, "127.0.0.1", addr) // a new connection that sends nothing
+	answered408(silent)
+	if got := testutil.ToFloat64(m.timeout.WithLabelValues("header")); got != 2 {
 		t.Fatalf("header timeouts = %v", got)
 	}
 	if got := testutil.ToFloat64(m.timeout.WithLabelValues("idle")); got != 1 {
