@@ -14,8 +14,8 @@ type Server struct {
 	// connections are answered 503 by the refusal tier, or closed at
 	// accept when that is full too. Default 10000.
 	MaxConnections int `yaml:"max_connections"`
-	// MaxConnectionsPerIP caps connections from one client address.
-	// Default 1000; 0 = no per-address cap.
+	// MaxConnectionsPerIP caps connections from one client address (an
+	// IPv4 address, or an IPv6 /64). Default 1000; 0 = no per-address cap.
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	// RefusalConnections caps the connections over the two caps above
 	// that are answered at once (nginx limit_conn's 503, with

@@ -174,7 +174,8 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	g.metrics.Inflight.Inc()
 	defer g.metrics.Inflight.Dec()
 	from := rt.tenants.realIP.client(r)
-	ip := from.addr
+	// Who the client is to its limits: an IPv4 address or an IPv6 /64.
+	ip := from.key
 	job := jobCallFrom(r.Context()) // set when a queued job runs through here
 	if job == nil {
 		// ... or by a `sluice worker`, which asserts the job's tenant.

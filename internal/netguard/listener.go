@@ -35,8 +35,9 @@ const (
 // answers the others itself with a 503 in a small bounded tier (nginx
 // limit_conn, refusal.go) and closes them at accept once that tier is
 // full too (Envoy's listener connection limit), counting each. The key of
-// the per-address cap is the client's IP without the port (nginx
-// limit_conn on $binary_remote_addr). Safe for concurrent use.
+// the per-address cap is the client's IPv4 address or IPv6 /64, without
+// the port (nginx limit_conn on $binary_remote_addr, by /64 for IPv6:
+// ClientKey). Safe for concurrent use.
 type Listener struct {
 	net.Listener
 	m *ConnMetrics
@@ -130,15 +131,20 @@ func (l *Listener) release(ip string) {
 	}
 }
 
+// hostOf is the key of a connection's per-address cap (ClientKey): its
+// IPv4 address, or its IPv6 /64.
 func hostOf(a net.Addr) string {
 	if a == nil {
 		return ""
+	}
+	if t, ok := a.(*net.TCPAddr); ok {
+		return keyOf(t.AddrPort().Addr())
 	}
 	host, _, err := net.SplitHostPort(a.String())
 	if err != nil {
 		return "" // not an IP transport (unix socket): no per-address cap
 	}
-	return host
+	return ClientKey(host)
 }
 
 // conn frees its slot once, whoever closes it first, and tells which

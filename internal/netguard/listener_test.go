@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +178,58 @@ func TestIdleAndHeaderTimeoutsCounted(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.timeout.WithLabelValues("idle")); got != 1 {
 		t.Fatalf("idle timeouts = %v after a header timeout", got)
+	}
+}
+
+// peersAs is a real loopback listener whose accepted connections report
+// chosen peer addresses in turn: the machine has one IPv6 loopback
+// address, and the per-address cap must be shown on several of one /64.
+type peersAs struct {
+	net.Listener
+	peers chan net.Addr
+}
+
+func (p peersAs) Accept() (net.Conn, error) {
+	c, err := p.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return peerConn{Conn: c, peer: <-p.peers}, nil
+}
+
+type peerConn struct {
+	net.Conn
+	peer net.Addr
+}
+
+func (c peerConn) RemoteAddr() net.Addr { return c.peer }
+
+// The per-address cap counts an IPv6 client by its /64: two addresses of
+// one /64 share one slot (the second gets the refusal tier's 503), the
+// next /64 has its own.
+func TestPerAddressCapGroupsIPv6BySlash64(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := make(chan net.Addr, 3)
+	m := NewConnMetrics(prometheus.NewRegistry())
+	l := NewListener(peersAs{Listener: ln, peers: peers}, tierLimits(4, time.Hour, 4<<10), m)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+	for _, p := range []string{"[2001:db8:1:2::a]:1000", "[2001:db8:1:2:ffff::1]:1001", "[2001:db8:1:3::a]:1002"} {
+		peers <- net.TCPAddrFromAddrPort(netip.MustParseAddrPort(p))
+	}
+
+	if !served(t, dialFrom(t, "127.0.0.1", addr)) {
+		t.Fatal("the first address of 2001:db8:1:2::/64 was not served")
+	}
+	second := dialFrom(t, "127.0.0.1", addr)
+	io.WriteString(second, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	read503(t, second)
+	if !served(t, dialFrom(t, "127.0.0.1", addr)) {
+		t.Fatal("2001:db8:1:3::/64 was refused: another /64 is another client")
 	}
 }
