@@ -64,7 +64,6 @@ queue:
   data_dir: %s
   listen: %s
   workers: 4
-  worker_token: durability-test-worker-token
 models:
   - name: m
     backends:
@@ -78,9 +77,8 @@ models:
 	start := func() (gw, worker *exec.Cmd) {
 		gw = startProc(t, bin, "serve", "--config", cfgPath)
 		waitHTTP(t, gwURL+"/readyz")
-		worker = startProc(t, bin, "worker", "--nats", "nats://"+natsAddr, "--gateway", gwURL,
-			"--admin", "http://"+adminAddr, "--admin-token", "admin-secret", "--concurrency", "4",
-			"--worker-token", "durability-test-worker-token")
+		worker = startProc(t, bin, "worker", "--nats", "nats://"+natsAddr,
+			"--admin", "http://"+adminAddr, "--admin-token", "admin-secret", "--concurrency", "4")
 		return gw, worker
 	}
 	gw, worker := start()

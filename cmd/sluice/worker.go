@@ -13,16 +13,19 @@ import (
 )
 
 // runWorker is a separate worker process: it takes jobs from the gateway's
-// NATS JetStream queue and runs them through the gateway, from spare
-// capacity only. Any number may run beside the gateway's own workers.
+// NATS JetStream queue and runs them through the gateway's admin listener,
+// as their tenants, from spare capacity only. Any number may run beside
+// the gateway's own workers.
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("worker", "--nats URL --gateway URL --worker-token TOKEN [--admin URL] [--admin-token TOKEN] [--webhook-secret S] [--api-key KEY] [--concurrency N]", stderr)
+	fs := newFlagSet("worker", "--nats URL --admin URL --admin-token TOKEN [--webhook-secret S] [--concurrency N]", stderr)
 	natsURL := fs.String("nats", "", "NATS server with JetStream holding the queue (the gateway prints its embedded server's URL at start)")
-	gatewayURL := fs.String("gateway", "", "Sluice gateway base URL the jobs run through, e.g. http://127.0.0.1:8080")
-	adminURL := fs.String("admin", "http://127.0.0.1:9091", "the gateway's admin listener (admin.listen) base URL, where the worker polls /spare")
-	adminToken := fs.String("admin-token", os.Getenv("SLUICE_ADMIN_TOKEN"), "the gateway's admin.token, if set (default $SLUICE_ADMIN_TOKEN)")
-	apiKey := fs.String("api-key", os.Getenv("SLUICE_WORKER_API_KEY"), "API key the jobs are sent with (default $SLUICE_WORKER_API_KEY)")
-	workerToken := fs.String("worker-token", os.Getenv("SLUICE_WORKER_TOKEN"), "the gateway's queue.worker_token: lets jobs run as their submitting tenant (default $SLUICE_WORKER_TOKEN)")
+	adminURL := fs.String("admin", "http://127.0.0.1:9091", "the gateway's admin listener (admin.listen) base URL: the worker polls /spare there and sends jobs to /worker/v1/…, where they run as their tenants")
+	adminToken := fs.String("admin-token", os.Getenv("SLUICE_ADMIN_TOKEN"), "the gateway's admin.token, required (default $SLUICE_ADMIN_TOKEN)")
+	// Gone with the move to the admin listener; kept so that an old
+	// command line fails with a message saying what to use instead.
+	gatewayURL := fs.String("gateway", "", "removed: jobs go to the admin listener (--admin)")
+	workerToken := fs.String("worker-token", "", "removed: use --admin-token (admin.token)")
+	apiKey := fs.String("api-key", "", "removed: jobs run as their tenants, no key needed")
 	webhookSecret := fs.String("webhook-secret", os.Getenv("SLUICE_WEBHOOK_SECRET"), "the gateway's queue.webhook_secret, to sign the webhooks of jobs this worker finishes (default $SLUICE_WEBHOOK_SECRET)")
 	allowPrivateHooks := fs.Bool("allow-private-webhooks", false, "deliver webhooks to loopback, private and link-local addresses (the gateway's queue.allow_private_webhooks)")
 	concurrency := fs.Int("concurrency", 16, "jobs run at once")
@@ -32,13 +35,16 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *natsURL == "" || *gatewayURL == "" {
-		fs.Usage()
-		return errors.New("need --nats and --gateway")
+	if *gatewayURL != "" || *workerToken != "" || *apiKey != "" {
+		return errors.New("--gateway, --worker-token and --api-key are gone: the worker sends jobs to the gateway's admin listener (--admin) with its admin.token (--admin-token)")
 	}
-	if *workerToken == "" {
+	if *natsURL == "" {
 		fs.Usage()
-		return errors.New("need --worker-token (the gateway's queue.worker_token): without it the gateway cannot run jobs as their tenants")
+		return errors.New("need --nats")
+	}
+	if *adminToken == "" {
+		fs.Usage()
+		return errors.New("need --admin-token (the gateway's admin.token): the gateway runs jobs as their tenants only for an authenticated worker")
 	}
 	if *concurrency < 1 {
 		return errors.New("--concurrency must be at least 1")
@@ -58,10 +64,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("worker: %w", err)
 	}
 	defer store.Close()
-	logger.Info("sluice worker running", "nats", *natsURL, "gateway", *gatewayURL, "admin", *adminURL, "concurrency", *concurrency)
+	logger.Info("sluice worker running", "nats", *natsURL, "admin", *adminURL, "concurrency", *concurrency)
 	err = store.RunWorker(ctx, jobs.WorkerOptions{
 		Concurrency: *concurrency,
-		Executor:    &jobs.HTTPExecutor{Gateway: *gatewayURL, WorkerToken: *workerToken, APIKey: *apiKey},
+		Executor:    &jobs.HTTPExecutor{Admin: *adminURL, Token: *adminToken},
 		Gate:        &jobs.HTTPGate{Admin: *adminURL, Token: *adminToken},
 		Grace:       *grace,
 	})

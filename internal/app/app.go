@@ -93,7 +93,7 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	a := &App{path: path, log: logger, deps: deps, resp: resp, connMetrics: netguard.NewConnMetrics(reg)}
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
-		WebhooksSigned: cfg.Queue.WebhookSecret != "", WorkerToken: cfg.Queue.WorkerToken}
+		WebhooksSigned: cfg.Queue.WebhookSecret != ""}
 	if cfg.Queue.Enabled {
 		served := func(model string) bool { _, ok := gw.Runtime().Pools[model]; return ok }
 		open := func() (*jobQueue, error) { return openQueue(cfg.Queue, reg, logger, served) }

@@ -16,11 +16,12 @@ import (
 	"github.com/sluice-gw/sluice/internal/jobs"
 )
 
-const testWorkerToken = "worker-token-for-tests-0123456789"
+const testAdminToken = "admin-token-for-tests-0123456789"
 
 // startTenantApp runs a gateway with two keyed tenants limited to one
-// request a minute each, and the embedded queue listening on natsAddr.
-func startTenantApp(t *testing.T, backend, natsAddr string, ownWorkers bool) string {
+// request a minute each, and the embedded queue listening on natsAddr; it
+// returns the public and the admin base URLs.
+func startTenantApp(t *testing.T, backend, natsAddr string, ownWorkers bool) (url, admin string) {
 	t.Helper()
 	workers := "workers: 0\n  worker_disabled: true"
 	if ownWorkers {
@@ -29,6 +30,7 @@ func startTenantApp(t *testing.T, backend, natsAddr string, ownWorkers bool) str
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf(`listen: 127.0.0.1:0
 log: {access: false}
+admin: {token: %s}
 auth:
   require_key: true
   keys:
@@ -40,21 +42,20 @@ queue:
   data_dir: %s
   listen: %s
   %s
-  worker_token: %s
 models:
   - name: m
     backends:
       - url: %s
-`, t.TempDir(), natsAddr, workers, testWorkerToken, backend)
+`, testAdminToken, t.TempDir(), natsAddr, workers, backend)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	url, stop, done := startApp(t, path)
+	url, admin, stop, done := startAppAdmin(t, path)
 	t.Cleanup(func() {
 		stop()
 		<-done
 	})
-	return url
+	return url, admin
 }
 
 func loopbackAddr(t *testing.T) string {
@@ -125,7 +126,7 @@ func syncChat(t *testing.T, url, key string) int {
 // request a minute is spent; other's is not.
 func TestAsyncJobChargedToItsTenant(t *testing.T) {
 	be, calls := countingBackend(t)
-	url := startTenantApp(t, be.URL, loopbackAddr(t), true)
+	url, _ := startTenantApp(t, be.URL, loopbackAddr(t), true)
 	loc := submitAsync(t, url, "k-acme")
 	waitJob(t, url, loc, "k-acme", func(m map[string]any) bool { return m["status"] == "succeeded" })
 	if code := syncChat(t, url, "k-acme"); code != http.StatusTooManyRequests {
@@ -139,13 +140,14 @@ func TestAsyncJobChargedToItsTenant(t *testing.T) {
 	}
 }
 
-// A separate worker runs jobs as their tenant through the gateway (the
-// worker token vouches for X-Sluice-Job-Tenant); a job its tenant's limit
-// refuses goes back to the queue, neither failed nor counted as an attempt.
+// A separate worker runs jobs as their tenant through the gateway's admin
+// listener (admin.token authenticates it; X-Sluice-Job-Tenant names the
+// tenant); a job its tenant's limit refuses goes back to the queue,
+// neither failed nor counted as an attempt.
 func TestSeparateWorkerRunsJobsAsTheirTenant(t *testing.T) {
 	be, calls := countingBackend(t)
 	natsAddr := loopbackAddr(t)
-	url := startTenantApp(t, be.URL, natsAddr, false)
+	url, admin := startTenantApp(t, be.URL, natsAddr, false)
 	first := submitAsync(t, url, "k-acme") // the queue is up
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -160,7 +162,7 @@ func TestSeparateWorkerRunsJobsAsTheirTenant(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- store.RunWorker(wctx, jobs.WorkerOptions{Concurrency: 2, PollWait: 100 * time.Millisecond, Grace: time.Second,
-			Executor: &jobs.HTTPExecutor{Gateway: url, WorkerToken: testWorkerToken}})
+			Executor: &jobs.HTTPExecutor{Admin: admin, Token: testAdminToken}})
 	}()
 	defer func() { stopWorker(); <-done }()
 
@@ -191,36 +193,64 @@ func TestSeparateWorkerRunsJobsAsTheirTenant(t *testing.T) {
 	}
 }
 
-// Only the worker token makes X-Sluice-Job-Tenant believed: without it,
-// or with a wrong one, the request is refused, naming the header.
-func TestJobTenantHeaderNeedsWorkerToken(t *testing.T) {
+// The public listener never believes X-Sluice-Job-Tenant, whatever else
+// the request carries (the admin token included): 400, naming the header.
+// The admin listener's worker route believes it with admin.token only,
+// and then runs the request as the named tenant, with no API key.
+func TestOnlyTheAdminWorkerRouteAssertsATenant(t *testing.T) {
 	be, calls := countingBackend(t)
-	url := startTenantApp(t, be.URL, loopbackAddr(t), false)
+	url, admin := startTenantApp(t, be.URL, loopbackAddr(t), false)
 	for _, hdr := range [][]string{
-		{"X-Sluice-Job-Tenant", "other"},
-		{"X-Sluice-Job-Tenant", "other", "X-Sluice-Worker-Token", "guess-guess-guess-guess"},
-		{"X-Sluice-Worker-Token", testWorkerToken},
+		{"X-Sluice-Job-Tenant", "other", "Authorization", "Bearer k-acme"},
+		{"X-Sluice-Job-Tenant", "other", "Authorization", "Bearer " + testAdminToken},
+		{"X-Sluice-Job-Tenant", "other", "X-Sluice-Worker-Token", testAdminToken, "Authorization", "Bearer k-acme"},
 	} {
-		hdr = append(hdr, "Authorization", "Bearer k-acme")
 		code, _, b := do(t, http.MethodPost, url+"/v1/chat/completions", "application/json", strings.NewReader(chatBody), hdr...)
 		var e struct {
 			Error struct{ Param, Code string }
 		}
 		json.Unmarshal(b, &e)
-		if code != http.StatusBadRequest || !strings.HasPrefix(e.Error.Param, "X-Sluice-") || e.Error.Code != "invalid_worker_assertion" {
-			t.Fatalf("%v: %d %s", hdr[:len(hdr)-2], code, b)
+		if code != http.StatusBadRequest || e.Error.Param != "X-Sluice-Job-Tenant" || e.Error.Code != "invalid_worker_assertion" {
+			t.Fatalf("public listener, %v: %d %s", hdr, code, b)
+		}
+	}
+	for _, auth := range []string{"", "Bearer k-other", "Bearer " + testAdminToken + "x"} {
+		code, _, b := do(t, http.MethodPost, admin+"/worker/v1/chat/completions", "application/json", strings.NewReader(chatBody),
+			"X-Sluice-Job-Tenant", "other", "Authorization", auth)
+		if code != http.StatusUnauthorized {
+			t.Fatalf("admin worker route with %q: %d %s, want 401", auth, code, b)
 		}
 	}
 	if n := calls.Load(); n != 0 {
 		t.Fatalf("backend calls %d, want 0", n)
 	}
-	// The real token runs the request as the named tenant, with no key.
-	code, _, b := do(t, http.MethodPost, url+"/v1/chat/completions", "application/json", strings.NewReader(chatBody),
-		"X-Sluice-Job-Tenant", "other", "X-Sluice-Worker-Token", testWorkerToken)
+	code, _, b := do(t, http.MethodPost, admin+"/worker/v1/chat/completions", "application/json", strings.NewReader(chatBody),
+		"X-Sluice-Job-Tenant", "other", "Authorization", "Bearer "+testAdminToken)
 	if code != http.StatusOK {
-		t.Fatalf("with the token: %d %s", code, b)
+		t.Fatalf("admin worker route with the token: %d %s", code, b)
 	}
 	if code := syncChat(t, url, "k-other"); code != http.StatusTooManyRequests {
 		t.Fatalf("other after a job ran as it: %d, want 429", code)
+	}
+	if code := syncChat(t, url, "k-acme"); code != http.StatusOK {
+		t.Fatalf("acme: %d, want 200 (the job was charged to other)", code)
+	}
+}
+
+// Without admin.token the admin listener is open to whoever reaches it, so
+// its worker route refuses to assert a tenant at all.
+func TestWorkerRouteNeedsAnAdminToken(t *testing.T) {
+	be, calls := countingBackend(t)
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", be.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, admin, stop, done := startAppAdmin(t, path)
+	defer func() { stop(); <-done }()
+	code, _, b := do(t, http.MethodPost, admin+"/worker/v1/chat/completions", "application/json", strings.NewReader(chatBody),
+		"X-Sluice-Job-Tenant", "other")
+	if code != http.StatusForbidden || !strings.Contains(string(b), "admin_token_required") || calls.Load() != 0 {
+		t.Fatalf("worker route without admin.token: %d %s (backend calls %d)", code, b, calls.Load())
 	}
 }

@@ -85,7 +85,8 @@ models:
 	}
 	// NATS goes down only once both workers hold a job, so no pull request
 	// is outstanding: a message the server hands out as it shuts down is
-	// lost with the connection and comes back only after AckWait (1 min),
+	// lost with the connection and comes back only after AckWait (15 s,
+	// internal/jobs' TestMessageLostAtServerShutdownComesBackWithinAckWait),
 	// at-least-once delivery's price that this test is not about.
 	for range 2 {
 		select {

@@ -38,7 +38,9 @@ func sameServerSettings(a, b config.Server) bool {
 }
 
 func connLimits(sc config.Server) netguard.ConnLimits {
-	return netguard.ConnLimits{Total: sc.MaxConnections, PerIP: sc.MaxConnectionsPerIP, Linger: netguard.DefaultLinger()}
+	rf := netguard.DefaultRefusal()
+	rf.Max, rf.HeadTimeout, rf.HeadBytes = sc.RefusalConnections, sc.RefusalHeadTimeout.D(), int(sc.RefusalHeadBytes)
+	return netguard.ConnLimits{Total: sc.MaxConnections, PerIP: sc.MaxConnectionsPerIP, Linger: netguard.DefaultLinger(), Refusal: rf}
 }
 
 // guard wraps the public listener in the connection caps and applies the

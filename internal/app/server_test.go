@@ -106,12 +106,18 @@ models:
 			t.Fatalf("within the caps: %d %v", code, err)
 		}
 	}
-	if code, err := get(dial(), ""); err == nil {
-		t.Fatalf("a third connection from one address was served (%d); max_connections_per_ip is 2", code)
+	// A third is answered by the refusal tier: 503, Retry-After, closed.
+	third := dial()
+	if code, err := get(third, ""); err != nil || code != http.StatusServiceUnavailable {
+		t.Fatalf("a third connection from one address: %d %v, want the refusal tier's 503 (max_connections_per_ip is 2)", code, err)
 	}
 	if got := gather(t, reg, "sluice_connections_refused_total", "max_connections_per_ip"); got != 1 {
 		t.Fatalf("per-address refusals = %v", got)
 	}
+	third.c.Close() // ends its lingering close
+	eventually(t, "the refusal to be counted", func() bool {
+		return gather(t, reg, "sluice_connection_refusals_total", "head") == 1
+	})
 
 	// The idle keep-alive connections are closed by the server, which
 	// frees their slots.

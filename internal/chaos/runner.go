@@ -316,8 +316,8 @@ func (rn *runner) watchRSS(ctx context.Context, e *env) <-chan int64 {
 }
 
 // jobSettle is how long accepted jobs may take to finish after an attack:
-// longer than the queue's AckWait (1 minute), after which a job whose
-// runner died (SIGKILL) is taken over.
+// longer than the queue's AckWait (15 s, jobs.DefaultAckWait), after which
+// a job whose runner died (SIGKILL) is taken over, with room to spare.
 const jobSettle = 90 * time.Second
 
 func (rn *runner) settleTime() time.Duration {

@@ -73,7 +73,7 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"bad fwd header":  "auth: {forwarded_header: X-Real-IP}\n" + minimal,
 		"two credentials": "models: [{name: m, backends: [{url: 'http://x', api_key: k, pass_client_auth: true}]}]\n",
 		"admin listen":    "admin: {listen: 9091}\n" + minimal,
-		"short token":     "queue: {worker_token: short}\n" + minimal,
+		"worker token":    "queue: {worker_token: a-long-enough-shared-secret}\n" + minimal,
 	}
 	wantKey := map[string]string{
 		"unknown key": "listn", "bad duration": "fast", "bad size": "lots", "no models": "models",
@@ -83,7 +83,7 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"fail timeout": "health.fail_timeout", "wrong type": "many", "empty listen": "listen",
 		"probe timeout": "health.active.timeout", "require no keys": "auth.require_key",
 		"bad proxy": "auth.trusted_proxies[1]", "bad fwd header": "auth.forwarded_header",
-		"two credentials": "models[0].backends[0].pass_client_auth", "admin listen": "admin.listen", "short token": "queue.worker_token",
+		"two credentials": "models[0].backends[0].pass_client_auth", "admin listen": "admin.listen", "worker token": "queue.worker_token",
 	}
 	for name, src := range cases {
 		t.Run(name, func(t *testing.T) {

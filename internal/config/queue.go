@@ -45,10 +45,10 @@ type Queue struct {
 	// URLs are refused at submit and, after DNS, at dial time, so clients
 	// cannot make the gateway call internal services).
 	AllowPrivateWebhooks bool `yaml:"allow_private_webhooks"`
-	// WorkerToken is the shared secret separate `sluice worker` processes
-	// present (--worker-token) to run jobs as their submitting tenant
-	// (X-Sluice-Worker-Token with X-Sluice-Job-Tenant). Empty: only this
-	// gateway's own workers can run jobs. ${VAR} expanded.
+	// WorkerToken is no longer used: separate `sluice worker` processes
+	// run jobs as their tenants through the admin listener, with
+	// admin.token. Parsed only so that a config still setting it gets an
+	// error saying so, not "unknown key".
 	WorkerToken string `yaml:"worker_token"`
 }
 
@@ -77,8 +77,8 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	if q.MaxFileBytes <= 0 {
 		bad("queue.max_file_bytes", "must be positive")
 	}
-	if q.WorkerToken != "" && len(q.WorkerToken) < 16 {
-		bad("queue.worker_token", "must be at least 16 characters (it lets a worker choose the tenant a job is charged to)")
+	if q.WorkerToken != "" {
+		bad("queue.worker_token", "is gone: `sluice worker` now runs jobs through the admin listener, authenticated with admin.token (--admin-token); remove this key and set admin.token")
 	}
 	if q.Listen != "" {
 		if _, _, err := net.SplitHostPort(q.Listen); err != nil {

@@ -11,11 +11,24 @@ import (
 // overload limits, sized for one gateway in front of a pool of GPUs.
 type Server struct {
 	// MaxConnections caps client connections at once; past it new
-	// connections are closed at accept. Default 10000.
+	// connections are answered 503 by the refusal tier, or closed at
+	// accept when that is full too. Default 10000.
 	MaxConnections int `yaml:"max_connections"`
-	// MaxConnectionsPerIP caps connections from one client address.
-	// Default 1000; 0 = no per-address cap.
+	// MaxConnectionsPerIP caps connections from one client address (an
+	// IPv4 address, or an IPv6 /64). Default 1000; 0 = no per-address cap.
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// RefusalConnections caps the connections over the two caps above
+	// that are answered at once (nginx limit_conn's 503, with
+	// Retry-After); past it they are closed at accept. Default 1024;
+	// 0 closes every over-cap connection at accept.
+	RefusalConnections int `yaml:"refusal_connections"`
+	// RefusalHeadTimeout is how long the refusal tier waits for a
+	// request head before it answers anyway. Default 1s.
+	RefusalHeadTimeout Duration `yaml:"refusal_head_timeout"`
+	// RefusalHeadBytes is the most head bytes the refusal tier reads
+	// before it answers anyway, and each of its connections' buffer.
+	// Default 4KiB.
+	RefusalHeadBytes ByteSize `yaml:"refusal_head_bytes"`
 	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	// MaxHeaderBytes bounds a request's header block. Default 64KiB.
@@ -57,6 +70,9 @@ func defaultServer() Server {
 	return Server{
 		MaxConnections:      10000,
 		MaxConnectionsPerIP: 1000,
+		RefusalConnections:  1024,
+		RefusalHeadTimeout:  Duration(time.Second),
+		RefusalHeadBytes:    4 << 10,
 		ReadHeaderTimeout:   Duration(10 * time.Second),
 		MaxHeaderBytes:      64 << 10,
 		IdleTimeout:         Duration(75 * time.Second),
@@ -77,13 +93,19 @@ func (c *Config) validateServer(bad func(key, format string, args ...any)) {
 	if s.MaxConnectionsPerIP < 0 {
 		bad("server.max_connections_per_ip", "must be 0 (no cap) or positive, got %d", s.MaxConnectionsPerIP)
 	}
+	if s.RefusalConnections < 0 {
+		bad("server.refusal_connections", "must be 0 (close over-cap connections at accept) or positive, got %d", s.RefusalConnections)
+	}
+	if s.RefusalHeadBytes < 256 || s.RefusalHeadBytes > 64<<10 {
+		bad("server.refusal_head_bytes", "must be between 256B and 64KiB, got %d", s.RefusalHeadBytes)
+	}
 	for _, t := range []struct {
 		key string
 		d   Duration
 	}{
 		{"server.read_header_timeout", s.ReadHeaderTimeout}, {"server.idle_timeout", s.IdleTimeout},
 		{"server.body_read_timeout", s.BodyReadTimeout}, {"server.body_total_timeout", s.BodyTotalTimeout},
-		{"server.send_timeout", s.SendTimeout},
+		{"server.send_timeout", s.SendTimeout}, {"server.refusal_head_timeout", s.RefusalHeadTimeout},
 	} {
 		if t.d <= 0 {
 			bad(t.key, "must be a positive duration, got %s", time.Duration(t.d))

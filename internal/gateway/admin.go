@@ -11,9 +11,10 @@ import (
 )
 
 // AdminHandler serves the privileged surfaces — /status (tenants' queues,
-// backend URLs), /metrics, /spare (the separate workers' gate) and, with
-// admin.pprof, Go's /debug/pprof — for the admin listener only; the
-// public handler (ServeHTTP) answers 404 for all of them.
+// backend URLs), /metrics, /spare (the separate workers' gate), /worker/v1/…
+// (the separate workers' jobs, run as their tenants; needs admin.token)
+// and, with admin.pprof, Go's /debug/pprof — for the admin listener only;
+// the public handler (ServeHTTP) answers 404 for all of them.
 //
 // admin.token and admin.pprof are read from the running config on every
 // request, so a reload changes them without a restart. With a token set,
@@ -37,6 +38,8 @@ func (g *Gateway) AdminHandler() http.Handler {
 			g.serveSpare(w, r)
 		case admin.Pprof && strings.HasPrefix(path, "/debug/pprof/"):
 			servePprof(w, r)
+		case strings.HasPrefix(path, WorkerPath+"/"):
+			g.serveWorkerJob(w, r, admin.Token)
 		default:
 			writeError(w, openai.NotFound("unknown_url", "Unknown admin URL: "+r.Method+" "+path))
 		}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/sluice-gw/sluice/internal/netguard"
 )
 
 // client is where a request comes from, as far as limits, fairness and
@@ -14,6 +16,10 @@ type client struct {
 	// is a trusted proxy, the rightmost address its forwarding header names
 	// that is not itself a trusted proxy.
 	addr string
+	// key is addr as the key of per-client limits (the open-mode tenant,
+	// per_ip rate limits): IPv6 by its /64, as the connection caps count
+	// (netguard.ClientKey).
+	key string
 	// forwardedFor is the X-Forwarded-For sent upstream: the believed part
 	// of the chain (from addr on) and the peer, never what an untrusted
 	// client wrote.
@@ -70,6 +76,12 @@ func (ri realIP) isTrusted(a netip.Addr) bool {
 
 // client is the single place that decides a request's client address.
 func (ri realIP) client(r *http.Request) client {
+	c := ri.resolve(r)
+	c.key = netguard.ClientKey(c.addr)
+	return c
+}
+
+func (ri realIP) resolve(r *http.Request) client {
 	peer := peerAddr(r.RemoteAddr)
 	pa, err := netip.ParseAddr(peer)
 	if err != nil || len(ri.trusted) == 0 || !ri.isTrusted(pa) {

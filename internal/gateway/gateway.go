@@ -50,10 +50,6 @@ type Options struct {
 	// WebhooksSigned: queue.webhook_secret is set. Without it, async
 	// requests naming a webhook are refused (nothing would be sent).
 	WebhooksSigned bool
-	// WorkerToken is the shared secret with which a `sluice worker` may
-	// assert the tenant a job runs as (X-Sluice-Worker-Token with
-	// X-Sluice-Job-Tenant); empty: no request may.
-	WorkerToken string
 }
 
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
@@ -74,7 +70,6 @@ type Gateway struct {
 	// privateHooks: webhooks may target private addresses.
 	privateHooks   bool
 	webhooksSigned bool
-	workerToken    []byte
 	// seed keys request fingerprints (fingerprint); it outlives reloads,
 	// as the queues holding appointments do.
 	seed maphash.Seed
@@ -85,9 +80,6 @@ func New(rt *Runtime, opt Options) *Gateway {
 	bodyMem := netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed()}
-	if opt.WorkerToken != "" {
-		g.workerToken = []byte(opt.WorkerToken)
-	}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}
@@ -174,12 +166,13 @@ func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
 	g.metrics.Inflight.Inc()
 	defer g.metrics.Inflight.Dec()
 	from := rt.tenants.realIP.client(r)
-	ip := from.addr
-	job := jobCallFrom(r.Context()) // set when a queued job runs through here
+	// Who the client is to its limits: an IPv4 address or an IPv6 /64.
+	ip := from.key
+	// Set when a queued job runs through here: by the in-process worker,
+	// or by a `sluice worker` on the admin listener (serveWorkerJob).
+	job := jobCallFrom(r.Context())
 	if job == nil {
-		// ... or by a `sluice worker`, which asserts the job's tenant.
-		var err *openai.Error
-		if job, err = g.workerJob(r); err != nil {
+		if err := refuseJobTenant(r); err != nil {
 			rec.fail(w, err)
 			return
 		}

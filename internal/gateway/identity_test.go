@@ -119,3 +119,30 @@ func TestTrustedProxiesDecideTheClientAddress(t *testing.T) {
 		}
 	}
 }
+
+// IPv6 clients are known by their /64 for limits: a host that hops
+// between addresses of its /64 stays one client (one per_ip bucket, one
+// open-mode tenant); the next /64 is another client.
+func TestIPv6ClientsShareTheirSlash64Limits(t *testing.T) {
+	for _, scope := range []string{"per_ip", "per_tenant"} {
+		be := newOKBackend(t)
+		cfg := testConfig(be.URL)
+		rule := ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1r/m")} // 1 at once
+		if scope == "per_ip" {
+			cfg.RateLimits.PerIP = rule
+		} else {
+			cfg.RateLimits.PerTenant = rule // open mode: the tenant is the address
+		}
+		cfg.Auth.TrustedProxies = []string{"127.0.0.0/8"}
+		srv, _ := startGateway(t, cfg)
+		send := func(xff string) int {
+			resp := post(t, srv.URL+"/v1/chat/completions", chatBody, "X-Forwarded-For", xff)
+			readAll(t, resp)
+			return resp.StatusCode
+		}
+		codes := []int{send("2001:db8:1:2::a"), send("[2001:db8:1:2:ffff::1]:443"), send("2001:db8:1:3::a"), send("203.0.113.7")}
+		if codes[0] != 200 || codes[1] != 429 || codes[2] != 200 || codes[3] != 200 {
+			t.Fatalf("%s: statuses %v, want 200 429 200 200 (one bucket per IPv6 /64)", scope, codes)
+		}
+	}
+}

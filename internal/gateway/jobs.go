@@ -275,7 +275,7 @@ func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
 	rt := g.rt.Load()
 	// The id ties an unexpected error's generic answer to its log line.
 	w.Header().Set("X-Request-Id", requestID(r))
-	id, authErr := rt.tenants.identify(r, rt.tenants.realIP.client(r).addr)
+	id, authErr := rt.tenants.identify(r, rt.tenants.realIP.client(r).key)
 	if authErr != nil {
 		writeError(w, authErr)
 		return

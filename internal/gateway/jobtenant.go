@@ -1,8 +1,7 @@
 package gateway
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,41 +10,60 @@ import (
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
-// Headers with which a `sluice worker` runs a job as its tenant (the
-// tenant percent-encoded, as url.QueryEscape writes it). The
-// gateway believes JobTenantHeader only beside a WorkerTokenHeader equal
-// to queue.worker_token; a request carrying either without the other, or
-// with a wrong token, is refused with 400, so no client can pick the
-// tenant it is charged as. Both are removed before the request goes on.
+// A `sluice worker` runs a job as its tenant by sending the job's request
+// to the admin listener under WorkerPath (POST /worker/v1/chat/completions
+// and so on), authenticated with admin.token, naming the tenant in
+// JobTenantHeader (percent-encoded, as url.QueryEscape writes it). The
+// request then enters the same chain as a public one, as that tenant. The
+// public listener never believes the header: a request carrying it there
+// is refused with 400, so no client can pick the tenant it is charged as.
 const (
-	JobTenantHeader   = "X-Sluice-Job-Tenant"
-	WorkerTokenHeader = "X-Sluice-Worker-Token"
+	WorkerPath      = "/worker"
+	JobTenantHeader = "X-Sluice-Job-Tenant"
 )
 
 // maxTenantLen bounds an asserted tenant name (a rate limit bucket key).
 const maxTenantLen = 256
 
-// workerJob returns the jobCall a worker's request asserts, nil for an
-// ordinary request, or the 400 for a forged or malformed assertion.
-func (g *Gateway) workerJob(r *http.Request) (*jobCall, *openai.Error) {
-	tenant, hasTenant := r.Header[http.CanonicalHeaderKey(JobTenantHeader)]
-	token, hasToken := r.Header[http.CanonicalHeaderKey(WorkerTokenHeader)]
-	if !hasTenant && !hasToken {
-		return nil, nil
+// serveWorkerJob is the admin listener's entry for a worker's job request
+// (path under WorkerPath), after AdminHandler checked admin.token: it
+// takes the asserted tenant, removes the header and sends the request
+// through ServeHTTP as a job call, like the in-process executor does.
+func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token string) {
+	if token == "" {
+		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest, Code: "admin_token_required",
+			Message: "running jobs as their tenant needs admin.token set on the gateway and sent by the worker (--admin-token)"})
+		return
 	}
+	path := strings.TrimPrefix(r.URL.Path, WorkerPath)
+	switch path {
+	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
+	default:
+		writeError(w, openai.NotFound("unknown_url", "Unknown worker URL: "+r.Method+" "+r.URL.Path))
+		return
+	}
+	jc, err := assertedJob(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	r2 := r.Clone(context.WithValue(r.Context(), jobCallKey{}, jc))
+	r2.URL.Path, r2.URL.RawPath = path, ""
+	r2.Header.Del("Authorization") // the admin token goes no further
+	g.ServeHTTP(w, r2)
+}
+
+// assertedJob reads the job call a worker's request asserts.
+func assertedJob(r *http.Request) (*jobCall, *openai.Error) {
+	tenant := r.Header.Values(JobTenantHeader)
 	r.Header.Del(JobTenantHeader)
-	r.Header.Del(WorkerTokenHeader)
-	if !hasTenant || len(tenant) != 1 || len(token) != 1 || !g.workerTokenOK(token[0]) {
-		param := JobTenantHeader
-		if hasToken {
-			param = WorkerTokenHeader
-		}
-		return nil, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_worker_assertion",
-			Param: param, Message: JobTenantHeader + " and " + WorkerTokenHeader + " are reserved for Sluice workers holding queue.worker_token"}
+	var t string
+	var err error
+	if len(tenant) == 1 {
+		t, err = url.QueryUnescape(tenant[0]) // percent-encoded: tenant names are any UTF-8
 	}
-	t, err := url.QueryUnescape(tenant[0]) // percent-encoded: tenant names are any UTF-8
-	if err != nil || t == "" || len(t) > maxTenantLen || !utf8.ValidString(t) {
-		e := openai.BadRequest("invalid_worker_assertion", JobTenantHeader+" must be a percent-encoded tenant name of 1 to 256 bytes")
+	if len(tenant) != 1 || err != nil || t == "" || len(t) > maxTenantLen || !utf8.ValidString(t) {
+		e := openai.BadRequest("invalid_worker_assertion", JobTenantHeader+" must be one percent-encoded tenant name of 1 to 256 bytes")
 		e.Param = JobTenantHeader
 		return nil, e
 	}
@@ -53,12 +71,13 @@ func (g *Gateway) workerJob(r *http.Request) (*jobCall, *openai.Error) {
 	return &jobCall{id: id}, nil
 }
 
-// workerTokenOK compares in constant time (hashes first, so the length
-// leaks nothing either); no token configured refuses every one.
-func (g *Gateway) workerTokenOK(got string) bool {
-	if len(g.workerToken) == 0 {
-		return false
+// refuseJobTenant is the public listener's answer to a request naming a
+// tenant: 400, naming the header. Only the admin listener's worker entry
+// may (serveWorkerJob).
+func refuseJobTenant(r *http.Request) *openai.Error {
+	if _, asserted := r.Header[http.CanonicalHeaderKey(JobTenantHeader)]; !asserted {
+		return nil
 	}
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256(g.workerToken)
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_worker_assertion",
+		Param: JobTenantHeader, Message: JobTenantHeader + " is reserved for Sluice workers, on the gateway's admin listener"}
 }

@@ -66,29 +66,35 @@ func TestCheckWebhook(t *testing.T) {
 	}
 }
 
-// No header combination without the configured token yields a job call,
-// and the assertion headers never survive the check.
-func FuzzWorkerJob(f *testing.F) {
-	const token = "the-worker-token-0123456789"
-	f.Add("acme", token, "batch")
-	f.Add("", token, "")
-	f.Add("acme", "the-worker-token-012345678", "interactive")
-	f.Add("a\x00b", token, "BATCH")
-	f.Fuzz(func(t *testing.T, tenant, tok, prio string) {
-		g := &Gateway{workerToken: []byte(token)}
+// A worker's assertion yields exactly one of a job call (as the tenant it
+// names) and an error naming the header, and the header never survives;
+// the public listener's check refuses any request that carries it.
+func FuzzAssertedJob(f *testing.F) {
+	f.Add("acme", "batch")
+	f.Add("", "")
+	f.Add("a%zz", "interactive")
+	f.Add("a\x00b", "BATCH")
+	f.Fuzz(func(t *testing.T, tenant, prio string) {
 		r, _ := http.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
-		r.Header[JobTenantHeader] = []string{url.QueryEscape(tenant)}
-		r.Header[WorkerTokenHeader] = []string{tok}
+		r.Header[JobTenantHeader] = []string{tenant}
 		r.Header.Set("X-Sluice-Priority", prio)
-		jc, err := g.workerJob(r)
+		if refuseJobTenant(r) == nil {
+			t.Fatal("the public check let an assertion through")
+		}
+		jc, err := assertedJob(r)
 		if (jc == nil) == (err == nil) {
 			t.Fatalf("want exactly one of a job call and an error: %v %v", jc, err)
 		}
-		if jc != nil && (tok != token || jc.id.tenant != tenant) {
-			t.Fatalf("accepted token %q tenant %q as %q", tok, tenant, jc.id.tenant)
+		if err != nil && err.Param != JobTenantHeader {
+			t.Fatalf("error does not name the header: %+v", err)
 		}
-		if r.Header.Get(JobTenantHeader) != "" || r.Header.Get(WorkerTokenHeader) != "" {
-			t.Fatal("assertion headers left on the request")
+		if jc != nil {
+			if want, uerr := url.QueryUnescape(tenant); uerr != nil || jc.id.tenant != want || want == "" {
+				t.Fatalf("asserted %q ran as %q", tenant, jc.id.tenant)
+			}
+		}
+		if r.Header.Get(JobTenantHeader) != "" {
+			t.Fatal("assertion header left on the request")
 		}
 	})
 }

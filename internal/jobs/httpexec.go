@@ -16,22 +16,22 @@ import (
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
-// HTTPExecutor runs jobs by sending them to a Sluice gateway over HTTP:
-// what a separate `sluice worker` process uses. Each request runs as the
-// job's tenant: it carries X-Sluice-Job-Tenant with X-Sluice-Worker-Token
-// (the gateway's queue.worker_token, without which the gateway refuses the
-// assertion), so the gateway charges the job to its tenant's rate limits
-// and token accounting, and takes it only into a free slot. A refusal (no
-// room, or the tenant's limit) comes back as a 429/503 Result with the
-// gateway's Retry-After, which the worker treats as "not now": the job
-// goes back to the queue without counting an attempt.
+// HTTPExecutor runs jobs by sending them to a Sluice gateway's admin
+// listener over HTTP: what a separate `sluice worker` process uses. Each
+// request goes to /worker<job path> (e.g. /worker/v1/chat/completions),
+// authenticated with admin.token, and names the job's tenant in
+// X-Sluice-Job-Tenant, which only that authenticated admin route believes:
+// the gateway runs it through the same chain as a public request, charged
+// to its tenant's rate limits and token accounting, and only into a free
+// slot. A refusal (no room, or the tenant's limit) comes back as a 429/503
+// Result with the gateway's Retry-After, which the worker treats as "not
+// now": the job goes back to the queue without counting an attempt.
 type HTTPExecutor struct {
-	Gateway string // base URL, e.g. http://127.0.0.1:8080
-	// WorkerToken is the gateway's queue.worker_token (required: without
-	// it the gateway cannot tell which tenant a job runs as).
-	WorkerToken string
-	APIKey      string       // sent as Bearer; optional (a gateway that requires keys)
-	Client      *http.Client // default: a client with a 10 minute timeout
+	Admin string // the gateway's admin base URL, e.g. http://127.0.0.1:9091
+	// Token is the gateway's admin.token (required: the gateway runs jobs
+	// as their tenants only for an authenticated worker).
+	Token  string
+	Client *http.Client // default: a client with a 10 minute timeout
 	// MaxBody bounds an answer, default 64 MiB.
 	MaxBody int64
 	// Now is the clock Retry-After dates are read against, default time.Now.
@@ -48,7 +48,7 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	if limit <= 0 {
 		limit = 64 << 20
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(e.Gateway, "/")+j.Path, bytes.NewReader(j.Body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(e.Admin, "/")+"/worker"+j.Path, bytes.NewReader(j.Body))
 	if err != nil {
 		return Result{}, fmt.Errorf("job %s: %w", j.ID, err)
 	}
@@ -57,16 +57,18 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	req.Header.Set("X-Sluice-Priority", j.Class)
 	req.Header.Set("X-Sluice-Max-Wait", "1ms")
 	req.Header.Set("X-Sluice-Job-Tenant", url.QueryEscape(j.Tenant))
-	req.Header.Set("X-Sluice-Worker-Token", e.WorkerToken)
+	req.Header.Set("Authorization", "Bearer "+e.Token)
 	req.Header.Set("Cache-Control", "no-store") // a job's answer must be its own run
-	if e.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+e.APIKey)
-	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return Result{}, fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		// The admin listener refused the worker, not the job's request:
+		// that is no answer to store as the job's result.
+		return Result{}, fmt.Errorf("job %s: the gateway's admin listener refused the worker (%d): check --admin-token against admin.token", j.ID, resp.StatusCode)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return Result{}, fmt.Errorf("job %s: reading the answer: %w", j.ID, err)

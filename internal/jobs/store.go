@@ -53,9 +53,12 @@ type Options struct {
 	// count.
 	MaxAttempts int
 	// AckWait is how long JetStream waits for a sign of life from the
-	// worker holding a message before redelivering it, default 1 minute.
-	// Workers send one every AckWait/4 while a job waits or runs, so
-	// AckWait only bounds how fast a dead worker's job is taken over.
+	// worker holding a message before redelivering it, default
+	// DefaultAckWait. Workers send one (msg.InProgress, as NATS advises for
+	// long work) every AckWait/4 while a job waits or runs, so a job may
+	// run far longer than AckWait; AckWait only bounds how soon a message
+	// no one works on comes back: a dead worker's, or one the server
+	// handed out as it shut down, lost with the connection.
 	AckWait time.Duration
 	// RetryDelay is the wait before a job that ended in an error runs
 	// again; it doubles per attempt up to MaxRetryDelay. Defaults 2s, 1m.
@@ -97,6 +100,13 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
+// DefaultAckWait is AckWait's default: half NATS' own 30 s default. It
+// bounds how long a lost message waits before it runs again (it was a
+// minute); heartbeats every 3.75 s keep a running job's message, and a
+// worker holds a job through a NATS outage of up to 7.5 s (AckWait/2)
+// before it gives the message up.
+const DefaultAckWait = 15 * time.Second
+
 func (o *Options) defaults() {
 	if o.Name == "" {
 		o.Name = "sluice-jobs"
@@ -114,7 +124,7 @@ func (o *Options) defaults() {
 		o.MaxAttempts = 5
 	}
 	if o.AckWait <= 0 {
-		o.AckWait = time.Minute
+		o.AckWait = DefaultAckWait
 	}
 	if o.RetryDelay <= 0 {
 		o.RetryDelay = 2 * time.Second

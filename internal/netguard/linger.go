@@ -93,18 +93,18 @@ func (l *Listener) linger(c *conn) {
 	// Again if net/http did already: a repeated half-close is harmless,
 	// and a failed one (the client reset) shows as a failed read.
 	c.closeWrite()
-	l.m.lingerEnded(l.drain(c.Conn, lim))
+	buf := l.discard.Get().(*[]byte)
+	l.m.lingerEnded(l.drain(c.Conn, lim, *buf))
+	l.discard.Put(buf)
 
 	l.mu.Lock()
 	delete(l.lingering, c)
 	l.mu.Unlock()
 }
 
-// drain reads and discards from c until the client closes or a bound of
-// lim runs out, and says which.
-func (l *Listener) drain(c net.Conn, lim Linger) string {
-	buf := l.discard.Get().(*[]byte)
-	defer l.discard.Put(buf)
+// drain reads into buf and discards from c until the client closes or a
+// bound of lim runs out, and says which.
+func (l *Listener) drain(c net.Conn, lim Linger, buf []byte) string {
 	// Socket deadlines are wall-clock times: time.Now, not an injected clock.
 	end := time.Now().Add(lim.Time)
 	var read int64
@@ -113,21 +113,14 @@ func (l *Listener) drain(c net.Conn, lim Linger) string {
 		if deadline.After(end) {
 			deadline = end
 		}
-		// Under the lock, so Listener.Close's deadline is never overwritten.
-		l.mu.Lock()
-		closed := l.closed
-		var err error
-		if !closed {
-			err = c.SetReadDeadline(deadline)
-		}
-		l.mu.Unlock()
-		if closed {
+		var setErr error
+		if !l.unlessClosed(func() error { setErr = c.SetReadDeadline(deadline); return setErr }) {
+			if setErr != nil {
+				return LingerError
+			}
 			return LingerShutdown
 		}
-		if err != nil {
-			return LingerError
-		}
-		n, err := c.Read(*buf)
+		n, err := c.Read(buf)
 		read += int64(n)
 		switch {
 		case errors.Is(err, io.EOF):
@@ -145,17 +138,23 @@ func (l *Listener) drain(c net.Conn, lim Linger) string {
 	}
 }
 
-// Close stops accepting and cuts every lingering close short: a server
-// shutting down does not wait lingering_time for clients that are
-// already answered.
+// Close stops accepting, cuts every lingering close and every refusal
+// short (a server shutting down does not wait lingering_time for clients
+// that are already answered), and waits for the refusal tier to empty.
 func (l *Listener) Close() error {
 	l.mu.Lock()
 	l.closed = true
+	past := time.Unix(1, 0)
 	for c := range l.lingering {
-		c.Conn.SetReadDeadline(time.Unix(1, 0))
+		c.Conn.SetReadDeadline(past)
+	}
+	for c := range l.tier.conns {
+		c.SetDeadline(past)
 	}
 	l.mu.Unlock()
-	return l.Listener.Close()
+	err := l.Listener.Close()
+	l.tier.wg.Wait()
+	return err
 }
 
 func (l *Listener) isClosed() bool {

@@ -7,8 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-
-	"github.com/prometheus/client_golang/prometheus"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/openai"
 )
@@ -20,19 +19,25 @@ type ConnLimits struct {
 	// Linger bounds the lingering close of a connection answered while
 	// its client was still sending; the zero value closes at once.
 	Linger Linger
+	// Refusal bounds the tier that answers connections over Total or
+	// PerIP with a 503 (refusal.go); the zero value closes them at accept.
+	Refusal Refusal
 }
 
-// Reasons a connection is refused at accept.
+// The caps a connection can be over (sluice_connections_refused_total).
 const (
 	RefusedMaxConnections = "max_connections"
 	RefusedMaxPerIP       = "max_connections_per_ip"
 )
 
-// Listener closes, at accept, connections beyond its limits (as Envoy's
-// listener connection limit does) and counts them; the slot of an admitted
-// connection is freed when the server closes it. The key of the per-address
-// cap is the client's IP without the port (nginx limit_conn on
-// $binary_remote_addr). Safe for concurrent use.
+// Listener hands the server only connections within its limits; the slot
+// of an admitted connection is freed when the server closes it. It
+// answers the others itself with a 503 in a small bounded tier (nginx
+// limit_conn, refusal.go) and closes them at accept once that tier is
+// full too (Envoy's listener connection limit), counting each. The key of
+// the per-address cap is the client's IPv4 address or IPv6 /64, without
+// the port (nginx limit_conn on $binary_remote_addr, by /64 for IPv6:
+// ClientKey). Safe for concurrent use.
 type Listener struct {
 	net.Listener
 	m *ConnMetrics
@@ -44,13 +49,14 @@ type Listener struct {
 	closed bool
 	// lingering: connections draining before their close (linger.go).
 	lingering map[*conn]struct{}
-	discard   sync.Pool // *[]byte read buffers for draining
+	discard   sync.Pool   // *[]byte read buffers for draining
+	tier      refusalTier // over-cap connections being answered (refusal.go)
 }
 
 // NewListener wraps ln; m may be nil.
 func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
 	l := &Listener{Listener: ln, limits: limits, perIP: make(map[string]int), m: m,
-		lingering: make(map[*conn]struct{})}
+		lingering: make(map[*conn]struct{}), tier: newRefusalTier()}
 	l.discard.New = func() any { b := make([]byte, 16<<10); return &b }
 	return l
 }
@@ -70,8 +76,8 @@ func (l *Listener) Open() int {
 	return l.open
 }
 
-// Accept returns the next connection within the limits, closing the
-// others as they come.
+// Accept returns the next connection within the limits, handing the
+// others to the refusal tier (or closing them) as they come.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
@@ -80,8 +86,13 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		ip := hostOf(c.RemoteAddr())
 		if reason := l.admit(ip); reason != "" {
-			c.Close()
 			l.m.refused(reason)
+			if r, ok := l.enterTier(c, reason); ok {
+				go l.refuse(r)
+			} else {
+				c.Close()
+				l.m.refusalEnded(RefusalTierFull)
+			}
 			continue
 		}
 		return &conn{Conn: c, l: l, ip: ip}, nil
@@ -120,15 +131,20 @@ func (l *Listener) release(ip string) {
 	}
 }
 
+// hostOf is the key of a connection's per-address cap (ClientKey): its
+// IPv4 address, or its IPv6 /64.
 func hostOf(a net.Addr) string {
 	if a == nil {
 		return ""
+	}
+	if t, ok := a.(*net.TCPAddr); ok {
+		return keyOf(t.AddrPort().Addr())
 	}
 	host, _, err := net.SplitHostPort(a.String())
 	if err != nil {
 		return "" // not an IP transport (unix socket): no per-address cap
 	}
-	return host
+	return ClientKey(host)
 }
 
 // conn frees its slot once, whoever closes it first, and tells which
@@ -186,10 +202,40 @@ func (c *conn) Read(p []byte) (int, error) {
 		case phaseHeader:
 			c.timedOut.Store(true)
 			c.l.m.timedOut("header")
+			c.answerHeaderTimeout()
 		}
 	}
 	return n, err
 }
+
+// answerHeaderTimeout tells a client whose request head did not arrive
+// within read_header_timeout why its connection closes, as HAProxy's
+// "timeout http-request" answers 408 (net/http closes silently): a client
+// that was slow, not hostile, learns what happened. net/http closes the
+// connection next; the close lingers, as the client may still be sending.
+// An idle keep-alive connection timing out gets no answer (it would race
+// the client's next request), and neither does a connection the server
+// is shutting down.
+func (c *conn) answerHeaderTimeout() {
+	if c.l.isClosed() {
+		return
+	}
+	c.linger.Store(true)
+	// No handler runs on the connection now, so nothing else writes.
+	if c.Conn.SetWriteDeadline(time.Now().Add(headerTimeoutWrite)) == nil {
+		c.Conn.Write(headerTimeoutAnswer)
+	}
+}
+
+// headerTimeoutWrite bounds writing the 408: it fits in any socket buffer,
+// so only a client that stopped reading can take this long.
+const headerTimeoutWrite = time.Second
+
+var headerTimeoutAnswer = func() []byte {
+	body := (&openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "request_timeout",
+		Message: "the request's head did not arrive within the gateway's time limit (server.read_header_timeout)"}).JSON()
+	return fmt.Appendf(nil, "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}()
 
 // Close lingers first when asked to (CloseWrite, LingerOnClose); a second
 // Close meanwhile (http.Server.Close) closes at once, which ends the drain.
@@ -227,88 +273,3 @@ var headerTooLargeAnswer = func() []byte {
 		Code: "request_header_too_large", Message: "the request's headers exceed the gateway's size limit"}).JSON()
 	return fmt.Appendf(nil, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 }()
-
-// ConnMetrics count client connections. A nil *ConnMetrics counts nothing.
-type ConnMetrics struct {
-	open    prometheus.Gauge
-	refusal *prometheus.CounterVec
-	header  prometheus.Counter
-	timeout *prometheus.CounterVec
-	linger  prometheus.Gauge
-	lingers *prometheus.CounterVec
-}
-
-// NewConnMetrics registers the connection metrics on reg.
-func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
-	m := &ConnMetrics{
-		open: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sluice_connections_open", Help: "Client connections open now (bounded by server.max_connections).",
-		}),
-		refusal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_connections_refused_total",
-			Help: "Client connections closed at accept, by the cap they hit: max_connections or max_connections_per_ip.",
-		}, []string{"reason"}),
-		header: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sluice_request_header_too_large_total",
-			Help: "Requests answered 431 because their headers exceeded server.max_header_bytes.",
-		}),
-	}
-	m.timeout = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_connection_timeouts_total",
-		Help: "Client connections closed by a server timeout, by phase: idle (server.idle_timeout) or header (server.read_header_timeout).",
-	}, []string{"phase"})
-	m.linger = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "sluice_connections_lingering",
-		Help: "Client connections answered while still sending, draining before their close (lingering close); they count against the connection caps.",
-	})
-	m.lingers = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_connection_lingers_total",
-		Help: "Lingering closes, by how they ended: eof (the client closed), timeout, bytes (the drain bound), shutdown or error.",
-	}, []string{"end"})
-	reg.MustRegister(m.open, m.refusal, m.header, m.timeout, m.linger, m.lingers)
-	for _, e := range []string{LingerEOF, LingerTimeout, LingerBytes, LingerShutdown, LingerError} {
-		m.lingers.WithLabelValues(e)
-	}
-	m.timeout.WithLabelValues("idle")
-	m.timeout.WithLabelValues("header")
-	m.refusal.WithLabelValues(RefusedMaxConnections)
-	m.refusal.WithLabelValues(RefusedMaxPerIP)
-	return m
-}
-
-func (m *ConnMetrics) opened(delta float64) {
-	if m != nil {
-		m.open.Add(delta)
-	}
-}
-
-func (m *ConnMetrics) refused(reason string) {
-	if m != nil {
-		m.refusal.WithLabelValues(reason).Inc()
-	}
-}
-
-func (m *ConnMetrics) timedOut(phase string) {
-	if m != nil {
-		m.timeout.WithLabelValues(phase).Inc()
-	}
-}
-
-func (m *ConnMetrics) headerTooLarge() {
-	if m != nil {
-		m.header.Inc()
-	}
-}
-
-func (m *ConnMetrics) lingerStarted() {
-	if m != nil {
-		m.linger.Inc()
-	}
-}
-
-func (m *ConnMetrics) lingerEnded(end string) {
-	if m != nil {
-		m.linger.Dec()
-		m.lingers.WithLabelValues(end).Inc()
-	}
-}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -135,14 +136,28 @@ func TestHeaderTooLargeAnswered431AndCounted(t *testing.T) {
 }
 
 // net/http closes idle and slow-header connections silently; the listener
-// counts which timeout it was.
+// counts which timeout it was, and answers a late head 408 (HAProxy's
+// timeout http-request) but not an idle keep-alive connection, whose
+// client may be sending its next request just then.
 func TestIdleAndHeaderTimeoutsCounted(t *testing.T) {
 	_, m, addr := serveWith(t, ConnLimits{Total: 10}, &http.Server{IdleTimeout: 100 * time.Millisecond, ReadHeaderTimeout: 100 * time.Millisecond})
 	closed := func(c net.Conn) {
 		t.Helper()
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
-			t.Fatalf("connection not closed by the server: %v", err)
+		if n, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("connection not closed silently by the server: %d %v", n, err)
+		}
+	}
+	answered408 := func(c net.Conn) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("a late head was not answered: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestTimeout || !resp.Close || !strings.Contains(string(b), `"code":"request_timeout"`) {
+			t.Fatalf("answer %d %s", resp.StatusCode, b)
 		}
 	}
 	idle := dialFrom(t, "127.0.0.1", addr)
@@ -155,11 +170,66 @@ func TestIdleAndHeaderTimeoutsCounted(t *testing.T) {
 	}
 	slow := dialFrom(t, "127.0.0.1", addr)
 	io.WriteString(slow, "GET / HTTP/1.1\r\nHost: x\r\n") // the header never ends
-	closed(slow)
-	if got := testutil.ToFloat64(m.timeout.WithLabelValues("header")); got != 1 {
+	answered408(slow)
+	silent := dialFrom(t, "127.0.0.1", addr) // a new connection that sends nothing
+	answered408(silent)
+	if got := testutil.ToFloat64(m.timeout.WithLabelValues("header")); got != 2 {
 		t.Fatalf("header timeouts = %v", got)
 	}
 	if got := testutil.ToFloat64(m.timeout.WithLabelValues("idle")); got != 1 {
 		t.Fatalf("idle timeouts = %v after a header timeout", got)
+	}
+}
+
+// peersAs is a real loopback listener whose accepted connections report
+// chosen peer addresses in turn: the machine has one IPv6 loopback
+// address, and the per-address cap must be shown on several of one /64.
+type peersAs struct {
+	net.Listener
+	peers chan net.Addr
+}
+
+func (p peersAs) Accept() (net.Conn, error) {
+	c, err := p.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return peerConn{Conn: c, peer: <-p.peers}, nil
+}
+
+type peerConn struct {
+	net.Conn
+	peer net.Addr
+}
+
+func (c peerConn) RemoteAddr() net.Addr { return c.peer }
+
+// The per-address cap counts an IPv6 client by its /64: two addresses of
+// one /64 share one slot (the second gets the refusal tier's 503), the
+// next /64 has its own.
+func TestPerAddressCapGroupsIPv6BySlash64(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers := make(chan net.Addr, 3)
+	m := NewConnMetrics(prometheus.NewRegistry())
+	l := NewListener(peersAs{Listener: ln, peers: peers}, tierLimits(4, time.Hour, 4<<10), m)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+	for _, p := range []string{"[2001:db8:1:2::a]:1000", "[2001:db8:1:2:ffff::1]:1001", "[2001:db8:1:3::a]:1002"} {
+		peers <- net.TCPAddrFromAddrPort(netip.MustParseAddrPort(p))
+	}
+
+	if !served(t, dialFrom(t, "127.0.0.1", addr)) {
+		t.Fatal("the first address of 2001:db8:1:2::/64 was not served")
+	}
+	second := dialFrom(t, "127.0.0.1", addr)
+	io.WriteString(second, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	read503(t, second)
+	if !served(t, dialFrom(t, "127.0.0.1", addr)) {
+		t.Fatal("2001:db8:1:3::/64 was refused: another /64 is another client")
 	}
 }

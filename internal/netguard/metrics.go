@@ -59,3 +59,114 @@ func (m *BodyMetrics) timedOut(total bool) {
 	}
 	m.timeouts.WithLabelValues(bound).Inc()
 }
+
+// ConnMetrics count client connections. A nil *ConnMetrics counts nothing.
+type ConnMetrics struct {
+	open    prometheus.Gauge
+	refusal *prometheus.CounterVec
+	header  prometheus.Counter
+	timeout *prometheus.CounterVec
+	linger  prometheus.Gauge
+	lingers *prometheus.CounterVec
+	// refusing, refusals: the refusal tier (refusal.go).
+	refusing prometheus.Gauge
+	refusals *prometheus.CounterVec
+}
+
+// NewConnMetrics registers the connection metrics on reg.
+func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
+	m := &ConnMetrics{
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_connections_open", Help: "Client connections open now (bounded by server.max_connections).",
+		}),
+		refusal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_connections_refused_total",
+			Help: "Client connections over a cap, by the cap: max_connections or max_connections_per_ip (answered 503 or closed at accept: sluice_connection_refusals_total).",
+		}, []string{"reason"}),
+		header: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_request_header_too_large_total",
+			Help: "Requests answered 431 because their headers exceeded server.max_header_bytes.",
+		}),
+	}
+	m.timeout = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_connection_timeouts_total",
+		Help: "Client connections closed by a server timeout, by phase: idle (server.idle_timeout) or header (server.read_header_timeout).",
+	}, []string{"phase"})
+	m.linger = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sluice_connections_lingering",
+		Help: "Client connections answered while still sending, draining before their close (lingering close); they count against the connection caps.",
+	})
+	m.lingers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_connection_lingers_total",
+		Help: "Lingering closes, by how they ended: eof (the client closed), timeout, bytes (the drain bound), shutdown or error.",
+	}, []string{"end"})
+	m.refusing = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sluice_connections_refusing",
+		Help: "Over-cap client connections being answered 503 now (bounded by server.refusal_connections).",
+	})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_connection_refusals_total",
+		Help: "Over-cap client connections by how they ended: answered 503 after their head (head), at refusal_head_timeout (timeout), early under a flood (hurried) or at refusal_head_bytes (head_bytes); closed by the client first (closed); reset, failed write or shutdown (error); closed at accept unanswered, the refusal tier full (tier_full).",
+	}, []string{"outcome"})
+	reg.MustRegister(m.open, m.refusal, m.header, m.timeout, m.linger, m.lingers, m.refusing, m.refusals)
+	for _, o := range []string{RefusalHead, RefusalTimeout, RefusalHurried, RefusalHeadBytes, RefusalClosed, RefusalError, RefusalTierFull} {
+		m.refusals.WithLabelValues(o)
+	}
+	for _, e := range []string{LingerEOF, LingerTimeout, LingerBytes, LingerShutdown, LingerError} {
+		m.lingers.WithLabelValues(e)
+	}
+	m.timeout.WithLabelValues("idle")
+	m.timeout.WithLabelValues("header")
+	m.refusal.WithLabelValues(RefusedMaxConnections)
+	m.refusal.WithLabelValues(RefusedMaxPerIP)
+	return m
+}
+
+func (m *ConnMetrics) opened(delta float64) {
+	if m != nil {
+		m.open.Add(delta)
+	}
+}
+
+func (m *ConnMetrics) refused(reason string) {
+	if m != nil {
+		m.refusal.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *ConnMetrics) refusingDelta(delta float64) {
+	if m != nil {
+		m.refusing.Add(delta)
+	}
+}
+
+func (m *ConnMetrics) refusalEnded(outcome string) {
+	if m != nil {
+		m.refusals.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *ConnMetrics) timedOut(phase string) {
+	if m != nil {
+		m.timeout.WithLabelValues(phase).Inc()
+	}
+}
+
+func (m *ConnMetrics) headerTooLarge() {
+	if m != nil {
+		m.header.Inc()
+	}
+}
+
+func (m *ConnMetrics) lingerStarted() {
+	if m != nil {
+		m.linger.Inc()
+	}
+}
+
+func (m *ConnMetrics) lingerEnded(end string) {
+	if m != nil {
+		m.linger.Dec()
+		m.lingers.WithLabelValues(end).Inc()
+	}
+}

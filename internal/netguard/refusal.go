@@ -1,0 +1,236 @@
+package netguard
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// Refusal bounds the second tier that answers connections over the caps,
+// as nginx's limit_conn does: it reads the request head and answers 503
+// with Retry-After and "Connection: close", then closes lingering, so the
+// client learns it was refused (and when to retry) instead of seeing a
+// bare close. Each connection in the tier costs a goroutine (a few KiB of
+// stack) and a refusalBuf buffer; Max bounds them. Past Max, connections
+// are closed at accept, and counted.
+//
+// Under a flood the head wait shrinks: when more than half the tier is
+// waiting for heads, each newcomer cuts the oldest wait short and that
+// connection is answered at once (as Envoy's overload manager shortens
+// timeouts under pressure), so the tier answers as fast as connections
+// arrive rather than Max per HeadTimeout.
+type Refusal struct {
+	// Max is the number of over-cap connections being answered at once;
+	// 0 turns the tier off: every over-cap connection is closed at accept.
+	Max int
+	// HeadTimeout is the longest wait for the request head. When it runs
+	// out the 503 is sent anyway: it does not depend on the request.
+	HeadTimeout time.Duration
+	// HeadBytes is the most bytes read while looking for the head's end.
+	HeadBytes int
+	// Linger bounds the lingering close after the 503.
+	Linger Linger
+}
+
+// DefaultRefusal is the tier's default: 1,024 connections at once (with
+// their goroutines, about 8 MiB), each given 1 s for its head (a client's
+// head follows its handshake within a round trip) and 4 KiB of it; after
+// the 503 a drain of at most 5 s, 1 s without data or 64 MiB.
+func DefaultRefusal() Refusal {
+	return Refusal{Max: 1024, HeadTimeout: time.Second, HeadBytes: 4 << 10,
+		Linger: Linger{Time: 5 * time.Second, Timeout: time.Second, Bytes: 64 << 20}}
+}
+
+// refusalBuf is the tier's read buffer per connection: the head is
+// scanned, never kept, so it needs no more; a drain reads through it too.
+const refusalBuf = 1 << 10
+
+// How a connection in the refusal tier ended
+// (sluice_connection_refusals_total{outcome}).
+const (
+	RefusalHead      = "head"       // the head arrived whole: answered 503
+	RefusalTimeout   = "timeout"    // no whole head within HeadTimeout: answered 503
+	RefusalHurried   = "hurried"    // its wait was cut short by newcomers: answered 503
+	RefusalHeadBytes = "head_bytes" // the head was longer than HeadBytes: answered 503
+	RefusalClosed    = "closed"     // the client closed before the answer
+	RefusalError     = "error"      // a reset, a failed write, or a shutdown
+	RefusalTierFull  = "tier_full"  // the tier was full: closed at accept, unanswered
+)
+
+// refusalAnswers are the 503s, one per cap, written as they are: the
+// tier never formats anything per connection.
+var refusalAnswers = map[string][]byte{
+	RefusedMaxConnections: refusalAnswer("the gateway holds as many client connections as it is allowed (server.max_connections); retry shortly"),
+	RefusedMaxPerIP:       refusalAnswer("your address holds as many connections as one client is allowed (server.max_connections_per_ip); reuse one or retry shortly"),
+}
+
+func refusalAnswer(msg string) []byte {
+	body := (&openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer,
+		Code: "too_many_connections", Message: msg}).JSON()
+	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nretry-after-ms: 1000\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+}
+
+// refusalTier is the listener's state for the tier, guarded by its mutex.
+type refusalTier struct {
+	// conns: every connection in the tier, with its place in waiting
+	// while it waits for its head (nil after).
+	conns   map[net.Conn]*list.Element
+	waiting list.List // of *overCapConn, oldest first
+	wg      sync.WaitGroup
+	bufs    sync.Pool // *[refusalBuf]byte
+}
+
+func newRefusalTier() refusalTier {
+	return refusalTier{conns: make(map[net.Conn]*list.Element),
+		bufs: sync.Pool{New: func() any { return new([refusalBuf]byte) }}}
+}
+
+// overCapConn is one connection in the tier.
+type overCapConn struct {
+	c       net.Conn
+	reason  string // the cap it is over
+	rf      Refusal
+	hurried bool // its head wait was cut short (under the listener's lock)
+}
+
+// enterTier takes a slot in the refusal tier for c, or reports that there
+// is none (the tier is off or full, or the listener closed).
+func (l *Listener) enterTier(c net.Conn, reason string) (*overCapConn, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rf := l.limits.Refusal
+	t := &l.tier
+	if l.closed || rf.Max <= 0 || len(t.conns) >= rf.Max {
+		return nil, false
+	}
+	// The head deadline is set here, under the lock, so that neither a
+	// hurry nor Close can be overwritten by it.
+	if c.SetReadDeadline(time.Now().Add(rf.HeadTimeout)) != nil {
+		return nil, false
+	}
+	r := &overCapConn{c: c, reason: reason, rf: rf}
+	t.conns[c] = t.waiting.PushBack(r)
+	if t.waiting.Len() > rf.Max/2 {
+		oldest := t.waiting.Front()
+		o := oldest.Value.(*overCapConn)
+		o.hurried = true
+		o.c.SetReadDeadline(time.Unix(1, 0))
+		t.waiting.Remove(oldest)
+		t.conns[o.c] = nil
+	}
+	// Under the lock, like every Add: Close waits only once closed is set,
+	// so no Add can race its Wait.
+	t.wg.Add(1)
+	l.m.refusingDelta(1)
+	return r, true
+}
+
+// refuse answers r in the tier: the listener owns this goroutine, and
+// Close cuts it short.
+func (l *Listener) refuse(r *overCapConn) {
+	buf := l.tier.bufs.Get().(*[refusalBuf]byte)
+	outcome := l.answerRefusal(r, buf[:])
+	r.c.Close()
+	l.tier.bufs.Put(buf)
+	l.mu.Lock()
+	delete(l.tier.conns, r.c)
+	l.mu.Unlock()
+	l.m.refusingDelta(-1)
+	l.m.refusalEnded(outcome)
+	l.tier.wg.Done()
+}
+
+func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
+	outcome := readHead(r.c, buf, r.rf.HeadBytes)
+	l.mu.Lock()
+	if el := l.tier.conns[r.c]; el != nil {
+		l.tier.waiting.Remove(el)
+		l.tier.conns[r.c] = nil
+	}
+	if outcome == RefusalTimeout && r.hurried {
+		outcome = RefusalHurried
+	}
+	l.mu.Unlock()
+	if outcome == RefusalClosed || outcome == RefusalError {
+		return outcome
+	}
+	if !l.unlessClosed(func() error { return r.c.SetWriteDeadline(time.Now().Add(r.rf.HeadTimeout)) }) {
+		return RefusalError
+	}
+	if _, err := r.c.Write(refusalAnswers[r.reason]); err != nil {
+		return RefusalError
+	}
+	// The answer is out; what the client still sends (the rest of its
+	// head, a body) is read and dropped so that it reads the 503 rather
+	// than a reset.
+	if cw, ok := r.c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	if r.rf.Linger.Time > 0 && r.rf.Linger.Timeout > 0 {
+		l.drain(r.c, r.rf.Linger, buf)
+	}
+	return outcome
+}
+
+// readHead reads from c through buf until the end of a request head,
+// limit bytes, or the read deadline, and says which came first.
+func readHead(c net.Conn, buf []byte, limit int) string {
+	var head headScanner
+	for read := 0; read < limit; {
+		n, err := c.Read(buf[:min(len(buf), limit-read)])
+		if head.ends(buf[:n]) {
+			return RefusalHead
+		}
+		read += n
+		switch {
+		case err == nil:
+		case isTimeout(err):
+			return RefusalTimeout
+		case errors.Is(err, io.EOF):
+			return RefusalClosed
+		default:
+			return RefusalError
+		}
+	}
+	return RefusalHeadBytes
+}
+
+// headScanner finds the end of a request head, an empty line (CRLF or a
+// bare LF, as net/http accepts), in pieces as they arrive: the head is
+// scanned, never kept.
+type headScanner struct {
+	atLineStart bool // after a line's LF, with at most CRs since
+}
+
+// ends reports whether the head ends within p.
+func (h *headScanner) ends(p []byte) bool {
+	for _, b := range p {
+		switch b {
+		case '\n':
+			if h.atLineStart {
+				return true
+			}
+			h.atLineStart = true
+		case '\r':
+		default:
+			h.atLineStart = false
+		}
+	}
+	return false
+}
+
+// unlessClosed sets a deadline (set) unless the listener is closed, and
+// reports whether it did; under the lock, so the deadline Close sets to
+// cut a connection short is never overwritten.
+func (l *Listener) unlessClosed(set func() error) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.closed && set() == nil
+}
