@@ -127,7 +127,7 @@ func TestIPv6ClientsShareTheirSlash64Limits(t *testing.T) {
 	for _, scope := range []string{"per_ip", "per_tenant"} {
 		be := newOKBackend(t)
 		cfg := testConfig(be.URL)
-		rule := ratelimit.RuleConfig{Requests: limitPtr(t, "rate=1r/m")} // 1 at once
+		rule := config.RateRule{Requests: limitPtr(t, "rate=1r/m")} // 1 at once
 		if scope == "per_ip" {
 			cfg.RateLimits.PerIP = rule
 		} else {
