@@ -52,14 +52,19 @@ type queueSettings struct {
 	slo       config.SLO
 }
 
-// queueFor returns prev's queue for p's model when reusable, else a new one.
-func queueFor(p *Pool, a config.Admission, prev *Runtime, now func() time.Time) *poolQueue {
+// queueFor returns prev's queue for p's model when reusable — its waiters
+// are handed over with it: on commit it measures capacity on p — else a
+// new one.
+func (rt *Runtime) queueFor(p *Pool, a config.Admission, prev *Runtime, now func() time.Time) *poolQueue {
 	settings := queueSettings{admission: a, slo: p.SLO}
 	if prev != nil {
 		if old := prev.Pools[p.Model]; old != nil && old.queue != nil && old.queue.cfg == settings {
-			old.queue.pool.Store(p)
-			old.queue.q.Kick() // capacity may have grown
-			return old.queue
+			q := old.queue
+			rt.handover = append(rt.handover, func() {
+				q.pool.Store(p)
+				q.q.Kick() // capacity may have grown
+			})
+			return q
 		}
 	}
 	pq := &poolQueue{cfg: settings}

@@ -24,8 +24,10 @@ type limits struct {
 }
 
 // openLimits reuses prev's limiter when the rate limit config is unchanged
-// (buckets and the Redis connection survive a reload), else opens a new one.
-// nil means no rate limits are configured.
+// (buckets and the Redis connection survive a reload), else opens a new one
+// whose metrics are only staged: they replace the old limiter's (the same
+// names) when the runtime is installed. nil means no rate limits are
+// configured.
 func openLimits(cfg ratelimit.Config, prev *Runtime, reg prometheus.Registerer, log *slog.Logger) (*limits, error) {
 	if prev != nil && prev.limits != nil && reflect.DeepEqual(prev.limits.cfg, cfg) {
 		return prev.limits, nil
@@ -36,9 +38,6 @@ func openLimits(cfg ratelimit.Config, prev *Runtime, reg prometheus.Registerer, 
 	}
 	if reflect.DeepEqual(rules, ratelimit.Rules{}) || !hasRules(rules) {
 		return nil, nil
-	}
-	if prev != nil && prev.limits != nil {
-		prev.limits.reg.unregisterAll() // the new limiter registers the same names
 	}
 	tr := &trackedRegisterer{reg: reg}
 	l, err := ratelimit.Open(cfg, tr.orNil(), log)
@@ -100,10 +99,13 @@ func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, subject
 	return res, nil
 }
 
-// trackedRegisterer remembers what it registered so it can be undone.
+// trackedRegisterer stages what a new limiter registers: nothing reaches
+// the registry until registerStaged (the runtime is installed), and what
+// was registered can be undone (unregisterAll, when it is replaced).
 type trackedRegisterer struct {
-	reg prometheus.Registerer
-	cs  []prometheus.Collector
+	reg    prometheus.Registerer
+	staged []prometheus.Collector
+	cs     []prometheus.Collector
 }
 
 func (t *trackedRegisterer) orNil() prometheus.Registerer {
@@ -113,23 +115,37 @@ func (t *trackedRegisterer) orNil() prometheus.Registerer {
 	return t
 }
 
+// Register stages c; it is registered by registerStaged.
 func (t *trackedRegisterer) Register(c prometheus.Collector) error {
-	if err := t.reg.Register(c); err != nil {
-		return err
-	}
-	t.cs = append(t.cs, c)
+	t.staged = append(t.staged, c)
 	return nil
 }
 
 func (t *trackedRegisterer) MustRegister(cs ...prometheus.Collector) {
 	for _, c := range cs {
-		if err := t.Register(c); err != nil {
-			panic(err)
-		}
+		t.Register(c)
 	}
 }
 
 func (t *trackedRegisterer) Unregister(c prometheus.Collector) bool { return t.reg.Unregister(c) }
+
+// registerStaged registers what was staged. A collision (some other
+// collector holds a name) is logged: the limiter works, unmeasured.
+func (t *trackedRegisterer) registerStaged(log *slog.Logger) {
+	if t.reg == nil {
+		return
+	}
+	for _, c := range t.staged {
+		if err := t.reg.Register(c); err != nil {
+			if log != nil {
+				log.Error("rate limiter metrics not registered", "error", err.Error())
+			}
+			continue
+		}
+		t.cs = append(t.cs, c)
+	}
+	t.staged = nil
+}
 
 func (t *trackedRegisterer) unregisterAll() {
 	if t.reg == nil {
