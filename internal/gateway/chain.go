@@ -216,7 +216,7 @@ func (s limitStage) serve(x *exchange) bool {
 	x.call = upstreamCall{path: x.r.URL.Path, rawQuery: x.r.URL.RawQuery, header: x.r.Header, body: x.body, peek: peek,
 		id: x.id, reqID: x.rec.id, ip: x.from.addr, forwardedFor: x.from.forwardedFor,
 		cost: admission.EstimateCost(len(x.body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)}
-	if x.rt.limits == nil {
+	if x.rt.limiter == nil {
 		return true
 	}
 	key := x.id.key
@@ -264,10 +264,12 @@ func (s cacheStage) serve(x *exchange) bool {
 
 // admitStage sets the terms on which the request may take a slot, by its
 // kind: a live request waits its fair share until its class's deadline
-// (or the client's X-Sluice-Max-Wait); a job is spare work — it takes a
-// free slot beyond the reserve kept for live requests at once, never
-// queues, and is preempted when a live request would otherwise wait (its
-// identity carries the preempt hook, see runJob).
+// (or the client's X-Sluice-Max-Wait); a job never queues — it takes a
+// free slot at once or is refused, and goes back to the job queue. A job
+// run in-process is also spare work: its identity carries the preempt
+// hook (runJob), so admission grants it only a slot beyond the reserve
+// kept for live requests and takes it back when a live request would
+// otherwise wait.
 type admitStage struct{}
 
 func (admitStage) serve(x *exchange) bool {

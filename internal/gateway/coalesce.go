@@ -64,7 +64,12 @@ func (fs *flights) account(delta int) {
 	}
 }
 
-func newFlights(m *cache.Metrics) *flights {
+// Flights are the coalescing flights of a gateway; one set outlives
+// reloads, so a request arriving just after one joins the call in flight.
+type Flights = flights
+
+// NewFlights makes an empty set of flights counting into m (may be nil).
+func NewFlights(m *cache.Metrics) *Flights {
 	return &flights{m: map[string]*flight{}, metrics: m}
 }
 

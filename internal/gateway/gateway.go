@@ -92,7 +92,6 @@ func New(rt *Runtime, opt Options) *Gateway {
 	if g.now == nil {
 		g.now = time.Now
 	}
-	rt.commit()
 	g.rt.Store(rt)
 	g.stages = g.chain()
 	g.metrics = telemetry.NewMetrics(opt.Registry)
@@ -106,12 +105,10 @@ func New(rt *Runtime, opt Options) *Gateway {
 // SetJobs installs the job queue's HTTP layer once the queue is connected.
 func (g *Gateway) SetJobs(h *batchapi.Handler) { g.jobs.Store(h) }
 
-// Swap installs a new runtime (config reload), built aside by Build: the
-// state it takes over is handed to it (commit), then one atomic store
-// makes it serve. Requests in flight finish on the runtime they started
-// with.
+// Swap installs a new runtime (config reload), built aside and handed the
+// state it takes over by internal/app: one atomic store makes it serve.
+// Requests in flight finish on the runtime they started with.
 func (g *Gateway) Swap(rt *Runtime) {
-	rt.commit()
 	g.bodyMem.SetLimit(int64(rt.Config.Server.MaxBodyMemory))
 	g.rt.Store(rt)
 }

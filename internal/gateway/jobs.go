@@ -73,7 +73,7 @@ func (g *Gateway) spare(model string) bool {
 		if !p.Ready(now) {
 			return false
 		}
-		return p.queue == nil || p.queue.q.Spare() > 0
+		return p.queue == nil || p.queue.Spare() > 0
 	}
 	if model == "" {
 		for _, p := range rt.Pools {
