@@ -83,13 +83,21 @@ func (g *Gateway) serve(x *exchange) {
 	}
 }
 
-// newExchange starts an exchange for r answered on w; job is nil for a
-// request from the public listener.
-func (g *Gateway) newExchange(w http.ResponseWriter, r *http.Request, job *jobCall) *exchange {
+// handle runs r through the chain with its answer going to w; job is nil
+// for a request from the public listener. Exchanges are reused: nothing
+// keeps one once the chain has run (flights copy what they keep).
+func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall) {
 	start := g.now()
 	reqID := requestID(r)
 	w.Header().Set("X-Request-Id", reqID)
-	return &exchange{w: w, r: r, rt: g.rt.Load(), job: job, rec: record{id: reqID, path: r.URL.Path, start: start}}
+	x, _ := g.exchanges.Get().(*exchange)
+	if x == nil {
+		x = new(exchange)
+	}
+	*x = exchange{w: w, r: r, rt: g.rt.Load(), job: job, rec: record{id: reqID, path: r.URL.Path, start: start}}
+	g.serve(x)
+	*x = exchange{}
+	g.exchanges.Put(x)
 }
 
 // record is the chain's last step, run after whichever stage answered:

@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +77,8 @@ type Gateway struct {
 	seed maphash.Seed
 	// stages are the inference chain (chain.go), built once.
 	stages []stage
+	// exchanges recycles the per-request state of the chain.
+	exchanges sync.Pool
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -131,7 +134,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w = newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
-		g.serve(g.newExchange(w, r, nil))
+		g.handle(w, r, nil)
 	case "/v1/models":
 		g.serveModels(w, r)
 	case "/healthz":
