@@ -1,6 +1,8 @@
-// Package app wires the gateway together and owns its lifecycle: the HTTP
-// server, the active health checker, config reloads (SIGHUP and file
-// changes) and graceful shutdown. Every goroutine started here stops when
+// Package app builds the gateway and owns its lifecycle: the runtime built
+// from a config (Build: backends, breakers, adaptive limits, queues, rate
+// limiter, forwarder), the HTTP server, the active health checker, config
+// reloads as transactions (SIGHUP and file changes: build aside, commit,
+// swap) and graceful shutdown. Every goroutine started here stops when
 // Run's context ends.
 package app
 
