@@ -2,16 +2,12 @@ package app
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // TestAppReloadFailingAtAnyStageKeepsServing drives App.Reload itself: a
@@ -31,14 +27,7 @@ func TestAppReloadFailingAtAnyStageKeepsServing(t *testing.T) {
 		}
 	}
 	write("30s")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newApp(t, path)
 	t.Cleanup(a.release)
 	if a.built.limits == nil {
 		t.Fatal("no rate limiter built from rate_limits.global")
