@@ -1,6 +1,8 @@
-// Package app wires the gateway together and owns its lifecycle: the HTTP
-// server, the active health checker, config reloads (SIGHUP and file
-// changes) and graceful shutdown. Every goroutine started here stops when
+// Package app builds the gateway and owns its lifecycle: the runtime built
+// from a config (Build: backends, breakers, adaptive limits, queues, rate
+// limiter, forwarder), the HTTP server, the active health checker, config
+// reloads as transactions (SIGHUP and file changes: build aside, commit,
+// swap) and graceful shutdown. Every goroutine started here stops when
 // Run's context ends.
 package app
 
@@ -38,8 +40,11 @@ type App struct {
 	jobsRetry func() (*jobQueue, error) // set when the queue must still be connected
 	closing   bool                      // guarded by jobsMu: Run is shutting down
 	log       *slog.Logger
-	deps      gateway.Deps
+	deps      Deps
 	gw        *gateway.Gateway
+	// built is the runtime serving, with what the next build takes over
+	// from it; replaced by Reload under reloadMu.
+	built *Built
 	// adminLn is the admin listener (admin.listen), opened by ListenAdmin
 	// or by Run; nil when admin.listen is "off".
 	adminMu sync.Mutex
@@ -71,7 +76,7 @@ type App struct {
 func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	deps := gateway.Deps{
+	deps := Deps{
 		Logger:     logger,
 		Registry:   reg,
 		Transport:  proxy.NewTransportCache(),
@@ -84,13 +89,14 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 		return nil, errWithPath(path, err)
 	}
 	deps.Cache, deps.CacheMetrics, deps.CacheMemo = resp.level, resp.metrics, resp.memo
-	rt, err := gateway.Build(cfg, deps, nil)
+	built, err := Build(cfg, deps, nil)
 	if err != nil {
 		resp.Close()
 		return nil, errWithPath(path, err)
 	}
+	built.Commit()
 	var gw *gateway.Gateway
-	a := &App{path: path, log: logger, deps: deps, resp: resp, connMetrics: netguard.NewConnMetrics(reg)}
+	a := &App{path: path, log: logger, deps: deps, resp: resp, built: built, connMetrics: netguard.NewConnMetrics(reg)}
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
 		WebhooksSigned: cfg.Queue.WebhookSecret != ""}
@@ -114,7 +120,7 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 			a.jobsRetry = open
 		}
 	}
-	gw = gateway.New(rt, gwOpts)
+	gw = gateway.New(built.Runtime, gwOpts)
 	a.gw = gw
 	return a, nil
 }
@@ -159,8 +165,12 @@ func (a *App) ListenAdmin(addr string) (net.Addr, error) {
 	return ln.Addr(), nil
 }
 
-// Reload re-reads the config file and swaps it in. An invalid file is
-// refused and logged; the running config keeps serving.
+// Reload re-reads the config file and swaps it in, as a transaction: the
+// whole new runtime is built aside (Build), and only when every part of it
+// succeeded is the state it takes over handed to it (Commit) and the
+// runtime swapped in with one atomic store. An invalid file, or any part
+// failing to build, is refused and logged; the running config keeps
+// serving, unchanged.
 func (a *App) Reload() error {
 	if a.path == "" {
 		return errors.New("no config file to reload (started from flags)")
@@ -168,36 +178,45 @@ func (a *App) Reload() error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	cfg, err := config.Load(a.path)
-	if err == nil {
-		var rt *gateway.Runtime
-		rt, err = gateway.Build(cfg, a.deps, a.gw.Runtime())
-		if err == nil {
-			old := a.gw.Runtime().Config
-			if cfg.Listen != old.Listen {
-				a.log.Warn("config reload: listen address changes need a restart; keeping the old one",
-					"old", old.Listen, "new", cfg.Listen)
-			}
-			if cfg.Admin.Listen != old.Admin.Listen {
-				a.log.Warn("config reload: admin.listen changes need a restart; keeping the old one",
-					"old", old.Admin.Listen, "new", cfg.Admin.Listen)
-			}
-			if !sameServerSettings(cfg.Server, old.Server) {
-				a.log.Warn("config reload: server.read_header_timeout, idle_timeout and max_header_bytes need a restart; " +
-					"connection caps, body bounds and memory_limit are applied now")
-			}
-			prev := a.gw.Runtime()
-			a.gw.Swap(rt)
-			prev.Retire(rt)
-			a.syncChecker(cfg.Health.Active)
-			a.syncScraper(cfg)
-			a.applyServerLimits(cfg.Server)
-			a.log.Info("config reloaded", "path", a.path, "models", len(rt.Models))
-			return nil
-		}
-		err = errWithPath(a.path, err)
+	if err != nil {
+		return a.refuseReload(err)
 	}
+	next, err := Build(cfg, a.deps, a.built)
+	if err != nil {
+		return a.refuseReload(errWithPath(a.path, err))
+	}
+	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
+	prev := a.built
+	next.Commit()
+	a.gw.Swap(next.Runtime)
+	a.built = next
+	prev.Retire(next)
+	a.syncChecker(cfg.Health.Active)
+	a.syncScraper(cfg)
+	a.applyServerLimits(cfg.Server)
+	a.log.Info("config reloaded", "path", a.path, "models", len(next.Runtime.Models))
+	return nil
+}
+
+func (a *App) refuseReload(err error) error {
 	a.log.Error("config reload refused; keeping the running config", "path", a.path, "error", err.Error())
 	return err
+}
+
+// warnRestartOnly logs the settings a reload cannot change.
+func (a *App) warnRestartOnly(cfg, old *config.Config) {
+	if cfg.Listen != old.Listen {
+		a.log.Warn("config reload: listen address changes need a restart; keeping the old one",
+			"old", old.Listen, "new", cfg.Listen)
+	}
+	if cfg.Admin.Listen != old.Admin.Listen {
+		a.log.Warn("config reload: admin.listen changes need a restart; keeping the old one",
+			"old", old.Admin.Listen, "new", cfg.Admin.Listen)
+	}
+	if !sameServerSettings(cfg.Server, old.Server) {
+		a.log.Warn("config reload: server.read_header_timeout, idle_timeout and max_header_bytes need a restart; " +
+			"connection caps, body bounds and memory_limit are applied now")
+	}
 }
 
 // Run serves the public API on ln and the admin endpoints on the admin
@@ -286,7 +305,9 @@ func (a *App) release() {
 		cancel() // Run gave them the grace already: what is left is cut now
 		a.deps.Background.Wait(cut)
 		a.deps.Transport.CloseIdle()
-		a.gw.Runtime().Retire(nil)
+		a.reloadMu.Lock()
+		a.built.Retire(nil)
+		a.reloadMu.Unlock()
 		if a.resp != nil {
 			a.resp.Close()
 		}

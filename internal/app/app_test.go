@@ -52,14 +52,7 @@ func startApp(t *testing.T, path string) (string, context.CancelFunc, chan error
 // URL (a free loopback port, whatever the config says).
 func startAppAdmin(t *testing.T, path string) (url, admin string, cancel context.CancelFunc, done chan error) {
 	t.Helper()
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newApp(t, path)
 	adminAddr, err := a.ListenAdmin("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +65,20 @@ func startAppAdmin(t *testing.T, path string) (url, admin string, cancel context
 	done = make(chan error, 1)
 	go func() { done <- a.Run(ctx, ln) }()
 	return "http://" + ln.Addr().String(), "http://" + adminAddr.String(), cancel, done
+}
+
+// newApp builds the app from the config file at path, not yet running.
+func newApp(t *testing.T, path string) *App {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 func chat(url, model string) (int, string) {

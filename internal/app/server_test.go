@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,8 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // The server: section reaches the running gateway: header size, idle
@@ -42,14 +39,7 @@ models:
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(cfg, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newApp(t, path)
 	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil { // not the default port: tests run in parallel
 		t.Fatal(err)
 	}

@@ -243,7 +243,8 @@ type PolicyCheck func(name string) error
 // its key path.
 func (c *Config) Validate() error { return c.ValidateWith(nil) }
 
-// ValidateWith is Validate with a policy-name check.
+// ValidateWith is Validate with a policy-name check. Each section checks
+// its own keys; every problem is collected, none stops the others.
 func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 	var v validator
 	bad := v.bad
@@ -253,6 +254,29 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 	if c.MaxBodyBytes <= 0 {
 		bad("max_body_bytes", "must be positive")
 	}
+	c.validateTimeouts(bad)
+	c.validateRetry(bad)
+	c.validateHealth(bad)
+	c.validateBreaker(bad)
+	c.validateServer(bad)
+	c.validateAdmission(bad)
+	c.validateCache(bad)
+	c.validateQueue(bad)
+	c.RateLimits.validate(bad)
+	c.validateLoadMetrics(bad)
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	c.validateModels(bad, policyOK)
+	return v.err()
+}
+
+// badFunc reports one problem with the key at a path.
+type badFunc = func(key, format string, args ...any)
+
+func (c *Config) validateTimeouts(bad badFunc) {
 	for _, t := range []struct {
 		key string
 		d   Duration
@@ -267,6 +291,9 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 	if f := c.Timeouts.FirstTokenFactor; !(f >= 0 && f <= 1000) {
 		bad("timeouts.first_token_factor", "must be between 0 (off) and 1000, got %g", f)
 	}
+}
+
+func (c *Config) validateRetry(bad badFunc) {
 	if c.Retry.Attempts < 1 || c.Retry.Attempts > 10 {
 		bad("retry.attempts", "must be between 1 and 10, got %d", c.Retry.Attempts)
 	}
@@ -276,6 +303,9 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 	if c.Retry.BudgetRatio < 0 || c.Retry.BudgetRatio > 1 {
 		bad("retry.budget_ratio", "must be between 0 and 1, got %g", c.Retry.BudgetRatio)
 	}
+}
+
+func (c *Config) validateHealth(bad badFunc) {
 	if c.Health.MaxFails < 0 {
 		bad("health.max_fails", "must be >= 0")
 	}
@@ -290,22 +320,25 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 			bad("health.active.timeout", "must be positive and at most health.active.interval")
 		}
 	}
-	if br := c.Breaker; br.Enabled {
-		if br.FailureRatio <= 0 || br.SlowRatio <= 0 {
-			bad("breaker.failure_ratio", "failure_ratio and slow_ratio must be positive (above 1 disables that trip)")
-		}
-		if br.MaxEjectedRatio <= 0 || br.MaxEjectedRatio > 1 {
-			bad("breaker.max_ejected_ratio", "must be in (0, 1], got %g", br.MaxEjectedRatio)
-		}
-		if br.Window <= 0 || br.OpenFor <= 0 {
-			bad("breaker.window", "window and open_for must be positive durations")
-		}
+}
+
+func (c *Config) validateBreaker(bad badFunc) {
+	br := c.Breaker
+	if !br.Enabled {
+		return
 	}
-	c.validateServer(bad)
-	c.validateAdmission(bad)
-	c.validateCache(bad)
-	c.validateQueue(bad)
-	c.RateLimits.validate(bad)
+	if br.FailureRatio <= 0 || br.SlowRatio <= 0 {
+		bad("breaker.failure_ratio", "failure_ratio and slow_ratio must be positive (above 1 disables that trip)")
+	}
+	if br.MaxEjectedRatio <= 0 || br.MaxEjectedRatio > 1 {
+		bad("breaker.max_ejected_ratio", "must be in (0, 1], got %g", br.MaxEjectedRatio)
+	}
+	if br.Window <= 0 || br.OpenFor <= 0 {
+		bad("breaker.window", "window and open_for must be positive durations")
+	}
+}
+
+func (c *Config) validateLoadMetrics(bad badFunc) {
 	if c.LoadMetrics.Interval <= 0 {
 		bad("load_metrics.interval", "must be a positive duration")
 	}
@@ -315,16 +348,17 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 	if !strings.HasPrefix(c.LoadMetrics.Path, "/") {
 		bad("load_metrics.path", "must start with /, got %q", c.LoadMetrics.Path)
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
-	}
+}
+
+// validateModels checks every model: a unique name, a known policy, at
+// least one backend, fallbacks to other known models.
+func (c *Config) validateModels(bad badFunc, policyOK PolicyCheck) {
 	if len(c.Models) == 0 {
 		bad("models", "at least one model is required")
 	}
 	seen := map[string]bool{}
-	for i, m := range c.Models {
+	for i := range c.Models {
+		m := &c.Models[i]
 		key := fmt.Sprintf("models[%d]", i)
 		if m.Name == "" {
 			bad(key+".name", "must not be empty")
@@ -354,22 +388,24 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 			}
 		}
 		for j, b := range m.Backends {
-			bk := fmt.Sprintf("%s.backends[%d]", key, j)
-			if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
-				bad(bk+".url", "must be an http:// or https:// URL, got %q", b.URL)
-			}
-			if b.Weight < 0 {
-				bad(bk+".weight", "must be >= 0")
-			}
-			if b.MaxConcurrency < 0 {
-				bad(bk+".max_concurrency", "must be >= 0")
-			}
-			if b.PassClientAuth && b.APIKey != "" {
-				bad(bk+".pass_client_auth", "cannot be combined with api_key (which credentials would the backend get?)")
-			}
+			b.validate(bad, fmt.Sprintf("%s.backends[%d]", key, j))
 		}
 	}
-	return v.err()
+}
+
+func (b Backend) validate(bad badFunc, key string) {
+	if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
+		bad(key+".url", "must be an http:// or https:// URL, got %q", b.URL)
+	}
+	if b.Weight < 0 {
+		bad(key+".weight", "must be >= 0")
+	}
+	if b.MaxConcurrency < 0 {
+		bad(key+".max_concurrency", "must be >= 0")
+	}
+	if b.PassClientAuth && b.APIKey != "" {
+		bad(key+".pass_client_auth", "cannot be combined with api_key (which credentials would the backend get?)")
+	}
 }
 
 // validator collects the problems found, each a FieldError naming its key.

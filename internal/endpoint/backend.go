@@ -120,10 +120,16 @@ func New(spec Spec, policy HealthPolicy) (*Backend, error) {
 		return nil, fmt.Errorf("backend url %q: missing host", spec.URL)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
-	if spec.Weight <= 0 {
-		spec.Weight = 1
+	return &Backend{spec: spec.Normalized(), target: u, name: u.Host + u.Path, policy: policy}, nil
+}
+
+// Normalized is the spec as a Backend keeps it (Spec): an unset weight is
+// 1. Compare a configured spec with Spec in this form.
+func (s Spec) Normalized() Spec {
+	if s.Weight <= 0 {
+		s.Weight = 1
 	}
-	return &Backend{spec: spec, target: u, name: u.Host + u.Path, policy: policy}, nil
+	return s
 }
 
 // Name is a short label for logs and metrics (host:port[/path]).

@@ -136,7 +136,7 @@ func TestClientLeavingTheQueueFreesIt(t *testing.T) {
 		}
 		close(done)
 	}()
-	q := gw.Runtime().Pools["m1"].queue.q
+	q := gw.Runtime().Pools["m1"].queue
 	waitFor(t, func() bool { return q.Stats().Queued == 1 })
 	cancel()
 	<-done
@@ -155,7 +155,7 @@ func TestTenantOverShareGets429(t *testing.T) {
 		go func() { readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody, "Authorization", "Bearer flood")) }()
 	}
 	<-be.arrived
-	q := gw.Runtime().Pools["m1"].queue.q
+	q := gw.Runtime().Pools["m1"].queue
 	waitFor(t, func() bool { return q.Stats().Queued == 2 }) // else the probe below could queue itself
 	waitFor(t, func() bool {
 		resp := post(t, srv.URL+"/v1/chat/completions", chatBody, "Authorization", "Bearer flood", "X-Sluice-Max-Wait", "20s")

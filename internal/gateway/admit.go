@@ -5,21 +5,19 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
-	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // unlimited stands for "no backend limit" in the queue's capacity.
 const unlimited = 1 << 30
 
-// capacity is how many requests the pool may have in flight: the sum of its
+// Capacity is how many requests the pool may have in flight: the sum of its
 // usable backends' concurrency limits (static, or adaptive). Read by the
 // queue under its lock, so it only loads atomics and takes no other lock
 // than each backend's state mutex.
-func (p *Pool) capacity() int {
+func (p *Pool) Capacity() int {
 	now := p.now()
 	total := 0
 	for _, b := range p.Backends {
@@ -35,83 +33,12 @@ func (p *Pool) capacity() int {
 	return total
 }
 
-// poolQueue is a model's fair queue. It outlives config reloads that keep
-// the admission settings (waiters stay queued, tickets stay counted), so
-// the pool it measures capacity on is swapped in behind a pointer.
-type poolQueue struct {
-	q    *admission.Queue
-	pool atomic.Pointer[Pool]
-	cfg  queueSettings
-}
-
-// queueSettings is what a queue is built from; a reload that changes none
-// of it keeps the queue.
-type queueSettings struct {
-	admission config.Admission
-	slo       config.SLO
-}
-
-// queueFor returns prev's queue for p's model when reusable, else a new one.
-func queueFor(p *Pool, a config.Admission, prev *Runtime, now func() time.Time) *poolQueue {
-	settings := queueSettings{admission: a, slo: p.SLO}
-	if prev != nil {
-		if old := prev.Pools[p.Model]; old != nil && old.queue != nil && old.queue.cfg == settings {
-			old.queue.pool.Store(p)
-			old.queue.q.Kick() // capacity may have grown
-			return old.queue
-		}
-	}
-	pq := &poolQueue{cfg: settings}
-	pq.pool.Store(p)
-	var targets [admission.MaxClass + 1]time.Duration
-	for c := range targets {
-		targets[c] = delayTarget(a, p.SLO, admission.Class(c))
-	}
-	pq.q = admission.NewQueue(admission.QueueConfig{
-		Name: p.Model, Fair: true, MaxQueued: a.MaxQueued, MaxQueuedPerTenant: a.MaxQueuedPerTenant,
-		MaxQueuedCost: a.MaxQueuedTokens, MinShare: a.BatchMinShare,
-		// No grace: a waiter that cannot start before its deadline is
-		// refused, never started late (its answer would miss the SLO and
-		// still use the pool).
-		Targets:      targets,
-		SpareReserve: a.SpareReserve,
-	}, func() int { return pq.pool.Load().capacity() }, now)
-	return pq
-}
-
 // sloOf is the pool's time-to-first-token objective for a class.
 func (p *Pool) sloOf(c admission.Class) time.Duration {
 	if c == admission.Interactive {
 		return p.SLO.Interactive
 	}
 	return p.SLO.Batch
-}
-
-// delayTarget is a class's controlled-delay target: admission.delay_target
-// for interactive when set (scaled for the batch class by the ratio of
-// their objectives), else a quarter of the class's objective. A quarter
-// leaves the rest of the objective to the backend's own time to first token
-// and its tail, while keeping enough queued to bridge the gaps of bursty
-// arrivals so the pool never idles while requests are refused.
-func delayTarget(a config.Admission, slo config.SLO, c admission.Class) time.Duration {
-	objective := slo.Interactive
-	if c != admission.Interactive {
-		objective = slo.Batch
-	}
-	if t := a.DelayTarget.D(); t > 0 {
-		return min(time.Duration(float64(t)*float64(objective)/float64(slo.Interactive)), objective)
-	}
-	return objective / 4
-}
-
-// newAdaptiveLimit is a backend's adaptive limit; it may let the backend's
-// time to first token grow to a tenth of the pool's interactive objective
-// (see admission.LimitConfig.LatencyFloor).
-func newAdaptiveLimit(c config.Adaptive, slo config.SLO) admission.Limiter {
-	return admission.NewAdaptiveLimit(admission.LimitConfig{
-		Initial: c.Initial, Min: c.Min, Max: c.Max, Window: c.Window.D(), Tolerance: c.Tolerance,
-		LatencyFloor: slo.Interactive / 10,
-	})
 }
 
 // expectedTTFT is the pool's typical time to first token once a request is
@@ -197,7 +124,7 @@ func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, c *upstre
 		if p.queue == nil {
 			return p, nil, nil
 		}
-		t, err := p.queue.q.Acquire(ctx, req)
+		t, err := p.queue.Acquire(ctx, req)
 		if err == nil {
 			return p, t, nil
 		}

@@ -65,7 +65,14 @@ func (fs *flights) account(delta int) {
 	}
 }
 
-func newFlights(m *cache.Metrics, bg *Background) *flights {
+// Flights are the coalescing flights of a gateway; one set outlives
+// reloads, so a request arriving just after one joins the call in flight.
+type Flights = flights
+
+// NewFlights makes an empty set of flights counting into m (may be nil),
+// their goroutines counted in bg (joined at shutdown; nil: a Background
+// of their own, which nobody joins).
+func NewFlights(m *cache.Metrics, bg *Background) *Flights {
 	if bg == nil {
 		bg = NewBackground()
 	}

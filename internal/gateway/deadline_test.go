@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 func TestDeadlineFromObjective(t *testing.T) {
@@ -62,5 +65,30 @@ func TestFingerprintSeparatesTenantsAndBodies(t *testing.T) {
 		if other == a {
 			t.Fatal("different tenant, path or body, same fingerprint")
 		}
+	}
+}
+
+// TestAdmitStageTerms: the admit stage gives a live request its class's
+// deadline (the client may shorten it) and a job none — a free slot now or
+// a refusal — whatever the header says.
+func TestAdmitStageTerms(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	pool := NewPool(PoolParts{Model: &config.Model{Name: "m1"}, SLO: config.SLO{Interactive: 2 * time.Second, Batch: time.Minute},
+		Now: func() time.Time { return start }})
+	r, _ := http.NewRequest("POST", "/v1/chat/completions", nil)
+	r.Header.Set("X-Sluice-Max-Wait", "600ms")
+	live := &exchange{r: r, pool: pool, rec: record{start: start}}
+	if !(admitStage{}).serve(live) || live.call.until.Sub(start) != 400*time.Millisecond || live.call.latest.Sub(start) != 600*time.Millisecond {
+		t.Fatalf("live: until %v latest %v, want 400ms and 600ms", live.call.until.Sub(start), live.call.latest.Sub(start))
+	}
+	batch := &exchange{r: r, pool: pool, rec: record{start: start}, id: identity{class: admission.Batch}}
+	batch.r = r.Clone(r.Context())
+	batch.r.Header.Del("X-Sluice-Max-Wait")
+	if (admitStage{}).serve(batch); batch.call.until.Sub(start) != 40*time.Second {
+		t.Fatalf("batch class: until %v, want 40s (2/3 of its objective)", batch.call.until.Sub(start))
+	}
+	job := &exchange{r: r, pool: pool, rec: record{start: start}, job: &jobCall{}}
+	if !(admitStage{}).serve(job) || !job.call.until.Equal(start) || !job.call.latest.Equal(start) {
+		t.Fatalf("job: until %v latest %v, want both at its start", job.call.until, job.call.latest)
 	}
 }

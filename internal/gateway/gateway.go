@@ -1,23 +1,21 @@
-// Package gateway is the client-facing HTTP handler. An inference request
-// reads top to bottom through one chain:
+// Package gateway is the request pipeline. An inference request, from the
+// public listener or a queued job, runs through one chain of stages, each a
+// small type with one method (chain.go):
 //
-//	request id -> read body (bounded) -> peek model/stream/max_tokens ->
-//	find the model's pool -> forward (pick, retry, relay) -> record (log, metrics)
+//	identify -> parse -> enqueue -> limit -> cache -> admit -> forward -> record
 //
-// Each later stage (auth, rate limit, cache, admission) slots into
-// serveInference in that order.
+// Any stage may answer (a refusal, a cache hit) and end the chain; record
+// runs whichever did.
 package gateway
 
 import (
-	"context"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +27,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
-	"github.com/sluice-gw/sluice/internal/ratelimit"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
@@ -73,6 +70,10 @@ type Gateway struct {
 	// seed keys request fingerprints (fingerprint); it outlives reloads,
 	// as the queues holding appointments do.
 	seed maphash.Seed
+	// stages are the inference chain (chain.go), built once.
+	stages []stage
+	// exchanges recycles the per-request state of the chain.
+	exchanges sync.Pool
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -87,6 +88,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 		g.now = time.Now
 	}
 	g.rt.Store(rt)
+	g.stages = g.chain()
 	g.metrics = telemetry.NewMetrics(opt.Registry)
 	g.bodyMetrics = netguard.NewBodyMetrics(opt.Registry, bodyMem)
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
@@ -98,8 +100,9 @@ func New(rt *Runtime, opt Options) *Gateway {
 // SetJobs installs the job queue's HTTP layer once the queue is connected.
 func (g *Gateway) SetJobs(h *batchapi.Handler) { g.jobs.Store(h) }
 
-// Swap installs a new runtime (config reload). Requests in flight finish on
-// the runtime they started with.
+// Swap installs a new runtime (config reload), built aside and handed the
+// state it takes over by internal/app: one atomic store makes it serve.
+// Requests in flight finish on the runtime they started with.
 func (g *Gateway) Swap(rt *Runtime) {
 	g.bodyMem.SetLimit(int64(rt.Config.Server.MaxBodyMemory))
 	g.rt.Store(rt)
@@ -112,18 +115,11 @@ func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 // else (the privileged surfaces are on AdminHandler). It routes by path: a
 // switch, not a router; the set is small and this runs on every request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// Every body, whoever reads it (inference, file uploads), arrives
-	// within the body timeouts or is cut with 408.
-	sc := g.rt.Load().Config.Server
-	restore := netguard.TimeBody(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
+	w, restore := g.guard(w, r)
 	defer restore()
-	// Every write moves the connection's write deadline, also on routes
-	// with small answers: a keep-alive connection must not carry an
-	// earlier request's deadline into this one.
-	w = newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
-		g.serveInference(w, r)
+		g.handle(w, r, nil)
 	case "/v1/models":
 		g.serveModels(w, r)
 	case "/healthz":
@@ -144,162 +140,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// guard puts the connection's time bounds on a request: every body,
+// whoever reads it (inference, file uploads), arrives within the body
+// timeouts or is cut with 408; every write moves the connection's write
+// deadline, also on routes with small answers, so a keep-alive connection
+// does not carry an earlier request's deadline into this one. restore
+// undoes the body deadlines when the handler returns.
+func (g *Gateway) guard(w http.ResponseWriter, r *http.Request) (_ http.ResponseWriter, restore func()) {
+	sc := g.rt.Load().Config.Server
+	restore = netguard.TimeBody(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
+	return newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts), restore
+}
+
 // prefixKeyChars is how much of the prompt prefix_affinity hashes: about
 // the system prompt and first turns, what a backend's prefix cache shares.
 const prefixKeyChars = 2048
-
-// serveInference is the request's path through the gateway.
-func (g *Gateway) serveInference(w http.ResponseWriter, r *http.Request) {
-	start := g.now()
-	rt := g.rt.Load()
-	reqID := requestID(r)
-	w.Header().Set("X-Request-Id", reqID)
-	rec := record{id: reqID, path: r.URL.Path, start: start}
-	defer g.finish(&rec)
-
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		rec.fail(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
-			Code: "method_not_allowed", Message: "use POST for " + r.URL.Path})
-		return
-	}
-	g.metrics.Inflight.Inc()
-	defer g.metrics.Inflight.Dec()
-	from := rt.tenants.realIP.client(r)
-	// Who the client is to its limits: an IPv4 address or an IPv6 /64.
-	ip := from.key
-	// Set when a queued job runs through here: by the in-process worker,
-	// or by a `sluice worker` on the admin listener (serveWorkerJob).
-	job := jobCallFrom(r.Context())
-	if job == nil {
-		if err := refuseJobTenant(r); err != nil {
-			rec.fail(w, err)
-			return
-		}
-	}
-	var id identity
-	if job != nil {
-		id, rec.job = job.id, true
-	} else {
-		var authErr *openai.Error
-		if id, authErr = rt.tenants.identify(r, ip); authErr != nil {
-			rec.fail(w, authErr)
-			return
-		}
-	}
-	rec.tenant = id.tenant
-	ctl, herr := readControlHeaders(r.Header)
-	if herr != nil {
-		rec.fail(w, herr)
-		return
-	}
-
-	body, err := g.bodies.ReadBody(r.Body, r.ContentLength, int64(rt.Config.MaxBodyBytes))
-	if err != nil {
-		switch {
-		case errors.Is(err, proxy.ErrBodyTooLarge):
-			g.bodyMetrics.Refused(netguard.RefusedTooLarge)
-			refuseRestOfBody(w, r)
-		case errors.Is(err, proxy.ErrBodyMemory):
-			g.bodyMetrics.Refused(netguard.RefusedMemory)
-			refuseRestOfBody(w, r)
-		case errors.Is(err, netguard.ErrBodyTimeout):
-		default:
-			err = fmt.Errorf("%w: %w", errReadBody, err)
-			rec.cause = err // the client's fault: the detail goes on the access line only
-		}
-		rec.fail(w, apiError(err, ""))
-		return
-	}
-	defer body.Release()
-
-	parsed, err := rt.parse(body.Bytes())
-	if err != nil {
-		rec.fail(w, apiError(err, "")) // an *openai.Error naming the field
-		return
-	}
-	peek := parsed.Peek
-	rec.model, rec.stream = peek.Model, peek.Stream
-	if peek.Model == "" {
-		e := openai.BadRequest("missing_model", "you must provide a model parameter")
-		e.Param = "model"
-		rec.fail(w, e)
-		return
-	}
-	pool := rt.Pools[peek.Model]
-	if pool == nil {
-		e := openai.NotFound("model_not_found", "The model '"+peek.Model+"' does not exist or you do not have access to it.")
-		e.Param = "model"
-		rec.fail(w, e)
-		return
-	}
-
-	// Async: Prefer: respond-async queues the request as a job (202 and
-	// /v1/jobs/{id}) to run when the pool has spare capacity. It is charged
-	// when it runs, not here (see docs/RELIABILITY.md, "Jobs and webhooks").
-	if job == nil && ctl.async {
-		rec.status = g.acceptAsync(w, r, body.Bytes(), peek, id)
-		return
-	}
-
-	// Rate limits: requests and estimated tokens per key / tenant / IP /
-	// global. A job is charged here, when it runs, to its tenant (and the
-	// global limit): its key and address are the submitter's, long gone.
-	cost := admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, rt.Config.Admission.DefaultMaxTokens)
-	limited := rt.limits != nil
-	var rl ratelimit.Result
-	if limited {
-		key := id.key
-		if key == "" {
-			// Anonymous: per_key limits apply per client address, so a
-			// caller cannot dodge them by sending no key or inventing one.
-			key = id.tenant
-		}
-		subject := ratelimit.Subject{Key: key, Tenant: id.tenant, IP: ip}
-		if job != nil {
-			subject = ratelimit.Subject{Tenant: id.tenant}
-		}
-		if rl, err = rt.rateLimit(r.Context(), w, subject, cost, start); err != nil {
-			if job != nil {
-				job.throttled = true
-			}
-			rec.fail(w, apiError(err, peek.Model))
-			return
-		}
-	}
-	defer func() {
-		if limited && rec.result.UsageKnown { // settle the token reservation with what was used
-			u := rec.result.Usage
-			rl.Reconcile(context.WithoutCancel(r.Context()), int64(u.PromptTokens+u.CompletionTokens), g.now())
-		}
-	}()
-
-	// Cache: deterministic requests may be answered without a backend.
-	call := upstreamCall{path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header, body: body, peek: peek,
-		id: id, cost: cost, reqID: reqID, ip: ip, forwardedFor: from.forwardedFor, fingerprint: g.fingerprint(id.tenant, r.URL.Path, body.Bytes())}
-	plan, hit, hitStatus, stale := rt.cacheLookup(r.Context(), w, r, body.Bytes(), parsed, pool, id, start)
-	call.plan = plan
-	if hit {
-		rec.status, rec.cache = hitStatus, "HIT"
-		if stale {
-			rec.cache = "STALE"
-			g.revalidate(r.Context(), rt, pool, &call)
-		}
-		return
-	}
-
-	// Admission, then the backend: wait for a fair share of the pool's
-	// capacity (or of a fallback's), or be refused at once with
-	// Retry-After. Identical cacheable requests share one upstream call.
-	call.until, call.latest = deadline(r, start, pool.sloOf(id.class), pool.expectedTTFT(start))
-	if job != nil {
-		call.until, call.latest = start, start // a job takes a free slot at once or goes back to the queue
-	}
-	if plan.key != "" && rt.flights != nil && g.serveCoalesced(r.Context(), w, rt, pool, &call, &rec) {
-		return
-	}
-	g.serveDirect(r.Context(), w, rt, pool, &call, &rec)
-}
 
 // fingerprint identifies a request across a client's retries (same tenant,
 // path and body) for the queue's appointments: a client refused with

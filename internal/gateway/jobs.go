@@ -18,23 +18,17 @@ import (
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
-// jobCall marks a request that runs a queued job, made by the in-process
-// executor or by a `sluice worker` (workerJob): it runs as the job's
-// tenant and class, is charged to that tenant's rate limits, and is never
-// queued — it takes a free slot at once or is refused, so queued work
-// never waits in front of live requests.
+// jobCall marks a request that runs a queued job, entered by the
+// in-process executor (runJob) or asserted by a `sluice worker`
+// (workerJob): it runs as the job's tenant and class, is charged to that
+// tenant's rate limits, and is spare work — it takes a free slot at once
+// or is refused (admitStage), so queued work never waits in front of live
+// requests.
 type jobCall struct {
 	id identity
 	// throttled is set when the tenant's rate limit refused the job: it
 	// goes back to the queue for the advised time rather than retrying.
 	throttled bool
-}
-
-type jobCallKey struct{}
-
-func jobCallFrom(ctx context.Context) *jobCall {
-	jc, _ := ctx.Value(jobCallKey{}).(*jobCall)
-	return jc
 }
 
 // spareGatePoll is how often a waiting worker looks for spare capacity.
@@ -79,7 +73,7 @@ func (g *Gateway) spare(model string) bool {
 		if !p.Ready(now) {
 			return false
 		}
-		return p.queue == nil || p.queue.q.Spare() > 0
+		return p.queue == nil || p.queue.Spare() > 0
 	}
 	if model == "" {
 		for _, p := range rt.Pools {
@@ -113,14 +107,14 @@ func (e jobExecutor) Execute(ctx context.Context, j *jobs.Job) (jobs.Result, err
 	}
 }
 
-// runJob sends the job's request through ServeHTTP. busy means it was
-// refused for want of capacity (429/503 from admission or the pool).
+// runJob is the job entry: the job's request enters the inference chain
+// directly (not through ServeHTTP), as the job's tenant and class, and its
+// answer is written to a sink. busy means it was refused for want of
+// capacity (429/503 from admission or the pool).
 func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, busy bool, err error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
-	id := identity{tenant: j.Tenant, weight: 1, class: classOf(j.Class), preempt: func() { cancel(errPreempted) }}
-	jc := &jobCall{id: id}
-	ctx = context.WithValue(ctx, jobCallKey{}, jc)
+	jc := &jobCall{id: identity{tenant: j.Tenant, weight: 1, class: classOf(j.Class), preempt: func() { cancel(errPreempted) }}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.Path, bytes.NewReader(j.Body))
 	if err != nil {
 		return res, false, fmt.Errorf("job %s: %w", j.ID, err)
@@ -128,8 +122,8 @@ func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, 
 	req.ContentLength = int64(len(j.Body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", j.ID+"-"+strconv.Itoa(j.Attempts))
-	w := &bufferWriter{h: http.Header{}}
-	g.ServeHTTP(w, req)
+	w := &answerSink{h: http.Header{}}
+	g.handle(w, req, jc)
 	if err := parent.Err(); err != nil {
 		return res, false, err
 	}
@@ -166,26 +160,28 @@ func refusedForCapacity(status int) bool {
 	return status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests
 }
 
-// bufferWriter is the http.ResponseWriter of an internal request.
-type bufferWriter struct {
+// answerSink is where a job's answer goes: the chain's stages and the
+// proxy write an http.ResponseWriter, and the sink keeps status, headers
+// and body for the job's result.
+type answerSink struct {
 	h      http.Header
 	status int
 	buf    bytes.Buffer
 }
 
-func (w *bufferWriter) Header() http.Header { return w.h }
-func (w *bufferWriter) WriteHeader(code int) {
+func (w *answerSink) Header() http.Header { return w.h }
+func (w *answerSink) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
 	}
 }
-func (w *bufferWriter) Write(p []byte) (int, error) {
+func (w *answerSink) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
 	return w.buf.Write(p)
 }
-func (w *bufferWriter) Flush() {}
+func (w *answerSink) Flush() {}
 
 // jobClass is the admission class async work submitted by id runs in.
 func jobClass(id identity) string {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -28,7 +27,7 @@ const maxTenantLen = 256
 // serveWorkerJob is the admin listener's entry for a worker's job request
 // (path under WorkerPath), after AdminHandler checked admin.token: it
 // takes the asserted tenant, removes the header and sends the request
-// through ServeHTTP as a job call, like the in-process executor does.
+// into the chain as a job call, as the in-process executor does.
 func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token string) {
 	if token == "" {
 		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest, Code: "admin_token_required",
@@ -47,10 +46,12 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 		writeError(w, err)
 		return
 	}
-	r2 := r.Clone(context.WithValue(r.Context(), jobCallKey{}, jc))
+	r2 := r.Clone(r.Context())
 	r2.URL.Path, r2.URL.RawPath = path, ""
 	r2.Header.Del("Authorization") // the admin token goes no further
-	g.ServeHTTP(w, r2)
+	w, restore := g.guard(w, r2)
+	defer restore()
+	g.handle(w, r2, jc)
 }
 
 // assertedJob reads the job call a worker's request asserts.

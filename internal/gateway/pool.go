@@ -3,6 +3,8 @@ package gateway
 import (
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/admission"
+
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -21,9 +23,28 @@ type Pool struct {
 	SLO config.SLO
 	// cacheModel is the model part of the pool's cache keys (cacheModel).
 	cacheModel string
-	queue      *poolQueue // nil when admission is off
+	queue      *admission.Queue // nil when admission is off
 	picker     routing.Picker
 	now        func() time.Time
+}
+
+// PoolParts are what a Pool is made of, built by internal/app.
+type PoolParts struct {
+	Model    *config.Model // name, fallbacks, backends' upstream models
+	Policy   string        // the picker's name
+	SLO      config.SLO
+	Picker   routing.Picker
+	Backends []*endpoint.Backend
+	// Queue is the model's fair queue (nil: admission off); it measures
+	// capacity on this pool (Capacity).
+	Queue *admission.Queue
+	Now   func() time.Time
+}
+
+// NewPool makes the pool of one model.
+func NewPool(p PoolParts) *Pool {
+	return &Pool{Model: p.Model.Name, Policy: p.Policy, Fallbacks: p.Model.Fallbacks, SLO: p.SLO, Backends: p.Backends,
+		cacheModel: cacheModel(p.Model.Name, p.Model.Backends), picker: p.Picker, queue: p.Queue, now: p.Now}
 }
 
 // selector adapts a pool to proxy.Selector for one request.

@@ -23,7 +23,7 @@ func TestLiveTrafficPreemptsJobs(t *testing.T) {
 	cfg := testConfig(be.URL)
 	cfg.Models[0].Backends[0].MaxConcurrency = 2
 	srv, gw := startGateway(t, cfg)
-	q := gw.Runtime().Pools["m1"].queue.q
+	q := gw.Runtime().Pools["m1"].queue
 
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

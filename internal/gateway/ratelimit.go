@@ -3,76 +3,22 @@ package gateway
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
-	"reflect"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
-
-// limits is a runtime's rate limiter with the metrics it registered, so a
-// reload that changes the limits can retire them before the new limiter
-// registers its own.
-type limits struct {
-	l   *ratelimit.Limiter
-	cfg config.RateLimits
-	reg *trackedRegisterer
-}
-
-// openLimits reuses prev's limiter when the rate limit config is unchanged
-// (buckets and the Redis connection survive a reload), else opens a new one.
-// nil means no rate limits are configured.
-func openLimits(cfg config.RateLimits, prev *Runtime, reg prometheus.Registerer, log *slog.Logger) (*limits, error) {
-	if prev != nil && prev.limits != nil && reflect.DeepEqual(prev.limits.cfg, cfg) {
-		return prev.limits, nil
-	}
-	rules := ratelimit.RulesFrom(cfg) // validated by Build
-	if reflect.DeepEqual(rules, ratelimit.Rules{}) || !hasRules(rules) {
-		return nil, nil
-	}
-	if prev != nil && prev.limits != nil {
-		prev.limits.reg.unregisterAll() // the new limiter registers the same names
-	}
-	tr := &trackedRegisterer{reg: reg}
-	l, err := ratelimit.Open(cfg, tr.orNil(), log)
-	if err != nil {
-		return nil, err
-	}
-	return &limits{l: l, cfg: cfg, reg: tr}, nil
-}
-
-func hasRules(r ratelimit.Rules) bool {
-	some := func(x ratelimit.Rule) bool { return !x.Requests.IsZero() || x.TokensPerMinute > 0 }
-	if some(r.Global) || some(r.PerKey) || some(r.PerTenant) || some(r.PerIP) {
-		return true
-	}
-	for _, x := range r.Keys {
-		if some(x) {
-			return true
-		}
-	}
-	for _, x := range r.Tenants {
-		if some(x) {
-			return true
-		}
-	}
-	return false
-}
 
 // rateLimit is the rate limit stage: take the request and its estimated
 // tokens from every applicable limit, wait out an nginx-style delay, and
 // set the x-ratelimit-* headers. The returned Result reconciles the token
 // estimate with the backend's usage later.
 func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, subject ratelimit.Subject, tokens float64, now time.Time) (ratelimit.Result, error) {
-	if rt.limits == nil {
+	if rt.limiter == nil {
 		return ratelimit.Result{Allowed: true}, nil
 	}
-	res, err := rt.limits.l.Check(ctx, subject, int64(tokens), now)
+	res, err := rt.limiter.Check(ctx, subject, int64(tokens), now)
 	res.WriteHeaders(w.Header())
 	switch {
 	case res.Allowed:
@@ -96,45 +42,4 @@ func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, subject
 		}
 	}
 	return res, nil
-}
-
-// trackedRegisterer remembers what it registered so it can be undone.
-type trackedRegisterer struct {
-	reg prometheus.Registerer
-	cs  []prometheus.Collector
-}
-
-func (t *trackedRegisterer) orNil() prometheus.Registerer {
-	if t.reg == nil {
-		return nil
-	}
-	return t
-}
-
-func (t *trackedRegisterer) Register(c prometheus.Collector) error {
-	if err := t.reg.Register(c); err != nil {
-		return err
-	}
-	t.cs = append(t.cs, c)
-	return nil
-}
-
-func (t *trackedRegisterer) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := t.Register(c); err != nil {
-			panic(err)
-		}
-	}
-}
-
-func (t *trackedRegisterer) Unregister(c prometheus.Collector) bool { return t.reg.Unregister(c) }
-
-func (t *trackedRegisterer) unregisterAll() {
-	if t.reg == nil {
-		return
-	}
-	for _, c := range t.cs {
-		t.reg.Unregister(c)
-	}
-	t.cs = nil
 }

@@ -142,7 +142,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 			})
 		}
 		if p.queue != nil {
-			st := p.queue.q.Stats()
+			st := p.queue.Stats()
 			ps.Queue = &st
 		}
 		out.Models = append(out.Models, ps)

@@ -1,0 +1,320 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/gateway"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/routing"
+)
+
+// Deps are the long-lived parts every runtime is built with.
+type Deps struct {
+	Logger   *slog.Logger
+	Registry prometheus.Registerer // for stores' own metrics; may be nil
+	// Cache is the process's response cache (it outlives reloads); nil = off.
+	Cache        cache.Level
+	CacheMetrics *cache.Metrics // may be nil
+	// CacheMemo remembers the parse and cache digest of repeated
+	// cacheable bodies; nil: computed every time.
+	CacheMemo *cache.Memo
+	Transport *proxy.Transport
+	// Background owns the calls that outlive a request's handler
+	// (coalescing flights, stale-while-revalidate refreshes); shutdown
+	// joins it. nil: the runtime keeps its own, which nobody joins.
+	Background *gateway.Background
+	Now        func() time.Time
+	Rand       routing.Rand
+	// FailAt, when set, is asked at the start of each build stage
+	// (BuildStages) and fails the build with its error: the test seam that
+	// shows a failed reload changes nothing.
+	FailAt func(stage string) error
+}
+
+// The stages of a build, in order; FailAt is asked at each.
+const (
+	StageValidate   = "validate"
+	StagePools      = "pools"     // backends: reused or new, health policy
+	StageBreakers   = "breakers"  // per-backend breakers and the pool's ejection cap
+	StageAdmission  = "admission" // adaptive limits and the fair queues
+	StageRateLimits = "rate_limits"
+	StageCache      = "cache"
+	StageForwarder  = "forwarder"
+)
+
+// BuildStages lists the build stages in order.
+var BuildStages = []string{StageValidate, StagePools, StageBreakers, StageAdmission, StageRateLimits, StageCache, StageForwarder}
+
+func (d *Deps) failAt(stage string) error {
+	if d.FailAt == nil {
+		return nil
+	}
+	if err := d.FailAt(stage); err != nil {
+		return fmt.Errorf("build stage %s: %w", stage, err)
+	}
+	return nil
+}
+
+// Built is a runtime built aside from a config, with what the next build
+// may take over from it (queues, the rate limiter, the coalescing flights)
+// and the changes it makes, once installed, to the live state it shares
+// with the runtime it replaces.
+type Built struct {
+	Runtime *gateway.Runtime
+	queues  map[string]*poolQueue
+	limits  *limits // nil: no rate limits
+	flights *gateway.Flights
+	// handover are the changes this runtime makes to the live state it
+	// takes over (reused backends' health policy, breakers and limits;
+	// reused queues; the rate limiter's metrics). Build only records
+	// them; Commit applies them all at once, just before the runtime is
+	// swapped in — so a build that fails changes nothing.
+	handover  []func()
+	committed atomic.Bool
+}
+
+// model is one model's pool while it is being built.
+type model struct {
+	cfg      *config.Model
+	policy   string
+	slo      config.SLO
+	picker   routing.Picker
+	backends []*endpoint.Backend
+	queue    *poolQueue // nil when admission is off
+}
+
+// build is a runtime in the making: what the stages have made so far.
+type build struct {
+	cfg       *config.Config
+	deps      *Deps
+	prev      *Built // the running runtime, only read; nil at start
+	out       *Built
+	models    []*model
+	forwarder *proxy.Forwarder
+}
+
+// Build makes a runtime from cfg, aside: the running one (prev) is only
+// read. Backends of prev with the same model and spec are reused, so their
+// in-flight counts, health, latency and breaker windows survive a reload
+// and in-flight streams are never dropped; so are queues whose settings
+// did not change (with their waiters) and an unchanged rate limiter (with
+// its buckets). What the new runtime changes on those shared parts is
+// handed over by Commit, never before: a build that fails at any stage
+// leaves prev exactly as it was, and closes what it opened.
+func Build(cfg *config.Config, deps Deps, prev *Built) (*Built, error) {
+	if err := deps.failAt(StageValidate); err != nil {
+		return nil, err
+	}
+	if err := cfg.ValidateWith(func(name string) error {
+		_, err := routing.New(name, deps.Rand, deps.Now)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	b := &build{cfg: cfg, deps: &deps, prev: prev, out: &Built{queues: map[string]*poolQueue{}}}
+	steps := []struct {
+		stage string
+		run   func(*build) error
+	}{
+		{StagePools, (*build).pools},
+		{StageBreakers, (*build).breakers},
+		{StageAdmission, (*build).admission},
+		{StageRateLimits, (*build).rateLimits},
+		{StageCache, (*build).cache},
+		{StageForwarder, (*build).forward},
+	}
+	for _, st := range steps {
+		err := deps.failAt(st.stage)
+		if err == nil {
+			err = st.run(b)
+		}
+		if err != nil {
+			b.discard()
+			return nil, err
+		}
+	}
+	return b.assemble(), nil
+}
+
+// assemble makes the gateway's runtime from the built parts.
+func (b *build) assemble() *Built {
+	cfg, out := b.cfg, b.out
+	parts := gateway.Parts{Forwarder: b.forwarder, Flights: out.flights}
+	if out.limits != nil {
+		parts.Limiter = out.limits.l
+	}
+	if cfg.Cache.Enabled {
+		parts.Cache, parts.Memo, parts.CacheMetrics = b.deps.Cache, b.deps.CacheMemo, b.deps.CacheMetrics
+	}
+	for _, m := range b.models {
+		pp := gateway.PoolParts{Model: m.cfg, Policy: m.policy, SLO: m.slo, Picker: m.picker, Backends: m.backends, Now: b.deps.Now}
+		if m.queue != nil {
+			pp.Queue = m.queue.q
+		}
+		pool := gateway.NewPool(pp)
+		if q := m.queue; q != nil {
+			out.queues[m.cfg.Name] = q
+			b.onQueue(q, pool)
+		}
+		parts.Pools = append(parts.Pools, pool)
+	}
+	out.Runtime = gateway.NewRuntime(cfg, parts)
+	return out
+}
+
+// prevRuntime is the running runtime, nil at start.
+func (b *build) prevRuntime() *gateway.Runtime {
+	if b.prev == nil {
+		return nil
+	}
+	return b.prev.Runtime
+}
+
+// onShared records f for Commit when the backend is shared with the
+// running runtime, else applies it at once (a new backend serves nothing
+// yet).
+func (b *build) onShared(be *endpoint.Backend, f func()) {
+	if owns(b.prevRuntime(), be) {
+		b.out.handover = append(b.out.handover, f)
+		return
+	}
+	f()
+}
+
+// pools makes each model's backends, reused from prev when the spec is
+// unchanged, and its picker.
+func (b *build) pools() error {
+	cfg := b.cfg
+	hp := endpoint.HealthPolicy{
+		MaxFails:    cfg.Health.MaxFails,
+		FailTimeout: cfg.Health.FailTimeout.D(),
+		BusyPenalty: cfg.Health.BusyPenalty.D(),
+	}
+	for i := range cfg.Models {
+		mc := &cfg.Models[i]
+		m := &model{cfg: mc, policy: mc.Policy, slo: cfg.SLOFor(mc)}
+		if m.policy == "" {
+			m.policy = "p2c_ewma"
+		}
+		var err error
+		if m.picker, err = routing.New(m.policy, b.deps.Rand, b.deps.Now); err != nil {
+			return fmt.Errorf("models[%d].policy: %w", i, err)
+		}
+		for j, bc := range mc.Backends {
+			spec := endpoint.Spec{URL: bc.URL, Weight: bc.Weight, MaxConcurrency: bc.MaxConcurrency,
+				APIKey: bc.APIKey, UpstreamModel: bc.UpstreamModel, PassClientAuth: bc.PassClientAuth}.Normalized()
+			be := reuse(b.prevRuntime(), mc.Name, spec)
+			if be == nil {
+				if be, err = endpoint.New(spec, hp); err != nil {
+					return fmt.Errorf("models[%d].backends[%d].url: %w", i, j, err)
+				}
+			}
+			b.onShared(be, func() { be.SetHealthPolicy(hp) })
+			m.backends = append(m.backends, be)
+		}
+		b.models = append(b.models, m)
+	}
+	return nil
+}
+
+// forward makes the forwarder: the upstream transport, timeouts, retries
+// and their budget.
+func (b *build) forward() error {
+	cfg := b.cfg
+	b.forwarder = proxy.NewForwarder(proxy.Options{
+		Transport: b.deps.Transport.For(cfg.Timeouts.Connect.D()),
+		Timeouts: proxy.Timeouts{
+			FirstByte:  cfg.Timeouts.FirstByte.D(),
+			StreamIdle: cfg.Timeouts.StreamIdle.D(),
+			Total:      cfg.Timeouts.Total.D(),
+		},
+		Attempts:      cfg.Retry.Attempts,
+		Budget:        proxy.NewBudget(cfg.Retry.BudgetRatio, cfg.Retry.MinPerSecond),
+		Now:           b.deps.Now,
+		ExposeBackend: cfg.ExposeBackend,
+	})
+	return nil
+}
+
+// cache takes the process's response cache and the coalescing flights,
+// kept across reloads: a request arriving just after one still joins the
+// identical call in flight.
+func (b *build) cache() error {
+	if !b.cfg.Cache.Enabled || !b.cfg.Cache.Coalesce {
+		return nil
+	}
+	if b.prev != nil && b.prev.flights != nil {
+		b.out.flights = b.prev.flights
+	} else {
+		b.out.flights = gateway.NewFlights(b.deps.CacheMetrics, b.deps.Background)
+	}
+	return nil
+}
+
+// Commit hands the live state over to the built runtime: it applies, once
+// and together, the changes Build recorded for the parts it shares with
+// the runtime it replaces. Call it just before Gateway.Swap (or New).
+func (bt *Built) Commit() {
+	if !bt.committed.CompareAndSwap(false, true) {
+		return
+	}
+	for _, f := range bt.handover {
+		f()
+	}
+	bt.handover = nil
+}
+
+// Retire releases what this runtime holds that next does not share (a
+// replaced rate limiter's Redis connection); next nil: everything.
+func (bt *Built) Retire(next *Built) {
+	var n *gateway.Runtime
+	if next != nil {
+		n = next.Runtime
+	}
+	bt.Runtime.Retire(n)
+}
+
+// discard closes what a failed build opened and prev does not share.
+func (b *build) discard() {
+	if l := b.out.limits; l != nil && (b.prev == nil || b.prev.limits != l) {
+		l.l.Close()
+	}
+}
+
+// owns reports whether be serves in rt.
+func owns(rt *gateway.Runtime, be *endpoint.Backend) bool {
+	if rt == nil {
+		return false
+	}
+	for _, x := range rt.Backends() {
+		if x == be {
+			return true
+		}
+	}
+	return false
+}
+
+// reuse finds rt's backend of model with spec, or nil.
+func reuse(rt *gateway.Runtime, model string, spec endpoint.Spec) *endpoint.Backend {
+	if rt == nil {
+		return nil
+	}
+	p := rt.Pools[model]
+	if p == nil {
+		return nil
+	}
+	for _, be := range p.Backends {
+		if be.Spec() == spec {
+			return be
+		}
+	}
+	return nil
+}

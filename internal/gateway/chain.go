@@ -1,0 +1,303 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/netguard"
+	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/ratelimit"
+)
+
+// A stage is one step of an inference request's path. It either passes
+// the request on (true) or answers it — a refusal, a cache hit, the
+// backend's answer — which ends the chain (false). Stages write only the
+// exchange and their own stores; what they learned is read by the stages
+// after them.
+type stage interface {
+	serve(x *exchange) (next bool)
+}
+
+// chain is the order of an inference request's stages, in one place.
+// Record (the access line, the metrics, settling the token reservation)
+// runs after whichever stage answered: see serve.
+func (g *Gateway) chain() []stage {
+	return []stage{
+		identifyStage{g}, // who: client address, job or worker assertion, tenant, control headers
+		parseStage{g},    // what: body read once, strict peek, the model's pool
+		enqueueStage{g},  // Prefer: respond-async leaves the chain here as a job
+		limitStage{g},    // rate limits, charged per key / tenant / IP / global
+		cacheStage{g},    // answered from the cache, or a cache plan for the answer
+		admitStage{},     // the admission terms: a live request's deadline, or spare capacity only
+		forwardStage{g},  // admit (fair queue, fallbacks) → route → forward, alone or in a flight
+	}
+}
+
+// exchange is one inference request on its way through the chain: the
+// request value going in, the sink its answer goes to, and what each stage
+// learned for the stages after it.
+type exchange struct {
+	w   http.ResponseWriter // the sink: the client's connection, or a job's answer
+	r   *http.Request
+	rt  *Runtime // the runtime the request started on, to its end
+	rec record
+	// job is set when a queued job runs: by the in-process executor (the
+	// job entry, runJob) or by a `sluice worker` asserting its tenant.
+	job    *jobCall
+	from   client
+	id     identity
+	ctl    controlHeaders
+	body   *proxy.Body
+	parsed *cache.Parsed
+	pool   *Pool
+	// rl is the rate limit charge, settled with the usage at the end.
+	rl      ratelimit.Result
+	limited bool
+	call    upstreamCall
+	// inflight: counted in the in-flight gauge (it passed the method check).
+	inflight bool
+}
+
+func (x *exchange) ctx() context.Context { return x.r.Context() }
+
+// serve runs x through the chain, then records it whatever stage answered.
+func (g *Gateway) serve(x *exchange) {
+	defer g.record(x)
+	if x.r.Method != http.MethodPost {
+		x.w.Header().Set("Allow", http.MethodPost)
+		x.rec.fail(x.w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
+			Code: "method_not_allowed", Message: "use POST for " + x.r.URL.Path})
+		return
+	}
+	g.metrics.Inflight.Inc()
+	x.inflight = true
+	for _, s := range g.stages {
+		if !s.serve(x) {
+			return
+		}
+	}
+}
+
+// handle runs r through the chain with its answer going to w; job is nil
+// for a request from the public listener. Exchanges are reused: nothing
+// keeps one once the chain has run (flights copy what they keep).
+func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall) {
+	start := g.now()
+	reqID := requestID(r)
+	w.Header().Set("X-Request-Id", reqID)
+	x, _ := g.exchanges.Get().(*exchange)
+	if x == nil {
+		x = new(exchange)
+	}
+	*x = exchange{w: w, r: r, rt: g.rt.Load(), job: job, rec: record{id: reqID, path: r.URL.Path, start: start}}
+	g.serve(x)
+	*x = exchange{}
+	g.exchanges.Put(x)
+}
+
+// record is the chain's last step, run after whichever stage answered:
+// settle the token reservation with the usage reported, release the body,
+// then the access line and the metrics.
+func (g *Gateway) record(x *exchange) {
+	if x.limited && x.rec.result.UsageKnown {
+		u := x.rec.result.Usage
+		x.rl.Reconcile(context.WithoutCancel(x.ctx()), int64(u.PromptTokens+u.CompletionTokens), g.now())
+	}
+	if x.body != nil {
+		x.body.Release()
+	}
+	if x.inflight {
+		g.metrics.Inflight.Dec()
+	}
+	g.finish(&x.rec)
+}
+
+// identifyStage decides who is asking: the client address (behind
+// trusted proxies), a job's tenant or a worker's assertion of one, else
+// the tenant of the API key; then the control headers, validated before
+// anything is charged.
+type identifyStage struct{ g *Gateway }
+
+func (s identifyStage) serve(x *exchange) bool {
+	x.from = x.rt.tenants.realIP.client(x.r)
+	if x.job != nil {
+		x.id, x.rec.job = x.job.id, true
+	} else {
+		// Only the admin listener's worker entry may name a job's tenant.
+		if err := refuseJobTenant(x.r); err != nil {
+			x.rec.fail(x.w, err)
+			return false
+		}
+		id, err := x.rt.tenants.identify(x.r, x.from.key)
+		if err != nil {
+			x.rec.fail(x.w, err)
+			return false
+		}
+		x.id = id
+	}
+	x.rec.tenant = x.id.tenant
+	ctl, err := readControlHeaders(x.r.Header)
+	if err != nil {
+		x.rec.fail(x.w, err)
+		return false
+	}
+	x.ctl = ctl
+	return true
+}
+
+// parseStage reads the body once (bounded in size, time and the global
+// budget), peeks at the fields the gateway acts on, and finds the model's
+// pool. It runs after identify, so an unknown caller costs no body read.
+type parseStage struct{ g *Gateway }
+
+func (s parseStage) serve(x *exchange) bool {
+	body, err := s.g.bodies.ReadBody(x.r.Body, x.r.ContentLength, int64(x.rt.Config.MaxBodyBytes))
+	if err != nil {
+		switch {
+		case errors.Is(err, proxy.ErrBodyTooLarge):
+			s.g.bodyMetrics.Refused(netguard.RefusedTooLarge)
+			refuseRestOfBody(x.w, x.r)
+		case errors.Is(err, proxy.ErrBodyMemory):
+			s.g.bodyMetrics.Refused(netguard.RefusedMemory)
+			refuseRestOfBody(x.w, x.r)
+		case errors.Is(err, netguard.ErrBodyTimeout):
+		default:
+			err = fmt.Errorf("%w: %w", errReadBody, err)
+			x.rec.cause = err // the client's fault: the detail goes on the access line only
+		}
+		x.rec.fail(x.w, apiError(err, ""))
+		return false
+	}
+	x.body = body
+	parsed, err := x.rt.parse(body.Bytes())
+	if err != nil {
+		x.rec.fail(x.w, apiError(err, "")) // an *openai.Error naming the field
+		return false
+	}
+	x.parsed = parsed
+	peek := parsed.Peek
+	x.rec.model, x.rec.stream = peek.Model, peek.Stream
+	if peek.Model == "" {
+		e := openai.BadRequest("missing_model", "you must provide a model parameter")
+		e.Param = "model"
+		x.rec.fail(x.w, e)
+		return false
+	}
+	if x.pool = x.rt.Pools[peek.Model]; x.pool == nil {
+		e := openai.NotFound("model_not_found", "The model '"+peek.Model+"' does not exist or you do not have access to it.")
+		e.Param = "model"
+		x.rec.fail(x.w, e)
+		return false
+	}
+	return true
+}
+
+// enqueueStage: Prefer: respond-async queues the request as a job (202 and
+// /v1/jobs/{id}) to run when the pool has spare capacity; it re-enters the
+// chain then, through the job entry. It is charged when it runs, not here
+// (see docs/RELIABILITY.md, "Jobs and webhooks").
+type enqueueStage struct{ g *Gateway }
+
+func (s enqueueStage) serve(x *exchange) bool {
+	if x.job != nil || !x.ctl.async {
+		return true
+	}
+	x.rec.status = s.g.acceptAsync(x.w, x.r, x.body.Bytes(), x.parsed.Peek, x.id)
+	return false
+}
+
+// limitStage charges the rate limits: requests and estimated tokens per
+// key / tenant / IP / global. A job is charged when it runs, to its tenant
+// (and the global limit): its key and address are the submitter's, long
+// gone.
+type limitStage struct{ g *Gateway }
+
+func (s limitStage) serve(x *exchange) bool {
+	peek := x.parsed.Peek
+	x.call = upstreamCall{path: x.r.URL.Path, rawQuery: x.r.URL.RawQuery, header: x.r.Header, body: x.body, peek: peek,
+		id: x.id, reqID: x.rec.id, ip: x.from.key, forwardedFor: x.from.forwardedFor,
+		cost: admission.EstimateCost(len(x.body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)}
+	if x.rt.limiter == nil {
+		return true
+	}
+	key := x.id.key
+	if key == "" {
+		// Anonymous: per_key limits apply per client address, so a caller
+		// cannot dodge them by sending no key or inventing one.
+		key = x.id.tenant
+	}
+	subject := ratelimit.Subject{Key: key, Tenant: x.id.tenant, IP: x.from.key}
+	if x.job != nil {
+		subject = ratelimit.Subject{Tenant: x.id.tenant}
+	}
+	rl, err := x.rt.rateLimit(x.ctx(), x.w, subject, x.call.cost, x.rec.start)
+	if err != nil {
+		if x.job != nil {
+			x.job.throttled = true
+		}
+		x.rec.fail(x.w, apiError(err, peek.Model))
+		return false
+	}
+	x.rl, x.limited = rl, true
+	return true
+}
+
+// cacheStage answers deterministic requests from the cache when it can (a
+// stale answer is refreshed in the background), else leaves the plan for
+// filling the cache with the backend's answer.
+type cacheStage struct{ g *Gateway }
+
+func (s cacheStage) serve(x *exchange) bool {
+	c := &x.call
+	c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
+	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.r, x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
+	c.plan = plan
+	if !hit {
+		return true
+	}
+	x.rec.status, x.rec.cache = status, "HIT"
+	if stale {
+		x.rec.cache = "STALE"
+		s.g.revalidate(x.ctx(), x.rt, x.pool, c)
+	}
+	return false
+}
+
+// admitStage sets the terms on which the request may take a slot, by its
+// kind: a live request waits its fair share until its class's deadline
+// (or the client's X-Sluice-Max-Wait); a job never queues — it takes a
+// free slot at once or is refused, and goes back to the job queue. A job
+// run in-process is also spare work: its identity carries the preempt
+// hook (runJob), so admission grants it only a slot beyond the reserve
+// kept for live requests and takes it back when a live request would
+// otherwise wait.
+type admitStage struct{}
+
+func (admitStage) serve(x *exchange) bool {
+	c := &x.call
+	if x.job != nil {
+		c.until, c.latest = x.rec.start, x.rec.start
+		return true
+	}
+	c.until, c.latest = deadline(x.r, x.rec.start, x.pool.sloOf(x.id.class), x.pool.expectedTTFT(x.rec.start))
+	return true
+}
+
+// forwardStage takes a slot (fair queue, fallbacks), then routes and
+// forwards the request and relays the answer. A cacheable miss joins a
+// flight: identical requests in flight share one upstream call, and only
+// its leader is admitted.
+type forwardStage struct{ g *Gateway }
+
+func (s forwardStage) serve(x *exchange) bool {
+	if x.call.plan.key != "" && x.rt.flights != nil && s.g.serveCoalesced(x.ctx(), x.w, x.rt, x.pool, &x.call, &x.rec) {
+		return false
+	}
+	s.g.serveDirect(x.ctx(), x.w, x.rt, x.pool, &x.call, &x.rec)
+	return false
+}
