@@ -67,6 +67,10 @@ type Gateway struct {
 	// connections (server.max_body_memory); it outlives reloads.
 	bodyMem     *netguard.Budget
 	bodyMetrics *netguard.BodyMetrics
+	// readahead buffers answers ahead of slow clients, its bytes bounded
+	// by readaheadMem (server.max_readahead_memory); both outlive reloads.
+	readahead    *proxy.Readahead
+	readaheadMem *netguard.Budget
 	now         func() time.Time
 	promHTTP    http.Handler
 	jobs        atomic.Pointer[batchapi.Handler]
@@ -97,6 +101,8 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.rt.Store(rt)
 	g.metrics = telemetry.NewMetrics(opt.Registry)
 	g.bodyMetrics = netguard.NewBodyMetrics(opt.Registry, bodyMem)
+	g.readaheadMem = netguard.NewBudget(int64(rt.Config.Server.MaxReadaheadMemory))
+	g.readahead = proxy.NewReadahead(g.bodies, g.readaheadMem, proxy.NewReadaheadMetrics(opt.Registry, g.readaheadMem))
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
 	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
@@ -110,6 +116,7 @@ func (g *Gateway) SetJobs(h *batchapi.Handler) { g.jobs.Store(h) }
 // the runtime they started with.
 func (g *Gateway) Swap(rt *Runtime) {
 	g.bodyMem.SetLimit(int64(rt.Config.Server.MaxBodyMemory))
+	g.readaheadMem.SetLimit(int64(rt.Config.Server.MaxReadaheadMemory))
 	g.rt.Store(rt)
 }
 
@@ -131,7 +138,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w = newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
-		g.serveInference(w, r)
+		g.serveReadahead(w, r)
 	case "/v1/models":
 		g.serveModels(w, r)
 	case "/healthz":
@@ -150,6 +157,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+path))
 	}
+}
+
+// serveReadahead serves an inference request through a read-ahead writer
+// (armed by serveDirect) and returns once its client has the whole answer
+// or was cut: the backend and the request's slots may be released before
+// that (proxy/readahead.go).
+func (g *Gateway) serveReadahead(w http.ResponseWriter, r *http.Request) {
+	ra := g.readahead.Writer(w)
+	defer ra.Finish()
+	g.serveInference(ra, r)
 }
 
 // prefixKeyChars is how much of the prompt prefix_affinity hashes: about
