@@ -67,10 +67,6 @@ type Gateway struct {
 	// connections (server.max_body_memory); it outlives reloads.
 	bodyMem     *netguard.Budget
 	bodyMetrics *netguard.BodyMetrics
-	// readahead buffers answers ahead of slow clients, its bytes bounded
-	// by readaheadMem (server.max_readahead_memory); both outlive reloads.
-	readahead    *proxy.Readahead
-	readaheadMem *netguard.Budget
 	now         func() time.Time
 	promHTTP    http.Handler
 	jobs        atomic.Pointer[batchapi.Handler]
@@ -82,6 +78,11 @@ type Gateway struct {
 	// seed keys request fingerprints (fingerprint); it outlives reloads,
 	// as the queues holding appointments do.
 	seed maphash.Seed
+
+	// readahead buffers answers ahead of slow clients, its bytes bounded
+	// by readaheadMem (server.max_readahead_memory); both outlive reloads.
+	readahead    *proxy.Readahead
+	readaheadMem *netguard.Budget
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
