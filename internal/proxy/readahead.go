@@ -60,7 +60,7 @@ func NewReadahead(pool *BodyPool, budget *netguard.Budget, m *ReadaheadMetrics) 
 
 // Writer wraps w; it passes everything straight through until Arm.
 func (r *Readahead) Writer(w http.ResponseWriter) *ReadaheadWriter {
-	a := &ReadaheadWriter{w: w, ra: r, done: make(chan struct{})}
+	a := &ReadaheadWriter{w: w, ra: r}
 	a.flusher, _ = w.(http.Flusher)
 	a.cond.L = &a.mu
 	return a
@@ -93,7 +93,7 @@ type ReadaheadWriter struct {
 	closed   bool
 	started  bool
 	fellBack bool
-	done     chan struct{} // closed when the drain ends
+	done     chan struct{} // made when the drain starts, closed when it ends
 	wmu      sync.Mutex    // serialises the drain's and a direct write's use of w
 }
 
@@ -230,6 +230,7 @@ func (a *ReadaheadWriter) Flush() {
 func (a *ReadaheadWriter) wake() {
 	if !a.started {
 		a.started = true
+		a.done = make(chan struct{})
 		go a.drain()
 	}
 	a.cond.Broadcast()
