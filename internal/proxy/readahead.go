@@ -320,14 +320,15 @@ func (a *ReadaheadWriter) dropAll() {
 
 // Finish waits until the client has the whole response (or its writes
 // failed) and frees the blocks. The handler calls it before returning;
-// the backend and every slot are released by then, so a response still
-// held here is counted as detached early.
+// the backend and every slot are released by then, so a client more than
+// a block behind here is counted as detached early (one that keeps up is
+// at most writing the last events).
 func (a *ReadaheadWriter) Finish() {
 	if a.limit == 0 {
 		return
 	}
 	a.mu.Lock()
-	if a.queued > 0 {
+	if a.queued > readaheadBlock {
 		a.ra.metrics.detachedEarly()
 	}
 	a.closed = true
@@ -355,7 +356,7 @@ func NewReadaheadMetrics(reg prometheus.Registerer, budget *netguard.Budget) *Re
 	m := &ReadaheadMetrics{
 		detached: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_readahead_detached_total",
-			Help: "Responses whose backend was released while their client still had buffered bytes to read.",
+			Help: "Responses whose backend was released while their client was more than a read-ahead block (16 KiB) behind.",
 		}),
 		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_readahead_fallbacks_total",
