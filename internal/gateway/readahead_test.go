@@ -251,3 +251,61 @@ func TestReadaheadFlushesEachEventToAReaderThatKeepsUp(t *testing.T) {
 		t.Fatalf("fallbacks %v for a small stream", n)
 	}
 }
+
+// A client that leaves frees its read-ahead and, when the relay was still
+// waiting for it to make room, its backend: whether the backend had
+// finished (detached) or not (the answer is over the cap).
+func TestReadaheadOfAClientThatLeavesIsReleased(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cap  config.ByteSize
+	}{
+		{name: "backend finished", cap: 2 << 20},
+		{name: "relay waiting for room", cap: 64 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, beURL := newBigBackend(t, 1<<20, false)
+			cfg := testConfig(beURL)
+			cfg.Server.ResponseReadahead = tc.cap
+			cfg.Timeouts.StreamIdle = config.Duration(10 * time.Minute)
+			url, gw, reg := readaheadGateway(t, cfg)
+
+			resp := unreadResponse(t, url+"/v1/chat/completions", sampledBody)
+			eventually(t, "the read-ahead holding bytes", func() bool { return metricValue(t, reg, "sluice_readahead_bytes") > 0 })
+			resp.Body.Close() // closes the connection: its body was not read
+			backend := gw.Runtime().Pools["m1"].Backends[0]
+			eventually(t, "the backend and the read-ahead released", func() bool {
+				return backend.Inflight() == 0 && metricValue(t, reg, "sluice_readahead_bytes") == 0
+			})
+		})
+	}
+}
+
+// A client slow to take an answer over the read-ahead cap holds the relay
+// in back-pressure; that is not the backend idling, so the stream-idle
+// timeout must not cut the backend (and blame it) meanwhile. The client
+// reads nothing for several stream-idle periods (a pause, not a
+// synchronisation: a longer one only makes a regression likelier to
+// show), then reads the whole answer.
+func TestBackPressureFromASlowClientIsNotABackendIdling(t *testing.T) {
+	be, beURL := newBigBackend(t, 1<<20, false)
+	cfg := testConfig(beURL)
+	cfg.Server.ResponseReadahead = 64 << 10
+	cfg.Timeouts.StreamIdle = config.Duration(100 * time.Millisecond)
+	url, gw, _ := readaheadGateway(t, cfg)
+
+	resp := unreadResponse(t, url+"/v1/chat/completions", sampledBody)
+	time.Sleep(5 * 100 * time.Millisecond)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(body, be.body) {
+		t.Fatalf("the client got %d bytes (%v), want the backend's %d", len(body), err, len(be.body))
+	}
+	if cancelled := backendEnded(t, be); cancelled {
+		t.Fatal("the backend's answer was cut")
+	}
+	backend := gw.Runtime().Pools["m1"].Backends[0]
+	eventually(t, "the backend released", func() bool { return backend.Inflight() == 0 })
+	if fails := backend.Failures(); fails != 0 {
+		t.Fatalf("the backend was blamed %d times for a slow client", fails)
+	}
+}

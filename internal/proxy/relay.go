@@ -185,7 +185,7 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 			if in.Capture != nil {
 				in.Capture.write(buf[:n])
 			}
-			if _, writeErr = w.Write(buf[:n]); writeErr != nil {
+			if _, writeErr = f.toClient(w, wd, buf[:n]); writeErr != nil {
 				break
 			}
 			if stream && flusher != nil {
@@ -217,6 +217,27 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 	}
 	c.end(f.opt.Now(), outcome, res.TTFB, 0, clientGone && readErr != nil)
 }
+
+// toClient writes p to the client with the attempt's watchdog paused: a
+// client slow to take the answer (back-pressure, once read-ahead is full)
+// is not the backend idling, and must not cut or blame the backend; the
+// client's own bound is server.send_timeout. The gap timer restarts when
+// the write returns.
+func (f *Forwarder) toClient(w io.Writer, wd *watchdog, p []byte) (int, error) {
+	wd.timer.Stop()
+	n, err := w.Write(p)
+	wd.idle(f.opt.Timeouts.StreamIdle)
+	return n, err
+}
+
+// clientWriter is toClient as an io.Writer.
+type clientWriter struct {
+	f  *Forwarder
+	w  io.Writer
+	wd *watchdog
+}
+
+func (c clientWriter) Write(p []byte) (int, error) { return c.f.toClient(c.w, c.wd, p) }
 
 // sendStreamError ends a committed stream with an in-band error event, as
 // OpenAI does: the status line is gone.
