@@ -248,8 +248,17 @@ func (f *Forwarder) sendStreamError(w http.ResponseWriter, err error, in *Reques
 	}
 }
 
+// blindBusyRetryAfter is the Retry-After a 429/503 passed on without one
+// of its own gets: the gateway's own "every backend is at its limit".
+const blindBusyRetryAfter = "1"
+
 // relayBusy passes on a backend's 429/503 when every attempt was refused.
+// A drowning server's 503 often says nothing of when to come back (vLLM's
+// does not); the client is told, as for the gateway's own refusals.
 func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request, start time.Time, res *Result) {
+	if ra := resp.Header.Get("Retry-After"); ra == "" || ParseRetryAfter(ra, f.opt.Now()) == 0 && strings.TrimSpace(ra) != "0" {
+		resp.Header.Set("Retry-After", blindBusyRetryAfter)
+	}
 	f.writeHead(w, b, resp, in)
 	res.Status, res.Written = resp.StatusCode, true
 	res.TTFB = f.opt.Now().Sub(start)
