@@ -48,6 +48,16 @@ type Server struct {
 	// SendTimeout cuts a client that accepts no response bytes for this
 	// long (nginx send_timeout). Default 60s.
 	SendTimeout Duration `yaml:"send_timeout"`
+	// ResponseReadahead is how much of one answer the gateway reads ahead
+	// of a slow client (nginx proxy_buffering, bounded): an answer that
+	// fits is read off the backend at the backend's pace, which then frees
+	// its slot while the client keeps reading. A larger one falls back to
+	// back-pressure (the backend waits for the client). Default 256KiB;
+	// 0 = off; else at least 16KiB (one block).
+	ResponseReadahead ByteSize `yaml:"response_readahead"`
+	// MaxReadaheadMemory bounds the bytes read ahead across all responses;
+	// past it answers fall back to back-pressure. Default 256MiB.
+	MaxReadaheadMemory ByteSize `yaml:"max_readahead_memory"`
 	// MemoryLimit is the Go runtime's soft memory limit
 	// (debug.SetMemoryLimit); 0 leaves the runtime's default. Default 0.
 	MemoryLimit ByteSize `yaml:"memory_limit"`
@@ -80,6 +90,8 @@ func defaultServer() Server {
 		BodyTotalTimeout:    Duration(5 * time.Minute),
 		MaxBodyMemory:       256 << 20,
 		SendTimeout:         Duration(60 * time.Second),
+		ResponseReadahead:   256 << 10,
+		MaxReadaheadMemory:  256 << 20,
 	}
 }
 
@@ -116,6 +128,13 @@ func (c *Config) validateServer(bad func(key, format string, args ...any)) {
 	}
 	if s.MaxBodyMemory < c.MaxBodyBytes {
 		bad("server.max_body_memory", "must be at least max_body_bytes (%d), got %d", c.MaxBodyBytes, s.MaxBodyMemory)
+	}
+	// 16KiB is the read-ahead's block (proxy.MinReadahead).
+	if r := s.ResponseReadahead; r != 0 && (r < 16<<10 || r > 1<<30) {
+		bad("server.response_readahead", "must be 0 (off) or between 16KiB and 1GiB, got %d", r)
+	}
+	if s.MaxReadaheadMemory < s.ResponseReadahead {
+		bad("server.max_readahead_memory", "must be at least server.response_readahead (%d), got %d", s.ResponseReadahead, s.MaxReadaheadMemory)
 	}
 	if s.MemoryLimit < 0 {
 		bad("server.memory_limit", "must be 0 (runtime default) or positive")

@@ -24,6 +24,18 @@ func BenchmarkGatewayNonStream(b *testing.B) {
 	runClients(b, srv.URL)
 }
 
+// BenchmarkGatewayNonStreamNoReadahead is BenchmarkGatewayNonStream with
+// server.response_readahead off: the read-ahead's cost is the difference.
+func BenchmarkGatewayNonStreamNoReadahead(b *testing.B) {
+	be := httptest.NewServer(sim.New(sim.Config{Model: "m1", Instant: true}))
+	defer be.Close()
+	cfg := testConfig(be.URL)
+	cfg.Server.ResponseReadahead = 0
+	srv, _ := startGateway(&testing.T{}, cfg)
+	defer srv.Close()
+	runClients(b, srv.URL)
+}
+
 func BenchmarkDirectNonStream(b *testing.B) {
 	be := httptest.NewServer(sim.New(sim.Config{Model: "m1", Instant: true}))
 	defer be.Close()

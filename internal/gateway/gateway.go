@@ -74,6 +74,12 @@ type Gateway struct {
 	stages []stage
 	// exchanges recycles the per-request state of the chain.
 	exchanges sync.Pool
+
+
+	// readahead buffers answers ahead of slow clients, its bytes bounded
+	// by readaheadMem (server.max_readahead_memory); both outlive reloads.
+	readahead    *proxy.Readahead
+	readaheadMem *netguard.Budget
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -91,6 +97,8 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.stages = g.chain()
 	g.metrics = telemetry.NewMetrics(opt.Registry)
 	g.bodyMetrics = netguard.NewBodyMetrics(opt.Registry, bodyMem)
+	g.readaheadMem = netguard.NewBudget(int64(rt.Config.Server.MaxReadaheadMemory))
+	g.readahead = proxy.NewReadahead(g.bodies, g.readaheadMem, proxy.NewReadaheadMetrics(opt.Registry, g.readaheadMem))
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
 	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
@@ -105,6 +113,7 @@ func (g *Gateway) SetJobs(h *batchapi.Handler) { g.jobs.Store(h) }
 // Requests in flight finish on the runtime they started with.
 func (g *Gateway) Swap(rt *Runtime) {
 	g.bodyMem.SetLimit(int64(rt.Config.Server.MaxBodyMemory))
+	g.readaheadMem.SetLimit(int64(rt.Config.Server.MaxReadaheadMemory))
 	g.rt.Store(rt)
 }
 
@@ -119,7 +128,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer restore()
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
-		g.handle(w, r, nil)
+		g.serveReadahead(w, r)
 	case "/v1/models":
 		g.serveModels(w, r)
 	case "/healthz":
@@ -150,6 +159,16 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request) (_ http.Response
 	sc := g.rt.Load().Config.Server
 	restore = netguard.TimeBody(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
 	return newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts), restore
+}
+
+// serveReadahead serves an inference request through a read-ahead writer
+// (armed by serveDirect) and returns once its client has the whole answer
+// or was cut: the backend and the request's slots may be released before
+// that (proxy/readahead.go).
+func (g *Gateway) serveReadahead(w http.ResponseWriter, r *http.Request) {
+	ra := g.readahead.Writer(w)
+	defer ra.Finish()
+	g.handle(ra, r, nil)
 }
 
 // prefixKeyChars is how much of the prompt prefix_affinity hashes: about

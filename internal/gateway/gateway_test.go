@@ -215,6 +215,23 @@ func TestRetriesBusyAndUnreachableOnAnotherBackend(t *testing.T) {
 	}
 }
 
+// A blind 503 (a drowning vLLM sends no Retry-After) reaches the client
+// with one: every refusal tells the client when to come back.
+func TestAllBusyWithoutRetryAfterGetsOne(t *testing.T) {
+	for _, ra := range []string{"", "soon"} {
+		var hdr []string
+		if ra != "" {
+			hdr = []string{"Retry-After", ra}
+		}
+		srv, _ := startGateway(t, testConfig(statusBackend(t, 503, hdr...).URL))
+		resp := post(t, srv.URL+"/v1/chat/completions", chatBody)
+		readAll(t, resp)
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" {
+			t.Fatalf("backend Retry-After %q: status %d, Retry-After %q; want the 503 with Retry-After 1", ra, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+}
+
 func TestAllBusyRelaysRetryAfterWithoutEjecting(t *testing.T) {
 	a := statusBackend(t, 429, "Retry-After", "3")
 	b := statusBackend(t, 503, "Retry-After", "3")

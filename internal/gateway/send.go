@@ -92,9 +92,16 @@ func (w *sendWriter) abort() {
 
 // abortResponse aborts w's response (see sendWriter.abort).
 func abortResponse(w http.ResponseWriter) {
-	if sw, ok := w.(*sendWriter); ok {
-		sw.abort()
-		return
+	for u := w; u != nil; {
+		if sw, ok := u.(*sendWriter); ok {
+			sw.abort()
+			return
+		}
+		uw, ok := u.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		u = uw.Unwrap()
 	}
 	rc := http.NewResponseController(w)
 	rc.SetWriteDeadline(time.Unix(1, 0))

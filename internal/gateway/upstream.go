@@ -134,6 +134,11 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 		c.plan = cachePlan{} // a fallback's answer is not the asked model's to cache
 	}
 	capture := rt.capture(c)
+	if ra, ok := w.(*proxy.ReadaheadWriter); ok {
+		// The answer is read ahead of a slow client, so the backend, the
+		// ticket and the usage are settled when the backend finishes.
+		ra.Arm(int(rt.Config.Server.ResponseReadahead))
+	}
 	res := rt.forward(ctx, w, served, c, capture)
 	rt.fillFromCapture(context.WithoutCancel(ctx), c, w.Header(), &res, capture, g.now())
 	rec.result = res

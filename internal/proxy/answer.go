@@ -76,7 +76,7 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	if in.Capture != nil {
 		in.Capture.write(held)
 	}
-	writeErr := writeInPieces(w, held, len(*bufp))
+	writeErr := writeInPieces(clientWriter{f: f, w: w, wd: wd}, held, len(*bufp))
 	if !over {
 		res.Usage, res.UsageKnown = openai.FindUsage(held[max(0, len(held)-tailSize):])
 	} else if writeErr == nil {
@@ -124,7 +124,7 @@ func (f *Forwarder) relayRest(w http.ResponseWriter, body io.Reader, wd *watchdo
 			if in.Capture != nil {
 				in.Capture.write(buf[:n])
 			}
-			if _, writeErr = w.Write(buf[:n]); writeErr != nil {
+			if _, writeErr = f.toClient(w, wd, buf[:n]); writeErr != nil {
 				break
 			}
 		}

@@ -186,7 +186,7 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 			if in.Capture != nil {
 				in.Capture.write(buf[:n])
 			}
-			if _, writeErr = w.Write(buf[:n]); writeErr != nil {
+			if _, writeErr = f.toClient(w, wd, buf[:n]); writeErr != nil {
 				break
 			}
 			if stream && flusher != nil {
@@ -219,6 +219,27 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
 }
 
+// toClient writes p to the client with the attempt's watchdog paused: a
+// client slow to take the answer (back-pressure, once read-ahead is full)
+// is not the backend idling, and must not cut or blame the backend; the
+// client's own bound is server.send_timeout. The gap timer restarts when
+// the write returns.
+func (f *Forwarder) toClient(w io.Writer, wd *watchdog, p []byte) (int, error) {
+	wd.timer.Stop()
+	n, err := w.Write(p)
+	wd.idle(f.opt.Timeouts.StreamIdle)
+	return n, err
+}
+
+// clientWriter is toClient as an io.Writer.
+type clientWriter struct {
+	f  *Forwarder
+	w  io.Writer
+	wd *watchdog
+}
+
+func (c clientWriter) Write(p []byte) (int, error) { return c.f.toClient(c.w, c.wd, p) }
+
 // sendStreamError ends a committed stream with an in-band error event, as
 // OpenAI does: the status line is gone.
 func (f *Forwarder) sendStreamError(w http.ResponseWriter, err error, in *Request) {
@@ -228,8 +249,17 @@ func (f *Forwarder) sendStreamError(w http.ResponseWriter, err error, in *Reques
 	}
 }
 
+// blindBusyRetryAfter is the Retry-After a 429/503 passed on without one
+// of its own gets: the gateway's own "every backend is at its limit".
+const blindBusyRetryAfter = "1"
+
 // relayBusy passes on a backend's 429/503 when every attempt was refused.
+// A drowning server's 503 often says nothing of when to come back (vLLM's
+// does not); the client is told, as for the gateway's own refusals.
 func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request, start time.Time, res *Result) {
+	if ra := resp.Header.Get("Retry-After"); ra == "" || ParseRetryAfter(ra, f.opt.Now()) == 0 && strings.TrimSpace(ra) != "0" {
+		resp.Header.Set("Retry-After", blindBusyRetryAfter)
+	}
 	f.writeHead(w, b, resp, in)
 	res.Status, res.Written = resp.StatusCode, true
 	res.TTFB = f.opt.Now().Sub(start)

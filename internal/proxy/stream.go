@@ -51,7 +51,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 			if in.Capture != nil {
 				in.Capture.write(out)
 			}
-			if _, writeErr = w.Write(out); writeErr != nil {
+			if _, writeErr = f.toClient(w, wd, out); writeErr != nil {
 				break
 			}
 			if flusher != nil {
