@@ -135,6 +135,7 @@ func Build(cfg *config.Config, deps Deps, prev *Runtime) (*Runtime, error) {
 		},
 		Attempts:      cfg.Retry.Attempts,
 		Budget:        proxy.NewBudget(cfg.Retry.BudgetRatio, cfg.Retry.MinPerSecond),
+		Hedges:        proxy.NewHedgeBudget(cfg.Retry.HedgeBudgetRatio, cfg.Retry.HedgeMinInFlight),
 		Now:           deps.Now,
 		ExposeBackend: cfg.ExposeBackend,
 	})
