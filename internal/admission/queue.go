@@ -146,6 +146,10 @@ type Request struct {
 	// spare.go.
 	Spare   bool
 	Preempt func()
+	// Unmeasured marks a ticket whose hold time says nothing about how
+	// fast the pool drains (a hedge, given back when its race ends): its
+	// release teaches the drain estimate nothing.
+	Unmeasured bool
 	// Fingerprint identifies the request (tenant and body) across a
 	// client's retries, for appointments (appoint.go); 0: none.
 	Fingerprint uint64
@@ -213,13 +217,14 @@ func NewQueue(cfg QueueConfig, capacity func() int, clock func() time.Time) *Que
 // (after feeding the backend's Limiter, so the next grant sees the new limit);
 // further calls do nothing.
 type Ticket struct {
-	q        *Queue
-	tenant   string
-	cost     float64
-	granted  time.Time
-	waited   time.Duration
-	spare    bool
-	released atomic.Bool
+	q          *Queue
+	tenant     string
+	cost       float64
+	granted    time.Time
+	waited     time.Duration
+	spare      bool
+	unmeasured bool
+	released   atomic.Bool
 }
 
 // Waited is how long the request queued before it was granted (0 when it
@@ -240,7 +245,9 @@ func (t *Ticket) Release() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := q.clock()
-	q.drain.add(t.cost, now.Sub(t.granted))
+	if !t.unmeasured {
+		q.drain.add(t.cost, now.Sub(t.granted))
+	}
 	if t.spare {
 		q.forgetSpare(t)
 	}

@@ -35,7 +35,7 @@ func (q *Queue) takeSpare(r Request, now time.Time, capacity int) (*Ticket, erro
 		return nil, ErrNoSpare
 	}
 	t := q.takeSlot(r.Tenant, r.Weight, r.Cost, now, 0)
-	t.spare = true
+	t.spare, t.unmeasured = true, r.Unmeasured
 	q.spares = append(q.spares, spareTicket{t: t, preempt: r.Preempt})
 	return t, nil
 }

@@ -96,3 +96,30 @@ func sumRejected(m map[string]uint64) uint64 {
 	}
 	return n
 }
+
+// TestUnmeasuredSpareTeachesNoDrainRate: a hedge's spare ticket, held for a
+// few milliseconds until its race ends, must not make the pool look as if
+// it drained hundreds of requests a second; an ordinary ticket held as
+// briefly does (the control).
+func TestUnmeasuredSpareTeachesNoDrainRate(t *testing.T) {
+	drainAfterBriefHold := func(unmeasured bool) float64 {
+		clk := newFakeClock()
+		q := NewQueue(QueueConfig{Name: "m", PriorSlotRate: 1, DrainSamples: 4}, func() int { return 4 }, clk.Now)
+		before := q.Stats().DrainRate
+		for range 4 {
+			tk, err := q.Acquire(context.Background(), Request{Tenant: "h", Spare: true, Unmeasured: unmeasured})
+			if err != nil {
+				t.Fatal(err)
+			}
+			clk.Advance(5 * time.Millisecond)
+			tk.Release()
+		}
+		return q.Stats().DrainRate - before
+	}
+	if d := drainAfterBriefHold(true); d != 0 {
+		t.Fatalf("unmeasured spare tickets moved the drain rate by %g/s; want 0", d)
+	}
+	if d := drainAfterBriefHold(false); d <= 0 {
+		t.Fatalf("measured brief tickets moved the drain rate by %g/s; the control should raise it", d)
+	}
+}

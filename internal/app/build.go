@@ -238,6 +238,7 @@ func (b *build) forward() error {
 		},
 		Attempts:      cfg.Retry.Attempts,
 		Budget:        proxy.NewBudget(cfg.Retry.BudgetRatio, cfg.Retry.MinPerSecond),
+		Hedges:        proxy.NewHedgeBudget(cfg.Retry.HedgeBudgetRatio, cfg.Retry.HedgeMinInFlight),
 		Now:           b.deps.Now,
 		ExposeBackend: cfg.ExposeBackend,
 	})

@@ -73,14 +73,23 @@ type Retry struct {
 	// MinPerSecond lets a few retries through at low traffic.
 	MinPerSecond float64 `yaml:"min_per_second"`
 	// HedgeFactor hedges streams: one whose first token is later than this
-	// multiple of the pool's fastest typical time to first token is sent
-	// to a second backend too, and the first to start is relayed. Hedges
-	// are retries (attempts, budget_ratio). Default 0 (off): a hedge is a
-	// second request, and under overload that load has not yet been
-	// measured against goodput (bench/overload); 1.5 (about the p95 of a
-	// steady TTFT distribution, where "The Tail at Scale" hedges) is what
-	// the chaos suite's backend-slow row was measured with.
+	// multiple of the pool's learned tail time to first token (the fastest
+	// usable backend's typical TTFT plus twice its mean deviation, about
+	// its p95) is sent to a second backend too and the first to start is
+	// relayed (the loser ends: a hedge at once, a first attempt at its own
+	// first token unless a live request needs its slot sooner). A hedge
+	// needs an attempt left (not the retry budget: it has its own),
+	// spare capacity (nothing waiting in the model's admission queue, a
+	// free slot, taken back by the first live request that would wait; a
+	// free slot under the hedge's backend's own limit) and room in the
+	// hedge budget. Default 1; 0 turns hedging off.
 	HedgeFactor float64 `yaml:"hedge_factor"`
+	// HedgeBudgetRatio and HedgeMinInFlight bound hedges in flight at
+	// max(hedge_min_in_flight, hedge_budget_ratio x requests in flight)
+	// (Envoy's budget_percent and min_retry_concurrency). Defaults 0.1
+	// and 3.
+	HedgeBudgetRatio float64 `yaml:"hedge_budget_ratio"`
+	HedgeMinInFlight int     `yaml:"hedge_min_in_flight"`
 }
 
 // Health configures passive (nginx semantics) and active checks.
@@ -178,7 +187,7 @@ func Default() Config {
 			Total:            Duration(10 * time.Minute),
 			FirstTokenFactor: 4,
 		},
-		Retry:  Retry{Attempts: 3, BudgetRatio: 0.2, MinPerSecond: 5},
+		Retry:  Retry{Attempts: 3, BudgetRatio: 0.2, MinPerSecond: 5, HedgeFactor: 1, HedgeBudgetRatio: 0.1, HedgeMinInFlight: 3},
 		Health: Health{MaxFails: 3, FailTimeout: Duration(10 * time.Second), BusyPenalty: Duration(time.Second)},
 		Log:    Log{Level: "info", Access: true},
 		Breaker: Breaker{Enabled: true, Window: Duration(30 * time.Second), MinRequests: 20, FailureRatio: 0.5,
@@ -299,6 +308,12 @@ func (c *Config) validateRetry(bad badFunc) {
 	}
 	if f := c.Retry.HedgeFactor; !(f >= 0 && f <= 1000) {
 		bad("retry.hedge_factor", "must be between 0 (off) and 1000, got %g", f)
+	}
+	if f := c.Retry.HedgeBudgetRatio; !(f >= 0 && f <= 1) {
+		bad("retry.hedge_budget_ratio", "must be between 0 and 1, got %g", f)
+	}
+	if n := c.Retry.HedgeMinInFlight; n < 0 || n > 1000 {
+		bad("retry.hedge_min_in_flight", "must be between 0 and 1000, got %d", n)
 	}
 	if c.Retry.BudgetRatio < 0 || c.Retry.BudgetRatio > 1 {
 		bad("retry.budget_ratio", "must be between 0 and 1, got %g", c.Retry.BudgetRatio)

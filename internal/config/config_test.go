@@ -164,7 +164,7 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 		want      []string // all in the message, in order
 	}{
 		{"unknown key lists the allowed ones", "retry:\n  attemptz: 3\n" + minimal,
-			[]string{":2: retry.attemptz: unknown key; allowed here: attempts, budget_ratio, hedge_factor, min_per_second"}},
+			[]string{":2: retry.attemptz: unknown key; allowed here: attempts, budget_ratio, hedge_budget_ratio, hedge_factor, hedge_min_in_flight, min_per_second"}},
 		{"wrong kind of value", "listen: :1\nretry:\n  attempts: many\n" + minimal,
 			[]string{":3: retry.attempts: want a whole number, got \"many\""}},
 		{"bad duration", "timeouts:\n  connect: fast\n" + minimal,

@@ -105,6 +105,7 @@ type Backend struct {
 	waitSince  time.Time
 	lastAnswer time.Time
 	typical    float64 // nanoseconds; see TypicalLatency
+	deviation  float64 // nanoseconds: moving mean |sample - typical|; see TailLatency
 }
 
 // New builds a Backend from its spec.
@@ -367,9 +368,47 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 func (b *Backend) learnLatencyLocked(now time.Time, latency time.Duration) {
 	b.ewma.observe(now, latency)
 	if b.typical == 0 {
-		b.typical = float64(latency)
-	} else {
-		b.typical += typicalWeight * (float64(latency) - b.typical)
+		// As RFC 6298 starts RTTVAR: half the first sample, so the tail
+		// is not mistaken for the typical latency (and half the streams
+		// hedged) until deviations are learned.
+		b.typical, b.deviation = float64(latency), float64(latency)/2
+		return
+	}
+	// TCP's smoothed round-trip time and its mean deviation (RFC 6298),
+	// with the typical latency's weight for both.
+	b.deviation += typicalWeight * (math.Abs(float64(latency)-b.typical) - b.deviation)
+	b.typical += typicalWeight * (float64(latency) - b.typical)
+}
+
+// Withdrawn ends an outstanding stream that was cancelled before its first
+// token because another backend's answer started first (a hedge race).
+// waited, how long it had waited, is only a lower bound of its latency
+// (a censored sample), learned where it says something:
+//   - the peak EWMA (routing) takes waited plus the current estimate when
+//     that is higher: a latency known to exceed waited is expected to
+//     exceed it by about its usual value (the memoryless estimate), so a
+//     backend whose requests keep losing races gets dearer with each loss
+//     and routing moves off it, instead of being taught a fast hedge
+//     delay;
+//   - the typical latency and its deviation (deadlines, hedge delays) take
+//     waited itself, only when it is above them.
+//
+// The stream got no answer, so Stalled is not reset; the concurrency limit
+// is not fed (no latency was measured). Only for a stream marked waiting
+// (StartWaiting).
+func (b *Backend) Withdrawn(now time.Time, waited time.Duration) {
+	b.inflight.Add(-1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.waiting > 0 {
+		b.waiting--
+	}
+	if est := b.ewma.value(now); est < waited {
+		b.ewma.observe(now, waited+est)
+	}
+	if w := float64(waited); b.typical > 0 && w > b.typical {
+		b.deviation += typicalWeight * ((w - b.typical) - b.deviation)
+		b.typical += typicalWeight * (w - b.typical)
 	}
 }
 
@@ -444,6 +483,17 @@ func (b *Backend) TypicalLatency() time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return time.Duration(b.typical)
+}
+
+// TailLatency is a high percentile of the time to first byte, estimated as
+// TypicalLatency plus twice its mean deviation (about the 95th percentile
+// of a normal distribution; TCP's retransmission timeout, RFC 6298, takes
+// four); 0 before the first sample. A request still waiting this long is
+// in the backend's tail: when to hedge it ("The Tail at Scale").
+func (b *Backend) TailLatency() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return time.Duration(b.typical + 2*b.deviation)
 }
 
 // typicalWeight is TypicalLatency's weight of each new sample.

@@ -404,3 +404,61 @@ func TestStalledIsALowerBoundOfTheOldestWait(t *testing.T) {
 		t.Fatalf("Latency = %v: the first token must feed the estimate at once", l)
 	}
 }
+
+// TestTailLatencyIsAboveTypical: the tail (the hedge delay's basis) starts
+// at twice the first sample, not at it (else half the streams would be
+// hedged until deviations are learned), and settles at typical plus twice
+// the mean deviation: 40±10ms alternating -> about 60ms.
+func TestTailLatencyIsAboveTypical(t *testing.T) {
+	b := mustNew(t, Spec{URL: "http://127.0.0.1:1"}, HealthPolicy{})
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	b.Observe(now, outcome.Success, 40*time.Millisecond, 0)
+	if got := b.TailLatency(); got != 80*time.Millisecond {
+		t.Fatalf("tail after one 40ms sample = %v; want 80ms", got)
+	}
+	for i := range 400 {
+		d := 30 * time.Millisecond
+		if i%2 == 0 {
+			d = 50 * time.Millisecond
+		}
+		b.Observe(now, outcome.Success, d, 0)
+	}
+	if typ, tail := b.TypicalLatency(), b.TailLatency(); typ < 38*time.Millisecond || typ > 42*time.Millisecond ||
+		tail < 57*time.Millisecond || tail > 63*time.Millisecond {
+		t.Fatalf("typical %v tail %v; want about 40ms and 60ms", typ, tail)
+	}
+}
+
+// TestWithdrawnLearnsOnlyAboveTheEstimate: a stream cancelled by a hedge
+// race after waiting 300ms on a backend estimated at 40ms makes it dearer
+// for routing (300ms + about 40ms: it would have taken longer still) and raises
+// its typical latency; one cancelled after 10ms says nothing and changes
+// nothing. Neither is an answer (Stalled is not reset) nor a failure.
+func TestWithdrawnLearnsOnlyAboveTheEstimate(t *testing.T) {
+	b := mustNew(t, Spec{URL: "http://127.0.0.1:1"}, HealthPolicy{})
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for range 20 {
+		b.Observe(now, outcome.Success, 40*time.Millisecond, 0)
+	}
+	typical := b.TypicalLatency()
+	for range 2 {
+		b.Acquire()
+		b.StartWaiting(now)
+	}
+	b.Withdrawn(now.Add(10*time.Millisecond), 10*time.Millisecond)
+	if got := b.Latency(now); got != 40*time.Millisecond || b.TypicalLatency() != typical {
+		t.Fatalf("latency %v typical %v after a 10ms cancelled wait; want both unchanged", got, b.TypicalLatency())
+	}
+	if got := b.Stalled(now.Add(300 * time.Millisecond)); got != 300*time.Millisecond {
+		t.Fatalf("Stalled = %v; a cancelled stream is no answer, want 300ms", got)
+	}
+	at := now.Add(300 * time.Millisecond)
+	est := b.Latency(at) // 40ms, decayed a little
+	b.Withdrawn(at, 300*time.Millisecond)
+	if got := b.Latency(at); got != 300*time.Millisecond+est {
+		t.Fatalf("peak EWMA %v after a 300ms cancelled wait; want 300ms + the estimate %v", got, est)
+	}
+	if b.TypicalLatency() <= typical || b.Inflight() != 0 || b.Failures() != 0 {
+		t.Fatalf("typical %v (was %v), inflight %d, failures %d", b.TypicalLatency(), typical, b.Inflight(), b.Failures())
+	}
+}

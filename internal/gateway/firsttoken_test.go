@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -127,8 +128,9 @@ func TestLatencyLearnedAtFirstToken(t *testing.T) {
 // TestHedgeServesLateStreamFromAnotherBackend: a stream whose head came
 // but whose first token is late (the backend turned slow: here, it stops
 // after the head) is hedged to another backend, and the client gets that
-// backend's complete stream; the late one is cancelled and charged its
-// wait, not a failure.
+// backend's complete stream, counted as a hedge won; the late one is
+// cancelled (at the request's end at the latest) and charged its wait, not
+// a failure.
 func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
 	var stall atomic.Bool
 	fast := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond})
@@ -153,9 +155,9 @@ func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
 	t.Cleanup(healthy.Close)
 
 	cfg := testConfig(turned.URL, healthy.URL) // round_robin: turned, healthy, turned, ...
-	cfg.Retry.HedgeFactor = 1.5                // off by default
-	srv, gw := startGateway(t, cfg)
-	for range 2 { // both learn a typical time to first token
+	var reg *prometheus.Registry
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { reg = d.Registry.(*prometheus.Registry) }) // hedging is on by default
+	for range 2 {                                                                                  // both learn a typical time to first token
 		if resp := post(t, srv.URL+"/v1/chat/completions", streamChatBody); !strings.HasSuffix(readAll(t, resp), "data: [DONE]\n\n") {
 			t.Fatal("warm-up stream did not complete")
 		}
@@ -173,6 +175,9 @@ func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
 	waitFor(t, func() bool { return b.Inflight() == 0 })
 	if b.Failures() != 0 {
 		t.Fatalf("the late backend got %d failures; losing a race is not one", b.Failures())
+	}
+	if got := metricValue(t, reg, "sluice_hedges_total", "event", "won"); got != 1 {
+		t.Fatalf("sluice_hedges_total{event=won} = %v; want 1", got)
 	}
 }
 

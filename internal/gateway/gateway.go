@@ -75,7 +75,6 @@ type Gateway struct {
 	// exchanges recycles the per-request state of the chain.
 	exchanges sync.Pool
 
-
 	// readahead buffers answers ahead of slow clients, its bytes bounded
 	// by readaheadMem (server.max_readahead_memory); both outlive reloads.
 	readahead    *proxy.Readahead

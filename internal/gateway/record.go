@@ -64,6 +64,7 @@ func (g *Gateway) finish(rec *record) {
 	if res.Retries > 0 {
 		g.metrics.Retries.WithLabelValues(model).Add(float64(res.Retries))
 	}
+	g.countHedge(model, res.Hedge)
 	if res.UsageKnown {
 		g.metrics.Tokens.WithLabelValues(model, "in").Add(float64(res.Usage.PromptTokens))
 		g.metrics.Tokens.WithLabelValues(model, "out").Add(float64(res.Usage.CompletionTokens))

@@ -40,39 +40,8 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
 		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc,
-		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c),
+		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)
-}
-
-// minHedgeAfter keeps jitter around a very fast pool's typical latency
-// from hedging every stream.
-const minHedgeAfter = 10 * time.Millisecond
-
-// hedgeAfter is when a streaming call's late first token sends a hedge to
-// another backend: retry.hedge_factor times the fastest usable backend's
-// typical time to first token. 0 (no hedge) for non-streaming calls, a
-// pool with nothing learned yet, or when a hedge could not start within
-// the class's objective anyway.
-func (rt *Runtime) hedgeAfter(served *Pool, c *upstreamCall) time.Duration {
-	f := rt.Config.Retry.HedgeFactor
-	if !c.peek.Stream || f <= 0 || rt.Config.Retry.Attempts < 2 {
-		return 0
-	}
-	now := served.now()
-	var best time.Duration
-	for _, b := range served.Backends {
-		if l := b.TypicalLatency(); l > 0 && (best == 0 || l < best) && b.Usable(now) {
-			best = l
-		}
-	}
-	if best == 0 {
-		return 0
-	}
-	h := max(time.Duration(f*float64(best)), minHedgeAfter)
-	if h+best > served.sloOf(c.id.class) {
-		return 0
-	}
-	return h
 }
 
 // firstTokenBound is how long a streaming call may wait for its first

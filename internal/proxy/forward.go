@@ -48,6 +48,12 @@ type Options struct {
 	Budget        *Budget
 	Now           func() time.Time
 	ExposeBackend bool // send X-Sluice-Backend to clients
+	// Hedges bounds hedges in flight (hedge.go); nil: no bound beyond
+	// Attempts and Request.HedgeSlot.
+	Hedges *HedgeBudget
+	// After, when set, replaces time.After for the hedge delay (tests
+	// fire it by hand).
+	After func(time.Duration) <-chan time.Time
 }
 
 // Forwarder relays requests to backends. Safe for concurrent use.
@@ -97,6 +103,9 @@ type Request struct {
 	// first token has not after this long to a second backend as well,
 	// and relays whichever starts first (hedge.go). 0 = no hedging.
 	HedgeAfter time.Duration
+	// HedgeSlot grants a hedge the model's spare capacity; nil: hedges
+	// need only a backend with a free slot.
+	HedgeSlot HedgeSlot
 	// CacheControl is what a 200 answer tells clients and CDNs (the
 	// backend's own Cache-Control is replaced); "" and every other
 	// status: no-store.
@@ -120,6 +129,8 @@ type Result struct {
 	Written bool
 	// RetryAfter is the hint to pass on when Err is back-pressure.
 	RetryAfter time.Duration
+	// Hedge says whether a hedge was due, sent, and won (hedge.go).
+	Hedge HedgeOutcome
 }
 
 // watchdog cancels an attempt when its current phase (waiting for the first
@@ -197,6 +208,8 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 	if f.opt.Budget != nil {
 		f.opt.Budget.Deposit()
 	}
+	f.opt.Hedges.begin()
+	defer f.opt.Hedges.end()
 
 	var triedBuf [4]*endpoint.Backend
 	tried := triedBuf[:0]

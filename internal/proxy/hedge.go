@@ -2,25 +2,73 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/breaker"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
-// Hedging ("The Tail at Scale"): a stream whose head came but whose first
-// token is late (Request.HedgeAfter) is sent to a second backend as well,
-// and the client gets whichever stream starts first; the other is ended
-// at its own first token (its latency sample). A backend that just turned
-// ten times slower is only found out by the requests it holds, and p2c stops sending it more within a first
-// token's time, but those few requests would each miss the objective by
-// the slow backend's whole latency; a hedge bounds them at HedgeAfter plus
-// a healthy backend's time to first token. Nothing has reached the client
-// before the race is decided, so the switch is invisible to it. Hedges are
-// retries: they need an attempt left and the retry budget's consent.
+// Hedging ("The Tail at Scale", deferred hedges): a stream whose head came
+// but whose first token is later than Request.HedgeAfter (the tail of the
+// pool's time to first token) is sent to a second backend as well, and
+// the client gets whichever stream starts first. A backend that just
+// turned ten times slower is only found out by the requests it holds, and
+// p2c stops sending it more within a first token's time, but those few
+// requests would each miss the objective by the slow backend's whole
+// latency; a hedge bounds them at HedgeAfter plus a healthy backend's time
+// to first token. Nothing has reached the client before the race is
+// decided, so the switch is invisible to it.
+//
+// A hedge is a second request, so it only uses capacity nobody else wants
+// (Envoy's and gRPC's hedging policies bound it the same way):
+//   - spare capacity: Request.HedgeSlot must grant a slot, which the
+//     gateway does only while nothing waits in the model's admission queue
+//     and a slot is free, and takes back (cancelling the hedge) the moment
+//     a live request would have to wait; the hedge's backend must have a
+//     slot free under its own limit;
+//   - a budget: hedges racing stay within HedgeBudget (a share of the
+//     requests in flight, with a floor), and need an attempt left.
+//
+// The losing hedge is cancelled at once. A losing first attempt runs on in
+// the winner's spare slot to its own first token, at most until the
+// request ends or a live request takes the slot back: that sample is what
+// shows how slow its backend is (cancelled at the race's end, it would
+// only teach the hedge delay, its backend would look idle and cheap, and
+// p2c would keep sending it a share of the traffic, each request paying a
+// hedge). A leg cut before its first token is charged its wait as a lower
+// bound (endpoint.Backend.Withdrawn), never a failure.
+
+// HedgeSlot takes a slot the model can spare for a hedge: ok is false when
+// requests wait in its queue or none is free. preempt is called (at most
+// once, possibly on another goroutine) when a live request needs the slot
+// back; release gives it back and must be called exactly once when ok.
+type HedgeSlot func(preempt func()) (release func(), ok bool)
+
+// HedgeOutcome says what hedging did for one request.
+type HedgeOutcome uint8
+
+const (
+	HedgeNone       HedgeOutcome = iota // no hedge was due
+	HedgeWon                            // a hedge was sent and its stream relayed
+	HedgeLost                           // a hedge was sent; the first attempt's stream was relayed
+	HedgeNoCapacity                     // due, but no spare slot (queue or backends)
+	HedgeNoBudget                       // due, but the hedge budget or the attempts were spent
+)
+
+// errHedgeLost cancels the attempt that lost a race; errHedgePreempted a
+// hedge whose spare slot a live request took back. Neither is the
+// backend's fault.
+var (
+	errHedgeLost      = errors.New("proxy: another backend's stream started first")
+	errHedgePreempted = errors.New("proxy: hedge slot taken back by a live request")
+)
 
 // leg is one upstream attempt racing for the first token.
 type leg struct {
@@ -34,6 +82,32 @@ type leg struct {
 	err    error     // the first read's error (nil when a chunk came)
 	// reported: its goroutine has sent it on the race's channel.
 	reported bool
+	hedge    bool // a hedge, counted in the hedge budget until it is settled
+	settled  bool // its part in the race is over (settle)
+	// slot is the spare slot a hedge took (Request.HedgeSlot); after the
+	// race, the losing first attempt's while it runs on. nil without one.
+	slot *spareSlot
+}
+
+// spareSlot is a slot from Request.HedgeSlot and the leg whose request
+// its preemption cancels (none once that leg is relayed to the client).
+type spareSlot struct {
+	release func()
+	holder  atomic.Pointer[leg]
+	once    sync.Once
+}
+
+func (s *spareSlot) preempt() {
+	if l := s.holder.Load(); l != nil {
+		l.cancel(errHedgePreempted)
+	}
+}
+
+func (s *spareSlot) free() {
+	if s != nil {
+		s.holder.Store(nil)
+		s.once.Do(s.release)
+	}
 }
 
 // isEventStream reports whether resp is a streamed answer worth racing.
@@ -81,14 +155,16 @@ func (r *replay) Close() error { return r.rest.Close() }
 // and a hedge may be sent, it starts one on another backend and keeps the
 // stream that starts first. It returns the leg to relay (its body replays
 // the peeked chunk; when every leg failed, the primary with its error).
-// Every other leg is cancelled, waited for and ended here.
+// Every other leg is ended here, or by a goroutine that waits for its
+// report: a cancelled leg reports promptly; a first attempt running on
+// (see above) reports at its first token, its watchdog, the request's end
+// or its slot's preemption, whichever comes first.
 func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *[]*endpoint.Backend,
 	primary *leg, deadline time.Time, res *Result) *leg {
 	done := make(chan *leg, 2)
 	legs := []*leg{primary}
 	go primary.peek(done)
-	hedge := time.NewTimer(in.HedgeAfter)
-	defer hedge.Stop()
+	hedgeDue := f.after(in.HedgeAfter)
 	var winner *leg
 	for reported := 0; winner == nil && reported < len(legs); {
 		select {
@@ -97,9 +173,14 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			l.reported = true
 			if l.err == nil {
 				winner = l
+			} else {
+				f.settle(l, true) // a failed (or preempted) hedge frees its slot now
 			}
-		case <-hedge.C:
-			if h := f.startHedge(ctx, in, sel, tried, deadline, res); h != nil {
+		case <-hedgeDue:
+			hedgeDue = nil
+			h, outcome := f.startHedge(ctx, in, sel, tried, deadline, res)
+			res.Hedge = outcome
+			if h != nil {
 				legs = append(legs, h)
 				go f.hedgeLeg(h, in, done)
 			}
@@ -108,56 +189,124 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 	if winner == nil { // every leg failed: the relay reports the primary's error
 		winner = primary
 	}
+	if len(legs) > 1 {
+		res.Hedge = HedgeLost
+		if winner != primary {
+			res.Hedge = HedgeWon
+		}
+	}
+	if winner != primary && winner.slot != nil {
+		// The winner's slot passes to the first attempt, which may run on
+		// in it (below); preempting it must never cut the relayed stream.
+		primary.slot, winner.slot = winner.slot, nil
+		primary.slot.holder.Store(primary)
+	}
 	for _, l := range legs {
-		if l == winner {
-			continue
+		slot := l.slot
+		f.settle(l, false)
+		switch {
+		case l == winner:
+			// The request's own admission covers the stream relayed.
+			slot.free()
+		case l.reported:
+			slot.free()
+			f.endLost(ctx, l)
+		case l == primary && (slot != nil || in.HedgeSlot == nil):
+			// The first attempt lost to a hedge: it runs on in the
+			// hedge's spare slot (taken back, and it cancelled, the moment
+			// a live request needs it) to its own first token, the sample
+			// that shows how slow its backend is, so routing moves off it.
+			// Its watchdog and the request's context bound it too.
+			go func() { f.endLost(ctx, <-done); slot.free() }()
+		default:
+			// No slot to run on in (or a hedge, which teaches nothing
+			// its wait would not): cancelled now.
+			slot.free()
+			waited := f.opt.Now().Sub(l.sent)
+			l.cancel(errHedgeLost)
+			go func() { f.withdraw(<-done, waited) }()
 		}
-		if !l.reported {
-			// The loser runs on to its first token, then ends: its time to
-			// first token is the only sample that shows how slow its
-			// backend really is. Cancelled now, it would teach the backend
-			// only the hedge delay, and hedging would hide a slow backend
-			// from the picker. Its watchdog (first-token bound) and the
-			// request's context bound it; only it can still report.
-			go func() { f.endLost(ctx, <-done) }()
-			continue
-		}
-		f.endLost(ctx, l)
 	}
 	winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
 	return winner
 }
 
-// startHedge admits a hedge on a backend not tried yet, or returns nil
-// (no attempt left, no retry budget, no backend with room, the deadline
-// passed).
+// settle ends l's part in the race, once: a hedge gives back its budget
+// and, when freeSlot, its spare slot.
+func (f *Forwarder) settle(l *leg, freeSlot bool) {
+	if l.settled {
+		return
+	}
+	l.settled = true
+	if l.hedge {
+		f.opt.Hedges.give()
+	}
+	if freeSlot {
+		l.slot.free()
+	}
+}
+
+// after is the hedge delay's channel: Options.After, else a runtime timer
+// (collected once unreferenced, so a race that ends first leaks nothing).
+func (f *Forwarder) after(d time.Duration) <-chan time.Time {
+	if f.opt.After != nil {
+		return f.opt.After(d)
+	}
+	return time.After(d)
+}
+
+// startHedge admits a hedge on a backend not tried yet, or returns nil and
+// why not: no attempt left or the hedge budget spent, the deadline passed,
+// no spare slot in the model's queue, no backend with a free slot.
 func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, tried *[]*endpoint.Backend,
-	deadline time.Time, res *Result) *leg {
+	deadline time.Time, res *Result) (*leg, HedgeOutcome) {
 	now := f.opt.Now()
 	if res.Attempts >= f.opt.Attempts || !now.Before(deadline) {
-		return nil
+		return nil, HedgeNoBudget
 	}
-	if f.opt.Budget != nil && !f.opt.Budget.Withdraw(now) {
-		return nil
+	if !f.opt.Hedges.take() {
+		return nil, HedgeNoBudget
+	}
+	h := &leg{sent: now, hedge: true}
+	h.actx, h.cancel = context.WithCancelCause(ctx)
+	if in.HedgeSlot != nil {
+		slot := &spareSlot{}
+		slot.holder.Store(h)
+		release, ok := in.HedgeSlot(slot.preempt)
+		if !ok {
+			f.opt.Hedges.give()
+			h.cancel(nil)
+			return nil, HedgeNoCapacity
+		}
+		slot.release, h.slot = release, slot
 	}
 	b, _ := sel.Select(*tried)
-	if b == nil || !b.Acquire() {
-		return nil
+	if b != nil && !b.Acquire() {
+		b = nil
 	}
-	done, ok := b.AllowCall(now)
-	if !ok {
-		b.Abandon()
-		return nil
+	var done breaker.Done
+	if b != nil {
+		d, ok := b.AllowCall(now)
+		if !ok {
+			b.Abandon()
+			b = nil
+		}
+		done = d
+	}
+	if b == nil {
+		f.opt.Hedges.give()
+		h.slot.free()
+		h.cancel(nil)
+		return nil, HedgeNoCapacity
 	}
 	*tried = append(*tried, b)
 	res.Attempts++
 	res.Retries++
-	h := &leg{c: call{b: b, done: done, work: in.Work, waiting: true}, sent: now}
+	h.c = call{b: b, done: done, work: in.Work, waiting: true}
 	b.AddWork(h.c.work)
 	b.StartWaiting(now)
-	h.actx, h.cancel = context.WithCancelCause(ctx)
 	h.wd = startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, h.cancel)
-	return h
+	return h, HedgeNone
 }
 
 // hedgeLeg sends a hedge and peeks its first token; a head that is not a
@@ -179,13 +328,20 @@ func (f *Forwarder) hedgeLeg(h *leg, in *Request, done chan<- *leg) {
 
 // endLost ends a leg that lost the race or failed.
 func (f *Forwarder) endLost(ctx context.Context, l *leg) {
-	if l.err == nil || ctx.Err() != nil {
-		// Its first token came later than the winner's, which says how
-		// slow it is; or the client left, which says nothing about it.
+	cause := context.Cause(l.actx)
+	switch {
+	case l.err == nil:
+		// Its first token came later than the winner's: how slow its
+		// backend is, a real sample.
 		f.endLeg(l, outcome.Success, true)
-		return
+	case ctx.Err() != nil || errors.Is(cause, errHedgePreempted) || errors.Is(cause, errHedgeLost):
+		// Cut before its first token, by the client leaving (the request's
+		// end, for a loser running on) or by a live request taking the
+		// slot back: its wait is a lower bound, and no fault.
+		f.withdraw(l, f.opt.Now().Sub(l.sent))
+	default:
+		f.endLeg(l, outcome.Failure, false)
 	}
-	f.endLeg(l, outcome.Failure, false)
 }
 
 // endLeg ends a leg that will not be relayed. A loser (out Success, gone)
@@ -199,4 +355,27 @@ func (f *Forwarder) endLeg(l *leg, out outcome.Outcome, gone bool) {
 	now := f.opt.Now()
 	// A Success carries the wait into the backend's latency estimate.
 	l.c.end(now, out, now.Sub(l.sent), 0, gone)
+}
+
+// withdraw ends a leg cancelled before its first token because the race
+// was decided without it (or its slot was taken back): waited is a lower
+// bound of its backend's latency (endpoint.Backend.Withdrawn), and the
+// breaker is told nothing.
+func (f *Forwarder) withdraw(l *leg, waited time.Duration) {
+	l.wd.timer.Stop()
+	l.cancel(nil)
+	if l.resp != nil {
+		l.resp.Body.Close()
+	}
+	now := f.opt.Now()
+	l.c.withdrawn(now, waited)
+}
+
+// withdrawn ends a call cancelled before its first token by a hedge race.
+func (c call) withdrawn(now time.Time, waited time.Duration) {
+	c.b.AddWork(-c.work)
+	c.b.Withdrawn(now, waited)
+	if c.done != nil {
+		c.done(now, outcome.Ignored, waited)
+	}
 }

@@ -18,8 +18,13 @@ type Metrics struct {
 	Duration *prometheus.HistogramVec // model: end to end
 	Tokens   *prometheus.CounterVec   // model, direction=in|out
 	Retries  *prometheus.CounterVec   // model
-	Inflight prometheus.Gauge         // client requests being served
-	Errors   *prometheus.CounterVec   // model, reason: requests the gateway refused or failed
+	// Hedges counts hedged streams by model and event: started, won (its
+	// stream was relayed), skipped_capacity (due, but requests waited or
+	// no slot was free), skipped_budget (due, but the hedge budget or the
+	// attempts were spent).
+	Hedges   *prometheus.CounterVec
+	Inflight prometheus.Gauge       // client requests being served
+	Errors   *prometheus.CounterVec // model, reason: requests the gateway refused or failed
 	// SendTimeouts counts clients cut because they accepted no response
 	// bytes for server.send_timeout.
 	SendTimeouts prometheus.Counter
@@ -45,6 +50,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_retries_total", Help: "Upstream retries on another backend before any byte reached the client.",
 		}, []string{"model"}),
+		Hedges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_hedges_total", Help: "Hedged streams by event: started, won, skipped_capacity, skipped_budget.",
+		}, []string{"model", "event"}),
 		Inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_inflight_requests", Help: "Client requests currently being served.",
 		}),
@@ -55,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sluice_send_timeouts_total", Help: "Clients cut because they accepted no response bytes for server.send_timeout.",
 		}),
 	}
-	reg.MustRegister(m.Requests, m.TTFT, m.Duration, m.Tokens, m.Retries, m.Inflight, m.Errors, m.SendTimeouts)
+	reg.MustRegister(m.Requests, m.TTFT, m.Duration, m.Tokens, m.Retries, m.Hedges, m.Inflight, m.Errors, m.SendTimeouts)
 	return m
 }
 

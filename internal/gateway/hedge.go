@@ -1,0 +1,79 @@
+package gateway
+
+import (
+	"context"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/proxy"
+)
+
+// minHedgeAfter keeps jitter around a very fast pool's typical latency
+// from hedging every stream.
+const minHedgeAfter = 10 * time.Millisecond
+
+// hedgeAfter is when a streaming call's late first token sends a hedge to
+// another backend: retry.hedge_factor times the smallest tail time to first
+// token (endpoint.Backend.TailLatency, about a p95) among the usable
+// backends, the one a hedge would most likely go to. 0 (no hedge) for
+// non-streaming calls, a pool with nothing learned yet, or when a hedge
+// could not start within the class's objective anyway.
+func (rt *Runtime) hedgeAfter(served *Pool, c *upstreamCall) time.Duration {
+	f := rt.Config.Retry.HedgeFactor
+	if !c.peek.Stream || f <= 0 || rt.Config.Retry.Attempts < 2 {
+		return 0
+	}
+	now := served.now()
+	var tail, typical time.Duration
+	for _, b := range served.Backends {
+		if l := b.TailLatency(); l > 0 && (tail == 0 || l < tail) && b.Usable(now) {
+			tail, typical = l, b.TypicalLatency()
+		}
+	}
+	if tail == 0 {
+		return 0
+	}
+	h := max(time.Duration(f*float64(tail)), minHedgeAfter)
+	if h+typical > served.sloOf(c.id.class) {
+		return 0
+	}
+	return h
+}
+
+// hedgeTenant holds the admission queue's tickets of hedges, apart from
+// every client tenant's share (shown as such on /status while one races).
+const hedgeTenant = "(hedges)"
+
+// hedgeSlot grants a hedge (proxy.HedgeSlot) a spare admission slot: only
+// while nothing waits in the model's queue and a slot is free beyond the
+// spare reserve, taken back (preempt) by the first live request that would
+// have to wait. Its hold teaches the queue's drain estimate nothing. A pool
+// without admission has no queue to ask: the hedge's backend's own limit
+// is the only bound.
+func (p *Pool) hedgeSlot(preempt func()) (release func(), ok bool) {
+	if p.queue == nil {
+		return func() {}, true
+	}
+	t, err := p.queue.Acquire(context.Background(), admission.Request{
+		Tenant: hedgeTenant, Spare: true, Preempt: preempt, Unmeasured: true})
+	if err != nil {
+		return nil, false
+	}
+	return t.Release, true
+}
+
+// countHedge counts what hedging did for one request.
+func (g *Gateway) countHedge(model string, h proxy.HedgeOutcome) {
+	m := g.metrics.Hedges
+	switch h {
+	case proxy.HedgeWon:
+		m.WithLabelValues(model, "started").Inc()
+		m.WithLabelValues(model, "won").Inc()
+	case proxy.HedgeLost:
+		m.WithLabelValues(model, "started").Inc()
+	case proxy.HedgeNoCapacity:
+		m.WithLabelValues(model, "skipped_capacity").Inc()
+	case proxy.HedgeNoBudget:
+		m.WithLabelValues(model, "skipped_budget").Inc()
+	}
+}

@@ -1,0 +1,334 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// hedgeRig is a Forwarder in front of two real loopback backends: slow
+// sends its stream's head and then no token until released (or its request
+// is cancelled), fast answers at once. The clock and the hedge timer are
+// the test's.
+type hedgeRig struct {
+	t          *testing.T
+	slow, fast *endpoint.Backend
+	// slowGot is closed when slow has the request; slowGone when that
+	// request's context ended (the proxy cancelled it).
+	slowGot, slowGone chan struct{}
+	releaseSlow       chan struct{}
+	fastCalls         atomic.Int32
+	// fastHold, when set before the request, makes fast hold its stream
+	// after the head, like slow, until closed; fastGot is closed when it
+	// has the request.
+	fastHold, fastGot chan struct{}
+	fire              chan time.Time // the hedge delay's timer
+	clock             *testClock
+	budget            *HedgeBudget
+	queue             *admission.Queue
+	slotAsked         chan bool // each HedgeSlot answer
+	front             *httptest.Server
+	results           chan Result
+}
+
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// orderedSelector picks the first backend not tried that has a free slot.
+type orderedSelector []*endpoint.Backend
+
+func (s orderedSelector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) {
+	for _, b := range s {
+		if !contains(tried, b) && b.HasCapacity() {
+			return b, nil
+		}
+	}
+	return nil, ErrSaturated
+}
+
+func contains(list []*endpoint.Backend, b *endpoint.Backend) bool {
+	for _, x := range list {
+		if x == b {
+			return true
+		}
+	}
+	return false
+}
+
+const sseAnswer = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
+
+func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig {
+	r := &hedgeRig{t: t, slowGot: make(chan struct{}), slowGone: make(chan struct{}), releaseSlow: make(chan struct{}),
+		fire: make(chan time.Time), clock: &testClock{now: time.Unix(1000, 0)}, budget: budget,
+		slotAsked: make(chan bool, 4), results: make(chan Result, 1)}
+	var once sync.Once
+	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		once.Do(func() { close(r.slowGot) })
+		select {
+		case <-req.Context().Done():
+			close(r.slowGone)
+		case <-r.releaseSlow:
+			io.WriteString(w, sseAnswer)
+		}
+	}))
+	fastSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.fastCalls.Add(1)
+		io.Copy(io.Discard, req.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		if r.fastHold != nil {
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			close(r.fastGot)
+			select {
+			case <-req.Context().Done():
+				return
+			case <-r.fastHold:
+			}
+		}
+		io.WriteString(w, sseAnswer)
+	}))
+	t.Cleanup(func() { fastSrv.Close(); slowSrv.Close() })
+	var err error
+	if r.slow, err = endpoint.New(endpoint.Spec{URL: slowSrv.URL}, endpoint.HealthPolicy{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.fast, err = endpoint.New(endpoint.Spec{URL: fastSrv.URL}, endpoint.HealthPolicy{}); err != nil {
+		t.Fatal(err)
+	}
+	r.queue = admission.NewQueue(admission.QueueConfig{Name: "m"}, func() int { return queueCapacity }, r.clock.Now)
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(transport.CloseIdleConnections)
+	f := NewForwarder(Options{
+		Transport: transport, Timeouts: Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Hour},
+		Attempts: 3, Now: r.clock.Now, Hedges: budget,
+		After: func(time.Duration) <-chan time.Time { return r.fire },
+	})
+	bodies := NewBodyPool(nil)
+	sel := orderedSelector{r.slow, r.fast}
+	r.front = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := bodies.ReadBody(req.Body, req.ContentLength, 1<<20)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer body.Release()
+		r.results <- f.Forward(req.Context(), w, &Request{
+			Path: "/v1/chat/completions", Header: http.Header{}, Body: body,
+			Peek: openai.Peek{Model: "m", Stream: true}, ServeModel: "m",
+			HedgeAfter: 50 * time.Millisecond, HedgeSlot: r.hedgeSlot,
+		}, sel)
+	}))
+	t.Cleanup(r.front.Close)
+	return r
+}
+
+// hedgeSlot is the gateway's: a spare, unmeasured ticket of the queue.
+func (r *hedgeRig) hedgeSlot(preempt func()) (func(), bool) {
+	t, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "hedge", Spare: true, Preempt: preempt, Unmeasured: true})
+	r.slotAsked <- err == nil
+	if err != nil {
+		return nil, false
+	}
+	return t.Release, true
+}
+
+type answer struct {
+	body string
+	err  error
+}
+
+// send posts a streaming request, waits until the slow backend holds it,
+// and fires the hedge timer wait later by the test's clock; the send
+// returns once the race has taken the timer, so the hedge decision comes
+// before anything the test does next.
+func (r *hedgeRig) send(wait time.Duration) <-chan answer {
+	answers := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post(r.front.URL, "application/json", strings.NewReader(`{"model":"m","stream":true}`))
+		if err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answers <- answer{string(b), err}
+	}()
+	<-r.slowGot
+	r.clock.advance(wait)
+	r.fire <- r.clock.Now()
+	return answers
+}
+
+func (r *hedgeRig) answer(answers <-chan answer) (string, Result) {
+	r.t.Helper()
+	a := <-answers
+	if a.err != nil {
+		r.t.Fatal(a.err)
+	}
+	return a.body, <-r.results
+}
+
+// TestHedgeRacesSlowStreamWhenIdle: with the pool idle, a stream whose
+// first token is late is hedged to the other backend, whose stream the
+// client gets; the slow request runs on in the spare slot until the
+// request ends, is then cancelled, not charged a failure, and its wait
+// (at least 500ms) is learned as a lower bound of its backend's latency,
+// so routing moves off it. The queue slot and the budget are given back.
+func TestHedgeRacesSlowStreamWhenIdle(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 8)
+	body, res := r.answer(r.send(500 * time.Millisecond))
+	if body != sseAnswer || res.Hedge != HedgeWon || res.Backend != r.fast || res.Err != nil {
+		t.Fatalf("body %q hedge %d backend %v err %v; want the fast backend's stream by a hedge", body, res.Hedge, res.Backend, res.Err)
+	}
+	if !<-r.slotAsked {
+		t.Fatal("the idle queue refused the hedge a spare slot")
+	}
+	<-r.slowGone // the loser is cancelled when the request ends
+	waitUntil(t, "the loser to be ended", func() bool { return r.slow.Inflight() == 0 && r.queue.Stats().InUse == 0 })
+	now := r.clock.Now()
+	if got := r.slow.Latency(now); got < 500*time.Millisecond {
+		t.Fatalf("slow backend's latency estimate %v; want at least its 500ms wait", got)
+	}
+	if r.slow.Failures() != 0 {
+		t.Fatalf("slow backend charged %d failures; losing a race is not one", r.slow.Failures())
+	}
+	if r.slow.Stalled(now) != 0 || r.fast.Inflight() != 0 {
+		t.Fatalf("stalled %v, fast in flight %d: every wait and slot should be ended", r.slow.Stalled(now), r.fast.Inflight())
+	}
+	if s := r.queue.Stats(); s.InUse != 0 || r.budget.InFlight() != 0 {
+		t.Fatalf("queue slots in use %d, hedges in flight %d after the race; want both 0", s.InUse, r.budget.InFlight())
+	}
+}
+
+// TestHedgeSkippedWhileRequestsWait: with a request waiting in the model's
+// queue, the late stream is not hedged (the waiting request needs the
+// capacity more), and it is served by its own backend when its token comes.
+func TestHedgeSkippedWhileRequestsWait(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
+	held, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	ctx, cancel := context.WithCancel(context.Background())
+	waiting := make(chan error, 1)
+	go func() { _, err := r.queue.Acquire(ctx, admission.Request{Tenant: "b"}); waiting <- err }()
+	waitUntil(t, "a request to queue", func() bool { return r.queue.Stats().Queued == 1 })
+
+	answers := r.send(500 * time.Millisecond)
+	if <-r.slotAsked {
+		t.Fatal("a hedge got a slot while a request waited in the queue")
+	}
+	close(r.releaseSlow)
+	body, res := r.answer(answers)
+	if body != sseAnswer || res.Hedge != HedgeNoCapacity || res.Backend != r.slow || r.fastCalls.Load() != 0 {
+		t.Fatalf("body %q hedge %d, fast backend called %d times; want the slow stream, no hedge", body, res.Hedge, r.fastCalls.Load())
+	}
+	cancel()
+	<-waiting
+}
+
+// TestHedgeSkippedWhenBudgetSpent: with no hedge allowed in flight, the
+// late stream is not hedged even though the pool is idle.
+func TestHedgeSkippedWhenBudgetSpent(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 0), 8) // 10% of 1 request in flight: none
+	answers := r.send(500 * time.Millisecond)
+	close(r.releaseSlow)
+	body, res := r.answer(answers)
+	if body != sseAnswer || res.Hedge != HedgeNoBudget || r.fastCalls.Load() != 0 || len(r.slotAsked) != 0 {
+		t.Fatalf("body %q hedge %d, fast backend called %d times; want the slow stream, no hedge", body, res.Hedge, r.fastCalls.Load())
+	}
+}
+
+// TestHedgePreemptedByLiveRequest: a hedge in flight holds a spare slot; a
+// live request that would have to wait for it takes it back, which
+// cancels the hedge without charging its backend, and the first attempt
+// still serves the client.
+func TestHedgePreemptedByLiveRequest(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
+	hold := make(chan struct{})
+	r.fastHold, r.fastGot = hold, make(chan struct{})
+	answers := r.send(500 * time.Millisecond)
+	if !<-r.slotAsked {
+		t.Fatal("the idle queue refused the hedge a spare slot")
+	}
+	<-r.fastGot
+	live, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
+	if err != nil {
+		t.Fatalf("the live request was not granted the hedge's slot: %v", err)
+	}
+	defer live.Release()
+	close(r.releaseSlow)
+	body, res := r.answer(answers)
+	close(hold)
+	if body != sseAnswer || res.Hedge != HedgeLost || res.Backend != r.slow {
+		t.Fatalf("body %q hedge %d backend %v; want the first attempt's stream", body, res.Hedge, res.Backend)
+	}
+	waitUntil(t, "the hedge to be ended", func() bool { return r.fast.Inflight() == 0 })
+	if r.fast.Failures() != 0 {
+		t.Fatalf("the preempted hedge's backend got %d failures", r.fast.Failures())
+	}
+}
+
+func TestHedgeBudgetShareOfRequestsInFlight(t *testing.T) {
+	b := NewHedgeBudget(0.1, 2)
+	for range 40 {
+		b.begin()
+	}
+	n := 0
+	for b.take() {
+		n++
+	}
+	if n != 4 {
+		t.Fatalf("%d hedges allowed with 40 requests in flight; want 10%% = 4", n)
+	}
+	for range 40 {
+		b.end()
+	}
+	b.give()
+	b.give()
+	b.give()
+	if !b.take() || b.take() {
+		t.Fatal("with no request in flight the floor (2) should bound hedges in flight")
+	}
+}
+
+// waitUntil polls cond (state another goroutine settles right after the
+// response ended); it bounds the wait only to fail a broken build.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
