@@ -76,6 +76,9 @@ func queueFor(p *Pool, a config.Admission, prev *Runtime, now func() time.Time) 
 		// still use the pool).
 		Targets:      targets,
 		SpareReserve: a.SpareReserve,
+		// A cold burst against a fast backend is not refused on the
+		// prior's guess: the first completion measures the real rate.
+		QueueUnmeasured: true,
 	}, func() int { return pq.pool.Load().capacity() }, now)
 	return pq
 }
