@@ -80,3 +80,31 @@ func BenchmarkCacheHitHandler(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkProxiedHandler is the gateway's CPU and allocations per proxied
+// (uncached) completion through the real handler and the real upstream
+// transport to an instant simulator over loopback; only the client side
+// is a recorder. Every default protection is on.
+func BenchmarkProxiedHandler(b *testing.B) {
+	be := httptest.NewServer(sim.New(sim.Config{Model: "m1", Instant: true}))
+	defer be.Close()
+	_, gw := startGateway(&testing.T{}, testConfig(be.URL))
+	body := `{"model":"m1","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}`
+	serve := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		gw.ServeHTTP(w, r)
+		return w
+	}
+	if w := serve(); w.Code != http.StatusOK {
+		b.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if w := serve(); w.Code != http.StatusOK {
+			b.Fatalf("status %d", w.Code)
+		}
+	}
+}

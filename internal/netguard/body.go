@@ -60,8 +60,8 @@ func TimeBody(w http.ResponseWriter, r *http.Request, t BodyTimeouts, now func()
 	if orig == nil || orig == http.NoBody {
 		return func() {}
 	}
-	b := &timedBody{ReadCloser: orig, ctx: r.Context(), w: w, rc: http.NewResponseController(w), t: t,
-		end: now().Add(t.Total), now: now, m: m}
+	b := &timedBody{ReadCloser: orig, ctx: r.Context(), w: w, rc: *http.NewResponseController(w), deadlines: true,
+		t: t, end: now().Add(t.Total), now: now, m: m}
 	b.arm()
 	r.Body = b
 	return func() { r.Body = orig }
@@ -71,12 +71,15 @@ type timedBody struct {
 	io.ReadCloser
 	ctx context.Context // the request's: finds its connection for LingerOnClose
 	w   http.ResponseWriter
-	rc  *http.ResponseController // nil once the writer turned out to have no deadlines
-	t   BodyTimeouts
-	end time.Time
-	now func() time.Time
-	m   *BodyMetrics
-	err error // sticky: a timed-out body stays timed out, an ended one ended
+	// rc is held by value (one allocation less per request); deadlines
+	// turns false once the writer turned out to have none.
+	rc        http.ResponseController
+	deadlines bool
+	t         BodyTimeouts
+	end       time.Time
+	now       func() time.Time
+	m         *BodyMetrics
+	err       error // sticky: a timed-out body stays timed out, an ended one ended
 }
 
 func (b *timedBody) Read(p []byte) (int, error) {
@@ -93,10 +96,10 @@ func (b *timedBody) Read(p []byte) (int, error) {
 		// deadline would cut that read, cancelling the request in the
 		// middle of a long answer: lift it, and never arm it again.
 		b.err = io.EOF
-		if b.rc != nil {
+		if b.deadlines {
 			b.rc.SetReadDeadline(time.Time{})
 		}
-	case b.rc != nil && isTimeout(err):
+	case b.deadlines && isTimeout(err):
 		limit := b.t.Gap
 		if total {
 			limit = b.t.Total
@@ -113,7 +116,7 @@ func (b *timedBody) Read(p []byte) (int, error) {
 // arm sets the connection's read deadline to the next gap or the end of
 // the total budget, whichever comes first, and reports which.
 func (b *timedBody) arm() (total bool) {
-	if b.rc == nil {
+	if !b.deadlines {
 		return false
 	}
 	deadline := b.now().Add(b.t.Gap)
@@ -121,7 +124,7 @@ func (b *timedBody) arm() (total bool) {
 		deadline, total = b.end, true
 	}
 	if err := b.rc.SetReadDeadline(deadline); err != nil {
-		b.rc = nil
+		b.deadlines = false
 	}
 	return total
 }

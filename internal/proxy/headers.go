@@ -77,17 +77,21 @@ func upstreamHeader(in *Request, spec endpoint.Spec) http.Header {
 		}
 		h[k] = vv
 	}
+	vals := make([]string, 3) // the values set here share one allocation
 	switch {
 	case spec.APIKey != "":
-		h.Set("Authorization", "Bearer "+spec.APIKey)
+		vals[0] = "Bearer " + spec.APIKey
+		h["Authorization"] = vals[0:1:1]
 	case spec.PassClientAuth:
 		if v := src.Values("Authorization"); len(v) > 0 {
 			h["Authorization"] = v
 		}
 	}
-	h.Set("X-Request-Id", in.RequestID)
+	vals[1] = in.RequestID
+	h["X-Request-Id"] = vals[1:2:2]
 	if in.ForwardedFor != "" {
-		h.Set("X-Forwarded-For", in.ForwardedFor)
+		vals[2] = in.ForwardedFor
+		h["X-Forwarded-For"] = vals[2:3:3]
 	}
 	return h
 }
