@@ -75,6 +75,7 @@ type timedBody struct {
 	// turns false once the writer turned out to have none.
 	rc        http.ResponseController
 	deadlines bool
+	set       time.Time // the read deadline last set (see arm)
 	t         BodyTimeouts
 	end       time.Time
 	now       func() time.Time
@@ -123,11 +124,21 @@ func (b *timedBody) arm() (total bool) {
 	if !deadline.Before(b.end) {
 		deadline, total = b.end, true
 	}
+	if d := deadline.Sub(b.set); d >= 0 && d < rearmAfter {
+		return total // the deadline in place is at most rearmAfter earlier
+	}
+	b.set = deadline
 	if err := b.rc.SetReadDeadline(deadline); err != nil {
 		b.deadlines = false
 	}
 	return total
 }
+
+// rearmAfter is how far the read deadline may lag before a read moves it:
+// the reads of one small body, back to back, set it once instead of each
+// time (a runtime timer update per call). Only this body's reads set the
+// connection's read deadline until its end, so the one in place is known.
+const rearmAfter = time.Millisecond
 
 func isTimeout(err error) bool {
 	var ne net.Error
