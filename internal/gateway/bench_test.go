@@ -4,10 +4,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -20,6 +23,23 @@ func BenchmarkGatewayNonStream(b *testing.B) {
 	defer be.Close()
 	cfg := testConfig(be.URL)
 	srv, _ := startGateway(&testing.T{}, cfg)
+	defer srv.Close()
+	runClients(b, srv.URL)
+}
+
+// BenchmarkBareProxyNonStream is the floor for a Go proxy: the standard
+// library's httputil.ReverseProxy, with Sluice's upstream transport, in
+// front of the same simulator, doing nothing else.
+func BenchmarkBareProxyNonStream(b *testing.B) {
+	be := httptest.NewServer(sim.New(sim.Config{Model: "m1", Instant: true}))
+	defer be.Close()
+	u, err := url.Parse(be.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = proxy.NewTransport(time.Second)
+	srv := httptest.NewServer(rp)
 	defer srv.Close()
 	runClients(b, srv.URL)
 }
