@@ -9,7 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -34,10 +36,15 @@ func TestColdBurstIsNotRefusedOnThePrior(t *testing.T) {
 	var once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unblock) // runs before be.Close: a failed test does not hang on held requests
-	srv, gw := startGateway(t, testConfig(be.URL))
+	// A long objective (deadline 20s) so that a slow machine cannot make a
+	// queued request miss it while the burst arrives; a large max_tokens
+	// so that the prior still predicts minutes of wait for the burst.
+	cfg := testConfig(be.URL)
+	cfg.Admission.MaxWait = config.Duration(30 * time.Second)
+	srv, gw := startGateway(t, cfg)
 	admin := adminServer(t, gw).URL
 
-	body := `{"model":"m1","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}`
+	body := `{"model":"m1","messages":[{"role":"user","content":"hello there"}],"max_tokens":4000}`
 	statuses := make(chan int, clients)
 	var wg sync.WaitGroup
 	for range clients {
