@@ -14,7 +14,7 @@
 # CPU 0 and the server under test on CPU 1, the same for both: nginx with
 # worker_processes 1, Sluice with GOMAXPROCS=1 (what Go picks itself under
 # that affinity). With PIN=0 nothing is pinned, nginx runs
-# worker_processes auto and Sluice its default GOMAXPROCS (all cores).
+# worker_processes = nproc and Sluice GOMAXPROCS = nproc.
 # Rounds rotate the order (nginx first, then Sluice first, ...) so drift
 # on a shared machine does not always favour the same side.
 #
@@ -28,7 +28,7 @@
 # configured, access log filtered by --log-level error (as nginx's
 # access_log off).
 #
-# Needs: nginx, wrk, curl (Debian: apt-get install nginx-light wrk curl).
+# Needs nginx, wrk, curl: installed with apt-get when missing.
 # Usage: [PIN=1] [ROUNDS=2] [FLOOR=1] [SLUICE_BIN=prebuilt] bench/cache-hit.sh [duration=10s] [connections=64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,14 +39,12 @@ FLOOR=${FLOOR:-1}
 NCPU=$(nproc)
 PIN=${PIN:-$([ "$NCPU" -ge 2 ] && echo 1 || echo 0)}
 
-for tool in nginx wrk curl; do
-  command -v $tool >/dev/null || { echo "missing $tool: apt-get install nginx-light wrk curl"; exit 1; }
-done
+bench/install-tools.sh nginx wrk curl   # apt-get when missing (root, else sudo)
 if [ "$PIN" = 1 ]; then
   command -v taskset >/dev/null || { echo "missing taskset (util-linux); or run with PIN=0"; exit 1; }
   LOADCPU=(taskset -c 0) SRVCPU=(taskset -c 1) NGX_WORKERS=1 SLUICE_ENV=(GOMAXPROCS=1)
 else
-  LOADCPU=() SRVCPU=() NGX_WORKERS=auto SLUICE_ENV=()
+  LOADCPU=() SRVCPU=() NGX_WORKERS=$NCPU SLUICE_ENV=(GOMAXPROCS=$NCPU)
 fi
 
 WORK=$(mktemp -d)
@@ -234,7 +232,7 @@ b_end=$(backend_requests)
 [ "$b_start" = "$b_end" ] || { echo "FAIL: the backend got $((b_end - b_start)) requests during the measured runs"; exit 1; }
 
 echo "machine: $NCPU cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "wrk -t1 -c$CONNS -d$DUR, $ROUNDS rounds; pinned: $([ "$PIN" = 1 ] && echo "wrk+backend CPU 0, server CPU 1 (nginx worker_processes 1, Sluice GOMAXPROCS=1)" || echo "no (nginx worker_processes auto, Sluice GOMAXPROCS default)")"
+echo "wrk -t1 -c$CONNS -d$DUR, $ROUNDS rounds; pinned: $([ "$PIN" = 1 ] && echo "wrk+backend CPU 0, server CPU 1 (nginx worker_processes 1, Sluice GOMAXPROCS=1)" || echo "no (nginx worker_processes $NCPU, Sluice GOMAXPROCS=$NCPU)")"
 echo "checked: backend requests during measured runs: $((b_end - b_start)); every Sluice request counted as an L1 hit; X-Cache(-Status) HIT before and after each run"
 echo "CPU = the server's processes' CPU time / wall time (pinned: < ~95% means other jobs took part of its core); CPU us/req = that CPU time per request"
 awk -v pin="$PIN" '

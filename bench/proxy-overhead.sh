@@ -1,31 +1,79 @@
 #!/usr/bin/env bash
 # Proxy overhead, side by side in one run: the fast simulated backend
 # (sluice sim --instant) measured directly, through nginx (keepalive
-# upstream), through HAProxy, and through Sluice with each policy.
-# Needs: nginx, haproxy, wrk (Debian: apt-get install nginx-light haproxy wrk).
-# Usage: bench/proxy-overhead.sh [duration=10s] [connections=64]
+# upstream), through HAProxy (when installed) and through Sluice on its
+# defaults (flag mode with one backend: adaptive admission, fair queue,
+# circuit breaker, passive health, retry budget, metrics; no rate limit and
+# no cache: the request is not cacheable without temperature 0).
+#
+# Two measurements:
+#   1. throughput: wrk -t1 -cCONNS for DUR, closed loop, ROUNDS rounds whose
+#      order rotates (so drift on a shared machine does not always favour
+#      the same side); non-2xx and socket errors counted from the first
+#      request on (no warm-up beyond one health probe);
+#   2. latency added at a fixed rate: bench/fixedrate sends RATE req/s
+#      (open loop, latency from each request's scheduled time) for LAT_DUR
+#      to the backend directly, nginx and Sluice; added = p99 - direct p99.
+#
+# Same conditions for every server: with PIN=1 (default on >= 2 cores) the
+# load generator and the backend run on CPU 0 and the server under test on
+# CPU 1 (taskset), nginx with worker_processes 1, HAProxy nbthread 1,
+# Sluice with GOMAXPROCS=1. With PIN=0 nothing is pinned, nginx runs
+# worker_processes = nproc, HAProxy nbthread = nproc and Sluice
+# GOMAXPROCS = nproc. Access logging off on every side (nginx access_log
+# off, Sluice --log-level error filters its access log).
+#
+# Installs nginx and wrk with apt-get when missing (as root, else sudo).
+# Usage: [PIN=1] [ROUNDS=2] [RATE=1000] [LAT_DUR=10s] [POLICIES="default"]
+#        [SLUICE_BIN=prebuilt] bench/proxy-overhead.sh [duration=10s] [connections=64]
+# POLICIES: space-separated balancing policies ("default" = no --policy flag).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
 CONNS=${2:-64}
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
+ROUNDS=${ROUNDS:-2}
+RATE=${RATE:-1000}
+LAT_DUR=${LAT_DUR:-10s}
+POLICIES=${POLICIES:-default}
+NCPU=$(nproc)
+PIN=${PIN:-$([ "$NCPU" -ge 2 ] && echo 1 || echo 0)}
 
-for tool in nginx haproxy wrk; do
-  command -v $tool >/dev/null || { echo "missing $tool: apt-get install nginx-light haproxy wrk"; exit 1; }
-done
-go build -o "$WORK/sluice" ./cmd/sluice
+bench/install-tools.sh nginx wrk curl
+if [ "$PIN" = 1 ]; then
+  command -v taskset >/dev/null || { echo "missing taskset (util-linux); or run with PIN=0"; exit 1; }
+  LOADCPU=(taskset -c 0) SRVCPU=(taskset -c 1) WORKERS=1
+else
+  LOADCPU=() SRVCPU=() WORKERS=$NCPU
+fi
+SLUICE_ENV=(GOMAXPROCS=$WORKERS)
+
+WORK=$(mktemp -d)
+SLUICE_PID=
+cleanup() {
+  set +e
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null
+  [ -f "$WORK/haproxy.pid" ] && kill "$(cat "$WORK/haproxy.pid")" 2>/dev/null
+  for p in $SLUICE_PID $(jobs -p); do kill "$p" 2>/dev/null; done
+  sleep 0.2
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ -n "${SLUICE_BIN:-}" ]; then cp "$SLUICE_BIN" "$WORK/sluice"; else go build -o "$WORK/sluice" ./cmd/sluice; fi
+go build -o "$WORK/fixedrate" ./bench/fixedrate
 
 BACK=127.0.0.1:19101 NGINX=127.0.0.1:19102 HAPROXY=127.0.0.1:19103 SLUICE=127.0.0.1:19104
-"$WORK/sluice" sim --listen $BACK --instant --model m >/dev/null 2>&1 &
+BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}'
+"${LOADCPU[@]}" "$WORK/sluice" sim --listen $BACK --instant --model m >/dev/null 2>&1 &
 
 cat > "$WORK/nginx.conf" <<NGX
-worker_processes 1;
+worker_processes $WORKERS;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  keepalive_requests 1000000;   # Sluice never closes a keep-alive connection by count
   upstream backend { server $BACK; keepalive 128; }
   server {
     listen $NGINX;
@@ -38,11 +86,14 @@ http {
   }
 }
 NGX
-nginx -c "$WORK/nginx.conf" -p "$WORK"
+"${SRVCPU[@]}" nginx -c "$WORK/nginx.conf" -p "$WORK"
 
-cat > "$WORK/haproxy.cfg" <<HAP
+HAVE_HAPROXY=0
+if command -v haproxy >/dev/null; then
+  HAVE_HAPROXY=1
+  cat > "$WORK/haproxy.cfg" <<HAP
 global
-  nbthread 1
+  nbthread $WORKERS
 defaults
   mode http
   timeout connect 5s
@@ -56,45 +107,103 @@ backend be
   http-reuse always
   server s1 $BACK
 HAP
-haproxy -f "$WORK/haproxy.cfg" -D -p "$WORK/haproxy.pid"
+  "${SRVCPU[@]}" haproxy -f "$WORK/haproxy.cfg" -D -p "$WORK/haproxy.pid"
+fi
 
-cat > "$WORK/post.lua" <<'LUA'
+cat > "$WORK/post.lua" <<LUA
 wrk.method = "POST"
-wrk.body = '{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}'
+wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
 wait_up() { for _ in $(seq 100); do curl -sf -o /dev/null "http://$1/$2" && return 0; sleep 0.1; done; echo "not up: $1"; exit 1; }
+cpu_ticks() { # utime+stime of the given pids and their children processes
+  local t=0 p
+  for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
+    t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo $t
+}
 wait_up $BACK health
 
-run() { # name url -> "rps p50 p99"
-  wrk -t1 -c"$CONNS" -d"$DUR" --latency -s "$WORK/post.lua" "http://$2/v1/chat/completions" > "$WORK/${1//\//_}.txt"
-  rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/${1//\//_}.txt")
-  p50=$(awk '$1=="50%" {print $2}' "$WORK/${1//\//_}.txt")
-  p99=$(awk '$1=="99%" {print $2}' "$WORK/${1//\//_}.txt")
-  non2xx=$(awk '/Non-2xx/ {print $4}' "$WORK/${1//\//_}.txt")
-  echo "$1 $rps $p50 $p99 ${non2xx:-0}"
+run() { # name addr pids... -> "round name rps p50 p99 non2xx errors cpu% cpu_us_per_req"
+  local name=$1 addr=$2; shift 2
+  local out="$WORK/${name//\//_}.$ROUND.txt" c0 c1 n
+  c0=$(cpu_ticks "$@")
+  "${LOADCPU[@]}" wrk -t1 -c"$CONNS" -d"$DUR" --latency -s "$WORK/post.lua" "http://$addr/v1/chat/completions" > "$out"
+  c1=$(cpu_ticks "$@")
+  n=$(awk '/requests in/ {print $1}' "$out")
+  awk -v round="$ROUND" -v name="$name" -v n="$n" -v ticks=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v pids="$#" '
+    /Requests\/sec/ {rps=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2}
+    /Non-2xx/ {non2xx+=$4} /Socket errors/ {gsub(/,/,""); err+=$4+$6+$8+$10}
+    /requests in/ {secs=$4; sub(/s,?$/,"",secs)}
+    END {cpu=ticks/hz; printf "%d %s %.0f %s %s %d %d %s %s\n", round, name, rps, p50, p99, non2xx, err,
+      (pids? sprintf("%.0f", 100*cpu/secs) : "-"), (pids? sprintf("%.1f", 1e6*cpu/n) : "-")}' "$out"
 }
 
-{
-  run direct $BACK
-  run nginx $NGINX
-  run haproxy $HAPROXY
-  for policy in round_robin least_conn p2c_ewma least_load; do
-    "$WORK/sluice" serve --listen $SLUICE --admin-listen off --model m --backend http://$BACK --policy $policy --log-level error 2>"$WORK/sluice-$policy.log" &
-    pid=$!
-    wait_up $SLUICE healthz
-    run "sluice/$policy" $SLUICE
-    kill $pid; wait $pid 2>/dev/null || true
-  done
-} > "$WORK/results.txt"
+start_sluice() { # policy
+  local flag=()
+  [ "$1" = default ] || flag=(--policy "$1")
+  env "${SLUICE_ENV[@]}" "${SRVCPU[@]}" "$WORK/sluice" serve --listen $SLUICE --admin-listen off --model m \
+    --backend "http://$BACK" "${flag[@]}" --log-level error 2>>"$WORK/sluice-$1.log" &
+  SLUICE_PID=$!
+  wait_up $SLUICE healthz
+}
+stop_sluice() { kill "$SLUICE_PID"; wait "$SLUICE_PID" 2>/dev/null || true; SLUICE_PID=; }
 
-echo "machine: $(nproc) cores, $(uname -srm); wrk -t1 -c$CONNS -d$DUR; backend: sluice sim --instant"
-awk -v OFS='\t' '
-  NR==1 {direct=$2} $1=="nginx" {nginx=$2}
+targets=(nginx)
+[ "$HAVE_HAPROXY" = 1 ] && targets+=(haproxy)
+for p in $POLICIES; do targets+=("sluice/$p"); done
+: > "$WORK/results.txt"
+for ROUND in $(seq "$ROUNDS"); do
+  run direct $BACK >> "$WORK/results.txt"
+  k=$(( (ROUND - 1) % ${#targets[@]} ))
+  for t in "${targets[@]:k}" "${targets[@]:0:k}"; do
+    case $t in
+    nginx) run nginx $NGINX "$(cat "$WORK/nginx.pid")" >> "$WORK/results.txt" ;;
+    haproxy) run haproxy $HAPROXY "$(cat "$WORK/haproxy.pid")" >> "$WORK/results.txt" ;;
+    sluice/*)
+      start_sluice "${t#sluice/}"   # a fresh process each round: its warm-up is measured too
+      run "$t" $SLUICE "$SLUICE_PID" >> "$WORK/results.txt"
+      stop_sluice ;;
+    esac
+  done
+done
+
+# Latency added at a fixed rate (default policy only).
+fixed() { # name addr
+  printf '%s ' "$1"
+  "${LOADCPU[@]}" "$WORK/fixedrate" --url "http://$2/v1/chat/completions" --rate "$RATE" --duration "$LAT_DUR" --body "$BODY"
+}
+{
+  fixed direct $BACK
+  fixed nginx $NGINX
+  start_sluice "$(echo "$POLICIES" | awk '{print $1}')"
+  fixed sluice $SLUICE
+  stop_sluice
+} > "$WORK/fixed.txt"
+
+echo "machine: $NCPU cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg); shared with other jobs"
+echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'); backend: sluice sim --instant; wrk -t1 -c$CONNS -d$DUR, $ROUNDS rounds (order rotated)"
+echo "pinned: $([ "$PIN" = 1 ] && echo "wrk/fixedrate + backend on CPU 0, server under test on CPU 1" || echo "no"); nginx worker_processes $WORKERS, HAProxy nbthread $WORKERS, Sluice GOMAXPROCS=$WORKERS; access logs off on every side"
+echo "Sluice: flag mode defaults (admission, breaker, passive health, retry budget, metrics), a fresh process per round; CPU = server CPU time / wall time (pinned: < 90% = other jobs took part of its core)"
+awk '
+  $2=="direct" {d[$1]=$3} $2=="nginx" {ng[$1]=$3}
   {rows[NR]=$0}
   END {
-    printf "%-22s %10s %8s %8s %8s %10s %10s\n", "target", "req/s", "p50", "p99", "non-2xx", "vs direct", "vs nginx"
-    for (i=1;i<=NR;i++) { split(rows[i], f, " ");
-      printf "%-22s %10.0f %8s %8s %8s %9.2fx %9.2fx\n", f[1], f[2], f[3], f[4], f[5], f[2]/direct, (nginx>0? f[2]/nginx : 0) }
+    printf "%-6s %-22s %9s %9s %9s %7s %7s %5s %8s %9s %9s\n", "round", "target", "req/s", "p50", "p99", "non-2xx", "errors", "CPU", "us/req", "vs direct", "vs nginx"
+    for (i=1;i<=NR;i++) { split(rows[i], f, " ")
+      printf "%-6d %-22s %9d %9s %9s %7d %7d %4s%% %8s %8.2fx %8.2fx\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[3]/d[f[1]], f[3]/ng[f[1]]
+      if (f[2] ~ /^sluice/) { s[f[2]]+=f[3]/ng[f[1]]; c[f[2]]++ } }
+    for (k in s) printf "mean %s / nginx req/s: %.2fx over %d rounds\n", k, s[k]/c[k], c[k]
   }' "$WORK/results.txt"
+echo
+echo "fixed rate: bench/fixedrate --rate $RATE --duration $LAT_DUR (after a 1 s warm-up at that rate), latency from the scheduled send time"
+awk '
+  $1=="direct" {d99=$9; d50=$7}
+  {rows[NR]=$0}
+  END {
+    printf "%-8s %7s %7s %7s %7s %6s %9s %9s %9s %9s %12s %12s\n", "target", "sent", "ok", "non-2xx", "errors", "late", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "p50 added", "p99 added"
+    for (i=1;i<=NR;i++) { split(rows[i], f, " ")
+      printf "%-8s %7d %7d %7d %7d %6d %9.3f %9.3f %9.3f %9.3f %9.3f ms %9.3f ms\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[9], f[10], f[11], f[7]-d50, f[9]-d99 }
+  }' "$WORK/fixed.txt"

@@ -170,3 +170,36 @@ func TestDeadlinePassesWhileWaiting(t *testing.T) {
 		held.Release()
 	})
 }
+
+// With QueueUnmeasured the prior's estimate does not refuse: before the
+// first completion a request the prior says cannot start in time queues;
+// once a completion is measured (a slow one here: 100 units in 10s, ten
+// times slower than the prior), estimates refuse again.
+func TestQueueUnmeasuredQueuesUntilTheFirstCompletion(t *testing.T) {
+	clk := newFakeClock()
+	q := NewQueue(QueueConfig{Name: "m", QueueUnmeasured: true}, newCapacity(1).get, clk.Now)
+	held := grantedT(t, q, Request{Tenant: "a", Cost: 100})
+	for range 10 {
+		submitT(t, q, Request{Tenant: "a", Cost: 100})
+	}
+	// The prior predicts ~11s of wait; 5s are left: queued all the same.
+	if w := submitT(t, q, Request{Tenant: "b", Cost: 50, Deadline: clk.Now().Add(5 * time.Second)}); w.state != waiting {
+		t.Fatalf("state %v, want waiting", w.state)
+	}
+	clk.Advance(10 * time.Second)
+	held.Release()
+	rejected(t, q, Request{Tenant: "c", Cost: 50, Deadline: clk.Now().Add(5 * time.Second)}, Saturated)
+}
+
+// The first completion replaces the prior instead of joining it: after one
+// completion of 100 units in 10ms, the estimate is that completion's rate.
+func TestFirstCompletionReplacesThePrior(t *testing.T) {
+	d := newDrainEstimator(100, time.Second, 64)
+	d.add(100, 10*time.Millisecond)
+	if got := d.perSlot(); got != 10000 {
+		t.Fatalf("per slot %v, want 10000", got)
+	}
+	if got := d.meanHold(); got != 0.01 {
+		t.Fatalf("mean hold %v, want 0.01", got)
+	}
+}

@@ -17,10 +17,14 @@ import (
 // from reading as a slow backend, and lets the estimate follow capacity at
 // once when backends come and go. Decay is per completion, not per second,
 // for the same reason. A prior worth one request seeds the sums, so the very
-// first estimate is sane and the first real completions replace it.
+// first estimate is sane, and the first real completion replaces it: left
+// to decay like a sample, a prior hold of 1s would outweigh the holds of
+// hundreds of fast completions (an instant backend holds a slot ~0.1ms)
+// and refuse requests at warm-up for a wait that never comes.
 type drainEstimator struct {
 	cost, hold, n float64
 	keep          float64 // 1 − 1/samples: the weight left to the past per completion
+	measured      bool    // a real completion was added: the prior is gone
 }
 
 func newDrainEstimator(priorPerSlot float64, priorHold time.Duration, samples int) drainEstimator {
@@ -29,6 +33,9 @@ func newDrainEstimator(priorPerSlot float64, priorHold time.Duration, samples in
 }
 
 func (d *drainEstimator) add(cost float64, hold time.Duration) {
+	if !d.measured {
+		d.cost, d.hold, d.n, d.measured = 0, 0, 0, true
+	}
 	d.cost = d.cost*d.keep + cost
 	d.hold = d.hold*d.keep + max(hold, minHold).Seconds()
 	d.n = d.n*d.keep + 1

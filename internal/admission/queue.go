@@ -36,6 +36,15 @@ type QueueConfig struct {
 	PriorSlotRate float64
 	DrainSamples  int
 
+	// QueueUnmeasured: until the first completion is measured, arrivals are
+	// not refused on the wait the prior predicts; they queue (bounded by
+	// MaxQueued and by their deadlines) and the first completions set the
+	// estimate. The prior is a guess: against a fast backend a cold burst
+	// (64 clients on an initial limit of 4) would otherwise be refused for a
+	// wait that never comes. Default false: the prior refuses like a
+	// measurement.
+	QueueUnmeasured bool
+
 	// Retry-After estimates are clamped to [MinRetryAfter, MaxRetryAfter],
 	// default 1s and 5m: clients retrying sooner than a second only add load.
 	MinRetryAfter time.Duration
@@ -345,7 +354,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	if bound > 0 && bound < left {
 		left = bound
 	}
-	if left < maxWait && !preempted {
+	if left < maxWait && !preempted && !q.guessOnly(capacity) {
 		if wait := q.waitFor(w, key, capacity, appointed); wait > left {
 			reason := Saturated
 			if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {
@@ -362,6 +371,13 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	}
 	q.enqueue(key, w, appointed)
 	return nil, w, nil
+}
+
+// guessOnly says the wait estimate is the prior alone and the queue is
+// configured not to refuse on it (QueueUnmeasured). With no capacity at all
+// the estimate is "never", a fact, not a guess.
+func (q *Queue) guessOnly(capacity int) bool {
+	return q.cfg.QueueUnmeasured && !q.drain.measured && capacity > 0
 }
 
 // wait blocks a queued waiter until it is granted or refused, or ctx ends.

@@ -132,6 +132,9 @@ func (b *build) queueFor(m *model) *poolQueue {
 		// still use the pool).
 		Targets:      targets,
 		SpareReserve: a.SpareReserve,
+		// A cold burst against a fast backend is not refused on the
+		// prior's guess: the first completion measures the real rate.
+		QueueUnmeasured: true,
 	}, func() int { return pq.pool.Load().Capacity() }, b.deps.Now)
 	return pq
 }

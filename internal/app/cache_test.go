@@ -74,17 +74,17 @@ func metric(t *testing.T, url, name string) string {
 // is a hit without a backend call.
 func TestRedisCacheSharedAcrossGateways(t *testing.T) {
 	redis := redistest.Start(t)
-	testSharedL2(t, redis.Addr)
+	testSharedL2(t, redis.Addr, []*redistest.Server{redis})
 }
 
 // The same on a 3-master Redis Cluster (rueidis' client-side caching works
 // there too).
 func TestRedisClusterCacheSharedAcrossGateways(t *testing.T) {
 	c := redistest.StartCluster(t, 3)
-	testSharedL2(t, strings.Join(c.Addrs, ", "))
+	testSharedL2(t, strings.Join(c.Addrs, ", "), c.Servers)
 }
 
-func testSharedL2(t *testing.T, addrs string) {
+func testSharedL2(t *testing.T, addrs string, servers []*redistest.Server) {
 	be, calls := countingBackend(t)
 	path := writeCacheConfig(t, be.URL, addrs)
 	urlA, stopA, doneA := startApp(t, path)
@@ -95,6 +95,16 @@ func testSharedL2(t *testing.T, addrs string) {
 	if x := detChat(t, urlA); x != "MISS" {
 		t.Fatalf("A first: %s", x)
 	}
+	// A stores the answer after its client has it: wait until Redis holds
+	// it (a key on some master) before B asks.
+	eventually(t, "A's answer stored in Redis", func() bool {
+		for _, s := range servers {
+			if n, err := s.Do("DBSIZE"); err == nil && n != "0" && n != ":0" {
+				return true
+			}
+		}
+		return false
+	})
 	if x := detChat(t, urlB); x != "HIT" {
 		t.Fatalf("B first: X-Cache %s, want HIT from the shared level", x)
 	}

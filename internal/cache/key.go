@@ -110,7 +110,9 @@ func KeyOf(d [sha256.Size]byte, s Scope) string {
 	}
 	h.Write(d[:])
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	var text [2 * sha256.Size]byte // encoded here: one allocation, the string
+	hex.Encode(text[:], h.Sum(sum[:0]))
+	return string(text[:])
 }
 
 // deterministic reports whether the sampling parameters make the answer

@@ -4,10 +4,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -32,6 +35,23 @@ func BenchmarkGatewayNonStreamNoReadahead(b *testing.B) {
 	cfg := testConfig(be.URL)
 	cfg.Server.ResponseReadahead = 0
 	srv, _ := startGateway(&testing.T{}, cfg)
+	defer srv.Close()
+	runClients(b, srv.URL)
+}
+
+// BenchmarkBareProxyNonStream is the floor for a Go proxy: the standard
+// library's httputil.ReverseProxy, with Sluice's upstream transport, in
+// front of the same simulator, doing nothing else.
+func BenchmarkBareProxyNonStream(b *testing.B) {
+	be := httptest.NewServer(sim.New(sim.Config{Model: "m1", Instant: true}))
+	defer be.Close()
+	u, err := url.Parse(be.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = proxy.NewTransport(time.Second)
+	srv := httptest.NewServer(rp)
 	defer srv.Close()
 	runClients(b, srv.URL)
 }
@@ -91,4 +111,32 @@ func BenchmarkCacheHitHandler(b *testing.B) {
 			serve()
 		}
 	})
+}
+
+// BenchmarkProxiedHandler is the gateway's CPU and allocations per proxied
+// (uncached) completion through the real handler and the real upstream
+// transport to an instant simulator over loopback; only the client side
+// is a recorder. Every default protection is on.
+func BenchmarkProxiedHandler(b *testing.B) {
+	be := httptest.NewServer(sim.New(sim.Config{Model: "m1", Instant: true}))
+	defer be.Close()
+	_, gw := startGateway(&testing.T{}, testConfig(be.URL))
+	body := `{"model":"m1","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}`
+	serve := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		gw.ServeHTTP(w, r)
+		return w
+	}
+	if w := serve(); w.Code != http.StatusOK {
+		b.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if w := serve(); w.Code != http.StatusOK {
+			b.Fatalf("status %d", w.Code)
+		}
+	}
 }

@@ -178,12 +178,13 @@ func replay(w http.ResponseWriter, e *cache.Entry, peek openai.Peek, age int, xc
 	h := w.Header()
 	h["Content-Type"] = headerValue(ct)
 	h["X-Cache"] = headerValue(xcache)
-	h["Age"] = []string{strconv.Itoa(age)}
 	if e.Status != http.StatusOK {
 		cc = "no-store"
 	}
+	vals := []string{strconv.Itoa(age), cc} // one allocation for both values
+	h["Age"] = vals[0:1:1]
 	if cc != "" {
-		h["Cache-Control"] = []string{cc}
+		h["Cache-Control"] = vals[1:2:2]
 	}
 	delete(h, "Content-Length")
 	w.WriteHeader(e.Status)

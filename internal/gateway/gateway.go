@@ -200,7 +200,9 @@ func requestID(r *http.Request) string {
 	for i := 0; i < 8; i++ {
 		b[i], b[8+i] = byte(lo>>(8*i)), byte(hi>>(8*i))
 	}
-	return hex.EncodeToString(b[:])
+	var text [32]byte // encoded here: one allocation, the string
+	hex.Encode(text[:], b[:])
+	return string(text[:])
 }
 
 func printable(s string) bool {

@@ -21,7 +21,15 @@ type sendWriter struct {
 	cuts    counter // clients cut for the send timeout
 	cut     bool
 	aborted bool
+	armed   time.Time // when the deadline was last moved (see arm)
 }
+
+// rearmAfter is how stale the write deadline may be before a write moves
+// it again: a header and body written together (a cache hit), or a burst
+// of stream chunks, set it once instead of per call. Setting a deadline
+// costs a runtime timer update; a deadline up to 1ms early on a send
+// timeout of seconds changes nothing a client can notice.
+const rearmAfter = time.Millisecond
 
 // deadliner is what net/http's response writers offer (and
 // http.ResponseController uses); asserted directly, it costs no
@@ -45,7 +53,12 @@ func (w *sendWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *sendWriter) arm() {
 	if w.conn != nil && !w.aborted && w.timeout > 0 {
-		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+		now := time.Now()
+		if now.Sub(w.armed) < rearmAfter {
+			return
+		}
+		w.armed = now
+		w.conn.SetWriteDeadline(now.Add(w.timeout))
 	}
 }
 

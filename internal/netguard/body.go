@@ -60,8 +60,8 @@ func TimeBody(w http.ResponseWriter, r *http.Request, t BodyTimeouts, now func()
 	if orig == nil || orig == http.NoBody {
 		return func() {}
 	}
-	b := &timedBody{ReadCloser: orig, ctx: r.Context(), w: w, rc: http.NewResponseController(w), t: t,
-		end: now().Add(t.Total), now: now, m: m}
+	b := &timedBody{ReadCloser: orig, ctx: r.Context(), w: w, rc: *http.NewResponseController(w), deadlines: true,
+		t: t, end: now().Add(t.Total), now: now, m: m}
 	b.arm()
 	r.Body = b
 	return func() { r.Body = orig }
@@ -71,12 +71,16 @@ type timedBody struct {
 	io.ReadCloser
 	ctx context.Context // the request's: finds its connection for LingerOnClose
 	w   http.ResponseWriter
-	rc  *http.ResponseController // nil once the writer turned out to have no deadlines
-	t   BodyTimeouts
-	end time.Time
-	now func() time.Time
-	m   *BodyMetrics
-	err error // sticky: a timed-out body stays timed out, an ended one ended
+	// rc is held by value (one allocation less per request); deadlines
+	// turns false once the writer turned out to have none.
+	rc        http.ResponseController
+	deadlines bool
+	set       time.Time // the read deadline last set (see arm)
+	t         BodyTimeouts
+	end       time.Time
+	now       func() time.Time
+	m         *BodyMetrics
+	err       error // sticky: a timed-out body stays timed out, an ended one ended
 }
 
 func (b *timedBody) Read(p []byte) (int, error) {
@@ -93,10 +97,10 @@ func (b *timedBody) Read(p []byte) (int, error) {
 		// deadline would cut that read, cancelling the request in the
 		// middle of a long answer: lift it, and never arm it again.
 		b.err = io.EOF
-		if b.rc != nil {
+		if b.deadlines {
 			b.rc.SetReadDeadline(time.Time{})
 		}
-	case b.rc != nil && isTimeout(err):
+	case b.deadlines && isTimeout(err):
 		limit := b.t.Gap
 		if total {
 			limit = b.t.Total
@@ -113,18 +117,28 @@ func (b *timedBody) Read(p []byte) (int, error) {
 // arm sets the connection's read deadline to the next gap or the end of
 // the total budget, whichever comes first, and reports which.
 func (b *timedBody) arm() (total bool) {
-	if b.rc == nil {
+	if !b.deadlines {
 		return false
 	}
 	deadline := b.now().Add(b.t.Gap)
 	if !deadline.Before(b.end) {
 		deadline, total = b.end, true
 	}
+	if d := deadline.Sub(b.set); d >= 0 && d < rearmAfter {
+		return total // the deadline in place is at most rearmAfter earlier
+	}
+	b.set = deadline
 	if err := b.rc.SetReadDeadline(deadline); err != nil {
-		b.rc = nil
+		b.deadlines = false
 	}
 	return total
 }
+
+// rearmAfter is how far the read deadline may lag before a read moves it:
+// the reads of one small body, back to back, set it once instead of each
+// time (a runtime timer update per call). Only this body's reads set the
+// connection's read deadline until its end, so the one in place is known.
+const rearmAfter = time.Millisecond
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -47,13 +47,15 @@ const (
 // reference does not extend that, since a write that never completes would
 // otherwise hold budget forever.
 type Body struct {
-	buf    []byte       // the complete body
-	blocks []*[]byte    // while reading: pooled blocks, each full but the last
-	read   int64        // while reading: bytes in blocks
-	held   *[]byte      // the pooled buffer backing buf, nil when not pooled
-	refs   atomic.Int32 // owners plus outbound readers: the buffer's lifetime
-	owners atomic.Int32 // Retain/Release: the budget's lifetime
-	pool   *BodyPool
+	buf    []byte    // the complete body
+	blocks []*[]byte // while reading: pooled blocks, each full but the last
+	// firstBlock backs blocks for a body of one block (the common case).
+	firstBlock [1]*[]byte
+	read       int64        // while reading: bytes in blocks
+	held       *[]byte      // the pooled buffer backing buf, nil when not pooled
+	refs       atomic.Int32 // owners plus outbound readers: the buffer's lifetime
+	owners     atomic.Int32 // Retain/Release: the budget's lifetime
+	pool       *BodyPool
 }
 
 // BodyPool recycles request body buffers and bounds, through its budget,
@@ -78,6 +80,7 @@ func (p *BodyPool) ReadBody(r io.Reader, contentLength, limit int64) (*Body, err
 		return nil, ErrBodyTooLarge
 	}
 	b := &Body{pool: p}
+	b.blocks = b.firstBlock[:0] // most bodies fit one block: no slice to allocate
 	b.refs.Store(1)
 	b.owners.Store(1)
 	if err := b.readFrom(r, contentLength, limit); err != nil {

@@ -8,31 +8,38 @@ import (
 	"github.com/sluice-gw/sluice/internal/endpoint"
 )
 
-// hopHeaders are connection-scoped (RFC 9110 7.6.1) and never forwarded,
-// in either direction; so is every header a Connection header names, and
-// every Proxy-* header.
-var hopHeaders = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
-	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true,
-	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+// isHopHeader: the header (canonical) is connection-scoped (RFC 9110
+// 7.6.1) and never forwarded, in either direction; so is every header a
+// Connection header names, and every Proxy-* header. A switch, not a map:
+// it runs for every header of every request and answer.
+func isHopHeader(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
 
-// clientOnly are request headers that are the client's business with the
+// isClientOnly: request headers that are the client's business with the
 // gateway, not the backend's: its credentials (the backend gets its own
 // key), its cookies, Expect (the gateway already has the whole body, and
 // a 100-continue dance with the backend would only add a round trip), the
 // length the gateway recomputes, and forwarding headers, which the gateway
 // rewrites from what it believes (gateway/clientip.go) rather than pass a
 // client's claims on.
-var clientOnly = map[string]bool{
-	"Authorization": true, "Cookie": true, "Expect": true, "Content-Length": true, "Host": true,
-	"Forwarded": true, "X-Forwarded-For": true, "X-Real-Ip": true,
+func isClientOnly(k string) bool {
+	switch k {
+	case "Authorization", "Cookie", "Expect", "Content-Length", "Host", "Forwarded", "X-Forwarded-For", "X-Real-Ip":
+		return true
+	}
+	return false
 }
 
 // connectionScoped reports the headers src's Connection header names.
 func connectionScoped(src http.Header) map[string]bool {
 	var named map[string]bool
-	for _, v := range src.Values("Connection") {
+	for _, v := range src["Connection"] { // canonical key: no Values (it canonicalises)
 		for _, f := range strings.Split(v, ",") {
 			if f = strings.TrimSpace(f); f != "" {
 				if named == nil {
@@ -47,7 +54,7 @@ func connectionScoped(src http.Header) map[string]bool {
 
 // dropHop reports whether header k (canonical) must not cross a hop.
 func dropHop(k string, named map[string]bool) bool {
-	return hopHeaders[k] || named[k] || strings.HasPrefix(k, "Proxy-")
+	return isHopHeader(k) || named[k] || strings.HasPrefix(k, "Proxy-")
 }
 
 // copyHeader copies a response's end-to-end headers.
@@ -72,22 +79,26 @@ func upstreamHeader(in *Request, spec endpoint.Spec) http.Header {
 	named := connectionScoped(src)
 	h := make(http.Header, len(src)+3)
 	for k, vv := range src {
-		if dropHop(k, named) || clientOnly[k] || strings.HasPrefix(k, "X-Sluice-") {
+		if dropHop(k, named) || isClientOnly(k) || strings.HasPrefix(k, "X-Sluice-") {
 			continue
 		}
 		h[k] = vv
 	}
+	vals := make([]string, 3) // the values set here share one allocation
 	switch {
 	case spec.APIKey != "":
-		h.Set("Authorization", "Bearer "+spec.APIKey)
+		vals[0] = "Bearer " + spec.APIKey
+		h["Authorization"] = vals[0:1:1]
 	case spec.PassClientAuth:
 		if v := src.Values("Authorization"); len(v) > 0 {
 			h["Authorization"] = v
 		}
 	}
-	h.Set("X-Request-Id", in.RequestID)
+	vals[1] = in.RequestID
+	h["X-Request-Id"] = vals[1:2:2]
 	if in.ForwardedFor != "" {
-		h.Set("X-Forwarded-For", in.ForwardedFor)
+		vals[2] = in.ForwardedFor
+		h["X-Forwarded-For"] = vals[2:3:3]
 	}
 	return h
 }

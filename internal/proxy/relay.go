@@ -41,7 +41,9 @@ var tailPool = sync.Pool{New: func() any { return &tail{buf: make([]byte, 0, tai
 func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request) {
 	h := w.Header()
 	copyHeader(h, resp.Header)
-	h.Set("X-Request-Id", in.RequestID)
+	vals := make([]string, 3) // the values set here share one allocation
+	vals[0] = in.RequestID
+	h["X-Request-Id"] = vals[0:1:1]
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		// A relayed stream may end with an error event the backend's
 		// length did not count, or lose a malformed tail.
@@ -53,9 +55,11 @@ func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *
 	if resp.StatusCode == http.StatusOK && in.CacheControl != "" {
 		cc = in.CacheControl
 	}
-	h.Set("Cache-Control", cc)
+	vals[1] = cc
+	h["Cache-Control"] = vals[1:2:2]
 	if f.opt.ExposeBackend {
-		h.Set("X-Sluice-Backend", b.Name())
+		vals[2] = b.Name()
+		h["X-Sluice-Backend"] = vals[2:3:3]
 	}
 	w.WriteHeader(resp.StatusCode)
 }

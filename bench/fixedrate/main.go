@@ -1,0 +1,131 @@
+// Command fixedrate sends one POST at a fixed rate (open loop) and reports
+// latency percentiles and non-2xx answers: what wrk cannot do (wrk is
+// closed-loop, its latency rises with its own concurrency). Latency is
+// measured from each request's scheduled send time, so a stalled server
+// is charged for the requests that queued behind it (no coordinated
+// omission). bench/proxy-overhead.sh runs it against the backend directly,
+// nginx and Sluice to get the latency each adds at 1,000 req/s.
+//
+//	go run ./bench/fixedrate --url http://127.0.0.1:8080/v1/chat/completions --rate 1000 --duration 10s
+//
+// Output, one line: "sent ok non2xx errors late p50_ms p90_ms p99_ms p999_ms max_ms",
+// late = requests that started more than 1 ms after their scheduled time
+// because every connection was busy (the generator, not the server, is
+// then the limit if it is large).
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
+)
+
+const defaultBody = `{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}`
+
+func main() {
+	url := flag.String("url", "", "target URL (POST)")
+	rate := flag.Float64("rate", 1000, "requests per second")
+	dur := flag.Duration("duration", 10*time.Second, "how long to send")
+	warm := flag.Duration("warmup", time.Second, "sent at the same rate first, not counted")
+	conns := flag.Int("conns", 64, "connections (and sending goroutines)")
+	body := flag.String("body", defaultBody, "request body (JSON)")
+	flag.Parse()
+	if *url == "" || *rate <= 0 || *conns <= 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: *conns, MaxConnsPerHost: *conns, DisableCompression: true}}
+	g := generator{client: client, url: *url, body: []byte(*body), conns: *conns}
+	g.run(context.Background(), *rate, *warm) // warm the connections
+	r := g.run(context.Background(), *rate, *dur)
+	fmt.Printf("%d %d %d %d %d %.3f %.3f %.3f %.3f %.3f\n", r.sent, r.ok, r.non2xx, r.errors, r.late,
+		benchkit.PercentileMs(r.lat, 50), benchkit.PercentileMs(r.lat, 90),
+		benchkit.PercentileMs(r.lat, 99), benchkit.PercentileMs(r.lat, 99.9), benchkit.PercentileMs(r.lat, 100))
+}
+
+type generator struct {
+	client *http.Client
+	url    string
+	body   []byte
+	conns  int
+}
+
+type result struct {
+	sent, ok, non2xx, errors, late int
+	lat                            []time.Duration
+}
+
+// run schedules rate*dur requests at exact intervals; conns goroutines take
+// them in order. Each goroutine keeps its own latencies, merged at the end.
+func (g generator) run(ctx context.Context, rate float64, dur time.Duration) result {
+	n := int(rate * dur.Seconds())
+	interval := time.Duration(float64(time.Second) / rate)
+	slots := make(chan time.Time, n)
+	start := time.Now().Add(10 * time.Millisecond)
+	for i := 0; i < n; i++ {
+		slots <- start.Add(time.Duration(i) * interval)
+	}
+	close(slots)
+	parts := make([]result, g.conns)
+	var wg sync.WaitGroup
+	for c := range parts {
+		wg.Add(1)
+		go func(part *result) {
+			defer wg.Done()
+			for at := range slots {
+				if d := time.Until(at); d > 0 {
+					time.Sleep(d)
+				} else if d < -time.Millisecond {
+					part.late++
+				}
+				g.one(ctx, at, part)
+			}
+		}(&parts[c])
+	}
+	wg.Wait()
+	var r result
+	for _, p := range parts {
+		r.sent += p.sent
+		r.ok += p.ok
+		r.non2xx += p.non2xx
+		r.errors += p.errors
+		r.late += p.late
+		r.lat = append(r.lat, p.lat...)
+	}
+	return r
+}
+
+func (g generator) one(ctx context.Context, scheduled time.Time, r *result) {
+	r.sent++
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.url, bytes.NewReader(g.body))
+	if err != nil {
+		r.errors++
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := g.client.Do(req)
+	if err != nil {
+		r.errors++
+		return
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	r.lat = append(r.lat, time.Since(scheduled))
+	switch {
+	case err != nil:
+		r.errors++
+	case resp.StatusCode/100 != 2:
+		r.non2xx++
+	default:
+		r.ok++
+	}
+}
