@@ -205,12 +205,19 @@ func TestDelayTargetOffByDefault(t *testing.T) {
 
 // A blocked Acquire is reviewed by its own timer at the target, with no
 // Kick: refusals after queueing come at the target even when nothing else
-// happens in the queue. Real clock; the assertion is on the outcome, and the
-// loop ends as soon as congestion is reached.
+// happens in the queue. The queue's clock is a fake one that the test moves
+// to each waiter's target once the waiter is queued; the timer is real, so
+// the waiter's own goroutine is what notices. (On the wall clock, a loaded
+// machine let the class turn congested before a queued waiter reached its
+// target, and the next arrival was refused at once: the test waited for a
+// review that could not come. And a waiter shed at its review was taken
+// for a kept one when its refusal had not reached Acquire's caller yet.)
 func TestDelayTargetTimerShedsWithoutKick(t *testing.T) {
+	const target = 10 * time.Millisecond
 	var targets [MaxClass + 1]time.Duration
-	targets[Interactive] = 10 * time.Millisecond
-	q := NewQueue(QueueConfig{Name: "m", Fair: true, Targets: targets}, newCapacity(1).get, time.Now)
+	targets[Interactive] = target
+	clk := newFakeClock()
+	q := NewQueue(QueueConfig{Name: "m", Fair: true, Targets: targets}, newCapacity(1).get, clk.Now)
 	held := grantedT(t, q, Request{Tenant: "busy"})
 	defer held.Release()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -222,31 +229,48 @@ func TestDelayTargetTimerShedsWithoutKick(t *testing.T) {
 			await(t, ch)
 		}
 	}()
+	sheds := func() int {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return int(q.counters.rejected[Shed])
+	}
+	reviewed := func() int {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return int(q.counters.rejected[Shed]) + countReviewed(q)
+	}
 	for i := 0; i < 200; i++ {
-		reviewed := func() int {
-			q.mu.Lock()
-			defer q.mu.Unlock()
-			return int(q.counters.rejected[Shed]) + countReviewed(q)
-		}
-		before := reviewed()
+		before, shedBefore, queued := reviewed(), sheds(), q.Stats().Queued
 		ch := acquireAsync(q, ctx, Request{Tenant: "a"})
-		eventually(t, "the new waiter is reviewed at its target", func() bool { return reviewed() > before })
-		select {
-		case r := <-ch:
-			var rej *Rejection
-			if !errors.As(r.err, &rej) || rej.Reason != Shed {
-				t.Fatalf("got %v, want shed", r.err)
+		var early *result
+		eventually(t, "the new waiter queued", func() bool {
+			select {
+			case r := <-ch:
+				early = &r
+				return true
+			default:
+				return q.Stats().Queued > queued
 			}
-			if rej.Waited < 10*time.Millisecond {
-				t.Fatalf("shed after %v, before the target", rej.Waited)
-			}
-			return
-		default:
-			pending = append(pending, ch) // kept: committed
+		})
+		if early != nil {
+			t.Fatalf("waiter %d refused at arrival: %v", i, early.err)
 		}
-		if !congested(q, Interactive) {
+		clk.Advance(target)
+		eventually(t, "the new waiter is reviewed at its target", func() bool { return reviewed() > before })
+		// The queue's count says which way the review went; the refusal
+		// reaches Acquire's caller a moment later.
+		if sheds() == shedBefore {
+			pending = append(pending, ch) // kept: committed
 			continue
 		}
+		var rej *Rejection
+		if err := await(t, ch).err; !errors.As(err, &rej) || rej.Reason != Shed {
+			t.Fatalf("got %v, want shed", err)
+		}
+		if rej.Waited != target {
+			t.Fatalf("shed after %v, not at the target %v", rej.Waited, target)
+		}
+		return
 	}
 	t.Fatal("never shed")
 }

@@ -155,13 +155,21 @@ func TestDeadlinePassesWhileWaiting(t *testing.T) {
 	})
 	t.Run("timer", func(t *testing.T) {
 		// One instant completion replaces the 1s prior hold, so the wait
-		// estimate is tiny and the request queues; then its timer fires.
-		q := NewQueue(QueueConfig{Fair: true, DrainSamples: 1}, newCapacity(1).get, time.Now)
+		// estimate is nil and the request queues; nothing kicks the queue,
+		// so only the waiter's own timer can refuse it once its deadline
+		// has passed. The queue's clock is a fake one: on the wall clock a
+		// loaded machine made the "instant" completion, or the way to
+		// Acquire, last longer than the 20ms deadline, and the request was
+		// refused at arrival (Saturated) instead of queued.
+		clk := newFakeClock()
+		q := NewQueue(QueueConfig{Fair: true, DrainSamples: 1}, newCapacity(1).get, clk.Now)
 		grantedT(t, q, Request{}).Release()
 		held := grantedT(t, q, Request{})
-		_, err := q.Acquire(context.Background(), Request{Tenant: "w", Deadline: time.Now().Add(20 * time.Millisecond)})
+		res := acquireAsync(q, context.Background(), Request{Tenant: "w", Deadline: clk.Now().Add(20 * time.Millisecond)})
+		eventually(t, "the request queued", func() bool { return q.Stats().Queued == 1 })
+		clk.Advance(time.Second)
 		var rej *Rejection
-		if !errors.As(err, &rej) || rej.Reason != Deadline {
+		if err := await(t, res).err; !errors.As(err, &rej) || rej.Reason != Deadline {
 			t.Fatalf("err %v; want a Deadline rejection", err)
 		}
 		if s := q.Stats(); s.Queued != 0 {

@@ -168,7 +168,11 @@ func TestStalledFlightClientIsCutWhileTheOtherCompletes(t *testing.T) {
 	be, beURL := newBigBackend(t, 24<<20, true)
 	cfg := testConfig(beURL)
 	cfg.Cache.MaxEntry = maxEntry
-	cfg.Server.SendTimeout = config.Duration(300 * time.Millisecond)
+	// The send timeout is also the lag a coalescing flight grants a slow
+	// follower, and the reading client is one: the bound must outlast any
+	// pause a loaded machine gives that client's goroutine (300ms did not),
+	// while the stalled one is cut after it.
+	cfg.Server.SendTimeout = config.Duration(3 * time.Second)
 	url, gw, reg := boundsGateway(t, cfg)
 	body := fmt.Sprintf(detBody, "")
 
@@ -183,16 +187,28 @@ func TestStalledFlightClientIsCutWhileTheOtherCompletes(t *testing.T) {
 		stalled <- resp
 	}()
 	waitFlight(t, gw, 1)
-	reader := make(chan string, 1)
+	// The reader always answers on its channel: a t.Fatal in its
+	// goroutine would leave the test waiting on it for good.
+	type answer struct {
+		body string
+		err  error
+	}
+	reader := make(chan answer, 1)
 	go func() {
-		resp := post(t, url, body)
-		reader <- readAll(t, resp)
+		resp, err := http.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			reader <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		reader <- answer{string(b), err}
 	}()
 	waitFlight(t, gw, 2)
 	close(be.release)
 
-	if got := <-reader; got != string(be.body) {
-		t.Fatalf("the reading client got %d bytes, want %d", len(got), len(be.body))
+	if got := <-reader; got.err != nil || got.body != string(be.body) {
+		t.Fatalf("the reading client got %d bytes (%v), want %d", len(got.body), got.err, len(be.body))
 	}
 	if cancelled := <-be.ended; cancelled {
 		t.Fatal("the upstream call was cancelled although a client still read it")

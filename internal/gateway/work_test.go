@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,18 +23,31 @@ func TestOutstandingWorkFollowsTheRequest(t *testing.T) {
 		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)
 	}))
 	srv, gw := startGateway(t, testConfig(be))
-	done := make(chan string)
+	// The request's goroutine reports on done whatever happens (a t.Fatal
+	// there would leave this test waiting on entered or done for good).
+	done := make(chan error, 1)
 	go func() {
-		resp := post(t, srv.URL+"/v1/chat/completions", `{"model":"m1","messages":[{"role":"user","content":"hi"}],"max_tokens":1000}`)
-		done <- readAll(t, resp)
+		resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"m1","messages":[{"role":"user","content":"hi"}],"max_tokens":1000}`))
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		done <- err
 	}()
-	<-entered
+	select {
+	case <-entered:
+	case err := <-done:
+		t.Fatalf("the request ended before reaching the backend: %v", err)
+	}
 	b := gw.Runtime().Pools["m1"].Backends[0]
 	if w := b.Work(); w < 1000 {
 		t.Errorf("outstanding work while the request runs = %d tokens, want at least its max_tokens (1000)", w)
 	}
 	close(release)
-	<-done
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	// The client can have the whole answer a moment before the handler
 	// releases the backend: wait for the release, not for a time.
 	for deadline := time.Now().Add(10 * time.Second); b.Inflight() != 0 && time.Now().Before(deadline); {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -245,18 +246,20 @@ func waitAcks(ctx context.Context, futs []jetstream.PubAckFuture) (conflicts int
 	return conflicts, err
 }
 
+// listTimeout bounds one key listing: a listing that has not delivered
+// every key by then is stuck (its callers retry or report the error).
+const listTimeout = 30 * time.Second
+
 // listKeys returns the keys of kv matching filter. (jetstream's
 // ListKeysFiltered cannot tell a complete listing from one cut short.)
 func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
 	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		_ = w.Stop()
-		for range w.Updates() { // the watcher blocks until its channel is drained
-		}
-	}()
+	defer stopWatch(w)
 	seen := map[string]bool{}
 	var keys []string
 	for {
@@ -274,6 +277,56 @@ func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]stri
 			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+	}
+}
+
+// watchDrainBound bounds how long stopWatch reads a watcher whose
+// subscription is still delivering after Stop (the connection draining).
+const watchDrainBound = 5 * time.Second
+
+// stopWatch stops w and frees nats.go's delivery goroutine, which blocks
+// (holding the subscription) while w's buffered channel is full. It must
+// not wait for Updates to close: nats.go closes it from a handler it
+// installs only after subscribing, and the subscription ends by itself
+// when the context given to Watch ends. When that happens in between (a
+// Store closing while its tracker lists batches: a short window that CPU
+// pressure stretches), the delivery goroutine exits with no handler and
+// the channel is never closed; ranging over it hung Store.Close forever.
+func stopWatch(w jetstream.KeyWatcher) {
+	if err := w.Stop(); err != nil && !errors.Is(err, nats.ErrBadSubscription) {
+		// Not stopped yet (the connection is draining or closing): it
+		// delivers what it holds, then the library closes the channel.
+		readUntilClosed(w, watchDrainBound)
+	}
+	// Stopped: the library delivers at most the message in hand (an entry
+	// and the end-of-initial-values marker), so emptying the channel once
+	// leaves it room for both.
+	for {
+		select {
+		case _, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// readUntilClosed discards w's updates until the channel closes or bound
+// passes.
+func readUntilClosed(w jetstream.KeyWatcher, bound time.Duration) {
+	timer := time.NewTimer(bound)
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+		case <-timer.C:
+			return
 		}
 	}
 }

@@ -148,11 +148,7 @@ func (a *actor) run(ctx context.Context) {
 		}
 		return // the next scan retries
 	}
-	defer func() {
-		_ = w.Stop()
-		for range w.Updates() { // the watcher blocks until its channel is drained
-		}
-	}()
+	defer stopWatch(w)
 	for {
 		select {
 		case e, ok := <-w.Updates():
