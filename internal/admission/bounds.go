@@ -274,23 +274,8 @@ func (q *Queue) shedRejection(w *waiter, now time.Time, capacity int) *Rejection
 // guard, its own flow's earlier waiters, other flows' waiters with lower
 // finish tags) over the drain rate.
 func (q *Queue) waitLeft(w *waiter, capacity int) time.Duration {
-	var higher float64
-	for _, c := range q.classes[:w.req.Class] {
-		higher += c.cost
-	}
-	var same float64
-	for _, f := range q.classes[w.req.Class].active {
-		for _, o := range f.waiters {
-			if o == w || (f != w.flow && o.finish > w.finish) {
-				break
-			}
-			same += o.cost
-		}
-	}
-	if s := q.cfg.MinShare; s > 0 {
-		higher = min(higher, (same+w.cost)*(1-s)/s)
-	}
-	return q.drain.waitFor(higher+same, capacity)
+	cost, _ := q.ahead(w)
+	return q.drain.waitFor(cost, capacity)
 }
 
 // rejection builds a refusal. Its Retry-After is, for the deadline

@@ -272,14 +272,7 @@ func (t *Ticket) Release() {
 // ctx ends first, the request leaves the queue and Acquire returns an error
 // wrapping ctx.Err(); a slot granted at that same moment is given back.
 func (q *Queue) Acquire(ctx context.Context, r Request) (*Ticket, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("admission: %w", err)
-	}
-	t, w, err := q.submit(r)
-	if t != nil || err != nil {
-		return t, err
-	}
-	return q.wait(ctx, w)
+	return q.AcquireWithProgress(ctx, r, Progress{})
 }
 
 // Kick grants waiters after capacity() may have grown without an Acquire or
@@ -382,8 +375,13 @@ func (q *Queue) guessOnly(capacity int) bool {
 
 // wait blocks a queued waiter until it is granted or refused, or ctx ends.
 // It wakes itself when the waiter reaches its class's delay target and at
-// its deadline, to be reviewed (see review) even if no Kick comes.
-func (q *Queue) wait(ctx context.Context, w *waiter) (*Ticket, error) {
+// its deadline, to be reviewed (see review) even if no Kick comes, and on
+// p's ticks to report the waiter's place (p may be nil).
+func (q *Queue) wait(ctx context.Context, w *waiter, p *Progress) (*Ticket, error) {
+	var tick <-chan time.Time
+	if p != nil {
+		tick = p.Tick
+	}
 	next := w.enqueued.Add(q.classes[w.req.Class].delay.target)
 	if !q.classes[w.req.Class].delay.on() {
 		next = q.deadlineOf(w)
@@ -404,6 +402,9 @@ func (q *Queue) wait(ctx context.Context, w *waiter) (*Ticket, error) {
 			return nil, q.abandon(w, fmt.Errorf("admission: left the queue: %w", ctx.Err()))
 		case <-timeout:
 			next = q.recheck(w)
+		case <-tick:
+			stopTimer(tm)
+			q.report(w, p.Report)
 		}
 	}
 }

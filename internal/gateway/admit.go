@@ -124,7 +124,7 @@ func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, c *upstre
 		if p.queue == nil {
 			return p, nil, nil
 		}
-		t, err := p.queue.Acquire(ctx, req)
+		t, err := c.acquire(ctx, p.queue, req)
 		if err == nil {
 			return p, t, nil
 		}

@@ -295,6 +295,10 @@ func (admitStage) serve(x *exchange) bool {
 type forwardStage struct{ g *Gateway }
 
 func (s forwardStage) serve(x *exchange) bool {
+	if ps := s.g.progressFor(x); ps != nil {
+		defer ps.end()
+		x.w = ps
+	}
 	if x.call.plan.key != "" && x.rt.flights != nil && s.g.serveCoalesced(x.ctx(), x.w, x.rt, x.pool, &x.call, &x.rec) {
 		return false
 	}

@@ -47,6 +47,9 @@ type Options struct {
 	// WebhooksSigned: queue.webhook_secret is set. Without it, async
 	// requests naming a webhook are refused (nothing would be sent).
 	WebhooksSigned bool
+	// ProgressTicker paces queue progress comments (progress.go); nil:
+	// time.NewTicker.
+	ProgressTicker Ticker
 }
 
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
@@ -79,13 +82,15 @@ type Gateway struct {
 	// by readaheadMem (server.max_readahead_memory); both outlive reloads.
 	readahead    *proxy.Readahead
 	readaheadMem *netguard.Budget
+	// progress paces queue progress comments (Options.ProgressTicker).
+	progress Ticker
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
 func New(rt *Runtime, opt Options) *Gateway {
 	bodyMem := netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
-		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed()}
+		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}

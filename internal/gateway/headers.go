@@ -19,6 +19,7 @@ const (
 	headerPriority = "X-Sluice-Priority"
 	headerMaxWait  = "X-Sluice-Max-Wait"
 	headerPrefer   = "Prefer"
+	headerProgress = "X-Sluice-Progress"
 )
 
 // maxWaitLimit bounds X-Sluice-Max-Wait: a longer wait than the configured
@@ -103,11 +104,25 @@ func parsePrefer(values []string) (async bool, err *openai.Error) {
 	return async, nil
 }
 
+// parseProgress reads X-Sluice-Progress: "1" or "true" asks for queue
+// progress comments on a streaming request (progress.go), "0" or "false"
+// (or no header) does not; any case.
+func parseProgress(h string) (bool, *openai.Error) {
+	switch v := strings.TrimSpace(h); {
+	case v == "" || v == "0" || strings.EqualFold(v, "false"):
+		return false, nil
+	case v == "1" || strings.EqualFold(v, "true"):
+		return true, nil
+	}
+	return false, headerError(headerProgress, headerProgress+` must be "1" or "0"`)
+}
+
 // controlHeaders are a request's validated control headers (priority is
 // read with the identity: tenants.identify).
 type controlHeaders struct {
-	maxWait time.Duration // 0: none
-	async   bool
+	maxWait  time.Duration // 0: none
+	async    bool
+	progress bool // queue progress comments, for streaming requests only
 }
 
 // readControlHeaders validates the control headers up front, before any
@@ -119,6 +134,9 @@ func readControlHeaders(h http.Header) (controlHeaders, *openai.Error) {
 		return c, err
 	}
 	if c.async, err = parsePrefer(h.Values(headerPrefer)); err != nil {
+		return c, err
+	}
+	if c.progress, err = parseProgress(h.Get(headerProgress)); err != nil {
 		return c, err
 	}
 	return c, nil

@@ -13,7 +13,7 @@ import (
 // parse into values in range or are refused with a 400 naming the header.
 func FuzzControlHeaders(f *testing.F) {
 	for _, s := range []string{"", "batch", "Interactive", "1500", "1.5s", "-1s", "0", "respond-async", "respond-async=1",
-		`foo="a,respond-async"`, "wait=5, respond-async", "respond-async junk", `"unterminated, respond-async`, "2562048h"} {
+		`foo="a,respond-async"`, "wait=5, respond-async", "respond-async junk", `"unterminated, respond-async`, "2562048h", "true", "FALSE", "yes"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
@@ -35,6 +35,13 @@ func FuzzControlHeaders(f *testing.F) {
 			}
 		} else if d < 0 || d > maxWaitLimit || (d == 0 && strings.TrimSpace(v) != "") {
 			t.Fatalf("max-wait %q read as %v", v, d)
+		}
+		on, prerr := parseProgress(v)
+		switch v := strings.TrimSpace(v); {
+		case prerr != nil && (prerr.Param != headerProgress || v == "" || v == "1" || v == "0"):
+			t.Fatalf("progress %q: %+v", v, prerr)
+		case on && v != "1" && !strings.EqualFold(v, "true"):
+			t.Fatalf("progress %q read as on", v)
 		}
 		async, aerr := parsePrefer([]string{v})
 		if aerr != nil {

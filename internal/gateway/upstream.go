@@ -26,6 +26,7 @@ type upstreamCall struct {
 	reqID, ip      string
 	forwardedFor   string // X-Forwarded-For for the backend (clientip.go)
 	plan           cachePlan
+	progress       *progressStream // X-Sluice-Progress asked and honoured; nil: no reports
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
