@@ -12,7 +12,6 @@ import (
 	"time"
 )
 
-
 // heldStreamBackend holds every request until release is closed, then
 // streams two chunks and [DONE]; a body containing "reject-me" gets a 400
 // in the OpenAI error shape instead.
