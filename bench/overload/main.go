@@ -100,6 +100,7 @@ type options struct {
 	SLO             time.Duration // TTFT bound of goodput
 	ClientTimeout   time.Duration // per request, streaming included
 	MaxConc         int           // tuned legs: static per-backend max_concurrency; 0 = none
+	SizeAware       bool          // Sluice legs: admission.size_aware on
 	Replay          bool
 	Fairness        bool
 	Goodput         bool
@@ -138,6 +139,7 @@ func main() {
 	flag.IntVar(&opt.MaxOutput, "max-output", 256, "clamp the trace's output tokens (before --token-scale)")
 	flag.DurationVar(&opt.SLO, "slo", 2*time.Second, "the SLO: TTFT at most this")
 	flag.DurationVar(&opt.ClientTimeout, "client-timeout", 30*time.Second, "goodput: clients give up on a request after this long, streaming included (replay and fairness: 60s)")
+	flag.BoolVar(&opt.SizeAware, "size-aware", false, "Sluice legs: turn on admission.size_aware (short requests first within each tenant's share)")
 	flag.IntVar(&opt.MaxConc, "max-concurrency", 0, "tuned legs: static per-backend max_concurrency (0 = none); goodput adds such legs beside the default ones, replay and fairness run Sluice with it")
 	flag.StringVar(&f.scenarios, "scenarios", "goodput", "scenarios to run: goodput, replay, fairness")
 	flag.Uint64Var(&opt.Seed, "seed", 1, "seed of the well-behaved tenants' Poisson arrivals")

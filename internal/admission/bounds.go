@@ -133,12 +133,12 @@ func (q *Queue) activeWeight(tenant string, weight float64) float64 {
 // classes, then its own class in fair order) over the drain rate. A lower
 // class is served at least at its guaranteed share even while higher classes
 // stay backlogged, which bounds how much of their cost counts.
-func (q *Queue) waitFor(w *waiter, key string, capacity int, front bool) time.Duration {
+func (q *Queue) waitFor(w *waiter, key string, capacity int, at int) time.Duration {
 	var higher float64
 	for _, c := range q.classes[:w.req.Class] {
 		higher += c.cost
 	}
-	same := q.classes[w.req.Class].costAhead(key, w.finish, front)
+	same := q.classes[w.req.Class].costAhead(key, w.finish, at)
 	if s := q.cfg.MinShare; s > 0 {
 		higher = min(higher, (same+w.cost)*(1-s)/s)
 	}
@@ -183,12 +183,8 @@ func (q *Queue) forgetIdle(name string, ts *tenantState) {
 	}
 }
 
-func (q *Queue) enqueue(key string, w *waiter, front bool) {
-	if front {
-		q.classes[w.req.Class].pushFront(key, w)
-	} else {
-		q.classes[w.req.Class].push(key, w)
-	}
+func (q *Queue) enqueue(key string, w *waiter, at int) {
+	q.classes[w.req.Class].insertAt(key, w, at)
 	q.queued++
 	q.queuedCost += w.cost
 	ts := q.tenant(w.req.Tenant)

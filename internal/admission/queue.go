@@ -64,6 +64,15 @@ type QueueConfig struct {
 	// deadlines only.
 	Targets [MaxClass + 1]time.Duration
 
+	// ShortFirst turns on size-aware order within each tenant's share:
+	// an arriving request goes ahead of its tenant's longer (costlier)
+	// waiters that have waited less than ShortFirst, so short prompts are
+	// served first and a long one is overtaken only during its first
+	// ShortFirst of waiting. Other tenants' shares are unchanged (the
+	// tenant's tags are re-dealt, not added to). 0 (the default): FIFO
+	// within a tenant.
+	ShortFirst time.Duration
+
 	// SpareReserve is the share of capacity (rounded up to whole slots)
 	// spare requests leave free while live requests are in flight, so
 	// that a live request arriving finds a slot without preempting
@@ -329,12 +338,9 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	// flow: ahead of the tenant's newer requests, not of other tenants.
 	appointed := q.keepsAppointment(r.Fingerprint, now)
 	q.seq++
-	w := &waiter{req: r, cost: r.Cost, seq: q.seq, enqueued: now, ready: make(chan struct{})}
-	if appointed {
-		w.start, w.finish = c.frontTags(key, r.Cost, weight)
-	} else {
-		w.start, w.finish = c.tags(key, r.Cost, weight)
-	}
+	w := &waiter{req: r, cost: r.Cost, seq: q.seq, enqueued: now, ready: make(chan struct{}), appointed: appointed}
+	at := c.placeFor(key, r.Cost, appointed, q.cfg.ShortFirst, now)
+	w.start, w.finish = c.tagsAt(key, at, r.Cost, weight)
 	// A slot held by spare work is about to be freed for this request:
 	// no wait worth refusing over.
 	preempted := q.preemptYoungest()
@@ -348,7 +354,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		left = bound
 	}
 	if left < maxWait && !preempted && !q.guessOnly(capacity) {
-		if wait := q.waitFor(w, key, capacity, appointed); wait > left {
+		if wait := q.waitFor(w, key, capacity, at); wait > left {
 			reason := Saturated
 			if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {
 				reason = TenantOverShare
@@ -362,7 +368,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 			return nil, nil, rej
 		}
 	}
-	q.enqueue(key, w, appointed)
+	q.enqueue(key, w, at)
 	return nil, w, nil
 }
 

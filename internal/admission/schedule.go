@@ -113,16 +113,40 @@ func (c *class) push(key string, w *waiter) {
 	}
 }
 
-// frontTags returns the tags a request keeping its appointment would get
-// at the front of its flow, behind the flow's other appointed waiters: the
-// start of the first waiter it goes ahead of, or the ordinary tags when it
-// goes ahead of none.
-func (c *class) frontTags(key string, cost, weight float64) (start, finish float64) {
-	if f := c.flows[key]; f != nil {
-		if i := f.appointed(); i < len(f.waiters) {
-			start = f.waiters[i].start
-			return start, start + cost/weight
+// placeFor is where in its flow an arriving request of the given cost
+// goes: behind the flow's appointed waiters when it keeps an appointment
+// (first come, first served among them); else at the back, unless
+// shortFirst > 0: then ahead of the longer waiters at the back that have
+// waited less than shortFirst (short requests first within the tenant's
+// share, with bounded waiting for long ones), never ahead of an appointed
+// one.
+func (c *class) placeFor(key string, cost float64, appointed bool, shortFirst time.Duration, now time.Time) int {
+	f := c.flows[key]
+	if f == nil {
+		return 0
+	}
+	front := f.appointed()
+	if appointed {
+		return front
+	}
+	i := len(f.waiters)
+	for shortFirst > 0 && i > front {
+		o := f.waiters[i-1]
+		if o.cost <= cost || now.Sub(o.enqueued) >= shortFirst {
+			break
 		}
+		i--
+	}
+	return i
+}
+
+// tagsAt returns the tags a request placed at index at of its flow gets:
+// the start of the waiter it goes ahead of, or the ordinary tags at the
+// back.
+func (c *class) tagsAt(key string, at int, cost, weight float64) (start, finish float64) {
+	if f := c.flows[key]; f != nil && at < len(f.waiters) {
+		start = f.waiters[at].start
+		return start, start + cost/weight
 	}
 	return c.tags(key, cost, weight)
 }
@@ -138,26 +162,23 @@ func (f *flow) appointed() int {
 	return i
 }
 
-// pushFront puts w (tagged by frontTags) ahead of its flow's waiters that
-// did not keep an appointment, and moves those back by w's share, so the
-// flow's tags still increase along it and the tenant's total share is
-// unchanged.
-func (c *class) pushFront(key string, w *waiter) {
-	w.appointed = true
+// insertAt puts w (tagged by tagsAt) at index at of its flow and moves the
+// waiters behind it back by w's share, so the flow's tags still increase
+// along it and the tenant's total share is unchanged.
+func (c *class) insertAt(key string, w *waiter, at int) {
 	f := c.flows[key]
-	if f == nil || f.appointed() == len(f.waiters) {
+	if f == nil || at >= len(f.waiters) {
 		c.push(key, w)
 		return
 	}
-	i := f.appointed()
 	shift := w.finish - w.start
-	for _, o := range f.waiters[i:] {
+	for _, o := range f.waiters[at:] {
 		o.start += shift
 		o.finish += shift
 	}
 	f.lastFinish += shift
 	w.flow = f
-	f.waiters = slices.Insert(f.waiters, i, w)
+	f.waiters = slices.Insert(f.waiters, at, w)
 	f.cost += w.cost
 	c.n++
 	c.cost += w.cost
@@ -212,16 +233,15 @@ func (c *class) remove(w *waiter) {
 	}
 }
 
-// costAhead is the queued cost this class serves before a request of flow
-// key with the given finish tag: all of the flow's own waiters (none when
-// the request goes to the front of its flow), and every other flow's
-// waiters with a lower or equal tag.
-func (c *class) costAhead(key string, finish float64, front bool) float64 {
+// costAhead is the queued cost this class serves before a request placed
+// at index at of flow key with the given finish tag: the flow's waiters
+// before it, and every other flow's waiters with a lower or equal tag.
+func (c *class) costAhead(key string, finish float64, at int) float64 {
 	var sum float64
 	for _, f := range c.active {
 		if f.key == key {
-			if !front {
-				sum += f.cost
+			for _, w := range f.waiters[:min(at, len(f.waiters))] {
+				sum += w.cost
 			}
 			continue
 		}

@@ -135,6 +135,7 @@ func (b *build) queueFor(m *model) *poolQueue {
 		// A cold burst against a fast backend is not refused on the
 		// prior's guess: the first completion measures the real rate.
 		QueueUnmeasured: true,
+		ShortFirst:      shortFirst(a, m.slo),
 	}, func() int { return pq.pool.Load().Capacity() }, b.deps.Now)
 	return pq
 }
@@ -167,6 +168,16 @@ func delayTarget(a config.Admission, slo config.SLO, c admission.Class) time.Dur
 		return min(time.Duration(float64(t)*float64(objective)/float64(slo.Interactive)), objective)
 	}
 	return objective / 4
+}
+
+// shortFirst is how long a waiter may be overtaken by its tenant's shorter
+// requests when admission.size_aware is on: half the interactive delay
+// target, so the delay it adds to a long request stays within the target.
+func shortFirst(a config.Admission, slo config.SLO) time.Duration {
+	if !a.SizeAware {
+		return 0
+	}
+	return delayTarget(a, slo, admission.Interactive) / 2
 }
 
 // newAdaptiveLimit is a backend's adaptive limit; it may let the backend's

@@ -45,6 +45,13 @@ type Admission struct {
 	// that still finds the pool full preempts the youngest job (it goes
 	// back to the queue).
 	SpareReserve float64 `yaml:"spare_reserve"`
+	// SizeAware orders each tenant's own waiting requests short first: an
+	// arrival goes ahead of the tenant's longer requests (by estimated
+	// tokens) that have waited less than half the delay target, so a long
+	// one is overtaken only then. Other tenants' shares are unchanged.
+	// Default false (first come, first served within a tenant); see
+	// docs/BENCHMARKS.md §8 for the measurement behind the default.
+	SizeAware bool `yaml:"size_aware"`
 	// Adaptive is the per-backend concurrency limit used when a backend has
 	// no static max_concurrency.
 	Adaptive Adaptive `yaml:"adaptive"`
