@@ -43,12 +43,12 @@ func regimeSim(o options, regime string) sim.Config {
 // sluiceConfig is Sluice's default configuration in front of urls
 // (demo.GatewayConfig: defaults, no access log, a 2 s shutdown grace) plus
 // expose_backend, which only adds a response header. maxConc > 0 makes it
-// a tuned gateway with that static per-backend limit; sizeAware turns on
+// a tuned gateway with that static per-backend limit; sizeAware sets
 // admission.size_aware (the experiment of docs/BENCHMARKS.md §8).
 func sluiceConfig(urls []string, maxConc int, sizeAware bool) config.Config {
 	cfg := demo.GatewayConfig(urls)
 	cfg.ExposeBackend = true
-	cfg.Admission.SizeAware = cfg.Admission.SizeAware || sizeAware
+	cfg.Admission.SizeAware = sizeAware
 	if maxConc > 0 {
 		for i := range cfg.Models[0].Backends {
 			cfg.Models[0].Backends[i].MaxConcurrency = maxConc

@@ -38,6 +38,7 @@ import (
 
 	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 	"github.com/sluice-gw/sluice/internal/bench"
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -139,7 +140,7 @@ func main() {
 	flag.IntVar(&opt.MaxOutput, "max-output", 256, "clamp the trace's output tokens (before --token-scale)")
 	flag.DurationVar(&opt.SLO, "slo", 2*time.Second, "the SLO: TTFT at most this")
 	flag.DurationVar(&opt.ClientTimeout, "client-timeout", 30*time.Second, "goodput: clients give up on a request after this long, streaming included (replay and fairness: 60s)")
-	flag.BoolVar(&opt.SizeAware, "size-aware", false, "Sluice legs: turn on admission.size_aware (short requests first within each tenant's share)")
+	flag.BoolVar(&opt.SizeAware, "size-aware", config.Default().Admission.SizeAware, "Sluice legs: admission.size_aware, short requests first within each tenant's share (--size-aware=false: FIFO per tenant)")
 	flag.IntVar(&opt.MaxConc, "max-concurrency", 0, "tuned legs: static per-backend max_concurrency (0 = none); goodput adds such legs beside the default ones, replay and fairness run Sluice with it")
 	flag.StringVar(&f.scenarios, "scenarios", "goodput", "scenarios to run: goodput, replay, fairness")
 	flag.Uint64Var(&opt.Seed, "seed", 1, "seed of the well-behaved tenants' Poisson arrivals")

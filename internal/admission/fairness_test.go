@@ -230,13 +230,24 @@ func deviations(t *testing.T, served map[string]float64, loads []load) map[strin
 	return dev
 }
 
+// sizeOrders are the within-tenant orders fairness must hold under: first
+// come first served, and size-aware (short first, ShortFirst bound).
+var sizeOrders = []struct {
+	name       string
+	shortFirst time.Duration
+}{{"fifo within tenant", 0}, {"short first within tenant", 250 * time.Millisecond}}
+
 func TestFairQueueMatchesMaxMinFairShares(t *testing.T) {
-	loads := mixedLoads()
-	served := runLoads(t, QueueConfig{Fair: true}, fairSlots, fairSpeed, loads, fairWarmup, fairHorizon)
-	for k, d := range deviations(t, served, loads) {
-		if math.Abs(d) > fairMargin {
-			t.Errorf("%s: served %+.1f%% off its max-min fair share (margin %.0f%%)", k, 100*d, 100*fairMargin)
-		}
+	for _, o := range sizeOrders {
+		t.Run(o.name, func(t *testing.T) {
+			loads := mixedLoads()
+			served := runLoads(t, QueueConfig{Fair: true, ShortFirst: o.shortFirst}, fairSlots, fairSpeed, loads, fairWarmup, fairHorizon)
+			for k, d := range deviations(t, served, loads) {
+				if math.Abs(d) > fairMargin {
+					t.Errorf("%s: served %+.1f%% off its max-min fair share (margin %.0f%%)", k, 100*d, 100*fairMargin)
+				}
+			}
+		})
 	}
 }
 
@@ -260,11 +271,15 @@ func TestFairQueueRespectsWeights(t *testing.T) {
 		{tenant: "silver", weight: 2, outstanding: 8, cost: fixedCost(1000)},
 		{tenant: "bronze", weight: 1, outstanding: 8, cost: fixedCost(5)},
 	}
-	served := runLoads(t, QueueConfig{Fair: true}, fairSlots, fairSpeed, loads, fairWarmup, fairHorizon)
-	for k, d := range deviations(t, served, loads) {
-		if math.Abs(d) > fairMargin {
-			t.Errorf("%s: served %+.1f%% off its weighted share", k, 100*d)
-		}
+	for _, o := range sizeOrders {
+		t.Run(o.name, func(t *testing.T) {
+			served := runLoads(t, QueueConfig{Fair: true, ShortFirst: o.shortFirst}, fairSlots, fairSpeed, loads, fairWarmup, fairHorizon)
+			for k, d := range deviations(t, served, loads) {
+				if math.Abs(d) > fairMargin {
+					t.Errorf("%s: served %+.1f%% off its weighted share", k, 100*d)
+				}
+			}
+		})
 	}
 }
 

@@ -171,7 +171,7 @@ func delayTarget(a config.Admission, slo config.SLO, c admission.Class) time.Dur
 }
 
 // shortFirst is how long a waiter may be overtaken by its tenant's shorter
-// requests when admission.size_aware is on: half the interactive delay
+// requests when admission.size_aware is on (the default): half the interactive delay
 // target, so the delay it adds to a long request stays within the target.
 func shortFirst(a config.Admission, slo config.SLO) time.Duration {
 	if !a.SizeAware {

@@ -49,7 +49,7 @@ type Admission struct {
 	// arrival goes ahead of the tenant's longer requests (by estimated
 	// tokens) that have waited less than half the delay target, so a long
 	// one is overtaken only then. Other tenants' shares are unchanged.
-	// Default false (first come, first served within a tenant); see
+	// Default true; false: first come, first served within a tenant. See
 	// docs/BENCHMARKS.md §8 for the measurement behind the default.
 	SizeAware bool `yaml:"size_aware"`
 	// Adaptive is the per-backend concurrency limit used when a backend has
@@ -109,7 +109,7 @@ type Auth struct {
 func defaultAdmission() Admission {
 	return Admission{
 		Enabled: true, MaxWait: Duration(2 * time.Second), MaxWaitBatch: Duration(5 * time.Minute), MaxQueued: 1024,
-		DefaultMaxTokens: 256, BatchMinShare: 0.1, SpareReserve: 0.05,
+		DefaultMaxTokens: 256, BatchMinShare: 0.1, SpareReserve: 0.05, SizeAware: true,
 		Adaptive: Adaptive{Initial: 8, Min: 1, Max: 256, Window: Duration(time.Second), Tolerance: 4.0},
 	}
 }
