@@ -9,8 +9,11 @@ const teeFetch = async (url, init) => {
   const res = await fetch(url, init);
   if (!res.body) return res;
   const [mine, copy] = res.body.tee();
-  // The SDK aborts the body once it has thrown: keep what arrived.
-  raw.push((async () => { let s = ''; const d = new TextDecoder(); try { for await (const b of copy) s += d.decode(b, { stream: true }); } catch {} return s; })());
+  // Once the SDK has thrown it aborts its branch, and the copy may then
+  // neither end nor fail: keep what arrived as it arrives (seen below).
+  const got = { text: '' };
+  got.done = (async () => { const d = new TextDecoder(); try { for await (const b of copy) got.text += d.decode(b, { stream: true }); } catch {} })();
+  raw.push(got);
   return new Response(mine, res);
 };
 const client = new OpenAI({ baseURL: 'http://127.0.0.1:19210/v1', apiKey: 'sk-test', fetch: teeFetch });
@@ -23,7 +26,9 @@ const queued = await ask({ 'X-Sluice-Progress': '1' });
 let chunks = 0, text = '';
 for await (const ch of queued) { chunks++; text += ch.choices[0]?.delta?.content ?? ''; }
 for (let r = await it.next(); !r.done; r = await it.next()) {}
-const body = await raw[1];
+// The copy of a stream: whole when it ended, else what arrived within a second.
+const seen = async (got) => { await Promise.race([got.done, new Promise(r => setTimeout(r, 1000))]); return got.text; };
+const body = await seen(raw[1]);
 const comments = body.split('\n').filter(l => l.startsWith(': sluice-queue ')).length;
 const dataEvents = body.split('\n').filter(l => l.startsWith('data: ') && l !== 'data: [DONE]').length;
 console.log(['progress', 'comments', comments, 'sdk chunks', chunks, 'data events', dataEvents, 'text', text.length > 0].join(' | '));
@@ -39,6 +44,6 @@ await it2.next();
 let refused = null;
 try { for await (const _ of await ask({ 'X-Sluice-Progress': '1', 'X-Sluice-Max-Wait': '6s' })) {} } catch (e) { refused = e; }
 for (let r = await it2.next(); !r.done; r = await it2.next()) {}
-const body2 = await raw[3];
+const body2 = await seen(raw[3]);
 console.log(['refusal', refused?.constructor.name, refused?.code, 'comments before it', body2.split('\n').filter(l => l.startsWith(': sluice-queue ')).length].join(' | '));
 if (!refused || refused.code !== 'deadline') { console.error('FAIL: want the in-stream deadline refusal as an APIError'); process.exit(1); }
