@@ -26,7 +26,10 @@ import (
 // stream ends. A request granted or refused at arrival is never committed
 // early: it gets exactly the answer it would have got without the header.
 // Non-streaming requests ignore the header (a client may send it on all its
-// calls); queued jobs and coalesced followers do not report.
+// calls); queued jobs and coalesced followers do not report. The writer sits
+// in front of the read-ahead writer, which serveDirect arms only when it is
+// the response writer itself: a progress stream is relayed without
+// read-ahead (its slot is held until the client has read the answer).
 
 // progressEvery is how often a queued request's place is reported.
 const progressEvery = time.Second
