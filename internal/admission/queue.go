@@ -276,8 +276,8 @@ func (q *Queue) Acquire(ctx context.Context, r Request) (*Ticket, error) {
 // Kick grants waiters after capacity() may have grown without an Acquire or
 // Release to notice (a limit raised, a backend added), and reviews every
 // waiter by the queue's clock: those whose deadline has passed are refused,
-// and those past their class's delay target are shed while it is congested
-// (see codel.go). Callers run it a few times a second.
+// and those past their class's delay target are shed while their flow is
+// congested and their tenant at or over its share (codel.go, flowdelay.go). Callers run it a few times a second.
 func (q *Queue) Kick() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
