@@ -9,10 +9,11 @@ import "time"
 // up to them: every request waits nearly its whole time-to-first-token
 // budget, answers come late or at the edge of the objective, and nothing is
 // served faster for it, because the pool was busy either way. So each
-// flow (one tenant within a class: flowdelay.go) watches the sojourn time
-// of its waiters (arrival to grant, or to now for the oldest still
-// waiting) against its class's target; the rules below act on a flow whose
-// tenant is at or over its fair share of the pool's work:
+// class, and each flow in it (one tenant: flowdelay.go), watches the
+// sojourn time of its waiters (arrival to grant, or to now for the oldest
+// still waiting) against the class's target; the rules below act on a
+// waiter whose flow or class is congested, unless its tenant is light (at
+// most half its fair share of the pool's work):
 //
 //   - Sojourns above the target for less than an interval are a burst: the
 //     queue keeps what can still start before its deadline.

@@ -9,7 +9,7 @@ import (
 )
 
 // Tenant "a" holds the 10 slots and waits in the tests below: it is the
-// tenant whose own work congests the pool, at or over its fair share, so the
+// tenant whose own work congests the pool, not light (flowdelay.go), so the
 // controlled delay applies to it whole (flowdelay.go; a tenant under its
 // share is exempt). With the prior (100 cost units per slot-second, 1s mean
 // hold) and 10 slots, the estimated wait behind ahead units of queued cost is

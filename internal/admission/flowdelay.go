@@ -2,22 +2,27 @@ package admission
 
 import "time"
 
-// Controlled delay runs per flow (one tenant within a class), as fq_codel
-// does (RFC 8290) and as Facebook's adaptive queue timeout does per queue,
-// and it acts only on tenants at or over their fair share. The class-wide
-// discipline it replaces let one tenant's burst decide for everyone: the
-// class's waits, long because of the heavy tenant's backlog or of the
-// slots it holds, made the class congested, and then a light tenant's
-// arrivals were refused beyond the target and its waiters shed, although
-// the fair order serves them first and they are well within their share.
-// Measured by flow, a tenant the fair order serves promptly is never
-// congested by another's backlog, and its quick grants no longer end the
-// heavy tenant's congestion. Gated by share, a tenant under its weighted
-// fair share of the pool's work (queued and in service, by cost) is bounded
-// by its deadline only, as in a burst: what delays it is work it has no
-// part in, and refusing it would not make that work drain any faster. So
-// the flows over their share are refused and shed first, and those at it
-// (a tenant alone in the pool among them) keep the discipline whole.
+// Controlled delay is measured per class and per flow (one tenant within a
+// class), as fq_codel does per flow (RFC 8290), and it spares clearly light
+// tenants. With the class-wide discipline alone, one tenant's burst decided
+// for everyone: the class's waits, long because of the heavy tenant's
+// backlog or of the slots it holds, made the class congested, and then a
+// light tenant's arrivals were refused beyond the target and its waiters
+// shed, although the fair order serves them first; and the light tenant's
+// quick grants ended the heavy tenant's congestion. Now:
+//
+//   - a waiter is subject to the discipline when its flow or its class is
+//     congested: the flow's state keeps a heavy tenant congested while a
+//     light one's quick grants reset the class's; the class's state still
+//     catches overload spread over many short-lived flows (many tenants,
+//     one request each), which no single flow lives long enough to show;
+//   - a tenant whose work in the pool (queued and in service, by cost, this
+//     request included) is at most half its weighted fair share is exempt:
+//     bounded by its deadline only, as in a burst. What delays it is work
+//     it has no part in, and refusing it would not make that work drain any
+//     faster. Half, not the share itself: among many tenants of about
+//     equal demand about half sit just under their share at any moment,
+//     and exempting those would let the queue fill to the deadlines again.
 //
 // A flow's state lives while the flow has waiters, and while it is
 // congested with the pool full (a congested tenant whose last waiter was
@@ -63,11 +68,18 @@ func (c *class) forgetIdleDelays(slotFree bool) {
 	}
 }
 
-// drained ends every flow's congestion: nobody waits and a slot is free.
-func (c *class) drained() { clear(c.delays) }
+// drained ends the class's and every flow's congestion: nobody waits and a
+// slot is free.
+func (c *class) drained() {
+	c.delay.reset()
+	clear(c.delays)
+}
 
-// congested reports whether any flow of the class is congested.
+// congested reports whether the class or any of its flows is congested.
 func (c *class) congested() bool {
+	if c.delay.congested {
+		return true
+	}
 	for _, d := range c.delays {
 		if d.congested {
 			return true
@@ -76,9 +88,16 @@ func (c *class) congested() bool {
 	return false
 }
 
-// observeFlows feeds each waiting flow the age of its oldest waiter, and
-// forgets the states of flows that drained.
+// observe feeds one sojourn of flow key to the class's and the flow's state.
+func (c *class) observe(key string, now time.Time, sojourn time.Duration) {
+	c.delay.observe(now, sojourn)
+	c.flowDelay(key).observe(now, sojourn)
+}
+
+// observeFlows feeds the class and each waiting flow the age of its oldest
+// waiter, and forgets the states that drained.
 func (c *class) observeFlows(now time.Time, slotFree bool) {
+	var oldestAll *waiter
 	for _, f := range c.active {
 		oldest := f.waiters[0]
 		for _, w := range f.waiters[1:] { // an appointed waiter may be ahead of older ones
@@ -87,35 +106,53 @@ func (c *class) observeFlows(now time.Time, slotFree bool) {
 			}
 		}
 		c.flowDelay(f.key).observe(now, now.Sub(oldest.enqueued))
+		if oldestAll == nil || oldest.enqueued.Before(oldestAll.enqueued) {
+			oldestAll = oldest
+		}
+	}
+	switch {
+	case oldestAll != nil:
+		c.delay.observe(now, now.Sub(oldestAll.enqueued))
+	case slotFree:
+		c.delay.reset()
 	}
 	c.forgetIdleDelays(slotFree)
 }
 
-// arrivalBound is the longest wait an arrival of tenant r.Tenant (flow key)
-// is admitted for by the controlled delay: its flow's target while the flow
-// is congested and the tenant, this request counted, is at or over its
-// fair share of the pool's work; else 0 (only the deadline bounds it).
+// flowOrClass is the state that decides for flow key: the flow's when it
+// is congested, else the class's.
+func (c *class) flowOrClass(key string) *codel {
+	if d := c.delays[key]; d != nil && d.congested {
+		return d
+	}
+	return &c.delay
+}
+
+// arrivalBound is the longest wait an arrival of r (flow key) is admitted
+// for by the controlled delay: the target while its flow or class is
+// congested and its tenant not light; else 0 (only the deadline bounds it).
 func (q *Queue) arrivalBound(r Request, key string) time.Duration {
-	d := q.classes[r.Class].delays[key]
-	if d == nil || d.bound() == 0 || !q.atOrOverPoolShare(r.Tenant, r.Weight, r.Cost) {
+	b := q.classes[r.Class].flowOrClass(key).bound()
+	if b == 0 || q.light(r.Tenant, r.Weight, r.Cost) {
 		return 0
 	}
-	return d.bound()
+	return b
 }
 
-// sheds reports whether waiter w is to be shed at now: its flow is
-// congested, it has waited its target, and its tenant is at or over its
-// fair share of the pool's work. extra is w's cost when w has already left
-// the queue's accounting (dispatch pops before it decides), else 0.
+// sheds reports whether waiter w is to be shed at now: its flow or class
+// is congested, it has waited its target, and its tenant is not light.
+// extra is w's cost when w has already left the queue's accounting
+// (dispatch pops before it decides), else 0.
 func (q *Queue) sheds(w *waiter, now time.Time, extra float64) bool {
-	d := q.classes[w.req.Class].delays[q.flowKey(w.req)]
-	return d != nil && d.over(w.enqueued, now) && q.atOrOverPoolShare(w.req.Tenant, w.req.Weight, extra)
+	d := q.classes[w.req.Class].flowOrClass(q.flowKey(w.req))
+	return d.over(w.enqueued, now) && !q.light(w.req.Tenant, w.req.Weight, extra)
 }
 
-// atOrOverPoolShare is overPoolShare with equality counted as over: a
-// tenant alone in the pool, or one of several with equal work, is at its
-// share and keeps the whole discipline.
-func (q *Queue) atOrOverPoolShare(tenant string, weight, extra float64) bool {
+// light reports whether tenant's work in the pool, queued and in service,
+// plus extra, is at most half its weighted fair share of all the pool's
+// work among the tenants that have some (see overPoolShare). A tenant
+// alone in the pool holds all of its share: never light.
+func (q *Queue) light(tenant string, weight, extra float64) bool {
 	own, total, weights := extra, extra+q.queuedCost, weight
 	for name, ts := range q.tenants {
 		total += ts.inUseCost
@@ -125,5 +162,5 @@ func (q *Queue) atOrOverPoolShare(tenant string, weight, extra float64) bool {
 			weights += ts.weight
 		}
 	}
-	return own >= total*weight/weights*(1-1e-9)
+	return own <= total*weight/weights/2*(1+1e-9)
 }

@@ -276,8 +276,9 @@ func (q *Queue) Acquire(ctx context.Context, r Request) (*Ticket, error) {
 // Kick grants waiters after capacity() may have grown without an Acquire or
 // Release to notice (a limit raised, a backend added), and reviews every
 // waiter by the queue's clock: those whose deadline has passed are refused,
-// and those past their class's delay target are shed while their flow is
-// congested and their tenant at or over its share (codel.go, flowdelay.go). Callers run it a few times a second.
+// and those past their class's delay target are shed while their flow or
+// class is congested, unless their tenant is light (codel.go,
+// flowdelay.go). Callers run it a few times a second.
 func (q *Queue) Kick() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -335,7 +336,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	// no wait worth refusing over.
 	preempted := q.preemptYoungest()
 	// The wait must fit before the deadline and, while the tenant's flow
-	// is congested and the tenant at or over its share (flowdelay.go),
+	// or class is congested and the tenant not light (flowdelay.go),
 	// under its delay target: else it is refused now, not later.
 	left := maxWait
 	if !r.Deadline.IsZero() {
@@ -451,7 +452,7 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 		return // kept at its target review: refused only at its deadline
 	}
 	w.reviewed = true
-	c.flowDelay(q.flowKey(w.req)).observe(now, now.Sub(w.enqueued))
+	c.observe(q.flowKey(w.req), now, now.Sub(w.enqueued))
 	if q.sheds(w, now, 0) {
 		q.dequeue(w)
 		q.refuse(w, q.shedRejection(w, now, capacity))
@@ -505,7 +506,7 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 		}
 		waited := now.Sub(w.enqueued)
 		if c := q.classes[w.req.Class]; c.delay.on() {
-			c.flowDelay(q.flowKey(w.req)).observe(now, waited)
+			c.observe(q.flowKey(w.req), now, waited)
 		}
 		w.ticket = q.takeSlot(w.req.Tenant, w.req.Weight, w.cost, now, waited)
 		w.state = granted
