@@ -8,8 +8,11 @@ import (
 	"time"
 )
 
-// With the prior (100 cost units per slot-second, 1s mean hold) and 10
-// slots, the estimated wait behind ahead units of queued cost is
+// Tenant "a" holds the 10 slots and waits in the tests below: it is the
+// tenant whose own work congests the pool, not light (flowdelay.go), so the
+// controlled delay applies to it whole (flowdelay.go; a tenant under its
+// share is exempt). With the prior (100 cost units per slot-second, 1s mean
+// hold) and 10 slots, the estimated wait behind ahead units of queued cost is
 // 0.1s + ahead/1000 s: each queued request of cost 100 adds 100ms.
 func codelQueue(t *testing.T) (*Queue, *fakeClock, []*Ticket) {
 	t.Helper()
@@ -19,7 +22,7 @@ func codelQueue(t *testing.T) (*Queue, *fakeClock, []*Ticket) {
 	q := NewQueue(QueueConfig{Name: "m", Fair: true, Targets: targets}, newCapacity(10).get, clk.Now)
 	var held []*Ticket
 	for range 10 {
-		held = append(held, grantedT(t, q, Request{Tenant: "busy", Cost: 100}))
+		held = append(held, grantedT(t, q, Request{Tenant: "a", Cost: 100}))
 	}
 	return q, clk, held
 }
@@ -42,7 +45,7 @@ func refusedWith(t *testing.T, w *waiter, want Reason) *Rejection {
 func congested(q *Queue, c Class) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.classes[c].delay.congested
+	return q.classes[c].congested()
 }
 
 // A burst (waits above the target for less than the interval) is absorbed:
@@ -92,7 +95,7 @@ func TestDelayTargetCongestionShedsAndRefuses(t *testing.T) {
 	q, clk, _ := codelQueue(t)
 	congest(t, q, clk)
 	deadline := func() time.Time { return clk.Now().Add(2 * time.Second) }
-	w := submitT(t, q, Request{Tenant: "b", Cost: 100, Deadline: deadline()})
+	w := submitT(t, q, Request{Tenant: "a", Cost: 100, Deadline: deadline()})
 	clk.Advance(500 * time.Millisecond)
 	q.Kick()
 	rej := refusedWith(t, w, Shed)
@@ -107,11 +110,11 @@ func TestDelayTargetCongestionShedsAndRefuses(t *testing.T) {
 	// target (0.1s + 0.1s for each ahead)...
 	var fit []*waiter
 	for range 4 {
-		fit = append(fit, submitT(t, q, Request{Tenant: "c", Cost: 100, Deadline: deadline()}))
+		fit = append(fit, submitT(t, q, Request{Tenant: "a", Cost: 100, Deadline: deadline()}))
 	}
 	// ...the next would wait 0.6s: refused at arrival, though its own
 	// deadline (2s) is far.
-	_, _, err := q.submit(Request{Tenant: "c", Cost: 100, Deadline: deadline()})
+	_, _, err := q.submit(Request{Tenant: "a", Cost: 100, Deadline: deadline()})
 	var r *Rejection
 	if !errors.As(err, &r) || r.Reason != Saturated || r.Waited != 0 {
 		t.Fatalf("arrival past the target: %v", err)
@@ -152,7 +155,7 @@ func TestDelayTargetCongestionEnds(t *testing.T) {
 	q, clk, held := codelQueue(t)
 	congest(t, q, clk)
 	held[0].Release() // the committed waiter takes it
-	w := submitT(t, q, Request{Tenant: "b", Cost: 100})
+	w := submitT(t, q, Request{Tenant: "a", Cost: 100})
 	clk.Advance(500 * time.Millisecond)
 	q.Kick()
 	refusedWith(t, w, Shed)

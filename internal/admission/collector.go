@@ -34,7 +34,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 		drain:        d("sluice_queue_drain_rate", "Measured service rate at the current capacity, estimated tokens per second."),
 		delayTarget:  d("sluice_queue_delay_target_seconds", "Controlled-delay target of the queue, by priority class: under sustained overload waits converge to it.", "class"),
 		appointments: d("sluice_queue_appointments", "Refused requests holding a Retry-After appointment (bounded at 16384 per model)."),
-		congested:    d("sluice_queue_congested", "1 while the class's waits have stayed above its delay target for an interval (arrivals that would wait longer are refused, waiters reaching it are shed).", "class"),
+		congested:    d("sluice_queue_congested", "1 while some tenant's waits in the class have stayed above its delay target for an interval (that tenant's arrivals that would wait longer are refused and its waiters reaching the target shed, unless it holds at most half its fair share).", "class"),
 		waits: d("sluice_queue_wait_seconds", "Time from arrival to grant of granted requests (0 when granted at once), by priority class.",
 			"class"),
 		rejections: d("sluice_queue_rejections_total", "Requests the queue refused, by reason.", "reason"),

@@ -287,19 +287,17 @@ func (q *Queue) Acquire(ctx context.Context, r Request) (*Ticket, error) {
 // Kick grants waiters after capacity() may have grown without an Acquire or
 // Release to notice (a limit raised, a backend added), and reviews every
 // waiter by the queue's clock: those whose deadline has passed are refused,
-// and those past their class's delay target are shed while it is congested
-// (see codel.go). Callers run it a few times a second.
+// and those past their class's delay target are shed while their flow or
+// class is congested, unless their tenant is light (codel.go,
+// flowdelay.go). Callers run it a few times a second.
 func (q *Queue) Kick() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	now := q.clock()
 	capacity := q.capacity()
 	for _, c := range q.classes {
-		switch oldest := c.oldest(); {
-		case oldest != nil:
-			c.delay.observe(now, now.Sub(oldest.enqueued))
-		case q.inUse < capacity:
-			c.delay.reset() // nobody waiting and a slot free: drained
+		if c.delay.on() {
+			c.observeFlows(now, q.inUse < capacity)
 		}
 		for _, f := range append(flowHeap(nil), c.active...) {
 			for _, w := range append([]*waiter(nil), f.waiters...) {
@@ -323,7 +321,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		return q.takeSpareOrRefuse(r, now, capacity)
 	}
 	if q.inUse < capacity && !q.waitingAtOrAbove(r.Class) {
-		q.classes[r.Class].delay.observe(now, 0) // a slot free, nobody ahead: drained
+		q.classes[r.Class].drained() // a slot free, nobody ahead
 		q.counters.waited(r.Class, 0)
 		return q.takeSlot(r.Tenant, r.Weight, r.Cost, now, 0), nil, nil
 	}
@@ -334,6 +332,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	}
 	c := q.classes[r.Class]
 	key, weight := q.flowKey(r), q.flowWeight(r)
+	bound := q.arrivalBound(r, key) // before r counts as queued
 	// A request back at its appointment goes to the front of its tenant's
 	// flow: ahead of the tenant's newer requests, not of other tenants.
 	appointed := q.keepsAppointment(r.Fingerprint, now)
@@ -344,9 +343,10 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	// A slot held by spare work is about to be freed for this request:
 	// no wait worth refusing over.
 	preempted := q.preemptYoungest()
-	// The wait must fit before the deadline and, while the class is
-	// congested, under its delay target: then it is refused now, not later.
-	left, bound := maxWait, c.delay.bound()
+	// The wait must fit before the deadline and, while the tenant's flow
+	// or class is congested and the tenant not light (flowdelay.go),
+	// under its delay target: else it is refused now, not later.
+	left := maxWait
 	if !r.Deadline.IsZero() {
 		left = r.Deadline.Sub(now)
 	}
@@ -467,16 +467,16 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 		q.refuse(w, q.deadlineRejection(w, now))
 		return
 	}
-	d := &q.classes[w.req.Class].delay
-	if !d.on() || now.Sub(w.enqueued) < d.target {
+	c := q.classes[w.req.Class]
+	if !c.delay.on() || now.Sub(w.enqueued) < c.delay.target {
 		return
 	}
 	if w.reviewed {
 		return // kept at its target review: refused only at its deadline
 	}
 	w.reviewed = true
-	d.observe(now, now.Sub(w.enqueued))
-	if d.over(w.enqueued, now) {
+	c.observe(q.flowKey(w.req), now, now.Sub(w.enqueued))
+	if q.sheds(w, now, 0) {
 		q.dequeue(w)
 		q.refuse(w, q.shedRejection(w, now, capacity))
 		return
@@ -523,13 +523,14 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 			q.refuse(w, q.deadlineRejection(w, now))
 			continue
 		}
-		d := &q.classes[w.req.Class].delay
-		if d.over(w.enqueued, now) && !w.reviewed { // shed from the head
+		if !w.reviewed && q.sheds(w, now, w.cost) { // shed from the head
 			q.refuse(w, q.shedRejection(w, now, capacity))
 			continue
 		}
 		waited := now.Sub(w.enqueued)
-		d.observe(now, waited)
+		if c := q.classes[w.req.Class]; c.delay.on() {
+			c.observe(q.flowKey(w.req), now, waited)
+		}
 		w.ticket = q.takeSlot(w.req.Tenant, w.req.Weight, w.cost, now, waited)
 		w.state = granted
 		q.counters.waited(w.req.Class, waited)

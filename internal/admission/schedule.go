@@ -67,24 +67,14 @@ type class struct {
 	// credit is the starvation guard's balance: cost this class may take
 	// ahead of higher classes, earned while they were served and it waited.
 	credit float64
-	// delay is the class's controlled-delay state (codel.go).
-	delay codel
+	// delay holds the class's controlled-delay target and interval
+	// (codel.go); delays is each flow's state, by flow key (flowdelay.go).
+	delay  codel
+	delays map[string]*codel
 }
 
 func newClass(target time.Duration) *class {
-	return &class{flows: make(map[string]*flow), delay: newCodel(target)}
-}
-
-// oldest is the waiter that has waited longest, or nil. Each flow is FIFO,
-// so it is one of the flows' heads.
-func (c *class) oldest() *waiter {
-	var o *waiter
-	for _, f := range c.active {
-		if h := f.waiters[0]; o == nil || h.enqueued.Before(o.enqueued) {
-			o = h
-		}
-	}
-	return o
+	return &class{flows: make(map[string]*flow), delay: newCodel(target), delays: make(map[string]*codel)}
 }
 
 // tags returns the start and finish tags a request would get.

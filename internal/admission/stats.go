@@ -70,7 +70,8 @@ type ClassStats struct {
 	QueuedCost float64 `json:"queued_cost"`
 	Granted    uint64  `json:"granted"`
 	// DelayTarget is the class's controlled-delay target (0 = off);
-	// Congested whether waits have stayed above it for an interval.
+	// Congested whether some tenant's waits have stayed above it for an
+	// interval (flowdelay.go).
 	DelayTarget time.Duration `json:"delay_target"`
 	Congested   bool          `json:"congested"`
 }
@@ -97,7 +98,7 @@ func (q *Queue) Stats() Stats {
 		s.Granted += granted
 		if c.n > 0 || granted > 0 || c.delay.on() && Class(i) <= Batch {
 			s.Classes = append(s.Classes, ClassStats{Class: Class(i).String(), Queued: c.n, QueuedCost: c.cost, Granted: granted,
-				DelayTarget: c.delay.target, Congested: c.delay.congested})
+				DelayTarget: c.delay.target, Congested: c.congested()})
 		}
 	}
 	for name, ts := range q.tenants {
