@@ -173,6 +173,13 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 			[]string{":2: listen: want a string, got a section of keys"}},
 		{"validation errors carry their line", "models:\n  - name: m\n    backends:\n      - url: http://a\n      - url: ftp://b\nretry:\n  attempts: 50\n",
 			[]string{":5: models[0].backends[1].url: must be an http:// or https:// URL", ":7: retry.attempts: must be between 1 and 10"}},
+		{"discovery source errors carry their line", "models:\n  - name: m\n    slow_start: -1s\n    discovery:\n      - type: file\n      - type: consul\n        scheme: ftp\n",
+			[]string{":3: models[0].slow_start: must be 0 (off)", ":5: models[0].discovery[0].path: must name the targets file",
+				":6: models[0].discovery[1].type: must be file, got \"consul\"", ":7: models[0].discovery[1].scheme: must be http or https"}},
+		{"a model needs backends or discovery", "models:\n  - name: m\n",
+			[]string{":2: models[0].backends: at least one backend (or a discovery source) is required"}},
+		{"unknown discovery key", "models:\n  - name: m\n    discovery:\n      - type: file\n        path: /t\n        pth: x\n",
+			[]string{":6: models[0].discovery[0].pth: unknown key"}},
 		{"a default that fails points at its section", "server:\n  max_connections: 0\n" + minimal,
 			[]string{":2: server.max_connections: must be at least 1"}},
 	}
