@@ -237,7 +237,7 @@ func (b *build) pools() error {
 
 // addBackend adds spec's backend to m: prev's, when it serves the model
 // with the same spec (its state carries over), else a new one, which
-// slow-starts when it joins a pool that was already serving. A spec
+// slow-starts when it joins a pool that was already serving (serving). A spec
 // already in m (static and discovered alike) is added once.
 func (b *build) addBackend(m *model, spec endpoint.Spec, hp endpoint.HealthPolicy) error {
 	for _, x := range m.backends {
@@ -251,13 +251,23 @@ func (b *build) addBackend(m *model, spec endpoint.Spec, hp endpoint.HealthPolic
 		if be, err = endpoint.New(spec, hp); err != nil {
 			return err
 		}
-		if rt := b.prevRuntime(); rt != nil && rt.Pools[m.cfg.Name] != nil {
+		if b.serving(m.cfg.Name) {
 			be.SlowStart(config.SlowStartFor(m.cfg), b.deps.Now)
 		}
 	}
 	b.onShared(be, func() { be.SetHealthPolicy(hp) })
 	m.backends = append(m.backends, be)
 	return nil
+}
+
+// serving reports whether the running runtime has backends for model: a
+// backend joining such a pool slow-starts; the first ones of a pool
+// (at start, or found by discovery into an empty pool) have nobody to
+// share with and start at full share, as Envoy's slow start skips a
+// cluster's first hosts.
+func (b *build) serving(model string) bool {
+	rt := b.prevRuntime()
+	return rt != nil && rt.Pools[model] != nil && len(rt.Pools[model].Backends) > 0
 }
 
 // draining are the backends of m's running pool (or still draining out of

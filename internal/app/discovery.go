@@ -30,6 +30,10 @@ func discoverySources(cfg *config.Config) map[string]discovery.Sources {
 			switch d.Type {
 			case "file":
 				srcs.List = append(srcs.List, discovery.File{Path: d.Path, Template: tmpl})
+			case "dns":
+				lo, hi := d.DNSIntervals()
+				srcs.List = append(srcs.List, discovery.DNS{Name: d.Name, Record: d.Record, Port: d.Port,
+					Server: d.Server, MinInterval: lo, MaxInterval: hi, Template: tmpl})
 			}
 		}
 		out[m.Name] = srcs

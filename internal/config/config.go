@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -168,11 +169,20 @@ type Model struct {
 }
 
 // Discovery is one source of a model's backends. Type picks it:
-// "file" (Path: a JSON or YAML list of target groups, watched). The
+// "file" (Path: a JSON or YAML list of target groups, watched) or "dns"
+// (Name resolved as Record A — A and AAAA, on Port — or SRV; re-resolved
+// at the answer's TTL within MinInterval and MaxInterval, defaults 1s
+// and 60s; Server "" = the first resolver of /etc/resolv.conf). The
 // backend fields are the template every target found gets.
 type Discovery struct {
-	Type string `yaml:"type"`
-	Path string `yaml:"path"`
+	Type        string   `yaml:"type"`
+	Path        string   `yaml:"path"`
+	Name        string   `yaml:"name"`
+	Record      string   `yaml:"record"`
+	Port        int      `yaml:"port"`
+	Server      string   `yaml:"server"`
+	MinInterval Duration `yaml:"min_interval"`
+	MaxInterval Duration `yaml:"max_interval"`
 	// Scheme of targets given as host:port; default http.
 	Scheme         string `yaml:"scheme"`
 	Weight         int    `yaml:"weight"`
@@ -470,8 +480,10 @@ func (d Discovery) validate(bad badFunc, key string) {
 		if d.Path == "" {
 			bad(key+".path", "must name the targets file")
 		}
+	case "dns":
+		d.validateDNS(bad, key)
 	default:
-		bad(key+".type", "must be file, got %q", d.Type)
+		bad(key+".type", "must be file or dns, got %q", d.Type)
 	}
 	if d.Scheme != "" && d.Scheme != "http" && d.Scheme != "https" {
 		bad(key+".scheme", "must be http or https, got %q", d.Scheme)
@@ -481,6 +493,52 @@ func (d Discovery) validate(bad badFunc, key string) {
 	}
 	if d.MaxConcurrency < 0 {
 		bad(key+".max_concurrency", "must be >= 0")
+	}
+}
+
+// DNS discovery's re-resolution bounds when unset.
+const (
+	DefaultDNSMinInterval = time.Second
+	DefaultDNSMaxInterval = time.Minute
+)
+
+// DNSIntervals are d's re-resolution bounds, defaults applied.
+func (d Discovery) DNSIntervals() (lo, hi time.Duration) {
+	lo, hi = d.MinInterval.D(), d.MaxInterval.D()
+	if lo == 0 {
+		lo = DefaultDNSMinInterval
+	}
+	if hi == 0 {
+		hi = max(DefaultDNSMaxInterval, lo)
+	}
+	return lo, hi
+}
+
+func (d Discovery) validateDNS(bad badFunc, key string) {
+	if d.Name == "" {
+		bad(key+".name", "must name the DNS name to resolve")
+	}
+	switch strings.ToUpper(d.Record) {
+	case "", "A":
+		if d.Port < 1 || d.Port > 65535 {
+			bad(key+".port", "must be the backends' port (1-65535) for A/AAAA records")
+		}
+	case "SRV":
+		if d.Port != 0 {
+			bad(key+".port", "must be unset for SRV records (they carry the port)")
+		}
+	default:
+		bad(key+".record", "must be A (A and AAAA) or SRV, got %q", d.Record)
+	}
+	if d.Server != "" {
+		if _, _, err := net.SplitHostPort(d.Server); err != nil {
+			bad(key+".server", "must be host:port, got %q", d.Server)
+		}
+	}
+	if d.MinInterval < 0 || d.MaxInterval < 0 {
+		bad(key+".min_interval", "intervals must be positive durations")
+	} else if lo, hi := d.DNSIntervals(); hi < lo {
+		bad(key+".max_interval", "must be at least min_interval")
 	}
 }
 
