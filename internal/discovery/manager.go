@@ -37,6 +37,10 @@ type running struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	sets   [][]endpoint.Spec // by source; nil until it reported
+	// carried is the set of the sources these replaced (a reload that
+	// changed them), served until one of these reports: a changed
+	// source must not empty the pool while it starts.
+	carried []endpoint.Spec
 }
 
 // NewManager makes a manager; reg may be nil.
@@ -49,13 +53,16 @@ func (m *Manager) Changed() <-chan struct{} { return m.changed }
 
 // Sync makes the running sources match want (by model): a model whose
 // key is unchanged keeps its sources and their sets; others are stopped,
-// new ones started.
+// new ones started. A model whose sources changed keeps the old ones'
+// set until a new one reports.
 func (m *Manager) Sync(want map[string]Sources) {
 	m.mu.Lock()
 	var stop []*running
+	carried := map[string][]endpoint.Spec{}
 	for model, r := range m.running {
 		if w, ok := want[model]; !ok || w.Key != r.key {
 			stop = append(stop, r)
+			carried[model] = m.setLocked(model)
 			delete(m.running, model)
 			m.metrics.forget(model)
 		}
@@ -65,7 +72,7 @@ func (m *Manager) Sync(want map[string]Sources) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		r := &running{key: w.Key, cancel: cancel, sets: make([][]endpoint.Spec, len(w.List))}
+		r := &running{key: w.Key, cancel: cancel, sets: make([][]endpoint.Spec, len(w.List)), carried: carried[model]}
 		m.running[model] = r
 		for i, src := range w.List {
 			r.wg.Add(1)
@@ -93,9 +100,16 @@ func (m *Manager) Stop() { m.Sync(nil) }
 func (m *Manager) Set(model string) []endpoint.Spec {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.setLocked(model)
+}
+
+func (m *Manager) setLocked(model string) []endpoint.Spec {
 	r := m.running[model]
 	if r == nil {
 		return nil
+	}
+	if r.carried != nil {
+		return slices.Clone(r.carried)
 	}
 	var out []endpoint.Spec
 	for _, set := range r.sets {
@@ -130,6 +144,7 @@ func (s *sink) Update(set []endpoint.Spec) {
 		return
 	}
 	s.r.sets[s.i] = set
+	s.r.carried = nil
 	s.m.mu.Unlock()
 	s.m.metrics.updated(s.model, len(s.m.Set(s.model)))
 	s.m.log.Info("discovery: backend set changed", "model", s.model, "source", s.i, "backends", len(set))

@@ -62,6 +62,18 @@ func TestManagerMergesKeepsAndStops(t *testing.T) {
 	if m.running["m"] != before {
 		t.Fatal("an unchanged source was restarted")
 	}
+	// Changed sources: the old set stands until a new source reports.
+	hold := failing{reported: make(chan struct{})}
+	m.Sync(map[string]Sources{"m": {Key: "k2", List: []Source{hold}}})
+	<-hold.reported
+	if got := len(m.Set("m")); got != 2 {
+		t.Fatalf("changed sources emptied the set to %d before reporting", got)
+	}
+	m.Sync(map[string]Sources{"m": {Key: "k3", List: []Source{Static{a}}}})
+	for len(m.Set("m")) != 1 {
+		changed(t, m)
+	}
+
 	m.Sync(nil)
 	if m.Set("m") != nil {
 		t.Fatal("a stopped model keeps its set")
