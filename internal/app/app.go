@@ -134,6 +134,15 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	}
 	gw = gateway.New(built.Runtime, gwOpts)
 	a.gw = gw
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_backends_draining",
+		Help: "Backends removed from their pool (discovery, reload) with requests still running on them."},
+		func() float64 {
+			n := 0
+			for _, p := range gw.Runtime().Pools {
+				n += p.DrainingNow()
+			}
+			return float64(n)
+		}))
 	return a, nil
 }
 

@@ -133,6 +133,12 @@ func TestDiscoveredBackendRemovedWhileStreaming(t *testing.T) {
 	if code, body := chat(url, "m1"); code != 200 || !strings.Contains(body, `"b"`) {
 		t.Fatalf("after removal: %d %s", code, body)
 	}
+	if n := gaugeValue(t, a, "sluice_backends_draining"); n != 1 {
+		t.Errorf("sluice_backends_draining = %v while the held stream runs, want 1", n)
+	}
+	if st := adminStatus(t, a); !strings.Contains(st, `"draining": 1`) {
+		t.Errorf("/status does not show the draining backend: %s", st)
+	}
 	if f := backendOf(a, b.URL).RampFactor(); f >= 1 {
 		t.Errorf("b joined a running pool at full share (ramp %v), want a slow start", f)
 	}
@@ -142,6 +148,7 @@ func TestDiscoveredBackendRemovedWhileStreaming(t *testing.T) {
 	if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
 		t.Fatalf("stream cut by its backend's removal: %q", rest)
 	}
+	eventually(t, "the drain to end", func() bool { return gaugeValue(t, a, "sluice_backends_draining") == 0 })
 
 	kept := backendOf(a, b.URL)
 	writeTargets(t, targets, b.URL, c.URL)
@@ -204,6 +211,21 @@ func adminStatus(t *testing.T, a *App) string {
 		t.Fatalf("/status: %v: %s", err, rec.Body.String())
 	}
 	return rec.Body.String()
+}
+
+func gaugeValue(t *testing.T, a *App, name string) float64 {
+	t.Helper()
+	mfs, err := a.deps.Registry.(*prometheus.Registry).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
 }
 
 func counterValue(t *testing.T, a *App, name string) float64 {

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,10 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
 )
+
+// maxFileBytes bounds a targets file: thousands of targets fit in a
+// fraction of it; a larger file is a mistake, refused before it is read.
+const maxFileBytes = 4 << 20
 
 // fileDebounce coalesces the burst of events one save or one atomic
 // rename makes into one read.
@@ -84,9 +89,17 @@ func (f File) Run(ctx context.Context, sink Sink) {
 
 // read parses the file.
 func (f File) read() ([]endpoint.Spec, error) {
-	data, err := os.ReadFile(f.Path)
+	fh, err := os.Open(f.Path)
 	if err != nil {
 		return nil, fmt.Errorf("targets file: %w", err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("targets file: %w", err)
+	}
+	if len(data) > maxFileBytes {
+		return nil, fmt.Errorf("targets file %s: larger than %d bytes", f.Path, maxFileBytes)
 	}
 	set, err := ParseTargets(data, f.Template)
 	if err != nil {

@@ -160,3 +160,13 @@ func TestStaticReportsItsListOnce(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// A file past the bound is refused unread, and the last set stands.
+func TestFileSourceRefusesAnOversizedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "targets.yaml")
+	replace(t, path, "- targets: ['a:1']\n")
+	sink := runFile(t, path)
+	sink.next(t)
+	replace(t, path, "- targets: ['a:1']\n#"+strings.Repeat("x", maxFileBytes)+"\n")
+	sink.failure(t, "larger than")
+}

@@ -32,6 +32,18 @@ type Pool struct {
 	now        func() time.Time
 }
 
+// DrainingNow counts the pool's draining backends with requests still in
+// flight.
+func (p *Pool) DrainingNow() int {
+	n := 0
+	for _, b := range p.Draining {
+		if b.Inflight() > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // PoolParts are what a Pool is made of, built by internal/app.
 type PoolParts struct {
 	Model    *config.Model // name, fallbacks, backends' upstream models

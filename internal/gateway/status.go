@@ -122,6 +122,9 @@ type poolStatus struct {
 	Model    string          `json:"model"`
 	Policy   string          `json:"policy"`
 	Backends []backendStatus `json:"backends"`
+	// Draining counts backends that left the pool (discovery, reload)
+	// with requests still running on them.
+	Draining int `json:"draining"`
 	// Queue is the admission queue (absent when admission is off).
 	Queue *admission.Stats `json:"queue,omitempty"`
 }
@@ -134,7 +137,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}{}
 	for _, name := range rt.Models {
 		p := rt.Pools[name]
-		ps := poolStatus{Model: name, Policy: p.Policy}
+		ps := poolStatus{Model: name, Policy: p.Policy, Draining: p.DrainingNow()}
 		for _, b := range p.Backends {
 			spec := b.Spec()
 			ps.Backends = append(ps.Backends, backendStatus{
