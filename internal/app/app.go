@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/discovery"
 	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/health"
@@ -65,6 +66,14 @@ type App struct {
 	checkEnd    context.CancelFunc
 	checkWG     sync.WaitGroup
 
+	// disc runs the models' discovery sources (Run starts them, reloads
+	// sync them); drains are the removed backends still finishing.
+	disc   *discovery.Manager
+	drains drains
+	// discovering is set while Run runs the sources (guarded by
+	// reloadMu): a reload before Run starts none.
+	discovering bool
+
 	scrapeMu  sync.Mutex
 	scrapeCfg config.LoadMetrics
 	scrapeEnd context.CancelFunc
@@ -89,6 +98,8 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 		return nil, errWithPath(path, err)
 	}
 	deps.Cache, deps.CacheMetrics, deps.CacheMemo = resp.level, resp.metrics, resp.memo
+	disc := discovery.NewManager(reg, logger)
+	deps.Discovered = disc.Set
 	built, err := Build(cfg, deps, nil)
 	if err != nil {
 		resp.Close()
@@ -96,7 +107,8 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	}
 	built.Commit()
 	var gw *gateway.Gateway
-	a := &App{path: path, log: logger, deps: deps, resp: resp, built: built, connMetrics: netguard.NewConnMetrics(reg)}
+	a := &App{path: path, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg)}
+	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
 		WebhooksSigned: cfg.Queue.WebhookSecret != ""}
@@ -122,6 +134,15 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	}
 	gw = gateway.New(built.Runtime, gwOpts)
 	a.gw = gw
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_backends_draining",
+		Help: "Backends removed from their pool (discovery, reload) with requests still running on them."},
+		func() float64 {
+			n := 0
+			for _, p := range gw.Runtime().Pools {
+				n += p.DrainingNow()
+			}
+			return float64(n)
+		}))
 	return a, nil
 }
 
@@ -186,11 +207,10 @@ func (a *App) Reload() error {
 		return a.refuseReload(errWithPath(a.path, err))
 	}
 	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
-	prev := a.built
-	next.Commit()
-	a.gw.Swap(next.Runtime)
-	a.built = next
-	prev.Retire(next)
+	a.install(next)
+	if a.discovering {
+		a.disc.Sync(discoverySources(cfg))
+	}
 	a.syncChecker(cfg.Health.Active)
 	a.syncScraper(cfg)
 	a.applyServerLimits(cfg.Server)
@@ -241,6 +261,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		a.closeQueue()
 		a.stopChecker()
 		a.stopScraper()
+		a.stopDiscovery()
+		a.drains.cancel()
+		a.drains.wg.Wait()
 	}()
 
 	a.syncChecker(a.gw.Runtime().Config.Health.Active)
@@ -253,6 +276,9 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
+	a.startDiscovery()
+	wg.Add(1)
+	go func() { defer wg.Done(); a.runDiscovery(runCtx) }()
 
 	sc := a.gw.Runtime().Config.Server
 	guarded := a.guard(ln, sc)

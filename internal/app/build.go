@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,9 @@ type Deps struct {
 	Background *gateway.Background
 	Now        func() time.Time
 	Rand       routing.Rand
+	// Discovered is a model's backends found by its discovery sources
+	// (internal/discovery), added to the config's static ones; nil: none.
+	Discovered func(model string) []endpoint.Spec
 	// FailAt, when set, is asked at the start of each build stage
 	// (BuildStages) and fails the build with its error: the test seam that
 	// shows a failed reload changes nothing.
@@ -88,7 +92,8 @@ type model struct {
 	slo      config.SLO
 	picker   routing.Picker
 	backends []*endpoint.Backend
-	queue    *poolQueue // nil when admission is off
+	draining []*endpoint.Backend // prev's, gone from backends, still busy
+	queue    *poolQueue          // nil when admission is off
 }
 
 // build is a runtime in the making: what the stages have made so far.
@@ -155,7 +160,8 @@ func (b *build) assemble() *Built {
 		parts.Cache, parts.Memo, parts.CacheMetrics = b.deps.Cache, b.deps.CacheMemo, b.deps.CacheMetrics
 	}
 	for _, m := range b.models {
-		pp := gateway.PoolParts{Model: m.cfg, Policy: m.policy, SLO: m.slo, Picker: m.picker, Backends: m.backends, Now: b.deps.Now}
+		pp := gateway.PoolParts{Model: m.cfg, Policy: m.policy, SLO: m.slo, Picker: m.picker,
+			Backends: m.backends, Draining: b.draining(m), Now: b.deps.Now}
 		if m.queue != nil {
 			pp.Queue = m.queue.q
 		}
@@ -211,18 +217,74 @@ func (b *build) pools() error {
 		for j, bc := range mc.Backends {
 			spec := endpoint.Spec{URL: bc.URL, Weight: bc.Weight, MaxConcurrency: bc.MaxConcurrency,
 				APIKey: bc.APIKey, UpstreamModel: bc.UpstreamModel, PassClientAuth: bc.PassClientAuth}.Normalized()
-			be := reuse(b.prevRuntime(), mc.Name, spec)
-			if be == nil {
-				if be, err = endpoint.New(spec, hp); err != nil {
-					return fmt.Errorf("models[%d].backends[%d].url: %w", i, j, err)
+			if err := b.addBackend(m, spec, hp); err != nil {
+				return fmt.Errorf("models[%d].backends[%d].url: %w", i, j, err)
+			}
+		}
+		if b.deps.Discovered != nil {
+			for _, spec := range b.deps.Discovered(mc.Name) {
+				if err := b.addBackend(m, spec.Normalized(), hp); err != nil {
+					// A source checks its targets; one it let through is
+					// left out, not allowed to fail the whole build.
+					b.deps.Logger.Warn("discovery: backend left out", "model", mc.Name, "error", err.Error())
 				}
 			}
-			b.onShared(be, func() { be.SetHealthPolicy(hp) })
-			m.backends = append(m.backends, be)
 		}
 		b.models = append(b.models, m)
 	}
 	return nil
+}
+
+// addBackend adds spec's backend to m: prev's, when it serves the model
+// with the same spec (its state carries over), else a new one, which
+// slow-starts when it joins a pool that was already serving (serving). A spec
+// already in m (static and discovered alike) is added once.
+func (b *build) addBackend(m *model, spec endpoint.Spec, hp endpoint.HealthPolicy) error {
+	for _, x := range m.backends {
+		if x.Spec().Key() == spec.Key() {
+			return nil
+		}
+	}
+	be := reuse(b.prevRuntime(), m.cfg.Name, spec)
+	if be == nil {
+		var err error
+		if be, err = endpoint.New(spec, hp); err != nil {
+			return err
+		}
+		if b.serving(m.cfg.Name) {
+			be.SlowStart(config.SlowStartFor(m.cfg), b.deps.Now)
+		}
+	}
+	b.onShared(be, func() { be.SetHealthPolicy(hp) })
+	m.backends = append(m.backends, be)
+	return nil
+}
+
+// serving reports whether the running runtime has backends for model: a
+// backend joining such a pool slow-starts; the first ones of a pool
+// (at start, or found by discovery into an empty pool) have nobody to
+// share with and start at full share, as Envoy's slow start skips a
+// cluster's first hosts.
+func (b *build) serving(model string) bool {
+	rt := b.prevRuntime()
+	return rt != nil && rt.Pools[model] != nil && len(rt.Pools[model].Backends) > 0
+}
+
+// draining are the backends of m's running pool (or still draining out of
+// it) that m no longer has and that still have requests in flight.
+func (b *build) draining(m *model) []*endpoint.Backend {
+	rt := b.prevRuntime()
+	if rt == nil || rt.Pools[m.cfg.Name] == nil {
+		return nil
+	}
+	p := rt.Pools[m.cfg.Name]
+	var out []*endpoint.Backend
+	for _, be := range append(slices.Clone(p.Backends), p.Draining...) {
+		if be.Inflight() > 0 && !slices.Contains(m.backends, be) {
+			out = append(out, be)
+		}
+	}
+	return out
 }
 
 // forward makes the forwarder: the upstream transport, timeouts, retries

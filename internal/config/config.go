@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -156,6 +157,38 @@ type Model struct {
 	// keeps admission's.
 	MaxWait      Duration `yaml:"max_wait"`
 	MaxWaitBatch Duration `yaml:"max_wait_batch"`
+	// Discovery adds backends found while running (internal/discovery)
+	// to the static ones in Backends; either may be empty, not both.
+	Discovery []Discovery `yaml:"discovery"`
+	// SlowStart is the window over which a backend that joins a running
+	// pool (found by discovery, or added by a reload) ramps its weight and
+	// concurrency limit from a tenth to full, so a cold server is not
+	// flooded (nginx slow_start, Envoy slow_start_window). Unset: 30s
+	// (SlowStartFor); 0 turns it off.
+	SlowStart *Duration `yaml:"slow_start"`
+}
+
+// Discovery is one source of a model's backends. Type picks it:
+// "file" (Path: a JSON or YAML list of target groups, watched) or "dns"
+// (Name resolved as Record A — A and AAAA, on Port — or SRV; re-resolved
+// at the answer's TTL within MinInterval and MaxInterval, defaults 1s
+// and 60s; Server "" = the first resolver of /etc/resolv.conf). The
+// backend fields are the template every target found gets.
+type Discovery struct {
+	Type        string   `yaml:"type"`
+	Path        string   `yaml:"path"`
+	Name        string   `yaml:"name"`
+	Record      string   `yaml:"record"`
+	Port        int      `yaml:"port"`
+	Server      string   `yaml:"server"`
+	MinInterval Duration `yaml:"min_interval"`
+	MaxInterval Duration `yaml:"max_interval"`
+	// Scheme of targets given as host:port; default http.
+	Scheme         string `yaml:"scheme"`
+	Weight         int    `yaml:"weight"`
+	MaxConcurrency int    `yaml:"max_concurrency"`
+	APIKey         string `yaml:"api_key"`
+	UpstreamModel  string `yaml:"upstream_model"`
 }
 
 // Backend is one upstream server of a model's pool.
@@ -386,8 +419,14 @@ func (c *Config) validateModels(bad badFunc, policyOK PolicyCheck) {
 				bad(key+".policy", "%v", err)
 			}
 		}
-		if len(m.Backends) == 0 {
-			bad(key+".backends", "at least one backend is required")
+		if len(m.Backends) == 0 && len(m.Discovery) == 0 {
+			bad(key+".backends", "at least one backend (or a discovery source) is required")
+		}
+		if m.SlowStart != nil && *m.SlowStart < 0 {
+			bad(key+".slow_start", "must be 0 (off) or a positive duration")
+		}
+		for j, d := range m.Discovery {
+			d.validate(bad, fmt.Sprintf("%s.discovery[%d]", key, j))
 		}
 		if m.MaxWait < 0 {
 			bad(key+".max_wait", "must be 0 (admission.max_wait) or a positive duration")
@@ -420,6 +459,86 @@ func (b Backend) validate(bad badFunc, key string) {
 	}
 	if b.PassClientAuth && b.APIKey != "" {
 		bad(key+".pass_client_auth", "cannot be combined with api_key (which credentials would the backend get?)")
+	}
+}
+
+// DefaultSlowStart is a model's slow_start when unset.
+const DefaultSlowStart = 30 * time.Second
+
+// SlowStartFor is m's slow-start window: slow_start, or DefaultSlowStart
+// when unset; 0 is off.
+func SlowStartFor(m *Model) time.Duration {
+	if m.SlowStart == nil {
+		return DefaultSlowStart
+	}
+	return m.SlowStart.D()
+}
+
+func (d Discovery) validate(bad badFunc, key string) {
+	switch d.Type {
+	case "file":
+		if d.Path == "" {
+			bad(key+".path", "must name the targets file")
+		}
+	case "dns":
+		d.validateDNS(bad, key)
+	default:
+		bad(key+".type", "must be file or dns, got %q", d.Type)
+	}
+	if d.Scheme != "" && d.Scheme != "http" && d.Scheme != "https" {
+		bad(key+".scheme", "must be http or https, got %q", d.Scheme)
+	}
+	if d.Weight < 0 {
+		bad(key+".weight", "must be >= 0")
+	}
+	if d.MaxConcurrency < 0 {
+		bad(key+".max_concurrency", "must be >= 0")
+	}
+}
+
+// DNS discovery's re-resolution bounds when unset.
+const (
+	DefaultDNSMinInterval = time.Second
+	DefaultDNSMaxInterval = time.Minute
+)
+
+// DNSIntervals are d's re-resolution bounds, defaults applied.
+func (d Discovery) DNSIntervals() (lo, hi time.Duration) {
+	lo, hi = d.MinInterval.D(), d.MaxInterval.D()
+	if lo == 0 {
+		lo = DefaultDNSMinInterval
+	}
+	if hi == 0 {
+		hi = max(DefaultDNSMaxInterval, lo)
+	}
+	return lo, hi
+}
+
+func (d Discovery) validateDNS(bad badFunc, key string) {
+	if d.Name == "" {
+		bad(key+".name", "must name the DNS name to resolve")
+	}
+	switch strings.ToUpper(d.Record) {
+	case "", "A":
+		if d.Port < 1 || d.Port > 65535 {
+			bad(key+".port", "must be the backends' port (1-65535) for A/AAAA records")
+		}
+	case "SRV":
+		if d.Port != 0 {
+			bad(key+".port", "must be unset for SRV records (they carry the port)")
+		}
+	default:
+		bad(key+".record", "must be A (A and AAAA) or SRV, got %q", d.Record)
+	}
+	if d.Server != "" {
+		if _, _, err := net.SplitHostPort(d.Server); err != nil {
+			bad(key+".server", "must be host:port, got %q", d.Server)
+		}
+	}
+	if d.MinInterval < 0 || d.MaxInterval < 0 {
+		bad(key+".min_interval", "intervals must be positive durations")
+	} else if lo, hi := d.DNSIntervals(); hi < lo {
+		bad(key+".max_interval", "must be at least min_interval")
 	}
 }
 

@@ -90,6 +90,7 @@ type Backend struct {
 	load     atomic.Pointer[Load] // last scraped telemetry; nil until the first scrape
 	brk      atomic.Pointer[breaker.Breaker]
 	limiter  atomic.Pointer[limiterBox]
+	life     lifecycle
 
 	mu         sync.Mutex
 	policy     HealthPolicy
@@ -121,7 +122,9 @@ func New(spec Spec, policy HealthPolicy) (*Backend, error) {
 		return nil, fmt.Errorf("backend url %q: missing host", spec.URL)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
-	return &Backend{spec: spec.Normalized(), target: u, name: u.Host + u.Path, policy: policy}, nil
+	b := &Backend{spec: spec.Normalized(), target: u, name: u.Host + u.Path, policy: policy}
+	b.life.init()
+	return b, nil
 }
 
 // Normalized is the spec as a Backend keeps it (Spec): an unset weight is
@@ -143,7 +146,8 @@ func (b *Backend) Spec() Spec { return b.spec }
 func (b *Backend) Target() *url.URL { return b.target }
 
 // Weight is the configured relative weight (>= 1).
-func (b *Backend) Weight() int { return b.spec.Weight }
+// During slow start it is ramped (RampFactor).
+func (b *Backend) Weight() int { return b.ramped(b.spec.Weight) }
 
 // Inflight is the number of requests this gateway has outstanding on it.
 func (b *Backend) Inflight() int64 { return b.inflight.Load() }
@@ -190,10 +194,10 @@ func (b *Backend) Limiter() admission.Limiter {
 // max_concurrency when set, else the adaptive limit; 0 means unlimited.
 func (b *Backend) Limit() int {
 	if b.spec.MaxConcurrency > 0 {
-		return b.spec.MaxConcurrency
+		return b.ramped(b.spec.MaxConcurrency)
 	}
 	if box := b.limiter.Load(); box != nil {
-		return box.l.Limit()
+		return b.ramped(box.l.Limit())
 	}
 	return 0
 }

@@ -14,7 +14,9 @@ import (
 const unlimited = 1 << 30
 
 // Capacity is how many requests the pool may have in flight: the sum of its
-// usable backends' concurrency limits (static, or adaptive). Read by the
+// usable backends' concurrency limits (static, or adaptive), and the
+// requests still running on backends draining out of it (they hold
+// tickets, and must not shrink the room of the backends that stay). Read by the
 // queue under its lock, so it only loads atomics and takes no other lock
 // than each backend's state mutex.
 func (p *Pool) Capacity() int {
@@ -29,6 +31,9 @@ func (p *Pool) Capacity() int {
 			return unlimited
 		}
 		total += l
+	}
+	for _, b := range p.Draining {
+		total += int(b.Inflight())
 	}
 	return total
 }

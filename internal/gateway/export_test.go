@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/routing"
 )
@@ -25,6 +26,7 @@ type Deps struct {
 	Background   *Background
 	Now          func() time.Time
 	Rand         routing.Rand
+	Discovered   func(model string) []endpoint.Spec
 	FailAt       func(stage string) error
 }
 

@@ -17,6 +17,10 @@ type Pool struct {
 	Model    string
 	Policy   string
 	Backends []*endpoint.Backend
+	// Draining are backends that left the pool with requests still in
+	// flight: routed to no more, but those requests hold the queue's
+	// tickets, so they count in its capacity until they end.
+	Draining []*endpoint.Backend
 	// Fallbacks are the models that serve when this pool cannot.
 	Fallbacks []string
 	// SLO is the model's time-to-first-token objective per class.
@@ -28,6 +32,18 @@ type Pool struct {
 	now        func() time.Time
 }
 
+// DrainingNow counts the pool's draining backends with requests still in
+// flight.
+func (p *Pool) DrainingNow() int {
+	n := 0
+	for _, b := range p.Draining {
+		if b.Inflight() > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // PoolParts are what a Pool is made of, built by internal/app.
 type PoolParts struct {
 	Model    *config.Model // name, fallbacks, backends' upstream models
@@ -35,6 +51,7 @@ type PoolParts struct {
 	SLO      config.SLO
 	Picker   routing.Picker
 	Backends []*endpoint.Backend
+	Draining []*endpoint.Backend // see Pool.Draining
 	// Queue is the model's fair queue (nil: admission off); it measures
 	// capacity on this pool (Capacity).
 	Queue *admission.Queue
@@ -43,7 +60,7 @@ type PoolParts struct {
 
 // NewPool makes the pool of one model.
 func NewPool(p PoolParts) *Pool {
-	return &Pool{Model: p.Model.Name, Policy: p.Policy, Fallbacks: p.Model.Fallbacks, SLO: p.SLO, Backends: p.Backends,
+	return &Pool{Model: p.Model.Name, Policy: p.Policy, Fallbacks: p.Model.Fallbacks, SLO: p.SLO, Backends: p.Backends, Draining: p.Draining,
 		cacheModel: cacheModel(p.Model.Name, p.Model.Backends), picker: p.Picker, queue: p.Queue, now: p.Now}
 }
 

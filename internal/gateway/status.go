@@ -113,12 +113,18 @@ type backendStatus struct {
 	// Limit is the concurrency limit in force: max_concurrency, or the
 	// adaptive limit; 0 = unlimited.
 	Limit int `json:"limit"`
+	// SlowStart is the share of its weight and limit the backend gets
+	// now: below 1 while it ramps up after joining a running pool.
+	SlowStart float64 `json:"slow_start"`
 }
 
 type poolStatus struct {
 	Model    string          `json:"model"`
 	Policy   string          `json:"policy"`
 	Backends []backendStatus `json:"backends"`
+	// Draining counts backends that left the pool (discovery, reload)
+	// with requests still running on them.
+	Draining int `json:"draining"`
 	// Queue is the admission queue (absent when admission is off).
 	Queue *admission.Stats `json:"queue,omitempty"`
 }
@@ -131,7 +137,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}{}
 	for _, name := range rt.Models {
 		p := rt.Pools[name]
-		ps := poolStatus{Model: name, Policy: p.Policy}
+		ps := poolStatus{Model: name, Policy: p.Policy, Draining: p.DrainingNow()}
 		for _, b := range p.Backends {
 			spec := b.Spec()
 			ps.Backends = append(ps.Backends, backendStatus{
@@ -139,6 +145,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 				OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
 				EWMALatencyMS: float64(b.Latency(now).Microseconds()) / 1000,
 				Weight:        b.Weight(), MaxConcurrency: spec.MaxConcurrency, Limit: b.Limit(),
+				SlowStart: b.RampFactor(),
 			})
 		}
 		if p.queue != nil {
@@ -159,7 +166,7 @@ func (g *Gateway) backendSamples() []telemetry.BackendSample {
 			out = append(out, telemetry.BackendSample{
 				Model: name, Backend: b.Name(), State: b.State(now).String(),
 				Inflight: b.Inflight(), OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
-				LatencySeconds: b.Latency(now).Seconds(),
+				LatencySeconds: b.Latency(now).Seconds(), SlowStart: b.RampFactor(),
 			})
 		}
 	}

@@ -32,6 +32,9 @@ var (
 	// event whose data is neither a JSON object nor [DONE], or a stream
 	// that ended without [DONE]. It counts as a backend failure.
 	ErrBadAnswer = errors.New("backend sent a malformed answer")
+	// ErrBackendRetired: the backend left its pool (discovery, reload)
+	// and its drain (shutdown_grace) ended with this attempt still running.
+	ErrBackendRetired = errors.New("backend removed from its pool")
 	// ErrRetryBudget: the request would have been retried but the retry
 	// budget is spent; wraps the error of the last attempt.
 	ErrRetryBudget = errors.New("retry budget exhausted")

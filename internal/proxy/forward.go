@@ -264,6 +264,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		res.Backend = b
 
 		actx, cancel := context.WithCancelCause(ctx)
+		endWithBackend(actx, b, cancel)
 		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, cancel)
 		resp, err := f.opt.Transport.RoundTrip(f.outbound(actx, b, in))
 		// The backend's own latency, from this attempt's start: earlier
@@ -476,4 +477,11 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 func drain(body io.ReadCloser) {
 	io.Copy(io.Discard, io.LimitReader(body, 64<<10))
 	body.Close()
+}
+
+// endWithBackend cancels an attempt's context when its backend is retired
+// (its drain ended); the hook is freed when the attempt ends first.
+func endWithBackend(actx context.Context, b *endpoint.Backend, cancel context.CancelCauseFunc) {
+	stop := context.AfterFunc(b.Context(), func() { cancel(ErrBackendRetired) })
+	context.AfterFunc(actx, func() { stop() })
 }

@@ -305,6 +305,7 @@ func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, t
 	h.c = call{b: b, done: done, work: in.Work, waiting: true}
 	b.AddWork(h.c.work)
 	b.StartWaiting(now)
+	endWithBackend(h.actx, b, h.cancel)
 	h.wd = startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, h.cancel)
 	return h, HedgeNone
 }

@@ -74,6 +74,9 @@ type BackendSample struct {
 	OutstandingTokens     int64
 	Requests, Failures    uint64
 	LatencySeconds        float64
+	// SlowStart is the share of its weight and limit the backend gets
+	// (1 unless it is ramping up after joining a running pool).
+	SlowStart float64
 }
 
 // BackendCollector reports backend state read at scrape time, so the hot
@@ -87,6 +90,7 @@ type BackendCollector struct {
 	requests *prometheus.Desc
 	failures *prometheus.Desc
 	latency  *prometheus.Desc
+	ramp     *prometheus.Desc
 }
 
 // NewBackendCollector builds a collector over snapshot.
@@ -100,6 +104,7 @@ func NewBackendCollector(snapshot func() []BackendSample) *BackendCollector {
 		requests: prometheus.NewDesc("sluice_backend_requests_total", "Upstream attempts sent to the backend.", l, nil),
 		failures: prometheus.NewDesc("sluice_backend_failures_total", "Upstream attempts that failed (connect, 5xx, broken stream).", l, nil),
 		latency:  prometheus.NewDesc("sluice_backend_latency_ewma_seconds", "Peak-EWMA time to first byte.", l, nil),
+		ramp:     prometheus.NewDesc("sluice_backend_slow_start_ratio", "Share of its weight and concurrency limit the backend gets: below 1 while it ramps up after joining a running pool (slow_start).", l, nil),
 	}
 }
 
@@ -111,6 +116,7 @@ func (c *BackendCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.requests
 	ch <- c.failures
 	ch <- c.latency
+	ch <- c.ramp
 }
 
 // Collect implements prometheus.Collector.
@@ -128,5 +134,6 @@ func (c *BackendCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(s.Requests), s.Model, s.Backend)
 		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(s.Failures), s.Model, s.Backend)
 		ch <- prometheus.MustNewConstMetric(c.latency, prometheus.GaugeValue, s.LatencySeconds, s.Model, s.Backend)
+		ch <- prometheus.MustNewConstMetric(c.ramp, prometheus.GaugeValue, s.SlowStart, s.Model, s.Backend)
 	}
 }

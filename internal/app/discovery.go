@@ -1,0 +1,146 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/discovery"
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// drainPoll is how often a drain looks whether its backend's last request
+// ended; it bounds how long idle connections outlive that.
+const drainPoll = 100 * time.Millisecond
+
+// discoverySources are cfg's discovery sources, by model.
+func discoverySources(cfg *config.Config) map[string]discovery.Sources {
+	out := map[string]discovery.Sources{}
+	for i := range cfg.Models {
+		m := &cfg.Models[i]
+		if len(m.Discovery) == 0 {
+			continue
+		}
+		srcs := discovery.Sources{Key: fmt.Sprintf("%+v", m.Discovery)}
+		for _, d := range m.Discovery {
+			tmpl := discovery.Template{Scheme: d.Scheme, Spec: endpoint.Spec{
+				Weight: d.Weight, MaxConcurrency: d.MaxConcurrency, APIKey: d.APIKey, UpstreamModel: d.UpstreamModel}}
+			switch d.Type {
+			case "file":
+				srcs.List = append(srcs.List, discovery.File{Path: d.Path, Template: tmpl})
+			case "dns":
+				lo, hi := d.DNSIntervals()
+				srcs.List = append(srcs.List, discovery.DNS{Name: d.Name, Record: d.Record, Port: d.Port,
+					Server: d.Server, MinInterval: lo, MaxInterval: hi, Template: tmpl})
+			}
+		}
+		out[m.Name] = srcs
+	}
+	return out
+}
+
+// startDiscovery starts the running config's discovery sources.
+func (a *App) startDiscovery() {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	a.discovering = true
+	a.disc.Sync(discoverySources(a.gw.Runtime().Config))
+}
+
+// stopDiscovery stops every source and waits for them.
+func (a *App) stopDiscovery() {
+	a.reloadMu.Lock()
+	a.discovering = false
+	a.reloadMu.Unlock()
+	a.disc.Stop()
+}
+
+// runDiscovery rebuilds the runtime each time a discovery source reports
+// a new set, until ctx ends.
+func (a *App) runDiscovery(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.disc.Changed():
+			a.rediscover()
+		}
+	}
+}
+
+// rediscover rebuilds the running config's runtime with the sets the
+// sources know now, as a reload does: built aside, committed, swapped.
+// A build that fails keeps the running runtime.
+func (a *App) rediscover() {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	cfg := a.gw.Runtime().Config
+	next, err := Build(cfg, a.deps, a.built)
+	if err != nil {
+		a.log.Error("discovery: rebuilding the pools failed; keeping the running ones", "error", err.Error())
+		return
+	}
+	a.install(next)
+	a.log.Info("discovery: pools rebuilt", "backends", len(next.Runtime.Backends()))
+}
+
+// install commits next and swaps it in for a.built; backends that left
+// drain. Called with reloadMu held.
+func (a *App) install(next *Built) {
+	prev := a.built
+	next.Commit()
+	a.gw.Swap(next.Runtime)
+	a.built = next
+	prev.Retire(next)
+	for _, be := range prev.Runtime.Backends() {
+		if !owns(next.Runtime, be) {
+			a.drain(be, next.Runtime.Config.ShutdownGrace.D())
+		}
+	}
+}
+
+// drains are the backends leaving, each until its last request ended or
+// the grace passed.
+type drains struct {
+	ctx    context.Context // ended by Run's end: drains cut at once
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// drain lets the requests still running on be (which no runtime routes to
+// any more) finish within grace, then cuts those left (Retire) and closes
+// idle upstream connections, its among them.
+func (a *App) drain(be *endpoint.Backend, grace time.Duration) {
+	a.drains.wg.Add(1)
+	go func() {
+		defer a.drains.wg.Done()
+		if !a.waitIdle(be, grace) {
+			a.log.Warn("drain: grace over; cutting the requests left on a removed backend",
+				"backend", be.Name(), "inflight", be.Inflight())
+		}
+		be.Retire()
+		a.deps.Transport.CloseIdle()
+		a.log.Info("drain: removed backend drained", "backend", be.Name())
+	}()
+}
+
+// waitIdle waits until be has no request in flight (true), or until grace
+// passes or the app stops (false).
+func (a *App) waitIdle(be *endpoint.Backend, grace time.Duration) bool {
+	end := time.NewTimer(grace)
+	defer end.Stop()
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for be.Inflight() > 0 {
+		select {
+		case <-tick.C:
+		case <-end.C:
+			return false
+		case <-a.drains.ctx.Done():
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,246 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// heldStream is a backend that sends one event, then holds the stream
+// open until release is closed.
+func heldStream(t *testing.T) (srv *httptest.Server, release chan struct{}) {
+	release = make(chan struct{})
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"part\":1}\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+			io.WriteString(w, "data: {\"part\":2}\n\ndata: [DONE]\n\n")
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, release
+}
+
+// writeTargets replaces the targets file by rename, as a deploy tool would.
+func writeTargets(t *testing.T, path string, urls ...string) {
+	t.Helper()
+	q := make([]string, len(urls))
+	for i, u := range urls {
+		q[i] = fmt.Sprintf("%q", u)
+	}
+	writeAtomic(t, path, `[{"targets": [`+strings.Join(q, ", ")+`]}]`)
+}
+
+func writeAtomic(t *testing.T, path, src string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startDiscoveryApp serves model m1 from the targets file only.
+func startDiscoveryApp(t *testing.T, targets, grace string) (a *App, url string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nshutdown_grace: " + grace + "\n" +
+		"models:\n  - name: m1\n    policy: round_robin\n    discovery:\n      - type: file\n        path: " + targets + "\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a = newApp(t, path)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- a.Run(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return a, "http://" + ln.Addr().String()
+}
+
+// poolURLs are m1's backends in the runtime serving now.
+func poolURLs(a *App) []string {
+	var out []string
+	for _, be := range a.gw.Runtime().Pools["m1"].Backends {
+		out = append(out, be.Spec().URL)
+	}
+	return out
+}
+
+func samePool(a *App, urls ...string) func() bool {
+	return func() bool { return strings.Join(poolURLs(a), ",") == strings.Join(urls, ",") }
+}
+
+func backendOf(a *App, url string) *endpoint.Backend {
+	for _, be := range a.gw.Runtime().Pools["m1"].Backends {
+		if be.Spec().URL == url {
+			return be
+		}
+	}
+	return nil
+}
+
+// A stream in flight on a backend the targets file drops runs to its end;
+// new requests go to the backends listed now; a backend that stays keeps
+// its state; a new one slow-starts; an invalid file keeps the last set.
+func TestDiscoveredBackendRemovedWhileStreaming(t *testing.T) {
+	held, release := heldStream(t)
+	b, c := backend(t, "b"), backend(t, "c")
+	targets := filepath.Join(t.TempDir(), "targets.json")
+	writeTargets(t, targets, held.URL)
+	a, url := startDiscoveryApp(t, targets, "30s")
+	eventually(t, "the held backend discovered", samePool(a, held.URL))
+
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m1","stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	if line, _ := rd.ReadString('\n'); line != "data: {\"part\":1}\n" {
+		t.Fatalf("first event %q", line)
+	}
+
+	writeTargets(t, targets, b.URL)
+	eventually(t, "the pool to be b only", samePool(a, b.URL))
+	if code, body := chat(url, "m1"); code != 200 || !strings.Contains(body, `"b"`) {
+		t.Fatalf("after removal: %d %s", code, body)
+	}
+	if n := gaugeValue(t, a, "sluice_backends_draining"); n != 1 {
+		t.Errorf("sluice_backends_draining = %v while the held stream runs, want 1", n)
+	}
+	if st := adminStatus(t, a); !strings.Contains(st, `"draining": 1`) {
+		t.Errorf("/status does not show the draining backend: %s", st)
+	}
+	if f := backendOf(a, b.URL).RampFactor(); f >= 1 {
+		t.Errorf("b joined a running pool at full share (ramp %v), want a slow start", f)
+	}
+
+	close(release)
+	rest, _ := io.ReadAll(rd)
+	if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Fatalf("stream cut by its backend's removal: %q", rest)
+	}
+	eventually(t, "the drain to end", func() bool { return gaugeValue(t, a, "sluice_backends_draining") == 0 })
+
+	kept := backendOf(a, b.URL)
+	writeTargets(t, targets, b.URL, c.URL)
+	eventually(t, "c to join", samePool(a, b.URL, c.URL))
+	if backendOf(a, b.URL) != kept {
+		t.Error("b, listed again, was rebuilt: its health, breaker and latency state are lost")
+	}
+
+	// An invalid file: the last set stands, a failure is counted.
+	writeAtomic(t, targets, `[{"targets": ["no-port"]}]`)
+	eventually(t, "the failure counted", func() bool {
+		return counterValue(t, a, "sluice_discovery_failures_total") >= 1
+	})
+	if !samePool(a, b.URL, c.URL)() {
+		t.Fatalf("an invalid targets file changed the pool: %v", poolURLs(a))
+	}
+	st := adminStatus(t, a)
+	if !strings.Contains(st, `"slow_start"`) {
+		t.Errorf("/status shows no slow_start: %s", st)
+	}
+}
+
+// A stream that outlives shutdown_grace on a removed backend is cut, and
+// the drain ends.
+func TestRemovedBackendDrainCutsAfterGrace(t *testing.T) {
+	held, _ := heldStream(t)
+	b := backend(t, "b")
+	targets := filepath.Join(t.TempDir(), "targets.yaml")
+	writeTargets(t, targets, held.URL)
+	a, url := startDiscoveryApp(t, targets, "300ms")
+	eventually(t, "the held backend discovered", samePool(a, held.URL))
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m1","stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	if line, _ := rd.ReadString('\n'); line != "data: {\"part\":1}\n" {
+		t.Fatalf("first event %q", line)
+	}
+	gone := a.gw.Runtime().Pools["m1"].Backends[0]
+	writeTargets(t, targets, b.URL)
+	// The stream ends (cut) without the backend ever finishing it.
+	rest, _ := io.ReadAll(rd)
+	if strings.Contains(string(rest), "[DONE]") {
+		t.Fatalf("the held stream finished: %q", rest)
+	}
+	eventually(t, "the removed backend's requests to end", func() bool { return gone.Inflight() == 0 })
+	if gone.Context().Err() == nil {
+		t.Fatal("the removed backend was not retired")
+	}
+}
+
+func adminStatus(t *testing.T, a *App) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	a.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+	var v any
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+		t.Fatalf("/status: %v: %s", err, rec.Body.String())
+	}
+	return rec.Body.String()
+}
+
+func gaugeValue(t *testing.T, a *App, name string) float64 {
+	t.Helper()
+	mfs, err := a.deps.Registry.(*prometheus.Registry).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
+}
+
+func counterValue(t *testing.T, a *App, name string) float64 {
+	t.Helper()
+	mfs, err := a.deps.Registry.(*prometheus.Registry).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}

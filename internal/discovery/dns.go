@@ -1,0 +1,195 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// dnsTimeout bounds one query (and its TCP retry when truncated).
+const dnsTimeout = 5 * time.Second
+
+// dnsFloor is the shortest wait between queries whatever the bounds say
+// (a zero MinInterval must not become a query loop).
+const dnsFloor = 100 * time.Millisecond
+
+// ErrNoRecords: the name resolved to nothing usable (NXDOMAIN, no
+// answer). It is a failure like any other: the last set stands.
+var ErrNoRecords = errors.New("no records")
+
+// DNS resolves a name to backends and re-resolves it when the answer's TTL
+// runs out, clamped to [MinInterval, MaxInterval] (a TTL of 0 must not
+// become a query loop, a day-long TTL must not hide a change for a day).
+// Record "SRV": each target of the lowest priority present (RFC 2782:
+// higher ones are for when those are gone, which here is a new answer),
+// with its port and its weight (0 counts as 1); the URL names the target
+// host, which the upstream transport resolves. Record "A" (the default):
+// the name's A and AAAA addresses, on Port. The name is queried as written
+// (fully qualified; no search domains). A failed query, or an empty
+// answer, is a failure and is retried at MinInterval; the last set stands.
+type DNS struct {
+	Name        string
+	Record      string // "A" (A and AAAA) or "SRV"
+	Port        int    // for A records
+	Server      string // host:port of the resolver; "" = the first of /etc/resolv.conf
+	MinInterval time.Duration
+	MaxInterval time.Duration
+	Template    Template
+	// After is time.After, injectable: the tests drive re-resolution.
+	After func(time.Duration) <-chan time.Time
+}
+
+// Run resolves now, then again at every TTL, until ctx ends.
+func (d DNS) Run(ctx context.Context, sink Sink) {
+	after := d.After
+	if after == nil {
+		after = time.After
+	}
+	var last []endpoint.Spec
+	for {
+		set, ttl, err := d.resolve(ctx)
+		wait := min(max(ttl, d.MinInterval), d.MaxInterval)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			sink.Fail(fmt.Errorf("dns %s %s: %w", d.record(), d.Name, err))
+			wait = d.MinInterval
+		case last == nil || !slices.Equal(set, last):
+			last = set
+			sink.Update(slices.Clone(set))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-after(max(wait, dnsFloor)):
+		}
+	}
+}
+
+func (d DNS) record() string {
+	if d.Record == "" {
+		return "A"
+	}
+	return strings.ToUpper(d.Record)
+}
+
+// resolve is the set the name gives now, sorted, and the answer's
+// smallest TTL.
+func (d DNS) resolve(ctx context.Context) ([]endpoint.Spec, time.Duration, error) {
+	server, err := d.server()
+	if err != nil {
+		return nil, 0, err
+	}
+	var rrs []dns.RR
+	types := []uint16{dns.TypeA, dns.TypeAAAA}
+	if d.record() == "SRV" {
+		types = []uint16{dns.TypeSRV}
+	}
+	for _, t := range types {
+		ans, err := query(ctx, server, dns.Fqdn(d.Name), t)
+		if err != nil {
+			return nil, 0, err
+		}
+		rrs = append(rrs, ans...)
+	}
+	set, ttl := d.specs(rrs)
+	if len(set) == 0 {
+		return nil, 0, ErrNoRecords
+	}
+	slices.SortFunc(set, func(a, b endpoint.Spec) int { return strings.Compare(a.URL, b.URL) })
+	return set, ttl, nil
+}
+
+// specs turns answer records into backends: SRV targets of the lowest
+// priority, or A/AAAA addresses.
+func (d DNS) specs(rrs []dns.RR) ([]endpoint.Spec, time.Duration) {
+	scheme := d.Template.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	lowest := uint16(1<<16 - 1)
+	for _, rr := range rrs {
+		if srv, ok := rr.(*dns.SRV); ok {
+			lowest = min(lowest, srv.Priority)
+		}
+	}
+	var out []endpoint.Spec
+	ttl := time.Duration(-1)
+	for _, rr := range rrs {
+		spec := d.Template.Spec
+		var host string
+		port := d.Port
+		switch r := rr.(type) {
+		case *dns.A:
+			host = r.A.String()
+		case *dns.AAAA:
+			host = r.AAAA.String()
+		case *dns.SRV:
+			if r.Priority != lowest || r.Target == "." {
+				continue
+			}
+			host, port = strings.TrimSuffix(r.Target, "."), int(r.Port)
+			spec.Weight = max(1, int(r.Weight))
+		default: // a CNAME on the way: its TTL still bounds the answer
+		}
+		if t := time.Duration(rr.Header().Ttl) * time.Second; ttl < 0 || t < ttl {
+			ttl = t
+		}
+		if host == "" || port <= 0 {
+			continue
+		}
+		spec.URL = scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port))
+		if !slices.ContainsFunc(out, func(s endpoint.Spec) bool { return s.URL == spec.URL }) {
+			out = append(out, spec.Normalized())
+		}
+	}
+	return out, max(ttl, 0)
+}
+
+func (d DNS) server() (string, error) {
+	if d.Server != "" {
+		return d.Server, nil
+	}
+	cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+	if err != nil {
+		return "", fmt.Errorf("no resolver: %w", err)
+	}
+	if len(cc.Servers) == 0 {
+		return "", errors.New("no resolver in /etc/resolv.conf")
+	}
+	return net.JoinHostPort(cc.Servers[0], cc.Port), nil
+}
+
+// query asks server for name's records of type t over UDP, again over TCP
+// when the answer was truncated.
+func query(ctx context.Context, server, name string, t uint16) ([]dns.RR, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, t)
+	m.RecursionDesired = true
+	ctx, cancel := context.WithTimeout(ctx, dnsTimeout)
+	defer cancel()
+	in, _, err := (&dns.Client{Net: "udp"}).ExchangeContext(ctx, m, server)
+	if err == nil && in.Truncated {
+		in, _, err = (&dns.Client{Net: "tcp"}).ExchangeContext(ctx, m, server)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch in.Rcode {
+	case dns.RcodeSuccess, dns.RcodeNameError:
+		// NXDOMAIN for one type (or both) is an empty answer; the caller
+		// decides whether the whole answer is.
+		return in.Answer, nil
+	}
+	return nil, fmt.Errorf("server %s answered %s", server, dns.RcodeToString[in.Rcode])
+}

@@ -1,0 +1,177 @@
+package discovery
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// zone is an in-process DNS server on loopback (UDP) answering from
+// records the test changes.
+type zone struct {
+	addr string
+	mu   sync.Mutex
+	rrs  map[uint16][]string // by type, in zone-file syntax
+	fail bool                // answer SERVFAIL
+}
+
+func newZone(t *testing.T) *zone {
+	z := &zone{rrs: map[uint16][]string{}}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	z.addr = pc.LocalAddr().String()
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(z.serve), NotifyStartedFunc: func() { close(started) }}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { srv.Shutdown(); <-done })
+	return z
+}
+
+func (z *zone) set(t *testing.T, typ uint16, rrs ...string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.rrs[typ] = rrs
+}
+
+func (z *zone) serve(w dns.ResponseWriter, r *dns.Msg) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	m := new(dns.Msg)
+	m.SetReply(r)
+	if z.fail {
+		m.Rcode = dns.RcodeServerFailure
+	} else {
+		for _, s := range z.rrs[r.Question[0].Qtype] {
+			rr, err := dns.NewRR(s)
+			if err == nil && strings.EqualFold(rr.Header().Name, r.Question[0].Name) {
+				m.Answer = append(m.Answer, rr)
+			}
+		}
+	}
+	w.WriteMsg(m)
+}
+
+// ticks is an injected time.After: it records the wait asked for and
+// fires when the test says.
+type ticks struct {
+	asked chan time.Duration
+	fire  chan time.Time
+}
+
+func newTicks() *ticks {
+	return &ticks{asked: make(chan time.Duration, 16), fire: make(chan time.Time)}
+}
+
+func (k *ticks) after(d time.Duration) <-chan time.Time {
+	k.asked <- d
+	return k.fire
+}
+
+func (k *ticks) waitAsked(t *testing.T) time.Duration {
+	t.Helper()
+	select {
+	case d := <-k.asked:
+		return d
+	case <-time.After(wait):
+		t.Fatal("the source did not schedule its next query")
+	}
+	return 0
+}
+
+func runDNS(t *testing.T, d DNS) *chanSink {
+	sink := newChanSink()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); d.Run(ctx, sink) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return sink
+}
+
+// A and AAAA records on the configured port, re-resolved at the TTL within
+// the bounds; a changed answer is a new set; a failing server keeps it.
+func TestDNSAddressRecords(t *testing.T) {
+	z := newZone(t)
+	z.set(t, dns.TypeA, "llm.test. 30 IN A 10.0.0.2", "llm.test. 10 IN A 10.0.0.1")
+	z.set(t, dns.TypeAAAA, "llm.test. 60 IN AAAA fd00::1")
+	k := newTicks()
+	sink := runDNS(t, DNS{Name: "llm.test", Port: 8000, Server: z.addr,
+		MinInterval: 5 * time.Second, MaxInterval: time.Minute, After: k.after})
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000,http://10.0.0.2:8000,http://[fd00::1]:8000" {
+		t.Fatalf("set %s", got)
+	}
+	if d := k.waitAsked(t); d != 10*time.Second {
+		t.Fatalf("next query in %v, want the smallest TTL, 10s", d)
+	}
+
+	z.set(t, dns.TypeA, "llm.test. 1 IN A 10.0.0.1")
+	z.set(t, dns.TypeAAAA)
+	k.fire <- time.Time{}
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
+		t.Fatalf("set %s", got)
+	}
+	if d := k.waitAsked(t); d != 5*time.Second {
+		t.Fatalf("next query in %v, want the TTL of 1s raised to min_interval", d)
+	}
+
+	z.mu.Lock()
+	z.fail = true
+	z.mu.Unlock()
+	k.fire <- time.Time{}
+	if err := sink.failure(t, "SERVFAIL"); !strings.Contains(err.Error(), "dns A llm.test") {
+		t.Fatalf("failure %v", err)
+	}
+	if d := k.waitAsked(t); d != 5*time.Second {
+		t.Fatalf("retry in %v, want min_interval", d)
+	}
+	z.mu.Lock()
+	z.fail = false
+	z.mu.Unlock()
+	z.set(t, dns.TypeA) // NXDOMAIN-like: nothing
+	k.fire <- time.Time{}
+	sink.failure(t, "no records")
+	select {
+	case set := <-sink.updates:
+		t.Fatalf("a failure replaced the set with %s", urls(set))
+	default:
+	}
+}
+
+// SRV: the lowest priority's targets, with their ports and weights; a TTL
+// above max_interval is cut to it.
+func TestDNSServiceRecords(t *testing.T) {
+	z := newZone(t)
+	z.set(t, dns.TypeSRV,
+		"_llm._tcp.test. 3600 IN SRV 10 5 8001 gpu-1.test.",
+		"_llm._tcp.test. 3600 IN SRV 10 0 8002 gpu-2.test.",
+		"_llm._tcp.test. 3600 IN SRV 20 1 8003 spare.test.")
+	k := newTicks()
+	sink := runDNS(t, DNS{Name: "_llm._tcp.test.", Record: "srv", Server: z.addr,
+		MinInterval: time.Second, MaxInterval: time.Minute, After: k.after,
+		Template: Template{Scheme: "https"}})
+	set := sink.next(t)
+	if got := urls(set); got != "https://gpu-1.test:8001,https://gpu-2.test:8002" {
+		t.Fatalf("set %s", got)
+	}
+	if set[0].Weight != 5 || set[1].Weight != 1 {
+		t.Errorf("weights %d %d, want 5 and 1 (0 counts as 1)", set[0].Weight, set[1].Weight)
+	}
+	if d := k.waitAsked(t); d != time.Minute {
+		t.Fatalf("next query in %v, want the TTL cut to max_interval", d)
+	}
+	// The priority-10 targets gone: the priority-20 one serves.
+	z.set(t, dns.TypeSRV, "_llm._tcp.test. 30 IN SRV 20 1 8003 spare.test.")
+	k.fire <- time.Time{}
+	if got := urls(sink.next(t)); got != "https://spare.test:8003" {
+		t.Fatalf("set %s", got)
+	}
+}

@@ -1,0 +1,172 @@
+package discovery
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// chanSink hands what a source reports to the test.
+type chanSink struct {
+	updates chan []endpoint.Spec
+	fails   chan error
+}
+
+func newChanSink() *chanSink {
+	return &chanSink{updates: make(chan []endpoint.Spec, 16), fails: make(chan error, 16)}
+}
+
+func (s *chanSink) Update(set []endpoint.Spec) { s.updates <- set }
+func (s *chanSink) Fail(err error)             { s.fails <- err }
+
+// wait bounds a wait on the source; generous, it only catches a hang.
+const wait = 10 * time.Second
+
+func (s *chanSink) next(t *testing.T) []endpoint.Spec {
+	t.Helper()
+	select {
+	case set := <-s.updates:
+		return set
+	case <-time.After(wait):
+		t.Fatal("no update")
+	}
+	return nil
+}
+
+// failure is the next failure whose text has want; others are passed
+// over (a file caught half-written, between truncation and write, is a
+// failure too, reported before the one the test made).
+func (s *chanSink) failure(t *testing.T, want string) error {
+	t.Helper()
+	timeout := time.After(wait)
+	for {
+		select {
+		case err := <-s.fails:
+			if strings.Contains(err.Error(), want) {
+				return err
+			}
+		case <-timeout:
+			t.Fatalf("no failure reported with %q", want)
+		}
+	}
+}
+
+func urls(set []endpoint.Spec) string {
+	var out []string
+	for _, s := range set {
+		out = append(out, s.URL)
+	}
+	return strings.Join(out, ",")
+}
+
+func replace(t *testing.T, path, src string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runFile runs a File source until the test ends.
+func runFile(t *testing.T, path string) *chanSink {
+	sink := newChanSink()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); File{Path: path}.Run(ctx, sink) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return sink
+}
+
+// A file replaced by rename, edited in place, made invalid and removed:
+// each good version is reported once, each bad one is a failure naming
+// the file and line, and the last good set is never withdrawn.
+func TestFileSourceFollowsTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "targets.yaml")
+	replace(t, path, "- targets: ['a:1']\n")
+	sink := runFile(t, path)
+	if got := urls(sink.next(t)); got != "http://a:1" {
+		t.Fatalf("first set %s", got)
+	}
+
+	replace(t, path, "- targets: ['a:1', 'b:2']\n")
+	if got := urls(sink.next(t)); got != "http://a:1,http://b:2" {
+		t.Fatalf("after rename %s", got)
+	}
+
+	if err := os.WriteFile(path, []byte("- targets: ['b:2']\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := urls(sink.next(t)); got != "http://b:2" {
+		t.Fatalf("after in-place write %s", got)
+	}
+
+	replace(t, path, "- targets: ['b:2']\n- targets: ['c']\n")
+	sink.failure(t, path+`:2: [1].targets[0]: "c" is not host:port`)
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.failure(t, "targets file"); !os.IsNotExist(unwrapAll(err)) {
+		t.Fatalf("removed file: %v", err)
+	}
+
+	// Back, unchanged from the last good set: nothing to report; changed: reported.
+	replace(t, path, "- targets: ['b:2']\n")
+	replace(t, path, "- targets: ['d:4']\n")
+	if got := urls(sink.next(t)); got != "http://d:4" {
+		t.Fatalf("after recovery %s (the unchanged set must not be reported again)", got)
+	}
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
+
+// A missing file at start is a failure, and the source keeps watching.
+func TestFileSourceStartsWithoutTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "targets.json")
+	sink := runFile(t, path)
+	sink.failure(t, "no such file")
+	replace(t, path, `[{"targets": ["a:1"]}]`)
+	if got := urls(sink.next(t)); got != "http://a:1" {
+		t.Fatalf("set %s", got)
+	}
+}
+
+func TestStaticReportsItsListOnce(t *testing.T) {
+	sink := newChanSink()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); Static{{URL: "http://a:1"}}.Run(ctx, sink) }()
+	if got := urls(sink.next(t)); got != "http://a:1" {
+		t.Fatalf("set %s", got)
+	}
+	cancel()
+	<-done
+}
+
+// A file past the bound is refused unread, and the last set stands.
+func TestFileSourceRefusesAnOversizedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "targets.yaml")
+	replace(t, path, "- targets: ['a:1']\n")
+	sink := runFile(t, path)
+	sink.next(t)
+	replace(t, path, "- targets: ['a:1']\n#"+strings.Repeat("x", maxFileBytes)+"\n")
+	sink.failure(t, "larger than")
+}

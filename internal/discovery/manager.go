@@ -1,0 +1,157 @@
+package discovery
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// Sources are one model's sources, with a key that says when two
+// configurations of them are the same (unchanged sources keep running
+// across a reload).
+type Sources struct {
+	Key  string
+	List []Source
+}
+
+// Manager runs every model's sources and keeps the last set each reported.
+// It owns their goroutines: Sync starts and stops them, Stop ends all.
+// Changes are signalled on Changed (coalesced), never by calling out, so a
+// source never waits for the consumer.
+type Manager struct {
+	log     *slog.Logger
+	metrics *metrics
+	changed chan struct{}
+
+	mu      sync.Mutex
+	running map[string]*running // by model
+}
+
+type running struct {
+	key    string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	sets   [][]endpoint.Spec // by source; nil until it reported
+	// carried is the set of the sources these replaced (a reload that
+	// changed them), served until one of these reports: a changed
+	// source must not empty the pool while it starts.
+	carried []endpoint.Spec
+}
+
+// NewManager makes a manager; reg may be nil.
+func NewManager(reg prometheus.Registerer, log *slog.Logger) *Manager {
+	return &Manager{log: log, metrics: newMetrics(reg), changed: make(chan struct{}, 1), running: map[string]*running{}}
+}
+
+// Changed receives a value after some model's set changed.
+func (m *Manager) Changed() <-chan struct{} { return m.changed }
+
+// Sync makes the running sources match want (by model): a model whose
+// key is unchanged keeps its sources and their sets; others are stopped,
+// new ones started. A model whose sources changed keeps the old ones'
+// set until a new one reports.
+func (m *Manager) Sync(want map[string]Sources) {
+	m.mu.Lock()
+	var stop []*running
+	carried := map[string][]endpoint.Spec{}
+	for model, r := range m.running {
+		if w, ok := want[model]; !ok || w.Key != r.key {
+			stop = append(stop, r)
+			carried[model] = m.setLocked(model)
+			delete(m.running, model)
+			m.metrics.forget(model)
+		}
+	}
+	for model, w := range want {
+		if _, ok := m.running[model]; ok || len(w.List) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &running{key: w.Key, cancel: cancel, sets: make([][]endpoint.Spec, len(w.List)), carried: carried[model]}
+		m.running[model] = r
+		for i, src := range w.List {
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				src.Run(ctx, &sink{m: m, r: r, model: model, i: i})
+			}()
+		}
+	}
+	m.mu.Unlock()
+	for _, r := range stop {
+		r.cancel()
+		r.wg.Wait()
+	}
+	if len(stop) > 0 {
+		m.signal()
+	}
+}
+
+// Stop ends every source and waits for them.
+func (m *Manager) Stop() { m.Sync(nil) }
+
+// Set is the model's discovered backends: every source's last set, each
+// backend once.
+func (m *Manager) Set(model string) []endpoint.Spec {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.setLocked(model)
+}
+
+func (m *Manager) setLocked(model string) []endpoint.Spec {
+	r := m.running[model]
+	if r == nil {
+		return nil
+	}
+	if r.carried != nil {
+		return slices.Clone(r.carried)
+	}
+	var out []endpoint.Spec
+	for _, set := range r.sets {
+		for _, s := range set {
+			if !slices.ContainsFunc(out, func(x endpoint.Spec) bool { return x.Key() == s.Key() }) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+func (m *Manager) signal() {
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+}
+
+// sink is one source's view of the manager.
+type sink struct {
+	m     *Manager
+	r     *running
+	model string
+	i     int
+}
+
+func (s *sink) Update(set []endpoint.Spec) {
+	s.m.mu.Lock()
+	if s.m.running[s.model] != s.r { // stopped: a late report
+		s.m.mu.Unlock()
+		return
+	}
+	s.r.sets[s.i] = set
+	s.r.carried = nil
+	s.m.mu.Unlock()
+	s.m.metrics.updated(s.model, len(s.m.Set(s.model)))
+	s.m.log.Info("discovery: backend set changed", "model", s.model, "source", s.i, "backends", len(set))
+	s.m.signal()
+}
+
+func (s *sink) Fail(err error) {
+	s.m.metrics.failed(s.model)
+	s.m.log.Warn("discovery failed; keeping the last known backends", "model", s.model, "source", s.i, "error", err.Error())
+}
