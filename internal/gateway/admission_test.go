@@ -52,6 +52,51 @@ func newGatedBackend(t *testing.T) *gatedBackend {
 	return g
 }
 
+// outcome is how a request sent from a goroutine ended: its status, or
+// the error that stopped it.
+type outcome struct {
+	status int
+	err    error
+}
+
+// postInBackground sends a chat request from a goroutine and reports how
+// it ended on ended, whatever happens: a t.Fatal there (post, readAll)
+// would be a Goexit, and a test waiting for the request to reach the
+// backend would hang until the package timeout instead of failing.
+func postInBackground(url string, ended chan<- outcome, hdr ...string) {
+	go func() {
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(chatBody))
+		if err != nil {
+			ended <- outcome{err: err}
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			ended <- outcome{err: err}
+			return
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		ended <- outcome{status: resp.StatusCode, err: err}
+	}()
+}
+
+// awaitArrival waits for a request to reach the backend and fails the test
+// at once if a background request ends first: none may end before the
+// backend lets it go.
+func (g *gatedBackend) awaitArrival(t *testing.T, ended <-chan outcome) {
+	t.Helper()
+	select {
+	case <-g.arrived:
+	case o := <-ended:
+		t.Fatalf("a request ended before reaching the backend: status %d, err %v", o.status, o.err)
+	}
+}
+
 func TestQueuesInsteadOfOverloadingBackend(t *testing.T) {
 	be := newGatedBackend(t)
 	cfg := testConfig(be.URL)
@@ -59,25 +104,16 @@ func TestQueuesInsteadOfOverloadingBackend(t *testing.T) {
 	srv, _ := startGateway(t, cfg)
 
 	const n = 8
-	codes := make(chan int, n)
-	var wg sync.WaitGroup
+	ended := make(chan outcome, n)
 	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp := post(t, srv.URL+"/v1/chat/completions", chatBody)
-			readAll(t, resp)
-			codes <- resp.StatusCode
-		}()
+		postInBackground(srv.URL+"/v1/chat/completions", ended)
 	}
-	<-be.arrived
-	<-be.arrived
+	be.awaitArrival(t, ended)
+	be.awaitArrival(t, ended)
 	be.open()
-	wg.Wait()
-	close(codes)
-	for c := range codes {
-		if c != 200 {
-			t.Fatalf("status %d: queued requests must be served, not refused", c)
+	for i := 0; i < n; i++ {
+		if o := <-ended; o.err != nil || o.status != 200 {
+			t.Fatalf("status %d, err %v: queued requests must be served, not refused", o.status, o.err)
 		}
 	}
 	if p := be.peak.Load(); p > 2 {
@@ -91,8 +127,9 @@ func TestRefusesAtOnceWhenDeadlineCannotBeMet(t *testing.T) {
 	cfg.Models[0].Backends[0].MaxConcurrency = 1
 	srv, _ := startGateway(t, cfg)
 	t.Cleanup(be.open) // before the gateway's own cleanup waits for its handlers
-	go func() { readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody)) }()
-	<-be.arrived // the only slot is taken
+	first := make(chan outcome, 1)
+	postInBackground(srv.URL+"/v1/chat/completions", first)
+	be.awaitArrival(t, first) // the only slot is taken
 
 	start := time.Now()
 	resp := post(t, srv.URL+"/v1/chat/completions", chatBody, "X-Sluice-Max-Wait", "50ms")
@@ -124,8 +161,9 @@ func TestClientLeavingTheQueueFreesIt(t *testing.T) {
 	cfg.Models[0].Backends[0].MaxConcurrency = 1
 	srv, gw := startGateway(t, cfg)
 	t.Cleanup(be.open)
-	go func() { readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody)) }()
-	<-be.arrived
+	first := make(chan outcome, 1)
+	postInBackground(srv.URL+"/v1/chat/completions", first)
+	be.awaitArrival(t, first)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/v1/chat/completions", strings.NewReader(chatBody))
@@ -151,10 +189,11 @@ func TestTenantOverShareGets429(t *testing.T) {
 	cfg.Admission.MaxQueued = 100
 	srv, gw := startGateway(t, cfg)
 	t.Cleanup(be.open)
+	flood := make(chan outcome, 3)
 	for i := 0; i < 3; i++ { // one in service, two queued
-		go func() { readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody, "Authorization", "Bearer flood")) }()
+		postInBackground(srv.URL+"/v1/chat/completions", flood, "Authorization", "Bearer flood")
 	}
-	<-be.arrived
+	be.awaitArrival(t, flood)
 	q := gw.Runtime().Pools["m1"].queue
 	waitFor(t, func() bool { return q.Stats().Queued == 2 }) // else the probe below could queue itself
 	waitFor(t, func() bool {
