@@ -197,7 +197,10 @@ func TestReadaheadFlushesEachEventToAReaderThatKeepsUp(t *testing.T) {
 	// Each event is 8 KiB, so the read-ahead takes over (past its first
 	// 64 KiB, which go straight to the client) before the middle event.
 	pad := strings.Repeat("p", 8<<10)
-	ack := make(chan struct{})
+	// Buffered for every event: the test's ack for event i never blocks
+	// (a backend that ended early would leave an unbuffered send hanging),
+	// and the backend still sends event i+1 only after the client saw i.
+	ack := make(chan struct{}, events)
 	beURL := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/event-stream")

@@ -91,10 +91,18 @@ func mustJobWhenBack(t *testing.T, s *Store, id string) *Job {
 // A job that runs for several AckWaits keeps its message: the worker's
 // heartbeats (msg.InProgress every AckWait/4) restart the server's timer,
 // so a second worker on the same consumer never gets it.
+//
+// The verdict is the server's redelivery count and the executions, never a
+// duration. What a loaded machine can do is delay a heartbeat: the message
+// is redelivered only if no heartbeat lands for a whole AckWait, i.e. if one
+// is late by more than AckWait - AckWait/4. At 3s that slack was 2.25s, a
+// stall a starved, race-instrumented process can reach; at 10s it is 7.5s.
+// Stopped heartbeats still fail the test: the message is then redelivered
+// after one AckWait, well inside the two watched.
 func TestHeartbeatsKeepALongJobsMessage(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	o := testOptions(srv.ClientURL())
-	o.AckWait = 3 * time.Second
+	o.AckWait = 10 * time.Second
 	a, b := openStore(t, o), openStore(t, o)
 	release := make(chan struct{})
 	started := make(chan struct{}, 2)
@@ -115,8 +123,9 @@ func TestHeartbeatsKeepALongJobsMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-started
-	// The time under test: two AckWaits with the job running. Without
+	waitStarted(t, started, a, j.ID)
+	// The time under test: two AckWaits with the job running (a window, not
+	// a synchronisation: a slow machine only makes it longer). Without
 	// heartbeats the message would be redelivered, and run again by
 	// either worker, after the first.
 	time.Sleep(2 * o.AckWait)
@@ -135,5 +144,21 @@ func TestHeartbeatsKeepALongJobsMessage(t *testing.T) {
 	eventually(t, "the job to succeed", func() bool { return mustJob(t, a, "acme", j.ID).Status == StatusSucceeded })
 	if got := mustJob(t, a, "acme", j.ID); got.Attempts != 1 || calls.Load() != 1 {
 		t.Fatalf("attempts %d, executions %d; want 1 and 1", got.Attempts, calls.Load())
+	}
+}
+
+// waitStarted waits for the executor to start job id, and fails at once
+// instead of hanging if the job ends without starting it.
+func waitStarted(t *testing.T, started <-chan struct{}, s *Store, id string) {
+	t.Helper()
+	for {
+		select {
+		case <-started:
+			return
+		case <-time.After(10 * time.Millisecond): // polling the job, not a deadline
+			if j := mustJob(t, s, "acme", id); j.Status.Terminal() {
+				t.Fatalf("job ended (%s) without its executor starting", j.Status)
+			}
+		}
 	}
 }

@@ -89,7 +89,11 @@ func TestOverCapConnectionIsAnsweredAtItsBounds(t *testing.T) {
 	silent.Close() // ends the drain
 	waitFor(t, "a timeout outcome", func() bool { return refusals(m, RefusalTimeout) == 1 })
 
-	long := dialFrom(t, "127.0.0.1", addr)
+	// The byte bound on a server of its own whose head wait cannot run
+	// out: under the 50ms one, a client starved between dialling and
+	// writing was refused for time (a timeout outcome), not for bytes.
+	_, m, addr = serve(t, tierLimits(4, time.Hour, 256), 0)
+	long := overCap(t, addr)
 	io.WriteString(long, "GET / HTTP/1.1\r\nHost: x\r\nX-Long: "+strings.Repeat("a", 1<<10)+"\r\n\r\n")
 	read503(t, long)
 	long.Close()

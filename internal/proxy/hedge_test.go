@@ -137,6 +137,7 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 		body, err := bodies.ReadBody(req.Body, req.ContentLength, 1<<20)
 		if err != nil {
 			t.Error(err)
+			r.results <- Result{Err: err} // answer() waits for one result per request
 			return
 		}
 		defer body.Release()
@@ -181,10 +182,33 @@ func (r *hedgeRig) send(wait time.Duration) <-chan answer {
 		resp.Body.Close()
 		answers <- answer{string(b), err}
 	}()
-	<-r.slowGot
+	// Neither wait may outlast the request: if it ends first (an error, a
+	// refusal), the test fails now instead of hanging.
+	select {
+	case <-r.slowGot:
+	case a := <-answers:
+		r.t.Fatalf("the request ended before reaching the slow backend: %q, %v", a.body, a.err)
+	}
 	r.clock.advance(wait)
-	r.fire <- r.clock.Now()
+	select {
+	case r.fire <- r.clock.Now():
+	case a := <-answers:
+		r.t.Fatalf("the request ended before its hedge timer fired: %q, %v", a.body, a.err)
+	}
 	return answers
+}
+
+// slotAskedOrEnded is whether the hedge got a spare slot, failing the test
+// instead of hanging if the request ends without the hedge asking for one.
+func (r *hedgeRig) slotAskedOrEnded(answers <-chan answer) bool {
+	r.t.Helper()
+	select {
+	case ok := <-r.slotAsked:
+		return ok
+	case a := <-answers:
+		r.t.Fatalf("the request ended before the hedge asked for a slot: %q, %v", a.body, a.err)
+		return false
+	}
 }
 
 func (r *hedgeRig) answer(answers <-chan answer) (string, Result) {
@@ -211,7 +235,14 @@ func TestHedgeRacesSlowStreamWhenIdle(t *testing.T) {
 	if !<-r.slotAsked {
 		t.Fatal("the idle queue refused the hedge a spare slot")
 	}
-	<-r.slowGone // the loser is cancelled when the request ends
+	waitUntil(t, "the loser to be cancelled when the request ends", func() bool {
+		select {
+		case <-r.slowGone:
+			return true
+		default:
+			return false
+		}
+	})
 	waitUntil(t, "the loser to be ended", func() bool { return r.slow.Inflight() == 0 && r.queue.Stats().InUse == 0 })
 	now := r.clock.Now()
 	if got := r.slow.Latency(now); got < 500*time.Millisecond {
@@ -244,7 +275,7 @@ func TestHedgeSkippedWhileRequestsWait(t *testing.T) {
 	waitUntil(t, "a request to queue", func() bool { return r.queue.Stats().Queued == 1 })
 
 	answers := r.send(500 * time.Millisecond)
-	if <-r.slotAsked {
+	if r.slotAskedOrEnded(answers) {
 		t.Fatal("a hedge got a slot while a request waited in the queue")
 	}
 	close(r.releaseSlow)
@@ -277,10 +308,14 @@ func TestHedgePreemptedByLiveRequest(t *testing.T) {
 	hold := make(chan struct{})
 	r.fastHold, r.fastGot = hold, make(chan struct{})
 	answers := r.send(500 * time.Millisecond)
-	if !<-r.slotAsked {
+	if !r.slotAskedOrEnded(answers) {
 		t.Fatal("the idle queue refused the hedge a spare slot")
 	}
-	<-r.fastGot
+	select {
+	case <-r.fastGot:
+	case a := <-answers:
+		t.Fatalf("the request ended before the hedge reached its backend: %q, %v", a.body, a.err)
+	}
 	live, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
 	if err != nil {
 		t.Fatalf("the live request was not granted the hedge's slot: %v", err)
