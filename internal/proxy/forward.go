@@ -99,9 +99,10 @@ type Request struct {
 	// Timeouts.FirstByte: the gateway derives it from the request's
 	// time-to-first-token objective. 0 = Timeouts.FirstByte alone.
 	FirstToken time.Duration
-	// HedgeAfter, when positive, sends a stream whose head came but whose
-	// first token has not after this long to a second backend as well,
-	// and relays whichever starts first (hedge.go). 0 = no hedging.
+	// HedgeAfter, when positive, sends a stream (Peek.Stream) whose first
+	// token has not come this long after it was sent (with or without its
+	// response head) to a second backend as well, and relays whichever
+	// starts first (hedge.go). 0 = no hedging.
 	HedgeAfter time.Duration
 	// HedgeSlot grants a hedge the model's spare capacity; nil: hedges
 	// need only a backend with a free slot.
@@ -265,10 +266,26 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 
 		actx, cancel := context.WithCancelCause(ctx)
 		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, cancel)
-		resp, err := f.opt.Transport.RoundTrip(f.outbound(actx, b, in))
+		var resp *http.Response
+		var headAt time.Time
+		if in.HedgeAfter > 0 && in.Peek.Stream {
+			// The hedge timer runs from the send, so a backend that never
+			// answers the head is hedged too (hedge.go); the race hands
+			// back the stream to relay, or the first attempt's head (or
+			// transport error) to handle below as without hedging.
+			l := f.race(ctx, in, sel, &tried, &leg{c: c, actx: actx, cancel: cancel, wd: wd, sent: attemptStart}, deadline, &res)
+			c, actx, cancel, wd, resp, attemptStart, headAt = l.c, l.actx, l.cancel, l.wd, l.resp, l.sent, l.head
+			if err = nil; resp == nil {
+				err = l.err
+			}
+			b, res.Backend = c.b, c.b
+		} else {
+			resp, err = f.opt.Transport.RoundTrip(f.outbound(actx, b, in))
+			headAt = f.opt.Now()
+		}
 		// The backend's own latency, from this attempt's start: earlier
 		// attempts and a hedge's wait are not its doing.
-		ttfb := f.opt.Now().Sub(attemptStart)
+		ttfb := headAt.Sub(attemptStart)
 		if err != nil {
 			wd.timer.Stop()
 			cause := context.Cause(actx)
@@ -326,11 +343,6 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		case !streamed && c.waiting:
 			b.EndWaiting(f.opt.Now())
 			c.waiting = false
-		}
-		if in.HedgeAfter > 0 && isEventStream(resp) {
-			l := f.race(ctx, in, sel, &tried, &leg{c: c, actx: actx, cancel: cancel, wd: wd, resp: resp, sent: attemptStart}, deadline, &res)
-			c, actx, cancel, wd, resp, attemptStart = l.c, l.actx, l.cancel, l.wd, l.resp, l.sent
-			res.Backend = c.b
 		}
 		// The relay measures from the attempt's start, so the backend
 		// learns its own time to first token; the client's includes the

@@ -27,6 +27,8 @@ type hedgeRig struct {
 	// request's context ended (the proxy cancelled it).
 	slowGot, slowGone chan struct{}
 	releaseSlow       chan struct{}
+	// slowMode, when set before the request, changes what slow does.
+	slowMode  slowMode
 	fastCalls         atomic.Int32
 	// fastHold, when set before the request, makes fast hold its stream
 	// after the head, like slow, until closed; fastGot is closed when it
@@ -40,6 +42,15 @@ type hedgeRig struct {
 	front             *httptest.Server
 	results           chan Result
 }
+
+// slowMode is how the slow backend treats a request.
+type slowMode int
+
+const (
+	slowHeadThenHold slowMode = iota // head at once, no token until released
+	slowNoHead                       // accepts, no head until released
+	slowBusy                         // 503 at once
+)
 
 type testClock struct {
 	mu  sync.Mutex
@@ -88,6 +99,20 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 	var once sync.Once
 	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		io.Copy(io.Discard, req.Body)
+		switch r.slowMode {
+		case slowBusy:
+			once.Do(func() { close(r.slowGot) })
+			http.Error(w, `{"error":{"message":"busy"}}`, http.StatusServiceUnavailable)
+			return
+		case slowNoHead:
+			once.Do(func() { close(r.slowGot) })
+			select {
+			case <-req.Context().Done():
+				close(r.slowGone)
+				return
+			case <-r.releaseSlow:
+			}
+		}
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
@@ -170,6 +195,20 @@ type answer struct {
 // returns once the race has taken the timer, so the hedge decision comes
 // before anything the test does next.
 func (r *hedgeRig) send(wait time.Duration) <-chan answer {
+	answers := r.post()
+	<-r.slowGot
+	r.clock.advance(wait)
+	select {
+	case r.fire <- r.clock.Now():
+	case <-time.After(10 * time.Second): // only to fail a broken build
+		close(r.releaseSlow) // lets the request, and the rig's cleanup, end
+		r.t.Fatal("the race never took the hedge timer")
+	}
+	return answers
+}
+
+// post posts a streaming request and returns its answer's channel.
+func (r *hedgeRig) post() <-chan answer {
 	answers := make(chan answer, 1)
 	go func() {
 		resp, err := http.Post(r.front.URL, "application/json", strings.NewReader(`{"model":"m","stream":true}`))
@@ -181,9 +220,6 @@ func (r *hedgeRig) send(wait time.Duration) <-chan answer {
 		resp.Body.Close()
 		answers <- answer{string(b), err}
 	}()
-	<-r.slowGot
-	r.clock.advance(wait)
-	r.fire <- r.clock.Now()
 	return answers
 }
 
