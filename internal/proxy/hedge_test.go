@@ -29,7 +29,7 @@ type hedgeRig struct {
 	releaseSlow       chan struct{}
 	// slowMode, when set before the request, changes what slow does.
 	slowMode  slowMode
-	fastCalls         atomic.Int32
+	fastCalls atomic.Int32
 	// fastHold, when set before the request, makes fast hold its stream
 	// after the head, like slow, until closed; fastGot is closed when it
 	// has the request.
