@@ -264,16 +264,18 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		res.Attempts++
 		res.Backend = b
 
-		actx, cancel := context.WithCancelCause(ctx)
+		hedged := in.HedgeAfter > 0 && in.Peek.Stream
+		actx, cancel, unlink := f.attemptContext(ctx, hedged)
 		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, cancel)
 		var resp *http.Response
 		var headAt time.Time
-		if in.HedgeAfter > 0 && in.Peek.Stream {
+		if hedged {
 			// The hedge timer runs from the send, so a backend that never
 			// answers the head is hedged too (hedge.go); the race hands
 			// back the stream to relay, or the first attempt's head (or
 			// transport error) to handle below as without hedging.
-			l := f.race(ctx, in, sel, &tried, &leg{c: c, actx: actx, cancel: cancel, wd: wd, sent: attemptStart}, deadline, &res)
+			first := &leg{c: c, actx: actx, cancel: cancel, unlink: unlink, wd: wd, sent: attemptStart}
+			l := f.race(ctx, in, sel, &tried, first, deadline, &res)
 			c, actx, cancel, wd, resp, attemptStart, headAt = l.c, l.actx, l.cancel, l.wd, l.resp, l.sent, l.head
 			if err = nil; resp == nil {
 				err = l.err
@@ -363,6 +365,20 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		f.relayBusy(w, busyBackend, busy, in, start, &res)
 	}
 	return res
+}
+
+// attemptContext is an attempt's context. A first attempt that may be
+// hedged may outlive the request (a loser running on to its own first
+// token or timeout, hedge.go): its context is then tied to the request's
+// by unlink-able propagation, and unlink (nil otherwise) cuts the tie.
+func (f *Forwarder) attemptContext(ctx context.Context, hedged bool) (context.Context, context.CancelCauseFunc, func() bool) {
+	if !hedged {
+		actx, cancel := context.WithCancelCause(ctx)
+		return actx, cancel, nil
+	}
+	actx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	unlink := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	return actx, cancel, unlink
 }
 
 // outbound builds the upstream request: same path and body, the headers

@@ -84,6 +84,9 @@ type leg struct {
 	c      call
 	actx   context.Context
 	cancel context.CancelCauseFunc
+	// unlink stops the request's end from cancelling a first attempt
+	// (Forward.attemptContext); nil for a hedge.
+	unlink func() bool
 	wd     *watchdog
 	resp   *http.Response
 	sent   time.Time // when the attempt started (its wait, if it loses)
@@ -246,9 +249,17 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 		case l == primary && (slot != nil || in.HedgeSlot == nil):
 			// The first attempt lost to a hedge: it runs on in the
 			// hedge's spare slot (taken back, and it cancelled, the moment
-			// a live request needs it) to its own first token, the sample
-			// that shows how slow its backend is, so routing moves off it.
-			// Its watchdog and the request's context bound it too.
+			// a live request needs it) to its own first token or its own
+			// first-token/first-byte timeout, past the request's end: the
+			// sample that shows how slow its backend is (a hung one's
+			// timeout is a failure, which ejects it), and meanwhile a
+			// stalled wait that routing sees, so it moves off the backend.
+			// Cut at the request's end, a hung backend looks idle and
+			// keeps getting a share of the traffic, each request paying a
+			// hedge. Its watchdog (and the total deadline) bound it.
+			if l.unlink != nil {
+				l.unlink()
+			}
 			go func() { f.endLost(ctx, <-done); slot.free() }()
 		default:
 			// No slot to run on in (or a hedge, which teaches nothing
@@ -347,6 +358,7 @@ func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, t
 // 200 stream counts as a failed leg.
 func (f *Forwarder) hedgeLeg(h *leg, in *Request, done chan<- *leg) {
 	resp, err := f.opt.Transport.RoundTrip(f.outbound(h.actx, h.c.b, in))
+	h.head = f.opt.Now()
 	if err == nil && !isEventStream(resp) {
 		drain(resp.Body)
 		err = ErrUpstream
@@ -368,20 +380,23 @@ func (f *Forwarder) endLost(ctx context.Context, l *leg) {
 		// Its first token came later than the winner's: how slow its
 		// backend is, a real sample.
 		f.endLeg(l, outcome.Success, 0, true)
+	case errors.Is(cause, ErrFirstByteTimeout) || errors.Is(cause, ErrTotalTimeout):
+		// Ran into its own bound, also while running on past the
+		// request's end: a failure (a hung backend's, what ejects it).
+		if errors.Is(cause, ErrFirstByteTimeout) {
+			now := f.opt.Now()
+			l.c.b.TimedOut(now, now.Sub(l.sent))
+		}
+		f.endLeg(l, outcome.Failure, 0, false)
 	case ctx.Err() != nil || errors.Is(cause, errHedgePreempted) || errors.Is(cause, errHedgeLost):
-		// Cut before its first token, by the client leaving (the request's
-		// end, for a loser running on) or by a live request taking the
+		// Cut before its first token, by the client leaving (a hedge
+		// also at the request's end) or by a live request taking the
 		// slot back: its wait is a lower bound, and no fault.
 		f.withdraw(l, f.opt.Now().Sub(l.sent))
 	case l.resp != nil && (l.resp.StatusCode == http.StatusTooManyRequests || l.resp.StatusCode == http.StatusServiceUnavailable):
 		// A first attempt pushed back while a hedge raced: busy, not broken.
 		f.endLeg(l, outcome.Busy, ParseRetryAfter(l.resp.Header.Get("Retry-After"), f.opt.Now()), false)
 	default:
-		// Failed, or ran into its own first-byte/first-token bound (a
-		// hung backend, what ejects it): a failure.
-		if errors.Is(cause, ErrFirstByteTimeout) {
-			l.c.b.TimedOut(f.opt.Now(), f.opt.Now().Sub(l.sent))
-		}
 		f.endLeg(l, outcome.Failure, 0, false)
 	}
 }

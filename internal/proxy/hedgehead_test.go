@@ -13,12 +13,14 @@ import (
 
 // TestHedgeRacesHungHeadWhenIdle: with the pool idle, a first attempt with
 // no response head by the hedge delay is hedged to the other backend,
-// whose stream the client gets. The hung attempt is released when the
-// request ends: its connection cancelled, its backend slot, the spare slot
+// whose stream the client gets. The hung attempt runs on in the spare slot
+// past the request's end (a stalled wait routing sees, and its own timeout
+// would be a failure) until a live request takes the slot back: then it
+// is released, its connection cancelled, its backend slot, the spare slot
 // and the hedge budget given back, no failure charged, and its wait
 // learned as a lower bound of its backend's latency.
 func TestHedgeRacesHungHeadWhenIdle(t *testing.T) {
-	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 8)
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
 	r.slowMode = slowNoHead
 	body, res := r.answer(r.send(500 * time.Millisecond))
 	if body != sseAnswer || res.Hedge != HedgeWon || res.Backend != r.fast || res.Err != nil {
@@ -27,10 +29,21 @@ func TestHedgeRacesHungHeadWhenIdle(t *testing.T) {
 	if !<-r.slotAsked {
 		t.Fatal("the idle queue refused the hedge a spare slot")
 	}
-	<-r.slowGone // the hung attempt is cancelled when the request ends
+	if r.slow.Inflight() != 1 {
+		t.Fatalf("hung backend in flight %d after the request; want its attempt running on", r.slow.Inflight())
+	}
+	live, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
+	if err != nil {
+		t.Fatalf("the live request was not granted the running-on attempt's slot: %v", err)
+	}
+	<-r.slowGone // taking the slot back cancelled the hung attempt
 	waitUntil(t, "the hung attempt to be released", func() bool {
-		return r.slow.Inflight() == 0 && r.queue.Stats().InUse == 0 && r.budget.InFlight() == 0
+		return r.slow.Inflight() == 0 && r.budget.InFlight() == 0
 	})
+	live.Release()
+	if s := r.queue.Stats(); s.InUse != 0 {
+		t.Fatalf("queue slots in use %d; want the spare slot given back", s.InUse)
+	}
 	now := r.clock.Now()
 	if got := r.slow.Latency(now); got < 500*time.Millisecond {
 		t.Fatalf("hung backend's latency estimate %v; want at least its 500ms wait", got)
