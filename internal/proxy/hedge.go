@@ -43,13 +43,16 @@ import (
 //     requests in flight, with a floor), and need an attempt left.
 //
 // The losing hedge is cancelled at once. A losing first attempt runs on in
-// the winner's spare slot to its own first token, at most until the
-// request ends or a live request takes the slot back: that sample is what
-// shows how slow its backend is (cancelled at the race's end, it would
-// only teach the hedge delay, its backend would look idle and cheap, and
-// p2c would keep sending it a share of the traffic, each request paying a
-// hedge). A leg cut before its first token is charged its wait as a lower
-// bound (endpoint.Backend.Withdrawn), never a failure.
+// the winner's spare slot, past the request's end, to its own first token
+// or its own first-token/first-byte timeout, unless a live request takes
+// the slot back first: that sample is what shows how slow its backend is
+// (cancelled at the race's or the request's end, it would only teach a
+// lower bound, its backend would look idle and cheap, and p2c would keep
+// sending it a share of the traffic, each request paying a hedge; a hung
+// backend would never be charged the timeout that ejects it). A leg cut
+// before its first token is charged its wait as a lower bound
+// (endpoint.Backend.Withdrawn), never a failure; a leg that hits its own
+// timeout is a failure.
 
 // HedgeSlot takes a slot the model can spare for a hedge: ok is false when
 // requests wait in its queue or none is free. preempt is called (at most
