@@ -128,12 +128,11 @@ func TestLatencyLearnedAtFirstToken(t *testing.T) {
 // TestHedgeServesLateStreamFromAnotherBackend: a stream whose head came
 // but whose first token is late (the backend turned slow: here, it stops
 // after the head) is hedged to another backend, and the client gets that
-// backend's complete stream, counted as a hedge won; the late one runs on
-// past the request's end to its own first token, its backend's latency
-// sample, and is not charged a failure.
+// backend's complete stream, counted as a hedge won; the late one is
+// cancelled (at the request's end at the latest) and charged its wait, not
+// a failure.
 func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
 	var stall atomic.Bool
-	lateToken := make(chan struct{})
 	fast := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond})
 	t.Cleanup(fast.Close)
 	quit := make(chan struct{})
@@ -149,8 +148,6 @@ func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
 		select {
 		case <-r.Context().Done():
 		case <-quit:
-		case <-lateToken:
-			io.WriteString(w, "data: {\"choices\":[{\"delta\":{\"content\":\"late\"}}]}\n\n")
 		}
 	}))
 	t.Cleanup(func() { close(quit); turned.Close() })
@@ -175,10 +172,6 @@ func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
 		t.Fatalf("served by %q, want the hedge's backend %q", got, want)
 	}
 	b := gw.Runtime().Pools["m1"].Backends[0]
-	if b.Inflight() != 1 {
-		t.Fatalf("late backend in flight %d after the request; want its attempt running on", b.Inflight())
-	}
-	close(lateToken)
 	waitFor(t, func() bool { return b.Inflight() == 0 })
 	if b.Failures() != 0 {
 		t.Fatalf("the late backend got %d failures; losing a race is not one", b.Failures())

@@ -43,13 +43,14 @@ import (
 //     requests in flight, with a floor), and need an attempt left.
 //
 // The losing hedge is cancelled at once. A losing first attempt runs on in
-// the winner's spare slot, past the request's end, to its own first token
-// or its own first-token/first-byte timeout, unless a live request takes
-// the slot back first: that sample is what shows how slow its backend is
-// (cancelled at the race's or the request's end, it would only teach a
-// lower bound, its backend would look idle and cheap, and p2c would keep
-// sending it a share of the traffic, each request paying a hedge; a hung
-// backend would never be charged the timeout that ejects it). A leg cut
+// the winner's spare slot to its own first token, at most until the
+// request ends or a live request takes the slot back: that sample is what
+// shows how slow its backend is (cancelled at the race's end, it would
+// only teach the hedge delay, its backend would look idle and cheap, and
+// p2c would keep sending it a share of the traffic, each request paying a
+// hedge). One still without a response head runs on past the request's
+// end, to its own first-byte/first-token timeout, for the same reason: a
+// hung backend must be charged the timeout that ejects it. A leg cut
 // before its first token is charged its wait as a lower bound
 // (endpoint.Backend.Withdrawn), never a failure; a leg that hits its own
 // timeout is a failure.
@@ -90,11 +91,14 @@ type leg struct {
 	// unlink stops the request's end from cancelling a first attempt
 	// (Forward.attemptContext); nil for a hedge.
 	unlink func() bool
-	wd     *watchdog
-	resp   *http.Response
-	sent   time.Time // when the attempt started (its wait, if it loses)
-	head   time.Time // when its round trip returned (head or error)
-	first  []byte    // the first chunk read, replayed to the relay
+	// headless stays true until its round trip returns (set by its own
+	// goroutine, read by the race's).
+	headless atomic.Bool
+	wd       *watchdog
+	resp     *http.Response
+	sent     time.Time // when the attempt started (its wait, if it loses)
+	head     time.Time // when its round trip returned (head or error)
+	first    []byte    // the first chunk read, replayed to the relay
 	// err is why the leg has no first token: its round trip's error (resp
 	// nil), errNoStream (resp is another answer), or the first read's.
 	err error
@@ -154,6 +158,7 @@ func (l *leg) peek(done chan<- *leg) {
 func (f *Forwarder) sendFirst(l *leg, in *Request, done chan<- *leg) {
 	resp, err := f.opt.Transport.RoundTrip(f.outbound(l.actx, l.c.b, in))
 	l.head = f.opt.Now()
+	l.headless.Store(false)
 	switch {
 	case err != nil:
 		l.err = err
@@ -252,15 +257,15 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 		case l == primary && (slot != nil || in.HedgeSlot == nil):
 			// The first attempt lost to a hedge: it runs on in the
 			// hedge's spare slot (taken back, and it cancelled, the moment
-			// a live request needs it) to its own first token or its own
-			// first-token/first-byte timeout, past the request's end: the
-			// sample that shows how slow its backend is (a hung one's
-			// timeout is a failure, which ejects it), and meanwhile a
-			// stalled wait that routing sees, so it moves off the backend.
-			// Cut at the request's end, a hung backend looks idle and
-			// keeps getting a share of the traffic, each request paying a
-			// hedge. Its watchdog (and the total deadline) bound it.
-			if l.unlink != nil {
+			// a live request needs it) to its own first token, the sample
+			// that shows how slow its backend is, so routing moves off it.
+			// Its watchdog and the request's context bound it too, except
+			// while it has no head: then it runs on past the request's end
+			// to its own timeout, a failure that ejects a hung backend (cut
+			// at the request's end, a hung backend is never charged one,
+			// shows no stalled wait, looks idle and keeps a share of the
+			// traffic, each request paying a hedge).
+			if l.unlink != nil && l.headless.Load() {
 				l.unlink()
 			}
 			go func() { f.endLost(ctx, <-done); slot.free() }()

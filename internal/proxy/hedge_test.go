@@ -234,10 +234,10 @@ func (r *hedgeRig) answer(answers <-chan answer) (string, Result) {
 
 // TestHedgeRacesSlowStreamWhenIdle: with the pool idle, a stream whose
 // first token is late is hedged to the other backend, whose stream the
-// client gets; the slow request runs on in the spare slot, past the
-// request's end, to its own first token, which is learned (at least
-// 500ms) as its backend's latency, so routing moves off it; it is not
-// charged a failure. The queue slot and the budget are given back.
+// client gets; the slow request runs on in the spare slot until the
+// request ends, is then cancelled, not charged a failure, and its wait
+// (at least 500ms) is learned as a lower bound of its backend's latency,
+// so routing moves off it. The queue slot and the budget are given back.
 func TestHedgeRacesSlowStreamWhenIdle(t *testing.T) {
 	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 8)
 	body, res := r.answer(r.send(500 * time.Millisecond))
@@ -247,7 +247,7 @@ func TestHedgeRacesSlowStreamWhenIdle(t *testing.T) {
 	if !<-r.slotAsked {
 		t.Fatal("the idle queue refused the hedge a spare slot")
 	}
-	close(r.releaseSlow) // the loser's first token, after the request ended
+	<-r.slowGone // the loser is cancelled when the request ends
 	waitUntil(t, "the loser to be ended", func() bool { return r.slow.Inflight() == 0 && r.queue.Stats().InUse == 0 })
 	now := r.clock.Now()
 	if got := r.slow.Latency(now); got < 500*time.Millisecond {
