@@ -12,8 +12,9 @@ import (
 // from hedging every stream.
 const minHedgeAfter = 10 * time.Millisecond
 
-// hedgeAfter is when a streaming call's late first token sends a hedge to
-// another backend: retry.hedge_factor times the smallest tail time to first
+// hedgeAfter is how long after its send a streaming call with no first
+// token yet (with or without a response head) sends a hedge to another
+// backend: retry.hedge_factor times the smallest tail time to first
 // token (endpoint.Backend.TailLatency, about a p95) among the usable
 // backends, the one a hedge would most likely go to. 0 (no hedge) for
 // non-streaming calls, a pool with nothing learned yet, or when a hedge

@@ -99,9 +99,10 @@ type Request struct {
 	// Timeouts.FirstByte: the gateway derives it from the request's
 	// time-to-first-token objective. 0 = Timeouts.FirstByte alone.
 	FirstToken time.Duration
-	// HedgeAfter, when positive, sends a stream whose head came but whose
-	// first token has not after this long to a second backend as well,
-	// and relays whichever starts first (hedge.go). 0 = no hedging.
+	// HedgeAfter, when positive, sends a stream (Peek.Stream) whose first
+	// token has not come this long after it was sent (with or without its
+	// response head) to a second backend as well, and relays whichever
+	// starts first (hedge.go). 0 = no hedging.
 	HedgeAfter time.Duration
 	// HedgeSlot grants a hedge the model's spare capacity; nil: hedges
 	// need only a backend with a free slot.
@@ -263,13 +264,32 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		res.Attempts++
 		res.Backend = b
 
-		actx, cancel := context.WithCancelCause(ctx)
+		hedged := in.HedgeAfter > 0 && in.Peek.Stream
+		actx, cancel, unlink := f.attemptContext(ctx, hedged)
 		endWithBackend(actx, b, cancel)
 		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, cancel)
-		resp, err := f.opt.Transport.RoundTrip(f.outbound(actx, b, in))
+		var resp *http.Response
+		var headAt time.Time
+		if hedged {
+			// The hedge timer runs from the send, so a backend that never
+			// answers the head is hedged too (hedge.go); the race hands
+			// back the stream to relay, or the first attempt's head (or
+			// transport error) to handle below as without hedging.
+			first := &leg{c: c, actx: actx, cancel: cancel, unlink: unlink, wd: wd, sent: attemptStart}
+			first.headless.Store(true)
+			l := f.race(ctx, in, sel, &tried, first, deadline, &res)
+			c, actx, cancel, wd, resp, attemptStart, headAt = l.c, l.actx, l.cancel, l.wd, l.resp, l.sent, l.head
+			if err = nil; resp == nil {
+				err = l.err
+			}
+			b, res.Backend = c.b, c.b
+		} else {
+			resp, err = f.opt.Transport.RoundTrip(f.outbound(actx, b, in))
+			headAt = f.opt.Now()
+		}
 		// The backend's own latency, from this attempt's start: earlier
 		// attempts and a hedge's wait are not its doing.
-		ttfb := f.opt.Now().Sub(attemptStart)
+		ttfb := headAt.Sub(attemptStart)
 		if err != nil {
 			wd.timer.Stop()
 			cause := context.Cause(actx)
@@ -328,11 +348,6 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			b.EndWaiting(f.opt.Now())
 			c.waiting = false
 		}
-		if in.HedgeAfter > 0 && isEventStream(resp) {
-			l := f.race(ctx, in, sel, &tried, &leg{c: c, actx: actx, cancel: cancel, wd: wd, resp: resp, sent: attemptStart}, deadline, &res)
-			c, actx, cancel, wd, resp, attemptStart = l.c, l.actx, l.cancel, l.wd, l.resp, l.sent
-			res.Backend = c.b
-		}
 		// The relay measures from the attempt's start, so the backend
 		// learns its own time to first token; the client's includes the
 		// attempts before it.
@@ -352,6 +367,20 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		f.relayBusy(w, busyBackend, busy, in, start, &res)
 	}
 	return res
+}
+
+// attemptContext is an attempt's context. A first attempt that may be
+// hedged may outlive the request (a loser running on to its own first
+// token or timeout, hedge.go): its context is then tied to the request's
+// by unlink-able propagation, and unlink (nil otherwise) cuts the tie.
+func (f *Forwarder) attemptContext(ctx context.Context, hedged bool) (context.Context, context.CancelCauseFunc, func() bool) {
+	if !hedged {
+		actx, cancel := context.WithCancelCause(ctx)
+		return actx, cancel, nil
+	}
+	actx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	unlink := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	return actx, cancel, unlink
 }
 
 // outbound builds the upstream request: same path and body, the headers

@@ -15,16 +15,22 @@ import (
 	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
-// Hedging ("The Tail at Scale", deferred hedges): a stream whose head came
-// but whose first token is later than Request.HedgeAfter (the tail of the
-// pool's time to first token) is sent to a second backend as well, and
-// the client gets whichever stream starts first. A backend that just
-// turned ten times slower is only found out by the requests it holds, and
-// p2c stops sending it more within a first token's time, but those few
-// requests would each miss the objective by the slow backend's whole
-// latency; a hedge bounds them at HedgeAfter plus a healthy backend's time
-// to first token. Nothing has reached the client before the race is
-// decided, so the switch is invisible to it.
+// Hedging ("The Tail at Scale", deferred hedges): a stream whose first
+// token has not come Request.HedgeAfter (the tail of the pool's time to
+// first token) after it was sent is sent to a second backend as well, and
+// the client gets whichever stream starts first. The timer runs from the
+// send, as gRPC's hedging does, not from the response head: a backend that
+// accepts and then hangs without a head is hedged like one whose tokens
+// are late. A backend that just turned ten times slower (or hung) is only
+// found out by the requests it holds, and p2c stops sending it more within
+// a first token's time, but those few requests would each miss the
+// objective by the slow backend's whole latency (a hung one's by the
+// first-token bound); a hedge bounds them at HedgeAfter plus a healthy
+// backend's time to first token. Nothing has reached the client before the
+// race is decided, so the switch is invisible to it. A first attempt whose
+// head is not a 200 stream, or whose round trip fails, ends the race when
+// no hedge races it; Forward then handles it as without hedging (busy
+// answers, retries before the first byte).
 //
 // A hedge is a second request, so it only uses capacity nobody else wants
 // (Envoy's and gRPC's hedging policies bound it the same way):
@@ -42,8 +48,12 @@ import (
 // shows how slow its backend is (cancelled at the race's end, it would
 // only teach the hedge delay, its backend would look idle and cheap, and
 // p2c would keep sending it a share of the traffic, each request paying a
-// hedge). A leg cut before its first token is charged its wait as a lower
-// bound (endpoint.Backend.Withdrawn), never a failure.
+// hedge). One still without a response head runs on past the request's
+// end, to its own first-byte/first-token timeout, for the same reason: a
+// hung backend must be charged the timeout that ejects it. A leg cut
+// before its first token is charged its wait as a lower bound
+// (endpoint.Backend.Withdrawn), never a failure; a leg that hits its own
+// timeout is a failure.
 
 // HedgeSlot takes a slot the model can spare for a hedge: ok is false when
 // requests wait in its queue or none is free. preempt is called (at most
@@ -68,6 +78,9 @@ const (
 var (
 	errHedgeLost      = errors.New("proxy: another backend's stream started first")
 	errHedgePreempted = errors.New("proxy: hedge slot taken back by a live request")
+	// errNoStream marks a first attempt whose head is not a 200 stream:
+	// out of the race, its answer is Forward's to handle.
+	errNoStream = errors.New("proxy: answer is not an event stream")
 )
 
 // leg is one upstream attempt racing for the first token.
@@ -75,11 +88,20 @@ type leg struct {
 	c      call
 	actx   context.Context
 	cancel context.CancelCauseFunc
-	wd     *watchdog
-	resp   *http.Response
-	sent   time.Time // when the attempt started (its wait, if it loses)
-	first  []byte    // the first chunk read, replayed to the relay
-	err    error     // the first read's error (nil when a chunk came)
+	// unlink stops the request's end from cancelling a first attempt
+	// (Forward.attemptContext); nil for a hedge.
+	unlink func() bool
+	// headless stays true until its round trip returns (set by its own
+	// goroutine, read by the race's).
+	headless atomic.Bool
+	wd       *watchdog
+	resp     *http.Response
+	sent     time.Time // when the attempt started (its wait, if it loses)
+	head     time.Time // when its round trip returned (head or error)
+	first    []byte    // the first chunk read, replayed to the relay
+	// err is why the leg has no first token: its round trip's error (resp
+	// nil), errNoStream (resp is another answer), or the first read's.
+	err error
 	// reported: its goroutine has sent it on the race's channel.
 	reported bool
 	hedge    bool // a hedge, counted in the hedge budget until it is settled
@@ -130,6 +152,26 @@ func (l *leg) peek(done chan<- *leg) {
 	done <- l
 }
 
+// sendFirst sends the first attempt and, when its head is a 200 stream,
+// peeks its first token; any other head, or a failed round trip, is
+// reported as a failed leg carrying it.
+func (f *Forwarder) sendFirst(l *leg, in *Request, done chan<- *leg) {
+	resp, err := f.opt.Transport.RoundTrip(f.outbound(l.actx, l.c.b, in))
+	l.head = f.opt.Now()
+	l.headless.Store(false)
+	switch {
+	case err != nil:
+		l.err = err
+	case !isEventStream(resp):
+		l.resp, l.err = resp, errNoStream
+	default:
+		l.resp = resp
+		l.peek(done)
+		return
+	}
+	done <- l
+}
+
 // replay gives the relay the peeked chunk, then the rest of the body.
 type replay struct {
 	first []byte
@@ -151,10 +193,11 @@ func (r *replay) Read(p []byte) (int, error) {
 
 func (r *replay) Close() error { return r.rest.Close() }
 
-// race waits for primary's first token; when it is later than HedgeAfter
-// and a hedge may be sent, it starts one on another backend and keeps the
-// stream that starts first. It returns the leg to relay (its body replays
-// the peeked chunk; when every leg failed, the primary with its error).
+// race sends primary and waits for its first token; when that is not in
+// HedgeAfter after the send and a hedge may be sent, it starts one on
+// another backend and keeps the stream that starts first. It returns the
+// leg to relay (its body replays the peeked chunk), or, when every leg
+// failed, the primary with its head or error for Forward to handle.
 // Every other leg is ended here, or by a goroutine that waits for its
 // report: a cancelled leg reports promptly; a first attempt running on
 // (see above) reports at its first token, its watchdog, the request's end
@@ -163,7 +206,7 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 	primary *leg, deadline time.Time, res *Result) *leg {
 	done := make(chan *leg, 2)
 	legs := []*leg{primary}
-	go primary.peek(done)
+	go f.sendFirst(primary, in, done)
 	hedgeDue := f.after(in.HedgeAfter)
 	var winner *leg
 	for reported := 0; winner == nil && reported < len(legs); {
@@ -216,7 +259,15 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			// hedge's spare slot (taken back, and it cancelled, the moment
 			// a live request needs it) to its own first token, the sample
 			// that shows how slow its backend is, so routing moves off it.
-			// Its watchdog and the request's context bound it too.
+			// Its watchdog and the request's context bound it too, except
+			// while it has no head: then it runs on past the request's end
+			// to its own timeout, a failure that ejects a hung backend (cut
+			// at the request's end, a hung backend is never charged one,
+			// shows no stalled wait, looks idle and keeps a share of the
+			// traffic, each request paying a hedge).
+			if l.unlink != nil && l.headless.Load() {
+				l.unlink()
+			}
 			go func() { f.endLost(ctx, <-done); slot.free() }()
 		default:
 			// No slot to run on in (or a hedge, which teaches nothing
@@ -227,7 +278,9 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			go func() { f.withdraw(<-done, waited) }()
 		}
 	}
-	winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
+	if winner.resp != nil && isEventStream(winner.resp) {
+		winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
+	}
 	return winner
 }
 
@@ -314,6 +367,7 @@ func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, t
 // 200 stream counts as a failed leg.
 func (f *Forwarder) hedgeLeg(h *leg, in *Request, done chan<- *leg) {
 	resp, err := f.opt.Transport.RoundTrip(f.outbound(h.actx, h.c.b, in))
+	h.head = f.opt.Now()
 	if err == nil && !isEventStream(resp) {
 		drain(resp.Body)
 		err = ErrUpstream
@@ -334,20 +388,31 @@ func (f *Forwarder) endLost(ctx context.Context, l *leg) {
 	case l.err == nil:
 		// Its first token came later than the winner's: how slow its
 		// backend is, a real sample.
-		f.endLeg(l, outcome.Success, true)
+		f.endLeg(l, outcome.Success, 0, true)
+	case errors.Is(cause, ErrFirstByteTimeout) || errors.Is(cause, ErrTotalTimeout):
+		// Ran into its own bound, also while running on past the
+		// request's end: a failure (a hung backend's, what ejects it).
+		if errors.Is(cause, ErrFirstByteTimeout) {
+			now := f.opt.Now()
+			l.c.b.TimedOut(now, now.Sub(l.sent))
+		}
+		f.endLeg(l, outcome.Failure, 0, false)
 	case ctx.Err() != nil || errors.Is(cause, errHedgePreempted) || errors.Is(cause, errHedgeLost):
-		// Cut before its first token, by the client leaving (the request's
-		// end, for a loser running on) or by a live request taking the
+		// Cut before its first token, by the client leaving (a hedge
+		// also at the request's end) or by a live request taking the
 		// slot back: its wait is a lower bound, and no fault.
 		f.withdraw(l, f.opt.Now().Sub(l.sent))
+	case l.resp != nil && (l.resp.StatusCode == http.StatusTooManyRequests || l.resp.StatusCode == http.StatusServiceUnavailable):
+		// A first attempt pushed back while a hedge raced: busy, not broken.
+		f.endLeg(l, outcome.Busy, ParseRetryAfter(l.resp.Header.Get("Retry-After"), f.opt.Now()), false)
 	default:
-		f.endLeg(l, outcome.Failure, false)
+		f.endLeg(l, outcome.Failure, 0, false)
 	}
 }
 
 // endLeg ends a leg that will not be relayed. A loser (out Success, gone)
 // is charged its wait as latency and nothing else: slow is not broken.
-func (f *Forwarder) endLeg(l *leg, out outcome.Outcome, gone bool) {
+func (f *Forwarder) endLeg(l *leg, out outcome.Outcome, retryAfter time.Duration, gone bool) {
 	l.wd.timer.Stop()
 	l.cancel(nil)
 	if l.resp != nil {
@@ -355,7 +420,7 @@ func (f *Forwarder) endLeg(l *leg, out outcome.Outcome, gone bool) {
 	}
 	now := f.opt.Now()
 	// A Success carries the wait into the backend's latency estimate.
-	l.c.end(now, out, now.Sub(l.sent), 0, gone)
+	l.c.end(now, out, now.Sub(l.sent), retryAfter, gone)
 }
 
 // withdraw ends a leg cancelled before its first token because the race

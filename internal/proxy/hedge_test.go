@@ -27,7 +27,9 @@ type hedgeRig struct {
 	// request's context ended (the proxy cancelled it).
 	slowGot, slowGone chan struct{}
 	releaseSlow       chan struct{}
-	fastCalls         atomic.Int32
+	// slowMode, when set before the request, changes what slow does.
+	slowMode  slowMode
+	fastCalls atomic.Int32
 	// fastHold, when set before the request, makes fast hold its stream
 	// after the head, like slow, until closed; fastGot is closed when it
 	// has the request.
@@ -40,6 +42,15 @@ type hedgeRig struct {
 	front             *httptest.Server
 	results           chan Result
 }
+
+// slowMode is how the slow backend treats a request.
+type slowMode int
+
+const (
+	slowHeadThenHold slowMode = iota // head at once, no token until released
+	slowNoHead                       // accepts, no head until released
+	slowBusy                         // 503 at once
+)
 
 type testClock struct {
 	mu  sync.Mutex
@@ -88,6 +99,20 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 	var once sync.Once
 	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		io.Copy(io.Discard, req.Body)
+		switch r.slowMode {
+		case slowBusy:
+			once.Do(func() { close(r.slowGot) })
+			http.Error(w, `{"error":{"message":"busy"}}`, http.StatusServiceUnavailable)
+			return
+		case slowNoHead:
+			once.Do(func() { close(r.slowGot) })
+			select {
+			case <-req.Context().Done():
+				close(r.slowGone)
+				return
+			case <-r.releaseSlow:
+			}
+		}
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
@@ -171,17 +196,7 @@ type answer struct {
 // returns once the race has taken the timer, so the hedge decision comes
 // before anything the test does next.
 func (r *hedgeRig) send(wait time.Duration) <-chan answer {
-	answers := make(chan answer, 1)
-	go func() {
-		resp, err := http.Post(r.front.URL, "application/json", strings.NewReader(`{"model":"m","stream":true}`))
-		if err != nil {
-			answers <- answer{err: err}
-			return
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		answers <- answer{string(b), err}
-	}()
+	answers := r.post()
 	// Neither wait may outlast the request: if it ends first (an error, a
 	// refusal), the test fails now instead of hanging.
 	select {
@@ -194,7 +209,26 @@ func (r *hedgeRig) send(wait time.Duration) <-chan answer {
 	case r.fire <- r.clock.Now():
 	case a := <-answers:
 		r.t.Fatalf("the request ended before its hedge timer fired: %q, %v", a.body, a.err)
+	case <-time.After(10 * time.Second): // only to fail a broken build
+		close(r.releaseSlow) // lets the request, and the rig's cleanup, end
+		r.t.Fatal("the race never took the hedge timer")
 	}
+	return answers
+}
+
+// post posts a streaming request and returns its answer's channel.
+func (r *hedgeRig) post() <-chan answer {
+	answers := make(chan answer, 1)
+	go func() {
+		resp, err := http.Post(r.front.URL, "application/json", strings.NewReader(`{"model":"m","stream":true}`))
+		if err != nil {
+			answers <- answer{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answers <- answer{string(b), err}
+	}()
 	return answers
 }
 

@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+)
+
+// The hedge timer runs from the send: a backend that accepts a stream and
+// never answers its head is hedged like one whose first token is late.
+
+// TestHedgeRacesHungHeadWhenIdle: with the pool idle, a first attempt with
+// no response head by the hedge delay is hedged to the other backend,
+// whose stream the client gets. The hung attempt runs on in the spare slot
+// past the request's end (a stalled wait routing sees, and its own timeout
+// would be a failure) until a live request takes the slot back: then it
+// is released, its connection cancelled, its backend slot, the spare slot
+// and the hedge budget given back, no failure charged, and its wait
+// learned as a lower bound of its backend's latency.
+func TestHedgeRacesHungHeadWhenIdle(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
+	r.slowMode = slowNoHead
+	body, res := r.answer(r.send(500 * time.Millisecond))
+	if body != sseAnswer || res.Hedge != HedgeWon || res.Backend != r.fast || res.Err != nil {
+		t.Fatalf("body %q hedge %d backend %v err %v; want the fast backend's stream by a hedge", body, res.Hedge, res.Backend, res.Err)
+	}
+	if !<-r.slotAsked {
+		t.Fatal("the idle queue refused the hedge a spare slot")
+	}
+	if r.slow.Inflight() != 1 {
+		t.Fatalf("hung backend in flight %d after the request; want its attempt running on", r.slow.Inflight())
+	}
+	live, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
+	if err != nil {
+		t.Fatalf("the live request was not granted the running-on attempt's slot: %v", err)
+	}
+	<-r.slowGone // taking the slot back cancelled the hung attempt
+	waitUntil(t, "the hung attempt to be released", func() bool {
+		return r.slow.Inflight() == 0 && r.budget.InFlight() == 0
+	})
+	live.Release()
+	if s := r.queue.Stats(); s.InUse != 0 {
+		t.Fatalf("queue slots in use %d; want the spare slot given back", s.InUse)
+	}
+	now := r.clock.Now()
+	if got := r.slow.Latency(now); got < 500*time.Millisecond {
+		t.Fatalf("hung backend's latency estimate %v; want at least its 500ms wait", got)
+	}
+	if r.slow.Failures() != 0 || r.slow.Stalled(now) != 0 || r.fast.Inflight() != 0 {
+		t.Fatalf("hung backend failures %d stalled %v, fast in flight %d; want a withdrawn attempt and every slot ended",
+			r.slow.Failures(), r.slow.Stalled(now), r.fast.Inflight())
+	}
+}
+
+// TestHungHeadNotHedgedWhileRequestsWait: with a request waiting in the
+// model's queue, the hung attempt is not hedged; it is served by its own
+// backend once that answers.
+func TestHungHeadNotHedgedWhileRequestsWait(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
+	r.slowMode = slowNoHead
+	held, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+	ctx, cancel := context.WithCancel(context.Background())
+	waiting := make(chan error, 1)
+	go func() { _, err := r.queue.Acquire(ctx, admission.Request{Tenant: "b"}); waiting <- err }()
+	waitUntil(t, "a request to queue", func() bool { return r.queue.Stats().Queued == 1 })
+
+	answers := r.send(500 * time.Millisecond)
+	if <-r.slotAsked {
+		t.Fatal("a hedge got a slot while a request waited in the queue")
+	}
+	close(r.releaseSlow)
+	body, res := r.answer(answers)
+	if body != sseAnswer || res.Hedge != HedgeNoCapacity || res.Backend != r.slow || r.fastCalls.Load() != 0 {
+		t.Fatalf("body %q hedge %d, fast backend called %d times; want the hung backend's late stream, no hedge", body, res.Hedge, r.fastCalls.Load())
+	}
+	cancel()
+	<-waiting
+}
+
+// TestHungHeadNotHedgedWhenBudgetSpent: with no hedge allowed in flight,
+// the hung attempt is not hedged even though the pool is idle.
+func TestHungHeadNotHedgedWhenBudgetSpent(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 0), 8)
+	r.slowMode = slowNoHead
+	answers := r.send(500 * time.Millisecond)
+	close(r.releaseSlow)
+	body, res := r.answer(answers)
+	if body != sseAnswer || res.Hedge != HedgeNoBudget || r.fastCalls.Load() != 0 || len(r.slotAsked) != 0 {
+		t.Fatalf("body %q hedge %d, fast backend called %d times; want the hung backend's late stream, no hedge", body, res.Hedge, r.fastCalls.Load())
+	}
+}
+
+// TestHedgingKeepsRetryBeforeFirstByte: a first attempt answered 503
+// before the hedge delay ends the race at once; Forward retries it on the
+// next backend as without hedging (a retry, not a hedge), and the busy
+// backend is charged busy, not a failure.
+func TestHedgingKeepsRetryBeforeFirstByte(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 8)
+	r.slowMode = slowBusy
+	body, res := r.answer(r.post())
+	if body != sseAnswer || res.Hedge != HedgeNone || res.Backend != r.fast || res.Attempts != 2 || res.Retries != 1 {
+		t.Fatalf("body %q hedge %d backend %v attempts %d retries %d; want the fast backend's stream by one retry, no hedge",
+			body, res.Hedge, res.Backend, res.Attempts, res.Retries)
+	}
+	if len(r.slotAsked) != 0 || r.slow.Failures() != 0 {
+		t.Fatalf("spare slots asked %d, busy backend failures %d; want neither", len(r.slotAsked), r.slow.Failures())
+	}
+	waitUntil(t, "both attempts to end", func() bool { return r.slow.Inflight() == 0 && r.fast.Inflight() == 0 })
+}
