@@ -81,6 +81,10 @@ type Backend struct {
 	name   string
 
 	inflight atomic.Int64
+	// freed is closed (and dropped) when an in-flight request ends: what
+	// a request granted by admission but finding every slot taken waits
+	// on (Freed). nil while nobody waits.
+	freed atomic.Pointer[chan struct{}]
 	// work is the estimated tokens (prompt and answer) of the requests in
 	// flight here: a long prompt holds a backend far longer than a short
 	// one, so routing weighs outstanding work, not request counts.
@@ -229,6 +233,7 @@ func (b *Backend) HasCapacity() bool {
 // retryAfter is the backend's Retry-After hint for Busy outcomes (0 = none).
 func (b *Backend) Release(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration) {
 	inflight := b.inflight.Add(-1)
+	b.signalFreed()
 	if box := b.limiter.Load(); box != nil {
 		box.l.Observe(now, latency, int(inflight)+1, out)
 	}
@@ -318,6 +323,7 @@ func (b *Backend) TimedOut(now time.Time, d time.Duration) {
 func (b *Backend) ReleaseFed(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration) {
 	if out == outcome.Success {
 		b.inflight.Add(-1)
+		b.signalFreed()
 		return
 	}
 	b.Release(now, out, latency, retryAfter)
@@ -325,7 +331,35 @@ func (b *Backend) ReleaseFed(now time.Time, out outcome.Outcome, latency, retryA
 
 // Abandon ends an outstanding request that never reached the backend (its
 // breaker refused it after Acquire): no outcome, no latency to learn from.
-func (b *Backend) Abandon() { b.inflight.Add(-1) }
+func (b *Backend) Abandon() {
+	b.inflight.Add(-1)
+	b.signalFreed()
+}
+
+// Freed returns a channel closed when the next in-flight request here
+// ends. Ask for it before checking HasCapacity, so no release between the
+// two is missed.
+func (b *Backend) Freed() <-chan struct{} {
+	for {
+		if ch := b.freed.Load(); ch != nil {
+			return *ch
+		}
+		ch := make(chan struct{})
+		if b.freed.CompareAndSwap(nil, &ch) {
+			return ch
+		}
+	}
+}
+
+// Awaited reports whether a request waits on Freed now.
+func (b *Backend) Awaited() bool { return b.freed.Load() != nil }
+
+// signalFreed wakes whoever waits on Freed.
+func (b *Backend) signalFreed() {
+	if ch := b.freed.Swap(nil); ch != nil {
+		close(*ch)
+	}
+}
 
 // Observe records an outcome without touching the in-flight count.
 func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration) {
@@ -402,6 +436,7 @@ func (b *Backend) learnLatencyLocked(now time.Time, latency time.Duration) {
 // (StartWaiting).
 func (b *Backend) Withdrawn(now time.Time, waited time.Duration) {
 	b.inflight.Add(-1)
+	b.signalFreed()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.waiting > 0 {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
@@ -68,6 +69,11 @@ func NewPool(p PoolParts) *Pool {
 type selector struct {
 	pool *Pool
 	req  routing.Request
+	// ctx and slotWait bound the wait of a first pick that finds every
+	// backend at its limit (saturated.go); waited says how it went.
+	ctx      context.Context
+	slotWait time.Duration
+	waited   slotWaitOutcome
 }
 
 func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) {
@@ -75,6 +81,11 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 	now := p.now()
 	if b := routing.Select(now, p.picker, &s.req, p.Backends, tried); b != nil {
 		return b, nil
+	}
+	if len(tried) == 0 && s.slotWait > 0 && s.waited == slotNotWaited && p.anyUsable(now) {
+		if b := s.awaitSlot(); b != nil {
+			return b, nil
+		}
 	}
 	// Tell "all busy" apart from "all broken": the first is back-pressure
 	// (retry soon), the second an outage.

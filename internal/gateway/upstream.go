@@ -27,13 +27,16 @@ type upstreamCall struct {
 	forwardedFor   string // X-Forwarded-For for the backend (clientip.go)
 	plan           cachePlan
 	progress       *progressStream // X-Sluice-Progress asked and honoured; nil: no reports
+	slotWaited     slotWaitOutcome // set by forward (saturated.go)
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
 // A cacheable call's answer is asked unencoded and carries its
 // Cache-Control.
 func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *Pool, c *upstreamCall, capture *proxy.Capture) proxy.Result {
-	sel := selector{pool: served, req: routing.Request{Model: served.Model, Work: c.cost}}
+	sel := selector{pool: served, req: routing.Request{Model: served.Model, Work: c.cost},
+		ctx: ctx, slotWait: rt.slotWait(served, c)}
+	defer func() { c.slotWaited = sel.waited }()
 	if routing.UsesPrefixKey(served.Policy) { // the prompt decode is paid only where it is used
 		sel.req.PrefixKey = openai.PrefixKey(c.body.Bytes(), prefixKeyChars)
 	}
@@ -110,6 +113,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 		ra.Arm(int(rt.Config.Server.ResponseReadahead))
 	}
 	res := rt.forward(ctx, w, served, c, capture)
+	g.countSlotWait(served.Model, c.slotWaited)
 	rt.fillFromCapture(context.WithoutCancel(ctx), c, w.Header(), &res, capture, g.now())
 	rec.result = res
 	if res.Err != nil && !res.Written {
@@ -203,6 +207,7 @@ func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, ser
 		w.Header().Set("X-Sluice-Model", served.Model)
 		// The flight's buffer is the capture: the answer is held once.
 		res := rt.forward(ctx, w, served, &call, nil)
+		g.countSlotWait(served.Model, call.slotWaited)
 		if served.Model != call.peek.Model {
 			return res // a fallback's answer is not the asked model's to cache
 		}

@@ -106,6 +106,7 @@ type leg struct {
 	reported bool
 	hedge    bool // a hedge, counted in the hedge budget until it is settled
 	settled  bool // its part in the race is over (settle)
+	ended    bool // its call has ended (a failed hedge, ended in the race)
 	// slot is the spare slot a hedge took (Request.HedgeSlot); after the
 	// race, the losing first attempt's while it runs on. nil without one.
 	slot *spareSlot
@@ -214,10 +215,18 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 		case l := <-done:
 			reported++
 			l.reported = true
-			if l.err == nil {
+			switch {
+			case l.err == nil:
 				winner = l
-			} else {
-				f.settle(l, true) // a failed (or preempted) hedge frees its slot now
+			case l.hedge:
+				// A failed (or preempted) hedge ends its call before its
+				// spare slot goes: the ticket freed must find its backend
+				// slot freed too, not wait for the race to end.
+				f.endLost(ctx, l)
+				l.ended = true
+				f.settle(l, true)
+			default:
+				f.settle(l, true)
 			}
 		case <-hedgeDue:
 			hedgeDue = nil
@@ -248,12 +257,13 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 		slot := l.slot
 		f.settle(l, false)
 		switch {
+		case l.ended: // a failed hedge, ended in the race
 		case l == winner:
 			// The request's own admission covers the stream relayed.
 			slot.free()
 		case l.reported:
-			slot.free()
 			f.endLost(ctx, l)
+			slot.free()
 		case l == primary && (slot != nil || in.HedgeSlot == nil):
 			// The first attempt lost to a hedge: it runs on in the
 			// hedge's spare slot (taken back, and it cancelled, the moment
@@ -272,10 +282,11 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 		default:
 			// No slot to run on in (or a hedge, which teaches nothing
 			// its wait would not): cancelled now.
-			slot.free()
+			// Its slot (a hedge's) is given back once its call has ended,
+			// so a ticket never outlives its backend slot's release.
 			waited := f.opt.Now().Sub(l.sent)
 			l.cancel(errHedgeLost)
-			go func() { f.withdraw(<-done, waited) }()
+			go func() { f.withdraw(<-done, waited); slot.free() }()
 		}
 	}
 	if winner.resp != nil && isEventStream(winner.resp) {

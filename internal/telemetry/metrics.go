@@ -28,6 +28,10 @@ type Metrics struct {
 	// SendTimeouts counts clients cut because they accepted no response
 	// bytes for server.send_timeout.
 	SendTimeouts prometheus.Counter
+	// SlotWaits counts requests that, granted by admission, found every
+	// backend at its limit and waited for a slot, by model and outcome:
+	// served (a slot freed in time) or refused.
+	SlotWaits *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the metrics on reg.
@@ -62,8 +66,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SendTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_send_timeouts_total", Help: "Clients cut because they accepted no response bytes for server.send_timeout.",
 		}),
+		SlotWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_slot_waits_total", Help: "Admitted requests that found every backend at its limit and waited for a slot, by outcome: served, refused.",
+		}, []string{"model", "outcome"}),
 	}
-	reg.MustRegister(m.Requests, m.TTFT, m.Duration, m.Tokens, m.Retries, m.Hedges, m.Inflight, m.Errors, m.SendTimeouts)
+	reg.MustRegister(m.Requests, m.TTFT, m.Duration, m.Tokens, m.Retries, m.Hedges, m.Inflight, m.Errors, m.SendTimeouts, m.SlotWaits)
 	return m
 }
 

@@ -1,0 +1,86 @@
+package gateway
+
+import (
+	"reflect"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/routing"
+)
+
+// A request the admission queue granted may still find every backend at
+// its limit: a call whose ticket was already given back but whose backend
+// slot not yet (a cancelled hedge or read-ahead ending), an adaptive limit
+// just lowered. A slot then frees within moments, so the request waits for
+// one, as Envoy's and HAProxy's queues hold a request for a server slot
+// (HAProxy's timeout queue), rather than take an instant 503: bounded by
+// the time left to its admission deadline and by its class's objective
+// (waiting longer could not meet it), and cut when the client leaves. Only
+// then is it refused, pool_saturated with Retry-After. It waits only for
+// its first pick: hedges and retries on another backend never wait.
+
+// slotWaitOutcome says whether and how a first pick waited for a slot.
+type slotWaitOutcome uint8
+
+const (
+	slotNotWaited slotWaitOutcome = iota
+	slotWaitServed
+	slotWaitRefused
+)
+
+// slotWait is how long c's first pick may wait for a backend slot.
+func (rt *Runtime) slotWait(served *Pool, c *upstreamCall) time.Duration {
+	wait := served.sloOf(c.id.class)
+	if !c.until.IsZero() {
+		wait = min(wait, c.until.Sub(served.now()))
+	}
+	return max(wait, 0)
+}
+
+// anyUsable reports whether a backend of p may serve at all (busy, not
+// broken): only then is a slot worth waiting for.
+func (p *Pool) anyUsable(now time.Time) bool {
+	for _, b := range p.Backends {
+		if b.Usable(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// awaitSlot waits until a backend of the pool frees a slot and it is
+// picked, or s.slotWait passes, or the request's context ends (nil then).
+func (s *selector) awaitSlot() *endpoint.Backend {
+	p := s.pool
+	timer := time.NewTimer(s.slotWait)
+	defer timer.Stop()
+	cases := make([]reflect.SelectCase, 0, len(p.Backends)+2)
+	for {
+		cases = append(cases[:0],
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.ctx.Done())},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
+		for _, b := range p.Backends {
+			// Freed is asked before the pick below, so no release between
+			// the two is missed.
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(b.Freed())})
+		}
+		if b := routing.Select(p.now(), p.picker, &s.req, p.Backends, nil); b != nil {
+			s.waited = slotWaitServed
+			return b
+		}
+		if chosen, _, _ := reflect.Select(cases); chosen < 2 {
+			s.waited = slotWaitRefused
+			return nil
+		}
+	}
+}
+
+// countSlotWait counts a first pick's wait for a backend slot.
+func (g *Gateway) countSlotWait(model string, o slotWaitOutcome) {
+	switch o {
+	case slotWaitServed:
+		g.metrics.SlotWaits.WithLabelValues(model, "served").Inc()
+	case slotWaitRefused:
+		g.metrics.SlotWaits.WithLabelValues(model, "refused").Inc()
+	}
+}
