@@ -3,15 +3,19 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/discovery"
 	"github.com/sluice-gw/sluice/internal/jobs"
 )
 
@@ -39,6 +43,7 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { store.Close() })
+		registerDiscoveryMetrics(t, d)
 	})
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", `{"model":"nope"}`)) // an error by reason
@@ -71,4 +76,42 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 			}
 		}
 	}
+}
+
+// registerDiscoveryMetrics registers discovery's metrics as the app does
+// (discovery.NewManager on the gateway's registry) and makes a targets
+// file source fail once: a metric vector is exposed only once it has a
+// series, so the alert on sluice_discovery_failures_total needs a failure.
+func registerDiscoveryMetrics(t *testing.T, d *Deps) {
+	t.Helper()
+	disc := discovery.NewManager(d.Registry, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(disc.Stop)
+	failed := make(chan struct{})
+	missing := discovery.File{Path: filepath.Join(t.TempDir(), "missing.json")}
+	disc.Sync(map[string]discovery.Sources{"discovered": {Key: "k", List: []discovery.Source{
+		firstFailure{src: missing, failed: failed},
+	}}})
+	<-failed
+}
+
+// firstFailure runs src and closes failed after src's first failure has
+// reached the real sink (so its counter is incremented).
+type firstFailure struct {
+	src    discovery.Source
+	failed chan struct{}
+}
+
+func (f firstFailure) Run(ctx context.Context, sink discovery.Sink) {
+	f.src.Run(ctx, &closeOnFail{Sink: sink, failed: f.failed})
+}
+
+type closeOnFail struct {
+	discovery.Sink
+	failed chan struct{}
+	once   sync.Once
+}
+
+func (c *closeOnFail) Fail(err error) {
+	c.Sink.Fail(err)
+	c.once.Do(func() { close(c.failed) })
 }
