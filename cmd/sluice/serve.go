@@ -35,7 +35,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *cfgPath != "" && (*model != "" || len(backends) > 0):
 		return errors.New("use either --config or --model/--backend, not both")
 	case *cfgPath != "":
-		c, err := config.Load(*cfgPath)
+		c, err := app.Load(*cfgPath)
 		if err != nil {
 			return err
 		}
@@ -53,6 +53,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		c.Models = []config.Model{m}
 		cfg = &c
 	}
+	overridden := *listen != "" || *adminListen != "" || *logLevel != "" || *dataDir != ""
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
@@ -65,8 +66,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *dataDir != "" {
 		cfg.Queue.DataDir = *dataDir
 	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("invalid settings: %w", err)
+	// A file without overrides was validated by Load; anything else is
+	// validated here, once, before the log level is used.
+	if !cfg.Checked() || overridden {
+		if err := cfg.ValidateWith(app.PolicyCheck); err != nil {
+			return fmt.Errorf("invalid settings: %w", err)
+		}
 	}
 	// Buffered like nginx's access_log buffer=: a write(2) per request
 	// costs more than a cache hit; warnings and errors are not held back.

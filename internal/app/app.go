@@ -198,7 +198,7 @@ func (a *App) Reload() error {
 	}
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	cfg, err := config.Load(a.path)
+	cfg, err := Load(a.path)
 	if err != nil {
 		return a.refuseReload(err)
 	}

@@ -106,6 +106,16 @@ type build struct {
 	forwarder *proxy.Forwarder
 }
 
+// PolicyCheck accepts the names of the routing policies.
+func PolicyCheck(name string) error {
+	_, err := routing.New(name, nil, nil)
+	return err
+}
+
+// Load reads and validates a config file, policy names included, so that
+// Build need not validate it again: errors read FILE:LINE: key.path: problem.
+func Load(path string) (*config.Config, error) { return config.LoadWith(path, PolicyCheck) }
+
 // Build makes a runtime from cfg, aside: the running one (prev) is only
 // read. Backends of prev with the same model and spec are reused, so their
 // in-flight counts, health, latency and breaker windows survive a reload
@@ -113,16 +123,16 @@ type build struct {
 // did not change (with their waiters) and an unchanged rate limiter (with
 // its buckets). What the new runtime changes on those shared parts is
 // handed over by Commit, never before: a build that fails at any stage
-// leaves prev exactly as it was, and closes what it opened.
+// leaves prev exactly as it was, and closes what it opened. A cfg that is
+// not Checked is validated first (stage validate).
 func Build(cfg *config.Config, deps Deps, prev *Built) (*Built, error) {
 	if err := deps.failAt(StageValidate); err != nil {
 		return nil, err
 	}
-	if err := cfg.ValidateWith(func(name string) error {
-		_, err := routing.New(name, deps.Rand, deps.Now)
-		return err
-	}); err != nil {
-		return nil, err
+	if !cfg.Checked() { // configs from Load are validated there, once
+		if err := cfg.ValidateWith(PolicyCheck); err != nil {
+			return nil, err
+		}
 	}
 	b := &build{cfg: cfg, deps: &deps, prev: prev, out: &Built{queues: map[string]*poolQueue{}}}
 	steps := []struct {

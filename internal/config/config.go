@@ -45,6 +45,9 @@ type Config struct {
 	RateLimits RateLimits `yaml:"rate_limits"`
 	Log        Log        `yaml:"log"`
 	Models     []Model    `yaml:"models"`
+
+	// checked: see Checked.
+	checked bool
 }
 
 // Timeouts bound each phase of an upstream request.
@@ -236,13 +239,18 @@ func Default() Config {
 }
 
 // Load reads, expands, decodes (strictly: unknown keys are errors) and
-// validates a YAML file on top of the defaults.
-func Load(path string) (*Config, error) {
+// validates a YAML file on top of the defaults; policy names are not
+// checked (LoadWith does).
+func Load(path string) (*Config, error) { return LoadWith(path, nil) }
+
+// LoadWith is Load with a policy-name check. With one, the config comes
+// back Checked: a build need not validate it again.
+func LoadWith(path string, policyOK PolicyCheck) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	cfg, err := Parse(data)
+	cfg, err := ParseWith(data, policyOK)
 	if err != nil {
 		return nil, inFile(path, err)
 	}
@@ -250,7 +258,10 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes and validates YAML bytes on top of the defaults.
-func Parse(data []byte) (*Config, error) {
+func Parse(data []byte) (*Config, error) { return ParseWith(data, nil) }
+
+// ParseWith is Parse with a policy-name check (see LoadWith).
+func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	cfg := Default()
 	expanded := os.Expand(string(data), func(k string) string {
 		if k == "$" {
@@ -271,7 +282,7 @@ func Parse(data []byte) (*Config, error) {
 	if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields()); err != nil {
 		return nil, err
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ValidateWith(policyOK); err != nil {
 		return nil, lines.annotate(err)
 	}
 	return &cfg, nil
@@ -285,9 +296,22 @@ type PolicyCheck func(name string) error
 // its key path.
 func (c *Config) Validate() error { return c.ValidateWith(nil) }
 
+// Checked reports that the last ValidateWith, with a policy check, found
+// no problem. Whoever changes a Checked config validates it again.
+func (c *Config) Checked() bool { return c.checked }
+
 // ValidateWith is Validate with a policy-name check. Each section checks
-// its own keys; every problem is collected, none stops the others.
+// its own keys; every problem is collected, none stops the others. With a
+// policy check it records the outcome for Checked.
 func (c *Config) ValidateWith(policyOK PolicyCheck) error {
+	err := c.validate(policyOK)
+	if policyOK != nil {
+		c.checked = err == nil
+	}
+	return err
+}
+
+func (c *Config) validate(policyOK PolicyCheck) error {
 	var v validator
 	bad := v.bad
 	if c.Listen == "" {

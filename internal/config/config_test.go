@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -207,5 +208,31 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A config validated with the policy check is Checked, so a build need not
+// validate it again; validating a changed config again can take that back.
+func TestPolicyCheckedConfigIsMarked(t *testing.T) {
+	noPolicy := func(name string) error { return errors.New("unknown policy") }
+	anyPolicy := func(string) error { return nil }
+	p := filepath.Join(t.TempDir(), "sluice.yaml")
+	if err := os.WriteFile(p, []byte("models:\n  - name: m1\n    policy: nope\n    backends: [{url: http://127.0.0.1:9001}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadWith(p, noPolicy)
+	if err == nil || !strings.Contains(err.Error(), p+":3: models[0].policy: unknown policy") {
+		t.Fatalf("want FILE:LINE: key: problem, got %v", err)
+	}
+	c, err := Load(p)
+	if err != nil || c.Checked() {
+		t.Fatalf("Load without a policy check: %v, checked %v; want no error, not checked", err, c.Checked())
+	}
+	if c, err = LoadWith(p, anyPolicy); err != nil || !c.Checked() {
+		t.Fatalf("LoadWith: %v, checked %v; want checked", err, c.Checked())
+	}
+	c.Listen = ""
+	if err := c.ValidateWith(anyPolicy); err == nil || c.Checked() {
+		t.Fatalf("invalid after a change: %v, checked %v; want an error, not checked", err, c.Checked())
 	}
 }
