@@ -293,43 +293,60 @@ func TestHedgeRacesSlowStreamWhenIdle(t *testing.T) {
 	}
 }
 
-// TestHedgeSkippedWhileRequestsWait: with a request waiting in the model's
-// queue, the late stream is not hedged (the waiting request needs the
-// capacity more), and it is served by its own backend when its token comes.
-func TestHedgeSkippedWhileRequestsWait(t *testing.T) {
-	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
-	held, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release()
-	ctx, cancel := context.WithCancel(context.Background())
-	waiting := make(chan error, 1)
-	go func() { _, err := r.queue.Acquire(ctx, admission.Request{Tenant: "b"}); waiting <- err }()
-	waitUntil(t, "a request to queue", func() bool { return r.queue.Stats().Queued == 1 })
+// slowAttempts are the two ways a first attempt is late: its head came
+// but no token yet, or no head at all (the hedge timer runs from the send).
+var slowAttempts = []struct {
+	name string
+	mode slowMode
+}{{"late stream", slowHeadThenHold}, {"hung head", slowNoHead}}
 
-	answers := r.send(500 * time.Millisecond)
-	if r.slotAskedOrEnded(answers) {
-		t.Fatal("a hedge got a slot while a request waited in the queue")
+// TestHedgeSkippedWhileRequestsWait: with a request waiting in the model's
+// queue, the late attempt is not hedged (the waiting request needs the
+// capacity more), and it is served by its own backend when it answers.
+func TestHedgeSkippedWhileRequestsWait(t *testing.T) {
+	for _, sa := range slowAttempts {
+		t.Run(sa.name, func(t *testing.T) {
+			r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
+			r.slowMode = sa.mode
+			held, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer held.Release()
+			ctx, cancel := context.WithCancel(context.Background())
+			waiting := make(chan error, 1)
+			go func() { _, err := r.queue.Acquire(ctx, admission.Request{Tenant: "b"}); waiting <- err }()
+			waitUntil(t, "a request to queue", func() bool { return r.queue.Stats().Queued == 1 })
+
+			answers := r.send(500 * time.Millisecond)
+			if r.slotAskedOrEnded(answers) {
+				t.Fatal("a hedge got a slot while a request waited in the queue")
+			}
+			close(r.releaseSlow)
+			body, res := r.answer(answers)
+			if body != sseAnswer || res.Hedge != HedgeNoCapacity || res.Backend != r.slow || r.fastCalls.Load() != 0 {
+				t.Fatalf("body %q hedge %d, fast backend called %d times; want the slow backend's stream, no hedge", body, res.Hedge, r.fastCalls.Load())
+			}
+			cancel()
+			<-waiting
+		})
 	}
-	close(r.releaseSlow)
-	body, res := r.answer(answers)
-	if body != sseAnswer || res.Hedge != HedgeNoCapacity || res.Backend != r.slow || r.fastCalls.Load() != 0 {
-		t.Fatalf("body %q hedge %d, fast backend called %d times; want the slow stream, no hedge", body, res.Hedge, r.fastCalls.Load())
-	}
-	cancel()
-	<-waiting
 }
 
 // TestHedgeSkippedWhenBudgetSpent: with no hedge allowed in flight, the
-// late stream is not hedged even though the pool is idle.
+// late attempt is not hedged even though the pool is idle.
 func TestHedgeSkippedWhenBudgetSpent(t *testing.T) {
-	r := newHedgeRig(t, NewHedgeBudget(0.1, 0), 8) // 10% of 1 request in flight: none
-	answers := r.send(500 * time.Millisecond)
-	close(r.releaseSlow)
-	body, res := r.answer(answers)
-	if body != sseAnswer || res.Hedge != HedgeNoBudget || r.fastCalls.Load() != 0 || len(r.slotAsked) != 0 {
-		t.Fatalf("body %q hedge %d, fast backend called %d times; want the slow stream, no hedge", body, res.Hedge, r.fastCalls.Load())
+	for _, sa := range slowAttempts {
+		t.Run(sa.name, func(t *testing.T) {
+			r := newHedgeRig(t, NewHedgeBudget(0.1, 0), 8) // 10% of 1 request in flight: none
+			r.slowMode = sa.mode
+			answers := r.send(500 * time.Millisecond)
+			close(r.releaseSlow)
+			body, res := r.answer(answers)
+			if body != sseAnswer || res.Hedge != HedgeNoBudget || r.fastCalls.Load() != 0 || len(r.slotAsked) != 0 {
+				t.Fatalf("body %q hedge %d, fast backend called %d times; want the slow backend's stream, no hedge", body, res.Hedge, r.fastCalls.Load())
+			}
+		})
 	}
 }
 

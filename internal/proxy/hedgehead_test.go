@@ -54,48 +54,6 @@ func TestHedgeRacesHungHeadWhenIdle(t *testing.T) {
 	}
 }
 
-// TestHungHeadNotHedgedWhileRequestsWait: with a request waiting in the
-// model's queue, the hung attempt is not hedged; it is served by its own
-// backend once that answers.
-func TestHungHeadNotHedgedWhileRequestsWait(t *testing.T) {
-	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
-	r.slowMode = slowNoHead
-	held, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release()
-	ctx, cancel := context.WithCancel(context.Background())
-	waiting := make(chan error, 1)
-	go func() { _, err := r.queue.Acquire(ctx, admission.Request{Tenant: "b"}); waiting <- err }()
-	waitUntil(t, "a request to queue", func() bool { return r.queue.Stats().Queued == 1 })
-
-	answers := r.send(500 * time.Millisecond)
-	if <-r.slotAsked {
-		t.Fatal("a hedge got a slot while a request waited in the queue")
-	}
-	close(r.releaseSlow)
-	body, res := r.answer(answers)
-	if body != sseAnswer || res.Hedge != HedgeNoCapacity || res.Backend != r.slow || r.fastCalls.Load() != 0 {
-		t.Fatalf("body %q hedge %d, fast backend called %d times; want the hung backend's late stream, no hedge", body, res.Hedge, r.fastCalls.Load())
-	}
-	cancel()
-	<-waiting
-}
-
-// TestHungHeadNotHedgedWhenBudgetSpent: with no hedge allowed in flight,
-// the hung attempt is not hedged even though the pool is idle.
-func TestHungHeadNotHedgedWhenBudgetSpent(t *testing.T) {
-	r := newHedgeRig(t, NewHedgeBudget(0.1, 0), 8)
-	r.slowMode = slowNoHead
-	answers := r.send(500 * time.Millisecond)
-	close(r.releaseSlow)
-	body, res := r.answer(answers)
-	if body != sseAnswer || res.Hedge != HedgeNoBudget || r.fastCalls.Load() != 0 || len(r.slotAsked) != 0 {
-		t.Fatalf("body %q hedge %d, fast backend called %d times; want the hung backend's late stream, no hedge", body, res.Hedge, r.fastCalls.Load())
-	}
-}
-
 // TestHedgingKeepsRetryBeforeFirstByte: a first attempt answered 503
 // before the hedge delay ends the race at once; Forward retries it on the
 // next backend as without hedging (a retry, not a hedge), and the busy
