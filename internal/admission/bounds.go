@@ -105,6 +105,14 @@ func (q *Queue) overShare(tenant string, weight, extra float64) bool {
 // deadline cannot be met: a tenant alone in the queue while others are being
 // served is still the one asking for more than its share.
 func (q *Queue) overPoolShare(tenant string, weight, extra float64) bool {
+	own, share := q.poolShare(tenant, weight, extra)
+	return own > share*(1+1e-9)
+}
+
+// poolShare is tenant's work in the pool, queued and in service, plus
+// extra (own), and its weighted fair share of all the pool's work among
+// the tenants that have some (share).
+func (q *Queue) poolShare(tenant string, weight, extra float64) (own, share float64) {
 	own, total, weights := extra, extra+q.queuedCost, weight
 	for name, ts := range q.tenants {
 		total += ts.inUseCost
@@ -114,7 +122,7 @@ func (q *Queue) overPoolShare(tenant string, weight, extra float64) bool {
 			weights += ts.weight
 		}
 	}
-	return own > total*weight/weights*(1+1e-9)
+	return own, total * weight / weights
 }
 
 // activeWeight is the sum of the weights of tenants with queued requests,

@@ -153,14 +153,6 @@ func (q *Queue) sheds(w *waiter, now time.Time, extra float64) bool {
 // work among the tenants that have some (see overPoolShare). A tenant
 // alone in the pool holds all of its share: never light.
 func (q *Queue) light(tenant string, weight, extra float64) bool {
-	own, total, weights := extra, extra+q.queuedCost, weight
-	for name, ts := range q.tenants {
-		total += ts.inUseCost
-		if name == tenant {
-			own += ts.cost + ts.inUseCost
-		} else {
-			weights += ts.weight
-		}
-	}
-	return own <= total*weight/weights/2*(1+1e-9)
+	own, share := q.poolShare(tenant, weight, extra)
+	return own <= share/2*(1+1e-9)
 }
