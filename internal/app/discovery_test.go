@@ -116,17 +116,7 @@ func TestDiscoveredBackendRemovedWhileStreaming(t *testing.T) {
 	targets := filepath.Join(t.TempDir(), "targets.json")
 	writeTargets(t, targets, held.URL)
 	a, url := startDiscoveryApp(t, targets, "30s")
-	eventually(t, "the held backend discovered", samePool(a, held.URL))
-
-	resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m1","stream":true}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	rd := bufio.NewReader(resp.Body)
-	if line, _ := rd.ReadString('\n'); line != "data: {\"part\":1}\n" {
-		t.Fatalf("first event %q", line)
-	}
+	rd := streamOnHeld(t, a, url, held.URL)
 
 	writeTargets(t, targets, b.URL)
 	eventually(t, "the pool to be b only", samePool(a, b.URL))
@@ -179,16 +169,7 @@ func TestRemovedBackendDrainCutsAfterGrace(t *testing.T) {
 	targets := filepath.Join(t.TempDir(), "targets.yaml")
 	writeTargets(t, targets, held.URL)
 	a, url := startDiscoveryApp(t, targets, "300ms")
-	eventually(t, "the held backend discovered", samePool(a, held.URL))
-	resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m1","stream":true}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	rd := bufio.NewReader(resp.Body)
-	if line, _ := rd.ReadString('\n'); line != "data: {\"part\":1}\n" {
-		t.Fatalf("first event %q", line)
-	}
+	rd := streamOnHeld(t, a, url, held.URL)
 	gone := a.gw.Runtime().Pools["m1"].Backends[0]
 	writeTargets(t, targets, b.URL)
 	// The stream ends (cut) without the backend ever finishing it.
@@ -243,4 +224,22 @@ func counterValue(t *testing.T, a *App, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// streamOnHeld waits until the pool is the held backend alone, starts a
+// stream on it and reads its first event; the stream stays open (closed
+// at the test's end).
+func streamOnHeld(t *testing.T, a *App, url, heldURL string) *bufio.Reader {
+	t.Helper()
+	eventually(t, "the held backend discovered", samePool(a, heldURL))
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m1","stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	rd := bufio.NewReader(resp.Body)
+	if line, _ := rd.ReadString('\n'); line != "data: {\"part\":1}\n" {
+		t.Fatalf("first event %q", line)
+	}
+	return rd
 }
