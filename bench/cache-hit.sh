@@ -40,12 +40,9 @@ NCPU=$(nproc)
 PIN=${PIN:-$([ "$NCPU" -ge 2 ] && echo 1 || echo 0)}
 
 bench/install-tools.sh nginx wrk curl   # apt-get when missing (root, else sudo)
-if [ "$PIN" = 1 ]; then
-  command -v taskset >/dev/null || { echo "missing taskset (util-linux); or run with PIN=0"; exit 1; }
-  LOADCPU=(taskset -c 0) SRVCPU=(taskset -c 1) NGX_WORKERS=1 SLUICE_ENV=(GOMAXPROCS=1)
-else
-  LOADCPU=() SRVCPU=() NGX_WORKERS=$NCPU SLUICE_ENV=(GOMAXPROCS=$NCPU)
-fi
+. bench/lib.sh
+pin_cpus
+NGX_WORKERS=$WORKERS SLUICE_ENV=(GOMAXPROCS=$WORKERS)
 
 WORK=$(mktemp -d)
 # nginx keeps cached answers in files: put them on tmpfs when there is one,
@@ -104,7 +101,6 @@ wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-wait_up() { for _ in $(seq 100); do curl -sf -o /dev/null "http://$1/$2" && return 0; sleep 0.1; done; echo "not up: $1"; exit 1; }
 post() { # addr body header-name -> value of that response header ("" if absent); fails on non-200
   curl -sf -D - -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary "$2" \
     "http://$1/v1/chat/completions" | tr -d '\r' | awk -v h="$(echo "$3" | tr 'A-Z' 'a-z')" \
@@ -115,13 +111,6 @@ expect() { # name want got
 }
 backend_requests() { curl -sf "http://$BACK/metrics" | awk '$1 ~ /^sluice_sim_requests_total/ {print $2}'; }
 sluice_hits() { curl -sf "http://$ADMIN/metrics" | awk '$1 ~ /^sluice_cache_lookups_total/ && /level="l1"/ && /result="hit"/ {print $2+0}'; }
-cpu_ticks() { # utime+stime of the given pids and their children processes
-  local t=0 p
-  for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
-    t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-  done
-  echo $t
-}
 
 if [ "$FLOOR" = 1 ]; then
   # Reference, not a competitor: the least a Go net/http server can do for

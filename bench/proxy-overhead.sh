@@ -39,12 +39,8 @@ NCPU=$(nproc)
 PIN=${PIN:-$([ "$NCPU" -ge 2 ] && echo 1 || echo 0)}
 
 bench/install-tools.sh nginx wrk curl
-if [ "$PIN" = 1 ]; then
-  command -v taskset >/dev/null || { echo "missing taskset (util-linux); or run with PIN=0"; exit 1; }
-  LOADCPU=(taskset -c 0) SRVCPU=(taskset -c 1) WORKERS=1
-else
-  LOADCPU=() SRVCPU=() WORKERS=$NCPU
-fi
+. bench/lib.sh
+pin_cpus
 SLUICE_ENV=(GOMAXPROCS=$WORKERS)
 
 WORK=$(mktemp -d)
@@ -116,14 +112,6 @@ wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-wait_up() { for _ in $(seq 100); do curl -sf -o /dev/null "http://$1/$2" && return 0; sleep 0.1; done; echo "not up: $1"; exit 1; }
-cpu_ticks() { # utime+stime of the given pids and their children processes
-  local t=0 p
-  for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
-    t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-  done
-  echo $t
-}
 wait_up $BACK health
 
 run() { # name addr pids... -> "round name rps p50 p99 non2xx errors cpu% cpu_us_per_req"
