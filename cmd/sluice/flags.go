@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 )
@@ -17,9 +18,32 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		io.WriteString(stderr, "Usage: sluice "+name+" "+synopsis+"\n\nFlags:\n")
-		fs.PrintDefaults()
+		printFlags(stderr, fs)
 	}
 	return fs
+}
+
+// printFlags lists the flags as the README writes them (--name; Go's flag
+// package accepts one dash or two, but its own listing shows one), each with
+// its default unless that is the zero value.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		kind, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if kind != "" {
+			line += " " + kind
+		}
+		usage = strings.ReplaceAll(usage, "\n", "\n    \t")
+		line += "\n    \t" + usage
+		switch d := f.DefValue; {
+		case d == "" || d == "false" || d == "0" || d == "0s":
+		case kind == "string":
+			line += fmt.Sprintf(" (default %q)", d)
+		default:
+			line += " (default " + d + ")"
+		}
+		fmt.Fprintln(w, line)
+	})
 }
 
 // parseFlags parses args, mapping flag.ErrHelp to errHelp.

@@ -12,9 +12,6 @@ import (
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 type command struct {
 	name  string
 	short string
@@ -29,8 +26,8 @@ func commands() []command {
 		{"bench", "replay load against an OpenAI-compatible URL", runBench},
 		{"demo", "simulated pool + gateway + bursty replay: prints a before/after table", runDemo},
 		{"chaos", "attacks and faults against a gateway next to a well-behaved client: prints a table", runChaos},
-		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
-			fmt.Fprintln(stdout, "sluice", version)
+		{"version", "print the version, commit and Go release of this binary (also --version)", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
+			fmt.Fprintln(stdout, versionString())
 			return nil
 		}},
 	}
@@ -38,7 +35,7 @@ func commands() []command {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "Sluice: an overload-proof gateway for OpenAI-compatible LLM servers.")
-	fmt.Fprintln(w, "\nUsage: sluice <command> [flags]   (sluice <command> --help for its flags)")
+	fmt.Fprintln(w, "\nUsage: sluice <command> [flags]   (sluice <command> --help for its flags; sluice --version)")
 	fmt.Fprintln(w, "\nCommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.short)
@@ -55,6 +52,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if len(args) == 0 {
 			return 2
 		}
+		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "-v" {
+		fmt.Fprintln(stdout, versionString())
 		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -48,5 +49,42 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		} else if errb.Len() == 0 {
 			t.Errorf("%s: no error message", name)
 		}
+	}
+}
+
+func TestVersionFlagAndBuildInfo(t *testing.T) {
+	for _, arg := range []string{"--version", "-version", "version"} {
+		var out, errb bytes.Buffer
+		if code := run([]string{arg}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "sluice ") {
+			t.Fatalf("%s: %d %q %q", arg, code, out.String(), errb.String())
+		}
+	}
+	info := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "2ea91b1aa0c0ffee2ea91b1aa0c0ffee2ea91b1a"}, {Key: "vcs.time", Value: "2026-12-03T11:28:00Z"}, {Key: "vcs.modified", Value: "true"}}}
+	if got, want := describeBuild("", info, true), "sluice dev (commit 2ea91b1aa0c0+modified 2026-12-03T11:28:00Z) go1.26.8"; got != want {
+		t.Fatalf("built from a checkout: %q, want %q", got, want)
+	}
+	installed := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.4.0"}}
+	if got, want := describeBuild("", installed, true), "sluice v0.4.0 go1.26.8"; got != want {
+		t.Fatalf("go install @v0.4.0: %q, want %q", got, want)
+	}
+	if got, want := describeBuild("v1.2.3", installed, true), "sluice v1.2.3 go1.26.8"; got != want {
+		t.Fatalf("-ldflags version wins: %q, want %q", got, want)
+	}
+}
+
+func TestHelpShowsDoubleDashFlagsAndServeDefaults(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"serve", "--help"}, &out, &errb); code != 0 {
+		t.Fatalf("serve --help: %d", code)
+	}
+	help := errb.String()
+	for _, want := range []string{"  --config FILE", "  --listen", "default :8080, all interfaces", "  --backend"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("serve --help lacks %q:\n%s", want, help)
+		}
+	}
+	if strings.Contains(help, "\n  -config") {
+		t.Errorf("serve --help still lists single-dash flags:\n%s", help)
 	}
 }

@@ -16,8 +16,8 @@ import (
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "--config FILE | --listen ADDR --model NAME --backend URL [--backend URL ...] [--policy NAME]", stderr)
-	cfgPath := fs.String("config", "", "YAML config file (see examples/sluice.yaml); reloaded on SIGHUP and on change")
-	listen := fs.String("listen", "", "listen address (overrides the config's listen)")
+	cfgPath := fs.String("config", "", "YAML config `FILE` (see examples/sluice.yaml); reloaded on SIGHUP and on change")
+	listen := fs.String("listen", "", "client-facing `ADDR` to listen on (overrides the config's listen; default :8080, all interfaces, port 8080)")
 	model := fs.String("model", "", "model name clients ask for (flag mode, no config file)")
 	policy := fs.String("policy", "", "balancing policy: round_robin, weighted, least_conn, p2c_ewma (default), least_load, prefix_affinity, prefix_affinity+least_load, random")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides the config)")
@@ -25,7 +25,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	adminListen := fs.String("admin-listen", "", "admin listener address for /status, /metrics, /spare and pprof (overrides admin.listen; default 127.0.0.1:9091; \"off\" disables it)")
 	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this further address, without admin.token (kept for old scripts; prefer admin.pprof: true, on the admin listener)")
 	var backends stringList
-	fs.Var(&backends, "backend", "backend base URL, e.g. http://127.0.0.1:8000 (repeatable)")
+	fs.Var(&backends, "backend", "backend base `URL`, e.g. http://127.0.0.1:8000 (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
