@@ -76,7 +76,10 @@ func (c *consulAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // blocking query; the token is read from token_file.
 func TestConsulDiscoveredModelServes(t *testing.T) {
 	b1, b2 := backend(t, "b1"), backend(t, "b2")
-	port := func(s *httptest.Server) string { _, p, _ := net.SplitHostPort(strings.TrimPrefix(s.URL, "http://")); return p }
+	port := func(s *httptest.Server) string {
+		_, p, _ := net.SplitHostPort(strings.TrimPrefix(s.URL, "http://"))
+		return p
+	}
 	agent := &consulAgent{index: 5, ports: []string{port(b1)}, token: "t0ken", changed: make(chan struct{})}
 	srv := httptest.NewServer(agent)
 	defer srv.Close()

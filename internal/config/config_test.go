@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -246,5 +247,22 @@ func TestPolicyCheckedConfigIsMarked(t *testing.T) {
 	c.Listen = ""
 	if err := c.ValidateWith(anyPolicy); err == nil || c.Checked() {
 		t.Fatalf("invalid after a change: %v, checked %v; want an error, not checked", err, c.Checked())
+	}
+}
+
+// A consul discovery source decodes into its block, the source's own
+// scheme (the backends') apart from the agent's.
+func TestConsulDiscoveryDecodes(t *testing.T) {
+	c, err := Parse([]byte("models:\n  - name: m\n    discovery:\n      - type: consul\n        scheme: https\n        consul:\n" +
+		"          service: vllm-llama\n          tags: [gpu, v1]\n          datacenter: dc1\n          address: consul.internal:8501\n" +
+		"          scheme: https\n          token_file: /run/secrets/consul-token\n          wait: 30s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Models[0].Discovery[0]
+	want := ConsulDiscovery{Service: "vllm-llama", Tags: []string{"gpu", "v1"}, Datacenter: "dc1", Address: "consul.internal:8501",
+		Scheme: "https", TokenFile: "/run/secrets/consul-token", Wait: Duration(30 * time.Second)}
+	if d.Scheme != "https" || !reflect.DeepEqual(d.Consul, want) {
+		t.Fatalf("decoded %+v", d)
 	}
 }
