@@ -81,8 +81,8 @@ type Consul struct {
 	Token    func() (string, error)
 	Wait     time.Duration // 0 = DefaultConsulWait
 	Template Template
-	// HTTPClient talks to the agent; nil = the library's (which honours
-	// CONSUL_CACERT and the other TLS variables).
+	// HTTPClient talks to the agent; nil = one of the source's own, with
+	// the library's TLS settings (CONSUL_CACERT and the other variables).
 	HTTPClient *http.Client
 	// After is time.After and Jitter the backoff's randomness,
 	// injectable: the tests drive the pacing and the backoff.
@@ -100,12 +100,13 @@ func (c Consul) Run(ctx context.Context, sink Sink) {
 	if jitter == nil {
 		jitter = mathRand{}
 	}
-	client, err := c.client()
-	if err != nil { // a bad address: only a reload mends it
+	client, closeIdle, err := c.client()
+	if err != nil { // bad TLS settings in the environment: only a restart mends them
 		sink.Fail(fmt.Errorf("consul %s: %w", c.Service, err))
 		<-ctx.Done()
 		return
 	}
+	defer closeIdle()
 	var (
 		last     []endpoint.Spec
 		index    uint64
@@ -165,15 +166,24 @@ func backoff(n int, jitter Jitter) time.Duration {
 	return step/2 + time.Duration(jitter.Float64()*float64(step/2))
 }
 
-func (c Consul) client() (*consul.Client, error) {
-	addr, scheme := c.Address, c.Scheme
-	if addr == "" {
-		addr = "127.0.0.1:8500"
+// client is a client of the agent and a func that closes its idle
+// connection (the source owns its transport: a stopped source leaves no
+// connection behind).
+func (c Consul) client() (*consul.Client, func(), error) {
+	cfg := &consul.Config{Address: c.Address, Scheme: c.Scheme, HttpClient: c.HTTPClient}
+	if cfg.Address == "" {
+		cfg.Address = "127.0.0.1:8500"
 	}
-	if scheme == "" {
-		scheme = "http"
+	if cfg.Scheme == "" {
+		cfg.Scheme = "http"
 	}
-	return consul.NewClient(&consul.Config{Address: addr, Scheme: scheme, HttpClient: c.HTTPClient})
+	closeIdle := func() {}
+	if cfg.HttpClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		cfg.Transport, closeIdle = tr, tr.CloseIdleConnections
+	}
+	client, err := consul.NewClient(cfg)
+	return client, closeIdle, err
 }
 
 // query runs one (blocking, when index > 0) health query.

@@ -50,15 +50,22 @@ type consulRequest struct {
 }
 
 func newConsulDouble(t *testing.T, index uint64, instances ...consulInstance) *consulDouble {
+	return startConsulDouble(t, (*httptest.Server).Start, index, instances...)
+}
+
+// startConsulDouble is newConsulDouble with start picking HTTP (Start)
+// or HTTPS (StartTLS).
+func startConsulDouble(t *testing.T, start func(*httptest.Server), index uint64, instances ...consulInstance) *consulDouble {
 	d := &consulDouble{requests: make(chan consulRequest, 64), expire: make(chan struct{}, 1),
 		index: index, instances: instances, changed: make(chan struct{})}
-	d.srv = httptest.NewServer(http.HandlerFunc(d.serve))
+	d.srv = httptest.NewUnstartedServer(http.HandlerFunc(d.serve))
+	start(d.srv)
 	t.Cleanup(d.srv.Close)
 	return d
 }
 
 // addr is the double's host:port.
-func (d *consulDouble) addr() string { return strings.TrimPrefix(d.srv.URL, "http://") }
+func (d *consulDouble) addr() string { return d.srv.Listener.Addr().String() }
 
 // change applies fn under the lock and wakes held queries; fn decides
 // whether the index moves (a registry write) or not (an outage).

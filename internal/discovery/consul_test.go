@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -170,6 +171,21 @@ func TestConsulIndexReset(t *testing.T) {
 	if r := k.next(t, d, consulGap); r.Query.Get("index") != "3" {
 		t.Fatalf("query %v, want index=3", r.Query)
 	}
+}
+
+// scheme https speaks TLS to the agent; http to a TLS agent fails.
+func TestConsulAgentOverHTTPS(t *testing.T) {
+	d := startConsulDouble(t, (*httptest.Server).StartTLS, 1,
+		consulInstance{Node: "n1", NodeAddr: "10.0.0.1", Port: 8000, Status: "passing"})
+	sink, _ := runConsul(t, Consul{Service: "llm", Address: d.addr(), Scheme: "https", HTTPClient: d.srv.Client()})
+	if r := d.request(t); r.Path != "/v1/health/service/llm" {
+		t.Fatalf("query %s", r.Path)
+	}
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
+		t.Fatalf("set %s", got)
+	}
+	sink, _ = runConsul(t, Consul{Service: "llm", Address: d.addr(), Scheme: "http"})
+	sink.failure(t, "consul llm")
 }
 
 func TestConsulIndexAndBackoffRules(t *testing.T) {
