@@ -214,7 +214,7 @@ func (c Consul) query(ctx context.Context, client *consul.Client, index uint64) 
 func shortError(err error) error {
 	var se consul.StatusError
 	if errors.As(err, &se) && len(se.Body) > maxErrorText {
-		return fmt.Errorf("agent answered %d: %s…", se.Code, se.Body[:maxErrorText])
+		return fmt.Errorf("agent answered %d: %s…", se.Code, strings.ToValidUTF8(se.Body[:maxErrorText], ""))
 	}
 	return err
 }

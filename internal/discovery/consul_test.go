@@ -203,6 +203,10 @@ func TestConsulIndexAndBackoffRules(t *testing.T) {
 	if backoff(99, fixedJitter(0)) != consulBackoffCap/2 {
 		t.Error("a long outage is retried at half to all of the cap")
 	}
+	long := shortError(consul.StatusError{Code: 500, Body: strings.Repeat("x", 10000)})
+	if n := len(long.Error()); n > maxErrorText+50 || !strings.Contains(long.Error(), "500") {
+		t.Errorf("an agent's long error body makes a %d-byte message: %.80s", n, long)
+	}
 }
 
 // A token file is read at each query, so a rotation is picked up; an
