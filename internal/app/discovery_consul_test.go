@@ -24,14 +24,19 @@ type consulAgent struct {
 	index   uint64
 	ports   []string // passing instances of "llm", on 127.0.0.1
 	token   string
+	down    bool // answer 500, as an agent without a leader
 	changed chan struct{}
 }
 
 func (c *consulAgent) register(ports ...string) {
+	c.change(func() { c.index++; c.ports = ports })
+}
+
+// change applies fn and wakes the held queries.
+func (c *consulAgent) change(fn func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.index++
-	c.ports = ports
+	fn()
 	close(c.changed)
 	c.changed = make(chan struct{})
 }
@@ -48,8 +53,12 @@ func (c *consulAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	index, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
 	for {
 		c.mu.Lock()
-		cur, changed := c.index, c.changed
+		cur, changed, down := c.index, c.changed, c.down
 		c.mu.Unlock()
+		if down {
+			http.Error(w, "No cluster leader", http.StatusInternalServerError)
+			return
+		}
 		if index == 0 || cur > index {
 			break
 		}
@@ -73,7 +82,8 @@ func (c *consulAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // A model served from a Consul service: its passing instance serves; a
 // registration that replaces it reaches the pool through the held
-// blocking query; the token is read from token_file.
+// blocking query; the token is read from token_file; an agent outage
+// keeps the pool.
 func TestConsulDiscoveredModelServes(t *testing.T) {
 	b1, b2 := backend(t, "b1"), backend(t, "b2")
 	port := func(s *httptest.Server) string {
@@ -115,5 +125,14 @@ func TestConsulDiscoveredModelServes(t *testing.T) {
 	eventually(t, "the new registration to replace the old", samePool(a, b2.URL))
 	if code, body := chat(url, "m1"); code != 200 || !strings.Contains(body, `"b2"`) {
 		t.Fatalf("%d %s", code, body)
+	}
+
+	// The agent fails: the pool keeps b2, the failure is counted.
+	agent.change(func() { agent.down = true })
+	eventually(t, "the failure counted", func() bool {
+		return counterValue(t, a, "sluice_discovery_failures_total") >= 1
+	})
+	if code, body := chat(url, "m1"); code != 200 || !strings.Contains(body, `"b2"`) || !samePool(a, b2.URL)() {
+		t.Fatalf("an agent outage changed the pool: %v; %d %s", poolURLs(a), code, body)
 	}
 }
