@@ -34,11 +34,27 @@ func discoverySources(cfg *config.Config) map[string]discovery.Sources {
 				lo, hi := d.DNSIntervals()
 				srcs.List = append(srcs.List, discovery.DNS{Name: d.Name, Record: d.Record, Port: d.Port,
 					Server: d.Server, MinInterval: lo, MaxInterval: hi, Template: tmpl})
+			case "consul":
+				srcs.List = append(srcs.List, consulSource(d.Consul, tmpl))
 			}
 		}
 		out[m.Name] = srcs
 	}
 	return out
+}
+
+// consulSource is a consul discovery block as a source; the token is
+// read from its file at every query, so a rotated token is used.
+func consulSource(c config.ConsulDiscovery, tmpl discovery.Template) discovery.Consul {
+	src := discovery.Consul{Service: c.Service, Tags: c.Tags, Datacenter: c.Datacenter, Address: c.Address,
+		Scheme: c.Scheme, Wait: c.Wait.D(), Template: tmpl}
+	switch token := c.Token; {
+	case c.TokenFile != "":
+		src.Token = discovery.TokenFile(c.TokenFile)
+	case token != "":
+		src.Token = func() (string, error) { return token, nil }
+	}
+	return src
 }
 
 // startDiscovery starts the running config's discovery sources.

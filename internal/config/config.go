@@ -172,10 +172,11 @@ type Model struct {
 }
 
 // Discovery is one source of a model's backends. Type picks it:
-// "file" (Path: a JSON or YAML list of target groups, watched) or "dns"
+// "file" (Path: a JSON or YAML list of target groups, watched), "dns"
 // (Name resolved as Record A — A and AAAA, on Port — or SRV; re-resolved
 // at the answer's TTL within MinInterval and MaxInterval, defaults 1s
-// and 60s; Server "" = the first resolver of /etc/resolv.conf). The
+// and 60s; Server "" = the first resolver of /etc/resolv.conf) or
+// "consul" (the Consul block: a service's passing instances). The
 // backend fields are the template every target found gets.
 type Discovery struct {
 	Type        string   `yaml:"type"`
@@ -192,6 +193,8 @@ type Discovery struct {
 	MaxConcurrency int    `yaml:"max_concurrency"`
 	APIKey         string `yaml:"api_key"`
 	UpstreamModel  string `yaml:"upstream_model"`
+	// Consul: type consul's keys (discovery_consul.go).
+	Consul ConsulDiscovery `yaml:"consul"`
 }
 
 // Backend is one upstream server of a model's pool.
@@ -506,9 +509,11 @@ func (d Discovery) validate(bad badFunc, key string) {
 		}
 	case "dns":
 		d.validateDNS(bad, key)
+	case "consul":
 	default:
-		bad(key+".type", "must be file or dns, got %q", d.Type)
+		bad(key+".type", "must be file, dns or consul, got %q", d.Type)
 	}
+	d.validateConsul(bad, key)
 	if d.Scheme != "" && d.Scheme != "http" && d.Scheme != "https" {
 		bad(key+".scheme", "must be http or https, got %q", d.Scheme)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -174,9 +175,21 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 			[]string{":2: listen: want a string, got a section of keys"}},
 		{"validation errors carry their line", "models:\n  - name: m\n    backends:\n      - url: http://a\n      - url: ftp://b\nretry:\n  attempts: 50\n",
 			[]string{":5: models[0].backends[1].url: must be an http:// or https:// URL", ":7: retry.attempts: must be between 1 and 10"}},
-		{"discovery source errors carry their line", "models:\n  - name: m\n    slow_start: -1s\n    discovery:\n      - type: file\n      - type: consul\n        scheme: ftp\n",
+		{"discovery source errors carry their line", "models:\n  - name: m\n    slow_start: -1s\n    discovery:\n      - type: file\n      - type: zookeeper\n        scheme: ftp\n",
 			[]string{":3: models[0].slow_start: must be 0 (off)", ":5: models[0].discovery[0].path: must name the targets file",
-				":6: models[0].discovery[1].type: must be file or dns, got \"consul\"", ":7: models[0].discovery[1].scheme: must be http or https"}},
+				":6: models[0].discovery[1].type: must be file, dns or consul, got \"zookeeper\"", ":7: models[0].discovery[1].scheme: must be http or https"}},
+		{"consul discovery errors", "models:\n  - name: m\n    discovery:\n      - type: consul\n        consul:\n          service: \"llm/x\"\n          tags: [gpu, \"\"]\n          datacenter: \"dc 1\"\n          address: https://consul:8501\n          scheme: ftp\n          token: t\n          token_file: /run/t\n          wait: 11m\n      - type: consul\n      - type: file\n        path: /t\n        consul:\n          service: llm\n",
+			[]string{":6: models[0].discovery[0].consul.service: must name the Consul service (letters, digits, '-', '_', '.'), got \"llm/x\"",
+				":7: models[0].discovery[0].consul.tags[1]: must not be empty",
+				":8: models[0].discovery[0].consul.datacenter: must be a datacenter name",
+				":9: models[0].discovery[0].consul.address: must be the agent's host:port (default 127.0.0.1:8500; the scheme goes in scheme)",
+				":10: models[0].discovery[0].consul.scheme: must be http or https (the agent's API), got \"ftp\"",
+				":12: models[0].discovery[0].consul.token_file: cannot be combined with token",
+				":13: models[0].discovery[0].consul.wait: must be from 1s to 10m (Consul's limit), or unset for 5m; got 11m0s",
+				":14: models[0].discovery[1].consul.service: must name the Consul service",
+				":17: models[0].discovery[2].consul: only goes with type: consul"}},
+		{"unknown consul key", "models:\n  - name: m\n    discovery:\n      - type: consul\n        consul:\n          servce: llm\n",
+			[]string{":6: models[0].discovery[0].consul.servce: unknown key; allowed here: address, datacenter, scheme, service, tags, token, token_file, wait"}},
 		{"a model needs backends or discovery", "models:\n  - name: m\n",
 			[]string{":2: models[0].backends: at least one backend (or a discovery source) is required"}},
 		{"dns discovery errors", "models:\n  - name: m\n    discovery:\n      - type: dns\n        record: MX\n      - type: dns\n        name: x\n        server: nope\n        min_interval: 10s\n        max_interval: 1s\n",
@@ -234,5 +247,22 @@ func TestPolicyCheckedConfigIsMarked(t *testing.T) {
 	c.Listen = ""
 	if err := c.ValidateWith(anyPolicy); err == nil || c.Checked() {
 		t.Fatalf("invalid after a change: %v, checked %v; want an error, not checked", err, c.Checked())
+	}
+}
+
+// A consul discovery source decodes into its block, the source's own
+// scheme (the backends') apart from the agent's.
+func TestConsulDiscoveryDecodes(t *testing.T) {
+	c, err := Parse([]byte("models:\n  - name: m\n    discovery:\n      - type: consul\n        scheme: https\n        consul:\n" +
+		"          service: vllm-llama\n          tags: [gpu, v1]\n          datacenter: dc1\n          address: consul.internal:8501\n" +
+		"          scheme: https\n          token_file: /run/secrets/consul-token\n          wait: 30s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Models[0].Discovery[0]
+	want := ConsulDiscovery{Service: "vllm-llama", Tags: []string{"gpu", "v1"}, Datacenter: "dc1", Address: "consul.internal:8501",
+		Scheme: "https", TokenFile: "/run/secrets/consul-token", Wait: Duration(30 * time.Second)}
+	if d.Scheme != "https" || !reflect.DeepEqual(d.Consul, want) {
+		t.Fatalf("decoded %+v", d)
 	}
 }

@@ -3,8 +3,9 @@
 // a diff, so a lost update heals with the next); a source that fails keeps
 // quiet about the set and reports the failure instead, so the pool keeps
 // the last set it knew: an outage of the registry never empties a pool.
-// Sources: static (the config's list) and file (a watched targets file, in
-// the spirit of Prometheus file_sd). internal/app owns the sources (runs
+// Sources: static (the config's list), file (a watched targets file, in
+// the spirit of Prometheus file_sd), dns (A/AAAA or SRV at the TTL) and
+// consul (a service's passing instances, with blocking queries). internal/app owns the sources (runs
 // each until its context ends) and turns every new set into a rebuilt
 // runtime: backends that stay keep their state, new ones slow-start,
 // removed ones drain.
