@@ -201,8 +201,8 @@ func TestRefusals(t *testing.T) {
 	}
 	// Within the leeway, the same skews pass.
 	for name, tok := range map[string]string{
-		"expired 29s ago": is.RS256(t, claims(clk, jwt.MapClaims{"exp": now.Add(-29 * time.Second).Unix()})),
-		"valid in 29s":    is.RS256(t, claims(clk, jwt.MapClaims{"nbf": now.Add(29 * time.Second).Unix()})),
+		"expired 29s ago":       is.RS256(t, claims(clk, jwt.MapClaims{"exp": now.Add(-29 * time.Second).Unix()})),
+		"valid in 29s":          is.RS256(t, claims(clk, jwt.MapClaims{"nbf": now.Add(29 * time.Second).Unix()})),
 		"HS256 with the secret": jwttest.Sign(t, jwt.SigningMethodHS256, []byte(secret), "", claims(clk, nil)),
 	} {
 		vv := v

@@ -15,11 +15,11 @@ import (
 // an algorithm, and agrees with LooksLikeJWT.
 func FuzzPeekHeader(f *testing.F) {
 	for _, s := range []string{
-		"eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS0xIn0.e30.c2ln",        // {"alg":"RS256","kid":"rsa-1"}
-		"eyJhbGciOiJub25lIn0.e30.",                                // {"alg":"none"}
-		"eyJhbGciOiJIUzI1NiIsImNyaXQiOlsiYiJdfQ.e30.c2ln",         // crit
-		"eyJhbGciOjF9.e30.c2ln",                                   // alg a number
-		"eyJhbGciOiJSUzI1NiIsImtpZCI6N30.e30.c2ln",                // kid a number
+		"eyJhbGciOiJSUzI1NiIsImtpZCI6InJzYS0xIn0.e30.c2ln", // {"alg":"RS256","kid":"rsa-1"}
+		"eyJhbGciOiJub25lIn0.e30.",                         // {"alg":"none"}
+		"eyJhbGciOiJIUzI1NiIsImNyaXQiOlsiYiJdfQ.e30.c2ln",  // crit
+		"eyJhbGciOjF9.e30.c2ln",                            // alg a number
+		"eyJhbGciOiJSUzI1NiIsImtpZCI6N30.e30.c2ln",         // kid a number
 		"e30.e30.e30", "..", "a.b.c", "sk-abc", "eyJ.eyJ.", "=.=.=", "a.b.c.d", "\x00.\x00.\x00",
 	} {
 		f.Add(s)

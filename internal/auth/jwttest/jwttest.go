@@ -33,9 +33,9 @@ type Issuer struct {
 	// Server serves the key set at Server.URL + "/jwks.json".
 	Server *httptest.Server
 
-	hits    atomic.Int64
-	mu      sync.Mutex
-	extra   []map[string]string // keys added by AddRSA (rotation)
+	hits  atomic.Int64
+	mu    sync.Mutex
+	extra []map[string]string // keys added by AddRSA (rotation)
 }
 
 // The key ids of the issuer's keys.
