@@ -129,6 +129,15 @@ func NewVerifier(c config.JWT, jwks *JWKS, now func() time.Time) (*Verifier, err
 	return v, nil
 }
 
+// KeySetFetched is when the issuer's key set was last fetched (zero: never);
+// ok is false when no jwks_url is configured.
+func (v *Verifier) KeySetFetched() (t time.Time, ok bool) {
+	if v.jwks == nil {
+		return time.Time{}, false
+	}
+	return v.jwks.Fetched(), true
+}
+
 // Verify checks token and returns the identity its claims carry, or a
 // *Failure. ctx bounds the wait for a key set fetch an unknown kid causes.
 func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {

@@ -47,7 +47,8 @@ type JWKS struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	keys atomic.Pointer[keySet] // nil until a fetch succeeds
+	keys    atomic.Pointer[keySet] // nil until a fetch succeeds
+	fetched atomic.Int64           // unix nanoseconds of the last fetch that succeeded; 0: none
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -110,6 +111,14 @@ func (j *JWKS) refreshEvery(d time.Duration) {
 			j.refresh(j.ctx, false)
 		}
 	}
+}
+
+// Fetched is when the key set held was fetched; zero when none ever was.
+func (j *JWKS) Fetched() time.Time {
+	if n := j.fetched.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // current is the key set held, or nil.
@@ -178,6 +187,7 @@ func (j *JWKS) fetch() {
 		kf, err = keyfunc.New(keyfunc.Options{Ctx: j.ctx, Storage: store, UseWhitelist: []jwkset.USE{jwkset.UseSig, ""}})
 		if err == nil {
 			j.keys.Store(&keySet{kf: kf})
+			j.fetched.Store(j.now().UnixNano())
 			return
 		}
 	}

@@ -107,7 +107,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 		Help: "Refused credentials by reason: invalid_api_key, or why a bearer JWT was refused (oversized, malformed, " +
 			"algorithm, unknown_kid, keys_unavailable, signature, expired, not_yet_valid, issuer, audience, claims). " +
 			"The client is told none of it."}, []string{"reason"})
-	opt.Registry.MustRegister(g.authFailures)
+	opt.Registry.MustRegister(g.authFailures, keySetCollector{g})
 	g.bodyMetrics = netguard.NewBodyMetrics(opt.Registry, bodyMem)
 	g.readaheadMem = netguard.NewBudget(int64(rt.Config.Server.MaxReadaheadMemory))
 	g.readahead = proxy.NewReadahead(g.bodies, g.readaheadMem, proxy.NewReadaheadMetrics(opt.Registry, g.readaheadMem))

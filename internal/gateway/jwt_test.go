@@ -144,6 +144,9 @@ func TestBadTokensGetOneGeneric401(t *testing.T) {
 			t.Fatalf("metrics lack %s", want)
 		}
 	}
+	if !strings.Contains(metrics, "sluice_auth_jwks_last_fetch_timestamp_seconds 1") { // a recent Unix time, not 0
+		t.Fatalf("key set freshness missing or zero:\n%s", metrics)
+	}
 	if is.Hits() != 2 { // the start, and one refresh for the unknown kid
 		t.Fatalf("key set fetched %d times, want 2", is.Hits())
 	}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/config"
@@ -165,4 +167,30 @@ func (g *Gateway) refuseAuth(w http.ResponseWriter, err error) error {
 		g.authFailures.WithLabelValues("invalid_api_key").Inc()
 	}
 	return nil
+}
+
+var keySetFetchedDesc = prometheus.NewDesc("sluice_auth_jwks_last_fetch_timestamp_seconds",
+	"When the issuer's JWKS (auth.jwt.jwks_url) was last fetched successfully, Unix seconds; 0 before the first "+
+		"success. Absent when no jwks_url is configured. Alert on time() minus this well past jwks_refresh.", nil, nil)
+
+// keySetCollector reports the freshness of the running runtime's JWKS, read
+// at scrape time.
+type keySetCollector struct{ g *Gateway }
+
+func (c keySetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- keySetFetchedDesc }
+
+func (c keySetCollector) Collect(ch chan<- prometheus.Metric) {
+	v, _ := c.g.rt.Load().tenants.tokens.(*auth.Verifier)
+	if v == nil {
+		return
+	}
+	t, ok := v.KeySetFetched()
+	if !ok {
+		return
+	}
+	secs := 0.0
+	if !t.IsZero() {
+		secs = float64(t.UnixNano()) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(keySetFetchedDesc, prometheus.GaugeValue, secs)
 }
