@@ -189,7 +189,9 @@ func (v *Verifier) key(ctx context.Context, h header) (any, error) {
 	}
 	if v.jwks != nil {
 		if ks := v.jwks.current(); ks != nil {
-			if all, err := ks.kf.VerificationKeySet(ctx); err == nil {
+			// keyfunc skips the JWKs whose own alg or use forbids it.
+			got, err := ks.kf.KeyfuncCtx(ctx)(&jwt.Token{Header: map[string]any{"alg": h.Alg}})
+			if all, ok := got.(jwt.VerificationKeySet); err == nil && ok {
 				for _, k := range all.Keys {
 					if fits(h.Alg, k) {
 						set.Keys = append(set.Keys, k)

@@ -330,3 +330,22 @@ func TestLooksLikeJWT(t *testing.T) {
 		}
 	}
 }
+
+// A token without kid is tried against every key set key of its
+// algorithm's kind whose JWK allows it.
+func TestTokenWithoutKIDUsesTheKeySet(t *testing.T) {
+	is, v, _, clk := setup(t, nil)
+	for name, tok := range map[string]string{
+		"RS256": jwttest.Sign(t, jwt.SigningMethodRS256, is.RSA, "", claims(clk, nil)),
+		"ES256": jwttest.Sign(t, jwt.SigningMethodES256, is.EC, "", claims(clk, nil)),
+	} {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	// The RSA JWK says alg RS256: an RS512 token finds no key it may use.
+	tok := jwttest.Sign(t, jwt.SigningMethodRS512, is.RSA, "", claims(clk, nil))
+	if _, err := v.Verify(context.Background(), tok); err == nil || reasonOf(t, err) != auth.ReasonAlgorithm {
+		t.Fatalf("RS512 against an RS256 JWK: %v", err)
+	}
+}
