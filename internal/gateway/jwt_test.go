@@ -212,13 +212,15 @@ func TestTokenClaimsBecomeTheIdentity(t *testing.T) {
 	}
 }
 
-// Limits from a token's claims bind its subject; rate_limits.tenants binds
-// the tenant its claims name, as for an API key's tenant.
+// Limits from a token's claims bind its subject; rate_limits.keys binds
+// "jwt:<subject>" and rate_limits.tenants the tenant its claims name, as
+// for an API key and its tenant.
 func TestTokenLimitsApply(t *testing.T) {
 	is := jwttest.New(t)
 	be := newOKBackend(t)
 	cfg := jwtConfig(is, be.URL)
 	cfg.RateLimits.Tenants = map[string]config.RateRule{"capped": {Requests: limitPtr(t, "rate=1r/m nodelay")}}
+	cfg.RateLimits.Keys = map[string]config.RateRule{"jwt:dave": {Requests: limitPtr(t, "rate=1r/m nodelay")}}
 	srv, _ := startGateway(t, cfg)
 	send := func(token string) int {
 		resp := post(t, srv.URL+"/v1/chat/completions", chatBody, "Authorization", "Bearer "+token)
@@ -232,6 +234,10 @@ func TestTokenLimitsApply(t *testing.T) {
 	free := is.RS256(t, validClaims(jwt.MapClaims{"sub": "carol"}))
 	if a, b := send(free), send(free); a != 200 || b != 200 {
 		t.Fatalf("no limit claimed: %d %d", a, b)
+	}
+	dave := is.RS256(t, validClaims(jwt.MapClaims{"sub": "dave"}))
+	if a, b := send(dave), send(dave); a != 200 || b != 429 {
+		t.Fatalf("rate_limits.keys[jwt:dave]: %d %d, want 200 429", a, b)
 	}
 	capped := is.ES256(t, validClaims(jwt.MapClaims{"sub": "capped"}))
 	if a, b := send(capped), send(capped); a != 200 || b != 429 {
