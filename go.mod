@@ -3,8 +3,11 @@ module github.com/sluice-gw/sluice
 go 1.26.8
 
 require (
+	github.com/MicahParks/jwkset v0.11.4
+	github.com/MicahParks/keyfunc/v3 v3.9.2
 	github.com/bits-and-blooms/bloom/v3 v3.7.1
 	github.com/fsnotify/fsnotify v1.10.1
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/maypok86/otter/v2 v2.4.0
 	github.com/miekg/dns v1.1.73

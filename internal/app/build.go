@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
@@ -52,10 +53,11 @@ const (
 	StageRateLimits = "rate_limits"
 	StageCache      = "cache"
 	StageForwarder  = "forwarder"
+	StageAuth       = "auth" // bearer JWT verifier and the issuer's key set
 )
 
 // BuildStages lists the build stages in order.
-var BuildStages = []string{StageValidate, StagePools, StageBreakers, StageAdmission, StageRateLimits, StageCache, StageForwarder}
+var BuildStages = []string{StageValidate, StagePools, StageBreakers, StageAdmission, StageRateLimits, StageCache, StageForwarder, StageAuth}
 
 func (d *Deps) failAt(stage string) error {
 	if d.FailAt == nil {
@@ -76,6 +78,11 @@ type Built struct {
 	queues  map[string]*poolQueue
 	limits  *limits // nil: no rate limits
 	flights *gateway.Flights
+	// jwks is the issuer's key set (auth.jwt.jwks_url), kept across
+	// reloads that keep its settings; tokens verifies bearer JWTs. Both
+	// nil when JWTs are off.
+	jwks   *auth.JWKS
+	tokens *auth.Verifier
 	// handover are the changes this runtime makes to the live state it
 	// takes over (reused backends' health policy, breakers and limits;
 	// reused queues; the rate limiter's metrics). Build only records
@@ -145,6 +152,7 @@ func Build(cfg *config.Config, deps Deps, prev *Built) (*Built, error) {
 		{StageRateLimits, (*build).rateLimits},
 		{StageCache, (*build).cache},
 		{StageForwarder, (*build).forward},
+		{StageAuth, (*build).tokens},
 	}
 	for _, st := range steps {
 		err := deps.failAt(st.stage)
@@ -162,7 +170,7 @@ func Build(cfg *config.Config, deps Deps, prev *Built) (*Built, error) {
 // assemble makes the gateway's runtime from the built parts.
 func (b *build) assemble() *Built {
 	cfg, out := b.cfg, b.out
-	parts := gateway.Parts{Forwarder: b.forwarder, Flights: out.flights}
+	parts := gateway.Parts{Forwarder: b.forwarder, Flights: out.flights, Tokens: out.tokens}
 	if out.limits != nil {
 		parts.Limiter = out.limits.l
 	}
@@ -353,6 +361,7 @@ func (bt *Built) Retire(next *Built) {
 		n = next.Runtime
 	}
 	bt.Runtime.Retire(n)
+	bt.closeJWKS(next)
 }
 
 // discard closes what a failed build opened and prev does not share.
@@ -360,6 +369,7 @@ func (b *build) discard() {
 	if l := b.out.limits; l != nil && (b.prev == nil || b.prev.limits != l) {
 		l.l.Close()
 	}
+	b.out.closeJWKS(b.prev)
 }
 
 // owns reports whether be serves in rt.

@@ -209,7 +209,7 @@ func (b *build) rateLimits() error {
 		return nil
 	}
 	rules := ratelimit.RulesFrom(cfg) // validated by the validate stage
-	if reflect.DeepEqual(rules, ratelimit.Rules{}) || !hasRules(rules) {
+	if (reflect.DeepEqual(rules, ratelimit.Rules{}) || !hasRules(rules)) && !tokenLimits(b.cfg.Auth.JWT) {
 		return nil
 	}
 	tr := &trackedRegisterer{reg: b.deps.Registry}
@@ -227,6 +227,13 @@ func (b *build) rateLimits() error {
 		lim.reg.registerStaged(log)
 	})
 	return nil
+}
+
+// tokenLimits reports that bearer JWTs may carry their own rate limits
+// (auth.jwt.claims.requests / tokens_per_minute): a limiter is needed to
+// apply them even when the config sets none.
+func tokenLimits(j config.JWT) bool {
+	return j.Enabled() && (j.Claims.Requests != "" || j.Claims.TokensPerMinute != "")
 }
 
 func hasRules(r ratelimit.Rules) bool {

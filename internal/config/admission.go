@@ -93,7 +93,7 @@ type Tenant struct {
 // for fairness and limits, so inventing keys buys no fresh limits.
 type Auth struct {
 	// RequireKey refuses requests that present no key (401). When false,
-	// they are served as "ip:<client address>". Needs Keys.
+	// they are served as "ip:<client address>". Needs Keys or JWT.
 	RequireKey bool     `yaml:"require_key"`
 	Keys       []Tenant `yaml:"keys"`
 	// TrustedProxies are the peers (CIDRs or addresses) whose forwarding
@@ -104,6 +104,8 @@ type Auth struct {
 	// "X-Forwarded-For" (default) or "Forwarded" (RFC 7239). Only one is
 	// read, since a proxy that sets one passes the other on from the client.
 	ForwardedHeader string `yaml:"forwarded_header"`
+	// JWT verifies bearer JSON Web Tokens besides the keys (jwt.go).
+	JWT JWT `yaml:"jwt"`
 }
 
 func defaultAdmission() Admission {
@@ -168,9 +170,10 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 			bad(key+".max_priority", "must be interactive or batch, got %q", k.MaxPriority)
 		}
 	}
-	if c.Auth.RequireKey && len(c.Auth.Keys) == 0 {
-		bad("auth.require_key", "needs auth.keys (with no keys every request would be refused)")
+	if c.Auth.RequireKey && len(c.Auth.Keys) == 0 && !c.Auth.JWT.Enabled() {
+		bad("auth.require_key", "needs auth.keys or auth.jwt (with neither every request would be refused)")
 	}
+	c.validateJWT(bad)
 	for i, p := range c.Auth.TrustedProxies {
 		if !validProxy(p) {
 			bad(fmt.Sprintf("auth.trusted_proxies[%d]", i), "want an IP address or CIDR, got %q", p)

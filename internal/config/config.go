@@ -237,6 +237,7 @@ func Default() Config {
 		Admission:   defaultAdmission(),
 		Cache:       defaultCache(),
 		Queue:       defaultQueue(),
+		Auth:        Auth{JWT: defaultJWT()},
 		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }

@@ -332,7 +332,7 @@ func TestFallbackModel(t *testing.T) {
 }
 
 func TestPriorityHeaderClampedToKey(t *testing.T) {
-	tn := newTenants(config.Auth{Keys: []config.Tenant{{Key: "batchonly", MaxPriority: "batch"}, {Key: "vip"}}})
+	tn := newTenants(config.Auth{Keys: []config.Tenant{{Key: "batchonly", MaxPriority: "batch"}, {Key: "vip"}}}, nil)
 	for _, c := range []struct {
 		key, header string
 		wantBatch   bool

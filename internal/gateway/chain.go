@@ -135,7 +135,8 @@ func (s identifyStage) serve(x *exchange) bool {
 		}
 		id, err := x.rt.tenants.identify(x.r, x.from.key)
 		if err != nil {
-			x.rec.fail(x.w, err)
+			x.rec.cause = s.g.refuseAuth(x.w, err) // the reason goes to the access line only
+			x.rec.fail(x.w, apiError(err, ""))
 			return false
 		}
 		x.id = id
@@ -231,7 +232,7 @@ func (s limitStage) serve(x *exchange) bool {
 		// cannot dodge them by sending no key or inventing one.
 		key = x.id.tenant
 	}
-	subject := ratelimit.Subject{Key: key, Tenant: x.id.tenant, IP: x.from.key}
+	subject := ratelimit.Subject{Key: key, Tenant: x.id.tenant, IP: x.from.key, KeyRule: x.id.keyRule}
 	if x.job != nil {
 		subject = ratelimit.Subject{Tenant: x.id.tenant}
 	}

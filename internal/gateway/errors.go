@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -18,9 +19,14 @@ func apiError(err error, model string) *openai.Error {
 	var e *openai.Error
 	var rej *admission.Rejection
 	var bodyTimeout *netguard.BodyTimeoutError
+	var refused *auth.Failure
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.As(err, &refused):
+		// One answer whatever the reason: which check failed would tell
+		// an attacker what to change.
+		return errInvalidToken
 	case errors.As(err, &rej):
 		code, typ := rej.Reason.String(), openai.TypeServer
 		if code == "saturated" {

@@ -84,6 +84,9 @@ type Gateway struct {
 	readaheadMem *netguard.Budget
 	// progress paces queue progress comments (Options.ProgressTicker).
 	progress Ticker
+	// authFailures counts refused credentials by reason
+	// (sluice_auth_failures_total).
+	authFailures *prometheus.CounterVec
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -100,6 +103,11 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.rt.Store(rt)
 	g.stages = g.chain()
 	g.metrics = telemetry.NewMetrics(opt.Registry)
+	g.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_auth_failures_total",
+		Help: "Refused credentials by reason: invalid_api_key, or why a bearer JWT was refused (oversized, malformed, " +
+			"algorithm, unknown_kid, keys_unavailable, signature, expired, not_yet_valid, issuer, audience, claims). " +
+			"The client is told none of it."}, []string{"reason"})
+	opt.Registry.MustRegister(g.authFailures, keySetCollector{g})
 	g.bodyMetrics = netguard.NewBodyMetrics(opt.Registry, bodyMem)
 	g.readaheadMem = netguard.NewBudget(int64(rt.Config.Server.MaxReadaheadMemory))
 	g.readahead = proxy.NewReadahead(g.bodies, g.readaheadMem, proxy.NewReadaheadMetrics(opt.Registry, g.readaheadMem))

@@ -273,7 +273,10 @@ func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", requestID(r))
 	id, authErr := rt.tenants.identify(r, rt.tenants.realIP.client(r).key)
 	if authErr != nil {
-		writeError(w, authErr)
+		if cause := g.refuseAuth(w, authErr); cause != nil {
+			g.log.Info("jobs API: credential refused", "path", r.URL.Path, "cause", cause.Error())
+		}
+		writeError(w, apiError(authErr, ""))
 		return
 	}
 	h := g.jobs.Load()

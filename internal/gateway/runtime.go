@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
@@ -46,13 +47,18 @@ type Parts struct {
 	Memo         *cache.Memo
 	CacheMetrics *cache.Metrics
 	Flights      *Flights // nil: no coalescing
+	// Tokens verifies bearer JWTs (auth.jwt); nil: JWTs off.
+	Tokens *auth.Verifier
 }
 
 // NewRuntime assembles a Runtime for cfg from its parts; the caller-facing
 // policies (tenants, client address, cache rules) are read from cfg.
 func NewRuntime(cfg *config.Config, p Parts) *Runtime {
-	rt := &Runtime{Config: cfg, Pools: make(map[string]*Pool, len(p.Pools)), tenants: newTenants(cfg.Auth),
+	rt := &Runtime{Config: cfg, Pools: make(map[string]*Pool, len(p.Pools)), tenants: newTenants(cfg.Auth, nil),
 		forwarder: p.Forwarder, limiter: p.Limiter, cache: p.Cache, memo: p.Memo, cacheMetrics: p.CacheMetrics, flights: p.Flights}
+	if p.Tokens != nil {
+		rt.tenants.tokens = p.Tokens
+	}
 	for _, pool := range p.Pools {
 		rt.Pools[pool.Model] = pool
 		rt.Models = append(rt.Models, pool.Model)

@@ -1,14 +1,20 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
 
 // identity is who a request is from, as far as fairness, priority and
@@ -21,22 +27,32 @@ type identity struct {
 	weight   float64
 	class    admission.Class
 	fallback bool // may be served by a fallback model
+	// keyRule is the key's own rate limits, from a token's limit claims;
+	// nil: the configured ones.
+	keyRule *ratelimit.Rule
 	// preempt, when set, marks spare-capacity work (a queued job): it is
 	// admitted only into a free slot and preempted by calling this when
 	// live traffic needs the slot.
 	preempt func()
 }
 
-// tenants resolves API keys to their configured identity, and requests to
-// their client address.
+// tokenVerifier checks a bearer JWT (internal/auth) and says whom it
+// names; a refusal is an *auth.Failure.
+type tokenVerifier interface {
+	Verify(ctx context.Context, token string) (auth.Identity, error)
+}
+
+// tenants resolves API keys and bearer JWTs to their identity, and
+// requests to their client address.
 type tenants struct {
 	require bool
 	byKey   map[string]config.Tenant
+	tokens  tokenVerifier // nil: JWTs off
 	realIP  realIP
 }
 
-func newTenants(a config.Auth) *tenants {
-	t := &tenants{require: a.RequireKey, byKey: make(map[string]config.Tenant, len(a.Keys)),
+func newTenants(a config.Auth, tokens tokenVerifier) *tenants {
+	t := &tenants{require: a.RequireKey, byKey: make(map[string]config.Tenant, len(a.Keys)), tokens: tokens,
 		realIP: newRealIP(a.TrustedProxies, a.ForwardedHeader)}
 	for _, k := range a.Keys {
 		t.byKey[k.Key] = k
@@ -57,19 +73,40 @@ func errInvalidKey() *openai.Error {
 		Message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."}
 }
 
-// identify reads the bearer key and the priority header. With keys
-// configured, a listed key is its tenant, an unlisted one is refused, and
-// no key is refused with require_key or else anonymous. Anonymous callers,
-// and every caller in open mode (no keys configured: a presented key is
-// not checked, so it cannot name anyone), are "ip:<client address>", so
-// one flood is one tenant however many keys it invents.
-func (t *tenants) identify(r *http.Request, ip string) (identity, *openai.Error) {
-	auth := r.Header.Get("Authorization")
-	key := bearer(auth)
+// errInvalidToken answers every refused JWT alike (apiError).
+var errInvalidToken = &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "invalid_api_key",
+	Message: "Invalid bearer token."}
+
+// identify reads the bearer credential and the priority header. With JWTs
+// on, a bearer with two dots is a token (auth.LooksLikeJWT): verified, it
+// is the tenant its claims name; refused, an *auth.Failure. With keys
+// configured, a listed key is its tenant. Any other credential presented
+// is refused once keys or JWTs are configured; no credential is refused
+// with require_key or else anonymous. Anonymous callers, and every caller
+// in open mode (neither keys nor JWTs: a presented key is not checked, so
+// it cannot name anyone), are "ip:<client address>", so one flood is one
+// tenant however many keys it invents. The error is an *openai.Error or
+// an *auth.Failure (apiError answers both).
+func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
+	authz := r.Header.Get("Authorization")
+	key := bearer(authz)
 	id := identity{weight: 1, class: admission.Interactive, fallback: true}
 	maxClass := admission.Interactive
 	k, listed := t.byKey[key]
 	switch {
+	case t.tokens != nil && auth.LooksLikeJWT(key):
+		claims, err := t.tokens.Verify(r.Context(), key)
+		if err != nil {
+			return id, err
+		}
+		id.tenant, id.keyRule, id.fallback = claims.Tenant, claims.Limits, !claims.NoFallback
+		if claims.Subject != "" {
+			id.key = "jwt:" + claims.Subject
+		}
+		if claims.Weight > 0 {
+			id.weight = claims.Weight
+		}
+		id.class, maxClass = classOf(claims.Priority), classOf(claims.MaxPriority)
 	case listed && key != "":
 		id.key, id.tenant = key, k.Tenant
 		if id.tenant == "" {
@@ -81,7 +118,7 @@ func (t *tenants) identify(r *http.Request, ip string) (identity, *openai.Error)
 		id.class = classOf(k.Priority)
 		maxClass = classOf(k.MaxPriority)
 		id.fallback = !k.NoFallback
-	case len(t.byKey) > 0 && (auth != "" || t.require):
+	case (len(t.byKey) > 0 || t.tokens != nil) && (authz != "" || t.require):
 		return id, errInvalidKey()
 	default:
 		id.tenant = "ip:" + ip
@@ -112,4 +149,48 @@ func bearer(h string) string {
 func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:6])
+}
+
+// refuseAuth counts a refused credential in sluice_auth_failures_total by
+// reason and, for a token, adds RFC 6750's challenge (no detail). It
+// returns the cause for the log: the token's refusal reason; nil for a
+// refused API key (nothing to add) or an error of another kind.
+func (g *Gateway) refuseAuth(w http.ResponseWriter, err error) error {
+	var refused *auth.Failure
+	var e *openai.Error
+	switch {
+	case errors.As(err, &refused):
+		g.authFailures.WithLabelValues(string(refused.Reason)).Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		return refused
+	case errors.As(err, &e) && e.Code == "invalid_api_key":
+		g.authFailures.WithLabelValues("invalid_api_key").Inc()
+	}
+	return nil
+}
+
+var keySetFetchedDesc = prometheus.NewDesc("sluice_auth_jwks_last_fetch_timestamp_seconds",
+	"When the issuer's JWKS (auth.jwt.jwks_url) was last fetched successfully, Unix seconds; 0 before the first "+
+		"success. Absent when no jwks_url is configured. Alert on time() minus this well past jwks_refresh.", nil, nil)
+
+// keySetCollector reports the freshness of the running runtime's JWKS, read
+// at scrape time.
+type keySetCollector struct{ g *Gateway }
+
+func (c keySetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- keySetFetchedDesc }
+
+func (c keySetCollector) Collect(ch chan<- prometheus.Metric) {
+	v, _ := c.g.rt.Load().tenants.tokens.(*auth.Verifier)
+	if v == nil {
+		return
+	}
+	t, ok := v.KeySetFetched()
+	if !ok {
+		return
+	}
+	secs := 0.0
+	if !t.IsZero() {
+		secs = float64(t.UnixNano()) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(keySetFetchedDesc, prometheus.GaugeValue, secs)
 }

@@ -20,6 +20,11 @@ type Subject struct {
 	Key    string // API key (hashed before it is used in a bucket key)
 	Tenant string
 	IP     string
+	// KeyRule, when set, is the key's own rule, carried by its verified
+	// credential (a JWT's limit claims): each of its non-zero fields
+	// replaces that field of the key's configured rule (Keys, else
+	// PerKey), as a Keys entry does over PerKey.
+	KeyRule *Rule
 }
 
 // Rule is the limits of one scope. A zero field is no limit.
@@ -208,6 +213,14 @@ func (l *Limiter) Check(ctx context.Context, s Subject, estTokens int64, now tim
 		r, ok := l.rules.Keys[s.Key]
 		if !ok {
 			r = l.rules.PerKey
+		}
+		if kr := s.KeyRule; kr != nil {
+			if !kr.Requests.IsZero() {
+				r.Requests = kr.Requests
+			}
+			if kr.TokensPerMinute > 0 {
+				r.TokensPerMinute = kr.TokensPerMinute
+			}
 		}
 		add("key", hashKey(s.Key), r)
 	}

@@ -1,0 +1,86 @@
+package app
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/goleak"
+
+	"github.com/sluice-gw/sluice/internal/auth/jwttest"
+)
+
+// A config file with auth.jwt serves tokens from the issuer's key set; a
+// reload that keeps the key set's settings keeps its cache (no fetch), one
+// that changes them fetches anew and closes the old source; one whose
+// static key file is missing is refused with the key named and changes
+// nothing. No goroutine of a retired key set survives.
+func TestJWTReloadKeepsOrReplacesTheKeySet(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+	is := jwttest.New(t)
+	be := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	write := func(jwtExtra string) {
+		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+			"auth:\n  require_key: true\n  jwt:\n    jwks_url: " + is.URL() + "\n    issuer: https://idp.test/\n    audience: sluice\n" + jwtExtra +
+			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("")
+	a := newApp(t, path)
+	defer a.release()
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	token := is.RS256(t, jwt.MapClaims{"iss": "https://idp.test/", "aud": "sluice", "sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
+	send := func(bearer string) int {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m1","messages":[]}`))
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := send(token); c != 200 {
+		t.Fatalf("token: %d", c)
+	}
+	if c := send(""); c != 401 {
+		t.Fatalf("no credential with require_key: %d", c)
+	}
+	first := a.built.jwks
+	write("    leeway: 10s\n") // the verifier changes, the key set does not
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if a.built.jwks != first || is.Hits() != 1 {
+		t.Fatalf("key set replaced (%v) or fetched again (%d hits) by a reload that kept its settings", a.built.jwks != first, is.Hits())
+	}
+	write("    public_keys: [{file: /nonexistent/k.pem}]\n")
+	if err := a.Reload(); err == nil || !strings.Contains(err.Error(), "auth.jwt.public_keys[0].file") {
+		t.Fatalf("missing key file: %v", err)
+	}
+	if a.built.jwks != first {
+		t.Fatal("a refused reload replaced the key set")
+	}
+	write("    jwks_min_refresh: 2m\n")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if a.built.jwks == first || is.Hits() != 2 {
+		t.Fatalf("new settings: same source %v, hits %d (want a new source and one fetch)", a.built.jwks == first, is.Hits())
+	}
+	if c := send(token); c != 200 {
+		t.Fatalf("token after reload: %d", c)
+	}
+}

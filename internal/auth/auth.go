@@ -1,0 +1,275 @@
+// Package auth verifies bearer JSON Web Tokens locally: no call to the
+// issuer per request and no session, so any number of gateway replicas
+// verify the same tokens alike. Keys come from an issuer's JWKS URL
+// (cached; jwks.go), static PEM files, or an HMAC secret. The checks, in
+// order: a size bound (an oversized token is not parsed), the header
+// (token.go: three base64url segments, "alg" on the allow-list, no
+// "crit"), the signature with a key of the algorithm's own kind (keys.go:
+// HMAC only with the secret, never a public key), then exp, nbf and iat
+// with leeway on the injected clock, iss and aud; last the claims that
+// carry the tenant, weight, priority and limits (claims.go).
+//
+// Every refusal is a *Failure whose Reason is for logs and metrics only;
+// the client gets one generic answer whatever went wrong.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/ratelimit"
+)
+
+// Reason is why a token was refused: a label of
+// sluice_auth_failures_total and a log field, never shown to the client.
+type Reason string
+
+// The reasons a token is refused.
+const (
+	ReasonOversized       Reason = "oversized"        // longer than max_token_bytes; not parsed
+	ReasonMalformed       Reason = "malformed"        // not a JWS compact token with a header understood
+	ReasonAlgorithm       Reason = "algorithm"        // alg not allowed, or no key of its kind (confusion)
+	ReasonUnknownKID      Reason = "unknown_kid"      // no key with the token's kid, after a refresh if one was due
+	ReasonKeysUnavailable Reason = "keys_unavailable" // the key set was never fetched
+	ReasonSignature       Reason = "signature"        // the signature does not verify
+	ReasonExpired         Reason = "expired"          // exp passed (beyond the leeway)
+	ReasonNotYetValid     Reason = "not_yet_valid"    // nbf or iat in the future (beyond the leeway)
+	ReasonIssuer          Reason = "issuer"           // iss is not the configured issuer
+	ReasonAudience        Reason = "audience"         // aud does not name this gateway
+	ReasonClaims          Reason = "claims"           // exp missing, or a mapped claim missing or of the wrong kind
+)
+
+// Failure is a refused token.
+type Failure struct {
+	Reason Reason
+	Err    error // the detail, for the log
+}
+
+func (f *Failure) Error() string {
+	if f.Err == nil {
+		return "token refused: " + string(f.Reason)
+	}
+	return "token refused: " + string(f.Reason) + ": " + f.Err.Error()
+}
+
+func (f *Failure) Unwrap() error { return f.Err }
+
+func fail(r Reason, err error) *Failure { return &Failure{Reason: r, Err: err} }
+
+// Identity is what a verified token says about its bearer, in the terms
+// of an API key's entry (config.Tenant).
+type Identity struct {
+	// Subject is who the token is for ("" when the subject claim is
+	// absent); per-key rate limits count it as "jwt:<subject>".
+	Subject string
+	Tenant  string
+	// Weight is the tenant's share; 0: unset (1).
+	Weight float64
+	// Priority and MaxPriority: "interactive", "batch", or "" (unset).
+	Priority, MaxPriority string
+	NoFallback            bool
+	// Limits, when the token carries limit claims, replace the per-key
+	// limits for Subject (a zero field keeps the configured one).
+	Limits *ratelimit.Rule
+}
+
+// Verifier checks tokens against one auth.jwt config. It is built with
+// each runtime (static keys re-read on reload); the JWKS it reads may be
+// shared across runtimes and is closed by its owner, not here.
+type Verifier struct {
+	algs     []string
+	secret   []byte      // nil: no HMAC
+	static   []staticKey // from PEM files
+	jwks     *JWKS       // nil: no key set URL
+	maxBytes int
+	claims   config.JWTClaims
+	parser   *jwt.Parser
+}
+
+// NewVerifier builds the verifier c describes, reading the static key
+// files. jwks is the key set source for c.JWKSURL (nil when unset); now is
+// the clock exp, nbf and iat are checked against.
+func NewVerifier(c config.JWT, jwks *JWKS, now func() time.Time) (*Verifier, error) {
+	if now == nil {
+		now = time.Now
+	}
+	algs := c.JWTAlgorithms()
+	if slices.ContainsFunc(algs, func(a string) bool { return a == "" || a == "none" || (isHMAC(a) && c.HMACSecret == "") }) {
+		return nil, errors.New("auth.jwt.algorithms: none, or HMAC without hmac_secret, is never allowed")
+	}
+	if (c.JWKSURL != "") != (jwks != nil) {
+		return nil, errors.New("auth.jwt.jwks_url: the key set source does not match the config")
+	}
+	static, err := loadStaticKeys(c.PublicKeys)
+	if err != nil {
+		return nil, err
+	}
+	v := &Verifier{algs: algs, static: static, jwks: jwks, maxBytes: int(c.MaxTokenBytes), claims: c.Claims}
+	if c.HMACSecret != "" {
+		v.secret = []byte(c.HMACSecret)
+	}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(algs),
+		jwt.WithLeeway(c.Leeway.D()),
+		jwt.WithTimeFunc(now),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithIssuer(c.Issuer),
+		jwt.WithAudience(c.Audience),
+		jwt.WithJSONNumber(),
+		jwt.WithStrictDecoding(),
+	)
+	return v, nil
+}
+
+// KeySetFetched is when the issuer's key set was last fetched (zero: never);
+// ok is false when no jwks_url is configured.
+func (v *Verifier) KeySetFetched() (t time.Time, ok bool) {
+	if v.jwks == nil {
+		return time.Time{}, false
+	}
+	return v.jwks.Fetched(), true
+}
+
+// Verify checks token and returns the identity its claims carry, or a
+// *Failure. ctx bounds the wait for a key set fetch an unknown kid causes.
+func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
+	if len(token) > v.maxBytes {
+		return Identity{}, fail(ReasonOversized, fmt.Errorf("%d bytes, bound %d", len(token), v.maxBytes))
+	}
+	h, err := peekHeader(token)
+	if err != nil {
+		return Identity{}, fail(ReasonMalformed, err)
+	}
+	if !slices.Contains(v.algs, h.Alg) {
+		return Identity{}, fail(ReasonAlgorithm, fmt.Errorf("alg %q not allowed", truncate(h.Alg, 16)))
+	}
+	claims := jwt.MapClaims{}
+	_, err = v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) { return v.key(ctx, h) })
+	if err != nil {
+		return Identity{}, classify(err)
+	}
+	return v.identity(claims)
+}
+
+// key finds the key for a token with header h: the HMAC secret for HS*,
+// never anything else; for the others, the static keys and the key set's,
+// only those of the algorithm's own kind.
+func (v *Verifier) key(ctx context.Context, h header) (any, error) {
+	if isHMAC(h.Alg) {
+		if v.secret == nil {
+			return nil, fail(ReasonAlgorithm, errors.New("HMAC without a configured secret"))
+		}
+		return v.secret, nil
+	}
+	if h.HasKid {
+		for _, k := range v.static {
+			if k.kid == h.Kid {
+				return v.fitting(h.Alg, k.key)
+			}
+		}
+		if v.jwks == nil {
+			return nil, fail(ReasonUnknownKID, fmt.Errorf("kid %q", truncate(h.Kid, 64)))
+		}
+		return v.fromKeySet(ctx, h)
+	}
+	// No kid: every key of the algorithm's kind is tried.
+	var set jwt.VerificationKeySet
+	for _, k := range v.static {
+		if fits(h.Alg, k.key) {
+			set.Keys = append(set.Keys, k.key)
+		}
+	}
+	if v.jwks != nil {
+		if ks := v.jwks.current(); ks != nil {
+			// keyfunc skips the JWKs whose own alg or use forbids it.
+			got, err := ks.kf.KeyfuncCtx(ctx)(&jwt.Token{Header: map[string]any{"alg": h.Alg}})
+			if all, ok := got.(jwt.VerificationKeySet); err == nil && ok {
+				for _, k := range all.Keys {
+					if fits(h.Alg, k) {
+						set.Keys = append(set.Keys, k)
+					}
+				}
+			}
+		}
+	}
+	if len(set.Keys) == 0 {
+		return nil, fail(ReasonAlgorithm, fmt.Errorf("no %s key for a token without kid", h.Alg))
+	}
+	return set, nil
+}
+
+// fromKeySet looks kid up in the key set, re-fetching it once (rate
+// bounded) when the kid is not there: the issuer may have rotated keys.
+func (v *Verifier) fromKeySet(ctx context.Context, h header) (any, error) {
+	fetched := false
+	for {
+		ks := v.jwks.current()
+		if ks != nil {
+			key, err := ks.kf.KeyfuncCtx(ctx)(&jwt.Token{Header: map[string]any{"alg": h.Alg, "kid": h.Kid}})
+			if err == nil {
+				return v.fitting(h.Alg, key)
+			}
+			if !isNotFound(err) {
+				return nil, fail(ReasonAlgorithm, err) // the JWK's own alg or use forbids it
+			}
+		}
+		if fetched || !v.jwks.refreshUnknown(ctx) {
+			if ks == nil {
+				return nil, fail(ReasonKeysUnavailable, errors.New("no key set fetched yet"))
+			}
+			return nil, fail(ReasonUnknownKID, fmt.Errorf("kid %q", truncate(h.Kid, 64)))
+		}
+		fetched = true
+	}
+}
+
+func (v *Verifier) fitting(alg string, key any) (any, error) {
+	if !fits(alg, key) {
+		return nil, fail(ReasonAlgorithm, fmt.Errorf("key of kind %T cannot verify %s", key, alg))
+	}
+	return key, nil
+}
+
+// classify turns the signature library's error into a Failure.
+func classify(err error) *Failure {
+	var f *Failure
+	if errors.As(err, &f) {
+		return f
+	}
+	for _, c := range []struct {
+		target error
+		reason Reason
+	}{
+		{jwt.ErrTokenMalformed, ReasonMalformed},
+		{jwt.ErrTokenSignatureInvalid, ReasonSignature},
+		{jwt.ErrTokenUnverifiable, ReasonSignature},
+		{jwt.ErrTokenExpired, ReasonExpired},
+		{jwt.ErrTokenNotValidYet, ReasonNotYetValid},
+		{jwt.ErrTokenUsedBeforeIssued, ReasonNotYetValid},
+		{jwt.ErrTokenInvalidIssuer, ReasonIssuer},
+		{jwt.ErrTokenInvalidAudience, ReasonAudience},
+	} {
+		if errors.Is(err, c.target) {
+			return fail(c.reason, err)
+		}
+	}
+	return fail(ReasonClaims, err)
+}
+
+// truncate bounds attacker-chosen text before it reaches a log line.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+func isNotFound(err error) bool { return errors.Is(err, jwkset.ErrKeyNotFound) }
