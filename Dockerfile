@@ -6,10 +6,14 @@
 #
 #   scripts/image.sh                      # -> localhost/sluice:<version>
 #
-# or by hand, with the build context a directory holding `sluice`, an
-# empty `data/` and the build machine's CA bundle (for https backends):
+# or by hand, with the build context a directory holding `sluice`, the
+# build machine's CA bundle (for https backends), and the two directories
+# the gateway writes to, their modes set there (COPY keeps the modes of
+# what is inside a copied directory; --chmod does not reach directories
+# with every builder):
 #
-#   ctx=$(mktemp -d) && mkdir "$ctx/data"
+#   ctx=$(mktemp -d) && mkdir -p "$ctx/fs-root" "$ctx/fs-user"
+#   mkdir -m 1777 "$ctx/fs-root/tmp" && mkdir -m 0700 "$ctx/fs-user/data"
 #   cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
 #   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$ctx/sluice" ./cmd/sluice
 #   podman build -f Dockerfile -t localhost/sluice "$ctx"
@@ -23,9 +27,11 @@ FROM scratch
 COPY --chmod=0555 sluice /usr/local/bin/sluice
 # Go reads this path for TLS roots (https backends, rediss, tls NATS).
 COPY --chmod=0444 ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-# The embedded job queue's default store ($XDG_DATA_HOME/sluice); mount a
-# volume here to keep jobs across restarts.
-COPY --chown=65532:65532 --chmod=0700 data/ /data/
+# /tmp (1777): os.TempDir(), where uploads to the Files API are spooled.
+COPY fs-root/ /
+# /data (0700, the user's): the embedded job queue's default store
+# ($XDG_DATA_HOME/sluice); mount a volume here to keep jobs across restarts.
+COPY --chown=65532:65532 fs-user/ /
 
 ENV XDG_DATA_HOME=/data
 # Numeric, so runAsNonRoot can check it without an /etc/passwd.

@@ -8,6 +8,7 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"os"
@@ -143,6 +144,7 @@ func checkImageFiles(t *testing.T, tag string) {
 		t.Fatal(err)
 	}
 	var files []string
+	sawTmp := false
 	tr := tar.NewReader(stdout)
 	for {
 		h, err := tr.Next()
@@ -163,12 +165,21 @@ func checkImageFiles(t *testing.T, tag string) {
 		if name == "usr/local/bin/sluice" {
 			checkStatic(t, tr)
 		}
-		if name == "data" && (h.Uid != 65532 || h.Mode&0o700 != 0o700) {
+		if name == "data" && (h.Uid != 65532 || h.Mode&0o777 != 0o700) {
 			t.Errorf("/data is owned by %d mode %o: the image's user cannot keep the queue there", h.Uid, h.Mode)
+		}
+		if name == "tmp" {
+			sawTmp = true
+			if h.Mode&0o1777 != 0o1777 {
+				t.Errorf("/tmp has mode %o, want 1777 (uploads are spooled there)", h.Mode)
+			}
 		}
 	}
 	if err := export.Wait(); err != nil {
 		t.Fatal(err)
+	}
+	if !sawTmp {
+		t.Error("the image has no /tmp (os.TempDir(): uploads are spooled there)")
 	}
 	slices.Sort(files)
 	if want := []string{"etc/ssl/certs/ca-certificates.crt", "usr/local/bin/sluice"}; !slices.Equal(files, want) {
@@ -273,6 +284,24 @@ func checkServe(t *testing.T, run func(...string) []string, tag string) {
 	expect(t, "GET", base+"/readyz", "", "", 200, `true`)
 	expect(t, "POST", base+"/v1/chat/completions", "",
 		`{"model":"sim-model","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}`, 200, `"chat.completion"`)
+	// A Files API upload is spooled to os.TempDir() (/tmp) first.
+	var upload bytes.Buffer
+	mw := multipart.NewWriter(&upload)
+	mw.WriteField("purpose", "batch")
+	fw, _ := mw.CreateFormFile("file", "in.jsonl")
+	io.WriteString(fw, `{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"sim-model","max_tokens":4,"messages":[{"role":"user","content":"hi"}]}}`+"\n")
+	mw.Close()
+	req, _ := http.NewRequest("POST", base+"/v1/files", &upload)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"file"`) {
+			t.Errorf("POST /v1/files: %d %s", resp.StatusCode, body)
+		}
+	}
 	adminURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", admin)
 	expect(t, "GET", adminURL, "", "", 401, "invalid_admin_token")
 	expect(t, "GET", adminURL, "image-test-token", "", 200, "sluice_")

@@ -340,13 +340,19 @@ func checkSecurity(t *testing.T, d *appsv1.Deployment, c corev1.Container, cfg *
 		sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
 		t.Errorf("container securityContext: want a read-only root, no privilege escalation, all capabilities dropped")
 	}
-	if cfg.Queue.Enabled && cfg.Queue.URL == "" {
-		dir := cfg.Queue.DataDir
-		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+	writable := func(dir string) bool {
+		return slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
 			return !m.ReadOnly && (dir == m.MountPath || strings.HasPrefix(dir, m.MountPath+"/"))
-		}) {
+		})
+	}
+	if cfg.Queue.Enabled && cfg.Queue.URL == "" {
+		if dir := cfg.Queue.DataDir; !writable(dir) {
 			t.Errorf("queue.data_dir %q is on the read-only root: mount a volume there", dir)
 		}
+	}
+	// The image sets no TMPDIR: os.TempDir() is /tmp, where uploads spool.
+	if !writable("/tmp") {
+		t.Error("/tmp is on the read-only root: Files API uploads cannot be spooled")
 	}
 	grace := time.Duration(*d.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
 	var preStop time.Duration

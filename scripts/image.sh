@@ -19,7 +19,8 @@ ca=/etc/ssl/certs/ca-certificates.crt
 
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
-mkdir "$ctx/data"
+mkdir -p "$ctx/fs-root" "$ctx/fs-user"
+mkdir -m 1777 "$ctx/fs-root/tmp" && mkdir -m 0700 "$ctx/fs-user/data"
 cp "$ca" "$ctx/ca-certificates.crt"
 # Static (no cgo: scratch has no libc) and reproducible paths (-trimpath).
 CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w -X main.version=${version}" \
