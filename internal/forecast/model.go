@@ -1,0 +1,204 @@
+package forecast
+
+import (
+	"math"
+)
+
+// coeffs are Config's half-lives turned into per-interval smoothing
+// constants, computed once.
+type coeffs struct {
+	alpha, beta, phi   float64 // level, slope, slope fade per interval
+	gammaDay, gammaWk  float64 // seasonal profiles, per update of a slot
+	errRate            float64 // per-horizon error memory
+	qStep, gapFraction float64
+	maxGapSteps        int
+}
+
+func newCoeffs(c Config) coeffs {
+	per := func(halfLife float64) float64 { return 1 - math.Exp2(-1/halfLife) } // halfLife in updates
+	iv := float64(c.Interval)
+	updatesPerSlotVisit := float64(SlotWidth) / iv
+	return coeffs{
+		alpha:       per(float64(c.LevelHalfLife) / iv),
+		beta:        per(float64(c.TrendHalfLife) / iv),
+		phi:         math.Exp2(-iv / float64(c.TrendFade)),
+		gammaDay:    per(c.DailyHalfLife * updatesPerSlotVisit),
+		gammaWk:     per(c.WeeklyHalfLife * updatesPerSlotVisit),
+		errRate:     per(float64(c.ErrorHalfLife) / iv),
+		qStep:       c.QuantileStep,
+		gapFraction: c.GapFraction,
+		maxGapSteps: int(c.MaxGap / c.Interval),
+	}
+}
+
+// The three candidate forecasts a model weighs.
+const (
+	candNaive    = iota // the last value
+	candLevel           // exponentially smoothed level
+	candSeasonal        // level + damped trend + daily and weekly profiles
+	nCand
+)
+
+// model forecasts one series (one rate of one model or tenant).
+type model struct {
+	n       uint64 // intervals seen, gaps included: indexes the rings
+	started bool
+	gapRun  int // consecutive intervals skipped as gaps
+
+	last  float64 // last value that was not a gap
+	plain float64 // smoothed level, no trend or season
+	level float64 // deseasonalised level of the seasonal candidate
+	slope float64
+
+	// Seasonal deviations relative to the level, per 10-minute slot.
+	daily  [slotsPerDay]float32
+	weekly [slotsPerWeek]float32
+
+	horizons []horizon
+}
+
+// horizon tracks how good the forecasts made h intervals ahead have been.
+type horizon struct {
+	steps  int
+	due    []pending // ring: the forecast for interval n sits at n % steps
+	err    [nCand]float64
+	q90    float64 // p90 of (actual - mean) / mean
+	spread float64 // recent mean |r - q90|: scales the quantile's steps
+}
+
+type pending struct {
+	cand [nCand]float64
+	mean float64
+	set  bool
+}
+
+func newModel(steps []int) *model {
+	m := &model{horizons: make([]horizon, len(steps))}
+	for i, s := range steps {
+		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1}, spread: 0.1}
+	}
+	return m
+}
+
+// update takes the value x of the interval that started at unix second
+// at; iv is the interval in seconds. A
+// value far below the level is taken for a data gap and skipped, unless
+// the gap has lasted longer than maxGapSteps.
+func (m *model) update(k *coeffs, at, iv int64, x float64) {
+	slot := slotOfUnix(at)
+	gap := m.started && x < k.gapFraction*m.plain && m.gapRun < k.maxGapSteps
+	if gap {
+		m.gapRun++
+	} else {
+		m.gapRun = 0
+	}
+	for i := range m.horizons {
+		h := &m.horizons[i]
+		if p := &h.due[m.n%uint64(h.steps)]; p.set && !gap {
+			h.score(k, p, x)
+		}
+	}
+	if !gap {
+		m.learn(k, slot, x)
+	}
+	for i := range m.horizons {
+		h := &m.horizons[i]
+		p := &h.due[m.n%uint64(h.steps)] // the slot the forecast for n+steps lands in
+		p.cand = m.candidates(k, h.steps, slotOfUnix(at+int64(h.steps)*iv))
+		p.mean = h.combine(p.cand)
+		p.set = m.started
+	}
+	m.n++
+}
+
+// skip forgets the pending forecasts after intervals went unseen (the
+// process was down): their outcomes are unknown.
+func (m *model) skip(steps int) {
+	m.n += uint64(steps)
+	for i := range m.horizons {
+		clear(m.horizons[i].due)
+	}
+}
+
+// learn is one step of exponential smoothing for the plain level and of
+// additive-trend, relative-seasonal Holt-Winters for the seasonal one.
+func (m *model) learn(k *coeffs, slot int, x float64) {
+	if !m.started {
+		m.started, m.last, m.plain, m.level = true, x, x, x
+		return
+	}
+	m.last = x
+	m.plain += k.alpha * (x - m.plain)
+	ds := slot % slotsPerDay
+	season := float64(m.daily[ds]) + float64(m.weekly[slot])
+	prev := m.level
+	fitted := prev + k.phi*m.slope + prev*season
+	level := max(prev+k.phi*m.slope+k.alpha*(x-fitted), 0)
+	m.slope = k.phi*m.slope + k.beta*(level-prev-k.phi*m.slope)
+	m.level = level
+	r := clampRel((x - level) / math.Max(level, tiny))
+	d := float64(m.daily[ds]) + k.gammaDay*(r-float64(m.daily[ds]))
+	m.daily[ds] = float32(d)
+	m.weekly[slot] = float32(float64(m.weekly[slot]) + k.gammaWk*(r-d-float64(m.weekly[slot])))
+}
+
+// tiny keeps relative errors finite when a rate is zero.
+const tiny = 1e-6
+
+// clampRel bounds a relative deviation: a rate cannot fall below zero
+// (-1) and one burst from near zero must not dominate the averages.
+func clampRel(r float64) float64 { return min(max(r, -1), 10) }
+
+// candidates are the three forecasts for steps intervals ahead, whose
+// weekly slot is target.
+func (m *model) candidates(k *coeffs, steps, target int) [nCand]float64 {
+	var trend float64
+	if k.phi < 1 {
+		trend = m.slope * k.phi * (1 - math.Pow(k.phi, float64(steps))) / (1 - k.phi)
+	}
+	season := float64(m.daily[target%slotsPerDay]) + float64(m.weekly[target])
+	return [nCand]float64{m.last, m.plain, max(m.level+trend+m.level*season, 0)}
+}
+
+// forecast is the mean and p90 for steps intervals ahead (weekly slot
+// target), using the tracked horizon nearest at or above steps.
+func (m *model) forecast(k *coeffs, steps, target int) (mean, p90 float64) {
+	h := &m.horizons[len(m.horizons)-1]
+	for i := range m.horizons {
+		if m.horizons[i].steps >= steps {
+			h = &m.horizons[i]
+			break
+		}
+	}
+	mean = h.combine(m.candidates(k, steps, target))
+	return mean, max(mean*(1+h.q90), 0)
+}
+
+// combine weights the candidates by inverse squared recent error.
+func (h *horizon) combine(c [nCand]float64) float64 {
+	var sum, wsum float64
+	for i, v := range c {
+		w := 1 / (h.err[i]*h.err[i] + 1e-12)
+		sum += w * v
+		wsum += w
+	}
+	return sum / wsum
+}
+
+// score learns from the forecast p now that its actual x is known: each
+// candidate's error, and one step of the p90 tracker (Robbins-Monro: up by
+// 0.9 when the actual lands above, down by 0.1 when not, so it settles
+// where 10% land above).
+func (h *horizon) score(k *coeffs, p *pending, x float64) {
+	denom := math.Max(math.Max(p.mean, x), tiny)
+	for i, c := range p.cand {
+		h.err[i] += k.errRate * (math.Abs(x-c)/denom - h.err[i])
+	}
+	r := clampRel((x - p.mean) / math.Max(p.mean, tiny))
+	h.spread += k.errRate * (math.Abs(r-h.q90) - h.spread)
+	if r > h.q90 {
+		h.q90 += k.qStep * h.spread * 0.9
+	} else {
+		h.q90 -= k.qStep * h.spread * 0.1
+	}
+}
