@@ -2,13 +2,21 @@ package forecast
 
 import (
 	"math"
+	"time"
 )
+
+// baseHalfLife is the memory of the slow level that seasonal deviations
+// are measured from: long enough not to follow a daily swing.
+const baseHalfLife = 24 * time.Hour
 
 // coeffs are Config's half-lives turned into per-interval smoothing
 // constants, computed once.
 type coeffs struct {
 	alpha, beta, phi   float64 // level, slope, slope fade per interval
+	baseRate           float64 // the slow base the profiles are relative to
 	gammaDay, gammaWk  float64 // seasonal profiles, per update of a slot
+	stepsPerDay        int
+	updatesPerVisit    float64 // updates of a profile slot per day
 	errRate            float64 // per-horizon error memory
 	qStep, gapFraction float64
 	maxGapSteps        int
@@ -19,15 +27,18 @@ func newCoeffs(c Config) coeffs {
 	iv := float64(c.Interval)
 	updatesPerSlotVisit := float64(SlotWidth) / iv
 	return coeffs{
-		alpha:       per(float64(c.LevelHalfLife) / iv),
-		beta:        per(float64(c.TrendHalfLife) / iv),
-		phi:         math.Exp2(-iv / float64(c.TrendFade)),
-		gammaDay:    per(c.DailyHalfLife * updatesPerSlotVisit),
-		gammaWk:     per(c.WeeklyHalfLife * updatesPerSlotVisit),
-		errRate:     per(float64(c.ErrorHalfLife) / iv),
-		qStep:       c.QuantileStep,
-		gapFraction: c.GapFraction,
-		maxGapSteps: int(c.MaxGap / c.Interval),
+		alpha:           per(float64(c.LevelHalfLife) / iv),
+		beta:            per(float64(c.TrendHalfLife) / iv),
+		phi:             math.Exp2(-iv / float64(c.TrendFade)),
+		baseRate:        per(float64(baseHalfLife) / iv),
+		stepsPerDay:     int(24 * time.Hour / c.Interval),
+		updatesPerVisit: updatesPerSlotVisit,
+		gammaDay:        per(c.DailyHalfLife * updatesPerSlotVisit),
+		gammaWk:         per(c.WeeklyHalfLife * updatesPerSlotVisit),
+		errRate:         per(float64(c.ErrorHalfLife) / iv),
+		qStep:           c.QuantileStep,
+		gapFraction:     c.GapFraction,
+		maxGapSteps:     int(c.MaxGap / c.Interval),
 	}
 }
 
@@ -45,9 +56,11 @@ type model struct {
 	started bool
 	gapRun  int // consecutive intervals skipped as gaps
 
+	seen  uint64  // values learned from (gaps excluded)
 	last  float64 // last value that was not a gap
 	plain float64 // smoothed level, no trend or season
-	level float64 // deseasonalised level of the seasonal candidate
+	base  float64 // slow deseasonalised level the profiles are relative to
+	level float64 // fast deseasonalised level of the seasonal candidate
 	slope float64
 
 	// Seasonal deviations relative to the level, per 10-minute slot.
@@ -86,12 +99,12 @@ func newModel(steps []int) *model {
 // the gap has lasted longer than maxGapSteps.
 func (m *model) update(k *coeffs, at, iv int64, x float64) {
 	slot := slotOfUnix(at)
-	gap := m.started && x < k.gapFraction*m.plain && m.gapRun < k.maxGapSteps
-	if gap {
-		m.gapRun++
+	if m.started && x < k.gapFraction*m.plain {
+		m.gapRun = min(m.gapRun+1, 1<<30)
 	} else {
 		m.gapRun = 0
 	}
+	gap := m.gapRun > 0 && m.gapRun <= k.maxGapSteps
 	for i := range m.horizons {
 		h := &m.horizons[i]
 		if p := &h.due[m.n%uint64(h.steps)]; p.set && !gap {
@@ -121,26 +134,38 @@ func (m *model) skip(steps int) {
 }
 
 // learn is one step of exponential smoothing for the plain level and of
-// additive-trend, relative-seasonal Holt-Winters for the seasonal one.
+// multiplicative Holt-Winters for the seasonal candidate. The profiles are
+// relative deviations from a slow base (half-life baseHalfLife), not from
+// the fast level: a fast level follows a daily swing itself and would leave
+// the profile almost nothing to learn. The daily profile starts as a
+// running mean of the days seen, so one day of data already shapes it.
 func (m *model) learn(k *coeffs, slot int, x float64) {
 	if !m.started {
-		m.started, m.last, m.plain, m.level = true, x, x, x
+		m.started, m.last, m.plain, m.base, m.level = true, x, x, x, x
+		m.seen = 1
 		return
 	}
+	m.seen++
 	m.last = x
 	m.plain += k.alpha * (x - m.plain)
 	ds := slot % slotsPerDay
-	season := float64(m.daily[ds]) + float64(m.weekly[slot])
-	prev := m.level
-	fitted := prev + k.phi*m.slope + prev*season
-	level := max(prev+k.phi*m.slope+k.alpha*(x-fitted), 0)
-	m.slope = k.phi*m.slope + k.beta*(level-prev-k.phi*m.slope)
-	m.level = level
-	r := clampRel((x - level) / math.Max(level, tiny))
-	d := float64(m.daily[ds]) + k.gammaDay*(r-float64(m.daily[ds]))
+	season := max(1+float64(m.daily[ds])+float64(m.weekly[slot]), minSeason)
+	m.base += max(k.baseRate, 1/float64(m.seen)) * (x/season - m.base)
+	r := clampRel(x/math.Max(m.base, tiny) - 1)
+	gd := max(k.gammaDay, 1/(float64(m.seen/uint64(k.stepsPerDay))*k.updatesPerVisit+1))
+	d := float64(m.daily[ds]) + gd*(r-float64(m.weekly[slot])-float64(m.daily[ds]))
 	m.daily[ds] = float32(d)
 	m.weekly[slot] = float32(float64(m.weekly[slot]) + k.gammaWk*(r-d-float64(m.weekly[slot])))
+
+	prev := m.level
+	fitted := prev + k.phi*m.slope
+	m.level = max(fitted+k.alpha*(x/season-fitted), 0)
+	m.slope = k.phi*m.slope + k.beta*(m.level-prev-k.phi*m.slope)
 }
+
+// minSeason keeps a seasonal factor (1 + deviation) from reaching zero,
+// which would make a deseasonalised value infinite.
+const minSeason = 0.05
 
 // tiny keeps relative errors finite when a rate is zero.
 const tiny = 1e-6
@@ -156,8 +181,8 @@ func (m *model) candidates(k *coeffs, steps, target int) [nCand]float64 {
 	if k.phi < 1 {
 		trend = m.slope * k.phi * (1 - math.Pow(k.phi, float64(steps))) / (1 - k.phi)
 	}
-	season := float64(m.daily[target%slotsPerDay]) + float64(m.weekly[target])
-	return [nCand]float64{m.last, m.plain, max(m.level+trend+m.level*season, 0)}
+	season := max(1+float64(m.daily[target%slotsPerDay])+float64(m.weekly[target]), minSeason)
+	return [nCand]float64{m.last, m.plain, max((m.level+trend)*season, 0)}
 }
 
 // forecast is the mean and p90 for steps intervals ahead (weekly slot
@@ -171,7 +196,7 @@ func (m *model) forecast(k *coeffs, steps, target int) (mean, p90 float64) {
 		}
 	}
 	mean = h.combine(m.candidates(k, steps, target))
-	return mean, max(mean*(1+h.q90), 0)
+	return mean, mean * (1 + max(h.q90, 0))
 }
 
 // combine weights the candidates by inverse squared recent error.
