@@ -3,8 +3,8 @@ package forecast
 import (
 	"context"
 	"encoding/binary"
-	"hash/crc32"
 	"errors"
+	"hash/crc32"
 	"math"
 	"path/filepath"
 	"testing"
