@@ -206,3 +206,24 @@ func TestEvaluateOnANoisyDailyCycle(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCloseInterval is the cost of one interval of one series
+// (requests and tokens), with the default horizons up to an hour.
+func BenchmarkCloseInterval(b *testing.B) {
+	f, _ := New(Config{Interval: time.Minute})
+	i := 0
+	for b.Loop() {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		f.Observe(at, m, 600, 6000)
+		i++
+	}
+}
+
+// BenchmarkObserve is the cost of counting one arrival.
+func BenchmarkObserve(b *testing.B) {
+	f, _ := New(Config{Interval: time.Minute})
+	k := Key{Model: "m", Tenant: "t"}
+	for b.Loop() {
+		f.Observe(t0, k, 1, 500)
+	}
+}
