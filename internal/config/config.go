@@ -46,6 +46,9 @@ type Config struct {
 	Log        Log        `yaml:"log"`
 	Models     []Model    `yaml:"models"`
 
+	// Forecast: the traffic forecaster; see forecast.go.
+	Forecast Forecast `yaml:"forecast"`
+
 	// checked: see Checked.
 	checked bool
 }
@@ -234,6 +237,7 @@ func Default() Config {
 		Admission:   defaultAdmission(),
 		Cache:       defaultCache(),
 		Queue:       defaultQueue(),
+		Forecast:    defaultForecast(),
 		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }
@@ -328,6 +332,7 @@ func (c *Config) validate(policyOK PolicyCheck) error {
 	c.validateAdmission(bad)
 	c.validateCache(bad)
 	c.validateQueue(bad)
+	c.validateForecast(bad)
 	c.RateLimits.validate(bad)
 	c.validateLoadMetrics(bad)
 	switch c.Log.Level {
