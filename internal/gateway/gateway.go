@@ -50,6 +50,9 @@ type Options struct {
 	// ProgressTicker paces queue progress comments (progress.go); nil:
 	// time.NewTicker.
 	ProgressTicker Ticker
+	// Arrivals counts live requests for the traffic forecast (demand.go);
+	// nil: not counted.
+	Arrivals Arrivals
 }
 
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
@@ -84,13 +87,16 @@ type Gateway struct {
 	readaheadMem *netguard.Budget
 	// progress paces queue progress comments (Options.ProgressTicker).
 	progress Ticker
+	// arrivals: Options.Arrivals.
+	arrivals Arrivals
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
 func New(rt *Runtime, opt Options) *Gateway {
 	bodyMem := netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
-		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker}
+		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
+		arrivals: opt.Arrivals}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}
