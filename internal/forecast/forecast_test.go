@@ -227,3 +227,20 @@ func BenchmarkObserve(b *testing.B) {
 		f.Observe(t0, k, 1, 500)
 	}
 }
+
+// An Advance that comes late (several intervals at once) still closes the
+// open interval with its arrivals; a very long silence is skipped.
+func TestLateAdvanceKeepsTheOpenInterval(t *testing.T) {
+	f := mustNew(t, Config{Interval: time.Minute})
+	f.Observe(t0, m, 120, 1200)
+	f.Advance(t0.Add(3 * time.Minute))
+	if fc, ok := f.Forecast(m, time.Minute); !ok || fc.Requests.Mean != 2 || fc.Tokens.Mean != 20 {
+		t.Errorf("forecast %+v %v, want 2 req/s and 20 tokens/s from the one interval seen", fc, ok)
+	}
+	f.Advance(t0.Add(48 * time.Hour))
+	f.Observe(t0.Add(48*time.Hour), m, 120, 1200)
+	f.Advance(t0.Add(48*time.Hour + time.Minute))
+	if fc, _ := f.Forecast(m, time.Minute); fc.Requests.Mean != 2 {
+		t.Errorf("after two silent days skipped, forecast %+v, want 2 req/s", fc)
+	}
+}

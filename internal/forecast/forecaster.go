@@ -105,21 +105,33 @@ func (f *Forecaster) advance(t time.Time) {
 	if n <= 0 {
 		return
 	}
-	// After a restart, or a pause longer than a gap may last (a suspended
-	// process), the missed intervals are unknown, not zero: skip them.
-	if f.resumed || n > int64(f.k.maxGapSteps)+1 {
+	if f.resumed {
+		// Restored from a snapshot: the intervals since are unknown.
 		f.resumed = false
-		for _, p := range f.series {
-			p.requests.skip(int(min(n, 1<<30)))
-			p.tokens.skip(int(min(n, 1<<30)))
-		}
-		clear(f.open)
-		f.start = f.start.Add(time.Duration(n) * iv)
+		f.skip(n)
 		return
 	}
-	for range n {
-		f.closeInterval()
+	f.closeInterval()
+	// Intervals with no call at all are zeros, unless there are more of
+	// them than a gap may last: then the process was paused or the clock
+	// jumped, and they are unknown.
+	if rest := n - 1; rest > int64(max(f.k.maxGapSteps, 10)) {
+		f.skip(rest)
+	} else {
+		for range rest {
+			f.closeInterval()
+		}
 	}
+}
+
+// skip moves past n intervals whose traffic is unknown.
+func (f *Forecaster) skip(n int64) {
+	for _, p := range f.series {
+		p.requests.skip(int(min(n, 1<<30)))
+		p.tokens.skip(int(min(n, 1<<30)))
+	}
+	clear(f.open)
+	f.start = f.start.Add(time.Duration(n) * f.cfg.Interval)
 }
 
 // closeInterval turns the open interval's tallies into rates and updates
