@@ -115,7 +115,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "forecast" {
 		return runBenchForecast(ctx, args[1:], stdout, stderr)
 	}
-	fs := newFlagSet("bench", "--target URL [--rate R | --trace FILE] [--duration D] [--json FILE] [flags]", stderr)
+	fs := newFlagSet("bench", "--target URL [--rate R | --trace FILE] [--duration D] [--json FILE] [flags]\n       sluice bench forecast --servegen DIR [--horizon 10m,30m,60m]  (its own flags: bench forecast --help)", stderr)
 	f := newBenchFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
