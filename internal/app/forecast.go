@@ -74,8 +74,8 @@ func (r *forecastRun) Arrival(t time.Time, model, tenant string, tokens float64)
 	r.fc.Observe(t, forecast.Key{Model: model, Tenant: tenant}, 1, tokens)
 }
 
-// run closes an interval each tick and saves every snapshot interval,
-// until ctx ends; then it saves once more.
+// run closes the intervals ended by each tick's time and saves every
+// snapshot interval, until ctx ends; then it saves once more.
 func (r *forecastRun) run(ctx context.Context) {
 	tick, stop := r.tick(r.fc.Config().Interval)
 	defer stop()
@@ -86,8 +86,7 @@ func (r *forecastRun) run(ctx context.Context) {
 			r.fc.Advance(r.now())
 			r.save()
 			return
-		case <-tick:
-			now := r.now()
+		case now := <-tick:
 			r.fc.Advance(now)
 			if now.Sub(saved) >= r.every {
 				r.save()

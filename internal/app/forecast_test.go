@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/forecast"
 )
 
@@ -97,4 +100,51 @@ func TestForecastIgnoresACorruptSnapshot(t *testing.T) {
 		t.Errorf("forecaster %v", a.Forecaster())
 	}
 	a.release()
+}
+
+// The loop closes an interval on each tick, so arrivals become a rate, and
+// saves on the snapshot interval and when its context ends. Time and
+// ticks are the test's.
+func TestForecastLoop(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Default().Forecast
+	cfg.Enabled, cfg.SnapshotInterval = true, config.Duration(2*time.Minute)
+	t0 := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
+	now := t0
+	r, err := newForecastRun(cfg, dir, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticks := make(chan time.Time)
+	r.tick = func(time.Duration) (<-chan time.Time, func()) { return ticks, func() {} }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.run(ctx) }()
+	ticks <- now // taken once the loop has read the clock; it reads it again only when ctx ends
+
+	snap := filepath.Join(dir, "forecast.snapshot")
+	for i := range 3 {
+		for range 120 {
+			r.Arrival(now, "m1", "t1", 100)
+		}
+		now = now.Add(time.Minute)
+		ticks <- now
+		ticks <- now // the loop has handled the first tick once the second is taken
+		if _, err := os.Stat(snap); (err == nil) != (i >= 1) {
+			t.Errorf("after minute %d: snapshot present %v, want it from minute 2 (snapshot_interval)", i+1, err == nil)
+		}
+	}
+	f, ok := r.fc.Forecast(forecast.Key{Model: "m1"}, time.Minute)
+	if !ok || f.Requests.Mean != 2 || f.Tokens.Mean != 200 {
+		t.Errorf("forecast %+v (%v), want 2 req/s and 200 tokens/s", f, ok)
+	}
+	if _, ok := r.fc.Forecast(forecast.Key{Model: "m1", Tenant: "t1"}, time.Minute); !ok {
+		t.Error("the tenant at 2 req/s has no forecast of its own")
+	}
+	os.Remove(snap)
+	cancel()
+	<-done
+	if _, err := os.Stat(snap); err != nil {
+		t.Errorf("no snapshot saved when the loop ended: %v", err)
+	}
 }
