@@ -19,10 +19,11 @@ import (
 //	sluice bench forecast -servegen DIR [-horizon 10m,30m,60m] [-train-days 7]
 //	forecast horizon=30m sluice=0.412 naive=0.583 seasonal_naive=0.611 coverage_p90=0.91
 func runBenchForecast(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench forecast", "-servegen DIR [-horizon 10m,30m,60m] [-train-days 7]", stderr)
+	fs := newFlagSet("bench forecast", "-servegen DIR [-horizon 10m,30m,60m] [-train-days 7] [-days N]", stderr)
 	dir := fs.String("servegen", "", "ServeGen folder: one CSV per client, window_start_s,rate,... (required)")
 	horizons := fs.String("horizon", "10m,30m,60m", "comma-separated forecast horizons to score")
 	trainDays := fs.Int("train-days", 7, "days fed but not scored (anything tuned was tuned on these); the rest are scored")
+	days := fs.Int("days", 0, "use only the first N days of the trace (0 = all): -days 7 -train-days 1 scores the tuning days 2-7")
 	quiet := fs.Bool("quiet", false, "no summary line on stderr")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -38,6 +39,9 @@ func runBenchForecast(_ context.Context, args []string, stdout, stderr io.Writer
 	rates, window, err := bench.LoadServeGenDir(*dir)
 	if err != nil {
 		return err
+	}
+	if perDay := int(24 * time.Hour / window); *days > 0 && *days*perDay < len(rates) {
+		rates = rates[:*days*perDay]
 	}
 	// The forecaster runs at the trace's resolution: one update per window.
 	ev, err := forecast.Evaluate(rates, time.Unix(0, 0), forecast.Config{Interval: window}, *trainDays, hs)

@@ -11,9 +11,9 @@
 //     profiles at 10-minute resolution);
 //   - for a fixed set of horizons, the recent error of each of the three,
 //     measured when the forecast made that many intervals ago comes due; the
-//     mean forecast weights them by inverse squared error (Bates-Granger), so
-//     a series with a daily cycle leans on the profiles and one without leans
-//     on the level;
+//     mean forecast weights them by the inverse eighth power of that error
+//     (nearly the best one, near-ties blended), so a series with a daily
+//     cycle leans on the profiles and one without on the level;
 //   - per horizon, the 90th percentile of the relative error of that mean,
 //     tracked by a stochastic-approximation quantile; the p90 forecast is the
 //     mean scaled by it.
@@ -57,7 +57,7 @@ type Config struct {
 	// for a seasonal profile to forget half of what it learned. Default 14.
 	DailyHalfLife, WeeklyHalfLife float64
 	// ErrorHalfLife is the memory of the per-horizon errors that weight the
-	// three forecasts. Default 2h.
+	// three forecasts. Default 6h.
 	ErrorHalfLife time.Duration
 	// QuantileStep is the step of the p90 tracker, as a share of the
 	// recent mean absolute relative error. Default 0.05.
@@ -96,7 +96,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.TrendFade, time.Hour)
 	deff(&c.DailyHalfLife, 14)
 	deff(&c.WeeklyHalfLife, 14)
-	def(&c.ErrorHalfLife, 2*time.Hour)
+	def(&c.ErrorHalfLife, 6*time.Hour)
 	deff(&c.QuantileStep, 0.05)
 	deff(&c.GapFraction, 0.05)
 	def(&c.MaxGap, 4*time.Hour)

@@ -67,6 +67,14 @@ type model struct {
 	daily  [slotsPerDay]float32
 	weekly [slotsPerWeek]float32
 
+	// Per daily slot, the highest value of its latest visit (slotDay is
+	// that visit's day number) and of the visit the day before it (-1:
+	// unknown): a drop is a gap only if the same time yesterday was not
+	// as low.
+	slotDay  [slotsPerDay]int32
+	slotMax  [slotsPerDay]float32
+	slotPrev [slotsPerDay]float32
+
 	horizons []horizon
 }
 
@@ -80,13 +88,17 @@ type horizon struct {
 }
 
 type pending struct {
-	cand [nCand]float64
-	mean float64
-	set  bool
+	cand  [nCand]float64
+	mean  float64
+	scale float64 // the mean's scale (see scaleOf) when it was made
+	set   bool
 }
 
 func newModel(steps []int) *model {
 	m := &model{horizons: make([]horizon, len(steps))}
+	for i := range m.slotPrev {
+		m.slotDay[i], m.slotMax[i], m.slotPrev[i] = -1, -1, -1
+	}
 	for i, s := range steps {
 		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1}, spread: 0.1}
 	}
@@ -94,12 +106,15 @@ func newModel(steps []int) *model {
 }
 
 // update takes the value x of the interval that started at unix second
-// at; iv is the interval in seconds. A
-// value far below the level is taken for a data gap and skipped, unless
-// the gap has lasted longer than maxGapSteps.
+// at; iv is the interval in seconds. A value far below the level is taken
+// for a data gap and skipped, unless the same time yesterday was as low (a
+// recurring quiet period, such as a batch client's off hours, is traffic)
+// or the gap has lasted longer than maxGapSteps.
 func (m *model) update(k *coeffs, at, iv int64, x float64) {
 	slot := slotOfUnix(at)
-	if m.started && x < k.gapFraction*m.plain {
+	yesterday := m.remember(at, slot%slotsPerDay, x)
+	low := m.started && x < k.gapFraction*m.plain
+	if low && !(yesterday >= 0 && yesterday < k.gapFraction*m.plain) {
 		m.gapRun = min(m.gapRun+1, 1<<30)
 	} else {
 		m.gapRun = 0
@@ -119,9 +134,35 @@ func (m *model) update(k *coeffs, at, iv int64, x float64) {
 		p := &h.due[m.n%uint64(h.steps)] // the slot the forecast for n+steps lands in
 		p.cand = m.candidates(k, h.steps, slotOfUnix(at+int64(h.steps)*iv))
 		p.mean = h.combine(p.cand)
+		p.scale = m.scaleOf(p.mean)
 		p.set = m.started
 	}
 	m.n++
+}
+
+// remember records x as seen in daily slot ds on the day of unix second
+// at, and returns the slot's highest value on the day before (-1: not
+// seen then).
+func (m *model) remember(at int64, ds int, x float64) float64 {
+	day := int32(floorDiv(at, 24*3600))
+	if m.slotDay[ds] != day {
+		m.slotPrev[ds] = -1
+		if m.slotDay[ds] == day-1 {
+			m.slotPrev[ds] = m.slotMax[ds]
+		}
+		m.slotDay[ds], m.slotMax[ds] = day, float32(x)
+	} else {
+		m.slotMax[ds] = max(m.slotMax[ds], float32(x))
+	}
+	return float64(m.slotPrev[ds])
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }
 
 // skip forgets the pending forecasts after intervals went unseen (the
@@ -150,7 +191,11 @@ func (m *model) learn(k *coeffs, slot int, x float64) {
 	m.plain += k.alpha * (x - m.plain)
 	ds := slot % slotsPerDay
 	season := max(1+float64(m.daily[ds])+float64(m.weekly[slot]), minSeason)
-	m.base += max(k.baseRate, 1/float64(m.seen)) * (x/season - m.base)
+	// A value where the profile expects little says little about the
+	// level (a batch client's quiet hours): it moves the levels in
+	// proportion to its seasonal factor.
+	trust := min(season, 1)
+	m.base += trust * max(k.baseRate, 1/float64(m.seen)) * (x/season - m.base)
 	r := clampRel(x/math.Max(m.base, tiny) - 1)
 	gd := max(k.gammaDay, 1/(float64(m.seen/uint64(k.stepsPerDay))*k.updatesPerVisit+1))
 	d := float64(m.daily[ds]) + gd*(r-float64(m.weekly[slot])-float64(m.daily[ds]))
@@ -159,8 +204,8 @@ func (m *model) learn(k *coeffs, slot int, x float64) {
 
 	prev := m.level
 	fitted := prev + k.phi*m.slope
-	m.level = max(fitted+k.alpha*(x/season-fitted), 0)
-	m.slope = k.phi*m.slope + k.beta*(m.level-prev-k.phi*m.slope)
+	m.level = max(fitted+trust*k.alpha*(x/season-fitted), 0)
+	m.slope = k.phi*m.slope + trust*k.beta*(m.level-prev-k.phi*m.slope)
 }
 
 // minSeason keeps a seasonal factor (1 + deviation) from reaching zero,
@@ -196,14 +241,28 @@ func (m *model) forecast(k *coeffs, steps, target int) (mean, p90 float64) {
 		}
 	}
 	mean = h.combine(m.candidates(k, steps, target))
-	return mean, mean * (1 + max(h.q90, 0))
+	return mean, mean + max(h.q90, 0)*m.scaleOf(mean)
 }
 
-// combine weights the candidates by inverse squared recent error.
+// scaleOf is what errors of a forecast of mean are measured against: the
+// mean itself, but no less than a quarter of the slow base, so that a
+// forecast near zero (a quiet hour of an on/off client) neither makes
+// every miss look infinite nor gets a p90 of zero.
+func (m *model) scaleOf(mean float64) float64 {
+	return max(mean, m.base/4, tiny)
+}
+
+// combine weights the candidates by the inverse eighth power of their
+// recent error: close to picking the best, while near-ties are blended.
+// (Inverse squares, Bates-Granger, leaned on the last value through a
+// seasonal client's quiet hours and missed its next busy hour; see
+// docs/BENCHMARKS.md §10.)
 func (h *horizon) combine(c [nCand]float64) float64 {
 	var sum, wsum float64
 	for i, v := range c {
 		w := 1 / (h.err[i]*h.err[i] + 1e-12)
+		w *= w
+		w *= w // the eighth power
 		sum += w * v
 		wsum += w
 	}
@@ -215,11 +274,11 @@ func (h *horizon) combine(c [nCand]float64) float64 {
 // 0.9 when the actual lands above, down by 0.1 when not, so it settles
 // where 10% land above).
 func (h *horizon) score(k *coeffs, p *pending, x float64) {
-	denom := math.Max(math.Max(p.mean, x), tiny)
+	denom := math.Max(p.scale, x)
 	for i, c := range p.cand {
 		h.err[i] += k.errRate * (math.Abs(x-c)/denom - h.err[i])
 	}
-	r := clampRel((x - p.mean) / math.Max(p.mean, tiny))
+	r := clampRel((x - p.mean) / p.scale)
 	h.spread += k.errRate * (math.Abs(r-h.q90) - h.spread)
 	if r > h.q90 {
 		h.q90 += k.qStep * h.spread * 0.9

@@ -15,7 +15,9 @@ import (
 //	series count u32 | series... | CRC-32 (IEEE) of everything before, u32
 //	series: model name, tenant name (u16 length + bytes) | requests model | tokens model
 //	model:  started u8 | gap run u32 | values seen u64 | last, plain, base, level, slope f64 |
-//	        144 daily + 1008 weekly f32 | horizon count u8 |
+//	        144 daily + 1008 weekly f32 |
+//	        per daily slot: day of its latest visit i32, its highest value and
+//	        the day before's f32 (-1: unknown) | horizon count u8 |
 //	        per horizon: steps u32 | 3 errors, q90, spread f64
 //
 // Little-endian. Forecasts in flight are not kept: after a restart the
@@ -140,6 +142,11 @@ func (m *model) appendTo(b []byte) []byte {
 	for _, v := range m.weekly {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
 	}
+	for i := range m.slotDay {
+		b = binary.LittleEndian.AppendUint32(b, uint32(m.slotDay[i]))
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(m.slotMax[i]))
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(m.slotPrev[i]))
+	}
 	b = append(b, byte(len(m.horizons)))
 	for _, h := range m.horizons {
 		b = binary.LittleEndian.AppendUint32(b, uint32(h.steps))
@@ -190,6 +197,15 @@ func (r *reader) f64(lo float64) float64 {
 	return v
 }
 
+// rate32 reads a recorded rate: -1 (unknown) or within [0, maxStateValue].
+func (r *reader) rate32() float32 {
+	v := math.Float32frombits(r.u32())
+	if !(v == -1 || (v >= 0 && float64(v) <= maxStateValue)) && r.err == nil {
+		r.err = fmt.Errorf("recorded rate %v out of range", v)
+	}
+	return v
+}
+
 // maxSeasonal bounds a seasonal deviation: the relative errors it averages
 // are clamped to [-1, 10], so no profile value can leave [-11, 11].
 const maxSeasonal = 20
@@ -219,6 +235,10 @@ func (r *reader) model(m *model) {
 	}
 	for i := range m.weekly {
 		m.weekly[i] = r.f32()
+	}
+	for i := range m.slotDay {
+		m.slotDay[i] = int32(r.u32())
+		m.slotMax[i], m.slotPrev[i] = r.rate32(), r.rate32()
 	}
 	nh := int(r.u8())
 	stats := make([]horizon, nh)
