@@ -14,9 +14,10 @@
 //     mean forecast weights them by the inverse eighth power of that error
 //     (nearly the best one, near-ties blended), so a series with a daily
 //     cycle leans on the profiles and one without on the level;
-//   - per horizon, the 90th percentile of the relative error of that mean,
-//     tracked by a stochastic-approximation quantile; the p90 forecast is the
-//     mean scaled by it.
+//   - per horizon, the 90th percentile of the error of that mean relative
+//     to max(mean, a quarter of the slow level), tracked by a
+//     stochastic-approximation quantile; the p90 forecast is the mean plus
+//     that many times the same scale.
 //
 // The evaluation behind these choices (ServeGen m-mid, days 8-14 walked
 // forward) is in docs/BENCHMARKS.md; `sluice bench forecast` reproduces it.
