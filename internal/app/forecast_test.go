@@ -135,7 +135,7 @@ func TestForecastLoop(t *testing.T) {
 		}
 	}
 	f, ok := r.fc.Forecast(forecast.Key{Model: "m1"}, time.Minute)
-	if !ok || f.Requests.Mean != 2 || f.Tokens.Mean != 200 {
+	if !ok || math.Abs(f.Requests.Mean-2) > 1e-9 || math.Abs(f.Tokens.Mean-200) > 1e-9 {
 		t.Errorf("forecast %+v (%v), want 2 req/s and 200 tokens/s", f, ok)
 	}
 	if _, ok := r.fc.Forecast(forecast.Key{Model: "m1", Tenant: "t1"}, time.Minute); !ok {
