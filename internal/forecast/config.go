@@ -58,7 +58,7 @@ type Config struct {
 	// for a seasonal profile to forget half of what it learned. Default 14.
 	DailyHalfLife, WeeklyHalfLife float64
 	// ErrorHalfLife is the memory of the per-horizon errors that weight the
-	// three forecasts. Default 6h.
+	// forecasts. Default 1h.
 	ErrorHalfLife time.Duration
 	// QuantileStep is the step of the p90 tracker, as a share of the
 	// recent mean absolute relative error. Default 0.05.
@@ -97,7 +97,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.TrendFade, time.Hour)
 	deff(&c.DailyHalfLife, 14)
 	deff(&c.WeeklyHalfLife, 14)
-	def(&c.ErrorHalfLife, 6*time.Hour)
+	def(&c.ErrorHalfLife, time.Hour)
 	deff(&c.QuantileStep, 0.05)
 	deff(&c.GapFraction, 0.05)
 	def(&c.MaxGap, 4*time.Hour)

@@ -172,7 +172,7 @@ func (f *Forecaster) Forecast(key Key, h time.Duration) (fc Forecast, ok bool) {
 		return Forecast{}, false
 	}
 	steps := min(f.cfg.steps(h), f.cfg.steps(f.cfg.MaxHorizon))
-	target := slotOfUnix(f.start.Add(time.Duration(steps-1) * f.cfg.Interval).Unix())
+	target := f.start.Add(time.Duration(steps-1) * f.cfg.Interval).Unix()
 	fc.Requests.Mean, fc.Requests.P90 = p.requests.forecast(&f.k, steps, target)
 	fc.Tokens.Mean, fc.Tokens.P90 = p.tokens.forecast(&f.k, steps, target)
 	return fc, true

@@ -42,11 +42,12 @@ func newCoeffs(c Config) coeffs {
 	}
 }
 
-// The three candidate forecasts a model weighs.
+// The candidate forecasts a model weighs.
 const (
-	candNaive    = iota // the last value
-	candLevel           // exponentially smoothed level
-	candSeasonal        // level + damped trend + daily and weekly profiles
+	candNaive     = iota // the last value
+	candLevel            // exponentially smoothed level
+	candSeasonal         // level + damped trend + daily and weekly profiles
+	candYesterday        // the same 10-minute slot on its latest visit, a day earlier
 	nCand
 )
 
@@ -67,12 +68,13 @@ type model struct {
 	daily  [slotsPerDay]float32
 	weekly [slotsPerWeek]float32
 
-	// Per daily slot, the highest value of its latest visit (slotDay is
-	// that visit's day number) and of the visit the day before it (-1:
-	// unknown): a drop is a gap only if the same time yesterday was not
-	// as low.
+	// Per daily slot, the mean value of its latest visit (slotDay is that
+	// visit's day number, slotN its values so far) and of the visit the
+	// day before it (-1: unknown): a drop is a gap only if the same time
+	// yesterday was not as low, and the latest visit is a candidate.
 	slotDay  [slotsPerDay]int32
-	slotMax  [slotsPerDay]float32
+	slotN    [slotsPerDay]int32
+	slotMean [slotsPerDay]float32
 	slotPrev [slotsPerDay]float32
 
 	horizons []horizon
@@ -97,10 +99,10 @@ type pending struct {
 func newModel(steps []int) *model {
 	m := &model{horizons: make([]horizon, len(steps))}
 	for i := range m.slotPrev {
-		m.slotDay[i], m.slotMax[i], m.slotPrev[i] = -1, -1, -1
+		m.slotDay[i], m.slotMean[i], m.slotPrev[i] = -1, -1, -1
 	}
 	for i, s := range steps {
-		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1}, spread: 0.1}
+		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1, 1}, spread: 0.1}
 	}
 	return m
 }
@@ -132,7 +134,7 @@ func (m *model) update(k *coeffs, at, iv int64, x float64) {
 	for i := range m.horizons {
 		h := &m.horizons[i]
 		p := &h.due[m.n%uint64(h.steps)] // the slot the forecast for n+steps lands in
-		p.cand = m.candidates(k, h.steps, slotOfUnix(at+int64(h.steps)*iv))
+		p.cand = m.candidates(k, h.steps, at+int64(h.steps)*iv)
 		p.mean = h.combine(p.cand)
 		p.scale = m.scaleOf(p.mean)
 		p.set = m.started
@@ -141,18 +143,19 @@ func (m *model) update(k *coeffs, at, iv int64, x float64) {
 }
 
 // remember records x as seen in daily slot ds on the day of unix second
-// at, and returns the slot's highest value on the day before (-1: not
-// seen then).
+// at, and returns the slot's mean value on the day before (-1: not seen
+// then).
 func (m *model) remember(at int64, ds int, x float64) float64 {
 	day := int32(floorDiv(at, 24*3600))
 	if m.slotDay[ds] != day {
 		m.slotPrev[ds] = -1
 		if m.slotDay[ds] == day-1 {
-			m.slotPrev[ds] = m.slotMax[ds]
+			m.slotPrev[ds] = m.slotMean[ds]
 		}
-		m.slotDay[ds], m.slotMax[ds] = day, float32(x)
+		m.slotDay[ds], m.slotN[ds], m.slotMean[ds] = day, 1, float32(x)
 	} else {
-		m.slotMax[ds] = max(m.slotMax[ds], float32(x))
+		m.slotN[ds] = min(m.slotN[ds]+1, 1<<20)
+		m.slotMean[ds] += (float32(x) - m.slotMean[ds]) / float32(m.slotN[ds])
 	}
 	return float64(m.slotPrev[ds])
 }
@@ -219,20 +222,31 @@ const tiny = 1e-6
 // (-1) and one burst from near zero must not dominate the averages.
 func clampRel(r float64) float64 { return min(max(r, -1), 10) }
 
-// candidates are the three forecasts for steps intervals ahead, whose
-// weekly slot is target.
-func (m *model) candidates(k *coeffs, steps, target int) [nCand]float64 {
+// candidates are the forecasts for steps intervals ahead, for the interval
+// starting at unix second targetAt.
+func (m *model) candidates(k *coeffs, steps int, targetAt int64) [nCand]float64 {
 	var trend float64
 	if k.phi < 1 {
 		trend = m.slope * k.phi * (1 - math.Pow(k.phi, float64(steps))) / (1 - k.phi)
 	}
-	season := max(1+float64(m.daily[target%slotsPerDay])+float64(m.weekly[target]), minSeason)
-	return [nCand]float64{m.last, m.plain, max((m.level+trend)*season, 0)}
+	target := slotOfUnix(targetAt)
+	ds := target % slotsPerDay
+	season := max(1+float64(m.daily[ds])+float64(m.weekly[target]), minSeason)
+	seasonal := max((m.level+trend)*season, 0)
+	yesterday := seasonal // until the slot was seen the day before the target
+	switch day := int32(floorDiv(targetAt, 24*3600)); {
+	case m.slotDay[ds] == day-1:
+		yesterday = float64(m.slotMean[ds])
+	case m.slotDay[ds] == day && m.slotPrev[ds] >= 0: // the target's slot is under way
+		yesterday = float64(m.slotPrev[ds])
+	}
+	return [nCand]float64{m.last, m.plain, seasonal, yesterday}
 }
 
-// forecast is the mean and p90 for steps intervals ahead (weekly slot
-// target), using the tracked horizon nearest at or above steps.
-func (m *model) forecast(k *coeffs, steps, target int) (mean, p90 float64) {
+// forecast is the mean and p90 for steps intervals ahead (the interval
+// starting at unix second targetAt), using the tracked horizon nearest at
+// or above steps.
+func (m *model) forecast(k *coeffs, steps int, targetAt int64) (mean, p90 float64) {
 	h := &m.horizons[len(m.horizons)-1]
 	for i := range m.horizons {
 		if m.horizons[i].steps >= steps {
@@ -240,7 +254,7 @@ func (m *model) forecast(k *coeffs, steps, target int) (mean, p90 float64) {
 			break
 		}
 	}
-	mean = h.combine(m.candidates(k, steps, target))
+	mean = h.combine(m.candidates(k, steps, targetAt))
 	return mean, mean + max(h.q90, 0)*m.scaleOf(mean)
 }
 

@@ -16,9 +16,9 @@ import (
 //	series: model name, tenant name (u16 length + bytes) | requests model | tokens model
 //	model:  started u8 | gap run u32 | values seen u64 | last, plain, base, level, slope f64 |
 //	        144 daily + 1008 weekly f32 |
-//	        per daily slot: day of its latest visit i32, its highest value and
-//	        the day before's f32 (-1: unknown) | horizon count u8 |
-//	        per horizon: steps u32 | 3 errors, q90, spread f64
+//	        per daily slot: day of its latest visit i32, values in it u32, their
+//	        mean and the day before's f32 (-1: unknown) | horizon count u8 |
+//	        per horizon: steps u32 | 4 candidate errors, q90, spread f64
 //
 // Little-endian. Forecasts in flight are not kept: after a restart the
 // intervals missed are unknown, so their outcomes could not be scored.
@@ -144,15 +144,18 @@ func (m *model) appendTo(b []byte) []byte {
 	}
 	for i := range m.slotDay {
 		b = binary.LittleEndian.AppendUint32(b, uint32(m.slotDay[i]))
-		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(m.slotMax[i]))
+		b = binary.LittleEndian.AppendUint32(b, uint32(m.slotN[i]))
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(m.slotMean[i]))
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(m.slotPrev[i]))
 	}
 	b = append(b, byte(len(m.horizons)))
 	for _, h := range m.horizons {
 		b = binary.LittleEndian.AppendUint32(b, uint32(h.steps))
-		for _, v := range []float64{h.err[0], h.err[1], h.err[2], h.q90, h.spread} {
+		for _, v := range h.err {
 			b = appendF64(b, v)
 		}
+		b = appendF64(b, h.q90)
+		b = appendF64(b, h.spread)
 	}
 	return b
 }
@@ -238,7 +241,12 @@ func (r *reader) model(m *model) {
 	}
 	for i := range m.slotDay {
 		m.slotDay[i] = int32(r.u32())
-		m.slotMax[i], m.slotPrev[i] = r.rate32(), r.rate32()
+		if n := r.u32(); n <= 1<<20 {
+			m.slotN[i] = int32(n)
+		} else if r.err == nil {
+			r.err = errors.New("slot count out of range")
+		}
+		m.slotMean[i], m.slotPrev[i] = r.rate32(), r.rate32()
 	}
 	nh := int(r.u8())
 	stats := make([]horizon, nh)
