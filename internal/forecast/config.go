@@ -5,11 +5,11 @@
 // Each series (a model, or a model's tenant with enough traffic) is a small
 // online model updated once per interval with O(1) work and fixed memory:
 //
-//   - three forecasts of the next value: the last value (naive), a smoothed
-//     level (exponential smoothing), and a level with a damped trend and
-//     daily and weekly seasonal profiles (multiple-seasonal Holt-Winters,
-//     profiles at 10-minute resolution);
-//   - for a fixed set of horizons, the recent error of each of the three,
+//   - four forecasts: the last value (naive), the same 10-minute slot the
+//     day before (seasonal naive), a smoothed level (exponential smoothing),
+//     and a level with a damped trend and daily and weekly seasonal profiles
+//     (multiple-seasonal Holt-Winters, profiles at 10-minute resolution);
+//   - for a fixed set of horizons, the recent error of each of the four,
 //     measured when the forecast made that many intervals ago comes due; the
 //     mean forecast weights them by the inverse eighth power of that error
 //     (nearly the best one, near-ties blended), so a series with a daily
