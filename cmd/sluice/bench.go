@@ -108,8 +108,14 @@ func (f *benchFlags) config(arr []bench.Arrival, rng *rand.Rand, reqHeaders http
 // and prints the report. Contract relied on by scripts:
 //
 //	sluice bench --target URL [--rate R | --trace FILE] [--duration D] [--json FILE]
+//
+// `sluice bench forecast ...` scores the traffic forecaster instead (see
+// bench_forecast.go).
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", "--target URL [--rate R | --trace FILE] [--duration D] [--json FILE] [flags]", stderr)
+	if len(args) > 0 && args[0] == "forecast" {
+		return runBenchForecast(ctx, args[1:], stdout, stderr)
+	}
+	fs := newFlagSet("bench", "--target URL [--rate R | --trace FILE] [--duration D] [--json FILE] [flags]\n       sluice bench forecast --servegen DIR [--horizon 10m,30m,60m]  (its own flags: bench forecast --help)", stderr)
 	f := newBenchFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/discovery"
+	"github.com/sluice-gw/sluice/internal/forecast"
 	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/health"
@@ -74,6 +75,9 @@ type App struct {
 	// reloadMu): a reload before Run starts none.
 	discovering bool
 
+	// forecast is the traffic forecaster (forecast.enabled); nil when off.
+	forecast *forecastRun
+
 	scrapeMu  sync.Mutex
 	scrapeCfg config.LoadMetrics
 	scrapeEnd context.CancelFunc
@@ -112,6 +116,15 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
 		WebhooksSigned: cfg.Queue.WebhookSecret != ""}
+	if cfg.Forecast.Enabled {
+		fr, err := newForecastRun(cfg.Forecast, cfg.Queue.DataDir, deps.Now, logger)
+		if err != nil {
+			resp.Close()
+			return nil, errWithPath(path, err)
+		}
+		a.forecast, gwOpts.Arrivals = fr, fr
+		reg.MustRegister(newForecastCollector(fr.fc))
+	}
 	if cfg.Queue.Enabled {
 		served := func(model string) bool { _, ok := gw.Runtime().Pools[model]; return ok }
 		open := func() (*jobQueue, error) { return openQueue(cfg.Queue, reg, logger, served) }
@@ -151,6 +164,16 @@ func errWithPath(path string, err error) error {
 		return err
 	}
 	return fmt.Errorf("config %s: %w", path, err)
+}
+
+// Forecaster is the traffic forecaster, nil when forecast.enabled is
+// false: per model (and busy tenant) arrival rates, mean and p90, up to
+// forecast.max_horizon ahead.
+func (a *App) Forecaster() *forecast.Forecaster {
+	if a.forecast == nil {
+		return nil
+	}
+	return a.forecast.fc
 }
 
 // Handler is the gateway's HTTP handler (tests drive it directly).
@@ -233,6 +256,9 @@ func (a *App) warnRestartOnly(cfg, old *config.Config) {
 		a.log.Warn("config reload: admin.listen changes need a restart; keeping the old one",
 			"old", old.Admin.Listen, "new", cfg.Admin.Listen)
 	}
+	if cfg.Forecast != old.Forecast {
+		a.log.Warn("config reload: forecast changes need a restart; keeping the old settings")
+	}
 	if !sameServerSettings(cfg.Server, old.Server) {
 		a.log.Warn("config reload: server.read_header_timeout, idle_timeout and max_header_bytes need a restart; " +
 			"connection caps, body bounds and memory_limit are applied now")
@@ -276,6 +302,10 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
+	if a.forecast != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.forecast.run(runCtx) }()
+	}
 	a.startDiscovery()
 	wg.Add(1)
 	go func() { defer wg.Done(); a.runDiscovery(runCtx) }()

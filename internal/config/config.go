@@ -46,6 +46,9 @@ type Config struct {
 	Log        Log        `yaml:"log"`
 	Models     []Model    `yaml:"models"`
 
+	// Forecast: the traffic forecaster; see forecast.go.
+	Forecast Forecast `yaml:"forecast"`
+
 	// checked: see Checked.
 	checked bool
 }
@@ -238,6 +241,7 @@ func Default() Config {
 		Cache:       defaultCache(),
 		Queue:       defaultQueue(),
 		Auth:        Auth{JWT: defaultJWT()},
+		Forecast:    defaultForecast(),
 		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }
@@ -332,6 +336,7 @@ func (c *Config) validate(policyOK PolicyCheck) error {
 	c.validateAdmission(bad)
 	c.validateCache(bad)
 	c.validateQueue(bad)
+	c.validateForecast(bad)
 	c.RateLimits.validate(bad)
 	c.validateLoadMetrics(bad)
 	switch c.Log.Level {

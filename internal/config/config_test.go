@@ -266,3 +266,29 @@ func TestConsulDiscoveryDecodes(t *testing.T) {
 		t.Fatalf("decoded %+v", d)
 	}
 }
+
+func TestForecastSection(t *testing.T) {
+	cfg, err := Parse([]byte("forecast: {enabled: true, interval: 30s, max_horizon: 2h}\n" + minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := cfg.Forecast; f.Interval.D() != 30*time.Second || f.MaxHorizon.D() != 2*time.Hour || f.MaxSeries != 256 || !f.PerTenant {
+		t.Errorf("forecast %+v: want interval 30s, max_horizon 2h and the defaults", f)
+	}
+	for _, c := range []struct{ yaml, key string }{
+		{"interval: 7s", "forecast.interval"},
+		{"interval: 20m", "forecast.interval"},
+		{"max_horizon: 2s", "forecast.max_horizon"},
+		{"interval: 1s, max_horizon: 1h", "forecast.max_horizon"},
+		{"min_tenant_rate: 0", "forecast.min_tenant_rate"},
+		{"max_series: 0", "forecast.max_series"},
+		{"max_gap: -1s", "forecast.max_gap"},
+		{"snapshot_interval: 0s", "forecast.snapshot_interval"},
+	} {
+		_, err := Parse([]byte("forecast:\n  enabled: true\n  " + strings.ReplaceAll(c.yaml, ", ", "\n  ") + "\n" + minimal))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Key != c.key || fe.Line == 0 {
+			t.Errorf("%s: error %v, want one for %s with its line", c.yaml, err, c.key)
+		}
+	}
+}

@@ -31,6 +31,7 @@ func (g *Gateway) chain() []stage {
 		identifyStage{g}, // who: client address, job or worker assertion, tenant, control headers
 		parseStage{g},    // what: body read once, strict peek, the model's pool
 		enqueueStage{g},  // Prefer: respond-async leaves the chain here as a job
+		demandStage{g},   // a live request's arrival, counted for the traffic forecast
 		limitStage{g},    // rate limits, charged per key / tenant / IP / global
 		cacheStage{g},    // answered from the cache, or a cache plan for the answer
 		admitStage{},     // the admission terms: a live request's deadline, or spare capacity only

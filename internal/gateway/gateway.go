@@ -50,6 +50,9 @@ type Options struct {
 	// ProgressTicker paces queue progress comments (progress.go); nil:
 	// time.NewTicker.
 	ProgressTicker Ticker
+	// Arrivals counts live requests for the traffic forecast (demand.go);
+	// nil: not counted.
+	Arrivals Arrivals
 }
 
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
@@ -87,13 +90,16 @@ type Gateway struct {
 	// authFailures counts refused credentials by reason
 	// (sluice_auth_failures_total).
 	authFailures *prometheus.CounterVec
+	// arrivals: Options.Arrivals.
+	arrivals Arrivals
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
 func New(rt *Runtime, opt Options) *Gateway {
 	bodyMem := netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
-		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker}
+		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
+		arrivals: opt.Arrivals}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}

@@ -1,0 +1,169 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/forecast"
+	"github.com/sluice-gw/sluice/internal/gateway"
+)
+
+// forecastRun is a running gateway's traffic forecaster: the gateway's
+// demand stage feeds it (Arrival), a ticker closes its intervals, and its
+// state is saved to the store every snapshot_interval and when Run ends,
+// and restored when it is built.
+type forecastRun struct {
+	fc    *forecast.Forecaster
+	store forecast.Store // nil: snapshot "off"
+	every time.Duration
+	now   func() time.Time
+	log   *slog.Logger
+	tick  gateway.Ticker
+}
+
+// newForecastRun builds the forecaster from cfg and restores its snapshot.
+// A snapshot that cannot be read or is from another interval is logged
+// and ignored: the forecast starts afresh rather than the gateway not
+// starting.
+func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, log *slog.Logger) (*forecastRun, error) {
+	minTenant := cfg.MinTenantRate
+	if !cfg.PerTenant {
+		minTenant = -1
+	}
+	fc, err := forecast.New(forecast.Config{Interval: cfg.Interval.D(), MaxHorizon: cfg.MaxHorizon.D(),
+		MaxGap: cfg.MaxGap.D(), MaxSeries: cfg.MaxSeries, MinTenantRate: minTenant})
+	if err != nil {
+		return nil, err
+	}
+	r := &forecastRun{fc: fc, every: cfg.SnapshotInterval.D(), now: now, log: log, tick: func(d time.Duration) (<-chan time.Time, func()) {
+		t := time.NewTicker(d)
+		return t.C, t.Stop
+	}}
+	switch path := strings.TrimSpace(cfg.Snapshot); path {
+	case "off":
+	case "":
+		if dataDir == "" {
+			dataDir = DefaultDataDir()
+		}
+		r.store = forecast.FileStore{Path: filepath.Join(dataDir, "forecast.snapshot")}
+	default:
+		r.store = forecast.FileStore{Path: path}
+	}
+	if r.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		switch found, err := fc.LoadFrom(ctx, r.store); {
+		case err != nil:
+			log.Warn("forecast snapshot not restored; the forecast starts afresh", "error", err.Error())
+		case found:
+			log.Info("forecast restored from its snapshot", "series", len(fc.Keys()))
+		}
+	}
+	return r, nil
+}
+
+// Arrival counts one live request (gateway.Arrivals).
+func (r *forecastRun) Arrival(t time.Time, model, tenant string, tokens float64) {
+	r.fc.Observe(t, forecast.Key{Model: model, Tenant: tenant}, 1, tokens)
+}
+
+// run closes the intervals ended by each tick's time and saves every
+// snapshot interval, until ctx ends; then it saves once more.
+func (r *forecastRun) run(ctx context.Context) {
+	tick, stop := r.tick(r.fc.Config().Interval)
+	defer stop()
+	saved := r.now()
+	for {
+		select {
+		case <-ctx.Done():
+			r.fc.Advance(r.now())
+			r.save()
+			return
+		case now := <-tick:
+			r.fc.Advance(now)
+			if now.Sub(saved) >= r.every {
+				r.save()
+				saved = now
+			}
+		}
+	}
+}
+
+func (r *forecastRun) save() {
+	if r.store == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.fc.SaveTo(ctx, r.store); err != nil {
+		r.log.Error("forecast snapshot not saved", "error", err.Error())
+	}
+}
+
+// exportedHorizons are the horizons of the sluice_forecast_* metrics.
+func exportedHorizons(max time.Duration) []time.Duration {
+	var out []time.Duration
+	for _, h := range []time.Duration{5 * time.Minute, 10 * time.Minute, 30 * time.Minute, time.Hour} {
+		if h <= max {
+			out = append(out, h)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, max)
+	}
+	return out
+}
+
+// forecastCollector exports each model's forecast (tenants' are available
+// through App.Forecaster, not as metrics, to bound the label values).
+type forecastCollector struct {
+	fc       *forecast.Forecaster
+	horizons []time.Duration
+	req, tok *prometheus.Desc
+}
+
+func newForecastCollector(fc *forecast.Forecaster) *forecastCollector {
+	labels := []string{"model", "horizon", "stat"}
+	return &forecastCollector{fc: fc, horizons: exportedHorizons(fc.Config().MaxHorizon),
+		req: prometheus.NewDesc("sluice_forecast_requests_per_second",
+			"Forecast arrival rate of live requests for the interval starting this far ahead: mean and p90.", labels, nil),
+		tok: prometheus.NewDesc("sluice_forecast_tokens_per_second",
+			"Forecast estimated tokens per second (prompt bytes / 4 + max_tokens) of live requests: mean and p90.", labels, nil)}
+}
+
+func (c *forecastCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.req; ch <- c.tok }
+
+func (c *forecastCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, k := range c.fc.Keys() {
+		if k.Tenant != "" {
+			continue
+		}
+		for _, h := range c.horizons {
+			f, ok := c.fc.Forecast(k, h)
+			if !ok {
+				continue
+			}
+			hl := formatHorizon(h)
+			ch <- prometheus.MustNewConstMetric(c.req, prometheus.GaugeValue, f.Requests.Mean, k.Model, hl, "mean")
+			ch <- prometheus.MustNewConstMetric(c.req, prometheus.GaugeValue, f.Requests.P90, k.Model, hl, "p90")
+			ch <- prometheus.MustNewConstMetric(c.tok, prometheus.GaugeValue, f.Tokens.Mean, k.Model, hl, "mean")
+			ch <- prometheus.MustNewConstMetric(c.tok, prometheus.GaugeValue, f.Tokens.P90, k.Model, hl, "p90")
+		}
+	}
+}
+
+// formatHorizon is "10m" for ten minutes (and "60m" for an hour), "90s"
+// for ninety seconds.
+func formatHorizon(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}

@@ -1,0 +1,129 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits on a ServeGen folder, so that a malformed one cannot claim
+// absurd memory.
+const (
+	maxServeGenWindows = 1 << 20 // ~20 years of 10-minute windows
+	maxServeGenRate    = 1e9     // requests/s in one window of one client
+	maxServeGenFiles   = 100_000
+)
+
+// ServeGenWindow is one row of a ServeGen rate file: a client's mean
+// arrival rate over the window starting Start after the trace began.
+type ServeGenWindow struct {
+	Start time.Duration
+	Rate  float64 // requests/s
+}
+
+// ParseServeGenCSV reads one ServeGen client file (Xiang et al., 2025,
+// github.com/alibaba/ServeGen data/): no header, one row per window,
+// window_start_s,rate,cv,pattern,arg1,arg2. Only the first two columns are
+// used; the rest (the inter-arrival distribution) must merely be there.
+func ParseServeGenCSV(r io.Reader) ([]ServeGenWindow, error) {
+	cr := newCSV(r)
+	var out []ServeGenWindow
+	for line := 1; ; line++ {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		if len(rec) < 2 {
+			return nil, fmt.Errorf("line %d: %d columns, want window_start_s,rate,...", line, len(rec))
+		}
+		start, err := strconv.ParseFloat(strings.TrimSpace(rec[0]), 64)
+		if err != nil || !(start >= 0 && start <= maxTraceSeconds) || start != math.Trunc(start) {
+			return nil, fmt.Errorf("line %d: window_start_s %q: want whole seconds from 0 to %g", line, rec[0], maxTraceSeconds)
+		}
+		rate, err := strconv.ParseFloat(strings.TrimSpace(rec[1]), 64)
+		if err != nil || !(rate >= 0 && rate <= maxServeGenRate) {
+			return nil, fmt.Errorf("line %d: rate %q: want a number from 0 to %g", line, rec[1], maxServeGenRate)
+		}
+		if len(out) >= maxServeGenWindows {
+			return nil, fmt.Errorf("line %d: more than %d windows", line, maxServeGenWindows)
+		}
+		out = append(out, ServeGenWindow{Start: time.Duration(start) * time.Second, Rate: rate})
+	}
+}
+
+// SumServeGen adds up the clients' windows into one rate series with one
+// value per window (a window no client reports counts as zero). The window
+// length is the smallest step between window starts.
+func SumServeGen(clients [][]ServeGenWindow) (rates []float64, window time.Duration, err error) {
+	var starts []time.Duration
+	for _, c := range clients {
+		for _, w := range c {
+			starts = append(starts, w.Start)
+		}
+	}
+	slices.Sort(starts)
+	starts = slices.Compact(starts)
+	if len(starts) < 2 {
+		return nil, 0, errors.New("fewer than two distinct windows")
+	}
+	for i := 1; i < len(starts); i++ {
+		if d := starts[i] - starts[i-1]; window == 0 || d < window {
+			window = d
+		}
+	}
+	first := starts[0]
+	n := int((starts[len(starts)-1]-first)/window) + 1
+	if n > maxServeGenWindows {
+		return nil, 0, fmt.Errorf("%d windows of %v: more than %d", n, window, maxServeGenWindows)
+	}
+	rates = make([]float64, n)
+	for _, c := range clients {
+		for _, w := range c {
+			if (w.Start-first)%window != 0 {
+				return nil, 0, fmt.Errorf("window at %v is not on the %v grid", w.Start, window)
+			}
+			rates[(w.Start-first)/window] += w.Rate
+		}
+	}
+	return rates, window, nil
+}
+
+// LoadServeGenDir reads every *.csv in dir as a ServeGen client file and
+// returns the summed rate series and its window length.
+func LoadServeGenDir(dir string) ([]float64, time.Duration, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.csv"))
+	if err != nil {
+		return nil, 0, fmt.Errorf("bench: servegen: %w", err)
+	}
+	if len(files) == 0 || len(files) > maxServeGenFiles {
+		return nil, 0, fmt.Errorf("bench: servegen %s: %d CSV files, want 1 to %d", dir, len(files), maxServeGenFiles)
+	}
+	var clients [][]ServeGenWindow
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, 0, fmt.Errorf("bench: servegen: %w", err)
+		}
+		ws, err := ParseServeGenCSV(f)
+		f.Close()
+		if err != nil {
+			return nil, 0, fmt.Errorf("bench: servegen %s: %w", name, err)
+		}
+		clients = append(clients, ws)
+	}
+	rates, window, err := SumServeGen(clients)
+	if err != nil {
+		return nil, 0, fmt.Errorf("bench: servegen %s: %w", dir, err)
+	}
+	return rates, window, nil
+}

@@ -1,0 +1,200 @@
+package forecast
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Key names a series: a model's total (Tenant "") or one tenant's share.
+type Key struct {
+	Model, Tenant string
+}
+
+// Estimate is a forecast rate (per second): its mean and a 90th percentile
+// upper bound, the one to provision for.
+type Estimate struct {
+	Mean, P90 float64
+}
+
+// Forecast is the forecast arrival rate of one series.
+type Forecast struct {
+	Requests Estimate // requests per second
+	Tokens   Estimate // tokens (prompt + completion) per second
+}
+
+// Forecaster counts arrivals per interval and keeps one model per series.
+// It is safe for concurrent use. Time comes from the caller: Observe and
+// Advance close the intervals that ended before the time they are given.
+// The zero value is not usable; build it with New.
+type Forecaster struct {
+	cfg      Config
+	k        coeffs
+	horizons []int
+
+	mu      sync.Mutex
+	start   time.Time // start of the open interval; zero before any time was seen
+	resumed bool      // restored from a snapshot: intervals since it are unknown
+	open    map[Key]*tally
+	series  map[Key]*pair
+}
+
+type tally struct{ requests, tokens float64 }
+
+type pair struct{ requests, tokens *model }
+
+// New returns a Forecaster for cfg (its zero fields take their defaults).
+func New(cfg Config) (*Forecaster, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("forecast: %w", err)
+	}
+	return &Forecaster{cfg: cfg, k: newCoeffs(cfg), horizons: cfg.trackedHorizons(),
+		open: map[Key]*tally{}, series: map[Key]*pair{}}, nil
+}
+
+// Config returns the configuration in use, defaults filled in.
+func (f *Forecaster) Config() Config { return f.cfg }
+
+// Observe counts requests and tokens that arrived at t for key's model
+// and, if the tenant is busy enough to be forecast on its own, for key.
+func (f *Forecaster) Observe(t time.Time, key Key, requests, tokens float64) {
+	if key.Model == "" || !(requests >= 0) || !(tokens >= 0) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advance(t)
+	f.add(Key{Model: key.Model}, requests, tokens)
+	if key.Tenant != "" && f.cfg.MinTenantRate >= 0 {
+		f.add(key, requests, tokens)
+	}
+}
+
+// add counts into key's tally. Tallies for keys without a series are kept
+// only while there is room, so that arbitrary names cannot grow memory.
+func (f *Forecaster) add(key Key, requests, tokens float64) {
+	tl := f.open[key]
+	if tl == nil {
+		if _, ok := f.series[key]; !ok && len(f.open) >= 4*f.cfg.MaxSeries {
+			return
+		}
+		tl = &tally{}
+		f.open[key] = tl
+	}
+	tl.requests += requests
+	tl.tokens += tokens
+}
+
+// Advance closes every interval that ended at or before t. Call it at
+// least once per interval (a ticker) so that intervals without arrivals
+// count as zero.
+func (f *Forecaster) Advance(t time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advance(t)
+}
+
+func (f *Forecaster) advance(t time.Time) {
+	iv := f.cfg.Interval
+	if f.start.IsZero() {
+		f.start = t.Truncate(iv)
+		return
+	}
+	n := int64(t.Sub(f.start) / iv)
+	if n <= 0 {
+		return
+	}
+	if f.resumed {
+		// Restored from a snapshot: the intervals since are unknown.
+		f.resumed = false
+		f.skip(n)
+		return
+	}
+	f.closeInterval()
+	// Intervals with no call at all are zeros, unless there are more of
+	// them than a gap may last: then the process was paused or the clock
+	// jumped, and they are unknown.
+	if rest := n - 1; rest > int64(max(f.k.maxGapSteps, 10)) {
+		f.skip(rest)
+	} else {
+		for range rest {
+			f.closeInterval()
+		}
+	}
+}
+
+// skip moves past n intervals whose traffic is unknown.
+func (f *Forecaster) skip(n int64) {
+	for _, p := range f.series {
+		p.requests.skip(int(min(n, 1<<30)))
+		p.tokens.skip(int(min(n, 1<<30)))
+	}
+	clear(f.open)
+	f.start = f.start.Add(time.Duration(n) * f.cfg.Interval)
+}
+
+// closeInterval turns the open interval's tallies into rates and updates
+// every series with them (zero for a series that saw nothing).
+func (f *Forecaster) closeInterval() {
+	secs := f.cfg.Interval.Seconds()
+	at, iv := f.start.Unix(), int64(f.cfg.Interval/time.Second)
+	for key, tl := range f.open {
+		if _, ok := f.series[key]; ok || len(f.series) >= f.cfg.MaxSeries {
+			continue
+		}
+		if key.Tenant != "" && tl.requests/secs < f.cfg.MinTenantRate {
+			continue
+		}
+		f.series[key] = &pair{requests: newModel(f.horizons), tokens: newModel(f.horizons)}
+	}
+	for key, p := range f.series {
+		var tl tally
+		if t := f.open[key]; t != nil {
+			tl = *t
+		}
+		p.requests.update(&f.k, at, iv, tl.requests/secs)
+		p.tokens.update(&f.k, at, iv, tl.tokens/secs)
+	}
+	clear(f.open)
+	f.start = f.start.Add(f.cfg.Interval)
+}
+
+// Forecast is key's forecast for the interval h from now (the interval
+// that starts h after the last closed one started; h is rounded up to
+// whole intervals and capped at MaxHorizon). ok is false for a key without
+// a series or with no data yet.
+func (f *Forecaster) Forecast(key Key, h time.Duration) (fc Forecast, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.series[key]
+	if p == nil || !p.requests.started {
+		return Forecast{}, false
+	}
+	steps := min(f.cfg.steps(h), f.cfg.steps(f.cfg.MaxHorizon))
+	target := f.start.Add(time.Duration(steps-1) * f.cfg.Interval).Unix()
+	fc.Requests.Mean, fc.Requests.P90 = p.requests.forecast(&f.k, steps, target)
+	fc.Tokens.Mean, fc.Tokens.P90 = p.tokens.forecast(&f.k, steps, target)
+	return fc, true
+}
+
+// Keys lists the series being forecast, in no particular order.
+func (f *Forecaster) Keys() []Key {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keys := make([]Key, 0, len(f.series))
+	for k := range f.series {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// slotOfUnix is the weekly 10-minute slot of unix second sec (weeks
+// counted from the Unix epoch, in UTC).
+func slotOfUnix(sec int64) int {
+	s := sec % int64(7*24*3600)
+	if s < 0 {
+		s += 7 * 24 * 3600
+	}
+	return int(s / int64(SlotWidth/time.Second))
+}

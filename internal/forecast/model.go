@@ -1,0 +1,302 @@
+package forecast
+
+import (
+	"math"
+	"time"
+)
+
+// baseHalfLife is the memory of the slow level that seasonal deviations
+// are measured from: long enough not to follow a daily swing.
+const baseHalfLife = 24 * time.Hour
+
+// coeffs are Config's half-lives turned into per-interval smoothing
+// constants, computed once.
+type coeffs struct {
+	alpha, beta, phi   float64 // level, slope, slope fade per interval
+	baseRate           float64 // the slow base the profiles are relative to
+	gammaDay, gammaWk  float64 // seasonal profiles, per update of a slot
+	stepsPerDay        int
+	updatesPerVisit    float64 // updates of a profile slot per day
+	errRate            float64 // per-horizon error memory
+	qStep, gapFraction float64
+	maxGapSteps        int
+}
+
+func newCoeffs(c Config) coeffs {
+	per := func(halfLife float64) float64 { return 1 - math.Exp2(-1/halfLife) } // halfLife in updates
+	iv := float64(c.Interval)
+	updatesPerSlotVisit := float64(SlotWidth) / iv
+	return coeffs{
+		alpha:           per(float64(c.LevelHalfLife) / iv),
+		beta:            per(float64(c.TrendHalfLife) / iv),
+		phi:             math.Exp2(-iv / float64(c.TrendFade)),
+		baseRate:        per(float64(baseHalfLife) / iv),
+		stepsPerDay:     int(24 * time.Hour / c.Interval),
+		updatesPerVisit: updatesPerSlotVisit,
+		gammaDay:        per(c.DailyHalfLife * updatesPerSlotVisit),
+		gammaWk:         per(c.WeeklyHalfLife * updatesPerSlotVisit),
+		errRate:         per(float64(c.ErrorHalfLife) / iv),
+		qStep:           c.QuantileStep,
+		gapFraction:     c.GapFraction,
+		maxGapSteps:     int(c.MaxGap / c.Interval),
+	}
+}
+
+// The candidate forecasts a model weighs.
+const (
+	candNaive     = iota // the last value
+	candLevel            // exponentially smoothed level
+	candSeasonal         // level + damped trend + daily and weekly profiles
+	candYesterday        // the same 10-minute slot on its latest visit, a day earlier
+	nCand
+)
+
+// model forecasts one series (one rate of one model or tenant).
+type model struct {
+	n       uint64 // intervals seen, gaps included: indexes the rings
+	started bool
+	gapRun  int // consecutive intervals skipped as gaps
+
+	seen  uint64  // values learned from (gaps excluded)
+	last  float64 // last value that was not a gap
+	plain float64 // smoothed level, no trend or season
+	base  float64 // slow deseasonalised level the profiles are relative to
+	level float64 // fast deseasonalised level of the seasonal candidate
+	slope float64
+
+	// Seasonal deviations relative to the level, per 10-minute slot.
+	daily  [slotsPerDay]float32
+	weekly [slotsPerWeek]float32
+
+	// Per daily slot, the mean value of its latest visit (slotDay is that
+	// visit's day number, slotN its values so far) and of the visit the
+	// day before it (-1: unknown): a drop is a gap only if the same time
+	// yesterday was not as low, and the latest visit is a candidate.
+	slotDay  [slotsPerDay]int32
+	slotN    [slotsPerDay]int32
+	slotMean [slotsPerDay]float32
+	slotPrev [slotsPerDay]float32
+
+	horizons []horizon
+}
+
+// horizon tracks how good the forecasts made h intervals ahead have been.
+type horizon struct {
+	steps  int
+	due    []pending // ring: the forecast for interval n sits at n % steps
+	err    [nCand]float64
+	q90    float64 // p90 of (actual - mean) / mean
+	spread float64 // recent mean |r - q90|: scales the quantile's steps
+}
+
+type pending struct {
+	cand  [nCand]float64
+	mean  float64
+	scale float64 // the mean's scale (see scaleOf) when it was made
+	set   bool
+}
+
+func newModel(steps []int) *model {
+	m := &model{horizons: make([]horizon, len(steps))}
+	for i := range m.slotPrev {
+		m.slotDay[i], m.slotMean[i], m.slotPrev[i] = -1, -1, -1
+	}
+	for i, s := range steps {
+		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1, 1}, spread: 0.1}
+	}
+	return m
+}
+
+// update takes the value x of the interval that started at unix second
+// at; iv is the interval in seconds. A value far below the level is taken
+// for a data gap and skipped, unless the same time yesterday was as low (a
+// recurring quiet period, such as a batch client's off hours, is traffic)
+// or the gap has lasted longer than maxGapSteps.
+func (m *model) update(k *coeffs, at, iv int64, x float64) {
+	slot := slotOfUnix(at)
+	yesterday := m.remember(at, slot%slotsPerDay, x)
+	low := m.started && x < k.gapFraction*m.plain
+	if low && !(yesterday >= 0 && yesterday < k.gapFraction*m.plain) {
+		m.gapRun = min(m.gapRun+1, 1<<30)
+	} else {
+		m.gapRun = 0
+	}
+	gap := m.gapRun > 0 && m.gapRun <= k.maxGapSteps
+	for i := range m.horizons {
+		h := &m.horizons[i]
+		if p := &h.due[m.n%uint64(h.steps)]; p.set && !gap {
+			h.score(k, p, x)
+		}
+	}
+	if !gap {
+		m.learn(k, slot, x)
+	}
+	for i := range m.horizons {
+		h := &m.horizons[i]
+		p := &h.due[m.n%uint64(h.steps)] // the slot the forecast for n+steps lands in
+		p.cand = m.candidates(k, h.steps, at+int64(h.steps)*iv)
+		p.mean = h.combine(p.cand)
+		p.scale = m.scaleOf(p.mean)
+		p.set = m.started
+	}
+	m.n++
+}
+
+// remember records x as seen in daily slot ds on the day of unix second
+// at, and returns the slot's mean value on the day before (-1: not seen
+// then).
+func (m *model) remember(at int64, ds int, x float64) float64 {
+	day := int32(floorDiv(at, 24*3600))
+	if m.slotDay[ds] != day {
+		m.slotPrev[ds] = -1
+		if m.slotDay[ds] == day-1 {
+			m.slotPrev[ds] = m.slotMean[ds]
+		}
+		m.slotDay[ds], m.slotN[ds], m.slotMean[ds] = day, 1, float32(x)
+	} else {
+		m.slotN[ds] = min(m.slotN[ds]+1, 1<<20)
+		m.slotMean[ds] += (float32(x) - m.slotMean[ds]) / float32(m.slotN[ds])
+	}
+	return float64(m.slotPrev[ds])
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+// skip forgets the pending forecasts after intervals went unseen (the
+// process was down): their outcomes are unknown.
+func (m *model) skip(steps int) {
+	m.n += uint64(steps)
+	for i := range m.horizons {
+		clear(m.horizons[i].due)
+	}
+}
+
+// learn is one step of exponential smoothing for the plain level and of
+// multiplicative Holt-Winters for the seasonal candidate. The profiles are
+// relative deviations from a slow base (half-life baseHalfLife), not from
+// the fast level: a fast level follows a daily swing itself and would leave
+// the profile almost nothing to learn. The daily profile starts as a
+// running mean of the days seen, so one day of data already shapes it.
+func (m *model) learn(k *coeffs, slot int, x float64) {
+	if !m.started {
+		m.started, m.last, m.plain, m.base, m.level = true, x, x, x, x
+		m.seen = 1
+		return
+	}
+	m.seen++
+	m.last = x
+	m.plain += k.alpha * (x - m.plain)
+	ds := slot % slotsPerDay
+	season := max(1+float64(m.daily[ds])+float64(m.weekly[slot]), minSeason)
+	// A value where the profile expects little says little about the
+	// level (a batch client's quiet hours): it moves the levels in
+	// proportion to its seasonal factor.
+	trust := min(season, 1)
+	m.base += trust * max(k.baseRate, 1/float64(m.seen)) * (x/season - m.base)
+	r := clampRel(x/math.Max(m.base, tiny) - 1)
+	gd := max(k.gammaDay, 1/(float64(m.seen/uint64(k.stepsPerDay))*k.updatesPerVisit+1))
+	d := float64(m.daily[ds]) + gd*(r-float64(m.weekly[slot])-float64(m.daily[ds]))
+	m.daily[ds] = float32(d)
+	m.weekly[slot] = float32(float64(m.weekly[slot]) + k.gammaWk*(r-d-float64(m.weekly[slot])))
+
+	prev := m.level
+	fitted := prev + k.phi*m.slope
+	m.level = max(fitted+trust*k.alpha*(x/season-fitted), 0)
+	m.slope = k.phi*m.slope + trust*k.beta*(m.level-prev-k.phi*m.slope)
+}
+
+// minSeason keeps a seasonal factor (1 + deviation) from reaching zero,
+// which would make a deseasonalised value infinite.
+const minSeason = 0.05
+
+// tiny keeps relative errors finite when a rate is zero.
+const tiny = 1e-6
+
+// clampRel bounds a relative deviation: a rate cannot fall below zero
+// (-1) and one burst from near zero must not dominate the averages.
+func clampRel(r float64) float64 { return min(max(r, -1), 10) }
+
+// candidates are the forecasts for steps intervals ahead, for the interval
+// starting at unix second targetAt.
+func (m *model) candidates(k *coeffs, steps int, targetAt int64) [nCand]float64 {
+	var trend float64
+	if k.phi < 1 {
+		trend = m.slope * k.phi * (1 - math.Pow(k.phi, float64(steps))) / (1 - k.phi)
+	}
+	target := slotOfUnix(targetAt)
+	ds := target % slotsPerDay
+	season := max(1+float64(m.daily[ds])+float64(m.weekly[target]), minSeason)
+	seasonal := max((m.level+trend)*season, 0)
+	yesterday := seasonal // until the slot was seen the day before the target
+	switch day := int32(floorDiv(targetAt, 24*3600)); {
+	case m.slotDay[ds] == day-1:
+		yesterday = float64(m.slotMean[ds])
+	case m.slotDay[ds] == day && m.slotPrev[ds] >= 0: // the target's slot is under way
+		yesterday = float64(m.slotPrev[ds])
+	}
+	return [nCand]float64{m.last, m.plain, seasonal, yesterday}
+}
+
+// forecast is the mean and p90 for steps intervals ahead (the interval
+// starting at unix second targetAt), using the tracked horizon nearest at
+// or above steps.
+func (m *model) forecast(k *coeffs, steps int, targetAt int64) (mean, p90 float64) {
+	h := &m.horizons[len(m.horizons)-1]
+	for i := range m.horizons {
+		if m.horizons[i].steps >= steps {
+			h = &m.horizons[i]
+			break
+		}
+	}
+	mean = h.combine(m.candidates(k, steps, targetAt))
+	return mean, mean + max(h.q90, 0)*m.scaleOf(mean)
+}
+
+// scaleOf is what errors of a forecast of mean are measured against: the
+// mean itself, but no less than a quarter of the slow base, so that a
+// forecast near zero (a quiet hour of an on/off client) neither makes
+// every miss look infinite nor gets a p90 of zero.
+func (m *model) scaleOf(mean float64) float64 {
+	return max(mean, m.base/4, tiny)
+}
+
+// combine weights the candidates by the inverse eighth power of their
+// recent error: close to picking the best, while near-ties are blended.
+// (Inverse squares, Bates-Granger, leaned on the last value through a
+// seasonal client's quiet hours and missed its next busy hour; see
+// docs/BENCHMARKS.md §10.)
+func (h *horizon) combine(c [nCand]float64) float64 {
+	var sum, wsum float64
+	for i, v := range c {
+		w := 1 / (h.err[i]*h.err[i] + 1e-12)
+		w *= w
+		w *= w // the eighth power
+		sum += w * v
+		wsum += w
+	}
+	return sum / wsum
+}
+
+// score learns from the forecast p now that its actual x is known: each
+// candidate's error, and one step of the p90 tracker (Robbins-Monro: up by
+// 0.9 when the actual lands above, down by 0.1 when not, so it settles
+// where 10% land above).
+func (h *horizon) score(k *coeffs, p *pending, x float64) {
+	denom := math.Max(p.scale, x)
+	for i, c := range p.cand {
+		h.err[i] += k.errRate * (math.Abs(x-c)/denom - h.err[i])
+	}
+	r := clampRel((x - p.mean) / p.scale)
+	h.spread += k.errRate * (math.Abs(r-h.q90) - h.spread)
+	if r > h.q90 {
+		h.q90 += k.qStep * h.spread * 0.9
+	} else {
+		h.q90 -= k.qStep * h.spread * 0.1
+	}
+}
