@@ -34,6 +34,9 @@ func discoverySources(cfg *config.Config) map[string]discovery.Sources {
 				lo, hi := d.DNSIntervals()
 				srcs.List = append(srcs.List, discovery.DNS{Name: d.Name, Record: d.Record, Port: d.Port,
 					Server: d.Server, MinInterval: lo, MaxInterval: hi, Template: tmpl})
+			case "kubernetes":
+				srcs.List = append(srcs.List, discovery.Kubernetes{Namespace: d.Namespace, Service: d.Service,
+					PortName: d.PortName, Port: d.Port, Kubeconfig: d.Kubeconfig, Template: tmpl})
 			}
 		}
 		out[m.Name] = srcs

@@ -175,8 +175,10 @@ type Model struct {
 // "file" (Path: a JSON or YAML list of target groups, watched) or "dns"
 // (Name resolved as Record A — A and AAAA, on Port — or SRV; re-resolved
 // at the answer's TTL within MinInterval and MaxInterval, defaults 1s
-// and 60s; Server "" = the first resolver of /etc/resolv.conf). The
-// backend fields are the template every target found gets.
+// and 60s; Server "" = the first resolver of /etc/resolv.conf) or
+// "kubernetes" (the ready endpoints of Service's EndpointSlices;
+// kubernetes.go). The backend fields are the template every target found
+// gets.
 type Discovery struct {
 	Type        string   `yaml:"type"`
 	Path        string   `yaml:"path"`
@@ -186,6 +188,12 @@ type Discovery struct {
 	Server      string   `yaml:"server"`
 	MinInterval Duration `yaml:"min_interval"`
 	MaxInterval Duration `yaml:"max_interval"`
+	// Kubernetes: the EndpointSlices of Service in Namespace, on the port
+	// named PortName (or Port); Kubeconfig "" = in-cluster (kubernetes.go).
+	Namespace  string `yaml:"namespace"`
+	Service    string `yaml:"service"`
+	PortName   string `yaml:"port_name"`
+	Kubeconfig string `yaml:"kubeconfig"`
 	// Scheme of targets given as host:port; default http.
 	Scheme         string `yaml:"scheme"`
 	Weight         int    `yaml:"weight"`
@@ -506,8 +514,10 @@ func (d Discovery) validate(bad badFunc, key string) {
 		}
 	case "dns":
 		d.validateDNS(bad, key)
+	case "kubernetes":
+		d.validateKubernetes(bad, key)
 	default:
-		bad(key+".type", "must be file or dns, got %q", d.Type)
+		bad(key+".type", "must be file, dns or kubernetes, got %q", d.Type)
 	}
 	if d.Scheme != "" && d.Scheme != "http" && d.Scheme != "https" {
 		bad(key+".scheme", "must be http or https, got %q", d.Scheme)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -227,6 +228,9 @@ func (k Kubernetes) specs(objs []any) ([]endpoint.Spec, error) {
 			// lets consumers use the first.
 			spec := k.Template.Spec
 			spec.URL = scheme + "://" + net.JoinHostPort(ep.Addresses[0], strconv.Itoa(port))
+			if u, err := url.Parse(spec.URL); err != nil || u.Hostname() != ep.Addresses[0] {
+				continue // the API validates addresses; this one is not a host
+			}
 			if !slices.ContainsFunc(out, func(x endpoint.Spec) bool { return x.URL == spec.URL }) {
 				out = append(out, spec.Normalized())
 			}
@@ -251,17 +255,26 @@ func (k Kubernetes) portOf(s *discoveryv1.EndpointSlice) int {
 		return k.Port
 	}
 	if k.PortName == "" {
-		if len(s.Ports) == 1 && s.Ports[0].Port != nil {
-			return int(*s.Ports[0].Port)
+		if len(s.Ports) == 1 {
+			return validPort(s.Ports[0].Port)
 		}
 		return 0
 	}
 	for _, p := range s.Ports {
-		if p.Name != nil && *p.Name == k.PortName && p.Port != nil {
-			return int(*p.Port)
+		if p.Name != nil && *p.Name == k.PortName {
+			return validPort(p.Port)
 		}
 	}
 	return 0
+}
+
+// validPort is *p when it is a TCP port number, else 0 (unset: the
+// slice's endpoints have no such port).
+func validPort(p *int32) int {
+	if p == nil || *p < 1 || *p > 65535 {
+		return 0
+	}
+	return int(*p)
 }
 
 func (k Kubernetes) portWanted() string {

@@ -2,8 +2,10 @@ package discovery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -252,4 +254,29 @@ func TestKubernetesSpecs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Slices come from the API server as JSON: whatever decodes maps to
+// backends whose URLs parse, on ports in range, or to a failure; never a
+// panic.
+func FuzzKubernetesSpecs(f *testing.F) {
+	f.Add([]byte(`{"addressType":"IPv4","ports":[{"name":"http","port":8000}],"endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":true}}]}`), "http", 0)
+	f.Add([]byte(`{"addressType":"IPv6","ports":[{"port":8000}],"endpoints":[{"addresses":["fd00::1","fd00::2"]},{"addresses":[]}]}`), "", 0)
+	f.Add([]byte(`{"addressType":"FQDN","ports":[{"name":"http"}],"endpoints":[{"addresses":["gpu-1.internal"],"conditions":{"terminating":true}}]}`), "http", 0)
+	f.Add([]byte(`{"ports":[{"name":"a","port":1},{"name":"b","port":2}],"endpoints":[{"addresses":["x"]}]}`), "", 9000)
+	f.Fuzz(func(t *testing.T, data []byte, portName string, port int) {
+		var s discoveryv1.EndpointSlice
+		if json.Unmarshal(data, &s) != nil {
+			return
+		}
+		set, err := Kubernetes{PortName: portName, Port: port}.specs([]any{&s})
+		if err != nil {
+			return
+		}
+		for _, spec := range set {
+			if _, err := url.Parse(spec.URL); err != nil {
+				t.Fatalf("backend URL %q does not parse: %v", spec.URL, err)
+			}
+		}
+	})
 }
