@@ -43,7 +43,7 @@ type APIServer struct {
 	srv       *httptest.Server
 	ns        string
 	streaming bool
-	requests  chan string // "list", "watch rv=N", "watchlist rv=N", "watchlist refused", "refused"
+	requests  chan string // "list", "watch rv=N", "gone rv=N", "watchlist rv=N", "watchlist refused", "refused"
 
 	mu        sync.Mutex
 	rv        int
@@ -264,7 +264,7 @@ func (k *APIServer) watch(w http.ResponseWriter, r *http.Request, selector strin
 		k.log(fmt.Sprintf("watchlist rv=%s", q.Get("resourceVersion")))
 	case from < k.compacted:
 		k.mu.Unlock()
-		k.log(fmt.Sprintf("watch rv=%d", from))
+		k.log(fmt.Sprintf("gone rv=%d", from))
 		writeStatus(w, http.StatusGone, metav1.StatusReasonExpired, "too old resource version: "+strconv.Itoa(from))
 		return
 	default:
@@ -319,7 +319,8 @@ func (k *APIServer) Namespace() string { return k.ns }
 
 // Request waits (up to a minute: the informer backs off between failed
 // attempts) for a request whose description starts with want: "list",
-// "watch rv=N", "watchlist rv=N", "watchlist refused" or "refused". It
+// "watch rv=N", "gone rv=N" (a watch answered 410), "watchlist rv=N",
+// "watchlist refused" or "refused". It
 // returns the descriptions of the requests before it.
 func (k *APIServer) Request(t testing.TB, want string) []string {
 	t.Helper()
