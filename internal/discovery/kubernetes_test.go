@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/rest"
 
@@ -280,4 +281,33 @@ func FuzzKubernetesSpecs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The informer's goroutines are the source's: when its context ends, Run
+// returns and none is left (connections the HTTP client keeps idle
+// aside).
+func TestKubernetesStopsWithContext(t *testing.T) {
+	api := kubetest.New(t, "llm", false)
+	api.Put(kubetest.Slice("vllm-a", "vllm", 8000, kubetest.Endpoint{Addr: "10.0.0.1"}))
+	ignore := []goleak.Option{goleak.IgnoreCurrent(),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait")}
+	sink := newChanSink()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Kubernetes{Service: "vllm", PortName: "http", Namespace: api.Namespace(),
+			REST: &rest.Config{Host: api.URL()}}.Run(ctx, kubeSink{sink})
+	}()
+	nextSet(t, sink, "http://10.0.0.1:8000")
+	api.Request(t, "watch rv=")
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(kubeWait):
+		t.Fatal("Run did not return when its context ended")
+	}
+	goleak.VerifyNone(t, ignore...)
 }
