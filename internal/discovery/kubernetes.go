@@ -34,8 +34,9 @@ const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namesp
 
 // Kubernetes follows the EndpointSlices of a Service through a client-go
 // shared informer (list, then watch; a watch that expires, 410 Gone, makes
-// the informer list again), filtered on the label kubernetes.io/service-name (the EndpointSlice
-// controller puts it on every slice of a Service).
+// the informer list again), filtered on the label
+// kubernetes.io/service-name, which the EndpointSlice controller puts on
+// every slice of a Service.
 //
 // An endpoint is a backend while its condition ready is true (unset counts
 // as true, as the API says) and it is not terminating: an endpoint that is
@@ -147,7 +148,7 @@ func benignWatchEnd(err error) bool {
 // listWatch lists and watches the Service's slices in ns, by label,
 // through a REST client that knows discovery.k8s.io/v1 only: the typed
 // clientset's scheme registers every API group, which grew the binary by
-// some 20 MB for types never seen here.
+// 26 MB instead of 11 for types never seen here.
 func (k Kubernetes) listWatch(cfg *rest.Config, ns string) (*cache.ListWatch, error) {
 	scheme := runtime.NewScheme()
 	if err := discoveryv1.AddToScheme(scheme); err != nil {
