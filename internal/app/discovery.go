@@ -36,6 +36,9 @@ func discoverySources(cfg *config.Config) map[string]discovery.Sources {
 					Server: d.Server, MinInterval: lo, MaxInterval: hi, Template: tmpl})
 			case "consul":
 				srcs.List = append(srcs.List, consulSource(d.Consul, tmpl))
+			case "kubernetes":
+				srcs.List = append(srcs.List, discovery.Kubernetes{Namespace: d.Namespace, Service: d.Service,
+					PortName: d.PortName, Port: d.Port, Kubeconfig: d.Kubeconfig, Template: tmpl})
 			}
 		}
 		out[m.Name] = srcs

@@ -179,8 +179,10 @@ type Model struct {
 // (Name resolved as Record A — A and AAAA, on Port — or SRV; re-resolved
 // at the answer's TTL within MinInterval and MaxInterval, defaults 1s
 // and 60s; Server "" = the first resolver of /etc/resolv.conf) or
-// "consul" (the Consul block: a service's passing instances). The
-// backend fields are the template every target found gets.
+// "consul" (the Consul block: a service's passing instances) or
+// "kubernetes" (the ready endpoints of Service's EndpointSlices;
+// kubernetes.go). The backend fields are the template every target found
+// gets.
 type Discovery struct {
 	Type        string   `yaml:"type"`
 	Path        string   `yaml:"path"`
@@ -190,6 +192,12 @@ type Discovery struct {
 	Server      string   `yaml:"server"`
 	MinInterval Duration `yaml:"min_interval"`
 	MaxInterval Duration `yaml:"max_interval"`
+	// Kubernetes: the EndpointSlices of Service in Namespace, on the port
+	// named PortName (or Port); Kubeconfig "" = in-cluster (kubernetes.go).
+	Namespace  string `yaml:"namespace"`
+	Service    string `yaml:"service"`
+	PortName   string `yaml:"port_name"`
+	Kubeconfig string `yaml:"kubeconfig"`
 	// Scheme of targets given as host:port; default http.
 	Scheme         string `yaml:"scheme"`
 	Weight         int    `yaml:"weight"`
@@ -516,8 +524,10 @@ func (d Discovery) validate(bad badFunc, key string) {
 	case "dns":
 		d.validateDNS(bad, key)
 	case "consul":
+	case "kubernetes":
+		d.validateKubernetes(bad, key)
 	default:
-		bad(key+".type", "must be file, dns or consul, got %q", d.Type)
+		bad(key+".type", "must be file, dns, consul or kubernetes, got %q", d.Type)
 	}
 	d.validateConsul(bad, key)
 	if d.Scheme != "" && d.Scheme != "http" && d.Scheme != "https" {

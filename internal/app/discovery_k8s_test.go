@@ -1,0 +1,94 @@
+package app
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sluice-gw/sluice/internal/discovery/kubetest"
+)
+
+// A model served from a Kubernetes Service, reached through a kubeconfig
+// (its context names the namespace) at a double of the API server: a
+// stream in flight on a pod that starts terminating runs to its end while
+// new requests go to the ready pod; a 403 (RBAC withdrawn) keeps the pool
+// and is counted.
+func TestKubernetesDiscoveredTerminatingDrains(t *testing.T) {
+	held, release := heldStream(t)
+	b := backend(t, "b")
+	api := kubetest.New(t, "inference", false)
+	api.Put(kubetest.Slice("vllm-held", "vllm", portOf(t, held.URL), kubetest.Endpoint{Addr: "127.0.0.1"}))
+
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	writeFile(t, kubeconfig, "apiVersion: v1\nkind: Config\ncurrent-context: test\n"+
+		"clusters: [{name: test, cluster: {server: \""+api.URL()+"\"}}]\n"+
+		"users: [{name: test, user: {}}]\n"+
+		"contexts: [{name: test, context: {cluster: test, user: test, namespace: inference}}]\n")
+	path := filepath.Join(dir, "sluice.yaml")
+	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nshutdown_grace: 30s\n"+
+		"models:\n  - name: m1\n    policy: round_robin\n    discovery:\n      - type: kubernetes\n        service: vllm\n"+
+		"        port_name: http\n        kubeconfig: "+kubeconfig+"\n")
+	a := newApp(t, path)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.Run(ctx, ln) }()
+	defer func() { cancel(); <-stopped }()
+	gw := "http://" + ln.Addr().String()
+	rd := streamOnHeld(t, a, gw, held.URL)
+
+	// The held pod is being deleted: still serving, terminating.
+	api.Put(kubetest.Slice("vllm-held", "vllm", portOf(t, held.URL),
+		kubetest.Endpoint{Addr: "127.0.0.1", Ready: kubetest.No(), Serving: kubetest.Yes(), Terminating: kubetest.Yes()}))
+	api.Put(kubetest.Slice("vllm-b", "vllm", portOf(t, b.URL), kubetest.Endpoint{Addr: "127.0.0.1", Ready: kubetest.Yes()}))
+	eventually(t, "the pool to be b only", samePool(a, b.URL))
+	if code, body := chat(gw, "m1"); code != 200 || !strings.Contains(body, `"b"`) {
+		t.Fatalf("a new request while the held pod terminates: %d %s", code, body)
+	}
+	if n := gaugeValue(t, a, "sluice_backends_draining"); n != 1 {
+		t.Errorf("sluice_backends_draining = %v while the held stream runs, want 1", n)
+	}
+	close(release)
+	rest, _ := io.ReadAll(rd)
+	if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Fatalf("stream cut when its pod began terminating: %q", rest)
+	}
+
+	api.SetDown(403)
+	eventually(t, "the refusal counted", func() bool {
+		return counterValue(t, a, "sluice_discovery_failures_total") >= 1
+	})
+	if !samePool(a, b.URL)() {
+		t.Fatalf("an API refusal changed the pool: %v", poolURLs(a))
+	}
+}
+
+func portOf(t *testing.T, raw string) int32 {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int32(p)
+}
+
+func writeFile(t *testing.T, path, src string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,291 @@
+package discovery
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// inClusterNamespace is where a pod finds its own namespace (the service
+// account's mount).
+const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// Kubernetes follows the EndpointSlices of a Service through a client-go
+// shared informer (list, then watch; a watch that expires, 410 Gone, makes
+// the informer list again), filtered on the label
+// kubernetes.io/service-name, which the EndpointSlice controller puts on
+// every slice of a Service.
+//
+// An endpoint is a backend while its condition ready is true (unset counts
+// as true, as the API says) and it is not terminating: an endpoint that is
+// terminating, serving or not, leaves the set, so the gateway drains it (no
+// new requests, those in flight finish within shutdown_grace). Its URL is
+// the endpoint's first address on the port named PortName in its slice,
+// or on Port; with neither, the slice's only port. An empty set (every pod
+// unready, the Service scaled to zero) is reported: it is the cluster's
+// truth, not a failure. A failure to reach the API (unreachable, 403 for
+// want of RBAC) is reported to the sink while the informer retries with
+// backoff; the last set stands.
+type Kubernetes struct {
+	Namespace  string // "" = the kubeconfig context's, or the pod's own in a cluster
+	Service    string
+	PortName   string
+	Port       int
+	Kubeconfig string // path; "" = in-cluster (the pod's service account)
+	Template   Template
+	// REST, when set, is used instead of Kubeconfig or the in-cluster
+	// config (tests point it at their API server).
+	REST *rest.Config
+}
+
+// Run starts the informer and reports the set once the first list is in,
+// then at every change, until ctx ends; the informer's goroutines end
+// before Run returns.
+func (k Kubernetes) Run(ctx context.Context, sink Sink) {
+	what := "kubernetes service " + k.Service
+	cfg, ns, err := k.restConfig()
+	if err == nil {
+		what = fmt.Sprintf("kubernetes service %s/%s", ns, k.Service)
+	}
+	var lw *cache.ListWatch
+	if err == nil {
+		lw, err = k.listWatch(cfg, ns)
+	}
+	if err != nil {
+		// Nothing to retry: the fix is a config change and a reload.
+		sink.Fail(fmt.Errorf("%s: %w", what, err))
+		<-ctx.Done()
+		return
+	}
+	// client-go logs through klog; the failures that matter reach the
+	// sink, so its own lines are dropped rather than written to stderr.
+	ctx = klog.NewContext(ctx, logr.Discard())
+
+	inf := cache.NewSharedIndexInformerWithOptions(lw, &discoveryv1.EndpointSlice{},
+		cache.SharedIndexInformerOptions{ObjectDescription: what})
+	changed := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	}
+	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	})
+	if err == nil {
+		err = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+			if ctx.Err() == nil && !benignWatchEnd(err) {
+				sink.Fail(fmt.Errorf("%s: %w", what, err))
+			}
+		})
+	}
+	if err != nil { // only when the informer already runs: a bug
+		sink.Fail(fmt.Errorf("%s: %w", what, err))
+		<-ctx.Done()
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); inf.RunWithContext(ctx) }()
+	defer wg.Wait()
+
+	select {
+	case <-ctx.Done():
+		return
+	case <-reg.HasSyncedChecker().Done():
+	}
+	var last []endpoint.Spec
+	first := true
+	for {
+		set, err := k.specs(inf.GetStore().List())
+		switch {
+		case err != nil:
+			sink.Fail(fmt.Errorf("%s: %w", what, err))
+		case first || !slices.Equal(set, last):
+			first, last = false, set
+			sink.Update(slices.Clone(set))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// benignWatchEnd tells the ends of a watch that are the protocol working
+// (410 Gone: re-list; a closed stream: re-watch) from failures.
+func benignWatchEnd(err error) bool {
+	return apierrors.IsResourceExpired(err) || apierrors.IsGone(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// listWatch lists and watches the Service's slices in ns, by label,
+// through a REST client that knows discovery.k8s.io/v1 only: the typed
+// clientset's scheme registers every API group, which grew the binary by
+// 26 MB instead of 11 for types never seen here.
+func (k Kubernetes) listWatch(cfg *rest.Config, ns string) (*cache.ListWatch, error) {
+	scheme := runtime.NewScheme()
+	if err := discoveryv1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.APIPath = "/apis"
+	cfg.GroupVersion = &discoveryv1.SchemeGroupVersion
+	cfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	client, err := rest.RESTClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return cache.NewFilteredListWatchFromClient(client, "endpointslices", ns, func(o *metav1.ListOptions) {
+		o.LabelSelector = discoveryv1.LabelServiceName + "=" + k.Service
+	}), nil
+}
+
+// restConfig is how to reach the API and the namespace to look in: REST,
+// the kubeconfig file, or the pod's service account.
+func (k Kubernetes) restConfig() (*rest.Config, string, error) {
+	ns := k.Namespace
+	switch {
+	case k.REST != nil:
+		return k.REST, cmp.Or(ns, "default"), nil
+	case k.Kubeconfig != "":
+		cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+			&clientcmd.ClientConfigLoadingRules{ExplicitPath: k.Kubeconfig}, &clientcmd.ConfigOverrides{})
+		cfg, err := cc.ClientConfig()
+		if err != nil {
+			return nil, "", fmt.Errorf("kubeconfig %s: %w", k.Kubeconfig, err)
+		}
+		if ns == "" {
+			if ns, _, err = cc.Namespace(); err != nil {
+				return nil, "", fmt.Errorf("kubeconfig %s: %w", k.Kubeconfig, err)
+			}
+		}
+		return cfg, ns, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("in-cluster config (set kubeconfig outside a cluster): %w", err)
+	}
+	if ns == "" {
+		b, err := os.ReadFile(inClusterNamespace)
+		if err != nil {
+			return nil, "", fmt.Errorf("the pod's namespace (set namespace): %w", err)
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	return cfg, ns, nil
+}
+
+// ErrNoPort: the Service has ready endpoints but none of its slices has
+// the port asked for. A misconfiguration, reported as a failure: the last
+// set stands rather than an empty pool.
+var ErrNoPort = errors.New("no matching port")
+
+// specs are the backends of objs (the informer's EndpointSlices), sorted,
+// each URL once (an endpoint may sit in two slices while it moves).
+func (k Kubernetes) specs(objs []any) ([]endpoint.Spec, error) {
+	scheme := cmp.Or(k.Template.Scheme, "http")
+	out := []endpoint.Spec{}
+	portless := 0
+	for _, o := range objs {
+		s, ok := o.(*discoveryv1.EndpointSlice)
+		if !ok {
+			continue
+		}
+		port := k.portOf(s)
+		for _, ep := range s.Endpoints {
+			if !serves(ep.Conditions) || len(ep.Addresses) == 0 {
+				continue
+			}
+			if port == 0 {
+				portless++
+				continue
+			}
+			// Every address of an endpoint is the same pod; the API
+			// lets consumers use the first.
+			spec := k.Template.Spec
+			spec.URL = scheme + "://" + net.JoinHostPort(ep.Addresses[0], strconv.Itoa(port))
+			if u, err := url.Parse(spec.URL); err != nil || u.Hostname() != ep.Addresses[0] {
+				continue // the API validates addresses; this one is not a host
+			}
+			if !slices.ContainsFunc(out, func(x endpoint.Spec) bool { return x.URL == spec.URL }) {
+				out = append(out, spec.Normalized())
+			}
+		}
+	}
+	if len(out) == 0 && portless > 0 {
+		return nil, fmt.Errorf("%w: %d ready endpoints, none with %s", ErrNoPort, portless, k.portWanted())
+	}
+	slices.SortFunc(out, func(a, b endpoint.Spec) int { return strings.Compare(a.URL, b.URL) })
+	return out, nil
+}
+
+// serves: ready (unset is true) and not terminating. A terminating
+// endpoint may still serve its open requests, but gets no new ones.
+func serves(c discoveryv1.EndpointConditions) bool {
+	return (c.Ready == nil || *c.Ready) && (c.Terminating == nil || !*c.Terminating)
+}
+
+// portOf is the port number of the backends in s, 0 if s has none fit.
+func (k Kubernetes) portOf(s *discoveryv1.EndpointSlice) int {
+	if k.PortName == "" && k.Port > 0 {
+		return k.Port
+	}
+	if k.PortName == "" {
+		if len(s.Ports) == 1 {
+			return validPort(s.Ports[0].Port)
+		}
+		return 0
+	}
+	for _, p := range s.Ports {
+		if p.Name != nil && *p.Name == k.PortName {
+			return validPort(p.Port)
+		}
+	}
+	return 0
+}
+
+// validPort is *p when it is a TCP port number, else 0 (unset: the
+// slice's endpoints have no such port).
+func validPort(p *int32) int {
+	if p == nil || *p < 1 || *p > 65535 {
+		return 0
+	}
+	return int(*p)
+}
+
+func (k Kubernetes) portWanted() string {
+	if k.PortName != "" {
+		return fmt.Sprintf("a port named %q", k.PortName)
+	}
+	return "a single port (set port_name or port)"
+}
