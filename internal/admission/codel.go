@@ -82,4 +82,3 @@ func (d *codel) reset() {
 func (d *codel) over(enqueued, now time.Time) bool {
 	return d.congested && now.Sub(enqueued) >= d.target
 }
-
