@@ -48,23 +48,30 @@ func congested(q *Queue, c Class) bool {
 	return q.classes[c].congested()
 }
 
-// A burst (waits above the target for less than the interval) is absorbed:
-// requests that can start before their deadline wait past the target.
-func TestDelayTargetBurstIsAbsorbed(t *testing.T) {
+// The target bounds every wait of a tenant that is not light, congested
+// or not: an arrival estimated past it is refused at once however far its
+// deadline, and those that fit under it queue.
+func TestDelayTargetBoundsArrivals(t *testing.T) {
 	q, clk, _ := codelQueue(t)
-	deadline := clk.Now().Add(2 * time.Second)
+	deadline := clk.Now().Add(5 * time.Second)
 	var ws []*waiter
-	for range 5 {
+	for range 5 { // estimated 0.1s, 0.2s, ... 0.5s
 		ws = append(ws, submitT(t, q, Request{Tenant: "a", Cost: 100, Deadline: deadline}))
 	}
-	clk.Advance(600 * time.Millisecond)
-	q.Kick()
+	_, _, err := q.submit(Request{Tenant: "a", Cost: 100, Deadline: deadline})
+	var rej *Rejection
+	if !errors.As(err, &rej) || rej.Reason != Saturated || rej.Waited != 0 {
+		t.Fatalf("arrival estimated at 0.6s, target 0.5s, deadline 5s: %v, want refused at once", err)
+	}
+	if !strings.Contains(rej.Message, "500ms delay target") {
+		t.Fatalf("message %q", rej.Message)
+	}
 	if congested(q, Interactive) {
-		t.Fatal("congested after one observation above target")
+		t.Fatal("congested without a wait above the target")
 	}
 	for i, w := range ws {
 		if w.state != waiting {
-			t.Fatalf("waiter %d state %v: a burst within its deadline must wait", i, w.state)
+			t.Fatalf("waiter %d state %v: a wait estimated under the target must queue", i, w.state)
 		}
 	}
 }
@@ -119,7 +126,7 @@ func TestDelayTargetCongestionShedsAndRefuses(t *testing.T) {
 	if !errors.As(err, &r) || r.Reason != Saturated || r.Waited != 0 {
 		t.Fatalf("arrival past the target: %v", err)
 	}
-	if !strings.Contains(r.Message, "overloaded queue allows") {
+	if !strings.Contains(r.Message, "delay target") {
 		t.Fatalf("message %q", r.Message)
 	}
 	for _, w := range fit {
@@ -169,25 +176,36 @@ func TestDelayTargetCongestionEnds(t *testing.T) {
 	}
 }
 
-// Not congested, a waiter reaching the target whose re-estimated wait no
-// longer fits before its deadline is refused then, not at its deadline.
-func TestDelayTargetReviewRefusesEarly(t *testing.T) {
-	q, clk, _ := codelQueue(t)
-	// Ten waiters of another tenant ahead: 1.1s of estimated wait for a
-	// request behind them, which fits a 1.2s deadline at arrival...
-	for range 10 {
-		submitT(t, q, Request{Tenant: "a", Cost: 100})
+// A waiter that cannot start within the target is refused at its target
+// review, though its deadline and Latest are far: refusals after queueing
+// come at the target, never at the latest useful moment. One about to
+// start (nothing ahead of it) is kept, and granted at the next release.
+func TestDelayTargetReviewRefusesWhatCannotStartInTime(t *testing.T) {
+	q, clk, held := codelQueue(t)
+	start := clk.Now()
+	far := func(d time.Duration) Request {
+		return Request{Tenant: "a", Cost: 100, Deadline: start.Add(d), Latest: start.Add(d + time.Second)}
 	}
-	w := submitT(t, q, Request{Tenant: "a", Cost: 100, Deadline: clk.Now().Add(1200 * time.Millisecond)})
-	// ...but after 500ms nothing has moved: 1.1s still ahead, 0.7s left.
-	clk.Advance(500 * time.Millisecond)
+	head := submitT(t, q, far(2*time.Second)) // estimated 0.1s
+	w := submitT(t, q, far(2*time.Second))    // estimated 0.2s: fits the target at arrival
+	tail := submitT(t, q, far(2*time.Second)) // estimated 0.3s
+	clk.Advance(500 * time.Millisecond)       // no slot freed meanwhile
 	q.Kick()
-	rej := refusedWith(t, w, Deadline)
-	if rej.Waited != 500*time.Millisecond {
-		t.Fatalf("refused after %v, want at the 500ms target", rej.Waited)
+	if head.state != waiting {
+		t.Fatalf("head state %v (%v): a waiter about to start is kept", head.state, head.err)
+	}
+	for _, x := range []*waiter{w, tail} {
+		rej := refusedWith(t, x, Shed)
+		if rej.Waited != 500*time.Millisecond {
+			t.Fatalf("refused after %v, want at the 500ms target", rej.Waited)
+		}
 	}
 	if congested(q, Interactive) {
 		t.Fatal("one observation above target made the class congested")
+	}
+	held[0].Release()
+	if head.state != granted {
+		t.Fatalf("kept waiter %v after a release, want granted", head.state)
 	}
 }
 
@@ -220,7 +238,9 @@ func TestDelayTargetTimerShedsWithoutKick(t *testing.T) {
 	var targets [MaxClass + 1]time.Duration
 	targets[Interactive] = target
 	clk := newFakeClock()
-	q := NewQueue(QueueConfig{Name: "m", Fair: true, Targets: targets}, newCapacity(1).get, clk.Now)
+	// QueueUnmeasured: the prior's 1s wait would refuse every arrival
+	// past the 10ms target; this test is about the review.
+	q := NewQueue(QueueConfig{Name: "m", Fair: true, Targets: targets, QueueUnmeasured: true}, newCapacity(1).get, clk.Now)
 	held := grantedT(t, q, Request{Tenant: "busy"})
 	defer held.Release()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -128,16 +128,32 @@ func (c *class) flowOrClass(key string) *codel {
 	return &c.delay
 }
 
-// arrivalBound is the longest wait an arrival of r (flow key) is admitted
-// for by the controlled delay: the target while its flow or class is
-// congested and its tenant not light; else 0 (only the deadline bounds it).
+// arrivalBound is the longest wait an arrival of r is admitted for by the
+// controlled delay: its class's target unless its tenant is light; else 0
+// (only the deadline bounds it). key is r's flow, kept for the callers.
 func (q *Queue) arrivalBound(r Request, key string) time.Duration {
-	b := q.classes[r.Class].flowOrClass(key).bound()
-	if b == 0 || q.light(r.Tenant, r.Weight, r.Cost) {
+	c := q.classes[r.Class]
+	if !c.delay.on() || q.light(r.Tenant, r.Weight, r.Cost) {
 		return 0
 	}
-	return b
+	return c.delay.target
 }
+
+// startsSoon reports whether waiter w, at its target review, is about to
+// start: the work the schedule serves before it drains within a tenth of
+// the target (then one more slot must free, as for a waiter at the head).
+// A light tenant's waiter is bounded by its deadline only.
+func (q *Queue) startsSoon(w *waiter, capacity int) bool {
+	if q.light(w.req.Tenant, w.req.Weight, 0) {
+		return true
+	}
+	target := q.classes[w.req.Class].delay.target
+	return q.waitLeft(w, capacity) <= q.drain.waitFor(0, capacity)+target/startSlack
+}
+
+// startSlack: a waiter kept at its target review must be expected to start
+// within target/startSlack of it.
+const startSlack = 10
 
 // sheds reports whether waiter w is to be shed at now: its flow or class
 // is congested, it has waited its target, and its tenant is not light.

@@ -452,12 +452,13 @@ func (q *Queue) deadlineOf(w *waiter) time.Time {
 
 // review refuses a queued waiter that can no longer be served in time: its
 // deadline has passed; or it reaches its class's delay target while the
-// class is congested (shed); or at that target the wait still ahead of it,
-// re-estimated, no longer fits before its deadline (refused now rather than
-// at the deadline). A waiter kept at its target review is committed: it is
-// not shed later, only refused if its deadline passes after all. So
-// refusals after queueing come at the target, unless an estimate was wrong
-// twice. Runs under q.mu.
+// class is congested, or unable to start within the target (startsSoon),
+// its tenant not light (shed); or at that target the wait still ahead of
+// it, re-estimated, no longer fits before its deadline (refused now rather
+// than at the deadline). A waiter kept at its target review is committed:
+// it is not shed later, only refused if its deadline passes after all. So
+// refusals after queueing come at the target, unless the waiter was about
+// to start and then did not. Runs under q.mu.
 func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 	if w.state != waiting {
 		return
@@ -476,7 +477,7 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 	}
 	w.reviewed = true
 	c.observe(q.flowKey(w.req), now, now.Sub(w.enqueued))
-	if q.sheds(w, now, 0) {
+	if q.sheds(w, now, 0) || !q.startsSoon(w, capacity) {
 		q.dequeue(w)
 		q.refuse(w, q.shedRejection(w, now, capacity))
 		return

@@ -113,14 +113,14 @@ func rejectionMessage(reason Reason, pool, tenant string, wait, left time.Durati
 	return fmt.Sprintf("the request could not start before its deadline after waiting %s for %s", roundDur(wait), of)
 }
 
-// congestedMessage words an arrival refused by a congested queue's delay
-// target rather than by the request's own deadline.
+// congestedMessage words an arrival refused by the queue's delay target
+// rather than by the request's own deadline.
 func congestedMessage(reason Reason, pool, tenant string, wait, target time.Duration) string {
 	m := rejectionMessage(reason, pool, tenant, wait, target)
 	if i := strings.Index(m, ": estimated wait"); i >= 0 {
 		m = m[:i]
 	}
-	return fmt.Sprintf("%s: estimated wait %s exceeds the %s the overloaded queue allows", m, waitText(wait), roundDur(target))
+	return fmt.Sprintf("%s: estimated wait %s exceeds the queue's %s delay target", m, waitText(wait), roundDur(target))
 }
 
 func waitText(d time.Duration) string {

@@ -133,3 +133,9 @@ func (q *Queue) Spare() int {
 	capacity := q.capacity()
 	return max(capacity-q.reserve(capacity)-q.inUse, 0)
 }
+
+// DelayTarget is class c's controlled-delay target (0: off). It never
+// changes after NewQueue, so it is read without the queue's lock.
+func (q *Queue) DelayTarget(c Class) time.Duration {
+	return q.cfg.Targets[min(max(c, Interactive), MaxClass)]
+}

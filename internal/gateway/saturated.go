@@ -28,11 +28,20 @@ const (
 	slotWaitRefused
 )
 
-// slotWait is how long c's first pick may wait for a backend slot.
+// slotWait is how long c's first pick may wait for a backend slot: within
+// its objective and admission deadline, and within what its wait in the
+// queue left of its class's delay target (at least a tenth of the target),
+// so that a request refused after queueing is refused by about the target
+// here too, as the queue refuses its own waiters (admission/codel.go).
 func (rt *Runtime) slotWait(served *Pool, c *upstreamCall) time.Duration {
 	wait := served.sloOf(c.id.class)
 	if !c.until.IsZero() {
 		wait = min(wait, c.until.Sub(served.now()))
+	}
+	if served.queue != nil {
+		if target := served.queue.DelayTarget(c.id.class); target > 0 {
+			wait = min(wait, max(target-c.queued, target/10))
+		}
 	}
 	return max(wait, 0)
 }

@@ -2,8 +2,12 @@ package gateway
 
 import (
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // TestGrantedRequestWaitsForBackendSlot: a request the queue granted that
@@ -38,5 +42,35 @@ func TestGrantedRequestWaitsForBackendSlot(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(gw.metrics.SlotWaits.WithLabelValues("m1", "served")); n != 1 {
 		t.Fatalf("slot waits served = %v, want 1", n)
+	}
+}
+
+// TestSlotWaitBoundedByDelayTarget: a granted request waits for a backend
+// slot at most what its queue wait left of its class's delay target (at
+// least a tenth of it), within its deadline; without a target, its
+// deadline alone bounds the wait.
+func TestSlotWaitBoundedByDelayTarget(t *testing.T) {
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return start }
+	pool := NewPool(PoolParts{Model: &config.Model{Name: "m1"}, SLO: config.SLO{Interactive: 2 * time.Second, Batch: time.Minute}, Now: now})
+	var rt Runtime
+	call := func(queued time.Duration) *upstreamCall {
+		return &upstreamCall{until: start.Add(1200 * time.Millisecond), queued: queued}
+	}
+	if got := rt.slotWait(pool, call(0)); got != 1200*time.Millisecond {
+		t.Fatalf("no queue: slot wait %v, want the 1.2s to its deadline", got)
+	}
+	var targets [admission.MaxClass + 1]time.Duration
+	targets[admission.Interactive] = 500 * time.Millisecond
+	pool.queue = admission.NewQueue(admission.QueueConfig{Name: "m1", Targets: targets}, func() int { return 1 }, now)
+	for _, c := range []struct{ queued, want time.Duration }{
+		{0, 500 * time.Millisecond},
+		{300 * time.Millisecond, 200 * time.Millisecond},
+		{480 * time.Millisecond, 50 * time.Millisecond},
+		{900 * time.Millisecond, 50 * time.Millisecond},
+	} {
+		if got := rt.slotWait(pool, call(c.queued)); got != c.want {
+			t.Fatalf("queued %v: slot wait %v, want %v", c.queued, got, c.want)
+		}
 	}
 }

@@ -28,6 +28,7 @@ type upstreamCall struct {
 	plan           cachePlan
 	progress       *progressStream // X-Sluice-Progress asked and honoured; nil: no reports
 	slotWaited     slotWaitOutcome // set by forward (saturated.go)
+	queued         time.Duration   // its wait in the admission queue, once granted
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
@@ -96,6 +97,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 	}
 	defer ticket.Release()
 	rec.queued = ticket.Waited()
+	c.queued = rec.queued
 	if ticket != nil {
 		setQueueTime(w, rec.queued)
 	}
@@ -144,6 +146,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 			return true
 		}
 		rec.queued = ticket.Waited()
+		c.queued = rec.queued
 		if ticket != nil {
 			setQueueTime(w, rec.queued)
 		}
