@@ -43,8 +43,10 @@ type Config struct {
 	// RateLimits: per key / tenant / IP / global, requests and tokens; see
 	// examples/sluice.yaml. Empty = no rate limits.
 	RateLimits RateLimits `yaml:"rate_limits"`
-	Log        Log        `yaml:"log"`
-	Models     []Model    `yaml:"models"`
+	// Scaling: the signals a scaler acts on; see scaling.go.
+	Scaling Scaling `yaml:"scaling"`
+	Log     Log     `yaml:"log"`
+	Models  []Model `yaml:"models"`
 
 	// checked: see Checked.
 	checked bool
@@ -234,6 +236,7 @@ func Default() Config {
 		Admission:   defaultAdmission(),
 		Cache:       defaultCache(),
 		Queue:       defaultQueue(),
+		Scaling:     defaultScaling(),
 		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }
@@ -328,6 +331,7 @@ func (c *Config) validate(policyOK PolicyCheck) error {
 	c.validateAdmission(bad)
 	c.validateCache(bad)
 	c.validateQueue(bad)
+	c.validateScaling(bad)
 	c.RateLimits.validate(bad)
 	c.validateLoadMetrics(bad)
 	switch c.Log.Level {

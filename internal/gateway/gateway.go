@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/scaling"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
@@ -50,6 +51,10 @@ type Options struct {
 	// ProgressTicker paces queue progress comments (progress.go); nil:
 	// time.NewTicker.
 	ProgressTicker Ticker
+	// Forecast predicts each model's arrival rate at now+ForecastLead for
+	// the scaling signals (scaling.Policy); nil: the measured rate alone.
+	Forecast     scaling.DemandForecast
+	ForecastLead time.Duration
 }
 
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
@@ -84,13 +89,20 @@ type Gateway struct {
 	readaheadMem *netguard.Budget
 	// progress paces queue progress comments (Options.ProgressTicker).
 	progress Ticker
+	// meter measures demand and service for the scaling signals
+	// (scaling.go); it outlives reloads. forecast and forecastLead are
+	// Options.Forecast and ForecastLead.
+	meter        *scaling.Meter
+	forecast     scaling.DemandForecast
+	forecastLead time.Duration
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
 func New(rt *Runtime, opt Options) *Gateway {
 	bodyMem := netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
-		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker}
+		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
+		meter: scaling.NewMeter(rt.Config.Scaling.Window.D()), forecast: opt.Forecast, forecastLead: opt.ForecastLead}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}
@@ -105,6 +117,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.readahead = proxy.NewReadahead(g.bodies, g.readaheadMem, proxy.NewReadaheadMetrics(opt.Registry, g.readaheadMem))
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
 	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
+	opt.Registry.MustRegister(scaling.NewCollector(g.signals))
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	return g
 }
@@ -118,7 +131,9 @@ func (g *Gateway) SetJobs(h *batchapi.Handler) { g.jobs.Store(h) }
 func (g *Gateway) Swap(rt *Runtime) {
 	g.bodyMem.SetLimit(int64(rt.Config.Server.MaxBodyMemory))
 	g.readaheadMem.SetLimit(int64(rt.Config.Server.MaxReadaheadMemory))
+	g.meter.SetWindow(rt.Config.Scaling.Window.D())
 	g.rt.Store(rt)
+	g.meter.Keep(func(model string) bool { return rt.Pools[model] != nil })
 }
 
 // Runtime returns the current runtime.
