@@ -8,7 +8,8 @@ import "time"
 type Scaling struct {
 	// Window is the time constant the arrival, refusal, wait and service
 	// rates decay over: after a change in demand the signal has moved 63%
-	// of the way in one window (default 10s).
+	// of the way in one window, and it lags a steady ramp by one window
+	// (default 5s).
 	Window Duration `yaml:"window"`
 	// Headroom is the capacity kept free above the demand: a pool at its
 	// desired size runs at 1/(1+headroom) of its measured service rate
@@ -17,7 +18,7 @@ type Scaling struct {
 }
 
 func defaultScaling() Scaling {
-	return Scaling{Window: Duration(10 * time.Second), Headroom: 0.2}
+	return Scaling{Window: Duration(5 * time.Second), Headroom: 0.2}
 }
 
 // maxScalingWindow bounds scaling.window: a longer one reacts after any

@@ -46,7 +46,12 @@ func (g *Gateway) served(served *Pool, res *proxy.Result) {
 	if res.UsageKnown {
 		tokens = res.Usage.PromptTokens + res.Usage.CompletionTokens
 	}
-	g.meter.Served(served.Model, res.Backend.Name(), g.now(), tokens, res.Held)
+	b := res.Backend
+	limit := b.FullLimit()
+	// This request's slot is released already: the backend was full if it
+	// was at its limit with this one, or if requests wait for the pool.
+	full := limit > 0 && b.Inflight()+1 >= int64(limit) || served.queue != nil && served.queue.Waiting() > 0
+	g.meter.Served(served.Model, b.Name(), g.now(), tokens, limit, res.Held, full)
 }
 
 // refused counts a live request of a configured model answered 429/503,

@@ -23,7 +23,7 @@ type Meter struct {
 // DefaultWindow is the decay window when none is configured
 // (scaling.window): short enough that the signal leads a burst's refusals,
 // long enough to smooth a trace's second-to-second jitter (docs/BENCHMARKS.md).
-const DefaultWindow = 10 * time.Second
+const DefaultWindow = 5 * time.Second
 
 // NewMeter returns a meter decaying over window (DefaultWindow if <= 0).
 func NewMeter(window time.Duration) *Meter {
@@ -49,24 +49,63 @@ type modelMeter struct {
 	arrivalTokens Rate
 	refusals      map[string]*Rate
 	wait          Mean
-	backends      map[string]*service
+	backends      map[string]*backendMeter
 }
 
-// service is a backend's decayed sums over its completions: count and slot
-// time held, and the same for the completions whose usage was reported.
+// backendMeter is a backend's service, measured twice: over all its recent
+// completions, and over those that ended while it was at capacity.
+//
+// Only the second is what the backend sustains: below capacity a
+// continuous-batching engine serves each request faster than with its
+// batch full, and a concurrency limit above its batch size (an adaptive
+// limit may settle at two or three times it while TTFT stays within
+// tolerance) counts slots it does not have; at capacity, slots ×
+// completions per slot-second is its measured throughput whatever the
+// limit (Little's law). The at-capacity sums decay per completion, not per
+// second, so what the last busy period taught is kept through calm hours;
+// the all-completions sums serve until a backend has been at capacity.
+type backendMeter struct {
+	recent service
+	busy   busyService
+}
+
+// busySamples is how many at-capacity completions the busy estimate
+// averages over.
+const busySamples = 256
+
+// busyService is service's sums decayed per completion.
+type busyService struct {
+	n, held, slots   float64
+	tokens, heldTokd float64
+}
+
+func (s *busyService) add(tokens, slots int, held time.Duration) {
+	const keep = 1 - 1.0/busySamples
+	h := max(held, time.Microsecond).Seconds()
+	s.n, s.held, s.slots = s.n*keep+1, s.held*keep+h, s.slots*keep+float64(max(slots, 0))
+	s.tokens, s.heldTokd = s.tokens*keep, s.heldTokd*keep
+	if tokens >= 0 {
+		s.tokens += float64(tokens)
+		s.heldTokd += h
+	}
+}
+
+// service is a backend's sums over its completions decayed over time:
+// count, slot time held and the backend's slots when each ended, and the
+// same for the completions whose usage was reported.
 type service struct {
-	n, held          float64 // completions; seconds held
+	n, held, slots   float64 // completions; seconds held; slots
 	tokens, heldTokd float64 // tokens of completions with usage; seconds those held
 	at               time.Time
 }
 
-func (s *service) add(now time.Time, tokens int, held time.Duration, tau time.Duration) {
+func (s *service) add(now time.Time, tokens, slots int, held time.Duration, tau time.Duration) {
 	k := 1.0
 	if !s.at.IsZero() {
 		k = decay(now.Sub(s.at), tau)
 	}
 	h := max(held, time.Microsecond).Seconds()
-	s.n, s.held = s.n*k+1, s.held*k+h
+	s.n, s.held, s.slots = s.n*k+1, s.held*k+h, s.slots*k+float64(max(slots, 0))
 	s.tokens, s.heldTokd = s.tokens*k, s.heldTokd*k
 	if tokens >= 0 {
 		s.tokens += float64(tokens)
@@ -88,7 +127,7 @@ func (m *Meter) model(name string) (*modelMeter, time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if mm = m.models[name]; mm == nil {
-		mm = &modelMeter{refusals: map[string]*Rate{}, backends: map[string]*service{}}
+		mm = &modelMeter{refusals: map[string]*Rate{}, backends: map[string]*backendMeter{}}
 		m.models[name] = mm
 	}
 	return mm, m.window
@@ -128,17 +167,25 @@ func (m *Meter) Waited(model string, now time.Time, d time.Duration) {
 }
 
 // Served records a completed request at backend: the slot time it held
-// there (from the send to the answer's end) and its tokens (prompt and
-// answer; negative when the backend reported no usage).
-func (m *Meter) Served(model, backend string, now time.Time, tokens int, held time.Duration) {
+// there (from the send to the answer's end), its tokens (prompt and
+// answer; negative when the backend reported no usage) and the backend's
+// slots (its concurrency limit) as it ended, 0 when unlimited. Slots are
+// averaged over the completions, so an adaptive limit's brief cut under
+// back-pressure does not read as a backend that lost its capacity. atCapacity
+// says the backend was full as the request ended (at its limit, or requests
+// waited in the pool's queue): see backendMeter.
+func (m *Meter) Served(model, backend string, now time.Time, tokens, slots int, held time.Duration, atCapacity bool) {
 	mm, tau := m.model(model)
 	mm.mu.Lock()
-	s := mm.backends[backend]
-	if s == nil {
-		s = new(service)
-		mm.backends[backend] = s
+	b := mm.backends[backend]
+	if b == nil {
+		b = new(backendMeter)
+		mm.backends[backend] = b
 	}
-	s.add(now, tokens, held, tau)
+	b.recent.add(now, tokens, slots, held, tau)
+	if atCapacity {
+		b.busy.add(tokens, slots, held)
+	}
 	mm.mu.Unlock()
 }
 
@@ -161,6 +208,13 @@ type Service struct {
 	PerSlot       float64 // completions per slot-second
 	TokensPerSlot float64 // tokens per slot-second, of completions with usage
 	TokensKnown   bool    // some completion reported usage
+	// Slots is the backend's mean concurrency limit over its completions
+	// (0: unlimited).
+	Slots float64
+	// AtCapacity: the figures come from completions that ended with the
+	// backend full (what it sustains); false: from all recent completions,
+	// as it has not been full yet (an optimistic estimate).
+	AtCapacity bool
 	// Evidence is the decayed count of completions behind the figures.
 	Evidence float64
 }
@@ -191,13 +245,20 @@ func (m *Meter) Read(model string, now time.Time, backends []string) Reading {
 		}
 	}
 	for _, name := range backends {
-		s := mm.backends[name]
-		if s == nil || s.n == 0 {
+		b := mm.backends[name]
+		if b == nil || b.recent.n == 0 {
 			continue
 		}
-		sv := Service{PerSlot: s.n / s.held, Evidence: s.n * decay(now.Sub(s.at), tau)}
+		s := &b.recent
+		sv := Service{PerSlot: s.n / s.held, Slots: s.slots / s.n, Evidence: s.n * decay(now.Sub(s.at), tau)}
 		if s.heldTokd > 0 {
 			sv.TokensPerSlot, sv.TokensKnown = s.tokens/s.heldTokd, true
+		}
+		if bs := &b.busy; bs.n > 0 {
+			sv = Service{PerSlot: bs.n / bs.held, Slots: bs.slots / bs.n, Evidence: bs.n, AtCapacity: true}
+			if bs.heldTokd > 0 {
+				sv.TokensPerSlot, sv.TokensKnown = bs.tokens/bs.heldTokd, true
+			}
 		}
 		r.Service[name] = sv
 	}

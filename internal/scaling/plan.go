@@ -38,8 +38,10 @@ const DefaultHeadroom = 0.2
 // BackendState is one backend of the pool as the gateway sees it now.
 type BackendState struct {
 	Name string
-	// Slots is its concurrency limit: static max_concurrency, else the
+	// Slots is its concurrency limit now: static max_concurrency, else the
 	// adaptive limit; 0 = unlimited (then PoolState.DefaultSlots counts).
+	// A measured backend counts its mean over its completions instead
+	// (Service.Slots).
 	Slots  int
 	Usable bool
 }
@@ -114,7 +116,8 @@ type BackendService struct {
 // pool's state:
 //
 //	μ  = mean over the pool's measured backends of slots × completions per slot-second
-//	     (before any is measured: mean slots × PriorSlotRate)
+//	     (slots: the backend's mean concurrency limit over its completions;
+//	     before any backend is measured: mean slots × PriorSlotRate)
 //	D  = max(measured arrival rate, forecast at now+lead)
 //	desired = D/μ                     Little's law: D × hold time / slots per backend
 //	        + Headroom × D/μ
@@ -174,7 +177,10 @@ func meanService(s *Signal, r Reading, p PoolState, pol Policy) BackendService {
 		slots += n
 		bs := BackendService{Backend: b.Name, Slots: n}
 		if sv, ok := r.Service[b.Name]; ok {
-			bs.Measured = true
+			if sv.Slots > 0 {
+				n = sv.Slots
+			}
+			bs.Slots, bs.Measured = n, true
 			bs.RequestsPerSecond = n * sv.PerSlot
 			bs.TokensPerSecond = n * sv.TokensPerSlot
 			measured++

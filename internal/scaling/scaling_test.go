@@ -71,7 +71,7 @@ func TestMeterMeasuresServicePerSlotAndForgetsBackendsThatLeft(t *testing.T) {
 		if i%2 == 0 {
 			tokens = 300
 		}
-		m.Served("m", "a", now, tokens, 2*time.Second)
+		m.Served("m", "a", now, tokens, 4, 2*time.Second, false)
 		m.Arrived("m", now, 400)
 		m.Waited("m", now, 100*time.Millisecond)
 	}
@@ -82,6 +82,7 @@ func TestMeterMeasuresServicePerSlotAndForgetsBackendsThatLeft(t *testing.T) {
 		t.Fatalf("service %+v: a measured, b not", r.Service)
 	}
 	near(t, "completions per slot-second", sv.PerSlot, 0.5, 1e-9)
+	near(t, "mean slots", sv.Slots, 4, 1e-9)
 	near(t, "tokens per slot-second", sv.TokensPerSlot, 150, 1e-9)
 	if !r.WaitKnown || r.Wait != 100*time.Millisecond {
 		t.Fatalf("wait %v %v, want 100ms", r.Wait, r.WaitKnown)
@@ -102,7 +103,8 @@ func TestMeterMeasuresServicePerSlotAndForgetsBackendsThatLeft(t *testing.T) {
 	}
 }
 
-// pool is two backends of 4 slots, one queued request per...
+// pool is two backends of 4 slots now, with queued requests waiting and
+// a TTFT objective of 2 s.
 func pool(queued int) PoolState {
 	return PoolState{Backends: []BackendState{{Name: "a", Slots: 4, Usable: true}, {Name: "b", Slots: 4, Usable: true}},
 		Queued: queued, InUse: 6, Capacity: 8, QueueDrainFor: 2 * time.Second, DefaultSlots: 8}
@@ -124,6 +126,11 @@ func TestPlanIsLittlesLawPlusHeadroomPlusTheQueue(t *testing.T) {
 	if s.BackendsService[0].TokensPerSecond != 400 || s.BackendsService[1].TokensPerSecond != 0 {
 		t.Fatalf("tokens per backend %+v", s.BackendsService)
 	}
+
+	// A measured backend counts its mean limit over its completions, not
+	// the limit of this instant (an adaptive limit cut for a moment).
+	r8 := Reading{Arrivals: 6, Service: map[string]Service{"a": {PerSlot: 0.5, Slots: 8}, "b": {PerSlot: 0.5, Slots: 8}}}
+	near(t, "per-backend rate on the mean slots", Plan("m", t0, r8, pool(0), Policy{}).Service.RequestsPerSecond, 4, 1e-9)
 
 	// Demand gone, queue empty: nothing needed.
 	if s := Plan("m", t0, Reading{Service: r.Service}, pool(0), Policy{Headroom: 0.2}); s.DesiredBackends != 0 {
@@ -205,4 +212,34 @@ sluice_model_desired_backends{model="m"} 3
 	if n := testutil.CollectAndCount(NewCollector(func() []Signal { return []Signal{Plan("m", t0, r, pool(0), Policy{})} })); n != 6 {
 		t.Fatalf("%d series, want 4 per model and 2 for its one measured backend", n)
 	}
+}
+
+// Below capacity a backend serves each request faster and an adaptive
+// limit may count slots it does not have; only completions at capacity say
+// what it sustains, and what they taught survives a calm spell.
+func TestServiceAtCapacityWinsAndIsKeptThroughCalm(t *testing.T) {
+	m := NewMeter(5 * time.Second)
+	now := t0
+	for range 50 { // calm: a limit of 40, each request held 1 s
+		now = now.Add(100 * time.Millisecond)
+		m.Served("m", "a", now, 100, 40, time.Second, false)
+	}
+	r := m.Read("m", now, []string{"a"})
+	if sv := r.Service["a"]; sv.AtCapacity || math.Abs(sv.Slots*sv.PerSlot-40) > 1e-9 {
+		t.Fatalf("before the first busy period: %+v, want the optimistic 40 req/s from all completions", sv)
+	}
+	for range 50 { // full: 20 slots, each request held 2 s (its batch full)
+		now = now.Add(100 * time.Millisecond)
+		m.Served("m", "a", now, 100, 20, 2*time.Second, true)
+	}
+	for range 50 { // calm again, for an hour
+		now = now.Add(time.Minute)
+		m.Served("m", "a", now, 100, 40, time.Second, false)
+	}
+	sv := m.Read("m", now, []string{"a"}).Service["a"]
+	if !sv.AtCapacity {
+		t.Fatal("the busy period's measurement must be kept through the calm")
+	}
+	near(t, "sustained rate", sv.Slots*sv.PerSlot, 10, 1e-9)
+	near(t, "tokens per slot-second at capacity", sv.TokensPerSlot, 50, 1e-9)
 }
