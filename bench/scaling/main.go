@@ -11,6 +11,7 @@
 // refusal, and falls back below the pool's size once demand drops.
 //
 //	go run ./bench/scaling
+//	go run ./bench/scaling --max-concurrency 16   # the engines' batch size as a static limit
 //	go run ./bench/scaling --envelope 30s:0.5,30s:0.5>1.6,20s:1.6,30s:0.3 --out scaling.md
 package main
 
@@ -69,12 +70,7 @@ type Report struct {
 	PerServerRPS  float64            `json:"per_server_rps"` // the simulator's capacity for the trace's mean request
 	Window        float64            `json:"window_s"`
 	Polls         []Poll             `json:"polls"`
-	FirstSignal   float64            `json:"first_signal_s"`  // desired > backends; -1: never
-	FirstRefusal  float64            `json:"first_refusal_s"` // -1: none
-	Lead          float64            `json:"lead_s"`
-	PeakDesired   float64            `json:"peak_desired"`
-	DropAt        float64            `json:"drop_at_s"`
-	FellBack      float64            `json:"fell_back_s"` // first poll after the drop with desired < backends; -1: never
+	Peaks         []Peak             `json:"peaks"`
 	FinalDesired  float64            `json:"final_desired"`
 	Refusals      int                `json:"refusals"`
 	RefusalReason map[string]float64 `json:"refusals_by_status"`
@@ -86,7 +82,7 @@ func main() {
 	var env, out, jsonOut string
 	flag.StringVar(&o.Trace, "trace", azureTrace, "trace to replay (any format bench.LoadTrace reads)")
 	flag.IntVar(&o.Backends, "backends", 2, "simulated backends in the pool")
-	flag.StringVar(&env, "envelope", "30s:0.5,30s:0.5>1.6,20s:1.6,30s:0.3", "load envelope, multiples of the pool's capacity: DURATION:LOAD or DURATION:FROM>TO (a ramp), comma-separated")
+	flag.StringVar(&env, "envelope", "30s:0.5,40s:0.5>1.5,10s:1.5,20s:0.3,40s:0.3>1.5,10s:1.5,20s:0.3", "load envelope, multiples of the pool's capacity: DURATION:LOAD or DURATION:FROM>TO (a ramp), comma-separated")
 	flag.Float64Var(&o.TokenScale, "token-scale", 0.25, "multiply the trace's token counts (after clamping) so the simulators run fast")
 	flag.IntVar(&o.MaxInput, "max-input", 1024, "clamp the trace's prompt tokens (before --token-scale)")
 	flag.IntVar(&o.MaxOutput, "max-output", 256, "clamp the trace's output tokens (before --token-scale)")
@@ -213,36 +209,99 @@ func poll(ctx context.Context, admin string, every time.Duration, start time.Tim
 
 func refused(r *bench.Record) bool { return r.Status == 429 || r.Status == 503 }
 
-// summarize finds the signal's rise, the first refusal and the fall.
+// Peak is one episode of the envelope: from when the previous peak's
+// signal fell back (or its drop, or the start) to the next drop in load. Times in seconds from the start; -1:
+// never.
+type Peak struct {
+	From, Drop float64
+	// Rise is when desired backends went above the pool's size and stayed
+	// there until the episode's first refusal (or, without one, first went
+	// above it).
+	Rise         float64 `json:"rise_s"`
+	FirstRefusal float64 `json:"first_refusal_s"`
+	Lead         float64 `json:"lead_s"` // FirstRefusal − Rise, when both happened
+	Refusals     int     `json:"refusals"`
+	MaxDesired   float64 `json:"max_desired"`
+	// FellBack is the first poll after the drop with desired below the
+	// pool's size.
+	FellBack float64 `json:"fell_back_s"`
+}
+
+// drops are the times the envelope's load falls: a phase starting below 1x
+// and below where the one before it ended. The end of the envelope closes
+// the last episode.
+func drops(env []phase) []float64 {
+	var out []float64
+	var t time.Duration
+	for i, p := range env {
+		if i > 0 && p.From < 1 && p.From < env[i-1].To {
+			out = append(out, t.Seconds())
+		}
+		t += p.D
+	}
+	return out
+}
+
+// summarize finds, per peak, the signal's rise, the first refusal and the
+// fall.
 func summarize(rep *Report, o options, res *bench.Result) {
-	rep.FirstSignal, rep.FirstRefusal, rep.FellBack, rep.Lead = -1, -1, -1, 0
 	rep.RefusalReason = map[string]float64{}
+	var refusals []float64
 	for i := range res.Records {
 		r := &res.Records[i]
-		if !refused(r) {
-			continue
-		}
-		rep.Refusals++
-		rep.RefusalReason[fmt.Sprint(r.Status)]++
-		if t := benchkit.Ended(r).Seconds(); rep.FirstRefusal < 0 || t < rep.FirstRefusal {
-			rep.FirstRefusal = t
+		if refused(r) {
+			rep.Refusals++
+			rep.RefusalReason[fmt.Sprint(r.Status)]++
+			refusals = append(refusals, benchkit.Ended(r).Seconds())
 		}
 	}
-	last := o.Envelope[len(o.Envelope)-1]
-	rep.DropAt = (span(o.Envelope) - last.D).Seconds()
 	backends := float64(o.Backends)
-	for _, p := range rep.Polls {
-		d := p.Signal.DesiredBackends
-		rep.PeakDesired = max(rep.PeakDesired, d)
-		if rep.FirstSignal < 0 && d > backends {
-			rep.FirstSignal = p.T
+	from := 0.0 // refusals before the previous peak's signal fell back are that peak's
+	for _, drop := range drops(o.Envelope) {
+		pk := Peak{From: from, Drop: drop, Rise: -1, FirstRefusal: -1, FellBack: -1}
+		for _, t := range refusals {
+			if t >= from && t < drop {
+				pk.Refusals++
+				if pk.FirstRefusal < 0 || t < pk.FirstRefusal {
+					pk.FirstRefusal = t
+				}
+			}
 		}
-		if rep.FellBack < 0 && p.T >= rep.DropAt && d < backends {
-			rep.FellBack = p.T
+		until := drop
+		if pk.FirstRefusal >= 0 {
+			until = pk.FirstRefusal
 		}
-		rep.FinalDesired = d
+		up := false
+		for _, p := range rep.Polls {
+			d := p.Signal.DesiredBackends
+			if p.T >= from && p.T < drop {
+				pk.MaxDesired = max(pk.MaxDesired, d)
+			}
+			if p.T >= from && p.T <= until {
+				switch {
+				case d <= backends:
+					up = false
+				case !up:
+					up, pk.Rise = true, p.T
+				}
+			}
+			if pk.FellBack < 0 && p.T >= drop && d < backends {
+				pk.FellBack = p.T
+			}
+		}
+		if !up && pk.FirstRefusal >= 0 {
+			pk.Rise = -1 // down when the refusal came
+		}
+		if pk.Rise >= 0 && pk.FirstRefusal >= 0 {
+			pk.Lead = pk.FirstRefusal - pk.Rise
+		}
+		rep.Peaks = append(rep.Peaks, pk)
+		from = drop
+		if pk.FellBack >= 0 {
+			from = pk.FellBack
+		}
 	}
-	if rep.FirstSignal >= 0 && rep.FirstRefusal >= 0 {
-		rep.Lead = rep.FirstRefusal - rep.FirstSignal
+	if n := len(rep.Polls); n > 0 {
+		rep.FinalDesired = rep.Polls[n-1].Signal.DesiredBackends
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"strings"
 	"time"
 
@@ -38,27 +37,35 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 		rep.Requests, rep.Trace, o.From, o.TokenScale, strings.Join(env, ", "))
 	e.Printf("- Pool: %d simulators (benchkit.SimConfig: 16 slots, waiting queue 64), %.2f req/s each for the trace's mean request, %.1f req/s in all; one Sluice with its defaults (scaling.window %gs, headroom 0.2, max_wait %s)%s, streaming clients\n",
 		rep.Backends, rep.PerServerRPS, capRPS, rep.Window, o.SLO, conc(o.MaxConc))
-	e.Printf("- Signal: `desired_backends` from the admin listener's `/scaling?model=%s`, read every %s; \"rises\" = first above the pool's %d backends\n\n", model, o.Poll, rep.Backends)
+	e.Printf("- Signal: `desired_backends` from the admin listener's `/scaling?model=%s`, read every %s; it rises when it goes above the pool's %d backends and stays there until the peak's first refusal; \"at capacity\": the backends' service rate was measured while they were full (else an optimistic estimate from all completions)\n\n", model, o.Poll, rep.Backends)
 
 	res := rep.Bench
 	offered := perSecond(res, func(r *bench.Record) time.Duration { return r.Planned }, func(*bench.Record) bool { return true })
 	refusals := perSecond(res, benchkit.Ended, refused)
 	served := perSecond(res, benchkit.Ended, func(r *bench.Record) bool { return r.Status == 200 })
-	e.Printf("| t (s) | load (x cap) | offered req/s | measured arrivals req/s | backend service req/s | slots / backend | queued | desired backends | refused | completed |\n")
-	e.Printf("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	rises, falls := map[float64]bool{}, map[float64]bool{}
+	for _, pk := range rep.Peaks {
+		rises[pk.Rise], falls[pk.FellBack] = true, true
+	}
+	e.Printf("| t (s) | load (x cap) | offered req/s | measured arrivals req/s | backend service req/s | at capacity | slots / backend | queued | desired backends | refused | completed |\n")
+	e.Printf("|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|--:|\n")
 	for _, p := range rep.Polls {
 		s := p.Signal
 		sec := int(p.T) - 1 // the second that just ended
 		mark := ""
 		switch {
-		case rep.FirstSignal == p.T:
-			mark = " ← signal rises"
-		case rep.FellBack == p.T:
+		case rises[p.T]:
+			mark = " ← rises"
+		case falls[p.T]:
 			mark = " ← back below the pool"
 		}
-		e.Printf("| %.0f | %.2f | %d | %.1f | %.1f | %.0f | %d | **%.2f**%s | %d | %d |\n", p.T,
+		measured := "no"
+		if s.Service.AtCapacity {
+			measured = "yes"
+		}
+		e.Printf("| %.0f | %.2f | %d | %.1f | %.1f | %s | %.0f | %d | **%.2f**%s | %d | %d |\n", p.T,
 			loadAt(o.Envelope, time.Duration(p.T*float64(time.Second))), offered[sec], s.ArrivalRequestsPerSecond,
-			s.Service.RequestsPerSecond, s.Service.Slots, s.Queued, s.DesiredBackends, mark, refusals[sec], served[sec])
+			s.Service.RequestsPerSecond, measured, s.Service.Slots, s.Queued, s.DesiredBackends, mark, refusals[sec], served[sec])
 	}
 	e.Printf("\n")
 	pass := func(ok bool) string {
@@ -71,25 +78,24 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 		if v < 0 {
 			return "never"
 		}
-		return fmt.Sprintf("t=%.1f s", v)
+		return fmt.Sprintf("%.1f s", v)
 	}
-	e.Printf("| figure | value | target |\n|---|---|---|\n")
-	e.Printf("| signal rises (desired > %d) | %s | |\n", rep.Backends, at(rep.FirstSignal))
-	e.Printf("| first refusal (429/503 at the client) | %s (%d refusals in all: %s) | |\n", at(rep.FirstRefusal), rep.Refusals, benchkit.ByValue(rep.RefusalReason))
-	leadOK := rep.FirstSignal >= 0 && (rep.FirstRefusal < 0 || rep.Lead >= minLead.Seconds())
-	lead := "no refusal"
-	if rep.FirstRefusal >= 0 && rep.FirstSignal >= 0 {
-		lead = fmt.Sprintf("%.1f s", rep.Lead)
+	e.Printf("| peak (from, drop) | signal rises (desired > %d, and stays up) | first refusal | lead (target >= %s) | refusals | max desired | back below %d after the drop (target: falls back) |\n",
+		rep.Backends, minLead, rep.Backends)
+	e.Printf("|---|--:|--:|---|--:|--:|---|\n")
+	for _, pk := range rep.Peaks {
+		lead := "no refusal: " + pass(pk.Rise >= 0)
+		if pk.FirstRefusal >= 0 {
+			lead = fmt.Sprintf("%.1f s: %s", pk.Lead, pass(pk.Rise >= 0 && pk.Lead >= minLead.Seconds()))
+		}
+		fell := "never: " + pass(false)
+		if pk.FellBack >= 0 {
+			fell = fmt.Sprintf("%.1f s later: %s", pk.FellBack-pk.Drop, pass(true))
+		}
+		e.Printf("| %.0f–%.0f s | %s | %s | %s | %d | %.2f | %s |\n", pk.From, pk.Drop, at(pk.Rise), at(pk.FirstRefusal), lead, pk.Refusals, pk.MaxDesired, fell)
 	}
-	e.Printf("| lead of the signal over the first refusal | %s | >= %s: %s |\n", lead, minLead, pass(leadOK))
-	e.Printf("| peak desired backends | %.2f | |\n", rep.PeakDesired)
-	fell := "never"
-	if rep.FellBack >= 0 {
-		fell = fmt.Sprintf("t=%.1f s, %.1f s after the drop at t=%.0f s", rep.FellBack, rep.FellBack-rep.DropAt, rep.DropAt)
-	}
-	e.Printf("| back below the pool's size after the drop | %s; %.2f at the end | falls back: %s |\n", fell, rep.FinalDesired,
-		pass(rep.FellBack >= 0 && rep.FinalDesired < float64(rep.Backends)))
-	e.Printf("| answered within the SLO | %d of %d (goodput %.1f req/s) | |\n\n", res.Goodput.Count, len(res.Records), finite(res.Goodput.PerS))
+	e.Printf("\nDesired backends at the end: %.2f. Refusals in all: %d (%s); answered within the SLO: %d of %d.\n\n",
+		rep.FinalDesired, rep.Refusals, benchkit.ByValue(rep.RefusalReason), res.Goodput.Count, len(res.Records))
 	if e.Err != nil {
 		md.WriteString(e.Err.Error())
 	}
@@ -100,11 +106,4 @@ func conc(n int) string {
 		return " and adaptive concurrency limits"
 	}
 	return fmt.Sprintf(" but a static max_concurrency %d per backend", n)
-}
-
-func finite(v float64) float64 {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0
-	}
-	return v
 }

@@ -7,9 +7,10 @@ import "time"
 // /scaling (docs/DEPLOY.md, "Scaling signals").
 type Scaling struct {
 	// Window is the time constant the arrival, refusal, wait and service
-	// rates decay over: after a change in demand the signal has moved 63%
-	// of the way in one window, and it lags a steady ramp by one window
-	// (default 5s).
+	// rates decay over: after a change the rates have moved 63% of the way
+	// in one window. Demand is also measured over a fifth of it and the
+	// larger counts, so desired backends follows a rise within a fifth of
+	// the window and a fall over the whole (default 10s).
 	Window Duration `yaml:"window"`
 	// Headroom is the capacity kept free above the demand: a pool at its
 	// desired size runs at 1/(1+headroom) of its measured service rate
@@ -18,7 +19,7 @@ type Scaling struct {
 }
 
 func defaultScaling() Scaling {
-	return Scaling{Window: Duration(5 * time.Second), Headroom: 0.2}
+	return Scaling{Window: Duration(10 * time.Second), Headroom: 0.2}
 }
 
 // maxScalingWindow bounds scaling.window: a longer one reacts after any

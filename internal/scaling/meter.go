@@ -23,7 +23,7 @@ type Meter struct {
 // DefaultWindow is the decay window when none is configured
 // (scaling.window): short enough that the signal leads a burst's refusals,
 // long enough to smooth a trace's second-to-second jitter (docs/BENCHMARKS.md).
-const DefaultWindow = 5 * time.Second
+const DefaultWindow = 10 * time.Second
 
 // NewMeter returns a meter decaying over window (DefaultWindow if <= 0).
 func NewMeter(window time.Duration) *Meter {
@@ -46,6 +46,7 @@ func (m *Meter) SetWindow(window time.Duration) {
 type modelMeter struct {
 	mu            sync.Mutex
 	arrivals      Rate
+	arrivalsFast  Rate // over window/riseDivisor: see Reading.ArrivalsRising
 	arrivalTokens Rate
 	refusals      map[string]*Rate
 	wait          Mean
@@ -139,6 +140,7 @@ func (m *Meter) Arrived(model string, now time.Time, tokens float64) {
 	mm, tau := m.model(model)
 	mm.mu.Lock()
 	mm.arrivals.Add(now, 1, tau)
+	mm.arrivalsFast.Add(now, 1, tau/riseDivisor)
 	mm.arrivalTokens.Add(now, tokens, tau)
 	mm.mu.Unlock()
 }
@@ -189,9 +191,17 @@ func (m *Meter) Served(model, backend string, now time.Time, tokens, slots int, 
 	mm.mu.Unlock()
 }
 
+// riseDivisor is how much faster ArrivalsRising follows demand than
+// Arrivals.
+const riseDivisor = 5
+
 // Reading is a model's measured figures at one instant.
 type Reading struct {
-	Arrivals      float64            // requests per second
+	Arrivals float64 // requests per second, over the window
+	// ArrivalsRising is the same over a fifth of the window: noisier, but it
+	// lags a rising demand by a fifth as much. Planning for the larger of
+	// the two follows a rise fast and a fall slowly, as a scaler should.
+	ArrivalsRising float64
 	ArrivalTokens float64            // estimated tokens per second
 	Refusals      map[string]float64 // per second, by reason; reasons below 0.001/s left out
 	// Wait is the decayed mean queue wait of admitted requests; WaitKnown
@@ -229,7 +239,7 @@ func (m *Meter) Read(model string, now time.Time, backends []string) Reading {
 	mm, tau := m.model(model)
 	mm.mu.Lock()
 	defer mm.mu.Unlock()
-	r := Reading{Arrivals: mm.arrivals.At(now, tau), ArrivalTokens: mm.arrivalTokens.At(now, tau),
+	r := Reading{Arrivals: mm.arrivals.At(now, tau), ArrivalsRising: mm.arrivalsFast.At(now, tau/riseDivisor), ArrivalTokens: mm.arrivalTokens.At(now, tau),
 		Refusals: map[string]float64{}, Service: map[string]Service{}}
 	for reason, rate := range mm.refusals {
 		if v := rate.At(now, tau); v >= minRefusalRate {

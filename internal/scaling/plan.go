@@ -110,6 +110,10 @@ type BackendService struct {
 	// usage was reported; 0 when none was.
 	TokensPerSecond float64 `json:"tokens_per_second"`
 	Measured        bool    `json:"measured"`
+	// AtCapacity: measured while the backend was full, so what it
+	// sustains; false: not full yet, an optimistic estimate from all its
+	// recent completions.
+	AtCapacity bool `json:"at_capacity"`
 }
 
 // Plan computes a model's signal at now from the meter's reading and the
@@ -118,7 +122,7 @@ type BackendService struct {
 //	μ  = mean over the pool's measured backends of slots × completions per slot-second
 //	     (slots: the backend's mean concurrency limit over its completions;
 //	     before any backend is measured: mean slots × PriorSlotRate)
-//	D  = max(measured arrival rate, forecast at now+lead)
+//	D  = max(arrival rate over the window, over a fifth of it, forecast at now+lead)
 //	desired = D/μ                     Little's law: D × hold time / slots per backend
 //	        + Headroom × D/μ
 //	        + queued / (μ × drain_for)  the queue started within the objective
@@ -143,11 +147,11 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 	}
 	s.Service = meanService(&s, r, p, pol)
 
-	s.DemandRequestsPerSecond = r.Arrivals
+	s.DemandRequestsPerSecond = max(r.Arrivals, r.ArrivalsRising)
 	if pol.Forecast != nil {
 		if f, ok := pol.Forecast.ArrivalRate(model, now.Add(pol.Lead)); ok && f >= 0 && !math.IsInf(f, 0) && !math.IsNaN(f) {
 			s.ForecastRequestsPerSecond = &f
-			s.DemandRequestsPerSecond = max(r.Arrivals, f)
+			s.DemandRequestsPerSecond = max(s.DemandRequestsPerSecond, f)
 		}
 	}
 	if mu := s.Service.RequestsPerSecond; mu > 0 {
@@ -164,7 +168,7 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 // meanService fills the per-backend service rates and returns their mean
 // over the measured backends (the prior when none is).
 func meanService(s *Signal, r Reading, p PoolState, pol Policy) BackendService {
-	var sum BackendService
+	sum := BackendService{AtCapacity: true}
 	measured, slots := 0, 0.0
 	for _, b := range p.Backends {
 		if b.Usable {
@@ -180,20 +184,21 @@ func meanService(s *Signal, r Reading, p PoolState, pol Policy) BackendService {
 			if sv.Slots > 0 {
 				n = sv.Slots
 			}
-			bs.Slots, bs.Measured = n, true
+			bs.Slots, bs.Measured, bs.AtCapacity = n, true, sv.AtCapacity
 			bs.RequestsPerSecond = n * sv.PerSlot
 			bs.TokensPerSecond = n * sv.TokensPerSlot
 			measured++
 			sum.RequestsPerSecond += bs.RequestsPerSecond
 			sum.TokensPerSecond += bs.TokensPerSecond
 			sum.Slots += n
+			sum.AtCapacity = sum.AtCapacity && sv.AtCapacity
 		}
 		s.BackendsService = append(s.BackendsService, bs)
 	}
 	if measured > 0 {
 		k := float64(measured)
 		return BackendService{Slots: sum.Slots / k, RequestsPerSecond: sum.RequestsPerSecond / k,
-			TokensPerSecond: sum.TokensPerSecond / k, Measured: true}
+			TokensPerSecond: sum.TokensPerSecond / k, Measured: true, AtCapacity: sum.AtCapacity}
 	}
 	mean := float64(p.DefaultSlots)
 	if len(p.Backends) > 0 {

@@ -132,6 +132,14 @@ func TestPlanIsLittlesLawPlusHeadroomPlusTheQueue(t *testing.T) {
 	r8 := Reading{Arrivals: 6, Service: map[string]Service{"a": {PerSlot: 0.5, Slots: 8}, "b": {PerSlot: 0.5, Slots: 8}}}
 	near(t, "per-backend rate on the mean slots", Plan("m", t0, r8, pool(0), Policy{}).Service.RequestsPerSecond, 4, 1e-9)
 
+	// Demand measured over a fifth of the window counts when larger: a
+	// rise shows at once, a fall only over the whole window.
+	rising := r
+	rising.ArrivalsRising = 10
+	near(t, "desired on the rising rate", Plan("m", t0, rising, pool(0), Policy{}).DesiredBackends, 5, 1e-9)
+	rising.ArrivalsRising = 1
+	near(t, "desired on the window's rate", Plan("m", t0, rising, pool(0), Policy{}).DesiredBackends, 3, 1e-9)
+
 	// Demand gone, queue empty: nothing needed.
 	if s := Plan("m", t0, Reading{Service: r.Service}, pool(0), Policy{Headroom: 0.2}); s.DesiredBackends != 0 {
 		t.Fatalf("no demand, no queue: desired %.3f, want 0", s.DesiredBackends)
