@@ -47,11 +47,21 @@ func (g *Gateway) served(served *Pool, res *proxy.Result) {
 		tokens = res.Usage.PromptTokens + res.Usage.CompletionTokens
 	}
 	b := res.Backend
+	now := g.now()
 	limit := b.FullLimit()
 	// This request's slot is released already: the backend was full if it
 	// was at its limit with this one, or if requests wait for the pool.
 	full := limit > 0 && b.Inflight()+1 >= int64(limit) || served.queue != nil && served.queue.Waiting() > 0
-	g.meter.Served(served.Model, b.Name(), g.now(), tokens, limit, res.Held, full)
+	slots := float64(limit)
+	if l, ok := b.Load(); full && ok && l.Fresh(now) && l.InflightAtScrape > 0 {
+		// Other gateway replicas fill it too: its whole concurrency is ours
+		// scaled by all it holds over what we held (scraped backend
+		// metrics, when the pool's policy reads them).
+		if total := l.Running + l.Waiting; total > float64(l.InflightAtScrape) {
+			slots *= total / float64(l.InflightAtScrape)
+		}
+	}
+	g.meter.Served(served.Model, b.Name(), now, tokens, slots, res.Held, full)
 }
 
 // refused counts a live request of a configured model answered 429/503,

@@ -80,10 +80,10 @@ type busyService struct {
 	tokens, heldTokd float64
 }
 
-func (s *busyService) add(tokens, slots int, held time.Duration) {
+func (s *busyService) add(tokens int, slots float64, held time.Duration) {
 	const keep = 1 - 1.0/busySamples
 	h := max(held, time.Microsecond).Seconds()
-	s.n, s.held, s.slots = s.n*keep+1, s.held*keep+h, s.slots*keep+float64(max(slots, 0))
+	s.n, s.held, s.slots = s.n*keep+1, s.held*keep+h, s.slots*keep+max(slots, 0)
 	s.tokens, s.heldTokd = s.tokens*keep, s.heldTokd*keep
 	if tokens >= 0 {
 		s.tokens += float64(tokens)
@@ -100,13 +100,13 @@ type service struct {
 	at               time.Time
 }
 
-func (s *service) add(now time.Time, tokens, slots int, held time.Duration, tau time.Duration) {
+func (s *service) add(now time.Time, tokens int, slots float64, held time.Duration, tau time.Duration) {
 	k := 1.0
 	if !s.at.IsZero() {
 		k = decay(now.Sub(s.at), tau)
 	}
 	h := max(held, time.Microsecond).Seconds()
-	s.n, s.held, s.slots = s.n*k+1, s.held*k+h, s.slots*k+float64(max(slots, 0))
+	s.n, s.held, s.slots = s.n*k+1, s.held*k+h, s.slots*k+max(slots, 0)
 	s.tokens, s.heldTokd = s.tokens*k, s.heldTokd*k
 	if tokens >= 0 {
 		s.tokens += float64(tokens)
@@ -175,8 +175,12 @@ func (m *Meter) Waited(model string, now time.Time, d time.Duration) {
 // averaged over the completions, so an adaptive limit's brief cut under
 // back-pressure does not read as a backend that lost its capacity. atCapacity
 // says the backend was full as the request ended (at its limit, or requests
-// waited in the pool's queue): see backendMeter.
-func (m *Meter) Served(model, backend string, now time.Time, tokens, slots int, held time.Duration, atCapacity bool) {
+// waited in the pool's queue): see backendMeter. A backend other gateways
+// also send to is full with their requests too: at capacity, pass as slots
+// its whole concurrency (this gateway's limit scaled by the backend's
+// running and waiting requests over this gateway's), so the rate measured
+// is the backend's, not this gateway's share of it.
+func (m *Meter) Served(model, backend string, now time.Time, tokens int, slots float64, held time.Duration, atCapacity bool) {
 	mm, tau := m.model(model)
 	mm.mu.Lock()
 	b := mm.backends[backend]
