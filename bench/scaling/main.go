@@ -82,7 +82,7 @@ func main() {
 	var env, out, jsonOut string
 	flag.StringVar(&o.Trace, "trace", azureTrace, "trace to replay (any format bench.LoadTrace reads)")
 	flag.IntVar(&o.Backends, "backends", 2, "simulated backends in the pool")
-	flag.StringVar(&env, "envelope", "30s:0.5,40s:0.5>1.5,10s:1.5,20s:0.3,40s:0.3>1.5,10s:1.5,20s:0.3", "load envelope, multiples of the pool's capacity: DURATION:LOAD or DURATION:FROM>TO (a ramp), comma-separated")
+	flag.StringVar(&env, "envelope", "30s:0.5,60s:0.5>1.5,10s:1.5,20s:0.3,60s:0.3>1.5,10s:1.5,20s:0.3", "load envelope, multiples of the pool's capacity: DURATION:LOAD or DURATION:FROM>TO (a ramp), comma-separated")
 	flag.Float64Var(&o.TokenScale, "token-scale", 0.25, "multiply the trace's token counts (after clamping) so the simulators run fast")
 	flag.IntVar(&o.MaxInput, "max-input", 1024, "clamp the trace's prompt tokens (before --token-scale)")
 	flag.IntVar(&o.MaxOutput, "max-output", 256, "clamp the trace's output tokens (before --token-scale)")
