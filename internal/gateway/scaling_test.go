@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/scaling"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
@@ -123,5 +124,25 @@ func TestScalingEndpointRefusalsAndErrors(t *testing.T) {
 	resp := post(t, admin+"/scaling", "{}")
 	if readAll(t, resp); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("POST /scaling: %d", resp.StatusCode)
+	}
+}
+
+// A backend other gateways also fill: at capacity its slots are this
+// gateway's limit scaled by everything it holds (scraped running +
+// waiting) over what this gateway held, so each replica measures the
+// backend's rate rather than its own share of it.
+func TestScalingCountsOtherReplicasSlotsAtCapacity(t *testing.T) {
+	be := newOKBackend(t)
+	cfg := testConfig(be.URL)
+	cfg.Models[0].Backends[0].MaxConcurrency = 1 // every completion ends with the backend full
+	srv, gw := startGateway(t, cfg)
+	b := gw.Runtime().Pools["m1"].Backends[0]
+	now := time.Now()
+	// Three other replicas' requests beside ours: 4 in all, 1 of them ours.
+	b.SetLoad(endpoint.Load{Running: 3, Waiting: 1, InflightAtScrape: 1, At: now, Expires: now.Add(time.Hour)})
+	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
+	s := readSignal(t, adminServer(t, gw).URL, "m1")
+	if bs := s.BackendsService[0]; !bs.AtCapacity || bs.Slots != 4 {
+		t.Fatalf("backend service %+v: want at capacity with the backend's 4 slots", bs)
 	}
 }
