@@ -206,8 +206,8 @@ type Reading struct {
 	// lags a rising demand by a fifth as much. Planning for the larger of
 	// the two follows a rise fast and a fall slowly, as a scaler should.
 	ArrivalsRising float64
-	ArrivalTokens float64            // estimated tokens per second
-	Refusals      map[string]float64 // per second, by reason; reasons below 0.001/s left out
+	ArrivalTokens  float64            // estimated tokens per second
+	Refusals       map[string]float64 // per second, by reason; reasons below 0.001/s left out
 	// Wait is the decayed mean queue wait of admitted requests; WaitKnown
 	// is false before the first.
 	Wait      time.Duration
