@@ -140,7 +140,9 @@ func TestScalingCountsOtherReplicasSlotsAtCapacity(t *testing.T) {
 	now := time.Now()
 	// Three other replicas' requests beside ours: 4 in all, 1 of them ours.
 	b.SetLoad(endpoint.Load{Running: 3, Waiting: 1, InflightAtScrape: 1, At: now, Expires: now.Add(time.Hour)})
-	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
+	for range 32 { // enough completions at capacity to be trusted (scaling.minBusy)
+		readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
+	}
 	s := readSignal(t, adminServer(t, gw).URL, "m1")
 	if bs := s.BackendsService[0]; !bs.AtCapacity || bs.Slots != 4 {
 		t.Fatalf("backend service %+v: want at capacity with the backend's 4 slots", bs)

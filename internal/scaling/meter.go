@@ -71,8 +71,13 @@ type backendMeter struct {
 }
 
 // busySamples is how many at-capacity completions the busy estimate
-// averages over.
-const busySamples = 256
+// averages over; minBusy how many it needs before it is trusted: the
+// completions that end while a batch is full right after a burst are its
+// short requests, and a handful of them overstate the rate severalfold.
+const (
+	busySamples = 256
+	minBusy     = 32
+)
 
 // busyService is service's sums decayed per completion.
 type busyService struct {
@@ -268,7 +273,7 @@ func (m *Meter) Read(model string, now time.Time, backends []string) Reading {
 		if s.heldTokd > 0 {
 			sv.TokensPerSlot, sv.TokensKnown = s.tokens/s.heldTokd, true
 		}
-		if bs := &b.busy; bs.n > 0 {
+		if bs := &b.busy; bs.n >= minBusy {
 			sv = Service{PerSlot: bs.n / bs.held, Slots: bs.slots / bs.n, Evidence: bs.n, AtCapacity: true}
 			if bs.heldTokd > 0 {
 				sv.TokensPerSlot, sv.TokensKnown = bs.tokens/bs.heldTokd, true

@@ -236,7 +236,14 @@ func TestServiceAtCapacityWinsAndIsKeptThroughCalm(t *testing.T) {
 	if sv := r.Service["a"]; sv.AtCapacity || math.Abs(sv.Slots*sv.PerSlot-40) > 1e-9 {
 		t.Fatalf("before the first busy period: %+v, want the optimistic 40 req/s from all completions", sv)
 	}
-	for range 50 { // full: 20 slots, each request held 2 s (its batch full)
+	for range 5 { // a burst's first completions at capacity: not enough to trust
+		now = now.Add(100 * time.Millisecond)
+		m.Served("m", "a", now, 100, 20, 2*time.Second, true)
+	}
+	if sv := m.Read("m", now, []string{"a"}).Service["a"]; sv.AtCapacity {
+		t.Fatalf("five completions at capacity must not replace the estimate yet: %+v", sv)
+	}
+	for range 45 { // full: 20 slots, each request held 2 s (its batch full)
 		now = now.Add(100 * time.Millisecond)
 		m.Served("m", "a", now, 100, 20, 2*time.Second, true)
 	}
