@@ -79,14 +79,17 @@ const (
 	minBusy     = 32
 )
 
-// busyService is service's sums decayed per completion.
+// busyService is service's sums decayed per completion; count is how many
+// completions were added, undecayed.
 type busyService struct {
+	count            int
 	n, held, slots   float64
 	tokens, heldTokd float64
 }
 
 func (s *busyService) add(tokens int, slots float64, held time.Duration) {
 	const keep = 1 - 1.0/busySamples
+	s.count++
 	h := max(held, time.Microsecond).Seconds()
 	s.n, s.held, s.slots = s.n*keep+1, s.held*keep+h, s.slots*keep+max(slots, 0)
 	s.tokens, s.heldTokd = s.tokens*keep, s.heldTokd*keep
@@ -273,7 +276,7 @@ func (m *Meter) Read(model string, now time.Time, backends []string) Reading {
 		if s.heldTokd > 0 {
 			sv.TokensPerSlot, sv.TokensKnown = s.tokens/s.heldTokd, true
 		}
-		if bs := &b.busy; bs.n >= minBusy {
+		if bs := &b.busy; bs.count >= minBusy {
 			sv = Service{PerSlot: bs.n / bs.held, Slots: bs.slots / bs.n, Evidence: bs.n, AtCapacity: true}
 			if bs.heldTokd > 0 {
 				sv.TokensPerSlot, sv.TokensKnown = bs.tokens/bs.heldTokd, true
