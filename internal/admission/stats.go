@@ -139,3 +139,11 @@ func (q *Queue) Spare() int {
 func (q *Queue) DelayTarget(c Class) time.Duration {
 	return q.cfg.Targets[min(max(c, Interactive), MaxClass)]
 }
+
+// Waiting is how many requests wait in the queue now: a cheap read for
+// the scaling signals, which call a completion "at capacity" while any do.
+func (q *Queue) Waiting() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.queued
+}

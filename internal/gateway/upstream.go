@@ -29,6 +29,9 @@ type upstreamCall struct {
 	progress       *progressStream // X-Sluice-Progress asked and honoured; nil: no reports
 	slotWaited     slotWaitOutcome // set by forward (saturated.go)
 	queued         time.Duration   // its wait in the admission queue, once granted
+	// live: a client waits for this call (not a queued job), so it is
+	// demand the scaling signals count (scaling.go).
+	live bool
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
@@ -87,6 +90,7 @@ func (rt *Runtime) fillFromCapture(ctx context.Context, c *upstreamCall, header 
 // serveDirect admits the call (a fair wait, or a refusal at once with
 // Retry-After) and forwards it, on the client's own goroutine.
 func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) {
+	g.arrived(pool, c)
 	served, ticket, err := rt.admit(ctx, pool, c.id, c)
 	if err != nil {
 		if waited, ok := queueTimeOf(err); ok {
@@ -100,6 +104,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 	c.queued = rec.queued
 	if ticket != nil {
 		setQueueTime(w, rec.queued)
+		g.waited(served, c, rec)
 	}
 	if served != pool {
 		rec.served = served.Model
@@ -116,6 +121,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 	}
 	res := rt.forward(ctx, w, served, c, capture)
 	g.countSlotWait(served.Model, c.slotWaited)
+	g.served(served, &res)
 	rt.fillFromCapture(context.WithoutCancel(ctx), c, w.Header(), &res, capture, g.now())
 	rec.result = res
 	if res.Err != nil && !res.Written {
@@ -136,6 +142,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 	var r *reader
 	if leader {
 		xcache = "MISS"
+		g.arrived(pool, c)
 		served, ticket, err := rt.admit(ctx, pool, c.id, c)
 		if err != nil {
 			rt.flights.abort(f, err)
@@ -149,6 +156,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 		c.queued = rec.queued
 		if ticket != nil {
 			setQueueTime(w, rec.queued)
+			g.waited(served, c, rec)
 		}
 		if served != pool {
 			rec.served = served.Model
@@ -211,6 +219,7 @@ func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, ser
 		// The flight's buffer is the capture: the answer is held once.
 		res := rt.forward(ctx, w, served, &call, nil)
 		g.countSlotWait(served.Model, call.slotWaited)
+		g.served(served, &res)
 		if served.Model != call.peek.Model {
 			return res // a fallback's answer is not the asked model's to cache
 		}
@@ -244,7 +253,7 @@ func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *up
 	id := c.id
 	id.class, id.fallback = admission.Batch, false
 	bg := *c // in the batch class, at once or not at all, with no appointment
-	bg.until, bg.latest, bg.fingerprint = g.now(), time.Time{}, 0
+	bg.until, bg.latest, bg.fingerprint, bg.live = g.now(), time.Time{}, 0, false
 	served, ticket, err := rt.admit(ctx, pool, id, &bg)
 	if err != nil {
 		rt.flights.abort(f, err)
