@@ -113,9 +113,15 @@ type Active struct {
 	Fails    int      `yaml:"fails"`
 }
 
-// LoadMetrics configures scraping of backends' own /metrics (vLLM, SGLang)
-// for the least_load policy. Scraping runs only while some model uses it.
+// LoadMetrics configures scraping of backends' own /metrics (vLLM, SGLang):
+// for the least_load and prefix_affinity policies, and (Enabled, default
+// on) to cap each backend's concurrency limit by what it can start.
 type LoadMetrics struct {
+	// Enabled scrapes every backend and caps its concurrency limit by its
+	// running and waiting requests against its learned batch size, so no
+	// backend is sent more than it can start (default true). false scrapes
+	// only while a model's policy reads the load, and caps nothing.
+	Enabled  bool     `yaml:"enabled"`
 	Interval Duration `yaml:"interval"` // default 1s
 	Timeout  Duration `yaml:"timeout"`  // default: interval
 	Path     string   `yaml:"path"`     // default /metrics
@@ -234,7 +240,7 @@ func Default() Config {
 		Admission:   defaultAdmission(),
 		Cache:       defaultCache(),
 		Queue:       defaultQueue(),
-		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
+		LoadMetrics: LoadMetrics{Enabled: true, Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }
 
