@@ -93,9 +93,12 @@ type Backend struct {
 	failures atomic.Uint64
 	load     atomic.Pointer[Load]       // last scraped telemetry; nil until the first scrape
 	capRec   atomic.Pointer[scrapedCap] // what the scraped load allows; see ObserveLoad
-	brk      atomic.Pointer[breaker.Breaker]
-	limiter  atomic.Pointer[limiterBox]
-	life     lifecycle
+	// localSlots is the batch size seen from a backlog before its metrics
+	// showed one (backlogBound); 0 until then.
+	localSlots atomic.Int64
+	brk        atomic.Pointer[breaker.Breaker]
+	limiter    atomic.Pointer[limiterBox]
+	life       lifecycle
 
 	mu         sync.Mutex
 	policy     HealthPolicy

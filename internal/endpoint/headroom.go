@@ -105,14 +105,79 @@ func (b *Backend) ScrapedCap() (limit, slots int) {
 	return c.limit, c.slots
 }
 
-// capped applies the scraped cap to a limit (0 = unlimited).
+// capped applies the scraped cap, and the backlog bound, to a limit (0 =
+// unlimited).
 func (b *Backend) capped(limit int) int {
-	c, _ := b.ScrapedCap()
-	if c <= 0 {
+	c := b.capRec.Load()
+	if c == nil {
 		return limit
 	}
-	if limit <= 0 {
-		return c
+	now := c.now()
+	bound := 0
+	if now.Before(c.expires) {
+		bound = c.limit
 	}
-	return min(limit, c)
+	if c.slots == 0 {
+		if n := b.backlogBound(now); n > 0 && (bound == 0 || n < bound) {
+			bound = n
+		}
+	}
+	switch {
+	case bound <= 0:
+		return limit
+	case limit <= 0:
+		return bound
+	}
+	return min(limit, bound)
+}
+
+// minBacklogWait is the shortest stall taken for a backlog: scheduling
+// jitter on a loaded machine delays a first token by tens of milliseconds.
+const minBacklogWait = 100 * time.Millisecond
+
+// backlogBound bounds the in-flight requests of a backend whose slots are
+// not known from its metrics yet (it never queued in two readings in a
+// row), from what this gateway sees between two scrapes: streams sent and
+// still without a first token, while none has started for
+// max(4 x its typical time to first token, minBacklogWait)
+// (Stalled), wait in the backend's own queue behind a full batch. The
+// requests of this gateway that did start (in flight minus those waiting)
+// are then its batch: that many are learned as its slots, and the backend
+// is held there, sent nothing more until one ends. While no backlog shows,
+// one more than the learned slots is allowed, so a guess too low (a stall
+// from elsewhere) grows back as soon as a request starts beyond it. A scrape
+// a second later finds the true batch and takes over (ObserveLoad); this
+// bound only covers the time before, in which a burst admitted at once
+// would otherwise fill the backend's queue with requests that wait there
+// for whole generations.
+func (b *Backend) backlogBound(now time.Time) int {
+	b.mu.Lock()
+	waiting := b.waiting
+	stalled := time.Duration(0)
+	if waiting > 0 {
+		since := b.waitSince
+		if b.lastAnswer.After(since) {
+			since = b.lastAnswer
+		}
+		stalled = now.Sub(since)
+	}
+	typical := time.Duration(b.typical)
+	b.mu.Unlock()
+	started := int(b.inflight.Load()) - waiting
+	learned := int(b.localSlots.Load())
+	if typical > 0 && stalled > max(4*typical, minBacklogWait) {
+		if started > 0 && (learned == 0 || started < learned) {
+			b.localSlots.Store(int64(started))
+			learned = started
+		}
+		return max(learned, 1)
+	}
+	if learned == 0 {
+		return 0
+	}
+	if started > learned {
+		b.localSlots.CompareAndSwap(int64(learned), int64(started))
+		learned = started
+	}
+	return learned + 1
 }

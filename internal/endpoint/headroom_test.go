@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // fakeClock is an injected clock a test moves by hand.
@@ -151,5 +152,52 @@ func TestCapFor(t *testing.T) {
 		if got := capFor(tt.mine, tt.slots, tt.demand); got != tt.want {
 			t.Errorf("capFor(mine %d, slots %d, demand %d) = %d, want %d", tt.mine, tt.slots, tt.demand, got, tt.want)
 		}
+	}
+}
+
+func TestBacklogBoundHoldsBackendBeforeItsMetricsShowIt(t *testing.T) {
+	// A burst fills a backend whose metrics never showed a queue (its slots
+	// are unknown): 14 streams sent, 8 start (its batch), 6 get no first
+	// token. Once they have waited past 4x its typical time to first token
+	// with none starting, the backend is held at the 8 that started,
+	// before any scrape shows the queue.
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(24))
+	b.ObserveLoad(reading(clk, 2, 0, 2), clk.now) // calm: no queue, nothing capped
+	for range 14 {
+		if !b.Acquire() {
+			t.Fatal("Acquire refused below the limit")
+		}
+		b.StartWaiting(clk.t)
+	}
+	clk.t = clk.t.Add(40 * time.Millisecond)
+	for range 8 {
+		b.FirstToken(clk.t, 40*time.Millisecond)
+	}
+	clk.t = clk.t.Add(100 * time.Millisecond)
+	if got := b.Limit(); got != 24 {
+		t.Fatalf("Limit 100ms after the last start = %d, want 24 (no backlog yet)", got)
+	}
+	clk.t = clk.t.Add(100 * time.Millisecond) // 200ms without a start: past max(4x40ms, 100ms)
+	if got := b.Limit(); got != 8 {
+		t.Fatalf("Limit with 6 streams stalled behind 8 running = %d, want 8", got)
+	}
+	if b.HasCapacity() {
+		t.Fatal("a backend with a backlog may still be sent requests")
+	}
+	// One running stream ends and a queued one starts: no backlog for the
+	// moment, but the backend stays held at its learned batch (plus one)
+	// until its own queue has drained.
+	b.ReleaseFed(clk.t, outcome.Success, 0, 0)
+	b.FirstToken(clk.t, 200*time.Millisecond)
+	if got := b.Limit(); got != 9 || b.HasCapacity() {
+		t.Fatalf("Limit after a start = %d (capacity %v), want 9 and none: 13 are in flight", got, b.HasCapacity())
+	}
+	// A scrape that shows the queue twice takes over with the true batch.
+	b.ObserveLoad(reading(clk, 8, 5, 13), clk.now)
+	b.ObserveLoad(reading(clk, 8, 5, 13), clk.now)
+	if got, slots := b.ScrapedCap(); slots != 8 || got != 8 {
+		t.Fatalf("scraped cap %d slots %d, want 8 and 8", got, slots)
 	}
 }
