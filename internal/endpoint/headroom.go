@@ -139,7 +139,7 @@ const minBacklogWait = 100 * time.Millisecond
 // not known from its metrics yet (it never queued in two readings in a
 // row), from what this gateway sees between two scrapes: streams sent and
 // still without a first token, while none has started for
-// max(4 x its typical time to first token, minBacklogWait)
+// max(2 x its typical time to first token, minBacklogWait)
 // (Stalled), wait in the backend's own queue behind a full batch. The
 // requests of this gateway that did start (in flight minus those waiting)
 // are then its batch: that many are learned as its slots, and the backend
@@ -165,7 +165,7 @@ func (b *Backend) backlogBound(now time.Time) int {
 	b.mu.Unlock()
 	started := int(b.inflight.Load()) - waiting
 	learned := int(b.localSlots.Load())
-	if typical > 0 && stalled > max(4*typical, minBacklogWait) {
+	if typical > 0 && stalled > max(2*typical, minBacklogWait) {
 		if started > 0 && (learned == 0 || started < learned) {
 			b.localSlots.Store(int64(started))
 			learned = started

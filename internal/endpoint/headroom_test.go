@@ -158,7 +158,7 @@ func TestCapFor(t *testing.T) {
 func TestBacklogBoundHoldsBackendBeforeItsMetricsShowIt(t *testing.T) {
 	// A burst fills a backend whose metrics never showed a queue (its slots
 	// are unknown): 14 streams sent, 8 start (its batch), 6 get no first
-	// token. Once they have waited past 4x its typical time to first token
+	// token. Once they have waited past twice its typical time to first token (and 100ms)
 	// with none starting, the backend is held at the 8 that started,
 	// before any scrape shows the queue.
 	clk := &fakeClock{t: t0}
@@ -175,11 +175,11 @@ func TestBacklogBoundHoldsBackendBeforeItsMetricsShowIt(t *testing.T) {
 	for range 8 {
 		b.FirstToken(clk.t, 40*time.Millisecond)
 	}
-	clk.t = clk.t.Add(100 * time.Millisecond)
+	clk.t = clk.t.Add(90 * time.Millisecond)
 	if got := b.Limit(); got != 24 {
-		t.Fatalf("Limit 100ms after the last start = %d, want 24 (no backlog yet)", got)
+		t.Fatalf("Limit 90ms after the last start = %d, want 24 (no backlog yet)", got)
 	}
-	clk.t = clk.t.Add(100 * time.Millisecond) // 200ms without a start: past max(4x40ms, 100ms)
+	clk.t = clk.t.Add(110 * time.Millisecond) // 200ms without a start: past max(2x40ms, 100ms)
 	if got := b.Limit(); got != 8 {
 		t.Fatalf("Limit with 6 streams stalled behind 8 running = %d, want 8", got)
 	}
