@@ -30,9 +30,10 @@ type scrapedCap struct {
 // queues (Waiting > 0) in two readings in a row with its batch as large
 // as it was ever seen runs as many requests as it can, so Running is its
 // batch size now (slots or KV cache bound it); one that runs more than
-// that has grown its batch. A single reading with a queue proves nothing:
-// a request that arrived since the engine's last step waits too. Until it
-// has queued so, nothing is capped. With the slots known, and D = Running
+// that has grown its batch. A single reading with a queue proves nothing
+// (a request that arrived since the engine's last step waits too) unless
+// this gateway saw the backlog itself (backlogBound). Until it has queued
+// so, nothing is capped. With the slots known, and D = Running
 // + Waiting the backend's demand from every client:
 //
 //	D >= slots: cap = mine × slots / D   (at least 1)
@@ -60,7 +61,9 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	c.peak = max(c.peak, running)
 	queued := waiting > 0 && running > 0 && running >= c.peak
 	switch {
-	case queued && c.queued:
+	case queued && (c.queued || b.localSlots.Load() > 0):
+		// Two readings in a row, or one that confirms the backlog this
+		// gateway saw itself (backlogBound): the batch is full.
 		c.slots = running
 	case c.slots > 0 && running > c.slots:
 		c.slots = running

@@ -194,8 +194,9 @@ func TestBacklogBoundHoldsBackendBeforeItsMetricsShowIt(t *testing.T) {
 	if got := b.Limit(); got != 9 || b.HasCapacity() {
 		t.Fatalf("Limit after a start = %d (capacity %v), want 9 and none: 13 are in flight", got, b.HasCapacity())
 	}
-	// A scrape that shows the queue twice takes over with the true batch.
-	b.ObserveLoad(reading(clk, 8, 5, 13), clk.now)
+	// A scrape that shows the queue takes over with the true batch at
+	// once: it confirms the backlog this gateway saw, no second reading
+	// is needed.
 	b.ObserveLoad(reading(clk, 8, 5, 13), clk.now)
 	if got, slots := b.ScrapedCap(); slots != 8 || got != 8 {
 		t.Fatalf("scraped cap %d slots %d, want 8 and 8", got, slots)
