@@ -14,11 +14,15 @@ import (
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
 
-// countingBackend answers every request with the same completion.
+// countingBackend answers every request with the same completion and
+// counts the inference calls (under /v1/): the gateway's scrapes of its
+// /metrics (load_metrics, on by default) are not what the tests count.
 func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int32) {
 	var calls atomic.Int32
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			calls.Add(1)
+		}
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)

@@ -86,7 +86,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	store, err := jobs.Open(ctx, jobs.Options{
 		URL: url, Replicas: c.Replicas, Retention: c.Retention.D(), MaxFileBytes: int64(c.MaxFileBytes),
 		MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
-		AllowPrivateWebhooks: c.AllowPrivateWebhooks,
+		AllowPrivateWebhooks: c.AllowPrivateWebhooks, RequestTimeout: c.RequestTimeout.D(),
 	})
 	if err != nil {
 		q.Close()

@@ -9,9 +9,14 @@ import (
 	"github.com/sluice-gw/sluice/internal/scrape"
 )
 
-// usesLoadMetrics reports whether any model routes on scraped backend load:
-// least_load scores it, the prefix_affinity policies bound their loads with it.
+// usesLoadMetrics reports whether backends are scraped: to cap their
+// concurrency (load_metrics.enabled), or because a model routes on their
+// load (least_load scores it, the prefix_affinity policies bound their
+// loads with it).
 func usesLoadMetrics(cfg *config.Config) bool {
+	if cfg.LoadMetrics.Enabled {
+		return true
+	}
 	for _, m := range cfg.Models {
 		if routing.UsesLoadMetrics(m.Policy) {
 			return true
@@ -42,6 +47,7 @@ func (a *App) syncScraper(cfg *config.Config) {
 	s := scrape.NewScraper(scrape.Config{
 		Interval: cfg.LoadMetrics.Interval.D(), Timeout: cfg.LoadMetrics.Timeout.D(),
 		Path: cfg.LoadMetrics.Path, Names: names, StaleAfter: cfg.LoadMetrics.StaleAfter.D(),
+		CapConcurrency: cfg.LoadMetrics.Enabled,
 	}, &http.Client{Transport: a.deps.Transport.For(cfg.Timeouts.Connect.D())}, a.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	a.scrapeEnd = cancel

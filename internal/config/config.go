@@ -118,9 +118,15 @@ type Active struct {
 	Fails    int      `yaml:"fails"`
 }
 
-// LoadMetrics configures scraping of backends' own /metrics (vLLM, SGLang)
-// for the least_load policy. Scraping runs only while some model uses it.
+// LoadMetrics configures scraping of backends' own /metrics (vLLM, SGLang):
+// for the least_load and prefix_affinity policies, and (Enabled, default
+// on) to cap each backend's concurrency limit by what it can start.
 type LoadMetrics struct {
+	// Enabled scrapes every backend and caps its concurrency limit by its
+	// running and waiting requests against its learned batch size, so no
+	// backend is sent more than it can start (default true). false scrapes
+	// only while a model's policy reads the load, and caps nothing.
+	Enabled  bool     `yaml:"enabled"`
 	Interval Duration `yaml:"interval"` // default 1s
 	Timeout  Duration `yaml:"timeout"`  // default: interval
 	Path     string   `yaml:"path"`     // default /metrics
@@ -253,7 +259,7 @@ func Default() Config {
 		Auth:        Auth{JWT: defaultJWT()},
 		Forecast:    defaultForecast(),
 		Scaling:     defaultScaling(),
-		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
+		LoadMetrics: LoadMetrics{Enabled: true, Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }
 

@@ -33,6 +33,11 @@ type Queue struct {
 	// MaxAttempts before a failing job is dead-lettered, default 5
 	// (answers that only say "busy", 429/503, do not count).
 	MaxAttempts int `yaml:"max_attempts"`
+	// RequestTimeout bounds one call to NATS JetStream (a publish, a key
+	// read or write) before it fails and the client gets a 503, default 5s
+	// (JetStream's own). While the connection is known to be down, calls
+	// are refused at once, without waiting for it.
+	RequestTimeout Duration `yaml:"request_timeout"`
 	// MaxFileBytes bounds an uploaded batch file, default 200MiB.
 	MaxFileBytes ByteSize `yaml:"max_file_bytes"`
 	// WebhookSecret signs webhooks (Standard Webhooks webhook-signature,
@@ -54,7 +59,7 @@ type Queue struct {
 
 func defaultQueue() Queue {
 	return Queue{Enabled: true, Workers: 64, Retention: Duration(7 * 24 * time.Hour), MaxAttempts: 5,
-		MaxFileBytes: 200 << 20}
+		MaxFileBytes: 200 << 20, RequestTimeout: Duration(5 * time.Second)}
 }
 
 func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
@@ -67,6 +72,9 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	}
 	if q.Replicas < 0 {
 		bad("queue.replicas", "must not be negative")
+	}
+	if q.RequestTimeout <= 0 {
+		bad("queue.request_timeout", "must be positive, got %s", q.RequestTimeout)
 	}
 	if q.Retention <= 0 {
 		bad("queue.retention", "must be a positive duration")

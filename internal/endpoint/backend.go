@@ -91,10 +91,14 @@ type Backend struct {
 	work     atomic.Int64
 	requests atomic.Uint64
 	failures atomic.Uint64
-	load     atomic.Pointer[Load] // last scraped telemetry; nil until the first scrape
-	brk      atomic.Pointer[breaker.Breaker]
-	limiter  atomic.Pointer[limiterBox]
-	life     lifecycle
+	load     atomic.Pointer[Load]       // last scraped telemetry; nil until the first scrape
+	capRec   atomic.Pointer[scrapedCap] // what the scraped load allows; see ObserveLoad
+	// localSlots is the batch size seen from a backlog before its metrics
+	// showed one (backlogBound); 0 until then.
+	localSlots atomic.Int64
+	brk        atomic.Pointer[breaker.Breaker]
+	limiter    atomic.Pointer[limiterBox]
+	life       lifecycle
 
 	mu         sync.Mutex
 	policy     HealthPolicy
@@ -195,15 +199,17 @@ func (b *Backend) Limiter() admission.Limiter {
 }
 
 // Limit is the backend's current concurrency limit: the static
-// max_concurrency when set, else the adaptive limit; 0 means unlimited.
+// max_concurrency when set, else the adaptive limit, in both cases no more
+// than its scraped metrics say it can start (ObserveLoad); 0 means
+// unlimited.
 func (b *Backend) Limit() int {
 	if b.spec.MaxConcurrency > 0 {
-		return b.ramped(b.spec.MaxConcurrency)
+		return b.capped(b.ramped(b.spec.MaxConcurrency))
 	}
 	if box := b.limiter.Load(); box != nil {
-		return b.ramped(box.l.Limit())
+		return b.capped(b.ramped(box.l.Limit()))
 	}
-	return 0
+	return b.capped(0)
 }
 
 // FullLimit is Limit without a slow start's ramp: the slots the backend

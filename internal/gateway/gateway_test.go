@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/endpoint"
 )
 
 func TestForwardsBodyUnchangedAndInjectsBackendKey(t *testing.T) {
@@ -460,5 +461,31 @@ func TestModelsCacheHeadersAndETag(t *testing.T) {
 	}
 	if body := readAll(t, resp); resp.StatusCode != 304 || body != "" {
 		t.Fatalf("revalidation: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestStatusShowsLearnedSlotsAndCappedLimit: once a backend's metrics
+// show it queueing behind a full batch of 8 (two readings), /status shows
+// the 8 slots and a limit capped to them.
+func TestStatusShowsLearnedSlotsAndCappedLimit(t *testing.T) {
+	be := newOKBackend(t)
+	srv, gw := startGateway(t, testConfig(be.URL))
+	admin := adminServer(t, gw)
+	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
+	b := gw.Runtime().Backends()[0]
+	now := time.Now()
+	clock := func() time.Time { return now }
+	for range 2 {
+		b.ObserveLoad(endpoint.Load{Running: 8, Waiting: 4, At: now, Expires: now.Add(time.Hour), InflightAtScrape: 12}, clock)
+	}
+	resp, err := http.Get(admin.URL + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAll(t, resp)
+	for _, w := range []string{`"slots": 8`, `"limit": 8`} {
+		if !strings.Contains(body, w) {
+			t.Errorf("/status: missing %q in\n%s", w, body)
+		}
 	}
 }

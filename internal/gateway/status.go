@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
@@ -111,8 +112,12 @@ type backendStatus struct {
 	Weight            int     `json:"weight"`
 	MaxConcurrency    int     `json:"max_concurrency"`
 	// Limit is the concurrency limit in force: max_concurrency, or the
-	// adaptive limit; 0 = unlimited.
+	// adaptive limit, capped by what the backend can start
+	// (load_metrics); 0 = unlimited.
 	Limit int `json:"limit"`
+	// Slots is the backend's batch size learned from its scraped metrics
+	// when it queued (endpoint.Backend.ScrapedCap); 0 = not known yet.
+	Slots int `json:"slots"`
 	// SlowStart is the share of its weight and limit the backend gets
 	// now: below 1 while it ramps up after joining a running pool.
 	SlowStart float64 `json:"slow_start"`
@@ -145,7 +150,7 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 				OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
 				EWMALatencyMS: float64(b.Latency(now).Microseconds()) / 1000,
 				Weight:        b.Weight(), MaxConcurrency: spec.MaxConcurrency, Limit: b.Limit(),
-				SlowStart: b.RampFactor(),
+				SlowStart: b.RampFactor(), Slots: slotsOf(b),
 			})
 		}
 		if p.queue != nil {
@@ -155,6 +160,12 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 		out.Models = append(out.Models, ps)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// slotsOf is a backend's learned batch size (0: not known yet).
+func slotsOf(b *endpoint.Backend) int {
+	_, slots := b.ScrapedCap()
+	return slots
 }
 
 func (g *Gateway) backendSamples() []telemetry.BackendSample {

@@ -167,7 +167,7 @@ func (s *Store) enqueueBatch(ctx context.Context, rec *batchRecord, reqs []Batch
 // failCreate marks a batch whose creation went wrong failed (best effort:
 // the tracker fails it later if this write fails too) and returns err.
 func (s *Store) failCreate(key string, err error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
 	defer cancel()
 	_, _, uerr := s.updateBatch(ctx, key, func(r *batchRecord) error {
 		failBatch(r, s.now().Unix(), "enqueueing the batch failed")

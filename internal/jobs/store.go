@@ -36,6 +36,10 @@ func defaultClasses() []string { return []string{"interactive", "batch"} }
 
 // Options configures a Store. Zero values take the documented defaults.
 type Options struct {
+	// RequestTimeout bounds one JetStream call that has no deadline of its
+	// own, default DefaultRequestTimeout. Calls made while the connection
+	// is down are refused at once (checkOpen), not after it.
+	RequestTimeout time.Duration
 	// URL is the NATS server, e.g. (*Embedded).ClientURL().
 	URL string
 	// Name is the NATS connection name, default "sluice-jobs".
@@ -141,6 +145,9 @@ func (o *Options) defaults() {
 	if o.CreateTimeout <= 0 {
 		o.CreateTimeout = 10 * time.Minute
 	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -229,8 +236,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
+// DefaultRequestTimeout is Options.RequestTimeout's default: JetStream's own.
+const DefaultRequestTimeout = 5 * time.Second
+
 func (s *Store) setup(ctx context.Context) error {
-	js, err := jetstream.New(s.nc)
+	js, err := jetstream.New(s.nc, jetstream.WithDefaultTimeout(s.o.RequestTimeout))
 	if err != nil {
 		return fmt.Errorf("jobs: jetstream: %w", err)
 	}

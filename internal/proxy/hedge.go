@@ -208,7 +208,7 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 	done := make(chan *leg, 2)
 	legs := []*leg{primary}
 	go f.sendFirst(primary, in, done)
-	hedgeDue := f.after(in.HedgeAfter)
+	hedgeDue := f.after(hedgeDelay(in.HedgeAfter, primary.c.b))
 	var winner *leg
 	for reported := 0; winner == nil && reported < len(legs); {
 		select {
@@ -293,6 +293,24 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 		winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
 	}
 	return winner
+}
+
+// hedgeDelay is how long a first attempt on b waits for its first token
+// before a hedge: the request's HedgeAfter (the pool's tail), except on a
+// backend whose typical time to first token is already later than that.
+// Most of that backend's streams would be hedged anyway, each after waiting
+// HedgeAfter for nothing: a backend ten times slower than its peers still
+// gets a share of the traffic from p2c (it is picked whenever its latency
+// times its outstanding work is below a healthy peer's), and every one of
+// those streams started at HedgeAfter plus a healthy backend's time to
+// first token, about twice the pool's usual. Hedged at once, they start as
+// fast as the hedge's backend allows; the first attempt still runs on to
+// its own first token, the sample that keeps its backend's estimate slow.
+func hedgeDelay(after time.Duration, b *endpoint.Backend) time.Duration {
+	if b != nil && b.TypicalLatency() > after {
+		return 0
+	}
+	return after
 }
 
 // settle ends l's part in the race, once: a hedge gives back its budget

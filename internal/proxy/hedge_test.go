@@ -34,7 +34,8 @@ type hedgeRig struct {
 	// after the head, like slow, until closed; fastGot is closed when it
 	// has the request.
 	fastHold, fastGot chan struct{}
-	fire              chan time.Time // the hedge delay's timer
+	fire              chan time.Time     // the hedge delay's timer
+	delays            chan time.Duration // each hedge delay asked of the timer
 	clock             *testClock
 	budget            *HedgeBudget
 	queue             *admission.Queue
@@ -94,7 +95,7 @@ const sseAnswer = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndat
 
 func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig {
 	r := &hedgeRig{t: t, slowGot: make(chan struct{}), slowGone: make(chan struct{}), releaseSlow: make(chan struct{}),
-		fire: make(chan time.Time), clock: &testClock{now: time.Unix(1000, 0)}, budget: budget,
+		fire: make(chan time.Time), delays: make(chan time.Duration, 4), clock: &testClock{now: time.Unix(1000, 0)}, budget: budget,
 		slotAsked: make(chan bool, 4), results: make(chan Result, 1)}
 	var once sync.Once
 	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -154,7 +155,13 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 	f := NewForwarder(Options{
 		Transport: transport, Timeouts: Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Hour},
 		Attempts: 3, Now: r.clock.Now, Hedges: budget,
-		After: func(time.Duration) <-chan time.Time { return r.fire },
+		After: func(d time.Duration) <-chan time.Time {
+			select {
+			case r.delays <- d:
+			default:
+			}
+			return r.fire
+		},
 	})
 	bodies := NewBodyPool(nil)
 	sel := orderedSelector{r.slow, r.fast}
@@ -416,5 +423,29 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestHedgeAtOnceOnBackendSlowerThanTheDelay: a first attempt sent to a
+// backend whose typical time to first token (500ms) is already past the
+// hedge delay (50ms) is hedged at once, not after the delay: waiting would
+// only add the delay to the stream's start. On a backend as fast as the
+// delay, the timer keeps the delay.
+func TestHedgeAtOnceOnBackendSlowerThanTheDelay(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 8)
+	r.slow.FirstToken(r.clock.Now(), 500*time.Millisecond)
+	body, res := r.answer(r.send(0))
+	if body != sseAnswer || res.Hedge != HedgeWon || res.Backend != r.fast {
+		t.Fatalf("body %q hedge %d backend %v; want the fast backend's stream by a hedge", body, res.Hedge, res.Backend)
+	}
+	if d := <-r.delays; d != 0 {
+		t.Fatalf("hedge delay on a backend typically 500ms to first token = %v, want 0 (at once)", d)
+	}
+
+	r2 := newHedgeRig(t, NewHedgeBudget(0.1, 1), 8)
+	r2.slow.FirstToken(r2.clock.Now(), 40*time.Millisecond)
+	r2.answer(r2.send(50 * time.Millisecond))
+	if d := <-r2.delays; d != 50*time.Millisecond {
+		t.Fatalf("hedge delay on a backend typically 40ms to first token = %v, want the request's 50ms", d)
 	}
 }

@@ -1,7 +1,8 @@
 // Package scrape polls every backend's Prometheus metrics endpoint on an
 // interval and stores what it reads (queue depth, KV-cache usage) on the
-// backend with endpoint.Backend.SetLoad. It is the only writer of that
-// state; the least_load routing policy reads it.
+// backend with endpoint.Backend.SetLoad, or ObserveLoad when it also caps
+// the backend's concurrency by what the backend can start. It is the only
+// writer of that state; the least_load routing policy reads it.
 //
 // A failed scrape leaves the previous snapshot in place. Each snapshot
 // carries an expiry (Config.StaleAfter), so a backend whose scrapes keep
@@ -79,6 +80,10 @@ type Config struct {
 	MaxBody int64
 	// Now is the clock stamped on snapshots. Default time.Now.
 	Now func() time.Time
+	// CapConcurrency also caps each backend's concurrency limit by what
+	// its reading says it can start (endpoint.Backend.ObserveLoad), so no
+	// backend is sent more than it runs plus what it can still start.
+	CapConcurrency bool
 }
 
 func (c Config) withDefaults() Config {

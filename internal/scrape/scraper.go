@@ -130,7 +130,10 @@ func (s *Scraper) track(backends []*endpoint.Backend) []*endpoint.Backend {
 // record stores a reading and logs when a backend's scrapes start or stop
 // failing (not on every failure: a dead /metrics would log every second).
 func (s *Scraper) record(b *endpoint.Backend, l endpoint.Load, err error) {
-	if err == nil {
+	switch {
+	case err == nil && s.cfg.CapConcurrency:
+		b.ObserveLoad(l, s.cfg.Now)
+	case err == nil:
 		b.SetLoad(l)
 	}
 	s.mu.Lock()

@@ -1,0 +1,186 @@
+package endpoint
+
+import (
+	"math"
+	"time"
+)
+
+// scrapedCap is the concurrency a backend's own metrics allow this
+// gateway: what it runs now plus what it can still start, never more
+// (issue 10 §3). The adaptive limit learns from latency, and a batching
+// engine's latency hardly moves while requests wait in its own queue behind
+// a full batch, so without this the limit settles past the backend's real
+// slots and the overflow waits inside the backend, out of the gateway's
+// fair queue and deadlines.
+type scrapedCap struct {
+	limit   int       // in-flight requests this gateway may have there
+	slots   int       // learned batch size; 0 while the backend never queued
+	peak    int       // the most requests it was ever seen running
+	queued  bool      // the last reading showed a queue behind a full batch
+	expires time.Time // the reading's expiry: an older cap is not applied
+	now     func() time.Time
+}
+
+// ObserveLoad stores a scraped snapshot, as SetLoad, and caps the
+// backend's concurrency limit (Limit) by what the snapshot says the
+// backend can start, until l.Expires on now's clock. The scraper is its
+// only caller.
+//
+// The backend's slot count is learned, not configured: a backend that
+// queues (Waiting > 0) in two readings in a row with its batch as large
+// as it was ever seen runs as many requests as it can, so Running is its
+// batch size now (slots or KV cache bound it); one that runs more than
+// that has grown its batch. A single reading with a queue proves nothing
+// (a request that arrived since the engine's last step waits too) unless
+// this gateway saw the backlog itself (backlogBound). Until it has queued
+// so, nothing is capped. With the slots known, and D = Running
+// + Waiting the backend's demand from every client:
+//
+//	D >= slots: cap = mine × slots / D   (at least 1)
+//	D <  slots: cap = mine + slots − D
+//
+// where mine is this gateway's in-flight count when the backend answered
+// the scrape (InflightAtScrape). While the backend queues nothing the cap
+// is at least mine + 1, so a slot count learned too low grows back. Gateway
+// replicas sharing a backend each see the same D, so in a backend that
+// queues each gets its own share of its slots, and the caps add up to the
+// slots, not to the replicas times the slots. The room of a backend with
+// free slots is offered to every replica at once, so they may overfill it
+// by that room, once: the next scrape shows the queue and scales them back.
+func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
+	b.SetLoad(l)
+	running := int(math.Round(l.Running))
+	waiting := int(math.Round(l.Waiting))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var c scrapedCap
+	if old := b.capRec.Load(); old != nil {
+		c = *old
+	}
+	c.expires, c.now = l.Expires, now
+	c.peak = max(c.peak, running)
+	queued := waiting > 0 && running > 0 && running >= c.peak
+	switch {
+	case queued && (c.queued || b.localSlots.Load() > 0):
+		// Two readings in a row, or one that confirms the backlog this
+		// gateway saw itself (backlogBound): the batch is full.
+		c.slots = running
+	case c.slots > 0 && running > c.slots:
+		c.slots = running
+	}
+	c.queued = queued
+	c.limit = 0
+	switch {
+	case c.slots > 0:
+		c.limit = capFor(int(l.InflightAtScrape), c.slots, running+waiting)
+		if waiting == 0 {
+			c.limit = max(c.limit, int(l.InflightAtScrape)+1)
+		}
+	case waiting > 0 && running == 0 && c.peak > 0:
+		// Queueing with nothing running (stalled, or every request
+		// preempted) though it has run before: it starts nothing now.
+		// One request keeps a reading of its first token coming.
+		c.limit = 1
+	}
+	b.capRec.Store(&c)
+}
+
+// capFor is the in-flight bound for a gateway holding mine of a backend's
+// demand, given its slots (see ObserveLoad).
+func capFor(mine, slots, demand int) int {
+	if demand >= slots {
+		return max(1, int(math.Round(float64(mine)*float64(slots)/float64(demand))))
+	}
+	return mine + slots - demand
+}
+
+// ScrapedCap is the bound ObserveLoad set on the backend's in-flight
+// requests, and its learned slot count; cap is 0 when none applies now (no
+// reading, a stale one, or a backend that never queued).
+func (b *Backend) ScrapedCap() (limit, slots int) {
+	c := b.capRec.Load()
+	if c == nil {
+		return 0, 0
+	}
+	if !c.now().Before(c.expires) {
+		return 0, c.slots
+	}
+	return c.limit, c.slots
+}
+
+// capped applies the scraped cap, and the backlog bound, to a limit (0 =
+// unlimited).
+func (b *Backend) capped(limit int) int {
+	c := b.capRec.Load()
+	if c == nil {
+		return limit
+	}
+	now := c.now()
+	bound := 0
+	if now.Before(c.expires) {
+		bound = c.limit
+	}
+	if c.slots == 0 {
+		if n := b.backlogBound(now); n > 0 && (bound == 0 || n < bound) {
+			bound = n
+		}
+	}
+	switch {
+	case bound <= 0:
+		return limit
+	case limit <= 0:
+		return bound
+	}
+	return min(limit, bound)
+}
+
+// minBacklogWait is the shortest stall taken for a backlog: scheduling
+// jitter on a loaded machine delays a first token by tens of milliseconds.
+const minBacklogWait = 100 * time.Millisecond
+
+// backlogBound bounds the in-flight requests of a backend whose slots are
+// not known from its metrics yet (it never queued in two readings in a
+// row), from what this gateway sees between two scrapes: streams sent and
+// still without a first token, while none has started for
+// max(2 x its typical time to first token, minBacklogWait)
+// (Stalled), wait in the backend's own queue behind a full batch. The
+// requests of this gateway that did start (in flight minus those waiting)
+// are then its batch: that many are learned as its slots, and the backend
+// is held there, sent nothing more until one ends. While no backlog shows,
+// one more than the learned slots is allowed, so a guess too low (a stall
+// from elsewhere) grows back as soon as a request starts beyond it. A scrape
+// a second later finds the true batch and takes over (ObserveLoad); this
+// bound only covers the time before, in which a burst admitted at once
+// would otherwise fill the backend's queue with requests that wait there
+// for whole generations.
+func (b *Backend) backlogBound(now time.Time) int {
+	b.mu.Lock()
+	waiting := b.waiting
+	stalled := time.Duration(0)
+	if waiting > 0 {
+		since := b.waitSince
+		if b.lastAnswer.After(since) {
+			since = b.lastAnswer
+		}
+		stalled = now.Sub(since)
+	}
+	typical := time.Duration(b.typical)
+	b.mu.Unlock()
+	started := int(b.inflight.Load()) - waiting
+	learned := int(b.localSlots.Load())
+	if typical > 0 && stalled > max(2*typical, minBacklogWait) {
+		if started > 0 && (learned == 0 || started < learned) {
+			b.localSlots.Store(int64(started))
+			learned = started
+		}
+		return max(learned, 1)
+	}
+	if learned == 0 {
+		return 0
+	}
+	if started > learned {
+		b.localSlots.CompareAndSwap(int64(learned), int64(started))
+		learned = started
+	}
+	return learned + 1
+}

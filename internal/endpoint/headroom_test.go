@@ -1,0 +1,204 @@
+package endpoint
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/outcome"
+)
+
+// fakeClock is an injected clock a test moves by hand.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+// reading is a scrape of a backend: its own running and waiting counts,
+// and this gateway's in-flight count when it answered, trusted for 3s.
+func reading(clk *fakeClock, running, waiting float64, mine int64) Load {
+	return Load{Running: running, Waiting: waiting, At: clk.t, Expires: clk.t.Add(3 * time.Second), InflightAtScrape: mine}
+}
+
+// hold makes b's in-flight count n (Acquire ignores limits once attached
+// after the fact: it is raised by hand here).
+func hold(b *Backend, n int) { b.inflight.Store(int64(n)) }
+
+func TestScrapedCapLimitsToLearnedSlots(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(18)) // an adaptive limit past the real slots
+
+	// Calm: it never queued, so nothing is known and nothing is capped.
+	b.ObserveLoad(reading(clk, 4, 0, 4), clk.now)
+	if got := b.Limit(); got != 18 {
+		t.Fatalf("limit before the backend ever queued = %d, want the adaptive 18", got)
+	}
+	// One reading with a queue is not proof (a request that arrived since
+	// the last engine step waits too).
+	clk.t = clk.t.Add(time.Second)
+	b.ObserveLoad(reading(clk, 8, 6, 14), clk.now)
+	if got, slots := b.ScrapedCap(); got != 0 || slots != 0 {
+		t.Fatalf("after one queued reading: cap %d slots %d, want none yet", got, slots)
+	}
+	// Two in a row at its largest batch: 8 slots, and this gateway, alone
+	// here (mine = demand), may hold 8.
+	clk.t = clk.t.Add(time.Second)
+	b.ObserveLoad(reading(clk, 8, 10, 18), clk.now)
+	if got, slots := b.ScrapedCap(); got != 8 || slots != 8 {
+		t.Fatalf("cap %d slots %d, want 8 and 8", got, slots)
+	}
+	if got := b.Limit(); got != 8 {
+		t.Fatalf("Limit = %d, want the scraped 8 below the adaptive 18", got)
+	}
+	hold(b, 8)
+	if b.HasCapacity() || b.Acquire() {
+		t.Fatal("a ninth request admitted to a backend running its 8 slots")
+	}
+
+	// The queue drained and two slots are free: room for two more.
+	clk.t = clk.t.Add(time.Second)
+	b.ObserveLoad(reading(clk, 6, 0, 6), clk.now)
+	if got := b.Limit(); got != 8 {
+		t.Fatalf("Limit with 2 free slots and 6 held = %d, want 8", got)
+	}
+	// The reading goes stale (scrapes failing): the cap is dropped, the
+	// adaptive limit rules again.
+	clk.t = clk.t.Add(3 * time.Second)
+	if got := b.Limit(); got != 18 {
+		t.Fatalf("Limit after the reading expired = %d, want 18", got)
+	}
+}
+
+func TestScrapedCapSharesSlotsBetweenReplicas(t *testing.T) {
+	// Two gateway replicas in front of one backend with 8 slots. Each sees
+	// the backend's whole demand (its own requests and the other's), so
+	// their caps add up to the slots, not to twice them.
+	clk := &fakeClock{t: t0}
+	a := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	for _, g := range []*Backend{a, b} {
+		g.SetLimiter(admission.Static(18))
+	}
+	// A holds 12 and B 6 of the 18 requests at the backend: 8 run, 10 wait.
+	for range 2 {
+		a.ObserveLoad(reading(clk, 8, 10, 12), clk.now)
+		b.ObserveLoad(reading(clk, 8, 10, 6), clk.now)
+		clk.t = clk.t.Add(time.Second)
+	}
+	la, lb := a.Limit(), b.Limit()
+	if la+lb > 8 {
+		t.Fatalf("replica limits %d + %d = %d, more than the backend's 8 slots", la, lb, la+lb)
+	}
+	if la != 5 || lb != 3 {
+		t.Fatalf("replica limits %d and %d, want 5 and 3 (their shares of the demand)", la, lb)
+	}
+}
+
+func TestScrapedCapGrowsBackFromALowGuess(t *testing.T) {
+	// The backend queued twice at 3 running (a smaller batch that time):
+	// 3 slots learned. Without a queue the cap still leaves one more, so
+	// a larger batch is seen and learned.
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(18))
+	b.ObserveLoad(reading(clk, 3, 1, 4), clk.now)
+	b.ObserveLoad(reading(clk, 3, 1, 4), clk.now)
+	if _, slots := b.ScrapedCap(); slots != 3 {
+		t.Fatalf("slots = %d, want 3", slots)
+	}
+	b.ObserveLoad(reading(clk, 3, 0, 3), clk.now)
+	if got := b.Limit(); got != 4 {
+		t.Fatalf("Limit with no queue at the learned slots = %d, want 4 (one more to find out)", got)
+	}
+	b.ObserveLoad(reading(clk, 4, 0, 4), clk.now)
+	if got, slots := b.ScrapedCap(); slots != 4 || got != 5 {
+		t.Fatalf("after running 4 without a queue: cap %d slots %d, want 5 and 4", got, slots)
+	}
+}
+
+func TestScrapedCapStalledBackendGetsOneRequest(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(18))
+	b.ObserveLoad(reading(clk, 2, 0, 2), clk.now)
+	b.ObserveLoad(reading(clk, 0, 5, 5), clk.now) // it ran before; now it queues and runs nothing
+	if got := b.Limit(); got != 1 {
+		t.Fatalf("Limit of a backend that queues and runs nothing = %d, want 1", got)
+	}
+}
+
+func TestScrapedCapAppliesToStaticAndUnlimited(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	static := mustNew(t, Spec{URL: "http://h:1", MaxConcurrency: 24}, HealthPolicy{})
+	open := mustNew(t, Spec{URL: "http://h:2"}, HealthPolicy{})
+	for _, b := range []*Backend{static, open} {
+		b.ObserveLoad(reading(clk, 8, 2, 10), clk.now)
+		b.ObserveLoad(reading(clk, 8, 2, 10), clk.now)
+		if got := b.Limit(); got != 8 {
+			t.Errorf("%s: Limit = %d, want the scraped 8", b.Name(), got)
+		}
+	}
+}
+
+func TestCapFor(t *testing.T) {
+	tests := []struct{ mine, slots, demand, want int }{
+		{mine: 18, slots: 8, demand: 18, want: 8},
+		{mine: 0, slots: 8, demand: 18, want: 1}, // another client fills it: one request still goes
+		{mine: 4, slots: 8, demand: 8, want: 4},  // full, no queue: hold
+		{mine: 2, slots: 8, demand: 5, want: 5},  // three free slots
+		{mine: 0, slots: 8, demand: 0, want: 8},
+	}
+	for _, tt := range tests {
+		if got := capFor(tt.mine, tt.slots, tt.demand); got != tt.want {
+			t.Errorf("capFor(mine %d, slots %d, demand %d) = %d, want %d", tt.mine, tt.slots, tt.demand, got, tt.want)
+		}
+	}
+}
+
+func TestBacklogBoundHoldsBackendBeforeItsMetricsShowIt(t *testing.T) {
+	// A burst fills a backend whose metrics never showed a queue (its slots
+	// are unknown): 14 streams sent, 8 start (its batch), 6 get no first
+	// token. Once they have waited past twice its typical time to first token (and 100ms)
+	// with none starting, the backend is held at the 8 that started,
+	// before any scrape shows the queue.
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(24))
+	b.ObserveLoad(reading(clk, 2, 0, 2), clk.now) // calm: no queue, nothing capped
+	for range 14 {
+		if !b.Acquire() {
+			t.Fatal("Acquire refused below the limit")
+		}
+		b.StartWaiting(clk.t)
+	}
+	clk.t = clk.t.Add(40 * time.Millisecond)
+	for range 8 {
+		b.FirstToken(clk.t, 40*time.Millisecond)
+	}
+	clk.t = clk.t.Add(90 * time.Millisecond)
+	if got := b.Limit(); got != 24 {
+		t.Fatalf("Limit 90ms after the last start = %d, want 24 (no backlog yet)", got)
+	}
+	clk.t = clk.t.Add(110 * time.Millisecond) // 200ms without a start: past max(2x40ms, 100ms)
+	if got := b.Limit(); got != 8 {
+		t.Fatalf("Limit with 6 streams stalled behind 8 running = %d, want 8", got)
+	}
+	if b.HasCapacity() {
+		t.Fatal("a backend with a backlog may still be sent requests")
+	}
+	// One running stream ends and a queued one starts: no backlog for the
+	// moment, but the backend stays held at its learned batch (plus one)
+	// until its own queue has drained.
+	b.ReleaseFed(clk.t, outcome.Success, 0, 0)
+	b.FirstToken(clk.t, 200*time.Millisecond)
+	if got := b.Limit(); got != 9 || b.HasCapacity() {
+		t.Fatalf("Limit after a start = %d (capacity %v), want 9 and none: 13 are in flight", got, b.HasCapacity())
+	}
+	// A scrape that shows the queue takes over with the true batch at
+	// once: it confirms the backlog this gateway saw, no second reading
+	// is needed.
+	b.ObserveLoad(reading(clk, 8, 5, 13), clk.now)
+	if got, slots := b.ScrapedCap(); slots != 8 || got != 8 {
+		t.Fatalf("scraped cap %d slots %d, want 8 and 8", got, slots)
+	}
+}
