@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
@@ -79,22 +80,53 @@ func (g *Gateway) serveModel(w http.ResponseWriter, r *http.Request, id string) 
 	writeJSON(w, http.StatusOK, modelObject{ID: id, Object: "model", OwnedBy: "sluice"})
 }
 
-// serveReady answers 200 when every model has a usable backend, else 503
-// with the models that have none, so a load balancer stops sending here.
+// modelReadiness is one model's entry in /readyz's body.
+type modelReadiness struct {
+	Model string `json:"model"`
+	// Ready: at least one of its backends may be picked now (healthy or
+	// busy: not ejected, probe-down or breaker-open).
+	Ready bool `json:"ready"`
+	// Backends counts the pool's backends (draining ones excluded),
+	// Usable those that may be picked now.
+	Backends int `json:"backends"`
+	Usable   int `json:"usable"`
+	// States counts the backends per /status state: healthy, busy,
+	// ejected, down (active probe failing), open (breaker).
+	States map[string]int `json:"states"`
+}
+
+// serveReady answers 200 when at least one model can be served, else 503;
+// the body lists every model's state either way. Readiness is about the
+// replica, not the fleet: a model whose pool is down is answered by every
+// replica with the same OpenAI-shaped 503 and Retry-After, so taking the
+// replica out of its load balancer for that would only turn those answers
+// into connection errors for every other model too.
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	rt := g.rt.Load()
 	now := g.now()
-	var down []string
+	out := struct {
+		Ready  bool             `json:"ready"`
+		Models []modelReadiness `json:"models"`
+	}{Models: []modelReadiness{}}
 	for _, name := range rt.Models {
-		if !rt.Pools[name].Ready(now) {
-			down = append(down, name)
+		p := rt.Pools[name]
+		m := modelReadiness{Model: name, Backends: len(p.Backends), States: map[string]int{}}
+		for _, b := range p.Backends {
+			st := b.State(now)
+			m.States[st.String()]++
+			if st == endpoint.StateHealthy || st == endpoint.StateBusy {
+				m.Usable++
+			}
 		}
+		m.Ready = m.Usable > 0
+		out.Ready = out.Ready || m.Ready
+		out.Models = append(out.Models, m)
 	}
-	if len(down) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "models_without_backend": down})
-		return
+	status := http.StatusOK
+	if !out.Ready {
+		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+	writeJSON(w, status, out)
 }
 
 type backendStatus struct {
