@@ -14,10 +14,15 @@ import (
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
 
-// countingBackend answers every request with the same completion.
+// countingBackend answers every request with the same completion and
+// counts the inference calls (not the active health check's GET /health).
 func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int32) {
 	var calls atomic.Int32
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/health" {
+			io.WriteString(w, "ok")
+			return
+		}
 		calls.Add(1)
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
