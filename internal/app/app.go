@@ -207,7 +207,9 @@ func (a *App) Reload() error {
 		return a.refuseReload(errWithPath(a.path, err))
 	}
 	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
+	prev := a.gw.Runtime()
 	a.install(next)
+	a.logPoolChanges(prev, next.Runtime, "config reload")
 	if a.discovering {
 		a.disc.Sync(discoverySources(cfg))
 	}
@@ -276,6 +278,8 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); a.watchEjections(runCtx) }()
 	a.startDiscovery()
 	wg.Add(1)
 	go func() { defer wg.Done(); a.runDiscovery(runCtx) }()
@@ -295,6 +299,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	// Content-Length and Transfer-Encoding), which net/http accepts.
 	go func() { serveErr <- srv.Serve(framing.Listener(guarded)) }()
 	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
+	a.logSummary(ln.Addr().String())
 
 	select {
 	case err := <-serveErr:

@@ -98,8 +98,9 @@ func (a *App) rediscover() {
 		a.log.Error("discovery: rebuilding the pools failed; keeping the running ones", "error", err.Error())
 		return
 	}
+	prev := a.gw.Runtime()
 	a.install(next)
-	a.log.Info("discovery: pools rebuilt", "backends", len(next.Runtime.Backends()))
+	a.logPoolChanges(prev, next.Runtime, "discovery")
 }
 
 // install commits next and swaps it in for a.built; backends that left

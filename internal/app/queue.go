@@ -27,6 +27,9 @@ import (
 type jobQueue struct {
 	cfg   config.Queue
 	emb   *jobs.Embedded // nil with an external NATS
+	// url is the NATS URL the store and separate workers use (an
+	// external one's passwords redacted).
+	url string
 	store *jobs.Store
 	api   *batchapi.Handler
 	log   *slog.Logger
@@ -81,6 +84,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 		q.emb, url = emb, emb.ClientURL()
 		log.Info("job queue: embedded NATS JetStream", "data_dir", dir, "url", url)
 	}
+	q.url = redactURLs(url)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	store, err := jobs.Open(ctx, jobs.Options{
