@@ -41,6 +41,7 @@ type App struct {
 	jobsRetry func() (*jobQueue, error) // set when the queue must still be connected
 	closing   bool                      // guarded by jobsMu: Run is shutting down
 	log       *slog.Logger
+	queueInfo gateway.QueueInfo // where the job queue lives; fixed at New
 	deps      Deps
 	gw        *gateway.Gateway
 	// built is the runtime serving, with what the next build takes over
@@ -132,6 +133,8 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 			a.jobsRetry = open
 		}
 	}
+	a.queueInfo = queueInfo(cfg.Queue, a.jobs)
+	gwOpts.Queue = a.queueInfo
 	gw = gateway.New(built.Runtime, gwOpts)
 	a.gw = gw
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_backends_draining",

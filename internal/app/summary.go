@@ -3,11 +3,11 @@ package app
 import (
 	"cmp"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/health"
 )
 
@@ -37,8 +37,8 @@ func (a *App) logSummary(listen string) {
 		}
 		a.log.Info("serving model", attrs...)
 	}
-	mode, natsURL := a.queueMode(cfg.Queue)
-	a.log.Info("job queue", "mode", mode, "nats", natsURL)
+	q := a.queueInfo
+	a.log.Info("job queue", "mode", q.Mode, "nats", gateway.RedactURLs(q.URL))
 	admin := "off"
 	a.adminMu.Lock()
 	if a.adminLn != nil {
@@ -92,32 +92,4 @@ func activeSummary(a config.Active) string {
 		return "off"
 	}
 	return fmt.Sprintf("every %s at %s (by engine)", a.Interval.D(), a.Path)
-}
-
-// queueMode is how the job queue runs and the NATS URL workers use
-// (credentials redacted).
-func (a *App) queueMode(q config.Queue) (mode, natsURL string) {
-	if !q.Enabled {
-		return "off", ""
-	}
-	a.jobsMu.Lock()
-	defer a.jobsMu.Unlock()
-	switch {
-	case q.URL != "":
-		return "external", redactURLs(q.URL)
-	case a.jobs != nil:
-		return "embedded", a.jobs.url
-	}
-	return "embedded", ""
-}
-
-// redactURLs hides the passwords of a comma-separated NATS URL list.
-func redactURLs(list string) string {
-	parts := strings.Split(list, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {
-			parts[i] = u.Redacted()
-		}
-	}
-	return strings.Join(parts, ",")
 }

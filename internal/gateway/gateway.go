@@ -41,6 +41,9 @@ type Options struct {
 	// QueueEnabled: the job queue is configured, so its routes answer 503
 	// (not 404) while Jobs is nil.
 	QueueEnabled bool
+	// Queue says where the job queue lives: on /status (passwords
+	// hidden) and, for separate workers, at QueuePath.
+	Queue QueueInfo
 	// AllowPrivateWebhooks lets async jobs name loopback and private
 	// addresses as webhooks.
 	AllowPrivateWebhooks bool
@@ -67,6 +70,7 @@ type Gateway struct {
 	promHTTP    http.Handler
 	jobs        atomic.Pointer[batchapi.Handler]
 	queueOn     bool
+	queueInfo   QueueInfo // where the job queue lives (Options.Queue)
 	// privateHooks: webhooks may target private addresses.
 	privateHooks   bool
 	webhooksSigned bool
@@ -90,7 +94,8 @@ type Gateway struct {
 func New(rt *Runtime, opt Options) *Gateway {
 	bodyMem := netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
-		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker}
+		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
+		queueInfo: opt.Queue}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}

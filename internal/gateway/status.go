@@ -166,7 +166,14 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 	now := g.now()
 	out := struct {
 		Models []poolStatus `json:"models"`
+		// Queue is where the job queue lives (passwords hidden); absent
+		// when the gateway was built without one.
+		Queue *QueueInfo `json:"queue,omitempty"`
 	}{}
+	if g.queueInfo.Mode != "" {
+		q := g.queueInfo.redacted()
+		out.Queue = &q
+	}
 	for _, name := range rt.Models {
 		p := rt.Pools[name]
 		ps := poolStatus{Model: name, Policy: p.Policy, Draining: p.DrainingNow()}
