@@ -25,10 +25,10 @@ import (
 // on it, and the HTTP layer. Built once per process; config reloads do not
 // touch it.
 type jobQueue struct {
-	cfg   config.Queue
-	emb   *jobs.Embedded // nil with an external NATS
+	cfg config.Queue
+	emb *jobs.Embedded // nil with an external NATS
 	// url is the NATS URL the store and separate workers use.
-	url string
+	url   string
 	store *jobs.Store
 	api   *batchapi.Handler
 	log   *slog.Logger
