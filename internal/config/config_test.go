@@ -166,7 +166,7 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 		want      []string // all in the message, in order
 	}{
 		{"unknown key lists the allowed ones", "retry:\n  attemptz: 3\n" + minimal,
-			[]string{":2: retry.attemptz: unknown key; allowed here: attempts, budget_ratio, hedge_budget_ratio, hedge_factor, hedge_min_in_flight, min_per_second"}},
+			[]string{":2: retry.attemptz: unknown key; did you mean attempts? allowed here: attempts, budget_ratio, hedge_budget_ratio, hedge_factor, hedge_min_in_flight, min_per_second"}},
 		{"wrong kind of value", "listen: :1\nretry:\n  attempts: many\n" + minimal,
 			[]string{":3: retry.attempts: want a whole number, got \"many\""}},
 		{"bad duration", "timeouts:\n  connect: fast\n" + minimal,
@@ -189,7 +189,7 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 				":14: models[0].discovery[1].consul.service: must name the Consul service",
 				":17: models[0].discovery[2].consul: only goes with type: consul"}},
 		{"unknown consul key", "models:\n  - name: m\n    discovery:\n      - type: consul\n        consul:\n          servce: llm\n",
-			[]string{":6: models[0].discovery[0].consul.servce: unknown key; allowed here: address, datacenter, scheme, service, tags, token, token_file, wait"}},
+			[]string{":6: models[0].discovery[0].consul.servce: unknown key; did you mean service? allowed here: address, datacenter, scheme, service, tags, token, token_file, wait"}},
 		{"a model needs backends or discovery", "models:\n  - name: m\n",
 			[]string{":2: models[0].backends: at least one backend (or a discovery source) is required"}},
 		{"dns discovery errors", "models:\n  - name: m\n    discovery:\n      - type: dns\n        record: MX\n      - type: dns\n        name: x\n        server: nope\n        min_interval: 10s\n        max_interval: 1s\n",
@@ -197,7 +197,13 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 				":6: models[0].discovery[1].port: must be the backends' port", ":8: models[0].discovery[1].server: must be host:port",
 				":10: models[0].discovery[1].max_interval: must be at least min_interval"}},
 		{"unknown discovery key", "models:\n  - name: m\n    discovery:\n      - type: file\n        path: /t\n        pth: x\n",
-			[]string{":6: models[0].discovery[0].pth: unknown key"}},
+			[]string{":6: models[0].discovery[0].pth: unknown key; did you mean path? allowed here: api_key,"}},
+		{"a top-level misspelling", "admision:\n  max_wait: 1s\n" + minimal,
+			[]string{":1: admision: unknown key; did you mean admission? allowed here: admin, admission, auth,"}},
+		{"a nested misspelling, transposed letters", "models:\n  - name: m\n    backends:\n      - url: http://a\n        wieght: 2\n",
+			[]string{":5: models[0].backends[0].wieght: unknown key; did you mean weight? allowed here:"}},
+		{"no suggestion when nothing is near", "models:\n  - name: m\n    backends:\n      - url: http://a\n    colour: blue\n",
+			[]string{":5: models[0].colour: unknown key; allowed here: backends,"}},
 		{"a default that fails points at its section", "server:\n  max_connections: 0\n" + minimal,
 			[]string{":2: server.max_connections: must be at least 1"}},
 	}

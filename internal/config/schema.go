@@ -163,8 +163,13 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 			sub := joinKey(path, k.Value)
 			f, ok := fields[k.Value]
 			if !ok {
+				allowed := sortedKeys(fields)
+				problem := "unknown key; "
+				if near := nearestKey(k.Value, allowed); near != "" {
+					problem += "did you mean " + near + "? "
+				}
 				*errs = append(*errs, &FieldError{Key: sub, Line: k.Line,
-					Problem: "unknown key; allowed here: " + strings.Join(sortedKeys(fields), ", ")})
+					Problem: problem + "allowed here: " + strings.Join(allowed, ", ")})
 				continue
 			}
 			lines[sub] = k.Line
