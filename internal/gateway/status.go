@@ -93,6 +93,10 @@ type modelReadiness struct {
 	// States counts the backends per /status state: healthy, busy,
 	// ejected, down (active probe failing), open (breaker).
 	States map[string]int `json:"states"`
+	// Fallback, when the model's own pool cannot serve, is the first of
+	// its fallbacks (models[].fallbacks) that can: its requests are
+	// served there.
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // serveReady answers 200 when at least one model can be served, else 503;
@@ -120,6 +124,14 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		}
 		m.Ready = m.Usable > 0
 		out.Ready = out.Ready || m.Ready
+		if !m.Ready {
+			for _, fb := range p.Fallbacks {
+				if fp := rt.Pools[fb]; fp != nil && fp.Ready(now) {
+					m.Fallback = fb
+					break
+				}
+			}
+		}
 		out.Models = append(out.Models, m)
 	}
 	status := http.StatusOK
