@@ -202,6 +202,8 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 			[]string{":1: admision: unknown key; did you mean admission? allowed here: admin, admission, auth,"}},
 		{"a nested misspelling, transposed letters", "models:\n  - name: m\n    backends:\n      - url: http://a\n        wieght: 2\n",
 			[]string{":5: models[0].backends[0].wieght: unknown key; did you mean weight? allowed here:"}},
+		{"a key in the wrong section says where it belongs", "max_wait: 1s\n" + minimal,
+			[]string{":1: max_wait: unknown key; it belongs under admission.max_wait or models[].max_wait; allowed here: admin,"}},
 		{"no suggestion when nothing is near", "models:\n  - name: m\n    backends:\n      - url: http://a\n    colour: blue\n",
 			[]string{":5: models[0].colour: unknown key; allowed here: backends,"}},
 		{"a default that fails points at its section", "server:\n  max_connections: 0\n" + minimal,

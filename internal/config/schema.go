@@ -167,6 +167,8 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 				problem := "unknown key; "
 				if near := nearestKey(k.Value, allowed); near != "" {
 					problem += "did you mean " + near + "? "
+				} else if where := keyElsewhere(reflect.TypeFor[Config](), k.Value); len(where) > 0 {
+					problem += "it belongs under " + strings.Join(where, " or ") + "; "
 				}
 				*errs = append(*errs, &FieldError{Key: sub, Line: k.Line,
 					Problem: problem + "allowed here: " + strings.Join(allowed, ", ")})

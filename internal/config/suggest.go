@@ -1,6 +1,11 @@
 package config
 
-import "strings"
+import (
+	"cmp"
+	"reflect"
+	"slices"
+	"strings"
+)
 
 // nearestKey is the allowed key a misspelt one most likely meant: the one
 // at the smallest edit distance, if that distance is small for the key's
@@ -52,4 +57,34 @@ func editDistance(a, b string) int {
 		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(rb)]
+}
+
+// keyElsewhere lists the sections of the config where a key of this name
+// is allowed ("admission.max_wait", "models[].max_wait"), for a key
+// written in the wrong place; at most a few, the least nested first.
+func keyElsewhere(root reflect.Type, key string) []string {
+	var out []string
+	var walk func(t reflect.Type, path string, depth int)
+	walk = func(t reflect.Type, path string, depth int) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			if t.Kind() != reflect.Pointer {
+				path += "[]"
+			}
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || depth > 8 || reflect.PointerTo(t).Implements(textUnmarshaler) {
+			return
+		}
+		for name, ft := range yamlFields(t) {
+			sub := joinKey(path, name)
+			if name == key {
+				out = append(out, sub)
+			}
+			walk(ft, sub, depth+1)
+		}
+	}
+	walk(root, "", 0)
+	depth := func(p string) int { return strings.Count(p, ".") + strings.Count(p, "[]") }
+	slices.SortFunc(out, func(a, b string) int { return cmp.Or(cmp.Compare(depth(a), depth(b)), strings.Compare(a, b)) })
+	return out[:min(len(out), 3)]
 }
