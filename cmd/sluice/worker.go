@@ -55,7 +55,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *natsURL == "" {
 		asked, err := jobs.AskQueueURL(openCtx, *adminURL, *adminToken, nil)
 		if err != nil {
-			return fmt.Errorf("worker: %w", err)
+			// No --nats: the gateway must say which NATS; say both ways out.
+			return fmt.Errorf("%w (is the gateway running, with --admin its admin.listen? or pass --nats)", err)
 		}
 		*natsURL = asked
 		logger.Info("queue URL from the gateway", "admin", *adminURL, "nats", gateway.RedactURLs(asked))
