@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/bench/internal/benchkit"
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -79,7 +80,7 @@ func main() {
 	flag.Float64Var(&opt.Load, "load", 0.9, "offered load, as a multiple of the pool's capacity for the mean request without prefix-cache hits")
 	flag.Float64Var(&opt.TokenScale, "token-scale", 0.1, "multiply the trace's token counts (and its 512-token prefix blocks) so the simulators run fast")
 	flag.DurationVar(&opt.SLO, "slo", 2*time.Second, "goodput SLO: TTFT at most this")
-	flag.DurationVar(&opt.MaxWait, "max-wait", 10*time.Second, "Sluice admission.max_wait (its default)")
+	flag.DurationVar(&opt.MaxWait, "max-wait", config.Default().Admission.MaxWait.D(), "Sluice admission.max_wait (default: the config's)")
 	flag.BoolVar(&opt.Admission, "admission", true, "Sluice admission.enabled: its queue and adaptive per-backend concurrency limits (the default); false routes every request at once")
 	flag.StringVar(&policies, "policies", "least_conn,prefix_affinity,prefix_affinity+least_load", "routing policies, one leg each, in this order")
 	flag.IntVar(&opt.Sim.PrefixCacheBlocks, "prefix-cache-blocks", opt.Sim.PrefixCacheBlocks, "simulator prefix-cache size, in blocks of 16 tokens")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
@@ -17,8 +18,8 @@ import (
 // as their tenants, from spare capacity only. Any number may run beside
 // the gateway's own workers.
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("worker", "--nats URL --admin URL --admin-token TOKEN [--webhook-secret S] [--concurrency N]", stderr)
-	natsURL := fs.String("nats", "", "NATS server with JetStream holding the queue (the gateway prints its embedded server's URL at start)")
+	fs := newFlagSet("worker", "--admin URL --admin-token TOKEN [--nats URL] [--webhook-secret S] [--concurrency N]", stderr)
+	natsURL := fs.String("nats", "", "NATS server with JetStream holding the queue; default: the one the gateway at --admin uses (asked at GET /worker/v1/queue)")
 	adminURL := fs.String("admin", "http://127.0.0.1:9091", "the gateway's admin listener (admin.listen) base URL: the worker polls /spare there and sends jobs to /worker/v1/…, where they run as their tenants")
 	adminToken := fs.String("admin-token", os.Getenv("SLUICE_ADMIN_TOKEN"), "the gateway's admin.token, required (default $SLUICE_ADMIN_TOKEN)")
 	// Gone with the move to the admin listener; kept so that an old
@@ -38,10 +39,6 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *gatewayURL != "" || *workerToken != "" || *apiKey != "" {
 		return errors.New("--gateway, --worker-token and --api-key are gone: the worker sends jobs to the gateway's admin listener (--admin) with its admin.token (--admin-token)")
 	}
-	if *natsURL == "" {
-		fs.Usage()
-		return errors.New("need --nats")
-	}
 	if *adminToken == "" {
 		fs.Usage()
 		return errors.New("need --admin-token (the gateway's admin.token): the gateway runs jobs as their tenants only for an authenticated worker")
@@ -55,6 +52,15 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if *natsURL == "" {
+		asked, err := jobs.AskQueueURL(openCtx, *adminURL, *adminToken, nil)
+		if err != nil {
+			// No --nats: the gateway must say which NATS; say both ways out.
+			return fmt.Errorf("%w (is the gateway running, with --admin its admin.listen? or pass --nats)", err)
+		}
+		*natsURL = asked
+		logger.Info("queue URL from the gateway", "admin", *adminURL, "nats", gateway.RedactURLs(asked))
+	}
 	if *webhookSecret == "" {
 		logger.Warn("no --webhook-secret: webhooks of the jobs this worker finishes are not sent (never unsigned)")
 	}
@@ -64,7 +70,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("worker: %w", err)
 	}
 	defer store.Close()
-	logger.Info("sluice worker running", "nats", *natsURL, "admin", *adminURL, "concurrency", *concurrency)
+	logger.Info("sluice worker running", "nats", gateway.RedactURLs(*natsURL), "admin", *adminURL, "concurrency", *concurrency)
 	err = store.RunWorker(ctx, jobs.WorkerOptions{
 		Concurrency: *concurrency,
 		Executor:    &jobs.HTTPExecutor{Admin: *adminURL, Token: *adminToken},

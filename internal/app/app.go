@@ -42,6 +42,7 @@ type App struct {
 	jobsRetry func() (*jobQueue, error) // set when the queue must still be connected
 	closing   bool                      // guarded by jobsMu: Run is shutting down
 	log       *slog.Logger
+	queueInfo gateway.QueueInfo // where the job queue lives; fixed at New
 	deps      Deps
 	gw        *gateway.Gateway
 	// built is the runtime serving, with what the next build takes over
@@ -145,6 +146,8 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 			a.jobsRetry = open
 		}
 	}
+	a.queueInfo = queueInfo(cfg.Queue, a.jobs)
+	gwOpts.Queue = a.queueInfo
 	gw = gateway.New(built.Runtime, gwOpts)
 	a.gw = gw
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_backends_draining",
@@ -230,7 +233,9 @@ func (a *App) Reload() error {
 		return a.refuseReload(errWithPath(a.path, err))
 	}
 	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
+	prev := a.gw.Runtime()
 	a.install(next)
+	a.logPoolChanges(prev, next.Runtime, "config reload")
 	if a.discovering {
 		a.disc.Sync(discoverySources(cfg))
 	}
@@ -306,6 +311,8 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.forecast.run(runCtx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.watchEjections(runCtx) }()
 	a.startDiscovery()
 	wg.Add(1)
 	go func() { defer wg.Done(); a.runDiscovery(runCtx) }()
@@ -325,6 +332,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	// Content-Length and Transfer-Encoding), which net/http accepts.
 	go func() { serveErr <- srv.Serve(framing.Listener(guarded)) }()
 	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
+	a.logSummary(ln.Addr().String())
 
 	select {
 	case err := <-serveErr:
@@ -412,6 +420,7 @@ func (a *App) syncChecker(cfg config.Active) {
 	a.checkEnd = cancel
 	checker := health.NewChecker(health.Config{
 		Path: cfg.Path, Interval: cfg.Interval.D(), Timeout: cfg.Timeout.D(), Passes: cfg.Passes, Fails: cfg.Fails,
+		PlanFor: func(b *endpointBackend) health.Plan { return health.PlanFor(b.Spec(), cfg.Path) },
 	}, &http.Client{Transport: a.deps.Transport.For(a.gw.Runtime().Config.Timeouts.Connect.D())}, a.log)
 	a.checkWG.Add(1)
 	go func() {

@@ -234,7 +234,7 @@ func (b *build) pools() error {
 		}
 		for j, bc := range mc.Backends {
 			spec := endpoint.Spec{URL: bc.URL, Weight: bc.Weight, MaxConcurrency: bc.MaxConcurrency,
-				APIKey: bc.APIKey, UpstreamModel: bc.UpstreamModel, PassClientAuth: bc.PassClientAuth}.Normalized()
+				APIKey: bc.APIKey, UpstreamModel: bc.UpstreamModel, PassClientAuth: bc.PassClientAuth, Engine: bc.Engine}.Normalized()
 			if err := b.addBackend(m, spec, hp); err != nil {
 				return fmt.Errorf("models[%d].backends[%d].url: %w", i, j, err)
 			}

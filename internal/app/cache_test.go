@@ -15,11 +15,16 @@ import (
 )
 
 // countingBackend answers every request with the same completion and
-// counts the inference calls (under /v1/): the gateway's scrapes of its
-// /metrics (load_metrics, on by default) are not what the tests count.
+// counts the inference calls (under /v1/): the active health check's GET
+// /health and the gateway's scrapes of /metrics (load_metrics, on by
+// default) are not what the tests count.
 func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int32) {
 	var calls atomic.Int32
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/health" {
+			io.WriteString(w, "ok")
+			return
+		}
 		if strings.HasPrefix(r.URL.Path, "/v1/") {
 			calls.Add(1)
 		}

@@ -26,7 +26,7 @@ func discoverySources(cfg *config.Config) map[string]discovery.Sources {
 		srcs := discovery.Sources{Key: fmt.Sprintf("%+v", m.Discovery)}
 		for _, d := range m.Discovery {
 			tmpl := discovery.Template{Scheme: d.Scheme, Spec: endpoint.Spec{
-				Weight: d.Weight, MaxConcurrency: d.MaxConcurrency, APIKey: d.APIKey, UpstreamModel: d.UpstreamModel}}
+				Weight: d.Weight, MaxConcurrency: d.MaxConcurrency, APIKey: d.APIKey, UpstreamModel: d.UpstreamModel, Engine: d.Engine}}
 			switch d.Type {
 			case "file":
 				srcs.List = append(srcs.List, discovery.File{Path: d.Path, Template: tmpl})
@@ -101,8 +101,9 @@ func (a *App) rediscover() {
 		a.log.Error("discovery: rebuilding the pools failed; keeping the running ones", "error", err.Error())
 		return
 	}
+	prev := a.gw.Runtime()
 	a.install(next)
-	a.log.Info("discovery: pools rebuilt", "backends", len(next.Runtime.Backends()))
+	a.logPoolChanges(prev, next.Runtime, "discovery")
 }
 
 // install commits next and swaps it in for a.built; backends that left

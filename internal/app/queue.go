@@ -25,8 +25,10 @@ import (
 // on it, and the HTTP layer. Built once per process; config reloads do not
 // touch it.
 type jobQueue struct {
-	cfg   config.Queue
-	emb   *jobs.Embedded // nil with an external NATS
+	cfg config.Queue
+	emb *jobs.Embedded // nil with an external NATS
+	// url is the NATS URL the store and separate workers use.
+	url   string
 	store *jobs.Store
 	api   *batchapi.Handler
 	log   *slog.Logger
@@ -79,8 +81,10 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 			return nil, fmt.Errorf("queue: embedded NATS in %s: %w", dir, err)
 		}
 		q.emb, url = emb, emb.ClientURL()
-		log.Info("job queue: embedded NATS JetStream", "data_dir", dir, "url", url)
+		log.Info("job queue: embedded NATS JetStream", "data_dir", dir, "url", url,
+			"worker", "sluice worker --admin <admin address> --admin-token <admin.token> (it asks the gateway for this URL)")
 	}
+	q.url = url
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	store, err := jobs.Open(ctx, jobs.Options{
@@ -189,4 +193,19 @@ func (a *App) closeQueue() {
 	if q != nil {
 		q.Close()
 	}
+}
+
+// queueInfo says where the job queue lives: an external NATS's URL is
+// known from the config even while it is unreachable; an embedded one's
+// once it started (q).
+func queueInfo(c config.Queue, q *jobQueue) gateway.QueueInfo {
+	switch {
+	case !c.Enabled:
+		return gateway.QueueInfo{Mode: "off"}
+	case c.URL != "":
+		return gateway.QueueInfo{Mode: "external", URL: c.URL}
+	case q != nil:
+		return gateway.QueueInfo{Mode: "embedded", URL: q.url}
+	}
+	return gateway.QueueInfo{Mode: "embedded"}
 }

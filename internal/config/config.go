@@ -109,7 +109,9 @@ type Health struct {
 	Active      Active   `yaml:"active"`
 }
 
-// Active health probing; disabled when Interval is 0.
+// Active health probing, on by default (every 5s): which backends are
+// probed, and where, follows their engine (internal/health PlanFor);
+// disabled when Interval is 0.
 type Active struct {
 	Path     string   `yaml:"path"`
 	Interval Duration `yaml:"interval"`
@@ -212,6 +214,7 @@ type Discovery struct {
 	MaxConcurrency int    `yaml:"max_concurrency"`
 	APIKey         string `yaml:"api_key"`
 	UpstreamModel  string `yaml:"upstream_model"`
+	Engine         string `yaml:"engine"` // as Backend.Engine
 	// Consul: type consul's keys (discovery_consul.go).
 	Consul ConsulDiscovery `yaml:"consul"`
 }
@@ -230,6 +233,10 @@ type Backend struct {
 	// backend (clients bringing their own provider keys). Default false:
 	// a backend gets its api_key, or no Authorization at all.
 	PassClientAuth bool `yaml:"pass_client_auth"`
+	// Engine is what serves it (Engines: vllm, sglang, llamacpp, tgi,
+	// ollama, hosted); it decides the active health check's probe. Unset:
+	// probed unless it has an api_key (internal/health PlanFor).
+	Engine string `yaml:"engine"`
 }
 
 // Default returns the documented defaults (see examples/sluice.yaml).
@@ -245,9 +252,10 @@ func Default() Config {
 			Total:            Duration(10 * time.Minute),
 			FirstTokenFactor: 4,
 		},
-		Retry:  Retry{Attempts: 3, BudgetRatio: 0.2, MinPerSecond: 5, HedgeFactor: 1, HedgeBudgetRatio: 0.1, HedgeMinInFlight: 3},
-		Health: Health{MaxFails: 3, FailTimeout: Duration(10 * time.Second), BusyPenalty: Duration(time.Second)},
-		Log:    Log{Level: "info", Access: true},
+		Retry: Retry{Attempts: 3, BudgetRatio: 0.2, MinPerSecond: 5, HedgeFactor: 1, HedgeBudgetRatio: 0.1, HedgeMinInFlight: 3},
+		Health: Health{MaxFails: 3, FailTimeout: Duration(10 * time.Second), BusyPenalty: Duration(time.Second),
+			Active: Active{Path: "/health", Interval: Duration(5 * time.Second), Timeout: Duration(2 * time.Second), Passes: 2, Fails: 1}},
+		Log: Log{Level: "info", Access: true},
 		Breaker: Breaker{Enabled: true, Window: Duration(30 * time.Second), MinRequests: 20, FailureRatio: 0.5,
 			SlowRatio: 1, OpenFor: Duration(10 * time.Second), MaxOpenFor: Duration(80 * time.Second),
 			HalfOpenProbes: 1, MaxEjectedRatio: 0.5},
@@ -511,6 +519,7 @@ func (b Backend) validate(bad badFunc, key string) {
 	if b.PassClientAuth && b.APIKey != "" {
 		bad(key+".pass_client_auth", "cannot be combined with api_key (which credentials would the backend get?)")
 	}
+	validateEngine(bad, key+".engine", b.Engine)
 }
 
 // DefaultSlowStart is a model's slow_start when unset.
@@ -549,6 +558,7 @@ func (d Discovery) validate(bad badFunc, key string) {
 	if d.MaxConcurrency < 0 {
 		bad(key+".max_concurrency", "must be >= 0")
 	}
+	validateEngine(bad, key+".engine", d.Engine)
 }
 
 // DNS discovery's re-resolution bounds when unset.

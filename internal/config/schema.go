@@ -163,8 +163,15 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 			sub := joinKey(path, k.Value)
 			f, ok := fields[k.Value]
 			if !ok {
+				allowed := sortedKeys(fields)
+				problem := "unknown key; "
+				if near := nearestKey(k.Value, allowed); near != "" {
+					problem += "did you mean " + near + "? "
+				} else if where := keyElsewhere(reflect.TypeFor[Config](), k.Value); len(where) > 0 {
+					problem += "it belongs under " + strings.Join(where, " or ") + "; "
+				}
 				*errs = append(*errs, &FieldError{Key: sub, Line: k.Line,
-					Problem: "unknown key; allowed here: " + strings.Join(sortedKeys(fields), ", ")})
+					Problem: problem + "allowed here: " + strings.Join(allowed, ", ")})
 				continue
 			}
 			lines[sub] = k.Line

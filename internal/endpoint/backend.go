@@ -31,6 +31,9 @@ type Spec struct {
 	// without APIKey (clients bringing their own provider keys); otherwise
 	// the client's credentials never leave the gateway.
 	PassClientAuth bool
+	// Engine names what serves it (config.Engines; "" unknown): it decides
+	// how the active health check probes it.
+	Engine string
 }
 
 // Key identifies a backend across config reloads so its counters survive.

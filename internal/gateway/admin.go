@@ -40,6 +40,8 @@ func (g *Gateway) AdminHandler() http.Handler {
 			g.serveSpare(w, r)
 		case admin.Pprof && strings.HasPrefix(path, "/debug/pprof/"):
 			servePprof(w, r)
+		case path == QueuePath:
+			g.serveQueueInfo(w, r, admin.Token)
 		case strings.HasPrefix(path, WorkerPath+"/"):
 			g.serveWorkerJob(w, r, admin.Token)
 		default:

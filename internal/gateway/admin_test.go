@@ -102,3 +102,38 @@ func TestAdminTokenAndPprofSwitch(t *testing.T) {
 		t.Fatal("tokenMatches is wrong")
 	}
 }
+
+// GET /worker/v1/queue tells a worker the queue's NATS URL, password
+// included, so only with admin.token set and sent; /status shows it with
+// the password hidden.
+func TestQueueInfoOnAdminListener(t *testing.T) {
+	be := newOKBackend(t)
+	info := QueueInfo{Mode: "external", URL: "nats://u:secret@10.0.0.1:4222,nats://10.0.0.2:4222"}
+	adminWith := func(token string) string {
+		cfg := testConfig(be.URL)
+		cfg.Admin.Token = token
+		_, gw := startGateway(t, cfg)
+		gw.queueInfo = info
+		return adminServer(t, gw).URL
+	}
+	resp, _ := http.Get(adminWith("") + QueuePath)
+	if body := readAll(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "admin_token_required") {
+		t.Fatalf("without admin.token: %d %s, want 403", resp.StatusCode, body)
+	}
+	admin := adminWith("tok")
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, admin+path, nil)
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readAll(t, resp)
+	}
+	if code, body := get(QueuePath); code != 200 || !strings.Contains(body, `"nats_url": "nats://u:secret@10.0.0.1:4222,nats://10.0.0.2:4222"`) {
+		t.Fatalf("with the token: %d %s", code, body)
+	}
+	if _, body := get("/status"); strings.Contains(body, "secret") || !strings.Contains(body, `"nats_url": "nats://u:xxxxx@10.0.0.1:4222,nats://10.0.0.2:4222"`) {
+		t.Fatalf("/status queue: %s", body)
+	}
+}

@@ -42,6 +42,9 @@ type Options struct {
 	// QueueEnabled: the job queue is configured, so its routes answer 503
 	// (not 404) while Jobs is nil.
 	QueueEnabled bool
+	// Queue says where the job queue lives: on /status (passwords
+	// hidden) and, for separate workers, at QueuePath.
+	Queue QueueInfo
 	// AllowPrivateWebhooks lets async jobs name loopback and private
 	// addresses as webhooks.
 	AllowPrivateWebhooks bool
@@ -75,6 +78,7 @@ type Gateway struct {
 	promHTTP    http.Handler
 	jobs        atomic.Pointer[batchapi.Handler]
 	queueOn     bool
+	queueInfo   QueueInfo // where the job queue lives (Options.Queue)
 	// privateHooks: webhooks may target private addresses.
 	privateHooks   bool
 	webhooksSigned bool
@@ -110,7 +114,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	bodyMem := netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
-		arrivals: opt.Arrivals,
+		arrivals: opt.Arrivals, queueInfo: opt.Queue,
 		meter:    scaling.NewMeter(rt.Config.Scaling.Window.D()), forecast: opt.Forecast, forecastLead: opt.ForecastLead}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)

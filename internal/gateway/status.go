@@ -80,22 +80,65 @@ func (g *Gateway) serveModel(w http.ResponseWriter, r *http.Request, id string) 
 	writeJSON(w, http.StatusOK, modelObject{ID: id, Object: "model", OwnedBy: "sluice"})
 }
 
-// serveReady answers 200 when every model has a usable backend, else 503
-// with the models that have none, so a load balancer stops sending here.
+// modelReadiness is one model's entry in /readyz's body.
+type modelReadiness struct {
+	Model string `json:"model"`
+	// Ready: at least one of its backends may be picked now (healthy or
+	// busy: not ejected, probe-down or breaker-open).
+	Ready bool `json:"ready"`
+	// Backends counts the pool's backends (draining ones excluded),
+	// Usable those that may be picked now.
+	Backends int `json:"backends"`
+	Usable   int `json:"usable"`
+	// States counts the backends per /status state: healthy, busy,
+	// ejected, down (active probe failing), open (breaker).
+	States map[string]int `json:"states"`
+	// Fallback, when the model's own pool cannot serve, is the first of
+	// its fallbacks (models[].fallbacks) that can: its requests are
+	// served there.
+	Fallback string `json:"fallback,omitempty"`
+}
+
+// serveReady answers 200 when at least one model can be served, else 503;
+// the body lists every model's state either way. Readiness is about the
+// replica, not the fleet: a model whose pool is down is answered by every
+// replica with the same OpenAI-shaped 503 and Retry-After, so taking the
+// replica out of its load balancer for that would only turn those answers
+// into connection errors for every other model too.
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	rt := g.rt.Load()
 	now := g.now()
-	var down []string
+	out := struct {
+		Ready  bool             `json:"ready"`
+		Models []modelReadiness `json:"models"`
+	}{Models: []modelReadiness{}}
 	for _, name := range rt.Models {
-		if !rt.Pools[name].Ready(now) {
-			down = append(down, name)
+		p := rt.Pools[name]
+		m := modelReadiness{Model: name, Backends: len(p.Backends), States: map[string]int{}}
+		for _, b := range p.Backends {
+			st := b.State(now)
+			m.States[st.String()]++
+			if st == endpoint.StateHealthy || st == endpoint.StateBusy {
+				m.Usable++
+			}
 		}
+		m.Ready = m.Usable > 0
+		out.Ready = out.Ready || m.Ready
+		if !m.Ready {
+			for _, fb := range p.Fallbacks {
+				if fp := rt.Pools[fb]; fp != nil && fp.Ready(now) {
+					m.Fallback = fb
+					break
+				}
+			}
+		}
+		out.Models = append(out.Models, m)
 	}
-	if len(down) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "models_without_backend": down})
-		return
+	status := http.StatusOK
+	if !out.Ready {
+		status = http.StatusServiceUnavailable
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ready": true})
+	writeJSON(w, status, out)
 }
 
 type backendStatus struct {
@@ -139,7 +182,14 @@ func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
 	now := g.now()
 	out := struct {
 		Models []poolStatus `json:"models"`
+		// Queue is where the job queue lives (passwords hidden); absent
+		// when the gateway was built without one.
+		Queue *QueueInfo `json:"queue,omitempty"`
 	}{}
+	if g.queueInfo.Mode != "" {
+		q := g.queueInfo.redacted()
+		out.Queue = &q
+	}
 	for _, name := range rt.Models {
 		p := rt.Pools[name]
 		ps := poolStatus{Model: name, Policy: p.Policy, Draining: p.DrainingNow()}

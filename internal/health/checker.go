@@ -28,6 +28,9 @@ type tally struct {
 	up     bool
 	passes int // consecutive good probes while down
 	fails  int // consecutive failed probes while up
+	// unsupported: an Auto plan found no probe endpoint; not probed again
+	// while the backend is tracked.
+	unsupported bool
 }
 
 // NewChecker builds a Checker. A nil client means http.DefaultClient; pass a
@@ -74,6 +77,11 @@ func (c *Checker) ProbeOnce(ctx context.Context, backends []*endpoint.Backend) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for _, b := range list {
+		plan := c.planFor(b)
+		if plan.Path == "" || c.unsupported(b) {
+			c.release(b)
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -81,13 +89,67 @@ func (c *Checker) ProbeOnce(ctx context.Context, backends []*endpoint.Backend) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			err := c.probe(ctx, b)
+			err := c.probe(ctx, b, plan.Path)
 			if ctx.Err() != nil {
 				return // aborted by our caller: says nothing about b
+			}
+			if plan.Auto && noSuchEndpoint(err) {
+				c.giveUp(b, plan.Path, err)
+				return
 			}
 			c.record(b, err)
 		})
 	}
+}
+
+func (c *Checker) planFor(b *endpoint.Backend) Plan {
+	if c.cfg.PlanFor == nil {
+		return Plan{Path: c.cfg.Path}
+	}
+	return c.cfg.PlanFor(b)
+}
+
+func (c *Checker) unsupported(b *endpoint.Backend) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.tallies[b]
+	return ok && t.unsupported
+}
+
+// release lets a backend that is not probed (any more) back up: a probe
+// state nobody will update again must not hold it out for good.
+func (c *Checker) release(b *endpoint.Backend) {
+	c.mu.Lock()
+	t, ok := c.tallies[b]
+	down := ok && !t.up
+	if down {
+		t.up, t.passes, t.fails = true, 0, 0
+		b.SetProbeHealthy(true)
+	}
+	c.mu.Unlock()
+	if down {
+		c.log.Info("backend up: no longer actively probed", "backend", b.Name())
+		if c.cfg.OnChange != nil {
+			c.cfg.OnChange(b, true)
+		}
+	}
+}
+
+// giveUp stops probing a backend whose engine was guessed and which has no
+// probe endpoint: a server without /health is not a broken server.
+func (c *Checker) giveUp(b *endpoint.Backend, path string, err error) {
+	c.mu.Lock()
+	t, ok := c.tallies[b]
+	first := ok && !t.unsupported
+	if ok {
+		t.unsupported = true
+	}
+	c.mu.Unlock()
+	if first {
+		c.log.Info("active health check off for backend: it has no probe endpoint (set its engine to say what it is)",
+			"backend", b.Name(), "path", path, "error", err)
+	}
+	c.release(b)
 }
 
 // track returns backends without duplicates, creating counters for new ones

@@ -101,7 +101,7 @@ func TestProbeSendsPathAndAuth(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newFakeServer(t)
 			srv.arrived = make(chan string, 1)
-			c := NewChecker(Config{Path: tt.path}, newClient(t), nil)
+			c := NewChecker(Config{Timeout: healthyProbeBound, Path: tt.path}, newClient(t), nil)
 			c.ProbeOnce(t.Context(), []*endpoint.Backend{newBackend(t, srv.URL+tt.prefix, tt.key)})
 			if got := <-srv.arrived; got != tt.want {
 				t.Errorf("probe arrived as %q, want %q", got, tt.want)
@@ -142,7 +142,7 @@ func TestFailsAndPasses(t *testing.T) {
 			srv := newFakeServer(t)
 			b := newBackend(t, srv.URL, "")
 			var changes []bool
-			c := NewChecker(Config{Fails: tt.fails, Passes: tt.passes, OnChange: func(_ *endpoint.Backend, up bool) {
+			c := NewChecker(Config{Timeout: healthyProbeBound, Fails: tt.fails, Passes: tt.passes, OnChange: func(_ *endpoint.Backend, up bool) {
 				changes = append(changes, up)
 			}}, newClient(t), nil)
 			var wantChanges []bool
@@ -183,7 +183,7 @@ func equalBools(a, b []bool) bool {
 func TestExpectStatus(t *testing.T) {
 	srv := newFakeServer(t)
 	b := newBackend(t, srv.URL, "")
-	c := NewChecker(Config{ExpectStatus: http.StatusNoContent}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: healthyProbeBound, ExpectStatus: http.StatusNoContent}, newClient(t), nil)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 	if isUp(b) {
 		t.Fatal("200 accepted although ExpectStatus is 204")
@@ -215,7 +215,7 @@ func TestConnectErrorCountsAsFailure(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now: connection refused
 	b := newBackend(t, "http://"+addr, "")
-	c := NewChecker(Config{}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: healthyProbeBound}, newClient(t), nil)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 	if isUp(b) {
 		t.Fatal("backend still up after connection refused")
@@ -237,7 +237,7 @@ func TestBodyDrainedConnectionReused(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 	b := newBackend(t, srv.URL, "")
-	c := NewChecker(Config{}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: healthyProbeBound}, newClient(t), nil)
 	for range 10 {
 		c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 	}
@@ -250,7 +250,7 @@ func TestLogsTransitionsWithBackendName(t *testing.T) {
 	srv := newFakeServer(t)
 	b := newBackend(t, srv.URL, "")
 	var buf syncBuffer
-	c := NewChecker(Config{Passes: 1}, newClient(t), slog.New(slog.NewTextHandler(&buf, nil)))
+	c := NewChecker(Config{Timeout: healthyProbeBound, Passes: 1}, newClient(t), slog.New(slog.NewTextHandler(&buf, nil)))
 	srv.status.Store(500)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b}) // still down: no second log line
@@ -288,7 +288,7 @@ func TestStartsFromBackendState(t *testing.T) {
 	srv := newFakeServer(t)
 	b := newBackend(t, srv.URL, "")
 	b.SetProbeHealthy(false)
-	c := NewChecker(Config{Passes: 2}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: healthyProbeBound, Passes: 2}, newClient(t), nil)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 	if isUp(b) {
 		t.Fatal("up after one pass; Passes is 2")
@@ -302,7 +302,7 @@ func TestStartsFromBackendState(t *testing.T) {
 func TestCountersDroppedForUnlistedBackends(t *testing.T) {
 	srv := newFakeServer(t)
 	a, b := newBackend(t, srv.URL, ""), newBackend(t, srv.URL, "")
-	c := NewChecker(Config{Fails: 2}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: healthyProbeBound, Fails: 2}, newClient(t), nil)
 	srv.status.Store(500)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{a, b, b}) // duplicates probed once
 	if got := srv.hits.Load(); got != 2 {
@@ -343,7 +343,7 @@ func TestConcurrencyBound(t *testing.T) {
 	for range 6 {
 		bs = append(bs, newBackend(t, srv.URL, ""))
 	}
-	c := NewChecker(Config{Concurrency: 2}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: healthyProbeBound, Concurrency: 2}, newClient(t), nil)
 	done := make(chan struct{})
 	go func() { defer close(done); c.ProbeOnce(t.Context(), bs) }()
 	<-arrived
@@ -398,7 +398,7 @@ func TestRunProbesEachInterval(t *testing.T) {
 	defer srv.Close()
 	b := newBackend(t, srv.URL, "")
 	var calls atomic.Int32
-	c := NewChecker(Config{Interval: time.Millisecond}, client, nil)
+	c := NewChecker(Config{Timeout: healthyProbeBound, Interval: time.Millisecond}, client, nil)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -415,3 +415,8 @@ func TestRunProbesEachInterval(t *testing.T) {
 		t.Errorf("backends() called %d times, want once per round (>= 3)", n)
 	}
 }
+
+// healthyProbeBound bounds probes that are meant to succeed: long enough
+// for any loaded test machine, so only a probe meant to time out (against
+// a server that never answers) ever does.
+const healthyProbeBound = time.Minute

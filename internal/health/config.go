@@ -34,6 +34,9 @@ type Config struct {
 	// Concurrency bounds the probes in flight during one round, so a large
 	// pool does not open hundreds of connections at once. Default 8.
 	Concurrency int
+	// PlanFor, if set, says how each backend is probed (a Plan with an
+	// empty Path skips it); nil probes every backend at Path.
+	PlanFor func(b *endpoint.Backend) Plan
 	// OnChange, if set, is called after a backend changes state (for
 	// metrics). It runs on a probe goroutine and must not block.
 	OnChange func(b *endpoint.Backend, healthy bool)

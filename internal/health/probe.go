@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,10 +29,10 @@ func probeURL(b *endpoint.Backend, path string) string {
 
 // probe performs one GET and returns nil when the backend answered with an
 // accepted status within the timeout.
-func (c *Checker) probe(ctx context.Context, b *endpoint.Backend) error {
+func (c *Checker) probe(ctx context.Context, b *endpoint.Backend, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, probeURL(b, c.cfg.Path), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, probeURL(b, path), nil)
 	if err != nil {
 		return fmt.Errorf("build probe: %w", err)
 	}
@@ -47,7 +48,7 @@ func (c *Checker) probe(ctx context.Context, b *endpoint.Backend) error {
 	_, drainErr := io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	resp.Body.Close()
 	if !c.cfg.healthyStatus(resp.StatusCode) {
-		return fmt.Errorf("probe %s: unexpected status %d", req.URL.Redacted(), resp.StatusCode)
+		return &statusError{url: req.URL.Redacted(), status: resp.StatusCode}
 	}
 	if drainErr != nil {
 		// A body cut off by the timeout means the backend is not answering
@@ -55,4 +56,28 @@ func (c *Checker) probe(ctx context.Context, b *endpoint.Backend) error {
 		return fmt.Errorf("probe %s: read body: %w", req.URL.Redacted(), drainErr)
 	}
 	return nil
+}
+
+// statusError is a probe answered with a status not counted as healthy.
+type statusError struct {
+	url    string
+	status int
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("probe %s: unexpected status %d", e.url, e.status)
+}
+
+// noSuchEndpoint reports whether err is an answer saying the probe path
+// does not exist on the server (rather than that the server is unwell).
+func noSuchEndpoint(err error) bool {
+	var se *statusError
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.status {
+	case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented:
+		return true
+	}
+	return false
 }

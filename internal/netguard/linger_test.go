@@ -104,10 +104,18 @@ func TestLingerEndsAtTheTimeoutOrTheClientsClose(t *testing.T) {
 	if _, err := quiet.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("quiet client read %v after the drain, want EOF", err)
 	}
-	done := refused(t, addr)
-	done.Close()
-	waitFor(t, "the closing client's drain to end at its EOF", func() bool { return lingers(m, LingerEOF) == 1 })
 	waitOpen(t, l, 0)
+	// The closing client gets a server whose lingering_timeout cannot fire
+	// first, however long a loaded machine takes between its connecting
+	// and its close.
+	l2, m2, addr2 := serveRefusing(t, Linger{Time: time.Hour, Timeout: time.Hour, Bytes: 1 << 20})
+	done := refused(t, addr2)
+	done.Close()
+	waitFor(t, "the closing client's drain to end at its EOF", func() bool { return lingers(m2, LingerEOF) == 1 })
+	if n := lingers(m2, LingerTimeout); n != 0 {
+		t.Errorf("%v drains ended by timeout on the second server", n)
+	}
+	waitOpen(t, l2, 0)
 }
 
 // Closing the listener (a shutdown) cuts lingering closes short.

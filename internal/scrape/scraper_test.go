@@ -209,12 +209,20 @@ func TestFailureKeepsOldLoad(t *testing.T) {
 			srv := newFakeServer(t, gauges("3", "1", "0.5"))
 			b := newBackend(t, srv.URL, "")
 			clk := &clock{now: t0}
-			s := NewScraper(Config{Interval: time.Second, Timeout: 50 * time.Millisecond, MaxBody: 1024, Now: clk.Now}, newClient(t), nil)
+			// A healthy scrape gets all the time a loaded machine needs; only
+			// the timeout case's scrape has a short bound, against a server
+			// that never answers, so it fires whatever the machine's load.
+			cfg := Config{Interval: time.Second, Timeout: time.Minute, MaxBody: 1024, Now: clk.Now}
+			s := NewScraper(cfg, newClient(t), nil)
 			if err := s.ScrapeOnce(t.Context(), []*endpoint.Backend{b}); err != nil {
 				t.Fatal(err)
 			}
 			before, _ := b.Load()
 			tt.fail(srv)
+			if srv.hang.Load() {
+				cfg.Timeout = 50 * time.Millisecond
+				s = NewScraper(cfg, newClient(t), nil)
+			}
 			clk.Set(t0.Add(time.Second))
 			err := s.ScrapeOnce(t.Context(), []*endpoint.Backend{b})
 			if err == nil {

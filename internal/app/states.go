@@ -1,0 +1,99 @@
+package app
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/gateway"
+)
+
+// stateWatchEvery is how often watchEjections looks at the backends:
+// passive ejection lasts fail_timeout (seconds), so a look every half
+// second sees every one.
+const stateWatchEvery = 500 * time.Millisecond
+
+// watchEjections logs passive ejections (max_fails failures within
+// fail_timeout) and the recoveries from them. Unlike probe results and
+// breaker changes, which their owners log as they decide them, an
+// ejection is a deadline written on a request's path and a recovery is
+// that deadline passing, so they are found by looking.
+func (a *App) watchEjections(ctx context.Context) {
+	t := time.NewTicker(stateWatchEvery)
+	defer t.Stop()
+	ejected := map[*endpoint.Backend]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.noteEjections(ejected)
+	}
+}
+
+// noteEjections compares the backends' states with the last look's and
+// logs the changes into and out of ejection.
+func (a *App) noteEjections(ejected map[*endpoint.Backend]bool) {
+	rt := a.gw.Runtime()
+	now := a.deps.Now()
+	seen := make(map[*endpoint.Backend]bool, len(ejected))
+	hp := rt.Config.Health
+	for _, model := range rt.Models {
+		for _, b := range rt.Pools[model].Backends {
+			seen[b] = true
+			st := b.State(now)
+			switch was := ejected[b]; {
+			case st == endpoint.StateEjected && !was:
+				ejected[b] = true
+				a.log.Warn("backend ejected: passive health check", "model", model, "backend", b.Name(),
+					"max_fails", hp.MaxFails, "fail_timeout", hp.FailTimeout.D().String(), "failures_total", b.Failures())
+			case st != endpoint.StateEjected && was:
+				delete(ejected, b)
+				a.log.Info("backend back from ejection", "model", model, "backend", b.Name(), "state", st.String())
+			}
+		}
+	}
+	for b := range ejected {
+		if !seen[b] {
+			delete(ejected, b) // left the pool (discovery, reload)
+		}
+	}
+}
+
+// logPoolChanges logs, per model, the backends a rebuild (discovery, a
+// reload) added and removed, by name: a count alone
+// does not say what changed.
+func (a *App) logPoolChanges(prev, next *gateway.Runtime, why string) {
+	names := func(rt *gateway.Runtime, model string) map[string]bool {
+		out := map[string]bool{}
+		if rt == nil || rt.Pools[model] == nil {
+			return out
+		}
+		for _, b := range rt.Pools[model].Backends {
+			out[b.Name()] = true
+		}
+		return out
+	}
+	for _, model := range next.Models {
+		before, after := names(prev, model), names(next, model)
+		var added, removed []string
+		for n := range after {
+			if !before[n] {
+				added = append(added, n)
+			}
+		}
+		for n := range before {
+			if !after[n] {
+				removed = append(removed, n)
+			}
+		}
+		if len(added)+len(removed) == 0 {
+			continue
+		}
+		slices.Sort(added)
+		slices.Sort(removed)
+		a.log.Info(why+": pool changed", "model", model, "added", added, "removed", removed, "backends", len(after))
+	}
+}

@@ -1,0 +1,67 @@
+package gateway
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// QueuePath is where a `sluice worker` started without --nats asks the
+// admin listener which NATS holds the job queue (GET, admin.token).
+const QueuePath = WorkerPath + "/v1/queue"
+
+// QueueInfo says where the job queue lives: Mode "embedded" (the NATS
+// server in this process, on a port picked at start unless queue.listen
+// names one), "external" (queue.url) or "off"; URL is the NATS client URL
+// (list) workers connect to.
+type QueueInfo struct {
+	Mode string `json:"mode"`
+	URL  string `json:"nats_url,omitempty"`
+}
+
+// redacted is the info with the URLs' passwords hidden, for /status and
+// logs.
+func (q QueueInfo) redacted() QueueInfo {
+	q.URL = RedactURLs(q.URL)
+	return q
+}
+
+// RedactURLs hides the passwords of a comma-separated URL list (a NATS
+// server list).
+func RedactURLs(list string) string {
+	if list == "" {
+		return ""
+	}
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// serveQueueInfo answers a separate worker's question "which NATS?" with
+// the URL as configured, credentials included: it is behind admin.token,
+// which must be set (as for running jobs), since the answer can carry the
+// NATS password.
+func (g *Gateway) serveQueueInfo(w http.ResponseWriter, r *http.Request, token string) {
+	if token == "" {
+		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest, Code: "admin_token_required",
+			Message: "separate workers need admin.token set on the gateway and sent by the worker (--admin-token)"})
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		writeError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
+			Code: "method_not_allowed", Message: "use GET for " + QueuePath})
+		return
+	}
+	if g.queueInfo.Mode == "" || g.queueInfo.Mode == "off" {
+		writeError(w, openai.NotFound("queue_disabled", "this gateway has no job queue (queue.enabled: false)"))
+		return
+	}
+	writeJSON(w, http.StatusOK, g.queueInfo)
+}
