@@ -115,7 +115,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
 		arrivals: opt.Arrivals, queueInfo: opt.Queue,
-		meter:    scaling.NewMeter(rt.Config.Scaling.Window.D()), forecast: opt.Forecast, forecastLead: opt.ForecastLead}
+		meter: scaling.NewMeter(rt.Config.Scaling.Window.D()), forecast: opt.Forecast, forecastLead: opt.ForecastLead}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}
