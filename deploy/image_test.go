@@ -90,7 +90,7 @@ func podmanRunner(t *testing.T, tag string) func(extra ...string) []string {
 		}
 		args := append(append([]string{"run", "--rm", "--network", "none"}, flags...), tag, "version")
 		out, err := exec.Command("podman", args...).CombinedOutput()
-		if err == nil && string(out) == "sluice image-test\n" {
+		if err == nil && strings.HasPrefix(string(out), "sluice image-test ") {
 			return func(extra ...string) []string {
 				return append(append([]string{"run", "--rm"}, flags...), extra...)
 			}

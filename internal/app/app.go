@@ -364,6 +364,10 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 // upstream connections close, the runtime retires, the cache stops.
 func (a *App) release() {
 	a.releaseOnce.Do(func() {
+		// Reloads start these (active checks and load metrics are on by
+		// default), also in an App that never ran.
+		a.stopChecker()
+		a.stopScraper()
 		a.closeQueue()
 		cut, cancel := context.WithCancel(context.Background())
 		cancel() // Run gave them the grace already: what is left is cut now
