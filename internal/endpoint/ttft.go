@@ -64,14 +64,19 @@ func (w *ttftWindow) observe(now time.Time, d time.Duration) {
 	w.cur[ttftBucket(d)]++
 }
 
+// addTo adds the window's samples at now to sum.
+func (w *ttftWindow) addTo(now time.Time, sum *[ttftBuckets]uint64) {
+	w.rotate(now)
+	for i := range sum {
+		sum[i] += uint64(w.cur[i]) + uint64(w.prev[i])
+	}
+}
+
 // quantiles returns the upper bounds of the buckets holding each q in
 // qs (0 < q <= 1) and the number of samples; zeros with no sample.
-func (w *ttftWindow) quantiles(now time.Time, qs ...float64) (out []time.Duration, n uint64) {
-	w.rotate(now)
-	var merged [ttftBuckets]uint64
-	for i := range merged {
-		merged[i] = uint64(w.cur[i]) + uint64(w.prev[i])
-		n += merged[i]
+func quantiles(merged *[ttftBuckets]uint64, qs ...float64) (out []time.Duration, n uint64) {
+	for _, c := range merged {
+		n += c
 	}
 	out = make([]time.Duration, len(qs))
 	if n == 0 {
@@ -102,8 +107,18 @@ type TTFT struct {
 // streams) of the backend's successful requests over the last 30 to 60
 // seconds, each exact to within ±12%.
 func (b *Backend) RecentTTFT(now time.Time) TTFT {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	q, n := b.ttft.quantiles(now, 0.5, 0.99)
+	return PoolTTFT(now, []*Backend{b})
+}
+
+// PoolTTFT is RecentTTFT over the requests of all of bs: a model's
+// quantiles, which no combination of its backends' quantiles gives.
+func PoolTTFT(now time.Time, bs []*Backend) TTFT {
+	var sum [ttftBuckets]uint64
+	for _, b := range bs {
+		b.mu.Lock()
+		b.ttft.addTo(now, &sum)
+		b.mu.Unlock()
+	}
+	q, n := quantiles(&sum, 0.5, 0.99)
 	return TTFT{P50: q[0], P99: q[1], Samples: n}
 }

@@ -49,6 +49,23 @@ func TestRecentTTFTQuantiles(t *testing.T) {
 	}
 }
 
+func TestPoolTTFTMergesSamples(t *testing.T) {
+	fast := mustNew(t, Spec{URL: "http://fast"}, HealthPolicy{})
+	slow := mustNew(t, Spec{URL: "http://slow"}, HealthPolicy{})
+	for i := 0; i < 60; i++ {
+		fast.Acquire()
+		fast.Release(at(time.Second), outcome.Success, 20*time.Millisecond, 0)
+	}
+	for i := 0; i < 40; i++ {
+		slow.Acquire()
+		slow.Release(at(time.Second), outcome.Success, 2*time.Second, 0)
+	}
+	got := PoolTTFT(at(time.Second), []*Backend{fast, slow})
+	if got.Samples != 100 || !within(got.P50, 20*time.Millisecond) || !within(got.P99, 2*time.Second) {
+		t.Fatalf("PoolTTFT = %+v, want p50 ~20ms, p99 ~2s", got)
+	}
+}
+
 func TestTTFTBuckets(t *testing.T) {
 	for _, d := range []time.Duration{0, time.Microsecond, time.Millisecond, 1234 * time.Microsecond, time.Second, 17 * time.Second, 10 * time.Minute} {
 		i := ttftBucket(d)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
@@ -95,66 +94,6 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ready": true})
-}
-
-type backendStatus struct {
-	Name     string `json:"name"`
-	URL      string `json:"url"`
-	State    string `json:"state"`
-	Inflight int64  `json:"inflight"`
-	// OutstandingTokens is the estimated tokens (prompt and answer) of
-	// the requests in flight on it: what p2c_ewma balances.
-	OutstandingTokens int64   `json:"outstanding_tokens"`
-	Requests          uint64  `json:"requests"`
-	Failures          uint64  `json:"failures"`
-	EWMALatencyMS     float64 `json:"ewma_latency_ms"`
-	Weight            int     `json:"weight"`
-	MaxConcurrency    int     `json:"max_concurrency"`
-	// Limit is the concurrency limit in force: max_concurrency, or the
-	// adaptive limit; 0 = unlimited.
-	Limit int `json:"limit"`
-	// SlowStart is the share of its weight and limit the backend gets
-	// now: below 1 while it ramps up after joining a running pool.
-	SlowStart float64 `json:"slow_start"`
-}
-
-type poolStatus struct {
-	Model    string          `json:"model"`
-	Policy   string          `json:"policy"`
-	Backends []backendStatus `json:"backends"`
-	// Draining counts backends that left the pool (discovery, reload)
-	// with requests still running on them.
-	Draining int `json:"draining"`
-	// Queue is the admission queue (absent when admission is off).
-	Queue *admission.Stats `json:"queue,omitempty"`
-}
-
-func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
-	rt := g.rt.Load()
-	now := g.now()
-	out := struct {
-		Models []poolStatus `json:"models"`
-	}{}
-	for _, name := range rt.Models {
-		p := rt.Pools[name]
-		ps := poolStatus{Model: name, Policy: p.Policy, Draining: p.DrainingNow()}
-		for _, b := range p.Backends {
-			spec := b.Spec()
-			ps.Backends = append(ps.Backends, backendStatus{
-				Name: b.Name(), URL: spec.URL, State: b.State(now).String(), Inflight: b.Inflight(),
-				OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
-				EWMALatencyMS: float64(b.Latency(now).Microseconds()) / 1000,
-				Weight:        b.Weight(), MaxConcurrency: spec.MaxConcurrency, Limit: b.Limit(),
-				SlowStart: b.RampFactor(),
-			})
-		}
-		if p.queue != nil {
-			st := p.queue.Stats()
-			ps.Queue = &st
-		}
-		out.Models = append(out.Models, ps)
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (g *Gateway) backendSamples() []telemetry.BackendSample {
