@@ -27,6 +27,8 @@ func asset(path string) (name, contentType string, ok bool) {
 		return "assets/dashboard.js", "text/javascript; charset=utf-8", true
 	case "/dashboard.css":
 		return "assets/dashboard.css", "text/css; charset=utf-8", true
+	case "/favicon.svg":
+		return "assets/favicon.svg", "image/svg+xml", true
 	}
 	return "", "", false
 }
