@@ -16,7 +16,8 @@ import (
 // current one merged with the previous, so they cover the last ttftSpan
 // to 2×ttftSpan and forget a burst within a minute of its end. Buckets
 // are log-spaced by ttftGrowth from ttftFirstBound, so a quantile is
-// exact to within one bucket (±12%) from a millisecond to minutes, in
+// exact to within one bucket (it reports the bucket's upper bound: at most 25%
+// above the true value) from a millisecond to minutes, in
 // constant memory and an array increment per sample. Guarded by the
 // backend's mutex.
 type ttftWindow struct {
@@ -105,7 +106,7 @@ type TTFT struct {
 
 // RecentTTFT returns the p50 and p99 time to first byte (first token for
 // streams) of the backend's successful requests over the last 30 to 60
-// seconds, each exact to within ±12%.
+// seconds, each at most 25% above the true value (a log bucket's bound).
 func (b *Backend) RecentTTFT(now time.Time) TTFT {
 	return PoolTTFT(now, []*Backend{b})
 }
