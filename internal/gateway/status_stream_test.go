@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/jobs"
 )
 
 // statusOf fetches and decodes /status.
@@ -222,5 +225,43 @@ func TestStatusStreamBoundedAndClosedAtShutdown(t *testing.T) {
 	}
 	if resp, _ := rig.watch(t, context.Background()); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("after CloseStreams: %d, want 503", resp.StatusCode)
+	}
+}
+
+// The job queue's backlog is shown once a reader is installed, read from
+// the queue at most once a second however many read /status, and null
+// while the queue does not answer.
+func TestStatusJobQueueBacklog(t *testing.T) {
+	be := newOKBackend(t)
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	_, gw := startGatewayWith(t, testConfig(be.URL), func(d *Deps) { d.Now = now })
+	admin := adminServer(t, gw)
+	if doc := statusOf(t, admin.URL); doc.Jobs.Backlog != nil || doc.Jobs.ActiveBatches != nil {
+		t.Fatalf("no queue: %+v", doc.Jobs)
+	}
+	var reads atomic.Int32
+	failing := atomic.Bool{}
+	gw.SetJobQueue(func(context.Context) (jobs.Backlog, error) {
+		reads.Add(1)
+		if failing.Load() {
+			return jobs.Backlog{}, errors.New("nats away")
+		}
+		return jobs.Backlog{Jobs: 42, Batches: 3}, nil
+	})
+	for i := 0; i < 5; i++ {
+		doc := statusOf(t, admin.URL)
+		if doc.Jobs.Backlog == nil || *doc.Jobs.Backlog != 42 || *doc.Jobs.ActiveBatches != 3 {
+			t.Fatalf("backlog: %+v", doc.Jobs)
+		}
+	}
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("%d queue reads for five /status within a second, want 1", n)
+	}
+	failing.Store(true)
+	clock.Add(int64(time.Second))
+	if doc := statusOf(t, admin.URL); doc.Jobs.Backlog != nil || reads.Load() != 2 {
+		t.Fatalf("queue not answering: %+v after %d reads, want null", doc.Jobs, reads.Load())
 	}
 }
