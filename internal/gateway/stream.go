@@ -19,6 +19,11 @@ const maxStatusWatchers = 16
 // statusEvery is how often /status/stream sends the document.
 const statusEvery = time.Second
 
+// statusWriteTimeout cuts a watcher that accepts no bytes for this long
+// (a stopped laptop, a stuck proxy), so it does not hold its place, and
+// its goroutine, forever.
+const statusWriteTimeout = 10 * time.Second
+
 // statusStreams are the open /status/stream watchers. Each runs in its
 // own request's handler goroutine (net/http owns it); it ends when its
 // client leaves, when a write fails, or at CloseStreams, which waits
@@ -92,12 +97,6 @@ func (g *Gateway) serveStatusStream(w http.ResponseWriter, r *http.Request) {
 			Code: "method_not_allowed", Message: "use GET for /status/stream"})
 		return
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, &openai.Error{Status: http.StatusInternalServerError, Type: openai.TypeServer,
-			Code: "streaming_unsupported", Message: "this connection cannot stream"})
-		return
-	}
 	s := g.streams
 	if !s.enter() {
 		w.Header().Set("Retry-After", "5")
@@ -112,6 +111,8 @@ func (g *Gateway) serveStatusStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // a reverse proxy in front must not hold the events
+	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{}) // a kept-alive connection's next request starts without it
 	w.WriteHeader(http.StatusOK)
 	var buf bytes.Buffer
 	for {
@@ -121,10 +122,15 @@ func (g *Gateway) serveStatusStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		buf.WriteString("\n")
+		// Network deadlines are wall-clock, whatever clock the gateway
+		// is given (as sendWriter's).
+		rc.SetWriteDeadline(time.Now().Add(statusWriteTimeout))
 		if _, err := w.Write(buf.Bytes()); err != nil {
 			return
 		}
-		flusher.Flush()
+		if rc.Flush() != nil {
+			return
+		}
 		select {
 		case <-r.Context().Done():
 			return
