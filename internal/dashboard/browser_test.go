@@ -228,7 +228,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		`["ejected", "down", "open"].includes((document.querySelector('tr[data-backend=%q]') || {dataset: {}}).dataset.state)`, victim.Host))
 	until(t, tab, problems, "the pool shown 2 of 3 up",
 		`document.querySelector('#models tr[data-model="sim-model"] td:last-child').textContent === "2 / 3"`)
-	until(t, tab, problems, "errors from the kill counted", `document.querySelectorAll("#refusals tbody tr td.num").length > 0`)
+	until(t, tab, problems, "the killed backend's failures counted", fmt.Sprintf(
+		`Number(document.querySelector('tr[data-backend=%q]').cells[7].textContent) > 0`, victim.Host))
 
 	png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 	if err != nil {
