@@ -195,6 +195,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	if err := chromedp.Do(tab, chromedp.Navigate(gw.AdminURL+"/"), chromedp.WaitVisible("#token")); err != nil {
 		t.Fatal(err)
 	}
+	// A wrong token is refused and asked for again.
+	if err := chromedp.Do(tab, chromedp.SendKeys("#token", "not-the-token"), chromedp.Click("#auth button")); err != nil {
+		t.Fatal(err)
+	}
+	until(t, tab, problems, "a wrong token refused", `document.getElementById("auth-error").textContent === "that token was refused" && !document.getElementById("auth").hidden`)
 	if err := chromedp.Do(tab, chromedp.SendKeys("#token", cfg.Admin.Token), chromedp.Click("#auth button")); err != nil {
 		t.Fatal(err)
 	}
