@@ -81,6 +81,19 @@ type TenantStats struct {
 	Queued     int     `json:"queued"`
 	QueuedCost float64 `json:"queued_cost"`
 	InUse      int     `json:"in_use"`
+	// Waiting breaks Queued down by class, with how long the tenant's
+	// longest waiter of that class has waited so far: the queue time an
+	// operator watches during a burst (the histograms only see waits that
+	// ended). Absent when nothing of the tenant is queued.
+	Waiting []TenantClassWait `json:"waiting,omitempty"`
+}
+
+// TenantClassWait is one tenant's queued requests of one class.
+type TenantClassWait struct {
+	Class  string `json:"class"`
+	Queued int    `json:"queued"`
+	// OldestWait is how long its longest-waiting request has waited.
+	OldestWait time.Duration `json:"oldest_wait_ns"`
 }
 
 // Stats returns a consistent snapshot.
@@ -104,6 +117,7 @@ func (q *Queue) Stats() Stats {
 	for name, ts := range q.tenants {
 		s.Tenants[name] = TenantStats{Queued: ts.queued, QueuedCost: ts.cost, InUse: ts.inUse}
 	}
+	q.tenantWaitsLocked(s.Tenants)
 	for r, n := range q.counters.rejected {
 		s.Rejected[Reason(r).String()] = n
 	}
@@ -146,4 +160,39 @@ func (q *Queue) Waiting() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.queued
+}
+
+// tenantWaitsLocked fills each tenant's Waiting: one walk over the queued
+// requests, run per /status read (about once a second per dashboard), not
+// per request.
+func (q *Queue) tenantWaitsLocked(tenants map[string]TenantStats) {
+	now := q.clock()
+	for i, c := range q.classes {
+		if c.n == 0 {
+			continue
+		}
+		type agg struct {
+			n      int
+			oldest time.Time
+		}
+		byTenant := map[string]*agg{}
+		for _, f := range c.flows {
+			for _, w := range f.waiters {
+				a := byTenant[w.req.Tenant]
+				if a == nil {
+					a = &agg{oldest: w.enqueued}
+					byTenant[w.req.Tenant] = a
+				}
+				a.n++
+				if w.enqueued.Before(a.oldest) {
+					a.oldest = w.enqueued
+				}
+			}
+		}
+		for name, a := range byTenant {
+			ts := tenants[name]
+			ts.Waiting = append(ts.Waiting, TenantClassWait{Class: Class(i).String(), Queued: a.n, OldestWait: max(now.Sub(a.oldest), 0)})
+			tenants[name] = ts
+		}
+	}
 }

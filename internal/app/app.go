@@ -150,6 +150,9 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 	gwOpts.Queue = a.queueInfo
 	gw = gateway.New(built.Runtime, gwOpts)
 	a.gw = gw
+	if a.jobs != nil {
+		gw.SetJobQueue(a.jobs.store.Backlog)
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_backends_draining",
 		Help: "Backends removed from their pool (discovery, reload) with requests still running on them."},
 		func() float64 {
@@ -403,6 +406,7 @@ func (a *App) serveAdmin() (stop func()) {
 	go func() { defer close(done); srv.Serve(ln) }()
 	a.log.Info("sluice admin listening", "addr", ln.Addr().String(), "token", a.gw.Runtime().Config.Admin.Token != "")
 	return func() {
+		a.gw.CloseStreams() // ends /status/stream watchers before their connections
 		srv.Close()
 		<-done
 	}

@@ -176,6 +176,7 @@ func (a *App) connectQueue(ctx context.Context) {
 		}
 		a.jobs = q
 		a.gw.SetJobs(q.api)
+		a.gw.SetJobQueue(q.store.Backlog)
 		q.startWorker(a.gw)
 		a.jobsMu.Unlock()
 		a.log.Info("job queue connected")

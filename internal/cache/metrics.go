@@ -1,6 +1,10 @@
 package cache
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Level names used as metric labels.
 const (
@@ -22,6 +26,27 @@ type Metrics struct {
 	buffered  *prometheus.GaugeVec // kind: flight, capture
 	abandoned prometheus.Counter
 	detached  prometheus.Counter
+	// counts mirror the lookups and coalesced counters for /status (Counts),
+	// which reads them without a Prometheus scrape.
+	counts struct{ hits, misses, coalesced atomic.Uint64 }
+}
+
+// Counts are the cache's lifetime totals, for /status.
+type Counts struct {
+	// Hits and Misses count lookups answered from a level or not: a
+	// request found in L1 is one hit; one missing in L1 and found in L2 is
+	// a hit; one missing in both (or L1 alone when there is no L2) is a
+	// miss. Coalesced counts requests that joined an identical one in
+	// flight instead of going upstream.
+	Hits, Misses, Coalesced uint64
+}
+
+// Counts returns the totals; zeros for a nil *Metrics.
+func (m *Metrics) Counts() Counts {
+	if m == nil {
+		return Counts{}
+	}
+	return Counts{Hits: m.counts.hits.Load(), Misses: m.counts.misses.Load(), Coalesced: m.counts.coalesced.Load()}
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -91,11 +116,23 @@ func (m *Metrics) lookup(level, result string) {
 	}
 }
 
+// answered counts a lookup's final result across the levels, for Counts.
+func (m *Metrics) answered(hit bool) {
+	switch {
+	case m == nil:
+	case hit:
+		m.counts.hits.Add(1)
+	default:
+		m.counts.misses.Add(1)
+	}
+}
+
 // Coalesced counts a request answered by joining an identical one in
 // flight.
 func (m *Metrics) Coalesced() {
 	if m != nil {
 		m.coalesced.Inc()
+		m.counts.coalesced.Add(1)
 	}
 }
 

@@ -90,6 +90,12 @@ func NewTiered(o TieredOptions) (*Tiered, error) {
 // Get implements Level. L2 errors are counted and reported as a miss with
 // the error (fail open: callers may ignore it).
 func (t *Tiered) Get(ctx context.Context, key string) (*Entry, bool, error) {
+	e, ok, err := t.get(ctx, key)
+	t.metrics.answered(ok)
+	return e, ok, err
+}
+
+func (t *Tiered) get(ctx context.Context, key string) (*Entry, bool, error) {
 	if t.l1 != nil {
 		if e, ok, _ := t.l1.Get(ctx, key); ok {
 			t.metrics.lookup(LevelL1, "hit")

@@ -203,6 +203,12 @@ func TestTieredPromoteBloomFailOpen(t *testing.T) {
 	if _, ok, _ := tc.Get(ctx, "k2"); !ok {
 		t.Fatal("L1 must keep the entry when L2 fails")
 	}
+	// /status's totals count each Get once, by its final answer: hits from
+	// L1 ("k", "k2") and L2 ("k" again), misses skipped ("nope") or failed
+	// ("cold").
+	if got := m.Counts(); got != (Counts{Hits: 3, Misses: 2}) {
+		t.Fatalf("Counts = %+v, want 3 hits, 2 misses", got)
+	}
 }
 
 func TestKeyFilterRotates(t *testing.T) {

@@ -116,8 +116,9 @@ type Backend struct {
 	waiting    int
 	waitSince  time.Time
 	lastAnswer time.Time
-	typical    float64 // nanoseconds; see TypicalLatency
-	deviation  float64 // nanoseconds: moving mean |sample - typical|; see TailLatency
+	typical    float64    // nanoseconds; see TypicalLatency
+	deviation  float64    // nanoseconds: moving mean |sample - typical|; see TailLatency
+	ttft       ttftWindow // recent samples, for RecentTTFT
 }
 
 // New builds a Backend from its spec.
@@ -426,6 +427,7 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 // to the peak EWMA and the typical latency. b.mu is held.
 func (b *Backend) learnLatencyLocked(now time.Time, latency time.Duration) {
 	b.ewma.observe(now, latency)
+	b.ttft.observe(now, latency)
 	if b.typical == 0 {
 		// As RFC 6298 starts RTTVAR: half the first sample, so the tail
 		// is not mistaken for the typical latency (and half the streams

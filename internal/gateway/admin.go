@@ -7,14 +7,17 @@ import (
 	"net/http/pprof"
 	"strings"
 
+	"github.com/sluice-gw/sluice/internal/dashboard"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 // AdminHandler serves the privileged surfaces — /status (tenants' queues,
-// backend URLs), /metrics, /scaling (the scaling signals as JSON), /spare (the separate workers' gate), /worker/v1/…
+// backend URLs) and /status/stream (the same, live), /metrics, /scaling (the scaling signals as JSON), /spare (the separate workers' gate), /worker/v1/…
 // (the separate workers' jobs, run as their tenants; needs admin.token)
 // and, with admin.pprof, Go's /debug/pprof — for the admin listener only;
-// the public handler (ServeHTTP) answers 404 for all of them.
+// the public handler (ServeHTTP) answers 404 for all of them. The
+// dashboard page at / and its two assets are served without the token:
+// they hold no data, and the page asks for the token to read the stream.
 //
 // admin.token and admin.pprof are read from the running config on every
 // request, so a reload changes them without a restart. With a token set,
@@ -22,6 +25,13 @@ import (
 // takes the same time whatever the guess.
 func (g *Gateway) AdminHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		// The dashboard's page and assets hold no data: served to anyone
+		// who reaches the listener, so a browser can load the page and
+		// ask for the token (internal/dashboard).
+		if dashboard.Serve(w, r) {
+			return
+		}
 		admin := g.rt.Load().Config.Admin
 		if admin.Token != "" && !tokenMatches(bearer(r.Header.Get("Authorization")), admin.Token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
@@ -36,6 +46,8 @@ func (g *Gateway) AdminHandler() http.Handler {
 			g.serveStatus(w, r)
 		case path == "/scaling":
 			g.serveScaling(w, r)
+		case path == "/status/stream":
+			g.serveStatusStream(w, r)
 		case path == "/spare":
 			g.serveSpare(w, r)
 		case admin.Pprof && strings.HasPrefix(path, "/debug/pprof/"):

@@ -34,7 +34,7 @@ func TestPublicListenerHidesAdminSurfaces(t *testing.T) {
 	admin := adminServer(t, gw)
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
 
-	for _, path := range []string{"/status", "/metrics", "/scaling", "/scaling?model=m1", "/spare", "/spare?model=m1", "/debug/pprof/", "/debug/pprof/cmdline", "/dashboard"} {
+	for _, path := range []string{"/status", "/metrics", "/scaling", "/scaling?model=m1", "/spare", "/spare?model=m1", "/debug/pprof/", "/debug/pprof/cmdline", "/dashboard", "/", "/dashboard.js", "/status/stream"} {
 		code, _, body := get(t, srv.URL+path)
 		if code != http.StatusNotFound {
 			t.Errorf("public %s: status %d, want 404", path, code)
@@ -79,7 +79,7 @@ func TestAdminTokenAndPprofSwitch(t *testing.T) {
 		"longer":  {"Authorization", "Bearer s3cret-admin-and-more"},
 		"basic":   {"Authorization", "Basic s3cret-admin"},
 	} {
-		for _, path := range []string{"/metrics", "/status", "/spare", "/nothing"} {
+		for _, path := range []string{"/metrics", "/status", "/status/stream", "/spare", "/nothing"} {
 			code, h, body := get(t, admin.URL+path, hdr...)
 			if code != http.StatusUnauthorized || h.Get("WWW-Authenticate") == "" {
 				t.Errorf("%s token on %s: status %d, WWW-Authenticate %q", name, path, code, h.Get("WWW-Authenticate"))
@@ -135,5 +135,48 @@ func TestQueueInfoOnAdminListener(t *testing.T) {
 	}
 	if _, body := get("/status"); strings.Contains(body, "secret") || !strings.Contains(body, `"nats_url": "nats://u:xxxxx@10.0.0.1:4222,nats://10.0.0.2:4222"`) {
 		t.Fatalf("/status queue: %s", body)
+	}
+}
+
+// The dashboard page and its assets are served without the token (they
+// hold no data; the page asks for the token to read /status/stream), with
+// headers that keep them from being framed, sniffed or running anything
+// not their own.
+func TestDashboardServedWithSecurityHeaders(t *testing.T) {
+	be := newOKBackend(t)
+	cfg := testConfig(be.URL)
+	cfg.Admin.Token = "s3cret-admin"
+	_, gw := startGateway(t, cfg)
+	admin := adminServer(t, gw)
+	for path, want := range map[string]string{
+		"/":              "text/html",
+		"/dashboard.js":  "text/javascript",
+		"/dashboard.css": "text/css",
+	} {
+		code, h, body := get(t, admin.URL+path)
+		if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), want) || body == "" {
+			t.Errorf("%s: %d %q", path, code, h.Get("Content-Type"))
+		}
+		csp := h.Get("Content-Security-Policy")
+		for _, d := range []string{"default-src 'self'", "script-src 'self'", "frame-ancestors 'none'"} {
+			if !strings.Contains(csp, d) {
+				t.Errorf("%s: CSP %q lacks %q", path, csp, d)
+			}
+		}
+		if strings.Contains(csp, "unsafe-inline") || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s: headers %v", path, h)
+		}
+		if strings.Contains(body, "s3cret-admin") {
+			t.Errorf("%s carries the token", path)
+		}
+	}
+	// No inline script or style for the CSP to refuse: the page loads its
+	// own files only.
+	_, _, page := get(t, admin.URL+"/")
+	if strings.Contains(page, "<script>") || strings.Contains(page, "style=") || strings.Contains(page, "http") {
+		t.Errorf("page has inline code or an outside reference:\n%s", page)
+	}
+	if code, _, _ := get(t, admin.URL+"/status"); code != http.StatusUnauthorized {
+		t.Errorf("/status without the token: %d", code)
 	}
 }

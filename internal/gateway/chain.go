@@ -96,6 +96,10 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall) {
 		x = new(exchange)
 	}
 	*x = exchange{w: w, r: r, rt: g.rt.Load(), job: job, rec: record{id: reqID, path: r.URL.Path, start: start}}
+	if job != nil {
+		g.tally.jobsRunning.Add(1)
+		defer g.tally.jobsRunning.Add(-1)
+	}
 	g.serve(x)
 	*x = exchange{}
 	g.exchanges.Put(x)

@@ -9,6 +9,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/hex"
 	"hash/maphash"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/batchapi"
+	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -61,6 +63,9 @@ type Options struct {
 	// the scaling signals (scaling.Policy); nil: the measured rate alone.
 	Forecast     scaling.DemandForecast
 	ForecastLead time.Duration
+	// StatusTicker paces /status/stream's events (stream.go); nil:
+	// time.NewTicker.
+	StatusTicker Ticker
 }
 
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
@@ -107,6 +112,12 @@ type Gateway struct {
 	meter        *scaling.Meter
 	forecast     scaling.DemandForecast
 	forecastLead time.Duration
+	// tally counts requests and errors per model for /status (tally.go).
+	tally tally
+	// streams are the /status/stream watchers (stream.go).
+	streams  *statusStreams
+	jobQueue atomic.Pointer[JobQueueStatus]
+	backlog  backlogMemo
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -123,6 +134,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 		g.now = time.Now
 	}
 	g.rt.Store(rt)
+	g.streams = newStatusStreams(opt.StatusTicker)
 	g.stages = g.chain()
 	g.metrics = telemetry.NewMetrics(opt.Registry)
 	g.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_auth_failures_total",
@@ -142,6 +154,14 @@ func New(rt *Runtime, opt Options) *Gateway {
 
 // SetJobs installs the job queue's HTTP layer once the queue is connected.
 func (g *Gateway) SetJobs(h *batchapi.Handler) { g.jobs.Store(h) }
+
+// JobQueueStatus reads the job queue's backlog for /status (jobs.Store's
+// Backlog).
+type JobQueueStatus func(ctx context.Context) (jobs.Backlog, error)
+
+// SetJobQueue installs the job queue's backlog reader once the queue is
+// connected.
+func (g *Gateway) SetJobQueue(f JobQueueStatus) { g.jobQueue.Store(&f) }
 
 // Swap installs a new runtime (config reload), built aside and handed the
 // state it takes over by internal/app: one atomic store makes it serve.

@@ -54,6 +54,7 @@ func (g *Gateway) finish(rec *record) {
 		model = "" // keep label cardinality bounded by the config
 	}
 	g.metrics.Requests.WithLabelValues(model, backend, code).Inc()
+	g.tally.finished(model, rec.errCode)
 	if rec.errCode != "" {
 		g.metrics.Errors.WithLabelValues(model, rec.errCode).Inc()
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/telemetry"
@@ -139,83 +138,6 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, out)
-}
-
-type backendStatus struct {
-	Name     string `json:"name"`
-	URL      string `json:"url"`
-	State    string `json:"state"`
-	Inflight int64  `json:"inflight"`
-	// OutstandingTokens is the estimated tokens (prompt and answer) of
-	// the requests in flight on it: what p2c_ewma balances.
-	OutstandingTokens int64   `json:"outstanding_tokens"`
-	Requests          uint64  `json:"requests"`
-	Failures          uint64  `json:"failures"`
-	EWMALatencyMS     float64 `json:"ewma_latency_ms"`
-	Weight            int     `json:"weight"`
-	MaxConcurrency    int     `json:"max_concurrency"`
-	// Limit is the concurrency limit in force: max_concurrency, or the
-	// adaptive limit, capped by what the backend can start
-	// (load_metrics); 0 = unlimited.
-	Limit int `json:"limit"`
-	// Slots is the backend's batch size learned from its scraped metrics
-	// when it queued (endpoint.Backend.ScrapedCap); 0 = not known yet.
-	Slots int `json:"slots"`
-	// SlowStart is the share of its weight and limit the backend gets
-	// now: below 1 while it ramps up after joining a running pool.
-	SlowStart float64 `json:"slow_start"`
-}
-
-type poolStatus struct {
-	Model    string          `json:"model"`
-	Policy   string          `json:"policy"`
-	Backends []backendStatus `json:"backends"`
-	// Draining counts backends that left the pool (discovery, reload)
-	// with requests still running on them.
-	Draining int `json:"draining"`
-	// Queue is the admission queue (absent when admission is off).
-	Queue *admission.Stats `json:"queue,omitempty"`
-}
-
-func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
-	rt := g.rt.Load()
-	now := g.now()
-	out := struct {
-		Models []poolStatus `json:"models"`
-		// Queue is where the job queue lives (passwords hidden); absent
-		// when the gateway was built without one.
-		Queue *QueueInfo `json:"queue,omitempty"`
-	}{}
-	if g.queueInfo.Mode != "" {
-		q := g.queueInfo.redacted()
-		out.Queue = &q
-	}
-	for _, name := range rt.Models {
-		p := rt.Pools[name]
-		ps := poolStatus{Model: name, Policy: p.Policy, Draining: p.DrainingNow()}
-		for _, b := range p.Backends {
-			spec := b.Spec()
-			ps.Backends = append(ps.Backends, backendStatus{
-				Name: b.Name(), URL: spec.URL, State: b.State(now).String(), Inflight: b.Inflight(),
-				OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
-				EWMALatencyMS: float64(b.Latency(now).Microseconds()) / 1000,
-				Weight:        b.Weight(), MaxConcurrency: spec.MaxConcurrency, Limit: b.Limit(),
-				SlowStart: b.RampFactor(), Slots: slotsOf(b),
-			})
-		}
-		if p.queue != nil {
-			st := p.queue.Stats()
-			ps.Queue = &st
-		}
-		out.Models = append(out.Models, ps)
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// slotsOf is a backend's learned batch size (0: not known yet).
-func slotsOf(b *endpoint.Backend) int {
-	_, slots := b.ScrapedCap()
-	return slots
 }
 
 func (g *Gateway) backendSamples() []telemetry.BackendSample {

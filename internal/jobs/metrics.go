@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,33 @@ func (s *Store) Stats() Stats {
 		Retried: c.retried.Load(), DeadLettered: c.dead.Load(), Orphans: c.orphans.Load(),
 		WebhooksSent: c.webhookSent.Load(), WebhooksFailed: c.webhookFailed.Load(),
 	}
+}
+
+// Backlog is the jobs accepted and not finished yet, queued or running
+// anywhere (messages in the work-queue stream), and the batches not
+// finished yet; one bounded round trip each to JetStream.
+type Backlog struct {
+	Jobs    uint64
+	Batches int
+}
+
+// Backlog reads the queue's depth and the active batches.
+func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	stream, err := s.js.Stream(ctx, workStream)
+	if err != nil {
+		return Backlog{}, fmt.Errorf("jobs backlog: %w", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return Backlog{}, fmt.Errorf("jobs backlog: %w", err)
+	}
+	batches, err := listKeys(ctx, s.batch, "a.*")
+	if err != nil {
+		return Backlog{}, fmt.Errorf("active batches: %w", err)
+	}
+	return Backlog{Jobs: info.State.Msgs, Batches: len(batches)}, nil
 }
 
 // collector exports Stats as Prometheus counters.

@@ -1,0 +1,292 @@
+// Sluice dashboard: reads /status/stream (server-sent events, one /status
+// document a second) with fetch(), so it can send the admin token as an
+// Authorization header (EventSource cannot). The token lives in this
+// closure only: never in a URL, a cookie or storage. Every value from the
+// gateway is put in the page with textContent, never as HTML.
+"use strict";
+(() => {
+  const TOP_TENANTS = 15;
+  let token = "";
+  let prev = null;        // the previous document, for rates
+  let events = 0;
+  let lastAt = 0;         // when the last event arrived (ms)
+  let controller = null;  // aborts the current stream
+  let generation = 0;     // a new connect (token entered) ends the older loop
+  let backoff = 1000;
+  let showAllTenants = false;
+  const open = {};        // backends <details> open state by model
+
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, attrs, ...kids) => {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v;
+      else if (k.startsWith("data-")) e.setAttribute(k, v);
+      else e[k] = v;
+    }
+    for (const k of kids) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+    return e;
+  };
+  const fmt = (n, digits = 0) => (n == null || Number.isNaN(n) ? "–" : Number(n).toFixed(digits));
+  const fmtMS = (ms) => (!ms ? "–" : ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`);
+  const fmtCount = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}k` : String(n));
+
+  function setConn(text, cls) {
+    const c = $("conn");
+    c.textContent = text;
+    c.className = `conn ${cls}`;
+  }
+
+  // bar draws value against max; max null: no limit to compare with.
+  function bar(value, max, label) {
+    const frac = max > 0 ? Math.min(value / max, 1) : value > 0 ? 1 : 0;
+    const cls = max == null ? "bar" : value > max ? "bar bad" : frac >= 0.85 ? "bar warn" : "bar";
+    const b = el("span", { class: cls });
+    const fill = el("span");
+    fill.style.width = `${frac * 100}%`;
+    b.append(fill);
+    return el("span", {}, b, el("span", { class: "barlabel" }, label));
+  }
+
+  // backendState folds the gateway's health state, breaker, slow start and
+  // draining into the one word an operator needs.
+  function backendState(b, draining) {
+    if (draining) return "draining";
+    if (b.state === "down" || b.state === "ejected") return b.state;
+    if (b.breaker === "half-open") return "half-open";
+    if (b.state === "open") return "open";
+    if (b.state === "busy") return "busy";
+    if (b.slow_start < 1) return "slow-start";
+    return "healthy";
+  }
+  const stateLabel = { "slow-start": "slow start", open: "breaker open", "half-open": "breaker half-open", down: "down (probe)" };
+  const problemRank = { down: 0, ejected: 0, open: 1, "half-open": 2, busy: 3, draining: 4, "slow-start": 5, healthy: 6 };
+
+  function rate(now, before, seconds) {
+    if (before == null || seconds <= 0 || now < before) return null;
+    return (now - before) / seconds;
+  }
+
+  function fill(tbody, rows, empty) {
+    tbody.replaceChildren(...rows);
+    if (!rows.length) tbody.append(el("tr", {}, el("td", { colSpan: 9, class: "muted" }, empty)));
+  }
+
+  function renderModels(doc, dt) {
+    const rows = doc.models.map((m) => {
+      const p = prev && prev.models.find((x) => x.model === m.model);
+      const errs = Object.values(m.errors || {}).reduce((a, b) => a + b, 0);
+      const pErrs = p ? Object.values(p.errors || {}).reduce((a, b) => a + b, 0) : null;
+      const d = m.demand;
+      const want = d.in_flight + d.queued;
+      const up = m.backends.filter((b) => b.state === "healthy" || b.state === "busy").length;
+      const slo = m.slo.interactive_ms;
+      const p99cls = !m.ttft.samples || !slo ? "" : m.ttft.p99_ms > slo ? "bad" : m.ttft.p99_ms > 0.8 * slo ? "warn" : "ok";
+      return el("tr", { "data-model": m.model },
+        el("td", {}, m.model),
+        el("td", {}, d.unlimited ? bar(want, null, `${want} / ∞`) : bar(want, Math.max(d.capacity, 0), `${want} / ${d.capacity}`)),
+        el("td", { class: "num", "data-field": "rps" }, fmt(rate(m.requests_total, p && p.requests_total, dt), 1)),
+        el("td", { class: "num" }, fmt(rate(errs, pErrs, dt), 1)),
+        el("td", { class: `num ${d.queued ? "warn" : ""}` }, d.queued),
+        el("td", { class: "num" }, fmtMS(m.ttft.p50_ms)),
+        el("td", { class: `num ${p99cls}` }, fmtMS(m.ttft.p99_ms)),
+        el("td", { class: "num muted" }, fmtMS(slo)),
+        el("td", { class: `num ${up === m.backends.length ? "ok" : up ? "warn" : "bad"}` }, `${up} / ${m.backends.length}`));
+    });
+    fill($("models").tBodies[0], rows, "no models configured");
+    const total = doc.models.reduce((a, m) => a + m.demand.in_flight, 0);
+    $("models").dataset.inflight = total;
+  }
+
+  function renderRefusals(doc, dt) {
+    const rows = [];
+    for (const m of doc.models) {
+      const p = prev && prev.models.find((x) => x.model === m.model);
+      for (const [reason, n] of Object.entries(m.errors || {})) {
+        const r = rate(n, p && p.errors ? p.errors[reason] || 0 : null, dt);
+        rows.push({ model: m.model, reason, n, r });
+      }
+    }
+    rows.sort((a, b) => (b.r || 0) - (a.r || 0) || b.n - a.n);
+    fill($("refusals").tBodies[0], rows.map((x) => el("tr", {},
+      el("td", {}, x.model), el("td", {}, x.reason),
+      el("td", { class: `num ${x.r > 0 ? "bad" : ""}` }, fmt(x.r, 1)),
+      el("td", { class: "num" }, fmtCount(x.n)))), "none since start");
+  }
+
+  function renderTenants(doc) {
+    const rows = [];
+    for (const m of doc.models) {
+      for (const [name, t] of Object.entries((m.queue && m.queue.tenants) || {})) {
+        const oldest = Math.max(0, ...(t.waiting || []).map((w) => w.oldest_wait_ns / 1e6));
+        rows.push({ name, model: m.model, t, oldest });
+      }
+    }
+    rows.sort((a, b) => b.t.queued - a.t.queued || b.oldest - a.oldest || b.t.in_use - a.t.in_use || a.name.localeCompare(b.name));
+    const shown = showAllTenants ? rows : rows.slice(0, TOP_TENANTS);
+    fill($("tenants").tBodies[0], shown.map((x) => el("tr", {},
+      el("td", {}, x.name || "(anonymous)"), el("td", {}, x.model),
+      el("td", { class: "num" }, x.t.in_use),
+      el("td", { class: `num ${x.t.queued ? "warn" : ""}` }, x.t.queued),
+      el("td", {}, (x.t.waiting || []).map((w) => `${w.class} ${w.queued} (${fmtMS(w.oldest_wait_ns / 1e6)})`).join(", ") || "–"))),
+    "no tenant has requests queued or in flight");
+    $("tenants-hint").textContent = rows.length > TOP_TENANTS ? `top ${shown.length} of ${rows.length}, most queued first` : "most queued first";
+    const btn = $("tenants-all");
+    btn.hidden = rows.length <= TOP_TENANTS;
+    btn.textContent = showAllTenants ? `show top ${TOP_TENANTS}` : `show all ${rows.length}`;
+  }
+
+  function backendRow(b, draining) {
+    const st = backendState(b, draining);
+    const kv = b.scraped ? b.scraped.kv_cache_usage * 100 : null;
+    return { st, name: b.name, row: el("tr", { "data-backend": b.name, "data-state": st },
+      el("td", {}, b.name),
+      el("td", {}, el("span", { class: `badge s-${st}` }, stateLabel[st] || st)),
+      el("td", {}, bar(b.inflight, b.limit > 0 ? b.limit : null, `${b.inflight} / ${b.limit || "∞"}`)),
+      el("td", { class: "num" }, fmtMS(b.ttft.p50_ms)),
+      el("td", { class: "num" }, fmtMS(b.ttft.p99_ms)),
+      el("td", { class: `num ${kv >= 90 ? "bad" : kv >= 75 ? "warn" : ""}` }, kv == null ? "–" : `${fmt(kv)}%`),
+      el("td", { class: "num" }, b.scraped ? fmt(b.scraped.waiting) : "–"),
+      el("td", { class: "num" }, fmtCount(b.failures))) };
+  }
+
+  function renderBackends(doc) {
+    const box = $("backends");
+    const parts = doc.models.map((m) => {
+      const rows = [...m.backends.map((b) => backendRow(b, false)), ...(m.draining_backends || []).map((b) => backendRow(b, true))];
+      rows.sort((a, b) => problemRank[a.st] - problemRank[b.st] || a.name.localeCompare(b.name));
+      const bad = rows.filter((r) => r.st !== "healthy").length;
+      const det = el("details", { "data-model": m.model });
+      det.open = open[m.model] !== undefined ? open[m.model] : rows.length <= 20 || bad > 0;
+      det.addEventListener("toggle", () => { open[m.model] = det.open; });
+      const table = el("table", {},
+        el("thead", {}, el("tr", {}, ...["backend", "state", "in flight / limit", "TTFT p50", "TTFT p99", "KV cache", "engine queue", "failures"]
+          .map((h, i) => el("th", { class: i >= 3 ? "num" : "" }, h)))),
+        el("tbody", {}, ...rows.map((r) => r.row)));
+      det.append(el("summary", {}, `${m.model}: ${rows.length} backends, `,
+        el("span", { class: bad ? "warn" : "ok" }, bad ? `${bad} not healthy` : "all healthy"), ` · ${m.policy}`),
+      el("div", { class: "scroll" }, table));
+      return det;
+    });
+    box.replaceChildren(...parts);
+  }
+
+  function kv(dl, pairs) {
+    dl.replaceChildren(...pairs.flatMap(([k, v, id]) => [el("dt", {}, k), el("dd", id ? { "data-field": id } : {}, v)]));
+  }
+
+  function renderCacheJobs(doc, dt) {
+    const c = doc.cache;
+    if (!c || !c.enabled) kv($("cache"), [["response cache", "off"]]);
+    else {
+      const pc = prev && prev.cache;
+      kv($("cache"), [
+        ["hit ratio", `${fmt(c.hit_ratio * 100, 1)}%`, "hit-ratio"],
+        ["hits / misses", `${fmtCount(c.hits)} / ${fmtCount(c.misses)}`],
+        ["hits/s", fmt(rate(c.hits, pc && pc.hits, dt), 1)],
+        ["coalesced", `${fmtCount(c.coalesced)} (${fmt(rate(c.coalesced, pc && pc.coalesced, dt), 1)}/s)`],
+      ]);
+    }
+    const j = doc.jobs;
+    if (!j || !j.enabled) kv($("jobs"), [["job queue", "off"]]);
+    else kv($("jobs"), [
+      ["running here", j.running],
+      ["backlog (queued or running)", j.backlog == null ? "unknown" : j.backlog],
+      ["batches in progress", j.active_batches == null ? "unknown" : j.active_batches],
+    ]);
+    if (doc.forecast) $("forecast").textContent = JSON.stringify(doc.forecast);
+  }
+
+  function render(doc) {
+    const dt = prev ? (Date.parse(doc.time) - Date.parse(prev.time)) / 1000 : 0;
+    renderModels(doc, dt);
+    renderRefusals(doc, dt);
+    renderTenants(doc);
+    renderBackends(doc);
+    renderCacheJobs(doc, dt);
+    prev = doc;
+    events++;
+    lastAt = Date.now();
+    $("conn").dataset.events = events;
+    $("updated").textContent = `updated ${new Date(doc.time).toLocaleTimeString()}`;
+  }
+
+  // handle parses one server-sent event block.
+  function handle(block) {
+    let name = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) name = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    }
+    if (name === "status" && data.length) render(JSON.parse(data.join("\n")));
+  }
+
+  async function stream() {
+    controller = new AbortController();
+    const headers = { Accept: "text/event-stream" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const resp = await fetch("/status/stream", { headers, cache: "no-store", credentials: "omit", signal: controller.signal });
+    if (resp.status === 401) {
+      const hadToken = token !== "";
+      token = "";
+      $("auth").hidden = false;
+      $("auth-error").textContent = hadToken ? "that token was refused" : "";
+      setConn("needs the admin token", "conn-down");
+      $("token").focus();
+      return false;
+    }
+    if (!resp.ok || !resp.body) throw new Error(`HTTP ${resp.status}`);
+    $("auth").hidden = true;
+    setConn("live", "conn-live");
+    backoff = 1000;
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("stream ended");
+      buf += value.replace(/\r\n/g, "\n");
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) {
+        handle(buf.slice(0, i));
+        buf = buf.slice(i + 2);
+      }
+    }
+  }
+
+  async function run() {
+    const mine = ++generation;
+    for (;;) {
+      try {
+        if ((await stream()) === false) return; // waiting for a token
+      } catch (err) {
+        if (mine !== generation) return;
+        setConn(`reconnecting (${err.message})`, "conn-wait");
+      }
+      if (mine !== generation) return;
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 10000);
+    }
+  }
+
+  // A frozen number is worse than none: mark the page stale when events stop.
+  setInterval(() => {
+    if (lastAt && Date.now() - lastAt > 5000) setConn(`stale: no update for ${Math.round((Date.now() - lastAt) / 1000)} s`, "conn-down");
+  }, 1000);
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("auth").addEventListener("submit", (e) => {
+      e.preventDefault();
+      token = $("token").value.trim();
+      $("token").value = "";
+      if (controller) controller.abort();
+      setConn("connecting…", "conn-wait");
+      run();
+    });
+    $("tenants-all").addEventListener("click", () => {
+      showAllTenants = !showAllTenants;
+      if (prev) renderTenants(prev);
+    });
+    run();
+  });
+})();

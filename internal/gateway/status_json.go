@@ -1,0 +1,244 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/endpoint"
+)
+
+// The /status document: every field is described in docs/STATUS.md, which
+// the dashboard (internal/dashboard) and operators' scripts read it by.
+// Fields are only ever added, so a script written against an older
+// document keeps working.
+
+type statusDoc struct {
+	// Time is when the snapshot was taken (RFC 3339, the gateway's clock).
+	Time   time.Time    `json:"time"`
+	Models []poolStatus `json:"models"`
+	Cache  *cacheStatus `json:"cache"`
+	Jobs   *jobsStatus  `json:"jobs"`
+	// Queue is where the job queue lives (passwords hidden); absent
+	// when the gateway was built without one.
+	Queue *QueueInfo `json:"queue,omitempty"`
+	// Forecast is reserved for the traffic forecaster's predicted against
+	// actual demand; null until it exists.
+	Forecast any `json:"forecast"`
+}
+
+type backendStatus struct {
+	Name     string `json:"name"`
+	URL      string `json:"url"`
+	State    string `json:"state"`
+	Inflight int64  `json:"inflight"`
+	// OutstandingTokens is the estimated tokens (prompt and answer) of
+	// the requests in flight on it: what p2c_ewma balances.
+	OutstandingTokens int64   `json:"outstanding_tokens"`
+	Requests          uint64  `json:"requests"`
+	Failures          uint64  `json:"failures"`
+	EWMALatencyMS     float64 `json:"ewma_latency_ms"`
+	Weight            int     `json:"weight"`
+	MaxConcurrency    int     `json:"max_concurrency"`
+	// Limit is the concurrency limit in force: max_concurrency, or the
+	// adaptive limit, capped by what the backend can start
+	// (load_metrics); 0 = unlimited.
+	Limit int `json:"limit"`
+	// Slots is the backend's batch size learned from its scraped metrics
+	// when it queued (endpoint.Backend.ScrapedCap); 0 = not known yet.
+	Slots int `json:"slots"`
+	// SlowStart is the share of its weight and limit the backend gets
+	// now: below 1 while it ramps up after joining a running pool.
+	SlowStart float64 `json:"slow_start"`
+	// Breaker is its circuit breaker's state (closed, half-open, open);
+	// absent without a breaker.
+	Breaker string `json:"breaker,omitempty"`
+	// TTFT is the recent time to first byte of its successful requests.
+	TTFT ttftStatus `json:"ttft"`
+	// Scraped is the backend's own account of its load (the metrics
+	// scraper); absent when it is not scraped or the last scrape is stale.
+	Scraped *scrapedStatus `json:"scraped,omitempty"`
+}
+
+type ttftStatus struct {
+	P50MS   float64 `json:"p50_ms"`
+	P99MS   float64 `json:"p99_ms"`
+	Samples uint64  `json:"samples"`
+}
+
+type scrapedStatus struct {
+	Running      float64 `json:"running"`
+	Waiting      float64 `json:"waiting"`
+	KVCacheUsage float64 `json:"kv_cache_usage"`
+	AgeMS        float64 `json:"age_ms"`
+}
+
+type sloStatus struct {
+	InteractiveMS float64 `json:"interactive_ms"`
+	BatchMS       float64 `json:"batch_ms"`
+}
+
+type demandStatus struct {
+	InFlight int `json:"in_flight"`
+	Queued   int `json:"queued"`
+	Capacity int `json:"capacity"`
+	// Unlimited: admission is off and a usable backend has no limit, so
+	// Capacity (0) says nothing.
+	Unlimited bool `json:"unlimited"`
+}
+
+type poolStatus struct {
+	Model    string          `json:"model"`
+	Policy   string          `json:"policy"`
+	Backends []backendStatus `json:"backends"`
+	// Draining counts backends that left the pool (discovery, reload)
+	// with requests still running on them; DrainingBackends lists them.
+	Draining         int             `json:"draining"`
+	DrainingBackends []backendStatus `json:"draining_backends"`
+	// Queue is the admission queue (absent when admission is off).
+	Queue  *admission.Stats `json:"queue,omitempty"`
+	SLO    sloStatus        `json:"slo"`
+	Demand demandStatus     `json:"demand"`
+	TTFT   ttftStatus       `json:"ttft"`
+	// RequestsTotal and Errors are lifetime counts of finished requests,
+	// and of those answered with an error, by error code.
+	RequestsTotal uint64            `json:"requests_total"`
+	Errors        map[string]uint64 `json:"errors"`
+}
+
+type cacheStatus struct {
+	Enabled   bool    `json:"enabled"`
+	Hits      uint64  `json:"hits"`
+	Misses    uint64  `json:"misses"`
+	HitRatio  float64 `json:"hit_ratio"`
+	Coalesced uint64  `json:"coalesced"`
+}
+
+type jobsStatus struct {
+	Enabled bool  `json:"enabled"`
+	Running int64 `json:"running"`
+	// Backlog and ActiveBatches come from the queue; null when it is not
+	// connected or did not answer.
+	Backlog       *uint64 `json:"backlog"`
+	ActiveBatches *int    `json:"active_batches"`
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func ttftOf(t endpoint.TTFT) ttftStatus {
+	return ttftStatus{P50MS: ms(t.P50), P99MS: ms(t.P99), Samples: t.Samples}
+}
+
+func (g *Gateway) backendStatus(b *endpoint.Backend, now time.Time) backendStatus {
+	spec := b.Spec()
+	bs := backendStatus{
+		Name: b.Name(), URL: spec.URL, State: b.State(now).String(), Inflight: b.Inflight(),
+		OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
+		EWMALatencyMS: ms(b.Latency(now)),
+		Weight:        b.Weight(), MaxConcurrency: spec.MaxConcurrency, Limit: b.Limit(),
+		SlowStart: b.RampFactor(), TTFT: ttftOf(b.RecentTTFT(now)), Slots: slotsOf(b),
+	}
+	if br := b.Breaker(); br != nil {
+		bs.Breaker = br.State(now).String()
+	}
+	if l, ok := b.Load(); ok && l.Fresh(now) {
+		bs.Scraped = &scrapedStatus{Running: l.Running, Waiting: l.Waiting, KVCacheUsage: l.KVCacheUsage, AgeMS: ms(now.Sub(l.At))}
+	}
+	return bs
+}
+
+// status builds the /status document.
+func (g *Gateway) status(ctx context.Context) statusDoc {
+	rt := g.rt.Load()
+	now := g.now()
+	out := statusDoc{Time: now, Models: []poolStatus{}}
+	if g.queueInfo.Mode != "" {
+		q := g.queueInfo.redacted()
+		out.Queue = &q
+	}
+	for _, name := range rt.Models {
+		p := rt.Pools[name]
+		ps := poolStatus{Model: name, Policy: p.Policy, Draining: p.DrainingNow(), Backends: []backendStatus{}, DrainingBackends: []backendStatus{},
+			SLO: sloStatus{InteractiveMS: ms(p.SLO.Interactive), BatchMS: ms(p.SLO.Batch)}, TTFT: ttftOf(endpoint.PoolTTFT(now, p.Backends))}
+		limits, unlimited := 0, false
+		for _, b := range p.Backends {
+			bs := g.backendStatus(b, now)
+			ps.Backends = append(ps.Backends, bs)
+			ps.Demand.InFlight += int(bs.Inflight)
+			if b.Usable(now) {
+				limits += bs.Limit
+				unlimited = unlimited || bs.Limit <= 0
+			}
+		}
+		for _, b := range p.Draining {
+			if b.Inflight() > 0 {
+				bs := g.backendStatus(b, now)
+				ps.DrainingBackends = append(ps.DrainingBackends, bs)
+				ps.Demand.InFlight += int(bs.Inflight)
+			}
+		}
+		ps.Demand.Capacity, ps.Demand.Unlimited = limits, unlimited
+		if unlimited {
+			ps.Demand.Capacity = 0
+		}
+		if p.queue != nil {
+			st := p.queue.Stats()
+			ps.Queue = &st
+			ps.Demand.Queued, ps.Demand.Capacity, ps.Demand.Unlimited = st.Queued, st.Capacity, false
+		}
+		ps.RequestsTotal, ps.Errors = g.tally.snapshot(name)
+		out.Models = append(out.Models, ps)
+	}
+	out.Cache = &cacheStatus{Enabled: rt.cache != nil}
+	if c := rt.cacheMetrics.Counts(); rt.cache != nil {
+		out.Cache.Hits, out.Cache.Misses, out.Cache.Coalesced = c.Hits, c.Misses, c.Coalesced
+		if c.Hits+c.Misses > 0 {
+			out.Cache.HitRatio = float64(c.Hits) / float64(c.Hits+c.Misses)
+		}
+	}
+	out.Jobs = &jobsStatus{Enabled: g.queueOn, Running: g.tally.jobsRunning.Load()}
+	if f := g.jobQueue.Load(); f != nil {
+		if bl, ok := g.backlog.read(ctx, now, *f); ok {
+			out.Jobs.Backlog, out.Jobs.ActiveBatches = &bl.Jobs, &bl.Batches
+		}
+	}
+	return out
+}
+
+func (g *Gateway) serveStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, g.status(r.Context()))
+}
+
+// backlogMemo keeps the job queue's backlog for a second: every watcher
+// of /status/stream reads it each second, and each read is a round trip
+// to JetStream.
+type backlogMemo struct {
+	mu   sync.Mutex
+	at   time.Time
+	ok   bool
+	last jobsBacklog
+}
+
+type jobsBacklog struct {
+	Jobs    uint64
+	Batches int
+}
+
+func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus) (jobsBacklog, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.at.IsZero() && now.Sub(m.at) < time.Second && now.Sub(m.at) >= 0 {
+		return m.last, m.ok
+	}
+	bl, err := f(ctx)
+	m.at, m.ok, m.last = now, err == nil, jobsBacklog{Jobs: bl.Jobs, Batches: bl.Batches}
+	return m.last, m.ok
+}
+
+// slotsOf is a backend's learned batch size (0: not known yet).
+func slotsOf(b *endpoint.Backend) int {
+	_, slots := b.ScrapedCap()
+	return slots
+}

@@ -1,0 +1,58 @@
+package gateway
+
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+)
+
+// tally keeps the lifetime counts /status shows per model: requests
+// finished, and those answered with an error by its code. Prometheus has
+// the same numbers (sluice_requests_total, sluice_errors_total); /status
+// reads these instead of scraping its own registry. Requests for a model
+// not configured count under "" (as the metrics' label does), so the
+// maps stay bounded by the config and the set of error codes.
+type tally struct {
+	models sync.Map // model name -> *modelTally
+	// jobsRunning counts queued jobs in the chain now (the in-process
+	// executor and `sluice worker` calls).
+	jobsRunning atomic.Int64
+}
+
+type modelTally struct {
+	requests atomic.Uint64
+	mu       sync.Mutex
+	errors   map[string]uint64 // by error code
+}
+
+func (t *tally) model(name string) *modelTally {
+	if m, ok := t.models.Load(name); ok {
+		return m.(*modelTally)
+	}
+	m, _ := t.models.LoadOrStore(name, &modelTally{errors: map[string]uint64{}})
+	return m.(*modelTally)
+}
+
+// finished counts one request of model; errCode "" when it was served.
+func (t *tally) finished(model, errCode string) {
+	m := t.model(model)
+	m.requests.Add(1)
+	if errCode == "" {
+		return
+	}
+	m.mu.Lock()
+	m.errors[errCode]++
+	m.mu.Unlock()
+}
+
+// snapshot returns model's totals: requests and errors by code.
+func (t *tally) snapshot(model string) (requests uint64, errors map[string]uint64) {
+	v, ok := t.models.Load(model)
+	if !ok {
+		return 0, map[string]uint64{}
+	}
+	m := v.(*modelTally)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.requests.Load(), maps.Clone(m.errors)
+}
