@@ -133,3 +133,11 @@ func (q *Queue) Spare() int {
 	capacity := q.capacity()
 	return max(capacity-q.reserve(capacity)-q.inUse, 0)
 }
+
+// Waiting is how many requests wait in the queue now: a cheap read for
+// the scaling signals, which call a completion "at capacity" while any do.
+func (q *Queue) Waiting() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.queued
+}

@@ -43,8 +43,10 @@ type Config struct {
 	// RateLimits: per key / tenant / IP / global, requests and tokens; see
 	// examples/sluice.yaml. Empty = no rate limits.
 	RateLimits RateLimits `yaml:"rate_limits"`
-	Log        Log        `yaml:"log"`
-	Models     []Model    `yaml:"models"`
+	// Scaling: the signals a scaler acts on; see scaling.go.
+	Scaling Scaling `yaml:"scaling"`
+	Log     Log     `yaml:"log"`
+	Models  []Model `yaml:"models"`
 
 	// Forecast: the traffic forecaster; see forecast.go.
 	Forecast Forecast `yaml:"forecast"`
@@ -250,6 +252,7 @@ func Default() Config {
 		Queue:       defaultQueue(),
 		Auth:        Auth{JWT: defaultJWT()},
 		Forecast:    defaultForecast(),
+		Scaling:     defaultScaling(),
 		LoadMetrics: LoadMetrics{Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
 	}
 }
@@ -345,6 +348,7 @@ func (c *Config) validate(policyOK PolicyCheck) error {
 	c.validateCache(bad)
 	c.validateQueue(bad)
 	c.validateForecast(bad)
+	c.validateScaling(bad)
 	c.RateLimits.validate(bad)
 	c.validateLoadMetrics(bad)
 	switch c.Log.Level {

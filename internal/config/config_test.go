@@ -76,6 +76,8 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"two credentials": "models: [{name: m, backends: [{url: 'http://x', api_key: k, pass_client_auth: true}]}]\n",
 		"admin listen":    "admin: {listen: 9091}\n" + minimal,
 		"worker token":    "queue: {worker_token: a-long-enough-shared-secret}\n" + minimal,
+		"scaling window":  "scaling: {window: 100ms}\n" + minimal,
+		"scaling room":    "scaling: {headroom: -0.1}\n" + minimal,
 	}
 	wantKey := map[string]string{
 		"unknown key": "listn", "bad duration": "fast", "bad size": "lots", "no models": "models",
@@ -86,6 +88,7 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"probe timeout": "health.active.timeout", "require no keys": "auth.require_key",
 		"bad proxy": "auth.trusted_proxies[1]", "bad fwd header": "auth.forwarded_header",
 		"two credentials": "models[0].backends[0].pass_client_auth", "admin listen": "admin.listen", "worker token": "queue.worker_token",
+		"scaling window": "scaling.window", "scaling room": "scaling.headroom",
 	}
 	for name, src := range cases {
 		t.Run(name, func(t *testing.T) {

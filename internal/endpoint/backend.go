@@ -206,6 +206,18 @@ func (b *Backend) Limit() int {
 	return 0
 }
 
+// FullLimit is Limit without a slow start's ramp: the slots the backend
+// has once ramped up, which scaling plans with; 0 means unlimited.
+func (b *Backend) FullLimit() int {
+	if b.spec.MaxConcurrency > 0 {
+		return b.spec.MaxConcurrency
+	}
+	if box := b.limiter.Load(); box != nil {
+		return box.l.Limit()
+	}
+	return 0
+}
+
 // Acquire counts a request as outstanding. It fails when the limit is
 // reached. Every successful Acquire must be paired with Release.
 func (b *Backend) Acquire() bool {

@@ -11,7 +11,7 @@ import (
 )
 
 // AdminHandler serves the privileged surfaces — /status (tenants' queues,
-// backend URLs), /metrics, /spare (the separate workers' gate), /worker/v1/…
+// backend URLs), /metrics, /scaling (the scaling signals as JSON), /spare (the separate workers' gate), /worker/v1/…
 // (the separate workers' jobs, run as their tenants; needs admin.token)
 // and, with admin.pprof, Go's /debug/pprof — for the admin listener only;
 // the public handler (ServeHTTP) answers 404 for all of them.
@@ -34,6 +34,8 @@ func (g *Gateway) AdminHandler() http.Handler {
 			g.promHTTP.ServeHTTP(w, r)
 		case path == "/status":
 			g.serveStatus(w, r)
+		case path == "/scaling":
+			g.serveScaling(w, r)
 		case path == "/spare":
 			g.serveSpare(w, r)
 		case admin.Pprof && strings.HasPrefix(path, "/debug/pprof/"):

@@ -34,7 +34,7 @@ func TestPublicListenerHidesAdminSurfaces(t *testing.T) {
 	admin := adminServer(t, gw)
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody))
 
-	for _, path := range []string{"/status", "/metrics", "/spare", "/spare?model=m1", "/debug/pprof/", "/debug/pprof/cmdline", "/dashboard"} {
+	for _, path := range []string{"/status", "/metrics", "/scaling", "/scaling?model=m1", "/spare", "/spare?model=m1", "/debug/pprof/", "/debug/pprof/cmdline", "/dashboard"} {
 		code, _, body := get(t, srv.URL+path)
 		if code != http.StatusNotFound {
 			t.Errorf("public %s: status %d, want 404", path, code)

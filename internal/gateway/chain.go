@@ -286,6 +286,7 @@ func (admitStage) serve(x *exchange) bool {
 		c.until, c.latest = x.rec.start, x.rec.start
 		return true
 	}
+	c.live = true
 	c.until, c.latest = deadline(x.r, x.rec.start, x.pool.sloOf(x.id.class), x.pool.expectedTTFT(x.rec.start))
 	return true
 }

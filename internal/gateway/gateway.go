@@ -27,6 +27,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/scaling"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
@@ -53,6 +54,10 @@ type Options struct {
 	// Arrivals counts live requests for the traffic forecast (demand.go);
 	// nil: not counted.
 	Arrivals Arrivals
+	// Forecast predicts each model's arrival rate at now+ForecastLead for
+	// the scaling signals (scaling.Policy); nil: the measured rate alone.
+	Forecast     scaling.DemandForecast
+	ForecastLead time.Duration
 }
 
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
@@ -92,6 +97,12 @@ type Gateway struct {
 	authFailures *prometheus.CounterVec
 	// arrivals: Options.Arrivals.
 	arrivals Arrivals
+	// meter measures demand and service for the scaling signals
+	// (scaling.go); it outlives reloads. forecast and forecastLead are
+	// Options.Forecast and ForecastLead.
+	meter        *scaling.Meter
+	forecast     scaling.DemandForecast
+	forecastLead time.Duration
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -99,7 +110,8 @@ func New(rt *Runtime, opt Options) *Gateway {
 	bodyMem := netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
-		arrivals: opt.Arrivals}
+		arrivals: opt.Arrivals,
+		meter:    scaling.NewMeter(rt.Config.Scaling.Window.D()), forecast: opt.Forecast, forecastLead: opt.ForecastLead}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}
@@ -119,6 +131,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.readahead = proxy.NewReadahead(g.bodies, g.readaheadMem, proxy.NewReadaheadMetrics(opt.Registry, g.readaheadMem))
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
 	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
+	opt.Registry.MustRegister(scaling.NewCollector(g.signals))
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	return g
 }
@@ -132,7 +145,9 @@ func (g *Gateway) SetJobs(h *batchapi.Handler) { g.jobs.Store(h) }
 func (g *Gateway) Swap(rt *Runtime) {
 	g.bodyMem.SetLimit(int64(rt.Config.Server.MaxBodyMemory))
 	g.readaheadMem.SetLimit(int64(rt.Config.Server.MaxReadaheadMemory))
+	g.meter.SetWindow(rt.Config.Scaling.Window.D())
 	g.rt.Store(rt)
+	g.meter.Keep(func(model string) bool { return rt.Pools[model] != nil })
 }
 
 // Runtime returns the current runtime.

@@ -57,6 +57,7 @@ func (g *Gateway) finish(rec *record) {
 	if rec.errCode != "" {
 		g.metrics.Errors.WithLabelValues(model, rec.errCode).Inc()
 	}
+	g.refused(model, rec)
 	if res.Written {
 		g.metrics.TTFT.WithLabelValues(model).Observe(res.TTFB.Seconds())
 		g.metrics.Duration.WithLabelValues(model).Observe(dur.Seconds())

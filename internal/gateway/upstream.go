@@ -28,6 +28,9 @@ type upstreamCall struct {
 	plan           cachePlan
 	progress       *progressStream // X-Sluice-Progress asked and honoured; nil: no reports
 	slotWaited     slotWaitOutcome // set by forward (saturated.go)
+	// live: a client waits for this call (not a queued job), so it is
+	// demand the scaling signals count (scaling.go).
+	live bool
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
@@ -86,6 +89,7 @@ func (rt *Runtime) fillFromCapture(ctx context.Context, c *upstreamCall, header 
 // serveDirect admits the call (a fair wait, or a refusal at once with
 // Retry-After) and forwards it, on the client's own goroutine.
 func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) {
+	g.arrived(pool, c)
 	served, ticket, err := rt.admit(ctx, pool, c.id, c)
 	if err != nil {
 		if waited, ok := queueTimeOf(err); ok {
@@ -98,6 +102,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 	rec.queued = ticket.Waited()
 	if ticket != nil {
 		setQueueTime(w, rec.queued)
+		g.waited(served, c, rec)
 	}
 	if served != pool {
 		rec.served = served.Model
@@ -114,6 +119,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 	}
 	res := rt.forward(ctx, w, served, c, capture)
 	g.countSlotWait(served.Model, c.slotWaited)
+	g.served(served, &res)
 	rt.fillFromCapture(context.WithoutCancel(ctx), c, w.Header(), &res, capture, g.now())
 	rec.result = res
 	if res.Err != nil && !res.Written {
@@ -134,6 +140,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 	var r *reader
 	if leader {
 		xcache = "MISS"
+		g.arrived(pool, c)
 		served, ticket, err := rt.admit(ctx, pool, c.id, c)
 		if err != nil {
 			rt.flights.abort(f, err)
@@ -146,6 +153,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 		rec.queued = ticket.Waited()
 		if ticket != nil {
 			setQueueTime(w, rec.queued)
+			g.waited(served, c, rec)
 		}
 		if served != pool {
 			rec.served = served.Model
@@ -208,6 +216,7 @@ func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, ser
 		// The flight's buffer is the capture: the answer is held once.
 		res := rt.forward(ctx, w, served, &call, nil)
 		g.countSlotWait(served.Model, call.slotWaited)
+		g.served(served, &res)
 		if served.Model != call.peek.Model {
 			return res // a fallback's answer is not the asked model's to cache
 		}
@@ -241,7 +250,7 @@ func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *up
 	id := c.id
 	id.class, id.fallback = admission.Batch, false
 	bg := *c // in the batch class, at once or not at all, with no appointment
-	bg.until, bg.latest, bg.fingerprint = g.now(), time.Time{}, 0
+	bg.until, bg.latest, bg.fingerprint, bg.live = g.now(), time.Time{}, 0, false
 	served, ticket, err := rt.admit(ctx, pool, id, &bg)
 	if err != nil {
 		rt.flights.abort(f, err)

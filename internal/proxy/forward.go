@@ -132,6 +132,10 @@ type Result struct {
 	RetryAfter time.Duration
 	// Hedge says whether a hedge was due, sent, and won (hedge.go).
 	Hedge HedgeOutcome
+	// Held is how long the answering attempt held its backend: from its
+	// send to the end of its answer (the backend's service time, without
+	// the attempts before it or a wait for a slot); 0 when none answered.
+	Held time.Duration
 }
 
 // watchdog cancels an attempt when its current phase (waiting for the first
@@ -357,6 +361,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		if retry {
 			continue // nothing reached the client: another backend may answer
 		}
+		res.Held = f.opt.Now().Sub(attemptStart)
 		return res
 	}
 	if busy != nil {

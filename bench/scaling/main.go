@@ -1,0 +1,307 @@
+// Command scaling shows Sluice's scaling signal on a replayed real trace:
+// the Azure conversation trace (its order, token counts and burstiness)
+// under a load envelope — calm, a ramp past the pool's capacity, a peak,
+// then a drop — through one Sluice with its defaults in front of simulated
+// backends. It polls the admin listener's /scaling (what KEDA's metrics-api
+// scaler reads) every second and prints the timeline: demand, the measured
+// per-backend service rate, the queue, desired backends and refusals; then
+// when the signal first asked for more backends than the pool has, when
+// the first request was refused, and when the signal fell back after the
+// drop. Targets (issue 13): the signal rises at least 5 s before the first
+// refusal, and falls back below the pool's size once demand drops.
+//
+//	go run ./bench/scaling
+//	go run ./bench/scaling --max-concurrency 16   # the engines' batch size as a static limit
+//	go run ./bench/scaling --envelope 30s:0.5,30s:0.5>1.6,20s:1.6,30s:0.3 --out scaling.md
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
+	"github.com/sluice-gw/sluice/internal/bench"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/demo"
+	"github.com/sluice-gw/sluice/internal/scaling"
+)
+
+const (
+	azureTrace = "/work/shared/traces/azure2023/AzureLLMInferenceTrace_conv.csv"
+	model      = "sim-model" // demo.GatewayConfig's
+	minLead    = 5 * time.Second
+)
+
+type options struct {
+	Trace      string
+	Backends   int
+	Envelope   []phase
+	TokenScale float64
+	MaxInput   int
+	MaxOutput  int
+	From       int // first trace request replayed
+	Window     time.Duration
+	MaxConc    int
+	Poll       time.Duration
+	SLO        time.Duration
+	Command    string
+}
+
+// Poll is one reading of /scaling, T seconds after the replay started.
+type Poll struct {
+	T      float64        `json:"t_s"`
+	Signal scaling.Signal `json:"signal"`
+}
+
+// Report is the run's result (--json).
+type Report struct {
+	Command       string             `json:"command"`
+	Machine       benchkit.Machine   `json:"machine"`
+	Trace         string             `json:"trace"`
+	Requests      int                `json:"requests"`
+	Backends      int                `json:"backends"`
+	PerServerRPS  float64            `json:"per_server_rps"` // the simulator's capacity for the trace's mean request
+	Window        float64            `json:"window_s"`
+	Polls         []Poll             `json:"polls"`
+	Peaks         []Peak             `json:"peaks"`
+	FinalDesired  float64            `json:"final_desired"`
+	Refusals      int                `json:"refusals"`
+	RefusalReason map[string]float64 `json:"refusals_by_status"`
+	Bench         *bench.Result      `json:"bench"`
+}
+
+func main() {
+	var o options
+	var env, out, jsonOut string
+	flag.StringVar(&o.Trace, "trace", azureTrace, "trace to replay (any format bench.LoadTrace reads)")
+	flag.IntVar(&o.Backends, "backends", 2, "simulated backends in the pool")
+	flag.StringVar(&env, "envelope", "30s:0.5,60s:0.5>1.5,10s:1.5,20s:0.3,60s:0.3>1.5,10s:1.5,20s:0.3", "load envelope, multiples of the pool's capacity: DURATION:LOAD or DURATION:FROM>TO (a ramp), comma-separated")
+	flag.Float64Var(&o.TokenScale, "token-scale", 0.25, "multiply the trace's token counts (after clamping) so the simulators run fast")
+	flag.IntVar(&o.MaxInput, "max-input", 1024, "clamp the trace's prompt tokens (before --token-scale)")
+	flag.IntVar(&o.MaxOutput, "max-output", 256, "clamp the trace's output tokens (before --token-scale)")
+	flag.IntVar(&o.From, "from", 0, "first trace request replayed")
+	flag.DurationVar(&o.Window, "window", 0, "scaling.window (0: Sluice's default)")
+	flag.IntVar(&o.MaxConc, "max-concurrency", 0, "static per-backend max_concurrency (0: Sluice's default, the adaptive limit)")
+	flag.DurationVar(&o.Poll, "poll", time.Second, "how often /scaling is read")
+	flag.StringVar(&out, "out", "", "also write the markdown report to this file")
+	flag.StringVar(&jsonOut, "json", "", "write the full results as JSON to this file")
+	flag.Parse()
+	var err error
+	if o.Envelope, err = parseEnvelope(env); err != nil {
+		benchkit.Fatal("scaling", err)
+	}
+	if o.Backends < 1 || !(o.TokenScale > 0) || o.Poll <= 0 {
+		benchkit.Fatal("scaling", fmt.Errorf("--backends >= 1, --token-scale > 0 and --poll > 0"))
+	}
+	o.SLO = config.Default().Admission.MaxWait.D()
+	o.Command = benchkit.CommandLine("./bench/scaling", os.Args[1:])
+	benchkit.Main("scaling", out, jsonOut, func(ctx context.Context, md *strings.Builder) (*Report, error) {
+		return run(ctx, o, md)
+	})
+}
+
+func run(ctx context.Context, o options, md *strings.Builder) (*Report, error) {
+	started := time.Now()
+	rep := &Report{Command: o.Command, Machine: benchkit.ReadMachine(), Trace: o.Trace, Backends: o.Backends}
+	simCfg := benchkit.SimConfig()
+	tr, err := benchkit.LoadTrace(o.Trace, o.TokenScale, o.MaxInput, o.MaxOutput)
+	if err != nil {
+		return nil, err
+	}
+	// Capacity for the trace's mean request, over the requests replayed.
+	n := len(tr) - o.From
+	var capRPS float64
+	for range 4 {
+		p, q := benchkit.MeanTokens(tr[o.From : o.From+min(n, len(tr)-o.From)])
+		rep.PerServerRPS = benchkit.Capacity(simCfg, p, q)
+		capRPS = rep.PerServerRPS * float64(o.Backends)
+		n = max(int(cumulative(o.Envelope, span(o.Envelope))*capRPS+0.5), 2)
+	}
+	slice, sliceSpan, err := benchkit.Slice(tr, o.From, n)
+	if err != nil {
+		return nil, err
+	}
+	arr := warp(slice, sliceSpan, o.Envelope)
+	rep.Requests = len(arr)
+
+	rig, err := benchkit.StartRig(ctx, o.Backends, simCfg)
+	if err != nil {
+		return nil, err
+	}
+	defer rig.Stop()
+	cfg := demo.GatewayConfig(rig.Sims)
+	if o.Window > 0 {
+		cfg.Scaling.Window = config.Duration(o.Window)
+	}
+	rep.Window = cfg.Scaling.Window.D().Seconds()
+	for i := range cfg.Models[0].Backends {
+		cfg.Models[0].Backends[i].MaxConcurrency = o.MaxConc
+	}
+	if err := rig.Sluice(ctx, cfg); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "scaling: %d requests over %s, pool capacity %.1f req/s (load avg %s)\n", len(arr), span(o.Envelope), capRPS, benchkit.Loadavg())
+
+	start := time.Now()
+	pollCtx, stopPolls := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { rep.Polls = poll(pollCtx, rig.Admins[0], o.Poll, start) })
+	res, err := bench.Run(ctx, bench.Config{Target: rig.Targets[0], Model: model, Stream: true, Arrivals: arr,
+		Timeout: 60 * time.Second, SLOTTFT: o.SLO, Label: "sluice"})
+	// Keep polling a little past the last arrival: the fall is the point.
+	if err == nil {
+		select {
+		case <-time.After(3 * o.Poll):
+		case <-ctx.Done():
+		}
+	}
+	stopPolls()
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	if res.Interrupted {
+		return nil, ctx.Err()
+	}
+	rep.Bench = res
+	summarize(rep, o, res)
+	rep.Machine.LoadAfter = benchkit.Loadavg()
+	write(md, rep, o, capRPS, started)
+	return rep, nil
+}
+
+// poll reads /scaling?model= every `every` until ctx ends. A failed read
+// is a missed poll, not a zero one.
+func poll(ctx context.Context, admin string, every time.Duration, start time.Time) []Poll {
+	client := &http.Client{Timeout: every}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var out []Poll
+	for {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-t.C:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/scaling?model="+model, nil)
+		if err != nil {
+			continue
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			continue
+		}
+		var s scaling.Signal
+		err = json.NewDecoder(resp.Body).Decode(&s)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode == http.StatusOK {
+			out = append(out, Poll{T: time.Since(start).Seconds(), Signal: s})
+		}
+	}
+}
+
+func refused(r *bench.Record) bool { return r.Status == 429 || r.Status == 503 }
+
+// Peak is one episode of the envelope: from when the previous peak's
+// signal fell back (or its drop, or the start) to the next drop in load. Times in seconds from the start; -1:
+// never.
+type Peak struct {
+	From, Drop float64
+	// Rise is when desired backends went above the pool's size and stayed
+	// there until the episode's first refusal (or, without one, first went
+	// above it).
+	Rise         float64 `json:"rise_s"`
+	FirstRefusal float64 `json:"first_refusal_s"`
+	Lead         float64 `json:"lead_s"` // FirstRefusal − Rise, when both happened
+	Refusals     int     `json:"refusals"`
+	MaxDesired   float64 `json:"max_desired"`
+	// FellBack is the first poll after the drop with desired below the
+	// pool's size.
+	FellBack float64 `json:"fell_back_s"`
+}
+
+// drops are the times the envelope's load falls: a phase starting below 1x
+// and below where the one before it ended. The end of the envelope closes
+// the last episode.
+func drops(env []phase) []float64 {
+	var out []float64
+	var t time.Duration
+	for i, p := range env {
+		if i > 0 && p.From < 1 && p.From < env[i-1].To {
+			out = append(out, t.Seconds())
+		}
+		t += p.D
+	}
+	return out
+}
+
+// summarize finds, per peak, the signal's rise, the first refusal and the
+// fall.
+func summarize(rep *Report, o options, res *bench.Result) {
+	rep.RefusalReason = map[string]float64{}
+	var refusals []float64
+	for i := range res.Records {
+		r := &res.Records[i]
+		if refused(r) {
+			rep.Refusals++
+			rep.RefusalReason[fmt.Sprint(r.Status)]++
+			refusals = append(refusals, benchkit.Ended(r).Seconds())
+		}
+	}
+	backends := float64(o.Backends)
+	from := 0.0 // refusals before the previous peak's signal fell back are that peak's
+	for _, drop := range drops(o.Envelope) {
+		pk := Peak{From: from, Drop: drop, Rise: -1, FirstRefusal: -1, FellBack: -1}
+		for _, t := range refusals {
+			if t >= from && t < drop {
+				pk.Refusals++
+				if pk.FirstRefusal < 0 || t < pk.FirstRefusal {
+					pk.FirstRefusal = t
+				}
+			}
+		}
+		until := drop
+		if pk.FirstRefusal >= 0 {
+			until = pk.FirstRefusal
+		}
+		up := false
+		for _, p := range rep.Polls {
+			d := p.Signal.DesiredBackends
+			if p.T >= from && p.T < drop {
+				pk.MaxDesired = max(pk.MaxDesired, d)
+			}
+			if p.T >= from && p.T <= until {
+				switch {
+				case d <= backends:
+					up = false
+				case !up:
+					up, pk.Rise = true, p.T
+				}
+			}
+			if pk.FellBack < 0 && p.T >= drop && d < backends {
+				pk.FellBack = p.T
+			}
+		}
+		if !up && pk.FirstRefusal >= 0 {
+			pk.Rise = -1 // down when the refusal came
+		}
+		if pk.Rise >= 0 && pk.FirstRefusal >= 0 {
+			pk.Lead = pk.FirstRefusal - pk.Rise
+		}
+		rep.Peaks = append(rep.Peaks, pk)
+		from = drop
+		if pk.FellBack >= 0 {
+			from = pk.FellBack
+		}
+	}
+	if n := len(rep.Polls); n > 0 {
+		rep.FinalDesired = rep.Polls[n-1].Signal.DesiredBackends
+	}
+}

@@ -1,0 +1,208 @@
+package scaling
+
+import (
+	"math"
+	"time"
+)
+
+// DemandForecast predicts a model's arrival rate. The forecaster (issue
+// 14) implements it to add a lead to desired backends; Policy.Forecast nil
+// means none, and the demand is the measured arrival rate alone.
+type DemandForecast interface {
+	// ArrivalRate is the model's expected arrival rate at `at`, in requests
+	// per second as this gateway replica will see them; ok is false when
+	// there is no forecast for the model (yet).
+	ArrivalRate(model string, at time.Time) (perSecond float64, ok bool)
+}
+
+// Policy is how demand becomes desired backends.
+type Policy struct {
+	// Headroom is the share of capacity kept free above the demand, so a
+	// pool at its desired size runs at 1/(1+Headroom) of its measured
+	// service rate (default 0.2: about 83%).
+	Headroom float64
+	// Forecast, when set, is asked for the arrival rate at now+Lead; the
+	// demand is the larger of it and the measured rate.
+	Forecast DemandForecast
+	Lead     time.Duration
+	// PriorSlotRate is the completions per slot-second assumed for a pool
+	// with no completion measured yet (the admission queue's prior: a
+	// request holds a slot for 1 s), so the signal is defined from the
+	// first request, even for a pool scaled to zero.
+	PriorSlotRate float64
+}
+
+// DefaultHeadroom is Policy.Headroom's default (scaling.headroom).
+const DefaultHeadroom = 0.2
+
+// BackendState is one backend of the pool as the gateway sees it now.
+type BackendState struct {
+	Name string
+	// Slots is its concurrency limit now: static max_concurrency, else the
+	// adaptive limit; 0 = unlimited (then PoolState.DefaultSlots counts).
+	// A measured backend counts its mean over its completions instead
+	// (Service.Slots).
+	Slots  int
+	Usable bool
+}
+
+// PoolState is a model's pool now: its backends and its admission queue.
+type PoolState struct {
+	Backends []BackendState
+	// Queued requests and their estimated tokens; InUse of Capacity slots
+	// (all 0 when admission is off).
+	Queued        int
+	QueuedTokens  float64
+	InUse         int
+	Capacity      int
+	QueueDrainFor time.Duration // the interactive TTFT objective: queued requests should start within it
+	DefaultSlots  int           // slots of a backend with no limit, and of one yet to come (adaptive initial)
+}
+
+// Signal is a model's scaling figures at one instant: the Prometheus gauges
+// and the admin listener's /scaling JSON (docs/DEPLOY.md documents each
+// field).
+type Signal struct {
+	Model           string    `json:"model"`
+	Time            time.Time `json:"time"`
+	DesiredBackends float64   `json:"desired_backends"`
+	Backends        int       `json:"backends"`
+	UsableBackends  int       `json:"usable_backends"`
+	// Need splits DesiredBackends into its terms.
+	Need Need `json:"need"`
+
+	ArrivalRequestsPerSecond float64 `json:"arrival_requests_per_second"`
+	ArrivalTokensPerSecond   float64 `json:"arrival_tokens_per_second"`
+	// ForecastRequestsPerSecond is the forecast at now+lead; nil without one.
+	ForecastRequestsPerSecond *float64 `json:"forecast_requests_per_second"`
+	DemandRequestsPerSecond   float64  `json:"demand_requests_per_second"`
+
+	Queued           int                `json:"queued"`
+	QueuedTokens     float64            `json:"queued_tokens"`
+	QueueWaitSeconds float64            `json:"queue_wait_seconds"`
+	InUse            int                `json:"slots_in_use"`
+	Capacity         int                `json:"slots"`
+	SlotUtilisation  float64            `json:"slot_utilisation"`
+	RefusalsPerSec   map[string]float64 `json:"refusals_per_second"`
+
+	// Service is the mean per-backend service rate the plan divides by.
+	Service         BackendService   `json:"service"`
+	BackendsService []BackendService `json:"backend_service"`
+
+	Headroom        float64 `json:"headroom"`
+	LeadSeconds     float64 `json:"lead_seconds"`
+	DrainForSeconds float64 `json:"queue_drain_within_seconds"`
+}
+
+// Need is desired backends by term: Demand + Headroom + Queue.
+type Need struct {
+	Demand   float64 `json:"demand"`
+	Headroom float64 `json:"headroom"`
+	Queue    float64 `json:"queue"`
+}
+
+// BackendService is a backend's service rate with all its slots busy.
+type BackendService struct {
+	Backend           string  `json:"backend,omitempty"`
+	Slots             float64 `json:"slots"`
+	RequestsPerSecond float64 `json:"requests_per_second"`
+	// TokensPerSecond counts prompt and answer tokens, of completions whose
+	// usage was reported; 0 when none was.
+	TokensPerSecond float64 `json:"tokens_per_second"`
+	Measured        bool    `json:"measured"`
+	// AtCapacity: measured while the backend was full, so what it
+	// sustains; false: not full yet, an optimistic estimate from all its
+	// recent completions.
+	AtCapacity bool `json:"at_capacity"`
+}
+
+// Plan computes a model's signal at now from the meter's reading and the
+// pool's state:
+//
+//	μ  = mean over the pool's measured backends of slots × completions per slot-second
+//	     (slots: the backend's mean concurrency limit over its completions;
+//	     before any backend is measured: mean slots × PriorSlotRate)
+//	D  = max(arrival rate over the window, over a fifth of it, forecast at now+lead)
+//	desired = D/μ                     Little's law: D × hold time / slots per backend
+//	        + Headroom × D/μ
+//	        + queued / (μ × drain_for)  the queue started within the objective
+//
+// Every term is linear in what this replica saw (its arrivals, its queue),
+// so with several gateway replicas sum() of their desired backends is the
+// model's need. It is fractional; a scaler rounds up.
+func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signal {
+	s := Signal{Model: model, Time: now, Backends: len(p.Backends),
+		ArrivalRequestsPerSecond: r.Arrivals, ArrivalTokensPerSecond: r.ArrivalTokens,
+		Queued: p.Queued, QueuedTokens: p.QueuedTokens, InUse: p.InUse, Capacity: p.Capacity,
+		RefusalsPerSec: r.Refusals, Headroom: pol.Headroom, LeadSeconds: pol.Lead.Seconds(),
+		DrainForSeconds: p.QueueDrainFor.Seconds(), BackendsService: []BackendService{}}
+	if s.RefusalsPerSec == nil {
+		s.RefusalsPerSec = map[string]float64{}
+	}
+	if r.WaitKnown {
+		s.QueueWaitSeconds = r.Wait.Seconds()
+	}
+	if p.Capacity > 0 {
+		s.SlotUtilisation = float64(p.InUse) / float64(p.Capacity)
+	}
+	s.Service = meanService(&s, r, p, pol)
+
+	s.DemandRequestsPerSecond = max(r.Arrivals, r.ArrivalsRising)
+	if pol.Forecast != nil {
+		if f, ok := pol.Forecast.ArrivalRate(model, now.Add(pol.Lead)); ok && f >= 0 && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			s.ForecastRequestsPerSecond = &f
+			s.DemandRequestsPerSecond = max(s.DemandRequestsPerSecond, f)
+		}
+	}
+	if mu := s.Service.RequestsPerSecond; mu > 0 {
+		s.Need.Demand = s.DemandRequestsPerSecond / mu
+		s.Need.Headroom = pol.Headroom * s.Need.Demand
+		if drain := p.QueueDrainFor.Seconds(); drain > 0 {
+			s.Need.Queue = float64(p.Queued) / (mu * drain)
+		}
+	}
+	s.DesiredBackends = s.Need.Demand + s.Need.Headroom + s.Need.Queue
+	return s
+}
+
+// meanService fills the per-backend service rates and returns their mean
+// over the measured backends (the prior when none is).
+func meanService(s *Signal, r Reading, p PoolState, pol Policy) BackendService {
+	sum := BackendService{AtCapacity: true}
+	measured, slots := 0, 0.0
+	for _, b := range p.Backends {
+		if b.Usable {
+			s.UsableBackends++
+		}
+		n := float64(b.Slots)
+		if b.Slots <= 0 {
+			n = float64(p.DefaultSlots)
+		}
+		slots += n
+		bs := BackendService{Backend: b.Name, Slots: n}
+		if sv, ok := r.Service[b.Name]; ok {
+			if sv.Slots > 0 {
+				n = sv.Slots
+			}
+			bs.Slots, bs.Measured, bs.AtCapacity = n, true, sv.AtCapacity
+			bs.RequestsPerSecond = n * sv.PerSlot
+			bs.TokensPerSecond = n * sv.TokensPerSlot
+			measured++
+			sum.RequestsPerSecond += bs.RequestsPerSecond
+			sum.TokensPerSecond += bs.TokensPerSecond
+			sum.Slots += n
+			sum.AtCapacity = sum.AtCapacity && sv.AtCapacity
+		}
+		s.BackendsService = append(s.BackendsService, bs)
+	}
+	if measured > 0 {
+		k := float64(measured)
+		return BackendService{Slots: sum.Slots / k, RequestsPerSecond: sum.RequestsPerSecond / k,
+			TokensPerSecond: sum.TokensPerSecond / k, Measured: true, AtCapacity: sum.AtCapacity}
+	}
+	mean := float64(p.DefaultSlots)
+	if len(p.Backends) > 0 {
+		mean = slots / float64(len(p.Backends))
+	}
+	return BackendService{Slots: mean, RequestsPerSecond: mean * pol.PriorSlotRate}
+}
