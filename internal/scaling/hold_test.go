@@ -15,12 +15,12 @@ func TestHoldRisesAtOnceFallsAfterWindow(t *testing.T) {
 		want  float64
 	}{
 		{0, 2, 2},
-		{time.Minute, 6, 6},                // up at once
-		{2 * time.Minute, 3, 6},            // held
-		{5 * time.Minute, 1, 6},            // 4 min after the 6: still held
+		{time.Minute, 6, 6},                 // up at once
+		{2 * time.Minute, 3, 6},             // held
+		{5 * time.Minute, 1, 6},             // 4 min after the 6: still held
 		{6*time.Minute + time.Second, 1, 3}, // the 6 left the window; the 3 (at 2m) has not
 		{7*time.Minute + time.Second, 1, 1}, // the 3 left too
-		{8 * time.Minute, 4, 4},            // never below the value offered now
+		{8 * time.Minute, 4, 4},             // never below the value offered now
 	}
 	for _, s := range steps {
 		if got := h.At("m", t0.Add(s.after), s.v, w); got != s.want {
