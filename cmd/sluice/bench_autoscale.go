@@ -108,6 +108,8 @@ func runBenchAutoscale(_ context.Context, args []string, stdout, stderr io.Write
 		scalesim.Fixed{N: int(math.Ceil(need(mean) * (1 + *headroom)))},
 		scalesim.NewPredictive(fc, replayAt, w, scaling.Policy{Headroom: *headroom, PriorSlotRate: mu / float64(sim.DefaultSlots)},
 			*lead, *hold, *slo, mu),
+		scalesim.NewPredictive(nil, replayAt, w, scaling.Policy{Headroom: *headroom, PriorSlotRate: mu / float64(sim.DefaultSlots)},
+			*lead, *hold, *slo, mu),
 	}
 	for _, t := range hpaTargets {
 		ctls = append(ctls, &scalesim.HPA{Target: t, Tolerance: *tol, Window: time.Duration(float64(*stab) / *compress)})
@@ -136,15 +138,16 @@ func runBenchAutoscale(_ context.Context, args []string, stdout, stderr io.Write
 	}
 	fmt.Fprintf(stdout, "autoscale days=%d-%d (warmed on days 1-%d) compress=%g sample=%.4g service_rate=%.2f/s/server peak_need=%.1f mean_need=%.1f servers cold_start=%s lead=%s slo=%s requests=%d\n",
 		*startDay, *startDay+*days-1, *startDay-1, *compress, w.Sample, mu, need(top), need(mean), formatHorizon(*cold), formatHorizon(*lead), *slo, sums[0].Requests)
-	best := 2
-	for i := 2; i < len(sums); i++ {
-		fmt.Fprintf(stdout, "hpa_sweep target=%.2f %s\n", hpaTargets[i-2], summaryFields(sums[i]))
+	const firstHPA = 3
+	best := firstHPA
+	for i := firstHPA; i < len(sums); i++ {
+		fmt.Fprintf(stdout, "hpa_sweep target=%.2f %s\n", hpaTargets[i-firstHPA], summaryFields(sums[i]))
 		if s, b := sums[i], sums[best]; s.ViolationMinutes < b.ViolationMinutes || s.ViolationMinutes == b.ViolationMinutes && s.ServerMinutes < b.ServerMinutes {
 			best = i
 		}
 	}
-	table := []scalesim.Summary{sums[0], sums[best], sums[1]}
-	names := []string{"fixed", fmt.Sprintf("reactive(hpa target=%.2f)", hpaTargets[best-2]), "predictive"}
+	table := []scalesim.Summary{sums[0], sums[best], sums[1], sums[2]}
+	names := []string{"fixed", fmt.Sprintf("reactive(hpa_target=%.2f)", hpaTargets[best-firstHPA]), "predictive", "signal-only(no_forecast)"}
 	for i, s := range table {
 		fmt.Fprintf(stdout, "autoscale controller=%s %s\n", names[i], summaryFields(s))
 	}

@@ -110,19 +110,28 @@ func (c *traceClock) ArrivalRate(m string, at time.Time) (float64, bool) {
 
 // NewPredictive builds the controller around fc, which has been fed the
 // trace up to traceAt0 (the replay's start); it goes on learning from the
-// replayed arrivals, each standing for 1/w.Sample trace requests.
+// replayed arrivals, each standing for 1/w.Sample trace requests. fc nil:
+// the same signal without a forecast ("signal-only", the ablation).
 func NewPredictive(fc *forecast.Forecaster, traceAt0 time.Time, w *Workload, pol scaling.Policy,
 	lead, hold, slo time.Duration, serviceRate float64) *Predictive {
 	c := &traceClock{demand: forecast.Demand{Forecaster: fc, Scale: w.Sample * w.Compress},
 		simEpoch: time.Unix(0, 0), traceAt0: traceAt0, compress: w.Compress}
-	pol.Forecast = c
-	pol.Lead = time.Duration(float64(lead) / w.Compress)
+	pol.Forecast, pol.Lead = nil, 0
+	if fc != nil {
+		pol.Forecast = c
+		pol.Lead = time.Duration(float64(lead) / w.Compress)
+	}
 	return &Predictive{Meter: scaling.NewMeter(0), Forecaster: fc, Policy: pol,
 		Hold: time.Duration(float64(hold) / w.Compress), SLO: slo, ServiceRate: serviceRate,
 		hold: scaling.NewHold(), clock: c, forecastN: math.NaN()}
 }
 
-func (p *Predictive) Name() string { return "predictive" }
+func (p *Predictive) Name() string {
+	if p.Forecaster == nil {
+		return "signal-only"
+	}
+	return "predictive"
+}
 
 func (p *Predictive) at(now float64) time.Time {
 	return p.clock.simEpoch.Add(time.Duration(now * float64(time.Second)))
@@ -130,6 +139,9 @@ func (p *Predictive) at(now float64) time.Time {
 
 func (p *Predictive) arrived(now float64, r *request) {
 	p.Meter.Arrived(model, p.at(now), float64(r.prompt+r.out))
+	if p.Forecaster == nil {
+		return
+	}
 	per := 1 / (p.clock.demand.Scale / p.clock.compress) // trace requests one replayed request stands for
 	p.Forecaster.Observe(p.clock.trace(now), forecast.Key{Model: model}, per, per*float64(r.prompt+r.out))
 }
@@ -147,7 +159,9 @@ func (p *Predictive) forecastServers() float64 { return p.forecastN }
 
 func (p *Predictive) Desired(v View) int {
 	t := p.at(v.Now)
-	p.Forecaster.Advance(p.clock.trace(v.Now))
+	if p.Forecaster != nil {
+		p.Forecaster.Advance(p.clock.trace(v.Now))
+	}
 	ps := scaling.PoolState{Queued: v.Queued, QueueDrainFor: p.SLO, DefaultSlots: v.Slots,
 		Backends: make([]scaling.BackendState, 0, len(v.ServingNames))}
 	for _, n := range v.ServingNames {

@@ -61,8 +61,8 @@ type Result struct {
 	Requests   []request
 	// Timeline has one point per trace minute.
 	Timeline []Point
-	// ServerSeconds is simulated seconds × servers (starting and leaving
-	// ones included: they cost).
+	// ServerSeconds is simulated seconds × servers over the replay
+	// (starting and leaving ones included: they cost).
 	ServerSeconds float64
 }
 
@@ -121,6 +121,7 @@ type pool struct {
 	serverInt     float64
 	tickBusy      float64
 	tickServing   float64
+	end           float64 // the replay's end: cost is counted up to it
 }
 
 // Run replays w against a pool run by ctl.
@@ -128,7 +129,7 @@ func Run(w *Workload, opt Options, ctl Controller) (*Result, error) {
 	if err := w.Validate(); err != nil {
 		return nil, fmt.Errorf("scalesim: %w", err)
 	}
-	p := &pool{cfg: withDefaults(opt.Server), opt: opt, w: w, ctl: ctl}
+	p := &pool{cfg: withDefaults(opt.Server), opt: opt, w: w, ctl: ctl, end: w.Duration()}
 	p.obs, _ = ctl.(observer)
 	reqs := w.arrivals(&p.cfg)
 	for range max(opt.InitialServers, 1) {
@@ -216,7 +217,9 @@ func (p *pool) account(now float64) {
 	if dt > 0 {
 		p.busyInt += float64(p.busy) * dt
 		p.servingInt += float64(p.serving) * dt
-		p.serverInt += float64(len(p.servers)) * dt
+		if in := min(now, p.end) - p.last; in > 0 {
+			p.serverInt += float64(len(p.servers)) * in
+		}
 		p.last = now
 	}
 }
