@@ -110,12 +110,16 @@ func (f *benchFlags) config(arr []bench.Arrival, rng *rand.Rand, reqHeaders http
 //	sluice bench --target URL [--rate R | --trace FILE] [--duration D] [--json FILE]
 //
 // `sluice bench forecast ...` scores the traffic forecaster instead (see
-// bench_forecast.go).
+// bench_forecast.go); `sluice bench autoscale ...` compares scaling
+// controllers on a replayed trace (bench_autoscale.go).
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "forecast" {
 		return runBenchForecast(ctx, args[1:], stdout, stderr)
 	}
-	fs := newFlagSet("bench", "--target URL [--rate R | --trace FILE] [--duration D] [--json FILE] [flags]\n       sluice bench forecast --servegen DIR [--horizon 10m,30m,60m]  (its own flags: bench forecast --help)", stderr)
+	if len(args) > 0 && args[0] == "autoscale" {
+		return runBenchAutoscale(ctx, args[1:], stdout, stderr)
+	}
+	fs := newFlagSet("bench", "--target URL [--rate R | --trace FILE] [--duration D] [--json FILE] [flags]\n       sluice bench forecast --servegen DIR [--horizon 10m,30m,60m]  (its own flags: bench forecast --help)\n       sluice bench autoscale --servegen DIR --lengths AZURE_CSV  (its own flags: bench autoscale --help)", stderr)
 	f := newBenchFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -124,6 +124,8 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 			return nil, errWithPath(path, err)
 		}
 		a.forecast, gwOpts.Arrivals = fr, fr
+		// desired backends looks scaling.lead ahead at the forecast p90.
+		gwOpts.Forecast = forecast.Demand{Forecaster: fr.fc}
 		reg.MustRegister(newForecastCollector(fr.fc))
 	}
 	if cfg.Queue.Enabled {

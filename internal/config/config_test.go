@@ -78,6 +78,8 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"worker token":    "queue: {worker_token: a-long-enough-shared-secret}\n" + minimal,
 		"scaling window":  "scaling: {window: 100ms}\n" + minimal,
 		"scaling room":    "scaling: {headroom: -0.1}\n" + minimal,
+		"scaling lead":    "forecast: {enabled: true, max_horizon: 10m}\nscaling: {lead: 20m}\n" + minimal,
+		"scaling hold":    "scaling: {scale_in_hold: -1m}\n" + minimal,
 	}
 	wantKey := map[string]string{
 		"unknown key": "listn", "bad duration": "fast", "bad size": "lots", "no models": "models",
@@ -89,6 +91,7 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"bad proxy": "auth.trusted_proxies[1]", "bad fwd header": "auth.forwarded_header",
 		"two credentials": "models[0].backends[0].pass_client_auth", "admin listen": "admin.listen", "worker token": "queue.worker_token",
 		"scaling window": "scaling.window", "scaling room": "scaling.headroom",
+		"scaling lead": "scaling.lead", "scaling hold": "scaling.scale_in_hold",
 	}
 	for name, src := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -16,10 +16,24 @@ type Scaling struct {
 	// desired size runs at 1/(1+headroom) of its measured service rate
 	// (default 0.2).
 	Headroom float64 `yaml:"headroom"`
+	// Lead is how far ahead desired backends looks when forecast.enabled:
+	// the forecast p90 arrival rate at now+lead counts as demand, so a
+	// scaler acting on the signal starts servers before the traffic needs
+	// them. Set it to a backend's start-up time (model load included);
+	// default 3m, 0 turns the forecast's lead off (desired backends then
+	// uses the measured rate alone).
+	Lead Duration `yaml:"lead"`
+	// ScaleInHold is how long desired backends holds its highest value
+	// before it may fall, when forecast.enabled: scale-in waits this long
+	// after the demand (or the forecast) dropped; scale-out is never
+	// delayed. Default 5m, 0: none. Without a forecast the signal follows
+	// the measured demand down and the scaler's own stabilisation holds it.
+	ScaleInHold Duration `yaml:"scale_in_hold"`
 }
 
 func defaultScaling() Scaling {
-	return Scaling{Window: Duration(10 * time.Second), Headroom: 0.2}
+	return Scaling{Window: Duration(10 * time.Second), Headroom: 0.2,
+		Lead: Duration(3 * time.Minute), ScaleInHold: Duration(5 * time.Minute)}
 }
 
 // maxScalingWindow bounds scaling.window: a longer one reacts after any
@@ -33,5 +47,13 @@ func (c *Config) validateScaling(bad badFunc) {
 	}
 	if !(s.Headroom >= 0 && s.Headroom <= 10) {
 		bad("scaling.headroom", "must be between 0 and 10 (a share of capacity: 0.2 keeps 20%% free), got %g", s.Headroom)
+	}
+	if l := s.Lead.D(); l < 0 || l > 24*time.Hour {
+		bad("scaling.lead", "must be between 0 and 24h (a backend's start-up time, e.g. 3m), got %s", l)
+	} else if c.Forecast.Enabled && l > c.Forecast.MaxHorizon.D() {
+		bad("scaling.lead", "must not exceed forecast.max_horizon (%s): the forecast does not reach that far, got %s", c.Forecast.MaxHorizon.D(), l)
+	}
+	if h := s.ScaleInHold.D(); h < 0 || h > 24*time.Hour {
+		bad("scaling.scale_in_hold", "must be between 0 and 24h, got %s", h)
 	}
 }

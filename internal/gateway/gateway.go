@@ -61,6 +61,7 @@ type Options struct {
 	Arrivals Arrivals
 	// Forecast predicts each model's arrival rate at now+ForecastLead for
 	// the scaling signals (scaling.Policy); nil: the measured rate alone.
+	// ForecastLead 0: the running config's scaling.lead.
 	Forecast     scaling.DemandForecast
 	ForecastLead time.Duration
 	// StatusTicker paces /status/stream's events (stream.go); nil:
@@ -110,6 +111,7 @@ type Gateway struct {
 	// (scaling.go); it outlives reloads. forecast and forecastLead are
 	// Options.Forecast and ForecastLead.
 	meter        *scaling.Meter
+	hold         *scaling.Hold // scaling.scale_in_hold over desired backends
 	forecast     scaling.DemandForecast
 	forecastLead time.Duration
 	// tally counts requests and errors per model for /status (tally.go).
@@ -126,7 +128,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
 		arrivals: opt.Arrivals, queueInfo: opt.Queue,
-		meter: scaling.NewMeter(rt.Config.Scaling.Window.D()), forecast: opt.Forecast, forecastLead: opt.ForecastLead}
+		meter: scaling.NewMeter(rt.Config.Scaling.Window.D()), hold: scaling.NewHold(), forecast: opt.Forecast, forecastLead: opt.ForecastLead}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}
@@ -172,6 +174,7 @@ func (g *Gateway) Swap(rt *Runtime) {
 	g.meter.SetWindow(rt.Config.Scaling.Window.D())
 	g.rt.Store(rt)
 	g.meter.Keep(func(model string) bool { return rt.Pools[model] != nil })
+	g.hold.Keep(func(model string) bool { return rt.Pools[model] != nil })
 }
 
 // Runtime returns the current runtime.

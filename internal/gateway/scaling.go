@@ -79,8 +79,12 @@ func (g *Gateway) refused(model string, rec *record) {
 
 // scalingPolicy is how the running config turns demand into backends.
 func (g *Gateway) scalingPolicy(rt *Runtime) scaling.Policy {
+	lead := g.forecastLead
+	if lead == 0 {
+		lead = rt.Config.Scaling.Lead.D()
+	}
 	return scaling.Policy{Headroom: rt.Config.Scaling.Headroom, PriorSlotRate: priorSlotRate,
-		Forecast: g.forecast, Lead: g.forecastLead}
+		Forecast: g.forecast, Lead: lead}
 }
 
 // signals plans every pool of the running config, in config order.
@@ -106,7 +110,16 @@ func (g *Gateway) signal(rt *Runtime, p *Pool) scaling.Signal {
 		st := p.queue.Stats()
 		ps.Queued, ps.QueuedTokens, ps.InUse, ps.Capacity = st.Queued, st.QueuedCost, st.InUse, st.Capacity
 	}
-	return scaling.Plan(p.Model, now, g.meter.Read(p.Model, now, names), ps, g.scalingPolicy(rt))
+	s := scaling.Plan(p.Model, now, g.meter.Read(p.Model, now, names), ps, g.scalingPolicy(rt))
+	// With a forecast, scale-in is slow: the highest need over
+	// scaling.scale_in_hold, which includes the need of the demand and
+	// queue now (Need keeps the terms of now). Without one the signal
+	// follows the measured demand down (the scaler's own stabilisation
+	// holds it, 300 s in an HPA).
+	if g.forecast != nil {
+		s.DesiredBackends = g.hold.At(p.Model, now, s.DesiredBackends, rt.Config.Scaling.ScaleInHold.D())
+	}
+	return s
 }
 
 // serveScaling answers GET /scaling (every model) and /scaling?model=M (one
