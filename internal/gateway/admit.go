@@ -79,7 +79,7 @@ func (p *Pool) expectedTTFT(now time.Time) time.Duration {
 func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) (until, latest time.Time) {
 	// The header was validated on arrival (readControlHeaders); the client
 	// may ask for less than the objective, never for more.
-	if d, err := parseMaxWait(r.Header.Get(headerMaxWait)); err == nil && d > 0 && d < objective {
+	if d, err := parseMaxWait(headerGet(r.Header, headerMaxWait)); err == nil && d > 0 && d < objective {
 		objective = d
 	}
 	wait := max((objective-ttft)*2/3, objective/3)

@@ -61,6 +61,11 @@ type exchange struct {
 	call    upstreamCall
 	// inflight: counted in the in-flight gauge (it passed the method check).
 	inflight bool
+	// ra reads the backend's answer ahead of a slow client (armed by
+	// serveDirect): made by the forward stage for a request from the
+	// public listener, so an answer from an earlier stage (a refusal, a
+	// cache hit) costs none; handle waits for it to drain after record.
+	ra *proxy.ReadaheadWriter
 }
 
 func (x *exchange) ctx() context.Context { return x.r.Context() }
@@ -84,18 +89,29 @@ func (g *Gateway) serve(x *exchange) {
 }
 
 // handle runs r through the chain with its answer going to w; job is nil
-// for a request from the public listener. Exchanges are reused: nothing
-// keeps one once the chain has run (flights copy what they keep).
+// for a request from the public listener. It returns once the client has
+// the whole answer or was cut, though the backend and the request's slots
+// may be released before that (read-ahead: proxy/readahead.go).
+// Exchanges are reused: nothing keeps one once the chain has run (flights
+// copy what they keep).
 func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall) {
 	start := g.now()
 	reqID := requestID(r)
-	w.Header().Set("X-Request-Id", reqID)
+	w.Header()[headerRequestID] = []string{reqID}
 	x, _ := g.exchanges.Get().(*exchange)
 	if x == nil {
 		x = new(exchange)
 	}
 	*x = exchange{w: w, r: r, rt: g.rt.Load(), job: job, rec: record{id: reqID, path: r.URL.Path, start: start}}
+	defer g.release(x)
 	g.serve(x)
+}
+
+// release waits for the read-ahead, if any, to drain, then recycles x.
+func (g *Gateway) release(x *exchange) {
+	if x.ra != nil {
+		x.ra.Finish()
+	}
 	*x = exchange{}
 	g.exchanges.Put(x)
 }
@@ -296,6 +312,10 @@ func (admitStage) serve(x *exchange) bool {
 type forwardStage struct{ g *Gateway }
 
 func (s forwardStage) serve(x *exchange) bool {
+	if x.job == nil && x.rt.Config.Server.ResponseReadahead >= proxy.MinReadahead {
+		x.ra = s.g.readahead.Writer(x.w)
+		x.w = x.ra
+	}
 	if ps := s.g.progressFor(x); ps != nil {
 		defer ps.end()
 		x.w = ps

@@ -58,6 +58,7 @@ type Gateway struct {
 	rt      atomic.Pointer[Runtime]
 	log     *slog.Logger
 	metrics *telemetry.Metrics
+	series  *series // metrics' children resolved once (series.go)
 	bodies  *proxy.BodyPool
 	// bodyMem bounds the bytes held in request bodies across all
 	// connections (server.max_body_memory); it outlives reloads.
@@ -103,6 +104,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.rt.Store(rt)
 	g.stages = g.chain()
 	g.metrics = telemetry.NewMetrics(opt.Registry)
+	g.series = newSeries(g.metrics)
 	g.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_auth_failures_total",
 		Help: "Refused credentials by reason: invalid_api_key, or why a bearer JWT was refused (oversized, malformed, " +
 			"algorithm, unknown_kid, keys_unavailable, signature, expired, not_yet_valid, issuer, audience, claims). " +
@@ -140,7 +142,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer restore()
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
-		g.serveReadahead(w, r)
+		g.handle(w, r, nil)
 	case "/v1/models":
 		g.serveModels(w, r)
 	case "/healthz":
@@ -173,16 +175,6 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request) (_ http.Response
 	return newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts), restore
 }
 
-// serveReadahead serves an inference request through a read-ahead writer
-// (armed by serveDirect) and returns once its client has the whole answer
-// or was cut: the backend and the request's slots may be released before
-// that (proxy/readahead.go).
-func (g *Gateway) serveReadahead(w http.ResponseWriter, r *http.Request) {
-	ra := g.readahead.Writer(w)
-	defer ra.Finish()
-	g.handle(ra, r, nil)
-}
-
 // prefixKeyChars is how much of the prompt prefix_affinity hashes: about
 // the system prompt and first turns, what a backend's prefix cache shares.
 const prefixKeyChars = 2048
@@ -205,7 +197,7 @@ func (g *Gateway) fingerprint(tenant, path string, body []byte) uint64 {
 // requestID keeps a sane client-supplied X-Request-Id (so a client can trace
 // its own call through) or makes a new one.
 func requestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 && printable(id) {
+	if id := headerGet(r.Header, headerRequestID); id != "" && len(id) <= 128 && printable(id) {
 		return id
 	}
 	var b [16]byte
