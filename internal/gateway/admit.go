@@ -91,7 +91,7 @@ func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) (
 // granted or refused at once), so a refusal after queueing can be told
 // from one at arrival.
 func setQueueTime(w http.ResponseWriter, d time.Duration) {
-	w.Header().Set("X-Sluice-Queue-Time", strconv.FormatInt(d.Milliseconds(), 10))
+	w.Header()["X-Sluice-Queue-Time"] = []string{strconv.FormatInt(d.Milliseconds(), 10)}
 }
 
 // queueTimeOf is the wait an admission error reports, for setQueueTime.
