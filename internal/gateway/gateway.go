@@ -139,7 +139,7 @@ func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 // switch, not a router; the set is small and this runs on every request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w, restore := g.guard(w, r)
-	defer restore()
+	defer restore.Restore()
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
 		g.handle(w, r, nil)
@@ -169,10 +169,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // deadline, also on routes with small answers, so a keep-alive connection
 // does not carry an earlier request's deadline into this one. restore
 // undoes the body deadlines when the handler returns.
-func (g *Gateway) guard(w http.ResponseWriter, r *http.Request) (_ http.ResponseWriter, restore func()) {
+func (g *Gateway) guard(w http.ResponseWriter, r *http.Request) (_ http.ResponseWriter, restore *netguard.TimedBody) {
 	sc := g.rt.Load().Config.Server
-	restore = netguard.TimeBody(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
-	return newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts), restore
+	gd := &guarded{sendWriter: newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)}
+	gd.body.Start(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
+	return &gd.sendWriter, &gd.body
+}
+
+// guarded is a request's time bounds (guard), in one allocation.
+type guarded struct {
+	sendWriter
+	body netguard.TimedBody
 }
 
 // prefixKeyChars is how much of the prompt prefix_affinity hashes: about

@@ -50,7 +50,7 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 	r2.URL.Path, r2.URL.RawPath = path, ""
 	r2.Header.Del("Authorization") // the admin token goes no further
 	w, restore := g.guard(w, r2)
-	defer restore()
+	defer restore.Restore()
 	g.handle(w, r2, jc)
 }
 
