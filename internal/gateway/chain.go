@@ -271,10 +271,12 @@ type cacheStage struct{ g *Gateway }
 
 func (s cacheStage) serve(x *exchange) bool {
 	c := &x.call
-	c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
 	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.r, x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
 	c.plan = plan
 	if !hit {
+		// Only a request that queues needs its fingerprint (appointments);
+		// a hit, fresh or stale, never does, so it hashes its body once less.
+		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
 		return true
 	}
 	x.rec.status, x.rec.cache = status, "HIT"

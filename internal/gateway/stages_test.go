@@ -235,7 +235,7 @@ func TestCacheStage(t *testing.T) {
 	}
 	x, w, next = lookup(gw, det)
 	passed(t, "a miss", next, x, w)
-	if x.call.plan.key == "" || x.call.plan.cc == "" || w.Header().Get("X-Cache") != "MISS" {
+	if x.call.plan.key == "" || x.call.plan.cc == "" || w.Header().Get("X-Cache") != "MISS" || x.call.fingerprint == 0 {
 		t.Fatalf("miss: plan %+v, X-Cache %q", x.call.plan, w.Header().Get("X-Cache"))
 	}
 	miss := x.call.plan.key
@@ -256,6 +256,9 @@ func TestCacheStage(t *testing.T) {
 	answered(t, "a hit", next, x, w, http.StatusOK, "")
 	if x.rec.cache != "HIT" || w.Header().Get("X-Cache") != "HIT" || w.Body.String() != want || x.call.plan.key != miss {
 		t.Fatalf("hit: recorded %q, X-Cache %q, body %q (want %q), key %q (miss %q)", x.rec.cache, w.Header().Get("X-Cache"), w.Body, want, x.call.plan.key, miss)
+	}
+	if x.call.fingerprint != 0 {
+		t.Fatal("hit: fingerprinted, though it will never queue")
 	}
 	if !strings.Contains(w.Header().Get("Cache-Control"), "max-age=") || w.Header().Get("Age") == "" {
 		t.Fatalf("hit: Cache-Control %q, Age %q", w.Header().Get("Cache-Control"), w.Header().Get("Age"))
