@@ -310,7 +310,9 @@ func (admitStage) serve(x *exchange) bool {
 // forwardStage takes a slot (fair queue, fallbacks), then routes and
 // forwards the request and relays the answer. A cacheable miss joins a
 // flight: identical requests in flight share one upstream call, and only
-// its leader is admitted.
+// its leader is admitted. An answer to the public listener goes through a
+// read-ahead writer (x.ra), made here because only this stage's answers
+// can use it.
 type forwardStage struct{ g *Gateway }
 
 func (s forwardStage) serve(x *exchange) bool {
