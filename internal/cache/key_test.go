@@ -133,6 +133,24 @@ func TestMemoMatchesKey(t *testing.T) {
 			}
 		}
 	}
+	// The same body again in the same scope (a repeated request, a cache
+	// hit) is answered the key derived last time, and it is the same key.
+	s := sc("m", "c", false)
+	want, _, _ := Key(body, s)
+	p, _ := m.Parse(body)
+	if got, err := m.Key(p, body, s); err != nil || got != want {
+		t.Fatalf("memo %s (%v), Key %s", got, err, want)
+	}
+	p, _ = m.Parse(body)
+	if p.last == nil || p.last.key != want || p.last.scope != s {
+		t.Fatalf("the key is not remembered in its scope: %+v", p.last)
+	}
+	if got, err := m.Key(p, body, s); err != nil || got != want {
+		t.Fatalf("remembered key %s (%v), Key %s", got, err, want)
+	}
+	if got, _ := m.Key(p, body, sc("m", "d", false)); got == want {
+		t.Fatal("another tenant's scope was answered the remembered key")
+	}
 	if _, err := m.Parse([]byte(`[1]`)); err == nil {
 		t.Fatal("a non-object body must be an error")
 	}

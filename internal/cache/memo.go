@@ -33,6 +33,15 @@ type Parsed struct {
 	id     bodyID
 	Peek   openai.Peek
 	digest *[sha256.Size]byte // nil until a key was asked for
+	// last is the key last derived, in its scope: a repeated request
+	// (a cache hit) comes back in the same scope, and the key is a second
+	// SHA-256 pass that would otherwise run on every hit.
+	last *scopedKey
+}
+
+type scopedKey struct {
+	scope Scope
+	key   string
 }
 
 // NewMemo returns a Memo of at most n bodies.
@@ -61,20 +70,25 @@ func (m *Memo) Parse(body []byte) (*Parsed, error) {
 // Key returns the cache key of the parsed body in scope s and keeps the
 // body in the memo: the caller asks only for cacheable requests.
 func (m *Memo) Key(p *Parsed, body []byte, s Scope) (string, error) {
-	if p.digest == nil {
+	if s.Model == "" {
+		s.Model = p.Peek.Model
+	}
+	if last := p.last; last != nil && last.scope == s {
+		return last.key, nil
+	}
+	digest := p.digest
+	if digest == nil {
 		d, _, _, err := Digest(body)
 		if err != nil {
 			return "", err
 		}
-		// Entries are shared and read concurrently: store a new one
-		// rather than filling this one in.
-		p = &Parsed{id: p.id, Peek: p.Peek, digest: &d}
-		m.c.Set(p.id, p)
+		digest = &d
 	}
-	if s.Model == "" {
-		s.Model = p.Peek.Model
-	}
-	return KeyOf(*p.digest, s), nil
+	k := KeyOf(*digest, s)
+	// Entries are shared and read concurrently: store a new one rather
+	// than filling this one in.
+	m.c.Set(p.id, &Parsed{id: p.id, Peek: p.Peek, digest: digest, last: &scopedKey{scope: s, key: k}})
+	return k, nil
 }
 
 // Close stops the memo's background goroutines.

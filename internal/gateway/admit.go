@@ -79,7 +79,7 @@ func (p *Pool) expectedTTFT(now time.Time) time.Duration {
 func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) (until, latest time.Time) {
 	// The header was validated on arrival (readControlHeaders); the client
 	// may ask for less than the objective, never for more.
-	if d, err := parseMaxWait(r.Header.Get(headerMaxWait)); err == nil && d > 0 && d < objective {
+	if d, err := parseMaxWait(headerGet(r.Header, headerMaxWait)); err == nil && d > 0 && d < objective {
 		objective = d
 	}
 	wait := max((objective-ttft)*2/3, objective/3)
@@ -91,7 +91,7 @@ func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) (
 // granted or refused at once), so a refusal after queueing can be told
 // from one at arrival.
 func setQueueTime(w http.ResponseWriter, d time.Duration) {
-	w.Header().Set("X-Sluice-Queue-Time", strconv.FormatInt(d.Milliseconds(), 10))
+	w.Header()["X-Sluice-Queue-Time"] = []string{strconv.FormatInt(d.Milliseconds(), 10)}
 }
 
 // queueTimeOf is the wait an admission error reports, for setQueueTime.

@@ -54,16 +54,30 @@ func cacheModel(name string, backends []config.Backend) string {
 // carry Authorization (RFC 9111 3.5). Everything else the gateway answers
 // for inference is no-store (see proxy.Request.CacheControl).
 func (rt *Runtime) cacheControl(maxAge time.Duration) string {
-	secs := strconv.FormatInt(int64(max(maxAge, 0)/time.Second), 10)
-	if rt.Config.Cache.Shared {
-		return "max-age=" + secs
+	secs := int64(max(maxAge, 0) / time.Second)
+	kept := secs < int64(len(rt.ccValues))
+	if kept {
+		if v := rt.ccValues[secs].Load(); v != nil {
+			return *v
+		}
 	}
-	return "private, max-age=" + secs
+	v := "private, max-age=" + strconv.FormatInt(secs, 10)
+	if rt.Config.Cache.Shared {
+		v = v[len("private, "):]
+	}
+	if kept {
+		rt.ccValues[secs].Store(&v)
+	}
+	return v
 }
+
+// maxKeptMaxAge is the longest max-age whose Cache-Control value is kept
+// once made (an hour: 28KiB of pointers per runtime with a cache).
+const maxKeptMaxAge = 3600
 
 // cacheBypassed honours the client's Cache-Control: no-store / no-cache.
 func cacheBypassed(r *http.Request) bool {
-	cc := r.Header.Get("Cache-Control")
+	cc := headerGet(r.Header, "Cache-Control")
 	if cc == "" {
 		return false
 	}

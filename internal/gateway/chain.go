@@ -62,6 +62,11 @@ type exchange struct {
 	call    upstreamCall
 	// inflight: counted in the in-flight gauge (it passed the method check).
 	inflight bool
+	// ra reads the backend's answer ahead of a slow client (armed by
+	// serveDirect): made by the forward stage for a request from the
+	// public listener, so an answer from an earlier stage (a refusal, a
+	// cache hit) costs none; handle waits for it to drain after record.
+	ra *proxy.ReadaheadWriter
 }
 
 func (x *exchange) ctx() context.Context { return x.r.Context() }
@@ -85,22 +90,33 @@ func (g *Gateway) serve(x *exchange) {
 }
 
 // handle runs r through the chain with its answer going to w; job is nil
-// for a request from the public listener. Exchanges are reused: nothing
-// keeps one once the chain has run (flights copy what they keep).
+// for a request from the public listener. It returns once the client has
+// the whole answer or was cut, though the backend and the request's slots
+// may be released before that (read-ahead: proxy/readahead.go).
+// Exchanges are reused: nothing keeps one once the chain has run (flights
+// copy what they keep).
 func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall) {
 	start := g.now()
 	reqID := requestID(r)
-	w.Header().Set("X-Request-Id", reqID)
+	w.Header()[headerRequestID] = []string{reqID}
 	x, _ := g.exchanges.Get().(*exchange)
 	if x == nil {
 		x = new(exchange)
 	}
 	*x = exchange{w: w, r: r, rt: g.rt.Load(), job: job, rec: record{id: reqID, path: r.URL.Path, start: start}}
+	defer g.release(x)
 	if job != nil {
 		g.tally.jobsRunning.Add(1)
 		defer g.tally.jobsRunning.Add(-1)
 	}
 	g.serve(x)
+}
+
+// release waits for the read-ahead, if any, to drain, then recycles x.
+func (g *Gateway) release(x *exchange) {
+	if x.ra != nil {
+		x.ra.Finish()
+	}
 	*x = exchange{}
 	g.exchanges.Put(x)
 }
@@ -260,10 +276,12 @@ type cacheStage struct{ g *Gateway }
 
 func (s cacheStage) serve(x *exchange) bool {
 	c := &x.call
-	c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
 	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.r, x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
 	c.plan = plan
 	if !hit {
+		// Only a request that queues needs its fingerprint (appointments);
+		// a hit, fresh or stale, never does, so it hashes its body once less.
+		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
 		return true
 	}
 	x.rec.status, x.rec.cache = status, "HIT"
@@ -298,10 +316,16 @@ func (admitStage) serve(x *exchange) bool {
 // forwardStage takes a slot (fair queue, fallbacks), then routes and
 // forwards the request and relays the answer. A cacheable miss joins a
 // flight: identical requests in flight share one upstream call, and only
-// its leader is admitted.
+// its leader is admitted. An answer to the public listener goes through a
+// read-ahead writer (x.ra), made here because only this stage's answers
+// can use it.
 type forwardStage struct{ g *Gateway }
 
 func (s forwardStage) serve(x *exchange) bool {
+	if x.job == nil && x.rt.Config.Server.ResponseReadahead >= proxy.MinReadahead {
+		x.ra = s.g.readahead.Writer(x.w)
+		x.w = x.ra
+	}
 	if ps := s.g.progressFor(x); ps != nil {
 		defer ps.end()
 		x.w = ps

@@ -76,16 +76,19 @@ func (ri realIP) isTrusted(a netip.Addr) bool {
 
 // client is the single place that decides a request's client address.
 func (ri realIP) client(r *http.Request) client {
-	c := ri.resolve(r)
-	c.key = netguard.ClientKey(c.addr)
+	c, a := ri.resolve(r)
+	if a.IsValid() {
+		c.key = netguard.AddrKey(a, c.addr)
+	} else {
+		c.key = netguard.ClientKey(c.addr)
+	}
 	return c
 }
 
-func (ri realIP) resolve(r *http.Request) client {
-	peer := peerAddr(r.RemoteAddr)
-	pa, err := netip.ParseAddr(peer)
-	if err != nil || len(ri.trusted) == 0 || !ri.isTrusted(pa) {
-		return client{addr: peer, forwardedFor: peer}
+func (ri realIP) resolve(r *http.Request) (client, netip.Addr) {
+	peer, pa := peerAddr(r.RemoteAddr)
+	if !pa.IsValid() || len(ri.trusted) == 0 || !ri.isTrusted(pa) {
+		return client{addr: peer, forwardedFor: peer}, pa
 	}
 	var chain []string
 	if ri.forwarded {
@@ -95,10 +98,10 @@ func (ri realIP) resolve(r *http.Request) client {
 	}
 	addr, from := resolveChain(chain, ri.isTrusted)
 	if from < 0 {
-		return client{addr: peer, forwardedFor: peer}
+		return client{addr: peer, forwardedFor: peer}, pa
 	}
 	believed := append(append(make([]string, 0, len(chain)-from+1), chain[from:]...), peer)
-	return client{addr: addr, forwardedFor: strings.Join(believed, ", ")}
+	return client{addr: addr, forwardedFor: strings.Join(believed, ", ")}, netip.Addr{}
 }
 
 // resolveChain walks a forwarding chain from the right: trusted proxies
@@ -204,14 +207,17 @@ func unquote(s string) string {
 	return b.String()
 }
 
-// peerAddr is the connection's remote host.
-func peerAddr(remote string) string {
+// peerAddr is the connection's remote host, and its address when it is
+// one (parsed once: the caller needs both).
+func peerAddr(remote string) (string, netip.Addr) {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
-		return remote
+		a, _ := netip.ParseAddr(remote)
+		return remote, a
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
-		return a.Unmap().WithZone("").String()
+		a = a.Unmap().WithZone("")
+		return netguard.AddrString(a, host), a
 	}
-	return host
+	return host, netip.Addr{}
 }

@@ -75,6 +75,7 @@ type Gateway struct {
 	rt      atomic.Pointer[Runtime]
 	log     *slog.Logger
 	metrics *telemetry.Metrics
+	series  *series // metrics' children resolved once (series.go)
 	bodies  *proxy.BodyPool
 	// bodyMem bounds the bytes held in request bodies across all
 	// connections (server.max_body_memory); it outlives reloads.
@@ -139,6 +140,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.streams = newStatusStreams(opt.StatusTicker)
 	g.stages = g.chain()
 	g.metrics = telemetry.NewMetrics(opt.Registry)
+	g.series = newSeries(g.metrics)
 	g.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_auth_failures_total",
 		Help: "Refused credentials by reason: invalid_api_key, or why a bearer JWT was refused (oversized, malformed, " +
 			"algorithm, unknown_kid, keys_unavailable, signature, expired, not_yet_valid, issuer, audience, claims). " +
@@ -185,10 +187,10 @@ func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 // switch, not a router; the set is small and this runs on every request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w, restore := g.guard(w, r)
-	defer restore()
+	defer restore.Restore()
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
-		g.serveReadahead(w, r)
+		g.handle(w, r, nil)
 	case "/v1/models":
 		g.serveModels(w, r)
 	case "/healthz":
@@ -215,20 +217,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // deadline, also on routes with small answers, so a keep-alive connection
 // does not carry an earlier request's deadline into this one. restore
 // undoes the body deadlines when the handler returns.
-func (g *Gateway) guard(w http.ResponseWriter, r *http.Request) (_ http.ResponseWriter, restore func()) {
+func (g *Gateway) guard(w http.ResponseWriter, r *http.Request) (_ http.ResponseWriter, restore *netguard.TimedBody) {
 	sc := g.rt.Load().Config.Server
-	restore = netguard.TimeBody(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
-	return newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts), restore
+	gd := &guarded{sendWriter: newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)}
+	gd.body.Start(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
+	return &gd.sendWriter, &gd.body
 }
 
-// serveReadahead serves an inference request through a read-ahead writer
-// (armed by serveDirect) and returns once its client has the whole answer
-// or was cut: the backend and the request's slots may be released before
-// that (proxy/readahead.go).
-func (g *Gateway) serveReadahead(w http.ResponseWriter, r *http.Request) {
-	ra := g.readahead.Writer(w)
-	defer ra.Finish()
-	g.handle(ra, r, nil)
+// guarded is a request's time bounds (guard), in one allocation.
+type guarded struct {
+	sendWriter
+	body netguard.TimedBody
 }
 
 // prefixKeyChars is how much of the prompt prefix_affinity hashes: about
@@ -253,7 +252,7 @@ func (g *Gateway) fingerprint(tenant, path string, body []byte) uint64 {
 // requestID keeps a sane client-supplied X-Request-Id (so a client can trace
 // its own call through) or makes a new one.
 func requestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 && printable(id) {
+	if id := headerGet(r.Header, headerRequestID); id != "" && len(id) <= 128 && printable(id) {
 		return id
 	}
 	var b [16]byte

@@ -20,7 +20,21 @@ const (
 	headerMaxWait  = "X-Sluice-Max-Wait"
 	headerPrefer   = "Prefer"
 	headerProgress = "X-Sluice-Progress"
+	// headerRequestID names a request in both directions: kept from the
+	// client when sane, else made (requestID), and always answered.
+	headerRequestID = "X-Request-Id"
 )
+
+// headerGet is h.Get for a key already in canonical form (the constants
+// here): net/http stores every received key canonical, and Get would
+// re-canonicalise the key on every call, which costs more than the lookup
+// itself on a path that reads a dozen headers per request.
+func headerGet(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
 
 // maxWaitLimit bounds X-Sluice-Max-Wait: a longer wait than the configured
 // objective is clamped to it anyway, but a value must still be sane.
@@ -130,13 +144,13 @@ type controlHeaders struct {
 func readControlHeaders(h http.Header) (controlHeaders, *openai.Error) {
 	var c controlHeaders
 	var err *openai.Error
-	if c.maxWait, err = parseMaxWait(h.Get(headerMaxWait)); err != nil {
+	if c.maxWait, err = parseMaxWait(headerGet(h, headerMaxWait)); err != nil {
 		return c, err
 	}
-	if c.async, err = parsePrefer(h.Values(headerPrefer)); err != nil {
+	if c.async, err = parsePrefer(h[headerPrefer]); err != nil {
 		return c, err
 	}
-	if c.progress, err = parseProgress(h.Get(headerProgress)); err != nil {
+	if c.progress, err = parseProgress(headerGet(h, headerProgress)); err != nil {
 		return c, err
 	}
 	return c, nil

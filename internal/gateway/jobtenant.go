@@ -50,7 +50,7 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 	r2.URL.Path, r2.URL.RawPath = path, ""
 	r2.Header.Del("Authorization") // the admin token goes no further
 	w, restore := g.guard(w, r2)
-	defer restore()
+	defer restore.Restore()
 	g.handle(w, r2, jc)
 }
 
@@ -76,7 +76,7 @@ func assertedJob(r *http.Request) (*jobCall, *openai.Error) {
 // tenant: 400, naming the header. Only the admin listener's worker entry
 // may (serveWorkerJob).
 func refuseJobTenant(r *http.Request) *openai.Error {
-	if _, asserted := r.Header[http.CanonicalHeaderKey(JobTenantHeader)]; !asserted {
+	if _, asserted := r.Header[JobTenantHeader]; !asserted {
 		return nil
 	}
 	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_worker_assertion",

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -48,28 +47,31 @@ func (g *Gateway) finish(rec *record) {
 	if res.Backend != nil {
 		backend = res.Backend.Name()
 	}
-	code := strconv.Itoa(rec.status)
 	model := rec.model
 	if _, ok := g.rt.Load().Pools[model]; !ok {
 		model = "" // keep label cardinality bounded by the config
 	}
-	g.metrics.Requests.WithLabelValues(model, backend, code).Inc()
+	g.series.requests.get(requestLabels{model: model, backend: backend, status: rec.status}).Inc()
 	g.tally.finished(model, rec.errCode)
 	if rec.errCode != "" {
 		g.metrics.Errors.WithLabelValues(model, rec.errCode).Inc()
 	}
 	g.refused(model, rec)
+	var ms *modelSeries
+	if res.Written || res.UsageKnown {
+		ms = g.series.models.get(model)
+	}
 	if res.Written {
-		g.metrics.TTFT.WithLabelValues(model).Observe(res.TTFB.Seconds())
-		g.metrics.Duration.WithLabelValues(model).Observe(dur.Seconds())
+		ms.ttft.Observe(res.TTFB.Seconds())
+		ms.duration.Observe(dur.Seconds())
 	}
 	if res.Retries > 0 {
 		g.metrics.Retries.WithLabelValues(model).Add(float64(res.Retries))
 	}
 	g.countHedge(model, res.Hedge)
 	if res.UsageKnown {
-		g.metrics.Tokens.WithLabelValues(model, "in").Add(float64(res.Usage.PromptTokens))
-		g.metrics.Tokens.WithLabelValues(model, "out").Add(float64(res.Usage.CompletionTokens))
+		ms.tokensIn.Add(float64(res.Usage.PromptTokens))
+		ms.tokensOut.Add(float64(res.Usage.CompletionTokens))
 	}
 	level := slog.LevelInfo
 	switch {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/auth"
@@ -30,6 +31,10 @@ type Runtime struct {
 	// cacheMetrics count response buffers and abandoned captures; may be nil.
 	cacheMetrics *cache.Metrics
 
+	// ccValues holds the Cache-Control values made so far, by max-age in
+	// seconds (cacheControl), so a hit does not format one each time.
+	ccValues []atomic.Pointer[string]
+
 	modelsOnce sync.Once // /v1/models body and ETag, rendered on first use
 	modelsJSON []byte
 	modelsETag string
@@ -56,6 +61,9 @@ type Parts struct {
 func NewRuntime(cfg *config.Config, p Parts) *Runtime {
 	rt := &Runtime{Config: cfg, Pools: make(map[string]*Pool, len(p.Pools)), tenants: newTenants(cfg.Auth, nil),
 		forwarder: p.Forwarder, limiter: p.Limiter, cache: p.Cache, memo: p.Memo, cacheMetrics: p.CacheMetrics, flights: p.Flights}
+	if p.Cache != nil {
+		rt.ccValues = make([]atomic.Pointer[string], maxKeptMaxAge+1)
+	}
 	if p.Tokens != nil {
 		rt.tenants.tokens = p.Tokens
 	}

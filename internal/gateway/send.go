@@ -42,8 +42,8 @@ type deadliner interface {
 // counter is the metric sendWriter counts cuts on.
 type counter interface{ Inc() }
 
-func newSendWriter(w http.ResponseWriter, timeout time.Duration, cuts counter) *sendWriter {
-	sw := &sendWriter{ResponseWriter: w, timeout: timeout, cuts: cuts}
+func newSendWriter(w http.ResponseWriter, timeout time.Duration, cuts counter) sendWriter {
+	sw := sendWriter{ResponseWriter: w, timeout: timeout, cuts: cuts}
 	sw.conn, _ = w.(deadliner)
 	return sw
 }

@@ -88,7 +88,7 @@ var errInvalidToken = &openai.Error{Status: http.StatusUnauthorized, Type: opena
 // tenant however many keys it invents. The error is an *openai.Error or
 // an *auth.Failure (apiError answers both).
 func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
-	authz := r.Header.Get("Authorization")
+	authz := headerGet(r.Header, "Authorization")
 	key := bearer(authz)
 	id := identity{weight: 1, class: admission.Interactive, fallback: true}
 	maxClass := admission.Interactive
@@ -124,7 +124,7 @@ func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
 		id.tenant = "ip:" + ip
 	}
 	// A request may lower its own priority, or raise it as far as its key allows.
-	class, asked, perr := parsePriority(r.Header.Get(headerPriority))
+	class, asked, perr := parsePriority(headerGet(r.Header, headerPriority))
 	if perr != nil {
 		return id, perr
 	}

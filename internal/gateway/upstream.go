@@ -109,7 +109,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 	if served != pool {
 		rec.served = served.Model
 	}
-	w.Header().Set("X-Sluice-Model", served.Model)
+	w.Header()["X-Sluice-Model"] = []string{served.Model}
 	if served != pool {
 		c.plan = cachePlan{} // a fallback's answer is not the asked model's to cache
 	}
@@ -215,7 +215,7 @@ func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, ser
 	rt.flights.start(ctx, f, func(ctx context.Context, w http.ResponseWriter) proxy.Result {
 		defer call.body.Release()
 		defer ticket.Release()
-		w.Header().Set("X-Sluice-Model", served.Model)
+		w.Header()["X-Sluice-Model"] = []string{served.Model}
 		// The flight's buffer is the capture: the answer is held once.
 		res := rt.forward(ctx, w, served, &call, nil)
 		g.countSlotWait(served.Model, call.slotWaited)

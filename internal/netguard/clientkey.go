@@ -19,7 +19,26 @@ func ClientKey(addr string) string {
 	if err != nil {
 		return addr
 	}
+	return AddrKey(a, addr)
+}
+
+// AddrKey is ClientKey of a, parsed from s.
+func AddrKey(a netip.Addr, s string) string {
+	if a.Is4() {
+		return AddrString(a, s)
+	}
 	return keyOf(a)
+}
+
+// AddrString is a.String() without a new string when s, the text a was
+// parsed from, is already that text (the usual IPv4 "10.0.0.1"): a
+// gateway formats its client's address several times per request.
+func AddrString(a netip.Addr, s string) string {
+	var buf [len("255.255.255.255")]byte
+	if len(s) <= len(buf) && string(a.AppendTo(buf[:0])) == s {
+		return s
+	}
+	return a.String()
 }
 
 func keyOf(a netip.Addr) string {

@@ -52,3 +52,25 @@ func FuzzClientKey(f *testing.F) {
 		}
 	})
 }
+
+// AddrString is a.String() whatever text it is given beside a: the text a
+// was parsed from, another address, or junk.
+func FuzzAddrString(f *testing.F) {
+	f.Add("10.0.0.1", "10.0.0.1")
+	f.Add("10.0.0.1", "10.0.0.2")
+	f.Add("::ffff:10.0.0.1", "::ffff:10.0.0.1")
+	f.Add("2001:db8::1", "2001:db8::1")
+	f.Add("fe80::1%lo", "x")
+	f.Fuzz(func(t *testing.T, addr, s string) {
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			return
+		}
+		if got := AddrString(a, s); got != a.String() {
+			t.Fatalf("AddrString(%v, %q) = %q", a, s, got)
+		}
+		if got := AddrString(a, addr); got != a.String() {
+			t.Fatalf("AddrString(%v, %q) = %q", a, addr, got)
+		}
+	})
+}

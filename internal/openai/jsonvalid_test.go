@@ -37,3 +37,19 @@ func TestValidObject(t *testing.T) {
 		}
 	}
 }
+
+// TestValidStringWordBoundaries: strings are checked a word at a time
+// (skipPlain); every byte that matters, at every offset of a word and
+// either side of a word's end, is judged as encoding/json judges it.
+func TestValidStringWordBoundaries(t *testing.T) {
+	for _, special := range []string{`\"`, `\\`, `\n`, `\u00e9`, "\x00", "\x1f", "\x20", "\x7f", "\x80", "\xff", `"`, `\`, `\x`} {
+		for n := 0; n <= 24; n++ {
+			for pad := 0; pad <= 9; pad++ {
+				s := []byte(`["` + strings.Repeat("a", n) + special + strings.Repeat("b", pad) + `"]`)
+				if got, want := validJSON(s), json.Valid(s); got != want {
+					t.Errorf("validJSON(%q) = %v, json.Valid %v", s, got, want)
+				}
+			}
+		}
+	}
+}

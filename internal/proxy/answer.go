@@ -36,7 +36,7 @@ func jsonContentType(ct string) bool {
 // got anything, so it may go to another backend.
 func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter, c call,
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
-	if ct := resp.Header.Get("Content-Type"); !jsonContentType(ct) {
+	if ct := headerGet(resp.Header, "Content-Type"); !jsonContentType(ct) {
 		drain(resp.Body)
 		return f.failEarly(ctx, c, fmt.Errorf("%w: 2xx with Content-Type %q", ErrBadAnswer, ct), start, res)
 	}

@@ -317,7 +317,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			wd.timer.Stop()
-			ra := ParseRetryAfter(resp.Header.Get("Retry-After"), f.opt.Now())
+			ra := ParseRetryAfter(headerGet(resp.Header, "Retry-After"), f.opt.Now())
 			c.end(f.opt.Now(), outcome.Busy, ttfb, ra, false)
 			if busy != nil {
 				busy.Body.Close()
@@ -344,7 +344,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		// The relay ends the wait at an event stream's first token; any
 		// other answer's wait ends here, and one the request did not
 		// expect as a stream starts so that the relay has one to end.
-		switch streamed := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream"); {
+		switch streamed := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream"); {
 		case streamed && !c.waiting:
 			b.StartWaiting(attemptStart)
 			c.waiting = true

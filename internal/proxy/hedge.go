@@ -135,7 +135,7 @@ func (s *spareSlot) free() {
 
 // isEventStream reports whether resp is a streamed answer worth racing.
 func isEventStream(resp *http.Response) bool {
-	return resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	return resp.StatusCode == http.StatusOK && strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")
 }
 
 // peek reads l's first chunk (the first token, for an inference stream)
@@ -433,7 +433,7 @@ func (f *Forwarder) endLost(ctx context.Context, l *leg) {
 		f.withdraw(l, f.opt.Now().Sub(l.sent))
 	case l.resp != nil && (l.resp.StatusCode == http.StatusTooManyRequests || l.resp.StatusCode == http.StatusServiceUnavailable):
 		// A first attempt pushed back while a hedge raced: busy, not broken.
-		f.endLeg(l, outcome.Busy, ParseRetryAfter(l.resp.Header.Get("Retry-After"), f.opt.Now()), false)
+		f.endLeg(l, outcome.Busy, ParseRetryAfter(headerGet(l.resp.Header, "Retry-After"), f.opt.Now()), false)
 	default:
 		f.endLeg(l, outcome.Failure, 0, false)
 	}

@@ -44,7 +44,7 @@ func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *
 	vals := make([]string, 3) // the values set here share one allocation
 	vals[0] = in.RequestID
 	h["X-Request-Id"] = vals[0:1:1]
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+	if strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream") {
 		// A relayed stream may end with an error event the backend's
 		// length did not count, or lose a malformed tail.
 		h.Del("Content-Length")
@@ -94,7 +94,7 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	defer resp.Body.Close()
 	wd.idle(f.opt.Timeouts.StreamIdle)
 	defer wd.timer.Stop()
-	ct := resp.Header.Get("Content-Type")
+	ct := headerGet(resp.Header, "Content-Type")
 	switch {
 	case resp.StatusCode/100 == 2 && encoded(resp) && !jsonContentType(ct) && !strings.HasPrefix(ct, "text/event-stream"):
 		// Compressed bytes are not checked, but what they claim to be is.
@@ -114,7 +114,7 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 // asked for that): its bytes are relayed unchecked, as the gateway does not
 // decompress.
 func encoded(resp *http.Response) bool {
-	ce := resp.Header.Get("Content-Encoding")
+	ce := headerGet(resp.Header, "Content-Encoding")
 	return ce != "" && !strings.EqualFold(ce, "identity")
 }
 
@@ -261,7 +261,7 @@ const blindBusyRetryAfter = "1"
 // A drowning server's 503 often says nothing of when to come back (vLLM's
 // does not); the client is told, as for the gateway's own refusals.
 func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request, start time.Time, res *Result) {
-	if ra := resp.Header.Get("Retry-After"); ra == "" || ParseRetryAfter(ra, f.opt.Now()) == 0 && strings.TrimSpace(ra) != "0" {
+	if ra := headerGet(resp.Header, "Retry-After"); ra == "" || ParseRetryAfter(ra, f.opt.Now()) == 0 && strings.TrimSpace(ra) != "0" {
 		resp.Header.Set("Retry-After", blindBusyRetryAfter)
 	}
 	f.writeHead(w, b, resp, in)
@@ -270,4 +270,15 @@ func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *
 	bufp := relayBufPool.Get().(*[]byte)
 	io.CopyBuffer(w, io.LimitReader(resp.Body, 1<<20), *bufp)
 	relayBufPool.Put(bufp)
+}
+
+// headerGet is h.Get for a canonical key (a constant): net/http stores
+// received keys canonical, and Get re-canonicalises the key on every call,
+// which costs more than the lookup on a path that reads several per
+// response (gateway/headers.go has the same for requests).
+func headerGet(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
