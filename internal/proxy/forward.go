@@ -54,6 +54,10 @@ type Options struct {
 	// After, when set, replaces time.After for the hedge delay (tests
 	// fire it by hand).
 	After func(time.Duration) <-chan time.Time
+	// Owner runs the goroutines a hedge race leaves behind its request
+	// (hedge.go), so shutdown can join them; nil: plain goroutines,
+	// joined by nobody.
+	Owner Owner
 }
 
 // Forwarder relays requests to backends. Safe for concurrent use.

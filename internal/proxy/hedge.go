@@ -53,7 +53,20 @@ import (
 // hung backend must be charged the timeout that ejects it. A leg cut
 // before its first token is charged its wait as a lower bound
 // (endpoint.Backend.Withdrawn), never a failure; a leg that hits its own
-// timeout is a failure.
+// timeout is a failure. Every loser ended after the race is ended on a
+// goroutine of Options.Owner, which shutdown joins (cancelling those still
+// running when its grace is over), so none outlives the process's
+// shutdown.
+
+// Owner runs the goroutines that outlive a request: a race's losers,
+// ended after the race (a first attempt running on, possibly past the
+// request's end). Go runs fn on a goroutine the owner counts until fn
+// returns; stop ends when the owner stops waiting for it (shutdown's
+// grace is over), and fn's leg is then cancelled. The gateway's
+// Background is one: shutdown joins it.
+type Owner interface {
+	Go(fn func(stop context.Context))
+}
 
 // HedgeSlot takes a slot the model can spare for a hedge: ok is false when
 // requests wait in its queue or none is free. preempt is called (at most
@@ -78,6 +91,9 @@ const (
 var (
 	errHedgeLost      = errors.New("proxy: another backend's stream started first")
 	errHedgePreempted = errors.New("proxy: hedge slot taken back by a live request")
+	// errShutdown cancels a loser still running when shutdown's grace
+	// ends (Owner).
+	errShutdown = errors.New("proxy: gateway shutting down")
 	// errNoStream marks a first attempt whose head is not a 200 stream:
 	// out of the race, its answer is Forward's to handle.
 	errNoStream = errors.New("proxy: answer is not an event stream")
@@ -278,7 +294,7 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			if l.unlink != nil && l.headless.Load() {
 				l.unlink()
 			}
-			go func() { f.endLost(ctx, <-done); slot.free() }()
+			f.runOn(l, func() { f.endLost(ctx, <-done); slot.free() })
 		default:
 			// No slot to run on in (or a hedge, which teaches nothing
 			// its wait would not): cancelled now.
@@ -286,13 +302,29 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			// so a ticket never outlives its backend slot's release.
 			waited := f.opt.Now().Sub(l.sent)
 			l.cancel(errHedgeLost)
-			go func() { f.withdraw(<-done, waited); slot.free() }()
+			f.runOn(l, func() { f.withdraw(<-done, waited); slot.free() })
 		}
 	}
 	if winner.resp != nil && isEventStream(winner.resp) {
 		winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
 	}
 	return winner
+}
+
+// runOn runs end, which waits for loser l's report and ends its call, on
+// a goroutine of the Forwarder's Owner: shutdown joins it, and cancels l
+// when its grace is over (a headless first attempt would otherwise run on
+// to its own first-token bound, past the process's end).
+func (f *Forwarder) runOn(l *leg, end func()) {
+	if f.opt.Owner == nil {
+		go end()
+		return
+	}
+	f.opt.Owner.Go(func(stop context.Context) {
+		cut := context.AfterFunc(stop, func() { l.cancel(errShutdown) })
+		defer cut()
+		end()
+	})
 }
 
 // hedgeDelay is how long a first attempt on b waits for its first token
@@ -426,10 +458,10 @@ func (f *Forwarder) endLost(ctx context.Context, l *leg) {
 			l.c.b.TimedOut(now, now.Sub(l.sent))
 		}
 		f.endLeg(l, outcome.Failure, 0, false)
-	case ctx.Err() != nil || errors.Is(cause, errHedgePreempted) || errors.Is(cause, errHedgeLost):
+	case ctx.Err() != nil || errors.Is(cause, errHedgePreempted) || errors.Is(cause, errHedgeLost) || errors.Is(cause, errShutdown):
 		// Cut before its first token, by the client leaving (a hedge
-		// also at the request's end) or by a live request taking the
-		// slot back: its wait is a lower bound, and no fault.
+		// also at the request's end), by a live request taking the slot
+		// back or by shutdown: its wait is a lower bound, and no fault.
 		f.withdraw(l, f.opt.Now().Sub(l.sent))
 	case l.resp != nil && (l.resp.StatusCode == http.StatusTooManyRequests || l.resp.StatusCode == http.StatusServiceUnavailable):
 		// A first attempt pushed back while a hedge raced: busy, not broken.
