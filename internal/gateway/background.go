@@ -10,9 +10,10 @@ import (
 // handler: the upstream calls of coalescing flights, which outlive a
 // client that leaves while others wait, and stale-while-revalidate
 // refreshes, which nobody waits for, and the losers of hedge races
-// (proxy.Owner), which may run on past their request. It outlives reloads (the flights do);
-// shutdown joins it with Wait after the server has stopped taking
-// requests, so no such call is still running when Run returns.
+// (proxy.Owner), which may run on past their request. It outlives reloads
+// (the flights do); shutdown joins it with Wait after the server has
+// stopped taking requests, so no such call is still running when Run
+// returns.
 type Background struct {
 	ctx    context.Context // ends every call when Wait gives up waiting
 	cancel context.CancelFunc
