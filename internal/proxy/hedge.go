@@ -107,14 +107,17 @@ type leg struct {
 	// unlink stops the request's end from cancelling a first attempt
 	// (Forward.attemptContext); nil for a hedge.
 	unlink func() bool
-	// headless stays true until its round trip returns (set by its own
-	// goroutine, read by the race's).
-	headless atomic.Bool
-	wd       *watchdog
-	resp     *http.Response
-	sent     time.Time // when the attempt started (its wait, if it loses)
-	head     time.Time // when its round trip returned (head or error)
-	first    []byte    // the first chunk read, replayed to the relay
+	// phase is legHeadless until its round trip returns (legHead, set by
+	// its own goroutine) or the race unlinks it while headless
+	// (legUnlinked); whichever comes first wins, so a head that arrives
+	// just after the unlink ties the attempt to the request again.
+	phase atomic.Int32
+	req   context.Context // the request's context (to relink)
+	wd    *watchdog
+	resp  *http.Response
+	sent  time.Time // when the attempt started (its wait, if it loses)
+	head  time.Time // when its round trip returned (head or error)
+	first []byte    // the first chunk read, replayed to the relay
 	// err is why the leg has no first token: its round trip's error (resp
 	// nil), errNoStream (resp is another answer), or the first read's.
 	err error
@@ -127,6 +130,13 @@ type leg struct {
 	// race, the losing first attempt's while it runs on. nil without one.
 	slot *spareSlot
 }
+
+// A first attempt's phases (leg.phase).
+const (
+	legHeadless int32 = iota // no response head yet, tied to the request
+	legHead                  // its round trip returned
+	legUnlinked              // lost while headless: runs on past the request
+)
 
 // spareSlot is a slot from Request.HedgeSlot and the leg whose request
 // its preemption cancels (none once that leg is relayed to the client).
@@ -175,7 +185,11 @@ func (l *leg) peek(done chan<- *leg) {
 func (f *Forwarder) sendFirst(l *leg, in *Request, done chan<- *leg) {
 	resp, err := f.opt.Transport.RoundTrip(f.outbound(l.actx, l.c.b, in))
 	l.head = f.opt.Now()
-	l.headless.Store(false)
+	if !l.phase.CompareAndSwap(legHeadless, legHead) {
+		// Unlinked a moment before its head came: an attempt with a head
+		// runs on only while its request does, as if it had come first.
+		context.AfterFunc(l.req, func() { l.cancel(context.Cause(l.req)) })
+	}
 	switch {
 	case err != nil:
 		l.err = err
@@ -223,6 +237,7 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 	primary *leg, deadline time.Time, res *Result) *leg {
 	done := make(chan *leg, 2)
 	legs := []*leg{primary}
+	primary.req = ctx
 	go f.sendFirst(primary, in, done)
 	hedgeDue := f.after(hedgeDelay(in.HedgeAfter, primary.c.b))
 	var winner *leg
@@ -291,7 +306,7 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			// at the request's end, a hung backend is never charged one,
 			// shows no stalled wait, looks idle and keeps a share of the
 			// traffic, each request paying a hedge).
-			if l.unlink != nil && l.headless.Load() {
+			if l.unlink != nil && l.phase.CompareAndSwap(legHeadless, legUnlinked) {
 				l.unlink()
 			}
 			f.runOn(l, func() { f.endLost(ctx, <-done); slot.free() })

@@ -27,6 +27,7 @@ type hedgeRig struct {
 	// request's context ended (the proxy cancelled it).
 	slowGot, slowGone chan struct{}
 	releaseSlow       chan struct{}
+	lateHead          chan struct{} // slowLateHead: closed to send the head
 	// slowMode, when set before the request, changes what slow does.
 	slowMode  slowMode
 	fastCalls atomic.Int32
@@ -80,6 +81,7 @@ const (
 	slowHeadThenHold slowMode = iota // head at once, no token until released
 	slowNoHead                       // accepts, no head until released
 	slowBusy                         // 503 at once
+	slowLateHead                     // accepts, head only once lateHead is closed, then no token
 )
 
 type testClock struct {
@@ -124,7 +126,7 @@ const sseAnswer = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndat
 
 func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig {
 	r := &hedgeRig{t: t, slowGot: make(chan struct{}), slowGone: make(chan struct{}), releaseSlow: make(chan struct{}),
-		fire: make(chan time.Time), delays: make(chan time.Duration, 4), clock: &testClock{now: time.Unix(1000, 0)}, budget: budget,
+		lateHead: make(chan struct{}), fire: make(chan time.Time), delays: make(chan time.Duration, 4), clock: &testClock{now: time.Unix(1000, 0)}, budget: budget,
 		slotAsked: make(chan bool, 4), results: make(chan Result, 1), owner: newTestOwner()}
 	var once sync.Once
 	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -134,6 +136,14 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 			once.Do(func() { close(r.slowGot) })
 			http.Error(w, `{"error":{"message":"busy"}}`, http.StatusServiceUnavailable)
 			return
+		case slowLateHead:
+			once.Do(func() { close(r.slowGot) })
+			select {
+			case <-req.Context().Done():
+				close(r.slowGone)
+				return
+			case <-r.lateHead:
+			}
 		case slowNoHead:
 			once.Do(func() { close(r.slowGot) })
 			select {
