@@ -355,9 +355,10 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	<-serveErr
 	// Calls that outlive their handlers (flights, stale-while-revalidate
-	// refreshes) get what is left of the grace, then are cancelled.
+	// refreshes, hedge races' losers running on) get what is left of the
+	// grace, then are cancelled.
 	if err := a.deps.Background.Wait(shutCtx); err != nil {
-		a.log.Warn("grace period over; cancelled background cache refreshes", "error", err.Error())
+		a.log.Warn("grace period over; cancelled background calls (cache refreshes, hedge losers)", "error", err.Error())
 	}
 	a.release()
 	a.log.Info("stopped")

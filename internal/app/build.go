@@ -309,6 +309,10 @@ func (b *build) draining(m *model) []*endpoint.Backend {
 // and their budget.
 func (b *build) forward() error {
 	cfg := b.cfg
+	var owner proxy.Owner // a nil *gateway.Background must stay a nil Owner
+	if b.deps.Background != nil {
+		owner = b.deps.Background
+	}
 	b.forwarder = proxy.NewForwarder(proxy.Options{
 		Transport: b.deps.Transport.For(cfg.Timeouts.Connect.D()),
 		Timeouts: proxy.Timeouts{
@@ -321,6 +325,7 @@ func (b *build) forward() error {
 		Hedges:        proxy.NewHedgeBudget(cfg.Retry.HedgeBudgetRatio, cfg.Retry.HedgeMinInFlight),
 		Now:           b.deps.Now,
 		ExposeBackend: cfg.ExposeBackend,
+		Owner:         owner,
 	})
 	return nil
 }

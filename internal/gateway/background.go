@@ -9,9 +9,11 @@ import (
 // Background owns the goroutines the gateway runs beyond a request's
 // handler: the upstream calls of coalescing flights, which outlive a
 // client that leaves while others wait, and stale-while-revalidate
-// refreshes, which nobody waits for. It outlives reloads (the flights do);
-// shutdown joins it with Wait after the server has stopped taking
-// requests, so no such call is still running when Run returns.
+// refreshes, which nobody waits for, and the losers of hedge races
+// (proxy.Owner), which may run on past their request. It outlives reloads
+// (the flights do); shutdown joins it with Wait after the server has
+// stopped taking requests, so no such call is still running when Run
+// returns.
 type Background struct {
 	ctx    context.Context // ends every call when Wait gives up waiting
 	cancel context.CancelFunc
@@ -50,6 +52,17 @@ func (b *Background) start(ctx context.Context) (context.Context, func()) {
 		}
 		b.mu.Unlock()
 	}
+}
+
+// Go runs fn on a goroutine counted in b (proxy.Owner): a hedge race's
+// loser, which may run on past its request to its own first-token bound.
+// fn's context ends when Wait gives up waiting.
+func (b *Background) Go(fn func(stop context.Context)) {
+	ctx, end := b.start(context.Background())
+	go func() {
+		defer end()
+		fn(ctx)
+	}()
 }
 
 // Wait blocks until every background call has ended. When ctx ends first

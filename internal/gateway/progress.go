@@ -27,9 +27,10 @@ import (
 // early: it gets exactly the answer it would have got without the header.
 // Non-streaming requests ignore the header (a client may send it on all its
 // calls); queued jobs and coalesced followers do not report. The writer sits
-// in front of the read-ahead writer, which serveDirect arms only when it is
-// the response writer itself: a progress stream is relayed without
-// read-ahead (its slot is held until the client has read the answer).
+// in front of the read-ahead writer, which serveDirect finds under it and
+// arms once the request is admitted: the comments went straight to the
+// client before, and a slow reader of a progress stream frees its backend
+// slot when the backend finishes, as without the header.
 
 // progressEvery is how often a queued request's place is reported.
 const progressEvery = time.Second

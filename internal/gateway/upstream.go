@@ -114,7 +114,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 		c.plan = cachePlan{} // a fallback's answer is not the asked model's to cache
 	}
 	capture := rt.capture(c)
-	if ra, ok := w.(*proxy.ReadaheadWriter); ok {
+	if ra := readaheadOf(w); ra != nil {
 		// The answer is read ahead of a slow client, so the backend, the
 		// ticket and the usage are settled when the backend finishes.
 		ra.Arm(int(rt.Config.Server.ResponseReadahead))
@@ -129,6 +129,23 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 		return
 	}
 	rec.status = res.Status
+}
+
+// readaheadOf is the response's read-ahead writer, also under a writer
+// wrapped around it (the progress writer of X-Sluice-Progress, which
+// writes its comments before admission, straight through the unarmed
+// read-ahead, and everything after through it in order); nil without one.
+func readaheadOf(w http.ResponseWriter) *proxy.ReadaheadWriter {
+	for {
+		switch x := w.(type) {
+		case *proxy.ReadaheadWriter:
+			return x
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = x.Unwrap()
+		default:
+			return nil
+		}
+	}
 }
 
 // serveCoalesced answers a cacheable miss through a flight shared with

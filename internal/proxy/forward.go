@@ -54,6 +54,10 @@ type Options struct {
 	// After, when set, replaces time.After for the hedge delay (tests
 	// fire it by hand).
 	After func(time.Duration) <-chan time.Time
+	// Owner runs the goroutines a hedge race leaves behind its request
+	// (hedge.go), so shutdown can join them; nil: plain goroutines,
+	// joined by nobody.
+	Owner Owner
 }
 
 // Forwarder relays requests to backends. Safe for concurrent use.
@@ -280,7 +284,6 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			// back the stream to relay, or the first attempt's head (or
 			// transport error) to handle below as without hedging.
 			first := &leg{c: c, actx: actx, cancel: cancel, unlink: unlink, wd: wd, sent: attemptStart}
-			first.headless.Store(true)
 			l := f.race(ctx, in, sel, &tried, first, deadline, &res)
 			c, actx, cancel, wd, resp, attemptStart, headAt = l.c, l.actx, l.cancel, l.wd, l.resp, l.sent, l.head
 			if err = nil; resp == nil {

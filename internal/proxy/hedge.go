@@ -53,7 +53,20 @@ import (
 // hung backend must be charged the timeout that ejects it. A leg cut
 // before its first token is charged its wait as a lower bound
 // (endpoint.Backend.Withdrawn), never a failure; a leg that hits its own
-// timeout is a failure.
+// timeout is a failure. Every loser ended after the race is ended on a
+// goroutine of Options.Owner, which shutdown joins (cancelling those still
+// running when its grace is over), so none outlives the process's
+// shutdown.
+
+// Owner runs the goroutines that outlive a request: a race's losers,
+// ended after the race (a first attempt running on, possibly past the
+// request's end). Go runs fn on a goroutine the owner counts until fn
+// returns; stop ends when the owner stops waiting for it (shutdown's
+// grace is over), and fn's leg is then cancelled. The gateway's
+// Background is one: shutdown joins it.
+type Owner interface {
+	Go(fn func(stop context.Context))
+}
 
 // HedgeSlot takes a slot the model can spare for a hedge: ok is false when
 // requests wait in its queue or none is free. preempt is called (at most
@@ -78,6 +91,9 @@ const (
 var (
 	errHedgeLost      = errors.New("proxy: another backend's stream started first")
 	errHedgePreempted = errors.New("proxy: hedge slot taken back by a live request")
+	// errShutdown cancels a loser still running when shutdown's grace
+	// ends (Owner).
+	errShutdown = errors.New("proxy: gateway shutting down")
 	// errNoStream marks a first attempt whose head is not a 200 stream:
 	// out of the race, its answer is Forward's to handle.
 	errNoStream = errors.New("proxy: answer is not an event stream")
@@ -91,14 +107,17 @@ type leg struct {
 	// unlink stops the request's end from cancelling a first attempt
 	// (Forward.attemptContext); nil for a hedge.
 	unlink func() bool
-	// headless stays true until its round trip returns (set by its own
-	// goroutine, read by the race's).
-	headless atomic.Bool
-	wd       *watchdog
-	resp     *http.Response
-	sent     time.Time // when the attempt started (its wait, if it loses)
-	head     time.Time // when its round trip returned (head or error)
-	first    []byte    // the first chunk read, replayed to the relay
+	// phase is legHeadless until its round trip returns (legHead, set by
+	// its own goroutine) or the race unlinks it while headless
+	// (legUnlinked); whichever comes first wins, so a head that arrives
+	// just after the unlink ties the attempt to the request again.
+	phase atomic.Int32
+	req   context.Context // the request's context (to relink)
+	wd    *watchdog
+	resp  *http.Response
+	sent  time.Time // when the attempt started (its wait, if it loses)
+	head  time.Time // when its round trip returned (head or error)
+	first []byte    // the first chunk read, replayed to the relay
 	// err is why the leg has no first token: its round trip's error (resp
 	// nil), errNoStream (resp is another answer), or the first read's.
 	err error
@@ -111,6 +130,13 @@ type leg struct {
 	// race, the losing first attempt's while it runs on. nil without one.
 	slot *spareSlot
 }
+
+// A first attempt's phases (leg.phase).
+const (
+	legHeadless int32 = iota // no response head yet, tied to the request
+	legHead                  // its round trip returned
+	legUnlinked              // lost while headless: runs on past the request
+)
 
 // spareSlot is a slot from Request.HedgeSlot and the leg whose request
 // its preemption cancels (none once that leg is relayed to the client).
@@ -159,7 +185,11 @@ func (l *leg) peek(done chan<- *leg) {
 func (f *Forwarder) sendFirst(l *leg, in *Request, done chan<- *leg) {
 	resp, err := f.opt.Transport.RoundTrip(f.outbound(l.actx, l.c.b, in))
 	l.head = f.opt.Now()
-	l.headless.Store(false)
+	if !l.phase.CompareAndSwap(legHeadless, legHead) {
+		// Unlinked a moment before its head came: an attempt with a head
+		// runs on only while its request does, as if it had come first.
+		context.AfterFunc(l.req, func() { l.cancel(context.Cause(l.req)) })
+	}
 	switch {
 	case err != nil:
 		l.err = err
@@ -207,6 +237,7 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 	primary *leg, deadline time.Time, res *Result) *leg {
 	done := make(chan *leg, 2)
 	legs := []*leg{primary}
+	primary.req = ctx
 	go f.sendFirst(primary, in, done)
 	hedgeDue := f.after(hedgeDelay(in.HedgeAfter, primary.c.b))
 	var winner *leg
@@ -275,10 +306,10 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			// at the request's end, a hung backend is never charged one,
 			// shows no stalled wait, looks idle and keeps a share of the
 			// traffic, each request paying a hedge).
-			if l.unlink != nil && l.headless.Load() {
+			if l.unlink != nil && l.phase.CompareAndSwap(legHeadless, legUnlinked) {
 				l.unlink()
 			}
-			go func() { f.endLost(ctx, <-done); slot.free() }()
+			f.runOn(l, func() { f.endLost(ctx, <-done); slot.free() })
 		default:
 			// No slot to run on in (or a hedge, which teaches nothing
 			// its wait would not): cancelled now.
@@ -286,13 +317,29 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			// so a ticket never outlives its backend slot's release.
 			waited := f.opt.Now().Sub(l.sent)
 			l.cancel(errHedgeLost)
-			go func() { f.withdraw(<-done, waited); slot.free() }()
+			f.runOn(l, func() { f.withdraw(<-done, waited); slot.free() })
 		}
 	}
 	if winner.resp != nil && isEventStream(winner.resp) {
 		winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
 	}
 	return winner
+}
+
+// runOn runs end, which waits for loser l's report and ends its call, on
+// a goroutine of the Forwarder's Owner: shutdown joins it, and cancels l
+// when its grace is over (a headless first attempt would otherwise run on
+// to its own first-token bound, past the process's end).
+func (f *Forwarder) runOn(l *leg, end func()) {
+	if f.opt.Owner == nil {
+		go end()
+		return
+	}
+	f.opt.Owner.Go(func(stop context.Context) {
+		cut := context.AfterFunc(stop, func() { l.cancel(errShutdown) })
+		defer cut()
+		end()
+	})
 }
 
 // hedgeDelay is how long a first attempt on b waits for its first token
@@ -426,10 +473,10 @@ func (f *Forwarder) endLost(ctx context.Context, l *leg) {
 			l.c.b.TimedOut(now, now.Sub(l.sent))
 		}
 		f.endLeg(l, outcome.Failure, 0, false)
-	case ctx.Err() != nil || errors.Is(cause, errHedgePreempted) || errors.Is(cause, errHedgeLost):
+	case ctx.Err() != nil || errors.Is(cause, errHedgePreempted) || errors.Is(cause, errHedgeLost) || errors.Is(cause, errShutdown):
 		// Cut before its first token, by the client leaving (a hedge
-		// also at the request's end) or by a live request taking the
-		// slot back: its wait is a lower bound, and no fault.
+		// also at the request's end), by a live request taking the slot
+		// back or by shutdown: its wait is a lower bound, and no fault.
 		f.withdraw(l, f.opt.Now().Sub(l.sent))
 	case l.resp != nil && (l.resp.StatusCode == http.StatusTooManyRequests || l.resp.StatusCode == http.StatusServiceUnavailable):
 		// A first attempt pushed back while a hedge raced: busy, not broken.

@@ -27,6 +27,7 @@ type hedgeRig struct {
 	// request's context ended (the proxy cancelled it).
 	slowGot, slowGone chan struct{}
 	releaseSlow       chan struct{}
+	lateHead          chan struct{} // slowLateHead: closed to send the head
 	// slowMode, when set before the request, changes what slow does.
 	slowMode  slowMode
 	fastCalls atomic.Int32
@@ -42,6 +43,35 @@ type hedgeRig struct {
 	slotAsked         chan bool // each HedgeSlot answer
 	front             *httptest.Server
 	results           chan Result
+	owner             *testOwner // runs the race's losers (Options.Owner)
+}
+
+// testOwner is a proxy.Owner as the gateway's Background is one: it counts
+// the goroutines it runs, and shutdown() ends their stop context and
+// waits for them.
+type testOwner struct {
+	stop   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newTestOwner() *testOwner {
+	o := &testOwner{}
+	o.stop, o.cancel = context.WithCancel(context.Background())
+	return o
+}
+
+func (o *testOwner) Go(fn func(stop context.Context)) {
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		fn(o.stop)
+	}()
+}
+
+func (o *testOwner) shutdown() {
+	o.cancel()
+	o.wg.Wait()
 }
 
 // slowMode is how the slow backend treats a request.
@@ -51,6 +81,7 @@ const (
 	slowHeadThenHold slowMode = iota // head at once, no token until released
 	slowNoHead                       // accepts, no head until released
 	slowBusy                         // 503 at once
+	slowLateHead                     // accepts, head only once lateHead is closed, then no token
 )
 
 type testClock struct {
@@ -95,8 +126,8 @@ const sseAnswer = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndat
 
 func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig {
 	r := &hedgeRig{t: t, slowGot: make(chan struct{}), slowGone: make(chan struct{}), releaseSlow: make(chan struct{}),
-		fire: make(chan time.Time), delays: make(chan time.Duration, 4), clock: &testClock{now: time.Unix(1000, 0)}, budget: budget,
-		slotAsked: make(chan bool, 4), results: make(chan Result, 1)}
+		lateHead: make(chan struct{}), fire: make(chan time.Time), delays: make(chan time.Duration, 4), clock: &testClock{now: time.Unix(1000, 0)}, budget: budget,
+		slotAsked: make(chan bool, 4), results: make(chan Result, 1), owner: newTestOwner()}
 	var once sync.Once
 	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		io.Copy(io.Discard, req.Body)
@@ -105,6 +136,14 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 			once.Do(func() { close(r.slowGot) })
 			http.Error(w, `{"error":{"message":"busy"}}`, http.StatusServiceUnavailable)
 			return
+		case slowLateHead:
+			once.Do(func() { close(r.slowGot) })
+			select {
+			case <-req.Context().Done():
+				close(r.slowGone)
+				return
+			case <-r.lateHead:
+			}
 		case slowNoHead:
 			once.Do(func() { close(r.slowGot) })
 			select {
@@ -154,7 +193,7 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 	t.Cleanup(transport.CloseIdleConnections)
 	f := NewForwarder(Options{
 		Transport: transport, Timeouts: Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Hour},
-		Attempts: 3, Now: r.clock.Now, Hedges: budget,
+		Attempts: 3, Now: r.clock.Now, Hedges: budget, Owner: r.owner,
 		After: func(d time.Duration) <-chan time.Time {
 			select {
 			case r.delays <- d:

@@ -71,3 +71,62 @@ func TestHedgingKeepsRetryBeforeFirstByte(t *testing.T) {
 	}
 	waitUntil(t, "both attempts to end", func() bool { return r.slow.Inflight() == 0 && r.fast.Inflight() == 0 })
 }
+
+// TestHedgeLoserCancelledAtShutdown: a hung first attempt that lost the
+// race runs on past its request, on a goroutine of the Forwarder's Owner;
+// when the owner stops waiting (shutdown's grace is over) the attempt is
+// cancelled and its goroutine returns: its connection is closed, its
+// backend slot, the spare slot and the hedge budget given back, and no
+// failure charged (shutdown is not the backend's fault).
+func TestHedgeLoserCancelledAtShutdown(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
+	r.slowMode = slowNoHead
+	body, res := r.answer(r.send(500 * time.Millisecond))
+	if body != sseAnswer || res.Hedge != HedgeWon || res.Backend != r.fast {
+		t.Fatalf("body %q hedge %d backend %v; want the fast backend's stream by a hedge", body, res.Hedge, res.Backend)
+	}
+	if r.slow.Inflight() != 1 {
+		t.Fatalf("hung backend in flight %d after the request; want its attempt running on", r.slow.Inflight())
+	}
+	r.owner.shutdown() // returns once the loser's goroutine has ended
+	if r.slow.Inflight() != 0 || r.budget.InFlight() != 0 || r.queue.Stats().InUse != 0 {
+		t.Fatalf("after shutdown: hung backend in flight %d, hedges %d, queue slots %d; want all given back",
+			r.slow.Inflight(), r.budget.InFlight(), r.queue.Stats().InUse)
+	}
+	if f := r.slow.Failures(); f != 0 {
+		t.Fatalf("hung backend failures %d; want none for a cut at shutdown", f)
+	}
+	<-r.slowGone // the cancel reached the backend
+}
+
+// TestHedgeLoserWhoseHeadComesLateEndsWithItsRequest: a first attempt
+// still headless when the race ends runs on past its request; if its head
+// comes after all (here: once the request has ended), it is an attempt
+// with a head, which runs on only while its request does: it is cancelled
+// then, not left running to its first-token bound (a minute here).
+func TestHedgeLoserWhoseHeadComesLateEndsWithItsRequest(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
+	r.slowMode = slowLateHead
+	body, res := r.answer(r.send(500 * time.Millisecond))
+	if body != sseAnswer || res.Hedge != HedgeWon || res.Backend != r.fast {
+		t.Fatalf("body %q hedge %d backend %v; want the fast backend's stream by a hedge", body, res.Hedge, res.Backend)
+	}
+	if r.slow.Inflight() != 1 {
+		t.Fatalf("hung backend in flight %d after the request; want its headless attempt running on", r.slow.Inflight())
+	}
+	close(r.lateHead) // the head comes after the request has ended
+	waitUntil(t, "the attempt with a head to be cancelled with its ended request", func() bool {
+		select {
+		case <-r.slowGone:
+			return true
+		default:
+			return false
+		}
+	})
+	waitUntil(t, "the attempt to be ended", func() bool {
+		return r.slow.Inflight() == 0 && r.budget.InFlight() == 0 && r.queue.Stats().InUse == 0
+	})
+	if f := r.slow.Failures(); f != 0 {
+		t.Fatalf("late backend failures %d; want none for a cut with its request", f)
+	}
+}
