@@ -19,7 +19,25 @@ type scrapedCap struct {
 	queued  bool      // the last reading showed a queue behind a full batch
 	expires time.Time // the reading's expiry: an older cap is not applied
 	now     func() time.Time
+	// probing: the cap in force is one over what the slots allow, to find
+	// a larger batch; probeAt and backoff space the probes out after one
+	// that found the batch full (see ObserveLoad).
+	probing bool
+	probeAt time.Time
+	backoff time.Duration
 }
+
+// The first probe beyond the learned slots is made at once (a guess too
+// low grows back within a scrape); after one that found no larger batch,
+// the next waits firstProbeBackoff, doubling to maxProbeBackoff. A probe
+// into a full batch costs one request a wait inside the backend, out of
+// the gateway's queue and deadlines: spaced out like this it is a handful
+// per backend per hour instead of one per scrape interval, which set the
+// demo's p99 time to first token.
+const (
+	firstProbeBackoff = 30 * time.Second
+	maxProbeBackoff   = 5 * time.Minute
+)
 
 // ObserveLoad stores a scraped snapshot, as SetLoad, and caps the
 // backend's concurrency limit (Limit) by what the snapshot says the
@@ -41,7 +59,8 @@ type scrapedCap struct {
 //
 // where mine is this gateway's in-flight count when the backend answered
 // the scrape (InflightAtScrape). While the backend queues nothing the cap
-// is at least mine + 1, so a slot count learned too low grows back. Gateway
+// is at least mine + 1, so a slot count learned too low grows back; after
+// such a probe found no larger batch, the next one waits (probeAt). Gateway
 // replicas sharing a backend each see the same D, so in a backend that
 // queues each gets its own share of its slots, and the caps add up to the
 // slots, not to the replicas times the slots. The room of a backend with
@@ -60,21 +79,34 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	c.expires, c.now = l.Expires, now
 	c.peak = max(c.peak, running)
 	queued := waiting > 0 && running > 0 && running >= c.peak
+	grew := false
 	switch {
 	case queued && (c.queued || b.localSlots.Load() > 0):
 		// Two readings in a row, or one that confirms the backlog this
 		// gateway saw itself (backlogBound): the batch is full.
 		c.slots = running
 	case c.slots > 0 && running > c.slots:
-		c.slots = running
+		c.slots, grew = running, true
+		c.backoff, c.probeAt = 0, time.Time{} // a probe found room: probe again freely
 	}
-	c.queued = queued
+	at := now()
+	if c.probing && !grew {
+		// The probe had its scrape interval and found no larger batch
+		// (a larger one would have grown the slots above). A scrape
+		// cannot tell whether the extra request waited: one that waited
+		// less than an interval, while the batch freed a slot, leaves no
+		// queue to see. So the next probe waits, whatever this one showed.
+		c.backoff = min(max(2*c.backoff, firstProbeBackoff), maxProbeBackoff)
+		c.probeAt = at.Add(c.backoff)
+	}
+	c.queued, c.probing = queued, false
 	c.limit = 0
 	switch {
 	case c.slots > 0:
-		c.limit = capFor(int(l.InflightAtScrape), c.slots, running+waiting)
-		if waiting == 0 {
-			c.limit = max(c.limit, int(l.InflightAtScrape)+1)
+		mine := int(l.InflightAtScrape)
+		c.limit = capFor(mine, c.slots, running+waiting)
+		if waiting == 0 && mine+1 > c.limit && !at.Before(c.probeAt) {
+			c.limit, c.probing = mine+1, true
 		}
 	case waiting > 0 && running == 0 && c.peak > 0:
 		// Queueing with nothing running (stalled, or every request

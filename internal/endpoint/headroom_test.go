@@ -116,6 +116,50 @@ func TestScrapedCapGrowsBackFromALowGuess(t *testing.T) {
 	}
 }
 
+// A probe past the learned slots that finds no larger batch is not
+// repeated at every scrape: a request sent into a full batch waits inside
+// the backend, and a scrape a second later may not show it (it started
+// when the batch freed a slot). The next probe comes after
+// firstProbeBackoff, then after twice that; one that finds room resets it.
+func TestScrapedCapProbeBacksOffWhenNoLargerBatchShows(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(18))
+	b.ObserveLoad(reading(clk, 8, 1, 9), clk.now)
+	b.ObserveLoad(reading(clk, 8, 1, 9), clk.now) // 8 slots learned
+	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
+	if got := b.Limit(); got != 9 {
+		t.Fatalf("first probe: Limit %d, want 9", got)
+	}
+	clk.t = clk.t.Add(time.Second)
+	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now) // no queue seen, no larger batch either
+	if got := b.Limit(); got != 8 {
+		t.Fatalf("right after a probe that found nothing: Limit %d, want 8", got)
+	}
+	clk.t = clk.t.Add(firstProbeBackoff - time.Millisecond)
+	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
+	if got := b.Limit(); got != 8 {
+		t.Fatalf("before the backoff ends: Limit %d, want 8", got)
+	}
+	clk.t = clk.t.Add(time.Millisecond)
+	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
+	if got := b.Limit(); got != 9 {
+		t.Fatalf("after the backoff: Limit %d, want 9 (probe again)", got)
+	}
+	b.ObserveLoad(reading(clk, 8, 1, 9), clk.now) // it waited: the wait doubles
+	clk.t = clk.t.Add(2*firstProbeBackoff - time.Millisecond)
+	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
+	if got := b.Limit(); got != 8 {
+		t.Fatalf("within the doubled backoff: Limit %d, want 8", got)
+	}
+	clk.t = clk.t.Add(time.Millisecond)
+	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
+	b.ObserveLoad(reading(clk, 9, 0, 9), clk.now) // this probe started: a larger batch
+	if got, slots := b.ScrapedCap(); slots != 9 || got != 10 {
+		t.Fatalf("after a probe found room: cap %d slots %d, want 10 and 9 (probing freely again)", got, slots)
+	}
+}
+
 func TestScrapedCapStalledBackendGetsOneRequest(t *testing.T) {
 	clk := &fakeClock{t: t0}
 	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
