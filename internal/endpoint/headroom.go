@@ -27,9 +27,10 @@ type scrapedCap struct {
 	backoff time.Duration
 }
 
-// The first probe beyond the learned slots is made at once (a guess too
-// low grows back within a scrape); after one that found no larger batch,
-// the next waits firstProbeBackoff, doubling to maxProbeBackoff. A probe
+// The first probe beyond slots just learned waits firstProbeBackoff (they
+// were learned from a full batch, most often in a burst); after a probe
+// that found no larger batch the next waits twice as long, up to
+// maxProbeBackoff; one that found room lets the next come at once. A probe
 // into a full batch costs one request a wait inside the backend, out of
 // the gateway's queue and deadlines: spaced out like this it is a handful
 // per backend per hour instead of one per scrape interval, which set the
@@ -84,6 +85,11 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	case queued && (c.queued || b.localSlots.Load() > 0):
 		// Two readings in a row, or one that confirms the backlog this
 		// gateway saw itself (backlogBound): the batch is full.
+		if c.slots == 0 {
+			// Just learned, from a full batch: the first probe past
+			// it waits too, or it lands in the burst that filled it.
+			c.backoff, c.probeAt = firstProbeBackoff, now().Add(firstProbeBackoff)
+		}
 		c.slots = running
 	case c.slots > 0 && running > c.slots:
 		c.slots, grew = running, true

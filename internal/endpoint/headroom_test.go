@@ -107,6 +107,11 @@ func TestScrapedCapGrowsBackFromALowGuess(t *testing.T) {
 		t.Fatalf("slots = %d, want 3", slots)
 	}
 	b.ObserveLoad(reading(clk, 3, 0, 3), clk.now)
+	if got := b.Limit(); got != 3 {
+		t.Fatalf("Limit right after learning the slots = %d, want 3 (no probe into the burst that showed them)", got)
+	}
+	clk.t = clk.t.Add(firstProbeBackoff)
+	b.ObserveLoad(reading(clk, 3, 0, 3), clk.now)
 	if got := b.Limit(); got != 4 {
 		t.Fatalf("Limit with no queue at the learned slots = %d, want 4 (one more to find out)", got)
 	}
@@ -119,14 +124,16 @@ func TestScrapedCapGrowsBackFromALowGuess(t *testing.T) {
 // A probe past the learned slots that finds no larger batch is not
 // repeated at every scrape: a request sent into a full batch waits inside
 // the backend, and a scrape a second later may not show it (it started
-// when the batch freed a slot). The next probe comes after
-// firstProbeBackoff, then after twice that; one that finds room resets it.
+// when the batch freed a slot). The first comes firstProbeBackoff after
+// the slots were learned, each next one after twice the wait before; one
+// that finds room resets it.
 func TestScrapedCapProbeBacksOffWhenNoLargerBatchShows(t *testing.T) {
 	clk := &fakeClock{t: t0}
 	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
 	b.SetLimiter(admission.Static(18))
 	b.ObserveLoad(reading(clk, 8, 1, 9), clk.now)
 	b.ObserveLoad(reading(clk, 8, 1, 9), clk.now) // 8 slots learned
+	clk.t = clk.t.Add(firstProbeBackoff)
 	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
 	if got := b.Limit(); got != 9 {
 		t.Fatalf("first probe: Limit %d, want 9", got)
@@ -136,7 +143,7 @@ func TestScrapedCapProbeBacksOffWhenNoLargerBatchShows(t *testing.T) {
 	if got := b.Limit(); got != 8 {
 		t.Fatalf("right after a probe that found nothing: Limit %d, want 8", got)
 	}
-	clk.t = clk.t.Add(firstProbeBackoff - time.Millisecond)
+	clk.t = clk.t.Add(2*firstProbeBackoff - time.Millisecond)
 	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
 	if got := b.Limit(); got != 8 {
 		t.Fatalf("before the backoff ends: Limit %d, want 8", got)
@@ -147,7 +154,7 @@ func TestScrapedCapProbeBacksOffWhenNoLargerBatchShows(t *testing.T) {
 		t.Fatalf("after the backoff: Limit %d, want 9 (probe again)", got)
 	}
 	b.ObserveLoad(reading(clk, 8, 1, 9), clk.now) // it waited: the wait doubles
-	clk.t = clk.t.Add(2*firstProbeBackoff - time.Millisecond)
+	clk.t = clk.t.Add(4*firstProbeBackoff - time.Millisecond)
 	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
 	if got := b.Limit(); got != 8 {
 		t.Fatalf("within the doubled backoff: Limit %d, want 8", got)
