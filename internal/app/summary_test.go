@@ -1,46 +1,27 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/config"
 )
 
-// syncBuffer is a log sink read while the app writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startLoggedApp runs the config at path with its log going to the
 // returned buffer.
-func startLoggedApp(t *testing.T, path string) (*App, string, *syncBuffer) {
+func startLoggedApp(t *testing.T, path string) (*App, string, *logbuf.Buffer) {
 	t.Helper()
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	a, err := New(cfg, path, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +40,7 @@ func startLoggedApp(t *testing.T, path string) (*App, string, *syncBuffer) {
 	return a, "http://" + ln.Addr().String(), logs
 }
 
-func waitLog(t *testing.T, logs *syncBuffer, wants ...string) {
+func waitLog(t *testing.T, logs *logbuf.Buffer, wants ...string) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("log lines %q", wants), func() bool {
 		out := logs.String()

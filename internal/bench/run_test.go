@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 	"io"
 	"net"
 	"net/http"
@@ -290,7 +291,7 @@ func TestValidation(t *testing.T) {
 // faster than real time; progress lines come once per (fast) second.
 func TestFastClockAndProgress(t *testing.T) {
 	srv := okServer(t)
-	var progress syncBuffer
+	var progress logbuf.Buffer
 	clock := fastClock{start: time.Now(), speed: 300}
 	res := runOK(t, Config{
 		Target: srv.URL, Stream: true, Arrivals: Constant(2, 30*time.Second, 3, 2),

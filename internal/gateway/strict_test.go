@@ -1,15 +1,14 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -163,24 +162,6 @@ func TestControlHeadersValidated(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestUnexpectedErrorIsGenericAndLogged: a backend that breaks the
 // connection makes an error the gateway has no specific answer for; the
 // client gets a generic message with the request id, never the transport's
@@ -198,7 +179,7 @@ func TestUnexpectedErrorIsGenericAndLogged(t *testing.T) {
 	t.Cleanup(broken.Close)
 	cfg := testConfig(broken.URL)
 	cfg.Retry.Attempts = 1
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	reg := prometheus.NewRegistry()
 	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg}
 	rt, err := Build(cfg, deps, nil)
@@ -240,7 +221,7 @@ func TestMidStreamErrorIsGeneric(t *testing.T) {
 		panic(http.ErrAbortHandler) // cut the connection mid-stream
 	}))
 	t.Cleanup(broken.Close)
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	reg := prometheus.NewRegistry()
 	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg}
 	rt, err := Build(testConfig(broken.URL), deps, nil)

@@ -3,12 +3,12 @@ package health
 import (
 	"bytes"
 	"context"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -249,7 +249,7 @@ func TestBodyDrainedConnectionReused(t *testing.T) {
 func TestLogsTransitionsWithBackendName(t *testing.T) {
 	srv := newFakeServer(t)
 	b := newBackend(t, srv.URL, "")
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	c := NewChecker(Config{Timeout: healthyProbeBound, Passes: 1}, newClient(t), slog.New(slog.NewTextHandler(&buf, nil)))
 	srv.status.Store(500)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
@@ -263,23 +263,6 @@ func TestLogsTransitionsWithBackendName(t *testing.T) {
 	if !strings.Contains(out, "level=WARN msg=\"backend down") || !strings.Contains(out, "level=INFO msg=\"backend up") {
 		t.Errorf("missing down/up lines:\n%s", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestStartsFromBackendState: a new Checker (after a reload) does not treat

@@ -1,9 +1,9 @@
 package scrape
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 	"log/slog"
 	"net"
 	"net/http"
@@ -293,7 +293,7 @@ func TestBodyDrainedConnectionReused(t *testing.T) {
 func TestLogsTransitionsOnly(t *testing.T) {
 	srv := newFakeServer(t, gauges("1", "0", "0"))
 	b := newBackend(t, srv.URL, "")
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	s := NewScraper(Config{}, newClient(t), slog.New(slog.NewTextHandler(&buf, nil)))
 	s.ScrapeOnce(t.Context(), []*endpoint.Backend{b})
 	srv.set(500, "")
@@ -307,23 +307,6 @@ func TestLogsTransitionsOnly(t *testing.T) {
 		strings.Count(out, "backend="+b.Name()) != 2 {
 		t.Errorf("want one failing and one recovered line naming %s:\n%s", b.Name(), out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestDuplicatesAndUnlistedBackends(t *testing.T) {
