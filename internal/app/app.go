@@ -88,6 +88,12 @@ type App struct {
 // New builds the app from a validated config. path is the file it came
 // from, re-read on reload ("" disables file reloads).
 func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
+	return newWithClock(cfg, path, logger, time.Now)
+}
+
+// newWithClock is New with the clock the gateway, its pools and the
+// forecaster read (tests inject time).
+func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func() time.Time) (*App, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	deps := Deps{
@@ -95,7 +101,7 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 		Registry:   reg,
 		Transport:  proxy.NewTransportCache(),
 		Background: gateway.NewBackground(),
-		Now:        time.Now,
+		Now:        now,
 		Rand:       routing.NewRand(uint64(time.Now().UnixNano())),
 	}
 	resp, err := newResponseCache(cfg.Cache, reg, deps.Now)
@@ -123,7 +129,9 @@ func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
 			resp.Close()
 			return nil, errWithPath(path, err)
 		}
-		a.forecast, gwOpts.Arrivals = fr, fr
+		a.forecast, gwOpts.Arrivals, gwOpts.ForecastView = fr, fr, fr.hist
+		// The history records the forecast at the scaling.lead in force.
+		fr.hist.lead = func() time.Duration { return gw.Runtime().Config.Scaling.Lead.D() }
 		// desired backends looks scaling.lead ahead at the forecast p90.
 		gwOpts.Forecast = forecast.Demand{Forecaster: fr.fc}
 		reg.MustRegister(newForecastCollector(fr.fc))

@@ -21,7 +21,8 @@ import (
 // and restored when it is built.
 type forecastRun struct {
 	fc    *forecast.Forecaster
-	store forecast.Store // nil: snapshot "off"
+	hist  *arrivalHistory // /status's forecast against actual
+	store forecast.Store  // nil: snapshot "off"
 	every time.Duration
 	now   func() time.Time
 	log   *slog.Logger
@@ -42,7 +43,7 @@ func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, l
 	if err != nil {
 		return nil, err
 	}
-	r := &forecastRun{fc: fc, every: cfg.SnapshotInterval.D(), now: now, log: log, tick: func(d time.Duration) (<-chan time.Time, func()) {
+	r := &forecastRun{fc: fc, hist: newArrivalHistory(fc), every: cfg.SnapshotInterval.D(), now: now, log: log, tick: func(d time.Duration) (<-chan time.Time, func()) {
 		t := time.NewTicker(d)
 		return t.C, t.Stop
 	}}
@@ -72,6 +73,14 @@ func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, l
 // Arrival counts one live request (gateway.Arrivals).
 func (r *forecastRun) Arrival(t time.Time, model, tenant string, tokens float64) {
 	r.fc.Observe(t, forecast.Key{Model: model, Tenant: tenant}, 1, tokens)
+	r.hist.observe(t, model, tokens)
+}
+
+// advance closes the intervals that ended at or before now: the
+// forecaster's first, so that the history asks it about the new interval.
+func (r *forecastRun) advance(now time.Time) {
+	r.fc.Advance(now)
+	r.hist.Advance(now)
 }
 
 // run closes the intervals ended by each tick's time and saves every
@@ -83,11 +92,11 @@ func (r *forecastRun) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			r.fc.Advance(r.now())
+			r.advance(r.now())
 			r.save()
 			return
 		case now := <-tick:
-			r.fc.Advance(now)
+			r.advance(now)
 			if now.Sub(saved) >= r.every {
 				r.save()
 				saved = now

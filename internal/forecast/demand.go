@@ -53,3 +53,15 @@ func (f *Forecaster) horizonOf(at time.Time) (time.Duration, bool) {
 	}
 	return h, true
 }
+
+// ForecastAt is key's forecast for the interval that holds at, the
+// horizon Demand uses; ok is false as for ArrivalRate. A caller that
+// compares forecasts with what arrived later (the /status history) keys
+// them by that interval: at.Truncate(Config().Interval).
+func (f *Forecaster) ForecastAt(key Key, at time.Time) (Forecast, bool) {
+	h, ok := f.horizonOf(at)
+	if !ok {
+		return Forecast{}, false
+	}
+	return f.Forecast(key, h)
+}

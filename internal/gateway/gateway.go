@@ -64,6 +64,9 @@ type Options struct {
 	// ForecastLead 0: the running config's scaling.lead.
 	Forecast     scaling.DemandForecast
 	ForecastLead time.Duration
+	// ForecastView shows the forecast against actual arrivals on /status
+	// (forecast_status.go); nil: forecasting is off, /status says null.
+	ForecastView ForecastView
 	// StatusTicker paces /status/stream's events (stream.go); nil:
 	// time.NewTicker.
 	StatusTicker Ticker
@@ -115,6 +118,7 @@ type Gateway struct {
 	hold         *scaling.Hold // scaling.scale_in_hold over desired backends
 	forecast     scaling.DemandForecast
 	forecastLead time.Duration
+	forecastView ForecastView
 	// tally counts requests and errors per model for /status (tally.go).
 	tally tally
 	// streams are the /status/stream watchers (stream.go).
@@ -129,7 +133,8 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
 		arrivals: opt.Arrivals, queueInfo: opt.Queue,
-		meter: scaling.NewMeter(rt.Config.Scaling.Window.D()), hold: scaling.NewHold(), forecast: opt.Forecast, forecastLead: opt.ForecastLead}
+		meter: scaling.NewMeter(rt.Config.Scaling.Window.D()), hold: scaling.NewHold(), forecast: opt.Forecast, forecastLead: opt.ForecastLead,
+		forecastView: opt.ForecastView}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}

@@ -24,9 +24,9 @@ type statusDoc struct {
 	// Queue is where the job queue lives (passwords hidden); absent
 	// when the gateway was built without one.
 	Queue *QueueInfo `json:"queue,omitempty"`
-	// Forecast is reserved for the traffic forecaster's predicted against
-	// actual demand; null until it exists.
-	Forecast any `json:"forecast"`
+	// Forecast is each model's forecast against its actual arrivals
+	// (forecast_status.go); null when forecasting is off.
+	Forecast *ForecastStatus `json:"forecast"`
 }
 
 type backendStatus struct {
@@ -198,6 +198,7 @@ func (g *Gateway) status(ctx context.Context) statusDoc {
 			out.Cache.HitRatio = float64(c.Hits) / float64(c.Hits+c.Misses)
 		}
 	}
+	out.Forecast = g.forecastStatus(rt, now)
 	out.Jobs = &jobsStatus{Enabled: g.queueOn, Running: g.tally.jobsRunning.Load()}
 	if f := g.jobQueue.Load(); f != nil {
 		if bl, ok := g.backlog.read(ctx, now, *f); ok {
