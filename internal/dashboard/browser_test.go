@@ -176,6 +176,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	for i := range cfg.Models[0].Backends {
 		cfg.Models[0].Backends[i].MaxConcurrency = 4
 	}
+	// Forecasting on, at one-second intervals so that intervals close
+	// while the test watches; scaling.lead 2s, so the history's intervals
+	// have a forecast made two seconds before them.
+	cfg.Forecast.Enabled, cfg.Forecast.Snapshot = true, "off"
+	cfg.Forecast.Interval, cfg.Forecast.MaxHorizon = config.Duration(time.Second), config.Duration(time.Minute)
+	cfg.Scaling.Lead = config.Duration(2 * time.Second)
 	cfg.Health.MaxFails = 1
 	cfg.Health.FailTimeout = config.Duration(10 * time.Minute) // a killed backend stays ejected while the test looks
 	var keys []string
@@ -223,6 +229,17 @@ func TestDashboardInBrowser(t *testing.T) {
 	until(t, tab, problems, "KV-cache use scraped from the simulators",
 		`[...document.querySelectorAll("tr[data-backend]")].some(r => /^[0-9]+%$/.test(r.cells[5].textContent) && r.cells[5].textContent !== "0%")`)
 	until(t, tab, problems, "tenants listed in the queue table", `document.querySelector("#tenants tbody").textContent.includes("chat-app")`)
+	// The forecast panel: the actual rate, the forecast at the lead and the
+	// desired backends as numbers, and the sparkline with actual, forecast
+	// and its p90 band drawn.
+	const fcRow = `document.querySelector('#forecast tr[data-model="sim-model"]')`
+	until(t, tab, problems, "the forecast against actual under load",
+		`!document.getElementById("forecast").hidden && document.getElementById("forecast-off").hidden && `+fcRow+` &&
+		 parseFloat(`+fcRow+`.querySelector("[data-field=actual-rps]").textContent) > 0 &&
+		 /^[0-9.]+ \/ [0-9.]+$/.test(`+fcRow+`.querySelector("[data-field=lead]").textContent) &&
+		 /^[0-9.]+ \([0-9]+ \/ 3 up\)$/.test(`+fcRow+`.querySelector("[data-field=desired]").textContent) &&
+		 `+fcRow+`.querySelector("svg.spark polyline.actual").getAttribute("points").split(" ").length >= 3 &&
+		 `+fcRow+`.querySelector("svg.spark polygon.band") !== null && `+fcRow+`.querySelector("svg.spark polyline.fmean") !== null`)
 
 	// Kill one backend: it shows out of rotation, the pool 2 of 3.
 	victim, _ := url.Parse(srvs[2].URL)
@@ -236,6 +253,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	until(t, tab, problems, "the killed backend's failures counted", fmt.Sprintf(
 		`Number(document.querySelector('tr[data-backend=%q]').cells[7].textContent) > 0`, victim.Host))
 
+	// A dozen intervals in the sparkline before the picture is taken.
+	until(t, tab, problems, "a dozen intervals of forecast against actual",
+		fcRow+`.querySelector("svg.spark polyline.actual").getAttribute("points").split(" ").length >= 12`)
 	png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)

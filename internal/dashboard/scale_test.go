@@ -86,6 +86,9 @@ func TestDashboardAtScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	until(t, tab, problems, "rendered", `Number(document.getElementById("conn").dataset.events) >= 1`)
+	if !eval[bool](t, tab, `!document.getElementById("forecast-off").hidden && document.getElementById("forecast").hidden`) {
+		t.Error("with forecast null the panel should say forecasting is off")
+	}
 	if n := eval[int](t, tab, `document.querySelectorAll("#tenants tbody tr").length`); n != 15 {
 		t.Errorf("tenant rows: %d, want the top 15", n)
 	}

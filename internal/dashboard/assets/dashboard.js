@@ -194,7 +194,76 @@
       ["backlog (queued or running)", j.backlog == null ? "unknown" : j.backlog],
       ["batches in progress", j.active_batches == null ? "unknown" : j.active_batches],
     ]);
-    if (doc.forecast) $("forecast").textContent = JSON.stringify(doc.forecast);
+  }
+
+  const fmtRate = (v) => (v == null || Number.isNaN(v) ? "–" : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+  const fmtHorizon = (s) => (s % 3600 === 0 && s ? `${s / 3600}h` : s % 60 === 0 && s ? `${s / 60}m` : `${s}s`);
+
+  // spark draws a model's history as an inline SVG: the actual requests/s
+  // per interval (solid), what had been forecast for it (dashed mean) and
+  // the band from that mean to its p90. Runs without a forecast are gaps.
+  const SVG = "http://www.w3.org/2000/svg";
+  function spark(history, intervalS) {
+    const W = 240, H = 44, P = 3;
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("width", W);
+    svg.setAttribute("height", H);
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    const title = document.createElementNS(SVG, "title");
+    const top = Math.max(1e-9, ...history.map((p) => Math.max(p.requests_per_second, p.forecast ? p.forecast.requests.p90 : 0)));
+    title.textContent = `requests/s over the last ${history.length} intervals of ${intervalS} s; top of the chart ${fmtRate(top)}/s`;
+    svg.append(title);
+    const n = Math.max(history.length - 1, 1);
+    const x = (i) => (P + (i * (W - 2 * P)) / n).toFixed(1);
+    const y = (v) => (H - P - (Math.max(v, 0) / top) * (H - 2 * P)).toFixed(1);
+    const shape = (tag, cls, attrs) => {
+      const e = document.createElementNS(SVG, tag);
+      e.setAttribute("class", cls);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+      svg.append(e);
+      return e;
+    };
+    shape("line", "axis", { x1: P, x2: W - P, y1: H - P, y2: H - P });
+    // Contiguous runs of intervals that had a forecast.
+    let run = [];
+    const flush = () => {
+      if (run.length) {
+        const upper = run.map(({ p, i }) => `${x(i)},${y(p.forecast.requests.p90)}`);
+        const mean = run.map(({ p, i }) => `${x(i)},${y(p.forecast.requests.mean)}`);
+        shape("polygon", "band", { points: [...upper, ...mean.slice().reverse()].join(" ") });
+        shape("polyline", "fmean", { points: mean.join(" ") });
+      }
+      run = [];
+    };
+    history.forEach((p, i) => { if (p.forecast) run.push({ p, i }); else flush(); });
+    flush();
+    shape("polyline", "actual", { points: history.map((p, i) => `${x(i)},${y(p.requests_per_second)}`).join(" ") });
+    return svg;
+  }
+
+  function renderForecast(doc) {
+    const f = doc.forecast;
+    const table = $("forecast");
+    $("forecast-off").hidden = !!f;
+    table.hidden = !f;
+    if (!f) return;
+    $("forecast-hint").textContent = `last ${Math.max(0, ...f.models.map((m) => m.history.length))} intervals of ${fmtHorizon(f.interval_s)}: ` +
+      `actual, and what was forecast ${fmtHorizon(f.lead_s)} ahead (scaling.lead); p90 band`;
+    fill(table.tBodies[0], f.models.map((m) => {
+      const lead = m.horizons.find((h) => h.lead);
+      const a = m.actual;
+      const d = m.desired_backends;
+      return el("tr", { "data-model": m.model },
+        el("td", {}, m.model),
+        el("td", {}, m.history.length ? spark(m.history, f.interval_s) : el("span", { class: "muted" }, "no interval closed yet")),
+        el("td", { class: "num", "data-field": "actual-rps" }, a ? fmtRate(a.requests_per_second) : "–"),
+        el("td", { class: "num", "data-field": "lead" }, lead ? `${fmtRate(lead.requests.mean)} / ${fmtRate(lead.requests.p90)}` : "–"),
+        el("td", { class: "num" }, `${a ? fmtRate(a.tokens_per_second) : "–"} / ${lead ? fmtRate(lead.tokens.p90) : "–"}`),
+        el("td", {}, m.horizons.filter((h) => !h.lead).map((h) => `${fmtHorizon(h.horizon_s)} ${fmtRate(h.requests.p90)}`).join(" · ") || "no forecast yet"),
+        el("td", { class: `num ${d > m.usable_backends ? "warn" : "ok"}`, "data-field": "desired" },
+          `${fmt(d, 1)} (${m.usable_backends} / ${m.backends} up)`));
+    }), "no models configured");
   }
 
   function render(doc) {
@@ -204,6 +273,7 @@
     renderTenants(doc);
     renderBackends(doc);
     renderCacheJobs(doc, dt);
+    renderForecast(doc);
     prev = doc;
     events++;
     lastAt = Date.now();
