@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/forecast"
 )
 
 // The wire names of /status's forecast, spelled out here rather than
@@ -189,5 +190,40 @@ func TestStatusForecastAgainstActual(t *testing.T) {
 	adminGet(t, b, "/status", &raw)
 	if got := string(raw["forecast"]); got != "null" {
 		t.Errorf("forecast with forecasting off: %s, want null", got)
+	}
+}
+
+// The history's memory is bounded: models beyond the forecaster's
+// max_series are not kept, quiet intervals count as zeros, and after a
+// pause longer than the history only its last 60 intervals remain, each
+// one interval after the other.
+func TestArrivalHistoryBounds(t *testing.T) {
+	fc, err := forecast.New(forecast.Config{Interval: time.Minute, MaxSeries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newArrivalHistory(fc)
+	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	for _, m := range []string{"m1", "m2", "m3"} {
+		h.observe(t0.Add(5*time.Second), m, 30)
+	}
+	h.Advance(t0.Add(3 * time.Minute))
+	got := h.ModelForecast("m1", t0.Add(3*time.Minute), 0).History
+	if len(got) != 3 || got[0].RequestsPerSecond != 1.0/60 || got[0].TokensPerSecond != 0.5 || got[1].RequestsPerSecond != 0 || !got[2].At.Equal(t0.Add(2*time.Minute)) {
+		t.Fatalf("m1 history %+v: want 1/60 req/s at 10:00, then zeros to 10:02", got)
+	}
+	if h.ModelForecast("m3", t0, 0).History != nil {
+		t.Error("a third model was kept beyond max_series 2")
+	}
+	end := t0.Add(503 * time.Minute)
+	h.Advance(end)
+	got = h.ModelForecast("m1", end, 0).History
+	if len(got) != historyPoints {
+		t.Fatalf("%d points after a 500-interval pause, want %d", len(got), historyPoints)
+	}
+	for i, p := range got {
+		if want := end.Add(time.Duration(i-historyPoints) * time.Minute); !p.At.Equal(want) || p.RequestsPerSecond != 0 {
+			t.Fatalf("point %d at %v (%v req/s), want %v and 0", i, p.At, p.RequestsPerSecond, want)
+		}
 	}
 }
