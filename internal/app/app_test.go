@@ -104,8 +104,12 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestReloadOnFileChangeAndRefuseInvalid(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+	// After every other cleanup (backends and key set servers closed),
+	// with nothing exempt once the test client's connections are closed.
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		goleak.VerifyNone(t)
+	})
 	a, b := backend(t, "a"), backend(t, "b")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeConfig(t, path, "m1", a.URL)

@@ -61,8 +61,14 @@ func writeRefreshConfig(t *testing.T, path, backend, grace string, models ...str
 // handler; Run must not return while it runs: it waits the grace, cancels
 // it and joins its goroutine, so nothing the gateway started is left.
 func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+	// Checked after every other cleanup (the backend's close included),
+	// with no goroutine exempt: the test's own client connections are
+	// closed first, so any connection goroutine left is the gateway's.
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		goleak.VerifyNone(t)
+	})
+	before := goleak.IgnoreCurrent()
 	backend, refreshing, cut := refreshBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeRefreshConfig(t, path, backend, "200ms", "m")
@@ -86,6 +92,15 @@ func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// Checked again as Run returns, while the backend still runs: a
+	// gateway goroutine that would end only when the backend goes away
+	// (an upstream call nobody joined) shows here. The backend's own
+	// goroutines (its listener, its connections, the held handler) and
+	// the test client's are not the gateway's.
+	http.DefaultClient.CloseIdleConnections()
+	goleak.VerifyNone(t, before,
+		goleak.IgnoreAnyFunction("net/http/httptest.(*Server).goServe.func1"),
+		goleak.IgnoreAnyFunction("net/http.(*conn).serve"))
 	if !cut.Load() {
 		// Run returned, so the gateway's side of the refresh has ended;
 		// the backend learns of the cancel from the closed connection.

@@ -21,8 +21,12 @@ import (
 // static key file is missing is refused with the key named and changes
 // nothing. No goroutine of a retired key set survives.
 func TestJWTReloadKeepsOrReplacesTheKeySet(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"), goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+	// After every other cleanup (backends and key set servers closed),
+	// with nothing exempt once the test client's connections are closed.
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		goleak.VerifyNone(t)
+	})
 	is := jwttest.New(t)
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")

@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/breaker"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/rate"
@@ -23,13 +24,15 @@ import (
 )
 
 // liveState is what a reload may change on the running runtime: the
-// runtime itself, each backend's breaker (and its state) and adaptive
-// limit, each queue's pool, the rate limiter, and every metric.
+// runtime itself, each backend's breaker (and its state), adaptive limit
+// and passive-health policy, each queue's pool, the rate limiter, and every
+// metric.
 type liveState struct {
 	rt        *gateway.Runtime
 	breakers  []*breaker.Breaker
 	states    []breaker.State
 	limiters  []admission.Limiter
+	health    []endpoint.HealthPolicy
 	queuePool map[string]*gateway.Pool
 	limits    *limits
 	metrics   string
@@ -44,6 +47,7 @@ func captureLive(t *testing.T, gw *gateway.Gateway, running *Built, reg *prometh
 		s.breakers = append(s.breakers, br)
 		s.states = append(s.states, br.State(now))
 		s.limiters = append(s.limiters, b.Limiter())
+		s.health = append(s.health, b.HealthPolicy())
 	}
 	for name, q := range running.queues {
 		s.queuePool[name] = q.pool.Load()
@@ -73,6 +77,9 @@ func (s liveState) diff(o liveState) string {
 		}
 		if s.limiters[i] != o.limiters[i] {
 			d = append(d, "adaptive limit "+strconv.Itoa(i))
+		}
+		if s.health[i] != o.health[i] {
+			d = append(d, "health policy "+strconv.Itoa(i))
 		}
 	}
 	for name, p := range s.queuePool {
@@ -111,10 +118,7 @@ func reloadConfigs(t *testing.T, url string) (running, next *config.Config) {
 	return running, &n
 }
 
-// TestFailedReloadChangesNothing fails the build of a reload at each of its
-// stages in turn: the running runtime, its breakers, adaptive limits,
-// queues, rate limiter (buckets included) and every metric are as they
-// were, and the next request is served by the old runtime.
+// limitPtr parses an nginx-syntax limit for a test config.
 func limitPtr(t *testing.T, s string) *rate.Limit {
 	l, err := rate.ParseNginx(s)
 	if err != nil {
@@ -123,6 +127,11 @@ func limitPtr(t *testing.T, s string) *rate.Limit {
 	return &l
 }
 
+// TestFailedReloadChangesNothing fails the build of a reload at each of its
+// stages in turn: the running runtime, its breakers, adaptive limits,
+// queues, passive-health policies, rate limiter (buckets included) and
+// every metric are as they were, and the next request is served by the
+// old runtime.
 func TestFailedReloadChangesNothing(t *testing.T) {
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -201,7 +210,7 @@ func TestFailedReloadChangesNothing(t *testing.T) {
 	cur = nb
 	prev.Retire(nb)
 	after := captureLive(t, gw, cur, reg, frozen)
-	for _, want := range []string{"runtime", "breaker 0", "breaker 1", "adaptive limit 0", "queue m1", "queue m2", "rate limiter"} {
+	for _, want := range []string{"runtime", "breaker 0", "breaker 1", "adaptive limit 0", "health policy 0", "health policy 1", "queue m1", "queue m2", "rate limiter"} {
 		if !strings.Contains(before.diff(after)+",", want+",") {
 			t.Errorf("a successful reload did not change %s (diff: %s)", want, before.diff(after))
 		}
