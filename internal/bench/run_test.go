@@ -322,7 +322,7 @@ func TestProgressFunc(t *testing.T) {
 	clock := fastClock{start: time.Now(), speed: 300}
 	res := runOK(t, Config{
 		Target: srv.URL, Stream: true, Arrivals: Constant(2, 30*time.Second, 3, 2), Clock: clock,
-		DrainTimeout: 10 * time.Hour, // a minute and more of real time on the fast clock: a loaded machine does not cut requests
+		DrainTimeout:  10 * time.Hour, // a minute and more of real time on the fast clock: a loaded machine does not cut requests
 		ProgressEvery: 5 * time.Second, ProgressFunc: func(p Progress) { mu.Lock(); got = append(got, p); mu.Unlock() },
 	})
 	if res.Refused != 60 {
