@@ -10,7 +10,7 @@ import (
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", "[--duration D] [--load X] [--markdown]", stderr)
-	dur := fs.Duration("duration", 20*time.Second, "length of each of the three replays (the trace's 15 minutes are compressed into it)")
+	dur := fs.Duration("duration", 16*time.Second, "length of each of the three replays (the trace's 15 minutes are compressed into it)")
 	load := fs.Float64("load", 1.1, "mean offered load as a multiple of the fixed pool's capacity (the ramp starts below it and peaks above)")
 	backends := fs.Int("backends", 3, "simulated inference servers of the fixed pool (the scale-out leg starts with one fewer, grows to twice as many)")
 	quiet := fs.Bool("quiet", false, "no progress lines")

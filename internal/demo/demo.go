@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +35,7 @@ type Options struct {
 	Backends    int           // the fixed pool of the first two legs, default 3
 	ScaleFrom   int           // the scale-out leg's first pool, default Backends-1 (at least 1)
 	ScaleMax    int           // the most servers the actuator starts, default 2 x Backends
-	LegDuration time.Duration // length of each replay, default 20s
+	LegDuration time.Duration // length of each replay, default 16s
 	// Load is the replay's mean rate as a multiple of the fixed pool's
 	// capacity for the trace's mean request, default 1.1: the ramp starts
 	// near 0.8x and peaks near 1.4x (a minute's mean; seconds go higher).
@@ -62,7 +63,7 @@ func (o *Options) defaults() {
 	}
 	o.ScaleMax = max(o.ScaleMax, o.ScaleFrom)
 	if o.LegDuration <= 0 {
-		o.LegDuration = 20 * time.Second
+		o.LegDuration = 16 * time.Second
 	}
 	if o.Load <= 0 {
 		o.Load = 1.1
@@ -83,6 +84,11 @@ func (o *Options) defaults() {
 			DecodeStepPerSeq: 250 * time.Microsecond, PrefillTokensPerSec: 20000}
 	}
 	o.Sim.Model = "sim-model"
+	if o.Progress != nil {
+		// The replay's progress and the actuator's decisions are written
+		// from two goroutines.
+		o.Progress = &lockedWriter{w: o.Progress}
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -163,6 +169,17 @@ func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 	fmt.Fprintln(out)
 	err = rep.WriteTable(out, false)
 	return rep, err
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 // progressLine prints a leg's counts, so a replay is never silent.
