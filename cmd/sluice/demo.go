@@ -9,18 +9,26 @@ import (
 )
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", "[--duration D] [--overload X]", stderr)
-	dur := fs.Duration("duration", 25*time.Second, "length of each of the two replays")
-	overload := fs.Float64("overload", 2, "burst rate as a multiple of the pool's capacity")
-	backends := fs.Int("backends", 3, "simulated inference servers")
+	fs := newFlagSet("demo", "[--duration D] [--load X] [--markdown]", stderr)
+	dur := fs.Duration("duration", 16*time.Second, "length of each of the three replays (the trace's 15 minutes are compressed into it)")
+	load := fs.Float64("load", 1.1, "mean offered load as a multiple of the fixed pool's capacity (the ramp starts below it and peaks above)")
+	backends := fs.Int("backends", 3, "simulated inference servers of the fixed pool (the scale-out leg starts with one fewer, grows to twice as many)")
 	quiet := fs.Bool("quiet", false, "no progress lines")
+	markdown := fs.Bool("markdown", false, "print only the table, as Markdown, on stdout (the rest goes to stderr): scripts/demo-readme.sh puts it in the README")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	opt := demo.Options{Backends: *backends, LegDuration: *dur, Overload: *overload}
+	opt := demo.Options{Backends: *backends, LegDuration: *dur, Load: *load}
 	if !*quiet {
 		opt.Progress = stderr
 	}
-	_, err := demo.Run(ctx, opt, stdout)
-	return err
+	out := stdout
+	if *markdown {
+		out = stderr
+	}
+	rep, err := demo.Run(ctx, opt, out)
+	if err != nil || !*markdown {
+		return err
+	}
+	return rep.WriteTable(stdout, true)
 }

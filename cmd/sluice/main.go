@@ -24,7 +24,7 @@ func commands() []command {
 		{"worker", "run jobs from the queue through a gateway (a separate worker process)", runWorker},
 		{"sim", "run simulated OpenAI-compatible inference servers", runSim},
 		{"bench", "replay load against an OpenAI-compatible URL ('bench forecast': score the traffic forecaster on a trace; 'bench autoscale': fixed vs HPA vs predictive scaling on a replayed trace)", runBench},
-		{"demo", "simulated pool + gateway + bursty replay: prints a before/after table", runDemo},
+		{"demo", "replays a real trace (embedded) through round robin, Sluice, and Sluice + scale-out: prints a before/after table", runDemo},
 		{"chaos", "attacks and faults against a gateway next to a well-behaved client: prints a table", runChaos},
 		{"version", "print the version, commit and Go release of this binary (also --version)", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, versionString())

@@ -63,8 +63,14 @@ type Config struct {
 	// this many bytes, else each is built by its own request goroutine
 	// (never by the scheduler). Default 256 MiB; negative never prebuilds.
 	PrebuildBytes int64
-	// Progress receives a status line every second. nil = silent.
+	// Progress receives a status line every ProgressEvery. nil = silent.
 	Progress io.Writer
+	// ProgressFunc, when set, is called every ProgressEvery with the
+	// counts so far instead of writing to Progress (the demo formats its
+	// own line).
+	ProgressFunc func(Progress)
+	// ProgressEvery is the interval of progress reports. Default 1s.
+	ProgressEvery time.Duration
 	// Client sends the requests. Default NewClient().
 	Client *http.Client
 	// Rand salts the prompts, so runs with the same seed send the same
@@ -128,6 +134,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.DrainTimeout = cmp.Or(max(c.DrainTimeout, 0), c.Timeout+time.Second)
 	c.BlockTokens = cmp.Or(max(c.BlockTokens, 0), DefaultBlockTokens)
 	c.PrebuildBytes = cmp.Or(c.PrebuildBytes, 256<<20)
+	c.ProgressEvery = cmp.Or(max(c.ProgressEvery, 0), time.Second)
 	if c.HeadersOfInterest == nil {
 		c.HeadersOfInterest = []string{"X-Sluice-Backend"}
 	}
@@ -169,7 +176,19 @@ type runner struct {
 	sent     atomic.Int64
 	done     atomic.Int64
 	ok       atomic.Int64
+	refused  atomic.Int64
 	dropped  atomic.Int64
+}
+
+// Progress is a run's counts so far, for Config.ProgressFunc.
+type Progress struct {
+	Elapsed  time.Duration
+	Sent     int64 // requests sent
+	Done     int64 // requests finished, however
+	OK       int64 // answered in full
+	Refused  int64 // answered 429 or 503
+	InFlight int64
+	Dropped  int64 // not sent: MaxInFlight reached
 }
 
 // Run replays cfg.Arrivals against cfg.Target and reports the outcome. It
@@ -196,7 +215,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	progressDone := make(chan struct{})
 	go func() {
 		defer close(progressDone)
-		if cfg.Progress != nil {
+		if cfg.Progress != nil || cfg.ProgressFunc != nil {
 			r.progress(progressCtx, start)
 		}
 	}()
@@ -376,24 +395,32 @@ func (r *runner) send(i int, due time.Time) {
 	r.done.Add(1)
 	if rec.OK() {
 		r.ok.Add(1)
+	} else if rec.Refused() {
+		r.refused.Add(1)
 	}
 }
 
-// progress prints a status line every second until ctx is done.
+// progress reports the counts every ProgressEvery until ctx is done.
 func (r *runner) progress(ctx context.Context, start time.Time) {
 	var prevDone int64
-	next := start.Add(time.Second)
+	every := r.cfg.ProgressEvery
+	next := start.Add(every)
 	for {
 		if err := r.cfg.Clock.Wait(ctx, next); err != nil {
 			return
 		}
-		done, ok := r.done.Load(), r.ok.Load()
-		fmt.Fprintf(r.cfg.Progress, "bench %4.0fs  sent %d  done %d  in-flight %d  ok %d  errors %d  dropped %d  rps %d\n",
-			next.Sub(start).Seconds(), r.sent.Load(), done, r.inflight.Load(), ok, done-ok, r.dropped.Load(), done-prevDone)
-		prevDone = done
-		next = next.Add(time.Second)
+		p := Progress{Elapsed: next.Sub(start), Sent: r.sent.Load(), Done: r.done.Load(), OK: r.ok.Load(),
+			Refused: r.refused.Load(), InFlight: r.inflight.Load(), Dropped: r.dropped.Load()}
+		if r.cfg.ProgressFunc != nil {
+			r.cfg.ProgressFunc(p)
+		} else {
+			fmt.Fprintf(r.cfg.Progress, "bench %4.0fs  sent %d  done %d  in-flight %d  ok %d  errors %d  dropped %d  rps %.0f\n",
+				p.Elapsed.Seconds(), p.Sent, p.Done, p.InFlight, p.OK, p.Done-p.OK, p.Dropped, float64(p.Done-prevDone)/every.Seconds())
+		}
+		prevDone = p.Done
+		next = next.Add(every)
 		if now := r.cfg.Clock.Now(); next.Before(now) {
-			next = now.Add(time.Second) // the clock jumped; do not print a backlog of lines
+			next = now.Add(every) // the clock jumped; do not print a backlog of lines
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -305,6 +306,37 @@ func TestFastClockAndProgress(t *testing.T) {
 	}
 	if out := progress.String(); !strings.Contains(out, "sent") || !strings.Contains(out, "in-flight") || !strings.Contains(out, "rps") {
 		t.Errorf("progress output: %q", out)
+	}
+}
+
+// TestProgressFunc reports counts to a func at ProgressEvery, refusals
+// counted apart: a server that answers every request 429.
+func TestProgressFunc(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	t.Cleanup(srv.Close)
+	var mu sync.Mutex
+	var got []Progress
+	clock := fastClock{start: time.Now(), speed: 300}
+	res := runOK(t, Config{
+		Target: srv.URL, Stream: true, Arrivals: Constant(2, 30*time.Second, 3, 2), Clock: clock,
+		DrainTimeout:  10 * time.Hour, // a minute and more of real time on the fast clock: a loaded machine does not cut requests
+		ProgressEvery: 5 * time.Second, ProgressFunc: func(p Progress) { mu.Lock(); got = append(got, p); mu.Unlock() },
+	})
+	if res.Refused != 60 {
+		t.Fatalf("refused %d of 60", res.Refused)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) == 0 {
+		t.Fatal("no progress report in a 30 s run reported every 5 s")
+	}
+	for i, p := range got {
+		if p.OK != 0 || p.Refused != p.Done || p.Sent < p.Done || i > 0 && p.Elapsed < got[i-1].Elapsed+5*time.Second {
+			t.Fatalf("progress %+v after %+v: want every finished request refused, reports at least 5 s apart", p, got[max(i-1, 0)])
+		}
 	}
 }
 

@@ -1,8 +1,11 @@
 // Package demo runs the README's one-command demonstration in one process:
-// a pool of simulated inference servers, the Sluice gateway in front of
-// them, and the same bursty load replayed twice — once through a plain
-// round-robin proxy (what a load balancer without LLM awareness does) and
-// once through Sluice — ending in the seed document's before/after table.
+// pools of simulated inference servers, the Sluice gateway in front of
+// them, and 15 minutes of a real trace (Azure LLM inference, a ramp from
+// about 4.6 to 8.4 requests/s, embedded) compressed and replayed three
+// times — through a plain round-robin proxy (what a load balancer without
+// LLM awareness does), through Sluice, and through Sluice in front of a
+// smaller pool that an actuator grows on Sluice's desired-backends signal
+// with a cold start — ending in the seed document's before/after table.
 package demo
 
 import (
@@ -15,6 +18,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,41 +32,62 @@ import (
 
 // Options tune the demo; the zero value is the README's demo.
 type Options struct {
-	Backends     int           // simulated servers, default 3
-	LegDuration  time.Duration // length of each replay, default 25s
-	Overload     float64       // burst rate as a multiple of pool capacity, default 2
-	PromptTokens int           // default 256
-	OutputTokens int           // default 64
-	SLOTTFT      time.Duration // goodput bound, default 2s
-	Sim          sim.Config    // simulator knobs; zero = the demo's small fast engine
-	Progress     io.Writer     // progress lines; nil = silent
-	Logger       *slog.Logger  // gateway logs; nil = discarded
+	Backends    int           // the fixed pool of the first two legs, default 3
+	ScaleFrom   int           // the scale-out leg's first pool, default Backends-1 (at least 1)
+	ScaleMax    int           // the most servers the actuator starts, default 2 x Backends
+	LegDuration time.Duration // length of each replay, default 16s
+	// Load is the replay's mean rate as a multiple of the fixed pool's
+	// capacity for the trace's mean request, default 1.1: the ramp starts
+	// near 0.8x and peaks near 1.4x (a minute's mean; seconds go higher).
+	Load float64
+	// ColdStart is how long a new server takes to serve, in trace time
+	// (default 3m, compressed with the trace).
+	ColdStart time.Duration
+	SLOTTFT   time.Duration // goodput bound, default 2s
+	Sim       sim.Config    // simulator knobs; zero = the demo's small fast engine
+	Progress  io.Writer     // progress lines; nil = silent
+	// ProgressEvery is the interval of a leg's progress lines, default 5s.
+	ProgressEvery time.Duration
+	Logger        *slog.Logger // gateway logs; nil = discarded
 }
 
 func (o *Options) defaults() {
 	if o.Backends <= 0 {
 		o.Backends = 3
 	}
+	if o.ScaleFrom <= 0 {
+		o.ScaleFrom = max(o.Backends-1, 1)
+	}
+	if o.ScaleMax <= 0 {
+		o.ScaleMax = 2 * o.Backends
+	}
+	o.ScaleMax = max(o.ScaleMax, o.ScaleFrom)
 	if o.LegDuration <= 0 {
-		o.LegDuration = 25 * time.Second
+		o.LegDuration = 16 * time.Second
 	}
-	if o.Overload <= 0 {
-		o.Overload = 2
+	if o.Load <= 0 {
+		o.Load = 1.1
 	}
-	if o.PromptTokens <= 0 {
-		o.PromptTokens = 256
-	}
-	if o.OutputTokens <= 0 {
-		o.OutputTokens = 64
+	if o.ColdStart <= 0 {
+		o.ColdStart = 3 * time.Minute
 	}
 	if o.SLOTTFT <= 0 {
 		o.SLOTTFT = 2 * time.Second
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 5 * time.Second
 	}
 	if o.Sim == (sim.Config{}) {
 		// A small engine with a short queue, like a GPU server tuned for
 		// latency: it answers "server busy" quickly when flooded.
 		o.Sim = sim.Config{Slots: 8, MaxWaiting: 8, DecodeStepBase: 5 * time.Millisecond,
 			DecodeStepPerSeq: 250 * time.Microsecond, PrefillTokensPerSec: 20000}
+	}
+	o.Sim.Model = "sim-model"
+	if o.Progress != nil {
+		// The replay's progress and the actuator's decisions are written
+		// from two goroutines.
+		o.Progress = &lockedWriter{w: o.Progress}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -69,74 +96,174 @@ func (o *Options) defaults() {
 
 // Report is what the demo measured.
 type Report struct {
-	CapacityRPS    float64
-	Direct, Sluice *bench.Result
+	Trace       string
+	CapacityRPS float64 // the fixed pool's, for the trace's mean request
+	MeanRPS     float64 // offered, averaged over a leg
+	Requests    int     // per leg
+	Compress    float64 // trace seconds per demo second
+	ColdStart   time.Duration
+	SLOTTFT     time.Duration
+	Legs        []Leg // round robin, Sluice, Sluice + predictive scale-out
+}
+
+// Leg is one replay.
+type Leg struct {
+	Name        string
+	Result      *bench.Result
+	Utilisation float64 // busy batch slots / slots of the servers started, sampled
+	// FirstBackends and PeakBackends are the pool's size at the start and
+	// its largest; ScaleOut is empty for the fixed pools.
+	FirstBackends, PeakBackends int
+	ScaleOut                    []ScaleEvent
+	Elastic                     bool
 }
 
 // Run executes the demo and writes the table to out.
 func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 	opt.defaults()
-	simCfg := opt.Sim
-	simCfg.Model = "sim-model"
-	urls, stopSims, err := sim.ListenAndServeN(ctx, "127.0.0.1:0", opt.Backends, simCfg, nil)
+	pl, err := buildPlan(opt.LegDuration, opt.Load, opt.Backends, opt.Sim)
 	if err != nil {
 		return nil, err
 	}
-	defer stopSims()
-	perServer, _ := simCfg.Capacity(opt.PromptTokens, opt.OutputTokens)
-	capacity := perServer * float64(opt.Backends)
+	capacity := pl.perServerRPS * float64(opt.Backends)
+	cold := time.Duration(float64(opt.ColdStart) / pl.compress)
+	rep := &Report{Trace: TraceName, CapacityRPS: capacity, MeanRPS: pl.meanRPS, Requests: len(pl.arrivals),
+		Compress: pl.compress, ColdStart: cold, SLOTTFT: opt.SLOTTFT}
+	fmt.Fprintf(out, "Sluice demo: %s, compressed %.0fx into %s per replay\n", TraceName, pl.compress, opt.LegDuration)
+	fmt.Fprintf(out, "Load: %d requests, %.0f req/s on average (%.1fx the capacity of %d simulated servers, %.1f req/s for the mean request of %d+%d tokens), rising through the replay; SLO TTFT <= %s\n",
+		len(pl.arrivals), pl.meanRPS, pl.meanRPS/capacity, opt.Backends, capacity, pl.meanIn, pl.meanOut, opt.SLOTTFT)
+	fmt.Fprintf(out, "Scale-out leg: %d servers to start, at most %d, cold start %s of trace time (%.1fs here)\n\n",
+		opt.ScaleFrom, opt.ScaleMax, opt.ColdStart, cold.Seconds())
 
-	// Bursts at Overload x capacity for 2 s, then 3 s of quiet: the mean load
-	// (0.8x capacity by default) fits the pool, the bursts do not. A naive
-	// balancer passes on the backends' "server busy"; Sluice queues what can
-	// still start within the TTFT objective and refuses the rest at once.
-	on, off := 2*time.Second, 3*time.Second
-	arrivals := bench.OnOff(opt.Overload*capacity, on, off, opt.LegDuration, opt.PromptTokens, opt.OutputTokens)
-	fmt.Fprintf(out, "Sluice demo: %d simulated inference servers (capacity %.1f req/s in total for %d-token prompts, %d-token answers)\n",
-		opt.Backends, capacity, opt.PromptTokens, opt.OutputTokens)
-	fmt.Fprintf(out, "Load: bursts of %.0f req/s (%.1fx capacity) for %s, quiet for %s; %d requests over %s per run; SLO TTFT <= %s\n\n",
-		opt.Overload*capacity, opt.Overload, on, off, len(arrivals), opt.LegDuration, opt.SLOTTFT)
-
-	lbURL, stopLB, err := StartRoundRobin(urls)
-	if err != nil {
-		return nil, err
-	}
-	defer stopLB()
-	gwCfg := GatewayConfig(urls)
-	gw, err := StartGateway(ctx, &gwCfg, opt.Logger)
-	if err != nil {
-		return nil, err
-	}
-	defer gw.Stop()
-
-	rep := &Report{CapacityRPS: capacity}
 	legs := []struct {
-		name, target string
-		res          **bench.Result
+		name string
+		run  func(context.Context, *Leg, func(string) bench.Config) error
 	}{
-		{"plain round robin", lbURL, &rep.Direct},
-		{"through Sluice", gw.URL, &rep.Sluice},
+		{"plain round robin", func(ctx context.Context, l *Leg, bc func(string) bench.Config) error {
+			return fixedLeg(ctx, opt, l, bc, false)
+		}},
+		{"Sluice", func(ctx context.Context, l *Leg, bc func(string) bench.Config) error {
+			return fixedLeg(ctx, opt, l, bc, true)
+		}},
+		{"Sluice + predictive scale-out", func(ctx context.Context, l *Leg, bc func(string) bench.Config) error {
+			return scaleOutLeg(ctx, opt, pl, cold, l, bc)
+		}},
 	}
 	for i, leg := range legs {
-		fmt.Fprintf(out, "[%d/2] replaying %s ...\n", i+1, leg.name)
-		res, err := bench.Run(ctx, bench.Config{
-			Target: leg.target, Model: "sim-model", Stream: true, Arrivals: arrivals,
-			Timeout: 60 * time.Second, SLOTTFT: opt.SLOTTFT, Progress: opt.Progress, Label: leg.name,
-		})
-		if err != nil {
+		fmt.Fprintf(out, "[%d/%d] replaying through %s ...\n", i+1, len(legs), leg.name)
+		l := Leg{Name: leg.name}
+		label := fmt.Sprintf("[%d/%d] %s", i+1, len(legs), leg.name)
+		bc := func(target string) bench.Config {
+			return bench.Config{Target: target, Model: "sim-model", Stream: true, Arrivals: pl.arrivals,
+				Timeout: 60 * time.Second, SLOTTFT: opt.SLOTTFT, Label: leg.name,
+				ProgressEvery: opt.ProgressEvery, ProgressFunc: progressLine(opt.Progress, label, opt.LegDuration)}
+		}
+		if err := leg.run(ctx, &l, bc); err != nil {
 			return nil, fmt.Errorf("%s: %w", leg.name, err)
 		}
-		*leg.res = res
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if err := waitIdle(ctx, urls); err != nil {
-			return nil, err
-		}
+		rep.Legs = append(rep.Legs, l)
 	}
 	fmt.Fprintln(out)
-	err = bench.Compare(out, "Before / after (same servers, same load):", rep.Direct, rep.Sluice, "plain round robin", "Sluice")
+	err = rep.WriteTable(out, false)
 	return rep, err
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// progressLine prints a leg's counts, so a replay is never silent.
+func progressLine(w io.Writer, label string, leg time.Duration) func(bench.Progress) {
+	if w == nil {
+		return nil
+	}
+	return func(p bench.Progress) {
+		fmt.Fprintf(w, "  %s  %2.0fs/%s  sent %d  served %d  refused %d  other errors %d  in flight %d\n",
+			label, p.Elapsed.Seconds(), leg, p.Sent, p.OK, p.Refused, p.Done-p.OK-p.Refused, p.InFlight)
+	}
+}
+
+// fixedLeg replays through a round-robin proxy or Sluice (its defaults)
+// in front of a fresh fixed pool.
+func fixedLeg(ctx context.Context, opt Options, l *Leg, bc func(string) bench.Config, sluice bool) error {
+	pool := newSimPool(opt.Sim)
+	defer pool.stop()
+	urls, err := pool.startN(opt.Backends)
+	if err != nil {
+		return err
+	}
+	var target string
+	if sluice {
+		cfg := GatewayConfig(urls)
+		gw, err := StartGateway(ctx, &cfg, opt.Logger)
+		if err != nil {
+			return err
+		}
+		defer gw.Stop()
+		target = gw.URL
+	} else {
+		lb, stop, err := StartRoundRobin(urls)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		target = lb
+	}
+	u := sampleUtilisation(pool, 100*time.Millisecond)
+	res, err := bench.Run(ctx, bc(target))
+	l.Utilisation = u.stop()
+	l.Result, l.FirstBackends, l.PeakBackends = res, opt.Backends, opt.Backends
+	return err
+}
+
+// scaleOutLeg replays through Sluice in front of ScaleFrom servers listed
+// in a targets file, with the actuator adding servers on its signal.
+func scaleOutLeg(ctx context.Context, opt Options, pl plan, cold time.Duration, l *Leg, bc func(string) bench.Config) error {
+	dir, err := os.MkdirTemp("", "sluice-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	targets := filepath.Join(dir, "targets.json")
+	pool := newSimPool(opt.Sim)
+	defer pool.stop()
+	urls, err := pool.startN(opt.ScaleFrom)
+	if err != nil {
+		return err
+	}
+	if err := writeTargets(targets, urls); err != nil {
+		return err
+	}
+	cfg := scaleOutConfig(targets, pl.compress, cold)
+	gw, err := StartGateway(ctx, &cfg, opt.Logger)
+	if err != nil {
+		return err
+	}
+	defer gw.Stop()
+	act := &actuator{pool: pool, targets: targets, scaling: scalingURL(gw.AdminURL, "sim-model"), cold: cold,
+		max: opt.ScaleMax, every: 250 * time.Millisecond, progress: opt.Progress, serving: urls, peak: opt.ScaleFrom}
+	actCtx, stopAct := context.WithCancel(ctx)
+	actDone := make(chan struct{})
+	act.start = time.Now()
+	go func() { defer close(actDone); act.run(actCtx) }()
+	u := sampleUtilisation(pool, 100*time.Millisecond)
+	res, err := bench.Run(ctx, bc(gw.URL))
+	l.Utilisation = u.stop()
+	stopAct()
+	<-actDone
+	l.Result, l.FirstBackends, l.Elastic = res, opt.ScaleFrom, true
+	l.ScaleOut, l.PeakBackends = act.result()
+	return err
 }
 
 // StartRoundRobin is the "before": a reverse proxy on a free loopback port
@@ -223,70 +350,4 @@ func StartGateway(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 	gw.URL = "http://" + ln.Addr().String()
 	gw.Stop = func() { cancel(); <-done }
 	return gw, nil
-}
-
-// waitIdle waits until the simulators have finished all work, so the second
-// run starts from the same idle pool as the first.
-func waitIdle(ctx context.Context, urls []string) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		busy := false
-		for _, u := range urls {
-			resp, err := http.Get(u + "/metrics")
-			if err != nil {
-				return err
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if running(string(b)) {
-				busy = true
-			}
-		}
-		if !busy {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-func running(metrics string) bool {
-	for _, name := range []string{"vllm:num_requests_running", "vllm:num_requests_waiting"} {
-		var v float64
-		i := indexLine(metrics, name)
-		if i < 0 {
-			continue
-		}
-		line := metrics[i:]
-		for j := 0; j < len(line); j++ {
-			if line[j] == '\n' {
-				line = line[:j]
-				break
-			}
-		}
-		for j := len(line) - 1; j >= 0; j-- {
-			if line[j] == ' ' {
-				fmt.Sscan(line[j+1:], &v)
-				break
-			}
-		}
-		if v > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// indexLine finds the first sample line (not a # comment) of metric name.
-func indexLine(s, name string) int {
-	for i := 0; i+len(name) <= len(s); i++ {
-		if (i == 0 || s[i-1] == '\n') && s[i:i+len(name)] == name {
-			return i
-		}
-	}
-	return -1
 }
