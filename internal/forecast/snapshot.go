@@ -18,13 +18,13 @@ import (
 //	        144 daily + 1008 weekly f32 |
 //	        per daily slot: day of its latest visit i32, values in it u32, their
 //	        mean and the day before's f32 (-1: unknown) | horizon count u8 |
-//	        per horizon: steps u32 | 4 candidate errors, q90, spread f64
+//	        per horizon: steps u32 | 5 candidate errors, q90, spread f64
 //
 // Little-endian. Forecasts in flight are not kept: after a restart the
 // intervals missed are unknown, so their outcomes could not be scored.
 const (
 	snapshotMagic   = "SLFC"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	maxNameLen      = 1024
 	maxStateValue   = 1e15 // no rate or error in a sane snapshot comes near
 )
