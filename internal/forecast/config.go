@@ -5,11 +5,13 @@
 // Each series (a model, or a model's tenant with enough traffic) is a small
 // online model updated once per interval with O(1) work and fixed memory:
 //
-//   - four forecasts: the last value (naive), the same 10-minute slot the
+//   - five forecasts: the last value (naive), the same 10-minute slot the
 //     day before (seasonal naive), a smoothed level (exponential smoothing),
-//     and a level with a damped trend and daily and weekly seasonal profiles
-//     (multiple-seasonal Holt-Winters, profiles at 10-minute resolution);
-//   - for a fixed set of horizons, the recent error of each of the four,
+//     a level with a damped trend and daily and weekly seasonal profiles
+//     (multiple-seasonal Holt-Winters, profiles at 10-minute resolution),
+//     and the last value plus yesterday's change from now's slot to the
+//     target's (a seasonal difference: the daily shape on today's level);
+//   - for a fixed set of horizons, the recent error of each of the five,
 //     measured when the forecast made that many intervals ago comes due; the
 //     mean forecast weights them by the inverse eighth power of that error
 //     (nearly the best one, near-ties blended), so a series with a daily

@@ -244,3 +244,34 @@ func TestLateAdvanceKeepsTheOpenInterval(t *testing.T) {
 		t.Errorf("after two silent days skipped, forecast %+v, want 2 req/s", fc)
 	}
 }
+
+// A daily shape on a level that moves at midnight from day to day: the
+// shape's change over the next hour, as seen yesterday, applied to the
+// current value forecasts it; the same time yesterday is off by the
+// level's move and the last value by the shape's. Scored on day 22 from
+// 02:00 (forecasts made from 01:00, an hour after the move).
+func TestAppliesTheDailyShapeToTodaysLevel(t *testing.T) {
+	f := mustNew(t, Config{Interval: 10 * time.Minute})
+	const perDay, h = 144, 6
+	levels := []float64{0, 80, 30, 120, 60, 10, 100}
+	rate := func(i int) float64 {
+		return 100 + levels[i/perDay%len(levels)] + 60*math.Sin(2*math.Pi*float64(i)/perDay)
+	}
+	var errF, errNaive, errDay float64
+	pending := map[int]float64{}
+	feed(f, 0, 22*perDay, rate, func(i int) {
+		if e, ok := pending[i]; ok {
+			errF += math.Abs(e - rate(i))
+			errNaive += math.Abs(rate(i-h) - rate(i))
+			errDay += math.Abs(rate(i-perDay) - rate(i))
+		}
+		if i >= 21*perDay+12-h && i < 22*perDay-h {
+			fc, _ := f.Forecast(m, h*10*time.Minute)
+			pending[i+h] = fc.Requests.Mean
+		}
+	})
+	t.Logf("day 22, 60 min ahead: total abs error %.0f, naive %.0f, a day earlier %.0f", errF, errNaive, errDay)
+	if best := min(errNaive, errDay); errF > 0.25*best {
+		t.Errorf("total abs error %.0f, want under a quarter of the better baseline's %.0f", errF, best)
+	}
+}

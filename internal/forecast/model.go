@@ -20,6 +20,7 @@ type coeffs struct {
 	errRate            float64 // per-horizon error memory
 	qStep, gapFraction float64
 	maxGapSteps        int
+	iv                 int64 // the interval in seconds
 }
 
 func newCoeffs(c Config) coeffs {
@@ -39,6 +40,7 @@ func newCoeffs(c Config) coeffs {
 		qStep:           c.QuantileStep,
 		gapFraction:     c.GapFraction,
 		maxGapSteps:     int(c.MaxGap / c.Interval),
+		iv:              int64(c.Interval / time.Second),
 	}
 }
 
@@ -48,6 +50,7 @@ const (
 	candLevel            // exponentially smoothed level
 	candSeasonal         // level + damped trend + daily and weekly profiles
 	candYesterday        // the same 10-minute slot on its latest visit, a day earlier
+	candShape            // the last value plus yesterday's change from now's slot to the target's
 	nCand
 )
 
@@ -102,7 +105,7 @@ func newModel(steps []int) *model {
 		m.slotDay[i], m.slotMean[i], m.slotPrev[i] = -1, -1, -1
 	}
 	for i, s := range steps {
-		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1, 1}, spread: 0.1}
+		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1, 1, 1}, spread: 0.1}
 	}
 	return m
 }
@@ -234,13 +237,22 @@ func (m *model) candidates(k *coeffs, steps int, targetAt int64) [nCand]float64 
 	season := max(1+float64(m.daily[ds])+float64(m.weekly[target]), minSeason)
 	seasonal := max((m.level+trend)*season, 0)
 	yesterday := seasonal // until the slot was seen the day before the target
+	known := false
 	switch day := int32(floorDiv(targetAt, 24*3600)); {
 	case m.slotDay[ds] == day-1:
-		yesterday = float64(m.slotMean[ds])
+		yesterday, known = float64(m.slotMean[ds]), true
 	case m.slotDay[ds] == day && m.slotPrev[ds] >= 0: // the target's slot is under way
-		yesterday = float64(m.slotPrev[ds])
+		yesterday, known = float64(m.slotPrev[ds]), true
 	}
-	return [nCand]float64{m.last, m.plain, seasonal, yesterday}
+	// The daily shape's change over the horizon, applied to the current
+	// value: yesterday's value at the target's time minus yesterday's at
+	// now's. An on/off client's regular switch is in it before it shows.
+	shape := m.last
+	nowAt := targetAt - int64(steps)*k.iv
+	if nd := slotOfUnix(nowAt) % slotsPerDay; known && m.slotDay[nd] == int32(floorDiv(nowAt, 24*3600)) && m.slotPrev[nd] >= 0 {
+		shape = max(m.last+yesterday-float64(m.slotPrev[nd]), 0)
+	}
+	return [nCand]float64{m.last, m.plain, seasonal, yesterday, shape}
 }
 
 // forecast is the mean and p90 for steps intervals ahead (the interval

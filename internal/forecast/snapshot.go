@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -18,15 +19,22 @@ import (
 //	        144 daily + 1008 weekly f32 |
 //	        per daily slot: day of its latest visit i32, values in it u32, their
 //	        mean and the day before's f32 (-1: unknown) | horizon count u8 |
-//	        per horizon: steps u32 | 4 candidate errors, q90, spread f64
+//	        per horizon: steps u32 | 5 candidate errors, q90, spread f64
+//
+// Version 1 had four candidate errors (no seasonal difference); it is still
+// read, so that an upgrade keeps the learned profiles, and the missing
+// error starts at the worst of the four: the new candidate earns its
+// weight.
 //
 // Little-endian. Forecasts in flight are not kept: after a restart the
 // intervals missed are unknown, so their outcomes could not be scored.
 const (
 	snapshotMagic   = "SLFC"
-	snapshotVersion = 1
-	maxNameLen      = 1024
-	maxStateValue   = 1e15 // no rate or error in a sane snapshot comes near
+	snapshotVersion = 2
+	// v1Candidates is the number of candidate errors in a version 1 snapshot.
+	v1Candidates  = 4
+	maxNameLen    = 1024
+	maxStateValue = 1e15 // no rate or error in a sane snapshot comes near
 )
 
 // ErrIncompatible is returned by Restore for a snapshot taken with another
@@ -34,10 +42,18 @@ const (
 var ErrIncompatible = errors.New("forecast: snapshot from an incompatible configuration")
 
 // Snapshot encodes the learned state.
-func (f *Forecaster) Snapshot() []byte {
+func (f *Forecaster) Snapshot() []byte { return f.snapshot(snapshotVersion) }
+
+// snapshot encodes in the given format version (1 only for the test that
+// version 1 is still read).
+func (f *Forecaster) snapshot(version byte) []byte {
+	cands := nCand
+	if version == 1 {
+		cands = v1Candidates
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	b := append([]byte(snapshotMagic), snapshotVersion)
+	b := append([]byte(snapshotMagic), version)
 	b = binary.LittleEndian.AppendUint64(b, uint64(f.cfg.Interval))
 	var start int64
 	if !f.start.IsZero() {
@@ -48,8 +64,8 @@ func (f *Forecaster) Snapshot() []byte {
 	for key, p := range f.series {
 		b = appendString(b, key.Model)
 		b = appendString(b, key.Tenant)
-		b = p.requests.appendTo(b)
-		b = p.tokens.appendTo(b)
+		b = p.requests.appendTo(b, cands)
+		b = p.tokens.appendTo(b, cands)
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
 }
@@ -78,8 +94,12 @@ func decodeSnapshot(data []byte, cfg Config, horizons []int) (time.Time, map[Key
 	if crc32.ChecksumIEEE(body) != sum {
 		return time.Time{}, nil, bad("checksum mismatch")
 	}
-	r := reader{b: body[4:]}
-	if v := r.u8(); v != snapshotVersion {
+	r := reader{b: body[4:], cands: nCand}
+	switch v := r.u8(); v {
+	case snapshotVersion:
+	case 1:
+		r.cands = v1Candidates
+	default:
 		return time.Time{}, nil, fmt.Errorf("%w: version %d", ErrIncompatible, v)
 	}
 	if iv := time.Duration(r.u64()); iv != cfg.Interval {
@@ -125,7 +145,7 @@ func appendF64(b []byte, v float64) []byte {
 	return binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 }
 
-func (m *model) appendTo(b []byte) []byte {
+func (m *model) appendTo(b []byte, cands int) []byte {
 	started := byte(0)
 	if m.started {
 		started = 1
@@ -151,7 +171,7 @@ func (m *model) appendTo(b []byte) []byte {
 	b = append(b, byte(len(m.horizons)))
 	for _, h := range m.horizons {
 		b = binary.LittleEndian.AppendUint32(b, uint32(h.steps))
-		for _, v := range h.err {
+		for _, v := range h.err[:cands] {
 			b = appendF64(b, v)
 		}
 		b = appendF64(b, h.q90)
@@ -163,8 +183,9 @@ func (m *model) appendTo(b []byte) []byte {
 // reader decodes a snapshot; the first error sticks and later reads
 // return zeros.
 type reader struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	cands int // candidate errors per horizon in this version
 }
 
 func (r *reader) take(n int) []byte {
@@ -253,8 +274,11 @@ func (r *reader) model(m *model) {
 	same := nh == len(m.horizons)
 	for i := range stats {
 		stats[i].steps = int(r.u32())
-		for j := range stats[i].err {
+		for j := range stats[i].err[:r.cands] {
 			stats[i].err[j] = r.f64(0)
+		}
+		for j := r.cands; j < nCand; j++ {
+			stats[i].err[j] = slices.Max(stats[i].err[:r.cands])
 		}
 		stats[i].q90, stats[i].spread = r.f64(-maxStateValue), r.f64(0)
 		same = same && stats[i].steps == m.horizons[i].steps

@@ -108,3 +108,29 @@ func FuzzRestore(f *testing.F) {
 		}
 	})
 }
+
+// A version 1 snapshot (four candidates, before the seasonal difference)
+// is still restored, profiles included: an upgrade does not start the
+// forecast afresh. A version not known is refused as incompatible.
+func TestRestoresVersion1Snapshots(t *testing.T) {
+	orig := trained(t)
+	restored := mustNew(t, Config{Interval: time.Minute})
+	if err := restored.Restore(orig.snapshot(1)); err != nil {
+		t.Fatalf("version 1: %v", err)
+	}
+	fresh := mustNew(t, Config{Interval: time.Minute})
+	feed(fresh, 2*1440-60, 2*1440, dailyRate, nil) // an hour only: no profile
+	for _, h := range []time.Duration{10 * time.Minute, time.Hour} {
+		a, _ := orig.Forecast(m, h)
+		b, _ := restored.Forecast(m, h)
+		c, _ := fresh.Forecast(m, h)
+		t.Logf("horizon %v: original %.2f, restored from v1 %.2f, fresh %.2f", h, a.Requests.Mean, b.Requests.Mean, c.Requests.Mean)
+		if math.Abs(b.Requests.Mean-a.Requests.Mean) > 0.02*a.Requests.Mean {
+			t.Errorf("horizon %v: restored from version 1 %.2f, original %.2f", h, b.Requests.Mean, a.Requests.Mean)
+		}
+	}
+	v3 := orig.snapshot(3)
+	if err := restored.Restore(v3); !errors.Is(err, ErrIncompatible) {
+		t.Errorf("version 3: %v, want ErrIncompatible", err)
+	}
+}
