@@ -274,7 +274,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 
 		hedged := in.HedgeAfter > 0 && in.Peek.Stream
 		actx, cancel, unlink := f.attemptContext(ctx, hedged)
-		endWithBackend(actx, b, cancel)
+		cancel = endWithBackend(actx, b, cancel)
 		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, cancel)
 		var resp *http.Response
 		var headAt time.Time
@@ -517,8 +517,19 @@ func drain(body io.ReadCloser) {
 }
 
 // endWithBackend cancels an attempt's context when its backend is retired
-// (its drain ended); the hook is freed when the attempt ends first.
-func endWithBackend(actx context.Context, b *endpoint.Backend, cancel context.CancelCauseFunc) {
+// (its drain ended), and returns cancel wrapped to free that hook first.
+// context.AfterFunc runs its function on a new goroutine when the context
+// ends, and every attempt's context ends: freeing the hooks before the
+// attempt's own cancel keeps the common end of an attempt free of
+// goroutines. The hook on actx stays as the net for an attempt whose
+// context ends some other way (the request's end, its watchdog): it then
+// frees the backend's hook, on a goroutine, as before.
+func endWithBackend(actx context.Context, b *endpoint.Backend, cancel context.CancelCauseFunc) context.CancelCauseFunc {
 	stop := context.AfterFunc(b.Context(), func() { cancel(ErrBackendRetired) })
-	context.AfterFunc(actx, func() { stop() })
+	unhook := context.AfterFunc(actx, func() { stop() })
+	return func(cause error) {
+		unhook()
+		stop()
+		cancel(cause)
+	}
 }
