@@ -434,9 +434,6 @@ func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, t
 	h.c = call{b: b, done: done, work: in.Work, waiting: true}
 	b.AddWork(h.c.work)
 	b.StartWaiting(now)
-	// h.cancel stays unwrapped: the hedge slot's preemption may already
-	// read it from another goroutine. A hedge leg (rare) keeps the
-	// goroutine that frees the backend's hook when its context ends.
 	endWithBackend(h.actx, b, h.cancel)
 	h.wd = startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, h.cancel)
 	return h, HedgeNone

@@ -8,10 +8,11 @@ import (
 	"github.com/sluice-gw/sluice/internal/endpoint"
 )
 
-// endWithBackend's attempt ends three ways; each must leave the
-// attempt's cause what it was, and a retired backend must still end an
-// attempt in flight.
-func TestEndWithBackendCauses(t *testing.T) {
+// An attempt Forward ends itself (cancelWithBackend) is still ended by its
+// backend's retirement while in flight, and its own end's cause stays
+// when the backend is retired after it. A hedge leg's hook
+// (endWithBackend) frees itself when the request ends first.
+func TestBackendRetirementHooks(t *testing.T) {
 	newBackend := func() *endpoint.Backend {
 		b, err := endpoint.New(endpoint.Spec{URL: "http://a:1"}, endpoint.HealthPolicy{})
 		if err != nil {
@@ -22,7 +23,7 @@ func TestEndWithBackendCauses(t *testing.T) {
 	t.Run("retired in flight", func(t *testing.T) {
 		b := newBackend()
 		actx, raw := context.WithCancelCause(context.Background())
-		cancel := endWithBackend(actx, b, raw)
+		cancel := cancelWithBackend(b, raw)
 		b.Retire()
 		<-actx.Done()
 		if cause := context.Cause(actx); !errors.Is(cause, ErrBackendRetired) {
@@ -33,14 +34,14 @@ func TestEndWithBackendCauses(t *testing.T) {
 	t.Run("ended before the retirement", func(t *testing.T) {
 		b := newBackend()
 		actx, raw := context.WithCancelCause(context.Background())
-		cancel := endWithBackend(actx, b, raw)
+		cancel := cancelWithBackend(b, raw)
 		cancel(ErrStreamIdle)
 		b.Retire()
 		if cause := context.Cause(actx); !errors.Is(cause, ErrStreamIdle) {
 			t.Fatalf("cause %v after a later retirement, want the attempt's own ErrStreamIdle", cause)
 		}
 	})
-	t.Run("request ended, attempt not cancelled", func(t *testing.T) {
+	t.Run("hedge leg: request ended first", func(t *testing.T) {
 		b := newBackend()
 		req, end := context.WithCancel(context.Background())
 		actx, raw := context.WithCancelCause(req)
