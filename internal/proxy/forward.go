@@ -274,7 +274,11 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 
 		hedged := in.HedgeAfter > 0 && in.Peek.Stream
 		actx, cancel, unlink := f.attemptContext(ctx, hedged)
-		endWithBackend(actx, b, cancel)
+		if hedged { // a first leg may run on past the request (hedge.go)
+			endWithBackend(actx, b, cancel)
+		} else {
+			cancel = cancelWithBackend(b, cancel)
+		}
 		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, cancel)
 		var resp *http.Response
 		var headAt time.Time
@@ -517,8 +521,23 @@ func drain(body io.ReadCloser) {
 }
 
 // endWithBackend cancels an attempt's context when its backend is retired
-// (its drain ended); the hook is freed when the attempt ends first.
+// (its drain ended); the hook is freed when the attempt ends first. It is
+// for an attempt whose end nobody else owns (a hedge race's legs, one of
+// which may outlive its request): a hook on actx frees the backend's, on a
+// goroutine context.AfterFunc starts when actx ends.
 func endWithBackend(actx context.Context, b *endpoint.Backend, cancel context.CancelCauseFunc) {
 	stop := context.AfterFunc(b.Context(), func() { cancel(ErrBackendRetired) })
 	context.AfterFunc(actx, func() { stop() })
+}
+
+// cancelWithBackend is endWithBackend for an attempt Forward ends itself,
+// on every path, with the cancel it returns: that cancel frees the
+// backend's hook first, so the attempt costs neither the hook on its own
+// context nor the goroutine that hook starts at its end (one per request).
+func cancelWithBackend(b *endpoint.Backend, cancel context.CancelCauseFunc) context.CancelCauseFunc {
+	stop := context.AfterFunc(b.Context(), func() { cancel(ErrBackendRetired) })
+	return func(cause error) {
+		stop()
+		cancel(cause)
+	}
 }
