@@ -178,3 +178,45 @@ func TestForecastSnapshotOneOwnerPerDataDir(t *testing.T) {
 		t.Errorf("the next gateway did not restore the released snapshot:\n%s", logs)
 	}
 }
+
+// A save that keeps failing (the directory replaced by a file) is logged
+// once, not every snapshot_interval; the next save that works says so.
+func TestForecastSaveFailureLoggedOnce(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	cfg := config.Default().Forecast
+	cfg.Snapshot = filepath.Join(dir, "forecast.snapshot")
+	logs := &logbuf.Buffer{}
+	r, err := newForecastRun(cfg, "", time.Now, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.close)
+	if r.store == nil {
+		t.Fatalf("snapshot not taken:\n%s", logs)
+	}
+	moved := dir + ".moved"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r.save()
+	}
+	if n := strings.Count(logs.String(), "forecast snapshot not saved"); n != 1 {
+		t.Errorf("%d failure lines for 3 failed saves, want 1:\n%s", n, logs)
+	}
+	os.Remove(dir)
+	if err := os.Rename(moved, dir); err != nil {
+		t.Fatal(err)
+	}
+	r.save()
+	r.save()
+	if n := strings.Count(logs.String(), "forecast snapshot saved again"); n != 1 {
+		t.Errorf("%d recovery lines, want 1:\n%s", n, logs)
+	}
+	if _, err := os.Stat(cfg.Snapshot); err != nil {
+		t.Errorf("no snapshot after the recovery: %v", err)
+	}
+}
