@@ -350,6 +350,23 @@ func checkSecurity(t *testing.T, d *appsv1.Deployment, c corev1.Container, cfg *
 			t.Errorf("queue.data_dir %q is on the read-only root: mount a volume there", dir)
 		}
 	}
+	// Forecasting is on by default and keeps its learned state in the data
+	// directory (queue.data_dir, else the image's $XDG_DATA_HOME/sluice):
+	// on the read-only root it would run without it, and every restart
+	// would forget the traffic's daily and weekly shape.
+	if f := cfg.Forecast; f.Enabled && f.Snapshot != "off" {
+		path := f.Snapshot
+		if path == "" {
+			dir := cfg.Queue.DataDir
+			if dir == "" {
+				dir = dockerfileEnv(t, "XDG_DATA_HOME") + "/sluice"
+			}
+			path = dir + "/forecast.snapshot"
+		}
+		if !writable(path) {
+			t.Errorf("forecast snapshot %q is on the read-only root: mount a volume there", path)
+		}
+	}
 	// The image sets no TMPDIR: os.TempDir() is /tmp, where uploads spool.
 	if !writable("/tmp") {
 		t.Error("/tmp is on the read-only root: Files API uploads cannot be spooled")
@@ -362,6 +379,20 @@ func checkSecurity(t *testing.T, d *appsv1.Deployment, c corev1.Container, cfg *
 	if grace <= preStop+cfg.ShutdownGrace.D() {
 		t.Errorf("terminationGracePeriodSeconds %v: in-flight streams need preStop %v + shutdown_grace %v", grace, preStop, cfg.ShutdownGrace.D())
 	}
+}
+
+// dockerfileEnv is the value the Dockerfile's ENV gives name.
+func dockerfileEnv(t *testing.T, name string) string {
+	t.Helper()
+	data, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^ENV ` + name + `=(\S+)$`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("Dockerfile: no ENV %s", name)
+	}
+	return string(m[1])
 }
 
 func dockerfileUser(t *testing.T) int64 {

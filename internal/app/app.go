@@ -76,7 +76,8 @@ type App struct {
 	// reloadMu): a reload before Run starts none.
 	discovering bool
 
-	// forecast is the traffic forecaster (forecast.enabled); nil when off.
+	// forecast is the traffic forecaster (forecast.enabled, the default);
+	// nil when off.
 	forecast *forecastRun
 
 	scrapeMu  sync.Mutex
@@ -147,6 +148,9 @@ func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func
 			// The embedded server failing is a local problem (data
 			// directory, port): say so at start.
 			resp.Close()
+			if a.forecast != nil {
+				a.forecast.close()
+			}
 			return nil, errWithPath(path, err)
 		default:
 			// An external NATS being away must not keep the gateway from
@@ -182,8 +186,8 @@ func errWithPath(path string, err error) error {
 	return fmt.Errorf("config %s: %w", path, err)
 }
 
-// Forecaster is the traffic forecaster, nil when forecast.enabled is
-// false: per model (and busy tenant) arrival rates, mean and p90, up to
+// Forecaster is the traffic forecaster (on by default), nil when
+// forecast.enabled is false: per model (and busy tenant) arrival rates, mean and p90, up to
 // forecast.max_horizon ahead.
 func (a *App) Forecaster() *forecast.Forecaster {
 	if a.forecast == nil {
@@ -392,6 +396,10 @@ func (a *App) release() {
 		a.reloadMu.Unlock()
 		if a.resp != nil {
 			a.resp.Close()
+		}
+		// After Run's forecast loop made its last save.
+		if a.forecast != nil {
+			a.forecast.close()
 		}
 	})
 }

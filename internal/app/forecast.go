@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,17 +20,24 @@ import (
 type forecastRun struct {
 	fc    *forecast.Forecaster
 	hist  *arrivalHistory // /status's forecast against actual
-	store forecast.Store  // nil: snapshot "off"
-	every time.Duration
-	now   func() time.Time
-	log   *slog.Logger
-	tick  gateway.Ticker
+	store forecast.Store  // nil: snapshot "off", or not ours (openSnapshot)
+	// release gives the snapshot up (its lock): App.release, after the
+	// last save.
+	release func()
+	// failing is set while saves fail, so that a failure is logged once
+	// and not every snapshot_interval (the run loop only).
+	failing bool
+	every   time.Duration
+	now     func() time.Time
+	log     *slog.Logger
+	tick    gateway.Ticker
 }
 
-// newForecastRun builds the forecaster from cfg and restores its snapshot.
-// A snapshot that cannot be read or is from another interval is logged
-// and ignored: the forecast starts afresh rather than the gateway not
-// starting.
+// newForecastRun builds the forecaster from cfg and restores its snapshot
+// (openSnapshot: where it is, and why it may be off). A snapshot that
+// cannot be read or is from another interval is logged and ignored: the
+// forecast starts afresh rather than the gateway not starting. Call close
+// when done with it.
 func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, log *slog.Logger) (*forecastRun, error) {
 	minTenant := cfg.MinTenantRate
 	if !cfg.PerTenant {
@@ -47,16 +52,7 @@ func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, l
 		t := time.NewTicker(d)
 		return t.C, t.Stop
 	}}
-	switch path := strings.TrimSpace(cfg.Snapshot); path {
-	case "off":
-	case "":
-		if dataDir == "" {
-			dataDir = DefaultDataDir()
-		}
-		r.store = forecast.FileStore{Path: filepath.Join(dataDir, "forecast.snapshot")}
-	default:
-		r.store = forecast.FileStore{Path: path}
-	}
+	r.store, r.release = openSnapshot(cfg, dataDir, log)
 	if r.store != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -111,10 +107,19 @@ func (r *forecastRun) save() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := r.fc.SaveTo(ctx, r.store); err != nil {
-		r.log.Error("forecast snapshot not saved", "error", err.Error())
+	err := r.fc.SaveTo(ctx, r.store)
+	switch {
+	case err != nil && !r.failing:
+		r.log.Error("forecast snapshot not saved; retrying every snapshot_interval, quietly until it works", "error", err.Error())
+	case err == nil && r.failing:
+		r.log.Info("forecast snapshot saved again")
 	}
+	r.failing = err != nil
 }
+
+// close gives the snapshot file up for another gateway (after run's last
+// save).
+func (r *forecastRun) close() { r.release() }
 
 // exportedHorizons are the horizons of the sluice_forecast_* metrics.
 func exportedHorizons(max time.Duration) []time.Duration {

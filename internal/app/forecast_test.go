@@ -115,6 +115,7 @@ func TestForecastLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(r.close)
 	ticks := make(chan time.Time)
 	r.tick = func(time.Duration) (<-chan time.Time, func()) { return ticks, func() {} }
 	ctx, cancel := context.WithCancel(context.Background())

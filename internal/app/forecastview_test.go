@@ -76,8 +76,8 @@ func adminGet(t *testing.T, a *App, path string, v any) {
 // before, the history keeps the last 60 intervals, and the desired
 // backends are /scaling's.
 func TestStatusForecastAgainstActual(t *testing.T) {
-	if config.Default().Forecast.Enabled {
-		t.Fatal("forecast.enabled is on by default: docs/STATUS.md says it is off")
+	if !config.Default().Forecast.Enabled {
+		t.Fatal("forecast.enabled is off by default: docs/STATUS.md says it is on")
 	}
 	dir := t.TempDir()
 	be := backend(t, "b1")
@@ -181,9 +181,24 @@ func TestStatusForecastAgainstActual(t *testing.T) {
 		t.Errorf("desired backends %v of %d (%d usable): want /scaling's %v (> 0: the forecast is demand) of 1", m.DesiredBackends, m.Backends, m.UsableBackends, sig.DesiredBackends)
 	}
 
-	// Forecasting off (the default): forecast is null.
+	// The default config (no forecast section): forecast is there.
+	def := filepath.Join(dir, "default.yaml")
+	writeConfig(t, def, "m1", be.URL)
+	d := newApp(t, def)
+	t.Cleanup(d.release)
+	var byDefault map[string]json.RawMessage
+	adminGet(t, d, "/status", &byDefault)
+	if got := string(byDefault["forecast"]); !strings.Contains(strings.ReplaceAll(got, " ", ""), `"model":"m1"`) {
+		t.Errorf("forecast with the default config: %s, want m1's", got)
+	}
+
+	// Forecasting off: forecast is null.
 	off := filepath.Join(dir, "off.yaml")
-	writeConfig(t, off, "m1", be.URL)
+	src = fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
+		"forecast: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", be.URL)
+	if err := os.WriteFile(off, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	b := newApp(t, off)
 	t.Cleanup(b.release)
 	var raw map[string]json.RawMessage

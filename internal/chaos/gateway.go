@@ -35,7 +35,9 @@ func (s gatewaySpec) yaml(listen, admin, dataDir string, backends []string) stri
 	fmt.Fprintf(&b, "listen: %s\nshutdown_grace: 2s\nlog:\n  level: warn\n  access: false\n", listen)
 	fmt.Fprintf(&b, "admin:\n  listen: %s\n", admin)
 	if s.QueueOff {
-		b.WriteString("queue:\n  enabled: false\n")
+		// The forecaster is on by default; its snapshot stays in the
+		// suite's directory, not the user's data directory.
+		fmt.Fprintf(&b, "queue:\n  enabled: false\nforecast:\n  snapshot: %s\n", filepath.Join(dataDir, "forecast.snapshot"))
 	} else {
 		fmt.Fprintf(&b, "queue:\n  data_dir: %s\n", dataDir)
 		if s.NATSURL != "" {

@@ -296,12 +296,16 @@ func StartRoundRobin(urls []string) (string, func(), error) {
 }
 
 // GatewayConfig is the demo's gateway config: Sluice's defaults (admission
-// included: nothing is tuned), one model "sim-model" served by urls, no
-// access log, a short shutdown grace and the admin listener on a free
-// loopback port (parallel runs do not collide on 9091).
+// included: nothing is tuned; the forecaster runs, as by default), one
+// model "sim-model" served by urls, no access log, a short shutdown grace,
+// the admin listener on a free loopback port (parallel runs do not collide
+// on 9091) and no forecast snapshot: a demo's or benchmark's made-up
+// traffic must not land in the user's data directory, where their real
+// gateway would restore it.
 func GatewayConfig(urls []string) config.Config {
 	cfg := config.Default()
 	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Forecast.Snapshot = "off"
 	cfg.Queue.Enabled = false // the demo measures interactive traffic only
 	cfg.Log.Access = false
 	cfg.ShutdownGrace = config.Duration(2 * time.Second)

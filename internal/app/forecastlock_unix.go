@@ -1,0 +1,25 @@
+//go:build unix
+
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// lockExclusive takes f's exclusive advisory lock without waiting. flock
+// locks belong to the open file, so two Apps in one process exclude each
+// other too, and the kernel drops the lock when the process dies: no stale
+// lock after a crash.
+func lockExclusive(f *os.File) error {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return errSnapshotBusy
+	}
+	if err != nil {
+		return fmt.Errorf("forecast snapshot lock: %w", err)
+	}
+	return nil
+}

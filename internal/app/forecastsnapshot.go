@@ -1,0 +1,77 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/forecast"
+)
+
+// errSnapshotBusy: another gateway process (or another App in this one)
+// holds the snapshot's lock.
+var errSnapshotBusy = errors.New("another sluice gateway owns this snapshot (give each gateway its own forecast.snapshot or queue.data_dir)")
+
+// openSnapshot decides where the forecast's snapshot lives and takes it for
+// this gateway. forecast.snapshot "" is forecast.snapshot in the data
+// directory (queue.data_dir, else DefaultDataDir()): nothing is written
+// outside it. The file is owned by one process at a time through an
+// exclusive lock on a file beside it, held until release: two gateways on
+// one machine with the same data directory do not restore or overwrite
+// each other's learned traffic (writes are atomic renames besides, so a
+// crash mid-save leaves the previous snapshot whole). Forecasting is on by
+// default, so nothing here may keep the gateway from starting: a directory
+// that cannot be written, or a snapshot another gateway owns, is said once
+// and the forecast runs without being saved or restored (store nil).
+func openSnapshot(cfg config.Forecast, dataDir string, log *slog.Logger) (store forecast.Store, release func()) {
+	path := strings.TrimSpace(cfg.Snapshot)
+	switch path {
+	case "off":
+		return nil, func() {}
+	case "":
+		if dataDir == "" {
+			dataDir = DefaultDataDir()
+		}
+		path = filepath.Join(dataDir, "forecast.snapshot")
+	}
+	release, err := takeSnapshot(path)
+	if err != nil {
+		log.Warn("forecast snapshot off: the forecast runs but is not saved or restored", "path", path, "error", err.Error())
+		return nil, func() {}
+	}
+	return forecast.FileStore{Path: path}, release
+}
+
+// takeSnapshot locks path's lock file, checks that its directory takes the
+// temporary files a save renames into place, and removes those a crash
+// mid-save left (only the lock's owner writes them).
+func takeSnapshot(path string) (release func(), err error) {
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("forecast snapshot directory: %w", err)
+	}
+	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("forecast snapshot lock: %w", err)
+	}
+	if err := lockExclusive(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	stale, _ := filepath.Glob(filepath.Join(dir, base+".*.tmp"))
+	for _, s := range stale {
+		os.Remove(s)
+	}
+	probe, err := os.CreateTemp(dir, base+".*.tmp")
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("forecast snapshot directory not writable: %w", err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return func() { f.Close() }, nil
+}

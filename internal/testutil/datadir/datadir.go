@@ -1,0 +1,25 @@
+// Package datadir keeps a test binary out of the user's data directory.
+package datadir
+
+import (
+	"os"
+	"testing"
+)
+
+// Main runs m with XDG_DATA_HOME pointed at a fresh temporary directory,
+// removed afterwards, and exits with m's code: call it from TestMain in a
+// package whose tests build gateways. app.DefaultDataDir (where the
+// embedded queue and the forecast snapshot go when the config names no
+// directory) reads XDG_DATA_HOME first, and child processes (gateways
+// started as a binary) inherit it, so no test writes into the real
+// ~/.local/share/sluice, whatever config it builds.
+func Main(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sluice-test-data-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_DATA_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
