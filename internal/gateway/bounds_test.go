@@ -170,9 +170,10 @@ func TestStalledFlightClientIsCutWhileTheOtherCompletes(t *testing.T) {
 	cfg.Cache.MaxEntry = maxEntry
 	// The send timeout is also the lag a coalescing flight grants a slow
 	// follower, and the reading client is one: the bound must outlast any
-	// pause a loaded machine gives that client's goroutine (300ms did not),
-	// while the stalled one is cut after it.
-	cfg.Server.SendTimeout = config.Duration(3 * time.Second)
+	// pause a loaded machine gives that client's goroutine (300ms did not;
+	// 3s is within reach of a starved -race run), while the stalled one is
+	// cut after it, so the test lasts this long.
+	cfg.Server.SendTimeout = config.Duration(10 * time.Second)
 	url, gw, reg := boundsGateway(t, cfg)
 	body := fmt.Sprintf(detBody, "")
 

@@ -71,7 +71,7 @@ func startCachingGatewayCfg(t *testing.T, cfg *config.Config, l2 cache.Level, no
 func waitFlight(t *testing.T, gw *Gateway, n int) {
 	t.Helper()
 	fs := gw.Runtime().flights
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		fs.mu.Lock()
 		got := 0
@@ -226,7 +226,7 @@ func TestCoalescedCallCancelledWhenEveryoneLeaves(t *testing.T) {
 	waitFlight(t, gw, 1)
 	cancel()
 	resp.Body.Close()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for be.cancelled.Load() != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("the upstream call was not cancelled after its last client left")
@@ -261,14 +261,14 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	if x := xcache(); x != "STALE" {
 		t.Fatalf("stale: %s", x)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for ok.calls.Load() != 2 { // the one background refresh
 		if time.Now().After(deadline) {
 			t.Fatalf("backend calls %d, want 2 (a background refresh)", ok.calls.Load())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	deadline = time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for xcache() != "HIT" {
 		if time.Now().After(deadline) {
 			t.Fatal("the refreshed entry is not served fresh")
@@ -331,7 +331,7 @@ func TestSpareCapacityForWorkers(t *testing.T) {
 		defer close(done)
 		readAll(t, post(t, srv.URL+"/v1/chat/completions", `{"model":"m1","stream":true,"messages":[]}`))
 	}()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for spare() != http.StatusTooManyRequests {
 		if time.Now().After(deadline) {
 			t.Fatal("/spare still 200 with the only slot taken")
@@ -340,7 +340,7 @@ func TestSpareCapacityForWorkers(t *testing.T) {
 	}
 	close(be.release)
 	<-done
-	deadline = time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for spare() != 200 {
 		if time.Now().After(deadline) {
 			t.Fatal("/spare not 200 after the slot freed")

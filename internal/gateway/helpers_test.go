@@ -24,8 +24,11 @@ func testConfig(urls ...string) *config.Config {
 	c := config.Default()
 	c.Log.Access = false
 	c.ExposeBackend = true
-	c.Timeouts.FirstByte = config.Duration(5 * time.Second)
-	c.Timeouts.StreamIdle = config.Duration(5 * time.Second)
+	// These bound every healthy answer in the package's tests, so they are
+	// hang guards, not a race against a loaded machine (5s was); a test of
+	// a timeout sets its own, against a backend that never answers.
+	c.Timeouts.FirstByte = config.Duration(time.Minute)
+	c.Timeouts.StreamIdle = config.Duration(time.Minute)
 	m := config.Model{Name: "m1", Policy: "round_robin"}
 	for _, u := range urls {
 		m.Backends = append(m.Backends, config.Backend{URL: u})

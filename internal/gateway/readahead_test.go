@@ -293,15 +293,21 @@ func TestReadaheadOfAClientThatLeavesIsReleased(t *testing.T) {
 // reads nothing for several stream-idle periods (a pause, not a
 // synchronisation: a longer one only makes a regression likelier to
 // show), then reads the whole answer.
+//
+// The stream-idle bound also times the backend's own writes, which a
+// loaded machine can pause: at 100ms it cut a healthy backend now and
+// then. One second is far above such a pause and still short enough to
+// wait three times over.
 func TestBackPressureFromASlowClientIsNotABackendIdling(t *testing.T) {
+	const idle = time.Second
 	be, beURL := newBigBackend(t, 1<<20, false)
 	cfg := testConfig(beURL)
 	cfg.Server.ResponseReadahead = 64 << 10
-	cfg.Timeouts.StreamIdle = config.Duration(100 * time.Millisecond)
+	cfg.Timeouts.StreamIdle = config.Duration(idle)
 	url, gw, _ := readaheadGateway(t, cfg)
 
 	resp := unreadResponse(t, url+"/v1/chat/completions", sampledBody)
-	time.Sleep(5 * 100 * time.Millisecond)
+	time.Sleep(3 * idle)
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || !bytes.Equal(body, be.body) {
 		t.Fatalf("the client got %d bytes (%v), want the backend's %d", len(body), err, len(be.body))

@@ -4,14 +4,20 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // bigStreamBackend streams events (about 1 KiB each) up to size bytes,
 // then [DONE]; a request whose body contains "hold" first waits for
-// release. ended gets, per request, whether the gateway cancelled it.
+// release, any other for proceed when it is set. ended gets, per request,
+// whether the gateway cancelled it.
 type bigStreamBackend struct {
 	release chan struct{}
+	proceed chan struct{}
 	arrived chan struct{}
 	ended   chan bool
 	body    []byte
@@ -33,9 +39,13 @@ func newBigStreamBackend(t *testing.T, size int) (*bigStreamBackend, string) {
 		b.arrived <- struct{}{}
 		cancelled := false
 		defer func() { b.ended <- cancelled }()
+		gate := b.proceed
 		if strings.Contains(string(body), "hold") {
+			gate = b.release
+		}
+		if gate != nil {
 			select {
-			case <-b.release:
+			case <-gate:
 			case <-r.Context().Done():
 				cancelled = true
 				return
@@ -76,6 +86,10 @@ func TestSlowReaderOfAProgressStreamReleasesTheBackend(t *testing.T) {
 			be, beURL := newBigStreamBackend(t, 1<<20)
 			cfg := testConfig(beURL)
 			cfg.Models[0].Backends[0].MaxConcurrency = 1
+			// The queued request's backend waits for the test (below): an
+			// objective of a minute keeps its first-token bound (4x) out
+			// of the way of a loaded machine.
+			cfg.Admission.MaxWait = config.Duration(time.Minute)
 			cfg.Server.ResponseReadahead = 2 << 20
 			url, gw, reg := readaheadGateway(t, cfg)
 			pool := gw.Runtime().Pools["m1"]
@@ -86,7 +100,18 @@ func TestSlowReaderOfAProgressStreamReleasesTheBackend(t *testing.T) {
 			// once its client has the whole answer.
 			detachedBefore := 0.0
 			occupier := make(chan string, 1)
+			proceed := func() {}
 			if queued {
+				// The progress request's answer waits until the occupier's
+				// is settled and counted: the occupier's backend frees the
+				// slot before its client has read its answer, and on a
+				// loaded machine the progress stream could otherwise be
+				// served, and counted detached, before detachedBefore is
+				// read, which then never grows by one.
+				be.proceed = make(chan struct{})
+				var once sync.Once
+				proceed = func() { once.Do(func() { close(be.proceed) }) }
+				t.Cleanup(proceed) // a test failing before it does not leave the handler waiting
 				// The backend's only slot is held until release, so the
 				// progress request queues.
 				go func() {
@@ -131,6 +156,7 @@ func TestSlowReaderOfAProgressStreamReleasesTheBackend(t *testing.T) {
 					t.Fatal("the occupying request was cut")
 				}
 				detachedBefore = metricValue(t, reg, "sluice_readahead_detached_total")
+				proceed()
 			}
 
 			// The client reads nothing; the backend still finishes and

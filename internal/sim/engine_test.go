@@ -102,7 +102,10 @@ func TestCancelStreamAfterFirstToken(t *testing.T) {
 
 func TestPrefixCacheHitLowersTTFT(t *testing.T) {
 	cfg := fastConfig()
-	cfg.PrefillTokensPerSec = 2000 // 400 uncached words: 200 ms of prefill
+	// 400 uncached words: a second of prefill, so that a pause a loaded
+	// machine gives the warm requests cannot pass for it (at 200ms one
+	// could: the verdict compares wall-clock TTFTs).
+	cfg.PrefillTokensPerSec = 400
 	s, url := startSim(t, cfg)
 	prompt := words("w", 400)
 
@@ -125,15 +128,21 @@ func TestPrefixCacheHitLowersTTFT(t *testing.T) {
 	if u1.PromptTokensDetails != nil || s.Stats().PrefixHitTokens != 0 {
 		t.Fatalf("cold request hit the cache: %+v", u1)
 	}
-	warm, u2 := ttft(prompt)
-	// 25 cached blocks cover all 400 words; one token is always recomputed.
-	if u2.PromptTokensDetails == nil || u2.PromptTokensDetails.CachedTokens != 399 {
-		t.Fatalf("warm usage %+v, want 399 cached tokens", u2)
+	// The fastest of three warm requests: a pause would have to hit all
+	// three to fail the test.
+	warm := time.Duration(math.MaxInt64)
+	for range 3 {
+		d, u2 := ttft(prompt)
+		// 25 cached blocks cover all 400 words; one token is always recomputed.
+		if u2.PromptTokensDetails == nil || u2.PromptTokensDetails.CachedTokens != 399 {
+			t.Fatalf("warm usage %+v, want 399 cached tokens", u2)
+		}
+		warm = min(warm, d)
 	}
-	if hit := s.Stats().PrefixHitTokens; hit != 399 {
-		t.Errorf("PrefixHitTokens %d, want 399", hit)
+	if hit := s.Stats().PrefixHitTokens; hit != 3*399 {
+		t.Errorf("PrefixHitTokens %d, want 3*399", hit)
 	}
-	if cold < 200*time.Millisecond || warm > cold/2 {
+	if cold < time.Second || warm > cold/2 {
 		t.Errorf("TTFT cold %v, warm %v: the cache hit should skip most of the prefill", cold, warm)
 	}
 	// A prompt sharing the first 20 blocks (320 words) then diverging.
@@ -141,7 +150,7 @@ func TestPrefixCacheHitLowersTTFT(t *testing.T) {
 	if u3.PromptTokensDetails == nil || u3.PromptTokensDetails.CachedTokens != 320 {
 		t.Errorf("shared-prefix usage %+v, want 320 cached", u3)
 	}
-	if st := s.Stats(); st.PrefixQueryTokens != 400+400+370 || st.PrefixHitTokens != 399+320 {
+	if st := s.Stats(); st.PrefixQueryTokens != 400+3*400+370 || st.PrefixHitTokens != 3*399+320 {
 		t.Errorf("prefix stats %+v", st)
 	}
 }
