@@ -21,10 +21,16 @@ ir() { # benchmark iterations -> total instructions
   # cpu.rdtscp=off: Go 1.26's runtime reads the clock with RDTSCP when a
   # lock sleeps, an instruction valgrind 3.19 does not know (SIGILL, and
   # the run's count is garbage); the fenced RDTSC path it falls back to is
-  # the same work.
-  GOGC=off GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
-    "$WORK/bench.test" -test.run '^$' -test.bench "^$1\$" -test.benchtime "${2}x" -test.cpu 1 >/dev/null 2>&1
-  awk '/^(summary|totals):/ {print $2; exit}' "$WORK/cg.out"
+  # the same work. A run that still dies is repeated, never counted.
+  for _ in $(seq 20); do
+    if GOGC=off GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+      "$WORK/bench.test" -test.run '^$' -test.bench "^$1\$" -test.benchtime "${2}x" -test.cpu 1 >/dev/null 2>&1; then
+      awk '/^(summary|totals):/ {print $2; exit}' "$WORK/cg.out"
+      return
+    fi
+  done
+  echo "$1: every callgrind run failed" >&2
+  return 1
 }
 echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'); callgrind, $N1 and $N2 iterations, GOMAXPROCS 1, GOGC=off"
 for b in $BENCHES; do

@@ -103,7 +103,10 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall) {
 	if x == nil {
 		x = new(exchange)
 	}
-	*x = exchange{w: w, r: r, rt: g.rt.Load(), job: job, rec: record{id: reqID, path: r.URL.Path, start: start}}
+	// x is zero (new, or cleared by release): set only what is known, not
+	// a whole new exchange, which would clear its ~1KB once more.
+	x.w, x.r, x.rt, x.job = w, r, g.rt.Load(), job
+	x.rec.id, x.rec.path, x.rec.start = reqID, r.URL.Path, start
 	defer g.release(x)
 	if job != nil {
 		g.tally.jobsRunning.Add(1)

@@ -77,9 +77,12 @@ func (ri realIP) isTrusted(a netip.Addr) bool {
 // client is the single place that decides a request's client address.
 func (ri realIP) client(r *http.Request) client {
 	c, a := ri.resolve(r)
-	if a.IsValid() {
+	switch {
+	case a.Is4():
+		c.key = c.addr // the peer, already a's text (peerAddr): its own key, not formatted again
+	case a.IsValid():
 		c.key = netguard.AddrKey(a, c.addr)
-	} else {
+	default:
 		c.key = netguard.ClientKey(c.addr)
 	}
 	return c
