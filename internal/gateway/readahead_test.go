@@ -119,7 +119,7 @@ func TestSlowReaderReleasesTheBackendOnceItsAnswerIsReadAhead(t *testing.T) {
 	if err != nil || !bytes.Equal(body, be.body) {
 		t.Fatalf("the client got %d bytes (%v), want the backend's %d", len(body), err, len(be.body))
 	}
-	eventually(t, "the read-ahead released", func() bool { return metricValue(t, reg, "sluice_readahead_bytes") == 0 })
+	assertReadaheadReleased(t, reg)
 	if n := metricValue(t, reg, "sluice_readahead_fallbacks_total", "reason", proxy.FallbackResponseCap); n != 0 {
 		t.Fatalf("fallbacks %v for an answer under the cap", n)
 	}
@@ -169,8 +169,19 @@ func TestReadaheadOverItsBoundsFallsBackToBackPressure(t *testing.T) {
 			if bound := float64(min(tc.memory, tc.cap*config.ByteSize(tc.clients))); peak <= 0 || peak > bound {
 				t.Fatalf("read-ahead held up to %v bytes, bound %v", peak, bound)
 			}
-			eventually(t, "the read-ahead released", func() bool { return metricValue(t, reg, "sluice_readahead_bytes") == 0 })
+			assertReadaheadReleased(t, reg)
 		})
+	}
+}
+
+// assertReadaheadReleased checks, once every client has read its whole
+// answer, that no read-ahead bytes are held. No waiting: the handler frees
+// its blocks (ReadaheadWriter.Finish) before it returns, so before the
+// client can read the end of the body.
+func assertReadaheadReleased(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
+	if held := metricValue(t, reg, "sluice_readahead_bytes"); held != 0 {
+		t.Fatalf("read-ahead holds %v bytes once every client has its whole answer", held)
 	}
 }
 
@@ -304,9 +315,14 @@ func TestBackPressureFromASlowClientIsNotABackendIdling(t *testing.T) {
 	cfg := testConfig(beURL)
 	cfg.Server.ResponseReadahead = 64 << 10
 	cfg.Timeouts.StreamIdle = config.Duration(idle)
-	url, gw, _ := readaheadGateway(t, cfg)
+	url, gw, reg := readaheadGateway(t, cfg)
 
 	resp := unreadResponse(t, url+"/v1/chat/completions", sampledBody)
+	// The pause starts once the relay is held by the client (the cap is
+	// full), so however slow the machine, it is spent in back-pressure.
+	eventually(t, "the relay in back-pressure", func() bool {
+		return metricValue(t, reg, "sluice_readahead_fallbacks_total", "reason", proxy.FallbackResponseCap) == 1
+	})
 	time.Sleep(3 * idle)
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || !bytes.Equal(body, be.body) {

@@ -4,23 +4,22 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // bigStreamBackend streams events (about 1 KiB each) up to size bytes,
-// then [DONE]; a request whose body contains "hold" first waits for
-// release, any other for proceed when it is set. ended gets, per request,
-// whether the gateway cancelled it.
+// then [DONE]; a request whose body contains "hold" waits for release,
+// then answers one short event (under the read-ahead's direct first 64
+// KiB, so it is never read ahead nor counted detached: the detached
+// counter counts the big answers alone). ended gets, per request, whether
+// the gateway cancelled it.
 type bigStreamBackend struct {
 	release chan struct{}
-	proceed chan struct{}
 	arrived chan struct{}
 	ended   chan bool
 	body    []byte
+	short   []byte
 	events  int
 }
 
@@ -34,25 +33,24 @@ func newBigStreamBackend(t *testing.T, size int) (*bigStreamBackend, string) {
 	}
 	sb.WriteString("data: [DONE]\n\n")
 	b.body = []byte(sb.String())
+	b.short = []byte(`data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"held"}}]}` + "\n\n" + "data: [DONE]\n\n")
 	url := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		b.arrived <- struct{}{}
 		cancelled := false
 		defer func() { b.ended <- cancelled }()
-		gate := b.proceed
+		answer := b.body
 		if strings.Contains(string(body), "hold") {
-			gate = b.release
-		}
-		if gate != nil {
 			select {
-			case <-gate:
+			case <-b.release:
 			case <-r.Context().Done():
 				cancelled = true
 				return
 			}
+			answer = b.short
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
-		for rest := b.body; len(rest) > 0; {
+		for rest := answer; len(rest) > 0; {
 			n := min(32<<10, len(rest))
 			if _, err := w.Write(rest[:n]); err != nil {
 				cancelled = true
@@ -86,32 +84,17 @@ func TestSlowReaderOfAProgressStreamReleasesTheBackend(t *testing.T) {
 			be, beURL := newBigStreamBackend(t, 1<<20)
 			cfg := testConfig(beURL)
 			cfg.Models[0].Backends[0].MaxConcurrency = 1
-			// The queued request's backend waits for the test (below): an
-			// objective of a minute keeps its first-token bound (4x) out
-			// of the way of a loaded machine.
-			cfg.Admission.MaxWait = config.Duration(time.Minute)
 			cfg.Server.ResponseReadahead = 2 << 20
 			url, gw, reg := readaheadGateway(t, cfg)
+			// Progress ticks never come (a nil channel): a queued request
+			// reports once, when it is queued, however long it waits on a
+			// busy machine.
+			gw.progress = func(time.Duration) (<-chan time.Time, func()) { return nil, func() {} }
 			pool := gw.Runtime().Pools["m1"]
 			backend := pool.Backends[0]
 
-			// The occupier's answer may be counted detached too (its
-			// client may lag the backend on a busy machine): it is settled
-			// once its client has the whole answer.
-			detachedBefore := 0.0
 			occupier := make(chan string, 1)
-			proceed := func() {}
 			if queued {
-				// The progress request's answer waits until the occupier's
-				// is settled and counted: the occupier's backend frees the
-				// slot before its client has read its answer, and on a
-				// loaded machine the progress stream could otherwise be
-				// served, and counted detached, before detachedBefore is
-				// read, which then never grows by one.
-				be.proceed = make(chan struct{})
-				var once sync.Once
-				proceed = func() { once.Do(func() { close(be.proceed) }) }
-				t.Cleanup(proceed) // a test failing before it does not leave the handler waiting
 				// The backend's only slot is held until release, so the
 				// progress request queues.
 				go func() {
@@ -149,14 +132,12 @@ func TestSlowReaderOfAProgressStreamReleasesTheBackend(t *testing.T) {
 					t.Fatalf("queued %d; want the progress request waiting (committed early)", q)
 				}
 				close(be.release)
-				if body := <-occupier; !strings.HasSuffix(body, "data: [DONE]\n\n") {
-					t.Fatalf("the occupying request's answer ends %q", body[max(0, len(body)-40):])
+				if body := <-occupier; body != string(be.short) {
+					t.Fatalf("the occupying request's answer %q; want the backend's short one", body)
 				}
 				if cancelled := streamEnded(t, be); cancelled {
 					t.Fatal("the occupying request was cut")
 				}
-				detachedBefore = metricValue(t, reg, "sluice_readahead_detached_total")
-				proceed()
 			}
 
 			// The client reads nothing; the backend still finishes and
@@ -167,22 +148,28 @@ func TestSlowReaderOfAProgressStreamReleasesTheBackend(t *testing.T) {
 			eventually(t, "the backend slot, its work and the admission slot released", func() bool {
 				return backend.Inflight() == 0 && backend.Work() == 0 && pool.queue.Stats().InUse == 0
 			})
-			eventually(t, "the response counted as detached early", func() bool {
-				return metricValue(t, reg, "sluice_readahead_detached_total") == detachedBefore+1
-			})
 
 			body, err := io.ReadAll(resp.Body)
 			if err != nil {
 				t.Fatal(err)
 			}
 			text := string(body)
-			if queued != strings.HasPrefix(text, ": sluice-queue position=1") {
-				t.Fatalf("the stream starts %q; want a queue comment only when it was queued", text[:min(len(text), 40)])
+			comment := ": sluice-queue position=1 "
+			if n := strings.Count(text, ": sluice-queue "); n != map[bool]int{false: 0, true: 1}[queued] || queued != strings.HasPrefix(text, comment) {
+				t.Fatalf("the stream starts %q with %d queue comments; want one first only when it was queued", text[:min(len(text), 40)], n)
 			}
 			if n := strings.Count(text, `"content":"`); n != be.events || !strings.HasSuffix(text, "data: [DONE]\n\n") {
 				t.Fatalf("the client got %d of %d events (ends %q)", n, be.events, text[max(0, len(text)-40):])
 			}
-			eventually(t, "the read-ahead released", func() bool { return metricValue(t, reg, "sluice_readahead_bytes") == 0 })
+			// The handler counts a client a block or more behind as
+			// detached, and frees the read-ahead, before it returns, so
+			// before the client can read the end of the body: both are
+			// settled here, no waiting. The occupier's short answer went
+			// straight to its client and counts nothing.
+			if n := metricValue(t, reg, "sluice_readahead_detached_total"); n != 1 {
+				t.Fatalf("detached early %v; want 1, the unread progress stream", n)
+			}
+			assertReadaheadReleased(t, reg)
 		})
 	}
 }
