@@ -52,22 +52,14 @@ const (
 // that has grown its batch. A single reading with a queue proves nothing
 // (a request that arrived since the engine's last step waits too) unless
 // this gateway saw the backlog itself (backlogBound). Until it has queued
-// so, nothing is capped. With the slots known, mine this gateway's
-// in-flight count when the backend answered the scrape (InflightAtScrape)
-// and O = max(0, Running + Waiting − mine) the demand of other clients:
+// so, nothing is capped. With the slots known, and D = Running
+// + Waiting the backend's demand from every client:
 //
-//	mine + O >= slots: cap = slots × mine / (mine + O)   (at least 1)
-//	mine + O <  slots: cap = slots − O
+//	D >= slots: cap = mine × slots / D   (at least 1)
+//	D <  slots: cap = mine + slots − D
 //
-// so a gateway alone at a backend (O = 0) may hold exactly its slots. O is
-// clamped at 0 because mine can exceed the backend's count: requests sent
-// after the backend counted (mine is read when its answer arrives) and
-// streams it already retired but whose last bytes are still on the way
-// (the engine frees a slot before the handler writes the final chunk).
-// Taken at face value, as D = Running + Waiting once was, that skew
-// raised the cap past the slots for a whole scrape interval, and the
-// extra request waited a generation inside the backend: the demo's
-// slowest first tokens at the start of a burst. While the backend queues nothing the cap
+// where mine is this gateway's in-flight count when the backend answered
+// the scrape (InflightAtScrape). While the backend queues nothing the cap
 // is at least mine + 1, so a slot count learned too low grows back; after
 // such a probe found no larger batch, the next one waits (probeAt). Gateway
 // replicas sharing a backend each see the same D, so in a backend that
@@ -132,13 +124,12 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 }
 
 // capFor is the in-flight bound for a gateway holding mine of a backend's
-// demand (Running + Waiting), given its slots (see ObserveLoad).
+// demand, given its slots (see ObserveLoad).
 func capFor(mine, slots, demand int) int {
-	others := max(0, demand-mine) // < 0: skew between the two counts, not room
-	if total := mine + others; total >= slots {
-		return max(1, int(math.Round(float64(mine)*float64(slots)/float64(total))))
+	if demand >= slots {
+		return max(1, int(math.Round(float64(mine)*float64(slots)/float64(demand))))
 	}
-	return slots - others
+	return mine + slots - demand
 }
 
 // ScrapedCap is the bound ObserveLoad set on the backend's in-flight
