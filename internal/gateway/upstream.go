@@ -29,7 +29,6 @@ type upstreamCall struct {
 	progress       *progressStream // X-Sluice-Progress asked and honoured; nil: no reports
 	slotWaited     slotWaitOutcome // set by forward (saturated.go)
 	queued         time.Duration   // its wait in the admission queue, once granted
-	nearEnd        func()          // hands the admission ticket on early (proxy.Request.NearEnd); nil: none
 	// live: a client waits for this call (not a queued job), so it is
 	// demand the scaling signals count (scaling.go).
 	live bool
@@ -48,7 +47,7 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
-		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, NearEnd: c.nearEnd,
+		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc,
 		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)
 }
@@ -101,9 +100,6 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 		return
 	}
 	defer ticket.Release()
-	if ticket != nil {
-		c.nearEnd = ticket.Release // a stream near its max_tokens hands its slot on
-	}
 	rec.queued = ticket.Waited()
 	c.queued = rec.queued
 	if ticket != nil {

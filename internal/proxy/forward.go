@@ -103,12 +103,6 @@ type Request struct {
 	// Timeouts.FirstByte: the gateway derives it from the request's
 	// time-to-first-token objective. 0 = Timeouts.FirstByte alone.
 	FirstToken time.Duration
-	// NearEnd, when set, is called once, from the relay, when a stream is
-	// nearEndTokens chunks from its max_tokens (Peek.MaxTokens): the
-	// backend's slot has just been handed on (Backend.YieldSlot), and the
-	// caller hands on its admission ticket too (a ticket's Release is
-	// idempotent). Streams that end before max_tokens never call it.
-	NearEnd func()
 	// HedgeAfter, when positive, sends a stream (Peek.Stream) whose first
 	// token has not come this long after it was sent (with or without its
 	// response head) to a second backend as well, and relays whichever

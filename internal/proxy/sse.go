@@ -22,7 +22,6 @@ type sseCheck struct {
 	joined  []byte // the data of an event with several data lines
 	pending []byte // the start of an event still arriving
 	sent    int    // pending's leading bytes returned by the last feed
-	events  int    // JSON events accepted (a chunk each, about a token each)
 }
 
 // feed takes the next bytes of the stream and returns the whole, checked
@@ -139,7 +138,6 @@ func (s *sseCheck) accept(data []byte) bool {
 	if !openai.ValidObject(data) {
 		return false
 	}
-	s.events++
 	if bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(`{"error"`)) {
 		s.errored = true
 	}

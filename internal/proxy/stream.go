@@ -12,21 +12,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
-// nearEndTokens is how many chunks before a stream's max_tokens its slot
-// is handed to the next request (Request.NearEnd). An engine frees a
-// sequence's slot in the step that computes its last token; the gateway
-// learns it only when the last chunk and [DONE] have crossed its
-// connection and the relay has ended, and the next request then crosses
-// the gateway and the connection the other way before the engine can
-// start it. In between the slot idles: measured on the README's demo
-// (in-process simulators, a busy 2-core host), handing the slot on two
-// chunks early served 13–14 more requests per run with a p99 time to first
-// token 60–150 ms lower (docs/BENCHMARKS.md §8). Two chunks are two decode
-// steps: a request sent that early waits at most that long inside the
-// engine. An answer that stops before max_tokens (most do, at EOS) frees
-// its slot as before.
-const nearEndTokens = 2
-
 // relayStream relays a 2xx event stream event by event, each checked
 // (sseCheck) and flushed as soon as it is whole. The response is committed
 // with the first valid event, so a stream that is malformed or breaks off
@@ -49,7 +34,6 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	var chk sseCheck
 	var readErr, writeErr error
 	bad := false
-	yielded := false // the slot was handed on (nearEndTokens)
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
@@ -73,13 +57,6 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 			if flusher != nil {
 				flusher.Flush()
 			}
-			if !yielded && in.Peek.MaxTokens > nearEndTokens && chk.events >= in.Peek.MaxTokens-nearEndTokens {
-				yielded = true
-				b.YieldSlot()
-				if in.NearEnd != nil {
-					in.NearEnd()
-				}
-			}
 		}
 		if malformed {
 			bad = true
@@ -93,9 +70,6 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 		}
 	}
 	res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
-	if yielded {
-		b.ReclaimSlot() // for c.end to release
-	}
 
 	clientGone := writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
 	var fail error
