@@ -17,6 +17,16 @@ import (
 // busier than three short chats, and a count cannot see it. Two random
 // draws avoid the herd that "always pick the global best" causes between
 // gateway replicas.
+//
+// A latency outlier loses to any non-outlier it is drawn with, whatever
+// their loads (outlier ejection, as Envoy's outlier detection takes a host
+// out of rotation, but only while the others have room: the candidates
+// are backends with a free slot). Within the cost alone, a backend ten
+// times slower than its peers still won every draw against a peer with ten
+// times its outstanding work, and on a loaded machine, where a healthy
+// peer's peak EWMA holds spikes of several times its usual latency, the
+// cost told them apart by only 2-4x: the chaos row backend-slow measured a
+// third of the client's streams sent to the slow backend.
 type p2cEWMA struct {
 	rnd Rand
 	now Clock
@@ -36,6 +46,15 @@ func (p *p2cEWMA) Pick(req *Request, c []*endpoint.Backend) *endpoint.Backend {
 		j++
 	}
 	now := p.now()
+	if ref := fastest(c, now); ref > 0 {
+		oi, oj := outlier(c[i], now, ref), outlier(c[j], now, ref)
+		switch {
+		case oi && !oj:
+			return c[j]
+		case oj && !oi:
+			return c[i]
+		}
+	}
 	var work float64
 	if req != nil {
 		work = req.Work
@@ -59,4 +78,37 @@ func (p *p2cEWMA) cost(b *endpoint.Backend, now time.Time, work float64) float64
 		load = float64(b.Work()) + work
 	}
 	return float64(lat) * load / float64(b.Weight())
+}
+
+// outlierRatio is how many times slower than the fastest candidate a
+// backend is before it counts as a latency outlier.
+const outlierRatio = 4
+
+// settledLatency is the latency an outlier is judged by: the smaller of
+// the peak EWMA (which holds a single slow sample for seconds, so on its
+// own would eject a healthy backend after one spike) and the typical
+// latency (which moves slowly and, without samples, never). A backend
+// must be slow in both to count as an outlier, and stops counting once
+// either recovers: an ejected backend gets no samples, but its peak EWMA
+// decays with time, so it is tried again within about a decay time
+// constant, and a slow answer then ejects it again at once (Envoy's
+// ejection time, without a timer). 0 before the first sample.
+func settledLatency(b *endpoint.Backend, now time.Time) time.Duration {
+	return min(b.Latency(now), b.TypicalLatency())
+}
+
+// fastest is the lowest settledLatency among c's backends with one.
+func fastest(c []*endpoint.Backend, now time.Time) time.Duration {
+	var ref time.Duration
+	for _, b := range c {
+		if l := settledLatency(b, now); l > 0 && (ref == 0 || l < ref) {
+			ref = l
+		}
+	}
+	return ref
+}
+
+// outlier reports whether b is a latency outlier next to ref (fastest).
+func outlier(b *endpoint.Backend, now time.Time, ref time.Duration) bool {
+	return settledLatency(b, now) >= outlierRatio*ref
 }
