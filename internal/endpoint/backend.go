@@ -116,9 +116,11 @@ type Backend struct {
 	waiting    int
 	waitSince  time.Time
 	lastAnswer time.Time
-	typical    float64    // nanoseconds; see TypicalLatency
-	deviation  float64    // nanoseconds: moving mean |sample - typical|; see TailLatency
-	ttft       ttftWindow // recent samples, for RecentTTFT
+	typical    float64          // nanoseconds; see TypicalLatency
+	deviation  float64          // nanoseconds: moving mean |sample - typical|; see TailLatency
+	ttft       ttftWindow       // recent samples, for RecentTTFT
+	last       [3]time.Duration // the last latency samples, a ring; see RecentLatency
+	lastN      int              // samples seen, for the ring's position
 }
 
 // New builds a Backend from its spec.
@@ -428,6 +430,8 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 func (b *Backend) learnLatencyLocked(now time.Time, latency time.Duration) {
 	b.ewma.observe(now, latency)
 	b.ttft.observe(now, latency)
+	b.last[b.lastN%len(b.last)] = latency
+	b.lastN++
 	if b.typical == 0 {
 		// As RFC 6298 starts RTTVAR: half the first sample, so the tail
 		// is not mistaken for the typical latency (and half the streams
@@ -556,6 +560,26 @@ func (b *Backend) TailLatency() time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return time.Duration(b.typical + 2*b.deviation)
+}
+
+// RecentLatency is the median of the backend's last three latency samples
+// (with fewer, the smallest): how slow it is now, like the peak EWMA after
+// two slow answers in a row, but not after a single spike; and unlike the
+// typical latency, which needs a dozen samples to move by half, it follows
+// a backend that turned slow within two. 0 before the first sample.
+func (b *Backend) RecentLatency() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch n := min(b.lastN, len(b.last)); n {
+	case 0:
+		return 0
+	case 1:
+		return b.last[0]
+	case 2:
+		return min(b.last[0], b.last[1])
+	}
+	x, y, z := b.last[0], b.last[1], b.last[2]
+	return max(min(x, y), min(max(x, y), z))
 }
 
 // typicalWeight is TypicalLatency's weight of each new sample.

@@ -18,10 +18,11 @@ import (
 // draws avoid the herd that "always pick the global best" causes between
 // gateway replicas.
 //
-// A latency outlier loses to any non-outlier it is drawn with, whatever
-// their loads (outlier ejection, as Envoy's outlier detection takes a host
-// out of rotation, but only while the others have room: the candidates
-// are backends with a free slot). Within the cost alone, a backend ten
+// A latency outlier (settledLatency 4x the fastest candidate's) loses to
+// any non-outlier it is drawn with, whatever their loads (outlier
+// ejection, as Envoy's outlier detection takes a host out of rotation, but
+// only while the others have room: the candidates are backends with a free
+// slot). Within the cost alone, a backend ten
 // times slower than its peers still won every draw against a peer with ten
 // times its outstanding work, and on a loaded machine, where a healthy
 // peer's peak EWMA holds spikes of several times its usual latency, the
@@ -85,16 +86,18 @@ func (p *p2cEWMA) cost(b *endpoint.Backend, now time.Time, work float64) float64
 const outlierRatio = 4
 
 // settledLatency is the latency an outlier is judged by: the smaller of
-// the peak EWMA (which holds a single slow sample for seconds, so on its
-// own would eject a healthy backend after one spike) and the typical
-// latency (which moves slowly and, without samples, never). A backend
-// must be slow in both to count as an outlier, and stops counting once
-// either recovers: an ejected backend gets no samples, but its peak EWMA
-// decays with time, so it is tried again within about a decay time
-// constant, and a slow answer then ejects it again at once (Envoy's
-// ejection time, without a timer). 0 before the first sample.
+// the median of its last three samples (RecentLatency: two slow answers in
+// a row, not one spike, and within two answers, where the typical latency
+// needs a dozen) and the peak EWMA, which decays with time while no sample
+// comes: an ejected backend gets no samples, so it is tried again within
+// about a decay time constant, and ejected again by its next two answers
+// if still slow (Envoy's ejection time, without a timer). Not the peak
+// EWMA alone: on a loaded machine a healthy backend's holds spikes of
+// several times its usual latency for seconds (chaos backend-slow: healthy
+// peers at 150-275 ms next to the slow one's 400-540 ms), which hid the
+// outlier. 0 before the first sample.
 func settledLatency(b *endpoint.Backend, now time.Time) time.Duration {
-	return min(b.Latency(now), b.TypicalLatency())
+	return min(b.Latency(now), b.RecentLatency())
 }
 
 // fastest is the lowest settledLatency among c's backends with one.

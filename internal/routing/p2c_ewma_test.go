@@ -186,7 +186,7 @@ func TestP2CAvoidsStalledBackend(t *testing.T) {
 }
 
 // TestP2COutlierOnlyWhenPeersFull: a backend four times slower than the
-// fastest candidate (in both its peak EWMA and its typical latency) loses
+// fastest candidate (in its peak EWMA and its recent samples) loses
 // every draw against a non-outlier, however much more work that one has;
 // it serves only once its peers are at their limits. Its peak EWMA decays
 // while it gets nothing, so it is tried again later (one spike alone, in
@@ -211,13 +211,14 @@ func TestP2COutlierOnlyWhenPeersFull(t *testing.T) {
 		t.Fatalf("peers full: picked %v, want the outlier", got.Name())
 	}
 
-	// A spike: one peer's peak EWMA jumps to 10x, its typical latency
-	// barely moves. It is no outlier: cost decides, as before.
+	// A spike: one peer's peak EWMA jumps to 10x on one slow answer; the
+	// median of its last samples does not. It is no outlier: cost
+	// decides, as before.
 	c := mkLat(t, "c", 40*ms, 0, 1)
 	d := mkLat(t, "d", 40*ms, 3, 1)
 	c.Observe(t0, outcome.Success, 400*ms, 0)
-	if !(c.Latency(t0) >= 400*ms && c.TypicalLatency() < 4*40*ms) {
-		t.Fatalf("setup: c latency %v typical %v", c.Latency(t0), c.TypicalLatency())
+	if !(c.Latency(t0) >= 400*ms && c.RecentLatency() == 40*ms) {
+		t.Fatalf("setup: c latency %v recent %v", c.Latency(t0), c.RecentLatency())
 	}
 	if got := p.Pick(&Request{}, []*endpoint.Backend{c, d}); got != d {
 		t.Fatalf("picked %s: a spike made c costlier (400ms x 1 vs 40ms x 4), want d", got.Name())
@@ -230,7 +231,23 @@ func TestP2COutlierOnlyWhenPeersFull(t *testing.T) {
 	a.Observe(later, outcome.Success, 40*ms, 0)
 	b.Observe(later, outcome.Success, 40*ms, 0)
 	if !outlier(slow, t0.Add(time.Second), 40*ms) || outlier(slow, later, fastest(bs, later)) {
-		t.Fatalf("slow: latency %v after 1s, %v after 30s (typical %v); want an outlier at 1s only",
-			slow.Latency(t0.Add(time.Second)), slow.Latency(later), slow.TypicalLatency())
+		t.Fatalf("slow: latency %v after 1s, %v after 30s (recent %v); want an outlier at 1s only",
+			slow.Latency(t0.Add(time.Second)), slow.Latency(later), slow.RecentLatency())
+	}
+}
+
+// TestRecentLatencyIsMedianOfLastThree: one slow answer among the last
+// three does not move it, two do, and the oldest sample drops out.
+func TestRecentLatencyIsMedianOfLastThree(t *testing.T) {
+	b := mk(t, "b", 1, 0)
+	steps := []struct{ sample, want time.Duration }{
+		{40 * ms, 40 * ms}, {400 * ms, 40 * ms}, {40 * ms, 40 * ms}, {40 * ms, 40 * ms},
+		{400 * ms, 40 * ms}, {400 * ms, 400 * ms}, {40 * ms, 400 * ms}, {40 * ms, 40 * ms},
+	}
+	for i, s := range steps {
+		b.Observe(t0, outcome.Success, s.sample, 0)
+		if got := b.RecentLatency(); got != s.want {
+			t.Fatalf("after sample %d (%v): RecentLatency %v, want %v", i, s.sample, got, s.want)
+		}
 	}
 }
