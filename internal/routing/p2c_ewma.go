@@ -18,12 +18,12 @@ import (
 // draws avoid the herd that "always pick the global best" causes between
 // gateway replicas.
 //
-// A latency outlier (settledLatency 4x the fastest candidate's) loses to
-// any non-outlier it is drawn with, whatever their loads (outlier
-// ejection, as Envoy's outlier detection takes a host out of rotation, but
-// only while the others have room: the candidates are backends with a free
-// slot). Within the cost alone, a backend ten
-// times slower than its peers still won every draw against a peer with ten
+// A latency outlier (settledLatency 4x the fastest candidate's typical
+// latency) loses to any non-outlier it is drawn with, whatever their loads
+// (outlier ejection, as Envoy's outlier detection takes a host out of
+// rotation, but only while the others have room: the candidates are
+// backends with a free slot). Within the cost alone, a backend ten times
+// slower than its peers still won every draw against a peer with ten
 // times its outstanding work, and on a loaded machine, where a healthy
 // peer's peak EWMA holds spikes of several times its usual latency, the
 // cost told them apart by only 2-4x: the chaos row backend-slow measured a
@@ -100,11 +100,16 @@ func settledLatency(b *endpoint.Backend, now time.Time) time.Duration {
 	return min(b.Latency(now), b.RecentLatency())
 }
 
-// fastest is the lowest settledLatency among c's backends with one.
-func fastest(c []*endpoint.Backend, now time.Time) time.Duration {
+// fastest is the lowest typical latency among c's backends with one: the
+// reference an outlier is measured against. The typical latency, not
+// settledLatency: the smallest of a few noisy recent samples on a loaded
+// machine is a fraction of a healthy backend's usual latency, and a peer
+// measured against it looked like an outlier (a chaos backend-slow trial:
+// healthy backends ejected in turn, p99 161-182 ms against 100-106 ms).
+func fastest(c []*endpoint.Backend, _ time.Time) time.Duration {
 	var ref time.Duration
 	for _, b := range c {
-		if l := settledLatency(b, now); l > 0 && (ref == 0 || l < ref) {
+		if l := b.TypicalLatency(); l > 0 && (ref == 0 || l < ref) {
 			ref = l
 		}
 	}
