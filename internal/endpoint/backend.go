@@ -116,9 +116,11 @@ type Backend struct {
 	waiting    int
 	waitSince  time.Time
 	lastAnswer time.Time
-	typical    float64    // nanoseconds; see TypicalLatency
-	deviation  float64    // nanoseconds: moving mean |sample - typical|; see TailLatency
-	ttft       ttftWindow // recent samples, for RecentTTFT
+	typical    float64          // nanoseconds; see TypicalLatency
+	deviation  float64          // nanoseconds: moving mean |sample - typical|; see TailLatency
+	ttft       ttftWindow       // recent samples, for RecentTTFT
+	last       [3]time.Duration // the last latency samples, a ring; see RecentLatency
+	lastN      int              // samples seen, for the ring's position
 }
 
 // New builds a Backend from its spec.
@@ -435,6 +437,8 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 func (b *Backend) learnLatencyLocked(now time.Time, latency time.Duration) {
 	b.ewma.observe(now, latency)
 	b.ttft.observe(now, latency)
+	b.last[b.lastN%len(b.last)] = latency
+	b.lastN++
 	if b.typical == 0 {
 		// As RFC 6298 starts RTTVAR: half the first sample, so the tail
 		// is not mistaken for the typical latency (and half the streams

@@ -35,6 +35,26 @@ func (b *Backend) TailLatency() time.Duration {
 	return time.Duration(b.typical + 2*b.deviation)
 }
 
+// RecentLatency is the median of the backend's last three latency samples
+// (with fewer, the smallest): how slow it is now, like the peak EWMA after
+// two slow answers in a row, but not after a single spike; and unlike the
+// typical latency, which needs a dozen samples to move by half, it follows
+// a backend that turned slow within two. 0 before the first sample.
+func (b *Backend) RecentLatency() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch n := min(b.lastN, len(b.last)); n {
+	case 0:
+		return 0
+	case 1:
+		return b.last[0]
+	case 2:
+		return min(b.last[0], b.last[1])
+	}
+	x, y, z := b.last[0], b.last[1], b.last[2]
+	return max(min(x, y), min(max(x, y), z))
+}
+
 // typicalWeight is TypicalLatency's weight of each new sample.
 const typicalWeight = 0.05
 

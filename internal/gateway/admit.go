@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/endpoint"
 )
 
 // unlimited stands for "no backend limit" in the queue's capacity.
 const unlimited = 1 << 30
 
 // Capacity is how many requests the pool may have in flight: the sum of its
-// usable backends' concurrency limits (static, or adaptive), and the
+// usable backends' concurrency limits (static, or adaptive, bounded by
+// their peers' as routing bounds them: endpoint.PeerLimit), and the
 // requests still running on backends draining out of it (they hold
 // tickets, and must not shrink the room of the backends that stay). Read by the
 // queue under its lock, so it only loads atomics and takes no other lock
@@ -22,11 +24,12 @@ const unlimited = 1 << 30
 func (p *Pool) Capacity() int {
 	now := p.now()
 	total := 0
+	peer := endpoint.PeerLimit(p.Backends, now)
 	for _, b := range p.Backends {
 		if !b.Usable(now) {
 			continue
 		}
-		l := b.Limit()
+		l := b.LimitAmong(peer)
 		if l <= 0 {
 			return unlimited
 		}

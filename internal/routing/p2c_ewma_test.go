@@ -120,9 +120,10 @@ func TestP2CShares(t *testing.T) {
 }
 
 // TestP2CSpreadsLoad: requests held open raise a backend's cost, so the
-// fast backend gets most but not all of the load, in latency order.
+// fast backend gets most but not all of the load, in latency order (none
+// of them 4x slower than the fastest: TestP2COutlierOnlyWhenPeersFull).
 func TestP2CSpreadsLoad(t *testing.T) {
-	bs := []*endpoint.Backend{mkLat(t, "a", 10*ms, 0, 1), mkLat(t, "b", 20*ms, 0, 1), mkLat(t, "c", 40*ms, 0, 1)}
+	bs := []*endpoint.Backend{mkLat(t, "a", 10*ms, 0, 1), mkLat(t, "b", 20*ms, 0, 1), mkLat(t, "c", 30*ms, 0, 1)}
 	p := newPicker(t, "p2c_ewma", 13)
 	for range 700 {
 		Select(t0, p, &Request{}, bs, nil).Acquire()
@@ -132,7 +133,7 @@ func TestP2CSpreadsLoad(t *testing.T) {
 		t.Errorf("inflight a=%d b=%d c=%d; want a > b > c > 0", a, b, c)
 	}
 	// Costs converge: lat x (inflight+1) should end within ~2x of each other.
-	ca, cc := 10*(a+1), 40*(c+1)
+	ca, cc := 10*(a+1), 30*(c+1)
 	if ca > 2*cc || cc > 2*ca {
 		t.Errorf("costs a=%d c=%d did not converge", ca, cc)
 	}
@@ -181,5 +182,72 @@ func TestP2CAvoidsStalledBackend(t *testing.T) {
 	}
 	if l := turned.Latency(t0.Add(300 * ms)); l < 300*ms {
 		t.Fatalf("Latency after a 300ms first token = %v, want >= 300ms", l)
+	}
+}
+
+// TestP2COutlierOnlyWhenPeersFull: a backend four times slower than the
+// fastest candidate (in its peak EWMA and its recent samples) loses
+// every draw against a non-outlier, however much more work that one has;
+// it serves only once its peers are at their limits. Its peak EWMA decays
+// while it gets nothing, so it is tried again later (one spike alone, in
+// the peak EWMA only, does not make an outlier).
+func TestP2COutlierOnlyWhenPeersFull(t *testing.T) {
+	slow := mkLat(t, "slow", 400*ms, 0, 1)
+	a := mk(t, "a", 1, 20)
+	b := mk(t, "b", 1, 20)
+	for _, h := range []*endpoint.Backend{a, b} {
+		h.Observe(t0, outcome.Success, 40*ms, 0)
+	}
+	bs := []*endpoint.Backend{slow, a, b}
+	p := newPicker(t, "p2c_ewma", 7)
+	for i := range 40 {
+		got := Select(t0, p, &Request{}, bs, nil)
+		if got == slow {
+			t.Fatalf("pick %d went to the outlier with a (%d) and b (%d) in flight under their limit of 20", i, a.Inflight(), b.Inflight())
+		}
+		got.Acquire()
+	}
+	if got := Select(t0, p, &Request{}, bs, nil); got != slow {
+		t.Fatalf("peers full: picked %v, want the outlier", got.Name())
+	}
+
+	// A spike: one peer's peak EWMA jumps to 10x on one slow answer; the
+	// median of its last samples does not. It is no outlier: cost
+	// decides, as before.
+	c := mkLat(t, "c", 40*ms, 0, 1)
+	d := mkLat(t, "d", 40*ms, 3, 1)
+	c.Observe(t0, outcome.Success, 400*ms, 0)
+	if !(c.Latency(t0) >= 400*ms && c.RecentLatency() == 40*ms) {
+		t.Fatalf("setup: c latency %v recent %v", c.Latency(t0), c.RecentLatency())
+	}
+	if got := p.Pick(&Request{}, []*endpoint.Backend{c, d}); got != d {
+		t.Fatalf("picked %s: a spike made c costlier (400ms x 1 vs 40ms x 4), want d", got.Name())
+	}
+
+	// Without samples, the outlier's peak EWMA decays below 4x its
+	// peers' (which keep answering in 40ms) within a few time constants:
+	// it is tried again.
+	later := t0.Add(30 * time.Second)
+	a.Observe(later, outcome.Success, 40*ms, 0)
+	b.Observe(later, outcome.Success, 40*ms, 0)
+	if !outlier(slow, t0.Add(time.Second), 40*ms) || outlier(slow, later, fastest(bs, later)) {
+		t.Fatalf("slow: latency %v after 1s, %v after 30s (recent %v); want an outlier at 1s only",
+			slow.Latency(t0.Add(time.Second)), slow.Latency(later), slow.RecentLatency())
+	}
+}
+
+// TestRecentLatencyIsMedianOfLastThree: one slow answer among the last
+// three does not move it, two do, and the oldest sample drops out.
+func TestRecentLatencyIsMedianOfLastThree(t *testing.T) {
+	b := mk(t, "b", 1, 0)
+	steps := []struct{ sample, want time.Duration }{
+		{40 * ms, 40 * ms}, {400 * ms, 40 * ms}, {40 * ms, 40 * ms}, {40 * ms, 40 * ms},
+		{400 * ms, 40 * ms}, {400 * ms, 400 * ms}, {40 * ms, 400 * ms}, {40 * ms, 40 * ms},
+	}
+	for i, s := range steps {
+		b.Observe(t0, outcome.Success, s.sample, 0)
+		if got := b.RecentLatency(); got != s.want {
+			t.Fatalf("after sample %d (%v): RecentLatency %v, want %v", i, s.sample, got, s.want)
+		}
 	}
 }

@@ -112,13 +112,17 @@ var candidatePool = sync.Pool{New: func() any { s := make([]*endpoint.Backend, 0
 // Select filters backends and asks picker for one. tried lists backends
 // already attempted for this request (retries go elsewhere). It returns nil
 // when no backend can take the request now. Busy backends (recent 429/503)
-// are only chosen when no healthy one has room.
+// are only chosen when no healthy one has room. Room is each backend's
+// limit, bounded by its peers' while its batch size is unknown
+// (endpoint.PeerLimit), so a burst is not piled onto the one backend whose
+// adaptive limit happened to grow furthest.
 func Select(now time.Time, picker Picker, req *Request, backends []*endpoint.Backend, tried []*endpoint.Backend) *endpoint.Backend {
 	bufp := candidatePool.Get().(*[]*endpoint.Backend)
 	cands := (*bufp)[:0]
+	peer := endpoint.PeerLimit(backends, now)
 	var busy int
 	for _, b := range backends {
-		if contains(tried, b) || !b.HasCapacity() {
+		if contains(tried, b) || !b.HasCapacityAmong(peer) {
 			continue
 		}
 		switch b.State(now) {
@@ -130,7 +134,7 @@ func Select(now time.Time, picker Picker, req *Request, backends []*endpoint.Bac
 	}
 	if len(cands) == 0 && busy > 0 {
 		for _, b := range backends {
-			if !contains(tried, b) && b.HasCapacity() && b.State(now) == endpoint.StateBusy {
+			if !contains(tried, b) && b.HasCapacityAmong(peer) && b.State(now) == endpoint.StateBusy {
 				cands = append(cands, b)
 			}
 		}
