@@ -31,14 +31,11 @@ type arrivalHistory struct {
 	mu     sync.Mutex
 	start  time.Time // the open interval's start; zero before any time was seen
 	models map[string]*modelHistory
-	// open counts the open interval's arrivals per model without mu
-	// (observe is on every live request's path); it is open, with a
-	// tally for each of models, whenever start is not zero.
-	open forecast.Counts[string]
 }
 
 type modelHistory struct {
-	points []gateway.ForecastPoint
+	requests, tokens float64 // the open interval's arrivals
+	points           []gateway.ForecastPoint
 	// pending are forecasts for intervals not closed yet, by the
 	// interval's start (Unix seconds: intervals are whole seconds).
 	pending map[int64]gateway.ForecastMade
@@ -53,20 +50,19 @@ func newArrivalHistory(fc *forecast.Forecaster) *arrivalHistory {
 // not kept (the parse stage lets only configured models through; this is
 // the bound should that change).
 func (h *arrivalHistory) observe(t time.Time, model string, tokens float64) {
-	key := [1]string{model}
-	if h.open.TryAdd(t, key[:], 1, tokens) {
-		return
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.advance(t)
-	if h.models[model] == nil {
+	m := h.models[model]
+	if m == nil {
 		if len(h.models) >= h.maxModels {
 			return
 		}
-		h.models[model] = &modelHistory{pending: map[int64]gateway.ForecastMade{}}
+		m = &modelHistory{pending: map[int64]gateway.ForecastMade{}}
+		h.models[model] = m
 	}
-	h.open.AddLocked(model, 1, tokens)
+	m.requests++
+	m.tokens += tokens
 }
 
 // Advance closes the intervals that ended at or before t (the forecast
@@ -80,7 +76,6 @@ func (h *arrivalHistory) Advance(t time.Time) {
 func (h *arrivalHistory) advance(t time.Time) {
 	if h.start.IsZero() {
 		h.start = t.Truncate(h.iv)
-		h.reopen()
 		h.record()
 		return
 	}
@@ -88,44 +83,25 @@ func (h *arrivalHistory) advance(t time.Time) {
 	if n <= 0 {
 		return
 	}
-	open := h.open.Close()
 	// Intervals without arrivals are zeros; after a pause longer than the
 	// history, only its last historyPoints intervals could be shown.
 	if skip := n - historyPoints; skip > 0 {
-		h.closeInterval(open)
-		open = nil
+		h.closeInterval()
 		h.start = h.start.Add(time.Duration(skip-1) * h.iv)
 		n = historyPoints
 	}
 	for range n {
-		h.closeInterval(open)
-		open = nil
+		h.closeInterval()
 	}
-	h.reopen()
 	h.record()
 }
 
-// reopen opens the interval that starts at start, with a tally for each
-// model kept.
-func (h *arrivalHistory) reopen() {
-	names := make([]string, 0, len(h.models))
-	for name := range h.models {
-		names = append(names, name)
-	}
-	h.open.Open(h.start.Add(h.iv), names)
-}
-
-// closeInterval turns the interval's counts (open, closed by Close; nil
-// for an interval without arrivals) into a point per model, paired with
-// the forecast made for it, and moves start to the next interval.
-func (h *arrivalHistory) closeInterval(open map[string]*forecast.Tally) {
+// closeInterval turns the open interval's counts into a point, paired with
+// the forecast made for it, and opens the next interval.
+func (h *arrivalHistory) closeInterval() {
 	secs, at := h.iv.Seconds(), h.start.Unix()
-	for name, m := range h.models {
-		var requests, tokens float64
-		if t := open[name]; t != nil {
-			requests, tokens = t.Requests(), t.Tokens()
-		}
-		p := gateway.ForecastPoint{At: h.start, RequestsPerSecond: requests / secs, TokensPerSecond: tokens / secs}
+	for _, m := range h.models {
+		p := gateway.ForecastPoint{At: h.start, RequestsPerSecond: m.requests / secs, TokensPerSecond: m.tokens / secs}
 		if f, ok := m.pending[at]; ok {
 			p.Forecast = &f
 		}
@@ -138,6 +114,7 @@ func (h *arrivalHistory) closeInterval(open map[string]*forecast.Tally) {
 			m.points = append(m.points[:0], m.points[1:]...)
 		}
 		m.points = append(m.points, p)
+		m.requests, m.tokens = 0, 0
 	}
 	h.start = h.start.Add(h.iv)
 }

@@ -246,7 +246,8 @@ func TestArrivalHistoryBounds(t *testing.T) {
 // Live arrivals from many goroutines, across interval boundaries and
 // while the forecast loop's tick closes intervals too, are each counted
 // once in /status's history: its points add up to exactly the arrivals
-// (the count takes no lock, so a close must wait out the adds in flight).
+// (nothing lost or counted twice when an arrival and a tick close an
+// interval at once).
 func TestArrivalHistoryConcurrentAcrossBoundary(t *testing.T) {
 	cfg := config.Default().Forecast
 	cfg.Snapshot = "off"

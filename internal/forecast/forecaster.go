@@ -27,11 +27,6 @@ type Forecast struct {
 // It is safe for concurrent use. Time comes from the caller: Observe and
 // Advance close the intervals that ended before the time they are given.
 // The zero value is not usable; build it with New.
-//
-// Observe is on every live request's path, so it takes no lock while the
-// open interval has tallies for its keys (counts: atomic adds); mu is
-// taken to close intervals, to start counting a new key and for the
-// models.
 type Forecaster struct {
 	cfg      Config
 	k        coeffs
@@ -40,11 +35,11 @@ type Forecaster struct {
 	mu      sync.Mutex
 	start   time.Time // start of the open interval; zero before any time was seen
 	resumed bool      // restored from a snapshot: intervals since it are unknown
-	// open counts the open interval's arrivals; it is open (ends at
-	// start + Interval) whenever start is not zero.
-	open   Counts[Key]
-	series map[Key]*pair
+	open    map[Key]*tally
+	series  map[Key]*pair
 }
+
+type tally struct{ requests, tokens float64 }
 
 type pair struct{ requests, tokens *model }
 
@@ -55,7 +50,7 @@ func New(cfg Config) (*Forecaster, error) {
 		return nil, fmt.Errorf("forecast: %w", err)
 	}
 	return &Forecaster{cfg: cfg, k: newCoeffs(cfg), horizons: cfg.trackedHorizons(),
-		series: map[Key]*pair{}}, nil
+		open: map[Key]*tally{}, series: map[Key]*pair{}}, nil
 }
 
 // Config returns the configuration in use, defaults filled in.
@@ -67,30 +62,28 @@ func (f *Forecaster) Observe(t time.Time, key Key, requests, tokens float64) {
 	if key.Model == "" || !(requests >= 0) || !(tokens >= 0) {
 		return
 	}
-	keys := [2]Key{{Model: key.Model}, key}
-	n := 1
-	if key.Tenant != "" && f.cfg.MinTenantRate >= 0 {
-		n = 2
-	}
-	if f.open.TryAdd(t, keys[:n], requests, tokens) {
-		return
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.advance(t)
-	for _, k := range keys[:n] {
-		f.add(k, requests, tokens)
+	f.add(Key{Model: key.Model}, requests, tokens)
+	if key.Tenant != "" && f.cfg.MinTenantRate >= 0 {
+		f.add(key, requests, tokens)
 	}
 }
 
 // add counts into key's tally. Tallies for keys without a series are kept
 // only while there is room, so that arbitrary names cannot grow memory.
-// (A key with a series always has a tally: reopen makes them ahead.)
 func (f *Forecaster) add(key Key, requests, tokens float64) {
-	if !f.open.Has(key) && f.open.Seen() >= 4*f.cfg.MaxSeries {
-		return
+	tl := f.open[key]
+	if tl == nil {
+		if _, ok := f.series[key]; !ok && len(f.open) >= 4*f.cfg.MaxSeries {
+			return
+		}
+		tl = &tally{}
+		f.open[key] = tl
 	}
-	f.open.AddLocked(key, requests, tokens)
+	tl.requests += requests
+	tl.tokens += tokens
 }
 
 // Advance closes every interval that ended at or before t. Call it at
@@ -106,22 +99,19 @@ func (f *Forecaster) advance(t time.Time) {
 	iv := f.cfg.Interval
 	if f.start.IsZero() {
 		f.start = t.Truncate(iv)
-		f.reopen()
 		return
 	}
 	n := int64(t.Sub(f.start) / iv)
 	if n <= 0 {
 		return
 	}
-	open := f.open.Close()
-	defer f.reopen()
 	if f.resumed {
 		// Restored from a snapshot: the intervals since are unknown.
 		f.resumed = false
 		f.skip(n)
 		return
 	}
-	f.closeInterval(open)
+	f.closeInterval()
 	// Intervals with no call at all are zeros, unless there are more of
 	// them than a gap may last: then the process was paused or the clock
 	// jumped, and they are unknown.
@@ -129,24 +119,9 @@ func (f *Forecaster) advance(t time.Time) {
 		f.skip(rest)
 	} else {
 		for range rest {
-			f.closeInterval(nil)
+			f.closeInterval()
 		}
 	}
-}
-
-// reopen opens the interval that starts at start (none before any time
-// was seen), with tallies ready for every series (the keys that will
-// come).
-func (f *Forecaster) reopen() {
-	_ = f.open.Close()
-	if f.start.IsZero() {
-		return
-	}
-	keys := make([]Key, 0, len(f.series))
-	for k := range f.series {
-		keys = append(keys, k)
-	}
-	f.open.Open(f.start.Add(f.cfg.Interval), keys)
 }
 
 // skip moves past n intervals whose traffic is unknown.
@@ -155,35 +130,33 @@ func (f *Forecaster) skip(n int64) {
 		p.requests.skip(int(min(n, 1<<30)))
 		p.tokens.skip(int(min(n, 1<<30)))
 	}
+	clear(f.open)
 	f.start = f.start.Add(time.Duration(n) * f.cfg.Interval)
 }
 
-// closeInterval turns the interval's tallies (open, closed by Counts.Close;
-// nil for an interval without arrivals) into rates and updates every
-// series with them (zero for a series that saw nothing).
-func (f *Forecaster) closeInterval(open map[Key]*Tally) {
+// closeInterval turns the open interval's tallies into rates and updates
+// every series with them (zero for a series that saw nothing).
+func (f *Forecaster) closeInterval() {
 	secs := f.cfg.Interval.Seconds()
 	at, iv := f.start.Unix(), int64(f.cfg.Interval/time.Second)
-	for key, tl := range open {
-		if !tl.Seen() {
-			continue
-		}
+	for key, tl := range f.open {
 		if _, ok := f.series[key]; ok || len(f.series) >= f.cfg.MaxSeries {
 			continue
 		}
-		if key.Tenant != "" && tl.Requests()/secs < f.cfg.MinTenantRate {
+		if key.Tenant != "" && tl.requests/secs < f.cfg.MinTenantRate {
 			continue
 		}
 		f.series[key] = &pair{requests: newModel(f.horizons), tokens: newModel(f.horizons)}
 	}
 	for key, p := range f.series {
-		var requests, tokens float64
-		if t := open[key]; t != nil {
-			requests, tokens = t.Requests(), t.Tokens()
+		var tl tally
+		if t := f.open[key]; t != nil {
+			tl = *t
 		}
-		p.requests.update(&f.k, at, iv, requests/secs)
-		p.tokens.update(&f.k, at, iv, tokens/secs)
+		p.requests.update(&f.k, at, iv, tl.requests/secs)
+		p.tokens.update(&f.k, at, iv, tl.tokens/secs)
 	}
+	clear(f.open)
 	f.start = f.start.Add(f.cfg.Interval)
 }
 

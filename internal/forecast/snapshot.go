@@ -81,7 +81,7 @@ func (f *Forecaster) Restore(data []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.series, f.start, f.resumed = series, start, true
-	f.reopen()
+	clear(f.open)
 	return nil
 }
 
