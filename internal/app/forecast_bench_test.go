@@ -39,6 +39,33 @@ func BenchmarkArrival(b *testing.B) {
 	}
 }
 
+// BenchmarkArrivalParallel is BenchmarkArrival from GOMAXPROCS goroutines
+// at once (b.RunParallel), each with its own clock moving 6 ms per arrival
+// from the same start, as a gateway's handlers do: what the count costs
+// when arrivals contend.
+func BenchmarkArrivalParallel(b *testing.B) {
+	cfg := config.Default().Forecast
+	cfg.Snapshot = "off"
+	r, err := newForecastRun(cfg, "", time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.close()
+	var tenants [16]string
+	for i := range tenants {
+		tenants[i] = fmt.Sprintf("tenant-%d", i)
+	}
+	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			r.Arrival(t0.Add(time.Duration(i)*6*time.Millisecond), "m1", tenants[i%len(tenants)], 500)
+			i++
+		}
+	})
+}
+
 // BenchmarkHandlerForecast is the CPU and allocations per proxied
 // completion through a whole App's handler (defaults, to an instant
 // simulator over loopback; only the client side is a recorder) with the
