@@ -57,14 +57,47 @@ type Honesty struct {
 	BeyondCap int `json:"retry_after_beyond_cap"`
 	// BeyondBurst: refusals whose advised retry moment (refusal plus
 	// Retry-After) lies after the end of the burst.
-	BeyondBurst    int     `json:"advised_after_burst_end"`
+	BeyondBurst int `json:"advised_after_burst_end"`
+	// DuringBurst: refusals advised to come back while the burst was
+	// still on (advised moment at or before its end): outside the issue's
+	// population ("load back under capacity within the advised time").
+	DuringBurst    int     `json:"advised_during_burst"`
 	RetryAfterP50s float64 `json:"retry_after_p50_s"`
 	RetryAfterMaxs float64 `json:"retry_after_max_s"`
 	Retried        int     `json:"retried"`
 	RetriedOK      int     `json:"retried_ok"`
 	RetriedRefused int     `json:"retried_refused_again"`
 	RetrySuccess   float64 `json:"retry_success_share"`
-	WallS          float64 `json:"wall_s"`
+	// The issue's target population: retries whose advised moment lies
+	// after the burst's end, when the offered load is back under capacity.
+	AfterRetried int     `json:"after_burst_retried"`
+	AfterOK      int     `json:"after_burst_retried_ok"`
+	AfterShare   float64 `json:"after_burst_retry_success_share"`
+	// Retries advised into the burst, shown beside it.
+	DuringRetried int `json:"during_burst_retried"`
+	DuringOK      int `json:"during_burst_retried_ok"`
+	// Refused lists every client refused with a parseable Retry-After:
+	// when it was refused, the moment it was advised to come back, and
+	// what its retry got.
+	Refused []RefusedClient `json:"refused_clients,omitempty"`
+	WallS   float64         `json:"wall_s"`
+}
+
+// RefusedClient is one refused client of the honesty test; times are
+// seconds since the test's start.
+type RefusedClient struct {
+	RefusedAtS  float64 `json:"refused_at_s"`
+	AdvisedAtS  float64 `json:"advised_at_s"`
+	AfterBurst  bool    `json:"advised_after_burst_end"`
+	Retried     bool    `json:"retried"`
+	RetryOK     bool    `json:"retry_ok"`
+	RetryRefuse bool    `json:"retry_refused_again"`
+}
+
+// advisedAfter reports whether r was advised to come back after end (the
+// burst's end, since the start): the client the issue's target counts.
+func (r hOutcome) advisedAfter(end time.Duration) bool {
+	return r.refusedAt+r.advised > end
 }
 
 // hOutcome is what happened to one client of the honesty test.
@@ -95,10 +128,10 @@ func runHonesty(ctx context.Context, o options, p *pool) (*Honesty, error) {
 	}
 	h := &Honesty{Trace: traceName(p.Path), Requests: len(outs), BurstReq: len(burst), BurstX: honestyBurstX,
 		BurstS: honestyBurst.Seconds(), CalmX: honestyCalmX, CalmS: honestyCalm.Seconds()}
-	h.count(outs)
+	h.count(outs, honestyBurst)
 	h.WallS = time.Since(wall).Seconds()
-	o.prog.Printf("      retries %d, succeeded %d (%.0f%%); refusals %d with / %d without Retry-After",
-		h.Retried, h.RetriedOK, 100*h.RetrySuccess, h.RefusedWithRA, h.RefusedNoRA)
+	o.prog.Printf("      retries advised after the burst's end %d, succeeded %d (%.1f%%); all retries %d, succeeded %d (%.1f%%); advised during the burst %d; refusals %d with / %d without Retry-After",
+		h.AfterRetried, h.AfterOK, 100*h.AfterShare, h.Retried, h.RetriedOK, 100*h.RetrySuccess, h.DuringBurst, h.RefusedWithRA, h.RefusedNoRA)
 	return h, nil
 }
 
@@ -142,8 +175,9 @@ func honestyReplay(ctx context.Context, o options, arr []bench.Arrival) ([]hOutc
 	return outs, ctx.Err()
 }
 
-// count tallies the clients' outcomes.
-func (h *Honesty) count(outs []hOutcome) {
+// count tallies the clients' outcomes; burstEnd is when the offered load
+// falls back under capacity, since the start.
+func (h *Honesty) count(outs []hOutcome, burstEnd time.Duration) {
 	var advice []float64
 	for _, r := range outs {
 		refused := r.status == http.StatusTooManyRequests || r.status == http.StatusServiceUnavailable
@@ -168,9 +202,14 @@ func (h *Honesty) count(outs []hOutcome) {
 			h.BeyondCap++
 		}
 		advice = append(advice, r.advised.Seconds())
-		if r.refusedAt+r.advised > honestyBurst {
+		after := r.advisedAfter(burstEnd)
+		if after {
 			h.BeyondBurst++
+		} else {
+			h.DuringBurst++
 		}
+		h.Refused = append(h.Refused, RefusedClient{RefusedAtS: r.refusedAt.Seconds(), AdvisedAtS: (r.refusedAt + r.advised).Seconds(),
+			AfterBurst: after, Retried: r.retried, RetryOK: r.retryOK, RetryRefuse: r.retryRef})
 		if r.retried {
 			h.Retried++
 			if r.retryOK {
@@ -179,10 +218,24 @@ func (h *Honesty) count(outs []hOutcome) {
 			if r.retryRef {
 				h.RetriedRefused++
 			}
+			if after {
+				h.AfterRetried++
+				if r.retryOK {
+					h.AfterOK++
+				}
+			} else {
+				h.DuringRetried++
+				if r.retryOK {
+					h.DuringOK++
+				}
+			}
 		}
 	}
 	if h.Retried > 0 {
 		h.RetrySuccess = float64(h.RetriedOK) / float64(h.Retried)
+	}
+	if h.AfterRetried > 0 {
+		h.AfterShare = float64(h.AfterOK) / float64(h.AfterRetried)
 	}
 	if len(advice) > 0 {
 		slices.Sort(advice)
