@@ -8,10 +8,18 @@
 // when the signal first asked for more backends than the pool has, when
 // the first request was refused, and when the signal fell back after the
 // drop. Targets (issue 13): the signal rises at least 5 s before the first
-// refusal, and falls back below the pool's size once demand drops.
+// refusal, and falls back below the pool's size once demand drops. With a
+// forecast (the default) the signal a scaler reads is held at its highest
+// for scaling.scale_in_hold (5m) before it may fall (issue 14: scale-in is
+// slow by design), so the rise and the fall are judged on the need now
+// (the signal's terms: demand, headroom, queue) and the held signal is
+// checked to fall when, and only when, the hold allows; --tail 5m30s keeps
+// polling long enough to see it.
 //
 //	go run ./bench/scaling
 //	go run ./bench/scaling --max-concurrency 16   # the engines' batch size as a static limit
+//	go run ./bench/scaling --forecast=false       # the signal without the forecast's lead and hold
+//	go run ./bench/scaling --tail 5m30s           # poll until the scale-in hold has ended
 //	go run ./bench/scaling --envelope 30s:0.5,30s:0.5>1.6,20s:1.6,30s:0.3 --out scaling.md
 package main
 
@@ -50,6 +58,8 @@ type options struct {
 	Window     time.Duration
 	MaxConc    int
 	Poll       time.Duration
+	Tail       time.Duration // polling past the last arrival
+	Forecast   bool
 	SLO        time.Duration
 	Command    string
 }
@@ -62,13 +72,20 @@ type Poll struct {
 
 // Report is the run's result (--json).
 type Report struct {
-	Command       string             `json:"command"`
-	Machine       benchkit.Machine   `json:"machine"`
-	Trace         string             `json:"trace"`
-	Requests      int                `json:"requests"`
-	Backends      int                `json:"backends"`
-	PerServerRPS  float64            `json:"per_server_rps"` // the simulator's capacity for the trace's mean request
-	Window        float64            `json:"window_s"`
+	Command      string           `json:"command"`
+	Machine      benchkit.Machine `json:"machine"`
+	Trace        string           `json:"trace"`
+	Requests     int              `json:"requests"`
+	Backends     int              `json:"backends"`
+	PerServerRPS float64          `json:"per_server_rps"` // the simulator's capacity for the trace's mean request
+	Window       float64          `json:"window_s"`
+	// ScaleInHold is scaling.scale_in_hold when the gateway applies it
+	// (forecast.enabled), else 0.
+	ScaleInHold float64 `json:"scale_in_hold_s"`
+	Forecast    bool    `json:"forecast"`
+	// HeldBelowNeed counts polls whose signal was below its own need now
+	// (the hold must never take the signal under what demand and queue need).
+	HeldBelowNeed int                `json:"held_below_need"`
 	Polls         []Poll             `json:"polls"`
 	Peaks         []Peak             `json:"peaks"`
 	FinalDesired  float64            `json:"final_desired"`
@@ -90,6 +107,8 @@ func main() {
 	flag.DurationVar(&o.Window, "window", 0, "scaling.window (0: Sluice's default)")
 	flag.IntVar(&o.MaxConc, "max-concurrency", 0, "static per-backend max_concurrency (0: Sluice's default, the adaptive limit)")
 	flag.DurationVar(&o.Poll, "poll", time.Second, "how often /scaling is read")
+	flag.BoolVar(&o.Forecast, "forecast", config.Default().Forecast.Enabled, "forecast.enabled (default: Sluice's default); false: the signal without a forecast lead or scale-in hold")
+	flag.DurationVar(&o.Tail, "tail", 0, "keep polling this long after the last request (0: three polls); longer than scaling.scale_in_hold to see the held signal fall")
 	flag.StringVar(&out, "out", "", "also write the markdown report to this file")
 	flag.StringVar(&jsonOut, "json", "", "write the full results as JSON to this file")
 	flag.Parse()
@@ -141,6 +160,10 @@ func run(ctx context.Context, o options, md *strings.Builder) (*Report, error) {
 		cfg.Scaling.Window = config.Duration(o.Window)
 	}
 	rep.Window = cfg.Scaling.Window.D().Seconds()
+	cfg.Forecast.Enabled = o.Forecast
+	if rep.Forecast = cfg.Forecast.Enabled; rep.Forecast {
+		rep.ScaleInHold = cfg.Scaling.ScaleInHold.D().Seconds()
+	}
 	for i := range cfg.Models[0].Backends {
 		cfg.Models[0].Backends[i].MaxConcurrency = o.MaxConc
 	}
@@ -155,10 +178,15 @@ func run(ctx context.Context, o options, md *strings.Builder) (*Report, error) {
 	wg.Go(func() { rep.Polls = poll(pollCtx, rig.Admins[0], o.Poll, start) })
 	res, err := bench.Run(ctx, bench.Config{Target: rig.Targets[0], Model: model, Stream: true, Arrivals: arr,
 		Timeout: 60 * time.Second, SLOTTFT: o.SLO, Label: "sluice"})
-	// Keep polling a little past the last arrival: the fall is the point.
+	// Keep polling past the last arrival: the fall is the point.
+	tail := o.Tail
+	if tail <= 0 {
+		tail = 3 * o.Poll
+	}
 	if err == nil {
+		fmt.Fprintf(os.Stderr, "scaling: replay done, polling for %s more\n", tail)
 		select {
-		case <-time.After(3 * o.Poll):
+		case <-time.After(tail):
 		case <-ctx.Done():
 		}
 	}
@@ -210,21 +238,54 @@ func poll(ctx context.Context, admin string, every time.Duration, start time.Tim
 func refused(r *bench.Record) bool { return r.Status == 429 || r.Status == 503 }
 
 // Peak is one episode of the envelope: from when the previous peak's
-// signal fell back (or its drop, or the start) to the next drop in load. Times in seconds from the start; -1:
-// never.
+// need fell back (or its drop, or the start) to the next drop in load.
+// Times in seconds from the start; -1: never. Rise and fall are judged on
+// the need now (needNow), which the scale-in hold does not delay; the held
+// signal (what a scaler reads) has its own fall, HeldFellBack.
 type Peak struct {
 	From, Drop float64
-	// Rise is when desired backends went above the pool's size and stayed
-	// there until the episode's first refusal (or, without one, first went
-	// above it).
+	// Rise is when the need went above the pool's size and stayed there
+	// until the episode's first refusal (or, without one, first went above
+	// it). The held signal is never below the need, so it rose no later.
 	Rise         float64 `json:"rise_s"`
 	FirstRefusal float64 `json:"first_refusal_s"`
 	Lead         float64 `json:"lead_s"` // FirstRefusal − Rise, when both happened
 	Refusals     int     `json:"refusals"`
-	MaxDesired   float64 `json:"max_desired"`
-	// FellBack is the first poll after the drop with desired below the
+	MaxDesired   float64 `json:"max_desired"` // of the held signal
+	// FellBack is the first poll after the drop with the need below the
 	// pool's size.
 	FellBack float64 `json:"fell_back_s"`
+	// HoldEnds is when the held signal may fall: the last poll before
+	// FellBack with the need at or above the pool's size, plus the hold
+	// (FellBack without one). HeldFellBack is the first poll after the drop
+	// with the held signal below the pool's size; Renewed: the need went
+	// above the pool again before HoldEnds (the next peak), so the signal
+	// was rightly still held.
+	HoldEnds     float64 `json:"hold_ends_s"`
+	HeldFellBack float64 `json:"held_fell_back_s"`
+	Renewed      bool    `json:"renewed"`
+	// Above: the need went above the pool's size at some poll of the
+	// episode; without it there was nothing to fall from.
+	Above bool `json:"above"`
+}
+
+// needNow is what demand and queue need at the poll: the signal's terms,
+// before the scale-in hold (equal to desired backends without one).
+func needNow(s scaling.Signal) float64 { return s.Need.Demand + s.Need.Headroom + s.Need.Queue }
+
+// heldOK judges the held signal's fall: not before the hold ends (scale-in
+// is slow by design) and within slack polls after it, or still held when
+// the run ended before the hold did, or held into the next peak.
+func (pk Peak) heldOK(end, poll float64) bool {
+	switch {
+	case pk.FellBack < 0:
+		return false
+	case pk.Renewed:
+		return true
+	case pk.HeldFellBack < 0:
+		return end < pk.HoldEnds+3*poll
+	}
+	return pk.HeldFellBack >= pk.HoldEnds-poll/2 && pk.HeldFellBack <= pk.HoldEnds+3*poll
 }
 
 // drops are the times the envelope's load falls: a phase starting below 1x
@@ -242,8 +303,8 @@ func drops(env []phase) []float64 {
 	return out
 }
 
-// summarize finds, per peak, the signal's rise, the first refusal and the
-// fall.
+// summarize finds, per peak, the need's rise, the first refusal, the
+// need's fall and the held signal's.
 func summarize(rep *Report, o options, res *bench.Result) {
 	rep.RefusalReason = map[string]float64{}
 	var refusals []float64
@@ -255,10 +316,16 @@ func summarize(rep *Report, o options, res *bench.Result) {
 			refusals = append(refusals, benchkit.Ended(r).Seconds())
 		}
 	}
+	for _, p := range rep.Polls {
+		// A rounding step below: the hold compares the same float.
+		if p.Signal.DesiredBackends < needNow(p.Signal)-1e-9 {
+			rep.HeldBelowNeed++
+		}
+	}
 	backends := float64(o.Backends)
-	from := 0.0 // refusals before the previous peak's signal fell back are that peak's
+	from := 0.0 // refusals before the previous peak's need fell back are that peak's
 	for _, drop := range drops(o.Envelope) {
-		pk := Peak{From: from, Drop: drop, Rise: -1, FirstRefusal: -1, FellBack: -1}
+		pk := Peak{From: from, Drop: drop, Rise: -1, FirstRefusal: -1, FellBack: -1, HoldEnds: -1, HeldFellBack: -1}
 		for _, t := range refusals {
 			if t >= from && t < drop {
 				pk.Refusals++
@@ -273,9 +340,12 @@ func summarize(rep *Report, o options, res *bench.Result) {
 		}
 		up := false
 		for _, p := range rep.Polls {
-			d := p.Signal.DesiredBackends
+			d := needNow(p.Signal)
 			if p.T >= from && p.T < drop {
-				pk.MaxDesired = max(pk.MaxDesired, d)
+				pk.MaxDesired = max(pk.MaxDesired, p.Signal.DesiredBackends)
+			}
+			if p.T >= from && p.T < drop && d > backends {
+				pk.Above = true
 			}
 			if p.T >= from && p.T <= until {
 				switch {
@@ -288,12 +358,32 @@ func summarize(rep *Report, o options, res *bench.Result) {
 			if pk.FellBack < 0 && p.T >= drop && d < backends {
 				pk.FellBack = p.T
 			}
+			if pk.HeldFellBack < 0 && p.T >= drop && p.Signal.DesiredBackends < backends {
+				pk.HeldFellBack = p.T
+			}
 		}
 		if !up && pk.FirstRefusal >= 0 {
 			pk.Rise = -1 // down when the refusal came
 		}
 		if pk.Rise >= 0 && pk.FirstRefusal >= 0 {
 			pk.Lead = pk.FirstRefusal - pk.Rise
+		}
+		if pk.FellBack >= 0 {
+			last := -1.0
+			for _, p := range rep.Polls {
+				if p.T >= from && p.T < pk.FellBack && needNow(p.Signal) >= backends {
+					last = p.T
+				}
+			}
+			pk.HoldEnds = pk.FellBack
+			if last >= 0 && rep.ScaleInHold > 0 {
+				pk.HoldEnds = last + rep.ScaleInHold
+			}
+			for _, p := range rep.Polls {
+				if p.T > pk.FellBack && p.T < pk.HoldEnds && needNow(p.Signal) >= backends {
+					pk.Renewed = true
+				}
+			}
 		}
 		rep.Peaks = append(rep.Peaks, pk)
 		from = drop

@@ -35,9 +35,9 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 	}
 	e.Printf("- Load: %d requests of `%s` from #%d (order, token counts x%g and burstiness kept), under the envelope %s of the pool's capacity\n",
 		rep.Requests, rep.Trace, o.From, o.TokenScale, strings.Join(env, ", "))
-	e.Printf("- Pool: %d simulators (benchkit.SimConfig: 16 slots, waiting queue 64), %.2f req/s each for the trace's mean request, %.1f req/s in all; one Sluice with its defaults (scaling.window %gs, headroom 0.2, max_wait %s)%s, streaming clients\n",
-		rep.Backends, rep.PerServerRPS, capRPS, rep.Window, o.SLO, conc(o.MaxConc))
-	e.Printf("- Signal: `desired_backends` from the admin listener's `/scaling?model=%s`, read every %s; it rises when it goes above the pool's %d backends and stays there until the peak's first refusal; \"at capacity\": the backends' service rate was measured while they were full (else an optimistic estimate from all completions)\n\n", model, o.Poll, rep.Backends)
+	e.Printf("- Pool: %d simulators (benchkit.SimConfig: 16 slots, waiting queue 64), %.2f req/s each for the trace's mean request, %.1f req/s in all; one Sluice with its defaults (scaling.window %gs, headroom 0.2, max_wait %s, %s)%s, streaming clients\n",
+		rep.Backends, rep.PerServerRPS, capRPS, rep.Window, o.SLO, hold(rep), conc(o.MaxConc))
+	e.Printf("- Signal: `desired_backends` from the admin listener's `/scaling?model=%s`, read every %s (\"held\": what a scaler reads); \"need now\": its terms (demand + headroom + queue) before the scale-in hold. A peak's signal rises when the need goes above the pool's %d backends and stays there until the peak's first refusal (the held signal is never below the need, so it rose no later); \"at capacity\": the backends' service rate was measured while they were full (else an optimistic estimate from all completions)\n\n", model, o.Poll, rep.Backends)
 
 	res := rep.Bench
 	offered := perSecond(res, func(r *bench.Record) time.Duration { return r.Planned }, func(*bench.Record) bool { return true })
@@ -47,8 +47,8 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 	for _, pk := range rep.Peaks {
 		rises[pk.Rise], falls[pk.FellBack] = true, true
 	}
-	e.Printf("| t (s) | load (x cap) | offered req/s | measured arrivals req/s | backend service req/s | at capacity | slots / backend | queued | desired backends | refused | completed |\n")
-	e.Printf("|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|--:|\n")
+	e.Printf("| t (s) | load (x cap) | offered req/s | measured arrivals req/s | forecast req/s | backend service req/s | at capacity | slots / backend | queued | need now | desired backends (held) | refused | completed |\n")
+	e.Printf("|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|--:|--:|\n")
 	for _, p := range rep.Polls {
 		s := p.Signal
 		sec := int(p.T) - 1 // the second that just ended
@@ -63,9 +63,13 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 		if s.Service.AtCapacity {
 			measured = "yes"
 		}
-		e.Printf("| %.0f | %.2f | %d | %.1f | %.1f | %s | %.0f | %d | **%.2f**%s | %d | %d |\n", p.T,
-			loadAt(o.Envelope, time.Duration(p.T*float64(time.Second))), offered[sec], s.ArrivalRequestsPerSecond,
-			s.Service.RequestsPerSecond, measured, s.Service.Slots, s.Queued, s.DesiredBackends, mark, refusals[sec], served[sec])
+		fc := "–"
+		if s.ForecastRequestsPerSecond != nil {
+			fc = fmt.Sprintf("%.1f", *s.ForecastRequestsPerSecond)
+		}
+		e.Printf("| %.0f | %.2f | %d | %.1f | %s | %.1f | %s | %.0f | %d | %.2f%s | **%.2f** | %d | %d |\n", p.T,
+			loadAt(o.Envelope, time.Duration(p.T*float64(time.Second))), offered[sec], s.ArrivalRequestsPerSecond, fc,
+			s.Service.RequestsPerSecond, measured, s.Service.Slots, s.Queued, needNow(s), mark, s.DesiredBackends, refusals[sec], served[sec])
 	}
 	e.Printf("\n")
 	pass := func(ok bool) string {
@@ -80,9 +84,13 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 		}
 		return fmt.Sprintf("%.1f s", v)
 	}
-	e.Printf("| peak (from, drop) | signal rises (desired > %d, and stays up) | first refusal | lead (target >= %s) | refusals | max desired | back below %d after the drop (target: falls back) |\n",
-		rep.Backends, minLead, rep.Backends)
-	e.Printf("|---|--:|--:|---|--:|--:|---|\n")
+	e.Printf("| peak (from, drop) | signal rises (need > %d, and stays up) | first refusal | lead (target >= %s) | refusals | max desired | need back below %d after the drop (target: falls back) | held signal below %d (target: when the hold ends) |\n",
+		rep.Backends, minLead, rep.Backends, rep.Backends)
+	e.Printf("|---|--:|--:|---|--:|--:|---|---|\n")
+	end := 0.0
+	if n := len(rep.Polls); n > 0 {
+		end = rep.Polls[n-1].T
+	}
 	for _, pk := range rep.Peaks {
 		lead := "no refusal: " + pass(pk.Rise >= 0)
 		if pk.FirstRefusal >= 0 {
@@ -92,13 +100,32 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 		if pk.FellBack >= 0 {
 			fell = fmt.Sprintf("%.1f s later: %s", pk.FellBack-pk.Drop, pass(true))
 		}
-		e.Printf("| %.0f–%.0f s | %s | %s | %s | %d | %.2f | %s |\n", pk.From, pk.Drop, at(pk.Rise), at(pk.FirstRefusal), lead, pk.Refusals, pk.MaxDesired, fell)
+		held := "need never fell: " + pass(false)
+		switch {
+		case !pk.Above:
+			fell, held = "never above the pool", "never above the pool"
+		case pk.FellBack < 0:
+		case pk.Renewed:
+			held = fmt.Sprintf("held into the next peak (hold ends t=%.0f s): %s", pk.HoldEnds, pass(true))
+		case pk.HeldFellBack < 0:
+			held = fmt.Sprintf("held to the end of the run, t=%.0f s (hold ends t=%.0f s): %s", end, pk.HoldEnds, pass(pk.heldOK(end, o.Poll.Seconds())))
+		default:
+			held = fmt.Sprintf("t=%.0f s (hold ends t=%.0f s): %s", pk.HeldFellBack, pk.HoldEnds, pass(pk.heldOK(end, o.Poll.Seconds())))
+		}
+		e.Printf("| %.0f–%.0f s | %s | %s | %s | %d | %.2f | %s | %s |\n", pk.From, pk.Drop, at(pk.Rise), at(pk.FirstRefusal), lead, pk.Refusals, pk.MaxDesired, fell, held)
 	}
-	e.Printf("\nDesired backends at the end: %.2f. Refusals in all: %d (%s); answered within the SLO: %d of %d.\n\n",
-		rep.FinalDesired, rep.Refusals, benchkit.ByValue(rep.RefusalReason), res.Goodput.Count, len(res.Records))
+	e.Printf("\nDesired backends (held) at the end: %.2f; polls with the held signal below its need now: %d (%s). Refusals in all: %d (%s); answered within the SLO: %d of %d.\n\n",
+		rep.FinalDesired, rep.HeldBelowNeed, pass(rep.HeldBelowNeed == 0), rep.Refusals, benchkit.ByValue(rep.RefusalReason), res.Goodput.Count, len(res.Records))
 	if e.Err != nil {
 		md.WriteString(e.Err.Error())
 	}
+}
+
+func hold(rep *Report) string {
+	if !rep.Forecast {
+		return "forecast off: no scale-in hold"
+	}
+	return fmt.Sprintf("forecast on, scaling.scale_in_hold %gs", rep.ScaleInHold)
 }
 
 func conc(n int) string {

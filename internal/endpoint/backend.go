@@ -226,15 +226,19 @@ func (b *Backend) Limit() int {
 }
 
 // FullLimit is Limit without a slow start's ramp: the slots the backend
-// has once ramped up, which scaling plans with; 0 means unlimited.
+// has once ramped up, which scaling plans with; 0 means unlimited. The
+// scraped cap applies as in Limit: an adaptive limit above the engine's
+// batch counts its waiting room as slots, and a service rate planned with
+// it (slots × completions per slot-second) would read the backend 2–3×
+// faster than it is (BENCHMARKS §11, "Forecasting on by default").
 func (b *Backend) FullLimit() int {
 	if b.spec.MaxConcurrency > 0 {
-		return b.spec.MaxConcurrency
+		return b.capped(b.spec.MaxConcurrency)
 	}
 	if box := b.limiter.Load(); box != nil {
-		return box.l.Limit()
+		return b.capped(box.l.Limit())
 	}
-	return 0
+	return b.capped(0)
 }
 
 // Acquire counts a request as outstanding. It fails when the limit is

@@ -50,6 +50,11 @@ func TestScrapedCapLimitsToLearnedSlots(t *testing.T) {
 	if got := b.Limit(); got != 8 {
 		t.Fatalf("Limit = %d, want the scraped 8 below the adaptive 18", got)
 	}
+	// Scaling plans with the same slots: the adaptive 18 would count the
+	// engine's waiting room as service.
+	if got := b.FullLimit(); got != 8 {
+		t.Fatalf("FullLimit = %d, want the scraped 8 below the adaptive 18", got)
+	}
 	hold(b, 8)
 	if b.HasCapacity() || b.Acquire() {
 		t.Fatal("a ninth request admitted to a backend running its 8 slots")
@@ -187,6 +192,9 @@ func TestScrapedCapAppliesToStaticAndUnlimited(t *testing.T) {
 		b.ObserveLoad(reading(clk, 8, 2, 10), clk.now)
 		if got := b.Limit(); got != 8 {
 			t.Errorf("%s: Limit = %d, want the scraped 8", b.Name(), got)
+		}
+		if got := b.FullLimit(); got != 8 {
+			t.Errorf("%s: FullLimit = %d, want the scraped 8", b.Name(), got)
 		}
 	}
 }
