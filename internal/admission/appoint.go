@@ -18,6 +18,7 @@ import "time"
 //     advice grows with the burst, which is the truth: the backlog of
 //     refused demand grows too; a tenant refused often is spaced out, one
 //     refused rarely comes back soon.
+//
 //   - A request that comes back at its appointment (the same tenant, path
 //     and body, from the advised time to a grace period after it) goes to
 //     the front of its tenant's flow: ahead of the demand its tenant sent
@@ -26,12 +27,53 @@ import "time"
 //     other tenants does not change, so honouring Retry-After gains no more
 //     than the tenant's fair share.
 //
+//   - While appointments are due, slots are held for them: a request that
+//     keeps no appointment does not take one of the free slots that the
+//     appointments due within one mean slot hold (and those a moment
+//     overdue) will need. It waits, or is refused with its own, later
+//     appointment. Without this, fresh arrivals in the calm after a burst
+//     take the slots the book promised (it paces the refused at the whole
+//     drain rate) and the clients that came back as told are refused
+//     again. The hold is scaled by the share of appointments recently
+//     kept on time (none held for clients that do not come back), bounded
+//     by the capacity, and lapses a moment after a due time.
+//
 // A client that does not send the same request back, or comes back early,
 // is an ordinary arrival. The book holds at most maxAppointments entries;
 // past that, refusals still get the book's Retry-After but no priority.
 type appointments struct {
 	at  map[uint64]appointment // by request fingerprint
 	end map[string]time.Time   // by tenant: when its last appointment is
+	// due is how many appointments hold a slot (reserved), as counted at
+	// the time counted; recounted at most every reserveRecount.
+	due     int
+	counted time.Time
+	// kept and missed count appointments kept on time and not (late or
+	// never), decayed per event: slots are held only for the share of
+	// clients that do come back as told.
+	kept, missed float64
+}
+
+// keepDecay is the weight left to the past per appointment kept or missed.
+const keepDecay = 1 - 1.0/64
+
+func (a *appointments) outcome(kept bool) {
+	a.kept *= keepDecay
+	a.missed *= keepDecay
+	if kept {
+		a.kept++
+	} else {
+		a.missed++
+	}
+}
+
+// keptShare is the decayed share of appointments kept on time; 0 before
+// any is known, so nothing is held for clients not yet seen coming back.
+func (a *appointments) keptShare() float64 {
+	if a.kept+a.missed <= 0 {
+		return 0
+	}
+	return a.kept / (a.kept + a.missed)
 }
 
 type appointment struct {
@@ -48,6 +90,13 @@ const (
 	// least: clients add jitter and their own latency. A quarter of the
 	// advised wait is added for long waits.
 	appointmentGrace = 2 * time.Second
+	// reserveOverdue is how long after its due time an appointment still
+	// holds a slot: clients' own latency, not the whole grace, so slots
+	// held for no-shows are soon given back.
+	reserveOverdue = 250 * time.Millisecond
+	// reserveRecount bounds how often the book is scanned for due
+	// appointments (a scan is O(book), the book up to maxAppointments).
+	reserveRecount = 100 * time.Millisecond
 )
 
 // promise sets a refusal's Retry-After to the refused request's
@@ -121,7 +170,57 @@ func (q *Queue) keepsAppointment(fp uint64, now time.Time) bool {
 		return false // too early: the appointment stays for later
 	}
 	delete(q.appts.at, fp)
-	return !now.After(a.at.Add(a.grace()))
+	onTime := !now.After(a.at.Add(a.grace()))
+	q.appts.outcome(onTime)
+	if q.appts.due > 0 && !now.Before(a.at.Add(-appointmentEarly)) && !now.After(a.at.Add(reserveOverdue)) {
+		q.appts.due-- // its held slot is the one it takes now
+	}
+	return onTime
+}
+
+// reserved is how many of capacity slots are held for appointments due
+// now: those due within one mean slot hold from now (a slot taken now by
+// someone else is not free before then) or overdue by at most
+// reserveOverdue, times the share of appointments recently kept on time. Requests that keep no appointment may not take them.
+// Recounted at most every reserveRecount; the scan also forgets
+// appointments whose grace has passed.
+func (q *Queue) reserved(now time.Time, capacity int) int {
+	if len(q.appts.at) == 0 {
+		q.appts.due = 0
+		return 0
+	}
+	if now.Before(q.appts.counted) || now.Sub(q.appts.counted) >= reserveRecount {
+		ahead := now.Add(time.Duration(q.drain.meanHold() * float64(time.Second)))
+		q.appts.due, q.appts.counted = 0, now
+		for fp, a := range q.appts.at {
+			switch {
+			case now.After(a.at.Add(a.grace())):
+				delete(q.appts.at, fp)
+				q.appts.outcome(false)
+			case !a.at.Add(-appointmentEarly).After(ahead) && !now.After(a.at.Add(reserveOverdue)):
+				q.appts.due++
+			}
+		}
+	}
+	held := int(float64(q.appts.due)*q.appts.keptShare() + 0.5)
+	return min(held, max(capacity, 0))
+}
+
+// appointedHead removes and returns a queued waiter keeping an appointment
+// (the head of its flow, where appointed waiters go), highest class first;
+// nil if none waits.
+func (q *Queue) appointedHead() *waiter {
+	for _, c := range q.classes {
+		for _, f := range c.active {
+			if w := f.waiters[0]; w.appointed {
+				c.vtime = max(c.vtime, w.finish)
+				c.remove(w)
+				q.unqueue(w)
+				return w
+			}
+		}
+	}
+	return nil
 }
 
 // grace is how late the appointment is still honoured: appointmentGrace,
@@ -136,6 +235,7 @@ func (q *Queue) pruneAppointments(now time.Time) {
 	for fp, a := range q.appts.at {
 		if now.After(a.at.Add(a.grace())) {
 			delete(q.appts.at, fp)
+			q.appts.outcome(false)
 		}
 	}
 	for t, end := range q.appts.end {

@@ -320,7 +320,19 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	if r.Spare {
 		return q.takeSpareOrRefuse(r, now, capacity)
 	}
-	if q.inUse < capacity && !q.waitingAtOrAbove(r.Class) {
+	// A request back at its appointment goes to the front of its tenant's
+	// flow: ahead of the tenant's newer requests, not of other tenants.
+	// Slots held for due appointments (reserved) are not free to the
+	// others. One is this request's if it keeps its appointment, even past
+	// waiters: with a slot free after dispatch, they wait only because the
+	// free slots are held.
+	held := q.reserved(now, capacity)
+	appointed := q.keepsAppointment(r.Fingerprint, now)
+	free := q.inUse < capacity && (!q.waitingAtOrAbove(r.Class) || appointed && held > 0)
+	if appointed {
+		held = 0
+	}
+	if free && q.inUse < capacity-held {
 		q.classes[r.Class].drained() // a slot free, nobody ahead
 		q.counters.waited(r.Class, 0)
 		return q.takeSlot(r.Tenant, r.Weight, r.Cost, now, 0), nil, nil
@@ -333,9 +345,6 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	c := q.classes[r.Class]
 	key, weight := q.flowKey(r), q.flowWeight(r)
 	bound := q.arrivalBound(r, key) // before r counts as queued
-	// A request back at its appointment goes to the front of its tenant's
-	// flow: ahead of the tenant's newer requests, not of other tenants.
-	appointed := q.keepsAppointment(r.Fingerprint, now)
 	q.seq++
 	w := &waiter{req: r, cost: r.Cost, seq: q.seq, enqueued: now, ready: make(chan struct{}), appointed: appointed}
 	at := c.placeFor(key, r.Cost, appointed, q.cfg.ShortFirst, now)
@@ -354,7 +363,13 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		left = bound
 	}
 	if left < maxWait && !preempted && !q.guessOnly(capacity) {
-		if wait := q.waitFor(w, key, capacity, at); wait > left {
+		// Slots held for due appointments count as work ahead: a mean
+		// hold each, spread over the slots.
+		wait := q.waitFor(w, key, capacity, at)
+		if held > 0 && wait < maxWait {
+			wait += time.Duration(float64(held) * q.drain.meanHold() / float64(capacity) * float64(time.Second))
+		}
+		if wait > left {
 			reason := Saturated
 			if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {
 				reason = TenantOverShare
@@ -519,7 +534,12 @@ func (q *Queue) abandon(w *waiter, err error) error {
 // head: see codel.go).
 func (q *Queue) dispatch(now time.Time, capacity int) {
 	for q.inUse < capacity && q.queued > 0 {
-		w := q.next()
+		var w *waiter
+		if q.inUse < capacity-q.reserved(now, capacity) {
+			w = q.next()
+		} else if w = q.appointedHead(); w == nil {
+			return // the free slots are held for appointments due now
+		}
 		if q.expired(w, now) {
 			q.refuse(w, q.deadlineRejection(w, now))
 			continue
