@@ -14,23 +14,31 @@ import (
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
-// BenchmarkArrival is the forecast's own cost per live request: the
-// forecaster's count and /status's history (forecastRun.Arrival), with the
-// default config, 16 tenants and the clock moving 6 ms per arrival (10,000
-// a minute), so that intervals close as they do in a gateway.
-func BenchmarkArrival(b *testing.B) {
+// arrivalBench is the arrival benchmarks' set-up: a forecast run on the
+// default config without a snapshot, closed when the benchmark ends, 16
+// tenant names and the start of the benchmark's clock.
+func arrivalBench(b *testing.B) (*forecastRun, [16]string, time.Time) {
+	b.Helper()
 	cfg := config.Default().Forecast
 	cfg.Snapshot = "off"
 	r, err := newForecastRun(cfg, "", time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer r.close()
+	b.Cleanup(r.close)
 	var tenants [16]string
 	for i := range tenants {
 		tenants[i] = fmt.Sprintf("tenant-%d", i)
 	}
-	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	return r, tenants, time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+}
+
+// BenchmarkArrival is the forecast's own cost per live request: the
+// forecaster's count and /status's history (forecastRun.Arrival), with the
+// default config, 16 tenants and the clock moving 6 ms per arrival (10,000
+// a minute), so that intervals close as they do in a gateway.
+func BenchmarkArrival(b *testing.B) {
+	r, tenants, t0 := arrivalBench(b)
 	i := 0
 	b.ReportAllocs()
 	for b.Loop() {
@@ -44,18 +52,7 @@ func BenchmarkArrival(b *testing.B) {
 // from the same start, as a gateway's handlers do: what the count costs
 // when arrivals contend.
 func BenchmarkArrivalParallel(b *testing.B) {
-	cfg := config.Default().Forecast
-	cfg.Snapshot = "off"
-	r, err := newForecastRun(cfg, "", time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.close()
-	var tenants [16]string
-	for i := range tenants {
-		tenants[i] = fmt.Sprintf("tenant-%d", i)
-	}
-	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	r, tenants, t0 := arrivalBench(b)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0

@@ -23,8 +23,8 @@ func (res *Result) WriteJSON(w io.Writer) error {
 
 // WriteText writes a compact human-readable report.
 func (res *Result) WriteText(w io.Writer) error {
-	ew := &errWriter{w: w}
-	p := ew.printf
+	ew := &ErrWriter{w: w}
+	p := ew.Printf
 	name := "sluice bench"
 	if res.Label != "" {
 		name += ": " + res.Label
@@ -107,9 +107,9 @@ func (res *Result) WriteText(w io.Writer) error {
 // document's result table uses: mean latency, p99 TTFT, error rate, goodput
 // and requests served.
 func Compare(w io.Writer, title string, before, after *Result, beforeName, afterName string) error {
-	ew := &errWriter{w: w}
+	ew := &ErrWriter{w: w}
 	if title != "" {
-		ew.printf("%s\n", title)
+		ew.Printf("%s\n", title)
 	}
 	tw := tabwriter.NewWriter(ew, 0, 0, 3, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%s\t%s\t%s\t\n", leftAlign("", 20), beforeName, afterName)
@@ -132,9 +132,9 @@ func Compare(w io.Writer, title string, before, after *Result, beforeName, after
 	row("output tokens/s", func(r *Result) string { return fmt.Sprintf("%.0f", r.OutputTokensPerS) })
 	_ = tw.Flush()
 	if b, a := sloText(before.Goodput), sloText(after.Goodput); a == b {
-		ew.printf("goodput SLO: %s\n", a)
+		ew.Printf("goodput SLO: %s\n", a)
 	} else {
-		ew.printf("goodput SLO: %s %s; %s %s\n", beforeName, b, afterName, a)
+		ew.Printf("goodput SLO: %s %s; %s %s\n", beforeName, b, afterName, a)
 	}
 	return ew.err
 }
@@ -191,13 +191,14 @@ func topValues(m map[string]int, n int) string {
 	return sb.String()
 }
 
-// errWriter keeps the first write error so report code can print freely.
-type errWriter struct {
+// ErrWriter keeps the first write error so report code (this package's and
+// the demo's table) can print freely and check once.
+type ErrWriter struct {
 	w   io.Writer
 	err error
 }
 
-func (e *errWriter) Write(b []byte) (int, error) {
+func (e *ErrWriter) Write(b []byte) (int, error) {
 	if e.err != nil {
 		return 0, e.err
 	}
@@ -206,4 +207,10 @@ func (e *errWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
+func (e *ErrWriter) Printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
+
+// NewErrWriter wraps w.
+func NewErrWriter(w io.Writer) *ErrWriter { return &ErrWriter{w: w} }
+
+// Err is the first write error, nil if every write succeeded.
+func (e *ErrWriter) Err() error { return e.err }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/bench"
 )
 
 // row is one line of the before/after table: the seed document's rows
@@ -62,23 +64,23 @@ func RowNames() []string {
 // WriteTable prints the before/after table, as aligned text or as a
 // Markdown table (`sluice demo --markdown`, for the README).
 func (r *Report) WriteTable(w io.Writer, markdown bool) error {
-	ew := &errWriter{w: w}
+	ew := bench.NewErrWriter(w)
 	if markdown {
-		ew.printf("| |")
+		ew.Printf("| |")
 		for _, l := range r.Legs {
-			ew.printf(" %s |", l.Name)
+			ew.Printf(" %s |", l.Name)
 		}
-		ew.printf("\n|---|%s\n", strings.Repeat("---:|", len(r.Legs)))
+		ew.Printf("\n|---|%s\n", strings.Repeat("---:|", len(r.Legs)))
 		for _, row := range rows {
-			ew.printf("| %s |", row.name)
+			ew.Printf("| %s |", row.name)
 			for i := range r.Legs {
-				ew.printf(" %s |", row.cell(r, &r.Legs[i]))
+				ew.Printf(" %s |", row.cell(r, &r.Legs[i]))
 			}
-			ew.printf("\n")
+			ew.Printf("\n")
 		}
-		return ew.err
+		return ew.Err()
 	}
-	ew.printf("Before / after (same trace, same simulators; %d requests per replay):\n", r.Requests)
+	ew.Printf("Before / after (same trace, same simulators; %d requests per replay):\n", r.Requests)
 	tw := tabwriter.NewWriter(ew, 0, 0, 3, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-24s\t", "")
 	for _, l := range r.Legs {
@@ -93,9 +95,9 @@ func (r *Report) WriteTable(w io.Writer, markdown bool) error {
 		fmt.Fprintln(tw)
 	}
 	_ = tw.Flush()
-	ew.printf("SLO: first token within %s. Error rate: requests answered 429 or 503 (refused), 5xx, timed out or cut, of those sent.\n", r.SLOTTFT)
-	ew.printf("Utilisation: busy batch slots / slots of the servers started (booting ones included), sampled every 100 ms.\n")
-	return ew.err
+	ew.Printf("SLO: first token within %s. Error rate: requests answered 429 or 503 (refused), 5xx, timed out or cut, of those sent.\n", r.SLOTTFT)
+	ew.Printf("Utilisation: busy batch slots / slots of the servers started (booting ones included), sampled every 100 ms.\n")
+	return ew.Err()
 }
 
 func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
@@ -118,21 +120,3 @@ func traceMinutes(d time.Duration) string {
 	}
 	return fmt.Sprintf("%.1f min", d.Minutes())
 }
-
-// errWriter keeps the first write error, so the table is written without
-// a check per line.
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(b []byte) (int, error) {
-	if e.err != nil {
-		return 0, e.err
-	}
-	n, err := e.w.Write(b)
-	e.err = err
-	return n, err
-}
-
-func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
