@@ -162,7 +162,7 @@ func (p *Predictive) Desired(v View) int {
 	if p.Forecaster != nil {
 		p.Forecaster.Advance(p.clock.trace(v.Now))
 	}
-	ps := scaling.PoolState{Queued: v.Queued, QueueDrainFor: p.SLO, DefaultSlots: v.Slots,
+	ps := scaling.PoolState{Queued: v.Queued, InUse: v.InUse, Capacity: v.Serving * v.Slots, QueueDrainFor: p.SLO, DefaultSlots: v.Slots,
 		Backends: make([]scaling.BackendState, 0, len(v.ServingNames))}
 	for _, n := range v.ServingNames {
 		ps.Backends = append(ps.Backends, scaling.BackendState{Name: n, Slots: v.Slots, Usable: true})

@@ -27,6 +27,7 @@ type View struct {
 	Provisioned       int     // serving plus starting (not leaving)
 	Serving, Starting int
 	Queued            int
+	InUse             int     // requests on serving servers (the gateway's slots in use)
 	Utilisation       float64 // busy slots / serving slots, mean since the last tick
 	Slots             int     // per server
 	ServingNames      []string
@@ -322,6 +323,7 @@ func (p *pool) tick(now float64) {
 		if s.readyAt <= now {
 			v.Serving++
 			v.ServingNames = append(v.ServingNames, serverName(s))
+			v.InUse += s.outstanding()
 		} else {
 			v.Starting++
 		}

@@ -135,3 +135,56 @@ func TestPredictiveCatchesTheRiseFirst(t *testing.T) {
 		t.Fatalf("two identical runs differ: %+v vs %+v", s, rs)
 	}
 }
+
+// From a cold meter (a gateway that just started, or a pool back from a
+// quiet spell) the first completions are the short requests, and the
+// service rate measured from them is several times what a server
+// sustains. Under a steady demand of 6 servers, forecast as such, the
+// signal must not halve the pool once the scale-in hold is over.
+func TestColdMeterDoesNotShrinkABusyPool(t *testing.T) {
+	w := &Workload{Rates: []float64{1, 1, 1, 1}, Window: 10 * time.Minute, Lengths: testLengths(), Compress: 60, Seed: 5}
+	mu := w.ServiceRate(sim.Config{})
+	w.Sample = 6 * mu / w.Compress // the demand needs 6 servers
+	opt := Options{ColdStart: 3 * time.Minute, Sync: 15 * time.Second, SLO: 2 * time.Second, MaxWait: 10 * time.Second, InitialServers: 8}
+	fc, err := forecast.New(forecast.Config{Interval: w.Window})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(0, 0)
+	for range 7 * 144 {
+		fc.Observe(at, forecast.Key{Model: "m"}, w.Window.Seconds(), 0)
+		at = at.Add(w.Window)
+	}
+	fc.Advance(at)
+	res, err := Run(w, opt, NewPredictive(fc, at, w, scaling.Policy{Headroom: 0.2, PriorSlotRate: mu / 16}, 3*time.Minute, 5*time.Minute, opt.SLO, mu))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The floor is the requests in flight at the speed of a part-full
+	// server, which is faster than a full one's: the pool may dip by one
+	// below the need before its queue shows, not by half (as it did, to 3
+	// servers and 7 violation minutes, when the optimistic rate alone set it).
+	for m, pt := range res.Timeline {
+		if pt.Serving < 5 {
+			t.Fatalf("%d servers serving at minute %d under a demand of 6", pt.Serving, m)
+		}
+	}
+	need := func(r float64) float64 { return r * w.Sample * w.Compress / mu }
+	if s := Summarise(w, res, opt.SLO, need); s.ViolationMinutes > 2 {
+		t.Fatalf("%d SLO-violation minutes at a steady demand, want at most 2", s.ViolationMinutes)
+	}
+}
+
+// testLengths is a spread of request lengths like a conversation trace's:
+// mostly short, some long (the short ones end first).
+func testLengths() [][2]int {
+	var out [][2]int
+	for i := range 100 {
+		p, o := 200+40*i, 30+4*i
+		if i%10 == 0 {
+			p, o = 6000, 700
+		}
+		out = append(out, [2]int{p, o})
+	}
+	return out
+}

@@ -76,6 +76,9 @@ type Signal struct {
 	// ForecastRequestsPerSecond is the forecast at now+lead; nil without one.
 	ForecastRequestsPerSecond *float64 `json:"forecast_requests_per_second"`
 	DemandRequestsPerSecond   float64  `json:"demand_requests_per_second"`
+	// InFlightBackends is the backends the requests in flight fill now
+	// (slots in use over slots per backend): the demand term's floor.
+	InFlightBackends float64 `json:"in_flight_backends"`
 
 	Queued           int                `json:"queued"`
 	QueuedTokens     float64            `json:"queued_tokens"`
@@ -123,13 +126,19 @@ type BackendService struct {
 //	     (slots: the backend's mean concurrency limit over its completions;
 //	     before any backend is measured: mean slots × PriorSlotRate)
 //	D  = max(arrival rate over the window, over a fifth of it, forecast at now+lead)
-//	desired = D/μ                     Little's law: D × hold time / slots per backend
-//	        + Headroom × D/μ
+//	n  = max(D/μ,                     Little's law: D × hold time / slots per backend
+//	         slots in use / slots per backend)  the requests in flight now
+//	desired = n + Headroom × n
 //	        + queued / (μ × drain_for)  the queue started within the objective
 //
-// Every term is linear in what this replica saw (its arrivals, its queue),
-// so with several gateway replicas sum() of their desired backends is the
-// model's need. It is fractional; a scaler rounds up.
+// The in-flight floor guards against μ read too high: measured from few
+// completions (after a restart or a quiet spell the short requests end
+// first) or below capacity (a part-full batch runs faster), D/μ would
+// shrink a pool whose slots are busy; the slots in use need no estimate.
+// Every term is linear in what this replica saw (its arrivals, its queue,
+// its requests in flight) but for that max, which only adds, so with
+// several gateway replicas sum() of their desired backends is at least
+// the model's need. It is fractional; a scaler rounds up.
 func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signal {
 	s := Signal{Model: model, Time: now, Backends: len(p.Backends),
 		ArrivalRequestsPerSecond: r.Arrivals, ArrivalTokensPerSecond: r.ArrivalTokens,
@@ -154,8 +163,11 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 			s.DemandRequestsPerSecond = max(s.DemandRequestsPerSecond, f)
 		}
 	}
+	if slots := s.Service.Slots; slots > 0 {
+		s.InFlightBackends = float64(p.InUse) / slots
+	}
 	if mu := s.Service.RequestsPerSecond; mu > 0 {
-		s.Need.Demand = s.DemandRequestsPerSecond / mu
+		s.Need.Demand = max(s.DemandRequestsPerSecond/mu, s.InFlightBackends)
 		s.Need.Headroom = pol.Headroom * s.Need.Demand
 		if drain := p.QueueDrainFor.Seconds(); drain > 0 {
 			s.Need.Queue = float64(p.Queued) / (mu * drain)

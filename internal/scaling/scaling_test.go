@@ -103,11 +103,11 @@ func TestMeterMeasuresServicePerSlotAndForgetsBackendsThatLeft(t *testing.T) {
 	}
 }
 
-// pool is two backends of 4 slots now, with queued requests waiting and
-// a TTFT objective of 2 s.
+// pool is two backends of 4 slots now, 2 of them in use, with queued
+// requests waiting and a TTFT objective of 2 s.
 func pool(queued int) PoolState {
 	return PoolState{Backends: []BackendState{{Name: "a", Slots: 4, Usable: true}, {Name: "b", Slots: 4, Usable: true}},
-		Queued: queued, InUse: 6, Capacity: 8, QueueDrainFor: 2 * time.Second, DefaultSlots: 8}
+		Queued: queued, InUse: 2, Capacity: 8, QueueDrainFor: 2 * time.Second, DefaultSlots: 8}
 }
 
 func TestPlanIsLittlesLawPlusHeadroomPlusTheQueue(t *testing.T) {
@@ -119,7 +119,7 @@ func TestPlanIsLittlesLawPlusHeadroomPlusTheQueue(t *testing.T) {
 	near(t, "headroom term", s.Need.Headroom, 0.6, 1e-9)
 	near(t, "queue term", s.Need.Queue, 2, 1e-9) // 8 queued within 2 s at 2 req/s a backend
 	near(t, "desired", s.DesiredBackends, 5.6, 1e-9)
-	near(t, "utilisation", s.SlotUtilisation, 0.75, 1e-9)
+	near(t, "utilisation", s.SlotUtilisation, 0.25, 1e-9)
 	if s.UsableBackends != 2 || s.Backends != 2 || !s.Service.Measured {
 		t.Fatalf("signal %+v", s)
 	}
@@ -140,8 +140,10 @@ func TestPlanIsLittlesLawPlusHeadroomPlusTheQueue(t *testing.T) {
 	rising.ArrivalsRising = 1
 	near(t, "desired on the window's rate", Plan("m", t0, rising, pool(0), Policy{}).DesiredBackends, 3, 1e-9)
 
-	// Demand gone, queue empty: nothing needed.
-	if s := Plan("m", t0, Reading{Service: r.Service}, pool(0), Policy{Headroom: 0.2}); s.DesiredBackends != 0 {
+	// Demand gone, queue empty, nothing in flight: nothing needed.
+	idle := pool(0)
+	idle.InUse = 0
+	if s := Plan("m", t0, Reading{Service: r.Service}, idle, Policy{Headroom: 0.2}); s.DesiredBackends != 0 {
 		t.Fatalf("no demand, no queue: desired %.3f, want 0", s.DesiredBackends)
 	}
 }
@@ -200,6 +202,17 @@ func TestDesiredBackendsSumAcrossReplicas(t *testing.T) {
 		sum += Plan("m", t0, Reading{Arrivals: share.rate, Service: svc}, pool(share.queued), Policy{Headroom: 0.2}).DesiredBackends
 	}
 	near(t, "sum over replicas", sum, whole.DesiredBackends, 1e-9)
+
+	// The floor of the requests in flight is each replica's own: where it
+	// binds (a replica whose slots are busier than its arrivals say), the
+	// sum is above the whole's, never below.
+	busy := pool(1)
+	busy.InUse = 8 // 2 backends' worth in flight against 0.5 from its 1 req/s
+	floored := Plan("m", t0, Reading{Arrivals: 1, Service: svc}, busy, Policy{Headroom: 0.2}).DesiredBackends
+	near(t, "a replica on its in-flight floor", floored, 2*1.2+0.25, 1e-9)
+	if sum-0.85+floored < whole.DesiredBackends {
+		t.Fatalf("sum with a floored replica %.3f below the whole's %.3f", sum-0.85+floored, whole.DesiredBackends)
+	}
 }
 
 func TestCollectorExportsTheSignals(t *testing.T) {
@@ -257,4 +270,31 @@ func TestServiceAtCapacityWinsAndIsKeptThroughCalm(t *testing.T) {
 	}
 	near(t, "sustained rate", sv.Slots*sv.PerSlot, 10, 1e-9)
 	near(t, "tokens per slot-second at capacity", sv.TokensPerSlot, 50, 1e-9)
+}
+
+// The service rate measured from completions overstates a backend's
+// capacity while few of its requests have ended (the short ones end
+// first: after a restart, after a quiet spell) or while it is far from
+// full; the demand term never falls below the backends the requests in
+// flight fill, so such an estimate cannot shrink a busy pool.
+func TestPlanNeverBelowTheRequestsInFlight(t *testing.T) {
+	// 3 req/s over an estimate of 4 slots × 1.5 = 6 req/s a backend: half a
+	// backend, while 7 of the 8 slots are in use.
+	r := Reading{Arrivals: 3, Service: map[string]Service{"a": {PerSlot: 1.5}, "b": {PerSlot: 1.5}}}
+	p := pool(0)
+	p.InUse = 7
+	s := Plan("m", t0, r, p, Policy{Headroom: 0.2})
+	near(t, "in-flight backends", s.InFlightBackends, 1.75, 1e-9)
+	near(t, "demand term on the requests in flight", s.Need.Demand, 1.75, 1e-9)
+	near(t, "desired", s.DesiredBackends, 2.1, 1e-9)
+
+	// Demand above what is in flight (a rise, a forecast) still counts.
+	r.Arrivals = 30
+	s = Plan("m", t0, r, p, Policy{Headroom: 0.2})
+	near(t, "demand term on the arrivals", s.Need.Demand, 5, 1e-9)
+
+	// Admission off: nothing known in flight, the arrivals alone count.
+	r.Arrivals = 3
+	p.InUse, p.Capacity = 0, 0
+	near(t, "desired without admission", Plan("m", t0, r, p, Policy{}).DesiredBackends, 0.5, 1e-9)
 }
