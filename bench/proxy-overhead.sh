@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Proxy overhead, side by side in one run: the fast simulated backend
 # (sluice sim --instant) measured directly, through nginx (keepalive
-# upstream), through HAProxy (when installed) and through Sluice on its
+# upstream), through HAProxy (when installed), through a bare Go
+# net/http proxy (bench/bareproxy: the floor of a net/http proxy, no
+# policy) and through Sluice on its
 # defaults (flag mode with one backend: adaptive admission, fair queue,
 # circuit breaker, passive health, retry budget, metrics; no rate limit and
 # no cache: the request is not cacheable without temperature 0).
@@ -12,19 +14,22 @@
 #      the same side); non-2xx and socket errors counted from the first
 #      request on (no warm-up beyond one health probe);
 #   2. latency added at a fixed rate: bench/fixedrate sends RATE req/s
-#      (open loop, latency from each request's scheduled time) for LAT_DUR
-#      to the backend directly, nginx and Sluice; added = p99 - direct p99.
+#      (open loop, latency from each request's scheduled time) to the
+#      backend directly, nginx, the bare Go proxy and Sluice in alternating
+#      slices of SLICE, REPEATS times (order rotated each time); added = the
+#      median over repeats of (target p99 - direct p99 of the same repeat),
+#      so a shared machine's drift falls on every target alike.
 #
 # Same conditions for every server: with PIN=1 (default on >= 2 cores) the
 # load generator and the backend run on CPU 0 and the server under test on
 # CPU 1 (taskset), nginx with worker_processes 1, HAProxy nbthread 1,
-# Sluice with GOMAXPROCS=1. With PIN=0 nothing is pinned, nginx runs
+# Sluice and the bare Go proxy with GOMAXPROCS=1. With PIN=0 nothing is pinned, nginx runs
 # worker_processes = nproc, HAProxy nbthread = nproc and Sluice
 # GOMAXPROCS = nproc. Access logging off on every side (nginx access_log
 # off, Sluice --log-level error filters its access log).
 #
 # Installs nginx and wrk with apt-get when missing (as root, else sudo).
-# Usage: [PIN=1] [ROUNDS=2] [RATE=1000] [LAT_DUR=10s] [POLICIES="default"]
+# Usage: [PIN=1] [PORT_BASE=19101] [ROUNDS=2] [RATE=1000] [SLICE=1s] [REPEATS=20] [POLICIES="default"]
 #        [SLUICE_BIN=prebuilt] bench/proxy-overhead.sh [duration=10s] [connections=64]
 # POLICIES: space-separated balancing policies ("default" = no --policy flag).
 set -euo pipefail
@@ -33,7 +38,8 @@ DUR=${1:-10s}
 CONNS=${2:-64}
 ROUNDS=${ROUNDS:-2}
 RATE=${RATE:-1000}
-LAT_DUR=${LAT_DUR:-10s}
+SLICE=${SLICE:-1s}
+REPEATS=${REPEATS:-20}
 POLICIES=${POLICIES:-default}
 NCPU=$(nproc)
 PIN=${PIN:-$([ "$NCPU" -ge 2 ] && echo 1 || echo 0)}
@@ -57,8 +63,10 @@ trap cleanup EXIT
 
 if [ -n "${SLUICE_BIN:-}" ]; then cp "$SLUICE_BIN" "$WORK/sluice"; else go build -o "$WORK/sluice" ./cmd/sluice; fi
 go build -o "$WORK/fixedrate" ./bench/fixedrate
+go build -o "$WORK/bareproxy" ./bench/bareproxy
 
-BACK=127.0.0.1:19101 NGINX=127.0.0.1:19102 HAPROXY=127.0.0.1:19103 SLUICE=127.0.0.1:19104
+P=${PORT_BASE:-19101}   # five ports from here; another PORT_BASE lets two runs share a machine
+BACK=127.0.0.1:$P NGINX=127.0.0.1:$((P + 1)) HAPROXY=127.0.0.1:$((P + 2)) SLUICE=127.0.0.1:$((P + 3)) BARE=127.0.0.1:$((P + 4))
 BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}'
 "${LOADCPU[@]}" "$WORK/sluice" sim --listen $BACK --instant --model m >/dev/null 2>&1 &
 
@@ -113,6 +121,9 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 
 wait_up $BACK health
+env "${SLUICE_ENV[@]}" "${SRVCPU[@]}" "$WORK/bareproxy" --listen $BARE --backend $BACK 2>"$WORK/bareproxy.log" &
+BARE_PID=$!
+wait_up $BARE health
 
 run() { # name addr pids... -> "round name rps p50 p99 non2xx errors cpu% cpu_us_per_req"
   local name=$1 addr=$2; shift 2
@@ -139,7 +150,7 @@ start_sluice() { # policy
 }
 stop_sluice() { kill "$SLUICE_PID"; wait "$SLUICE_PID" 2>/dev/null || true; SLUICE_PID=; }
 
-targets=(nginx)
+targets=(nginx bare-go)
 [ "$HAVE_HAPROXY" = 1 ] && targets+=(haproxy)
 for p in $POLICIES; do targets+=("sluice/$p"); done
 : > "$WORK/results.txt"
@@ -150,6 +161,7 @@ for ROUND in $(seq "$ROUNDS"); do
     case $t in
     nginx) run nginx $NGINX "$(cat "$WORK/nginx.pid")" >> "$WORK/results.txt" ;;
     haproxy) run haproxy $HAPROXY "$(cat "$WORK/haproxy.pid")" >> "$WORK/results.txt" ;;
+    bare-go) run bare-go $BARE "$BARE_PID" >> "$WORK/results.txt" ;;
     sluice/*)
       start_sluice "${t#sluice/}"   # a fresh process each round: its warm-up is measured too
       run "$t" $SLUICE "$SLUICE_PID" >> "$WORK/results.txt"
@@ -158,40 +170,28 @@ for ROUND in $(seq "$ROUNDS"); do
   done
 done
 
-# Latency added at a fixed rate (default policy only).
-fixed() { # name addr
-  printf '%s ' "$1"
-  "${LOADCPU[@]}" "$WORK/fixedrate" --url "http://$2/v1/chat/completions" --rate "$RATE" --duration "$LAT_DUR" --body "$BODY"
-}
-{
-  fixed direct $BACK
-  fixed nginx $NGINX
-  start_sluice "$(echo "$POLICIES" | awk '{print $1}')"
-  fixed sluice $SLUICE
-  stop_sluice
-} > "$WORK/fixed.txt"
+# Latency added at a fixed rate (default policy only), alternating slices.
+start_sluice "$(echo "$POLICIES" | awk '{print $1}')"
+"${LOADCPU[@]}" "$WORK/fixedrate" --rate "$RATE" --slice "$SLICE" --repeats "$REPEATS" --body "$BODY" \
+  --targets "direct=http://$BACK/v1/chat/completions,nginx=http://$NGINX/v1/chat/completions,bare-go=http://$BARE/v1/chat/completions,sluice=http://$SLUICE/v1/chat/completions" \
+  > "$WORK/fixed.txt"
+stop_sluice
 
 echo "machine: $NCPU cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg); shared with other jobs"
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'); backend: sluice sim --instant; wrk -t1 -c$CONNS -d$DUR, $ROUNDS rounds (order rotated)"
-echo "pinned: $([ "$PIN" = 1 ] && echo "wrk/fixedrate + backend on CPU 0, server under test on CPU 1" || echo "no"); nginx worker_processes $WORKERS, HAProxy nbthread $WORKERS, Sluice GOMAXPROCS=$WORKERS; access logs off on every side"
+echo "pinned: $([ "$PIN" = 1 ] && echo "wrk/fixedrate + backend on CPU 0, server under test on CPU 1" || echo "no"); nginx worker_processes $WORKERS, HAProxy nbthread $WORKERS, Sluice and bare Go GOMAXPROCS=$WORKERS; access logs off on every side"
 echo "Sluice: flag mode defaults (admission, breaker, passive health, retry budget, metrics), a fresh process per round; CPU = server CPU time / wall time (pinned: < 90% = other jobs took part of its core)"
 awk '
-  $2=="direct" {d[$1]=$3} $2=="nginx" {ng[$1]=$3}
+  $2=="direct" {d[$1]=$3} $2=="nginx" {ng[$1]=$3} $2=="bare-go" {bg[$1]=$3}
   {rows[NR]=$0}
   END {
-    printf "%-6s %-22s %9s %9s %9s %7s %7s %5s %8s %9s %9s\n", "round", "target", "req/s", "p50", "p99", "non-2xx", "errors", "CPU", "us/req", "vs direct", "vs nginx"
+    printf "%-6s %-22s %9s %9s %9s %7s %7s %5s %8s %9s %9s %9s\n", "round", "target", "req/s", "p50", "p99", "non-2xx", "errors", "CPU", "us/req", "vs direct", "vs nginx", "vs bareGo"
     for (i=1;i<=NR;i++) { split(rows[i], f, " ")
-      printf "%-6d %-22s %9d %9s %9s %7d %7d %4s%% %8s %8.2fx %8.2fx\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[3]/d[f[1]], f[3]/ng[f[1]]
-      if (f[2] ~ /^sluice/) { s[f[2]]+=f[3]/ng[f[1]]; c[f[2]]++ } }
-    for (k in s) printf "mean %s / nginx req/s: %.2fx over %d rounds\n", k, s[k]/c[k], c[k]
+      printf "%-6d %-22s %9d %9s %9s %7d %7d %4s%% %8s %8.2fx %8.2fx %8.2fx\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[3]/d[f[1]], f[3]/ng[f[1]], f[3]/bg[f[1]]
+      if (f[2] ~ /^sluice|^bare-go/) { s[f[2]]+=f[3]/ng[f[1]]; sb[f[2]]+=f[3]/bg[f[1]]; c[f[2]]++ } }
+    for (k in s) printf "mean %s req/s: %.2fx nginx, %.2fx bare Go, over %d rounds\n", k, s[k]/c[k], sb[k]/c[k], c[k]
   }' "$WORK/results.txt"
 echo
-echo "fixed rate: bench/fixedrate --rate $RATE --duration $LAT_DUR (after a 1 s warm-up at that rate), latency from the scheduled send time"
-awk '
-  $1=="direct" {d99=$9; d50=$7}
-  {rows[NR]=$0}
-  END {
-    printf "%-8s %7s %7s %7s %7s %6s %9s %9s %9s %9s %12s %12s\n", "target", "sent", "ok", "non-2xx", "errors", "late", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "p50 added", "p99 added"
-    for (i=1;i<=NR;i++) { split(rows[i], f, " ")
-      printf "%-8s %7d %7d %7d %7d %6d %9.3f %9.3f %9.3f %9.3f %9.3f ms %9.3f ms\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[9], f[10], f[11], f[7]-d50, f[9]-d99 }
-  }' "$WORK/fixed.txt"
+echo "fixed rate: bench/fixedrate --rate $RATE, targets alternating in $SLICE slices, $REPEATS repeats (order rotated; 1 s warm-up each first), latency from the scheduled send time"
+echo "p50/p99 = median over slices; p99 added = median over repeats of (target p99 - direct p99 in the same repeat), with quartiles"
+cat "$WORK/fixed.txt"

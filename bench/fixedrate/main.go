@@ -8,6 +8,12 @@
 //
 //	go run ./bench/fixedrate --url http://127.0.0.1:8080/v1/chat/completions --rate 1000 --duration 10s
 //
+// With --targets name=url,... it measures several servers instead, in
+// alternating slices (--slice, --repeats; see runSlices) and prints one
+// row per target: medians of the per-slice p50 and p99, and the median
+// (with quartiles) of each slice's p99 minus the first target's p99 in the
+// same repeat.
+//
 // Output, one line: "sent ok non2xx errors late p50_ms p90_ms p99_ms p999_ms max_ms",
 // late = requests that started more than 1 ms after their scheduled time
 // because every connection was busy (the generator, not the server, is
@@ -37,7 +43,20 @@ func main() {
 	warm := flag.Duration("warmup", time.Second, "sent at the same rate first, not counted")
 	conns := flag.Int("conns", 64, "connections (and sending goroutines)")
 	body := flag.String("body", defaultBody, "request body (JSON)")
+	targets := flag.String("targets", "", "name=url,name=url,...: alternate between these (the first is the reference)")
+	slice := flag.Duration("slice", time.Second, "with --targets: length of one slice")
+	repeats := flag.Int("repeats", 20, "with --targets: how many times every target gets a slice")
 	flag.Parse()
+	if *targets != "" {
+		ts, err := parseTargets(*targets, *conns, []byte(*body))
+		if err != nil || *rate <= 0 || *conns <= 0 || *repeats <= 0 {
+			fmt.Fprintln(os.Stderr, err)
+			flag.Usage()
+			os.Exit(2)
+		}
+		runSlices(context.Background(), os.Stdout, ts, *rate, *warm, *slice, *repeats)
+		return
+	}
 	if *url == "" || *rate <= 0 || *conns <= 0 {
 		flag.Usage()
 		os.Exit(2)

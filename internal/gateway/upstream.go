@@ -122,7 +122,9 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 	res := rt.forward(ctx, w, served, c, capture)
 	g.countSlotWait(served.Model, c.slotWaited)
 	g.served(served, &res)
-	rt.fillFromCapture(context.WithoutCancel(ctx), c, w.Header(), &res, capture, g.now())
+	if capture != nil { // the detached context and the clock read only for a cache fill
+		rt.fillFromCapture(context.WithoutCancel(ctx), c, w.Header(), &res, capture, g.now())
+	}
 	rec.result = res
 	if res.Err != nil && !res.Written {
 		rec.fail(w, apiError(res.Err, c.peek.Model))

@@ -194,13 +194,17 @@ func (c *conn) Read(p []byte) (int, error) {
 		// here the header timeout runs.
 		c.phase.CompareAndSwap(phaseIdle, phaseHeader)
 	}
-	if err != nil && isTimeout(err) && !c.timedOut.Load() {
-		switch c.phase.Load() {
-		case phaseIdle:
-			c.timedOut.Store(true)
+	// The phase first: net/http ends every request's background read with
+	// a deadline in the past while a handler runs (phaseActive), and
+	// isTimeout, which allocates, need not look at that error.
+	if err == nil {
+		return n, nil
+	}
+	if p := c.phase.Load(); (p == phaseIdle || p == phaseHeader) && !c.timedOut.Load() && isTimeout(err) {
+		c.timedOut.Store(true)
+		if p == phaseIdle {
 			c.l.m.timedOut("idle")
-		case phaseHeader:
-			c.timedOut.Store(true)
+		} else {
 			c.l.m.timedOut("header")
 			c.answerHeaderTimeout()
 		}

@@ -270,15 +270,29 @@ func (b *Body) unref() {
 // collector instead of the pool: losing a pool entry is safe, reusing a
 // buffer the transport might still read is not.
 func (b *Body) holdUntilWritten(ctx context.Context) context.Context {
+	h := &writeHold{}
+	return h.hold(ctx, b)
+}
+
+// writeHold is holdUntilWritten's state: the hook and its once in one
+// allocation (the upstream request embeds it; outbound.go).
+type writeHold struct {
+	b     *Body
+	once  atomic.Bool
+	trace httptrace.ClientTrace
+}
+
+func (h *writeHold) hold(ctx context.Context, b *Body) context.Context {
 	b.refs.Add(1)
-	var once atomic.Bool
-	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(info httptrace.WroteRequestInfo) {
-			if info.Err == nil && once.CompareAndSwap(false, true) {
-				b.unref()
-			}
-		},
-	})
+	h.b = b
+	h.trace.WroteRequest = h.wrote
+	return httptrace.WithClientTrace(ctx, &h.trace)
+}
+
+func (h *writeHold) wrote(info httptrace.WroteRequestInfo) {
+	if info.Err == nil && h.once.CompareAndSwap(false, true) {
+		h.b.unref()
+	}
 }
 
 // Retain takes one more owner's reference, for a holder that outlives the

@@ -167,16 +167,17 @@ const (
 
 var phaseCause = [...]error{phaseFirstByte: ErrFirstByteTimeout, phaseIdle: ErrStreamIdle, phaseFirstToken: ErrFirstTokenTimeout}
 
-// startWatchdog arms the first-byte limit d, or the first-token limit ft
+// startWatchdog arms, at time at (the attempt's start: the caller has just
+// read the clock), the first-byte limit d, or the first-token limit ft
 // when positive and tighter.
-func startWatchdog(d, ft time.Duration, deadline time.Time, now func() time.Time, cancel context.CancelCauseFunc) *watchdog {
+func startWatchdog(d, ft time.Duration, deadline, at time.Time, now func() time.Time, cancel context.CancelCauseFunc) *watchdog {
 	w := &watchdog{deadline: deadline, now: now}
 	if ft > 0 && ft < d {
 		d = ft
-		w.firstToken = now().Add(ft)
+		w.firstToken = at.Add(ft)
 		w.phase.Store(phaseFirstToken)
 	}
-	w.timer = time.AfterFunc(w.bound(d), func() {
+	w.timer = time.AfterFunc(w.bound(d, at), func() {
 		cause := phaseCause[w.phase.Load()]
 		if !w.now().Before(w.deadline) {
 			cause = ErrTotalTimeout
@@ -186,9 +187,10 @@ func startWatchdog(d, ft time.Duration, deadline time.Time, now func() time.Time
 	return w
 }
 
-// bound shortens d so the timer never fires after the total deadline.
-func (w *watchdog) bound(d time.Duration) time.Duration {
-	if left := w.deadline.Sub(w.now()); left < d {
+// bound shortens d, from time at, so the timer never fires after the
+// total deadline.
+func (w *watchdog) bound(d time.Duration, at time.Time) time.Duration {
+	if left := w.deadline.Sub(at); left < d {
 		return max(left, 0)
 	}
 	return d
@@ -198,16 +200,17 @@ func (w *watchdog) bound(d time.Duration) time.Duration {
 // stream's first token is due, the first call (the response head came)
 // keeps that deadline when it is the earlier one.
 func (w *watchdog) idle(d time.Duration) {
+	at := w.now() // one clock read per chunk
 	if !w.firstToken.IsZero() && !w.headSeen {
 		w.headSeen = true
-		if left := w.firstToken.Sub(w.now()); left < d {
-			w.timer.Reset(w.bound(max(left, 0)))
+		if left := w.firstToken.Sub(at); left < d {
+			w.timer.Reset(w.bound(max(left, 0), at))
 			return
 		}
 	}
 	w.firstToken = time.Time{}
 	w.phase.Store(phaseIdle)
-	w.timer.Reset(w.bound(d))
+	w.timer.Reset(w.bound(d, at))
 }
 
 // Forward runs the attempts for one request and relays the response to w.
@@ -233,12 +236,15 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 	}()
 
 	for attempt := 0; attempt < f.opt.Attempts; attempt++ {
-		if attempt > 0 && !f.opt.Now().Before(deadline) {
-			res.Err = ErrTotalTimeout
-			break
-		}
+		// One clock read per attempt serves its checks, its breaker call
+		// and its start (a first attempt's is the request's start).
+		now := start
 		if attempt > 0 {
-			if f.opt.Budget != nil && !f.opt.Budget.Withdraw(f.opt.Now()) {
+			if now = f.opt.Now(); !now.Before(deadline) {
+				res.Err = ErrTotalTimeout
+				break
+			}
+			if f.opt.Budget != nil && !f.opt.Budget.Withdraw(now) {
 				res.Err = fmt.Errorf("%w: %w", ErrRetryBudget, res.Err)
 				break
 			}
@@ -256,7 +262,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			res.Err = ErrSaturated
 			continue
 		}
-		done, ok := b.AllowCall(f.opt.Now())
+		done, ok := b.AllowCall(now)
 		if !ok { // its breaker opened (or has no half-open slot) meanwhile
 			b.Abandon()
 			res.Err = ErrNoBackend
@@ -264,7 +270,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		}
 		c := call{b: b, done: done, work: in.Work}
 		b.AddWork(c.work)
-		attemptStart := f.opt.Now()
+		attemptStart := now
 		if in.Peek.Stream {
 			b.StartWaiting(attemptStart)
 			c.waiting = true
@@ -279,7 +285,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		} else {
 			cancel = cancelWithBackend(b, cancel)
 		}
-		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now, cancel)
+		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, attemptStart, f.opt.Now, cancel)
 		var resp *http.Response
 		var headAt time.Time
 		if hedged {
@@ -397,12 +403,13 @@ func (f *Forwarder) attemptContext(ctx context.Context, hedged bool) (context.Co
 
 // outbound builds the upstream request: same path and body, the headers
 // of upstreamHeader (hop-by-hop and client-only ones dropped, the
-// backend's credentials instead of the client's).
+// backend's credentials instead of the client's). Its URL, body reader and
+// write hold share one allocation (upstream).
 func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Request) *http.Request {
+	up := &upstream{}
 	t := b.Target()
-	u := &url.URL{Scheme: t.Scheme, Host: t.Host, Path: t.Path + in.Path, RawQuery: in.RawQuery}
+	up.url = url.URL{Scheme: t.Scheme, Host: t.Host, Path: t.Path + in.Path, RawQuery: in.RawQuery}
 	spec := b.Spec()
-	var body io.ReadCloser
 	var getBody func() (io.ReadCloser, error)
 	size := int64(len(in.Body.Bytes()))
 	rewritten, rerr := []byte(nil), error(nil)
@@ -415,7 +422,7 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	}
 	if rewritten != nil && rerr == nil {
 		size = int64(len(rewritten))
-		body = io.NopCloser(bytes.NewReader(rewritten))
+		up.body.Reset(rewritten)
 		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(rewritten)), nil }
 	} else {
 		// A NopCloser over a bytes.Reader is a body net/http knows is in
@@ -423,8 +430,8 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		// The pooled buffer is held until the transport reports the
 		// request written; without GetBody the transport never re-reads it
 		// later (our own retries build a new request).
-		body = io.NopCloser(bytes.NewReader(in.Body.Bytes()))
-		ctx = in.Body.holdUntilWritten(ctx)
+		up.body.Reset(in.Body.Bytes())
+		ctx = up.hold.hold(ctx, in.Body)
 	}
 	h := upstreamHeader(in, spec)
 	if in.Shared || in.Capture != nil {
@@ -432,17 +439,24 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	}
 	req := &http.Request{
 		Method:        http.MethodPost,
-		URL:           u,
+		URL:           &up.url,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        h,
-		Body:          body,
+		Body:          io.NopCloser(&up.body),
 		ContentLength: size,
 		Host:          t.Host,
 		GetBody:       getBody,
 	}
 	return req.WithContext(ctx)
+}
+
+// upstream is what an upstream request points to, allocated together.
+type upstream struct {
+	url  url.URL
+	body bytes.Reader
+	hold writeHold
 }
 
 // call is one admitted upstream attempt: the backend's in-flight slot and

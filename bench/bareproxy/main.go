@@ -1,0 +1,60 @@
+// Command bareproxy is the floor for bench/proxy-overhead.sh: the least a
+// net/http reverse proxy does. A net/http server, one shared http.Transport
+// (Sluice's settings: proxy.NewTransport), the request body read into
+// memory first (as Sluice does; net/http then sends it with the headers in
+// one write), RoundTrip and io.CopyBuffer through a pooled 32 KiB buffer;
+// hop-by-hop headers are not stripped, no policy, no metrics.
+// Sluice / bareproxy is what Sluice adds; bareproxy / nginx is what
+// net/http costs.
+//
+//	go run ./bench/bareproxy --listen 127.0.0.1:19105 --backend 127.0.0.1:19101
+package main
+
+import (
+	"bytes"
+	"flag"
+	"io"
+	"log"
+	"maps"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/proxy"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:19105", "address to serve on")
+	backend := flag.String("backend", "127.0.0.1:19101", "backend host:port (http)")
+	flag.Parse()
+	transport := proxy.NewTransport(5 * time.Second)
+	bufs := sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := *r // shallow; headers copied once
+		u := *r.URL
+		u.Scheme, u.Host = "http", *backend
+		out.URL, out.Host, out.RequestURI, out.Header = &u, "", "", r.Header.Clone()
+		if n := r.ContentLength; n > 0 && n <= 1<<20 {
+			// Read first, as Sluice does: a body net/http knows is in
+			// memory leaves with the headers in one write, not two.
+			body := make([]byte, n)
+			if _, err := io.ReadFull(r.Body, body); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			out.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		resp, err := transport.RoundTrip(&out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		maps.Copy(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		buf := bufs.Get().(*[]byte)
+		defer bufs.Put(buf)
+		io.CopyBuffer(struct{ io.Writer }{w}, resp.Body, *buf) // hide ReadFrom: use the pooled buffer
+	})
+	log.Fatal(http.ListenAndServe(*listen, handler))
+}
