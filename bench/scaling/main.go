@@ -60,6 +60,9 @@ type options struct {
 	Poll       time.Duration
 	Tail       time.Duration // polling past the last arrival
 	Forecast   bool
+	Headroom   float64       // scaling.headroom (0: Sluice's default)
+	Delay      time.Duration // admission.delay_target (0: Sluice's default, a quarter of max_wait)
+	Scrape     bool          // load_metrics.enabled: each backend capped at its learned batch (issue 10 §3)
 	SLO        time.Duration
 	Command    string
 }
@@ -108,6 +111,9 @@ func main() {
 	flag.IntVar(&o.MaxConc, "max-concurrency", 0, "static per-backend max_concurrency (0: Sluice's default, the adaptive limit)")
 	flag.DurationVar(&o.Poll, "poll", time.Second, "how often /scaling is read")
 	flag.BoolVar(&o.Forecast, "forecast", config.Default().Forecast.Enabled, "forecast.enabled (default: Sluice's default); false: the signal without a forecast lead or scale-in hold")
+	flag.BoolVar(&o.Scrape, "load-metrics", config.Default().LoadMetrics.Enabled, "load_metrics.enabled (default: Sluice's default); false: no scraped cap, the adaptive limits alone (as when §11's first runs were measured)")
+	flag.Float64Var(&o.Headroom, "headroom", 0, "scaling.headroom (0: Sluice's default, 0.2)")
+	flag.DurationVar(&o.Delay, "delay-target", 0, "admission.delay_target (0: Sluice's default, a quarter of max_wait: 500ms); 2s: arrivals refused only past max_wait, as when §11's first runs were measured")
 	flag.DurationVar(&o.Tail, "tail", 0, "keep polling this long after the last request (0: three polls); longer than scaling.scale_in_hold to see the held signal fall")
 	flag.StringVar(&out, "out", "", "also write the markdown report to this file")
 	flag.StringVar(&jsonOut, "json", "", "write the full results as JSON to this file")
@@ -161,6 +167,13 @@ func run(ctx context.Context, o options, md *strings.Builder) (*Report, error) {
 	}
 	rep.Window = cfg.Scaling.Window.D().Seconds()
 	cfg.Forecast.Enabled = o.Forecast
+	cfg.LoadMetrics.Enabled = o.Scrape
+	if o.Headroom > 0 {
+		cfg.Scaling.Headroom = o.Headroom
+	}
+	if o.Delay > 0 {
+		cfg.Admission.DelayTarget = config.Duration(o.Delay)
+	}
 	if rep.Forecast = cfg.Forecast.Enabled; rep.Forecast {
 		rep.ScaleInHold = cfg.Scaling.ScaleInHold.D().Seconds()
 	}
