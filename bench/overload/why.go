@@ -181,16 +181,20 @@ func writeWhy(ew *benchkit.ErrWriter, g *GoodputReport, regime string) {
 		}
 		queued := benchkit.OrDash(l.QueuedShare > 0, "%.1f / %.1f / %.1f / %.1f / %.1f", w.IdleSlotsQueued, w.BackendWaitQueued, w.IdleFreeQueued, w.HeldQueued, w.CapacityQueued)
 		ew.Row(l.Trace, fmt.Sprintf("%gx", l.Load), l.Name(), fmt.Sprintf("%.0f (%.0f)", w.AnsweredLate, w.TokensLate),
-			fmt.Sprintf("%.0f / %.0f (%s)", w.TokensInSLO, w.PoolTokens, wasted), meanSizes(w, l.InSLO), fmt.Sprintf("%.0f", w.PoolCancelled),
+			fmt.Sprintf("%.0f / %.0f (%s)", w.TokensInSLO, w.PoolTokens, wasted), meanSizes(w, l.Runs), fmt.Sprintf("%.0f", w.PoolCancelled),
 			benchkit.ByValue(w.Gateway), queued, fmt.Sprintf("%s / %d", strings.Join(peaks, ", "), w.SlotsPerBackend))
 	}
 	ew.Printf("\n")
 }
 
 // meanSizes is the mean prompt and completion tokens of the answers in
-// SLO (inSLO of them per run): what a full pool spent on each, and so how
-// many it could answer.
-func meanSizes(w *Why, inSLO float64) string {
+// SLO over the runs: what a full pool spent on each, and so how many it
+// could answer.
+func meanSizes(w *Why, runs []*Outcome) string {
+	var inSLO float64
+	for _, r := range runs {
+		inSLO += float64(r.InSLO) / float64(len(runs))
+	}
 	if inSLO <= 0 {
 		return "-"
 	}
