@@ -56,19 +56,17 @@ const (
 // + Waiting the backend's demand from every client:
 //
 //	D >= slots: cap = mine × slots / D   (at least 1)
-//	D <  slots: cap = mine + slots − D   (alone; shared: see capFor)
+//	D <  slots: cap = mine + slots − D
 //
 // where mine is this gateway's in-flight count when the backend answered
-// the scrape (InflightAtScrape); with other clients there, the room
-// (slots − D) is split (capFor). While the backend queues nothing the cap
+// the scrape (InflightAtScrape). While the backend queues nothing the cap
 // is at least mine + 1, so a slot count learned too low grows back; after
 // such a probe found no larger batch, the next one waits (probeAt). Gateway
 // replicas sharing a backend each see the same D, so in a backend that
 // queues each gets its own share of its slots, and the caps add up to the
 // slots, not to the replicas times the slots. The room of a backend with
-// free slots is offered to every replica at once; each takes its share of
-// the demand of it, at least half (capFor), so two replicas overfill it by
-// a request at most, and the next scrape scales them back.
+// free slots is offered to every replica at once, so they may overfill it
+// by that room, once: the next scrape shows the queue and scales them back.
 func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	b.SetLoad(l)
 	running := int(math.Round(l.Running))
@@ -127,32 +125,12 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 
 // capFor is the in-flight bound for a gateway holding mine of a backend's
 // demand, given its slots (see ObserveLoad).
-//
-// A backend with free slots (demand < slots) offers that room to every
-// client that reads its metrics at once. A gateway alone there (the demand
-// is all its own) takes all of it; one sharing it takes its share of the
-// demand, but at least half: two replicas then add up to about the slots,
-// where each taking the whole room overfilled the backend by it, on every
-// scrape that caught a slot free (measured: two replicas' limits summed to
-// 52–62 on a 48-slot pool one second in four, and the overfill waited in
-// the backends' own queues; docs/BENCHMARKS.md §8). The half keeps a
-// replica with a small share able to grow into the room, so the replicas'
-// shares still even out.
 func capFor(mine, slots, demand int) int {
 	if demand >= slots {
 		return max(1, int(math.Round(float64(mine)*float64(slots)/float64(demand))))
 	}
-	room := slots - demand
-	if demand <= mine {
-		return mine + room // alone: the demand is all this gateway's
-	}
-	share := max(float64(mine)/float64(demand), roomShareFloor)
-	return mine + max(1, int(math.Ceil(float64(room)*share)))
+	return mine + slots - demand
 }
-
-// roomShareFloor is the least share of a backend's free slots a gateway
-// sharing it takes (see capFor).
-const roomShareFloor = 0.5
 
 // ScrapedCap is the bound ObserveLoad set on the backend's in-flight
 // requests, and its learned slot count; cap is 0 when none applies now (no

@@ -199,49 +199,12 @@ func TestScrapedCapAppliesToStaticAndUnlimited(t *testing.T) {
 	}
 }
 
-// Two replicas reading a backend with free slots: each used to take the
-// whole room, so together they sent it twice the room and the excess
-// waited in the backend's queue. Now their caps add up to the slots (and
-// at most one more), and the one holding less still grows.
-func TestScrapedCapSplitsFreeSlotsBetweenReplicas(t *testing.T) {
-	clk := &fakeClock{t: t0}
-	a := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
-	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
-	for _, g := range []*Backend{a, b} {
-		g.SetLimiter(admission.Static(40))
-	}
-	// Learn the 16 slots: the backend queued in two readings in a row.
-	for range 2 {
-		a.ObserveLoad(reading(clk, 16, 4, 10), clk.now)
-		b.ObserveLoad(reading(clk, 16, 4, 10), clk.now)
-		clk.t = clk.t.Add(time.Second)
-	}
-	// Four slots free: A holds 7 there, B 5.
-	a.ObserveLoad(reading(clk, 12, 0, 7), clk.now)
-	b.ObserveLoad(reading(clk, 12, 0, 5), clk.now)
-	la, lb := a.Limit(), b.Limit()
-	if la+lb > 17 {
-		t.Fatalf("replica limits %d + %d = %d on 16 slots with 12 running; want at most 17 (was 20: each took the 4 free)", la, lb, la+lb)
-	}
-	if la <= 7 || lb <= 5 {
-		t.Fatalf("replica limits %d and %d: each must grow into the room (from 7 and 5)", la, lb)
-	}
-	// Alone on the backend, a gateway still takes every free slot.
-	a.ObserveLoad(reading(clk, 12, 0, 12), clk.now)
-	if got := a.Limit(); got != 16 {
-		t.Fatalf("alone with 4 free of 16: limit %d, want 16", got)
-	}
-}
-
 func TestCapFor(t *testing.T) {
 	tests := []struct{ mine, slots, demand, want int }{
 		{mine: 18, slots: 8, demand: 18, want: 8},
 		{mine: 0, slots: 8, demand: 18, want: 1}, // another client fills it: one request still goes
 		{mine: 4, slots: 8, demand: 8, want: 4},  // full, no queue: hold
-		{mine: 5, slots: 8, demand: 5, want: 8},  // alone, three free slots: all of them
-		{mine: 2, slots: 8, demand: 5, want: 4},  // shared: half the three free slots, rounded up
-		{mine: 6, slots: 8, demand: 7, want: 7},  // shared, most of the demand: its share of the one free
-		{mine: 0, slots: 8, demand: 4, want: 2},  // none there yet: still half the room
+		{mine: 2, slots: 8, demand: 5, want: 5},  // three free slots
 		{mine: 0, slots: 8, demand: 0, want: 8},
 	}
 	for _, tt := range tests {
