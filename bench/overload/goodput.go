@@ -78,6 +78,7 @@ type GLeg struct {
 	QueuedShare  float64    `json:"gateway_queue_nonempty_share"`
 	DelayTargetS *float64   `json:"queue_delay_target_s,omitempty"`
 	KeptUp       bool       `json:"generator_kept_up"`
+	Why          *Why       `json:"why,omitempty"` // means over the runs
 	Runs         []*Outcome `json:"runs"`
 }
 
@@ -113,6 +114,7 @@ func (l *GLeg) aggregate() {
 	for _, u := range utilQ {
 		l.UtilQueued += u / float64(len(utilQ))
 	}
+	l.Why = meanWhy(l.Runs)
 }
 
 // Sweep is the static-limit sweep: the best a hand-tuned static
@@ -216,7 +218,10 @@ type pathRun struct {
 
 // goodputPaths are the paths every goodput load runs through.
 func goodputPaths(o options) []pathRun {
-	paths := []pathRun{{pathDirect, 0}, {pathSluice, 0}}
+	paths := []pathRun{{pathSluice, 0}}
+	if !o.NoDirect {
+		paths = append([]pathRun{{pathDirect, 0}}, paths...)
+	}
 	if o.Replicas2 {
 		paths = append(paths, pathRun{pathSluice2, 0})
 	}
@@ -268,6 +273,10 @@ func (h *gharness) run(ctx context.Context, s legSpec) (*Outcome, error) {
 	}
 	h.progress.Printf("      in SLO %d of %d, TTFT p99 %s, refused %d with / %d without Retry-After, unannounced %d, slots busy %.0f%%",
 		out.InSLO, out.Offered, benchkit.MsText(out.TTFTP99ms), out.RefusedWithRA, out.RefusedNoRA, out.Unannounced, 100*out.Util)
+	if w := out.Why; w != nil && out.QueuedShare > 0 {
+		h.progress.Printf("      late %.0f, pool tokens %.0f (in SLO %.0f, their prompts %.0f); while queued (%.0f%% of the time): idle pool slots %.1f, backend waiting %.1f, free at idle gateway %.1f, held %.1f; %s",
+			w.AnsweredLate, w.PoolTokens, w.TokensInSLO, w.PromptInSLO, 100*out.QueuedShare, w.IdleSlotsQueued, w.BackendWaitQueued, w.IdleFreeQueued, w.HeldQueued, benchkit.ByValue(w.Gateway))
+	}
 	return out, nil
 }
 

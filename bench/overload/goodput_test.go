@@ -32,7 +32,7 @@ func TestGoodputSmoke(t *testing.T) {
 	}
 	md := out.String()
 	for _, want := range []string{"### Regime shed", "### Regime unbounded", "| direct |", "| sluice x2 |",
-		"pool in-time capacity", "### Static limit sweep", "tuned: static max_concurrency 8", "### Targets (issue 10)", "`go test`"} {
+		"pool in-time capacity", "### Static limit sweep", "tuned: static max_concurrency 8", "### Targets (issue 10)", "`go test`", "Why (means per run)"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
@@ -48,6 +48,9 @@ func TestGoodputSmoke(t *testing.T) {
 		}
 		if r.OK == 0 || r.Samples == 0 {
 			t.Errorf("%s %s: ok %d, samples %d", l.Regime, l.Path, r.OK, r.Samples)
+		}
+		if l.Why == nil || l.Why.PoolTokens <= 0 || l.Why.TokensInSLO+l.Why.TokensLate <= 0 {
+			t.Errorf("%s %s: why %+v", l.Regime, l.Path, l.Why)
 		}
 	}
 	if g.Sweep == nil || g.Sweep.Knee != 8 || len(g.Sweep.Trajectory) == 0 {
@@ -112,6 +115,43 @@ func TestSummarizeRunClassifies(t *testing.T) {
 	}
 	if out.DelayTargetS != nil {
 		t.Errorf("delay target %v from samples without it", *out.DelayTargetS)
+	}
+}
+
+// whyOf counts late answers and their tokens from the records, the pool's
+// and the gateways' counters, and the room while a gateway queued.
+func TestWhyCounts(t *testing.T) {
+	o := options{SLO: time.Second, Backends: 2, Sim: simConfig()}
+	o.Sim.Slots = 4
+	recs := []bench.Record{
+		{Status: 200, TTFT: 500 * time.Millisecond, CompletionTokens: 10},
+		{Status: 200, TTFT: 1500 * time.Millisecond, CompletionTokens: 7},
+		{Status: 503, Kind: bench.KindStatus},
+	}
+	nan := math.NaN()
+	ss := []benchkit.Sample{
+		{T: 1, Running: 8, Queue: []float64{4, 4}, DelayTarget: nan},
+		{T: 2, Running: 6, Waiting: 1, GWQueued: 2, GWIdleFree: 3, GWHeld: 1, GWCapacity: 7, Queue: []float64{5, 2}, DelayTarget: nan},
+	}
+	sim := []benchkit.Metric{{Name: "vllm:generation_tokens_total", Value: 30}, {Name: "sluice_sim_cancelled_total", Value: 1}}
+	gw := []benchkit.Metric{{Name: "sluice_queue_rejections_total", Labels: `{model="m",reason="saturated"}`, Value: 4},
+		{Name: "sluice_hedges_total", Labels: `{model="m",event="started"}`, Value: 2}}
+	w := whyOf(o, recs, ss, [][]benchkit.Metric{sim, sim}, [][]benchkit.Metric{gw, gw})
+	if w.AnsweredLate != 1 || w.TokensLate != 7 || w.TokensInSLO != 10 || w.PoolTokens != 60 || w.PoolCancelled != 2 {
+		t.Errorf("answers and tokens %+v", w)
+	}
+	if w.Gateway["refused saturated"] != 8 || w.Gateway["hedges started"] != 4 {
+		t.Errorf("gateway counters %v", w.Gateway)
+	}
+	if w.IdleSlotsQueued != 2 || w.BackendWaitQueued != 1 || w.IdleFreeQueued != 3 || w.HeldQueued != 1 || w.CapacityQueued != 7 {
+		t.Errorf("while queued %+v", w)
+	}
+	if len(w.PeakInFlight) != 2 || w.PeakInFlight[0] != 5 || w.PeakInFlight[1] != 4 || w.SlotsPerBackend != 4 {
+		t.Errorf("peaks %v of %d", w.PeakInFlight, w.SlotsPerBackend)
+	}
+	m := meanWhy([]*Outcome{{Why: w}, {Why: &Why{PeakInFlight: []float64{9, 1}}}})
+	if m.AnsweredLate != 0.5 || m.Gateway["refused saturated"] != 4 || m.PeakInFlight[0] != 9 || m.PeakInFlight[1] != 4 {
+		t.Errorf("mean %+v", m)
 	}
 }
 

@@ -164,6 +164,7 @@ type Outcome struct {
 	LagP99ms       float64   `json:"generator_lag_p99_ms"`
 	KeptUp         bool      `json:"generator_kept_up"`
 	WallS          float64   `json:"wall_s"`
+	Why            *Why      `json:"why,omitempty"`
 
 	// Raw latencies, kept to pool percentiles over runs.
 	ttft, refArrival, refQueued []time.Duration
@@ -186,7 +187,9 @@ func runOnce(ctx context.Context, o options, s legSpec) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	sims, gateways := scrapeEnd(ctx, rig)
 	out := summarizeRun(o, recs, ss, o.Backends*max(o.Sim.Slots, 1), len(rig.Admins) > 0)
+	out.Why = whyOf(o, recs, ss, sims, gateways)
 	out.KeptUp = out.KeptUp && keptUp
 	out.WallS = time.Since(wall).Seconds()
 	return out, nil

@@ -89,6 +89,7 @@ type options struct {
 	GoodputLoads    []float64 // goodput loads, x capacity
 	Regimes         []string  // regimeShed, regimeUnbounded
 	Replicas2       bool      // goodput: also run the two-gateway legs
+	NoDirect        bool      // goodput: skip the round-robin legs (no reference ratios)
 	Runs            int       // goodput: repetitions of every leg
 	Sweep           []int     // static max_concurrency values; empty: no sweep
 	Honesty         bool      // goodput: run the Retry-After honesty test
@@ -128,6 +129,7 @@ func main() {
 	flag.StringVar(&f.gloads, "goodput-loads", "1.2,2,4", "goodput loads, as multiples of each trace's pool capacity")
 	flag.StringVar(&f.regimes, "regimes", "shed,unbounded", "goodput simulator regimes: shed (waiting queue 64, then 503), unbounded (waiting queue 100000)")
 	flag.BoolVar(&opt.Replicas2, "replicas2", true, "goodput: also run two Sluice replicas in front of the same simulators")
+	flag.BoolVar(&opt.NoDirect, "no-direct", false, "goodput: skip the round-robin legs (the ratios to direct and to the pool's capacity are then n/a); for comparing one Sluice with two")
 	flag.IntVar(&opt.Runs, "runs", 1, "goodput: run every leg this many times (fresh simulators and gateways) and report the median")
 	flag.StringVar(&f.sweep, "sweep", "16,20,24,28,32", "goodput: static max_concurrency values to sweep at 2x, unbounded, first trace (empty: no sweep)")
 	flag.BoolVar(&opt.Honesty, "honesty", true, "goodput: Retry-After honesty test (3x for 10s, then 0.5x for 30s, clients retry once after Retry-After)")
@@ -325,6 +327,9 @@ func estimate(o options) time.Duration {
 	if o.Goodput {
 		d := o.GoodputDuration
 		paths := 2
+		if o.NoDirect {
+			paths--
+		}
 		if o.Replicas2 {
 			paths++
 		}

@@ -112,7 +112,7 @@ func writeRegime(ew *benchkit.ErrWriter, g *GoodputReport, regime string) {
 		if l.Regime != regime || l.Path != pathSluice || l.Tuned != 0 {
 			continue
 		}
-		ref, refN := "n/a (shed not run)", 0.0
+		ref, refN := "n/a (not run)", 0.0
 		if r := reference(g.Legs, l); r != nil {
 			ref, refN = fmt.Sprintf("%.0f", r.InSLO), r.InSLO
 		}
@@ -123,6 +123,7 @@ func writeRegime(ew *benchkit.ErrWriter, g *GoodputReport, regime string) {
 		ew.Row(l.Trace, fmt.Sprintf("%gx", l.Load), ref, fmt.Sprintf("%.0f", l.InSLO), ratioText(l.InSLO, refN), x2, x2r, benchkit.MsText(l.TTFTP99ms))
 	}
 	p("\n")
+	writeWhy(ew, g, regime)
 }
 
 // msOrDash is v in ms, or "-" when it is over no request.
@@ -252,7 +253,7 @@ func goodputTargets(g *GoodputReport) []Target {
 				Measured: fmt.Sprintf("%s (%.0f / %.0f)", ratioText(l.InSLO, ref.InSLO), l.InSLO, ref.InSLO),
 				Pass:     ref.InSLO > 0 && l.InSLO/ref.InSLO >= targetVsPool})
 		case l.Regime == regimeUnbounded:
-			ts = append(ts, Target{Name: "sluice / pool in-time capacity >= 0.95" + at, Measured: "n/a: the shed regime was not run", NA: true})
+			ts = append(ts, Target{Name: "sluice / pool in-time capacity >= 0.95" + at, Measured: "n/a: the shed regime's direct leg was not run", NA: true})
 		}
 		if x2 := findLeg(g.Legs, l.Trace, l.Load, l.Regime, pathSluice2); x2 != nil {
 			ts = append(ts, Target{Name: "sluice x2 / sluice >= 0.95" + at,

@@ -78,3 +78,27 @@ func TestNoShowAppointmentsHoldNoSlot(t *testing.T) {
 		t.Fatalf("fresh arrival after no-shows: %v, %v; want the free slot", tk, err)
 	}
 }
+
+// The held slot shows in Stats and as sluice_queue_held_slots while the
+// appointment is due, and is gone once its client takes it.
+func TestHeldSlotsGauge(t *testing.T) {
+	clk := newFakeClock()
+	q := NewQueue(QueueConfig{Name: "m", Fair: true}, newCapacity(1).get, clk.Now)
+	held := func() float64 {
+		return gather(t, NewCollector(func() map[string]*Queue { return map[string]*Queue{"m": q} }))["sluice_queue_held_slots"]["model=m,"]
+	}
+	if got := held(); got != 0 {
+		t.Fatalf("held %v before any appointment, want 0", got)
+	}
+	refuseAndReturn(t, q, clk, 1)
+	grantedT(t, q, Request{Tenant: "c", Cost: 100, Fingerprint: 1}).Release() // kept: clients come back
+	refuseAndReturn(t, q, clk, 2)
+	if s := q.Stats(); s.HeldSlots != 1 || held() != 1 {
+		t.Fatalf("appointment due: Stats.HeldSlots %d, gauge %v; want 1", s.HeldSlots, held())
+	}
+	back := grantedT(t, q, Request{Tenant: "c", Cost: 100, Fingerprint: 2})
+	if got := held(); got != 0 {
+		t.Fatalf("held %v after the client took its slot, want 0", got)
+	}
+	back.Release()
+}

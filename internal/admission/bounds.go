@@ -111,14 +111,20 @@ func (q *Queue) overPoolShare(tenant string, weight, extra float64) bool {
 
 // poolShare is tenant's work in the pool, queued and in service, plus
 // extra (own), and its weighted fair share of all the pool's work among
-// the tenants that have some (share).
+// the tenants that have some (share). Spare tickets (hedges, jobs in spare
+// capacity) are left out: they give their slots back to the first live
+// request that would wait, so they are no tenant's share. Counted, a
+// hedge racing made its own tenant a second one, and a client alone in
+// the pool was refused as over its share (429) instead of saturated.
 func (q *Queue) poolShare(tenant string, weight, extra float64) (own, share float64) {
 	own, total, weights := extra, extra+q.queuedCost, weight
 	for name, ts := range q.tenants {
-		total += ts.inUseCost
-		if name == tenant {
-			own += ts.cost + ts.inUseCost
-		} else {
+		live := ts.inUseCost - ts.spareCost
+		total += live
+		switch {
+		case name == tenant:
+			own += ts.cost + live
+		case ts.queued > 0 || ts.inUse > ts.spareInUse:
 			weights += ts.weight
 		}
 	}
@@ -239,8 +245,15 @@ func (q *Queue) returnSlot(t *Ticket) {
 	if ts := q.tenants[t.tenant]; ts != nil {
 		ts.inUse--
 		ts.inUseCost -= t.cost
+		if t.spare {
+			ts.spareInUse--
+			ts.spareCost -= t.cost
+		}
 		if ts.inUse == 0 {
 			ts.inUseCost = 0 // no float residue
+		}
+		if ts.spareInUse == 0 {
+			ts.spareCost = 0
 		}
 		q.forgetIdle(t.tenant, ts)
 	}

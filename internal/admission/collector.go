@@ -15,7 +15,7 @@ type Collector struct {
 	pools func() map[string]*Queue
 
 	waiting, waitingCost, inUse, capacity, drain *prometheus.Desc
-	delayTarget, congested, appointments         *prometheus.Desc
+	delayTarget, congested, appointments, held   *prometheus.Desc
 	waits, rejections, cancelled                 *prometheus.Desc
 }
 
@@ -34,6 +34,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 		drain:        d("sluice_queue_drain_rate", "Measured service rate at the current capacity, estimated tokens per second."),
 		delayTarget:  d("sluice_queue_delay_target_seconds", "Controlled-delay target of the queue, by priority class: under sustained overload waits converge to it.", "class"),
 		appointments: d("sluice_queue_appointments", "Refused requests holding a Retry-After appointment (bounded at 16384 per model)."),
+		held:         d("sluice_queue_held_slots", "Free slots held for Retry-After appointments due now: only requests back at their appointment may take them (scaled by the share of appointments recently kept)."),
 		congested:    d("sluice_queue_congested", "1 while some tenant's waits in the class have stayed above its delay target for an interval (that tenant's arrivals that would wait longer are refused and its waiters reaching the target shed, unless it holds at most half its fair share).", "class"),
 		waits: d("sluice_queue_wait_seconds", "Time from arrival to grant of granted requests (0 when granted at once), by priority class.",
 			"class"),
@@ -44,7 +45,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain, c.delayTarget, c.congested, c.appointments,
+	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain, c.delayTarget, c.congested, c.appointments, c.held,
 		c.waits, c.rejections, c.cancelled} {
 		ch <- d
 	}
@@ -63,6 +64,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.capacity, float64(s.Capacity))
 		gauge(c.drain, s.DrainRate)
 		gauge(c.appointments, float64(s.Appointments))
+		gauge(c.held, float64(s.HeldSlots))
 		byClass := make(map[string]ClassStats, len(s.Classes))
 		for _, cs := range s.Classes {
 			byClass[cs.Class] = cs

@@ -213,7 +213,11 @@ type tenantState struct {
 	cost      float64
 	inUse     int
 	inUseCost float64
-	weight    float64 // of its latest request
+	// spareInUse and spareCost are the part of inUse and inUseCost that
+	// spare tickets hold: preemptible work, left out of pool shares.
+	spareInUse int
+	spareCost  float64
+	weight     float64 // of its latest request
 }
 
 // NewQueue returns an empty queue. capacity is called under the queue's

@@ -36,6 +36,9 @@ func (q *Queue) takeSpare(r Request, now time.Time, capacity int) (*Ticket, erro
 	}
 	t := q.takeSlot(r.Tenant, r.Weight, r.Cost, now, 0)
 	t.spare, t.unmeasured = true, r.Unmeasured
+	ts := q.tenants[r.Tenant]
+	ts.spareInUse++
+	ts.spareCost += t.cost
 	q.spares = append(q.spares, spareTicket{t: t, preempt: r.Preempt})
 	return t, nil
 }

@@ -123,3 +123,26 @@ func TestUnmeasuredSpareTeachesNoDrainRate(t *testing.T) {
 		t.Fatalf("measured brief tickets moved the drain rate by %g/s; the control should raise it", d)
 	}
 }
+
+// A spare ticket (a hedge racing) is no tenant's share: a client alone in
+// the pool whose request cannot wait in time is refused as saturated
+// (503), not as over its share (429), while one races.
+func TestSpareTicketIsNoShare(t *testing.T) {
+	clk := newFakeClock()
+	q := NewQueue(QueueConfig{Name: "m", Fair: true}, newCapacity(2).get, clk.Now)
+	hedge := grantedT(t, q, Request{Tenant: "(hedges)", Cost: 100, Spare: true, Preempt: func() {}, Unmeasured: true})
+	live := grantedT(t, q, Request{Tenant: "a", Cost: 100})
+	// The next live arrival preempts the hedge (it releases later) and
+	// queues; the one after finds the hedge still holding its slot.
+	queued := submitT(t, q, Request{Tenant: "a", Cost: 100})
+	rej := refuse(t, q, Request{Tenant: "a", Cost: 100, Deadline: clk.Now().Add(time.Millisecond)})
+	if rej.Reason != Saturated {
+		t.Fatalf("refused as %v with a hedge racing; want saturated: the client is alone in the pool", rej.Reason)
+	}
+	hedge.Release()
+	if queued.state != granted {
+		t.Fatal("the queued request was not granted the hedge's slot")
+	}
+	queued.ticket.Release()
+	live.Release()
+}

@@ -61,6 +61,10 @@ type Stats struct {
 	// Appointments is how many refused requests hold an appointment
 	// (appoint.go), at most maxAppointments.
 	Appointments int `json:"appointments"`
+	// HeldSlots is how many of Capacity's slots are held now for
+	// appointments due (reserved): free slots only requests keeping an
+	// appointment may take.
+	HeldSlots int `json:"held_slots"`
 }
 
 // ClassStats is one priority class's share of Stats.
@@ -106,6 +110,7 @@ func (q *Queue) Stats() Stats {
 		Tenants:   make(map[string]TenantStats, len(q.tenants)),
 		Rejected:  make(map[string]uint64, numReasons), Cancelled: q.counters.cancelled,
 		Appointments: len(q.appts.at)}
+	s.HeldSlots = q.reserved(q.clock(), capacity)
 	for i, c := range q.classes {
 		granted := q.counters.waits[i].count
 		s.Granted += granted

@@ -21,6 +21,13 @@ type Sample struct {
 	GWQueued   float64   `json:"gw_queued"`   // sluice_queue_waiting (all models and classes)
 	GWCapacity float64   `json:"gw_capacity"` // sluice_queue_capacity: the slots the limits allow
 	GWInUse    float64   `json:"gw_in_use"`   // sluice_queue_in_use: granted slots
+	// GWIdleFree is the slots free (capacity - in use) at gateways whose
+	// queue is empty: with another gateway's queue non-empty, room one
+	// replica holds while the other's requests wait.
+	GWIdleFree float64 `json:"gw_idle_free"`
+	// GWHeld is sluice_queue_held_slots: free slots held for Retry-After
+	// appointments due now (0 from a gateway without the gauge).
+	GWHeld float64 `json:"gw_held"`
 	// DelayTarget is sluice_queue_delay_target_seconds of the interactive
 	// class, the largest over the gateways; NaN when none exports it (JSON
 	// cannot say NaN, hence not written).
@@ -46,15 +53,24 @@ func ReadSample(t float64, sims, gateways [][]Metric) (s Sample, ok bool) {
 		if m == nil {
 			return Sample{}, false
 		}
-		s.GWQueued += Sum(m, "sluice_queue_waiting")
-		s.GWCapacity += Sum(m, "sluice_queue_capacity")
-		s.GWInUse += Sum(m, "sluice_queue_in_use")
+		queued, capacity, inUse := Sum(m, "sluice_queue_waiting"), Sum(m, "sluice_queue_capacity"), Sum(m, "sluice_queue_in_use")
+		s.GWQueued += queued
+		s.GWCapacity += capacity
+		s.GWInUse += inUse
+		s.GWHeld += Sum(m, "sluice_queue_held_slots")
+		if queued == 0 && capacity < unlimitedCapacity {
+			s.GWIdleFree += max(capacity-inUse, 0)
+		}
 		if v, ok := DelayTarget(m); ok && !(v <= s.DelayTarget) {
 			s.DelayTarget = v // the first value, or a larger one (NaN compares false)
 		}
 	}
 	return s, true
 }
+
+// unlimitedCapacity is where a gateway's sluice_queue_capacity stops
+// being slots: a pool with an unlimited backend reports 1<<30.
+const unlimitedCapacity = 1 << 29
 
 // DelayTarget reads sluice_queue_delay_target_seconds for the interactive
 // class, which the benchmarks' own requests are in; the gauge is per class

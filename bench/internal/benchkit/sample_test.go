@@ -29,6 +29,14 @@ func TestReadSampleSumsAndMisses(t *testing.T) {
 	if s.GWQueued != 6 || s.GWCapacity != 64 || s.GWInUse != 10 || !math.IsNaN(s.DelayTarget) {
 		t.Errorf("gateway figures %+v", s)
 	}
+	// One gateway queues, the other has room: that room is idle free; a
+	// gateway reporting unlimited capacity adds none.
+	idle := []Metric{{Name: "sluice_queue_capacity", Value: 20}, {Name: "sluice_queue_in_use", Value: 14}, {Name: "sluice_queue_held_slots", Value: 2}}
+	unlimited := []Metric{{Name: "sluice_queue_capacity", Value: 1 << 30}}
+	s, _ = ReadSample(2, [][]Metric{sim(1, 0, 0)}, [][]Metric{gw, idle, unlimited})
+	if s.GWIdleFree != 6 || s.GWHeld != 2 {
+		t.Errorf("idle free %v, held %v; want 6, 2", s.GWIdleFree, s.GWHeld)
+	}
 	if _, ok := ReadSample(2, [][]Metric{sim(1, 0, 0), nil}, nil); ok {
 		t.Error("a failed simulator scrape made a sample")
 	}
