@@ -224,17 +224,18 @@ func (s *scanner) headLine(l []byte) {
 		if !ok {
 			return // Go refuses it; nothing to track
 		}
-		value = bytes.TrimSpace(value)
+		// The length first: most header names are neither, and this
+		// runs on every header line of every request.
 		switch {
-		case bytes.EqualFold(name, []byte("Content-Length")):
+		case len(name) == len("Content-Length") && bytes.EqualFold(name, []byte("Content-Length")):
 			s.hasCL = true
-			n, err := strconv.ParseInt(string(value), 10, 64)
+			n, err := strconv.ParseInt(string(bytes.TrimSpace(value)), 10, 64)
 			if err != nil || n < 0 || (s.cl != 0 && s.cl != n) {
 				s.cl = -1
 			} else {
 				s.cl = n
 			}
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+		case len(name) == len("Transfer-Encoding") && bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			s.hasTE = true
 		}
 		return

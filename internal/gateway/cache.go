@@ -108,7 +108,7 @@ func (rt *Runtime) cacheRule(model string, id identity) (mode string, ttl time.D
 // cacheable (rules, determinism, the client's Cache-Control) and answers it
 // from the cache when it can. stale is set when the answer served was past
 // its freshness (stale-while-revalidate): the caller refreshes it.
-func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *http.Request, body []byte,
+func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals *answerValues, r *http.Request, body []byte,
 	parsed *cache.Parsed, pool *Pool, id identity, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
 	peek := parsed.Peek
 	if rt.cache == nil {
@@ -138,7 +138,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, r *ht
 		if !e.Fresh.IsZero() {
 			left = e.Fresh.Sub(now)
 		}
-		if status, ok := replay(w, e, peek, e.Age(now), xc, rt.cacheControl(left)); ok {
+		if status, ok := replay(w, vals, e, peek, e.Age(now), xc, rt.cacheControl(left)); ok {
 			return plan, true, status, stale
 		}
 	}
@@ -169,8 +169,9 @@ func (rt *Runtime) cacheKey(parsed *cache.Parsed, body []byte, s cache.Scope) (s
 
 // replay answers from a cached entry in the shape the request asked for:
 // a cached stream can answer a plain request and the reverse. A success
-// carries Cache-Control cc ("" = none), any other status no-store.
-func replay(w http.ResponseWriter, e *cache.Entry, peek openai.Peek, age int, xcache, cc string) (int, bool) {
+// carries Cache-Control cc ("" = none), any other status no-store. vals
+// back the Age and Cache-Control values (nil: allocated here).
+func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek openai.Peek, age int, xcache, cc string) (int, bool) {
 	var data []byte
 	var err error
 	ct := e.ContentType
@@ -195,10 +196,14 @@ func replay(w http.ResponseWriter, e *cache.Entry, peek openai.Peek, age int, xc
 	if e.Status != http.StatusOK {
 		cc = "no-store"
 	}
-	vals := []string{strconv.Itoa(age), cc} // one allocation for both values
-	h["Age"] = vals[0:1:1]
+	if vals == nil {
+		vals = new(answerValues)
+	}
+	vals.age[0] = strconv.Itoa(age)
+	h["Age"] = vals.age[:]
 	if cc != "" {
-		h["Cache-Control"] = vals[1:2:2]
+		vals.cc[0] = cc
+		h["Cache-Control"] = vals.cc[:]
 	}
 	delete(h, "Content-Length")
 	w.WriteHeader(e.Status)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/cache"
@@ -62,6 +63,8 @@ type exchange struct {
 	call    upstreamCall
 	// inflight: counted in the in-flight gauge (it passed the method check).
 	inflight bool
+	// vals back the answer header values the chain sets (answerValues).
+	vals *answerValues
 	// ra reads the backend's answer ahead of a slow client (armed by
 	// serveDirect): made by the forward stage for a request from the
 	// public listener, so an answer from an earlier stage (a refusal, a
@@ -94,18 +97,19 @@ func (g *Gateway) serve(x *exchange) {
 // the whole answer or was cut, though the backend and the request's slots
 // may be released before that (read-ahead: proxy/readahead.go).
 // Exchanges are reused: nothing keeps one once the chain has run (flights
-// copy what they keep).
-func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall) {
-	start := g.now()
+// copy what they keep). start is g.now() at arrival; vals back the answer
+// header values the chain sets (answerValues).
+func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, start time.Time, vals *answerValues) {
 	reqID := requestID(r)
-	w.Header()[headerRequestID] = []string{reqID}
+	vals.id[0] = reqID
+	w.Header()[headerRequestID] = vals.id[:]
 	x, _ := g.exchanges.Get().(*exchange)
 	if x == nil {
 		x = new(exchange)
 	}
 	// x is zero (new, or cleared by release): set only what is known, not
 	// a whole new exchange, which would clear its ~1KB once more.
-	x.w, x.r, x.rt, x.job = w, r, g.rt.Load(), job
+	x.w, x.r, x.rt, x.job, x.vals = w, r, g.rt.Load(), job, vals
 	x.rec.id, x.rec.path, x.rec.start = reqID, r.URL.Path, start
 	defer g.release(x)
 	if job != nil {
@@ -148,7 +152,7 @@ func (g *Gateway) record(x *exchange) {
 type identifyStage struct{ g *Gateway }
 
 func (s identifyStage) serve(x *exchange) bool {
-	x.from = x.rt.tenants.realIP.client(x.r)
+	x.from = x.rt.tenants.client(x.r)
 	if x.job != nil {
 		x.id, x.rec.job = x.job.id, true
 	} else {
@@ -157,7 +161,7 @@ func (s identifyStage) serve(x *exchange) bool {
 			x.rec.fail(x.w, err)
 			return false
 		}
-		id, err := x.rt.tenants.identify(x.r, x.from.key)
+		id, err := x.rt.tenants.identifyFrom(x.r, x.from)
 		if err != nil {
 			x.rec.cause = s.g.refuseAuth(x.w, err) // the reason goes to the access line only
 			x.rec.fail(x.w, apiError(err, ""))
@@ -279,7 +283,7 @@ type cacheStage struct{ g *Gateway }
 
 func (s cacheStage) serve(x *exchange) bool {
 	c := &x.call
-	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.r, x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
+	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
 	c.plan = plan
 	if !hit {
 		// Only a request that queues needs its fingerprint (appointments);

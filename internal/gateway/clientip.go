@@ -24,6 +24,39 @@ type client struct {
 	// of the chain (from addr on) and the peer, never what an untrusted
 	// client wrote.
 	forwardedFor string
+	// openTenant is "ip:"+key, the tenant of an anonymous caller
+	// (identify), when made ahead (tenants.client); "" otherwise.
+	openTenant string
+}
+
+// peerMemo is a connection's client, when it is the peer's own (no
+// trusted proxy in between, so no header of a request can change it), for
+// the tenants that resolved it (a reload's new trusted proxies resolve it
+// again).
+type peerMemo struct {
+	remote string // the r.RemoteAddr it is for
+	by     *tenants
+	c      client
+}
+
+// client is realIP.client(r), resolved once per connection when it can
+// be (peerMemo, kept in netguard.ConnMemo): a connection's every request
+// comes from the same peer, and parsing and formatting its address, and
+// naming its open-mode tenant, would be the same work each time.
+func (t *tenants) client(r *http.Request) client {
+	slot := netguard.ConnMemo(r.Context())
+	if slot != nil {
+		if m, _ := slot.Load().(*peerMemo); m != nil && m.by == t && m.remote == r.RemoteAddr {
+			return m.c
+		}
+	}
+	c, a, peerOnly := t.realIP.resolve(r)
+	c = withKey(c, a)
+	if slot != nil && peerOnly {
+		c.openTenant = "ip:" + c.key
+		slot.Store(&peerMemo{remote: r.RemoteAddr, by: t, c: c})
+	}
+	return c
 }
 
 // realIP resolves client addresses: X-Forwarded-For or Forwarded (RFC
@@ -76,7 +109,12 @@ func (ri realIP) isTrusted(a netip.Addr) bool {
 
 // client is the single place that decides a request's client address.
 func (ri realIP) client(r *http.Request) client {
-	c, a := ri.resolve(r)
+	c, a, _ := ri.resolve(r)
+	return withKey(c, a)
+}
+
+// withKey sets c.key from c.addr, whose address is a when valid.
+func withKey(c client, a netip.Addr) client {
 	switch {
 	case a.Is4():
 		c.key = c.addr // the peer, already a's text (peerAddr): its own key, not formatted again
@@ -88,10 +126,13 @@ func (ri realIP) client(r *http.Request) client {
 	return c
 }
 
-func (ri realIP) resolve(r *http.Request) (client, netip.Addr) {
+// resolve finds the client address; peerOnly when it is the peer's own
+// without looking at the request's headers (the peer is not a trusted
+// proxy), so the same for every request of the connection.
+func (ri realIP) resolve(r *http.Request) (_ client, _ netip.Addr, peerOnly bool) {
 	peer, pa := peerAddr(r.RemoteAddr)
 	if !pa.IsValid() || len(ri.trusted) == 0 || !ri.isTrusted(pa) {
-		return client{addr: peer, forwardedFor: peer}, pa
+		return client{addr: peer, forwardedFor: peer}, pa, true
 	}
 	var chain []string
 	if ri.forwarded {
@@ -101,10 +142,10 @@ func (ri realIP) resolve(r *http.Request) (client, netip.Addr) {
 	}
 	addr, from := resolveChain(chain, ri.isTrusted)
 	if from < 0 {
-		return client{addr: peer, forwardedFor: peer}, pa
+		return client{addr: peer, forwardedFor: peer}, pa, false
 	}
 	believed := append(append(make([]string, 0, len(chain)-from+1), chain[from:]...), peer)
-	return client{addr: addr, forwardedFor: strings.Join(believed, ", ")}, netip.Addr{}
+	return client{addr: addr, forwardedFor: strings.Join(believed, ", ")}, netip.Addr{}, false
 }
 
 // resolveChain walks a forwarding chain from the right: trusted proxies

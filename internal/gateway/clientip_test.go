@@ -2,9 +2,15 @@ package gateway
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/netguard"
 )
 
 func TestRealIPClient(t *testing.T) {
@@ -83,4 +89,63 @@ func FuzzRealIP(f *testing.F) {
 			t.Fatalf("client %q appears nowhere in %q", got.addr, header)
 		}
 	})
+}
+
+// TestClientResolvedOncePerConnection: through the real listener, a
+// connection's client is resolved once and remembered (netguard.ConnMemo)
+// only while it is the peer's own; a trusted peer's requests, whose
+// forwarding headers may differ, and another runtime's tenants (a reload)
+// resolve it again.
+func TestClientResolvedOncePerConnection(t *testing.T) {
+	plain := newTenants(config.Auth{}, nil)
+	behindProxy := newTenants(config.Auth{TrustedProxies: []string{"127.0.0.1"}}, nil)
+	type seen struct {
+		c       client
+		memoFor *tenants
+	}
+	got := make(chan seen, 1)
+	use := plain
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := use.client(r)
+		var by *tenants
+		if m, _ := netguard.ConnMemo(r.Context()).Load().(*peerMemo); m != nil {
+			by = m.by
+		}
+		got <- seen{c, by}
+	}))
+	ln := netguard.NewListener(srv.Listener, netguard.ConnLimits{Total: 10}, netguard.NewConnMetrics(prometheus.NewRegistry()))
+	srv.Listener, srv.Config.ConnContext, srv.Config.ConnState = ln, ln.ConnContext, ln.ConnState
+	srv.Start()
+	defer srv.Close()
+	hc := srv.Client()
+	get := func(xff string) seen {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return <-got
+	}
+	want := client{addr: "127.0.0.1", key: "127.0.0.1", forwardedFor: "127.0.0.1", openTenant: "ip:127.0.0.1"}
+	for i := range 2 { // the second request of the connection is answered from the memo
+		if s := get("1.1.1.1"); s.c != want || s.memoFor != plain {
+			t.Fatalf("request %d: %+v (memo of %p, plain %p), want %+v", i, s.c, s.memoFor, plain, want)
+		}
+	}
+	use = behindProxy // a reload: the peer is now a trusted proxy
+	for _, xff := range []string{"1.1.1.1", "2.2.2.2"} {
+		s := get(xff)
+		if s.c.addr != xff || s.c.forwardedFor != xff+", 127.0.0.1" || s.c.openTenant != "" || s.memoFor != plain {
+			t.Fatalf("behind the proxy, X-Forwarded-For %s: %+v, memo of %p", xff, s.c, s.memoFor)
+		}
+	}
+	use = plain
+	if s := get("3.3.3.3"); s.c != want {
+		t.Fatalf("after the reload back: %+v, want %+v", s.c, want)
+	}
 }

@@ -517,7 +517,7 @@ func (f *flight) relayConverted(ctx context.Context, w http.ResponseWriter, peek
 	if e == nil {
 		return 0, goAlone // too large to hold, or incomplete: nothing to convert
 	}
-	status, ok := replay(w, e, peek, 0, xcache, "")
+	status, ok := replay(w, nil, e, peek, 0, xcache, "")
 	if !ok {
 		return 0, goAlone
 	}

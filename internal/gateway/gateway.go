@@ -190,11 +190,13 @@ func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 // else (the privileged surfaces are on AdminHandler). It routes by path: a
 // switch, not a router; the set is small and this runs on every request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w, restore := g.guard(w, r)
-	defer restore.Restore()
+	start := g.now()
+	gd := g.guard(w, r, start)
+	defer gd.body.Restore()
+	w = &gd.sendWriter
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
-		g.handle(w, r, nil)
+		g.handle(w, r, nil, start, &gd.vals)
 	case "/v1/models":
 		g.serveModels(w, r)
 	case "/healthz":
@@ -219,19 +221,34 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // whoever reads it (inference, file uploads), arrives within the body
 // timeouts or is cut with 408; every write moves the connection's write
 // deadline, also on routes with small answers, so a keep-alive connection
-// does not carry an earlier request's deadline into this one. restore
-// undoes the body deadlines when the handler returns.
-func (g *Gateway) guard(w http.ResponseWriter, r *http.Request) (_ http.ResponseWriter, restore *netguard.TimedBody) {
+// does not carry an earlier request's deadline into this one. The body's
+// budgets start at start (g.now(), just read). The caller answers through
+// &gd.sendWriter and calls gd.body.Restore when the handler returns, which
+// undoes the body deadlines.
+func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time) (gd *guarded) {
 	sc := g.rt.Load().Config.Server
-	gd := &guarded{sendWriter: newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)}
-	gd.body.Start(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, g.now, g.bodyMetrics)
-	return &gd.sendWriter, &gd.body
+	gd = &guarded{sendWriter: newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)}
+	gd.body.StartAt(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, start, g.now, g.bodyMetrics)
+	return gd
 }
 
-// guarded is a request's time bounds (guard), in one allocation.
+// guarded is what a request from a listener needs for its whole life, in
+// one allocation: its time bounds (guard) and the values of the answer
+// headers the chain sets.
 type guarded struct {
 	sendWriter
 	body netguard.TimedBody
+	vals answerValues
+}
+
+// answerValues back the answer header values the chain sets on every
+// request (X-Request-Id) and on every cache hit (Age, Cache-Control), so
+// that setting them allocates nothing. net/http reads the header map after
+// the handler has returned (a small answer's head is written then), so
+// they live in the request's own allocation (guarded), never in the
+// recycled exchange.
+type answerValues struct {
+	id, age, cc [1]string
 }
 
 // prefixKeyChars is how much of the prompt prefix_affinity hashes: about

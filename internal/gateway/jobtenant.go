@@ -49,9 +49,10 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 	r2 := r.Clone(r.Context())
 	r2.URL.Path, r2.URL.RawPath = path, ""
 	r2.Header.Del("Authorization") // the admin token goes no further
-	w, restore := g.guard(w, r2)
-	defer restore.Restore()
-	g.handle(w, r2, jc)
+	start := g.now()
+	gd := g.guard(w, r2, start)
+	defer gd.body.Restore()
+	g.handle(&gd.sendWriter, r2, jc, start, &gd.vals)
 }
 
 // assertedJob reads the job call a worker's request asserts.

@@ -41,14 +41,21 @@ func (rec *record) fail(w http.ResponseWriter, e *openai.Error) {
 
 // finish writes the access line and updates the metrics.
 func (g *Gateway) finish(rec *record) {
-	dur := g.now().Sub(rec.start)
 	res := &rec.result
+	// The duration is read from the clock only when something reports it:
+	// the duration histogram (an answer relayed) or the access line.
+	var dur time.Duration
+	rt := g.rt.Load()
+	logged := rt.Config.Log.Access
+	if res.Written || logged {
+		dur = g.now().Sub(rec.start)
+	}
 	backend := ""
 	if res.Backend != nil {
 		backend = res.Backend.Name()
 	}
 	model := rec.model
-	if _, ok := g.rt.Load().Pools[model]; !ok {
+	if _, ok := rt.Pools[model]; !ok {
 		model = "" // keep label cardinality bounded by the config
 	}
 	g.series.requests.get(requestLabels{model: model, backend: backend, status: rec.status}).Inc()
@@ -91,7 +98,7 @@ func (g *Gateway) finish(rec *record) {
 			slog.String("path", rec.path), slog.String("model", rec.model), slog.Int("status", rec.status),
 			slog.String("cause", cause.Error()))
 	}
-	if !g.rt.Load().Config.Log.Access || !g.log.Enabled(context.Background(), level) {
+	if !logged || !g.log.Enabled(context.Background(), level) {
 		return // before building the attributes: this runs on every request
 	}
 	attrs := []slog.Attr{

@@ -88,6 +88,12 @@ var errInvalidToken = &openai.Error{Status: http.StatusUnauthorized, Type: opena
 // tenant however many keys it invents. The error is an *openai.Error or
 // an *auth.Failure (apiError answers both).
 func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
+	return t.identifyFrom(r, client{key: ip})
+}
+
+// identifyFrom is identify for the client c (tenants.client), whose
+// open-mode tenant may be made already.
+func (t *tenants) identifyFrom(r *http.Request, c client) (identity, error) {
 	authz := headerGet(r.Header, "Authorization")
 	key := bearer(authz)
 	id := identity{weight: 1, class: admission.Interactive, fallback: true}
@@ -121,7 +127,10 @@ func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
 	case (len(t.byKey) > 0 || t.tokens != nil) && (authz != "" || t.require):
 		return id, errInvalidKey()
 	default:
-		id.tenant = "ip:" + ip
+		id.tenant = c.openTenant
+		if id.tenant == "" {
+			id.tenant = "ip:" + c.key
+		}
 	}
 	// A request may lower its own priority, or raise it as far as its key allows.
 	class, asked, perr := parsePriority(headerGet(r.Header, headerPriority))

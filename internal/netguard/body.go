@@ -73,14 +73,20 @@ type TimedBody struct {
 
 // Start is TimeBody(w, r, t, now, m).
 func (b *TimedBody) Start(w http.ResponseWriter, r *http.Request, t BodyTimeouts, now func() time.Time, m *BodyMetrics) {
+	b.StartAt(w, r, t, now(), now, m)
+}
+
+// StartAt is Start for a caller that has just read the clock (now() ==
+// start): the budgets start from start, which saves two clock reads.
+func (b *TimedBody) StartAt(w http.ResponseWriter, r *http.Request, t BodyTimeouts, start time.Time, now func() time.Time, m *BodyMetrics) {
 	orig := r.Body
 	if orig == nil || orig == http.NoBody {
 		return
 	}
 	b.r, b.orig = r, orig
 	b.body = timedBody{ReadCloser: orig, ctx: r.Context(), w: w, rc: *http.NewResponseController(w), deadlines: true,
-		t: t, end: now().Add(t.Total), now: now, m: m}
-	b.body.arm()
+		t: t, end: start.Add(t.Total), now: now, m: m}
+	b.body.armAt(start)
 	r.Body = &b.body
 }
 
@@ -111,7 +117,10 @@ func (b *timedBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	total := b.arm()
+	total := false
+	if b.deadlines {
+		total = b.armAt(b.now())
+	}
 	n, err := b.ReadCloser.Read(p)
 	switch {
 	case err == nil:
@@ -138,13 +147,13 @@ func (b *timedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// arm sets the connection's read deadline to the next gap or the end of
-// the total budget, whichever comes first, and reports which.
-func (b *timedBody) arm() (total bool) {
+// armAt sets the connection's read deadline to the next gap from now or
+// the end of the total budget, whichever comes first, and reports which.
+func (b *timedBody) armAt(now time.Time) (total bool) {
 	if !b.deadlines {
 		return false
 	}
-	deadline := b.now().Add(b.t.Gap)
+	deadline := now.Add(b.t.Gap)
 	if !deadline.Before(b.end) {
 		deadline, total = b.end, true
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,6 +48,19 @@ func (l *Listener) ConnContext(ctx context.Context, c net.Conn) context.Context 
 		return context.WithValue(ctx, connKey{}, gc)
 	}
 	return ctx
+}
+
+// ConnMemo is a slot shared by the requests of the connection ctx's
+// request came on, for a handler's memo of what is the same for all of
+// them (what the peer address resolves to): it lives and goes with the
+// connection, so it needs no bound of its own. Requests of one connection
+// may run at once (HTTP/2), hence the atomic value; a handler stores one
+// type in it. nil without a netguard connection.
+func ConnMemo(ctx context.Context) *atomic.Value {
+	if c, ok := ctx.Value(connKey{}).(*conn); ok {
+		return &c.memo
+	}
+	return nil
 }
 
 // LingerOnClose asks for a lingering close of the connection ctx's request

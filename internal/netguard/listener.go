@@ -161,6 +161,8 @@ type conn struct {
 	// linger: the server answered while the client may still be sending;
 	// Close drains first (linger.go). draining: one Close does it.
 	linger, draining atomic.Bool
+	// memo is the connection's ConnMemo.
+	memo atomic.Value
 }
 
 // What the server is waiting for on a connection, which names the
