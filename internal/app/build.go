@@ -34,7 +34,10 @@ type Deps struct {
 	// joins it. nil: the runtime keeps its own, which nobody joins.
 	Background *gateway.Background
 	Now        func() time.Time
-	Rand       routing.Rand
+	// AfterFunc, when set, replaces time.AfterFunc for the forwarder's
+	// per-attempt timeouts (proxy.Options.AfterFunc); nil: real timers.
+	AfterFunc func(time.Duration, func()) proxy.Timer
+	Rand      routing.Rand
 	// Discovered is a model's backends found by its discovery sources
 	// (internal/discovery), added to the config's static ones; nil: none.
 	Discovered func(model string) []endpoint.Spec
@@ -324,6 +327,7 @@ func (b *build) forward() error {
 		Budget:        proxy.NewBudget(cfg.Retry.BudgetRatio, cfg.Retry.MinPerSecond),
 		Hedges:        proxy.NewHedgeBudget(cfg.Retry.HedgeBudgetRatio, cfg.Retry.HedgeMinInFlight),
 		Now:           b.deps.Now,
+		AfterFunc:     b.deps.AfterFunc,
 		ExposeBackend: cfg.ExposeBackend,
 		Owner:         owner,
 	})

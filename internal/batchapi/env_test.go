@@ -60,7 +60,7 @@ func newEnv(t *testing.T, eo envOptions) *env {
 	}
 	t.Cleanup(emb.Shutdown)
 	clock := newTestClock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
 	defer cancel()
 	store, err := jobs.Open(ctx, jobs.Options{
 		URL:           emb.ClientURL(),

@@ -244,7 +244,8 @@ func (x *exchange) classify(err error, fallback ErrorKind) ErrorKind {
 	switch {
 	case x.runCtx.Err() != nil:
 		return KindCanceled
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(context.Cause(x.req.Context()), context.DeadlineExceeded): // Timeout on a test's clock
 		return KindTimeout
 	case errors.Is(err, context.Canceled):
 		return KindCanceled

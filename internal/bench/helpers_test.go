@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,4 +128,82 @@ func runOK(t testing.TB, cfg Config) *Result {
 		t.Fatalf("Run: %v", err)
 	}
 	return res
+}
+
+// gatedClock reads the real time, but a deadline within the hour (a
+// request's Timeout) passes only once gate is closed: whether a request
+// timed out is the test's decision, never the machine's pace. Deadlines
+// further away (the drain's bound) are never reached; the drain ends when
+// the requests do.
+type gatedClock struct{ gate <-chan struct{} }
+
+func (gatedClock) Now() time.Time { return time.Now() }
+
+func (c gatedClock) Wait(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	gate := c.gate
+	if d > time.Hour {
+		gate = nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-gate:
+		return nil
+	}
+}
+
+// settledTransport closes all once n exchanges have settled: a hanging one
+// (by the predicate) when its response headers arrived, any other when the
+// client closed its body (the answer read, its record classified), or when
+// the round trip failed.
+type settledTransport struct {
+	base    http.RoundTripper
+	hanging func(*http.Request) bool
+	left    atomic.Int64
+	all     chan struct{}
+}
+
+func newSettledTransport(base http.RoundTripper, n int, hanging func(*http.Request) bool) *settledTransport {
+	s := &settledTransport{base: base, hanging: hanging, all: make(chan struct{})}
+	s.left.Store(int64(n))
+	return s
+}
+
+func (s *settledTransport) settle() {
+	if s.left.Add(-1) == 0 {
+		close(s.all)
+	}
+}
+
+func (s *settledTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.base.RoundTrip(r)
+	if err != nil || s.hanging(r) {
+		s.settle()
+		return resp, err
+	}
+	resp.Body = &onClose{ReadCloser: resp.Body, f: s.settle}
+	return resp, nil
+}
+
+func (s *settledTransport) CloseIdleConnections() {
+	if c, ok := s.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// onClose calls f on the first Close.
+type onClose struct {
+	io.ReadCloser
+	once sync.Once
+	f    func()
+}
+
+func (o *onClose) Close() error {
+	err := o.ReadCloser.Close()
+	o.once.Do(o.f)
+	return err
 }

@@ -38,7 +38,7 @@ type Config struct {
 	// MaxInFlight caps concurrent requests; arrivals beyond it are dropped
 	// and counted, never delayed. Default 10000.
 	MaxInFlight int
-	// Timeout bounds each request, streaming included. Default 5m.
+	// Timeout bounds each request, streaming included, on Clock. Default 5m.
 	Timeout time.Duration
 	// DrainTimeout bounds the wait for in-flight requests after the last
 	// arrival fired; those still running are then cancelled and recorded
@@ -117,6 +117,25 @@ func (realClock) Wait(ctx context.Context, t time.Time) error {
 	case <-timer.C:
 		return nil
 	}
+}
+
+// withClockTimeout is context.WithTimeout on clock: a test's clock, not the
+// machine's pace, decides when a request has run too long. The context's
+// cause is then context.DeadlineExceeded, as with a real deadline.
+func withClockTimeout(parent context.Context, clock Clock, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := clock.(realClock); ok {
+		return context.WithTimeout(parent, d)
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	deadline := clock.Now().Add(d)
+	done := make(chan struct{})
+	go func() { // ends with ctx; the returned cancel waits for it
+		defer close(done)
+		if clock.Wait(ctx, deadline) == nil {
+			cancel(context.DeadlineExceeded)
+		}
+	}()
+	return ctx, func() { cancel(context.Canceled); <-done }
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -372,7 +391,7 @@ func (r *runner) send(i int, due time.Time) {
 	} else {
 		body = r.builder.build(a, i)
 	}
-	ctx, cancel := context.WithTimeout(r.reqCtx, r.cfg.Timeout)
+	ctx, cancel := withClockTimeout(r.reqCtx, r.cfg.Clock, r.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(body))
 	if err != nil {

@@ -86,7 +86,7 @@ func TestOpenLoop(t *testing.T) {
 		}
 		done <- res
 	}()
-	guard := time.NewTimer(10 * time.Second) // only against a hang
+	guard := time.NewTimer(time.Minute) // only against a hang
 	defer guard.Stop()
 	var first, last time.Time
 	for i := range n {
@@ -203,9 +203,15 @@ func TestClassification(t *testing.T) {
 	}
 	arr := AssignTenants(make([]Arrival, 2*len(modes)), tenants)
 	// The timeout is what the "hang" requests must end by (their server
-	// never answers); every other answer needs far less even on a loaded
-	// machine, so it is generous rather than tight.
-	res := runOK(t, Config{Target: srv.URL, Stream: true, Arrivals: arr, Tenants: tenants, Timeout: 5 * time.Second})
+	// never answers). It runs on a clock the test holds until every other
+	// answer was read and the hang requests have their headers, so a loaded
+	// machine that takes seconds over the others cannot make them time out.
+	client := NewClient()
+	t.Cleanup(client.CloseIdleConnections)
+	settled := newSettledTransport(client.Transport, len(arr), func(r *http.Request) bool { return r.Header.Get("X-Mode") == "hang" })
+	client.Transport = settled
+	res := runOK(t, Config{Target: srv.URL, Stream: true, Arrivals: arr, Tenants: tenants, Client: client,
+		Clock: gatedClock{gate: settled.all}, Timeout: time.Minute, DrainTimeout: 10 * time.Hour})
 	for _, rec := range res.Records {
 		if rec.Kind != wantKind[rec.Tenant] || rec.Status != wantStatus[rec.Tenant] {
 			t.Errorf("%s: kind %q status %d, want %q %d", modes[rec.Tenant], rec.Kind, rec.Status, wantKind[rec.Tenant], wantStatus[rec.Tenant])
@@ -292,8 +298,8 @@ func TestValidation(t *testing.T) {
 // faster than real time; progress lines come once per (fast) second.
 //
 // Nothing here depends on how fast the machine is: the drain waits for the
-// requests to finish (its bound, 10 h on the fast clock, is two minutes of
-// real time, only a guard against a hang), and the server holds the last
+// requests to finish (its bound and each request's, 10 h on the fast clock,
+// are two minutes of real time, only guards against a hang), and the server holds the last
 // request until a progress line was written, so a run that a loaded machine
 // stretches or squeezes still has something to print.
 func TestFastClockAndProgress(t *testing.T) {
@@ -317,7 +323,7 @@ func TestFastClockAndProgress(t *testing.T) {
 	res := runOK(t, Config{
 		Target: srv.URL, Stream: true, Arrivals: Constant(2, 30*time.Second, 3, 2),
 		Clock: clock, Progress: &signalWriter{w: &progress, first: progressed},
-		DrainTimeout: 10 * time.Hour,
+		Timeout: 10 * time.Hour, DrainTimeout: 10 * time.Hour,
 	})
 	if out := progress.String(); !strings.Contains(out, "sent") || !strings.Contains(out, "in-flight") || !strings.Contains(out, "rps") {
 		t.Fatalf("progress output: %q", out)
@@ -356,7 +362,8 @@ func TestProgressFunc(t *testing.T) {
 	clock := fastClock{start: time.Now(), speed: 300}
 	res := runOK(t, Config{
 		Target: srv.URL, Stream: true, Arrivals: Constant(2, 30*time.Second, 3, 2), Clock: clock,
-		DrainTimeout:  10 * time.Hour, // a minute and more of real time on the fast clock: a loaded machine does not cut requests
+		Timeout:       10 * time.Hour, // Timeout and drain: two minutes of real time on the fast clock: a loaded machine does not cut requests
+		DrainTimeout:  10 * time.Hour,
 		ProgressEvery: 5 * time.Second, ProgressFunc: func(p Progress) { mu.Lock(); got = append(got, p); mu.Unlock() },
 	})
 	if res.Refused != 60 {

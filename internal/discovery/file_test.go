@@ -26,7 +26,7 @@ func (s *chanSink) Update(set []endpoint.Spec) { s.updates <- set }
 func (s *chanSink) Fail(err error)             { s.fails <- err }
 
 // wait bounds a wait on the source; generous, it only catches a hang.
-const wait = 10 * time.Second
+const wait = time.Minute
 
 func (s *chanSink) next(t *testing.T) []endpoint.Spec {
 	t.Helper()

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,9 +43,15 @@ func backendEnded(t *testing.T, be *bigBackend) (cancelled bool) {
 // stops the gateway's writes after a few KiB instead of the megabytes
 // loopback autotuning would queue; its metrics are on the registry.
 func readaheadGateway(t *testing.T, cfg *config.Config) (string, *Gateway, *prometheus.Registry) {
+	return readaheadGatewayTimed(t, cfg, nil)
+}
+
+// readaheadGatewayTimed is readaheadGateway whose forwarder times its
+// attempts with afterFunc (nil: real timers).
+func readaheadGatewayTimed(t *testing.T, cfg *config.Config, afterFunc func(time.Duration, func()) proxy.Timer) (string, *Gateway, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg}
+	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, AfterFunc: afterFunc, Rand: routing.NewRand(1), Registry: reg}
 	rt, err := Build(cfg, deps, nil)
 	if err != nil {
 		t.Fatalf("build: %v", err)
@@ -300,30 +307,29 @@ func TestReadaheadOfAClientThatLeavesIsReleased(t *testing.T) {
 
 // A client slow to take an answer over the read-ahead cap holds the relay
 // in back-pressure; that is not the backend idling, so the stream-idle
-// timeout must not cut the backend (and blame it) meanwhile. The client
-// reads nothing for several stream-idle periods (a pause, not a
-// synchronisation: a longer one only makes a regression likelier to
-// show), then reads the whole answer.
+// timeout must not cut the backend (and blame it) meanwhile: the watchdog
+// is paused while the relay waits for the client.
 //
-// The stream-idle bound also times the backend's own writes, which a
-// loaded machine can pause: at 100ms it cut a healthy backend now and
-// then. One second is far above such a pause and still short enough to
-// wait three times over.
+// The watchdog runs on manual timers that never fire by themselves, so a
+// loaded machine that pauses the backend's writes (which the stream-idle
+// bound also times) cannot cut it; what the test checks is that, with the
+// relay held by a client that reads nothing, no watchdog timer is armed:
+// then no idle period, however long, would cut the backend. (With a real
+// one-second bound and a three-second pause, a loaded machine did cut a
+// healthy backend now and then.)
 func TestBackPressureFromASlowClientIsNotABackendIdling(t *testing.T) {
-	const idle = time.Second
 	be, beURL := newBigBackend(t, 1<<20, false)
 	cfg := testConfig(beURL)
 	cfg.Server.ResponseReadahead = 64 << 10
-	cfg.Timeouts.StreamIdle = config.Duration(idle)
-	url, gw, reg := readaheadGateway(t, cfg)
+	cfg.Timeouts.StreamIdle = config.Duration(time.Second)
+	timers := &manualTimers{armed: map[*manualTimer]bool{}}
+	url, gw, reg := readaheadGatewayTimed(t, cfg, timers.afterFunc)
 
 	resp := unreadResponse(t, url+"/v1/chat/completions", sampledBody)
-	// The pause starts once the relay is held by the client (the cap is
-	// full), so however slow the machine, it is spent in back-pressure.
 	eventually(t, "the relay in back-pressure", func() bool {
 		return metricValue(t, reg, "sluice_readahead_fallbacks_total", "reason", proxy.FallbackResponseCap) == 1
 	})
-	time.Sleep(3 * idle)
+	eventually(t, "the watchdog paused while the client holds the relay", func() bool { return timers.count() == 0 })
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || !bytes.Equal(body, be.body) {
 		t.Fatalf("the client got %d bytes (%v), want the backend's %d", len(body), err, len(be.body))
@@ -336,4 +342,54 @@ func TestBackPressureFromASlowClientIsNotABackendIdling(t *testing.T) {
 	if fails := backend.Failures(); fails != 0 {
 		t.Fatalf("the backend was blamed %d times for a slow client", fails)
 	}
+	if timers.made() == 0 {
+		t.Fatal("the forwarder never used the injected timers")
+	}
+}
+
+// manualTimers makes timers that never fire: a test reads which are
+// armed (count) instead of waiting for one to go off.
+type manualTimers struct {
+	mu    sync.Mutex
+	armed map[*manualTimer]bool
+	n     int
+}
+
+type manualTimer struct{ m *manualTimers }
+
+func (m *manualTimers) afterFunc(time.Duration, func()) proxy.Timer {
+	t := &manualTimer{m: m}
+	m.mu.Lock()
+	m.armed[t] = true
+	m.n++
+	m.mu.Unlock()
+	return t
+}
+
+func (m *manualTimers) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.armed)
+}
+
+func (m *manualTimers) made() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n
+}
+
+func (t *manualTimer) Stop() bool {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	was := t.m.armed[t]
+	delete(t.m.armed, t)
+	return was
+}
+
+func (t *manualTimer) Reset(time.Duration) bool {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	was := t.m.armed[t]
+	t.m.armed[t] = true
+	return was
 }

@@ -54,6 +54,10 @@ type Options struct {
 	// After, when set, replaces time.After for the hedge delay (tests
 	// fire it by hand).
 	After func(time.Duration) <-chan time.Time
+	// AfterFunc, when set, replaces time.AfterFunc for the watchdog that
+	// times each attempt's first byte, first token and stream gaps (tests
+	// fire it by hand, so a loaded machine never decides a timeout).
+	AfterFunc func(time.Duration, func()) Timer
 	// Owner runs the goroutines a hedge race leaves behind its request
 	// (hedge.go), so shutdown can join them; nil: plain goroutines,
 	// joined by nobody.
@@ -70,6 +74,9 @@ func NewForwarder(opt Options) *Forwarder {
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.AfterFunc == nil {
+		opt.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
 	return &Forwarder{opt: opt}
 }
@@ -146,8 +153,14 @@ type Result struct {
 // byte, for a stream's first token, or for the next chunk) lasts too long,
 // or when the request's total deadline passes. One timer serves all the
 // limits, so a request costs a single timer and no extra context.
+// Timer is the watchdog's timer, as time.AfterFunc makes it.
+type Timer interface {
+	Stop() bool
+	Reset(time.Duration) bool
+}
+
 type watchdog struct {
-	timer    *time.Timer
+	timer    Timer
 	phase    atomic.Int32 // phaseFirstByte, phaseFirstToken or phaseIdle
 	deadline time.Time    // total time limit
 	now      func() time.Time
@@ -170,14 +183,14 @@ var phaseCause = [...]error{phaseFirstByte: ErrFirstByteTimeout, phaseIdle: ErrS
 // startWatchdog arms, at time at (the attempt's start: the caller has just
 // read the clock), the first-byte limit d, or the first-token limit ft
 // when positive and tighter.
-func startWatchdog(d, ft time.Duration, deadline, at time.Time, now func() time.Time, cancel context.CancelCauseFunc) *watchdog {
+func startWatchdog(d, ft time.Duration, deadline, at time.Time, now func() time.Time, afterFunc func(time.Duration, func()) Timer, cancel context.CancelCauseFunc) *watchdog {
 	w := &watchdog{deadline: deadline, now: now}
 	if ft > 0 && ft < d {
 		d = ft
 		w.firstToken = at.Add(ft)
 		w.phase.Store(phaseFirstToken)
 	}
-	w.timer = time.AfterFunc(w.bound(d, at), func() {
+	w.timer = afterFunc(w.bound(d, at), func() {
 		cause := phaseCause[w.phase.Load()]
 		if !w.now().Before(w.deadline) {
 			cause = ErrTotalTimeout
@@ -285,7 +298,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		} else {
 			cancel = cancelWithBackend(b, cancel)
 		}
-		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, attemptStart, f.opt.Now, cancel)
+		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, attemptStart, f.opt.Now, f.opt.AfterFunc, cancel)
 		var resp *http.Response
 		var headAt time.Time
 		if hedged {

@@ -435,7 +435,7 @@ func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, t
 	b.AddWork(h.c.work)
 	b.StartWaiting(now)
 	endWithBackend(h.actx, b, h.cancel)
-	h.wd = startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now(), f.opt.Now, h.cancel)
+	h.wd = startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now(), f.opt.Now, f.opt.AfterFunc, h.cancel)
 	return h, HedgeNone
 }
 

@@ -255,7 +255,7 @@ func (r *hedgeRig) send(wait time.Duration) <-chan answer {
 	case r.fire <- r.clock.Now():
 	case a := <-answers:
 		r.t.Fatalf("the request ended before its hedge timer fired: %q, %v", a.body, a.err)
-	case <-time.After(10 * time.Second): // only to fail a broken build
+	case <-time.After(time.Minute): // only to fail a broken build
 		close(r.releaseSlow) // lets the request, and the rig's cleanup, end
 		r.t.Fatal("the race never took the hedge timer")
 	}
