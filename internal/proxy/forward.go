@@ -478,6 +478,24 @@ func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.D
 	c.done(now, out, latency)
 }
 
+// endAnswer is end for a non-streamed answer of outputTokens tokens,
+// whose latency is its whole generation (endpoint.Backend.ReleaseAnswer).
+func (c call) endAnswer(now time.Time, out outcome.Outcome, whole time.Duration, outputTokens int, clientGone bool) {
+	if c.fed || c.waiting { // not a plain answer after all: as end
+		c.end(now, out, whole, 0, clientGone)
+		return
+	}
+	c.b.AddWork(-c.work)
+	c.b.ReleaseAnswer(now, out, whole, outputTokens)
+	if c.done == nil {
+		return
+	}
+	if clientGone {
+		out = outcome.Ignored
+	}
+	c.done(now, out, whole)
+}
+
 func classifyTransportError(err, cause error) error {
 	switch {
 	case errors.Is(cause, ErrFirstByteTimeout): // or ErrFirstTokenTimeout, which wraps it
