@@ -251,6 +251,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			}
 			break
 		}
+		b = f.avoidUnrescued(in, sel, tried, b)
 		tried = append(tried, b)
 		if !b.Acquire() { // lost a race for its last slot
 			res.Err = ErrSaturated

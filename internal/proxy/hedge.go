@@ -374,6 +374,44 @@ func hedgeDelay(after time.Duration, b *endpoint.Backend, now time.Time) time.Du
 	return after
 }
 
+// avoidUnrescued is the backend a stream goes to first: b, unless b is
+// known slower than the hedge delay (hedgeDelay 0: a stream there is hedged
+// at once) and no hedge could start now (the budget is spent or the model
+// has no spare slot, as under load), when another backend with room
+// serves it instead. Such a stream is a probe of a slow backend (p2c tries
+// an ejected one again as its peak EWMA decays), and without a hedge its
+// client waits the slow backend's whole first token (the chaos row
+// backend-slow on a loaded machine: several of its streams at 0.4-1 s,
+// hedges skipped for capacity). Probes then wait until the pool has room
+// to rescue them; b is kept when no other backend has room.
+func (f *Forwarder) avoidUnrescued(in *Request, sel Selector, tried []*endpoint.Backend, b *endpoint.Backend) *endpoint.Backend {
+	if in.HedgeAfter <= 0 || !in.Peek.Stream || f.opt.Attempts < 2 || hedgeDelay(in.HedgeAfter, b, f.opt.Now()) > 0 || f.hedgeRoom(in) {
+		return b
+	}
+	if alt, _ := sel.Select(append(tried[:len(tried):len(tried)], b)); alt != nil {
+		return alt
+	}
+	return b
+}
+
+// hedgeRoom reports whether a hedge could start now: the hedge budget has
+// room and the model grants a spare slot (taken and given back at once;
+// the hedge, if one follows, asks again).
+func (f *Forwarder) hedgeRoom(in *Request) bool {
+	if !f.opt.Hedges.take() {
+		return false
+	}
+	f.opt.Hedges.give()
+	if in.HedgeSlot == nil {
+		return true
+	}
+	release, ok := in.HedgeSlot(func() {})
+	if ok {
+		release()
+	}
+	return ok
+}
+
 // settle ends l's part in the race, once: a hedge gives back its budget
 // and, when freeSlot, its spare slot.
 func (f *Forwarder) settle(l *leg, freeSlot bool) {
