@@ -275,6 +275,39 @@ func (b *Backend) Release(now time.Time, out outcome.Outcome, latency, retryAfte
 	b.Observe(now, out, latency, retryAfter)
 }
 
+// ReleaseAnswer is Release for a non-streamed answer, whose first byte
+// came with its whole generation (whole) of outputTokens tokens. The
+// concurrency limit learns whole, as before. The latency estimates, which
+// steer routing, outlier ejection, hedge delays and queue deadlines as a
+// time to first token, learn the time per output token instead
+// (AnswerLatency): a whole generation of 256 tokens (5.8 s on the chaos
+// pool) taken as a first token made a backend serving long non-streamed
+// answers look a hundred times slower than its peers, an outlier to eject.
+func (b *Backend) ReleaseAnswer(now time.Time, out outcome.Outcome, whole time.Duration, outputTokens int) {
+	inflight := b.inflight.Add(-1)
+	b.signalFreed()
+	if box := b.limiter.Load(); box != nil {
+		box.l.Observe(now, whole, int(inflight)+1, out)
+	}
+	b.Observe(now, out, AnswerLatency(whole, outputTokens), 0)
+}
+
+// AnswerLatency is the first-token figure of a non-streamed answer that
+// took whole for outputTokens tokens: whole / outputTokens, which is the
+// time to first token for a one-token answer and, for longer ones, a
+// decode step plus the wait and prefill spread over the tokens: a lower
+// bound of the time to first token, near it for short prompts (the wait
+// and prefill are then a step or two), below it for long prompts. A
+// backend ten times slower per token still reads ten times slower. An
+// answer without completion tokens (an embedding, a backend that reports
+// no usage) is taken whole: its first byte is all there is to time.
+func AnswerLatency(whole time.Duration, outputTokens int) time.Duration {
+	if outputTokens <= 1 {
+		return whole
+	}
+	return whole / time.Duration(outputTokens)
+}
+
 // FirstToken ends a stream's wait (StartWaiting) and feeds the concurrency
 // limit and the latency estimates the time
 // to first token of a stream as soon as it is known, instead of at the

@@ -105,8 +105,9 @@ type TTFT struct {
 }
 
 // RecentTTFT returns the p50 and p99 time to first byte (first token for
-// streams) of the backend's successful requests over the last 30 to 60
-// seconds, each at most 25% above the true value (a log bucket's bound).
+// streams; for a non-streamed answer, its whole time per output token, see
+// ReleaseAnswer) of the backend's successful requests over the last 30 to
+// 60 seconds, each at most 25% above the true value (a log bucket's bound).
 func (b *Backend) RecentTTFT(now time.Time) TTFT {
 	return PoolTTFT(now, []*Backend{b})
 }

@@ -93,7 +93,13 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	} else if clientGone {
 		res.Err = context.Canceled
 	}
-	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
+	// Its first byte came with the whole answer: the backend's first-token
+	// estimates learn it per output token (endpoint.Backend.ReleaseAnswer).
+	tokens := 0
+	if res.UsageKnown {
+		tokens = res.Usage.CompletionTokens
+	}
+	c.endAnswer(f.opt.Now(), out, res.TTFB, tokens, clientGone && readErr != nil)
 	return false
 }
 

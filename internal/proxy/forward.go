@@ -270,6 +270,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			}
 			break
 		}
+		b = f.avoidUnrescued(in, sel, tried, b)
 		tried = append(tried, b)
 		if !b.Acquire() { // lost a race for its last slot
 			res.Err = ErrSaturated
@@ -503,6 +504,24 @@ func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.D
 		out = outcome.Ignored // nothing learnt about the backend's health
 	}
 	c.done(now, out, latency)
+}
+
+// endAnswer is end for a non-streamed answer of outputTokens tokens,
+// whose latency is its whole generation (endpoint.Backend.ReleaseAnswer).
+func (c call) endAnswer(now time.Time, out outcome.Outcome, whole time.Duration, outputTokens int, clientGone bool) {
+	if c.fed || c.waiting { // not a plain answer after all: as end
+		c.end(now, out, whole, 0, clientGone)
+		return
+	}
+	c.b.AddWork(-c.work)
+	c.b.ReleaseAnswer(now, out, whole, outputTokens)
+	if c.done == nil {
+		return
+	}
+	if clientGone {
+		out = outcome.Ignored
+	}
+	c.done(now, out, whole)
 }
 
 func classifyTransportError(err, cause error) error {

@@ -239,7 +239,7 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 	legs := []*leg{primary}
 	primary.req = ctx
 	go f.sendFirst(primary, in, done)
-	hedgeDue := f.after(hedgeDelay(in.HedgeAfter, primary.c.b))
+	hedgeDue := f.after(hedgeDelay(in.HedgeAfter, primary.c.b, f.opt.Now()))
 	var winner *leg
 	for reported := 0; winner == nil && reported < len(legs); {
 		select {
@@ -344,20 +344,72 @@ func (f *Forwarder) runOn(l *leg, end func()) {
 
 // hedgeDelay is how long a first attempt on b waits for its first token
 // before a hedge: the request's HedgeAfter (the pool's tail), except on a
-// backend whose typical time to first token is already later than that.
-// Most of that backend's streams would be hedged anyway, each after waiting
-// HedgeAfter for nothing: a backend ten times slower than its peers still
-// gets a share of the traffic from p2c (it is picked whenever its latency
-// times its outstanding work is below a healthy peer's), and every one of
-// those streams started at HedgeAfter plus a healthy backend's time to
-// first token, about twice the pool's usual. Hedged at once, they start as
-// fast as the hedge's backend allows; the first attempt still runs on to
-// its own first token, the sample that keeps its backend's estimate slow.
-func hedgeDelay(after time.Duration, b *endpoint.Backend) time.Duration {
-	if b != nil && b.TypicalLatency() > after {
+// backend already known to be slower than that, where the stream is hedged
+// at once. Most of that backend's streams would be hedged anyway, each after
+// waiting HedgeAfter for nothing: a backend ten times slower than its peers
+// still gets a few streams (p2c's draws before it is found out, and the
+// probes that try it again as its peak EWMA decays), and every one of those
+// started at HedgeAfter plus a healthy backend's time to first token, about
+// twice the pool's usual (the chaos row backend-slow's p99). Hedged at once,
+// they start as fast as the hedge's backend allows; the first attempt still
+// runs on to its own first token, the sample that keeps its backend's
+// estimate slow. Known slower, by the first of:
+//   - its typical time to first token is above HedgeAfter (a dozen slow
+//     answers);
+//   - its settled latency is: the smaller of its peak EWMA and the median of
+//     its last three samples (two slow answers in a row, not one spike; the
+//     measure routing ejects an outlier by), which also covers a probe of
+//     an ejected backend whose peak EWMA has decayed to a few times its
+//     peers';
+//   - a stream sent there has waited longer than HedgeAfter with none of
+//     its streams getting a first token since (endpoint.Backend.Stalled):
+//     a backend that just turned slow, before any slow answer.
+func hedgeDelay(after time.Duration, b *endpoint.Backend, now time.Time) time.Duration {
+	if b == nil {
+		return after
+	}
+	if b.TypicalLatency() > after || min(b.Latency(now), b.RecentLatency()) > after || b.Stalled(now) > after {
 		return 0
 	}
 	return after
+}
+
+// avoidUnrescued is the backend a stream goes to first: b, unless b is
+// known slower than the hedge delay (hedgeDelay 0: a stream there is hedged
+// at once) and no hedge could start now (the budget is spent or the model
+// has no spare slot, as under load), when another backend with room
+// serves it instead. Such a stream is a probe of a slow backend (p2c tries
+// an ejected one again as its peak EWMA decays), and without a hedge its
+// client waits the slow backend's whole first token (the chaos row
+// backend-slow on a loaded machine: several of its streams at 0.4-1 s,
+// hedges skipped for capacity). Probes then wait until the pool has room
+// to rescue them; b is kept when no other backend has room.
+func (f *Forwarder) avoidUnrescued(in *Request, sel Selector, tried []*endpoint.Backend, b *endpoint.Backend) *endpoint.Backend {
+	if in.HedgeAfter <= 0 || !in.Peek.Stream || f.opt.Attempts < 2 || hedgeDelay(in.HedgeAfter, b, f.opt.Now()) > 0 || f.hedgeRoom(in) {
+		return b
+	}
+	if alt, _ := sel.Select(append(tried[:len(tried):len(tried)], b)); alt != nil {
+		return alt
+	}
+	return b
+}
+
+// hedgeRoom reports whether a hedge could start now: the hedge budget has
+// room and the model grants a spare slot (taken and given back at once;
+// the hedge, if one follows, asks again).
+func (f *Forwarder) hedgeRoom(in *Request) bool {
+	if !f.opt.Hedges.take() {
+		return false
+	}
+	f.opt.Hedges.give()
+	if in.HedgeSlot == nil {
+		return true
+	}
+	release, ok := in.HedgeSlot(func() {})
+	if ok {
+		release()
+	}
+	return ok
 }
 
 // settle ends l's part in the race, once: a hedge gives back its budget

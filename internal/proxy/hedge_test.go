@@ -488,3 +488,93 @@ func TestHedgeAtOnceOnBackendSlowerThanTheDelay(t *testing.T) {
 		t.Fatalf("hedge delay on a backend typically 40ms to first token = %v, want the request's 50ms", d)
 	}
 }
+
+// TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency: a backend
+// whose typical time to first token is still below the delay (a dozen slow
+// answers move it by half) is hedged at once as soon as two answers in a
+// row were slow (its settled latency, as routing judges an outlier), or
+// while a stream there has waited longer than the delay with no first
+// token since (it just turned slow); one slow spike is not enough.
+func TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency(t *testing.T) {
+	delay := func(name string, prime func(r *hedgeRig)) time.Duration {
+		t.Helper()
+		r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 8)
+		prime(r)
+		if typ := r.slow.TypicalLatency(); typ >= 50*time.Millisecond {
+			t.Fatalf("%s: setup: typical latency %v, want it below the 50ms delay", name, typ)
+		}
+		r.answer(r.send(0))
+		return <-r.delays
+	}
+	twoSlow := func(r *hedgeRig) {
+		for _, d := range []time.Duration{20, 200, 200} {
+			r.slow.FirstToken(r.clock.Now(), d*time.Millisecond)
+		}
+	}
+	if d := delay("two slow answers", twoSlow); d != 0 {
+		t.Fatalf("hedge delay after two slow answers in a row = %v, want 0 (at once)", d)
+	}
+	spike := func(r *hedgeRig) {
+		for _, d := range []time.Duration{20, 20, 200} {
+			r.slow.FirstToken(r.clock.Now(), d*time.Millisecond)
+		}
+	}
+	if d := delay("one spike", spike); d != 50*time.Millisecond {
+		t.Fatalf("hedge delay after one slow spike = %v, want the request's 50ms", d)
+	}
+	stalled := func(r *hedgeRig) {
+		r.slow.FirstToken(r.clock.Now(), 20*time.Millisecond)
+		r.clock.advance(10 * time.Millisecond)
+		r.slow.StartWaiting(r.clock.Now()) // a stream sent before, still without a token
+		r.clock.advance(60 * time.Millisecond)
+	}
+	if d := delay("stalled", stalled); d != 0 {
+		t.Fatalf("hedge delay with a stream waiting 60ms for its first token = %v, want 0 (at once)", d)
+	}
+}
+
+// TestNoProbeOfSlowBackendWithoutRescue: a stream whose first pick is a
+// backend known slower than the hedge delay goes to another backend with
+// room when no hedge could start at once (here a request waits in the
+// model's queue, so no spare slot): without the hedge, its client would
+// wait the slow backend's whole first token. With a spare slot, the slow
+// backend is still tried (a probe), hedged at once.
+func TestNoProbeOfSlowBackendWithoutRescue(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
+	for range 3 {
+		r.slow.FirstToken(r.clock.Now(), 500*time.Millisecond)
+	}
+	held, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	waiting := make(chan error, 1)
+	go func() { _, err := r.queue.Acquire(ctx, admission.Request{Tenant: "b"}); waiting <- err }()
+	waitUntil(t, "a request to queue", func() bool { return r.queue.Stats().Queued == 1 })
+
+	answers := r.post()
+	select {
+	case <-r.slowGot:
+		close(r.releaseSlow) // lets the request end
+		cancel()
+		held.Release()
+		t.Fatal("the stream went to the slow backend with no spare slot for a hedge")
+	case a := <-answers:
+		res := <-r.results
+		if a.err != nil || a.body != sseAnswer || res.Backend != r.fast {
+			t.Fatalf("body %q err %v backend %v; want the fast backend's stream", a.body, a.err, res.Backend)
+		}
+	}
+	cancel()
+	<-waiting
+	held.Release()
+	for len(r.delays) > 0 { // the fast stream's own (unfired) timer
+		<-r.delays
+	}
+
+	body, res := r.answer(r.send(0))
+	if d := <-r.delays; body != sseAnswer || res.Hedge != HedgeWon || d != 0 {
+		t.Fatalf("body %q hedge %d delay %v; want the slow backend probed and hedged at once", body, res.Hedge, d)
+	}
+}
