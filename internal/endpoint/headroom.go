@@ -51,7 +51,10 @@ const (
 // batch size now (slots or KV cache bound it); one that runs more than
 // that has grown its batch. A single reading with a queue proves nothing
 // (a request that arrived since the engine's last step waits too) unless
-// this gateway saw the backlog itself (backlogBound). Until it has queued
+// this gateway saw the backlog itself (backlogBound) and the reading holds
+// more than that backlog's guess plus the one request it lets past the
+// guess (which a reading may catch waiting for the engine's next step
+// whatever the true slots are). Until it has queued
 // so, nothing is capped. With the slots known, and D = Running
 // + Waiting the backend's demand from every client:
 //
@@ -80,9 +83,20 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	c.expires, c.now = l.Expires, now
 	c.peak = max(c.peak, running)
 	queued := waiting > 0 && running > 0 && running >= c.peak
+	// One reading confirms the backlog this gateway saw (backlogBound) only
+	// if the backend holds more than that bound's guess plus the one
+	// request it lets past the guess. A guess learned from a stall of the
+	// whole machine (a CPU-starved gateway reads first tokens late, so
+	// fewer streams look started than the engine runs) holds the backend
+	// at guess + 1; a reading then shows that extra request waiting for
+	// the engine's next step, which proves nothing, and confirming the
+	// guess kept a backend one to three slots short for a whole probe
+	// backoff (docs/BENCHMARKS.md §13, "Under CPU load").
+	local := int(b.localSlots.Load())
+	confirmsLocal := local > 0 && running+waiting > local+1
 	grew := false
 	switch {
-	case queued && (c.queued || b.localSlots.Load() > 0):
+	case queued && (c.queued || confirmsLocal):
 		// Two readings in a row, or one that confirms the backlog this
 		// gateway saw itself (backlogBound): the batch is full.
 		if c.slots == 0 {

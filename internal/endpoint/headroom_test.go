@@ -261,3 +261,39 @@ func TestBacklogBoundHoldsBackendBeforeItsMetricsShowIt(t *testing.T) {
 		t.Fatalf("scraped cap %d slots %d, want 8 and 8", got, slots)
 	}
 }
+
+func TestBacklogGuessFromAMachineStallIsNotConfirmedByItsOwnExtraRequest(t *testing.T) {
+	// A backend with 8 slots runs the 6 streams this gateway sent, but the
+	// gateway, starved of CPU, has read only 5 first tokens when nothing
+	// more arrives for 200ms: the backlog bound guesses 5 slots and lets
+	// one request past the guess. A scrape then shows 5 running and that
+	// one waiting for the engine's next step: no evidence of a full batch.
+	// The guess must grow back when the sixth first token is read, not be
+	// confirmed as the backend's slots.
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(24))
+	b.ObserveLoad(reading(clk, 2, 0, 2), clk.now)
+	for range 6 {
+		if !b.Acquire() {
+			t.Fatal("Acquire refused below the limit")
+		}
+		b.StartWaiting(clk.t)
+	}
+	clk.t = clk.t.Add(40 * time.Millisecond)
+	for range 5 {
+		b.FirstToken(clk.t, 40*time.Millisecond)
+	}
+	clk.t = clk.t.Add(200 * time.Millisecond)
+	if got := b.Limit(); got != 5 {
+		t.Fatalf("Limit after the stall = %d, want the guess, 5", got)
+	}
+	b.ObserveLoad(reading(clk, 5, 1, 6), clk.now)
+	if _, slots := b.ScrapedCap(); slots != 0 {
+		t.Fatalf("one reading with only the request past the guess waiting set the slots to %d, want none learned", slots)
+	}
+	b.FirstToken(clk.t, 240*time.Millisecond)
+	if got := b.Limit(); got != 7 {
+		t.Fatalf("Limit after the sixth start = %d, want 7 (the guess grown to 6, plus one)", got)
+	}
+}
