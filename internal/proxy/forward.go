@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -226,7 +225,9 @@ func (w *watchdog) idle(d time.Duration) {
 	w.timer.Reset(w.bound(d, at))
 }
 
-// Forward runs the attempts for one request and relays the response to w.
+// Forward runs the attempts for one request and relays the response to w:
+// each attempt claims a backend, sends, and then either relays the answer
+// or records why another backend should be tried (attempt.go).
 func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Request, sel Selector) (res Result) {
 	start := f.opt.Now()
 	deadline := start.Add(f.opt.Timeouts.Total)
@@ -238,165 +239,74 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 
 	var triedBuf [4]*endpoint.Backend
 	tried := triedBuf[:0]
-	var busy *http.Response // last 429/503, relayed if no other backend answers
-	var busyCancel context.CancelCauseFunc
-	var busyBackend *endpoint.Backend
-	defer func() {
-		if busy != nil {
-			busy.Body.Close()
-			busyCancel(nil)
-		}
-	}()
+	var busy pushedBack // the last 429/503, relayed if no other backend answers
+	defer busy.drop()
 
 	for attempt := 0; attempt < f.opt.Attempts; attempt++ {
 		// One clock read per attempt serves its checks, its breaker call
 		// and its start (a first attempt's is the request's start).
 		now := start
 		if attempt > 0 {
-			if now = f.opt.Now(); !now.Before(deadline) {
-				res.Err = ErrTotalTimeout
+			var ok bool
+			if now, ok = f.mayRetry(deadline, &res); !ok {
 				break
 			}
-			if f.opt.Budget != nil && !f.opt.Budget.Withdraw(now) {
-				res.Err = fmt.Errorf("%w: %w", ErrRetryBudget, res.Err)
-				break
-			}
-			res.Retries++
 		}
-		b, err := sel.Select(tried)
-		if b == nil {
-			if res.Err == nil && busy == nil {
-				res.Err = err
-			}
+		c, step := f.claim(in, sel, &tried, now, busy.resp != nil, &res)
+		if step == stepStop {
 			break
 		}
-		b = f.avoidUnrescued(in, sel, tried, b)
-		tried = append(tried, b)
-		if !b.Acquire() { // lost a race for its last slot
-			res.Err = ErrSaturated
+		if step == stepNext {
 			continue
-		}
-		done, ok := b.AllowCall(now)
-		if !ok { // its breaker opened (or has no half-open slot) meanwhile
-			b.Abandon()
-			res.Err = ErrNoBackend
-			continue
-		}
-		c := call{b: b, done: done, work: in.Work}
-		b.AddWork(c.work)
-		attemptStart := now
-		if in.Peek.Stream {
-			b.StartWaiting(attemptStart)
-			c.waiting = true
 		}
 		res.Attempts++
-		res.Backend = b
-
-		hedged := in.HedgeAfter > 0 && in.Peek.Stream
-		actx, cancel, unlink := f.attemptContext(ctx, hedged)
-		if hedged { // a first leg may run on past the request (hedge.go)
-			endWithBackend(actx, b, cancel)
-		} else {
-			cancel = cancelWithBackend(b, cancel)
-		}
-		wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, attemptStart, f.opt.Now, f.opt.AfterFunc, cancel)
-		var resp *http.Response
-		var headAt time.Time
-		if hedged {
-			// The hedge timer runs from the send, so a backend that never
-			// answers the head is hedged too (hedge.go); the race hands
-			// back the stream to relay, or the first attempt's head (or
-			// transport error) to handle below as without hedging.
-			first := &leg{c: c, actx: actx, cancel: cancel, unlink: unlink, wd: wd, sent: attemptStart}
-			l := f.race(ctx, in, sel, &tried, first, deadline, &res)
-			c, actx, cancel, wd, resp, attemptStart, headAt = l.c, l.actx, l.cancel, l.wd, l.resp, l.sent, l.head
-			if err = nil; resp == nil {
-				err = l.err
-			}
-			b, res.Backend = c.b, c.b
-		} else {
-			resp, err = f.opt.Transport.RoundTrip(f.outbound(actx, b, in))
-			headAt = f.opt.Now()
-		}
+		res.Backend = c.b
+		s := f.send(ctx, in, sel, &tried, c, now, deadline, &res)
 		// The backend's own latency, from this attempt's start: earlier
 		// attempts and a hedge's wait are not its doing.
-		ttfb := headAt.Sub(attemptStart)
-		if err != nil {
-			wd.timer.Stop()
-			cause := context.Cause(actx)
-			cancel(nil)
-			if errors.Is(ctx.Err(), context.Canceled) { // whatever the cause (a preempted job too)
-				// The client left: not the backend's fault.
-				c.end(f.opt.Now(), outcome.Success, ttfb, 0, true)
-				res.Err = context.Canceled
-				return res
-			}
-			now := f.opt.Now()
-			res.Err = classifyTransportError(err, cause)
-			if errors.Is(res.Err, ErrFirstByteTimeout) {
-				b.TimedOut(now, ttfb)
-			}
-			c.end(now, outcome.Failure, ttfb, 0, false)
-			if errors.Is(res.Err, ErrConnect) {
+		ttfb := s.head.Sub(s.at)
+		if s.err != nil {
+			if f.failed(ctx, s, ttfb, &res) {
 				continue
 			}
 			return res
 		}
-		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-			wd.timer.Stop()
-			ra := ParseRetryAfter(headerGet(resp.Header, "Retry-After"), f.opt.Now())
-			c.end(f.opt.Now(), outcome.Busy, ttfb, ra, false)
-			if busy != nil {
-				busy.Body.Close()
-				busyCancel(nil)
-			}
-			busy, busyCancel, busyBackend = resp, cancel, b
-			res.RetryAfter = ra
+		switch code := s.resp.StatusCode; {
+		case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
+			s.wd.timer.Stop()
+			res.RetryAfter = ParseRetryAfter(headerGet(s.resp.Header, "Retry-After"), f.opt.Now())
+			s.c.end(f.opt.Now(), outcome.Busy, ttfb, res.RetryAfter, false)
+			busy.keep(s)
 			continue
-		}
-		if resp.StatusCode == http.StatusBadGateway && attempt+1 < f.opt.Attempts {
-			wd.timer.Stop()
-			c.end(f.opt.Now(), outcome.Failure, ttfb, 0, false)
-			drain(resp.Body)
-			cancel(nil)
+		case code == http.StatusBadGateway && attempt+1 < f.opt.Attempts:
+			s.wd.timer.Stop()
+			s.c.end(f.opt.Now(), outcome.Failure, ttfb, 0, false)
+			drain(s.resp.Body)
+			s.cancel(nil)
 			res.Err = fmt.Errorf("%w: status 502", ErrUpstream)
 			continue
 		}
-		if busy != nil {
-			busy.Body.Close()
-			busyCancel(nil)
-			busy = nil
-		}
+		busy.drop()
 		res.Err = nil
-		// The relay ends the wait at an event stream's first token; any
-		// other answer's wait ends here, and one the request did not
-		// expect as a stream starts so that the relay has one to end.
-		switch streamed := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream"); {
-		case streamed && !c.waiting:
-			b.StartWaiting(attemptStart)
-			c.waiting = true
-		case !streamed && c.waiting:
-			b.EndWaiting(f.opt.Now())
-			c.waiting = false
-		}
+		f.matchWaiting(&s.c, s.resp, s.at)
 		// The relay measures from the attempt's start, so the backend
 		// learns its own time to first token; the client's includes the
 		// attempts before it.
-		retry := f.relay(ctx, actx, w, c, resp, wd, in, attemptStart, &res)
-		res.TTFB += attemptStart.Sub(start)
-		cancel(nil)
+		retry := f.relay(ctx, s.actx, w, s.c, s.resp, s.wd, in, s.at, &res)
+		res.TTFB += s.at.Sub(start)
+		s.cancel(nil)
 		if retry {
 			continue // nothing reached the client: another backend may answer
 		}
-		res.Held = f.opt.Now().Sub(attemptStart)
+		res.Held = f.opt.Now().Sub(s.at)
 		return res
 	}
-	if busy != nil {
+	if busy.resp != nil {
 		// Every backend pushed back: pass the honest answer on, with its
 		// Retry-After, rather than inventing another status.
 		res.Err = nil
-		res.Backend = busyBackend
-		f.relayBusy(w, busyBackend, busy, in, start, &res)
+		res.Backend = busy.b
+		f.relayBusy(w, busy.b, busy.resp, in, start, &res)
 	}
 	return res
 }

@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/outcome"
+)
+
+// The stages of one attempt of Forward, in the order it runs them: may
+// another attempt start (mayRetry), which backend takes it (claim), the
+// round trip (send), and what a transport error (failed) or a push-back
+// (pushedBack) leaves for the next attempt.
+
+// step tells Forward's loop what to do after claim.
+type step int
+
+const (
+	stepGo   step = iota // the call holds a slot and a breaker permit: send
+	stepNext             // this backend cannot take it; another may
+	stepStop             // no backend is left
+)
+
+// sent is one attempt after its round trip: the call, its context and
+// watchdog, and what the backend answered (a head, or a transport error).
+// After a hedge race it describes the winning leg.
+type sent struct {
+	c      call
+	actx   context.Context
+	cancel context.CancelCauseFunc
+	wd     *watchdog
+	resp   *http.Response
+	err    error
+	at     time.Time // the attempt's start
+	head   time.Time // when its round trip returned
+}
+
+// mayRetry reads the clock for an attempt after the first and says whether
+// the request's total deadline and the retry budget allow it.
+func (f *Forwarder) mayRetry(deadline time.Time, res *Result) (time.Time, bool) {
+	now := f.opt.Now()
+	if !now.Before(deadline) {
+		res.Err = ErrTotalTimeout
+		return now, false
+	}
+	if f.opt.Budget != nil && !f.opt.Budget.Withdraw(now) {
+		res.Err = fmt.Errorf("%w: %w", ErrRetryBudget, res.Err)
+		return now, false
+	}
+	res.Retries++
+	return now, true
+}
+
+// claim picks a backend not tried yet and takes a slot and a breaker
+// permit on it. pushedBack: an earlier attempt's 429/503 is kept, so
+// running out of backends is not this request's error.
+func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend, now time.Time, pushedBack bool, res *Result) (call, step) {
+	b, err := sel.Select(*tried)
+	if b == nil {
+		if res.Err == nil && !pushedBack {
+			res.Err = err
+		}
+		return call{}, stepStop
+	}
+	b = f.avoidUnrescued(in, sel, *tried, b)
+	*tried = append(*tried, b)
+	if !b.Acquire() { // lost a race for its last slot
+		res.Err = ErrSaturated
+		return call{}, stepNext
+	}
+	done, ok := b.AllowCall(now)
+	if !ok { // its breaker opened (or has no half-open slot) meanwhile
+		b.Abandon()
+		res.Err = ErrNoBackend
+		return call{}, stepNext
+	}
+	c := call{b: b, done: done, work: in.Work}
+	b.AddWork(c.work)
+	if in.Peek.Stream {
+		b.StartWaiting(now)
+		c.waiting = true
+	}
+	return c, stepGo
+}
+
+// send starts the attempt at now and returns with the backend's head or
+// error. A stream that may be hedged runs the race (hedge.go), which hands
+// back the leg to go on with.
+func (f *Forwarder) send(ctx context.Context, in *Request, sel Selector, tried *[]*endpoint.Backend, c call, now, deadline time.Time, res *Result) sent {
+	hedged := in.HedgeAfter > 0 && in.Peek.Stream
+	actx, cancel, unlink := f.attemptContext(ctx, hedged)
+	if hedged { // a first leg may run on past the request (hedge.go)
+		endWithBackend(actx, c.b, cancel)
+	} else {
+		cancel = cancelWithBackend(c.b, cancel)
+	}
+	wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, now, f.opt.Now, f.opt.AfterFunc, cancel)
+	if !hedged {
+		resp, err := f.opt.Transport.RoundTrip(f.outbound(actx, c.b, in))
+		return sent{c: c, actx: actx, cancel: cancel, wd: wd, resp: resp, err: err, at: now, head: f.opt.Now()}
+	}
+	// The hedge timer runs from the send, so a backend that never answers
+	// the head is hedged too; the race hands back the stream to relay, or
+	// the first attempt's head (or transport error) to handle as without
+	// hedging.
+	first := &leg{c: c, actx: actx, cancel: cancel, unlink: unlink, wd: wd, sent: now}
+	l := f.race(ctx, in, sel, tried, first, deadline, res)
+	s := sent{c: l.c, actx: l.actx, cancel: l.cancel, wd: l.wd, resp: l.resp, at: l.sent, head: l.head}
+	if s.resp == nil {
+		s.err = l.err
+	}
+	res.Backend = s.c.b
+	return s
+}
+
+// failed records a transport error of attempt s (ttfb: how long its
+// backend took) and says whether another backend may be tried: only when
+// the connection could not be made. A client that left ends the request.
+func (f *Forwarder) failed(ctx context.Context, s sent, ttfb time.Duration, res *Result) (retry bool) {
+	s.wd.timer.Stop()
+	cause := context.Cause(s.actx)
+	s.cancel(nil)
+	if errors.Is(ctx.Err(), context.Canceled) { // whatever the cause (a preempted job too)
+		// The client left: not the backend's fault.
+		s.c.end(f.opt.Now(), outcome.Success, ttfb, 0, true)
+		res.Err = context.Canceled
+		return false
+	}
+	now := f.opt.Now()
+	res.Err = classifyTransportError(s.err, cause)
+	if errors.Is(res.Err, ErrFirstByteTimeout) {
+		s.c.b.TimedOut(now, ttfb)
+	}
+	s.c.end(now, outcome.Failure, ttfb, 0, false)
+	return errors.Is(res.Err, ErrConnect)
+}
+
+// matchWaiting fits the backend's first-token wait to the answer: the
+// relay ends the wait at an event stream's first token; any other
+// answer's wait ends here, and one the request did not expect as a stream
+// starts so that the relay has one to end.
+func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at time.Time) {
+	switch streamed := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream"); {
+	case streamed && !c.waiting:
+		c.b.StartWaiting(at)
+		c.waiting = true
+	case !streamed && c.waiting:
+		c.b.EndWaiting(f.opt.Now())
+		c.waiting = false
+	}
+}
+
+// pushedBack is the last 429/503 a backend answered, kept open to relay
+// (with its Retry-After) if no other backend answers.
+type pushedBack struct {
+	resp   *http.Response
+	cancel context.CancelCauseFunc
+	b      *endpoint.Backend
+}
+
+// keep replaces the kept answer with attempt s's.
+func (p *pushedBack) keep(s sent) {
+	p.drop()
+	p.resp, p.cancel, p.b = s.resp, s.cancel, s.c.b
+}
+
+// drop closes the kept answer, if any.
+func (p *pushedBack) drop() {
+	if p.resp != nil {
+		p.resp.Body.Close()
+		p.cancel(nil)
+		p.resp = nil
+	}
+}
