@@ -29,6 +29,7 @@ type counters struct {
 	rejected  [numReasons]uint64
 	cancelled uint64
 	preempted uint64                  // spare tickets taken back by live traffic
+	held      uint64                  // requests held by their tenant's ramp at least once
 	waits     [MaxClass + 1]histogram // per class, of granted requests
 }
 
@@ -61,6 +62,12 @@ type Stats struct {
 	// Appointments is how many refused requests hold an appointment
 	// (appoint.go), at most maxAppointments.
 	Appointments int `json:"appointments"`
+	// Held is how many of the queued requests wait for their tenant's
+	// ramp (ramp.go); HeldTotal how many ever did; Ramping how many
+	// active tenants are ramping.
+	Held      int    `json:"held"`
+	HeldTotal uint64 `json:"held_total"`
+	Ramping   int    `json:"ramping"`
 }
 
 // ClassStats is one priority class's share of Stats.
@@ -105,7 +112,12 @@ func (q *Queue) Stats() Stats {
 		DrainRate: q.drain.perSlot() * float64(max(capacity, 0)),
 		Tenants:   make(map[string]TenantStats, len(q.tenants)),
 		Rejected:  make(map[string]uint64, numReasons), Cancelled: q.counters.cancelled,
-		Appointments: len(q.appts.at)}
+		Appointments: len(q.appts.at), Held: len(q.parked), HeldTotal: q.counters.held}
+	for _, rs := range q.ramps {
+		if rs.ramping {
+			s.Ramping++
+		}
+	}
 	for i, c := range q.classes {
 		granted := q.counters.waits[i].count
 		s.Granted += granted
@@ -156,10 +168,12 @@ func (q *Queue) DelayTarget(c Class) time.Duration {
 
 // Waiting is how many requests wait in the queue now: a cheap read for
 // the scaling signals, which call a completion "at capacity" while any do.
+// Requests held by their tenant's ramp do not count: they wait for the
+// ramp, not for capacity.
 func (q *Queue) Waiting() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.queued
+	return q.scheduled()
 }
 
 // tenantWaitsLocked fills each tenant's Waiting: one walk over the queued
