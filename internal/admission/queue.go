@@ -214,6 +214,9 @@ type Queue struct {
 	appts      appointments
 	ramps      map[string]*rampState // tenants' activity (ramp.go), at most maxRamps
 	parked     []*waiter             // queued requests held by their tenant's ramp, oldest first
+	// The pool's in-use peaks in the current and previous RampWindow.
+	poolPeak, poolPrevPeak int
+	poolWindow             time.Time
 }
 
 // tenantState is one tenant's share of the queue, for bounds and the

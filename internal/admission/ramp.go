@@ -20,15 +20,20 @@ import (
 // RampWindow of quiet) while another tenant was active (held a slot,
 // waited, or did so within RampWindow):
 //
-//   - it may hold its allowance: half its weighted fair share of the
-//     capacity among the active tenants (at least one slot), plus one
+//   - it may hold its allowance: half its weighted fair share among the
+//     active tenants (at least one slot) of the ramp's base, plus one
 //     more slot per request of its own that has completed since, so its
 //     allowance doubles each round trip, as TCP's slow start; fairness
 //     converges to the fair queue's once its answers come back;
 //   - beyond its allowance it may take only a slot nobody active is
-//     using: a free slot that is not one of the others' recent peaks
-//     (the most each held in the last one to two RampWindows), so the
-//     slots a steady tenant frees between its requests stay its own;
+//     using: a free slot within the base that is not one of the others'
+//     recent peaks (the most each held in the last one to two
+//     RampWindows), so the slots a steady tenant frees between its
+//     requests stay its own;
+//   - the base is the most the pool held in the last one to two
+//     RampWindows, or half the capacity if more, at most the capacity
+//     (rampBase): the capacity, a sum of adaptive limits, can stand well
+//     above the slots the backends have;
 //   - its ramp ends once it is alone among the active tenants (the pool
 //     is work-conserving for a single tenant) or its allowance reaches the
 //     capacity.
@@ -130,13 +135,20 @@ func (q *Queue) othersActive(tenant string, now time.Time) bool {
 
 // noteGrant records a live slot granted to tenant.
 func (q *Queue) noteGrant(tenant string, now time.Time) {
+	if !q.rampOn() {
+		return
+	}
 	rs := q.ramps[tenant]
 	if rs == nil {
+		q.rotatePool(now)
+		q.poolPeak = max(q.poolPeak, q.inUse)
 		return
 	}
 	q.rotate(rs, tenant, now)
 	rs.peak = max(rs.peak, q.inUseOf(tenant))
 	rs.lastBusy = now
+	q.rotatePool(now)
+	q.poolPeak = max(q.poolPeak, q.inUse)
 }
 
 // noteRelease records a live slot of tenant given back.
@@ -174,7 +186,8 @@ func (q *Queue) holds(tenant string, now time.Time, capacity int) bool {
 		weights += o.weight
 		kept += max(max(o.peak, o.prevPeak)-q.inUseOf(name), 0)
 	}
-	allowance := max(int(float64(capacity)*rs.weight/weights/2), 1) + rs.completions
+	base := q.rampBase(now, capacity)
+	allowance := max(int(float64(base)*rs.weight/weights/2), 1) + rs.completions
 	if !others || allowance >= capacity {
 		rs.ramping = false
 		return false
@@ -182,7 +195,34 @@ func (q *Queue) holds(tenant string, now time.Time, capacity int) bool {
 	if q.inUseOf(tenant) < allowance {
 		return false
 	}
-	return q.inUse+1 > capacity-kept
+	return q.inUse+1 > base-kept
+}
+
+// rampBase is the part of the capacity a ramping tenant's allowance and
+// spare slots are reckoned from: the most the pool held recently, or half
+// the capacity when that is more, never more than the capacity. The
+// capacity is the sum of adaptive limits, which grow while nothing pushes
+// back and can stand well above what the backends can start (the chaos
+// pool read 36-54 on 24 slots in calm phases); a burst reckoned from it
+// overfilled the engines. Beyond this level the pool grows through the
+// ramping tenant's completions.
+func (q *Queue) rampBase(now time.Time, capacity int) int {
+	q.rotatePool(now)
+	return min(capacity, max(q.poolPeak, q.poolPrevPeak, (capacity+1)/2))
+}
+
+// rotatePool moves the pool's in-use peak window forward to now.
+func (q *Queue) rotatePool(now time.Time) {
+	w := q.cfg.RampWindow
+	if el := now.Sub(q.poolWindow); el >= w {
+		if el >= 2*w {
+			q.poolPrevPeak = 0
+		} else {
+			q.poolPrevPeak = q.poolPeak
+		}
+		q.poolPeak = q.inUse
+		q.poolWindow = now
+	}
 }
 
 // parkArrival queues an arrival whose tenant is held: it waits outside

@@ -58,18 +58,20 @@ func grantedCount(ws []*waiter) int {
 	return n
 }
 
-// A newly busy tenant takes the free slots, not the ones an active tenant
-// frees between its requests: the steady tenant's slot goes back to it.
+// A newly busy tenant does not take the slots an active tenant frees
+// between its requests: the steady tenant's slot goes back to it. The
+// burst's allowance is half its fair share of the ramp's base (the pool's
+// recent peak, 12: 3 slots), plus one per completion of its own.
 func TestRampKeepsActiveTenantsSlots(t *testing.T) {
 	q, clk := rampQueue(24, 2*time.Second)
 	steady := steadyHolding(t, q, clk, 12)
 
 	got, waiting := burst(q, 28, time.Time{})
-	if len(got) != 12 || len(waiting) != 16 {
-		t.Fatalf("burst: %d granted, %d waiting; want the 12 free slots and 16 waiting", len(got), len(waiting))
+	if len(got) != 3 || len(waiting) != 25 {
+		t.Fatalf("burst: %d granted, %d waiting; want its allowance of 3 and 25 waiting", len(got), len(waiting))
 	}
-	if s := q.Stats(); s.Held != 16 || s.Ramping != 1 || s.HeldTotal != 16 {
-		t.Fatalf("stats: held %d (total %d), ramping %d; want 16 (16), 1", s.Held, s.HeldTotal, s.Ramping)
+	if s := q.Stats(); s.Held != 25 || s.Ramping != 1 || s.HeldTotal != 25 {
+		t.Fatalf("stats: held %d (total %d), ramping %d; want 25 (25), 1", s.Held, s.HeldTotal, s.Ramping)
 	}
 	// The steady tenant's slot frees and nobody of it waits at that
 	// instant: the burst does not get it.
@@ -81,14 +83,30 @@ func TestRampKeepsActiveTenantsSlots(t *testing.T) {
 	clk.Advance(20 * time.Millisecond)
 	steady[0] = grantedT(t, q, Request{Tenant: "steady", Cost: 100})
 
-	// A slot the burst itself frees is the burst's.
+	// One of the burst's own completes: its slot back, one more for the
+	// completion and one as the pool's peak (the base: 15, then 16) rose
+	// with the burst's own grants.
 	clk.Advance(10 * time.Millisecond)
 	got[0].Release()
-	if n := grantedCount(waiting); n != 1 {
-		t.Fatalf("%d burst requests granted after one of its own completed; want 1", n)
+	if n := grantedCount(waiting); n != 3 {
+		t.Fatalf("%d burst requests granted after one of its own completed; want 3", n)
 	}
-	if s := q.Stats(); s.InUse != 24 || s.Tenants["steady"].InUse != 12 {
-		t.Fatalf("in use %d, steady %d; want 24, 12", s.InUse, s.Tenants["steady"].InUse)
+	if s := q.Stats(); s.InUse != 17 || s.Tenants["steady"].InUse != 12 {
+		t.Fatalf("in use %d, steady %d; want 17, 12", s.InUse, s.Tenants["steady"].InUse)
+	}
+}
+
+// The capacity (a sum of adaptive limits) may stand far above the slots
+// the backends have: the burst is reckoned from the pool's recent peak or
+// half the capacity, not from the capacity.
+func TestRampBaseBoundsOverstatedCapacity(t *testing.T) {
+	q, clk := rampQueue(48, 2*time.Second)
+	steadyHolding(t, q, clk, 12)
+	got, _ := burst(q, 28, time.Time{})
+	// Base: half of 48 = 24 (more than the peak 12); allowance 6; then
+	// free slots within the base: 24 - 12 - 6 = 6 more.
+	if len(got) != 12 {
+		t.Fatalf("burst granted %d of an overstated capacity of 48; want 12 (the base 24 less the steady tenant's 12)", len(got))
 	}
 }
 
@@ -148,8 +166,8 @@ func TestRampEndsWhenAlone(t *testing.T) {
 	}
 	clk.Advance(1100 * time.Millisecond)
 	q.Kick()
-	if n := grantedCount(waiting); n != 12 {
-		t.Fatalf("%d held requests granted once the steady tenant was quiet for the window; want 12", n)
+	if n := grantedCount(waiting); n != 21 {
+		t.Fatalf("%d held requests granted once the steady tenant was quiet for the window; want 21 (24 less the 3 it held)", n)
 	}
 	if s := q.Stats(); s.Held != 0 || s.Ramping != 0 {
 		t.Fatalf("held %d, ramping %d after the ramp ended", s.Held, s.Ramping)
@@ -160,7 +178,7 @@ func TestRampEndsWhenAlone(t *testing.T) {
 func TestRampHeldRequestRefusedAtDeadline(t *testing.T) {
 	q, clk := rampQueue(24, 2*time.Second)
 	steadyHolding(t, q, clk, 12)
-	_, waiting := burst(q, 13, clk.Now().Add(time.Second))
+	_, waiting := burst(q, 4, clk.Now().Add(time.Second))
 	if len(waiting) != 1 || !waiting[0].parked {
 		t.Fatalf("want one held waiter, got %d", len(waiting))
 	}
