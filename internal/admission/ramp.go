@@ -31,9 +31,9 @@ import (
 //     RampWindows), so the slots a steady tenant frees between its
 //     requests stay its own;
 //   - the base is the most the pool held in the last one to two
-//     RampWindows, or half the capacity if more, at most the capacity
-//     (rampBase): the capacity, a sum of adaptive limits, can stand well
-//     above the slots the backends have;
+//     RampWindows, at most the capacity (rampBase): the capacity, a sum
+//     of adaptive limits, can stand well above the slots the backends
+//     have;
 //   - its ramp ends once it is alone among the active tenants (the pool
 //     is work-conserving for a single tenant) or its allowance reaches the
 //     capacity.
@@ -199,16 +199,16 @@ func (q *Queue) holds(tenant string, now time.Time, capacity int) bool {
 }
 
 // rampBase is the part of the capacity a ramping tenant's allowance and
-// spare slots are reckoned from: the most the pool held recently, or half
-// the capacity when that is more, never more than the capacity. The
-// capacity is the sum of adaptive limits, which grow while nothing pushes
-// back and can stand well above what the backends can start (the chaos
-// pool read 36-54 on 24 slots in calm phases); a burst reckoned from it
-// overfilled the engines. Beyond this level the pool grows through the
-// ramping tenant's completions.
+// spare slots are reckoned from: the most the pool held in the last one to
+// two windows, never more than the capacity. The capacity is a sum of
+// adaptive limits, which grow while nothing pushes back and can stand well
+// above what the backends can start (the chaos pool read 36-54 on 24 slots
+// in calm phases); a burst reckoned from it, or from half of it, overfilled
+// the engines. Beyond the recent peak the pool grows through the ramping
+// tenant's own completions, as TCP's slow start grows its window.
 func (q *Queue) rampBase(now time.Time, capacity int) int {
 	q.rotatePool(now)
-	return min(capacity, max(q.poolPeak, q.poolPrevPeak, (capacity+1)/2))
+	return min(capacity, max(q.poolPeak, q.poolPrevPeak, 1))
 }
 
 // rotatePool moves the pool's in-use peak window forward to now.

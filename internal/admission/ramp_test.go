@@ -97,16 +97,15 @@ func TestRampKeepsActiveTenantsSlots(t *testing.T) {
 }
 
 // The capacity (a sum of adaptive limits) may stand far above the slots
-// the backends have: the burst is reckoned from the pool's recent peak or
-// half the capacity, not from the capacity.
+// the backends have: the burst is reckoned from the pool's recent peak,
+// not from the capacity.
 func TestRampBaseBoundsOverstatedCapacity(t *testing.T) {
-	q, clk := rampQueue(48, 2*time.Second)
+	q, clk := rampQueue(54, 2*time.Second)
 	steadyHolding(t, q, clk, 12)
 	got, _ := burst(q, 28, time.Time{})
-	// Base: half of 48 = 24 (more than the peak 12); allowance 6; then
-	// free slots within the base: 24 - 12 - 6 = 6 more.
-	if len(got) != 12 {
-		t.Fatalf("burst granted %d of an overstated capacity of 48; want 12 (the base 24 less the steady tenant's 12)", len(got))
+	// Base: the peak 12, not 54; allowance 3 and no free slot within it.
+	if len(got) != 3 {
+		t.Fatalf("burst granted %d of an overstated capacity of 54; want its allowance of 3", len(got))
 	}
 }
 

@@ -55,8 +55,8 @@ type Admission struct {
 	// TenantRamp is how long a tenant counts as active after its last
 	// request in a pool. A tenant that becomes busy while another is
 	// active ramps up: it holds at most half its fair share of the slots
-	// (reckoned from the pool's recent peak, or half the capacity if
-	// more), plus one per request of its own completed since (slow
+	// (reckoned from the pool's recent in-use peak, not the capacity),
+	// plus one per request of its own completed since (slow
 	// start), and beyond that only slots no active tenant used in the last
 	// one to two TenantRamp, so a burst of long requests cannot take the
 	// slots a steady tenant frees between its requests. A tenant alone in a pool is
