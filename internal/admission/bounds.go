@@ -75,6 +75,11 @@ func (q *Queue) pushOutVictim(r Request) *waiter {
 		return nil
 	}
 	var victim *waiter
+	for _, w := range q.parked {
+		if w.req.Tenant == worstName && (victim == nil || w.seq > victim.seq) {
+			victim = w
+		}
+	}
 	for _, c := range q.classes {
 		for _, f := range c.active {
 			for _, w := range f.waiters {
@@ -199,6 +204,11 @@ func (q *Queue) forgetIdle(name string, ts *tenantState) {
 
 func (q *Queue) enqueue(key string, w *waiter, at int) {
 	q.classes[w.req.Class].insertAt(key, w, at)
+	q.account(w)
+}
+
+// account counts w as queued.
+func (q *Queue) account(w *waiter) {
 	q.queued++
 	q.queuedCost += w.cost
 	ts := q.tenant(w.req.Tenant)
@@ -210,7 +220,11 @@ func (q *Queue) enqueue(key string, w *waiter, at int) {
 // dequeue takes a waiter out of its class; unqueue does the accounting that
 // pop and dequeue share.
 func (q *Queue) dequeue(w *waiter) {
-	q.classes[w.req.Class].remove(w)
+	if w.parked {
+		q.unpark(w)
+	} else {
+		q.classes[w.req.Class].remove(w)
+	}
 	q.unqueue(w)
 }
 
@@ -227,6 +241,13 @@ func (q *Queue) unqueue(w *waiter) {
 		ts.cost = 0
 	}
 	q.forgetIdle(w.req.Tenant, ts)
+}
+
+// grant takes a slot for a live request and records it for the ramp.
+func (q *Queue) grant(tenant string, weight, cost float64, now time.Time, waited time.Duration) *Ticket {
+	t := q.takeSlot(tenant, weight, cost, now, waited)
+	q.noteGrant(tenant, now)
+	return t
 }
 
 func (q *Queue) takeSlot(tenant string, weight, cost float64, now time.Time, waited time.Duration) *Ticket {

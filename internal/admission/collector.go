@@ -17,6 +17,7 @@ type Collector struct {
 	waiting, waitingCost, inUse, capacity, drain *prometheus.Desc
 	delayTarget, congested, appointments, held   *prometheus.Desc
 	waits, rejections, cancelled                 *prometheus.Desc
+	rampHeld, rampHeldTotal, ramping             *prometheus.Desc
 }
 
 // NewCollector returns a collector over the queues pools returns, keyed by
@@ -40,13 +41,17 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 			"class"),
 		rejections: d("sluice_queue_rejections_total", "Requests the queue refused, by reason.", "reason"),
 		cancelled:  d("sluice_queue_cancelled_total", "Requests whose client went away while they waited."),
+		rampHeld: d("sluice_queue_ramp_held", "Queued requests held by their tenant's ramp: the tenant became busy while others were active and holds its allowance, "+
+			"with no free slot beyond the other active tenants' recent peaks (bounded by the queue's max_queued)."),
+		rampHeldTotal: d("sluice_queue_ramp_held_total", "Requests held by their tenant's ramp at least once."),
+		ramping:       d("sluice_queue_ramping_tenants", "Active tenants ramping up: busy since another tenant was active, and not yet at the capacity (at most 4096 remembered per model)."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain, c.delayTarget, c.congested, c.appointments, c.held,
-		c.waits, c.rejections, c.cancelled} {
+		c.waits, c.rejections, c.cancelled, c.rampHeld, c.rampHeldTotal, c.ramping} {
 		ch <- d
 	}
 }
@@ -65,6 +70,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.drain, s.DrainRate)
 		gauge(c.appointments, float64(s.Appointments))
 		gauge(c.held, float64(s.HeldSlots))
+		gauge(c.rampHeld, float64(s.RampHeld))
+		gauge(c.ramping, float64(s.Ramping))
+		ch <- prometheus.MustNewConstMetric(c.rampHeldTotal, prometheus.CounterValue, float64(s.RampHeldTotal), model)
 		byClass := make(map[string]ClassStats, len(s.Classes))
 		for _, cs := range s.Classes {
 			byClass[cs.Class] = cs

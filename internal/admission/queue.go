@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +80,13 @@ type QueueConfig struct {
 	// (default 0). With no live request in flight spare work may fill
 	// the pool: the next live arrival preempts.
 	SpareReserve float64
+
+	// RampWindow turns on the ramp of newly busy tenants (ramp.go): a
+	// tenant counts as active while it holds or waits for a slot and for
+	// RampWindow after; one that becomes busy while another is active
+	// may not take the slots the active ones are using until its own
+	// requests come back. 0 (the default): off.
+	RampWindow time.Duration
 }
 
 // Defaults for QueueConfig's zero fields.
@@ -204,6 +212,11 @@ type Queue struct {
 	counters   counters
 	spares     []spareTicket // granted spare tickets, oldest first
 	appts      appointments
+	ramps      map[string]*rampState // tenants' activity (ramp.go), at most maxRamps
+	parked     []*waiter             // queued requests held by their tenant's ramp, oldest first
+	// The pool's in-use peaks in the current and previous RampWindow.
+	poolPeak, poolPrevPeak int
+	poolWindow             time.Time
 }
 
 // tenantState is one tenant's share of the queue, for bounds and the
@@ -226,7 +239,7 @@ type tenantState struct {
 // clock is the time source (time.Now in production).
 func NewQueue(cfg QueueConfig, capacity func() int, clock func() time.Time) *Queue {
 	cfg = cfg.withDefaults()
-	q := &Queue{cfg: cfg, capacity: capacity, clock: clock, tenants: make(map[string]*tenantState),
+	q := &Queue{cfg: cfg, capacity: capacity, clock: clock, tenants: make(map[string]*tenantState), ramps: make(map[string]*rampState),
 		drain:    newDrainEstimator(cfg.PriorSlotRate, priorHold, cfg.DrainSamples),
 		counters: newCounters()}
 	for i := range q.classes {
@@ -272,6 +285,8 @@ func (t *Ticket) Release() {
 	}
 	if t.spare {
 		q.forgetSpare(t)
+	} else {
+		q.noteRelease(t.tenant, now)
 	}
 	q.returnSlot(t)
 	q.dispatch(now, q.capacity())
@@ -309,6 +324,10 @@ func (q *Queue) Kick() {
 			}
 		}
 	}
+	for _, w := range slices.Clone(q.parked) {
+		q.review(w, now, capacity)
+	}
+	q.pruneRamps(now)
 	q.dispatch(now, capacity)
 }
 
@@ -324,27 +343,32 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	if r.Spare {
 		return q.takeSpareOrRefuse(r, now, capacity)
 	}
+	q.arrive(r.Tenant, r.Weight, now)
+	held := q.holds(r.Tenant, now, capacity)
 	// A request back at its appointment goes to the front of its tenant's
 	// flow: ahead of the tenant's newer requests, not of other tenants.
 	// Slots held for due appointments (reserved) are not free to the
 	// others. One is this request's if it keeps its appointment, even past
 	// waiters: with a slot free after dispatch, they wait only because the
 	// free slots are held.
-	held := q.reserved(now, capacity)
+	reserved := q.reserved(now, capacity)
 	appointed := q.keepsAppointment(r.Fingerprint, now)
-	free := q.inUse < capacity && (!q.waitingAtOrAbove(r.Class) || appointed && held > 0)
+	free := q.inUse < capacity && (!q.waitingAtOrAbove(r.Class) || appointed && reserved > 0)
 	if appointed {
-		held = 0
+		reserved = 0
 	}
-	if free && q.inUse < capacity-held {
+	if free && !held && q.inUse < capacity-reserved {
 		q.classes[r.Class].drained() // a slot free, nobody ahead
 		q.counters.waited(r.Class, 0)
-		return q.takeSlot(r.Tenant, r.Weight, r.Cost, now, 0), nil, nil
+		return q.grant(r.Tenant, r.Weight, r.Cost, now, 0), nil, nil
 	}
 	if rej := q.admit(r); rej != nil {
 		q.counters.rejected[rej.Reason]++
 		q.promise(rej, r, now, capacity)
 		return nil, nil, rej
+	}
+	if held {
+		return nil, q.parkArrival(r, now, appointed), nil
 	}
 	c := q.classes[r.Class]
 	key, weight := q.flowKey(r), q.flowWeight(r)
@@ -370,8 +394,8 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		// Slots held for due appointments count as work ahead: a mean
 		// hold each, spread over the slots.
 		wait := q.waitFor(w, key, capacity, at)
-		if held > 0 && wait < maxWait {
-			wait += time.Duration(float64(held) * q.drain.meanHold() / float64(capacity) * float64(time.Second))
+		if reserved > 0 && wait < maxWait {
+			wait += time.Duration(float64(reserved) * q.drain.meanHold() / float64(capacity) * float64(time.Second))
 		}
 		if wait > left {
 			reason := Saturated
@@ -388,6 +412,11 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		}
 	}
 	q.enqueue(key, w, at)
+	if len(q.parked) > 0 {
+		// Slots left free behind held requests are this one's if its
+		// tenant may take them.
+		q.dispatch(now, capacity)
+	}
 	return nil, w, nil
 }
 
@@ -488,8 +517,8 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 		return
 	}
 	c := q.classes[w.req.Class]
-	if !c.delay.on() || now.Sub(w.enqueued) < c.delay.target {
-		return
+	if w.parked || !c.delay.on() || now.Sub(w.enqueued) < c.delay.target {
+		return // a held request is bounded by its deadline only
 	}
 	if w.reviewed {
 		return // kept at its target review: refused only at its deadline
@@ -537,7 +566,13 @@ func (q *Queue) abandon(w *waiter, err error) error {
 // so are waiters past the delay target of a congested class (shed from the
 // head: see codel.go).
 func (q *Queue) dispatch(now time.Time, capacity int) {
+	if q.inUse < capacity {
+		q.unparkFreed(now, capacity)
+	}
 	for q.inUse < capacity && q.queued > 0 {
+		if q.parkHeldHeads(now, capacity); q.scheduled() == 0 {
+			return // every waiter is held by its tenant's ramp
+		}
 		var w *waiter
 		if q.inUse < capacity-q.reserved(now, capacity) {
 			w = q.next()
@@ -556,7 +591,7 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 		if c := q.classes[w.req.Class]; c.delay.on() {
 			c.observe(q.flowKey(w.req), now, waited)
 		}
-		w.ticket = q.takeSlot(w.req.Tenant, w.req.Weight, w.cost, now, waited)
+		w.ticket = q.grant(w.req.Tenant, w.req.Weight, w.cost, now, waited)
 		w.state = granted
 		q.counters.waited(w.req.Class, waited)
 		close(w.ready)
@@ -566,35 +601,4 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 func (q *Queue) expired(w *waiter, now time.Time) bool {
 	d := q.deadlineOf(w)
 	return !d.IsZero() && now.After(d)
-}
-
-// next removes and returns the waiter to serve: the head of the highest
-// class with waiters, unless a lower class has earned enough starvation-guard
-// credit to pay for its own head.
-func (q *Queue) next() *waiter {
-	pick := -1
-	for i, c := range q.classes {
-		if c.n == 0 {
-			continue
-		}
-		if pick < 0 {
-			pick = i
-			continue
-		}
-		if h := c.head(); c.credit >= h.cost {
-			c.credit -= h.cost
-			pick = i
-			break
-		}
-	}
-	w := q.classes[pick].pop()
-	q.unqueue(w)
-	if share := q.cfg.MinShare; share > 0 {
-		for _, c := range q.classes[pick+1:] {
-			if c.n > 0 {
-				c.credit += w.cost * share / (1 - share)
-			}
-		}
-	}
-	return w
 }

@@ -32,6 +32,8 @@ type waiter struct {
 	flow      *flow
 	reviewed  bool // past its class's delay target and reviewed once (under the queue's mutex)
 	appointed bool // came back at its appointment: ahead of its flow's other waiters
+	parked    bool // held by its tenant's ramp, outside the schedule (ramp.go)
+	heldOnce  bool // parked at least once, for the held counter
 
 	// Set under the queue's mutex before ready is closed.
 	ready  chan struct{}
@@ -243,6 +245,37 @@ func (c *class) costAhead(key string, finish float64, at int) float64 {
 		}
 	}
 	return sum
+}
+
+// next removes and returns the waiter to serve: the head of the highest
+// class with waiters, unless a lower class has earned enough starvation-guard
+// credit to pay for its own head.
+func (q *Queue) next() *waiter {
+	pick := -1
+	for i, c := range q.classes {
+		if c.n == 0 {
+			continue
+		}
+		if pick < 0 {
+			pick = i
+			continue
+		}
+		if h := c.head(); c.credit >= h.cost {
+			c.credit -= h.cost
+			pick = i
+			break
+		}
+	}
+	w := q.classes[pick].pop()
+	q.unqueue(w)
+	if share := q.cfg.MinShare; share > 0 {
+		for _, c := range q.classes[pick+1:] {
+			if c.n > 0 {
+				c.credit += w.cost * share / (1 - share)
+			}
+		}
+	}
+	return w
 }
 
 // flowHeap orders active flows by their head's finish tag, then arrival.

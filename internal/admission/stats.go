@@ -29,6 +29,7 @@ type counters struct {
 	rejected  [numReasons]uint64
 	cancelled uint64
 	preempted uint64                  // spare tickets taken back by live traffic
+	held      uint64                  // requests held by their tenant's ramp at least once
 	waits     [MaxClass + 1]histogram // per class, of granted requests
 }
 
@@ -65,6 +66,12 @@ type Stats struct {
 	// appointments due (reserved): free slots only requests keeping an
 	// appointment may take.
 	HeldSlots int `json:"held_slots"`
+	// RampHeld is how many of the queued requests wait for their
+	// tenant's ramp (ramp.go); RampHeldTotal how many ever did; Ramping
+	// how many active tenants are ramping.
+	RampHeld      int    `json:"ramp_held"`
+	RampHeldTotal uint64 `json:"ramp_held_total"`
+	Ramping       int    `json:"ramping_tenants"`
 }
 
 // ClassStats is one priority class's share of Stats.
@@ -109,8 +116,13 @@ func (q *Queue) Stats() Stats {
 		DrainRate: q.drain.perSlot() * float64(max(capacity, 0)),
 		Tenants:   make(map[string]TenantStats, len(q.tenants)),
 		Rejected:  make(map[string]uint64, numReasons), Cancelled: q.counters.cancelled,
-		Appointments: len(q.appts.at)}
+		Appointments: len(q.appts.at), RampHeld: len(q.parked), RampHeldTotal: q.counters.held}
 	s.HeldSlots = q.reserved(q.clock(), capacity)
+	for _, rs := range q.ramps {
+		if rs.ramping {
+			s.Ramping++
+		}
+	}
 	for i, c := range q.classes {
 		granted := q.counters.waits[i].count
 		s.Granted += granted
@@ -161,10 +173,12 @@ func (q *Queue) DelayTarget(c Class) time.Duration {
 
 // Waiting is how many requests wait in the queue now: a cheap read for
 // the scaling signals, which call a completion "at capacity" while any do.
+// Requests held by their tenant's ramp do not count: they wait for the
+// ramp, not for capacity.
 func (q *Queue) Waiting() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.queued
+	return q.scheduled()
 }
 
 // tenantWaitsLocked fills each tenant's Waiting: one walk over the queued

@@ -136,6 +136,7 @@ func (b *build) queueFor(m *model) *poolQueue {
 		// prior's guess: the first completion measures the real rate.
 		QueueUnmeasured: true,
 		ShortFirst:      shortFirst(a, m.slo),
+		RampWindow:      time.Duration(a.TenantRamp),
 	}, func() int { return pq.pool.Load().Capacity() }, b.deps.Now)
 	return pq
 }

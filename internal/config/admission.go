@@ -52,6 +52,16 @@ type Admission struct {
 	// Default true; false: first come, first served within a tenant. See
 	// docs/BENCHMARKS.md §8 for the measurement behind the default.
 	SizeAware bool `yaml:"size_aware"`
+	// TenantRamp is how long a tenant counts as active after its last
+	// request in a pool. A tenant that becomes busy while another is
+	// active ramps up: it holds at most half its fair share of the slots
+	// (reckoned from the pool's recent in-use peak, not the capacity),
+	// plus one per request of its own completed since (slow
+	// start), and beyond that only slots no active tenant used in the last
+	// one to two TenantRamp, so a burst of long requests cannot take the
+	// slots a steady tenant frees between its requests. A tenant alone in a pool is
+	// never held. Default 2s; 0 turns the ramp off.
+	TenantRamp Duration `yaml:"tenant_ramp"`
 	// Adaptive is the per-backend concurrency limit used when a backend has
 	// no static max_concurrency.
 	Adaptive Adaptive `yaml:"adaptive"`
@@ -112,7 +122,8 @@ func defaultAdmission() Admission {
 	return Admission{
 		Enabled: true, MaxWait: Duration(2 * time.Second), MaxWaitBatch: Duration(5 * time.Minute), MaxQueued: 1024,
 		DefaultMaxTokens: 256, BatchMinShare: 0.1, SpareReserve: 0.05, SizeAware: true,
-		Adaptive: Adaptive{Initial: 8, Min: 1, Max: 256, Window: Duration(time.Second), Tolerance: 4.0},
+		TenantRamp: Duration(2 * time.Second),
+		Adaptive:   Adaptive{Initial: 8, Min: 1, Max: 256, Window: Duration(time.Second), Tolerance: 4.0},
 	}
 }
 
@@ -140,6 +151,9 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 	}
 	if a.SpareReserve < 0 || a.SpareReserve >= 1 {
 		bad("admission.spare_reserve", "must be a share of capacity in [0, 1), got %g", a.SpareReserve)
+	}
+	if a.TenantRamp < 0 {
+		bad("admission.tenant_ramp", "must be 0 (off) or a positive duration")
 	}
 	ad := a.Adaptive
 	if ad.Min < 1 || ad.Max < ad.Min || ad.Initial < ad.Min || ad.Initial > ad.Max {

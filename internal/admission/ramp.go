@@ -1,0 +1,304 @@
+package admission
+
+import (
+	"slices"
+	"time"
+)
+
+// A tenant that becomes busy while other tenants are active ramps up: it
+// cannot take the slots the active tenants are using. Fair queueing only
+// orders the queue; it cannot give back slots already granted, and a grant
+// holds its slot for the whole answer. Without the ramp, a newly busy
+// tenant's burst of long requests took every slot an active tenant freed
+// between two of its requests (a steady client is never waiting at the
+// instant its own slot frees), for the seconds each long answer lasts:
+// the chaos suite's slow-readers burst (four new tenants, 28 answers of
+// 256 tokens) held all 24 slots for ~5.6 s while the well-behaved tenant,
+// half the pool, waited behind it.
+//
+// The rule, per pool, for a tenant that became busy (its first request after
+// RampWindow of quiet) while another tenant was active (held a slot,
+// waited, or did so within RampWindow):
+//
+//   - it may hold its allowance: half its weighted fair share among the
+//     active tenants (at least one slot) of the ramp's base, plus one
+//     more slot per request of its own that has completed since, so its
+//     allowance doubles each round trip, as TCP's slow start; fairness
+//     converges to the fair queue's once its answers come back;
+//   - beyond its allowance it may take only a slot nobody active is
+//     using: a free slot within the base that is not one of the others'
+//     recent peaks (the most each held in the last one to two
+//     RampWindows), so the slots a steady tenant frees between its
+//     requests stay its own;
+//   - the base is the most the pool held in the last one to two
+//     RampWindows, at most the capacity (rampBase): the capacity, a sum
+//     of adaptive limits, can stand well above the slots the backends
+//     have;
+//   - its ramp ends once it is alone among the active tenants (the pool
+//     is work-conserving for a single tenant) or its allowance reaches the
+//     capacity.
+//
+// A held request waits outside the fair schedule (parked: it neither
+// delays nor counts ahead of others' requests in wait estimates), bounded
+// by its deadline, and joins the schedule once its tenant may take a slot
+// again. A tenant active before the others never ramps: established
+// tenants share by fair queueing as before. Spare work (jobs) neither
+// ramps nor counts as activity.
+
+// DefaultRampWindow is the activity window of QueueConfig.RampWindow.
+const DefaultRampWindow = 2 * time.Second
+
+// maxRamps bounds the tenants whose activity a queue remembers; past it a
+// new tenant is not remembered (it does not ramp), after the entries of
+// inactive tenants are dropped.
+const maxRamps = 4096
+
+// rampState is one tenant's activity in a pool.
+type rampState struct {
+	weight      float64
+	ramping     bool // became busy while others were active; allowance applies
+	completions int  // its requests completed since it became busy
+	// peak and prevPeak are the most slots it held in the current and the
+	// previous window (RampWindow each), from window on.
+	peak, prevPeak int
+	window         time.Time
+	lastBusy       time.Time // last time it held a slot or waited
+}
+
+// rampOn reports whether the ramp is configured.
+func (q *Queue) rampOn() bool { return q.cfg.RampWindow > 0 }
+
+// inUseOf is tenant's granted slots.
+func (q *Queue) inUseOf(tenant string) int {
+	if ts := q.tenants[tenant]; ts != nil {
+		return ts.inUse
+	}
+	return 0
+}
+
+// rotate moves rs's peak window forward to now.
+func (q *Queue) rotate(rs *rampState, tenant string, now time.Time) {
+	w := q.cfg.RampWindow
+	if el := now.Sub(rs.window); el >= w {
+		if el >= 2*w {
+			rs.prevPeak = 0
+		} else {
+			rs.prevPeak = rs.peak
+		}
+		rs.peak = q.inUseOf(tenant)
+		rs.window = now
+	}
+}
+
+// active reports whether tenant is busy or was within RampWindow.
+func (q *Queue) active(tenant string, rs *rampState, now time.Time) bool {
+	if ts := q.tenants[tenant]; ts != nil && (ts.inUse > 0 || ts.queued > 0) {
+		return true
+	}
+	return now.Sub(rs.lastBusy) <= q.cfg.RampWindow
+}
+
+// arrive records a live request of tenant arriving; a tenant that becomes
+// busy while another is active starts ramping.
+func (q *Queue) arrive(tenant string, weight float64, now time.Time) {
+	if !q.rampOn() {
+		return
+	}
+	rs := q.ramps[tenant]
+	if rs != nil && !q.active(tenant, rs, now) {
+		delete(q.ramps, tenant) // quiet for a window: busy afresh
+		rs = nil
+	}
+	if rs == nil {
+		if len(q.ramps) >= maxRamps {
+			q.pruneRamps(now)
+			if len(q.ramps) >= maxRamps {
+				return
+			}
+		}
+		rs = &rampState{window: now}
+		rs.ramping = q.othersActive(tenant, now)
+		q.ramps[tenant] = rs
+	}
+	rs.weight = weight
+	rs.lastBusy = now
+}
+
+func (q *Queue) othersActive(tenant string, now time.Time) bool {
+	for name, o := range q.ramps {
+		if name != tenant && q.active(name, o, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// noteGrant records a live slot granted to tenant.
+func (q *Queue) noteGrant(tenant string, now time.Time) {
+	if !q.rampOn() {
+		return
+	}
+	rs := q.ramps[tenant]
+	if rs == nil {
+		q.rotatePool(now)
+		q.poolPeak = max(q.poolPeak, q.inUse)
+		return
+	}
+	q.rotate(rs, tenant, now)
+	rs.peak = max(rs.peak, q.inUseOf(tenant))
+	rs.lastBusy = now
+	q.rotatePool(now)
+	q.poolPeak = max(q.poolPeak, q.inUse)
+}
+
+// noteRelease records a live slot of tenant given back.
+func (q *Queue) noteRelease(tenant string, now time.Time) {
+	if rs := q.ramps[tenant]; rs != nil {
+		rs.completions++
+		rs.lastBusy = now
+	}
+}
+
+// pruneRamps forgets the tenants no longer active.
+func (q *Queue) pruneRamps(now time.Time) {
+	for name, rs := range q.ramps {
+		if !q.active(name, rs, now) {
+			delete(q.ramps, name)
+		}
+	}
+}
+
+// holds reports whether tenant's next request must wait for its ramp: it
+// is ramping, holds its allowance, and no free slot is left beyond the
+// other active tenants' recent peaks. It ends a ramp that is over.
+func (q *Queue) holds(tenant string, now time.Time, capacity int) bool {
+	rs := q.ramps[tenant]
+	if rs == nil || !rs.ramping {
+		return false
+	}
+	weights, others, kept := rs.weight, false, 0
+	for name, o := range q.ramps {
+		if name == tenant || !q.active(name, o, now) {
+			continue
+		}
+		q.rotate(o, name, now)
+		others = true
+		weights += o.weight
+		kept += max(max(o.peak, o.prevPeak)-q.inUseOf(name), 0)
+	}
+	base := q.rampBase(now, capacity)
+	allowance := max(int(float64(base)*rs.weight/weights/2), 1) + rs.completions
+	if !others || allowance >= capacity {
+		rs.ramping = false
+		return false
+	}
+	if q.inUseOf(tenant) < allowance {
+		return false
+	}
+	return q.inUse+1 > base-kept
+}
+
+// rampBase is the part of the capacity a ramping tenant's allowance and
+// spare slots are reckoned from: the most the pool held in the last one to
+// two windows, never more than the capacity. The capacity is a sum of
+// adaptive limits, which grow while nothing pushes back and can stand well
+// above what the backends can start (the chaos pool read 36-54 on 24 slots
+// in calm phases); a burst reckoned from it, or from half of it, overfilled
+// the engines. Beyond the recent peak the pool grows through the ramping
+// tenant's own completions, as TCP's slow start grows its window.
+func (q *Queue) rampBase(now time.Time, capacity int) int {
+	q.rotatePool(now)
+	return min(capacity, max(q.poolPeak, q.poolPrevPeak, 1))
+}
+
+// rotatePool moves the pool's in-use peak window forward to now.
+func (q *Queue) rotatePool(now time.Time) {
+	w := q.cfg.RampWindow
+	if el := now.Sub(q.poolWindow); el >= w {
+		if el >= 2*w {
+			q.poolPrevPeak = 0
+		} else {
+			q.poolPrevPeak = q.poolPeak
+		}
+		q.poolPeak = q.inUse
+		q.poolWindow = now
+	}
+}
+
+// parkArrival queues an arrival whose tenant is held: it waits outside
+// the schedule, bounded by its deadline.
+func (q *Queue) parkArrival(r Request, now time.Time, appointed bool) *waiter {
+	q.seq++
+	w := &waiter{req: r, cost: r.Cost, seq: q.seq, enqueued: now, ready: make(chan struct{}), appointed: appointed}
+	q.account(w)
+	q.park(w)
+	return w
+}
+
+// park holds w outside the schedule; its accounting as queued stays.
+func (q *Queue) park(w *waiter) {
+	if !w.heldOnce {
+		w.heldOnce = true
+		q.counters.held++
+	}
+	w.parked = true
+	w.flow = nil
+	q.parked = append(q.parked, w)
+}
+
+// unparkFreed moves the parked waiters of tenants that may take a slot
+// again back into the schedule, in arrival order, freshly tagged (a held
+// request gets no credit for its wait, as an idle flow gets none).
+func (q *Queue) unparkFreed(now time.Time, capacity int) {
+	if len(q.parked) == 0 {
+		return
+	}
+	decided := map[string]bool{}
+	kept := q.parked[:0]
+	for _, w := range q.parked {
+		held, ok := decided[w.req.Tenant]
+		if !ok {
+			held = q.holds(w.req.Tenant, now, capacity)
+			decided[w.req.Tenant] = held
+		}
+		if held {
+			kept = append(kept, w)
+			continue
+		}
+		w.parked = false
+		c := q.classes[w.req.Class]
+		key := q.flowKey(w.req)
+		w.start, w.finish = c.tags(key, w.cost, q.flowWeight(w.req))
+		c.push(key, w)
+	}
+	clear(q.parked[len(kept):])
+	q.parked = kept
+}
+
+// parkHeldHeads parks each class's head while its tenant is held, so the
+// next grant goes to the first waiter that may take a slot.
+func (q *Queue) parkHeldHeads(now time.Time, capacity int) {
+	if len(q.ramps) == 0 {
+		return
+	}
+	for _, c := range q.classes {
+		for h := c.head(); h != nil && q.holds(h.req.Tenant, now, capacity); h = c.head() {
+			c.remove(h)
+			q.park(h)
+		}
+	}
+}
+
+// unpark takes a parked waiter out of the parked list (it leaves the
+// queue: granted elsewhere, refused or abandoned).
+func (q *Queue) unpark(w *waiter) {
+	if i := slices.Index(q.parked, w); i >= 0 {
+		q.parked = slices.Delete(q.parked, i, i+1)
+	}
+	w.parked = false
+}
+
+// scheduled is how many waiters are in the schedule (not parked).
+func (q *Queue) scheduled() int {
+	return q.queued - len(q.parked)
+}
