@@ -83,6 +83,16 @@ func (t *tally) add(o outcome, ttft time.Duration, reason string) {
 	}
 }
 
+// p99Since is the p99 TTFT of the requests served since the first
+// `from` served ones, and how many have been served in all, so a caller
+// can sample it interval by interval.
+func (t *tally) p99Since(from int) (time.Duration, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	from = min(from, len(t.ttft))
+	return percentile(t.ttft[from:], 0.99), len(t.ttft)
+}
+
 // counts is a snapshot of a tally.
 type counts struct {
 	Sent, Served, Refused, Unannounced int

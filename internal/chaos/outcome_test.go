@@ -90,3 +90,27 @@ func TestStreamRequestClassifies(t *testing.T) {
 		t.Errorf("hang: outcome %d (%s)", got, why)
 	}
 }
+
+// TestP99SinceSamplesEachInterval: the soak's per-interval p99 counts only
+// the requests served since the last sample, so a slow first interval does
+// not hide a fast second one (or the other way round).
+func TestP99SinceSamplesEachInterval(t *testing.T) {
+	var tl tally
+	for range 100 {
+		tl.add(served, 900*time.Millisecond, "")
+	}
+	tl.add(refused, 0, "")
+	p99, seen := tl.p99Since(0)
+	if p99 != 900*time.Millisecond || seen != 100 {
+		t.Fatalf("first interval: p99 %v over %d served; want 900ms over 100", p99, seen)
+	}
+	for range 100 {
+		tl.add(served, 50*time.Millisecond, "")
+	}
+	if p99, seen = tl.p99Since(seen); p99 != 50*time.Millisecond || seen != 200 {
+		t.Fatalf("second interval: p99 %v, %d served in all; want 50ms, 200", p99, seen)
+	}
+	if p99, seen = tl.p99Since(seen); p99 != 0 || seen != 200 {
+		t.Fatalf("empty interval: p99 %v, %d served; want 0, 200", p99, seen)
+	}
+}

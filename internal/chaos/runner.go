@@ -36,6 +36,7 @@ type env struct {
 	jobs     *jobTracker // set by scenarios that submit jobs
 	daemon   *daemon     // Redis or NATS, set by scenarios that need one
 	cluster  *redisCluster
+	client   *tally // the well-behaved client's, during the attack
 }
 
 // names labels the harness' own loopback addresses for diagnostics.
@@ -253,6 +254,7 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 	attackCtx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	var client tally
+	e.client = &client
 	var wg sync.WaitGroup
 	wg.Go(func() { wb.run(attackCtx, &client) })
 	peak := rn.watchRSS(attackCtx, e)

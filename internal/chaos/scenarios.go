@@ -217,10 +217,12 @@ func configReloads(ctx context.Context, e *env, row *Row) error {
 }
 
 // soak is load at 80% of capacity with jobs next to it; the row shows
-// whether RSS, goroutines, fds and p99 stayed flat, and a note samples RSS
-// and goroutines six times over the run.
+// whether RSS, goroutines, fds and p99 stayed flat, and a note samples RSS,
+// goroutines and the well-behaved client's p99 TTFT (of the requests
+// served in each interval) six times over the run.
 func soak(ctx context.Context, e *env, row *Row) error {
-	var rss, gor []string
+	var rss, gor, p99s []string
+	seen := 0
 	withJobs(ctx, e, row, func() {
 		every := max(attackLength(ctx)/6, time.Second)
 		tick := time.NewTicker(every)
@@ -235,8 +237,14 @@ func soak(ctx context.Context, e *env, row *Row) error {
 				rss = append(rss, fmt.Sprintf("%.0f", mib(u.RSSKiB)))
 				gor = append(gor, fmt.Sprint(u.Goroutines))
 			}
+			if e.client != nil {
+				var p99 time.Duration
+				p99, seen = e.client.p99Since(seen)
+				p99s = append(p99s, ms(p99))
+			}
 		}
 	})
-	row.note("RSS MiB over the run: %s; goroutines: %s", strings.Join(rss, ", "), strings.Join(gor, ", "))
+	row.note("RSS MiB over the run: %s; goroutines: %s; client p99 TTFT per interval: %s",
+		strings.Join(rss, ", "), strings.Join(gor, ", "), strings.Join(p99s, ", "))
 	return nil
 }
