@@ -9,14 +9,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/bench"
-	"github.com/sluice-gw/sluice/internal/forecast"
 	"github.com/sluice-gw/sluice/internal/scalesim"
 	"github.com/sluice-gw/sluice/internal/scaling"
-	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // runBenchAutoscale replays days of a ServeGen rate trace, compressed,
@@ -72,94 +69,37 @@ func runBenchAutoscale(_ context.Context, args []string, stdout, stderr io.Write
 	if w.Lengths, err = loadLengths(*lengths); err != nil {
 		return err
 	}
-	srv := sim.Config{}
-	mu := w.ServiceRate(srv)
-	top := 0.0
-	for _, r := range w.Rates {
-		top = max(top, r)
-	}
-	if !(top > 0) || !(mu > 0) || !(*peak > 0) {
-		return errors.New("bench autoscale: the replayed days carry no traffic")
-	}
-	w.Sample = *peak * mu / (top * *compress)
-	if err := w.Validate(); err != nil {
+	c, err := scalesim.Compare(scalesim.Setup{Workload: w, PeakServers: *peak,
+		ColdStart: *cold, Sync: *syncPeriod, SLO: *slo, MaxWait: *maxWait,
+		Headroom: *headroom, Lead: *lead, Hold: *hold,
+		HPATargets: hpaTargets, Tolerance: *tol, Stabilisation: *stab})
+	if err != nil {
 		return fmt.Errorf("bench autoscale: %w", err)
 	}
-	need := func(rate float64) float64 { return rate * w.Sample * *compress / mu }
-	mean := 0.0
-	for _, r := range w.Rates {
-		mean += r / float64(len(w.Rates))
-	}
-	opt := scalesim.Options{Server: srv, ColdStart: *cold, Sync: *syncPeriod, SLO: *slo, MaxWait: *maxWait,
-		InitialServers: int(math.Ceil(need(w.Rates[0]) * (1 + *headroom)))}
-
-	fc, err := forecast.New(forecast.Config{Interval: window})
-	if err != nil {
-		return err
-	}
-	t0 := time.Unix(0, 0)
-	for i, r := range w.Warm {
-		fc.Observe(t0.Add(time.Duration(i)*window), forecast.Key{Model: "m"}, r*window.Seconds(), 0)
-	}
-	replayAt := t0.Add(time.Duration(len(w.Warm)) * window)
-	fc.Advance(replayAt)
-
-	ctls := []scalesim.Controller{
-		scalesim.Fixed{N: int(math.Ceil(need(mean) * (1 + *headroom)))},
-		scalesim.NewPredictive(fc, replayAt, w, scaling.Policy{Headroom: *headroom, PriorSlotRate: mu / float64(sim.DefaultSlots)},
-			*lead, *hold, *slo, mu),
-		scalesim.NewPredictive(nil, replayAt, w, scaling.Policy{Headroom: *headroom, PriorSlotRate: mu / float64(sim.DefaultSlots)},
-			*lead, *hold, *slo, mu),
-	}
-	for _, t := range hpaTargets {
-		ctls = append(ctls, &scalesim.HPA{Target: t, Tolerance: *tol, Window: time.Duration(float64(*stab) / *compress)})
-	}
-	results := make([]*scalesim.Result, len(ctls))
-	errs := make([]error, len(ctls))
-	var wg sync.WaitGroup
-	for i, c := range ctls {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o := opt
-			if _, fixed := c.(scalesim.Fixed); fixed {
-				o.InitialServers = c.Desired(scalesim.View{})
-			}
-			results[i], errs[i] = scalesim.Run(w, o, c)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	sums := make([]scalesim.Summary, len(results))
-	for i, r := range results {
-		sums[i] = scalesim.Summarise(w, r, *slo, need)
-	}
-	fmt.Fprintf(stdout, "autoscale days=%d-%d (warmed on days 1-%d) compress=%g sample=%.4g service_rate=%.2f/s/server peak_need=%.1f mean_need=%.1f servers cold_start=%s lead=%s slo=%s requests=%d\n",
-		*startDay, *startDay+*days-1, *startDay-1, *compress, w.Sample, mu, need(top), need(mean), formatHorizon(*cold), formatHorizon(*lead), *slo, sums[0].Requests)
-	const firstHPA = 3
-	best := firstHPA
-	for i := firstHPA; i < len(sums); i++ {
-		fmt.Fprintf(stdout, "hpa_sweep target=%.2f %s\n", hpaTargets[i-firstHPA], summaryFields(sums[i]))
-		if s, b := sums[i], sums[best]; s.ViolationMinutes < b.ViolationMinutes || s.ViolationMinutes == b.ViolationMinutes && s.ServerMinutes < b.ServerMinutes {
-			best = i
-		}
-	}
-	table := []scalesim.Summary{sums[0], sums[best], sums[1], sums[2]}
-	names := []string{"fixed", fmt.Sprintf("reactive(hpa_target=%.2f)", hpaTargets[best-firstHPA]), "predictive", "signal-only(no_forecast)"}
-	for i, s := range table {
-		fmt.Fprintf(stdout, "autoscale controller=%s %s\n", names[i], summaryFields(s))
-	}
-	r, p := table[1], table[2]
-	cut := 1 - float64(p.ViolationMinutes)/math.Max(float64(r.ViolationMinutes), 1)
-	cost := p.ServerMinutes / r.ServerMinutes
-	fmt.Fprintf(stdout, "autoscale predictive_vs_reactive violation_minutes=%+.0f%% server_minutes=%.0f%% target=(<=-50%% at <=110%%) met=%t\n",
-		-100*cut, 100*cost, cut >= 0.5 && cost <= 1.10)
+	printAutoscale(stdout, c, w, *startDay, *days, *cold, *lead, *slo)
 	if *svg != "" {
-		return writeAutoscaleSVG(*svg, w, need, []*scalesim.Result{results[0], results[best], results[1]}, names)
+		return writeAutoscaleSVG(*svg, w, c)
 	}
 	return nil
+}
+
+// printAutoscale writes the documented lines: the run's scale, the HPA
+// sweep, one line per controller, and the verdict against the target.
+func printAutoscale(out io.Writer, c *scalesim.Comparison, w *scalesim.Workload, startDay, days int, cold, lead, slo time.Duration) {
+	fmt.Fprintf(out, "autoscale days=%d-%d (warmed on days 1-%d) compress=%g sample=%.4g service_rate=%.2f/s/server peak_need=%.1f mean_need=%.1f servers cold_start=%s lead=%s slo=%s requests=%d\n",
+		startDay, startDay+days-1, startDay-1, w.Compress, w.Sample, c.ServiceRate, c.PeakNeed, c.MeanNeed,
+		formatHorizon(cold), formatHorizon(lead), slo, c.Fixed.Summary.Requests)
+	for _, row := range c.Sweep {
+		fmt.Fprintf(out, "hpa_sweep target=%.2f %s\n", row.Target, summaryFields(row.Summary))
+	}
+	for _, col := range c.Columns() {
+		fmt.Fprintf(out, "autoscale controller=%s %s\n", col.Name, summaryFields(col.Summary))
+	}
+	r, p := c.Reactive.Summary, c.Predictive.Summary
+	cut := 1 - float64(p.ViolationMinutes)/math.Max(float64(r.ViolationMinutes), 1)
+	cost := p.ServerMinutes / r.ServerMinutes
+	fmt.Fprintf(out, "autoscale predictive_vs_reactive violation_minutes=%+.0f%% server_minutes=%.0f%% target=(<=-50%% at <=110%%) met=%t\n",
+		-100*cut, 100*cost, cut >= 0.5 && cost <= 1.10)
 }
 
 func summaryFields(s scalesim.Summary) string {
@@ -207,23 +147,25 @@ func loadLengths(path string) ([][2]int, error) {
 	return out, nil
 }
 
-func writeAutoscaleSVG(path string, w *scalesim.Workload, need func(float64) float64, rs []*scalesim.Result, names []string) error {
+func writeAutoscaleSVG(path string, w *scalesim.Workload, c *scalesim.Comparison) error {
 	perWindow := int(w.Window / time.Minute)
 	demand := make([]float64, len(w.Rates)*perWindow)
 	for m := range demand {
-		demand[m] = need(w.Rates[m/perWindow])
+		demand[m] = c.Need(w.Rates[m/perWindow])
 	}
 	var fcast []float64
-	for _, pt := range rs[2].Timeline {
+	for _, pt := range c.Predictive.Result.Timeline {
 		fcast = append(fcast, pt.Forecast)
 	}
-	panels := make([]scalesim.Panel, len(rs))
-	for i, r := range rs {
+	cols := []scalesim.Column{c.Fixed, c.Reactive, c.Predictive}
+	panels := make([]scalesim.Panel, len(cols))
+	for i, col := range cols {
+		r := col.Result
 		prov, serving := make([]float64, len(r.Timeline)), make([]float64, len(r.Timeline))
 		for m, pt := range r.Timeline {
 			prov[m], serving[m] = float64(pt.Provisioned), float64(pt.Serving)
 		}
-		panels[i] = scalesim.Panel{Title: names[i], Series: []scalesim.Series{
+		panels[i] = scalesim.Panel{Title: col.Name, Series: []scalesim.Series{
 			{Name: "demand (servers)", Colour: "#888", Values: demand},
 			{Name: "forecast p90 at lead", Colour: "#e67e22", Dashed: true, Values: fcast},
 			{Name: "servers", Colour: "#2c7fb8", Values: prov},
