@@ -175,6 +175,8 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 			[]string{":2: retry.attemptz: unknown key; did you mean attempts? allowed here: attempts, budget_ratio, hedge_budget_ratio, hedge_factor, hedge_min_in_flight, min_per_second"}},
 		{"wrong kind of value", "listen: :1\nretry:\n  attempts: many\n" + minimal,
 			[]string{":3: retry.attempts: want a whole number, got \"many\""}},
+		{"a negative count where only 0 or more fits", "cache:\n  redis:\n    bloom_keys: -1\n" + minimal,
+			[]string{":3: cache.redis.bloom_keys: want a whole number of 0 or more that fits, got -1"}},
 		{"bad duration", "timeouts:\n  connect: fast\n" + minimal,
 			[]string{":2: timeouts.connect: invalid duration \"fast\""}},
 		{"section where a value belongs", "listen:\n  a: 1\n" + minimal,

@@ -129,7 +129,8 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 	bad := func(problem string, args ...any) {
 		*errs = append(*errs, &FieldError{Key: path, Line: n.Line, Problem: fmt.Sprintf(problem, args...)})
 	}
-	if reflect.PointerTo(t).Implements(textUnmarshaler) {
+	switch {
+	case reflect.PointerTo(t).Implements(textUnmarshaler):
 		if n.Kind != yaml.ScalarNode {
 			bad("want a single value, got %s", kindName(n))
 			return
@@ -138,46 +139,19 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		if err := v.UnmarshalText([]byte(n.Value)); err != nil {
 			bad("%v", err)
 		}
-		return
-	}
-	if t == reflect.TypeFor[time.Duration]() {
+	case t == reflect.TypeFor[time.Duration]():
 		if n.Kind != yaml.ScalarNode {
 			bad("want a duration such as 500ms or 5s, got %s", kindName(n))
 		} else if _, err := time.ParseDuration(n.Value); err != nil && n.ShortTag() != "!!int" {
 			bad("want a duration such as 500ms or 5s, got %q", n.Value)
 		}
-		return
-	}
-	switch t.Kind() {
-	case reflect.Struct:
+	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			bad("want a section of keys, got %s", kindName(n))
 			return
 		}
-		fields := yamlFields(t)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			if k.Value == "<<" {
-				continue // merge key: its map is checked where it is defined
-			}
-			sub := joinKey(path, k.Value)
-			f, ok := fields[k.Value]
-			if !ok {
-				allowed := sortedKeys(fields)
-				problem := "unknown key; "
-				if near := nearestKey(k.Value, allowed); near != "" {
-					problem += "did you mean " + near + "? "
-				} else if where := keyElsewhere(reflect.TypeFor[Config](), k.Value); len(where) > 0 {
-					problem += "it belongs under " + strings.Join(where, " or ") + "; "
-				}
-				*errs = append(*errs, &FieldError{Key: sub, Line: k.Line,
-					Problem: problem + "allowed here: " + strings.Join(allowed, ", ")})
-				continue
-			}
-			lines[sub] = k.Line
-			checkSchema(v, f, sub, lines, errs)
-		}
-	case reflect.Map:
+		checkSection(n, t, path, lines, errs)
+	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			bad("want a map of names to values, got %s", kindName(n))
 			return
@@ -188,7 +162,7 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 			lines[sub] = k.Line
 			checkSchema(v, t.Elem(), sub, lines, errs)
 		}
-	case reflect.Slice:
+	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			bad("want a list, got %s", kindName(n))
 			return
@@ -196,26 +170,74 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		for i, c := range n.Content {
 			checkSchema(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), lines, errs)
 		}
+	default:
+		if problem := scalarProblem(n, t); problem != "" {
+			bad("%s", problem)
+		}
+	}
+}
+
+// checkSection checks a mapping decoded into struct t: every key must be
+// one of its fields (an unknown one is reported with what is allowed, the
+// nearest spelling or the section it belongs to), every value its field's.
+func checkSection(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs *[]error) {
+	fields := yamlFields(t)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Value == "<<" {
+			continue // merge key: its map is checked where it is defined
+		}
+		sub := joinKey(path, k.Value)
+		f, ok := fields[k.Value]
+		if !ok {
+			allowed := sortedKeys(fields)
+			problem := "unknown key; "
+			if near := nearestKey(k.Value, allowed); near != "" {
+				problem += "did you mean " + near + "? "
+			} else if where := keyElsewhere(reflect.TypeFor[Config](), k.Value); len(where) > 0 {
+				problem += "it belongs under " + strings.Join(where, " or ") + "; "
+			}
+			*errs = append(*errs, &FieldError{Key: sub, Line: k.Line,
+				Problem: problem + "allowed here: " + strings.Join(allowed, ", ")})
+			continue
+		}
+		lines[sub] = k.Line
+		checkSchema(v, f, sub, lines, errs)
+	}
+}
+
+// scalarProblem is what is wrong with a single value of kind t.Kind(), or
+// "" when the decoder will take it.
+func scalarProblem(n *yaml.Node, t reflect.Type) string {
+	switch t.Kind() {
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
-			bad("want true or false, got %s", valueName(n))
+			return "want true or false, got " + valueName(n)
 		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-			bad("want a whole number, got %s", valueName(n))
-		} else if _, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, t.Bits()); err != nil {
-			bad("number %s is out of range", n.Value)
+			return "want a whole number, got " + valueName(n)
+		}
+		if _, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, t.Bits()); err != nil {
+			return "number " + n.Value + " is out of range"
+		}
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+			return "want a whole number, got " + valueName(n)
+		}
+		if _, err := strconv.ParseUint(strings.ReplaceAll(n.Value, "_", ""), 0, t.Bits()); err != nil {
+			return "want a whole number of 0 or more that fits, got " + n.Value
 		}
 	case reflect.Float32, reflect.Float64:
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
-			bad("want a number, got %s", valueName(n))
+			return "want a number, got " + valueName(n)
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			bad("want a string, got %s", kindName(n))
+			return "want a string, got " + kindName(n)
 		}
 	}
+	return ""
 }
 
 // yamlFields maps a struct's YAML key names to their field types.
