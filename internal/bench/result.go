@@ -117,70 +117,91 @@ func (r *runner) result(offered int, window time.Duration, interrupted bool) *Re
 		Headers: map[string]map[string]int{},
 		Records: recs,
 	}
-	retryAfter := -1
+	t := &tally{res: res, tenants: make([]tenantAcc, max(len(cfg.Tenants), 1)), retryAfter: -1}
 	for i, h := range cfg.HeadersOfInterest {
 		if strings.EqualFold(h, "Retry-After") {
-			retryAfter = i
+			t.retryAfter = i
 		}
 	}
-	tenants := make([]tenantAcc, max(len(cfg.Tenants), 1))
-	var lag, ttft, e2e, refuse []time.Duration
-	var withRetryAfter, limited int
 	for i := range recs {
-		rec := &recs[i]
-		t := &tenants[rec.Tenant]
-		t.Offered++
-		lag = append(lag, rec.Lag)
-		if rec.Dropped {
-			res.DroppedByClient++
-			continue
+		if !recs[i].Dropped {
+			r.countHeaders(res.Headers, &recs[i])
 		}
-		res.Sent++
-		t.Sent++
-		if rec.Status != 0 {
-			res.ByStatus[rec.Status]++
-		}
-		if rec.Kind != "" {
-			res.Errors[rec.Kind]++
-		}
-		r.countHeaders(res.Headers, rec)
-		switch {
-		case rec.OK():
-			res.OK++
-			t.OK++
-			res.PromptTokens += int64(rec.PromptTokens)
-			res.CompletionTokens += int64(rec.CompletionTokens)
-			t.PromptTokens += int64(rec.PromptTokens)
-			t.CompletionTokens += int64(rec.CompletionTokens)
-			e2e = append(e2e, rec.E2E)
-			t.e2e = append(t.e2e, rec.E2E)
-			if rec.TTFT > 0 {
-				ttft = append(ttft, rec.TTFT)
-				t.ttft = append(t.ttft, rec.TTFT)
-			}
-			if (cfg.SLOTTFT == 0 || rec.TTFT <= cfg.SLOTTFT) && (cfg.SLOE2E == 0 || rec.E2E <= cfg.SLOE2E) {
-				res.Goodput.Count++
-				t.Goodput++
-			}
-		case rec.Refused():
-			res.Refused++
-			t.Refused++
-			refuse = append(refuse, rec.E2E)
-			if retryAfter >= 0 && retryAfter < len(rec.Headers) && rec.Headers[retryAfter] != "" {
-				withRetryAfter++
-			}
-		default:
-			t.Failed++
-		}
-		if rec.Status == http.StatusTooManyRequests {
-			limited++
-		}
+		t.add(&recs[i], &r.cfg)
 	}
-	res.TTFT, res.E2E, res.TimeToRefuse, res.Lag = summarize(ttft), summarize(e2e), summarize(refuse), summarize(lag)
+	t.close(window)
+	if len(cfg.Tenants) > 0 {
+		res.Tenants, res.Fairness = tenantResults(cfg.Tenants, t.tenants, window)
+	}
+	return res
+}
+
+// tally sums records into a Result and its per-tenant accumulators.
+type tally struct {
+	res                     *Result
+	tenants                 []tenantAcc
+	lag, ttft, e2e, refuse  []time.Duration
+	withRetryAfter, limited int
+	retryAfter              int // index of Retry-After among the headers of interest, -1 if not there
+}
+
+func (a *tally) add(rec *Record, cfg *Config) {
+	res, t := a.res, &a.tenants[rec.Tenant]
+	t.Offered++
+	a.lag = append(a.lag, rec.Lag)
+	if rec.Dropped {
+		res.DroppedByClient++
+		return
+	}
+	res.Sent++
+	t.Sent++
+	if rec.Status != 0 {
+		res.ByStatus[rec.Status]++
+	}
+	if rec.Kind != "" {
+		res.Errors[rec.Kind]++
+	}
+	switch {
+	case rec.OK():
+		res.OK++
+		t.OK++
+		res.PromptTokens += int64(rec.PromptTokens)
+		res.CompletionTokens += int64(rec.CompletionTokens)
+		t.PromptTokens += int64(rec.PromptTokens)
+		t.CompletionTokens += int64(rec.CompletionTokens)
+		a.e2e = append(a.e2e, rec.E2E)
+		t.e2e = append(t.e2e, rec.E2E)
+		if rec.TTFT > 0 {
+			a.ttft = append(a.ttft, rec.TTFT)
+			t.ttft = append(t.ttft, rec.TTFT)
+		}
+		if (cfg.SLOTTFT == 0 || rec.TTFT <= cfg.SLOTTFT) && (cfg.SLOE2E == 0 || rec.E2E <= cfg.SLOE2E) {
+			res.Goodput.Count++
+			t.Goodput++
+		}
+	case rec.Refused():
+		res.Refused++
+		t.Refused++
+		a.refuse = append(a.refuse, rec.E2E)
+		if a.retryAfter >= 0 && a.retryAfter < len(rec.Headers) && rec.Headers[a.retryAfter] != "" {
+			a.withRetryAfter++
+		}
+	default:
+		t.Failed++
+	}
+	if rec.Status == http.StatusTooManyRequests {
+		a.limited++
+	}
+}
+
+// close turns the sums into the Result's summaries, rates and shares.
+func (a *tally) close(window time.Duration) {
+	res := a.res
+	res.TTFT, res.E2E, res.TimeToRefuse, res.Lag = summarize(a.ttft), summarize(a.e2e), summarize(a.refuse), summarize(a.lag)
 	res.KeptUp = res.Lag.P99 < ms(keptUpLag) && res.DroppedByClient == 0
-	res.ErrorRate = ratio(res.Sent-res.OK-limited, res.Sent)
-	res.RateLimitedRate = ratio(limited, res.Sent)
-	res.RetryAfterShare = ratio(withRetryAfter, res.Refused)
+	res.ErrorRate = ratio(res.Sent-res.OK-a.limited, res.Sent)
+	res.RateLimitedRate = ratio(a.limited, res.Sent)
+	res.RetryAfterShare = ratio(a.withRetryAfter, res.Refused)
 	res.Goodput.Fraction = ratio(res.Goodput.Count, res.Offered)
 	if w := window.Seconds(); w > 0 {
 		res.RPS = float64(res.OK) / w
@@ -188,24 +209,27 @@ func (r *runner) result(offered int, window time.Duration, interrupted bool) *Re
 		res.OutputTokensPerS = float64(res.CompletionTokens) / w
 		res.Goodput.PerS = float64(res.Goodput.Count) / w
 	}
-	if len(cfg.Tenants) > 0 {
-		served := make([]float64, len(tenants))
-		for i, t := range tenants {
-			tr := t.TenantResult
-			tr.Name = cfg.Tenants[i].Name
-			if tr.Name == "" {
-				tr.Name = fmt.Sprintf("tenant-%d", i+1)
-			}
-			tr.TTFT, tr.E2E = summarize(t.ttft), summarize(t.e2e)
-			if w := window.Seconds(); w > 0 {
-				tr.OutputTokensPerS = float64(tr.CompletionTokens) / w
-			}
-			res.Tenants = append(res.Tenants, tr)
-			served[i] = float64(tr.CompletionTokens)
+}
+
+// tenantResults are the named tenants' results and Jain's fairness index
+// over the completion tokens each was served.
+func tenantResults(named []Tenant, acc []tenantAcc, window time.Duration) ([]TenantResult, float64) {
+	out := make([]TenantResult, 0, len(acc))
+	served := make([]float64, len(acc))
+	for i, t := range acc {
+		tr := t.TenantResult
+		tr.Name = named[i].Name
+		if tr.Name == "" {
+			tr.Name = fmt.Sprintf("tenant-%d", i+1)
 		}
-		res.Fairness = JainIndex(served)
+		tr.TTFT, tr.E2E = summarize(t.ttft), summarize(t.e2e)
+		if w := window.Seconds(); w > 0 {
+			tr.OutputTokensPerS = float64(tr.CompletionTokens) / w
+		}
+		out = append(out, tr)
+		served[i] = float64(tr.CompletionTokens)
 	}
-	return res
+	return out, JainIndex(served)
 }
 
 type tenantAcc struct {
