@@ -23,7 +23,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
-	if c.Listen != d.Listen || c.MaxBodyBytes != 8<<20 || c.Retry.Attempts != 3 || c.Timeouts.Connect.D() != 5*time.Second {
+	if c.Listen != d.Listen || c.MaxBodyBytes != 8<<20 || c.Retry.Attempts != 3 || c.Timeouts.Connect.D() != 5*time.Second || c.UpstreamClient != UpstreamLean {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -175,6 +175,8 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 			[]string{":2: retry.attemptz: unknown key; did you mean attempts? allowed here: attempts, budget_ratio, hedge_budget_ratio, hedge_factor, hedge_min_in_flight, min_per_second"}},
 		{"wrong kind of value", "listen: :1\nretry:\n  attempts: many\n" + minimal,
 			[]string{":3: retry.attempts: want a whole number, got \"many\""}},
+		{"unknown upstream client", "upstream_client: curl\n" + minimal,
+			[]string{":1: upstream_client: must be \"lean\" or \"net/http\", got \"curl\""}},
 		{"bad duration", "timeouts:\n  connect: fast\n" + minimal,
 			[]string{":2: timeouts.connect: invalid duration \"fast\""}},
 		{"section where a value belongs", "listen:\n  a: 1\n" + minimal,

@@ -62,8 +62,8 @@ func (b *body) end(err error) {
 	}
 	b.stop()
 	b.cn.close()
-	if cerr := b.ctx.Err(); cerr != nil {
-		err = cerr
+	if b.ctx.Err() != nil {
+		err = context.Cause(b.ctx) // as net/http
 	} else if err == errBodyClosed {
 		err = io.ErrUnexpectedEOF
 	}

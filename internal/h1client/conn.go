@@ -60,8 +60,8 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 	fail := func(e *exchangeError) (*http.Response, error) {
 		stop()
 		cn.close()
-		if err := ctx.Err(); err != nil {
-			return nil, err // as net/http: the context's error, not the closed socket's
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx) // as net/http: the context's cause, not the closed socket's error
 		}
 		return nil, e
 	}
