@@ -5,6 +5,9 @@
 # beside them, alternating in one run. Same conditions as
 # proxy-overhead.sh: wrk and the backend (sluice sim --instant) on CPU 0,
 # the proxy under test on CPU 1 with GOMAXPROCS=1 / one nginx worker.
+# Two Sluice rows from the same binary, on its defaults, differing only in
+# upstream_client (net/http vs lean), long-lived (warm) processes pinned
+# like the rest.
 # Per round and target: req/s, and from `perf stat -p` over the wrk run
 # the server's CPU time (task-clock; nginx: master and worker) and its
 # (kernel) context switches per request.
@@ -36,6 +39,7 @@ go build -o "$WORK/bareproxy" ./bench/bareproxy
 
 P=${PORT_BASE:-19411}
 BACK=127.0.0.1:$P NGINX=127.0.0.1:$((P + 1)) NET=127.0.0.1:$((P + 2)) LEAN=127.0.0.1:$((P + 3))
+SNET=127.0.0.1:$((P + 4)) SLEAN=127.0.0.1:$((P + 5))
 BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}'
 "${LOADCPU[@]}" "$WORK/sluice" sim --listen $BACK --instant --model m >/dev/null 2>&1 &
 cat > "$WORK/nginx.conf" <<NGX
@@ -64,8 +68,20 @@ GOMAXPROCS=1 "${SRVCPU[@]}" "$WORK/bareproxy" --listen $NET --backend $BACK --cl
 NET_PID=$!
 GOMAXPROCS=1 "${SRVCPU[@]}" "$WORK/bareproxy" --listen $LEAN --backend $BACK --client lean 2>"$WORK/lean.log" &
 LEAN_PID=$!
+start_sluice() { # addr client; sets SLUICE_PID
+  printf 'upstream_client: %s\nmodels:\n  - name: m\n    backends:\n      - url: http://%s\n' "$2" "$BACK" > "$WORK/sluice-${2//\//}.yaml"
+  GOMAXPROCS=1 "${SRVCPU[@]}" "$WORK/sluice" serve --config "$WORK/sluice-${2//\//}.yaml" --listen "$1" --admin-listen off --data-dir "$WORK/data-${2//\//}" \
+    --log-level error >/dev/null 2>>"$WORK/sluice.log" &
+  SLUICE_PID=$!
+}
+start_sluice $SNET net/http
+SNET_PID=$SLUICE_PID
+start_sluice $SLEAN lean
+SLEAN_PID=$SLUICE_PID
 wait_up $NET health
 wait_up $LEAN health
+wait_up $SNET healthz
+wait_up $SLEAN healthz
 
 run() { # name addr pid -> "round name rps ms_per_req cs_per_req non2xx errors"
   local name=$1 addr=$2 pid=$3 out="$WORK/$1.$ROUND"
@@ -82,18 +98,21 @@ run() { # name addr pid -> "round name rps ms_per_req cs_per_req non2xx errors"
 }
 : > "$WORK/results.txt"
 for ROUND in $(seq "$ROUNDS"); do
-  order=(nginx nethttp lean)
-  [ $((ROUND % 2)) = 0 ] && order=(lean nethttp nginx)
+  order=(nginx nethttp lean snet slean)
+  [ $((ROUND % 2)) = 0 ] && order=(slean snet lean nethttp nginx)
   for t in "${order[@]}"; do
     case $t in
     nginx) run nginx $NGINX "$(cat "$WORK/nginx.pid"),$(pgrep -d, -P "$(cat "$WORK/nginx.pid")")" >> "$WORK/results.txt" ;;
     nethttp) run bare-nethttp $NET $NET_PID >> "$WORK/results.txt" ;;
     lean) run bare-lean $LEAN $LEAN_PID >> "$WORK/results.txt" ;;
+    snet) run sluice-nethttp $SNET $SNET_PID >> "$WORK/results.txt" ;;
+    slean) run sluice-lean $SLEAN $SLEAN_PID >> "$WORK/results.txt" ;;
     esac
   done
 done
 echo "machine: $NCPU cores, $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg) at the end; wrk -t1 -c$CONNS -d$DUR; pinned: wrk + backend CPU 0, server CPU 1, GOMAXPROCS=1 / 1 nginx worker"
-awk '{rows[NR]=$0} $2=="nginx" {ng[$1]=$3; ngus[$1]=$4} $2=="bare-nethttp" {bn[$1]=$3; bnus[$1]=$4}
-  END { printf "%-5s %-13s %8s %11s %10s %8s %7s %9s %12s %13s\n", "round", "target", "req/s", "us CPU/req", "ctxsw/req", "non-2xx", "errors", "vs nginx", "vs nethttp", "CPU/req vs nethttp"
-    for (i=1;i<=NR;i++) { split(rows[i], f, " ")
-      printf "%-5d %-13s %8d %11.1f %10.3f %8d %7d %8.2fx %11.2fx %12.2fx\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[3]/ng[f[1]], f[3]/bn[f[1]], f[4]/bnus[f[1]] } }' "$WORK/results.txt"
+echo "vs nethttp: the bare rows over bare-nethttp, the Sluice rows over sluice-nethttp (same round)"
+awk '{rows[NR]=$0} $2=="nginx" {ng[$1]=$3} $2=="bare-nethttp" {bn[$1]=$3; bnus[$1]=$4} $2=="sluice-nethttp" {sn[$1]=$3; snus[$1]=$4}
+  END { printf "%-5s %-15s %8s %11s %10s %8s %7s %9s %12s %13s\n", "round", "target", "req/s", "us CPU/req", "ctxsw/req", "non-2xx", "errors", "vs nginx", "vs nethttp", "CPU/req vs nethttp"
+    for (i=1;i<=NR;i++) { split(rows[i], f, " "); s = f[2] ~ /^sluice/
+      printf "%-5d %-15s %8d %11.1f %10.3f %8d %7d %8.2fx %11.2fx %12.2fx\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[3]/ng[f[1]], f[3]/(s ? sn[f[1]] : bn[f[1]]), f[4]/(s ? snus[f[1]] : bnus[f[1]]) } }' "$WORK/results.txt"
