@@ -187,7 +187,7 @@ run() { # name addr pids... -> "round name rps p50 p99 errors cpu% cpu_us_per_re
   n=$(awk '/requests in/ {print $1}' "$out")
   awk -v round="$ROUND" -v name="$name" -v n="$n" -v ticks=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '
     /Requests\/sec/ {rps=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2}
-    /Non-2xx/ {err+=$4} /Socket errors/ {gsub(/,/,""); err+=$4+$6+$8+$10}
+    /Non-2xx/ {err+=$5} /Socket errors/ {gsub(/,/,""); err+=$4+$6+$8+$10}
     /requests in/ {secs=$4; sub(/s,?$/,"",secs)}
     END {cpu=ticks/hz; printf "%d %s %.0f %s %s %d %.0f %.1f\n", round, name, rps, p50, p99, err, 100*cpu/secs, 1e6*cpu/n}' "$out"
 }

@@ -134,7 +134,7 @@ run() { # name addr pids... -> "round name rps p50 p99 non2xx errors cpu% cpu_us
   n=$(awk '/requests in/ {print $1}' "$out")
   awk -v round="$ROUND" -v name="$name" -v n="$n" -v ticks=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v pids="$#" '
     /Requests\/sec/ {rps=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2}
-    /Non-2xx/ {non2xx+=$4} /Socket errors/ {gsub(/,/,""); err+=$4+$6+$8+$10}
+    /Non-2xx/ {non2xx+=$5} /Socket errors/ {gsub(/,/,""); err+=$4+$6+$8+$10}
     /requests in/ {secs=$4; sub(/s,?$/,"",secs)}
     END {cpu=ticks/hz; printf "%d %s %.0f %s %s %d %d %s %s\n", round, name, rps, p50, p99, non2xx, err,
       (pids? sprintf("%.0f", 100*cpu/secs) : "-"), (pids? sprintf("%.1f", 1e6*cpu/n) : "-")}' "$out"

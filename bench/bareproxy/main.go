@@ -7,7 +7,11 @@
 // Sluice / bareproxy is what Sluice adds; bareproxy / nginx is what
 // net/http costs.
 //
-//	go run ./bench/bareproxy --listen 127.0.0.1:19105 --backend 127.0.0.1:19101
+// --client lean swaps the transport for internal/h1client (HTTP/1.1 read
+// and written inline in the handler's goroutine, no per-connection
+// goroutines), to measure what net/http's Transport costs on its own.
+//
+//	go run ./bench/bareproxy --listen 127.0.0.1:19105 --backend 127.0.0.1:19101 [--client lean]
 package main
 
 import (
@@ -20,14 +24,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/h1client"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:19105", "address to serve on")
 	backend := flag.String("backend", "127.0.0.1:19101", "backend host:port (http)")
+	client := flag.String("client", "nethttp", "upstream client: nethttp (http.Transport) or lean (internal/h1client)")
 	flag.Parse()
-	transport := proxy.NewTransport(5 * time.Second)
+	var transport http.RoundTripper = proxy.NewTransport(5 * time.Second)
+	switch *client {
+	case "lean":
+		transport = h1client.New(h1client.Options{ConnectTimeout: 5 * time.Second, Fallback: transport})
+	case "nethttp":
+	default:
+		log.Fatalf("--client: %q is neither nethttp nor lean", *client)
+	}
 	bufs := sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		out := *r // shallow; headers copied once

@@ -167,6 +167,7 @@ func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func
 	if a.jobs != nil {
 		gw.SetJobQueue(a.jobs.store.Backlog)
 	}
+	registerUpstreamMetrics(reg, deps.Transport)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_backends_draining",
 		Help: "Backends removed from their pool (discovery, reload) with requests still running on them."},
 		func() float64 {
@@ -484,4 +485,19 @@ func (a *App) kickQueues(ctx context.Context) {
 			a.gw.Runtime().Kick()
 		}
 	}
+}
+
+// registerUpstreamMetrics exports the lean upstream client's connection
+// pool (upstream_client: lean): idle connections held, opened, reused.
+func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_idle_connections",
+			Help: "Idle keep-alive connections to http:// backends held by the lean upstream client (bounded per backend by its pool size)."},
+			func() float64 { return float64(tr.LeanStats().Idle) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_opened_total",
+			Help: "Connections the lean upstream client opened to http:// backends."},
+			func() float64 { return float64(tr.LeanStats().Dials) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_reused_total",
+			Help: "Requests the lean upstream client sent on a pooled keep-alive connection."},
+			func() float64 { return float64(tr.LeanStats().Reuses) }))
 }

@@ -317,7 +317,7 @@ func (b *build) forward() error {
 		owner = b.deps.Background
 	}
 	b.forwarder = proxy.NewForwarder(proxy.Options{
-		Transport: b.deps.Transport.For(cfg.Timeouts.Connect.D()),
+		Transport: b.deps.Transport.Upstream(cfg.Timeouts.Connect.D(), cfg.UpstreamClient == config.UpstreamLean),
 		Timeouts: proxy.Timeouts{
 			FirstByte:  cfg.Timeouts.FirstByte.D(),
 			StreamIdle: cfg.Timeouts.StreamIdle.D(),

@@ -23,7 +23,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
-	if c.Listen != d.Listen || c.MaxBodyBytes != 8<<20 || c.Retry.Attempts != 3 || c.Timeouts.Connect.D() != 5*time.Second {
+	if c.Listen != d.Listen || c.MaxBodyBytes != 8<<20 || c.Retry.Attempts != 3 || c.Timeouts.Connect.D() != 5*time.Second || c.UpstreamClient != UpstreamLean {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -177,6 +177,8 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 			[]string{":3: retry.attempts: want a whole number, got \"many\""}},
 		{"a negative count where only 0 or more fits", "cache:\n  redis:\n    bloom_keys: -1\n" + minimal,
 			[]string{":3: cache.redis.bloom_keys: want a whole number of 0 or more that fits, got -1"}},
+		{"unknown upstream client", "upstream_client: curl\n" + minimal,
+			[]string{":1: upstream_client: must be \"lean\" or \"net/http\", got \"curl\""}},
 		{"bad duration", "timeouts:\n  connect: fast\n" + minimal,
 			[]string{":2: timeouts.connect: invalid duration \"fast\""}},
 		{"section where a value belongs", "listen:\n  a: 1\n" + minimal,

@@ -4,22 +4,32 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/h1client"
 )
 
 // Transport hands out one *http.Transport per connect timeout so a config
-// reload that keeps the timeout keeps its warm keep-alive connections.
+// reload that keeps the timeout keeps its warm keep-alive connections;
+// the same for the lean HTTP/1.1 clients (Upstream).
 type Transport struct {
-	mu sync.Mutex
-	by map[time.Duration]*http.Transport
+	mu   sync.Mutex
+	by   map[time.Duration]*http.Transport
+	lean map[time.Duration]*h1client.Client
 }
 
 // NewTransportCache builds an empty cache.
-func NewTransportCache() *Transport { return &Transport{by: map[time.Duration]*http.Transport{}} }
+func NewTransportCache() *Transport {
+	return &Transport{by: map[time.Duration]*http.Transport{}, lean: map[time.Duration]*h1client.Client{}}
+}
 
 // For returns the transport for connectTimeout, creating it on first use.
 func (t *Transport) For(connectTimeout time.Duration) *http.Transport {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.forLocked(connectTimeout)
+}
+
+func (t *Transport) forLocked(connectTimeout time.Duration) *http.Transport {
 	tr := t.by[connectTimeout]
 	if tr == nil {
 		tr = NewTransport(connectTimeout)
@@ -28,11 +38,58 @@ func (t *Transport) For(connectTimeout time.Duration) *http.Transport {
 	return tr
 }
 
+// Upstream returns the round tripper requests to backends take: with
+// lean, an h1client.Client for plain http:// backends that hands every
+// other request (https, so HTTP/2 over TLS) to the transport For
+// returns; without, that transport alone. The lean client keeps
+// NewTransport's settings: connect timeout, TCP keep-alive, idle pool
+// sizes and idle timeout, buffer sizes, no compression, no proxy.
+func (t *Transport) Upstream(connectTimeout time.Duration, lean bool) http.RoundTripper {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.forLocked(connectTimeout)
+	if !lean {
+		return tr
+	}
+	c := t.lean[connectTimeout]
+	if c == nil {
+		c = h1client.New(h1client.Options{
+			ConnectTimeout:  connectTimeout,
+			KeepAlive:       30 * time.Second,
+			MaxIdlePerHost:  tr.MaxIdleConnsPerHost,
+			MaxIdle:         tr.MaxIdleConns,
+			IdleTimeout:     tr.IdleConnTimeout,
+			ReadBufferSize:  tr.ReadBufferSize,
+			WriteBufferSize: tr.WriteBufferSize,
+			Fallback:        tr,
+		})
+		t.lean[connectTimeout] = c
+	}
+	return c
+}
+
+// LeanStats sums the lean clients' pool counters (metrics).
+func (t *Transport) LeanStats() h1client.Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var s h1client.Stats
+	for _, c := range t.lean {
+		st := c.Stats()
+		s.Idle += st.Idle
+		s.Dials += st.Dials
+		s.Reuses += st.Reuses
+	}
+	return s
+}
+
 // CloseIdle closes idle connections of every transport (shutdown).
 func (t *Transport) CloseIdle() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, tr := range t.by {
 		tr.CloseIdleConnections()
+	}
+	for _, c := range t.lean {
+		c.CloseIdleConnections()
 	}
 }

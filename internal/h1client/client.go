@@ -1,0 +1,240 @@
+// Package h1client is a lean HTTP/1.1 client for plain http:// backends.
+//
+// net/http's Transport hands every request to two goroutines per
+// connection (persistConn's writeLoop and readLoop) through channels: per
+// request that is a transportRequest, channel sends and two goroutine
+// hand-offs, i.e. extra wake-ups and context switches on a busy core.
+// This client writes the request and reads the response in the caller's
+// goroutine on a pooled keep-alive connection; nothing runs between
+// requests. Requests it does not take (https, so HTTP/2 over TLS) go to
+// Options.Fallback.
+//
+// What it does not do, by design: proxies from the environment,
+// transparent compression, Expect: 100-continue, protocol upgrades (101),
+// response trailers (read and discarded), obs-fold header lines (rejected).
+package h1client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure a Client. Zero values take the defaults noted.
+type Options struct {
+	ConnectTimeout  time.Duration // dial bound; 0: none beyond the request's context
+	KeepAlive       time.Duration // TCP keep-alive period; 0: 30 s
+	MaxIdlePerHost  int           // idle connections kept per host:port; 0: 1024
+	MaxIdle         int           // idle connections kept in all; 0: 4096
+	IdleTimeout     time.Duration // an idle connection older than this is closed, not reused; 0: 90 s
+	ReadBufferSize  int           // per connection; 0: 32 KiB (also bounds one header line)
+	WriteBufferSize int           // request head and in-memory body up to this leave in one write; 0: 32 KiB
+	// Now is the clock for idle ages (tests inject one); nil: time.Now.
+	Now func() time.Time
+	// Fallback takes every request that is not plain http:// (https,
+	// so HTTP/2 over TLS). nil: such requests fail.
+	Fallback http.RoundTripper
+	// Dial replaces the TCP dialer (nil: net.Dialer with ConnectTimeout
+	// and KeepAlive).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Client is an http.RoundTripper for HTTP/1.1 over plain TCP with a
+// bounded pool of idle keep-alive connections per host:port.
+type Client struct {
+	opt  Options
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	mu    sync.Mutex
+	idle  map[string][]*conn // per host:port, most recently used last
+	nIdle int
+
+	dials  atomic.Uint64 // connections opened
+	reuses atomic.Uint64 // requests sent on a pooled connection
+}
+
+// New builds a Client.
+func New(opt Options) *Client {
+	if opt.KeepAlive == 0 {
+		opt.KeepAlive = 30 * time.Second
+	}
+	if opt.MaxIdlePerHost <= 0 {
+		opt.MaxIdlePerHost = 1024
+	}
+	if opt.MaxIdle <= 0 {
+		opt.MaxIdle = 4096
+	}
+	if opt.IdleTimeout <= 0 {
+		opt.IdleTimeout = 90 * time.Second
+	}
+	if opt.ReadBufferSize <= 0 {
+		opt.ReadBufferSize = 32 << 10
+	}
+	if opt.WriteBufferSize <= 0 {
+		opt.WriteBufferSize = 32 << 10
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	c := &Client{opt: opt, idle: map[string][]*conn{}, dial: opt.Dial}
+	if c.dial == nil {
+		d := &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: opt.KeepAlive}
+		c.dial = d.DialContext
+	}
+	return c
+}
+
+// Stats are the pool's counters, for metrics.
+type Stats struct {
+	Idle   int    // idle connections held now
+	Dials  uint64 // connections opened
+	Reuses uint64 // requests sent on a pooled connection
+}
+
+// Stats reads the counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	n := c.nIdle
+	c.mu.Unlock()
+	return Stats{Idle: n, Dials: c.dials.Load(), Reuses: c.reuses.Load()}
+}
+
+// ErrUnsupported: a request this client cannot send and no Fallback.
+var ErrUnsupported = errors.New("h1client: unsupported request")
+
+// RoundTrip sends req and returns the response head; the body streams
+// from the connection, which returns to the pool after a clean end of
+// body and is closed otherwise. It always closes req.Body.
+func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil || req.URL.Scheme != "http" {
+		if c.opt.Fallback != nil {
+			return c.opt.Fallback.RoundTrip(req)
+		}
+		closeBody(req)
+		return nil, fmt.Errorf("%w: scheme of %v", ErrUnsupported, req.URL)
+	}
+	defer closeBody(req) // read whole into the message, or streamed by exchange
+	ctx := req.Context()
+	key := hostPort(req.URL)
+	cn := c.getIdle(key)
+	var buf []byte
+	if cn != nil {
+		buf = cn.wbuf[:0]
+	}
+	out, err := encode(buf, req, c.opt.WriteBufferSize)
+	if err != nil {
+		if cn != nil {
+			c.put(cn) // nothing was sent on it
+		}
+		return nil, err
+	}
+	if cn == nil {
+		if cn, err = c.dialConn(ctx, key); err != nil {
+			return nil, err
+		}
+	}
+	cn.wbuf = out.msg[:0]
+	resp, err := c.exchange(ctx, cn, req, out)
+	if err != nil && cn.reused && retryable(ctx, req, err, out) {
+		// A pooled connection the server had closed: once more, on a
+		// connection of our own (it adopts the message's buffer).
+		if fresh, derr := c.dialConn(ctx, key); derr == nil {
+			fresh.wbuf = out.msg[:0]
+			resp, err = c.exchange(ctx, fresh, req, out)
+		}
+	}
+	return resp, err
+}
+
+// CloseIdleConnections closes every idle connection (and the fallback's).
+func (c *Client) CloseIdleConnections() {
+	c.mu.Lock()
+	idle := c.idle
+	c.idle, c.nIdle = map[string][]*conn{}, 0
+	c.mu.Unlock()
+	for _, list := range idle {
+		for _, cn := range list {
+			cn.close()
+		}
+	}
+	if f, ok := c.opt.Fallback.(interface{ CloseIdleConnections() }); ok {
+		f.CloseIdleConnections()
+	}
+}
+
+// getIdle takes the most recently used live idle connection to key, if
+// any.
+func (c *Client) getIdle(key string) *conn {
+	for {
+		c.mu.Lock()
+		list := c.idle[key]
+		if len(list) == 0 {
+			c.mu.Unlock()
+			return nil
+		}
+		cn := list[len(list)-1]
+		list[len(list)-1] = nil
+		c.idle[key] = list[:len(list)-1]
+		c.nIdle--
+		c.mu.Unlock()
+		if c.opt.Now().Sub(cn.idleSince) < c.opt.IdleTimeout && cn.alive() {
+			cn.reused = true
+			c.reuses.Add(1)
+			return cn
+		}
+		cn.close()
+	}
+}
+
+// put returns a connection whose last response ended cleanly, or closes
+// it when the pool is full. The oldest idle connection to the same key
+// is closed if it outlived IdleTimeout (so expiry needs no timer).
+func (c *Client) put(cn *conn) {
+	now := c.opt.Now()
+	cn.idleSince = now
+	var expired *conn
+	c.mu.Lock()
+	list := c.idle[cn.key]
+	if len(list) > 0 && now.Sub(list[0].idleSince) >= c.opt.IdleTimeout {
+		expired = list[0]
+		copy(list, list[1:])
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+		c.nIdle--
+	}
+	full := len(list) >= c.opt.MaxIdlePerHost || c.nIdle >= c.opt.MaxIdle
+	if !full {
+		c.idle[cn.key] = append(list, cn)
+		c.nIdle++
+	} else {
+		c.idle[cn.key] = list
+	}
+	c.mu.Unlock()
+	if expired != nil {
+		expired.close()
+	}
+	if full {
+		cn.close()
+	}
+}
+
+// dialConn opens a new connection to key.
+func (c *Client) dialConn(ctx context.Context, key string) (*conn, error) {
+	nc, err := c.dial(ctx, "tcp", key)
+	if err != nil {
+		return nil, err // a *net.OpError with Op "dial": callers classify it as a connect failure
+	}
+	c.dials.Add(1)
+	return newConn(c, nc, key), nil
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}

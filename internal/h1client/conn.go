@@ -1,0 +1,191 @@
+package h1client
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// conn is one keep-alive connection; one request at a time uses it.
+type conn struct {
+	c         *Client
+	nc        net.Conn
+	br        *bufio.Reader
+	wbuf      []byte // the request message, reused
+	scratch   []byte // the response's header block, reused
+	key       string // host:port
+	idleSince time.Time
+	reused    bool // taken from the pool for the current request
+	closed    atomic.Bool
+	peek      peeker // alive's state
+}
+
+func newConn(c *Client, nc net.Conn, key string) *conn {
+	return &conn{c: c, nc: nc, key: key, br: bufio.NewReaderSize(nc, c.opt.ReadBufferSize),
+		wbuf: make([]byte, 0, 1024)}
+}
+
+func (cn *conn) close() {
+	if cn.closed.CompareAndSwap(false, true) {
+		cn.nc.Close()
+	}
+}
+
+// exchangeError is a failed exchange, with what a retry needs to know.
+type exchangeError struct {
+	err            error
+	nothingWritten bool // the request did not leave at all
+	noResponse     bool // not one byte of a response arrived
+}
+
+func (e *exchangeError) Error() string { return e.err.Error() }
+func (e *exchangeError) Unwrap() error { return e.err }
+
+// exchange writes the request on cn and reads the response head. The
+// request's context closes the connection when it ends (which unblocks a
+// write or read in progress) until the body is done with it.
+func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out encoded) (*http.Response, error) {
+	stop := noStop
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, cn.close)
+	}
+	fail := func(e *exchangeError) (*http.Response, error) {
+		stop()
+		cn.close()
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx) // as net/http: the context's cause, not the closed socket's error
+		}
+		return nil, e
+	}
+	n, err := cn.nc.Write(out.msg)
+	if err == nil && !out.whole() {
+		err = writeRest(cn, out)
+	}
+	if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.WroteRequest != nil {
+		trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
+	}
+	if err != nil {
+		return fail(&exchangeError{err: err, nothingWritten: n == 0})
+	}
+	if _, err := cn.br.Peek(1); err != nil {
+		return fail(&exchangeError{err: err, noResponse: true})
+	}
+	h, err := readFinalHead(cn.br, &cn.scratch)
+	if err != nil {
+		return fail(&exchangeError{err: err})
+	}
+	f, err := frame(h, req.Method, req.Close)
+	if err != nil {
+		return fail(&exchangeError{err: err})
+	}
+	resp := &http.Response{
+		Status: h.status, StatusCode: h.code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: h.minor,
+		Header: h.header, ContentLength: f.length, Close: f.close, Request: req,
+	}
+	if h.minor == 0 {
+		resp.Proto = "HTTP/1.0"
+	}
+	if f.chunked {
+		resp.TransferEncoding = chunkedCoding
+	}
+	if f.none || f.length == 0 {
+		resp.Body = http.NoBody
+		cn.release(stop, !f.close)
+		return resp, nil
+	}
+	b := &body{cn: cn, ctx: ctx, stop: stop, f: f}
+	if !f.chunked {
+		b.left = f.length
+	}
+	resp.Body = b
+	return resp, nil
+}
+
+var chunkedCoding = []string{"chunked"}
+
+func noStop() bool { return true }
+
+// release ends the connection's use by one request: back to the pool if
+// the response ended cleanly and the connection may be reused, and the
+// context has not begun closing it; closed otherwise.
+func (cn *conn) release(stop func() bool, reusable bool) {
+	if stop() && reusable {
+		cn.reused = false
+		if cap(cn.wbuf) > 4*cn.c.opt.WriteBufferSize {
+			cn.wbuf = nil
+		}
+		cn.c.put(cn)
+		return
+	}
+	cn.close()
+}
+
+// writeRest streams a body that did not fit in the message.
+func writeRest(cn *conn, out encoded) error {
+	if out.length >= 0 {
+		n, err := io.Copy(cn.nc, io.LimitReader(out.rest, out.length))
+		if err == nil && n != out.length {
+			err = errBodyLength
+		}
+		return err
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		m, rerr := out.rest.Read(buf[10 : len(buf)-2])
+		if m > 0 {
+			frame := strconv.AppendInt(buf[:0], int64(m), 16)
+			frame = append(frame, "\r\n"...)
+			start := 10 - len(frame)
+			copy(buf[start:], frame)
+			end := 10 + m
+			buf[end], buf[end+1] = '\r', '\n'
+			if _, err := cn.nc.Write(buf[start : end+2]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			_, err := cn.nc.Write([]byte("0\r\n\r\n"))
+			return err
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// retryable follows net/http's rule for a pooled connection that failed:
+// again if nothing was written and the whole request is at hand, or if
+// no response byte came and the request is replayable (idempotent).
+func retryable(ctx context.Context, req *http.Request, err error, out encoded) bool {
+	var e *exchangeError
+	if ctx.Err() != nil || !out.whole() || !errors.As(err, &e) {
+		return false
+	}
+	return e.nothingWritten || e.noResponse && replayable(req)
+}
+
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, a := req.Header["Idempotency-Key"]
+	_, b := req.Header["X-Idempotency-Key"]
+	return a || b
+}
+
+// hostPort is the dial address: the URL's host with port 80 by default.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}
