@@ -24,6 +24,7 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	enforce := fs.String("enforce", "", "exit non-zero when one of these targets fails, e.g. fail,jobs,leak,rss (of "+strings.Join(chaos.TargetNames, ",")+")")
 	listOnly := fs.Bool("list", false, "list the scenarios and exit")
 	quiet := fs.Bool("quiet", false, "no progress lines")
+	trace := fs.String("trace", "", "write every well-behaved request (phase, time sent, TTFT, backend, attempts, hedge) to this file; turns on the gateway's access log")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -56,6 +57,14 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if !*quiet {
 		opt.Progress = stderr
+	}
+	if *trace != "" {
+		f, err := os.Create(*trace)
+		if err != nil {
+			return fmt.Errorf("--trace: %w", err)
+		}
+		defer f.Close()
+		opt.Trace = f
 	}
 	start := time.Now()
 	rep, err := chaos.Run(ctx, opt, stdout)

@@ -45,6 +45,10 @@ type Options struct {
 	Calm time.Duration
 	// Progress receives a line per phase; nil = silent.
 	Progress io.Writer
+	// Trace, when set, receives every well-behaved request of the calm
+	// and attack phases with the backend that served it (trace.go); it
+	// turns on the gateway's access log.
+	Trace io.Writer
 }
 
 func (o *Options) defaults() {

@@ -70,8 +70,10 @@ func (w *wellBehaved) run(ctx context.Context, t *tally) {
 			return
 		case <-tick.C:
 			wg.Go(func() {
-				o, ttft, why := w.one()
+				sent := time.Now()
+				o, ttft, why, head := w.one()
 				t.add(o, ttft, why)
+				t.traced(sent, o, ttft, head)
 			})
 		}
 	}
@@ -79,12 +81,14 @@ func (w *wellBehaved) run(ctx context.Context, t *tally) {
 
 // one sends one streaming request and classifies its end. It does not take
 // the phase's ctx: a request sent is followed to its end.
-func (w *wellBehaved) one() (outcome, time.Duration, string) {
+func (w *wellBehaved) one() (outcome, time.Duration, string, http.Header) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.load.Timeout)
 	defer cancel()
 	n := w.seq.Add(1)
 	body := chatBody(fmt.Sprintf("wb-%d", n), w.load.PromptTokens, w.load.OutputTokens, true)
-	return streamRequest(ctx, w.client, w.target, body)
+	var head http.Header
+	o, ttft, why := streamRequestSeen(ctx, w.client, w.target, body, func(h http.Header) { head = h })
+	return o, ttft, why, head
 }
 
 // chatBody is a chat completion request with a unique first word (so no
@@ -102,6 +106,12 @@ func chatBody(unique string, promptTokens, maxTokens int, stream bool) []byte {
 // streamRequest posts body to /v1/chat/completions and reads the answer to
 // its end: a stream to [DONE], or a JSON body.
 func streamRequest(ctx context.Context, c *http.Client, target string, body []byte) (outcome, time.Duration, string) {
+	return streamRequestSeen(ctx, c, target, body, nil)
+}
+
+// streamRequestSeen is streamRequest that also hands the response's
+// headers to seen (when not nil), for a trace.
+func streamRequestSeen(ctx context.Context, c *http.Client, target string, body []byte, seen func(http.Header)) (outcome, time.Duration, string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+"/v1/chat/completions", bytes.NewReader(body))
 	if err != nil {
 		return unannounced, 0, "build request: " + err.Error()
@@ -113,6 +123,9 @@ func streamRequest(ctx context.Context, c *http.Client, target string, body []by
 		return unannounced, 0, transportReason(ctx, err)
 	}
 	defer resp.Body.Close()
+	if seen != nil {
+		seen(resp.Header)
+	}
 	if resp.StatusCode != http.StatusOK {
 		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		if err != nil {

@@ -26,13 +26,18 @@ type gatewaySpec struct {
 	PrivateWebhooks bool     // let jobs post webhooks to the harness on loopback
 	QueueOff        bool
 	Policy          string // routing policy ("" = default)
+	Trace           bool   // access log on, for a trace
 }
 
 // yaml renders the config file. Written by hand (not marshalled) so it reads
 // like a user's file and stays valid whatever the config package adds.
 func (s gatewaySpec) yaml(listen, admin, dataDir string, backends []string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: %s\nshutdown_grace: 2s\nlog:\n  level: warn\n  access: false\n", listen)
+	if s.Trace {
+		fmt.Fprintf(&b, "listen: %s\nshutdown_grace: 2s\nlog:\n  level: info\n  access: true\n", listen)
+	} else {
+		fmt.Fprintf(&b, "listen: %s\nshutdown_grace: 2s\nlog:\n  level: warn\n  access: false\n", listen)
+	}
 	fmt.Fprintf(&b, "admin:\n  listen: %s\n", admin)
 	if s.QueueOff {
 		// The forecaster is on by default; its snapshot stays in the

@@ -65,6 +65,7 @@ type tally struct {
 	byOutcome [3]int
 	ttft      []time.Duration
 	reasons   map[string]int // unannounced failures by reason
+	trace     *tracer        // every request, when the run is traced
 }
 
 func (t *tally) add(o outcome, ttft time.Duration, reason string) {

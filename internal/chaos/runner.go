@@ -207,6 +207,13 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 		}
 		spec = s
 	}
+	spec.Trace = rn.opt.Trace != nil
+	traces := map[string]*tracer{}
+	if spec.Trace {
+		// Deferred before the gateway's stop, so it runs after it: the
+		// access log is flushed on shutdown.
+		defer func() { writeTrace(rn.opt.Trace, sc.name, p.urls, dir, traces) }()
+	}
 	gw, err := newGateway(rn.opt.Exe, dir, p.urls, spec)
 	if err != nil {
 		row.Err = err.Error()
@@ -228,9 +235,15 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 
 	// Calm baseline: the same client, no attack.
 	var calm tally
+	if spec.Trace {
+		calm.trace = newTracer()
+		traces["calm"] = calm.trace
+	}
+	stopStatus := rn.traceStatus(ctx, e, calm.trace)
 	calmCtx, cancel := context.WithTimeout(ctx, rn.opt.Calm)
 	wb.run(calmCtx, &calm)
 	cancel()
+	stopStatus()
 	row.Calm = calm.counts()
 
 	if err := rn.quiesce(ctx, e); err != nil {
@@ -254,6 +267,12 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 	attackCtx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	var client tally
+	if spec.Trace {
+		client.trace = newTracer()
+		traces["attack"] = client.trace
+	}
+	stopStatus = rn.traceStatus(ctx, e, client.trace)
+	defer stopStatus()
 	e.client = &client
 	var wg sync.WaitGroup
 	wg.Go(func() { wb.run(attackCtx, &client) })
@@ -261,6 +280,7 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 	attackErr := sc.attack(attackCtx, e, &row)
 	cancel()
 	wg.Wait()
+	stopStatus()
 	row.Client = client.counts()
 	row.RSSPeakKiB = max(row.RSSPeakKiB, <-peak)
 	if attackErr != nil {
@@ -380,4 +400,16 @@ func (rn *runner) settle(ctx context.Context, e *env, before usage) usage {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// traceStatus samples the gateway's /status into tr (a traced run) every
+// 50ms until the returned stop is called; without a trace it does nothing.
+func (rn *runner) traceStatus(ctx context.Context, e *env, tr *tracer) (stop func()) {
+	if tr == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { sampleStatus(ctx, e.gw.proc().client, "http://"+e.gw.admin+"/status", tr, 50*time.Millisecond) })
+	return func() { cancel(); wg.Wait() }
 }

@@ -55,6 +55,20 @@ func (b *Backend) RecentLatency() time.Duration {
 	return max(min(x, y), min(max(x, y), z))
 }
 
+// LastLatency is the backend's latest latency sample (a time to first
+// token; a withdrawn race's lower bound is none, see Withdrawn); 0 before
+// the first. One sample is noise to routing, which judges an outlier by
+// RecentLatency; a hedge, which costs only spare capacity, may act on it
+// (proxy.hedgeDelay).
+func (b *Backend) LastLatency() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lastN == 0 {
+		return 0
+	}
+	return b.last[(b.lastN-1)%len(b.last)]
+}
+
 // typicalWeight is TypicalLatency's weight of each new sample.
 const typicalWeight = 0.05
 

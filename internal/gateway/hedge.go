@@ -78,3 +78,19 @@ func (g *Gateway) countHedge(model string, h proxy.HedgeOutcome) {
 		m.WithLabelValues(model, "skipped_budget").Inc()
 	}
 }
+
+// hedgeName is what hedging did, as the access log names it ("" for
+// nothing).
+func hedgeName(h proxy.HedgeOutcome) string {
+	switch h {
+	case proxy.HedgeWon:
+		return "won"
+	case proxy.HedgeLost:
+		return "lost"
+	case proxy.HedgeNoCapacity:
+		return "skipped_capacity"
+	case proxy.HedgeNoBudget:
+		return "skipped_budget"
+	}
+	return ""
+}

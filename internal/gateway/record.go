@@ -116,6 +116,9 @@ func (g *Gateway) finish(rec *record) {
 		slog.Int("tokens_in", res.Usage.PromptTokens),
 		slog.Int("tokens_out", res.Usage.CompletionTokens),
 	}
+	if h := hedgeName(res.Hedge); h != "" {
+		attrs = append(attrs, slog.String("hedge", h))
+	}
 	if rec.cache != "" {
 		attrs = append(attrs, slog.String("cache", rec.cache))
 	}

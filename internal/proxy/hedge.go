@@ -363,12 +363,24 @@ func (f *Forwarder) runOn(l *leg, end func()) {
 //     peers';
 //   - a stream sent there has waited longer than HedgeAfter with none of
 //     its streams getting a first token since (endpoint.Backend.Stalled):
-//     a backend that just turned slow, before any slow answer.
+//     a backend that just turned slow, before any slow answer;
+//   - its last answer took more than twice HedgeAfter: a hedge sent at the
+//     delay would have started before it. One answer, not the two the
+//     settled latency needs: between a backend's first slow answer and its
+//     second (a slow engine's next decode step, 200 ms and more in the
+//     chaos pool) its first token resets Stalled, its settled latency is
+//     still its old one, and its peak EWMA times a small load is cheap to
+//     p2c, so it drew streams that each waited the whole delay and then a
+//     healthy first token (chaos backend-slow, traced: the p99 stream of
+//     the --quick runs, 95-118 ms against a calm 49-71 ms). Acting on one
+//     answer costs a hedge where a healthy backend had a spike of twice
+//     the pool's tail, until its next answer.
 func hedgeDelay(after time.Duration, b *endpoint.Backend, now time.Time) time.Duration {
 	if b == nil {
 		return after
 	}
-	if b.TypicalLatency() > after || min(b.Latency(now), b.RecentLatency()) > after || b.Stalled(now) > after {
+	if b.TypicalLatency() > after || min(b.Latency(now), b.RecentLatency()) > after || b.Stalled(now) > after ||
+		b.LastLatency() > 2*after {
 		return 0
 	}
 	return after

@@ -492,9 +492,12 @@ func TestHedgeAtOnceOnBackendSlowerThanTheDelay(t *testing.T) {
 // TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency: a backend
 // whose typical time to first token is still below the delay (a dozen slow
 // answers move it by half) is hedged at once as soon as two answers in a
-// row were slow (its settled latency, as routing judges an outlier), or
-// while a stream there has waited longer than the delay with no first
-// token since (it just turned slow); one slow spike is not enough.
+// row were slow (its settled latency, as routing judges an outlier), its
+// last answer took more than twice the delay (a hedge at the delay would
+// have started first: the stream after a slow engine's first slow answer),
+// or while a stream there has waited longer than the delay with no first
+// token since (it just turned slow); one spike under twice the delay is
+// not enough.
 func TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency(t *testing.T) {
 	delay := func(name string, prime func(r *hedgeRig)) time.Duration {
 		t.Helper()
@@ -514,13 +517,29 @@ func TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency(t *testing.T) {
 	if d := delay("two slow answers", twoSlow); d != 0 {
 		t.Fatalf("hedge delay after two slow answers in a row = %v, want 0 (at once)", d)
 	}
-	spike := func(r *hedgeRig) {
+	oneSlow := func(r *hedgeRig) {
 		for _, d := range []time.Duration{20, 20, 200} {
 			r.slow.FirstToken(r.clock.Now(), d*time.Millisecond)
 		}
 	}
+	if d := delay("one answer over twice the delay", oneSlow); d != 0 {
+		t.Fatalf("hedge delay after one answer of 200ms (delay 50ms) = %v, want 0 (at once)", d)
+	}
+	spike := func(r *hedgeRig) {
+		for _, d := range []time.Duration{20, 20, 90} {
+			r.slow.FirstToken(r.clock.Now(), d*time.Millisecond)
+		}
+	}
 	if d := delay("one spike", spike); d != 50*time.Millisecond {
-		t.Fatalf("hedge delay after one slow spike = %v, want the request's 50ms", d)
+		t.Fatalf("hedge delay after one spike of 90ms = %v, want the request's 50ms", d)
+	}
+	spikeThenFast := func(r *hedgeRig) {
+		for _, d := range []time.Duration{20, 200, 20} {
+			r.slow.FirstToken(r.clock.Now(), d*time.Millisecond)
+		}
+	}
+	if d := delay("a spike, then a fast answer", spikeThenFast); d != 50*time.Millisecond {
+		t.Fatalf("hedge delay after a 200ms spike followed by a 20ms answer = %v, want the request's 50ms", d)
 	}
 	stalled := func(r *hedgeRig) {
 		r.slow.FirstToken(r.clock.Now(), 20*time.Millisecond)

@@ -19,10 +19,10 @@ import (
 // gateway replicas.
 //
 // A latency outlier (settledLatency 4x the fastest candidate's typical
-// latency) loses to any non-outlier it is drawn with, whatever their loads
-// (outlier ejection, as Envoy's outlier detection takes a host out of
-// rotation, but only while the others have room: the candidates are
-// backends with a free slot). Within the cost alone, a backend ten times
+// latency) is left out of the draws while a non-outlier is a candidate,
+// whatever their loads (outlier ejection, as Envoy's outlier detection
+// takes a host out of rotation, but only while the others have room: the
+// candidates are backends with a free slot). Within the cost alone, a backend ten times
 // slower than its peers still won every draw against a peer with ten
 // times its outstanding work, and on a loaded machine, where a healthy
 // peer's peak EWMA holds spikes of several times its usual latency, the
@@ -41,20 +41,16 @@ func (p *p2cEWMA) Pick(req *Request, c []*endpoint.Backend) *endpoint.Backend {
 	if len(c) == 1 { // Picker allows one candidate; IntN(0) below would panic
 		return c[0]
 	}
+	now := p.now()
+	var buf [16]*endpoint.Backend
+	c = withoutOutliers(c, now, buf[:0])
+	if len(c) == 1 {
+		return c[0]
+	}
 	i := p.rnd.IntN(len(c))
 	j := p.rnd.IntN(len(c) - 1)
 	if j >= i {
 		j++
-	}
-	now := p.now()
-	if ref := fastest(c, now); ref > 0 {
-		oi, oj := outlier(c[i], now, ref), outlier(c[j], now, ref)
-		switch {
-		case oi && !oj:
-			return c[j]
-		case oj && !oi:
-			return c[i]
-		}
 	}
 	var work float64
 	if req != nil {
@@ -79,6 +75,34 @@ func (p *p2cEWMA) cost(b *endpoint.Backend, now time.Time, work float64) float64
 		load = float64(b.Work()) + work
 	}
 	return float64(lat) * load / float64(b.Weight())
+}
+
+// withoutOutliers is c without its latency outliers, unless every
+// candidate is one (then c): the two draws are made among the others.
+// Drawing from all and letting an outlier lose to whichever candidate it
+// was drawn with made that pick a coin toss between the non-outliers:
+// with one outlier of three backends, two draws in three paired it with a
+// random healthy peer, whatever the peers' loads, and the healthy pair
+// carrying the whole load went out of balance (chaos backend-slow, /status
+// sampled: 9-10 streams in flight on one, 3-5 on the other, more than the
+// 8 slots of its engine, whose queue then held streams behind whole
+// generations: the scenario's slowest first tokens). buf is scratch space
+// (no allocation for pools of up to its length).
+func withoutOutliers(c []*endpoint.Backend, now time.Time, buf []*endpoint.Backend) []*endpoint.Backend {
+	ref := fastest(c, now)
+	if ref <= 0 {
+		return c
+	}
+	kept := buf
+	for _, b := range c {
+		if !outlier(b, now, ref) {
+			kept = append(kept, b)
+		}
+	}
+	if len(kept) == 0 || len(kept) == len(c) {
+		return c
+	}
+	return kept
 }
 
 // outlierRatio is how many times slower than the fastest candidate a

@@ -75,15 +75,16 @@ func (s *scriptedRand) IntN(n int) int {
 
 // TestP2CDrawsDistinct drives every possible pair of draws: when the first
 // draw is the slowest backend the second must be another one, so the
-// slowest is never returned.
+// slowest is never returned. (The slowest is under 4x the fastest: an
+// outlier would not be drawn at all.)
 func TestP2CDrawsDistinct(t *testing.T) {
 	for n := 2; n <= 6; n++ {
 		for slow := range n {
 			var bs []*endpoint.Backend
 			for i := range n {
-				lat := time.Duration(i+1) * ms
+				lat := time.Duration(10+i) * ms
 				if i == slow {
-					lat = time.Second
+					lat = 35 * ms
 				}
 				bs = append(bs, mkLat(t, fmt.Sprintf("b%d", i), lat, 0, 1))
 			}
@@ -99,9 +100,10 @@ func TestP2CDrawsDistinct(t *testing.T) {
 }
 
 // TestP2CShares: with costs a < b < c, a wins every pair it is in (2/3),
-// b wins only against c (1/3), c never wins.
+// b wins only against c (1/3), c never wins. (None is 4x slower than a: an
+// outlier is left out of the draws, TestP2COutlierLeavesPeersBalanced.)
 func TestP2CShares(t *testing.T) {
-	bs := []*endpoint.Backend{mkLat(t, "a", 10*ms, 0, 1), mkLat(t, "b", 50*ms, 0, 1), mkLat(t, "c", 100*ms, 0, 1)}
+	bs := []*endpoint.Backend{mkLat(t, "a", 10*ms, 0, 1), mkLat(t, "b", 20*ms, 0, 1), mkLat(t, "c", 30*ms, 0, 1)}
 	p := newPicker(t, "p2c_ewma", 11)
 	const picks = 6000
 	counts := map[string]int{}
@@ -233,6 +235,42 @@ func TestP2COutlierOnlyWhenPeersFull(t *testing.T) {
 	if !outlier(slow, t0.Add(time.Second), 40*ms) || outlier(slow, later, fastest(bs, later)) {
 		t.Fatalf("slow: latency %v after 1s, %v after 30s (recent %v); want an outlier at 1s only",
 			slow.Latency(t0.Add(time.Second)), slow.Latency(later), slow.RecentLatency())
+	}
+}
+
+// TestP2COutlierLeavesPeersBalanced: with one latency outlier among three
+// backends, every pick is a p2c draw between the two others, so their
+// loads stay within one request of each other. Before, a draw that paired
+// the outlier with one of them handed it the request whatever its load:
+// two picks in three went to a random peer, and one of the pair carrying
+// the whole load ran past its engine's slots (chaos backend-slow).
+func TestP2COutlierLeavesPeersBalanced(t *testing.T) {
+	slow := mkLat(t, "slow", 400*ms, 0, 1)
+	a := mk(t, "a", 1, 40)
+	b := mk(t, "b", 1, 40)
+	for _, h := range []*endpoint.Backend{a, b} {
+		h.Observe(t0, outcome.Success, 40*ms, 0)
+	}
+	bs := []*endpoint.Backend{slow, a, b}
+	p := newPicker(t, "p2c_ewma", 3)
+	for i := range 30 {
+		got := Select(t0, p, &Request{}, bs, nil)
+		if got == slow {
+			t.Fatalf("pick %d went to the outlier", i)
+		}
+		got.Acquire()
+		if d := a.Inflight() - b.Inflight(); d > 1 || d < -1 {
+			t.Fatalf("after %d picks a has %d in flight and b %d; want them within one of each other", i+1, a.Inflight(), b.Inflight())
+		}
+	}
+	// Two outliers and one peer: the peer takes every pick while it has
+	// room; among outliers alone, cost decides.
+	slow2 := mkLat(t, "slow2", 300*ms, 0, 1)
+	if got := p.Pick(&Request{}, []*endpoint.Backend{slow, slow2, a}); got != a {
+		t.Fatalf("picked %s, want the only non-outlier", got.Name())
+	}
+	if got := p.Pick(&Request{}, []*endpoint.Backend{slow, slow2}); got != slow2 {
+		t.Fatalf("picked %s among outliers alone, want the cheaper (300ms)", got.Name())
 	}
 }
 
