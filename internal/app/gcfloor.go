@@ -82,9 +82,14 @@ func (g *gcFloor) retune() {
 	runtime.AddCleanup(new(gcSentinel), (*gcFloor).retune, g)
 }
 
-// gcSentinel is the object whose collection marks a GC cycle (not
-// zero-sized: the runtime may not run cleanups of those).
-type gcSentinel struct{ _ [16]byte }
+// gcSentinel is the object whose collection marks a GC cycle. It holds a
+// pointer so that it is never put in a tiny block shared with other small
+// pointer-free objects, which would keep it, and its cleanup, alive (as a
+// [16]byte did in one build of the gateway).
+type gcSentinel struct {
+	_ *gcSentinel
+	_ [8]byte
+}
 
 // gcPercentFor is the GOGC that makes the heap goal, live x (1 +
 // GOGC/100), reach floor; never below Go's default 100, which is also
