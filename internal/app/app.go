@@ -60,6 +60,9 @@ type App struct {
 	// server.memory_limit (GOMEMLIMIT or none); restored when Run ends
 	// or a reload sets the limit back to 0. Guarded by connMu.
 	baseMemLimit int64
+	// gc keeps the heap goal at or above a floor while Run serves (nil
+	// when GOGC is set); guarded by connMu.
+	gc *gcFloor
 
 	releaseOnce sync.Once
 	reloadMu    sync.Mutex // serialises reloads

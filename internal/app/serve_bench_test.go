@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/sim"
+	"github.com/sluice-gw/sluice/internal/testutil/benchpost"
 )
 
 // hitBody is bench/cache-hit.sh's request: deterministic, so cacheable.
@@ -64,7 +65,7 @@ func BenchmarkServeCacheHit(b *testing.B) {
 			b.Fatalf("X-Cache %q, want %q", got, want)
 		}
 	}
-	postHits(b, url)
+	benchpost.Parallel(b, url, hitBody, true)
 }
 
 // BenchmarkServeCacheHitFloor is bench/cache-hit.sh's floor (read the
@@ -89,7 +90,7 @@ func BenchmarkServeCacheHitFloor(b *testing.B) {
 		w.Write(answer)
 	}))
 	defer srv.Close()
-	postHits(b, srv.URL+"/v1/chat/completions")
+	benchpost.Parallel(b, srv.URL+"/v1/chat/completions", hitBody, true)
 }
 
 // postOnce posts hitBody and returns the answer's X-Cache.
@@ -104,29 +105,4 @@ func postOnce(b *testing.B, url string) string {
 		b.Fatalf("status %d", resp.StatusCode)
 	}
 	return resp.Header.Get("X-Cache")
-}
-
-// postHits posts hitBody from 16 clients per P until b.N answers, each a
-// 200 with X-Cache: HIT.
-func postHits(b *testing.B, url string) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	defer client.CloseIdleConnections()
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.SetParallelism(16)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := client.Post(url, "application/json", strings.NewReader(hitBody))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache") != "HIT" {
-				b.Errorf("status %d, X-Cache %q", resp.StatusCode, resp.Header.Get("X-Cache"))
-				return
-			}
-		}
-	})
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 
 	"github.com/sluice-gw/sluice/internal/config"
@@ -44,11 +45,14 @@ func connLimits(sc config.Server) netguard.ConnLimits {
 }
 
 // guard wraps the public listener in the connection caps and applies the
-// process memory budget, for as long as Run serves (unguard undoes it).
+// process memory budget and the GC's heap floor (gcfloor.go), for as long
+// as Run serves (unguard undoes it).
 func (a *App) guard(ln net.Listener, sc config.Server) *netguard.Listener {
 	a.connMu.Lock()
 	defer a.connMu.Unlock()
 	a.baseMemLimit = debug.SetMemoryLimit(-1)
+	_, gogcSet := os.LookupEnv("GOGC")
+	a.gc = startGCFloor(gcFloorFor(int64(sc.MemoryLimit)), gogcSet)
 	a.conns = netguard.NewListener(ln, connLimits(sc), a.connMetrics)
 	a.applyLocked(sc)
 	return a.conns
@@ -59,6 +63,8 @@ func (a *App) unguard() {
 	defer a.connMu.Unlock()
 	a.conns = nil
 	debug.SetMemoryLimit(a.baseMemLimit)
+	a.gc.stop()
+	a.gc = nil
 }
 
 // applyServerLimits applies, on reload, what can change while serving: the
@@ -74,6 +80,7 @@ func (a *App) applyServerLimits(sc config.Server) {
 
 func (a *App) applyLocked(sc config.Server) {
 	a.conns.SetLimits(connLimits(sc))
+	a.gc.setFloor(gcFloorFor(int64(sc.MemoryLimit)))
 	if sc.MemoryLimit > 0 {
 		debug.SetMemoryLimit(int64(sc.MemoryLimit))
 	} else {

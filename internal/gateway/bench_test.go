@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/sim"
+	"github.com/sluice-gw/sluice/internal/testutil/benchpost"
 )
 
 // BenchmarkGatewayNonStream measures the gateway's own cost per small
@@ -63,31 +64,7 @@ func BenchmarkDirectNonStream(b *testing.B) {
 }
 
 func runClients(b *testing.B, url string) {
-	postParallel(b, url+"/v1/chat/completions", `{"model":"m1","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}`, false)
-}
-
-// postParallel posts body to url from 16 clients per P until b.N answers,
-// each a 200 (with X-Cache: HIT when hit).
-func postParallel(b *testing.B, url, body string, hit bool) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.SetParallelism(16)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := client.Post(url, "application/json", strings.NewReader(body))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || hit && resp.Header.Get("X-Cache") != "HIT" {
-				b.Errorf("status %d, X-Cache %q", resp.StatusCode, resp.Header.Get("X-Cache"))
-				return
-			}
-		}
-	})
+	benchpost.Parallel(b, url+"/v1/chat/completions", `{"model":"m1","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}`, false)
 }
 
 // BenchmarkCacheHitServer is BenchmarkCacheHitHandler through real
@@ -107,7 +84,7 @@ func BenchmarkCacheHitServer(b *testing.B) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	postParallel(b, url, cacheHitBody, true)
+	benchpost.Parallel(b, url, cacheHitBody, true)
 }
 
 // BenchmarkCacheHitFloorServer is BenchmarkCacheHitFloor's bare handler
@@ -120,7 +97,7 @@ func BenchmarkCacheHitFloorServer(b *testing.B) {
 	answer := serveRecorded(gw, cacheHitBody).Body.Bytes()
 	srv := httptest.NewServer(floorHandler(answer))
 	defer srv.Close()
-	postParallel(b, srv.URL+"/v1/chat/completions", cacheHitBody, true)
+	benchpost.Parallel(b, srv.URL+"/v1/chat/completions", cacheHitBody, true)
 }
 
 const cacheHitBody = `{"model":"m1","temperature":0,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"hello there, what is a sluice?"}],"max_tokens":16}`

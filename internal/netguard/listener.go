@@ -163,6 +163,8 @@ type conn struct {
 	linger, draining atomic.Bool
 	// memo is the connection's ConnMemo.
 	memo atomic.Value
+	// rd is the read deadline, handed to the socket when a read needs it.
+	rd readDeadline
 }
 
 // What the server is waiting for on a connection, which names the
@@ -189,8 +191,19 @@ func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
 	}
 }
 
+// SetReadDeadline sets the deadline of the reads from now on, handed to
+// the socket when one starts (readDeadline).
+func (c *conn) SetReadDeadline(t time.Time) error { return c.rd.set(t, c.Conn) }
+
+// SetDeadline sets both deadlines on the socket at once.
+func (c *conn) SetDeadline(t time.Time) error { return c.rd.setBoth(t, c.Conn) }
+
 func (c *conn) Read(p []byte) (int, error) {
+	if err := c.rd.start(c.Conn); err != nil {
+		return 0, err
+	}
 	n, err := c.Conn.Read(p)
+	c.rd.done()
 	if n > 0 {
 		// The first bytes of the next request end the idle wait; from
 		// here the header timeout runs.

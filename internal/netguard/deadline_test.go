@@ -1,0 +1,150 @@
+package netguard
+
+import (
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// countingConn counts the read deadlines that reach the socket.
+type countingConn struct {
+	net.Conn
+	sets atomic.Int32
+}
+
+func (c *countingConn) SetReadDeadline(t time.Time) error {
+	c.sets.Add(1)
+	return c.Conn.SetReadDeadline(t)
+}
+
+type countingListener struct {
+	net.Listener
+	conns chan *countingConn
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	cc := &countingConn{Conn: c}
+	l.conns <- cc
+	return cc, nil
+}
+
+// guardedPair is a netguard connection accepted on loopback, its socket's
+// counter, and the client's end.
+func guardedPair(t *testing.T) (*conn, *countingConn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := countingListener{Listener: ln, conns: make(chan *countingConn, 1)}
+	l := NewListener(cl, ConnLimits{Total: 10}, NewConnMetrics(prometheus.NewRegistry()))
+	t.Cleanup(func() { l.Close() })
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	gc := c.(*conn)
+	// As while a handler runs: a timeout here is not the header's (which
+	// would answer 408 and move the write deadline).
+	gc.phase.Store(phaseActive)
+	return gc, <-cl.conns, client
+}
+
+func TestReadDeadlineReachesTheSocketOnlyForARead(t *testing.T) {
+	c, sock, client := guardedPair(t)
+	// Set and replaced with no read in between: the socket never sees them.
+	c.SetReadDeadline(time.Now().Add(time.Hour))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Time{})
+	if n := sock.sets.Load(); n != 0 {
+		t.Fatalf("socket read deadline set %d times before any read, want 0", n)
+	}
+	client.Write([]byte("ab"))
+	buf := make([]byte, 1)
+	if _, err := c.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	if n := sock.sets.Load(); n != 0 {
+		t.Fatalf("a read under no deadline, as the socket's, set it %d times, want 0", n)
+	}
+	// A deadline in place when a read starts is handed over, once.
+	c.SetReadDeadline(time.Now().Add(time.Hour))
+	if _, err := c.Read(buf); err != nil { // the second byte is already here
+		t.Fatal(err)
+	}
+	if n := sock.sets.Load(); n != 1 {
+		t.Fatalf("socket read deadline set %d times, want 1", n)
+	}
+}
+
+func TestReadDeadlinePassedFailsTheNextRead(t *testing.T) {
+	c, _, client := guardedPair(t)
+	client.Write([]byte("x"))
+	c.SetReadDeadline(time.Unix(1, 0))
+	// As on a socket: a read that starts after the deadline fails, even
+	// with data waiting.
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after a passed deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	// Lifting it lets the data through.
+	c.SetReadDeadline(time.Time{})
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("read after the deadline was lifted: %v", err)
+	}
+}
+
+func TestReadDeadlineCutsAReadAlreadyWaiting(t *testing.T) {
+	c, _, _ := guardedPair(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1)) // the client sends nothing
+		errc <- err
+	}()
+	// Wait until the read is under way (net/http's background read, which
+	// it ends by setting a deadline in the past).
+	for {
+		c.rd.mu.Lock()
+		reading := c.rd.reading
+		c.rd.mu.Unlock()
+		if reading > 0 {
+			break
+		}
+		runtime.Gosched()
+	}
+	c.SetReadDeadline(time.Unix(1, 0))
+	if err := <-errc; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("waiting read: %v, want os.ErrDeadlineExceeded", err)
+	}
+}
+
+func TestSetDeadlineAppliesBothAtOnce(t *testing.T) {
+	c, _, client := guardedPair(t)
+	client.Write([]byte("x"))
+	c.SetDeadline(time.Unix(1, 0))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v, want os.ErrDeadlineExceeded", err)
+	}
+	if _, err := c.Write([]byte("y")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write: %v, want os.ErrDeadlineExceeded", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("read after lifting: %v", err)
+	}
+}
