@@ -38,7 +38,10 @@ func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int32) {
 
 func writeCacheConfig(t *testing.T, backend, redisAddr string) string {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\ncache:\n  redis:\n    addrs: [%s]\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
+	// A generous Redis timeout: these tests are about what is shared, and
+	// the 50 ms default (first dial and cluster topology included) can pass
+	// on a loaded machine, which fails open to a MISS.
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\ncache:\n  redis:\n    addrs: [%s]\n    timeout: 10s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
 		redisAddr, backend)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
