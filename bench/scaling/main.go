@@ -12,7 +12,7 @@
 // forecast (the default) the signal a scaler reads is held at its highest
 // for scaling.scale_in_hold (5m) before it may fall (issue 14: scale-in is
 // slow by design), so the rise and the fall are judged on the need now
-// (the signal's terms: demand, headroom, queue) and the held signal is
+// (the signal's terms: demand, headroom, burst, queue) and the held signal is
 // checked to fall when, and only when, the hold allows; --tail 5m30s keeps
 // polling long enough to see it.
 //
@@ -284,7 +284,9 @@ type Peak struct {
 
 // needNow is what demand and queue need at the poll: the signal's terms,
 // before the scale-in hold (equal to desired backends without one).
-func needNow(s scaling.Signal) float64 { return s.Need.Demand + s.Need.Headroom + s.Need.Queue }
+func needNow(s scaling.Signal) float64 {
+	return s.Need.Demand + s.Need.Headroom + s.Need.Burst + s.Need.Queue
+}
 
 // heldOK judges the held signal's fall: not before the hold ends (scale-in
 // is slow by design) and within slack polls after it, or still held when

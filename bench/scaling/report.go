@@ -37,7 +37,7 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 		rep.Requests, rep.Trace, o.From, o.TokenScale, strings.Join(env, ", "))
 	e.Printf("- Pool: %d simulators (benchkit.SimConfig: 16 slots, waiting queue 64), %.2f req/s each for the trace's mean request, %.1f req/s in all; one Sluice with its defaults (scaling.window %gs, headroom 0.2, max_wait %s, %s)%s, streaming clients\n",
 		rep.Backends, rep.PerServerRPS, capRPS, rep.Window, o.SLO, hold(rep), conc(o.MaxConc))
-	e.Printf("- Signal: `desired_backends` from the admin listener's `/scaling?model=%s`, read every %s (\"held\": what a scaler reads); \"need now\": its terms (demand + headroom + queue) before the scale-in hold. A peak's signal rises when the need goes above the pool's %d backends and stays there until the peak's first refusal (the held signal is never below the need, so it rose no later); \"at capacity\": the backends' service rate was measured while they were full (else an optimistic estimate from all completions)\n\n", model, o.Poll, rep.Backends)
+	e.Printf("- Signal: `desired_backends` from the admin listener's `/scaling?model=%s`, read every %s (\"held\": what a scaler reads); \"need now\": its terms (demand + headroom + burst + queue) before the scale-in hold; \"burst\": how far the arrivals of half a window recently ran above the measured rate (`arrival_burst`). A peak's signal rises when the need goes above the pool's %d backends and stays there until the peak's first refusal (the held signal is never below the need, so it rose no later); \"at capacity\": the backends' service rate was measured while they were full (else an optimistic estimate from all completions)\n\n", model, o.Poll, rep.Backends)
 
 	res := rep.Bench
 	offered := perSecond(res, func(r *bench.Record) time.Duration { return r.Planned }, func(*bench.Record) bool { return true })
@@ -47,8 +47,8 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 	for _, pk := range rep.Peaks {
 		rises[pk.Rise], falls[pk.FellBack] = true, true
 	}
-	e.Printf("| t (s) | load (x cap) | offered req/s | measured arrivals req/s | forecast req/s | backend service req/s | at capacity | slots / backend | queued | need now | desired backends (held) | refused | completed |\n")
-	e.Printf("|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|--:|--:|\n")
+	e.Printf("| t (s) | load (x cap) | offered req/s | measured arrivals req/s | forecast req/s | burst | backend service req/s | at capacity | slots / backend | queued | need now | desired backends (held) | refused | completed |\n")
+	e.Printf("|--:|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|--:|--:|--:|\n")
 	for _, p := range rep.Polls {
 		s := p.Signal
 		sec := int(p.T) - 1 // the second that just ended
@@ -67,8 +67,8 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 		if s.ForecastRequestsPerSecond != nil {
 			fc = fmt.Sprintf("%.1f", *s.ForecastRequestsPerSecond)
 		}
-		e.Printf("| %.0f | %.2f | %d | %.1f | %s | %.1f | %s | %.0f | %d | %.2f%s | **%.2f** | %d | %d |\n", p.T,
-			loadAt(o.Envelope, time.Duration(p.T*float64(time.Second))), offered[sec], s.ArrivalRequestsPerSecond, fc,
+		e.Printf("| %.0f | %.2f | %d | %.1f | %s | %.2f | %.1f | %s | %.0f | %d | %.2f%s | **%.2f** | %d | %d |\n", p.T,
+			loadAt(o.Envelope, time.Duration(p.T*float64(time.Second))), offered[sec], s.ArrivalRequestsPerSecond, fc, s.ArrivalBurst,
 			s.Service.RequestsPerSecond, measured, s.Service.Slots, s.Queued, needNow(s), mark, s.DesiredBackends, refusals[sec], served[sec])
 	}
 	e.Printf("\n")

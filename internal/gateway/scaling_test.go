@@ -69,7 +69,7 @@ func TestScalingSignalsCountDemandAndMeasureService(t *testing.T) {
 	if s.Service.RequestsPerSecond != b.RequestsPerSecond {
 		t.Fatalf("the pool's mean service %+v is its one backend's %+v", s.Service, b)
 	}
-	if sum := s.Need.Demand + s.Need.Headroom + s.Need.Queue; s.DesiredBackends <= 0 || s.DesiredBackends != sum {
+	if sum := s.Need.Demand + s.Need.Headroom + s.Need.Burst + s.Need.Queue; s.DesiredBackends <= 0 || s.DesiredBackends != sum {
 		t.Fatalf("desired %.4f, terms %+v", s.DesiredBackends, s.Need)
 	}
 	if s.Headroom != 0.2 || s.DrainForSeconds != 2 || s.QueueWaitSeconds != 0 {

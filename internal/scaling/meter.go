@@ -48,6 +48,7 @@ type modelMeter struct {
 	arrivals      Rate
 	arrivalsFast  Rate // over window/riseDivisor: see Reading.ArrivalsRising
 	arrivalTokens Rate
+	burst         burst // how far arrivals ran above their estimate: Reading.ArrivalsBurst
 	refusals      map[string]*Rate
 	wait          Mean
 	backends      map[string]*backendMeter
@@ -150,6 +151,7 @@ func (m *Meter) Arrived(model string, now time.Time, tokens float64) {
 	mm.arrivals.Add(now, 1, tau)
 	mm.arrivalsFast.Add(now, 1, tau/riseDivisor)
 	mm.arrivalTokens.Add(now, tokens, tau)
+	mm.burst.arrived(now, max(mm.arrivals.At(now, tau), mm.arrivalsFast.At(now, tau/riseDivisor)), tau)
 	mm.mu.Unlock()
 }
 
@@ -214,8 +216,13 @@ type Reading struct {
 	// lags a rising demand by a fifth as much. Planning for the larger of
 	// the two follows a rise fast and a fall slowly, as a scaler should.
 	ArrivalsRising float64
-	ArrivalTokens  float64            // estimated tokens per second
-	Refusals       map[string]float64 // per second, by reason; reasons below 0.001/s left out
+	// ArrivalsBurst is how far the arrivals of half a window have recently
+	// run above the larger of the two rates at its start, as a share of it
+	// (0: never above; at most 1): the highest over the last six windows
+	// (see burst).
+	ArrivalsBurst float64
+	ArrivalTokens float64            // estimated tokens per second
+	Refusals      map[string]float64 // per second, by reason; reasons below 0.001/s left out
 	// Wait is the decayed mean queue wait of admitted requests; WaitKnown
 	// is false before the first.
 	Wait      time.Duration
@@ -252,7 +259,8 @@ func (m *Meter) Read(model string, now time.Time, backends []string) Reading {
 	mm.mu.Lock()
 	defer mm.mu.Unlock()
 	r := Reading{Arrivals: mm.arrivals.At(now, tau), ArrivalsRising: mm.arrivalsFast.At(now, tau/riseDivisor), ArrivalTokens: mm.arrivalTokens.At(now, tau),
-		Refusals: map[string]float64{}, Service: map[string]Service{}}
+		ArrivalsBurst: mm.burst.Excess(now, tau),
+		Refusals:      map[string]float64{}, Service: map[string]Service{}}
 	for reason, rate := range mm.refusals {
 		if v := rate.At(now, tau); v >= minRefusalRate {
 			r.Refusals[reason] = v

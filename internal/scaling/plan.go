@@ -73,6 +73,9 @@ type Signal struct {
 
 	ArrivalRequestsPerSecond float64 `json:"arrival_requests_per_second"`
 	ArrivalTokensPerSecond   float64 `json:"arrival_tokens_per_second"`
+	// ArrivalBurst is Reading.ArrivalsBurst: how far arrivals recently ran
+	// above the measured demand over half a window, as a share of it.
+	ArrivalBurst float64 `json:"arrival_burst"`
 	// ForecastRequestsPerSecond is the forecast at now+lead; nil without one.
 	ForecastRequestsPerSecond *float64 `json:"forecast_requests_per_second"`
 	DemandRequestsPerSecond   float64  `json:"demand_requests_per_second"`
@@ -97,11 +100,14 @@ type Signal struct {
 	DrainForSeconds float64 `json:"queue_drain_within_seconds"`
 }
 
-// Need is desired backends by term: Demand + Headroom + Queue.
+// Need is desired backends by term: Demand + Headroom + Burst + Queue.
 type Need struct {
 	Demand   float64 `json:"demand"`
 	Headroom float64 `json:"headroom"`
-	Queue    float64 `json:"queue"`
+	// Burst is what the measured demand's recent shortfall adds beyond
+	// Demand + Headroom (see Plan).
+	Burst float64 `json:"burst"`
+	Queue float64 `json:"queue"`
 }
 
 // BackendService is a backend's service rate with all its slots busy.
@@ -128,8 +134,18 @@ type BackendService struct {
 //	D  = max(arrival rate over the window, over a fifth of it, forecast at now+lead)
 //	n  = max(D/μ,                     Little's law: D × hold time / slots per backend
 //	         slots in use / slots per backend)  the requests in flight now
-//	desired = n + Headroom × n
+//	M  = max(arrival rate over the window, over a fifth of it)   measured demand
+//	desired = max(n + Headroom × n,
+//	              M × (1 + burst) × (1 + Headroom) / μ)  burst: how far the arrivals of half
+//	                                                      a window recently ran above M
 //	        + queued / (μ × drain_for)  the queue started within the objective
+//
+// The burst term plans for the next half window as the recent ones went:
+// refusals come once the queue holds more than its delay target (500 ms by
+// default), so on a ramp or a burst the pool is refused while the decayed
+// rates still describe the seconds before (docs/BENCHMARKS.md §11). It
+// scales the measured demand only: the forecast's p90 is a margin already,
+// and the in-flight floor is what is, not an estimate.
 //
 // The in-flight floor guards against μ read too high: measured from few
 // completions (after a restart or a quiet spell the short requests end
@@ -141,7 +157,7 @@ type BackendService struct {
 // the model's need. It is fractional; a scaler rounds up.
 func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signal {
 	s := Signal{Model: model, Time: now, Backends: len(p.Backends),
-		ArrivalRequestsPerSecond: r.Arrivals, ArrivalTokensPerSecond: r.ArrivalTokens,
+		ArrivalRequestsPerSecond: r.Arrivals, ArrivalTokensPerSecond: r.ArrivalTokens, ArrivalBurst: r.ArrivalsBurst,
 		Queued: p.Queued, QueuedTokens: p.QueuedTokens, InUse: p.InUse, Capacity: p.Capacity,
 		RefusalsPerSec: r.Refusals, Headroom: pol.Headroom, LeadSeconds: pol.Lead.Seconds(),
 		DrainForSeconds: p.QueueDrainFor.Seconds(), BackendsService: []BackendService{}}
@@ -156,7 +172,8 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 	}
 	s.Service = meanService(&s, r, p, pol)
 
-	s.DemandRequestsPerSecond = max(r.Arrivals, r.ArrivalsRising)
+	measured := max(r.Arrivals, r.ArrivalsRising)
+	s.DemandRequestsPerSecond = measured
 	if pol.Forecast != nil {
 		if f, ok := pol.Forecast.ArrivalRate(model, now.Add(pol.Lead)); ok && f >= 0 && !math.IsInf(f, 0) && !math.IsNaN(f) {
 			s.ForecastRequestsPerSecond = &f
@@ -169,11 +186,14 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 	if mu := s.Service.RequestsPerSecond; mu > 0 {
 		s.Need.Demand = max(s.DemandRequestsPerSecond/mu, s.InFlightBackends)
 		s.Need.Headroom = pol.Headroom * s.Need.Demand
+		if b := r.ArrivalsBurst; b > 0 {
+			s.Need.Burst = max(measured*(1+b)*(1+pol.Headroom)/mu-s.Need.Demand-s.Need.Headroom, 0)
+		}
 		if drain := p.QueueDrainFor.Seconds(); drain > 0 {
 			s.Need.Queue = float64(p.Queued) / (mu * drain)
 		}
 	}
-	s.DesiredBackends = s.Need.Demand + s.Need.Headroom + s.Need.Queue
+	s.DesiredBackends = s.Need.Demand + s.Need.Headroom + s.Need.Burst + s.Need.Queue
 	return s
 }
 
