@@ -54,6 +54,7 @@ func run(w io.Writer, tr *trace, trainDays int) error {
 	rows = append(rows, e.linear()...)
 	rows = append(rows, e.analogs()...)
 	rows = append(rows, e.bounds()...)
+	e.offsets(w)
 	for _, r := range rows {
 		fmt.Fprintf(w, "%-62s", r.name)
 		for i := range horizons {
@@ -154,4 +155,53 @@ func (e *env) bounds() []row {
 		}
 	}
 	return rows
+}
+
+// offsets prints how the largest client's changes and the others' relate
+// on the scored days: their correlation over each horizon, the mean
+// absolute change of each and of the sum, and the 10-minute lagged
+// correlations (a leading indicator would show there).
+func (e *env) offsets(w io.Writer) {
+	name := e.tr.names[0]
+	big := e.tr.rate[name]
+	rest := make([]float64, e.n)
+	for t := range rest {
+		rest[t] = e.tr.sum[t] - big[t]
+	}
+	g := e.test.gaps
+	for _, h := range horizons {
+		var db, dr []float64
+		for t := e.trainEnd; t < e.n; t++ {
+			if !g[t] && !g[t-h] && !g[t-perDay] {
+				db, dr = append(db, big[t]-big[t-h]), append(dr, rest[t]-rest[t-h])
+			}
+		}
+		var mb, mr, ms float64
+		for i := range db {
+			mb, mr, ms = mb+math.Abs(db[i]), mr+math.Abs(dr[i]), ms+math.Abs(db[i]+dr[i])
+		}
+		k := float64(len(db))
+		fmt.Fprintf(w, "# %dm changes, days %d-%d: corr(%s, others) %.2f; mean |change| %s %.0f, others %.0f, sum %.0f req/s\n",
+			h*10, e.trainEnd/perDay+1, e.n/perDay, name, corr(db, dr), name, mb/k, mr/k, ms/k)
+	}
+	var bPrev, rPrev, bNext, rNext []float64
+	for t := e.trainEnd; t+1 < e.n; t++ {
+		if !g[t-1] && !g[t] && !g[t+1] {
+			bPrev, rPrev = append(bPrev, big[t]-big[t-1]), append(rPrev, rest[t]-rest[t-1])
+			bNext, rNext = append(bNext, big[t+1]-big[t]), append(rNext, rest[t+1]-rest[t])
+		}
+	}
+	fmt.Fprintf(w, "# lagged 10m changes, days %d-%d: corr(%s then others) %.2f, corr(others then %s) %.2f, corr(%s then %s) %.2f\n",
+		e.trainEnd/perDay+1, e.n/perDay, name, corr(bPrev, rNext), name, corr(rPrev, bNext), name, name, corr(bPrev, bNext))
+}
+
+func corr(a, b []float64) float64 {
+	ma, mb := sumOf(a)/float64(len(a)), sumOf(b)/float64(len(b))
+	var sab, saa, sbb float64
+	for i := range a {
+		sab += (a[i] - ma) * (b[i] - mb)
+		saa += (a[i] - ma) * (a[i] - ma)
+		sbb += (b[i] - mb) * (b[i] - mb)
+	}
+	return sab / math.Sqrt(saa*sbb)
 }
