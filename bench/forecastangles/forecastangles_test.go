@@ -1,0 +1,87 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sluice-gw/sluice/internal/forecast"
+)
+
+// LAD must ignore gross outliers that pull least squares away: the fit
+// MASE's absolute error asks for.
+func TestLADIgnoresOutliersThatMoveLeastSquares(t *testing.T) {
+	var xs [][]float64
+	var ys []float64
+	for i := range 200 {
+		x := float64(i % 17)
+		y := 2 + 3*x
+		if i%5 == 0 {
+			y += 500 // one point in five far above the line
+		}
+		xs, ys = append(xs, []float64{1, x}), append(ys, y)
+	}
+	b := lad(xs, ys, 60)
+	if math.Abs(b[0]-2) > 0.05 || math.Abs(b[1]-3) > 0.05 {
+		t.Fatalf("lad = %v, want [2 3]", b)
+	}
+	if o := ols(xs, ys); math.Abs(o[0]-2) < 50 {
+		t.Fatalf("ols = %v: expected the outliers to move it (else this test shows nothing)", o)
+	}
+}
+
+// The online gap rule must find the same windows as the scoring mask on a
+// series with a daily cycle and an outage, without looking ahead.
+func TestOnlineGapsMatchTheScoringMask(t *testing.T) {
+	ys := make([]float64, 5*perDay)
+	for i := range ys {
+		ys[i] = 1000 + 400*math.Sin(2*math.Pi*float64(i)/perDay)
+	}
+	for i := 2*perDay + 30; i < 2*perDay+42; i++ {
+		ys[i] = 0
+	}
+	got, want := onlineGaps(ys), forecast.DetectGaps(ys, perDay)
+	for i := range ys {
+		if got[i] != want[i] {
+			t.Fatalf("window %d: online %v, mask %v", i, got[i], want[i])
+		}
+	}
+}
+
+// The whole program on a small synthetic folder: two clients, eight days.
+func TestRunPrintsEveryAngle(t *testing.T) {
+	dir := t.TempDir()
+	for c, amp := range map[string]float64{"chunk-1": 300, "chunk-2": 50} {
+		var b strings.Builder
+		for i := range 8 * perDay {
+			rate := amp * (2 + math.Sin(2*math.Pi*float64(i)/perDay) + 0.1*float64(i%7))
+			b.WriteString(strings.Join([]string{strconv.Itoa(i * window), strconv.FormatFloat(rate, 'f', -1, 64), "1.5", "Gamma", "0.4", "0.01"}, ",") + "\n")
+		}
+		if err := os.WriteFile(filepath.Join(dir, c+"-trace.csv"), []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr, err := load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.names[0] != "chunk-1" {
+		t.Fatalf("largest client %q, want chunk-1", tr.names[0])
+	}
+	var out strings.Builder
+	if err := run(&out, tr, 7); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"(a) per client", "(c) last + slot's mean change", "(b,d) LAD on own+clients",
+		"(d) analog", "bound: chunk-1 known exactly"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "NaN") {
+		t.Errorf("output has NaN:\n%s", out.String())
+	}
+}
