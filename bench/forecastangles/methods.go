@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"math"
 	"slices"
 )
@@ -139,7 +140,7 @@ func analog(x []float64, gaps []bool, h, k int) []float64 {
 			lib[i].dist = d
 		}
 		near := slices.Clone(lib)
-		slices.SortStableFunc(near, func(a, b entry) int { return cmpFloat(a.dist, b.dist) })
+		slices.SortStableFunc(near, func(a, b entry) int { return cmp.Compare(a.dist, b.dist) })
 		ch := make([]float64, 0, k)
 		for _, e := range near[:min(k, len(near))] {
 			ch = append(ch, e.change)
@@ -147,14 +148,4 @@ func analog(x []float64, gaps []bool, h, k int) []float64 {
 		fc[o] = math.Max(x[o]+median(ch), 0)
 	}
 	return fc
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

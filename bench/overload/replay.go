@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -419,7 +420,7 @@ func maxMinShares(supply float64, demand []float64) []float64 {
 			order = append(order, i)
 		}
 	}
-	slices.SortFunc(order, func(a, b int) int { return cmpFloat(demand[a], demand[b]) })
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(demand[a], demand[b]) })
 	left := max(supply, 0)
 	for n, i := range order {
 		equal := left / float64(len(order)-n)
@@ -427,16 +428,6 @@ func maxMinShares(supply float64, demand []float64) []float64 {
 		left -= fair[i]
 	}
 	return fair
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // targets checks issue 3's targets on the Sluice leg at the highest replay
