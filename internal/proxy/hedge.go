@@ -236,11 +236,41 @@ func (r *replay) Close() error { return r.rest.Close() }
 func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *[]*endpoint.Backend,
 	primary *leg, deadline time.Time, res *Result) *leg {
 	done := make(chan *leg, 2)
-	legs := []*leg{primary}
 	primary.req = ctx
 	go f.sendFirst(primary, in, done)
+	legs, winner := f.awaitFirstToken(ctx, in, sel, tried, primary, deadline, res, done)
+	if winner == nil { // every leg failed: the relay reports the primary's error
+		winner = primary
+	}
+	if len(legs) > 1 {
+		res.Hedge = HedgeLost
+		if winner != primary {
+			res.Hedge = HedgeWon
+		}
+	}
+	if winner != primary && winner.slot != nil {
+		// The winner's slot passes to the first attempt, which may run on
+		// in it (below); preempting it must never cut the relayed stream.
+		primary.slot, winner.slot = winner.slot, nil
+		primary.slot.holder.Store(primary)
+	}
+	for _, l := range legs {
+		f.endAfterRace(ctx, in, l, primary, winner, done)
+	}
+	if winner.resp != nil && isEventStream(winner.resp) {
+		winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
+	}
+	return winner
+}
+
+// awaitFirstToken collects the legs' reports on done until one has a
+// first token (the winner) or every leg sent has failed (winner nil),
+// starting a hedge when the hedge delay passes first. It returns the legs
+// sent, primary first. A failed leg is settled as it reports.
+func (f *Forwarder) awaitFirstToken(ctx context.Context, in *Request, sel Selector, tried *[]*endpoint.Backend,
+	primary *leg, deadline time.Time, res *Result, done chan *leg) (legs []*leg, winner *leg) {
+	legs = []*leg{primary}
 	hedgeDue := f.after(hedgeDelay(in.HedgeAfter, primary.c.b, f.opt.Now()))
-	var winner *leg
 	for reported := 0; winner == nil && reported < len(legs); {
 		select {
 		case l := <-done:
@@ -269,61 +299,47 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			}
 		}
 	}
-	if winner == nil { // every leg failed: the relay reports the primary's error
-		winner = primary
-	}
-	if len(legs) > 1 {
-		res.Hedge = HedgeLost
-		if winner != primary {
-			res.Hedge = HedgeWon
+	return legs, winner
+}
+
+// endAfterRace settles leg l once the race is decided and ends it unless
+// it is relayed: now when it has reported, else on a goroutine of the
+// Owner that waits for its report on done.
+func (f *Forwarder) endAfterRace(ctx context.Context, in *Request, l, primary, winner *leg, done chan *leg) {
+	slot := l.slot
+	f.settle(l, false)
+	switch {
+	case l.ended: // a failed hedge, ended in the race
+	case l == winner:
+		// The request's own admission covers the stream relayed.
+		slot.free()
+	case l.reported:
+		f.endLost(ctx, l)
+		slot.free()
+	case l == primary && (slot != nil || in.HedgeSlot == nil):
+		// The first attempt lost to a hedge: it runs on in the
+		// hedge's spare slot (taken back, and it cancelled, the moment
+		// a live request needs it) to its own first token, the sample
+		// that shows how slow its backend is, so routing moves off it.
+		// Its watchdog and the request's context bound it too, except
+		// while it has no head: then it runs on past the request's end
+		// to its own timeout, a failure that ejects a hung backend (cut
+		// at the request's end, a hung backend is never charged one,
+		// shows no stalled wait, looks idle and keeps a share of the
+		// traffic, each request paying a hedge).
+		if l.unlink != nil && l.phase.CompareAndSwap(legHeadless, legUnlinked) {
+			l.unlink()
 		}
+		f.runOn(l, func() { f.endLost(ctx, <-done); slot.free() })
+	default:
+		// No slot to run on in (or a hedge, which teaches nothing
+		// its wait would not): cancelled now.
+		// Its slot (a hedge's) is given back once its call has ended,
+		// so a ticket never outlives its backend slot's release.
+		waited := f.opt.Now().Sub(l.sent)
+		l.cancel(errHedgeLost)
+		f.runOn(l, func() { f.withdraw(<-done, waited); slot.free() })
 	}
-	if winner != primary && winner.slot != nil {
-		// The winner's slot passes to the first attempt, which may run on
-		// in it (below); preempting it must never cut the relayed stream.
-		primary.slot, winner.slot = winner.slot, nil
-		primary.slot.holder.Store(primary)
-	}
-	for _, l := range legs {
-		slot := l.slot
-		f.settle(l, false)
-		switch {
-		case l.ended: // a failed hedge, ended in the race
-		case l == winner:
-			// The request's own admission covers the stream relayed.
-			slot.free()
-		case l.reported:
-			f.endLost(ctx, l)
-			slot.free()
-		case l == primary && (slot != nil || in.HedgeSlot == nil):
-			// The first attempt lost to a hedge: it runs on in the
-			// hedge's spare slot (taken back, and it cancelled, the moment
-			// a live request needs it) to its own first token, the sample
-			// that shows how slow its backend is, so routing moves off it.
-			// Its watchdog and the request's context bound it too, except
-			// while it has no head: then it runs on past the request's end
-			// to its own timeout, a failure that ejects a hung backend (cut
-			// at the request's end, a hung backend is never charged one,
-			// shows no stalled wait, looks idle and keeps a share of the
-			// traffic, each request paying a hedge).
-			if l.unlink != nil && l.phase.CompareAndSwap(legHeadless, legUnlinked) {
-				l.unlink()
-			}
-			f.runOn(l, func() { f.endLost(ctx, <-done); slot.free() })
-		default:
-			// No slot to run on in (or a hedge, which teaches nothing
-			// its wait would not): cancelled now.
-			// Its slot (a hedge's) is given back once its call has ended,
-			// so a ticket never outlives its backend slot's release.
-			waited := f.opt.Now().Sub(l.sent)
-			l.cancel(errHedgeLost)
-			f.runOn(l, func() { f.withdraw(<-done, waited); slot.free() })
-		}
-	}
-	if winner.resp != nil && isEventStream(winner.resp) {
-		winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
-	}
-	return winner
 }
 
 // runOn runs end, which waits for loser l's report and ends its call, on
