@@ -370,6 +370,19 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	if held {
 		return nil, q.parkArrival(r, now, appointed), nil
 	}
+	w, rej := q.queueArrival(r, appointed, reserved, now, capacity)
+	if rej != nil {
+		return nil, nil, rej
+	}
+	return nil, w, nil
+}
+
+// queueArrival queues r, which found no free slot, behind the waiters of
+// its class in fair order, unless the wait ahead of it does not fit before
+// its deadline or under its delay bound: then it returns why not.
+// reserved is the slots held for due appointments (0 when r keeps its
+// own). Runs under q.mu.
+func (q *Queue) queueArrival(r Request, appointed bool, reserved int, now time.Time, capacity int) (*waiter, *Rejection) {
 	c := q.classes[r.Class]
 	key, weight := q.flowKey(r), q.flowWeight(r)
 	bound := q.arrivalBound(r, key) // before r counts as queued
@@ -379,36 +392,9 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	w.start, w.finish = c.tagsAt(key, at, r.Cost, weight)
 	// A slot held by spare work is about to be freed for this request:
 	// no wait worth refusing over.
-	preempted := q.preemptYoungest()
-	// The wait must fit before the deadline and, while the tenant's flow
-	// or class is congested and the tenant not light (flowdelay.go),
-	// under its delay target: else it is refused now, not later.
-	left := maxWait
-	if !r.Deadline.IsZero() {
-		left = r.Deadline.Sub(now)
-	}
-	if bound > 0 && bound < left {
-		left = bound
-	}
-	if left < maxWait && !preempted && !q.guessOnly(capacity) {
-		// Slots held for due appointments count as work ahead: a mean
-		// hold each, spread over the slots.
-		wait := q.waitFor(w, key, capacity, at)
-		if reserved > 0 && wait < maxWait {
-			wait += time.Duration(float64(reserved) * q.drain.meanHold() / float64(capacity) * float64(time.Second))
-		}
-		if wait > left {
-			reason := Saturated
-			if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {
-				reason = TenantOverShare
-			}
-			q.counters.rejected[reason]++
-			rej := q.rejection(reason, r.Tenant, wait, left)
-			if bound > 0 && left == bound {
-				rej.Message = congestedMessage(reason, q.cfg.Name, r.Tenant, wait, bound)
-			}
-			q.promise(rej, r, now, capacity)
-			return nil, nil, rej
+	if preempted := q.preemptYoungest(); !preempted {
+		if rej := q.refuseLongWait(w, key, at, bound, reserved, now, capacity); rej != nil {
+			return nil, rej
 		}
 	}
 	q.enqueue(key, w, at)
@@ -417,7 +403,46 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		// tenant may take them.
 		q.dispatch(now, capacity)
 	}
-	return nil, w, nil
+	return w, nil
+}
+
+// refuseLongWait refuses waiter w, placed at tag at in flow key, when the
+// wait ahead of it does not fit before its deadline or, while the tenant's
+// flow or class is congested and the tenant not light (flowdelay.go),
+// under bound, its delay target: refused now, not later. nil: it may
+// queue. Runs under q.mu.
+func (q *Queue) refuseLongWait(w *waiter, key string, at int, bound time.Duration, reserved int, now time.Time, capacity int) *Rejection {
+	r := w.req
+	left := maxWait
+	if !r.Deadline.IsZero() {
+		left = r.Deadline.Sub(now)
+	}
+	if bound > 0 && bound < left {
+		left = bound
+	}
+	if left >= maxWait || q.guessOnly(capacity) {
+		return nil
+	}
+	// Slots held for due appointments count as work ahead: a mean
+	// hold each, spread over the slots.
+	wait := q.waitFor(w, key, capacity, at)
+	if reserved > 0 && wait < maxWait {
+		wait += time.Duration(float64(reserved) * q.drain.meanHold() / float64(capacity) * float64(time.Second))
+	}
+	if wait <= left {
+		return nil
+	}
+	reason := Saturated
+	if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {
+		reason = TenantOverShare
+	}
+	q.counters.rejected[reason]++
+	rej := q.rejection(reason, r.Tenant, wait, left)
+	if bound > 0 && left == bound {
+		rej.Message = congestedMessage(reason, q.cfg.Name, r.Tenant, wait, bound)
+	}
+	q.promise(rej, r, now, capacity)
+	return rej
 }
 
 // guessOnly says the wait estimate is the prior alone and the queue is
