@@ -39,6 +39,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/demo"
 	"github.com/sluice-gw/sluice/internal/scaling"
+	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 const (
@@ -132,15 +133,50 @@ func main() {
 	})
 }
 
+// run replays the warped trace through one Sluice in front of the
+// simulators while polling its /scaling, then judges each peak and writes
+// the report.
 func run(ctx context.Context, o options, md *strings.Builder) (*Report, error) {
 	started := time.Now()
 	rep := &Report{Command: o.Command, Machine: benchkit.ReadMachine(), Trace: o.Trace, Backends: o.Backends}
 	simCfg := benchkit.SimConfig()
-	tr, err := benchkit.LoadTrace(o.Trace, o.TokenScale, o.MaxInput, o.MaxOutput)
+	arr, capRPS, err := arrivals(o, simCfg, rep)
 	if err != nil {
 		return nil, err
 	}
-	// Capacity for the trace's mean request, over the requests replayed.
+	rep.Requests = len(arr)
+
+	rig, err := benchkit.StartRig(ctx, o.Backends, simCfg)
+	if err != nil {
+		return nil, err
+	}
+	defer rig.Stop()
+	if err := rig.Sluice(ctx, gatewayConfig(o, rig.Sims, rep)); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "scaling: %d requests over %s, pool capacity %.1f req/s (load avg %s)\n", len(arr), span(o.Envelope), capRPS, benchkit.Loadavg())
+
+	res, err := replayPolling(ctx, o, rig, arr, rep)
+	if err != nil {
+		return nil, err
+	}
+	rep.Bench = res
+	summarize(rep, o, res)
+	rep.Machine.LoadAfter = benchkit.Loadavg()
+	write(md, rep, o, capRPS, started)
+	return rep, nil
+}
+
+// arrivals loads the trace and warps as many of its requests as the
+// envelope needs at the pool's capacity onto the envelope. It returns them
+// and that capacity, and sets the per-server capacity in rep.
+func arrivals(o options, simCfg sim.Config, rep *Report) ([]bench.Arrival, float64, error) {
+	tr, err := benchkit.LoadTrace(o.Trace, o.TokenScale, o.MaxInput, o.MaxOutput)
+	if err != nil {
+		return nil, 0, err
+	}
+	// Capacity for the trace's mean request, over the requests replayed:
+	// which requests those are depends on the capacity, so iterate.
 	n := len(tr) - o.From
 	var capRPS float64
 	for range 4 {
@@ -151,17 +187,16 @@ func run(ctx context.Context, o options, md *strings.Builder) (*Report, error) {
 	}
 	slice, sliceSpan, err := benchkit.Slice(tr, o.From, n)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	arr := warp(slice, sliceSpan, o.Envelope)
-	rep.Requests = len(arr)
+	return warp(slice, sliceSpan, o.Envelope), capRPS, nil
+}
 
-	rig, err := benchkit.StartRig(ctx, o.Backends, simCfg)
-	if err != nil {
-		return nil, err
-	}
-	defer rig.Stop()
-	cfg := demo.GatewayConfig(rig.Sims)
+// gatewayConfig is Sluice's defaults in front of sims with the options'
+// overrides; it notes the window, the forecast and the scale-in hold in
+// rep.
+func gatewayConfig(o options, sims []string, rep *Report) config.Config {
+	cfg := demo.GatewayConfig(sims)
 	if o.Window > 0 {
 		cfg.Scaling.Window = config.Duration(o.Window)
 	}
@@ -180,18 +215,19 @@ func run(ctx context.Context, o options, md *strings.Builder) (*Report, error) {
 	for i := range cfg.Models[0].Backends {
 		cfg.Models[0].Backends[i].MaxConcurrency = o.MaxConc
 	}
-	if err := rig.Sluice(ctx, cfg); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(os.Stderr, "scaling: %d requests over %s, pool capacity %.1f req/s (load avg %s)\n", len(arr), span(o.Envelope), capRPS, benchkit.Loadavg())
+	return cfg
+}
 
+// replayPolling replays arr against the rig's gateway while polling its
+// /scaling into rep.Polls, and keeps polling for --tail after the last
+// request: the signal's fall is the point.
+func replayPolling(ctx context.Context, o options, rig *benchkit.Rig, arr []bench.Arrival, rep *Report) (*bench.Result, error) {
 	start := time.Now()
 	pollCtx, stopPolls := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { rep.Polls = poll(pollCtx, rig.Admins[0], o.Poll, start) })
 	res, err := bench.Run(ctx, bench.Config{Target: rig.Targets[0], Model: model, Stream: true, Arrivals: arr,
 		Timeout: 60 * time.Second, SLOTTFT: o.SLO, Label: "sluice"})
-	// Keep polling past the last arrival: the fall is the point.
 	tail := o.Tail
 	if tail <= 0 {
 		tail = 3 * o.Poll
@@ -211,11 +247,7 @@ func run(ctx context.Context, o options, md *strings.Builder) (*Report, error) {
 	if res.Interrupted {
 		return nil, ctx.Err()
 	}
-	rep.Bench = res
-	summarize(rep, o, res)
-	rep.Machine.LoadAfter = benchkit.Loadavg()
-	write(md, rep, o, capRPS, started)
-	return rep, nil
+	return res, nil
 }
 
 // poll reads /scaling?model= every `every` until ctx ends. A failed read
@@ -321,6 +353,31 @@ func drops(env []phase) []float64 {
 // summarize finds, per peak, the need's rise, the first refusal, the
 // need's fall and the held signal's.
 func summarize(rep *Report, o options, res *bench.Result) {
+	refusals := countRefusals(rep, res)
+	for _, p := range rep.Polls {
+		// A rounding step below: the hold compares the same float.
+		if p.Signal.DesiredBackends < needNow(p.Signal)-1e-9 {
+			rep.HeldBelowNeed++
+		}
+	}
+	backends := float64(o.Backends)
+	from := 0.0 // refusals before the previous peak's need fell back are that peak's
+	for _, drop := range drops(o.Envelope) {
+		pk := judgePeak(from, drop, refusals, rep.Polls, backends, rep.ScaleInHold)
+		rep.Peaks = append(rep.Peaks, pk)
+		from = drop
+		if pk.FellBack >= 0 {
+			from = pk.FellBack
+		}
+	}
+	if n := len(rep.Polls); n > 0 {
+		rep.FinalDesired = rep.Polls[n-1].Signal.DesiredBackends
+	}
+}
+
+// countRefusals counts the refused requests into rep, in all and by
+// status, and returns when each ended, in seconds from the start.
+func countRefusals(rep *Report, res *bench.Result) []float64 {
 	rep.RefusalReason = map[string]float64{}
 	var refusals []float64
 	for i := range res.Records {
@@ -331,82 +388,79 @@ func summarize(rep *Report, o options, res *bench.Result) {
 			refusals = append(refusals, benchkit.Ended(r).Seconds())
 		}
 	}
-	for _, p := range rep.Polls {
-		// A rounding step below: the hold compares the same float.
-		if p.Signal.DesiredBackends < needNow(p.Signal)-1e-9 {
-			rep.HeldBelowNeed++
+	return refusals
+}
+
+// judgePeak is the episode from `from` to the load's drop: its refusals,
+// the need's rise before the first of them, the need's fall after the drop
+// and the held signal's (hold is the scale-in hold, 0 without one).
+func judgePeak(from, drop float64, refusals []float64, polls []Poll, backends, hold float64) Peak {
+	pk := Peak{From: from, Drop: drop, Rise: -1, FirstRefusal: -1, FellBack: -1, HoldEnds: -1, HeldFellBack: -1}
+	for _, t := range refusals {
+		if t >= from && t < drop {
+			pk.Refusals++
+			if pk.FirstRefusal < 0 || t < pk.FirstRefusal {
+				pk.FirstRefusal = t
+			}
 		}
 	}
-	backends := float64(o.Backends)
-	from := 0.0 // refusals before the previous peak's need fell back are that peak's
-	for _, drop := range drops(o.Envelope) {
-		pk := Peak{From: from, Drop: drop, Rise: -1, FirstRefusal: -1, FellBack: -1, HoldEnds: -1, HeldFellBack: -1}
-		for _, t := range refusals {
-			if t >= from && t < drop {
-				pk.Refusals++
-				if pk.FirstRefusal < 0 || t < pk.FirstRefusal {
-					pk.FirstRefusal = t
-				}
+	until := drop
+	if pk.FirstRefusal >= 0 {
+		until = pk.FirstRefusal
+	}
+	up := false
+	for _, p := range polls {
+		d := needNow(p.Signal)
+		if p.T >= from && p.T < drop {
+			pk.MaxDesired = max(pk.MaxDesired, p.Signal.DesiredBackends)
+		}
+		if p.T >= from && p.T < drop && d > backends {
+			pk.Above = true
+		}
+		if p.T >= from && p.T <= until {
+			switch {
+			case d <= backends:
+				up = false
+			case !up:
+				up, pk.Rise = true, p.T
 			}
 		}
-		until := drop
-		if pk.FirstRefusal >= 0 {
-			until = pk.FirstRefusal
+		if pk.FellBack < 0 && p.T >= drop && d < backends {
+			pk.FellBack = p.T
 		}
-		up := false
-		for _, p := range rep.Polls {
-			d := needNow(p.Signal)
-			if p.T >= from && p.T < drop {
-				pk.MaxDesired = max(pk.MaxDesired, p.Signal.DesiredBackends)
-			}
-			if p.T >= from && p.T < drop && d > backends {
-				pk.Above = true
-			}
-			if p.T >= from && p.T <= until {
-				switch {
-				case d <= backends:
-					up = false
-				case !up:
-					up, pk.Rise = true, p.T
-				}
-			}
-			if pk.FellBack < 0 && p.T >= drop && d < backends {
-				pk.FellBack = p.T
-			}
-			if pk.HeldFellBack < 0 && p.T >= drop && p.Signal.DesiredBackends < backends {
-				pk.HeldFellBack = p.T
-			}
-		}
-		if !up && pk.FirstRefusal >= 0 {
-			pk.Rise = -1 // down when the refusal came
-		}
-		if pk.Rise >= 0 && pk.FirstRefusal >= 0 {
-			pk.Lead = pk.FirstRefusal - pk.Rise
-		}
-		if pk.FellBack >= 0 {
-			last := -1.0
-			for _, p := range rep.Polls {
-				if p.T >= from && p.T < pk.FellBack && needNow(p.Signal) >= backends {
-					last = p.T
-				}
-			}
-			pk.HoldEnds = pk.FellBack
-			if last >= 0 && rep.ScaleInHold > 0 {
-				pk.HoldEnds = last + rep.ScaleInHold
-			}
-			for _, p := range rep.Polls {
-				if p.T > pk.FellBack && p.T < pk.HoldEnds && needNow(p.Signal) >= backends {
-					pk.Renewed = true
-				}
-			}
-		}
-		rep.Peaks = append(rep.Peaks, pk)
-		from = drop
-		if pk.FellBack >= 0 {
-			from = pk.FellBack
+		if pk.HeldFellBack < 0 && p.T >= drop && p.Signal.DesiredBackends < backends {
+			pk.HeldFellBack = p.T
 		}
 	}
-	if n := len(rep.Polls); n > 0 {
-		rep.FinalDesired = rep.Polls[n-1].Signal.DesiredBackends
+	if !up && pk.FirstRefusal >= 0 {
+		pk.Rise = -1 // down when the refusal came
+	}
+	if pk.Rise >= 0 && pk.FirstRefusal >= 0 {
+		pk.Lead = pk.FirstRefusal - pk.Rise
+	}
+	if pk.FellBack >= 0 {
+		pk.judgeHold(polls, backends, hold)
+	}
+	return pk
+}
+
+// judgeHold sets, for a peak whose need fell back, when the held signal
+// may fall (HoldEnds) and whether the need rose above the pool again
+// before then (Renewed).
+func (pk *Peak) judgeHold(polls []Poll, backends, hold float64) {
+	last := -1.0
+	for _, p := range polls {
+		if p.T >= pk.From && p.T < pk.FellBack && needNow(p.Signal) >= backends {
+			last = p.T
+		}
+	}
+	pk.HoldEnds = pk.FellBack
+	if last >= 0 && hold > 0 {
+		pk.HoldEnds = last + hold
+	}
+	for _, p := range polls {
+		if p.T > pk.FellBack && p.T < pk.HoldEnds && needNow(p.Signal) >= backends {
+			pk.Renewed = true
+		}
 	}
 }

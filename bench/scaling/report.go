@@ -21,6 +21,8 @@ func perSecond(res *bench.Result, f func(*bench.Record) time.Duration, ok func(*
 	return out
 }
 
+// write is the markdown report: the set-up, the timeline of polls, the
+// verdict of each peak and the totals.
 func write(md *strings.Builder, rep *Report, o options, capRPS float64, started time.Time) {
 	e := &benchkit.ErrWriter{W: md}
 	e.Printf("### Scaling signal on a replayed trace\n\n")
@@ -39,6 +41,21 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 		rep.Backends, rep.PerServerRPS, capRPS, rep.Window, o.SLO, hold(rep), conc(o.MaxConc))
 	e.Printf("- Signal: `desired_backends` from the admin listener's `/scaling?model=%s`, read every %s (\"held\": what a scaler reads); \"need now\": its terms (demand + headroom + burst + queue) before the scale-in hold; \"burst\": how far the arrivals of half a window recently ran above the measured rate (`arrival_burst`). A peak's signal rises when the need goes above the pool's %d backends and stays there until the peak's first refusal (the held signal is never below the need, so it rose no later); \"at capacity\": the backends' service rate was measured while they were full (else an optimistic estimate from all completions)\n\n", model, o.Poll, rep.Backends)
 
+	writeTimeline(e, rep, o)
+	e.Printf("\n")
+	writePeaks(e, rep, o)
+	res := rep.Bench
+	e.Printf("\nDesired backends (held) at the end: %.2f; polls with the held signal below its need now: %d (%s). Refusals in all: %d (%s); answered within the SLO: %d of %d.\n\n",
+		rep.FinalDesired, rep.HeldBelowNeed, passMark(rep.HeldBelowNeed == 0), rep.Refusals, benchkit.ByValue(rep.RefusalReason), res.Goodput.Count, len(res.Records))
+	if e.Err != nil {
+		md.WriteString(e.Err.Error())
+	}
+}
+
+// writeTimeline is the table of polls, one a row, next to the requests
+// offered, refused and completed in the second that just ended; the
+// peaks' rises and falls are marked.
+func writeTimeline(e *benchkit.ErrWriter, rep *Report, o options) {
 	res := rep.Bench
 	offered := perSecond(res, func(r *bench.Record) time.Duration { return r.Planned }, func(*bench.Record) bool { return true })
 	refusals := perSecond(res, benchkit.Ended, refused)
@@ -71,19 +88,12 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 			loadAt(o.Envelope, time.Duration(p.T*float64(time.Second))), offered[sec], s.ArrivalRequestsPerSecond, fc, s.ArrivalBurst,
 			s.Service.RequestsPerSecond, measured, s.Service.Slots, s.Queued, needNow(s), mark, s.DesiredBackends, refusals[sec], served[sec])
 	}
-	e.Printf("\n")
-	pass := func(ok bool) string {
-		if ok {
-			return "pass"
-		}
-		return "**FAIL**"
-	}
-	at := func(v float64) string {
-		if v < 0 {
-			return "never"
-		}
-		return fmt.Sprintf("%.1f s", v)
-	}
+}
+
+// writePeaks is the table of peaks, each judged on the targets: the
+// signal's lead over the first refusal, the need's fall after the drop and
+// the held signal's fall when the hold ends.
+func writePeaks(e *benchkit.ErrWriter, rep *Report, o options) {
 	e.Printf("| peak (from, drop) | signal rises (need > %d, and stays up) | first refusal | lead (target >= %s) | refusals | max desired | need back below %d after the drop (target: falls back) | held signal below %d (target: when the hold ends) |\n",
 		rep.Backends, minLead, rep.Backends, rep.Backends)
 	e.Printf("|---|--:|--:|---|--:|--:|---|---|\n")
@@ -92,33 +102,44 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 		end = rep.Polls[n-1].T
 	}
 	for _, pk := range rep.Peaks {
-		lead := "no refusal: " + pass(pk.Rise >= 0)
+		lead := "no refusal: " + passMark(pk.Rise >= 0)
 		if pk.FirstRefusal >= 0 {
-			lead = fmt.Sprintf("%.1f s: %s", pk.Lead, pass(pk.Rise >= 0 && pk.Lead >= minLead.Seconds()))
+			lead = fmt.Sprintf("%.1f s: %s", pk.Lead, passMark(pk.Rise >= 0 && pk.Lead >= minLead.Seconds()))
 		}
-		fell := "never: " + pass(false)
+		fell := "never: " + passMark(false)
 		if pk.FellBack >= 0 {
-			fell = fmt.Sprintf("%.1f s later: %s", pk.FellBack-pk.Drop, pass(true))
+			fell = fmt.Sprintf("%.1f s later: %s", pk.FellBack-pk.Drop, passMark(true))
 		}
-		held := "need never fell: " + pass(false)
+		held := "need never fell: " + passMark(false)
 		switch {
 		case !pk.Above:
 			fell, held = "never above the pool", "never above the pool"
 		case pk.FellBack < 0:
 		case pk.Renewed:
-			held = fmt.Sprintf("held into the next peak (hold ends t=%.0f s): %s", pk.HoldEnds, pass(true))
+			held = fmt.Sprintf("held into the next peak (hold ends t=%.0f s): %s", pk.HoldEnds, passMark(true))
 		case pk.HeldFellBack < 0:
-			held = fmt.Sprintf("held to the end of the run, t=%.0f s (hold ends t=%.0f s): %s", end, pk.HoldEnds, pass(pk.heldOK(end, o.Poll.Seconds())))
+			held = fmt.Sprintf("held to the end of the run, t=%.0f s (hold ends t=%.0f s): %s", end, pk.HoldEnds, passMark(pk.heldOK(end, o.Poll.Seconds())))
 		default:
-			held = fmt.Sprintf("t=%.0f s (hold ends t=%.0f s): %s", pk.HeldFellBack, pk.HoldEnds, pass(pk.heldOK(end, o.Poll.Seconds())))
+			held = fmt.Sprintf("t=%.0f s (hold ends t=%.0f s): %s", pk.HeldFellBack, pk.HoldEnds, passMark(pk.heldOK(end, o.Poll.Seconds())))
 		}
-		e.Printf("| %.0f–%.0f s | %s | %s | %s | %d | %.2f | %s | %s |\n", pk.From, pk.Drop, at(pk.Rise), at(pk.FirstRefusal), lead, pk.Refusals, pk.MaxDesired, fell, held)
+		e.Printf("| %.0f–%.0f s | %s | %s | %s | %d | %.2f | %s | %s |\n", pk.From, pk.Drop, atTime(pk.Rise), atTime(pk.FirstRefusal), lead, pk.Refusals, pk.MaxDesired, fell, held)
 	}
-	e.Printf("\nDesired backends (held) at the end: %.2f; polls with the held signal below its need now: %d (%s). Refusals in all: %d (%s); answered within the SLO: %d of %d.\n\n",
-		rep.FinalDesired, rep.HeldBelowNeed, pass(rep.HeldBelowNeed == 0), rep.Refusals, benchkit.ByValue(rep.RefusalReason), res.Goodput.Count, len(res.Records))
-	if e.Err != nil {
-		md.WriteString(e.Err.Error())
+}
+
+// passMark is a target's verdict, a failure in bold.
+func passMark(ok bool) string {
+	if ok {
+		return "pass"
 	}
+	return "**FAIL**"
+}
+
+// atTime is a time in seconds from the start; -1 is never.
+func atTime(v float64) string {
+	if v < 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.1f s", v)
 }
 
 func hold(rep *Report) string {

@@ -16,62 +16,22 @@ import (
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "--config FILE | --listen ADDR --model NAME --backend URL [--backend URL ...] [--policy NAME]", stderr)
-	cfgPath := fs.String("config", "", "YAML config `FILE` (see examples/sluice.yaml); reloaded on SIGHUP and on change")
-	listen := fs.String("listen", "", "client-facing `ADDR` to listen on (overrides the config's listen; default :8080, all interfaces, port 8080)")
-	model := fs.String("model", "", "model name clients ask for (flag mode, no config file)")
-	policy := fs.String("policy", "", "balancing policy: round_robin, weighted, least_conn, p2c_ewma (default), least_load, prefix_affinity, prefix_affinity+least_load, random")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides the config)")
-	dataDir := fs.String("data-dir", "", "where the embedded job queue keeps its data (overrides queue.data_dir; default "+app.DefaultDataDir()+")")
-	adminListen := fs.String("admin-listen", "", "admin listener address for /status, /metrics, /spare and pprof (overrides admin.listen; default 127.0.0.1:9091; \"off\" disables it)")
-	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof on this further address, without admin.token (kept for old scripts; prefer admin.pprof: true, on the admin listener)")
-	var backends stringList
-	fs.Var(&backends, "backend", "backend base `URL`, e.g. http://127.0.0.1:8000 (repeatable)")
+	var f serveFlags
+	fs.StringVar(&f.cfgPath, "config", "", "YAML config `FILE` (see examples/sluice.yaml); reloaded on SIGHUP and on change")
+	fs.StringVar(&f.listen, "listen", "", "client-facing `ADDR` to listen on (overrides the config's listen; default :8080, all interfaces, port 8080)")
+	fs.StringVar(&f.model, "model", "", "model name clients ask for (flag mode, no config file)")
+	fs.StringVar(&f.policy, "policy", "", "balancing policy: round_robin, weighted, least_conn, p2c_ewma (default), least_load, prefix_affinity, prefix_affinity+least_load, random")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides the config)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "where the embedded job queue keeps its data (overrides queue.data_dir; default "+app.DefaultDataDir()+")")
+	fs.StringVar(&f.adminListen, "admin-listen", "", "admin listener address for /status, /metrics, /spare and pprof (overrides admin.listen; default 127.0.0.1:9091; \"off\" disables it)")
+	fs.StringVar(&f.pprofAddr, "pprof", "", "serve Go's /debug/pprof on this further address, without admin.token (kept for old scripts; prefer admin.pprof: true, on the admin listener)")
+	fs.Var(&f.backends, "backend", "backend base `URL`, e.g. http://127.0.0.1:8000 (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-
-	var cfg *config.Config
-	switch {
-	case *cfgPath != "" && (*model != "" || len(backends) > 0):
-		return errors.New("use either --config or --model/--backend, not both")
-	case *cfgPath != "":
-		c, err := app.Load(*cfgPath)
-		if err != nil {
-			return err
-		}
-		cfg = c
-	default:
-		if *model == "" || len(backends) == 0 {
-			fs.Usage()
-			return errors.New("need --config FILE, or --model and at least one --backend")
-		}
-		c := config.Default()
-		m := config.Model{Name: *model, Policy: *policy}
-		for _, b := range backends {
-			m.Backends = append(m.Backends, config.Backend{URL: b})
-		}
-		c.Models = []config.Model{m}
-		cfg = &c
-	}
-	overridden := *listen != "" || *adminListen != "" || *logLevel != "" || *dataDir != ""
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if *adminListen != "" {
-		cfg.Admin.Listen = *adminListen
-	}
-	if *logLevel != "" {
-		cfg.Log.Level = *logLevel
-	}
-	if *dataDir != "" {
-		cfg.Queue.DataDir = *dataDir
-	}
-	// A file without overrides was validated by Load; anything else is
-	// validated here, once, before the log level is used.
-	if !cfg.Checked() || overridden {
-		if err := cfg.ValidateWith(app.PolicyCheck); err != nil {
-			return fmt.Errorf("invalid settings: %w", err)
-		}
+	cfg, err := f.config(fs.Usage)
+	if err != nil {
+		return err
 	}
 	// Buffered like nginx's access_log buffer=: a write(2) per request
 	// costs more than a cache hit; warnings and errors are not held back.
@@ -80,12 +40,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer logBuf.Close()
-	a, err := app.New(cfg, *cfgPath, logger)
+	a, err := app.New(cfg, f.cfgPath, logger)
 	if err != nil {
 		return err
 	}
-	if *pprofAddr != "" {
-		stop, err := servePprof(*pprofAddr)
+	if f.pprofAddr != "" {
+		stop, err := servePprof(f.pprofAddr)
 		if err != nil {
 			return err
 		}
@@ -96,4 +56,62 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	return a.Run(ctx, ln)
+}
+
+// serveFlags is serve's command line.
+type serveFlags struct {
+	cfgPath, listen, model, policy string
+	logLevel, dataDir, adminListen string
+	pprofAddr                      string
+	backends                       stringList
+}
+
+// config is the validated config the flags ask for: the file's, or one
+// model on the flags' backends, with the flags' overrides. usage prints
+// the flags when neither is given.
+func (f serveFlags) config(usage func()) (*config.Config, error) {
+	var cfg *config.Config
+	switch {
+	case f.cfgPath != "" && (f.model != "" || len(f.backends) > 0):
+		return nil, errors.New("use either --config or --model/--backend, not both")
+	case f.cfgPath != "":
+		c, err := app.Load(f.cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	default:
+		if f.model == "" || len(f.backends) == 0 {
+			usage()
+			return nil, errors.New("need --config FILE, or --model and at least one --backend")
+		}
+		c := config.Default()
+		m := config.Model{Name: f.model, Policy: f.policy}
+		for _, b := range f.backends {
+			m.Backends = append(m.Backends, config.Backend{URL: b})
+		}
+		c.Models = []config.Model{m}
+		cfg = &c
+	}
+	overridden := f.listen != "" || f.adminListen != "" || f.logLevel != "" || f.dataDir != ""
+	if f.listen != "" {
+		cfg.Listen = f.listen
+	}
+	if f.adminListen != "" {
+		cfg.Admin.Listen = f.adminListen
+	}
+	if f.logLevel != "" {
+		cfg.Log.Level = f.logLevel
+	}
+	if f.dataDir != "" {
+		cfg.Queue.DataDir = f.dataDir
+	}
+	// A file without overrides was validated by Load; anything else is
+	// validated here, once, before the log level is used.
+	if !cfg.Checked() || overridden {
+		if err := cfg.ValidateWith(app.PolicyCheck); err != nil {
+			return nil, fmt.Errorf("invalid settings: %w", err)
+		}
+	}
+	return cfg, nil
 }

@@ -10,129 +10,6 @@ import (
 	"time"
 )
 
-// QueueConfig tunes a Queue. Every zero field takes the default in its
-// comment, except Fair.
-type QueueConfig struct {
-	// Name is the pool (model) the queue guards; refusal messages name it.
-	Name string
-	// Fair turns on weighted fair queuing by cost across tenants. Off, each
-	// class is one FIFO: only for comparison and tests, since one tenant's
-	// flood then delays everyone. Production callers set it.
-	Fair bool
-
-	MaxQueued              int     // requests waiting in total, default 1024
-	MaxQueuedPerTenant     int     // requests one tenant may have waiting, default MaxQueued
-	MaxQueuedCost          float64 // cost waiting in total, default 0 = no cost bound
-	MaxQueuedCostPerTenant float64 // cost one tenant may have waiting, default 0 = no cost bound
-
-	// MinShare is the starvation guard: while a class has waiters it gets at
-	// least this fraction of the cost granted to it and the classes above it,
-	// default 0.1. Negative means strict priority. At most 0.5.
-	MinShare float64
-
-	// PriorSlotRate is the drain rate assumed per slot, in cost units per
-	// second, before completions are measured, default 100 (a sequence of a
-	// few hundred tokens in a few seconds). DrainSamples is how many
-	// completions the measured rate averages over, default 64.
-	PriorSlotRate float64
-	DrainSamples  int
-
-	// QueueUnmeasured: until the first completion is measured, arrivals are
-	// not refused on the wait the prior predicts; they queue (bounded by
-	// MaxQueued and by their deadlines) and the first completions set the
-	// estimate. The prior is a guess: against a fast backend a cold burst
-	// (64 clients on an initial limit of 4) would otherwise be refused for a
-	// wait that never comes. Default false: the prior refuses like a
-	// measurement.
-	QueueUnmeasured bool
-
-	// Retry-After estimates are clamped to [MinRetryAfter, MaxRetryAfter],
-	// default 1s and 5m: clients retrying sooner than a second only add load.
-	MinRetryAfter time.Duration
-	MaxRetryAfter time.Duration
-
-	// Grace is how long past its Deadline an admitted waiter is still
-	// served rather than refused. The promise is that refusals come at once:
-	// the deadline decides admission, and a waiter the estimate let in is not
-	// refused later for the estimate's error unless it overruns by Grace.
-	// Default 0: a waiter is refused as soon as its deadline passes.
-	Grace time.Duration
-
-	// Targets is the controlled-delay target of each priority class (see
-	// codel.go): once a class's waits have stayed above it for twice as
-	// long, arrivals that would wait longer are refused and waiters that
-	// reach it are shed. 0 (the default) leaves the class bounded by
-	// deadlines only.
-	Targets [MaxClass + 1]time.Duration
-
-	// ShortFirst turns on size-aware order within each tenant's share:
-	// an arriving request goes ahead of its tenant's longer (costlier)
-	// waiters that have waited less than ShortFirst, so short prompts are
-	// served first and a long one is overtaken only during its first
-	// ShortFirst of waiting. Other tenants' shares are unchanged (the
-	// tenant's tags are re-dealt, not added to). 0 (the default): FIFO
-	// within a tenant.
-	ShortFirst time.Duration
-
-	// SpareReserve is the share of capacity (rounded up to whole slots)
-	// spare requests leave free while live requests are in flight, so
-	// that a live request arriving finds a slot without preempting
-	// (default 0). With no live request in flight spare work may fill
-	// the pool: the next live arrival preempts.
-	SpareReserve float64
-
-	// RampWindow turns on the ramp of newly busy tenants (ramp.go): a
-	// tenant counts as active while it holds or waits for a slot and for
-	// RampWindow after; one that becomes busy while another is active
-	// may not take the slots the active ones are using until its own
-	// requests come back. 0 (the default): off.
-	RampWindow time.Duration
-}
-
-// Defaults for QueueConfig's zero fields.
-const (
-	DefaultMaxQueued     = 1024
-	DefaultMinShare      = 0.1
-	DefaultPriorSlotRate = 100.0
-	DefaultDrainSamples  = 64
-	DefaultMinRetryAfter = time.Second
-	DefaultMaxRetryAfter = 5 * time.Minute
-	priorHold            = time.Second // the prior's mean slot hold
-	maxMinShare          = 0.5
-)
-
-func (c QueueConfig) withDefaults() QueueConfig {
-	if c.MaxQueued <= 0 {
-		c.MaxQueued = DefaultMaxQueued
-	}
-	if c.MaxQueuedPerTenant <= 0 {
-		c.MaxQueuedPerTenant = c.MaxQueued
-	}
-	c.MaxQueuedCost = max(c.MaxQueuedCost, 0)
-	c.MaxQueuedCostPerTenant = max(c.MaxQueuedCostPerTenant, 0)
-	switch {
-	case c.MinShare == 0 || math.IsNaN(c.MinShare):
-		c.MinShare = DefaultMinShare
-	case c.MinShare < 0:
-		c.MinShare = 0
-	}
-	c.MinShare = min(c.MinShare, maxMinShare)
-	if !(c.PriorSlotRate > 0) {
-		c.PriorSlotRate = DefaultPriorSlotRate
-	}
-	if c.DrainSamples <= 0 {
-		c.DrainSamples = DefaultDrainSamples
-	}
-	if c.MinRetryAfter <= 0 {
-		c.MinRetryAfter = DefaultMinRetryAfter
-	}
-	if c.MaxRetryAfter <= 0 {
-		c.MaxRetryAfter = DefaultMaxRetryAfter
-	}
-	c.MaxRetryAfter = max(c.MaxRetryAfter, c.MinRetryAfter)
-	return c
-}
-
 // Class is a priority class. Lower values are served first; the zero value
 // is Interactive. Values above MaxClass are treated as MaxClass.
 type Class int
@@ -370,6 +247,19 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	if held {
 		return nil, q.parkArrival(r, now, appointed), nil
 	}
+	w, rej := q.queueArrival(r, appointed, reserved, now, capacity)
+	if rej != nil {
+		return nil, nil, rej
+	}
+	return nil, w, nil
+}
+
+// queueArrival queues r, which found no free slot, behind the waiters of
+// its class in fair order, unless the wait ahead of it does not fit before
+// its deadline or under its delay bound: then it returns why not.
+// reserved is the slots held for due appointments (0 when r keeps its
+// own). Runs under q.mu.
+func (q *Queue) queueArrival(r Request, appointed bool, reserved int, now time.Time, capacity int) (*waiter, *Rejection) {
 	c := q.classes[r.Class]
 	key, weight := q.flowKey(r), q.flowWeight(r)
 	bound := q.arrivalBound(r, key) // before r counts as queued
@@ -379,36 +269,9 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	w.start, w.finish = c.tagsAt(key, at, r.Cost, weight)
 	// A slot held by spare work is about to be freed for this request:
 	// no wait worth refusing over.
-	preempted := q.preemptYoungest()
-	// The wait must fit before the deadline and, while the tenant's flow
-	// or class is congested and the tenant not light (flowdelay.go),
-	// under its delay target: else it is refused now, not later.
-	left := maxWait
-	if !r.Deadline.IsZero() {
-		left = r.Deadline.Sub(now)
-	}
-	if bound > 0 && bound < left {
-		left = bound
-	}
-	if left < maxWait && !preempted && !q.guessOnly(capacity) {
-		// Slots held for due appointments count as work ahead: a mean
-		// hold each, spread over the slots.
-		wait := q.waitFor(w, key, capacity, at)
-		if reserved > 0 && wait < maxWait {
-			wait += time.Duration(float64(reserved) * q.drain.meanHold() / float64(capacity) * float64(time.Second))
-		}
-		if wait > left {
-			reason := Saturated
-			if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {
-				reason = TenantOverShare
-			}
-			q.counters.rejected[reason]++
-			rej := q.rejection(reason, r.Tenant, wait, left)
-			if bound > 0 && left == bound {
-				rej.Message = congestedMessage(reason, q.cfg.Name, r.Tenant, wait, bound)
-			}
-			q.promise(rej, r, now, capacity)
-			return nil, nil, rej
+	if preempted := q.preemptYoungest(); !preempted {
+		if rej := q.refuseLongWait(w, key, at, bound, reserved, now, capacity); rej != nil {
+			return nil, rej
 		}
 	}
 	q.enqueue(key, w, at)
@@ -417,7 +280,46 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		// tenant may take them.
 		q.dispatch(now, capacity)
 	}
-	return nil, w, nil
+	return w, nil
+}
+
+// refuseLongWait refuses waiter w, placed at tag at in flow key, when the
+// wait ahead of it does not fit before its deadline or, while the tenant's
+// flow or class is congested and the tenant not light (flowdelay.go),
+// under bound, its delay target: refused now, not later. nil: it may
+// queue. Runs under q.mu.
+func (q *Queue) refuseLongWait(w *waiter, key string, at int, bound time.Duration, reserved int, now time.Time, capacity int) *Rejection {
+	r := w.req
+	left := maxWait
+	if !r.Deadline.IsZero() {
+		left = r.Deadline.Sub(now)
+	}
+	if bound > 0 && bound < left {
+		left = bound
+	}
+	if left >= maxWait || q.guessOnly(capacity) {
+		return nil
+	}
+	// Slots held for due appointments count as work ahead: a mean
+	// hold each, spread over the slots.
+	wait := q.waitFor(w, key, capacity, at)
+	if reserved > 0 && wait < maxWait {
+		wait += time.Duration(float64(reserved) * q.drain.meanHold() / float64(capacity) * float64(time.Second))
+	}
+	if wait <= left {
+		return nil
+	}
+	reason := Saturated
+	if q.overPoolShare(r.Tenant, r.Weight, r.Cost) {
+		reason = TenantOverShare
+	}
+	q.counters.rejected[reason]++
+	rej := q.rejection(reason, r.Tenant, wait, left)
+	if bound > 0 && left == bound {
+		rej.Message = congestedMessage(reason, q.cfg.Name, r.Tenant, wait, bound)
+	}
+	q.promise(rej, r, now, capacity)
+	return rej
 }
 
 // guessOnly says the wait estimate is the prior alone and the queue is

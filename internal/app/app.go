@@ -121,56 +121,85 @@ func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func
 		return nil, errWithPath(path, err)
 	}
 	built.Commit()
-	var gw *gateway.Gateway
 	a := &App{path: path, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg)}
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
 		WebhooksSigned: cfg.Queue.WebhookSecret != ""}
-	if cfg.Forecast.Enabled {
-		fr, err := newForecastRun(cfg.Forecast, cfg.Queue.DataDir, deps.Now, logger)
-		if err != nil {
-			resp.Close()
-			return nil, errWithPath(path, err)
-		}
-		a.forecast, gwOpts.Arrivals, gwOpts.ForecastView = fr, fr, fr.hist
-		// The history records the forecast at the scaling.lead in force.
-		fr.hist.lead = func() time.Duration { return gw.Runtime().Config.Scaling.Lead.D() }
-		// desired backends looks scaling.lead ahead at the forecast p90.
-		gwOpts.Forecast = forecast.Demand{Forecaster: fr.fc}
-		reg.MustRegister(newForecastCollector(fr.fc))
+	if err := a.openForecast(cfg, reg, &gwOpts); err != nil {
+		resp.Close()
+		return nil, errWithPath(path, err)
 	}
-	if cfg.Queue.Enabled {
-		served := func(model string) bool { _, ok := gw.Runtime().Pools[model]; return ok }
-		open := func() (*jobQueue, error) { return openQueue(cfg.Queue, reg, logger, served) }
-		q, err := open()
-		switch {
-		case err == nil:
-			a.jobs, gwOpts.Jobs = q, q.api
-		case cfg.Queue.URL == "":
-			// The embedded server failing is a local problem (data
-			// directory, port): say so at start.
-			resp.Close()
-			if a.forecast != nil {
-				a.forecast.close()
-			}
-			return nil, errWithPath(path, err)
-		default:
-			// An external NATS being away must not keep the gateway from
-			// serving live traffic: async and batch answer 503 until Run
-			// connects.
-			logger.Error("job queue unavailable; serving without it and retrying", "url", cfg.Queue.URL, "error", err.Error())
-			a.jobsRetry = open
+	if err := a.openJobQueue(cfg, reg, &gwOpts); err != nil {
+		resp.Close()
+		if a.forecast != nil {
+			a.forecast.close()
 		}
+		return nil, errWithPath(path, err)
 	}
 	a.queueInfo = queueInfo(cfg.Queue, a.jobs)
 	gwOpts.Queue = a.queueInfo
-	gw = gateway.New(built.Runtime, gwOpts)
-	a.gw = gw
+	a.gw = gateway.New(built.Runtime, gwOpts)
 	if a.jobs != nil {
-		gw.SetJobQueue(a.jobs.store.Backlog)
+		a.gw.SetJobQueue(a.jobs.store.Backlog)
 	}
 	registerUpstreamMetrics(reg, deps.Transport)
+	registerDrainingGauge(reg, a.gw)
+	return a, nil
+}
+
+// openForecast starts the traffic forecaster when forecast.enabled and
+// hands it to the gateway's options. The gateway does not exist yet: what
+// reads its runtime does so through a.gw, set before anything calls it.
+func (a *App) openForecast(cfg *config.Config, reg prometheus.Registerer, gwOpts *gateway.Options) error {
+	if !cfg.Forecast.Enabled {
+		return nil
+	}
+	fr, err := newForecastRun(cfg.Forecast, cfg.Queue.DataDir, a.deps.Now, a.log)
+	if err != nil {
+		return err
+	}
+	a.forecast, gwOpts.Arrivals, gwOpts.ForecastView = fr, fr, fr.hist
+	// The history records the forecast at the scaling.lead in force.
+	fr.hist.lead = func() time.Duration { return a.gw.Runtime().Config.Scaling.Lead.D() }
+	// desired backends looks scaling.lead ahead at the forecast p90.
+	gwOpts.Forecast = forecast.Demand{Forecaster: fr.fc}
+	reg.MustRegister(newForecastCollector(fr.fc))
+	return nil
+}
+
+// openJobQueue opens the job queue when queue.enabled and hands its API
+// to the gateway's options. An error is the embedded server's, which
+// fails the start; an external NATS that is away is retried by Run
+// instead (a.jobsRetry). Models are judged served through a.gw, set
+// before the queue asks.
+func (a *App) openJobQueue(cfg *config.Config, reg prometheus.Registerer, gwOpts *gateway.Options) error {
+	if !cfg.Queue.Enabled {
+		return nil
+	}
+	served := func(model string) bool { _, ok := a.gw.Runtime().Pools[model]; return ok }
+	open := func() (*jobQueue, error) { return openQueue(cfg.Queue, reg, a.log, served) }
+	q, err := open()
+	switch {
+	case err == nil:
+		a.jobs, gwOpts.Jobs = q, q.api
+	case cfg.Queue.URL == "":
+		// The embedded server failing is a local problem (data
+		// directory, port): say so at start.
+		return err
+	default:
+		// An external NATS being away must not keep the gateway from
+		// serving live traffic: async and batch answer 503 until Run
+		// connects.
+		a.log.Error("job queue unavailable; serving without it and retrying", "url", cfg.Queue.URL, "error", err.Error())
+		a.jobsRetry = open
+	}
+	return nil
+}
+
+// registerDrainingGauge counts the backends removed from their pool
+// (discovery, reload) that still run requests.
+func registerDrainingGauge(reg prometheus.Registerer, gw *gateway.Gateway) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_backends_draining",
 		Help: "Backends removed from their pool (discovery, reload) with requests still running on them."},
 		func() float64 {
@@ -180,7 +209,6 @@ func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func
 			}
 			return float64(n)
 		}))
-	return a, nil
 }
 
 func errWithPath(path string, err error) error {
@@ -318,25 +346,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		a.drains.wg.Wait()
 	}()
 
-	a.syncChecker(a.gw.Runtime().Config.Health.Active)
-	a.syncScraper(a.gw.Runtime().Config)
-	if a.path != "" {
-		ready := make(chan struct{})
-		wg.Add(1)
-		go func() { defer wg.Done(); a.watchReloads(runCtx, ready) }()
-		<-ready
-	}
-	wg.Add(1)
-	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
-	if a.forecast != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); a.forecast.run(runCtx) }()
-	}
-	wg.Add(1)
-	go func() { defer wg.Done(); a.watchEjections(runCtx) }()
-	a.startDiscovery()
-	wg.Add(1)
-	go func() { defer wg.Done(); a.runDiscovery(runCtx) }()
+	a.startLoops(runCtx, &wg)
 
 	sc := a.gw.Runtime().Config.Server
 	guarded := a.guard(ln, sc)
@@ -360,6 +370,42 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	a.shutdown(srv, serveErr)
+	return nil
+}
+
+// startLoops starts what runs beside the server until runCtx ends, each
+// on a goroutine wg counts: the health checker and the metrics scraper
+// (synced to the config), the reload watcher (when there is a file; in
+// place before this returns, so a change made once Run serves is seen),
+// the queues' kicks, the forecaster, the ejection watcher and the
+// discovery sources.
+func (a *App) startLoops(runCtx context.Context, wg *sync.WaitGroup) {
+	a.syncChecker(a.gw.Runtime().Config.Health.Active)
+	a.syncScraper(a.gw.Runtime().Config)
+	if a.path != "" {
+		ready := make(chan struct{})
+		wg.Add(1)
+		go func() { defer wg.Done(); a.watchReloads(runCtx, ready) }()
+		<-ready
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
+	if a.forecast != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.forecast.run(runCtx) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.watchEjections(runCtx) }()
+	a.startDiscovery()
+	wg.Add(1)
+	go func() { defer wg.Done(); a.runDiscovery(runCtx) }()
+}
+
+// shutdown drains srv for shutdown_grace (then closes what is left), waits
+// for Serve to return on serveErr, gives the calls that outlive their
+// handlers the rest of the grace, and releases what New opened.
+func (a *App) shutdown(srv *http.Server, serveErr <-chan error) {
 	grace := a.gw.Runtime().Config.ShutdownGrace.D()
 	a.log.Info("shutting down: draining in-flight requests", "grace", grace.String())
 	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
@@ -378,7 +424,6 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	a.release()
 	a.log.Info("stopped")
-	return nil
 }
 
 // release closes what New opened, once: running jobs finish or go back to

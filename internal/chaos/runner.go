@@ -173,6 +173,11 @@ type runner struct {
 	soak     time.Duration // the soak's length: --duration when given, else an hour
 }
 
+// run runs one scenario on a pool and a gateway of its own: a calm
+// baseline of the well-behaved client, then the attack next to that client,
+// then what the attack left behind. The phases are the methods below; run
+// keeps every defer, so whatever phase ends the run, what it started stops
+// in reverse order (the trace last of all, after the gateway's shutdown).
 func (rn *runner) run(ctx context.Context, sc scenario) Row {
 	row := Row{Name: sc.name, Exempt: sc.exempt}
 	dir, err := os.MkdirTemp(rn.base, sc.name+"-")
@@ -208,8 +213,9 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 		spec = s
 	}
 	spec.Trace = rn.opt.Trace != nil
-	traces := map[string]*tracer{}
+	var traces map[string]*tracer // by phase; nil when the run is not traced
 	if spec.Trace {
+		traces = map[string]*tracer{}
 		// Deferred before the gateway's stop, so it runs after it: the
 		// access log is flushed on shutdown.
 		defer func() { writeTrace(rn.opt.Trace, sc.name, p.urls, dir, traces) }()
@@ -226,58 +232,65 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 	}
 	defer gw.stop()
 
+	wb := newWellBehaved(gw.url(), e.wbLoad)
+	if err := rn.calm(ctx, e, wb, traces, &row); err != nil {
+		row.Err = err.Error()
+		return row
+	}
+	rn.attack(ctx, sc, e, wb, traces, &row)
+	rn.aftermath(ctx, e, &row)
+	return row
+}
+
+// calm runs the well-behaved client alone, after a discarded warm-up, and
+// takes the baseline the attack is judged against: the client's p99, then,
+// once the pool is idle, the gateway's goroutines, fds and RSS.
+func (rn *runner) calm(ctx context.Context, e *env, wb *wellBehaved, traces map[string]*tracer, row *Row) error {
 	// A second of warm-up (discarded): the gateway's first requests open
 	// its upstream connections and seed its latency estimates.
-	wb := newWellBehaved(gw.url(), e.wbLoad)
 	warmCtx, cancel := context.WithTimeout(ctx, time.Second)
 	wb.run(warmCtx, &tally{})
 	cancel()
 
-	// Calm baseline: the same client, no attack.
-	var calm tally
-	if spec.Trace {
-		calm.trace = newTracer()
-		traces["calm"] = calm.trace
-	}
+	calm := phaseTally(traces, "calm")
 	stopStatus := rn.traceStatus(ctx, e, calm.trace)
 	calmCtx, cancel := context.WithTimeout(ctx, rn.opt.Calm)
-	wb.run(calmCtx, &calm)
+	wb.run(calmCtx, calm)
 	cancel()
 	stopStatus()
 	row.Calm = calm.counts()
 
 	if err := rn.quiesce(ctx, e); err != nil {
-		row.Err = err.Error()
-		return row
+		return err
 	}
-	before, err := gw.proc().sample(ctx)
+	before, err := e.gw.proc().sample(ctx)
 	if err != nil {
-		row.Err = "baseline: " + err.Error()
-		return row
+		return fmt.Errorf("baseline: %w", err)
 	}
 	row.Before = before
-	_ = gw.proc().resetPeak()
+	_ = e.gw.proc().resetPeak()
 	row.RSSBeforeKiB = before.RSSKiB
+	return nil
+}
 
-	// The scenario: the attack next to the client.
+// attack runs the scenario's attack next to the well-behaved client for
+// the scenario's length and records the client's counts, the RSS peak and,
+// once they have settled, the fate of the jobs the scenario submitted.
+func (rn *runner) attack(ctx context.Context, sc scenario, e *env, wb *wellBehaved, traces map[string]*tracer, row *Row) {
 	dur := rn.opt.Duration
 	if sc.soak {
 		dur = rn.soak
 	}
 	attackCtx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
-	var client tally
-	if spec.Trace {
-		client.trace = newTracer()
-		traces["attack"] = client.trace
-	}
-	stopStatus = rn.traceStatus(ctx, e, client.trace)
+	client := phaseTally(traces, "attack")
+	stopStatus := rn.traceStatus(ctx, e, client.trace)
 	defer stopStatus()
-	e.client = &client
+	e.client = client
 	var wg sync.WaitGroup
-	wg.Go(func() { wb.run(attackCtx, &client) })
+	wg.Go(func() { wb.run(attackCtx, client) })
 	peak := rn.watchRSS(attackCtx, e)
-	attackErr := sc.attack(attackCtx, e, &row)
+	attackErr := sc.attack(attackCtx, e, row)
 	cancel()
 	wg.Wait()
 	stopStatus()
@@ -287,14 +300,20 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 		row.Err = "attack: " + attackErr.Error()
 	}
 	if row.Jobs && e.jobs != nil {
-		e.jobs.settle(ctx, e.gw.url(), jobSettle, &row)
+		e.jobs.settle(ctx, e.gw.url(), jobSettle, row)
 	}
-	if !gw.alive() {
+}
+
+// aftermath records what the attack left behind: a dead gateway, or, once
+// the gateway has settled, its goroutines and fds against the baseline,
+// with the sockets and files it still holds when the leak target fails.
+func (rn *runner) aftermath(ctx context.Context, e *env, row *Row) {
+	if !e.gw.alive() {
 		// The gateway's failure, not the harness': every target it
 		// touches fails, and its last words go in the notes.
 		row.Died = true
-		row.note("the gateway died during the attack: %s", oneLine(gw.logTail()))
-		return row
+		row.note("the gateway died during the attack: %s", oneLine(e.gw.logTail()))
+		return
 	}
 	rn.quiesce(ctx, e)
 	row.After = rn.settle(ctx, e, row.Before)
@@ -310,7 +329,17 @@ func (rn *runner) run(ctx context.Context, sc scenario) Row {
 			row.note("other fds left after the attack: %s", g)
 		}
 	}
-	return row
+}
+
+// phaseTally is a fresh tally for one phase of the run, tracing every
+// request into traces[phase] when the run is traced (traces non-nil).
+func phaseTally(traces map[string]*tracer, phase string) *tally {
+	t := &tally{}
+	if traces != nil {
+		t.trace = newTracer()
+		traces[phase] = t.trace
+	}
+	return t
 }
 
 // watchRSS samples the gateway's VmHWM (reset before the attack) until ctx

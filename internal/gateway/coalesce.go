@@ -419,24 +419,10 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, pe
 		}
 	}
 	defer f.unregister(r)
-	// Wait for the head (or the end).
-	f.mu.Lock()
-	for f.status == 0 {
-		if f.done {
-			f.mu.Unlock()
-			return 0, goAlone
-		}
-		wake := f.wake
-		f.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return 0, gone
-		}
-		f.mu.Lock()
+	status, header, encoded, out := f.awaitHead(ctx)
+	if status == 0 {
+		return 0, out
 	}
-	status, header, encoded := f.status, f.header, f.encoded
-	f.mu.Unlock()
 	if !leader && (encoded || status != http.StatusOK && tenant != f.opts.tenant) {
 		// Not this client's to have: an encoding it may not accept, or
 		// another tenant's error.
@@ -455,23 +441,58 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, pe
 	h.Set("X-Request-Id", reqID)
 	h.Set("X-Cache", xcache)
 	w.WriteHeader(status)
-	flusher, _ := w.(http.Flusher)
-	if upstreamStream && flusher != nil {
+	var flusher http.Flusher // a stream is flushed as it comes
+	if upstreamStream {
+		flusher, _ = w.(http.Flusher)
+	}
+	if flusher != nil {
 		flusher.Flush()
 	}
+	return status, f.follow(ctx, w, r, flusher)
+}
+
+// awaitHead waits for the flight's response head and returns it. status
+// is 0 when there is none for this client: the flight ended without one
+// (goAlone) or the client left first (gone).
+func (f *flight) awaitHead(ctx context.Context) (status int, header http.Header, encoded bool, out relayOutcome) {
+	f.mu.Lock()
+	for f.status == 0 {
+		if f.done {
+			f.mu.Unlock()
+			return 0, nil, false, goAlone
+		}
+		wake := f.wake
+		f.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return 0, nil, false, gone
+		}
+		f.mu.Lock()
+	}
+	status, header, encoded = f.status, f.header, f.encoded
+	f.mu.Unlock()
+	return status, header, encoded, relayed
+}
+
+// follow copies the flight's body to w from reader r's place as the
+// upstream call adds to it, flushing after each write when flusher is
+// set, until the body ends, the client leaves or r is detached for
+// lagging; each write makes room for the upstream call if it waits.
+func (f *flight) follow(ctx context.Context, w http.ResponseWriter, r *reader, flusher http.Flusher) relayOutcome {
 	for {
 		f.mu.Lock()
 		if r.detached {
 			f.mu.Unlock()
-			return status, detached
+			return detached
 		}
 		if r.off < f.buf.end {
 			seg := f.buf.segment(r.off)
 			f.mu.Unlock()
 			if _, err := w.Write(seg); err != nil {
-				return status, gone
+				return gone
 			}
-			if upstreamStream && flusher != nil {
+			if flusher != nil {
 				flusher.Flush()
 			}
 			f.mu.Lock()
@@ -485,12 +506,12 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, pe
 		done, wake := f.done, f.wake
 		f.mu.Unlock()
 		if done {
-			return status, relayed
+			return relayed
 		}
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return status, gone
+			return gone
 		}
 	}
 }

@@ -39,7 +39,8 @@ func (rec *record) fail(w http.ResponseWriter, e *openai.Error) {
 	}
 }
 
-// finish writes the access line and updates the metrics.
+// finish writes the access line and updates the metrics. It runs on every
+// request, so each part below does only what its output needs.
 func (g *Gateway) finish(rec *record) {
 	res := &rec.result
 	// The duration is read from the clock only when something reports it:
@@ -54,6 +55,19 @@ func (g *Gateway) finish(rec *record) {
 	if res.Backend != nil {
 		backend = res.Backend.Name()
 	}
+	g.observe(rt, rec, backend, dur)
+	level := accessLevel(rec)
+	g.logCause(rec)
+	if !logged || !g.log.Enabled(context.Background(), level) {
+		return // before building the attributes: this runs on every request
+	}
+	g.logAccess(rec, level, backend, dur)
+}
+
+// observe updates the request's metrics: counts, errors, refusals,
+// latencies, retries, hedges and tokens.
+func (g *Gateway) observe(rt *Runtime, rec *record, backend string, dur time.Duration) {
+	res := &rec.result
 	model := rec.model
 	if _, ok := rt.Pools[model]; !ok {
 		model = "" // keep label cardinality bounded by the config
@@ -80,27 +94,37 @@ func (g *Gateway) finish(rec *record) {
 		ms.tokensIn.Add(float64(res.Usage.PromptTokens))
 		ms.tokensOut.Add(float64(res.Usage.CompletionTokens))
 	}
-	level := slog.LevelInfo
+}
+
+// accessLevel is the level of the request's access line.
+func accessLevel(rec *record) slog.Level {
 	switch {
 	case rec.job && (refusedForCapacity(rec.status) || rec.status == 499):
-		level = slog.LevelDebug // a job finding no room, or preempted, goes back to the queue: routine
+		return slog.LevelDebug // a job finding no room, or preempted, goes back to the queue: routine
 	case rec.status >= 500:
-		level = slog.LevelWarn
+		return slog.LevelWarn
 	}
+	return slog.LevelInfo
+}
+
+// logCause logs an unexpected error in full whatever the access log says:
+// the client saw only a generic message and the request id.
+func (g *Gateway) logCause(rec *record) {
+	res := &rec.result
 	cause := rec.cause
 	if cause == nil && res.Written && res.Err != nil && !errors.Is(res.Err, context.Canceled) {
 		cause = res.Err // a stream cut short: the client got a generic in-band event
 	}
 	if cause != nil && (rec.status >= 500 || res.Written) {
-		// An unexpected error is logged in full whatever the access log
-		// says: the client saw only a generic message and the request id.
 		g.log.LogAttrs(context.Background(), slog.LevelError, "request failed", slog.String("request_id", rec.id),
 			slog.String("path", rec.path), slog.String("model", rec.model), slog.Int("status", rec.status),
 			slog.String("cause", cause.Error()))
 	}
-	if !logged || !g.log.Enabled(context.Background(), level) {
-		return // before building the attributes: this runs on every request
-	}
+}
+
+// logAccess writes the request's access line at level.
+func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur time.Duration) {
+	res := &rec.result
 	attrs := []slog.Attr{
 		slog.String("request_id", rec.id),
 		slog.String("path", rec.path),

@@ -155,6 +155,29 @@ func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at time.Time) {
 	}
 }
 
+// declined ends attempt s (ttfb: how long its backend took) when its
+// head asks for another backend and says so: a 429 or 503, busy, kept in
+// busy with its Retry-After to relay if no other backend answers; a 502
+// while attempts are left, a failure. Any other head is the answer.
+func (f *Forwarder) declined(s sent, ttfb time.Duration, attemptsLeft bool, busy *pushedBack, res *Result) bool {
+	switch code := s.resp.StatusCode; {
+	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
+		s.wd.timer.Stop()
+		res.RetryAfter = ParseRetryAfter(headerGet(s.resp.Header, "Retry-After"), f.opt.Now())
+		s.c.end(f.opt.Now(), outcome.Busy, ttfb, res.RetryAfter, false)
+		busy.keep(s)
+		return true
+	case code == http.StatusBadGateway && attemptsLeft:
+		s.wd.timer.Stop()
+		s.c.end(f.opt.Now(), outcome.Failure, ttfb, 0, false)
+		drain(s.resp.Body)
+		s.cancel(nil)
+		res.Err = fmt.Errorf("%w: status 502", ErrUpstream)
+		return true
+	}
+	return false
+}
+
 // pushedBack is the last 429/503 a backend answered, kept open to relay
 // (with its Retry-After) if no other backend answers.
 type pushedBack struct {

@@ -271,19 +271,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			}
 			return res
 		}
-		switch code := s.resp.StatusCode; {
-		case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
-			s.wd.timer.Stop()
-			res.RetryAfter = ParseRetryAfter(headerGet(s.resp.Header, "Retry-After"), f.opt.Now())
-			s.c.end(f.opt.Now(), outcome.Busy, ttfb, res.RetryAfter, false)
-			busy.keep(s)
-			continue
-		case code == http.StatusBadGateway && attempt+1 < f.opt.Attempts:
-			s.wd.timer.Stop()
-			s.c.end(f.opt.Now(), outcome.Failure, ttfb, 0, false)
-			drain(s.resp.Body)
-			s.cancel(nil)
-			res.Err = fmt.Errorf("%w: status 502", ErrUpstream)
+		if f.declined(s, ttfb, attempt+1 < f.opt.Attempts, &busy, &res) {
 			continue
 		}
 		busy.drop()

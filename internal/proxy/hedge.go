@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sluice-gw/sluice/internal/breaker"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/outcome"
 )
@@ -57,6 +56,9 @@ import (
 // goroutine of Options.Owner, which shutdown joins (cancelling those still
 // running when its grace is over), so none outlives the process's
 // shutdown.
+//
+// This file runs the race and ends its legs; hedgestart.go decides when a
+// hedge is due and admits one.
 
 // Owner runs the goroutines that outlive a request: a race's losers,
 // ended after the race (a first attempt running on, possibly past the
@@ -236,11 +238,41 @@ func (r *replay) Close() error { return r.rest.Close() }
 func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *[]*endpoint.Backend,
 	primary *leg, deadline time.Time, res *Result) *leg {
 	done := make(chan *leg, 2)
-	legs := []*leg{primary}
 	primary.req = ctx
 	go f.sendFirst(primary, in, done)
+	legs, winner := f.awaitFirstToken(ctx, in, sel, tried, primary, deadline, res, done)
+	if winner == nil { // every leg failed: the relay reports the primary's error
+		winner = primary
+	}
+	if len(legs) > 1 {
+		res.Hedge = HedgeLost
+		if winner != primary {
+			res.Hedge = HedgeWon
+		}
+	}
+	if winner != primary && winner.slot != nil {
+		// The winner's slot passes to the first attempt, which may run on
+		// in it (below); preempting it must never cut the relayed stream.
+		primary.slot, winner.slot = winner.slot, nil
+		primary.slot.holder.Store(primary)
+	}
+	for _, l := range legs {
+		f.endAfterRace(ctx, in, l, primary, winner, done)
+	}
+	if winner.resp != nil && isEventStream(winner.resp) {
+		winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
+	}
+	return winner
+}
+
+// awaitFirstToken collects the legs' reports on done until one has a
+// first token (the winner) or every leg sent has failed (winner nil),
+// starting a hedge when the hedge delay passes first. It returns the legs
+// sent, primary first. A failed leg is settled as it reports.
+func (f *Forwarder) awaitFirstToken(ctx context.Context, in *Request, sel Selector, tried *[]*endpoint.Backend,
+	primary *leg, deadline time.Time, res *Result, done chan *leg) (legs []*leg, winner *leg) {
+	legs = []*leg{primary}
 	hedgeDue := f.after(hedgeDelay(in.HedgeAfter, primary.c.b, f.opt.Now()))
-	var winner *leg
 	for reported := 0; winner == nil && reported < len(legs); {
 		select {
 		case l := <-done:
@@ -269,61 +301,47 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 			}
 		}
 	}
-	if winner == nil { // every leg failed: the relay reports the primary's error
-		winner = primary
-	}
-	if len(legs) > 1 {
-		res.Hedge = HedgeLost
-		if winner != primary {
-			res.Hedge = HedgeWon
+	return legs, winner
+}
+
+// endAfterRace settles leg l once the race is decided and ends it unless
+// it is relayed: now when it has reported, else on a goroutine of the
+// Owner that waits for its report on done.
+func (f *Forwarder) endAfterRace(ctx context.Context, in *Request, l, primary, winner *leg, done chan *leg) {
+	slot := l.slot
+	f.settle(l, false)
+	switch {
+	case l.ended: // a failed hedge, ended in the race
+	case l == winner:
+		// The request's own admission covers the stream relayed.
+		slot.free()
+	case l.reported:
+		f.endLost(ctx, l)
+		slot.free()
+	case l == primary && (slot != nil || in.HedgeSlot == nil):
+		// The first attempt lost to a hedge: it runs on in the
+		// hedge's spare slot (taken back, and it cancelled, the moment
+		// a live request needs it) to its own first token, the sample
+		// that shows how slow its backend is, so routing moves off it.
+		// Its watchdog and the request's context bound it too, except
+		// while it has no head: then it runs on past the request's end
+		// to its own timeout, a failure that ejects a hung backend (cut
+		// at the request's end, a hung backend is never charged one,
+		// shows no stalled wait, looks idle and keeps a share of the
+		// traffic, each request paying a hedge).
+		if l.unlink != nil && l.phase.CompareAndSwap(legHeadless, legUnlinked) {
+			l.unlink()
 		}
+		f.runOn(l, func() { f.endLost(ctx, <-done); slot.free() })
+	default:
+		// No slot to run on in (or a hedge, which teaches nothing
+		// its wait would not): cancelled now.
+		// Its slot (a hedge's) is given back once its call has ended,
+		// so a ticket never outlives its backend slot's release.
+		waited := f.opt.Now().Sub(l.sent)
+		l.cancel(errHedgeLost)
+		f.runOn(l, func() { f.withdraw(<-done, waited); slot.free() })
 	}
-	if winner != primary && winner.slot != nil {
-		// The winner's slot passes to the first attempt, which may run on
-		// in it (below); preempting it must never cut the relayed stream.
-		primary.slot, winner.slot = winner.slot, nil
-		primary.slot.holder.Store(primary)
-	}
-	for _, l := range legs {
-		slot := l.slot
-		f.settle(l, false)
-		switch {
-		case l.ended: // a failed hedge, ended in the race
-		case l == winner:
-			// The request's own admission covers the stream relayed.
-			slot.free()
-		case l.reported:
-			f.endLost(ctx, l)
-			slot.free()
-		case l == primary && (slot != nil || in.HedgeSlot == nil):
-			// The first attempt lost to a hedge: it runs on in the
-			// hedge's spare slot (taken back, and it cancelled, the moment
-			// a live request needs it) to its own first token, the sample
-			// that shows how slow its backend is, so routing moves off it.
-			// Its watchdog and the request's context bound it too, except
-			// while it has no head: then it runs on past the request's end
-			// to its own timeout, a failure that ejects a hung backend (cut
-			// at the request's end, a hung backend is never charged one,
-			// shows no stalled wait, looks idle and keeps a share of the
-			// traffic, each request paying a hedge).
-			if l.unlink != nil && l.phase.CompareAndSwap(legHeadless, legUnlinked) {
-				l.unlink()
-			}
-			f.runOn(l, func() { f.endLost(ctx, <-done); slot.free() })
-		default:
-			// No slot to run on in (or a hedge, which teaches nothing
-			// its wait would not): cancelled now.
-			// Its slot (a hedge's) is given back once its call has ended,
-			// so a ticket never outlives its backend slot's release.
-			waited := f.opt.Now().Sub(l.sent)
-			l.cancel(errHedgeLost)
-			f.runOn(l, func() { f.withdraw(<-done, waited); slot.free() })
-		}
-	}
-	if winner.resp != nil && isEventStream(winner.resp) {
-		winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
-	}
-	return winner
 }
 
 // runOn runs end, which waits for loser l's report and ends its call, on
@@ -342,88 +360,6 @@ func (f *Forwarder) runOn(l *leg, end func()) {
 	})
 }
 
-// hedgeDelay is how long a first attempt on b waits for its first token
-// before a hedge: the request's HedgeAfter (the pool's tail), except on a
-// backend already known to be slower than that, where the stream is hedged
-// at once. Most of that backend's streams would be hedged anyway, each after
-// waiting HedgeAfter for nothing: a backend ten times slower than its peers
-// still gets a few streams (p2c's draws before it is found out, and the
-// probes that try it again as its peak EWMA decays), and every one of those
-// started at HedgeAfter plus a healthy backend's time to first token, about
-// twice the pool's usual (the chaos row backend-slow's p99). Hedged at once,
-// they start as fast as the hedge's backend allows; the first attempt still
-// runs on to its own first token, the sample that keeps its backend's
-// estimate slow. Known slower, by the first of:
-//   - its typical time to first token is above HedgeAfter (a dozen slow
-//     answers);
-//   - its settled latency is: the smaller of its peak EWMA and the median of
-//     its last three samples (two slow answers in a row, not one spike; the
-//     measure routing ejects an outlier by), which also covers a probe of
-//     an ejected backend whose peak EWMA has decayed to a few times its
-//     peers';
-//   - a stream sent there has waited longer than HedgeAfter with none of
-//     its streams getting a first token since (endpoint.Backend.Stalled):
-//     a backend that just turned slow, before any slow answer;
-//   - its last answer took more than twice HedgeAfter: a hedge sent at the
-//     delay would have started before it. One answer, not the two the
-//     settled latency needs: between a backend's first slow answer and its
-//     second (a slow engine's next decode step, 200 ms and more in the
-//     chaos pool) its first token resets Stalled, its settled latency is
-//     still its old one, and its peak EWMA times a small load is cheap to
-//     p2c, so it drew streams that each waited the whole delay and then a
-//     healthy first token (chaos backend-slow, traced: the p99 stream of
-//     the --quick runs, 95-118 ms against a calm 49-71 ms). Acting on one
-//     answer costs a hedge where a healthy backend had a spike of twice
-//     the pool's tail, until its next answer.
-func hedgeDelay(after time.Duration, b *endpoint.Backend, now time.Time) time.Duration {
-	if b == nil {
-		return after
-	}
-	if b.TypicalLatency() > after || min(b.Latency(now), b.RecentLatency()) > after || b.Stalled(now) > after ||
-		b.LastLatency() > 2*after {
-		return 0
-	}
-	return after
-}
-
-// avoidUnrescued is the backend a stream goes to first: b, unless b is
-// known slower than the hedge delay (hedgeDelay 0: a stream there is hedged
-// at once) and no hedge could start now (the budget is spent or the model
-// has no spare slot, as under load), when another backend with room
-// serves it instead. Such a stream is a probe of a slow backend (p2c tries
-// an ejected one again as its peak EWMA decays), and without a hedge its
-// client waits the slow backend's whole first token (the chaos row
-// backend-slow on a loaded machine: several of its streams at 0.4-1 s,
-// hedges skipped for capacity). Probes then wait until the pool has room
-// to rescue them; b is kept when no other backend has room.
-func (f *Forwarder) avoidUnrescued(in *Request, sel Selector, tried []*endpoint.Backend, b *endpoint.Backend) *endpoint.Backend {
-	if in.HedgeAfter <= 0 || !in.Peek.Stream || f.opt.Attempts < 2 || hedgeDelay(in.HedgeAfter, b, f.opt.Now()) > 0 || f.hedgeRoom(in) {
-		return b
-	}
-	if alt, _ := sel.Select(append(tried[:len(tried):len(tried)], b)); alt != nil {
-		return alt
-	}
-	return b
-}
-
-// hedgeRoom reports whether a hedge could start now: the hedge budget has
-// room and the model grants a spare slot (taken and given back at once;
-// the hedge, if one follows, asks again).
-func (f *Forwarder) hedgeRoom(in *Request) bool {
-	if !f.opt.Hedges.take() {
-		return false
-	}
-	f.opt.Hedges.give()
-	if in.HedgeSlot == nil {
-		return true
-	}
-	release, ok := in.HedgeSlot(func() {})
-	if ok {
-		release()
-	}
-	return ok
-}
-
 // settle ends l's part in the race, once: a hedge gives back its budget
 // and, when freeSlot, its spare slot.
 func (f *Forwarder) settle(l *leg, freeSlot bool) {
@@ -437,70 +373,6 @@ func (f *Forwarder) settle(l *leg, freeSlot bool) {
 	if freeSlot {
 		l.slot.free()
 	}
-}
-
-// after is the hedge delay's channel: Options.After, else a runtime timer
-// (collected once unreferenced, so a race that ends first leaks nothing).
-func (f *Forwarder) after(d time.Duration) <-chan time.Time {
-	if f.opt.After != nil {
-		return f.opt.After(d)
-	}
-	return time.After(d)
-}
-
-// startHedge admits a hedge on a backend not tried yet, or returns nil and
-// why not: no attempt left or the hedge budget spent, the deadline passed,
-// no spare slot in the model's queue, no backend with a free slot.
-func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, tried *[]*endpoint.Backend,
-	deadline time.Time, res *Result) (*leg, HedgeOutcome) {
-	now := f.opt.Now()
-	if res.Attempts >= f.opt.Attempts || !now.Before(deadline) {
-		return nil, HedgeNoBudget
-	}
-	if !f.opt.Hedges.take() {
-		return nil, HedgeNoBudget
-	}
-	h := &leg{sent: now, hedge: true}
-	h.actx, h.cancel = context.WithCancelCause(ctx)
-	if in.HedgeSlot != nil {
-		slot := &spareSlot{}
-		slot.holder.Store(h)
-		release, ok := in.HedgeSlot(slot.preempt)
-		if !ok {
-			f.opt.Hedges.give()
-			h.cancel(nil)
-			return nil, HedgeNoCapacity
-		}
-		slot.release, h.slot = release, slot
-	}
-	b, _ := sel.Select(*tried)
-	if b != nil && !b.Acquire() {
-		b = nil
-	}
-	var done breaker.Done
-	if b != nil {
-		d, ok := b.AllowCall(now)
-		if !ok {
-			b.Abandon()
-			b = nil
-		}
-		done = d
-	}
-	if b == nil {
-		f.opt.Hedges.give()
-		h.slot.free()
-		h.cancel(nil)
-		return nil, HedgeNoCapacity
-	}
-	*tried = append(*tried, b)
-	res.Attempts++
-	res.Retries++
-	h.c = call{b: b, done: done, work: in.Work, waiting: true}
-	b.AddWork(h.c.work)
-	b.StartWaiting(now)
-	endWithBackend(h.actx, b, h.cancel)
-	h.wd = startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now(), f.opt.Now, f.opt.AfterFunc, h.cancel)
-	return h, HedgeNone
 }
 
 // hedgeLeg sends a hedge and peeks its first token; a head that is not a

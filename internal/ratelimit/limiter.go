@@ -242,17 +242,31 @@ func (l *Limiter) Check(ctx context.Context, s Subject, estTokens int64, now tim
 
 	ds, err := l.store.Apply(ctx, ops, now)
 	if err != nil {
-		l.checks.WithLabelValues("error", "", "").Inc()
-		if errors.Is(err, ErrStoreUnavailable) {
-			retry := time.Duration(0)
-			for _, d := range ds {
-				retry = max(retry, d.RetryAfter)
-			}
-			return Result{RetryAfter: retry, Scope: "store"}, fmt.Errorf("ratelimit: %w", err)
-		}
-		return Result{}, fmt.Errorf("ratelimit: %w", err)
+		return l.storeFailed(ds, err)
 	}
+	return l.decide(ctx, ops, meta, ds, estTokens, now), nil
+}
 
+// storeFailed is Check's answer when the store fails: with a fail-closed
+// store (ErrStoreUnavailable) a refusal of scope "store" carrying the
+// longest RetryAfter of its decisions, else no result.
+func (l *Limiter) storeFailed(ds []Decision, err error) (Result, error) {
+	l.checks.WithLabelValues("error", "", "").Inc()
+	if errors.Is(err, ErrStoreUnavailable) {
+		retry := time.Duration(0)
+		for _, d := range ds {
+			retry = max(retry, d.RetryAfter)
+		}
+		return Result{RetryAfter: retry, Scope: "store"}, fmt.Errorf("ratelimit: %w", err)
+	}
+	return Result{}, fmt.Errorf("ratelimit: %w", err)
+}
+
+// decide turns the store's decisions on ops (meta[i] says what ops[i]
+// is) into Check's result: a refusal gives back what the other limits
+// granted; an allowance carries the reservation of its tokens that
+// Result.Reconcile settles.
+func (l *Limiter) decide(ctx context.Context, ops []Op, meta []opMeta, ds []Decision, estTokens int64, now time.Time) Result {
 	res := summarize(meta, ds)
 	if !res.Allowed {
 		l.refund(ctx, ops, ds, now)
@@ -261,7 +275,7 @@ func (l *Limiter) Check(ctx context.Context, s Subject, estTokens int64, now tim
 			result = "never_fits"
 		}
 		l.checks.WithLabelValues(result, res.Scope, res.Kind).Inc()
-		return res, nil
+		return res
 	}
 	r := &reservation{store: l.store, charged: estTokens}
 	for i, m := range meta {
@@ -275,7 +289,7 @@ func (l *Limiter) Check(ctx context.Context, s Subject, estTokens int64, now tim
 	} else {
 		l.checks.WithLabelValues("allowed", "", "").Inc()
 	}
-	return res, nil
+	return res
 }
 
 // refund gives back what a refused check took from the limits that allowed

@@ -1,0 +1,129 @@
+package admission
+
+import (
+	"math"
+	"time"
+)
+
+// QueueConfig tunes a Queue. Every zero field takes the default in its
+// comment, except Fair.
+type QueueConfig struct {
+	// Name is the pool (model) the queue guards; refusal messages name it.
+	Name string
+	// Fair turns on weighted fair queuing by cost across tenants. Off, each
+	// class is one FIFO: only for comparison and tests, since one tenant's
+	// flood then delays everyone. Production callers set it.
+	Fair bool
+
+	MaxQueued              int     // requests waiting in total, default 1024
+	MaxQueuedPerTenant     int     // requests one tenant may have waiting, default MaxQueued
+	MaxQueuedCost          float64 // cost waiting in total, default 0 = no cost bound
+	MaxQueuedCostPerTenant float64 // cost one tenant may have waiting, default 0 = no cost bound
+
+	// MinShare is the starvation guard: while a class has waiters it gets at
+	// least this fraction of the cost granted to it and the classes above it,
+	// default 0.1. Negative means strict priority. At most 0.5.
+	MinShare float64
+
+	// PriorSlotRate is the drain rate assumed per slot, in cost units per
+	// second, before completions are measured, default 100 (a sequence of a
+	// few hundred tokens in a few seconds). DrainSamples is how many
+	// completions the measured rate averages over, default 64.
+	PriorSlotRate float64
+	DrainSamples  int
+
+	// QueueUnmeasured: until the first completion is measured, arrivals are
+	// not refused on the wait the prior predicts; they queue (bounded by
+	// MaxQueued and by their deadlines) and the first completions set the
+	// estimate. The prior is a guess: against a fast backend a cold burst
+	// (64 clients on an initial limit of 4) would otherwise be refused for a
+	// wait that never comes. Default false: the prior refuses like a
+	// measurement.
+	QueueUnmeasured bool
+
+	// Retry-After estimates are clamped to [MinRetryAfter, MaxRetryAfter],
+	// default 1s and 5m: clients retrying sooner than a second only add load.
+	MinRetryAfter time.Duration
+	MaxRetryAfter time.Duration
+
+	// Grace is how long past its Deadline an admitted waiter is still
+	// served rather than refused. The promise is that refusals come at once:
+	// the deadline decides admission, and a waiter the estimate let in is not
+	// refused later for the estimate's error unless it overruns by Grace.
+	// Default 0: a waiter is refused as soon as its deadline passes.
+	Grace time.Duration
+
+	// Targets is the controlled-delay target of each priority class (see
+	// codel.go): once a class's waits have stayed above it for twice as
+	// long, arrivals that would wait longer are refused and waiters that
+	// reach it are shed. 0 (the default) leaves the class bounded by
+	// deadlines only.
+	Targets [MaxClass + 1]time.Duration
+
+	// ShortFirst turns on size-aware order within each tenant's share:
+	// an arriving request goes ahead of its tenant's longer (costlier)
+	// waiters that have waited less than ShortFirst, so short prompts are
+	// served first and a long one is overtaken only during its first
+	// ShortFirst of waiting. Other tenants' shares are unchanged (the
+	// tenant's tags are re-dealt, not added to). 0 (the default): FIFO
+	// within a tenant.
+	ShortFirst time.Duration
+
+	// SpareReserve is the share of capacity (rounded up to whole slots)
+	// spare requests leave free while live requests are in flight, so
+	// that a live request arriving finds a slot without preempting
+	// (default 0). With no live request in flight spare work may fill
+	// the pool: the next live arrival preempts.
+	SpareReserve float64
+
+	// RampWindow turns on the ramp of newly busy tenants (ramp.go): a
+	// tenant counts as active while it holds or waits for a slot and for
+	// RampWindow after; one that becomes busy while another is active
+	// may not take the slots the active ones are using until its own
+	// requests come back. 0 (the default): off.
+	RampWindow time.Duration
+}
+
+// Defaults for QueueConfig's zero fields.
+const (
+	DefaultMaxQueued     = 1024
+	DefaultMinShare      = 0.1
+	DefaultPriorSlotRate = 100.0
+	DefaultDrainSamples  = 64
+	DefaultMinRetryAfter = time.Second
+	DefaultMaxRetryAfter = 5 * time.Minute
+	priorHold            = time.Second // the prior's mean slot hold
+	maxMinShare          = 0.5
+)
+
+func (c QueueConfig) withDefaults() QueueConfig {
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = DefaultMaxQueued
+	}
+	if c.MaxQueuedPerTenant <= 0 {
+		c.MaxQueuedPerTenant = c.MaxQueued
+	}
+	c.MaxQueuedCost = max(c.MaxQueuedCost, 0)
+	c.MaxQueuedCostPerTenant = max(c.MaxQueuedCostPerTenant, 0)
+	switch {
+	case c.MinShare == 0 || math.IsNaN(c.MinShare):
+		c.MinShare = DefaultMinShare
+	case c.MinShare < 0:
+		c.MinShare = 0
+	}
+	c.MinShare = min(c.MinShare, maxMinShare)
+	if !(c.PriorSlotRate > 0) {
+		c.PriorSlotRate = DefaultPriorSlotRate
+	}
+	if c.DrainSamples <= 0 {
+		c.DrainSamples = DefaultDrainSamples
+	}
+	if c.MinRetryAfter <= 0 {
+		c.MinRetryAfter = DefaultMinRetryAfter
+	}
+	if c.MaxRetryAfter <= 0 {
+		c.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	c.MaxRetryAfter = max(c.MaxRetryAfter, c.MinRetryAfter)
+	return c
+}
