@@ -44,9 +44,11 @@ func parseTargets(spec string, conns int, body []byte) ([]*target, error) {
 // always follows the same one. Slow drift of a shared machine (other jobs
 // starting and stopping) then falls on every target alike, and the
 // per-repeat difference to the reference cancels most of it.
-func runSlices(ctx context.Context, w io.Writer, ts []*target, rate float64, warm, slice time.Duration, repeats int) {
+// raw, when not nil, gets every measured request (see --raw).
+func runSlices(ctx context.Context, w, raw io.Writer, ts []*target, rate float64, warm, slice time.Duration, repeats int) {
 	for _, t := range ts {
 		t.gen.run(ctx, rate, warm)
+		t.gen.each = raw != nil
 	}
 	for rep := 0; rep < repeats; rep++ {
 		for i := range ts {
@@ -59,6 +61,9 @@ func runSlices(ctx context.Context, w io.Writer, ts []*target, rate float64, war
 			t.late += r.late
 			t.p50 = append(t.p50, benchkit.PercentileMs(r.lat, 50))
 			t.p99 = append(t.p99, benchkit.PercentileMs(r.lat, 99))
+			for _, q := range r.reqs {
+				fmt.Fprintf(raw, "%s %d %d %d %d\n", t.name, rep, q.at.UnixNano(), q.lat.Nanoseconds(), q.status)
+			}
 		}
 	}
 	ref := ts[0]
