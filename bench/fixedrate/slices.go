@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,6 +80,52 @@ func runSlices(ctx context.Context, w, raw io.Writer, ts []*target, rate float64
 			t.non2xx, t.errors, t.late, benchkit.Median(t.p50), benchkit.Median(t.p99),
 			benchkit.Median(added), quantile(added, 0.25), quantile(added, 0.75))
 	}
+	writePairs(w, ts, rand.New(rand.NewPCG(1, 2)))
+}
+
+// bootstraps is how many resamples bound the median's confidence interval.
+const bootstraps = 2000
+
+// writePairs prints, for every pair of targets, the median over repeats
+// of the per-repeat p99 difference with a 95% bootstrap confidence
+// interval of that median: when it spans 0, the run does not tell the two
+// apart at p99 (a slice's p99 is its 10th-worst request at 1,000 req/s,
+// so it swings with whatever else the machine ran in that second).
+func writePairs(w io.Writer, ts []*target, rng *rand.Rand) {
+	fmt.Fprintf(w, "p99 of a minus p99 of b in the same repeat: median, 95%% bootstrap CI of the median, repeats where a was slower\n")
+	for i := 1; i < len(ts); i++ {
+		for j := 0; j < i; j++ {
+			a, b := ts[i], ts[j]
+			d := make([]float64, len(a.p99))
+			slower := 0
+			for k := range d {
+				d[k] = a.p99[k] - b.p99[k]
+				if d[k] > 0 {
+					slower++
+				}
+			}
+			lo, hi := medianCI(d, rng)
+			fmt.Fprintf(w, "  %-10s - %-10s %+8.3f ms  CI [%+.3f, %+.3f] ms  %d/%d\n", a.name, b.name,
+				benchkit.Median(d), lo, hi, slower, len(d))
+		}
+	}
+}
+
+// medianCI is the percentile bootstrap 95% interval of xs's median.
+func medianCI(xs []float64, rng *rand.Rand) (lo, hi float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	meds := make([]float64, bootstraps)
+	s := make([]float64, len(xs))
+	for b := range meds {
+		for k := range s {
+			s[k] = xs[rng.IntN(len(xs))]
+		}
+		meds[b] = benchkit.Median(s)
+	}
+	slices.Sort(meds)
+	return meds[bootstraps*25/1000], meds[bootstraps*975/1000-1]
 }
 
 // quantile is the nearest-rank q-quantile (0 < q <= 1) of xs, 0 when empty.
