@@ -29,7 +29,9 @@
 # off, Sluice --log-level error filters its access log).
 #
 # Installs nginx and wrk with apt-get when missing (as root, else sudo).
-# Usage: [PIN=1] [PORT_BASE=19101] [ROUNDS=2] [RATE=1000] [SLICE=1s] [REPEATS=20] [POLICIES="default"]
+# RAW=FILE keeps every fixed-rate request (bench/fixedrate --raw) for
+# statistics beyond the medians printed (e.g. one target against another).
+# Usage: [PIN=1] [PORT_BASE=19101] [ROUNDS=2] [RATE=1000] [SLICE=1s] [REPEATS=20] [POLICIES="default"] [RAW=file]
 #        [SLUICE_BIN=prebuilt] bench/proxy-overhead.sh [duration=10s] [connections=64]
 # POLICIES: space-separated balancing policies ("default" = no --policy flag).
 set -euo pipefail
@@ -172,7 +174,7 @@ done
 
 # Latency added at a fixed rate (default policy only), alternating slices.
 start_sluice "$(echo "$POLICIES" | awk '{print $1}')"
-"${LOADCPU[@]}" "$WORK/fixedrate" --rate "$RATE" --slice "$SLICE" --repeats "$REPEATS" --body "$BODY" \
+"${LOADCPU[@]}" "$WORK/fixedrate" --rate "$RATE" --slice "$SLICE" --repeats "$REPEATS" --body "$BODY" ${RAW:+--raw "$RAW"} \
   --targets "direct=http://$BACK/v1/chat/completions,nginx=http://$NGINX/v1/chat/completions,bare-go=http://$BARE/v1/chat/completions,sluice=http://$SLUICE/v1/chat/completions" \
   > "$WORK/fixed.txt"
 stop_sluice

@@ -21,6 +21,7 @@ import (
 	"log"
 	"maps"
 	"net/http"
+	_ "net/http/pprof" // on DefaultServeMux, served only with --pprof
 	"sync"
 	"time"
 
@@ -32,7 +33,11 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:19105", "address to serve on")
 	backend := flag.String("backend", "127.0.0.1:19101", "backend host:port (http)")
 	client := flag.String("client", "nethttp", "upstream client: nethttp (http.Transport) or lean (internal/h1client)")
+	pprofAddr := flag.String("pprof", "", "serve Go's /debug/pprof on this further `ADDR` (a runtime trace to compare with Sluice's --pprof)")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { log.Fatal(http.ListenAndServe(*pprofAddr, nil)) }() // DefaultServeMux: net/http/pprof's handlers
+	}
 	var transport http.RoundTripper = proxy.NewTransport(5 * time.Second)
 	switch *client {
 	case "lean":

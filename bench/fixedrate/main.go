@@ -21,6 +21,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"flag"
@@ -46,6 +47,7 @@ func main() {
 	targets := flag.String("targets", "", "name=url,name=url,...: alternate between these (the first is the reference)")
 	slice := flag.Duration("slice", time.Second, "with --targets: length of one slice")
 	repeats := flag.Int("repeats", 20, "with --targets: how many times every target gets a slice")
+	raw := flag.String("raw", "", "with --targets: also write every request to this `FILE`, one line each: target repeat scheduled_unix_ns latency_ns status (status 0: transport error)")
 	flag.Parse()
 	if *targets != "" {
 		ts, err := parseTargets(*targets, *conns, []byte(*body))
@@ -54,7 +56,19 @@ func main() {
 			flag.Usage()
 			os.Exit(2)
 		}
-		runSlices(context.Background(), os.Stdout, ts, *rate, *warm, *slice, *repeats)
+		var rw io.Writer
+		if *raw != "" {
+			f, err := os.Create(*raw)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			defer f.Close()
+			bw := bufio.NewWriter(f)
+			defer bw.Flush()
+			rw = bw
+		}
+		runSlices(context.Background(), os.Stdout, rw, ts, *rate, *warm, *slice, *repeats)
 		return
 	}
 	if *url == "" || *rate <= 0 || *conns <= 0 {
@@ -76,11 +90,22 @@ type generator struct {
 	url    string
 	body   []byte
 	conns  int
+	// each: keep every request's scheduled time and status too (--raw).
+	each bool
 }
 
 type result struct {
 	sent, ok, non2xx, errors, late int
 	lat                            []time.Duration
+	reqs                           []sample // with generator.each: every request, errors included
+}
+
+// sample is one request for --raw: its scheduled send time, latency and
+// status (0: a transport error).
+type sample struct {
+	at     time.Time
+	lat    time.Duration
+	status int
 }
 
 // run schedules rate*dur requests at exact intervals; conns goroutines take
@@ -119,6 +144,7 @@ func (g generator) run(ctx context.Context, rate float64, dur time.Duration) res
 		r.errors += p.errors
 		r.late += p.late
 		r.lat = append(r.lat, p.lat...)
+		r.reqs = append(r.reqs, p.reqs...)
 	}
 	return r
 }
@@ -134,11 +160,18 @@ func (g generator) one(ctx context.Context, scheduled time.Time, r *result) {
 	resp, err := g.client.Do(req)
 	if err != nil {
 		r.errors++
+		if g.each {
+			r.reqs = append(r.reqs, sample{at: scheduled, lat: time.Since(scheduled)})
+		}
 		return
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	r.lat = append(r.lat, time.Since(scheduled))
+	lat := time.Since(scheduled)
+	r.lat = append(r.lat, lat)
+	if g.each {
+		r.reqs = append(r.reqs, sample{at: scheduled, lat: lat, status: resp.StatusCode})
+	}
 	switch {
 	case err != nil:
 		r.errors++
