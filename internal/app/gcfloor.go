@@ -39,7 +39,9 @@ func startGCFloor(floor uint64, gogcSet bool) *gcFloor {
 	if gogcSet || floor == 0 {
 		return nil
 	}
-	g := &gcFloor{floor: floor, samples: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+	g := &gcFloor{floor: floor, samples: []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
+	}}
 	g.retune()
 	return g
 }
@@ -76,7 +78,8 @@ func (g *gcFloor) retune() {
 		return
 	}
 	metrics.Read(g.samples)
-	debug.SetGCPercent(gcPercentFor(g.floor, g.samples[0].Value.Uint64()))
+	roots := g.samples[1].Value.Uint64() + g.samples[2].Value.Uint64()
+	debug.SetGCPercent(gcPercentFor(g.floor, g.samples[0].Value.Uint64(), roots))
 	// The sentinel is unreachable at once; the cleanup runs after the
 	// collection that finds it.
 	runtime.AddCleanup(new(gcSentinel), (*gcFloor).retune, g)
@@ -91,14 +94,25 @@ type gcSentinel struct {
 	_ [8]byte
 }
 
-// gcPercentFor is the GOGC that makes the heap goal, live x (1 +
-// GOGC/100), reach floor; never below Go's default 100, which is also
-// what it is before a first collection has measured the live heap.
-func gcPercentFor(floor, live uint64) int {
-	if live == 0 || live*2 >= floor {
+// goHeapMinimum is the runtime's heap minimum at GOGC=100 (runtime
+// mgcpacer.go, defaultHeapMinimum): the goal is never below it scaled by
+// GOGC/100.
+const goHeapMinimum = 4 << 20
+
+// gcPercentFor is the GOGC that makes the heap goal reach floor. The
+// runtime's goal is the larger of live + (live + roots) x GOGC/100, roots
+// being the goroutine stacks and globals it scans, and its heap minimum,
+// 4 MiB x GOGC/100. Counting only the live heap set a small gateway's goal
+// at 45-86 MiB instead of 32 (branch i12-p99's runtime traces): the
+// minimum, scaled by a GOGC in the thousands, was the goal. Never below
+// Go's default 100, which is also what it is before a first collection
+// has measured the live heap.
+func gcPercentFor(floor, live, roots uint64) int {
+	if live == 0 || live*2+roots >= floor {
 		return 100
 	}
-	return int((floor - live) * 100 / live)
+	p := (floor - live) * 100 / (live + roots)
+	return int(max(min(p, floor*100/goHeapMinimum), 100))
 }
 
 // gcFloorFor is the floor under a memory limit (0: none): at most half
