@@ -42,11 +42,19 @@ func (rec *record) fail(w http.ResponseWriter, e *openai.Error) {
 // finish writes the access line and updates the metrics.
 func (g *Gateway) finish(rec *record) {
 	res := &rec.result
-	// The duration is read from the clock only when something reports it:
-	// the duration histogram (an answer relayed) or the access line.
-	var dur time.Duration
 	rt := g.rt.Load()
-	logged := rt.Config.Log.Access
+	level := slog.LevelInfo
+	switch {
+	case rec.job && (refusedForCapacity(rec.status) || rec.status == 499):
+		level = slog.LevelDebug // a job finding no room, or preempted, goes back to the queue: routine
+	case rec.status >= 500:
+		level = slog.LevelWarn
+	}
+	// The access line only when its level is logged (--log-level error
+	// filters it); the duration is read from the clock only when something
+	// reports it: the duration histogram (an answer relayed) or that line.
+	logged := rt.Config.Log.Access && g.log.Enabled(context.Background(), level)
+	var dur time.Duration
 	if res.Written || logged {
 		dur = g.now().Sub(rec.start)
 	}
@@ -80,13 +88,6 @@ func (g *Gateway) finish(rec *record) {
 		ms.tokensIn.Add(float64(res.Usage.PromptTokens))
 		ms.tokensOut.Add(float64(res.Usage.CompletionTokens))
 	}
-	level := slog.LevelInfo
-	switch {
-	case rec.job && (refusedForCapacity(rec.status) || rec.status == 499):
-		level = slog.LevelDebug // a job finding no room, or preempted, goes back to the queue: routine
-	case rec.status >= 500:
-		level = slog.LevelWarn
-	}
 	cause := rec.cause
 	if cause == nil && res.Written && res.Err != nil && !errors.Is(res.Err, context.Canceled) {
 		cause = res.Err // a stream cut short: the client got a generic in-band event
@@ -98,7 +99,7 @@ func (g *Gateway) finish(rec *record) {
 			slog.String("path", rec.path), slog.String("model", rec.model), slog.Int("status", rec.status),
 			slog.String("cause", cause.Error()))
 	}
-	if !logged || !g.log.Enabled(context.Background(), level) {
+	if !logged {
 		return // before building the attributes: this runs on every request
 	}
 	attrs := []slog.Attr{
