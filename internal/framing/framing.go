@@ -192,9 +192,18 @@ func (s *scanner) feed(p []byte) {
 				}
 				return
 			}
-			s.line = append(s.line, p[:i]...)
+			// A line within one read is scanned where it is; only one
+			// that began in an earlier read was kept, and is completed.
+			line := p[:i]
+			if len(s.line) > 0 {
+				s.line = append(s.line, line...)
+				line = s.line
+			}
 			p = p[i+1:]
-			s.endLine(bytes.TrimSuffix(s.line, []byte("\r")))
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			s.endLine(line)
 			if cap(s.line) > keepLine {
 				s.line = nil // an idle connection keeps no large buffer
 			} else {

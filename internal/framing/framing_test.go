@@ -140,8 +140,9 @@ func TestGoRefusesOtherBadFraming(t *testing.T) {
 	}
 }
 
-// FuzzScanner: the scanner's verdict does not depend on how the stream is
-// split into reads, and it never panics.
+// FuzzScanner: the scanner's verdict (ambiguous heads, heads and bodies
+// read whole) does not depend on how the stream is split into reads, and
+// it never panics.
 func FuzzScanner(f *testing.F) {
 	for _, s := range []string{clReq + chunkedReq + bothReq, chunkedReq + clReq, bothReq, "OPTIONS * HTTP/1.1\r\n\r\n" + bothReq,
 		"POST / HTTP/1.1\nContent-Length: 2\n\nabPOST / HTTP/1.1\ntransfer-encoding: chunked\n\nffffffffffffffff\r\n", "\r\n\r\nGET / HTTP/1.1\r\n\r\n"} {
@@ -156,9 +157,12 @@ func FuzzScanner(f *testing.F) {
 		for i := 0; i < len(data); i += n {
 			split.feed(data[i:min(i+n, len(data))])
 		}
-		if whole.ambiguous != split.ambiguous || whole.heads != split.heads || whole.st != split.st {
-			t.Fatalf("split by %d: ambiguous %d/%d heads %d/%d state %d/%d", n, whole.ambiguous, split.ambiguous,
-				whole.heads, split.heads, whole.st, split.st)
+		if whole.ambiguous != split.ambiguous || whole.heads != split.heads || whole.bodies != split.bodies || whole.st != split.st {
+			t.Fatalf("split by %d: ambiguous %d/%d heads %d/%d bodies %d/%d state %d/%d", n, whole.ambiguous, split.ambiguous,
+				whole.heads, split.heads, whole.bodies, split.bodies, whole.st, split.st)
+		}
+		if whole.bodies > whole.heads {
+			t.Fatalf("%d bodies read whole of %d heads", whole.bodies, whole.heads)
 		}
 	})
 }
