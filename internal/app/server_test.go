@@ -199,3 +199,47 @@ models:
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 }
+
+// A completion whose body stalls is cut with 408 by the body timeout
+// through the whole server (listener, framing scanner): a request skips
+// the body's time bounds only when the listener has read its body whole
+// (framing.BodyReceived), and this one's is still on the wire.
+func TestStalledCompletionBodyGets408(t *testing.T) {
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+queue: {enabled: false}
+server:
+  body_read_timeout: 200ms
+models:
+  - name: m
+    backends:
+      - url: %s
+`, b.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, stop, done := startApp(t, path)
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n%s", `{"model":"m","messages":[`)
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), `"code":"request_timeout"`) {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+}

@@ -18,6 +18,7 @@ type Metrics struct {
 	lookups *prometheus.CounterVec // level, result
 	// The lookup series resolved once: the hit path must not hash labels.
 	series    map[[2]string]prometheus.Counter
+	l1Hit     prometheus.Counter // series' l1 hit: every cache hit counts here, with no map lookup
 	coalesced prometheus.Counter
 	bytes     *prometheus.GaugeVec   // level
 	evictions *prometheus.CounterVec // level, reason
@@ -92,6 +93,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, lr := range [][2]string{{LevelL1, "hit"}, {LevelL1, "miss"}, {LevelL2, "hit"}, {LevelL2, "miss"}, {LevelL2, "skip"}} {
 		m.series[lr] = m.lookups.WithLabelValues(lr[0], lr[1])
 	}
+	m.l1Hit = m.series[[2]string{LevelL1, "hit"}]
 	m.bytes.WithLabelValues(LevelL1)
 	m.evictions.WithLabelValues(LevelL1, "size")
 	m.evictions.WithLabelValues(LevelL1, "expired")
@@ -113,6 +115,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 func (m *Metrics) lookup(level, result string) {
 	if m != nil {
 		m.series[[2]string{level, result}].Inc()
+	}
+}
+
+// hitL1 counts a lookup found in L1 (lookup(LevelL1, "hit")).
+func (m *Metrics) hitL1() {
+	if m != nil {
+		m.l1Hit.Inc()
 	}
 }
 

@@ -98,7 +98,7 @@ func (t *Tiered) Get(ctx context.Context, key string) (*Entry, bool, error) {
 func (t *Tiered) get(ctx context.Context, key string) (*Entry, bool, error) {
 	if t.l1 != nil {
 		if e, ok, _ := t.l1.Get(ctx, key); ok {
-			t.metrics.lookup(LevelL1, "hit")
+			t.metrics.hitL1()
 			return e, true, nil
 		}
 		t.metrics.lookup(LevelL1, "miss")

@@ -110,6 +110,23 @@ func (c *conn) nextIsAmbiguous() bool {
 	return c.s.ambiguous >= 0 && i == c.s.ambiguous
 }
 
+// BodyReceived reports whether the whole body of r, a request Guard passed
+// on, has already been read from its connection: the server holds it in
+// its buffer, so reading it (or discarding it after the handler) never
+// waits on the client, and a deadline on those reads could not matter.
+// False when it cannot tell: r did not come through Listener and Guard,
+// the body is still arriving, or the scanner lost the framing.
+func BodyReceived(r *http.Request) bool {
+	c, ok := r.Context().Value(ctxKey{}).(*conn)
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Guard counted r: it is request handled-1 of the connection.
+	return c.handled > 0 && c.s.bodies >= c.handled
+}
+
 type state uint8
 
 const (
@@ -133,12 +150,23 @@ const (
 type scanner struct {
 	st        state
 	heads     int   // heads completed
+	bodies    int   // of those, the requests whose body (if any) was read whole
 	ambiguous int   // index of the first ambiguous head, -1 = none yet
 	remain    int64 // bytes left of a Content-Length body or a chunk
 	line      []byte
 	// Of the head being read:
 	started, http10, hasCL, hasTE, uncounted bool
 	cl                                       int64
+	// counted: the message being read counts in heads (not "OPTIONS *"),
+	// so its body's end counts in bodies.
+	counted bool
+}
+
+// bodyEnded notes that the current message's body was read whole.
+func (s *scanner) bodyEnded() {
+	if s.counted {
+		s.bodies++
+	}
 }
 
 func (s *scanner) feed(p []byte) {
@@ -150,6 +178,7 @@ func (s *scanner) feed(p []byte) {
 			if s.remain == 0 {
 				if s.st == inBody {
 					s.st = inHead
+					s.bodyEnded()
 				} else {
 					s.st = inChunkEnd
 				}
@@ -163,9 +192,18 @@ func (s *scanner) feed(p []byte) {
 				}
 				return
 			}
-			s.line = append(s.line, p[:i]...)
+			// A line within one read is scanned where it is; only one
+			// that began in an earlier read was kept, and is completed.
+			line := p[:i]
+			if len(s.line) > 0 {
+				s.line = append(s.line, line...)
+				line = s.line
+			}
 			p = p[i+1:]
-			s.endLine(bytes.TrimSuffix(s.line, []byte("\r")))
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			s.endLine(line)
 			if cap(s.line) > keepLine {
 				s.line = nil // an idle connection keeps no large buffer
 			} else {
@@ -201,6 +239,7 @@ func (s *scanner) endLine(l []byte) {
 	case inTrailer:
 		if len(l) == 0 {
 			s.st = inHead
+			s.bodyEnded()
 		}
 	}
 }
@@ -245,7 +284,7 @@ func (s *scanner) headLine(l []byte) {
 	if !s.uncounted {
 		s.heads++
 	}
-	s.started = false
+	s.started, s.counted = false, !s.uncounted
 	switch {
 	case s.hasCL && s.hasTE:
 		if s.ambiguous < 0 {
@@ -260,5 +299,7 @@ func (s *scanner) headLine(l []byte) {
 	// so the body is empty, as with no header at all.
 	case s.hasCL && s.cl > 0:
 		s.st, s.remain = inBody, s.cl
+	default:
+		s.bodyEnded() // no body
 	}
 }

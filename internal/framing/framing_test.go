@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -139,8 +140,9 @@ func TestGoRefusesOtherBadFraming(t *testing.T) {
 	}
 }
 
-// FuzzScanner: the scanner's verdict does not depend on how the stream is
-// split into reads, and it never panics.
+// FuzzScanner: the scanner's verdict (ambiguous heads, heads and bodies
+// read whole) does not depend on how the stream is split into reads, and
+// it never panics.
 func FuzzScanner(f *testing.F) {
 	for _, s := range []string{clReq + chunkedReq + bothReq, chunkedReq + clReq, bothReq, "OPTIONS * HTTP/1.1\r\n\r\n" + bothReq,
 		"POST / HTTP/1.1\nContent-Length: 2\n\nabPOST / HTTP/1.1\ntransfer-encoding: chunked\n\nffffffffffffffff\r\n", "\r\n\r\nGET / HTTP/1.1\r\n\r\n"} {
@@ -155,9 +157,86 @@ func FuzzScanner(f *testing.F) {
 		for i := 0; i < len(data); i += n {
 			split.feed(data[i:min(i+n, len(data))])
 		}
-		if whole.ambiguous != split.ambiguous || whole.heads != split.heads || whole.st != split.st {
-			t.Fatalf("split by %d: ambiguous %d/%d heads %d/%d state %d/%d", n, whole.ambiguous, split.ambiguous,
-				whole.heads, split.heads, whole.st, split.st)
+		if whole.ambiguous != split.ambiguous || whole.heads != split.heads || whole.bodies != split.bodies || whole.st != split.st {
+			t.Fatalf("split by %d: ambiguous %d/%d heads %d/%d bodies %d/%d state %d/%d", n, whole.ambiguous, split.ambiguous,
+				whole.heads, split.heads, whole.bodies, split.bodies, whole.st, split.st)
+		}
+		if whole.bodies > whole.heads {
+			t.Fatalf("%d bodies read whole of %d heads", whole.bodies, whole.heads)
 		}
 	})
+}
+
+// BodyReceived says whether a request's body has been read whole from the
+// connection: true once every byte of it (a Content-Length body, a chunked
+// body to its trailer, or no body) went through the scanner, false while
+// some is still on the wire, and false for a request that did not come
+// through Listener and Guard.
+func TestBodyReceived(t *testing.T) {
+	type seen struct {
+		atStart, afterRead bool
+		body               string
+	}
+	got := make(chan seen, 8)
+	proceed := make(chan struct{}, 8)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := seen{atStart: BodyReceived(r)}
+		if r.URL.Path == "/partial" {
+			got <- s // the client sends the rest only after this
+			<-proceed
+		}
+		b, _ := io.ReadAll(r.Body)
+		s.afterRead, s.body = BodyReceived(r), string(b)
+		got <- s
+		w.Write([]byte("ok"))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: Guard(h), ConnContext: ConnContext, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(Listener(ln))
+	t.Cleanup(func() { srv.Close() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second)) // a bound against hangs, not a timing assertion
+	br := bufio.NewReader(c)
+	roundTrip := func(raw string) seen {
+		t.Helper()
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		s := <-got
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return s
+	}
+	for _, raw := range []string{clReq, chunkedReq, "GET /g HTTP/1.1\r\nHost: x\r\n\r\n"} {
+		if s := roundTrip(raw); !s.afterRead {
+			t.Fatalf("%q: BodyReceived false after the whole body was read (%q)", raw, s.body)
+		}
+	}
+	// A body still arriving when the handler starts.
+	io.WriteString(c, "POST /partial HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+	if s := <-got; s.atStart {
+		t.Fatal("BodyReceived true with 5 of 10 body bytes sent")
+	}
+	proceed <- struct{}{}
+	if s := roundTrip("world"); !s.afterRead || s.body != "helloworld" {
+		t.Fatalf("after the rest arrived: %+v", s)
+	}
+	// The next request on the connection is counted on its own.
+	if s := roundTrip(clReq); !s.afterRead {
+		t.Fatal("BodyReceived false for the request after a partial one")
+	}
+	if r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("x")); BodyReceived(r) {
+		t.Fatal("BodyReceived true for a request that did not come through Listener")
+	}
 }

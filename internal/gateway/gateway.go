@@ -24,6 +24,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/batchapi"
+	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -222,22 +223,31 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // timeouts or is cut with 408; every write moves the connection's write
 // deadline, also on routes with small answers, so a keep-alive connection
 // does not carry an earlier request's deadline into this one. The body's
-// budgets start at start (g.now(), just read). The caller answers through
-// &gd.sendWriter and calls gd.body.Restore when the handler returns, which
-// undoes the body deadlines.
+// budgets start at start (g.now(), just read); a body the listener has
+// read whole already needs none (framing.BodyReceived). The caller answers
+// through &gd.sendWriter and calls gd.body.Restore when the handler
+// returns, which undoes the body deadlines.
 func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time) (gd *guarded) {
-	sc := g.rt.Load().Config.Server
+	sc := &g.rt.Load().Config.Server
 	gd = &guarded{sendWriter: newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)}
-	gd.body.StartAt(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, start, g.now, g.bodyMetrics)
+	// A body the listener has read whole already (a small request arrives
+	// in the read that ends the idle wait) is in the server's buffer:
+	// reading or discarding it never waits on the client, so time bounds
+	// could not fire; setting them would cost an allocation, a clock read
+	// and two deadline moves per request.
+	if !framing.BodyReceived(r) {
+		gd.body = new(netguard.TimedBody)
+		gd.body.StartAt(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, start, g.now, g.bodyMetrics)
+	}
 	return gd
 }
 
 // guarded is what a request from a listener needs for its whole life, in
-// one allocation: its time bounds (guard) and the values of the answer
-// headers the chain sets.
+// one allocation: its send bound and, for a body still arriving, its body
+// bounds (guard), and the values of the answer headers the chain sets.
 type guarded struct {
 	sendWriter
-	body netguard.TimedBody
+	body *netguard.TimedBody // nil: the body had arrived whole (guard)
 	vals answerValues
 }
 

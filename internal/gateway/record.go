@@ -43,11 +43,13 @@ func (rec *record) fail(w http.ResponseWriter, e *openai.Error) {
 // request, so each part below does only what its output needs.
 func (g *Gateway) finish(rec *record) {
 	res := &rec.result
-	// The duration is read from the clock only when something reports it:
-	// the duration histogram (an answer relayed) or the access line.
-	var dur time.Duration
 	rt := g.rt.Load()
-	logged := rt.Config.Log.Access
+	level := accessLevel(rec)
+	// The access line only when its level is logged (--log-level error
+	// filters it); the duration is read from the clock only when something
+	// reports it: the duration histogram (an answer relayed) or that line.
+	logged := rt.Config.Log.Access && g.log.Enabled(context.Background(), level)
+	var dur time.Duration
 	if res.Written || logged {
 		dur = g.now().Sub(rec.start)
 	}
@@ -56,9 +58,8 @@ func (g *Gateway) finish(rec *record) {
 		backend = res.Backend.Name()
 	}
 	g.observe(rt, rec, backend, dur)
-	level := accessLevel(rec)
 	g.logCause(rec)
-	if !logged || !g.log.Enabled(context.Background(), level) {
+	if !logged {
 		return // before building the attributes: this runs on every request
 	}
 	g.logAccess(rec, level, backend, dur)

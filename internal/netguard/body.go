@@ -90,9 +90,10 @@ func (b *TimedBody) StartAt(w http.ResponseWriter, r *http.Request, t BodyTimeou
 	r.Body = &b.body
 }
 
-// Restore puts back the request's own body.
+// Restore puts back the request's own body. A nil *TimedBody restores
+// nothing.
 func (b *TimedBody) Restore() {
-	if b.r != nil {
+	if b != nil && b.r != nil {
 		b.r.Body = b.orig
 	}
 }

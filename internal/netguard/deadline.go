@@ -31,12 +31,13 @@ type readDeadline struct {
 // set records t, and hands it to the socket now if a read is waiting.
 func (d *readDeadline) set(t time.Time, sock net.Conn) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.pending = t
-	if d.reading == 0 {
-		return nil
+	var err error
+	if d.reading > 0 {
+		err = d.applyLocked(sock)
 	}
-	return d.applyLocked(sock)
+	d.mu.Unlock() // not deferred: this runs ~6 times per request
+	return err
 }
 
 // setBoth sets both of the socket's deadlines (net.Conn's SetDeadline).
@@ -54,12 +55,12 @@ func (d *readDeadline) setBoth(t time.Time, sock net.Conn) error {
 // socket's, before a read; done must follow the read.
 func (d *readDeadline) start(sock net.Conn) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err := d.applyLocked(sock); err != nil {
-		return err
+	err := d.applyLocked(sock)
+	if err == nil {
+		d.reading++
 	}
-	d.reading++
-	return nil
+	d.mu.Unlock() // not deferred: this runs before every read
+	return err
 }
 
 func (d *readDeadline) done() {

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# CPU per cache hit of Sluice builds side by side with bench/cache-hit.sh's
+# bare Go handler (the floor), the method of docs/BENCHMARKS.md §9 Step 4d:
+# every server is started once, together, on CPU 1 (GOMAXPROCS=1, flag-mode
+# defaults, --log-level error) behind one instant backend on CPU 0; each is
+# then measured in turn for DUR seconds with wrk -t1 -c64 from CPU 0, the
+# order rotated every round, its CPU time per request taken from perf stat
+# (task-clock of the server process). Comparing builds in the same rounds
+# resists a shared machine better than one run per build. Every Sluice is
+# checked to answer X-Cache: HIT before the rounds; non-2xx and socket
+# errors are counted per round.
+# Needs wrk, perf, taskset, curl, go (for the floor).
+# Usage: bench/hit-cpu.sh ROUNDS DUR name=SLUICE_BIN [name=SLUICE_BIN ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=$1 DUR=$2; shift 2
+W=$(mktemp -d); PIDS=()
+trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
+BACK=127.0.0.1:19411
+BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
+# The floor: bench/cache-hit.sh's own program, built from that script.
+mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
+sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
+(cd "$W/floor" && GOWORK=off go build -o floor .)
+taskset -c 0 "${1#*=}" sim --listen $BACK --instant --model m >/dev/null 2>&1 & PIDS+=($!)
+declare -A PID ADDR; names=(); port=19420
+for b in "$@"; do
+  n=${b%%=*} bin=${b#*=}; port=$((port+2))
+  GOMAXPROCS=1 taskset -c 1 "$bin" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:$((port+1)) --model m \
+    --backend http://$BACK --log-level error --data-dir "$W/dd-$n" 2>"$W/$n.log" & PIDS+=($!)
+  PID[$n]=$! ADDR[$n]=127.0.0.1:$port names+=("$n")
+done
+for n in "${names[@]}"; do
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://${ADDR[$n]}/healthz" && break; sleep 0.1; done
+  curl -sf -X POST -d "$BODY" "http://${ADDR[$n]}/v1/chat/completions" > "$W/answer.json"
+  [ "$(curl -sf -D - -o /dev/null -X POST -d "$BODY" "http://${ADDR[$n]}/v1/chat/completions" | tr -d '\r' |
+    awk 'tolower($1)=="x-cache:" {print $2}')" = HIT ] || { echo "$n: not a cache hit"; exit 1; }
+done
+GOMAXPROCS=1 taskset -c 1 "$W/floor/floor" 127.0.0.1:19440 "$W/answer.json" & PIDS+=($!)
+PID[floor]=$! ADDR[floor]=127.0.0.1:19440; names+=(floor)
+sleep 0.5
+printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
+for n in "${names[@]}"; do taskset -c 0 wrk -t1 -c64 -d2s -s "$W/post.lua" "http://${ADDR[$n]}/v1/chat/completions" >/dev/null; done
+echo "round target req/s cpu_us_per_req share_of_core errors load"
+k=${#names[@]}
+for r in $(seq "$R"); do
+  o=$(( (r - 1) % k ))
+  for n in "${names[@]:o}" "${names[@]:0:o}"; do
+    perf stat -e task-clock -p "${PID[$n]}" -o "$W/ps.txt" -- sleep "$DUR" 2>/dev/null & pp=$!
+    taskset -c 0 wrk -t1 -c64 -d"${DUR}s" -s "$W/post.lua" "http://${ADDR[$n]}/v1/chat/completions" > "$W/wrk.txt"; wait $pp
+    req=$(awk '/requests in/ {print $1}' "$W/wrk.txt")
+    err=$(awk '/Non-2xx/ {s+=$5} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$W/wrk.txt")
+    tc=$(awk '/task-clock/ {gsub(/,/,"",$1); print $1}' "$W/ps.txt")
+    awk -v r="$r" -v n="$n" -v req="$req" -v tc="$tc" -v d="$DUR" -v e="$err" -v l="$(cut -d' ' -f1 /proc/loadavg)" \
+      'BEGIN {printf "%d %s %.0f %.2f %.0f%% %d %s\n", r, n, req/d, tc*1000/req, tc/d/10, e, l}'
+  done
+done
