@@ -74,7 +74,9 @@ type switchGate struct {
 	waiting atomic.Int64
 }
 
-func newSwitchGate(open bool) *switchGate { return &switchGate{open: open, changed: make(chan struct{})} }
+func newSwitchGate(open bool) *switchGate {
+	return &switchGate{open: open, changed: make(chan struct{})}
+}
 
 func (g *switchGate) Wait(ctx context.Context, model string) error {
 	for {
