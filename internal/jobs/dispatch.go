@@ -168,7 +168,7 @@ func (d *dispatcher) request(st *dispatchState) {
 		}
 	}
 	started := false
-	for k := 0; k < len(d.cons) && st.pending < need; k++ {
+	for k := 0; k < len(d.cons) && st.pending+len(st.held) < st.want; k++ {
 		i := (st.turn + k) % len(d.cons)
 		if st.waiting[i] {
 			continue
