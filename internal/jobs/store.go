@@ -72,7 +72,9 @@ type Options struct {
 	// again, growing with consecutive deliveries to 5x. Default 1s.
 	BusyDelay time.Duration
 	// TrackInterval is how often batch trackers refresh counts and check
-	// expiry, default 1s.
+	// expiry while batches are active, default 1s. With none active, a
+	// tracker waits for one to start (it watches the active-batch index)
+	// and rescans only every 60 TrackIntervals.
 	TrackInterval time.Duration
 	// CreateTimeout is how long a batch may stay "validating" (being
 	// enqueued) before the tracker decides its creator died and fails

@@ -17,8 +17,9 @@ import (
 // from the job records (the source of truth), so a crash anywhere loses
 // nothing, and any process's tracker can take over any batch.
 //
-// One goroutine (run) lists the active batches (a.<id> keys) every
-// TrackInterval and keeps one actor per batch. An actor watches its
+// One goroutine (run) lists the active batches (a.<id> keys) whenever
+// they change (it watches them), every TrackInterval while some are
+// active here, and keeps one actor per batch. An actor watches its
 // batch's job records (a KV watch on b.<id>.>: every current record, then
 // every change, wherever the job ran) and evaluates the batch when nudged
 // or when its last job finishes. Several processes may track the same
@@ -45,18 +46,77 @@ func (s *Store) nudgeTracker() {
 	}
 }
 
+// idleRescans is how many TrackIntervals an idle tracker (no batch
+// active here) waits between scans while it watches the active-batch
+// index: a batch started anywhere shows there at once, so the scan is
+// only a safety net for a watch that missed something. Listing the index
+// every TrackInterval cost an idle gateway a consumer created and deleted
+// on the NATS server every second (issue 12).
+const idleRescans = 60
+
 func (t *tracker) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	tick := time.NewTicker(t.s.o.TrackInterval)
-	defer tick.Stop()
+	var index jetstream.KeyWatcher // a.* updates; nil while not watched
+	defer func() {
+		if index != nil {
+			stopWatch(index)
+		}
+	}()
 	for {
+		if index == nil {
+			index = t.watchIndex(ctx)
+		}
 		t.scan(ctx, &wg)
+		every := t.s.o.TrackInterval
+		var changes <-chan jetstream.KeyValueEntry
+		if index != nil {
+			changes = index.Updates()
+			if len(t.actors) == 0 {
+				every *= idleRescans
+			}
+		}
+		timer := time.NewTimer(every)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
-		case <-tick.C:
+		case <-timer.C:
 		case <-t.nudge:
+		case _, ok := <-changes:
+			if !ok {
+				stopWatch(index)
+				index = nil // watched again before the next scan
+			}
+			drainUpdates(changes) // one scan for a burst of changes
+		}
+		timer.Stop()
+	}
+}
+
+// watchIndex watches the active-batch index, nil when it cannot (NATS
+// away: the tracker then scans every TrackInterval and tries again).
+func (t *tracker) watchIndex(ctx context.Context) jetstream.KeyWatcher {
+	w, err := t.s.batch.Watch(ctx, "a.*", jetstream.MetaOnly())
+	if err != nil {
+		if ctx.Err() == nil {
+			t.s.log.Debug("watching active batches", "err", err)
+		}
+		return nil
+	}
+	return w
+}
+
+// drainUpdates discards the updates already delivered on ch.
+func drainUpdates(ch <-chan jetstream.KeyValueEntry) {
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+		default:
+			return
 		}
 	}
 }

@@ -25,10 +25,12 @@ type WorkerOptions struct {
 	// Classes are the job classes taken, most preferred first; default
 	// "interactive", "batch".
 	Classes []string
-	// PollWait is the longest one fetch waits for a message, default 1s.
-	// It also bounds how long an idle worker takes to notice shutdown:
-	// a fetch is not abandoned half-way, because the server could hand
-	// it a message no one would then hold until AckWait.
+	// PollWait is the longest one pull waits for a message, default 1s;
+	// an idle worker holds one such pull per class, whatever its
+	// Concurrency (see dispatcher). It also bounds how long an idle
+	// worker takes to notice shutdown: a pull is not abandoned half-way,
+	// because the server could hand it a message no one would then hold
+	// until AckWait.
 	PollWait time.Duration
 	// Grace is how long running jobs may finish after ctx ends before
 	// their executions are cancelled and the jobs requeued, default 5s.
@@ -91,9 +93,11 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	// jobs at once but gives running ones Grace.
 	execCtx, execCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer execCancel()
+	d := newDispatcher(w.cons, o, s.log)
 	var slots sync.WaitGroup
+	slots.Go(func() { d.run(runCtx) })
 	for range o.Concurrency {
-		slots.Go(func() { w.slot(runCtx, execCtx) })
+		slots.Go(func() { w.slot(runCtx, execCtx, d) })
 	}
 	<-runCtx.Done()
 	t := time.AfterFunc(o.Grace, execCancel)
@@ -133,8 +137,9 @@ type worker struct {
 	stop context.Context // ends when the worker stops taking jobs
 }
 
-func (w *worker) slot(ctx, execCtx context.Context) {
-	turn := 0
+// slot runs jobs one at a time: it waits for its gate, then for a message
+// from the dispatcher, and handles it.
+func (w *worker) slot(ctx, execCtx context.Context, d *dispatcher) {
 	for ctx.Err() == nil {
 		if w.o.Gate != nil {
 			if err := w.o.Gate.Wait(ctx, ""); err != nil {
@@ -145,50 +150,10 @@ func (w *worker) slot(ctx, execCtx context.Context) {
 				continue
 			}
 		}
-		msg, err := w.next(&turn)
-		if err != nil {
-			w.s.log.Warn("fetching jobs", "err", err)
-			sleep(ctx, w.o.PollWait) // NATS away: do not spin
-			continue
-		}
-		if msg != nil {
+		if msg := d.take(ctx); msg != nil {
 			w.handle(ctx, execCtx, msg)
 		}
 	}
-}
-
-// next returns a message of the most preferred class that has one,
-// waiting up to PollWait (on each class in turn) when none has.
-func (w *worker) next(turn *int) (jetstream.Msg, error) {
-	if len(w.cons) > 1 {
-		for _, c := range w.cons {
-			b, err := c.FetchNoWait(1)
-			if err != nil {
-				return nil, err
-			}
-			if m, err := first(b); m != nil || err != nil {
-				return m, err
-			}
-		}
-	}
-	c := w.cons[*turn%len(w.cons)]
-	*turn++
-	b, err := c.Fetch(1, jetstream.FetchMaxWait(w.o.PollWait))
-	if err != nil {
-		return nil, err
-	}
-	return first(b)
-}
-
-func first(b jetstream.MessageBatch) (jetstream.Msg, error) {
-	var m jetstream.Msg
-	for msg := range b.Messages() {
-		m = msg
-	}
-	if m == nil {
-		return nil, b.Error()
-	}
-	return m, nil
 }
 
 // delivery is one message being handled.

@@ -1,0 +1,152 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// pullsWaiting is how many pull requests the server holds for each
+// class's consumer (0 before the consumer exists).
+func pullsWaiting(t *testing.T, s *Store) (interactive, batch int) {
+	t.Helper()
+	n := func(class string) int {
+		c, err := s.js.Consumer(t.Context(), workStream, "jobs-"+class)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return 0
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.NumWaiting
+	}
+	return n("interactive"), n("batch")
+}
+
+// An idle worker holds one waiting pull per class, whatever its
+// concurrency: its slots share them instead of each asking NATS every
+// PollWait, which made an idle gateway (64 slots) wake some 190 times a
+// second (issue 12). Both classes are waited on at once, so a job of
+// either is taken as soon as it is queued.
+func TestIdleWorkerHoldsOnePullPerClass(t *testing.T) {
+	s, _ := newStore(t, nil)
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Concurrency: 8, PollWait: 2 * time.Second, Executor: okExec(&calls)})
+	eventually(t, "the idle worker's pulls", func() bool {
+		i, b := pullsWaiting(t, s)
+		return i+b >= 2
+	})
+	for range 20 {
+		if i, b := pullsWaiting(t, s); i > 1 || b > 1 {
+			t.Fatalf("the server holds %d pulls on interactive and %d on batch, want at most 1 each", i, b)
+		}
+	}
+	// The worker still takes jobs of both classes.
+	inter, _, err := s.Submit(t.Context(), spec("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := spec("acme")
+	bs.Class = "batch"
+	batch, _, err := s.Submit(t.Context(), bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{inter.ID, batch.ID} {
+		eventually(t, "job "+id, func() bool { return mustJob(t, s, "acme", id).Status == StatusSucceeded })
+	}
+}
+
+// switchGate is a Gate that can close again.
+type switchGate struct {
+	mu      sync.Mutex
+	open    bool
+	changed chan struct{}
+	waiting atomic.Int64
+}
+
+func newSwitchGate(open bool) *switchGate {
+	return &switchGate{open: open, changed: make(chan struct{})}
+}
+
+func (g *switchGate) Wait(ctx context.Context, model string) error {
+	for {
+		g.mu.Lock()
+		open, ch := g.open, g.changed
+		g.mu.Unlock()
+		if open {
+			return nil
+		}
+		g.waiting.Add(1)
+		select {
+		case <-ch:
+			g.waiting.Add(-1)
+		case <-ctx.Done():
+			g.waiting.Add(-1)
+			return ctx.Err()
+		}
+	}
+}
+
+func (g *switchGate) set(open bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.open = open
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// Slots that passed the gate while the pool had room take nothing once it
+// is full: every pull asks the gate again, so the job stays queued for a
+// gateway with room, and runs here once there is room again.
+func TestClosedGateStopsPullsOfWaitingSlots(t *testing.T) {
+	s, _ := newStore(t, nil)
+	g := newSwitchGate(true)
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Concurrency: 4, Gate: g, Executor: okExec(&calls)})
+	eventually(t, "the idle worker's pulls", func() bool {
+		i, b := pullsWaiting(t, s)
+		return i+b >= 2
+	})
+	g.set(false)
+	// The slots wait for messages; the dispatcher asks the gate before
+	// its next pull, and the outstanding ones expire (PollWait).
+	eventually(t, "the pulls to end at the closed gate", func() bool {
+		i, b := pullsWaiting(t, s)
+		return i+b == 0 && g.waiting.Load() >= 1
+	})
+	j, _, err := s.Submit(t.Context(), spec("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.js.Consumer(t.Context(), workStream, "jobs-interactive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the job's message", func() bool {
+		info, err := c.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending != 0 || calls.Load() != 0 {
+			t.Fatalf("a message was taken through a closed gate (ack pending %d, executed %d)", info.NumAckPending, calls.Load())
+		}
+		return info.NumPending == 1
+	})
+	if got := mustJob(t, s, "acme", j.ID); got.Status != StatusQueued {
+		t.Fatalf("job %s behind a closed gate", got.Status)
+	}
+	g.set(true)
+	eventually(t, "the job after the gate opened", func() bool {
+		return mustJob(t, s, "acme", j.ID).Status == StatusSucceeded
+	})
+}
