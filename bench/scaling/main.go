@@ -20,6 +20,7 @@
 //	go run ./bench/scaling --max-concurrency 16   # the engines' batch size as a static limit
 //	go run ./bench/scaling --forecast=false       # the signal without the forecast's lead and hold
 //	go run ./bench/scaling --tail 5m30s           # poll until the scale-in hold has ended
+//	go run ./bench/scaling --until 30s            # the start-up alone: the full run's arrivals before the first ramp
 //	go run ./bench/scaling --envelope 30s:0.5,30s:0.5>1.6,20s:1.6,30s:0.3 --out scaling.md
 package main
 
@@ -66,6 +67,9 @@ type options struct {
 	Scrape     bool          // load_metrics.enabled: each backend capped at its learned batch (issue 10 §3)
 	SLO        time.Duration
 	Command    string
+	// Until replays only the arrivals planned before it (0: all), warped
+	// under the whole envelope, so a run's first Until is the full run's.
+	Until time.Duration
 }
 
 // Poll is one reading of /scaling, T seconds after the replay started.
@@ -95,6 +99,7 @@ type Report struct {
 	FinalDesired  float64            `json:"final_desired"`
 	Refusals      int                `json:"refusals"`
 	RefusalReason map[string]float64 `json:"refusals_by_status"`
+	Startup       Startup            `json:"startup"`
 	Bench         *bench.Result      `json:"bench"`
 }
 
@@ -115,6 +120,7 @@ func main() {
 	flag.BoolVar(&o.Scrape, "load-metrics", config.Default().LoadMetrics.Enabled, "load_metrics.enabled (default: Sluice's default); false: no scraped cap, the adaptive limits alone (as when §11's first runs were measured)")
 	flag.Float64Var(&o.Headroom, "headroom", 0, "scaling.headroom (0: Sluice's default, 0.2)")
 	flag.DurationVar(&o.Delay, "delay-target", 0, "admission.delay_target (0: Sluice's default, a quarter of max_wait: 500ms); 2s: arrivals refused only past max_wait, as when §11's first runs were measured")
+	flag.DurationVar(&o.Until, "until", 0, "replay only the arrivals planned before this (0: all), warped as in the full run: --until 40s repeats the start-up alone")
 	flag.DurationVar(&o.Tail, "tail", 0, "keep polling this long after the last request (0: three polls); longer than scaling.scale_in_hold to see the held signal fall")
 	flag.StringVar(&out, "out", "", "also write the markdown report to this file")
 	flag.StringVar(&jsonOut, "json", "", "write the full results as JSON to this file")
@@ -162,6 +168,7 @@ func run(ctx context.Context, o options, md *strings.Builder) (*Report, error) {
 	}
 	rep.Bench = res
 	summarize(rep, o, res)
+	summarizeStartup(&rep.Startup, res, rep.Polls)
 	rep.Machine.LoadAfter = benchkit.Loadavg()
 	write(md, rep, o, capRPS, started)
 	return rep, nil
@@ -189,7 +196,11 @@ func arrivals(o options, simCfg sim.Config, rep *Report) ([]bench.Arrival, float
 	if err != nil {
 		return nil, 0, err
 	}
-	return warp(slice, sliceSpan, o.Envelope), capRPS, nil
+	arr := warp(slice, sliceSpan, o.Envelope)
+	if o.Until > 0 {
+		arr = until(arr, o.Until)
+	}
+	return arr, capRPS, nil
 }
 
 // gatewayConfig is Sluice's defaults in front of sims with the options'
@@ -222,10 +233,14 @@ func gatewayConfig(o options, sims []string, rep *Report) config.Config {
 // /scaling into rep.Polls, and keeps polling for --tail after the last
 // request: the signal's fall is the point.
 func replayPolling(ctx context.Context, o options, rig *benchkit.Rig, arr []bench.Arrival, rep *Report) (*bench.Result, error) {
+	cpu0 := sampleCPU()
 	start := time.Now()
 	pollCtx, stopPolls := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { rep.Polls = poll(pollCtx, rig.Admins[0], o.Poll, start) })
+	wg.Go(func() {
+		rep.Startup = watchStartup(pollCtx, rig.Admins[0], start, startupEnd(o.Envelope), cpu0, rep.Machine.CPUs)
+	})
 	res, err := bench.Run(ctx, bench.Config{Target: rig.Targets[0], Model: model, Stream: true, Arrivals: arr,
 		Timeout: 60 * time.Second, SLOTTFT: o.SLO, Label: "sluice"})
 	tail := o.Tail
@@ -278,6 +293,17 @@ func poll(ctx context.Context, admin string, every time.Duration, start time.Tim
 			out = append(out, Poll{T: time.Since(start).Seconds(), Signal: s})
 		}
 	}
+}
+
+// until keeps the arrivals planned before d.
+func until(arr []bench.Arrival, d time.Duration) []bench.Arrival {
+	var out []bench.Arrival
+	for _, a := range arr {
+		if a.At < d {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func refused(r *bench.Record) bool { return r.Status == 429 || r.Status == 503 }
@@ -363,6 +389,9 @@ func summarize(rep *Report, o options, res *bench.Result) {
 	backends := float64(o.Backends)
 	from := 0.0 // refusals before the previous peak's need fell back are that peak's
 	for _, drop := range drops(o.Envelope) {
+		if o.Until > 0 && drop > o.Until.Seconds() {
+			break // not replayed
+		}
 		pk := judgePeak(from, drop, refusals, rep.Polls, backends, rep.ScaleInHold)
 		rep.Peaks = append(rep.Peaks, pk)
 		from = drop

@@ -45,7 +45,9 @@ func write(md *strings.Builder, rep *Report, o options, capRPS float64, started 
 	e.Printf("\n")
 	writePeaks(e, rep, o)
 	res := rep.Bench
-	e.Printf("\nDesired backends (held) at the end: %.2f; polls with the held signal below its need now: %d (%s). Refusals in all: %d (%s); answered within the SLO: %d of %d.\n\n",
+	e.Printf("\n")
+	rep.Startup.write(e)
+	e.Printf("Desired backends (held) at the end: %.2f; polls with the held signal below its need now: %d (%s). Refusals in all: %d (%s); answered within the SLO: %d of %d.\n\n",
 		rep.FinalDesired, rep.HeldBelowNeed, passMark(rep.HeldBelowNeed == 0), rep.Refusals, benchkit.ByValue(rep.RefusalReason), res.Goodput.Count, len(res.Records))
 	if e.Err != nil {
 		md.WriteString(e.Err.Error())
