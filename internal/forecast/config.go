@@ -5,13 +5,16 @@
 // Each series (a model, or a model's tenant with enough traffic) is a small
 // online model updated once per interval with O(1) work and fixed memory:
 //
-//   - five forecasts: the last value (naive), the same 10-minute slot the
+//   - six forecasts: the last value (naive), the same 10-minute slot the
 //     day before (seasonal naive), a smoothed level (exponential smoothing),
 //     a level with a damped trend and daily and weekly seasonal profiles
 //     (multiple-seasonal Holt-Winters, profiles at 10-minute resolution),
-//     and the last value plus yesterday's change from now's slot to the
-//     target's (a seasonal difference: the daily shape on today's level);
-//   - for a fixed set of horizons, the recent error of each of the five,
+//     the last value plus yesterday's change from now's slot to the
+//     target's (a seasonal difference: the daily shape on today's level),
+//     and the last value plus a least-absolute-deviations fit of the change
+//     on the series' own recent changes, refitted online per horizon (a
+//     fresh move partly pulled back toward the 6 h and 24 h means; lad.go);
+//   - for a fixed set of horizons, the recent error of each of the six,
 //     measured when the forecast made that many intervals ago comes due; the
 //     mean forecast weights them by the inverse eighth power of that error
 //     (nearly the best one, near-ties blended), so a series with a daily

@@ -20,7 +20,8 @@ type coeffs struct {
 	errRate            float64 // per-horizon error memory
 	qStep, gapFraction float64
 	maxGapSteps        int
-	iv                 int64 // the interval in seconds
+	iv                 int64   // the interval in seconds
+	ladForget          float64 // the LAD fit's discount per point
 }
 
 func newCoeffs(c Config) coeffs {
@@ -41,6 +42,7 @@ func newCoeffs(c Config) coeffs {
 		gapFraction:     c.GapFraction,
 		maxGapSteps:     int(c.MaxGap / c.Interval),
 		iv:              int64(c.Interval / time.Second),
+		ladForget:       per(float64(ladHalfLife) / iv),
 	}
 }
 
@@ -51,6 +53,7 @@ const (
 	candSeasonal         // level + damped trend + daily and weekly profiles
 	candYesterday        // the same 10-minute slot on its latest visit, a day earlier
 	candShape            // the last value plus yesterday's change from now's slot to the target's
+	candLAD              // the last value plus a LAD fit of the change on recent changes (lad.go)
 	nCand
 )
 
@@ -80,6 +83,7 @@ type model struct {
 	slotMean [slotsPerDay]float32
 	slotPrev [slotsPerDay]float32
 
+	hist     history // the LAD member's inputs
 	horizons []horizon
 }
 
@@ -90,6 +94,7 @@ type horizon struct {
 	err    [nCand]float64
 	q90    float64 // p90 of (actual - mean) / mean
 	spread float64 // recent mean |r - q90|: scales the quantile's steps
+	lad    ladFit
 }
 
 type pending struct {
@@ -97,6 +102,10 @@ type pending struct {
 	mean  float64
 	scale float64 // the mean's scale (see scaleOf) when it was made
 	set   bool
+	// The LAD member's inputs then: features, the last value and the
+	// scale the features were divided by.
+	feat         [nFeat]float32
+	origin, norm float64
 }
 
 func newModel(steps []int) *model {
@@ -105,7 +114,7 @@ func newModel(steps []int) *model {
 		m.slotDay[i], m.slotMean[i], m.slotPrev[i] = -1, -1, -1
 	}
 	for i, s := range steps {
-		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1, 1, 1}, spread: 0.1}
+		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1, 1, 1, 1}, spread: 0.1}
 	}
 	return m
 }
@@ -129,18 +138,24 @@ func (m *model) update(k *coeffs, at, iv int64, x float64) {
 		h := &m.horizons[i]
 		if p := &h.due[m.n%uint64(h.steps)]; p.set && !gap {
 			h.score(k, p, x)
+			h.lad.learn(p.feat, (x-p.origin)/p.norm, k.ladForget)
 		}
 	}
 	if !gap {
 		m.learn(k, slot, x)
 	}
+	if m.started {
+		m.hist.add(at, m.last) // a gap counts as the last value
+	}
+	feat, norm := m.hist.features(m.last)
 	for i := range m.horizons {
 		h := &m.horizons[i]
 		p := &h.due[m.n%uint64(h.steps)] // the slot the forecast for n+steps lands in
-		p.cand = m.candidates(k, h.steps, at+int64(h.steps)*iv)
+		p.cand = m.candidates(k, h, h.steps, at+int64(h.steps)*iv)
 		p.mean = h.combine(p.cand)
 		p.scale = m.scaleOf(p.mean)
 		p.set = m.started
+		p.feat, p.origin, p.norm = feat, m.last, norm
 	}
 	m.n++
 }
@@ -227,7 +242,7 @@ func clampRel(r float64) float64 { return min(max(r, -1), 10) }
 
 // candidates are the forecasts for steps intervals ahead, for the interval
 // starting at unix second targetAt.
-func (m *model) candidates(k *coeffs, steps int, targetAt int64) [nCand]float64 {
+func (m *model) candidates(k *coeffs, h *horizon, steps int, targetAt int64) [nCand]float64 {
 	var trend float64
 	if k.phi < 1 {
 		trend = m.slope * k.phi * (1 - math.Pow(k.phi, float64(steps))) / (1 - k.phi)
@@ -252,7 +267,9 @@ func (m *model) candidates(k *coeffs, steps int, targetAt int64) [nCand]float64 
 	if nd := slotOfUnix(nowAt) % slotsPerDay; known && m.slotDay[nd] == int32(floorDiv(nowAt, 24*3600)) && m.slotPrev[nd] >= 0 {
 		shape = max(m.last+yesterday-float64(m.slotPrev[nd]), 0)
 	}
-	return [nCand]float64{m.last, m.plain, seasonal, yesterday, shape}
+	feat, norm := m.hist.features(m.last)
+	lad := max(m.last+norm*h.lad.predict(feat), 0)
+	return [nCand]float64{m.last, m.plain, seasonal, yesterday, shape, lad}
 }
 
 // forecast is the mean and p90 for steps intervals ahead (the interval
@@ -266,7 +283,7 @@ func (m *model) forecast(k *coeffs, steps int, targetAt int64) (mean, p90 float6
 			break
 		}
 	}
-	mean = h.combine(m.candidates(k, steps, targetAt))
+	mean = h.combine(m.candidates(k, h, steps, targetAt))
 	return mean, mean + max(h.q90, 0)*m.scaleOf(mean)
 }
 

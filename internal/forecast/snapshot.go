@@ -18,21 +18,27 @@ import (
 //	model:  started u8 | gap run u32 | values seen u64 | last, plain, base, level, slope f64 |
 //	        144 daily + 1008 weekly f32 |
 //	        per daily slot: day of its latest visit i32, values in it u32, their
-//	        mean and the day before's f32 (-1: unknown) | horizon count u8 |
-//	        per horizon: steps u32 | 5 candidate errors, q90, spread f64
+//	        mean and the day before's f32 (-1: unknown) |
+//	        LAD history: open slot i64, its sum f64, values in it u32, closed slots u32,
+//	        144 closed slot means f32 | horizon count u8 |
+//	        per horizon: steps u32 | 6 candidate errors, q90, spread f64 |
+//	        LAD fit: 21 normal-matrix + 6 right-hand + 6 coefficient + mean |residual| f64
 //
-// Version 1 had four candidate errors (no seasonal difference); it is still
-// read, so that an upgrade keeps the learned profiles, and the missing
-// error starts at the worst of the four: the new candidate earns its
-// weight.
+// Version 1 had four candidate errors (no seasonal difference) and version
+// 2 five (no LAD member), neither the LAD history nor fits; both are still
+// read, so that an upgrade keeps the learned profiles. A missing error
+// starts at the worst of those known (a new candidate earns its weight)
+// and the LAD member starts unfitted: the last value until it learns.
 //
 // Little-endian. Forecasts in flight are not kept: after a restart the
 // intervals missed are unknown, so their outcomes could not be scored.
 const (
 	snapshotMagic   = "SLFC"
-	snapshotVersion = 2
-	// v1Candidates is the number of candidate errors in a version 1 snapshot.
+	snapshotVersion = 3
+	// v1Candidates and v2Candidates are the candidate errors in version 1
+	// and 2 snapshots.
 	v1Candidates  = 4
+	v2Candidates  = 5
 	maxNameLen    = 1024
 	maxStateValue = 1e15 // no rate or error in a sane snapshot comes near
 )
@@ -44,12 +50,15 @@ var ErrIncompatible = errors.New("forecast: snapshot from an incompatible config
 // Snapshot encodes the learned state.
 func (f *Forecaster) Snapshot() []byte { return f.snapshot(snapshotVersion) }
 
-// snapshot encodes in the given format version (1 only for the test that
-// version 1 is still read).
+// snapshot encodes in the given format version (1 and 2 only for the test
+// that they are still read).
 func (f *Forecaster) snapshot(version byte) []byte {
-	cands := nCand
-	if version == 1 {
+	cands, lad := nCand, version >= 3
+	switch version {
+	case 1:
 		cands = v1Candidates
+	case 2:
+		cands = v2Candidates
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -64,8 +73,8 @@ func (f *Forecaster) snapshot(version byte) []byte {
 	for key, p := range f.series {
 		b = appendString(b, key.Model)
 		b = appendString(b, key.Tenant)
-		b = p.requests.appendTo(b, cands)
-		b = p.tokens.appendTo(b, cands)
+		b = p.requests.appendTo(b, cands, lad)
+		b = p.tokens.appendTo(b, cands, lad)
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
 }
@@ -94,11 +103,13 @@ func decodeSnapshot(data []byte, cfg Config, horizons []int) (time.Time, map[Key
 	if crc32.ChecksumIEEE(body) != sum {
 		return time.Time{}, nil, bad("checksum mismatch")
 	}
-	r := reader{b: body[4:], cands: nCand}
+	r := reader{b: body[4:], cands: nCand, lad: true}
 	switch v := r.u8(); v {
 	case snapshotVersion:
 	case 1:
-		r.cands = v1Candidates
+		r.cands, r.lad = v1Candidates, false
+	case 2:
+		r.cands, r.lad = v2Candidates, false
 	default:
 		return time.Time{}, nil, fmt.Errorf("%w: version %d", ErrIncompatible, v)
 	}
@@ -145,7 +156,7 @@ func appendF64(b []byte, v float64) []byte {
 	return binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 }
 
-func (m *model) appendTo(b []byte, cands int) []byte {
+func (m *model) appendTo(b []byte, cands int, lad bool) []byte {
 	started := byte(0)
 	if m.started {
 		started = 1
@@ -168,6 +179,9 @@ func (m *model) appendTo(b []byte, cands int) []byte {
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(m.slotMean[i]))
 		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(m.slotPrev[i]))
 	}
+	if lad {
+		b = m.hist.appendTo(b)
+	}
 	b = append(b, byte(len(m.horizons)))
 	for _, h := range m.horizons {
 		b = binary.LittleEndian.AppendUint32(b, uint32(h.steps))
@@ -176,8 +190,35 @@ func (m *model) appendTo(b []byte, cands int) []byte {
 		}
 		b = appendF64(b, h.q90)
 		b = appendF64(b, h.spread)
+		if lad {
+			b = h.lad.appendTo(b)
+		}
 	}
 	return b
+}
+
+func (h *history) appendTo(b []byte) []byte {
+	b = binary.LittleEndian.AppendUint64(b, uint64(h.slot))
+	b = appendF64(b, h.sum)
+	b = binary.LittleEndian.AppendUint32(b, uint32(h.n))
+	b = binary.LittleEndian.AppendUint32(b, uint32(h.filled))
+	for _, v := range h.ring {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+	}
+	return b
+}
+
+func (l *ladFit) appendTo(b []byte) []byte {
+	for _, v := range l.a {
+		b = appendF64(b, v)
+	}
+	for _, v := range l.b {
+		b = appendF64(b, v)
+	}
+	for _, v := range l.beta {
+		b = appendF64(b, v)
+	}
+	return appendF64(b, l.mad)
 }
 
 // reader decodes a snapshot; the first error sticks and later reads
@@ -185,7 +226,8 @@ func (m *model) appendTo(b []byte, cands int) []byte {
 type reader struct {
 	b     []byte
 	err   error
-	cands int // candidate errors per horizon in this version
+	cands int  // candidate errors per horizon in this version
+	lad   bool // the version has the LAD history and fits
 }
 
 func (r *reader) take(n int) []byte {
@@ -269,6 +311,9 @@ func (r *reader) model(m *model) {
 		}
 		m.slotMean[i], m.slotPrev[i] = r.rate32(), r.rate32()
 	}
+	if r.lad {
+		r.history(&m.hist)
+	}
 	nh := int(r.u8())
 	stats := make([]horizon, nh)
 	same := nh == len(m.horizons)
@@ -281,6 +326,9 @@ func (r *reader) model(m *model) {
 			stats[i].err[j] = slices.Max(stats[i].err[:r.cands])
 		}
 		stats[i].q90, stats[i].spread = r.f64(-maxStateValue), r.f64(0)
+		if r.lad {
+			r.ladFit(&stats[i].lad)
+		}
 		same = same && stats[i].steps == m.horizons[i].steps
 	}
 	if same && r.err == nil {
@@ -289,4 +337,41 @@ func (r *reader) model(m *model) {
 			m.horizons[i] = stats[i]
 		}
 	}
+}
+
+// history fills h: counts in range, means and sums finite and not negative.
+func (r *reader) history(h *history) {
+	h.slot = int64(r.u64())
+	h.sum = r.f64(0)
+	n, filled := r.u32(), r.u32()
+	if (n > 1<<20 || filled > uint32(slotsPerDay)) && r.err == nil {
+		r.err = errors.New("LAD history count out of range")
+	}
+	h.n, h.filled = int32(min(n, 1<<20)), int32(min(filled, uint32(slotsPerDay)))
+	for i := range h.ring {
+		v := math.Float32frombits(r.u32())
+		if !(v >= 0 && float64(v) <= maxStateValue) && r.err == nil {
+			r.err = fmt.Errorf("LAD slot mean %v out of range", v)
+		}
+		h.ring[i] = v
+	}
+	h.sums()
+}
+
+// ladFit fills l; the coefficients are within the bound solve keeps them
+// in, so a restored fit forecasts finite rates.
+func (r *reader) ladFit(l *ladFit) {
+	for i := range l.a {
+		l.a[i] = r.f64(-maxStateValue)
+	}
+	for i := range l.b {
+		l.b[i] = r.f64(-maxStateValue)
+	}
+	for i := range l.beta {
+		l.beta[i] = r.f64(-maxStateValue)
+		if math.Abs(l.beta[i]) > maxFeature && r.err == nil {
+			r.err = fmt.Errorf("LAD coefficient %v out of range", l.beta[i])
+		}
+	}
+	l.mad = r.f64(0)
 }

@@ -109,28 +109,65 @@ func FuzzRestore(f *testing.F) {
 	})
 }
 
-// A version 1 snapshot (four candidates, before the seasonal difference)
-// is still restored, profiles included: an upgrade does not start the
-// forecast afresh. A version not known is refused as incompatible.
-func TestRestoresVersion1Snapshots(t *testing.T) {
+// Version 1 and 2 snapshots (four and five candidates, before the
+// seasonal difference and the LAD member) are still restored, profiles
+// included: an upgrade does not start the forecast afresh. A version not
+// known is refused as incompatible.
+func TestRestoresOlderSnapshots(t *testing.T) {
 	orig := trained(t)
-	restored := mustNew(t, Config{Interval: time.Minute})
-	if err := restored.Restore(orig.snapshot(1)); err != nil {
-		t.Fatalf("version 1: %v", err)
-	}
 	fresh := mustNew(t, Config{Interval: time.Minute})
 	feed(fresh, 2*1440-60, 2*1440, dailyRate, nil) // an hour only: no profile
-	for _, h := range []time.Duration{10 * time.Minute, time.Hour} {
-		a, _ := orig.Forecast(m, h)
-		b, _ := restored.Forecast(m, h)
-		c, _ := fresh.Forecast(m, h)
-		t.Logf("horizon %v: original %.2f, restored from v1 %.2f, fresh %.2f", h, a.Requests.Mean, b.Requests.Mean, c.Requests.Mean)
-		if math.Abs(b.Requests.Mean-a.Requests.Mean) > 0.02*a.Requests.Mean {
-			t.Errorf("horizon %v: restored from version 1 %.2f, original %.2f", h, b.Requests.Mean, a.Requests.Mean)
+	for _, v := range []byte{1, 2} {
+		restored := mustNew(t, Config{Interval: time.Minute})
+		if err := restored.Restore(orig.snapshot(v)); err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
+		if got := restored.series[m].requests.horizons[0].lad; got != (ladFit{}) {
+			t.Errorf("version %d: LAD fit %+v, want none", v, got)
+		}
+		for _, h := range []time.Duration{10 * time.Minute, time.Hour} {
+			a, _ := orig.Forecast(m, h)
+			b, _ := restored.Forecast(m, h)
+			c, _ := fresh.Forecast(m, h)
+			t.Logf("version %d, horizon %v: original %.2f, restored %.2f, fresh %.2f", v, h, a.Requests.Mean, b.Requests.Mean, c.Requests.Mean)
+			if math.Abs(b.Requests.Mean-a.Requests.Mean) > 0.02*a.Requests.Mean {
+				t.Errorf("version %d, horizon %v: restored %.2f, original %.2f", v, h, b.Requests.Mean, a.Requests.Mean)
+			}
 		}
 	}
-	v3 := orig.snapshot(3)
-	if err := restored.Restore(v3); !errors.Is(err, ErrIncompatible) {
-		t.Errorf("version 3: %v, want ErrIncompatible", err)
+	v4 := orig.snapshot(4)
+	if err := fresh.Restore(v4); !errors.Is(err, ErrIncompatible) {
+		t.Errorf("version 4: %v, want ErrIncompatible", err)
+	}
+}
+
+// The LAD member's history and fits survive a snapshot: a restored
+// forecaster holds the same fit and forecasts what the original did.
+func TestSnapshotKeepsTheLADFit(t *testing.T) {
+	orig := mustNew(t, Config{Interval: 10 * time.Minute})
+	rate := momentumSeries(3)
+	feed(orig, 0, 6*144, rate, nil)
+	restored := mustNew(t, Config{Interval: 10 * time.Minute})
+	if err := restored.Restore(orig.Snapshot()); err != nil {
+		t.Fatal(err)
+	}
+	a, b := orig.series[m].requests, restored.series[m].requests
+	if a.hist != b.hist {
+		t.Errorf("LAD history: restored %+v, original %+v", b.hist, a.hist)
+	}
+	for i := range a.horizons {
+		if a.horizons[i].lad.beta == ([nFeat]float64{}) {
+			t.Fatalf("horizon %d: the LAD member learned nothing", a.horizons[i].steps)
+		}
+		if a.horizons[i].lad != b.horizons[i].lad {
+			t.Errorf("horizon %d: LAD fit restored %+v, original %+v", a.horizons[i].steps, b.horizons[i].lad, a.horizons[i].lad)
+		}
+	}
+	for _, h := range []time.Duration{10 * time.Minute, time.Hour} {
+		x, _ := orig.Forecast(m, h)
+		y, _ := restored.Forecast(m, h)
+		if x != y {
+			t.Errorf("horizon %v: restored %+v, original %+v", h, y, x)
+		}
 	}
 }
