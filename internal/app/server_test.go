@@ -159,45 +159,8 @@ func gather(t *testing.T, reg *prometheus.Registry, name, reason string) float64
 // A batch file upload (spooled to disk, not held in memory) that stalls is
 // cut by the same body timeout as an inference body.
 func TestStalledFileUploadGets408(t *testing.T) {
-	b := backend(t, "a")
-	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf(`listen: 127.0.0.1:0
-log: {access: false}
-queue:
-  data_dir: %s
-server:
-  body_read_timeout: 200ms
-models:
-  - name: m
-    backends:
-      - url: %s
-`, t.TempDir(), b.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	url, stop, done := startApp(t, path)
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	part := "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n\r\n{\"custom_id\":"
-	fmt.Fprintf(c, "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: 100000\r\n\r\n%s", part)
-	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), `"code":"request_timeout"`) {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
-	}
+	expectStalledBody408(t, "{data_dir: %s}", "POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XX\r\nContent-Length: 100000\r\n\r\n"+part)
 }
 
 // A completion whose body stalls is cut with 408 by the body timeout
@@ -205,18 +168,30 @@ models:
 // the body's time bounds only when the listener has read its body whole
 // (framing.BodyReceived), and this one's is still on the wire.
 func TestStalledCompletionBodyGets408(t *testing.T) {
+	expectStalledBody408(t, "{enabled: false}", "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"+`{"model":"m","messages":[`)
+}
+
+// expectStalledBody408 starts a gateway with a 200 ms body timeout and the
+// queue section given (a %s in it is a fresh data dir), sends head, which
+// announces more body than it carries, and expects the 408 as an OpenAI
+// error.
+func expectStalledBody408(t *testing.T, queue, head string) {
+	t.Helper()
 	b := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	if strings.Contains(queue, "%s") {
+		queue = fmt.Sprintf(queue, t.TempDir())
+	}
 	src := fmt.Sprintf(`listen: 127.0.0.1:0
 log: {access: false}
-queue: {enabled: false}
+queue: %s
 server:
   body_read_timeout: 200ms
 models:
   - name: m
     backends:
       - url: %s
-`, b.URL)
+`, queue, b.URL)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +207,9 @@ models:
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n%s", `{"model":"m","messages":[`)
+	if _, err := io.WriteString(c, head); err != nil {
+		t.Fatal(err)
+	}
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
