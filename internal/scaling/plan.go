@@ -80,7 +80,8 @@ type Signal struct {
 	ForecastRequestsPerSecond *float64 `json:"forecast_requests_per_second"`
 	DemandRequestsPerSecond   float64  `json:"demand_requests_per_second"`
 	// InFlightBackends is the backends the requests in flight fill now
-	// (slots in use over slots per backend): the demand term's floor.
+	// (slots in use over slots per backend, the larger of Service.Slots
+	// and the mean limit now): the demand term's floor.
 	InFlightBackends float64 `json:"in_flight_backends"`
 
 	Queued           int                `json:"queued"`
@@ -133,7 +134,7 @@ type BackendService struct {
 //	     before any backend is measured: mean slots × PriorSlotRate)
 //	D  = max(arrival rate over the window, over a fifth of it, forecast at now+lead)
 //	n  = max(D/μ,                     Little's law: D × hold time / slots per backend
-//	         slots in use / slots per backend)  the requests in flight now
+//	         slots in use / max(slots, mean limit now))  the requests in flight now
 //	M  = max(arrival rate over the window, over a fifth of it)   measured demand
 //	desired = max(n + Headroom × n,
 //	              M × (1 + burst) × (1 + Headroom) / μ)  burst: how far the arrivals of half
@@ -151,6 +152,12 @@ type BackendService struct {
 // completions (after a restart or a quiet spell the short requests end
 // first) or below capacity (a part-full batch runs faster), D/μ would
 // shrink a pool whose slots are busy; the slots in use need no estimate.
+// It divides by the larger of the slots μ was measured on and the limits
+// now: at start-up the adaptive limits grow out of their slow start, so
+// the mean over the completions so far is below what the backends hold
+// now, and the requests in flight would read as more backends than the
+// pool has while it serves them (docs/BENCHMARKS.md §11). A limit cut
+// below its mean (TTFT rising) does not lower the floor.
 // Every term is linear in what this replica saw (its arrivals, its queue,
 // its requests in flight) but for that max, which only adds, so with
 // several gateway replicas sum() of their desired backends is at least
@@ -180,7 +187,7 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 			s.DemandRequestsPerSecond = max(s.DemandRequestsPerSecond, f)
 		}
 	}
-	if slots := s.Service.Slots; slots > 0 {
+	if slots := max(s.Service.Slots, slotsNow(p)); slots > 0 {
 		s.InFlightBackends = float64(p.InUse) / slots
 	}
 	if mu := s.Service.RequestsPerSecond; mu > 0 {
@@ -195,6 +202,23 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 	}
 	s.DesiredBackends = s.Need.Demand + s.Need.Headroom + s.Need.Burst + s.Need.Queue
 	return s
+}
+
+// slotsNow is the pool's mean slots per backend at this instant (its
+// limits now; DefaultSlots for a backend without one), 0 for no backend.
+func slotsNow(p PoolState) float64 {
+	if len(p.Backends) == 0 {
+		return 0
+	}
+	sum := 0.0
+	for _, b := range p.Backends {
+		if b.Slots > 0 {
+			sum += float64(b.Slots)
+		} else {
+			sum += float64(p.DefaultSlots)
+		}
+	}
+	return sum / float64(len(p.Backends))
 }
 
 // meanService fills the per-backend service rates and returns their mean

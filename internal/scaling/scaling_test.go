@@ -298,3 +298,38 @@ func TestPlanNeverBelowTheRequestsInFlight(t *testing.T) {
 	p.InUse, p.Capacity = 0, 0
 	near(t, "desired without admission", Plan("m", t0, r, p, Policy{}).DesiredBackends, 0.5, 1e-9)
 }
+
+// At start-up the adaptive limits grow out of their slow start: the
+// completions so far ended at 8–12 slots a backend while the limits are
+// 18 now. The start-up's burst, 22 requests in flight in a pool of 36
+// slots that serves them, must not read as more backends than the pool
+// has (it did as 22 over the completions' mean slots, ~10: 2.2 backends,
+// 2.6 with headroom).
+func TestPlanCountsTheRequestsInFlightAgainstTheLimitsNow(t *testing.T) {
+	m := NewMeter(10 * time.Second)
+	now := t0
+	for i := range 40 {
+		now = now.Add(250 * time.Millisecond)
+		slots := 8 + float64(i/10) // the slow start: 8, 9, 10, 11 slots
+		for _, b := range []string{"a", "b"} {
+			m.Served("m", b, now, 300, slots, 500*time.Millisecond, false)
+		}
+		m.Arrived("m", now, 400)
+	}
+	p := PoolState{Backends: []BackendState{{Name: "a", Slots: 18, Usable: true}, {Name: "b", Slots: 18, Usable: true}},
+		InUse: 22, Capacity: 36, QueueDrainFor: 2 * time.Second, DefaultSlots: 8}
+	s := Plan("m", now, m.Read("m", now, []string{"a", "b"}), p, Policy{Headroom: 0.2})
+	if s.Service.Slots > 10 {
+		t.Fatalf("the completions' mean slots %.2f, want those of the slow start", s.Service.Slots)
+	}
+	near(t, "in-flight backends on the limits now", s.InFlightBackends, 22.0/18, 1e-9)
+	if s.DesiredBackends > 2 {
+		t.Fatalf("desired %.2f backends for 22 requests in a pool of 2 × 18 slots serving them", s.DesiredBackends)
+	}
+
+	// A limit cut below its mean over the completions (TTFT rising) does
+	// not lower the floor: the backends held more a moment ago.
+	p.Backends[0].Slots, p.Backends[1].Slots = 4, 4
+	s = Plan("m", now, m.Read("m", now, []string{"a", "b"}), p, Policy{Headroom: 0.2})
+	near(t, "in-flight backends on the completions' slots", s.InFlightBackends, 22/s.Service.Slots, 1e-9)
+}
