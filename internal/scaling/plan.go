@@ -153,7 +153,7 @@ type BackendService struct {
 // first) or below capacity (a part-full batch runs faster), D/μ would
 // shrink a pool whose slots are busy; the slots in use need no estimate.
 // It divides by the larger of the slots μ was measured on and the limits
-// now: at start-up the adaptive limits grow out of their slow start, so
+// now (as admission counts them: the queue's capacity): at start-up the adaptive limits grow out of their slow start, so
 // the mean over the completions so far is below what the backends hold
 // now, and the requests in flight would read as more backends than the
 // pool has while it serves them (docs/BENCHMARKS.md §11). A limit cut
@@ -204,8 +204,10 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 	return s
 }
 
-// slotsNow is the pool's mean slots per backend at this instant (its
-// limits now; DefaultSlots for a backend without one), 0 for no backend.
+// slotsNow is the pool's mean slots per backend at this instant: its
+// limits now (DefaultSlots for a backend without one), no more than the
+// admission queue's capacity spread over them (routing bounds a limit by
+// its peers'); 0 for no backend.
 func slotsNow(p PoolState) float64 {
 	if len(p.Backends) == 0 {
 		return 0
@@ -217,6 +219,9 @@ func slotsNow(p PoolState) float64 {
 		} else {
 			sum += float64(p.DefaultSlots)
 		}
+	}
+	if p.Capacity > 0 {
+		sum = min(sum, float64(p.Capacity))
 	}
 	return sum / float64(len(p.Backends))
 }

@@ -327,6 +327,12 @@ func TestPlanCountsTheRequestsInFlightAgainstTheLimitsNow(t *testing.T) {
 		t.Fatalf("desired %.2f backends for 22 requests in a pool of 2 × 18 slots serving them", s.DesiredBackends)
 	}
 
+	// Limits above what admission lets in (routing bounds each by its
+	// peers') count as the queue's capacity: 22 of 36 slots still.
+	p.Backends[0].Slots, p.Backends[1].Slots = 40, 40
+	s = Plan("m", now, m.Read("m", now, []string{"a", "b"}), p, Policy{Headroom: 0.2})
+	near(t, "in-flight backends on the queue's capacity", s.InFlightBackends, 22.0/18, 1e-9)
+
 	// A limit cut below its mean over the completions (TTFT rising) does
 	// not lower the floor: the backends held more a moment ago.
 	p.Backends[0].Slots, p.Backends[1].Slots = 4, 4
