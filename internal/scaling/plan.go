@@ -81,7 +81,7 @@ type Signal struct {
 	DemandRequestsPerSecond   float64  `json:"demand_requests_per_second"`
 	// InFlightBackends is the backends the requests in flight fill now
 	// (slots in use over slots per backend, the larger of Service.Slots
-	// and the mean limit now): the demand term's floor.
+	// and admission's slots now): the demand term's floor.
 	InFlightBackends float64 `json:"in_flight_backends"`
 
 	Queued           int                `json:"queued"`
@@ -134,7 +134,7 @@ type BackendService struct {
 //	     before any backend is measured: mean slots × PriorSlotRate)
 //	D  = max(arrival rate over the window, over a fifth of it, forecast at now+lead)
 //	n  = max(D/μ,                     Little's law: D × hold time / slots per backend
-//	         slots in use / max(slots, mean limit now))  the requests in flight now
+//	         slots in use / max(slots, slots now))  the requests in flight now
 //	M  = max(arrival rate over the window, over a fifth of it)   measured demand
 //	desired = max(n + Headroom × n,
 //	              M × (1 + burst) × (1 + Headroom) / μ)  burst: how far the arrivals of half
@@ -152,12 +152,13 @@ type BackendService struct {
 // completions (after a restart or a quiet spell the short requests end
 // first) or below capacity (a part-full batch runs faster), D/μ would
 // shrink a pool whose slots are busy; the slots in use need no estimate.
-// It divides by the larger of the slots μ was measured on and the limits
-// now (as admission counts them: the queue's capacity): at start-up the adaptive limits grow out of their slow start, so
-// the mean over the completions so far is below what the backends hold
-// now, and the requests in flight would read as more backends than the
-// pool has while it serves them (docs/BENCHMARKS.md §11). A limit cut
-// below its mean (TTFT rising) does not lower the floor.
+// It divides by the larger of the slots μ was measured on and the slots
+// admission has now (slotsNow): at start-up the adaptive limits grow out
+// of their slow start, so the mean over the completions so far is below
+// what the backends hold now, and the requests in flight would read as
+// more backends than the pool has while it serves them
+// (docs/BENCHMARKS.md §11). A limit cut below its mean (TTFT rising) does
+// not lower the floor.
 // Every term is linear in what this replica saw (its arrivals, its queue,
 // its requests in flight) but for that max, which only adds, so with
 // several gateway replicas sum() of their desired backends is at least
