@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/discovery"
+	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/forecast"
 	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/gateway"
@@ -106,6 +107,7 @@ func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func
 		Transport:  proxy.NewTransportCache(),
 		Background: gateway.NewBackground(),
 		Now:        now,
+		Stalls:     endpoint.NewStallWatch(endpoint.StallBeat),
 		Rand:       routing.NewRand(uint64(time.Now().UnixNano())),
 	}
 	resp, err := newResponseCache(cfg.Cache, reg, deps.Now)
@@ -378,8 +380,8 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 // on a goroutine wg counts: the health checker and the metrics scraper
 // (synced to the config), the reload watcher (when there is a file; in
 // place before this returns, so a change made once Run serves is seen),
-// the queues' kicks, the forecaster, the ejection watcher and the
-// discovery sources.
+// the stall watch's beat, the queues' kicks, the forecaster, the ejection
+// watcher and the discovery sources.
 func (a *App) startLoops(runCtx context.Context, wg *sync.WaitGroup) {
 	a.syncChecker(a.gw.Runtime().Config.Health.Active)
 	a.syncScraper(a.gw.Runtime().Config)
@@ -389,6 +391,8 @@ func (a *App) startLoops(runCtx context.Context, wg *sync.WaitGroup) {
 		go func() { defer wg.Done(); a.watchReloads(runCtx, ready) }()
 		<-ready
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.deps.Stalls.Run(runCtx, a.deps.Now) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
 	if a.forecast != nil {

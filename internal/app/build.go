@@ -34,6 +34,9 @@ type Deps struct {
 	// joins it. nil: the runtime keeps its own, which nobody joins.
 	Background *gateway.Background
 	Now        func() time.Time
+	// Stalls sees this process's own stalls, so a backend's backlog bound
+	// takes no evidence from them (endpoint.StallWatch); nil: none seen.
+	Stalls *endpoint.StallWatch
 	// AfterFunc, when set, replaces time.AfterFunc for the forwarder's
 	// per-attempt timeouts (proxy.Options.AfterFunc); nil: real timers.
 	AfterFunc func(time.Duration, func()) proxy.Timer
@@ -276,6 +279,7 @@ func (b *build) addBackend(m *model, spec endpoint.Spec, hp endpoint.HealthPolic
 			be.SlowStart(config.SlowStartFor(m.cfg), b.deps.Now)
 		}
 	}
+	be.SetStallWatch(b.deps.Stalls)
 	b.onShared(be, func() { be.SetHealthPolicy(hp) })
 	m.backends = append(m.backends, be)
 	return nil

@@ -99,6 +99,7 @@ type Backend struct {
 	// localSlots is the batch size seen from a backlog before its metrics
 	// showed one (backlogBound); 0 until then.
 	localSlots atomic.Int64
+	stalls     atomic.Pointer[StallWatch] // this process's own stalls; nil: none seen
 	brk        atomic.Pointer[breaker.Breaker]
 	limiter    atomic.Pointer[limiterBox]
 	life       lifecycle
@@ -521,6 +522,10 @@ func (b *Backend) Withdrawn(now time.Time, waited time.Duration) {
 		b.typical += typicalWeight * (w - b.typical)
 	}
 }
+
+// SetStallWatch makes the backlog bound (backlogBound) ignore the time
+// this process itself stalled, as w sees it; nil: it sees no such stalls.
+func (b *Backend) SetStallWatch(w *StallWatch) { b.stalls.Store(w) }
 
 // SetBreaker attaches the backend's circuit breaker (nil detaches it).
 func (b *Backend) SetBreaker(br *breaker.Breaker) { b.brk.Store(br) }

@@ -208,9 +208,10 @@ const minBacklogWait = 100 * time.Millisecond
 func (b *Backend) backlogBound(now time.Time) int {
 	b.mu.Lock()
 	waiting := b.waiting
+	var since time.Time
 	stalled := time.Duration(0)
 	if waiting > 0 {
-		since := b.waitSince
+		since = b.waitSince
 		if b.lastAnswer.After(since) {
 			since = b.lastAnswer
 		}
@@ -220,7 +221,13 @@ func (b *Backend) backlogBound(now time.Time) int {
 	b.mu.Unlock()
 	started := int(b.inflight.Load()) - waiting
 	learned := int(b.localSlots.Load())
-	if typical > 0 && stalled > max(2*typical, minBacklogWait) {
+	wait := max(2*typical, minBacklogWait)
+	if typical > 0 && stalled > wait {
+		// The time this process itself stalled is no evidence: no first
+		// token was read from any backend then (StallWatch).
+		stalled = now.Sub(b.stalls.Load().evidenceSince(since, now))
+	}
+	if typical > 0 && stalled > wait {
 		if started > 0 && (learned == 0 || started < learned) {
 			b.localSlots.Store(int64(started))
 			learned = started

@@ -25,6 +25,7 @@ type Deps struct {
 	Transport    *proxy.Transport
 	Background   *Background
 	Now          func() time.Time
+	Stalls       *endpoint.StallWatch
 	AfterFunc    func(time.Duration, func()) proxy.Timer
 	Rand         routing.Rand
 	Discovered   func(model string) []endpoint.Spec
