@@ -392,7 +392,7 @@ func (a *App) startLoops(runCtx context.Context, wg *sync.WaitGroup) {
 		<-ready
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); a.deps.Stalls.Run(runCtx, a.deps.Now) }()
+	go func() { defer wg.Done(); a.deps.Stalls.Run(runCtx, a.deps.Now, a.anyInFlight) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); a.kickQueues(runCtx) }()
 	if a.forecast != nil {
@@ -552,4 +552,19 @@ func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_reused_total",
 			Help: "Requests the lean upstream client sent on a pooled keep-alive connection."},
 			func() float64 { return float64(tr.LeanStats().Reuses) }))
+}
+
+// anyInFlight reports whether any backend has a request in flight: the
+// StallWatch beats fast only then (an idle gateway gathers no backlog
+// evidence).
+func (a *App) anyInFlight() bool {
+	rt := a.gw.Runtime()
+	for _, model := range rt.Models {
+		for _, b := range rt.Pools[model].Backends {
+			if b.Inflight() > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }

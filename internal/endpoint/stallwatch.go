@@ -48,19 +48,53 @@ func (w *StallWatch) Tick(now time.Time) {
 	}
 }
 
-// Run beats every w.every on now's clock until ctx ends.
-func (w *StallWatch) Run(ctx context.Context, now func() time.Time) {
+// StallIdleBeat is the beat once nothing has been in flight for a second
+// (idleBeatsBeforeSlow fast beats): an idle gateway gathers no backlog
+// evidence, and 40 wake-ups a second cost it about 5 ms of CPU per second
+// (docs/BENCHMARKS.md §9, "Idle CPU after the StallWatch"). The first fast
+// beat after a slow stretch marks it as a stall, so evidence from a stream
+// that began during it counts only from then: a backlog at the very start
+// of traffic after idleness is seen up to this much later.
+const StallIdleBeat = time.Second
+
+// idleBeatsBeforeSlow fast beats with nothing in flight slow the beat, so
+// a gateway whose traffic pauses for less than a second keeps it fast.
+const idleBeatsBeforeSlow = 40
+
+// Run beats on now's clock until ctx ends: every w.every while busy (nil:
+// always busy) reports requests in flight, every StallIdleBeat once it has
+// reported none for idleBeatsBeforeSlow beats.
+func (w *StallWatch) Run(ctx context.Context, now func() time.Time, busy func() bool) {
 	t := time.NewTicker(w.every)
 	defer t.Stop()
 	w.Tick(now())
+	idle, cur := 0, w.every
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			w.Tick(now())
+			var next time.Duration
+			idle, next = nextBeat(idle, busy == nil || busy(), w.every)
+			if next != cur {
+				cur = next
+				t.Reset(cur)
+			}
 		}
 	}
+}
+
+// nextBeat counts the beats with nothing in flight and returns the beat to
+// use next.
+func nextBeat(idle int, busy bool, every time.Duration) (int, time.Duration) {
+	if busy {
+		return 0, every
+	}
+	if idle++; idle >= idleBeatsBeforeSlow {
+		return idle, StallIdleBeat
+	}
+	return idle, every
 }
 
 // evidenceSince is when evidence gathered since since, and read at now,

@@ -92,3 +92,33 @@ func TestStallWatchIgnoresJitterButNotAStall(t *testing.T) {
 		t.Fatal("a nil watch moved the evidence's start")
 	}
 }
+
+func TestStallBeatSlowsOnlyAfterASecondWithNothingInFlight(t *testing.T) {
+	idle, beat := 0, time.Duration(0)
+	for i := 1; i < idleBeatsBeforeSlow; i++ {
+		if idle, beat = nextBeat(idle, false, StallBeat); beat != StallBeat {
+			t.Fatalf("after %d idle beats: beat %v, want %v (a short pause keeps it fast)", i, beat, StallBeat)
+		}
+	}
+	if idle, beat = nextBeat(idle, false, StallBeat); beat != StallIdleBeat {
+		t.Fatalf("after %d idle beats: beat %v, want %v", idle, beat, StallIdleBeat)
+	}
+	if idle, beat = nextBeat(idle, false, StallBeat); beat != StallIdleBeat {
+		t.Fatalf("still idle: beat %v, want %v", beat, StallIdleBeat)
+	}
+	if idle, beat = nextBeat(idle, true, StallBeat); beat != StallBeat || idle != 0 {
+		t.Fatalf("a request in flight: beat %v (idle count %d), want %v from 0", beat, idle, StallBeat)
+	}
+}
+
+func TestFirstFastBeatAfterASlowStretchCountsAsAStall(t *testing.T) {
+	w := NewStallWatch(StallBeat)
+	t0 := time.Unix(1000, 0)
+	w.Tick(t0)
+	w.Tick(t0.Add(StallIdleBeat)) // the slow beat: evidence from before it does not count
+	since := t0.Add(100 * time.Millisecond)
+	now := t0.Add(StallIdleBeat + 10*time.Millisecond)
+	if got := w.evidenceSince(since, now); !got.Equal(t0.Add(StallIdleBeat)) {
+		t.Fatalf("evidence since %v, want from the beat that ended the slow stretch %v", got, t0.Add(StallIdleBeat))
+	}
+}
