@@ -138,8 +138,8 @@ func stackKey(funcs []string) string {
 }
 
 // stackGrowth lists the stacks with more goroutines after than before,
-// most grown first, at most max of them.
-func stackGrowth(before, after map[string]int, max int) string {
+// most grown first, at most limit of them.
+func stackGrowth(before, after map[string]int, limit int) string {
 	type grown struct {
 		key string
 		d   int
@@ -158,8 +158,8 @@ func stackGrowth(before, after map[string]int, max int) string {
 	})
 	var parts []string
 	for i, x := range g {
-		if i == max {
-			parts = append(parts, fmt.Sprintf("and %d more", len(g)-max))
+		if i == limit {
+			parts = append(parts, fmt.Sprintf("and %d more", len(g)-limit))
 			break
 		}
 		parts = append(parts, fmt.Sprintf("+%d %s", x.d, x.key))
