@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -18,8 +19,9 @@ import (
 
 // gatewaySpec is what a scenario may change in the gateway's config. The
 // rest is Sluice's default configuration: only the listeners, the backends,
-// the queue's data directory, a short shutdown grace and a quiet log are
-// set, so the suite measures what a user gets out of the box.
+// the queue's data directory, a short shutdown grace, a quiet log and pprof
+// on the admin listener are set, so the suite measures what a user gets out
+// of the box.
 type gatewaySpec struct {
 	RedisAddrs      []string // rate_limits on this Redis (one node, or Cluster seeds) when set
 	NATSURL         string   // external NATS when set, else embedded
@@ -38,7 +40,9 @@ func (s gatewaySpec) yaml(listen, admin, dataDir string, backends []string) stri
 	} else {
 		fmt.Fprintf(&b, "listen: %s\nshutdown_grace: 2s\nlog:\n  level: warn\n  access: false\n", listen)
 	}
-	fmt.Fprintf(&b, "admin:\n  listen: %s\n", admin)
+	// pprof on the admin listener (loopback, the harness' alone): the leak
+	// target reads the goroutine profile, to count and name them.
+	fmt.Fprintf(&b, "admin:\n  listen: %s\n  pprof: true\n", admin)
 	if s.QueueOff {
 		// The forecaster is on by default; its snapshot stays in the
 		// suite's directory, not the user's data directory.
@@ -144,7 +148,7 @@ func (g *gateway) start(ctx context.Context) error {
 	go func() { g.exited <- cmd.Wait(); logf.Close() }()
 	obs := newObserverConns()
 	stats := procStats{pid: cmd.Process.Pid, client: obs.client(), observer: obs,
-		metricURLs: []string{"http://" + g.admin + "/metrics", g.url() + "/metrics"},
+		profileURL: "http://" + g.admin + "/debug/pprof/goroutine?debug=1",
 		rules:      fdRules{observer: obs.has, backends: ports(g.backends), store: addrSet(g.spec.RedisAddrs)}}
 	g.mu.Lock()
 	g.stats = stats
@@ -153,6 +157,10 @@ func (g *gateway) start(ctx context.Context) error {
 	for {
 		resp, err := stats.client.Get(g.url() + "/healthz")
 		if err == nil {
+			// Read to the end: the connection stays in the observer's
+			// pool, not closed behind a goroutine still exiting in the
+			// gateway when the baseline is sampled.
+			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil

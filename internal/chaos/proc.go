@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,7 +20,7 @@ import (
 // the harness process).
 type procStats struct {
 	pid        int
-	metricURLs []string     // /metrics candidates, admin listener first
+	profileURL string       // the goroutine profile on the admin listener (admin.pprof)
 	client     *http.Client // dials through observer
 	observer   *observerConns
 	rules      fdRules // what the leak target leaves out
@@ -57,70 +56,26 @@ func (p procStats) resetPeak() error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.pid), []byte("5"), 0)
 }
 
-// goroutines scrapes go_goroutines from the gateway's /metrics: on the
-// admin listener when it serves it, else on the main listener (where older
-// gateways serve it). The harness dials from 127.0.0.1, never from the
-// attackers' or the well-behaved client's addresses.
-func (p procStats) goroutines(ctx context.Context) (int, error) {
-	var last error
-	for _, u := range p.metricURLs {
-		n, err := scrapeGauge(ctx, p.client, u, "go_goroutines")
-		if err == nil {
-			return n, nil
-		}
-		last = err
-	}
-	return 0, last
-}
-
-func scrapeGauge(ctx context.Context, c *http.Client, url, name string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, resp.Body)
-		return 0, fmt.Errorf("%s: status %d", url, resp.StatusCode)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, name+" ") {
-			v, err := strconv.ParseFloat(strings.TrimSpace(line[len(name):]), 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s: %w", name, err)
-			}
-			return int(v), nil
-		}
-	}
-	return 0, fmt.Errorf("%s: no %s sample", url, name)
-}
-
 // usage is one sample of the gateway's resources. FDs and Goroutines
 // are what the leak target compares: they leave out what fdRules
 // describes (the harness' own connections, the keep-alive pool to the
-// backends with its two goroutines per connection, one connection per
-// Redis node), which FDAccount details.
+// backends, one connection per Redis node), which FDAccount details, and
+// the goroutines of the harness' connections (one each) and of net/http's
+// upstream pool (goroutineDump.Pool); Stacks names every goroutine's
+// stack, for the notes of a failed leak target.
 type usage struct {
 	RSSKiB     int64
 	FDs        int
 	Goroutines int
 	FDAccount  fdAccount
+	Stacks     map[string]int
 }
 
-// sample scrapes the goroutine count first, so that the scrape's own
+// sample reads the goroutine profile first, so that the request's own
 // connection is open (and recognised as the observer's) when the fd table
 // is read; the fd counts all come from one reading of that table.
 func (p procStats) sample(ctx context.Context) (usage, error) {
-	g, err := p.goroutines(ctx)
+	g, err := readGoroutines(ctx, p.client, p.profileURL)
 	if err != nil {
 		return usage{}, err
 	}
@@ -133,7 +88,19 @@ func (p procStats) sample(ctx context.Context) (usage, error) {
 		return usage{}, err
 	}
 	a := p.rules.account(fds)
-	return usage{RSSKiB: rss, FDs: a.Counted(), Goroutines: g - 2*a.Pooled, FDAccount: a}, nil
+	return usage{RSSKiB: rss, FDs: a.Counted(), Goroutines: countedGoroutines(g, a), FDAccount: a, Stacks: g.Stacks}, nil
+}
+
+// countedGoroutines is what the leak target compares: every goroutine but
+// net/http's upstream pool's (counted by their stacks) and the one that
+// serves each of the harness' own connections. The keep-alive pool's fds
+// say nothing about its goroutines: the lean upstream client
+// (internal/h1client, the default) runs none for an idle connection, and
+// counting two per pooled fd made a pool that shrank during a scenario
+// look like goroutines left behind (docs/RELIABILITY.md, "slow-readers:
+// the leak target's phantom goroutines").
+func countedGoroutines(g goroutineDump, a fdAccount) int {
+	return g.Total - g.Pool - a.Observer
 }
 
 // observerConns remembers the local addresses of the harness' open

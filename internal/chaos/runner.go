@@ -306,7 +306,8 @@ func (rn *runner) attack(ctx context.Context, sc scenario, e *env, wb *wellBehav
 
 // aftermath records what the attack left behind: a dead gateway, or, once
 // the gateway has settled, its goroutines and fds against the baseline,
-// with the sockets and files it still holds when the leak target fails.
+// with the sockets, files and goroutine stacks it still holds when the leak
+// target fails.
 func (rn *runner) aftermath(ctx context.Context, e *env, row *Row) {
 	if !e.gw.alive() {
 		// The gateway's failure, not the harness': every target it
@@ -327,6 +328,9 @@ func (rn *runner) aftermath(ctx context.Context, e *env, row *Row) {
 		}
 		if g := countGrowth(b.Files, a.Files); g != "" {
 			row.note("other fds left after the attack: %s", g)
+		}
+		if g := stackGrowth(row.Before.Stacks, row.After.Stacks, 8); g != "" {
+			row.note("goroutines left after the attack, by stack: %s", g)
 		}
 	}
 }

@@ -112,9 +112,9 @@ type fdRules struct {
 	// connections to the gateway: the measurement, not the measured.
 	observer func(remote string) bool
 	// backends are the pool's ports on 127.0.0.1: the gateway's
-	// keep-alive pool to them is a bounded cache (net/http closes idle
-	// connections after 90s), one fd and two goroutines (readLoop,
-	// writeLoop) per connection.
+	// keep-alive pool to them is a bounded cache (idle connections are
+	// closed after 90s), one fd per connection (its goroutines, which
+	// only net/http's transport has, are counted by stack: goroutines.go).
 	backends map[int]bool
 	// store are the Redis nodes' addresses. The rate limiter's client
 	// (rueidis) keeps one multiplexed connection to each node it has
