@@ -76,3 +76,28 @@ func TestParseGoroutines(t *testing.T) {
 		t.Errorf("growth = %q", g)
 	}
 }
+
+// FuzzParseGoroutines: any text read as a goroutine profile either errs or
+// gives counts that are never negative, with no more pool goroutines
+// than goroutines counted in groups.
+func FuzzParseGoroutines(f *testing.F) {
+	f.Add("goroutine profile: total 3\n2 @ 0x1 0x2\n#\t0x1\tnet/http.(*persistConn).readLoop+0x3c4\t/x.go:1\n\n1 @ 0x1\n#\t0x1\tmain.main+0x1\t/m.go:2\n")
+	f.Add("goroutine profile: total x\n")
+	f.Add("1 @\n#\n")
+	f.Fuzz(func(t *testing.T, profile string) {
+		d, err := parseGoroutines(strings.NewReader(profile))
+		if err != nil {
+			return
+		}
+		grouped := 0
+		for key, n := range d.Stacks {
+			if n < 0 {
+				t.Fatalf("stack %q counted %d", key, n)
+			}
+			grouped += n
+		}
+		if d.Pool < 0 || d.Pool > grouped {
+			t.Fatalf("pool %d of %d grouped goroutines", d.Pool, grouped)
+		}
+	})
+}
