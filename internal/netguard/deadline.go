@@ -79,3 +79,62 @@ func (d *readDeadline) applyLocked(sock net.Conn) error {
 	d.applied = d.pending
 	return nil
 }
+
+// writeDeadline keeps a connection's write deadline on the socket only
+// when it must be there.
+//
+// The gateway moves the write deadline before every answer (the send
+// timeout, gateway.sendWriter) and net/http lifts it after every request:
+// two runtime timer updates per request on a keep-alive connection, each
+// under the poller's lock, with two clock reads. A write deadline matters
+// only to a write that waits, and a deadline later than the socket's, or
+// none, can wait until a write meets the socket's: so a later deadline
+// leaves the socket's earlier one in place, and a write that meets that
+// one goes on under the deadline last set (Write: the one set then reaches
+// the socket). A deadline earlier than the socket's, or the first one,
+// reaches the socket at once, so a write already waiting is cut by it. What
+// a client can observe is unchanged: a write never waits past the deadline
+// last set and is never cut before it. On a connection answering request
+// after request the socket keeps one deadline until it passes (a send
+// timeout later), then takes the one set then.
+type writeDeadline struct {
+	mu      sync.Mutex
+	pending time.Time // the deadline last set
+	applied time.Time // the socket's
+}
+
+// set records t, and hands it to the socket now if it is earlier than the
+// socket's or the socket has none.
+func (d *writeDeadline) set(t time.Time, sock net.Conn) error {
+	d.mu.Lock()
+	d.pending = t
+	var err error
+	if !t.IsZero() && (d.applied.IsZero() || t.Before(d.applied)) {
+		err = d.applyLocked(sock)
+	}
+	d.mu.Unlock() // not deferred: this runs twice per request
+	return err
+}
+
+// resume is asked after a write failed with a timeout: if the deadline
+// that passed was the socket's, earlier than the one last set (or with
+// none set since), it hands the one last set to the socket and says the
+// write goes on.
+func (d *writeDeadline) resume(sock net.Conn) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// set keeps the socket's deadline only while the one set is later or
+	// none; equal, the deadline that passed is the one set.
+	if d.pending.Equal(d.applied) {
+		return false
+	}
+	return d.applyLocked(sock) == nil
+}
+
+func (d *writeDeadline) applyLocked(sock net.Conn) error {
+	if err := sock.SetWriteDeadline(d.pending); err != nil {
+		return err
+	}
+	d.applied = d.pending
+	return nil
+}

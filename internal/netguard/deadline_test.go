@@ -2,6 +2,7 @@ package netguard
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -12,15 +13,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// countingConn counts the read deadlines that reach the socket.
+// countingConn counts the read and write deadlines that reach the socket.
 type countingConn struct {
 	net.Conn
-	sets atomic.Int32
+	sets, writeSets atomic.Int32
 }
 
 func (c *countingConn) SetReadDeadline(t time.Time) error {
 	c.sets.Add(1)
 	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *countingConn) SetWriteDeadline(t time.Time) error {
+	c.writeSets.Add(1)
+	return c.Conn.SetWriteDeadline(t)
 }
 
 type countingListener struct {
@@ -146,5 +152,67 @@ func TestSetDeadlineAppliesBothAtOnce(t *testing.T) {
 	c.SetReadDeadline(time.Time{})
 	if _, err := c.Read(make([]byte, 1)); err != nil {
 		t.Fatalf("read after lifting: %v", err)
+	}
+}
+
+func TestLaterWriteDeadlineLeavesTheSocketsEarlierOne(t *testing.T) {
+	c, sock, client := guardedPair(t)
+	// As on a keep-alive connection: the send timeout set before each
+	// answer, lifted by net/http after it.
+	for i := range 3 {
+		if err := c.SetWriteDeadline(time.Now().Add(time.Hour + time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		c.SetWriteDeadline(time.Time{})
+	}
+	if n := sock.writeSets.Load(); n != 1 {
+		t.Fatalf("socket write deadline set %d times over 3 answers, want 1 (the first)", n)
+	}
+	if _, err := io.ReadFull(client, make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriteMeetingAnEarlierSocketDeadlineGoesOn(t *testing.T) {
+	c, sock, client := guardedPair(t)
+	c.SetWriteDeadline(time.Unix(1, 0)) // passed: it reaches the socket
+	// Later: the socket keeps the passed one, which the write meets.
+	c.SetWriteDeadline(time.Now().Add(time.Hour))
+	if n := sock.writeSets.Load(); n != 1 {
+		t.Fatalf("socket write deadline set %d times, want 1", n)
+	}
+	if n, err := c.Write([]byte("ok")); n != 2 || err != nil {
+		t.Fatalf("write under a deadline an hour away: %d, %v; want 2, nil", n, err)
+	}
+	// Lifted: the same, under no deadline.
+	c.SetWriteDeadline(time.Unix(1, 0))
+	c.SetWriteDeadline(time.Time{})
+	if n, err := c.Write([]byte("!")); n != 1 || err != nil {
+		t.Fatalf("write under no deadline: %d, %v; want 1, nil", n, err)
+	}
+	buf := make([]byte, 3)
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "ok!" {
+		t.Fatalf("client read %q, %v", buf, err)
+	}
+}
+
+func TestEarlierWriteDeadlineCutsAWrite(t *testing.T) {
+	c, _, _ := guardedPair(t)
+	c.SetWriteDeadline(time.Now().Add(time.Hour))
+	errc := make(chan error, 1)
+	go func() {
+		// The client reads nothing: this write fills the socket buffers
+		// and waits, unless the deadline below came first.
+		_, err := c.Write(make([]byte, 64<<20))
+		errc <- err
+	}()
+	// Earlier than the socket's: it reaches the socket at once and cuts
+	// the write whether it is waiting already or starts after.
+	c.SetWriteDeadline(time.Unix(1, 0))
+	if err := <-errc; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write: %v, want os.ErrDeadlineExceeded", err)
 	}
 }

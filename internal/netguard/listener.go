@@ -2,9 +2,11 @@ package netguard
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,8 +165,10 @@ type conn struct {
 	linger, draining atomic.Bool
 	// memo is the connection's ConnMemo.
 	memo atomic.Value
-	// rd is the read deadline, handed to the socket when a read needs it.
+	// rd is the read deadline, handed to the socket when a read needs it;
+	// wd the write deadline, left on the socket while it is earlier.
 	rd readDeadline
+	wd writeDeadline
 }
 
 // What the server is waiting for on a connection, which names the
@@ -195,8 +199,20 @@ func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
 // the socket when one starts (readDeadline).
 func (c *conn) SetReadDeadline(t time.Time) error { return c.rd.set(t, c.Conn) }
 
+// SetWriteDeadline sets the deadline of the writes from now on; the
+// socket's is moved only when it must be (writeDeadline).
+func (c *conn) SetWriteDeadline(t time.Time) error { return c.wd.set(t, c.Conn) }
+
 // SetDeadline sets both deadlines on the socket at once.
-func (c *conn) SetDeadline(t time.Time) error { return c.rd.setBoth(t, c.Conn) }
+func (c *conn) SetDeadline(t time.Time) error {
+	c.wd.mu.Lock()
+	defer c.wd.mu.Unlock()
+	if err := c.rd.setBoth(t, c.Conn); err != nil {
+		return err
+	}
+	c.wd.pending, c.wd.applied = t, t
+	return nil
+}
 
 func (c *conn) Read(p []byte) (int, error) {
 	if err := c.rd.start(c.Conn); err != nil {
@@ -241,8 +257,8 @@ func (c *conn) answerHeaderTimeout() {
 	}
 	c.linger.Store(true)
 	// No handler runs on the connection now, so nothing else writes.
-	if c.Conn.SetWriteDeadline(time.Now().Add(headerTimeoutWrite)) == nil {
-		c.Conn.Write(headerTimeoutAnswer)
+	if c.SetWriteDeadline(time.Now().Add(headerTimeoutWrite)) == nil {
+		c.write(headerTimeoutAnswer)
 	}
 }
 
@@ -278,12 +294,24 @@ func (c *conn) Write(p []byte) (int, error) {
 		c.l.m.headerTooLarge()
 		// An OpenAI client expects an error object, not net/http's
 		// plain text: the same status, said in JSON.
-		if _, err := c.Conn.Write(headerTooLargeAnswer); err != nil {
+		if _, err := c.write(headerTooLargeAnswer); err != nil {
 			return 0, err
 		}
 		return len(p), nil
 	}
-	return c.Conn.Write(p)
+	return c.write(p)
+}
+
+// write writes p to the socket; a write cut by a socket deadline earlier
+// than the one last set goes on under that one (writeDeadline).
+func (c *conn) write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	for err != nil && n < len(p) && errors.Is(err, os.ErrDeadlineExceeded) && c.wd.resume(c.Conn) {
+		var m int
+		m, err = c.Conn.Write(p[n:])
+		n += m
+	}
+	return n, err
 }
 
 // headerTooLargeAnswer replaces net/http's 431.

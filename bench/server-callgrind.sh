@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Instructions per cache hit of the running server alone, counted by
+# callgrind: the in-process benchmarks (BenchmarkServeCacheHit and its floor,
+# bench/callgrind-ops.sh) count their Go client too (~95-100k of their
+# ~130-145k instructions per request), which dilutes the ratio between two
+# servers. Here each server runs as bench/hit-cpu.sh starts it (GOMAXPROCS=1,
+# flag-mode defaults, --log-level error, one instant backend), under
+# callgrind on CPU 1, with wrk -c64 posting the hit from CPU 0; the counts
+# are zeroed after a warm-up, wrk runs DUR seconds, and the window's
+# instructions (everything the process ran: the handler, net/http, the
+# runtime, its collector and timers, background loops) are divided by the
+# answers wrk received (up to 64 answers in flight at the end are not
+# counted: ~0.3% at 20k). "floor" is bench/cache-hit.sh's bare Go handler.
+# Sluice builds are given as name=BIN (an executable script that execs a
+# binary with extra environment works too: children are traced). The top functions of each
+# window are written to OUT/name.top (callgrind_annotate, exclusive).
+# Needs valgrind, wrk, taskset, curl, go.
+# Usage: [DUR=20] [OUT=dir] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-20}
+W=$(mktemp -d); OUT=${OUT:-$W/out}; mkdir -p "$OUT"
+PIDS=()
+trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
+BACK=127.0.0.1:19511 ADDR=127.0.0.1:19520
+BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
+mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
+sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
+(cd "$W/floor" && GOWORK=off go build -o floor .)
+taskset -c 0 "${1#*=}" sim --listen $BACK --instant --model m >/dev/null 2>&1 & PIDS+=($!)
+sleep 0.5
+curl -sf -X POST -d "$BODY" "http://$BACK/v1/chat/completions" > "$W/answer.json"
+printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
+# Go's asynchronous preemption signals upset callgrind; cpu.rdtscp=off: see
+# bench/callgrind-ops.sh.
+VG=(env GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off taskset -c 1 valgrind --tool=callgrind --trace-children=yes
+  --callgrind-out-file="$W/cg.%p")
+echo "name requests instr_per_request load"
+for b in floor "$@"; do
+  n=${b%%=*} bin=${b#*=}
+  if [ "$n" = floor ]; then
+    "${VG[@]}" "$W/floor/floor" $ADDR "$W/answer.json" 2>/dev/null & pid=$!
+  else
+    "${VG[@]}" "$bin" serve --listen $ADDR --admin-listen off --model m --backend http://$BACK --log-level error \
+      --data-dir "$W/dd-$n" 2>/dev/null & pid=$!
+  fi
+  PIDS+=($pid)
+  for _ in $(seq 1200); do curl -sf -o /dev/null -X POST -d "$BODY" "http://$ADDR/v1/chat/completions" && break; sleep 0.1; done
+  taskset -c 0 wrk -t1 -c64 -d5s -s "$W/post.lua" "http://$ADDR/v1/chat/completions" >/dev/null # warm-up
+  callgrind_control -z $pid >/dev/null
+  taskset -c 0 wrk -t1 -c64 -d"${DUR}s" -s "$W/post.lua" "http://$ADDR/v1/chat/completions" > "$W/wrk.txt"
+  callgrind_control -d $pid >/dev/null
+  kill $pid; wait $pid 2>/dev/null || true
+  req=$(awk '/requests in/ {print $1}' "$W/wrk.txt")
+  bad=$(awk '/Non-2xx/ {s+=$4} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$W/wrk.txt")
+  [ "$bad" = 0 ] || echo "$n: $bad errors or non-2xx"
+  f=$(ls -t "$W"/cg.$pid.* 2>/dev/null | head -1)
+  [ -n "$f" ] || { echo "$n: no dump (callgrind died?)"; continue; }
+  callgrind_annotate --threshold=99 "$f" > "$W/annotate.txt" 2>/dev/null || true
+  sed -n 1,60p "$W/annotate.txt" > "$OUT/$n.top"
+  cp "$f" "$OUT/$n.cg"
+  ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
+  echo "$n $req $((ir / req)) $(cut -d' ' -f1 /proc/loadavg)"
+  rm -f "$W"/cg.$pid*
+done
