@@ -14,18 +14,16 @@
 package main
 
 import (
-	"encoding/csv"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
+	"time"
 
+	"github.com/sluice-gw/sluice/internal/bench"
 	"github.com/sluice-gw/sluice/internal/forecast"
 )
 
@@ -67,26 +65,26 @@ func load(dir string) (*trace, error) {
 	}
 	tr := &trace{rate: map[string][]float64{}, cv: map[string][]float64{}}
 	n := 0
-	rows := map[string][][3]float64{}
+	rows := map[string][]bench.ServeGenWindow{}
 	for _, name := range files {
-		rs, err := readCSV(name)
+		ws, err := readServeGen(name)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		c := strings.TrimSuffix(filepath.Base(name), "-trace.csv")
-		rows[c] = rs
+		rows[c] = ws
 		tr.names = append(tr.names, c)
-		for _, r := range rs {
-			n = max(n, int(r[0])/window+1)
+		for _, w := range ws {
+			n = max(n, windowOf(w)+1)
 		}
 	}
 	tr.sum = make([]float64, n)
-	for c, rs := range rows {
+	for c, ws := range rows {
 		tr.rate[c], tr.cv[c] = make([]float64, n), make([]float64, n)
-		for _, r := range rs {
-			i := int(r[0]) / window
-			tr.rate[c][i], tr.cv[c][i] = r[1], r[2]
-			tr.sum[i] += r[1]
+		for _, w := range ws {
+			i := windowOf(w)
+			tr.rate[c][i], tr.cv[c][i] = w.Rate, w.CV
+			tr.sum[i] += w.Rate
 		}
 	}
 	vol := func(c string) float64 { return sumOf(tr.rate[c]) }
@@ -99,39 +97,18 @@ func load(dir string) (*trace, error) {
 	return tr, nil
 }
 
-// readCSV reads window_start_s, rate and cv of each row.
-func readCSV(name string) ([][3]float64, error) {
+// readServeGen reads one client file with the gateway's own parser.
+func readServeGen(name string) ([]bench.ServeGenWindow, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	cr := csv.NewReader(f)
-	cr.FieldsPerRecord = -1
-	var out [][3]float64
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(rec) < 3 {
-			return nil, fmt.Errorf("%d columns, want window_start_s,rate,cv,...", len(rec))
-		}
-		var r [3]float64
-		for i := range r {
-			if r[i], err = strconv.ParseFloat(strings.TrimSpace(rec[i]), 64); err != nil && i < 2 {
-				return nil, fmt.Errorf("column %d: %w", i+1, err)
-			}
-		}
-		if r[0] < 0 || r[0] > 1e8 {
-			return nil, fmt.Errorf("window_start_s %v out of range", r[0])
-		}
-		out = append(out, r)
-	}
+	return bench.ParseServeGenCSV(f)
 }
+
+// windowOf is the index of w's window in the trace.
+func windowOf(w bench.ServeGenWindow) int { return int(w.Start / (window * time.Second)) }
 
 // split is what a row is scored on: the series, its gap mask, and the
 // targets [lo, hi).

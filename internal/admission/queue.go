@@ -94,6 +94,9 @@ type Queue struct {
 	// The pool's in-use peaks in the current and previous RampWindow.
 	poolPeak, poolPrevPeak int
 	poolWindow             time.Time
+	// resting: Rest found nothing for a Kick to do (or the queue is new)
+	// and no Acquire came since; the next one sends on cfg.Wake.
+	resting bool
 }
 
 // tenantState is one tenant's share of the queue, for bounds and the
@@ -118,7 +121,7 @@ func NewQueue(cfg QueueConfig, capacity func() int, clock func() time.Time) *Que
 	cfg = cfg.withDefaults()
 	q := &Queue{cfg: cfg, capacity: capacity, clock: clock, tenants: make(map[string]*tenantState), ramps: make(map[string]*rampState),
 		drain:    newDrainEstimator(cfg.PriorSlotRate, priorHold, cfg.DrainSamples),
-		counters: newCounters()}
+		counters: newCounters(), resting: true}
 	for i := range q.classes {
 		q.classes[i] = newClass(cfg.Targets[i])
 	}
@@ -185,7 +188,8 @@ func (q *Queue) Acquire(ctx context.Context, r Request) (*Ticket, error) {
 // waiter by the queue's clock: those whose deadline has passed are refused,
 // and those past their class's delay target are shed while their flow or
 // class is congested, unless their tenant is light (codel.go,
-// flowdelay.go). Callers run it a few times a second.
+// flowdelay.go). Callers run it a few times a second while the queue is
+// not at rest (Rest).
 func (q *Queue) Kick() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -214,6 +218,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	r = r.normalized()
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.wakeFromRest()
 	now := q.clock()
 	capacity := q.capacity()
 	q.dispatch(now, capacity)

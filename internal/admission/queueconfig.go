@@ -82,6 +82,12 @@ type QueueConfig struct {
 	// may not take the slots the active ones are using until its own
 	// requests come back. 0 (the default): off.
 	RampWindow time.Duration
+
+	// Wake, when set, is sent a value (never blocking) by the first
+	// Acquire after Rest found the queue at rest, and by the first Acquire
+	// of a new queue: the caller that runs Kick can then sleep while every
+	// queue rests (rest.go). nil: no signal.
+	Wake chan<- struct{}
 }
 
 // Defaults for QueueConfig's zero fields.

@@ -65,6 +65,10 @@ type App struct {
 	// when GOGC is set); guarded by connMu.
 	gc *gcFloor
 
+	// ticker paces the loops that run only while there is work
+	// (whileBusy): time.NewTicker outside tests.
+	ticker gateway.Ticker
+
 	releaseOnce sync.Once
 	reloadMu    sync.Mutex // serialises reloads
 	checkMu     sync.Mutex
@@ -109,6 +113,8 @@ func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func
 		Now:        now,
 		Stalls:     endpoint.NewStallWatch(endpoint.StallBeat),
 		Rand:       routing.NewRand(uint64(time.Now().UnixNano())),
+		QueueWork:  make(chan struct{}, 1),
+		Ejections:  make(chan struct{}, 1),
 	}
 	resp, err := newResponseCache(cfg.Cache, reg, deps.Now)
 	if err != nil {
@@ -123,7 +129,7 @@ func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func
 		return nil, errWithPath(path, err)
 	}
 	built.Commit()
-	a := &App{path: path, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg)}
+	a := &App{path: path, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker}
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
@@ -523,20 +529,21 @@ func (a *App) stopCheckerLocked() {
 	}
 }
 
-// kickQueues wakes the admission queues periodically: capacity can grow
-// without any request ending (a backend returns from ejection, a breaker
-// half-opens), and nobody else would notice.
+// kickQueueEvery is how often kickQueues kicks the queues while one is
+// not at rest.
+const kickQueueEvery = 250 * time.Millisecond
+
+// kickQueues kicks the admission queues periodically while one has work
+// for a Kick (admission.Queue.Rest): capacity can grow without any request
+// ending (a backend returns from ejection, a breaker half-opens), and
+// nobody else would notice. While every queue rests it sleeps until one is
+// sent work (Deps.QueueWork).
 func (a *App) kickQueues(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			a.gw.Runtime().Kick()
-		}
-	}
+	whileBusy(ctx, kickQueueEvery, a.ticker, a.deps.QueueWork, func() bool {
+		rt := a.gw.Runtime()
+		rt.Kick()
+		return !rt.Rest()
+	})
 }
 
 // registerUpstreamMetrics exports the lean upstream client's connection

@@ -37,6 +37,12 @@ type Deps struct {
 	// Stalls sees this process's own stalls, so a backend's backlog bound
 	// takes no evidence from them (endpoint.StallWatch); nil: none seen.
 	Stalls *endpoint.StallWatch
+	// QueueWork is every queue's admission.QueueConfig.Wake and Ejections
+	// every backend's SignalEjections channel: what the loops that kick
+	// the queues and log ejections sleep on while there is nothing for
+	// them (whileBusy). Buffered; nil: no signal.
+	QueueWork chan struct{}
+	Ejections chan struct{}
 	// AfterFunc, when set, replaces time.AfterFunc for the forwarder's
 	// per-attempt timeouts (proxy.Options.AfterFunc); nil: real timers.
 	AfterFunc func(time.Duration, func()) proxy.Timer
@@ -280,6 +286,7 @@ func (b *build) addBackend(m *model, spec endpoint.Spec, hp endpoint.HealthPolic
 		}
 	}
 	be.SetStallWatch(b.deps.Stalls)
+	be.SignalEjections(b.deps.Ejections)
 	b.onShared(be, func() { be.SetHealthPolicy(hp) })
 	m.backends = append(m.backends, be)
 	return nil

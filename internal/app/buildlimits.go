@@ -137,6 +137,7 @@ func (b *build) queueFor(m *model) *poolQueue {
 		QueueUnmeasured: true,
 		ShortFirst:      shortFirst(a, m.slo),
 		RampWindow:      time.Duration(a.TenantRamp),
+		Wake:            b.deps.QueueWork,
 	}, func() int { return pq.pool.Load().Capacity() }, b.deps.Now)
 	return pq
 }

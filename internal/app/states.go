@@ -9,33 +9,30 @@ import (
 	"github.com/sluice-gw/sluice/internal/gateway"
 )
 
-// stateWatchEvery is how often watchEjections looks at the backends:
-// passive ejection lasts fail_timeout (seconds), so a look every half
-// second sees every one.
+// stateWatchEvery is how often watchEjections looks at the backends while
+// one is ejected: passive ejection lasts fail_timeout (seconds), so a look
+// every half second sees every recovery.
 const stateWatchEvery = 500 * time.Millisecond
 
 // watchEjections logs passive ejections (max_fails failures within
 // fail_timeout) and the recoveries from them. Unlike probe results and
 // breaker changes, which their owners log as they decide them, an
 // ejection is a deadline written on a request's path and a recovery is
-// that deadline passing, so they are found by looking.
+// that deadline passing, so they are found by looking: every
+// stateWatchEvery from an ejection (Deps.Ejections says when one happens)
+// until no backend is ejected; not at all while none is.
 func (a *App) watchEjections(ctx context.Context) {
-	t := time.NewTicker(stateWatchEvery)
-	defer t.Stop()
 	ejected := map[*endpoint.Backend]bool{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		a.noteEjections(ejected)
-	}
+	whileBusy(ctx, stateWatchEvery, a.ticker, a.deps.Ejections, func() bool {
+		return a.noteEjections(ejected)
+	})
 }
 
 // noteEjections compares the backends' states with the last look's and
-// logs the changes into and out of ejection.
-func (a *App) noteEjections(ejected map[*endpoint.Backend]bool) {
+// logs the changes into and out of ejection. It reports whether to look
+// again: a backend is still ejected (logged so, or ejected while probe-down,
+// which shows as ejected once the probe passes).
+func (a *App) noteEjections(ejected map[*endpoint.Backend]bool) (again bool) {
 	rt := a.gw.Runtime()
 	now := a.deps.Now()
 	seen := make(map[*endpoint.Backend]bool, len(ejected))
@@ -53,6 +50,7 @@ func (a *App) noteEjections(ejected map[*endpoint.Backend]bool) {
 				delete(ejected, b)
 				a.log.Info("backend back from ejection", "model", model, "backend", b.Name(), "state", st.String())
 			}
+			again = again || b.EjectedUntil().After(now)
 		}
 	}
 	for b := range ejected {
@@ -60,6 +58,7 @@ func (a *App) noteEjections(ejected map[*endpoint.Backend]bool) {
 			delete(ejected, b) // left the pool (discovery, reload)
 		}
 	}
+	return again || len(ejected) > 0
 }
 
 // logPoolChanges logs, per model, the backends a rebuild (discovery, a

@@ -19,19 +19,23 @@ const (
 	maxServeGenWindows = 1 << 20 // ~20 years of 10-minute windows
 	maxServeGenRate    = 1e9     // requests/s in one window of one client
 	maxServeGenFiles   = 100_000
+	maxServeGenCV      = 1e6 // inter-arrival CV; m-mid's largest is ~1038
 )
 
 // ServeGenWindow is one row of a ServeGen rate file: a client's mean
-// arrival rate over the window starting Start after the trace began.
+// arrival rate over the window starting Start after the trace began, and
+// the coefficient of variation of its inter-arrival times there.
 type ServeGenWindow struct {
 	Start time.Duration
 	Rate  float64 // requests/s
+	CV    float64 // 0 where the row has no cv (absent or empty)
 }
 
 // ParseServeGenCSV reads one ServeGen client file (Xiang et al., 2025,
 // github.com/alibaba/ServeGen data/): no header, one row per window,
-// window_start_s,rate,cv,pattern,arg1,arg2. Only the first two columns are
-// used; the rest (the inter-arrival distribution) must merely be there.
+// window_start_s,rate,cv,pattern,arg1,arg2. The first three columns are
+// read, cv being optional; the rest (the inter-arrival distribution's
+// family and parameters) are not looked at.
 func ParseServeGenCSV(r io.Reader) ([]ServeGenWindow, error) {
 	cr := newCSV(r)
 	var out []ServeGenWindow
@@ -54,11 +58,28 @@ func ParseServeGenCSV(r io.Reader) ([]ServeGenWindow, error) {
 		if err != nil || !(rate >= 0 && rate <= maxServeGenRate) {
 			return nil, fmt.Errorf("line %d: rate %q: want a number from 0 to %g", line, rec[1], maxServeGenRate)
 		}
+		cv, err := parseServeGenCV(rec)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
 		if len(out) >= maxServeGenWindows {
 			return nil, fmt.Errorf("line %d: more than %d windows", line, maxServeGenWindows)
 		}
-		out = append(out, ServeGenWindow{Start: time.Duration(start) * time.Second, Rate: rate})
+		out = append(out, ServeGenWindow{Start: time.Duration(start) * time.Second, Rate: rate, CV: cv})
 	}
+}
+
+// parseServeGenCV reads a row's third column, the inter-arrival CV: 0 when
+// the row has none, else a number from 0 to maxServeGenCV.
+func parseServeGenCV(rec []string) (float64, error) {
+	if len(rec) < 3 || strings.TrimSpace(rec[2]) == "" {
+		return 0, nil
+	}
+	cv, err := strconv.ParseFloat(strings.TrimSpace(rec[2]), 64)
+	if err != nil || !(cv >= 0 && cv <= maxServeGenCV) {
+		return 0, fmt.Errorf("cv %q: want a number from 0 to %g", rec[2], maxServeGenCV)
+	}
+	return cv, nil
 }
 
 // SumServeGen adds up the clients' windows into one rate series with one

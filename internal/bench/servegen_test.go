@@ -17,7 +17,7 @@ func TestParseServeGenCSV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []ServeGenWindow{{0, 0}, {10 * time.Minute, 1.5}, {20 * time.Minute, 2.25}}
+	want := []ServeGenWindow{{0, 0, 0}, {10 * time.Minute, 1.5, 1.2}, {20 * time.Minute, 2.25, 0.9}}
 	if len(ws) != len(want) {
 		t.Fatalf("%v, want %v", ws, want)
 	}
@@ -26,7 +26,12 @@ func TestParseServeGenCSV(t *testing.T) {
 			t.Errorf("window %d: %+v, want %+v", i, ws[i], want[i])
 		}
 	}
-	for _, bad := range []string{"0\n", "x,1\n", "0,-1\n", "0,NaN\n", "1.5,1\n", "-600,1\n", "0,1e300\n"} {
+	// cv is optional: absent or empty reads as 0.
+	if ws, err := ParseServeGenCSV(strings.NewReader("0,1\n600,2, \n")); err != nil || len(ws) != 2 || ws[0].CV != 0 || ws[1].CV != 0 {
+		t.Errorf("rows without a cv: %+v, %v", ws, err)
+	}
+	for _, bad := range []string{"0\n", "x,1\n", "0,-1\n", "0,NaN\n", "1.5,1\n", "-600,1\n", "0,1e300\n",
+		"0,1,x\n", "0,1,-1\n", "0,1,NaN\n", "0,1,Inf\n", "0,1,1e7\n"} {
 		if _, err := ParseServeGenCSV(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "line 1") {
 			t.Errorf("%q: error %v, want one naming line 1", bad, err)
 		}
@@ -80,13 +85,14 @@ func FuzzParseServeGenCSV(f *testing.F) {
 	f.Add([]byte(serveGenSample))
 	f.Add([]byte("0,1\n0,2\n9e8,1e9\n"))
 	f.Add([]byte("\"600\",\"1\",,\n"))
+	f.Add([]byte("0,1,2.5\n600,1, 1e6 ,Gamma\n1200,1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ws, err := ParseServeGenCSV(bytes.NewReader(data))
 		if err != nil {
 			return
 		}
 		for _, w := range ws {
-			if w.Start < 0 || !(w.Rate >= 0) || w.Rate > maxServeGenRate {
+			if w.Start < 0 || !(w.Rate >= 0) || w.Rate > maxServeGenRate || !(w.CV >= 0) || w.CV > maxServeGenCV {
 				t.Fatalf("window %+v", w)
 			}
 		}

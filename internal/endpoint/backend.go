@@ -108,6 +108,7 @@ type Backend struct {
 	policy     HealthPolicy
 	failTimes  []time.Time // recent failures, fewer than MaxFails; sliding window
 	ejectUntil time.Time
+	ejections  chan<- struct{} // sent a value on each ejection (SignalEjections); nil: none
 	busyUntil  time.Time
 	probeDown  bool
 	ewma       latencyEWMA
@@ -466,6 +467,7 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 		if len(b.failTimes) >= b.policy.MaxFails {
 			b.ejectUntil = now.Add(b.policy.FailTimeout)
 			b.failTimes = b.failTimes[:0]
+			b.signalEjectionLocked()
 		}
 	}
 }

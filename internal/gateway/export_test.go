@@ -26,6 +26,8 @@ type Deps struct {
 	Background   *Background
 	Now          func() time.Time
 	Stalls       *endpoint.StallWatch
+	QueueWork    chan struct{}
+	Ejections    chan struct{}
 	AfterFunc    func(time.Duration, func()) proxy.Timer
 	Rand         routing.Rand
 	Discovered   func(model string) []endpoint.Spec

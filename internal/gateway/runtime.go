@@ -93,6 +93,19 @@ func (rt *Runtime) Kick() {
 	}
 }
 
+// Rest reports whether every queue is at rest (admission.Queue.Rest): a
+// Kick would do nothing until one is sent work, which its QueueConfig.Wake
+// then says. Every queue is asked, so each that rests will signal.
+func (rt *Runtime) Rest() bool {
+	rest := true
+	for _, p := range rt.Pools {
+		if p.queue != nil && !p.queue.Rest() {
+			rest = false
+		}
+	}
+	return rest
+}
+
 // Queues maps model to its queue, for metrics.
 func (rt *Runtime) Queues() map[string]*admission.Queue {
 	out := make(map[string]*admission.Queue, len(rt.Pools))

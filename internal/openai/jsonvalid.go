@@ -17,6 +17,7 @@ func validJSON(b []byte) bool {
 	// containers is a stack of open containers: true for an object.
 	var stackBuf [64]bool
 	containers := stackBuf[:0]
+	var ok bool
 	for {
 		// A value starts at b[i].
 		if i >= len(b) {
@@ -33,7 +34,6 @@ func validJSON(b []byte) bool {
 				break
 			}
 			containers = append(containers, true)
-			var ok bool
 			if i, ok = objectKey(b, i); !ok {
 				return false
 			}
@@ -50,30 +50,17 @@ func validJSON(b []byte) bool {
 			containers = append(containers, false)
 			continue
 		case c == '"':
-			var ok bool
 			if i, ok = validString(b, i); !ok {
 				return false
 			}
 		case c == '-' || (c >= '0' && c <= '9'):
-			var ok bool
 			if i, ok = validNumber(b, i); !ok {
 				return false
 			}
-		case c == 't':
-			if !hasLiteral(b, i, "true") {
+		case c == 't' || c == 'f' || c == 'n':
+			if i, ok = literalEnd(b, i); !ok {
 				return false
 			}
-			i += 4
-		case c == 'f':
-			if !hasLiteral(b, i, "false") {
-				return false
-			}
-			i += 5
-		case c == 'n':
-			if !hasLiteral(b, i, "null") {
-				return false
-			}
-			i += 4
 		default:
 			return false
 		}
@@ -90,7 +77,6 @@ func validJSON(b []byte) bool {
 			if b[i] == ',' {
 				i = skipSpace(b, i+1)
 				if obj {
-					var ok bool
 					if i, ok = objectKey(b, i); !ok {
 						return false
 					}
@@ -230,6 +216,20 @@ func digits(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// literalEnd checks the true, false or null starting at b[i] (its first
+// letter already seen) and returns the index past it. Small enough to be
+// inlined: validJSON pays no call for it.
+func literalEnd(b []byte, i int) (int, bool) {
+	lit := "null"
+	switch b[i] {
+	case 't':
+		lit = "true"
+	case 'f':
+		lit = "false"
+	}
+	return i + len(lit), hasLiteral(b, i, lit)
 }
 
 func hasLiteral(b []byte, i int, lit string) bool {
