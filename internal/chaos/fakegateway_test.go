@@ -217,22 +217,9 @@ func post(t *testing.T, gw *gateway, url string) {
 // (docs/RELIABILITY.md, "slow-readers: the leak target's phantom
 // goroutines").
 func TestLeakTargetIgnoresAShrinkingUpstreamPool(t *testing.T) {
-	if _, err := os.Stat("/proc/self/net/tcp"); err != nil {
-		t.Skip("needs Linux /proc")
-	}
-	gw := startFakeGateway(t)
-	ctx := context.Background()
-	before, err := gw.proc().sample(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before, after := sampleAround(t, "/shrink")
 	if before.FDAccount.Pooled != poolPerBackend {
 		t.Fatalf("pooled before = %d, want %d", before.FDAccount.Pooled, poolPerBackend)
-	}
-	post(t, gw, "http://"+gw.admin+"/shrink")
-	after, err := gw.proc().sample(ctx)
-	if err != nil {
-		t.Fatal(err)
 	}
 	if after.FDAccount.Pooled != 0 {
 		t.Fatalf("pooled after = %d, want 0", after.FDAccount.Pooled)
@@ -242,4 +229,24 @@ func TestLeakTargetIgnoresAShrinkingUpstreamPool(t *testing.T) {
 		t.Errorf("leak target %s for a pool that shrank: goroutines %d -> %d, fds %d -> %d",
 			got, before.Goroutines, after.Goroutines, before.FDs, after.FDs)
 	}
+}
+
+// sampleAround samples a stand-in gateway's process before and after
+// asking its admin listener for path (what the test does to it).
+func sampleAround(t *testing.T, path string) (before, after usage) {
+	t.Helper()
+	if _, err := os.Stat("/proc/self/net/tcp"); err != nil {
+		t.Skip("needs Linux /proc")
+	}
+	gw := startFakeGateway(t)
+	ctx := context.Background()
+	before, err := gw.proc().sample(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post(t, gw, "http://"+gw.admin+path)
+	if after, err = gw.proc().sample(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return before, after
 }

@@ -1,9 +1,7 @@
 package chaos
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 )
@@ -12,20 +10,7 @@ import (
 // started between the two samples (10 over a base of about 100: past the
 // 5%), fail the leak target, and the note of a failed target names them.
 func TestLeakTargetFailsOnALeakedGoroutine(t *testing.T) {
-	if _, err := os.Stat("/proc/self/net/tcp"); err != nil {
-		t.Skip("needs Linux /proc")
-	}
-	gw := startFakeGateway(t)
-	ctx := context.Background()
-	before, err := gw.proc().sample(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	post(t, gw, "http://"+gw.admin+"/leak")
-	after, err := gw.proc().sample(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before, after := sampleAround(t, "/leak")
 	row := Row{Before: before, After: after}
 	if got := row.leakTarget(); got != "FAIL" {
 		t.Errorf("leak target %s with %d goroutines leaked (goroutines %d -> %d)", got, leakedGoroutines, before.Goroutines, after.Goroutines)
