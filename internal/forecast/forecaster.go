@@ -36,7 +36,17 @@ type Forecaster struct {
 	start   time.Time // start of the open interval; zero before any time was seen
 	resumed bool      // restored from a snapshot: intervals since it are unknown
 	open    map[Key]*tally
-	series  map[Key]*pair
+	// recent remembers the open tallies the last arrival counted into
+	// (its model's, its tenant's): a burst from one caller finds them by
+	// comparing two strings instead of hashing a struct key per lookup.
+	// Valid while their entries are in open: clearOpen forgets them.
+	recent [2]recentTally
+	series map[Key]*pair
+}
+
+type recentTally struct {
+	key Key
+	tl  *tally
 }
 
 type tally struct{ requests, tokens float64 }
@@ -65,25 +75,35 @@ func (f *Forecaster) Observe(t time.Time, key Key, requests, tokens float64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.advance(t)
-	f.add(Key{Model: key.Model}, requests, tokens)
+	f.add(&f.recent[0], Key{Model: key.Model}, requests, tokens)
 	if key.Tenant != "" && f.cfg.MinTenantRate >= 0 {
-		f.add(key, requests, tokens)
+		f.add(&f.recent[1], key, requests, tokens)
 	}
 }
 
-// add counts into key's tally. Tallies for keys without a series are kept
+// add counts into key's tally, found through recent when the last
+// arrival counted into it too. Tallies for keys without a series are kept
 // only while there is room, so that arbitrary names cannot grow memory.
-func (f *Forecaster) add(key Key, requests, tokens float64) {
-	tl := f.open[key]
-	if tl == nil {
-		if _, ok := f.series[key]; !ok && len(f.open) >= 4*f.cfg.MaxSeries {
-			return
+func (f *Forecaster) add(recent *recentTally, key Key, requests, tokens float64) {
+	tl := recent.tl
+	if tl == nil || recent.key != key {
+		if tl = f.open[key]; tl == nil {
+			if _, ok := f.series[key]; !ok && len(f.open) >= 4*f.cfg.MaxSeries {
+				return
+			}
+			tl = &tally{}
+			f.open[key] = tl
 		}
-		tl = &tally{}
-		f.open[key] = tl
+		*recent = recentTally{key: key, tl: tl}
 	}
 	tl.requests += requests
 	tl.tokens += tokens
+}
+
+// clearOpen starts an empty open interval: no tallies, none remembered.
+func (f *Forecaster) clearOpen() {
+	clear(f.open)
+	f.recent = [2]recentTally{}
 }
 
 // Advance closes every interval that ended at or before t. Call it at
@@ -130,7 +150,7 @@ func (f *Forecaster) skip(n int64) {
 		p.requests.skip(int(min(n, 1<<30)))
 		p.tokens.skip(int(min(n, 1<<30)))
 	}
-	clear(f.open)
+	f.clearOpen()
 	f.start = f.start.Add(time.Duration(n) * f.cfg.Interval)
 }
 
@@ -156,7 +176,7 @@ func (f *Forecaster) closeInterval() {
 		p.requests.update(&f.k, at, iv, tl.requests/secs)
 		p.tokens.update(&f.k, at, iv, tl.tokens/secs)
 	}
-	clear(f.open)
+	f.clearOpen()
 	f.start = f.start.Add(f.cfg.Interval)
 }
 

@@ -90,7 +90,7 @@ func (f *Forecaster) Restore(data []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.series, f.start, f.resumed = series, start, true
-	clear(f.open)
+	f.clearOpen()
 	return nil
 }
 
