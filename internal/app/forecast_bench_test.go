@@ -47,6 +47,19 @@ func BenchmarkArrival(b *testing.B) {
 	}
 }
 
+// BenchmarkArrivalOneTenant is BenchmarkArrival with every arrival from
+// one tenant, as in a benchmark's or one client's burst: the case the
+// forecaster's memo of the last tallies serves (forecast.Forecaster.add).
+func BenchmarkArrivalOneTenant(b *testing.B) {
+	r, tenants, t0 := arrivalBench(b)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Arrival(t0.Add(time.Duration(i)*6*time.Millisecond), "m1", tenants[0], 500)
+		i++
+	}
+}
+
 // BenchmarkArrivalParallel is BenchmarkArrival from GOMAXPROCS goroutines
 // at once (b.RunParallel), each with its own clock moving 6 ms per arrival
 // from the same start, as a gateway's handlers do: what the count costs
