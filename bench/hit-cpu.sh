@@ -14,6 +14,7 @@
 # Usage: bench/hit-cpu.sh ROUNDS DUR name=SLUICE_BIN [name=SLUICE_BIN ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench/install-tools.sh wrk curl   # apt-get when missing (root, else sudo)
 R=$1 DUR=$2; shift 2
 W=$(mktemp -d); PIDS=()
 trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT

@@ -18,6 +18,7 @@
 # Usage: [DUR=20] [OUT=dir] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bench/install-tools.sh valgrind wrk curl   # apt-get when missing (root, else sudo)
 DUR=${DUR:-20}
 W=$(mktemp -d); OUT=${OUT:-$W/out}; mkdir -p "$OUT"
 PIDS=()
