@@ -71,17 +71,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	}
 	res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
 
-	clientGone := writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
-	var fail error
-	switch {
-	case clientGone:
-	case readErr != nil:
-		fail = readFailure(actx, readErr)
-	case bad:
-		fail = fmt.Errorf("%w: a stream event that is neither a JSON object nor [DONE]", ErrBadAnswer)
-	case !chk.done && !chk.errored:
-		fail = fmt.Errorf("%w: the stream ended without [DONE]", ErrBadAnswer)
-	}
+	fail, clientGone := streamVerdict(ctx, actx, readErr, writeErr, bad, chk.done || chk.errored)
 	if !res.Written {
 		if fail == nil && !clientGone {
 			fail = fmt.Errorf("%w: an empty stream", ErrBadAnswer)
@@ -100,4 +90,24 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	// the first token (headers alone may come before any work).
 	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
 	return false
+}
+
+// streamVerdict judges a relayed stream once the copy loop has stopped: why
+// it failed, if the backend is to blame, and whether the client left. It is
+// kept apart from the loop so the rules of blame read in one place: a client
+// that left is never the backend's failure, whatever else went wrong; a
+// stream that ended cleanly (ended: [DONE] or an in-band error event) is not
+// one either here (the backend's own error event is relayed as it is).
+func streamVerdict(ctx, actx context.Context, readErr, writeErr error, bad, ended bool) (fail error, clientGone bool) {
+	clientGone = writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
+	switch {
+	case clientGone:
+	case readErr != nil:
+		fail = readFailure(actx, readErr)
+	case bad:
+		fail = fmt.Errorf("%w: a stream event that is neither a JSON object nor [DONE]", ErrBadAnswer)
+	case !ended:
+		fail = fmt.Errorf("%w: the stream ended without [DONE]", ErrBadAnswer)
+	}
+	return fail, clientGone
 }
