@@ -33,6 +33,11 @@ type arrivalHistory struct {
 	// end is start + iv, worked out for endOf (see ends).
 	end, endOf time.Time
 	models     map[string]*modelHistory
+	// last is the model the last arrival counted for (models are never
+	// removed): arrivals in a row are mostly for one model, found by
+	// comparing its name instead of a map lookup.
+	last      *modelHistory
+	lastModel string
 }
 
 type modelHistory struct {
@@ -55,13 +60,16 @@ func (h *arrivalHistory) observe(t time.Time, model string, tokens float64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.advance(t)
-	m := h.models[model]
-	if m == nil {
-		if len(h.models) >= h.maxModels {
-			return
+	m := h.last
+	if m == nil || h.lastModel != model {
+		if m = h.models[model]; m == nil {
+			if len(h.models) >= h.maxModels {
+				return
+			}
+			m = &modelHistory{pending: map[int64]gateway.ForecastMade{}}
+			h.models[model] = m
 		}
-		m = &modelHistory{pending: map[int64]gateway.ForecastMade{}}
-		h.models[model] = m
+		h.last, h.lastModel = m, model
 	}
 	m.requests++
 	m.tokens += tokens
