@@ -248,9 +248,13 @@ type limitStage struct{ g *Gateway }
 
 func (s limitStage) serve(x *exchange) bool {
 	peek := x.parsed.Peek
-	x.call = upstreamCall{path: x.r.URL.Path, rawQuery: x.r.URL.RawQuery, header: x.r.Header, body: x.body, peek: peek,
-		id: x.id, reqID: x.rec.id, ip: x.from.key, forwardedFor: x.from.forwardedFor,
-		cost: admission.EstimateCost(len(x.body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)}
+	// Field by field into the exchange's call, which is zero until here
+	// (handle, release): a composite literal would build the whole call
+	// aside and copy it in.
+	c := &x.call
+	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, peek
+	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
+	c.cost = admission.EstimateCost(len(x.body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)
 	if x.rt.limiter == nil {
 		return true
 	}
