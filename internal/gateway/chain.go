@@ -57,6 +57,7 @@ type exchange struct {
 	body   *proxy.Body
 	parsed *cache.Parsed
 	pool   *Pool
+	cost   float64 // admission.EstimateCost of the request (parse stage)
 	// rl is the rate limit charge, settled with the usage at the end.
 	rl      ratelimit.Result
 	limited bool
@@ -223,6 +224,9 @@ func (s parseStage) serve(x *exchange) bool {
 		x.rec.fail(x.w, e)
 		return false
 	}
+	x.rec.modelIn = x.rt
+	// The admission estimate, read by the demand and limit stages.
+	x.cost = admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)
 	return true
 }
 
@@ -254,7 +258,7 @@ func (s limitStage) serve(x *exchange) bool {
 	c := &x.call
 	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, peek
 	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
-	c.cost = admission.EstimateCost(len(x.body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)
+	c.cost = x.cost
 	if x.rt.limiter == nil {
 		return true
 	}
