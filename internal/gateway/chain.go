@@ -30,7 +30,7 @@ type stage interface {
 func (g *Gateway) chain() []stage {
 	return []stage{
 		identifyStage{g}, // who: client address, job or worker assertion, tenant, control headers
-		parseStage{g},    // what: body read once, strict peek, the model's pool
+		parseStage{g},    // what: body read once, strict peek, the model's pool, the admission estimate
 		enqueueStage{g},  // Prefer: respond-async leaves the chain here as a job
 		demandStage{g},   // a live request's arrival, counted for the traffic forecast
 		limitStage{g},    // rate limits, charged per key / tenant / IP / global
@@ -181,8 +181,9 @@ func (s identifyStage) serve(x *exchange) bool {
 }
 
 // parseStage reads the body once (bounded in size, time and the global
-// budget), peeks at the fields the gateway acts on, and finds the model's
-// pool. It runs after identify, so an unknown caller costs no body read.
+// budget), peeks at the fields the gateway acts on, finds the model's
+// pool and estimates the request's tokens for admission (read by demand
+// and limit). It runs after identify, so an unknown caller costs no body read.
 type parseStage struct{ g *Gateway }
 
 func (s parseStage) serve(x *exchange) bool {
