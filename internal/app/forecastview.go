@@ -28,9 +28,16 @@ type arrivalHistory struct {
 	// lead is scaling.lead in force (it may change on reload); nil: 0.
 	lead func() time.Duration
 
-	mu     sync.Mutex
-	start  time.Time // the open interval's start; zero before any time was seen
-	models map[string]*modelHistory
+	mu    sync.Mutex
+	start time.Time // the open interval's start; zero before any time was seen
+	// end is start + iv, worked out for endOf (see ends).
+	end, endOf time.Time
+	models     map[string]*modelHistory
+	// last is the model the last arrival counted for (models are never
+	// removed): arrivals in a row are mostly for one model, found by
+	// comparing its name instead of a map lookup.
+	last      *modelHistory
+	lastModel string
 }
 
 type modelHistory struct {
@@ -53,13 +60,16 @@ func (h *arrivalHistory) observe(t time.Time, model string, tokens float64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.advance(t)
-	m := h.models[model]
-	if m == nil {
-		if len(h.models) >= h.maxModels {
-			return
+	m := h.last
+	if m == nil || h.lastModel != model {
+		if m = h.models[model]; m == nil {
+			if len(h.models) >= h.maxModels {
+				return
+			}
+			m = &modelHistory{pending: map[int64]gateway.ForecastMade{}}
+			h.models[model] = m
 		}
-		m = &modelHistory{pending: map[int64]gateway.ForecastMade{}}
-		h.models[model] = m
+		h.last, h.lastModel = m, model
 	}
 	m.requests++
 	m.tokens += tokens
@@ -79,6 +89,9 @@ func (h *arrivalHistory) advance(t time.Time) {
 		h.record()
 		return
 	}
+	if h.ends(t) {
+		return
+	}
 	n := int64(t.Sub(h.start) / h.iv)
 	if n <= 0 {
 		return
@@ -94,6 +107,17 @@ func (h *arrivalHistory) advance(t time.Time) {
 		h.closeInterval()
 	}
 	h.record()
+}
+
+// ends reports whether t falls before the open interval's end, as almost
+// every arrival does, by one comparison (forecast.Forecaster's ends: start
+// has no monotonic reading, so t.Sub(start) would take Sub's wall-clock
+// path, an Add and an Equal more per arrival).
+func (h *arrivalHistory) ends(t time.Time) bool {
+	if h.endOf != h.start {
+		h.end, h.endOf = h.start.Add(h.iv), h.start
+	}
+	return t.Before(h.end)
 }
 
 // closeInterval turns the open interval's counts into a point, paired with

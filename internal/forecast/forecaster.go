@@ -32,10 +32,12 @@ type Forecaster struct {
 	k        coeffs
 	horizons []int
 
-	mu      sync.Mutex
-	start   time.Time // start of the open interval; zero before any time was seen
-	resumed bool      // restored from a snapshot: intervals since it are unknown
-	open    map[Key]*tally
+	mu    sync.Mutex
+	start time.Time // start of the open interval; zero before any time was seen
+	// end is start + Interval, worked out for endOf (see ends).
+	end, endOf time.Time
+	resumed    bool // restored from a snapshot: intervals since it are unknown
+	open       map[Key]*tally
 	// recent remembers the open tallies the last arrival counted into
 	// (its model's, its tenant's): a burst from one caller finds them by
 	// comparing two strings instead of hashing a struct key per lookup.
@@ -121,6 +123,9 @@ func (f *Forecaster) advance(t time.Time) {
 		f.start = t.Truncate(iv)
 		return
 	}
+	if f.ends(t) {
+		return
+	}
 	n := int64(t.Sub(f.start) / iv)
 	if n <= 0 {
 		return
@@ -142,6 +147,19 @@ func (f *Forecaster) advance(t time.Time) {
 			f.closeInterval()
 		}
 	}
+}
+
+// ends reports whether t falls before the open interval's end, as almost
+// every arrival does. It compares t with the end instead of dividing
+// t.Sub(start): start has no monotonic reading (Truncate drops it), so Sub
+// takes its wall-clock path, which checks for overflow with an Add and an
+// Equal, on every arrival. The end is worked out again only when start
+// has moved. Wall clock either way, as before.
+func (f *Forecaster) ends(t time.Time) bool {
+	if f.endOf != f.start {
+		f.end, f.endOf = f.start.Add(f.cfg.Interval), f.start
+	}
+	return t.Before(f.end)
 }
 
 // skip moves past n intervals whose traffic is unknown.

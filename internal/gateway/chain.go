@@ -30,7 +30,7 @@ type stage interface {
 func (g *Gateway) chain() []stage {
 	return []stage{
 		identifyStage{g}, // who: client address, job or worker assertion, tenant, control headers
-		parseStage{g},    // what: body read once, strict peek, the model's pool
+		parseStage{g},    // what: body read once, strict peek, the model's pool, the admission estimate
 		enqueueStage{g},  // Prefer: respond-async leaves the chain here as a job
 		demandStage{g},   // a live request's arrival, counted for the traffic forecast
 		limitStage{g},    // rate limits, charged per key / tenant / IP / global
@@ -57,6 +57,7 @@ type exchange struct {
 	body   *proxy.Body
 	parsed *cache.Parsed
 	pool   *Pool
+	cost   float64 // admission.EstimateCost of the request (parse stage)
 	// rl is the rate limit charge, settled with the usage at the end.
 	rl      ratelimit.Result
 	limited bool
@@ -180,8 +181,9 @@ func (s identifyStage) serve(x *exchange) bool {
 }
 
 // parseStage reads the body once (bounded in size, time and the global
-// budget), peeks at the fields the gateway acts on, and finds the model's
-// pool. It runs after identify, so an unknown caller costs no body read.
+// budget), peeks at the fields the gateway acts on, finds the model's
+// pool and estimates the request's tokens for admission (read by demand
+// and limit). It runs after identify, so an unknown caller costs no body read.
 type parseStage struct{ g *Gateway }
 
 func (s parseStage) serve(x *exchange) bool {
@@ -223,6 +225,9 @@ func (s parseStage) serve(x *exchange) bool {
 		x.rec.fail(x.w, e)
 		return false
 	}
+	x.rec.modelIn = x.rt
+	// The admission estimate, read by the demand and limit stages.
+	x.cost = admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)
 	return true
 }
 
@@ -248,9 +253,13 @@ type limitStage struct{ g *Gateway }
 
 func (s limitStage) serve(x *exchange) bool {
 	peek := x.parsed.Peek
-	x.call = upstreamCall{path: x.r.URL.Path, rawQuery: x.r.URL.RawQuery, header: x.r.Header, body: x.body, peek: peek,
-		id: x.id, reqID: x.rec.id, ip: x.from.key, forwardedFor: x.from.forwardedFor,
-		cost: admission.EstimateCost(len(x.body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)}
+	// Field by field into the exchange's call, which is zero until here
+	// (handle, release): a composite literal would build the whole call
+	// aside and copy it in.
+	c := &x.call
+	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, peek
+	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
+	c.cost = x.cost
 	if x.rt.limiter == nil {
 		return true
 	}

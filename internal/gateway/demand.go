@@ -1,10 +1,6 @@
 package gateway
 
-import (
-	"time"
-
-	"github.com/sluice-gw/sluice/internal/admission"
-)
+import "time"
 
 // Arrivals is told of each live inference request that reaches a model's
 // pool: the traffic forecast's input (internal/forecast, wired by
@@ -24,8 +20,6 @@ func (s demandStage) serve(x *exchange) bool {
 	if s.g.arrivals == nil || x.job != nil {
 		return true
 	}
-	peek := x.parsed.Peek
-	s.g.arrivals.Arrival(x.rec.start, peek.Model, x.id.tenant,
-		admission.EstimateCost(len(x.body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens))
+	s.g.arrivals.Arrival(x.rec.start, x.parsed.Peek.Model, x.id.tenant, x.cost)
 	return true
 }

@@ -287,15 +287,10 @@ func requestID(r *http.Request) string {
 		return id
 	}
 	// 128 random bits in hex, low byte first, encoded straight from the
-	// two words into the text: one allocation, the string.
-	const digits = "0123456789abcdef"
+	// two words into the text (hexid.go): one allocation, the string.
 	var text [32]byte
-	lo, hi := rand.Uint64(), rand.Uint64()
-	for i := 0; i < 8; i++ {
-		l, h := byte(lo>>(8*i)), byte(hi>>(8*i))
-		text[2*i], text[2*i+1] = digits[l>>4], digits[l&15]
-		text[16+2*i], text[17+2*i] = digits[h>>4], digits[h&15]
-	}
+	hexWord(text[:16], rand.Uint64())
+	hexWord(text[16:], rand.Uint64())
 	return string(text[:])
 }
 

@@ -26,6 +26,9 @@ type record struct {
 	// cause is the full internal error behind a failure, for the log only.
 	cause  error
 	result proxy.Result
+	// modelIn is a runtime whose pools have model (the parse stage's),
+	// so that observe's check of the label is a pointer compare.
+	modelIn *Runtime
 }
 
 // fail answers the client with e (unless it left) and notes the error.
@@ -70,8 +73,10 @@ func (g *Gateway) finish(rec *record) {
 func (g *Gateway) observe(rt *Runtime, rec *record, backend string, dur time.Duration) {
 	res := &rec.result
 	model := rec.model
-	if _, ok := rt.Pools[model]; !ok {
-		model = "" // keep label cardinality bounded by the config
+	if rec.modelIn != rt {
+		if _, ok := rt.Pools[model]; !ok {
+			model = "" // keep label cardinality bounded by the config
+		}
 	}
 	g.series.requests.get(requestLabels{model: model, backend: backend, status: rec.status}).Inc()
 	g.tally.finished(model, rec.errCode)

@@ -54,7 +54,10 @@ func (w *sendWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (w *sendWriter) arm() {
 	if w.conn != nil && !w.aborted && w.timeout > 0 {
 		now := time.Now()
-		if now.Sub(w.armed) < rearmAfter {
+		// armed is zero at a request's first write: Sub against a time
+		// without a monotonic reading takes the wall-clock path (an Add
+		// and an Equal more), so it is asked only once one was set.
+		if !w.armed.IsZero() && now.Sub(w.armed) < rearmAfter {
 			return
 		}
 		w.armed = now

@@ -14,23 +14,33 @@ import (
 // maps stay bounded by the config and the set of error codes.
 type tally struct {
 	models sync.Map // model name -> *modelTally
+	// last is the model counted last: requests in a row are mostly for
+	// one model, found by comparing its name instead of a sync.Map Load
+	// (~200 instructions per request, by callgrind).
+	last atomic.Pointer[modelTally]
 	// jobsRunning counts queued jobs in the chain now (the in-process
 	// executor and `sluice worker` calls).
 	jobsRunning atomic.Int64
 }
 
 type modelTally struct {
+	name     string
 	requests atomic.Uint64
 	mu       sync.Mutex
 	errors   map[string]uint64 // by error code
 }
 
 func (t *tally) model(name string) *modelTally {
-	if m, ok := t.models.Load(name); ok {
-		return m.(*modelTally)
+	if m := t.last.Load(); m != nil && m.name == name {
+		return m
 	}
-	m, _ := t.models.LoadOrStore(name, &modelTally{errors: map[string]uint64{}})
-	return m.(*modelTally)
+	v, ok := t.models.Load(name)
+	if !ok {
+		v, _ = t.models.LoadOrStore(name, &modelTally{name: name, errors: map[string]uint64{}})
+	}
+	m := v.(*modelTally)
+	t.last.Store(m)
+	return m
 }
 
 // finished counts one request of model; errCode "" when it was served.
