@@ -199,6 +199,7 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 	if vals == nil {
 		vals = new(answerValues)
 	}
+	vals.stampDate(h)
 	vals.age[0] = strconv.Itoa(age)
 	h["Age"] = vals.age[:]
 	if cc != "" {

@@ -74,12 +74,23 @@ type exchange struct {
 
 func (x *exchange) ctx() context.Context { return x.r.Context() }
 
+// refuse answers x with e from a stage before admission, dated at the
+// request's arrival when it has a Date (stampDate): nothing before
+// admission waits, except a shared rate limit store that fails, whose
+// refusal keeps net/http's Date.
+func (x *exchange) refuse(e *openai.Error) {
+	if e.Code != codeStoreUnavailable {
+		x.vals.stampDate(x.w.Header())
+	}
+	x.rec.fail(x.w, e)
+}
+
 // serve runs x through the chain, then records it whatever stage answered.
 func (g *Gateway) serve(x *exchange) {
 	defer g.record(x)
 	if x.r.Method != http.MethodPost {
 		x.w.Header().Set("Allow", http.MethodPost)
-		x.rec.fail(x.w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
+		x.refuse(&openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
 			Code: "method_not_allowed", Message: "use POST for " + x.r.URL.Path})
 		return
 	}
@@ -158,13 +169,13 @@ func (s identifyStage) serve(x *exchange) bool {
 	} else {
 		// Only the admin listener's worker entry may name a job's tenant.
 		if err := refuseJobTenant(x.r); err != nil {
-			x.rec.fail(x.w, err)
+			x.refuse(err)
 			return false
 		}
 		id, err := x.rt.tenants.identifyFrom(x.r, x.from)
 		if err != nil {
 			x.rec.cause = s.g.refuseAuth(x.w, err) // the reason goes to the access line only
-			x.rec.fail(x.w, apiError(err, ""))
+			x.refuse(apiError(err, ""))
 			return false
 		}
 		x.id = id
@@ -172,7 +183,7 @@ func (s identifyStage) serve(x *exchange) bool {
 	x.rec.tenant = x.id.tenant
 	ctl, err := readControlHeaders(x.r.Header)
 	if err != nil {
-		x.rec.fail(x.w, err)
+		x.refuse(err)
 		return false
 	}
 	x.ctl = ctl
@@ -199,13 +210,13 @@ func (s parseStage) serve(x *exchange) bool {
 			err = fmt.Errorf("%w: %w", errReadBody, err)
 			x.rec.cause = err // the client's fault: the detail goes on the access line only
 		}
-		x.rec.fail(x.w, apiError(err, ""))
+		x.refuse(apiError(err, ""))
 		return false
 	}
 	x.body = body
 	parsed, err := x.rt.parse(body.Bytes())
 	if err != nil {
-		x.rec.fail(x.w, apiError(err, "")) // an *openai.Error naming the field
+		x.refuse(apiError(err, "")) // an *openai.Error naming the field
 		return false
 	}
 	x.parsed = parsed
@@ -214,13 +225,13 @@ func (s parseStage) serve(x *exchange) bool {
 	if peek.Model == "" {
 		e := openai.BadRequest("missing_model", "you must provide a model parameter")
 		e.Param = "model"
-		x.rec.fail(x.w, e)
+		x.refuse(e)
 		return false
 	}
 	if x.pool = x.rt.Pools[peek.Model]; x.pool == nil {
 		e := openai.NotFound("model_not_found", "The model '"+peek.Model+"' does not exist or you do not have access to it.")
 		e.Param = "model"
-		x.rec.fail(x.w, e)
+		x.refuse(e)
 		return false
 	}
 	return true
@@ -269,7 +280,7 @@ func (s limitStage) serve(x *exchange) bool {
 		if x.job != nil {
 			x.job.throttled = true
 		}
-		x.rec.fail(x.w, apiError(err, peek.Model))
+		x.refuse(apiError(err, peek.Model))
 		return false
 	}
 	x.rl, x.limited = rl, true
