@@ -51,6 +51,7 @@ type exchange struct {
 	// job is set when a queued job runs: by the in-process executor (the
 	// job entry, runJob) or by a `sluice worker` asserting its tenant.
 	job    *jobCall
+	hdr    requestHeaders // the request headers the stages read, read once (handle)
 	from   client
 	id     identity
 	ctl    controlHeaders
@@ -111,13 +112,14 @@ func (g *Gateway) serve(x *exchange) {
 // copy what they keep). start is g.now() at arrival; vals back the answer
 // header values the chain sets (answerValues).
 func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, start time.Time, vals *answerValues) {
-	reqID := requestID(r)
-	vals.id[0] = reqID
-	w.Header()[headerRequestID] = vals.id[:]
 	x, _ := g.exchanges.Get().(*exchange)
 	if x == nil {
 		x = new(exchange)
 	}
+	x.hdr.read(r.Header)
+	reqID := saneRequestID(x.hdr.requestID)
+	vals.id[0] = reqID
+	w.Header()[headerRequestID] = vals.id[:]
 	// x is zero (new, or cleared by release): set only what is known, not
 	// a whole new exchange, which would clear its ~1KB once more.
 	x.w, x.r, x.rt, x.job, x.vals = w, r, g.rt.Load(), job, vals
@@ -168,11 +170,11 @@ func (s identifyStage) serve(x *exchange) bool {
 		x.id, x.rec.job = x.job.id, true
 	} else {
 		// Only the admin listener's worker entry may name a job's tenant.
-		if err := refuseJobTenant(x.r); err != nil {
-			x.refuse(err)
+		if x.hdr.jobTenant {
+			x.refuse(jobTenantRefusal())
 			return false
 		}
-		id, err := x.rt.tenants.identifyFrom(x.r, x.from)
+		id, err := x.rt.tenants.identifyFrom(x.ctx(), x.hdr.authorization, x.hdr.priority, x.from)
 		if err != nil {
 			x.rec.cause = s.g.refuseAuth(x.w, err) // the reason goes to the access line only
 			x.refuse(apiError(err, ""))
@@ -181,7 +183,7 @@ func (s identifyStage) serve(x *exchange) bool {
 		x.id = id
 	}
 	x.rec.tenant = x.id.tenant
-	ctl, err := readControlHeaders(x.r.Header)
+	ctl, err := readControlHeaders(x.hdr.maxWait, x.hdr.prefer, x.hdr.progress)
 	if err != nil {
 		x.refuse(err)
 		return false
@@ -294,7 +296,7 @@ type cacheStage struct{ g *Gateway }
 
 func (s cacheStage) serve(x *exchange) bool {
 	c := &x.call
-	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
+	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, cacheBypassed(x.hdr.cacheControl), x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
 	c.plan = plan
 	if !hit {
 		// Only a request that queues needs its fingerprint (appointments);

@@ -293,8 +293,12 @@ func (g *Gateway) fingerprint(tenant, path string, body []byte) uint64 {
 
 // requestID keeps a sane client-supplied X-Request-Id (so a client can trace
 // its own call through) or makes a new one.
-func requestID(r *http.Request) string {
-	if id := headerGet(r.Header, headerRequestID); id != "" && len(id) <= 128 && printable(id) {
+func requestID(r *http.Request) string { return saneRequestID(headerGet(r.Header, headerRequestID)) }
+
+// saneRequestID is id, a client's X-Request-Id ("" when none), if sane,
+// else a new one.
+func saneRequestID(id string) string {
+	if id != "" && len(id) <= 128 && printable(id) {
 		return id
 	}
 	// 128 random bits in hex, low byte first, encoded straight from the
