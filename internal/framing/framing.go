@@ -20,6 +20,7 @@ package framing
 import (
 	"bytes"
 	"context"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -183,33 +184,136 @@ func (s *scanner) feed(p []byte) {
 					s.st = inChunkEnd
 				}
 			}
-		default:
-			i := bytes.IndexByte(p, '\n')
-			if i < 0 {
-				s.line = append(s.line, p...)
-				if len(s.line) > maxLine {
-					s.st = lost
-				}
-				return
-			}
-			// A line within one read is scanned where it is; only one
-			// that began in an earlier read was kept, and is completed.
-			line := p[:i]
-			if len(s.line) > 0 {
-				s.line = append(s.line, line...)
-				line = s.line
-			}
-			p = p[i+1:]
-			if n := len(line); n > 0 && line[n-1] == '\r' {
-				line = line[:n-1]
-			}
-			s.endLine(line)
-			if cap(s.line) > keepLine {
-				s.line = nil // an idle connection keeps no large buffer
+		case inHead:
+			if s.started && len(s.line) == 0 {
+				p = s.fields(p)
 			} else {
-				s.line = s.line[:0]
+				p = s.nextLine(p)
 			}
+		default:
+			p = s.nextLine(p)
 		}
+	}
+}
+
+// nextLine scans the line p begins with (completing one kept from an
+// earlier read), or keeps p when its line does not end in it; it returns
+// what follows the line.
+func (s *scanner) nextLine(p []byte) []byte {
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		s.line = append(s.line, p...)
+		if len(s.line) > maxLine {
+			s.st = lost
+		}
+		return nil
+	}
+	// A line within one read is scanned where it is; only one
+	// that began in an earlier read was kept, and is completed.
+	line := p[:i]
+	if len(s.line) > 0 {
+		s.line = append(s.line, line...)
+		line = s.line
+	}
+	p = p[i+1:]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	s.endLine(line)
+	if cap(s.line) > keepLine {
+		s.line = nil // an idle connection keeps no large buffer
+	} else {
+		s.line = s.line[:0]
+	}
+	return p
+}
+
+// fields scans, where they are, the header field lines of the head being
+// read that end within p, up to the head's end, and returns what follows
+// it; a line of one byte, or one that ends in a later read, goes to
+// nextLine, and fields returns what follows that. It is headLine's field
+// case for lines kept in no buffer, without its cut and fold: only a line
+// whose name has the length of Content-Length or Transfer-Encoding, and
+// starts with their letter, is compared (ASCII case folding: what
+// bytes.EqualFold does for a name of that many bytes against an ASCII
+// name).
+func (s *scanner) fields(p []byte) []byte {
+	for {
+		i := bytes.IndexByte(p, '\n')
+		if i < 2 {
+			if i == 0 || i == 1 && p[0] == '\r' {
+				s.headLine(nil) // the empty line: the head is complete
+				return p[i+1:]
+			}
+			return s.nextLine(p)
+		}
+		l := p[:i]
+		if l[i-1] == '\r' {
+			l = l[:i-1]
+		}
+		p = p[i+1:]
+		const cl, te = "Content-Length", "Transfer-Encoding"
+		switch {
+		case len(l) > len(cl) && l[0]|0x20 == 'c' && l[len(cl)] == ':' &&
+			(string(l[:len(cl)]) == cl || foldsTo(l[:len(cl)], "content-length")):
+			s.contentLength(l[len(cl)+1:])
+		case len(l) > len(te) && l[0]|0x20 == 't' && l[len(te)] == ':' &&
+			(string(l[:len(te)]) == te || foldsTo(l[:len(te)], "transfer-encoding")):
+			s.hasTE = true
+		}
+	}
+}
+
+// foldsTo reports whether b is lower (lower case ASCII, as long as b)
+// but for the case of its ASCII letters.
+func foldsTo(b []byte, lower string) bool {
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// parseLength is strconv.ParseInt(string(b), 10, 64) where that gives a
+// length (no error, not negative), else -1; without the string, and
+// without the generality ParseInt pays for on every request: an optional
+// sign, then decimal digits only; a negative value is -1 unless it is
+// zero ("-0").
+func parseLength(b []byte) int64 {
+	neg := len(b) > 0 && b[0] == '-'
+	if len(b) > 0 && (b[0] == '+' || neg) {
+		b = b[1:]
+	}
+	if len(b) == 0 {
+		return -1
+	}
+	var n int64
+	for _, c := range b {
+		d := int64(c) - '0'
+		if d < 0 || d > 9 || n > (math.MaxInt64-d)/10 {
+			return -1
+		}
+		n = n*10 + d
+	}
+	if neg && n != 0 {
+		return -1
+	}
+	return n
+}
+
+// contentLength notes a Content-Length field's value: -1 when it is not
+// a length or differs from an earlier one (net/http refuses both).
+func (s *scanner) contentLength(value []byte) {
+	s.hasCL = true
+	n := parseLength(bytes.TrimSpace(value))
+	if n < 0 || (s.cl != 0 && s.cl != n) {
+		s.cl = -1
+	} else {
+		s.cl = n
 	}
 }
 
@@ -267,13 +371,7 @@ func (s *scanner) headLine(l []byte) {
 		// runs on every header line of every request.
 		switch {
 		case len(name) == len("Content-Length") && bytes.EqualFold(name, []byte("Content-Length")):
-			s.hasCL = true
-			n, err := strconv.ParseInt(string(bytes.TrimSpace(value)), 10, 64)
-			if err != nil || n < 0 || (s.cl != 0 && s.cl != n) {
-				s.cl = -1
-			} else {
-				s.cl = n
-			}
+			s.contentLength(value)
 		case len(name) == len("Transfer-Encoding") && bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			s.hasTE = true
 		}

@@ -2,6 +2,7 @@ package framing
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -239,4 +240,50 @@ func TestBodyReceived(t *testing.T) {
 	if r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("x")); BodyReceived(r) {
 		t.Fatal("BodyReceived true for a request that did not come through Listener")
 	}
+}
+
+// FuzzScannerMatchesOld: the scanner (head lines scanned in place) and
+// oldScanner (oldscanner_test.go, every line through one path) end every
+// read in the same state, whatever the stream and wherever it is split:
+// cuts gives the reads' lengths in turn (1 to 256 bytes, then again).
+func FuzzScannerMatchesOld(f *testing.F) {
+	for _, s := range []string{clReq + chunkedReq + bothReq, chunkedReq + clReq, bothReq, "OPTIONS * HTTP/1.1\r\n\r\n" + bothReq,
+		"POST / HTTP/1.1\nContent-Length: 2\n\nabPOST / HTTP/1.1\ntransfer-encoding: chunked\n\nffffffffffffffff\r\n", "\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+		"POST / HTTP/1.1\r\nCONTENT-LENGTH:3\r\ncontent-length:  3 \r\nX: y\r\n\r\nabc",
+		"POST / HTTP/1.1\r\nContent-Length:\r\nContent-Lengthy: 1\r\nTransfer-Encodinh: chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nTranſfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\nx",
+		"POST / HTTP/1.0\r\nTRANSFER-encoding: chunked\r\nContent-Length: 1\r\n\r\nx",
+		"POST / HTTP/1.1\r\nx\nContent-Length: 1\r\r\nContent-Length: 2\r\n\r\nab",
+		"POST / HTTP/1.1\r\nX-Long: " + strings.Repeat("a", 5000) + "\r\nContent-Length: 1\r\n\r\nz"} {
+		for _, v := range []string{"-0", "+5", "-5", "+", "", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "5\u00a0", "0x5", "1_0"} {
+			f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: "+v+"\r\n\r\n"+s), []byte{9})
+		}
+		f.Add([]byte(s), []byte{1})
+		f.Add([]byte(s), []byte{6, 30, 2})
+		f.Add([]byte(s), []byte{255})
+	}
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		s, o := scanner{ambiguous: -1}, oldScanner{ambiguous: -1}
+		for i, k := 0, 0; i < len(data); k++ {
+			n := len(data)
+			if len(cuts) > 0 {
+				n = int(cuts[k%len(cuts)]) + 1
+			}
+			end := min(i+n, len(data))
+			s.feed(data[i:end])
+			o.feed(data[i:end])
+			i = end
+			type view struct {
+				st                                                state
+				heads, bodies, ambiguous                          int
+				remain, cl                                        int64
+				started, http10, hasCL, hasTE, uncounted, counted bool
+			}
+			ns := view{s.st, s.heads, s.bodies, s.ambiguous, s.remain, s.cl, s.started, s.http10, s.hasCL, s.hasTE, s.uncounted, s.counted}
+			os := view{o.st, o.heads, o.bodies, o.ambiguous, o.remain, o.cl, o.started, o.http10, o.hasCL, o.hasTE, o.uncounted, o.counted}
+			if ns != os || !bytes.Equal(s.line, o.line) {
+				t.Fatalf("after %d bytes: new %+v, old %+v (line %q / %q)", end, ns, os, s.line, o.line)
+			}
+		}
+	})
 }

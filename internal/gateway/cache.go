@@ -75,9 +75,8 @@ func (rt *Runtime) cacheControl(maxAge time.Duration) string {
 // once made (an hour: 28KiB of pointers per runtime with a cache).
 const maxKeptMaxAge = 3600
 
-// cacheBypassed honours the client's Cache-Control: no-store / no-cache.
-func cacheBypassed(r *http.Request) bool {
-	cc := headerGet(r.Header, "Cache-Control")
+// cacheBypassed honours the client's Cache-Control cc: no-store / no-cache.
+func cacheBypassed(cc string) bool {
 	if cc == "" {
 		return false
 	}
@@ -108,7 +107,7 @@ func (rt *Runtime) cacheRule(model string, id identity) (mode string, ttl time.D
 // cacheable (rules, determinism, the client's Cache-Control) and answers it
 // from the cache when it can. stale is set when the answer served was past
 // its freshness (stale-while-revalidate): the caller refreshes it.
-func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals *answerValues, r *http.Request, body []byte,
+func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals *answerValues, r *http.Request, bypassed bool, body []byte,
 	parsed *cache.Parsed, pool *Pool, id identity, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
 	peek := parsed.Peek
 	if rt.cache == nil {
@@ -117,7 +116,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 	mode, ttl := rt.cacheRule(peek.Model, id)
 	cacheable := mode == config.CacheAlways ||
 		mode == config.CacheDeterministic && (peek.Deterministic || r.URL.Path == "/v1/embeddings")
-	if !cacheable || cacheBypassed(r) {
+	if !cacheable || bypassed {
 		w.Header()["X-Cache"] = bypassValue
 		return plan, false, 0, false
 	}
@@ -200,6 +199,7 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 	if vals == nil {
 		vals = new(answerValues)
 	}
+	vals.stampDate(h)
 	vals.age[0] = strconv.Itoa(age)
 	h["Age"] = vals.age[:]
 	if cc != "" {

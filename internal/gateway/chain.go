@@ -51,6 +51,7 @@ type exchange struct {
 	// job is set when a queued job runs: by the in-process executor (the
 	// job entry, runJob) or by a `sluice worker` asserting its tenant.
 	job    *jobCall
+	hdr    requestHeaders // the request headers the stages read, read once (handle)
 	from   client
 	id     identity
 	ctl    controlHeaders
@@ -75,12 +76,23 @@ type exchange struct {
 
 func (x *exchange) ctx() context.Context { return x.r.Context() }
 
+// refuse answers x with e from a stage before admission, dated at the
+// request's arrival when it has a Date (stampDate): nothing before
+// admission waits, except a shared rate limit store that fails, whose
+// refusal keeps net/http's Date.
+func (x *exchange) refuse(e *openai.Error) {
+	if e.Code != codeStoreUnavailable {
+		x.vals.stampDate(x.w.Header())
+	}
+	x.rec.fail(x.w, e)
+}
+
 // serve runs x through the chain, then records it whatever stage answered.
 func (g *Gateway) serve(x *exchange) {
 	defer g.record(x)
 	if x.r.Method != http.MethodPost {
 		x.w.Header().Set("Allow", http.MethodPost)
-		x.rec.fail(x.w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
+		x.refuse(&openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
 			Code: "method_not_allowed", Message: "use POST for " + x.r.URL.Path})
 		return
 	}
@@ -101,13 +113,14 @@ func (g *Gateway) serve(x *exchange) {
 // copy what they keep). start is g.now() at arrival; vals back the answer
 // header values the chain sets (answerValues).
 func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, start time.Time, vals *answerValues) {
-	reqID := requestID(r)
-	vals.id[0] = reqID
-	w.Header()[headerRequestID] = vals.id[:]
 	x, _ := g.exchanges.Get().(*exchange)
 	if x == nil {
 		x = new(exchange)
 	}
+	x.hdr.read(r.Header)
+	reqID := saneRequestID(x.hdr.requestID)
+	vals.id[0] = reqID
+	w.Header()[headerRequestID] = vals.id[:]
 	// x is zero (new, or cleared by release): set only what is known, not
 	// a whole new exchange, which would clear its ~1KB once more.
 	x.w, x.r, x.rt, x.job, x.vals = w, r, g.rt.Load(), job, vals
@@ -158,22 +171,22 @@ func (s identifyStage) serve(x *exchange) bool {
 		x.id, x.rec.job = x.job.id, true
 	} else {
 		// Only the admin listener's worker entry may name a job's tenant.
-		if err := refuseJobTenant(x.r); err != nil {
-			x.rec.fail(x.w, err)
+		if x.hdr.jobTenant {
+			x.refuse(jobTenantRefusal())
 			return false
 		}
-		id, err := x.rt.tenants.identifyFrom(x.r, x.from)
+		id, err := x.rt.tenants.identifyFrom(x.ctx(), x.hdr.authorization, x.hdr.priority, x.from)
 		if err != nil {
 			x.rec.cause = s.g.refuseAuth(x.w, err) // the reason goes to the access line only
-			x.rec.fail(x.w, apiError(err, ""))
+			x.refuse(apiError(err, ""))
 			return false
 		}
 		x.id = id
 	}
 	x.rec.tenant = x.id.tenant
-	ctl, err := readControlHeaders(x.r.Header)
+	ctl, err := readControlHeaders(x.hdr.maxWait, x.hdr.prefer, x.hdr.progress)
 	if err != nil {
-		x.rec.fail(x.w, err)
+		x.refuse(err)
 		return false
 	}
 	x.ctl = ctl
@@ -201,13 +214,13 @@ func (s parseStage) serve(x *exchange) bool {
 			err = fmt.Errorf("%w: %w", errReadBody, err)
 			x.rec.cause = err // the client's fault: the detail goes on the access line only
 		}
-		x.rec.fail(x.w, apiError(err, ""))
+		x.refuse(apiError(err, ""))
 		return false
 	}
 	x.body = body
 	parsed, err := x.rt.parse(body.Bytes())
 	if err != nil {
-		x.rec.fail(x.w, apiError(err, "")) // an *openai.Error naming the field
+		x.refuse(apiError(err, "")) // an *openai.Error naming the field
 		return false
 	}
 	x.parsed = parsed
@@ -216,13 +229,13 @@ func (s parseStage) serve(x *exchange) bool {
 	if peek.Model == "" {
 		e := openai.BadRequest("missing_model", "you must provide a model parameter")
 		e.Param = "model"
-		x.rec.fail(x.w, e)
+		x.refuse(e)
 		return false
 	}
 	if x.pool = x.rt.Pools[peek.Model]; x.pool == nil {
 		e := openai.NotFound("model_not_found", "The model '"+peek.Model+"' does not exist or you do not have access to it.")
 		e.Param = "model"
-		x.rec.fail(x.w, e)
+		x.refuse(e)
 		return false
 	}
 	x.rec.modelIn = x.rt
@@ -278,7 +291,7 @@ func (s limitStage) serve(x *exchange) bool {
 		if x.job != nil {
 			x.job.throttled = true
 		}
-		x.rec.fail(x.w, apiError(err, peek.Model))
+		x.refuse(apiError(err, peek.Model))
 		return false
 	}
 	x.rl, x.limited = rl, true
@@ -292,7 +305,7 @@ type cacheStage struct{ g *Gateway }
 
 func (s cacheStage) serve(x *exchange) bool {
 	c := &x.call
-	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
+	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, cacheBypassed(x.hdr.cacheControl), x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
 	c.plan = plan
 	if !hit {
 		// Only a request that queues needs its fingerprint (appointments);

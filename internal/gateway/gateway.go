@@ -85,10 +85,13 @@ type Gateway struct {
 	bodyMem     *netguard.Budget
 	bodyMetrics *netguard.BodyMetrics
 	now         func() time.Time
-	promHTTP    http.Handler
-	jobs        atomic.Pointer[batchapi.Handler]
-	queueOn     bool
-	queueInfo   QueueInfo // where the job queue lives (Options.Queue)
+	// dates is the Date of the current second for answers the chain
+	// writes itself (date.go); it outlives reloads.
+	dates     dateCache
+	promHTTP  http.Handler
+	jobs      atomic.Pointer[batchapi.Handler]
+	queueOn   bool
+	queueInfo QueueInfo // where the job queue lives (Options.Queue)
 	// privateHooks: webhooks may target private addresses.
 	privateHooks   bool
 	webhooksSigned bool
@@ -224,7 +227,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // deadline, also on routes with small answers, so a keep-alive connection
 // does not carry an earlier request's deadline into this one. The body's
 // budgets start at start (g.now(), just read); a body the listener has
-// read whole already needs none (framing.BodyReceived). The caller answers
+// read whole already needs none (framing.BodyReceived); such a request
+// also gets the Date of start for an answer the chain writes before
+// admission (stampDate): it is written within the request's own CPU time
+// of start, while a body still arriving may take its whole timeout. The caller answers
 // through &gd.sendWriter and calls gd.body.Restore when the handler
 // returns, which undoes the body deadlines.
 func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time) (gd *guarded) {
@@ -238,6 +244,8 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time)
 	if !framing.BodyReceived(r) {
 		gd.body = new(netguard.TimedBody)
 		gd.body.StartAt(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, start, g.now, g.bodyMetrics)
+	} else {
+		gd.vals.date = g.dates.at(start)
 	}
 	return gd
 }
@@ -259,6 +267,9 @@ type guarded struct {
 // recycled exchange.
 type answerValues struct {
 	id, age, cc [1]string
+	// date is the Date of the request's arrival (dateCache), nil when the
+	// chain's answers keep net/http's own (guard).
+	date []string
 }
 
 // prefixKeyChars is how much of the prompt prefix_affinity hashes: about
@@ -282,8 +293,12 @@ func (g *Gateway) fingerprint(tenant, path string, body []byte) uint64 {
 
 // requestID keeps a sane client-supplied X-Request-Id (so a client can trace
 // its own call through) or makes a new one.
-func requestID(r *http.Request) string {
-	if id := headerGet(r.Header, headerRequestID); id != "" && len(id) <= 128 && printable(id) {
+func requestID(r *http.Request) string { return saneRequestID(headerGet(r.Header, headerRequestID)) }
+
+// saneRequestID is id, a client's X-Request-Id ("" when none), if sane,
+// else a new one.
+func saneRequestID(id string) string {
+	if id != "" && len(id) <= 128 && printable(id) {
 		return id
 	}
 	// 128 random bits in hex, low byte first, encoded straight from the

@@ -140,17 +140,18 @@ type controlHeaders struct {
 }
 
 // readControlHeaders validates the control headers up front, before any
-// limit is charged.
-func readControlHeaders(h http.Header) (controlHeaders, *openai.Error) {
+// limit is charged: the values of X-Sluice-Max-Wait and X-Sluice-Progress,
+// and Prefer's (requestHeaders).
+func readControlHeaders(maxWait string, prefer []string, progress string) (controlHeaders, *openai.Error) {
 	var c controlHeaders
 	var err *openai.Error
-	if c.maxWait, err = parseMaxWait(headerGet(h, headerMaxWait)); err != nil {
+	if c.maxWait, err = parseMaxWait(maxWait); err != nil {
 		return c, err
 	}
-	if c.async, err = parsePrefer(h[headerPrefer]); err != nil {
+	if c.async, err = parsePrefer(prefer); err != nil {
 		return c, err
 	}
-	if c.progress, err = parseProgress(headerGet(h, headerProgress)); err != nil {
+	if c.progress, err = parseProgress(progress); err != nil {
 		return c, err
 	}
 	return c, nil

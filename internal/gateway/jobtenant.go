@@ -73,13 +73,10 @@ func assertedJob(r *http.Request) (*jobCall, *openai.Error) {
 	return &jobCall{id: id}, nil
 }
 
-// refuseJobTenant is the public listener's answer to a request naming a
-// tenant: 400, naming the header. Only the admin listener's worker entry
-// may (serveWorkerJob).
-func refuseJobTenant(r *http.Request) *openai.Error {
-	if _, asserted := r.Header[JobTenantHeader]; !asserted {
-		return nil
-	}
+// jobTenantRefusal is the public listener's answer to a request naming a
+// tenant (requestHeaders.jobTenant): 400, naming the header. Only the
+// admin listener's worker entry may (serveWorkerJob).
+func jobTenantRefusal() *openai.Error {
 	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_worker_assertion",
 		Param: JobTenantHeader, Message: JobTenantHeader + " is reserved for Sluice workers, on the gateway's admin listener"}
 }

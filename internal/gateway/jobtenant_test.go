@@ -78,7 +78,8 @@ func FuzzAssertedJob(f *testing.F) {
 		r, _ := http.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
 		r.Header[JobTenantHeader] = []string{tenant}
 		r.Header.Set("X-Sluice-Priority", prio)
-		if refuseJobTenant(r) == nil {
+		var rh requestHeaders
+		if rh.read(r.Header); !rh.jobTenant {
 			t.Fatal("the public check let an assertion through")
 		}
 		jc, err := assertedJob(r)

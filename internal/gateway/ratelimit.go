@@ -14,6 +14,10 @@ import (
 // tokens from every applicable limit, wait out an nginx-style delay, and
 // set the x-ratelimit-* headers. The returned Result reconciles the token
 // estimate with the backend's usage later.
+// codeStoreUnavailable refuses a request the shared rate limit store could
+// not count (fail closed).
+const codeStoreUnavailable = "rate_limit_store_unavailable"
+
 func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, subject ratelimit.Subject, tokens float64, now time.Time) (ratelimit.Result, error) {
 	if rt.limiter == nil {
 		return ratelimit.Result{Allowed: true}, nil
@@ -23,7 +27,7 @@ func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, subject
 	switch {
 	case res.Allowed:
 	case res.Scope == "store" || errors.Is(err, ratelimit.ErrStoreUnavailable):
-		return res, &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "rate_limit_store_unavailable",
+		return res, &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: codeStoreUnavailable,
 			Message: "the shared rate limit store is unavailable and the gateway is configured to fail closed", RetryAfter: res.RetryAfter}
 	case res.NeverFits:
 		// Not retryable: SDKs retry 429s on their own, so this must not be one.

@@ -32,7 +32,9 @@ func stageRequest(body string, hdr ...string) *http.Request {
 // newExchange is what handle makes for r (without the pool).
 func newExchange(gw *Gateway, r *http.Request, job *jobCall) (*exchange, *httptest.ResponseRecorder) {
 	w := httptest.NewRecorder()
-	return &exchange{w: w, r: r, rt: gw.Runtime(), job: job, rec: record{id: "req-1", path: r.URL.Path, start: time.Now()}}, w
+	x := &exchange{w: w, r: r, rt: gw.Runtime(), job: job, rec: record{id: "req-1", path: r.URL.Path, start: time.Now()}}
+	x.hdr.read(r.Header)
+	return x, w
 }
 
 // through runs the stages before the one under test, which must all pass.

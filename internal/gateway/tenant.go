@@ -88,20 +88,20 @@ var errInvalidToken = &openai.Error{Status: http.StatusUnauthorized, Type: opena
 // tenant however many keys it invents. The error is an *openai.Error or
 // an *auth.Failure (apiError answers both).
 func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
-	return t.identifyFrom(r, client{key: ip})
+	return t.identifyFrom(r.Context(), headerGet(r.Header, "Authorization"), headerGet(r.Header, headerPriority), client{key: ip})
 }
 
 // identifyFrom is identify for the client c (tenants.client), whose
-// open-mode tenant may be made already.
-func (t *tenants) identifyFrom(r *http.Request, c client) (identity, error) {
-	authz := headerGet(r.Header, "Authorization")
+// open-mode tenant may be made already, from the request's Authorization
+// and X-Sluice-Priority values (requestHeaders).
+func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c client) (identity, error) {
 	key := bearer(authz)
 	id := identity{weight: 1, class: admission.Interactive, fallback: true}
 	maxClass := admission.Interactive
 	k, listed := t.byKey[key]
 	switch {
 	case t.tokens != nil && auth.LooksLikeJWT(key):
-		claims, err := t.tokens.Verify(r.Context(), key)
+		claims, err := t.tokens.Verify(ctx, key)
 		if err != nil {
 			return id, err
 		}
@@ -133,7 +133,7 @@ func (t *tenants) identifyFrom(r *http.Request, c client) (identity, error) {
 		}
 	}
 	// A request may lower its own priority, or raise it as far as its key allows.
-	class, asked, perr := parsePriority(headerGet(r.Header, headerPriority))
+	class, asked, perr := parsePriority(priority)
 	if perr != nil {
 		return id, perr
 	}

@@ -1,0 +1,168 @@
+package framing
+
+// oldScanner is the scanner as it was before it scanned head lines in
+// place (kept verbatim but for its name): FuzzScannerMatchesOld checks
+// the new one against it on arbitrary streams split at arbitrary points.
+
+import (
+	"bytes"
+	"strconv"
+)
+
+// oldScanner follows HTTP/1.1 request framing over a byte stream.
+type oldScanner struct {
+	st        state
+	heads     int   // heads completed
+	bodies    int   // of those, the requests whose body (if any) was read whole
+	ambiguous int   // index of the first ambiguous head, -1 = none yet
+	remain    int64 // bytes left of a Content-Length body or a chunk
+	line      []byte
+	// Of the head being read:
+	started, http10, hasCL, hasTE, uncounted bool
+	cl                                       int64
+	// counted: the message being read counts in heads (not "OPTIONS *"),
+	// so its body's end counts in bodies.
+	counted bool
+}
+
+// bodyEnded notes that the current message's body was read whole.
+func (s *oldScanner) bodyEnded() {
+	if s.counted {
+		s.bodies++
+	}
+}
+
+func (s *oldScanner) feed(p []byte) {
+	for len(p) > 0 && s.st != lost {
+		switch s.st {
+		case inBody, inChunkData:
+			k := min(int64(len(p)), s.remain)
+			p, s.remain = p[k:], s.remain-k
+			if s.remain == 0 {
+				if s.st == inBody {
+					s.st = inHead
+					s.bodyEnded()
+				} else {
+					s.st = inChunkEnd
+				}
+			}
+		default:
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				s.line = append(s.line, p...)
+				if len(s.line) > maxLine {
+					s.st = lost
+				}
+				return
+			}
+			// A line within one read is scanned where it is; only one
+			// that began in an earlier read was kept, and is completed.
+			line := p[:i]
+			if len(s.line) > 0 {
+				s.line = append(s.line, line...)
+				line = s.line
+			}
+			p = p[i+1:]
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
+			s.endLine(line)
+			if cap(s.line) > keepLine {
+				s.line = nil // an idle connection keeps no large buffer
+			} else {
+				s.line = s.line[:0]
+			}
+		}
+	}
+}
+
+func (s *oldScanner) endLine(l []byte) {
+	switch s.st {
+	case inHead:
+		s.headLine(l)
+	case inChunkSize:
+		if i := bytes.IndexByte(l, ';'); i >= 0 {
+			l = l[:i]
+		}
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(l)), 16, 64)
+		switch {
+		case err != nil || n < 0:
+			s.st = lost
+		case n == 0:
+			s.st = inTrailer
+		default:
+			s.st, s.remain = inChunkData, n
+		}
+	case inChunkEnd:
+		if len(l) != 0 {
+			s.st = lost
+			return
+		}
+		s.st = inChunkSize
+	case inTrailer:
+		if len(l) == 0 {
+			s.st = inHead
+			s.bodyEnded()
+		}
+	}
+}
+
+func (s *oldScanner) headLine(l []byte) {
+	if !s.started {
+		if len(l) == 0 {
+			return // empty lines before a request line are tolerated
+		}
+		s.started, s.hasCL, s.hasTE, s.cl = true, false, false, 0
+		s.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
+		// net/http answers "OPTIONS *" itself: no handler call to match.
+		s.uncounted = bytes.HasPrefix(l, []byte("OPTIONS * "))
+		if bytes.HasPrefix(l, []byte("PRI ")) {
+			s.st = lost // an HTTP/2 preface: net/http refuses it and closes
+		}
+		return
+	}
+	if len(l) > 0 {
+		name, value, ok := bytes.Cut(l, []byte(":"))
+		if !ok {
+			return // Go refuses it; nothing to track
+		}
+		// The length first: most header names are neither, and this
+		// runs on every header line of every request.
+		switch {
+		case len(name) == len("Content-Length") && bytes.EqualFold(name, []byte("Content-Length")):
+			s.hasCL = true
+			n, err := strconv.ParseInt(string(bytes.TrimSpace(value)), 10, 64)
+			if err != nil || n < 0 || (s.cl != 0 && s.cl != n) {
+				s.cl = -1
+			} else {
+				s.cl = n
+			}
+		case len(name) == len("Transfer-Encoding") && bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			s.hasTE = true
+		}
+		return
+	}
+	// The empty line: the head is complete.
+	idx := s.heads
+	if !s.uncounted {
+		s.heads++
+	}
+	s.started, s.counted = false, !s.uncounted
+	switch {
+	case s.hasCL && s.hasTE:
+		if s.ambiguous < 0 {
+			s.ambiguous = idx
+		}
+		s.st = lost // the connection ends with this request
+	case s.hasTE && !s.http10:
+		s.st = inChunkSize
+	case s.cl < 0:
+		s.st = lost // net/http refuses it and closes
+	// HTTP/1.0 with Transfer-Encoding alone: net/http ignores the header,
+	// so the body is empty, as with no header at all.
+	case s.hasCL && s.cl > 0:
+		s.st, s.remain = inBody, s.cl
+	default:
+		s.bodyEnded() // no body
+	}
+}
