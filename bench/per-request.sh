@@ -3,7 +3,12 @@
 # Sluice with a bare reference (bench/cache-hit.sh's floor, bench/bareproxy)
 # where callgrind's user-space instruction counts do not explain a CPU gap:
 #   1. perf stat on the server while wrk posts BODY for DUR: CPU time
-#      (task-clock) and context switches per request;
+#      (task-clock), context switches, minor page faults, and wakes of the
+#      client per request. Over loopback the client's TCP receive and its
+#      epoll wake-up run in the server's send (softirq), so each wake of a
+#      sleeping wrk is server kernel time (a few us on this VM); a slower
+#      server leaves wrk asleep more often, so compare kernel time per
+#      request only at similar wakes (docs/BENCHMARKS.md §9, kernel side);
 #   2. strace -c -f on the server for a second wrk run: system calls by
 #      type per request (strace slows the server: counts only, not time).
 # GC cycles need the server started with GODEBUG=gctrace=1 (count the
@@ -20,11 +25,14 @@ trap 'rm -rf "$WORK"' EXIT
 printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$WORK/post.lua"
 load() { taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$WORK/post.lua" "$URL" > "$WORK/$1.wrk"; awk '/requests in/ {print $1}' "$WORK/$1.wrk"; }
 
-perf stat -e task-clock,context-switches -p "$PID" -o "$WORK/perf.txt" -- sleep "$DUR" &
+perf stat -e task-clock,context-switches,minor-faults -e sched:sched_waking --filter 'comm=="wrk"' \
+  -p "$PID" -o "$WORK/perf.txt" -- sleep "$DUR" &
 n=$(load perf); wait
 errs=$(awk '/Non-2xx/ {s+=$4} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$WORK/perf.wrk")
-awk -v n="$n" -v e="$errs" -v dur="$DUR" '/task-clock/ {gsub(/,/,"",$1); tc=$1} /context-switches/ {gsub(/,/,"",$1); cs=$1}
-  END {printf "requests %d (%.0f/s, %d errors); CPU %.2f us/request (%.0f%% of a core); context switches %.3f/request\n", n, n/dur, e, tc*1000/n, tc/dur/10, cs/n}' "$WORK/perf.txt"
+awk -v n="$n" -v e="$errs" -v dur="$DUR" '{gsub(/,/,"",$1)} /task-clock/ {tc=$1} /context-switches/ {cs=$1}
+  /minor-faults/ {pf=$1} /sched_waking/ {wk=$1}
+  END {printf "requests %d (%.0f/s, %d errors); CPU %.2f us/request (%.0f%% of a core); per request: context switches %.3f, minor faults %.4f, wakes of wrk %.3f\n",
+    n, n/dur, e, tc*1000/n, tc/dur/10, cs/n, pf/n, wk/n}' "$WORK/perf.txt"
 
 timeout -s INT $((DUR + 1)) strace -c -f -p "$PID" -o "$WORK/strace.txt" 2>/dev/null &
 sleep 0.5
