@@ -3,7 +3,6 @@ package gateway
 import (
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -20,15 +19,7 @@ import (
 
 func startCachingGateway(t *testing.T, backendURL string) *httptest.Server {
 	t.Helper()
-	mem, err := cache.NewMemory(1<<20, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mem.Close)
-	tiered, err := cache.NewTiered(cache.TieredOptions{L1: mem, Rand: rand.Float64})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tiered := newTestTiered(t, cache.TieredOptions{})
 	reg := prometheus.NewRegistry()
 	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg, Cache: tiered}
 	cfg := testConfig(backendURL)

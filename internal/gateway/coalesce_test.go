@@ -44,15 +44,7 @@ func (g *gatedStream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func startCachingGatewayCfg(t *testing.T, cfg *config.Config, l2 cache.Level, now func() time.Time, edit ...func(*Deps)) (string, *Gateway) {
 	t.Helper()
-	mem, err := cache.NewMemory(1<<20, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mem.Close)
-	tiered, err := cache.NewTiered(cache.TieredOptions{L1: mem, L2: l2, Jitter: -1, Rand: rand.Float64})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tiered := newTestTiered(t, cache.TieredOptions{L2: l2, Jitter: -1})
 	memo, err := cache.NewMemo(1000)
 	if err != nil {
 		t.Fatal(err)
@@ -347,4 +339,21 @@ func TestSpareCapacityForWorkers(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// newTestTiered is a 1 MiB in-memory L1 under opts (its L1 and Rand are
+// filled in), closed when the test ends.
+func newTestTiered(t *testing.T, opts cache.TieredOptions) *cache.Tiered {
+	t.Helper()
+	mem, err := cache.NewMemory(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mem.Close)
+	opts.L1, opts.Rand = mem, rand.Float64
+	tiered, err := cache.NewTiered(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tiered
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -37,15 +36,7 @@ func (c *stepClock) date(t time.Time) string { return t.UTC().Format(http.TimeFo
 // received at arrival (framing.BodyReceived). backend is the model m1's.
 func startDatedGateway(t *testing.T, c *stepClock, backend string) string {
 	t.Helper()
-	mem, err := cache.NewMemory(1<<20, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(mem.Close)
-	tiered, err := cache.NewTiered(cache.TieredOptions{L1: mem, Rand: rand.Float64})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tiered := newTestTiered(t, cache.TieredOptions{})
 	reg := prometheus.NewRegistry()
 	deps := Deps{Transport: proxy.NewTransportCache(), Now: c.now, Rand: routing.NewRand(1), Registry: reg, Cache: tiered}
 	rt, err := Build(testConfig(backend), deps, nil)
