@@ -24,7 +24,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/discovery"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/forecast"
-	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/health"
 	"github.com/sluice-gw/sluice/internal/netguard"
@@ -367,9 +366,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		go func() { defer wg.Done(); a.connectQueue(runCtx) }()
 	}
 	serveErr := make(chan error, 1)
-	// framing refuses requests whose length is ambiguous (both
-	// Content-Length and Transfer-Encoding), which net/http accepts.
-	go func() { serveErr <- srv.Serve(framing.Listener(guarded)) }()
+	go func() { serveErr <- srv.Serve(guarded) }() // framing inside: see guard
 	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
 	a.logSummary(ln.Addr().String())
 
