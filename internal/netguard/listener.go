@@ -245,7 +245,11 @@ func (c *conn) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.Conn.Read(p)
-	c.rd.done()
+	// Cut by the socket's deadline, earlier than the one set: go on.
+	for n == 0 && err != nil && c.rd.resume(err, c.raw) {
+		n, err = c.Conn.Read(p)
+	}
+	c.rd.done(err)
 	if n > 0 {
 		// The first bytes of the next request end the idle wait; from
 		// here the header timeout runs.
