@@ -2,6 +2,7 @@ package netguard
 
 import (
 	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -37,7 +38,16 @@ type readDeadline struct {
 	// expired: a read failed since the socket's deadline was last moved,
 	// so it may have passed; the next read hands over the one last set.
 	expired bool
+	// past is an instant that has passed (the listener's start): a read
+	// that starts under a deadline before it fails at once, as on the
+	// socket, without moving the socket's (start).
+	past time.Time
 }
+
+// errPassed is the error of a read that starts under a deadline that has
+// passed, as the socket's (net/http asks for a net.Error whose Timeout is
+// true when it ends its background read that way).
+var errPassed error = &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 
 // set records t, and hands it to the socket now if a read is waiting and
 // must not wait past it.
@@ -64,9 +74,18 @@ func (d *readDeadline) setBoth(t time.Time, sock net.Conn) error {
 }
 
 // start hands the deadline last set to the socket, if the socket's may
-// not stand for it, before a read; done must follow the read.
+// not stand for it, before a read; done must follow the read. A deadline
+// set before d.past has passed: the read fails with errPassed, and the
+// socket keeps its own. net/http's background read, when its goroutine
+// has not run before the handler returned (one P), starts after net/http
+// ended it with such a deadline: moving the socket's there only to have
+// the next read move it back would be two timer updates per request.
 func (d *readDeadline) start(sock net.Conn) error {
 	d.mu.Lock()
+	if !d.pending.IsZero() && d.pending.Before(d.past) {
+		d.mu.Unlock()
+		return errPassed
+	}
 	var err error
 	if d.mustApply() {
 		err = d.applyLocked(sock)

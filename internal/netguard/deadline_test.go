@@ -223,6 +223,35 @@ func TestReadMeetingAnEarlierSocketDeadlineGoesOn(t *testing.T) {
 	}
 }
 
+// As net/http does on one P: its background read's goroutine runs only
+// after the handler returned and net/http ended the read with a deadline
+// in the past. That read fails at once as on the socket, a timeout, and
+// the socket keeps its deadline; the next, later one (the idle wait's)
+// leaves it in place too: one socket move for the whole sequence, not 3.
+func TestPassedReadDeadlineFailsAReadWithoutMovingTheSocket(t *testing.T) {
+	c, sock, client := guardedPair(t)
+	c.SetReadDeadline(time.Now().Add(time.Hour))
+	client.Write([]byte("xy"))
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Time{})
+	c.SetReadDeadline(time.Unix(1, 0))
+	_, err := c.Read(make([]byte, 1)) // "y" is waiting: fails all the same
+	var ne net.Error
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read under a passed deadline: %v, want a net.Error timeout, os.ErrDeadlineExceeded", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	c.SetReadDeadline(time.Now().Add(time.Hour + time.Second))
+	if b := make([]byte, 1); func() error { _, err := c.Read(b); return err }() != nil || b[0] != 'y' {
+		t.Fatalf("read after the deadline moved on: %q", b)
+	}
+	if n := sock.sets.Load(); n != 1 {
+		t.Fatalf("socket read deadline set %d times, want 1 (the first hour)", n)
+	}
+}
+
 func TestSetDeadlineAppliesBothAtOnce(t *testing.T) {
 	c, _, client := guardedPair(t)
 	client.Write([]byte("x"))

@@ -56,12 +56,15 @@ type Listener struct {
 	// wrap, when set (Wrap), wraps each admitted connection under the
 	// listener's own.
 	wrap func(net.Conn) net.Conn
+	// start is when the listener was made: a read deadline before it has
+	// passed (readDeadline.past). Socket deadlines are wall-clock times.
+	start time.Time
 }
 
 // NewListener wraps ln; m may be nil.
 func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
 	l := &Listener{Listener: ln, limits: limits, perIP: make(map[string]int), m: m,
-		lingering: make(map[*conn]struct{}), tier: newRefusalTier()}
+		lingering: make(map[*conn]struct{}), tier: newRefusalTier(), start: time.Now()}
 	l.discard.New = func() any { b := make([]byte, 16<<10); return &b }
 	return l
 }
@@ -111,6 +114,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		gc := &conn{Conn: c, raw: c, l: l, ip: ip}
+		gc.rd.past = l.start
 		if l.wrap != nil {
 			gc.Conn = l.wrap(c)
 		}
@@ -241,15 +245,17 @@ func (c *conn) SetDeadline(t time.Time) error {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
-	if err := c.rd.start(c.raw); err != nil {
+	n, err := 0, c.rd.start(c.raw)
+	if err == nil {
+		n, err = c.Conn.Read(p)
+		// Cut by the socket's deadline, earlier than the one set: go on.
+		for n == 0 && err != nil && c.rd.resume(err, c.raw) {
+			n, err = c.Conn.Read(p)
+		}
+		c.rd.done(err)
+	} else if err != errPassed {
 		return 0, err
 	}
-	n, err := c.Conn.Read(p)
-	// Cut by the socket's deadline, earlier than the one set: go on.
-	for n == 0 && err != nil && c.rd.resume(err, c.raw) {
-		n, err = c.Conn.Read(p)
-	}
-	c.rd.done(err)
 	if n > 0 {
 		// The first bytes of the next request end the idle wait; from
 		// here the header timeout runs.
