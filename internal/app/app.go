@@ -24,7 +24,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/discovery"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/forecast"
-	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/health"
 	"github.com/sluice-gw/sluice/internal/netguard"
@@ -97,12 +96,16 @@ type App struct {
 // New builds the app from a validated config. path is the file it came
 // from, re-read on reload ("" disables file reloads).
 func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
-	return newWithClock(cfg, path, logger, time.Now)
+	return newWithClock(cfg, path, logger, nil)
 }
 
 // newWithClock is New with the clock the gateway, its pools and the
-// forecaster read (tests inject time).
+// forecaster read (tests inject time); nil is the wall clock.
 func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func() time.Time) (*App, error) {
+	wall := now == nil
+	if wall {
+		now = time.Now
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	deps := Deps{
@@ -134,6 +137,9 @@ func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
 		WebhooksSigned: cfg.Queue.WebhookSecret != ""}
+	if wall {
+		gwOpts.Now = nil // the gateway then knows its clock is the sockets' (gateway.Options.Now)
+	}
 	if err := a.openForecast(cfg, reg, &gwOpts); err != nil {
 		resp.Close()
 		return nil, errWithPath(path, err)
@@ -367,9 +373,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		go func() { defer wg.Done(); a.connectQueue(runCtx) }()
 	}
 	serveErr := make(chan error, 1)
-	// framing refuses requests whose length is ambiguous (both
-	// Content-Length and Transfer-Encoding), which net/http accepts.
-	go func() { serveErr <- srv.Serve(framing.Listener(guarded)) }()
+	go func() { serveErr <- srv.Serve(guarded) }() // framing inside: see guard
 	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
 	a.logSummary(ln.Addr().String())
 

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/sim"
 	"github.com/sluice-gw/sluice/internal/testutil/benchpost"
 )
@@ -57,7 +56,7 @@ func BenchmarkServeCacheHit(b *testing.B) {
 	guarded := a.guard(ln, sc)
 	defer a.unguard()
 	srv := newServer(a.gw, guarded, sc, a.log)
-	go srv.Serve(framing.Listener(guarded)) // as Run serves
+	go srv.Serve(guarded) // as Run serves
 	defer srv.Close()
 	url := "http://" + ln.Addr().String() + "/v1/chat/completions"
 	for _, want := range []string{"MISS", "HIT"} {

@@ -20,8 +20,10 @@ import (
 func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler: framing.Guard(h),
+		// framing's value nearest the request: it is looked up twice per
+		// request (Guard, BodyReceived), netguard's once.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return ln.ConnContext(framing.ConnContext(ctx, c), c)
+			return framing.ConnContext(ln.ConnContext(ctx, c), c)
 		},
 		ConnState:         ln.ConnState,
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
@@ -54,6 +56,10 @@ func (a *App) guard(ln net.Listener, sc config.Server) *netguard.Listener {
 	_, gogcSet := os.LookupEnv("GOGC")
 	a.gc = startGCFloor(gcFloorFor(int64(sc.MemoryLimit)), gogcSet)
 	a.conns = netguard.NewListener(ln, connLimits(sc), a.connMetrics)
+	// framing refuses requests whose length is ambiguous (both
+	// Content-Length and Transfer-Encoding), which net/http accepts; it
+	// scans the connections the caps admit, under netguard's.
+	a.conns.Wrap(framing.Wrap)
 	a.applyLocked(sc)
 	return a.conns
 }

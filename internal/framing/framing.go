@@ -39,18 +39,30 @@ func (l listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{Conn: c, s: scanner{ambiguous: -1}}, nil
+	return Wrap(c), nil
 }
+
+// Wrap has c scanned: for a listener that wraps the connections it admits
+// itself (netguard's, which then sits above the scanner, so the server's
+// deadline calls and its connection-state hook reach it first).
+func Wrap(c net.Conn) net.Conn { return &conn{Conn: c, s: scanner{ambiguous: -1}} }
 
 type ctxKey struct{}
 
 // ConnContext is for http.Server.ConnContext: it hands the connection's
-// scanner to Guard.
+// scanner to Guard. The scanned connection may be c or lie under other
+// wrappers of c that expose NetConn.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	if sc, ok := c.(*conn); ok {
-		return context.WithValue(ctx, ctxKey{}, sc)
+	for {
+		if sc, ok := c.(*conn); ok {
+			return context.WithValue(ctx, ctxKey{}, sc)
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return ctx
+		}
+		c = w.NetConn()
 	}
-	return ctx
 }
 
 // Guard answers a request whose head was ambiguous with 400 and closes

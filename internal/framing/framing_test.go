@@ -89,6 +89,47 @@ func TestAmbiguousFramingIs400AndClose(t *testing.T) {
 	}
 }
 
+// outer is another layer's wrapper above the scanned connection, as
+// netguard's listener puts its own above framing.Wrap.
+type outer struct{ net.Conn }
+
+func (o *outer) NetConn() net.Conn { return o.Conn }
+
+type outerListener struct{ net.Listener }
+
+func (l outerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &outer{Wrap(c)}, nil
+}
+
+// A connection scanned under another wrapper (Wrap, then the other
+// layer's) is found by ConnContext through NetConn: the ambiguous request
+// is refused, the one before it served.
+func TestGuardFindsTheScannerUnderAnotherWrapper(t *testing.T) {
+	var calls atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.Copy(io.Discard, r.Body)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: Guard(h), ConnContext: ConnContext}
+	go srv.Serve(outerListener{ln})
+	t.Cleanup(func() { srv.Close() })
+	st, bodies, closed := exchange(t, ln.Addr().String(), clReq+bothReq, 2)
+	if st[0] != 200 || st[1] != 400 || !strings.Contains(bodies[1], `"code":"ambiguous_framing"`) || !closed {
+		t.Fatalf("statuses %v bodies %q closed %v", st, bodies, closed)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("handler calls %d, want 1", calls.Load())
+	}
+}
+
 // The scanner follows Content-Length and chunked bodies (extensions,
 // trailers) across a pipelined connection, so the third request is the
 // one refused, and a body that looks like a head is not.

@@ -36,14 +36,25 @@ func (c *stepClock) date(t time.Time) string { return t.UTC().Format(http.TimeFo
 // received at arrival (framing.BodyReceived). backend is the model m1's.
 func startDatedGateway(t *testing.T, c *stepClock, backend string) string {
 	t.Helper()
+	return startFramedGateway(t, c.now, backend)
+}
+
+// startFramedGateway is startDatedGateway on clock now; nil is the wall
+// clock, as Run gives the gateway (Options.Now nil).
+func startFramedGateway(t *testing.T, now func() time.Time, backend string) string {
+	t.Helper()
+	depsNow := now
+	if depsNow == nil {
+		depsNow = time.Now
+	}
 	tiered := newTestTiered(t, cache.TieredOptions{})
 	reg := prometheus.NewRegistry()
-	deps := Deps{Transport: proxy.NewTransportCache(), Now: c.now, Rand: routing.NewRand(1), Registry: reg, Cache: tiered}
+	deps := Deps{Transport: proxy.NewTransportCache(), Now: depsNow, Rand: routing.NewRand(1), Registry: reg, Cache: tiered}
 	rt, err := Build(testConfig(backend), deps, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: reg, Now: c.now})
+	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: reg, Now: now})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

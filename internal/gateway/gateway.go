@@ -37,7 +37,9 @@ import (
 type Options struct {
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
-	Now      func() time.Time
+	// Now is the gateway's clock; nil is time.Now, which then also stands
+	// for the wall clock that socket deadlines need (stampDate).
+	Now func() time.Time
 	// Jobs serves async jobs and the Files and Batches API; nil when the
 	// job queue is off or not connected yet (SetJobs installs it later).
 	Jobs *batchapi.Handler
@@ -85,6 +87,7 @@ type Gateway struct {
 	bodyMem     *netguard.Budget
 	bodyMetrics *netguard.BodyMetrics
 	now         func() time.Time
+	wall        bool // now is the wall clock (Options.Now nil)
 	// dates is the Date of the current second for answers the chain
 	// writes itself (date.go); it outlives reloads.
 	dates     dateCache
@@ -142,7 +145,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 		g.jobs.Store(opt.Jobs)
 	}
 	if g.now == nil {
-		g.now = time.Now
+		g.now, g.wall = time.Now, true
 	}
 	g.rt.Store(rt)
 	g.streams = newStatusStreams(opt.StatusTicker)
@@ -246,6 +249,9 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time)
 		gd.body.StartAt(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, start, g.now, g.bodyMetrics)
 	} else {
 		gd.vals.date = g.dates.at(start)
+		if g.wall {
+			gd.vals.send, gd.vals.start = &gd.sendWriter, start
+		}
 	}
 	return gd
 }
@@ -270,6 +276,10 @@ type answerValues struct {
 	// date is the Date of the request's arrival (dateCache), nil when the
 	// chain's answers keep net/http's own (guard).
 	date []string
+	// send, with date and the wall clock, is the request's sendWriter, whose
+	// deadline a dated answer starts at start, the arrival (stampDate).
+	send  *sendWriter
+	start time.Time
 }
 
 // prefixKeyChars is how much of the prompt prefix_affinity hashes: about

@@ -22,6 +22,9 @@ type sendWriter struct {
 	cut     bool
 	aborted bool
 	armed   time.Time // when the deadline was last moved (see arm)
+	// fresh: armAt just moved the deadline for the write that follows,
+	// which then reads no clock of its own.
+	fresh bool
 }
 
 // rearmAfter is how stale the write deadline may be before a write moves
@@ -53,6 +56,10 @@ func (w *sendWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *sendWriter) arm() {
 	if w.conn != nil && !w.aborted && w.timeout > 0 {
+		if w.fresh {
+			w.fresh = false
+			return
+		}
 		now := time.Now()
 		// armed is zero at a request's first write: Sub against a time
 		// without a monotonic reading takes the wall-clock path (an Add
@@ -62,6 +69,19 @@ func (w *sendWriter) arm() {
 		}
 		w.armed = now
 		w.conn.SetWriteDeadline(now.Add(w.timeout))
+	}
+}
+
+// armAt moves the deadline from t, a wall-clock reading taken within the
+// request's own CPU time of the write that follows (the arrival's, for an
+// answer the chain writes before admission: stampDate), so that write
+// reads no clock of its own; it is as early as the time since t, where
+// arm allows rearmAfter. Only before the first write: after it, arm moves
+// the deadline.
+func (w *sendWriter) armAt(t time.Time) {
+	if w.conn != nil && !w.aborted && w.timeout > 0 && w.armed.IsZero() {
+		w.armed, w.fresh = t, true
+		w.conn.SetWriteDeadline(t.Add(w.timeout))
 	}
 }
 

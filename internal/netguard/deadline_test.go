@@ -139,6 +139,119 @@ func TestReadDeadlineCutsAReadAlreadyWaiting(t *testing.T) {
 	}
 }
 
+// waitReading waits until a read of c is under way.
+func waitReading(c *conn) {
+	for {
+		c.rd.mu.Lock()
+		reading := c.rd.reading
+		c.rd.mu.Unlock()
+		if reading > 0 {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// As net/http does around a request: the idle wait's read under the idle
+// deadline, the background read under none, ended by a deadline in the
+// past. Lifting the deadline for the background read leaves the socket's
+// (later than none is any deadline) in place: two socket moves, not three.
+func TestLaterReadDeadlineLeavesTheSocketsEarlierOne(t *testing.T) {
+	c, sock, client := guardedPair(t)
+	c.SetReadDeadline(time.Now().Add(time.Hour))
+	client.Write([]byte("x"))
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Time{})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1)) // the client sends nothing more
+		errc <- err
+	}()
+	waitReading(c)
+	c.SetReadDeadline(time.Unix(1, 0))
+	if err := <-errc; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("waiting read: %v, want os.ErrDeadlineExceeded", err)
+	}
+	if n := sock.sets.Load(); n != 2 {
+		t.Fatalf("socket read deadline set %d times, want 2 (the hour, the past)", n)
+	}
+	// The passed deadline does not stand for the next one: lifted, the
+	// next read waits for data.
+	c.SetReadDeadline(time.Time{})
+	client.Write([]byte("y"))
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("read after the passed deadline was lifted: %v", err)
+	}
+}
+
+// A read cut by the socket's earlier deadline while the one set is later
+// (none here) goes on under it, and gets the data that comes after.
+func TestReadMeetingAnEarlierSocketDeadlineGoesOn(t *testing.T) {
+	c, sock, client := guardedPair(t)
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	client.Write([]byte("x"))
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Time{}) // the socket keeps its 100 ms
+	type result struct {
+		b   byte
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		buf := make([]byte, 1)
+		_, err := c.Read(buf)
+		res <- result{buf[0], err}
+	}()
+	// The read is cut when the socket's deadline passes and goes on under
+	// none: the socket's deadline is moved a second time. A read that
+	// returned instead fails here.
+	for sock.sets.Load() < 2 {
+		select {
+		case r := <-res:
+			t.Fatalf("the read returned %q, %v before any data; want it to go on", r.b, r.err)
+		default:
+			runtime.Gosched()
+		}
+	}
+	client.Write([]byte("y"))
+	if r := <-res; r.err != nil || r.b != 'y' {
+		t.Fatalf("read %q, %v; want y", r.b, r.err)
+	}
+}
+
+// As net/http does on one P: its background read's goroutine runs only
+// after the handler returned and net/http ended the read with a deadline
+// in the past. That read fails at once as on the socket, a timeout, and
+// the socket keeps its deadline; the next, later one (the idle wait's)
+// leaves it in place too: one socket move for the whole sequence, not 3.
+func TestPassedReadDeadlineFailsAReadWithoutMovingTheSocket(t *testing.T) {
+	c, sock, client := guardedPair(t)
+	c.SetReadDeadline(time.Now().Add(time.Hour))
+	client.Write([]byte("xy"))
+	if _, err := c.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Time{})
+	c.SetReadDeadline(time.Unix(1, 0))
+	_, err := c.Read(make([]byte, 1)) // "y" is waiting: fails all the same
+	var ne net.Error
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read under a passed deadline: %v, want a net.Error timeout, os.ErrDeadlineExceeded", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	c.SetReadDeadline(time.Now().Add(time.Hour + time.Second))
+	if b := make([]byte, 1); func() error { _, err := c.Read(b); return err }() != nil || b[0] != 'y' {
+		t.Fatalf("read after the deadline moved on: %q", b)
+	}
+	if n := sock.sets.Load(); n != 1 {
+		t.Fatalf("socket read deadline set %d times, want 1 (the first hour)", n)
+	}
+}
+
 func TestSetDeadlineAppliesBothAtOnce(t *testing.T) {
 	c, _, client := guardedPair(t)
 	client.Write([]byte("x"))

@@ -108,7 +108,7 @@ func (l *Listener) linger(c *conn) {
 	// and a failed one (the client reset) shows as a failed read.
 	c.closeWrite()
 	buf := l.discard.Get().(*[]byte)
-	l.m.lingerEnded(l.drain(c.Conn, lim, *buf))
+	l.m.lingerEnded(l.drain(c.raw, lim, *buf))
 	l.discard.Put(buf)
 
 	l.mu.Lock()
@@ -160,7 +160,7 @@ func (l *Listener) Close() error {
 	l.closed = true
 	past := time.Unix(1, 0)
 	for c := range l.lingering {
-		c.Conn.SetReadDeadline(past)
+		c.raw.SetReadDeadline(past)
 	}
 	for c := range l.tier.conns {
 		c.SetDeadline(past)
@@ -177,8 +177,9 @@ func (l *Listener) isClosed() bool {
 	return l.closed
 }
 
-// unwrap finds the netguard connection under other wrappers
-// (internal/framing) that expose NetConn.
+// unwrap finds the netguard connection, which is the server's own when the
+// listener wraps the others (Wrap), or lies under wrappers that expose
+// NetConn.
 func unwrap(c net.Conn) *conn {
 	for {
 		if gc, ok := c.(*conn); ok {

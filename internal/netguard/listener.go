@@ -53,15 +53,31 @@ type Listener struct {
 	lingering map[*conn]struct{}
 	discard   sync.Pool   // *[]byte read buffers for draining
 	tier      refusalTier // over-cap connections being answered (refusal.go)
+	// wrap, when set (Wrap), wraps each admitted connection under the
+	// listener's own.
+	wrap func(net.Conn) net.Conn
+	// start is when the listener was made: a read deadline before it has
+	// passed (readDeadline.past). Socket deadlines are wall-clock times.
+	start time.Time
 }
 
 // NewListener wraps ln; m may be nil.
 func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
 	l := &Listener{Listener: ln, limits: limits, perIP: make(map[string]int), m: m,
-		lingering: make(map[*conn]struct{}), tier: newRefusalTier()}
+		lingering: make(map[*conn]struct{}), tier: newRefusalTier(), start: time.Now()}
 	l.discard.New = func() any { b := make([]byte, 16<<10); return &b }
 	return l
 }
+
+// Wrap has every connection the listener admits wrapped by f (another
+// layer that watches the bytes, internal/framing) under the listener's own
+// connection: the server's deadline calls, reads and state hook reach the
+// listener's connection first, with no hop through f's, and connections
+// the listener refuses or answers itself are never wrapped. f's connection
+// reads, writes and closes through; deadlines are the socket's, which the
+// listener's connection sets on the accepted one directly. Call it before
+// the first Accept.
+func (l *Listener) Wrap(f func(net.Conn) net.Conn) { l.wrap = f }
 
 // SetLimits changes the caps (config reload); connections already open
 // are never cut, new ones see the new caps.
@@ -97,7 +113,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			continue
 		}
-		return &conn{Conn: c, l: l, ip: ip}, nil
+		gc := &conn{Conn: c, raw: c, l: l, ip: ip}
+		gc.rd.past = l.start
+		if l.wrap != nil {
+			gc.Conn = l.wrap(c)
+		}
+		return gc, nil
 	}
 }
 
@@ -152,7 +173,11 @@ func hostOf(a net.Addr) string {
 // conn frees its slot once, whoever closes it first, and tells which
 // server timeout cut it (see ConnState).
 type conn struct {
-	net.Conn
+	net.Conn // the accepted connection, or the Wrap of it
+	// raw is the accepted connection itself: deadlines are set on it (Wrap),
+	// and a lingering close drains it past the layers above it, which are
+	// done with the connection.
+	raw   net.Conn
 	l     *Listener
 	ip    string
 	once  sync.Once
@@ -179,6 +204,11 @@ const (
 	phaseActive              // a handler runs; its body timeouts count themselves
 )
 
+// NetConn is the connection under the listener's own (the Wrap of the
+// accepted one, if any), for that layer's hooks to find theirs
+// (framing.ConnContext).
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
 // ConnState is the http.Server's ConnState hook: it lets the listener
 // count idle and header timeouts, which net/http enforces silently.
 func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
@@ -197,17 +227,17 @@ func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
 
 // SetReadDeadline sets the deadline of the reads from now on, handed to
 // the socket when one starts (readDeadline).
-func (c *conn) SetReadDeadline(t time.Time) error { return c.rd.set(t, c.Conn) }
+func (c *conn) SetReadDeadline(t time.Time) error { return c.rd.set(t, c.raw) }
 
 // SetWriteDeadline sets the deadline of the writes from now on; the
 // socket's is moved only when it must be (writeDeadline).
-func (c *conn) SetWriteDeadline(t time.Time) error { return c.wd.set(t, c.Conn) }
+func (c *conn) SetWriteDeadline(t time.Time) error { return c.wd.set(t, c.raw) }
 
 // SetDeadline sets both deadlines on the socket at once.
 func (c *conn) SetDeadline(t time.Time) error {
 	c.wd.mu.Lock()
 	defer c.wd.mu.Unlock()
-	if err := c.rd.setBoth(t, c.Conn); err != nil {
+	if err := c.rd.setBoth(t, c.raw); err != nil {
 		return err
 	}
 	c.wd.pending, c.wd.applied = t, t
@@ -215,11 +245,17 @@ func (c *conn) SetDeadline(t time.Time) error {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
-	if err := c.rd.start(c.Conn); err != nil {
+	n, err := 0, c.rd.start(c.raw)
+	if err == nil {
+		n, err = c.Conn.Read(p)
+		// Cut by the socket's deadline, earlier than the one set: go on.
+		for n == 0 && err != nil && c.rd.resume(err, c.raw) {
+			n, err = c.Conn.Read(p)
+		}
+		c.rd.done(err)
+	} else if err != errPassed {
 		return 0, err
 	}
-	n, err := c.Conn.Read(p)
-	c.rd.done()
 	if n > 0 {
 		// The first bytes of the next request end the idle wait; from
 		// here the header timeout runs.
@@ -306,7 +342,7 @@ func (c *conn) Write(p []byte) (int, error) {
 // than the one last set goes on under that one (writeDeadline).
 func (c *conn) write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	for err != nil && n < len(p) && errors.Is(err, os.ErrDeadlineExceeded) && c.wd.resume(c.Conn) {
+	for err != nil && n < len(p) && errors.Is(err, os.ErrDeadlineExceeded) && c.wd.resume(c.raw) {
 		var m int
 		m, err = c.Conn.Write(p[n:])
 		n += m
