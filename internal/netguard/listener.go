@@ -108,8 +108,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 			if r, ok := l.enterTier(c, reason); ok {
 				go l.refuse(r)
 			} else {
-				c.Close()
+				// Counted before the close: a client that sees the close
+				// can read the count (the tier's test does).
 				l.m.refusalEnded(RefusalTierFull)
+				c.Close()
 			}
 			continue
 		}

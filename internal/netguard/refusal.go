@@ -137,13 +137,13 @@ func (l *Listener) enterTier(c net.Conn, reason string) (*overCapConn, bool) {
 func (l *Listener) refuse(r *overCapConn) {
 	buf := l.tier.bufs.Get().(*[refusalBuf]byte)
 	outcome := l.answerRefusal(r, buf[:])
+	l.m.refusalEnded(outcome) // before the close, which the client sees
 	r.c.Close()
 	l.tier.bufs.Put(buf)
 	l.mu.Lock()
 	delete(l.tier.conns, r.c)
 	l.mu.Unlock()
 	l.m.refusingDelta(-1)
-	l.m.refusalEnded(outcome)
 	l.tier.wg.Done()
 }
 
