@@ -124,15 +124,7 @@ func TestReadDeadlineCutsAReadAlreadyWaiting(t *testing.T) {
 	}()
 	// Wait until the read is under way (net/http's background read, which
 	// it ends by setting a deadline in the past).
-	for {
-		c.rd.mu.Lock()
-		reading := c.rd.reading
-		c.rd.mu.Unlock()
-		if reading > 0 {
-			break
-		}
-		runtime.Gosched()
-	}
+	waitReading(c)
 	c.SetReadDeadline(time.Unix(1, 0))
 	if err := <-errc; !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("waiting read: %v, want os.ErrDeadlineExceeded", err)
