@@ -246,9 +246,8 @@ func (s *scanner) nextLine(p []byte) []byte {
 // nextLine, and fields returns what follows that. It is headLine's field
 // case for lines kept in no buffer, without its cut and fold: only a line
 // whose name has the length of Content-Length or Transfer-Encoding, and
-// starts with their letter, is compared (ASCII case folding: what
-// bytes.EqualFold does for a name of that many bytes against an ASCII
-// name).
+// starts with their letter, is compared (the canonical spelling first,
+// then bytes.EqualFold, as headLine does).
 func (s *scanner) fields(p []byte) []byte {
 	for {
 		i := bytes.IndexByte(p, '\n')
@@ -267,27 +266,13 @@ func (s *scanner) fields(p []byte) []byte {
 		const cl, te = "Content-Length", "Transfer-Encoding"
 		switch {
 		case len(l) > len(cl) && l[0]|0x20 == 'c' && l[len(cl)] == ':' &&
-			(string(l[:len(cl)]) == cl || foldsTo(l[:len(cl)], "content-length")):
+			(string(l[:len(cl)]) == cl || bytes.EqualFold(l[:len(cl)], []byte(cl))):
 			s.contentLength(l[len(cl)+1:])
 		case len(l) > len(te) && l[0]|0x20 == 't' && l[len(te)] == ':' &&
-			(string(l[:len(te)]) == te || foldsTo(l[:len(te)], "transfer-encoding")):
+			(string(l[:len(te)]) == te || bytes.EqualFold(l[:len(te)], []byte(te))):
 			s.hasTE = true
 		}
 	}
-}
-
-// foldsTo reports whether b is lower (lower case ASCII, as long as b)
-// but for the case of its ASCII letters.
-func foldsTo(b []byte, lower string) bool {
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // parseLength is strconv.ParseInt(string(b), 10, 64) where that gives a

@@ -30,7 +30,12 @@ const (
 // re-canonicalise the key on every call, which costs more than the lookup
 // itself on a path that reads a dozen headers per request.
 func headerGet(h http.Header, canonicalKey string) string {
-	if v := h[canonicalKey]; len(v) > 0 {
+	return first(h[canonicalKey])
+}
+
+// first is the first of a header's values, or "".
+func first(v []string) string {
+	if len(v) > 0 {
 		return v[0]
 	}
 	return ""

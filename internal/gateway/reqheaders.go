@@ -69,11 +69,3 @@ func (rh *requestHeaders) walk(h http.Header) {
 		}
 	}
 }
-
-// first is headerGet's value of a header's values.
-func first(v []string) string {
-	if len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
