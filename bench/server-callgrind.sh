@@ -47,9 +47,9 @@ for b in floor "$@"; do
   fi
   PIDS+=($pid)
   for _ in $(seq 1200); do curl -sf -o /dev/null -X POST -d "$BODY" "http://$ADDR/v1/chat/completions" && break; sleep 0.1; done
-  taskset -c 0 wrk -t1 -c64 -d5s -s "$W/post.lua" "http://$ADDR/v1/chat/completions" >/dev/null # warm-up
+  taskset -c 0 wrk -t1 -c64 --timeout 60s -d5s -s "$W/post.lua" "http://$ADDR/v1/chat/completions" >/dev/null # warm-up
   callgrind_control -z $pid >/dev/null
-  taskset -c 0 wrk -t1 -c64 -d"${DUR}s" -s "$W/post.lua" "http://$ADDR/v1/chat/completions" > "$W/wrk.txt"
+  taskset -c 0 wrk -t1 -c64 --timeout 60s -d"${DUR}s" -s "$W/post.lua" "http://$ADDR/v1/chat/completions" > "$W/wrk.txt"
   callgrind_control -d $pid >/dev/null
   kill $pid; wait $pid 2>/dev/null || true
   req=$(awk '/requests in/ {print $1}' "$W/wrk.txt")
