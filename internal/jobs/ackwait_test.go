@@ -2,6 +2,9 @@ package jobs
 
 import (
 	"context"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,21 +91,33 @@ func mustJobWhenBack(t *testing.T, s *Store, id string) *Job {
 	return j
 }
 
-// A job that runs for several AckWaits keeps its message: the worker's
-// heartbeats (msg.InProgress every AckWait/4) restart the server's timer,
-// so a second worker on the same consumer never gets it.
+// A job that runs for several AckWaits keeps its message: while it runs,
+// its worker sends msg.InProgress for that delivery every AckWait/4, and
+// each one restarts the server's AckWait timer (JetStream's contract, the
+// way NATS advises to hold a message through long work), so a second
+// worker on the same consumer never gets it.
 //
-// The verdict is the server's redelivery count and the executions, never a
-// duration. What a loaded machine can do is delay a heartbeat: the message
-// is redelivered only if no heartbeat lands for a whole AckWait, i.e. if one
-// is late by more than AckWait - AckWait/4. At 3s that slack was 2.25s, a
-// stall a starved, race-instrumented process can reach; at 10s it is 7.5s.
-// Stopped heartbeats still fail the test: the message is then redelivered
-// after one AckWait, well inside the two watched.
+// The heartbeat's clock is the test's: it ticks the running job's
+// heartbeat eight times (two AckWaits' worth) and waits, after each tick,
+// for the InProgress to reach the server, seen on the ack subject. No real
+// AckWait (a minute) passes, so a stall of this process, which hosts the
+// server too, cannot expire the message; what fails the test is a
+// heartbeat not sent, sent for another delivery or not every AckWait/4, or
+// the message let go while the job runs (delivered again, or run twice).
+//
+// The test used to submit beside running workers and let two real
+// AckWaits (10 s) pass. Under CPU load it failed with "1 redelivered,
+// executed 1 times": a worker took the message before Submit had written
+// its record and naked it for later (by design, see Submit), and the
+// redelivery that ran the job was counted against the heartbeats.
 func TestHeartbeatsKeepALongJobsMessage(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	o := testOptions(srv.ClientURL())
-	o.AckWait = 10 * time.Second
+	// Long enough that no stall of this process expires the message
+	// between two ticks; short enough that a delivery lost before the job
+	// started (a pull its client gave up on as the server answered) comes
+	// back within the test's patience.
+	o.AckWait = time.Minute
 	a, b := openStore(t, o), openStore(t, o)
 	release := make(chan struct{})
 	started := make(chan struct{}, 2)
@@ -117,18 +132,50 @@ func TestHeartbeatsKeepALongJobsMessage(t *testing.T) {
 		}
 		return Result{StatusCode: 200, Body: []byte(`{"ok":true}`)}, nil
 	})
-	startWorker(t, a, WorkerOptions{Executor: long})
-	startWorker(t, b, WorkerOptions{Executor: long})
+	var mu sync.Mutex
+	var beats []testBeat // one per message handled
+	ticker := func(every time.Duration) (<-chan time.Time, func()) {
+		tb := testBeat{every: every, tick: make(chan time.Time)}
+		mu.Lock()
+		beats = append(beats, tb)
+		mu.Unlock()
+		return tb.tick, func() {}
+	}
+	// The job is queued before the workers start, so that as a rule its
+	// first delivery runs it: Submit publishes before it writes the record,
+	// and a worker that gets the message in between naks it for later.
 	j, _, err := a.Submit(t.Context(), spec("acme"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	startWorker(t, a, WorkerOptions{Executor: long, ticker: ticker})
+	startWorker(t, b, WorkerOptions{Executor: long, ticker: ticker})
 	waitStarted(t, started, a, j.ID)
-	// The time under test: two AckWaits with the job running (a window, not
-	// a synchronisation: a slow machine only makes it longer). Without
-	// heartbeats the message would be redelivered, and run again by
-	// either worker, after the first.
-	time.Sleep(2 * o.AckWait)
+	acks := watchAcks(t, srv, "jobs-"+j.Class) // before the first tick
+	mu.Lock()
+	// The job's heartbeat was made just before it started; any earlier
+	// were for deliveries given back before it (a worker that could not
+	// read the record yet, say).
+	beat := beats[len(beats)-1]
+	mu.Unlock()
+	if beat.every != o.AckWait/4 {
+		t.Fatalf("heartbeat every %s, want AckWait/4 = %s", beat.every, o.AckWait/4)
+	}
+	delivery := "" // the ack subject of the delivery the job runs under
+	for i := range 8 {
+		select {
+		case beat.tick <- time.Now():
+		case <-time.After(20 * time.Second): // a bound on a hang, not a synchronisation
+			t.Fatalf("heartbeat %d: the heartbeat stopped while the job runs", i+1)
+		}
+		reply := acks.nextProgress(t)
+		if delivery == "" {
+			delivery = reply
+		}
+		if reply != delivery {
+			t.Fatalf("heartbeat %d went to %s, the first to %s: want one delivery's", i+1, reply, delivery)
+		}
+	}
 	cons, err := a.js.Consumer(t.Context(), workStream, "jobs-"+j.Class)
 	if err != nil {
 		t.Fatal(err)
@@ -137,14 +184,90 @@ func TestHeartbeatsKeepALongJobsMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.NumRedelivered != 0 || calls.Load() != 1 {
-		t.Fatalf("after 2×AckWait: %d redelivered, executed %d times; want 0 and 1", info.NumRedelivered, calls.Load())
+	// The verdict: no delivery since the job's, which is still unacked,
+	// and one execution. (A delivery before the job's can be given back
+	// for reasons of its own: a record not written yet, a pull its client
+	// gave up on. That is not the heartbeats' business.)
+	jobs := acks.consumerSeq(t, delivery)
+	if info.Delivered.Consumer != jobs || info.NumAckPending != 1 || calls.Load() != 1 {
+		t.Fatalf("after 8 heartbeats: last delivery %d (the job's %d, %d redelivered), %d pending ack, executed %d times; want the job's, 1 and 1",
+			info.Delivered.Consumer, jobs, info.NumRedelivered, info.NumAckPending, calls.Load())
 	}
 	close(release)
 	eventually(t, "the job to succeed", func() bool { return mustJob(t, a, "acme", j.ID).Status == StatusSucceeded })
 	if got := mustJob(t, a, "acme", j.ID); got.Attempts != 1 || calls.Load() != 1 {
 		t.Fatalf("attempts %d, executions %d; want 1 and 1", got.Attempts, calls.Load())
 	}
+}
+
+// testBeat is a heartbeat ticker made for one message, ticked by the test.
+type testBeat struct {
+	every time.Duration
+	tick  chan time.Time
+}
+
+// ackWatch sees what workers send the server about the messages of one
+// consumer: acks, naks, heartbeats.
+type ackWatch struct {
+	sub   *nats.Subscription
+	token string // ".<stream>.<consumer>." in the subjects
+}
+
+// watchAcks subscribes, on a connection of its own, to the acks of the
+// messages of consumer.
+func watchAcks(t *testing.T, srv *Embedded, consumer string) *ackWatch {
+	t.Helper()
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	// $JS.ACK.<stream>.<consumer>.…, or with a domain and an account hash
+	// before the stream: the whole tree, filtered by token.
+	sub, err := nc.SubscribeSync("$JS.ACK.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil { // the server has the subscription
+		t.Fatal(err)
+	}
+	return &ackWatch{sub: sub, token: "." + workStream + "." + consumer + "."}
+}
+
+// nextProgress waits for the next heartbeat (+WPI) and returns the
+// delivery it is for (its ack subject); anything else sent about the
+// consumer's messages fails the test.
+func (w *ackWatch) nextProgress(t *testing.T) string {
+	t.Helper()
+	for {
+		m, err := w.sub.NextMsg(20 * time.Second) // a bound on a hang, not a synchronisation
+		if err != nil {
+			t.Fatalf("waiting for a heartbeat: %v", err)
+		}
+		if !strings.Contains(m.Subject, w.token) {
+			continue
+		}
+		if string(m.Data) != "+WPI" {
+			t.Fatalf("%q sent for %s while the job runs, want only heartbeats (+WPI)", m.Data, m.Subject)
+		}
+		return m.Subject
+	}
+}
+
+// consumerSeq is the consumer sequence of the delivery whose ack subject
+// is subj: $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.…
+func (w *ackWatch) consumerSeq(t *testing.T, subj string) uint64 {
+	t.Helper()
+	_, rest, _ := strings.Cut(subj, w.token)
+	fields := strings.Split(rest, ".")
+	if len(fields) < 3 {
+		t.Fatalf("ack subject %q: no consumer sequence", subj)
+	}
+	n, err := strconv.ParseUint(fields[2], 10, 64)
+	if err != nil {
+		t.Fatalf("ack subject %q: %v", subj, err)
+	}
+	return n
 }
 
 // waitStarted waits for the executor to start job id, and fails at once

@@ -35,6 +35,17 @@ type WorkerOptions struct {
 	// Grace is how long running jobs may finish after ctx ends before
 	// their executions are cancelled and the jobs requeued, default 5s.
 	Grace time.Duration
+
+	// ticker paces a message's heartbeats, default newTicker; tests
+	// inject one to tick the heartbeat themselves instead of waiting for
+	// real AckWaits to pass.
+	ticker func(every time.Duration) (ticks <-chan time.Time, stop func())
+}
+
+// newTicker is the heartbeat's real clock.
+func newTicker(every time.Duration) (ticks <-chan time.Time, stop func()) {
+	t := time.NewTicker(every)
+	return t.C, t.Stop
 }
 
 // orphanGrace is how long a message may wait for its record (Submit
@@ -59,6 +70,9 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	}
 	if o.Grace <= 0 {
 		o.Grace = 5 * time.Second
+	}
+	if o.ticker == nil {
+		o.ticker = newTicker
 	}
 	if err := s.enter(); err != nil {
 		return err
@@ -541,13 +555,13 @@ func (w *worker) whileAway(d *delivery, step string, op func() error) error {
 // AckWait/4, until the returned stop is called.
 func (w *worker) heartbeat(msg jetstream.Msg) (stop func()) {
 	done := make(chan struct{})
+	ticks, stopTicks := w.o.ticker(w.s.o.AckWait / 4)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(w.s.o.AckWait / 4)
-		defer t.Stop()
+		defer stopTicks()
 		for {
 			select {
-			case <-t.C:
+			case <-ticks:
 				_ = msg.InProgress()
 			case <-done:
 				return
