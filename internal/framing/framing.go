@@ -66,17 +66,38 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 }
 
 // Guard answers a request whose head was ambiguous with 400 and closes
-// the connection; other requests go to next.
+// the connection; other requests go to next: to its ServeFramed when it is
+// a Framed, told what BodyReceived would say.
 func Guard(next http.Handler) http.Handler {
+	framed, _ := next.(Framed)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, ok := r.Context().Value(ctxKey{}).(*conn); ok && c.nextIsAmbiguous() {
-			w.Header().Set("Connection", "close")
-			openai.WriteError(w, openai.BadRequest("ambiguous_framing",
-				"the request has both Content-Length and Transfer-Encoding headers; send one"))
+		received := false
+		if c, ok := r.Context().Value(ctxKey{}).(*conn); ok {
+			var ambiguous bool
+			if ambiguous, received = c.next(); ambiguous {
+				w.Header().Set("Connection", "close")
+				openai.WriteError(w, openai.BadRequest("ambiguous_framing",
+					"the request has both Content-Length and Transfer-Encoding headers; send one"))
+				return
+			}
+		}
+		if framed != nil {
+			framed.ServeFramed(w, r, received)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// Framed is a handler that wants BodyReceived of each request: Guard
+// passes it, read in the look-up of the connection Guard makes anyway,
+// which BodyReceived would make again (a context walk and a lock, per
+// request).
+type Framed interface {
+	http.Handler
+	// ServeFramed serves r; bodyReceived is BodyReceived(r) as the
+	// handler starts.
+	ServeFramed(w http.ResponseWriter, r *http.Request, bodyReceived bool)
 }
 
 // conn scans what its reads return. The server reads a request's head
@@ -115,12 +136,16 @@ func (c *conn) CloseWrite() error {
 // (netguard's ConnState) to find their own.
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
-func (c *conn) nextIsAmbiguous() bool {
+// next counts the request Guard is handing on and reports whether its
+// head was ambiguous and whether its body was read whole (BodyReceived).
+func (c *conn) next() (ambiguous, received bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	i := c.handled
 	c.handled++
-	return c.s.ambiguous >= 0 && i == c.s.ambiguous
+	ambiguous = c.s.ambiguous >= 0 && i == c.s.ambiguous
+	received = c.s.bodies >= c.handled
+	c.mu.Unlock()
+	return ambiguous, received
 }
 
 // BodyReceived reports whether the whole body of r, a request Guard passed

@@ -194,11 +194,21 @@ func (g *Gateway) Swap(rt *Runtime) {
 func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 
 // ServeHTTP is the public listener: /v1/*, /healthz and /readyz, nothing
-// else (the privileged surfaces are on AdminHandler). It routes by path: a
-// switch, not a router; the set is small and this runs on every request.
+// else (the privileged surfaces are on AdminHandler). Behind framing.Guard
+// it is entered through ServeFramed.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.ServeFramed(w, r, framing.BodyReceived(r))
+}
+
+// The gateway is told BodyReceived by framing.Guard, not looked up again.
+var _ framing.Framed = (*Gateway)(nil)
+
+// ServeFramed is ServeHTTP with framing.BodyReceived(r) read by the
+// caller (framing.Framed: Guard has it at hand). It routes by path: a
+// switch, not a router; the set is small and this runs on every request.
+func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, bodyReceived bool) {
 	start := g.now()
-	gd := g.guard(w, r, start)
+	gd := g.guard(w, r, start, bodyReceived)
 	defer gd.body.Restore()
 	w = &gd.sendWriter
 	switch path := r.URL.Path; path {
@@ -230,13 +240,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // deadline, also on routes with small answers, so a keep-alive connection
 // does not carry an earlier request's deadline into this one. The body's
 // budgets start at start (g.now(), just read); a body the listener has
-// read whole already needs none (framing.BodyReceived); such a request
+// read whole already (bodyReceived: framing.BodyReceived) needs none; such a request
 // also gets the Date of start for an answer the chain writes before
 // admission (stampDate): it is written within the request's own CPU time
 // of start, while a body still arriving may take its whole timeout. The caller answers
 // through &gd.sendWriter and calls gd.body.Restore when the handler
 // returns, which undoes the body deadlines.
-func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time) (gd *guarded) {
+func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time, bodyReceived bool) (gd *guarded) {
 	sc := &g.rt.Load().Config.Server
 	gd = &guarded{sendWriter: newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)}
 	// A body the listener has read whole already (a small request arrives
@@ -244,7 +254,7 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time)
 	// reading or discarding it never waits on the client, so time bounds
 	// could not fire; setting them would cost an allocation, a clock read
 	// and two deadline moves per request.
-	if !framing.BodyReceived(r) {
+	if !bodyReceived {
 		gd.body = new(netguard.TimedBody)
 		gd.body.StartAt(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, start, g.now, g.bodyMetrics)
 	} else {
