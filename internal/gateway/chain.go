@@ -265,14 +265,6 @@ func (s enqueueStage) serve(x *exchange) bool {
 type limitStage struct{ g *Gateway }
 
 func (s limitStage) serve(x *exchange) bool {
-	peek := x.parsed.Peek
-	// Field by field into the exchange's call, which is zero until here
-	// (handle, release): a composite literal would build the whole call
-	// aside and copy it in.
-	c := &x.call
-	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, peek
-	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
-	c.cost = x.cost
 	if x.rt.limiter == nil {
 		return true
 	}
@@ -286,12 +278,12 @@ func (s limitStage) serve(x *exchange) bool {
 	if x.job != nil {
 		subject = ratelimit.Subject{Tenant: x.id.tenant}
 	}
-	rl, err := x.rt.rateLimit(x.ctx(), x.w, subject, x.call.cost, x.rec.start)
+	rl, err := x.rt.rateLimit(x.ctx(), x.w, subject, x.cost, x.rec.start)
 	if err != nil {
 		if x.job != nil {
 			x.job.throttled = true
 		}
-		x.refuse(apiError(err, peek.Model))
+		x.refuse(apiError(err, x.parsed.Peek.Model))
 		return false
 	}
 	x.rl, x.limited = rl, true
@@ -299,26 +291,39 @@ func (s limitStage) serve(x *exchange) bool {
 }
 
 // cacheStage answers deterministic requests from the cache when it can (a
-// stale answer is refreshed in the background), else leaves the plan for
-// filling the cache with the backend's answer.
+// stale answer is refreshed in the background), else leaves the upstream
+// call, with the plan for filling the cache with the backend's answer.
 type cacheStage struct{ g *Gateway }
 
 func (s cacheStage) serve(x *exchange) bool {
-	c := &x.call
 	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, cacheBypassed(x.hdr.cacheControl), x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
-	c.plan = plan
+	if hit && !stale {
+		x.rec.status, x.rec.cache = status, "HIT"
+		return false // a fresh hit calls no backend: it needs no call
+	}
+	c := x.upstream(plan)
 	if !hit {
 		// Only a request that queues needs its fingerprint (appointments);
 		// a hit, fresh or stale, never does, so it hashes its body once less.
 		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
 		return true
 	}
-	x.rec.status, x.rec.cache = status, "HIT"
-	if stale {
-		x.rec.cache = "STALE"
-		s.g.revalidate(x.ctx(), x.rt, x.pool, c)
-	}
+	x.rec.status, x.rec.cache = status, "STALE"
+	s.g.revalidate(x.ctx(), x.rt, x.pool, c)
 	return false
+}
+
+// upstream sets x.call, the backend call the request makes (or its stale
+// answer's revalidation), from what the stages before learned, and
+// returns it. Field by field into the exchange's call, which is zero
+// until here (handle, release): a composite literal would build the whole
+// call aside and copy it in.
+func (x *exchange) upstream(plan cachePlan) *upstreamCall {
+	c := &x.call
+	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, x.parsed.Peek
+	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
+	c.cost, c.plan = x.cost, plan
+	return c
 }
 
 // admitStage sets the terms on which the request may take a slot, by its
