@@ -42,8 +42,21 @@ func (g *Gateway) chain() []stage {
 
 // exchange is one inference request on its way through the chain: the
 // request value going in, the sink its answer goes to, and what each stage
-// learned for the stages after it.
+// learned for the stages after it. Its two largest parts are written only
+// when used, and cleared (release) only then: the rate limit charge (rl,
+// limited) and the backend call (call, made by upstream).
 type exchange struct {
+	exchangeState
+	// rl is the rate limit charge, settled with the usage at the end; set
+	// only with limited.
+	rl ratelimit.Result
+	// call is the backend call, written by upstream and after it only.
+	call upstreamCall
+}
+
+// exchangeState is the exchange but for its two parts written only when
+// used: what release always clears.
+type exchangeState struct {
 	w   http.ResponseWriter // the sink: the client's connection, or a job's answer
 	r   *http.Request
 	rt  *Runtime // the runtime the request started on, to its end
@@ -59,10 +72,8 @@ type exchange struct {
 	parsed *cache.Parsed
 	pool   *Pool
 	cost   float64 // admission.EstimateCost of the request (parse stage)
-	// rl is the rate limit charge, settled with the usage at the end.
-	rl      ratelimit.Result
-	limited bool
-	call    upstreamCall
+	// limited: rl is set (a charge to settle); called: call is set.
+	limited, called bool
 	// inflight: counted in the in-flight gauge (it passed the method check).
 	inflight bool
 	// vals back the answer header values the chain sets (answerValues).
@@ -133,12 +144,20 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, s
 	g.serve(x)
 }
 
-// release waits for the read-ahead, if any, to drain, then recycles x.
+// release waits for the read-ahead, if any, to drain, then recycles x,
+// cleared: its charge and its call only when set (a cache hit has neither
+// without rate limits: ~40% of the exchange's bytes not cleared again).
 func (g *Gateway) release(x *exchange) {
 	if x.ra != nil {
 		x.ra.Finish()
 	}
-	*x = exchange{}
+	if x.limited {
+		x.rl = ratelimit.Result{}
+	}
+	if x.called {
+		x.call = upstreamCall{}
+	}
+	x.exchangeState = exchangeState{}
 	g.exchanges.Put(x)
 }
 
@@ -232,7 +251,7 @@ func (s parseStage) serve(x *exchange) bool {
 		x.refuse(e)
 		return false
 	}
-	if x.pool = x.rt.Pools[peek.Model]; x.pool == nil {
+	if x.pool = x.rt.pool(peek.Model); x.pool == nil {
 		e := openai.NotFound("model_not_found", "The model '"+peek.Model+"' does not exist or you do not have access to it.")
 		e.Param = "model"
 		x.refuse(e)
@@ -319,6 +338,7 @@ func (s cacheStage) serve(x *exchange) bool {
 // until here (handle, release): a composite literal would build the whole
 // call aside and copy it in.
 func (x *exchange) upstream(plan cachePlan) *upstreamCall {
+	x.called = true
 	c := &x.call
 	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, x.parsed.Peek
 	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
