@@ -53,8 +53,12 @@ type ctxKey struct{}
 // scanner to Guard. The scanned connection may be c or lie under other
 // wrappers of c that expose NetConn.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	accepted := c
 	for {
 		if sc, ok := c.(*conn); ok {
+			// Set before the server serves the connection, read by Guard
+			// on the connection's goroutine after.
+			sc.accepted = accepted
 			return context.WithValue(ctx, ctxKey{}, sc)
 		}
 		w, ok := c.(interface{ NetConn() net.Conn })
@@ -71,33 +75,44 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 func Guard(next http.Handler) http.Handler {
 	framed, _ := next.(Framed)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		received := false
+		var a Arrival
 		if c, ok := r.Context().Value(ctxKey{}).(*conn); ok {
 			var ambiguous bool
-			if ambiguous, received = c.next(); ambiguous {
+			if ambiguous, a.BodyReceived = c.next(); ambiguous {
 				w.Header().Set("Connection", "close")
 				openai.WriteError(w, openai.BadRequest("ambiguous_framing",
 					"the request has both Content-Length and Transfer-Encoding headers; send one"))
 				return
 			}
+			a.Conn = c.accepted
 		}
 		if framed != nil {
-			framed.ServeFramed(w, r, received)
+			framed.ServeFramed(w, r, a)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// Framed is a handler that wants BodyReceived of each request: Guard
-// passes it, read in the look-up of the connection Guard makes anyway,
-// which BodyReceived would make again (a context walk and a lock, per
-// request).
+// Framed is a handler that wants to know what Guard found of each
+// request's connection (Arrival), in the look-up Guard makes anyway: the
+// handler's own would be a context walk each (and a lock for
+// BodyReceived), per request.
 type Framed interface {
 	http.Handler
-	// ServeFramed serves r; bodyReceived is BodyReceived(r) as the
-	// handler starts.
-	ServeFramed(w http.ResponseWriter, r *http.Request, bodyReceived bool)
+	// ServeFramed serves r, which arrived as a says.
+	ServeFramed(w http.ResponseWriter, r *http.Request, a Arrival)
+}
+
+// Arrival is what Guard knows of a request's connection as the handler
+// starts.
+type Arrival struct {
+	// BodyReceived is BodyReceived(r).
+	BodyReceived bool
+	// Conn is the connection as the server accepted it (ConnContext's c,
+	// which the scanned one may lie under); nil when the request did not
+	// come through Listener and ConnContext.
+	Conn net.Conn
 }
 
 // conn scans what its reads return. The server reads a request's head
@@ -111,6 +126,9 @@ type conn struct {
 	mu      sync.Mutex
 	s       scanner
 	handled int // requests that reached Guard
+	// accepted is the connection the server accepted, this one or one
+	// wrapping it (ConnContext): Arrival.Conn.
+	accepted net.Conn
 }
 
 func (c *conn) Read(p []byte) (int, error) {

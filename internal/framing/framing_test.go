@@ -222,10 +222,13 @@ func TestBodyReceived(t *testing.T) {
 	}
 	got := make(chan seen, 8)
 	proceed := make(chan struct{}, 8)
-	h := framedHandler{t: t, serve: func(w http.ResponseWriter, r *http.Request, told bool) {
+	h := framedHandler{t: t, serve: func(w http.ResponseWriter, r *http.Request, a Arrival) {
 		s := seen{atStart: BodyReceived(r)}
-		if told != s.atStart {
-			t.Errorf("%s: Guard told %v, BodyReceived says %v", r.URL.Path, told, s.atStart)
+		if a.BodyReceived != s.atStart {
+			t.Errorf("%s: Guard told %v, BodyReceived says %v", r.URL.Path, a.BodyReceived, s.atStart)
+		}
+		if a.Conn == nil || a.Conn.RemoteAddr().String() != r.RemoteAddr {
+			t.Errorf("%s: Guard told of connection %v, the request came from %s", r.URL.Path, a.Conn, r.RemoteAddr)
 		}
 		if r.URL.Path == "/partial" {
 			got <- s // the client sends the rest only after this
@@ -290,16 +293,16 @@ func TestBodyReceived(t *testing.T) {
 // framedHandler is a Framed handler; Guard must call its ServeFramed.
 type framedHandler struct {
 	t     *testing.T
-	serve func(w http.ResponseWriter, r *http.Request, bodyReceived bool)
+	serve func(w http.ResponseWriter, r *http.Request, a Arrival)
 }
 
 func (h framedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.t.Errorf("%s: Guard called ServeHTTP, not ServeFramed", r.URL.Path)
-	h.serve(w, r, BodyReceived(r))
+	h.serve(w, r, Arrival{BodyReceived: BodyReceived(r)})
 }
 
-func (h framedHandler) ServeFramed(w http.ResponseWriter, r *http.Request, bodyReceived bool) {
-	h.serve(w, r, bodyReceived)
+func (h framedHandler) ServeFramed(w http.ResponseWriter, r *http.Request, a Arrival) {
+	h.serve(w, r, a)
 }
 
 // FuzzScannerMatchesOld: the scanner (head lines scanned in place) and

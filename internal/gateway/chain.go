@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
@@ -78,6 +79,9 @@ type exchangeState struct {
 	inflight bool
 	// vals back the answer header values the chain sets (answerValues).
 	vals *answerValues
+	// connMemo is the connection's netguard.ConnMemo, nil for none
+	// (handle): identify keeps the connection's client there.
+	connMemo *atomic.Value
 	// ra reads the backend's answer ahead of a slow client (armed by
 	// serveDirect): made by the forward stage for a request from the
 	// public listener, so an answer from an earlier stage (a refusal, a
@@ -122,8 +126,9 @@ func (g *Gateway) serve(x *exchange) {
 // may be released before that (read-ahead: proxy/readahead.go).
 // Exchanges are reused: nothing keeps one once the chain has run (flights
 // copy what they keep). start is g.now() at arrival; vals back the answer
-// header values the chain sets (answerValues).
-func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, start time.Time, vals *answerValues) {
+// header values the chain sets (answerValues); memo is the connection's
+// netguard.ConnMemo (nil: none).
+func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, start time.Time, vals *answerValues, memo *atomic.Value) {
 	x, _ := g.exchanges.Get().(*exchange)
 	if x == nil {
 		x = new(exchange)
@@ -134,7 +139,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, s
 	w.Header()[headerRequestID] = vals.id[:]
 	// x is zero (new, or cleared by release): set only what is known, not
 	// a whole new exchange, which would clear its ~1KB once more.
-	x.w, x.r, x.rt, x.job, x.vals = w, r, g.rt.Load(), job, vals
+	x.w, x.r, x.rt, x.job, x.vals, x.connMemo = w, r, g.rt.Load(), job, vals, memo
 	x.rec.id, x.rec.path, x.rec.start = reqID, r.URL.Path, start
 	defer g.release(x)
 	if job != nil {
@@ -185,7 +190,7 @@ func (g *Gateway) record(x *exchange) {
 type identifyStage struct{ g *Gateway }
 
 func (s identifyStage) serve(x *exchange) bool {
-	x.from = x.rt.tenants.client(x.r)
+	x.from = x.rt.tenants.client(x.r, x.connMemo)
 	if x.job != nil {
 		x.id, x.rec.job = x.job.id, true
 	} else {

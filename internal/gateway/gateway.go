@@ -197,23 +197,25 @@ func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 // else (the privileged surfaces are on AdminHandler). Behind framing.Guard
 // it is entered through ServeFramed.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	g.ServeFramed(w, r, framing.BodyReceived(r))
+	g.ServeFramed(w, r, framing.Arrival{BodyReceived: framing.BodyReceived(r)})
 }
 
-// The gateway is told BodyReceived by framing.Guard, not looked up again.
+// The gateway is told of the connection by framing.Guard, not looking it
+// up again.
 var _ framing.Framed = (*Gateway)(nil)
 
-// ServeFramed is ServeHTTP with framing.BodyReceived(r) read by the
-// caller (framing.Framed: Guard has it at hand). It routes by path: a
-// switch, not a router; the set is small and this runs on every request.
-func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, bodyReceived bool) {
+// ServeFramed is ServeHTTP for a request whose arrival Guard tells
+// (framing.Framed): whether its body is in, and its connection (connMemo).
+// It routes by path: a switch, not a router; the set is small and this
+// runs on every request.
+func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.Arrival) {
 	start := g.now()
-	gd := g.guard(w, r, start, bodyReceived)
+	gd := g.guard(w, r, start, a.BodyReceived)
 	defer gd.body.Restore()
 	w = &gd.sendWriter
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
-		g.handle(w, r, nil, start, &gd.vals)
+		g.handle(w, r, nil, start, &gd.vals, connMemo(r, a))
 	case "/v1/models":
 		g.serveModels(w, r)
 	case "/healthz":
@@ -232,6 +234,15 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, bodyReceiv
 		}
 		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+path))
 	}
+}
+
+// connMemo is the netguard.ConnMemo of r's connection: found from the
+// connection Guard names (a.Conn), else in r's context.
+func connMemo(r *http.Request, a framing.Arrival) *atomic.Value {
+	if a.Conn == nil {
+		return netguard.ConnMemo(r.Context())
+	}
+	return netguard.ConnMemoOf(a.Conn)
 }
 
 // guard puts the connection's time bounds on a request: every body,
