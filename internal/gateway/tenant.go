@@ -132,13 +132,16 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c cl
 			id.tenant = "ip:" + c.key
 		}
 	}
-	// A request may lower its own priority, or raise it as far as its key allows.
-	class, asked, perr := parsePriority(priority)
-	if perr != nil {
-		return id, perr
-	}
-	if asked {
-		id.class = max(class, maxClass)
+	// A request may lower its own priority, or raise it as far as its key
+	// allows (no header: nothing asked, and no call to parse it).
+	if priority != "" {
+		class, asked, perr := parsePriority(priority)
+		if perr != nil {
+			return id, perr
+		}
+		if asked {
+			id.class = max(class, maxClass)
+		}
 	}
 	if id.class < maxClass {
 		id.class = maxClass

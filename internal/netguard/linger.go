@@ -67,6 +67,9 @@ func ConnMemo(ctx context.Context) *atomic.Value {
 // server accepted it (framing.Arrival.Conn): found without a walk of the
 // request's context. nil when c is not a netguard connection (nor wraps one).
 func ConnMemoOf(c net.Conn) *atomic.Value {
+	if gc, ok := c.(*conn); ok { // the listener's own, as the server has it: unwrap's first test, without its call
+		return &gc.memo
+	}
 	if gc := unwrap(c); gc != nil {
 		return &gc.memo
 	}
