@@ -199,7 +199,7 @@ func (s identifyStage) serve(x *exchange) bool {
 			x.refuse(jobTenantRefusal())
 			return false
 		}
-		id, err := x.rt.tenants.identifyFrom(x.ctx(), x.hdr.authorization, x.hdr.priority, x.from)
+		id, err := x.rt.tenants.identifyFrom(x.ctx(), x.hdr.authorization, x.hdr.priority, &x.from)
 		if err != nil {
 			x.rec.cause = s.g.refuseAuth(x.w, err) // the reason goes to the access line only
 			x.refuse(apiError(err, ""))
@@ -320,7 +320,7 @@ func (s limitStage) serve(x *exchange) bool {
 type cacheStage struct{ g *Gateway }
 
 func (s cacheStage) serve(x *exchange) bool {
-	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, cacheBypassed(x.hdr.cacheControl), x.body.Bytes(), x.parsed, x.pool, x.id, x.rec.start)
+	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, cacheBypassed(x.hdr.cacheControl), x.body.Bytes(), x.parsed, x.pool, &x.id, x.rec.start)
 	if hit && !stale {
 		x.rec.status, x.rec.cache = status, "HIT"
 		return false // a fresh hit calls no backend: it needs no call

@@ -88,13 +88,13 @@ var errInvalidToken = &openai.Error{Status: http.StatusUnauthorized, Type: opena
 // tenant however many keys it invents. The error is an *openai.Error or
 // an *auth.Failure (apiError answers both).
 func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
-	return t.identifyFrom(r.Context(), headerGet(r.Header, "Authorization"), headerGet(r.Header, headerPriority), client{key: ip})
+	return t.identifyFrom(r.Context(), headerGet(r.Header, "Authorization"), headerGet(r.Header, headerPriority), &client{key: ip})
 }
 
 // identifyFrom is identify for the client c (tenants.client), whose
 // open-mode tenant may be made already, from the request's Authorization
 // and X-Sluice-Priority values (requestHeaders).
-func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c client) (identity, error) {
+func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *client) (identity, error) {
 	key := bearer(authz)
 	id := identity{weight: 1, class: admission.Interactive, fallback: true}
 	maxClass := admission.Interactive
