@@ -74,7 +74,4 @@ func (rc *responseCache) Close() {
 	if rc.redis != nil {
 		rc.redis.Close()
 	}
-	if rc.memo != nil {
-		rc.memo.Close()
-	}
 }

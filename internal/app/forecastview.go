@@ -58,12 +58,12 @@ func newArrivalHistory(fc *forecast.Forecaster) *arrivalHistory {
 // the bound should that change).
 func (h *arrivalHistory) observe(t time.Time, model string, tokens float64) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.advance(t)
 	m := h.last
 	if m == nil || h.lastModel != model {
 		if m = h.models[model]; m == nil {
 			if len(h.models) >= h.maxModels {
+				h.mu.Unlock()
 				return
 			}
 			m = &modelHistory{pending: map[int64]gateway.ForecastMade{}}
@@ -73,6 +73,7 @@ func (h *arrivalHistory) observe(t time.Time, model string, tokens float64) {
 	}
 	m.requests++
 	m.tokens += tokens
+	h.mu.Unlock() // not deferred: this runs on every request
 }
 
 // Advance closes the intervals that ended at or before t (the forecast

@@ -20,8 +20,9 @@ import (
 func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler: framing.Guard(h),
-		// framing's value nearest the request: it is looked up twice per
-		// request (Guard, BodyReceived), netguard's once.
+		// framing's value nearest the request: Guard looks it up (and hands
+		// the gateway BodyReceived: framing.Framed), netguard's is looked up
+		// once more per request.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return framing.ConnContext(ln.ConnContext(ctx, c), c)
 		},

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -110,7 +111,6 @@ func TestMemoMatchesKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
 	body := []byte(`{"model":"m","temperature":0,"messages":[{"role":"user","content":"x"}]}`)
 	other := []byte(`{ "messages":[{"content":"x","role":"user"}],"temperature":0, "model":"m"}`)
 	for round := 0; round < 2; round++ { // the second round is answered from the memo
@@ -156,6 +156,47 @@ func TestMemoMatchesKey(t *testing.T) {
 	}
 }
 
+// TestMemoBounded: the memo keeps at most the bodies it was made for, and
+// a body keyed last is answered from it even when it was full.
+func TestMemoBounded(t *testing.T) {
+	const n = 40
+	m, err := NewMemo(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		body := []byte(fmt.Sprintf(`{"model":"m","temperature":0,"messages":[{"role":"user","content":"%d"}]}`, i))
+		p, err := m.Parse(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Key(p, body, sc("m", "t", false)); err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := m.Parse(body); p.digest == nil {
+			t.Fatalf("body %d, keyed just now, is not answered from the memo", i)
+		}
+	}
+	kept := 0
+	for i := range m.shards {
+		kept += len(m.shards[i].m)
+	}
+	if kept > n || kept == 0 {
+		t.Fatalf("the memo keeps %d bodies, made for %d", kept, n)
+	}
+	// An entry answers only its own body's id, not another's that shares
+	// the half its shard's map is keyed by.
+	mine := bodyID{a: 7, b: 2}
+	other := bodyID{a: 7, b: 2 + uint64(len(m.shards))} // the same shard
+	m.set(&Parsed{id: mine})
+	if m.get(other) != nil || m.get(mine) == nil {
+		t.Fatal("an entry answered another body's id, or not its own")
+	}
+	if _, err := NewMemo(0); err == nil {
+		t.Fatal("a memo of no bodies must be refused")
+	}
+}
+
 // FuzzMemo: the memo's answers equal a fresh parse and Key, first time and
 // from the memo.
 func FuzzMemo(f *testing.F) {
@@ -166,7 +207,6 @@ func FuzzMemo(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	defer m.Close()
 	f.Fuzz(func(t *testing.T, body []byte) {
 		want, werr := openai.ParseRequest(body)
 		for range 2 {

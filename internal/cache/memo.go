@@ -4,8 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"hash/maphash"
-
-	"github.com/maypok86/otter/v2"
+	"sync"
 
 	"github.com/sluice-gw/sluice/internal/openai"
 )
@@ -19,12 +18,30 @@ import (
 //
 // Bodies are identified by 128 bits of two randomly seeded maphash sums:
 // collisions are negligible and cannot be aimed at from outside the
-// process. The memo is bounded by entry count (W-TinyLFU). Safe for
-// concurrent use.
+// process. The memo is bounded by entry count: a full shard drops an
+// arbitrary entry (the first its map iterates) for a new one. An entry
+// costs only a parse to make again, so a plain map under a read lock,
+// about a third of the instructions of a W-TinyLFU cache's lookup and
+// bookkeeping, is the better trade on every hit. Safe for concurrent use.
 type Memo struct {
-	c         *otter.Cache[bodyID, *Parsed]
+	shards    []memoShard
+	perShard  int
 	seed1, s2 maphash.Seed
 }
+
+// memoShard is one lock's share of a Memo. Its map is keyed by one half
+// of a body's id, and an entry answers only the body of its whole id: a
+// map of word keys is looked up for about a third of the instructions of
+// one of two-word keys. Two bodies whose ids share that half (a chance
+// of 2^-64 a pair) take turns in one entry.
+type memoShard struct {
+	mu sync.RWMutex
+	m  map[uint64]*Parsed
+}
+
+// memoShards is how many locks a Memo's entries are spread over, so that
+// requests on several cores rarely meet on one.
+const memoShards = 16
 
 type bodyID struct{ a, b uint64 }
 
@@ -44,20 +61,50 @@ type scopedKey struct {
 	key   string
 }
 
-// NewMemo returns a Memo of at most n bodies.
+// NewMemo returns a Memo of at most n bodies (n > 0).
 func NewMemo(n int) (*Memo, error) {
-	c, err := otter.New(&otter.Options[bodyID, *Parsed]{MaximumSize: n})
-	if err != nil {
-		return nil, fmt.Errorf("cache: request memo: %w", err)
+	if n <= 0 {
+		return nil, fmt.Errorf("cache: request memo of %d bodies", n)
 	}
-	return &Memo{c: c, seed1: maphash.MakeSeed(), s2: maphash.MakeSeed()}, nil
+	k := min(n, memoShards)
+	m := &Memo{shards: make([]memoShard, k), perShard: n / k, seed1: maphash.MakeSeed(), s2: maphash.MakeSeed()}
+	for i := range m.shards {
+		m.shards[i].m = make(map[uint64]*Parsed)
+	}
+	return m, nil
+}
+
+func (m *Memo) shard(id bodyID) *memoShard { return &m.shards[id.b%uint64(len(m.shards))] }
+
+func (m *Memo) get(id bodyID) *Parsed {
+	sh := m.shard(id)
+	sh.mu.RLock()
+	p := sh.m[id.a]
+	sh.mu.RUnlock()
+	if p == nil || p.id != id {
+		return nil
+	}
+	return p
+}
+
+func (m *Memo) set(p *Parsed) {
+	sh := m.shard(p.id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.m[p.id.a]; !ok && len(sh.m) >= m.perShard {
+		for a := range sh.m {
+			delete(sh.m, a)
+			break
+		}
+	}
+	sh.m[p.id.a] = p
 }
 
 // Parse returns the body's peek, from the memo when the same bytes were
 // parsed and kept before.
 func (m *Memo) Parse(body []byte) (*Parsed, error) {
 	id := bodyID{maphash.Bytes(m.seed1, body), maphash.Bytes(m.s2, body)}
-	if p, ok := m.c.GetIfPresent(id); ok {
+	if p := m.get(id); p != nil {
 		return p, nil
 	}
 	peek, err := openai.ParseRequest(body)
@@ -87,9 +134,6 @@ func (m *Memo) Key(p *Parsed, body []byte, s Scope) (string, error) {
 	k := KeyOf(*digest, s)
 	// Entries are shared and read concurrently: store a new one rather
 	// than filling this one in.
-	m.c.Set(p.id, &Parsed{id: p.id, Peek: p.Peek, digest: digest, last: &scopedKey{scope: s, key: k}})
+	m.set(&Parsed{id: p.id, Peek: p.Peek, digest: digest, last: &scopedKey{scope: s, key: k}})
 	return k, nil
 }
-
-// Close stops the memo's background goroutines.
-func (m *Memo) Close() { m.c.StopAllGoroutines() }

@@ -75,12 +75,12 @@ func (f *Forecaster) Observe(t time.Time, key Key, requests, tokens float64) {
 		return
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.advance(t)
 	f.add(&f.recent[0], Key{Model: key.Model}, requests, tokens)
 	if key.Tenant != "" && f.cfg.MinTenantRate >= 0 {
 		f.add(&f.recent[1], key, requests, tokens)
 	}
+	f.mu.Unlock() // not deferred: this runs on every request
 }
 
 // add counts into key's tally, found through recent when the last

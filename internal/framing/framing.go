@@ -53,8 +53,12 @@ type ctxKey struct{}
 // scanner to Guard. The scanned connection may be c or lie under other
 // wrappers of c that expose NetConn.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	accepted := c
 	for {
 		if sc, ok := c.(*conn); ok {
+			// Set before the server serves the connection, read by Guard
+			// on the connection's goroutine after.
+			sc.accepted = accepted
 			return context.WithValue(ctx, ctxKey{}, sc)
 		}
 		w, ok := c.(interface{ NetConn() net.Conn })
@@ -66,17 +70,49 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 }
 
 // Guard answers a request whose head was ambiguous with 400 and closes
-// the connection; other requests go to next.
+// the connection; other requests go to next: to its ServeFramed when it is
+// a Framed, told what BodyReceived would say.
 func Guard(next http.Handler) http.Handler {
+	framed, _ := next.(Framed)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, ok := r.Context().Value(ctxKey{}).(*conn); ok && c.nextIsAmbiguous() {
-			w.Header().Set("Connection", "close")
-			openai.WriteError(w, openai.BadRequest("ambiguous_framing",
-				"the request has both Content-Length and Transfer-Encoding headers; send one"))
+		var a Arrival
+		if c, ok := r.Context().Value(ctxKey{}).(*conn); ok {
+			var ambiguous bool
+			if ambiguous, a.BodyReceived = c.next(); ambiguous {
+				w.Header().Set("Connection", "close")
+				openai.WriteError(w, openai.BadRequest("ambiguous_framing",
+					"the request has both Content-Length and Transfer-Encoding headers; send one"))
+				return
+			}
+			a.Conn = c.accepted
+		}
+		if framed != nil {
+			framed.ServeFramed(w, r, a)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// Framed is a handler that wants to know what Guard found of each
+// request's connection (Arrival), in the look-up Guard makes anyway: the
+// handler's own would be a context walk each (and a lock for
+// BodyReceived), per request.
+type Framed interface {
+	http.Handler
+	// ServeFramed serves r, which arrived as a says.
+	ServeFramed(w http.ResponseWriter, r *http.Request, a Arrival)
+}
+
+// Arrival is what Guard knows of a request's connection as the handler
+// starts.
+type Arrival struct {
+	// BodyReceived is BodyReceived(r).
+	BodyReceived bool
+	// Conn is the connection as the server accepted it (ConnContext's c,
+	// which the scanned one may lie under); nil when the request did not
+	// come through Listener and ConnContext.
+	Conn net.Conn
 }
 
 // conn scans what its reads return. The server reads a request's head
@@ -90,6 +126,9 @@ type conn struct {
 	mu      sync.Mutex
 	s       scanner
 	handled int // requests that reached Guard
+	// accepted is the connection the server accepted, this one or one
+	// wrapping it (ConnContext): Arrival.Conn.
+	accepted net.Conn
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -115,12 +154,16 @@ func (c *conn) CloseWrite() error {
 // (netguard's ConnState) to find their own.
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
-func (c *conn) nextIsAmbiguous() bool {
+// next counts the request Guard is handing on and reports whether its
+// head was ambiguous and whether its body was read whole (BodyReceived).
+func (c *conn) next() (ambiguous, received bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	i := c.handled
 	c.handled++
-	return c.s.ambiguous >= 0 && i == c.s.ambiguous
+	ambiguous = c.s.ambiguous >= 0 && i == c.s.ambiguous
+	received = c.s.bodies >= c.handled
+	c.mu.Unlock()
+	return ambiguous, received
 }
 
 // BodyReceived reports whether the whole body of r, a request Guard passed

@@ -213,7 +213,8 @@ func FuzzScanner(f *testing.F) {
 // connection: true once every byte of it (a Content-Length body, a chunked
 // body to its trailer, or no body) went through the scanner, false while
 // some is still on the wire, and false for a request that did not come
-// through Listener and Guard.
+// through Listener and Guard. Guard tells a Framed handler the same as
+// BodyReceived says as the handler starts.
 func TestBodyReceived(t *testing.T) {
 	type seen struct {
 		atStart, afterRead bool
@@ -221,8 +222,14 @@ func TestBodyReceived(t *testing.T) {
 	}
 	got := make(chan seen, 8)
 	proceed := make(chan struct{}, 8)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := framedHandler{t: t, serve: func(w http.ResponseWriter, r *http.Request, a Arrival) {
 		s := seen{atStart: BodyReceived(r)}
+		if a.BodyReceived != s.atStart {
+			t.Errorf("%s: Guard told %v, BodyReceived says %v", r.URL.Path, a.BodyReceived, s.atStart)
+		}
+		if a.Conn == nil || a.Conn.RemoteAddr().String() != r.RemoteAddr {
+			t.Errorf("%s: Guard told of connection %v, the request came from %s", r.URL.Path, a.Conn, r.RemoteAddr)
+		}
 		if r.URL.Path == "/partial" {
 			got <- s // the client sends the rest only after this
 			<-proceed
@@ -231,7 +238,7 @@ func TestBodyReceived(t *testing.T) {
 		s.afterRead, s.body = BodyReceived(r), string(b)
 		got <- s
 		w.Write([]byte("ok"))
-	})
+	}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -281,6 +288,21 @@ func TestBodyReceived(t *testing.T) {
 	if r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("x")); BodyReceived(r) {
 		t.Fatal("BodyReceived true for a request that did not come through Listener")
 	}
+}
+
+// framedHandler is a Framed handler; Guard must call its ServeFramed.
+type framedHandler struct {
+	t     *testing.T
+	serve func(w http.ResponseWriter, r *http.Request, a Arrival)
+}
+
+func (h framedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.t.Errorf("%s: Guard called ServeHTTP, not ServeFramed", r.URL.Path)
+	h.serve(w, r, Arrival{BodyReceived: BodyReceived(r)})
+}
+
+func (h framedHandler) ServeFramed(w http.ResponseWriter, r *http.Request, a Arrival) {
+	h.serve(w, r, a)
 }
 
 // FuzzScannerMatchesOld: the scanner (head lines scanned in place) and

@@ -86,7 +86,7 @@ func cacheBypassed(cc string) bool {
 
 // cacheRule returns the mode and TTL of the first cache rule matching the
 // request (the defaults when none does).
-func (rt *Runtime) cacheRule(model string, id identity) (mode string, ttl time.Duration) {
+func (rt *Runtime) cacheRule(model string, id *identity) (mode string, ttl time.Duration) {
 	mode, ttl = config.CacheDeterministic, rt.Config.Cache.TTL.D()
 	for i := range rt.Config.Cache.Rules {
 		r := &rt.Config.Cache.Rules[i]
@@ -108,7 +108,7 @@ func (rt *Runtime) cacheRule(model string, id identity) (mode string, ttl time.D
 // from the cache when it can. stale is set when the answer served was past
 // its freshness (stale-while-revalidate): the caller refreshes it.
 func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals *answerValues, r *http.Request, bypassed bool, body []byte,
-	parsed *cache.Parsed, pool *Pool, id identity, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
+	parsed *cache.Parsed, pool *Pool, id *identity, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
 	peek := parsed.Peek
 	if rt.cache == nil {
 		return plan, false, 0, false

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"github.com/sluice-gw/sluice/internal/netguard"
 )
@@ -40,11 +41,11 @@ type peerMemo struct {
 }
 
 // client is realIP.client(r), resolved once per connection when it can
-// be (peerMemo, kept in netguard.ConnMemo): a connection's every request
-// comes from the same peer, and parsing and formatting its address, and
-// naming its open-mode tenant, would be the same work each time.
-func (t *tenants) client(r *http.Request) client {
-	slot := netguard.ConnMemo(r.Context())
+// be (peerMemo, kept in slot, r's connection's netguard.ConnMemo; nil:
+// none): a connection's every request comes from the same peer, and
+// parsing and formatting its address, and naming its open-mode tenant,
+// would be the same work each time.
+func (t *tenants) client(r *http.Request, slot *atomic.Value) client {
 	if slot != nil {
 		if m, _ := slot.Load().(*peerMemo); m != nil && m.by == t && m.remote == r.RemoteAddr {
 			return m.c

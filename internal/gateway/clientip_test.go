@@ -106,7 +106,7 @@ func TestClientResolvedOncePerConnection(t *testing.T) {
 	got := make(chan seen, 1)
 	use := plain
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := use.client(r)
+		c := use.client(r, netguard.ConnMemo(r.Context()))
 		var by *tenants
 		if m, _ := netguard.ConnMemo(r.Context()).Load().(*peerMemo); m != nil {
 			by = m.by

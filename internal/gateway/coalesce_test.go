@@ -49,7 +49,6 @@ func startCachingGatewayCfg(t *testing.T, cfg *config.Config, l2 cache.Level, no
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(memo.Close)
 	srv, gw := startGatewayWith(t, cfg, func(d *Deps) {
 		d.Cache, d.Now, d.CacheMemo = tiered, now, memo
 		for _, e := range edit {

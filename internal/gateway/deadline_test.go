@@ -77,17 +77,17 @@ func TestAdmitStageTerms(t *testing.T) {
 		Now: func() time.Time { return start }})
 	r, _ := http.NewRequest("POST", "/v1/chat/completions", nil)
 	r.Header.Set("X-Sluice-Max-Wait", "600ms")
-	live := &exchange{r: r, pool: pool, rec: record{start: start}}
+	live := &exchange{exchangeState: exchangeState{r: r, pool: pool, rec: record{start: start}}}
 	if !(admitStage{}).serve(live) || live.call.until.Sub(start) != 400*time.Millisecond || live.call.latest.Sub(start) != 600*time.Millisecond {
 		t.Fatalf("live: until %v latest %v, want 400ms and 600ms", live.call.until.Sub(start), live.call.latest.Sub(start))
 	}
-	batch := &exchange{r: r, pool: pool, rec: record{start: start}, id: identity{class: admission.Batch}}
+	batch := &exchange{exchangeState: exchangeState{r: r, pool: pool, rec: record{start: start}, id: identity{class: admission.Batch}}}
 	batch.r = r.Clone(r.Context())
 	batch.r.Header.Del("X-Sluice-Max-Wait")
 	if (admitStage{}).serve(batch); batch.call.until.Sub(start) != 40*time.Second {
 		t.Fatalf("batch class: until %v, want 40s (2/3 of its objective)", batch.call.until.Sub(start))
 	}
-	job := &exchange{r: r, pool: pool, rec: record{start: start}, job: &jobCall{}}
+	job := &exchange{exchangeState: exchangeState{r: r, pool: pool, rec: record{start: start}, job: &jobCall{}}}
 	if !(admitStage{}).serve(job) || !job.call.until.Equal(start) || !job.call.latest.Equal(start) {
 		t.Fatalf("job: until %v latest %v, want both at its start", job.call.until, job.call.latest)
 	}

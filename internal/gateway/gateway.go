@@ -194,16 +194,28 @@ func (g *Gateway) Swap(rt *Runtime) {
 func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 
 // ServeHTTP is the public listener: /v1/*, /healthz and /readyz, nothing
-// else (the privileged surfaces are on AdminHandler). It routes by path: a
-// switch, not a router; the set is small and this runs on every request.
+// else (the privileged surfaces are on AdminHandler). Behind framing.Guard
+// it is entered through ServeFramed.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.ServeFramed(w, r, framing.Arrival{BodyReceived: framing.BodyReceived(r)})
+}
+
+// The gateway is told of the connection by framing.Guard, not looking it
+// up again.
+var _ framing.Framed = (*Gateway)(nil)
+
+// ServeFramed is ServeHTTP for a request whose arrival Guard tells
+// (framing.Framed): whether its body is in, and its connection (connMemo).
+// It routes by path: a switch, not a router; the set is small and this
+// runs on every request.
+func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.Arrival) {
 	start := g.now()
-	gd := g.guard(w, r, start)
+	gd := g.guard(w, r, start, a.BodyReceived)
 	defer gd.body.Restore()
 	w = &gd.sendWriter
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
-		g.handle(w, r, nil, start, &gd.vals)
+		g.handle(w, r, nil, start, &gd.vals, connMemo(r, a))
 	case "/v1/models":
 		g.serveModels(w, r)
 	case "/healthz":
@@ -224,19 +236,28 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// connMemo is the netguard.ConnMemo of r's connection: found from the
+// connection Guard names (a.Conn), else in r's context.
+func connMemo(r *http.Request, a framing.Arrival) *atomic.Value {
+	if a.Conn == nil {
+		return netguard.ConnMemo(r.Context())
+	}
+	return netguard.ConnMemoOf(a.Conn)
+}
+
 // guard puts the connection's time bounds on a request: every body,
 // whoever reads it (inference, file uploads), arrives within the body
 // timeouts or is cut with 408; every write moves the connection's write
 // deadline, also on routes with small answers, so a keep-alive connection
 // does not carry an earlier request's deadline into this one. The body's
 // budgets start at start (g.now(), just read); a body the listener has
-// read whole already needs none (framing.BodyReceived); such a request
+// read whole already (bodyReceived: framing.BodyReceived) needs none; such a request
 // also gets the Date of start for an answer the chain writes before
 // admission (stampDate): it is written within the request's own CPU time
 // of start, while a body still arriving may take its whole timeout. The caller answers
 // through &gd.sendWriter and calls gd.body.Restore when the handler
 // returns, which undoes the body deadlines.
-func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time) (gd *guarded) {
+func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time, bodyReceived bool) (gd *guarded) {
 	sc := &g.rt.Load().Config.Server
 	gd = &guarded{sendWriter: newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)}
 	// A body the listener has read whole already (a small request arrives
@@ -244,7 +265,7 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time)
 	// reading or discarding it never waits on the client, so time bounds
 	// could not fire; setting them would cost an allocation, a clock read
 	// and two deadline moves per request.
-	if !framing.BodyReceived(r) {
+	if !bodyReceived {
 		gd.body = new(netguard.TimedBody)
 		gd.body.StartAt(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, start, g.now, g.bodyMetrics)
 	} else {

@@ -149,6 +149,9 @@ type controlHeaders struct {
 // and Prefer's (requestHeaders).
 func readControlHeaders(maxWait string, prefer []string, progress string) (controlHeaders, *openai.Error) {
 	var c controlHeaders
+	if maxWait == "" && len(prefer) == 0 && progress == "" {
+		return c, nil // what the parsers read from no headers, without three calls per request
+	}
 	var err *openai.Error
 	if c.maxWait, err = parseMaxWait(maxWait); err != nil {
 		return c, err

@@ -83,7 +83,9 @@ func (g *Gateway) observe(rt *Runtime, rec *record, backend string, dur time.Dur
 	if rec.errCode != "" {
 		g.metrics.Errors.WithLabelValues(model, rec.errCode).Inc()
 	}
-	g.refused(model, rec)
+	if refusedForCapacity(rec.status) { // the rest of refused's test, without a call per request
+		g.refused(model, rec)
+	}
 	var ms *modelSeries
 	if res.Written || res.UsageKnown {
 		ms = g.series.models.get(model)
@@ -95,7 +97,9 @@ func (g *Gateway) observe(rt *Runtime, rec *record, backend string, dur time.Dur
 	if res.Retries > 0 {
 		g.metrics.Retries.WithLabelValues(model).Add(float64(res.Retries))
 	}
-	g.countHedge(model, res.Hedge)
+	if res.Hedge != proxy.HedgeNone {
+		g.countHedge(model, res.Hedge)
+	}
 	if res.UsageKnown {
 		ms.tokensIn.Add(float64(res.Usage.PromptTokens))
 		ms.tokensOut.Add(float64(res.Usage.CompletionTokens))

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // headerShapes are request header maps as net/http's server hands them
@@ -80,6 +81,28 @@ func TestRequestHeadersWalkMatchesLookups(t *testing.T) {
 				got.jobTenant != want.jobTenant || len(got.prefer) != len(want.prefer) || (got.prefer == nil) != (want.prefer == nil) {
 				t.Fatalf("%s, mask %b: walk %+v, lookups %+v", s.name, mask, got, want)
 			}
+		}
+	}
+}
+
+// readControlHeaders: no control header reads as none (nil and empty
+// Prefer alike), and each one alone is still read and validated.
+func TestReadControlHeaders(t *testing.T) {
+	for _, c := range []struct {
+		maxWait, progress string
+		prefer            []string
+		want              controlHeaders
+		bad               bool
+	}{
+		{}, {prefer: []string{}},
+		{maxWait: "1500", want: controlHeaders{maxWait: 1500 * time.Millisecond}},
+		{prefer: []string{"respond-async"}, want: controlHeaders{async: true}},
+		{progress: "1", want: controlHeaders{progress: true}},
+		{maxWait: "soon", bad: true}, {prefer: []string{"respond-async=1"}, bad: true}, {progress: "maybe", bad: true},
+	} {
+		got, err := readControlHeaders(c.maxWait, c.prefer, c.progress)
+		if (err != nil) != c.bad || (!c.bad && got != c.want) {
+			t.Errorf("%+v: %+v, %v", c, got, err)
 		}
 	}
 }

@@ -28,6 +28,9 @@ type Runtime struct {
 	cache     cache.Level        // nil: response cache off
 	flights   *flights           // nil: no coalescing
 	memo      *cache.Memo        // nil: every body is parsed
+	// only is the pool of a runtime that serves one model, nil otherwise
+	// (pool).
+	only *Pool
 	// cacheMetrics count response buffers and abandoned captures; may be nil.
 	cacheMetrics *cache.Metrics
 
@@ -71,7 +74,23 @@ func NewRuntime(cfg *config.Config, p Parts) *Runtime {
 		rt.Pools[pool.Model] = pool
 		rt.Models = append(rt.Models, pool.Model)
 	}
+	if len(rt.Pools) == 1 {
+		rt.only = p.Pools[0]
+	}
 	return rt
+}
+
+// pool is Pools[model]. A runtime serving one model (flag mode's) compares
+// the name instead: the map look-up costs every request ~0.13k
+// instructions, the compare a few.
+func (rt *Runtime) pool(model string) *Pool {
+	if rt.only != nil {
+		if model == rt.only.Model {
+			return rt.only
+		}
+		return nil
+	}
+	return rt.Pools[model]
 }
 
 // Backends lists every backend of the runtime, for the health checker.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func stageRequest(body string, hdr ...string) *http.Request {
 // newExchange is what handle makes for r (without the pool).
 func newExchange(gw *Gateway, r *http.Request, job *jobCall) (*exchange, *httptest.ResponseRecorder) {
 	w := httptest.NewRecorder()
-	x := &exchange{w: w, r: r, rt: gw.Runtime(), job: job, rec: record{id: "req-1", path: r.URL.Path, start: time.Now()}}
+	x := &exchange{exchangeState: exchangeState{w: w, r: r, rt: gw.Runtime(), job: job, rec: record{id: "req-1", path: r.URL.Path, start: time.Now()}}}
 	x.hdr.read(r.Header)
 	return x, w
 }
@@ -185,11 +186,12 @@ func TestLimitStage(t *testing.T) {
 		return x, w, limitStage{gw}.serve(x)
 	}
 
-	// No limits: passed on uncharged, with the upstream call described.
+	// No limits: passed on uncharged; the upstream call is the cache
+	// stage's to make.
 	x, w, next := limit(open, nil)
 	passed(t, "no limits", next, x, w)
-	if x.limited || x.call.cost <= 0 || x.call.path != "/v1/chat/completions" || x.call.reqID != "req-1" || x.call.ip != "192.0.2.1" {
-		t.Fatalf("no limits: limited %v, call %+v", x.limited, x.call)
+	if x.limited || x.called {
+		t.Fatalf("no limits: limited %v, call made %v", x.limited, x.called)
 	}
 
 	for range 2 { // burst=1: the request itself and one more
@@ -240,7 +242,11 @@ func TestCacheStage(t *testing.T) {
 	if x.call.plan.key == "" || x.call.plan.cc == "" || w.Header().Get("X-Cache") != "MISS" || x.call.fingerprint == 0 {
 		t.Fatalf("miss: plan %+v, X-Cache %q", x.call.plan, w.Header().Get("X-Cache"))
 	}
-	miss := x.call.plan.key
+	// The upstream call, described from what the stages before learned.
+	if !x.called || x.call.cost <= 0 || x.call.cost != x.cost || x.call.path != "/v1/chat/completions" || x.call.reqID != "req-1" ||
+		x.call.ip != "192.0.2.1" || x.call.forwardedFor != "192.0.2.1" || x.call.id.tenant != x.id.tenant || x.call.body != x.body || x.call.peek != x.parsed.Peek {
+		t.Fatalf("miss: call made %v, %+v", x.called, x.call)
+	}
 
 	// Filled by the forward stage (which stores the answer before it
 	// returns), then answered by this stage alone.
@@ -256,11 +262,11 @@ func TestCacheStage(t *testing.T) {
 	}
 	x, w, next = lookup(gw, det)
 	answered(t, "a hit", next, x, w, http.StatusOK, "")
-	if x.rec.cache != "HIT" || w.Header().Get("X-Cache") != "HIT" || w.Body.String() != want || x.call.plan.key != miss {
-		t.Fatalf("hit: recorded %q, X-Cache %q, body %q (want %q), key %q (miss %q)", x.rec.cache, w.Header().Get("X-Cache"), w.Body, want, x.call.plan.key, miss)
+	if x.rec.cache != "HIT" || w.Header().Get("X-Cache") != "HIT" || w.Body.String() != want {
+		t.Fatalf("hit: recorded %q, X-Cache %q, body %q (want %q)", x.rec.cache, w.Header().Get("X-Cache"), w.Body, want)
 	}
-	if x.call.fingerprint != 0 {
-		t.Fatal("hit: fingerprinted, though it will never queue")
+	if x.called || x.call.fingerprint != 0 {
+		t.Fatal("hit: an upstream call made or fingerprinted, though it calls no backend and will never queue")
 	}
 	if !strings.Contains(w.Header().Get("Cache-Control"), "max-age=") || w.Header().Get("Age") == "" {
 		t.Fatalf("hit: Cache-Control %q, Age %q", w.Header().Get("Cache-Control"), w.Header().Get("Age"))
@@ -326,6 +332,51 @@ func TestHeaderConstantsCanonical(t *testing.T) {
 		"Authorization", "Cache-Control"} {
 		if c := http.CanonicalHeaderKey(k); c != k {
 			t.Errorf("%q is read as is, but its canonical form is %q", k, c)
+		}
+	}
+}
+
+// The parse stage's pool look-up answers as Pools does, whether the
+// runtime serves one model (a compare) or several (the map), for a model
+// it serves and for one it does not.
+func TestPoolMatchesPools(t *testing.T) {
+	cfg := config.Default()
+	for _, models := range [][]string{{"m"}, {"m", "n"}} {
+		var pools []*Pool
+		for _, m := range models {
+			pools = append(pools, &Pool{Model: m})
+		}
+		rt := NewRuntime(&cfg, Parts{Pools: pools})
+		for _, m := range []string{"m", "n", "", "M", "m "} {
+			if got, want := rt.pool(m), rt.Pools[m]; got != want {
+				t.Fatalf("models %v: pool(%q) = %v, Pools has %v", models, m, got, want)
+			}
+		}
+	}
+}
+
+// release clears all of an exchange, whatever its requests set: a miss
+// (the upstream call made, the rate limit charged) and a hit, with and
+// without rate limits.
+func TestReleaseClearsExchange(t *testing.T) {
+	be := newOKBackend(t)
+	for _, limited := range []bool{false, true} {
+		cfg := testConfig(be.URL)
+		if limited {
+			cfg.RateLimits.PerKey = config.RateRule{Requests: limitPtr(t, "rate=100r/s burst=100 nodelay")}
+		}
+		_, gw := startCachingGatewayCfg(t, cfg, nil, time.Now)
+		for _, want := range []string{"MISS", "HIT"} {
+			x, w := newExchange(gw, stageRequest(cacheHitBody), nil)
+			x.vals = new(answerValues)
+			gw.serve(x)
+			if got := w.Header().Get("X-Cache"); got != want || x.limited != limited || x.called != (want == "MISS") {
+				t.Fatalf("limited %v: X-Cache %q (limited %v, called %v), want %s", limited, got, x.limited, x.called, want)
+			}
+			gw.release(x)
+			if v := reflect.ValueOf(*x); !v.IsZero() {
+				t.Fatalf("limited %v, %s: the released exchange is not cleared: %+v", limited, want, *x)
+			}
 		}
 	}
 }

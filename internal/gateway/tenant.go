@@ -88,13 +88,13 @@ var errInvalidToken = &openai.Error{Status: http.StatusUnauthorized, Type: opena
 // tenant however many keys it invents. The error is an *openai.Error or
 // an *auth.Failure (apiError answers both).
 func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
-	return t.identifyFrom(r.Context(), headerGet(r.Header, "Authorization"), headerGet(r.Header, headerPriority), client{key: ip})
+	return t.identifyFrom(r.Context(), headerGet(r.Header, "Authorization"), headerGet(r.Header, headerPriority), &client{key: ip})
 }
 
 // identifyFrom is identify for the client c (tenants.client), whose
 // open-mode tenant may be made already, from the request's Authorization
 // and X-Sluice-Priority values (requestHeaders).
-func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c client) (identity, error) {
+func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *client) (identity, error) {
 	key := bearer(authz)
 	id := identity{weight: 1, class: admission.Interactive, fallback: true}
 	maxClass := admission.Interactive
@@ -132,13 +132,16 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c cl
 			id.tenant = "ip:" + c.key
 		}
 	}
-	// A request may lower its own priority, or raise it as far as its key allows.
-	class, asked, perr := parsePriority(priority)
-	if perr != nil {
-		return id, perr
-	}
-	if asked {
-		id.class = max(class, maxClass)
+	// A request may lower its own priority, or raise it as far as its key
+	// allows (no header: nothing asked, and no call to parse it).
+	if priority != "" {
+		class, asked, perr := parsePriority(priority)
+		if perr != nil {
+			return id, perr
+		}
+		if asked {
+			id.class = max(class, maxClass)
+		}
 	}
 	if id.class < maxClass {
 		id.class = maxClass

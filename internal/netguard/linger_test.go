@@ -127,3 +127,40 @@ func TestListenerCloseCutsLingering(t *testing.T) {
 	waitFor(t, "the drain to end at the shutdown", func() bool { return lingers(m, LingerShutdown) == 1 })
 	waitOpen(t, l, 0)
 }
+
+// outerConn is another package's wrapper over a netguard connection.
+type outerConn struct{ net.Conn }
+
+func (c outerConn) NetConn() net.Conn { return c.Conn }
+
+// ConnMemoOf finds, from the connection as the server accepted it (the
+// listener's own, or a wrapper of it), the slot ConnMemo finds through
+// the request's context; none for another connection.
+func TestConnMemoOfIsConnMemo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(ln, ConnLimits{Total: 10}, NewConnMetrics(prometheus.NewRegistry()))
+	defer l.Close()
+	go func() {
+		if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+			defer c.Close()
+			io.Copy(io.Discard, c)
+		}
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, accepted := range []net.Conn{c, outerConn{c}} {
+		viaCtx := ConnMemo(l.ConnContext(t.Context(), accepted))
+		if got := ConnMemoOf(accepted); got == nil || got != viaCtx {
+			t.Fatalf("%T: ConnMemoOf %p, ConnMemo %p", accepted, got, viaCtx)
+		}
+	}
+	if ConnMemoOf(nil) != nil || ConnMemoOf(outerConn{}) != nil {
+		t.Fatal("a slot for no netguard connection")
+	}
+}
