@@ -36,7 +36,22 @@ printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "a
 # bench/callgrind-ops.sh.
 VG=(env GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off taskset -c 1 valgrind --tool=callgrind --trace-children=yes
   --callgrind-out-file="$W/cg.%p")
-echo "name requests instr_per_request load"
+# code_pages: the 4 KiB pages of the binary's text holding the functions
+# that run >= 5 instructions per answer (callgrind's per-function counts,
+# addresses from go tool nm). On this kind of VM (pti=on, no PCID: the TLB
+# is emptied on every syscall, ~3 per answer) each such page costs a page
+# walk per answer: 80 more pages cost the bare handler +0.9 us of CPU per
+# answer for ~400 more instructions (bench/code-pages.sh).
+code_pages() { # callgrind-file binary requests
+  callgrind_annotate --threshold=100 --auto=no "$1" 2>/dev/null |
+    awk -v n="$3" '$2 == "(" || $2 ~ /^\(/ {v=$1; gsub(/,/,"",v); f=$0; sub(/^[^:]*:/,"",f); sub(/ .*/,"",f); sub(/'"'"'[0-9]+$/,"",f); c[f]+=v}
+      END {for (f in c) if (c[f] >= 5*n) print f}' > "$W/hot.txt"
+  go tool nm -size "$2" | awk 'NR==FNR {hot[$0]=1; next}
+    ($3 == "T" || $3 == "t") {name=$4; for (i=5;i<=NF;i++) name=name " " $i
+      if (name in hot) {a=strtonum("0x" $1); for (p=int(a/4096); p<=int((a+$2-1)/4096); p++) pg[p]=1}}
+    END {n=0; for (p in pg) n++; print n}' "$W/hot.txt" -
+}
+echo "name requests instr_per_request code_pages load"
 for b in floor "$@"; do
   n=${b%%=*} bin=${b#*=}
   if [ "$n" = floor ]; then
@@ -61,6 +76,8 @@ for b in floor "$@"; do
   sed -n 1,60p "$W/annotate.txt" > "$OUT/$n.top"
   cp "$f" "$OUT/$n.cg"
   ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
-  echo "$n $req $((ir / req)) $(cut -d' ' -f1 /proc/loadavg)"
+  exe=$([ "$n" = floor ] && echo "$W/floor/floor" || echo "$bin")
+  [ -f "$exe" ] && head -c2 "$exe" | grep -q '^#!' && exe=$(awk '/exec/ {for (i=1;i<=NF;i++) if ($i ~ /^\//) {print $i; exit}}' "$exe")
+  echo "$n $req $((ir / req)) $(code_pages "$f" "$exe" "$req") $(cut -d' ' -f1 /proc/loadavg)"
   rm -f "$W"/cg.$pid*
 done

@@ -42,7 +42,9 @@ one() {
 
 for bin in "$OLD" "$NEW"; do
   side=$([ "$bin" = "$OLD" ] && echo old || echo new)
-  "$bin" serve --listen $GW --admin-listen off --model m --backend "http://$BACK" --log-level error 2>/dev/null &
+  # its own data dir: the default one may be held by another sluice here
+  "$bin" serve --listen $GW --admin-listen off --model m --backend "http://$BACK" --log-level error \
+    --data-dir "$OUT/data-$side" 2>/dev/null &
   pid=$!
   PIDS="$PIDS $pid"
   wait_up $GW healthz

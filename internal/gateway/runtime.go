@@ -75,7 +75,9 @@ func NewRuntime(cfg *config.Config, p Parts) *Runtime {
 		rt.Models = append(rt.Models, pool.Model)
 	}
 	if len(rt.Pools) == 1 {
-		rt.only = p.Pools[0]
+		for _, pool := range rt.Pools { // the map's, whichever of p.Pools won
+			rt.only = pool
+		}
 	}
 	return rt
 }

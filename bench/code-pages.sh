@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# What a code page costs a request on this machine, apart from its
+# instructions: the bare handler of bench/cache-hit.sh (same headers, same
+# answer), built once with N extra tiny functions, each alone on its own
+# 4 KiB page of text. One binary runs twice, pinned like the hit benchmarks
+# (server CPU 1, GOMAXPROCS=1, wrk -c64 on CPU 0): "plain" skips the
+# functions, "spread" calls each once per request (~5 instructions each).
+# Rounds alternate the order; each prints the server's CPU per request
+# (perf task-clock / answers), and the end the median of the paired
+# differences. On the project's VM (pti=on and no PCID: every syscall
+# empties the TLB) a page touched costs a page walk per request, so CPU
+# per request follows the pages a request's code spans
+# (bench/server-callgrind.sh's code_pages), not only its instructions.
+# Needs go, wrk, perf, taskset.
+# Usage: [N=80] [ROUNDS=14] [DUR=3] bench/code-pages.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bench/install-tools.sh wrk
+N=${N:-80} ROUNDS=${ROUNDS:-14} DUR=${DUR:-3}
+W=$(mktemp -d); PIDS=()
+trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
+printf 'module spread\ngo 1.22\n' > "$W/go.mod"
+{
+  echo 'package main'; echo; echo 'import ("io"; "net/http"; "os")'; echo; echo 'var sink [8]uint64'
+  for i in $(seq 0 $((N - 1))); do
+    echo "//go:noinline"; echo "func hot$i(x uint64) uint64 { return x*31 + $i }"
+    # a never-called filler of ~4 KiB of code after each: one hot function per page
+    echo "//go:noinline"; echo "func cold$i() {"
+    for j in $(seq 0 299); do echo "	sink[$((j % 8))] += sink[$((j * 3 % 8))] ^ $((j * 7919 + i))"; done
+    echo "}"
+  done
+  printf 'var colds = []func(){'; for i in $(seq 0 $((N - 1))); do printf 'cold%d,' "$i"; done; echo '}'
+  echo 'func spread(x uint64) uint64 {'; for i in $(seq 0 $((N - 1))); do echo "	x = hot$i(x)"; done; echo '	return x'; echo '}'
+  cat <<'GO'
+func main() {
+	body, err := os.ReadFile(os.Args[2])
+	if err != nil {
+		panic(err)
+	}
+	calls := os.Getenv("SPREAD") == "1"
+	if len(os.Args) > 99 {
+		colds[0]()
+	}
+	http.ListenAndServe(os.Args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if calls {
+			sink[0] += spread(uint64(len(body)))
+		}
+		h := w.Header()
+		h.Set("X-Request-Id", "0123456789abcdef0123456789abcdef")
+		h.Set("Content-Type", "application/json")
+		h.Set("X-Cache", "HIT")
+		h.Set("Age", "1")
+		h.Set("Cache-Control", "private, max-age=300")
+		w.Write(body)
+	}))
+}
+GO
+} > "$W/main.go"
+(cd "$W" && gofmt -w main.go && GOWORK=off go build -o spread .)
+pages=$(go tool nm "$W/spread" | awk '$3 ~ /^main\.hot[0-9]+$/ {print int(strtonum("0x" $1) / 4096)}' | sort -u | wc -l)
+echo "$N hot functions on $pages distinct pages"
+printf '{"id":"chatcmpl-sim-instant","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"the sluice gate opens "},"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":4,"total_tokens":5}}' > "$W/answer.json"
+BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
+printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
+declare -A PID
+for v in 0 1; do
+  SPREAD=$v GOMAXPROCS=1 taskset -c 1 "$W/spread" 127.0.0.1:$((19601 + v)) "$W/answer.json" & PID[$v]=$! PIDS+=($!)
+done
+sleep 0.5
+for v in 0 1; do taskset -c 0 wrk -t1 -c64 -d2s -s "$W/post.lua" http://127.0.0.1:$((19601 + v))/ >/dev/null; done
+echo "round variant cpu_us_per_req"
+for r in $(seq "$ROUNDS"); do
+  for k in 0 1; do
+    v=$(( (r + k) % 2 ))
+    perf stat -e task-clock -p "${PID[$v]}" -o "$W/ps.txt" -- sleep "$DUR" 2>/dev/null & pp=$!
+    taskset -c 0 wrk -t1 -c64 -d"${DUR}s" -s "$W/post.lua" http://127.0.0.1:$((19601 + v))/ > "$W/wrk.txt"; wait $pp
+    req=$(awk '/requests in/ {print $1}' "$W/wrk.txt")
+    tc=$(awk '/task-clock/ {gsub(/,/,"",$1); print $1}' "$W/ps.txt")
+    awk -v r="$r" -v n="$([ $v = 1 ] && echo spread || echo plain)" -v req="$req" -v tc="$tc" \
+      'BEGIN {printf "%d %s %.2f\n", r, n, tc * 1000 / req}'
+  done
+done | tee "$W/rounds.txt"
+awk '{v[$1, $2] = $3; r[$1] = 1}
+  END {n = 0; for (k in r) {d[++n] = v[k, "spread"] - v[k, "plain"]; p[n] = v[k, "plain"]}
+    asort(d); asort(p); m = (n % 2) ? d[(n + 1) / 2] : (d[n / 2] + d[n / 2 + 1]) / 2
+    mp = (n % 2) ? p[(n + 1) / 2] : (p[n / 2] + p[n / 2 + 1]) / 2
+    printf "median of %d pairs: spread - plain = %+.2f us per request (plain %.2f us), %.1f ns per page\n", n, m, mp, 1000 * m / '"$N"'}' "$W/rounds.txt"
