@@ -20,8 +20,13 @@ N=${N:-80} ROUNDS=${ROUNDS:-14} DUR=${DUR:-3}
 W=$(mktemp -d); PIDS=()
 trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
 printf 'module spread\ngo 1.22\n' > "$W/go.mod"
+# bench/cache-hit.sh's own bare handler, with the calls put in its handler
+sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' | awk '
+  /http.ListenAndServe/ {print "\tcalls := os.Getenv(\"SPREAD\") == \"1\""; print "\tif len(os.Args) > 99 {\n\t\tcolds[0]()\n\t}"}
+  {print}
+  /io.Copy\(io.Discard, r.Body\)/ {print "\t\tif calls {\n\t\t\tsink[0] += spread(uint64(len(body)))\n\t\t}"}' > "$W/main.go"
 {
-  echo 'package main'; echo; echo 'import ("io"; "net/http"; "os")'; echo; echo 'var sink [8]uint64'
+  echo 'var sink [8]uint64'
   for i in $(seq 0 $((N - 1))); do
     echo "//go:noinline"; echo "func hot$i(x uint64) uint64 { return x*31 + $i }"
     # a never-called filler of ~4 KiB of code after each: one hot function per page
@@ -31,32 +36,7 @@ printf 'module spread\ngo 1.22\n' > "$W/go.mod"
   done
   printf 'var colds = []func(){'; for i in $(seq 0 $((N - 1))); do printf 'cold%d,' "$i"; done; echo '}'
   echo 'func spread(x uint64) uint64 {'; for i in $(seq 0 $((N - 1))); do echo "	x = hot$i(x)"; done; echo '	return x'; echo '}'
-  cat <<'GO'
-func main() {
-	body, err := os.ReadFile(os.Args[2])
-	if err != nil {
-		panic(err)
-	}
-	calls := os.Getenv("SPREAD") == "1"
-	if len(os.Args) > 99 {
-		colds[0]()
-	}
-	http.ListenAndServe(os.Args[1], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		if calls {
-			sink[0] += spread(uint64(len(body)))
-		}
-		h := w.Header()
-		h.Set("X-Request-Id", "0123456789abcdef0123456789abcdef")
-		h.Set("Content-Type", "application/json")
-		h.Set("X-Cache", "HIT")
-		h.Set("Age", "1")
-		h.Set("Cache-Control", "private, max-age=300")
-		w.Write(body)
-	}))
-}
-GO
-} > "$W/main.go"
+} >> "$W/main.go"
 (cd "$W" && gofmt -w main.go && GOWORK=off go build -o spread .)
 pages=$(go tool nm "$W/spread" | awk '$3 ~ /^main\.hot[0-9]+$/ {print int(strtonum("0x" $1) / 4096)}' | sort -u | wc -l)
 echo "$N hot functions on $pages distinct pages"
