@@ -28,11 +28,10 @@ type arrivalHistory struct {
 	// lead is scaling.lead in force (it may change on reload); nil: 0.
 	lead func() time.Duration
 
-	mu    sync.Mutex
-	start time.Time // the open interval's start; zero before any time was seen
-	// end is start + iv, worked out for endOf (see ends).
-	end, endOf time.Time
-	models     map[string]*modelHistory
+	mu     sync.Mutex
+	start  time.Time            // the open interval's start; zero before any time was seen
+	end    forecast.IntervalEnd // start + iv
+	models map[string]*modelHistory
 	// last is the model the last arrival counted for (models are never
 	// removed): arrivals in a row are mostly for one model, found by
 	// comparing its name instead of a map lookup.
@@ -90,7 +89,7 @@ func (h *arrivalHistory) advance(t time.Time) {
 		h.record()
 		return
 	}
-	if h.ends(t) {
+	if h.end.Before(t, h.start, h.iv) {
 		return
 	}
 	n := int64(t.Sub(h.start) / h.iv)
@@ -108,17 +107,6 @@ func (h *arrivalHistory) advance(t time.Time) {
 		h.closeInterval()
 	}
 	h.record()
-}
-
-// ends reports whether t falls before the open interval's end, as almost
-// every arrival does, by one comparison (forecast.Forecaster's ends: start
-// has no monotonic reading, so t.Sub(start) would take Sub's wall-clock
-// path, an Add and an Equal more per arrival).
-func (h *arrivalHistory) ends(t time.Time) bool {
-	if h.endOf != h.start {
-		h.end, h.endOf = h.start.Add(h.iv), h.start
-	}
-	return t.Before(h.end)
 }
 
 // closeInterval turns the open interval's counts into a point, paired with

@@ -275,3 +275,19 @@ func TestAppliesTheDailyShapeToTodaysLevel(t *testing.T) {
 		t.Errorf("total abs error %.0f, want under a quarter of the better baseline's %.0f", errF, best)
 	}
 }
+
+// IntervalEnd answers for the start it is given: the end moves with it.
+func TestIntervalEndFollowsStart(t *testing.T) {
+	var e IntervalEnd
+	start := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	if !e.Before(start.Add(59*time.Second), start, time.Minute) || e.Before(start.Add(time.Minute), start, time.Minute) {
+		t.Fatal("the end of [start, start+1m) is not start+1m")
+	}
+	next := start.Add(time.Minute)
+	if !e.Before(next.Add(30*time.Second), next, time.Minute) {
+		t.Fatal("the end did not move with the start: an arrival inside the new interval was put past its end")
+	}
+	if e.Before(next.Add(time.Minute), next, time.Minute) {
+		t.Fatal("the new interval's end is not next+1m")
+	}
+}

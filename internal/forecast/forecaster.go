@@ -32,12 +32,11 @@ type Forecaster struct {
 	k        coeffs
 	horizons []int
 
-	mu    sync.Mutex
-	start time.Time // start of the open interval; zero before any time was seen
-	// end is start + Interval, worked out for endOf (see ends).
-	end, endOf time.Time
-	resumed    bool // restored from a snapshot: intervals since it are unknown
-	open       map[Key]*tally
+	mu      sync.Mutex
+	start   time.Time   // start of the open interval; zero before any time was seen
+	end     IntervalEnd // start + Interval
+	resumed bool        // restored from a snapshot: intervals since it are unknown
+	open    map[Key]*tally
 	// recent remembers the open tallies the last arrival counted into
 	// (its model's, its tenant's): a burst from one caller finds them by
 	// comparing two strings instead of hashing a struct key per lookup.
@@ -123,7 +122,7 @@ func (f *Forecaster) advance(t time.Time) {
 		f.start = t.Truncate(iv)
 		return
 	}
-	if f.ends(t) {
+	if f.end.Before(t, f.start, iv) {
 		return
 	}
 	n := int64(t.Sub(f.start) / iv)
@@ -149,17 +148,21 @@ func (f *Forecaster) advance(t time.Time) {
 	}
 }
 
-// ends reports whether t falls before the open interval's end, as almost
-// every arrival does. It compares t with the end instead of dividing
-// t.Sub(start): start has no monotonic reading (Truncate drops it), so Sub
-// takes its wall-clock path, which checks for overflow with an Add and an
-// Equal, on every arrival. The end is worked out again only when start
-// has moved. Wall clock either way, as before.
-func (f *Forecaster) ends(t time.Time) bool {
-	if f.endOf != f.start {
-		f.end, f.endOf = f.start.Add(f.cfg.Interval), f.start
+// IntervalEnd is the end of an interval, start + its length, remembered
+// for the start it was worked out for: almost every arrival falls before
+// the open interval's end, and comparing t with the end costs one
+// comparison where t.Sub(start) would take Sub's wall-clock path (start
+// has no monotonic reading: Truncate drops it), an Add and an Equal more,
+// on every arrival. Wall clock either way. The zero value is ready.
+type IntervalEnd struct{ end, of time.Time }
+
+// Before reports whether t falls before start + length, working the end
+// out again only when start has moved since the last call.
+func (e *IntervalEnd) Before(t, start time.Time, length time.Duration) bool {
+	if e.of != start {
+		e.end, e.of = start.Add(length), start
 	}
-	return t.Before(f.end)
+	return t.Before(e.end)
 }
 
 // skip moves past n intervals whose traffic is unknown.
