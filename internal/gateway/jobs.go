@@ -14,7 +14,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/batchapi"
 	"github.com/sluice-gw/sluice/internal/jobs"
-	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
@@ -124,7 +123,7 @@ func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, 
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", j.ID+"-"+strconv.Itoa(j.Attempts))
 	w := &answerSink{h: http.Header{}}
-	g.handle(w, req, jc, g.now(), new(answerValues), netguard.ConnMemo(req.Context()))
+	g.handle(w, req, jc, g.now(), new(answerValues), nil) // no connection: nothing to memo
 	if err := parent.Err(); err != nil {
 		return res, false, err
 	}
