@@ -42,9 +42,12 @@ func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time
 	if rc.mem, err = cache.NewMemory(uint64(size), m); err != nil {
 		return nil, fmt.Errorf("cache.max_bytes: %w", err)
 	}
-	if rc.memo, err = cache.NewMemo(100_000); err != nil {
+	if rc.memo, err = cache.NewMemo(requestMemoBodies); err != nil {
 		rc.Close()
 		return nil, err
+	}
+	if reg != nil {
+		registerMemoMetrics(reg, rc.memo)
 	}
 	opts := cache.TieredOptions{L1: rc.mem, Rand: rand.Float64, Metrics: m}
 	if rd := c.Redis; len(rd.Addrs) > 0 {
@@ -64,6 +67,30 @@ func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	return rc, nil
+}
+
+// requestMemoBodies bounds the request memo (cache.Memo): bodies of
+// cacheable requests, each remembered with its peek and cache key
+// (~200 B plus the peek's strings), so at most some tens of MB.
+const requestMemoBodies = 100_000
+
+// registerMemoMetrics exposes the request memo's bound, fill and
+// evictions, read at scrape time: nothing on the request path.
+func registerMemoMetrics(reg prometheus.Registerer, memo *cache.Memo) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sluice_request_memo_bodies",
+			Help: "Request bodies the request memo keeps (their peek and cache key, so a repeated request is not parsed again).",
+		}, func() float64 { return float64(memo.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sluice_request_memo_capacity",
+			Help: "The most request bodies the request memo keeps; a new one then replaces an arbitrary one.",
+		}, func() float64 { return float64(memo.Capacity()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sluice_request_memo_evictions_total",
+			Help: "Request memo entries dropped to make room for new bodies (a dropped body costs one parse when it comes back).",
+		}, func() float64 { return float64(memo.Evictions()) }),
+	)
 }
 
 // Close stops the levels' goroutines and connections.

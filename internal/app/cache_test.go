@@ -156,3 +156,35 @@ func httptestServerFunc(t *testing.T, f http.HandlerFunc) string {
 	t.Cleanup(s.Close)
 	return s.URL
 }
+
+// TestRequestMemoMetrics: the request memo's bound, fill and evictions are
+// on /metrics (every bounded store has a metric), and a cached request's
+// body is the one it keeps.
+func TestRequestMemoMetrics(t *testing.T) {
+	be, _ := countingBackend(t)
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", be.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, admin, stop, done := startAppAdmin(t, path)
+	defer func() { stop(); <-done }()
+
+	if m := metric(t, admin, "sluice_request_memo_bodies "); m != "sluice_request_memo_bodies 0" {
+		t.Fatalf("before any request: %q", m)
+	}
+	for _, want := range []string{"MISS", "HIT"} {
+		if x := detChat(t, url); x != want {
+			t.Fatalf("X-Cache %s, want %s", x, want)
+		}
+	}
+	for name, want := range map[string]string{
+		"sluice_request_memo_bodies":          "1",
+		"sluice_request_memo_capacity":        fmt.Sprint(requestMemoBodies),
+		"sluice_request_memo_evictions_total": "0",
+	} {
+		if m := metric(t, admin, name+" "); m != name+" "+want {
+			t.Errorf("%q, want %s", m, want)
+		}
+	}
+}

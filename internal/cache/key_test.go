@@ -181,8 +181,12 @@ func TestMemoBounded(t *testing.T) {
 	for i := range m.shards {
 		kept += len(m.shards[i].m)
 	}
-	if kept > n || kept == 0 {
-		t.Fatalf("the memo keeps %d bodies, made for %d", kept, n)
+	if kept > n || kept == 0 || m.Capacity() > n {
+		t.Fatalf("the memo keeps %d bodies (capacity %d), made for %d", kept, m.Capacity(), n)
+	}
+	// What its metrics read: every body kept or dropped for a new one.
+	if m.Len() != kept || m.Evictions() != uint64(500-kept) {
+		t.Fatalf("Len %d, Evictions %d; kept %d of 500 bodies", m.Len(), m.Evictions(), kept)
 	}
 	// An entry answers only its own body's id, not another's that shares
 	// the half its shard's map is keyed by.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sluice-gw/sluice/internal/openai"
 )
@@ -27,6 +28,7 @@ type Memo struct {
 	shards    []memoShard
 	perShard  int
 	seed1, s2 maphash.Seed
+	evicted   atomic.Uint64 // entries dropped for new ones (set; never on a fresh hit)
 }
 
 // memoShard is one lock's share of a Memo. Its map is keyed by one half
@@ -74,6 +76,25 @@ func NewMemo(n int) (*Memo, error) {
 	return m, nil
 }
 
+// Capacity is the most bodies m keeps.
+func (m *Memo) Capacity() int { return m.perShard * len(m.shards) }
+
+// Len counts the bodies m keeps now (a lock per shard: for a scrape, not
+// for the request path).
+func (m *Memo) Len() int {
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// Evictions counts the entries dropped to make room for new ones.
+func (m *Memo) Evictions() uint64 { return m.evicted.Load() }
+
 func (m *Memo) shard(id bodyID) *memoShard { return &m.shards[id.b%uint64(len(m.shards))] }
 
 func (m *Memo) get(id bodyID) *Parsed {
@@ -96,6 +117,7 @@ func (m *Memo) set(p *Parsed) {
 			delete(sh.m, a)
 			break
 		}
+		m.evicted.Add(1)
 	}
 	sh.m[p.id.a] = p
 }
