@@ -115,8 +115,7 @@ func TestHeartbeatsKeepALongJobsMessage(t *testing.T) {
 	o := testOptions(srv.ClientURL())
 	// Long enough that no stall of this process expires the message
 	// between two ticks; short enough that a delivery lost before the job
-	// started (a pull its client gave up on as the server answered) comes
-	// back within the test's patience.
+	// started comes back within the test's patience.
 	o.AckWait = time.Minute
 	a, b := openStore(t, o), openStore(t, o)
 	release := make(chan struct{})
@@ -186,8 +185,8 @@ func TestHeartbeatsKeepALongJobsMessage(t *testing.T) {
 	}
 	// The verdict: no delivery since the job's, which is still unacked,
 	// and one execution. (A delivery before the job's can be given back
-	// for reasons of its own: a record not written yet, a pull its client
-	// gave up on. That is not the heartbeats' business.)
+	// for reasons of its own: a record not written yet, a late message
+	// its worker gave back. That is not the heartbeats' business.)
 	jobs := acks.consumerSeq(t, delivery)
 	if info.Delivered.Consumer != jobs || info.NumAckPending != 1 || calls.Load() != 1 {
 		t.Fatalf("after 8 heartbeats: last delivery %d (the job's %d, %d redelivered), %d pending ack, executed %d times; want the job's, 1 and 1",

@@ -150,3 +150,55 @@ func TestClosedGateStopsPullsOfWaitingSlots(t *testing.T) {
 		return mustJob(t, s, "acme", j.ID).Status == StatusSucceeded
 	})
 }
+
+// A message the server hands a pull after the worker stopped waiting for
+// that pull's answer runs at once, not after AckWait. The relay holds
+// what the server sends the worker while the job is submitted and handed
+// to the worker's pull, until the worker has given that pull up: it sends
+// its next pull request (with one slot and one class it has one out at a
+// time). Then the message reaches the worker, late. nats.go's Fetch,
+// which stops listening a second after the pull's expiry, dropped it, and
+// the job waited out AckWait: an hour here, so the test's patience (20 s,
+// eventually) fails the old dispatcher instead of it passing by luck.
+func TestLateDeliveryRunsAtOnce(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	rl := startRelay(t, srv.ClientURL(), "CONSUMER.MSG.NEXT."+workStream+".jobs-interactive ")
+	o := testOptions(srv.ClientURL())
+	o.AckWait = time.Hour
+	direct := openStore(t, o)
+	o.URL = rl.url()
+	worker := openStore(t, o)
+	var calls atomic.Int64
+	startWorker(t, worker, WorkerOptions{Classes: []string{"interactive"}, Executor: okExec(&calls)})
+	t.Cleanup(rl.release) // before the worker stops, should the test fail held
+	eventually(t, "the worker's pull", func() bool {
+		i, _ := pullsWaiting(t, direct)
+		return i >= 1
+	})
+
+	rl.hold()
+	j, _, err := direct.Submit(t.Context(), spec("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := direct.js.Consumer(t.Context(), workStream, "jobs-interactive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the message's delivery to the worker", func() bool {
+		info, err := cons.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.NumAckPending == 1
+	})
+	rl.waitCount(t, rl.count()) // the worker gave up the pull it went to
+	rl.release()
+
+	eventually(t, "the late message's job", func() bool {
+		return mustJob(t, direct, "acme", j.ID).Status == StatusSucceeded
+	})
+	if calls.Load() != 1 {
+		t.Fatalf("executed %d times, want 1", calls.Load())
+	}
+}

@@ -31,10 +31,9 @@ func (g *outageGate) Wait(ctx context.Context, model string) error {
 // on as soon as NATS is back: a nak sent into the outage would be lost and
 // the job would wait out AckWait (a result not recorded would also run the
 // job again). AckWait is a minute here, three times the patience of
-// eventually, so a lost nak fails the test; yet a delivery lost before the
-// outage (nats.go drops a fetched message whose answer comes after its own
-// client-side timer, which a starved machine can do) only costs the test a
-// minute instead of hanging it.
+// eventually, so a lost nak fails the test; yet a delivery lost with the
+// connection as the server goes down only costs the test a minute instead
+// of hanging it.
 func TestWorkerHoldsJobThroughNATSOutage(t *testing.T) {
 	for _, step := range []string{"starting job", "recording job result"} {
 		t.Run(step, func(t *testing.T) {

@@ -107,7 +107,7 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	// jobs at once but gives running ones Grace.
 	execCtx, execCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer execCancel()
-	d := newDispatcher(w.cons, o, s.log)
+	d := newDispatcher(s.nc, w.cons, o, s.log)
 	var slots sync.WaitGroup
 	slots.Go(func() { d.run(runCtx) })
 	for range o.Concurrency {
@@ -170,15 +170,27 @@ func (w *worker) slot(ctx, execCtx context.Context, d *dispatcher) {
 	}
 }
 
+// jobMsg is what a worker does with a message of the queue (the
+// dispatcher's queueMsg; jetstream.Msg has these methods too).
+type jobMsg interface {
+	Metadata() (*jetstream.MsgMetadata, error)
+	Data() []byte
+	Ack() error
+	Nak() error
+	NakWithDelay(delay time.Duration) error
+	InProgress() error
+	Term() error
+}
+
 // delivery is one message being handled.
 type delivery struct {
-	msg  jetstream.Msg
+	msg  jobMsg
 	meta *jetstream.MsgMetadata
 	key  string
 }
 
 // handle runs one message's job to its next state and acks or naks it.
-func (w *worker) handle(ctx, execCtx context.Context, msg jetstream.Msg) {
+func (w *worker) handle(ctx, execCtx context.Context, msg jobMsg) {
 	s := w.s
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -553,7 +565,7 @@ func (w *worker) whileAway(d *delivery, step string, op func() error) error {
 
 // heartbeat tells JetStream the message is still being worked on, every
 // AckWait/4, until the returned stop is called.
-func (w *worker) heartbeat(msg jetstream.Msg) (stop func()) {
+func (w *worker) heartbeat(msg jobMsg) (stop func()) {
 	done := make(chan struct{})
 	ticks, stopTicks := w.o.ticker(w.s.o.AckWait / 4)
 	var wg sync.WaitGroup
