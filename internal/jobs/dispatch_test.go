@@ -156,26 +156,90 @@ func TestClosedGateStopsPullsOfWaitingSlots(t *testing.T) {
 // what the server sends the worker while the job is submitted and handed
 // to the worker's pull, until the worker has given that pull up: it sends
 // its next pull request (with one slot and one class it has one out at a
-// time). Then the message reaches the worker, late. nats.go's Fetch,
-// which stops listening a second after the pull's expiry, dropped it, and
-// the job waited out AckWait: an hour here, so the test's patience (20 s,
-// eventually) fails the old dispatcher instead of it passing by luck.
+// time). Then the message reaches the worker, late, while that request
+// is out for the slot: the worker gives the message back and takes it
+// again. nats.go's Fetch, which stops listening a second after the pull's
+// expiry, dropped it, and the job waited out AckWait: an hour here, so
+// the test's patience (20 s, eventually) fails the old dispatcher instead
+// of it passing by luck.
 func TestLateDeliveryRunsAtOnce(t *testing.T) {
+	direct, rl, calls := startLateWorker(t, nil)
+	j, cons := deliverHeld(t, direct, rl)
+	rl.waitCount(t, rl.count()) // the worker gave up the pull it went to
+	rl.release()
+
+	eventually(t, "the late message's job", func() bool {
+		return mustJob(t, direct, "acme", j.ID).Status == StatusSucceeded
+	})
+	// Two deliveries: the late one, given back because a request was out
+	// for the only slot (holding it would take more messages than slots
+	// wait for), and the one that ran.
+	info, err := cons.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Delivered.Consumer != 2 || calls.Load() != 1 {
+		t.Fatalf("%d deliveries, executed %d times; want 2 and 1", info.Delivered.Consumer, calls.Load())
+	}
+}
+
+// A late message for which a slot waits, with no request out for that
+// slot, goes to the slot: no round trip through the server. The gate
+// closes once the message is handed out held, so that the worker, having
+// given its pull up, asks the gate and sends nothing; the message then
+// reaches the slot, which asks the gate for the job's model; only then
+// does the gate open. One delivery in all: the message was not given
+// back. The old dispatcher dropped it, and the slot never gets it.
+func TestLateDeliveryGoesToAWaitingSlot(t *testing.T) {
+	g := newSwitchGate(true)
+	direct, rl, calls := startLateWorker(t, g)
+	j, cons := deliverHeld(t, direct, rl)
+	g.set(false)
+	// The dispatcher asks the gate only once no request is out: it gave
+	// up the pull the message went to.
+	eventually(t, "the dispatcher to ask the closed gate", func() bool { return g.waiting.Load() >= 1 })
+	rl.release()
+	eventually(t, "the slot to ask the gate for the job's model", func() bool { return g.waiting.Load() >= 2 })
+	g.set(true)
+
+	eventually(t, "the late message's job", func() bool {
+		return mustJob(t, direct, "acme", j.ID).Status == StatusSucceeded
+	})
+	info, err := cons.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Delivered.Consumer != 1 || calls.Load() != 1 {
+		t.Fatalf("%d deliveries, executed %d times; want 1 and 1", info.Delivered.Consumer, calls.Load())
+	}
+}
+
+// startLateWorker runs a worker with one slot on the interactive class,
+// connected through a relay, with AckWait an hour; direct is a Store on
+// the same server beside it.
+func startLateWorker(t *testing.T, g Gate) (direct *Store, rl *relay, calls *atomic.Int64) {
+	t.Helper()
 	srv := startServer(t, t.TempDir())
-	rl := startRelay(t, srv.ClientURL(), "CONSUMER.MSG.NEXT."+workStream+".jobs-interactive ")
+	rl = startRelay(t, srv.ClientURL(), "CONSUMER.MSG.NEXT."+workStream+".jobs-interactive ")
 	o := testOptions(srv.ClientURL())
 	o.AckWait = time.Hour
-	direct := openStore(t, o)
+	direct = openStore(t, o)
 	o.URL = rl.url()
 	worker := openStore(t, o)
-	var calls atomic.Int64
-	startWorker(t, worker, WorkerOptions{Classes: []string{"interactive"}, Executor: okExec(&calls)})
-	t.Cleanup(rl.release) // before the worker stops, should the test fail held
+	calls = new(atomic.Int64)
+	startWorker(t, worker, WorkerOptions{Classes: []string{"interactive"}, Gate: g, Executor: okExec(calls)})
+	t.Cleanup(rl.release) // before the worker stops, should the test fail holding
 	eventually(t, "the worker's pull", func() bool {
 		i, _ := pullsWaiting(t, direct)
 		return i >= 1
 	})
+	return direct, rl, calls
+}
 
+// deliverHeld holds what the server sends the worker, submits a job and
+// waits until the server has handed its message to the worker.
+func deliverHeld(t *testing.T, direct *Store, rl *relay) (*Job, jetstream.Consumer) {
+	t.Helper()
 	rl.hold()
 	j, _, err := direct.Submit(t.Context(), spec("acme"))
 	if err != nil {
@@ -192,13 +256,5 @@ func TestLateDeliveryRunsAtOnce(t *testing.T) {
 		}
 		return info.NumAckPending == 1
 	})
-	rl.waitCount(t, rl.count()) // the worker gave up the pull it went to
-	rl.release()
-
-	eventually(t, "the late message's job", func() bool {
-		return mustJob(t, direct, "acme", j.ID).Status == StatusSucceeded
-	})
-	if calls.Load() != 1 {
-		t.Fatalf("executed %d times, want 1", calls.Load())
-	}
+	return j, cons
 }
