@@ -14,6 +14,7 @@
 # Usage: bench/hit-cpu.sh ROUNDS DUR name=SLUICE_BIN [name=SLUICE_BIN ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 bench/install-tools.sh wrk curl   # apt-get when missing (root, else sudo)
 R=$1 DUR=$2; shift 2
 W=$(mktemp -d); PIDS=()
@@ -25,21 +26,7 @@ mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
 sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
 (cd "$W/floor" && GOWORK=off go build -o floor .)
 taskset -c 0 "${1#*=}" sim --listen $BACK --instant --model m >/dev/null 2>&1 & PIDS+=($!)
-declare -A PID ADDR; names=(); port=19420
-for b in "$@"; do
-  n=${b%%=*} bin=${b#*=}; port=$((port+2))
-  GOMAXPROCS=1 taskset -c 1 "$bin" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:$((port+1)) --model m \
-    --backend http://$BACK --log-level error --data-dir "$W/dd-$n" 2>"$W/$n.log" & PIDS+=($!)
-  PID[$n]=$! ADDR[$n]=127.0.0.1:$port names+=("$n")
-done
-for n in "${names[@]}"; do
-  for _ in $(seq 100); do curl -sf -o /dev/null "http://${ADDR[$n]}/healthz" && break; sleep 0.1; done
-  curl -sf -X POST -d "$BODY" "http://${ADDR[$n]}/v1/chat/completions" > "$W/answer.json"
-  [ "$(curl -sf -D - -o /dev/null -X POST -d "$BODY" "http://${ADDR[$n]}/v1/chat/completions" | tr -d '\r' |
-    awk 'tolower($1)=="x-cache:" {print $2}')" = HIT ] || { echo "$n: not a cache hit"; exit 1; }
-done
-GOMAXPROCS=1 taskset -c 1 "$W/floor/floor" 127.0.0.1:19440 "$W/answer.json" & PIDS+=($!)
-PID[floor]=$! ADDR[floor]=127.0.0.1:19440; names+=(floor)
+start_hit_servers 19420 19440 "$@"
 sleep 0.5
 printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
 for n in "${names[@]}"; do taskset -c 0 wrk -t1 -c64 -d2s -s "$W/post.lua" "http://${ADDR[$n]}/v1/chat/completions" >/dev/null; done

@@ -32,6 +32,7 @@
 # Usage: [DUR=8] [ROUNDS=1] [TOP=30] [OUT=dir] bench/hit-profile.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 bench/install-tools.sh wrk curl   # apt-get when missing (root, else sudo)
 DUR=${DUR:-8} ROUNDS=${ROUNDS:-1} TOP=${TOP:-30}
 W=$(mktemp -d); OUT=${OUT:-$W/out}; mkdir -p "$OUT"; PIDS=()
@@ -42,21 +43,7 @@ mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
 sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
 (cd "$W/floor" && GOWORK=off go build -o floor .)
 taskset -c 0 "${1#*=}" sim --listen $BACK --instant --model m >/dev/null 2>&1 & PIDS+=($!)
-declare -A PID ADDR EXE; names=(); port=19620
-for b in "$@"; do
-  n=${b%%=*} bin=${b#*=}; port=$((port+2))
-  GOMAXPROCS=1 taskset -c 1 "$bin" serve --listen 127.0.0.1:$port --admin-listen 127.0.0.1:$((port+1)) --model m \
-    --backend http://$BACK --log-level error --data-dir "$W/dd-$n" 2>"$W/$n.log" & PIDS+=($!)
-  PID[$n]=$! ADDR[$n]=127.0.0.1:$port EXE[$n]=$bin names+=("$n")
-done
-for n in "${names[@]}"; do
-  for _ in $(seq 100); do curl -sf -o /dev/null "http://${ADDR[$n]}/healthz" && break; sleep 0.1; done
-  curl -sf -X POST -d "$BODY" "http://${ADDR[$n]}/v1/chat/completions" > "$W/answer.json"
-  [ "$(curl -sf -D - -o /dev/null -X POST -d "$BODY" "http://${ADDR[$n]}/v1/chat/completions" | tr -d '\r' |
-    awk 'tolower($1)=="x-cache:" {print $2}')" = HIT ] || { echo "$n: not a cache hit"; exit 1; }
-done
-GOMAXPROCS=1 taskset -c 1 "$W/floor/floor" 127.0.0.1:19660 "$W/answer.json" & PIDS+=($!)
-PID[floor]=$! ADDR[floor]=127.0.0.1:19660 EXE[floor]=$W/floor/floor; names+=(floor)
+start_hit_servers 19620 19660 "$@"
 sleep 0.5
 printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
 for n in "${names[@]}"; do
