@@ -19,16 +19,7 @@ bench/install-tools.sh wrk curl   # apt-get when missing (root, else sudo)
 R=$1 DUR=$2; shift 2
 W=$(mktemp -d); PIDS=()
 trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
-BACK=127.0.0.1:19411
-BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
-# The floor: bench/cache-hit.sh's own program, built from that script.
-mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
-sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
-(cd "$W/floor" && GOWORK=off go build -o floor .)
-taskset -c 0 "${1#*=}" sim --listen $BACK --instant --model m >/dev/null 2>&1 & PIDS+=($!)
-start_hit_servers 19420 19440 "$@"
-sleep 0.5
-printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
+start_hit_bench 19411 19420 19440 "$@"
 for n in "${names[@]}"; do taskset -c 0 wrk -t1 -c64 -d2s -s "$W/post.lua" "http://${ADDR[$n]}/v1/chat/completions" >/dev/null; done
 echo "round target req/s cpu_us_per_req user_us sys_us share_of_core errors load"
 k=${#names[@]}

@@ -37,15 +37,7 @@ bench/install-tools.sh wrk curl   # apt-get when missing (root, else sudo)
 DUR=${DUR:-8} ROUNDS=${ROUNDS:-1} TOP=${TOP:-30}
 W=$(mktemp -d); OUT=${OUT:-$W/out}; mkdir -p "$OUT"; PIDS=()
 trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
-BACK=127.0.0.1:19611
-BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
-mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
-sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
-(cd "$W/floor" && GOWORK=off go build -o floor .)
-taskset -c 0 "${1#*=}" sim --listen $BACK --instant --model m >/dev/null 2>&1 & PIDS+=($!)
-start_hit_servers 19620 19660 "$@"
-sleep 0.5
-printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
+start_hit_bench 19611 19620 19660 "$@"
 for n in "${names[@]}"; do
   # Addresses right after an atomic instruction. perf prints a Go binary's
   # addresses relative to its text segment's file offset; objdump, virtual.

@@ -25,17 +25,24 @@ cpu_ticks() {
   echo $t
 }
 
-# start_hit_servers PORT FLOORPORT name=BIN...: the hit benchmarks'
-# servers (hit-cpu.sh, hit-profile.sh). Each Sluice build serves on
-# PORT+2, PORT+4, ... (admin one above) with GOMAXPROCS=1 on CPU 1,
-# flag-mode defaults, --log-level error, in front of the instant backend
-# at $BACK, and is checked to answer $BODY as a cache hit; then the floor,
-# $W/floor/floor, serves the last build's answer on FLOORPORT. Sets the
-# associative arrays PID, ADDR and EXE and the list names (the floor
-# last); appends to PIDS. Needs W, BACK and BODY.
-start_hit_servers() {
-  local port=$1 fport=$2 b n bin
-  shift 2
+# start_hit_bench BACKPORT PORT FLOORPORT name=BIN...: the hit benchmarks'
+# servers (hit-cpu.sh, hit-profile.sh). One instant backend (`sim` of the
+# first build) on CPU 0 at 127.0.0.1:BACKPORT; each Sluice build on PORT+2,
+# PORT+4, ... (admin one above) with GOMAXPROCS=1 on CPU 1, flag-mode
+# defaults, --log-level error, checked to answer BODY (the hit) as a cache
+# hit; then the floor, bench/cache-hit.sh's own bare handler built into
+# $W/floor, serving the last build's answer on FLOORPORT. Sets BACK, BODY,
+# the associative arrays PID, ADDR and EXE, the list names (the floor
+# last) and $W/post.lua (wrk posting BODY); appends to PIDS. Needs W.
+start_hit_bench() {
+  local port=$2 fport=$3 b n bin
+  BACK=127.0.0.1:$1
+  shift 3
+  BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
+  mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
+  sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
+  (cd "$W/floor" && GOWORK=off go build -o floor .)
+  taskset -c 0 "${1#*=}" sim --listen "$BACK" --instant --model m >/dev/null 2>&1 & PIDS+=($!)
   declare -gA PID ADDR EXE
   names=()
   for b in "$@"; do
@@ -53,4 +60,6 @@ start_hit_servers() {
   GOMAXPROCS=1 taskset -c 1 "$W/floor/floor" "127.0.0.1:$fport" "$W/answer.json" & PIDS+=($!)
   PID[floor]=$! ADDR[floor]=127.0.0.1:$fport EXE[floor]=$W/floor/floor
   names+=(floor)
+  sleep 0.5
+  printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
 }
