@@ -149,5 +149,13 @@ func targetURL(t *yaml.Node, scheme string) (string, error) {
 	if scheme == "" {
 		scheme = "http"
 	}
-	return scheme + "://" + net.JoinHostPort(host, port), nil
+	// SplitHostPort accepts any bytes in the host (" 0:1", "a/b:1"): the
+	// URL they make must parse back to the same host, or the backend it
+	// names would fail only later, in endpoint.New, after the file was
+	// accepted.
+	hp := net.JoinHostPort(host, port)
+	if u, err := url.Parse(scheme + "://" + hp); err != nil || u.Host != hp || u.User != nil {
+		return "", fmt.Errorf("%q is not host:port", v)
+	}
+	return scheme + "://" + hp, nil
 }

@@ -45,6 +45,10 @@ func TestParseTargetsErrorsNameLineAndKey(t *testing.T) {
 		{"- targets: ['a:1', 'a:1']\n", `1: [0].targets: duplicate target "http://a:1"`},
 		{"- targets: ['ftp://a:1']\n", `1: [0].targets[0]: "ftp://a:1" is not an http(s) URL`},
 		{"- targets: ['http://u:p@a:1']\n", `is not an http(s) URL`},
+		// A host with bytes no URL host may hold: refused here, not later
+		// by the backend (found by FuzzParseTargets).
+		{"- targets: [' 0:1']\n", `1: [0].targets[0]: " 0:1" is not host:port`},
+		{"- targets: ['a/b:1']\n", `1: [0].targets[0]: "a/b:1" is not host:port`},
 		{"- weight: 2\n", "1: [0].targets: must be a list"},
 		{"targets: ['a:1']\n", "1: (file): must be a list of target groups"},
 		{"[]", "1: (file): no targets"},
