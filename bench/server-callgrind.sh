@@ -14,8 +14,16 @@
 # Sluice builds are given as name=BIN (an executable script that execs a
 # binary with extra environment works too: children are traced). The top functions of each
 # window are written to OUT/name.top (callgrind_annotate, exclusive).
+# CACHESIM=1 adds callgrind's cache simulation (32 KiB 8-way L1i and L1d,
+# 512 KiB 8-way last level, 64-byte lines: a Zen core's L1s) and prints the
+# L1 misses per answer: I1 (code lines fetched again) and D1 (data lines read
+# and written). A line of code a hit runs is fetched again on nearly every
+# hit (net/http, the kernel and the runtime pass through L1 in between), so
+# I1 counts the code lines a hit spans, which instructions do not: the same
+# count of instructions spread over more lines costs more cycles. Load does
+# not change these counts either.
 # Needs valgrind, wrk, taskset, curl, go.
-# Usage: [DUR=20] [OUT=dir] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
+# Usage: [DUR=20] [OUT=dir] [CACHESIM=1] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench/install-tools.sh valgrind wrk curl   # apt-get when missing (root, else sudo)
@@ -36,6 +44,7 @@ printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "a
 # bench/callgrind-ops.sh.
 VG=(env GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off taskset -c 1 valgrind --tool=callgrind --trace-children=yes
   --callgrind-out-file="$W/cg.%p")
+[ "${CACHESIM:-0}" = 1 ] && VG+=(--cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=524288,8,64)
 # code_pages: the 4 KiB pages of the binary's text holding the functions
 # that run >= 5 instructions per answer (callgrind's per-function counts,
 # addresses from go tool nm). On this kind of VM (pti=on, no PCID: the TLB
@@ -51,7 +60,7 @@ code_pages() { # callgrind-file binary requests
       if (name in hot) {a=strtonum("0x" $1); for (p=int(a/4096); p<=int((a+$2-1)/4096); p++) pg[p]=1}}
     END {n=0; for (p in pg) n++; print n}' "$W/hot.txt" -
 }
-echo "name requests instr_per_request code_pages load"
+echo "name requests instr_per_request code_pages load$([ "${CACHESIM:-0}" = 1 ] && echo " I1_miss D1_read_miss D1_write_miss")"
 for b in floor "$@"; do
   n=${b%%=*} bin=${b#*=}
   if [ "$n" = floor ]; then
@@ -78,6 +87,9 @@ for b in floor "$@"; do
   ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
   exe=$([ "$n" = floor ] && echo "$W/floor/floor" || echo "$bin")
   [ -f "$exe" ] && head -c2 "$exe" | grep -q '^#!' && exe=$(awk '/exec/ {for (i=1;i<=NF;i++) if ($i ~ /^\//) {print $i; exit}}' "$exe")
-  echo "$n $req $((ir / req)) $(code_pages "$f" "$exe" "$req") $(cut -d' ' -f1 /proc/loadavg)"
+  misses=""
+  [ "${CACHESIM:-0}" = 1 ] && misses=$(awk -v n="$req" '/^events:/ {for (i=2;i<=NF;i++) e[i]=$i}
+    /^(summary|totals):/ {for (i=2;i<=NF;i++) v[e[i]]=$i; printf " %.0f %.0f %.0f", v["I1mr"]/n, v["D1mr"]/n, v["D1mw"]/n; exit}' "$f")
+  echo "$n $req $((ir / req)) $(code_pages "$f" "$exe" "$req") $(cut -d' ' -f1 /proc/loadavg)$misses"
   rm -f "$W"/cg.$pid*
 done
