@@ -154,7 +154,8 @@ func targetURL(t *yaml.Node, scheme string) (string, error) {
 	// names would fail only later, in endpoint.New, after the file was
 	// accepted.
 	hp := net.JoinHostPort(host, port)
-	if u, err := url.Parse(scheme + "://" + hp); err != nil || u.Host != hp || u.User != nil {
+	// A user part ("u@h:1") parses to another Host: no separate check.
+	if u, err := url.Parse(scheme + "://" + hp); err != nil || u.Host != hp {
 		return "", fmt.Errorf("%q is not host:port", v)
 	}
 	return scheme + "://" + hp, nil
