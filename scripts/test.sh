@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: vet + race-enabled tests. README's test command and
-# what CI runs (.ci/run). Installs what the tests need on a fresh machine.
+# The whole test suite: vet, staticcheck, race-enabled tests, the quick
+# chaos run. README's test command and what CI runs (.ci/run). Installs what
+# the tests need on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,11 @@ fi
 
 echo "== go vet"
 go vet ./...
+# staticcheck at a pinned version (go run fetches it once into the module
+# cache): dead code, identical operands, values assigned and never read.
+# Its settings are in staticcheck.conf.
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 900s ./...
 

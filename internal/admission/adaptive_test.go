@@ -25,7 +25,6 @@ type vreq struct {
 	sent     time.Duration
 	inflight int
 	end      time.Duration
-	idx      int
 }
 
 func (b *batchBackend) service(n int) time.Duration {

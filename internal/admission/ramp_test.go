@@ -145,14 +145,14 @@ func TestRampAllowanceIsHalfFairShare(t *testing.T) {
 // A tenant alone in the pool is never held, and the ramp ends once the
 // others have been quiet for the window.
 func TestRampEndsWhenAlone(t *testing.T) {
-	q, clk := rampQueue(24, 2*time.Second)
+	q, _ := rampQueue(24, 2*time.Second)
 	// Alone: the whole pool at once.
 	_, waiting := burst(q, 30, time.Time{})
 	if s := q.Stats(); s.InUse != 24 || s.RampHeld != 0 || len(waiting) != 6 {
 		t.Fatalf("alone: in use %d, held %d, waiting %d; want 24, 0, 6", s.InUse, s.RampHeld, len(waiting))
 	}
 
-	q, clk = rampQueue(24, 2*time.Second)
+	q, clk := rampQueue(24, 2*time.Second)
 	steady := steadyHolding(t, q, clk, 12)
 	_, waiting = burst(q, 28, time.Time{})
 	for _, tk := range steady {

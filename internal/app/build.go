@@ -111,8 +111,7 @@ type model struct {
 	slo      config.SLO
 	picker   routing.Picker
 	backends []*endpoint.Backend
-	draining []*endpoint.Backend // prev's, gone from backends, still busy
-	queue    *poolQueue          // nil when admission is off
+	queue    *poolQueue // nil when admission is off
 }
 
 // build is a runtime in the making: what the stages have made so far.

@@ -48,7 +48,7 @@ func ParseServeGenCSV(r io.Reader) ([]ServeGenWindow, error) {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
 		if len(rec) < 2 {
-			return nil, fmt.Errorf("line %d: %d columns, want window_start_s,rate,...", line, len(rec))
+			return nil, fmt.Errorf("line %d: %d columns, want window_start_s, rate and the rest", line, len(rec))
 		}
 		start, err := strconv.ParseFloat(strings.TrimSpace(rec[0]), 64)
 		if err != nil || !(start >= 0 && start <= maxTraceSeconds) || start != math.Trunc(start) {

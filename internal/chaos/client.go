@@ -17,10 +17,7 @@ import (
 
 // Loopback addresses: Linux routes all of 127/8 to lo, so each party gets
 // its own client address and a per-address cap cannot confuse them.
-var (
-	wellBehavedIP = net.IPv4(127, 0, 0, 2)
-	harnessIP     = net.IPv4(127, 0, 0, 1)
-)
+var wellBehavedIP = net.IPv4(127, 0, 0, 2)
 
 // attackerIP is the i-th attacker address: 127.0.0.3, 127.0.0.4, ...
 func attackerIP(i int) net.IP { return net.IPv4(127, 0, byte(3+i/250), byte(3+i%250)) }

@@ -128,8 +128,6 @@ func (r Row) leakTarget() string {
 	return passFail(within(r.Before.Goroutines, r.After.Goroutines) && within(r.Before.FDs, r.After.FDs))
 }
 
-func (r Row) pass() bool { return r.passes(TargetNames) }
-
 // TargetNames are the targets a row is judged on, as the table's columns
 // name them.
 var TargetNames = []string{"rss", "p99", "fail", "jobs", "leak"}

@@ -70,8 +70,3 @@ func buildPlan(leg time.Duration, load float64, backends int, cfg sim.Config) (p
 	p.meanRPS = float64(len(p.arrivals)) / leg.Seconds()
 	return p, nil
 }
-
-// traceTime is a demo duration in the trace time it stands for.
-func (p plan) traceTime(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * p.compress)
-}

@@ -50,7 +50,10 @@ func TestSlowStartScalesAdaptiveLimitNotUnlimited(t *testing.T) {
 	if l := b.Limit(); l != 1 {
 		t.Fatalf("limit %d at the start of the ramp, want 1 (a tenth of 3, at least one)", l)
 	}
-	if b.Acquire() && b.Acquire() {
+	if !b.Acquire() {
+		t.Fatal("the first request refused under the ramped limit of 1")
+	}
+	if b.Acquire() {
 		t.Fatal("a second request admitted over the ramped limit of 1")
 	}
 }

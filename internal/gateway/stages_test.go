@@ -141,7 +141,7 @@ func TestParseStage(t *testing.T) {
 	if answered(t, "not JSON", next, x, w, http.StatusBadRequest, x.rec.errCode); x.rec.errCode == "" {
 		t.Fatal("not JSON: no error code")
 	}
-	x, w, next = parse(`{"model":"m1","messages":[{"role":"user","content":"` + strings.Repeat("x", 2<<10) + `"}]}`)
+	_, w, next = parse(`{"model":"m1","messages":[{"role":"user","content":"` + strings.Repeat("x", 2<<10) + `"}]}`)
 	if next || w.Code != http.StatusRequestEntityTooLarge || w.Header().Get("Connection") != "close" {
 		t.Fatalf("too large: next %v, %d, Connection %q", next, w.Code, w.Header().Get("Connection"))
 	}
@@ -251,6 +251,7 @@ func TestCacheStage(t *testing.T) {
 	// Filled by the forward stage (which stores the answer before it
 	// returns), then answered by this stage alone.
 	x, w, next = lookup(gw, det)
+	passed(t, "the miss before the fill", next, x, w)
 	through(t, x, admitStage{})
 	forwardStage{gw}.serve(x)
 	if x.ra != nil {

@@ -23,12 +23,6 @@ func batchSpec(tenant string, n int) BatchSpec {
 	return sp
 }
 
-// indexOf is the request number in a job's custom id.
-func indexOf(j *Job) int {
-	n, _ := strconv.Atoi(strings.TrimPrefix(j.CustomID, "req-"))
-	return n
-}
-
 func waitBatch(t *testing.T, s *Store, tenant, id, status string) *Batch {
 	t.Helper()
 	var b *Batch

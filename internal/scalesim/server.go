@@ -6,15 +6,13 @@ import (
 
 // request is one replayed request and what happened to it.
 type request struct {
-	arrival      float64 // sim seconds
-	prompt, out  int
-	dispatched   float64
-	firstToken   float64 // 0: none yet
-	done         float64
-	refused      bool
-	generated    int
-	prefilled    bool
-	dispatchFull bool // the server was at its slot limit with this request
+	arrival     float64 // sim seconds
+	prompt, out int
+	dispatched  float64
+	firstToken  float64 // 0: none yet
+	done        float64
+	refused     bool
+	generated   int
 }
 
 // server is one simulated inference server (sim's engine model on a
