@@ -39,13 +39,6 @@ func asset(path string) (name, contentType string, ok bool) {
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
 	"frame-ancestors 'none'; base-uri 'none'; form-action 'none'; object-src 'none'"
 
-// IsAsset reports whether path is the page or one of its assets, which are
-// served without the admin token.
-func IsAsset(path string) bool {
-	_, _, ok := asset(path)
-	return ok
-}
-
 // Serve answers GET or HEAD for the page or one of its assets; false (and
 // nothing written) for any other path.
 func Serve(w http.ResponseWriter, r *http.Request) bool {
