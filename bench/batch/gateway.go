@@ -21,7 +21,7 @@ type runningGateway struct {
 // ignored) and its admin listener on another, as demo.StartGateway does, keeping the App for the prototype
 // worker.
 func startGateway(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*runningGateway, error) {
-	a, err := app.New(cfg, "", logger)
+	a, err := app.New(cfg, app.Source{}, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"time"
@@ -29,18 +30,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := f.config(fs.Usage)
+	src := app.Source{Path: f.cfgPath, Overrides: app.Overrides{Listen: f.listen, AdminListen: f.adminListen,
+		LogLevel: f.logLevel, DataDir: f.dataDir}, LogLevel: new(slog.LevelVar)}
+	cfg, err := f.config(src, fs.Usage)
 	if err != nil {
 		return err
+	}
+	if err := src.LogLevel.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return fmt.Errorf("log level %q: %w", cfg.Log.Level, err) // validated: not reached
 	}
 	// Buffered like nginx's access_log buffer=: a write(2) per request
 	// costs more than a cache hit; warnings and errors are not held back.
-	logger, logBuf, err := telemetry.NewBufferedLogger(os.Stderr, cfg.Log.Level, time.Second)
-	if err != nil {
-		return err
-	}
+	logger, logBuf := telemetry.NewBufferedLogger(os.Stderr, src.LogLevel, time.Second)
 	defer logBuf.Close()
-	a, err := app.New(cfg, f.cfgPath, logger)
+	a, err := app.New(cfg, src, logger)
 	if err != nil {
 		return err
 	}
@@ -66,52 +69,30 @@ type serveFlags struct {
 	backends                       stringList
 }
 
-// config is the validated config the flags ask for: the file's, or one
-// model on the flags' backends, with the flags' overrides. usage prints
-// the flags when neither is given.
-func (f serveFlags) config(usage func()) (*config.Config, error) {
-	var cfg *config.Config
+// config is the validated config the flags ask for: src's file, or one
+// model on the flags' backends, with the flags' overrides (src.Overrides,
+// which a reload applies again). usage prints the flags when neither is
+// given.
+func (f serveFlags) config(src app.Source, usage func()) (*config.Config, error) {
 	switch {
 	case f.cfgPath != "" && (f.model != "" || len(f.backends) > 0):
 		return nil, errors.New("use either --config or --model/--backend, not both")
 	case f.cfgPath != "":
-		c, err := app.Load(f.cfgPath)
-		if err != nil {
-			return nil, err
-		}
-		cfg = c
-	default:
-		if f.model == "" || len(f.backends) == 0 {
-			usage()
-			return nil, errors.New("need --config FILE, or --model and at least one --backend")
-		}
-		c := config.Default()
-		m := config.Model{Name: f.model, Policy: f.policy}
-		for _, b := range f.backends {
-			m.Backends = append(m.Backends, config.Backend{URL: b})
-		}
-		c.Models = []config.Model{m}
-		cfg = &c
+		return src.Load()
+	case f.model == "" || len(f.backends) == 0:
+		usage()
+		return nil, errors.New("need --config FILE, or --model and at least one --backend")
 	}
-	overridden := f.listen != "" || f.adminListen != "" || f.logLevel != "" || f.dataDir != ""
-	if f.listen != "" {
-		cfg.Listen = f.listen
+	cfg := config.Default()
+	m := config.Model{Name: f.model, Policy: f.policy}
+	for _, b := range f.backends {
+		m.Backends = append(m.Backends, config.Backend{URL: b})
 	}
-	if f.adminListen != "" {
-		cfg.Admin.Listen = f.adminListen
+	cfg.Models = []config.Model{m}
+	src.Overrides.Apply(&cfg)
+	// Validated here, once, before the log level is used.
+	if err := cfg.ValidateWith(app.PolicyCheck); err != nil {
+		return nil, fmt.Errorf("invalid settings: %w", err)
 	}
-	if f.logLevel != "" {
-		cfg.Log.Level = f.logLevel
-	}
-	if f.dataDir != "" {
-		cfg.Queue.DataDir = f.dataDir
-	}
-	// A file without overrides was validated by Load; anything else is
-	// validated here, once, before the log level is used.
-	if !cfg.Checked() || overridden {
-		if err := cfg.ValidateWith(app.PolicyCheck); err != nil {
-			return nil, fmt.Errorf("invalid settings: %w", err)
-		}
-	}
-	return cfg, nil
+	return &cfg, nil
 }

@@ -90,7 +90,7 @@ func TestAdminListenBusyFailsAndOffRuns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := New(cfg, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+		a, err := New(cfg, Source{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}

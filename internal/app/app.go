@@ -33,7 +33,7 @@ import (
 
 // App is one gateway process.
 type App struct {
-	path string         // config file; "" when built from flags (no reload source)
+	src  Source         // the config file, re-read on reload, and what overrides it
 	resp *responseCache // the response cache's levels, closed by Run
 	// jobs is the job queue: nil when queue.enabled is false, or while an
 	// external NATS is unreachable (Run keeps trying); closed by Run.
@@ -93,15 +93,16 @@ type App struct {
 	scrapeWG  sync.WaitGroup
 }
 
-// New builds the app from a validated config. path is the file it came
-// from, re-read on reload ("" disables file reloads).
-func New(cfg *config.Config, path string, logger *slog.Logger) (*App, error) {
-	return newWithClock(cfg, path, logger, nil)
+// New builds the app from a validated config, read from src (src.Path ""
+// disables file reloads).
+func New(cfg *config.Config, src Source, logger *slog.Logger) (*App, error) {
+	return newWithClock(cfg, src, logger, nil)
 }
 
 // newWithClock is New with the clock the gateway, its pools and the
 // forecaster read (tests inject time); nil is the wall clock.
-func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func() time.Time) (*App, error) {
+func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func() time.Time) (*App, error) {
+	path := src.Path
 	wall := now == nil
 	if wall {
 		now = time.Now
@@ -132,7 +133,7 @@ func newWithClock(cfg *config.Config, path string, logger *slog.Logger, now func
 		return nil, errWithPath(path, err)
 	}
 	built.Commit()
-	a := &App{path: path, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker}
+	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker}
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
@@ -282,18 +283,18 @@ func (a *App) ListenAdmin(addr string) (net.Addr, error) {
 // failing to build, is refused and logged; the running config keeps
 // serving, unchanged.
 func (a *App) Reload() error {
-	if a.path == "" {
+	if a.src.Path == "" {
 		return errors.New("no config file to reload (started from flags)")
 	}
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	cfg, err := Load(a.path)
+	cfg, err := a.src.Load()
 	if err != nil {
 		return a.refuseReload(err)
 	}
 	next, err := Build(cfg, a.deps, a.built)
 	if err != nil {
-		return a.refuseReload(errWithPath(a.path, err))
+		return a.refuseReload(errWithPath(a.src.Path, err))
 	}
 	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
 	prev := a.gw.Runtime()
@@ -305,12 +306,13 @@ func (a *App) Reload() error {
 	a.syncChecker(cfg.Health.Active)
 	a.syncScraper(cfg)
 	a.applyServerLimits(cfg.Server)
-	a.log.Info("config reloaded", "path", a.path, "models", len(next.Runtime.Models))
+	a.applyLogLevel(cfg.Log.Level)
+	a.log.Info("config reloaded", "path", a.src.Path, "models", len(next.Runtime.Models))
 	return nil
 }
 
 func (a *App) refuseReload(err error) error {
-	a.log.Error("config reload refused; keeping the running config", "path", a.path, "error", err.Error())
+	a.log.Error("config reload refused; keeping the running config", "path", a.src.Path, "error", err.Error())
 	return err
 }
 
@@ -331,6 +333,32 @@ func (a *App) warnRestartOnly(cfg, old *config.Config) {
 		a.log.Warn("config reload: server.read_header_timeout, idle_timeout and max_header_bytes need a restart; " +
 			"connection caps, body bounds and memory_limit are applied now")
 	}
+	if cfg.Queue != old.Queue {
+		a.log.Warn("config reload: queue changes need a restart; keeping the old settings")
+	}
+	if cfg.Cache.MaxBytes != old.Cache.MaxBytes || !reflect.DeepEqual(cfg.Cache.Redis, old.Cache.Redis) {
+		a.log.Warn("config reload: cache.max_bytes and cache.redis need a restart; keeping the old ones")
+	}
+}
+
+// applyLogLevel sets the logger's level from log.level, where the logger's
+// level can change (Source.LogLevel). The line saying so is logged at the
+// higher of the two levels, so that either one shows it.
+func (a *App) applyLogLevel(level string) {
+	v := a.src.LogLevel
+	if v == nil {
+		return
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return // validated with the config: not reached
+	}
+	old := v.Level()
+	if old == l {
+		return
+	}
+	v.Set(l)
+	a.log.Log(context.Background(), max(old, l), "config reload: log level changed", "old", old.String(), "new", l.String())
 }
 
 // Run serves the public API on ln and the admin endpoints on the admin
@@ -395,7 +423,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 func (a *App) startLoops(runCtx context.Context, wg *sync.WaitGroup) {
 	a.syncChecker(a.gw.Runtime().Config.Health.Active)
 	a.syncScraper(a.gw.Runtime().Config)
-	if a.path != "" {
+	if a.src.Path != "" {
 		ready := make(chan struct{})
 		wg.Add(1)
 		go func() { defer wg.Done(); a.watchReloads(runCtx, ready) }()

@@ -74,7 +74,7 @@ func newApp(t *testing.T, path string) *App {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(cfg, path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func BenchmarkHandlerForecast(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			a, err := New(cfg, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
+			a, err := New(cfg, Source{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -43,7 +43,7 @@ func snapshotApp(t *testing.T, clock *snapshotClock, extra, model string) (*App,
 		t.Fatal(err)
 	}
 	logs := &logbuf.Buffer{}
-	a, err := newWithClock(cfg, "", slog.New(slog.NewTextHandler(logs, nil)), clock.Now)
+	a, err := newWithClock(cfg, Source{}, slog.New(slog.NewTextHandler(logs, nil)), clock.Now)
 	if err != nil {
 		t.Fatalf("the gateway did not start: %v", err)
 	}

@@ -96,7 +96,7 @@ func TestStatusForecastAgainstActual(t *testing.T) {
 	now := t0
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	set := func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
-	a, err := newWithClock(cfg, path, slog.New(slog.NewTextHandler(io.Discard, nil)), clock)
+	a, err := newWithClock(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(io.Discard, nil)), clock)
 	if err != nil {
 		t.Fatal(err)
 	}

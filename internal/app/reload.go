@@ -32,7 +32,7 @@ func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 	watcher, err := fsnotify.NewWatcher()
 	if err == nil {
 		defer watcher.Close()
-		if err = watcher.Add(filepath.Dir(a.path)); err == nil {
+		if err = watcher.Add(filepath.Dir(a.src.Path)); err == nil {
 			events = watcher.Events
 		}
 	}
@@ -40,7 +40,7 @@ func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 		a.log.Warn("config file watch unavailable; reload with SIGHUP", "error", err.Error())
 	}
 	close(ready)
-	target, _ := filepath.Abs(a.path)
+	target, _ := filepath.Abs(a.src.Path)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -60,7 +60,7 @@ func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 				timer.Reset(reloadDebounce)
 			}
 		case <-timer.C:
-			if _, err := os.Stat(a.path); err == nil {
+			if _, err := os.Stat(a.src.Path); err == nil {
 				a.Reload()
 			}
 		}

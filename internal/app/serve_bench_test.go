@@ -40,7 +40,7 @@ func BenchmarkServeCacheHit(b *testing.B) {
 	if err := cfg.ValidateWith(PolicyCheck); err != nil {
 		b.Fatal(err)
 	}
-	a, err := New(&cfg, "", slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})))
+	a, err := New(&cfg, Source{}, slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
 		b.Fatal(err)
 	}

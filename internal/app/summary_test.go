@@ -22,7 +22,7 @@ func startLoggedApp(t *testing.T, path string) (*App, string, *logbuf.Buffer) {
 		t.Fatal(err)
 	}
 	logs := &logbuf.Buffer{}
-	a, err := New(cfg, path, slog.New(slog.NewTextHandler(logs, nil)))
+	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,7 +93,7 @@ models:
 		t.Fatal(err)
 	}
 	logs := &logbuf.Buffer{}
-	a, err := newWithClock(cfg, "", slog.New(slog.NewTextHandler(logs, nil)), clock.Now)
+	a, err := newWithClock(cfg, Source{}, slog.New(slog.NewTextHandler(logs, nil)), clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,7 +127,7 @@ func (c RateLimits) validate(bad func(key, format string, args ...any)) {
 			bad("rate_limits.redis.failure_mode", "failure mode %q: want open or closed", rd.FailureMode)
 		}
 		if rd.Replicas < 0 {
-			bad("rate_limits.redis.replicas", "must be >= 1")
+			bad("rate_limits.redis.replicas", "must be >= 1 (0 or unset: 1), got %d", rd.Replicas)
 		}
 		rd.validate("rate_limits.redis", bad)
 	default:

@@ -331,7 +331,7 @@ func StartGateway(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	a, err := app.New(cfg, "", logger)
+	a, err := app.New(cfg, app.Source{}, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package telemetry
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -69,17 +68,14 @@ func (b *BufferedWriter) Close() error {
 	return b.Flush()
 }
 
-// NewBufferedLogger is NewLogger over a BufferedWriter of 64 KiB flushed
-// every flushEvery; warnings and errors are flushed at once. Close the
-// returned writer last, to flush.
-func NewBufferedLogger(w io.Writer, level string, flushEvery time.Duration) (*slog.Logger, *BufferedWriter, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, nil, fmt.Errorf("log level %q: %w", level, err)
-	}
+// NewBufferedLogger is a JSON logger at level over a BufferedWriter of
+// 64 KiB flushed every flushEvery; warnings and errors are flushed at
+// once. level may change while it logs (a config reload sets it). Close
+// the returned writer last, to flush.
+func NewBufferedLogger(w io.Writer, level slog.Leveler, flushEvery time.Duration) (*slog.Logger, *BufferedWriter) {
 	bw := NewBufferedWriter(w, 64<<10, flushEvery)
-	h := flushingHandler{Handler: slog.NewJSONHandler(bw, &slog.HandlerOptions{Level: l}), bw: bw}
-	return slog.New(h), bw, nil
+	h := flushingHandler{Handler: slog.NewJSONHandler(bw, &slog.HandlerOptions{Level: level}), bw: bw}
+	return slog.New(h), bw
 }
 
 // flushingHandler flushes the buffer after warnings and errors, so they
