@@ -2,6 +2,8 @@ package openai
 
 import (
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -52,4 +54,19 @@ func jsonReplaced(s string) string {
 	var out string
 	json.Unmarshal(b, &out)
 	return out
+}
+
+// TestDeepNestingIsNamed: a body nested deeper than the parser's limit
+// is valid JSON by the grammar; the refusal says what is wrong (the
+// depth) instead of calling it invalid JSON.
+func TestDeepNestingIsNamed(t *testing.T) {
+	deep := `{"model":"m","x":` + strings.Repeat("[", maxNestingDepth) + strings.Repeat("]", maxNestingDepth) + `}`
+	_, err := ParseRequest([]byte(deep))
+	var e *Error
+	if !errors.As(err, &e) || e.Status != 400 || e.Code != "invalid_json" || !strings.Contains(e.Message, "nested more than 10000") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := ParseRequest([]byte(`{"model":"m",}`)); err == nil || strings.Contains(err.Error(), "nested") {
+		t.Fatalf("a syntax error: %v", err)
+	}
 }
