@@ -160,3 +160,19 @@ func TestUnreadBodyWithConnectionCloseIsNotReset(t *testing.T) {
 		})
 	}
 }
+
+// TestLongIdempotencyKeyNamesHeader: a refused Idempotency-Key is named
+// in param, as every other refused header is.
+func TestLongIdempotencyKeyNamesHeader(t *testing.T) {
+	b := backend(t, "a")
+	base := startQueueApp(t, b.URL)
+	status, _, body := do(t, "POST", base+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`),
+		"Prefer", "respond-async", "Idempotency-Key", strings.Repeat("k", 256))
+	if status != http.StatusBadRequest {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	if code, param, _ := openAIError(t, body); code != "invalid_idempotency_key" || param != "Idempotency-Key" {
+		t.Errorf("code %q param %q: %s", code, param, body)
+	}
+}
