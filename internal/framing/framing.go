@@ -5,7 +5,8 @@
 //
 // Go's server already refuses differing duplicate Content-Length headers
 // (400), an invalid Content-Length (400) and any Transfer-Encoding other
-// than a single "chunked" (501). But it accepts "Transfer-Encoding:
+// than a single "chunked" (501), in plain text that netguard's connection
+// rewrites as OpenAI error objects (netguard/httperr.go). But it accepts "Transfer-Encoding:
 // chunked" together with a Content-Length, lets the chunked framing win and
 // deletes the Content-Length header before a handler runs (RFC 9112 6.3
 // allows this). A front proxy that honoured the Content-Length instead

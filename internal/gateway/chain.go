@@ -224,6 +224,12 @@ func (s identifyStage) serve(x *exchange) bool {
 type parseStage struct{ g *Gateway }
 
 func (s parseStage) serve(x *exchange) bool {
+	if x.hdr.encoding != nil && codedBody(x.hdr.encoding) {
+		// RFC 9110 15.5.16: say which codings would have been accepted.
+		x.w.Header().Set("Accept-Encoding", "identity")
+		x.refuse(errContentEncoding)
+		return false
+	}
 	body, err := s.g.bodies.ReadBody(x.r.Body, x.r.ContentLength, int64(x.rt.Config.MaxBodyBytes))
 	if err != nil {
 		switch {

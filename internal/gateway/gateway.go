@@ -212,11 +212,15 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	start := g.now()
 	gd := g.guard(w, r, start, a.BodyReceived)
 	defer gd.body.Restore()
+	if r.Close && r.ContentLength != 0 {
+		defer lingerUnreadBody(r)
+	}
 	w = &gd.sendWriter
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
 		g.handle(w, r, nil, start, &gd.vals, connMemo(r, a))
 	case "/v1/models":
+		setRequestID(w, r)
 		g.serveModels(w, r)
 	case "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -224,12 +228,13 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	case "/readyz":
 		g.serveReady(w, r)
 	default:
-		if strings.HasPrefix(path, "/v1/models/") {
-			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
+		if g.queueOn && batchapi.IsRoute(path) {
+			g.serveJobsAPI(w, r) // sets its own X-Request-Id
 			return
 		}
-		if g.queueOn && batchapi.IsRoute(path) {
-			g.serveJobsAPI(w, r)
+		setRequestID(w, r)
+		if strings.HasPrefix(path, "/v1/models/") {
+			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
 			return
 		}
 		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+path))
@@ -326,6 +331,12 @@ func (g *Gateway) fingerprint(tenant, path string, body []byte) uint64 {
 // its own call through) or makes a new one.
 func requestID(r *http.Request) string { return saneRequestID(headerGet(r.Header, headerRequestID)) }
 
+// setRequestID answers r with its request id (requestID) on a route
+// outside the inference chain, which sets its own.
+func setRequestID(w http.ResponseWriter, r *http.Request) {
+	w.Header()[headerRequestID] = []string{requestID(r)}
+}
+
 // saneRequestID is id, a client's X-Request-Id ("" when none), if sane,
 // else a new one.
 func saneRequestID(id string) string {
@@ -347,6 +358,18 @@ func printable(s string) bool {
 		}
 	}
 	return true
+}
+
+// lingerUnreadBody has the close linger when a client that asked for
+// Connection: close sent a body this request's answer left unread (an
+// unknown URL, a 405, a refusal before the body is read). net/http drains
+// an unread body only on a connection it keeps; on one it closes, the
+// client's bytes still in flight would make the kernel reset the
+// connection, and the client could lose the answer.
+func lingerUnreadBody(r *http.Request) {
+	if !framing.BodyReceived(r) {
+		netguard.LingerOnClose(r.Context())
+	}
 }
 
 // refuseRestOfBody closes the connection after an answer sent while the

@@ -164,3 +164,24 @@ func readControlHeaders(maxWait string, prefer []string, progress string) (contr
 	}
 	return c, nil
 }
+
+// errContentEncoding refuses a request body sent with a content coding.
+// The gateway reads the body as sent and forwards it byte for byte: it
+// would parse a gzip body as (invalid) JSON, and a plain body labelled
+// gzip as plain while a backend that decodes codings read it as gzip.
+var errContentEncoding = &openai.Error{Status: http.StatusUnsupportedMediaType, Type: openai.TypeInvalidRequest,
+	Code: "unsupported_content_encoding", Param: "Content-Encoding",
+	Message: "the request body must not be compressed: send it without Content-Encoding (or with identity)"}
+
+// codedBody reports whether Content-Encoding values v name any coding
+// other than identity.
+func codedBody(v []string) bool {
+	for _, line := range v {
+		for _, c := range strings.Split(line, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return true
+			}
+		}
+	}
+	return false
+}

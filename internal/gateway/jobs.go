@@ -215,6 +215,7 @@ func (g *Gateway) acceptAsync(w http.ResponseWriter, r *http.Request, body []byt
 		Class: jobClass(id), IdempotencyKey: r.Header.Get("Idempotency-Key")}
 	if len(spec.IdempotencyKey) > 255 {
 		e := openai.BadRequest("invalid_idempotency_key", "Idempotency-Key must be at most 255 characters")
+		e.Param = "Idempotency-Key"
 		writeError(w, e)
 		return e.Status
 	}

@@ -13,7 +13,8 @@ type requestHeaders struct {
 	progress      string // X-Sluice-Progress (readControlHeaders)
 	cacheControl  string // cacheBypassed
 	prefer        []string
-	jobTenant     bool // X-Sluice-Job-Tenant present (jobTenantRefusal)
+	encoding      []string // Content-Encoding (codedBody)
+	jobTenant     bool     // X-Sluice-Job-Tenant present (jobTenantRefusal)
 }
 
 // onePassMax is the largest header map read in one pass over its entries;
@@ -44,6 +45,7 @@ func (rh *requestHeaders) lookup(h http.Header) {
 	rh.progress = headerGet(h, headerProgress)
 	rh.cacheControl = headerGet(h, "Cache-Control")
 	rh.prefer = h[headerPrefer]
+	rh.encoding = h["Content-Encoding"]
 	_, rh.jobTenant = h[JobTenantHeader]
 }
 
@@ -64,6 +66,8 @@ func (rh *requestHeaders) walk(h http.Header) {
 			rh.cacheControl = first(v)
 		case headerPrefer:
 			rh.prefer = v
+		case "Content-Encoding":
+			rh.encoding = v
 		case JobTenantHeader:
 			rh.jobTenant = true
 		}

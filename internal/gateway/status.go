@@ -20,10 +20,7 @@ type modelObject struct {
 }
 
 func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
-			Code: "method_not_allowed", Message: "use GET for /v1/models"})
+	if !readOnly(w, r) {
 		return
 	}
 	body, etag := g.rt.Load().modelList()
@@ -41,6 +38,18 @@ func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
 		w.Write(body)
 	}
+}
+
+// readOnly answers a method other than GET or HEAD on r's path with 405
+// and Allow, and reports whether the method is one of those two.
+func readOnly(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
+		Code: "method_not_allowed", Message: "use GET for " + r.URL.Path})
+	return false
 }
 
 // modelList renders /v1/models once per runtime, with its strong ETag.
@@ -72,6 +81,9 @@ func etagMatches(header, etag string) bool {
 }
 
 func (g *Gateway) serveModel(w http.ResponseWriter, r *http.Request, id string) {
+	if !readOnly(w, r) {
+		return
+	}
 	if _, ok := g.rt.Load().Pools[id]; !ok {
 		writeError(w, openai.NotFound("model_not_found", "The model '"+id+"' does not exist"))
 		return

@@ -1,7 +1,6 @@
 package netguard
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -321,21 +320,25 @@ func (c *conn) Close() error {
 	return err
 }
 
-// headerTooLarge is what net/http writes, straight to the connection and
-// in one write, when a request's header block exceeds MaxHeaderBytes. The
-// server has no hook for it; recognising the exact reply is how the 431s
-// are counted. A handler's output never matches it whole.
-var headerTooLarge = []byte("HTTP/1.1 431 Request Header Fields Too Large\r\n")
-
 func (c *conn) Write(p []byte) (int, error) {
-	if len(p) < 256 && bytes.HasPrefix(p, headerTooLarge) && bytes.HasSuffix(p, []byte("\r\n\r\n431 Request Header Fields Too Large")) {
-		c.l.m.headerTooLarge()
-		// An OpenAI client expects an error object, not net/http's
-		// plain text: the same status, said in JSON.
-		if _, err := c.write(headerTooLargeAnswer); err != nil {
-			return 0, err
+	// net/http's own refusals are short single writes (httperr.go); a
+	// handler's writes go through a 4 KiB buffer, so this test is cheap.
+	if len(p) <= 512 && len(p) > 9 && (p[9] == '4' || p[9] == '5') {
+		answer, tooLarge := serverRefusal(p)
+		if answer == nil {
+			answer = expectationRefusal(p)
 		}
-		return len(p), nil
+		if answer != nil {
+			if tooLarge {
+				c.l.m.headerTooLarge()
+			}
+			// An OpenAI client expects an error object, not net/http's
+			// plain text: the same status, said in JSON.
+			if _, err := c.write(answer); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
 	}
 	return c.write(p)
 }
@@ -351,10 +354,3 @@ func (c *conn) write(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-// headerTooLargeAnswer replaces net/http's 431.
-var headerTooLargeAnswer = func() []byte {
-	body := (&openai.Error{Status: http.StatusRequestHeaderFieldsTooLarge, Type: openai.TypeInvalidRequest,
-		Code: "request_header_too_large", Message: "the request's headers exceed the gateway's size limit"}).JSON()
-	return fmt.Appendf(nil, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-}()

@@ -4,8 +4,8 @@ package openai
 
 import (
 	"strconv"
-	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Error types used in the "type" field, as OpenAI and compatible servers use them.
@@ -37,27 +37,81 @@ func (e *Error) Error() string {
 }
 
 // JSON renders the OpenAI error object {"error":{"message","type","param","code"}}.
+// Messages echo what the client sent (a model name, a URL), so the strings
+// are escaped as JSON strings (appendJSONString), never with strconv.Quote,
+// whose \x00, \a and \U escapes are Go syntax a JSON parser refuses.
 func (e *Error) JSON() []byte {
-	var sb strings.Builder
-	sb.Grow(96 + len(e.Message))
-	sb.WriteString(`{"error":{"message":`)
-	sb.WriteString(strconv.Quote(e.Message))
-	sb.WriteString(`,"type":`)
-	sb.WriteString(strconv.Quote(e.Type))
-	sb.WriteString(`,"param":`)
+	b := make([]byte, 0, 96+len(e.Message))
+	b = append(b, `{"error":{"message":`...)
+	b = appendJSONString(b, e.Message)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, e.Type)
+	b = append(b, `,"param":`...)
 	if e.Param == "" {
-		sb.WriteString("null")
+		b = append(b, "null"...)
 	} else {
-		sb.WriteString(strconv.Quote(e.Param))
+		b = appendJSONString(b, e.Param)
 	}
-	sb.WriteString(`,"code":`)
+	b = append(b, `,"code":`...)
 	if e.Code == "" {
-		sb.WriteString("null")
+		b = append(b, "null"...)
 	} else {
-		sb.WriteString(strconv.Quote(e.Code))
+		b = appendJSONString(b, e.Code)
 	}
-	sb.WriteString("}}")
-	return []byte(sb.String())
+	return append(b, "}}"...)
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json writes
+// one: control characters as \u00XX, each invalid UTF-8 byte as U+FFFD
+// (a JSON text is UTF-8, RFC 8259 8.1), and U+2028/U+2029 escaped so the
+// object is also safe inside JavaScript. Everything else is copied.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, "\ufffd"...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // SSEEvent renders the error as one SSE event, for streams that already

@@ -306,6 +306,12 @@ func syntaxError(body []byte) *Error {
 	msg := "We could not parse the JSON body of your request: it is not valid JSON"
 	var syn *json.SyntaxError
 	if err := json.Unmarshal(body, new(json.RawMessage)); errors.As(err, &syn) {
+		if strings.HasSuffix(syn.Error(), "exceeded max depth") {
+			// Valid by the grammar, but deeper than any parser here (or
+			// Python's, whose recursion limit is lower) will follow.
+			msg = "We could not parse the JSON body of your request: it has arrays or objects nested more than " +
+				strconv.Itoa(maxNestingDepth) + " deep"
+		}
 		msg += " (at byte " + strconv.FormatInt(syn.Offset, 10) + ")"
 	}
 	return BadRequest("invalid_json", msg)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"net/http"
+	"strconv"
 )
 
 // embeddingDim is the length of every simulated embedding vector.
@@ -46,7 +47,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 	err = json.Unmarshal(buf.Bytes(), &er)
 	s.putBuf(buf)
 	if err != nil {
-		writeRequestError(w, badRequest("body is not valid JSON: %w", err))
+		writeRequestError(w, badJSON("", err))
 		return
 	}
 	if er.Model != "" && er.Model != s.cfg.Model {
@@ -64,7 +65,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 	resp := embeddingResponse{Object: "list", Model: s.cfg.Model, Data: make([]embeddingData, len(inputs))}
 	for i, in := range inputs {
 		sc := promptScanner{hash: fnvOffset64}
-		if err := scanPrompt(&sc, in); err != nil {
+		if err := scanPrompt(&sc, in, inputField(len(inputs), i)); err != nil {
 			writeRequestError(w, err)
 			return
 		}
@@ -82,17 +83,17 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 func splitInputs(raw json.RawMessage) ([]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil, badRequest("input is required")
+		return nil, badRequest("input", "input is required")
 	}
 	if raw[0] != '[' {
 		return []json.RawMessage{raw}, nil
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, badRequest("input: %w", err)
+		return nil, badJSON("input", err)
 	}
 	if len(items) == 0 {
-		return nil, badRequest("input must not be empty")
+		return nil, badRequest("input", "input must not be empty")
 	}
 	if items[0][0] != '"' && items[0][0] != '[' {
 		return []json.RawMessage{raw}, nil // one input given as token ids
@@ -117,4 +118,12 @@ func embed(seed int64, h uint64) []float32 {
 		v[i] = float32(float64(v[i]) / norm)
 	}
 	return v
+}
+
+// inputField names input i of n in errors: "input" when it was given alone.
+func inputField(n, i int) string {
+	if n == 1 {
+		return "input"
+	}
+	return "input[" + strconv.Itoa(i) + "]"
 }

@@ -9,22 +9,32 @@ import (
 // busyBody is the 503 a drowning vLLM-like server sends. It is constant and
 // sent under overload, so it is built once. There is deliberately no
 // Retry-After header: the gateway must cope with a blind 503.
-const busyBody = `{"error":{"message":"server busy, please try again later","type":"server_error","code":"server_busy"}}`
+const busyBody = `{"error":{"message":"server busy, please try again later","type":"server_error","param":null,"code":"server_busy"}}`
 
 type errorBody struct {
 	Error errorDetail `json:"error"`
 }
 
 type errorDetail struct {
-	Message string `json:"message"`
-	Type    string `json:"type"`
-	Code    string `json:"code"`
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"` // null when the error names no field
+	Code    string  `json:"code"`
 }
 
 // writeError writes an OpenAI error JSON body. All error responses of the
 // simulator go through here (or busyBody), so their shape is uniform.
 func writeError(w http.ResponseWriter, status int, typ, code, msg string) {
-	b, _ := json.Marshal(errorBody{errorDetail{Message: msg, Type: typ, Code: code}}) // strings always marshal
+	writeErrorParam(w, status, typ, code, "", msg)
+}
+
+// writeErrorParam is writeError naming the field param ("": none).
+func writeErrorParam(w http.ResponseWriter, status int, typ, code, param, msg string) {
+	d := errorDetail{Message: msg, Type: typ, Code: code}
+	if param != "" {
+		d.Param = &param
+	}
+	b, _ := json.Marshal(errorBody{d}) // strings always marshal
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(b)

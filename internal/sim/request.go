@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -58,8 +59,41 @@ type contentPart struct {
 // errBadRequest marks every parse failure; the handler maps it to 400.
 var errBadRequest = errors.New("invalid request")
 
-func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errBadRequest}, args...)...)
+// requestError is a refused request as the client reads it: a message in
+// the API's words and the field it names (param, "" for none). Never Go's
+// decoder text, which names Go types ("cannot unmarshal string into Go
+// struct field ..."): the gateway relays a backend's 400 to its clients.
+type requestError struct{ param, msg string }
+
+func (e *requestError) Error() string { return e.msg }
+func (e *requestError) Unwrap() error { return errBadRequest }
+
+// badRequest refuses a request naming param.
+func badRequest(param, format string, args ...any) error {
+	return &requestError{param: param, msg: fmt.Sprintf(format, args...)}
+}
+
+// badJSON describes err, from decoding field's value ("": the body), in
+// JSON terms: which field has which wrong JSON type, or where the body
+// stops being JSON.
+func badJSON(field string, err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		if field == "" {
+			field = te.Field // the path from the body's root, as the API spells it
+		}
+		kind, _, _ := strings.Cut(te.Value, " ") // "number 1e400" → "number"
+		if field == "" {
+			return badRequest("", "the body must be a JSON object, not a JSON %s", kind)
+		}
+		return badRequest(field, "%s has the wrong type (a JSON %s)", field, kind)
+	case errors.As(err, &se):
+		return badRequest("", "the body is not valid JSON (at byte %d)", se.Offset)
+	default:
+		return badRequest(field, "the body is not valid JSON")
+	}
 }
 
 // parseRequest decodes a chat or text completion body. blockSize > 0 also
@@ -67,7 +101,7 @@ func badRequest(format string, args ...any) error {
 func parseRequest(kind endpointKind, body []byte, blockSize, defaultMaxTokens int) (request, error) {
 	var wr wireRequest
 	if err := json.Unmarshal(body, &wr); err != nil {
-		return request{}, badRequest("body is not valid JSON: %w", err)
+		return request{}, badJSON("", err)
 	}
 	req := request{kind: kind, model: wr.Model, stream: wr.Stream, maxTokens: defaultMaxTokens}
 	if wr.StreamOptions != nil {
@@ -80,14 +114,14 @@ func parseRequest(kind endpointKind, body []byte, blockSize, defaultMaxTokens in
 		req.maxTokens = *wr.MaxTokens
 	}
 	if req.maxTokens < 1 {
-		return request{}, badRequest("max_tokens must be at least 1, got %d", req.maxTokens)
+		return request{}, badRequest("max_tokens", "max_tokens must be at least 1, got %d", req.maxTokens)
 	}
 	sc := promptScanner{blockSize: blockSize, hash: fnvOffset64}
 	var err error
 	if kind == kindChat {
 		err = scanMessages(&sc, wr.Messages)
 	} else {
-		err = scanPrompt(&sc, wr.Prompt)
+		err = scanPrompt(&sc, wr.Prompt, "prompt")
 	}
 	if err != nil {
 		return request{}, err
@@ -98,7 +132,7 @@ func parseRequest(kind endpointKind, body []byte, blockSize, defaultMaxTokens in
 
 func scanMessages(sc *promptScanner, msgs []wireMessage) error {
 	if msgs == nil {
-		return badRequest("messages is required")
+		return badRequest("messages", "messages is required")
 	}
 	for i, m := range msgs {
 		c := bytes.TrimSpace(m.Content)
@@ -109,13 +143,13 @@ func scanMessages(sc *promptScanner, msgs []wireMessage) error {
 		case '"':
 			var s string
 			if err := json.Unmarshal(c, &s); err != nil {
-				return badRequest("messages[%d].content: %w", i, err)
+				return badJSON(fmt.Sprintf("messages[%d].content", i), err)
 			}
 			sc.addText(s)
 		case '[':
 			var parts []contentPart
 			if err := json.Unmarshal(c, &parts); err != nil {
-				return badRequest("messages[%d].content: %w", i, err)
+				return badJSON(fmt.Sprintf("messages[%d].content", i), err)
 			}
 			for _, p := range parts {
 				if p.Type == "" || p.Type == "text" {
@@ -123,7 +157,7 @@ func scanMessages(sc *promptScanner, msgs []wireMessage) error {
 				}
 			}
 		default:
-			return badRequest("messages[%d].content must be a string or an array of parts", i)
+			return badRequest(fmt.Sprintf("messages[%d].content", i), "messages[%d].content must be a string or an array of parts", i)
 		}
 	}
 	return nil
@@ -132,22 +166,23 @@ func scanMessages(sc *promptScanner, msgs []wireMessage) error {
 // scanPrompt accepts every prompt shape of the completions API: a string, an
 // array of strings, an array of token ids, or an array of token-id arrays.
 // A token id counts as one token (its decimal form is hashed as a word).
-func scanPrompt(sc *promptScanner, raw json.RawMessage) error {
+// field names raw in errors ("prompt", or an embeddings "input").
+func scanPrompt(sc *promptScanner, raw json.RawMessage, field string) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return badRequest("prompt is required")
+		return badRequest(field, "%s is required", field)
 	}
 	if raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return badRequest("prompt: %w", err)
+			return badJSON(field, err)
 		}
 		sc.addText(s)
 		return nil
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
-		return badRequest("prompt must be a string or an array: %w", err)
+		return badRequest(field, "%s must be a string or an array of strings or token ids", field)
 	}
 	for i, it := range items {
 		if len(it) == 0 {
@@ -157,13 +192,13 @@ func scanPrompt(sc *promptScanner, raw json.RawMessage) error {
 		case '"':
 			var s string
 			if err := json.Unmarshal(it, &s); err != nil {
-				return badRequest("prompt[%d]: %w", i, err)
+				return badJSON(fmt.Sprintf("%s[%d]", field, i), err)
 			}
 			sc.addText(s)
 		case '[':
 			var ids []int64
 			if err := json.Unmarshal(it, &ids); err != nil {
-				return badRequest("prompt[%d]: %w", i, err)
+				return badJSON(fmt.Sprintf("%s[%d]", field, i), err)
 			}
 			for _, id := range ids {
 				sc.addTokenID(id)
@@ -171,7 +206,7 @@ func scanPrompt(sc *promptScanner, raw json.RawMessage) error {
 		default:
 			var id int64
 			if err := json.Unmarshal(it, &id); err != nil {
-				return badRequest("prompt[%d]: %w", i, err)
+				return badJSON(fmt.Sprintf("%s[%d]", field, i), err)
 			}
 			sc.addTokenID(id)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,9 +211,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeRequestError maps an error from reading or parsing a request to a response.
 func writeRequestError(w http.ResponseWriter, err error) {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", err.Error())
-		return
+	var re *requestError
+	switch {
+	case errors.As(err, &mbe):
+		writeErrorParam(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large", "",
+			"the request body exceeds "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
+	case errors.As(err, &re):
+		writeErrorParam(w, http.StatusBadRequest, "invalid_request_error", "invalid_request", re.param, re.msg)
+	default:
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_request", "could not read the request body")
 	}
-	writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_request", err.Error())
 }

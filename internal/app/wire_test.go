@@ -1,0 +1,178 @@
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startWireApp serves one model on b through the whole listener stack
+// (netguard, framing, gateway), as `sluice serve` does.
+func startWireApp(t *testing.T, backendURL string) (host, admin string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", backendURL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base, admin, cancel, done := startAppAdmin(t, path)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host, admin
+}
+
+// rawExchange writes req on a new connection and reads one answer.
+func rawExchange(t *testing.T, host string, req []byte) (*http.Response, []byte) {
+	t.Helper()
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // a bound against hanging, not a measure
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := c.Write(req)
+		wrote <- err
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the answer's body: %v", err)
+	}
+	if err := <-wrote; err != nil {
+		t.Errorf("the gateway reset the connection while the client was sending: %v", err)
+	}
+	return resp, body
+}
+
+// openAIError decodes body as an OpenAI error object, or fails.
+func openAIError(t *testing.T, body []byte) (code, param, msg string) {
+	t.Helper()
+	var e struct {
+		Error *struct {
+			Message string  `json:"message"`
+			Type    string  `json:"type"`
+			Param   *string `json:"param"`
+			Code    *string `json:"code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.Error == nil || e.Error.Code == nil || e.Error.Type == "" {
+		t.Fatalf("not an OpenAI error object: %q (%v)", body, err)
+	}
+	if e.Error.Param != nil {
+		param = *e.Error.Param
+	}
+	return *e.Error.Code, param, e.Error.Message
+}
+
+// TestServerRefusalsAreOpenAIErrors: the requests net/http refuses before
+// any handler runs (two differing Content-Lengths, a transfer coding other
+// than chunked, an invalid header name, no Host, an unknown HTTP version,
+// an Expect other than 100-continue) are answered with their status as
+// OpenAI error objects, not net/http's plain text an SDK cannot parse,
+// and the connection is closed.
+func TestServerRefusalsAreOpenAIErrors(t *testing.T) {
+	b := backend(t, "a")
+	host, _ := startWireApp(t, b.URL)
+	const body = `{"model":"m1","messages":[{"role":"user","content":"hi"}]}`
+	head := "POST /v1/chat/completions HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n"
+	cl := fmt.Sprintf("Content-Length: %d\r\n", len(body))
+	chunked := fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+	for _, c := range []struct {
+		name, req   string
+		status      int
+		code, param string
+	}{
+		{"two differing Content-Length", head + cl + "Content-Length: 3\r\n\r\n" + body, 400, "malformed_request", ""},
+		{"negative Content-Length", head + "Content-Length: -1\r\n\r\n" + body, 400, "malformed_request", ""},
+		{"Transfer-Encoding chunked, identity", head + "Transfer-Encoding: chunked, identity\r\n\r\n" + chunked, 501, "unsupported_transfer_encoding", "Transfer-Encoding"},
+		{"Transfer-Encoding gzip, chunked", head + "Transfer-Encoding: gzip, chunked\r\n\r\n" + chunked, 501, "unsupported_transfer_encoding", "Transfer-Encoding"},
+		{"header name with a space", head + cl + "X Foo: a\r\n\r\n" + body, 400, "malformed_request", ""},
+		{"no Host", "POST /v1/chat/completions HTTP/1.1\r\n" + cl + "\r\n" + body, 400, "malformed_request", "Host"},
+		{"HTTP/2.0 in an HTTP/1 head", "POST /v1/chat/completions HTTP/2.0\r\nHost: sluice\r\n" + cl + "\r\n" + body, 505, "unsupported_http_version", ""},
+		{"not a request line", "HELLO\r\n\r\n", 400, "malformed_request", ""},
+		{"Expect other than 100-continue", head + cl + "Expect: teapot\r\n\r\n" + body, 417, "expectation_failed", "Expect"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, got := rawExchange(t, host, []byte(c.req))
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.status, got)
+			}
+			code, param, msg := openAIError(t, got)
+			if code != c.code || param != c.param || resp.Header.Get("Content-Type") != "application/json" || !resp.Close {
+				t.Errorf("code %q param %q (want %q %q), Content-Type %q, close %v: %s",
+					code, param, c.code, c.param, resp.Header.Get("Content-Type"), resp.Close, got)
+			}
+			if strings.Contains(msg, "Bad Request") || strings.Contains(msg, "Unsupported") {
+				t.Errorf("message is net/http's text: %q", msg)
+			}
+		})
+	}
+}
+
+// TestUnreadBodyWithConnectionCloseIsNotReset: a client that says
+// Connection: close and sends a body the gateway answers without reading
+// (an unknown URL, a method not allowed) reads the answer: the close
+// lingers, as after a 413, instead of resetting the connection over the
+// unread bytes (net/http does not drain a body when the connection is
+// closing anyway).
+func TestUnreadBodyWithConnectionCloseIsNotReset(t *testing.T) {
+	b := backend(t, "a")
+	host, _ := startWireApp(t, b.URL)
+	body := bytes.Repeat([]byte("a"), 6<<20)
+	for _, c := range []struct {
+		method, path string
+		status       int
+	}{
+		{"POST", "/v1/no-such-route", http.StatusNotFound},
+		{"PUT", "/v1/chat/completions", http.StatusMethodNotAllowed},
+		{"POST", "/v1/models", http.StatusMethodNotAllowed},
+	} {
+		t.Run(c.method+" "+c.path, func(t *testing.T) {
+			req := fmt.Appendf(nil, "%s %s HTTP/1.1\r\nHost: sluice\r\nConnection: close\r\nContent-Length: %d\r\n\r\n", c.method, c.path, len(body))
+			resp, got := rawExchange(t, host, append(req, body...))
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.status, got)
+			}
+			openAIError(t, got)
+		})
+	}
+}
+
+// TestLongIdempotencyKeyNamesHeader: a refused Idempotency-Key is named
+// in param, as every other refused header is.
+func TestLongIdempotencyKeyNamesHeader(t *testing.T) {
+	b := backend(t, "a")
+	base := startQueueApp(t, b.URL)
+	status, _, body := do(t, "POST", base+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`),
+		"Prefer", "respond-async", "Idempotency-Key", strings.Repeat("k", 256))
+	if status != http.StatusBadRequest {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	if code, param, _ := openAIError(t, body); code != "invalid_idempotency_key" || param != "Idempotency-Key" {
+		t.Errorf("code %q param %q: %s", code, param, body)
+	}
+}

@@ -1,0 +1,67 @@
+package sim
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestBadRequestsNameTheFieldNotGo: a refused request is answered like a
+// vLLM server answers it: an OpenAI error object whose param names the
+// field, and a message that is about the API, never Go's decoder text
+// ("cannot unmarshal string into Go struct field wireRequest.messages of
+// type []sim.wireMessage"), which the gateway relays to its clients as is.
+func TestBadRequestsNameTheFieldNotGo(t *testing.T) {
+	_, url := startSim(t, fastConfig())
+	cases := []struct{ path, body, param string }{
+		{"/v1/chat/completions", `{"messages":`, ""},
+		{"/v1/chat/completions", `{"messages":"hi"}`, "messages"},
+		{"/v1/chat/completions", `{"messages":[7]}`, "messages"},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":7}]}`, "messages[0].content"},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"text","text":5}]}]}`, "messages[0].content"},
+		{"/v1/chat/completions", `{"model":"sim-model"}`, "messages"},
+		{"/v1/chat/completions", `{"messages":[],"max_tokens":"9"}`, "max_tokens"},
+		{"/v1/chat/completions", `{"messages":[],"max_tokens":0}`, "max_tokens"},
+		{"/v1/chat/completions", `{"messages":[],"stream":"yes"}`, "stream"},
+		{"/v1/chat/completions", `{"messages":[],"stream_options":{"include_usage":1}}`, "stream_options.include_usage"},
+		{"/v1/completions", `{"prompt":5}`, "prompt"},
+		{"/v1/completions", `{"prompt":{"a":1}}`, "prompt"},
+		{"/v1/completions", `{"prompt":[{"a":1}]}`, "prompt[0]"},
+		{"/v1/completions", `{"prompt":[[1,"x"]]}`, "prompt[0]"},
+		{"/v1/completions", `{"max_tokens":1}`, "prompt"},
+		{"/v1/embeddings", `{"input":{"a":1}}`, "input"},
+		{"/v1/embeddings", `{"input":[]}`, "input"},
+		{"/v1/embeddings", `{}`, "input"},
+		{"/v1/embeddings", `[`, ""},
+	}
+	for _, c := range cases {
+		status, body := postRead(t, url+c.path, c.body)
+		var e struct {
+			Error *struct {
+				Message string  `json:"message"`
+				Type    string  `json:"type"`
+				Param   *string `json:"param"`
+				Code    string  `json:"code"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(body, &e); err != nil || e.Error == nil || status != 400 {
+			t.Errorf("%s %s: status %d, body %s", c.path, c.body, status, body)
+			continue
+		}
+		if !strings.Contains(string(body), `"param":`) {
+			t.Errorf("%s %s: no param key: %s", c.path, c.body, body)
+		}
+		param := ""
+		if e.Error.Param != nil {
+			param = *e.Error.Param
+		}
+		if param != c.param {
+			t.Errorf("%s %s: param %q, want %q (%s)", c.path, c.body, param, c.param, e.Error.Message)
+		}
+		for _, s := range []string{"Go ", "json:", "[]", "RawMessage", "unmarshal", "struct", "wire", "int64", "http:"} {
+			if strings.Contains(e.Error.Message, s) {
+				t.Errorf("%s %s: message has Go's text %q: %s", c.path, c.body, s, e.Error.Message)
+			}
+		}
+	}
+}
