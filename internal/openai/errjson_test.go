@@ -70,3 +70,29 @@ func TestDeepNestingIsNamed(t *testing.T) {
 		t.Fatalf("a syntax error: %v", err)
 	}
 }
+
+// FuzzErrorJSON: whatever a client makes an error message echo, the
+// object is valid JSON and its message decodes to what encoding/json's own
+// encoding of the same string decodes to.
+func FuzzErrorJSON(f *testing.F) {
+	for _, s := range []string{"", "plain", "nul \x00", "\xff\xfe", "\u2028\u2029", "\"\\", "\U0001f600\xe2\x82"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		out := (&Error{Status: 400, Type: TypeInvalidRequest, Message: msg, Param: msg, Code: msg}).JSON()
+		var got struct {
+			Error struct{ Message, Param, Code string }
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%q: not valid JSON (%v): %s", msg, err, out)
+		}
+		ref, _ := json.Marshal(msg)
+		var want string
+		if err := json.Unmarshal(ref, &want); err != nil {
+			t.Fatal(err)
+		}
+		if got.Error.Message != want || got.Error.Param != want || got.Error.Code != want {
+			t.Fatalf("%q: decoded %+v, want %q", msg, got.Error, want)
+		}
+	})
+}
