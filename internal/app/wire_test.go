@@ -132,6 +132,19 @@ func TestServerRefusalsAreOpenAIErrors(t *testing.T) {
 	}
 }
 
+// A CONNECT (authority form: no path) is a 404 naming what it asked for,
+// never a 2xx that would hand the connection over.
+func TestConnectIsUnknownURL(t *testing.T) {
+	b := backend(t, "a")
+	host, _ := startWireApp(t, b.URL)
+	resp, got := rawExchange(t, host, []byte("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"))
+	code, _, msg := openAIError(t, got)
+	if resp.StatusCode != http.StatusNotFound || code != "unknown_url" || msg != "Unknown request URL: CONNECT example.com:443" ||
+		resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("CONNECT: %d, code %q, message %q, X-Request-Id %q", resp.StatusCode, code, msg, resp.Header.Get("X-Request-Id"))
+	}
+}
+
 // TestUnreadBodyWithConnectionCloseIsNotReset: a client that says
 // Connection: close and sends a body the gateway answers without reading
 // (an unknown URL, a method not allowed) reads the answer: the close

@@ -65,8 +65,9 @@ type inputLine struct {
 // line) and validates every line. It returns the requests only when no line
 // is invalid; otherwise the line errors in line order: at most o.MaxErrors
 // of them, plus one without a line summarising the rest. err is only a read
-// error of r, wrapped. Blank lines and a trailing "\r" are tolerated; a file
-// without any request yields one CodeEmptyFile error.
+// error of r, wrapped. Blank lines, a trailing "\r" and a UTF-8 byte order
+// mark at the start are tolerated; a file without any request yields one
+// CodeEmptyFile error.
 //
 // The input is untrusted: memory is bounded by MaxLineBytes per line plus
 // the accepted requests themselves.
@@ -79,6 +80,12 @@ func ParseBatchInput(r io.Reader, o ParseOptions) ([]jobs.BatchRequest, []jobs.B
 	}
 	p := parser{o: o, seen: make(map[string]int)}
 	br := bufio.NewReaderSize(r, min(o.MaxLineBytes, 64<<10))
+	// A UTF-8 byte order mark before the first line (Windows editors save
+	// one) carries no content: skipped, as Python's utf-8-sig reading does,
+	// rather than refusing line 1 as not a JSON object.
+	if b, err := br.Peek(len(utf8BOM)); err == nil && string(b) == utf8BOM {
+		br.Discard(len(utf8BOM))
+	}
 	var line []byte
 	for n := 1; ; n++ {
 		var tooLong bool
@@ -111,6 +118,8 @@ func ParseBatchInput(r io.Reader, o ParseOptions) ([]jobs.BatchRequest, []jobs.B
 	}
 	return p.reqs, nil, nil
 }
+
+const utf8BOM = "\xef\xbb\xbf"
 
 // readLine appends the next line, without its "\n" and a trailing "\r", to
 // buf. A line longer than max bytes is consumed to its end and reported

@@ -40,6 +40,19 @@ func TestParseBatchInputValid(t *testing.T) {
 	}
 }
 
+// A byte order mark before the first line (as Windows editors save UTF-8)
+// is not content; one anywhere else is, and that line is refused.
+func TestParseBatchInputByteOrderMark(t *testing.T) {
+	reqs, lineErrs, err := ParseBatchInput(strings.NewReader("\xef\xbb\xbf"+chatLine("a", "m1")+"\n"+chatLine("b", "m2")), testParseOpts)
+	if err != nil || lineErrs != nil || len(reqs) != 2 || reqs[0].CustomID != "a" {
+		t.Fatalf("a file starting with a BOM: err=%v lineErrs=%+v reqs=%+v", err, lineErrs, reqs)
+	}
+	_, lineErrs, err = ParseBatchInput(strings.NewReader(chatLine("a", "m1")+"\n\xef\xbb\xbf"+chatLine("b", "m2")), testParseOpts)
+	if err != nil || len(lineErrs) != 1 || lineErrs[0].Line != 2 || lineErrs[0].Code != CodeInvalidJSON {
+		t.Fatalf("a BOM on line 2: err=%v lineErrs=%+v, want one invalid_json error on line 2", err, lineErrs)
+	}
+}
+
 func TestParseBatchInputLineErrors(t *testing.T) {
 	cases := []struct {
 		name, line, code, param string

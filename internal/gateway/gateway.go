@@ -237,6 +237,9 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
 			return
 		}
+		if path == "" {
+			path = r.RequestURI // CONNECT's authority form names no path
+		}
 		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+path))
 	}
 }
