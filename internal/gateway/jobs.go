@@ -280,6 +280,11 @@ func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(authErr, ""))
 		return
 	}
+	if codedBody(r.Header["Content-Encoding"]) { // as for inference bodies (parseStage)
+		w.Header().Set("Accept-Encoding", "identity")
+		writeError(w, errContentEncoding)
+		return
+	}
 	h := g.jobs.Load()
 	if h == nil {
 		writeError(w, errQueueDown)
