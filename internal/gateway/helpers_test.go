@@ -1,12 +1,12 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,13 +74,20 @@ func startGatewayWith(t *testing.T, cfg *config.Config, edit func(*Deps)) (*http
 	return srv, gw
 }
 
+// post sends a JSON body, with the given header pairs after the
+// Content-Type (which they may replace).
 func post(t *testing.T, url, body string, hdr ...string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewBufferString(body))
+	return do(t, http.MethodPost, url, body, append([]string{"Content-Type", "application/json"}, hdr...)...)
+}
+
+// do sends one request with the given method and header pairs.
+func do(t *testing.T, method, url, body string, hdr ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}

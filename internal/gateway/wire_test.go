@@ -5,26 +5,8 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"net/http"
-	"strings"
 	"testing"
 )
-
-// do sends one request with the given method and header pairs.
-func do(t *testing.T, method, url, body string, hdr ...string) *http.Response {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
-}
 
 // TestModelRouteMethods: /v1/models/{id} answers GET and HEAD only; any
 // other method is a 405 with Allow, as on /v1/models (it answered 200
