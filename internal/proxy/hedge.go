@@ -181,11 +181,16 @@ func (l *leg) peek(done chan<- *leg) {
 	done <- l
 }
 
-// sendFirst sends the first attempt and, when its head is a 200 stream,
-// peeks its first token; any other head, or a failed round trip, is
-// reported as a failed leg carrying it.
-func (f *Forwarder) sendFirst(l *leg, in *Request, done chan<- *leg) {
-	resp, err := f.opt.Transport.RoundTrip(f.outbound(l.actx, l.c.b, in))
+// sendFirst sends the first attempt, req, and, when its head is a 200
+// stream, peeks its first token; any other head, or a failed round trip,
+// is reported as a failed leg carrying it.
+//
+// req is built (outbound) by the goroutine that starts this one, which
+// still holds the request's body: built here, a leg started just before
+// the race ended could read the body after the request released it to the
+// pool (and send another request's bytes).
+func (f *Forwarder) sendFirst(l *leg, req *http.Request, done chan<- *leg) {
+	resp, err := f.opt.Transport.RoundTrip(req)
 	l.head = f.opt.Now()
 	if !l.phase.CompareAndSwap(legHeadless, legHead) {
 		// Unlinked a moment before its head came: an attempt with a head
@@ -239,7 +244,7 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 	primary *leg, deadline time.Time, res *Result) *leg {
 	done := make(chan *leg, 2)
 	primary.req = ctx
-	go f.sendFirst(primary, in, done)
+	go f.sendFirst(primary, f.outbound(primary.actx, primary.c.b, in), done) // outbound runs here: see sendFirst
 	legs, winner := f.awaitFirstToken(ctx, in, sel, tried, primary, deadline, res, done)
 	if winner == nil { // every leg failed: the relay reports the primary's error
 		winner = primary
@@ -297,7 +302,7 @@ func (f *Forwarder) awaitFirstToken(ctx context.Context, in *Request, sel Select
 			res.Hedge = outcome
 			if h != nil {
 				legs = append(legs, h)
-				go f.hedgeLeg(h, in, done)
+				go f.hedgeLeg(h, f.outbound(h.actx, h.c.b, in), done) // outbound runs here: see sendFirst
 			}
 		}
 	}
@@ -375,10 +380,10 @@ func (f *Forwarder) settle(l *leg, freeSlot bool) {
 	}
 }
 
-// hedgeLeg sends a hedge and peeks its first token; a head that is not a
-// 200 stream counts as a failed leg.
-func (f *Forwarder) hedgeLeg(h *leg, in *Request, done chan<- *leg) {
-	resp, err := f.opt.Transport.RoundTrip(f.outbound(h.actx, h.c.b, in))
+// hedgeLeg sends a hedge, req (built as sendFirst's is), and peeks its
+// first token; a head that is not a 200 stream counts as a failed leg.
+func (f *Forwarder) hedgeLeg(h *leg, req *http.Request, done chan<- *leg) {
+	resp, err := f.opt.Transport.RoundTrip(req)
 	h.head = f.opt.Now()
 	if err == nil && !isEventStream(resp) {
 		drain(resp.Body)
