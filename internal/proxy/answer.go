@@ -31,7 +31,8 @@ func jsonContentType(ct string) bool {
 }
 
 // relayAnswer relays a non-streamed 2xx answer once it is known to be what
-// it claims: JSON by its Content-Type and a JSON object by its bytes. An
+// it claims: JSON by its Content-Type and a JSON object, not an error
+// object (openai.ErrorObject), by its bytes. An
 // answer that is not, or breaks off, fails the attempt before the client
 // got anything, so it may go to another backend.
 func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter, c call,
@@ -70,6 +71,11 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 	if over && !openai.ObjectPrefix(held) || !over && !openai.ValidObject(held) {
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx body of %d bytes that is not a JSON object", ErrBadAnswer, len(held)), start, res)
+	}
+	if !over && openai.ErrorObject(held) {
+		// A failure reported with a 2xx status: relayed, an SDK reads it
+		// as an empty completion and the cache would replay it.
+		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx answer that is an error object", ErrBadAnswer), start, res)
 	}
 
 	f.commit(w, c.b, resp, in, start, res)

@@ -138,7 +138,7 @@ func (s *sseCheck) accept(data []byte) bool {
 	if !openai.ValidObject(data) {
 		return false
 	}
-	if bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(`{"error"`)) {
+	if openai.ErrorObject(data) { // OpenAI's {"error":...} or vLLM's {"object":"error",...}
 		s.errored = true
 	}
 	return true
