@@ -89,3 +89,69 @@ func TestStreamWithAnErrorEventIsNotCached(t *testing.T) {
 		})
 	}
 }
+
+// A backend that ignores "stream" answers in the other shape. Relayed as
+// it came, the client cannot read it (an SDK waiting for events gets a
+// JSON body and no [DONE]; one decoding JSON gets "data: ..."); a
+// coalesced flight already converted it, the plain relay did not. Both
+// now answer in the shape asked for, with the same headers as any answer.
+func TestAnswerInTheOtherShapeIsConverted(t *testing.T) {
+	const completion = `{"id":"c1","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
+	const stream = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"hel\"}}]}\n\n" +
+		"data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n" +
+		"data: [DONE]\n\n"
+	for _, tc := range []struct {
+		name, ct, answer, temp string
+		stream                 bool
+	}{
+		{"json for a stream", "application/json", completion, "1", true},
+		{"json for a stream, coalesced", "application/json", completion, "0", true},
+		{"stream for json", "text/event-stream", stream, "1", false},
+		{"stream for json, coalesced", "text/event-stream", stream, "0", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be, _ := rawBackend(t, tc.ct, tc.answer)
+			url, gw := startCachingGatewayCfg(t, testConfig(be.URL), nil, time.Now)
+			body := `{"model":"m1","temperature":` + tc.temp + `,"stream":` + map[bool]string{true: "true", false: "false"}[tc.stream] + `,"messages":[{"role":"user","content":"hi"}]}`
+			status, h, got := sendRaw(t, url, body)
+			if status != 200 || h.Get("X-Request-Id") == "" || h.Get("Cache-Control") == "" {
+				t.Fatalf("status %d X-Request-Id %q Cache-Control %q body %q", status, h.Get("X-Request-Id"), h.Get("Cache-Control"), got)
+			}
+			if tc.stream {
+				if !strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") || !strings.HasSuffix(got, "data: [DONE]\n\n") || !strings.Contains(got, `"content":"hello"`) {
+					t.Fatalf("Content-Type %q body %q, want the answer as a stream", h.Get("Content-Type"), got)
+				}
+			} else if !strings.HasPrefix(h.Get("Content-Type"), "application/json") || !strings.Contains(got, `"object":"chat.completion"`) || !strings.Contains(got, `"content":"hello"`) {
+				t.Fatalf("Content-Type %q body %q, want the answer as JSON", h.Get("Content-Type"), got)
+			}
+			if f := gw.Runtime().Pools["m1"].Backends[0].Failures(); f != 0 {
+				t.Fatalf("%d failures for a whole answer", f)
+			}
+		})
+	}
+}
+
+// A stream sent for a plain request that is not a whole stream (cut,
+// without [DONE], carrying an error event) cannot be converted: the
+// client gets the gateway's 502, and the backend is charged a failure.
+func TestBrokenStreamForAPlainRequestIs502(t *testing.T) {
+	const ev = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n"
+	for name, s := range map[string]string{
+		"no done":     ev,
+		"cut":         ev + "data: {\"id\":",
+		"error event": ev + "data: {\"error\":{\"message\":\"oom\",\"type\":\"server_error\"}}\n\ndata: [DONE]\n\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			be, _ := rawBackend(t, "text/event-stream", s)
+			srv, gw := startGateway(t, testConfig(be.URL))
+			resp := post(t, srv.URL+"/v1/chat/completions", chatBody)
+			body := readAll(t, resp)
+			if _, code, _ := apiErr(t, body); resp.StatusCode != 502 || code != "upstream_bad_response" {
+				t.Fatalf("status %d code %q", resp.StatusCode, code)
+			}
+			if f := gw.Runtime().Pools["m1"].Backends[0].Failures(); f != 1 {
+				t.Fatalf("%d failures, want 1", f)
+			}
+		})
+	}
+}

@@ -111,6 +111,8 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	case resp.StatusCode/100 != 2 || encoded(resp):
 		f.relayRaw(ctx, actx, w, c, resp, wd, in, start, res, strings.HasPrefix(ct, "text/event-stream"))
 		return false
+	case strings.HasPrefix(ct, "text/event-stream") && !in.Peek.Stream && !in.AnyShape:
+		return f.relayStreamAsAnswer(ctx, actx, w, c, resp, wd, in, start, res) // shape.go
 	case strings.HasPrefix(ct, "text/event-stream"):
 		return f.relayStream(ctx, actx, w, c, resp, wd, in, start, res)
 	default:
