@@ -196,6 +196,7 @@ func TestValidStreamFramingPassesUnchanged(t *testing.T) {
 		"cr only":             "data: {\"a\":1}\r\rdata: [DONE]\r\r",
 		"no final blank line": "data: {\"a\":1}\n\ndata: [DONE]",
 		"backend error":       "data: {\"a\":1}\n\ndata: {\"error\":{\"message\":\"oom\",\"type\":\"server_error\",\"code\":null}}\n\n",
+		"vllm backend error":  "data: {\"a\":1}\n\ndata: {\"object\":\"error\",\"message\":\"oom\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}\n\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			be, _ := rawBackend(t, "text/event-stream", s)
