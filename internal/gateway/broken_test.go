@@ -45,6 +45,11 @@ func TestGarbageAnswerIsRetriedOnAHealthyBackend(t *testing.T) {
 		"html":         {"text/html", `{"id":"x"}`},
 		"no type":      {"", `{"id":"x"}`},
 		"sse for json": {"text/event-stream", brokenStream},
+		// An error reported with a 2xx status is not an answer: relayed,
+		// the client's SDK reads it as an empty completion, and the cache
+		// would replay it.
+		"error object": {"application/json", `{"error":{"message":"CUDA out of memory","type":"server_error","code":500}}`},
+		"vllm error":   {"application/json", `{"object":"error","message":"CUDA out of memory","type":"InternalServerError","param":null,"code":500}`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			badSrv, badCalls := rawBackend(t, bad.ct, bad.body)
@@ -191,6 +196,7 @@ func TestValidStreamFramingPassesUnchanged(t *testing.T) {
 		"cr only":             "data: {\"a\":1}\r\rdata: [DONE]\r\r",
 		"no final blank line": "data: {\"a\":1}\n\ndata: [DONE]",
 		"backend error":       "data: {\"a\":1}\n\ndata: {\"error\":{\"message\":\"oom\",\"type\":\"server_error\",\"code\":null}}\n\n",
+		"vllm backend error":  "data: {\"a\":1}\n\ndata: {\"object\":\"error\",\"message\":\"oom\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}\n\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			be, _ := rawBackend(t, "text/event-stream", s)

@@ -242,7 +242,10 @@ func headerValue(v string) []string {
 }
 
 // entryFrom turns a relayed answer into a cache entry, or nil when it is
-// not a whole answer: streams count as whole only with their final [DONE].
+// not a whole answer: streams count as whole only with their final [DONE],
+// and a stream or 200 answer that carries the backend's own error object
+// (a failure it reported in band, openai.ErrorObject) is no answer to
+// replay, [DONE] or not.
 func entryFrom(status int, contentType string, raw []byte, ok bool) *cache.Entry {
 	if !ok || status == 0 {
 		return nil
@@ -253,7 +256,15 @@ func entryFrom(status int, contentType string, raw []byte, ok bool) *cache.Entry
 			return nil
 		}
 		e.Events = openai.ParseSSE(raw)
+		for _, ev := range e.Events {
+			if openai.ErrorObject(ev) {
+				return nil
+			}
+		}
 	} else {
+		if status == http.StatusOK && openai.ErrorObject(raw) {
+			return nil
+		}
 		e.Body = bytes.Clone(raw)
 	}
 	return e

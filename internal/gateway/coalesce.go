@@ -534,11 +534,14 @@ func (f *flight) relayConverted(ctx context.Context, w http.ResponseWriter, peek
 	if !f.over {
 		e = entryFrom(f.status, f.header.Get("Content-Type"), f.buf.bytes(), f.res.Err == nil)
 	}
+	// The answer's own Cache-Control (the flight's plan: private,
+	// max-age=TTL), as the clients it reaches in its shape get.
+	cc := f.header.Get("Cache-Control")
 	f.mu.Unlock()
 	if e == nil {
 		return 0, goAlone // too large to hold, or incomplete: nothing to convert
 	}
-	status, ok := replay(w, nil, e, peek, 0, xcache, "")
+	status, ok := replay(w, nil, e, peek, 0, xcache, cc)
 	if !ok {
 		return 0, goAlone
 	}

@@ -32,6 +32,9 @@ type upstreamCall struct {
 	// live: a client waits for this call (not a queued job), so it is
 	// demand the scaling signals count (scaling.go).
 	live bool
+	// anyShape: a flight's call, which takes the answer as the backend
+	// shapes it (proxy.Request.AnyShape).
+	anyShape bool
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
@@ -47,7 +50,7 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
-		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc,
+		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape,
 		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)
 }
@@ -231,6 +234,7 @@ func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, ser
 	c.body.Retain()
 	call := *c
 	call.header = c.header.Clone() // the client's request may be gone before the upstream call ends
+	call.anyShape = true           // the flight answers each client in its shape (relayConverted)
 	rt.flights.start(ctx, f, func(ctx context.Context, w http.ResponseWriter) proxy.Result {
 		defer call.body.Release()
 		defer ticket.Release()

@@ -266,3 +266,20 @@ func TestHTTPSGoesToFallback(t *testing.T) {
 		t.Fatalf("without a fallback: %v", err)
 	}
 }
+
+// Repeated equal Content-Length values are accepted (RFC 9112 §6.3 lets a
+// recipient take them as one) and come out as one, as net/http's
+// transport does: a caller that copies the header on (the gateway relays
+// the backend's head) must not send a duplicate that strict clients
+// (llhttp, Node's parser) refuse.
+func TestRepeatedContentLengthIsOne(t *testing.T) {
+	srv := answerWith(t, false, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nz")
+	c := newClient(t, Options{})
+	resp, err := c.RoundTrip(post(t, context.Background(), srv.url(), "{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(t, resp); b != "z" || len(resp.Header["Content-Length"]) != 1 {
+		t.Fatalf("body %q, Content-Length %q; want one value", b, resp.Header["Content-Length"])
+	}
+}

@@ -193,6 +193,9 @@ func frame(h head, method string, reqClose bool) (framing, error) {
 			return f, err
 		}
 		f.length = n
+		if len(cl) > 1 {
+			h.header["Content-Length"] = cl[:1:1] // equal values are one (net/http does the same)
+		}
 	}
 	if h.code == http.StatusNoContent || h.code == http.StatusNotModified {
 		f.none, f.chunked, f.length = true, false, 0

@@ -31,9 +31,10 @@ func jsonContentType(ct string) bool {
 }
 
 // relayAnswer relays a non-streamed 2xx answer once it is known to be what
-// it claims: JSON by its Content-Type and a JSON object by its bytes. An
-// answer that is not, or breaks off, fails the attempt before the client
-// got anything, so it may go to another backend.
+// it claims: JSON by its Content-Type and a JSON object, not an error
+// object (openai.ErrorObject), by its bytes; to a stream request, converted
+// (shape.go). An answer that is not, or breaks off, fails the attempt
+// before the client got anything, so it may go to another backend.
 func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter, c call,
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
 	if ct := headerGet(resp.Header, "Content-Type"); !jsonContentType(ct) {
@@ -42,34 +43,26 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 	bufp := relayBufPool.Get().(*[]byte)
 	defer relayBufPool.Put(bufp)
-	held := (*bufp)[:0] // grows past the pooled buffer only for a large answer
-	over := false
-	var readErr error
-	for {
-		if len(held) >= maxCheckedAnswer {
-			over = true
-			break
-		}
-		if len(held) == cap(held) {
-			held = slices.Grow(held, len(held))
-		}
-		n, err := resp.Body.Read(held[len(held):cap(held)])
-		held = held[:len(held)+n]
-		if n > 0 {
-			wd.idle(f.opt.Timeouts.StreamIdle)
-		}
-		if err != nil {
-			if err != io.EOF {
-				readErr = err
-			}
-			break
-		}
-	}
+	held, over, readErr := f.hold(resp.Body, wd, *bufp)
+	var err error
 	if readErr != nil {
 		return f.failEarly(ctx, c, readFailure(actx, readErr), start, res)
 	}
 	if over && !openai.ObjectPrefix(held) || !over && !openai.ValidObject(held) {
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx body of %d bytes that is not a JSON object", ErrBadAnswer, len(held)), start, res)
+	}
+	if !over && openai.ErrorObject(held) {
+		// A failure reported with a 2xx status: relayed, an SDK reads it
+		// as an empty completion and the cache would replay it.
+		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx answer that is an error object", ErrBadAnswer), start, res)
+	}
+
+	usage := held // where usage is read: the answer as the backend sent it
+	if in.Peek.Stream && !in.AnyShape {
+		// JSON for a stream request: a backend that ignored "stream".
+		if held, err = asStream(resp, held, over); err != nil {
+			return f.failEarly(ctx, c, err, start, res)
+		}
 	}
 
 	f.commit(w, c.b, resp, in, start, res)
@@ -78,7 +71,7 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 	writeErr := writeInPieces(clientWriter{f: f, w: w, wd: wd}, held, len(*bufp))
 	if !over {
-		res.Usage, res.UsageKnown = openai.FindUsage(held[max(0, len(held)-tailSize):])
+		res.Usage, res.UsageKnown = openai.FindUsage(usage[max(0, len(usage)-tailSize):])
 	} else if writeErr == nil {
 		// Too large to hold: the rest goes as it comes, through the pooled
 		// buffer (held has moved off it), and usage is read from the tail.
@@ -101,6 +94,32 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 	c.endAnswer(f.opt.Now(), out, res.TTFB, tokens, clientGone && readErr != nil)
 	return false
+}
+
+// hold reads an answer into buf, growing it up to maxCheckedAnswer (over:
+// there is more). buf is the pooled relay buffer; the result moves off it
+// only for an answer larger than it.
+func (f *Forwarder) hold(body io.Reader, wd *watchdog, buf []byte) (held []byte, over bool, readErr error) {
+	held = buf[:0]
+	for {
+		if len(held) >= maxCheckedAnswer {
+			return held, true, nil
+		}
+		if len(held) == cap(held) {
+			held = slices.Grow(held, len(held))
+		}
+		n, err := body.Read(held[len(held):cap(held)])
+		held = held[:len(held)+n]
+		if n > 0 {
+			wd.idle(f.opt.Timeouts.StreamIdle)
+		}
+		if err != nil {
+			if err != io.EOF {
+				readErr = err
+			}
+			return held, false, readErr
+		}
+	}
 }
 
 // writeInPieces writes p at most size bytes at a time, as the relay

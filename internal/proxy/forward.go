@@ -117,6 +117,12 @@ type Request struct {
 	// HedgeSlot grants a hedge the model's spare capacity; nil: hedges
 	// need only a backend with a free slot.
 	HedgeSlot HedgeSlot
+	// AnyShape: the caller takes a 2xx answer in the shape the backend
+	// sends (a coalescing flight, which answers each of its clients in
+	// its own shape and streams to stream clients as events come).
+	// Otherwise an answer in the other shape than Peek.Stream asks is
+	// converted whole (shape.go).
+	AnyShape bool
 	// CacheControl is what a 200 answer tells clients and CDNs (the
 	// backend's own Cache-Control is replaced); "" and every other
 	// status: no-store.

@@ -85,8 +85,8 @@ func midStreamError(err error, reqID string) *openai.Error {
 
 // relay passes a response on to the client. A 2xx answer is checked
 // before the client's response is committed (relayAnswer, relayStream);
-// other statuses are the backend's own word and pass as they are
-// (relayRaw), as do compressed answers. It returns true when the attempt
+// a 3xx is refused; error statuses are the backend's own word and pass as
+// they are (relayRaw), as do compressed answers. It returns true when the attempt
 // failed before anything reached the client and the request may try
 // another backend (res.Err says why).
 func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c call,
@@ -96,6 +96,14 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	defer wd.timer.Stop()
 	ct := headerGet(resp.Header, "Content-Type")
 	switch {
+	case resp.StatusCode/100 == 3:
+		// A redirect (or a 304 to a POST) answers nothing: relayed, it
+		// would send the client, prompt and key, wherever the backend
+		// points. Not followed either: the gateway talks to the backends
+		// it was given. A misconfigured URL (http -> https, a missing
+		// path) is a broken backend, so it counts as one.
+		drain(resp.Body)
+		return f.failEarly(ctx, c, fmt.Errorf("%w: a %d redirect", ErrBadAnswer, resp.StatusCode), start, res)
 	case resp.StatusCode/100 == 2 && encoded(resp) && !jsonContentType(ct) && !strings.HasPrefix(ct, "text/event-stream"):
 		// Compressed bytes are not checked, but what they claim to be is.
 		drain(resp.Body)
@@ -103,6 +111,8 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	case resp.StatusCode/100 != 2 || encoded(resp):
 		f.relayRaw(ctx, actx, w, c, resp, wd, in, start, res, strings.HasPrefix(ct, "text/event-stream"))
 		return false
+	case strings.HasPrefix(ct, "text/event-stream") && !in.Peek.Stream && !in.AnyShape:
+		return f.relayStreamAsAnswer(ctx, actx, w, c, resp, wd, in, start, res) // shape.go
 	case strings.HasPrefix(ct, "text/event-stream"):
 		return f.relayStream(ctx, actx, w, c, resp, wd, in, start, res)
 	default:

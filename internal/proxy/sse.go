@@ -138,11 +138,16 @@ func (s *sseCheck) accept(data []byte) bool {
 	if !openai.ValidObject(data) {
 		return false
 	}
-	if bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte(`{"error"`)) {
+	// OpenAI's {"error":...} or vLLM's {"object":"error",...}, which put
+	// that member first: a prefix test keeps the per-event cost of the
+	// check; a cache fill searches every event whole (gateway entryFrom).
+	if t := bytes.TrimLeft(data, " \t\r\n"); (bytes.HasPrefix(t, errorFirst) || bytes.HasPrefix(t, vllmErrorFirst)) && openai.ErrorObject(t) {
 		s.errored = true
 	}
 	return true
 }
+
+var errorFirst, vllmErrorFirst = []byte(`{"error"`), []byte(`{"object":"error"`)
 
 // knownLine reports whether line is a comment or one of the fields an
 // event stream has (data, event, id, retry). The SSE grammar lets a

@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/outcome"
+)
+
+// A backend that ignores the request's "stream" answers in the other
+// shape: a JSON completion to a stream request, an event stream to a plain
+// one. Relayed as it came, the client cannot read it (an SDK waiting for
+// events gets no [DONE]; one decoding JSON gets "data: ..."). A coalesced
+// flight answers each client in its own shape already (gateway
+// relayConverted); the plain relay does the same with the same converters
+// (internal/openai): the answer is held whole, checked, converted, then
+// sent. One that cannot be converted (incomplete, carrying an error, over
+// maxCheckedAnswer, not a completion) is ErrBadAnswer, before anything
+// reached the client.
+
+// asStream turns a held JSON completion (over: there was more than the
+// bound) into the event stream a stream request gets, and resp's head
+// into its head.
+func asStream(resp *http.Response, held []byte, over bool) ([]byte, error) {
+	if over {
+		return nil, fmt.Errorf("%w: a JSON answer to a stream request, too large to convert", ErrBadAnswer)
+	}
+	sse, err := openai.JSONToSSE(held, false)
+	if err != nil {
+		return nil, fmt.Errorf("%w: a JSON answer to a stream request: %w", ErrBadAnswer, err)
+	}
+	resp.Header["Content-Type"] = []string{"text/event-stream"}
+	delete(resp.Header, "Content-Length")
+	return sse, nil
+}
+
+// relayStreamAsAnswer relays an event stream sent for a plain request as
+// the JSON completion the client asked for.
+func (f *Forwarder) relayStreamAsAnswer(ctx, actx context.Context, w http.ResponseWriter, c call,
+	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
+	bufp := relayBufPool.Get().(*[]byte)
+	defer relayBufPool.Put(bufp)
+	held, over, readErr := f.hold(resp.Body, wd, *bufp)
+	if readErr != nil {
+		return f.failEarly(ctx, c, readFailure(actx, readErr), start, res)
+	}
+	if over {
+		return f.failEarly(ctx, c, fmt.Errorf("%w: a stream answer to a plain request, too large to convert", ErrBadAnswer), start, res)
+	}
+	var chk sseCheck
+	if _, bad := chk.feed(held, true); bad || !chk.done || chk.errored {
+		return f.failEarly(ctx, c, fmt.Errorf("%w: a stream answer to a plain request that is not a whole stream", ErrBadAnswer), start, res)
+	}
+	body, err := openai.AccumulateStream(held)
+	if err != nil {
+		return f.failEarly(ctx, c, fmt.Errorf("%w: a stream answer to a plain request: %w", ErrBadAnswer, err), start, res)
+	}
+	resp.Header["Content-Type"] = []string{"application/json"}
+	resp.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
+
+	f.commit(w, c.b, resp, in, start, res)
+	if in.Capture != nil {
+		in.Capture.write(body)
+	}
+	writeErr := writeInPieces(clientWriter{f: f, w: w, wd: wd}, body, len(*bufp))
+	res.Usage, res.UsageKnown = openai.FindUsage(held[max(0, len(held)-tailSize):])
+	if errors.Is(ctx.Err(), context.Canceled) || writeErr != nil {
+		res.Err = context.Canceled
+	}
+	tokens := 0
+	if res.UsageKnown {
+		tokens = res.Usage.CompletionTokens
+	}
+	c.endAnswer(f.opt.Now(), outcome.Success, res.TTFB, tokens, false)
+	return false
+}
