@@ -1,6 +1,10 @@
 package openai
 
-import "testing"
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
 
 func TestErrorObject(t *testing.T) {
 	for in, want := range map[string]bool{
@@ -17,4 +21,29 @@ func TestErrorObject(t *testing.T) {
 			t.Errorf("ErrorObject(%s) = %v, want %v", in, got, want)
 		}
 	}
+}
+
+// FuzzErrorObject: on any valid JSON object, ErrorObject agrees with a
+// full decode: a top-level "error" member that is not null, or "object"
+// equal to "error". Left out: duplicate or case-variant "error"/"object"
+// keys (which one a decoder keeps is its own choice) and escapes (matched
+// as written, ErrorObject's stated rule).
+func FuzzErrorObject(f *testing.F) {
+	for _, s := range []string{`{"error":{"message":"x"}}`, `{"object":"error"}`, `{"error":null}`,
+		`{"object":"chat.completion","choices":[{"message":{"content":"error\""}}]}`, `{"a":"error\"","b":{"error":1}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, obj []byte) {
+		var m map[string]json.RawMessage
+		if bytes.IndexByte(obj, '\\') >= 0 || !ValidObject(obj) || json.Unmarshal(obj, &m) != nil || CheckKeys(obj, "error", "object") != nil {
+			return
+		}
+		var object string
+		json.Unmarshal(m["object"], &object)
+		errVal, hasErr := m["error"]
+		want := hasErr && string(errVal) != "null" || object == "error"
+		if got := ErrorObject(obj); got != want {
+			t.Fatalf("ErrorObject(%s) = %v, decoded says %v", obj, got, want)
+		}
+	})
 }
