@@ -15,7 +15,7 @@ import (
 
 // newServer is the public listener's HTTP server, bounded by the server:
 // section. There is no ReadTimeout or WriteTimeout: bodies have their own
-// gap and total timeouts (netguard.TimeBody) and answers stream for as
+// gap and total timeouts (netguard.TimedBody) and answers stream for as
 // long as the backend generates.
 func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slog.Logger) *http.Server {
 	return &http.Server{

@@ -74,7 +74,7 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
 			Code: "request_too_large", Message: "the request body exceeds the size limit"}, false
 	case errors.As(err, &bodyTimeout):
-		// The gateway's body timeouts (netguard.TimeBody) cut a stalled
+		// The gateway's body timeouts (netguard.TimedBody) cut a stalled
 		// or trickling upload; the connection closes after this answer.
 		return &openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "request_timeout",
 			Message: bodyTimeout.Error()}, false

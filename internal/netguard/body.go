@@ -40,10 +40,10 @@ type BodyTimeouts struct {
 	Total time.Duration
 }
 
-// TimeBody makes r.Body fail with a *BodyTimeoutError when the client
-// sends no bytes for t.Gap, or has not finished after t.Total. Each read
-// sets the connection's read deadline (http.ResponseController), so a
-// stalled read is really unblocked and its goroutine freed; after a timeout
+// TimedBody makes r.Body fail with a *BodyTimeoutError when the client
+// sends no bytes for t.Gap, or has not finished after t.Total (Start).
+// Each read sets the connection's read deadline (http.ResponseController),
+// so a stalled read is really unblocked and its goroutine freed; after a timeout
 // the response says Connection: close, since the rest of the body is still
 // on the wire. The first deadline is set at once: a handler that answers
 // without reading the body leaves net/http to discard it after the
@@ -51,27 +51,18 @@ type BodyTimeouts struct {
 // A writer without deadlines (a job replaying a stored request through the
 // handler) reads untimed: its body is already in memory.
 //
-// Call it before any handler reads the body, and call the returned restore
-// when the handler is done: net/http decides from its own body type
-// whether an unread rest is small enough to discard or must close the
-// connection. m may be nil.
-func TimeBody(w http.ResponseWriter, r *http.Request, t BodyTimeouts, now func() time.Time, m *BodyMetrics) (restore func()) {
-	b := new(TimedBody)
-	b.Start(w, r, t, now, m)
-	return b.Restore
-}
-
-// TimedBody is TimeBody as a value, for a caller that allocates it
-// within its own per-request state (one allocation less per request):
-// Start is TimeBody, Restore the restore it returns. The zero value
-// restores nothing.
+// Start it before any handler reads the body, and Restore it when the
+// handler is done: net/http decides from its own body type whether an
+// unread rest is small enough to discard or must close the connection. It
+// is a value so that a caller holds it within its own per-request state
+// (one allocation less per request). The zero value restores nothing.
 type TimedBody struct {
 	r    *http.Request
 	orig io.ReadCloser
 	body timedBody
 }
 
-// Start is TimeBody(w, r, t, now, m).
+// Start times r's body with t from now; m may be nil.
 func (b *TimedBody) Start(w http.ResponseWriter, r *http.Request, t BodyTimeouts, now func() time.Time, m *BodyMetrics) {
 	b.StartAt(w, r, t, now(), now, m)
 }
