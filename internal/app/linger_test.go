@@ -1,18 +1,14 @@
 package app
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A client that is still sending an oversized header or body when the
@@ -73,33 +69,12 @@ models:
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(60 * time.Second)) // a bound against hanging, not a measure
-			wrote := make(chan error, 1)
-			go func() {
-				_, err := c.Write(tc.req)
-				wrote <- err
-			}()
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatalf("reading the answer: %v", err)
-			}
-			got, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatalf("reading the answer's body: %v", err)
-			}
+			resp, got := rawExchange(t, u.Host, tc.req) // fails on a reset while sending
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, got)
 			}
 			if !strings.Contains(string(got), `"code":"`+tc.code+`"`) || resp.Header.Get("Content-Type") != "application/json" {
 				t.Errorf("answer %s, want an OpenAI error", got)
-			}
-			if err := <-wrote; err != nil {
-				t.Errorf("the gateway reset the connection while the client was sending: %v", err)
 			}
 		})
 	}

@@ -47,7 +47,7 @@ func rawExchange(t *testing.T, host string, req []byte) (*http.Response, []byte)
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second)) // a bound against hanging, not a measure
+	c.SetDeadline(time.Now().Add(60 * time.Second)) // a bound against hanging, not a measure
 	wrote := make(chan error, 1)
 	go func() {
 		_, err := c.Write(req)
