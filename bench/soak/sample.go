@@ -25,7 +25,7 @@ const (
 	sFDs        = "process_open_fds"
 	sBackConns  = "backend conns (established)"
 	sRSS        = "process_resident_memory_bytes"
-	sHeap       = "go_memstats_heap_inuse_bytes"
+	sHeap       = "go_memstats_heap_inuse_bytes" // read just after a forced GC
 )
 
 // sampler reads the admin listener (pprof and /metrics) and the gateway's
@@ -44,6 +44,12 @@ func (s *sampler) take(ctx context.Context, at time.Duration) (sample, error) {
 		return out, err
 	}
 	out.values[sGoroutines] = float64(g)
+	// A collection first, so the heap series is live data, not where the
+	// collector's sawtooth happened to be (one GC each sample: nothing
+	// beside the gateway's own, a few per second under this load).
+	if _, err := s.get(ctx, "/debug/pprof/heap?gc=1"); err != nil {
+		return out, err
+	}
 	body, err := s.get(ctx, "/metrics")
 	if err != nil {
 		return out, err

@@ -83,3 +83,36 @@ func TestHexAddr(t *testing.T) {
 		t.Fatalf("hexAddr(bad) = %q", got)
 	}
 }
+
+// A rate that follows the traffic is printed, not judged; the memo's fill
+// is judged against its capacity.
+func TestJudgeSignalsAndBounds(t *testing.T) {
+	var s []sample
+	for i := range 10 {
+		s = append(s, sample{at: time.Duration(i) * 30 * time.Second, values: map[string]float64{
+			"sluice_model_arrival_requests_per_second": float64(i * 10),
+			"sluice_request_memo_bodies":               float64(i * 30),
+			"sluice_request_memo_capacity":             1000,
+		}})
+	}
+	for _, v := range judge(s) {
+		switch v.name {
+		case "sluice_model_arrival_requests_per_second":
+			if v.judged != "" || !v.pass {
+				t.Errorf("rate judged: %+v", v)
+			}
+		case "sluice_request_memo_bodies":
+			if v.judged != "bound" || !v.pass {
+				t.Errorf("memo under its bound: %+v", v)
+			}
+		}
+	}
+	for i := range s {
+		s[i].values["sluice_request_memo_capacity"] = 300
+	}
+	for _, v := range judge(s) {
+		if v.name == "sluice_request_memo_bodies" && v.pass {
+			t.Errorf("memo heading past its bound passed: %+v", v)
+		}
+	}
+}
