@@ -1,0 +1,282 @@
+// Command soak runs Sluice on its defaults in front of `sluice sim`
+// backends for a long while under a modest mixed load and looks for slow
+// leaks the quick chaos run (seconds per scenario) cannot see: goroutines,
+// open fds, connections to the backends, heap and RSS, and every sluice_*
+// gauge on /metrics.
+//
+//	nice -n 19 go build -o /tmp/soak-sluice ./cmd/sluice
+//	nice -n 19 go run ./bench/soak --exe /tmp/soak-sluice --duration 25m --rate 4
+//
+// Everything is a child process on free loopback ports: four simulators
+// (the fourth joins and leaves the pool on alternate reloads) and the
+// gateway (`sluice serve --config FILE`: defaults, plus pprof on the admin
+// listener and a per-address rate limit so that bursts get 429s). The
+// traffic: chat completions plain and streamed, completions, embeddings,
+// identical deterministic prompts (cache hits, coalescing), clients that go
+// away mid-stream, slow readers, async jobs polled to their end; every
+// second tick a 40-request burst from one address (429s), every fourth a
+// 120-stream burst (queue refusals), both on connections not kept alive;
+// a Batch API batch at 25% and 60%; the config file rewritten every
+// --reload (the gateway's file watch reloads it); one simulator SIGKILLed
+// and restarted 20 s later --kills times.
+//
+// A sample every --interval tick (30 s: the bursts' schedule assumes it),
+// taken before the tick's events, with the heap read just after a forced
+// collection; a warm-up before the first. Before the run and after it
+// (the config back to the first one), with no traffic and the driver's
+// connections closed, an idle sample and the goroutine and heap profiles
+// are saved in --dir (for diffs). The verdict: each resource series'
+// least-squares slope over the second half, times the half's length,
+// against thresholdFor's allowance (rates, estimates and limits are
+// printed, not judged); and the idle goroutines and fds (less the pool of
+// connections to the backends) back within 5%, the chaos suite's leak
+// target. Exit 1 when one fails.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	exe := flag.String("exe", "/tmp/soak-sluice", "sluice binary (go build -o /tmp/soak-sluice ./cmd/sluice)")
+	dir := flag.String("dir", "", "working directory for the config, data, logs and profiles (default: a new temp dir)")
+	duration := flag.Duration("duration", 25*time.Minute, "length of the sampled run (bounded to 2h)")
+	warmup := flag.Duration("warmup", time.Minute, "traffic before the first sample")
+	rate := flag.Float64("rate", 4, "requests/s of the steady mix (bounded to 50)")
+	interval := flag.Duration("interval", 30*time.Second, "sampling interval")
+	reload := flag.Duration("reload", 30*time.Second, "config rewrite interval, a multiple of --interval (0: none)")
+	kills := flag.Int("kills", 2, "simulator SIGKILL+restart cycles during the run")
+	seed := flag.Uint64("seed", 1, "random seed of the traffic")
+	flag.Parse()
+	*duration = min(*duration, 2*time.Hour)
+	*rate = math.Min(*rate, 50)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *exe, *dir, *duration, *warmup, *rate, *interval, *reload, *kills, *seed); err != nil {
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, rate float64, interval, reloadEvery time.Duration, kills int, seed uint64) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "sluice-soak-")
+		if err != nil {
+			return err
+		}
+		dir = d
+	}
+	began := time.Now()
+	r, err := newRig(ctx, exe, dir, 4)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	ports := map[string]bool{}
+	for _, a := range r.simAddrs {
+		ports[a] = true
+	}
+	smp := &sampler{admin: r.admin, pid: r.gw.pid(), simPorts: ports, client: &http.Client{Timeout: 30 * time.Second}}
+	d := newDriver("http://"+r.listen, seed, 48)
+	fmt.Printf("soak: gateway pid %d on %s (admin %s), sims %v, dir %s\n", r.gw.pid(), r.listen, r.admin, r.simAddrs, dir)
+
+	// Warm-up, then the idle baseline.
+	wctx, wcancel := context.WithTimeout(ctx, warmup)
+	d.run(wctx, rate)
+	wcancel()
+	idleBefore, err := idle(ctx, d, smp, dir, "before")
+	if err != nil {
+		return err
+	}
+
+	start := time.Now()
+	runCtx, cancel := context.WithTimeout(ctx, duration)
+	defer cancel()
+	var (
+		bg     sync.WaitGroup
+		nmu    sync.Mutex
+		events []string // what happened since the last sample
+	)
+	event := func(format string, args ...any) {
+		nmu.Lock()
+		events = append(events, fmt.Sprintf(format, args...))
+		nmu.Unlock()
+	}
+	bg.Go(func() { d.run(runCtx, rate) })
+	for _, at := range []float64{0.25, 0.6} {
+		bg.Go(func() {
+			if sleep(runCtx, time.Duration(at*float64(duration))) {
+				if err := d.batch(runCtx, 20); err != nil {
+					event("batch: %v", err)
+				} else {
+					event("batch done")
+				}
+			}
+		})
+	}
+	bg.Go(func() {
+		for k := 1; k <= kills; k++ {
+			if !sleep(runCtx, time.Until(start.Add(time.Duration(float64(k)/float64(kills+1)*float64(duration))))) {
+				return
+			}
+			r.killSim(1)
+			event("sim1 killed")
+			if !sleep(runCtx, 20*time.Second) {
+				return
+			}
+			if err := r.startSim(context.WithoutCancel(runCtx), 1); err != nil {
+				event("sim1 restart: %v", err)
+			} else {
+				event("sim1 restarted")
+			}
+		}
+	})
+
+	var samples []sample
+	notes := map[int]string{}
+	takeOne := func() {
+		s, err := smp.take(runCtx, time.Since(start))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sample:", err)
+			return
+		}
+		nmu.Lock()
+		notes[len(samples)] = strings.Join(events, "; ")
+		events = nil
+		nmu.Unlock()
+		samples = append(samples, s)
+		fmt.Printf("%s goroutines %.0f fds %.0f bconns %.0f rss %.1f MiB heap %.1f MiB\n", s.at.Round(time.Second),
+			s.values[sGoroutines], s.values[sFDs], s.values[sBackConns], s.values[sRSS]/(1<<20), s.values[sHeap]/(1<<20))
+	}
+	// One clock for the samples and the periodic events: each tick first
+	// samples (a whole interval after the last tick's events), then
+	// reloads and starts the tick's burst, so every sample sees the same
+	// phase of the cycle and the bursts' transients (their connections,
+	// their streams) are not what the slope measures.
+	takeOne()
+	reloadTicks := max(int(reloadEvery/interval), 1)
+	tick := 0
+	every(runCtx, interval, func() {
+		tick++
+		takeOne()
+		if reloadEvery > 0 && tick%reloadTicks == 0 {
+			if err := r.reload(); err != nil {
+				event("reload: %v", err)
+			}
+		}
+		// The bursts run to their end after the run's: their answers are counted.
+		switch {
+		case tick%4 == 2: // every 2 minutes at 30 s ticks
+			bg.Go(func() { d.queueBurst(context.WithoutCancel(runCtx), 15) })
+		case tick%2 == 1: // every minute
+			bg.Go(func() { d.rateBurst(context.WithoutCancel(runCtx), 40) })
+		}
+	})
+	bg.Wait()
+	d.wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// Back to the starting config (pool and limits) before the idle
+	// sample, so both idle samples see the same backends: each pooled
+	// backend has its own probe and scrape connections.
+	if r.reloads%2 == 1 {
+		if err := r.reload(); err != nil {
+			return err
+		}
+	}
+	idleAfter, err := idle(ctx, d, smp, dir, "after")
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("\nsamples (every %s, %s after a %s warm-up; rate %.1f req/s; %d reloads)\n", interval, duration, warmup, rate, r.reloads)
+	printSamples(os.Stdout, samples, notes)
+	fmt.Printf("\noutcomes:\n%s\n", d.summary())
+	fmt.Println("verdict: growth over the second half (slope x its length) against max(floor, 10% of its median)")
+	ok := printVerdict(os.Stdout, judge(samples))
+	fmt.Printf("\nidle, no traffic, driver's connections closed (profiles in %s/{before,after}-*):\n", dir)
+	// The chaos suite's leak target: goroutines and fds back within 5%,
+	// fds without the keep-alive pool to the backends (a bounded cache:
+	// its size after the run depends on the last requests' overlap).
+	for _, n := range []string{sGoroutines, sFDs, sFDs + " - backend conns", sBackConns, sRSS, sHeap} {
+		b, a := idleBefore.values[n], idleAfter.values[n]
+		if n == sFDs+" - backend conns" {
+			b, a = idleBefore.values[sFDs]-idleBefore.values[sBackConns], idleAfter.values[sFDs]-idleAfter.values[sBackConns]
+		}
+		verdict := ""
+		if n == sGoroutines || n == sFDs+" - backend conns" {
+			verdict = "PASS"
+			if a > b*1.05 {
+				verdict, ok = "FAIL", false
+			}
+		}
+		fmt.Printf("  %-40s %12s -> %-12s %s\n", n, num(b), num(a), verdict)
+	}
+	fmt.Printf("\nCPU seconds over the whole soak (%s): %s\n", time.Since(began).Round(time.Second), r.cpu())
+	if !ok {
+		// Returned, not os.Exit: the deferred close stops the children.
+		return errors.New("FAIL")
+	}
+	fmt.Println("\nsoak: PASS")
+	return nil
+}
+
+// idle lets the gateway settle with no traffic, saves its profiles and
+// takes a sample: the baseline and the end compared without load noise.
+func idle(ctx context.Context, d *driver, smp *sampler, dir, prefix string) (sample, error) {
+	d.wg.Wait()
+	d.closeIdle()
+	if !sleep(ctx, 30*time.Second) {
+		return sample{}, ctx.Err()
+	}
+	smp.dump(ctx, dir, prefix) // heap?gc=1 collects first, so the sample's heap is live data
+	s, err := smp.take(ctx, 0)
+	if err != nil {
+		return s, fmt.Errorf("idle sample %s: %w", prefix, err)
+	}
+	fmt.Printf("idle %s: goroutines %.0f fds %.0f bconns %.0f rss %.1f MiB heap %.1f MiB\n", prefix,
+		s.values[sGoroutines], s.values[sFDs], s.values[sBackConns], s.values[sRSS]/(1<<20), s.values[sHeap]/(1<<20))
+	return s, nil
+}
+
+// every calls f each period until ctx ends (f runs in the caller's
+// goroutine: a slow f delays the next call, never overlaps it).
+func every(ctx context.Context, period time.Duration, f func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if ctx.Err() == nil {
+				f()
+			}
+		}
+	}
+}
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// sample is one reading of the gateway: named series, each a number.
+type sample struct {
+	at     time.Duration // since the traffic started
+	values map[string]float64
+}
+
+// The series every sample has, besides the sluice_* gauges.
+const (
+	sGoroutines = "goroutines (pprof total)"
+	sFDs        = "process_open_fds"
+	sBackConns  = "backend conns (established)"
+	sRSS        = "process_resident_memory_bytes"
+	sHeap       = "go_memstats_heap_inuse_bytes" // read just after a forced GC
+)
+
+// sampler reads the admin listener (pprof and /metrics) and the gateway's
+// /proc entries, over one keep-alive connection of its own.
+type sampler struct {
+	admin    string
+	pid      int
+	simPorts map[string]bool // "HOST:PORT" of every simulator
+	client   *http.Client
+}
+
+func (s *sampler) take(ctx context.Context, at time.Duration) (sample, error) {
+	out := sample{at: at, values: map[string]float64{}}
+	g, err := s.goroutines(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.values[sGoroutines] = float64(g)
+	// A collection first, so the heap series is live data, not where the
+	// collector's sawtooth happened to be (one GC each sample: nothing
+	// beside the gateway's own, a few per second under this load).
+	if _, err := s.get(ctx, "/debug/pprof/heap?gc=1"); err != nil {
+		return out, err
+	}
+	body, err := s.get(ctx, "/metrics")
+	if err != nil {
+		return out, err
+	}
+	for name, v := range gauges(body) {
+		out.values[name] = v
+	}
+	out.values[sBackConns] = float64(s.backendConns())
+	return out, nil
+}
+
+func (s *sampler) get(ctx context.Context, path string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.admin+path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return string(b), nil
+}
+
+// goroutines is the goroutine profile's total: exact, where go_goroutines
+// is read at another instant than the rest of the scrape.
+func (s *sampler) goroutines(ctx context.Context) (int, error) {
+	body, err := s.get(ctx, "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return 0, err
+	}
+	first, _, _ := strings.Cut(body, "\n")
+	n, err := strconv.Atoi(strings.TrimPrefix(first, "goroutine profile: total "))
+	if err != nil {
+		return 0, fmt.Errorf("goroutine profile head %q: %w", first, err)
+	}
+	return n, nil
+}
+
+// dump saves the goroutine (debug=1, by stack) and heap profiles under
+// dir with the given prefix, for diffs when a series grows.
+func (s *sampler) dump(ctx context.Context, dir, prefix string) {
+	for name, path := range map[string]string{"goroutine.txt": "/debug/pprof/goroutine?debug=1", "heap.pprof": "/debug/pprof/heap?gc=1"} {
+		if b, err := s.get(ctx, path); err == nil {
+			os.WriteFile(filepath.Join(dir, prefix+"-"+name), []byte(b), 0o644)
+		}
+	}
+}
+
+// gauges returns the Go runtime and process series the soak follows and
+// every sluice_* gauge, each summed over its labels (per-backend series
+// come and go with the reloads; their sum is what can leak).
+func gauges(text string) map[string]float64 {
+	out := map[string]float64{}
+	isGauge := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			if name, typ, ok := strings.Cut(rest, " "); ok && typ == "gauge" {
+				isGauge[name] = true
+			}
+			continue
+		}
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		name := line[:sp]
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+		}
+		switch {
+		case name == sFDs || name == sRSS || name == sHeap:
+		case strings.HasPrefix(name, "sluice_") && isGauge[name]:
+		default:
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[sp+1:], 64); err == nil {
+			out[name] += v
+		}
+	}
+	return out
+}
+
+// backendConns counts the gateway's established TCP connections to a
+// simulator port: its upstream pool (requests, probes, scrapes).
+func (s *sampler) backendConns() int {
+	inodes := map[string]bool{}
+	fdDir := fmt.Sprintf("/proc/%d/fd", s.pid)
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		return -1
+	}
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join(fdDir, e.Name())); err == nil {
+			if in, ok := strings.CutPrefix(l, "socket:["); ok {
+				inodes[strings.TrimSuffix(in, "]")] = true
+			}
+		}
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/net/tcp", s.pid))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+		if len(fields) < 10 || fields[3] != "01" || !inodes[fields[9]] {
+			continue
+		}
+		if s.simPorts[hexAddr(fields[2])] {
+			n++
+		}
+	}
+	return n
+}
+
+// hexAddr turns /proc/net/tcp's "0100007F:1F90" into "127.0.0.1:8080".
+func hexAddr(h string) string {
+	ip, port, ok := strings.Cut(h, ":")
+	if !ok || len(ip) != 8 {
+		return ""
+	}
+	v, err1 := strconv.ParseUint(ip, 16, 32)
+	p, err2 := strconv.ParseUint(port, 16, 16)
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d.%d.%d:%d", v&0xff, v>>8&0xff, v>>16&0xff, v>>24, p)
+}

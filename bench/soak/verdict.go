@@ -1,0 +1,212 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// threshold is how much a series may grow over the second half of the run
+// (its least-squares slope times the half's length) before the soak calls
+// it a leak: the larger of floor and frac of the series' median there.
+//
+// Why these: under steady load the series swing with what is in flight (a
+// request holds 2–4 goroutines, a socket or two, its buffers), so a fit over
+// ~25 samples still moves by a few units; a leak worth finding is one per
+// reload (25 per half at one reload each 30 s: the goroutine floor), one
+// per hundred requests (~20 at 3 req/s) or a heap that keeps what it
+// served (megabytes: a cached answer is kilobytes, the half sees
+// thousands). frac keeps large series (RSS, heap, cache bytes) from
+// failing on a percent of noise.
+type threshold struct {
+	floor, frac float64
+}
+
+func thresholdFor(name string) threshold {
+	switch name {
+	case sGoroutines:
+		return threshold{20, 0.10}
+	case sFDs:
+		return threshold{8, 0.10}
+	case sBackConns:
+		return threshold{6, 0.10}
+	case sRSS:
+		return threshold{16 << 20, 0.10}
+	case sHeap:
+		return threshold{8 << 20, 0.10}
+	}
+	switch {
+	case strings.HasSuffix(name, "_bytes"):
+		// Read-ahead and body buffers come in 16–64 KiB per request: a
+		// few slow readers or uploads in flight at a sample are 256 KiB.
+		return threshold{256 << 10, 0.10}
+	case strings.HasSuffix(name, "_tokens"):
+		// A request in flight holds its prompt and max_tokens (up to ~600
+		// here): two of them.
+		return threshold{1200, 0.10}
+	}
+	return threshold{2, 0.10}
+}
+
+// slope is the least-squares slope of ys against xs (units per x unit).
+func slope(xs, ys []float64) float64 {
+	n := float64(len(xs))
+	if n < 2 {
+		return 0
+	}
+	var sx, sy, sxx, sxy float64
+	for i := range xs {
+		sx += xs[i]
+		sy += ys[i]
+		sxx += xs[i] * xs[i]
+		sxy += xs[i] * ys[i]
+	}
+	d := n*sxx - sx*sx
+	if d == 0 {
+		return 0
+	}
+	return (n*sxy - sx*sy) / d
+}
+
+// isSignal tells the gauges that are estimates, rates and limits (they
+// follow the traffic and the controllers, up or down, and hold nothing)
+// from those that count what the gateway holds: connections, requests,
+// queued work, bytes, entries. Only the latter can leak; the signals are
+// printed, not judged.
+func isSignal(name string) bool {
+	for _, s := range []string{"per_second", "ewma", "_ratio", "desired_backends", "_capacity", "delay_target",
+		"drain_rate", "_state", "congested"} {
+		if strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// bounds are the resource gauges with a bound of their own on /metrics:
+// filling up to it is the design (a cache or memo warming), so they are
+// judged against the bound, not the slope.
+var bounds = map[string]string{"sluice_request_memo_bodies": "sluice_request_memo_capacity"}
+
+// seriesVerdict is one row of the verdict table.
+type seriesVerdict struct {
+	name                  string
+	first, last, min, max float64
+	perMin                float64 // slope over the second half, per minute
+	growth, allowed       float64 // over the second half
+	pass                  bool
+	judged                string // "slope", "bound" or "" (a signal: printed only)
+}
+
+// judge fits every series over the second half of the samples.
+func judge(samples []sample) []seriesVerdict {
+	if len(samples) == 0 {
+		return nil
+	}
+	names := map[string]bool{}
+	for _, s := range samples {
+		for n := range s.values {
+			names[n] = true
+		}
+	}
+	half := samples[len(samples)/2:]
+	span := (half[len(half)-1].at - half[0].at).Minutes()
+	var out []seriesVerdict
+	for n := range names {
+		v := seriesVerdict{name: n, min: math.Inf(1), max: math.Inf(-1)}
+		for i, s := range samples {
+			x := s.values[n]
+			if i == 0 {
+				v.first = x
+			}
+			v.last = x
+			v.min, v.max = math.Min(v.min, x), math.Max(v.max, x)
+		}
+		var xs, ys []float64
+		for _, s := range half {
+			xs = append(xs, s.at.Minutes())
+			ys = append(ys, s.values[n])
+		}
+		v.perMin = slope(xs, ys)
+		v.growth = v.perMin * span
+		t := thresholdFor(n)
+		v.allowed = math.Max(t.floor, t.frac*median(ys))
+		v.pass, v.judged = true, ""
+		switch bound, ok := bounds[n]; {
+		case ok:
+			// Projected to twice the run, it stays within its bound.
+			last := samples[len(samples)-1]
+			v.allowed, v.judged = last.values[bound], "bound"
+			v.pass = v.allowed > 0 && v.last+math.Max(v.growth, 0)*2 <= v.allowed
+		case !isSignal(n):
+			v.judged = "slope"
+			v.pass = v.growth <= v.allowed
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return rank(out[i].name) < rank(out[j].name) })
+	return out
+}
+
+// rank orders the table: the process series first, then the gauges by name.
+func rank(name string) string {
+	if i := slices.Index([]string{sGoroutines, sFDs, sBackConns, sRSS, sHeap}, name); i >= 0 {
+		return fmt.Sprint(i)
+	}
+	return "z" + name
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+// printSamples writes the samples as a table: one row per sample, the
+// process series only (every gauge's first/last/max is in the verdict).
+func printSamples(w io.Writer, samples []sample, notes map[int]string) {
+	fmt.Fprintf(w, "%8s %10s %5s %6s %8s %8s %8s %8s  %s\n", "t", "goroutines", "fds", "bconns", "rss_MiB", "heap_MiB", "inflight", "queued", "events")
+	for i, s := range samples {
+		v := s.values
+		fmt.Fprintf(w, "%8s %10.0f %5.0f %6.0f %8.1f %8.1f %8.0f %8.0f  %s\n", s.at.Round(time.Second), v[sGoroutines], v[sFDs], v[sBackConns],
+			v[sRSS]/(1<<20), v[sHeap]/(1<<20), v["sluice_inflight_requests"], v["sluice_queue_depth"], notes[i])
+	}
+}
+
+// printVerdict writes one row per series and returns whether all passed.
+func printVerdict(w io.Writer, vs []seriesVerdict) bool {
+	ok := true
+	fmt.Fprintf(w, "%-48s %12s %12s %12s %12s %12s %12s  %s\n", "series", "first", "last", "max", "slope/min", "growth(2nd half)", "allowed", "verdict")
+	for _, v := range vs {
+		verdict := "PASS"
+		switch {
+		case v.judged == "":
+			verdict = "(signal)"
+		case !v.pass:
+			verdict, ok = "FAIL", false
+		case v.judged == "bound":
+			verdict = "PASS (within its bound)"
+		}
+		fmt.Fprintf(w, "%-48s %12s %12s %12s %12s %12s %12s  %s\n", v.name, num(v.first), num(v.last), num(v.max),
+			num(v.perMin), num(v.growth), num(v.allowed), verdict)
+	}
+	return ok
+}
+
+func num(x float64) string {
+	a := math.Abs(x)
+	switch {
+	case a >= 1<<20:
+		return fmt.Sprintf("%.1fMi", x/(1<<20))
+	case a >= 100 || x == math.Trunc(x):
+		return fmt.Sprintf("%.0f", x)
+	}
+	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.2f", x), "0"), ".")
+}

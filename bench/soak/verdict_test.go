@@ -1,0 +1,118 @@
+package main
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+func samplesOf(name string, ys ...float64) []sample {
+	var out []sample
+	for i, y := range ys {
+		out = append(out, sample{at: time.Duration(i) * 30 * time.Second, values: map[string]float64{name: y}})
+	}
+	return out
+}
+
+func TestSlopeOfALine(t *testing.T) {
+	if got := slope([]float64{0, 1, 2, 3}, []float64{5, 7, 9, 11}); math.Abs(got-2) > 1e-9 {
+		t.Fatalf("slope = %v, want 2", got)
+	}
+	if got := slope([]float64{1}, []float64{3}); got != 0 {
+		t.Fatalf("slope of one point = %v, want 0", got)
+	}
+}
+
+// A goroutine per reload (one each 30 s) is the smallest leak the soak
+// must catch: 25 over a 25-minute run's second half.
+func TestJudgeFailsAGoroutinePerReload(t *testing.T) {
+	var ys []float64
+	for i := range 50 {
+		ys = append(ys, 150+float64(i)+float64(i%3*4)) // +1 per sample, with load noise
+	}
+	v := judge(samplesOf(sGoroutines, ys...))
+	if len(v) != 1 || v[0].pass {
+		t.Fatalf("verdict %+v: a goroutine per sample passed", v)
+	}
+}
+
+// Load noise around a flat level passes, even with a spike at the end.
+func TestJudgePassesNoiseAroundAFlatLevel(t *testing.T) {
+	var ys []float64
+	for i := range 50 {
+		ys = append(ys, 170+float64(i%5*8)) // 170..202, no trend
+	}
+	ys[49] = 228
+	v := judge(samplesOf(sGoroutines, ys...))
+	if !v[0].pass {
+		t.Fatalf("verdict %+v: noise failed", v[0])
+	}
+	if v[0].first != 170 || v[0].last != 228 || v[0].max != 228 {
+		t.Fatalf("first/last/max = %v/%v/%v", v[0].first, v[0].last, v[0].max)
+	}
+}
+
+func TestGaugesKeepsProcessSeriesAndSluiceGaugesOnly(t *testing.T) {
+	text := `# TYPE go_goroutines gauge
+go_goroutines 12
+# TYPE process_open_fds gauge
+process_open_fds 30
+# TYPE sluice_queue_waiting gauge
+sluice_queue_waiting{model="a"} 2
+sluice_queue_waiting{model="b"} 3
+# TYPE sluice_requests_total counter
+sluice_requests_total{code="200"} 99
+`
+	got := gauges(text)
+	want := map[string]float64{sFDs: 30, "sluice_queue_waiting": 5}
+	if len(got) != len(want) {
+		t.Fatalf("gauges = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("gauges[%s] = %v, want %v", k, got[k], v)
+		}
+	}
+}
+
+func TestHexAddr(t *testing.T) {
+	if got := hexAddr("0100007F:1F90"); got != "127.0.0.1:8080" {
+		t.Fatalf("hexAddr = %q", got)
+	}
+	if got := hexAddr("zz"); got != "" {
+		t.Fatalf("hexAddr(bad) = %q", got)
+	}
+}
+
+// A rate that follows the traffic is printed, not judged; the memo's fill
+// is judged against its capacity.
+func TestJudgeSignalsAndBounds(t *testing.T) {
+	var s []sample
+	for i := range 10 {
+		s = append(s, sample{at: time.Duration(i) * 30 * time.Second, values: map[string]float64{
+			"sluice_model_arrival_requests_per_second": float64(i * 10),
+			"sluice_request_memo_bodies":               float64(i * 30),
+			"sluice_request_memo_capacity":             1000,
+		}})
+	}
+	for _, v := range judge(s) {
+		switch v.name {
+		case "sluice_model_arrival_requests_per_second":
+			if v.judged != "" || !v.pass {
+				t.Errorf("rate judged: %+v", v)
+			}
+		case "sluice_request_memo_bodies":
+			if v.judged != "bound" || !v.pass {
+				t.Errorf("memo under its bound: %+v", v)
+			}
+		}
+	}
+	for i := range s {
+		s[i].values["sluice_request_memo_capacity"] = 300
+	}
+	for _, v := range judge(s) {
+		if v.name == "sluice_request_memo_bodies" && v.pass {
+			t.Errorf("memo heading past its bound passed: %+v", v)
+		}
+	}
+}
