@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -135,22 +134,5 @@ func (d *driver) batch(ctx context.Context, n int) error {
 
 // send POSTs body and decodes a 200 answer into v.
 func (d *driver) send(ctx context.Context, c *http.Client, path, ctype string, body io.Reader, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", ctype)
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(b))
-	}
-	return json.Unmarshal(b, v)
+	return d.exchange(ctx, c, http.MethodPost, path, ctype, body, v)
 }

@@ -233,11 +233,20 @@ func (d *driver) post(ctx context.Context, c *http.Client, kind, path, body stri
 	return resp
 }
 
-// getJSON GETs path and decodes the answer into v.
+// getJSON GETs path and decodes a 200 answer into v (nil: read and dropped).
 func (d *driver) getJSON(ctx context.Context, c *http.Client, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.base+path, nil)
+	return d.exchange(ctx, c, http.MethodGet, path, "", nil, v)
+}
+
+// exchange sends one request and decodes a 200 answer into v (nil: read
+// and dropped); any other status is an error carrying the answer.
+func (d *driver) exchange(ctx context.Context, c *http.Client, method, path, ctype string, body io.Reader, v any) error {
+	req, err := http.NewRequestWithContext(ctx, method, d.base+path, body)
 	if err != nil {
 		return err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -249,7 +258,7 @@ func (d *driver) getJSON(ctx context.Context, c *http.Client, path string, v any
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(b))
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
 	}
 	if v == nil {
 		return nil
