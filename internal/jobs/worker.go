@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -381,12 +382,19 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 		// No room, or the tenant's rate limit: back to the queue for at
 		// least as long as the gateway advised, without counting an attempt.
 		w.retryBusy(ctx, d, res.RetryAfter)
+	case res.StatusCode == http.StatusBadGateway && rec.Job.Attempts < s.o.MaxAttempts:
+		// No backend gave an answer (unreachable, died after the request
+		// was sent, a malformed answer): what a waiting client would
+		// retry. A counted attempt with backoff; the last one's 502 is
+		// the job's answer.
+		w.retry(ctx, d, retryFailed, errors.New("the gateway answered 502: no backend gave an answer"))
 	default:
 		w.complete(ctx, d, res)
 	}
 }
 
-// complete records an answer: any status other than 429/503 is final.
+// complete records an answer: any status other than 429/503, and a 502
+// on the last attempt, is final.
 func (w *worker) complete(ctx context.Context, d *delivery, res Result) {
 	s := w.s
 	var rec *jobRecord

@@ -115,6 +115,40 @@ func TestBusyAnswersRetryWithoutCountingAttempts(t *testing.T) {
 	}
 }
 
+// A 502 (no backend gave an answer) is retried as a counted attempt; the
+// last attempt's 502 is recorded as the job's answer, not dead-lettered.
+func TestBadGatewayRetriesAsAnAttempt(t *testing.T) {
+	s, _ := newStore(t, func(o *Options) { o.MaxAttempts = 3 })
+	ctx := context.Background()
+	var calls atomic.Int64
+	bad := Result{StatusCode: 502, Body: []byte(`{"error":{"message":"a backend sent a malformed answer","type":"server_error","param":null,"code":"upstream_bad_response"}}`)}
+	startWorker(t, s, WorkerOptions{Executor: execFunc(func(ctx context.Context, j *Job) (Result, error) {
+		if n := calls.Add(1); j.Model == "flaky" && n > 1 {
+			return Result{StatusCode: 200, Body: []byte(`{}`)}, nil
+		}
+		return bad, nil
+	})})
+	flaky := spec("acme")
+	flaky.Model = "flaky"
+	fj, _, _ := s.Submit(ctx, flaky)
+	eventually(t, "flaky job", func() bool { return mustJob(t, s, "acme", fj.ID).Status.Terminal() })
+	if got := mustJob(t, s, "acme", fj.ID); got.Status != StatusSucceeded || got.Attempts != 2 {
+		t.Fatalf("a job answered 502 then 200: %s after %d attempts, want succeeded after 2", got.Status, got.Attempts)
+	}
+	calls.Store(0)
+	broken := spec("acme")
+	broken.Model = "broken"
+	bj, _, _ := s.Submit(ctx, broken)
+	eventually(t, "broken job", func() bool { return mustJob(t, s, "acme", bj.ID).Status.Terminal() })
+	got := mustJob(t, s, "acme", bj.ID)
+	if got.Status != StatusFailed || got.Attempts != 3 || calls.Load() != 3 || got.Result == nil || got.Result.StatusCode != 502 {
+		t.Fatalf("a job answered 502 every time: %+v after %d calls; want failed after 3 attempts with the last 502 as its result", got, calls.Load())
+	}
+	if s.Stats().DeadLettered != 0 {
+		t.Fatalf("dead-lettered %d: a 502 answer is the job's result, not a lost job", s.Stats().DeadLettered)
+	}
+}
+
 func TestErrorsRetryThenDeadLetter(t *testing.T) {
 	s, _ := newStore(t, func(o *Options) { o.MaxAttempts = 3 })
 	ctx := context.Background()
