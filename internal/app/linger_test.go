@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,33 +15,7 @@ import (
 // answer. Each client here keeps writing all it meant to send, as curl
 // or a naive SDK does, and must both finish writing and read the answer.
 func TestOversizedRequestsAreAnsweredNotReset(t *testing.T) {
-	b := backend(t, "a")
-	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf(`listen: 127.0.0.1:0
-log: {access: false}
-queue: {enabled: false}
-max_body_bytes: 1MiB
-server:
-  max_header_bytes: 64KiB
-models:
-  - name: m1
-    backends:
-      - url: %s
-`, b.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	base, admin, cancel, done := startAppAdmin(t, path)
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
+	host, admin := startWireApp(t, backend(t, "a").URL, "max_body_bytes: 1MiB\nserver:\n  max_header_bytes: 64KiB\n")
 
 	body := bytes.Repeat([]byte("a"), 9<<20)
 	chunked := func() []byte {
@@ -69,7 +40,7 @@ models:
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, got := rawExchange(t, u.Host, tc.req) // fails on a reset while sending
+			resp, got := rawExchange(t, host, tc.req) // fails on a reset while sending
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, got)
 			}

@@ -17,11 +17,12 @@ import (
 )
 
 // startWireApp serves one model on b through the whole listener stack
-// (netguard, framing, gateway), as `sluice serve` does.
-func startWireApp(t *testing.T, backendURL string) (host, admin string) {
+// (netguard, framing, gateway), as `sluice serve` does; extra is further
+// top-level config lines.
+func startWireApp(t *testing.T, backendURL, extra string) (host, admin string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", backendURL)
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n%smodels:\n  - name: m1\n    backends:\n      - url: %s\n", extra, backendURL)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func openAIError(t *testing.T, body []byte) (code, param, msg string) {
 // and the connection is closed.
 func TestServerRefusalsAreOpenAIErrors(t *testing.T) {
 	b := backend(t, "a")
-	host, _ := startWireApp(t, b.URL)
+	host, _ := startWireApp(t, b.URL, "")
 	const body = `{"model":"m1","messages":[{"role":"user","content":"hi"}]}`
 	head := "POST /v1/chat/completions HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n"
 	cl := fmt.Sprintf("Content-Length: %d\r\n", len(body))
@@ -136,7 +137,7 @@ func TestServerRefusalsAreOpenAIErrors(t *testing.T) {
 // never a 2xx that would hand the connection over.
 func TestConnectIsUnknownURL(t *testing.T) {
 	b := backend(t, "a")
-	host, _ := startWireApp(t, b.URL)
+	host, _ := startWireApp(t, b.URL, "")
 	resp, got := rawExchange(t, host, []byte("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"))
 	code, _, msg := openAIError(t, got)
 	if resp.StatusCode != http.StatusNotFound || code != "unknown_url" || msg != "Unknown request URL: CONNECT example.com:443" ||
@@ -153,7 +154,7 @@ func TestConnectIsUnknownURL(t *testing.T) {
 // closing anyway).
 func TestUnreadBodyWithConnectionCloseIsNotReset(t *testing.T) {
 	b := backend(t, "a")
-	host, _ := startWireApp(t, b.URL)
+	host, _ := startWireApp(t, b.URL, "")
 	body := bytes.Repeat([]byte("a"), 6<<20)
 	for _, c := range []struct {
 		method, path string
