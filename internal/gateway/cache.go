@@ -245,7 +245,7 @@ func headerValue(v string) []string {
 // not a whole answer: streams count as whole only with their final [DONE],
 // and a stream or 200 answer that carries the backend's own error object
 // (a failure it reported in band, openai.ErrorObject) is no answer to
-// replay, [DONE] or not.
+// replay, [DONE] or not; nor is a 200 answer that is an empty object.
 func entryFrom(status int, contentType string, raw []byte, ok bool) *cache.Entry {
 	if !ok || status == 0 {
 		return nil
@@ -262,7 +262,7 @@ func entryFrom(status int, contentType string, raw []byte, ok bool) *cache.Entry
 			}
 		}
 	} else {
-		if status == http.StatusOK && openai.ErrorObject(raw) {
+		if status == http.StatusOK && (openai.ErrorObject(raw) || openai.EmptyObject(raw)) {
 			return nil
 		}
 		e.Body = bytes.Clone(raw)

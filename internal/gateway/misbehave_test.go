@@ -90,6 +90,24 @@ func TestStreamWithAnErrorEventIsNotCached(t *testing.T) {
 	}
 }
 
+// A backend's 200 that is an empty object is well-formed, so it is
+// relayed as it came, but it holds no result: cached, every identical
+// request got `{}` back for the TTL.
+func TestEmptyAnswerIsNotCached(t *testing.T) {
+	be, calls := rawBackend(t, "application/json", "{ }")
+	url, _ := startCachingGatewayCfg(t, testConfig(be.URL), nil, time.Now)
+	const body = `{"model":"m1","temperature":0,"messages":[{"role":"user","content":"same words"}]}`
+	for i := 0; i < 2; i++ {
+		status, h, got := sendRaw(t, url, body)
+		if status != 200 || got != "{ }" || h.Get("X-Cache") != "MISS" {
+			t.Fatalf("request %d: status %d X-Cache %q body %q", i, status, h.Get("X-Cache"), got)
+		}
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("backend called %d times, want 2: the empty answer was replayed from the cache", n)
+	}
+}
+
 // A backend that ignores "stream" answers in the other shape. Relayed as
 // it came, the client cannot read it (an SDK waiting for events gets a
 // JSON body and no [DONE]; one decoding JSON gets "data: ..."); a

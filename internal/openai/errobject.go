@@ -34,3 +34,16 @@ func ErrorObject(obj []byte) bool {
 }
 
 var errorWord = []byte(`error"`)
+
+// EmptyObject reports whether obj, a valid JSON object, has no members
+// (`{}`): well-formed, so a backend's 200 with it is relayed, but it holds
+// no result (no choices, no data), so it is never cached for the next
+// caller: a broken backend's one answer would be replayed for the TTL.
+func EmptyObject(obj []byte) bool {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return false
+	}
+	j := skipSpace(obj, i+1)
+	return j < len(obj) && obj[j] == '}'
+}

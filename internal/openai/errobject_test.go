@@ -23,6 +23,22 @@ func TestErrorObject(t *testing.T) {
 	}
 }
 
+func TestEmptyObject(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{}`:               true,
+		" {\n\t} ":         true,
+		`{"id":"x"}`:       false,
+		`{ "choices":[] }`: false,
+		`[]`:               false,
+		``:                 false,
+		`{`:                false,
+	} {
+		if got := EmptyObject([]byte(in)); got != want {
+			t.Errorf("EmptyObject(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
 // FuzzErrorObject: on any valid JSON object, ErrorObject agrees with a
 // full decode: a top-level "error" member that is not null, or "object"
 // equal to "error". Left out: duplicate or case-variant "error"/"object"
