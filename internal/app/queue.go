@@ -88,7 +88,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	store, err := jobs.Open(ctx, jobs.Options{
-		URL: url, Replicas: c.Replicas, Retention: c.Retention.D(), MaxFileBytes: int64(c.MaxFileBytes),
+		URL: url, Embedded: q.emb, Replicas: c.Replicas, Retention: c.Retention.D(), MaxFileBytes: int64(c.MaxFileBytes),
 		MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
 		AllowPrivateWebhooks: c.AllowPrivateWebhooks, RequestTimeout: c.RequestTimeout.D(),
 	})

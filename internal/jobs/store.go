@@ -42,6 +42,12 @@ type Options struct {
 	RequestTimeout time.Duration
 	// URL is the NATS server, e.g. (*Embedded).ClientURL().
 	URL string
+	// Embedded, when set, is the in-process server at URL: the Store
+	// connects to it through a pipe, not a socket, so neither a loaded
+	// machine (nats.go's 2 s connect timeout) nor a full port range can
+	// fail the gateway's own connection. Workers in other processes still
+	// use URL.
+	Embedded *Embedded
 	// Name is the NATS connection name, default "sluice-jobs".
 	Name string
 	// Retention is how long job records, batches and files are kept after
@@ -210,10 +216,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	// (the client gets a 503) rather than being replayed later for a
 	// request that was already refused. Pings find a silent peer in
 	// seconds rather than the default minutes.
-	nc, err := nats.Connect(o.URL, nats.Name(o.Name), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond), nats.ReconnectBufSize(-1),
-		nats.PingInterval(5*time.Second), nats.MaxPingsOutstanding(2),
-		nats.ClosedHandler(func(*nats.Conn) { close(ncClosed) }))
+	opts := []nats.Option{nats.Name(o.Name), nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond), nats.ReconnectBufSize(-1),
+		nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(2),
+		nats.ClosedHandler(func(*nats.Conn) { close(ncClosed) })}
+	if o.Embedded != nil {
+		opts = append(opts, nats.InProcessServer(o.Embedded.srv))
+	}
+	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: connecting to %s: %w", o.URL, err)
 	}
