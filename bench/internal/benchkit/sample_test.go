@@ -3,8 +3,10 @@ package benchkit
 import (
 	"bufio"
 	"context"
+	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +156,19 @@ func TestSamplerReadsARig(t *testing.T) {
 	}
 	if ss[1].Running != 1 || ss[1].Queue[0]+ss[1].Queue[1] != 1 || ss[1].GWInUse != 1 || ss[1].GWCapacity <= 0 {
 		t.Errorf("sample with one stream %+v", ss[1])
+	}
+}
+
+// A leg whose every tick's scrape missed still ends with one sample, the
+// state when it finished: here no tick comes at all.
+func TestSamplerFinishReadsOnceWhenNoTickSampled(t *testing.T) {
+	sim := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "vllm:num_requests_running 3\nvllm:num_requests_waiting 2\n")
+	}))
+	defer sim.Close()
+	smp := StartSampler(t.Context(), SamplerConfig{Sims: []string{sim.URL}, Tick: make(chan time.Time)})
+	ss := smp.Finish()
+	if len(ss) != 1 || ss[0].Running != 3 || ss[0].Waiting != 2 {
+		t.Fatalf("samples %+v, want one with 3 running and 2 waiting", ss)
 	}
 }
