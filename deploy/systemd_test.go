@@ -44,6 +44,9 @@ func unitForVerify(t *testing.T) string {
 	if !strings.Contains(text, "ExecStart=/usr/local/bin/sluice serve --config /etc/sluice/sluice.yaml\n") {
 		t.Fatal("sluice.service: ExecStart is not `/usr/local/bin/sluice serve --config /etc/sluice/sluice.yaml`")
 	}
+	if !strings.Contains(text, "ExecReload=/usr/local/bin/sluice check --config /etc/sluice/sluice.yaml\nExecReload=/bin/kill -HUP $MAINPID\n") {
+		t.Fatal("sluice.service: a reload does not run `sluice check` on the same file before its SIGHUP")
+	}
 	path := filepath.Join(t.TempDir(), "sluice.service")
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, "/usr/local/bin/sluice", self)), 0o644); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -324,8 +325,8 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 func (c *Config) validate(policyOK PolicyCheck) error {
 	var v validator
 	bad := v.bad
-	if c.Listen == "" {
-		bad("listen", "must not be empty")
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "want host:port or :port, got %q", c.Listen)
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("max_body_bytes", "must be positive")

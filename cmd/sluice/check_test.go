@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// sluice check takes the annotated example as it is, and refuses what a
+// start would stop on: a validation error with its file, line and key, and
+// an error only building finds (a public key file that is no PEM), with
+// its key path.
+func TestCheckConfig(t *testing.T) {
+	example, err := os.ReadFile("../../examples/sluice.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	check := func(path string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run([]string{"check", "--config", path}, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+
+	ok := write("ok.yaml", string(example))
+	if code, out, errs := check(ok); code != 0 || !strings.Contains(out, "is valid: 2 models") {
+		t.Fatalf("example: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	lines := strings.Split(string(example), "\n")
+	at := -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, "listen:") {
+			lines[i], at = "listen: 8080", i+1
+		}
+	}
+	badListen := write("listen.yaml", strings.Join(lines, "\n"))
+	want := "listen.yaml:" + strconv.Itoa(at) + ": listen: want host:port"
+	if code, _, errs := check(badListen); code != 1 || !strings.Contains(errs, want) {
+		t.Fatalf("listen 8080: exit %d, stderr %q, want %q", code, errs, want)
+	}
+
+	pem := write("key.pem", "not a key\n")
+	jwt := strings.Replace(string(example), "  keys: []", "  keys: []\n  jwt:\n    public_keys: [{file: "+pem+"}]\n    issuer: https://idp.example.com/\n    audience: sluice", 1)
+	if code, _, errs := check(write("jwt.yaml", jwt)); code != 1 || !strings.Contains(errs, "auth.jwt.public_keys[0].file: no PEM block") {
+		t.Fatalf("bad key file: exit %d, stderr %q", code, errs)
+	}
+
+	if code, _, errs := check(filepath.Join(dir, "missing.yaml")); code != 1 || errs == "" {
+		t.Fatalf("missing file: exit %d, stderr %q", code, errs)
+	}
+}
