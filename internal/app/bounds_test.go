@@ -3,10 +3,18 @@ package app
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // metricValue is the value of name's one unlabelled sample on admin's
@@ -69,4 +77,90 @@ func TestRateLimitBucketsBoundedUnderDistinctClients(t *testing.T) {
 	if e := metricValue(t, admin, "sluice_ratelimit_buckets_evicted_total"); e < clients-64 {
 		t.Errorf("%v charged buckets evicted, want at least %d", e, clients-64)
 	}
+}
+
+// The forecaster's series table is bounded (forecast.max_series) and
+// tenants are named by clients (here client addresses): a crowd of busy
+// tenants that filled it must not keep a model whose traffic starts later
+// from being forecast. The model takes a tenant's place; /metrics shows
+// the fill, the bound and what was turned away.
+func TestForecastSeriesKeepRoomForModels(t *testing.T) {
+	be := backend(t, "b1")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
+		"forecast: {enabled: true, snapshot: \"off\", max_series: 4, min_tenant_rate: 0.01}\nmodels:\n"+
+		"  - name: m1\n    backends:\n      - url: %[1]s\n  - name: m2\n    backends:\n      - url: %[1]s\n", be.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	now := t0
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set := func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
+	a, err := newWithClock(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(io.Discard, nil)), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.release)
+	send := func(model string, client int) {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"`+model+`","messages":[]}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.RemoteAddr = fmt.Sprintf("10.0.%d.%d:40000", client/250, client%250+1)
+		a.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("chat: %d %s", rec.Code, rec.Body)
+		}
+	}
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		a.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		return rec.Body.String()
+	}
+	// Three minutes of 40 distinct clients on m1, each busy enough for a
+	// series of its own; m2's traffic starts in the third.
+	const clients = 40
+	for i := range 3 {
+		set(t0.Add(time.Duration(i)*time.Minute + 10*time.Second))
+		for c := range clients {
+			send("m1", c)
+		}
+		if i == 2 {
+			send("m2", 0)
+		}
+		set(t0.Add(time.Duration(i+1) * time.Minute))
+		a.forecast.advance(clock())
+	}
+	m := scrape()
+	for _, want := range []string{
+		`sluice_forecast_series{kind="model"} 2`, `sluice_forecast_series{kind="tenant"} 2`,
+		"sluice_forecast_series_limit 4", "sluice_forecast_series_evicted_total 1",
+		`sluice_forecast_requests_per_second{horizon="10m",model="m2",stat="mean"}`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics has no %s:\n%s", want, metricLines(m, "sluice_forecast_series"))
+		}
+	}
+	// Every interval, clients beyond the bound qualified and found no room
+	// (those counted: the open interval tallies at most 4 x max_series
+	// names without a series).
+	if r := metricLines(m, "sluice_forecast_series_refused_total"); r == "" || strings.HasSuffix(r, " 0") {
+		t.Errorf("refusals: %q", r)
+	}
+}
+
+// metricLines are the lines of the exposition m that start with name.
+func metricLines(m, name string) string {
+	var out []string
+	for _, l := range strings.Split(m, "\n") {
+		if strings.HasPrefix(l, name) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
