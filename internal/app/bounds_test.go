@@ -1,9 +1,11 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -163,4 +165,50 @@ func metricLines(m, name string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Backends come and go (discovery, reloads), and sluice_requests_total is
+// labelled by backend: the counters of backends that left are deleted when
+// the new runtime is swapped in, so the series do not grow with every
+// backend ever seen.
+func TestRequestSeriesOfRemovedBackendsAreDeleted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeConfig(t, path, "m1", backend(t, "b0").URL)
+	a := newApp(t, path)
+	adminAddr, err := a.ListenAdmin("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	url, admin := "http://"+ln.Addr().String(), "http://"+adminAddr.String()
+
+	const churn = 20
+	for i := range churn {
+		if i > 0 {
+			writeConfig(t, path, "m1", backend(t, fmt.Sprint("b", i)).URL)
+			if err := a.Reload(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if code, body := chat(url, "m1"); code != http.StatusOK || !strings.Contains(body, fmt.Sprintf(`"b%d"`, i)) {
+			t.Fatalf("after reload %d: %d %s", i, code, body)
+		}
+	}
+	var withBackend []string
+	for _, l := range strings.Split(metric(t, admin, "sluice_requests_total{"), "\n") {
+		if strings.Contains(l, `backend="127.0.0.1:`) {
+			withBackend = append(withBackend, l)
+		}
+	}
+	if len(withBackend) != 1 {
+		t.Errorf("%d request series with a backend after %d backends came and went, want the current one's:\n%s",
+			len(withBackend), churn, strings.Join(withBackend, "\n"))
+	}
 }
