@@ -138,9 +138,11 @@ func exportedHorizons(max time.Duration) []time.Duration {
 // forecastCollector exports each model's forecast (tenants' are available
 // through App.Forecaster, not as metrics, to bound the label values).
 type forecastCollector struct {
-	fc       *forecast.Forecaster
-	horizons []time.Duration
-	req, tok *prometheus.Desc
+	fc                        *forecast.Forecaster
+	horizons                  []time.Duration
+	req, tok                  *prometheus.Desc
+	series, limit             *prometheus.Desc
+	evicted, refusedForSeries *prometheus.Desc
 }
 
 func newForecastCollector(fc *forecast.Forecaster) *forecastCollector {
@@ -149,12 +151,30 @@ func newForecastCollector(fc *forecast.Forecaster) *forecastCollector {
 		req: prometheus.NewDesc("sluice_forecast_requests_per_second",
 			"Forecast arrival rate of live requests for the interval starting this far ahead: mean and p90.", labels, nil),
 		tok: prometheus.NewDesc("sluice_forecast_tokens_per_second",
-			"Forecast estimated tokens per second (prompt bytes / 4 + max_tokens) of live requests: mean and p90.", labels, nil)}
+			"Forecast estimated tokens per second (prompt bytes / 4 + max_tokens) of live requests: mean and p90.", labels, nil),
+		series: prometheus.NewDesc("sluice_forecast_series",
+			"Series the forecaster keeps now, by kind: model, or tenant (forecast.per_tenant, those reaching min_tenant_rate).", []string{"kind"}, nil),
+		limit: prometheus.NewDesc("sluice_forecast_series_limit",
+			"Most series the forecaster keeps (forecast.max_series), models and tenants together.", nil, nil),
+		evicted: prometheus.NewDesc("sluice_forecast_series_evicted_total",
+			"Tenant series given up, the table full, for a model or a busier tenant (a tenant quiet in the interval closing).", nil, nil),
+		refusedForSeries: prometheus.NewDesc("sluice_forecast_series_refused_total",
+			"Times a model or a tenant reaching min_tenant_rate found the series table full and no tenant series to take the place of.", nil, nil)}
 }
 
-func (c *forecastCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.req; ch <- c.tok }
+func (c *forecastCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.req, c.tok, c.series, c.limit, c.evicted, c.refusedForSeries} {
+		ch <- d
+	}
+}
 
 func (c *forecastCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.fc.SeriesStats()
+	ch <- prometheus.MustNewConstMetric(c.series, prometheus.GaugeValue, float64(st.Models), "model")
+	ch <- prometheus.MustNewConstMetric(c.series, prometheus.GaugeValue, float64(st.Tenants), "tenant")
+	ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(st.Max))
+	ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(st.Evicted))
+	ch <- prometheus.MustNewConstMetric(c.refusedForSeries, prometheus.CounterValue, float64(st.Refused))
 	for _, k := range c.fc.Keys() {
 		if k.Tenant != "" {
 			continue

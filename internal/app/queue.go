@@ -91,6 +91,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 		URL: url, Embedded: q.emb, Replicas: c.Replicas, Retention: c.Retention.D(), MaxFileBytes: int64(c.MaxFileBytes),
 		MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
 		AllowPrivateWebhooks: c.AllowPrivateWebhooks, RequestTimeout: c.RequestTimeout.D(),
+		MaxActiveBatches: c.MaxActiveBatches, MaxActiveBatchesPerTenant: c.MaxActiveBatchesPerTenant,
 	})
 	if err != nil {
 		q.Close()

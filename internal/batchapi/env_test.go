@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-gw/sluice/internal/batchapi"
 	"github.com/sluice-gw/sluice/internal/jobs"
 )
@@ -50,6 +52,10 @@ type env struct {
 
 type envOptions struct {
 	maxFileBytes int64
+	// maxActive and maxActivePerTenant bound the active batches (0: the
+	// store's defaults).
+	maxActive, maxActivePerTenant int
+	reg                           prometheus.Registerer // the store's metrics; nil: none
 }
 
 func newEnv(t *testing.T, eo envOptions) *env {
@@ -67,6 +73,9 @@ func newEnv(t *testing.T, eo envOptions) *env {
 		Now:           clock.Now,
 		Logger:        slog.New(slog.DiscardHandler),
 		TrackInterval: 20 * time.Millisecond,
+		MaxActiveBatches:          eo.maxActive,
+		MaxActiveBatchesPerTenant: eo.maxActivePerTenant,
+		Registerer:                eo.reg,
 	})
 	if err != nil {
 		t.Fatal(err)

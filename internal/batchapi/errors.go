@@ -41,6 +41,10 @@ var errFileTooLarge = errors.New("file exceeds the upload size limit")
 // (shutdown or a NATS outage): long enough for a restart.
 const closedRetry = 5 * time.Second
 
+// tooManyBatchesRetry is the advice when the active batches are at their
+// bound: batches run for minutes, so a minute.
+const tooManyBatchesRetry = time.Minute
+
 // unavailableRetry is the advice while NATS is away: the Store reconnects
 // every 250ms, so a short wait finds it back soon after NATS is.
 const unavailableRetry = 2 * time.Second
@@ -81,6 +85,12 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 	case errors.Is(err, errMalformedUpload):
 		// The multipart reader's text is Go's; the client needs only this.
 		return openai.BadRequest("invalid_request", "the body is not a well-formed multipart/form-data upload"), false
+	case errors.Is(err, jobs.ErrTooManyBatches):
+		// A bound on batches not finished (queue.max_active_batches, and
+		// per tenant): like OpenAI's batch queue limits, a 429 to retry
+		// once one has finished.
+		return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "too_many_active_batches",
+			Message: "too many batches are in progress; retry when one has finished", RetryAfter: tooManyBatchesRetry}, false
 	case jobs.IsUnavailable(err):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
 			Message: "the job queue is unreachable; retry shortly", RetryAfter: unavailableRetry}, false

@@ -27,7 +27,9 @@ type Forecast struct {
 	// (requests/s) on its own too. Default true and 1.
 	PerTenant     bool    `yaml:"per_tenant"`
 	MinTenantRate float64 `yaml:"min_tenant_rate"`
-	// MaxSeries bounds the models and tenants forecast. Default 256.
+	// MaxSeries bounds the models and tenants forecast. Default 256. When
+	// full, a model takes the place of the least busy tenant, and a busy
+	// tenant that of one gone quiet (forecast/room.go).
 	MaxSeries int `yaml:"max_series"`
 	// MaxGap: a rate under 5% of the level is taken for a data gap (an
 	// outage) and skipped for at most this long. Default 4h.

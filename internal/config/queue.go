@@ -40,6 +40,12 @@ type Queue struct {
 	RequestTimeout Duration `yaml:"request_timeout"`
 	// MaxFileBytes bounds an uploaded batch file, default 200MiB.
 	MaxFileBytes ByteSize `yaml:"max_file_bytes"`
+	// MaxActiveBatches and MaxActiveBatchesPerTenant bound the batches not
+	// finished yet, in all and of one tenant (defaults 128 and 16): every
+	// gateway tracks each active batch with a watch and a state per job.
+	// Past either, POST /v1/batches is a 429 too_many_active_batches.
+	MaxActiveBatches          int `yaml:"max_active_batches"`
+	MaxActiveBatchesPerTenant int `yaml:"max_active_batches_per_tenant"`
 	// WebhookSecret signs webhooks (Standard Webhooks webhook-signature,
 	// and X-Sluice-Signature: t=..,v1=.. HMAC-SHA256 over "t.body"); a
 	// "whsec_<base64>" secret is used base64-decoded. ${VAR} expanded.
@@ -59,7 +65,7 @@ type Queue struct {
 
 func defaultQueue() Queue {
 	return Queue{Enabled: true, Workers: 64, Retention: Duration(7 * 24 * time.Hour), MaxAttempts: 5,
-		MaxFileBytes: 200 << 20, RequestTimeout: Duration(5 * time.Second)}
+		MaxFileBytes: 200 << 20, RequestTimeout: Duration(5 * time.Second), MaxActiveBatches: 128, MaxActiveBatchesPerTenant: 16}
 }
 
 func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
@@ -84,6 +90,12 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	}
 	if q.MaxFileBytes <= 0 {
 		bad("queue.max_file_bytes", "must be positive")
+	}
+	if q.MaxActiveBatches < 1 {
+		bad("queue.max_active_batches", "must be at least 1")
+	}
+	if q.MaxActiveBatchesPerTenant < 1 || q.MaxActiveBatchesPerTenant > q.MaxActiveBatches {
+		bad("queue.max_active_batches_per_tenant", "must be from 1 to queue.max_active_batches (%d), got %d", q.MaxActiveBatches, q.MaxActiveBatchesPerTenant)
 	}
 	if q.WorkerToken != "" {
 		bad("queue.worker_token", "is gone: `sluice worker` now runs jobs through the admin listener, authenticated with admin.token (--admin-token); remove this key and set admin.token")

@@ -76,7 +76,8 @@ type Config struct {
 	// MaxHorizon is the longest horizon asked for. Default 60m.
 	MaxHorizon time.Duration
 	// MaxSeries bounds the number of series (models plus tenants), so that
-	// request-supplied names cannot grow memory. Default 256.
+	// request-supplied names cannot grow memory; room.go says who gets a
+	// place when it is full. Default 256.
 	MaxSeries int
 	// MinTenantRate (requests/s) is the rate at which a tenant gets a
 	// series of its own; below it only the model's total is forecast.

@@ -121,12 +121,16 @@ func TestGapsAreSkippedThenBelieved(t *testing.T) {
 }
 
 // Tenants get a series of their own only above MinTenantRate, and names
-// beyond MaxSeries are not tracked.
+// beyond MaxSeries are not tracked; a model takes a tenant's place
+// (room.go).
 func TestSeriesAreBounded(t *testing.T) {
 	f := mustNew(t, Config{Interval: time.Minute, MinTenantRate: 1, MaxSeries: 4})
 	f.Observe(t0, Key{Model: "m", Tenant: "big"}, 120, 1000) // 2 req/s
 	f.Observe(t0, Key{Model: "m", Tenant: "small"}, 6, 50)   // 0.1 req/s
 	f.Advance(t0.Add(time.Minute))
+	if _, ok := f.Forecast(Key{Model: "m", Tenant: "big"}, time.Minute); !ok {
+		t.Error("the busy tenant has no forecast")
+	}
 	for j := range 10 {
 		f.Observe(t0.Add(time.Minute), Key{Model: string(rune('a' + j))}, 1, 1)
 	}
@@ -134,8 +138,13 @@ func TestSeriesAreBounded(t *testing.T) {
 	if len(f.Keys()) != 4 {
 		t.Errorf("%d series, want max_series 4: %v", len(f.Keys()), f.Keys())
 	}
-	if _, ok := f.Forecast(Key{Model: "m", Tenant: "big"}, time.Minute); !ok {
-		t.Error("the busy tenant has no forecast")
+	// Models come first: the tenant (quiet now) gave its place to one,
+	// and the other new models found none.
+	if _, ok := f.Forecast(Key{Model: "m", Tenant: "big"}, time.Minute); ok {
+		t.Error("the tenant kept its series while models found no room")
+	}
+	if st := f.SeriesStats(); st.Models != 4 || st.Tenants != 0 || st.Evicted != 1 || st.Refused != 7 {
+		t.Errorf("series stats %+v, want 4 models, 1 evicted, 7 refused", st)
 	}
 	if _, ok := f.Forecast(Key{Model: "m", Tenant: "small"}, time.Minute); ok {
 		t.Error("a tenant under min_tenant_rate has a series")

@@ -43,6 +43,7 @@ type Forecaster struct {
 	// Valid while their entries are in open: clearOpen forgets them.
 	recent [2]recentTally
 	series map[Key]*pair
+	room   roomStats // what the MaxSeries bound turned away (room.go)
 }
 
 type recentTally struct {
@@ -89,7 +90,7 @@ func (f *Forecaster) add(recent *recentTally, key Key, requests, tokens float64)
 	tl := recent.tl
 	if tl == nil || recent.key != key {
 		if tl = f.open[key]; tl == nil {
-			if _, ok := f.series[key]; !ok && len(f.open) >= 4*f.cfg.MaxSeries {
+			if _, ok := f.series[key]; !ok && !f.openRoom(key) {
 				return
 			}
 			tl = &tally{}
@@ -180,14 +181,19 @@ func (f *Forecaster) skip(n int64) {
 func (f *Forecaster) closeInterval() {
 	secs := f.cfg.Interval.Seconds()
 	at, iv := f.start.Unix(), int64(f.cfg.Interval/time.Second)
-	for key, tl := range f.open {
-		if _, ok := f.series[key]; ok || len(f.series) >= f.cfg.MaxSeries {
-			continue
+	for _, tenants := range []bool{false, true} { // models first: they need no tenant's place
+		for key, tl := range f.open {
+			if _, ok := f.series[key]; ok || (key.Tenant != "") != tenants {
+				continue
+			}
+			if key.Tenant != "" && tl.requests/secs < f.cfg.MinTenantRate {
+				continue
+			}
+			if len(f.series) >= f.cfg.MaxSeries && !f.makeRoom(key, secs) {
+				continue
+			}
+			f.series[key] = &pair{requests: newModel(f.horizons), tokens: newModel(f.horizons)}
 		}
-		if key.Tenant != "" && tl.requests/secs < f.cfg.MinTenantRate {
-			continue
-		}
-		f.series[key] = &pair{requests: newModel(f.horizons), tokens: newModel(f.horizons)}
 	}
 	for key, p := range f.series {
 		var tl tally

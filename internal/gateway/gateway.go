@@ -188,6 +188,11 @@ func (g *Gateway) Swap(rt *Runtime) {
 	g.rt.Store(rt)
 	g.meter.Keep(func(model string) bool { return rt.Pools[model] != nil })
 	g.hold.Keep(func(model string) bool { return rt.Pools[model] != nil })
+	backends := make(map[string]bool)
+	for _, b := range rt.Backends() {
+		backends[b.Name()] = true
+	}
+	g.series.prune(func(backend string) bool { return backends[backend] })
 }
 
 // Runtime returns the current runtime.

@@ -14,8 +14,10 @@ import (
 // resolved once per label set: finding a child by its label values hashes
 // and validates every value and takes the vector's lock, on every
 // request. The label sets are bounded by the config (models, backends) and
-// the status codes, and the gateway never deletes a child, so a resolved
-// child stays the one the registry exports.
+// the status codes. Backends come and go (discovery, reloads), so the
+// request counters of backends that left are deleted when a runtime is
+// swapped in (prune); the others are never deleted, so a resolved child
+// stays the one the registry exports.
 type series struct {
 	m        *telemetry.Metrics
 	requests resolved[requestLabels, prometheus.Counter]
@@ -90,4 +92,23 @@ func (r *resolved[K, V]) add(k K) *child[K, V] {
 	c := &child[K, V]{k: k, v: v}
 	r.m[k] = c
 	return c
+}
+
+// prune deletes the request counters of the backends for which keep is
+// false, and forgets their resolved children: every backend a discovery
+// source ever reported would otherwise keep a series per model and status
+// for the life of the process. Runs on a runtime swap, off the request
+// path. A request still draining on a removed backend may add its series
+// back; the next swap deletes it again.
+func (s *series) prune(keep func(backend string) bool) {
+	r := &s.requests
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.m {
+		if k.backend != "" && !keep(k.backend) {
+			delete(r.m, k)
+			s.m.Requests.DeleteLabelValues(k.model, k.backend, strconv.Itoa(k.status))
+		}
+	}
+	r.last.Store(nil)
 }

@@ -100,12 +100,20 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: encoding batch: %w", err)
 	}
+	if s.tracker != nil { // the tracker keeps the counts; without one, another process creates batches
+		if err := s.active.reserve(id, tenantHash(sp.Tenant), s.o.MaxActiveBatches, s.o.MaxActiveBatchesPerTenant); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := s.batch.Create(ctx, key, b); err != nil {
+		s.active.release(id)
 		return nil, fmt.Errorf("jobs: writing batch: %w", err)
 	}
 	if _, err := s.batch.Put(ctx, activeKey(id), []byte(key)); err != nil {
+		s.active.release(id)
 		return nil, s.failCreate(key, fmt.Errorf("jobs: indexing batch: %w", err))
 	}
+	s.active.indexed(id)
 	if err := s.enqueueBatch(ctx, rec, sp.Requests); err != nil {
 		return nil, s.failCreate(key, err)
 	}

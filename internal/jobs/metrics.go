@@ -91,6 +91,17 @@ var statDescs = []struct {
 	{prometheus.NewDesc("sluice_jobs_webhooks_failed_total", "Webhooks given up on.", nil, nil), func(s Stats) uint64 { return s.WebhooksFailed }},
 }
 
+// Active batches against their bound (Options.MaxActiveBatches), as this
+// process's tracker counts them, and the batches refused at it.
+var (
+	activeBatchesDesc = prometheus.NewDesc("sluice_jobs_active_batches",
+		"Batches not finished yet, as this gateway's tracker counts them (all replicas' batches), with those it is creating.", nil, nil)
+	activeBatchesLimitDesc = prometheus.NewDesc("sluice_jobs_active_batches_limit",
+		"Most batches active at once (queue.max_active_batches); queue.max_active_batches_per_tenant bounds one tenant's.", nil, nil)
+	batchesRefusedDesc = prometheus.NewDesc("sluice_jobs_batches_refused_total",
+		"POST /v1/batches refused with 429 because the active batches were at their bound, in all or for the tenant.", nil, nil)
+)
+
 // backlogDesc is the queue's depth, read from the stream at scrape time.
 var backlogDesc = prometheus.NewDesc("sluice_jobs_backlog",
 	"Jobs accepted and not finished yet (queued or running): messages in the work-queue stream.", nil, nil)
@@ -100,12 +111,21 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d.desc
 	}
 	ch <- backlogDesc
+	ch <- activeBatchesDesc
+	ch <- activeBatchesLimitDesc
+	ch <- batchesRefusedDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.s.Stats()
 	for _, d := range statDescs {
 		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(d.get(st)))
+	}
+	if c.s.tracker != nil {
+		active, refused := c.s.active.counts()
+		ch <- prometheus.MustNewConstMetric(activeBatchesDesc, prometheus.GaugeValue, float64(active))
+		ch <- prometheus.MustNewConstMetric(activeBatchesLimitDesc, prometheus.GaugeValue, float64(c.s.o.MaxActiveBatches))
+		ch <- prometheus.MustNewConstMetric(batchesRefusedDesc, prometheus.CounterValue, float64(refused))
 	}
 	// One round trip, bounded: a scrape must not hang on an unreachable
 	// NATS (the gauge is then left out of this scrape).

@@ -110,6 +110,13 @@ type Options struct {
 	// Registerer, when set, gets the queue's counters as Prometheus
 	// metrics (unregistered on Close).
 	Registerer prometheus.Registerer
+	// MaxActiveBatches and MaxActiveBatchesPerTenant bound the batches
+	// not yet finished, in all and of one tenant (every tracker keeps a
+	// watch and a state per job of each), defaults
+	// DefaultMaxActiveBatches and DefaultMaxActiveBatchesPerTenant: past
+	// either, CreateBatch answers ErrTooManyBatches.
+	MaxActiveBatches          int
+	MaxActiveBatchesPerTenant int
 }
 
 // DefaultAckWait is AckWait's default: half NATS' own 30 s default. It
@@ -120,6 +127,12 @@ type Options struct {
 const DefaultAckWait = 15 * time.Second
 
 func (o *Options) defaults() {
+	if o.MaxActiveBatches <= 0 {
+		o.MaxActiveBatches = DefaultMaxActiveBatches
+	}
+	if o.MaxActiveBatchesPerTenant <= 0 {
+		o.MaxActiveBatchesPerTenant = DefaultMaxActiveBatchesPerTenant
+	}
 	if o.Name == "" {
 		o.Name = "sluice-jobs"
 	}
@@ -189,6 +202,7 @@ type Store struct {
 	metrics  *collector
 	hooks    *webhooks
 	tracker  *tracker
+	active   activeBatches // what CreateBatch's bounds count; kept by the tracker
 	randMu   sync.Mutex
 	ctx      context.Context // ends on Close: stops everything below
 	cancel   context.CancelFunc

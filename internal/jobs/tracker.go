@@ -130,6 +130,7 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 		default:
 		}
 	}
+	scan := t.s.active.beginScan()
 	keys, err := listKeys(ctx, t.s.batch, "a.*")
 	if err != nil {
 		if ctx.Err() == nil {
@@ -137,6 +138,7 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		return
 	}
+	batchKeys := make([]string, 0, len(keys))
 	for _, k := range keys {
 		id := strings.TrimPrefix(k, "a.")
 		if a, ok := t.actors[id]; ok {
@@ -144,6 +146,7 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 			case a.nudge <- struct{}{}:
 			default:
 			}
+			batchKeys = append(batchKeys, a.key)
 			continue
 		}
 		e, err := t.s.batch.Get(ctx, k)
@@ -153,8 +156,10 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 		a := &actor{s: t.s, id: id, key: string(e.Value()), nudge: make(chan struct{}, 1),
 			done: make(chan struct{}), jobs: map[int]*jobState{}}
 		t.actors[id] = a
+		batchKeys = append(batchKeys, a.key)
 		wg.Go(func() { a.run(ctx) })
 	}
+	t.s.active.seen(scan, batchKeys)
 }
 
 // lineKind is where a finished job goes in the batch's result files.

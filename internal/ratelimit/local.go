@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,11 +27,14 @@ const (
 // needs room, an insertion samples a few buckets, drops every idle one among
 // them, and if none is idle drops the one closest to idle — the only case
 // where a bound can let a key through early, and only under a flood of more
-// distinct keys than MaxKeys.
+// distinct keys than MaxKeys. Those drops are counted (Evicted).
 type LocalStore struct {
 	seed     maphash.Seed
 	perShard int
-	shards   [localShards]localShard
+	// evicted counts buckets dropped for room while still charged; only
+	// a full shard's insertion touches it.
+	evicted atomic.Uint64
+	shards  [localShards]localShard
 }
 
 type localShard struct {
@@ -76,6 +80,14 @@ func (s *LocalStore) Apply(_ context.Context, ops []Op, now time.Time) ([]Decisi
 	return out, nil
 }
 
+// Cap is the most buckets the store holds: MaxKeys rounded up to a whole
+// number per shard.
+func (s *LocalStore) Cap() int { return s.perShard * localShards }
+
+// Evicted is how many buckets were dropped for room while still charged:
+// each may have let its key through early once.
+func (s *LocalStore) Evicted() uint64 { return s.evicted.Load() }
+
 // Len is the number of buckets held (for tests and metrics).
 func (s *LocalStore) Len() int {
 	n := 0
@@ -104,8 +116,8 @@ func (s *LocalStore) apply(op Op, now float64) (Decision, error) {
 		case has:
 			sh.tat[op.Key] = newTat
 		default:
-			if len(sh.tat) >= s.perShard {
-				sh.evict(now)
+			if len(sh.tat) >= s.perShard && !sh.evict(now) {
+				s.evicted.Add(1)
 			}
 			sh.tat[op.Key] = newTat
 		}
@@ -115,8 +127,9 @@ func (s *LocalStore) apply(op Op, now float64) (Decision, error) {
 }
 
 // evict makes room for one bucket; sh.mu is held. Map iteration order is
-// random, which makes the first evictSample entries a random sample.
-func (sh *localShard) evict(now float64) {
+// random, which makes the first evictSample entries a random sample. It
+// reports whether the room came from idle buckets only (nothing lost).
+func (sh *localShard) evict(now float64) (idle bool) {
 	var victim string
 	victimTat, seen, freed, found := 0.0, 0, false, false
 	for k, tat := range sh.tat {
@@ -132,5 +145,7 @@ func (sh *localShard) evict(now float64) {
 	}
 	if !freed && found {
 		delete(sh.tat, victim)
+		return false
 	}
+	return true
 }

@@ -63,6 +63,11 @@ func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger) (*
 		log = slog.Default()
 	}
 	local := NewLocalStore(cfg.MaxKeys)
+	if reg != nil {
+		if err := registerLocalStore(reg, local); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Store != "redis" {
 		return NewLimiter(local, rules, reg)
 	}
