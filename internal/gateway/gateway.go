@@ -12,7 +12,6 @@ import (
 	"context"
 	"hash/maphash"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -346,12 +345,7 @@ func saneRequestID(id string) string {
 	if id != "" && len(id) <= 128 && printable(id) {
 		return id
 	}
-	// 128 random bits in hex, low byte first, encoded straight from the
-	// two words into the text (hexid.go): one allocation, the string.
-	var text [32]byte
-	hexWord(text[:16], rand.Uint64())
-	hexWord(text[16:], rand.Uint64())
-	return string(text[:])
+	return openai.NewRequestID()
 }
 
 func printable(s string) bool {
