@@ -2,7 +2,6 @@ package netguard
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -294,8 +293,9 @@ func (c *conn) answerHeaderTimeout() {
 	}
 	c.linger.Store(true)
 	// No handler runs on the connection now, so nothing else writes.
-	if c.SetWriteDeadline(time.Now().Add(headerTimeoutWrite)) == nil {
-		c.write(headerTimeoutAnswer)
+	now := time.Now()
+	if c.SetWriteDeadline(now.Add(headerTimeoutWrite)) == nil {
+		c.write(errorAnswer(headerTimeout, now))
 	}
 }
 
@@ -303,11 +303,8 @@ func (c *conn) answerHeaderTimeout() {
 // so only a client that stopped reading can take this long.
 const headerTimeoutWrite = time.Second
 
-var headerTimeoutAnswer = func() []byte {
-	body := (&openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "request_timeout",
-		Message: "the request's head did not arrive within the gateway's time limit (server.read_header_timeout)"}).JSON()
-	return fmt.Appendf(nil, "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-}()
+var headerTimeout = &openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "request_timeout",
+	Message: "the request's head did not arrive within the gateway's time limit (server.read_header_timeout)"}
 
 // Close lingers first when asked to (CloseWrite, LingerOnClose); a second
 // Close meanwhile (http.Server.Close) closes at once, which ends the drain.
@@ -324,17 +321,17 @@ func (c *conn) Write(p []byte) (int, error) {
 	// net/http's own refusals are short single writes (httperr.go); a
 	// handler's writes go through a 4 KiB buffer, so this test is cheap.
 	if len(p) <= 512 && len(p) > 9 && (p[9] == '4' || p[9] == '5') {
-		answer, tooLarge := serverRefusal(p)
-		if answer == nil {
-			answer = expectationRefusal(p)
+		e := serverRefusal(p)
+		if e == nil {
+			e = expectationRefusal(p)
 		}
-		if answer != nil {
-			if tooLarge {
+		if e != nil {
+			if e.Status == http.StatusRequestHeaderFieldsTooLarge {
 				c.l.m.headerTooLarge()
 			}
 			// An OpenAI client expects an error object, not net/http's
 			// plain text: the same status, said in JSON.
-			if _, err := c.write(answer); err != nil {
+			if _, err := c.write(errorAnswer(e, time.Now())); err != nil {
 				return 0, err
 			}
 			return len(p), nil
