@@ -109,7 +109,8 @@ func refusalIdentity(t *testing.T, resp *http.Response) {
 // an Expect other than 100-continue, a head over max_header_bytes) are
 // answered with their status as OpenAI error objects, not net/http's
 // plain text an SDK cannot parse, with a Date and a request id, and the
-// connection is closed.
+// connection is closed. A head too long because of its request line alone
+// is 414 (nginx's answer), one too long because of its headers 431.
 func TestServerRefusalsAreOpenAIErrors(t *testing.T) {
 	b := backend(t, "a")
 	host, _ := startWireApp(t, b.URL, "")
@@ -131,6 +132,8 @@ func TestServerRefusalsAreOpenAIErrors(t *testing.T) {
 		{"HTTP/2.0 in an HTTP/1 head", "POST /v1/chat/completions HTTP/2.0\r\nHost: sluice\r\n" + cl + "\r\n" + body, 505, "unsupported_http_version", ""},
 		{"not a request line", "HELLO\r\n\r\n", 400, "malformed_request", ""},
 		{"Expect other than 100-continue", head + cl + "Expect: teapot\r\n\r\n" + body, 417, "expectation_failed", "Expect"},
+		{"70,000-byte query", "GET /v1/models?q=" + strings.Repeat("a", 70000) + " HTTP/1.1\r\nHost: sluice\r\n\r\n", 414, "request_uri_too_long", ""},
+		{"70,000-byte path", "GET /v1/" + strings.Repeat("a", 70000) + " HTTP/1.1\r\nHost: sluice\r\n\r\n", 414, "request_uri_too_long", ""},
 		{"70,000-byte header", "GET /v1/models HTTP/1.1\r\nHost: sluice\r\nX-Big: " + strings.Repeat("a", 70000) + "\r\n\r\n", 431, "request_header_too_large", ""},
 		{"long URL, then headers over the limit", "GET /v1/models?q=" + strings.Repeat("a", 60000) + " HTTP/1.1\r\nHost: sluice\r\nX-Big: " + strings.Repeat("a", 10000) + "\r\n\r\n", 431, "request_header_too_large", ""},
 	} {

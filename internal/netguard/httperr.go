@@ -69,6 +69,12 @@ func serverRefusal(p []byte) *openai.Error {
 	return e
 }
 
+// uriTooLong is the answer, instead of net/http's 431, to a head whose
+// request line alone is over the limit, as nginx answers it (RFC 9110
+// 15.5.15): the client learns that its URL, not its headers, must shrink.
+var uriTooLong = &openai.Error{Status: http.StatusRequestURITooLong, Type: openai.TypeInvalidRequest, Code: "request_uri_too_long",
+	Message: "the request target (the URL's path and query) exceeds the gateway's size limit for a request head (server.max_header_bytes)"}
+
 // expectationFailed is the head net/http writes, through the response and
 // with no body, for an Expect other than 100-continue; it is followed by
 // its Date line and expectationFailedEnd.

@@ -328,6 +328,9 @@ func (c *conn) Write(p []byte) (int, error) {
 		if e != nil {
 			if e.Status == http.StatusRequestHeaderFieldsTooLarge {
 				c.l.m.headerTooLarge()
+				if c.inRequestLine() {
+					e = uriTooLong
+				}
 			}
 			// An OpenAI client expects an error object, not net/http's
 			// plain text: the same status, said in JSON.
@@ -338,6 +341,22 @@ func (c *conn) Write(p []byte) (int, error) {
 		}
 	}
 	return c.write(p)
+}
+
+// headPosition is a layer under the connection that follows the request
+// framing (internal/framing's scanner, through Wrap) and can tell where in
+// a request head the bytes read so far end.
+type headPosition interface {
+	// InRequestLine reports whether they end inside a request line.
+	InRequestLine() bool
+}
+
+// inRequestLine reports whether net/http's 431, answered when the head
+// did not end within its limit, came before the request line ended: the
+// URL alone was over the limit (414). False without a scanner under c.
+func (c *conn) inRequestLine() bool {
+	s, ok := c.Conn.(headPosition)
+	return ok && s.InRequestLine()
 }
 
 // write writes p to the socket; a write cut by a socket deadline earlier
