@@ -222,10 +222,14 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 		setRequestID(w, r)
 		g.serveModels(w, r)
 	case "/healthz":
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("ok\n"))
+		if probeMethod(w, r) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write([]byte("ok\n"))
+		}
 	case "/readyz":
-		g.serveReady(w, r)
+		if probeMethod(w, r) {
+			g.serveReady(w, r)
+		}
 	default:
 		if g.queueOn && batchapi.IsRoute(path) {
 			g.serveJobsAPI(w, r) // sets its own X-Request-Id
@@ -332,6 +336,17 @@ func (g *Gateway) fingerprint(tenant, path string, body []byte) uint64 {
 // requestID keeps a sane client-supplied X-Request-Id (so a client can trace
 // its own call through) or makes a new one.
 func requestID(r *http.Request) string { return saneRequestID(headerGet(r.Header, headerRequestID)) }
+
+// probeMethod is readOnly for the probes' routes: a method other than GET
+// or HEAD is answered 405 with a request id. Their answers to GET carry
+// none: a probe never quotes one, and it would be made on every probe.
+func probeMethod(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	setRequestID(w, r)
+	return readOnly(w, r)
+}
 
 // setRequestID answers r with its request id (requestID) on a route
 // outside the inference chain, which sets its own.
