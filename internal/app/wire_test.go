@@ -3,18 +3,23 @@ package app
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // startWireApp serves one model on b through the whole listener stack
@@ -254,5 +259,78 @@ func TestLongIdempotencyKeyNamesHeader(t *testing.T) {
 	}
 	if code, param, _ := openAIError(t, body); code != "invalid_idempotency_key" || param != "Idempotency-Key" {
 		t.Errorf("code %q param %q: %s", code, param, body)
+	}
+}
+
+// lockedBuffer is a log destination a test reads while the gateway writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestListenerRefusalsAreLogged: with the access log on, an answer the
+// listener makes itself has a log line carrying the request id the client
+// got, its status and code, so an id a client quotes is found as a
+// pipeline request's is; with it off, none.
+func TestListenerRefusalsAreLogged(t *testing.T) {
+	b := backend(t, "a")
+	for _, access := range []bool{true, false} {
+		path := filepath.Join(t.TempDir(), "sluice.yaml")
+		src := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: {listen: \"off\"}\nlog: {access: %v}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", access, b.URL)
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs := new(lockedBuffer)
+		a, err := New(cfg, Source{Path: path}, slog.New(slog.NewJSONHandler(logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx, ln) }()
+		for _, req := range []string{
+			"GET /v1/models HTTP/1.1\r\nHost: sluice\r\nX Foo: a\r\n\r\n",
+			"GET /v1/models?q=" + strings.Repeat("a", 70000) + " HTTP/1.1\r\nHost: sluice\r\n\r\n",
+		} {
+			resp, _ := rawExchange(t, ln.Addr().String(), []byte(req))
+			id := resp.Header.Get("X-Request-Id")
+			line := ""
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, id) {
+					line = l
+				}
+			}
+			want := fmt.Sprintf(`"status":%d`, resp.StatusCode)
+			if access && (line == "" || !strings.Contains(line, want) || !strings.Contains(line, `"request refused by the listener"`)) {
+				t.Errorf("access log on, %d: no line with X-Request-Id %q, %s:\n%s", resp.StatusCode, id, want, logs)
+			}
+			if !access && line != "" {
+				t.Errorf("access log off, %d: logged %s", resp.StatusCode, line)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -101,21 +101,26 @@ func expectationRefusal(p []byte) *openai.Error {
 // errorAnswer is a whole HTTP/1.1 answer carrying e, closing the
 // connection, with a Date and a new request id (X-Request-Id) as every
 // answer of the pipeline has: no request reached the pipeline, but the
-// client can still quote the id. Made only for a refusal: it allocates.
-func errorAnswer(e *openai.Error, now time.Time) []byte {
+// client can still quote the id, and the listener logs it (LogRefusals).
+// id is the id's bytes within answer. Made only for a refusal: it
+// allocates.
+func errorAnswer(e *openai.Error, now time.Time) (answer, id []byte) {
 	body := e.JSON()
 	b := fmt.Appendf(make([]byte, 0, 256+len(body)), "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n",
 		e.Status, http.StatusText(e.Status))
-	b = appendIdentity(b, now)
-	return fmt.Appendf(b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	b, at := appendIdentity(b, now)
+	b = fmt.Appendf(b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	return b, b[at : at+openai.RequestIDLen]
 }
 
 // appendIdentity appends an answer's Date (now) and a new X-Request-Id
-// header line to b, without allocating when b has room.
-func appendIdentity(b []byte, now time.Time) []byte {
+// header line to b, without allocating when b has room; the id starts at
+// b[at].
+func appendIdentity(b []byte, now time.Time) (_ []byte, at int) {
 	b = append(b, "Date: "...)
 	b = now.UTC().AppendFormat(b, http.TimeFormat)
 	b = append(b, "\r\nX-Request-Id: "...)
+	at = len(b)
 	b = openai.AppendRequestID(b)
-	return append(b, "\r\n"...)
+	return append(b, "\r\n"...), at
 }

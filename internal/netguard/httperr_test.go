@@ -86,7 +86,8 @@ func TestServerRefusalRecognisesOnlyExactReplies(t *testing.T) {
 		case c.want != 0 && e == nil:
 			t.Errorf("%q not recognised", c.in)
 		case c.want != 0:
-			got := string(errorAnswer(e, time.Now()))
+			answer, _ := errorAnswer(e, time.Now())
+			got := string(answer)
 			if !strings.HasPrefix(got, "HTTP/1.1 "+strconv.Itoa(c.want)+" ") || !strings.Contains(got, "\r\nContent-Type: application/json\r\n") {
 				t.Errorf("%q: got %q", c.in, got)
 			}

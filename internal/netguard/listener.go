@@ -1,7 +1,9 @@
 package netguard
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -57,6 +59,9 @@ type Listener struct {
 	// start is when the listener was made: a read deadline before it has
 	// passed (readDeadline.past). Socket deadlines are wall-clock times.
 	start time.Time
+	// log, when set (LogRefusals), takes a line per answer the listener
+	// makes itself.
+	log atomic.Pointer[slog.Logger]
 }
 
 // NewListener wraps ln; m may be nil.
@@ -76,6 +81,34 @@ func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
 // listener's connection sets on the accepted one directly. Call it before
 // the first Accept.
 func (l *Listener) Wrap(f func(net.Conn) net.Conn) { l.wrap = f }
+
+// LogRefusals has every answer the listener makes itself (net/http's
+// refusals as rewritten here, the late head's 408, the refusal tier's
+// 503s) logged on log, one line each with the answer's request id, as the
+// access log has a line per request of the pipeline; nil stops it. Safe
+// while serving: a reload turns log.access on or off.
+func (l *Listener) LogRefusals(log *slog.Logger) { l.log.Store(log) }
+
+// logRefusal logs the answer e, with request id id, to the client at addr
+// (LogRefusals): at Warn for a 5xx, else Info, as the access log does.
+// Called before the answer is written, so a client that has it finds its
+// line.
+func (l *Listener) logRefusal(e *openai.Error, id []byte, addr net.Addr) {
+	log := l.log.Load()
+	level := slog.LevelInfo
+	if e.Status >= 500 {
+		level = slog.LevelWarn
+	}
+	if log == nil || !log.Enabled(context.Background(), level) {
+		return
+	}
+	client := ""
+	if addr != nil {
+		client = addr.String()
+	}
+	log.LogAttrs(context.Background(), level, "request refused by the listener", slog.String("request_id", string(id)),
+		slog.Int("status", e.Status), slog.String("error", e.Code), slog.String("client", client))
+}
 
 // SetLimits changes the caps (config reload); connections already open
 // are never cut, new ones see the new caps.
@@ -295,7 +328,9 @@ func (c *conn) answerHeaderTimeout() {
 	// No handler runs on the connection now, so nothing else writes.
 	now := time.Now()
 	if c.SetWriteDeadline(now.Add(headerTimeoutWrite)) == nil {
-		c.write(errorAnswer(headerTimeout, now))
+		answer, id := errorAnswer(headerTimeout, now)
+		c.l.logRefusal(headerTimeout, id, c.raw.RemoteAddr())
+		c.write(answer)
 	}
 }
 
@@ -334,7 +369,10 @@ func (c *conn) Write(p []byte) (int, error) {
 			}
 			// An OpenAI client expects an error object, not net/http's
 			// plain text: the same status, said in JSON.
-			if _, err := c.write(errorAnswer(e, time.Now())); err != nil {
+			// Logged first: a client that has the answer finds its line.
+			answer, id := errorAnswer(e, time.Now())
+			c.l.logRefusal(e, id, c.raw.RemoteAddr())
+			if _, err := c.write(answer); err != nil {
 				return 0, err
 			}
 			return len(p), nil

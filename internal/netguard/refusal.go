@@ -72,23 +72,30 @@ var refusalAnswers = map[string]refusalAnswer{
 	RefusedMaxPerIP:       newRefusalAnswer("your address holds as many connections as one client is allowed (server.max_connections_per_ip); reuse one or retry shortly"),
 }
 
-// refusalAnswer is a 503's head up to its Date, and the rest.
-type refusalAnswer struct{ head, rest []byte }
+// refusalAnswer is a 503's head up to its Date, and the rest; e is what
+// it says, for its log line.
+type refusalAnswer struct {
+	head, rest []byte
+	e          *openai.Error
+}
 
 func newRefusalAnswer(msg string) refusalAnswer {
-	body := (&openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer,
-		Code: "too_many_connections", Message: msg}).JSON()
+	e := &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "too_many_connections", Message: msg}
+	body := e.JSON()
 	return refusalAnswer{
 		head: []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nretry-after-ms: 1000\r\nConnection: close\r\n"),
 		rest: fmt.Appendf(nil, "Content-Length: %d\r\n\r\n%s", len(body), body),
+		e:    e,
 	}
 }
 
-// appendTo appends the whole answer, dated now, with a new request id.
-func (a refusalAnswer) appendTo(b []byte, now time.Time) []byte {
+// appendTo appends the whole answer, dated now, with a new request id,
+// and returns the id's bytes within it.
+func (a refusalAnswer) appendTo(b []byte, now time.Time) (answer, id []byte) {
 	b = append(b, a.head...)
-	b = appendIdentity(b, now)
-	return append(b, a.rest...)
+	b, at := appendIdentity(b, now)
+	b = append(b, a.rest...)
+	return b, b[at : at+openai.RequestIDLen]
 }
 
 // refusalTier is the listener's state for the tier, guarded by its mutex.
@@ -180,7 +187,10 @@ func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
 		return RefusalError
 	}
 	// The head was scanned, not kept: buf is free for the answer.
-	if _, err := r.c.Write(refusalAnswers[r.reason].appendTo(buf[:0], now)); err != nil {
+	a := refusalAnswers[r.reason]
+	answer, id := a.appendTo(buf[:0], now)
+	l.logRefusal(a.e, id, r.c.RemoteAddr())
+	if _, err := r.c.Write(answer); err != nil {
 		return RefusalError
 	}
 	// The answer is out; what the client still sends (the rest of its
