@@ -90,13 +90,15 @@ func (l *Listener) Wrap(f func(net.Conn) net.Conn) { l.wrap = f }
 func (l *Listener) LogRefusals(log *slog.Logger) { l.log.Store(log) }
 
 // logRefusal logs the answer e, with request id id, to the client at addr
-// (LogRefusals): at Warn for a 5xx, else Info, as the access log does.
+// (LogRefusals): at Warn when the gateway refused for its own state (the
+// tier's 503), else Info: a 501 or 505 is the client's doing, not the
+// gateway's trouble, though its status is a 5xx.
 // Called before the answer is written, so a client that has it finds its
 // line.
 func (l *Listener) logRefusal(e *openai.Error, id []byte, addr net.Addr) {
 	log := l.log.Load()
 	level := slog.LevelInfo
-	if e.Status >= 500 {
+	if e.Type == openai.TypeServer {
 		level = slog.LevelWarn
 	}
 	if log == nil || !log.Enabled(context.Background(), level) {
