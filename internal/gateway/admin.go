@@ -40,7 +40,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 			return
 		}
 		path := r.URL.Path
-		if adminReadOnly(path) && !readOnly(w, r) {
+		if adminReadOnly(path) && !openai.ReadOnly(w, r) {
 			return
 		}
 		switch {
@@ -67,11 +67,11 @@ func (g *Gateway) AdminHandler() http.Handler {
 }
 
 // adminReadOnly reports whether path is an admin route that answers GET
-// and HEAD only (readOnly): a POST or DELETE there is a mistake to point
-// out, not a read. /status/stream and the worker routes check their own
-// methods; pprof keeps Go's (its symbol lookup takes a POST); the
-// dashboard's assets are served before the token is checked, by their
-// own check.
+// and HEAD only (openai.ReadOnly): a POST or DELETE there is a mistake to
+// point out, not a read. /status/stream and the worker routes check their
+// own methods; pprof keeps Go's (its symbol lookup takes a POST); the
+// dashboard's assets are served before the token is checked, with the
+// same check.
 func adminReadOnly(path string) bool {
 	switch path {
 	case "/metrics", "/status", "/scaling", "/spare":

@@ -337,15 +337,16 @@ func (g *Gateway) fingerprint(tenant, path string, body []byte) uint64 {
 // its own call through) or makes a new one.
 func requestID(r *http.Request) string { return saneRequestID(headerGet(r.Header, headerRequestID)) }
 
-// probeMethod is readOnly for the probes' routes: a method other than GET
-// or HEAD is answered 405 with a request id. Their answers to GET carry
-// none: a probe never quotes one, and it would be made on every probe.
+// probeMethod is openai.ReadOnly for the probes' routes: a method other
+// than GET or HEAD is answered 405 with a request id. Their answers to GET
+// carry none: a probe never quotes one, and it would be made on every
+// probe.
 func probeMethod(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return true
 	}
 	setRequestID(w, r)
-	return readOnly(w, r)
+	return openai.ReadOnly(w, r)
 }
 
 // setRequestID answers r with its request id (requestID) on a route

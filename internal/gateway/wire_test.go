@@ -36,15 +36,16 @@ func TestModelRouteMethods(t *testing.T) {
 
 // TestProbeAndAdminRouteMethods: the probes' routes (/healthz, /readyz)
 // and the admin routes that only read (/metrics, /status, /scaling,
-// /spare) answer a method other than GET or HEAD with 405, Allow: GET,
-// HEAD and an OpenAI error, as /v1/models/{id} does; the probes' 405
-// carries a request id. GET and HEAD still answer.
+// /spare, the dashboard's page and assets) answer a method other than GET
+// or HEAD with 405, Allow: GET, HEAD and an OpenAI error, as
+// /v1/models/{id} does; the probes' 405 carries a request id. GET and
+// HEAD still answer.
 func TestProbeAndAdminRouteMethods(t *testing.T) {
 	be := newOKBackend(t)
 	srv, gw := startGateway(t, testConfig(be.URL))
 	admin := adminServer(t, gw)
 	for _, url := range []string{srv.URL + "/healthz", srv.URL + "/readyz", admin.URL + "/metrics", admin.URL + "/status",
-		admin.URL + "/scaling", admin.URL + "/spare?model=m1"} {
+		admin.URL + "/scaling", admin.URL + "/spare?model=m1", admin.URL + "/", admin.URL + "/dashboard.js"} {
 		public := strings.HasPrefix(url, srv.URL)
 		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
 			resp := do(t, m, url, "")
