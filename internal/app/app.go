@@ -305,7 +305,7 @@ func (a *App) Reload() error {
 	}
 	a.syncChecker(cfg.Health.Active)
 	a.syncScraper(cfg)
-	a.applyServerLimits(cfg.Server)
+	a.applyServerLimits(cfg.Server, cfg.Log.Access)
 	a.applyLogLevel(cfg.Log.Level)
 	a.log.Info("config reloaded", "path", a.src.Path, "models", len(next.Runtime.Models))
 	return nil
@@ -391,7 +391,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	a.startLoops(runCtx, &wg)
 
 	sc := a.gw.Runtime().Config.Server
-	guarded := a.guard(ln, sc)
+	guarded := a.guard(ln, sc, a.gw.Runtime().Config.Log.Access)
 	defer a.unguard()
 	srv := newServer(a.gw, guarded, sc, a.log)
 	if a.jobs != nil {

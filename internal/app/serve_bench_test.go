@@ -53,7 +53,7 @@ func BenchmarkServeCacheHit(b *testing.B) {
 		b.Fatal(err)
 	}
 	sc := cfg.Server
-	guarded := a.guard(ln, sc)
+	guarded := a.guard(ln, sc, cfg.Log.Access)
 	defer a.unguard()
 	srv := newServer(a.gw, guarded, sc, a.log)
 	go srv.Serve(guarded) // as Run serves

@@ -49,8 +49,9 @@ func connLimits(sc config.Server) netguard.ConnLimits {
 
 // guard wraps the public listener in the connection caps and applies the
 // process memory budget and the GC's heap floor (gcfloor.go), for as long
-// as Run serves (unguard undoes it).
-func (a *App) guard(ln net.Listener, sc config.Server) *netguard.Listener {
+// as Run serves (unguard undoes it). access is log.access: the listener's
+// own answers are logged with the requests' (refusalLog).
+func (a *App) guard(ln net.Listener, sc config.Server, access bool) *netguard.Listener {
 	a.connMu.Lock()
 	defer a.connMu.Unlock()
 	a.baseMemLimit = debug.SetMemoryLimit(-1)
@@ -61,7 +62,7 @@ func (a *App) guard(ln net.Listener, sc config.Server) *netguard.Listener {
 	// Content-Length and Transfer-Encoding), which net/http accepts; it
 	// scans the connections the caps admit, under netguard's.
 	a.conns.Wrap(framing.Wrap)
-	a.applyLocked(sc)
+	a.applyLocked(sc, access)
 	return a.conns
 }
 
@@ -75,22 +76,35 @@ func (a *App) unguard() {
 }
 
 // applyServerLimits applies, on reload, what can change while serving: the
-// connection caps and the process memory budget. The body bounds are read
-// per request from the runtime; the http.Server's settings need a restart.
-func (a *App) applyServerLimits(sc config.Server) {
+// connection caps, the process memory budget and whether the listener's
+// own answers are logged (log.access). The body bounds are read per
+// request from the runtime; the http.Server's settings need a restart.
+func (a *App) applyServerLimits(sc config.Server, access bool) {
 	a.connMu.Lock()
 	defer a.connMu.Unlock()
 	if a.conns != nil {
-		a.applyLocked(sc)
+		a.applyLocked(sc, access)
 	}
 }
 
-func (a *App) applyLocked(sc config.Server) {
+func (a *App) applyLocked(sc config.Server, access bool) {
 	a.conns.SetLimits(connLimits(sc))
+	a.conns.LogRefusals(a.refusalLog(access))
 	a.gc.setFloor(gcFloorFor(int64(sc.MemoryLimit)))
 	if sc.MemoryLimit > 0 {
 		debug.SetMemoryLimit(int64(sc.MemoryLimit))
 	} else {
 		debug.SetMemoryLimit(a.baseMemLimit)
 	}
+}
+
+// refusalLog is where the listener logs the answers it makes itself (a
+// malformed head, a late head, a connection over a cap): the gateway's
+// log when the access log is on (log.access), so a request id a client
+// quotes from such an answer is found as a request's is; nil when off.
+func (a *App) refusalLog(access bool) *slog.Logger {
+	if !access {
+		return nil
+	}
+	return a.log
 }

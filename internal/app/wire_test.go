@@ -3,17 +3,23 @@ package app
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // startWireApp serves one model on b through the whole listener stack
@@ -88,12 +94,28 @@ func openAIError(t *testing.T, body []byte) (code, param, msg string) {
 	return *e.Error.Code, param, e.Error.Message
 }
 
+// refusalIdentity fails unless resp, an answer made before any request
+// reached the pipeline, carries what every answer of the gateway does: a
+// Date and a request id in the pipeline's format (32 hex digits).
+func refusalIdentity(t *testing.T, resp *http.Response) {
+	t.Helper()
+	id := resp.Header.Get("X-Request-Id")
+	if _, err := hex.DecodeString(id); len(id) != 32 || err != nil {
+		t.Errorf("X-Request-Id %q, want 32 hex digits", id)
+	}
+	if _, err := http.ParseTime(resp.Header.Get("Date")); err != nil {
+		t.Errorf("Date %q: %v", resp.Header.Get("Date"), err)
+	}
+}
+
 // TestServerRefusalsAreOpenAIErrors: the requests net/http refuses before
 // any handler runs (two differing Content-Lengths, a transfer coding other
 // than chunked, an invalid header name, no Host, an unknown HTTP version,
-// an Expect other than 100-continue) are answered with their status as
-// OpenAI error objects, not net/http's plain text an SDK cannot parse,
-// and the connection is closed.
+// an Expect other than 100-continue, a head over max_header_bytes) are
+// answered with their status as OpenAI error objects, not net/http's
+// plain text an SDK cannot parse, with a Date and a request id, and the
+// connection is closed. A head too long because of its request line alone
+// is 414 (nginx's answer), one too long because of its headers 431.
 func TestServerRefusalsAreOpenAIErrors(t *testing.T) {
 	b := backend(t, "a")
 	host, _ := startWireApp(t, b.URL, "")
@@ -115,6 +137,10 @@ func TestServerRefusalsAreOpenAIErrors(t *testing.T) {
 		{"HTTP/2.0 in an HTTP/1 head", "POST /v1/chat/completions HTTP/2.0\r\nHost: sluice\r\n" + cl + "\r\n" + body, 505, "unsupported_http_version", ""},
 		{"not a request line", "HELLO\r\n\r\n", 400, "malformed_request", ""},
 		{"Expect other than 100-continue", head + cl + "Expect: teapot\r\n\r\n" + body, 417, "expectation_failed", "Expect"},
+		{"70,000-byte query", "GET /v1/models?q=" + strings.Repeat("a", 70000) + " HTTP/1.1\r\nHost: sluice\r\n\r\n", 414, "request_uri_too_long", ""},
+		{"70,000-byte path", "GET /v1/" + strings.Repeat("a", 70000) + " HTTP/1.1\r\nHost: sluice\r\n\r\n", 414, "request_uri_too_long", ""},
+		{"70,000-byte header", "GET /v1/models HTTP/1.1\r\nHost: sluice\r\nX-Big: " + strings.Repeat("a", 70000) + "\r\n\r\n", 431, "request_header_too_large", ""},
+		{"long URL, then headers over the limit", "GET /v1/models?q=" + strings.Repeat("a", 60000) + " HTTP/1.1\r\nHost: sluice\r\nX-Big: " + strings.Repeat("a", 10000) + "\r\n\r\n", 431, "request_header_too_large", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			resp, got := rawExchange(t, host, []byte(c.req))
@@ -129,8 +155,53 @@ func TestServerRefusalsAreOpenAIErrors(t *testing.T) {
 			if strings.Contains(msg, "Bad Request") || strings.Contains(msg, "Unsupported") {
 				t.Errorf("message is net/http's text: %q", msg)
 			}
+			refusalIdentity(t, resp)
 		})
 	}
+}
+
+// TestListenerAnswersCarryRequestIDs: the answers the listener makes
+// itself, the 408 to a head that did not arrive within
+// read_header_timeout and the refusal tier's 503 to a connection over
+// max_connections_per_ip, carry a Date and a request id too.
+func TestListenerAnswersCarryRequestIDs(t *testing.T) {
+	b := backend(t, "a")
+	host, _ := startWireApp(t, b.URL, "server: {read_header_timeout: 200ms}\n")
+	late, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	late.SetDeadline(time.Now().Add(60 * time.Second)) // a bound against hanging, not a measure
+	if _, err := io.WriteString(late, "GET /v1/models HTTP/1.1\r\nHost: sluice\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(late), nil)
+	if err != nil {
+		t.Fatalf("reading the 408: %v", err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	if code, _, _ := openAIError(t, got); resp.StatusCode != http.StatusRequestTimeout || code != "request_timeout" {
+		t.Fatalf("late head: %d %q: %s", resp.StatusCode, code, got)
+	}
+	refusalIdentity(t, resp)
+
+	// An upload still arriving (body_read_timeout: 60 s) holds the
+	// address's one slot; a second connection is over the cap.
+	host, _ = startWireApp(t, b.URL, "server: {max_connections_per_ip: 1}\n")
+	held, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	if _, err := io.WriteString(held, "POST /v1/chat/completions HTTP/1.1\r\nHost: sluice\r\nContent-Length: 100\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	resp, got = rawExchange(t, host, []byte("GET /v1/models HTTP/1.1\r\nHost: sluice\r\n\r\n"))
+	if code, _, _ := openAIError(t, got); resp.StatusCode != http.StatusServiceUnavailable || code != "too_many_connections" {
+		t.Fatalf("over the cap: %d %q: %s", resp.StatusCode, code, got)
+	}
+	refusalIdentity(t, resp)
 }
 
 // A CONNECT (authority form: no path) is a 404 naming what it asked for,
@@ -188,5 +259,78 @@ func TestLongIdempotencyKeyNamesHeader(t *testing.T) {
 	}
 	if code, param, _ := openAIError(t, body); code != "invalid_idempotency_key" || param != "Idempotency-Key" {
 		t.Errorf("code %q param %q: %s", code, param, body)
+	}
+}
+
+// lockedBuffer is a log destination a test reads while the gateway writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestListenerRefusalsAreLogged: with the access log on, an answer the
+// listener makes itself has a log line carrying the request id the client
+// got, its status and code, so an id a client quotes is found as a
+// pipeline request's is; with it off, none.
+func TestListenerRefusalsAreLogged(t *testing.T) {
+	b := backend(t, "a")
+	for _, access := range []bool{true, false} {
+		path := filepath.Join(t.TempDir(), "sluice.yaml")
+		src := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: {listen: \"off\"}\nlog: {access: %v}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", access, b.URL)
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs := new(lockedBuffer)
+		a, err := New(cfg, Source{Path: path}, slog.New(slog.NewJSONHandler(logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx, ln) }()
+		for _, req := range []string{
+			"GET /v1/models HTTP/1.1\r\nHost: sluice\r\nX Foo: a\r\n\r\n",
+			"GET /v1/models?q=" + strings.Repeat("a", 70000) + " HTTP/1.1\r\nHost: sluice\r\n\r\n",
+		} {
+			resp, _ := rawExchange(t, ln.Addr().String(), []byte(req))
+			id := resp.Header.Get("X-Request-Id")
+			line := ""
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, id) {
+					line = l
+				}
+			}
+			want := fmt.Sprintf(`"status":%d`, resp.StatusCode)
+			if access && (line == "" || !strings.Contains(line, want) || !strings.Contains(line, `"request refused by the listener"`)) {
+				t.Errorf("access log on, %d: no line with X-Request-Id %q, %s:\n%s", resp.StatusCode, id, want, logs)
+			}
+			if !access && line != "" {
+				t.Errorf("access log off, %d: logged %s", resp.StatusCode, line)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

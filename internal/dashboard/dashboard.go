@@ -13,6 +13,8 @@ package dashboard
 import (
 	"embed"
 	"net/http"
+
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 //go:embed assets
@@ -48,9 +50,7 @@ func Serve(w http.ResponseWriter, r *http.Request) bool {
 	}
 	h := w.Header()
 	SecurityHeaders(h)
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		h.Set("Allow", "GET, HEAD")
-		http.Error(w, "use GET", http.StatusMethodNotAllowed)
+	if !openai.ReadOnly(w, r) {
 		return true
 	}
 	body, err := assets.ReadFile(name)

@@ -155,6 +155,17 @@ func (c *conn) CloseWrite() error {
 // (netguard's ConnState) to find their own.
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
+// InRequestLine reports whether the bytes read so far end inside a
+// request line. net/http answers 431 when a head does not end within its
+// limit, whichever part is long; netguard asks this then, and answers 414
+// instead when the request line alone did not fit (as nginx does). Not
+// for a hot path: it takes the scanner's lock.
+func (c *conn) InRequestLine() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.s.inRequestLine()
+}
+
 // next counts the request Guard is handing on and reports whether its
 // head was ambiguous and whether its body was read whole (BodyReceived).
 func (c *conn) next() (ambiguous, received bool) {
@@ -217,6 +228,16 @@ type scanner struct {
 	// counted: the message being read counts in heads (not "OPTIONS *"),
 	// so its body's end counts in bodies.
 	counted bool
+	// longRequestLine: the framing was lost in a request line longer
+	// than maxLine (a max_header_bytes above it lets net/http read on).
+	longRequestLine bool
+}
+
+// inRequestLine reports whether the bytes fed end inside a request line
+// (some of it kept, none of its end seen), or the scanner lost the framing
+// there because the line went past maxLine.
+func (s *scanner) inRequestLine() bool {
+	return s.longRequestLine || s.st == inHead && !s.started && len(s.line) > 0
 }
 
 // bodyEnded notes that the current message's body was read whole.
@@ -260,7 +281,8 @@ func (s *scanner) nextLine(p []byte) []byte {
 	if i < 0 {
 		s.line = append(s.line, p...)
 		if len(s.line) > maxLine {
-			s.st = lost
+			s.longRequestLine = s.inRequestLine()
+			s.st, s.line = lost, nil
 		}
 		return nil
 	}

@@ -350,3 +350,33 @@ func FuzzScannerMatchesOld(f *testing.F) {
 		}
 	})
 }
+
+// The scanner tells a head cut inside its request line (the URL too long
+// for net/http's limit: 414) from one cut in its header fields (431),
+// also after a request with a body on the same connection, and past the
+// line it keeps (maxLine).
+func TestScannerInRequestLine(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		feeds []string
+		want  bool
+	}{
+		{"nothing read", nil, false},
+		{"request line cut", []string{"GET /v1/models?q=aaaa", "aaaa"}, true},
+		{"request line ended", []string{"GET /v1/models HTTP/1.1\r\n"}, false},
+		{"header cut", []string{"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: aaaa"}, false},
+		{"blank lines first", []string{"\r\n\r\nGET /v1/mo"}, true},
+		{"second request's line cut", []string{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}GET /?q=aa"}, true},
+		{"inside a body", []string{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{}"}, false},
+		{"request line past maxLine", []string{"GET /?q=" + strings.Repeat("a", maxLine), "aa"}, true},
+		{"header past maxLine", []string{"GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("a", maxLine), "aa"}, false},
+	} {
+		s := scanner{ambiguous: -1}
+		for _, f := range c.feeds {
+			s.feed([]byte(f))
+		}
+		if got := s.inRequestLine(); got != c.want {
+			t.Errorf("%s: inRequestLine %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -39,7 +39,11 @@ func (g *Gateway) AdminHandler() http.Handler {
 				Code: "invalid_admin_token", Message: "the admin listener needs 'Authorization: Bearer <admin.token>'"})
 			return
 		}
-		switch path := r.URL.Path; {
+		path := r.URL.Path
+		if adminReadOnly(path) && !openai.ReadOnly(w, r) {
+			return
+		}
+		switch {
 		case path == "/metrics":
 			g.promHTTP.ServeHTTP(w, r)
 		case path == "/status":
@@ -60,6 +64,20 @@ func (g *Gateway) AdminHandler() http.Handler {
 			writeError(w, openai.NotFound("unknown_url", "Unknown admin URL: "+r.Method+" "+path))
 		}
 	})
+}
+
+// adminReadOnly reports whether path is an admin route that answers GET
+// and HEAD only (openai.ReadOnly): a POST or DELETE there is a mistake to
+// point out, not a read. /status/stream and the worker routes check their
+// own methods; pprof keeps Go's (its symbol lookup takes a POST); the
+// dashboard's assets are served before the token is checked, with the
+// same check.
+func adminReadOnly(path string) bool {
+	switch path {
+	case "/metrics", "/status", "/scaling", "/spare":
+		return true
+	}
+	return false
 }
 
 // tokenMatches compares digests, so neither the content nor the length of

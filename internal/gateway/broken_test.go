@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -238,5 +239,49 @@ func TestMalformedAnswerIsNeverCached(t *testing.T) {
 	status, h, body := sendRaw(t, url, isoBody)
 	if status != 200 || h.Get("X-Cache") != "MISS" || body != `{"id":"x","object":"chat.completion","choices":[]}` {
 		t.Fatalf("after recovery: status %d X-Cache %q body %q", status, h.Get("X-Cache"), body)
+	}
+}
+
+// Every 502 the gateway makes says when to retry, the same second
+// whatever the backend did (apiError): unreachable, a malformed answer, a
+// reset and a protocol failure alike. The last two had no Retry-After
+// (the generic upstream_error answer), so an SDK retried on its own
+// backoff after some failures of a backend and a second after others.
+func TestEvery502SaysWhenToRetry(t *testing.T) {
+	hijack := func(answer func(net.Conn)) string {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			answer(c)
+			c.Close()
+		}))
+		t.Cleanup(s.Close)
+		return s.URL
+	}
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	garbage, _ := rawBackend(t, "application/json", "\x00\xffnot json")
+	for _, c := range []struct{ name, url, code string }{
+		{"reset", hijack(func(c net.Conn) { c.(*net.TCPConn).SetLinger(0) }), "upstream_error"},
+		{"not HTTP", hijack(func(c net.Conn) { io.WriteString(c, "SSH-2.0-OpenSSH_9.6\r\n") }), "upstream_error"},
+		{"closed before answering", hijack(func(net.Conn) {}), "upstream_error"},
+		{"unreachable", closed.URL, "upstream_unreachable"},
+		{"malformed answer", garbage.URL, "upstream_bad_response"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv, _ := startGateway(t, testConfig(c.url))
+			resp := post(t, srv.URL+"/v1/chat/completions", chatBody)
+			body := readAll(t, resp)
+			if _, code, _ := apiErr(t, body); resp.StatusCode != http.StatusBadGateway || code != c.code {
+				t.Fatalf("status %d code %q, want 502 %q: %s", resp.StatusCode, code, c.code, body)
+			}
+			if ra, ms := resp.Header.Get("Retry-After"), resp.Header.Get("Retry-After-Ms"); ra != "1" || ms != "1000" {
+				t.Errorf("Retry-After %q, retry-after-ms %q; want 1 and 1000", ra, ms)
+			}
+		})
 	}
 }

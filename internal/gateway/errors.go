@@ -15,6 +15,18 @@ import (
 
 // apiError maps any error a stage returns to the status and OpenAI error
 // object the client sees. This is the one place that decides it.
+//
+// Retry-After: every refusal for want of capacity (429, 503) carries one,
+// the gateway's own estimate where it has one (admission's drain rate, a
+// rate limit's refill) and a fixed short wait where it has not. Every 502
+// carries upstreamRetry: the backend that failed (unreachable, reset,
+// protocol failure, malformed answer) was charged a failure, so a retry a
+// second later is routed past it, or finds it ejected and says so (503
+// no_healthy_backend, with its own Retry-After). A 504 carries none: a
+// backend too slow to start or to go on says nothing of when it will be
+// faster, and a fixed hint would bring a slow pool every client's retry in
+// the same second; the SDKs' own backoff (exponential, jittered) is the
+// better schedule.
 func apiError(err error, model string) *openai.Error {
 	var e *openai.Error
 	var rej *admission.Rejection
@@ -56,12 +68,10 @@ func apiError(err error, model string) *openai.Error {
 			Message: "no healthy backend for model '" + model + "'", RetryAfter: 5 * time.Second}
 	case errors.Is(err, proxy.ErrConnect):
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_unreachable",
-			Message: "could not connect to a backend for model '" + model + "'", RetryAfter: time.Second}
+			Message: "could not connect to a backend for model '" + model + "'", RetryAfter: upstreamRetry}
 	case errors.Is(err, proxy.ErrBadAnswer):
-		// Retrying helps: the backend that sent it counts a failure and
-		// is soon ejected, and the others answer.
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_bad_response",
-			Message: "a backend for model '" + model + "' sent a malformed answer", RetryAfter: time.Second}
+			Message: "a backend for model '" + model + "' sent a malformed answer", RetryAfter: upstreamRetry}
 	case errors.Is(err, proxy.ErrFirstTokenTimeout):
 		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
 			Message: "the backend did not start the stream within its time-to-first-token bound"}
@@ -80,13 +90,20 @@ func apiError(err error, model string) *openai.Error {
 	case errors.Is(err, errReadBody):
 		return openai.BadRequest("invalid_body", "could not read the request body")
 	default:
-		// Unexpected: the text may name backends, Go types or internals.
-		// The client gets a generic answer with the request id (writeError
-		// adds it); the cause is logged in full (record.fail, finish).
+		// A reset or a protocol failure of the backend (proxy.ErrUpstream:
+		// a bad head, a short body), or anything unexpected: the text may
+		// name backends, Go types or internals. The client gets a generic
+		// answer with the request id (writeError adds it); the cause is
+		// logged in full (record.fail, finish).
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_error",
-			Message: "the backend failed", Cause: err}
+			Message: "the backend failed", RetryAfter: upstreamRetry, Cause: err}
 	}
 }
+
+// upstreamRetry is the Retry-After of every 502 (apiError): a second, as
+// for the 503s of a saturated pool, long enough for the failure to have
+// been counted against the backend that failed.
+const upstreamRetry = time.Second
 
 // errReadBody tags a failure to read the client's request body.
 var errReadBody = errors.New("reading the request body")

@@ -12,7 +12,6 @@ import (
 	"context"
 	"hash/maphash"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -228,10 +227,14 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 		setRequestID(w, r)
 		g.serveModels(w, r)
 	case "/healthz":
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("ok\n"))
+		if probeMethod(w, r) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write([]byte("ok\n"))
+		}
 	case "/readyz":
-		g.serveReady(w, r)
+		if probeMethod(w, r) {
+			g.serveReady(w, r)
+		}
 	default:
 		if g.queueOn && batchapi.IsRoute(path) {
 			g.serveJobsAPI(w, r) // sets its own X-Request-Id
@@ -339,6 +342,18 @@ func (g *Gateway) fingerprint(tenant, path string, body []byte) uint64 {
 // its own call through) or makes a new one.
 func requestID(r *http.Request) string { return saneRequestID(headerGet(r.Header, headerRequestID)) }
 
+// probeMethod is openai.ReadOnly for the probes' routes: a method other
+// than GET or HEAD is answered 405 with a request id. Their answers to GET
+// carry none: a probe never quotes one, and it would be made on every
+// probe.
+func probeMethod(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	setRequestID(w, r)
+	return openai.ReadOnly(w, r)
+}
+
 // setRequestID answers r with its request id (requestID) on a route
 // outside the inference chain, which sets its own.
 func setRequestID(w http.ResponseWriter, r *http.Request) {
@@ -351,12 +366,7 @@ func saneRequestID(id string) string {
 	if id != "" && len(id) <= 128 && printable(id) {
 		return id
 	}
-	// 128 random bits in hex, low byte first, encoded straight from the
-	// two words into the text (hexid.go): one allocation, the string.
-	var text [32]byte
-	hexWord(text[:16], rand.Uint64())
-	hexWord(text[16:], rand.Uint64())
-	return string(text[:])
+	return openai.NewRequestID()
 }
 
 func printable(s string) bool {

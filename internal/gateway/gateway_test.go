@@ -330,6 +330,9 @@ func TestTimeouts(t *testing.T) {
 		if _, code, _ := apiErr(t, body); resp.StatusCode != 504 || code != "upstream_timeout" {
 			t.Fatalf("status %d code %s", resp.StatusCode, code)
 		}
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			t.Fatalf("a 504 carries Retry-After %q: the gateway has no estimate of when the backend is faster", ra)
+		}
 	})
 	t.Run("stream idle", func(t *testing.T) {
 		cfg := testConfig(stall.URL)

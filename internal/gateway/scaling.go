@@ -125,13 +125,8 @@ func (g *Gateway) signal(rt *Runtime, p *Pool) scaling.Signal {
 // serveScaling answers GET /scaling (every model) and /scaling?model=M (one
 // model's object, the shape KEDA's metrics-api scaler reads with
 // valueLocation: desired_backends). docs/DEPLOY.md documents the fields.
+// Other methods are answered 405 before it (adminReadOnly).
 func (g *Gateway) serveScaling(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
-			Code: "method_not_allowed", Message: "use GET for /scaling"})
-		return
-	}
 	w.Header().Set("Cache-Control", "no-store")
 	q := r.URL.Query()
 	if !q.Has("model") {

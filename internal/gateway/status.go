@@ -20,7 +20,7 @@ type modelObject struct {
 }
 
 func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request) {
-	if !readOnly(w, r) {
+	if !openai.ReadOnly(w, r) {
 		return
 	}
 	body, etag := g.rt.Load().modelList()
@@ -38,18 +38,6 @@ func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
 		w.Write(body)
 	}
-}
-
-// readOnly answers a method other than GET or HEAD on r's path with 405
-// and Allow, and reports whether the method is one of those two.
-func readOnly(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
-	}
-	w.Header().Set("Allow", "GET, HEAD")
-	writeError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
-		Code: "method_not_allowed", Message: "use GET for " + r.URL.Path})
-	return false
 }
 
 // modelList renders /v1/models once per runtime, with its strong ETag.
@@ -81,7 +69,7 @@ func etagMatches(header, etag string) bool {
 }
 
 func (g *Gateway) serveModel(w http.ResponseWriter, r *http.Request, id string) {
-	if !readOnly(w, r) {
+	if !openai.ReadOnly(w, r) {
 		return
 	}
 	if _, ok := g.rt.Load().Pools[id]; !ok {

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -29,6 +30,42 @@ func TestModelRouteMethods(t *testing.T) {
 		resp := do(t, m, srv.URL+"/v1/models/m1", "")
 		if body := readAll(t, resp); resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: status %d: %s", m, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestProbeAndAdminRouteMethods: the probes' routes (/healthz, /readyz)
+// and the admin routes that only read (/metrics, /status, /scaling,
+// /spare, the dashboard's page and assets) answer a method other than GET
+// or HEAD with 405, Allow: GET, HEAD and an OpenAI error, as
+// /v1/models/{id} does; the probes' 405 carries a request id. GET and
+// HEAD still answer.
+func TestProbeAndAdminRouteMethods(t *testing.T) {
+	be := newOKBackend(t)
+	srv, gw := startGateway(t, testConfig(be.URL))
+	admin := adminServer(t, gw)
+	for _, url := range []string{srv.URL + "/healthz", srv.URL + "/readyz", admin.URL + "/metrics", admin.URL + "/status",
+		admin.URL + "/scaling", admin.URL + "/spare?model=m1", admin.URL + "/", admin.URL + "/dashboard.js"} {
+		public := strings.HasPrefix(url, srv.URL)
+		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
+			resp := do(t, m, url, "")
+			body := readAll(t, resp)
+			if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: status %d, Allow %q: %s", m, url, resp.StatusCode, resp.Header.Get("Allow"), body)
+				continue
+			}
+			if code, _, _ := errorObject(t, body); code != "method_not_allowed" {
+				t.Errorf("%s %s: code %q", m, url, code)
+			}
+			if id := resp.Header.Get("X-Request-Id"); public && len(id) != 32 {
+				t.Errorf("%s %s: X-Request-Id %q", m, url, id)
+			}
+		}
+		for _, m := range []string{http.MethodGet, http.MethodHead} {
+			resp := do(t, m, url, "")
+			if body := readAll(t, resp); resp.StatusCode != http.StatusOK {
+				t.Errorf("%s %s: status %d: %s", m, url, resp.StatusCode, body)
+			}
 		}
 	}
 }

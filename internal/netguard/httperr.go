@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/openai"
 )
@@ -16,35 +17,37 @@ import (
 // plain text: "HTTP/1.1 400 Bad Request: invalid header name" +
 // serverErrorHeaders + the same text. An OpenAI SDK cannot parse that, so
 // conn.Write recognises these exact replies and sends the same status as an
-// OpenAI error object instead. The server has no hook for them; a handler's
-// answer never matches (it always carries a Date and a length or chunking).
+// OpenAI error object instead, with a Date and a request id as every
+// answer of the gateway has (errorAnswer). The server has no hook for
+// them; a handler's answer never matches (it always carries a Date and a
+// length or chunking).
 const serverErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
-// serverRefusal is the OpenAI error object for one of net/http's own
-// plain-text refusals p, or nil when p is not one. tooLarge reports a 431.
-func serverRefusal(p []byte) (answer []byte, tooLarge bool) {
+// serverRefusal is the OpenAI error for one of net/http's own plain-text
+// refusals p, or nil when p is not one.
+func serverRefusal(p []byte) *openai.Error {
 	const proto = "HTTP/1.1 "
 	if len(p) > 512 || !bytes.HasPrefix(p, []byte(proto)) {
-		return nil, false
+		return nil
 	}
 	line, text, ok := bytes.Cut(p[len(proto):], []byte(serverErrorHeaders))
 	if !ok || len(line) < 4 || line[3] != ' ' {
-		return nil, false
+		return nil
 	}
 	status, err := strconv.Atoi(string(line[:3]))
 	if err != nil {
-		return nil, false
+		return nil
 	}
 	// The body repeats the status line ("400 Bad Request: invalid header
 	// name"), except for the 501's fixed sentence.
 	if !bytes.Equal(text, line) && !(status == http.StatusNotImplemented && string(text) == "Unsupported transfer encoding") {
-		return nil, false
+		return nil
 	}
 	_, detail, _ := bytes.Cut(line, []byte(": "))
 	e := &openai.Error{Status: status, Type: openai.TypeInvalidRequest}
 	switch status {
 	case http.StatusRequestHeaderFieldsTooLarge:
-		e.Code, e.Message = "request_header_too_large", "the request's headers exceed the gateway's size limit"
+		e.Code, e.Message = "request_header_too_large", "the request's headers exceed the gateway's size limit (server.max_header_bytes)"
 	case http.StatusNotImplemented:
 		e.Code, e.Param = "unsupported_transfer_encoding", "Transfer-Encoding"
 		e.Message = "the request's Transfer-Encoding is not supported; send the body with Content-Length or Transfer-Encoding: chunked alone"
@@ -63,8 +66,14 @@ func serverRefusal(p []byte) (answer []byte, tooLarge bool) {
 	default:
 		e.Code, e.Message = "malformed_request", "the request was refused: "+http.StatusText(status)
 	}
-	return errorAnswer(e, ""), status == http.StatusRequestHeaderFieldsTooLarge
+	return e
 }
+
+// uriTooLong is the answer, instead of net/http's 431, to a head whose
+// request line alone is over the limit, as nginx answers it (RFC 9110
+// 15.5.15): the client learns that its URL, not its headers, must shrink.
+var uriTooLong = &openai.Error{Status: http.StatusRequestURITooLong, Type: openai.TypeInvalidRequest, Code: "request_uri_too_long",
+	Message: "the request target (the URL's path and query) exceeds the gateway's size limit for a request head (server.max_header_bytes)"}
 
 // expectationFailed is the head net/http writes, through the response and
 // with no body, for an Expect other than 100-continue; it is followed by
@@ -76,9 +85,9 @@ var (
 		Code: "expectation_failed", Param: "Expect", Message: "the only expectation the gateway meets is Expect: 100-continue"}
 )
 
-// expectationRefusal is p, net/http's bodiless 417, as an OpenAI error
-// object with the same Date, or nil when p is not that answer.
-func expectationRefusal(p []byte) []byte {
+// expectationRefusal is the OpenAI error for p, net/http's bodiless 417,
+// or nil when p is not that answer.
+func expectationRefusal(p []byte) *openai.Error {
 	if len(p) > 160 || !bytes.HasPrefix(p, expectationFailed) || !bytes.HasSuffix(p, expectationFailedEnd) {
 		return nil
 	}
@@ -86,13 +95,32 @@ func expectationRefusal(p []byte) []byte {
 	if bytes.IndexByte(date, '\n') >= 0 {
 		return nil
 	}
-	return errorAnswer(expectationAnswer, "Date: "+string(date)+"\r\n")
+	return expectationAnswer
 }
 
 // errorAnswer is a whole HTTP/1.1 answer carrying e, closing the
-// connection; extra is further header lines, each ending in CRLF.
-func errorAnswer(e *openai.Error, extra string) []byte {
+// connection, with a Date and a new request id (X-Request-Id) as every
+// answer of the pipeline has: no request reached the pipeline, but the
+// client can still quote the id, and the listener logs it (LogRefusals).
+// id is the id's bytes within answer. Made only for a refusal: it
+// allocates.
+func errorAnswer(e *openai.Error, now time.Time) (answer, id []byte) {
 	body := e.JSON()
-	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n%sContent-Length: %d\r\n\r\n%s",
-		e.Status, http.StatusText(e.Status), extra, len(body), body)
+	b := fmt.Appendf(make([]byte, 0, 256+len(body)), "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n",
+		e.Status, http.StatusText(e.Status))
+	b, at := appendIdentity(b, now)
+	b = fmt.Appendf(b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	return b, b[at : at+openai.RequestIDLen]
+}
+
+// appendIdentity appends an answer's Date (now) and a new X-Request-Id
+// header line to b, without allocating when b has room; the id starts at
+// b[at].
+func appendIdentity(b []byte, now time.Time) (_ []byte, at int) {
+	b = append(b, "Date: "...)
+	b = now.UTC().AppendFormat(b, http.TimeFormat)
+	b = append(b, "\r\nX-Request-Id: "...)
+	at = len(b)
+	b = openai.AppendRequestID(b)
+	return append(b, "\r\n"...), at
 }

@@ -1,8 +1,9 @@
 package netguard
 
 import (
+	"context"
 	"errors"
-	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -58,6 +59,9 @@ type Listener struct {
 	// start is when the listener was made: a read deadline before it has
 	// passed (readDeadline.past). Socket deadlines are wall-clock times.
 	start time.Time
+	// log, when set (LogRefusals), takes a line per answer the listener
+	// makes itself.
+	log atomic.Pointer[slog.Logger]
 }
 
 // NewListener wraps ln; m may be nil.
@@ -77,6 +81,36 @@ func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
 // listener's connection sets on the accepted one directly. Call it before
 // the first Accept.
 func (l *Listener) Wrap(f func(net.Conn) net.Conn) { l.wrap = f }
+
+// LogRefusals has every answer the listener makes itself (net/http's
+// refusals as rewritten here, the late head's 408, the refusal tier's
+// 503s) logged on log, one line each with the answer's request id, as the
+// access log has a line per request of the pipeline; nil stops it. Safe
+// while serving: a reload turns log.access on or off.
+func (l *Listener) LogRefusals(log *slog.Logger) { l.log.Store(log) }
+
+// logRefusal logs the answer e, with request id id, to the client at addr
+// (LogRefusals): at Warn when the gateway refused for its own state (the
+// tier's 503), else Info: a 501 or 505 is the client's doing, not the
+// gateway's trouble, though its status is a 5xx.
+// Called before the answer is written, so a client that has it finds its
+// line.
+func (l *Listener) logRefusal(e *openai.Error, id []byte, addr net.Addr) {
+	log := l.log.Load()
+	level := slog.LevelInfo
+	if e.Type == openai.TypeServer {
+		level = slog.LevelWarn
+	}
+	if log == nil || !log.Enabled(context.Background(), level) {
+		return
+	}
+	client := ""
+	if addr != nil {
+		client = addr.String()
+	}
+	log.LogAttrs(context.Background(), level, "request refused by the listener", slog.String("request_id", string(id)),
+		slog.Int("status", e.Status), slog.String("error", e.Code), slog.String("client", client))
+}
 
 // SetLimits changes the caps (config reload); connections already open
 // are never cut, new ones see the new caps.
@@ -294,8 +328,11 @@ func (c *conn) answerHeaderTimeout() {
 	}
 	c.linger.Store(true)
 	// No handler runs on the connection now, so nothing else writes.
-	if c.SetWriteDeadline(time.Now().Add(headerTimeoutWrite)) == nil {
-		c.write(headerTimeoutAnswer)
+	now := time.Now()
+	if c.SetWriteDeadline(now.Add(headerTimeoutWrite)) == nil {
+		answer, id := errorAnswer(headerTimeout, now)
+		c.l.logRefusal(headerTimeout, id, c.raw.RemoteAddr())
+		c.write(answer)
 	}
 }
 
@@ -303,11 +340,8 @@ func (c *conn) answerHeaderTimeout() {
 // so only a client that stopped reading can take this long.
 const headerTimeoutWrite = time.Second
 
-var headerTimeoutAnswer = func() []byte {
-	body := (&openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "request_timeout",
-		Message: "the request's head did not arrive within the gateway's time limit (server.read_header_timeout)"}).JSON()
-	return fmt.Appendf(nil, "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-}()
+var headerTimeout = &openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "request_timeout",
+	Message: "the request's head did not arrive within the gateway's time limit (server.read_header_timeout)"}
 
 // Close lingers first when asked to (CloseWrite, LingerOnClose); a second
 // Close meanwhile (http.Server.Close) closes at once, which ends the drain.
@@ -324,16 +358,22 @@ func (c *conn) Write(p []byte) (int, error) {
 	// net/http's own refusals are short single writes (httperr.go); a
 	// handler's writes go through a 4 KiB buffer, so this test is cheap.
 	if len(p) <= 512 && len(p) > 9 && (p[9] == '4' || p[9] == '5') {
-		answer, tooLarge := serverRefusal(p)
-		if answer == nil {
-			answer = expectationRefusal(p)
+		e := serverRefusal(p)
+		if e == nil {
+			e = expectationRefusal(p)
 		}
-		if answer != nil {
-			if tooLarge {
+		if e != nil {
+			if e.Status == http.StatusRequestHeaderFieldsTooLarge {
 				c.l.m.headerTooLarge()
+				if c.inRequestLine() {
+					e = uriTooLong
+				}
 			}
 			// An OpenAI client expects an error object, not net/http's
 			// plain text: the same status, said in JSON.
+			// Logged first: a client that has the answer finds its line.
+			answer, id := errorAnswer(e, time.Now())
+			c.l.logRefusal(e, id, c.raw.RemoteAddr())
 			if _, err := c.write(answer); err != nil {
 				return 0, err
 			}
@@ -341,6 +381,22 @@ func (c *conn) Write(p []byte) (int, error) {
 		}
 	}
 	return c.write(p)
+}
+
+// headPosition is a layer under the connection that follows the request
+// framing (internal/framing's scanner, through Wrap) and can tell where in
+// a request head the bytes read so far end.
+type headPosition interface {
+	// InRequestLine reports whether they end inside a request line.
+	InRequestLine() bool
+}
+
+// inRequestLine reports whether net/http's 431, answered when the head
+// did not end within its limit, came before the request line ended: the
+// URL alone was over the limit (414). False without a scanner under c.
+func (c *conn) inRequestLine() bool {
+	s, ok := c.Conn.(headPosition)
+	return ok && s.InRequestLine()
 }
 
 // write writes p to the socket; a write cut by a socket deadline earlier

@@ -85,7 +85,7 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 		}, []string{"reason"}),
 		header: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_request_header_too_large_total",
-			Help: "Requests answered 431 because their headers exceeded server.max_header_bytes.",
+			Help: "Requests whose head exceeded server.max_header_bytes: answered 431, or 414 when the request line alone did.",
 		}),
 	}
 	m.timeout = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -64,17 +64,38 @@ const (
 	RefusalTierFull  = "tier_full"  // the tier was full: closed at accept, unanswered
 )
 
-// refusalAnswers are the 503s, one per cap, written as they are: the
-// tier never formats anything per connection.
-var refusalAnswers = map[string][]byte{
-	RefusedMaxConnections: refusalAnswer("the gateway holds as many client connections as it is allowed (server.max_connections); retry shortly"),
-	RefusedMaxPerIP:       refusalAnswer("your address holds as many connections as one client is allowed (server.max_connections_per_ip); reuse one or retry shortly"),
+// refusalAnswers are the 503s, one per cap, made once: per connection the
+// tier only puts a Date and a new request id between their two parts
+// (appendIdentity), in the connection's pooled buffer, allocating nothing.
+var refusalAnswers = map[string]refusalAnswer{
+	RefusedMaxConnections: newRefusalAnswer("the gateway holds as many client connections as it is allowed (server.max_connections); retry shortly"),
+	RefusedMaxPerIP:       newRefusalAnswer("your address holds as many connections as one client is allowed (server.max_connections_per_ip); reuse one or retry shortly"),
 }
 
-func refusalAnswer(msg string) []byte {
-	body := (&openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer,
-		Code: "too_many_connections", Message: msg}).JSON()
-	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nretry-after-ms: 1000\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+// refusalAnswer is a 503's head up to its Date, and the rest; e is what
+// it says, for its log line.
+type refusalAnswer struct {
+	head, rest []byte
+	e          *openai.Error
+}
+
+func newRefusalAnswer(msg string) refusalAnswer {
+	e := &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "too_many_connections", Message: msg}
+	body := e.JSON()
+	return refusalAnswer{
+		head: []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nretry-after-ms: 1000\r\nConnection: close\r\n"),
+		rest: fmt.Appendf(nil, "Content-Length: %d\r\n\r\n%s", len(body), body),
+		e:    e,
+	}
+}
+
+// appendTo appends the whole answer, dated now, with a new request id,
+// and returns the id's bytes within it.
+func (a refusalAnswer) appendTo(b []byte, now time.Time) (answer, id []byte) {
+	b = append(b, a.head...)
+	b, at := appendIdentity(b, now)
+	b = append(b, a.rest...)
+	return b, b[at : at+openai.RequestIDLen]
 }
 
 // refusalTier is the listener's state for the tier, guarded by its mutex.
@@ -161,10 +182,15 @@ func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
 	if outcome == RefusalClosed || outcome == RefusalError {
 		return outcome
 	}
-	if !l.unlessClosed(func() error { return r.c.SetWriteDeadline(time.Now().Add(r.rf.HeadTimeout)) }) {
+	now := time.Now()
+	if !l.unlessClosed(func() error { return r.c.SetWriteDeadline(now.Add(r.rf.HeadTimeout)) }) {
 		return RefusalError
 	}
-	if _, err := r.c.Write(refusalAnswers[r.reason]); err != nil {
+	// The head was scanned, not kept: buf is free for the answer.
+	a := refusalAnswers[r.reason]
+	answer, id := a.appendTo(buf[:0], now)
+	l.logRefusal(a.e, id, r.c.RemoteAddr())
+	if _, err := r.c.Write(answer); err != nil {
 		return RefusalError
 	}
 	// The answer is out; what the client still sends (the rest of its

@@ -6,6 +6,19 @@ import (
 	"strconv"
 )
 
+// ReadOnly answers a method other than GET or HEAD on r's path with 405,
+// Allow: GET, HEAD and the OpenAI error, and reports whether the method is
+// one of those two: the one check of every route that only reads.
+func ReadOnly(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	WriteError(w, &Error{Status: http.StatusMethodNotAllowed, Type: TypeInvalidRequest,
+		Code: "method_not_allowed", Message: "use GET for " + r.URL.Path})
+	return false
+}
+
 // WriteError answers with e in the OpenAI shape, with Retry-After (seconds,
 // rounded up) and Retry-After-Ms when e.RetryAfter is positive: the
 // official SDKs read both to time their retries.

@@ -1,9 +1,10 @@
-package gateway
+package openai
 
 import (
 	"encoding/binary"
 	"encoding/hex"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -22,5 +23,19 @@ func TestHexWord(t *testing.T) {
 		if want := hex.EncodeToString(le[:]); string(dst) != want {
 			t.Fatalf("hexWord(%#x) = %q, want %q", v, dst, want)
 		}
+	}
+}
+
+// A request id is 32 lowercase hex digits, made the same way whether as a
+// string or appended to an answer's bytes, and not the same twice.
+func TestRequestIDFormat(t *testing.T) {
+	a, b := NewRequestID(), string(AppendRequestID([]byte("X-Request-Id: "))[len("X-Request-Id: "):])
+	for _, id := range []string{a, b} {
+		if _, err := hex.DecodeString(id); len(id) != RequestIDLen || err != nil || strings.ToLower(id) != id {
+			t.Errorf("request id %q: %d hex digits, want %d lowercase", id, len(id), RequestIDLen)
+		}
+	}
+	if a == b {
+		t.Errorf("two request ids alike: %q", a)
 	}
 }
