@@ -94,7 +94,10 @@ func chat(url, model string) (int, string) {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// Only a bound for a failure: a passing wait ends at once. 10 s was
+	// reached once by a Consul discovery wait (a retry backoff behind it)
+	// in a full run beside other work.
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
