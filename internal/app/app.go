@@ -29,6 +29,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/routing"
+	"github.com/sluice-gw/sluice/internal/tlsterm"
 )
 
 // App is one gateway process.
@@ -56,6 +57,9 @@ type App struct {
 	connMetrics *netguard.ConnMetrics
 	connMu      sync.Mutex
 	conns       *netguard.Listener // set while Run serves; reloads change its caps
+	// tls terminates TLS on the client listener (tls:), nil when off;
+	// reloads hand it the pair they read.
+	tls *tlsterm.Terminator
 	// baseMemLimit is the runtime's soft memory limit before Run applied
 	// server.memory_limit (GOMEMLIMIT or none); restored when Run ends
 	// or a reload sets the limit back to 0. Guarded by connMu.
@@ -120,6 +124,10 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		QueueWork:  make(chan struct{}, 1),
 		Ejections:  make(chan struct{}, 1),
 	}
+	term, err := newTerminator(cfg.TLS)
+	if err != nil {
+		return nil, errWithPath(path, err)
+	}
 	resp, err := newResponseCache(cfg.Cache, reg, deps.Now)
 	if err != nil {
 		return nil, errWithPath(path, err)
@@ -133,7 +141,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		return nil, errWithPath(path, err)
 	}
 	built.Commit()
-	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker}
+	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, tls: term}
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
@@ -292,6 +300,12 @@ func (a *App) Reload() error {
 	if err != nil {
 		return a.refuseReload(err)
 	}
+	// The pair is read on every reload, changed or not: a renewed
+	// certificate at the same paths is what certbot and cert-manager leave.
+	cert, err := loadCert(cfg.TLS)
+	if err != nil {
+		return a.refuseReload(errWithPath(a.src.Path, err))
+	}
 	next, err := Build(cfg, a.deps, a.built)
 	if err != nil {
 		return a.refuseReload(errWithPath(a.src.Path, err))
@@ -306,6 +320,9 @@ func (a *App) Reload() error {
 	a.syncChecker(cfg.Health.Active)
 	a.syncScraper(cfg)
 	a.applyServerLimits(cfg.Server)
+	if a.tls != nil && cert != nil {
+		a.tls.Store(cert)
+	}
 	a.applyLogLevel(cfg.Log.Level)
 	a.log.Info("config reloaded", "path", a.src.Path, "models", len(next.Runtime.Models))
 	return nil
@@ -325,6 +342,10 @@ func (a *App) warnRestartOnly(cfg, old *config.Config) {
 	if cfg.Admin.Listen != old.Admin.Listen {
 		a.log.Warn("config reload: admin.listen changes need a restart; keeping the old one",
 			"old", old.Admin.Listen, "new", cfg.Admin.Listen)
+	}
+	if cfg.TLS.Enabled() != old.TLS.Enabled() || cfg.TLS.MinVersion != old.TLS.MinVersion {
+		a.log.Warn("config reload: turning tls on or off and tls.min_version need a restart; "+
+			"a new certificate pair is served now when tls stays on", "tls", old.TLS.Enabled())
 	}
 	if cfg.Forecast != old.Forecast {
 		a.log.Warn("config reload: forecast changes need a restart; keeping the old settings")
@@ -402,7 +423,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(guarded) }() // framing inside: see guard
-	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
+	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "tls", a.tls != nil, "models", a.gw.Runtime().Models)
 	a.logSummary(ln.Addr().String())
 
 	select {
