@@ -203,15 +203,7 @@ func TestReloadRotatesCertificate(t *testing.T) {
 	certFile, keyFile := first.Write(t, dir)
 	a, addr := startTLSApp(t, dir, certFile, keyFile, backend(t, "a").URL, "")
 	roots := selfsigned.Pool(first, second)
-	serial := func() int64 {
-		t.Helper()
-		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
-	}
+	serial := func() int64 { return servedSerial(t, addr, roots) }
 	if got := serial(); got != 101 {
 		t.Fatalf("serial %d at start, want 101", got)
 	}
@@ -261,17 +253,61 @@ func TestCertificateChangeReloads(t *testing.T) {
 	certFile, keyFile := first.Write(t, certs)
 	_, addr := startTLSApp(t, cfgDir, certFile, keyFile, backend(t, "a").URL, "")
 	roots := selfsigned.Pool(first, second)
-	serial := func() int64 {
-		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
-	}
+	serial := func() int64 { return servedSerial(t, addr, roots) }
 	if got := serial(); got != 101 {
 		t.Fatalf("serial %d at start, want 101", got)
 	}
 	second.Write(t, certs)
 	eventually(t, "the renewed certificate to be served", func() bool { return serial() == 202 })
+}
+
+// A Kubernetes Secret volume: the files are links through "..data", which
+// the kubelet swaps by rename when the Secret changes (cert-manager's
+// renewal); nothing happens to the files' own names, and the gateway still
+// serves the renewed pair.
+func TestCertificateSecretSwapReloads(t *testing.T) {
+	first, second := selfsigned.New(t, 101), selfsigned.New(t, 202)
+	cfgDir, vol := t.TempDir(), t.TempDir()
+	publish := func(p selfsigned.PEM, version string) {
+		dir := filepath.Join(vol, version)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		p.Write(t, dir)
+		tmp := filepath.Join(vol, "..data_tmp")
+		if err := os.Symlink(version, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(vol, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(first, "..2026_12_05_01")
+	certFile, keyFile := filepath.Join(vol, "tls.crt"), filepath.Join(vol, "tls.key")
+	if err := os.Symlink("..data/cert.pem", certFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..data/key.pem", keyFile); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := startTLSApp(t, cfgDir, certFile, keyFile, backend(t, "a").URL, "")
+	roots := selfsigned.Pool(first, second)
+	serial := func() int64 { return servedSerial(t, addr, roots) }
+	if got := serial(); got != 101 {
+		t.Fatalf("serial %d at start, want 101", got)
+	}
+	publish(second, "..2026_12_05_02")
+	eventually(t, "the swapped Secret's certificate to be served", func() bool { return serial() == 202 })
+}
+
+// servedSerial is the serial number of the certificate a new connection
+// to addr is served.
+func servedSerial(t *testing.T, addr string, roots *x509.CertPool) int64 {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
 }
