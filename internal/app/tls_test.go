@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,17 +19,19 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-gw/sluice/internal/sim"
 	"github.com/sluice-gw/sluice/internal/testutil/selfsigned"
 )
 
-// startTLSApp writes a config with tls: (the pair in dir) and extra, runs
-// the app on a loopback port and returns it and its address.
+// startTLSApp writes a config with tls: (the pair in dir) and model m1 on
+// backendURL, then extra (more models' items, or top-level keys), runs the
+// app on a loopback port and returns it and its address.
 func startTLSApp(t *testing.T, dir, certFile, keyFile, backendURL, extra string) (*App, string) {
 	t.Helper()
 	path := filepath.Join(dir, "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+
-		"tls: {cert_file: %s, key_file: %s}\n%smodels:\n  - name: m1\n    backends:\n      - url: %s\n",
-		certFile, keyFile, extra, backendURL)
+		"tls: {cert_file: %s, key_file: %s}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n%s",
+		certFile, keyFile, backendURL, extra)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -58,14 +61,18 @@ func tlsClient(roots *x509.CertPool) *http.Client {
 }
 
 // A client speaking TLS gets a chat completion through the gateway, over
-// HTTP/1.1 although it offers h2 too (ALPN http/1.1 only), and the framing
-// guard reads the decrypted bytes: a head with both Content-Length and
-// Transfer-Encoding, sent inside TLS, is still refused.
+// HTTP/1.1 although it offers h2 too (ALPN http/1.1 only), and a stream
+// from the simulator to its end; the framing guard reads the decrypted
+// bytes: a head with both Content-Length and Transfer-Encoding, sent
+// inside TLS, is still refused.
 func TestTLSChatCompletion(t *testing.T) {
 	pair := selfsigned.New(t, 1)
 	dir := t.TempDir()
 	certFile, keyFile := pair.Write(t, dir)
-	_, addr := startTLSApp(t, dir, certFile, keyFile, backend(t, "a").URL, "")
+	simulator := httptest.NewServer(sim.New(sim.Config{Model: "m2", Instant: true}))
+	t.Cleanup(simulator.Close)
+	_, addr := startTLSApp(t, dir, certFile, keyFile, backend(t, "a").URL,
+		"  - name: m2\n    backends:\n      - url: "+simulator.URL+"\n")
 
 	cl := tlsClient(selfsigned.Pool(pair))
 	defer cl.CloseIdleConnections()
@@ -81,6 +88,16 @@ func TestTLSChatCompletion(t *testing.T) {
 	}
 	if resp.ProtoMajor != 1 || resp.TLS == nil || resp.TLS.NegotiatedProtocol != "http/1.1" {
 		t.Fatalf("protocol %s, ALPN %q; want HTTP/1.1 negotiated", resp.Proto, resp.TLS.NegotiatedProtocol)
+	}
+	resp, err = cl.Post("https://"+addr+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"m2","stream":true,"max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "data: [DONE]") {
+		t.Fatalf("stream over TLS: %d %s", resp.StatusCode, body)
 	}
 
 	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: selfsigned.Pool(pair)})
