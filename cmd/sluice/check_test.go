@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sluice-gw/sluice/internal/testutil/selfsigned"
 )
 
 // sluice check takes the annotated example as it is, and refuses what a
@@ -58,5 +60,44 @@ func TestCheckConfig(t *testing.T) {
 
 	if code, _, errs := check(filepath.Join(dir, "missing.yaml")); code != 1 || errs == "" {
 		t.Fatalf("missing file: exit %d, stderr %q", code, errs)
+	}
+}
+
+// sluice check loads the tls: pair as a start would: a good pair passes,
+// a certificate with another pair's key, or a file that is not there,
+// fails naming tls.cert_file.
+func TestCheckLoadsTLSPair(t *testing.T) {
+	example, err := os.ReadFile("../../examples/sluice.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pair, other := selfsigned.New(t, 1), selfsigned.New(t, 2)
+	certFile, keyFile := pair.Write(t, dir)
+	withTLS := func(name, cert, key string) string {
+		text := strings.Replace(string(example), "\ntls:\n", "\ntls:\n  cert_file: "+cert+"\n  key_file: "+key+"\n", 1)
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	check := func(path string) (int, string) {
+		var out, errb bytes.Buffer
+		return run([]string{"check", "--config", path}, &out, &errb), errb.String()
+	}
+	if code, errs := check(withTLS("ok.yaml", certFile, keyFile)); code != 0 {
+		t.Fatalf("a good pair: exit %d, stderr %q", code, errs)
+	}
+	otherKey := filepath.Join(dir, "other-key.pem")
+	if err := os.WriteFile(otherKey, other.Key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, errs := check(withTLS("mismatch.yaml", certFile, otherKey)); code != 1 || !strings.Contains(errs, "tls.cert_file") ||
+		!strings.Contains(errs, "private key does not match") {
+		t.Fatalf("mismatched key: exit %d, stderr %q", code, errs)
+	}
+	if code, errs := check(withTLS("missing.yaml", filepath.Join(dir, "none.pem"), keyFile)); code != 1 || !strings.Contains(errs, "tls.cert_file") {
+		t.Fatalf("missing certificate: exit %d, stderr %q", code, errs)
 	}
 }

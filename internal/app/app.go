@@ -29,6 +29,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/routing"
+	"github.com/sluice-gw/sluice/internal/tlsterm"
 )
 
 // App is one gateway process.
@@ -56,6 +57,9 @@ type App struct {
 	connMetrics *netguard.ConnMetrics
 	connMu      sync.Mutex
 	conns       *netguard.Listener // set while Run serves; reloads change its caps
+	// tls terminates TLS on the client listener (tls:), nil when off;
+	// reloads hand it the pair they read.
+	tls *tlsterm.Terminator
 	// baseMemLimit is the runtime's soft memory limit before Run applied
 	// server.memory_limit (GOMEMLIMIT or none); restored when Run ends
 	// or a reload sets the limit back to 0. Guarded by connMu.
@@ -120,6 +124,10 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		QueueWork:  make(chan struct{}, 1),
 		Ejections:  make(chan struct{}, 1),
 	}
+	term, err := newTerminator(cfg.TLS)
+	if err != nil {
+		return nil, errWithPath(path, err)
+	}
 	resp, err := newResponseCache(cfg.Cache, reg, deps.Now)
 	if err != nil {
 		return nil, errWithPath(path, err)
@@ -133,7 +141,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		return nil, errWithPath(path, err)
 	}
 	built.Commit()
-	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker}
+	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, tls: term}
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
@@ -292,6 +300,12 @@ func (a *App) Reload() error {
 	if err != nil {
 		return a.refuseReload(err)
 	}
+	// The pair is read on every reload, changed or not: a renewed
+	// certificate at the same paths is what certbot and cert-manager leave.
+	cert, err := loadCert(cfg.TLS)
+	if err != nil {
+		return a.refuseReload(errWithPath(a.src.Path, err))
+	}
 	next, err := Build(cfg, a.deps, a.built)
 	if err != nil {
 		return a.refuseReload(errWithPath(a.src.Path, err))
@@ -306,6 +320,9 @@ func (a *App) Reload() error {
 	a.syncChecker(cfg.Health.Active)
 	a.syncScraper(cfg)
 	a.applyServerLimits(cfg.Server, cfg.Log.Access)
+	if a.tls != nil && cert != nil {
+		a.tls.Store(cert)
+	}
 	a.applyLogLevel(cfg.Log.Level)
 	a.log.Info("config reloaded", "path", a.src.Path, "models", len(next.Runtime.Models))
 	return nil
@@ -314,31 +331,6 @@ func (a *App) Reload() error {
 func (a *App) refuseReload(err error) error {
 	a.log.Error("config reload refused; keeping the running config", "path", a.src.Path, "error", err.Error())
 	return err
-}
-
-// warnRestartOnly logs the settings a reload cannot change.
-func (a *App) warnRestartOnly(cfg, old *config.Config) {
-	if cfg.Listen != old.Listen {
-		a.log.Warn("config reload: listen address changes need a restart; keeping the old one",
-			"old", old.Listen, "new", cfg.Listen)
-	}
-	if cfg.Admin.Listen != old.Admin.Listen {
-		a.log.Warn("config reload: admin.listen changes need a restart; keeping the old one",
-			"old", old.Admin.Listen, "new", cfg.Admin.Listen)
-	}
-	if cfg.Forecast != old.Forecast {
-		a.log.Warn("config reload: forecast changes need a restart; keeping the old settings")
-	}
-	if !sameServerSettings(cfg.Server, old.Server) {
-		a.log.Warn("config reload: server.read_header_timeout, idle_timeout and max_header_bytes need a restart; " +
-			"connection caps, body bounds and memory_limit are applied now")
-	}
-	if cfg.Queue != old.Queue {
-		a.log.Warn("config reload: queue changes need a restart; keeping the old settings")
-	}
-	if cfg.Cache.MaxBytes != old.Cache.MaxBytes || !reflect.DeepEqual(cfg.Cache.Redis, old.Cache.Redis) {
-		a.log.Warn("config reload: cache.max_bytes and cache.redis need a restart; keeping the old ones")
-	}
 }
 
 // applyLogLevel sets the logger's level from log.level, where the logger's
@@ -402,7 +394,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(guarded) }() // framing inside: see guard
-	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "models", a.gw.Runtime().Models)
+	a.log.Info("sluice gateway listening", "addr", ln.Addr().String(), "tls", a.tls != nil, "models", a.gw.Runtime().Models)
 	a.logSummary(ln.Addr().String())
 
 	select {

@@ -18,7 +18,7 @@ type Checked struct {
 }
 
 // Check builds from cfg what a start or a reload builds, aside, and throws
-// it away: the response cache's levels and every stage of Build (pools,
+// it away: the TLS certificate pair (tls:), the response cache's levels and every stage of Build (pools,
 // breakers, queues, rate limits, the forwarder, the token verifier, which
 // reads the static key files and fetches the issuer's key set once,
 // logging a failure as a start would). It binds no port, connects to no
@@ -26,6 +26,9 @@ type Checked struct {
 // `sluice check` runs it, as `nginx -t`, before a deploy or a SIGHUP: an
 // error here is one a start would stop on, or a reload refuse.
 func Check(cfg *config.Config, logger *slog.Logger) (Checked, error) {
+	if _, err := loadCert(cfg.TLS); err != nil {
+		return Checked{}, err // a pair a start would refuse, or a reload
+	}
 	reg := prometheus.NewRegistry()
 	resp, err := newResponseCache(cfg.Cache, reg, time.Now)
 	if err != nil {

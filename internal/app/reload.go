@@ -2,14 +2,18 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 )
 
@@ -19,10 +23,11 @@ type endpointBackend = endpoint.Backend
 // (write, chmod, rename) into one reload.
 const reloadDebounce = 250 * time.Millisecond
 
-// watchReloads reloads on SIGHUP and when the config file changes. The
-// directory is watched, not the file, because editors and Kubernetes
-// ConfigMaps replace the file by rename. ready is closed once the signal
-// and the watch are in place, so a change made after Run serves is seen.
+// watchReloads reloads on SIGHUP and when the config file, or the TLS
+// certificate pair it names, changes. Directories are watched, not files,
+// because editors and Kubernetes ConfigMaps replace the file by rename.
+// ready is closed once the signal and the watch are in place, so a change
+// made after Run serves is seen.
 func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -41,6 +46,10 @@ func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 	}
 	close(ready)
 	target, _ := filepath.Abs(a.src.Path)
+	var certs certWatch
+	if events != nil {
+		certs.sync(watcher, a.gw.Runtime().Config.TLS, a.log)
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -56,13 +65,89 @@ func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 				events = nil
 				continue
 			}
-			if abs, _ := filepath.Abs(ev.Name); abs == target && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+			if abs, _ := filepath.Abs(ev.Name); (abs == target || certs.changes(abs)) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				timer.Reset(reloadDebounce)
 			}
 		case <-timer.C:
 			if _, err := os.Stat(a.src.Path); err == nil {
 				a.Reload()
+				if events != nil {
+					certs.sync(watcher, a.gw.Runtime().Config.TLS, a.log) // the reload may name other files
+				}
 			}
 		}
+	}
+}
+
+// certWatch is what of the TLS certificate pair the file watch follows, so
+// a renewed pair (certbot, cert-manager) is served without a SIGHUP.
+type certWatch struct {
+	files map[string]bool // the pair's absolute paths
+	dirs  map[string]bool // their directories, each added to the watcher once
+}
+
+// sync follows the pair tls names (none when off).
+func (w *certWatch) sync(watcher *fsnotify.Watcher, tls config.TLS, log *slog.Logger) {
+	w.files = map[string]bool{}
+	if !tls.Enabled() {
+		return
+	}
+	if w.dirs == nil {
+		w.dirs = map[string]bool{}
+	}
+	for _, f := range []string{tls.CertFile, tls.KeyFile} {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			continue
+		}
+		w.files[abs] = true
+		dir := filepath.Dir(abs)
+		if w.dirs[dir] {
+			continue
+		}
+		if err := watcher.Add(dir); err != nil {
+			log.Warn("tls certificate watch unavailable; reload with SIGHUP", "dir", dir, "error", err.Error())
+			continue
+		}
+		w.dirs[dir] = true
+	}
+}
+
+// changes reports whether an event on path may change the pair: one of
+// its files, or, in a directory of the pair, Kubernetes' "..data" link,
+// which a Secret update swaps (the files are links through it).
+func (w *certWatch) changes(path string) bool {
+	if w.files[path] {
+		return true
+	}
+	return w.dirs[filepath.Dir(path)] && strings.HasPrefix(filepath.Base(path), "..")
+}
+
+// warnRestartOnly logs the settings a reload cannot change.
+func (a *App) warnRestartOnly(cfg, old *config.Config) {
+	if cfg.Listen != old.Listen {
+		a.log.Warn("config reload: listen address changes need a restart; keeping the old one",
+			"old", old.Listen, "new", cfg.Listen)
+	}
+	if cfg.Admin.Listen != old.Admin.Listen {
+		a.log.Warn("config reload: admin.listen changes need a restart; keeping the old one",
+			"old", old.Admin.Listen, "new", cfg.Admin.Listen)
+	}
+	if cfg.TLS.Enabled() != old.TLS.Enabled() || cfg.TLS.MinVersion != old.TLS.MinVersion {
+		a.log.Warn("config reload: turning tls on or off and tls.min_version need a restart; "+
+			"a new certificate pair is served now when tls stays on", "tls", old.TLS.Enabled())
+	}
+	if cfg.Forecast != old.Forecast {
+		a.log.Warn("config reload: forecast changes need a restart; keeping the old settings")
+	}
+	if !sameServerSettings(cfg.Server, old.Server) {
+		a.log.Warn("config reload: server.read_header_timeout, idle_timeout and max_header_bytes need a restart; " +
+			"connection caps, body bounds and memory_limit are applied now")
+	}
+	if cfg.Queue != old.Queue {
+		a.log.Warn("config reload: queue changes need a restart; keeping the old settings")
+	}
+	if cfg.Cache.MaxBytes != old.Cache.MaxBytes || !reflect.DeepEqual(cfg.Cache.Redis, old.Cache.Redis) {
+		a.log.Warn("config reload: cache.max_bytes and cache.redis need a restart; keeping the old ones")
 	}
 }

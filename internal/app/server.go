@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/netguard"
+	"github.com/sluice-gw/sluice/internal/tlsterm"
 )
 
 // newServer is the public listener's HTTP server, bounded by the server:
@@ -58,6 +60,11 @@ func (a *App) guard(ln net.Listener, sc config.Server, access bool) *netguard.Li
 	_, gogcSet := os.LookupEnv("GOGC")
 	a.gc = startGCFloor(gcFloorFor(int64(sc.MemoryLimit)), gogcSet)
 	a.conns = netguard.NewListener(ln, connLimits(sc), a.connMetrics)
+	// TLS, when on, sits between the caps, which count TCP connections,
+	// and framing, which must read the decrypted bytes.
+	if a.tls != nil {
+		a.conns.WrapTransport(a.tls.Wrap)
+	}
 	// framing refuses requests whose length is ambiguous (both
 	// Content-Length and Transfer-Encoding), which net/http accepts; it
 	// scans the connections the caps admit, under netguard's.
@@ -107,4 +114,21 @@ func (a *App) refusalLog(access bool) *slog.Logger {
 		return nil
 	}
 	return a.log
+}
+
+// loadCert reads tls's certificate pair, or nothing when tls is off.
+func loadCert(c config.TLS) (*tls.Certificate, error) {
+	if !c.Enabled() {
+		return nil, nil
+	}
+	return tlsterm.LoadPair(c.CertFile, c.KeyFile)
+}
+
+// newTerminator is the client listener's TLS, nil when tls is off.
+func newTerminator(c config.TLS) (*tlsterm.Terminator, error) {
+	cert, err := loadCert(c)
+	if err != nil || cert == nil {
+		return nil, err
+	}
+	return tlsterm.New(cert, c.MinTLSVersion()), nil
 }

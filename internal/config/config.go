@@ -33,17 +33,19 @@ type Config struct {
 	// request's own goroutine, ~20% less CPU per proxied request) or
 	// "net/http" (Go's http.Transport). https backends always use
 	// net/http (HTTP/2 over TLS). Default "lean".
-	UpstreamClient string      `yaml:"upstream_client"`
-	Server         Server      `yaml:"server"`
-	Admin          Admin       `yaml:"admin"`
-	Timeouts       Timeouts    `yaml:"timeouts"`
-	Retry          Retry       `yaml:"retry"`
-	Health         Health      `yaml:"health"`
-	LoadMetrics    LoadMetrics `yaml:"load_metrics"`
-	Breaker        Breaker     `yaml:"breaker"`
-	Admission      Admission   `yaml:"admission"`
-	Auth           Auth        `yaml:"auth"`
-	Cache          Cache       `yaml:"cache"`
+	UpstreamClient string `yaml:"upstream_client"`
+	// TLS: the client listener's certificate; off by default (tls.go).
+	TLS         TLS         `yaml:"tls"`
+	Server      Server      `yaml:"server"`
+	Admin       Admin       `yaml:"admin"`
+	Timeouts    Timeouts    `yaml:"timeouts"`
+	Retry       Retry       `yaml:"retry"`
+	Health      Health      `yaml:"health"`
+	LoadMetrics LoadMetrics `yaml:"load_metrics"`
+	Breaker     Breaker     `yaml:"breaker"`
+	Admission   Admission   `yaml:"admission"`
+	Auth        Auth        `yaml:"auth"`
+	Cache       Cache       `yaml:"cache"`
 	// Queue: async jobs and the Batch API on NATS JetStream; see queue.go.
 	Queue Queue `yaml:"queue"`
 	// RateLimits: per key / tenant / IP / global, requests and tokens; see
@@ -237,6 +239,7 @@ func Default() Config {
 		Breaker: Breaker{Enabled: true, Window: Duration(30 * time.Second), MinRequests: 20, FailureRatio: 0.5,
 			SlowRatio: 1, OpenFor: Duration(10 * time.Second), MaxOpenFor: Duration(80 * time.Second),
 			HalfOpenProbes: 1, MaxEjectedRatio: 0.5},
+		TLS:         defaultTLS(),
 		Server:      defaultServer(),
 		Admin:       defaultAdmin(),
 		Admission:   defaultAdmission(),
@@ -339,6 +342,7 @@ func (c *Config) validate(policyOK PolicyCheck) error {
 	c.validateHealth(bad)
 	c.validateBreaker(bad)
 	c.validateServer(bad)
+	c.validateTLS(bad)
 	c.validateAdmission(bad)
 	c.validateCache(bad)
 	c.validateQueue(bad)

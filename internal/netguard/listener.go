@@ -56,6 +56,9 @@ type Listener struct {
 	// wrap, when set (Wrap), wraps each admitted connection under the
 	// listener's own.
 	wrap func(net.Conn) net.Conn
+	// transport, when set (WrapTransport), wraps each accepted connection
+	// beneath wrap's: TLS.
+	transport func(net.Conn) net.Conn
 	// start is when the listener was made: a read deadline before it has
 	// passed (readDeadline.past). Socket deadlines are wall-clock times.
 	start time.Time
@@ -138,7 +141,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 		ip := hostOf(c.RemoteAddr())
 		if reason := l.admit(ip); reason != "" {
 			l.m.refused(reason)
-			if r, ok := l.enterTier(c, reason); ok {
+			tc := c
+			if l.transport != nil {
+				tc = l.transport(c) // the tier sets the socket's deadlines itself
+			}
+			if r, ok := l.enterTier(tc, reason); ok {
 				go l.refuse(r)
 			} else {
 				// Counted before the close: a client that sees the close
@@ -150,8 +157,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		gc := &conn{Conn: c, raw: c, l: l, ip: ip}
 		gc.rd.past = l.start
+		if l.transport != nil {
+			gc.Conn = l.transport(&transportSocket{Conn: c, gc: gc})
+		}
 		if l.wrap != nil {
-			gc.Conn = l.wrap(c)
+			gc.Conn = l.wrap(gc.Conn)
 		}
 		return gc, nil
 	}
@@ -326,13 +336,16 @@ func (c *conn) answerHeaderTimeout() {
 	if c.l.isClosed() {
 		return
 	}
-	c.linger.Store(true)
-	// No handler runs on the connection now, so nothing else writes.
+	// No handler runs on the connection now, so nothing else writes. A
+	// 408 that could not be written (the client left, or a TLS handshake
+	// never finished: the transport cannot write) has nothing to linger for.
 	now := time.Now()
 	if c.SetWriteDeadline(now.Add(headerTimeoutWrite)) == nil {
 		answer, id := errorAnswer(headerTimeout, now)
 		c.l.logRefusal(headerTimeout, id, c.raw.RemoteAddr())
-		c.write(answer)
+		if _, err := c.write(answer); err == nil {
+			c.linger.Store(true)
+		}
 	}
 }
 
