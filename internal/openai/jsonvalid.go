@@ -13,6 +13,15 @@ import (
 // string is skipped a run of plain bytes at a time, with no per-byte state
 // function call.
 func validJSON(b []byte) bool {
+	ok, _ := scanJSON(b, false)
+	return ok
+}
+
+// scanJSON is validJSON, which also reports, when watch is set, whether b
+// is an error object (ErrorObject's rule) from the top-level keys and
+// values it meets anyway: CheckAnswer, which spares an answer ErrorObject's
+// second pass.
+func scanJSON(b []byte, watch bool) (valid, errorObject bool) {
 	i := skipSpace(b, 0)
 	// containers is a stack of open containers: true for an object.
 	var stackBuf [64]bool
@@ -21,12 +30,12 @@ func validJSON(b []byte) bool {
 	for {
 		// A value starts at b[i].
 		if i >= len(b) {
-			return false
+			return false, false
 		}
 		switch c := b[i]; {
 		case c == '{':
 			if len(containers) >= maxNestingDepth {
-				return false
+				return false, false
 			}
 			i = skipSpace(b, i+1)
 			if i < len(b) && b[i] == '}' {
@@ -34,13 +43,13 @@ func validJSON(b []byte) bool {
 				break
 			}
 			containers = append(containers, true)
-			if i, ok = objectKey(b, i); !ok {
-				return false
+			if i, ok = memberKey(b, i, watch && len(containers) == 1, &errorObject); !ok {
+				return false, false
 			}
 			continue
 		case c == '[':
 			if len(containers) >= maxNestingDepth {
-				return false
+				return false, false
 			}
 			i = skipSpace(b, i+1)
 			if i < len(b) && b[i] == ']' {
@@ -51,34 +60,34 @@ func validJSON(b []byte) bool {
 			continue
 		case c == '"':
 			if i, ok = validString(b, i); !ok {
-				return false
+				return false, false
 			}
 		case c == '-' || (c >= '0' && c <= '9'):
 			if i, ok = validNumber(b, i); !ok {
-				return false
+				return false, false
 			}
 		case c == 't' || c == 'f' || c == 'n':
 			if i, ok = literalEnd(b, i); !ok {
-				return false
+				return false, false
 			}
 		default:
-			return false
+			return false, false
 		}
 		// A value ended at i: close containers, or go on to the next value.
 		for {
 			i = skipSpace(b, i)
 			if len(containers) == 0 {
-				return i == len(b)
+				return i == len(b), errorObject
 			}
 			if i >= len(b) {
-				return false
+				return false, false
 			}
 			obj := containers[len(containers)-1]
 			if b[i] == ',' {
 				i = skipSpace(b, i+1)
 				if obj {
-					if i, ok = objectKey(b, i); !ok {
-						return false
+					if i, ok = memberKey(b, i, watch && len(containers) == 1, &errorObject); !ok {
+						return false, false
 					}
 				}
 				break
@@ -88,17 +97,37 @@ func validJSON(b []byte) bool {
 				i++
 				continue
 			}
-			return false
+			return false, false
 		}
 	}
+}
+
+// errorMember reports whether the top-level member whose key starts at
+// b[k] (its opening quote, the key already checked) and whose value starts
+// at b[v] makes an error object: "error" not null, or "object": "error".
+// Keys and values are matched as written, as ErrorObject matches them; a
+// string that starts with `"error"` ends there (its last quote follows an
+// 'r', not a backslash), and a value that starts with null is null or not
+// valid, which fails the whole scan.
+func errorMember(b []byte, k, v int) bool {
+	switch {
+	case hasLiteral(b, k, `"error"`):
+		return !hasLiteral(b, v, "null")
+	case hasLiteral(b, k, `"object"`):
+		return hasLiteral(b, v, `"error"`)
+	}
+	return false
 }
 
 // maxNestingDepth is encoding/json's limit on nested containers.
 const maxNestingDepth = 10000
 
-// objectKey reads `"key" :` at b[i] and returns the index of the value
-// after the colon and any whitespace.
-func objectKey(b []byte, i int) (int, bool) {
+// memberKey reads `"key" :` at b[i] and returns the index of the value
+// after the colon and any whitespace. For a key of the top-level object of
+// a watched scan (top), it also sets *errorObject when the member makes b
+// an error object (errorMember).
+func memberKey(b []byte, i int, top bool, errorObject *bool) (int, bool) {
+	k := i
 	if i >= len(b) || b[i] != '"' {
 		return i, false
 	}
@@ -110,7 +139,11 @@ func objectKey(b []byte, i int) (int, bool) {
 	if i >= len(b) || b[i] != ':' {
 		return i, false
 	}
-	return skipSpace(b, i+1), true
+	i = skipSpace(b, i+1)
+	if top && errorMember(b, k, i) {
+		*errorObject = true
+	}
+	return i, true
 }
 
 // validString checks the string starting at b[i] (a '"') and returns the
@@ -243,6 +276,19 @@ func hasLiteral(b []byte, i int, lit string) bool {
 func ValidObject(b []byte) bool {
 	i := skipSpace(b, 0)
 	return i < len(b) && b[i] == '{' && validJSON(b)
+}
+
+// CheckAnswer is ValidObject and ErrorObject in one pass over b: valid
+// when b is exactly one JSON object, and then errorObject when it is an
+// error rather than an answer. A non-streamed answer is checked with it:
+// ErrorObject's own search for the word costs more than this scan's look
+// at each top-level key.
+func CheckAnswer(b []byte) (valid, errorObject bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false, false
+	}
+	return scanJSON(b, true)
 }
 
 // ObjectPrefix reports whether b, the start of a longer answer, opens a
