@@ -29,12 +29,19 @@
 # bare-go row of bench/proxy-overhead.sh), and "bare-lean", the same proxy
 # on internal/h1client (Sluice's default upstream client for http://).
 # Needs valgrind, wrk, taskset, curl, go.
-# Usage: [MODE=hit|proxied] [PORT_BASE=19511] [DUR=20] [OUT=dir] [CACHESIM=1] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
+# Under callgrind a request takes ~50x longer: at -c64 the proxied requests
+# queue in Sluice's admission long enough to be refused (503
+# pool_saturated, its overload control working), so MODE=proxied runs with
+# fewer connections (CONNS, default 16 there) and any refusal is reported.
+# NOFLOOR=1 leaves the floors out (a build may be named twice, to alternate).
+# Usage: [MODE=hit|proxied] [CONNS=64|16] [NOFLOOR=1] [PORT_BASE=19511] [DUR=20] [OUT=dir] [CACHESIM=1] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench/install-tools.sh valgrind wrk curl   # apt-get when missing (root, else sudo)
 DUR=${DUR:-20}
 MODE=${MODE:-hit}
+CONNS_SET=${CONNS:-}
+CONNS=${CONNS:-64}
 W=$(mktemp -d); OUT=${OUT:-$W/out}; mkdir -p "$OUT"
 PIDS=()
 trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
@@ -50,9 +57,11 @@ hit)
 proxied)
   BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}'
   FLOORS=(bare bare-lean)
+  CONNS=${CONNS_SET:-16}
   go build -o "$W/bareproxy" ./bench/bareproxy ;;
 *) echo "MODE: hit or proxied, got $MODE"; exit 1 ;;
 esac
+[ "${NOFLOOR:-0}" = 1 ] && FLOORS=()
 taskset -c 0 "${1#*=}" sim --listen $BACK --instant --model m >/dev/null 2>&1 & PIDS+=($!)
 sleep 0.5
 curl -sf -X POST -d "$BODY" "http://$BACK/v1/chat/completions" > "$W/answer.json"
@@ -78,7 +87,7 @@ code_pages() { # callgrind-file binary requests
     END {n=0; for (p in pg) n++; print n}' "$W/hot.txt" -
 }
 echo "name requests instr_per_request code_pages load$([ "${CACHESIM:-0}" = 1 ] && echo " I1_miss D1_read_miss D1_write_miss")"
-for b in "${FLOORS[@]}" "$@"; do
+for b in ${FLOORS[@]+"${FLOORS[@]}"} "$@"; do
   n=${b%%=*} bin=${b#*=}
   if [ "$n" = floor ]; then
     "${VG[@]}" "$W/floor/floor" $ADDR "$W/answer.json" 2>/dev/null & pid=$!
@@ -91,13 +100,14 @@ for b in "${FLOORS[@]}" "$@"; do
   fi
   PIDS+=($pid)
   for _ in $(seq 1200); do curl -sf -o /dev/null -X POST -d "$BODY" "http://$ADDR/v1/chat/completions" && break; sleep 0.1; done
-  taskset -c 0 wrk -t1 -c64 --timeout 60s -d5s -s "$W/post.lua" "http://$ADDR/v1/chat/completions" >/dev/null # warm-up
+  taskset -c 0 wrk -t1 -c"$CONNS" --timeout 60s -d5s -s "$W/post.lua" "http://$ADDR/v1/chat/completions" >/dev/null # warm-up
   callgrind_control -z $pid >/dev/null
-  taskset -c 0 wrk -t1 -c64 --timeout 60s -d"${DUR}s" -s "$W/post.lua" "http://$ADDR/v1/chat/completions" > "$W/wrk.txt"
+  taskset -c 0 wrk -t1 -c"$CONNS" --timeout 60s -d"${DUR}s" -s "$W/post.lua" "http://$ADDR/v1/chat/completions" > "$W/wrk.txt"
   callgrind_control -d $pid >/dev/null
   kill $pid; wait $pid 2>/dev/null || true
   req=$(awk '/requests in/ {print $1}' "$W/wrk.txt")
-  bad=$(awk '/Non-2xx/ {s+=$4} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$W/wrk.txt")
+  cp "$W/wrk.txt" "$OUT/$n.wrk"
+  bad=$(awk '/Non-2xx/ {s+=$5} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$W/wrk.txt")
   [ "$bad" = 0 ] || echo "$n: $bad errors or non-2xx"
   f=$(ls -t "$W"/cg.$pid.* 2>/dev/null | head -1)
   [ -n "$f" ] || { echo "$n: no dump (callgrind died?)"; continue; }
