@@ -5,11 +5,11 @@
 # ~130-145k instructions per request), which dilutes the ratio between two
 # servers. Here each server runs as bench/hit-cpu.sh starts it (GOMAXPROCS=1,
 # flag-mode defaults, --log-level error, one instant backend), under
-# callgrind on CPU 1, with wrk -c64 posting the hit from CPU 0; the counts
+# callgrind on CPU 1, with wrk -c64 (CONNS) posting the hit from CPU 0; the counts
 # are zeroed after a warm-up, wrk runs DUR seconds, and the window's
 # instructions (everything the process ran: the handler, net/http, the
 # runtime, its collector and timers, background loops) are divided by the
-# answers wrk received (up to 64 answers in flight at the end are not
+# answers wrk received (up to CONNS answers in flight at the end are not
 # counted: ~0.3% at 20k). "floor" is bench/cache-hit.sh's bare Go handler.
 # Sluice builds are given as name=BIN (an executable script that execs a
 # binary with extra environment works too: children are traced). The top functions of each
