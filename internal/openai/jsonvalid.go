@@ -12,16 +12,39 @@ import (
 // because it runs on every request body and is several times faster: a
 // string is skipped a run of plain bytes at a time, with no per-byte state
 // function call.
-func validJSON(b []byte) bool {
-	ok, _ := scanJSON(b, false)
-	return ok
+func validJSON(b []byte) bool { return scanJSON(b, nil) }
+
+// scanNotes is what a scan notes at the top level of an object besides
+// its validity, from the keys and values it meets anyway: for CheckAnswer
+// whether it is an error object (ErrorObject's rule), sparing an answer a
+// second pass; for ParseRequest where its members are, sparing a request
+// a second walk (topMembers).
+type scanNotes struct {
+	watchError  bool // note errorObject
+	errorObject bool
+	members     *topMembers // nil: not noted
 }
 
-// scanJSON is validJSON, which also reports, when watch is set, whether b
-// is an error object (ErrorObject's rule) from the top-level keys and
-// values it meets anyway: CheckAnswer, which spares an answer ErrorObject's
-// second pass.
-func scanJSON(b []byte, watch bool) (valid, errorObject bool) {
+// topMembers are the spans of an object's top-level members, in order:
+// the raw key (between its quotes) and the value. over: there were more
+// than it holds, and none of them is to be read.
+type topMembers struct {
+	n    int
+	over bool
+	m    [16]memberSpan
+}
+
+type memberSpan struct{ key0, key1, val0, val1 int }
+
+// valueEnd notes that the value of the last member noted ends at i.
+func (t *topMembers) valueEnd(i int) {
+	if !t.over {
+		t.m[t.n-1].val1 = i
+	}
+}
+
+// scanJSON is validJSON, noting what notes asks for (nil: nothing).
+func scanJSON(b []byte, notes *scanNotes) bool {
 	i := skipSpace(b, 0)
 	// containers is a stack of open containers: true for an object.
 	var stackBuf [64]bool
@@ -30,12 +53,12 @@ func scanJSON(b []byte, watch bool) (valid, errorObject bool) {
 	for {
 		// A value starts at b[i].
 		if i >= len(b) {
-			return false, false
+			return false
 		}
 		switch c := b[i]; {
 		case c == '{':
 			if len(containers) >= maxNestingDepth {
-				return false, false
+				return false
 			}
 			i = skipSpace(b, i+1)
 			if i < len(b) && b[i] == '}' {
@@ -43,13 +66,13 @@ func scanJSON(b []byte, watch bool) (valid, errorObject bool) {
 				break
 			}
 			containers = append(containers, true)
-			if i, ok = memberKey(b, i, watch && len(containers) == 1, &errorObject); !ok {
-				return false, false
+			if i, ok = memberKey(b, i, len(containers) == 1, notes); !ok {
+				return false
 			}
 			continue
 		case c == '[':
 			if len(containers) >= maxNestingDepth {
-				return false, false
+				return false
 			}
 			i = skipSpace(b, i+1)
 			if i < len(b) && b[i] == ']' {
@@ -60,34 +83,37 @@ func scanJSON(b []byte, watch bool) (valid, errorObject bool) {
 			continue
 		case c == '"':
 			if i, ok = validString(b, i); !ok {
-				return false, false
+				return false
 			}
 		case c == '-' || (c >= '0' && c <= '9'):
 			if i, ok = validNumber(b, i); !ok {
-				return false, false
+				return false
 			}
 		case c == 't' || c == 'f' || c == 'n':
 			if i, ok = literalEnd(b, i); !ok {
-				return false, false
+				return false
 			}
 		default:
-			return false, false
+			return false
 		}
 		// A value ended at i: close containers, or go on to the next value.
 		for {
+			if len(containers) == 1 && containers[0] && notes != nil && notes.members != nil {
+				notes.members.valueEnd(i) // a top-level member's value
+			}
 			i = skipSpace(b, i)
 			if len(containers) == 0 {
-				return i == len(b), errorObject
+				return i == len(b)
 			}
 			if i >= len(b) {
-				return false, false
+				return false
 			}
 			obj := containers[len(containers)-1]
 			if b[i] == ',' {
 				i = skipSpace(b, i+1)
 				if obj {
-					if i, ok = memberKey(b, i, watch && len(containers) == 1, &errorObject); !ok {
-						return false, false
+					if i, ok = memberKey(b, i, len(containers) == 1, notes); !ok {
+						return false
 					}
 				}
 				break
@@ -97,7 +123,7 @@ func scanJSON(b []byte, watch bool) (valid, errorObject bool) {
 				i++
 				continue
 			}
-			return false, false
+			return false
 		}
 	}
 }
@@ -123,10 +149,9 @@ func errorMember(b []byte, k, v int) bool {
 const maxNestingDepth = 10000
 
 // memberKey reads `"key" :` at b[i] and returns the index of the value
-// after the colon and any whitespace. For a key of the top-level object of
-// a watched scan (top), it also sets *errorObject when the member makes b
-// an error object (errorMember).
-func memberKey(b []byte, i int, top bool, errorObject *bool) (int, bool) {
+// after the colon and any whitespace. For a key of the top-level object
+// (top), it notes what notes asks for (nil: nothing).
+func memberKey(b []byte, i int, top bool, notes *scanNotes) (int, bool) {
 	k := i
 	if i >= len(b) || b[i] != '"' {
 		return i, false
@@ -135,13 +160,24 @@ func memberKey(b []byte, i int, top bool, errorObject *bool) (int, bool) {
 	if !ok {
 		return i, false
 	}
+	keyEnd := i
 	i = skipSpace(b, i)
 	if i >= len(b) || b[i] != ':' {
 		return i, false
 	}
 	i = skipSpace(b, i+1)
-	if top && errorMember(b, k, i) {
-		*errorObject = true
+	if top && notes != nil {
+		if notes.watchError && errorMember(b, k, i) {
+			notes.errorObject = true
+		}
+		if t := notes.members; t != nil && !t.over {
+			if t.n == len(t.m) {
+				t.over = true
+			} else {
+				t.m[t.n] = memberSpan{key0: k + 1, key1: keyEnd - 1, val0: i}
+				t.n++
+			}
+		}
 	}
 	return i, true
 }
@@ -288,7 +324,11 @@ func CheckAnswer(b []byte) (valid, errorObject bool) {
 	if i >= len(b) || b[i] != '{' {
 		return false, false
 	}
-	return scanJSON(b, true)
+	notes := scanNotes{watchError: true}
+	if !scanJSON(b, &notes) {
+		return false, false
+	}
+	return true, notes.errorObject
 }
 
 // ObjectPrefix reports whether b, the start of a longer answer, opens a
