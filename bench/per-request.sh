@@ -28,7 +28,7 @@ load() { taskset -c 0 wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$WORK/post.lua" "$URL" 
 perf stat -e task-clock,context-switches,minor-faults -e sched:sched_waking --filter 'comm=="wrk"' \
   -p "$PID" -o "$WORK/perf.txt" -- sleep "$DUR" &
 n=$(load perf); wait
-errs=$(awk '/Non-2xx/ {s+=$4} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$WORK/perf.wrk")
+errs=$(awk '/Non-2xx/ {s+=$5} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$WORK/perf.wrk")
 awk -v n="$n" -v e="$errs" -v dur="$DUR" '{gsub(/,/,"",$1)} /task-clock/ {tc=$1} /context-switches/ {cs=$1}
   /minor-faults/ {pf=$1} /sched_waking/ {wk=$1}
   END {printf "requests %d (%.0f/s, %d errors); CPU %.2f us/request (%.0f%% of a core); per request: context switches %.3f, minor faults %.4f, wakes of wrk %.3f\n",

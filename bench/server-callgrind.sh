@@ -5,11 +5,11 @@
 # ~130-145k instructions per request), which dilutes the ratio between two
 # servers. Here each server runs as bench/hit-cpu.sh starts it (GOMAXPROCS=1,
 # flag-mode defaults, --log-level error, one instant backend), under
-# callgrind on CPU 1, with wrk -c64 posting the hit from CPU 0; the counts
+# callgrind on CPU 1, with wrk -c64 (CONNS) posting the hit from CPU 0; the counts
 # are zeroed after a warm-up, wrk runs DUR seconds, and the window's
 # instructions (everything the process ran: the handler, net/http, the
 # runtime, its collector and timers, background loops) are divided by the
-# answers wrk received (up to 64 answers in flight at the end are not
+# answers wrk received (up to CONNS answers in flight at the end are not
 # counted: ~0.3% at 20k). "floor" is bench/cache-hit.sh's bare Go handler.
 # Sluice builds are given as name=BIN (an executable script that execs a
 # binary with extra environment works too: children are traced). The top functions of each
@@ -22,20 +22,46 @@
 # I1 counts the code lines a hit spans, which instructions do not: the same
 # count of instructions spread over more lines costs more cycles. Load does
 # not change these counts either.
+# MODE=proxied counts a proxied request instead: the body of
+# bench/proxy-overhead.sh (no temperature 0, so the cache cannot answer it:
+# every request goes to the instant backend), and two floors in place of
+# the bare handler: "bare", bench/bareproxy on net/http's Transport (the
+# bare-go row of bench/proxy-overhead.sh), and "bare-lean", the same proxy
+# on internal/h1client (Sluice's default upstream client for http://).
 # Needs valgrind, wrk, taskset, curl, go.
-# Usage: [DUR=20] [OUT=dir] [CACHESIM=1] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
+# Under callgrind a request takes ~50x longer: at -c64 the proxied requests
+# queue in Sluice's admission long enough to be refused (503
+# pool_saturated, its overload control working), so MODE=proxied runs with
+# fewer connections (CONNS, default 16 there) and any refusal is reported.
+# NOFLOOR=1 leaves the floors out (a build may be named twice, to alternate).
+# Usage: [MODE=hit|proxied] [CONNS=64|16] [NOFLOOR=1] [PORT_BASE=19511] [DUR=20] [OUT=dir] [CACHESIM=1] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench/install-tools.sh valgrind wrk curl   # apt-get when missing (root, else sudo)
 DUR=${DUR:-20}
+MODE=${MODE:-hit}
+CONNS_SET=${CONNS:-}
+CONNS=${CONNS:-64}
 W=$(mktemp -d); OUT=${OUT:-$W/out}; mkdir -p "$OUT"
 PIDS=()
 trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
-BACK=127.0.0.1:19511 ADDR=127.0.0.1:19520
-BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
-mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
-sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
-(cd "$W/floor" && GOWORK=off go build -o floor .)
+P=${PORT_BASE:-19511}   # two ports: another PORT_BASE lets two runs share a machine
+BACK=127.0.0.1:$P ADDR=127.0.0.1:$((P + 9))
+case $MODE in
+hit)
+  BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
+  FLOORS=(floor)
+  mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
+  sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
+  (cd "$W/floor" && GOWORK=off go build -o floor .) ;;
+proxied)
+  BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}'
+  FLOORS=(bare bare-lean)
+  CONNS=${CONNS_SET:-16}
+  go build -o "$W/bareproxy" ./bench/bareproxy ;;
+*) echo "MODE: hit or proxied, got $MODE"; exit 1 ;;
+esac
+[ "${NOFLOOR:-0}" = 1 ] && FLOORS=()
 taskset -c 0 "${1#*=}" sim --listen $BACK --instant --model m >/dev/null 2>&1 & PIDS+=($!)
 sleep 0.5
 curl -sf -X POST -d "$BODY" "http://$BACK/v1/chat/completions" > "$W/answer.json"
@@ -61,23 +87,27 @@ code_pages() { # callgrind-file binary requests
     END {n=0; for (p in pg) n++; print n}' "$W/hot.txt" -
 }
 echo "name requests instr_per_request code_pages load$([ "${CACHESIM:-0}" = 1 ] && echo " I1_miss D1_read_miss D1_write_miss")"
-for b in floor "$@"; do
+for b in ${FLOORS[@]+"${FLOORS[@]}"} "$@"; do
   n=${b%%=*} bin=${b#*=}
   if [ "$n" = floor ]; then
     "${VG[@]}" "$W/floor/floor" $ADDR "$W/answer.json" 2>/dev/null & pid=$!
+  elif [ "$n" = bare ] || [ "$n" = bare-lean ]; then
+    client=$([ "$n" = bare ] && echo nethttp || echo lean)
+    "${VG[@]}" "$W/bareproxy" --listen $ADDR --backend $BACK --client $client 2>/dev/null & pid=$!
   else
     "${VG[@]}" "$bin" serve --listen $ADDR --admin-listen off --model m --backend http://$BACK --log-level error \
       --data-dir "$W/dd-$n" 2>/dev/null & pid=$!
   fi
   PIDS+=($pid)
   for _ in $(seq 1200); do curl -sf -o /dev/null -X POST -d "$BODY" "http://$ADDR/v1/chat/completions" && break; sleep 0.1; done
-  taskset -c 0 wrk -t1 -c64 --timeout 60s -d5s -s "$W/post.lua" "http://$ADDR/v1/chat/completions" >/dev/null # warm-up
+  taskset -c 0 wrk -t1 -c"$CONNS" --timeout 60s -d5s -s "$W/post.lua" "http://$ADDR/v1/chat/completions" >/dev/null # warm-up
   callgrind_control -z $pid >/dev/null
-  taskset -c 0 wrk -t1 -c64 --timeout 60s -d"${DUR}s" -s "$W/post.lua" "http://$ADDR/v1/chat/completions" > "$W/wrk.txt"
+  taskset -c 0 wrk -t1 -c"$CONNS" --timeout 60s -d"${DUR}s" -s "$W/post.lua" "http://$ADDR/v1/chat/completions" > "$W/wrk.txt"
   callgrind_control -d $pid >/dev/null
   kill $pid; wait $pid 2>/dev/null || true
   req=$(awk '/requests in/ {print $1}' "$W/wrk.txt")
-  bad=$(awk '/Non-2xx/ {s+=$4} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$W/wrk.txt")
+  cp "$W/wrk.txt" "$OUT/$n.wrk"
+  bad=$(awk '/Non-2xx/ {s+=$5} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$W/wrk.txt")
   [ "$bad" = 0 ] || echo "$n: $bad errors or non-2xx"
   f=$(ls -t "$W"/cg.$pid.* 2>/dev/null | head -1)
   [ -n "$f" ] || { echo "$n: no dump (callgrind died?)"; continue; }
@@ -85,7 +115,7 @@ for b in floor "$@"; do
   sed -n 1,60p "$W/annotate.txt" > "$OUT/$n.top"
   cp "$f" "$OUT/$n.cg"
   ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$f")
-  exe=$([ "$n" = floor ] && echo "$W/floor/floor" || echo "$bin")
+  case $n in floor) exe=$W/floor/floor ;; bare | bare-lean) exe=$W/bareproxy ;; *) exe=$bin ;; esac
   [ -f "$exe" ] && head -c2 "$exe" | grep -q '^#!' && exe=$(awk '/exec/ {for (i=1;i<=NF;i++) if ($i ~ /^\//) {print $i; exit}}' "$exe")
   misses=""
   [ "${CACHESIM:-0}" = 1 ] && misses=$(awk -v n="$req" '/^events:/ {for (i=2;i<=NF;i++) e[i]=$i}

@@ -3,6 +3,7 @@ package endpoint
 import (
 	"context"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -28,6 +29,11 @@ type lifecycle struct {
 	// running on it are cut (Context).
 	retired context.Context
 	retire  context.CancelFunc
+	// hooks are the attempts to cancel at retirement (HookRetire), and
+	// gone says Retire ran; both under hookMu.
+	hookMu sync.Mutex
+	hooks  *RetireHook
+	gone   bool
 }
 
 func (l *lifecycle) init() {
@@ -75,9 +81,78 @@ func (b *Backend) ramped(n int) int {
 }
 
 // Retire ends the backend's drain: the attempts still running on it are
-// cancelled (through Context). Call it once the backend has left every
-// pool and its in-flight requests have had their grace.
-func (b *Backend) Retire() { b.life.retire() }
+// cancelled (their hooks, HookRetire, then Context). Call it once the
+// backend has left every pool and its in-flight requests have had their
+// grace.
+func (b *Backend) Retire() {
+	l := &b.life
+	l.hookMu.Lock()
+	l.gone = true
+	var fire []*RetireHook
+	for h := l.hooks; h != nil; {
+		next := h.next
+		h.prev, h.next, h.on = nil, nil, false
+		fire = append(fire, h)
+		h = next
+	}
+	l.hooks = nil
+	l.hookMu.Unlock()
+	for _, h := range fire {
+		h.Cancel(h.Cause)
+	}
+	l.retire()
+}
+
+// RetireHook is an attempt's place on its backend's retirement list: when
+// the backend is retired, Cancel(Cause) ends the attempt. A list rather
+// than context.AfterFunc on Context: an attempt per request would pay
+// there a context registration, four allocations and a map insert and
+// delete under the context's lock; here it links and unlinks a node it
+// owns under a mutex of its backend.
+type RetireHook struct {
+	Cancel     context.CancelCauseFunc
+	Cause      error
+	prev, next *RetireHook
+	on         bool
+}
+
+// HookRetire puts h on the retirement list until UnhookRetire takes it
+// off. It returns false, h not put on, when the backend is retired
+// already: the caller ends the attempt itself.
+func (b *Backend) HookRetire(h *RetireHook) bool {
+	l := &b.life
+	l.hookMu.Lock()
+	if l.gone {
+		l.hookMu.Unlock()
+		return false
+	}
+	h.prev, h.next, h.on = nil, l.hooks, true
+	if l.hooks != nil {
+		l.hooks.prev = h
+	}
+	l.hooks = h
+	l.hookMu.Unlock()
+	return true
+}
+
+// UnhookRetire takes h off the retirement list; nothing when it is not on
+// it (never put on, taken off, or fired by Retire).
+func (b *Backend) UnhookRetire(h *RetireHook) {
+	l := &b.life
+	l.hookMu.Lock()
+	if h.on {
+		if h.prev != nil {
+			h.prev.next = h.next
+		} else {
+			l.hooks = h.next
+		}
+		if h.next != nil {
+			h.next.prev = h.prev
+		}
+		h.prev, h.next, h.on = nil, nil, false
+	}
+	l.hookMu.Unlock()
+}
 
 // Context is cancelled when the backend is retired; an attempt on the
 // backend ends with it.

@@ -33,6 +33,12 @@ const peerSpread = 1.5
 // 0 (no bound) with fewer than two such backends or when one of them is
 // unlimited.
 func PeerLimit(pool []*Backend, now time.Time) float64 {
+	if len(pool) < 2 {
+		// Fewer than two usable backends, whatever their states: no bound,
+		// known without reading a state and a limit that the callers read
+		// next anyway (three times per proxied request to one backend).
+		return 0
+	}
 	var buf [16]float64
 	limits := buf[:0]
 	for _, b := range pool {

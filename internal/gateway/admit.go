@@ -93,8 +93,10 @@ func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) (
 // gateway's queue (X-Sluice-Queue-Time, whole milliseconds; 0 for a request
 // granted or refused at once), so a refusal after queueing can be told
 // from one at arrival.
-func setQueueTime(w http.ResponseWriter, d time.Duration) {
-	w.Header()["X-Sluice-Queue-Time"] = []string{strconv.FormatInt(d.Milliseconds(), 10)}
+// The value is backed by vals, so setting it allocates nothing.
+func setQueueTime(w http.ResponseWriter, vals *answerValues, d time.Duration) {
+	vals.queued[0] = strconv.FormatInt(d.Milliseconds(), 10)
+	w.Header()["X-Sluice-Queue-Time"] = vals.queued[:]
 }
 
 // queueTimeOf is the wait an admission error reports, for setQueueTime.

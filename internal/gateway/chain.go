@@ -395,9 +395,13 @@ func (s forwardStage) serve(x *exchange) bool {
 		defer ps.end()
 		x.w = ps
 	}
-	if x.call.plan.key != "" && x.rt.flights != nil && s.g.serveCoalesced(x.ctx(), x.w, x.rt, x.pool, &x.call, &x.rec) {
+	vals := x.vals
+	if vals == nil { // an exchange made without them (the stage tests)
+		vals = new(answerValues)
+	}
+	if x.call.plan.key != "" && x.rt.flights != nil && s.g.serveCoalesced(x.ctx(), x.w, vals, x.rt, x.pool, &x.call, &x.rec) {
 		return false
 	}
-	s.g.serveDirect(x.ctx(), x.w, x.rt, x.pool, &x.call, &x.rec)
+	s.g.serveDirect(x.ctx(), x.w, vals, x.rt, x.pool, &x.call, &x.rec)
 	return false
 }

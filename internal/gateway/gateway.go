@@ -310,6 +310,9 @@ type guarded struct {
 // recycled exchange.
 type answerValues struct {
 	id, age, cc [1]string
+	// model and queued back X-Sluice-Model and X-Sluice-Queue-Time, set on
+	// every answer that passed the cache (upstream.go).
+	model, queued [1]string
 	// date is the Date of the request's arrival (dateCache), nil when the
 	// chain's answers keep net/http's own (guard).
 	date []string

@@ -91,13 +91,14 @@ func (rt *Runtime) fillFromCapture(ctx context.Context, c *upstreamCall, header 
 }
 
 // serveDirect admits the call (a fair wait, or a refusal at once with
-// Retry-After) and forwards it, on the client's own goroutine.
-func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) {
+// Retry-After) and forwards it, on the client's own goroutine. vals back
+// the answer's header values (answerValues).
+func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, vals *answerValues, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) {
 	g.arrived(pool, c)
 	served, ticket, err := rt.admit(ctx, pool, c.id, c)
 	if err != nil {
 		if waited, ok := queueTimeOf(err); ok {
-			setQueueTime(w, waited)
+			setQueueTime(w, vals, waited)
 		}
 		rec.fail(w, apiError(err, c.peek.Model))
 		return
@@ -106,13 +107,14 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, rt *Ru
 	rec.queued = ticket.Waited()
 	c.queued = rec.queued
 	if ticket != nil {
-		setQueueTime(w, rec.queued)
+		setQueueTime(w, vals, rec.queued)
 		g.waited(served, c, rec)
 	}
 	if served != pool {
 		rec.served = served.Model
 	}
-	w.Header()["X-Sluice-Model"] = []string{served.Model}
+	vals.model[0] = served.Model
+	w.Header()["X-Sluice-Model"] = vals.model[:]
 	if served != pool {
 		c.plan = cachePlan{} // a fallback's answer is not the asked model's to cache
 	}
@@ -156,8 +158,8 @@ func readaheadOf(w http.ResponseWriter) *proxy.ReadaheadWriter {
 // serveCoalesced answers a cacheable miss through a flight shared with
 // identical requests in flight. It returns false when the caller must send
 // the request on its own (the flight it joined ended without an answer for
-// it); it has then written nothing.
-func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) bool {
+// it); it has then written nothing. vals back the answer's header values.
+func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, vals *answerValues, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) bool {
 	f, leader := rt.flights.join(c.plan.key, false, rt.flightOpts(c))
 	defer rt.flights.leave(f)
 	xcache := "COALESCED"
@@ -169,7 +171,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 		if err != nil {
 			rt.flights.abort(f, err)
 			if waited, ok := queueTimeOf(err); ok {
-				setQueueTime(w, waited)
+				setQueueTime(w, vals, waited)
 			}
 			rec.fail(w, apiError(err, c.peek.Model))
 			return true
@@ -177,7 +179,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, rt 
 		rec.queued = ticket.Waited()
 		c.queued = rec.queued
 		if ticket != nil {
-			setQueueTime(w, rec.queued)
+			setQueueTime(w, vals, rec.queued)
 			g.waited(served, c, rec)
 		}
 		if served != pool {

@@ -63,3 +63,41 @@ func FuzzErrorObject(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckAnswer: CheckAnswer says what ValidObject and ErrorObject say,
+// on ErrorObject's table and on bodies that are not one object.
+func TestCheckAnswer(t *testing.T) {
+	for _, in := range []string{
+		`{"error":{"message":"oom","type":"server_error"}}`, ` { "error" : "overloaded" } `,
+		`{"object":"error","message":"CUDA out of memory","code":500}`, `{"object" : "error"}`,
+		`{"id":"x","object":"chat.completion","choices":[],"error":null}`, `{"error" :null, "object":"errors"}`,
+		`{"id":"x","object":"chat.completion","choices":[{"message":{"content":"error"}}]}`,
+		`{"id":"x","choices":[{"delta":{"content":"\"error\": 1"}}]}`, `{"data":[{"object":"error"}]}`,
+		`{"errors":1,"objects":"error","error_":2}`, `{"a":{"error":1},"b":[{"error":2}]}`, `{}`,
+		`{"error":1`, `{"error":nul}`, `[{"error":1}]`, `"error"`, ``, `{"error":1} x`,
+	} {
+		valid, errObj := CheckAnswer([]byte(in))
+		wantValid := ValidObject([]byte(in))
+		if valid != wantValid || valid && errObj != ErrorObject([]byte(in)) {
+			t.Errorf("CheckAnswer(%s) = %v, %v; ValidObject %v, ErrorObject %v", in, valid, errObj, wantValid, wantValid && ErrorObject([]byte(in)))
+		}
+	}
+}
+
+// FuzzCheckAnswer: on any bytes, CheckAnswer agrees with ValidObject, and
+// on a valid object with ErrorObject.
+func FuzzCheckAnswer(f *testing.F) {
+	for _, s := range []string{`{"error":{"message":"x"}}`, `{"object":"error"}`, `{"error":null}`, `{"a":"error\"","b":{"error":1}}`,
+		`{"object":"chat.completion","choices":[{"message":{"content":"error\""}}]}`, `{"e\u0072ror":1}`, `[1]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		valid, errObj := CheckAnswer(b)
+		if valid != ValidObject(b) {
+			t.Fatalf("CheckAnswer(%q) valid = %v, ValidObject says %v", b, valid, !valid)
+		}
+		if valid && errObj != ErrorObject(b) {
+			t.Fatalf("CheckAnswer(%q) errorObject = %v, ErrorObject says %v", b, errObj, !errObj)
+		}
+	})
+}

@@ -12,7 +12,39 @@ import (
 // because it runs on every request body and is several times faster: a
 // string is skipped a run of plain bytes at a time, with no per-byte state
 // function call.
-func validJSON(b []byte) bool {
+func validJSON(b []byte) bool { return scanJSON(b, nil) }
+
+// scanNotes is what a scan notes at the top level of an object besides
+// its validity, from the keys and values it meets anyway: for CheckAnswer
+// whether it is an error object (ErrorObject's rule), sparing an answer a
+// second pass; for ParseRequest where its members are, sparing a request
+// a second walk (topMembers).
+type scanNotes struct {
+	watchError  bool // note errorObject
+	errorObject bool
+	members     *topMembers // nil: not noted
+}
+
+// topMembers are the spans of an object's top-level members, in order:
+// the raw key (between its quotes) and the value. over: there were more
+// than it holds, and none of them is to be read.
+type topMembers struct {
+	n    int
+	over bool
+	m    [16]memberSpan
+}
+
+type memberSpan struct{ key0, key1, val0, val1 int }
+
+// valueEnd notes that the value of the last member noted ends at i.
+func (t *topMembers) valueEnd(i int) {
+	if !t.over {
+		t.m[t.n-1].val1 = i
+	}
+}
+
+// scanJSON is validJSON, noting what notes asks for (nil: nothing).
+func scanJSON(b []byte, notes *scanNotes) bool {
 	i := skipSpace(b, 0)
 	// containers is a stack of open containers: true for an object.
 	var stackBuf [64]bool
@@ -34,7 +66,7 @@ func validJSON(b []byte) bool {
 				break
 			}
 			containers = append(containers, true)
-			if i, ok = objectKey(b, i); !ok {
+			if i, ok = memberKey(b, i, len(containers) == 1, notes); !ok {
 				return false
 			}
 			continue
@@ -66,6 +98,9 @@ func validJSON(b []byte) bool {
 		}
 		// A value ended at i: close containers, or go on to the next value.
 		for {
+			if len(containers) == 1 && containers[0] && notes != nil && notes.members != nil {
+				notes.members.valueEnd(i) // a top-level member's value
+			}
 			i = skipSpace(b, i)
 			if len(containers) == 0 {
 				return i == len(b)
@@ -77,7 +112,7 @@ func validJSON(b []byte) bool {
 			if b[i] == ',' {
 				i = skipSpace(b, i+1)
 				if obj {
-					if i, ok = objectKey(b, i); !ok {
+					if i, ok = memberKey(b, i, len(containers) == 1, notes); !ok {
 						return false
 					}
 				}
@@ -93,12 +128,31 @@ func validJSON(b []byte) bool {
 	}
 }
 
+// errorMember reports whether the top-level member whose key starts at
+// b[k] (its opening quote, the key already checked) and whose value starts
+// at b[v] makes an error object: "error" not null, or "object": "error".
+// Keys and values are matched as written, as ErrorObject matches them; a
+// string that starts with `"error"` ends there (its last quote follows an
+// 'r', not a backslash), and a value that starts with null is null or not
+// valid, which fails the whole scan.
+func errorMember(b []byte, k, v int) bool {
+	switch {
+	case hasLiteral(b, k, `"error"`):
+		return !hasLiteral(b, v, "null")
+	case hasLiteral(b, k, `"object"`):
+		return hasLiteral(b, v, `"error"`)
+	}
+	return false
+}
+
 // maxNestingDepth is encoding/json's limit on nested containers.
 const maxNestingDepth = 10000
 
-// objectKey reads `"key" :` at b[i] and returns the index of the value
-// after the colon and any whitespace.
-func objectKey(b []byte, i int) (int, bool) {
+// memberKey reads `"key" :` at b[i] and returns the index of the value
+// after the colon and any whitespace. For a key of the top-level object
+// (top), it notes what notes asks for (nil: nothing).
+func memberKey(b []byte, i int, top bool, notes *scanNotes) (int, bool) {
+	k := i
 	if i >= len(b) || b[i] != '"' {
 		return i, false
 	}
@@ -106,11 +160,26 @@ func objectKey(b []byte, i int) (int, bool) {
 	if !ok {
 		return i, false
 	}
+	keyEnd := i
 	i = skipSpace(b, i)
 	if i >= len(b) || b[i] != ':' {
 		return i, false
 	}
-	return skipSpace(b, i+1), true
+	i = skipSpace(b, i+1)
+	if top && notes != nil {
+		if notes.watchError && errorMember(b, k, i) {
+			notes.errorObject = true
+		}
+		if t := notes.members; t != nil && !t.over {
+			if t.n == len(t.m) {
+				t.over = true
+			} else {
+				t.m[t.n] = memberSpan{key0: k + 1, key1: keyEnd - 1, val0: i}
+				t.n++
+			}
+		}
+	}
+	return i, true
 }
 
 // validString checks the string starting at b[i] (a '"') and returns the
@@ -243,6 +312,23 @@ func hasLiteral(b []byte, i int, lit string) bool {
 func ValidObject(b []byte) bool {
 	i := skipSpace(b, 0)
 	return i < len(b) && b[i] == '{' && validJSON(b)
+}
+
+// CheckAnswer is ValidObject and ErrorObject in one pass over b: valid
+// when b is exactly one JSON object, and then errorObject when it is an
+// error rather than an answer. A non-streamed answer is checked with it:
+// ErrorObject's own search for the word costs more than this scan's look
+// at each top-level key.
+func CheckAnswer(b []byte) (valid, errorObject bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false, false
+	}
+	notes := scanNotes{watchError: true}
+	if !scanJSON(b, &notes) {
+		return false, false
+	}
+	return true, notes.errorObject
 }
 
 // ObjectPrefix reports whether b, the start of a longer answer, opens a

@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -114,4 +115,18 @@ func TestDeterministic(t *testing.T) {
 			t.Errorf("%s: deterministic %v (%v), want %v", body, p.Deterministic, err, want)
 		}
 	}
+}
+
+// FuzzLastUsageKey: lastUsageKey finds what bytes.LastIndex finds, on any
+// bytes (seeds: several keys, a key at each end, colons without a key).
+func FuzzLastUsageKey(f *testing.F) {
+	for _, s := range []string{`"usage":`, `x"usage":{"a":1},"usage":null}`, `{"usage":{"prompt_tokens":1}}:`,
+		`"usage"::`, `usage":"usage":`, `:::`, ``, `"usage" :`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, tail []byte) {
+		if got, want := lastUsageKey(tail), bytes.LastIndex(tail, usageKey); got != want {
+			t.Fatalf("lastUsageKey(%q) = %d, bytes.LastIndex says %d", tail, got, want)
+		}
+	})
 }

@@ -43,15 +43,21 @@ var actedOn = [...]string{"model", "stream", "stream_options", "max_tokens", "ma
 	"temperature", "seed", "n", "user", "messages", "prompt"}
 
 // ParseRequest extracts the peeked fields from an inference request body.
-// It validates the body (validJSON) and reads its top-level keys in one
-// more pass, case-sensitively, as Python's json module does;
-// every error is an *Error (400) naming the offending field in Param.
-func ParseRequest(body []byte) (Peek, error) {
+// It validates the body (scanJSON, which notes where the top-level members
+// are) and reads their keys case-sensitively, as Python's json module
+// does; every error is an *Error (400) naming the offending field in Param.
+func ParseRequest(body []byte) (Peek, error) { return parseRequest(body, true) }
+
+// parseRequest is ParseRequest; noted: it reads the members the scan
+// noted, else (or when there were more than it notes) it walks them again
+// (FuzzParseRequestNoted checks that both read the same).
+func parseRequest(body []byte, noted bool) (Peek, error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 {
 		return Peek{}, BadRequest("invalid_json", "the request body is empty; it must be a JSON object")
 	}
-	if !validJSON(body) {
+	var top topMembers
+	if !scanJSON(body, &scanNotes{members: &top}) {
 		return Peek{}, syntaxError(body)
 	}
 	if trimmed[0] != '{' {
@@ -66,9 +72,10 @@ func ParseRequest(body []byte) (Peek, error) {
 		hasTemperature, hasSeed  bool
 		n                        = 1
 	)
-	m := newMembers(trimmed)
-	for {
-		rawKey, val, ok := m.next()
+	noted = noted && !top.over
+	m := newMembers(trimmed) // walked only when not noted
+	for k := 0; ; k++ {
+		rawKey, val, ok := member(body, &top, noted, k, &m)
 		if !ok {
 			break
 		}
@@ -122,6 +129,19 @@ func ParseRequest(body []byte) (Peek, error) {
 	}
 	p.Deterministic = ((hasTemperature && temperature == 0) || hasSeed) && n == 1
 	return p, nil
+}
+
+// member is the k-th top-level member of body: from the spans its scan
+// noted (noted), else the walk's next.
+func member(body []byte, top *topMembers, noted bool, k int, walk *members) (key, val []byte, ok bool) {
+	if !noted {
+		return walk.next()
+	}
+	if k == top.n {
+		return nil, nil, false
+	}
+	s := &top.m[k]
+	return body[s.key0:s.key1], body[s.val0:s.val1], true
 }
 
 // ErrNotObject is returned for a body that is valid JSON but not an object.

@@ -3,6 +3,8 @@ package openai
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -199,6 +201,30 @@ func FuzzReplaceModel(f *testing.F) {
 		q.Model = p.Model
 		if q != p {
 			t.Fatalf("rewrite changed other fields: %+v vs %+v", q, p)
+		}
+	})
+}
+
+// FuzzParseRequestNoted: reading the members the validating scan noted
+// gives what walking them again gives, the same peek or the same error,
+// on any body (seeds: more members than the scan notes, nesting, escapes,
+// whitespace, arrays at the top).
+func FuzzParseRequestNoted(f *testing.F) {
+	many := `{"model":"m"`
+	for i := range 20 {
+		many += `,"k` + strconv.Itoa(i) + `":[1,{"a":2}]`
+	}
+	for _, s := range []string{many + `,"max_tokens":3}`, `{"model":"m","stream":true,"max_tokens":7}`,
+		` { "model" : "m" , "messages" : [ {"role":"user","content":"a\"}"} ] , "n" : 1 } `,
+		`{"stream_options":{"include_usage":true},"temperature":0,"seed":1}`, `{"model":"a","model":"b"}`,
+		`{"Model":"x"}`, `{"m\u006fdel":"x"}`, `[{"model":"m"}]`, `{}`, `{"a":{},"b":[],"model":"m"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := parseRequest(body, true)
+		q, werr := parseRequest(body, false)
+		if p != q || fmt.Sprint(err) != fmt.Sprint(werr) {
+			t.Fatalf("%q: noted %+v %v, walked %+v %v", body, p, err, q, werr)
 		}
 	})
 }

@@ -21,7 +21,7 @@ var (
 // counts. ok is false when there is none or it is null. It scans instead of
 // decoding because it runs on every response.
 func FindUsage(tail []byte) (u Usage, ok bool) {
-	i := bytes.LastIndex(tail, usageKey)
+	i := lastUsageKey(tail)
 	if i < 0 {
 		return Usage{}, false
 	}
@@ -40,6 +40,24 @@ func FindUsage(tail []byte) (u Usage, ok bool) {
 		return Usage{}, false
 	}
 	return Usage{PromptTokens: p, CompletionTokens: c}, true
+}
+
+// lastUsageKey is bytes.LastIndex(tail, usageKey), found from the colon
+// that ends the key: the last colon in a JSON tail is a few members from
+// its end, and a byte search back to it costs a fraction of LastIndex's
+// rolling hash over the same bytes. The key cannot overlap itself, so the
+// last colon that ends it ends its last occurrence.
+func lastUsageKey(tail []byte) int {
+	for end := len(tail); ; {
+		c := bytes.LastIndexByte(tail[:end], ':')
+		if c < 0 {
+			return -1
+		}
+		if start := c + 1 - len(usageKey); start >= 0 && string(tail[start:c+1]) == string(usageKey) {
+			return start
+		}
+		end = c
+	}
 }
 
 // intAfter parses the non-negative integer following key in s.

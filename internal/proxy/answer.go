@@ -48,10 +48,14 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	if readErr != nil {
 		return f.failEarly(ctx, c, readFailure(actx, readErr), start, res)
 	}
-	if over && !openai.ObjectPrefix(held) || !over && !openai.ValidObject(held) {
+	valid, errorObject := openai.ObjectPrefix(held), false // too large to hold: checked by its start
+	if !over {
+		valid, errorObject = openai.CheckAnswer(held) // one pass: ValidObject and ErrorObject
+	}
+	if !valid {
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx body of %d bytes that is not a JSON object", ErrBadAnswer, len(held)), start, res)
 	}
-	if !over && openai.ErrorObject(held) {
+	if errorObject {
 		// A failure reported with a 2xx status: relayed, an SDK reads it
 		// as an empty completion and the cache would replay it.
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx answer that is an error object", ErrBadAnswer), start, res)

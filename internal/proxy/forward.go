@@ -481,13 +481,28 @@ func endWithBackend(actx context.Context, b *endpoint.Backend, cancel context.Ca
 }
 
 // cancelWithBackend is endWithBackend for an attempt Forward ends itself,
-// on every path, with the cancel it returns: that cancel frees the
-// backend's hook first, so the attempt costs neither the hook on its own
-// context nor the goroutine that hook starts at its end (one per request).
+// on every path, with the cancel it returns: that cancel takes the
+// attempt off its backend's retirement list first (endpoint.RetireHook,
+// two allocations and no context registration), so the attempt costs
+// neither a hook on its own context nor the goroutine that hook starts at
+// its end (one per request).
 func cancelWithBackend(b *endpoint.Backend, cancel context.CancelCauseFunc) context.CancelCauseFunc {
-	stop := context.AfterFunc(b.Context(), func() { cancel(ErrBackendRetired) })
-	return func(cause error) {
-		stop()
-		cancel(cause)
+	h := &retireHook{b: b}
+	h.Cancel, h.Cause = cancel, ErrBackendRetired
+	if !b.HookRetire(&h.RetireHook) {
+		cancel(ErrBackendRetired) // retired already
 	}
+	return h.end
+}
+
+// retireHook is an attempt's endpoint.RetireHook with its backend.
+type retireHook struct {
+	endpoint.RetireHook
+	b *endpoint.Backend
+}
+
+// end takes the attempt off the list, then ends it with cause.
+func (h *retireHook) end(cause error) {
+	h.b.UnhookRetire(&h.RetireHook)
+	h.Cancel(cause)
 }
