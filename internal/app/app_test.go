@@ -52,7 +52,27 @@ func startApp(t *testing.T, path string) (string, context.CancelFunc, chan error
 // URL (a free loopback port, whatever the config says).
 func startAppAdmin(t *testing.T, path string) (url, admin string, cancel context.CancelFunc, done chan error) {
 	t.Helper()
-	a := newApp(t, path)
+	return runApp(t, newApp(t, path))
+}
+
+// serveApp runs a on free loopback ports until the test ends (an error
+// from Run fails it) and returns the client and admin base URLs.
+func serveApp(t *testing.T, a *App) (url, admin string) {
+	t.Helper()
+	url, admin, cancel, done := runApp(t, a)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return url, admin
+}
+
+// runApp runs a with its admin listener on free loopback ports; the
+// caller stops it with cancel and reads Run's error from done.
+func runApp(t *testing.T, a *App) (url, admin string, cancel context.CancelFunc, done chan error) {
+	t.Helper()
 	adminAddr, err := a.ListenAdmin("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,22 +1,15 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // metricValue is the value of name's one unlabelled sample on admin's
@@ -92,23 +85,8 @@ func TestForecastSeriesKeepRoomForModels(t *testing.T) {
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
 		"forecast: {enabled: true, snapshot: \"off\", max_series: 4, min_tenant_rate: 0.01}\nmodels:\n"+
 		"  - name: m1\n    backends:\n      - url: %[1]s\n  - name: m2\n    backends:\n      - url: %[1]s\n", be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
-	var mu sync.Mutex
-	now := t0
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	set := func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
-	a, err := newWithClock(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(io.Discard, nil)), clock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.release)
+	a, _, clock, set := clockedApp(t, path, src, t0)
 	send := func(model string, client int) {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"`+model+`","messages":[]}`))
@@ -175,19 +153,7 @@ func TestRequestSeriesOfRemovedBackendsAreDeleted(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeConfig(t, path, "m1", backend(t, "b0").URL)
 	a := newApp(t, path)
-	adminAddr, err := a.ListenAdmin("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	url, admin := "http://"+ln.Addr().String(), "http://"+adminAddr.String()
+	url, admin := serveApp(t, a)
 
 	const churn = 20
 	for i := range churn {

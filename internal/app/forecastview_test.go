@@ -84,23 +84,8 @@ func TestStatusForecastAgainstActual(t *testing.T) {
 	path := filepath.Join(dir, "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
 		"forecast: {enabled: true, snapshot: \"off\"}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
-	var mu sync.Mutex
-	now := t0
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	set := func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
-	a, err := newWithClock(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(io.Discard, nil)), clock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.release)
+	a, cfg, clock, set := clockedApp(t, path, src, t0)
 
 	body := `{"model":"m1","max_tokens":16,"messages":[{"role":"user","content":"forecast me"}]}`
 	perRequest := admission.EstimateCost(len(body), 16, cfg.Admission.DefaultMaxTokens)
@@ -294,4 +279,27 @@ func TestArrivalHistoryConcurrentAcrossBoundary(t *testing.T) {
 	if got := len(r.fc.Keys()); got != 3 {
 		t.Errorf("forecaster series %v, want m1 and its two tenants", r.fc.Keys())
 	}
+}
+
+// clockedApp writes src to path and builds the app from it (not running),
+// with a clock the test sets: it starts at t0.
+func clockedApp(t *testing.T, path, src string, t0 time.Time) (a *App, cfg *config.Config, clock func() time.Time, set func(time.Time)) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if cfg, err = config.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := t0
+	clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set = func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
+	a, err = newWithClock(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(io.Discard, nil)), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.release)
+	return a, cfg, clock, set
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -36,23 +35,8 @@ func startTLSApp(t *testing.T, dir, certFile, keyFile, backendURL, extra string)
 		t.Fatal(err)
 	}
 	a := newApp(t, path)
-	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return a, ln.Addr().String()
+	url, _ := serveApp(t, a)
+	return a, strings.TrimPrefix(url, "http://")
 }
 
 func tlsClient(roots *x509.CertPool) *http.Client {
