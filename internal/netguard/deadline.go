@@ -1,6 +1,7 @@
 package netguard
 
 import (
+	"errors"
 	"net"
 	"os"
 	"sync"
@@ -202,4 +203,16 @@ func (d *writeDeadline) applyLocked(sock net.Conn) error {
 	}
 	d.applied = d.pending
 	return nil
+}
+
+// writeAll writes p to w, going on under the deadline last set when the
+// socket's (sock's) earlier one cut the write (resume).
+func (d *writeDeadline) writeAll(w, sock net.Conn, p []byte) (int, error) {
+	n, err := w.Write(p)
+	for err != nil && n < len(p) && errors.Is(err, os.ErrDeadlineExceeded) && d.resume(sock) {
+		var m int
+		m, err = w.Write(p[n:])
+		n += m
+	}
+	return n, err
 }

@@ -2,11 +2,9 @@ package netguard
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -414,12 +412,4 @@ func (c *conn) inRequestLine() bool {
 
 // write writes p to the socket; a write cut by a socket deadline earlier
 // than the one last set goes on under that one (writeDeadline).
-func (c *conn) write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	for err != nil && n < len(p) && errors.Is(err, os.ErrDeadlineExceeded) && c.wd.resume(c.raw) {
-		var m int
-		m, err = c.Conn.Write(p[n:])
-		n += m
-	}
-	return n, err
-}
+func (c *conn) write(p []byte) (int, error) { return c.wd.writeAll(c.Conn, c.raw, p) }

@@ -1,9 +1,7 @@
 package netguard
 
 import (
-	"errors"
 	"net"
-	"os"
 	"time"
 )
 
@@ -40,15 +38,7 @@ func (s *transportSocket) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *transportSocket) Write(p []byte) (int, error) {
-	n, err := s.Conn.Write(p)
-	for err != nil && n < len(p) && errors.Is(err, os.ErrDeadlineExceeded) && s.gc.wd.resume(s.Conn) {
-		var m int
-		m, err = s.Conn.Write(p[n:])
-		n += m
-	}
-	return n, err
-}
+func (s *transportSocket) Write(p []byte) (int, error) { return s.gc.wd.writeAll(s.Conn, s.Conn, p) }
 
 func (s *transportSocket) SetReadDeadline(t time.Time) error  { return s.gc.SetReadDeadline(t) }
 func (s *transportSocket) SetWriteDeadline(t time.Time) error { return s.gc.SetWriteDeadline(t) }
