@@ -55,6 +55,9 @@ func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (*File, error)
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	if err := s.admitNew(ctx); err != nil {
+		return nil, err
+	}
 	id, err := s.newID("file-", 12)
 	if err != nil {
 		return nil, err
@@ -69,7 +72,7 @@ func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (*File, error)
 		return nil, fmt.Errorf("jobs: file exceeds %d bytes: %w", s.o.MaxFileBytes, ErrTooLarge)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jobs: storing file: %w", err)
+		return nil, fmt.Errorf("jobs: storing file: %w", s.storeFull(err))
 	}
 	f.Bytes = int64(info.Size)
 	return &f, nil
@@ -119,6 +122,13 @@ func (s *Store) DeleteFile(ctx context.Context, tenant, id string) error {
 		return err
 	}
 	err := s.files.Delete(ctx, id)
+	if isStoreFullErr(err) {
+		// At the hard limit the delete marker cannot be written: free
+		// the content first, then mark.
+		if err = s.purgeFileChunks(ctx, id); err == nil {
+			err = s.files.Delete(ctx, id)
+		}
+	}
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return ErrNotFound
 	}
