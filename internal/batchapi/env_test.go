@@ -56,11 +56,13 @@ type envOptions struct {
 	// store's defaults).
 	maxActive, maxActivePerTenant int
 	reg                           prometheus.Registerer // the store's metrics; nil: none
+	// maxStoreBytes bounds the store, in the server and the Store (0: none).
+	maxStoreBytes int64
 }
 
 func newEnv(t *testing.T, eo envOptions) *env {
 	t.Helper()
-	emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: t.TempDir(), Port: -1})
+	emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: eo.maxStoreBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +78,7 @@ func newEnv(t *testing.T, eo envOptions) *env {
 		MaxActiveBatches:          eo.maxActive,
 		MaxActiveBatchesPerTenant: eo.maxActivePerTenant,
 		Registerer:                eo.reg,
+		MaxStoreBytes:             eo.maxStoreBytes,
 	})
 	if err != nil {
 		t.Fatal(err)
