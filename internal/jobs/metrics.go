@@ -51,11 +51,15 @@ func (s *Store) Stats() Stats {
 }
 
 // Backlog is the jobs accepted and not finished yet, queued or running
-// anywhere (messages in the work-queue stream), and the batches not
-// finished yet; one bounded round trip each to JetStream.
+// anywhere (messages in the work-queue stream), the batches not finished
+// yet, and the store's size against its bound; one bounded round trip
+// each to JetStream.
 type Backlog struct {
 	Jobs    uint64
 	Batches int
+	// StoreBytes is what the queue holds in JetStream; StoreLimitBytes is
+	// Options.MaxStoreBytes (0: unbounded).
+	StoreBytes, StoreLimitBytes int64
 }
 
 // Backlog reads the queue's depth and the active batches.
@@ -74,7 +78,11 @@ func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
 	if err != nil {
 		return Backlog{}, fmt.Errorf("active batches: %w", err)
 	}
-	return Backlog{Jobs: info.State.Msgs, Batches: len(batches)}, nil
+	u, err := s.StoreUsage(ctx)
+	if err != nil {
+		return Backlog{}, err
+	}
+	return Backlog{Jobs: info.State.Msgs, Batches: len(batches), StoreBytes: u.Bytes, StoreLimitBytes: u.Limit}, nil
 }
 
 // collector exports Stats as Prometheus counters.
