@@ -125,8 +125,12 @@ func TestStoreServerLimitIsStoreFull(t *testing.T) {
 	// stored took the store past the server's limit (it checks before a
 	// write, not its size), where it refuses every write.
 	body := []byte(`{"model":"m","pad":"` + strings.Repeat("p", 40<<10) + `"}`)
+	var accepted []string
 	submit := func() error {
-		_, _, err := s.Submit(ctx, Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m", Body: body})
+		j, _, err := s.Submit(ctx, Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m", Body: body})
+		if err == nil {
+			accepted = append(accepted, j.ID)
+		}
 		return err
 	}
 	for n := 0; ; n++ {
@@ -148,6 +152,15 @@ func TestStoreServerLimitIsStoreFull(t *testing.T) {
 	}
 	if err := submit(); err != nil {
 		t.Fatalf("a job after deletes freed space: %v", err)
+	}
+	// Every job accepted, before the limit and after, runs to its result.
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Concurrency: 4, Executor: okExec(&calls)})
+	for _, id := range accepted {
+		eventually(t, "job "+id+" to finish", func() bool { return mustJob(t, s, "acme", id).Status.Terminal() })
+		if j := mustJob(t, s, "acme", id); j.Status != StatusSucceeded {
+			t.Fatalf("accepted job %s: %+v", id, j)
+		}
 	}
 }
 
