@@ -172,6 +172,11 @@ func (s *Store) enqueueBatch(ctx context.Context, rec *batchRecord, reqs []Batch
 	if _, err := s.publishAll(ctx, msgs); err != nil {
 		return fmt.Errorf("jobs: enqueueing batch %s: %w", rec.Batch.ID, err)
 	}
+	var stored int64
+	for _, w := range ws {
+		stored += int64(len(w.value))
+	}
+	s.noteStored(stored)
 	return nil
 }
 

@@ -75,6 +75,7 @@ func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (*File, error)
 		return nil, fmt.Errorf("jobs: storing file: %w", s.storeFull(err))
 	}
 	f.Bytes = int64(info.Size)
+	s.noteStored(f.Bytes)
 	return &f, nil
 }
 
@@ -135,6 +136,7 @@ func (s *Store) DeleteFile(ctx context.Context, tenant, id string) error {
 	if err != nil {
 		return fmt.Errorf("jobs: deleting file %s: %w", id, err)
 	}
+	s.forgetUsage() // the space is free now, not in usageTTL
 	return nil
 }
 

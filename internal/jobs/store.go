@@ -210,6 +210,7 @@ type Store struct {
 	hooks    *webhooks
 	tracker  *tracker
 	active   activeBatches // what CreateBatch's bounds count; kept by the tracker
+	usage    usageCache    // the store's usage for admission (storecap.go)
 	randMu   sync.Mutex
 	ctx      context.Context // ends on Close: stops everything below
 	cancel   context.CancelFunc

@@ -88,6 +88,7 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 	} else if err != nil {
 		return nil, false, fmt.Errorf("jobs: writing job: %w", s.storeFull(err))
 	}
+	s.noteStored(int64(len(sp.Body) + len(b)))
 	return rec.job(), false, nil
 }
 
