@@ -1,7 +1,6 @@
 package batchapi_test
 
 import (
-	"bytes"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,9 +13,8 @@ import (
 func TestStoreFullRefusals(t *testing.T) {
 	e := newEnv(t, envOptions{maxStoreBytes: 512 << 10, maxFileBytes: 64 << 10})
 	input := e.uploadOK(chatFile("a"))
-	content := []byte(strings.Repeat(chatLine("pad", "m1"), 1)) // one valid line, padded below
-	content = append(content, bytes.Repeat([]byte(" "), 48<<10)...)
-	content = append(content, '\n')
+	// One valid line padded to 48KiB: about 9 fit under the 90% line.
+	content := []byte(chatLine("pad", "m1") + strings.Repeat(" ", 48<<10) + "\n")
 	var stored []string
 	var full response
 	for range 50 {
