@@ -71,10 +71,10 @@ func newEnv(t *testing.T, eo envOptions) *env {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
 	defer cancel()
 	store, err := jobs.Open(ctx, jobs.Options{
-		URL:           emb.ClientURL(),
-		Now:           clock.Now,
-		Logger:        slog.New(slog.DiscardHandler),
-		TrackInterval: 20 * time.Millisecond,
+		URL:                       emb.ClientURL(),
+		Now:                       clock.Now,
+		Logger:                    slog.New(slog.DiscardHandler),
+		TrackInterval:             20 * time.Millisecond,
 		MaxActiveBatches:          eo.maxActive,
 		MaxActiveBatchesPerTenant: eo.maxActivePerTenant,
 		Registerer:                eo.reg,
