@@ -76,7 +76,8 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 				return nil, fmt.Errorf("queue.listen: bad port %q", p)
 			}
 		}
-		emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: filepath.Join(dir, "jetstream"), Host: host, Port: port, Logger: log})
+		emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: filepath.Join(dir, "jetstream"), Host: host, Port: port, Logger: log,
+			MaxStoreBytes: int64(c.MaxStoreBytes)})
 		if err != nil {
 			return nil, fmt.Errorf("queue: embedded NATS in %s: %w", dir, err)
 		}
@@ -89,7 +90,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	defer cancel()
 	store, err := jobs.Open(ctx, jobs.Options{
 		URL: url, Embedded: q.emb, Replicas: c.Replicas, Retention: c.Retention.D(), MaxFileBytes: int64(c.MaxFileBytes),
-		MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
+		MaxStoreBytes: int64(c.MaxStoreBytes), MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
 		AllowPrivateWebhooks: c.AllowPrivateWebhooks, RequestTimeout: c.RequestTimeout.D(),
 		MaxActiveBatches: c.MaxActiveBatches, MaxActiveBatchesPerTenant: c.MaxActiveBatchesPerTenant,
 	})

@@ -56,11 +56,13 @@ type envOptions struct {
 	// store's defaults).
 	maxActive, maxActivePerTenant int
 	reg                           prometheus.Registerer // the store's metrics; nil: none
+	// maxStoreBytes bounds the store, in the server and the Store (0: none).
+	maxStoreBytes int64
 }
 
 func newEnv(t *testing.T, eo envOptions) *env {
 	t.Helper()
-	emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: t.TempDir(), Port: -1})
+	emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: eo.maxStoreBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,13 +71,14 @@ func newEnv(t *testing.T, eo envOptions) *env {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
 	defer cancel()
 	store, err := jobs.Open(ctx, jobs.Options{
-		URL:           emb.ClientURL(),
-		Now:           clock.Now,
-		Logger:        slog.New(slog.DiscardHandler),
-		TrackInterval: 20 * time.Millisecond,
+		URL:                       emb.ClientURL(),
+		Now:                       clock.Now,
+		Logger:                    slog.New(slog.DiscardHandler),
+		TrackInterval:             20 * time.Millisecond,
 		MaxActiveBatches:          eo.maxActive,
 		MaxActiveBatchesPerTenant: eo.maxActivePerTenant,
 		Registerer:                eo.reg,
+		MaxStoreBytes:             eo.maxStoreBytes,
 	})
 	if err != nil {
 		t.Fatal(err)

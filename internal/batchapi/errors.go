@@ -91,6 +91,14 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		// once one has finished.
 		return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "too_many_active_batches",
 			Message: "too many batches are in progress; retry when one has finished", RetryAfter: tooManyBatchesRetry}, false
+	case errors.Is(err, jobs.ErrStoreFull):
+		// Before IsUnavailable: JetStream's refusal can come with a
+		// timeout's text. 507 (RFC 4918: the server cannot store what the
+		// request needs), not 429/503: space frees only as files are
+		// deleted or retention expires, so no Retry-After is promised
+		// (the SDKs still retry 5xx twice, a bounded waste).
+		return &openai.Error{Status: http.StatusInsufficientStorage, Type: openai.TypeServer, Code: "storage_full",
+			Message: "the job store is full (queue.max_store_bytes); delete files or wait for retention to free space"}, false
 	case jobs.IsUnavailable(err):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
 			Message: "the job queue is unreachable; retry shortly", RetryAfter: unavailableRetry}, false

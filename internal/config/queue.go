@@ -40,6 +40,12 @@ type Queue struct {
 	RequestTimeout Duration `yaml:"request_timeout"`
 	// MaxFileBytes bounds an uploaded batch file, default 200MiB.
 	MaxFileBytes ByteSize `yaml:"max_file_bytes"`
+	// MaxStoreBytes bounds what the queue keeps on disk (job records,
+	// bodies, results, batches, files), default 10GiB; 0 (set explicitly)
+	// for no bound. New jobs, batches and files are refused 507
+	// storage_full from 90% of it; the rest is for accepted jobs'
+	// results. The embedded server enforces it too (JetStream max store).
+	MaxStoreBytes ByteSize `yaml:"max_store_bytes"`
 	// MaxActiveBatches and MaxActiveBatchesPerTenant bound the batches not
 	// finished yet, in all and of one tenant (defaults 128 and 16): every
 	// gateway tracks each active batch with a watch and a state per job.
@@ -65,7 +71,7 @@ type Queue struct {
 
 func defaultQueue() Queue {
 	return Queue{Enabled: true, Workers: 64, Retention: Duration(7 * 24 * time.Hour), MaxAttempts: 5,
-		MaxFileBytes: 200 << 20, RequestTimeout: Duration(5 * time.Second), MaxActiveBatches: 128, MaxActiveBatchesPerTenant: 16}
+		MaxFileBytes: 200 << 20, MaxStoreBytes: 10 << 30, RequestTimeout: Duration(5 * time.Second), MaxActiveBatches: 128, MaxActiveBatchesPerTenant: 16}
 }
 
 func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
@@ -90,6 +96,9 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	}
 	if q.MaxFileBytes <= 0 {
 		bad("queue.max_file_bytes", "must be positive")
+	}
+	if q.MaxStoreBytes < 0 || (q.MaxStoreBytes > 0 && q.MaxStoreBytes < 2*q.MaxFileBytes) {
+		bad("queue.max_store_bytes", "must be 0 (unbounded) or at least twice queue.max_file_bytes (%d), got %d", 2*q.MaxFileBytes, q.MaxStoreBytes)
 	}
 	if q.MaxActiveBatches < 1 {
 		bad("queue.max_active_batches", "must be at least 1")

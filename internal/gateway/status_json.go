@@ -123,6 +123,10 @@ type jobsStatus struct {
 	// connected or did not answer.
 	Backlog       *uint64 `json:"backlog"`
 	ActiveBatches *int    `json:"active_batches"`
+	// StoreBytes is what the queue holds on disk, StoreLimitBytes its
+	// bound (queue.max_store_bytes, 0: unbounded); null likewise.
+	StoreBytes      *int64 `json:"store_bytes"`
+	StoreLimitBytes *int64 `json:"store_limit_bytes"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -203,6 +207,7 @@ func (g *Gateway) status(ctx context.Context) statusDoc {
 	if f := g.jobQueue.Load(); f != nil {
 		if bl, ok := g.backlog.read(ctx, now, *f); ok {
 			out.Jobs.Backlog, out.Jobs.ActiveBatches = &bl.Jobs, &bl.Batches
+			out.Jobs.StoreBytes, out.Jobs.StoreLimitBytes = &bl.StoreBytes, &bl.StoreLimitBytes
 		}
 	}
 	return out
@@ -223,8 +228,9 @@ type backlogMemo struct {
 }
 
 type jobsBacklog struct {
-	Jobs    uint64
-	Batches int
+	Jobs                        uint64
+	Batches                     int
+	StoreBytes, StoreLimitBytes int64
 }
 
 func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus) (jobsBacklog, bool) {
@@ -234,7 +240,8 @@ func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus)
 		return m.last, m.ok
 	}
 	bl, err := f(ctx)
-	m.at, m.ok, m.last = now, err == nil, jobsBacklog{Jobs: bl.Jobs, Batches: bl.Batches}
+	m.at, m.ok, m.last = now, err == nil, jobsBacklog{Jobs: bl.Jobs, Batches: bl.Batches,
+		StoreBytes: bl.StoreBytes, StoreLimitBytes: bl.StoreLimitBytes}
 	return m.last, m.ok
 }
 

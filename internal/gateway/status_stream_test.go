@@ -248,11 +248,12 @@ func TestStatusJobQueueBacklog(t *testing.T) {
 		if failing.Load() {
 			return jobs.Backlog{}, errors.New("nats away")
 		}
-		return jobs.Backlog{Jobs: 42, Batches: 3}, nil
+		return jobs.Backlog{Jobs: 42, Batches: 3, StoreBytes: 1000, StoreLimitBytes: 4096}, nil
 	})
 	for i := 0; i < 5; i++ {
 		doc := statusOf(t, admin.URL)
-		if doc.Jobs.Backlog == nil || *doc.Jobs.Backlog != 42 || *doc.Jobs.ActiveBatches != 3 {
+		if doc.Jobs.Backlog == nil || *doc.Jobs.Backlog != 42 || *doc.Jobs.ActiveBatches != 3 ||
+			doc.Jobs.StoreBytes == nil || *doc.Jobs.StoreBytes != 1000 || *doc.Jobs.StoreLimitBytes != 4096 {
 			t.Fatalf("backlog: %+v", doc.Jobs)
 		}
 	}

@@ -82,6 +82,9 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
 	if err != nil || window <= 0 {
 		return nil, fmt.Errorf("jobs: invalid completion window %q", sp.CompletionWindow)
 	}
+	if err := s.admitNew(ctx); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	suffix, err := s.newID("", 8)
 	if err != nil {
@@ -107,15 +110,15 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
 	}
 	if _, err := s.batch.Create(ctx, key, b); err != nil {
 		s.active.release(id)
-		return nil, fmt.Errorf("jobs: writing batch: %w", err)
+		return nil, fmt.Errorf("jobs: writing batch: %w", s.storeFull(err))
 	}
 	if _, err := s.batch.Put(ctx, activeKey(id), []byte(key)); err != nil {
 		s.active.release(id)
-		return nil, s.failCreate(key, fmt.Errorf("jobs: indexing batch: %w", err))
+		return nil, s.failCreate(key, fmt.Errorf("jobs: indexing batch: %w", s.storeFull(err)))
 	}
 	s.active.indexed(id)
 	if err := s.enqueueBatch(ctx, rec, sp.Requests); err != nil {
-		return nil, s.failCreate(key, err)
+		return nil, s.failCreate(key, s.storeFull(err))
 	}
 	rec, _, err = s.updateBatch(ctx, key, func(r *batchRecord) error {
 		if r.Batch.Status != batchValidating {
@@ -169,6 +172,11 @@ func (s *Store) enqueueBatch(ctx context.Context, rec *batchRecord, reqs []Batch
 	if _, err := s.publishAll(ctx, msgs); err != nil {
 		return fmt.Errorf("jobs: enqueueing batch %s: %w", rec.Batch.ID, err)
 	}
+	var stored int64
+	for _, w := range ws {
+		stored += int64(len(w.value))
+	}
+	s.noteStored(stored)
 	return nil
 }
 

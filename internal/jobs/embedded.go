@@ -27,6 +27,11 @@ type EmbeddedOptions struct {
 	// every 2 minutes: a crash of this process loses nothing (writes are
 	// in the kernel's cache), a crash of the machine may lose that much.
 	SyncAlways bool
+	// MaxStoreBytes is the server's JetStream file store limit
+	// (JetStreamMaxStore): past it JetStream refuses every write, so the
+	// store never outgrows it. 0: nats-server's default (75% of the
+	// disk's free space at start).
+	MaxStoreBytes int64
 	// ReadyTimeout bounds the wait for the server to accept clients,
 	// default 10s.
 	ReadyTimeout time.Duration
@@ -53,14 +58,15 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		o.ReadyTimeout = 10 * time.Second
 	}
 	srv, err := server.NewServer(&server.Options{
-		ServerName: "sluice-embedded",
-		Host:       o.Host,
-		Port:       o.Port,
-		JetStream:  true,
-		StoreDir:   o.Dir,
-		SyncAlways: o.SyncAlways,
-		NoSigs:     true, // signals belong to the gateway, not to its library
-		NoLog:      o.Logger == nil,
+		ServerName:        "sluice-embedded",
+		Host:              o.Host,
+		Port:              o.Port,
+		JetStream:         true,
+		StoreDir:          o.Dir,
+		SyncAlways:        o.SyncAlways,
+		JetStreamMaxStore: o.MaxStoreBytes,
+		NoSigs:            true, // signals belong to the gateway, not to its library
+		NoLog:             o.Logger == nil,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: configuring embedded NATS: %w", err)

@@ -55,6 +55,9 @@ func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (*File, error)
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
+	if err := s.admitNew(ctx); err != nil {
+		return nil, err
+	}
 	id, err := s.newID("file-", 12)
 	if err != nil {
 		return nil, err
@@ -69,9 +72,10 @@ func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (*File, error)
 		return nil, fmt.Errorf("jobs: file exceeds %d bytes: %w", s.o.MaxFileBytes, ErrTooLarge)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jobs: storing file: %w", err)
+		return nil, fmt.Errorf("jobs: storing file: %w", s.storeFull(err))
 	}
 	f.Bytes = int64(info.Size)
+	s.noteStored(f.Bytes)
 	return &f, nil
 }
 
@@ -119,12 +123,20 @@ func (s *Store) DeleteFile(ctx context.Context, tenant, id string) error {
 		return err
 	}
 	err := s.files.Delete(ctx, id)
+	if isStoreFullErr(err) {
+		// At the hard limit the delete marker cannot be written: free
+		// the content first, then mark.
+		if err = s.purgeFileChunks(ctx, id); err == nil {
+			err = s.files.Delete(ctx, id)
+		}
+	}
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("jobs: deleting file %s: %w", id, err)
 	}
+	s.forgetUsage() // the space is free now, not in usageTTL
 	return nil
 }
 

@@ -35,6 +35,9 @@ type Stats struct {
 type counters struct {
 	executed, duplicates, cancelled, retried, dead, orphans atomic.Uint64
 	webhookSent, webhookFailed                              atomic.Uint64
+	// storeRefusedBudget counts new work refused at the admission line,
+	// storeRefusedServer writes JetStream refused for lack of room.
+	storeRefusedBudget, storeRefusedServer atomic.Uint64
 }
 
 // Stats returns the counters.
@@ -48,11 +51,15 @@ func (s *Store) Stats() Stats {
 }
 
 // Backlog is the jobs accepted and not finished yet, queued or running
-// anywhere (messages in the work-queue stream), and the batches not
-// finished yet; one bounded round trip each to JetStream.
+// anywhere (messages in the work-queue stream), the batches not finished
+// yet, and the store's size against its bound; one bounded round trip
+// each to JetStream.
 type Backlog struct {
 	Jobs    uint64
 	Batches int
+	// StoreBytes is what the queue holds in JetStream; StoreLimitBytes is
+	// Options.MaxStoreBytes (0: unbounded).
+	StoreBytes, StoreLimitBytes int64
 }
 
 // Backlog reads the queue's depth and the active batches.
@@ -71,7 +78,11 @@ func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
 	if err != nil {
 		return Backlog{}, fmt.Errorf("active batches: %w", err)
 	}
-	return Backlog{Jobs: info.State.Msgs, Batches: len(batches)}, nil
+	u, err := s.StoreUsage(ctx)
+	if err != nil {
+		return Backlog{}, err
+	}
+	return Backlog{Jobs: info.State.Msgs, Batches: len(batches), StoreBytes: u.Bytes, StoreLimitBytes: u.Limit}, nil
 }
 
 // collector exports Stats as Prometheus counters.
@@ -106,7 +117,23 @@ var (
 var backlogDesc = prometheus.NewDesc("sluice_jobs_backlog",
 	"Jobs accepted and not finished yet (queued or running): messages in the work-queue stream.", nil, nil)
 
+// The store's size against queue.max_store_bytes, read at scrape time
+// (one round trip), and the new work refused for lack of room, by reason:
+// "budget" at the admission line, "server" when JetStream refused a write.
+var (
+	storeBytesDesc = prometheus.NewDesc("sluice_jobs_store_bytes",
+		"Bytes the queue's NATS account holds in JetStream (jobs, bodies, results, batches, files).", nil, nil)
+	storeLimitDesc = prometheus.NewDesc("sluice_jobs_store_limit_bytes",
+		"queue.max_store_bytes (0: unbounded); new work is refused from 90% of it.", nil, nil)
+	storeRefusedDesc = prometheus.NewDesc("sluice_jobs_store_refused_total",
+		"Jobs, batches and files refused with 507 storage_full, by reason (budget: at the admission line; server: JetStream refused the write).",
+		[]string{"reason"}, nil)
+)
+
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- storeBytesDesc
+	ch <- storeLimitDesc
+	ch <- storeRefusedDesc
 	for _, d := range statDescs {
 		ch <- d.desc
 	}
@@ -127,10 +154,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(activeBatchesLimitDesc, prometheus.GaugeValue, float64(c.s.o.MaxActiveBatches))
 		ch <- prometheus.MustNewConstMetric(batchesRefusedDesc, prometheus.CounterValue, float64(refused))
 	}
-	// One round trip, bounded: a scrape must not hang on an unreachable
-	// NATS (the gauge is then left out of this scrape).
+	ch <- prometheus.MustNewConstMetric(storeLimitDesc, prometheus.GaugeValue, float64(c.s.o.MaxStoreBytes))
+	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedBudget.Load()), "budget")
+	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedServer.Load()), "server")
+	// Round trips, bounded: a scrape must not hang on an unreachable
+	// NATS (the gauges are then left out of this scrape).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	if u, err := c.s.StoreUsage(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(storeBytesDesc, prometheus.GaugeValue, float64(u.Bytes))
+	}
 	if stream, err := c.s.js.Stream(ctx, workStream); err == nil {
 		if info, err := stream.Info(ctx); err == nil {
 			ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(info.State.Msgs))

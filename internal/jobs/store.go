@@ -58,6 +58,13 @@ type Options struct {
 	Replicas int
 	// MaxFileBytes bounds an uploaded file, default 200 MiB.
 	MaxFileBytes int64
+	// MaxStoreBytes bounds the bytes the queue keeps in JetStream (jobs,
+	// bodies, results, batches, files), 0 for no bound. New jobs, batches
+	// and files are refused with ErrStoreFull once the store holds 90% of
+	// it; the rest is headroom for the results of accepted jobs. Checked
+	// against the NATS account's usage before each new one; an embedded
+	// server also enforces it (EmbeddedOptions.MaxStoreBytes).
+	MaxStoreBytes int64
 	// MaxAttempts is how many executions ending in an error a job gets
 	// before it is dead-lettered, default 5. Busy answers (429/503) do not
 	// count.
@@ -203,6 +210,7 @@ type Store struct {
 	hooks    *webhooks
 	tracker  *tracker
 	active   activeBatches // what CreateBatch's bounds count; kept by the tracker
+	usage    usageCache    // the store's usage for admission (storecap.go)
 	randMu   sync.Mutex
 	ctx      context.Context // ends on Close: stops everything below
 	cancel   context.CancelFunc

@@ -35,6 +35,9 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 	if sp.Path == "" || len(sp.Body) == 0 {
 		return nil, false, errors.New("jobs: a job needs a path and a body")
 	}
+	if err := s.admitNew(ctx); err != nil {
+		return nil, false, err
+	}
 	id, err := s.newID("job_", 16)
 	if err != nil {
 		return nil, false, err
@@ -56,7 +59,7 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 			// record (it died): create the job under the claimed id. If
 			// it was only slow, the record Create below decides.
 		} else if err != nil {
-			return nil, false, fmt.Errorf("jobs: claiming idempotency key: %w", err)
+			return nil, false, fmt.Errorf("jobs: claiming idempotency key: %w", s.storeFull(err))
 		}
 	}
 	key := singleKey(id)
@@ -69,10 +72,10 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 		Webhook: sp.Webhook,
 	}
 	if _, err := s.bodies.Put(ctx, key, sp.Body); err != nil {
-		return nil, false, fmt.Errorf("jobs: storing body: %w", err)
+		return nil, false, fmt.Errorf("jobs: storing body: %w", s.storeFull(err))
 	}
 	if err := s.enqueue(ctx, sp.Class, key); err != nil {
-		return nil, false, err
+		return nil, false, s.storeFull(err)
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -83,8 +86,9 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 		j, err := s.Job(ctx, sp.Tenant, id)
 		return j, err == nil, err
 	} else if err != nil {
-		return nil, false, fmt.Errorf("jobs: writing job: %w", err)
+		return nil, false, fmt.Errorf("jobs: writing job: %w", s.storeFull(err))
 	}
+	s.noteStored(int64(len(sp.Body) + len(b)))
 	return rec.job(), false, nil
 }
 

@@ -1,0 +1,28 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// queue.max_store_bytes defaults to a bound (10GiB), accepts an explicit
+// 0 (unbounded), and refuses a negative one or one that could not hold
+// two uploads, naming the key.
+func TestQueueMaxStoreBytes(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue.MaxStoreBytes != 10<<30 {
+		t.Fatalf("default queue.max_store_bytes = %d, want 10GiB", c.Queue.MaxStoreBytes)
+	}
+	if c, err = Parse([]byte("queue: {max_store_bytes: 0}\n" + minimal)); err != nil || c.Queue.MaxStoreBytes != 0 {
+		t.Fatalf("explicit 0: %v, %d; want accepted as unbounded", err, c.Queue.MaxStoreBytes)
+	}
+	for _, v := range []string{"-1", "300MiB"} {
+		_, err := Parse([]byte("queue: {max_store_bytes: " + v + "}\n" + minimal))
+		if err == nil || !strings.Contains(err.Error(), "queue.max_store_bytes") {
+			t.Errorf("max_store_bytes %s: %v; want an error naming queue.max_store_bytes", v, err)
+		}
+	}
+}

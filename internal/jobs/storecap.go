@@ -1,0 +1,164 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrStoreFull refuses a new job, batch or file because the queue's store
+// holds Options.MaxStoreBytes less the headroom kept for accepted jobs
+// (or JetStream itself refused the write for lack of room). Space frees
+// as files are deleted and as retention expires records, so the caller
+// answers 507, not a retryable 429/503.
+var ErrStoreFull = errors.New("job store is full")
+
+// storeHeadroomDivisor sets the share of Options.MaxStoreBytes kept for
+// work already accepted: new jobs, batches and files are refused once
+// the store holds limit - limit/10, so the results, record updates and
+// batch output files of accepted jobs (and uploads under way when the
+// line was crossed) still fit under the hard limit the server enforces.
+const storeHeadroomDivisor = 10
+
+// StoreUsage is the queue store's size against its bound.
+type StoreUsage struct {
+	// Bytes is what the NATS account's JetStream file store holds: every
+	// stream, bucket and object store of the queue.
+	Bytes int64
+	// Limit is Options.MaxStoreBytes, 0 when unbounded.
+	Limit int64
+	// AdmitLimit is where new work is refused: Limit less the headroom
+	// for accepted jobs; 0 when unbounded.
+	AdmitLimit int64
+}
+
+// StoreUsage reads the store's size: one JetStream round trip.
+func (s *Store) StoreUsage(ctx context.Context) (StoreUsage, error) {
+	info, err := s.js.AccountInfo(ctx)
+	if err != nil {
+		return StoreUsage{}, fmt.Errorf("jobs: reading store usage: %w", err)
+	}
+	return StoreUsage{Bytes: int64(info.Store), Limit: s.o.MaxStoreBytes, AdmitLimit: s.admitLimit()}, nil
+}
+
+func (s *Store) admitLimit() int64 {
+	return s.o.MaxStoreBytes - s.o.MaxStoreBytes/storeHeadroomDivisor
+}
+
+// usageTTL is how long admission trusts a reading of the store's usage
+// (plus what this process stored since): reading it is a JetStream round
+// trip that cost as much as half a Submit (70µs of 115µs in process).
+// Other replicas' writes within it are not seen; the headroom absorbs them.
+const usageTTL = 250 * time.Millisecond
+
+// usageCache is the last reading of the account's usage and the bytes this
+// process stored since.
+type usageCache struct {
+	mu    sync.Mutex
+	at    time.Time // of the reading; zero: read again
+	bytes int64
+	added atomic.Int64
+}
+
+// usedBytes is the store's usage for admission: a reading at most usageTTL
+// old plus what this process stored since.
+func (s *Store) usedBytes(ctx context.Context) (int64, error) {
+	c := &s.usage
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at.IsZero() && time.Since(c.at) < usageTTL {
+		return c.bytes + c.added.Load(), nil
+	}
+	u, err := s.StoreUsage(ctx)
+	if err != nil {
+		return 0, err
+	}
+	c.at, c.bytes = time.Now(), u.Bytes
+	c.added.Store(0)
+	return u.Bytes, nil
+}
+
+// noteStored adds n bytes this process stored to the cached usage.
+func (s *Store) noteStored(n int64) { s.usage.added.Add(n) }
+
+// forgetUsage makes the next admission read the usage again: after a
+// delete freed space, or JetStream refused a write the reading allowed.
+func (s *Store) forgetUsage() {
+	s.usage.mu.Lock()
+	s.usage.at = time.Time{}
+	s.usage.mu.Unlock()
+}
+
+// admitNew refuses new work (a job, a batch, a file) once the store is at
+// its admission line, by the account's usage (every replica and process
+// sharing the queue) read at most usageTTL ago; nothing when unbounded.
+func (s *Store) admitNew(ctx context.Context) error {
+	if s.o.MaxStoreBytes <= 0 {
+		return nil
+	}
+	used, err := s.usedBytes(ctx)
+	if err != nil {
+		return err
+	}
+	if line := s.admitLimit(); used >= line {
+		s.stats.storeRefusedBudget.Add(1)
+		return fmt.Errorf("jobs: the store holds %d bytes; new work is refused from %d (queue.max_store_bytes %d less the headroom for accepted jobs): %w",
+			used, line, s.o.MaxStoreBytes, ErrStoreFull)
+	}
+	return nil
+}
+
+// storeFull wraps err in ErrStoreFull when it is JetStream refusing a
+// write for lack of room (the server's or the account's store limit),
+// counting it; other errors pass unchanged.
+func (s *Store) storeFull(err error) error {
+	if err == nil || !isStoreFullErr(err) {
+		return err
+	}
+	s.stats.storeRefusedServer.Add(1)
+	s.forgetUsage()
+	return fmt.Errorf("%w: %w", ErrStoreFull, err)
+}
+
+// isStoreFullErr reports JetStream's answers to a write with no room:
+// the server's store limit (insufficient resources), the account's, and
+// a stream's MaxBytes with DiscardNew.
+func isStoreFullErr(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case 10023, 10002, 10047: // insufficient resources; account resources exceeded; storage resources exceeded
+		return true
+	case 10077: // store failed: {err}
+		return strings.Contains(apiErr.Description, "maximum bytes exceeded")
+	}
+	return false
+}
+
+// purgeFileChunks drops a file's content without the metadata write
+// ObjectStore.Delete starts with, which JetStream refuses when the store
+// is at its hard limit: deleting files must free space when it is needed
+// most. The caller then deletes the (now small) object as usual.
+func (s *Store) purgeFileChunks(ctx context.Context, id string) error {
+	info, err := s.files.GetInfo(ctx, id)
+	if err != nil {
+		return fmt.Errorf("jobs: reading file %s: %w", id, err)
+	}
+	stream, err := s.js.Stream(ctx, "OBJ_"+filesBucket)
+	if err != nil {
+		return fmt.Errorf("jobs: opening the files stream: %w", err)
+	}
+	subj := fmt.Sprintf("$O.%s.C.%s", filesBucket, info.NUID)
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+		return fmt.Errorf("jobs: purging file %s: %w", id, err)
+	}
+	return nil
+}
