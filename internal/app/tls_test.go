@@ -312,3 +312,63 @@ func servedSerial(t *testing.T, addr string, roots *x509.CertPool) int64 {
 	defer c.Close()
 	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
 }
+
+// An over-cap connection whose TLS handshake never finishes, in the
+// refusal tier, cannot read a 503: it is closed at refusal_head_timeout
+// and counted apart (outcome "handshake"), not as a reset or failed write
+// ("error"), so a handshake flood shows as one. A plain-HTTP request over
+// the cap gets the 400 tls_required, and is counted the same way.
+func TestOverCapUnfinishedHandshakeCounted(t *testing.T) {
+	pair := selfsigned.New(t, 1)
+	dir := t.TempDir()
+	certFile, keyFile := pair.Write(t, dir)
+	a, addr := startTLSApp(t, dir, certFile, keyFile, backend(t, "a").URL,
+		"server: {max_connections_per_ip: 1, refusal_head_timeout: 200ms}\n")
+	reg := a.deps.Registry.(*prometheus.Registry)
+
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	eventually(t, "the first connection to be admitted", func() bool {
+		return gather(t, reg, "sluice_connections_open", "") == 1
+	})
+
+	stalled, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	stalled.Write([]byte{0x16, 0x03, 0x01}) // a ClientHello's record begun, never finished
+	stalled.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if n, err := stalled.Read(make([]byte, 512)); n != 0 || err == nil {
+		t.Fatalf("over-cap stalled handshake: read %d bytes, %v; want a close with nothing", n, err)
+	}
+	if got := gather(t, reg, "sluice_connection_refusals_total", "handshake"); got != 1 {
+		t.Fatalf("refusals ended by an unfinished handshake = %v, want 1", got)
+	}
+
+	plain, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	plain.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(plain, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(plain), nil)
+	if err != nil {
+		t.Fatalf("plain HTTP over the cap: %v, want the 400 tls_required", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"code":"tls_required"`) {
+		t.Fatalf("plain HTTP over the cap: %d %s", resp.StatusCode, body)
+	}
+	eventually(t, "the plain-HTTP refusal to be counted", func() bool {
+		return gather(t, reg, "sluice_connection_refusals_total", "handshake") == 2
+	})
+	if got := gather(t, reg, "sluice_connection_refusals_total", "error"); got != 0 {
+		t.Fatalf("refusals ended in error = %v, want none (both were handshakes)", got)
+	}
+}

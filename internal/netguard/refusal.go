@@ -61,6 +61,7 @@ const (
 	RefusalHeadBytes = "head_bytes" // the head was longer than HeadBytes: answered 503
 	RefusalClosed    = "closed"     // the client closed before the answer
 	RefusalError     = "error"      // a reset, a failed write, or a shutdown
+	RefusalHandshake = "handshake"  // its TLS handshake did not finish: no 503 (plain HTTP got the 400 tls_required)
 	RefusalTierFull  = "tier_full"  // the tier was full: closed at accept, unanswered
 )
 
@@ -179,7 +180,17 @@ func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
 		outcome = RefusalHurried
 	}
 	l.mu.Unlock()
-	if outcome == RefusalClosed || outcome == RefusalError {
+	if outcome == RefusalClosed {
+		return outcome
+	}
+	// A TLS client whose handshake did not finish (late, hurried, or
+	// not TLS at all) cannot read a 503: it is neither answered nor
+	// logged as if it were, and its count tells a handshake flood from
+	// resets.
+	if hs, ok := r.c.(handshaker); ok && !hs.HandshakeComplete() {
+		return RefusalHandshake
+	}
+	if outcome == RefusalError {
 		return outcome
 	}
 	now := time.Now()
@@ -204,6 +215,11 @@ func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
 	}
 	return outcome
 }
+
+// handshaker is a transport connection with a handshake of its own
+// (internal/tlsterm's), which the tier answers through only once it is
+// complete.
+type handshaker interface{ HandshakeComplete() bool }
 
 // readHead reads from c through buf until the end of a request head,
 // limit bytes, or the read deadline, and says which came first.

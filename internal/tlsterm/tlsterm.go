@@ -78,6 +78,11 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// HandshakeComplete reports whether the handshake finished, for the
+// refusal tier (netguard), which has nothing to say to a client that
+// cannot read TLS.
+func (c *conn) HandshakeComplete() bool { return c.ConnectionState().HandshakeComplete }
+
 // NetConn is the TLS connection, for the hooks of other layers that look
 // for theirs beneath (framing.ConnContext walks NetConn).
 func (c *conn) NetConn() net.Conn { return c.Conn }
