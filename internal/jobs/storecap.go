@@ -72,14 +72,15 @@ func (s *Store) usedBytes(ctx context.Context) (int64, error) {
 	c := &s.usage
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.at.IsZero() && time.Since(c.at) < usageTTL {
+	now := s.o.Now()
+	if !c.at.IsZero() && now.Sub(c.at) < usageTTL {
 		return c.bytes + c.added.Load(), nil
 	}
 	u, err := s.StoreUsage(ctx)
 	if err != nil {
 		return 0, err
 	}
-	c.at, c.bytes = time.Now(), u.Bytes
+	c.at, c.bytes = now, u.Bytes
 	c.added.Store(0)
 	return u.Bytes, nil
 }
