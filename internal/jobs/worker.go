@@ -41,6 +41,10 @@ type WorkerOptions struct {
 	// inject one to tick the heartbeat themselves instead of waiting for
 	// real AckWaits to pass.
 	ticker func(every time.Duration) (ticks <-chan time.Time, stop func())
+	// pauseTimer paces the backoff of a pause on a full store (its first
+	// tick ends it), default newTicker; tests inject one to end backoffs
+	// themselves.
+	pauseTimer func(d time.Duration) (fire <-chan time.Time, stop func())
 }
 
 // newTicker is the heartbeat's real clock.
@@ -83,7 +87,7 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()
 
-	w := &worker{s: s, o: o, stop: runCtx}
+	w := &worker{s: s, o: o, stop: runCtx, pause: newStorePause(s, runCtx, o)}
 	for _, class := range o.Classes {
 		c, err := s.consumer(runCtx, class)
 		// NATS away (an outage, or a slow server timing the call out):
@@ -109,6 +113,7 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	execCtx, execCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer execCancel()
 	d := newDispatcher(s.nc, w.cons, o, s.log)
+	d.stalled = w.pause.stalled
 	var slots sync.WaitGroup
 	slots.Go(func() { d.run(runCtx) })
 	for range o.Concurrency {
@@ -118,6 +123,7 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	t := time.AfterFunc(o.Grace, execCancel)
 	slots.Wait()
 	t.Stop()
+	w.pause.finish()
 	return nil
 }
 
@@ -146,10 +152,11 @@ func (s *Store) consumer(ctx context.Context, class string) (jetstream.Consumer,
 }
 
 type worker struct {
-	s    *Store
-	o    WorkerOptions
-	cons []jetstream.Consumer
-	stop context.Context // ends when the worker stops taking jobs
+	s     *Store
+	o     WorkerOptions
+	cons  []jetstream.Consumer
+	stop  context.Context // ends when the worker stops taking jobs
+	pause *storePause     // on a full store (storepause.go)
 }
 
 // slot runs jobs one at a time: it waits for its gate, then for a message
@@ -342,10 +349,25 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 		return nil
 	}
 	var rec *jobRecord
-	err := w.whileAway(d, "starting job", func() (err error) {
-		rec, _, err = s.transition(ctx, d.key, start)
-		return err
-	})
+	var err error
+	for {
+		probe, ok := w.pause.admit()
+		if !ok {
+			_ = d.msg.Nak() // stopping: someone else may run it now
+			return
+		}
+		var changed bool
+		lost = false
+		err = w.whileAway(d, "starting job", func() (err error) {
+			rec, changed, err = s.transition(ctx, d.key, start)
+			return err
+		})
+		// Refused for lack of room: the message stays ours, its job
+		// queued, until the pause lets this slot try again.
+		if !w.pause.done(probe, startOutcome(changed, err)) {
+			break
+		}
+	}
 	switch {
 	case errors.Is(err, errSkip):
 		s.stats.duplicates.Add(1)
