@@ -11,8 +11,82 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// fullStore is a store filled to JetStream's hard bound: two 40 KiB
+// files (to delete for room), then jobs of 1 KiB bodies until one is
+// refused.
+type fullStore struct {
+	s      *Store
+	reg    *prometheus.Registry
+	logs   *logLines
+	files  []*File
+	queued []string // job ids
+}
+
+func newFullStore(t *testing.T, tweak func(*Options)) *fullStore {
+	t.Helper()
+	const limit = 256 << 10
+	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	o := testOptions(srv.ClientURL())
+	o.MaxFileBytes = 64 << 10
+	f := &fullStore{reg: prometheus.NewRegistry(), logs: &logLines{}}
+	o.Registerer = f.reg
+	o.Logger = slog.New(f.logs)
+	if tweak != nil {
+		tweak(&o)
+	}
+	f.s = openStore(t, o)
+	ctx := context.Background()
+
+	content := bytes.Repeat([]byte("x"), 40<<10)
+	for range 2 {
+		file, err := f.s.PutFile(ctx, File{Filename: "in.jsonl", Purpose: "batch", Tenant: "acme"}, bytes.NewReader(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.files = append(f.files, file)
+	}
+	// Jobs until JetStream refuses one: the store is then at its hard
+	// bound, where every write is refused.
+	body := []byte(`{"model":"m","pad":"` + strings.Repeat("p", 1<<10) + `"}`)
+	for {
+		j, _, err := f.s.Submit(ctx, Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m", Body: body})
+		if errors.Is(err, ErrStoreFull) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("job %d: %v", len(f.queued), err)
+		}
+		if f.queued = append(f.queued, j.ID); len(f.queued) > 1000 {
+			t.Fatalf("%d jobs stored under a %d-byte limit", len(f.queued), limit)
+		}
+	}
+	if len(f.queued) < 40 {
+		t.Fatalf("only %d jobs queued before the store was full; want a backlog", len(f.queued))
+	}
+	return f
+}
+
+// workQueueInfo reads the interactive class's consumer.
+func workQueueInfo(t *testing.T, s *Store) *jetstream.ConsumerInfo {
+	t.Helper()
+	cons, err := s.js.Consumer(t.Context(), workStream, "jobs-interactive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
 
 // TestWorkerPausesOnFullStore fills a store to JetStream's hard bound with
 // a backlog of jobs and runs a worker on it: after the first refused
@@ -22,49 +96,9 @@ import (
 // resumes without waiting out its backoff (the usage reading shows it)
 // and runs every job. One warning line and one info line for the pause.
 func TestWorkerPausesOnFullStore(t *testing.T) {
-	const limit = 256 << 10
-	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	o := testOptions(srv.ClientURL())
-	o.MaxFileBytes = 64 << 10
-	reg := prometheus.NewRegistry()
-	o.Registerer = reg
-	logs := &logLines{}
-	o.Logger = slog.New(logs)
-	s := openStore(t, o)
+	f := newFullStore(t, nil)
+	s, reg, logs, files, queued := f.s, f.reg, f.logs, f.files, f.queued
 	ctx := context.Background()
-
-	content := bytes.Repeat([]byte("x"), 40<<10)
-	var files []*File
-	for range 2 {
-		f, err := s.PutFile(ctx, File{Filename: "in.jsonl", Purpose: "batch", Tenant: "acme"}, bytes.NewReader(content))
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, f)
-	}
-	// Jobs until JetStream refuses one: the store is then at its hard
-	// bound, where every write is refused.
-	body := []byte(`{"model":"m","pad":"` + strings.Repeat("p", 1<<10) + `"}`)
-	var queued []string
-	for {
-		j, _, err := s.Submit(ctx, Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m", Body: body})
-		if errors.Is(err, ErrStoreFull) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("job %d: %v", len(queued), err)
-		}
-		if queued = append(queued, j.ID); len(queued) > 1000 {
-			t.Fatalf("%d jobs stored under a %d-byte limit", len(queued), limit)
-		}
-	}
-	if len(queued) < 40 {
-		t.Fatalf("only %d jobs queued before the store was full; want a backlog", len(queued))
-	}
 
 	// The backoffs are the test's: each one asked is recorded, and ends
 	// when the test says.
@@ -107,7 +141,7 @@ func TestWorkerPausesOnFullStore(t *testing.T) {
 	rounds := 13 // 10ms << 12 passes the 30s bound
 	for round := range rounds {
 		d := nextBackoff(uint64(slots + round))
-		want := min(o.BusyDelay<<round, maxStorePause)
+		want := min(testOptions("").BusyDelay<<round, maxStorePause)
 		if d <= want/2 || d > want {
 			t.Errorf("backoff %d = %v; want in (%v, %v]", round, d, want/2, want)
 		}
@@ -125,14 +159,7 @@ func TestWorkerPausesOnFullStore(t *testing.T) {
 		}
 	}
 	// Nor are messages taken and given back: the slots keep theirs.
-	cons, err := s.js.Consumer(ctx, workStream, "jobs-interactive")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := workQueueInfo(t, s)
 	t.Logf("%d jobs queued; %d starts refused over %d backoffs; %d deliveries", len(queued), refused(), rounds, info.Delivered.Consumer)
 	if info.Delivered.Consumer > slots {
 		t.Errorf("%d deliveries while paused; want at most %d, one a slot", info.Delivered.Consumer, slots)
@@ -213,4 +240,44 @@ func (h *logLines) at(level slog.Level) []string {
 		}
 	}
 	return msgs
+}
+
+// TestWorkerStopsWhilePaused: a worker stopped during a pause returns,
+// leaves the gauge at 0 and gives back the messages its slots kept: once
+// space frees, another worker runs every job without waiting out AckWait
+// (a minute here) for them.
+func TestWorkerStopsWhilePaused(t *testing.T) {
+	f := newFullStore(t, func(o *Options) { o.AckWait = time.Minute })
+	asked := make(chan time.Duration, 64)
+	var calls atomic.Int64
+	stop := startWorker(t, f.s, WorkerOptions{Concurrency: 4, Executor: okExec(&calls), PollWait: 20 * time.Millisecond,
+		pauseTimer: func(d time.Duration) (<-chan time.Time, func()) {
+			asked <- d
+			return nil, func() {} // never ends by itself
+		}})
+	select {
+	case <-asked:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no pause after %d refused starts", f.s.stats.startsRefused.Load())
+	}
+	if info := workQueueInfo(t, f.s); info.NumAckPending == 0 {
+		t.Fatal("no message held while paused")
+	}
+	stop()
+	if got := gatherValue(t, f.reg, "sluice_jobs_workers_paused", ""); got != 0 {
+		t.Errorf("sluice_jobs_workers_paused = %v after the worker stopped, want 0", got)
+	}
+
+	for _, file := range f.files {
+		if err := f.s.DeleteFile(t.Context(), "acme", file.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startWorker(t, f.s, WorkerOptions{Concurrency: 4, Executor: okExec(&calls)})
+	for _, id := range f.queued {
+		eventually(t, "job "+id+" to finish", func() bool { return mustJob(t, f.s, "acme", id).Status.Terminal() })
+		if j := mustJob(t, f.s, "acme", id); j.Status != StatusSucceeded || j.Attempts != 1 {
+			t.Fatalf("job %s: %s with %d attempts; want succeeded at its first", id, j.Status, j.Attempts)
+		}
+	}
 }
