@@ -40,7 +40,7 @@ type storePause struct {
 	wg    sync.WaitGroup // the backoff under way
 
 	mu       sync.Mutex
-	ended    chan struct{} // nil: no pause; else closed when it ends
+	paused   bool          // a pause is under way
 	wake     chan struct{} // backing off: closed at its end; probing: at the probe's outcome
 	probing  bool          // the backoff ended: the next start is the probe
 	probeOut bool          // the probe's start is being written
@@ -65,7 +65,7 @@ func newStorePause(s *Store, stop context.Context, o WorkerOptions) *storePause 
 func (p *storePause) stalled() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ended == nil || p.probing {
+	if !p.paused || p.probing {
 		return nil
 	}
 	return p.wake
@@ -77,9 +77,9 @@ func (p *storePause) finish() {
 	p.wg.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ended != nil {
+	if p.paused {
 		p.s.stats.workersPaused.Add(-1)
-		p.ended = nil
+		p.paused = false
 	}
 }
 
@@ -90,7 +90,7 @@ func (p *storePause) finish() {
 func (p *storePause) admit() (probe, ok bool) {
 	for {
 		p.mu.Lock()
-		if p.ended == nil {
+		if !p.paused {
 			p.mu.Unlock()
 			return false, true
 		}
@@ -121,7 +121,7 @@ func (p *storePause) done(probe bool, err error) (refused bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if refused && p.ended != nil {
+	if refused && p.paused {
 		p.refused++
 	}
 	switch {
@@ -130,9 +130,8 @@ func (p *storePause) done(probe bool, err error) (refused bool) {
 		delay := p.backOff()
 		p.s.log.Debug("job store still full: jobs stay paused", "retry_in", delay)
 	case probe && err == nil:
-		close(p.ended)
 		close(p.wake)
-		p.ended, p.wake, p.probing, p.probeOut = nil, nil, false, false
+		p.paused, p.wake, p.probing, p.probeOut = false, nil, false, false
 		st.workersPaused.Add(-1)
 		p.s.log.Info("job store has room again: the worker takes jobs again",
 			"paused_for", time.Since(p.since).Round(time.Millisecond), "starts_refused", p.refused)
@@ -141,8 +140,8 @@ func (p *storePause) done(probe bool, err error) (refused bool) {
 		old := p.wake
 		p.wake = make(chan struct{})
 		close(old)
-	case refused && p.ended == nil:
-		p.ended, p.round, p.refused, p.since = make(chan struct{}), 0, 1, time.Now()
+	case refused && !p.paused:
+		p.paused, p.round, p.refused, p.since = true, 0, 1, time.Now()
 		st.workersPaused.Add(1)
 		st.storePauses.Add(1)
 		delay := p.backOff()
