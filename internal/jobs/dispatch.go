@@ -41,6 +41,8 @@ import (
 //     and not yet received, plus messages held, never exceed the waiting
 //     slots, and a late message that would exceed them is nak'ed;
 //   - NATS away: a failed request pauses requests for PollWait;
+//   - a full store: no request while the worker's pause backs off
+//     (storepause.go);
 //   - shutdown: a pull is never abandoned (the server could hand it a
 //     message no one would hold until AckWait); run waits for each one's
 //     answer and naks what comes back, so it runs at once elsewhere, then
@@ -57,6 +59,11 @@ type dispatcher struct {
 
 	gateAsk  chan struct{} // run asks the gate keeper for consent
 	gateOpen chan struct{} // the gate keeper's consent
+
+	// stalled, when set, returns a channel closed when the backoff of
+	// the worker's pause on a full store ends, nil when none is under way
+	// (storePause.stalled).
+	stalled func() <-chan struct{}
 }
 
 // answerMargin is how long past a pull's expiry (past its sending, for a
@@ -133,8 +140,9 @@ type dispatchState struct {
 	asked    bool   // the gate keeper was asked and has not answered
 	stopping bool   // run settles: no more requests
 	pause    <-chan time.Time
-	timer    *time.Timer // fires at the earliest pull deadline
-	armed    time.Time   // the deadline it is set for
+	stall    <-chan struct{} // closed when the worker's pause lets it pull
+	timer    *time.Timer     // fires at the earliest pull deadline
+	armed    time.Time       // the deadline it is set for
 }
 
 // run dispatches until ctx ends, then settles what it holds.
@@ -173,6 +181,9 @@ func (d *dispatcher) run(ctx context.Context) {
 			st.asked, st.open = false, true
 		case <-st.pause:
 			st.pause = nil
+		case <-st.stall:
+			// A consent from before the pause is stale: ask again.
+			st.stall, st.open = nil, false
 		case <-ctx.Done():
 			return
 		}
@@ -213,8 +224,13 @@ func (d *dispatcher) settle(st *dispatchState) {
 func (d *dispatcher) request(st *dispatchState) {
 	need := st.want - st.pending - len(st.held)
 	queued := st.pending == 0 || st.burst
-	if need <= 0 || st.pause != nil || st.scan.on || (!queued && st.nwait == len(d.subjects)) {
+	if need <= 0 || st.pause != nil || st.stall != nil || st.scan.on || (!queued && st.nwait == len(d.subjects)) {
 		return
+	}
+	if d.stalled != nil {
+		if st.stall = d.stalled(); st.stall != nil {
+			return
+		}
 	}
 	if !st.open && d.gate != nil {
 		if !st.asked {

@@ -38,6 +38,11 @@ type counters struct {
 	// storeRefusedBudget counts new work refused at the admission line,
 	// storeRefusedServer writes JetStream refused for lack of room.
 	storeRefusedBudget, storeRefusedServer atomic.Uint64
+	// startsRefused counts job starts JetStream refused for lack of room,
+	// storePauses the pauses of a worker they began, workersPaused the
+	// workers paused now (storepause.go).
+	startsRefused, storePauses atomic.Uint64
+	workersPaused              atomic.Int64
 }
 
 // Stats returns the counters.
@@ -130,7 +135,21 @@ var (
 		[]string{"reason"}, nil)
 )
 
+// Workers paused on a full store (storepause.go): now, the pauses begun,
+// and the job starts JetStream refused, read at scrape time.
+var (
+	workersPausedDesc = prometheus.NewDesc("sluice_jobs_workers_paused",
+		"Workers of this process taking no jobs because the job store refused a job's start for lack of room.", nil, nil)
+	storePausesDesc = prometheus.NewDesc("sluice_jobs_worker_store_pauses_total",
+		"Pauses of a worker on a full job store: from a refused job start until a start is written again.", nil, nil)
+	startsRefusedDesc = prometheus.NewDesc("sluice_jobs_worker_starts_refused_total",
+		"Job starts (record writes) JetStream refused for lack of room; the jobs stay queued.", nil, nil)
+)
+
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- workersPausedDesc
+	ch <- storePausesDesc
+	ch <- startsRefusedDesc
 	ch <- storeBytesDesc
 	ch <- storeLimitDesc
 	ch <- storeRefusedDesc
@@ -154,6 +173,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(activeBatchesLimitDesc, prometheus.GaugeValue, float64(c.s.o.MaxActiveBatches))
 		ch <- prometheus.MustNewConstMetric(batchesRefusedDesc, prometheus.CounterValue, float64(refused))
 	}
+	ch <- prometheus.MustNewConstMetric(workersPausedDesc, prometheus.GaugeValue, float64(c.s.stats.workersPaused.Load()))
+	ch <- prometheus.MustNewConstMetric(storePausesDesc, prometheus.CounterValue, float64(c.s.stats.storePauses.Load()))
+	ch <- prometheus.MustNewConstMetric(startsRefusedDesc, prometheus.CounterValue, float64(c.s.stats.startsRefused.Load()))
 	ch <- prometheus.MustNewConstMetric(storeLimitDesc, prometheus.GaugeValue, float64(c.s.o.MaxStoreBytes))
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedBudget.Load()), "budget")
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedServer.Load()), "server")

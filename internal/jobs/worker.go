@@ -41,6 +41,10 @@ type WorkerOptions struct {
 	// inject one to tick the heartbeat themselves instead of waiting for
 	// real AckWaits to pass.
 	ticker func(every time.Duration) (ticks <-chan time.Time, stop func())
+	// pauseTimer paces the backoff of a pause on a full store (its first
+	// tick ends it), default newTicker; tests inject one to end backoffs
+	// themselves.
+	pauseTimer func(d time.Duration) (fire <-chan time.Time, stop func())
 }
 
 // newTicker is the heartbeat's real clock.
@@ -83,7 +87,7 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()
 
-	w := &worker{s: s, o: o, stop: runCtx}
+	w := &worker{s: s, o: o, stop: runCtx, pause: newStorePause(s, runCtx, o)}
 	for _, class := range o.Classes {
 		c, err := s.consumer(runCtx, class)
 		// NATS away (an outage, or a slow server timing the call out):
@@ -109,6 +113,7 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	execCtx, execCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer execCancel()
 	d := newDispatcher(s.nc, w.cons, o, s.log)
+	d.stalled = w.pause.stalled
 	var slots sync.WaitGroup
 	slots.Go(func() { d.run(runCtx) })
 	for range o.Concurrency {
@@ -118,6 +123,7 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	t := time.AfterFunc(o.Grace, execCancel)
 	slots.Wait()
 	t.Stop()
+	w.pause.finish()
 	return nil
 }
 
@@ -146,10 +152,11 @@ func (s *Store) consumer(ctx context.Context, class string) (jetstream.Consumer,
 }
 
 type worker struct {
-	s    *Store
-	o    WorkerOptions
-	cons []jetstream.Consumer
-	stop context.Context // ends when the worker stops taking jobs
+	s     *Store
+	o     WorkerOptions
+	cons  []jetstream.Consumer
+	stop  context.Context // ends when the worker stops taking jobs
+	pause *storePause     // on a full store (storepause.go)
 }
 
 // slot runs jobs one at a time: it waits for its gate, then for a message
@@ -342,10 +349,25 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 		return nil
 	}
 	var rec *jobRecord
-	err := w.whileAway(d, "starting job", func() (err error) {
-		rec, _, err = s.transition(ctx, d.key, start)
-		return err
-	})
+	var err error
+	for {
+		probe, ok := w.pause.admit()
+		if !ok {
+			_ = d.msg.Nak() // stopping: someone else may run it now
+			return
+		}
+		var changed bool
+		lost = false
+		err = w.whileAway(d, "starting job", func() (err error) {
+			rec, changed, err = s.transition(ctx, d.key, start)
+			return err
+		})
+		// Refused for lack of room: the message stays ours, its job
+		// queued, until the pause lets this slot try again.
+		if !w.pause.done(probe, startOutcome(changed, err)) {
+			break
+		}
+	}
 	switch {
 	case errors.Is(err, errSkip):
 		s.stats.duplicates.Add(1)
@@ -538,65 +560,4 @@ func deadRecord(r *jobRecord, now int64) {
 
 func deadMessage(attempts int, id string) string {
 	return "the job failed on each of its " + strconv.Itoa(attempts) + " attempts; quote job " + id + " to the operator for the cause"
-}
-
-// whileAway runs op, one step of a delivery's bookkeeping, and runs it
-// again every PollWait while it fails because NATS is away, for at most
-// AckWait/2 (heartbeats missed in an outage longer than that may have let
-// the server hand the message to another worker). The message stays ours
-// meanwhile, so the job carries on as soon as NATS is back. Giving up at
-// once would cost the job AckWait: a nak sent into the outage is lost with
-// it, and a result not recorded means the job runs again. Holding ends
-// early when the worker stops.
-func (w *worker) whileAway(d *delivery, step string, op func() error) error {
-	err := op()
-	if err == nil || !IsUnavailable(err) {
-		return err
-	}
-	s := w.s
-	s.log.Warn("NATS away: holding the job until it is back", "key", d.key, "step", step, "err", err)
-	giveUp := time.Now().Add(s.o.AckWait / 2)
-	for time.Now().Before(giveUp) {
-		if sleep(w.stop, w.o.PollWait); w.stop.Err() != nil {
-			return err
-		}
-		if err = op(); err == nil {
-			_ = d.msg.InProgress() // restart AckWait, heartbeats went missing
-			return nil
-		}
-		if !IsUnavailable(err) {
-			return err
-		}
-	}
-	return err
-}
-
-// heartbeat tells JetStream the message is still being worked on, every
-// AckWait/4, until the returned stop is called.
-func (w *worker) heartbeat(msg jobMsg) (stop func()) {
-	done := make(chan struct{})
-	ticks, stopTicks := w.o.ticker(w.s.o.AckWait / 4)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		defer stopTicks()
-		for {
-			select {
-			case <-ticks:
-				_ = msg.InProgress()
-			case <-done:
-				return
-			}
-		}
-	})
-	return func() { close(done); wg.Wait() }
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
