@@ -54,7 +54,7 @@ func DefaultDataDir() string {
 // the store. models reports whether a model is served (batch validation).
 func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, models func(string) bool) (*jobQueue, error) {
 	q := &jobQueue{cfg: c, log: log}
-	url := c.URL
+	url, storeLimit := c.URL, int64(c.MaxStoreBytes)
 	if url == "" {
 		dir := c.DataDir
 		if dir == "" {
@@ -76,8 +76,10 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 				return nil, fmt.Errorf("queue.listen: bad port %q", p)
 			}
 		}
-		emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: filepath.Join(dir, "jetstream"), Host: host, Port: port, Logger: log,
-			MaxStoreBytes: int64(c.MaxStoreBytes)})
+		storeDir := filepath.Join(dir, "jetstream")
+		storeLimit = embeddedStoreLimit(storeLimit, dir, storeDir, log)
+		emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: storeDir, Host: host, Port: port, Logger: log,
+			MaxStoreBytes: storeLimit})
 		if err != nil {
 			return nil, fmt.Errorf("queue: embedded NATS in %s: %w", dir, err)
 		}
@@ -90,7 +92,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	defer cancel()
 	store, err := jobs.Open(ctx, jobs.Options{
 		URL: url, Embedded: q.emb, Replicas: c.Replicas, Retention: c.Retention.D(), MaxFileBytes: int64(c.MaxFileBytes),
-		MaxStoreBytes: int64(c.MaxStoreBytes), MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
+		MaxStoreBytes: storeLimit, MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
 		AllowPrivateWebhooks: c.AllowPrivateWebhooks, RequestTimeout: c.RequestTimeout.D(),
 		MaxActiveBatches: c.MaxActiveBatches, MaxActiveBatchesPerTenant: c.MaxActiveBatchesPerTenant,
 	})

@@ -77,3 +77,29 @@ func TestQueueStoreBoundThroughTheGateway(t *testing.T) {
 		t.Fatalf("upload after a delete: %d %s", code, body)
 	}
 }
+
+// The default bound (10GiB) on a disk with less room must not let the
+// store fill the disk: the embedded queue's bound is lowered to three
+// quarters of the data directory's free space (plus what it holds), as
+// nats-server's own default is. A bound far above any disk here shows it.
+func TestQueueStoreBoundFollowsTheDisk(t *testing.T) {
+	dir := t.TempDir()
+	free, ok := diskFree(dir)
+	if !ok {
+		t.Skip("the file system's free space cannot be read here")
+	}
+	be, _ := countingBackend(t)
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {data_dir: %s, max_store_bytes: 1048576GiB, workers: 0, worker_disabled: true}\n"+
+		"models:\n  - name: m\n    backends:\n      - url: %s\n", dir, be.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, admin := serveApp(t, newApp(t, path))
+	// Other processes write to the same disk meanwhile: the bound is at
+	// most three quarters of the free space read before the start, plus
+	// the new store's few files, and far under the configured 1,048,576 GiB.
+	if v := metricValue(t, admin, "sluice_jobs_store_limit_bytes"); v <= 0 || v > float64(free/4*3+64<<20) {
+		t.Errorf("sluice_jobs_store_limit_bytes %v with %d bytes free, want at most three quarters of them", v, free)
+	}
+}
