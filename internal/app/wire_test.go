@@ -15,11 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 )
 
 // startWireApp serves one model on b through the whole listener stack
@@ -262,24 +262,6 @@ func TestLongIdempotencyKeyNamesHeader(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log destination a test reads while the gateway writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestListenerRefusalsAreLogged: with the access log on, an answer the
 // listener makes itself has a log line carrying the request id the client
 // got, its status and code, so an id a client quotes is found as a
@@ -296,7 +278,7 @@ func TestListenerRefusalsAreLogged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		logs := new(lockedBuffer)
+		logs := new(logbuf.Buffer)
 		a, err := New(cfg, Source{Path: path}, slog.New(slog.NewJSONHandler(logs, nil)))
 		if err != nil {
 			t.Fatal(err)
