@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
 // The server: section reaches the running gateway: header size, idle
@@ -101,12 +103,12 @@ models:
 	if code, err := get(third, ""); err != nil || code != http.StatusServiceUnavailable {
 		t.Fatalf("a third connection from one address: %d %v, want the refusal tier's 503 (max_connections_per_ip is 2)", code, err)
 	}
-	if got := gather(t, reg, "sluice_connections_refused_total", "max_connections_per_ip"); got != 1 {
+	if got := promtest.Value(t, reg, "sluice_connections_refused_total", "max_connections_per_ip"); got != 1 {
 		t.Fatalf("per-address refusals = %v", got)
 	}
 	third.c.Close() // ends its lingering close
 	eventually(t, "the refusal to be counted", func() bool {
-		return gather(t, reg, "sluice_connection_refusals_total", "head") == 1
+		return promtest.Value(t, reg, "sluice_connection_refusals_total", "head") == 1
 	})
 
 	// The idle keep-alive connections are closed by the server, which
@@ -117,43 +119,18 @@ models:
 		}
 	}
 	eventually(t, "the idle connections' slots to be freed", func() bool {
-		return gather(t, reg, "sluice_connections_open", "") == 0
+		return promtest.Value(t, reg, "sluice_connections_open", "") == 0
 	})
 
 	if code, err := get(dial(), "X-Big: "+strings.Repeat("a", 8<<10)+"\r\n"); err != nil || code != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("oversized header: %d %v, want 431", code, err)
 	}
-	if got := gather(t, reg, "sluice_request_header_too_large_total", ""); got != 1 {
+	if got := promtest.Value(t, reg, "sluice_request_header_too_large_total", ""); got != 1 {
 		t.Fatalf("431s counted = %v", got)
 	}
 	if got := debug.SetMemoryLimit(-1); got != 3<<30 {
 		t.Fatalf("memory limit %d while serving, want server.memory_limit (3GiB)", got)
 	}
-}
-
-// gather reads a counter or gauge; reason, when set, is its reason label.
-func gather(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if reason != "" && (len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != reason) {
-				continue
-			}
-			if m.Gauge != nil {
-				return m.Gauge.GetValue()
-			}
-			return m.Counter.GetValue()
-		}
-	}
-	t.Fatalf("metric %s{%s} not found", name, reason)
-	return 0
 }
 
 // A batch file upload (spooled to disk, not held in memory) that stalls is

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-gw/sluice/internal/sim"
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 	"github.com/sluice-gw/sluice/internal/testutil/selfsigned"
 )
 
@@ -151,7 +152,7 @@ func TestStalledHandshakeIsCut(t *testing.T) {
 	defer stalled.Close()
 	stalled.Write([]byte{0x16, 0x03, 0x01}) // the start of a ClientHello's record, and no more
 	eventually(t, "the stalled connection to be admitted", func() bool {
-		return gather(t, reg, "sluice_connections_open", "") == 1
+		return promtest.Value(t, reg, "sluice_connections_open", "") == 1
 	})
 
 	cl := tlsClient(selfsigned.Pool(pair))
@@ -175,13 +176,13 @@ func TestStalledHandshakeIsCut(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("stalled handshake: got %d bytes, want none (no plain-text 408 inside a TLS port)", n)
 	}
-	if got := gather(t, reg, "sluice_connection_timeouts_total", "header"); got != 1 {
+	if got := promtest.Value(t, reg, "sluice_connection_timeouts_total", "header"); got != 1 {
 		t.Fatalf("header timeouts = %v, want the stalled handshake counted", got)
 	}
 	// No 408 could be written inside an unfinished handshake, so there
 	// was nothing to linger for: the slot is freed at the cut.
 	for _, end := range []string{"eof", "timeout", "bytes", "error"} {
-		if got := gather(t, reg, "sluice_connection_lingers_total", end); got != 0 {
+		if got := promtest.Value(t, reg, "sluice_connection_lingers_total", end); got != 0 {
 			t.Fatalf("lingering closes ended by %s = %v, want none after a failed 408", end, got)
 		}
 	}
@@ -332,7 +333,7 @@ func TestOverCapUnfinishedHandshakeCounted(t *testing.T) {
 	}
 	defer held.Close()
 	eventually(t, "the first connection to be admitted", func() bool {
-		return gather(t, reg, "sluice_connections_open", "") == 1
+		return promtest.Value(t, reg, "sluice_connections_open", "") == 1
 	})
 
 	stalled, err := net.Dial("tcp", addr)
@@ -345,7 +346,7 @@ func TestOverCapUnfinishedHandshakeCounted(t *testing.T) {
 	if n, err := stalled.Read(make([]byte, 512)); n != 0 || err == nil {
 		t.Fatalf("over-cap stalled handshake: read %d bytes, %v; want a close with nothing", n, err)
 	}
-	if got := gather(t, reg, "sluice_connection_refusals_total", "handshake"); got != 1 {
+	if got := promtest.Value(t, reg, "sluice_connection_refusals_total", "handshake"); got != 1 {
 		t.Fatalf("refusals ended by an unfinished handshake = %v, want 1", got)
 	}
 
@@ -366,9 +367,9 @@ func TestOverCapUnfinishedHandshakeCounted(t *testing.T) {
 		t.Fatalf("plain HTTP over the cap: %d %s", resp.StatusCode, body)
 	}
 	eventually(t, "the plain-HTTP refusal to be counted", func() bool {
-		return gather(t, reg, "sluice_connection_refusals_total", "handshake") == 2
+		return promtest.Value(t, reg, "sluice_connection_refusals_total", "handshake") == 2
 	})
-	if got := gather(t, reg, "sluice_connection_refusals_total", "error"); got != 0 {
+	if got := promtest.Value(t, reg, "sluice_connection_refusals_total", "error"); got != 0 {
 		t.Fatalf("refusals ended in error = %v, want none (both were handshakes)", got)
 	}
 }

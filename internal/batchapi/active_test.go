@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
 // createBatch uploads a one-line file as tenant and asks for a batch over
@@ -86,20 +87,5 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	if err != nil || n != 1 {
 		t.Fatalf("%s: %d samples, %v", name, n, err)
 	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		m := mf.GetMetric()[0]
-		if m.GetGauge() != nil {
-			return m.GetGauge().GetValue()
-		}
-		return m.GetCounter().GetValue()
-	}
-	t.Fatalf("%s not gathered", name)
-	return 0
+	return promtest.Value(t, reg, name, "")
 }

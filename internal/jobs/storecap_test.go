@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
 // TestStoreBoundRefusesNewWork fills a bounded store with files: past the
@@ -85,14 +87,14 @@ func TestStoreBoundRefusesNewWork(t *testing.T) {
 	}
 
 	for name, want := range map[string]float64{"sluice_jobs_store_limit_bytes": limit} {
-		if got := gatherValue(t, reg, name, ""); got != want {
+		if got := promtest.Value(t, reg, name, ""); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	if got := gatherValue(t, reg, "sluice_jobs_store_refused_total", "budget"); got != 3 {
+	if got := promtest.Value(t, reg, "sluice_jobs_store_refused_total", "budget"); got != 3 {
 		t.Errorf(`sluice_jobs_store_refused_total{reason="budget"} = %v, want 3 (a file, a job, a batch)`, got)
 	}
-	if got := gatherValue(t, reg, "sluice_jobs_store_bytes", ""); got <= 0 || got > limit {
+	if got := promtest.Value(t, reg, "sluice_jobs_store_bytes", ""); got <= 0 || got > limit {
 		t.Errorf("sluice_jobs_store_bytes = %v, want in (0, %d]", got, limit)
 	}
 }
@@ -162,29 +164,4 @@ func TestStoreServerLimitIsStoreFull(t *testing.T) {
 			t.Fatalf("accepted job %s: %+v", id, j)
 		}
 	}
-}
-
-// gatherValue is the value of the metric name (with label reason when set).
-func gatherValue(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if reason != "" && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != reason) {
-				continue
-			}
-			if c := m.GetCounter(); c != nil {
-				return c.GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s not gathered", name)
-	return 0
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
 // fullStore is a store filled to JetStream's hard bound: two 40 KiB
@@ -146,7 +148,7 @@ func TestWorkerPausesOnFullStore(t *testing.T) {
 			t.Errorf("backoff %d = %v; want in (%v, %v]", round, d, want/2, want)
 		}
 		if round == 0 {
-			if got := gatherValue(t, reg, "sluice_jobs_workers_paused", ""); got != 1 {
+			if got := promtest.Value(t, reg, "sluice_jobs_workers_paused", ""); got != 1 {
 				t.Errorf("sluice_jobs_workers_paused = %v while paused, want 1", got)
 			}
 		}
@@ -189,11 +191,11 @@ func TestWorkerPausesOnFullStore(t *testing.T) {
 	if st := s.Stats(); st.DeadLettered != 0 || st.Retried != 0 {
 		t.Errorf("stats %+v; want nothing dead-lettered or retried", st)
 	}
-	eventually(t, "the pause to end", func() bool { return gatherValue(t, reg, "sluice_jobs_workers_paused", "") == 0 })
-	if got := gatherValue(t, reg, "sluice_jobs_worker_store_pauses_total", ""); got != 1 {
+	eventually(t, "the pause to end", func() bool { return promtest.Value(t, reg, "sluice_jobs_workers_paused", "") == 0 })
+	if got := promtest.Value(t, reg, "sluice_jobs_worker_store_pauses_total", ""); got != 1 {
 		t.Errorf("sluice_jobs_worker_store_pauses_total = %v, want 1", got)
 	}
-	if got := gatherValue(t, reg, "sluice_jobs_worker_starts_refused_total", ""); got != float64(refused()) || got > slots+float64(rounds) {
+	if got := promtest.Value(t, reg, "sluice_jobs_worker_starts_refused_total", ""); got != float64(refused()) || got > slots+float64(rounds) {
 		t.Errorf("sluice_jobs_worker_starts_refused_total = %v, want %d, at most %d", got, refused(), slots+rounds)
 	}
 	if warn, info := logs.count(slog.LevelWarn, "job store full"), logs.count(slog.LevelInfo, "job store has room"); warn != 1 || info != 1 {
@@ -264,7 +266,7 @@ func TestWorkerStopsWhilePaused(t *testing.T) {
 		t.Fatal("no message held while paused")
 	}
 	stop()
-	if got := gatherValue(t, f.reg, "sluice_jobs_workers_paused", ""); got != 0 {
+	if got := promtest.Value(t, f.reg, "sluice_jobs_workers_paused", ""); got != 0 {
 		t.Errorf("sluice_jobs_workers_paused = %v after the worker stopped, want 0", got)
 	}
 
