@@ -96,17 +96,21 @@ func (a *activeBatches) beginScan() uint64 {
 // are in it (or finished already).
 func (a *activeBatches) seen(scan uint64, keys []string) {
 	byTenant := make(map[string]int, len(keys))
+	listed := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		if rest, ok := strings.CutPrefix(k, "t."); ok {
-			tenant, _, _ := strings.Cut(rest, ".")
+			tenant, id, _ := strings.Cut(rest, ".")
 			byTenant[tenant]++
+			listed[id] = true
 		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.total, a.byTenant = len(keys), byTenant
 	for id, p := range a.pending {
-		if p.after < scan {
+		// A scan that began before the index entry was written may still
+		// have listed it: then it is counted in total, not twice.
+		if p.after < scan || listed[id] {
 			delete(a.pending, id)
 		}
 	}
