@@ -132,16 +132,17 @@ func (rr *respRun) cached() int {
 	return int(rr.sq.cached.Load())
 }
 
-// final builds the finished response and, if the request asked for it,
-// stores it before the client can see it, so a GET or a follow-up sent on
-// receipt always finds it.
-func (rr *respRun) final(text string) responseObject {
+// final builds the finished response and its JSON and, if the request
+// asked for it, stores it before the client can see it, so a GET or a
+// follow-up sent on receipt always finds it.
+func (rr *respRun) final(text string) (responseObject, []byte) {
 	obj := newResponseObject(rr.rq, rr.id, rr.s.cfg.Model, rr.created)
 	obj.finish(rr.status, rr.msgID, text, rr.req.promptTokens, rr.total, rr.cached())
+	body := mustMarshal(obj)
 	if rr.rq.store {
-		rr.s.responses.put(rr.id, newStoredResponse(mustMarshal(obj), rr.id, rr.rq, slices.Concat(rr.conv, rr.rq.texts, []string{text})))
+		rr.s.responses.put(rr.id, newStoredResponse(body, rr.id, rr.rq, slices.Concat(rr.conv, rr.rq.texts, []string{text})))
 	}
-	return obj
+	return obj, body
 }
 
 func (rr *respRun) whole() {
@@ -161,7 +162,9 @@ func (rr *respRun) whole() {
 		text = append(text, rr.nextWord()...)
 		text = append(text, ' ')
 	}
-	writeJSON(rr.w, http.StatusOK, rr.final(string(text)))
+	_, body := rr.final(string(text))
+	rr.w.Header().Set("Content-Type", "application/json")
+	rr.w.Write(body)
 	rr.s.st.completed.Add(1)
 }
 
@@ -212,12 +215,12 @@ func (rr *respRun) stream() {
 			return
 		}
 	}
-	final := rr.final(string(text))
+	final, body := rr.final(string(text))
 	buf = buf[:0]
 	buf = enc.event(buf, "response.output_text.done", textDoneEvent{ItemID: rr.msgID, Text: final.Output[0].Content[0].Text, Logprobs: []struct{}{}})
 	buf = enc.event(buf, "response.content_part.done", partEvent{ItemID: rr.msgID, Part: final.Output[0].Content[0]})
 	buf = enc.event(buf, "response.output_item.done", itemEvent{Item: final.Output[0]})
-	buf = enc.event(buf, "response."+rr.status, responseEvent{final})
+	buf = enc.event(buf, "response."+rr.status, finalEvent{body})
 	if rr.write(rc, buf) {
 		rr.s.st.completed.Add(1)
 	}

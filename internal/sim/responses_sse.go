@@ -59,6 +59,12 @@ type responseEvent struct {
 	Response responseObject `json:"response"`
 }
 
+// finalEvent is response.completed or response.incomplete, carrying the
+// response JSON already built for the store.
+type finalEvent struct {
+	Response json.RawMessage `json:"response"`
+}
+
 type itemEvent struct {
 	OutputIndex int           `json:"output_index"`
 	Item        outputMessage `json:"item"`
