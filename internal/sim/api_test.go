@@ -221,7 +221,7 @@ func TestBadRequests(t *testing.T) {
 			continue
 		}
 		e := decode[errorBody](t, body)
-		if e.Error.Code != tc.code || e.Error.Message == "" || e.Error.Type == "" {
+		if e.Error.Code == nil || *e.Error.Code != tc.code || e.Error.Message == "" || e.Error.Type == "" {
 			t.Errorf("%s: error body %s", tc.name, body)
 		}
 	}

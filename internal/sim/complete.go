@@ -54,26 +54,13 @@ func (s *Server) handleCompletion(kind endpointKind) http.HandlerFunc {
 
 // generate runs the request through the engine and writes the answer.
 func (s *Server) generate(ctx context.Context, w http.ResponseWriter, req *request, n uint64, cut bool) {
-	sq := newSeq(req)
-	switch err := s.eng.enqueue(sq); {
-	case errors.Is(err, errBusy):
-		s.st.rejected.Add(1)
-		writeBusy(w)
-		return
-	case err != nil:
-		s.st.errors.Add(1)
-		writeShuttingDown(w)
+	sq := s.submit(w, req)
+	if sq == nil {
 		return
 	}
 	// Whatever way this handler leaves (including the panic that cuts a
 	// connection), the engine must stop spending a slot on it.
-	defer func() {
-		select {
-		case <-sq.done:
-		default:
-			s.eng.abandon(sq)
-		}
-	}()
+	defer s.leave(sq)
 	rs := respState{
 		s: s, w: w, ctx: ctx, req: req, sq: sq,
 		id:      s.responseID(req.kind, n),
@@ -88,6 +75,33 @@ func (s *Server) generate(ctx context.Context, w http.ResponseWriter, req *reque
 		rs.stream()
 	} else {
 		rs.whole()
+	}
+}
+
+// submit queues req in the engine. When the engine refuses it (queue full,
+// server closed) submit answers the client and returns nil; otherwise the
+// caller owns the sequence and must defer s.leave(sq).
+func (s *Server) submit(w http.ResponseWriter, req *request) *seq {
+	sq := newSeq(req)
+	switch err := s.eng.enqueue(sq); {
+	case errors.Is(err, errBusy):
+		s.st.rejected.Add(1)
+		writeBusy(w)
+		return nil
+	case err != nil:
+		s.st.errors.Add(1)
+		writeShuttingDown(w)
+		return nil
+	}
+	return sq
+}
+
+// leave takes sq out of the engine unless it already ended.
+func (s *Server) leave(sq *seq) {
+	select {
+	case <-sq.done:
+	default:
+		s.eng.abandon(sq)
 	}
 }
 
@@ -114,22 +128,30 @@ type respState struct {
 
 // fail ends a response whose sequence stopped early: the client left
 // (counted as a cancel) or the server closed.
-func (rs *respState) fail(err error, headersSent bool) {
+func (rs *respState) fail(err error, headersSent bool) { rs.s.failSeq(rs.w, err, headersSent) }
+
+// cut aborts the connection: the DisconnectRate fault.
+func (rs *respState) cut() { rs.s.cutConn() }
+
+// failSeq ends a response whose sequence stopped early: the client left
+// (counted as a cancel) or the server closed.
+func (s *Server) failSeq(w http.ResponseWriter, err error, headersSent bool) {
 	if errors.Is(err, errClosed) {
-		rs.s.st.errors.Add(1)
+		s.st.errors.Add(1)
 		if headersSent {
 			panic(http.ErrAbortHandler) // a stream cannot be failed politely
 		}
-		writeShuttingDown(rs.w)
+		writeShuttingDown(w)
 		return
 	}
-	rs.s.st.cancelled.Add(1)
+	s.st.cancelled.Add(1)
 }
 
-// cut aborts the connection without a proper end: the DisconnectRate fault.
-// net/http treats http.ErrAbortHandler as a silent abort of the connection.
-func (rs *respState) cut() {
-	rs.s.st.disconnected.Add(1)
+// cutConn aborts the connection without a proper end: the DisconnectRate
+// fault. net/http treats http.ErrAbortHandler as a silent abort of the
+// connection.
+func (s *Server) cutConn() {
+	s.st.disconnected.Add(1)
 	panic(http.ErrAbortHandler)
 }
 

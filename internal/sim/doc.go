@@ -6,6 +6,10 @@
 // # Endpoints
 //
 //	POST /v1/chat/completions, POST /v1/completions   through the engine (or Instant)
+//	POST /v1/responses                                 through the engine (or Instant); see below
+//	GET|DELETE /v1/responses/{id}                      a stored response; delete it
+//	GET  /v1/responses/{id}/input_items                its input items, OpenAI's cursor paging
+//	POST /v1/responses/{id}/cancel                     400: only background responses cancel
 //	POST /v1/embeddings                                at once, deterministic unit vectors
 //	GET  /v1/models, GET /health                       the served model; "ok"
 //	GET  /metrics                                      Prometheus text, vLLM names
@@ -60,8 +64,36 @@
 // the connection after about half the output tokens (streams: no [DONE];
 // non-streaming: no response at all).
 //
+// # Responses API
+//
+// POST /v1/responses counts tokens as chat does: instructions first, then
+// the input (a string, or message items whose string content or
+// input_text/output_text parts count; other items are accepted and not
+// counted), so the same words give the same text as chat. Output tokens are
+// max_output_tokens, else Config.DefaultMaxTokens. A response that used all
+// of max_output_tokens is "incomplete" with incomplete_details
+// {"reason":"max_output_tokens"} (its message item too), which is what vLLM
+// and OpenAI report for a length stop; without max_output_tokens the answer
+// counts as ending on its own and is "completed". Streams send OpenAI's event
+// sequence (created, in_progress, output_item.added, content_part.added, one
+// output_text.delta per token, the three .done events, then
+// response.completed or response.incomplete, as OpenAI names it; vLLM sends
+// response.completed either way), "event: T\ndata: JSON\n\n" each, with a
+// sequence_number from 0 and no [DONE]. background:true is refused (400).
+//
+// With store (the default) the finished response is kept, before the client
+// sees it, for GET, input_items and previous_response_id: at most 1024
+// responses and 128 MiB, oldest evicted first. A follow-up's prompt is its
+// instructions, then the stored chain's input and output words (earlier
+// instructions do not carry over), then its input, so it hits the prefix
+// cache like a real engine. An unknown or evicted previous_response_id is
+// OpenAI's 400 previous_response_not_found; an unknown id on the other routes
+// is its 404 with param and code null.
+//
 // # Instant mode
 //
 // Config.Instant skips the engine: every completion is a fixed four-token
 // answer from precomputed bytes, for measuring the gateway's own overhead.
+// A Responses answer is the same four tokens, "completed", its JSON built
+// per request.
 package sim

@@ -19,7 +19,7 @@ type errorDetail struct {
 	Message string  `json:"message"`
 	Type    string  `json:"type"`
 	Param   *string `json:"param"` // null when the error names no field
-	Code    string  `json:"code"`
+	Code    *string `json:"code"`  // null only where OpenAI sends null (the Responses store's 404)
 }
 
 // writeError writes an OpenAI error JSON body. All error responses of the
@@ -30,9 +30,12 @@ func writeError(w http.ResponseWriter, status int, typ, code, msg string) {
 
 // writeErrorParam is writeError naming the field param ("": none).
 func writeErrorParam(w http.ResponseWriter, status int, typ, code, param, msg string) {
-	d := errorDetail{Message: msg, Type: typ, Code: code}
+	d := errorDetail{Message: msg, Type: typ}
 	if param != "" {
 		d.Param = &param
+	}
+	if code != "" {
+		d.Code = &code
 	}
 	b, _ := json.Marshal(errorBody{d}) // strings always marshal
 	w.Header().Set("Content-Type", "application/json")

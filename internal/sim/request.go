@@ -16,6 +16,7 @@ type endpointKind uint8
 const (
 	kindChat       endpointKind = iota // /v1/chat/completions
 	kindCompletion                     // /v1/completions
+	kindResponses                      // /v1/responses (parsed by parseResponsesRequest)
 )
 
 // request is what the simulator needs from a completion request. The token

@@ -2,6 +2,8 @@ package sim
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +27,8 @@ type Server struct {
 	eng       *engine // nil in Instant mode
 	instant   *instantBodies
 	now       func() time.Time
+	responses *respStore // finished /v1/responses answers kept for GET and previous_response_id
+	idNonce   string     // random per server, so two simulators never mint the same response id
 
 	faults  atomic.Pointer[Faults]
 	arrival atomic.Uint64 // request arrival number: drives fault draws and ids
@@ -44,7 +48,7 @@ type counters struct {
 
 // Stats is a snapshot of the server's counters, for tests and /metrics.
 type Stats struct {
-	Requests          int64   // inference requests received (chat, completions, embeddings), rejected ones included
+	Requests          int64   // inference requests received (chat, completions, responses, embeddings), rejected ones included
 	Completed         int64   // requests answered in full
 	Rejected503       int64   // turned away because the waiting queue was full
 	Cancelled         int64   // the client went away before the answer was complete
@@ -64,10 +68,14 @@ type Stats struct {
 func New(cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	modelJSON, _ := json.Marshal(cfg.Model) // a string always marshals
+	var nonce [6]byte
+	rand.Read(nonce[:]) // never fails (crypto/rand panics rather than return an error)
 	s := &Server{
 		cfg:       cfg,
 		modelJSON: modelJSON,
 		now:       time.Now,
+		responses: newRespStore(),
+		idNonce:   hex.EncodeToString(nonce[:]),
 		quit:      make(chan struct{}),
 		bufs:      sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}
@@ -88,6 +96,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/chat/completions", s.handleCompletion(kindChat))
 	m.HandleFunc("POST /v1/completions", s.handleCompletion(kindCompletion))
 	m.HandleFunc("POST /v1/embeddings", s.handleEmbeddings)
+	m.HandleFunc("POST /v1/responses", s.handleResponses)
+	m.HandleFunc("GET /v1/responses/{id}", s.handleGetResponse)
+	m.HandleFunc("DELETE /v1/responses/{id}", s.handleDeleteResponse)
+	m.HandleFunc("GET /v1/responses/{id}/input_items", s.handleInputItems)
+	m.HandleFunc("POST /v1/responses/{id}/cancel", s.handleCancelResponse)
 	m.HandleFunc("GET /v1/models", s.handleModels)
 	m.HandleFunc("GET /health", s.handleHealth)
 	m.HandleFunc("GET /metrics", s.handleMetrics)
