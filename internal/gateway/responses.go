@@ -134,6 +134,9 @@ func newFollowUpCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 		Help: "Requests about a stored response (GET, DELETE, input_items, cancel) by how the backend was found: " +
 			"known (the id map), probed (asked in turn, one held it), not_found (none did, or another tenant's), " +
 			"refused (auth or rate limit), failed (no backend answered)."}, []string{"outcome"})
+	for _, o := range []string{"known", "probed", "not_found", "refused", "failed"} {
+		c.WithLabelValues(o) // every outcome from the start, at 0
+	}
 	reg.MustRegister(c)
 	return c
 }
