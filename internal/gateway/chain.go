@@ -382,6 +382,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
 	c.cost, c.plan = x.cost, plan
 	c.pin = x.respPin
+	c.keepID = x.resp != nil && x.resp.Store
 	return c
 }
 

@@ -364,3 +364,103 @@ func TestResponsesRefusals(t *testing.T) {
 		t.Fatalf("refused requests reached the backend: %d, %d", posts, asked)
 	}
 }
+
+func TestResponsesInBandFailuresRelayedAsTheBackendSaidThem(t *testing.T) {
+	failed := strings.Replace(respObject("resp_f", true), `"status":"completed","error":null`,
+		`"status":"failed","error":{"code":"server_error","message":"the model failed"}`, 1)
+	var calls int
+	var mu sync.Mutex
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		var req struct{ Stream bool }
+		json.NewDecoder(r.Body).Decode(&req)
+		if !req.Stream {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, failed)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		evs := respEvents("resp_f", false)
+		fmt.Fprint(w, evs[0]+evs[1]+evs[3])
+		fmt.Fprint(w, "event: error\ndata: {\"type\":\"error\",\"sequence_number\":4,\"code\":\"server_error\",\"message\":\"boom\",\"param\":null}\n\n")
+	}))
+	t.Cleanup(back.Close)
+	cfg := testConfig(back.URL)
+	cfg.Retry.Attempts = 3
+	srv, _ := startGateway(t, cfg)
+	// A failed response is a response (status "failed", its "error"
+	// member set): the backend's answer, not an error object in a 200.
+	resp := post(t, srv.URL+"/v1/responses", `{"model":"m1","input":"x"}`)
+	if got := readAll(t, resp); resp.StatusCode != 200 || got != failed {
+		t.Fatalf("%d %s", resp.StatusCode, got)
+	}
+	// A stream's error event ends it, as the backend sent it: nothing added.
+	got := readAll(t, post(t, srv.URL+"/v1/responses", `{"model":"m1","input":"x","stream":true}`))
+	if !strings.HasSuffix(got, `"message":"boom","param":null}`+"\n\n") || strings.Count(got, "event: error") != 1 {
+		t.Fatalf("stream:\n%s", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 2 {
+		t.Fatalf("%d backend calls for 2 requests: an in-band failure was retried", calls)
+	}
+}
+
+func TestResponsesProbeSkipsAnUnreachableBackend(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	b := newRespBackend(t, "b")
+	b.held["resp_old"] = true
+	var reg *prometheus.Registry
+	srv, _ := startGatewayWith(t, testConfig(dead.URL, b.srv.URL), func(d *Deps) { reg = d.Registry.(*prometheus.Registry) })
+	resp := do(t, http.MethodGet, srv.URL+"/v1/responses/resp_old", "")
+	if got := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(got, `"id":"resp_old"`) {
+		t.Fatalf("%d %s", resp.StatusCode, got)
+	}
+	// Not stored (store: false): not remembered, so a follow-up is probed.
+	var r struct{ ID string }
+	json.Unmarshal([]byte(readAll(t, post(t, srv.URL+"/v1/responses", `{"model":"m1","input":"x","store":false}`))), &r)
+	if resp := do(t, http.MethodGet, srv.URL+"/v1/responses/"+r.ID, ""); readAll(t, resp) == "" || resp.StatusCode != 200 {
+		t.Fatalf("GET %q: %d", r.ID, resp.StatusCode)
+	}
+	if p := promtest.Value(t, reg, "sluice_responses_followups_total", "probed"); p != 2 {
+		t.Fatalf("%v follow-ups probed, want 2 (an unknown id, an unstored one)", p)
+	}
+}
+
+func TestResponsesFollowUpsRateLimited(t *testing.T) {
+	b := newRespBackend(t, "b")
+	b.held["resp_1"] = true
+	cfg := testConfig(b.srv.URL)
+	cfg.RateLimits.PerKey = config.RateRule{Requests: limitPtr(t, "rate=1r/m burst=1 nodelay")}
+	srv, _ := startGateway(t, cfg)
+	for i := 0; i < 2; i++ { // the burst: 1 + 1
+		if resp := do(t, http.MethodGet, srv.URL+"/v1/responses/resp_1", ""); readAll(t, resp) == "" || resp.StatusCode != 200 {
+			t.Fatalf("within the burst: %d", resp.StatusCode)
+		}
+	}
+	resp := do(t, http.MethodGet, srv.URL+"/v1/responses/resp_1", "")
+	if got := readAll(t, resp); resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the limit: %d %s", resp.StatusCode, got)
+	}
+	if _, asked := b.counts(); asked != 2 {
+		t.Fatalf("backend asked %d times, want 2", asked)
+	}
+}
+
+func TestRespOwnersBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	o := newRespOwners(reg, 10, 0)
+	for i := 0; i < 200; i++ {
+		o.remember(fmt.Sprintf("resp_%d", i), respOwner{backend: "a"})
+	}
+	o.c.CleanUp()
+	if n := promtest.Value(t, reg, "sluice_responses_ids", ""); n > 10 {
+		t.Fatalf("%v ids kept, bound 10", n)
+	}
+	if ev := promtest.Value(t, reg, "sluice_responses_ids_evicted_total", "size"); ev < 190 {
+		t.Fatalf("%v evictions counted, want at least 190", ev)
+	}
+}

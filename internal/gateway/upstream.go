@@ -38,6 +38,10 @@ type upstreamCall struct {
 	// pin names the backend that made the response a Responses API call
 	// continues (previous_response_id): picked first (responses.go).
 	pin string
+	// keepID: a Responses API call whose response the backend stores, so
+	// its id is remembered (responses.go); one not stored has no
+	// follow-ups.
+	keepID bool
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
@@ -132,7 +136,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, vals *
 	res := rt.forward(ctx, w, served, c, capture)
 	g.countSlotWait(served.Model, c.slotWaited)
 	g.served(served, &res)
-	if res.ResponseID != "" {
+	if c.keepID && res.ResponseID != "" {
 		g.rememberResponse(rt, c, &res)
 	}
 	if capture != nil { // the detached context and the clock read only for a cache fill
