@@ -299,10 +299,6 @@ func (s enqueueStage) serve(x *exchange) bool {
 	if x.job != nil || !x.ctl.async {
 		return true
 	}
-	if x.resp != nil {
-		x.refuse(errAsyncResponses)
-		return false
-	}
 	x.rec.status = s.g.acceptAsync(x.w, x.r, x.body.Bytes(), x.parsed.Peek, x.id)
 	return false
 }

@@ -19,19 +19,16 @@ import (
 //
 //   - it is never cached or coalesced (cacheStage), nor hedged (hedge.go);
 //   - background: true is refused (acceptResponses);
-//   - the id of each response relayed is remembered with its backend and,
-//     when auth is on, its tenant (respowners.go), so a request that
-//     continues it (previous_response_id) goes to that backend first, and
-//     its follow-ups (followup.go) reach it;
-//   - Prefer: respond-async is refused (errAsyncResponses).
+//   - the id of each stored response relayed is remembered with its
+//     backend and, when auth is on, its tenant (respowners.go), so a
+//     request that continues it (previous_response_id) goes to that
+//     backend first, and its follow-ups (followup.go) reach it;
+//   - as an async job or a Batch API line it runs as chat's do (a job's
+//     response is remembered for the job's tenant); background: true is
+//     the backend's own queue, outside admission, and is refused.
 
 // pathResponses is the Responses API's path; its follow-ups are below it.
 const pathResponses = "/v1/responses"
-
-// errAsyncResponses refuses a Responses API request sent as an async job:
-// the job runners read chat answers only.
-var errAsyncResponses = &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "unsupported_async",
-	Param: "Prefer", Message: "Prefer: respond-async is not supported for /v1/responses; send the request without it"}
 
 // errBackground refuses background: true. A background response is
 // answered at once (status "queued") and generated afterwards, outside

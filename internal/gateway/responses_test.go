@@ -339,7 +339,6 @@ func TestResponsesRefusals(t *testing.T) {
 		{`{"model":"m1","max_output_tokens":"9"}`, "max_output_tokens", nil, 400},
 		{`{"input":"x"}`, "model", nil, 400},
 		{`{"model":"nope","input":"x"}`, "model", nil, 404},
-		{`{"model":"m1","input":"x"}`, "Prefer", []string{"Prefer", "respond-async"}, 400},
 	} {
 		resp := post(t, srv.URL+"/v1/responses", c.body, c.hdr...)
 		var e struct{ Error struct{ Param string } }

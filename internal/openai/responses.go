@@ -290,3 +290,18 @@ func eventKind(quotedType []byte) EventKind {
 	}
 	return EventOutput
 }
+
+// ResponseFromStream is AccumulateStream for a whole Responses API stream:
+// the response object its final event carries, which is what a plain
+// request gets. A stream without a final event is ErrStreamIncomplete.
+func ResponseFromStream(stream []byte) ([]byte, error) {
+	for _, data := range ParseSSE(stream) {
+		if !ValidObject(data) {
+			continue
+		}
+		if kind, resp := ResponseEvent(data); kind == EventFinal && resp != nil {
+			return bytes.Clone(resp), nil
+		}
+	}
+	return nil, ErrStreamIncomplete
+}

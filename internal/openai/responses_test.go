@@ -189,3 +189,16 @@ func FuzzResponseEvent(f *testing.F) {
 		FindResponseUsage(data)
 	})
 }
+
+func TestResponseFromStream(t *testing.T) {
+	stream := "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"status\":\"in_progress\"}}\n\n" +
+		"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\n" +
+		"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"status\":\"completed\"}}\n\n"
+	got, err := ResponseFromStream([]byte(stream))
+	if err != nil || string(got) != `{"id":"r","status":"completed"}` {
+		t.Fatalf("%s %v", got, err)
+	}
+	if _, err := ResponseFromStream([]byte(stream[:strings.Index(stream, "event: response.completed")])); !errors.Is(err, ErrStreamIncomplete) {
+		t.Fatalf("no final event: %v", err)
+	}
+}
