@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -30,5 +31,32 @@ func TestResponsesFollowUpPathsThatNameNoResponse(t *testing.T) {
 	}
 	if _, asked := b.counts(); asked != before {
 		t.Fatalf("the backend was asked %d times about paths that name no response", asked-before)
+	}
+}
+
+// A backend that answers a follow-up with a redirect is not relayed (the
+// client, and its key, would go wherever it points): a probe asks the
+// next backend, and when none holds the response the answer is the
+// gateway's 502, not the 3xx.
+func TestResponsesFollowUpRedirectNotRelayed(t *testing.T) {
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/responses/") {
+			http.Redirect(w, r, "/steal", http.StatusTemporaryRedirect)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(redirect.Close)
+	b := newRespBackend(t, "b")
+	b.held["resp_held"] = true
+	srv, _ := startGatewayWith(t, testConfig(redirect.URL, b.srv.URL), nil)
+	resp := do(t, http.MethodGet, srv.URL+"/v1/responses/resp_held", "")
+	if got := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(got, `"id":"resp_held"`) {
+		t.Fatalf("GET resp_held: %d %s", resp.StatusCode, got)
+	}
+	resp = do(t, http.MethodGet, srv.URL+"/v1/responses/resp_nowhere", "")
+	got := readAll(t, resp)
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("Location") != "" || !strings.Contains(got, `"code":"upstream_bad_response"`) {
+		t.Fatalf("GET resp_nowhere: %d Location %q %s", resp.StatusCode, resp.Header.Get("Location"), got)
 	}
 }
