@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -58,5 +60,41 @@ func TestResponsesFollowUpRedirectNotRelayed(t *testing.T) {
 	got := readAll(t, resp)
 	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("Location") != "" || !strings.Contains(got, `"code":"upstream_bad_response"`) {
 		t.Fatalf("GET resp_nowhere: %d Location %q %s", resp.StatusCode, resp.Header.Get("Location"), got)
+	}
+}
+
+// A Responses stream the gateway must cut after its first token ends with
+// that API's own error event (event: error, type "error", numbered after
+// the last event relayed), which clients of the Responses API read by its
+// type, not chat's {"error": {...}}, which has none.
+func TestResponsesStreamCutEndsWithResponsesErrorEvent(t *testing.T) {
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, ev := range respEvents("resp_x", false)[:4] {
+			fmt.Fprint(w, ev)
+		}
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the backend dies mid-stream
+	}))
+	t.Cleanup(back.Close)
+	srv, _ := startGateway(t, testConfig(back.URL))
+	resp := post(t, srv.URL+"/v1/responses", `{"model":"m1","input":"x","stream":true}`)
+	got := readAll(t, resp)
+	sent := strings.Join(respEvents("resp_x", false)[:4], "")
+	tail, ok := strings.CutPrefix(got, sent)
+	if !ok || !strings.HasPrefix(tail, "event: error\ndata: ") || !strings.HasSuffix(tail, "\n\n") {
+		t.Fatalf("stream:\n%s", got)
+	}
+	var ev struct {
+		Type    string  `json:"type"`
+		Code    string  `json:"code"`
+		Message string  `json:"message"`
+		Param   *string `json:"param"`
+		Seq     *int    `json:"sequence_number"`
+	}
+	data := strings.TrimSuffix(strings.TrimPrefix(tail, "event: error\ndata: "), "\n\n")
+	if err := json.Unmarshal([]byte(data), &ev); err != nil || ev.Type != "error" || ev.Code != "upstream_error" ||
+		!strings.Contains(ev.Message, resp.Header.Get("X-Request-Id")) || ev.Seq == nil || *ev.Seq != 4 {
+		t.Fatalf("error event %s: %+v %v", data, ev, err)
 	}
 }
