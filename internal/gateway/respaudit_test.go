@@ -98,3 +98,20 @@ func TestResponsesStreamCutEndsWithResponsesErrorEvent(t *testing.T) {
 		t.Fatalf("error event %s: %+v %v", data, ev, err)
 	}
 }
+
+// A follow-up whose backend cannot be reached (or answers wrongly) is the
+// gateway's 502, which names no model: a follow-up names a response, and
+// the message named an empty model.
+func TestResponsesFollowUpFailureNamesNoEmptyModel(t *testing.T) {
+	b := newRespBackend(t, "b")
+	srv, _ := respGateway(t, nil, b)
+	var r struct{ ID string }
+	json.Unmarshal([]byte(readAll(t, post(t, srv.URL+"/v1/responses", `{"model":"m1","input":"x"}`))), &r)
+	b.srv.Close() // the backend that holds it is gone
+	resp := do(t, http.MethodGet, srv.URL+"/v1/responses/"+r.ID, "")
+	got := readAll(t, resp)
+	if r.ID == "" || resp.StatusCode != http.StatusBadGateway || !strings.Contains(got, `"code":"upstream_unreachable"`) ||
+		strings.Contains(got, "model ''") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("GET %q: %d %s", r.ID, resp.StatusCode, got)
+	}
+}
