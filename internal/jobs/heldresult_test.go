@@ -3,7 +3,6 @@ package jobs
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -14,27 +13,6 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
-
-// fillStore writes filler values into the bodies bucket, under keys no
-// job uses, until JetStream refuses one: the last one written took the
-// store past its hard bound, where every write is refused (the server
-// checks its usage before a write, not the write's size).
-func fillStore(t *testing.T, s *Store) {
-	t.Helper()
-	pad := bytes.Repeat([]byte("f"), 1<<10)
-	for i := 0; ; i++ {
-		_, err := s.bodies.Put(t.Context(), fmt.Sprintf("fill.%d", i), pad)
-		if err != nil && isStoreFullErr(err) {
-			return
-		}
-		if err != nil {
-			t.Fatalf("filler %d: %v", i, err)
-		}
-		if i > 1000 {
-			t.Fatal("the store took 1 MiB of filler without refusing")
-		}
-	}
-}
 
 // heldStore is a store bounded at 256 KiB with two 40 KiB files to
 // delete for room, one job accepted, and a one-slot worker whose
