@@ -170,10 +170,11 @@ func (s *Store) purgeFileChunks(ctx context.Context, id string) error {
 // record was written), and they would otherwise stay until retention, in
 // a store already full. As purgeFileChunks, it purges rather than
 // deletes (a KV delete writes a marker, which JetStream refuses at the
-// hard bound; a purge writes nothing), and only up to bodyRev: a
-// submitter with the same idempotency key may have stored the key's body
-// again since, and that one must stay. The message goes by its sequence
-// (the work stream allows deletes; its subject is the class's, shared).
+// hard bound; a purge writes nothing), and only up to bodyRev (what was
+// stored under the key since is not this submit's). The message goes by
+// its sequence (the work stream allows deletes; its subject is the
+// class's, shared). Only for a key no other submit can share (no
+// idempotency key): the caller decides.
 func (s *Store) dropRefused(key string, bodyRev, msgSeq uint64) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
 	defer cancel()

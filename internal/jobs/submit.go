@@ -75,9 +75,14 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("jobs: storing body: %w", s.storeFull(err))
 	}
+	// Refused for lack of room, what this submit stored goes at once
+	// (dropRefused). Not with an idempotency key: a resubmission with it
+	// may share the job's key, and its deduplicated publish relies on
+	// this submit's message.
+	ownKey := sp.IdempotencyKey == ""
 	ack, err := s.enqueue(ctx, sp.Class, key)
 	if err != nil {
-		if isStoreFullErr(err) {
+		if ownKey && isStoreFullErr(err) {
 			s.dropRefused(key, bodyRev, 0)
 		}
 		return nil, false, s.storeFull(err)
@@ -91,12 +96,8 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 		j, err := s.Job(ctx, sp.Tenant, id)
 		return j, err == nil, err
 	} else if err != nil {
-		if isStoreFullErr(err) {
-			var seq uint64
-			if !ack.Duplicate { // else the message is the other submitter's
-				seq = ack.Sequence
-			}
-			s.dropRefused(key, bodyRev, seq)
+		if ownKey && isStoreFullErr(err) {
+			s.dropRefused(key, bodyRev, ack.Sequence)
 		}
 		return nil, false, fmt.Errorf("jobs: writing job: %w", s.storeFull(err))
 	}
