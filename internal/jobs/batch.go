@@ -118,7 +118,9 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
 	}
 	s.active.indexed(id)
 	if err := s.enqueueBatch(ctx, rec, sp.Requests); err != nil {
-		return nil, s.failCreate(key, s.storeFull(err))
+		err = s.failCreate(key, s.storeFull(err))
+		s.dropBatchBodies(id) // the batch never runs now: no job reads them
+		return nil, err
 	}
 	rec, _, err = s.updateBatch(ctx, key, func(r *batchRecord) error {
 		if r.Batch.Status != batchValidating {

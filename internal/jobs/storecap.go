@@ -163,3 +163,55 @@ func (s *Store) purgeFileChunks(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// dropRefused removes what a Submit JetStream refused for lack of room
+// had stored: its body (the revision bodyRev) and, when msgSeq is not 0,
+// its message. Nothing refers to them (the caller answers 507 and no
+// record was written), and they would otherwise stay until retention, in
+// a store already full. As purgeFileChunks, it purges rather than
+// deletes (a KV delete writes a marker, which JetStream refuses at the
+// hard bound; a purge writes nothing), and only up to bodyRev (what was
+// stored under the key since is not this submit's). The message goes by
+// its sequence (the work stream allows deletes; its subject is the
+// class's, shared). Only for a key no other submit can share (no
+// idempotency key): the caller decides.
+func (s *Store) dropRefused(key string, bodyRev, msgSeq uint64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+	defer cancel()
+	warn := func(what string, err error) {
+		s.log.Warn("removing what a refused submit stored", "key", key, "what", what, "err", err)
+	}
+	if st, err := s.js.Stream(ctx, "KV_"+bodiesBucket); err != nil {
+		warn("body", err)
+	} else if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+"."+key), jetstream.WithPurgeSequence(bodyRev+1)); err != nil {
+		warn("body", err)
+	}
+	if msgSeq != 0 {
+		st, err := s.js.Stream(ctx, workStream)
+		if err == nil {
+			err = st.DeleteMsg(ctx, msgSeq)
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			warn("message", err)
+		}
+	}
+	s.forgetUsage()
+}
+
+// dropBatchBodies purges the bodies of a batch whose creation failed
+// after some were stored: the batch is failed (or left validating, which
+// the tracker fails), so no job of it runs and reads one, and a refused
+// creation on a full store would otherwise keep them until retention. A
+// purge writes nothing, so it works at the hard bound.
+func (s *Store) dropBatchBodies(id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+	defer cancel()
+	st, err := s.js.Stream(ctx, "KV_"+bodiesBucket)
+	if err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+"."+batchJobsFilter(id)))
+	}
+	if err != nil {
+		s.log.Warn("removing the bodies of a batch whose creation failed", "batch", id, "err", err)
+	}
+	s.forgetUsage()
+}
