@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 	"time"
 
@@ -94,10 +95,11 @@ func TestEveryPipelineAnswerTellsTheSDKWhetherToRetry(t *testing.T) {
 func TestLongWaitsTellTheSDKNotToRetry(t *testing.T) {
 	for _, c := range []struct {
 		limit       string
+		retryAfter  [2]int // its bounds: the second request comes some milliseconds after the first
 		shouldRetry string
 	}{
-		{"rate=0.5r/m", "false"},
-		{"rate=1r/m", ""},
+		{"rate=0.5r/m", [2]int{119, 120}, "false"},
+		{"rate=1r/m", [2]int{59, 60}, ""},
 	} {
 		t.Run(c.limit, func(t *testing.T) {
 			be := newOKBackend(t)
@@ -110,7 +112,7 @@ func TestLongWaitsTellTheSDKNotToRetry(t *testing.T) {
 			}
 			resp = post(t, srv.URL+"/v1/chat/completions", chatBody, "Authorization", "Bearer k")
 			body := readAll(t, resp)
-			if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+			if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 429 || ra < c.retryAfter[0] || ra > c.retryAfter[1] {
 				t.Fatalf("second: status %d Retry-After %q: %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 			}
 			if got := resp.Header.Get("X-Should-Retry"); got != c.shouldRetry {
