@@ -74,6 +74,17 @@ func (w *worker) holdResult(d *delivery, res Result, refused error, record func(
 	}
 	defer h.give(size)
 	s.log.Debug("job store full: the result is held until it can be written", "key", d.key, "result_bytes", size)
+	return w.writeWhenRoom(record, &s.stats.resultsRefused)
+}
+
+// writeWhenRoom writes again with record a write of a delivery's
+// bookkeeping the store refused for lack of room (a result, a requeue),
+// whenever the worker's store pause lets a write through, until it is
+// written or fails otherwise; refused tries are counted in refusals. The
+// caller has told the pause of the first refusal and keeps its message
+// meanwhile (heartbeats on). errGivenBack if the worker stops first and
+// one last try is refused too: the caller gives the message back.
+func (w *worker) writeWhenRoom(record func() (*jobRecord, bool, error), refusals *atomic.Uint64) (*jobRecord, bool, error) {
 	for {
 		probe, ok := w.pause.admit()
 		if !ok {
@@ -84,7 +95,7 @@ func (w *worker) holdResult(d *delivery, res Result, refused error, record func(
 			return nil, false, errGivenBack
 		}
 		rec, changed, err := record()
-		if !w.pause.done(probe, writeOutcome(changed, err), &s.stats.resultsRefused) {
+		if !w.pause.done(probe, writeOutcome(changed, err), refusals) {
 			return rec, changed, err
 		}
 	}

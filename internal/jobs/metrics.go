@@ -46,6 +46,10 @@ type counters struct {
 	// resultsRefused counts result writes JetStream refused for lack
 	// of room (heldresult.go).
 	resultsRefused atomic.Uint64
+	// requeuesRefused counts writes sending a job back to the queue (a
+	// busy answer, a failed attempt) JetStream refused for lack of room:
+	// held and written again as results are (worker.go requeue).
+	requeuesRefused atomic.Uint64
 }
 
 // Stats returns the counters.
@@ -147,6 +151,8 @@ var (
 		"Pauses of a worker on a full job store: from a refused job start until a start is written again.", nil, nil)
 	startsRefusedDesc = prometheus.NewDesc("sluice_jobs_worker_starts_refused_total",
 		"Job starts (record writes) JetStream refused for lack of room; the jobs stay queued.", nil, nil)
+	requeuesRefusedDesc = prometheus.NewDesc("sluice_jobs_worker_requeues_refused_total",
+		"Writes sending a job back to the queue (a busy answer, a failed attempt) JetStream refused for lack of room; written again once there is room.", nil, nil)
 )
 
 // Results of finished jobs a full store refused (heldresult.go): the
@@ -174,6 +180,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- workersPausedDesc
 	ch <- storePausesDesc
 	ch <- startsRefusedDesc
+	ch <- requeuesRefusedDesc
 	ch <- storeBytesDesc
 	ch <- storeLimitDesc
 	ch <- storeRefusedDesc
@@ -200,6 +207,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(workersPausedDesc, prometheus.GaugeValue, float64(c.s.stats.workersPaused.Load()))
 	ch <- prometheus.MustNewConstMetric(storePausesDesc, prometheus.CounterValue, float64(c.s.stats.storePauses.Load()))
 	ch <- prometheus.MustNewConstMetric(startsRefusedDesc, prometheus.CounterValue, float64(c.s.stats.startsRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(requeuesRefusedDesc, prometheus.CounterValue, float64(c.s.stats.requeuesRefused.Load()))
 	ch <- prometheus.MustNewConstMetric(resultsRefusedDesc, prometheus.CounterValue, float64(c.s.stats.resultsRefused.Load()))
 	ch <- prometheus.MustNewConstMetric(heldResultsDesc, prometheus.GaugeValue, float64(c.s.held.n.Load()))
 	ch <- prometheus.MustNewConstMetric(heldResultBytesDesc, prometheus.GaugeValue, float64(c.s.held.bytes.Load()))

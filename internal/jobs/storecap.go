@@ -215,3 +215,61 @@ func (s *Store) dropBatchBodies(id string) {
 	}
 	s.forgetUsage()
 }
+
+// dropRefusedBatch undoes a batch creation JetStream refused for lack of
+// room (CreateBatch): the messages of msgSeqs, the job records and
+// bodies, the batch's record (key) and its index entry. Nothing refers
+// to them: the client is answered 507 without the batch's id. Marking
+// the batch failed is refused at the hard bound, so it stayed validating
+// until the tracker could fail it (CreateTimeout, once there was room),
+// with whatever it had stored. Purges and message deletes write nothing,
+// so this works at the hard bound; the id is new, so everything under it
+// is this creation's. Trackers watching the batch find it gone at their
+// next scan (nudged here).
+func (s *Store) dropRefusedBatch(id, key string, msgSeqs []uint64) {
+	call := func(what string, op func(ctx context.Context) error) bool {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+		defer cancel()
+		if err := op(ctx); err != nil {
+			s.log.Warn("removing what a refused batch creation stored", "batch", id, "what", what, "err", err)
+			return false
+		}
+		return true
+	}
+	// The messages first: a worker taking one meanwhile finds its batch
+	// validating and gives it back; one taken once its record is gone is
+	// dropped as an orphan.
+	if len(msgSeqs) > 0 {
+		var work jetstream.Stream
+		ok := call("messages", func(ctx context.Context) (err error) {
+			work, err = s.js.Stream(ctx, workStream)
+			return err
+		})
+		for _, seq := range msgSeqs {
+			if !ok {
+				break
+			}
+			ok = call("messages", func(ctx context.Context) error {
+				if err := work.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+					return err
+				}
+				return nil
+			})
+		}
+	}
+	purge := func(what, bucket, subjectKey string) {
+		call(what, func(ctx context.Context) error {
+			st, err := s.js.Stream(ctx, "KV_"+bucket)
+			if err != nil {
+				return err
+			}
+			return st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucket+"."+subjectKey))
+		})
+	}
+	purge("job records", jobsBucket, batchJobsFilter(id))
+	purge("bodies", bodiesBucket, batchJobsFilter(id))
+	purge("index entry", batchBucket, activeKey(id))
+	purge("record", batchBucket, key)
+	s.forgetUsage()
+	s.nudgeTracker()
+}

@@ -174,3 +174,125 @@ func TestRefusedBatchLeavesNoBodies(t *testing.T) {
 		t.Fatalf("%d bodies stored after the refused batch, %d before: its bodies were left behind", after, before)
 	}
 }
+
+// TestRefusedBatchLeavesNothing: a batch creation JetStream refuses at its
+// hard bound, at whichever step (its record, its index entry, part-way
+// through its jobs' bodies, records and messages, or the write that
+// starts it), answers ErrStoreFull at once and leaves nothing: the
+// store's usage and every stream's message count are back where they
+// were, no batch is listed, none counts as active. The room before the
+// creation grows from none in steps (tiny filler values purged one at a
+// time) smaller than a work message, until the write that starts the
+// batch is the one refused. Without the change a refusal at the index
+// entry kept the validating record (and later ones its jobs), and one at
+// the start was not ErrStoreFull (the client got 500).
+func TestRefusedBatchLeavesNothing(t *testing.T) {
+	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: 128 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	s := openStore(t, testOptions(srv.ClientURL()))
+	ctx := context.Background()
+	streams := []string{"KV_" + bodiesBucket, "KV_" + jobsBucket, "KV_" + batchBucket, workStream}
+	type state struct {
+		used int64
+		msgs [4]uint64
+	}
+	now := func() state {
+		t.Helper()
+		u, err := s.StoreUsage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := state{used: u.Bytes}
+		for i, name := range streams {
+			str, err := s.js.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := str.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.msgs[i] = info.State.Msgs
+		}
+		return st
+	}
+	bodies, err := s.js.Stream(ctx, "KV_"+bodiesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	purge := func(k string) {
+		t.Helper()
+		if err := bodies.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+"."+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// putUntilRefused writes values of size n until one is refused,
+	// returning the keys written.
+	putUntilRefused := func(prefix string, n int) []string {
+		t.Helper()
+		var keys []string
+		for i := 0; ; i++ {
+			k := fmt.Sprintf("%s.%d", prefix, i)
+			if _, err := s.bodies.Put(ctx, k, bytes.Repeat([]byte("f"), n)); err != nil {
+				if !isStoreFullErr(err) {
+					t.Fatal(err)
+				}
+				return keys
+			}
+			if keys = append(keys, k); len(keys) > 2000 {
+				t.Fatal("2,000 filler values stored without a refusal")
+			}
+		}
+	}
+	// Past the hard bound with 1 KiB values; 6 KiB of them purged (more
+	// than a 3-request batch needs), and the room taken again with
+	// 1-byte values, each smaller on disk than a work message.
+	pads := putUntilRefused("pad", 1<<10)
+	for _, k := range pads[len(pads)-6:] {
+		purge(k)
+	}
+	tiny := putUntilRefused("tiny", 1)
+
+	reqs := make([]BatchRequest, 3)
+	for i := range reqs {
+		reqs[i] = BatchRequest{CustomID: fmt.Sprint(i), Method: "POST", URL: "/v1/chat/completions", Model: "m", Body: []byte(`{"model":"m"}`)}
+	}
+	seen := map[string]int{}
+	for attempt := 1; len(tiny) > 0 && seen["starting batch"] == 0; attempt++ {
+		before := now()
+		_, err := s.CreateBatch(ctx, BatchSpec{Tenant: "acme", InputFileID: "file-x", Endpoint: "/v1/chat/completions",
+			CompletionWindow: "24h", Requests: reqs})
+		if err == nil {
+			break
+		}
+		step := "part-way"
+		for _, st := range []string{"writing batch", "indexing batch", "starting batch"} {
+			if strings.Contains(err.Error(), st) {
+				step = st
+			}
+		}
+		seen[step]++
+		if !errors.Is(err, ErrStoreFull) {
+			t.Fatalf("CreateBatch refused at %s (attempt %d): %v; want ErrStoreFull", step, attempt, err)
+		}
+		if after := now(); after != before {
+			t.Fatalf("after a batch refused at %s: %d bytes used, messages %v in %v; before: %d bytes, messages %v",
+				step, after.used, after.msgs, streams, before.used, before.msgs)
+		}
+		if bs, _, err := s.ListBatches(ctx, "acme", "", 10); err != nil || len(bs) != 0 {
+			t.Fatalf("batches listed after a batch refused at %s: %d (%v); want none", step, len(bs), err)
+		}
+		purge(tiny[len(tiny)-1])
+		tiny = tiny[:len(tiny)-1]
+	}
+	t.Logf("refusals by step: %v", seen)
+	for _, step := range []string{"indexing batch", "part-way", "starting batch"} {
+		if seen[step] == 0 {
+			t.Errorf("no creation refused at %s; refused: %v", step, seen)
+		}
+	}
+	eventually(t, "no batch to count as active", func() bool { a, _ := s.active.counts(); return a == 0 })
+}

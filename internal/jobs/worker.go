@@ -495,29 +495,46 @@ func (w *worker) retry(ctx context.Context, d *delivery, mode retryMode, cause e
 func (w *worker) requeue(ctx context.Context, d *delivery, mode retryMode, cause error, advised time.Duration) {
 	s := w.s
 	seq, nd := d.meta.Sequence.Stream, d.meta.NumDelivered
-	var rec *jobRecord
-	var changed bool
-	err := w.whileAway(d, "requeueing job", func() (err error) {
-		rec, changed, err = s.transition(ctx, d.key, func(r *jobRecord) error {
-			if r.Job.Status != StatusRunning || r.Seq != seq || r.Delivery != nd {
-				return errNoChange // finished, or taken over by a redelivery
-			}
-			if mode != retryFailed {
-				r.Job.Attempts--
-			} else {
-				r.LastError = cause.Error()
-				if r.Job.Attempts >= s.o.MaxAttempts {
-					deadRecord(r, s.now().Unix())
-					return nil
+	record := func() (rec *jobRecord, changed bool, err error) {
+		err = w.whileAway(d, "requeueing job", func() (err error) {
+			rec, changed, err = s.transition(ctx, d.key, func(r *jobRecord) error {
+				if r.Job.Status != StatusRunning || r.Seq != seq || r.Delivery != nd {
+					return errNoChange // finished, or taken over by a redelivery
 				}
-			}
-			r.Job.Status = StatusQueued
-			r.Job.StartedAt = 0
-			r.Seq, r.Delivery = 0, 0
-			return nil
+				if mode != retryFailed {
+					r.Job.Attempts--
+				} else {
+					r.LastError = cause.Error()
+					if r.Job.Attempts >= s.o.MaxAttempts {
+						deadRecord(r, s.now().Unix())
+						return nil
+					}
+				}
+				r.Job.Status = StatusQueued
+				r.Job.StartedAt = 0
+				r.Seq, r.Delivery = 0, 0
+				return nil
+			})
+			return err
 		})
-		return err
-	})
+		return rec, changed, err
+	}
+	rec, changed, err := record()
+	if err != nil && isStoreFullErr(err) {
+		// Refused for lack of room. Left unacked, the message came back
+		// after AckWait with the job still running under this delivery,
+		// which was taken for a lost worker: another attempt counted, or
+		// the job dead-lettered on its last. Held as a result is: the
+		// slot keeps the message (heartbeats on) and writes this again
+		// once the store pause lets a write through.
+		w.pause.done(false, err, &s.stats.requeuesRefused)
+		rec, changed, err = w.writeWhenRoom(record, &s.stats.requeuesRefused)
+	}
+	if errors.Is(err, errGivenBack) {
+		s.log.Warn("requeueing job: the worker stops and the job store still refuses the write; the job runs again", "key", d.key)
+		_ = d.msg.Nak()
+		return
+	}
 	if err != nil {
 		s.log.Warn("requeueing job", "key", d.key, "err", err)
 		return // AckWait brings it back
