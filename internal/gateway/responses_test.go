@@ -514,3 +514,19 @@ func TestResponsesFirstTokenIsTheFirstOutputEvent(t *testing.T) {
 		t.Fatalf("code %q message %q; want the first-token bound", code, msg)
 	}
 }
+
+// An id no reachable backend holds, with one backend unreachable, is not
+// called unknown: it may live on the one that could not be asked.
+func TestResponsesProbeWithABackendDownIsNotA404(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	b := newRespBackend(t, "b")
+	srv, _ := startGateway(t, testConfig(dead.URL, b.srv.URL))
+	resp := do(t, http.MethodGet, srv.URL+"/v1/responses/resp_nowhere", "")
+	if got := readAll(t, resp); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("%d %s, want 502", resp.StatusCode, got)
+	}
+	if _, asked := b.counts(); asked != 1 {
+		t.Fatalf("the reachable backend asked %d times, want 1", asked)
+	}
+}
