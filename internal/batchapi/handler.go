@@ -23,7 +23,7 @@ const (
 
 // defaultEndpoints are the endpoints OpenAI's Batch API accepts that an
 // OpenAI-compatible inference server serves.
-var defaultEndpoints = []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings"}
+var defaultEndpoints = []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
 
 // Options configure a Handler. Only Service is required.
 type Options struct {

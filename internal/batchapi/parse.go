@@ -231,7 +231,7 @@ func (p *parser) validate(raw []byte) (jobs.BatchRequest, *jobs.BatchLineError) 
 	// The body is read as the gateway will read it when the job runs (and
 	// as the backend will): strictly, so an ambiguous body is refused now,
 	// on its line, rather than failing later.
-	peek, err := openai.ParseRequest(in.Body)
+	peek, err := parseBody(url, in.Body)
 	if err != nil {
 		param, msg := "body", "body is not a valid request"
 		var oe *openai.Error
@@ -298,4 +298,20 @@ func quoteAll(ss []string) string {
 		b = strconv.AppendQuote(b, s)
 	}
 	return string(b)
+}
+
+// parseBody reads a line's body as the gateway will when the job runs:
+// a Responses API body by its own rules, where background: true is
+// refused (the gateway refuses it: it would run outside admission).
+func parseBody(url string, body []byte) (openai.Peek, error) {
+	if url != "/v1/responses" {
+		return openai.ParseRequest(body)
+	}
+	peek, rp, err := openai.ParseResponsesRequest(body)
+	if err == nil && rp.Background {
+		e := openai.BadRequest("unsupported_parameter", "background responses are not supported")
+		e.Param = "background"
+		return peek, e
+	}
+	return peek, err
 }

@@ -255,3 +255,26 @@ func checkAccepted(t *testing.T, r jobs.BatchRequest, o ParseOptions) {
 		t.Fatalf("body model %q, request model %q", m, r.Model)
 	}
 }
+
+// A /v1/responses line is read by the Responses API's rules: its own
+// fields named in errors, background refused as the gateway refuses it.
+func TestParseBatchInputResponsesLines(t *testing.T) {
+	opts := ParseOptions{Endpoints: []string{"/v1/responses"}, Models: testParseOpts.Models}
+	line := func(body string) string {
+		return `{"custom_id":"x","method":"POST","url":"/v1/responses","body":` + body + `}` + "\n"
+	}
+	reqs, lineErrs, err := ParseBatchInput(strings.NewReader(line(`{"model":"m1","input":"hi","max_output_tokens":5}`)), opts)
+	if err != nil || len(lineErrs) != 0 || len(reqs) != 1 || reqs[0].Model != "m1" {
+		t.Fatalf("%+v %+v %v", reqs, lineErrs, err)
+	}
+	for body, param := range map[string]string{
+		`{"model":"m1","input":"hi","background":true}`: "body.background",
+		`{"model":"m1","input":7}`:                      "body.input",
+		`{"model":"m1","max_output_tokens":"5"}`:        "body.max_output_tokens",
+	} {
+		_, lineErrs, _ := ParseBatchInput(strings.NewReader(line(body)), opts)
+		if len(lineErrs) != 1 || lineErrs[0].Code != CodeInvalidBody || lineErrs[0].Param != param {
+			t.Errorf("%s: %+v, want %s", body, lineErrs, param)
+		}
+	}
+}

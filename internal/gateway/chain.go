@@ -71,8 +71,15 @@ type exchangeState struct {
 	ctl    controlHeaders
 	body   *proxy.Body
 	parsed *cache.Parsed
-	pool   *Pool
-	cost   float64 // admission.EstimateCost of the request (parse stage)
+	// resp is a Responses API request's fields beyond the peek (nil for
+	// any other request): it is never cached, and its follow-ups are
+	// routed to the backend that made the response it continues.
+	resp *openai.ResponsesPeek
+	// respPin names the backend that made the response a Responses API
+	// request continues (previous_response_id), when the gateway knows it.
+	respPin string
+	pool    *Pool
+	cost    float64 // admission.EstimateCost of the request (parse stage)
 	// limited: rl is set (a charge to settle); called: call is set.
 	limited, called bool
 	// inflight: counted in the in-flight gauge (it passed the method check).
@@ -248,7 +255,12 @@ func (s parseStage) serve(x *exchange) bool {
 		return false
 	}
 	x.body = body
-	parsed, err := x.rt.parse(body.Bytes())
+	var parsed *cache.Parsed
+	if x.r.URL.Path == pathResponses { // a length compare for the other paths
+		parsed, err = x.parseResponses()
+	} else {
+		parsed, err = x.rt.parse(body.Bytes())
+	}
 	if err != nil {
 		x.refuse(apiError(err, "")) // an *openai.Error naming the field
 		return false
@@ -269,6 +281,9 @@ func (s parseStage) serve(x *exchange) bool {
 		return false
 	}
 	x.rec.modelIn = x.rt
+	if x.resp != nil && !s.g.acceptResponses(x) {
+		return false
+	}
 	// The admission estimate, read by the demand and limit stages.
 	x.cost = admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)
 	return true
@@ -326,6 +341,14 @@ func (s limitStage) serve(x *exchange) bool {
 type cacheStage struct{ g *Gateway }
 
 func (s cacheStage) serve(x *exchange) bool {
+	if x.resp != nil {
+		// Never cached nor coalesced: each response has its own id, one
+		// stored has effects on its backend, and one that continues
+		// another depends on more than its body.
+		c := x.upstream(cachePlan{})
+		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
+		return true
+	}
 	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, cacheBypassed(x.hdr.cacheControl), x.body.Bytes(), x.parsed, x.pool, &x.id, x.rec.start)
 	if hit && !stale {
 		x.rec.status, x.rec.cache = status, "HIT"
@@ -354,6 +377,8 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, x.parsed.Peek
 	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
 	c.cost, c.plan = x.cost, plan
+	c.pin = x.respPin
+	c.keepID = x.resp != nil && x.resp.Store
 	return c
 }
 

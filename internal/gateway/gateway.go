@@ -71,6 +71,11 @@ type Options struct {
 	// StatusTicker paces /status/stream's events (stream.go); nil:
 	// time.NewTicker.
 	StatusTicker Ticker
+	// ResponseIDs and ResponseIDTTL bound the Responses API ids the
+	// gateway remembers with their backend (respowners.go); 0: 100,000
+	// ids, a day.
+	ResponseIDs   int
+	ResponseIDTTL time.Duration
 }
 
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
@@ -130,6 +135,10 @@ type Gateway struct {
 	streams  *statusStreams
 	jobQueue atomic.Pointer[JobQueueStatus]
 	backlog  backlogMemo
+	// owners are the Responses API ids relayed and their backends
+	// (respowners.go); followUps counts their follow-ups (responses.go).
+	owners    *respOwners
+	followUps *prometheus.CounterVec
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -162,6 +171,8 @@ func New(rt *Runtime, opt Options) *Gateway {
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
 	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
 	opt.Registry.MustRegister(scaling.NewCollector(g.signals))
+	g.owners = newRespOwners(opt.Registry, opt.ResponseIDs, opt.ResponseIDTTL, g.now)
+	g.followUps = newFollowUpCounter(opt.Registry)
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	return g
 }
@@ -221,7 +232,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	}
 	w = &gd.sendWriter
 	switch path := r.URL.Path; path {
-	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings":
+	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", pathResponses:
 		g.handle(w, r, nil, start, &gd.vals, connMemo(r, a))
 	case "/v1/models":
 		setRequestID(w, r)
@@ -238,6 +249,10 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	default:
 		if g.queueOn && batchapi.IsRoute(path) {
 			g.serveJobsAPI(w, r) // sets its own X-Request-Id
+			return
+		}
+		if strings.HasPrefix(path, pathResponses+"/") {
+			g.serveFollowUp(w, r, path[len(pathResponses)+1:], start, connMemo(r, a)) // sets its own X-Request-Id
 			return
 		}
 		setRequestID(w, r)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
@@ -18,10 +19,14 @@ const minHedgeAfter = 10 * time.Millisecond
 // token (endpoint.Backend.TailLatency, about a p95) among the usable
 // backends, the one a hedge would most likely go to. 0 (no hedge) for
 // non-streaming calls, a pool with nothing learned yet, or when a hedge
-// could not start within the class's objective anyway.
+// could not start within the class's objective anyway; and for Responses
+// API calls: a hedge would make a second response on another backend,
+// stored there (store defaults to true) under an id no client sees, and
+// one that continues a previous response can only be answered by the
+// backend holding it.
 func (rt *Runtime) hedgeAfter(served *Pool, c *upstreamCall) time.Duration {
 	f := rt.Config.Retry.HedgeFactor
-	if !c.peek.Stream || f <= 0 || rt.Config.Retry.Attempts < 2 {
+	if !c.peek.Stream || f <= 0 || rt.Config.Retry.Attempts < 2 || c.peek.API == openai.APIResponses {
 		return 0
 	}
 	now := served.now()

@@ -138,7 +138,11 @@ func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, 
 	if strings.HasPrefix(w.h.Get("Content-Type"), "text/event-stream") && w.status == http.StatusOK {
 		// Results are stored whole: a streamed answer is kept as the
 		// JSON object a plain request would have got.
-		if body, err = openai.AccumulateStream(body); err != nil {
+		accumulate := openai.AccumulateStream
+		if j.Path == pathResponses {
+			accumulate = openai.ResponseFromStream
+		}
+		if body, err = accumulate(body); err != nil {
 			return res, false, fmt.Errorf("job %s: %w", j.ID, err)
 		}
 	}

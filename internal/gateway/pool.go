@@ -74,11 +74,20 @@ type selector struct {
 	ctx      context.Context
 	slotWait time.Duration
 	waited   slotWaitOutcome
+	// pin is the backend a first attempt goes to when it can take it
+	// (a Responses API request's previous response lives there); nil:
+	// none.
+	pin [1]*endpoint.Backend
 }
 
 func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) {
 	p := s.pool
 	now := p.now()
+	if s.pin[0] != nil && len(tried) == 0 {
+		if b := routing.Select(now, p.picker, &s.req, s.pin[:], tried); b != nil {
+			return b, nil
+		}
+	}
 	if b := routing.Select(now, p.picker, &s.req, p.Backends, tried); b != nil {
 		return b, nil
 	}

@@ -35,6 +35,13 @@ type upstreamCall struct {
 	// anyShape: a flight's call, which takes the answer as the backend
 	// shapes it (proxy.Request.AnyShape).
 	anyShape bool
+	// pin names the backend that made the response a Responses API call
+	// continues (previous_response_id): picked first (responses.go).
+	pin string
+	// keepID: a Responses API call whose response the backend stores, so
+	// its id is remembered (responses.go); one not stored has no
+	// follow-ups.
+	keepID bool
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
@@ -44,7 +51,9 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	sel := selector{pool: served, req: routing.Request{Model: served.Model, Work: c.cost},
 		ctx: ctx, slotWait: rt.slotWait(served, c)}
 	defer func() { c.slotWaited = sel.waited }()
-	if routing.UsesPrefixKey(served.Policy) { // the prompt decode is paid only where it is used
+	if c.peek.API == openai.APIResponses {
+		rt.responsesSelector(&sel, served, c)
+	} else if routing.UsesPrefixKey(served.Policy) { // the prompt decode is paid only where it is used
 		sel.req.PrefixKey = openai.PrefixKey(c.body.Bytes(), prefixKeyChars)
 	}
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
@@ -127,6 +136,9 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, vals *
 	res := rt.forward(ctx, w, served, c, capture)
 	g.countSlotWait(served.Model, c.slotWaited)
 	g.served(served, &res)
+	if c.keepID && res.ResponseID != "" {
+		g.rememberResponse(rt, c, &res)
+	}
 	if capture != nil { // the detached context and the clock read only for a cache fill
 		rt.fillFromCapture(context.WithoutCancel(ctx), c, w.Header(), &res, capture, g.now())
 	}

@@ -161,3 +161,74 @@ func promptString(raw json.RawMessage) (string, bool) {
 	}
 	return "", false
 }
+
+// responsesPrefixFields is the part of a Responses API request
+// ResponsesPrefixKey reads.
+type responsesPrefixFields struct {
+	Instructions json.RawMessage `json:"instructions"`
+	Input        json.RawMessage `json:"input"`
+}
+
+// responsesItem is one element of an array-valued "input": a message
+// (role and content, with or without "type": "message") or another item
+// (a function call's output, a reasoning item), which adds its type only.
+type responsesItem struct {
+	Type    string          `json:"type"`
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+}
+
+// ResponsesPrefixKey is PrefixKey for a Responses API request: the prompt
+// is "instructions" as a system message, then "input" (a string, a user
+// message; or its items in order, a message's role and text content as
+// PrefixKey reads chat messages). So a chat request with the same system
+// prompt and first turns gets the same key, as the backend's prefix cache
+// shares them too.
+func ResponsesPrefixKey(body []byte, maxChars int) uint64 {
+	var f responsesPrefixFields
+	if err := json.Unmarshal(body, &f); err != nil {
+		return 0
+	}
+	p := prefixHasher{h: fnvOffset, budget: maxChars}
+	if maxChars <= 0 {
+		p.budget = -1
+	}
+	if s, ok := promptString(f.Instructions); ok && s != "" && !bytes.HasPrefix(bytes.TrimLeft(f.Instructions, " \t\r\n"), []byte("[")) {
+		p.writeString("system\x00")
+		p.writeString(s)
+		p.writeString("\x1e")
+	}
+	in := bytes.TrimLeft(f.Input, " \t\r\n")
+	switch {
+	case len(in) > 0 && in[0] == '"':
+		p.writeString("user\x00")
+		writeContent(&p, in)
+		p.writeString("\x1e")
+	case len(in) > 0 && in[0] == '[':
+		var items []responsesItem
+		if json.Unmarshal(in, &items) != nil {
+			break
+		}
+		for _, it := range items {
+			if p.full() {
+				break
+			}
+			if it.Role == "" {
+				p.writeString(it.Type)
+				p.writeString("\x1e")
+				continue
+			}
+			p.writeString(it.Role)
+			p.writeString("\x00")
+			writeContent(&p, it.Content)
+			p.writeString("\x1e")
+		}
+	}
+	if p.n == 0 {
+		return 0
+	}
+	if p.h == 0 {
+		return 1
+	}
+	return p.h
+}

@@ -20,6 +20,9 @@ type Peek struct {
 	// the precondition for caching, checked here so other requests never
 	// pay for the cache key.
 	Deterministic bool
+	// API is the request's API (the zero value: the chat family), which
+	// says how its prompt, answer and stream are read.
+	API API
 }
 
 // Bounds on the numbers the gateway acts on. MaxTokensLimit is far above

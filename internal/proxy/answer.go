@@ -55,6 +55,12 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	if !valid {
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx body of %d bytes that is not a JSON object", ErrBadAnswer, len(held)), start, res)
 	}
+	var facts openai.ResponseFacts
+	if in.Peek.API == openai.APIResponses {
+		if facts = responseFacts(held, over); facts.IsResponse {
+			errorObject = false // a failed response carries its "error": still the backend's answer
+		}
+	}
 	if errorObject {
 		// A failure reported with a 2xx status: relayed, an SDK reads it
 		// as an empty completion and the cache would replay it.
@@ -62,6 +68,9 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 
 	usage := held // where usage is read: the answer as the backend sent it
+	if in.Peek.Stream && !in.AnyShape && in.Peek.API == openai.APIResponses {
+		return f.failEarly(ctx, c, fmt.Errorf("%w: a JSON answer to a Responses stream request", ErrBadAnswer), start, res)
+	}
 	if in.Peek.Stream && !in.AnyShape {
 		// JSON for a stream request: a backend that ignored "stream".
 		if held, err = asStream(resp, held, over); err != nil {
@@ -70,11 +79,14 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 
 	f.commit(w, c.b, resp, in, start, res)
+	res.ResponseID = facts.ID
 	if in.Capture != nil {
 		in.Capture.write(held)
 	}
 	writeErr := writeInPieces(clientWriter{f: f, w: w, wd: wd}, held, len(*bufp))
-	if !over {
+	if !over && in.Peek.API == openai.APIResponses {
+		res.Usage, res.UsageKnown = facts.Usage, facts.UsageKnown
+	} else if !over {
 		res.Usage, res.UsageKnown = openai.FindUsage(usage[max(0, len(usage)-tailSize):])
 	} else if writeErr == nil {
 		// Too large to hold: the rest goes as it comes, through the pooled
@@ -164,6 +176,19 @@ func (f *Forwarder) relayRest(w http.ResponseWriter, body io.Reader, wd *watchdo
 			break
 		}
 	}
-	res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
+	if in.Peek.API == openai.APIResponses {
+		res.Usage, res.UsageKnown = openai.FindResponseUsage(tl.buf)
+	} else {
+		res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
+	}
 	return writeErr, readErr
+}
+
+// responseFacts reads a held Responses API answer (over: only its start
+// is held; its id is read from there, its usage later from its tail).
+func responseFacts(held []byte, over bool) openai.ResponseFacts {
+	if over {
+		return openai.ResponseFacts{ID: openai.ResponseIDPrefix(held)}
+	}
+	return openai.ReadResponse(held)
 }

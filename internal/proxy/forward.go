@@ -148,6 +148,10 @@ type Result struct {
 	RetryAfter time.Duration
 	// Hedge says whether a hedge was due, sent, and won (hedge.go).
 	Hedge HedgeOutcome
+	// ResponseID is the id of the Responses API response relayed (its
+	// stream's first event carrying the response, or its JSON's "id"); ""
+	// for any other answer.
+	ResponseID string
 	// Held is how long the answering attempt held its backend: from its
 	// send to the end of its answer (the backend's service time, without
 	// the attempts before it or a wait for a slot); 0 when none answered.

@@ -45,6 +45,10 @@ func (f *Forwarder) relayStreamAsAnswer(ctx, actx context.Context, w http.Respon
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
 	bufp := relayBufPool.Get().(*[]byte)
 	defer relayBufPool.Put(bufp)
+	if in.Peek.API == openai.APIResponses {
+		drain(resp.Body)
+		return f.failEarly(ctx, c, fmt.Errorf("%w: a stream answer to a plain Responses request", ErrBadAnswer), start, res)
+	}
 	held, over, readErr := f.hold(resp.Body, wd, *bufp)
 	if readErr != nil {
 		return f.failEarly(ctx, c, readFailure(actx, readErr), start, res)

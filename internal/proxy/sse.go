@@ -22,6 +22,10 @@ type sseCheck struct {
 	joined  []byte // the data of an event with several data lines
 	pending []byte // the start of an event still arriving
 	sent    int    // pending's leading bytes returned by the last feed
+	// api is the request's API: a Responses API stream (respEvents) has
+	// no [DONE], and ends with its final event instead.
+	api  openai.API
+	resp respEvents
 }
 
 // feed takes the next bytes of the stream and returns the whole, checked
@@ -137,6 +141,9 @@ func (s *sseCheck) accept(data []byte) bool {
 	}
 	if !openai.ValidObject(data) {
 		return false
+	}
+	if s.api == openai.APIResponses {
+		s.acceptResponses(data)
 	}
 	// OpenAI's {"error":...} or vLLM's {"object":"error",...}, which put
 	// that member first: a prefix test keeps the per-event cost of the

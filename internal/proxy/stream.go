@@ -14,7 +14,8 @@ import (
 
 // relayStream relays a 2xx event stream event by event, each checked
 // (sseCheck) and flushed as soon as it is whole. The response is committed
-// with the first valid event, so a stream that is malformed or breaks off
+// with the first valid event (a Responses API stream's: with its first
+// output event, responses.go), so a stream that is malformed or breaks off
 // before it fails the attempt like a refused connection and may go to
 // another backend. Later, a malformed event, a broken connection or an end
 // without [DONE] ends the client's stream with an in-band error event
@@ -31,21 +32,29 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	tl.buf = tl.buf[:0]
 	defer tailPool.Put(tl)
 
-	var chk sseCheck
+	chk := sseCheck{api: in.Peek.API}
+	var held []byte // a Responses stream's events before its first token (responses.go)
 	var readErr, writeErr error
 	bad := false
 	for {
 		n, err := resp.Body.Read(buf)
-		if n > 0 {
+		if n > 0 && (res.Written || chk.api == openai.APIChat) {
 			wd.idle(f.opt.Timeouts.StreamIdle)
 		}
 		eof := err == io.EOF
 		out, malformed := chk.feed(buf[:n], eof)
+		if len(out) > 0 && chk.api == openai.APIResponses && !res.Written && !chk.resp.output && len(held)+len(out) <= maxHeldLifecycle {
+			held = append(held, out...) // out is the check's until the next feed
+			out = nil
+		}
 		if len(out) > 0 {
 			if !res.Written { // the first valid event: the first token
 				f.commit(w, b, resp, in, start, res)
 				b.FirstToken(f.opt.Now(), res.TTFB)
 				c.fed = true
+				if held != nil {
+					out, held = append(held, out...), nil
+				}
 			}
 			tl.write(out)
 			if in.Capture != nil {
@@ -70,8 +79,11 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 		}
 	}
 	res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
+	if chk.api == openai.APIResponses && res.Written {
+		res.Usage, res.UsageKnown, res.ResponseID = chk.resp.usage, chk.resp.usageKnown, chk.resp.id
+	}
 
-	fail, clientGone := streamVerdict(ctx, actx, readErr, writeErr, bad, chk.done || chk.errored)
+	fail, clientGone := streamVerdict(ctx, actx, readErr, writeErr, bad, chk.done || chk.errored, chk.api)
 	if !res.Written {
 		if fail == nil && !clientGone {
 			fail = fmt.Errorf("%w: an empty stream", ErrBadAnswer)
@@ -96,9 +108,10 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 // it failed, if the backend is to blame, and whether the client left. It is
 // kept apart from the loop so the rules of blame read in one place: a client
 // that left is never the backend's failure, whatever else went wrong; a
-// stream that ended cleanly (ended: [DONE] or an in-band error event) is not
+// stream that ended cleanly (ended: [DONE], a Responses stream's final
+// event, or an in-band error event) is not
 // one either here (the backend's own error event is relayed as it is).
-func streamVerdict(ctx, actx context.Context, readErr, writeErr error, bad, ended bool) (fail error, clientGone bool) {
+func streamVerdict(ctx, actx context.Context, readErr, writeErr error, bad, ended bool, api openai.API) (fail error, clientGone bool) {
 	clientGone = writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
 	switch {
 	case clientGone:
@@ -106,6 +119,8 @@ func streamVerdict(ctx, actx context.Context, readErr, writeErr error, bad, ende
 		fail = readFailure(actx, readErr)
 	case bad:
 		fail = fmt.Errorf("%w: a stream event that is neither a JSON object nor [DONE]", ErrBadAnswer)
+	case !ended && api == openai.APIResponses:
+		fail = fmt.Errorf("%w: the stream ended without its final event", ErrBadAnswer)
 	case !ended:
 		fail = fmt.Errorf("%w: the stream ended without [DONE]", ErrBadAnswer)
 	}

@@ -23,4 +23,17 @@ const b2 = await client.batches.create({ input_file_id: f.id, endpoint: '/v1/cha
 const cancelled = await client.batches.cancel(b2.id); out.push(['cancel', cancelled.status]);
 const del = await client.files.delete(f.id); out.push(['delete', del.deleted]);
 try { await client.files.retrieve(f.id); } catch (e) { out.push(['deleted 404', e.status]); }
+// The Responses API over two backends: each follow-up must reach the one that made the response.
+const r1 = await client.responses.create({ model: 'm', input: 'what is a sluice', instructions: 'be brief', max_output_tokens: 8 });
+out.push(['responses', r1.object, r1.id.startsWith('resp_'), r1.output_text.length > 0, r1.usage.output_tokens]);
+const rs = await client.responses.create({ model: 'm', input: 'hi', max_output_tokens: 5, stream: true });
+let evs = 0, deltas = 0, last = null; for await (const ev of rs) { evs++; if (ev.type === 'response.output_text.delta') deltas++; last = ev; }
+out.push(['responses stream', evs, deltas, last.type, last.response.usage.output_tokens]);
+let prev = r1.id;
+for (let i = 0; i < 3; i++) { const r = await client.responses.create({ model: 'm', input: 'and then?', previous_response_id: prev, max_output_tokens: 4 }); prev = r.id; }
+out.push(['previous_response_id x3', prev !== r1.id]);
+const got = await client.responses.retrieve(r1.id); out.push(['responses.retrieve', got.id === r1.id, got.status]);
+const items = []; for await (const it of client.responses.inputItems.list(r1.id)) items.push(it.type); out.push(['input_items', items.join(',')]);
+const gone = await client.responses.delete(r1.id); out.push(['responses.delete', gone === undefined || gone === null || gone.deleted !== false]);
+try { await client.responses.retrieve(r1.id); } catch (e) { out.push(['deleted 404', e.status, e.code]); }
 for (const o of out) console.log(o.join(' | '));

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Drives a running Sluice with the official OpenAI Node SDK, unmodified:
 # chat (plain, streamed with usage), a 404 error, Files, Batches (create,
-# poll to completion, output content, list, cancel), file delete.
+# poll to completion, output content, list, cancel), file delete; the
+# Responses API (create, streamed, a previous_response_id follow-up,
+# retrieve, input_items, delete) over two simulators, so a follow-up sent
+# to the wrong one would fail.
 # Needs node + npm (the SDK is installed into a temp dir from npm).
 # Usage: scripts/sdk-check/run.sh   (starts a simulator and a gateway itself)
 set -euo pipefail
@@ -10,7 +13,8 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 go build -o "$WORK/sluice" ./cmd/sluice
 "$WORK/sluice" sim --listen 127.0.0.1:19201 --model m >/dev/null 2>&1 &
-"$WORK/sluice" serve --listen 127.0.0.1:19200 --model m --backend http://127.0.0.1:19201 \
+"$WORK/sluice" sim --listen 127.0.0.1:19202 --model m >/dev/null 2>&1 &
+"$WORK/sluice" serve --listen 127.0.0.1:19200 --model m --backend http://127.0.0.1:19201 --backend http://127.0.0.1:19202 \
   --data-dir "$WORK/data" --log-level warn &
 (cd "$WORK" && npm init -y >/dev/null && npm install --silent openai@latest >/dev/null)
 cp scripts/sdk-check/check.mjs "$WORK/"

@@ -1,0 +1,247 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/ratelimit"
+)
+
+// Follow-ups of a stored response — GET and DELETE /v1/responses/{id},
+// GET /v1/responses/{id}/input_items, POST /v1/responses/{id}/cancel —
+// can only be answered by the backend that made it: engines keep
+// responses in their own memory. They pass the identify and limit stages
+// as inference does (the caller's key or token, then one request against
+// its rate limits, no tokens), but are not admitted: a read of a backend's
+// memory takes no slot and waits in no queue.
+//
+// The backend is the one the id map names (respowners.go) when it is
+// still configured. An id the map does not know (evicted, expired, made
+// before a restart or through another replica) is asked of the backends
+// in turn, at most maxProbes of them, each within timeouts.first_byte and
+// all within timeouts.total: the first that does not answer 404 is
+// relayed; when all do, the gateway answers 404 itself.
+//
+// Isolation: with auth on, a response the map knows is shown only to the
+// tenant it was made for; any other gets the 404 of an unknown id. That is
+// as far as the gateway can promise: an id it does not remember has no
+// recorded owner, and is served to whoever presents it (as a bearer
+// capability: vLLM's ids hold a random UUID).
+
+// maxProbes bounds the backends asked for an id the map does not know.
+const maxProbes = 16
+
+// maxFollowUpBody bounds the body of a follow-up (a cancel's, usually
+// none).
+const maxFollowUpBody = 64 << 10
+
+// followUpMethod says whether method is allowed on the route sub ("",
+// "input_items" or "cancel") of a response, and what is (Allow); ok is
+// false for a route that does not exist.
+func followUpMethod(sub, method string) (allowed bool, allow string, ok bool) {
+	switch sub {
+	case "":
+		return method == http.MethodGet || method == http.MethodDelete, "GET, DELETE", true
+	case "input_items":
+		return method == http.MethodGet, http.MethodGet, true
+	case "cancel":
+		return method == http.MethodPost, http.MethodPost, true
+	}
+	return false, "", false
+}
+
+// saneResponseID: an id a backend could have made (bounded, printable,
+// no path or query characters), safe to quote in an error.
+func saneResponseID(id string) bool {
+	return id != "" && len(id) <= 256 && printable(id) && !strings.ContainsAny(id, "/?#%\"\\")
+}
+
+// serveFollowUp serves a request about the stored response named by rest,
+// the path after /v1/responses/.
+func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, rest string, start time.Time, memo *atomic.Value) {
+	reqID := requestID(r)
+	w.Header()[headerRequestID] = []string{reqID}
+	id, sub, _ := strings.Cut(rest, "/")
+	allowed, allow, ok := followUpMethod(sub, r.Method)
+	if !ok || !saneResponseID(id) {
+		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+r.URL.Path))
+		return
+	}
+	if !allowed {
+		w.Header().Set("Allow", allow)
+		writeError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
+			Code: "method_not_allowed", Message: "use " + allow + " for " + r.URL.Path})
+		return
+	}
+	rt := g.rt.Load()
+	fu := followUp{g: g, rt: rt, w: w, r: r, id: id, start: start}
+	defer fu.log(reqID)
+	if !fu.identify(memo) {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxFollowUpBody+1))
+	switch {
+	case err != nil:
+		fu.refuse(apiError(fmt.Errorf("%w: %w", errReadBody, err), ""))
+		return
+	case len(body) > maxFollowUpBody:
+		refuseRestOfBody(w, r)
+		fu.refuse(apiError(proxy.ErrBodyTooLarge, ""))
+		return
+	}
+	in := &proxy.FollowUp{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body,
+		RequestID: reqID, ForwardedFor: fu.from.forwardedFor}
+	fu.ask(in)
+}
+
+// followUp is one follow-up request on its way.
+type followUp struct {
+	g      *Gateway
+	rt     *Runtime
+	w      http.ResponseWriter
+	r      *http.Request
+	id     string
+	start  time.Time
+	from   client
+	tenant string
+	// status, outcome and backend are for the access line and the metric.
+	status  int
+	outcome string
+	backend string
+}
+
+// identify is the chain's identify and limit stages for a follow-up: the
+// caller's credential, then one request charged to its rate limits.
+func (fu *followUp) identify(memo *atomic.Value) bool {
+	rt := fu.rt
+	fu.from = rt.tenants.client(fu.r, memo)
+	id, err := rt.tenants.identifyFrom(fu.r.Context(), headerGet(fu.r.Header, "Authorization"), headerGet(fu.r.Header, headerPriority), &fu.from)
+	if err != nil {
+		fu.g.refuseAuth(fu.w, err)
+		fu.refuse(apiError(err, ""))
+		return false
+	}
+	fu.tenant = id.tenant
+	if rt.limiter == nil {
+		return true
+	}
+	key := id.key
+	if key == "" {
+		key = id.tenant
+	}
+	subject := ratelimit.Subject{Key: key, Tenant: id.tenant, IP: fu.from.key, KeyRule: id.keyRule}
+	if _, err := rt.rateLimit(fu.r.Context(), fu.w, subject, 0, fu.start); err != nil {
+		fu.refuse(apiError(err, ""))
+		return false
+	}
+	return true
+}
+
+func (fu *followUp) refuse(e *openai.Error) {
+	fu.status, fu.outcome = e.Status, "refused"
+	writeError(fu.w, e)
+}
+
+// ask finds the response's backend and relays its answer.
+func (fu *followUp) ask(in *proxy.FollowUp) {
+	g, rt := fu.g, fu.rt
+	var backends []*endpoint.Backend
+	probe := true
+	if o, ok := g.owners.lookup(fu.id); ok {
+		if !o.shownTo(fu.tenant) {
+			fu.notFound()
+			return
+		}
+		if b := rt.backendNamed(o.backend); b != nil {
+			backends, probe = []*endpoint.Backend{b}, false
+		}
+	}
+	if probe {
+		backends = rt.probeOrder()
+	}
+	res := rt.forwarder.Ask(fu.r.Context(), fu.w, in, backends, probe)
+	if res.Backend != nil {
+		fu.backend = res.Backend.Name()
+	}
+	switch {
+	case res.NotFound:
+		fu.notFound()
+		return
+	case res.Status == 0:
+		fu.outcome = "failed"
+		e := apiError(res.Err, "")
+		if res.Err == nil {
+			e = apiError(proxy.ErrNoBackend, "")
+		}
+		fu.status = e.Status
+		writeError(fu.w, e)
+		return
+	}
+	fu.status, fu.outcome = res.Status, "known"
+	if probe {
+		fu.outcome = "probed"
+	}
+	switch ok := res.Status/100 == 2; {
+	case ok && fu.r.Method == http.MethodDelete:
+		g.owners.forget(fu.id)
+	case ok && probe:
+		// Found by asking: its backend is remembered, its owner is not
+		// known (shownTo anyone, as before).
+		g.owners.remember(fu.id, respOwner{backend: res.Backend.Name()})
+	}
+}
+
+func (fu *followUp) notFound() {
+	fu.status, fu.outcome = http.StatusNotFound, "not_found"
+	writeError(fu.w, responseNotFound(fu.id))
+}
+
+// log counts the follow-up and writes its access line.
+func (fu *followUp) log(reqID string) {
+	if fu.outcome != "" {
+		fu.g.followUps.WithLabelValues(fu.outcome).Inc()
+	}
+	if !fu.rt.Config.Log.Access || !fu.g.log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	fu.g.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("request_id", reqID), slog.String("method", fu.r.Method), slog.String("path", fu.r.URL.Path),
+		slog.String("backend", fu.backend), slog.Int("status", fu.status), slog.String("tenant", fu.tenant),
+		slog.String("lookup", fu.outcome), slog.Float64("duration_ms", float64(fu.g.now().Sub(fu.start).Microseconds())/1000))
+}
+
+// backendNamed is the runtime's backend named name (any pool), or nil.
+func (rt *Runtime) backendNamed(name string) *endpoint.Backend {
+	for _, m := range rt.Models {
+		if b := backendNamed(rt.Pools[m].Backends, name); b != nil {
+			return b
+		}
+	}
+	return nil
+}
+
+// probeOrder is the backends asked for an id the map does not know: each
+// backend address once (pools may share one), in config order, at most
+// maxProbes.
+func (rt *Runtime) probeOrder() []*endpoint.Backend {
+	var out []*endpoint.Backend
+	seen := make(map[string]bool)
+	for _, m := range rt.Models {
+		for _, b := range rt.Pools[m].Backends {
+			if u := b.Target().String(); !seen[u] && len(out) < maxProbes {
+				seen[u] = true
+				out = append(out, b)
+			}
+		}
+	}
+	return out
+}

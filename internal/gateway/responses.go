@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/cache"
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/routing"
+)
+
+// The Responses API (POST /v1/responses) takes the same chain as chat:
+// identify, parse (openai.ParseResponsesRequest), limit, admit, route,
+// forward, record; its answer is read the Responses way (proxy/
+// responses.go). What differs is here:
+//
+//   - it is never cached or coalesced (cacheStage), nor hedged (hedge.go);
+//   - background: true is refused (acceptResponses);
+//   - the id of each stored response relayed is remembered with its
+//     backend and, when auth is on, its tenant (respowners.go), so a
+//     request that continues it (previous_response_id) goes to that
+//     backend first, and its follow-ups (followup.go) reach it;
+//   - as an async job or a Batch API line it runs as chat's do (a job's
+//     response is remembered for the job's tenant); background: true is
+//     the backend's own queue, outside admission, and is refused.
+
+// pathResponses is the Responses API's path; its follow-ups are below it.
+const pathResponses = "/v1/responses"
+
+// errBackground refuses background: true. A background response is
+// answered at once (status "queued") and generated afterwards, outside
+// any slot: admission's bound on each backend's concurrent work, the
+// queue's fairness and deadlines, and the token reconciliation of rate
+// limits (the answer has no usage yet) would all be promises the gateway
+// makes and could not keep for it.
+var errBackground = &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "unsupported_parameter",
+	Param: "background", Message: "background responses are not supported by this gateway: they would run on the backend " +
+		"outside its admission control; send background: false (the default) and stream the response instead"}
+
+// parseResponses is the parse stage's peek of a Responses API request.
+func (x *exchange) parseResponses() (*cache.Parsed, error) {
+	peek, rp, err := openai.ParseResponsesRequest(x.body.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	x.resp = &rp
+	return &cache.Parsed{Peek: peek}, nil
+}
+
+// acceptResponses is the parse stage's check of what a Responses API
+// request asks beyond the chat family: background is refused, and a
+// previous_response_id the gateway knows as another tenant's is answered
+// as the backend would answer an unknown one (404), so a tenant learns
+// nothing of another's ids.
+func (g *Gateway) acceptResponses(x *exchange) bool {
+	if x.resp.Background {
+		x.refuse(errBackground)
+		return false
+	}
+	if prev := x.resp.PreviousResponseID; prev != "" {
+		if o, ok := g.owners.lookup(prev); ok {
+			if !o.shownTo(x.id.tenant) {
+				e := responseNotFound(prev)
+				e.Param = "previous_response_id"
+				x.refuse(e)
+				return false
+			}
+			x.respPin = o.backend
+		}
+	}
+	return true
+}
+
+// shownTo: the response may be shown to tenant (it was made for it, or
+// for anyone: auth was off, or the gateway found it by probing).
+func (o respOwner) shownTo(tenant string) bool { return o.tenant == "" || o.tenant == tenant }
+
+// responseNotFound is the 404 of a response id that is not the caller's
+// to see, or that no backend holds.
+func responseNotFound(id string) *openai.Error {
+	return openai.NotFound("response_not_found", "Response with id '"+id+"' not found.")
+}
+
+// responsesSelector sets a Responses API call's routing: its prefix key
+// (instructions and input, when the policy uses one) and, for a call that
+// continues a response, that response's backend, when it is still in the
+// pool. Otherwise the pool's policy picks, and the backend answers the
+// previous_response_id it does not hold with its own error.
+func (rt *Runtime) responsesSelector(sel *selector, served *Pool, c *upstreamCall) {
+	if routing.UsesPrefixKey(served.Policy) {
+		sel.req.PrefixKey = openai.ResponsesPrefixKey(c.body.Bytes(), prefixKeyChars)
+	}
+	if c.pin != "" {
+		sel.pin[0] = backendNamed(served.Backends, c.pin)
+	}
+}
+
+// backendNamed is the backend of backends named name, or nil.
+func backendNamed(backends []*endpoint.Backend, name string) *endpoint.Backend {
+	for _, b := range backends {
+		if b.Name() == name {
+			return b
+		}
+	}
+	return nil
+}
+
+// rememberResponse notes the relayed response's backend and, when auth
+// is on, its tenant.
+func (g *Gateway) rememberResponse(rt *Runtime, c *upstreamCall, res *proxy.Result) {
+	if res.Backend == nil {
+		return
+	}
+	o := respOwner{backend: res.Backend.Name()}
+	if rt.tenants.authOn() {
+		o.tenant = c.id.tenant
+	}
+	g.owners.remember(res.ResponseID, o)
+}
+
+// authOn: callers are identified by API keys or JWTs, so a tenant is a
+// credential's, not a client address's (which a client behind a NAT, or
+// whose address changes, could not keep).
+func (t *tenants) authOn() bool { return len(t.byKey) > 0 || t.tokens != nil }
+
+func newFollowUpCounter(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_followups_total",
+		Help: "Requests about a stored response (GET, DELETE, input_items, cancel) by how the backend was found: " +
+			"known (the id map), probed (asked in turn, one held it), not_found (none did, or another tenant's), " +
+			"refused (auth or rate limit), failed (no backend answered)."}, []string{"outcome"})
+	for _, o := range []string{"known", "probed", "not_found", "refused", "failed"} {
+		c.WithLabelValues(o) // every outcome from the start, at 0
+	}
+	reg.MustRegister(c)
+	return c
+}

@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Bounds of the response owner map (respOwners) when Options leave them
+// zero: about 100k ids is ~20MB at most, and a day is longer than a
+// conversation's follow-ups usually come (engines keep responses in memory
+// until they restart; past the TTL, probing finds them still).
+const (
+	defaultResponseIDs   = 100_000
+	defaultResponseIDTTL = 24 * time.Hour
+)
+
+// respOwners remembers, for each Responses API response the gateway
+// relayed, the backend that made it (engines keep a stored response in
+// their own memory, so its follow-ups and previous_response_id must go
+// there) and, when auth is on, the tenant it was made for (the only one
+// it is shown to). Bounded in count (W-TinyLFU, otter) and in age, so it
+// costs no more than its bound whatever the traffic; an id it no longer
+// knows is found by asking the backends (followup.go). Age is checked when
+// an id is looked up, on the gateway's clock: an otter expiry policy would
+// run a clean-up goroutine nobody owns. It outlives reloads: backends are
+// named, not pointed to. Safe for concurrent use.
+type respOwners struct {
+	c       *otter.Cache[string, respOwner]
+	ttl     time.Duration
+	now     func() time.Time
+	expired prometheus.Counter
+}
+
+// respOwner is where a response lives and whose it is.
+type respOwner struct {
+	backend string // endpoint.Backend.Name
+	// tenant is the tenant it was made for when auth was on; "" when it
+	// was not (anyone may ask), or when the gateway found it by probing.
+	tenant string
+	at     time.Time // when it was remembered
+}
+
+func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration, now func() time.Time) *respOwners {
+	if maxIDs <= 0 {
+		maxIDs = defaultResponseIDs
+	}
+	if ttl <= 0 {
+		ttl = defaultResponseIDTTL
+	}
+	evicted := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_evicted_total",
+		Help: "Response ids the gateway forgot before a DELETE, by reason: size (the map's bound) or expired (its TTL). " +
+			"Their follow-ups are found by asking the backends in turn."}, []string{"reason"})
+	size := evicted.WithLabelValues("size")
+	c, err := otter.New(&otter.Options[string, respOwner]{
+		MaximumSize: maxIDs,
+		OnAtomicDeletion: func(ev otter.DeletionEvent[string, respOwner]) { // synchronous: counted when it happens
+			if ev.Cause == otter.CauseOverflow {
+				size.Inc()
+			}
+		},
+	})
+	if err != nil {
+		panic(fmt.Sprintf("gateway: response owner map: %v", err)) // only for options out of range, fixed above
+	}
+	o := &respOwners{c: c, ttl: ttl, now: now, expired: evicted.WithLabelValues("expired")}
+	reg.MustRegister(evicted, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids",
+		Help: "Response ids the gateway remembers with the backend that made them (bounded by the map's size; " +
+			"expired ones until looked up or pushed out)."},
+		func() float64 { return float64(c.EstimatedSize()) }))
+	return o
+}
+
+func (o *respOwners) remember(id string, owner respOwner) {
+	owner.at = o.now()
+	o.c.Set(id, owner)
+}
+
+// lookup is the owner of id, if remembered within the TTL.
+func (o *respOwners) lookup(id string) (respOwner, bool) {
+	owner, ok := o.c.GetIfPresent(id)
+	if ok && o.now().Sub(owner.at) > o.ttl {
+		if _, gone := o.c.Invalidate(id); gone {
+			o.expired.Inc()
+		}
+		return respOwner{}, false
+	}
+	return owner, ok
+}
+
+func (o *respOwners) forget(id string) { o.c.Invalidate(id) }

@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// A Responses API answer (Request.Peek.API, openai.APIResponses) is
+// relayed as a chat answer is, byte for byte, with what the gateway
+// derives from it read the Responses way:
+//
+//   - its stream has named events and no [DONE]: it is whole once its
+//     final event (response.completed, .incomplete or .failed) or an
+//     "error" event came; the error event is the backend's own in-band
+//     failure, as a chat stream's error object is;
+//   - the first token is the first event that is neither
+//     response.created, .in_progress nor .queued: those are sent before
+//     the model has produced anything (vLLM sends them at once). They are
+//     held, unsent, until that event (or the stream's end) and then
+//     committed with it, so a backend that fails before its first token
+//     is retried as for chat (nothing reached the client), the first
+//     token timeout still bounds the wait, and time to first token
+//     measures the model, not the backend's bookkeeping;
+//   - usage is the final event's response.usage (input_tokens and
+//     output_tokens), or the JSON answer's top-level usage, read as
+//     prompt and completion tokens;
+//   - the response's id (the first event carrying the response, or the
+//     JSON answer's "id") is reported in Result.ResponseID, so the
+//     gateway can send follow-ups to the backend that holds it.
+//
+// An answer in the other shape than "stream" asks is not converted (no
+// converter between the two shapes exists): ErrBadAnswer, before anything
+// reached the client.
+
+// respEvents is what a Responses API stream's events told the relay.
+type respEvents struct {
+	// output: an event after the lifecycle ones came (the first token).
+	output     bool
+	id         string
+	usage      openai.Usage
+	usageKnown bool
+}
+
+// maxHeldLifecycle bounds the lifecycle events held before the first
+// token (each echoes the request's instructions and tools): past it they
+// are committed without waiting for one.
+const maxHeldLifecycle = 256 << 10
+
+// acceptResponses reads one valid event of a Responses API stream.
+func (s *sseCheck) acceptResponses(data []byte) {
+	kind, resp := openai.ResponseEvent(data)
+	switch kind {
+	case openai.EventLifecycle:
+		if s.resp.id == "" && resp != nil {
+			s.resp.id = openai.ReadResponse(resp).ID
+		}
+	case openai.EventFinal:
+		s.done, s.resp.output = true, true
+		f := openai.ReadResponse(resp)
+		if s.resp.id == "" {
+			s.resp.id = f.ID
+		}
+		s.resp.usage, s.resp.usageKnown = f.Usage, f.UsageKnown
+	case openai.EventError:
+		s.errored, s.resp.output = true, true
+	default:
+		s.resp.output = true
+	}
+}
