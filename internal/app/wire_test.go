@@ -156,6 +156,15 @@ func TestServerRefusalsAreOpenAIErrors(t *testing.T) {
 				t.Errorf("message is net/http's text: %q", msg)
 			}
 			refusalIdentity(t, resp)
+			// The SDKs retry 501 and 505 unless told: the same head is
+			// refused again. The 4xx here they do not retry: no header.
+			want := ""
+			if c.status >= 500 {
+				want = "false"
+			}
+			if got := resp.Header.Get("X-Should-Retry"); got != want {
+				t.Errorf("x-should-retry %q, want %q", got, want)
+			}
 		})
 	}
 }

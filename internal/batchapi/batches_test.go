@@ -88,9 +88,14 @@ func TestBatchCompletes(t *testing.T) {
 	if !ids["a"] || !ids["b"] || len(ids) != 2 {
 		t.Fatalf("output custom ids %v in %s", ids, r.body)
 	}
-	er := e.do(e.tenant, http.MethodPost, "/v1/batches/"+b.ID+"/cancel", "", nil).wantError(t, http.StatusConflict)
+	r = e.do(e.tenant, http.MethodPost, "/v1/batches/"+b.ID+"/cancel", "", nil)
+	er := r.wantError(t, http.StatusConflict)
 	if er.Error.Message != "Cannot cancel a batch with status 'completed'." {
 		t.Errorf("cancel a completed batch: %+v", er.Error)
+	}
+	// The SDKs retry a 409 unless told: a completed batch stays completed.
+	if got := r.header.Get("X-Should-Retry"); got != "false" {
+		t.Errorf("cancel a completed batch: x-should-retry %q, want false", got)
 	}
 }
 

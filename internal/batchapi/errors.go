@@ -65,11 +65,13 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		return notFound(kind, id), false
 	case errors.As(err, &se):
 		// OpenAI answers 409 "Cannot cancel a batch with status
-		// 'completed'." (the python SDK raises ConflictError).
-		return &openai.Error{Status: http.StatusConflict, Type: openai.TypeInvalidRequest, Message: se.msg}, false
+		// 'completed'." (the python SDK raises ConflictError). Final: the
+		// SDKs retry a 409 (a lock timeout, to them), but a finished or
+		// finalizing object does not go back.
+		return &openai.Error{Status: http.StatusConflict, Type: openai.TypeInvalidRequest, Message: se.msg, Final: true}, false
 	case errors.Is(err, jobs.ErrConflict):
 		return &openai.Error{Status: http.StatusConflict, Type: openai.TypeInvalidRequest,
-			Message: "the object's current status does not allow this operation"}, false
+			Message: "the object's current status does not allow this operation", Final: true}, false
 	case errors.Is(err, errFileTooLarge), errors.Is(err, jobs.ErrTooLarge), errors.As(err, &mbe):
 		if kind == objFile {
 			return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
@@ -95,10 +97,11 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		// Before IsUnavailable: JetStream's refusal can come with a
 		// timeout's text. 507 (RFC 4918: the server cannot store what the
 		// request needs), not 429/503: space frees only as files are
-		// deleted or retention expires, so no Retry-After is promised
-		// (the SDKs still retry 5xx twice, a bounded waste).
+		// deleted or retention expires, so no Retry-After is promised,
+		// and Final stops the SDKs' two retries of a 5xx (an upload
+		// sent three times over to a full store).
 		return &openai.Error{Status: http.StatusInsufficientStorage, Type: openai.TypeServer, Code: "storage_full",
-			Message: "the job store is full (queue.max_store_bytes); delete files or wait for retention to free space"}, false
+			Message: "the job store is full (queue.max_store_bytes); delete files or wait for retention to free space", Final: true}, false
 	case jobs.IsUnavailable(err):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
 			Message: "the job queue is unreachable; retry shortly", RetryAfter: unavailableRetry}, false

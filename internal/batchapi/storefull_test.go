@@ -8,8 +8,8 @@ import (
 
 // TestStoreFullRefusals: on a store at its bound, an upload, an async job
 // and a batch are each refused 507 storage_full (an OpenAI error object,
-// no NATS text, no Retry-After: space frees only as files are deleted or
-// retention expires); deleting a file lets uploads in again.
+// no NATS text, no Retry-After and x-should-retry: false: space frees only
+// as files are deleted or retention expires); deleting a file lets uploads in again.
 func TestStoreFullRefusals(t *testing.T) {
 	e := newEnv(t, envOptions{maxStoreBytes: 512 << 10, maxFileBytes: 64 << 10})
 	input := e.uploadOK(chatFile("a"))
@@ -49,5 +49,9 @@ func wantStorageFull(t *testing.T, what string, r response) {
 	}
 	if ra := r.header.Get("Retry-After"); ra != "" {
 		t.Errorf("%s: Retry-After %q; nothing promises space by then", what, ra)
+	}
+	// Nor within the SDKs' retries (they retry every 5xx twice unless told).
+	if sr := r.header.Get("X-Should-Retry"); sr != "false" {
+		t.Errorf("%s: x-should-retry %q, want false", what, sr)
 	}
 }

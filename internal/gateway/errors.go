@@ -26,7 +26,10 @@ import (
 // backend too slow to start or to go on says nothing of when it will be
 // faster, and a fixed hint would bring a slow pool every client's retry in
 // the same second; the SDKs' own backoff (exponential, jittered) is the
-// better schedule.
+// better schedule. None of these is Final: each can pass a second later.
+// A Retry-After past what the SDKs wait (admission's estimates reach 5
+// minutes, a slow rate limit's refill more) gets x-should-retry: false
+// from openai.WriteError, so they do not retry it within seconds.
 func apiError(err error, model string) *openai.Error {
 	var e *openai.Error
 	var rej *admission.Rejection

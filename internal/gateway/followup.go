@@ -35,7 +35,7 @@ import (
 // tenant it was made for; any other gets the 404 of an unknown id. That is
 // as far as the gateway can promise: an id it does not remember has no
 // recorded owner, and is served to whoever presents it (as a bearer
-// capability: engines make ids of 128 random bits).
+// capability: vLLM's ids hold a random UUID).
 
 // maxProbes bounds the backends asked for an id the map does not know.
 const maxProbes = 16

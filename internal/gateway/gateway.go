@@ -171,7 +171,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
 	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
 	opt.Registry.MustRegister(scaling.NewCollector(g.signals))
-	g.owners = newRespOwners(opt.Registry, opt.ResponseIDs, opt.ResponseIDTTL)
+	g.owners = newRespOwners(opt.Registry, opt.ResponseIDs, opt.ResponseIDTTL, g.now)
 	g.followUps = newFollowUpCounter(opt.Registry)
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	return g

@@ -3,11 +3,13 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -451,7 +453,8 @@ func TestResponsesFollowUpsRateLimited(t *testing.T) {
 
 func TestRespOwnersBounded(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	o := newRespOwners(reg, 10, 0)
+	now := time.Unix(1e9, 0)
+	o := newRespOwners(reg, 10, time.Hour, func() time.Time { return now })
 	for i := 0; i < 200; i++ {
 		o.remember(fmt.Sprintf("resp_%d", i), respOwner{backend: "a"})
 	}
@@ -461,5 +464,69 @@ func TestRespOwnersBounded(t *testing.T) {
 	}
 	if ev := promtest.Value(t, reg, "sluice_responses_ids_evicted_total", "size"); ev < 190 {
 		t.Fatalf("%v evictions counted, want at least 190", ev)
+	}
+	// The TTL, on the gateway's clock.
+	o.remember("resp_new", respOwner{backend: "b"})
+	if _, ok := o.lookup("resp_new"); !ok {
+		t.Fatal("a fresh id forgotten")
+	}
+	now = now.Add(time.Hour + time.Second)
+	if _, ok := o.lookup("resp_new"); ok {
+		t.Fatal("an id past its TTL still known")
+	}
+	if ev := promtest.Value(t, reg, "sluice_responses_ids_evicted_total", "expired"); ev != 1 {
+		t.Fatalf("%v expiries counted, want 1", ev)
+	}
+}
+
+// TestResponsesFirstTokenIsTheFirstOutputEvent: a backend that sends its
+// head, response.created and response.in_progress and then nothing has
+// not started: the stream is cut at the first-token bound (4 x 100ms),
+// far inside first_byte and stream_idle, with a 504 and nothing of the
+// lifecycle events sent. Were response.created the first token, the
+// bound would be gone and the client would wait out stream_idle (a
+// minute) on an open stream.
+func TestResponsesFirstTokenIsTheFirstOutputEvent(t *testing.T) {
+	quit := make(chan struct{})
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		evs := respEvents("resp_slow", true)
+		fmt.Fprint(w, evs[0]+evs[1])
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-quit:
+		}
+	}))
+	t.Cleanup(func() { close(quit); be.Close() })
+	cfg := testConfig(be.URL)
+	cfg.Timeouts.FirstByte = config.Duration(time.Second)
+	cfg.Admission.MaxWait = config.Duration(100 * time.Millisecond)
+	cfg.Retry.Attempts = 1
+	srv, _ := startGateway(t, cfg)
+	resp := post(t, srv.URL+"/v1/responses", `{"model":"m1","input":"x","stream":true}`)
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusGatewayTimeout || strings.Contains(body, "response.created") {
+		t.Fatalf("%d %s; want 504 before any event", resp.StatusCode, body)
+	}
+	if _, code, msg := apiErr(t, body); code != "upstream_timeout" || !strings.Contains(msg, "time-to-first-token") {
+		t.Fatalf("code %q message %q; want the first-token bound", code, msg)
+	}
+}
+
+// An id no reachable backend holds, with one backend unreachable, is not
+// called unknown: it may live on the one that could not be asked.
+func TestResponsesProbeWithABackendDownIsNotA404(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	b := newRespBackend(t, "b")
+	srv, _ := startGateway(t, testConfig(dead.URL, b.srv.URL))
+	resp := do(t, http.MethodGet, srv.URL+"/v1/responses/resp_nowhere", "")
+	if got := readAll(t, resp); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("%d %s, want 502", resp.StatusCode, got)
+	}
+	if _, asked := b.counts(); asked != 1 {
+		t.Fatalf("the reachable backend asked %d times, want 1", asked)
 	}
 }

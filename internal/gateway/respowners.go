@@ -21,12 +21,17 @@ const (
 // relayed, the backend that made it (engines keep a stored response in
 // their own memory, so its follow-ups and previous_response_id must go
 // there) and, when auth is on, the tenant it was made for (the only one
-// it is shown to). Bounded in count and age (W-TinyLFU, otter), so it
+// it is shown to). Bounded in count (W-TinyLFU, otter) and in age, so it
 // costs no more than its bound whatever the traffic; an id it no longer
-// knows is found by asking the backends (responses.go). It outlives
-// reloads: backends are named, not pointed to. Safe for concurrent use.
+// knows is found by asking the backends (followup.go). Age is checked when
+// an id is looked up, on the gateway's clock: an otter expiry policy would
+// run a clean-up goroutine nobody owns. It outlives reloads: backends are
+// named, not pointed to. Safe for concurrent use.
 type respOwners struct {
-	c *otter.Cache[string, respOwner]
+	c       *otter.Cache[string, respOwner]
+	ttl     time.Duration
+	now     func() time.Time
+	expired prometheus.Counter
 }
 
 // respOwner is where a response lives and whose it is.
@@ -35,9 +40,10 @@ type respOwner struct {
 	// tenant is the tenant it was made for when auth was on; "" when it
 	// was not (anyone may ask), or when the gateway found it by probing.
 	tenant string
+	at     time.Time // when it was remembered
 }
 
-func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration) *respOwners {
+func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration, now func() time.Time) *respOwners {
 	if maxIDs <= 0 {
 		maxIDs = defaultResponseIDs
 	}
@@ -47,31 +53,41 @@ func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration) *re
 	evicted := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_evicted_total",
 		Help: "Response ids the gateway forgot before a DELETE, by reason: size (the map's bound) or expired (its TTL). " +
 			"Their follow-ups are found by asking the backends in turn."}, []string{"reason"})
-	size, expired := evicted.WithLabelValues("size"), evicted.WithLabelValues("expired")
+	size := evicted.WithLabelValues("size")
 	c, err := otter.New(&otter.Options[string, respOwner]{
-		MaximumSize:      maxIDs,
-		ExpiryCalculator: otter.ExpiryWriting[string, respOwner](ttl),
-		OnDeletion: func(ev otter.DeletionEvent[string, respOwner]) {
-			switch ev.Cause {
-			case otter.CauseOverflow:
+		MaximumSize: maxIDs,
+		OnAtomicDeletion: func(ev otter.DeletionEvent[string, respOwner]) { // synchronous: counted when it happens
+			if ev.Cause == otter.CauseOverflow {
 				size.Inc()
-			case otter.CauseExpiration:
-				expired.Inc()
 			}
 		},
 	})
 	if err != nil {
 		panic(fmt.Sprintf("gateway: response owner map: %v", err)) // only for options out of range, fixed above
 	}
-	o := &respOwners{c: c}
+	o := &respOwners{c: c, ttl: ttl, now: now, expired: evicted.WithLabelValues("expired")}
 	reg.MustRegister(evicted, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids",
-		Help: "Response ids the gateway remembers with the backend that made them (bounded by the map's size)."},
+		Help: "Response ids the gateway remembers with the backend that made them (bounded by the map's size; " +
+			"expired ones until looked up or pushed out)."},
 		func() float64 { return float64(c.EstimatedSize()) }))
 	return o
 }
 
-func (o *respOwners) remember(id string, owner respOwner) { o.c.Set(id, owner) }
+func (o *respOwners) remember(id string, owner respOwner) {
+	owner.at = o.now()
+	o.c.Set(id, owner)
+}
 
-func (o *respOwners) lookup(id string) (respOwner, bool) { return o.c.GetIfPresent(id) }
+// lookup is the owner of id, if remembered within the TTL.
+func (o *respOwners) lookup(id string) (respOwner, bool) {
+	owner, ok := o.c.GetIfPresent(id)
+	if ok && o.now().Sub(owner.at) > o.ttl {
+		if _, gone := o.c.Invalidate(id); gone {
+			o.expired.Inc()
+		}
+		return respOwner{}, false
+	}
+	return owner, ok
+}
 
 func (o *respOwners) forget(id string) { o.c.Invalidate(id) }

@@ -112,13 +112,30 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
 		s.active.release(id)
 		return nil, fmt.Errorf("jobs: writing batch: %w", s.storeFull(err))
 	}
+	// Refused for lack of room at any step below, the creation is undone
+	// (dropRefusedBatch): marking the batch failed is refused too, and
+	// it stayed validating, with what it stored, until the tracker could
+	// fail it (CreateTimeout, once there is room). The client is answered
+	// 507 without the batch's id, so nothing refers to what goes.
 	if _, err := s.batch.Put(ctx, activeKey(id), []byte(key)); err != nil {
 		s.active.release(id)
-		return nil, s.failCreate(key, fmt.Errorf("jobs: indexing batch: %w", s.storeFull(err)))
+		if isStoreFullErr(err) {
+			s.dropRefusedBatch(id, key, nil)
+			return nil, fmt.Errorf("jobs: indexing batch: %w", s.storeFull(err))
+		}
+		return nil, s.failCreate(key, fmt.Errorf("jobs: indexing batch: %w", err))
 	}
 	s.active.indexed(id)
-	if err := s.enqueueBatch(ctx, rec, sp.Requests); err != nil {
-		return nil, s.failCreate(key, s.storeFull(err))
+	msgSeqs := make([]uint64, 0, n) // the messages stored, to remove if the creation is refused
+	if err := s.enqueueBatch(ctx, rec, sp.Requests, &msgSeqs); err != nil {
+		if isStoreFullErr(err) {
+			s.dropRefusedBatch(id, key, msgSeqs)
+			s.active.release(id)
+			return nil, s.storeFull(err)
+		}
+		err = s.failCreate(key, err)
+		s.dropBatchBodies(id) // the batch never runs now: no job reads them
+		return nil, err
 	}
 	rec, _, err = s.updateBatch(ctx, key, func(r *batchRecord) error {
 		if r.Batch.Status != batchValidating {
@@ -128,6 +145,11 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
 		r.Batch.InProgressAt = ptr(s.now().Unix())
 		return nil
 	})
+	if err != nil && isStoreFullErr(err) {
+		s.dropRefusedBatch(id, key, msgSeqs)
+		s.active.release(id)
+		return nil, fmt.Errorf("jobs: starting batch: %w", s.storeFull(err))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -135,8 +157,9 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
 	return rec.batch(), nil
 }
 
-// enqueueBatch writes the bodies and job records, then the messages.
-func (s *Store) enqueueBatch(ctx context.Context, rec *batchRecord, reqs []BatchRequest) error {
+// enqueueBatch writes the bodies and job records, then the messages,
+// appending the sequences of those stored to msgSeqs.
+func (s *Store) enqueueBatch(ctx context.Context, rec *batchRecord, reqs []BatchRequest, msgSeqs *[]uint64) error {
 	created := rec.Batch.CreatedAt
 	ws := make([]asyncWrite, 0, 2*len(reqs))
 	for i, r := range reqs {
@@ -169,7 +192,7 @@ func (s *Store) enqueueBatch(ctx context.Context, rec *batchRecord, reqs []Batch
 		msgs[i] = &nats.Msg{Subject: workSubjects + "batch", Data: []byte(key),
 			Header: nats.Header{jetstream.MsgIDHeader: []string{key}}}
 	}
-	if _, err := s.publishAll(ctx, msgs); err != nil {
+	if _, err := s.publishAll(ctx, msgs, msgSeqs); err != nil {
 		return fmt.Errorf("jobs: enqueueing batch %s: %w", rec.Batch.ID, err)
 	}
 	var stored int64

@@ -43,6 +43,13 @@ type counters struct {
 	// workers paused now (storepause.go).
 	startsRefused, storePauses atomic.Uint64
 	workersPaused              atomic.Int64
+	// resultsRefused counts result writes JetStream refused for lack
+	// of room (heldresult.go).
+	resultsRefused atomic.Uint64
+	// requeuesRefused counts writes sending a job back to the queue (a
+	// busy answer, a failed attempt) JetStream refused for lack of room:
+	// held and written again as results are (worker.go requeue).
+	requeuesRefused atomic.Uint64
 }
 
 // Stats returns the counters.
@@ -144,12 +151,36 @@ var (
 		"Pauses of a worker on a full job store: from a refused job start until a start is written again.", nil, nil)
 	startsRefusedDesc = prometheus.NewDesc("sluice_jobs_worker_starts_refused_total",
 		"Job starts (record writes) JetStream refused for lack of room; the jobs stay queued.", nil, nil)
+	requeuesRefusedDesc = prometheus.NewDesc("sluice_jobs_worker_requeues_refused_total",
+		"Writes sending a job back to the queue (a busy answer, a failed attempt) JetStream refused for lack of room; written again once there is room.", nil, nil)
+)
+
+// Results of finished jobs a full store refused (heldresult.go): the
+// refused writes, the results held now and their bytes, and those the
+// bound on held bytes dropped (their jobs run again).
+var (
+	resultsRefusedDesc = prometheus.NewDesc("sluice_jobs_worker_results_refused_total",
+		"Writes of finished jobs' results JetStream refused for lack of room; the result is held and written again.", nil, nil)
+	heldResultsDesc = prometheus.NewDesc("sluice_jobs_held_results",
+		"Finished jobs' results this process's workers hold in memory until the job store has room to record them.", nil, nil)
+	heldResultBytesDesc = prometheus.NewDesc("sluice_jobs_held_result_bytes",
+		"Bytes of the results held until the job store has room, bounded by the held-result limit.", nil, nil)
+	heldResultBytesLimitDesc = prometheus.NewDesc("sluice_jobs_held_result_bytes_limit",
+		"Most bytes of results held at once; past it a result is dropped and its job runs again after AckWait.", nil, nil)
+	resultsDroppedDesc = prometheus.NewDesc("sluice_jobs_held_results_dropped_total",
+		"Results a full job store refused that the held-result bound left unheld: their jobs run again after AckWait.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- resultsRefusedDesc
+	ch <- heldResultsDesc
+	ch <- heldResultBytesDesc
+	ch <- heldResultBytesLimitDesc
+	ch <- resultsDroppedDesc
 	ch <- workersPausedDesc
 	ch <- storePausesDesc
 	ch <- startsRefusedDesc
+	ch <- requeuesRefusedDesc
 	ch <- storeBytesDesc
 	ch <- storeLimitDesc
 	ch <- storeRefusedDesc
@@ -176,6 +207,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(workersPausedDesc, prometheus.GaugeValue, float64(c.s.stats.workersPaused.Load()))
 	ch <- prometheus.MustNewConstMetric(storePausesDesc, prometheus.CounterValue, float64(c.s.stats.storePauses.Load()))
 	ch <- prometheus.MustNewConstMetric(startsRefusedDesc, prometheus.CounterValue, float64(c.s.stats.startsRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(requeuesRefusedDesc, prometheus.CounterValue, float64(c.s.stats.requeuesRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(resultsRefusedDesc, prometheus.CounterValue, float64(c.s.stats.resultsRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(heldResultsDesc, prometheus.GaugeValue, float64(c.s.held.n.Load()))
+	ch <- prometheus.MustNewConstMetric(heldResultBytesDesc, prometheus.GaugeValue, float64(c.s.held.bytes.Load()))
+	ch <- prometheus.MustNewConstMetric(heldResultBytesLimitDesc, prometheus.GaugeValue, float64(max(c.s.held.limit, 0)))
+	ch <- prometheus.MustNewConstMetric(resultsDroppedDesc, prometheus.CounterValue, float64(c.s.held.dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(storeLimitDesc, prometheus.GaugeValue, float64(c.s.o.MaxStoreBytes))
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedBudget.Load()), "budget")
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedServer.Load()), "server")

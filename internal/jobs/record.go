@@ -193,7 +193,7 @@ func (s *Store) writeAll(ctx context.Context, ws []asyncWrite) (conflicts int, e
 		}
 		msgs[i] = m
 	}
-	return s.publishAll(ctx, msgs)
+	return s.publishAll(ctx, msgs, nil)
 }
 
 // publishChunk bounds the acknowledgements awaited at once (nats.go
@@ -201,8 +201,12 @@ func (s *Store) writeAll(ctx context.Context, ws []asyncWrite) (conflicts int, e
 const publishChunk = 1024
 
 // publishAll publishes msgs asynchronously, a chunk at a time, and waits
-// for their acknowledgements, counting compare-and-swap conflicts.
-func (s *Store) publishAll(ctx context.Context, msgs []*nats.Msg) (conflicts int, err error) {
+// for their acknowledgements, counting compare-and-swap conflicts. When
+// seqs is not nil, the stream sequence of each message stored is
+// appended to it (also when an error ends the publishing: a chunk's
+// acknowledgements are all awaited, so the caller can remove what was
+// stored).
+func (s *Store) publishAll(ctx context.Context, msgs []*nats.Msg, seqs *[]uint64) (conflicts int, err error) {
 	futs := make([]jetstream.PubAckFuture, 0, min(len(msgs), publishChunk))
 	for len(msgs) > 0 {
 		chunk := msgs[:min(len(msgs), publishChunk)]
@@ -215,7 +219,7 @@ func (s *Store) publishAll(ctx context.Context, msgs []*nats.Msg) (conflicts int
 			}
 			futs = append(futs, f)
 		}
-		c, err := waitAcks(ctx, futs)
+		c, err := waitAcks(ctx, futs, seqs)
 		conflicts += c
 		if err != nil {
 			return conflicts, err
@@ -224,11 +228,15 @@ func (s *Store) publishAll(ctx context.Context, msgs []*nats.Msg) (conflicts int
 	return conflicts, nil
 }
 
-// waitAcks waits for every future, counting compare-and-swap conflicts.
-func waitAcks(ctx context.Context, futs []jetstream.PubAckFuture) (conflicts int, err error) {
+// waitAcks waits for every future, counting compare-and-swap conflicts
+// and appending the sequences stored to seqs when it is not nil.
+func waitAcks(ctx context.Context, futs []jetstream.PubAckFuture, seqs *[]uint64) (conflicts int, err error) {
 	for _, f := range futs {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if seqs != nil {
+				*seqs = append(*seqs, ack.Sequence)
+			}
 		case e := <-f.Err():
 			var apiErr *jetstream.APIError
 			if errors.As(e, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||

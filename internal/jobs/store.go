@@ -124,6 +124,12 @@ type Options struct {
 	// either, CreateBatch answers ErrTooManyBatches.
 	MaxActiveBatches          int
 	MaxActiveBatchesPerTenant int
+	// MaxHeldResultBytes bounds the finished jobs' results this process's
+	// workers hold in memory while the store refuses to record them (at
+	// its hard bound), default DefaultMaxHeldResultBytes; negative: none
+	// held. A result past it is dropped and its job runs again after
+	// AckWait.
+	MaxHeldResultBytes int64
 }
 
 // DefaultAckWait is AckWait's default: half NATS' own 30 s default. It
@@ -139,6 +145,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxActiveBatchesPerTenant <= 0 {
 		o.MaxActiveBatchesPerTenant = DefaultMaxActiveBatchesPerTenant
+	}
+	if o.MaxHeldResultBytes == 0 {
+		o.MaxHeldResultBytes = DefaultMaxHeldResultBytes
 	}
 	if o.Name == "" {
 		o.Name = "sluice-jobs"
@@ -211,6 +220,7 @@ type Store struct {
 	tracker  *tracker
 	active   activeBatches // what CreateBatch's bounds count; kept by the tracker
 	usage    usageCache    // the store's usage for admission (storecap.go)
+	held     heldResults   // results workers hold on a full store (heldresult.go)
 	randMu   sync.Mutex
 	ctx      context.Context // ends on Close: stops everything below
 	cancel   context.CancelFunc
@@ -250,6 +260,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("jobs: connecting to %s: %w", o.URL, err)
 	}
 	s := &Store{o: o, log: o.Logger.With("component", "jobs"), nc: nc, ncClosed: ncClosed}
+	s.held.limit = o.MaxHeldResultBytes
 	if err := s.setup(ctx); err != nil {
 		nc.Close()
 		return nil, err

@@ -163,3 +163,113 @@ func (s *Store) purgeFileChunks(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// dropRefused removes what a Submit JetStream refused for lack of room
+// had stored: its body (the revision bodyRev) and, when msgSeq is not 0,
+// its message. Nothing refers to them (the caller answers 507 and no
+// record was written), and they would otherwise stay until retention, in
+// a store already full. As purgeFileChunks, it purges rather than
+// deletes (a KV delete writes a marker, which JetStream refuses at the
+// hard bound; a purge writes nothing), and only up to bodyRev (what was
+// stored under the key since is not this submit's). The message goes by
+// its sequence (the work stream allows deletes; its subject is the
+// class's, shared). Only for a key no other submit can share (no
+// idempotency key): the caller decides.
+func (s *Store) dropRefused(key string, bodyRev, msgSeq uint64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+	defer cancel()
+	warn := func(what string, err error) {
+		s.log.Warn("removing what a refused submit stored", "key", key, "what", what, "err", err)
+	}
+	if st, err := s.js.Stream(ctx, "KV_"+bodiesBucket); err != nil {
+		warn("body", err)
+	} else if err := st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+"."+key), jetstream.WithPurgeSequence(bodyRev+1)); err != nil {
+		warn("body", err)
+	}
+	if msgSeq != 0 {
+		st, err := s.js.Stream(ctx, workStream)
+		if err == nil {
+			err = st.DeleteMsg(ctx, msgSeq)
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			warn("message", err)
+		}
+	}
+	s.forgetUsage()
+}
+
+// dropBatchBodies purges the bodies of a batch whose creation failed
+// after some were stored: the batch is failed (or left validating, which
+// the tracker fails), so no job of it runs and reads one, and a refused
+// creation on a full store would otherwise keep them until retention. A
+// purge writes nothing, so it works at the hard bound.
+func (s *Store) dropBatchBodies(id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+	defer cancel()
+	st, err := s.js.Stream(ctx, "KV_"+bodiesBucket)
+	if err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+"."+batchJobsFilter(id)))
+	}
+	if err != nil {
+		s.log.Warn("removing the bodies of a batch whose creation failed", "batch", id, "err", err)
+	}
+	s.forgetUsage()
+}
+
+// dropRefusedBatch undoes a batch creation JetStream refused for lack of
+// room (CreateBatch): the messages of msgSeqs, the job records and
+// bodies, the batch's record (key) and its index entry. Nothing refers
+// to them: the client is answered 507 without the batch's id. Marking
+// the batch failed is refused at the hard bound, so it stayed validating
+// until the tracker could fail it (CreateTimeout, once there was room),
+// with whatever it had stored. Purges and message deletes write nothing,
+// so this works at the hard bound; the id is new, so everything under it
+// is this creation's. Trackers watching the batch find it gone at their
+// next scan (nudged here).
+func (s *Store) dropRefusedBatch(id, key string, msgSeqs []uint64) {
+	call := func(what string, op func(ctx context.Context) error) bool {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+		defer cancel()
+		if err := op(ctx); err != nil {
+			s.log.Warn("removing what a refused batch creation stored", "batch", id, "what", what, "err", err)
+			return false
+		}
+		return true
+	}
+	// The messages first: a worker taking one meanwhile finds its batch
+	// validating and gives it back; one taken once its record is gone is
+	// dropped as an orphan.
+	if len(msgSeqs) > 0 {
+		var work jetstream.Stream
+		ok := call("messages", func(ctx context.Context) (err error) {
+			work, err = s.js.Stream(ctx, workStream)
+			return err
+		})
+		for _, seq := range msgSeqs {
+			if !ok {
+				break
+			}
+			ok = call("messages", func(ctx context.Context) error {
+				if err := work.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+					return err
+				}
+				return nil
+			})
+		}
+	}
+	purge := func(what, bucket, subjectKey string) {
+		call(what, func(ctx context.Context) error {
+			st, err := s.js.Stream(ctx, "KV_"+bucket)
+			if err != nil {
+				return err
+			}
+			return st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucket+"."+subjectKey))
+		})
+	}
+	purge("job records", jobsBucket, batchJobsFilter(id))
+	purge("bodies", bodiesBucket, batchJobsFilter(id))
+	purge("index entry", batchBucket, activeKey(id))
+	purge("record", batchBucket, key)
+	s.forgetUsage()
+	s.nudgeTracker()
+}

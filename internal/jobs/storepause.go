@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -109,15 +110,16 @@ func (p *storePause) admit() (probe, ok bool) {
 	}
 }
 
-// done takes the outcome of a start admit let through: err is the
-// write's error, errNoChange when nothing was written. It reports whether
-// the store refused the start for lack of room: the slot then keeps its
-// message and asks admit again.
-func (p *storePause) done(probe bool, err error) (refused bool) {
+// done takes the outcome of a write admit let through (a job's start,
+// or a result held by heldresult.go), or of a first try at one: err is
+// the write's error, errNoChange when nothing was written. It reports
+// whether the store refused the write for lack of room, counted in
+// refusals: the slot then keeps its message and asks admit again.
+func (p *storePause) done(probe bool, err error, refusals *atomic.Uint64) (refused bool) {
 	refused = err != nil && isStoreFullErr(err)
 	st := &p.s.stats
 	if refused {
-		st.startsRefused.Add(1)
+		refusals.Add(1)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -134,7 +136,7 @@ func (p *storePause) done(probe bool, err error) (refused bool) {
 		p.paused, p.wake, p.probing, p.probeOut = false, nil, false, false
 		st.workersPaused.Add(-1)
 		p.s.log.Info("job store has room again: the worker takes jobs again",
-			"paused_for", time.Since(p.since).Round(time.Millisecond), "starts_refused", p.refused)
+			"paused_for", time.Since(p.since).Round(time.Millisecond), "writes_refused", p.refused)
 	case probe: // nothing written, or another error: the next start probes
 		p.probeOut = false
 		old := p.wake
@@ -219,9 +221,9 @@ func (s *Store) jitter(d time.Duration) time.Duration {
 	return d - time.Duration(binary.BigEndian.Uint64(b[:])%uint64(d/2))
 }
 
-// startOutcome is what storePause.done is told of a start's transition:
-// its error, or errNoChange when it wrote nothing.
-func startOutcome(changed bool, err error) error {
+// writeOutcome is what storePause.done is told of a transition: its
+// error, or errNoChange when it wrote nothing.
+func writeOutcome(changed bool, err error) error {
 	if err == nil && !changed {
 		return errNoChange
 	}

@@ -71,10 +71,20 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 		Tenant:  sp.Tenant,
 		Webhook: sp.Webhook,
 	}
-	if _, err := s.bodies.Put(ctx, key, sp.Body); err != nil {
+	bodyRev, err := s.bodies.Put(ctx, key, sp.Body)
+	if err != nil {
 		return nil, false, fmt.Errorf("jobs: storing body: %w", s.storeFull(err))
 	}
-	if err := s.enqueue(ctx, sp.Class, key); err != nil {
+	// Refused for lack of room, what this submit stored goes at once
+	// (dropRefused). Not with an idempotency key: a resubmission with it
+	// may share the job's key, and its deduplicated publish relies on
+	// this submit's message.
+	ownKey := sp.IdempotencyKey == ""
+	ack, err := s.enqueue(ctx, sp.Class, key)
+	if err != nil {
+		if ownKey && isStoreFullErr(err) {
+			s.dropRefused(key, bodyRev, 0)
+		}
 		return nil, false, s.storeFull(err)
 	}
 	b, err := json.Marshal(rec)
@@ -86,6 +96,9 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 		j, err := s.Job(ctx, sp.Tenant, id)
 		return j, err == nil, err
 	} else if err != nil {
+		if ownKey && isStoreFullErr(err) {
+			s.dropRefused(key, bodyRev, ack.Sequence)
+		}
 		return nil, false, fmt.Errorf("jobs: writing job: %w", s.storeFull(err))
 	}
 	s.noteStored(int64(len(sp.Body) + len(b)))
@@ -93,11 +106,12 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 }
 
 // enqueue publishes the message that makes a worker run the job at key.
-func (s *Store) enqueue(ctx context.Context, class, key string) error {
-	if _, err := s.js.Publish(ctx, workSubjects+class, []byte(key), jetstream.WithMsgID(key)); err != nil {
-		return fmt.Errorf("jobs: enqueueing %s: %w", key, err)
+func (s *Store) enqueue(ctx context.Context, class, key string) (*jetstream.PubAck, error) {
+	ack, err := s.js.Publish(ctx, workSubjects+class, []byte(key), jetstream.WithMsgID(key))
+	if err != nil {
+		return nil, fmt.Errorf("jobs: enqueueing %s: %w", key, err)
 	}
-	return nil
+	return ack, nil
 }
 
 // awaitJob reads a job, waiting up to idemWait for it to appear.

@@ -139,8 +139,10 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 		return
 	}
 	batchKeys := make([]string, 0, len(keys))
+	listed := make(map[string]bool, len(keys))
 	for _, k := range keys {
 		id := strings.TrimPrefix(k, "a.")
+		listed[id] = true
 		if a, ok := t.actors[id]; ok {
 			select {
 			case a.nudge <- struct{}{}:
@@ -158,6 +160,17 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 		t.actors[id] = a
 		batchKeys = append(batchKeys, a.key)
 		wg.Go(func() { a.run(ctx) })
+	}
+	// An actor whose batch left the index without it is told to look:
+	// a refused creation undone (dropRefusedBatch) takes the batch away
+	// with no update its watch sees.
+	for id, a := range t.actors {
+		if !listed[id] {
+			select {
+			case a.nudge <- struct{}{}:
+			default:
+			}
+		}
 	}
 	t.s.active.seen(scan, batchKeys)
 }
@@ -290,7 +303,7 @@ func (a *actor) evaluate(ctx context.Context) bool {
 	s := a.s
 	b, _, err := s.getBatch(ctx, a.key)
 	if errors.Is(err, ErrNotFound) {
-		return a.forget(ctx)
+		return a.gone(ctx) || a.forget(ctx)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -373,6 +386,14 @@ func (a *actor) cancelOpen(ctx context.Context, code, why string, running bool) 
 	if _, err := a.s.writeAll(ctx, ws); err != nil && ctx.Err() == nil {
 		a.s.log.Warn("cancelling batch jobs", "batch", a.id, "err", err)
 	}
+}
+
+// gone reports whether the batch's index entry is gone too (a refused
+// creation undone): then there is nothing to forget, and no delete to
+// write, which a full store would refuse.
+func (a *actor) gone(ctx context.Context) bool {
+	_, err := a.s.batch.Get(ctx, activeKey(a.id))
+	return errors.Is(err, jetstream.ErrKeyNotFound)
 }
 
 // forget drops the batch from the active index.

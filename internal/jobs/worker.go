@@ -364,7 +364,7 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 		})
 		// Refused for lack of room: the message stays ours, its job
 		// queued, until the pause lets this slot try again.
-		if !w.pause.done(probe, startOutcome(changed, err)) {
+		if !w.pause.done(probe, writeOutcome(changed, err), &s.stats.startsRefused) {
 			break
 		}
 	}
@@ -416,31 +416,45 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 }
 
 // complete records an answer: any status other than 429/503, and a 502
-// on the last attempt, is final.
+// on the last attempt, is final. A store at its hard bound refusing the
+// write does not throw the answer away: the worker holds it and writes it
+// once there is room (holdResult).
 func (w *worker) complete(ctx context.Context, d *delivery, res Result) {
 	s := w.s
-	var rec *jobRecord
-	var changed bool
-	err := w.whileAway(d, "recording job result", func() (err error) {
-		rec, changed, err = s.transition(ctx, d.key, func(r *jobRecord) error {
-			if r.Job.Status.Terminal() {
-				return errNoChange // expired meanwhile, or another run answered first
-			}
-			now := s.now().Unix()
-			if r.CancelRequested {
-				cancelRecord(r, now, "cancelled", "cancelled by the client")
+	record := func() (rec *jobRecord, changed bool, err error) {
+		err = w.whileAway(d, "recording job result", func() (err error) {
+			rec, changed, err = s.transition(ctx, d.key, func(r *jobRecord) error {
+				if r.Job.Status.Terminal() {
+					return errNoChange // expired meanwhile, or another run answered first
+				}
+				now := s.now().Unix()
+				if r.CancelRequested {
+					cancelRecord(r, now, "cancelled", "cancelled by the client")
+					return nil
+				}
+				r.Job.Status = StatusFailed
+				if res.StatusCode/100 == 2 {
+					r.Job.Status = StatusSucceeded
+				}
+				r.Job.Result = &res
+				r.Job.FinishedAt = now
 				return nil
-			}
-			r.Job.Status = StatusFailed
-			if res.StatusCode/100 == 2 {
-				r.Job.Status = StatusSucceeded
-			}
-			r.Job.Result = &res
-			r.Job.FinishedAt = now
-			return nil
+			})
+			return err
 		})
-		return err
-	})
+		return rec, changed, err
+	}
+	rec, changed, err := record()
+	if err != nil && isStoreFullErr(err) {
+		rec, changed, err = w.holdResult(d, res, err, record)
+	}
+	if errors.Is(err, errGivenBack) {
+		// Stopping with the result unwritten: the message goes back at
+		// once, to run again elsewhere once there is room.
+		s.log.Warn("recording job result: the worker stops and the job store still refuses it; the job runs again", "key", d.key)
+		_ = d.msg.Nak()
+		return
+	}
 	if err != nil {
 		// The message comes back after AckWait and the job runs again: at
 		// least once, never a lost answer recorded as done.
@@ -481,29 +495,46 @@ func (w *worker) retry(ctx context.Context, d *delivery, mode retryMode, cause e
 func (w *worker) requeue(ctx context.Context, d *delivery, mode retryMode, cause error, advised time.Duration) {
 	s := w.s
 	seq, nd := d.meta.Sequence.Stream, d.meta.NumDelivered
-	var rec *jobRecord
-	var changed bool
-	err := w.whileAway(d, "requeueing job", func() (err error) {
-		rec, changed, err = s.transition(ctx, d.key, func(r *jobRecord) error {
-			if r.Job.Status != StatusRunning || r.Seq != seq || r.Delivery != nd {
-				return errNoChange // finished, or taken over by a redelivery
-			}
-			if mode != retryFailed {
-				r.Job.Attempts--
-			} else {
-				r.LastError = cause.Error()
-				if r.Job.Attempts >= s.o.MaxAttempts {
-					deadRecord(r, s.now().Unix())
-					return nil
+	record := func() (rec *jobRecord, changed bool, err error) {
+		err = w.whileAway(d, "requeueing job", func() (err error) {
+			rec, changed, err = s.transition(ctx, d.key, func(r *jobRecord) error {
+				if r.Job.Status != StatusRunning || r.Seq != seq || r.Delivery != nd {
+					return errNoChange // finished, or taken over by a redelivery
 				}
-			}
-			r.Job.Status = StatusQueued
-			r.Job.StartedAt = 0
-			r.Seq, r.Delivery = 0, 0
-			return nil
+				if mode != retryFailed {
+					r.Job.Attempts--
+				} else {
+					r.LastError = cause.Error()
+					if r.Job.Attempts >= s.o.MaxAttempts {
+						deadRecord(r, s.now().Unix())
+						return nil
+					}
+				}
+				r.Job.Status = StatusQueued
+				r.Job.StartedAt = 0
+				r.Seq, r.Delivery = 0, 0
+				return nil
+			})
+			return err
 		})
-		return err
-	})
+		return rec, changed, err
+	}
+	rec, changed, err := record()
+	if err != nil && isStoreFullErr(err) {
+		// Refused for lack of room. Left unacked, the message came back
+		// after AckWait with the job still running under this delivery,
+		// which was taken for a lost worker: another attempt counted, or
+		// the job dead-lettered on its last. Held as a result is: the
+		// slot keeps the message (heartbeats on) and writes this again
+		// once the store pause lets a write through.
+		w.pause.done(false, err, &s.stats.requeuesRefused)
+		rec, changed, err = w.writeWhenRoom(record, &s.stats.requeuesRefused)
+	}
+	if errors.Is(err, errGivenBack) {
+		s.log.Warn("requeueing job: the worker stops and the job store still refuses the write; the job runs again", "key", d.key)
+		_ = d.msg.Nak()
+		return
+	}
 	if err != nil {
 		s.log.Warn("requeueing job", "key", d.key, "err", err)
 		return // AckWait brings it back

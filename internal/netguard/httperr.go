@@ -66,6 +66,9 @@ func serverRefusal(p []byte) *openai.Error {
 	default:
 		e.Code, e.Message = "malformed_request", "the request was refused: "+http.StatusText(status)
 	}
+	// Each refuses the request's form, so the same request is refused
+	// again: the SDKs, which retry 501 and 505, are told not to.
+	e.Final = true
 	return e
 }
 
@@ -108,6 +111,9 @@ func errorAnswer(e *openai.Error, now time.Time) (answer, id []byte) {
 	body := e.JSON()
 	b := fmt.Appendf(make([]byte, 0, 256+len(body)), "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n",
 		e.Status, http.StatusText(e.Status))
+	if openai.RetryFutile(e.Status, e.RetryAfter, e.Final) {
+		b = append(b, openai.ShouldRetryHeader+": false\r\n"...)
+	}
 	b, at := appendIdentity(b, now)
 	b = fmt.Appendf(b, "Content-Length: %d\r\n\r\n%s", len(body), body)
 	return b, b[at : at+openai.RequestIDLen]

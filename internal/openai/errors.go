@@ -27,6 +27,13 @@ type Error struct {
 	// RetryAfter, when positive, is sent as Retry-After (seconds, rounded up)
 	// and retry-after-ms, which the official SDKs honour.
 	RetryAfter time.Duration
+	// Final says a retry of the same request gets the same answer for
+	// longer than the official SDKs keep retrying (a full store, a state
+	// that will not change back, a request the listener cannot parse): on
+	// a status they retry, WriteError sends x-should-retry: false
+	// (RetryFutile). A Retry-After over SDKMaxRetryAfter does the same
+	// without it.
+	Final bool
 	// Cause, when set, is the unexpected internal error behind a generic
 	// answer. It is logged in full and never sent: Message stays generic.
 	Cause error

@@ -21,13 +21,17 @@ func ReadOnly(w http.ResponseWriter, r *http.Request) bool {
 
 // WriteError answers with e in the OpenAI shape, with Retry-After (seconds,
 // rounded up) and Retry-After-Ms when e.RetryAfter is positive: the
-// official SDKs read both to time their retries.
+// official SDKs read both to time their retries. When retrying within
+// seconds is futile (RetryFutile), x-should-retry: false stops them.
 func WriteError(w http.ResponseWriter, e *Error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 		h.Set("Retry-After-Ms", strconv.FormatInt(e.RetryAfter.Milliseconds(), 10))
+	}
+	if RetryFutile(e.Status, e.RetryAfter, e.Final) {
+		h.Set(ShouldRetryHeader, "false")
 	}
 	w.WriteHeader(e.Status)
 	w.Write(e.JSON())

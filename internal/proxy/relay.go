@@ -270,10 +270,18 @@ const blindBusyRetryAfter = "1"
 
 // relayBusy passes on a backend's 429/503 when every attempt was refused.
 // A drowning server's 503 often says nothing of when to come back (vLLM's
-// does not); the client is told, as for the gateway's own refusals.
+// does not); the client is told, as for the gateway's own refusals. One
+// that names a wait longer than the SDKs honour (a hosted API's daily
+// quota) gets x-should-retry: false unless it says itself, as the
+// gateway's own answers do (openai.RetryFutile): else the SDKs would
+// retry it twice within seconds.
 func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request, start time.Time, res *Result) {
-	if ra := headerGet(resp.Header, "Retry-After"); ra == "" || ParseRetryAfter(ra, f.opt.Now()) == 0 && strings.TrimSpace(ra) != "0" {
+	ra := headerGet(resp.Header, "Retry-After")
+	wait := ParseRetryAfter(ra, f.opt.Now())
+	if ra == "" || wait == 0 && strings.TrimSpace(ra) != "0" {
 		resp.Header.Set("Retry-After", blindBusyRetryAfter)
+	} else if headerGet(resp.Header, openai.ShouldRetryHeader) == "" && openai.RetryFutile(resp.StatusCode, wait, false) {
+		resp.Header.Set(openai.ShouldRetryHeader, "false")
 	}
 	f.writeHead(w, b, resp, in)
 	res.Status, res.Written = resp.StatusCode, true

@@ -14,7 +14,8 @@ import (
 
 // relayStream relays a 2xx event stream event by event, each checked
 // (sseCheck) and flushed as soon as it is whole. The response is committed
-// with the first valid event, so a stream that is malformed or breaks off
+// with the first valid event (a Responses API stream's: with its first
+// output event, responses.go), so a stream that is malformed or breaks off
 // before it fails the attempt like a refused connection and may go to
 // another backend. Later, a malformed event, a broken connection or an end
 // without [DONE] ends the client's stream with an in-band error event

@@ -1,0 +1,55 @@
+package openai
+
+import (
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// RetryFutile follows the SDKs' rule (shouldretry.go): the header only
+// where they would retry, and there when the answer is final or names a
+// wait longer than they honour, to the millisecond they read.
+func TestRetryFutile(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		wait   time.Duration
+		final  bool
+		want   bool
+	}{
+		{429, time.Minute, false, false},
+		{429, time.Minute + 999*time.Microsecond, false, false}, // retry-after-ms 60000: honoured
+		{429, time.Minute + time.Millisecond, false, true},
+		{503, time.Hour, false, true},
+		{500, 0, false, false},
+		{507, 0, true, true},
+		{409, 0, true, true},
+		{408, 0, true, true},
+		{501, 0, true, true},
+		{400, time.Hour, true, false}, // not retried anyway: no header
+		{404, 0, true, false},
+		{499, 0, true, false},
+	} {
+		if got := RetryFutile(c.status, c.wait, c.final); got != c.want {
+			t.Errorf("RetryFutile(%d, %v, %v) = %v, want %v", c.status, c.wait, c.final, got, c.want)
+		}
+	}
+}
+
+func TestWriteErrorSaysWhenRetryIsFutile(t *testing.T) {
+	for _, c := range []struct {
+		e    *Error
+		want string
+	}{
+		{&Error{Status: 507, Code: "storage_full", Final: true}, "false"},
+		{&Error{Status: 429, Code: "rate_limit_exceeded", RetryAfter: 2 * time.Minute}, "false"},
+		{&Error{Status: 429, Code: "rate_limit_exceeded", RetryAfter: 2 * time.Second}, ""},
+		{&Error{Status: 502, Code: "upstream_error", RetryAfter: time.Second}, ""},
+		{&Error{Status: 400, Code: "invalid_value", Final: true}, ""},
+	} {
+		rec := httptest.NewRecorder()
+		WriteError(rec, c.e)
+		if got := rec.Header().Get("X-Should-Retry"); got != c.want {
+			t.Errorf("%d %s: x-should-retry %q, want %q", c.e.Status, c.e.Code, got, c.want)
+		}
+	}
+}
