@@ -59,10 +59,10 @@ func (r *runner) errorChecks(key string) {
 // sends for a rate-limit refusal. Go SDK rule (internal/requestconfig):
 // x-should-retry wins; else a 429 is retried after retry-after-ms, else
 // Retry-After, when it is at most 2 minutes (beyond, it stops). The
-// gateway says x-should-retry: false past 60 s (openai.RetryFutile), so a
-// 120 s refusal is sent once, where the header's absence would have the
-// SDK sleep 2 minutes and be refused again (the limit refills one request
-// in 120 s, and the first request took it).
+// gateway says x-should-retry: false past 60 s (openai.RetryFutile, the
+// Node SDK's bound), so a 120 s refusal is sent once and raised at once;
+// without the header this SDK would hold the call for the 120 s and send
+// it again (docs/RELIABILITY.md, the Go SDK check).
 func (r *runner) retryChecks(slowKey, fastKey string) {
 	r.check("429 Retry-After > 60 s", func() (string, error) {
 		c, ct := r.countedClient(slowKey)
