@@ -6,7 +6,7 @@
 # stream, previous_response_id, get, input items, delete, 404s); Files and
 # Batches (upload, batch to completion, output file parsed); errors as
 # *openai.Error (a 400 naming its param, a 404); the requests the SDK sends
-# for 429s with Retry-After 120 s (once: x-should-retry: false) and 2 s
+# for 429s with Retry-After 600 s (once: x-should-retry: false) and 2 s
 # (retried, served), counted through its HTTP client; X-Request-Id.
 # One line per check; exit 0 only if every check passes. Needs Go and the
 # Go module proxy only (the SDK is a dependency of go/, its own module).
@@ -26,7 +26,7 @@ auth:
   keys: [{key: sk-test}, {key: sk-slow}, {key: sk-fast}]
 rate_limits:
   keys:
-    sk-slow: {requests: "rate=0.5r/m"}
+    sk-slow: {requests: "rate=0.1r/m"}
     sk-fast: {requests: "rate=30r/m"}
 models:
   - name: m

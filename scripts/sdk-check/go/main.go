@@ -30,7 +30,7 @@ import (
 func main() {
 	base := flag.String("base", "", "the gateway's /v1 URL")
 	key := flag.String("key", "", "an API key without a rate limit")
-	slowKey := flag.String("slow-key", "", "a key limited to 0.5 requests a minute (Retry-After 120 s)")
+	slowKey := flag.String("slow-key", "", "a key limited to 0.1 requests a minute (Retry-After 600 s)")
 	fastKey := flag.String("fast-key", "", "a key limited to 30 requests a minute (Retry-After 2 s)")
 	model := flag.String("model", "m", "the model the gateway serves")
 	ports := flag.Int("ports", 0, "print this many free loopback ports and exit")
