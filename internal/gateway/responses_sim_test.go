@@ -137,7 +137,6 @@ func TestResponsesTenantIsolationThroughSimulators(t *testing.T) {
 	})
 	url := srv.URL + "/v1/responses"
 	r := decodeResponse(t, readAll(t, post(t, url, `{"model":"m1","input":"mine","max_output_tokens":3}`, "Authorization", "Bearer ka")))
-	before := sims[0].Stats().Requests + sims[1].Stats().Requests
 	for _, m := range []string{http.MethodGet, http.MethodDelete} {
 		resp := do(t, m, url+"/"+r.ID, "", "Authorization", "Bearer kb")
 		if got := readAll(t, resp); resp.StatusCode != 404 {
@@ -156,7 +155,7 @@ func TestResponsesTenantIsolationThroughSimulators(t *testing.T) {
 		return resp.StatusCode, e
 	}
 	unknownStatus, unknownErr := continueAs("resp_nobody0000000000000000")
-	before = sims[0].Stats().Requests + sims[1].Stats().Requests // the unknown id's continuation reached a simulator
+	before := sims[0].Stats().Requests + sims[1].Stats().Requests // the unknown id's continuation reached a simulator
 	status, got := continueAs(r.ID)
 	if status != unknownStatus || !reflect.DeepEqual(got, unknownErr) {
 		t.Fatalf("bob continuing alice's response: %d %v; an id nobody holds: %d %v", status, got, unknownStatus, unknownErr)
