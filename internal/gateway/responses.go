@@ -61,7 +61,7 @@ func (g *Gateway) acceptResponses(x *exchange) bool {
 		return false
 	}
 	if prev := x.resp.PreviousResponseID; prev != "" {
-		if o, ok := g.owners.lookup(prev); ok {
+		if o, ok := g.owners.lookup(x.ctx(), prev); ok {
 			if !o.shownTo(x.id.tenant) {
 				e := responseNotFound(prev)
 				e.Param = "previous_response_id"
