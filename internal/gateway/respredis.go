@@ -93,7 +93,9 @@ func newSharedOwners(reg prometheus.Registerer, opt ResponseIDsRedis, ttl time.D
 		opt.Timeout = defaultSharedTimeout
 	}
 	build := func(c rueidis.Client) *sharedConn { return &sharedConn{c} }
-	s := &sharedOwners{conn: redisconn.NewLazy(opt.Client, build, sharedRedial, now), prefix: opt.Prefix,
+	// Dials are spaced on the wall clock: a test's frozen clock must not
+	// stop the writer from ever dialling again.
+	s := &sharedOwners{conn: redisconn.NewLazy(opt.Client, build, sharedRedial, nil), prefix: opt.Prefix,
 		timeout: opt.Timeout, ttl: ttl, now: now,
 		queue: make(chan sharedWrite, sharedQueue), dial: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
