@@ -65,16 +65,16 @@ func apiError(err error, model string) *openai.Error {
 			Message: "no spare capacity for queued work on model '" + model + "' now", RetryAfter: time.Second}
 	case errors.Is(err, proxy.ErrSaturated):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "pool_saturated",
-			Message: "every backend for model '" + model + "' is at its concurrency limit; retry shortly", RetryAfter: time.Second}
+			Message: "every backend" + forModel(model) + " is at its concurrency limit; retry shortly", RetryAfter: time.Second}
 	case errors.Is(err, proxy.ErrNoBackend):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "no_healthy_backend",
-			Message: "no healthy backend for model '" + model + "'", RetryAfter: 5 * time.Second}
+			Message: "no healthy backend" + forModel(model), RetryAfter: 5 * time.Second}
 	case errors.Is(err, proxy.ErrConnect):
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_unreachable",
-			Message: "could not connect to a backend for model '" + model + "'", RetryAfter: upstreamRetry}
+			Message: "could not connect to a backend" + forModel(model), RetryAfter: upstreamRetry}
 	case errors.Is(err, proxy.ErrBadAnswer):
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_bad_response",
-			Message: "a backend for model '" + model + "' sent a malformed answer", RetryAfter: upstreamRetry}
+			Message: "a backend" + forModel(model) + " sent a malformed answer", RetryAfter: upstreamRetry}
 	case errors.Is(err, proxy.ErrFirstTokenTimeout):
 		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
 			Message: "the backend did not start the stream within its time-to-first-token bound"}
@@ -101,6 +101,16 @@ func apiError(err error, model string) *openai.Error {
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_error",
 			Message: "the backend failed", RetryAfter: upstreamRetry, Cause: err}
 	}
+}
+
+// forModel names the model a refusal is about; "" (a follow-up of the
+// Responses API, which names a response, not a model) names none, rather
+// than an empty model name in quotes.
+func forModel(model string) string {
+	if model == "" {
+		return ""
+	}
+	return " for model '" + model + "'"
 }
 
 // upstreamRetry is the Retry-After of every 502 (apiError): a second, as

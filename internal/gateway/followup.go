@@ -60,9 +60,11 @@ func followUpMethod(sub, method string) (allowed bool, allow string, ok bool) {
 }
 
 // saneResponseID: an id a backend could have made (bounded, printable,
-// no path or query characters), safe to quote in an error.
+// no path or query characters), safe to quote in an error. Not "." or
+// "..": sent on as a path segment, a dot segment would name another of
+// the backend's URLs (/v1/responses/.. is /v1), not a response.
 func saneResponseID(id string) bool {
-	return id != "" && len(id) <= 256 && printable(id) && !strings.ContainsAny(id, "/?#%\"\\")
+	return id != "" && id != "." && id != ".." && len(id) <= 256 && printable(id) && !strings.ContainsAny(id, "/?#%\"\\")
 }
 
 // serveFollowUp serves a request about the stored response named by rest,
@@ -70,9 +72,11 @@ func saneResponseID(id string) bool {
 func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, rest string, start time.Time, memo *atomic.Value) {
 	reqID := requestID(r)
 	w.Header()[headerRequestID] = []string{reqID}
-	id, sub, _ := strings.Cut(rest, "/")
+	id, sub, slash := strings.Cut(rest, "/")
 	allowed, allow, ok := followUpMethod(sub, r.Method)
-	if !ok || !saneResponseID(id) {
+	// A trailing slash (/v1/responses/{id}/) is no route: sent on, the
+	// backend's own router answers it (a text/plain 404 from vLLM's).
+	if !ok || slash && sub == "" || !saneResponseID(id) {
 		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+r.URL.Path))
 		return
 	}

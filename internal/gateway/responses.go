@@ -53,8 +53,9 @@ func (x *exchange) parseResponses() (*cache.Parsed, error) {
 // acceptResponses is the parse stage's check of what a Responses API
 // request asks beyond the chat family: background is refused, and a
 // previous_response_id the gateway knows as another tenant's is answered
-// as the backend would answer an unknown one (404), so a tenant learns
-// nothing of another's ids.
+// as OpenAI (and the simulator) answer an id nobody holds
+// (previousNotFound), so the answer does not tell a tenant that the id
+// exists.
 func (g *Gateway) acceptResponses(x *exchange) bool {
 	if x.resp.Background {
 		x.refuse(errBackground)
@@ -63,9 +64,7 @@ func (g *Gateway) acceptResponses(x *exchange) bool {
 	if prev := x.resp.PreviousResponseID; prev != "" {
 		if o, ok := g.owners.lookup(x.ctx(), prev); ok {
 			if !o.shownTo(x.id.tenant) {
-				e := responseNotFound(prev)
-				e.Param = "previous_response_id"
-				x.refuse(e)
+				x.refuse(previousNotFound(prev))
 				return false
 			}
 			x.respPin = o.backend
@@ -77,6 +76,18 @@ func (g *Gateway) acceptResponses(x *exchange) bool {
 // shownTo: the response may be shown to tenant (it was made for it, or
 // for anyone: auth was off, or the gateway found it by probing).
 func (o respOwner) shownTo(tenant string) bool { return o.tenant == "" || o.tenant == tenant }
+
+// previousNotFound is OpenAI's answer to a previous_response_id it does
+// not hold: a 400, not the 404 of the follow-up routes. A gateway 404
+// here would differ from what the backend says of an id nobody holds,
+// and so tell the caller that the id is another tenant's. (vLLM answers
+// such an id with a 404 naming response_id; behind vLLM the two answers
+// still differ in that shape: the id itself, 128 random bits there, stays
+// the secret.)
+func previousNotFound(id string) *openai.Error {
+	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "previous_response_not_found",
+		Param: "previous_response_id", Message: "Previous response with id '" + id + "' not found."}
+}
 
 // responseNotFound is the 404 of a response id that is not the caller's
 // to see, or that no backend holds.

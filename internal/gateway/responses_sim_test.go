@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -136,16 +137,28 @@ func TestResponsesTenantIsolationThroughSimulators(t *testing.T) {
 	})
 	url := srv.URL + "/v1/responses"
 	r := decodeResponse(t, readAll(t, post(t, url, `{"model":"m1","input":"mine","max_output_tokens":3}`, "Authorization", "Bearer ka")))
-	before := sims[0].Stats().Requests + sims[1].Stats().Requests
 	for _, m := range []string{http.MethodGet, http.MethodDelete} {
 		resp := do(t, m, url+"/"+r.ID, "", "Authorization", "Bearer kb")
 		if got := readAll(t, resp); resp.StatusCode != 404 {
 			t.Fatalf("bob %s alice's response: %d %s", m, resp.StatusCode, got)
 		}
 	}
-	resp := post(t, url, `{"model":"m1","input":"x","previous_response_id":"`+r.ID+`"}`, "Authorization", "Bearer kb")
-	if got := readAll(t, resp); resp.StatusCode != 404 {
-		t.Fatalf("bob continued alice's response: %d %s", resp.StatusCode, got)
+	// Bob's continuation of alice's id must read as that of an id nobody
+	// holds (the simulator's answer, which is OpenAI's): a different
+	// status or error would tell him the id exists.
+	continueAs := func(id string) (int, map[string]any) {
+		resp := post(t, url, `{"model":"m1","input":"x","previous_response_id":"`+id+`"}`, "Authorization", "Bearer kb")
+		var e map[string]any
+		if err := json.Unmarshal([]byte(strings.ReplaceAll(readAll(t, resp), id, "ID")), &e); err != nil {
+			t.Fatalf("continuing %s: %v", id, err)
+		}
+		return resp.StatusCode, e
+	}
+	unknownStatus, unknownErr := continueAs("resp_nobody0000000000000000")
+	before := sims[0].Stats().Requests + sims[1].Stats().Requests // the unknown id's continuation reached a simulator
+	status, got := continueAs(r.ID)
+	if status != unknownStatus || !reflect.DeepEqual(got, unknownErr) {
+		t.Fatalf("bob continuing alice's response: %d %v; an id nobody holds: %d %v", status, got, unknownStatus, unknownErr)
 	}
 	if resp := do(t, http.MethodGet, url+"/"+r.ID, ""); readAll(t, resp) == "" || resp.StatusCode != 401 {
 		t.Fatalf("no key: %d", resp.StatusCode)
@@ -153,7 +166,7 @@ func TestResponsesTenantIsolationThroughSimulators(t *testing.T) {
 	if after := sims[0].Stats().Requests + sims[1].Stats().Requests; after != before {
 		t.Fatal("a refused continuation reached a simulator")
 	}
-	resp = do(t, http.MethodGet, url+"/"+r.ID, "", "Authorization", "Bearer ka")
+	resp := do(t, http.MethodGet, url+"/"+r.ID, "", "Authorization", "Bearer ka")
 	if got := readAll(t, resp); resp.StatusCode != 200 {
 		t.Fatalf("alice: %d %s", resp.StatusCode, got)
 	}

@@ -310,7 +310,7 @@ func TestResponsesTenantIsolation(t *testing.T) {
 		}
 	}
 	resp := post(t, srv.URL+"/v1/responses", `{"model":"m1","input":"x","previous_response_id":"`+r.ID+`"}`, "Authorization", "Bearer kb")
-	if got := readAll(t, resp); resp.StatusCode != 404 || !strings.Contains(got, `"param":"previous_response_id"`) {
+	if got := readAll(t, resp); resp.StatusCode != 400 || !strings.Contains(got, `"param":"previous_response_id"`) || !strings.Contains(got, `"code":"previous_response_not_found"`) {
 		t.Fatalf("bob continued alice's response: %d %s", resp.StatusCode, got)
 	}
 	if resp := do(t, http.MethodDelete, srv.URL+"/v1/responses/"+r.ID, "", "Authorization", "Bearer kb"); readAll(t, resp) != "" && resp.StatusCode != 404 {

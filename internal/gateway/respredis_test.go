@@ -198,8 +198,9 @@ func TestResponsesIDsSharedThroughRedis(t *testing.T) {
 }
 
 // TestResponsesTenantIsolationAcrossReplicas: with auth on, alice's
-// response made through A is 404 to bob through B (GET, DELETE,
-// previous_response_id), no simulator asked; alice gets it through B.
+// response made through A is unknown to bob through B (404 to GET and
+// DELETE, 400 previous_response_not_found to previous_response_id, as an
+// id nobody holds), no simulator asked; alice gets it through B.
 func TestResponsesTenantIsolationAcrossReplicas(t *testing.T) {
 	rd := redistest.Start(t)
 	p := startReplicaPair(t, rd.Addr, hangGuard, func(c *config.Config) {
@@ -218,7 +219,7 @@ func TestResponsesTenantIsolationAcrossReplicas(t *testing.T) {
 		}
 	}
 	resp := post(t, p.b.URL+url, `{"model":"m1","input":"x","previous_response_id":"`+r.ID+`"}`, "Authorization", "Bearer kb")
-	if got := readAll(t, resp); resp.StatusCode != 404 {
+	if got := readAll(t, resp); resp.StatusCode != 400 || !strings.Contains(got, `"code":"previous_response_not_found"`) {
 		t.Fatalf("bob continued alice's response through B: %d %s", resp.StatusCode, got)
 	}
 	if after := p.requests(); after != before {

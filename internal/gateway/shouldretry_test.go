@@ -17,11 +17,12 @@ import (
 
 // Every error answer of the pipeline, as apiError maps it and writeError
 // writes it, tells the official SDKs (which retry 408, 409, 429 and 5xx
-// unless x-should-retry says otherwise, and honour a Retry-After only up
-// to 60 s) what they should do. The header is sent only where it changes
-// their decision: a 429 or 503 whose Retry-After is past what they wait
-// (admission's estimates reach 5 minutes) would be retried on their own
-// 0.5–8 s backoff instead, twice, while the gateway is shedding load.
+// unless x-should-retry says otherwise, and honour a Retry-After up to
+// 2 minutes, Node up to 60 s) what they should do. The header is sent only
+// where it changes their decision: a 429 or 503 whose Retry-After is past
+// 2 minutes (admission's estimates reach 5) would be retried by Node on
+// its own 0.5–8 s backoff instead, twice, while the gateway is shedding
+// load; up to 2 minutes Python and Go wait and are served, so no header.
 // Without x-should-retry the long-wait rows fail.
 func TestEveryPipelineAnswerTellsTheSDKWhetherToRetry(t *testing.T) {
 	rej := func(r admission.Reason, wait time.Duration) error {
@@ -40,13 +41,16 @@ func TestEveryPipelineAnswerTellsTheSDKWhetherToRetry(t *testing.T) {
 	}{
 		{"tenant over share, short wait", rej(admission.TenantOverShare, 3*time.Second), 429, "tenant_over_share", "3", ""},
 		{"tenant over share, 60 s", rej(admission.TenantOverShare, time.Minute), 429, "tenant_over_share", "60", ""},
-		{"tenant over share, 61 s", rej(admission.TenantOverShare, 61*time.Second), 429, "tenant_over_share", "61", "false"},
+		{"tenant over share, 61 s", rej(admission.TenantOverShare, 61*time.Second), 429, "tenant_over_share", "61", ""},
+		{"tenant over share, 121 s", rej(admission.TenantOverShare, 121*time.Second), 429, "tenant_over_share", "121", "false"},
 		{"tenant queue full, 5 min", rej(admission.TenantQueueFull, 5*time.Minute), 429, "tenant_queue_full", "300", "false"},
 		{"pool saturated, short", rej(admission.Saturated, 2*time.Second), 503, "pool_saturated", "2", ""},
-		{"pool saturated, 90 s", rej(admission.Saturated, 90*time.Second), 503, "pool_saturated", "90", "false"},
-		{"queue full, 2 min", rej(admission.QueueFull, 2*time.Minute), 503, "queue_full", "120", "false"},
+		{"pool saturated, 90 s", rej(admission.Saturated, 90*time.Second), 503, "pool_saturated", "90", ""},
+		{"queue full, 2 min", rej(admission.QueueFull, 2*time.Minute), 503, "queue_full", "120", ""},
+		{"queue full, 3 min", rej(admission.QueueFull, 3*time.Minute), 503, "queue_full", "180", "false"},
 		{"shed", rej(admission.Shed, time.Second), 503, "shed", "1", ""},
 		{"rate limit, 60 s", limited(time.Minute), 429, "rate_limit_exceeded", "60", ""},
+		{"rate limit, 2 min", limited(2 * time.Minute), 429, "rate_limit_exceeded", "120", ""},
 		{"rate limit, an hour", limited(time.Hour), 429, "rate_limit_exceeded", "3600", "false"},
 		{"rate limit, no wait known", limited(0), 429, "rate_limit_exceeded", "", ""},
 		{"never fits", openai.BadRequest("exceeds_rate_limit_capacity", "m"), 400, "exceeds_rate_limit_capacity", "", ""},
@@ -86,11 +90,11 @@ func TestEveryPipelineAnswerTellsTheSDKWhetherToRetry(t *testing.T) {
 	}
 }
 
-// Through a real gateway: a request rate limit refilling in two minutes
-// answers its 429 with Retry-After: 120 and x-should-retry: false (the
-// SDKs would otherwise retry it twice within seconds, both refused); one
-// refilling within a minute leaves the retry to the SDK, which waits as
-// told and succeeds. A backend's own long 429, relayed, is treated alike
+// Through a real gateway: a request rate limit refilling in 2.5 minutes
+// answers its 429 with Retry-After: 150 and x-should-retry: false (Node
+// would otherwise retry it twice within seconds, both refused); one
+// refilling within two minutes leaves the retry to the SDK, which (Python,
+// Go; Node within a minute) waits as told and succeeds. A backend's own long 429, relayed, is treated alike
 // unless it says itself; a proxied 200 carries no header.
 func TestLongWaitsTellTheSDKNotToRetry(t *testing.T) {
 	for _, c := range []struct {
@@ -98,7 +102,8 @@ func TestLongWaitsTellTheSDKNotToRetry(t *testing.T) {
 		retryAfter  [2]int // its bounds: the second request comes some milliseconds after the first
 		shouldRetry string
 	}{
-		{"rate=0.5r/m", [2]int{119, 120}, "false"},
+		{"rate=0.4r/m", [2]int{149, 150}, "false"},
+		{"rate=0.5r/m", [2]int{119, 120}, ""},
 		{"rate=1r/m", [2]int{59, 60}, ""},
 	} {
 		t.Run(c.limit, func(t *testing.T) {

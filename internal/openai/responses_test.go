@@ -3,6 +3,7 @@ package openai
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -187,6 +188,14 @@ func FuzzResponseEvent(f *testing.F) {
 		}
 		ReadResponse(data)
 		FindResponseUsage(data)
+		if seq, ok := EventSequence(data); ok {
+			var ev struct {
+				Seq json.Number `json:"sequence_number"`
+			}
+			if err := json.Unmarshal(data, &ev); err != nil || ev.Seq.String() != strconv.FormatInt(seq, 10) {
+				t.Fatalf("sequence %d of %q", seq, data)
+			}
+		}
 	})
 }
 

@@ -17,8 +17,11 @@ func TestRetryFutile(t *testing.T) {
 		want   bool
 	}{
 		{429, time.Minute, false, false},
-		{429, time.Minute + 999*time.Microsecond, false, false}, // retry-after-ms 60000: honoured
-		{429, time.Minute + time.Millisecond, false, true},
+		{429, time.Minute + time.Millisecond, false, false}, // past Node's bound, within Python's and Go's
+		{429, 90 * time.Second, false, false},
+		{429, 2 * time.Minute, false, false},
+		{429, 2*time.Minute + 999*time.Microsecond, false, false}, // retry-after-ms 120000: honoured
+		{429, 2*time.Minute + time.Millisecond, false, true},
 		{503, time.Hour, false, true},
 		{500, 0, false, false},
 		{507, 0, true, true},
@@ -41,7 +44,8 @@ func TestWriteErrorSaysWhenRetryIsFutile(t *testing.T) {
 		want string
 	}{
 		{&Error{Status: 507, Code: "storage_full", Final: true}, "false"},
-		{&Error{Status: 429, Code: "rate_limit_exceeded", RetryAfter: 2 * time.Minute}, "false"},
+		{&Error{Status: 429, Code: "rate_limit_exceeded", RetryAfter: 3 * time.Minute}, "false"},
+		{&Error{Status: 429, Code: "rate_limit_exceeded", RetryAfter: 2 * time.Minute}, ""},
 		{&Error{Status: 429, Code: "rate_limit_exceeded", RetryAfter: 2 * time.Second}, ""},
 		{&Error{Status: 502, Code: "upstream_error", RetryAfter: time.Second}, ""},
 		{&Error{Status: 400, Code: "invalid_value", Final: true}, ""},

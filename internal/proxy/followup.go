@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -41,7 +42,10 @@ type FollowUpResult struct {
 // response) is drained and the next backend asked, and a backend that
 // cannot be reached is skipped; without, the first backend's answer is
 // relayed whatever it is. Each backend's head must come within
-// Timeouts.FirstByte, the whole within Timeouts.Total.
+// Timeouts.FirstByte, the whole within Timeouts.Total. A redirect is
+// never relayed (it would send the client, and its key, wherever the
+// backend points, as relay's reasoning for inference goes): it is
+// ErrBadAnswer, and a probe asks the next backend.
 func (f *Forwarder) Ask(ctx context.Context, w http.ResponseWriter, in *FollowUp, backends []*endpoint.Backend, probe bool) (res FollowUpResult) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -57,6 +61,15 @@ func (f *Forwarder) Ask(ctx context.Context, w http.ResponseWriter, in *FollowUp
 		if err != nil {
 			res.Err = classifyTransportError(err, context.Cause(actx))
 			acancel(nil)
+			if probe && ctx.Err() == nil {
+				continue
+			}
+			return res
+		}
+		if resp.StatusCode/100 == 3 {
+			drain(resp.Body)
+			acancel(nil)
+			res.Err = fmt.Errorf("%w: a %d redirect", ErrBadAnswer, resp.StatusCode)
 			if probe && ctx.Err() == nil {
 				continue
 			}

@@ -225,7 +225,7 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 		out = outcome.Failure
 		res.Err = readFailure(actx, readErr)
 		if stream {
-			f.sendStreamError(w, res.Err, in)
+			f.sendStreamError(w, res.Err, in, nil)
 		}
 	} else if clientGone {
 		res.Err = context.Canceled
@@ -255,9 +255,10 @@ type clientWriter struct {
 func (c clientWriter) Write(p []byte) (int, error) { return c.f.toClient(c.w, c.wd, p) }
 
 // sendStreamError ends a committed stream with an in-band error event, as
-// OpenAI does: the status line is gone.
-func (f *Forwarder) sendStreamError(w http.ResponseWriter, err error, in *Request) {
-	w.Write(midStreamError(err, in.RequestID).SSEEvent())
+// OpenAI does: the status line is gone. chk is the stream's check (nil for
+// one relayed unchecked), which says the event's shape.
+func (f *Forwarder) sendStreamError(w http.ResponseWriter, err error, in *Request, chk *sseCheck) {
+	w.Write(chk.streamErrorEvent(midStreamError(err, in.RequestID)))
 	if flusher, ok := w.(http.Flusher); ok {
 		flusher.Flush()
 	}

@@ -23,6 +23,10 @@ import (
 //   - usage is the final event's response.usage (input_tokens and
 //     output_tokens), or the JSON answer's top-level usage, read as
 //     prompt and completion tokens;
+//   - a stream the gateway must cut after its first token (the backend
+//     died, went idle, sent a malformed event) ends with that API's own
+//     "error" event, numbered after the last event relayed, not chat's
+//     error object (streamErrorEvent);
 //   - the response's id (the first event carrying the response, or the
 //     JSON answer's "id") is reported in Result.ResponseID, so the
 //     gateway can send follow-ups to the backend that holds it.
@@ -38,6 +42,10 @@ type respEvents struct {
 	id         string
 	usage      openai.Usage
 	usageKnown bool
+	// seq is the last event's sequence_number (seqKnown: one came), so
+	// the gateway's own error event, if the stream breaks, numbers on.
+	seq      int64
+	seqKnown bool
 }
 
 // maxHeldLifecycle bounds the lifecycle events held before the first
@@ -48,6 +56,9 @@ const maxHeldLifecycle = 256 << 10
 // acceptResponses reads one valid event of a Responses API stream.
 func (s *sseCheck) acceptResponses(data []byte) {
 	kind, resp := openai.ResponseEvent(data)
+	if n, ok := openai.EventSequence(data); ok {
+		s.resp.seq, s.resp.seqKnown = n, true
+	}
 	switch kind {
 	case openai.EventLifecycle:
 		if s.resp.id == "" && resp != nil {
@@ -65,4 +76,14 @@ func (s *sseCheck) acceptResponses(data []byte) {
 	default:
 		s.resp.output = true
 	}
+}
+
+// streamErrorEvent is the in-band error that ends a committed stream the
+// gateway cut: a Responses stream's own "error" event, numbered after the
+// last event relayed; chat's error object otherwise.
+func (s *sseCheck) streamErrorEvent(e *openai.Error) []byte {
+	if s == nil || s.api != openai.APIResponses {
+		return e.SSEEvent()
+	}
+	return e.ResponsesErrorEvent(s.resp.seq+1, s.resp.seqKnown)
 }

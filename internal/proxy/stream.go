@@ -94,7 +94,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	if fail != nil {
 		out = outcome.Failure
 		res.Err = fail
-		f.sendStreamError(w, fail, in)
+		f.sendStreamError(w, fail, in, &chk)
 	} else if clientGone {
 		res.Err = context.Canceled
 	}

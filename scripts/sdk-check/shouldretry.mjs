@@ -12,9 +12,10 @@ async function attempt(name, fn) {
   try { await fn(); outcome = 'ok'; } catch (e) { outcome = `${e.status} ${e.code ?? e.error?.code ?? ''}`.trim(); }
   console.log(`${name} | ${outcome} | requests sent ${sent - before} | ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
-// A limit refilling in 2 minutes: the 429 says Retry-After: 120 and
-// x-should-retry: false; without the header the SDK would retry twice on
-// its 0.5-8 s backoff (it honours a Retry-After only up to 60 s).
+// A limit refilling in 10 minutes: the 429 says Retry-After: 600 and
+// x-should-retry: false (sent past 2 minutes); without the header the SDK
+// would retry twice on its 0.5-8 s backoff (it honours a Retry-After only
+// up to 60 s).
 const slow = client('sk-slow');
 await attempt('slow limit, first', () => chat(slow));
 await attempt('slow limit, second', () => chat(slow));

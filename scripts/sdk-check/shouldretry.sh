@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drives a running Sluice with the official OpenAI Node SDK, unmodified, and
 # counts the requests it sends for answers that carry x-should-retry: false
-# (a rate limit refilling in 2 minutes, a 409 from the Batch API) and for
+# (a rate limit refilling in 10 minutes, a 409 from the Batch API) and for
 # one that does not (a limit refilling in 2 s). Needs node + npm.
 # Usage: scripts/sdk-check/shouldretry.sh   (starts a simulator and a gateway itself)
 set -euo pipefail
@@ -17,7 +17,7 @@ auth:
 rate_limits:
   per_key: {requests: "rate=30r/m"}
   keys:
-    sk-slow: {requests: "rate=0.5r/m"}
+    sk-slow: {requests: "rate=0.1r/m"}
     sk-batch: {requests: "off"}
 models:
   - name: m
