@@ -145,7 +145,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
-		WebhooksSigned: cfg.Queue.WebhookSecret != ""}
+		WebhooksSigned: cfg.Queue.WebhookSecret != "", ResponseIDsRedis: responseIDsRedis(cfg)}
 	if wall {
 		gwOpts.Now = nil // the gateway then knows its clock is the sockets' (gateway.Options.Now)
 	}
@@ -473,6 +473,7 @@ func (a *App) release() {
 		cut, cancel := context.WithCancel(context.Background())
 		cancel() // Run gave them the grace already: what is left is cut now
 		a.deps.Background.Wait(cut)
+		a.gw.Close() // the Responses ids' Redis writer, after the requests that feed it
 		a.deps.Transport.CloseIdle()
 		a.reloadMu.Lock()
 		a.built.Retire(nil)

@@ -160,7 +160,7 @@ func (fu *followUp) ask(in *proxy.FollowUp) {
 	g, rt := fu.g, fu.rt
 	var backends []*endpoint.Backend
 	probe := true
-	if o, ok := g.owners.lookup(fu.id); ok {
+	if o, ok := g.owners.lookup(fu.r.Context(), fu.id); ok {
 		if !o.shownTo(fu.tenant) {
 			fu.notFound()
 			return
@@ -200,7 +200,7 @@ func (fu *followUp) ask(in *proxy.FollowUp) {
 	case ok && probe:
 		// Found by asking: its backend is remembered, its owner is not
 		// known (shownTo anyone, as before).
-		g.owners.remember(fu.id, respOwner{backend: res.Backend.Name()})
+		g.owners.remember(fu.id, respOwner{backend: res.Backend.Name(), probed: true})
 	}
 }
 

@@ -76,6 +76,9 @@ type Options struct {
 	// ids, a day.
 	ResponseIDs   int
 	ResponseIDTTL time.Duration
+	// ResponseIDsRedis, when not nil, is the Redis through which replicas
+	// share those ids (respredis.go); its writer runs until Close.
+	ResponseIDsRedis *ResponseIDsRedis
 }
 
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
@@ -171,11 +174,16 @@ func New(rt *Runtime, opt Options) *Gateway {
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
 	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
 	opt.Registry.MustRegister(scaling.NewCollector(g.signals))
-	g.owners = newRespOwners(opt.Registry, opt.ResponseIDs, opt.ResponseIDTTL, g.now)
+	g.owners = newRespOwners(opt.Registry, opt.ResponseIDs, opt.ResponseIDTTL, g.now, opt.ResponseIDsRedis)
 	g.followUps = newFollowUpCounter(opt.Registry)
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	return g
 }
+
+// Close stops what New started beside the runtime: the writer of the
+// Responses ids to Redis (after its last writes, within its timeout) and
+// its connection. Call it once requests are done; idempotent.
+func (g *Gateway) Close() { g.owners.close() }
 
 // SetJobs installs the job queue's HTTP layer once the queue is connected.
 func (g *Gateway) SetJobs(h *batchapi.Handler) { g.jobs.Store(h) }

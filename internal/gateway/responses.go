@@ -62,7 +62,7 @@ func (g *Gateway) acceptResponses(x *exchange) bool {
 		return false
 	}
 	if prev := x.resp.PreviousResponseID; prev != "" {
-		if o, ok := g.owners.lookup(prev); ok {
+		if o, ok := g.owners.lookup(x.ctx(), prev); ok {
 			if !o.shownTo(x.id.tenant) {
 				x.refuse(previousNotFound(prev))
 				return false

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -454,7 +455,7 @@ func TestResponsesFollowUpsRateLimited(t *testing.T) {
 func TestRespOwnersBounded(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	now := time.Unix(1e9, 0)
-	o := newRespOwners(reg, 10, time.Hour, func() time.Time { return now })
+	o := newRespOwners(reg, 10, time.Hour, func() time.Time { return now }, nil)
 	for i := 0; i < 200; i++ {
 		o.remember(fmt.Sprintf("resp_%d", i), respOwner{backend: "a"})
 	}
@@ -467,11 +468,11 @@ func TestRespOwnersBounded(t *testing.T) {
 	}
 	// The TTL, on the gateway's clock.
 	o.remember("resp_new", respOwner{backend: "b"})
-	if _, ok := o.lookup("resp_new"); !ok {
+	if _, ok := o.lookup(context.Background(), "resp_new"); !ok {
 		t.Fatal("a fresh id forgotten")
 	}
 	now = now.Add(time.Hour + time.Second)
-	if _, ok := o.lookup("resp_new"); ok {
+	if _, ok := o.lookup(context.Background(), "resp_new"); ok {
 		t.Fatal("an id past its TTL still known")
 	}
 	if ev := promtest.Value(t, reg, "sluice_responses_ids_evicted_total", "expired"); ev != 1 {

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -27,11 +29,19 @@ const (
 // an id is looked up, on the gateway's clock: an otter expiry policy would
 // run a clean-up goroutine nobody owns. It outlives reloads: backends are
 // named, not pointed to. Safe for concurrent use.
+//
+// With Redis (Options.ResponseIDsRedis), what the gateway relays is also
+// written there (respredis.go), and an id the map does not know, or knows
+// only from probing (no owner recorded), is asked of Redis before the
+// backends: replicas then share owners, and the tenant check holds on all
+// of them. Redis away, the map behaves as without it.
 type respOwners struct {
 	c       *otter.Cache[string, respOwner]
 	ttl     time.Duration
 	now     func() time.Time
 	expired prometheus.Counter
+	shared  *sharedOwners // nil without Redis
+	closed  sync.Once
 }
 
 // respOwner is where a response lives and whose it is.
@@ -41,9 +51,14 @@ type respOwner struct {
 	// was not (anyone may ask), or when the gateway found it by probing.
 	tenant string
 	at     time.Time // when it was remembered
+	// probed: found by asking the backends, so no owner is recorded; not
+	// shared, and Redis is still asked (another replica may know it).
+	probed bool
 }
 
-func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration, now func() time.Time) *respOwners {
+// newRespOwners builds the map; shared, when not nil, is the Redis the
+// replicas share it through (its writer runs until close).
+func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration, now func() time.Time, shared *ResponseIDsRedis) *respOwners {
 	if maxIDs <= 0 {
 		maxIDs = defaultResponseIDs
 	}
@@ -70,16 +85,38 @@ func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration, now
 		Help: "Response ids the gateway remembers with the backend that made them (bounded by the map's size; " +
 			"expired ones until looked up or pushed out)."},
 		func() float64 { return float64(c.EstimatedSize()) }))
+	if shared != nil {
+		o.shared = newSharedOwners(reg, *shared, ttl, now)
+	}
 	return o
 }
 
+// remember notes id's owner; one the gateway relayed (not probed) is
+// also written to Redis, after the caller's answer and without waiting.
 func (o *respOwners) remember(id string, owner respOwner) {
 	owner.at = o.now()
 	o.c.Set(id, owner)
+	if o.shared != nil && !owner.probed && saneResponseID(id) {
+		o.shared.set(id, owner)
+	}
 }
 
-// lookup is the owner of id, if remembered within the TTL.
-func (o *respOwners) lookup(id string) (respOwner, bool) {
+// lookup is the owner of id, if remembered within the TTL, here or (when
+// not here, or only probed here) in Redis, asked within its timeout.
+func (o *respOwners) lookup(ctx context.Context, id string) (respOwner, bool) {
+	owner, ok := o.local(id)
+	if (ok && !owner.probed) || o.shared == nil || !saneResponseID(id) {
+		return owner, ok
+	}
+	if s, found := o.shared.get(ctx, id); found {
+		o.c.Set(id, s) // with the time it was made: it expires here when it does there
+		return s, true
+	}
+	return owner, ok
+}
+
+// local is the owner of id in this replica's map, if within the TTL.
+func (o *respOwners) local(id string) (respOwner, bool) {
 	owner, ok := o.c.GetIfPresent(id)
 	if ok && o.now().Sub(owner.at) > o.ttl {
 		if _, gone := o.c.Invalidate(id); gone {
@@ -90,4 +127,20 @@ func (o *respOwners) lookup(id string) (respOwner, bool) {
 	return owner, ok
 }
 
-func (o *respOwners) forget(id string) { o.c.Invalidate(id) }
+// forget drops id (deleted on its backend), here and in Redis.
+func (o *respOwners) forget(id string) {
+	o.c.Invalidate(id)
+	if o.shared != nil && saneResponseID(id) {
+		o.shared.del(id)
+	}
+}
+
+// close stops the Redis writer, if any, after its last writes; later
+// writes are dropped. Idempotent.
+func (o *respOwners) close() {
+	o.closed.Do(func() {
+		if o.shared != nil {
+			o.shared.close()
+		}
+	})
+}
