@@ -459,7 +459,6 @@ func TestRespOwnersBounded(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		o.remember(fmt.Sprintf("resp_%d", i), respOwner{backend: "a"})
 	}
-	o.c.CleanUp()
 	if n := promtest.Value(t, reg, "sluice_responses_ids", ""); n > 10 {
 		t.Fatalf("%v ids kept, bound 10", n)
 	}
@@ -477,6 +476,66 @@ func TestRespOwnersBounded(t *testing.T) {
 	}
 	if ev := promtest.Value(t, reg, "sluice_responses_ids_evicted_total", "expired"); ev != 1 {
 		t.Fatalf("%v expiries counted, want 1", ev)
+	}
+}
+
+// TestRespOwnersKeepTheNewest: under a steady stream of responses, the
+// ids just relayed are the ones follow-ups and continuations are about
+// to name, so each must be remembered until the bound's newer ids push it
+// out, oldest first, whatever was looked up before. A W-TinyLFU cache
+// (otter, used before) admits a new id past its small window only if it
+// was used more often than the oldest one it would replace: ids seen once
+// were turned away at random, and one just remembered could be gone at
+// once (TestRespOwnersBounded failed so under a -race run with load).
+func TestRespOwnersKeepTheNewest(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	now := time.Unix(1e9, 0)
+	const bound = 1000
+	o := newRespOwners(reg, bound, time.Hour, func() time.Time { return now }, nil)
+	for i := 0; i < bound; i++ { // the first ids, each looked up often: an LFU keeps these
+		id := fmt.Sprintf("old_%d", i)
+		o.remember(id, respOwner{backend: "a"})
+		for range 5 {
+			o.lookup(context.Background(), id)
+		}
+	}
+	for i := 0; i < 20*bound; i++ {
+		id := fmt.Sprintf("resp_%d", i)
+		o.remember(id, respOwner{backend: "b"})
+		if _, ok := o.local(id); !ok {
+			t.Fatalf("id %d forgotten as soon as remembered", i)
+		}
+		if i >= bound/2 { // half a bound back: still among the newest
+			if _, ok := o.local(fmt.Sprintf("resp_%d", i-bound/2)); !ok {
+				t.Fatalf("id %d forgotten %d ids later, bound %d", i-bound/2, bound/2, bound)
+			}
+		}
+	}
+	if _, ok := o.local("old_0"); ok {
+		t.Fatal("the oldest id outlived 20 bounds of newer ones")
+	}
+	if n := promtest.Value(t, reg, "sluice_responses_ids", ""); n != bound {
+		t.Fatalf("%v ids kept, want the bound %d", n, bound)
+	}
+	if ev := promtest.Value(t, reg, "sluice_responses_ids_evicted_total", "size"); ev != 20*bound {
+		t.Fatalf("%v size evictions, want %d", ev, 20*bound)
+	}
+	// A forgotten id (a DELETE) leaves its slot in the ring until the ring
+	// comes round to it; an id remembered again takes the newest slot, and
+	// its old slot, recycled, does not take it away.
+	o.forget("resp_19999")
+	o.remember("resp_19998", respOwner{backend: "c"}) // pushes out resp_19000
+	for i := 0; i < bound-2; i++ {                    // push out resp_19001 to resp_19998's old slot
+		o.remember(fmt.Sprintf("new_%d", i), respOwner{backend: "d"})
+	}
+	if got, ok := o.local("resp_19998"); !ok || got.backend != "c" {
+		t.Fatalf("an id remembered again: %+v %v", got, ok)
+	}
+	if _, ok := o.local("resp_19997"); ok {
+		t.Fatal("resp_19997 outlived a bound of newer ids")
+	}
+	if n := promtest.Value(t, reg, "sluice_responses_ids", ""); n != bound-1 { // resp_19999's slot holds no id
+		t.Fatalf("%v ids kept after the forget, want %d", n, bound-1)
 	}
 }
 

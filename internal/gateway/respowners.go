@@ -2,11 +2,9 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
-	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,11 +21,10 @@ const (
 // relayed, the backend that made it (engines keep a stored response in
 // their own memory, so its follow-ups and previous_response_id must go
 // there) and, when auth is on, the tenant it was made for (the only one
-// it is shown to). Bounded in count (W-TinyLFU, otter) and in age, so it
+// it is shown to). Bounded in count (the newest ids: ownerFIFO) and in age, so it
 // costs no more than its bound whatever the traffic; an id it no longer
 // knows is found by asking the backends (followup.go). Age is checked when
-// an id is looked up, on the gateway's clock: an otter expiry policy would
-// run a clean-up goroutine nobody owns. It outlives reloads: backends are
+// an id is looked up, on the gateway's clock: no clean-up goroutine. It outlives reloads: backends are
 // named, not pointed to. Safe for concurrent use.
 //
 // With Redis (Options.ResponseIDsRedis), what the gateway relays is also
@@ -36,7 +33,7 @@ const (
 // backends: replicas then share owners, and the tenant check holds on all
 // of them. Redis away, the map behaves as without it.
 type respOwners struct {
-	c       *otter.Cache[string, respOwner]
+	c       *ownerFIFO
 	ttl     time.Duration
 	now     func() time.Time
 	expired prometheus.Counter
@@ -68,23 +65,19 @@ func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration, now
 	evicted := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_evicted_total",
 		Help: "Response ids the gateway forgot before a DELETE, by reason: size (the map's bound) or expired (its TTL). " +
 			"Their follow-ups are found by asking the backends in turn."}, []string{"reason"})
-	size := evicted.WithLabelValues("size")
-	c, err := otter.New(&otter.Options[string, respOwner]{
-		MaximumSize: maxIDs,
-		OnAtomicDeletion: func(ev otter.DeletionEvent[string, respOwner]) { // synchronous: counted when it happens
-			if ev.Cause == otter.CauseOverflow {
-				size.Inc()
-			}
-		},
+	size, expired := evicted.WithLabelValues("size"), evicted.WithLabelValues("expired")
+	c := newOwnerFIFO(maxIDs, func(old respOwner) { // pushed out by the bound: counted by what ended it first
+		if now().Sub(old.at) > ttl {
+			expired.Inc()
+		} else {
+			size.Inc()
+		}
 	})
-	if err != nil {
-		panic(fmt.Sprintf("gateway: response owner map: %v", err)) // only for options out of range, fixed above
-	}
-	o := &respOwners{c: c, ttl: ttl, now: now, expired: evicted.WithLabelValues("expired")}
+	o := &respOwners{c: c, ttl: ttl, now: now, expired: expired}
 	reg.MustRegister(evicted, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids",
 		Help: "Response ids the gateway remembers with the backend that made them (bounded by the map's size; " +
 			"expired ones until looked up or pushed out)."},
-		func() float64 { return float64(c.EstimatedSize()) }))
+		func() float64 { return float64(c.len()) }))
 	if shared != nil {
 		o.shared = newSharedOwners(reg, *shared, ttl, now)
 	}
@@ -95,7 +88,7 @@ func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration, now
 // also written to Redis, after the caller's answer and without waiting.
 func (o *respOwners) remember(id string, owner respOwner) {
 	owner.at = o.now()
-	o.c.Set(id, owner)
+	o.c.set(id, owner)
 	if o.shared != nil && !owner.probed && saneResponseID(id) {
 		o.shared.set(id, owner)
 	}
@@ -109,7 +102,7 @@ func (o *respOwners) lookup(ctx context.Context, id string) (respOwner, bool) {
 		return owner, ok
 	}
 	if s, found := o.shared.get(ctx, id); found {
-		o.c.Set(id, s) // with the time it was made: it expires here when it does there
+		o.c.set(id, s) // with the time it was made: it expires here when it does there
 		return s, true
 	}
 	return owner, ok
@@ -117,9 +110,9 @@ func (o *respOwners) lookup(ctx context.Context, id string) (respOwner, bool) {
 
 // local is the owner of id in this replica's map, if within the TTL.
 func (o *respOwners) local(id string) (respOwner, bool) {
-	owner, ok := o.c.GetIfPresent(id)
+	owner, ok := o.c.get(id)
 	if ok && o.now().Sub(owner.at) > o.ttl {
-		if _, gone := o.c.Invalidate(id); gone {
+		if o.c.forget(id) {
 			o.expired.Inc()
 		}
 		return respOwner{}, false
@@ -129,7 +122,7 @@ func (o *respOwners) local(id string) (respOwner, bool) {
 
 // forget drops id (deleted on its backend), here and in Redis.
 func (o *respOwners) forget(id string) {
-	o.c.Invalidate(id)
+	o.c.forget(id)
 	if o.shared != nil && saneResponseID(id) {
 		o.shared.del(id)
 	}
