@@ -116,3 +116,21 @@ func TestJudgeSignalsAndBounds(t *testing.T) {
 		}
 	}
 }
+
+// The response id map grows all run by design (ids live 24 h): it is judged
+// against its fixed 100k bound, not by its slope, and fails heading past it.
+func TestJudgeResponseIDsAgainstTheirBound(t *testing.T) {
+	grow := func(from, step float64) []seriesVerdict {
+		var ys []float64
+		for i := range 50 {
+			ys = append(ys, from+float64(i)*step)
+		}
+		return judge(samplesOf("sluice_responses_ids", ys...))
+	}
+	if v := grow(0, 40); v[0].judged != "bound" || !v[0].pass || v[0].allowed != 100_000 {
+		t.Fatalf("2000 ids over a run: %+v", v[0])
+	}
+	if v := grow(60_000, 800); v[0].pass {
+		t.Fatalf("ids heading past 100k passed: %+v", v[0])
+	}
+}
