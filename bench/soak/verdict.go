@@ -90,7 +90,12 @@ func isSignal(name string) bool {
 // bounds are the resource gauges with a bound of their own on /metrics:
 // filling up to it is the design (a cache or memo warming), so they are
 // judged against the bound, not the slope.
-var bounds = map[string]string{"sluice_request_memo_bodies": "sluice_request_memo_capacity"}
+// The job store keeps every job's record for queue.retention (a week) up
+// to queue.max_store_bytes: a soak sees it fill, by design.
+var bounds = map[string]string{
+	"sluice_request_memo_bodies": "sluice_request_memo_capacity",
+	"sluice_jobs_store_bytes":    "sluice_jobs_store_limit_bytes",
+}
 
 // fixedBounds are the bounded gauges whose bound is not on /metrics: the
 // gateway's response id → backend map holds at most 100k ids

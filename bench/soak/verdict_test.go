@@ -134,3 +134,29 @@ func TestJudgeResponseIDsAgainstTheirBound(t *testing.T) {
 		t.Fatalf("ids heading past 100k passed: %+v", v[0])
 	}
 }
+
+// The job store fills with a week's job records (the 12-05 soak's 705 jobs:
+// 32 KB → 980 KB, +469 KB over the second half, a FAIL on the 256 KiB
+// slope floor): judged against queue.max_store_bytes instead.
+func TestJudgeJobStoreAgainstItsLimit(t *testing.T) {
+	var s []sample
+	for i := range 50 {
+		s = append(s, sample{at: time.Duration(i) * 30 * time.Second, values: map[string]float64{
+			"sluice_jobs_store_bytes":       32_000 + float64(i)*19_000,
+			"sluice_jobs_store_limit_bytes": 10 << 30,
+		}})
+	}
+	for _, v := range judge(s) {
+		if v.name == "sluice_jobs_store_bytes" && (v.judged != "bound" || !v.pass) {
+			t.Fatalf("job store far under its limit: %+v", v)
+		}
+	}
+	for i := range s {
+		s[i].values["sluice_jobs_store_limit_bytes"] = 1 << 20
+	}
+	for _, v := range judge(s) {
+		if v.name == "sluice_jobs_store_bytes" && v.pass {
+			t.Fatalf("job store heading past its limit passed: %+v", v)
+		}
+	}
+}
