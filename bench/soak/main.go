@@ -13,7 +13,9 @@
 // listener and a per-address rate limit so that bursts get 429s). The
 // traffic: chat completions plain and streamed, completions, embeddings,
 // identical deterministic prompts (cache hits, coalescing), clients that go
-// away mid-stream, slow readers, async jobs polled to their end; every
+// away mid-stream, slow readers, async jobs polled to their end, the
+// Responses API (12%: plain and streamed, a third continuing a recent
+// response, half read back with GET and input_items, some deleted); every
 // second tick a 40-request burst from one address (429s), every fourth a
 // 120-stream burst (queue refusals), both on connections not kept alive;
 // a Batch API batch at 25% and 60%; the config file rewritten every
@@ -132,11 +134,14 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 				return
 			}
 			r.killSim(1)
+			d.resp.disturb()
 			event("sim1 killed")
 			if !sleep(runCtx, 20*time.Second) {
 				return
 			}
-			if err := r.startSim(context.WithoutCancel(runCtx), 1); err != nil {
+			err := r.startSim(context.WithoutCancel(runCtx), 1)
+			d.resp.disturb() // a restarted simulator holds no response
+			if err != nil {
 				event("sim1 restart: %v", err)
 			} else {
 				event("sim1 restarted")
@@ -175,6 +180,9 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 			if err := r.reload(); err != nil {
 				event("reload: %v", err)
 			}
+			if !r.extraBackendOn {
+				d.resp.disturb() // the ids the extra simulator holds left the pool with it
+			}
 		}
 		// The bursts run to their end after the run's: their answers are counted.
 		switch {
@@ -207,6 +215,7 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	fmt.Printf("\noutcomes:\n%s\n", d.summary())
 	fmt.Println("verdict: growth over the second half (slope x its length) against max(floor, 10% of its median)")
 	ok := printVerdict(os.Stdout, judge(samples))
+	ok = d.respSummary(os.Stdout) && ok
 	fmt.Printf("\nidle, no traffic, driver's connections closed (profiles in %s/{before,after}-*):\n", dir)
 	// The chaos suite's leak target: goroutines and fds back within 5%,
 	// fds without the keep-alive pool to the backends (a bounded cache:

@@ -33,6 +33,7 @@ type driver struct {
 
 	mu       sync.Mutex
 	outcomes map[string]int // "kind status" -> count
+	resp     respState      // the Responses traffic's ids and failures
 	wg       sync.WaitGroup
 }
 
@@ -132,24 +133,26 @@ func (d *driver) one(ctx context.Context) {
 	defer cancel()
 	p := d.intn(100)
 	switch {
-	case p < 22:
+	case p < 16:
 		d.post(rctx, c, "chat", "/v1/chat/completions", chatBody(d.prompt(), 16, false, false), nil, readAll)
-	case p < 40:
+	case p < 34:
 		d.post(rctx, c, "chat-stream", "/v1/chat/completions", chatBody(d.prompt(), 32, true, false), nil, readAll)
-	case p < 48:
+	case p < 42:
 		body := fmt.Sprintf(`{"model":"sim-model","prompt":%q,"max_tokens":16,"stream":%v}`, d.prompt(), d.intn(2) == 0)
 		d.post(rctx, c, "completion", "/v1/completions", body, nil, readAll)
-	case p < 58:
+	case p < 52:
 		input := fmt.Sprintf("fixed input %d", d.intn(5)) // half repeated: cache hits
 		if d.intn(2) == 0 {
 			input = d.prompt()
 		}
 		d.post(rctx, c, "embedding", "/v1/embeddings", fmt.Sprintf(`{"model":"sim-model","input":%q}`, input), nil, readAll)
-	case p < 75:
+	case p < 63:
 		// Identical deterministic prompts: hits, and coalesced flights when
 		// two are in flight together.
 		prompt := fmt.Sprintf("repeated prompt number %d about the gateway", d.intn(6))
 		d.post(rctx, c, "cached", "/v1/chat/completions", chatBody(prompt, 24, d.intn(2) == 0, true), nil, readAll)
+	case p < 75:
+		d.responses(rctx, c)
 	case p < 83:
 		d.post(rctx, c, "disconnect", "/v1/chat/completions", chatBody(d.prompt(), 128, true, false), nil, readThenCut(cancel))
 	case p < 88:

@@ -116,3 +116,47 @@ func TestJudgeSignalsAndBounds(t *testing.T) {
 		}
 	}
 }
+
+// The response id map grows all run by design (ids live 24 h): it is judged
+// against its fixed 100k bound, not by its slope, and fails heading past it.
+func TestJudgeResponseIDsAgainstTheirBound(t *testing.T) {
+	grow := func(from, step float64) []seriesVerdict {
+		var ys []float64
+		for i := range 50 {
+			ys = append(ys, from+float64(i)*step)
+		}
+		return judge(samplesOf("sluice_responses_ids", ys...))
+	}
+	if v := grow(0, 40); v[0].judged != "bound" || !v[0].pass || v[0].allowed != 100_000 {
+		t.Fatalf("2000 ids over a run: %+v", v[0])
+	}
+	if v := grow(60_000, 800); v[0].pass {
+		t.Fatalf("ids heading past 100k passed: %+v", v[0])
+	}
+}
+
+// The job store fills with a week's job records (the 12-05 soak's 705 jobs:
+// 32 KB → 980 KB, +469 KB over the second half, a FAIL on the 256 KiB
+// slope floor): judged against queue.max_store_bytes instead.
+func TestJudgeJobStoreAgainstItsLimit(t *testing.T) {
+	var s []sample
+	for i := range 50 {
+		s = append(s, sample{at: time.Duration(i) * 30 * time.Second, values: map[string]float64{
+			"sluice_jobs_store_bytes":       32_000 + float64(i)*19_000,
+			"sluice_jobs_store_limit_bytes": 10 << 30,
+		}})
+	}
+	for _, v := range judge(s) {
+		if v.name == "sluice_jobs_store_bytes" && (v.judged != "bound" || !v.pass) {
+			t.Fatalf("job store far under its limit: %+v", v)
+		}
+	}
+	for i := range s {
+		s[i].values["sluice_jobs_store_limit_bytes"] = 1 << 20
+	}
+	for _, v := range judge(s) {
+		if v.name == "sluice_jobs_store_bytes" && v.pass {
+			t.Fatalf("job store heading past its limit passed: %+v", v)
+		}
+	}
+}

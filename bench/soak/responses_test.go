@@ -1,0 +1,61 @@
+package main
+
+import "testing"
+
+func TestRespOutcome(t *testing.T) {
+	for _, c := range []struct {
+		followUp, retryAfter, disturbed bool
+		status                          int
+		want                            string
+	}{
+		{false, false, false, 200, "ok"},
+		{true, false, true, 200, "ok"},
+		{false, true, false, 429, "overload"},
+		{false, true, false, 503, "overload"},
+		{false, false, false, 503, "failure"}, // no Retry-After, no kill
+		{true, false, false, 404, "failure"},  // the id was lost with its backend up: misrouted or forgotten
+		{true, false, false, 400, "failure"},
+		{true, false, true, 404, "kill"},
+		{true, false, true, 400, "kill"},
+		{true, false, true, 502, "kill"},
+		{false, false, true, 0, "kill"},
+		{false, false, false, 0, "failure"},
+		{false, false, true, 404, "failure"}, // a fresh POST names no id
+		{true, false, true, 500, "failure"},
+	} {
+		if got := respOutcome(c.followUp, c.status, c.retryAfter, c.disturbed); got != c.want {
+			t.Errorf("respOutcome(followUp %v, %d, retryAfter %v, disturbed %v) = %s, want %s",
+				c.followUp, c.status, c.retryAfter, c.disturbed, got, c.want)
+		}
+	}
+}
+
+func TestStreamIDNeedsTheFinalEvent(t *testing.T) {
+	full := "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n" +
+		"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"a \"}\n\n" +
+		"event: response.incomplete\ndata: {\"type\":\"response.incomplete\",\"response\":{\"id\":\"resp_1\"}}\n\n"
+	if id, final := streamID([]byte(full)); id != "resp_1" || !final {
+		t.Fatalf("streamID = %q, %v", id, final)
+	}
+	cut := full[:len(full)-80]
+	if _, final := streamID([]byte(cut)); final {
+		t.Fatalf("a cut stream had its final event")
+	}
+}
+
+func TestRespStateRingKeepsTheLast16(t *testing.T) {
+	var s respState
+	for i := range 40 {
+		s.add(respID{id: string(rune('a' + i))})
+	}
+	if len(s.recent) != 16 {
+		t.Fatalf("ring holds %d", len(s.recent))
+	}
+	seen := map[string]bool{}
+	for _, r := range s.recent {
+		seen[r.id] = true
+	}
+	if seen["a"] || !seen[string(rune('a'+39))] {
+		t.Fatalf("ring %v", s.recent)
+	}
+}
