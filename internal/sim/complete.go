@@ -233,14 +233,18 @@ func (rs *respState) stream() {
 	}
 }
 
-// write sends and flushes b; a failure means the client is gone.
-func (rs *respState) write(rc *http.ResponseController, b []byte) bool {
-	if _, err := rs.w.Write(b); err != nil {
-		rs.s.st.cancelled.Add(1)
+// write sends and flushes b (Server.send).
+func (rs *respState) write(rc *http.ResponseController, b []byte) bool { return rs.s.send(rs.w, rc, b) }
+
+// send writes and flushes b, a stream's next events; a failure means the
+// client is gone, and is counted as a cancel.
+func (s *Server) send(w http.ResponseWriter, rc *http.ResponseController, b []byte) bool {
+	if _, err := w.Write(b); err != nil {
+		s.st.cancelled.Add(1)
 		return false
 	}
 	if err := rc.Flush(); err != nil {
-		rs.s.st.cancelled.Add(1)
+		s.st.cancelled.Add(1)
 		return false
 	}
 	return true

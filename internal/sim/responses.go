@@ -226,15 +226,5 @@ func (rr *respRun) stream() {
 	}
 }
 
-// write sends and flushes b; a failure means the client is gone.
-func (rr *respRun) write(rc *http.ResponseController, b []byte) bool {
-	if _, err := rr.w.Write(b); err != nil {
-		rr.s.st.cancelled.Add(1)
-		return false
-	}
-	if err := rc.Flush(); err != nil {
-		rr.s.st.cancelled.Add(1)
-		return false
-	}
-	return true
-}
+// write sends and flushes b (Server.send).
+func (rr *respRun) write(rc *http.ResponseController, b []byte) bool { return rr.s.send(rr.w, rc, b) }
