@@ -145,8 +145,11 @@ func (s *sink) Update(set []endpoint.Spec) {
 	}
 	s.r.sets[s.i] = set
 	s.r.carried = nil
+	// The gauge is set under the lock: two sources reporting at once
+	// would otherwise write their sizes in either order, leaving the
+	// gauge at the older one.
+	s.m.metrics.updated(s.model, len(s.m.setLocked(s.model)))
 	s.m.mu.Unlock()
-	s.m.metrics.updated(s.model, len(s.m.Set(s.model)))
 	s.m.log.Info("discovery: backend set changed", "model", s.model, "source", s.i, "backends", len(set))
 	s.m.signal()
 }
