@@ -213,6 +213,9 @@ func TestModelEndpointsAdmission(t *testing.T) {
 	be := newGatedBackend(t)
 	cfg := testConfig(be.URL)
 	cfg.Models[0].Backends[0].MaxConcurrency = 1
+	// A long objective (its delay target a quarter of it): the queued
+	// rerank must outwait the tokenize below on a loaded machine.
+	cfg.Admission.MaxWait = config.Duration(2 * time.Minute)
 	srv, gw := startGateway(t, cfg)
 	t.Cleanup(be.open)
 	q := gw.Runtime().Pools["m1"].queue
