@@ -8,8 +8,9 @@ import (
 // ModelEndpoint is one of the model-addressed JSON endpoints beyond the
 // chat family and the Responses API: vLLM's pooling family (rerank, score,
 // classify, pooling), its tokenizer endpoints, and OpenAI's moderations.
-// Each takes a JSON object naming a model and answers one JSON object; none
-// streams. The zero value is none of them.
+// Each takes a JSON object naming a model (the audio endpoints: a
+// multipart form) and answers one JSON object; none streams through the
+// gateway. The zero value is none of them.
 type ModelEndpoint uint8
 
 const (
@@ -30,6 +31,11 @@ const (
 	EndpointTokenize
 	// EndpointDetokenize: /detokenize (tokens). Runs on the server's CPU.
 	EndpointDetokenize
+	// EndpointTranscriptions: /v1/audio/transcriptions, multipart/form-data
+	// (ParseMultipartRequest).
+	EndpointTranscriptions
+	// EndpointTranslations: /v1/audio/translations, as transcriptions.
+	EndpointTranslations
 )
 
 // EndpointOf is the endpoint served at path, or EndpointNone: the paths
@@ -50,6 +56,10 @@ func EndpointOf(path string) ModelEndpoint {
 		return EndpointTokenize
 	case "/detokenize":
 		return EndpointDetokenize
+	case "/v1/audio/transcriptions":
+		return EndpointTranscriptions
+	case "/v1/audio/translations":
+		return EndpointTranslations
 	}
 	return EndpointNone
 }
@@ -57,6 +67,12 @@ func EndpointOf(path string) ModelEndpoint {
 // CPUOnly reports whether the endpoint's work is done on the server's CPU
 // (its tokenizer), never in the engine's batch on the GPU.
 func (e ModelEndpoint) CPUOnly() bool { return e == EndpointTokenize || e == EndpointDetokenize }
+
+// Multipart reports whether the endpoint's body is multipart/form-data
+// (ParseMultipartRequest), not JSON (ParseEndpointRequest).
+func (e ModelEndpoint) Multipart() bool {
+	return e == EndpointTranscriptions || e == EndpointTranslations
+}
 
 // inputField is a field whose text the server feeds the model (or its
 // tokenizer), read for its type and size.
@@ -113,7 +129,8 @@ var endpointSpecs = [...]endpointSpec{
 // could not matter (admission.EstimateCost saturates far below it).
 const maxInputBytes = 1 << 40
 
-// ParseEndpointRequest reads a request to endpoint e (not EndpointNone):
+// ParseEndpointRequest reads a request to a JSON endpoint e (not
+// EndpointNone, not Multipart):
 // its model, and inputBytes, the bytes of text the server will prefill (a
 // rerank's query once per document, a score's single text_1 once per
 // text_2), from which admission estimates its tokens. The scan is
@@ -133,6 +150,9 @@ func ParseEndpointRequest(e ModelEndpoint, body []byte) (p Peek, inputBytes int,
 	}
 	if trimmed[0] != '{' {
 		return p, 0, ErrNotObject
+	}
+	if int(e) >= len(endpointSpecs) || e == EndpointNone {
+		return p, 0, BadRequest("invalid_request", "this endpoint does not take a JSON body")
 	}
 	spec := &endpointSpecs[e]
 	var (
