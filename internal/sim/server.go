@@ -103,6 +103,8 @@ func (s *Server) routes() {
 	} {
 		m.HandleFunc("POST "+path, s.handlePool(kind))
 	}
+	m.HandleFunc("POST /v1/audio/transcriptions", s.handleAudio)
+	m.HandleFunc("POST /v1/audio/translations", s.handleAudio)
 	m.HandleFunc("POST /v1/responses", s.handleResponses)
 	m.HandleFunc("GET /v1/responses/{id}", s.handleGetResponse)
 	m.HandleFunc("DELETE /v1/responses/{id}", s.handleDeleteResponse)
