@@ -6,16 +6,19 @@ import (
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
-// The model-addressed JSON endpoints beyond the chat family and the
-// Responses API (openai.ModelEndpoint: vLLM's rerank, score, classify,
-// pooling, tokenize and detokenize, OpenAI's moderations) take the one
-// chain every inference request takes: identify, parse (their own strict
-// peek), limit, admit, route to a backend of the named model, forward,
-// record. They differ from it in three places only:
+// The model-addressed endpoints beyond the chat family and the Responses
+// API (openai.ModelEndpoint: vLLM's rerank, score, classify, pooling,
+// tokenize and detokenize, OpenAI's moderations, and the audio
+// transcriptions and translations) take the one chain every inference
+// request takes: identify, parse (their own strict peek: JSON, or the
+// audio endpoints' multipart form), limit, admit, route to a backend of
+// the named model, forward, record. They differ from it in three places
+// only:
 //
 //   - Their admission estimate is prefill only: the input's bytes (a
 //     rerank's query once per document) over 4, no answer tokens. They
-//     generate none.
+//     generate none. (Audio: its prefill estimated from the file's size,
+//     and the default answer: endpointCost.)
 //   - They are never cached nor coalesced. Their answers are deterministic
 //     for a model, but the cache's key and replay are embeddings' and
 //     completions' (a tenant's scope, a stream replayed as JSON): nobody
@@ -30,8 +33,21 @@ import (
 // admitted: see upstreamCall.cpuOnly.
 
 // parseEndpoint is the parse stage's peek for x.ep: the model, and the
-// input's size for the admission estimate (x.epInput).
+// input's size for the admission estimate (x.epInput): the bytes of text
+// the server prefills, or an audio request's file bytes.
 func (x *exchange) parseEndpoint() (*cache.Parsed, error) {
+	if x.ep.Multipart() {
+		peek, a, err := openai.ParseMultipartRequest(x.r.Header.Get("Content-Type"), x.body.Bytes())
+		if err != nil {
+			return nil, err
+		}
+		x.epInput = a.FileBytes
+		// A fallback pool's model is written into the body it forwards
+		// (proxy: openai.ReplaceModel), which only a JSON body allows:
+		// an audio request is served by the model it names or refused.
+		x.id.fallback = false
+		return &cache.Parsed{Peek: peek}, nil
+	}
 	peek, n, err := openai.ParseEndpointRequest(x.ep, x.body.Bytes())
 	if err != nil {
 		return nil, err
@@ -46,8 +62,16 @@ func (x *exchange) parseEndpoint() (*cache.Parsed, error) {
 // no engine time (cpuOnly), so it is charged to the rate limits as a
 // request, not as the tokens it counts.
 func (x *exchange) endpointCost() float64 {
-	if x.ep.CPUOnly() {
+	switch {
+	case x.ep.CPUOnly():
 		return 1
+	case x.ep.Multipart():
+		// Whisper encodes 50 positions per second of audio, and a
+		// compressed file holds about 16 kB a second (128 kbit/s; a
+		// 16 kHz WAV twice that): bytes/320 tokens of prefill, which
+		// EstimateCost takes as bytes over 4. The answer is text of
+		// unknown length: the default answer's tokens.
+		return admission.EstimateCost(x.epInput/80, 0, x.rt.Config.Admission.DefaultMaxTokens)
 	}
 	return admission.EstimateCost(x.epInput, 0, 0)
 }

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"encoding/json"
+	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -262,5 +264,105 @@ func TestModelEndpointsAdmission(t *testing.T) {
 	resp = post(t, srv.URL+"/tokenize", `{"model":"m1","prompt":"q"}`)
 	if readAll(t, resp); resp.StatusCode != 200 || resp.Header.Get("X-Sluice-Queue-Time") != "" {
 		t.Fatalf("tokenize: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// audioForm builds a multipart/form-data body of the fields in order
+// ("file" gets a file part) and returns its Content-Type.
+func audioForm(t *testing.T, fields ...string) (string, string) {
+	t.Helper()
+	var b strings.Builder
+	w := multipart.NewWriter(&b)
+	for i := 0; i+1 < len(fields); i += 2 {
+		var err error
+		if fields[i] == "file" {
+			var fw io.Writer
+			if fw, err = w.CreateFormFile("file", "a.mp3"); err == nil {
+				_, err = io.WriteString(fw, fields[i+1])
+			}
+		} else {
+			err = w.WriteField(fields[i], fields[i+1])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return w.FormDataContentType(), b.String()
+}
+
+func TestAudioEndpoints(t *testing.T) {
+	srv, _, _, sims := twoModelSims(t, func(c *config.Config) {
+		c.RateLimits.PerKey = config.RateRule{Requests: limitPtr(t, "rate=1r/m burst=4 nodelay")}
+	})
+	audio := strings.Repeat("x", 6400)
+	for _, path := range []string{"/v1/audio/transcriptions", "/v1/audio/translations"} {
+		ct, body := audioForm(t, "file", audio, "model", "m2", "language", "en", "response_format", "verbose_json")
+		before := sims["m2"].Stats().PromptTokens
+		resp := post(t, srv.URL+path, body, "Content-Type", ct, "Authorization", "Bearer k")
+		got := readAll(t, resp)
+		if resp.StatusCode != 200 || !strings.Contains(got, `"text":"`) || resp.Header.Get("X-Sluice-Model") != "m2" ||
+			resp.Header.Get("X-Sluice-Queue-Time") == "" || resp.Header.Get("X-Ratelimit-Remaining-Requests") == "" {
+			t.Fatalf("%s: %d %v %s", path, resp.StatusCode, resp.Header, got)
+		}
+		if d := sims["m2"].Stats().PromptTokens - before; d != 20 {
+			t.Fatalf("%s: m2 prefilled %d tokens, want the file's 6400/320", path, d)
+		}
+	}
+	for _, c := range []struct {
+		fields      []string
+		ct          string
+		status      int
+		code, param string
+	}{
+		{[]string{"file", "x"}, "", 400, "missing_model", "model"},
+		{[]string{"file", "x", "model", "m9"}, "", 404, "model_not_found", "model"},
+		{[]string{"model", "m2"}, "", 400, "missing_required_parameter", "file"},
+		{[]string{"file", "x", "model", "m2", "stream", "true"}, "", 400, "unsupported_value", "stream"},
+		{[]string{"file", "x", "model", "m2", "response_format", "srt"}, "", 400, "unsupported_value", "response_format"},
+		{[]string{"file", "x", "model", "m2"}, "application/json", 400, "invalid_content_type", "Content-Type"},
+	} {
+		ct, body := audioForm(t, c.fields...)
+		if c.ct != "" {
+			ct = c.ct
+		}
+		resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+		got := readAll(t, resp)
+		if code, param := errParam(t, got); resp.StatusCode != c.status || code != c.code || param != c.param {
+			t.Errorf("%q: %d %s", c.fields, resp.StatusCode, got)
+		}
+	}
+	if n := sims["m1"].Stats().Requests; n != 0 {
+		t.Fatalf("m1's backend saw %d requests", n)
+	}
+}
+
+func TestAudioTakesNoFallback(t *testing.T) {
+	// A fallback's model is written into a JSON body; a form keeps the
+	// model it names, so an audio request is never sent to a fallback.
+	s := sim.New(sim.Config{Model: "m2", DecodeStepBase: time.Millisecond})
+	t.Cleanup(s.Close)
+	fb := httptest.NewServer(s)
+	t.Cleanup(fb.Close)
+	cfg := testConfig(closedURL(t))
+	cfg.Health.MaxFails = 1
+	cfg.Models[0].Fallbacks = []string{"m2"}
+	cfg.Models = append(cfg.Models, config.Model{Name: "m2", Backends: []config.Backend{{URL: fb.URL}}})
+	srv, _ := startGateway(t, cfg)
+	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody)) // ejects m1's only backend
+	resp := post(t, srv.URL+"/v1/chat/completions", chatBody)
+	if body := readAll(t, resp); resp.StatusCode != 200 || resp.Header.Get("X-Sluice-Model") != "m2" {
+		t.Fatalf("chat: %d %s", resp.StatusCode, body)
+	}
+	ct, body := audioForm(t, "file", "x", "model", "m1")
+	resp = post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+	got := readAll(t, resp)
+	if _, code, _ := apiErr(t, got); resp.StatusCode != 503 || code != "no_healthy_backend" {
+		t.Fatalf("audio for m1: %d %s", resp.StatusCode, got)
+	}
+	if n := s.Stats().Requests; n != 1 {
+		t.Fatalf("the fallback's backend saw %d requests, want the chat only", n)
 	}
 }
