@@ -19,11 +19,13 @@ import (
 //     rerank's query once per document) over 4, no answer tokens. They
 //     generate none. (Audio: its prefill estimated from the file's size,
 //     and the default answer: endpointCost.)
-//   - They are never cached nor coalesced. Their answers are deterministic
-//     for a model, but the cache's key and replay are embeddings' and
-//     completions' (a tenant's scope, a stream replayed as JSON): nobody
-//     has shown them exactly as safe for these shapes, and a rerank or a
-//     tokenize is cheap to recompute.
+//   - They are never cached nor coalesced, whatever the cache rules say.
+//     Their answers are deterministic for a model, but the cache's key,
+//     its determinism test and its replay (a stream re-encoded as JSON and
+//     back) were built and checked for completions and embeddings; nobody
+//     has shown them as safe for these shapes (a moderation's verdict, a
+//     form's file), and a rerank or a tokenize is cheap next to the
+//     generation the cache saves.
 //   - Prefer: respond-async is ignored (RFC 7240 lets a server ignore a
 //     preference): they answer in milliseconds to seconds, and the job
 //     entries (the in-process runner, `sluice worker`, the Batch API)
