@@ -131,7 +131,7 @@ func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, c *upstre
 			}
 			continue // straight to the next fallback
 		}
-		if p.queue == nil {
+		if p.queue == nil || c.cpuOnly { // a tokenizer call takes no engine slot (upstreamCall.cpuOnly)
 			return p, nil, nil
 		}
 		t, err := c.acquire(ctx, p.queue, req)

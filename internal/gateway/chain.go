@@ -78,6 +78,11 @@ type exchangeState struct {
 	// respPin names the backend that made the response a Responses API
 	// request continues (previous_response_id), when the gateway knows it.
 	respPin string
+	// ep is the model-addressed endpoint the request is to (rerank,
+	// tokenize, ...: endpoints.go), EndpointNone for the chat family and
+	// the Responses API; epInput is its input's bytes (parseEndpoint).
+	ep      openai.ModelEndpoint
+	epInput int
 	pool    *Pool
 	cost    float64 // admission.EstimateCost of the request (parse stage)
 	// limited: rl is set (a charge to settle); called: call is set.
@@ -128,14 +133,16 @@ func (g *Gateway) serve(x *exchange) {
 }
 
 // handle runs r through the chain with its answer going to w; job is nil
-// for a request from the public listener. It returns once the client has
+// for a request from the public listener; ep is the model-addressed
+// endpoint r is to (openai.EndpointOf its path), EndpointNone for the
+// chat family and the Responses API. It returns once the client has
 // the whole answer or was cut, though the backend and the request's slots
 // may be released before that (read-ahead: proxy/readahead.go).
 // Exchanges are reused: nothing keeps one once the chain has run (flights
 // copy what they keep). start is g.now() at arrival; vals back the answer
 // header values the chain sets (answerValues); memo is the connection's
 // netguard.ConnMemo (nil: none).
-func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, start time.Time, vals *answerValues, memo *atomic.Value) {
+func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, ep openai.ModelEndpoint, start time.Time, vals *answerValues, memo *atomic.Value) {
 	x, _ := g.exchanges.Get().(*exchange)
 	if x == nil {
 		x = new(exchange)
@@ -146,7 +153,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, s
 	w.Header()[headerRequestID] = vals.id[:]
 	// x is zero (new, or cleared by release): set only what is known, not
 	// a whole new exchange, which would clear its ~1KB once more.
-	x.w, x.r, x.rt, x.job, x.vals, x.connMemo = w, r, g.rt.Load(), job, vals, memo
+	x.w, x.r, x.rt, x.job, x.vals, x.connMemo, x.ep = w, r, g.rt.Load(), job, vals, memo, ep
 	x.rec.id, x.rec.path, x.rec.start = reqID, r.URL.Path, start
 	defer g.release(x)
 	if job != nil {
@@ -256,7 +263,9 @@ func (s parseStage) serve(x *exchange) bool {
 	}
 	x.body = body
 	var parsed *cache.Parsed
-	if x.r.URL.Path == pathResponses { // a length compare for the other paths
+	if x.ep != openai.EndpointNone {
+		parsed, err = x.parseEndpoint()
+	} else if x.r.URL.Path == pathResponses { // a length compare for the other paths
 		parsed, err = x.parseResponses()
 	} else {
 		parsed, err = x.rt.parse(body.Bytes())
@@ -285,6 +294,10 @@ func (s parseStage) serve(x *exchange) bool {
 		return false
 	}
 	// The admission estimate, read by the demand and limit stages.
+	if x.ep != openai.EndpointNone {
+		x.cost = x.endpointCost() // prefill only
+		return true
+	}
 	x.cost = admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)
 	return true
 }
@@ -296,7 +309,7 @@ func (s parseStage) serve(x *exchange) bool {
 type enqueueStage struct{ g *Gateway }
 
 func (s enqueueStage) serve(x *exchange) bool {
-	if x.job != nil || !x.ctl.async {
+	if x.job != nil || !x.ctl.async || x.ep != openai.EndpointNone { // a preference they ignore (endpoints.go)
 		return true
 	}
 	x.rec.status = s.g.acceptAsync(x.w, x.r, x.body.Bytes(), x.parsed.Peek, x.id)
@@ -341,10 +354,11 @@ func (s limitStage) serve(x *exchange) bool {
 type cacheStage struct{ g *Gateway }
 
 func (s cacheStage) serve(x *exchange) bool {
-	if x.resp != nil {
+	if x.resp != nil || x.ep != openai.EndpointNone {
 		// Never cached nor coalesced: each response has its own id, one
 		// stored has effects on its backend, and one that continues
-		// another depends on more than its body.
+		// another depends on more than its body; the model-addressed
+		// endpoints are left out until shown as safe (endpoints.go).
 		c := x.upstream(cachePlan{})
 		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
 		return true
@@ -379,6 +393,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.cost, c.plan = x.cost, plan
 	c.pin = x.respPin
 	c.keepID = x.resp != nil && x.resp.Store
+	c.cpuOnly = x.ep.CPUOnly()
 	return c
 }
 

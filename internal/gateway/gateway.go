@@ -241,7 +241,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	w = &gd.sendWriter
 	switch path := r.URL.Path; path {
 	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", pathResponses:
-		g.handle(w, r, nil, start, &gd.vals, connMemo(r, a))
+		g.handle(w, r, nil, openai.EndpointNone, start, &gd.vals, connMemo(r, a))
 	case "/v1/models":
 		setRequestID(w, r)
 		g.serveModels(w, r)
@@ -257,6 +257,10 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	default:
 		if g.queueOn && batchapi.IsRoute(path) {
 			g.serveJobsAPI(w, r) // sets its own X-Request-Id
+			return
+		}
+		if ep := openai.EndpointOf(path); ep != openai.EndpointNone { // rerank, tokenize, ...: endpoints.go
+			g.handle(w, r, nil, ep, start, &gd.vals, connMemo(r, a))
 			return
 		}
 		if strings.HasPrefix(path, pathResponses+"/") {

@@ -54,7 +54,7 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 	start := g.now()
 	gd := g.guard(w, r2, start, framing.BodyReceived(r2))
 	defer gd.body.Restore()
-	g.handle(&gd.sendWriter, r2, jc, start, &gd.vals, netguard.ConnMemo(r2.Context()))
+	g.handle(&gd.sendWriter, r2, jc, openai.EndpointNone, start, &gd.vals, netguard.ConnMemo(r2.Context()))
 }
 
 // assertedJob reads the job call a worker's request asserts.

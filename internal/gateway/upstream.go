@@ -42,6 +42,21 @@ type upstreamCall struct {
 	// its id is remembered (responses.go); one not stored has no
 	// follow-ups.
 	keepID bool
+	// cpuOnly: a tokenizer request (/tokenize, /detokenize), which takes
+	// no admission ticket (rt.admit). The admission queue meters the
+	// engine: its capacity is the sum of the backends' concurrency limits
+	// and its cost unit the tokens a request prefills and decodes. A
+	// tokenizer request runs on the server's API process (vLLM answers it
+	// from the tokenizer, on the CPU) and never enters the engine's batch:
+	// queued behind generation it would wait seconds for a slot it does
+	// not use, and its ticket would keep a generation request out. It is
+	// still identified, rate-limited (as a request) and routed to a
+	// backend of its model by the pool's policy. It does hold a backend
+	// slot (max_concurrency counts requests outstanding on the backend)
+	// for its milliseconds: with every slot taken it waits for the next
+	// one to free, ahead of the queue's waiters, within the bound of any
+	// first pick (saturated.go), then is refused pool_saturated.
+	cpuOnly bool
 }
 
 // forward sends the call to a backend of served and relays the answer to w.

@@ -48,7 +48,7 @@ type counters struct {
 
 // Stats is a snapshot of the server's counters, for tests and /metrics.
 type Stats struct {
-	Requests          int64   // inference requests received (chat, completions, responses, embeddings), rejected ones included
+	Requests          int64   // inference requests received (chat, completions, responses, embeddings, pooling, tokenizer), rejected ones included
 	Completed         int64   // requests answered in full
 	Rejected503       int64   // turned away because the waiting queue was full
 	Cancelled         int64   // the client went away before the answer was complete
@@ -96,6 +96,15 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/chat/completions", s.handleCompletion(kindChat))
 	m.HandleFunc("POST /v1/completions", s.handleCompletion(kindCompletion))
 	m.HandleFunc("POST /v1/embeddings", s.handleEmbeddings)
+	for path, kind := range map[string]poolKind{
+		"/v1/rerank": poolRerank, "/rerank": poolRerank, "/v2/rerank": poolRerank,
+		"/v1/score": poolScore, "/score": poolScore, "/classify": poolClassify, "/pooling": poolPooling,
+		"/v1/moderations": poolModerations, "/tokenize": poolTokenize, "/detokenize": poolDetokenize,
+	} {
+		m.HandleFunc("POST "+path, s.handlePool(kind))
+	}
+	m.HandleFunc("POST /v1/audio/transcriptions", s.handleAudio)
+	m.HandleFunc("POST /v1/audio/translations", s.handleAudio)
 	m.HandleFunc("POST /v1/responses", s.handleResponses)
 	m.HandleFunc("GET /v1/responses/{id}", s.handleGetResponse)
 	m.HandleFunc("DELETE /v1/responses/{id}", s.handleDeleteResponse)

@@ -1,0 +1,124 @@
+package openai
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"strconv"
+	"strings"
+)
+
+// The audio endpoints (EndpointTranscriptions, EndpointTranslations) take
+// multipart/form-data: a "file" part with the audio and form fields, of
+// which the gateway reads "model" (to route), "stream" and
+// "response_format" (what the answer will be), and the file's size (the
+// admission estimate). The body has been read whole already, within
+// max_body_bytes, so the scan's memory is bounded by the bytes received:
+// a part's content is skipped as it is read, never copied, and a field's
+// value is read up to maxFieldBytes.
+
+// maxFieldBytes bounds a form field's value the gateway reads: a model
+// name, a boolean, a format.
+const maxFieldBytes = 1024
+
+// AudioPeek is what the gateway reads of an audio request beyond Peek.
+type AudioPeek struct {
+	// FileBytes is the size of the "file" part's content.
+	FileBytes int
+}
+
+// audioActedOn are the form fields the gateway reads, refused twice or in
+// another case as actedOn are.
+var audioActedOn = [...]string{"model", "file", "stream", "response_format"}
+
+// ParseMultipartRequest reads an audio request: contentType is the
+// request's Content-Type (multipart/form-data with its boundary), body
+// the whole body. It returns the model (Peek.Model, "" when absent) and
+// the file's size; every error is an *Error (400) naming the field. The
+// gateway relays JSON answers only, so "stream" must not be true and
+// "response_format" must be json or verbose_json (or absent).
+func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek, err error) {
+	mt, params, perr := mime.ParseMediaType(contentType)
+	if perr != nil || mt != "multipart/form-data" || params["boundary"] == "" {
+		e := BadRequest("invalid_content_type", "the request must be multipart/form-data with a boundary")
+		e.Param = "Content-Type"
+		return p, a, e
+	}
+	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	var seen uint8
+	for {
+		part, nerr := mr.NextPart()
+		if errors.Is(nerr, io.EOF) {
+			break
+		}
+		if nerr != nil {
+			return p, a, badMultipart()
+		}
+		name := part.FormName()
+		idx := -1
+		for i, f := range audioActedOn {
+			if name == f {
+				idx = i
+			} else if strings.EqualFold(name, f) {
+				return p, a, ambiguousKey(name, f)
+			}
+		}
+		if idx < 0 {
+			if _, err := io.Copy(io.Discard, part); err != nil {
+				return p, a, badMultipart()
+			}
+			continue
+		}
+		if seen&(1<<idx) != 0 {
+			return p, a, duplicateKey(name)
+		}
+		seen |= 1 << idx
+		if name == "file" {
+			n, err := io.Copy(io.Discard, part)
+			if err != nil {
+				return p, a, badMultipart()
+			}
+			a.FileBytes = int(n)
+			continue
+		}
+		v, err := io.ReadAll(io.LimitReader(part, maxFieldBytes+1))
+		if err != nil {
+			return p, a, badMultipart()
+		}
+		if len(v) > maxFieldBytes {
+			e := BadRequest("invalid_value", name+" is longer than "+strconv.Itoa(maxFieldBytes)+" bytes")
+			e.Param = name
+			return p, a, e
+		}
+		switch name {
+		case "model":
+			p.Model = string(v)
+		case "stream":
+			switch string(v) {
+			case "true", "True", "1":
+				e := BadRequest("unsupported_value", "streamed transcriptions are not relayed by the gateway; leave stream unset or false")
+				e.Param = "stream"
+				return p, a, e
+			case "false", "False", "0", "":
+			default:
+				return p, a, typeError("stream", "a boolean")
+			}
+		case "response_format":
+			if s := string(v); s != "json" && s != "verbose_json" && s != "" {
+				e := BadRequest("unsupported_value", "response_format must be json or verbose_json through the gateway, which relays JSON answers only")
+				e.Param = "response_format"
+				return p, a, e
+			}
+		}
+	}
+	if seen&(1<<1) == 0 {
+		return p, a, missingParam("file", "file is required")
+	}
+	return p, a, nil
+}
+
+func badMultipart() *Error {
+	return BadRequest("invalid_multipart", "We could not parse the multipart/form-data body of your request")
+}
