@@ -120,10 +120,13 @@ func followUpRoute(escaped string) (id, sub string, ok bool) {
 func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, start time.Time, memo *atomic.Value) {
 	reqID := requestID(r)
 	w.Header()[headerRequestID] = []string{reqID}
-	id, sub, ok := followUpRoute(r.URL.EscapedPath())
+	escaped := r.URL.EscapedPath()
+	id, sub, ok := followUpRoute(escaped)
 	allowed, allow, known := followUpMethod(sub, r.Method)
 	if !ok || !known {
-		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+r.URL.Path))
+		// The path as sent: decoded, /v1/responses%2Fx would read as a
+		// follow-up's.
+		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+escaped))
 		return
 	}
 	if !allowed {
