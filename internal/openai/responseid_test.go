@@ -52,3 +52,16 @@ func FuzzIDScan(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkIDScan: a 1 MiB answer whose id is last, in the relay's
+// 32 KiB reads.
+func BenchmarkIDScan(b *testing.B) {
+	body := []byte(`{"object":"response","output":[{"type":"message","content":[{"type":"output_text","text":"` +
+		strings.Repeat(`word \"quoted\" `, 1<<16) + `"}]}],"usage":{"input_tokens":1,"output_tokens":2},"id":"resp_1"}`)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if scanID(body, 32<<10) != "resp_1" {
+			b.Fatal("no id")
+		}
+	}
+}
