@@ -332,6 +332,10 @@ func (b *build) forward() error {
 			FirstByte:  cfg.Timeouts.FirstByte.D(),
 			StreamIdle: cfg.Timeouts.StreamIdle.D(),
 			Total:      cfg.Timeouts.Total.D(),
+			// A follow-up's probe is a small read of a backend's memory:
+			// the time a backend is given to accept a connection is ample
+			// for its answer, and first_byte is sized for prefill.
+			Probe: cfg.Timeouts.Connect.D(),
 		},
 		Attempts:      cfg.Retry.Attempts,
 		Budget:        proxy.NewBudget(cfg.Retry.BudgetRatio, cfg.Retry.MinPerSecond),

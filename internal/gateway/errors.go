@@ -75,6 +75,10 @@ func apiError(err error, model string) *openai.Error {
 	case errors.Is(err, proxy.ErrBadAnswer):
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_bad_response",
 			Message: "a backend" + forModel(model) + " sent a malformed answer", RetryAfter: upstreamRetry}
+	case errors.Is(err, proxy.ErrProbeTimeout):
+		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
+			Message:    "a backend did not answer within the bound of a follow-up (timeouts.connect); it may hold the response",
+			RetryAfter: upstreamRetry}
 	case errors.Is(err, proxy.ErrFirstTokenTimeout):
 		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
 			Message: "the backend did not start the stream within its time-to-first-token bound"}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -26,10 +27,19 @@ import (
 //
 // The backend is the one the id map names (respowners.go) when it is
 // still configured. An id the map does not know (evicted, expired, made
-// before a restart or through another replica) is asked of the backends
-// in turn, at most maxProbes of them, each within timeouts.first_byte and
-// all within timeouts.total: the first that does not answer 404 is
-// relayed; when all do, the gateway answers 404 itself.
+// before a restart or through another replica) is asked of the backends,
+// at most maxProbes of them, a few at a time, each within its own short
+// bound (proxy.Forwarder.Ask: timeouts.connect, never past first_byte),
+// all within timeouts.total: the first that answers anything but a 404 is
+// relayed and the others are cancelled; when all answer 404 the gateway
+// answers 404 itself; when some could not answer (unreachable, hung, a
+// 5xx) and the rest said 404, a 5xx with Retry-After: the response may be
+// on one of those, and a 404 would tell the client it is gone.
+//
+// The path is read escaped (r.URL.EscapedPath), as OpenAI routes: an id
+// is one segment, so /v1/responses/a%2Finput_items names the response
+// "a/input_items" (not a's input items), which is no id any backend
+// makes: the 400 OpenAI answers for an id outside its alphabet.
 //
 // Isolation: with auth on, a response the map knows is shown only to the
 // tenant it was made for; any other gets the 404 of an unknown id. That is
@@ -60,30 +70,73 @@ func followUpMethod(sub, method string) (allowed bool, allow string, ok bool) {
 }
 
 // saneResponseID: an id a backend could have made (bounded, printable,
-// no path or query characters), safe to quote in an error. Not "." or
-// "..": sent on as a path segment, a dot segment would name another of
-// the backend's URLs (/v1/responses/.. is /v1), not a response.
+// no path or query characters), safe to quote in an error and to send on
+// as a path segment as it is. The check is looser than OpenAI's alphabet
+// (letters, digits, _ and -), so that an engine's id with a '.' or ':'
+// still reaches its backend; every character it refuses is outside that
+// alphabet.
 func saneResponseID(id string) bool {
-	return id != "" && id != "." && id != ".." && len(id) <= 256 && printable(id) && !strings.ContainsAny(id, "/?#%\"\\")
+	return id != "" && len(id) <= maxResponseID && printable(id) && !strings.ContainsAny(id, "/?#%\"\\")
 }
 
-// serveFollowUp serves a request about the stored response named by rest,
-// the path after /v1/responses/.
-func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, rest string, start time.Time, memo *atomic.Value) {
+// maxResponseID bounds an id (vLLM's and OpenAI's are under 100 bytes).
+const maxResponseID = 256
+
+// invalidResponseID is OpenAI's 400 for an id that is no id (an id
+// outside its alphabet, or too long; vLLM answers an id it could not
+// have made with a 400 naming response_id too), in OpenAI's words.
+func invalidResponseID(id string) *openai.Error {
+	if len(id) > maxResponseID {
+		return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "string_above_max_length",
+			Param: "response_id", Message: fmt.Sprintf("Invalid 'response_id': string too long. Expected a string with "+
+				"maximum length %d, but got a string with length %d instead.", maxResponseID, len(id))}
+	}
+	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value", Param: "response_id",
+		Message: "Invalid 'response_id': '" + id + "'. Expected an ID that contains letters, numbers, underscores, or dashes, " +
+			"but this value contained additional characters."}
+}
+
+// followUpRoute reads a follow-up's escaped path: the id (unescaped, one
+// segment) and the route below it ("", "input_items" or "cancel"); ok is
+// false for a path that names no response (another route, a trailing
+// slash, a dot segment, which sent on would name another of the
+// backend's URLs: /v1/responses/.. is /v1).
+func followUpRoute(escaped string) (id, sub string, ok bool) {
+	rest, found := strings.CutPrefix(escaped, pathResponses+"/")
+	if !found {
+		return "", "", false // /v1%2Fresponses/…: the decoded path matched, the escaped one does not
+	}
+	rawID, rawSub, slash := strings.Cut(rest, "/")
+	id, err1 := url.PathUnescape(rawID)
+	sub, err2 := url.PathUnescape(rawSub)
+	if err1 != nil || err2 != nil || slash && sub == "" || id == "" || id == "." || id == ".." {
+		return "", "", false
+	}
+	return id, sub, true
+}
+
+// serveFollowUp serves a request about a stored response (its path is
+// below /v1/responses/).
+func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, start time.Time, memo *atomic.Value) {
 	reqID := requestID(r)
 	w.Header()[headerRequestID] = []string{reqID}
-	id, sub, slash := strings.Cut(rest, "/")
-	allowed, allow, ok := followUpMethod(sub, r.Method)
-	// A trailing slash (/v1/responses/{id}/) is no route: sent on, the
-	// backend's own router answers it (a text/plain 404 from vLLM's).
-	if !ok || slash && sub == "" || !saneResponseID(id) {
-		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+r.URL.Path))
+	escaped := r.URL.EscapedPath()
+	id, sub, ok := followUpRoute(escaped)
+	allowed, allow, known := followUpMethod(sub, r.Method)
+	if !ok || !known {
+		// The path as sent: decoded, /v1/responses%2Fx would read as a
+		// follow-up's.
+		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+escaped))
 		return
 	}
 	if !allowed {
 		w.Header().Set("Allow", allow)
 		writeError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
 			Code: "method_not_allowed", Message: "use " + allow + " for " + r.URL.Path})
+		return
+	}
+	if !saneResponseID(id) {
+		writeError(w, invalidResponseID(id))
 		return
 	}
 	rt := g.rt.Load()
@@ -102,7 +155,13 @@ func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, rest str
 		fu.refuse(apiError(proxy.ErrBodyTooLarge, ""))
 		return
 	}
-	in := &proxy.FollowUp{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body,
+	// The path sent on is rebuilt from the id read: the same route the
+	// client named, whatever escapes it used.
+	path := pathResponses + "/" + id
+	if sub != "" {
+		path += "/" + sub
+	}
+	in := &proxy.FollowUp{Method: r.Method, Path: path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body,
 		RequestID: reqID, ForwardedFor: fu.from.forwardedFor}
 	fu.ask(in)
 }
@@ -121,10 +180,14 @@ type followUp struct {
 	status  int
 	outcome string
 	backend string
+	probes  proxy.ProbeTally
 }
 
 // identify is the chain's identify and limit stages for a follow-up: the
-// caller's credential, then one request charged to its rate limits.
+// caller's credential, then one request charged to its rate limits. One,
+// however many backends are probed: the probes are the gateway's doing
+// (it does not remember the id), not the client's, and a client cannot
+// make them more than maxProbes.
 func (fu *followUp) identify(memo *atomic.Value) bool {
 	rt := fu.rt
 	fu.from = rt.tenants.client(fu.r, memo)
@@ -173,6 +236,7 @@ func (fu *followUp) ask(in *proxy.FollowUp) {
 		backends = rt.probeOrder()
 	}
 	res := rt.forwarder.Ask(fu.r.Context(), fu.w, in, backends, probe)
+	fu.probes = res.Probes
 	if res.Backend != nil {
 		fu.backend = res.Backend.Name()
 	}
@@ -185,6 +249,13 @@ func (fu *followUp) ask(in *proxy.FollowUp) {
 		e := apiError(res.Err, "")
 		if res.Err == nil {
 			e = apiError(proxy.ErrNoBackend, "")
+		}
+		if probe && e.Status >= 500 && e.RetryAfter == 0 {
+			// A probe that failed is a backend that may hold the response
+			// and could not say: worth asking again shortly.
+			c := *e
+			c.RetryAfter = upstreamRetry
+			e = &c
 		}
 		fu.status = e.Status
 		writeError(fu.w, e)
@@ -212,7 +283,7 @@ func (fu *followUp) notFound() {
 // log counts the follow-up and writes its access line.
 func (fu *followUp) log(reqID string) {
 	if fu.outcome != "" {
-		fu.g.followUps.WithLabelValues(fu.outcome).Inc()
+		fu.g.followUps.count(fu.outcome, fu.probes)
 	}
 	if !fu.rt.Config.Log.Access || !fu.g.log.Enabled(context.Background(), slog.LevelInfo) {
 		return

@@ -141,7 +141,7 @@ type Gateway struct {
 	// owners are the Responses API ids relayed and their backends
 	// (respowners.go); followUps counts their follow-ups (responses.go).
 	owners    *respOwners
-	followUps *prometheus.CounterVec
+	followUps followUpMetrics
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -175,7 +175,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
 	opt.Registry.MustRegister(scaling.NewCollector(g.signals))
 	g.owners = newRespOwners(opt.Registry, opt.ResponseIDs, opt.ResponseIDTTL, g.now, opt.ResponseIDsRedis)
-	g.followUps = newFollowUpCounter(opt.Registry)
+	g.followUps = newFollowUpMetrics(opt.Registry)
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	return g
 }
@@ -264,7 +264,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 			return
 		}
 		if strings.HasPrefix(path, pathResponses+"/") {
-			g.serveFollowUp(w, r, path[len(pathResponses)+1:], start, connMemo(r, a)) // sets its own X-Request-Id
+			g.serveFollowUp(w, r, start, connMemo(r, a)) // sets its own X-Request-Id
 			return
 		}
 		setRequestID(w, r)

@@ -137,14 +137,40 @@ func (g *Gateway) rememberResponse(rt *Runtime, c *upstreamCall, res *proxy.Resu
 // whose address changes, could not keep).
 func (t *tenants) authOn() bool { return len(t.byKey) > 0 || t.tokens != nil }
 
-func newFollowUpCounter(reg prometheus.Registerer) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_followups_total",
-		Help: "Requests about a stored response (GET, DELETE, input_items, cancel) by how the backend was found: " +
-			"known (the id map), probed (asked in turn, one held it), not_found (none did, or another tenant's), " +
-			"refused (auth or rate limit), failed (no backend answered)."}, []string{"outcome"})
-	for _, o := range []string{"known", "probed", "not_found", "refused", "failed"} {
-		c.WithLabelValues(o) // every outcome from the start, at 0
+// followUpMetrics counts follow-ups by outcome, and the probes of those
+// whose id nobody remembered by how each ended.
+type followUpMetrics struct{ outcomes, probes *prometheus.CounterVec }
+
+func newFollowUpMetrics(reg prometheus.Registerer) followUpMetrics {
+	m := followUpMetrics{
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_followups_total",
+			Help: "Requests about a stored response (GET, DELETE, input_items, cancel) by how the backend was found: " +
+				"known (the id map), probed (asked the backends, one held it), not_found (none did, or another tenant's), " +
+				"refused (auth or rate limit), failed (no backend answered, or none held it and some could not say)."}, []string{"outcome"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_followup_probes_total",
+			Help: "Backends asked about a response id nobody remembered, by how each probe ended: answered (relayed), " +
+				"not_found (a 404), failed (unreachable, past timeouts.connect, a redirect, 408, 429 or 5xx), " +
+				"cancelled (another backend answered first)."}, []string{"outcome"}),
 	}
-	reg.MustRegister(c)
-	return c
+	for _, o := range []string{"known", "probed", "not_found", "refused", "failed"} {
+		m.outcomes.WithLabelValues(o) // every outcome from the start, at 0
+	}
+	for _, o := range []string{"answered", "not_found", "failed", "cancelled"} {
+		m.probes.WithLabelValues(o)
+	}
+	reg.MustRegister(m.outcomes, m.probes)
+	return m
+}
+
+// count counts one follow-up and its probes.
+func (m followUpMetrics) count(outcome string, p proxy.ProbeTally) {
+	m.outcomes.WithLabelValues(outcome).Inc()
+	for _, c := range []struct {
+		outcome string
+		n       int
+	}{{"answered", p.Answered}, {"not_found", p.NotFound}, {"failed", p.Failed}, {"cancelled", p.Cancelled}} {
+		if c.n > 0 {
+			m.probes.WithLabelValues(c.outcome).Add(float64(c.n))
+		}
+	}
 }

@@ -206,26 +206,6 @@ func FindResponseUsage(tail []byte) (Usage, bool) {
 	}
 }
 
-// ResponseIDPrefix reads the id of a response object from its start, for
-// an answer too large to hold whole: only when "id" is its first member
-// (as OpenAI and vLLM write it) and the value ends within b.
-func ResponseIDPrefix(b []byte) string {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	rest, ok := bytes.CutPrefix(b, []byte(`{"id":`))
-	if !ok {
-		return ""
-	}
-	rest = bytes.TrimLeft(rest, " ")
-	if len(rest) == 0 || rest[0] != '"' {
-		return ""
-	}
-	end := bytes.IndexByte(rest[1:], '"')
-	if end < 0 || bytes.IndexByte(rest[1:1+end], '\\') >= 0 {
-		return ""
-	}
-	return string(rest[1 : 1+end])
-}
-
 // EventKind sorts the events of a Responses API stream by what the gateway
 // does with them.
 type EventKind uint8

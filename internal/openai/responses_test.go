@@ -76,12 +76,6 @@ func TestReadResponse(t *testing.T) {
 	if u, ok := FindUsage([]byte(body)); ok && u.CompletionTokens == 34 {
 		t.Log("chat's FindUsage happens to read it too")
 	}
-	if id := ResponseIDPrefix([]byte(body[:40])); id != "resp_abc" {
-		t.Fatalf("prefix id %q", id)
-	}
-	if id := ResponseIDPrefix([]byte(`{"object":"response","id":"r"}`)); id != "" {
-		t.Fatalf("id not first read: %q", id)
-	}
 }
 
 func TestResponseEvent(t *testing.T) {
@@ -179,7 +173,7 @@ func FuzzResponseEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if !ValidObject(data) {
 			FindResponseUsage(data) // any tail: must not panic
-			ResponseIDPrefix(data)
+			new(IDScan).Write(data)
 			return
 		}
 		_, resp := ResponseEvent(data)

@@ -56,8 +56,12 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx body of %d bytes that is not a JSON object", ErrBadAnswer, len(held)), start, res)
 	}
 	var facts openai.ResponseFacts
+	var ids *openai.IDScan // a Responses answer too large to hold: its id is read as it passes
 	if in.Peek.API == openai.APIResponses {
-		if facts = responseFacts(held, over); facts.IsResponse {
+		if over {
+			ids = new(openai.IDScan)
+			ids.Write(held)
+		} else if facts = openai.ReadResponse(held); facts.IsResponse {
 			errorObject = false // a failed response carries its "error": still the backend's answer
 		}
 	}
@@ -91,7 +95,12 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	} else if writeErr == nil {
 		// Too large to hold: the rest goes as it comes, through the pooled
 		// buffer (held has moved off it), and usage is read from the tail.
-		writeErr, readErr = f.relayRest(w, resp.Body, wd, in, *bufp, res)
+		writeErr, readErr = f.relayRest(w, resp.Body, wd, in, *bufp, ids, res)
+	}
+	if ids != nil {
+		// Whatever of the answer passed: an id read whole is the backend's,
+		// wherever it was in the object.
+		res.ResponseID = ids.ID()
 	}
 
 	out := outcome.Success
@@ -152,8 +161,9 @@ func writeInPieces(w io.Writer, p []byte, size int) error {
 	return nil
 }
 
-// relayRest copies the rest of a committed answer to the client.
-func (f *Forwarder) relayRest(w http.ResponseWriter, body io.Reader, wd *watchdog, in *Request, buf []byte, res *Result) (writeErr, readErr error) {
+// relayRest copies the rest of a committed answer to the client; ids,
+// when set, reads it for a Responses answer's id.
+func (f *Forwarder) relayRest(w http.ResponseWriter, body io.Reader, wd *watchdog, in *Request, buf []byte, ids *openai.IDScan, res *Result) (writeErr, readErr error) {
 	tl := tailPool.Get().(*tail)
 	tl.buf = tl.buf[:0]
 	defer tailPool.Put(tl)
@@ -162,6 +172,9 @@ func (f *Forwarder) relayRest(w http.ResponseWriter, body io.Reader, wd *watchdo
 		if n > 0 {
 			wd.idle(f.opt.Timeouts.StreamIdle)
 			tl.write(buf[:n])
+			if ids != nil {
+				ids.Write(buf[:n])
+			}
 			if in.Capture != nil {
 				in.Capture.write(buf[:n])
 			}
@@ -182,13 +195,4 @@ func (f *Forwarder) relayRest(w http.ResponseWriter, body io.Reader, wd *watchdo
 		res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
 	}
 	return writeErr, readErr
-}
-
-// responseFacts reads a held Responses API answer (over: only its start
-// is held; its id is read from there, its usage later from its tail).
-func responseFacts(held []byte, over bool) openai.ResponseFacts {
-	if over {
-		return openai.ResponseFacts{ID: openai.ResponseIDPrefix(held)}
-	}
-	return openai.ReadResponse(held)
 }

@@ -21,6 +21,10 @@ var (
 	// request's first-token bound (Request.FirstToken). It wraps
 	// ErrFirstByteTimeout: to the client both are a backend too slow to start.
 	ErrFirstTokenTimeout = fmt.Errorf("%w: no first token within the stream's bound", ErrFirstByteTimeout)
+	// ErrProbeTimeout: a backend asked about a response id nobody
+	// remembers (a follow-up's probe) did not answer within the probe
+	// bound. It wraps ErrFirstByteTimeout: a backend too slow to start.
+	ErrProbeTimeout = fmt.Errorf("%w: no answer to a follow-up's probe within its bound", ErrFirstByteTimeout)
 	// ErrStreamIdle: the backend stopped sending in the middle of a response.
 	ErrStreamIdle = errors.New("backend stream idle for too long")
 	// ErrTotalTimeout: the request exceeded its total time limit.

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
 )
@@ -35,59 +37,214 @@ type FollowUpResult struct {
 	// holds the response, and nothing was relayed.
 	NotFound bool
 	Err      error // nothing relayed (a transport error), or the relay broke
+	// Probes says how each probe ended (Ask with probe).
+	Probes ProbeTally
 }
 
-// Ask sends the follow-up to backends in order and relays the first
-// answer that counts: with probe, a 404 (the backend does not hold the
-// response) is drained and the next backend asked, and a backend that
-// cannot be reached is skipped; without, the first backend's answer is
-// relayed whatever it is. Each backend's head must come within
-// Timeouts.FirstByte, the whole within Timeouts.Total. A redirect is
-// never relayed (it would send the client, and its key, wherever the
-// backend points, as relay's reasoning for inference goes): it is
-// ErrBadAnswer, and a probe asks the next backend.
+// ProbeTally counts the probes of one follow-up by how they ended.
+type ProbeTally struct {
+	Answered  int // the answer relayed (at most one)
+	NotFound  int // the backend answered 404: it does not hold the response
+	Failed    int // no answer about the response: unreachable, past the probe bound, a redirect, a 408, 429 or 5xx
+	Cancelled int // ended by the gateway once another backend answered (its body, if any, closed)
+}
+
+// probeWidth bounds the probes of one follow-up in flight at once. A few,
+// not all: a hung backend holds one lane until its bound while the others
+// go on asking, and one client's unknown id never opens a connection to
+// every backend at the same instant.
+const probeWidth = 4
+
+// errProbeLost ends a probe whose answer is no longer needed: another
+// backend answered first.
+var errProbeLost = errors.New("another backend answered the follow-up")
+
+// Ask relays a follow-up's answer. Without probe it is the first
+// backend's (the one the id map names), whatever it is, its head within
+// Timeouts.FirstByte. With probe (an id nobody remembers) the backends are
+// asked at most probeWidth at a time, each probe's head within
+// Timeouts.Probe, and the first answer that counts is relayed: anything
+// but a 404 (the backend does not hold the response) or a failure (the
+// backend said nothing about it: unreachable, past its bound, a redirect,
+// a 408, 429 or 5xx). The other probes are then cancelled and their
+// bodies closed before the answer is relayed: every probe's goroutine has
+// ended when Ask returns. No answer: NotFound when every backend answered
+// 404, else Err is a failure's (the response may be on the backend that
+// failed, so the client is not told it does not exist). All within
+// Timeouts.Total.
+//
+// Asking at once is safe for DELETE and cancel, which are not
+// idempotent: an id is made by one backend and held by that one only (a
+// response is kept in its engine's memory; the probes reach each backend
+// address once), so every other backend answers 404 and changes nothing,
+// and the owner is the only one that deletes or cancels, as when the
+// backends were asked in turn. Backends that share one store would each
+// answer for it; the first answer is relayed and the rest cancelled, and
+// the second delete of one stored response finds nothing to delete.
+//
+// A redirect is never relayed (it would send the client, and its key,
+// wherever the backend points, as relay's reasoning for inference goes).
 func (f *Forwarder) Ask(ctx context.Context, w http.ResponseWriter, in *FollowUp, backends []*endpoint.Backend, probe bool) (res FollowUpResult) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	total := f.opt.AfterFunc(f.opt.Timeouts.Total, func() { cancel(ErrTotalTimeout) })
 	defer total.Stop()
-	for _, b := range backends {
-		res.Backend = b
-		res.Asked++
+	var a probeAnswer
+	if probe {
+		a = f.probe(ctx, in, backends, &res)
+	} else if len(backends) > 0 {
+		res.Backend, res.Asked = backends[0], 1
 		actx, acancel := context.WithCancelCause(ctx)
-		head := f.opt.AfterFunc(f.opt.Timeouts.FirstByte, func() { acancel(ErrFirstByteTimeout) })
-		resp, err := f.opt.Transport.RoundTrip(f.followUpRequest(actx, b, in))
-		head.Stop()
-		if err != nil {
-			res.Err = classifyTransportError(err, context.Cause(actx))
-			acancel(nil)
-			if probe && ctx.Err() == nil {
-				continue
-			}
-			return res
-		}
-		if resp.StatusCode/100 == 3 {
-			drain(resp.Body)
-			acancel(nil)
-			res.Err = fmt.Errorf("%w: a %d redirect", ErrBadAnswer, resp.StatusCode)
-			if probe && ctx.Err() == nil {
-				continue
-			}
-			return res
-		}
-		if probe && resp.StatusCode == http.StatusNotFound {
-			drain(resp.Body)
-			acancel(nil)
-			res.NotFound = res.Err == nil
-			continue
-		}
-		res.NotFound, res.Err = false, nil
-		res.Status = resp.StatusCode
-		res.Err = f.relayFollowUp(w, b, resp, in)
-		acancel(nil)
+		a = f.askOne(actx, acancel, backends[0], in, f.opt.Timeouts.FirstByte, false)
+		res.Err = a.err
+	}
+	if a.resp == nil {
 		return res
 	}
+	res.Backend, res.Status, res.Err = a.b, a.resp.StatusCode, nil
+	res.Err = f.relayFollowUp(w, a.b, a.resp, in)
+	a.cancel(nil)
 	return res
+}
+
+// probeAnswer is how one backend answered a follow-up.
+type probeAnswer struct {
+	b *endpoint.Backend
+	i int // its place in the probe order
+	// resp is an answer that counts, its body unread; nil otherwise.
+	resp     *http.Response
+	notFound bool
+	err      error // no answer that counts: why (nil for a 404)
+	lost     bool  // ended by errProbeLost
+	// cancel ends the ask's context once its answer is relayed.
+	cancel context.CancelCauseFunc
+}
+
+// askOne sends the follow-up to b within ctx, whose cancel it is; the
+// head must come within bound. An answer that does not count (with
+// probe: a 404, a 408, 429 or 5xx; always: a redirect) is read off (its
+// drain within the same bound) and its context ended; one that counts is
+// returned with its body unread.
+func (f *Forwarder) askOne(ctx context.Context, cancel context.CancelCauseFunc, b *endpoint.Backend, in *FollowUp, bound time.Duration, probe bool) (a probeAnswer) {
+	a = probeAnswer{b: b, cancel: cancel}
+	timer := f.opt.AfterFunc(bound, func() { cancel(boundError(probe)) })
+	defer func() {
+		if !timer.Stop() && a.resp != nil {
+			// The bound passed as the head came: the context is ending.
+			a.resp.Body.Close()
+			a.resp, a.err = nil, boundError(probe)
+		}
+		if a.resp == nil {
+			a.lost = errors.Is(context.Cause(ctx), errProbeLost)
+			cancel(nil)
+		}
+	}()
+	resp, err := f.opt.Transport.RoundTrip(f.followUpRequest(ctx, b, in))
+	if err != nil {
+		a.err = classifyTransportError(err, context.Cause(ctx))
+		return a
+	}
+	switch code := resp.StatusCode; {
+	case code/100 == 3:
+		a.err = fmt.Errorf("%w: a %d redirect", ErrBadAnswer, code)
+	case probe && code == http.StatusNotFound:
+		a.notFound = true
+	case probe && (code/100 == 5 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout):
+		// The backend is failing or busy: it has not said whether it holds
+		// the response.
+		a.err = fmt.Errorf("%w: a %d answer to a follow-up", ErrUpstream, code)
+	default:
+		a.resp = resp
+		return a
+	}
+	drain(resp.Body)
+	return a
+}
+
+// boundError is the cause of an ask past its bound: a probe's is
+// ErrProbeTimeout, the owner's the first-byte timeout.
+func boundError(probe bool) error {
+	if probe {
+		return ErrProbeTimeout
+	}
+	return ErrFirstByteTimeout
+}
+
+// probeBound is each probe's bound: Timeouts.Probe, never past
+// Timeouts.FirstByte.
+func (f *Forwarder) probeBound() time.Duration {
+	t := f.opt.Timeouts
+	if t.Probe <= 0 || t.Probe > t.FirstByte {
+		return t.FirstByte
+	}
+	return t.Probe
+}
+
+// probe asks backends about the follow-up, at most probeWidth at a time,
+// until one answers or all have; it returns the answer to relay (resp nil:
+// none) once every probe has ended, and fills res's counts, NotFound and
+// Err. The probes' goroutines send on a channel with room for all of them
+// and are joined before it returns.
+func (f *Forwarder) probe(ctx context.Context, in *FollowUp, backends []*endpoint.Backend, res *FollowUpResult) (won probeAnswer) {
+	bound := f.probeBound()
+	answers := make(chan probeAnswer, len(backends))
+	cancels := make([]context.CancelCauseFunc, 0, len(backends))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	running := 0
+	for {
+		for won.resp == nil && running < probeWidth && len(cancels) < len(backends) && ctx.Err() == nil {
+			b := backends[len(cancels)]
+			actx, acancel := context.WithCancelCause(ctx)
+			cancels = append(cancels, acancel)
+			running++
+			res.Backend, res.Asked = b, res.Asked+1
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				a := f.askOne(actx, acancel, b, in, bound, true)
+				a.i = i
+				answers <- a
+			}(len(cancels) - 1)
+		}
+		if running == 0 {
+			break
+		}
+		a := <-answers
+		running--
+		switch {
+		case a.resp != nil && won.resp == nil:
+			won = a
+			res.Probes.Answered++
+			for i, c := range cancels {
+				if i != a.i {
+					c(errProbeLost) // a probe already ended keeps its own cause
+				}
+			}
+		case a.resp != nil: // another holder answered too (a shared store)
+			a.resp.Body.Close()
+			a.cancel(nil)
+			res.Probes.Cancelled++
+		case a.notFound:
+			res.Probes.NotFound++
+		case a.lost:
+			res.Probes.Cancelled++
+		default:
+			res.Probes.Failed++
+			if res.Err == nil {
+				res.Err = a.err
+			}
+		}
+	}
+	switch {
+	case won.resp != nil:
+		res.Err = nil
+	case res.Err == nil && ctx.Err() != nil: // the client left, or the total bound, before all were asked
+		res.Err = classifyTransportError(context.Cause(ctx), context.Cause(ctx))
+	case res.Err == nil:
+		res.NotFound = res.Asked > 0
+	}
+	return won
 }
 
 // followUpRequest is the follow-up as sent to b: its method, path and

@@ -37,6 +37,10 @@ type Timeouts struct {
 	FirstByte  time.Duration
 	StreamIdle time.Duration
 	Total      time.Duration
+	// Probe bounds the head of each probe of a follow-up about an id
+	// nobody remembers (followup.go): a read of a backend's memory, not
+	// generation. 0, or past FirstByte: FirstByte.
+	Probe time.Duration
 }
 
 // Options configure a Forwarder.
