@@ -115,7 +115,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 	}
 	mode, ttl := rt.cacheRule(peek.Model, id)
 	cacheable := mode == config.CacheAlways ||
-		mode == config.CacheDeterministic && (peek.Deterministic || r.URL.Path == "/v1/embeddings")
+		mode == config.CacheDeterministic && (peek.Deterministic || r.URL.Path == pathEmbeddings)
 	if !cacheable || bypassed {
 		w.Header()["X-Cache"] = bypassValue
 		return plan, false, 0, false

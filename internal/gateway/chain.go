@@ -294,11 +294,14 @@ func (s parseStage) serve(x *exchange) bool {
 		return false
 	}
 	// The admission estimate, read by the demand and limit stages.
-	if x.ep != openai.EndpointNone {
-		x.cost = x.endpointCost() // prefill only
-		return true
+	switch {
+	case x.ep != openai.EndpointNone:
+		x.cost = x.endpointCost()
+	case x.r.URL.Path == pathEmbeddings: // a length compare for the chat family's paths
+		x.cost = prefillCost(len(body.Bytes()))
+	default:
+		x.cost = admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)
 	}
-	x.cost = admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)
 	return true
 }
 

@@ -15,10 +15,10 @@ import (
 // the named model, forward, record. They differ from it in three places
 // only:
 //
-//   - Their admission estimate is prefill only: the input's bytes (a
-//     rerank's query once per document) over 4, no answer tokens. They
-//     generate none. (Audio: its prefill estimated from the file's size,
-//     and the default answer: endpointCost.)
+//   - Their admission estimate is prefill only (prefillCost): the
+//     input's bytes (a rerank's query once per document) over 4, no
+//     answer tokens. They generate none. (Audio: its prefill estimated
+//     from the file's size, and the default answer: endpointCost.)
 //   - They are never cached nor coalesced, whatever the cache rules say.
 //     Their answers are deterministic for a model, but the cache's key,
 //     its determinism test and its replay (a stream re-encoded as JSON and
@@ -75,5 +75,17 @@ func (x *exchange) endpointCost() float64 {
 		// unknown length: the default answer's tokens.
 		return admission.EstimateCost(x.epInput/80, 0, x.rt.Config.Admission.DefaultMaxTokens)
 	}
-	return admission.EstimateCost(x.epInput, 0, 0)
+	return prefillCost(x.epInput)
 }
+
+// pathEmbeddings is the one path of the chat family's entry that
+// generates no tokens: its admission estimate is prefillCost.
+const pathEmbeddings = "/v1/embeddings"
+
+// prefillCost is the admission estimate, in tokens, of a request that
+// generates none (embeddings, the pooling endpoints): its input's bytes
+// over 4 (admission.EstimateCost), and no answer. A default answer on top
+// (DefaultMaxTokens) would be charged to the rate limits' tokens, held of
+// the queue's fair share and drain estimate, and counted as demand, for
+// work the server never does.
+func prefillCost(inputBytes int) float64 { return admission.EstimateCost(inputBytes, 0, 0) }

@@ -6,6 +6,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -208,6 +209,42 @@ func TestModelEndpointsTokenCharge(t *testing.T) {
 		if body := readAll(t, resp); resp.StatusCode != 200 {
 			t.Fatalf("tokenize %d of a 1000-byte prompt: %d %s", i, resp.StatusCode, body)
 		}
+	}
+}
+
+// An embeddings request generates no tokens: it is charged its prefill
+// only (prefillCost), as the pooling endpoints are, not the default
+// answer on top; a chat without max_tokens still is. The charge is read
+// from x-ratelimit-remaining-tokens, the estimate taken by the limit.
+func TestEmbeddingsChargedPrefillOnly(t *testing.T) {
+	srv, gw, _, sims := twoModelSims(t, func(c *config.Config) {
+		tpm := int64(10000)
+		c.RateLimits.PerKey = config.RateRule{TokensPerMinute: &tpm}
+		c.Auth.Keys = []config.Tenant{{Key: "k1"}, {Key: "k2"}} // a bucket each
+	})
+	def := gw.Runtime().Config.Admission.DefaultMaxTokens
+	charged := func(key, path, body string) int {
+		t.Helper()
+		resp := post(t, srv.URL+path, body, "Authorization", "Bearer "+key)
+		if b := readAll(t, resp); resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+		}
+		left, err := strconv.Atoi(resp.Header.Get("X-Ratelimit-Remaining-Tokens"))
+		if err != nil {
+			t.Fatalf("%s: x-ratelimit-remaining-tokens %q", path, resp.Header.Get("X-Ratelimit-Remaining-Tokens"))
+		}
+		return 10000 - left
+	}
+	emb := `{"model":"m2","input":["` + strings.Repeat("a sluice ", 40) + `","a gate"]}`
+	if got, want := charged("k1", "/v1/embeddings", emb), (len(emb)+3)/4; got != want {
+		t.Fatalf("embeddings of %d bytes charged %d tokens, want its prefill %d (default answer %d)", len(emb), got, want, def)
+	}
+	if n := sims["m2"].Stats().Requests; n != 1 {
+		t.Fatalf("m2's backend saw %d requests, want the embeddings", n)
+	}
+	chat := `{"model":"m2","messages":[{"role":"user","content":"hi"}]}`
+	if got, want := charged("k2", "/v1/chat/completions", chat), (len(chat)+3)/4+def; got != want {
+		t.Fatalf("chat of %d bytes charged %d tokens, want %d with the default answer", len(chat), got, want)
 	}
 }
 

@@ -240,7 +240,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	}
 	w = &gd.sendWriter
 	switch path := r.URL.Path; path {
-	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", pathResponses:
+	case "/v1/chat/completions", "/v1/completions", pathEmbeddings, pathResponses:
 		g.handle(w, r, nil, openai.EndpointNone, start, &gd.vals, connMemo(r, a))
 	case "/v1/models":
 		setRequestID(w, r)

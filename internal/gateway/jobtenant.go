@@ -38,7 +38,7 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 	}
 	path := strings.TrimPrefix(r.URL.Path, WorkerPath)
 	switch path {
-	case "/v1/chat/completions", "/v1/completions", "/v1/embeddings", pathResponses:
+	case "/v1/chat/completions", "/v1/completions", pathEmbeddings, pathResponses:
 	default:
 		writeError(w, openai.NotFound("unknown_url", "Unknown worker URL: "+r.Method+" "+r.URL.Path))
 		return

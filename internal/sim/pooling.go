@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -173,13 +174,19 @@ func (s *Server) relevance(req *poolRequest, i int) float64 {
 // scores.
 var moderationCategories = [...]string{"harassment", "hate", "self-harm", "sexual", "violence"}
 
+// moderationExponent shapes a category's score, a uniform draw d raised
+// to it: mostly near 0, over 0.5 when d > 0.5^(1/344), for 0.2% of inputs
+// a category, so about one input in a hundred over the five. (A 7th
+// power flagged 40%.)
+const moderationExponent = 344
+
 // moderate scores an input in each category from its hash: low scores,
 // flagged (over 0.5) for about one input in a hundred.
 func (s *Server) moderate(it poolItem) moderationResult {
 	r := moderationResult{Categories: map[string]bool{}, CategoryScores: map[string]float64{}}
 	for k, c := range moderationCategories {
 		d := unitDraw(s.cfg.Seed, it.hash, uint64(3+k))
-		score := d * d * d * d * d * d * d // mostly near 0
+		score := math.Pow(d, moderationExponent)
 		r.CategoryScores[c] = score
 		r.Categories[c] = score > 0.5
 		r.Flagged = r.Flagged || score > 0.5

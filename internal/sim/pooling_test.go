@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -58,6 +59,28 @@ func TestScoreClassifyPoolingModerationsShapes(t *testing.T) {
 	if status != 200 || len(md.Results) != 2 || len(md.Results[0].CategoryScores) != len(moderationCategories) ||
 		!strings.HasPrefix(md.ID, "modr-sim-") || md.Model != "sim-model" {
 		t.Fatalf("moderations: %d %s", status, body)
+	}
+}
+
+// About one moderation input in a hundred is flagged, as the simulator
+// says: 1000 distinct inputs (the draws are seeded: a fixed count).
+func TestModerationsFlagFew(t *testing.T) {
+	_, url := startSim(t, fastConfig())
+	in := make([]string, 1000)
+	for i := range in {
+		in[i] = "input number " + strconv.Itoa(i)
+	}
+	b, _ := json.Marshal(map[string]any{"input": in})
+	status, body := postRead(t, url+"/v1/moderations", string(b))
+	md := decode[moderationResponse](t, body)
+	flagged := 0
+	for _, r := range md.Results {
+		if r.Flagged {
+			flagged++
+		}
+	}
+	if status != 200 || len(md.Results) != 1000 || flagged < 2 || flagged > 25 {
+		t.Fatalf("%d: %d of %d inputs flagged, want about 10", status, flagged, len(md.Results))
 	}
 }
 

@@ -2,7 +2,11 @@
 # Drives a Sluice with the official OpenAI Go SDK (openai-go/v3, the
 # version pinned in go/go.mod), unmodified: chat (plain; streamed with
 # usage, accumulated by the SDK's ChatCompletionAccumulator), completions,
-# embeddings, models; the Responses API over two simulators (create,
+# embeddings, models; moderations (string, array); audio transcriptions
+# (json, verbose_json) and translations with a generated WAV through the
+# SDK's multipart encoder, their 400s for response_format text and stream
+# (*openai.Error naming the param); rerank and tokenize via Client.Post;
+# the Responses API over two simulators (create,
 # stream, previous_response_id, get, input items, delete, 404s); Files and
 # Batches (upload, batch to completion, output file parsed); errors as
 # *openai.Error (a 400 naming its param, a 404); the requests the SDK sends
