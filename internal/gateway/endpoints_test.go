@@ -403,3 +403,26 @@ func TestAudioTakesNoFallback(t *testing.T) {
 		t.Fatalf("the fallback's backend saw %d requests, want the chat only", n)
 	}
 }
+
+func TestAudioFormCutShortRefused(t *testing.T) {
+	// A form that stops before its closing boundary is not a form: it is
+	// refused, not sent on for the backend to make sense of.
+	srv, _, _, sims := twoModelSims(t, nil)
+	ct, whole := audioForm(t, "model", "m2", "file", "RIFF")
+	boundary := ct[strings.Index(ct, "boundary=")+len("boundary="):]
+	fileEnd := strings.Index(whole, "--"+boundary+"--")
+	for name, body := range map[string]string{
+		"a part's head cut":   whole[:fileEnd] + "--" + boundary + "\r\nContent-Disposition: form-da",
+		"no closing boundary": whole[:fileEnd],
+		"no boundary at all":  "RIFF",
+	} {
+		resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+		got := readAll(t, resp)
+		if code, _ := errParam(t, got); resp.StatusCode != 400 || code != "invalid_multipart" {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, got)
+		}
+	}
+	if n := sims["m2"].Stats().Requests; n != 0 {
+		t.Fatalf("m2's backend saw %d requests", n)
+	}
+}

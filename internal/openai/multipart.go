@@ -2,7 +2,6 @@ package openai
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -50,7 +49,7 @@ func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek
 	var seen uint8
 	for {
 		part, nerr := mr.NextPart()
-		if errors.Is(nerr, io.EOF) {
+		if nerr == io.EOF && closed(body, params["boundary"]) {
 			break
 		}
 		if nerr != nil {
@@ -117,6 +116,18 @@ func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek
 		return p, a, missingParam("file", "file is required")
 	}
 	return p, a, nil
+}
+
+// closed reports whether body holds its close delimiter ("--boundary--"
+// at a line's start). NextPart's io.EOF does not tell: it is also what a
+// body cut inside a part's head gives (textproto's bare io.EOF), and a
+// body cut between parts gives an error wrapping io.EOF; either form,
+// taken as ended, would be sent on for the backend to make sense of.
+// A part's content cannot hold the delimiter (it would end the part), so
+// finding it means the reader reached it.
+func closed(body []byte, boundary string) bool {
+	end := []byte("--" + boundary + "--")
+	return bytes.HasPrefix(body, end) || bytes.Contains(body, append([]byte{'\n'}, end...))
 }
 
 func badMultipart() *Error {
