@@ -129,6 +129,18 @@ func (t *Tiered) get(ctx context.Context, key string) (*Entry, bool, error) {
 	return e, true, nil
 }
 
+// FreshInL1 reports whether the in-process level holds key fresh at now,
+// counting no lookup (the cache's metrics count clients' lookups). It is
+// the gateway's check, before a background refresh, that another refresh
+// has not just stored the key.
+func (t *Tiered) FreshInL1(key string, now time.Time) bool {
+	if t.l1 == nil {
+		return false
+	}
+	e, ok, _ := t.l1.Get(context.Background(), key)
+	return ok && !e.Stale(now)
+}
+
 // Set implements Level: it stores e in both levels for ttl ± jitter. An L2
 // error is counted and returned; L1 holds the entry regardless.
 func (t *Tiered) Set(ctx context.Context, key string, e *Entry, ttl time.Duration) error {

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -268,6 +270,76 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	}
 	if n := ok.calls.Load(); n != 2 {
 		t.Fatalf("backend calls %d, want 2", n)
+	}
+}
+
+// A request that read the entry stale, then found no refresh in flight,
+// starts none if one ended in between: that refresh stored the key fresh
+// before it left the flight table. (TestStaleWhileRevalidate saw a third
+// backend call about once in 150 runs: the request's lookup came before
+// the refresh's fill, its check for a flight after the flight had gone.)
+// The request's two steps are taken apart here: the refresh is held at
+// the backend to read its key, then revalidate is called for that key
+// once the refresh has landed (without the check it goes on to start a
+// refresh, which this bare call, with no body, cannot).
+func TestRevalidateSkipsAKeyJustRefreshed(t *testing.T) {
+	var calls atomic.Int32
+	hold := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if calls.Add(1) == 2 {
+			<-hold // the refresh
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)
+	}))
+	t.Cleanup(backend.Close)
+	cfg := testConfig(backend.URL)
+	cfg.Cache.TTL = config.Duration(time.Minute)
+	cfg.Cache.StaleWhileRevalidate = config.Duration(time.Hour)
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	url, gw := startCachingGatewayCfg(t, cfg, nil, now)
+	body := fmt.Sprintf(detBody, "")
+	for _, want := range []string{"MISS", "STALE"} {
+		resp := post(t, url, body)
+		readAll(t, resp)
+		if x := resp.Header.Get("X-Cache"); x != want {
+			t.Fatalf("X-Cache %s, want %s", x, want)
+		}
+		clock.Add(int64(2 * time.Minute)) // past the TTL, within the stale window
+	}
+	clock.Add(-int64(2 * time.Minute)) // the refresh's own time
+	fs := gw.Runtime().flights
+	var key string
+	for deadline := time.Now().Add(30 * time.Second); key == ""; {
+		fs.mu.Lock()
+		for k := range fs.m {
+			key = k
+		}
+		fs.mu.Unlock()
+		if key == "" && time.Now().After(deadline) {
+			t.Fatal("no refresh in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(hold)
+	for deadline := time.Now().Add(30 * time.Second); fs.inFlight(key); {
+		if time.Now().After(deadline) {
+			t.Fatal("the refresh did not end")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	rt := gw.Runtime()
+	gw.revalidate(t.Context(), rt, rt.Pools["m1"], &upstreamCall{plan: cachePlan{key: key}})
+	if fs.inFlight(key) || calls.Load() != 2 {
+		t.Fatalf("a second refresh of a fresh key: in flight %v, backend calls %d", fs.inFlight(key), calls.Load())
+	}
+	resp := post(t, url, body)
+	readAll(t, resp)
+	if x := resp.Header.Get("X-Cache"); x != "HIT" {
+		t.Fatalf("after the refresh: X-Cache %s, want HIT", x)
 	}
 }
 

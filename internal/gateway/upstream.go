@@ -286,6 +286,12 @@ func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, ser
 	})
 }
 
+// freshInL1 is the response cache's check that a key was just refreshed
+// (cache.Tiered.FreshInL1).
+type freshInL1 interface {
+	FreshInL1(key string, now time.Time) bool
+}
+
 // revalidate refreshes a stale entry in the background, once per key and
 // only when the pool has room at once: in the batch class and with a
 // deadline already due, it never makes a live request wait.
@@ -296,6 +302,14 @@ func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *up
 	f, leader := rt.flights.join(c.plan.key, true, rt.flightOpts(c))
 	if !leader {
 		rt.flights.leave(f)
+		return
+	}
+	// The stale entry was read before this flight began. A refresh that
+	// ended in between (its fill is stored before it leaves the flight
+	// table) has made the key fresh: a second one would call the backend
+	// for an answer already there. Its followers, if any, go alone.
+	if l1, ok := rt.cache.(freshInL1); ok && l1.FreshInL1(c.plan.key, g.now()) {
+		rt.flights.abort(f, nil)
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
