@@ -44,10 +44,6 @@ func (x *exchange) parseEndpoint() (*cache.Parsed, error) {
 			return nil, err
 		}
 		x.epInput = a.FileBytes
-		// A fallback pool's model is written into the body it forwards
-		// (proxy: openai.ReplaceModel), which only a JSON body allows:
-		// an audio request is served by the model it names or refused.
-		x.id.fallback = false
 		return &cache.Parsed{Peek: peek}, nil
 	}
 	peek, n, err := openai.ParseEndpointRequest(x.ep, x.body.Bytes())

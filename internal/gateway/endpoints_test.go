@@ -376,34 +376,6 @@ func TestAudioEndpoints(t *testing.T) {
 	}
 }
 
-func TestAudioTakesNoFallback(t *testing.T) {
-	// A fallback's model is written into a JSON body; a form keeps the
-	// model it names, so an audio request is never sent to a fallback.
-	s := sim.New(sim.Config{Model: "m2", DecodeStepBase: time.Millisecond})
-	t.Cleanup(s.Close)
-	fb := httptest.NewServer(s)
-	t.Cleanup(fb.Close)
-	cfg := testConfig(closedURL(t))
-	cfg.Health.MaxFails = 1
-	cfg.Models[0].Fallbacks = []string{"m2"}
-	cfg.Models = append(cfg.Models, config.Model{Name: "m2", Backends: []config.Backend{{URL: fb.URL}}})
-	srv, _ := startGateway(t, cfg)
-	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody)) // ejects m1's only backend
-	resp := post(t, srv.URL+"/v1/chat/completions", chatBody)
-	if body := readAll(t, resp); resp.StatusCode != 200 || resp.Header.Get("X-Sluice-Model") != "m2" {
-		t.Fatalf("chat: %d %s", resp.StatusCode, body)
-	}
-	ct, body := audioForm(t, "file", "x", "model", "m1")
-	resp = post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
-	got := readAll(t, resp)
-	if _, code, _ := apiErr(t, got); resp.StatusCode != 503 || code != "no_healthy_backend" {
-		t.Fatalf("audio for m1: %d %s", resp.StatusCode, got)
-	}
-	if n := s.Stats().Requests; n != 1 {
-		t.Fatalf("the fallback's backend saw %d requests, want the chat only", n)
-	}
-}
-
 func TestAudioFormCutShortRefused(t *testing.T) {
 	// A form that stops before its closing boundary is not a form: it is
 	// refused, not sent on for the backend to make sense of.

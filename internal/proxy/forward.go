@@ -344,7 +344,7 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		want = in.ServeModel
 	}
 	if want != "" && want != in.Peek.Model {
-		rewritten, rerr = openai.ReplaceModel(in.Body.Bytes(), want)
+		rewritten, rerr = replaceModel(in, want)
 	}
 	if rewritten != nil && rerr == nil {
 		size = int64(len(rewritten))
@@ -376,6 +376,17 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		GetBody:       getBody,
 	}
 	return req.WithContext(ctx)
+}
+
+// replaceModel is the request's body with its model set to model, in the
+// body's own kind: a JSON body's "model" member, an audio request's
+// "model" form part. The error (the body was parsed before, so there is
+// none in practice) leaves the body as sent.
+func replaceModel(in *Request, model string) ([]byte, error) {
+	if openai.EndpointOf(in.Path).Multipart() {
+		return openai.ReplaceFormModel(in.Header.Get("Content-Type"), in.Body.Bytes(), model)
+	}
+	return openai.ReplaceModel(in.Body.Bytes(), model)
 }
 
 // upstream is what an upstream request points to, allocated together.
