@@ -72,6 +72,9 @@ func runLeg(ctx context.Context, opt options, s Setup, policy string, arr []benc
 	if queries > 0 {
 		leg.HitRate = hits / queries
 	}
+	for _, a := range rig.Admins {
+		leg.Hedges += benchkit.SumWhere(benchkit.Scrape(ctx, client, a+"/metrics"), "sluice_hedges_total", "event", "started")
+	}
 	leg.Imbalance, leg.QueueImbalance, leg.PrefillImbalance = maxOverMean(served), maxOverMean(queues), maxOverMean(prefill)
 	leg.WallS = time.Since(wall).Seconds()
 	return leg, nil

@@ -80,8 +80,11 @@ func TestSmoke(t *testing.T) {
 		for _, b := range l.Backends {
 			served += b.Served
 		}
-		if int(served) != l.OK {
-			t.Errorf("%s: the backends count %v served, the client %d", l.Policy, served, l.OK)
+		// Each answer the client got was served; a hedged stream's
+		// losing leg may also have run to its end (a loaded machine
+		// hedges: 61 served for 60 answers in a suite run).
+		if served < float64(l.OK) || served > float64(l.OK)+l.Hedges {
+			t.Errorf("%s: the backends count %v served, the client %d, with %v hedges", l.Policy, served, l.OK, l.Hedges)
 		}
 		// Every prompt after a conversation's first turn repeats blocks,
 		// so some hit whatever the routing.

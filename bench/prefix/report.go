@@ -84,12 +84,16 @@ type Leg struct {
 	// GatewayLimit of the sum of its per-backend concurrency limits
 	// (sluice_queue_capacity); both 0 with admission off.
 	GatewayQueued float64 `json:"gateway_queued_mean"`
-	GatewayLimit  float64 `json:"gateway_limit_mean"`
-	GoodputRPS    float64 `json:"goodput_rps"`
-	GoodputShare  float64 `json:"goodput_share"` // of offered
-	LagP99ms      float64 `json:"generator_lag_p99_ms"`
-	KeptUp        bool    `json:"generator_kept_up"`
-	WallS         float64 `json:"wall_s"`
+	// Hedges is the streams the gateway hedged (sluice_hedges_total,
+	// started): a hedge's losing leg may still run to its end at its
+	// backend, so the backends' Served can exceed OK by up to this.
+	Hedges       float64 `json:"hedges_started"`
+	GatewayLimit float64 `json:"gateway_limit_mean"`
+	GoodputRPS   float64 `json:"goodput_rps"`
+	GoodputShare float64 `json:"goodput_share"` // of offered
+	LagP99ms     float64 `json:"generator_lag_p99_ms"`
+	KeptUp       bool    `json:"generator_kept_up"`
+	WallS        float64 `json:"wall_s"`
 	// Bench is the load generator's own result (records omitted).
 	Bench *bench.Result `json:"bench"`
 }

@@ -126,12 +126,21 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// otherTestsGoroutines are goroutines an earlier test in this package
+// leaves behind for a bounded time, which a leak check of a later test
+// must not take for its own: rueidis, after a Redis Cluster topology
+// refresh that dropped connections, closes them 5 s later on a goroutine
+// of its own (cluster.go, _refresh), which Close does not join. The
+// cluster cache test leaves three; a leak check within 5 s of it (the
+// next files' tests, or any order under -shuffle) failed on them.
+var otherTestsGoroutines = goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2")
+
 func TestReloadOnFileChangeAndRefuseInvalid(t *testing.T) {
 	// After every other cleanup (backends and key set servers closed),
 	// with nothing exempt once the test client's connections are closed.
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		goleak.VerifyNone(t)
+		goleak.VerifyNone(t, otherTestsGoroutines)
 	})
 	a, b := backend(t, "a"), backend(t, "b")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")

@@ -36,6 +36,9 @@ func TestKubernetesDiscoveredTerminatingDrains(t *testing.T) {
 		"models:\n  - name: m1\n    policy: round_robin\n    discovery:\n      - type: kubernetes\n        service: vllm\n"+
 		"        port_name: http\n        kubeconfig: "+kubeconfig+"\n")
 	a := newApp(t, path)
+	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil { // not the default 9091: another process may hold it
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -69,6 +69,9 @@ func startDiscoveryApp(t *testing.T, targets, grace string) (a *App, url string)
 		t.Fatal(err)
 	}
 	a = newApp(t, path)
+	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil { // not the default 9091: another process may hold it
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,9 @@ type gcFloor struct {
 	mu      sync.Mutex
 	floor   uint64 // 0: stopped
 	samples []metrics.Sample
+	// cycle is the number of collections ended when the last retune read
+	// the live heap: the collection its setting is for.
+	cycle uint64
 }
 
 // startGCFloor starts keeping the floor (nil when GOGC is set).
@@ -41,6 +44,7 @@ func startGCFloor(floor uint64, gogcSet bool) *gcFloor {
 	}
 	g := &gcFloor{floor: floor, samples: []metrics.Sample{
 		{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"},
+		{Name: "/gc/cycles/total:gc-cycles"},
 	}}
 	g.retune()
 	return g
@@ -80,9 +84,21 @@ func (g *gcFloor) retune() {
 	metrics.Read(g.samples)
 	roots := g.samples[1].Value.Uint64() + g.samples[2].Value.Uint64()
 	debug.SetGCPercent(gcPercentFor(g.floor, g.samples[0].Value.Uint64(), roots))
+	g.cycle = g.samples[3].Value.Uint64()
 	// The sentinel is unreachable at once; the cleanup runs after the
 	// collection that finds it.
 	runtime.AddCleanup(new(gcSentinel), (*gcFloor).retune, g)
+}
+
+// measured is the collection the last retune was for (the number of
+// collections ended when it read the heap). A retune that runs while the
+// next collection marks was for the one before: its sentinel, allocated
+// black, survives that collection, so the retune after it comes one
+// collection later.
+func (g *gcFloor) measured() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cycle
 }
 
 // gcSentinel is the object whose collection marks a GC cycle. It holds a

@@ -209,9 +209,14 @@ func (f *FailoverStore) recovered() {
 	f.mu.Lock()
 	wasDown := f.down
 	f.down, f.probing, f.backoff = false, false, 0
+	if wasDown {
+		// Under the lock, as failed() sets 1: a request failing right
+		// after the unlock would otherwise set 1, then see this 0 land
+		// on it, leaving the gauge at "healthy" while the store is down.
+		f.degraded.Set(0)
+	}
 	f.mu.Unlock()
 	if wasDown {
-		f.degraded.Set(0)
 		f.opt.Logger.Info("rate limit store recovered", "failure_mode", f.opt.Mode.String())
 	}
 }

@@ -1,0 +1,90 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sluice-gw/sluice/internal/rate"
+)
+
+// keyedStore fails every operation on a key starting with "down" and
+// answers the rest from a local store: two requests at once, one seeing
+// the store up and one seeing it down.
+type keyedStore struct{ *LocalStore }
+
+func (s keyedStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]Decision, error) {
+	if strings.HasPrefix(ops[0].Key, "down") {
+		return nil, errors.New("connection refused")
+	}
+	return s.LocalStore.Apply(ctx, ops, now)
+}
+
+// gapGauge is the degraded gauge with a hook on every write made while
+// the store's lock is free: the moment another request can change the
+// state the write describes.
+type gapGauge struct {
+	prometheus.Gauge
+	f     *FailoverStore
+	inGap func(v float64)
+}
+
+func (g *gapGauge) Set(v float64) {
+	if g.f.mu.TryLock() {
+		g.f.mu.Unlock()
+		g.inGap(v)
+	}
+	g.Gauge.Set(v)
+}
+
+// TestDegradedGaugeFollowsTheState: a probe that finds the store back and
+// a request that finds it down again, at once, leave the gauge saying
+// what the store's state says. recovered() used to write 0 after
+// releasing the lock: a failure landing in between set 1 under the lock,
+// then the late 0 overwrote it, and the gauge read "healthy" for as long
+// as the store stayed down. The hook replays that request in the gap.
+func TestDegradedGaugeFollowsTheState(t *testing.T) {
+	f, err := NewFailoverStore(keyedStore{NewLocalStore(0)}, NewLocalStore(0), FailoverOptions{
+		Mode: FailOpen, Backoff: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l := rate.PerSecond(100, 99).NoDelay()
+	now := time.Unix(1_000_000, 0)
+	g := &gapGauge{Gauge: f.degraded, f: f}
+	f.degraded = g
+	g.inGap = func(v float64) {
+		t.Errorf("degraded gauge set to %v outside the store's lock", v)
+		if v == 0 { // the recovery's write: another request fails in the gap
+			if _, err := f.Take(ctx, "down-2", l, 1, now.Add(2*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	if _, err := f.Take(ctx, "down-1", l, 1, now); err != nil { // fail-open: an answer, no error
+		t.Fatal(err)
+	}
+	if !f.Degraded() || testutil.ToFloat64(g.Gauge) != 1 {
+		t.Fatalf("after a failure: degraded %v, gauge %v; want true, 1", f.Degraded(), testutil.ToFloat64(g.Gauge))
+	}
+	// Past the back-off: this call is the probe, and the store answers it.
+	if _, err := f.Take(ctx, "up", l, 1, now.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	want := 0.0
+	if f.Degraded() {
+		want = 1
+	}
+	if got := testutil.ToFloat64(g.Gauge); got != want {
+		t.Fatalf("gauge %v with the store degraded=%v; want %v", got, f.Degraded(), want)
+	}
+}
