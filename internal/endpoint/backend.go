@@ -84,6 +84,9 @@ type Backend struct {
 	name   string
 
 	inflight atomic.Int64
+	// cpuInflight counts CPU-side calls outstanding (AcquireCPU), apart
+	// from inflight, which models the engine's batch.
+	cpuInflight atomic.Int64
 	// freed is closed (and dropped) when an in-flight request ends: what
 	// a request granted by admission but finding every slot taken waits
 	// on (Freed). nil while nobody waits.

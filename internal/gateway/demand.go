@@ -17,7 +17,9 @@ type Arrivals interface {
 type demandStage struct{ g *Gateway }
 
 func (s demandStage) serve(x *exchange) bool {
-	if s.g.arrivals == nil || x.job != nil {
+	// A tokenizer call (upstreamCall.cpuOnly) is no demand on the engine
+	// the forecast sizes.
+	if s.g.arrivals == nil || x.job != nil || x.ep.CPUOnly() {
 		return true
 	}
 	s.g.arrivals.Arrival(x.rec.start, x.parsed.Peek.Model, x.id.tenant, x.cost)

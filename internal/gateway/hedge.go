@@ -26,7 +26,7 @@ const minHedgeAfter = 10 * time.Millisecond
 // backend holding it.
 func (rt *Runtime) hedgeAfter(served *Pool, c *upstreamCall) time.Duration {
 	f := rt.Config.Retry.HedgeFactor
-	if !c.peek.Stream || f <= 0 || rt.Config.Retry.Attempts < 2 || c.peek.API == openai.APIResponses {
+	if !c.peek.Stream || c.cpuOnly || f <= 0 || rt.Config.Retry.Attempts < 2 || c.peek.API == openai.APIResponses {
 		return 0
 	}
 	now := served.now()

@@ -34,6 +34,9 @@ const (
 // so that a request refused after queueing is refused by about the target
 // here too, as the queue refuses its own waiters (admission/codel.go).
 func (rt *Runtime) slotWait(served *Pool, c *upstreamCall) time.Duration {
+	if c.cpuOnly { // its slots are not the engine's, whose releases the wait watches
+		return 0
+	}
 	wait := served.sloOf(c.id.class)
 	if !c.until.IsZero() {
 		wait = min(wait, c.until.Sub(served.now()))

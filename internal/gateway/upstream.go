@@ -51,11 +51,11 @@ type upstreamCall struct {
 	// queued behind generation it would wait seconds for a slot it does
 	// not use, and its ticket would keep a generation request out. It is
 	// still identified, rate-limited (as a request) and routed to a
-	// backend of its model by the pool's policy. It does hold a backend
-	// slot (max_concurrency counts requests outstanding on the backend)
-	// for its milliseconds: with every slot taken it waits for the next
-	// one to free, ahead of the queue's waiters, within the bound of any
-	// first pick (saturated.go), then is refused pool_saturated.
+	// backend of its model by the pool's policy, but takes no engine slot
+	// there either (max_concurrency and the adaptive limit count the
+	// engine's batch): a CPU-side slot instead (endpoint.CPUSlots). With
+	// every backend's CPU-side slots taken it is refused pool_saturated at
+	// once (no slot wait): engine slots freeing would not help it.
 	cpuOnly bool
 }
 
@@ -63,7 +63,7 @@ type upstreamCall struct {
 // A cacheable call's answer is asked unencoded and carries its
 // Cache-Control.
 func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *Pool, c *upstreamCall, capture *proxy.Capture) proxy.Result {
-	sel := selector{pool: served, req: routing.Request{Model: served.Model, Work: c.cost},
+	sel := selector{pool: served, req: routing.Request{Model: served.Model, Work: c.cost, CPU: c.cpuOnly},
 		ctx: ctx, slotWait: rt.slotWait(served, c)}
 	defer func() { c.slotWaited = sel.waited }()
 	if c.peek.API == openai.APIResponses {
@@ -74,7 +74,7 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
-		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape,
+		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly,
 		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)
 }

@@ -69,6 +69,9 @@ func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend,
 	}
 	b = f.avoidUnrescued(in, sel, *tried, b)
 	*tried = append(*tried, b)
+	if in.CPUOnly {
+		return f.claimCPU(b, now, res)
+	}
 	if !b.Acquire() { // lost a race for its last slot
 		res.Err = ErrSaturated
 		return call{}, stepNext
@@ -86,6 +89,23 @@ func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend,
 		c.waiting = true
 	}
 	return c, stepGo
+}
+
+// claimCPU is claim's slot and permit for a CPU-side call (Request.CPUOnly):
+// a CPU-side slot, no engine slot, no work counted, never waiting for a
+// first token.
+func (f *Forwarder) claimCPU(b *endpoint.Backend, now time.Time, res *Result) (call, step) {
+	if !b.AcquireCPU() { // lost a race for its last CPU-side slot
+		res.Err = ErrSaturated
+		return call{}, stepNext
+	}
+	done, ok := b.AllowCall(now)
+	if !ok {
+		b.AbandonCPU()
+		res.Err = ErrNoBackend
+		return call{}, stepNext
+	}
+	return call{b: b, done: done, cpu: true}, stepGo
 }
 
 // send starts the attempt at now and returns with the backend's head or
@@ -133,7 +153,7 @@ func (f *Forwarder) failed(ctx context.Context, s sent, ttfb time.Duration, res 
 	}
 	now := f.opt.Now()
 	res.Err = classifyTransportError(s.err, cause)
-	if errors.Is(res.Err, ErrFirstByteTimeout) {
+	if errors.Is(res.Err, ErrFirstByteTimeout) && !s.c.cpu {
 		s.c.b.TimedOut(now, ttfb)
 	}
 	s.c.end(now, outcome.Failure, ttfb, 0, false)
@@ -145,6 +165,9 @@ func (f *Forwarder) failed(ctx context.Context, s sent, ttfb time.Duration, res 
 // answer's wait ends here, and one the request did not expect as a stream
 // starts so that the relay has one to end.
 func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at time.Time) {
+	if c.cpu { // no first token to wait for: its time is learnt by nothing
+		return
+	}
 	switch streamed := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream"); {
 	case streamed && !c.waiting:
 		c.b.StartWaiting(at)

@@ -131,6 +131,11 @@ type Request struct {
 	// backend's own Cache-Control is replaced); "" and every other
 	// status: no-store.
 	CacheControl string
+	// CPUOnly: a call served off the engine, by the server's API process
+	// (vLLM's tokenizer): it takes a CPU-side slot (endpoint.CPUSlots)
+	// instead of an engine slot, and its latency is learnt by nothing
+	// (endpoint.Backend.ReleaseCPU). Never hedged.
+	CPUOnly bool
 }
 
 // Result says how a request ended.
@@ -406,11 +411,16 @@ type call struct {
 	// FirstToken (fed) or end ends the wait.
 	waiting bool
 	work    int64
+	cpu     bool // a CPU-side slot (Request.CPUOnly): see endCPU
 }
 
 // end records the attempt's outcome. clientGone marks attempts cut short by
 // the client: they say nothing about the backend's health.
 func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration, clientGone bool) {
+	if c.cpu {
+		c.endCPU(now, out, latency, retryAfter, clientGone)
+		return
+	}
 	c.b.AddWork(-c.work)
 	if c.waiting && !c.fed {
 		c.b.EndWaiting(now)
@@ -432,7 +442,7 @@ func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.D
 // endAnswer is end for a non-streamed answer of outputTokens tokens,
 // whose latency is its whole generation (endpoint.Backend.ReleaseAnswer).
 func (c call) endAnswer(now time.Time, out outcome.Outcome, whole time.Duration, outputTokens int, clientGone bool) {
-	if c.fed || c.waiting { // not a plain answer after all: as end
+	if c.fed || c.waiting || c.cpu { // not a plain answer after all: as end
 		c.end(now, out, whole, 0, clientGone)
 		return
 	}
@@ -445,6 +455,22 @@ func (c call) endAnswer(now time.Time, out outcome.Outcome, whole time.Duration,
 		out = outcome.Ignored
 	}
 	c.done(now, out, whole)
+}
+
+// endCPU is end for a CPU-side call: its slot freed, its failures and
+// push-backs counted by the backend's health and its breaker, its success
+// by neither (outcome.Ignored for the breaker): a tokenizer answering in
+// milliseconds says nothing of the engine, and thousands of them would
+// dilute the breaker's failure and slow-call rates of the calls that do.
+func (c call) endCPU(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration, clientGone bool) {
+	c.b.ReleaseCPU(now, out, retryAfter)
+	if c.done == nil {
+		return
+	}
+	if clientGone || out == outcome.Success {
+		out = outcome.Ignored
+	}
+	c.done(now, out, latency)
 }
 
 func classifyTransportError(err, cause error) error {

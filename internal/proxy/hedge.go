@@ -456,8 +456,12 @@ func (f *Forwarder) withdraw(l *leg, waited time.Duration) {
 
 // withdrawn ends a call cancelled before its first token by a hedge race.
 func (c call) withdrawn(now time.Time, waited time.Duration) {
-	c.b.AddWork(-c.work)
-	c.b.Withdrawn(now, waited)
+	if c.cpu { // never hedged (Request.CPUOnly); its slot freed all the same
+		c.b.AbandonCPU()
+	} else {
+		c.b.AddWork(-c.work)
+		c.b.Withdrawn(now, waited)
+	}
 	if c.done != nil {
 		c.done(now, outcome.Ignored, waited)
 	}

@@ -191,8 +191,10 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 			if first && stream {
 				now := f.opt.Now()
 				res.TTFB = now.Sub(start)
-				b.FirstToken(now, res.TTFB)
-				c.fed = true
+				if !c.cpu { // a CPU-side call's time is learnt by nothing
+					b.FirstToken(now, res.TTFB)
+					c.fed = true
+				}
 			}
 			first = false
 			wd.idle(f.opt.Timeouts.StreamIdle)

@@ -50,8 +50,10 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 		if len(out) > 0 {
 			if !res.Written { // the first valid event: the first token
 				f.commit(w, b, resp, in, start, res)
-				b.FirstToken(f.opt.Now(), res.TTFB)
-				c.fed = true
+				if !c.cpu { // a CPU-side call's time is learnt by nothing
+					b.FirstToken(f.opt.Now(), res.TTFB)
+					c.fed = true
+				}
 				if held != nil {
 					out, held = append(held, out...), nil
 				}

@@ -24,6 +24,10 @@ type Request struct {
 	// Work is the request's estimated tokens (prompt and answer); 0 when
 	// unknown. Policies weighing outstanding work add it to a candidate's.
 	Work float64
+	// CPU: a call served off the engine (the server's tokenizer), which
+	// needs a CPU-side slot (endpoint.Backend.HasCPUCapacity), not an
+	// engine slot.
+	CPU bool
 }
 
 // Picker chooses one of candidates (never empty). Implementations must be
@@ -122,7 +126,7 @@ func Select(now time.Time, picker Picker, req *Request, backends []*endpoint.Bac
 	peer := endpoint.PeerLimit(backends, now)
 	var busy int
 	for _, b := range backends {
-		if contains(tried, b) || !b.HasCapacityAmong(peer) {
+		if contains(tried, b) || !hasCapacity(b, req, peer) {
 			continue
 		}
 		switch b.State(now) {
@@ -134,7 +138,7 @@ func Select(now time.Time, picker Picker, req *Request, backends []*endpoint.Bac
 	}
 	if len(cands) == 0 && busy > 0 {
 		for _, b := range backends {
-			if !contains(tried, b) && b.HasCapacityAmong(peer) && b.State(now) == endpoint.StateBusy {
+			if !contains(tried, b) && hasCapacity(b, req, peer) && b.State(now) == endpoint.StateBusy {
 				cands = append(cands, b)
 			}
 		}
@@ -151,6 +155,14 @@ func Select(now time.Time, picker Picker, req *Request, backends []*endpoint.Bac
 	*bufp = cands[:0]
 	candidatePool.Put(bufp)
 	return chosen
+}
+
+// hasCapacity reports whether b has a slot of the kind req needs.
+func hasCapacity(b *endpoint.Backend, req *Request, peer float64) bool {
+	if req.CPU {
+		return b.HasCPUCapacity()
+	}
+	return b.HasCapacityAmong(peer)
 }
 
 func contains(list []*endpoint.Backend, b *endpoint.Backend) bool {
