@@ -11,13 +11,16 @@
 // (the fourth joins and leaves the pool on alternate reloads) and the
 // gateway (`sluice serve --config FILE`: defaults, plus pprof on the admin
 // listener and a per-address rate limit so that bursts get 429s). The
-// traffic: chat completions plain and streamed, completions, embeddings,
-// identical deterministic prompts (cache hits, coalescing), clients that go
-// away mid-stream, slow readers, async jobs polled to their end, the
-// Responses API (12%: plain and streamed, a third continuing a recent
-// response, half read back with GET and input_items, some deleted); every
-// second tick a 40-request burst from one address (429s), every fourth a
-// 120-stream burst (queue refusals), both on connections not kept alive;
+// traffic: 8% to the model-addressed endpoints (rerank, score, tokenize
+// then detokenize, moderations, a generated WAV transcribed or
+// translated; each answer's shape checked), the rest chat completions
+// plain and streamed, completions, embeddings, identical deterministic
+// prompts (cache hits, coalescing), clients that go away mid-stream, slow
+// readers, async jobs polled to their end, the Responses API (12% of the
+// rest: plain and streamed, a third continuing a recent response, half
+// read back with GET and input_items, some deleted); every second tick a
+// 40-request burst from one address (429s), every fourth a 120-stream
+// burst (queue refusals), both on connections not kept alive;
 // a Batch API batch at 25% and 60%; the config file rewritten every
 // --reload (the gateway's file watch reloads it); one simulator SIGKILLed
 // and restarted 20 s later --kills times.
@@ -226,6 +229,7 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	fmt.Println("verdict: growth over the second half (slope x its length) against max(floor, 10% of its median)")
 	ok := printVerdict(os.Stdout, judge(samples))
 	ok = d.respSummary(os.Stdout) && ok
+	ok = d.ep.report(os.Stdout, "endpoints", "not a 2xx of the simulator's shape, not an overload's 429/503 with Retry-After, not a cut or 502/503/504 during a disturbance") && ok
 	fmt.Printf("\nidle, no traffic, driver's connections closed (profiles in %s/{before,after}-*):\n", dir)
 	// The chaos suite's leak target: goroutines and fds back within 5%,
 	// fds without the keep-alive pool to the backends (a bounded cache:
