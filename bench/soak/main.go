@@ -195,6 +195,16 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 			}
 			if leaving {
 				d.resp.disturb()
+				// And once it has surely applied it: the gateway waits out
+				// its watch's debounce (reloadDebounce, 250 ms) first, so a
+				// response made on the leaving simulator in between, counted
+				// after the disturbances above, lost its backend after them
+				// (two continuations' 400s were judged failures so).
+				bg.Go(func() {
+					if sleep(runCtx, 2*time.Second) {
+						d.resp.disturb()
+					}
+				})
 			}
 		}
 		// The bursts run to their end after the run's: their answers are counted.
