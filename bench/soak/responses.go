@@ -17,12 +17,11 @@ import (
 // restarted, the extra simulator leaving the pool) that tells an honest
 // 404/400/502 about an id whose backend went away from a wrong answer.
 type respState struct {
-	mu       sync.Mutex
-	epoch    int
-	recent   []respID // a ring: continuations name one of the last len(recent) ids
-	next     int
-	failures []string // the first few unexpected answers, for the verdict
-	nfail    int
+	mu     sync.Mutex
+	epoch  int
+	recent []respID // a ring: continuations name one of the last len(recent) ids
+	next   int
+	fails  failLog
 }
 
 // respID is a stored response and the epoch it was made in.
@@ -69,13 +68,37 @@ func (s *respState) pick(intn func(int) int) (respID, bool) {
 	return s.recent[i], true
 }
 
-func (s *respState) fail(msg string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.nfail++
-	if len(s.failures) < 10 {
-		s.failures = append(s.failures, msg)
+// failLog counts one traffic's unexpected answers and keeps the first
+// few for the verdict.
+type failLog struct {
+	mu    sync.Mutex
+	n     int
+	first []string
+}
+
+func (f *failLog) add(msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	if len(f.first) < 10 {
+		f.first = append(f.first, msg)
 	}
+}
+
+// report prints the count, what counted as expected (expected) and the
+// first few; true when there were none.
+func (f *failLog) report(w io.Writer, traffic, expected string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	verdict := "PASS"
+	if f.n > 0 {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "%s: %d unexpected answers (%s)  %s\n", traffic, f.n, expected, verdict)
+	for _, m := range f.first {
+		fmt.Fprintf(w, "  %s\n", m)
+	}
+	return f.n == 0
 }
 
 // respOutcome classifies one Responses answer (status 0: a transport or
@@ -160,7 +183,7 @@ func (d *driver) respCall(ctx context.Context, c *http.Client, kind, method, pat
 		label += " (backend gone since)"
 	case "failure":
 		label += " FAILURE"
-		d.resp.fail(fmt.Sprintf("%s %s: %s %s", method, path, label, detail))
+		d.resp.fails.add(fmt.Sprintf("%s %s: %s %s", method, path, label, detail))
 	}
 	d.count(kind, label)
 	return id, outcome == "ok"
@@ -240,15 +263,5 @@ func streamID(b []byte) (id string, final bool) {
 
 // respSummary is the verdict on the Responses answers: no failure.
 func (d *driver) respSummary(w io.Writer) bool {
-	d.resp.mu.Lock()
-	defer d.resp.mu.Unlock()
-	verdict := "PASS"
-	if d.resp.nfail > 0 {
-		verdict = "FAIL"
-	}
-	fmt.Fprintf(w, "responses: %d unexpected answers (not 2xx, not an overload's 429/503 with Retry-After, not about an id whose backend went away)  %s\n", d.resp.nfail, verdict)
-	for _, f := range d.resp.failures {
-		fmt.Fprintf(w, "  %s\n", f)
-	}
-	return d.resp.nfail == 0
+	return d.resp.fails.report(w, "responses", "not 2xx, not an overload's 429/503 with Retry-After, not about an id whose backend went away")
 }

@@ -33,7 +33,8 @@ type driver struct {
 
 	mu       sync.Mutex
 	outcomes map[string]int // "kind status" -> count
-	resp     respState      // the Responses traffic's ids and failures
+	resp     respState      // the Responses traffic's ids and failures, and the disturbances' epoch
+	ep       failLog        // the other endpoints' unexpected answers (endpoints.go)
 	wg       sync.WaitGroup
 }
 
@@ -126,11 +127,16 @@ func (d *driver) run(ctx context.Context, rate float64) {
 	}
 }
 
-// one sends one request of the mix; the weights are percentages.
+// one sends one request of the mix; the weights are percentages (of the
+// 92% that is not endpoint's).
 func (d *driver) one(ctx context.Context) {
 	c := d.mix[d.intn(len(d.mix))]
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
+	if d.intn(100) < 8 { // rerank, score, tokenizer, moderations, audio; the rest as before
+		d.endpoint(rctx, c)
+		return
+	}
 	p := d.intn(100)
 	switch {
 	case p < 16:

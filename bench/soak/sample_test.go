@@ -1,0 +1,28 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestBlockFilesCountsOnlyJetStreamBlocks(t *testing.T) {
+	dir := t.TempDir()
+	for name, target := range map[string]string{
+		"3": "/data/jetstream/$G/streams/SLUICE_JOBS/msgs/4.blk",
+		"4": "/data/jetstream/$G/streams/KV_sluice_jobs/msgs/1.blk",
+		"5": "socket:[1234]",
+		"6": "/data/jetstream/$G/streams/SLUICE_JOBS/msgs/4.idx",
+		"7": "/tmp/gateway.log",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := blockFiles(dir); n != 2 {
+		t.Fatalf("blockFiles = %d, want 2", n)
+	}
+	if n := blockFiles(filepath.Join(dir, "gone")); n != -1 {
+		t.Fatalf("an unreadable directory: %d, want -1", n)
+	}
+}
