@@ -147,15 +147,8 @@ func (d *driver) epCall(ctx context.Context, c *http.Client, kind, path, ctype s
 			outcome, detail = "failure", "wrong shape: "+err.Error()
 		}
 	}
-	label := fmt.Sprint(status)
-	if status == 0 {
-		label = "err"
-	}
-	switch outcome {
-	case "kill":
-		label += " (backend gone since)"
-	case "failure":
-		label += " FAILURE"
+	label := outcomeLabel(status, outcome)
+	if outcome == "failure" {
 		d.ep.add(fmt.Sprintf("POST %s: %s %s", path, label, detail))
 	}
 	d.count(kind, label)

@@ -174,6 +174,17 @@ func (d *driver) respCall(ctx context.Context, c *http.Client, kind, method, pat
 		return "", false
 	}
 	outcome := respOutcome(followUp, status, retryAfter, d.resp.now() != since)
+	label := outcomeLabel(status, outcome)
+	if outcome == "failure" {
+		d.resp.fails.add(fmt.Sprintf("%s %s: %s %s", method, path, label, detail))
+	}
+	d.count(kind, label)
+	return id, outcome == "ok"
+}
+
+// outcomeLabel is the count label of an answer with status (0: none came)
+// judged outcome (respOutcome).
+func outcomeLabel(status int, outcome string) string {
 	label := fmt.Sprint(status)
 	if status == 0 {
 		label = "err"
@@ -183,10 +194,8 @@ func (d *driver) respCall(ctx context.Context, c *http.Client, kind, method, pat
 		label += " (backend gone since)"
 	case "failure":
 		label += " FAILURE"
-		d.resp.fails.add(fmt.Sprintf("%s %s: %s %s", method, path, label, detail))
 	}
-	d.count(kind, label)
-	return id, outcome == "ok"
+	return label
 }
 
 // respDo is one exchange; a stream must end with its final event.

@@ -125,21 +125,9 @@ func (w hashWriter) Write(b []byte) (int, error) {
 // check → faults → (Instant answer | engine: the file's tokens prefilled,
 // DefaultMaxTokens words generated) → answer.
 func (s *Server) handleAudio(w http.ResponseWriter, r *http.Request) {
-	s.st.requests.Add(1)
-	n := s.arrival.Add(1)
-	buf, err := s.readBody(w, r)
-	if err != nil {
-		writeRequestError(w, err)
-		return
-	}
-	req, err := parseAudioRequest(r.Header.Get("Content-Type"), buf.Bytes())
-	s.putBuf(buf)
-	if err != nil {
-		writeRequestError(w, err)
-		return
-	}
-	if req.model != "" && req.model != s.cfg.Model {
-		writeModelNotFound(w, req.model)
+	ctype := r.Header.Get("Content-Type")
+	req, n, ok := readParsed(s, w, r, func(b []byte) (audioRequest, error) { return parseAudioRequest(ctype, b) })
+	if !ok || !s.servesModel(w, req.model) {
 		return
 	}
 	if s.applyFaults(r.Context(), w, n) == handled {

@@ -11,25 +11,14 @@ import (
 // order: parse → model check → faults → (Instant answer | engine).
 func (s *Server) handleCompletion(kind endpointKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s.st.requests.Add(1)
-		n := s.arrival.Add(1)
-		buf, err := s.readBody(w, r)
-		if err != nil {
-			writeRequestError(w, err)
-			return
-		}
 		blockSize := s.cfg.BlockSize
 		if s.cfg.Instant {
 			blockSize = 0 // no prefix cache to feed
 		}
-		req, err := parseRequest(kind, buf.Bytes(), blockSize, s.cfg.DefaultMaxTokens)
-		s.putBuf(buf)
-		if err != nil {
-			writeRequestError(w, err)
-			return
-		}
-		if req.model != "" && req.model != s.cfg.Model {
-			writeModelNotFound(w, req.model)
+		req, n, ok := readParsed(s, w, r, func(b []byte) (request, error) {
+			return parseRequest(kind, b, blockSize, s.cfg.DefaultMaxTokens)
+		})
+		if !ok || !s.servesModel(w, req.model) {
 			return
 		}
 		v := s.applyFaults(r.Context(), w, n)

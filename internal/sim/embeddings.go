@@ -36,22 +36,13 @@ type embeddingResponse struct {
 // what the gateway's scheduling is about, but clients expect the endpoint.
 // Each input gets a unit vector derived from the seed and the input's words.
 func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
-	s.st.requests.Add(1)
-	n := s.arrival.Add(1)
-	buf, err := s.readBody(w, r)
-	if err != nil {
-		writeRequestError(w, err)
-		return
-	}
-	var er embeddingRequest
-	err = json.Unmarshal(buf.Bytes(), &er)
-	s.putBuf(buf)
-	if err != nil {
-		writeRequestError(w, badJSON("", err))
-		return
-	}
-	if er.Model != "" && er.Model != s.cfg.Model {
-		writeModelNotFound(w, er.Model)
+	er, n, ok := readParsed(s, w, r, func(b []byte) (er embeddingRequest, err error) {
+		if err = json.Unmarshal(b, &er); err != nil {
+			err = badJSON("", err)
+		}
+		return er, err
+	})
+	if !ok || !s.servesModel(w, er.Model) {
 		return
 	}
 	inputs, err := splitInputs(er.Input)

@@ -22,21 +22,8 @@ import (
 // faults → (tokenizer | Instant | engine prefill) → answer.
 func (s *Server) handlePool(kind poolKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s.st.requests.Add(1)
-		n := s.arrival.Add(1)
-		buf, err := s.readBody(w, r)
-		if err != nil {
-			writeRequestError(w, err)
-			return
-		}
-		req, err := parsePoolRequest(kind, buf.Bytes())
-		s.putBuf(buf)
-		if err != nil {
-			writeRequestError(w, err)
-			return
-		}
-		if req.model != "" && req.model != s.cfg.Model {
-			writeModelNotFound(w, req.model)
+		req, n, ok := readParsed(s, w, r, func(b []byte) (poolRequest, error) { return parsePoolRequest(kind, b) })
+		if !ok || !s.servesModel(w, req.model) {
 			return
 		}
 		if s.applyFaults(r.Context(), w, n) == handled {

@@ -10,17 +10,8 @@ import (
 // handleResponses serves POST /v1/responses. Stage order, as chat's: parse →
 // model check → previous_response_id → faults → (Instant answer | engine).
 func (s *Server) handleResponses(w http.ResponseWriter, r *http.Request) {
-	s.st.requests.Add(1)
-	n := s.arrival.Add(1)
-	buf, err := s.readBody(w, r)
-	if err != nil {
-		writeRequestError(w, err)
-		return
-	}
-	rq, err := parseResponsesRequest(buf.Bytes())
-	s.putBuf(buf)
-	if err != nil {
-		writeRequestError(w, err)
+	rq, n, ok := readParsed(s, w, r, parseResponsesRequest)
+	if !ok {
 		return
 	}
 	if rq.model != s.cfg.Model {

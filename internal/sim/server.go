@@ -187,6 +187,37 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (*bytes.Buffer
 	return buf, nil
 }
 
+// readParsed is every handler's first stage: the request counted, its
+// body read (readBody) and parsed by parse, the buffer given back (parse
+// keeps nothing of it). n is the request's arrival number (applyFaults);
+// ok is false once an error is answered.
+func readParsed[T any](s *Server, w http.ResponseWriter, r *http.Request, parse func([]byte) (T, error)) (req T, n uint64, ok bool) {
+	s.st.requests.Add(1)
+	n = s.arrival.Add(1)
+	buf, err := s.readBody(w, r)
+	if err != nil {
+		writeRequestError(w, err)
+		return req, n, false
+	}
+	req, err = parse(buf.Bytes())
+	s.putBuf(buf)
+	if err != nil {
+		writeRequestError(w, err)
+		return req, n, false
+	}
+	return req, n, true
+}
+
+// servesModel answers 404 model_not_found for a request naming another
+// model than the one served ("" names none: served).
+func (s *Server) servesModel(w http.ResponseWriter, model string) bool {
+	if model != "" && model != s.cfg.Model {
+		writeModelNotFound(w, model)
+		return false
+	}
+	return true
+}
+
 func (s *Server) putBuf(b *bytes.Buffer) {
 	if b.Cap() <= 1<<20 { // don't let one huge prompt pin memory in the pool
 		s.bufs.Put(b)
