@@ -148,7 +148,7 @@ func (g *Gateway) backendSamples() []telemetry.BackendSample {
 		for _, b := range rt.Pools[name].Backends {
 			out = append(out, telemetry.BackendSample{
 				Model: name, Backend: b.Name(), State: b.State(now).String(),
-				Inflight: b.Inflight(), OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
+				Inflight: b.Inflight(), CPUInflight: b.CPUInflight(), OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
 				LatencySeconds: b.Latency(now).Seconds(), SlowStart: b.RampFactor(),
 			})
 		}

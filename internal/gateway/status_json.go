@@ -34,6 +34,9 @@ type backendStatus struct {
 	URL      string `json:"url"`
 	State    string `json:"state"`
 	Inflight int64  `json:"inflight"`
+	// CPUInflight is the tokenizer calls outstanding on it, apart from
+	// its engine slots (at most endpoint.CPUSlots).
+	CPUInflight int64 `json:"cpu_inflight"`
 	// OutstandingTokens is the estimated tokens (prompt and answer) of
 	// the requests in flight on it: what p2c_ewma balances.
 	OutstandingTokens int64   `json:"outstanding_tokens"`
@@ -138,7 +141,7 @@ func ttftOf(t endpoint.TTFT) ttftStatus {
 func (g *Gateway) backendStatus(b *endpoint.Backend, now time.Time) backendStatus {
 	spec := b.Spec()
 	bs := backendStatus{
-		Name: b.Name(), URL: spec.URL, State: b.State(now).String(), Inflight: b.Inflight(),
+		Name: b.Name(), URL: spec.URL, State: b.State(now).String(), Inflight: b.Inflight(), CPUInflight: b.CPUInflight(),
 		OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
 		EWMALatencyMS: ms(b.Latency(now)),
 		Weight:        b.Weight(), MaxConcurrency: spec.MaxConcurrency, Limit: b.Limit(),

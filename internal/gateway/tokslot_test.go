@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,6 +167,15 @@ func TestTokenizeCPUSlotsBounded(t *testing.T) {
 	}
 	if strings.Contains(string(body), "CPU") || strings.Contains(string(body), "127.0.0.1") {
 		t.Fatalf("refusal names internals: %s", body)
+	}
+	// The held calls are on /metrics and /status, apart from the engine's.
+	admin := adminServer(t, gw)
+	_, _, metrics := get(t, admin.URL+"/metrics")
+	if !regexp.MustCompile(`(?m)^sluice_backend_cpu_inflight\{[^}]*model="m1"[^}]*\} 16$`).MatchString(metrics) {
+		t.Errorf("/metrics has no sluice_backend_cpu_inflight of 16")
+	}
+	if _, _, status := get(t, admin.URL+"/status"); !strings.Contains(status, `"cpu_inflight": 16,`) {
+		t.Errorf("/status has no cpu_inflight of 16: %s", status)
 	}
 	be.openTok()
 	for range endpoint.CPUSlots {

@@ -78,9 +78,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type BackendSample struct {
 	Model, Backend, State string
 	Inflight              int64
-	OutstandingTokens     int64
-	Requests, Failures    uint64
-	LatencySeconds        float64
+	// CPUInflight is the tokenizer calls outstanding on it, apart from
+	// its engine slots (endpoint.CPUSlots bounds them).
+	CPUInflight        int64
+	OutstandingTokens  int64
+	Requests, Failures uint64
+	LatencySeconds     float64
 	// SlowStart is the share of its weight and limit the backend gets
 	// (1 unless it is ramping up after joining a running pool).
 	SlowStart float64
@@ -92,6 +95,7 @@ type BackendSample struct {
 type BackendCollector struct {
 	snapshot func() []BackendSample
 	inflight *prometheus.Desc
+	cpu      *prometheus.Desc
 	work     *prometheus.Desc
 	state    *prometheus.Desc
 	requests *prometheus.Desc
@@ -106,6 +110,7 @@ func NewBackendCollector(snapshot func() []BackendSample) *BackendCollector {
 	return &BackendCollector{
 		snapshot: snapshot,
 		inflight: prometheus.NewDesc("sluice_backend_inflight", "Requests outstanding on the backend.", l, nil),
+		cpu:      prometheus.NewDesc("sluice_backend_cpu_inflight", "Tokenizer calls (/tokenize, /detokenize) outstanding on the backend, apart from its engine slots; at most 16.", l, nil),
 		work:     prometheus.NewDesc("sluice_backend_outstanding_tokens", "Estimated tokens (prompt and answer) of the requests outstanding on the backend; what p2c_ewma balances.", l, nil),
 		state:    prometheus.NewDesc("sluice_backend_state", "1 for the backend's current health state.", append(l, "state"), nil),
 		requests: prometheus.NewDesc("sluice_backend_requests_total", "Upstream attempts sent to the backend.", l, nil),
@@ -118,6 +123,7 @@ func NewBackendCollector(snapshot func() []BackendSample) *BackendCollector {
 // Describe implements prometheus.Collector.
 func (c *BackendCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.inflight
+	ch <- c.cpu
 	ch <- c.work
 	ch <- c.state
 	ch <- c.requests
@@ -130,6 +136,7 @@ func (c *BackendCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *BackendCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.snapshot() {
 		ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(s.Inflight), s.Model, s.Backend)
+		ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.GaugeValue, float64(s.CPUInflight), s.Model, s.Backend)
 		ch <- prometheus.MustNewConstMetric(c.work, prometheus.GaugeValue, float64(s.OutstandingTokens), s.Model, s.Backend)
 		for _, st := range []string{"healthy", "busy", "ejected", "down", "open"} {
 			v := 0.0
