@@ -110,3 +110,14 @@ func clientKey(o rueidis.ClientOption) string {
 	return fmt.Sprintf("%q|%q|%q|%d|%q|%t|%d|%d", strings.Join(o.InitAddress, ","), o.Username, o.Password,
 		o.SelectDB, o.ClientName, o.DisableCache, o.Dialer.Timeout, o.ConnWriteTimeout)
 }
+
+// Holders is the number of Lazys holding one of the clients.
+func (c *Clients) Holders() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, sc := range c.clients {
+		n += sc.holders
+	}
+	return n
+}
