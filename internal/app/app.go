@@ -28,6 +28,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/health"
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/routing"
 	"github.com/sluice-gw/sluice/internal/tlsterm"
 )
@@ -117,6 +118,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		Logger:     logger,
 		Registry:   reg,
 		Transport:  proxy.NewTransportCache(),
+		Redis:      redisconn.NewClients(),
 		Background: gateway.NewBackground(),
 		Now:        now,
 		Stalls:     endpoint.NewStallWatch(endpoint.StallBeat),
@@ -145,7 +147,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
-		WebhooksSigned: cfg.Queue.WebhookSecret != "", ResponseIDsRedis: responseIDsRedis(cfg)}
+		WebhooksSigned: cfg.Queue.WebhookSecret != "", ResponseIDsRedis: responseIDsRedis(cfg, deps.Redis)}
 	if wall {
 		gwOpts.Now = nil // the gateway then knows its clock is the sockets' (gateway.Options.Now)
 	}

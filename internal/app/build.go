@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/routing"
 )
 
@@ -29,6 +30,10 @@ type Deps struct {
 	// cacheable bodies; nil: computed every time.
 	CacheMemo *cache.Memo
 	Transport *proxy.Transport
+	// Redis shares one client among the users of one Redis (the rate
+	// limits' store across reloads, the Responses API's ids); nil: each
+	// opens its own.
+	Redis *redisconn.Clients
 	// Background owns the calls that outlive a request's handler
 	// (coalescing flights, stale-while-revalidate refreshes); shutdown
 	// joins it. nil: the runtime keeps its own, which nobody joins.

@@ -215,7 +215,7 @@ func (b *build) rateLimits() error {
 		return nil
 	}
 	tr := &trackedRegisterer{reg: b.deps.Registry}
-	l, err := ratelimit.Open(cfg, tr.orNil(), b.deps.Logger)
+	l, err := ratelimit.Open(cfg, tr.orNil(), b.deps.Logger, b.deps.Redis)
 	if err != nil {
 		return fmt.Errorf("rate_limits: %w", err)
 	}

@@ -116,9 +116,10 @@ type fdRules struct {
 	// closed after 90s), one fd per connection (its goroutines, which
 	// only net/http's transport has, are counted by stack: goroutines.go).
 	backends map[int]bool
-	// store are the Redis nodes' addresses. The rate limiter's client
-	// (rueidis) keeps one multiplexed connection to each node it has
-	// used: to a Cluster's masters at first, and after a failover to the
+	// store are the Redis nodes' addresses. The gateway's one client
+	// for them (rueidis; the rate limits' store and the Responses ids
+	// share it, internal/redisconn.Clients) keeps one multiplexed
+	// connection to each node it has used: to a Cluster's masters at first, and after a failover to the
 	// promoted replica and to the nodes it asked for the new topology.
 	// That is bounded by the cluster's size, so one established
 	// connection per node is left out; a second one to the same node, or

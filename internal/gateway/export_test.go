@@ -10,6 +10,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/routing"
 )
 
@@ -23,6 +24,7 @@ type Deps struct {
 	CacheMetrics *cache.Metrics
 	CacheMemo    *cache.Memo
 	Transport    *proxy.Transport
+	Redis        *redisconn.Clients
 	Background   *Background
 	Now          func() time.Time
 	Stalls       *endpoint.StallWatch

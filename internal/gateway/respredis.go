@@ -19,6 +19,9 @@ import (
 // internal/app.
 type ResponseIDsRedis struct {
 	Client rueidis.ClientOption
+	// Clients, when set, shares the client with the process' other users
+	// of the same Redis and options (the rate limits' store).
+	Clients *redisconn.Clients
 	// Prefix starts every key; "" is "sluice:resp:".
 	Prefix string
 	// Timeout bounds one lookup, and one batch of writes; 0 is 100ms.
@@ -95,7 +98,7 @@ func newSharedOwners(reg prometheus.Registerer, opt ResponseIDsRedis, ttl time.D
 	build := func(c rueidis.Client) *sharedConn { return &sharedConn{c} }
 	// Dials are spaced on the wall clock: a test's frozen clock must not
 	// stop the writer from ever dialling again.
-	s := &sharedOwners{conn: redisconn.NewLazy(opt.Client, build, sharedRedial, nil), prefix: opt.Prefix,
+	s := &sharedOwners{conn: redisconn.NewSharedLazy(opt.Clients, opt.Client, build, sharedRedial, nil), prefix: opt.Prefix,
 		timeout: opt.Timeout, ttl: ttl, now: now,
 		queue: make(chan sharedWrite, sharedQueue), dial: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}

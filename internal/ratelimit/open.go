@@ -53,8 +53,10 @@ func ruleFrom(rc config.RateRule) Rule {
 // dialled now, but an unreachable Redis does not stop the gateway from
 // starting: the failure mode applies until it answers (the connection is a
 // redisconn.Lazy, redialled by the next check after a failure). reg and log
-// may be nil. Close the Limiter to release the Redis connections.
-func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger) (*Limiter, error) {
+// may be nil. The Redis client is the one clients holds for that Redis,
+// shared with the process' other users of it (nil: a client of its own).
+// Close the Limiter to release it.
+func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger, clients *redisconn.Clients) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -72,7 +74,7 @@ func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger) (*
 		return NewLimiter(local, rules, reg)
 	}
 	mode, _ := ParseFailureMode(cfg.Redis.FailureMode) // validated above
-	conn := newRedisConn(cfg.Redis)
+	conn := newRedisConn(cfg.Redis, clients)
 	if _, err := conn.Get(); err != nil {
 		log.Warn("rate limit store: redis not reachable at start; failure mode applies until it is",
 			"failure_mode", mode.String(), "error", err.Error())
@@ -96,18 +98,19 @@ func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger) (*
 
 // ClientOption is the rueidis configuration for rate limiting: no
 // client-side cache (buckets change on every request, and it keeps Redis
-// < 6 / RESP2 servers usable).
+// < 6 / RESP2 servers usable). Named as the Responses API's shared ids
+// name theirs (internal/app), so that the two share one client.
 func ClientOption(c config.Redis) rueidis.ClientOption {
-	return redisconn.Option(c, "sluice-ratelimit", false)
+	return redisconn.Option(c, redisconn.SharedName, false)
 }
 
 // newRedisConn is the shared store's connection, made on first use. A
 // check that finds no connection dials (one at a time: the others fail at
 // once and the FailoverStore answers them).
-func newRedisConn(c config.RateLimitRedis) *redisconn.Lazy[RedisStore] {
+func newRedisConn(c config.RateLimitRedis, clients *redisconn.Clients) *redisconn.Lazy[RedisStore] {
 	ropt := RedisOptions{Prefix: c.KeyPrefix}
 	build := func(client rueidis.Client) *RedisStore { return NewRedisStore(client, ropt) }
-	return redisconn.NewLazy(ClientOption(c.Redis), build, 0, nil)
+	return redisconn.NewSharedLazy(clients, ClientOption(c.Redis), build, 0, nil)
 }
 
 // lazyStore is a Store over a connection made on first use.

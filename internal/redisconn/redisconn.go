@@ -1,8 +1,10 @@
-// Package redisconn is Sluice's one way of reaching Redis, shared by the
-// rate limits' store and the cache's second level: the rueidis options
-// made from a config.Redis, and a connection made on first use, so the
-// gateway starts (and serves: rate limits by their failure mode, the cache
-// from L1 and upstream) while Redis is down.
+// Package redisconn is Sluice's one way of reaching Redis, used by the
+// rate limits' store, the Responses API's shared ids and the cache's second
+// level: the rueidis options made from a config.Redis, and a connection
+// made on first use, so the gateway starts (and serves: rate limits by
+// their failure mode, the cache from L1 and upstream) while Redis is down.
+// Users of the same Redis with the same options share one client
+// (Clients).
 package redisconn
 
 import (
@@ -62,6 +64,8 @@ type Lazy[T any] struct {
 
 	v atomic.Pointer[T]
 
+	clients *Clients // nil: the Lazy dials and closes a client of its own
+
 	mu       sync.Mutex // held while dialling
 	client   rueidis.Client
 	lastDial time.Time
@@ -76,6 +80,16 @@ func NewLazy[T any](opt rueidis.ClientOption, build func(rueidis.Client) *T, red
 		now = time.Now
 	}
 	return &Lazy[T]{opt: opt, build: build, redial: redial, now: now}
+}
+
+// NewSharedLazy is NewLazy whose client is the one clients holds for opt,
+// shared with every other Lazy made from clients with equal options: a
+// dial made by one is used by all, and the client is closed when the last
+// of them is closed. A nil clients is NewLazy.
+func NewSharedLazy[T any](clients *Clients, opt rueidis.ClientOption, build func(rueidis.Client) *T, redial time.Duration, now func() time.Time) *Lazy[T] {
+	l := NewLazy(opt, build, redial, now)
+	l.clients = clients
+	return l
 }
 
 // Get returns the value, dialling first when there is no client yet.
@@ -98,7 +112,7 @@ func (l *Lazy[T]) Get() (*T, error) {
 	} else {
 		l.lastDial = now
 	}
-	client, err := rueidis.NewClient(l.opt)
+	client, err := l.dial()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v: %w", ErrUnavailable, l.opt.InitAddress, err)
 	}
@@ -117,7 +131,19 @@ func (l *Lazy[T]) Close() {
 	defer l.mu.Unlock()
 	l.closed = true
 	if l.client != nil {
-		l.client.Close()
+		if l.clients != nil {
+			l.clients.release(l.opt, l.client)
+		} else {
+			l.client.Close()
+		}
+		l.client = nil
 	}
 	l.v.Store(nil)
+}
+
+func (l *Lazy[T]) dial() (rueidis.Client, error) {
+	if l.clients != nil {
+		return l.clients.acquire(l.opt)
+	}
+	return rueidis.NewClient(l.opt)
 }

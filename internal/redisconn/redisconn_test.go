@@ -3,6 +3,8 @@ package redisconn
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,4 +68,129 @@ func TestOptionDefaults(t *testing.T) {
 	if o.Dialer.Timeout != time.Second || !o.DisableCache {
 		t.Fatalf("option: %+v", o)
 	}
+}
+
+// clientNames lists the names of the connections Redis holds.
+func clientNames(t *testing.T, addr string) map[string]int {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, ClientName: "observer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	list, err := c.Do(context.Background(), c.B().ClientList().Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+		for _, field := range strings.Fields(line) {
+			if name, ok := strings.CutPrefix(field, "name="); ok && name != "observer" {
+				names[name]++
+			}
+		}
+	}
+	return names
+}
+
+// TestSharedLazyOneClient: two users of one Redis with equal options (the
+// rate limits' store and the Responses ids) get one client, not two; it
+// outlives the first user's Close and is closed with the last. Options
+// that differ (another name) get their own.
+func TestSharedLazyOneClient(t *testing.T) {
+	rd := redistest.Start(t)
+	clients := NewClients()
+	opt := Option(config.Redis{Addrs: []string{rd.Addr}}, "sluice-shared", false)
+	a := NewSharedLazy(clients, opt, build, 0, nil)
+	b := NewSharedLazy(clients, opt, build, time.Second, nil)
+	other := NewSharedLazy(clients, Option(config.Redis{Addrs: []string{rd.Addr}}, "sluice-other", false), build, 0, nil)
+	pa, err := a.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := b.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	po, err := other.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pa.c != pb.c || pa.c == po.c || clients.Open() != 2 {
+		t.Fatalf("equal options: one client; another name: its own (open %d)", clients.Open())
+	}
+	for _, p := range []*pinger{pa, pb, po} {
+		if err := p.ping(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if names := clientNames(t, rd.Addr); names["sluice-shared"] != 1 || names["sluice-other"] != 1 {
+		t.Fatalf("connections by name: %v, want one each", names)
+	}
+	a.Close()
+	if err := pb.ping(); err != nil {
+		t.Fatalf("the other holder's client after the first Close: %v", err)
+	}
+	if _, err := a.Get(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get after Close: %v", err)
+	}
+	b.Close()
+	other.Close()
+	if clients.Open() != 0 {
+		t.Fatalf("%d clients open after every holder closed", clients.Open())
+	}
+	if names := clientNames(t, rd.Addr); len(names) != 0 {
+		t.Fatalf("connections left after every holder closed: %v", names)
+	}
+}
+
+// TestSharedLazyNoWaitOnAnothersDial: while one user dials (Redis stopped
+// mid-handshake), another user of the same Redis fails at once with
+// ErrUnavailable instead of waiting or dialling a second client; once the
+// dial completes, both hold the one client.
+func TestSharedLazyNoWaitOnAnothersDial(t *testing.T) {
+	rd := redistest.Start(t)
+	clients := NewClients()
+	opt := Option(config.Redis{Addrs: []string{rd.Addr}, ConnectTimeout: config.Duration(time.Minute)}, "sluice-shared", false)
+	a := NewSharedLazy(clients, opt, build, 0, nil)
+	b := NewSharedLazy(clients, opt, build, 0, nil)
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	rd.Pause()
+	got := make(chan error, 1)
+	go func() {
+		_, err := a.Get()
+		got <- err
+	}()
+	for !clients.dialingNow() {
+		runtime.Gosched()
+	}
+	if _, err := b.Get(); !errors.Is(err, ErrUnavailable) {
+		rd.Resume()
+		t.Fatalf("while another dials: %v, want ErrUnavailable at once", err)
+	}
+	rd.Resume()
+	if err := <-got; err != nil {
+		t.Fatalf("the dial: %v", err)
+	}
+	pb, err := b.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, _ := a.Get()
+	if pa.c != pb.c || clients.Open() != 1 {
+		t.Fatalf("after the dial: %d clients, want one shared", clients.Open())
+	}
+}
+
+// dialingNow reports whether a dial is under way (tests).
+func (c *Clients) dialingNow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, sc := range c.clients {
+		if sc.dialing {
+			return true
+		}
+	}
+	return false
 }

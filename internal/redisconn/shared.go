@@ -1,0 +1,123 @@
+package redisconn
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/redis/rueidis"
+)
+
+// Clients hands the users of one Redis one client. rueidis multiplexes
+// every caller over one pipelined connection per node, so a second client
+// to the same Redis (the rate limits' store and the Responses API's shared
+// ids both use the rate limits' Redis) only doubles the connections each
+// gateway replica holds on every node, against Redis' maxclients, and
+// the reconnects after a Cluster failover. The process owns one Clients
+// (internal/app); its users reach it through NewSharedLazy.
+type Clients struct {
+	mu      sync.Mutex
+	clients map[string]*sharedClient
+}
+
+// sharedClient is one Redis' client and how many Lazys hold it.
+type sharedClient struct {
+	client  rueidis.Client
+	holders int
+	dialing bool
+}
+
+// SharedName is the CLIENT SETNAME of the client the rate limits' store
+// and the Responses API's ids share (the cache's, with client-side
+// caching on, is its own: "sluice-cache").
+const SharedName = "sluice"
+
+// NewClients returns an empty set of shared clients.
+func NewClients() *Clients { return &Clients{clients: map[string]*sharedClient{}} }
+
+// acquire returns the client for opt, dialling it when there is none, and
+// counts the caller as a holder. While another caller dials the same
+// Redis it fails at once (ErrUnavailable), as a Lazy does for its own
+// dial: nobody waits on a dial another started.
+func (c *Clients) acquire(opt rueidis.ClientOption) (rueidis.Client, error) {
+	key := clientKey(opt)
+	c.mu.Lock()
+	sc := c.clients[key]
+	switch {
+	case sc != nil && sc.client != nil:
+		sc.holders++
+		c.mu.Unlock()
+		return sc.client, nil
+	case sc != nil && sc.dialing:
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w: connecting", ErrUnavailable)
+	}
+	sc = &sharedClient{dialing: true}
+	c.clients[key] = sc
+	c.mu.Unlock()
+
+	client, err := rueidis.NewClient(opt)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sc.dialing = false
+	if err != nil {
+		delete(c.clients, key)
+		return nil, err
+	}
+	sc.client = client
+	sc.holders = 1
+	return client, nil
+}
+
+// release drops one holder of opt's client, closing it with the last.
+func (c *Clients) release(opt rueidis.ClientOption, client rueidis.Client) {
+	key := clientKey(opt)
+	c.mu.Lock()
+	sc := c.clients[key]
+	if sc == nil || sc.client != client {
+		c.mu.Unlock()
+		client.Close() // not one of ours: never shared
+		return
+	}
+	sc.holders--
+	if sc.holders > 0 {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.clients, key)
+	c.mu.Unlock()
+	client.Close()
+}
+
+// Open is the number of clients held open (for tests and diagnostics).
+func (c *Clients) Open() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, sc := range c.clients {
+		if sc.client != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// clientKey says which options make the same client: the fields Option
+// sets. Two users whose options differ in any of them (another database,
+// credentials, client-side caching, client name) get clients of their own.
+func clientKey(o rueidis.ClientOption) string {
+	return fmt.Sprintf("%q|%q|%q|%d|%q|%t|%d|%d", strings.Join(o.InitAddress, ","), o.Username, o.Password,
+		o.SelectDB, o.ClientName, o.DisableCache, o.Dialer.Timeout, o.ConnWriteTimeout)
+}
+
+// Holders is the number of Lazys holding one of the clients.
+func (c *Clients) Holders() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, sc := range c.clients {
+		n += sc.holders
+	}
+	return n
+}
