@@ -396,7 +396,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.cost, c.plan = x.cost, plan
 	c.pin = x.respPin
 	c.keepID = x.resp != nil && x.resp.Store
-	c.cpuOnly = x.ep.CPUOnly()
+	c.cpuOnly, c.ep = x.ep.CPUOnly(), x.ep
 	return c
 }
 

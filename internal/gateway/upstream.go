@@ -57,6 +57,10 @@ type upstreamCall struct {
 	// every backend's CPU-side slots taken it is refused pool_saturated at
 	// once (no slot wait): engine slots freeing would not help it.
 	cpuOnly bool
+	// ep: the model-addressed endpoint called (openai.EndpointNone for
+	// the chat family and the Responses API), whose answers report usage
+	// in their own shapes (proxy.Request.Endpoint).
+	ep openai.ModelEndpoint
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
@@ -74,7 +78,7 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
-		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly,
+		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep,
 		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)
 }

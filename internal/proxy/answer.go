@@ -90,12 +90,23 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	writeErr := writeInPieces(clientWriter{f: f, w: w, wd: wd}, held, len(*bufp))
 	if !over && in.Peek.API == openai.APIResponses {
 		res.Usage, res.UsageKnown = facts.Usage, facts.UsageKnown
+	} else if !over && in.Endpoint != openai.EndpointNone {
+		res.Usage, res.UsageKnown = in.findUsage(usage) // held whole: a rerank's usage precedes its results
 	} else if !over {
 		res.Usage, res.UsageKnown = openai.FindUsage(usage[max(0, len(usage)-tailSize):])
 	} else if writeErr == nil {
 		// Too large to hold: the rest goes as it comes, through the pooled
-		// buffer (held has moved off it), and usage is read from the tail.
+		// buffer (held has moved off it), and usage is read from the tail;
+		// an endpoint's, failing that, from the start held (a rerank's).
+		var start openai.Usage
+		startKnown := false
+		if in.Endpoint != openai.EndpointNone {
+			start, startKnown = openai.FindEndpointUsage(held)
+		}
 		writeErr, readErr = f.relayRest(w, resp.Body, wd, in, *bufp, ids, res)
+		if !res.UsageKnown && startKnown {
+			res.Usage, res.UsageKnown = start, true
+		}
 	}
 	if ids != nil {
 		// Whatever of the answer passed: an id read whole is the backend's,
@@ -192,7 +203,7 @@ func (f *Forwarder) relayRest(w http.ResponseWriter, body io.Reader, wd *watchdo
 	if in.Peek.API == openai.APIResponses {
 		res.Usage, res.UsageKnown = openai.FindResponseUsage(tl.buf)
 	} else {
-		res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
+		res.Usage, res.UsageKnown = in.findUsage(tl.buf)
 	}
 	return writeErr, readErr
 }

@@ -136,6 +136,21 @@ type Request struct {
 	// instead of an engine slot, and its latency is learnt by nothing
 	// (endpoint.Backend.ReleaseCPU). Never hedged.
 	CPUOnly bool
+	// Endpoint is the model-addressed endpoint the request is to (not the
+	// chat family's nor the Responses API's): its answer's usage is read
+	// in that endpoint's shapes (openai.FindEndpointUsage), from the whole
+	// answer when it is held (a rerank's usage precedes its results).
+	Endpoint openai.ModelEndpoint
+}
+
+// findUsage reads the usage in an answer's end (or whole) in the shapes
+// the request's endpoint reports it in. The chat family's path stays
+// FindUsage's, one comparison away.
+func (in *Request) findUsage(b []byte) (openai.Usage, bool) {
+	if in.Endpoint != openai.EndpointNone {
+		return openai.FindEndpointUsage(b)
+	}
+	return openai.FindUsage(b)
 }
 
 // Result says how a request ended.

@@ -216,7 +216,7 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 			break
 		}
 	}
-	res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
+	res.Usage, res.UsageKnown = in.findUsage(tl.buf)
 
 	out := outcome.Success
 	if resp.StatusCode >= 500 {

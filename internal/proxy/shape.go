@@ -72,7 +72,7 @@ func (f *Forwarder) relayStreamAsAnswer(ctx, actx context.Context, w http.Respon
 		in.Capture.write(body)
 	}
 	writeErr := writeInPieces(clientWriter{f: f, w: w, wd: wd}, body, len(*bufp))
-	res.Usage, res.UsageKnown = openai.FindUsage(held[max(0, len(held)-tailSize):])
+	res.Usage, res.UsageKnown = in.findUsage(held[max(0, len(held)-tailSize):])
 	if errors.Is(ctx.Err(), context.Canceled) || writeErr != nil {
 		res.Err = context.Canceled
 	}

@@ -80,7 +80,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 			break
 		}
 	}
-	res.Usage, res.UsageKnown = openai.FindUsage(tl.buf)
+	res.Usage, res.UsageKnown = in.findUsage(tl.buf)
 	if chk.api == openai.APIResponses && res.Written {
 		res.Usage, res.UsageKnown, res.ResponseID = chk.resp.usage, chk.resp.usageKnown, chk.resp.id
 	}

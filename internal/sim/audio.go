@@ -169,9 +169,25 @@ func (s *Server) handleAudio(w http.ResponseWriter, r *http.Request) {
 			Text     string  `json:"text"`
 		}{task, "english", float64(req.promptTokens) / 50, text})
 	default:
+		if r.URL.Path == "/v1/audio/translations" {
+			writeJSON(w, http.StatusOK, struct {
+				Text string `json:"text"`
+			}{text})
+			break
+		}
+		// vLLM's TranscriptionResponse reports the audio's length in whole
+		// seconds, as whisper-1 does, and no tokens.
 		writeJSON(w, http.StatusOK, struct {
-			Text string `json:"text"`
-		}{text})
+			Text  string        `json:"text"`
+			Usage durationUsage `json:"usage"`
+		}{text, durationUsage{Type: "duration", Seconds: (req.promptTokens + 49) / 50}})
 	}
 	s.st.completed.Add(1)
+}
+
+// durationUsage is a transcription's usage by vLLM and whisper-1: the
+// audio's length, rounded up to a second.
+type durationUsage struct {
+	Type    string `json:"type"`
+	Seconds int    `json:"seconds"`
 }

@@ -49,11 +49,17 @@ func TestAudioTranscriptions(t *testing.T) {
 	ct, body := audioForm(t, "file", strings.Repeat("x", 3200), "model", "sim-model", "language", "en")
 	before := s.Stats().PromptTokens
 	status, _, got := postForm(t, url+"/v1/audio/transcriptions", ct, body)
-	text := decode[struct {
-		Text string `json:"text"`
-	}](t, got).Text
+	answer := decode[struct {
+		Text  string         `json:"text"`
+		Usage map[string]any `json:"usage"`
+	}](t, got)
+	text := answer.Text
 	if status != 200 || len(strings.Fields(text)) != DefaultOutputTokens {
 		t.Fatalf("transcription: %d %s", status, got)
+	}
+	// vLLM's TranscriptionUsageAudio: 10 tokens at 50 a second, 1 second.
+	if u := answer.Usage; len(u) != 2 || u["type"] != "duration" || u["seconds"] != 1.0 {
+		t.Fatalf("transcription usage: %s", got)
 	}
 	if d := s.Stats().PromptTokens - before; d != 10 {
 		t.Fatalf("prefilled %d tokens, want 3200/320", d)

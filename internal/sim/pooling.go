@@ -134,7 +134,7 @@ func (s *Server) rerankAnswer(req *poolRequest, id string) rerankResponse {
 	if req.topN > 0 && req.topN < len(results) {
 		results = results[:req.topN]
 	}
-	return rerankResponse{ID: id, Model: s.cfg.Model, Usage: rerankUsage{TotalTokens: req.promptTokens}, Results: results}
+	return rerankResponse{ID: id, Model: s.cfg.Model, Usage: rerankUsage{PromptTokens: req.promptTokens, TotalTokens: req.promptTokens}, Results: results}
 }
 
 // relevance scores item i against its pair: the share of the pair's
@@ -221,8 +221,12 @@ type rerankResult struct {
 	RelevanceScore float64        `json:"relevance_score"`
 }
 
+// rerankUsage is vLLM's RerankUsage as main has it (pooling/scoring/
+// protocol.py); v0.10 held total_tokens alone. The answer carries it
+// before the results.
 type rerankUsage struct {
-	TotalTokens int `json:"total_tokens"`
+	PromptTokens int `json:"prompt_tokens"`
+	TotalTokens  int `json:"total_tokens"`
 }
 
 type rerankResponse struct {

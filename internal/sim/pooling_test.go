@@ -18,8 +18,13 @@ func TestRerankShapeAndPrefill(t *testing.T) {
 		}
 		got := decode[rerankResponse](t, body)
 		// Each document is prefilled with the query: (2+3)+(2+4)+(2+1).
-		if got.Model != "sim-model" || !strings.HasPrefix(got.ID, "rerank-sim-") || got.Usage.TotalTokens != 14 || len(got.Results) != 2 {
+		if got.Model != "sim-model" || !strings.HasPrefix(got.ID, "rerank-sim-") || got.Usage.TotalTokens != 14 || got.Usage.PromptTokens != 14 || len(got.Results) != 2 {
 			t.Fatalf("%s: %s", path, body)
+		}
+		// vLLM's key order: usage before the results (a reader of the
+		// answer's end alone misses it).
+		if u, r := strings.Index(string(body), `"usage":{"prompt_tokens":14,"total_tokens":14}`), strings.Index(string(body), `"results"`); u < 0 || u > r {
+			t.Fatalf("%s: usage not vLLM's RerankUsage before the results: %s", path, body)
 		}
 		if got.Results[0].Index != 1 || got.Results[0].Document.Text != "the sluice gate opens" ||
 			got.Results[0].RelevanceScore < got.Results[1].RelevanceScore || got.Results[1].Index != 2 {
