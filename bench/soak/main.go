@@ -200,11 +200,7 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 				// response made on the leaving simulator in between, counted
 				// after the disturbances above, lost its backend after them
 				// (two continuations' 400s were judged failures so).
-				bg.Go(func() {
-					if sleep(runCtx, 2*time.Second) {
-						d.resp.disturb()
-					}
-				})
+				d.resp.disturbLater(runCtx, 2*time.Second, &bg)
 			}
 		}
 		// The bursts run to their end after the run's: their answers are counted.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // respState is what the Responses traffic remembers: recent response ids
@@ -17,11 +18,14 @@ import (
 // restarted, the extra simulator leaving the pool) that tells an honest
 // 404/400/502 about an id whose backend went away from a wrong answer.
 type respState struct {
-	mu     sync.Mutex
-	epoch  int
-	recent []respID // a ring: continuations name one of the last len(recent) ids
-	next   int
-	fails  failLog
+	mu    sync.Mutex
+	epoch int
+	// pending, when not nil, is closed once a disturbance announced ahead
+	// (disturbLater) has been counted.
+	pending chan struct{}
+	recent  []respID // a ring: continuations name one of the last len(recent) ids
+	next    int
+	fails   failLog
 }
 
 // respID is a stored response and the epoch it was made in.
@@ -36,6 +40,38 @@ func (s *respState) disturb() {
 	s.mu.Lock()
 	s.epoch++
 	s.mu.Unlock()
+}
+
+// disturbLater counts a disturbance after delay (or never, if ctx ends
+// first); a failure judged meanwhile waits for it (settled).
+func (s *respState) disturbLater(ctx context.Context, delay time.Duration, bg *sync.WaitGroup) {
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.pending = done
+	s.mu.Unlock()
+	bg.Go(func() {
+		if sleep(ctx, delay) {
+			s.disturb()
+		}
+		s.mu.Lock()
+		if s.pending == done {
+			s.pending = nil
+		}
+		s.mu.Unlock()
+		close(done)
+	})
+}
+
+// settled waits until no disturbance announced ahead is still to be
+// counted, then returns the epoch.
+func (s *respState) settled() int {
+	s.mu.Lock()
+	p := s.pending
+	s.mu.Unlock()
+	if p != nil {
+		<-p
+	}
+	return s.now()
 }
 
 func (s *respState) now() int {
@@ -174,6 +210,13 @@ func (d *driver) respCall(ctx context.Context, c *http.Client, kind, method, pat
 		return "", false
 	}
 	outcome := respOutcome(followUp, status, retryAfter, d.resp.now() != since)
+	if outcome == "failure" && followUp {
+		// A response made on the leaving simulator between the driver's
+		// counts and the gateway applying the pool change lost its backend
+		// after them: its follow-up is judged once that is counted too
+		// (a GET's 404 right after the POST was taken for a wrong answer).
+		outcome = respOutcome(followUp, status, retryAfter, d.resp.settled() != since)
+	}
 	label := outcomeLabel(status, outcome)
 	if outcome == "failure" {
 		d.resp.fails.add(fmt.Sprintf("%s %s: %s %s", method, path, label, detail))

@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
 
 func TestRespOutcome(t *testing.T) {
 	for _, c := range []struct {
@@ -58,4 +63,28 @@ func TestRespStateRingKeepsTheLast16(t *testing.T) {
 	if seen["a"] || !seen[string(rune('a'+39))] {
 		t.Fatalf("ring %v", s.recent)
 	}
+}
+
+// TestSettledWaitsForAnnouncedDisturbance: a failure judged while a
+// disturbance is announced ahead (a pool change the gateway applies after
+// its debounce) is judged against the epoch after it; with none pending,
+// settled is now.
+func TestSettledWaitsForAnnouncedDisturbance(t *testing.T) {
+	var s respState
+	if s.settled() != 0 {
+		t.Fatal("nothing pending: settled is the current epoch")
+	}
+	var bg sync.WaitGroup
+	s.disturbLater(context.Background(), time.Millisecond, &bg)
+	if got := s.settled(); got != 1 {
+		t.Fatalf("settled = %d, want 1 (after the announced disturbance)", got)
+	}
+	bg.Wait()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.disturbLater(ctx, time.Hour, &bg)
+	if got := s.settled(); got != 1 {
+		t.Fatalf("a run that ended first: settled = %d, want 1 (no disturbance counted)", got)
+	}
+	bg.Wait()
 }
