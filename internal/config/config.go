@@ -306,10 +306,21 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields()); err != nil {
 		return nil, err
 	}
+	cfg.fitAudioBound(lines)
 	if err := cfg.ValidateWith(policyOK); err != nil {
 		return nil, lines.annotate(err)
 	}
 	return &cfg, nil
+}
+
+// fitAudioBound keeps a file that bounds all bodies' memory below the
+// audio forms' default bound loading as before the bound existed: unset,
+// max_audio_body_bytes is its default or server.max_body_memory, the
+// smaller (set, it must fit, and validation says so).
+func (c *Config) fitAudioBound(lines keyLines) {
+	if _, set := lines["max_audio_body_bytes"]; !set && c.MaxAudioBodyBytes > c.Server.MaxBodyMemory {
+		c.MaxAudioBodyBytes = c.Server.MaxBodyMemory
+	}
 }
 
 // ValidPolicy is set by the caller that knows the routing policies, so this

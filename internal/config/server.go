@@ -44,7 +44,8 @@ type Server struct {
 	// MaxBodyMemory bounds the bytes held in request bodies across all
 	// connections; past it new uploads get 503 with Retry-After. At
 	// least the larger of max_body_bytes and max_audio_body_bytes, so
-	// one body within its bound always fits. Default 256MiB.
+	// one body within its bound always fits (a file that leaves
+	// max_audio_body_bytes unset gets it lowered to this). Default 256MiB.
 	MaxBodyMemory ByteSize `yaml:"max_body_memory"`
 	// SendTimeout cuts a client that accepts no response bytes for this
 	// long (nginx send_timeout). Default 60s.
