@@ -21,8 +21,17 @@ import (
 type Config struct {
 	// Listen is the client-facing address, e.g. ":8080".
 	Listen string `yaml:"listen"`
-	// MaxBodyBytes bounds a request body; larger bodies get 413.
+	// MaxBodyBytes bounds a request body; larger bodies get 413. The
+	// audio forms have their own bound, MaxAudioBodyBytes. Default 8MiB.
 	MaxBodyBytes ByteSize `yaml:"max_body_bytes"`
+	// MaxAudioBodyBytes bounds the body of /v1/audio/transcriptions and
+	// /v1/audio/translations (multipart/form-data); larger forms get 413.
+	// A form is scanned for its fields, never parsed as JSON, so it may
+	// be larger than max_body_bytes allows JSON. Default 25MiB
+	// (26214400 bytes): the bound OpenAI enforces on the whole request
+	// ("Maximum content size limit (26214400)"), so a file within its
+	// documented 25 MB passes with 1.2 MB left for the form's other parts.
+	MaxAudioBodyBytes ByteSize `yaml:"max_audio_body_bytes"`
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
 	// ExposeBackend adds X-Sluice-Backend (host:port of the backend that
@@ -221,10 +230,11 @@ type Backend struct {
 // Default returns the documented defaults (see examples/sluice.yaml).
 func Default() Config {
 	return Config{
-		Listen:         ":8080",
-		MaxBodyBytes:   8 << 20,
-		ShutdownGrace:  Duration(30 * time.Second),
-		UpstreamClient: UpstreamLean,
+		Listen:            ":8080",
+		MaxBodyBytes:      8 << 20,
+		MaxAudioBodyBytes: 25 << 20,
+		ShutdownGrace:     Duration(30 * time.Second),
+		UpstreamClient:    UpstreamLean,
 		Timeouts: Timeouts{
 			Connect:          Duration(5 * time.Second),
 			FirstByte:        Duration(120 * time.Second),
@@ -296,10 +306,21 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields()); err != nil {
 		return nil, err
 	}
+	cfg.fitAudioBound(lines)
 	if err := cfg.ValidateWith(policyOK); err != nil {
 		return nil, lines.annotate(err)
 	}
 	return &cfg, nil
+}
+
+// fitAudioBound keeps a file that bounds all bodies' memory below the
+// audio forms' default bound loading as before the bound existed: unset,
+// max_audio_body_bytes is its default or server.max_body_memory, the
+// smaller (set, it must fit, and validation says so).
+func (c *Config) fitAudioBound(lines keyLines) {
+	if _, set := lines["max_audio_body_bytes"]; !set && c.MaxAudioBodyBytes > c.Server.MaxBodyMemory {
+		c.MaxAudioBodyBytes = c.Server.MaxBodyMemory
+	}
 }
 
 // ValidPolicy is set by the caller that knows the routing policies, so this
@@ -333,6 +354,9 @@ func (c *Config) validate(policyOK PolicyCheck) error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("max_body_bytes", "must be positive")
+	}
+	if c.MaxAudioBodyBytes <= 0 {
+		bad("max_audio_body_bytes", "must be positive, got %d", c.MaxAudioBodyBytes)
 	}
 	if c.UpstreamClient != UpstreamLean && c.UpstreamClient != UpstreamNetHTTP {
 		bad("upstream_client", "must be %q or %q, got %q", UpstreamLean, UpstreamNetHTTP, c.UpstreamClient)

@@ -23,7 +23,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
-	if c.Listen != d.Listen || c.MaxBodyBytes != 8<<20 || c.Retry.Attempts != 3 || c.Timeouts.Connect.D() != 5*time.Second || c.UpstreamClient != UpstreamLean {
+	if c.Listen != d.Listen || c.MaxBodyBytes != 8<<20 || c.MaxAudioBodyBytes != 25<<20 || c.Retry.Attempts != 3 || c.Timeouts.Connect.D() != 5*time.Second || c.UpstreamClient != UpstreamLean {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 }
@@ -33,6 +33,7 @@ func TestParseValues(t *testing.T) {
 	c, err := Parse([]byte(`
 listen: 127.0.0.1:9999
 max_body_bytes: 512KiB
+max_audio_body_bytes: 30MB
 timeouts: {connect: 250ms, first_byte: 3s, stream_idle: 4s, total: 2m}
 models:
   - name: m1
@@ -44,7 +45,7 @@ models:
 		t.Fatal(err)
 	}
 	b := c.Models[0].Backends[0]
-	if c.MaxBodyBytes != 512<<10 || c.Timeouts.Connect.D() != 250*time.Millisecond || c.Timeouts.Total.D() != 2*time.Minute {
+	if c.MaxBodyBytes != 512<<10 || c.MaxAudioBodyBytes != 30_000_000 || c.Timeouts.Connect.D() != 250*time.Millisecond || c.Timeouts.Total.D() != 2*time.Minute {
 		t.Fatalf("values: %+v", c)
 	}
 	if b.Weight != 5 || b.MaxConcurrency != 8 || b.APIKey != "sk-secret" || b.UpstreamModel != "up" {
@@ -222,6 +223,12 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 			[]string{":5: models[0].colour: unknown key; allowed here: backends,"}},
 		{"a default that fails points at its section", "server:\n  max_connections: 0\n" + minimal,
 			[]string{":2: server.max_connections: must be at least 1"}},
+		{"the audio body bound must be positive", "listen: :1\nmax_audio_body_bytes: 0\n" + minimal,
+			[]string{":2: max_audio_body_bytes: must be positive, got 0"}},
+		{"the body memory holds the audio bound when it is set", "max_audio_body_bytes: 25MiB\nserver:\n  max_body_memory: 16MiB\n" + minimal,
+			[]string{":3: server.max_body_memory: must be at least max_audio_body_bytes (26214400), the larger body bound; got 16777216"}},
+		{"the body memory holds the JSON bound when it is the larger", "max_body_bytes: 64MiB\nserver:\n  max_body_memory: 32MiB\n" + minimal,
+			[]string{":3: server.max_body_memory: must be at least max_body_bytes (67108864), the larger body bound; got 33554432"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -312,5 +319,28 @@ func TestForecastSection(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Key != c.key || fe.Line == 0 {
 			t.Errorf("%s: error %v, want one for %s with its line", c.yaml, err, c.key)
 		}
+	}
+}
+
+// TestAudioBoundFollowsASmallBodyMemory: a file that bounds the bodies'
+// memory below the audio forms' default (and sets no audio bound) loads
+// as it did before that bound existed, the audio bound lowered to fit;
+// one that sets both reads them as written.
+func TestAudioBoundFollowsASmallBodyMemory(t *testing.T) {
+	base := "models:\n  - name: m1\n    backends:\n      - url: http://127.0.0.1:1\n"
+	c, err := Parse([]byte("server:\n  max_body_memory: 16MiB\n" + base))
+	if err != nil {
+		t.Fatalf("a 16 MiB body memory without an audio bound: %v", err)
+	}
+	if c.MaxAudioBodyBytes != 16<<20 || c.MaxBodyBytes != 8<<20 {
+		t.Fatalf("audio bound %d, body bound %d; want 16 MiB and 8 MiB", c.MaxAudioBodyBytes, c.MaxBodyBytes)
+	}
+	c, err = Parse([]byte("max_audio_body_bytes: 12MiB\nserver:\n  max_body_memory: 16MiB\n" + base))
+	if err != nil || c.MaxAudioBodyBytes != 12<<20 {
+		t.Fatalf("both set: %v, audio bound %d", err, c.MaxAudioBodyBytes)
+	}
+	c, err = Parse([]byte(base))
+	if err != nil || c.MaxAudioBodyBytes != 25<<20 {
+		t.Fatalf("defaults: %v, audio bound %d", err, c.MaxAudioBodyBytes)
 	}
 }

@@ -42,8 +42,10 @@ type Server struct {
 	// BodyTotalTimeout bounds reading a whole request body. Default 5m.
 	BodyTotalTimeout Duration `yaml:"body_total_timeout"`
 	// MaxBodyMemory bounds the bytes held in request bodies across all
-	// connections; past it new uploads get 503 with Retry-After.
-	// Default 256MiB.
+	// connections; past it new uploads get 503 with Retry-After. At
+	// least the larger of max_body_bytes and max_audio_body_bytes, so
+	// one body within its bound always fits (a file that leaves
+	// max_audio_body_bytes unset gets it lowered to this). Default 256MiB.
 	MaxBodyMemory ByteSize `yaml:"max_body_memory"`
 	// SendTimeout cuts a client that accepts no response bytes for this
 	// long (nginx send_timeout). Default 60s.
@@ -126,8 +128,14 @@ func (c *Config) validateServer(bad func(key, format string, args ...any)) {
 	if s.MaxHeaderBytes < 1<<10 || s.MaxHeaderBytes > 16<<20 {
 		bad("server.max_header_bytes", "must be between 1KiB and 16MiB, got %d", s.MaxHeaderBytes)
 	}
-	if s.MaxBodyMemory < c.MaxBodyBytes {
-		bad("server.max_body_memory", "must be at least max_body_bytes (%d), got %d", c.MaxBodyBytes, s.MaxBodyMemory)
+	// One body within its bound must fit in the budget, else it could
+	// never be read: at least the larger of the two bounds.
+	largest, key := c.MaxBodyBytes, "max_body_bytes"
+	if c.MaxAudioBodyBytes > largest {
+		largest, key = c.MaxAudioBodyBytes, "max_audio_body_bytes"
+	}
+	if s.MaxBodyMemory < largest {
+		bad("server.max_body_memory", "must be at least %s (%d), the larger body bound; got %d", key, largest, s.MaxBodyMemory)
 	}
 	// 16KiB is the read-ahead's block (proxy.MinReadahead).
 	if r := s.ResponseReadahead; r != 0 && (r < 16<<10 || r > 1<<30) {

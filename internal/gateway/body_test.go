@@ -72,15 +72,21 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// startUpload opens a raw connection and sends a POST announcing
+// startUpload opens a raw connection and sends a chat POST announcing
 // announced bytes, followed by the first sent of them.
 func startUpload(t *testing.T, addr string, announced, sent int) net.Conn {
+	t.Helper()
+	return startUploadTo(t, addr, "/v1/chat/completions", "application/json", announced, sent)
+}
+
+// startUploadTo is startUpload to path with a Content-Type.
+func startUploadTo(t *testing.T, addr, path, contentType string, announced, sent int) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	head := "POST /v1/chat/completions HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\nContent-Length: " +
+	head := "POST " + path + " HTTP/1.1\r\nHost: sluice\r\nContent-Type: " + contentType + "\r\nContent-Length: " +
 		strconv.Itoa(announced) + "\r\n\r\n"
 	if _, err := c.Write(append([]byte(head), bytes.Repeat([]byte(" "), sent)...)); err != nil {
 		t.Fatal(err)
@@ -108,11 +114,12 @@ func readResponse(t *testing.T, c net.Conn) (*http.Response, string) {
 	return resp, string(b)
 }
 
-// Stalled uploads that announce 4 MiB and send 1000 bytes hold what they
-// sent (one 4 KiB step each), not what they announced; when they go away
-// the bytes, their goroutines and the gauge return to where they were.
+// Stalled uploads that announce 4 MiB (chat) or 24 MiB (audio forms,
+// within max_audio_body_bytes) and send 1000 bytes hold what they sent
+// (one 4 KiB step each), not what they announced; when they go away the
+// bytes, their goroutines and the gauge return to where they were.
 func TestStalledUploadsHoldBytesReceivedNotAnnounced(t *testing.T) {
-	const conns, announced, sent = 300, 4 << 20, 1000
+	const conns, announced, announcedAudio, sent = 300, 4 << 20, 24 << 20, 1000
 	cfg := testConfig(newOKBackend(t).URL)
 	addr, gw, reg := startBodyGateway(t, cfg)
 	baseline := runtime.NumGoroutine()
@@ -123,8 +130,12 @@ func TestStalledUploadsHoldBytesReceivedNotAnnounced(t *testing.T) {
 			c.Close()
 		}
 	}()
-	for range conns {
-		open = append(open, startUpload(t, addr, announced, sent))
+	for i := range conns {
+		if i%2 == 0 {
+			open = append(open, startUpload(t, addr, announced, sent))
+		} else {
+			open = append(open, startUploadTo(t, addr, "/v1/audio/transcriptions", "multipart/form-data; boundary=b", announcedAudio, sent))
+		}
 	}
 	// Every handler has its first step of buffer once the bytes are in.
 	waitUntil(t, "every stalled upload to be reading", func() bool {
@@ -137,7 +148,8 @@ func TestStalledUploadsHoldBytesReceivedNotAnnounced(t *testing.T) {
 	if held != float64(gw.bodyMem.Held()) {
 		t.Fatalf("gauge %.0f, budget %d", held, gw.bodyMem.Held())
 	}
-	t.Logf("%d stalled uploads announcing %d MiB each hold %.0f KiB of body buffers", conns, announced>>20, held/1024)
+	t.Logf("%d stalled uploads announcing %d MiB (chat) or %d MiB (audio) each hold %.0f KiB of body buffers",
+		conns, announced>>20, announcedAudio>>20, held/1024)
 
 	for _, c := range open {
 		c.Close()
@@ -148,7 +160,8 @@ func TestStalledUploadsHoldBytesReceivedNotAnnounced(t *testing.T) {
 }
 
 // A body that stops arriving is cut after body_read_timeout with an
-// OpenAI-shaped 408, and the connection is closed.
+// OpenAI-shaped 408, and the connection is closed; an audio form within
+// its larger bound too.
 func TestTricklingBodyCutAfterGap(t *testing.T) {
 	cfg := testConfig(newOKBackend(t).URL)
 	cfg.Server.BodyReadTimeout = config.Duration(200 * time.Millisecond)
@@ -156,13 +169,15 @@ func TestTricklingBodyCutAfterGap(t *testing.T) {
 
 	announced := startUpload(t, addr, 1000, 10)
 	defer announced.Close()
+	audio := startUploadTo(t, addr, "/v1/audio/translations", "multipart/form-data; boundary=b", 20<<20, 10)
+	defer audio.Close()
 	chunked, err := net.Dial("tcp", addr) // no Content-Length: the body's end is unknown
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer chunked.Close()
 	io.WriteString(chunked, "POST /v1/chat/completions HTTP/1.1\r\nHost: sluice\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n{\"model\"")
-	for _, c := range []net.Conn{announced, chunked} {
+	for _, c := range []net.Conn{announced, audio, chunked} {
 		resp, body := readResponse(t, c)
 		if resp.StatusCode != http.StatusRequestTimeout {
 			t.Fatalf("status %d, want 408: %s", resp.StatusCode, body)
@@ -171,7 +186,7 @@ func TestTricklingBodyCutAfterGap(t *testing.T) {
 			t.Fatalf("code %q message %q", code, msg)
 		}
 	}
-	if got := metricValue(t, reg, "sluice_request_body_timeouts_total", "bound", "gap"); got != 2 {
+	if got := metricValue(t, reg, "sluice_request_body_timeouts_total", "bound", "gap"); got != 3 {
 		t.Fatalf("gap timeouts = %v", got)
 	}
 	if h := metricValue(t, reg, "sluice_request_body_bytes"); h != 0 {
@@ -221,6 +236,7 @@ func TestTricklingBodyCutByTotalBudget(t *testing.T) {
 func TestBodyMemoryBoundRefusesWith503(t *testing.T) {
 	cfg := testConfig(newOKBackend(t).URL)
 	cfg.MaxBodyBytes = 64 << 10
+	cfg.MaxAudioBodyBytes = 64 << 10
 	cfg.Server.MaxBodyMemory = 64 << 10
 	addr, _, reg := startBodyGateway(t, cfg)
 	url := "http://" + addr + "/v1/chat/completions"
@@ -253,20 +269,33 @@ func TestBodyMemoryBoundRefusesWith503(t *testing.T) {
 	}
 }
 
-// An announced oversize is refused before any byte is buffered, and counted.
+// An announced oversize (1 GiB, a few bytes sent) is refused before any
+// byte is buffered, and counted; the 413 names the bound of its path.
 func TestOversizedBodyCounted(t *testing.T) {
 	cfg := testConfig(newOKBackend(t).URL)
 	cfg.MaxBodyBytes = 1 << 10
+	cfg.MaxAudioBodyBytes = 64 << 10
 	cfg.Server.MaxBodyMemory = 1 << 20
 	addr, _, reg := startBodyGateway(t, cfg)
-	c := startUpload(t, addr, 1<<30, 0)
-	defer c.Close()
-	resp, body := readResponse(t, c)
-	if resp.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
-	}
-	if got := metricValue(t, reg, "sluice_request_body_refused_total", "reason", netguard.RefusedTooLarge); got != 1 {
-		t.Fatalf("too_large refusals = %v", got)
+	for i, up := range []struct{ path, contentType, bound string }{
+		{"/v1/chat/completions", "application/json", "limit of 1024 bytes (max_body_bytes)"},
+		{"/v1/audio/transcriptions", "multipart/form-data; boundary=b", "limit of 65536 bytes (max_audio_body_bytes)"},
+	} {
+		c := startUploadTo(t, addr, up.path, up.contentType, 1<<30, 100)
+		resp, body := readResponse(t, c)
+		c.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%s: status %d: %s", up.path, resp.StatusCode, body)
+		}
+		if _, code, msg := apiErr(t, body); code != "request_too_large" || !strings.Contains(msg, up.bound) {
+			t.Errorf("%s: code %q message %q, want it to name the %s", up.path, code, msg, up.bound)
+		}
+		if got := metricValue(t, reg, "sluice_request_body_refused_total", "reason", netguard.RefusedTooLarge); got != float64(i+1) {
+			t.Fatalf("too_large refusals = %v", got)
+		}
+		if held := metricValue(t, reg, "sluice_request_body_bytes"); held != 0 {
+			t.Fatalf("%s: %v body bytes held after refusing a 1 GiB announcement", up.path, held)
+		}
 	}
 }
 

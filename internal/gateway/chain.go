@@ -244,12 +244,15 @@ func (s parseStage) serve(x *exchange) bool {
 		x.refuse(errContentEncoding)
 		return false
 	}
-	body, err := s.g.bodies.ReadBody(x.r.Body, x.r.ContentLength, int64(x.rt.Config.MaxBodyBytes))
+	bound := x.bodyBound()
+	body, err := s.g.bodies.ReadBody(x.r.Body, x.r.ContentLength, bound.limit)
 	if err != nil {
 		switch {
 		case errors.Is(err, proxy.ErrBodyTooLarge):
 			s.g.bodyMetrics.Refused(netguard.RefusedTooLarge)
 			refuseRestOfBody(x.w, x.r)
+			over := bound // a copy: only a refusal allocates
+			err = &over
 		case errors.Is(err, proxy.ErrBodyMemory):
 			s.g.bodyMetrics.Refused(netguard.RefusedMemory)
 			refuseRestOfBody(x.w, x.r)

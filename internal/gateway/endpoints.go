@@ -54,6 +54,18 @@ func (x *exchange) parseEndpoint() (*cache.Parsed, error) {
 	return &cache.Parsed{Peek: peek}, nil
 }
 
+// bodyBound is the bound on x's body: an audio form's is
+// max_audio_body_bytes (OpenAI takes files up to 25 MB, and a form is
+// only scanned for its fields, never parsed as JSON), every other body's
+// max_body_bytes. Either way memory follows the bytes received
+// (proxy.BodyPool), within server.max_body_memory.
+func (x *exchange) bodyBound() bodyBoundError {
+	if x.ep.Multipart() {
+		return bodyBoundError{what: "audio form", key: "max_audio_body_bytes", limit: int64(x.rt.Config.MaxAudioBodyBytes)}
+	}
+	return bodyBoundError{what: "request body", key: "max_body_bytes", limit: int64(x.rt.Config.MaxBodyBytes)}
+}
+
 // endpointCost is the admission estimate, in tokens, of a request to x.ep
 // (parse stage). A pooling request's is its prefill, estimated from its
 // input's bytes. A tokenizer request's is the unit: it costs the server

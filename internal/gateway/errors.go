@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -35,6 +36,7 @@ func apiError(err error, model string) *openai.Error {
 	var rej *admission.Rejection
 	var bodyTimeout *netguard.BodyTimeoutError
 	var refused *auth.Failure
+	var overBound *bodyBoundError
 	switch {
 	case errors.As(err, &e):
 		return e
@@ -51,6 +53,9 @@ func apiError(err error, model string) *openai.Error {
 			typ = openai.TypeRateLimit
 		}
 		return &openai.Error{Status: rej.Reason.HTTPStatus(), Type: typ, Code: code, Message: rej.Message, RetryAfter: rej.RetryAfter}
+	case errors.As(err, &overBound):
+		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
+			Code: "request_too_large", Message: overBound.Error()}
 	case errors.Is(err, proxy.ErrBodyTooLarge):
 		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
 			Code: "request_too_large", Message: "request body exceeds the gateway's size limit"}
@@ -139,3 +144,20 @@ func writeError(w http.ResponseWriter, e *openai.Error) {
 	}
 	openai.WriteError(w, e)
 }
+
+// bodyBoundError is a body refused past the bound of its path: the 413
+// names the bound's size and its config key, as OpenAI's names its
+// ("Maximum content size limit (26214400) exceeded"), so a client knows
+// how far to shrink and an operator which key to raise.
+type bodyBoundError struct {
+	what  string // "request body", "audio form"
+	key   string // the config key: max_body_bytes, max_audio_body_bytes
+	limit int64
+}
+
+func (e *bodyBoundError) Error() string {
+	return fmt.Sprintf("the %s exceeds the gateway's size limit of %d bytes (%s)", e.what, e.limit, e.key)
+}
+
+// Unwrap makes it proxy.ErrBodyTooLarge for every errors.Is.
+func (e *bodyBoundError) Unwrap() error { return proxy.ErrBodyTooLarge }

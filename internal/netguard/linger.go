@@ -24,8 +24,9 @@ type Linger struct {
 }
 
 // DefaultLinger is nginx's lingering_time 30s and lingering_timeout 5s,
-// with at most 64 MiB discarded (a few times max_body_bytes: enough to
-// outlast a client that sends its whole oversized body before reading).
+// with at most 64 MiB discarded (eight times max_body_bytes, two and a
+// half times max_audio_body_bytes, by default: enough to outlast a client
+// that sends its whole oversized body before reading).
 func DefaultLinger() Linger {
 	return Linger{Time: 30 * time.Second, Timeout: 5 * time.Second, Bytes: 64 << 20}
 }

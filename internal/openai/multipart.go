@@ -14,9 +14,11 @@ import (
 // which the gateway reads "model" (to route), "stream" and
 // "response_format" (what the answer will be), and the file's size (the
 // admission estimate). The body has been read whole already, within
-// max_body_bytes, so the scan's memory is bounded by the bytes received:
-// a part's content is skipped as it is read, never copied, and a field's
-// value is read up to maxFieldBytes.
+// max_audio_body_bytes (25 MiB by default, larger than JSON's
+// max_body_bytes: OpenAI takes files up to 25 MB, and a form is scanned
+// here, never parsed as JSON), so the scan's memory is bounded by the
+// bytes received: a part's content is skipped as it is read, never
+// copied, and a field's value is read up to maxFieldBytes.
 
 // maxFieldBytes bounds a form field's value the gateway reads: a model
 // name, a boolean, a format.
