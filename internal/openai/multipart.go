@@ -41,7 +41,7 @@ var audioActedOn = [...]string{"model", "file", "stream", "response_format"}
 //
 // "stream" true (Peek.Stream) asks for an event stream: OpenAI's
 // gpt-4o-transcribe models send transcript.text.delta events and a final
-// transcript.text.done, vLLM (v0.8 on) transcription.chunk or
+// transcript.text.done, vLLM transcription.chunk or
 // translation.chunk events and [DONE]; the gateway relays either as it
 // relays a chat stream. Its answer is events whatever the format, so
 // "response_format" may then be json or text, the two vLLM streams
