@@ -358,7 +358,7 @@ func TestAudioEndpoints(t *testing.T) {
 		{[]string{"file", "x"}, "", 400, "missing_model", "model"},
 		{[]string{"file", "x", "model", "m9"}, "", 404, "model_not_found", "model"},
 		{[]string{"model", "m2"}, "", 400, "missing_required_parameter", "file"},
-		{[]string{"file", "x", "model", "m2", "stream", "true"}, "", 400, "unsupported_value", "stream"},
+		{[]string{"file", "x", "model", "m2", "stream", "true", "response_format", "verbose_json"}, "", 400, "unsupported_value", "response_format"},
 		{[]string{"file", "x", "model", "m2", "response_format", "srt"}, "", 400, "unsupported_value", "response_format"},
 		{[]string{"file", "x", "model", "m2"}, "application/json", 400, "invalid_content_type", "Content-Type"},
 	} {

@@ -37,9 +37,18 @@ var audioActedOn = [...]string{"model", "file", "stream", "response_format"}
 // ParseMultipartRequest reads an audio request: contentType is the
 // request's Content-Type (multipart/form-data with its boundary), body
 // the whole body. It returns the model (Peek.Model, "" when absent) and
-// the file's size; every error is an *Error (400) naming the field. The
-// gateway relays JSON answers only, so "stream" must not be true and
+// the file's size; every error is an *Error (400) naming the field.
+//
+// "stream" true (Peek.Stream) asks for an event stream: OpenAI's
+// gpt-4o-transcribe models send transcript.text.delta events and a final
+// transcript.text.done, vLLM transcription.chunk or
+// translation.chunk events and [DONE]; the gateway relays either as it
+// relays a chat stream. Its answer is events whatever the format, so
+// "response_format" may then be json or text, the two vLLM streams
+// (verbose_json is refused there, and OpenAI's streaming models take
+// json alone). Without "stream" the gateway relays JSON answers only:
 // "response_format" must be json or verbose_json (or absent).
+// A boolean is "true"/"True"/"1" or "false"/"False"/"0" (or empty).
 func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek, err error) {
 	mt, params, perr := mime.ParseMediaType(contentType)
 	if perr != nil || mt != "multipart/form-data" || params["boundary"] == "" {
@@ -49,6 +58,7 @@ func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek
 	}
 	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
 	var seen uint8
+	var format string // response_format, judged at the end (audioFormat)
 	for {
 		part, nerr := mr.NextPart()
 		if nerr == io.EOF && closed(body, params["boundary"]) {
@@ -99,25 +109,42 @@ func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek
 		case "stream":
 			switch string(v) {
 			case "true", "True", "1":
-				e := BadRequest("unsupported_value", "streamed transcriptions are not relayed by the gateway; leave stream unset or false")
-				e.Param = "stream"
-				return p, a, e
+				p.Stream = true
 			case "false", "False", "0", "":
 			default:
 				return p, a, typeError("stream", "a boolean")
 			}
 		case "response_format":
-			if s := string(v); s != "json" && s != "verbose_json" && s != "" {
-				e := BadRequest("unsupported_value", "response_format must be json or verbose_json through the gateway, which relays JSON answers only")
-				e.Param = "response_format"
-				return p, a, e
-			}
+			format = string(v)
 		}
 	}
 	if seen&(1<<1) == 0 {
 		return p, a, missingParam("file", "file is required")
 	}
-	return p, a, nil
+	// The fields come in any order: the format is judged once the stream
+	// flag is known.
+	return p, a, audioFormat(format, p.Stream)
+}
+
+// audioFormat checks an audio request's response_format ("" when absent)
+// against what the gateway relays: JSON answers, or, for a stream, the
+// formats a backend streams.
+func audioFormat(format string, stream bool) error {
+	switch {
+	case format == "" || format == "json":
+		return nil
+	case stream && format == "text":
+		return nil
+	case stream:
+		e := BadRequest("unsupported_value", "a streamed transcription's response_format must be json or text: the backends stream no other")
+		e.Param = "response_format"
+		return e
+	case format == "verbose_json":
+		return nil
+	}
+	e := BadRequest("unsupported_value", "response_format must be json or verbose_json through the gateway, which relays JSON answers only (or json or text with stream=true)")
+	e.Param = "response_format"
+	return e
 }
 
 // closed reports whether body holds its close delimiter ("--boundary--"

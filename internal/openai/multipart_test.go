@@ -48,7 +48,9 @@ func TestParseMultipartRequest(t *testing.T) {
 		param  string
 	}{
 		{[]string{"model", "w"}, "file"},
-		{[]string{"file", "x", "model", "w", "stream", "true"}, "stream"},
+		{[]string{"file", "x", "model", "w", "stream", "true", "response_format", "verbose_json"}, "response_format"},
+		{[]string{"file", "x", "response_format", "srt", "model", "w", "stream", "1"}, "response_format"},
+		{[]string{"file", "x", "model", "w", "response_format", "text"}, "response_format"},
 		{[]string{"file", "x", "model", "w", "stream", "maybe"}, "stream"},
 		{[]string{"file", "x", "model", "w", "response_format", "srt"}, "response_format"},
 		{[]string{"file", "x", "model", "w", "model", "v"}, "model"},
@@ -61,6 +63,18 @@ func TestParseMultipartRequest(t *testing.T) {
 		var e *Error
 		if !errors.As(err, &e) || e.Status != 400 || e.Param != c.param {
 			t.Errorf("%q: %v, want a 400 naming %q", c.fields, err, c.param)
+		}
+	}
+	// A stream: "true", "True" or "1", with json, text or no format, in
+	// any field order.
+	for _, fields := range [][]string{
+		{"file", "x", "model", "w", "stream", "true"},
+		{"response_format", "text", "file", "x", "model", "w", "stream", "True"},
+		{"stream", "1", "file", "x", "model", "w", "response_format", "json"},
+	} {
+		ct, body := form(t, fields...)
+		if p, _, err := ParseMultipartRequest(ct, body); err != nil || !p.Stream {
+			t.Errorf("%q: %+v %v, want a stream", fields, p, err)
 		}
 	}
 	for _, ct := range []string{"application/json", "multipart/form-data", "multipart/mixed; boundary=x", ""} {
@@ -100,7 +114,7 @@ func FuzzParseMultipartRequest(f *testing.F) {
 		if a.FileBytes < 0 || a.FileBytes > len(body) || len(p.Model) > maxFieldBytes || (!bytes.Contains(body, []byte(p.Model)) && !bytes.Contains(bytes.ToLower(body), []byte("quoted-printable"))) {
 			t.Fatalf("peek out of the body: %+v %+v", p, a)
 		}
-		if p.Stream || p.Deterministic || p.MaxTokens != 0 {
+		if (p.Stream && !bytes.Contains(body, []byte("stream"))) || p.Deterministic || p.MaxTokens != 0 {
 			t.Fatalf("peek %+v", p)
 		}
 	})

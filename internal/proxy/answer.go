@@ -75,8 +75,10 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	if in.Peek.Stream && !in.AnyShape && in.Peek.API == openai.APIResponses {
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a JSON answer to a Responses stream request", ErrBadAnswer), start, res)
 	}
-	if in.Peek.Stream && !in.AnyShape {
+	if in.Peek.Stream && !in.AnyShape && in.Endpoint == openai.EndpointNone {
 		// JSON for a stream request: a backend that ignored "stream".
+		// (A transcription's is relayed as it came: whisper-1 ignores
+		// "stream" by design, and OpenAI itself answers JSON then.)
 		if held, err = asStream(resp, held, over); err != nil {
 			return f.failEarly(ctx, c, err, start, res)
 		}

@@ -26,7 +26,16 @@ type sseCheck struct {
 	// no [DONE], and ends with its final event instead.
 	api  openai.API
 	resp respEvents
+	// transcript: a streamed transcription or translation (the audio
+	// endpoints), which may end with OpenAI's transcript.text.done event
+	// instead of [DONE]; final: that event was seen.
+	transcript, final bool
 }
+
+// ended reports whether the stream reached an end of its own: [DONE], a
+// Responses stream's final event, a transcription's transcript.text.done,
+// or an error the backend sent in band.
+func (s *sseCheck) ended() bool { return s.done || s.errored || s.final }
 
 // feed takes the next bytes of the stream and returns the whole, checked
 // events now ready to relay: a slice of p or of the check's own buffer,
@@ -144,6 +153,9 @@ func (s *sseCheck) accept(data []byte) bool {
 	}
 	if s.api == openai.APIResponses {
 		s.acceptResponses(data)
+	}
+	if s.transcript && !s.final {
+		s.final = openai.TranscriptDone(data)
 	}
 	// OpenAI's {"error":...} or vLLM's {"object":"error",...}, which put
 	// that member first: a prefix test keeps the per-event cost of the

@@ -32,7 +32,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	tl.buf = tl.buf[:0]
 	defer tailPool.Put(tl)
 
-	chk := sseCheck{api: in.Peek.API}
+	chk := sseCheck{api: in.Peek.API, transcript: in.Endpoint.Multipart()}
 	var held []byte // a Responses stream's events before its first token (responses.go)
 	var readErr, writeErr error
 	bad := false
@@ -85,7 +85,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 		res.Usage, res.UsageKnown, res.ResponseID = chk.resp.usage, chk.resp.usageKnown, chk.resp.id
 	}
 
-	fail, clientGone := streamVerdict(ctx, actx, readErr, writeErr, bad, chk.done || chk.errored, chk.api)
+	fail, clientGone := streamVerdict(ctx, actx, readErr, writeErr, bad, chk.ended(), chk.api)
 	if !res.Written {
 		if fail == nil && !clientGone {
 			fail = fmt.Errorf("%w: an empty stream", ErrBadAnswer)
@@ -111,7 +111,8 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 // kept apart from the loop so the rules of blame read in one place: a client
 // that left is never the backend's failure, whatever else went wrong; a
 // stream that ended cleanly (ended: [DONE], a Responses stream's final
-// event, or an in-band error event) is not
+// event, a transcription's transcript.text.done, or an in-band error
+// event) is not
 // one either here (the backend's own error event is relayed as it is).
 func streamVerdict(ctx, actx context.Context, readErr, writeErr error, bad, ended bool, api openai.API) (fail error, clientGone bool) {
 	clientGone = writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause

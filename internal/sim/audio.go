@@ -27,6 +27,8 @@ type audioRequest struct {
 	format       string // response_format: json (default), verbose_json or text
 	promptTokens int    // ceil(file bytes / audioBytesPerToken), at least 1
 	promptHash   uint64 // of the file's bytes: seeds the text
+	stream       bool   // stream=true: an event stream (audio_stream.go)
+	includeUsage bool   // vLLM's stream_include_usage: a usage chunk before [DONE]
 }
 
 // maxAudioField bounds a form field's value the simulator reads.
@@ -34,8 +36,10 @@ const maxAudioField = 1024
 
 // parseAudioRequest reads an audio request's form strictly: the
 // Content-Type must be multipart/form-data with a boundary; "file" is
-// required, once; "model", "response_format" and "stream" are read (a
-// repeated one is refused), other fields ignored; errors name the field.
+// required, once; "model", "response_format", "stream" and
+// "stream_include_usage" are read (a repeated one is refused), other
+// fields ignored; errors name the field. As vLLM, it refuses verbose_json
+// with stream.
 func parseAudioRequest(contentType string, body []byte) (audioRequest, error) {
 	req := audioRequest{format: "json"}
 	mt, params, err := mime.ParseMediaType(contentType)
@@ -55,7 +59,7 @@ func parseAudioRequest(contentType string, body []byte) (audioRequest, error) {
 		}
 		name := part.FormName()
 		switch name {
-		case "file", "model", "response_format", "stream":
+		case "file", "model", "response_format", "stream", "stream_include_usage":
 		default:
 			if _, err := io.Copy(io.Discard, part); err != nil {
 				return req, badRequest("", "the multipart body is malformed")
@@ -92,18 +96,27 @@ func parseAudioRequest(contentType string, body []byte) (audioRequest, error) {
 			default:
 				return req, badRequest(name, "response_format must be json, verbose_json or text (the simulator writes no subtitles)")
 			}
-		case "stream":
+		case "stream", "stream_include_usage":
+			var on bool
 			switch strings.ToLower(s) {
 			case "false", "0", "":
 			case "true", "1":
-				return req, badRequest(name, "the simulator does not stream transcriptions")
+				on = true
 			default:
-				return req, badRequest(name, "stream must be a boolean")
+				return req, badRequest(name, "%s must be a boolean", name)
+			}
+			if name == "stream" {
+				req.stream = on
+			} else {
+				req.includeUsage = on
 			}
 		}
 	}
 	if fileBytes < 0 {
 		return req, badRequest("file", "file is required")
+	}
+	if req.stream && req.format == "verbose_json" {
+		return req, badRequest("response_format", "verbose_json format doesn't support streaming case")
 	}
 	req.promptTokens = max(1, (fileBytes+audioBytesPerToken-1)/audioBytesPerToken)
 	return req, nil
@@ -123,23 +136,29 @@ func (w hashWriter) Write(b []byte) (int, error) {
 
 // handleAudio serves the audio endpoints. Stage order: parse → model
 // check → faults → (Instant answer | engine: the file's tokens prefilled,
-// DefaultMaxTokens words generated) → answer.
+// DefaultMaxTokens words generated) → answer, whole or streamed
+// (streamAudio, which alone takes the DisconnectRate fault).
 func (s *Server) handleAudio(w http.ResponseWriter, r *http.Request) {
 	ctype := r.Header.Get("Content-Type")
 	req, n, ok := readParsed(s, w, r, func(b []byte) (audioRequest, error) { return parseAudioRequest(ctype, b) })
 	if !ok || !s.servesModel(w, req.model) {
 		return
 	}
-	if s.applyFaults(r.Context(), w, n) == handled {
+	v := s.applyFaults(r.Context(), w, n)
+	if v == handled {
 		return
 	}
 	words := s.cfg.DefaultMaxTokens
+	if !s.cfg.Instant && req.promptTokens+words > s.cfg.KVTokens {
+		writeErrorParam(w, http.StatusBadRequest, "invalid_request_error", "context_length_exceeded", "file",
+			"the audio is longer than the model's context")
+		return
+	}
+	if req.stream {
+		s.streamAudio(w, r, req, words, n, v == proceedCut)
+		return
+	}
 	if !s.cfg.Instant {
-		if req.promptTokens+words > s.cfg.KVTokens {
-			writeErrorParam(w, http.StatusBadRequest, "invalid_request_error", "context_length_exceeded", "file",
-				"the audio is longer than the model's context")
-			return
-		}
 		sq := s.submit(w, &request{promptTokens: req.promptTokens, maxTokens: words})
 		if sq == nil {
 			return

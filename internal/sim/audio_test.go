@@ -77,7 +77,8 @@ func TestAudioTranscriptions(t *testing.T) {
 		{[]string{"model", "sim-model"}, 400, "file"},
 		{[]string{"file", "x", "model", "other"}, 404, ""},
 		{[]string{"file", "x", "response_format", "srt"}, 400, "response_format"},
-		{[]string{"file", "x", "stream", "true"}, 400, "stream"},
+		{[]string{"file", "x", "stream", "maybe"}, 400, "stream"},
+		{[]string{"file", "x", "stream", "true", "response_format", "verbose_json"}, 400, "response_format"},
 		{[]string{"file", "x", "file", "y"}, 400, "file"},
 	} {
 		ct, body := audioForm(t, c.fields...)
@@ -89,6 +90,78 @@ func TestAudioTranscriptions(t *testing.T) {
 	}
 	if status, _, got := postForm(t, url+"/v1/audio/transcriptions", "application/json", []byte(`{"model":"sim-model"}`)); status != 400 {
 		t.Errorf("JSON body: %d %s", status, got)
+	}
+}
+
+// TestAudioStream: stream=true answers vLLM's transcription.chunk events
+// (with stream_include_usage, a usage chunk) and [DONE]; a gpt-4o model,
+// OpenAI's transcript.text.delta events and a final transcript.text.done
+// with token usage. Either way the deltas join into the plain answer's
+// text.
+func TestAudioStream(t *testing.T) {
+	_, url := startSim(t, fastConfig())
+	ct, body := audioForm(t, "file", strings.Repeat("x", 3200), "model", "sim-model")
+	_, _, plain := postForm(t, url+"/v1/audio/transcriptions", ct, body)
+	text := decode[struct{ Text string }](t, plain).Text
+
+	ct, body = audioForm(t, "file", strings.Repeat("x", 3200), "model", "sim-model", "stream", "true", "stream_include_usage", "true", "response_format", "text")
+	status, hdr, got := postForm(t, url+"/v1/audio/transcriptions", ct, body)
+	if status != 200 || hdr.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %d %s", status, got)
+	}
+	events := sseEvents(t, got)
+	if len(events) != DefaultOutputTokens+2 || events[len(events)-1] != "[DONE]" {
+		t.Fatalf("%d events: %q", len(events), events)
+	}
+	var joined strings.Builder
+	for i, ev := range events[:DefaultOutputTokens] {
+		c := decode[struct {
+			Object  string
+			Choices []struct {
+				Delta        struct{ Content string }
+				FinishReason *string `json:"finish_reason"`
+			}
+		}](t, []byte(ev))
+		if c.Object != "transcription.chunk" || len(c.Choices) != 1 || (c.Choices[0].FinishReason != nil) != (i == DefaultOutputTokens-1) {
+			t.Fatalf("chunk %d: %s", i, ev)
+		}
+		joined.WriteString(c.Choices[0].Delta.Content)
+	}
+	if joined.String() != text {
+		t.Fatalf("deltas %q, want %q", joined.String(), text)
+	}
+	u := decode[struct {
+		Choices []any
+		Usage   usage
+	}](t, []byte(events[DefaultOutputTokens]))
+	if len(u.Choices) != 0 || u.Usage.PromptTokens != 10 || u.Usage.CompletionTokens != DefaultOutputTokens {
+		t.Fatalf("usage chunk: %s", events[DefaultOutputTokens])
+	}
+
+	cfg := fastConfig()
+	cfg.Model = "gpt-4o-mini-transcribe"
+	_, url = startSim(t, cfg)
+	ct, body = audioForm(t, "file", strings.Repeat("x", 3200), "model", cfg.Model, "stream", "True")
+	status, _, got = postForm(t, url+"/v1/audio/transcriptions", ct, body)
+	events = sseEvents(t, got)
+	if status != 200 || len(events) != DefaultOutputTokens+1 {
+		t.Fatalf("OpenAI stream: %d %q", status, events)
+	}
+	joined.Reset()
+	for _, ev := range events[:DefaultOutputTokens] {
+		d := decode[struct{ Type, Delta string }](t, []byte(ev))
+		if d.Type != "transcript.text.delta" {
+			t.Fatalf("delta: %s", ev)
+		}
+		joined.WriteString(d.Delta)
+	}
+	done := decode[struct {
+		Type, Text string
+		Usage      struct{ Type string }
+	}](t, []byte(events[DefaultOutputTokens]))
+	if done.Type != "transcript.text.done" || done.Text != joined.String() || done.Usage.Type != "tokens" ||
+		!strings.Contains(events[DefaultOutputTokens], `"input_tokens":10,"output_tokens":`) {
+		t.Fatalf("done: %s (deltas %q)", events[DefaultOutputTokens], joined.String())
 	}
 }
 

@@ -39,8 +39,9 @@ const gone = await client.responses.delete(r1.id); out.push(['responses.delete',
 try { await client.responses.retrieve(r1.id); } catch (e) { out.push(['deleted 404', e.status, e.code]); }
 // The model-addressed endpoints: moderations; the audio endpoints with a
 // real WAV file through the SDK's own multipart encoding (an fs stream, and
-// toFile); the gateway's 400s for answers it does not relay (text, stream)
-// as the SDK's BadRequestError naming the field; vLLM's rerank and
+// toFile), streamed (vLLM's chunks); the gateway's 400s for answers it
+// does not relay (text without stream, verbose_json with it) as the SDK's
+// BadRequestError naming the field; vLLM's rerank and
 // tokenize, which the SDK has no method for, through its client.post.
 // Each asserts: a failure throws, and node exits non-zero.
 const must = (ok, what) => { if (!ok) throw new Error('check failed: ' + what); };
@@ -67,7 +68,14 @@ out.push(['transcriptions (verbose_json, toFile)', tv.text.length, tv.language, 
 const tr = await client.audio.translations.create({ file: await toFile(wav, 'tone.wav'), model: 'm' });
 must(tr.text.length > 0, 'translation');
 out.push(['translations', tr.text.length]);
-for (const [name, extra, param] of [['text', { response_format: 'text' }, 'response_format'], ['stream', { stream: true }, 'stream']]) {
+// A stream is relayed: the simulator sends vLLM's transcription.chunk
+// events, which the SDK's Stream yields as parsed objects up to [DONE].
+const ts = await client.audio.transcriptions.create({ file: await toFile(wav, 'tone.wav'), model: 'm', stream: true });
+let streamed = '', streamEvents = 0;
+for await (const ev of ts) { must(ev.object === 'transcription.chunk', 'stream event ' + JSON.stringify(ev)); for (const ch of ev.choices) streamed += ch.delta.content; streamEvents++; }
+must(streamEvents > 0 && streamed.length > 0, 'transcription stream: ' + streamEvents + ' events');
+out.push(['transcriptions (stream)', streamEvents, streamed.length]);
+for (const [name, extra, param] of [['text', { response_format: 'text' }, 'response_format'], ['stream verbose_json', { stream: true, response_format: 'verbose_json' }, 'response_format']]) {
   let err = null;
   try { const r = await client.audio.transcriptions.create({ file: await toFile(wav, 'tone.wav'), model: 'm', ...extra }); if (r && r[Symbol.asyncIterator]) for await (const _ of r) {} } catch (e) { err = e; }
   must(err instanceof OpenAI.BadRequestError && err.status === 400 && err.param === param, `transcription ${name}: ${err && err.constructor.name} ${err && err.status} param ${err && err.param}`);

@@ -4,8 +4,10 @@
 # usage, accumulated by the SDK's ChatCompletionAccumulator), completions,
 # embeddings, models; moderations (string, array); audio transcriptions
 # (json, verbose_json) and translations with a generated WAV through the
-# SDK's multipart encoder, their 400s for response_format text and stream
-# (*openai.Error naming the param); rerank and tokenize via Client.Post;
+# SDK's multipart encoder, a streamed transcription (vLLM's chunks through
+# the SDK's stream), and the 400s for response_format text (plain) and
+# verbose_json (streamed) (*openai.Error naming the param); rerank and
+# tokenize via Client.Post;
 # the Responses API over two simulators (create,
 # stream, previous_response_id, get, input items, delete, 404s); Files and
 # Batches (upload, batch to completion, output file parsed); errors as

@@ -6,8 +6,9 @@
 # retrieve, input_items, delete) over two simulators, so a follow-up sent
 # to the wrong one would fail; moderations (string, array), audio
 # transcriptions (an fs stream of a generated WAV; verbose_json via toFile)
-# and translations, their 400s for response_format text and stream true
-# (BadRequestError naming the param), rerank and tokenize via client.post.
+# and translations, a streamed transcription (vLLM's chunks through the
+# SDK's Stream), the 400s for response_format text (plain) and verbose_json
+# (streamed) (BadRequestError naming the param), rerank and tokenize via client.post.
 # The endpoint checks assert: node exits non-zero when one fails.
 # Needs node + npm (the SDK is installed into a temp dir from npm).
 # Usage: scripts/sdk-check/run.sh   (starts a simulator and a gateway itself)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -96,21 +97,51 @@ func (r *runner) endpointChecks(c openai.Client) {
 		}
 		return fmt.Sprintf("Translation.Text %d chars", len(t.Text)), nil
 	})
-	// The gateway relays JSON answers only: a text answer or a stream is
-	// refused before it is forwarded, as the SDK's *openai.Error naming
-	// the field (the SDK documents Client.Post for text answers).
+	// Without stream the gateway relays JSON answers only: a text answer
+	// is refused before it is forwarded, as the SDK's *openai.Error
+	// naming the field (the SDK documents Client.Post for text answers).
 	r.check("transcription text: 400", func() (string, error) {
 		var text string
 		err := c.Post(r.ctx, "audio/transcriptions", transcription(openai.AudioResponseFormatText), &text)
 		return wantParam400(err, "response_format")
 	})
-	r.check("transcription stream: 400", func() (string, error) {
+	// A stream is relayed: the simulator answers vLLM's transcription.chunk
+	// events, which the SDK's stream decodes into its event union (their
+	// "type" empty, the deltas in RawJSON) up to [DONE].
+	r.check("transcription stream", func() (string, error) {
 		s := c.Audio.Transcriptions.NewStreaming(r.ctx, transcription(openai.AudioResponseFormatJSON))
 		defer s.Close()
+		var text strings.Builder
+		events := 0
 		for s.Next() {
-			return "", fmt.Errorf("an event %q, want no stream", s.Current().Type)
+			var chunk struct {
+				Object  string `json:"object"`
+				Choices []struct {
+					Delta struct {
+						Content string `json:"content"`
+					} `json:"delta"`
+				} `json:"choices"`
+			}
+			if err := json.Unmarshal([]byte(s.Current().RawJSON()), &chunk); err != nil || chunk.Object != "transcription.chunk" {
+				return "", fmt.Errorf("event %s: %v", s.Current().RawJSON(), err)
+			}
+			for _, ch := range chunk.Choices {
+				text.WriteString(ch.Delta.Content)
+			}
+			events++
 		}
-		return wantParam400(s.Err(), "stream")
+		if s.Err() != nil || events == 0 || text.Len() == 0 {
+			return "", fmt.Errorf("%d events, %d chars: %v", events, text.Len(), s.Err())
+		}
+		return fmt.Sprintf("%d transcription.chunk events, %d chars", events, text.Len()), nil
+	})
+	r.check("transcription stream verbose_json: 400", func() (string, error) {
+		s := c.Audio.Transcriptions.NewStreaming(r.ctx, transcription(openai.AudioResponseFormatVerboseJSON))
+		defer s.Close()
+		for s.Next() {
+			return "", fmt.Errorf("an event %s, want no stream", s.Current().RawJSON())
+		}
+		return wantParam400(s.Err(), "response_format")
 	})
 	r.check("rerank (Client.Post)", func() (string, error) {
 		var res struct {

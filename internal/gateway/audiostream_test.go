@@ -1,0 +1,184 @@
+package gateway
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/sim"
+)
+
+// Streamed transcriptions (stream=true) are relayed as chat streams are:
+// event by event, flushed, byte for byte; a stream the backend cuts ends
+// with an in-band error event; the usage its last events report counts.
+
+// vllmTranscriptionStream is vLLM's stream for a transcription with
+// stream_include_usage (speech_to_text.py, _speech_to_text_stream_generator).
+var vllmTranscriptionStream = []string{
+	`data: {"id":"transcribe-1","object":"transcription.chunk","created":1,"model":"m1","choices":[{"delta":{"content":"a sluice"}}]}` + "\n\n",
+	`data: {"id":"transcribe-1","object":"transcription.chunk","created":1,"model":"m1","choices":[{"delta":{"content":" gate"},"finish_reason":"stop","stop_reason":null}]}` + "\n\n",
+	`data: {"id":"transcribe-1","object":"transcription.chunk","created":1,"model":"m1","choices":[],"usage":{"prompt_tokens":17,"total_tokens":20,"completion_tokens":3}}` + "\n\n",
+	"data: [DONE]\n\n",
+}
+
+// scriptedStream is a backend that sends events[:first], flushed, then
+// waits for release (or the request's end) and sends the rest; cut: it
+// aborts the connection instead of sending the rest. forms gets the form
+// fields it was sent.
+func scriptedStream(t *testing.T, events []string, first int, release <-chan struct{}, cut bool, forms chan<- map[string]string) *httptest.Server {
+	t.Helper()
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case forms <- formValues(t, r.Header.Get("Content-Type"), b):
+		default:
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, ev := range events[:first] {
+			io.WriteString(w, ev)
+		}
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		if cut {
+			panic(http.ErrAbortHandler)
+		}
+		for _, ev := range events[first:] {
+			io.WriteString(w, ev)
+		}
+	}))
+	t.Cleanup(be.Close)
+	return be
+}
+
+func TestAudioStreamRelayed(t *testing.T) {
+	release := make(chan struct{})
+	forms := make(chan map[string]string, 1)
+	be := scriptedStream(t, vllmTranscriptionStream, 1, release, false, forms)
+	srv, reg, logs := usageGateway(t, testConfig(be.URL))
+	ct, body := audioForm(t, "file", strings.Repeat("x", 3200), "model", "m1", "stream", "true", "response_format", "text")
+	resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("%d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), readAll(t, resp))
+	}
+	// The first event comes through while the backend holds the rest: it
+	// was flushed, not buffered.
+	r := bufio.NewReader(resp.Body)
+	first, err := readSSEEvent(r)
+	if err != nil || first != vllmTranscriptionStream[0] {
+		t.Fatalf("first event %q %v, want %q", first, err, vllmTranscriptionStream[0])
+	}
+	close(release)
+	rest, err := io.ReadAll(r)
+	resp.Body.Close()
+	if want := strings.Join(vllmTranscriptionStream[1:], ""); err != nil || string(rest) != want {
+		t.Fatalf("rest of the stream %q %v, want byte for byte %q", rest, err, want)
+	}
+	if f := <-forms; f["stream"] != "true" || f["response_format"] != "text" {
+		t.Fatalf("the backend read %q", f)
+	}
+	// The usage chunk's tokens count, as a chat stream's do.
+	if in, out := accessTokens(t, logs.String(), "/v1/audio/transcriptions"); in != 17 || out != 3 {
+		t.Fatalf("access line tokens in %d out %d, want 17 and 3", in, out)
+	}
+	if in, _ := tokensTotal(t, reg, "in"); in != 17 {
+		t.Fatalf("sluice_tokens_total in %v, want 17", in)
+	}
+}
+
+// readSSEEvent reads one event, up to and including its blank line.
+func readSSEEvent(r *bufio.Reader) (string, error) {
+	var b strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		b.WriteString(line)
+		if err != nil || line == "\n" {
+			return b.String(), err
+		}
+	}
+}
+
+func TestAudioStreamCut(t *testing.T) {
+	release := make(chan struct{})
+	close(release)
+	be := scriptedStream(t, vllmTranscriptionStream, 1, release, true, nil)
+	srv, _ := startGateway(t, testConfig(be.URL))
+	ct, body := audioForm(t, "file", "x", "model", "m1", "stream", "1")
+	resp := post(t, srv.URL+"/v1/audio/translations", body, "Content-Type", ct)
+	got := readAll(t, resp)
+	events := strings.SplitAfter(got, "\n\n")
+	if resp.StatusCode != 200 || len(events) != 3 || events[0] != vllmTranscriptionStream[0] || events[2] != "" {
+		t.Fatalf("%d %q", resp.StatusCode, got)
+	}
+	var e struct {
+		Error struct{ Message, Type, Code string }
+	}
+	data, ok := strings.CutPrefix(strings.TrimSuffix(events[1], "\n\n"), "data: ")
+	if !ok || json.Unmarshal([]byte(data), &e) != nil || e.Error.Message == "" {
+		t.Fatalf("the cut stream ends with %q, want an in-band error event", events[1])
+	}
+	t.Logf("in-band error: %s", data)
+}
+
+// TestAudioStreamSim: through the simulator, vLLM's chunks and OpenAI's
+// events (a gpt-4o model) both reach the client whole and ended: vLLM's
+// with [DONE], OpenAI's with transcript.text.done and nothing after it (no
+// error event for a missing [DONE]), whose token usage counts.
+func TestAudioStreamSim(t *testing.T) {
+	for _, model := range []string{"whisper", "gpt-4o-mini-transcribe"} {
+		t.Run(model, func(t *testing.T) {
+			s := sim.New(sim.Config{Model: model, DecodeStepBase: time.Millisecond, Seed: 7})
+			t.Cleanup(s.Close)
+			be := httptest.NewServer(s)
+			t.Cleanup(be.Close)
+			cfg := testConfig(be.URL)
+			cfg.Models[0].Name = model
+			srv, _, logs := usageGateway(t, cfg)
+			ct, body := audioForm(t, "file", strings.Repeat("x", 3200), "model", model, "stream", "True", "stream_include_usage", "true")
+			resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+			got := readAll(t, resp)
+			events := strings.Split(strings.TrimSuffix(got, "\n\n"), "\n\n")
+			last := events[len(events)-1]
+			if resp.StatusCode != 200 || len(events) < sim.DefaultOutputTokens+1 || strings.Contains(got, `"error"`) {
+				t.Fatalf("%d %q", resp.StatusCode, got)
+			}
+			in, out := accessTokens(t, logs.String(), "/v1/audio/transcriptions")
+			if model == "whisper" {
+				if last != "data: [DONE]" || !strings.Contains(events[0], `"object":"transcription.chunk"`) || in != 10 || out != sim.DefaultOutputTokens {
+					t.Fatalf("vLLM stream: %q; tokens %d %d", got, in, out)
+				}
+				return
+			}
+			if !strings.HasPrefix(last, `data: {"type":"transcript.text.done"`) || in != 10 || out != sim.DefaultOutputTokens {
+				t.Fatalf("OpenAI stream ends %q; tokens %d %d", last, in, out)
+			}
+		})
+	}
+}
+
+// TestAudioStreamIgnored: whisper-1 ignores stream=true and answers JSON;
+// the client gets that answer as it came (OpenAI's own behaviour), not a
+// 502 for a chat completion that is not there to convert.
+func TestAudioStreamIgnored(t *testing.T) {
+	const answer = `{"text":"a sluice gate","usage":{"type":"duration","seconds":2}}`
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, answer)
+	}))
+	t.Cleanup(be.Close)
+	srv, _ := startGateway(t, testConfig(be.URL))
+	ct, body := audioForm(t, "file", "x", "model", "m1", "stream", "true")
+	resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+	if got := readAll(t, resp); resp.StatusCode != 200 || got != answer || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("%d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), got)
+	}
+}
