@@ -32,7 +32,11 @@ func thresholdFor(name string) threshold {
 		return threshold{20, 0.10}
 	case sFDs:
 		return threshold{8, 0.10}
-	case sBackConns:
+	case sBackConns, "sluice_upstream_idle_connections":
+		// The keep-alive pool to the backends, all of it or its idle
+		// part: it swings with the bursts' concurrency (each burst's
+		// connections stay warm while the next reuses them, and go after
+		// 90 s idle), bounded by the pool, never per request.
 		return threshold{6, 0.10}
 	case sRSS:
 		return threshold{16 << 20, 0.10}

@@ -160,3 +160,22 @@ func TestJudgeJobStoreAgainstItsLimit(t *testing.T) {
 		}
 	}
 }
+
+// The idle part of the keep-alive pool swings with the bursts as the whole
+// pool does, and is judged as it is: the 20-minute soak of 2026-12-05
+// (idle connections 5 -> 10, max 17, growth 2.54 over the second half)
+// passes; one connection kept per reload still fails.
+func TestJudgeIdlePoolAsThePool(t *testing.T) {
+	const name = "sluice_upstream_idle_connections"
+	var swing, leak []float64
+	for i := range 40 {
+		swing = append(swing, 5+float64(i)/8+float64(i%4*3)) // bursts on a slight rise
+		leak = append(leak, 5+float64(i))
+	}
+	if v := judge(samplesOf(name, swing...)); !v[0].pass || v[0].growth < 2 {
+		t.Fatalf("verdict %+v: the pool's swing (growth over 2) failed", v[0])
+	}
+	if v := judge(samplesOf(name, leak...)); v[0].pass {
+		t.Fatalf("verdict %+v: a connection per reload passed", v[0])
+	}
+}
