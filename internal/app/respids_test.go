@@ -1,15 +1,11 @@
 package app
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/rueidis"
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/ratelimit"
@@ -69,7 +65,7 @@ func TestRateLimitsAndResponseIDsShareOneRedisClient(t *testing.T) {
 	if clients.Open() != 1 {
 		t.Fatalf("%d Redis clients open, want 1 shared", clients.Open())
 	}
-	if names := redisClientNames(t, rd.Addr); len(names) != 1 || names[redisconn.SharedName] == 0 {
+	if names := redistest.ClientNames(t, rd.Addr); len(names) != 1 || names[redisconn.SharedName] == 0 {
 		t.Fatalf("connections to Redis by name: %v, want %s only", names, redisconn.SharedName)
 	}
 	limiter := a.built.limits
@@ -88,28 +84,4 @@ func TestRateLimitsAndResponseIDsShareOneRedisClient(t *testing.T) {
 	if clients.Open() != 0 {
 		t.Fatalf("%d Redis clients open after shutdown", clients.Open())
 	}
-}
-
-// redisClientNames counts the connections Redis holds by CLIENT SETNAME,
-// the observer's own left out.
-func redisClientNames(t *testing.T, addr string) map[string]int {
-	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, ClientName: "observer"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	list, err := c.Do(context.Background(), c.B().ClientList().Build()).ToString()
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]int{}
-	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
-		for _, field := range strings.Fields(line) {
-			if name, ok := strings.CutPrefix(field, "name="); ok && name != "observer" {
-				names[name]++
-			}
-		}
-	}
-	return names
 }

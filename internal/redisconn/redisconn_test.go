@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -70,29 +69,6 @@ func TestOptionDefaults(t *testing.T) {
 	}
 }
 
-// clientNames lists the names of the connections Redis holds.
-func clientNames(t *testing.T, addr string) map[string]int {
-	t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, ClientName: "observer"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	list, err := c.Do(context.Background(), c.B().ClientList().Build()).ToString()
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]int{}
-	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
-		for _, field := range strings.Fields(line) {
-			if name, ok := strings.CutPrefix(field, "name="); ok && name != "observer" {
-				names[name]++
-			}
-		}
-	}
-	return names
-}
-
 // TestSharedLazyOneClient: two users of one Redis with equal options (the
 // rate limits' store and the Responses ids) get one client, not two; it
 // outlives the first user's Close and is closed with the last. Options
@@ -124,7 +100,7 @@ func TestSharedLazyOneClient(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if names := clientNames(t, rd.Addr); names["sluice-shared"] != 1 || names["sluice-other"] != 1 {
+	if names := redistest.ClientNames(t, rd.Addr); names["sluice-shared"] != 1 || names["sluice-other"] != 1 {
 		t.Fatalf("connections by name: %v, want one each", names)
 	}
 	a.Close()
@@ -139,7 +115,7 @@ func TestSharedLazyOneClient(t *testing.T) {
 	if clients.Open() != 0 {
 		t.Fatalf("%d clients open after every holder closed", clients.Open())
 	}
-	if names := clientNames(t, rd.Addr); len(names) != 0 {
+	if names := redistest.ClientNames(t, rd.Addr); len(names) != 0 {
 		t.Fatalf("connections left after every holder closed: %v", names)
 	}
 }

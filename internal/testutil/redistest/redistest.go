@@ -225,3 +225,22 @@ func tail(path string) string {
 	}
 	return string(bytes.TrimSpace(b))
 }
+
+// ClientNames counts the connections the server at addr holds by their
+// CLIENT SETNAME (unnamed ones, this call's own among them, left out).
+func ClientNames(t testing.TB, addr string) map[string]int {
+	t.Helper()
+	list, err := do(addr, 5*time.Second, "CLIENT", "LIST")
+	if err != nil {
+		t.Fatalf("CLIENT LIST: %v", err)
+	}
+	names := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+		for _, field := range strings.Fields(line) {
+			if name, ok := strings.CutPrefix(field, "name="); ok && name != "" {
+				names[name]++
+			}
+		}
+	}
+	return names
+}
