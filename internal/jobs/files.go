@@ -102,12 +102,13 @@ func (s *Store) File(ctx context.Context, tenant, id string) (*File, error) {
 }
 
 // FileContent opens the tenant's file for reading; ctx must last as long
-// as the reading does.
+// as the reading does. The read survives the file being written again
+// with the same content (a batch finalized twice, see fileReader).
 func (s *Store) FileContent(ctx context.Context, tenant, id string) (io.ReadCloser, error) {
 	if _, err := s.File(ctx, tenant, id); err != nil {
 		return nil, err
 	}
-	res, err := s.files.Get(ctx, id)
+	res, err := s.openFileReader(ctx, id)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, ErrNotFound
 	}
