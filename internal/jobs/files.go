@@ -102,12 +102,16 @@ func (s *Store) File(ctx context.Context, tenant, id string) (*File, error) {
 }
 
 // FileContent opens the tenant's file for reading; ctx must last as long
-// as the reading does.
+// as the reading does, and ending it ends the read. Nothing else bounds
+// the whole read; each chunk must come within Options.FileReadIdle. The
+// reader fails rather than hand out content short of the file's size or
+// other than its digest, and survives the file being written again with
+// the same content (a batch finalized twice); see fileReader.
 func (s *Store) FileContent(ctx context.Context, tenant, id string) (io.ReadCloser, error) {
 	if _, err := s.File(ctx, tenant, id); err != nil {
 		return nil, err
 	}
-	res, err := s.files.Get(ctx, id)
+	res, err := s.openFileReader(ctx, id)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, ErrNotFound
 	}

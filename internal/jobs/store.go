@@ -130,6 +130,11 @@ type Options struct {
 	// held. A result past it is dropped and its job runs again after
 	// AckWait.
 	MaxHeldResultBytes int64
+	// FileReadIdle bounds the wait for each chunk of a file's content
+	// while it is read (a download, a batch's input), default
+	// DefaultFileReadIdle. Nothing bounds the whole read: a large file
+	// read by a slow client takes as long as the client does.
+	FileReadIdle time.Duration
 }
 
 // DefaultAckWait is AckWait's default: half NATS' own 30 s default. It
@@ -193,6 +198,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.FileReadIdle <= 0 {
+		o.FileReadIdle = DefaultFileReadIdle
 	}
 	if o.WebhookTimeout <= 0 {
 		o.WebhookTimeout = time.Minute

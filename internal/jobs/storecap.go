@@ -153,12 +153,11 @@ func (s *Store) purgeFileChunks(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("jobs: reading file %s: %w", id, err)
 	}
-	stream, err := s.js.Stream(ctx, "OBJ_"+filesBucket)
+	stream, err := s.js.Stream(ctx, filesStream)
 	if err != nil {
 		return fmt.Errorf("jobs: opening the files stream: %w", err)
 	}
-	subj := fmt.Sprintf("$O.%s.C.%s", filesBucket, info.NUID)
-	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(fileChunksSubject(info.NUID))); err != nil {
 		return fmt.Errorf("jobs: purging file %s: %w", id, err)
 	}
 	return nil
