@@ -228,15 +228,24 @@ func TestCoalescedCallCancelledWhenEveryoneLeaves(t *testing.T) {
 	}
 }
 
-func TestStaleWhileRevalidate(t *testing.T) {
-	ok := newOKBackend(t)
-	cfg := testConfig(ok.URL)
+// startSWRGateway is a caching gateway in front of backendURL whose
+// answers are fresh for a minute and served stale for an hour, on a clock
+// the test moves (clock: unix nanoseconds).
+func startSWRGateway(t *testing.T, backendURL string) (url string, gw *Gateway, clock *atomic.Int64) {
+	t.Helper()
+	cfg := testConfig(backendURL)
 	cfg.Cache.TTL = config.Duration(time.Minute)
 	cfg.Cache.StaleWhileRevalidate = config.Duration(time.Hour)
-	var clock atomic.Int64
+	clock = new(atomic.Int64)
 	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	url, _ := startCachingGatewayCfg(t, cfg, nil, now)
+	url, gw = startCachingGatewayCfg(t, cfg, nil, now)
+	return url, gw, clock
+}
+
+func TestStaleWhileRevalidate(t *testing.T) {
+	ok := newOKBackend(t)
+	url, _, clock := startSWRGateway(t, ok.URL)
 	body := fmt.Sprintf(detBody, "")
 
 	xcache := func() string {
@@ -294,13 +303,7 @@ func TestRevalidateSkipsAKeyJustRefreshed(t *testing.T) {
 		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)
 	}))
 	t.Cleanup(backend.Close)
-	cfg := testConfig(backend.URL)
-	cfg.Cache.TTL = config.Duration(time.Minute)
-	cfg.Cache.StaleWhileRevalidate = config.Duration(time.Hour)
-	var clock atomic.Int64
-	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	url, gw := startCachingGatewayCfg(t, cfg, nil, now)
+	url, gw, clock := startSWRGateway(t, backend.URL)
 	body := fmt.Sprintf(detBody, "")
 	for _, want := range []string{"MISS", "STALE"} {
 		resp := post(t, url, body)
