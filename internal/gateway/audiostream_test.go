@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-gw/sluice/internal/sim"
 )
@@ -180,5 +183,111 @@ func TestAudioStreamIgnored(t *testing.T) {
 	resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
 	if got := readAll(t, resp); resp.StatusCode != 200 || got != answer || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		t.Fatalf("%d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), got)
+	}
+}
+
+// TestAudioStreamNeverHedged: with hedging on (the default) and a first
+// backend whose stream stalls after its head, a chat stream is hedged to
+// the other backend (the control, last), but a streamed transcription is
+// not: a hedge would transcribe the whole file again on a second backend
+// (hedgeAfter's exclusion). The stalled backend holds the transcription
+// for a window a hundred times the hedge delay (10 ms, the floor, after
+// these fast warm-ups), then sends its stream, which the client must get
+// whole, from it. Should the other backend be sent the transcription (a
+// hedge) first, the stalled one never answers, so the hedge's stream
+// reaches the client and the test fails at once. A loaded machine can
+// only delay a hedge past the window (a pass), never fail a right build.
+func TestAudioStreamNeverHedged(t *testing.T) {
+	var stall atomic.Bool
+	fast := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond})
+	t.Cleanup(fast.Close)
+	quit := make(chan struct{})
+	var hedges atomic.Int64 // audio requests the healthy backend was sent
+	hedged := make(chan struct{}, 1)
+	audioHeld := make(chan struct{}, 1)
+	turned := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !stall.Load() {
+			fast.ServeHTTP(w, r)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		if !strings.HasPrefix(r.URL.Path, "/v1/audio/") { // the control: a chat stream that never starts
+			select {
+			case <-r.Context().Done():
+			case <-quit:
+			}
+			return
+		}
+		audioHeld <- struct{}{}
+		window := time.NewTimer(time.Second)
+		defer window.Stop()
+		select {
+		case <-hedged: // lose the race: the client gets the hedge's answer
+			<-r.Context().Done()
+			return
+		case <-window.C:
+		case <-r.Context().Done():
+			return
+		}
+		for _, ev := range vllmTranscriptionStream {
+			io.WriteString(w, ev)
+		}
+	}))
+	t.Cleanup(func() { close(quit); turned.Close() })
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/audio/") {
+			hedges.Add(1)
+			select {
+			case hedged <- struct{}{}:
+			default:
+			}
+		}
+		fast.ServeHTTP(w, r)
+	}))
+	t.Cleanup(healthy.Close)
+
+	cfg := testConfig(turned.URL, healthy.URL) // round_robin: turned, healthy, turned, ...
+	var reg *prometheus.Registry
+	srv, _ := startGatewayWith(t, cfg, func(d *Deps) { reg = d.Registry.(*prometheus.Registry) }) // hedging is on by default
+	for range 2 { // both learn a typical time to first token
+		if resp := post(t, srv.URL+"/v1/chat/completions", streamChatBody); !strings.HasSuffix(readAll(t, resp), "data: [DONE]\n\n") {
+			t.Fatal("warm-up stream did not complete")
+		}
+	}
+	stall.Store(true)
+	ct, body := audioForm(t, "file", strings.Repeat("x", 3200), "model", "m1", "stream", "true")
+	resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+	got := readAll(t, resp)
+	select {
+	case <-audioHeld:
+	default:
+		t.Fatalf("the stalled backend never held the transcription: %d %q", resp.StatusCode, got)
+	}
+	if resp.StatusCode != 200 || got != strings.Join(vllmTranscriptionStream, "") {
+		t.Fatalf("%d %q; want the stalled backend's stream, whole", resp.StatusCode, got)
+	}
+	if by, want := resp.Header.Get("X-Sluice-Backend"), strings.TrimPrefix(turned.URL, "http://"); by != want {
+		t.Fatalf("served by %q, want the first backend %q (no hedge)", by, want)
+	}
+	if n := hedges.Load(); n != 0 {
+		t.Fatalf("the other backend was sent the transcription %d times: it was hedged", n)
+	}
+
+	// The control: the same gateway hedges a chat stream off the stalled
+	// backend (round robin: healthy for the plain request, then turned).
+	if resp := post(t, srv.URL+"/v1/chat/completions", chatBody); resp.StatusCode != 200 {
+		t.Fatalf("plain request: %d %s", resp.StatusCode, readAll(t, resp))
+	} else {
+		readAll(t, resp)
+	}
+	resp = post(t, srv.URL+"/v1/chat/completions", streamChatBody)
+	if body := readAll(t, resp); resp.StatusCode != 200 || !strings.HasSuffix(body, "data: [DONE]\n\n") {
+		t.Fatalf("control chat stream: %d %q; want the hedge's stream", resp.StatusCode, body)
+	}
+	if n := metricValue(t, reg, "sluice_hedges_total", "event", "won"); n != 1 {
+		t.Fatalf("control: sluice_hedges_total{event=won} = %v; want 1 (the setup hedges chat streams)", n)
 	}
 }
