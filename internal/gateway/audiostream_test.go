@@ -251,7 +251,8 @@ func TestAudioStreamNeverHedged(t *testing.T) {
 
 	cfg := testConfig(turned.URL, healthy.URL) // round_robin: turned, healthy, turned, ...
 	var reg *prometheus.Registry
-	srv, _ := startGatewayWith(t, cfg, func(d *Deps) { reg = d.Registry.(*prometheus.Registry) }) // hedging is on by default
+	// Hedging is on by default.
+	srv, _ := startGatewayWith(t, cfg, func(d *Deps) { reg = d.Registry.(*prometheus.Registry) })
 	for range 2 { // both learn a typical time to first token
 		if resp := post(t, srv.URL+"/v1/chat/completions", streamChatBody); !strings.HasSuffix(readAll(t, resp), "data: [DONE]\n\n") {
 			t.Fatal("warm-up stream did not complete")
@@ -290,4 +291,77 @@ func TestAudioStreamNeverHedged(t *testing.T) {
 	if n := metricValue(t, reg, "sluice_hedges_total", "event", "won"); n != 1 {
 		t.Fatalf("control: sluice_hedges_total{event=won} = %v; want 1 (the setup hedges chat streams)", n)
 	}
+}
+
+// openaiTranscriptionStream is OpenAI's stream for gpt-4o-transcribe
+// (transcript.text.delta events, then transcript.text.done with the text
+// and the token usage; no [DONE]).
+var openaiTranscriptionStream = []string{
+	`data: {"type":"transcript.text.delta","delta":"a sluice"}` + "\n\n",
+	`data: {"type":"transcript.text.delta","delta":" gate"}` + "\n\n",
+	`data: {"type":"transcript.text.done","text":"a sluice gate","usage":{"type":"tokens","input_tokens":14,"output_tokens":45,"total_tokens":59}}` + "\n\n",
+}
+
+// TestAudioStreamToPlainRequest: a backend that streams although the
+// request did not ask it to gets its events turned into the JSON
+// transcription the client asked for (not a chat completion, not a
+// 502), in either backend's format, its usage counted; one that cuts its
+// stream, or streams a verbose_json request, is a 502 in OpenAI's error
+// shape.
+func TestAudioStreamToPlainRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		events []string
+		want   string
+		in     int
+		out    int
+	}{
+		{"vLLM", vllmTranscriptionStream, `{"text":"a sluice gate","usage":{"type":"tokens","input_tokens":17,"output_tokens":3,"total_tokens":20}}`, 17, 3},
+		{"OpenAI", openaiTranscriptionStream, `{"text":"a sluice gate","usage":{"type":"tokens","input_tokens":14,"output_tokens":45,"total_tokens":59}}`, 14, 45},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			close(release)
+			be := scriptedStream(t, tc.events, len(tc.events), release, false, nil)
+			srv, _, logs := usageGateway(t, testConfig(be.URL))
+			ct, body := audioForm(t, "file", strings.Repeat("x", 3200), "model", "m1")
+			resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+			got := readAll(t, resp)
+			if resp.StatusCode != 200 || got != tc.want || resp.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("%d %q %s\nwant 200 application/json %s", resp.StatusCode, resp.Header.Get("Content-Type"), got, tc.want)
+			}
+			if in, out := accessTokens(t, logs.String(), "/v1/audio/transcriptions"); in != tc.in || out != tc.out {
+				t.Fatalf("access line tokens in %d out %d, want %d and %d", in, out, tc.in, tc.out)
+			}
+		})
+	}
+	// verbose_json asks for segments, language and duration, which no
+	// stream carries: a 502, not a bare {"text"} passing for the answer.
+	t.Run("verbose_json", func(t *testing.T) {
+		release := make(chan struct{})
+		close(release)
+		be := scriptedStream(t, vllmTranscriptionStream, len(vllmTranscriptionStream), release, false, nil)
+		srv, _ := startGateway(t, testConfig(be.URL))
+		ct, body := audioForm(t, "file", "x", "model", "m1", "response_format", "verbose_json")
+		resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+		if got := readAll(t, resp); resp.StatusCode != http.StatusBadGateway || !strings.Contains(got, `"code":"upstream_bad_response"`) {
+			t.Fatalf("%d %s; want a 502 upstream_bad_response", resp.StatusCode, got)
+		}
+	})
+	t.Run("cut", func(t *testing.T) {
+		release := make(chan struct{})
+		close(release)
+		be := scriptedStream(t, vllmTranscriptionStream, 1, release, true, nil)
+		srv, _ := startGateway(t, testConfig(be.URL))
+		ct, body := audioForm(t, "file", "x", "model", "m1")
+		resp := post(t, srv.URL+"/v1/audio/translations", body, "Content-Type", ct)
+		got := readAll(t, resp)
+		var e struct {
+			Error struct{ Message, Type, Code string }
+		}
+		if resp.StatusCode != http.StatusBadGateway || json.Unmarshal([]byte(got), &e) != nil || e.Error.Type != "server_error" || e.Error.Code == "" {
+			t.Fatalf("%d %s; want a 502 OpenAI error", resp.StatusCode, got)
+		}
+		t.Logf("cut stream: %d %s", resp.StatusCode, got)
+	})
 }
