@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-gw/sluice/internal/sim"
 )
@@ -181,4 +184,184 @@ func TestAudioStreamIgnored(t *testing.T) {
 	if got := readAll(t, resp); resp.StatusCode != 200 || got != answer || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		t.Fatalf("%d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), got)
 	}
+}
+
+// TestAudioStreamNeverHedged: with hedging on (the default) and a first
+// backend whose stream stalls after its head, a chat stream is hedged to
+// the other backend (the control, last), but a streamed transcription is
+// not: a hedge would transcribe the whole file again on a second backend
+// (hedgeAfter's exclusion). The stalled backend holds the transcription
+// for a window a hundred times the hedge delay (10 ms, the floor, after
+// these fast warm-ups), then sends its stream, which the client must get
+// whole, from it. Should the other backend be sent the transcription (a
+// hedge) first, the stalled one never answers, so the hedge's stream
+// reaches the client and the test fails at once. A loaded machine can
+// only delay a hedge past the window (a pass), never fail a right build.
+func TestAudioStreamNeverHedged(t *testing.T) {
+	var stall atomic.Bool
+	fast := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond})
+	t.Cleanup(fast.Close)
+	quit := make(chan struct{})
+	var hedges atomic.Int64 // audio requests the healthy backend was sent
+	hedged := make(chan struct{}, 1)
+	audioHeld := make(chan struct{}, 1)
+	turned := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !stall.Load() {
+			fast.ServeHTTP(w, r)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		if !strings.HasPrefix(r.URL.Path, "/v1/audio/") { // the control: a chat stream that never starts
+			select {
+			case <-r.Context().Done():
+			case <-quit:
+			}
+			return
+		}
+		audioHeld <- struct{}{}
+		window := time.NewTimer(time.Second)
+		defer window.Stop()
+		select {
+		case <-hedged: // lose the race: the client gets the hedge's answer
+			<-r.Context().Done()
+			return
+		case <-window.C:
+		case <-r.Context().Done():
+			return
+		}
+		for _, ev := range vllmTranscriptionStream {
+			io.WriteString(w, ev)
+		}
+	}))
+	t.Cleanup(func() { close(quit); turned.Close() })
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/audio/") {
+			hedges.Add(1)
+			select {
+			case hedged <- struct{}{}:
+			default:
+			}
+		}
+		fast.ServeHTTP(w, r)
+	}))
+	t.Cleanup(healthy.Close)
+
+	cfg := testConfig(turned.URL, healthy.URL) // round_robin: turned, healthy, turned, ...
+	var reg *prometheus.Registry
+	// Hedging is on by default.
+	srv, _ := startGatewayWith(t, cfg, func(d *Deps) { reg = d.Registry.(*prometheus.Registry) })
+	for range 2 { // both learn a typical time to first token
+		if resp := post(t, srv.URL+"/v1/chat/completions", streamChatBody); !strings.HasSuffix(readAll(t, resp), "data: [DONE]\n\n") {
+			t.Fatal("warm-up stream did not complete")
+		}
+	}
+	stall.Store(true)
+	ct, body := audioForm(t, "file", strings.Repeat("x", 3200), "model", "m1", "stream", "true")
+	resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+	got := readAll(t, resp)
+	select {
+	case <-audioHeld:
+	default:
+		t.Fatalf("the stalled backend never held the transcription: %d %q", resp.StatusCode, got)
+	}
+	if resp.StatusCode != 200 || got != strings.Join(vllmTranscriptionStream, "") {
+		t.Fatalf("%d %q; want the stalled backend's stream, whole", resp.StatusCode, got)
+	}
+	if by, want := resp.Header.Get("X-Sluice-Backend"), strings.TrimPrefix(turned.URL, "http://"); by != want {
+		t.Fatalf("served by %q, want the first backend %q (no hedge)", by, want)
+	}
+	if n := hedges.Load(); n != 0 {
+		t.Fatalf("the other backend was sent the transcription %d times: it was hedged", n)
+	}
+
+	// The control: the same gateway hedges a chat stream off the stalled
+	// backend (round robin: healthy for the plain request, then turned).
+	if resp := post(t, srv.URL+"/v1/chat/completions", chatBody); resp.StatusCode != 200 {
+		t.Fatalf("plain request: %d %s", resp.StatusCode, readAll(t, resp))
+	} else {
+		readAll(t, resp)
+	}
+	resp = post(t, srv.URL+"/v1/chat/completions", streamChatBody)
+	if body := readAll(t, resp); resp.StatusCode != 200 || !strings.HasSuffix(body, "data: [DONE]\n\n") {
+		t.Fatalf("control chat stream: %d %q; want the hedge's stream", resp.StatusCode, body)
+	}
+	if n := metricValue(t, reg, "sluice_hedges_total", "event", "won"); n != 1 {
+		t.Fatalf("control: sluice_hedges_total{event=won} = %v; want 1 (the setup hedges chat streams)", n)
+	}
+}
+
+// openaiTranscriptionStream is OpenAI's stream for gpt-4o-transcribe
+// (transcript.text.delta events, then transcript.text.done with the text
+// and the token usage; no [DONE]).
+var openaiTranscriptionStream = []string{
+	`data: {"type":"transcript.text.delta","delta":"a sluice"}` + "\n\n",
+	`data: {"type":"transcript.text.delta","delta":" gate"}` + "\n\n",
+	`data: {"type":"transcript.text.done","text":"a sluice gate","usage":{"type":"tokens","input_tokens":14,"output_tokens":45,"total_tokens":59}}` + "\n\n",
+}
+
+// TestAudioStreamToPlainRequest: a backend that streams although the
+// request did not ask it to gets its events turned into the JSON
+// transcription the client asked for (not a chat completion, not a
+// 502), in either backend's format, its usage counted; one that cuts its
+// stream, or streams a verbose_json request, is a 502 in OpenAI's error
+// shape.
+func TestAudioStreamToPlainRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		events []string
+		want   string
+		in     int
+		out    int
+	}{
+		{"vLLM", vllmTranscriptionStream, `{"text":"a sluice gate","usage":{"type":"tokens","input_tokens":17,"output_tokens":3,"total_tokens":20}}`, 17, 3},
+		{"OpenAI", openaiTranscriptionStream, `{"text":"a sluice gate","usage":{"type":"tokens","input_tokens":14,"output_tokens":45,"total_tokens":59}}`, 14, 45},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			close(release)
+			be := scriptedStream(t, tc.events, len(tc.events), release, false, nil)
+			srv, _, logs := usageGateway(t, testConfig(be.URL))
+			ct, body := audioForm(t, "file", strings.Repeat("x", 3200), "model", "m1")
+			resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+			got := readAll(t, resp)
+			if resp.StatusCode != 200 || got != tc.want || resp.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("%d %q %s\nwant 200 application/json %s", resp.StatusCode, resp.Header.Get("Content-Type"), got, tc.want)
+			}
+			if in, out := accessTokens(t, logs.String(), "/v1/audio/transcriptions"); in != tc.in || out != tc.out {
+				t.Fatalf("access line tokens in %d out %d, want %d and %d", in, out, tc.in, tc.out)
+			}
+		})
+	}
+	// verbose_json asks for segments, language and duration, which no
+	// stream carries: a 502, not a bare {"text"} passing for the answer.
+	t.Run("verbose_json", func(t *testing.T) {
+		release := make(chan struct{})
+		close(release)
+		be := scriptedStream(t, vllmTranscriptionStream, len(vllmTranscriptionStream), release, false, nil)
+		srv, _ := startGateway(t, testConfig(be.URL))
+		ct, body := audioForm(t, "file", "x", "model", "m1", "response_format", "verbose_json")
+		resp := post(t, srv.URL+"/v1/audio/transcriptions", body, "Content-Type", ct)
+		if got := readAll(t, resp); resp.StatusCode != http.StatusBadGateway || !strings.Contains(got, `"code":"upstream_bad_response"`) {
+			t.Fatalf("%d %s; want a 502 upstream_bad_response", resp.StatusCode, got)
+		}
+	})
+	t.Run("cut", func(t *testing.T) {
+		release := make(chan struct{})
+		close(release)
+		be := scriptedStream(t, vllmTranscriptionStream, 1, release, true, nil)
+		srv, _ := startGateway(t, testConfig(be.URL))
+		ct, body := audioForm(t, "file", "x", "model", "m1")
+		resp := post(t, srv.URL+"/v1/audio/translations", body, "Content-Type", ct)
+		got := readAll(t, resp)
+		var e struct {
+			Error struct{ Message, Type, Code string }
+		}
+		if resp.StatusCode != http.StatusBadGateway || json.Unmarshal([]byte(got), &e) != nil || e.Error.Type != "server_error" || e.Error.Code == "" {
+			t.Fatalf("%d %s; want a 502 OpenAI error", resp.StatusCode, got)
+		}
+		t.Logf("cut stream: %d %s", resp.StatusCode, got)
+	})
 }

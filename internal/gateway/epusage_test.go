@@ -118,29 +118,50 @@ func tokensTotal(t *testing.T, reg *prometheus.Registry, direction string) (floa
 }
 
 // accessTokens is the tokens_in and tokens_out of the access line of the
-// request to path.
+// request to path (0 when the line has none).
 func accessTokens(t *testing.T, logs string, path string) (in, out int) {
+	t.Helper()
+	l := accessLine(t, logs, path)
+	return l.TokensIn, l.TokensOut
+}
+
+// tokenFields is an access line's token counts, nil when absent.
+type tokenFields struct {
+	TokensIn, TokensOut int
+	in, out             *int
+}
+
+// accessLine reads the token fields of the access line of the request
+// to path.
+func accessLine(t *testing.T, logs string, path string) tokenFields {
 	t.Helper()
 	for _, line := range strings.Split(logs, "\n") {
 		var l struct {
 			Msg       string `json:"msg"`
 			Path      string `json:"path"`
-			TokensIn  int    `json:"tokens_in"`
-			TokensOut int    `json:"tokens_out"`
+			TokensIn  *int   `json:"tokens_in"`
+			TokensOut *int   `json:"tokens_out"`
 		}
 		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "request" && l.Path == path {
-			return l.TokensIn, l.TokensOut
+			f := tokenFields{in: l.TokensIn, out: l.TokensOut}
+			if f.in != nil {
+				f.TokensIn = *f.in
+			}
+			if f.out != nil {
+				f.TokensOut = *f.out
+			}
+			return f
 		}
 	}
 	t.Fatalf("no access line for %s in:\n%s", path, logs)
-	return 0, 0
+	return tokenFields{}
 }
 
 // Each endpoint's answer settles the token limit's reservation with the
 // tokens its backend reported in that endpoint's usage shape, and counts
 // them in sluice_tokens_total and the access line; an answer with no
-// token count (moderations, a duration, none) keeps the estimate and
-// counts nothing. The reservation settled is read from the remaining
+// token count (moderations, a duration, none) keeps the estimate, counts
+// nothing and logs no tokens_in/tokens_out (unknown, not 0). The reservation settled is read from the remaining
 // tokens a second request (a tokenize: charged 1, no usage) is told of.
 func TestEndpointUsageShapes(t *testing.T) {
 	for _, tc := range usageCases {
@@ -189,6 +210,9 @@ func TestEndpointUsageShapes(t *testing.T) {
 			if !tc.known {
 				if settled != estimate || in != 0 || out != 0 {
 					t.Fatalf("no usable usage: settled %d (estimate %d), tokens counted in %v out %v", settled, estimate, in, out)
+				}
+				if l := accessLine(t, logs.String(), tc.path); l.in != nil || l.out != nil {
+					t.Fatalf("no usable usage, yet the access line logs tokens_in %d tokens_out %d (want them absent: unknown)", l.TokensIn, l.TokensOut)
 				}
 				return
 			}

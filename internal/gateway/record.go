@@ -147,8 +147,13 @@ func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur t
 		slog.Int("attempts", res.Attempts),
 		slog.Float64("ttft_ms", float64(res.TTFB.Microseconds())/1000),
 		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
-		slog.Int("tokens_in", res.Usage.PromptTokens),
-		slog.Int("tokens_out", res.Usage.CompletionTokens),
+	}
+	// Tokens only when the answer reported them: a refusal, a cache hit,
+	// a duration-billed transcription, a moderation or a stream without
+	// usage has no count, and a 0 would read as "used none" (the metrics
+	// and the token limit treat it as unknown too).
+	if res.UsageKnown {
+		attrs = append(attrs, slog.Int("tokens_in", res.Usage.PromptTokens), slog.Int("tokens_out", res.Usage.CompletionTokens))
 	}
 	if h := hedgeName(res.Hedge); h != "" {
 		attrs = append(attrs, slog.String("hedge", h))

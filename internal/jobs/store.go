@@ -237,6 +237,7 @@ type Store struct {
 	wg       sync.WaitGroup // the Store's goroutines and running RunWorker calls
 	closeErr error
 	once     sync.Once
+	idemWait time.Duration // idemWait; tests set their own
 }
 
 var _ Service = (*Store)(nil)
@@ -267,7 +268,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: connecting to %s: %w", o.URL, err)
 	}
-	s := &Store{o: o, log: o.Logger.With("component", "jobs"), nc: nc, ncClosed: ncClosed}
+	s := &Store{o: o, log: o.Logger.With("component", "jobs"), nc: nc, ncClosed: ncClosed, idemWait: idemWait}
 	s.held.limit = o.MaxHeldResultBytes
 	if err := s.setup(ctx); err != nil {
 		nc.Close()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -295,4 +296,65 @@ func TestRefusedBatchLeavesNothing(t *testing.T) {
 		}
 	}
 	eventually(t, "no batch to count as active", func() bool { a, _ := s.active.counts(); return a == 0 })
+}
+
+// TestRefusedSubmitReleasesIdempotencyKey: a submit with an
+// Idempotency-Key that the full store refuses after it claimed the key
+// leaves no claim, so the client's retry with the key, once there is
+// room, goes ahead at once as a new job (idemWait is an hour here: a
+// retry that waited for the refused submit's record would hit the
+// test's deadline instead).
+func TestRefusedSubmitReleasesIdempotencyKey(t *testing.T) {
+	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: 128 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	s := openStore(t, testOptions(srv.ClientURL()))
+	s.idemWait = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bodies, err := s.js.Stream(ctx, "KV_"+bodiesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Just under the hard bound (as TestRefusedSubmitLeavesNoBody): the
+	// claim and the body are stored, the body's write takes the store
+	// past its bound, and the message is refused.
+	pad := bytes.Repeat([]byte("f"), 1<<10)
+	var last string
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("pad.%d", i)
+		if _, err := s.bodies.Put(ctx, k, pad); err != nil {
+			if !isStoreFullErr(err) {
+				t.Fatal(err)
+			}
+			break
+		}
+		last = k
+	}
+	if err := bodies.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+"."+last)); err != nil {
+		t.Fatal(err)
+	}
+	sp := Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m",
+		Body: []byte(`{"model":"m","pad":"` + strings.Repeat("p", 8<<10) + `"}`), IdempotencyKey: "retry-me"}
+	if _, _, err := s.Submit(ctx, sp); !errors.Is(err, ErrStoreFull) || !strings.Contains(err.Error(), "enqueueing") {
+		t.Fatalf("Submit past the hard bound: %v; want ErrStoreFull from enqueueing (after the claim)", err)
+	}
+	if e, err := s.idem.Get(ctx, idemKey("acme", "retry-me")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the refused submit's claim: %v %v; want it gone (not found)", e, err)
+	}
+
+	// Room again: the retry is a new submit, at once.
+	if err := bodies.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+".pad.>")); err != nil {
+		t.Fatal(err)
+	}
+	j, existing, err := s.Submit(ctx, sp)
+	if err != nil || existing {
+		t.Fatalf("retry after the refusal: %v, existing=%v; want a new job at once", err, existing)
+	}
+	again, existing, err := s.Submit(ctx, sp)
+	if err != nil || !existing || again.ID != j.ID {
+		t.Fatalf("the accepted key's resubmit: %+v existing=%v %v; want job %s", again, existing, err, j.ID)
+	}
 }

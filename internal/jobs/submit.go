@@ -5,15 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// idemWait bounds how long a resubmission waits for the record of the job
-// its idempotency key names: the first submitter writes the key before
-// the record.
-const idemWait = 2 * time.Second
 
 // Submit creates and enqueues a single job.
 //
@@ -42,26 +36,27 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	var claim idemClaim
 	if sp.IdempotencyKey != "" {
-		ik := idemKey(sp.Tenant, sp.IdempotencyKey)
-		if _, err := s.idem.Create(ctx, ik, []byte(id)); errors.Is(err, jetstream.ErrKeyExists) {
-			e, err := s.idem.Get(ctx, ik)
-			if err != nil {
-				return nil, false, fmt.Errorf("jobs: reading idempotency key: %w", err)
-			}
-			id = string(e.Value())
-			if j, err := s.awaitJob(ctx, sp.Tenant, id); err == nil {
-				return j, true, nil
-			} else if !errors.Is(err, ErrNotFound) {
-				return nil, false, err
-			}
-			// The first submitter claimed the key and never wrote the
-			// record (it died): create the job under the claimed id. If
-			// it was only slow, the record Create below decides.
-		} else if err != nil {
-			return nil, false, fmt.Errorf("jobs: claiming idempotency key: %w", s.storeFull(err))
+		j, c, err := s.claimKey(ctx, sp.Tenant, sp.IdempotencyKey, id)
+		if err != nil || j != nil {
+			return j, j != nil, err
 		}
+		claim, id = c, c.id
 	}
+	j, existing, refused, err := s.create(ctx, sp, id)
+	if refused && claim.rev != 0 {
+		s.releaseClaim(claim)
+	}
+	return j, existing, err
+}
+
+// create stores job id's body, publishes its message and writes its
+// record. refused reports an error after which no record of id exists
+// or can appear (the body or the message not stored, the record
+// refused): the submit left no job, and its idempotency claim may go. An
+// error writing the record that may have written it (a timeout) is not.
+func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existing, refused bool, err error) {
 	key := singleKey(id)
 	rec := &jobRecord{
 		Job: Job{
@@ -73,7 +68,7 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 	}
 	bodyRev, err := s.bodies.Put(ctx, key, sp.Body)
 	if err != nil {
-		return nil, false, fmt.Errorf("jobs: storing body: %w", s.storeFull(err))
+		return nil, false, true, fmt.Errorf("jobs: storing body: %w", s.storeFull(err))
 	}
 	// Refused for lack of room, what this submit stored goes at once
 	// (dropRefused). Not with an idempotency key: a resubmission with it
@@ -85,24 +80,27 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
 		if ownKey && isStoreFullErr(err) {
 			s.dropRefused(key, bodyRev, 0)
 		}
-		return nil, false, s.storeFull(err)
+		// Even if a timed-out publish was stored, no record will name
+		// its message: a worker drops it.
+		return nil, false, true, s.storeFull(err)
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return nil, false, fmt.Errorf("jobs: encoding job: %w", err)
+		return nil, false, true, fmt.Errorf("jobs: encoding job: %w", err)
 	}
 	if _, err := s.jobs.Create(ctx, key, b); errors.Is(err, jetstream.ErrKeyExists) {
 		// Another submitter with the same idempotency key won the race.
 		j, err := s.Job(ctx, sp.Tenant, id)
-		return j, err == nil, err
+		return j, err == nil, false, err
 	} else if err != nil {
-		if ownKey && isStoreFullErr(err) {
+		full := isStoreFullErr(err)
+		if ownKey && full {
 			s.dropRefused(key, bodyRev, ack.Sequence)
 		}
-		return nil, false, fmt.Errorf("jobs: writing job: %w", s.storeFull(err))
+		return nil, false, full, fmt.Errorf("jobs: writing job: %w", s.storeFull(err))
 	}
 	s.noteStored(int64(len(sp.Body) + len(b)))
-	return rec.job(), false, nil
+	return rec.job(), false, false, nil
 }
 
 // enqueue publishes the message that makes a worker run the job at key.
@@ -112,24 +110,6 @@ func (s *Store) enqueue(ctx context.Context, class, key string) (*jetstream.PubA
 		return nil, fmt.Errorf("jobs: enqueueing %s: %w", key, err)
 	}
 	return ack, nil
-}
-
-// awaitJob reads a job, waiting up to idemWait for it to appear.
-func (s *Store) awaitJob(ctx context.Context, tenant, id string) (*Job, error) {
-	deadline := time.Now().Add(idemWait)
-	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
-		j, err := s.Job(ctx, tenant, id)
-		if !errors.Is(err, ErrNotFound) || time.Now().After(deadline) {
-			return j, err
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
-	}
 }
 
 // Job returns the tenant's single job. Jobs of batches are reached through

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func spec(tenant string) Spec {
@@ -127,5 +128,60 @@ func TestCancelQueuedAndRunning(t *testing.T) {
 	eventually(t, "the cancelled message to be dropped", func() bool { return s.Stats().Duplicates >= 1 })
 	if calls.Load() != 1 {
 		t.Fatalf("executed %d times, want 1", calls.Load())
+	}
+}
+
+// TestIdempotencyClaimReleasedOrAbandoned: a submit that finds its key
+// claimed by a submit in flight waits for that job; if the claim is
+// released instead (that submit was refused), it claims the key itself
+// and makes the job (idemWait is an hour: it does not wait it out). A
+// claim whose submitter never writes its record (it died) is taken over
+// for the id it names once idemWait has passed, and the key then names
+// that job.
+func TestIdempotencyClaimReleasedOrAbandoned(t *testing.T) {
+	s, _ := newStore(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sp := spec("acme")
+	sp.IdempotencyKey = "refused-in-flight"
+	ik := idemKey("acme", sp.IdempotencyKey)
+	rev, err := s.idem.Create(ctx, ik, []byte("job_inflight"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.idemWait = time.Hour
+	type submitted struct {
+		j        *Job
+		existing bool
+		err      error
+	}
+	got := make(chan submitted, 1)
+	go func() {
+		j, existing, err := s.Submit(ctx, sp)
+		got <- submitted{j, existing, err}
+	}()
+	// Released while the duplicate waits on it (or before it read it:
+	// either way the duplicate must end up claiming the key).
+	s.releaseClaim(idemClaim{key: ik, id: "job_inflight", rev: rev})
+	r := <-got
+	if r.err != nil || r.existing || r.j.ID == "job_inflight" {
+		t.Fatalf("duplicate of a released claim: %+v existing=%v %v; want a new job of its own", r.j, r.existing, r.err)
+	}
+	if e, err := s.idem.Get(ctx, ik); err != nil || string(e.Value()) != r.j.ID {
+		t.Fatalf("the key's claim after: %v %v; want %s", e, err, r.j.ID)
+	}
+
+	sp.IdempotencyKey = "abandoned"
+	ik = idemKey("acme", sp.IdempotencyKey)
+	if _, err := s.idem.Create(ctx, ik, []byte("job_dead")); err != nil {
+		t.Fatal(err)
+	}
+	s.idemWait = 20 * time.Millisecond
+	j, existing, err := s.Submit(ctx, sp)
+	if err != nil || existing || j.ID != "job_dead" {
+		t.Fatalf("a dead submitter's claim: %+v existing=%v %v; want job_dead created", j, existing, err)
+	}
+	if again, existing, err := s.Submit(ctx, sp); err != nil || !existing || again.ID != "job_dead" {
+		t.Fatalf("resubmit: %+v existing=%v %v; want job_dead", again, existing, err)
 	}
 }

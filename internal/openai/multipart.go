@@ -28,6 +28,9 @@ const maxFieldBytes = 1024
 type AudioPeek struct {
 	// FileBytes is the size of the "file" part's content.
 	FileBytes int
+	// Verbose: response_format is verbose_json (segments, language,
+	// duration: more than a stream's text deltas carry).
+	Verbose bool
 }
 
 // audioActedOn are the form fields the gateway reads, refused twice or in
@@ -123,6 +126,7 @@ func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek
 	}
 	// The fields come in any order: the format is judged once the stream
 	// flag is known.
+	a.Verbose = format == "verbose_json"
 	return p, a, audioFormat(format, p.Stream)
 }
 

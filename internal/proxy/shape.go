@@ -22,6 +22,13 @@ import (
 // sent. One that cannot be converted (incomplete, carrying an error, over
 // maxCheckedAnswer, not a completion) is ErrBadAnswer, before anything
 // reached the client.
+//
+// An audio request's event stream (a transcription's or translation's,
+// in vLLM's or OpenAI's format) becomes the transcription JSON,
+// {"text":...,"usage":...} (openai.TranscriptToJSON), not a chat
+// completion. Not for response_format verbose_json: its segments,
+// language and duration are not in the events, and an answer without
+// them would pass for a whole one; that is ErrBadAnswer.
 
 // asStream turns a held JSON completion (over: there was more than the
 // bound) into the event stream a stream request gets, and resp's head
@@ -49,6 +56,10 @@ func (f *Forwarder) relayStreamAsAnswer(ctx, actx context.Context, w http.Respon
 		drain(resp.Body)
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a stream answer to a plain Responses request", ErrBadAnswer), start, res)
 	}
+	if in.Endpoint.Multipart() && verboseTranscription(in) {
+		drain(resp.Body)
+		return f.failEarly(ctx, c, fmt.Errorf("%w: a stream answer to a verbose_json transcription, whose segments no stream carries", ErrBadAnswer), start, res)
+	}
 	held, over, readErr := f.hold(resp.Body, wd, *bufp)
 	if readErr != nil {
 		return f.failEarly(ctx, c, readFailure(actx, readErr), start, res)
@@ -56,11 +67,17 @@ func (f *Forwarder) relayStreamAsAnswer(ctx, actx context.Context, w http.Respon
 	if over {
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a stream answer to a plain request, too large to convert", ErrBadAnswer), start, res)
 	}
-	var chk sseCheck
-	if _, bad := chk.feed(held, true); bad || !chk.done || chk.errored {
+	chk := sseCheck{transcript: in.Endpoint.Multipart()}
+	if _, bad := chk.feed(held, true); bad || !(chk.done || chk.final) || chk.errored {
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a stream answer to a plain request that is not a whole stream", ErrBadAnswer), start, res)
 	}
-	body, err := openai.AccumulateStream(held)
+	accumulate := openai.AccumulateStream
+	if in.Endpoint.Multipart() {
+		// A transcription's events, as the JSON transcription asked for
+		// (not a chat completion, which its chunks are not).
+		accumulate = openai.TranscriptToJSON
+	}
+	body, err := accumulate(held)
 	if err != nil {
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a stream answer to a plain request: %w", ErrBadAnswer, err), start, res)
 	}
@@ -82,4 +99,15 @@ func (f *Forwarder) relayStreamAsAnswer(ctx, actx context.Context, w http.Respon
 	}
 	c.endAnswer(f.opt.Now(), outcome.Success, res.TTFB, tokens, false)
 	return false
+}
+
+// verboseTranscription reports an audio request that asked for
+// verbose_json. The form is read again: only a backend that streams
+// unasked gets here.
+func verboseTranscription(in *Request) bool {
+	if in.Body == nil {
+		return false
+	}
+	_, a, err := openai.ParseMultipartRequest(headerGet(in.Header, "Content-Type"), in.Body.Bytes())
+	return err == nil && a.Verbose
 }

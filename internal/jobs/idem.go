@@ -1,0 +1,143 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Idempotency keys, Stripe's semantics: a key whose job was accepted
+// names that job for every later submit with it; a submit that was
+// refused leaves no trace, so the client's retry with the key goes ahead
+// at once as a new submit.
+//
+// The first submitter claims the key (the idem bucket maps it to the job
+// id it is about to create) before it writes the job; a concurrent
+// duplicate finds the claim and waits for that job's record. A submit
+// refused after claiming (the store refused its body, message or record)
+// releases the claim, and a duplicate waiting on it then claims the key
+// itself. A submit that failed in a way that may have written the record
+// anyway (a timeout on that write) keeps the claim: a retry finds the job,
+// or after idemWait takes the claim over for the same id, as after a
+// crash.
+
+// idemWait bounds how long a resubmission waits for the record of the job
+// its idempotency key names: the first submitter writes the key before
+// the record.
+const idemWait = 2 * time.Second
+
+// claimTries bounds how often one submit claims anew a key released
+// under it (each time by another submit's refusal).
+const claimTries = 4
+
+// errClaimReleased: the claim a submit waited on was released (its
+// submitter was refused) or taken over.
+var errClaimReleased = errors.New("jobs: the idempotency key's claim was released")
+
+// idemClaim is a submit's claim of an idempotency key: the bucket key,
+// the job id it names and the revision written.
+type idemClaim struct {
+	key, id string
+	rev     uint64
+}
+
+// claimKey claims tenant's idempotency key for a new job id, or returns
+// the job an earlier submit with it made. A claim taken over from a
+// submitter that never wrote its record names that submitter's id.
+func (s *Store) claimKey(ctx context.Context, tenant, key, id string) (*Job, idemClaim, error) {
+	ik := idemKey(tenant, key)
+	for try := 1; ; try++ {
+		again := try < claimTries
+		rev, err := s.idem.Create(ctx, ik, []byte(id))
+		if err == nil {
+			return nil, idemClaim{key: ik, id: id, rev: rev}, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, idemClaim{}, fmt.Errorf("jobs: claiming idempotency key: %w", s.storeFull(err))
+		}
+		e, err := s.idem.Get(ctx, ik)
+		if errors.Is(err, jetstream.ErrKeyNotFound) && again {
+			continue // released since
+		}
+		if err != nil {
+			return nil, idemClaim{}, fmt.Errorf("jobs: reading idempotency key: %w", err)
+		}
+		other := string(e.Value())
+		j, err := s.awaitJob(ctx, tenant, other, func(ctx context.Context) bool {
+			cur, err := s.idem.Get(ctx, ik)
+			return err == nil && cur.Revision() == e.Revision()
+		})
+		switch {
+		case err == nil:
+			return j, idemClaim{}, nil
+		case errors.Is(err, errClaimReleased) && again:
+			continue
+		case !errors.Is(err, ErrNotFound):
+			return nil, idemClaim{}, err
+		}
+		// The claim's submitter never wrote the record in idemWait (it
+		// died, or is very slow): take the claim over for its id, unless
+		// it changed meanwhile. If it was only slow, the record Create
+		// decides.
+		rev, err = s.idem.Update(ctx, ik, e.Value(), e.Revision())
+		if errors.Is(err, jetstream.ErrKeyExists) && again {
+			continue
+		}
+		if err != nil {
+			return nil, idemClaim{}, fmt.Errorf("jobs: taking over idempotency key: %w", s.storeFull(err))
+		}
+		return nil, idemClaim{key: ik, id: other, rev: rev}, nil
+	}
+}
+
+// releaseClaim removes a refused submit's claim, so a retry with its key
+// goes ahead at once. As dropRefused, it purges rather than deletes (a
+// KV delete writes a marker, which a full store refuses; a purge writes
+// nothing), and only up to the claim's revision: a claim taken over
+// since is the taker's and stays.
+func (s *Store) releaseClaim(c idemClaim) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+	defer cancel()
+	st, err := s.js.Stream(ctx, "KV_"+idemBucket)
+	if err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+idemBucket+"."+c.key), jetstream.WithPurgeSequence(c.rev+1))
+	}
+	if err != nil {
+		// The claim stays: a retry with the key waits idemWait, then
+		// takes it over, as after a crash.
+		s.log.Warn("releasing a refused submit's idempotency key", "job", c.id, "err", err)
+	}
+}
+
+// awaitJob reads a job, waiting up to idemWait for it to appear while
+// claimed reports its claim still held; errClaimReleased once not.
+func (s *Store) awaitJob(ctx context.Context, tenant, id string, claimed func(context.Context) bool) (*Job, error) {
+	deadline := time.Now().Add(s.idemWait)
+	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
+		j, err := s.Job(ctx, tenant, id)
+		if !errors.Is(err, ErrNotFound) {
+			return j, err
+		}
+		if !claimed(ctx) {
+			// The record may have been written just before the claim
+			// went (a takeover's): read it once more.
+			if j, err := s.Job(ctx, tenant, id); !errors.Is(err, ErrNotFound) {
+				return j, err
+			}
+			return nil, errClaimReleased
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+}
