@@ -383,7 +383,8 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		up.body.Reset(body)
 		ctx = up.hold.hold(ctx, in.Body)
 	case openai.ChunksLen(segs) <= maxRewriteCopy:
-		// A small rewritten body is copied whole: one write, as above.
+		// A small body in slices (rewritten, or a small form kept in
+		// blocks) is copied whole: one write, as above.
 		rewritten := openai.JoinChunks(segs)
 		size = int64(len(rewritten))
 		up.body.Reset(rewritten)
@@ -417,8 +418,9 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	return req.WithContext(ctx)
 }
 
-// maxRewriteCopy is the largest rewritten body sent as a copy (one write
-// with the headers); a larger one is sent as a splice over the pooled body.
+// maxRewriteCopy is the largest body in slices (rewritten, or a form kept
+// in blocks) sent as a copy (one write with the headers); a larger one is
+// sent from the slices, over the pooled body.
 const maxRewriteCopy = 64 << 10
 
 // replaceModel is the request's body with its model set to model, in the
