@@ -245,7 +245,14 @@ func (s parseStage) serve(x *exchange) bool {
 		return false
 	}
 	bound := x.bodyBound()
-	body, err := s.g.bodies.ReadBody(x.r.Body, x.r.ContentLength, bound.limit)
+	var body *proxy.Body
+	var err error
+	if x.ep.Multipart() {
+		// A form is read only in chunks: never copied whole.
+		body, err = s.g.bodies.ReadBodyChunks(x.r.Body, x.r.ContentLength, bound.limit)
+	} else {
+		body, err = s.g.bodies.ReadBody(x.r.Body, x.r.ContentLength, bound.limit)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, proxy.ErrBodyTooLarge):

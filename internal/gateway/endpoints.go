@@ -39,7 +39,7 @@ import (
 // the server prefills, or an audio request's file bytes.
 func (x *exchange) parseEndpoint() (*cache.Parsed, error) {
 	if x.ep.Multipart() {
-		peek, a, err := openai.ParseMultipartRequest(x.r.Header.Get("Content-Type"), x.body.Bytes())
+		peek, a, err := openai.ParseMultipartChunks(x.r.Header.Get("Content-Type"), x.body.Chunks())
 		if err != nil {
 			return nil, err
 		}
@@ -58,7 +58,8 @@ func (x *exchange) parseEndpoint() (*cache.Parsed, error) {
 // max_audio_body_bytes (OpenAI takes files up to 25 MB, and a form is
 // only scanned for its fields, never parsed as JSON), every other body's
 // max_body_bytes. Either way memory follows the bytes received
-// (proxy.BodyPool), within server.max_body_memory.
+// (proxy.BodyPool), within server.max_body_memory; a form stays in the
+// blocks it was read into (ReadBodyChunks), never copied whole.
 func (x *exchange) bodyBound() bodyBoundError {
 	if x.ep.Multipart() {
 		return bodyBoundError{what: "audio form", key: "max_audio_body_bytes", limit: int64(x.rt.Config.MaxAudioBodyBytes)}

@@ -1,7 +1,6 @@
 package openai
 
 import (
-	"bytes"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -53,18 +52,25 @@ var audioActedOn = [...]string{"model", "file", "stream", "response_format"}
 // "response_format" must be json or verbose_json (or absent).
 // A boolean is "true"/"True"/"1" or "false"/"False"/"0" (or empty).
 func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek, err error) {
+	return ParseMultipartChunks(contentType, [][]byte{body})
+}
+
+// ParseMultipartChunks is ParseMultipartRequest for a form held as chunks
+// (the gateway's body blocks), read in place.
+func ParseMultipartChunks(contentType string, chunks [][]byte) (p Peek, a AudioPeek, err error) {
 	mt, params, perr := mime.ParseMediaType(contentType)
 	if perr != nil || mt != "multipart/form-data" || params["boundary"] == "" {
 		e := BadRequest("invalid_content_type", "the request must be multipart/form-data with a boundary")
 		e.Param = "Content-Type"
 		return p, a, e
 	}
-	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+	body := newChunkText(chunks)
+	mr := multipart.NewReader(&chunkReader{chunks: body.chunks}, params["boundary"])
 	var seen uint8
 	var format string // response_format, judged at the end (audioFormat)
 	for {
 		part, nerr := mr.NextPart()
-		if nerr == io.EOF && closed(body, params["boundary"]) {
+		if nerr == io.EOF && closed(&body, params["boundary"]) {
 			break
 		}
 		if nerr != nil {
@@ -158,9 +164,27 @@ func audioFormat(format string, stream bool) error {
 // taken as ended, would be sent on for the backend to make sense of.
 // A part's content cannot hold the delimiter (it would end the part), so
 // finding it means the reader reached it.
-func closed(body []byte, boundary string) bool {
-	end := []byte("--" + boundary + "--")
-	return bytes.HasPrefix(body, end) || bytes.Contains(body, append([]byte{'\n'}, end...))
+func closed(body *chunkText, boundary string) bool {
+	end := "--" + boundary + "--"
+	return body.hasPrefixAt(0, end) || body.index(0, []byte("\n"+end)) >= 0
+}
+
+// chunkReader reads chunks in order, leaving them as they are.
+type chunkReader struct {
+	chunks [][]byte
+	i, off int // the next byte: chunks[i][off]
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for r.i < len(r.chunks) && r.off == len(r.chunks[r.i]) {
+		r.i, r.off = r.i+1, 0
+	}
+	if r.i == len(r.chunks) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.chunks[r.i][r.off:])
+	r.off += n
+	return n, nil
 }
 
 func badMultipart() *Error {

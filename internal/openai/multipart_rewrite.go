@@ -10,11 +10,28 @@ import (
 
 // ReplaceFormModel is ReplaceModel for an audio request's
 // multipart/form-data body (contentType carries its boundary): body with
-// the "model" part's content set to model, every other byte (preamble,
-// boundary lines, part headers, the file's bytes, the epilogue) kept as
-// the client sent it. A form without a "model" part gets one, first. A
-// quoted-printable model part gets the model quoted-printable encoded, so
-// it decodes to model.
+// the "model" part's content set to model, in a new buffer
+// (ReplaceFormModelChunks without the splice).
+func ReplaceFormModel(contentType string, body []byte, model string) ([]byte, error) {
+	segs, err := ReplaceFormModelChunks(contentType, [][]byte{body}, model)
+	if err != nil {
+		return nil, err
+	}
+	return JoinChunks(segs), nil
+}
+
+// ReplaceFormModelChunks sets the "model" part's content of a form held
+// as chunks (the gateway's body blocks) to model, every other byte
+// (preamble, boundary lines, part headers, the file's bytes, the
+// epilogue) kept as the client sent it. A form without a "model" part
+// gets one, first. A quoted-printable model part gets the model
+// quoted-printable encoded, so it decodes to model.
+//
+// The answer is a splice, not a copy: sub-slices of chunks before and
+// after the model part's content, and the new content between them (a
+// 25 MiB form rewritten per attempt would otherwise be a 25 MiB copy per
+// attempt, outside the body budget). It shares chunks' memory: valid as
+// long as they are.
 //
 // Re-encoding with multipart.Writer would rewrite every part's headers;
 // instead the form is framed here exactly as mime/multipart's Reader
@@ -22,19 +39,18 @@ import (
 // same rule for where a part's content ends, the part's name read by
 // net/textproto and mime as Part.FormName reads it), so the part replaced
 // is the part the gateway read. The work is one pass over the form up to
-// the model part, one header parse per part before it, and one output
-// allocation of the output's size.
+// the model part and one header parse per part before it.
 //
-// body must have passed ParseMultipartRequest, so the only errors are a
-// form the framing here reads otherwise, which should not happen, and a
+// The form must have passed ParseMultipartRequest, so the only errors are
+// a form the framing here reads otherwise, which should not happen, and a
 // model whose bytes would end the part early (a line break, or the
 // boundary at its start): a 400 naming "model".
-func ReplaceFormModel(contentType string, body []byte, model string) ([]byte, error) {
+func ReplaceFormModelChunks(contentType string, chunks [][]byte, model string) ([][]byte, error) {
 	_, params, err := mime.ParseMediaType(contentType)
 	if err != nil || params["boundary"] == "" {
 		return nil, unrewritableForm()
 	}
-	f := formFrame{body: body, dash: "--" + params["boundary"]}
+	f := formFrame{body: newChunkText(chunks), dash: "--" + params["boundary"]}
 	first, pos, ok := f.firstPart()
 	if !ok {
 		return nil, unrewritableForm()
@@ -45,7 +61,7 @@ func ReplaceFormModel(contentType string, body []byte, model string) ([]byte, er
 		if !ok {
 			return nil, unrewritableForm()
 		}
-		name, qp, ok := hr.read(body[pos:cs])
+		name, qp, ok := hr.read(f.body.slice(pos, cs))
 		if !ok {
 			return nil, unrewritableForm()
 		}
@@ -76,17 +92,17 @@ func unrewritableForm() *Error {
 // formFrame is a whole multipart body framed as mime/multipart.Reader
 // frames it, the reader's input known to end where body ends.
 type formFrame struct {
-	body []byte
+	body chunkText
 	dash string // "--" + boundary
 	nl   string // the line break of the boundary lines: "\r\n", or "\n" when the first one ends so
 }
 
 // line is the line of body at pos with its '\n', or the rest of body.
 func (f *formFrame) line(pos int) []byte {
-	if i := bytes.IndexByte(f.body[pos:], '\n'); i >= 0 {
-		return f.body[pos : pos+i+1]
+	if i := f.body.indexByte(pos, '\n'); i >= 0 {
+		return f.body.slice(pos, i+1)
 	}
-	return f.body[pos:]
+	return f.body.slice(pos, f.body.len())
 }
 
 // afterDash is what follows "--boundary" on a boundary line, linear
@@ -114,7 +130,7 @@ func (f *formFrame) isFinal(line []byte) bool {
 // starts and where the first part's headers start.
 func (f *formFrame) firstPart() (first, headers int, ok bool) {
 	f.nl = "\r\n"
-	for pos := 0; pos < len(f.body); {
+	for pos := 0; pos < f.body.len(); {
 		line := f.line(pos)
 		if rest, ok := f.afterDash(line); ok {
 			if string(rest) == "\n" {
@@ -135,7 +151,7 @@ func (f *formFrame) firstPart() (first, headers int, ok bool) {
 // headerEnd is where the part's content starts: after the first empty
 // line ("\r\n" or "\n", as textproto reads lines) from pos.
 func (f *formFrame) headerEnd(pos int) (int, bool) {
-	for pos < len(f.body) {
+	for pos < f.body.len() {
 		line := f.line(pos)
 		pos += len(line)
 		if string(line) == "\r\n" || string(line) == "\n" {
@@ -155,7 +171,7 @@ func (f *formFrame) headerEnd(pos int) (int, bool) {
 // break before it (bare: an empty part).
 func (f *formFrame) contentEnd(cs int) (ce int, bare, ok bool) {
 	search := cs
-	if bytes.HasPrefix(f.body[cs:], []byte(f.dash)) {
+	if f.body.hasPrefixAt(cs, f.dash) {
 		if f.endsBoundary(cs + len(f.dash)) {
 			return cs, true, true
 		}
@@ -163,11 +179,11 @@ func (f *formFrame) contentEnd(cs int) (ce int, bare, ok bool) {
 	}
 	nlDash := []byte(f.nl + f.dash)
 	for {
-		i := bytes.Index(f.body[search:], nlDash)
+		i := f.body.index(search, nlDash)
 		if i < 0 {
 			return 0, false, false
 		}
-		if i += search; f.endsBoundary(i + len(nlDash)) {
+		if f.endsBoundary(i + len(nlDash)) {
 			return i, false, true
 		}
 		search = i + len(nlDash)
@@ -177,14 +193,14 @@ func (f *formFrame) contentEnd(cs int) (ce int, bare, ok bool) {
 // endsBoundary is matchAfterPrefix at the body's end: whether what
 // follows a candidate boundary at pos makes it one.
 func (f *formFrame) endsBoundary(pos int) bool {
-	if pos == len(f.body) {
+	if pos == f.body.len() {
 		return true
 	}
-	switch f.body[pos] {
+	switch f.body.at(pos) {
 	case ' ', '\t', '\r', '\n':
 		return true
 	case '-':
-		return pos+1 < len(f.body) && f.body[pos+1] == '-'
+		return pos+1 < f.body.len() && f.body.at(pos+1) == '-'
 	}
 	return false
 }
@@ -209,7 +225,7 @@ func (f *formFrame) nextPart(ce int, bare bool) (next int, final, ok bool) {
 
 // replace returns the body with [cs, ce) replaced by model (a bare empty
 // part's content gets the line break its boundary needs after it).
-func (f *formFrame) replace(cs, ce int, bare, qp bool, model string) ([]byte, error) {
+func (f *formFrame) replace(cs, ce int, bare, qp bool, model string) ([][]byte, error) {
 	n := len(model)
 	if qp {
 		n = qpLen(model) // no line break; only its start can be a boundary
@@ -222,17 +238,23 @@ func (f *formFrame) replace(cs, ce int, bare, qp bool, model string) ([]byte, er
 	if bare {
 		n += len(f.nl)
 	}
-	out := make([]byte, 0, len(f.body)-(ce-cs)+n)
-	out = append(out, f.body[:cs]...)
+	mid := make([]byte, 0, n)
 	if qp {
-		out = appendQP(out, model)
+		mid = appendQP(mid, model)
 	} else {
-		out = append(out, model...)
+		mid = append(mid, model...)
 	}
 	if bare {
-		out = append(out, f.nl...)
+		mid = append(mid, f.nl...)
 	}
-	return append(out, f.body[ce:]...), nil
+	return f.splice(cs, ce, mid), nil
+}
+
+// splice is the body's chunks before at, mid, then the chunks from end.
+func (f *formFrame) splice(at, end int, mid []byte) [][]byte {
+	segs := f.body.segments(make([][]byte, 0, len(f.body.chunks)+2), 0, at)
+	segs = append(segs, mid)
+	return f.body.segments(segs, end, f.body.len())
 }
 
 // modelPartHeader is the header of a model part the gateway adds.
@@ -240,18 +262,17 @@ const modelPartHeader = `Content-Disposition: form-data; name="model"`
 
 // insert returns the body with a model part added before the first
 // boundary line (at first), in the body's line breaks.
-func (f *formFrame) insert(first int, model string) ([]byte, error) {
+func (f *formFrame) insert(first int, model string) ([][]byte, error) {
 	if strings.ContainsAny(model, "\r\n") || strings.HasPrefix(model, f.dash) {
 		return nil, unrewritableForm()
 	}
 	nl := f.nl
-	out := make([]byte, 0, len(f.body)+len(f.dash)+len(modelPartHeader)+len(model)+4*len(nl))
-	out = append(out, f.body[:first]...)
-	out = append(append(out, f.dash...), nl...)
-	out = append(append(out, modelPartHeader...), nl...)
-	out = append(out, nl...)
-	out = append(append(out, model...), nl...)
-	return append(out, f.body[first:]...), nil
+	mid := make([]byte, 0, len(f.dash)+len(modelPartHeader)+len(model)+4*len(nl))
+	mid = append(append(mid, f.dash...), nl...)
+	mid = append(append(mid, modelPartHeader...), nl...)
+	mid = append(mid, nl...)
+	mid = append(append(mid, model...), nl...)
+	return f.splice(first, first, mid), nil
 }
 
 // headerReader parses part headers as Reader does (net/textproto), its

@@ -340,11 +340,24 @@ func syntaxError(body []byte) *Error {
 	return BadRequest("invalid_json", msg)
 }
 
-// ReplaceModel returns body with its top-level "model" set to model. It is
-// only used when a backend expects another model name. Only the model's
-// value is replaced; every other byte is kept as the client sent it. body
-// must have passed ParseRequest (so "model" appears at most once).
+// ReplaceModel returns body with its top-level "model" set to model, in a
+// new buffer (ReplaceModelSplice without the splice).
 func ReplaceModel(body []byte, model string) ([]byte, error) {
+	segs, err := ReplaceModelSplice(body, model)
+	if err != nil {
+		return nil, err
+	}
+	return JoinChunks(segs), nil
+}
+
+// ReplaceModelSplice is body with its top-level "model" set to model, as
+// a splice: the bytes of body before the model's value, the new value,
+// and the bytes after it (sub-slices of body, valid as long as it is). It
+// is only used when a backend expects another model name. Only the
+// model's value is replaced; every other byte is kept as the client sent
+// it. body must have passed ParseRequest (so "model" appears at most
+// once).
+func ReplaceModelSplice(body []byte, model string) ([][]byte, error) {
 	if !validJSON(body) {
 		return nil, syntaxError(body)
 	}
@@ -368,20 +381,16 @@ func ReplaceModel(body []byte, model string) ([]byte, error) {
 			continue
 		}
 		at := start + int(offsetIn(obj, val))
-		out := make([]byte, 0, len(body)-len(val)+len(quoted))
-		out = append(out, body[:at]...)
-		out = append(out, quoted...)
-		return append(out, body[at+len(val):]...), nil
+		return [][]byte{body[:at], quoted, body[at+len(val):]}, nil
 	}
 	// No model: add one as the first member.
-	out := make([]byte, 0, len(body)+len(quoted)+10)
-	out = append(out, body[:start+1]...)
-	out = append(out, `"model":`...)
-	out = append(out, quoted...)
+	mid := make([]byte, 0, len(quoted)+10)
+	mid = append(mid, `"model":`...)
+	mid = append(mid, quoted...)
 	if m := newMembers(obj); hasMember(&m) {
-		out = append(out, ',')
+		mid = append(mid, ',')
 	}
-	return append(out, body[start+1:]...), nil
+	return [][]byte{body[:start+1], mid, body[start+1:]}, nil
 }
 
 func hasMember(m *members) bool { _, _, ok := m.next(); return ok }

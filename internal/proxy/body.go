@@ -30,7 +30,11 @@ var ErrBodyMemory = errors.New("request body memory budget exhausted")
 // leaving the smaller one as garbage. A complete body of up to
 // maxPooledBuf is assembled into a pooled power-of-two buffer; a larger
 // one into a buffer of its exact length, left to the garbage collector
-// rather than pinned.
+// rather than pinned. A body read with ReadBodyChunks (an audio form, up
+// to 25 MiB, read only by code that takes chunks) is never assembled: the
+// copy would hold the body twice at its end (blocks and buffer, 2.1 times
+// its length, all of it charged) and leave a buffer of its length to the
+// collector.
 const (
 	minBodyBuf    = 4 << 10
 	maxPooledBuf  = 1 << 20
@@ -47,11 +51,12 @@ const (
 // reference does not extend that, since a write that never completes would
 // otherwise hold budget forever.
 type Body struct {
-	buf    []byte    // the complete body
-	blocks []*[]byte // while reading: pooled blocks, each full but the last
+	buf    []byte    // the complete body, unless kept in chunks
+	blocks []*[]byte // while reading, or kept (chunked): pooled blocks, each full but the last
 	// firstBlock backs blocks for a body of one block (the common case).
 	firstBlock [1]*[]byte
-	read       int64        // while reading: bytes in blocks
+	read       int64        // bytes in blocks
+	chunked    bool         // ReadBodyChunks: blocks kept, never assembled
 	held       *[]byte      // the pooled buffer backing buf, nil when not pooled
 	refs       atomic.Int32 // owners plus outbound readers: the buffer's lifetime
 	owners     atomic.Int32 // Retain/Release: the budget's lifetime
@@ -76,10 +81,22 @@ func NewBodyPool(budget *netguard.Budget) *BodyPool { return &BodyPool{budget: b
 // is reserved from the budget first, and ErrBodyMemory refuses the body
 // when it does not fit. Read errors are returned as they are.
 func (p *BodyPool) ReadBody(r io.Reader, contentLength, limit int64) (*Body, error) {
+	return p.read(r, contentLength, limit, false)
+}
+
+// ReadBodyChunks is ReadBody for a body read only through Chunks: its
+// blocks are kept as they are, never copied into one buffer, so it holds
+// its bytes received (+12.5%, + minBodyBuf) from the first byte to
+// Release. Bytes is nil for such a body of more than one block.
+func (p *BodyPool) ReadBodyChunks(r io.Reader, contentLength, limit int64) (*Body, error) {
+	return p.read(r, contentLength, limit, true)
+}
+
+func (p *BodyPool) read(r io.Reader, contentLength, limit int64, chunked bool) (*Body, error) {
 	if contentLength > limit {
 		return nil, ErrBodyTooLarge
 	}
-	b := &Body{pool: p}
+	b := &Body{pool: p, chunked: chunked}
 	b.blocks = b.firstBlock[:0] // most bodies fit one block: no slice to allocate
 	b.refs.Store(1)
 	b.owners.Store(1)
@@ -177,14 +194,17 @@ func (b *Body) addBlock() error {
 }
 
 // assemble makes the blocks one contiguous buffer: the only block as it
-// is, more of them copied into one buffer reserved first.
+// is, more of them copied into one buffer reserved first, or left as
+// they are for a chunked body.
 func (b *Body) assemble() error {
-	switch len(b.blocks) {
-	case 0:
+	switch {
+	case len(b.blocks) == 0:
 		return nil
-	case 1:
+	case len(b.blocks) == 1:
 		b.held = b.blocks[0]
 		b.buf, b.blocks = *b.held, nil
+		return nil
+	case b.chunked:
 		return nil
 	}
 	size := int(b.read)
@@ -246,21 +266,57 @@ func sizeLevel(size int) (int, bool) {
 }
 
 // Bytes returns the body; valid until the last reference is released.
+// It is nil for a body of ReadBodyChunks kept in more than one block.
 func (b *Body) Bytes() []byte { return b.buf }
+
+// Chunks returns the body as a list of byte slices (one, unless the body
+// was read by ReadBodyChunks and kept in blocks); valid until the last
+// reference is released.
+func (b *Body) Chunks() [][]byte {
+	if len(b.blocks) == 0 {
+		return [][]byte{b.buf}
+	}
+	out := make([][]byte, len(b.blocks))
+	for i, blk := range b.blocks {
+		out[i] = *blk
+	}
+	return out
+}
+
+// Len is the body's length in bytes.
+func (b *Body) Len() int64 {
+	if len(b.blocks) == 0 {
+		return int64(len(b.buf))
+	}
+	return b.read
+}
 
 // Release drops one owner's reference: the last owner gives the bytes back
 // to the budget, the last reference of any kind the buffer to the pool.
 func (b *Body) Release() {
 	if b.owners.Add(-1) == 0 {
-		b.pool.budget.Release(int64(cap(b.buf)))
+		b.pool.budget.Release(b.capacity())
 	}
 	b.unref()
+}
+
+// capacity is the bytes the body holds, as reserved: its buffer's
+// capacity, or its blocks'.
+func (b *Body) capacity() int64 {
+	n := int64(cap(b.buf))
+	for _, blk := range b.blocks {
+		n += int64(cap(*blk))
+	}
+	return n
 }
 
 func (b *Body) unref() {
 	if b.refs.Add(-1) == 0 {
 		b.pool.put(b.held)
-		b.buf, b.held = nil, nil
+		for _, blk := range b.blocks {
+			b.pool.put(blk)
+		}
+		b.buf, b.held, b.blocks = nil, nil, nil
 	}
 }
 

@@ -357,26 +357,46 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	up.url = url.URL{Scheme: t.Scheme, Host: t.Host, Path: t.Path + in.Path, RawQuery: in.RawQuery}
 	spec := b.Spec()
 	var getBody func() (io.ReadCloser, error)
-	size := int64(len(in.Body.Bytes()))
-	rewritten, rerr := []byte(nil), error(nil)
+	body := in.Body.Bytes()
+	size := int64(len(body))
+	var segs [][]byte // the body as slices of the pooled blocks, when not body
+	if len(body) == 0 && in.Body.Len() > 0 {
+		segs = in.Body.Chunks() // a form kept in blocks (ReadBodyChunks)
+	}
 	want := spec.UpstreamModel
 	if want == "" {
 		want = in.ServeModel
 	}
 	if want != "" && want != in.Peek.Model {
-		rewritten, rerr = replaceModel(in, want)
+		if rewritten, err := replaceModel(in, want); err == nil {
+			body, segs = nil, rewritten
+		}
 	}
-	if rewritten != nil && rerr == nil {
-		size = int64(len(rewritten))
-		up.body.Reset(rewritten)
-		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(rewritten)), nil }
-	} else {
+	var reader io.Reader = &up.body
+	switch {
+	case segs == nil:
 		// A NopCloser over a bytes.Reader is a body net/http knows is in
 		// memory, so headers and body leave in one write instead of two.
 		// The pooled buffer is held until the transport reports the
 		// request written; without GetBody the transport never re-reads it
 		// later (our own retries build a new request).
-		up.body.Reset(in.Body.Bytes())
+		up.body.Reset(body)
+		ctx = up.hold.hold(ctx, in.Body)
+	case openai.ChunksLen(segs) <= maxRewriteCopy:
+		// A small body in slices (rewritten, or a small form kept in
+		// blocks) is copied whole: one write, as above.
+		rewritten := openai.JoinChunks(segs)
+		size = int64(len(rewritten))
+		up.body.Reset(rewritten)
+		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(rewritten)), nil }
+	default:
+		// A large body is sent from the pooled blocks it is in (a form),
+		// a rewritten one as a splice over them: no copy of it, which
+		// would be outside the body budget (25 MiB per attempt for a
+		// form). The blocks are held until written, as above.
+		size = int64(openai.ChunksLen(segs))
+		up.segs = segmentReader{segs: segs}
+		reader = &up.segs
 		ctx = up.hold.hold(ctx, in.Body)
 	}
 	h := upstreamHeader(in, spec)
@@ -390,7 +410,7 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        h,
-		Body:          io.NopCloser(&up.body),
+		Body:          io.NopCloser(reader),
 		ContentLength: size,
 		Host:          t.Host,
 		GetBody:       getBody,
@@ -398,22 +418,62 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	return req.WithContext(ctx)
 }
 
+// maxRewriteCopy is the largest body in slices (rewritten, or a form kept
+// in blocks) sent as a copy (one write with the headers); a larger one is
+// sent from the slices, over the pooled body.
+const maxRewriteCopy = 64 << 10
+
 // replaceModel is the request's body with its model set to model, in the
 // body's own kind: a JSON body's "model" member, an audio request's
-// "model" form part. The error (the body was parsed before, so there is
-// none in practice) leaves the body as sent.
-func replaceModel(in *Request, model string) ([]byte, error) {
+// "model" form part; a splice over the body's own bytes, no copy. The
+// error (the body was parsed before, so there is none in practice)
+// leaves the body as sent.
+func replaceModel(in *Request, model string) ([][]byte, error) {
 	if openai.EndpointOf(in.Path).Multipart() {
-		return openai.ReplaceFormModel(in.Header.Get("Content-Type"), in.Body.Bytes(), model)
+		return openai.ReplaceFormModelChunks(in.Header.Get("Content-Type"), in.Body.Chunks(), model)
 	}
-	return openai.ReplaceModel(in.Body.Bytes(), model)
+	return openai.ReplaceModelSplice(in.Body.Bytes(), model)
 }
 
 // upstream is what an upstream request points to, allocated together.
 type upstream struct {
 	url  url.URL
 	body bytes.Reader
+	segs segmentReader
 	hold writeHold
+}
+
+// segmentReader reads a body held as slices, in order, leaving them as
+// they are. WriteTo hands each slice to the connection's writer whole.
+type segmentReader struct {
+	segs [][]byte
+	i    int // segs[:i] are read
+	off  int // bytes of segs[i] read
+}
+
+func (r *segmentReader) Read(p []byte) (int, error) {
+	for r.i < len(r.segs) && r.off == len(r.segs[r.i]) {
+		r.i, r.off = r.i+1, 0
+	}
+	if r.i == len(r.segs) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.segs[r.i][r.off:])
+	r.off += n
+	return n, nil
+}
+
+func (r *segmentReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for ; r.i < len(r.segs); r.i, r.off = r.i+1, 0 {
+		n, err := w.Write(r.segs[r.i][r.off:])
+		total += int64(n)
+		r.off += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // call is one admitted upstream attempt: the backend's in-flight slot and
