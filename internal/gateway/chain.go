@@ -373,7 +373,7 @@ func (s cacheStage) serve(x *exchange) bool {
 		// another depends on more than its body; the model-addressed
 		// endpoints are left out until shown as safe (endpoints.go).
 		c := x.upstream(cachePlan{})
-		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
+		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Chunks()...)
 		return true
 	}
 	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, cacheBypassed(x.hdr.cacheControl), x.body.Bytes(), x.parsed, x.pool, &x.id, x.rec.start)

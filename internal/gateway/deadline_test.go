@@ -66,6 +66,15 @@ func TestFingerprintSeparatesTenantsAndBodies(t *testing.T) {
 			t.Fatal("different tenant, path or body, same fingerprint")
 		}
 	}
+	// An audio form kept in blocks hashes as the whole body, and its
+	// content, not only its blocks' count, tells forms apart.
+	form := g.fingerprint("t1", "/v1/audio/transcriptions", []byte("--b\r\nfile one"))
+	if form != g.fingerprint("t1", "/v1/audio/transcriptions", []byte("--b\r\n"), []byte("file one")) {
+		t.Fatal("a body in blocks must have the fingerprint of the whole")
+	}
+	if form == g.fingerprint("t1", "/v1/audio/transcriptions", []byte("--b\r\n"), []byte("file two")) {
+		t.Fatal("different forms in blocks, same fingerprint")
+	}
 }
 
 // TestAdmitStageTerms: the admit stage gives a live request its class's

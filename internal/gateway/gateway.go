@@ -357,14 +357,16 @@ const prefixKeyChars = 2048
 // path and body) for the queue's appointments: a client refused with
 // Retry-After that sends the same request back at the advised time is
 // served ahead of newer arrivals (admission/appoint.go).
-func (g *Gateway) fingerprint(tenant, path string, body []byte) uint64 {
+func (g *Gateway) fingerprint(tenant, path string, body ...[]byte) uint64 {
 	var h maphash.Hash
 	h.SetSeed(g.seed)
 	h.WriteString(tenant)
 	h.WriteByte(0)
 	h.WriteString(path)
 	h.WriteByte(0)
-	h.Write(body)
+	for _, b := range body { // an audio form kept in blocks: the same hash as whole
+		h.Write(b)
+	}
 	return h.Sum64() | 1 // never 0, which means "none"
 }
 
