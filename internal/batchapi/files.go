@@ -322,7 +322,7 @@ func (h *Handler) listFiles(w http.ResponseWriter, r *http.Request, tenant strin
 	if after := q.Get("after"); after != "" {
 		i := slices.IndexFunc(files, func(f *jobs.File) bool { return f.ID == after })
 		if i < 0 {
-			h.fail(w, r, notFound(objFile, after), objFile, after)
+			h.fail(w, r, cursorNotFound(objFile, after), objFile, after)
 			return
 		}
 		files = files[i+1:]
