@@ -40,3 +40,16 @@ func TestYAMLProblemsNameFileAndLine(t *testing.T) {
 		})
 	}
 }
+
+// A negative rate_limits.max_keys is refused naming the key and what is
+// allowed (it silently meant the default, 100000).
+func TestNegativeMaxKeysRefused(t *testing.T) {
+	_, err := Parse([]byte(minimal + "rate_limits: {max_keys: -1}\n"))
+	want := "line 6: rate_limits.max_keys: must be >= 0 (0 or unset: 100000), got -1"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+	if _, err := Parse([]byte(minimal + "rate_limits: {max_keys: 0}\n")); err != nil {
+		t.Fatalf("0 (the default) refused: %v", err)
+	}
+}
