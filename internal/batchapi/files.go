@@ -97,7 +97,7 @@ func (h *Handler) receiveUpload(r *http.Request) (*upload, error) {
 	u := &upload{}
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return u, openai.BadRequest("invalid_request", "the body must be multipart/form-data with the fields 'file' and 'purpose'")
+		return u, openai.NotMultipart("'file' and 'purpose'")
 	}
 	for {
 		part, err := mr.NextPart()

@@ -17,3 +17,22 @@ func TestBatchAPIWrongMethodWording(t *testing.T) {
 		t.Errorf("got %s (Allow %q)\nwant %s (Allow \"GET, DELETE\")", got, r.header.Get("Allow"), want)
 	}
 }
+
+// An upload that is not a multipart form, or one that does not parse, is
+// answered as the audio routes answer it (openai.NotMultipart,
+// openai.BadMultipart): the same code and param on every form route.
+func TestUploadNotAFormAnswers(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for _, c := range []struct{ contentType, body, want string }{
+		{"application/json", "{}",
+			`{"error":{"message":"the request must be multipart/form-data with a boundary, with the fields 'file' and 'purpose'","type":"invalid_request_error","param":"Content-Type","code":"invalid_content_type"}}`},
+		{"multipart/form-data; boundary=XX", "--YY\r\n",
+			`{"error":{"message":"We could not parse the multipart/form-data body of your request","type":"invalid_request_error","param":null,"code":"invalid_multipart"}}`},
+	} {
+		r := e.do(e.tenant, http.MethodPost, "/v1/files", c.contentType, strings.NewReader(c.body))
+		r.wantError(t, http.StatusBadRequest)
+		if got := strings.TrimSpace(string(r.body)); got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.contentType, got, c.want)
+		}
+	}
+}

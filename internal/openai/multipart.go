@@ -52,9 +52,7 @@ var audioActedOn = [...]string{"model", "file", "stream", "response_format"}
 func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek, err error) {
 	mt, params, perr := mime.ParseMediaType(contentType)
 	if perr != nil || mt != "multipart/form-data" || params["boundary"] == "" {
-		e := BadRequest("invalid_content_type", "the request must be multipart/form-data with a boundary")
-		e.Param = "Content-Type"
-		return p, a, e
+		return p, a, NotMultipart("")
 	}
 	mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
 	var seen uint8
@@ -65,7 +63,7 @@ func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek
 			break
 		}
 		if nerr != nil {
-			return p, a, badMultipart()
+			return p, a, BadMultipart()
 		}
 		name := part.FormName()
 		idx := -1
@@ -78,7 +76,7 @@ func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek
 		}
 		if idx < 0 {
 			if _, err := io.Copy(io.Discard, part); err != nil {
-				return p, a, badMultipart()
+				return p, a, BadMultipart()
 			}
 			continue
 		}
@@ -89,14 +87,14 @@ func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek
 		if name == "file" {
 			n, err := io.Copy(io.Discard, part)
 			if err != nil {
-				return p, a, badMultipart()
+				return p, a, BadMultipart()
 			}
 			a.FileBytes = int(n)
 			continue
 		}
 		v, err := io.ReadAll(io.LimitReader(part, maxFieldBytes+1))
 		if err != nil {
-			return p, a, badMultipart()
+			return p, a, BadMultipart()
 		}
 		if len(v) > maxFieldBytes {
 			e := BadRequest("invalid_value", name+" is longer than "+strconv.Itoa(maxFieldBytes)+" bytes")
@@ -159,6 +157,23 @@ func closed(body []byte, boundary string) bool {
 	return bytes.HasPrefix(body, end) || bytes.Contains(body, append([]byte{'\n'}, end...))
 }
 
-func badMultipart() *Error {
+// BadMultipart is the 400 of a multipart/form-data body that does not
+// parse (a wrong or missing boundary, a cut part): the same on every
+// route that takes a form (audio, file uploads); the reader's own text is
+// Go's and is never shown.
+func BadMultipart() *Error {
 	return BadRequest("invalid_multipart", "We could not parse the multipart/form-data body of your request")
+}
+
+// NotMultipart is the 400 of a body on a form route whose Content-Type is
+// not multipart/form-data with a boundary, naming the header; fields, if
+// not "", says which form fields the route wants.
+func NotMultipart(fields string) *Error {
+	msg := "the request must be multipart/form-data with a boundary"
+	if fields != "" {
+		msg += ", with the fields " + fields
+	}
+	e := BadRequest("invalid_content_type", msg)
+	e.Param = "Content-Type"
+	return e
 }
