@@ -304,6 +304,7 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 		var errs []error
 		checkSchema(&root, reflect.TypeFor[Config](), "", lines, &errs)
 		if len(errs) > 0 {
+			errs = append(errs, alsoInvalid([]byte(expanded), lines, errs, policyOK)...)
 			return nil, errors.Join(errs...)
 		}
 		if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields()); err != nil {

@@ -40,9 +40,10 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data)
 		if err != nil {
-			// Refusals read in the file's terms, never the YAML library's.
+			// Refusals read in the file's terms, never the YAML library's
+			// (a value quoted from the file may hold anything).
 			for _, internal := range []string{"go-yaml", "construct errors", "unmarshal errors", "<unknown position>", "!!", "config."} {
-				if strings.Contains(err.Error(), internal) {
+				if strings.Contains(err.Error(), internal) && !bytes.Contains(data, []byte(internal)) {
 					t.Fatalf("refusal shows the library's text %q: %v", internal, err)
 				}
 			}

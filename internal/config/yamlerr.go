@@ -66,3 +66,51 @@ func tabAt(data []byte, line, column int) bool {
 	}
 	return column-1 < len(rest) && rest[column-1] == '\t'
 }
+
+// alsoInvalid is what validation finds wrong in a file whose keys or
+// kinds checkSchema already refused (schemaErrs), so that one run of
+// `sluice check` lists every problem, not the unknown key first and a bad
+// URL on the next run: the file is decoded leniently (an unknown key
+// skipped, a value of the wrong kind left at its default) and validated,
+// and a problem at or under a key schemaErrs name is left out (the
+// default left there is not the operator's).
+func alsoInvalid(text []byte, lines keyLines, schemaErrs []error, policyOK PolicyCheck) []error {
+	cfg := Default()
+	_ = yaml.Load(text, &cfg) // its errors are schemaErrs, said better
+	cfg.fitAudioBound(lines)
+	err := cfg.ValidateWith(policyOK)
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range flatten(lines.annotate(err)) {
+		var fe *FieldError
+		if errors.As(e, &fe) && covered(fe.Key, schemaErrs) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// covered reports whether key is, or is under, a key one of errs names.
+func covered(key string, errs []error) bool {
+	for _, e := range errs {
+		var fe *FieldError
+		if !errors.As(e, &fe) {
+			continue
+		}
+		k := fe.Key
+		if k == "" || key == k || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

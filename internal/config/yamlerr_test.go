@@ -53,3 +53,31 @@ func TestNegativeMaxKeysRefused(t *testing.T) {
 		t.Fatalf("0 (the default) refused: %v", err)
 	}
 }
+
+// One run lists every problem: an unknown key or a value of the wrong kind
+// (checkSchema) does not hide a bad value elsewhere (validation), and
+// nothing is reported twice or about a default left where a value was
+// refused.
+func TestSchemaAndValueProblemsAtOnce(t *testing.T) {
+	text := `models:
+  - name: m
+    backends:
+      - url: gpu1:8000
+        weight: -2
+        max_fails: 3
+      - http://a
+rate_limits:
+  store: mongo
+  per_key: {requests: "fast"}
+`
+	_, err := Parse([]byte(text))
+	want := `line 6: models[0].backends[0].max_fails: unknown key; it belongs under health.max_fails; allowed here: api_key, engine, max_concurrency, pass_client_auth, upstream_model, url, weight
+line 7: models[0].backends[1]: want a section of keys, got "http://a"
+line 10: rate_limits.per_key.requests: limit "fast": fast: unknown parameter (want rate=, burst=, delay= or nodelay)
+line 9: rate_limits.store: "mongo", want local or redis
+line 4: models[0].backends[0].url: must be an http:// or https:// URL, got "gpu1:8000"
+line 5: models[0].backends[0].weight: must be >= 0`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+}
