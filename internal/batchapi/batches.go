@@ -194,7 +194,7 @@ func (h *Handler) listBatches(w http.ResponseWriter, r *http.Request, tenant str
 		limit = n
 	}
 	if after != "" && !validID(after) {
-		h.fail(w, r, notFound(objBatch, after), objBatch, after)
+		h.fail(w, r, cursorNotFound(objBatch, after), objBatch, after)
 		return
 	}
 	bs, more, err := h.svc.ListBatches(r.Context(), tenant, after, limit)

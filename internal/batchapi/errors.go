@@ -85,8 +85,9 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		return &openai.Error{Status: http.StatusRequestTimeout, Type: openai.TypeInvalidRequest, Code: "request_timeout",
 			Message: bodyTimeout.Error()}, false
 	case errors.Is(err, errMalformedUpload):
-		// The multipart reader's text is Go's; the client needs only this.
-		return openai.BadRequest("invalid_request", "the body is not a well-formed multipart/form-data upload"), false
+		// The multipart reader's text is Go's; the client needs only this,
+		// as the audio routes answer it.
+		return openai.BadMultipart(), false
 	case errors.Is(err, jobs.ErrTooManyBatches):
 		// A bound on batches not finished (queue.max_active_batches, and
 		// per tenant): like OpenAI's batch queue limits, a 429 to retry
@@ -136,6 +137,14 @@ func notFound(kind object, id string) *openai.Error {
 	}
 	e := openai.NotFound("", msg)
 	e.Param = param
+	return e
+}
+
+// cursorNotFound is the 404 of a list's after= naming no object: the
+// param is the query's, "after", where the client wrote the id.
+func cursorNotFound(kind object, after string) *openai.Error {
+	e := notFound(kind, after)
+	e.Param = "after"
 	return e
 }
 

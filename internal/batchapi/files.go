@@ -97,7 +97,7 @@ func (h *Handler) receiveUpload(r *http.Request) (*upload, error) {
 	u := &upload{}
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return u, openai.BadRequest("invalid_request", "the body must be multipart/form-data with the fields 'file' and 'purpose'")
+		return u, openai.NotMultipart("'file' and 'purpose'")
 	}
 	for {
 		part, err := mr.NextPart()
@@ -322,7 +322,7 @@ func (h *Handler) listFiles(w http.ResponseWriter, r *http.Request, tenant strin
 	if after := q.Get("after"); after != "" {
 		i := slices.IndexFunc(files, func(f *jobs.File) bool { return f.ID == after })
 		if i < 0 {
-			h.fail(w, r, notFound(objFile, after), objFile, after)
+			h.fail(w, r, cursorNotFound(objFile, after), objFile, after)
 			return
 		}
 		files = files[i+1:]

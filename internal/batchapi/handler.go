@@ -202,7 +202,7 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, tenant string) {
 	}
 	switch rt {
 	case routeFiles:
-		if allow(w, m, http.MethodGet, http.MethodPost) {
+		if allow(w, r, m, http.MethodGet, http.MethodPost) {
 			if m == http.MethodGet {
 				h.listFiles(w, r, tenant)
 			} else {
@@ -210,7 +210,7 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, tenant string) {
 			}
 		}
 	case routeFile:
-		if allow(w, m, http.MethodGet, http.MethodDelete) {
+		if allow(w, r, m, http.MethodGet, http.MethodDelete) {
 			if m == http.MethodGet {
 				h.getFile(w, r, tenant, id)
 			} else {
@@ -218,11 +218,11 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, tenant string) {
 			}
 		}
 	case routeFileContent:
-		if allow(w, m, http.MethodGet) {
+		if allow(w, r, m, http.MethodGet) {
 			h.fileContent(w, r, tenant, id)
 		}
 	case routeBatches:
-		if allow(w, m, http.MethodGet, http.MethodPost) {
+		if allow(w, r, m, http.MethodGet, http.MethodPost) {
 			if m == http.MethodGet {
 				h.listBatches(w, r, tenant)
 			} else {
@@ -230,15 +230,15 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, tenant string) {
 			}
 		}
 	case routeBatch:
-		if allow(w, m, http.MethodGet) {
+		if allow(w, r, m, http.MethodGet) {
 			h.getBatch(w, r, tenant, id)
 		}
 	case routeBatchCancel:
-		if allow(w, m, http.MethodPost) {
+		if allow(w, r, m, http.MethodPost) {
 			h.cancelBatch(w, r, tenant, id)
 		}
 	case routeJob:
-		if allow(w, m, http.MethodGet, http.MethodDelete) {
+		if allow(w, r, m, http.MethodGet, http.MethodDelete) {
 			if m == http.MethodGet {
 				h.getJob(w, r, tenant, id)
 			} else {
@@ -250,15 +250,14 @@ func (h *Handler) Serve(w http.ResponseWriter, r *http.Request, tenant string) {
 	}
 }
 
-// allow reports whether method is one of allowed; otherwise it answers
-// 405 with the Allow header.
-func allow(w http.ResponseWriter, method string, allowed ...string) bool {
+// allow reports whether method (r's, HEAD read as GET) is one of allowed;
+// otherwise it answers 405 with the Allow header.
+func allow(w http.ResponseWriter, r *http.Request, method string, allowed ...string) bool {
 	if slices.Contains(allowed, method) {
 		return true
 	}
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
-	openai.WriteError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
-		Code: "method_not_allowed", Message: "method " + method + " is not allowed here; use " + strings.Join(allowed, " or ")})
+	openai.WriteError(w, openai.MethodNotAllowed(r, allowed...))
 	return false
 }
 

@@ -294,17 +294,22 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 		return os.Getenv(k)
 	})
 	var root yaml.Node
-	if err := yaml.Load([]byte(expanded), &root); err != nil {
-		return nil, err // syntax: the library's message names the line
+	if err := yaml.Load([]byte(expanded), &root); err != nil && !noDocument(err) {
+		return nil, yamlProblems(err, []byte(expanded))
 	}
 	lines := keyLines{}
-	var errs []error
-	checkSchema(&root, reflect.TypeFor[Config](), "", lines, &errs)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields()); err != nil {
-		return nil, err
+	// An empty file (or only comments) is no document: nothing to check or
+	// decode, and validation says what is missing (models).
+	if root.Kind != 0 {
+		var errs []error
+		checkSchema(&root, reflect.TypeFor[Config](), "", lines, &errs)
+		if len(errs) > 0 {
+			errs = append(errs, alsoInvalid([]byte(expanded), lines, errs, policyOK)...)
+			return nil, errors.Join(errs...)
+		}
+		if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields()); err != nil {
+			return nil, yamlProblems(err, []byte(expanded))
+		}
 	}
 	cfg.fitAudioBound(lines)
 	if err := cfg.ValidateWith(policyOK); err != nil {

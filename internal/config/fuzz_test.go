@@ -34,9 +34,19 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("auth: {keys: [{key: k, weight: 2, priority: batch}]}\n" + minimal))
 	f.Add([]byte("models: [{name: m, backends: [{url: 'http://x', weight: -1}]}]\n"))
 	f.Add([]byte("max_body_bytes: 1MiB\ntimeouts: {connect: 1s}\n" + minimal))
+	f.Add([]byte("listen: ':1'\nlisten: ':2'\n" + minimal))
+	f.Add([]byte("models:\n\t- name: m\n"))
+	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := Parse(data)
 		if err != nil {
+			// Refusals read in the file's terms, never the YAML library's
+			// (a value quoted from the file may hold anything).
+			for _, internal := range []string{"go-yaml", "construct errors", "unmarshal errors", "<unknown position>", "!!", "config."} {
+				if strings.Contains(err.Error(), internal) && !bytes.Contains(data, []byte(internal)) {
+					t.Fatalf("refusal shows the library's text %q: %v", internal, err)
+				}
+			}
 			return
 		}
 		if err := cfg.Validate(); err != nil {

@@ -133,4 +133,7 @@ func (c RateLimits) validate(bad func(key, format string, args ...any)) {
 	default:
 		bad("rate_limits.store", "%q, want local or redis", c.Store)
 	}
+	if c.MaxKeys < 0 { // read as the default before: a typo for a bound silently became 100000
+		bad("rate_limits.max_keys", "must be >= 0 (0 or unset: 100000), got %d", c.MaxKeys)
+	}
 }

@@ -26,6 +26,17 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
+	if e.Key == "" { // the file as a whole: its syntax, its top level
+		switch {
+		case e.File != "" && e.Line > 0:
+			return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Problem)
+		case e.File != "":
+			return e.File + ": " + e.Problem
+		case e.Line > 0:
+			return fmt.Sprintf("line %d: %s", e.Line, e.Problem)
+		}
+		return e.Problem
+	}
 	switch {
 	case e.File != "" && e.Line > 0:
 		return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Key, e.Problem)
@@ -147,7 +158,11 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			bad("want a section of keys, got %s", kindName(n))
+			if path == "" {
+				bad("the file must be a section of keys (listen:, models:, ...), got %s", kindName(n))
+			} else {
+				bad("want a section of keys, got %s", kindName(n))
+			}
 			return
 		}
 		checkSection(n, t, path, lines, errs)

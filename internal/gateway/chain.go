@@ -119,8 +119,7 @@ func (g *Gateway) serve(x *exchange) {
 	defer g.record(x)
 	if x.r.Method != http.MethodPost {
 		x.w.Header().Set("Allow", http.MethodPost)
-		x.refuse(&openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
-			Code: "method_not_allowed", Message: "use POST for " + x.r.URL.Path})
+		x.refuse(openai.MethodNotAllowed(x.r, http.MethodPost))
 		return
 	}
 	g.metrics.Inflight.Inc()

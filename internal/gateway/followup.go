@@ -131,8 +131,7 @@ func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, start ti
 	}
 	if !allowed {
 		w.Header().Set("Allow", allow)
-		writeError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
-			Code: "method_not_allowed", Message: "use " + allow + " for " + r.URL.Path})
+		writeError(w, openai.MethodNotAllowed(r, strings.Split(allow, ", ")...))
 		return
 	}
 	if !saneResponseID(id) {

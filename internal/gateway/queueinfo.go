@@ -55,8 +55,7 @@ func (g *Gateway) serveQueueInfo(w http.ResponseWriter, r *http.Request, token s
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
-		writeError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
-			Code: "method_not_allowed", Message: "use GET for " + QueuePath})
+		writeError(w, openai.MethodNotAllowed(r, http.MethodGet))
 		return
 	}
 	if g.queueInfo.Mode == "" || g.queueInfo.Mode == "off" {

@@ -93,8 +93,7 @@ func (g *Gateway) CloseStreams() { g.streams.close() }
 func (g *Gateway) serveStatusStream(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, &openai.Error{Status: http.StatusMethodNotAllowed, Type: openai.TypeInvalidRequest,
-			Code: "method_not_allowed", Message: "use GET for /status/stream"})
+		writeError(w, openai.MethodNotAllowed(r, http.MethodGet))
 		return
 	}
 	s := g.streams

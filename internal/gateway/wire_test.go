@@ -151,3 +151,35 @@ func TestContentEncodingRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestWrongMethodAndUnknownModelAnswers: the exact answers of a wrong
+// method (one wording on every route: the method, the path, what to use;
+// Allow lists the methods) and of a model GET /v1/models/{id} does not
+// serve (404 naming the parameter, model, as the inference routes do).
+func TestWrongMethodAndUnknownModelAnswers(t *testing.T) {
+	be := newOKBackend(t)
+	srv, _ := startGateway(t, testConfig(be.URL))
+	for _, c := range []struct {
+		method, path string
+		status       int
+		allow, body  string
+	}{
+		{"GET", "/v1/chat/completions", 405, "POST",
+			`{"error":{"message":"GET is not allowed for /v1/chat/completions; use POST","type":"invalid_request_error","param":null,"code":"method_not_allowed"}}`},
+		{"PUT", "/v1/rerank", 405, "POST",
+			`{"error":{"message":"PUT is not allowed for /v1/rerank; use POST","type":"invalid_request_error","param":null,"code":"method_not_allowed"}}`},
+		{"POST", "/v1/models", 405, "GET, HEAD",
+			`{"error":{"message":"POST is not allowed for /v1/models; use GET","type":"invalid_request_error","param":null,"code":"method_not_allowed"}}`},
+		{"PUT", "/v1/responses/resp_1", 405, "GET, DELETE",
+			`{"error":{"message":"PUT is not allowed for /v1/responses/resp_1; use GET or DELETE","type":"invalid_request_error","param":null,"code":"method_not_allowed"}}`},
+		{"GET", "/v1/models/nope", 404, "",
+			`{"error":{"message":"The model 'nope' does not exist","type":"invalid_request_error","param":"model","code":"model_not_found"}}`},
+	} {
+		resp := do(t, c.method, srv.URL+c.path, "")
+		body := strings.TrimSpace(readAll(t, resp))
+		if resp.StatusCode != c.status || resp.Header.Get("Allow") != c.allow || body != c.body {
+			t.Errorf("%s %s: %d Allow %q %s\nwant %d Allow %q %s", c.method, c.path,
+				resp.StatusCode, resp.Header.Get("Allow"), body, c.status, c.allow, c.body)
+		}
+	}
+}

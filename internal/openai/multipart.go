@@ -60,9 +60,7 @@ func ParseMultipartRequest(contentType string, body []byte) (p Peek, a AudioPeek
 func ParseMultipartChunks(contentType string, chunks [][]byte) (p Peek, a AudioPeek, err error) {
 	mt, params, perr := mime.ParseMediaType(contentType)
 	if perr != nil || mt != "multipart/form-data" || params["boundary"] == "" {
-		e := BadRequest("invalid_content_type", "the request must be multipart/form-data with a boundary")
-		e.Param = "Content-Type"
-		return p, a, e
+		return p, a, NotMultipart("")
 	}
 	body := newChunkText(chunks)
 	mr := multipart.NewReader(&chunkReader{chunks: body.chunks}, params["boundary"])
@@ -74,7 +72,7 @@ func ParseMultipartChunks(contentType string, chunks [][]byte) (p Peek, a AudioP
 			break
 		}
 		if nerr != nil {
-			return p, a, badMultipart()
+			return p, a, BadMultipart()
 		}
 		name := part.FormName()
 		idx := -1
@@ -87,7 +85,7 @@ func ParseMultipartChunks(contentType string, chunks [][]byte) (p Peek, a AudioP
 		}
 		if idx < 0 {
 			if _, err := io.Copy(io.Discard, part); err != nil {
-				return p, a, badMultipart()
+				return p, a, BadMultipart()
 			}
 			continue
 		}
@@ -98,14 +96,14 @@ func ParseMultipartChunks(contentType string, chunks [][]byte) (p Peek, a AudioP
 		if name == "file" {
 			n, err := io.Copy(io.Discard, part)
 			if err != nil {
-				return p, a, badMultipart()
+				return p, a, BadMultipart()
 			}
 			a.FileBytes = int(n)
 			continue
 		}
 		v, err := io.ReadAll(io.LimitReader(part, maxFieldBytes+1))
 		if err != nil {
-			return p, a, badMultipart()
+			return p, a, BadMultipart()
 		}
 		if len(v) > maxFieldBytes {
 			e := BadRequest("invalid_value", name+" is longer than "+strconv.Itoa(maxFieldBytes)+" bytes")
@@ -187,6 +185,23 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func badMultipart() *Error {
+// BadMultipart is the 400 of a multipart/form-data body that does not
+// parse (a wrong or missing boundary, a cut part): the same on every
+// route that takes a form (audio, file uploads); the reader's own text is
+// Go's and is never shown.
+func BadMultipart() *Error {
 	return BadRequest("invalid_multipart", "We could not parse the multipart/form-data body of your request")
+}
+
+// NotMultipart is the 400 of a body on a form route whose Content-Type is
+// not multipart/form-data with a boundary, naming the header; fields, if
+// not "", says which form fields the route wants.
+func NotMultipart(fields string) *Error {
+	msg := "the request must be multipart/form-data with a boundary"
+	if fields != "" {
+		msg += ", with the fields " + fields
+	}
+	e := BadRequest("invalid_content_type", msg)
+	e.Param = "Content-Type"
+	return e
 }

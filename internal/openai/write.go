@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // ReadOnly answers a method other than GET or HEAD on r's path with 405,
@@ -14,9 +15,17 @@ func ReadOnly(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", "GET, HEAD")
-	WriteError(w, &Error{Status: http.StatusMethodNotAllowed, Type: TypeInvalidRequest,
-		Code: "method_not_allowed", Message: "use GET for " + r.URL.Path})
+	WriteError(w, MethodNotAllowed(r, http.MethodGet))
 	return false
+}
+
+// MethodNotAllowed is the 405 of r on a route that takes only allowed
+// (the caller sets Allow: it may list HEAD, which the message leaves
+// implied): one wording on every route, public, Batch API and admin,
+// naming the method sent, the path and what to use.
+func MethodNotAllowed(r *http.Request, allowed ...string) *Error {
+	return &Error{Status: http.StatusMethodNotAllowed, Type: TypeInvalidRequest, Code: "method_not_allowed",
+		Message: r.Method + " is not allowed for " + r.URL.Path + "; use " + strings.Join(allowed, " or ")}
 }
 
 // WriteError answers with e in the OpenAI shape, with Retry-After (seconds,

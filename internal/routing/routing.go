@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +106,7 @@ func PolicyNames() []string {
 func New(name string, rnd Rand, now Clock) (Picker, error) {
 	mk, ok := policies(rnd, now)[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown policy %q (valid: %v)", name, PolicyNames())
+		return nil, fmt.Errorf("unknown policy %q; allowed: %s", name, strings.Join(PolicyNames(), ", "))
 	}
 	return mk(), nil
 }

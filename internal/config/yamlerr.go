@@ -1,0 +1,116 @@
+package config
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v4"
+)
+
+// yamlProblems restates the YAML library's errors (a syntax error, a key
+// written twice) as FieldErrors: the line and the problem in the terms of
+// the file, as every other config error reads. The library's own text
+// names its stages and Go types ("go-yaml load error in scanner (while
+// scanning for the next token) at L3.C1: ...", "yaml: construct errors:
+// line 6: ..."), which tell an operator nothing. data is the text the
+// library read, to recognise an indent written with a tab.
+func yamlProblems(err error, data []byte) error {
+	var list *yaml.LoadErrors
+	if errors.As(err, &list) {
+		errs := make([]error, 0, len(list.Errors))
+		for _, e := range list.Errors {
+			errs = append(errs, yamlProblem(e, data))
+		}
+		return errors.Join(errs...)
+	}
+	var one *yaml.LoadError
+	if errors.As(err, &one) {
+		return yamlProblem(one, data)
+	}
+	return &FieldError{Problem: "not a YAML document: " + err.Error()}
+}
+
+// noDocument reports the library's refusal of a text with no document
+// (empty, or only comments): to the config it is a file with no keys.
+func noDocument(err error) bool {
+	var list *yaml.LoadErrors
+	if !errors.As(err, &list) || len(list.Errors) != 1 {
+		return false
+	}
+	return strings.HasSuffix(list.Errors[0].Message, "no documents in stream")
+}
+
+func yamlProblem(e *yaml.LoadError, data []byte) *FieldError {
+	problem := e.Message
+	if e.Mark.Line > 0 && e.Mark.Column > 0 && tabAt(data, e.Mark.Line, e.Mark.Column) {
+		problem = "a tab where YAML wants spaces (indent with spaces, never tabs)"
+	} else if e.Stage != "constructor" {
+		problem = "YAML syntax: " + problem
+		if e.Mark.Column > 0 {
+			problem += " (column " + strconv.Itoa(e.Mark.Column) + ")"
+		}
+	}
+	return &FieldError{Line: e.Mark.Line, Problem: problem}
+}
+
+// tabAt reports whether the byte at line:column (both from 1) is a tab.
+func tabAt(data []byte, line, column int) bool {
+	rest := string(data)
+	for range line - 1 {
+		_, after, ok := strings.Cut(rest, "\n")
+		if !ok {
+			return false
+		}
+		rest = after
+	}
+	return column-1 < len(rest) && rest[column-1] == '\t'
+}
+
+// alsoInvalid is what validation finds wrong in a file whose keys or
+// kinds checkSchema already refused (schemaErrs), so that one run of
+// `sluice check` lists every problem, not the unknown key first and a bad
+// URL on the next run: the file is decoded leniently (an unknown key
+// skipped, a value of the wrong kind left at its default) and validated,
+// and a problem at or under a key schemaErrs name is left out (the
+// default left there is not the operator's).
+func alsoInvalid(text []byte, lines keyLines, schemaErrs []error, policyOK PolicyCheck) []error {
+	cfg := Default()
+	_ = yaml.Load(text, &cfg) // its errors are schemaErrs, said better
+	cfg.fitAudioBound(lines)
+	err := cfg.ValidateWith(policyOK)
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range flatten(lines.annotate(err)) {
+		var fe *FieldError
+		if errors.As(e, &fe) && covered(fe.Key, schemaErrs) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// covered reports whether key is, or is under, a key one of errs names.
+func covered(key string, errs []error) bool {
+	for _, e := range errs {
+		var fe *FieldError
+		if !errors.As(e, &fe) {
+			continue
+		}
+		k := fe.Key
+		if k == "" || key == k || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// What `sluice check` and `sluice serve --config` print for a file the YAML
+// library refuses or that is not a section of keys: FILE:LINE: and the
+// problem in the file's terms, never the library's stages or Go types
+// ("go-yaml load error in scanner", "yaml: construct errors",
+// "<unknown position>") and never an empty key path ("FILE:1: : ...").
+func TestYAMLProblemsNameFileAndLine(t *testing.T) {
+	for _, tc := range []struct{ name, text, want string }{
+		{"tab", "listen: 127.0.0.1:8080\nmodels:\n\t- name: m\n",
+			"F:3: a tab where YAML wants spaces (indent with spaces, never tabs)"},
+		{"duplicate", minimal + "listen: ':9'\nlisten: ':10'\n",
+			`F:7: mapping key "listen" already defined at line 6`},
+		{"unclosed", "models: [{name: m\n",
+			"F:2: YAML syntax: did not find expected ',' or '}' (column 1)"},
+		{"list", "- a\n- b\n",
+			"F:1: the file must be a section of keys (listen:, models:, ...), got a list"},
+		{"empty", "",
+			"F: models: at least one model is required"},
+		{"comments only", "# nothing yet\n",
+			"F: models: at least one model is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "F")
+			if err := os.WriteFile(p, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Chdir(dir)
+			_, err := Load("F")
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got  %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// A negative rate_limits.max_keys is refused naming the key and what is
+// allowed (it silently meant the default, 100000).
+func TestNegativeMaxKeysRefused(t *testing.T) {
+	_, err := Parse([]byte(minimal + "rate_limits: {max_keys: -1}\n"))
+	want := "line 6: rate_limits.max_keys: must be >= 0 (0 or unset: 100000), got -1"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+	if _, err := Parse([]byte(minimal + "rate_limits: {max_keys: 0}\n")); err != nil {
+		t.Fatalf("0 (the default) refused: %v", err)
+	}
+}
+
+// One run lists every problem: an unknown key or a value of the wrong kind
+// (checkSchema) does not hide a bad value elsewhere (validation), and
+// nothing is reported twice or about a default left where a value was
+// refused.
+func TestSchemaAndValueProblemsAtOnce(t *testing.T) {
+	text := `models:
+  - name: m
+    backends:
+      - url: gpu1:8000
+        weight: -2
+        max_fails: 3
+      - http://a
+rate_limits:
+  store: mongo
+  per_key: {requests: "fast"}
+`
+	_, err := Parse([]byte(text))
+	want := `line 6: models[0].backends[0].max_fails: unknown key; it belongs under health.max_fails; allowed here: api_key, engine, max_concurrency, pass_client_auth, upstream_model, url, weight
+line 7: models[0].backends[1]: want a section of keys, got "http://a"
+line 10: rate_limits.per_key.requests: limit "fast": fast: unknown parameter (want rate=, burst=, delay= or nodelay)
+line 9: rate_limits.store: "mongo", want local or redis
+line 4: models[0].backends[0].url: must be an http:// or https:// URL, got "gpu1:8000"
+line 5: models[0].backends[0].weight: must be >= 0`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+}
