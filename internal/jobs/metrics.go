@@ -50,6 +50,10 @@ type counters struct {
 	// busy answer, a failed attempt) JetStream refused for lack of room:
 	// held and written again as results are (worker.go requeue).
 	requeuesRefused atomic.Uint64
+	// fileClaimWaits counts finalizations that left a batch's result
+	// files to the process holding the claim on them, fileClaimTakeovers
+	// the claims taken over from a writer whose lease ended (fileclaim.go).
+	fileClaimWaits, fileClaimTakeovers atomic.Uint64
 }
 
 // Stats returns the counters.
