@@ -18,7 +18,8 @@ import (
 // its process (Store.owner) and holds until a lease ends. A tracker that
 // finds the files claimed by another process writes nothing: it waits,
 // and a later evaluation finds the batch finished by the holder. A holder
-// that dies leaves its claim to lapse: the first evaluation after the
+// whose write fails (its gateway closing, NATS away) gives the claim
+// back; one that dies leaves it to lapse: the first evaluation after the
 // lease's end takes it over, by the same compare-and-swap, so two
 // processes can never both think they took it.
 //
@@ -133,4 +134,26 @@ func (k *claimKeeper) keep(ctx context.Context, confirm bool) error {
 	}
 	k.renewed = now
 	return nil
+}
+
+// releaseClaim gives up this process's claim after a write that failed
+// (the gateway closing, NATS away): another tracker may take the files at
+// once rather than after the lease. The Put that failed committed
+// nothing after it returned; if it committed before failing, the next
+// holder finds the file and does not write it again. ctx may have ended
+// (the Store closing): the release gets a bounded one of its own.
+func (a *actor) releaseClaim(ctx context.Context) {
+	s := a.s
+	ctx, cancel := s.requestContext(context.WithoutCancel(ctx))
+	defer cancel()
+	_, _, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
+		if batchTerminal(r.Batch.Status) || r.Writer == nil || r.Writer.Owner != s.owner {
+			return errNoChange
+		}
+		r.Writer = nil
+		return nil
+	})
+	if err != nil {
+		s.log.Debug("releasing the claim on a batch's result files", "batch", a.id, "err", err)
+	}
 }

@@ -13,6 +13,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
 // fileWrites watches the object store's subjects as every process's
@@ -139,6 +142,7 @@ func openTrackers(t *testing.T, srv *Embedded, batchID string, c *clock, p *paus
 		o := testOptions(srv.ClientURL())
 		o.Now, o.FileWriteLease = c.Now, 30*time.Second
 		o.beforeFileCommit = p.hook
+		o.Registerer = prometheus.NewRegistry()
 		stores[i] = openStore(t, o)
 	}
 	select {
@@ -292,8 +296,11 @@ func TestBatchFileClaimTakenOverAfterLease(t *testing.T) {
 	}
 	c.Advance(2 * time.Second)
 	done := waitBatch(t, other, "acme", b.ID, batchCompleted)
-	if n := other.stats.fileClaimTakeovers.Load(); n != 1 {
-		t.Fatalf("%d takeovers, want 1", n)
+	if n := promtest.Value(t, other.o.Registerer.(prometheus.Gatherer), "sluice_jobs_batch_file_claim_takeovers_total", ""); n != 1 {
+		t.Fatalf("sluice_jobs_batch_file_claim_takeovers_total %v, want 1", n)
+	}
+	if n := promtest.Value(t, other.o.Registerer.(prometheus.Gatherer), "sluice_jobs_batch_file_claim_waits_total", ""); n < 4 {
+		t.Fatalf("sluice_jobs_batch_file_claim_waits_total %v, want at least the 4 waited for", n)
 	}
 	// The holder wakes and tries to commit: it finds the claim gone and
 	// abandons its copy, whose chunks Put drops; the stream is left with
@@ -312,6 +319,31 @@ func TestBatchFileClaimTakenOverAfterLease(t *testing.T) {
 	}
 	if commits, copies := writes.counts(t); commits != 2 || copies != 3 {
 		t.Fatalf("%d commits, %d copies begun; want 2 commits, 3 copies (the holder's abandoned one)", commits, copies)
+	}
+	checkResultFiles(t, other, done, 20)
+}
+
+// A holder whose gateway closes mid-write gives its claim back: the
+// other tracker writes the files at once, with no lease to wait out (the
+// clock never moves here), and nothing is committed twice.
+func TestBatchFileClaimReleasedOnClose(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	_, b := finishedBatch(t, srv, 20)
+	writes := watchFileWrites(t, srv)
+	p := newPauseFirstCommit()
+	holder, other := openTrackers(t, srv, b.ID, newClock(), p)
+	eventually(t, "the other tracker to leave the files to the holder", func() bool {
+		return other.stats.fileClaimWaits.Load() >= 2
+	})
+	if err := holder.Close(); err != nil { // ends the held write: its Put fails
+		t.Fatal(err)
+	}
+	done := waitBatch(t, other, "acme", b.ID, batchCompleted)
+	if commits, _ := writes.counts(t); commits != 2 {
+		t.Fatalf("%d commits, want 2", commits)
+	}
+	if n := other.stats.fileClaimTakeovers.Load(); n != 0 {
+		t.Fatalf("%d takeovers of a claim given back, want 0", n)
 	}
 	checkResultFiles(t, other, done, 20)
 }

@@ -56,6 +56,7 @@ func (a *actor) finalize(ctx context.Context, target string) bool {
 		}
 		out, errf, err = a.writeFiles(ctx, b, outIdx, errIdx)
 		if err != nil {
+			a.releaseClaim(ctx)
 			return a.failed("writing result files", err)
 		}
 	}
