@@ -38,6 +38,12 @@ type Queue struct {
 	// (JetStream's own). While the connection is known to be down, calls
 	// are refused at once, without waiting for it.
 	RequestTimeout Duration `yaml:"request_timeout"`
+	// FileReadIdle bounds the wait for each chunk (128 KiB) of a stored
+	// file while it is read (GET /v1/files/{id}/content, a batch's input),
+	// default 30s; past it the read fails (a download ends short of its
+	// Content-Length). Nothing bounds the whole read, and the client's own
+	// pace does not count against it.
+	FileReadIdle Duration `yaml:"file_read_idle"`
 	// MaxFileBytes bounds an uploaded batch file, default 200MiB.
 	MaxFileBytes ByteSize `yaml:"max_file_bytes"`
 	// MaxStoreBytes bounds what the queue keeps on disk (job records,
@@ -71,7 +77,8 @@ type Queue struct {
 
 func defaultQueue() Queue {
 	return Queue{Enabled: true, Workers: 64, Retention: Duration(7 * 24 * time.Hour), MaxAttempts: 5,
-		MaxFileBytes: 200 << 20, MaxStoreBytes: 10 << 30, RequestTimeout: Duration(5 * time.Second), MaxActiveBatches: 128, MaxActiveBatchesPerTenant: 16}
+		MaxFileBytes: 200 << 20, MaxStoreBytes: 10 << 30, RequestTimeout: Duration(5 * time.Second),
+		FileReadIdle: Duration(30 * time.Second), MaxActiveBatches: 128, MaxActiveBatchesPerTenant: 16}
 }
 
 func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
@@ -87,6 +94,9 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	}
 	if q.RequestTimeout <= 0 {
 		bad("queue.request_timeout", "must be positive, got %s", q.RequestTimeout)
+	}
+	if q.FileReadIdle <= 0 {
+		bad("queue.file_read_idle", "must be positive, got %s", q.FileReadIdle.D())
 	}
 	if q.Retention <= 0 {
 		bad("queue.retention", "must be a positive duration")

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // queue.max_store_bytes defaults to a bound (10GiB), accepts an explicit
@@ -23,6 +24,27 @@ func TestQueueMaxStoreBytes(t *testing.T) {
 		_, err := Parse([]byte("queue: {max_store_bytes: " + v + "}\n" + minimal))
 		if err == nil || !strings.Contains(err.Error(), "queue.max_store_bytes") {
 			t.Errorf("max_store_bytes %s: %v; want an error naming queue.max_store_bytes", v, err)
+		}
+	}
+}
+
+// queue.file_read_idle defaults to 30s, takes a duration, and refuses
+// zero or a negative one, naming the key.
+func TestQueueFileReadIdle(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue.FileReadIdle.D() != 30*time.Second {
+		t.Fatalf("default queue.file_read_idle = %s, want 30s", c.Queue.FileReadIdle.D())
+	}
+	if c, err = Parse([]byte("queue: {file_read_idle: 2m}\n" + minimal)); err != nil || c.Queue.FileReadIdle.D() != 2*time.Minute {
+		t.Fatalf("file_read_idle 2m: %v, %s", err, c.Queue.FileReadIdle.D())
+	}
+	for _, v := range []string{"0s", "-1s"} {
+		_, err := Parse([]byte("queue: {file_read_idle: " + v + "}\n" + minimal))
+		if err == nil || !strings.Contains(err.Error(), "queue.file_read_idle") {
+			t.Errorf("file_read_idle %s: %v; want an error naming queue.file_read_idle", v, err)
 		}
 	}
 }

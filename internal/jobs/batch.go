@@ -45,6 +45,12 @@ type batchRecord struct {
 	// a tracker that takes over a half-done finalization finishes the
 	// same one.
 	Target string `json:"target,omitempty"`
+	// FilesAt is when finalization began (Unix seconds): the result
+	// files' created_at, the same whichever process writes them.
+	FilesAt int64 `json:"files_at,omitempty"`
+	// Writer is the claim on the result files while they are being
+	// written (fileclaim.go).
+	Writer *fileClaim `json:"writer,omitempty"`
 }
 
 func (r *batchRecord) batch() *Batch {

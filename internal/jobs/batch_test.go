@@ -402,10 +402,12 @@ func TestFinalizationResumesAfterCrash(t *testing.T) {
 		}
 		return true
 	})
-	// What the dead tracker got done: the target, and the output file.
+	// What the dead tracker got done: the target, the claim on the files,
+	// and the output file.
 	key := batchKey("acme", b.ID)
 	if _, _, err := worker.updateBatch(ctx, key, func(r *batchRecord) error {
 		r.Target, r.Batch.Status, r.Batch.FinalizingAt = batchCompleted, batchFinalizing, ptr(int64(1))
+		r.Writer = &fileClaim{Owner: worker.owner, Until: worker.now().Add(time.Minute).UnixMilli()}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -420,7 +422,15 @@ func TestFinalizationResumesAfterCrash(t *testing.T) {
 		dead.terminal++
 	}
 	rec, _, _ := worker.getBatch(ctx, key)
-	if _, _, err := dead.writeFiles(ctx, rec); err != nil {
+	outIdx, errIdx := dead.lineIndexes()
+	if _, _, err := dead.writeFiles(ctx, rec, outIdx, errIdx); err != nil {
+		t.Fatal(err)
+	}
+	// It died a lease ago.
+	if _, _, err := worker.updateBatch(ctx, key, func(r *batchRecord) error {
+		r.Writer.Until = 1
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 

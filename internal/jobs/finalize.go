@@ -16,13 +16,17 @@ import (
 
 // finalize writes the batch's output and error files and makes it
 // target (completed, cancelled or expired); it reports whether the batch
-// is done. It is idempotent, so that two trackers, or one resuming after a
-// crash, agree:
+// is done. Any number of trackers may run it, one resuming after a crash
+// too, and they agree:
 //   - the target is recorded (compare-and-swap) before any file is
 //     written, and a resumed finalization keeps it;
-//   - the files' ids are derived from the batch id, and their content
-//     from job records that, being terminal, no longer change: writing a
-//     file twice stores the same object under the same id;
+//   - one process at a time holds the claim on the files (fileclaim.go),
+//     and only it writes them; the others wait for it to finish, or for
+//     its lease to end;
+//   - the files' ids are derived from the batch id, and their content and
+//     metadata from records that no longer change (terminal job records,
+//     the time finalization began): a holder that takes over from one
+//     that died writes what it would have;
 //   - the final compare-and-swap happens once; a loser finds the batch
 //     terminal and stops.
 func (a *actor) finalize(ctx context.Context, target string) bool {
@@ -33,27 +37,28 @@ func (a *actor) finalize(ctx context.Context, target string) bool {
 	if target == "" {
 		target = batchCompleted
 	}
-	now := s.now().Unix()
-	b, _, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
-		if batchTerminal(r.Batch.Status) || r.Target != "" {
-			return errNoChange
-		}
-		r.Target = target
-		if target == batchCompleted {
-			r.Batch.Status = batchFinalizing
-			r.Batch.FinalizingAt = ptr(now)
-		}
-		return nil
-	})
+	outIdx, errIdx := a.lineIndexes()
+	b, claimed, err := a.startFinalization(ctx, target, len(outIdx)+len(errIdx) > 0)
 	if err != nil {
 		return a.failed("starting finalization", err)
 	}
 	if batchTerminal(b.Batch.Status) {
 		return a.forget(ctx)
 	}
-	out, errf, err := a.writeFiles(ctx, b)
-	if err != nil {
-		return a.failed("writing result files", err)
+	var out, errf *string
+	if len(outIdx)+len(errIdx) > 0 {
+		if !claimed {
+			// Another process writes the files: a later evaluation
+			// finds the batch finished, or its writer's lease ended.
+			s.stats.fileClaimWaits.Add(1)
+			s.log.Debug("result files being written by another process", "batch", a.id, "writer", b.Writer.Owner)
+			return false
+		}
+		out, errf, err = a.writeFiles(ctx, b, outIdx, errIdx)
+		if err != nil {
+			a.releaseClaim(ctx)
+			return a.failed("writing result files", err)
+		}
 	}
 	counts := a.counts()
 	_, _, err = s.updateBatch(ctx, a.key, func(r *batchRecord) error {
@@ -72,6 +77,7 @@ func (a *actor) finalize(ctx context.Context, target string) bool {
 		}
 		r.Batch.OutputFileID, r.Batch.ErrorFileID = out, errf
 		r.Batch.RequestCounts = counts
+		r.Writer = nil
 		return nil
 	})
 	if err != nil {
@@ -94,19 +100,27 @@ func batchFileID(batchID, kind string) string {
 	return "file-" + hex.EncodeToString(h[:12])
 }
 
-// writeFiles writes the output file (2xx answers) and the error file
-// (every other outcome worth a line), each only if it has a line, and
-// returns their ids.
-func (a *actor) writeFiles(ctx context.Context, b *batchRecord) (out, errf *string, err error) {
-	var outIdx, errIdx []int
+// lineIndexes are the indexes of the jobs with a line in the output file
+// (2xx answers) and in the error file (every other outcome worth a
+// line), in input order.
+func (a *actor) lineIndexes() (out, errs []int) {
 	for i, st := range a.jobs {
 		switch st.kind {
 		case lineOutput:
-			outIdx = append(outIdx, i)
+			out = append(out, i)
 		case lineError:
-			errIdx = append(errIdx, i)
+			errs = append(errs, i)
 		}
 	}
+	slices.Sort(out)
+	slices.Sort(errs)
+	return out, errs
+}
+
+// writeFiles writes the output and error files, each only if it has a
+// line, and returns their ids. The caller holds the claim on them.
+func (a *actor) writeFiles(ctx context.Context, b *batchRecord, outIdx, errIdx []int) (out, errf *string, err error) {
+	claim := a.keepClaim()
 	for _, f := range []struct {
 		kind string
 		idx  []int
@@ -115,9 +129,8 @@ func (a *actor) writeFiles(ctx context.Context, b *batchRecord) (out, errf *stri
 		if len(f.idx) == 0 {
 			continue
 		}
-		slices.Sort(f.idx) // input order
 		id := batchFileID(b.Batch.ID, f.kind)
-		if err := a.writeFile(ctx, b, id, b.Batch.ID+"_"+f.kind+".jsonl", f.idx); err != nil {
+		if err := a.writeFile(ctx, b, claim, id, b.Batch.ID+"_"+f.kind+".jsonl", f.idx); err != nil {
 			return nil, nil, err
 		}
 		*f.id = &id
@@ -125,17 +138,35 @@ func (a *actor) writeFiles(ctx context.Context, b *batchRecord) (out, errf *stri
 	return out, errf, nil
 }
 
-func (a *actor) writeFile(ctx context.Context, b *batchRecord, id, name string, idx []int) error {
+// writeFile stores one result file, unless a holder of the claim before
+// this one stored it and died before recording the batch finished.
+func (a *actor) writeFile(ctx context.Context, b *batchRecord, claim *claimKeeper, id, name string, idx []int) error {
 	s := a.s
 	if info, err := s.files.GetInfo(ctx, id); err == nil && info.Metadata[metaBatch] == b.Batch.ID {
-		return nil // an earlier finalization wrote it; the content would be the same
+		return nil // stored whole (the metadata is written last); the content would be the same
 	}
-	created := s.now().Unix()
+	// The time finalization began, not now: every writer's file is the
+	// same, metadata included.
+	created := b.FilesAt
+	if created == 0 { // a finalization begun before files_at was recorded
+		created = s.now().Unix()
+	}
 	f := &File{ID: id, CreatedAt: created, ExpiresAt: created + int64(s.o.Retention/time.Second),
 		Filename: name, Purpose: "batch_output", Tenant: b.Tenant}
 	pr, pw := io.Pipe()
 	var wg sync.WaitGroup
-	wg.Go(func() { pw.CloseWithError(a.writeLines(ctx, pw, idx)) })
+	wg.Go(func() {
+		err := a.writeLines(ctx, pw, idx, claim)
+		if err == nil && s.o.beforeFileCommit != nil {
+			s.o.beforeFileCommit(ctx)
+		}
+		if err == nil {
+			// The fence: Put commits the file when its reader ends,
+			// which it does only once the claim is confirmed.
+			err = claim.keep(ctx, true)
+		}
+		pw.CloseWithError(err)
+	})
 	_, err := s.files.Put(ctx, fileMeta(f, b.Batch.ID), pr)
 	pr.CloseWithError(io.ErrClosedPipe) // stops writeLines if Put gave up
 	wg.Wait()
@@ -161,12 +192,16 @@ type lineResponse struct {
 
 // writeLines writes the lines of the jobs at idx, reading each record:
 // records of a finished batch are immutable, and reading one at a time
-// keeps memory flat however large the batch.
-func (a *actor) writeLines(ctx context.Context, w io.Writer, idx []int) error {
+// keeps memory flat however large the batch. It keeps the claim as it
+// goes, and stops once it is lost.
+func (a *actor) writeLines(ctx context.Context, w io.Writer, idx []int, claim *claimKeeper) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
 	for _, i := range idx {
+		if err := claim.keep(ctx, false); err != nil {
+			return err
+		}
 		r, _, err := a.s.getJob(ctx, batchJobKey(a.id, i))
 		if err != nil {
 			return err

@@ -50,6 +50,10 @@ type counters struct {
 	// busy answer, a failed attempt) JetStream refused for lack of room:
 	// held and written again as results are (worker.go requeue).
 	requeuesRefused atomic.Uint64
+	// fileClaimWaits counts finalizations that left a batch's result
+	// files to the process holding the claim on them, fileClaimTakeovers
+	// the claims taken over from a writer whose lease ended (fileclaim.go).
+	fileClaimWaits, fileClaimTakeovers atomic.Uint64
 }
 
 // Stats returns the counters.
@@ -171,7 +175,19 @@ var (
 		"Results a full job store refused that the held-result bound left unheld: their jobs run again after AckWait.", nil, nil)
 )
 
+// Finalizations that left a batch's result files to the process holding
+// the claim on them, and claims taken over from a writer whose lease
+// ended (fileclaim.go).
+var (
+	fileClaimWaitsDesc = prometheus.NewDesc("sluice_jobs_batch_file_claim_waits_total",
+		"Batch finalizations by this gateway's tracker that left the result files to the gateway holding the claim on them.", nil, nil)
+	fileClaimTakeoversDesc = prometheus.NewDesc("sluice_jobs_batch_file_claim_takeovers_total",
+		"Claims on a batch's result files this gateway took over from a writer whose lease ended (a writer that died mid-write).", nil, nil)
+)
+
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- fileClaimWaitsDesc
+	ch <- fileClaimTakeoversDesc
 	ch <- resultsRefusedDesc
 	ch <- heldResultsDesc
 	ch <- heldResultBytesDesc
@@ -204,6 +220,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(activeBatchesLimitDesc, prometheus.GaugeValue, float64(c.s.o.MaxActiveBatches))
 		ch <- prometheus.MustNewConstMetric(batchesRefusedDesc, prometheus.CounterValue, float64(refused))
 	}
+	ch <- prometheus.MustNewConstMetric(fileClaimWaitsDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimWaits.Load()))
+	ch <- prometheus.MustNewConstMetric(fileClaimTakeoversDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimTakeovers.Load()))
 	ch <- prometheus.MustNewConstMetric(workersPausedDesc, prometheus.GaugeValue, float64(c.s.stats.workersPaused.Load()))
 	ch <- prometheus.MustNewConstMetric(storePausesDesc, prometheus.CounterValue, float64(c.s.stats.storePauses.Load()))
 	ch <- prometheus.MustNewConstMetric(startsRefusedDesc, prometheus.CounterValue, float64(c.s.stats.startsRefused.Load()))

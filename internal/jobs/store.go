@@ -135,6 +135,15 @@ type Options struct {
 	// DefaultFileReadIdle. Nothing bounds the whole read: a large file
 	// read by a slow client takes as long as the client does.
 	FileReadIdle time.Duration
+	// FileWriteLease is how long a tracker's claim on a batch's result
+	// files holds without being extended (the writer extends it as it
+	// writes): a writer that dies mid-write leaves the batch to another
+	// tracker after it. Default DefaultFileWriteLease.
+	FileWriteLease time.Duration
+
+	// beforeFileCommit, in tests, runs after a result file's last byte and
+	// before the claim is confirmed and the file committed.
+	beforeFileCommit func(ctx context.Context)
 }
 
 // DefaultAckWait is AckWait's default: half NATS' own 30 s default. It
@@ -202,6 +211,9 @@ func (o *Options) defaults() {
 	if o.FileReadIdle <= 0 {
 		o.FileReadIdle = DefaultFileReadIdle
 	}
+	if o.FileWriteLease <= 0 {
+		o.FileWriteLease = DefaultFileWriteLease
+	}
 	if o.WebhookTimeout <= 0 {
 		o.WebhookTimeout = time.Minute
 	}
@@ -210,8 +222,9 @@ func (o *Options) defaults() {
 // Store is the JetStream-backed job queue. It implements Service; workers
 // run with RunWorker. Close releases it.
 type Store struct {
-	o   Options
-	log *slog.Logger
+	o     Options
+	log   *slog.Logger
+	owner string // names this process in claims (fileclaim.go)
 
 	nc       *nats.Conn
 	ncClosed chan struct{} // closed once nc is, after Drain finished
@@ -270,6 +283,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := &Store{o: o, log: o.Logger.With("component", "jobs"), nc: nc, ncClosed: ncClosed, idemWait: idemWait}
 	s.held.limit = o.MaxHeldResultBytes
+	if s.owner, err = s.newID(o.Name+"-", 8); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	if err := s.setup(ctx); err != nil {
 		nc.Close()
 		return nil, err
