@@ -33,7 +33,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 			return
 		}
 		admin := g.rt.Load().Config.Admin
-		if admin.Token != "" && !tokenMatches(bearer(r.Header.Get("Authorization")), admin.Token) {
+		if admin.Token != "" && !tokenMatches(bearer(credential(r.Header["Authorization"])), admin.Token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
 			writeError(w, &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest,
 				Code: "invalid_admin_token", Message: "the admin listener needs 'Authorization: Bearer <admin.token>'"})

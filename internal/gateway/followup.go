@@ -190,7 +190,7 @@ type followUp struct {
 func (fu *followUp) identify(memo *atomic.Value) bool {
 	rt := fu.rt
 	fu.from = rt.tenants.client(fu.r, memo)
-	id, err := rt.tenants.identifyFrom(fu.r.Context(), headerGet(fu.r.Header, "Authorization"), headerGet(fu.r.Header, headerPriority), &fu.from)
+	id, err := rt.tenants.identifyFrom(fu.r.Context(), credential(fu.r.Header["Authorization"]), headerGet(fu.r.Header, headerPriority), &fu.from)
 	if err != nil {
 		fu.g.refuseAuth(fu.w, err)
 		fu.refuse(apiError(err, ""))

@@ -33,6 +33,24 @@ func headerGet(h http.Header, canonicalKey string) string {
 	return first(h[canonicalKey])
 }
 
+// credential is the request's Authorization value: its only one, "" for
+// none, and twoCredentials for more than one. RFC 9110 gives Authorization
+// one value; with two, a gateway reading the first and a proxy before it
+// (or a backend after it) reading the other would disagree on who calls,
+// so the request is refused once a credential is checked (identifyFrom,
+// the admin listener).
+func credential(v []string) string {
+	if len(v) > 1 {
+		return twoCredentials
+	}
+	return first(v)
+}
+
+// twoCredentials stands for a request with more than one Authorization
+// header: no bearer (bearer returns "" for it), so it never matches a key
+// or a token.
+const twoCredentials = "\x00two Authorization headers"
+
 // first is the first of a header's values, or "".
 func first(v []string) string {
 	if len(v) > 0 {

@@ -39,7 +39,7 @@ func (rh *requestHeaders) read(h http.Header) {
 
 func (rh *requestHeaders) lookup(h http.Header) {
 	rh.requestID = headerGet(h, headerRequestID)
-	rh.authorization = headerGet(h, "Authorization")
+	rh.authorization = credential(h["Authorization"])
 	rh.priority = headerGet(h, headerPriority)
 	rh.maxWait = headerGet(h, headerMaxWait)
 	rh.progress = headerGet(h, headerProgress)
@@ -55,7 +55,7 @@ func (rh *requestHeaders) walk(h http.Header) {
 		case headerRequestID:
 			rh.requestID = first(v)
 		case "Authorization":
-			rh.authorization = first(v)
+			rh.authorization = credential(v)
 		case headerPriority:
 			rh.priority = first(v)
 		case headerMaxWait:

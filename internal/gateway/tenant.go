@@ -73,6 +73,13 @@ func errInvalidKey() *openai.Error {
 		Message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."}
 }
 
+// errTwoCredentials answers a request with more than one Authorization
+// header once credentials are checked (credential).
+func errTwoCredentials() *openai.Error {
+	return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "invalid_api_key",
+		Message: "The request has more than one Authorization header. Send the API key once, as 'Authorization: Bearer <key>'."}
+}
+
 // errInvalidToken answers every refused JWT alike (apiError).
 var errInvalidToken = &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "invalid_api_key",
 	Message: "Invalid bearer token."}
@@ -88,7 +95,7 @@ var errInvalidToken = &openai.Error{Status: http.StatusUnauthorized, Type: opena
 // tenant however many keys it invents. The error is an *openai.Error or
 // an *auth.Failure (apiError answers both).
 func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
-	return t.identifyFrom(r.Context(), headerGet(r.Header, "Authorization"), headerGet(r.Header, headerPriority), &client{key: ip})
+	return t.identifyFrom(r.Context(), credential(r.Header["Authorization"]), headerGet(r.Header, headerPriority), &client{key: ip})
 }
 
 // identifyFrom is identify for the client c (tenants.client), whose
@@ -124,6 +131,8 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 		id.class = classOf(k.Priority)
 		maxClass = classOf(k.MaxPriority)
 		id.fallback = !k.NoFallback
+	case (len(t.byKey) > 0 || t.tokens != nil || t.require) && authz == twoCredentials:
+		return id, errTwoCredentials()
 	case (len(t.byKey) > 0 || t.tokens != nil) && (authz != "" || t.require):
 		return id, errInvalidKey()
 	default:
