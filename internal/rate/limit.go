@@ -222,8 +222,13 @@ func parseRate(v string) (float64, error) {
 		return 0, errRate
 	}
 	n, err := strconv.ParseFloat(num, 64)
-	if err != nil || math.IsInf(n, 0) || math.IsNaN(n) || n <= 0 {
+	if err != nil || math.IsInf(n, 0) || math.IsNaN(n) {
 		return 0, errRate
+	}
+	if n <= 0 {
+		// The form is right; the number is not: say that, and how to
+		// have no limit.
+		return 0, errors.New("rate must be positive (for no limit write off)")
 	}
 	return n / div, nil
 }
