@@ -130,7 +130,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	if err != nil {
 		return nil, errWithPath(path, err)
 	}
-	resp, err := newResponseCache(cfg.Cache, reg, deps.Now)
+	resp, err := newResponseCache(cfg.Cache, reg, deps.Now, deps.Redis)
 	if err != nil {
 		return nil, errWithPath(path, err)
 	}

@@ -26,10 +26,12 @@ type responseCache struct {
 // newResponseCache builds L1 always (so a reload can turn caching on) and
 // L2 when Redis is configured. Redis is dialled on first use: the gateway
 // starts while Redis is down and the cache fails open until it is back.
-// Its client keeps rueidis' client-side cache on (unlike the rate
-// limiter's): cached answers never change under a key, so invalidation
-// messages are rare and reads of hot entries cost no round trip.
-func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time.Time) (*responseCache, error) {
+// L2 reads through rueidis' client-side cache (cached answers never change
+// under a key, so invalidation messages are rare and reads of hot entries
+// cost no round trip), on the client clients holds for that Redis: the
+// rate limits and the Responses ids on the same Redis share it (nil: a
+// client of its own).
+func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time.Time, clients *redisconn.Clients) (*responseCache, error) {
 	m, err := cache.NewMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -51,7 +53,7 @@ func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time
 	}
 	opts := cache.TieredOptions{L1: rc.mem, Rand: rand.Float64, Metrics: m}
 	if rd := c.Redis; len(rd.Addrs) > 0 {
-		rc.redis = cache.NewLazyRedis(redisconn.Option(rd.Redis, "sluice-cache", true), cache.RedisOptions{Prefix: rd.KeyPrefix, LocalTTL: rd.LocalTTL.D()},
+		rc.redis = cache.NewLazyRedis(clients, redisconn.Option(rd.Redis), cache.RedisOptions{Prefix: rd.KeyPrefix, LocalTTL: rd.LocalTTL.D()},
 			rd.Timeout.D(), now)
 		opts.L2 = rc.redis
 		opts.BloomKeys = rd.BloomKeys

@@ -99,10 +99,15 @@ func TestRedisClusterCacheSharedAcrossGateways(t *testing.T) {
 func testSharedL2(t *testing.T, addrs string, servers []*redistest.Server) {
 	be, calls := countingBackend(t)
 	path := writeCacheConfig(t, be.URL, addrs)
-	urlA, stopA, doneA := startApp(t, path)
+	a, b := newApp(t, path), newApp(t, path)
+	urlA, _, stopA, doneA := runApp(t, a)
 	defer func() { stopA(); <-doneA }()
-	urlB, adminB, stopB, doneB := startAppAdmin(t, path)
+	urlB, adminB, stopB, doneB := runApp(t, b)
 	defer func() { stopB(); <-doneB }()
+	// The Responses ids' writer dials the one client at start; a cache
+	// read or write finding that dial under way skips Redis (fails open)
+	// rather than wait for it, which on a Cluster can take a while.
+	eventually(t, "both gateways connected to Redis", func() bool { return a.deps.Redis.Open() == 1 && b.deps.Redis.Open() == 1 })
 
 	if x := detChat(t, urlA); x != "MISS" {
 		t.Fatalf("A first: %s", x)

@@ -1,22 +1,24 @@
 package app
 
 import (
+	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/ratelimit"
 	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
 
 // TestResponseIDsRedis: the ids go to the rate limits' Redis when the
-// limits use one (with the limits' client options, so the two share one
-// client), else the cache's, else nowhere; under the section's prefix,
-// with its timeout.
+// limits use one, else the cache's, else nowhere; with the one client
+// options of that Redis (so they share its client with the limits and the
+// cache), under the section's prefix, with its timeout.
 func TestResponseIDsRedis(t *testing.T) {
 	cfg := config.Default()
 	clients := redisconn.NewClients()
@@ -25,7 +27,8 @@ func TestResponseIDsRedis(t *testing.T) {
 	}
 	cfg.Cache.Redis.Addrs = []string{"cache:6379"}
 	cfg.Cache.Redis.Timeout = config.Duration(30 * time.Millisecond)
-	if r := responseIDsRedis(&cfg, clients); r == nil || r.Client.InitAddress[0] != "cache:6379" || r.Prefix != "" || r.Timeout != 30*time.Millisecond {
+	if r := responseIDsRedis(&cfg, clients); r == nil || r.Client.InitAddress[0] != "cache:6379" || r.Prefix != "" || r.Timeout != 30*time.Millisecond ||
+		!reflect.DeepEqual(r.Client, redisconn.Option(cfg.Cache.Redis.Redis)) {
 		t.Fatalf("cache only: %+v", r)
 	}
 	cfg.RateLimits.Redis.Addrs = []string{"rl:6379"} // not the store yet
@@ -35,7 +38,7 @@ func TestResponseIDsRedis(t *testing.T) {
 	cfg.RateLimits.Store = "redis"
 	cfg.RateLimits.Redis.KeyPrefix = "prod:"
 	if r := responseIDsRedis(&cfg, clients); r == nil || r.Client.InitAddress[0] != "rl:6379" || r.Prefix != "prod:resp:" || r.Clients != clients ||
-		!reflect.DeepEqual(r.Client, ratelimit.ClientOption(cfg.RateLimits.Redis.Redis)) {
+		!reflect.DeepEqual(r.Client, redisconn.Option(cfg.RateLimits.Redis.Redis)) {
 		t.Fatalf("rate limits on Redis: %+v", r)
 	}
 }
@@ -84,4 +87,115 @@ func TestRateLimitsAndResponseIDsShareOneRedisClient(t *testing.T) {
 	if clients.Open() != 0 {
 		t.Fatalf("%d Redis clients open after shutdown", clients.Open())
 	}
+}
+
+// TestCacheRateLimitsAndResponseIDsShareOneRedisClient: with the cache's
+// second level, the rate limits and the Responses ids on one Redis, the
+// process holds one client there (one set of connections, all named
+// sluice), through a reload that replaces the limiter, and closes it at
+// shutdown. On it the cache's client-side caching still works (a second
+// read is local; a key another client deletes is read again from Redis)
+// and the limits are still Redis' (a bucket key there; a tight limit
+// refuses). Before, the cache had a client of its own (sluice-cache,
+// client-side caching on): two connection sets per Redis node.
+func TestCacheRateLimitsAndResponseIDsShareOneRedisClient(t *testing.T) {
+	rd := redistest.Start(t)
+	be, calls := countingBackend(t)
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	write := func(rate string) {
+		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+			"rate_limits: {store: redis, redis: {addrs: ['" + rd.Addr + "'], timeout: 10s}, global: {requests: '" + rate + "'}}\n" +
+			"cache: {redis: {addrs: ['" + rd.Addr + "'], timeout: 10s}}\n" +
+			"models:\n  - name: m\n    backends:\n      - url: " + be.URL + "\n"
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("rate=1000r/s burst=1000")
+	a := newApp(t, path)
+	url, _, stop, done := runApp(t, a)
+	stopped := false
+	defer func() {
+		if !stopped {
+			stop()
+			<-done
+		}
+	}()
+	clients := a.deps.Redis
+	oneClient := func(when string, holders int) {
+		t.Helper()
+		if clients.Open() != 1 || clients.Holders() != holders {
+			t.Fatalf("%s: %d Redis clients, %d holders; want 1 client, %d holders", when, clients.Open(), clients.Holders(), holders)
+		}
+		if names := redistest.ClientNames(t, rd.Addr); len(names) != 1 || names[redisconn.SharedName] == 0 {
+			t.Fatalf("%s: connections to Redis by name: %v, want %s only", when, names, redisconn.SharedName)
+		}
+	}
+
+	if x := detChat(t, url); x != "MISS" {
+		t.Fatalf("first: X-Cache %s", x)
+	}
+	eventually(t, "the answer stored in Redis", func() bool {
+		keys, _ := rd.Do("KEYS", "sluice:cache:*")
+		return keys != ""
+	})
+	eventually(t, "the limiter, the ids' writer and the cache to hold the client", func() bool { return clients.Holders() == 3 })
+	oneClient("limits, ids and cache", 3)
+
+	keys, err := rd.Do("KEYS", "sluice:cache:*")
+	if err != nil || strings.Contains(keys, "\n") {
+		t.Fatalf("cache keys in Redis: %q %v, want one", keys, err)
+	}
+	key := strings.TrimPrefix(keys, "sluice:cache:")
+	ctx := context.Background()
+	for range 2 {
+		if _, ok, err := a.resp.redis.Get(ctx, key); !ok || err != nil {
+			t.Fatalf("L2 read: %v %v", ok, err)
+		}
+	}
+	if a.resp.redis.LocalHits() == 0 {
+		t.Fatal("no read answered by the client-side cache on the shared client")
+	}
+	if _, err := rd.Do("DEL", keys); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deleted key read again from Redis (invalidated)", func() bool {
+		_, ok, err := a.resp.redis.Get(ctx, key)
+		return !ok && err == nil
+	})
+
+	limiter := a.built.limits
+	write("rate=1r/m")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if a.built.limits == limiter {
+		t.Fatal("a changed limit kept the old limiter")
+	}
+	oneClient("after the reload", 3)
+	refused := 0
+	for range 3 {
+		if code, _ := chat(url, "m"); code == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatal("3 requests under a limit of one a minute: none refused")
+	}
+	if rl, err := rd.Do("KEYS", "sluice:rl:*"); err != nil || rl == "" {
+		t.Fatalf("rate limit buckets in Redis: %q %v, want some", rl, err)
+	}
+	if calls.Load() == 0 {
+		t.Fatal("no backend call")
+	}
+
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	stopped = true
+	if clients.Open() != 0 || clients.Holders() != 0 {
+		t.Fatalf("after shutdown: %d clients, %d holders", clients.Open(), clients.Holders())
+	}
+	eventually(t, "no connection left to Redis", func() bool { return len(redistest.ClientNames(t, rd.Addr)) == 0 })
 }

@@ -22,15 +22,17 @@ type LazyRedis struct {
 // RedialEvery spaces dial attempts while Redis is unreachable.
 const RedialEvery = time.Second
 
-// NewLazyRedis returns a level that connects with opt on first use. Each
-// Get and Set is bounded by timeout (default 50ms): a slow Redis must cost
-// a request little more than a miss. now may be nil (time.Now).
-func NewLazyRedis(opt rueidis.ClientOption, ro RedisOptions, timeout time.Duration, now func() time.Time) *LazyRedis {
+// NewLazyRedis returns a level that connects with opt on first use, on the
+// client clients holds for that Redis (shared with the process's other
+// users of it; nil: a client of its own). Each Get and Set is bounded by
+// timeout (default 50ms): a slow Redis must cost a request little more
+// than a miss. now may be nil (time.Now).
+func NewLazyRedis(clients *redisconn.Clients, opt rueidis.ClientOption, ro RedisOptions, timeout time.Duration, now func() time.Time) *LazyRedis {
 	if timeout <= 0 {
 		timeout = 50 * time.Millisecond
 	}
 	build := func(c rueidis.Client) *Redis { return NewRedis(c, ro) }
-	return &LazyRedis{conn: redisconn.NewLazy(opt, build, RedialEvery, now), timeout: timeout}
+	return &LazyRedis{conn: redisconn.NewSharedLazy(clients, opt, build, RedialEvery, now), timeout: timeout}
 }
 
 // Get implements Level.

@@ -96,7 +96,8 @@ func (l *Memory) Close() { l.c.StopAllGoroutines() }
 // read with rueidis client-side caching so hot entries come from the
 // client's memory and Redis invalidates them when they change. The client
 // must not have DisableCache set (and needs Redis 6+, RESP3) for that;
-// with it set, reads still work, each one a round trip.
+// with it set, reads still work, each one a round trip. Its other users
+// pay nothing for it (redisconn.Option: tracking is OPTIN).
 type Redis struct {
 	client   rueidis.Client
 	prefix   string

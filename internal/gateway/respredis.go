@@ -20,7 +20,7 @@ import (
 type ResponseIDsRedis struct {
 	Client rueidis.ClientOption
 	// Clients, when set, shares the client with the process' other users
-	// of the same Redis and options (the rate limits' store).
+	// of the same Redis (the rate limits' store, the cache's second level).
 	Clients *redisconn.Clients
 	// Prefix starts every key; "" is "sluice:resp:".
 	Prefix string

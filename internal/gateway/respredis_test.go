@@ -58,7 +58,7 @@ func startReplicaPair(t *testing.T, redisAddr string, timeout time.Duration, edi
 		p.stops = append(p.stops, be.Close, s.Close)
 		urls = append(urls, be.URL)
 	}
-	shared := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{redisAddr}}, "sluice-test", false),
+	shared := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{redisAddr}}),
 		Timeout: timeout}
 	start := func() (*httptest.Server, *prometheus.Registry) {
 		cfg := testConfig(urls...)
@@ -302,7 +302,7 @@ func TestRespOwnersRedis(t *testing.T) {
 	rd := redistest.Start(t)
 	now := time.Now()
 	clock := func() time.Time { return now }
-	opt := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}, "sluice-test", false), Timeout: hangGuard}
+	opt := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}), Timeout: hangGuard}
 	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
 	a := newRespOwners(regA, 100, time.Hour, clock, opt)
 	defer a.close()

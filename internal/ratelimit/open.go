@@ -96,21 +96,15 @@ func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger, cl
 	return l, nil
 }
 
-// ClientOption is the rueidis configuration for rate limiting: no
-// client-side cache (buckets change on every request, and it keeps Redis
-// < 6 / RESP2 servers usable). Named as the Responses API's shared ids
-// name theirs (internal/app), so that the two share one client.
-func ClientOption(c config.Redis) rueidis.ClientOption {
-	return redisconn.Option(c, redisconn.SharedName, false)
-}
-
 // newRedisConn is the shared store's connection, made on first use. A
 // check that finds no connection dials (one at a time: the others fail at
-// once and the FailoverStore answers them).
+// once and the FailoverStore answers them). Buckets are read with plain
+// commands, which the client's OPTIN tracking leaves untracked: they
+// change on every request, and no invalidation is sent for them.
 func newRedisConn(c config.RateLimitRedis, clients *redisconn.Clients) *redisconn.Lazy[RedisStore] {
 	ropt := RedisOptions{Prefix: c.KeyPrefix}
 	build := func(client rueidis.Client) *RedisStore { return NewRedisStore(client, ropt) }
-	return redisconn.NewSharedLazy(clients, ClientOption(c.Redis), build, 0, nil)
+	return redisconn.NewSharedLazy(clients, redisconn.Option(c.Redis), build, 0, nil)
 }
 
 // lazyStore is a Store over a connection made on first use.

@@ -14,12 +14,13 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/rate"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
 
 func newClient(t testing.TB, addrs ...string) rueidis.Client {
 	t.Helper()
-	c, err := rueidis.NewClient(ClientOption(config.Redis{Addrs: addrs}))
+	c, err := rueidis.NewClient(redisconn.Option(config.Redis{Addrs: addrs}))
 	if err != nil {
 		t.Fatal(err)
 	}

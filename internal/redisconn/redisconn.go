@@ -3,8 +3,7 @@
 // level: the rueidis options made from a config.Redis, and a connection
 // made on first use, so the gateway starts (and serves: rate limits by
 // their failure mode, the cache from L1 and upstream) while Redis is down.
-// Users of the same Redis with the same options share one client
-// (Clients).
+// Users of the same Redis share one client (Clients).
 package redisconn
 
 import (
@@ -20,16 +19,20 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 )
 
-// Option is the rueidis configuration for c: a bounded dial, background
-// pings that detect a dead connection (per-call deadlines come from the
-// caller's context), and the auto-pipelining that lets many goroutines
-// share a few connections. name is the CLIENT SETNAME. clientCache turns
-// on rueidis' client-side cache (it needs Redis 6+, RESP3): right for
-// cached answers, which never change under a key; wrong for rate-limit
-// buckets, which change on every request. One address with a non-cluster
-// server gives a single-node client; otherwise the addresses seed a
-// Cluster client.
-func Option(c config.Redis, name string, clientCache bool) rueidis.ClientOption {
+// Option is the rueidis configuration for c, the same for every user of
+// that Redis (so that Clients gives them one client): a bounded dial,
+// background pings that detect a dead connection (per-call deadlines come
+// from the caller's context), the auto-pipelining that lets many
+// goroutines share a few connections, CLIENT SETNAME SharedName, and
+// rueidis' client-side cache on. The cache is what the response cache's
+// second level reads through (DoCache); it costs the other users nothing:
+// rueidis turns tracking on in OPTIN mode, so Redis tracks only the keys
+// read right after the CLIENT CACHING YES that DoCache sends, never a
+// rate-limit bucket or a Responses id read with Do. A Redis that cannot
+// track (no RESP3: before 6, or HELLO renamed away) gets the client
+// without it (dial). One address with a non-cluster server gives a
+// single-node client; otherwise the addresses seed a Cluster client.
+func Option(c config.Redis) rueidis.ClientOption {
 	connect := c.ConnectTimeout.D()
 	if connect <= 0 {
 		connect = config.DefaultRedisConnectTimeout
@@ -39,17 +42,34 @@ func Option(c config.Redis, name string, clientCache bool) rueidis.ClientOption 
 		Username:         c.Username,
 		Password:         c.Password,
 		SelectDB:         c.DB,
-		ClientName:       name,
-		DisableCache:     !clientCache,
+		ClientName:       SharedName,
 		Dialer:           net.Dialer{Timeout: connect},
 		ConnWriteTimeout: 5 * time.Second,
 	}
+}
+
+// dial makes a client with opt; a Redis without client-side caching
+// (rueidis.ErrNoCache: no RESP3, or CLIENT TRACKING refused) gets one
+// without it at once, rather than none: the rate limits and the Responses
+// ids need no tracking, and the cache's reads then each go to Redis
+// (rueidis' DoCache falls back to Do).
+func dial(opt rueidis.ClientOption) (rueidis.Client, error) {
+	client, err := rueidis.NewClient(opt)
+	if err != nil && !opt.DisableCache && errors.Is(err, rueidis.ErrNoCache) {
+		opt.DisableCache = true
+		client, err = rueidis.NewClient(opt)
+	}
+	return client, err
 }
 
 // ErrUnavailable is returned (wrapped) while there is no connection: a
 // dial is under way, failed dials are being spaced, the dial failed, or
 // the connection was closed.
 var ErrUnavailable = errors.New("redis unavailable")
+
+// errAnotherDials is ErrUnavailable while another user of a shared client
+// dials it.
+var errAnotherDials = fmt.Errorf("%w: connecting", ErrUnavailable)
 
 // Lazy is a client made on first use and the value built on it (a cache
 // level, a rate-limit store). At most one dial runs at a time, and failed
@@ -82,10 +102,11 @@ func NewLazy[T any](opt rueidis.ClientOption, build func(rueidis.Client) *T, red
 	return &Lazy[T]{opt: opt, build: build, redial: redial, now: now}
 }
 
-// NewSharedLazy is NewLazy whose client is the one clients holds for opt,
-// shared with every other Lazy made from clients with equal options: a
-// dial made by one is used by all, and the client is closed when the last
-// of them is closed. A nil clients is NewLazy.
+// NewSharedLazy is NewLazy whose client is the one clients holds for
+// opt's Redis, shared with every other Lazy made from clients for the same
+// Redis (addresses, database, credentials: Clients): a dial made by one is
+// used by all, and the client is closed when the last of them is closed.
+// A nil clients is NewLazy.
 func NewSharedLazy[T any](clients *Clients, opt rueidis.ClientOption, build func(rueidis.Client) *T, redial time.Duration, now func() time.Time) *Lazy[T] {
 	l := NewLazy(opt, build, redial, now)
 	l.clients = clients
@@ -98,7 +119,7 @@ func (l *Lazy[T]) Get() (*T, error) {
 		return v, nil
 	}
 	if !l.mu.TryLock() {
-		return nil, fmt.Errorf("%w: connecting", ErrUnavailable) // another caller is dialling
+		return nil, errAnotherDials // another caller is dialling
 	}
 	defer l.mu.Unlock()
 	if v := l.v.Load(); v != nil {
@@ -107,12 +128,15 @@ func (l *Lazy[T]) Get() (*T, error) {
 	if l.closed {
 		return nil, fmt.Errorf("%w: closed", ErrUnavailable)
 	}
-	if now := l.now(); l.redial > 0 && now.Sub(l.lastDial) < l.redial {
+	now := l.now()
+	if l.redial > 0 && now.Sub(l.lastDial) < l.redial {
 		return nil, ErrUnavailable
-	} else {
-		l.lastDial = now
 	}
 	client, err := l.dial()
+	if errors.Is(err, errAnotherDials) {
+		return nil, err // not a dial of ours: nothing to space, the next Get may find the client
+	}
+	l.lastDial = now
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v: %w", ErrUnavailable, l.opt.InitAddress, err)
 	}
@@ -145,5 +169,5 @@ func (l *Lazy[T]) dial() (rueidis.Client, error) {
 	if l.clients != nil {
 		return l.clients.acquire(l.opt)
 	}
-	return rueidis.NewClient(l.opt)
+	return dial(l.opt)
 }

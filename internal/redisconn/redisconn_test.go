@@ -29,7 +29,7 @@ func TestLazyDialsOnFirstUseAndSpacesRetries(t *testing.T) {
 	rd := redistest.Start(t)
 	rd.Stop()
 	now := time.Unix(1000, 0)
-	l := NewLazy(Option(config.Redis{Addrs: []string{rd.Addr}}, "sluice-test", false), build, time.Second,
+	l := NewLazy(Option(config.Redis{Addrs: []string{rd.Addr}}), build, time.Second,
 		func() time.Time { return now })
 	if _, err := l.Get(); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Redis down: %v, want ErrUnavailable", err)
@@ -59,27 +59,29 @@ func TestLazyDialsOnFirstUseAndSpacesRetries(t *testing.T) {
 }
 
 func TestOptionDefaults(t *testing.T) {
-	o := Option(config.Redis{Addrs: []string{"a:1"}}, "n", true)
-	if o.Dialer.Timeout != config.DefaultRedisConnectTimeout || o.DisableCache || o.ClientName != "n" {
+	o := Option(config.Redis{Addrs: []string{"a:1"}})
+	if o.Dialer.Timeout != config.DefaultRedisConnectTimeout || o.DisableCache || o.ClientName != SharedName {
 		t.Fatalf("option: %+v", o)
 	}
-	o = Option(config.Redis{ConnectTimeout: config.Duration(time.Second)}, "n", false)
-	if o.Dialer.Timeout != time.Second || !o.DisableCache {
+	o = Option(config.Redis{ConnectTimeout: config.Duration(time.Second)})
+	if o.Dialer.Timeout != time.Second || o.DisableCache {
 		t.Fatalf("option: %+v", o)
 	}
 }
 
-// TestSharedLazyOneClient: two users of one Redis with equal options (the
-// rate limits' store and the Responses ids) get one client, not two; it
-// outlives the first user's Close and is closed with the last. Options
-// that differ (another name) get their own.
+// TestSharedLazyOneClient: users of one Redis (the rate limits' store, the
+// Responses ids, the cache's second level) get one client, not one each,
+// whatever their connect timeouts and the order of the seeds; it outlives
+// the first user's Close and is closed with the last. Another database is
+// another Redis: its own client.
 func TestSharedLazyOneClient(t *testing.T) {
 	rd := redistest.Start(t)
 	clients := NewClients()
-	opt := Option(config.Redis{Addrs: []string{rd.Addr}}, "sluice-shared", false)
+	opt := Option(config.Redis{Addrs: []string{rd.Addr}})
 	a := NewSharedLazy(clients, opt, build, 0, nil)
-	b := NewSharedLazy(clients, opt, build, time.Second, nil)
-	other := NewSharedLazy(clients, Option(config.Redis{Addrs: []string{rd.Addr}}, "sluice-other", false), build, 0, nil)
+	b := NewSharedLazy(clients, Option(config.Redis{Addrs: []string{rd.Addr}, ConnectTimeout: config.Duration(time.Second)}),
+		build, time.Second, nil)
+	other := NewSharedLazy(clients, Option(config.Redis{Addrs: []string{rd.Addr}, DB: 1}), build, 0, nil)
 	pa, err := a.Get()
 	if err != nil {
 		t.Fatal(err)
@@ -93,15 +95,15 @@ func TestSharedLazyOneClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	if pa.c != pb.c || pa.c == po.c || clients.Open() != 2 {
-		t.Fatalf("equal options: one client; another name: its own (open %d)", clients.Open())
+		t.Fatalf("one Redis: one client; another database: its own (open %d)", clients.Open())
 	}
 	for _, p := range []*pinger{pa, pb, po} {
 		if err := p.ping(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if names := redistest.ClientNames(t, rd.Addr); names["sluice-shared"] != 1 || names["sluice-other"] != 1 {
-		t.Fatalf("connections by name: %v, want one each", names)
+	if names := redistest.ClientNames(t, rd.Addr); len(names) != 1 || names[SharedName] != 2 {
+		t.Fatalf("connections by name: %v, want two %s (one per database)", names, SharedName)
 	}
 	a.Close()
 	if err := pb.ping(); err != nil {
@@ -120,16 +122,35 @@ func TestSharedLazyOneClient(t *testing.T) {
 	}
 }
 
+func TestClientKeySeedOrder(t *testing.T) {
+	ab := clientKey(Option(config.Redis{Addrs: []string{"a:1", "b:1"}}))
+	if ba := clientKey(Option(config.Redis{Addrs: []string{"b:1", "a:1"}})); ab != ba {
+		t.Fatalf("the same seeds in another order: %s != %s", ab, ba)
+	}
+	for _, c := range []config.Redis{
+		{Addrs: []string{"a:1"}},
+		{Addrs: []string{"a:1", "b:1"}, DB: 2},
+		{Addrs: []string{"a:1", "b:1"}, Username: "u"},
+		{Addrs: []string{"a:1", "b:1"}, Password: "p"},
+	} {
+		if clientKey(Option(c)) == ab {
+			t.Fatalf("%+v: the same key as another Redis", c)
+		}
+	}
+}
+
 // TestSharedLazyNoWaitOnAnothersDial: while one user dials (Redis stopped
 // mid-handshake), another user of the same Redis fails at once with
 // ErrUnavailable instead of waiting or dialling a second client; once the
-// dial completes, both hold the one client.
+// dial completes, both hold the one client: the other user's next Get
+// takes it, its redial interval notwithstanding (it dialled nothing).
 func TestSharedLazyNoWaitOnAnothersDial(t *testing.T) {
 	rd := redistest.Start(t)
 	clients := NewClients()
-	opt := Option(config.Redis{Addrs: []string{rd.Addr}, ConnectTimeout: config.Duration(time.Minute)}, "sluice-shared", false)
+	opt := Option(config.Redis{Addrs: []string{rd.Addr}, ConnectTimeout: config.Duration(time.Minute)})
 	a := NewSharedLazy(clients, opt, build, 0, nil)
-	b := NewSharedLazy(clients, opt, build, 0, nil)
+	frozen := time.Unix(1000, 0)
+	b := NewSharedLazy(clients, opt, build, time.Hour, func() time.Time { return frozen })
 	t.Cleanup(a.Close)
 	t.Cleanup(b.Close)
 	rd.Pause()
@@ -151,7 +172,7 @@ func TestSharedLazyNoWaitOnAnothersDial(t *testing.T) {
 	}
 	pb, err := b.Get()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("after the other's dial, within the redial interval: %v", err)
 	}
 	pa, _ := a.Get()
 	if pa.c != pb.c || clients.Open() != 1 {

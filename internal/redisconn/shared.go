@@ -2,6 +2,7 @@ package redisconn
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -10,10 +11,13 @@ import (
 
 // Clients hands the users of one Redis one client. rueidis multiplexes
 // every caller over one pipelined connection per node, so a second client
-// to the same Redis (the rate limits' store and the Responses API's shared
-// ids both use the rate limits' Redis) only doubles the connections each
-// gateway replica holds on every node, against Redis' maxclients, and
-// the reconnects after a Cluster failover. The process owns one Clients
+// to the same Redis (the rate limits' store, the Responses API's shared
+// ids and the cache's second level may all use one) only multiplies the
+// connections each gateway replica holds on every node, against Redis'
+// maxclients, and the reconnects after a Cluster failover. One Redis is
+// one set of addresses, database and credentials (clientKey); the client
+// is dialled with the options of the user that dials it (Option makes
+// them equal but for connect_timeout). The process owns one Clients
 // (internal/app); its users reach it through NewSharedLazy.
 type Clients struct {
 	mu      sync.Mutex
@@ -27,9 +31,7 @@ type sharedClient struct {
 	dialing bool
 }
 
-// SharedName is the CLIENT SETNAME of the client the rate limits' store
-// and the Responses API's ids share (the cache's, with client-side
-// caching on, is its own: "sluice-cache").
+// SharedName is the CLIENT SETNAME of the one client per Redis (Option).
 const SharedName = "sluice"
 
 // NewClients returns an empty set of shared clients.
@@ -50,13 +52,13 @@ func (c *Clients) acquire(opt rueidis.ClientOption) (rueidis.Client, error) {
 		return sc.client, nil
 	case sc != nil && sc.dialing:
 		c.mu.Unlock()
-		return nil, fmt.Errorf("%w: connecting", ErrUnavailable)
+		return nil, errAnotherDials
 	}
 	sc = &sharedClient{dialing: true}
 	c.clients[key] = sc
 	c.mu.Unlock()
 
-	client, err := rueidis.NewClient(opt)
+	client, err := dial(opt)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -103,12 +105,14 @@ func (c *Clients) Open() int {
 	return n
 }
 
-// clientKey says which options make the same client: the fields Option
-// sets. Two users whose options differ in any of them (another database,
-// credentials, client-side caching, client name) get clients of their own.
+// clientKey says which options reach the same Redis: the seed addresses
+// (in any order: a Cluster's seeds are a set), the database and the
+// credentials. Everything else Option sets is the same for every user
+// (the connect timeout aside, which only bounds a dial).
 func clientKey(o rueidis.ClientOption) string {
-	return fmt.Sprintf("%q|%q|%q|%d|%q|%t|%d|%d", strings.Join(o.InitAddress, ","), o.Username, o.Password,
-		o.SelectDB, o.ClientName, o.DisableCache, o.Dialer.Timeout, o.ConnWriteTimeout)
+	addrs := slices.Clone(o.InitAddress)
+	slices.Sort(addrs)
+	return fmt.Sprintf("%q|%q|%q|%d", strings.Join(addrs, ","), o.Username, o.Password, o.SelectDB)
 }
 
 // Holders is the number of Lazys holding one of the clients.

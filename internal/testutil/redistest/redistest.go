@@ -47,8 +47,16 @@ type Server struct {
 // answers PING. It is stopped in t.Cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t)
+}
+
+// StartWith is Start with extra redis-server arguments (kept across
+// Restart), e.g. "--rename-command", "HELLO", "" for a server that speaks
+// RESP2 only, as Redis before 6 does.
+func StartWith(t testing.TB, args ...string) *Server {
+	t.Helper()
 	bin := lookRedis(t, "redis-server")
-	s := startOnFreePort(t, bin, t.TempDir(), nil)
+	s := startOnFreePort(t, bin, t.TempDir(), args)
 	t.Cleanup(s.Stop)
 	return s
 }
