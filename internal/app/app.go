@@ -574,7 +574,9 @@ func (a *App) kickQueues(ctx context.Context) {
 }
 
 // registerUpstreamMetrics exports the lean upstream client's connection
-// pool (upstream_client: lean): idle connections held, opened, reused.
+// pool (upstream_client: lean): idle connections held against their
+// bound, opened, reused, and closed because the pool was full; all read
+// at scrape time, so a request pays nothing for them.
 func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_idle_connections",
@@ -585,7 +587,13 @@ func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 			func() float64 { return float64(tr.LeanStats().Dials) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_reused_total",
 			Help: "Requests the lean upstream client sent on a pooled keep-alive connection."},
-			func() float64 { return float64(tr.LeanStats().Reuses) }))
+			func() float64 { return float64(tr.LeanStats().Reuses) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_idle_connections_limit",
+			Help: "Most idle connections the lean upstream client keeps in all (1,024 per backend host:port within it)."},
+			func() float64 { return float64(tr.LeanStats().MaxIdle) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_pool_full_total",
+			Help: "Reusable connections to http:// backends the lean upstream client closed because its idle pool was full (each a new dial later)."},
+			func() float64 { return float64(tr.LeanStats().PoolFull) }))
 }
 
 // anyInFlight reports whether any backend has a request in flight: the

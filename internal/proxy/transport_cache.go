@@ -78,6 +78,8 @@ func (t *Transport) LeanStats() h1client.Stats {
 		s.Idle += st.Idle
 		s.Dials += st.Dials
 		s.Reuses += st.Reuses
+		s.PoolFull += st.PoolFull
+		s.MaxIdle += st.MaxIdle
 	}
 	return s
 }
