@@ -123,6 +123,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		Now:        now,
 		Stalls:     endpoint.NewStallWatch(endpoint.StallBeat),
 		Rand:       routing.NewRand(uint64(time.Now().UnixNano())),
+		Rings:      &routing.RingStats{},
 		QueueWork:  make(chan struct{}, 1),
 		Ejections:  make(chan struct{}, 1),
 	}
@@ -169,6 +170,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		a.gw.SetJobQueue(a.jobs.store.Backlog)
 	}
 	registerUpstreamMetrics(reg, deps.Transport)
+	registerRingMetrics(reg, deps.Rings)
 	registerDrainingGauge(reg, a.gw)
 	return a, nil
 }
@@ -594,6 +596,18 @@ func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_pool_full_total",
 			Help: "Reusable connections to http:// backends the lean upstream client closed because its idle pool was full (each a new dial later)."},
 			func() float64 { return float64(tr.LeanStats().PoolFull) }))
+}
+
+// registerRingMetrics exports the prefix-affinity ring builds, counted
+// where a ring is built (never on a request that finds its ring).
+func registerRingMetrics(reg prometheus.Registerer, s *routing.RingStats) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_routing_prefix_rings_built_total",
+			Help: "Hash rings prefix_affinity built: one per candidate set first seen (ejections, returns, discovery, reloads)."},
+			func() float64 { return float64(s.Built()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_routing_prefix_ring_cache_resets_total",
+			Help: "Times a prefix_affinity ring cache held 64 candidate sets and started over."},
+			func() float64 { return float64(s.Resets()) }))
 }
 
 // anyInFlight reports whether any backend has a request in flight: the
