@@ -577,8 +577,9 @@ func (a *App) kickQueues(ctx context.Context) {
 
 // registerUpstreamMetrics exports the lean upstream client's connection
 // pool (upstream_client: lean): idle connections held against their
-// bound, opened, reused, and closed because the pool was full; all read
-// at scrape time, so a request pays nothing for them.
+// bound, opened, reused, and closed because the pool was full; and the
+// connections net/http's transport holds (its pool is not exposed). All
+// read at scrape time, so a request pays nothing for them.
 func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_idle_connections",
@@ -595,7 +596,13 @@ func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 			func() float64 { return float64(tr.LeanStats().MaxIdle) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_pool_full_total",
 			Help: "Reusable connections to http:// backends the lean upstream client closed because its idle pool was full (each a new dial later)."},
-			func() float64 { return float64(tr.LeanStats().PoolFull) }))
+			func() float64 { return float64(tr.LeanStats().PoolFull) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_transport_connections",
+			Help: "Connections net/http's transport holds open, idle or busy: https backends (HTTP/2 over TLS), upstream_client: net/http, health checks and load scrapes (idle ones bounded at 1,024 per host, 4,096 in all)."},
+			func() float64 { open, _ := tr.TransportConns(); return float64(open) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_transport_connections_opened_total",
+			Help: "Connections net/http's transport opened (see sluice_upstream_transport_connections)."},
+			func() float64 { _, opened := tr.TransportConns(); return float64(opened) }))
 }
 
 // registerRingMetrics exports the prefix-affinity ring builds, counted
