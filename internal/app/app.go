@@ -123,6 +123,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		Now:        now,
 		Stalls:     endpoint.NewStallWatch(endpoint.StallBeat),
 		Rand:       routing.NewRand(uint64(time.Now().UnixNano())),
+		Rings:      &routing.RingStats{},
 		QueueWork:  make(chan struct{}, 1),
 		Ejections:  make(chan struct{}, 1),
 	}
@@ -169,6 +170,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		a.gw.SetJobQueue(a.jobs.store.Backlog)
 	}
 	registerUpstreamMetrics(reg, deps.Transport)
+	registerRingMetrics(reg, deps.Rings)
 	registerDrainingGauge(reg, a.gw)
 	return a, nil
 }
@@ -574,7 +576,10 @@ func (a *App) kickQueues(ctx context.Context) {
 }
 
 // registerUpstreamMetrics exports the lean upstream client's connection
-// pool (upstream_client: lean): idle connections held, opened, reused.
+// pool (upstream_client: lean): idle connections held against their
+// bound, opened, reused, and closed because the pool was full; and the
+// connections net/http's transport holds (its pool is not exposed). All
+// read at scrape time, so a request pays nothing for them.
 func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_idle_connections",
@@ -585,7 +590,31 @@ func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 			func() float64 { return float64(tr.LeanStats().Dials) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_reused_total",
 			Help: "Requests the lean upstream client sent on a pooled keep-alive connection."},
-			func() float64 { return float64(tr.LeanStats().Reuses) }))
+			func() float64 { return float64(tr.LeanStats().Reuses) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_idle_connections_limit",
+			Help: "Most idle connections the lean upstream client keeps in all (1,024 per backend host:port within it)."},
+			func() float64 { return float64(tr.LeanStats().MaxIdle) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_pool_full_total",
+			Help: "Reusable connections to http:// backends the lean upstream client closed because its idle pool was full (each a new dial later)."},
+			func() float64 { return float64(tr.LeanStats().PoolFull) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_transport_connections",
+			Help: "Connections net/http's transport holds open, idle or busy: https backends (HTTP/2 over TLS), upstream_client: net/http, health checks and load scrapes (idle ones bounded at 1,024 per host, 4,096 in all)."},
+			func() float64 { open, _ := tr.TransportConns(); return float64(open) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_transport_connections_opened_total",
+			Help: "Connections net/http's transport opened (see sluice_upstream_transport_connections)."},
+			func() float64 { _, opened := tr.TransportConns(); return float64(opened) }))
+}
+
+// registerRingMetrics exports the prefix-affinity ring builds, counted
+// where a ring is built (never on a request that finds its ring).
+func registerRingMetrics(reg prometheus.Registerer, s *routing.RingStats) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_routing_prefix_rings_built_total",
+			Help: "Hash rings prefix_affinity built: one per candidate set first seen (ejections, returns, discovery, reloads)."},
+			func() float64 { return float64(s.Built()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_routing_prefix_ring_cache_resets_total",
+			Help: "Times a prefix_affinity ring cache held 64 candidate sets and started over."},
+			func() float64 { return float64(s.Resets()) }))
 }
 
 // anyInFlight reports whether any backend has a request in flight: the

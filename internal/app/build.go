@@ -52,6 +52,9 @@ type Deps struct {
 	// per-attempt timeouts (proxy.Options.AfterFunc); nil: real timers.
 	AfterFunc func(time.Duration, func()) proxy.Timer
 	Rand      routing.Rand
+	// Rings counts prefix-affinity ring builds across reloads; nil: not
+	// counted.
+	Rings *routing.RingStats
 	// Discovered is a model's backends found by its discovery sources
 	// (internal/discovery), added to the config's static ones; nil: none.
 	Discovered func(model string) []endpoint.Spec
@@ -247,6 +250,9 @@ func (b *build) pools() error {
 		var err error
 		if m.picker, err = routing.New(m.policy, b.deps.Rand, b.deps.Now); err != nil {
 			return fmt.Errorf("models[%d].policy: %w", i, err)
+		}
+		if b.deps.Rings != nil {
+			routing.CountRings(m.picker, b.deps.Rings)
 		}
 		for j, bc := range mc.Backends {
 			spec := endpoint.Spec{URL: bc.URL, Weight: bc.Weight, MaxConcurrency: bc.MaxConcurrency,

@@ -32,6 +32,7 @@ type Deps struct {
 	Ejections    chan struct{}
 	AfterFunc    func(time.Duration, func()) proxy.Timer
 	Rand         routing.Rand
+	Rings        *routing.RingStats
 	Discovered   func(model string) []endpoint.Spec
 	FailAt       func(stage string) error
 }

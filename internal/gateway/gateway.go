@@ -176,6 +176,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	opt.Registry.MustRegister(scaling.NewCollector(g.signals))
 	g.owners = newRespOwners(opt.Registry, opt.ResponseIDs, opt.ResponseIDTTL, g.now, opt.ResponseIDsRedis)
 	g.followUps = newFollowUpMetrics(opt.Registry)
+	g.registerStreamMetrics(opt.Registry)
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	return g
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -215,6 +216,16 @@ func TestStatusStreamBoundedAndClosedAtShutdown(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("one watcher too many: %d %v", resp.StatusCode, resp.Header)
 	}
+	metrics := scrape(t, rig.admin.URL+"/metrics")
+	for _, want := range []string{
+		fmt.Sprintf("sluice_status_stream_watchers %d\n", maxStatusWatchers),
+		fmt.Sprintf("sluice_status_stream_watchers_limit %d\n", maxStatusWatchers),
+		"sluice_status_stream_refused_total 1\n",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	rig.gw.CloseStreams() // returns once every handler has
 	if n := rig.gw.streams.watchers(); n != 0 {
 		t.Fatalf("%d watchers left after CloseStreams", n)
@@ -226,6 +237,22 @@ func TestStatusStreamBoundedAndClosedAtShutdown(t *testing.T) {
 	if resp, _ := rig.watch(t, context.Background()); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("after CloseStreams: %d, want 503", resp.StatusCode)
 	}
+	// Refused at shutdown is not refused at the bound.
+	metrics = scrape(t, rig.admin.URL+"/metrics")
+	if !strings.Contains(metrics, "sluice_status_stream_watchers 0\n") || !strings.Contains(metrics, "sluice_status_stream_refused_total 1\n") {
+		t.Errorf("after CloseStreams: %s", grepLines(metrics, "sluice_status_stream"))
+	}
+}
+
+// grepLines is the lines of text that start with prefix.
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // The job queue's backlog is shown once a reader is installed, read from

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
@@ -31,11 +33,12 @@ const statusWriteTimeout = 10 * time.Second
 type statusStreams struct {
 	tick Ticker
 
-	mu     sync.Mutex
-	n      int
-	closed bool
-	done   chan struct{} // closed by close
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	n       int
+	refused uint64 // asked while all places were taken (not at shutdown)
+	closed  bool
+	done    chan struct{} // closed by close
+	wg      sync.WaitGroup
 }
 
 func newStatusStreams(tick Ticker) *statusStreams {
@@ -50,7 +53,11 @@ func newStatusStreams(tick Ticker) *statusStreams {
 func (s *statusStreams) enter() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.n >= maxStatusWatchers {
+	if s.closed {
+		return false
+	}
+	if s.n >= maxStatusWatchers {
+		s.refused++
 		return false
 	}
 	s.n++
@@ -75,11 +82,33 @@ func (s *statusStreams) close() {
 	s.wg.Wait()
 }
 
-// watchers is how many streams are open, for tests.
+// watchers is how many streams are open.
 func (s *statusStreams) watchers() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.n
+}
+
+// refusals is how many streams were refused at maxStatusWatchers.
+func (s *statusStreams) refusals() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
+
+// registerStreamMetrics exports the watchers against their bound, read at
+// scrape time through g (tests swap g.streams before serving).
+func (g *Gateway) registerStreamMetrics(reg prometheus.Registerer) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_status_stream_watchers",
+			Help: "Open /status/stream connections; each costs a /status build per second."},
+			func() float64 { return float64(g.streams.watchers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_status_stream_watchers_limit",
+			Help: "Most /status/stream connections open at once; past it one is refused with 503 too_many_watchers."},
+			func() float64 { return maxStatusWatchers }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_status_stream_refused_total",
+			Help: "/status/stream connections refused with 503 too_many_watchers because all places were taken."},
+			func() float64 { return float64(g.streams.refusals()) }))
 }
 
 // CloseStreams ends every /status/stream and refuses new ones; it returns

@@ -54,8 +54,9 @@ type Client struct {
 	idle  map[string][]*conn // per host:port, most recently used last
 	nIdle int
 
-	dials  atomic.Uint64 // connections opened
-	reuses atomic.Uint64 // requests sent on a pooled connection
+	dials    atomic.Uint64 // connections opened
+	reuses   atomic.Uint64 // requests sent on a pooled connection
+	poolFull atomic.Uint64 // reusable connections closed because the idle pool was full
 }
 
 // New builds a Client.
@@ -94,6 +95,13 @@ type Stats struct {
 	Idle   int    // idle connections held now
 	Dials  uint64 // connections opened
 	Reuses uint64 // requests sent on a pooled connection
+	// PoolFull counts connections that ended a response cleanly and
+	// were closed instead of kept because MaxIdlePerHost or MaxIdle was
+	// reached: more connections in flight than the pool keeps, each
+	// a dial (and a TCP handshake) later.
+	PoolFull uint64
+	// MaxIdle is the bound on Idle (Options.MaxIdle).
+	MaxIdle int
 }
 
 // Stats reads the counters.
@@ -101,7 +109,7 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	n := c.nIdle
 	c.mu.Unlock()
-	return Stats{Idle: n, Dials: c.dials.Load(), Reuses: c.reuses.Load()}
+	return Stats{Idle: n, Dials: c.dials.Load(), Reuses: c.reuses.Load(), PoolFull: c.poolFull.Load(), MaxIdle: c.opt.MaxIdle}
 }
 
 // ErrUnsupported: a request this client cannot send and no Fallback.
@@ -219,6 +227,7 @@ func (c *Client) put(cn *conn) {
 		expired.close()
 	}
 	if full {
+		c.poolFull.Add(1) // only where a connection is thrown away anyway
 		cn.close()
 	}
 }

@@ -230,3 +230,34 @@ func TestContextEndUnblocksHeadAndBody(t *testing.T) {
 		t.Fatalf("a cancelled connection went back to the pool: %+v", st)
 	}
 }
+
+// Connections past the idle bounds are closed when their response ends,
+// and counted: per host (MaxIdlePerHost) and in all (MaxIdle).
+func TestIdlePoolPastItsBoundClosesAndCounts(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	other := httptest.NewServer(srv.Config.Handler)
+	defer other.Close()
+	c := newClient(t, Options{MaxIdlePerHost: 2, MaxIdle: 3})
+	// Six responses held open at once take six connections: their bodies
+	// are read only after every head has arrived.
+	var open []*http.Response
+	for _, u := range []string{srv.URL, srv.URL, srv.URL, srv.URL, other.URL, other.URL} {
+		resp, err := c.RoundTrip(get(t, context.Background(), u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, resp)
+	}
+	for _, resp := range open {
+		if b := readAll(t, resp); b != "ok" {
+			t.Fatalf("body %q", b)
+		}
+	}
+	// srv: 2 kept, 2 past MaxIdlePerHost; other: 1 kept, 1 past MaxIdle.
+	if st := c.Stats(); st.Dials != 6 || st.Idle != 3 || st.PoolFull != 3 || st.MaxIdle != 3 {
+		t.Fatalf("stats %+v; want 6 dials, 3 idle, 3 closed for a full pool, MaxIdle 3", st)
+	}
+}

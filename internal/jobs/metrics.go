@@ -115,7 +115,7 @@ var statDescs = []struct {
 	{prometheus.NewDesc("sluice_jobs_dead_lettered_total", "Jobs failed after their last attempt.", nil, nil), func(s Stats) uint64 { return s.DeadLettered }},
 	{prometheus.NewDesc("sluice_jobs_orphans_total", "Messages dropped for lack of a record.", nil, nil), func(s Stats) uint64 { return s.Orphans }},
 	{prometheus.NewDesc("sluice_jobs_webhooks_sent_total", "Webhooks delivered.", nil, nil), func(s Stats) uint64 { return s.WebhooksSent }},
-	{prometheus.NewDesc("sluice_jobs_webhooks_failed_total", "Webhooks given up on.", nil, nil), func(s Stats) uint64 { return s.WebhooksFailed }},
+	{prometheus.NewDesc("sluice_jobs_webhooks_failed_total", "Webhooks given up on: failed deliveries and those dropped at a queue bound (sluice_jobs_webhooks_dropped_total).", nil, nil), func(s Stats) uint64 { return s.WebhooksFailed }},
 }
 
 // Active batches against their bound (Options.MaxActiveBatches), as this
@@ -127,6 +127,20 @@ var (
 		"Most batches active at once (queue.max_active_batches); queue.max_active_batches_per_tenant bounds one tenant's.", nil, nil)
 	batchesRefusedDesc = prometheus.NewDesc("sluice_jobs_batches_refused_total",
 		"POST /v1/batches refused with 429 because the active batches were at their bound, in all or for the tenant.", nil, nil)
+)
+
+// The webhook queues (webhook.go) against their bounds, read at scrape
+// time, and the webhooks dropped at a bound, by reason.
+var (
+	webhooksQueuedDesc = prometheus.NewDesc("sluice_jobs_webhooks_queued",
+		"Webhooks of this process waiting for delivery (not counting one being delivered per destination).", nil, nil)
+	webhooksQueuedLimitDesc = prometheus.NewDesc("sluice_jobs_webhooks_queued_limit",
+		"Most webhooks waiting at once in all (64 per destination within it); past a bound a webhook is dropped.", nil, nil)
+	webhookDestinationsDesc = prometheus.NewDesc("sluice_jobs_webhook_destinations",
+		"Webhook destinations (scheme://host:port) with a delivery queue now; at most 256 at once.", nil, nil)
+	webhooksDroppedDesc = prometheus.NewDesc("sluice_jobs_webhooks_dropped_total",
+		"Webhooks dropped without an attempt at a queue bound, by reason (queue_full, too_many_destinations, destination_full, shutting_down); the job record stays the answer.",
+		[]string{"reason"}, nil)
 )
 
 // backlogDesc is the queue's depth, read from the stream at scrape time.
@@ -207,6 +221,10 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- activeBatchesDesc
 	ch <- activeBatchesLimitDesc
 	ch <- batchesRefusedDesc
+	ch <- webhooksQueuedDesc
+	ch <- webhooksQueuedLimitDesc
+	ch <- webhookDestinationsDesc
+	ch <- webhooksDroppedDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -222,6 +240,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(fileClaimWaitsDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimWaits.Load()))
 	ch <- prometheus.MustNewConstMetric(fileClaimTakeoversDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimTakeovers.Load()))
+	queued, dests := c.s.hooks.queueDepth()
+	ch <- prometheus.MustNewConstMetric(webhooksQueuedDesc, prometheus.GaugeValue, float64(queued))
+	ch <- prometheus.MustNewConstMetric(webhooksQueuedLimitDesc, prometheus.GaugeValue, webhookMaxQueued)
+	ch <- prometheus.MustNewConstMetric(webhookDestinationsDesc, prometheus.GaugeValue, float64(dests))
+	for r, label := range dropReasonLabels {
+		ch <- prometheus.MustNewConstMetric(webhooksDroppedDesc, prometheus.CounterValue, float64(c.s.hooks.dropped[r].Load()), label)
+	}
 	ch <- prometheus.MustNewConstMetric(workersPausedDesc, prometheus.GaugeValue, float64(c.s.stats.workersPaused.Load()))
 	ch <- prometheus.MustNewConstMetric(storePausesDesc, prometheus.CounterValue, float64(c.s.stats.storePauses.Load()))
 	ch <- prometheus.MustNewConstMetric(startsRefusedDesc, prometheus.CounterValue, float64(c.s.stats.startsRefused.Load()))

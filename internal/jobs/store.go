@@ -291,6 +291,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		nc.Close()
 		return nil, err
 	}
+	s.hooks = newWebhooks(s) // before the collector, which reads its queues
 	if o.Registerer != nil {
 		s.metrics = &collector{s: s}
 		if err := o.Registerer.Register(s.metrics); err != nil {
@@ -299,7 +300,6 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.hooks = newWebhooks(s)
 	if !o.NoTracker {
 		s.tracker = newTracker(s)
 		s.wg.Go(func() { s.tracker.run(s.ctx) })

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +41,31 @@ type webhooks struct {
 	mu     sync.Mutex
 	hosts  map[string]chan *Job // destinations with a running drain
 	queued int                  // jobs waiting in all of hosts
+
+	// dropped counts webhooks dropped at a bound, by dropReason (also
+	// counted as failed): sluice_jobs_webhooks_dropped_total{reason}.
+	dropped [numDropReasons]atomic.Uint64
+}
+
+// dropReason is why notify dropped a webhook: the reason label's values.
+type dropReason int
+
+const (
+	dropQueueFull       dropReason = iota // webhookMaxQueued waiting in all
+	dropDestinations                      // webhookMaxHosts destinations at once
+	dropDestinationFull                   // webhookPerHost waiting for this destination
+	dropShuttingDown                      // the Store is closing
+	numDropReasons
+)
+
+var dropReasonLabels = [numDropReasons]string{"queue_full", "too_many_destinations", "destination_full", "shutting_down"}
+
+// queueDepth is the webhooks waiting now and their destinations, read at
+// scrape time.
+func (w *webhooks) queueDepth() (queued, destinations int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.queued, len(w.hosts)
 }
 
 func newWebhooks(s *Store) *webhooks {
@@ -71,14 +97,14 @@ func (w *webhooks) notify(r *jobRecord) {
 	q := w.hosts[dest]
 	switch {
 	case w.queued >= webhookMaxQueued:
-		w.drop(j, "webhook queue full")
+		w.drop(j, dropQueueFull, "webhook queue full")
 		return
 	case q == nil && len(w.hosts) >= webhookMaxHosts:
-		w.drop(j, "too many webhook destinations at once")
+		w.drop(j, dropDestinations, "too many webhook destinations at once")
 		return
 	case q == nil:
 		if err := w.s.enter(); err != nil {
-			w.drop(j, "shutting down")
+			w.drop(j, dropShuttingDown, "shutting down")
 			return
 		}
 		q = make(chan *Job, webhookPerHost)
@@ -92,11 +118,12 @@ func (w *webhooks) notify(r *jobRecord) {
 	case q <- j:
 		w.queued++
 	default:
-		w.drop(j, "webhook queue of this destination full")
+		w.drop(j, dropDestinationFull, "webhook queue of this destination full")
 	}
 }
 
-func (w *webhooks) drop(j *Job, why string) {
+func (w *webhooks) drop(j *Job, reason dropReason, why string) {
+	w.dropped[reason].Add(1)
 	w.s.stats.webhookFailed.Add(1)
 	w.s.log.Warn(why+"; dropping the webhook", "job", j.ID)
 }

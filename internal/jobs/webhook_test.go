@@ -15,6 +15,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
 // hookTarget is a loopback webhook receiver counting what it gets.
@@ -262,4 +266,66 @@ func FuzzCheckWebhookURL(f *testing.F) {
 			t.Fatalf("accepted without private targets but refused with them: %q", raw)
 		}
 	})
+}
+
+// Receivers that never answer fill the webhook queues to their bounds:
+// 64 waiting per destination, 1,024 in all. The queued gauge reads what
+// waits, and each webhook past a bound is dropped and counted by reason.
+// notify is the queues' only entry (a finished job with a webhook), so
+// the test feeds it finished records directly rather than running 1,041
+// jobs through the queue.
+func TestWebhookQueuesAtTheirBoundsAreMeasured(t *testing.T) {
+	stall := func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
+	var targets []*hookTarget
+	for range webhookMaxQueued/webhookPerHost + 1 {
+		targets = append(targets, newHookTarget(t, stall))
+	}
+	reg := prometheus.NewRegistry()
+	s, _ := newStore(t, func(o *Options) {
+		o.WebhookSecret, o.AllowPrivateWebhooks, o.Registerer = []byte("s3cret"), true, reg
+	})
+	n := 0
+	notify := func(h *hookTarget) {
+		n++
+		s.hooks.notify(&jobRecord{Job: Job{ID: "job_" + strconv.Itoa(n)}, Webhook: h.URL + "/hook"})
+	}
+	dropped := func(reason string) float64 {
+		return promtest.Value(t, reg, "sluice_jobs_webhooks_dropped_total", reason)
+	}
+	for i, h := range targets[:len(targets)-1] {
+		notify(h)
+		select {
+		case <-h.got: // its drain holds this one in delivery
+		case <-time.After(20 * time.Second):
+			t.Fatalf("receiver %d got nothing", i)
+		}
+		for range webhookPerHost {
+			notify(h)
+		}
+		if i == 0 {
+			notify(h) // the 65th waiting for one destination
+			if d := dropped("destination_full"); d != 1 {
+				t.Fatalf("dropped{destination_full} %v, want 1", d)
+			}
+		}
+	}
+	if q := promtest.Value(t, reg, "sluice_jobs_webhooks_queued", ""); q != webhookMaxQueued {
+		t.Fatalf("queued %v, want %d", q, webhookMaxQueued)
+	}
+	if d := promtest.Value(t, reg, "sluice_jobs_webhook_destinations", ""); d != float64(len(targets)-1) {
+		t.Fatalf("destinations %v, want %d", d, len(targets)-1)
+	}
+	notify(targets[len(targets)-1]) // a new destination, but 1,024 wait already
+	if d := dropped("queue_full"); d != 1 {
+		t.Fatalf("dropped{queue_full} %v, want 1", d)
+	}
+	if d, f := dropped("too_many_destinations")+dropped("shutting_down"), promtest.Value(t, reg, "sluice_jobs_webhooks_failed_total", ""); d != 0 || f != 2 {
+		t.Fatalf("other drops %v (want 0), failed %v (want the 2 dropped)", d, f)
+	}
+	if l := promtest.Value(t, reg, "sluice_jobs_webhooks_queued_limit", ""); l != webhookMaxQueued {
+		t.Fatalf("limit %v", l)
+	}
+	if h := targets[len(targets)-1].hits.Load(); h != 0 {
+		t.Fatalf("the dropped webhook reached its receiver %d times", h)
+	}
 }

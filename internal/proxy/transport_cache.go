@@ -15,6 +15,8 @@ type Transport struct {
 	mu   sync.Mutex
 	by   map[time.Duration]*http.Transport
 	lean map[time.Duration]*h1client.Client
+	// conns counts the net/http transports' connections (all of them).
+	conns connCount
 }
 
 // NewTransportCache builds an empty cache.
@@ -33,6 +35,7 @@ func (t *Transport) forLocked(connectTimeout time.Duration) *http.Transport {
 	tr := t.by[connectTimeout]
 	if tr == nil {
 		tr = NewTransport(connectTimeout)
+		tr.DialContext = t.conns.wrap(tr.DialContext)
 		t.by[connectTimeout] = tr
 	}
 	return tr
@@ -78,8 +81,18 @@ func (t *Transport) LeanStats() h1client.Stats {
 		s.Idle += st.Idle
 		s.Dials += st.Dials
 		s.Reuses += st.Reuses
+		s.PoolFull += st.PoolFull
+		s.MaxIdle += st.MaxIdle
 	}
 	return s
+}
+
+// TransportConns is the connections net/http's transports hold open now
+// (idle or busy) and have opened: https backends (HTTP/2 over TLS),
+// http:// ones with upstream_client: net/http, and the health checks and
+// load scrapes that take For's transport.
+func (t *Transport) TransportConns() (open int64, opened uint64) {
+	return t.conns.open.Load(), t.conns.opened.Load()
 }
 
 // CloseIdle closes idle connections of every transport (shutdown).

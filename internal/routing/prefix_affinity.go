@@ -53,6 +53,32 @@ type prefixAffinity struct {
 	last  atomic.Pointer[hashRing]
 	mu    sync.Mutex
 	rings map[uint64]*hashRing // by candidate-set fingerprint; guarded by mu
+	stats *RingStats           // nil: not counted
+}
+
+// RingStats counts prefix-affinity ring builds across a process's
+// pickers (they are rebuilt on a reload, the counts are not): a build
+// costs vnodesPerWeight points per unit of weight hashed and sorted, and
+// happens on the first request that sees a candidate set (a backend
+// ejected, returned, discovered or reloaded). Builds climbing steadily
+// mean candidate sets churn past the maxRings cache; resets count the
+// times that cache was full and started over.
+type RingStats struct {
+	built, resets atomic.Uint64
+}
+
+// Built is the rings built.
+func (s *RingStats) Built() uint64 { return s.built.Load() }
+
+// Resets is the times a full ring cache started over.
+func (s *RingStats) Resets() uint64 { return s.resets.Load() }
+
+// CountRings makes p count its ring builds in s when it is a
+// prefix-affinity picker; other pickers build no rings.
+func CountRings(p Picker, s *RingStats) {
+	if pa, ok := p.(*prefixAffinity); ok {
+		pa.stats = s
+	}
 }
 
 const (
@@ -184,8 +210,14 @@ func (p *prefixAffinity) ring(c []*endpoint.Backend) *hashRing {
 	if r == nil || !r.matches(c) {
 		if len(p.rings) >= maxRings {
 			clear(p.rings)
+			if p.stats != nil {
+				p.stats.resets.Add(1)
+			}
 		}
 		r = newHashRing(c)
+		if p.stats != nil {
+			p.stats.built.Add(1)
+		}
 		p.rings[fp] = r
 	}
 	p.mu.Unlock()

@@ -302,3 +302,33 @@ func BenchmarkPrefixAffinityPick(b *testing.B) {
 		p.Pick(&Request{PrefixKey: keys[i&1023]}, bs)
 	}
 }
+
+// Rings are counted where they are built: once per candidate set first
+// seen, not per request; past maxRings sets the cache starts over, once.
+func TestPrefixAffinityRingBuildsCounted(t *testing.T) {
+	bs := mkPool(t, "a", "b", "c", "d", "e", "f", "g")
+	p := newPicker(t, "prefix_affinity", 1)
+	var stats RingStats
+	CountRings(p, &stats)
+	req := &Request{PrefixKey: keyOf(1)}
+	sets := 0
+	for mask := 3; sets < maxRings+1; mask++ { // subsets of two or more, in order
+		var c []*endpoint.Backend
+		for i, b := range bs {
+			if mask&(1<<i) != 0 {
+				c = append(c, b)
+			}
+		}
+		if len(c) < 2 {
+			continue
+		}
+		sets++
+		for range 3 {
+			p.Pick(req, c)
+		}
+	}
+	if b, r := stats.Built(), stats.Resets(); b != maxRings+1 || r != 1 {
+		t.Fatalf("built %d, resets %d; want %d built (one per set), 1 reset", b, r, maxRings+1)
+	}
+	CountRings(newPicker(t, "least_conn", 1), &stats) // builds no rings; a no-op
+}
