@@ -28,6 +28,23 @@ func startBodyGateway(t *testing.T, cfg *config.Config) (addr string, gw *Gatewa
 // metricValue reads one sample from reg; labels are name=value pairs.
 func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
+	v, ok := lookupMetric(t, reg, name, labels...)
+	if !ok {
+		t.Fatalf("metric %s%v not found", name, labels)
+	}
+	return v
+}
+
+// metricValueOrZero is metricValue for a labelled counter that may not
+// have been created yet (nothing counted): 0 then.
+func metricValueOrZero(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	v, _ := lookupMetric(t, reg, name, labels...)
+	return v
+}
+
+func lookupMetric(t *testing.T, reg *prometheus.Registry, name string, labels ...string) (float64, bool) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -49,14 +66,13 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...
 			}
 			switch {
 			case m.Gauge != nil:
-				return m.Gauge.GetValue()
+				return m.Gauge.GetValue(), true
 			case m.Counter != nil:
-				return m.Counter.GetValue()
+				return m.Counter.GetValue(), true
 			}
 		}
 	}
-	t.Fatalf("metric %s%v not found", name, labels)
-	return 0
+	return 0, false
 }
 
 // waitFor polls cond (state a test cannot be notified of, such as a
