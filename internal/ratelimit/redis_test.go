@@ -301,14 +301,14 @@ func TestRedisDistributedExactness(t *testing.T) {
 		t.Fatalf("admitted %d, more than 1%% over the limit's %.0f (per-replica counters would admit ~%.0f)", admitted, hi, 3*hi)
 	}
 	// The lower bound needs demand that never paused long enough for the
-	// bucket to refill: a CI machine too loaded for that (the process
-	// descheduled for 100ms and more) can test only the upper bound.
-	if stall > 80*time.Millisecond {
-		t.Logf("stalled %v: lower bound not checked", stall)
+	// bucket to refill and always exceeded the rate: a CI machine too
+	// loaded for that (the process descheduled for 100ms and more, or
+	// slowed to a few percent of the ~30,000 attempts/s an idle one makes;
+	// a shuffled -race run of the whole suite offered 2,604 in 2 s) can
+	// test only the upper bound.
+	if stall > 80*time.Millisecond || attempted < 2*admitted {
+		t.Logf("stalled %v, %d attempts for %d admitted: lower bound not checked", stall, attempted, admitted)
 		return
-	}
-	if attempted < 2*admitted {
-		t.Fatalf("offered load %d too low to saturate the limit (%d admitted)", attempted, admitted)
 	}
 	if got := float64(admitted); got < lo*0.99 {
 		t.Fatalf("admitted %d, want within 1%% of %.0f..%.0f", admitted, lo, hi)
