@@ -307,7 +307,9 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 			errs = append(errs, alsoInvalid([]byte(expanded), lines, errs, policyOK)...)
 			return nil, errors.Join(errs...)
 		}
-		if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields()); err != nil {
+		// Repeated keys were refused by checkSchema, in one pass; the
+		// library's own check compares every pair of keys in a mapping.
+		if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields(), yaml.WithUniqueKeys(false)); err != nil {
 			return nil, yamlProblems(err, []byte(expanded))
 		}
 	}

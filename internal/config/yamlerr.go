@@ -76,16 +76,19 @@ func tabAt(data []byte, line, column int) bool {
 // default left there is not the operator's).
 func alsoInvalid(text []byte, lines keyLines, schemaErrs []error, policyOK PolicyCheck) []error {
 	cfg := Default()
-	_ = yaml.Load(text, &cfg) // its errors are schemaErrs, said better
+	// Its errors are schemaErrs, said better (a repeated key too: the
+	// library's check of them compares every pair of keys).
+	_ = yaml.Load(text, &cfg, yaml.WithUniqueKeys(false))
 	cfg.fitAudioBound(lines)
 	err := cfg.ValidateWith(policyOK)
 	if err == nil {
 		return nil
 	}
+	refused := refusedKeys(schemaErrs)
 	var out []error
 	for _, e := range flatten(lines.annotate(err)) {
 		var fe *FieldError
-		if errors.As(e, &fe) && covered(fe.Key, schemaErrs) {
+		if errors.As(e, &fe) && covered(fe.Key, refused) {
 			continue
 		}
 		out = append(out, e)
@@ -93,15 +96,30 @@ func alsoInvalid(text []byte, lines keyLines, schemaErrs []error, policyOK Polic
 	return out
 }
 
-// covered reports whether key is, or is under, a key one of errs names.
-func covered(key string, errs []error) bool {
+// refusedKeys is the set of key paths errs name ("" for the file as a
+// whole).
+func refusedKeys(errs []error) map[string]bool {
+	keys := make(map[string]bool, len(errs))
 	for _, e := range errs {
 		var fe *FieldError
-		if !errors.As(e, &fe) {
-			continue
+		if errors.As(e, &fe) {
+			keys[fe.Key] = true
 		}
-		k := fe.Key
-		if k == "" || key == k || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[") {
+	}
+	return keys
+}
+
+// covered reports whether key is, or is under, a key in refused: the key
+// itself or any prefix of it that ends before a '.' or '['. It looks up
+// the key's few prefixes rather than comparing it with every refused key,
+// which made a file with n bad models and n unknown keys take n*n steps
+// (4000 of each, 211 KB: 11 s).
+func covered(key string, refused map[string]bool) bool {
+	if refused[""] || refused[key] {
+		return true
+	}
+	for i := len(key) - 1; i > 0; i-- {
+		if (key[i] == '.' || key[i] == '[') && refused[key[:i]] {
 			return true
 		}
 	}
