@@ -2,6 +2,7 @@ package openai
 
 import (
 	"bytes"
+	"io"
 	"sort"
 )
 
@@ -132,4 +133,45 @@ func JoinChunks(chunks [][]byte) []byte {
 		out = append(out, c...)
 	}
 	return out
+}
+
+// ChunkReader reads a body held as chunks (Body.Chunks, a spliced
+// rewrite), in order, leaving them as they are; WriteTo hands each chunk
+// to the writer whole. The zero value reads nothing; Reset points it at
+// chunks (the forwarder keeps one inside its per-request allocation).
+type ChunkReader struct {
+	chunks [][]byte
+	i, off int // the next byte: chunks[i][off]
+}
+
+// NewChunkReader reads chunks.
+func NewChunkReader(chunks [][]byte) *ChunkReader { return &ChunkReader{chunks: chunks} }
+
+// Reset makes r read chunks from the start.
+func (r *ChunkReader) Reset(chunks [][]byte) { *r = ChunkReader{chunks: chunks} }
+
+func (r *ChunkReader) Read(p []byte) (int, error) {
+	for r.i < len(r.chunks) && r.off == len(r.chunks[r.i]) {
+		r.i, r.off = r.i+1, 0
+	}
+	if r.i == len(r.chunks) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.chunks[r.i][r.off:])
+	r.off += n
+	return n, nil
+}
+
+// WriteTo writes what is left, chunk by chunk.
+func (r *ChunkReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for ; r.i < len(r.chunks); r.i, r.off = r.i+1, 0 {
+		n, err := w.Write(r.chunks[r.i][r.off:])
+		total += int64(n)
+		r.off += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }

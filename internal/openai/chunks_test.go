@@ -2,6 +2,7 @@ package openai
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 )
@@ -68,5 +69,24 @@ func TestChunkTextIndex(t *testing.T) {
 	}
 	if s := string(txt.slice(1, 8)); s != "b\r\n--bx" {
 		t.Fatalf("slice = %q", s)
+	}
+}
+
+// ChunkReader reads and writes the chunks in order, whole.
+func TestChunkReader(t *testing.T) {
+	chunks := [][]byte{[]byte("head-"), nil, []byte("mid"), []byte("-tail")}
+	got, err := io.ReadAll(NewChunkReader(chunks))
+	if err != nil || string(got) != "head-mid-tail" {
+		t.Fatalf("Read: %q %v", got, err)
+	}
+	var w bytes.Buffer
+	var r ChunkReader
+	r.Reset(chunks)
+	var p [3]byte
+	if n, _ := r.Read(p[:]); n != 3 {
+		t.Fatal(n)
+	}
+	if n, err := r.WriteTo(&w); err != nil || n != 10 || w.String() != "d-mid-tail" {
+		t.Fatalf("WriteTo after a Read: %d %q %v", n, w.String(), err)
 	}
 }

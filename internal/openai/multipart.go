@@ -63,7 +63,7 @@ func ParseMultipartChunks(contentType string, chunks [][]byte) (p Peek, a AudioP
 		return p, a, NotMultipart("")
 	}
 	body := newChunkText(chunks)
-	mr := multipart.NewReader(&chunkReader{chunks: body.chunks}, params["boundary"])
+	mr := multipart.NewReader(NewChunkReader(body.chunks), params["boundary"])
 	var seen uint8
 	var format string // response_format, judged at the end (audioFormat)
 	for {
@@ -165,24 +165,6 @@ func audioFormat(format string, stream bool) error {
 func closed(body *chunkText, boundary string) bool {
 	end := "--" + boundary + "--"
 	return body.hasPrefixAt(0, end) || body.index(0, []byte("\n"+end)) >= 0
-}
-
-// chunkReader reads chunks in order, leaving them as they are.
-type chunkReader struct {
-	chunks [][]byte
-	i, off int // the next byte: chunks[i][off]
-}
-
-func (r *chunkReader) Read(p []byte) (int, error) {
-	for r.i < len(r.chunks) && r.off == len(r.chunks[r.i]) {
-		r.i, r.off = r.i+1, 0
-	}
-	if r.i == len(r.chunks) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.chunks[r.i][r.off:])
-	r.off += n
-	return n, nil
 }
 
 // BadMultipart is the 400 of a multipart/form-data body that does not

@@ -94,21 +94,3 @@ func TestBodyChunksRefusedPastBudget(t *testing.T) {
 		t.Fatalf("held %d after every body was released", budget.Held())
 	}
 }
-
-// segmentReader reads and writes the slices in order, whole.
-func TestSegmentReader(t *testing.T) {
-	segs := [][]byte{[]byte("head-"), nil, []byte("mid"), []byte("-tail")}
-	got, err := io.ReadAll(&segmentReader{segs: segs})
-	if err != nil || string(got) != "head-mid-tail" {
-		t.Fatalf("Read: %q %v", got, err)
-	}
-	var w bytes.Buffer
-	r := &segmentReader{segs: segs}
-	var p [3]byte
-	if n, _ := r.Read(p[:]); n != 3 {
-		t.Fatal(n)
-	}
-	if n, err := r.WriteTo(&w); err != nil || n != 10 || w.String() != "d-mid-tail" {
-		t.Fatalf("WriteTo after a Read: %d %q %v", n, w.String(), err)
-	}
-}

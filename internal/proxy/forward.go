@@ -395,7 +395,7 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		// would be outside the body budget (25 MiB per attempt for a
 		// form). The blocks are held until written, as above.
 		size = int64(openai.ChunksLen(segs))
-		up.segs = segmentReader{segs: segs}
+		up.segs.Reset(segs)
 		reader = &up.segs
 		ctx = up.hold.hold(ctx, in.Body)
 	}
@@ -439,7 +439,7 @@ func replaceModel(in *Request, model string) ([][]byte, error) {
 type upstream struct {
 	url  url.URL
 	body bytes.Reader
-	segs segmentReader
+	segs openai.ChunkReader
 	hold writeHold
 }
 
