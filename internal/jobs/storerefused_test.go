@@ -33,6 +33,36 @@ func fillStore(t *testing.T, s *Store) {
 	}
 }
 
+// fillStoreBelowBound writes filler values ("pad.N", 1 KiB each) into
+// the bodies bucket until JetStream refuses one, then purges the last
+// room of them: the store is under its hard bound by room fillers, so the
+// next writes are accepted until one takes it past.
+func fillStoreBelowBound(t *testing.T, s *Store, room int) {
+	t.Helper()
+	ctx := t.Context()
+	pad := bytes.Repeat([]byte("f"), 1<<10)
+	var written []string
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("pad.%d", i)
+		if _, err := s.bodies.Put(ctx, k, pad); err != nil {
+			if !isStoreFullErr(err) {
+				t.Fatal(err)
+			}
+			break
+		}
+		written = append(written, k)
+	}
+	bodies, err := s.js.Stream(ctx, "KV_"+bodiesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range written[len(written)-room:] {
+		if err := bodies.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+"."+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestRefusedSubmitLeavesNoBody: a submit whose body was stored but whose
 // message JetStream refused (the body's write took the store past its
 // hard bound) removes that body at once: the store's usage is back where
@@ -55,10 +85,6 @@ func TestRefusedSubmitLeavesNoBody(t *testing.T) {
 		}
 		return u.Bytes
 	}
-	bodies, err := s.js.Stream(ctx, "KV_"+bodiesBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
 	work, err := s.js.Stream(ctx, workStream)
 	if err != nil {
 		t.Fatal(err)
@@ -67,21 +93,7 @@ func TestRefusedSubmitLeavesNoBody(t *testing.T) {
 	// Filler until refused, then the last one purged: the store is under
 	// its bound by less than a filler, so the next write is accepted and
 	// takes it past.
-	pad := bytes.Repeat([]byte("f"), 1<<10)
-	var last string
-	for i := 0; ; i++ {
-		k := fmt.Sprintf("pad.%d", i)
-		if _, err := s.bodies.Put(ctx, k, pad); err != nil {
-			if !isStoreFullErr(err) {
-				t.Fatal(err)
-			}
-			break
-		}
-		last = k
-	}
-	if err := bodies.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+"."+last)); err != nil {
-		t.Fatal(err)
-	}
+	fillStoreBelowBound(t, s, 1)
 	before := used()
 	body := []byte(`{"model":"m","pad":"` + strings.Repeat("p", 8<<10) + `"}`)
 	if _, _, err := s.Submit(ctx, Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m", Body: body}); !errors.Is(err, ErrStoreFull) ||
@@ -131,26 +143,10 @@ func TestRefusedBatchLeavesNoBodies(t *testing.T) {
 	// Just under the hard bound: filler until refused, the last two
 	// purged (room for the batch's record and its index entry, then for
 	// a body, whose write takes the store past its bound).
-	pad := bytes.Repeat([]byte("f"), 1<<10)
-	var last []string
-	for i := 0; ; i++ {
-		k := fmt.Sprintf("pad.%d", i)
-		if _, err := s.bodies.Put(ctx, k, pad); err != nil {
-			if !isStoreFullErr(err) {
-				t.Fatal(err)
-			}
-			break
-		}
-		last = append(last, k)
-	}
+	fillStoreBelowBound(t, s, 2)
 	bodies, err := s.js.Stream(ctx, "KV_"+bodiesBucket)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, k := range last[len(last)-2:] {
-		if err := bodies.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+"."+k)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	info := func() *jetstream.StreamInfo {
 		t.Helper()
@@ -321,21 +317,7 @@ func TestRefusedSubmitReleasesIdempotencyKey(t *testing.T) {
 	// Just under the hard bound (as TestRefusedSubmitLeavesNoBody): the
 	// claim and the body are stored, the body's write takes the store
 	// past its bound, and the message is refused.
-	pad := bytes.Repeat([]byte("f"), 1<<10)
-	var last string
-	for i := 0; ; i++ {
-		k := fmt.Sprintf("pad.%d", i)
-		if _, err := s.bodies.Put(ctx, k, pad); err != nil {
-			if !isStoreFullErr(err) {
-				t.Fatal(err)
-			}
-			break
-		}
-		last = k
-	}
-	if err := bodies.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+"."+last)); err != nil {
-		t.Fatal(err)
-	}
+	fillStoreBelowBound(t, s, 1)
 	sp := Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m",
 		Body: []byte(`{"model":"m","pad":"` + strings.Repeat("p", 8<<10) + `"}`), IdempotencyKey: "retry-me"}
 	if _, _, err := s.Submit(ctx, sp); !errors.Is(err, ErrStoreFull) || !strings.Contains(err.Error(), "enqueueing") {
