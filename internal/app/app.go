@@ -114,6 +114,9 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if src.LogMetrics != nil {
+		reg.MustRegister(src.LogMetrics)
+	}
 	deps := Deps{
 		Logger:     logger,
 		Registry:   reg,

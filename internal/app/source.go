@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-gw/sluice/internal/config"
 )
 
@@ -19,6 +21,10 @@ type Source struct {
 	// LogLevel is the logger's level: a reload sets it from log.level (nil:
 	// the level is fixed, as for a logger the caller made).
 	LogLevel *slog.LevelVar
+	// LogMetrics, when set, are the log writer's metrics (lines dropped
+	// while its output was blocked), registered on the app's registry:
+	// the logger is made before it.
+	LogMetrics prometheus.Collector
 }
 
 // Overrides are settings from serve's command line that take precedence
