@@ -83,16 +83,32 @@ type selector struct {
 func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) {
 	p := s.pool
 	now := p.now()
-	if s.pin[0] != nil && len(tried) == 0 {
+	if pin := s.pin[0]; pin != nil && len(tried) == 0 {
 		if b := routing.Select(now, p.picker, &s.req, s.pin[:], tried); b != nil {
 			return b, nil
+		}
+		// The previous response lives on pin alone: any other backend
+		// would answer that it does not exist, a 400 the client cannot
+		// tell from the truth. Usable but at its limit (one just added
+		// by a reload starts at its slow-start limit): wait for a slot
+		// there as a first pick waits for any, then refuse as saturated,
+		// 503 with Retry-After. A pin that cannot serve at all (ejected,
+		// probe-down, breaker open) is passed over as before: the pool's
+		// pick answers.
+		if pin.Usable(now) {
+			if s.slotWait > 0 && s.waited == slotNotWaited {
+				if b := s.awaitSlot(s.pin[:]); b != nil {
+					return b, nil
+				}
+			}
+			return nil, proxy.ErrSaturated
 		}
 	}
 	if b := routing.Select(now, p.picker, &s.req, p.Backends, tried); b != nil {
 		return b, nil
 	}
 	if len(tried) == 0 && s.slotWait > 0 && s.waited == slotNotWaited && p.anyUsable(now) {
-		if b := s.awaitSlot(); b != nil {
+		if b := s.awaitSlot(p.Backends); b != nil {
 			return b, nil
 		}
 	}

@@ -60,23 +60,24 @@ func (p *Pool) anyUsable(now time.Time) bool {
 	return false
 }
 
-// awaitSlot waits until a backend of the pool frees a slot and it is
-// picked, or s.slotWait passes, or the request's context ends (nil then).
-func (s *selector) awaitSlot() *endpoint.Backend {
+// awaitSlot waits until one of backends (the pool's, or a Responses
+// request's pinned one) frees a slot and it is picked, or s.slotWait
+// passes, or the request's context ends (nil then).
+func (s *selector) awaitSlot(backends []*endpoint.Backend) *endpoint.Backend {
 	p := s.pool
 	timer := time.NewTimer(s.slotWait)
 	defer timer.Stop()
-	cases := make([]reflect.SelectCase, 0, len(p.Backends)+2)
+	cases := make([]reflect.SelectCase, 0, len(backends)+2)
 	for {
 		cases = append(cases[:0],
 			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.ctx.Done())},
 			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
-		for _, b := range p.Backends {
+		for _, b := range backends {
 			// Freed is asked before the pick below, so no release between
 			// the two is missed.
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(b.Freed())})
 		}
-		if b := routing.Select(p.now(), p.picker, &s.req, p.Backends, nil); b != nil {
+		if b := routing.Select(p.now(), p.picker, &s.req, backends, nil); b != nil {
 			s.waited = slotWaitServed
 			return b
 		}

@@ -1,0 +1,91 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// A continuation whose previous response lives on a backend at its limit
+// waits for a slot there, or is refused 503 with Retry-After: never sent
+// to another backend, which would answer that the response does not exist
+// (the soak's one failure on 2026-12-05: a backend just re-added by a
+// reload, at its slow-start limit, and the continuation's 400 from
+// another). The owner here has max_concurrency 1, held by a request that
+// blocks until released.
+func TestResponsesContinuationWaitsForItsBackend(t *testing.T) {
+	a, b := newRespBackend(t, "a"), newRespBackend(t, "b")
+	held, release := make(chan struct{}), make(chan struct{})
+	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if bytes.Contains(body, []byte(`"input":"hold"`)) {
+			close(held)
+			<-release
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, respObject("resp_a_held", true))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		a.serve(w, r)
+	}))
+	t.Cleanup(owner.Close)
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the servers close (cleanups run last first): a failed test does not hang on the held request
+	cfg := testConfig(owner.URL, b.srv.URL)
+	cfg.Models[0].Backends[0].MaxConcurrency = 1
+	srv, _ := startGateway(t, cfg)
+	url := srv.URL + "/v1/responses"
+
+	var id string
+	for i := 0; i < 4 && !strings.HasPrefix(id, "resp_a_"); i++ { // round robin: one of two lands on the owner
+		var r struct{ ID string }
+		json.Unmarshal([]byte(readAll(t, post(t, url, `{"model":"m1","input":"one"}`))), &r)
+		id = r.ID
+	}
+	if !strings.HasPrefix(id, "resp_a_") {
+		t.Fatalf("no response made on the owner: last id %q", id)
+	}
+	cont := func(input string) string {
+		return `{"model":"m1","input":"` + input + `","previous_response_id":"` + id + `"}`
+	}
+	holdDone := make(chan int, 1)
+	go func() { // pinned to the owner: its one slot taken
+		resp := post(t, url, cont("hold"))
+		readAll(t, resp)
+		holdDone <- resp.StatusCode
+	}()
+	<-held
+
+	// A continuation that may wait 50 ms: refused, as saturated, with a
+	// time to come back; the other backend never asked.
+	resp := post(t, url, cont("more"), "X-Sluice-Max-Wait", "50ms")
+	got := readAll(t, resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("continuation with the owner busy: %d (Retry-After %q) %s; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), got)
+	}
+	// One that may wait longer is served by the owner once it frees its
+	// slot, whenever it was sent relative to the release.
+	done := make(chan *http.Response, 1)
+	go func() { done <- post(t, url, cont("later")) }()
+	free()
+	if code := <-holdDone; code != 200 {
+		t.Fatalf("the held continuation: %d", code)
+	}
+	resp = <-done
+	if got := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(got, `"id":"resp_a_`) {
+		t.Fatalf("continuation after the release: %d %s; want the owner's answer", resp.StatusCode, got)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, prev := range b.prev {
+		if prev == id {
+			t.Fatalf("the other backend was sent a continuation of %s (its previous ids %q)", id, b.prev)
+		}
+	}
+}
