@@ -79,7 +79,7 @@ func (g *Gateway) observe(rt *Runtime, rec *record, backend string, dur time.Dur
 			model = "" // keep label cardinality bounded by the config
 		}
 	}
-	g.series.requests.get(requestLabels{model: model, backend: backend, status: rec.status}).Inc()
+	g.series.requests.get(requestLabels{model: model, backend: backend, status: codeOf(rec.status)}).Inc()
 	g.tally.finished(model, rec.errCode)
 	if rec.errCode != "" {
 		g.metrics.Errors.WithLabelValues(model, rec.errCode).Inc()
