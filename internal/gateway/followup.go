@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/ratelimit"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // Follow-ups of a stored response — GET and DELETE /v1/responses/{id},
@@ -288,8 +289,9 @@ func (fu *followUp) log(reqID string) {
 		return
 	}
 	fu.g.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("request_id", reqID), slog.String("method", fu.r.Method), slog.String("path", fu.r.URL.Path),
-		slog.String("backend", fu.backend), slog.Int("status", fu.status), slog.String("tenant", fu.tenant),
+		slog.String("request_id", reqID), slog.String("method", telemetry.Clip(fu.r.Method)),
+		slog.String("path", telemetry.Clip(fu.r.URL.Path)),
+		slog.String("backend", fu.backend), slog.Int("status", fu.status), slog.String("tenant", telemetry.Clip(fu.tenant)),
 		slog.String("lookup", fu.outcome), slog.Float64("duration_ms", float64(fu.g.now().Sub(fu.start).Microseconds())/1000))
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // jobCall marks a request that runs a queued job, entered by the
@@ -279,7 +280,7 @@ func (g *Gateway) serveJobsAPI(w http.ResponseWriter, r *http.Request) {
 	id, authErr := rt.tenants.identify(r, rt.tenants.realIP.client(r).key)
 	if authErr != nil {
 		if cause := g.refuseAuth(w, authErr); cause != nil {
-			g.log.Info("jobs API: credential refused", "path", r.URL.Path, "cause", cause.Error())
+			g.log.Info("jobs API: credential refused", "path", telemetry.Clip(r.URL.Path), "cause", telemetry.Clip(cause.Error()))
 		}
 		writeError(w, apiError(authErr, ""))
 		return

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // record gathers what the access log and the metrics need about a request.
@@ -78,7 +79,7 @@ func (g *Gateway) observe(rt *Runtime, rec *record, backend string, dur time.Dur
 			model = "" // keep label cardinality bounded by the config
 		}
 	}
-	g.series.requests.get(requestLabels{model: model, backend: backend, status: rec.status}).Inc()
+	g.series.requests.get(requestLabels{model: model, backend: backend, status: codeOf(rec.status)}).Inc()
 	g.tally.finished(model, rec.errCode)
 	if rec.errCode != "" {
 		g.metrics.Errors.WithLabelValues(model, rec.errCode).Inc()
@@ -127,8 +128,8 @@ func (g *Gateway) logCause(rec *record) {
 	}
 	if cause != nil && (rec.status >= 500 || res.Written) {
 		g.log.LogAttrs(context.Background(), slog.LevelError, "request failed", slog.String("request_id", rec.id),
-			slog.String("path", rec.path), slog.String("model", rec.model), slog.Int("status", rec.status),
-			slog.String("cause", cause.Error()))
+			slog.String("path", telemetry.Clip(rec.path)), slog.String("model", telemetry.Clip(rec.model)),
+			slog.Int("status", rec.status), slog.String("cause", telemetry.Clip(cause.Error())))
 	}
 }
 
@@ -137,12 +138,12 @@ func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur t
 	res := &rec.result
 	attrs := []slog.Attr{
 		slog.String("request_id", rec.id),
-		slog.String("path", rec.path),
-		slog.String("model", rec.model),
+		slog.String("path", telemetry.Clip(rec.path)), // client-chosen strings: telemetry.Clip
+		slog.String("model", telemetry.Clip(rec.model)),
 		slog.Bool("stream", rec.stream),
 		slog.String("backend", backend),
 		slog.Int("status", rec.status),
-		slog.String("tenant", rec.tenant),
+		slog.String("tenant", telemetry.Clip(rec.tenant)),
 		slog.Float64("queued_ms", float64(rec.queued.Microseconds())/1000),
 		slog.Int("attempts", res.Attempts),
 		slog.Float64("ttft_ms", float64(res.TTFB.Microseconds())/1000),
@@ -167,10 +168,10 @@ func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur t
 	if rec.errCode != "" {
 		attrs = append(attrs, slog.String("error", rec.errCode))
 		if rec.cause != nil && rec.status < 500 {
-			attrs = append(attrs, slog.String("cause", rec.cause.Error()))
+			attrs = append(attrs, slog.String("cause", telemetry.Clip(rec.cause.Error())))
 		}
 	} else if res.Err != nil {
-		attrs = append(attrs, slog.String("error", res.Err.Error()))
+		attrs = append(attrs, slog.String("error", telemetry.Clip(res.Err.Error())))
 	}
 	g.log.LogAttrs(context.Background(), level, "request", attrs...)
 }

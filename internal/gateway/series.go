@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,7 +15,8 @@ import (
 // resolved once per label set: finding a child by its label values hashes
 // and validates every value and takes the vector's lock, on every
 // request. The label sets are bounded by the config (models, backends) and
-// the status codes. Backends come and go (discovery, reloads), so the
+// the status codes, folded by codeOf: a backend may answer any three
+// digits, and each would otherwise be a series per model and backend. Backends come and go (discovery, reloads), so the
 // request counters of backends that left are deleted when a runtime is
 // swapped in (prune); the others are never deleted, so a resolved child
 // stays the one the registry exports.
@@ -26,7 +28,39 @@ type series struct {
 
 type requestLabels struct {
 	model, backend string
-	status         int
+	status         int // codeOf the answer's status
+}
+
+// Status classes and the rest, as codeOf folds them (below 0: never a
+// status).
+const (
+	codeOther = -1
+	codeClass = -100 // codeClass*c is the class cxx, c in 1..5
+)
+
+// codeOf is the code label's key for status: the status itself when
+// net/http names it (the registered codes, ~60) or the gateway answers it
+// (499: the client left; 0: nothing answered), else its class ("4xx", so
+// a `code=~"4.."` query still finds it), or "other" past 599.
+func codeOf(status int) int {
+	switch {
+	case status == 0 || status == 499 || http.StatusText(status) != "":
+		return status
+	case status >= 100 && status <= 599:
+		return codeClass * (status / 100)
+	}
+	return codeOther
+}
+
+// codeLabel is the label value of codeOf's key.
+func codeLabel(code int) string {
+	switch {
+	case code >= 0:
+		return strconv.Itoa(code)
+	case code == codeOther:
+		return "other"
+	}
+	return strconv.Itoa(code/codeClass) + "xx"
 }
 
 // modelSeries are the per-model series of a request that reached a
@@ -39,7 +73,7 @@ type modelSeries struct {
 func newSeries(m *telemetry.Metrics) *series {
 	s := &series{m: m}
 	s.requests.make = func(l requestLabels) prometheus.Counter {
-		return m.Requests.WithLabelValues(l.model, l.backend, strconv.Itoa(l.status))
+		return m.Requests.WithLabelValues(l.model, l.backend, codeLabel(l.status))
 	}
 	s.models.make = func(model string) *modelSeries {
 		return &modelSeries{ttft: m.TTFT.WithLabelValues(model), duration: m.Duration.WithLabelValues(model),
@@ -107,7 +141,7 @@ func (s *series) prune(keep func(backend string) bool) {
 	for k := range r.m {
 		if k.backend != "" && !keep(k.backend) {
 			delete(r.m, k)
-			s.m.Requests.DeleteLabelValues(k.model, k.backend, strconv.Itoa(k.status))
+			s.m.Requests.DeleteLabelValues(k.model, k.backend, codeLabel(k.status))
 		}
 	}
 	r.last.Store(nil)

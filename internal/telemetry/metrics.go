@@ -38,7 +38,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_requests_total", Help: "Client requests by model, backend that answered and HTTP status.",
+			Name: "sluice_requests_total", Help: "Client requests by model, backend that answered and HTTP status (a status net/http does not name counts under its class, 4xx, or other past 599).",
 		}, []string{"model", "backend", "code"}),
 		TTFT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "sluice_ttft_seconds", Help: "Time to first token (first response byte; first SSE event for streams).",
