@@ -205,6 +205,12 @@ type Model struct {
 	// flooded (nginx slow_start, Envoy slow_start_window). Unset: 30s
 	// (SlowStartFor); 0 turns it off.
 	SlowStart *Duration `yaml:"slow_start"`
+	// Moderation declares that the model serves /v1/moderations. OpenAI
+	// makes that request's model optional; one without a model goes to
+	// the model so declared when exactly one is, and is refused 400
+	// otherwise (naming the ones declared). Requests naming a model are
+	// routed by it whatever this says. Default false.
+	Moderation bool `yaml:"moderation"`
 }
 
 // Backend is one upstream server of a model's pool.
