@@ -276,8 +276,11 @@ func Load(path string) (*Config, error) { return LoadWith(path, nil) }
 // LoadWith is Load with a policy-name check. With one, the config comes
 // back Checked: a build need not validate it again.
 func LoadWith(path string, policyOK PolicyCheck) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
+		if errors.Is(err, ErrFileTooLarge) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg, err := ParseWith(data, policyOK)
