@@ -42,9 +42,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Buffered like nginx's access_log buffer=: a write(2) per request
 	// costs more than a cache hit; warnings and errors are not held back.
 	logger, logBuf := telemetry.NewBufferedLogger(os.Stderr, src.LogLevel, time.Second)
-	// Close gives up after 5 s on a stderr that takes no writes; its error
-	// is not printed: that would block on the same stderr.
-	defer logBuf.Close()
+	// Close gives up after 5 s on a stderr that takes no writes; the one
+	// line saying so is written to stderr without waiting more than a
+	// second for it (not through run's error print, which would wait on
+	// the same stderr for good).
+	defer logBuf.CloseNoting(os.Stderr)
 	src.LogMetrics = logBuf.Collector()
 	a, err := app.New(cfg, src, logger)
 	if err != nil {

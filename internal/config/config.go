@@ -205,6 +205,12 @@ type Model struct {
 	// flooded (nginx slow_start, Envoy slow_start_window). Unset: 30s
 	// (SlowStartFor); 0 turns it off.
 	SlowStart *Duration `yaml:"slow_start"`
+	// Moderation declares that the model serves /v1/moderations. OpenAI
+	// makes that request's model optional; one without a model goes to
+	// the model so declared when exactly one is, and is refused 400
+	// otherwise (naming the ones declared). Requests naming a model are
+	// routed by it whatever this says. Default false.
+	Moderation bool `yaml:"moderation"`
 }
 
 // Backend is one upstream server of a model's pool.
@@ -270,8 +276,11 @@ func Load(path string) (*Config, error) { return LoadWith(path, nil) }
 // LoadWith is Load with a policy-name check. With one, the config comes
 // back Checked: a build need not validate it again.
 func LoadWith(path string, policyOK PolicyCheck) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
+		if errors.Is(err, ErrFileTooLarge) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg, err := ParseWith(data, policyOK)

@@ -1,6 +1,11 @@
 package config
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func TestNearestKey(t *testing.T) {
 	allowed := []string{"admin", "admission", "auth", "cache", "listen", "max_body_bytes", "models", "timeouts"}
@@ -38,5 +43,34 @@ func TestEditDistance(t *testing.T) {
 		if got := editDistance(tt.b, tt.a); got != tt.want {
 			t.Errorf("editDistance(%q, %q) = %d, want %d (symmetric)", tt.b, tt.a, got, tt.want)
 		}
+	}
+}
+
+// Past the first maxSuggested problems, an unknown key is reported by its
+// name and line alone, without the suggestion and the allowed keys that
+// cost 0.2 ms and 300 bytes each (a file of 100,000 took 19 s to refuse).
+// On the old loader every unknown key had both.
+func TestUnknownKeysSuggestedOnlyAtFirst(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("models:\n  - name: m\n    backends:\n      - url: http://127.0.0.1:9\n")
+	for i := 0; i < maxSuggested+10; i++ {
+		fmt.Fprintf(&b, "retri%02d: 1\n", i)
+	}
+	_, err := Parse([]byte(b.String()))
+	var fes []*FieldError
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var fe *FieldError
+		if errors.As(e, &fe) {
+			fes = append(fes, fe)
+		}
+	}
+	if len(fes) != maxSuggested+10 {
+		t.Fatalf("%d field errors, want %d: %v", len(fes), maxSuggested+10, err)
+	}
+	if !strings.Contains(fes[0].Problem, "allowed here: admin, admission") {
+		t.Fatalf("first unknown key: %q; want the allowed keys", fes[0].Problem)
+	}
+	if last := fes[len(fes)-1]; last.Problem != "unknown key" || last.Key != fmt.Sprintf("retri%02d", maxSuggested+9) || last.Line != 4+maxSuggested+10 {
+		t.Fatalf("last unknown key: %+v; want its name and line alone", last)
 	}
 }

@@ -284,6 +284,12 @@ func (s parseStage) serve(x *exchange) bool {
 		return false
 	}
 	x.parsed = parsed
+	if parsed.Peek.Model == "" && x.ep == openai.EndpointModerations {
+		if err := x.rt.defaultModeration(&parsed.Peek); err != nil {
+			x.refuse(err)
+			return false
+		}
+	}
 	peek := parsed.Peek
 	x.rec.model, x.rec.stream = peek.Model, peek.Stream
 	if peek.Model == "" {

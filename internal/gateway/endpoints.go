@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"strings"
+
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -98,3 +100,29 @@ const pathEmbeddings = "/v1/embeddings"
 // the queue's fair share and drain estimate, and counted as demand, for
 // work the server never does.
 func prefillCost(inputBytes int) float64 { return admission.EstimateCost(inputBytes, 0, 0) }
+
+// defaultModeration sets the model of a moderation request that names
+// none (OpenAI makes it optional, defaulting to its own moderation
+// model): the one model declared to serve moderations (models[].moderation),
+// added to the body on its way upstream (Peek.ModelDefaulted). With none
+// or several declared the gateway cannot choose: a 400 naming the
+// parameter, and the models a client may name.
+func (rt *Runtime) defaultModeration(peek *openai.Peek) *openai.Error {
+	var serving []string
+	for i := range rt.Config.Models {
+		if rt.Config.Models[i].Moderation {
+			serving = append(serving, rt.Config.Models[i].Name)
+		}
+	}
+	if len(serving) == 1 {
+		peek.Model, peek.ModelDefaulted = serving[0], true
+		return nil
+	}
+	msg := "you must provide a model parameter: no model here is declared to serve moderations"
+	if len(serving) > 1 {
+		msg = "you must provide a model parameter: the models serving moderations here are '" + strings.Join(serving, "', '") + "'"
+	}
+	e := openai.BadRequest("missing_model", msg)
+	e.Param = "model"
+	return e
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
@@ -104,6 +105,9 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 			return nil, proxy.ErrSaturated
 		}
 	}
+	if pin := s.pin[0]; pin != nil && slices.Contains(tried, pin) {
+		return s.retryPinned(now)
+	}
 	if b := routing.Select(now, p.picker, &s.req, p.Backends, tried); b != nil {
 		return b, nil
 	}
@@ -118,6 +122,23 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 		if b.Usable(now) {
 			return nil, proxy.ErrSaturated
 		}
+	}
+	return nil, proxy.ErrNoBackend
+}
+
+// retryPinned is the backend a retry of a pinned call goes to once its
+// pin was tried (refused the connection, answered 502): the pin again,
+// while it is usable and has a slot, since every other backend would
+// answer that the previous response does not exist. Otherwise no backend:
+// the attempt's own error (502 with Retry-After), or 503 pool_saturated
+// with Retry-After when the pin is merely at its limit. The retry budget
+// and attempt count bound these retries as any others (proxy.mayRetry).
+func (s *selector) retryPinned(now time.Time) (*endpoint.Backend, error) {
+	if b := routing.Select(now, s.pool.picker, &s.req, s.pin[:], nil); b != nil {
+		return b, nil
+	}
+	if s.pin[0].Usable(now) {
+		return nil, proxy.ErrSaturated
 	}
 	return nil, proxy.ErrNoBackend
 }

@@ -89,3 +89,70 @@ func TestResponsesContinuationWaitsForItsBackend(t *testing.T) {
 		}
 	}
 }
+
+// A continuation whose first attempt on its backend fails is retried on
+// that backend, or refused 502 with Retry-After: never retried on another,
+// which would answer that the previous response does not exist (a false
+// 404 the client cannot tell from the truth). The owner answers 502 once,
+// then serves; or it is gone, refusing connections.
+func TestResponsesContinuationRetriesOnItsBackend(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		gone    bool // the owner refuses connections after the first response
+		code    int
+		replied string // what the answer holds
+	}{
+		{name: "502 once", code: 200, replied: `"id":"resp_a_`},
+		{name: "refused", gone: true, code: http.StatusBadGateway, replied: `"code":"upstream_unreachable"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newRespBackend(t, "a"), newRespBackend(t, "b")
+			var mu sync.Mutex
+			failed := false
+			owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				first := !failed && bytes.Contains(body, []byte(`"previous_response_id"`))
+				failed = failed || first
+				mu.Unlock()
+				if first {
+					w.WriteHeader(http.StatusBadGateway)
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				a.serve(w, r)
+			}))
+			t.Cleanup(owner.Close)
+			srv, _ := startGateway(t, testConfig(owner.URL, b.srv.URL))
+			url := srv.URL + "/v1/responses"
+
+			var id string
+			for i := 0; i < 4 && !strings.HasPrefix(id, "resp_a_"); i++ { // round robin: one of two lands on the owner
+				var r struct{ ID string }
+				json.Unmarshal([]byte(readAll(t, post(t, url, `{"model":"m1","input":"one"}`))), &r)
+				id = r.ID
+			}
+			if !strings.HasPrefix(id, "resp_a_") {
+				t.Fatalf("no response made on the owner: last id %q", id)
+			}
+			if tc.gone {
+				owner.Close()
+			}
+			resp := post(t, url, `{"model":"m1","input":"more","previous_response_id":"`+id+`"}`)
+			got := readAll(t, resp)
+			if resp.StatusCode != tc.code || !strings.Contains(got, tc.replied) {
+				t.Fatalf("continuation: %d %s; want %d with %s", resp.StatusCode, got, tc.code, tc.replied)
+			}
+			if tc.code != 200 && resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("continuation refused without Retry-After: %d %s", resp.StatusCode, got)
+			}
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			for _, prev := range b.prev {
+				if prev == id {
+					t.Fatalf("the other backend was sent a continuation of %s (its previous ids %q)", id, b.prev)
+				}
+			}
+		})
+	}
+}

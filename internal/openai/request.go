@@ -23,6 +23,10 @@ type Peek struct {
 	// API is the request's API (the zero value: the chat family), which
 	// says how its prompt, answer and stream are read.
 	API API
+	// ModelDefaulted: the body names no model, and Model is the one the
+	// gateway chose for it (a moderation's); the body goes upstream with
+	// it added.
+	ModelDefaulted bool
 }
 
 // Bounds on the numbers the gateway acts on. MaxTokensLimit is far above

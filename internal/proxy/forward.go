@@ -367,7 +367,10 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	if want == "" {
 		want = in.ServeModel
 	}
-	if want != "" && want != in.Peek.Model {
+	if want == "" && in.Peek.ModelDefaulted {
+		want = in.Peek.Model
+	}
+	if want != "" && (want != in.Peek.Model || in.Peek.ModelDefaulted) {
 		if rewritten, err := replaceModel(in, want); err == nil {
 			body, segs = nil, rewritten
 		}

@@ -24,6 +24,8 @@ const (
 	// closeWait bounds Close's final write: a log pipe nobody reads must
 	// not hold the process at exit forever.
 	closeWait = 5 * time.Second
+	// noticeWait bounds CloseNoting's one line about a Close that gave up.
+	noticeWait = time.Second
 )
 
 // BufferedWriter batches log writes (nginx's access_log buffer= flush=):
@@ -42,14 +44,17 @@ type BufferedWriter struct {
 	batch     int // pending bytes that wake the writer
 	limit     int // pending bytes past which lines are dropped
 	closeWait time.Duration
-	now       func() time.Time
-	tick      <-chan time.Time
+	// noticeWait bounds CloseNoting's line.
+	noticeWait time.Duration
+	now        func() time.Time
+	tick       <-chan time.Time
 
 	mu      sync.Mutex
 	pending []byte
 	dropped int64 // lines dropped since the last notice; guarded by mu
 
 	spare        []byte // the writer goroutine's buffer, swapped with pending
+	spareCap     atomic.Int64
 	writing      atomic.Int64
 	droppedTotal atomic.Int64
 	kick         chan struct{} // cap 1: a wake-up that never blocks Write
@@ -62,6 +67,7 @@ type BufferedWriter struct {
 type writerConfig struct {
 	batch, limit int
 	closeWait    time.Duration
+	noticeWait   time.Duration // 0: noticeWait
 	now          func() time.Time
 	tick         <-chan time.Time // nil: a ticker of flushEvery
 }
@@ -72,15 +78,19 @@ type writerConfig struct {
 func NewBufferedWriter(w io.Writer, size int, flushEvery time.Duration) *BufferedWriter {
 	t := time.NewTicker(flushEvery)
 	b := newBufferedWriter(w, writerConfig{batch: size, limit: max(pendingLimit, size),
-		closeWait: closeWait, now: time.Now, tick: t.C})
+		closeWait: closeWait, noticeWait: noticeWait, now: time.Now, tick: t.C})
 	go func() { <-b.done; t.Stop() }()
 	return b
 }
 
 func newBufferedWriter(w io.Writer, c writerConfig) *BufferedWriter {
-	b := &BufferedWriter{out: w, batch: c.batch, limit: c.limit, closeWait: c.closeWait, now: c.now, tick: c.tick,
-		pending: make([]byte, 0, c.batch), spare: make([]byte, 0, c.batch),
+	b := &BufferedWriter{out: w, batch: c.batch, limit: c.limit, closeWait: c.closeWait, noticeWait: c.noticeWait,
+		now: c.now, tick: c.tick, pending: make([]byte, 0, c.batch), spare: make([]byte, 0, c.batch),
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if b.noticeWait <= 0 {
+		b.noticeWait = noticeWait
+	}
+	b.spareCap.Store(int64(c.batch))
 	go b.writeLoop()
 	return b
 }
@@ -131,6 +141,11 @@ func (b *BufferedWriter) writeLoop() {
 // writeOut swaps the pending buffer out and writes it, with a line for any
 // lines dropped since the last one: at the end, where the gap is (what was
 // dropped came after what was kept). Only the writer goroutine calls it.
+// A buffer that grew past twice the batch (a burst, or an output blocked
+// until 4 MiB were pending) is released once written, so a burst's memory
+// is not kept for the life of the process; one that grew a line past the
+// batch, as a busy log's does every batch, is kept rather than allocated
+// again each time.
 func (b *BufferedWriter) writeOut() {
 	b.mu.Lock()
 	buf := b.pending
@@ -146,8 +161,15 @@ func (b *BufferedWriter) writeOut() {
 		b.out.Write(buf) // nowhere to report a failed log write
 		b.writing.Store(0)
 	}
+	if cap(buf) > b.keepCap() {
+		buf = make([]byte, 0, b.batch)
+	}
 	b.spare = buf[:0]
+	b.spareCap.Store(int64(cap(buf)))
 }
+
+// keepCap is the largest buffer capacity kept once written.
+func (b *BufferedWriter) keepCap() int { return 2 * b.batch }
 
 // appendDropNotice appends a JSON line shaped like slog's.
 func (b *BufferedWriter) appendDropNotice(buf []byte, n int64) []byte {
@@ -169,6 +191,15 @@ func (b *BufferedWriter) Buffered() int64 {
 	return int64(n) + b.writing.Load()
 }
 
+// Capacity is the bytes the writer's two buffers hold allocated: twice
+// the batch at rest, up to the pending bound plus a batch during a burst.
+func (b *BufferedWriter) Capacity() int64 {
+	b.mu.Lock()
+	n := cap(b.pending)
+	b.mu.Unlock()
+	return int64(n) + b.spareCap.Load()
+}
+
 // errCloseBlocked is Close giving up on an output that takes no writes.
 var errCloseBlocked = errors.New("log output blocked")
 
@@ -183,8 +214,33 @@ func (b *BufferedWriter) Close() error {
 	case <-b.done:
 		return nil
 	case <-t.C:
-		return fmt.Errorf("%w: gave up after %s with %d bytes unwritten", errCloseBlocked, b.closeWait, b.Buffered())
+		return fmt.Errorf("%w: gave up after %s with %d bytes unwritten (%d lines dropped before)",
+			errCloseBlocked, b.closeWait, b.Buffered(), b.Dropped())
 	}
+}
+
+// CloseNoting is Close, and when Close gives up, one line saying so
+// written to w (the process's stderr: the log output itself, its one
+// channel left), "sluice: " and Close's error. The write is waited for at
+// most a second: on an output still blocked it is left pending, and is
+// seen if the output takes writes before the process exits.
+func (b *BufferedWriter) CloseNoting(w io.Writer) error {
+	err := b.Close()
+	if err == nil {
+		return nil
+	}
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		io.WriteString(w, "sluice: "+err.Error()+"\n")
+	}()
+	t := time.NewTimer(b.noticeWait)
+	defer t.Stop()
+	select {
+	case <-written:
+	case <-t.C:
+	}
+	return err
 }
 
 // Collector is the writer's metrics, read at scrape time: the logger is
@@ -197,6 +253,9 @@ func (b *BufferedWriter) Collector() prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_log_buffered_bytes",
 			Help: "Log bytes pending or being written to the log output."},
 			func() float64 { return float64(b.Buffered()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_log_buffer_capacity_bytes",
+			Help: "Bytes allocated to the log buffers: twice the 64 KiB batch at rest, more during a burst, released once written."},
+			func() float64 { return float64(b.Capacity()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_log_buffered_bytes_limit",
 			Help: "Log bytes that may be pending before lines are dropped."},
 			func() float64 { return float64(b.limit) }),
