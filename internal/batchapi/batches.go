@@ -54,8 +54,10 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request, tenant str
 		return
 	}
 	if f.Purpose != batchInputPurpose {
-		h.fail(w, r, openai.BadRequest("invalid_value", "file "+fileID+" has purpose '"+f.Purpose+
-			"'; a batch input must be uploaded with purpose 'batch'"), objBatch, "")
+		e := openai.BadRequest("invalid_value", "file "+fileID+" has purpose '"+f.Purpose+
+			"'; a batch input must be uploaded with purpose 'batch'")
+		e.Param = "input_file_id"
+		h.fail(w, r, e, objBatch, "")
 		return
 	}
 	rc, err := h.svc.FileContent(r.Context(), tenant, fileID)

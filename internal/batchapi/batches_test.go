@@ -144,7 +144,10 @@ func TestBatchCreateRejects(t *testing.T) {
 			e.get("/v1/batches/"+b.ID).json(t, &got)
 			return got.Status == "completed"
 		})
-		e.postJSON("/v1/batches", params(func(p map[string]any) { p["input_file_id"] = *got.OutputFileID })).wantError(t, 400)
+		er := e.postJSON("/v1/batches", params(func(p map[string]any) { p["input_file_id"] = *got.OutputFileID })).wantError(t, 400)
+		if er.Error.Param == nil || *er.Error.Param != "input_file_id" {
+			t.Fatalf("error %+v param %v; want param input_file_id", er.Error, er.Error.Param)
+		}
 	})
 	e.do(e.tenant, http.MethodPost, "/v1/batches", "application/json", strings.NewReader("{")).wantError(t, 400)
 }

@@ -48,6 +48,7 @@ type env struct {
 	h      *batchapi.Handler
 	srv    *httptest.Server
 	tenant string
+	nats   string // the embedded server's client URL
 }
 
 type envOptions struct {
@@ -58,6 +59,8 @@ type envOptions struct {
 	reg                           prometheus.Registerer // the store's metrics; nil: none
 	// maxStoreBytes bounds the store, in the server and the Store (0: none).
 	maxStoreBytes int64
+	// fileReadIdle is the store's FileReadIdle (0: its default).
+	fileReadIdle time.Duration
 }
 
 func newEnv(t *testing.T, eo envOptions) *env {
@@ -79,6 +82,7 @@ func newEnv(t *testing.T, eo envOptions) *env {
 		MaxActiveBatchesPerTenant: eo.maxActivePerTenant,
 		Registerer:                eo.reg,
 		MaxStoreBytes:             eo.maxStoreBytes,
+		FileReadIdle:              eo.fileReadIdle,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +95,7 @@ func newEnv(t *testing.T, eo envOptions) *env {
 		Models:       func(m string) bool { return m == "m1" || m == "m2" },
 		TempDir:      t.TempDir(),
 	})
-	e := &env{t: t, store: store, clock: clock, h: h, tenant: "tenant-a"}
+	e := &env{t: t, store: store, clock: clock, h: h, tenant: "tenant-a", nats: emb.ClientURL()}
 	e.srv = httptest.NewServer(http.HandlerFunc(e.gateway))
 	t.Cleanup(e.srv.Close)
 	return e
@@ -123,8 +127,13 @@ func (e *env) gateway(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	w.Header().Set("X-Request-Id", testRequestID) // as the gateway's serveJobsAPI
 	e.h.Serve(w, r, tenant)
 }
+
+// testRequestID is the X-Request-Id the test gateway gives every Files,
+// Batches and Jobs request.
+const testRequestID = "req-test"
 
 // response is an answer read whole.
 type response struct {

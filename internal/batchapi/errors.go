@@ -63,6 +63,12 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		return oe, false
 	case errors.Is(err, jobs.ErrNotFound):
 		return notFound(kind, id), false
+	case errors.Is(err, jobs.ErrFileUnreadable):
+		// A stored file damaged or missing in part, or a store that sent
+		// no chunk for FileReadIdle: ours, logged with the request id. Not
+		// final: a stalled store may answer the SDKs' retry.
+		return &openai.Error{Status: http.StatusInternalServerError, Type: openai.TypeServer, Code: "file_unreadable",
+			Message: "the file's stored content cannot be read whole"}, true
 	case errors.As(err, &se):
 		// OpenAI answers 409 "Cannot cancel a batch with status
 		// 'completed'." (the python SDK raises ConflictError). Final: the

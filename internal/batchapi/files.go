@@ -1,6 +1,7 @@
 package batchapi
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -223,6 +224,14 @@ func (h *Handler) deleteFile(w http.ResponseWriter, r *http.Request, tenant, id 
 }
 
 // fileContent is GET /v1/files/{id}/content: the bytes, streamed.
+//
+// The reader checks the content against its size and digest before it
+// hands out the last chunk (jobs.fileReader), so the first chunk is read
+// before the status is sent: a file of one chunk (128 KiB, most batch
+// outputs) that is damaged or missing in the store is an OpenAI 500 with
+// the request id, not a 200. A fault found after the status cuts the
+// response (http.ErrAbortHandler: the connection closed, or the HTTP/2
+// stream reset), so no client takes a short body for the whole file.
 func (h *Handler) fileContent(w http.ResponseWriter, r *http.Request, tenant, id string) {
 	f, err := h.svc.File(r.Context(), tenant, id)
 	if err != nil {
@@ -235,6 +244,11 @@ func (h *Handler) fileContent(w http.ResponseWriter, r *http.Request, tenant, id
 		return
 	}
 	defer rc.Close()
+	br := bufio.NewReaderSize(rc, contentBuffer)
+	if _, err := br.Peek(1); err != nil && err != io.EOF {
+		h.fail(w, r, fmt.Errorf("reading file %s: %w", id, err), objFile, id)
+		return
+	}
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
 	if f.Bytes > 0 {
@@ -244,12 +258,23 @@ func (h *Handler) fileContent(w http.ResponseWriter, r *http.Request, tenant, id
 		hd.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": f.Filename}))
 	}
 	w.WriteHeader(http.StatusOK)
-	if n, err := io.Copy(w, rc); err != nil && r.Context().Err() == nil {
-		// The status is sent; with Content-Length set the client sees a
-		// short body, which is the most we can still say.
-		h.log.WarnContext(r.Context(), "file download interrupted", "file", id, "sent", n, "err", err)
+	n, err := io.Copy(w, br)
+	if err == nil && n == f.Bytes {
+		return
 	}
+	if r.Context().Err() == nil {
+		if err == nil {
+			err = fmt.Errorf("the content has %d bytes, its file object %d", n, f.Bytes)
+		}
+		h.log.ErrorContext(r.Context(), "file download cut: the stored content cannot be sent whole", "file", id,
+			"request_id", hd.Get("X-Request-Id"), "sent", n, "bytes", f.Bytes, "err", err)
+	}
+	panic(http.ErrAbortHandler)
 }
+
+// contentBuffer is what a download holds besides its reader's chunks:
+// io.Copy's own buffer size.
+const contentBuffer = 32 << 10
 
 // missingParam is OpenAI's 400 for an absent required field.
 func missingParam(name string) *openai.Error {

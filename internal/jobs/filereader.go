@@ -37,12 +37,15 @@ const fileReadAhead = 4
 // copy: each reopen needs another rewrite, and a batch has few trackers.
 const maxFileReopens = 3
 
-// errFileStalled and errFileCorrupt end a read that cannot hand out the
-// file's content whole: the client must see an error (with
-// Content-Length sent, a short body), never a short or altered file.
+// ErrFileUnreadable is a stored file whose content cannot be handed out
+// whole (errFileStalled, errFileCorrupt): a fault of the store, not of
+// the request. Its reader must answer an error before the status, or cut
+// the response after it, never a short or altered file.
+var ErrFileUnreadable = errors.New("jobs: the file's stored content cannot be read whole")
+
 var (
-	errFileStalled = errors.New("jobs: no file content arrived")
-	errFileCorrupt = errors.New("jobs: file content does not match its size or digest")
+	errFileStalled = fmt.Errorf("jobs: no file content arrived: %w", ErrFileUnreadable)
+	errFileCorrupt = fmt.Errorf("jobs: file content does not match its size or digest: %w", ErrFileUnreadable)
 )
 
 // fileReader reads a file's content chunk by chunk from the object

@@ -54,6 +54,9 @@ type counters struct {
 	// files to the process holding the claim on them, fileClaimTakeovers
 	// the claims taken over from a writer whose lease ended (fileclaim.go).
 	fileClaimWaits, fileClaimTakeovers atomic.Uint64
+	// orphanChunksPurged counts the chunk sets of file writes that never
+	// committed the tracker purged (chunksweep.go).
+	orphanChunksPurged atomic.Uint64
 }
 
 // Stats returns the counters.
@@ -197,11 +200,14 @@ var (
 		"Batch finalizations by this gateway's tracker that left the result files to the gateway holding the claim on them.", nil, nil)
 	fileClaimTakeoversDesc = prometheus.NewDesc("sluice_jobs_batch_file_claim_takeovers_total",
 		"Claims on a batch's result files this gateway took over from a writer whose lease ended (a writer that died mid-write).", nil, nil)
+	orphanChunksPurgedDesc = prometheus.NewDesc("sluice_jobs_orphan_file_writes_purged_total",
+		"File writes that never committed (a process killed mid-write) whose chunks this gateway's tracker purged from the object store.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- fileClaimWaitsDesc
 	ch <- fileClaimTakeoversDesc
+	ch <- orphanChunksPurgedDesc
 	ch <- resultsRefusedDesc
 	ch <- heldResultsDesc
 	ch <- heldResultBytesDesc
@@ -240,6 +246,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(fileClaimWaitsDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimWaits.Load()))
 	ch <- prometheus.MustNewConstMetric(fileClaimTakeoversDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimTakeovers.Load()))
+	ch <- prometheus.MustNewConstMetric(orphanChunksPurgedDesc, prometheus.CounterValue, float64(c.s.stats.orphanChunksPurged.Load()))
 	queued, dests := c.s.hooks.queueDepth()
 	ch <- prometheus.MustNewConstMetric(webhooksQueuedDesc, prometheus.GaugeValue, float64(queued))
 	ch <- prometheus.MustNewConstMetric(webhooksQueuedLimitDesc, prometheus.GaugeValue, webhookMaxQueued)

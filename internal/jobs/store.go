@@ -140,6 +140,10 @@ type Options struct {
 	// writes): a writer that dies mid-write leaves the batch to another
 	// tracker after it. Default DefaultFileWriteLease.
 	FileWriteLease time.Duration
+	// OrphanChunkAge is how old the newest chunk of a file write that
+	// never committed must be before the tracker purges its chunks
+	// (chunksweep.go). Default DefaultOrphanChunkAge.
+	OrphanChunkAge time.Duration
 
 	// beforeFileCommit, in tests, runs after a result file's last byte and
 	// before the claim is confirmed and the file committed.
@@ -210,6 +214,9 @@ func (o *Options) defaults() {
 	}
 	if o.FileReadIdle <= 0 {
 		o.FileReadIdle = DefaultFileReadIdle
+	}
+	if o.OrphanChunkAge <= 0 {
+		o.OrphanChunkAge = DefaultOrphanChunkAge
 	}
 	if o.FileWriteLease <= 0 {
 		o.FileWriteLease = DefaultFileWriteLease

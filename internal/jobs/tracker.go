@@ -29,6 +29,7 @@ type tracker struct {
 	s      *Store
 	nudge  chan struct{}
 	actors map[string]*actor // by batch id; run's goroutine only
+	swept  time.Time         // the last sweep of orphaned chunks (chunksweep.go); run's goroutine only
 }
 
 func newTracker(s *Store) *tracker {
@@ -68,6 +69,7 @@ func (t *tracker) run(ctx context.Context) {
 			index = t.watchIndex(ctx)
 		}
 		t.scan(ctx, &wg)
+		t.sweep(ctx, &wg)
 		every := t.s.o.TrackInterval
 		var changes <-chan jetstream.KeyValueEntry
 		if index != nil {
@@ -92,6 +94,23 @@ func (t *tracker) run(ctx context.Context) {
 		}
 		timer.Stop()
 	}
+}
+
+// sweep purges orphaned file chunks when orphanSweepEvery has passed
+// since the last sweep began, and as the tracker starts; on a goroutine
+// of its own (wg), so a slow sweep delays no batch. A failed sweep is
+// tried again at the next period: orphans cost space, not correctness.
+func (t *tracker) sweep(ctx context.Context, wg *sync.WaitGroup) {
+	now := t.s.now()
+	if !t.swept.IsZero() && now.Sub(t.swept) < orphanSweepEvery {
+		return
+	}
+	t.swept = now
+	wg.Go(func() {
+		if _, err := t.s.sweepOrphanChunks(ctx); err != nil && ctx.Err() == nil {
+			t.s.log.Warn("sweeping the chunks of file writes that never committed", "err", err)
+		}
+	})
 }
 
 // watchIndex watches the active-batch index, nil when it cannot (NATS
