@@ -247,6 +247,11 @@ func (p *parser) validate(raw []byte) (jobs.BatchRequest, *jobs.BatchLineError) 
 	if model == "" {
 		return bad(CodeInvalidBody, "body.model", "body.model must be a non-empty string")
 	}
+	// A batch answer is stored whole: a streamed one would be kept as a
+	// completion without its usage. OpenAI refuses such lines too.
+	if peek.Stream {
+		return bad(CodeInvalidBody, "body.stream", "body.stream: a batch request cannot be streamed; remove stream or set it to false")
+	}
 	if p.o.Models != nil && !p.o.Models(model) {
 		return bad(CodeModelNotFound, "body.model", "model "+strconv.Quote(model)+" is not served by this gateway")
 	}

@@ -70,6 +70,7 @@ func TestParseBatchInputLineErrors(t *testing.T) {
 		{"no body", `{"custom_id":"x","method":"POST","url":"/v1/embeddings"}`, CodeInvalidBody, "body"},
 		{"no model", `{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"input":"a"}}`, CodeInvalidBody, "body.model"},
 		{"model number", `{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":3}}`, CodeInvalidBody, "body.model"},
+		{"streamed", `{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"model":"m1","messages":[{"role":"user","content":"hi"}],"stream":true}}`, CodeInvalidBody, "body.stream"},
 		{"unserved model", `{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":"gpt-9"}}`, CodeModelNotFound, "body.model"},
 	}
 	for _, tc := range cases {
