@@ -34,10 +34,15 @@ func slowSim(t *testing.T) *httptest.Server {
 // drainApp builds a gateway in front of be with the given shutdown_grace,
 // no job queue and no access log.
 func drainApp(t *testing.T, be, grace string) *App {
+	return drainAppLimit(t, be, grace, 0)
+}
+
+// drainAppLimit is drainApp with the backend's max_concurrency (0: none).
+func drainAppLimit(t *testing.T, be, grace string, limit int) *App {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeFile(t, path, fmt.Sprintf("listen: 127.0.0.1:0\nshutdown_grace: %s\nlog: {access: false}\nqueue: {enabled: false}\n"+
-		"models:\n  - name: m\n    backends:\n      - url: %s\n", grace, be))
+		"models:\n  - name: m\n    backends:\n      - url: %s\n        max_concurrency: %d\n", grace, be, limit))
 	return newApp(t, path)
 }
 
@@ -51,11 +56,20 @@ type answer struct {
 // longRequest sends a chat completion that runs for minutes; its answer
 // comes on the channel. stream: the channel gets the head first (body
 // nil), then the whole stream as it ended.
-func longRequest(url string, stream bool) <-chan answer {
+func longRequest(url string, stream bool, hdr ...string) <-chan answer {
 	out := make(chan answer, 2)
 	go func() {
 		body := fmt.Sprintf(`{"model":"m","max_tokens":5000,"stream":%t,"messages":[{"role":"user","content":"hi"}]}`, stream)
-		resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(body))
+		req, err := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", strings.NewReader(body))
+		if err != nil {
+			out <- answer{err: err}
+			return
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			out <- answer{err: err}
 			return
@@ -185,6 +199,53 @@ func TestCutEndsTheDrainAtOnce(t *testing.T) {
 	})
 	a.Cut() // the second
 	wantShuttingDown(t, <-plain)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// queued is the number of requests waiting in the model's admission
+// queue (/status).
+func queued(t *testing.T, admin string) int {
+	t.Helper()
+	resp, err := http.Get(admin + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Models []struct{ Queue struct{ Queued int } }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range st.Models {
+		n += m.Queue.Queued
+	}
+	return n
+}
+
+// A request still waiting in the admission queue when the drain ends (a
+// batch-class one: its max_wait is 5 minutes) is answered 503
+// shutting_down with the one on the backend, not left to the close of
+// its connection as before (EOF).
+func TestDrainEndAnswersTheQueuedRequests(t *testing.T) {
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		goleak.VerifyNone(t, otherTestsGoroutines)
+	})
+	be := slowSim(t)
+	url, admin, cancel, done := runApp(t, drainAppLimit(t, be.URL, "200ms", 1))
+	defer cancel()
+	running := longRequest(url, false)
+	eventually(t, "the first request on the backend", func() bool { return inFlight(t, admin) == 1 })
+	waiting := longRequest(url, false, "X-Sluice-Priority", "batch")
+	eventually(t, "the second request in the queue", func() bool { return queued(t, admin) == 1 })
+
+	cancel() // SIGTERM
+	wantShuttingDown(t, <-running)
+	wantShuttingDown(t, <-waiting)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
