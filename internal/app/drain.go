@@ -14,9 +14,23 @@ import (
 // a 503 shutting_down, or a stream's in-band error event. A cancelled
 // request returns within milliseconds; a client that reads nothing is
 // bounded by server.send_timeout, and past cutBound its connection is
-// closed. The whole shutdown is thus shutdown_grace + cutBound at most,
-// plus the release of the job queue (running jobs' 5 s) and the log.
+// closed. StopBound adds it up.
 const cutBound = 2 * time.Second
+
+// jobStopGrace is what the in-process job workers give running jobs once
+// the drain is over, before they cancel them and hand them back to the
+// queue (jobs.WorkerOptions.Grace).
+const jobStopGrace = 5 * time.Second
+
+// StopBound is the longest a shutdown takes with shutdown_grace grace:
+// the drain, the cut's answers, the running jobs' grace (the embedded
+// queue's own stop and the log's flush, bounded at 5 s for a stderr that
+// takes nothing, come on top). A supervisor's kill timeout
+// (Kubernetes' terminationGracePeriodSeconds less the preStop pause,
+// systemd's TimeoutStopSec) must exceed it.
+func StopBound(grace time.Duration) time.Duration {
+	return grace + cutBound + jobStopGrace
+}
 
 // drainCut ends the public listener's drain early: a second SIGTERM or
 // SIGINT during the drain (cmd/sluice) calls Cut.
