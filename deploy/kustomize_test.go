@@ -376,8 +376,12 @@ func checkSecurity(t *testing.T, d *appsv1.Deployment, c corev1.Container, cfg *
 	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
 		preStop = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
 	}
-	if grace <= preStop+cfg.ShutdownGrace.D() {
-		t.Errorf("terminationGracePeriodSeconds %v: in-flight streams need preStop %v + shutdown_grace %v", grace, preStop, cfg.ShutdownGrace.D())
+	// The whole stop, not only the grace: past it the kubelet's SIGKILL
+	// cuts requests the gateway would have answered 503 shutting_down and
+	// jobs it would have handed back.
+	if stop := app.StopBound(cfg.ShutdownGrace.D()); grace <= preStop+stop {
+		t.Errorf("terminationGracePeriodSeconds %v: a stop needs preStop %v + %v (shutdown_grace %v, the cut's answers, the running jobs' grace)",
+			grace, preStop, stop, cfg.ShutdownGrace.D())
 	}
 }
 

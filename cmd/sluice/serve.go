@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/app"
@@ -63,7 +65,33 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	// A second SIGTERM or SIGINT (the first ended ctx: main) cuts the
+	// drain: what still runs is answered 503 shutting_down and Run
+	// returns, where before it was swallowed and the drain ran its
+	// shutdown_grace. Registered before serving, so none is missed.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	done := make(chan struct{})
+	defer close(done)
+	go cutOnSecondSignal(sig, done, a.Cut)
 	return a.Run(ctx, ln)
+}
+
+// cutOnSecondSignal calls cut at the second signal on sig (the first is
+// the one that started the shutdown), or returns when done closes.
+func cutOnSecondSignal(sig <-chan os.Signal, done <-chan struct{}, cut func()) {
+	for n := 0; ; {
+		select {
+		case <-sig:
+			if n++; n == 2 {
+				cut()
+				return
+			}
+		case <-done:
+			return
+		}
+	}
 }
 
 // serveFlags is serve's command line.

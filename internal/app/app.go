@@ -74,6 +74,7 @@ type App struct {
 	ticker gateway.Ticker
 
 	releaseOnce sync.Once
+	cut         drainCut   // a second signal: see Cut
 	reloadMu    sync.Mutex // serialises reloads
 	checkMu     sync.Mutex
 	checkCfg    config.Active
@@ -148,6 +149,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	}
 	built.Commit()
 	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, tls: term}
+	a.cut.ch = make(chan struct{})
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
@@ -393,6 +395,12 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	guarded := a.guard(ln, sc, a.gw.Runtime().Config.Log.Access)
 	defer a.unguard()
 	srv := newServer(a.gw, guarded, sc, a.log)
+	// Every public request's context descends from base, so that the end
+	// of the drain can cut them with a cause the gateway tells from a
+	// client that left (drainServer).
+	base, cutRequests := context.WithCancelCause(context.Background())
+	defer cutRequests(nil)
+	srv.BaseContext = func(net.Listener) context.Context { return base }
 	if a.jobs != nil {
 		a.jobs.startWorker(a.gw)
 	} else if a.jobsRetry != nil {
@@ -409,7 +417,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	a.shutdown(srv, serveErr)
+	a.shutdown(srv, serveErr, cutRequests)
 	return nil
 }
 
@@ -443,19 +451,16 @@ func (a *App) startLoops(runCtx context.Context, wg *sync.WaitGroup) {
 	go func() { defer wg.Done(); a.runDiscovery(runCtx) }()
 }
 
-// shutdown drains srv for shutdown_grace (then closes what is left), waits
-// for Serve to return on serveErr, gives the calls that outlive their
-// handlers the rest of the grace, and releases what New opened.
-func (a *App) shutdown(srv *http.Server, serveErr <-chan error) {
+// shutdown drains srv for shutdown_grace or until Cut (then cuts what is
+// left: drainServer), waits for Serve to return on serveErr, gives the calls
+// that outlive their handlers the rest of the grace, and releases what New
+// opened.
+func (a *App) shutdown(srv *http.Server, serveErr <-chan error, cutRequests context.CancelCauseFunc) {
 	grace := a.gw.Runtime().Config.ShutdownGrace.D()
 	a.log.Info("shutting down: draining in-flight requests", "grace", grace.String())
 	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	err := srv.Shutdown(shutCtx)
-	if err != nil {
-		a.log.Warn("grace period over; closing remaining connections", "error", err.Error())
-		srv.Close()
-	}
+	a.drainServer(srv, shutCtx, cancel, cutRequests)
 	<-serveErr
 	// Calls that outlive their handlers (flights, stale-while-revalidate
 	// refreshes, hedge races' losers running on) get what is left of the

@@ -117,7 +117,7 @@ func (q *jobQueue) startWorker(gw *gateway.Gateway) {
 	q.workerWG.Add(1)
 	go func() {
 		defer q.workerWG.Done()
-		err := q.store.RunWorker(ctx, jobs.WorkerOptions{Concurrency: q.cfg.Workers, Executor: gw.JobExecutor(), Gate: gw.JobGate()})
+		err := q.store.RunWorker(ctx, jobs.WorkerOptions{Concurrency: q.cfg.Workers, Executor: gw.JobExecutor(), Gate: gw.JobGate(), Grace: jobStopGrace})
 		if err != nil && !errors.Is(err, context.Canceled) {
 			q.log.Error("job worker stopped", "error", err.Error())
 		}

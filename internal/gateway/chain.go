@@ -153,7 +153,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, e
 	// x is zero (new, or cleared by release): set only what is known, not
 	// a whole new exchange, which would clear its ~1KB once more.
 	x.w, x.r, x.rt, x.job, x.vals, x.connMemo, x.ep = w, r, g.rt.Load(), job, vals, memo, ep
-	x.rec.id, x.rec.path, x.rec.start = reqID, r.URL.Path, start
+	x.rec.id, x.rec.path, x.rec.start, x.rec.ctx = reqID, r.URL.Path, start, r.Context()
 	defer g.release(x)
 	if job != nil {
 		g.tally.jobsRunning.Add(1)

@@ -96,6 +96,12 @@ func apiError(err error, model string) *openai.Error {
 	case errors.Is(err, proxy.ErrStreamIdle):
 		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_idle_timeout",
 			Message: "the backend stopped sending data"}
+	case errors.Is(err, proxy.ErrShuttingDown):
+		// The drain's bound passed with the request still running (or
+		// queued): another replica can serve it at once.
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "shutting_down",
+			Message:    "the gateway is shutting down and its drain time (shutdown_grace) ended before this request did; retry",
+			RetryAfter: time.Second}
 	case errors.Is(err, context.Canceled):
 		// nginx's 499: the client closed the request; nobody reads this.
 		return &openai.Error{Status: 499, Type: openai.TypeServer, Code: "client_closed_request", Message: "client closed the request"}

@@ -25,15 +25,24 @@ type record struct {
 	status          int
 	errCode         string
 	// cause is the full internal error behind a failure, for the log only.
-	cause  error
+	cause error
+	// ctx is the request's context: its cause tells a client that left
+	// from a request the gateway's shutdown cut (fail).
+	ctx    context.Context
 	result proxy.Result
 	// modelIn is a runtime whose pools have model (the parse stage's),
 	// so that observe's check of the label is a pointer compare.
 	modelIn *Runtime
 }
 
-// fail answers the client with e (unless it left) and notes the error.
+// fail answers the client with e (unless it left) and notes the error. A
+// request cancelled by the gateway's shutdown (its grace over, or a second
+// signal) is answered 503 shutting_down, not taken for a client that
+// left: the client is there, and may retry on another replica.
 func (rec *record) fail(w http.ResponseWriter, e *openai.Error) {
+	if e.Status == 499 && rec.ctx != nil && errors.Is(context.Cause(rec.ctx), proxy.ErrShuttingDown) {
+		e = apiError(proxy.ErrShuttingDown, rec.model)
+	}
 	rec.status, rec.errCode = e.Status, e.Code
 	if e.Cause != nil {
 		rec.cause = e.Cause

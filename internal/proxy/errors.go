@@ -27,6 +27,13 @@ var (
 	ErrProbeTimeout = fmt.Errorf("%w: no answer to a follow-up's probe within its bound", ErrFirstByteTimeout)
 	// ErrStreamIdle: the backend stopped sending in the middle of a response.
 	ErrStreamIdle = errors.New("backend stream idle for too long")
+	// ErrShuttingDown is the cause a request's context is cancelled with
+	// when the gateway's shutdown_grace ends (or a second signal cuts the
+	// drain) before the request did: the client is still there and is
+	// told so (503 shutting_down, or an in-band error event on a stream
+	// already committed), where a cancelled context otherwise means the
+	// client left.
+	ErrShuttingDown = errors.New("the gateway is shutting down")
 	// ErrTotalTimeout: the request exceeded its total time limit.
 	ErrTotalTimeout = errors.New("request exceeded its total time limit")
 	// ErrUpstream: the backend failed in another way (reset, bad response).

@@ -76,6 +76,8 @@ func midStreamError(err error, reqID string) *openai.Error {
 		e.Code, e.Message = "upstream_idle_timeout", "the backend stopped sending data"
 	case errors.Is(err, ErrTotalTimeout):
 		e.Code, e.Message = "request_timeout", "the request exceeded the gateway's total time limit"
+	case errors.Is(err, ErrShuttingDown):
+		e.Code, e.Message = "shutting_down", "the gateway is shutting down and its drain time (shutdown_grace) ended before this stream did; retry"
 	}
 	if reqID != "" {
 		e.Message += " (request id " + reqID + ")"
@@ -231,9 +233,30 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 		}
 	} else if clientGone {
 		res.Err = context.Canceled
+		if stream && f.endCutStream(ctx, w, writeErr, in, nil) {
+			res.Err = errCut
+		}
 	}
 	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
 }
+
+// endCutStream ends a committed stream that the gateway's shutdown cut
+// (ErrShuttingDown, the cause of ctx) with an in-band error event: the
+// client is still reading and must not take the cut for the end of the
+// answer. A stream whose client left (writeErr, or a plain cancel) gets
+// nothing: nobody reads it. It reports whether it sent the event.
+func (f *Forwarder) endCutStream(ctx context.Context, w http.ResponseWriter, writeErr error, in *Request, chk *sseCheck) bool {
+	if writeErr != nil || !errors.Is(context.Cause(ctx), ErrShuttingDown) {
+		return false
+	}
+	f.sendStreamError(w, ErrShuttingDown, in, chk)
+	return true
+}
+
+// errCut is a cut stream's Result.Err: still context.Canceled to whatever
+// tells a cancelled request (the request was not the backend's failure),
+// and the access log says why.
+var errCut = fmt.Errorf("%w: %w", context.Canceled, ErrShuttingDown)
 
 // toClient writes p to the client with the attempt's watchdog paused: a
 // client slow to take the answer (back-pressure, once read-ahead is full)

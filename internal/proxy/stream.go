@@ -99,6 +99,9 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 		f.sendStreamError(w, fail, in, &chk)
 	} else if clientGone {
 		res.Err = context.Canceled
+		if f.endCutStream(ctx, w, writeErr, in, &chk) {
+			res.Err = errCut
+		}
 	}
 	// The latency signal for health, p2c and the adaptive limit: time to
 	// the first token (headers alone may come before any work).

@@ -1,0 +1,79 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/proxy"
+)
+
+// cutBound is how long the requests still running when the drain ends
+// (shutdown_grace over, or Cut) get to write their answers once cancelled:
+// a 503 shutting_down, or a stream's in-band error event. A cancelled
+// request returns within milliseconds; a client that reads nothing is
+// bounded by server.send_timeout, and past cutBound its connection is
+// closed. StopBound adds it up.
+const cutBound = 2 * time.Second
+
+// jobStopGrace is what the in-process job workers give running jobs once
+// the drain is over, before they cancel them and hand them back to the
+// queue (jobs.WorkerOptions.Grace).
+const jobStopGrace = 5 * time.Second
+
+// StopBound is the longest a shutdown takes with shutdown_grace grace:
+// the drain, the cut's answers, the running jobs' grace (the embedded
+// queue's own stop and the log's flush, bounded at 5 s for a stderr that
+// takes nothing, come on top). A supervisor's kill timeout
+// (Kubernetes' terminationGracePeriodSeconds less the preStop pause,
+// systemd's TimeoutStopSec) must exceed it.
+func StopBound(grace time.Duration) time.Duration {
+	return grace + cutBound + jobStopGrace
+}
+
+// drainCut ends the public listener's drain early: a second SIGTERM or
+// SIGINT during the drain (cmd/sluice) calls Cut.
+type drainCut struct {
+	once sync.Once
+	ch   chan struct{} // closed by Cut
+}
+
+// Cut ends a shutdown's drain at once: the requests still running are
+// cut as when shutdown_grace ends, and Run returns. Before a shutdown it
+// makes the next one skip the drain. Safe to call more than once and from
+// any goroutine.
+func (a *App) Cut() {
+	a.cut.once.Do(func() { close(a.cut.ch) })
+}
+
+// drainServer shuts srv down: no new connections, idle ones closed, in-flight
+// requests given until shutCtx ends (shutdown_grace) or Cut. Those still
+// running then are cancelled with proxy.ErrShuttingDown as their
+// context's cause (cut), which the gateway answers 503 shutting_down with
+// Retry-After (a stream already committed: an in-band error event), where
+// before the connections were closed under them: a non-stream client got
+// an empty reply, a stream ended without [DONE] or an error, both alike to
+// a crash. They get cutBound to write it; then what is left is closed.
+// Cut cancels shutCtx (cancel), so what runs after it is cut short too.
+func (a *App) drainServer(srv *http.Server, shutCtx context.Context, cancel context.CancelFunc, cut context.CancelCauseFunc) {
+	go func() { // ends with shutCtx, which Cut or the grace ends
+		select {
+		case <-a.cut.ch:
+			cancel()
+		case <-shutCtx.Done():
+		}
+	}()
+	if err := srv.Shutdown(shutCtx); err == nil {
+		return
+	}
+	a.log.Warn("drain over (shutdown_grace passed, or a second signal); answering the requests still running 503 shutting_down",
+		"bound", cutBound.String())
+	cut(proxy.ErrShuttingDown)
+	cutCtx, cancelCut := context.WithTimeout(context.Background(), cutBound)
+	defer cancelCut()
+	if err := srv.Shutdown(cutCtx); err != nil {
+		a.log.Warn("closing the connections still open after the cut", "error", err.Error())
+		srv.Close()
+	}
+}
