@@ -380,7 +380,7 @@ func checkSecurity(t *testing.T, d *appsv1.Deployment, c corev1.Container, cfg *
 	// cuts requests the gateway would have answered 503 shutting_down and
 	// jobs it would have handed back.
 	if stop := app.StopBound(cfg.ShutdownGrace.D()); grace <= preStop+stop {
-		t.Errorf("terminationGracePeriodSeconds %v: a stop needs preStop %v + %v (shutdown_grace %v, the cut's answers, the running jobs' grace)",
+		t.Errorf("terminationGracePeriodSeconds %v: a stop needs preStop %v + %v (shutdown_grace %v, in which running jobs finish too, and the cut's answers)",
 			grace, preStop, stop, cfg.ShutdownGrace.D())
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/gateway"
@@ -31,7 +33,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	allowPrivateHooks := fs.Bool("allow-private-webhooks", false, "deliver webhooks to loopback, private and link-local addresses (the gateway's queue.allow_private_webhooks)")
 	concurrency := fs.Int("concurrency", 16, "jobs run at once")
 	maxAttempts := fs.Int("max-attempts", 5, "executions ending in an error before a job is dead-lettered")
-	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM, how long running jobs may finish before they go back to the queue")
+	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM (no new job is taken from then), how long running jobs may finish before they go back to the queue; a second SIGTERM or SIGINT cuts them at once")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -46,6 +48,20 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *concurrency < 1 {
 		return errors.New("--concurrency must be at least 1")
 	}
+	if *grace <= 0 {
+		return errors.New("--grace must be positive (a second SIGTERM or SIGINT cuts running jobs at once)")
+	}
+	// The first SIGTERM or SIGINT ends ctx (main): no new job is taken,
+	// running ones get --grace. The second cuts them at once, back to the
+	// queue, where before it was swallowed and the grace ran on. Registered
+	// first, so that none is missed.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	done := make(chan struct{})
+	defer close(done)
+	cut := make(chan struct{})
+	go cutOnSecondSignal(sig, done, func() { close(cut) })
 	logger, err := telemetry.NewLogger(os.Stderr, *logLevel)
 	if err != nil {
 		return err
@@ -76,6 +92,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Executor:    &jobs.HTTPExecutor{Admin: *adminURL, Token: *adminToken},
 		Gate:        &jobs.HTTPGate{Admin: *adminURL, Token: *adminToken},
 		Grace:       *grace,
+		Cut:         cut,
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("worker: %w", err)

@@ -452,14 +452,15 @@ func (a *App) startLoops(runCtx context.Context, wg *sync.WaitGroup) {
 }
 
 // shutdown drains srv for shutdown_grace or until Cut (then cuts what is
-// left: drainServer), waits for Serve to return on serveErr, gives the calls
-// that outlive their handlers the rest of the grace, and releases what New
-// opened.
+// left: drainServer), and the job workers alike (drainJobs), waits for
+// Serve to return on serveErr, gives the calls that outlive their handlers
+// the rest of the grace, and releases what New opened.
 func (a *App) shutdown(srv *http.Server, serveErr <-chan error, cutRequests context.CancelCauseFunc) {
 	grace := a.gw.Runtime().Config.ShutdownGrace.D()
 	a.log.Info("shutting down: draining in-flight requests", "grace", grace.String())
 	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	waitJobs := a.drainJobs(shutCtx)
 	a.drainServer(srv, shutCtx, cancel, cutRequests)
 	<-serveErr
 	// Calls that outlive their handlers (flights, stale-while-revalidate
@@ -468,6 +469,7 @@ func (a *App) shutdown(srv *http.Server, serveErr <-chan error, cutRequests cont
 	if err := a.deps.Background.Wait(shutCtx); err != nil {
 		a.log.Warn("grace period over; cancelled background calls (cache refreshes, hedge losers)", "error", err.Error())
 	}
+	waitJobs()
 	a.release()
 	a.log.Info("stopped")
 }

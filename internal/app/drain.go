@@ -17,19 +17,55 @@ import (
 // closed. StopBound adds it up.
 const cutBound = 2 * time.Second
 
-// jobStopGrace is what the in-process job workers give running jobs once
-// the drain is over, before they cancel them and hand them back to the
-// queue (jobs.WorkerOptions.Grace).
+// jobStopGrace is what the in-process job workers give running jobs when
+// the queue closes outside a shutdown's drain (Run ending on a listener's
+// failure), before they cancel them and hand them back to the queue. A
+// shutdown gives them its drain instead (drainJobs).
 const jobStopGrace = 5 * time.Second
 
 // StopBound is the longest a shutdown takes with shutdown_grace grace:
-// the drain, the cut's answers, the running jobs' grace (the embedded
-// queue's own stop and the log's flush, bounded at 5 s for a stderr that
-// takes nothing, come on top). A supervisor's kill timeout
+// the drain, in which running jobs finish too, and the cut's answers,
+// while which the jobs cut with the requests go back to the queue (the
+// embedded queue's own stop and the log's flush, bounded at 5 s for a
+// stderr that takes nothing, come on top). A supervisor's kill timeout
 // (Kubernetes' terminationGracePeriodSeconds less the preStop pause,
 // systemd's TimeoutStopSec) must exceed it.
 func StopBound(grace time.Duration) time.Duration {
-	return grace + cutBound + jobStopGrace
+	return grace + cutBound
+}
+
+// drainJobs starts the job workers' drain at the start of a shutdown: from
+// the first signal they take no new job (another replica, or the next
+// start, takes it: delivery is at least once), where before they took
+// jobs until the end of the drain, and any still running then was cut
+// after 5 s and run again elsewhere. The running jobs get the drain, as
+// requests do: when shutCtx ends (shutdown_grace over, or Cut) they are
+// cancelled and handed back to the queue, their attempt not counted. A
+// queue that connects from now on is not installed. The returned wait
+// returns once the workers stopped.
+func (a *App) drainJobs(shutCtx context.Context) (wait func()) {
+	a.jobsMu.Lock()
+	defer a.jobsMu.Unlock()
+	a.closing = true
+	q := a.jobs
+	if q == nil {
+		return func() {}
+	}
+	q.stopTaking()
+	stopped := make(chan struct{})
+	go func() { q.workerWG.Wait(); close(stopped) }()
+	stop := context.AfterFunc(shutCtx, func() {
+		select {
+		case <-stopped:
+		default:
+			a.log.Warn("drain over (shutdown_grace passed, or a second signal); cutting the jobs still running, they go back to the queue")
+			q.cutJobs()
+		}
+	})
+	return func() {
+		<-stopped
+		stop()
+	}
 }
 
 // drainCut ends the public listener's drain early: a second SIGTERM or

@@ -33,7 +33,11 @@ type jobQueue struct {
 	api   *batchapi.Handler
 	log   *slog.Logger
 
+	// stopWorker ends the workers' taking of jobs; cut, closed once by
+	// cutJobs, cancels the running ones, which go back to the queue.
 	stopWorker context.CancelFunc
+	cut        chan struct{}
+	cutOnce    sync.Once
 	workerWG   sync.WaitGroup
 	closeOnce  sync.Once
 }
@@ -53,7 +57,7 @@ func DefaultDataDir() string {
 // openQueue starts the embedded server when no URL is configured and opens
 // the store. models reports whether a model is served (batch validation).
 func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, models func(string) bool) (*jobQueue, error) {
-	q := &jobQueue{cfg: c, log: log}
+	q := &jobQueue{cfg: c, log: log, cut: make(chan struct{})}
 	url, storeLimit := c.URL, int64(c.MaxStoreBytes)
 	if url == "" {
 		dir := c.DataDir
@@ -107,7 +111,9 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 }
 
 // startWorker runs this gateway's workers: they take jobs while the pool
-// has spare capacity and run them through the gateway.
+// has spare capacity and run them through the gateway. Once stopped
+// (stopTaking) they take none; the running jobs have no bound of their
+// own but cutJobs, which a shutdown calls at the end of its drain.
 func (q *jobQueue) startWorker(gw *gateway.Gateway) {
 	if q.cfg.WorkerDisabled || q.cfg.Workers == 0 {
 		return
@@ -117,20 +123,33 @@ func (q *jobQueue) startWorker(gw *gateway.Gateway) {
 	q.workerWG.Add(1)
 	go func() {
 		defer q.workerWG.Done()
-		err := q.store.RunWorker(ctx, jobs.WorkerOptions{Concurrency: q.cfg.Workers, Executor: gw.JobExecutor(), Gate: gw.JobGate(), Grace: jobStopGrace})
+		err := q.store.RunWorker(ctx, jobs.WorkerOptions{Concurrency: q.cfg.Workers, Executor: gw.JobExecutor(), Gate: gw.JobGate(), Cut: q.cut})
 		if err != nil && !errors.Is(err, context.Canceled) {
 			q.log.Error("job worker stopped", "error", err.Error())
 		}
 	}()
 }
 
-// stopWorkers lets running jobs finish (within the worker's grace) and
-// hands the rest back to the queue.
-func (q *jobQueue) stopWorkers() {
+// stopTaking ends the workers' taking of jobs, at once; the running ones
+// go on. The caller holds the App's jobsMu (startWorker runs under it).
+func (q *jobQueue) stopTaking() {
 	if q.stopWorker != nil {
 		q.stopWorker()
-		q.workerWG.Wait()
 	}
+}
+
+// cutJobs cancels the running jobs, which go back to the queue without
+// their attempt counted. Safe to call more than once.
+func (q *jobQueue) cutJobs() { q.cutOnce.Do(func() { close(q.cut) }) }
+
+// stopWorkers stops the workers: running jobs get jobStopGrace to finish
+// (none left after a shutdown's drain, which waited for them), then are
+// cut and handed back to the queue.
+func (q *jobQueue) stopWorkers() {
+	q.stopTaking()
+	t := time.AfterFunc(jobStopGrace, q.cutJobs)
+	defer t.Stop()
+	q.workerWG.Wait()
 }
 
 // Close stops workers, the store and the embedded server.

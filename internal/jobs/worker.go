@@ -34,8 +34,16 @@ type WorkerOptions struct {
 	// until AckWait.
 	PollWait time.Duration
 	// Grace is how long running jobs may finish after ctx ends before
-	// their executions are cancelled and the jobs requeued, default 5s.
+	// their executions are cancelled and the jobs requeued, default 5s;
+	// with Cut set and Grace 0, no bound of its own: running jobs finish
+	// or are cut by Cut.
 	Grace time.Duration
+	// Cut, when set, ends the worker at once when closed: it stops taking
+	// jobs, and running executions are cancelled and their jobs requeued
+	// without counting the attempt, whatever is left of Grace. The
+	// gateway closes it at the end of its drain (shutdown_grace over, or a
+	// second signal); `sluice worker` at the second signal.
+	Cut <-chan struct{}
 
 	// ticker paces a message's heartbeats, default newTicker; tests
 	// inject one to tick the heartbeat themselves instead of waiting for
@@ -57,11 +65,11 @@ func newTicker(every time.Duration) (ticks <-chan time.Time, stop func()) {
 // publishes before it writes) before it is taken for a submitter's crash.
 const orphanGrace = time.Minute
 
-// RunWorker takes jobs from the queue and executes them until ctx ends or
-// the Store closes. It then stops taking jobs, gives running ones Grace to
-// finish, cancels the rest and requeues them, and returns nil. It returns
-// an error only if it cannot start; NATS being away is not such a reason,
-// it waits for NATS.
+// RunWorker takes jobs from the queue and executes them until ctx ends,
+// Cut closes or the Store closes. It then stops taking jobs, gives running
+// ones Grace to finish (none after Cut), cancels the rest and requeues
+// them, and returns nil. It returns an error only if it cannot start;
+// NATS being away is not such a reason, it waits for NATS.
 func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	if o.Executor == nil {
 		return errors.New("jobs: RunWorker needs an Executor")
@@ -73,7 +81,7 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	if o.PollWait <= 0 {
 		o.PollWait = time.Second
 	}
-	if o.Grace <= 0 {
+	if o.Grace <= 0 && o.Cut == nil {
 		o.Grace = 5 * time.Second
 	}
 	if o.ticker == nil {
@@ -86,6 +94,24 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()
+	// Executions get their own context: ending ctx stops the taking of
+	// jobs at once but gives running ones Grace; Cut ends both at once.
+	execCtx, execCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer execCancel()
+	if o.Cut != nil {
+		var cutWatch sync.WaitGroup
+		ended := make(chan struct{})
+		defer cutWatch.Wait()
+		defer close(ended)
+		cutWatch.Go(func() {
+			select {
+			case <-o.Cut:
+				stop()
+				execCancel()
+			case <-ended:
+			}
+		})
+	}
 
 	w := &worker{s: s, o: o, stop: runCtx, pause: newStorePause(s, runCtx, o)}
 	for _, class := range o.Classes {
@@ -108,10 +134,6 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 		}
 		w.cons = append(w.cons, c)
 	}
-	// Executions get their own context: ending ctx stops the taking of
-	// jobs at once but gives running ones Grace.
-	execCtx, execCancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer execCancel()
 	d := newDispatcher(s.nc, w.cons, o, s.log)
 	d.stalled = w.pause.stalled
 	var slots sync.WaitGroup
@@ -120,9 +142,11 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 		slots.Go(func() { w.slot(runCtx, execCtx, d) })
 	}
 	<-runCtx.Done()
-	t := time.AfterFunc(o.Grace, execCancel)
+	if o.Grace > 0 {
+		t := time.AfterFunc(o.Grace, execCancel)
+		defer t.Stop()
+	}
 	slots.Wait()
-	t.Stop()
 	w.pause.finish()
 	return nil
 }

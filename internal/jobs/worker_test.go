@@ -309,3 +309,38 @@ func TestShutdownRequeuesUnfinishedJob(t *testing.T) {
 	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
 	eventually(t, "the requeued job", func() bool { return mustJob(t, s, "acme", j.ID).Status == StatusSucceeded })
 }
+
+// Cut ends a stopping worker's running executions at once, whatever is
+// left of Grace (an hour here), and their jobs go back to the queue
+// without losing an attempt. Before Cut, the only way to end them was
+// Grace's timer: this test waited the hour.
+func TestCutEndsRunningJobsAtOnce(t *testing.T) {
+	s, _ := newStore(t, nil)
+	started := make(chan struct{}, 1)
+	cut := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- s.RunWorker(ctx, WorkerOptions{PollWait: 100 * time.Millisecond, Grace: time.Hour, Cut: cut,
+			Executor: execFunc(func(ctx context.Context, j *Job) (Result, error) {
+				started <- struct{}{}
+				<-ctx.Done()
+				return Result{}, ctx.Err()
+			})})
+	}()
+	j, _, err := s.Submit(context.Background(), spec("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	cancel() // the first signal: no more jobs taken, the running one goes on
+	close(cut)
+	if err := <-done; err != nil {
+		t.Fatalf("RunWorker: %v", err)
+	}
+	got := mustJob(t, s, "acme", j.ID)
+	if got.Status != StatusQueued || got.Attempts != 0 {
+		t.Fatalf("after the cut: %s with %d attempts, want queued with 0", got.Status, got.Attempts)
+	}
+}
