@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-logr/logr"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -47,7 +48,8 @@ const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namesp
 // unready, the Service scaled to zero) is reported: it is the cluster's
 // truth, not a failure. A failure to reach the API (unreachable, 403 for
 // want of RBAC) is reported to the sink while the informer retries with
-// backoff; the last set stands.
+// backoff; the last set stands, and is reported again once the informer
+// has listed after the failure, so the failure is seen to end.
 type Kubernetes struct {
 	Namespace  string // "" = the kubeconfig context's, or the pod's own in a cluster
 	Service    string
@@ -86,6 +88,11 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 	inf := cache.NewSharedIndexInformerWithOptions(lw, &discoveryv1.EndpointSlice{},
 		cache.SharedIndexInformerOptions{ObjectDescription: what})
 	changed := make(chan struct{}, 1)
+	// failed is set at a failure to list or watch: the next set the
+	// store shows (the relist after it fills the store again, an update
+	// event per object) is reported even when unchanged, so the failure
+	// is seen to end.
+	var failed atomic.Bool
 	poke := func() {
 		select {
 		case changed <- struct{}{}:
@@ -100,6 +107,7 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 	if err == nil {
 		err = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 			if ctx.Err() == nil && !benignWatchEnd(err) {
+				failed.Store(true)
 				sink.Fail(fmt.Errorf("%s: %w", what, err))
 			}
 		})
@@ -126,7 +134,7 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 		switch {
 		case err != nil:
 			sink.Fail(fmt.Errorf("%s: %w", what, err))
-		case first || !slices.Equal(set, last):
+		case failed.Swap(false) || first || !slices.Equal(set, last):
 			first, last = false, set
 			sink.Update(slices.Clone(set))
 		}
