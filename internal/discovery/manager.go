@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -117,9 +118,11 @@ func (m *Manager) setLocked(model string) []endpoint.Spec {
 		return slices.Clone(r.carried)
 	}
 	var out []endpoint.Spec
+	seen := map[string]bool{} // by Key: a scan of out grew as the square of the set
 	for _, set := range r.sets {
 		for _, s := range set {
-			if !slices.ContainsFunc(out, func(x endpoint.Spec) bool { return x.Key() == s.Key() }) {
+			if k := s.Key(); !seen[k] {
+				seen[k] = true
 				out = append(out, s)
 			}
 		}
@@ -142,10 +145,18 @@ type sink struct {
 	i     int
 }
 
-// Update takes the source's set. A set equal to the one the source last
+// Update takes the source's set; one of more than maxTargets backends is
+// refused as a failure (the last set stands). A set equal to the one the source last
 // reported changes nothing (no rebuild); a source reports one after a
 // failure to say it recovered.
 func (s *sink) Update(set []endpoint.Spec) {
+	if len(set) > maxTargets {
+		// A registry gone wrong (a selector matching every pod, a zone
+		// of thousands of records) must not turn into thousands of
+		// backends, each with its state and its place in every picker.
+		s.Fail(fmt.Errorf("%d backends, more than %d: refused", len(set), maxTargets))
+		return
+	}
 	s.m.mu.Lock()
 	if s.m.running[s.model] != s.r { // stopped: a late report
 		s.m.mu.Unlock()

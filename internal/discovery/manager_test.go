@@ -3,6 +3,7 @@ package discovery
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -149,6 +150,32 @@ func TestManagerLogsFailureRunsOnce(t *testing.T) {
 	src.run(func(s Sink) { s.Fail(io.EOF) })
 	if n := strings.Count(logs.String(), "discovery failed"); n != 2 {
 		t.Errorf("%d failure lines after a second run began, want 2", n)
+	}
+}
+
+// A set past the bound (a selector matching every pod, a zone of
+// thousands of records) is refused as a failure: the last set stands.
+func TestManagerRefusesAHugeSet(t *testing.T) {
+	m := NewManager(prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer m.Stop()
+	src := scripted{do: make(chan func(Sink)), done: make(chan struct{})}
+	m.Sync(map[string]Sources{"m": {Key: "k", List: []Source{src}}})
+	src.run(func(s Sink) { s.Update([]endpoint.Spec{{URL: "http://a:1", Weight: 1}}) })
+	changed(t, m)
+	huge := make([]endpoint.Spec, maxTargets+1)
+	for i := range huge {
+		huge[i] = endpoint.Spec{URL: fmt.Sprintf("http://10.%d.%d.%d:8000", i>>16&255, i>>8&255, i&255), Weight: 1}
+	}
+	src.run(func(s Sink) { s.Update(huge) })
+	if got := urls(m.Set("m")); got != "http://a:1" {
+		t.Fatalf("set after a huge report: %d backends, want the last set", len(m.Set("m")))
+	}
+	if n := testutil.ToFloat64(m.metrics.failures.WithLabelValues("m")); n != 1 {
+		t.Errorf("sluice_discovery_failures_total = %v, want 1", n)
+	}
+	src.run(func(s Sink) { s.Update(huge[:maxTargets]) })
+	if n := len(m.Set("m")); n != maxTargets {
+		t.Errorf("%d backends from a set at the bound, want %d", n, maxTargets)
 	}
 }
 
