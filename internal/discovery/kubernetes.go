@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -88,16 +89,34 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 	inf := cache.NewSharedIndexInformerWithOptions(lw, &discoveryv1.EndpointSlice{},
 		cache.SharedIndexInformerOptions{ObjectDescription: what})
 	changed := make(chan struct{}, 1)
-	// failed is set at a failure to list or watch: the next set the
-	// store shows (the relist after it fills the store again, an update
-	// event per object) is reported even when unchanged, so the failure
-	// is seen to end.
-	var failed atomic.Bool
 	poke := func() {
 		select {
 		case changed <- struct{}{}:
 		default:
 		}
+	}
+	// failed is set at a failure to list or watch; the next set is
+	// reported even when unchanged, so the failure is seen to end. The
+	// API answering a list or a watch after it pokes the loop: no event
+	// would when the store stays as it was (a Service with no slice
+	// before the outage and after it). The loop may so report the store
+	// before the list's changes reach it: the last set, which rebuilds
+	// nothing; the changes follow as events.
+	var failed atomic.Bool
+	list, watchFn := lw.ListWithContextFunc, lw.WatchFuncWithContext
+	lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		obj, err := list(ctx, o)
+		if err == nil && failed.Load() {
+			poke()
+		}
+		return obj, err
+	}
+	lw.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		w, err := watchFn(ctx, o)
+		if err == nil && failed.Load() {
+			poke()
+		}
+		return w, err
 	}
 	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { poke() },
