@@ -4,12 +4,14 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/discovery/kubetest"
 )
@@ -93,5 +95,78 @@ func writeFile(t *testing.T, path, src string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A model whose only source has no backend to give, by fault (the API
+// down at start: no set yet) or for real (every endpoint unready: an
+// empty set, honoured), answers at once 503 no_healthy_backend with
+// Retry-After, with the queue on as by default, never a held request;
+// the first ready endpoint serves.
+func TestKubernetesEmptyPoolAnswers503(t *testing.T) {
+	b := backend(t, "b")
+	api := kubetest.New(t, "inference", false)
+	api.Put(kubetest.Slice("vllm-b", "vllm", portOf(t, b.URL), kubetest.Endpoint{Addr: "127.0.0.1", Ready: kubetest.No()}))
+	api.SetDown(503)
+
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	writeFile(t, kubeconfig, "apiVersion: v1\nkind: Config\ncurrent-context: test\n"+
+		"clusters: [{name: test, cluster: {server: \""+api.URL()+"\"}}]\n"+
+		"users: [{name: test, user: {}}]\n"+
+		"contexts: [{name: test, context: {cluster: test, user: test, namespace: inference}}]\n")
+	path := filepath.Join(dir, "sluice.yaml")
+	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\n"+
+		"models:\n  - name: m1\n    discovery:\n      - type: kubernetes\n        service: vllm\n"+
+		"        port: "+strconv.Itoa(int(portOf(t, b.URL)))+"\n        kubeconfig: "+kubeconfig+"\n")
+	a := newApp(t, path)
+	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.Run(ctx, ln) }()
+	defer func() { cancel(); <-stopped }()
+	gw := "http://" + ln.Addr().String()
+
+	refused := func(when string) {
+		t.Helper()
+		// The client's bound only catches a hang; the answer is at once.
+		c := &http.Client{Timeout: time.Minute}
+		resp, err := c.Post(gw+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m1","messages":[]}`))
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" ||
+			!strings.Contains(string(body), "no_healthy_backend") {
+			t.Fatalf("%s: %d Retry-After=%q %s, want 503 no_healthy_backend with Retry-After",
+				when, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	eventually(t, "the outage counted", func() bool {
+		return counterValue(t, a, "sluice_discovery_failures_total") >= 1
+	})
+	refused("API down at start")
+	if n := gaugeValue(t, a, "sluice_discovery_sources_failing"); n != 1 {
+		t.Errorf("sluice_discovery_sources_failing = %v while the API is down, want 1", n)
+	}
+	api.SetDown(0)
+	eventually(t, "the empty set honoured", func() bool {
+		return counterValue(t, a, "sluice_discovery_updates_total") >= 1
+	})
+	if n := gaugeValue(t, a, "sluice_discovery_sources_failing"); n != 0 {
+		t.Errorf("sluice_discovery_sources_failing = %v once the API serves, want 0", n)
+	}
+	refused("every endpoint unready")
+	api.Put(kubetest.Slice("vllm-b", "vllm", portOf(t, b.URL), kubetest.Endpoint{Addr: "127.0.0.1"}))
+	eventually(t, "the pool to be b", samePool(a, b.URL))
+	if code, body := chat(gw, "m1"); code != 200 {
+		t.Fatalf("a ready endpoint: %d %s", code, body)
 	}
 }

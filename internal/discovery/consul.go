@@ -67,8 +67,9 @@ type Jitter interface {
 // (consulGap after each answer). An instance's address is Service.Address, or
 // Node.Address when that is empty, on Service.Port; an instance whose
 // address or port makes no URL is skipped. A failed query (the agent
-// down, a refused token) is reported and retried after a jittered,
-// doubling backoff; the last set stands.
+// down, a refused token) is reported and retried, without blocking,
+// after a jittered, doubling backoff; the last set stands. The first set after a failure
+// is reported even when unchanged, so the failure is seen to end.
 type Consul struct {
 	Service    string
 	Tags       []string // every one must be on an instance
@@ -111,6 +112,7 @@ func (c Consul) Run(ctx context.Context, sink Sink) {
 		last     []endpoint.Spec
 		index    uint64
 		failures int
+		failed   bool // the last query was a failure: report the next set even if unchanged
 	)
 	for {
 		entries, next, err := c.query(ctx, client, index)
@@ -119,18 +121,24 @@ func (c Consul) Run(ctx context.Context, sink Sink) {
 		}
 		pause := consulGap
 		if err != nil {
-			failures++
+			failures, failed = failures+1, true
 			sink.Fail(fmt.Errorf("consul %s: %w", c.Service, err))
 			pause = backoff(failures, jitter)
+			// The retry is a fresh read, not held at the old index: an
+			// agent back with nothing changed would otherwise hold it
+			// for the whole wait, and the failure would show as going
+			// on for minutes after it ended.
+			index = 0
 		} else {
 			failures = 0
 			index = nextIndex(index, next)
 			set := consulSpecs(entries, c.Template)
 			switch {
 			case len(set) == 0:
+				failed = true
 				sink.Fail(fmt.Errorf("consul %s: %w", c.Service, ErrNoPassing))
-			case last == nil || !slices.Equal(set, last):
-				last = set
+			case failed || last == nil || !slices.Equal(set, last):
+				failed, last = false, set
 				sink.Update(slices.Clone(set))
 			}
 		}

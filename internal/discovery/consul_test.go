@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -97,7 +98,8 @@ func TestConsulBlockingQueryDeliversChange(t *testing.T) {
 
 // An outage (the agent failing, then showing no passing instance) keeps
 // the last set, reports each failure without the token, and backs off,
-// doubling within bounds; the recovered agent is asked at the index known.
+// doubling within bounds; the retries are fresh reads (no index), so the
+// recovered agent answers at once and the same set is reported again.
 func TestConsulOutageKeepsLastSet(t *testing.T) {
 	up := consulInstance{Node: "n1", NodeAddr: "10.0.0.1", Port: 8000, Status: "passing"}
 	d := newConsulDouble(t, 7, up)
@@ -121,8 +123,8 @@ func TestConsulOutageKeepsLastSet(t *testing.T) {
 	checkFailure("No cluster leader")
 	// Jitter 0.5: three quarters of each step (0.5s, 1s, 2s, ...).
 	for _, want := range []time.Duration{375 * time.Millisecond, 750 * time.Millisecond, 1500 * time.Millisecond} {
-		if r := k.next(t, d, want); r.Query.Get("index") != "7" {
-			t.Fatalf("retry %v, want the last index 7", r.Query)
+		if r := k.next(t, d, want); r.Query.Has("index") {
+			t.Fatalf("retry %v, want a fresh read (no index)", r.Query)
 		}
 		checkFailure("No cluster leader")
 	}
@@ -130,7 +132,13 @@ func TestConsulOutageKeepsLastSet(t *testing.T) {
 	k.next(t, d, 3*time.Second)
 	checkFailure("ACL not found")
 	d.change(func() { d.token = "s3cret-token" })
-	k.next(t, d, 6*time.Second) // held: nothing changed at index 7
+	k.next(t, d, 6*time.Second) // answered at once: the recovery is seen
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
+		t.Fatalf("set %s after recovery, want the same set reported again", got)
+	}
+	if r := k.next(t, d, consulGap); r.Query.Get("index") != "7" { // held: nothing changed at index 7
+		t.Fatalf("query %v after recovery, want index=7", r.Query)
+	}
 	d.register(consulInstance{Node: "n1", NodeAddr: "10.0.0.1", Port: 8000, Status: "critical"})
 	checkFailure(ErrNoPassing.Error())
 	noUpdate(t, sink)
@@ -276,4 +284,52 @@ func FuzzConsulSpecs(f *testing.F) {
 			seen[s.URL] = true
 		}
 	})
+}
+
+// An agent not listening at start (connection refused) is a failure
+// retried with backoff; once it listens the set arrives. After an outage
+// that changed nothing (500s, then the same instances) the unchanged set
+// is reported again, so the manager sees the failure end.
+func TestConsulRefusedThenRecovers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	sink, k := runConsul(t, Consul{Service: "llm", Address: addr, Wait: 30 * time.Second})
+	sink.failure(t, "connection refused")
+	if got := k.waitAsked(t); got != 375*time.Millisecond {
+		t.Fatalf("retry in %v, want the first backoff step", got)
+	}
+	k.fire <- time.Time{}
+	sink.failure(t, "connection refused")
+	if got := k.waitAsked(t); got != 750*time.Millisecond {
+		t.Fatalf("retry in %v, want the second backoff step", got)
+	}
+	up := consulInstance{Node: "n1", NodeAddr: "10.0.0.1", Port: 8000, Status: "passing"}
+	d := startConsulDouble(t, func(s *httptest.Server) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Skipf("the agent's port was taken meanwhile: %v", err)
+		}
+		s.Listener.Close()
+		s.Listener = l
+		s.Start()
+	}, 7, up)
+	k.fire <- time.Time{}
+	d.request(t)
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
+		t.Fatalf("set %s", got)
+	}
+	k.next(t, d, consulGap)
+	d.change(func() { d.down = true })
+	sink.failure(t, "No cluster leader")
+	d.change(func() { d.down = false })
+	if r := k.next(t, d, 375*time.Millisecond); r.Query.Has("index") {
+		t.Fatalf("retry %v, want a fresh read: held at the old index, the recovery would wait out the wait", r.Query)
+	}
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
+		t.Fatalf("set after the outage %s, want the same set reported again", got)
+	}
 }

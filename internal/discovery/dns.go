@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,7 +36,8 @@ var ErrNoRecords = errors.New("no records")
 // host, which the upstream transport resolves. Record "A" (the default):
 // the name's A and AAAA addresses, on Port. The name is queried as written
 // (fully qualified; no search domains). A failed query, or an empty
-// answer, is a failure and is retried at MinInterval; the last set stands.
+// answer, is a failure and is retried at MinInterval, backing off to
+// MaxInterval while it lasts; the last set stands.
 type DNS struct {
 	Name        string
 	Record      string // "A" (A and AAAA) or "SRV"
@@ -43,18 +45,27 @@ type DNS struct {
 	Server      string // host:port of the resolver; "" = the first of /etc/resolv.conf
 	MinInterval time.Duration
 	MaxInterval time.Duration
-	Template    Template
+	// Timeout bounds one query (with its TCP retry); 0 = dnsTimeout.
+	Timeout  time.Duration
+	Template Template
 	// After is time.After, injectable: the tests drive re-resolution.
 	After func(time.Duration) <-chan time.Time
 }
 
-// Run resolves now, then again at every TTL, until ctx ends.
+// Run resolves now, then again at every TTL, until ctx ends. After a
+// failure it retries at MinInterval, doubling at each failure in a row up
+// to MaxInterval (a resolver that is down is not asked every second for
+// an hour); the first answer after failures is reported even when the
+// set is unchanged, so the failure is seen to end.
 func (d DNS) Run(ctx context.Context, sink Sink) {
 	after := d.After
 	if after == nil {
 		after = time.After
 	}
-	var last []endpoint.Spec
+	var (
+		last     []endpoint.Spec
+		failures int
+	)
 	for {
 		set, ttl, err := d.resolve(ctx)
 		wait := min(max(ttl, d.MinInterval), d.MaxInterval)
@@ -62,9 +73,11 @@ func (d DNS) Run(ctx context.Context, sink Sink) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
+			failures++
 			sink.Fail(fmt.Errorf("dns %s %s: %w", d.record(), d.Name, err))
-			wait = d.MinInterval
-		case last == nil || !slices.Equal(set, last):
+			wait = d.retryWait(failures)
+		case failures > 0 || last == nil || !slices.Equal(set, last):
+			failures = 0
 			last = set
 			sink.Update(slices.Clone(set))
 		}
@@ -74,6 +87,16 @@ func (d DNS) Run(ctx context.Context, sink Sink) {
 		case <-after(max(wait, dnsFloor)):
 		}
 	}
+}
+
+// retryWait is the wait after the n-th failure in a row: MinInterval
+// (at least dnsFloor) doubled n-1 times, at most MaxInterval.
+func (d DNS) retryWait(n int) time.Duration {
+	w := max(d.MinInterval, dnsFloor)
+	for ; n > 1 && w < d.MaxInterval; n-- {
+		w *= 2
+	}
+	return max(min(w, d.MaxInterval), dnsFloor)
 }
 
 func (d DNS) record() string {
@@ -96,7 +119,7 @@ func (d DNS) resolve(ctx context.Context) ([]endpoint.Spec, time.Duration, error
 		types = []uint16{dns.TypeSRV}
 	}
 	for _, t := range types {
-		ans, err := query(ctx, server, dns.Fqdn(d.Name), t)
+		ans, err := query(ctx, server, dns.Fqdn(d.Name), t, cmp.Or(d.Timeout, dnsTimeout))
 		if err != nil {
 			return nil, 0, err
 		}
@@ -172,11 +195,11 @@ func (d DNS) server() (string, error) {
 
 // query asks server for name's records of type t over UDP, again over TCP
 // when the answer was truncated.
-func query(ctx context.Context, server, name string, t uint16) ([]dns.RR, error) {
+func query(ctx context.Context, server, name string, t uint16, timeout time.Duration) ([]dns.RR, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, t)
 	m.RecursionDesired = true
-	ctx, cancel := context.WithTimeout(ctx, dnsTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	in, _, err := (&dns.Client{Net: "udp"}).ExchangeContext(ctx, m, server)
 	if err == nil && in.Truncated {

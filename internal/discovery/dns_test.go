@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -11,13 +12,18 @@ import (
 	"github.com/miekg/dns"
 )
 
-// zone is an in-process DNS server on loopback (UDP) answering from
-// records the test changes.
+// zone is an in-process DNS server on loopback (UDP, and TCP on the same
+// port) answering from records the test changes. Over UDP an answer past
+// 512 bytes is truncated with the TC bit set, as a server without EDNS0
+// does, so the client must ask again over TCP.
 type zone struct {
-	addr string
-	mu   sync.Mutex
-	rrs  map[uint16][]string // by type, in zone-file syntax
-	fail bool                // answer SERVFAIL
+	addr   string
+	mu     sync.Mutex
+	rrs    map[uint16][]string // by type, in zone-file syntax
+	fail   bool                // answer SERVFAIL
+	rcode  int                 // answer with this rcode and no records, when not 0
+	silent bool                // read queries, answer none (a server that hangs)
+	tcp    int                 // queries over TCP
 }
 
 func newZone(t *testing.T) *zone {
@@ -27,12 +33,18 @@ func newZone(t *testing.T) *zone {
 		t.Fatal(err)
 	}
 	z.addr = pc.LocalAddr().String()
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(z.serve), NotifyStartedFunc: func() { close(started) }}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { srv.Shutdown(); <-done })
+	ln, err := net.Listen("tcp", z.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range []*dns.Server{{PacketConn: pc}, {Listener: ln}} {
+		started := make(chan struct{})
+		srv.Handler, srv.NotifyStartedFunc = dns.HandlerFunc(z.serve), func() { close(started) }
+		done := make(chan struct{})
+		go func() { defer close(done); srv.ActivateAndServe() }()
+		<-started
+		t.Cleanup(func() { srv.Shutdown(); <-done })
+	}
 	return z
 }
 
@@ -42,20 +54,41 @@ func (z *zone) set(t *testing.T, typ uint16, rrs ...string) {
 	z.rrs[typ] = rrs
 }
 
+// with changes the zone's behaviour under its lock.
+func (z *zone) with(f func(z *zone)) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	f(z)
+}
+
 func (z *zone) serve(w dns.ResponseWriter, r *dns.Msg) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
+	udp := w.LocalAddr().Network() == "udp"
+	if !udp {
+		z.tcp++
+	}
+	if z.silent {
+		return
+	}
 	m := new(dns.Msg)
 	m.SetReply(r)
-	if z.fail {
+	m.Compress = true // as servers do: 3,000 records fit in one TCP message
+	switch {
+	case z.fail:
 		m.Rcode = dns.RcodeServerFailure
-	} else {
+	case z.rcode != 0:
+		m.Rcode = z.rcode
+	default:
 		for _, s := range z.rrs[r.Question[0].Qtype] {
 			rr, err := dns.NewRR(s)
 			if err == nil && strings.EqualFold(rr.Header().Name, r.Question[0].Name) {
 				m.Answer = append(m.Answer, rr)
 			}
 		}
+	}
+	if udp {
+		m.Truncate(dns.MinMsgSize)
 	}
 	w.WriteMsg(m)
 }
@@ -174,4 +207,84 @@ func TestDNSServiceRecords(t *testing.T) {
 	if got := urls(sink.next(t)); got != "https://spare.test:8003" {
 		t.Fatalf("set %s", got)
 	}
+}
+
+// Faults of the resolver: SERVFAIL, NXDOMAIN, an empty answer and a
+// server that never answers each keep the last set, are retried at
+// min_interval doubling to max_interval while they last, and the first
+// answer after them is reported again (the failure is seen to end) with
+// the retry back at the TTL.
+func TestDNSFaultsBackOffAndRecover(t *testing.T) {
+	z := newZone(t)
+	z.set(t, dns.TypeA, "llm.test. 30 IN A 10.0.0.1")
+	k := newTicks()
+	sink := runDNS(t, DNS{Name: "llm.test", Port: 8000, Server: z.addr, Timeout: 50 * time.Millisecond,
+		MinInterval: time.Second, MaxInterval: 5 * time.Second, After: k.after})
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
+		t.Fatalf("set %s", got)
+	}
+	if d := k.waitAsked(t); d != 5*time.Second {
+		t.Fatalf("next query in %v, want the TTL cut to max_interval", d)
+	}
+	faults := []struct {
+		name, want string
+		set        func(z *zone)
+	}{
+		{"SERVFAIL", "SERVFAIL", func(z *zone) { z.fail = true }},
+		{"NXDOMAIN", "no records", func(z *zone) { z.fail, z.rcode = false, dns.RcodeNameError }},
+		{"empty answer", "no records", func(z *zone) { z.rcode, z.rrs[dns.TypeA] = 0, nil }},
+		{"no answer", "timeout", func(z *zone) { z.silent = true }},
+		{"no answer again", "timeout", func(z *zone) {}},
+	}
+	for i, f := range faults {
+		z.with(f.set)
+		k.fire <- time.Time{}
+		sink.failure(t, f.want)
+		want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}[i]
+		if d := k.waitAsked(t); d != want {
+			t.Errorf("%s (failure %d in a row): retry in %v, want %v", f.name, i+1, d, want)
+		}
+	}
+	select {
+	case set := <-sink.updates:
+		t.Fatalf("a fault replaced the set with %s", urls(set))
+	default:
+	}
+	z.with(func(z *zone) { z.silent, z.rrs[dns.TypeA] = false, []string{"llm.test. 30 IN A 10.0.0.1"} })
+	k.fire <- time.Time{}
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
+		t.Fatalf("set after recovery %s, want the same set reported again", got)
+	}
+	if d := k.waitAsked(t); d != 5*time.Second {
+		t.Fatalf("after recovery: next query in %v, want the TTL's again", d)
+	}
+}
+
+// An answer too large for UDP comes back truncated (TC); the source asks
+// again over TCP and takes the whole answer: 3,000 addresses.
+func TestDNSTruncatedAnswerUsesTCP(t *testing.T) {
+	z := newZone(t)
+	var rrs []string
+	for i := range 3000 {
+		rrs = append(rrs, fmt.Sprintf("big.test. 30 IN A 10.1.%d.%d", i/250, i%250+1))
+	}
+	z.set(t, dns.TypeA, rrs...)
+	k := newTicks()
+	sink := runDNS(t, DNS{Name: "big.test", Port: 8000, Server: z.addr,
+		MinInterval: time.Second, MaxInterval: time.Minute, After: k.after})
+	select {
+	case err := <-sink.fails:
+		t.Fatalf("failure %v", err)
+	case set := <-sink.updates:
+		if n := len(set); n != 3000 {
+			t.Fatalf("%d backends from 3,000 records", n)
+		}
+	case <-time.After(wait):
+		t.Fatal("no update")
+	}
+	z.with(func(z *zone) {
+		if z.tcp == 0 {
+			t.Error("no query over TCP after a truncated answer")
+		}
+	})
 }

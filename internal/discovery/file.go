@@ -35,7 +35,8 @@ type File struct {
 }
 
 // Run reads the file, then again after every change in its directory,
-// until ctx ends. Only a set that differs from the last one is reported.
+// until ctx ends. Only a set that differs from the last one is reported,
+// or the first good one after a failure (so the failure is seen to end).
 func (f File) Run(ctx context.Context, sink Sink) {
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
@@ -45,15 +46,19 @@ func (f File) Run(ctx context.Context, sink Sink) {
 	if err != nil {
 		sink.Fail(fmt.Errorf("watch %s: %w (read once; changes need a reload)", f.Path, err))
 	}
-	var last []endpoint.Spec
+	var (
+		last   []endpoint.Spec
+		failed bool // the last read failed: report the next set even if unchanged
+	)
 	read := func() {
 		set, err := f.read()
 		if err != nil {
+			failed = true
 			sink.Fail(err)
 			return
 		}
-		if last == nil || !slices.Equal(set, last) {
-			last = set
+		if failed || last == nil || !slices.Equal(set, last) {
+			failed, last = false, set
 			sink.Update(slices.Clone(set))
 		}
 	}

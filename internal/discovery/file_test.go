@@ -120,11 +120,15 @@ func TestFileSourceFollowsTheFile(t *testing.T) {
 		t.Fatalf("removed file: %v", err)
 	}
 
-	// Back, unchanged from the last good set: nothing to report; changed: reported.
+	// Back, unchanged from the last good set: reported again (the
+	// manager logs the recovery and rebuilds nothing); changed: reported.
 	replace(t, path, "- targets: ['b:2']\n")
+	if got := urls(sink.next(t)); got != "http://b:2" {
+		t.Fatalf("after recovery %s", got)
+	}
 	replace(t, path, "- targets: ['d:4']\n")
 	if got := urls(sink.next(t)); got != "http://d:4" {
-		t.Fatalf("after recovery %s (the unchanged set must not be reported again)", got)
+		t.Fatalf("after a change %s", got)
 	}
 }
 
@@ -169,4 +173,35 @@ func TestFileSourceRefusesAnOversizedFile(t *testing.T) {
 	sink.next(t)
 	replace(t, path, "- targets: ['a:1']\n#"+strings.Repeat("x", maxFileBytes)+"\n")
 	sink.failure(t, "larger than")
+}
+
+// A file written in two steps in place (truncated, then filled; or cut
+// mid-write): each intermediate state is a failure naming the file and
+// line, never an empty or shorter set; the filled file is the next set.
+func TestFileSourceWrittenInTwoSteps(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "targets.yaml")
+	replace(t, path, "- targets: ['a:1', 'b:2']\n")
+	sink := runFile(t, path)
+	if got := urls(sink.next(t)); got != "http://a:1,http://b:2" {
+		t.Fatalf("first set %s", got)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	sink.failure(t, path+":1: (file): must be a list of target groups")
+	if err := os.WriteFile(path, []byte("- targets: ['a:1', 'c:3'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sink.failure(t, path+":1: (file): not JSON or YAML")
+	select {
+	case set := <-sink.updates:
+		t.Fatalf("a half-written file replaced the set with %q", urls(set))
+	default:
+	}
+	if err := os.WriteFile(path, []byte("- targets: ['a:1', 'c:3']\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := urls(sink.next(t)); got != "http://a:1,http://c:3" {
+		t.Fatalf("filled file %s", got)
+	}
 }

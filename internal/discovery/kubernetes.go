@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-logr/logr"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -20,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -47,7 +49,8 @@ const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namesp
 // unready, the Service scaled to zero) is reported: it is the cluster's
 // truth, not a failure. A failure to reach the API (unreachable, 403 for
 // want of RBAC) is reported to the sink while the informer retries with
-// backoff; the last set stands.
+// backoff; the last set stands, and is reported again once the informer
+// has listed after the failure, so the failure is seen to end.
 type Kubernetes struct {
 	Namespace  string // "" = the kubeconfig context's, or the pod's own in a cluster
 	Service    string
@@ -92,6 +95,29 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 		default:
 		}
 	}
+	// failed is set at a failure to list or watch; the next set is
+	// reported even when unchanged, so the failure is seen to end. The
+	// API answering a list or a watch after it pokes the loop: no event
+	// would when the store stays as it was (a Service with no slice
+	// before the outage and after it). The loop may so report the store
+	// before the list's changes reach it: the last set, which rebuilds
+	// nothing; the changes follow as events.
+	var failed atomic.Bool
+	list, watchFn := lw.ListWithContextFunc, lw.WatchFuncWithContext
+	lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		obj, err := list(ctx, o)
+		if err == nil && failed.Load() {
+			poke()
+		}
+		return obj, err
+	}
+	lw.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		w, err := watchFn(ctx, o)
+		if err == nil && failed.Load() {
+			poke()
+		}
+		return w, err
+	}
 	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { poke() },
 		UpdateFunc: func(any, any) { poke() },
@@ -100,6 +126,7 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 	if err == nil {
 		err = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
 			if ctx.Err() == nil && !benignWatchEnd(err) {
+				failed.Store(true)
 				sink.Fail(fmt.Errorf("%s: %w", what, err))
 			}
 		})
@@ -126,7 +153,7 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 		switch {
 		case err != nil:
 			sink.Fail(fmt.Errorf("%s: %w", what, err))
-		case first || !slices.Equal(set, last):
+		case failed.Swap(false) || first || !slices.Equal(set, last):
 			first, last = false, set
 			sink.Update(slices.Clone(set))
 		}

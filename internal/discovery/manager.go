@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -37,6 +38,10 @@ type running struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	sets   [][]endpoint.Spec // by source; nil until it reported
+	// failing is, by source, whether its last report was a failure: a
+	// source that fails again and again is logged once, when it starts
+	// failing, and once when it reports a set again.
+	failing []bool
 	// carried is the set of the sources these replaced (a reload that
 	// changed them), served until one of these reports: a changed
 	// source must not empty the pool while it starts.
@@ -72,7 +77,8 @@ func (m *Manager) Sync(want map[string]Sources) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		r := &running{key: w.Key, cancel: cancel, sets: make([][]endpoint.Spec, len(w.List)), carried: carried[model]}
+		r := &running{key: w.Key, cancel: cancel, sets: make([][]endpoint.Spec, len(w.List)),
+			failing: make([]bool, len(w.List)), carried: carried[model]}
 		m.running[model] = r
 		for i, src := range w.List {
 			r.wg.Add(1)
@@ -112,9 +118,11 @@ func (m *Manager) setLocked(model string) []endpoint.Spec {
 		return slices.Clone(r.carried)
 	}
 	var out []endpoint.Spec
+	seen := map[string]bool{} // by Key: a scan of out grew as the square of the set
 	for _, set := range r.sets {
 		for _, s := range set {
-			if !slices.ContainsFunc(out, func(x endpoint.Spec) bool { return x.Key() == s.Key() }) {
+			if k := s.Key(); !seen[k] {
+				seen[k] = true
 				out = append(out, s)
 			}
 		}
@@ -137,24 +145,62 @@ type sink struct {
 	i     int
 }
 
+// Update takes the source's set; one of more than maxTargets backends is
+// refused as a failure (the last set stands). A set equal to the one the source last
+// reported changes nothing (no rebuild); a source reports one after a
+// failure to say it recovered.
 func (s *sink) Update(set []endpoint.Spec) {
+	if len(set) > maxTargets {
+		// A registry gone wrong (a selector matching every pod, a zone
+		// of thousands of records) must not turn into thousands of
+		// backends, each with its state and its place in every picker.
+		s.Fail(fmt.Errorf("%d backends, more than %d: refused", len(set), maxTargets))
+		return
+	}
 	s.m.mu.Lock()
 	if s.m.running[s.model] != s.r { // stopped: a late report
 		s.m.mu.Unlock()
 		return
 	}
-	s.r.sets[s.i] = set
-	s.r.carried = nil
-	// The gauge is set under the lock: two sources reporting at once
-	// would otherwise write their sizes in either order, leaving the
-	// gauge at the older one.
-	s.m.metrics.updated(s.model, len(s.m.setLocked(s.model)))
+	recovered := s.r.failing[s.i]
+	s.r.failing[s.i] = false
+	s.m.metrics.setFailing(s.model, s.r.failing)
+	same := s.r.carried == nil && s.r.sets[s.i] != nil && slices.Equal(s.r.sets[s.i], set)
+	if !same {
+		s.r.sets[s.i] = set
+		s.r.carried = nil
+		// The gauge is set under the lock: two sources reporting at once
+		// would otherwise write their sizes in either order, leaving the
+		// gauge at the older one.
+		s.m.metrics.updated(s.model, len(s.m.setLocked(s.model)))
+	}
 	s.m.mu.Unlock()
+	if recovered {
+		s.m.log.Info("discovery recovered", "model", s.model, "source", s.i, "backends", len(set))
+	}
+	if same {
+		return
+	}
 	s.m.log.Info("discovery: backend set changed", "model", s.model, "source", s.i, "backends", len(set))
 	s.m.signal()
 }
 
+// Fail counts the failure; only the first of a run of them is logged
+// (a source retries with backoff, an agent down for an hour must not
+// write a line per retry). The failing gauge shows the run.
 func (s *sink) Fail(err error) {
+	s.m.mu.Lock()
+	if s.m.running[s.model] != s.r {
+		s.m.mu.Unlock()
+		return
+	}
+	first := !s.r.failing[s.i]
+	s.r.failing[s.i] = true
 	s.m.metrics.failed(s.model)
-	s.m.log.Warn("discovery failed; keeping the last known backends", "model", s.model, "source", s.i, "error", err.Error())
+	s.m.metrics.setFailing(s.model, s.r.failing)
+	s.m.mu.Unlock()
+	if first {
+		s.m.log.Warn("discovery failed; keeping the last known backends until it recovers",
+			"model", s.model, "source", s.i, "error", err.Error())
+	}
 }

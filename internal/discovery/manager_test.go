@@ -1,9 +1,14 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,4 +83,116 @@ func TestManagerMergesKeepsAndStops(t *testing.T) {
 	if m.Set("m") != nil {
 		t.Fatal("a stopped model keeps its set")
 	}
+}
+
+// scripted is a source the test drives: each func sent runs on the
+// source's goroutine with its sink; done is closed after each.
+type scripted struct {
+	do   chan func(Sink)
+	done chan struct{}
+}
+
+func (s scripted) Run(ctx context.Context, sink Sink) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-s.do:
+			f(sink)
+			s.done <- struct{}{}
+		}
+	}
+}
+
+func (s scripted) run(f func(Sink)) { s.do <- f; <-s.done }
+
+// A source failing again and again (an agent down, retried with backoff)
+// keeps its set, is counted at each failure but logged once, shows on the
+// failing gauge, and is logged once more when it reports again; the same
+// set reported on recovery rebuilds nothing.
+func TestManagerLogsFailureRunsOnce(t *testing.T) {
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	m := NewManager(reg, slog.New(slog.NewTextHandler(&logs, nil)))
+	defer m.Stop()
+	src := scripted{do: make(chan func(Sink)), done: make(chan struct{})}
+	m.Sync(map[string]Sources{"m": {Key: "k", List: []Source{src}}})
+	a := []endpoint.Spec{{URL: "http://a:1", Weight: 1}}
+	src.run(func(s Sink) { s.Update(a) })
+	changed(t, m)
+	for range 5 {
+		src.run(func(s Sink) { s.Fail(io.ErrUnexpectedEOF) })
+	}
+	if got := urls(m.Set("m")); got != "http://a:1" {
+		t.Fatalf("set after failures %q", got)
+	}
+	if n := testutil.ToFloat64(m.metrics.failures.WithLabelValues("m")); n != 5 {
+		t.Errorf("sluice_discovery_failures_total = %v, want 5", n)
+	}
+	if n := testutil.ToFloat64(m.metrics.failing.WithLabelValues("m")); n != 1 {
+		t.Errorf("sluice_discovery_sources_failing = %v while failing, want 1", n)
+	}
+	if n := strings.Count(logs.String(), "discovery failed"); n != 1 {
+		t.Errorf("%d failure lines for one run of 5 failures, want 1:\n%s", n, logs.String())
+	}
+	src.run(func(s Sink) { s.Update(slices.Clone(a)) })
+	if n := testutil.ToFloat64(m.metrics.failing.WithLabelValues("m")); n != 0 {
+		t.Errorf("sluice_discovery_sources_failing = %v after recovery, want 0", n)
+	}
+	if n := strings.Count(logs.String(), "discovery recovered"); n != 1 {
+		t.Errorf("%d recovery lines, want 1:\n%s", n, logs.String())
+	}
+	select {
+	case <-m.Changed():
+		t.Error("the unchanged set reported on recovery signalled a rebuild")
+	default:
+	}
+	src.run(func(s Sink) { s.Fail(io.EOF) })
+	if n := strings.Count(logs.String(), "discovery failed"); n != 2 {
+		t.Errorf("%d failure lines after a second run began, want 2", n)
+	}
+}
+
+// A set past the bound (a selector matching every pod, a zone of
+// thousands of records) is refused as a failure: the last set stands.
+func TestManagerRefusesAHugeSet(t *testing.T) {
+	m := NewManager(prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer m.Stop()
+	src := scripted{do: make(chan func(Sink)), done: make(chan struct{})}
+	m.Sync(map[string]Sources{"m": {Key: "k", List: []Source{src}}})
+	src.run(func(s Sink) { s.Update([]endpoint.Spec{{URL: "http://a:1", Weight: 1}}) })
+	changed(t, m)
+	huge := make([]endpoint.Spec, maxTargets+1)
+	for i := range huge {
+		huge[i] = endpoint.Spec{URL: fmt.Sprintf("http://10.%d.%d.%d:8000", i>>16&255, i>>8&255, i&255), Weight: 1}
+	}
+	src.run(func(s Sink) { s.Update(huge) })
+	if got := urls(m.Set("m")); got != "http://a:1" {
+		t.Fatalf("set after a huge report: %d backends, want the last set", len(m.Set("m")))
+	}
+	if n := testutil.ToFloat64(m.metrics.failures.WithLabelValues("m")); n != 1 {
+		t.Errorf("sluice_discovery_failures_total = %v, want 1", n)
+	}
+	src.run(func(s Sink) { s.Update(huge[:maxTargets]) })
+	if n := len(m.Set("m")); n != maxTargets {
+		t.Errorf("%d backends from a set at the bound, want %d", n, maxTargets)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
