@@ -28,15 +28,8 @@ type zone struct {
 
 func newZone(t *testing.T) *zone {
 	z := &zone{rrs: map[uint16][]string{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, ln := listenUDPAndTCP(t)
 	z.addr = pc.LocalAddr().String()
-	ln, err := net.Listen("tcp", z.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, srv := range []*dns.Server{{PacketConn: pc}, {Listener: ln}} {
 		started := make(chan struct{})
 		srv.Handler, srv.NotifyStartedFunc = dns.HandlerFunc(z.serve), func() { close(started) }
@@ -46,6 +39,28 @@ func newZone(t *testing.T) *zone {
 		t.Cleanup(func() { srv.Shutdown(); <-done })
 	}
 	return z
+}
+
+// listenUDPAndTCP binds a free loopback port for both UDP and TCP. The
+// port the kernel picks for UDP may be held for TCP by another process
+// (the suite's packages run at once): then another port is tried.
+func listenUDPAndTCP(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	var lastErr error
+	for range 50 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln
+		}
+		pc.Close()
+		lastErr = err
+	}
+	t.Fatalf("no loopback port free for both UDP and TCP: %v", lastErr)
+	return nil, nil
 }
 
 func (z *zone) set(t *testing.T, typ uint16, rrs ...string) {
