@@ -90,7 +90,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	err = store.RunWorker(ctx, jobs.WorkerOptions{
 		Concurrency: *concurrency,
 		Executor:    &jobs.HTTPExecutor{Admin: *adminURL, Token: *adminToken},
-		Gate:        &jobs.HTTPGate{Admin: *adminURL, Token: *adminToken},
+		Gate:        &jobs.HTTPGate{Admin: *adminURL, Token: *adminToken, Log: logger},
 		Grace:       *grace,
 		Cut:         cut,
 	})

@@ -374,7 +374,13 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return err
 	}
-	admin := a.serveAdmin()
+	// Every public request's context, and every admin one's (the
+	// separate workers' jobs run there), descends from base, so that the
+	// end of the drain can cut them with a cause the gateway tells from a
+	// client that left (drainServer, drainWorkers).
+	base, cutRequests := context.WithCancelCause(context.Background())
+	defer cutRequests(nil)
+	admin := a.serveAdmin(base)
 	defer admin()
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -395,11 +401,6 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	guarded := a.guard(ln, sc, a.gw.Runtime().Config.Log.Access)
 	defer a.unguard()
 	srv := newServer(a.gw, guarded, sc, a.log)
-	// Every public request's context descends from base, so that the end
-	// of the drain can cut them with a cause the gateway tells from a
-	// client that left (drainServer).
-	base, cutRequests := context.WithCancelCause(context.Background())
-	defer cutRequests(nil)
 	srv.BaseContext = func(net.Listener) context.Context { return base }
 	if a.jobs != nil {
 		a.jobs.startWorker(a.gw)
@@ -461,7 +462,9 @@ func (a *App) shutdown(srv *http.Server, serveErr <-chan error, cutRequests cont
 	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	waitJobs := a.drainJobs(shutCtx)
+	workersIdle := a.gw.DrainWorkers()
 	a.drainServer(srv, shutCtx, cancel, cutRequests)
+	a.drainWorkers(workersIdle, shutCtx, cutRequests)
 	<-serveErr
 	// Calls that outlive their handlers (flights, stale-while-revalidate
 	// refreshes, hedge races' losers running on) get what is left of the
@@ -503,9 +506,12 @@ func (a *App) release() {
 }
 
 // serveAdmin serves the admin listener, if any, until the returned func
-// closes it. Its requests are short (a pprof profile excepted), so it is
-// closed, not drained.
-func (a *App) serveAdmin() (stop func()) {
+// closes it, its requests' contexts descending from base. It serves
+// through the whole drain (metrics, status) and is closed, not drained,
+// when Run returns: its requests are short (a pprof profile excepted),
+// and the separate workers' jobs, which are not, had the drain and its
+// cut first (drainWorkers).
+func (a *App) serveAdmin(base context.Context) (stop func()) {
 	a.adminMu.Lock()
 	ln := a.adminLn
 	a.adminMu.Unlock()
@@ -518,6 +524,7 @@ func (a *App) serveAdmin() (stop func()) {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(ln) }()

@@ -113,3 +113,31 @@ func (a *App) drainServer(srv *http.Server, shutCtx context.Context, cancel cont
 		srv.Close()
 	}
 }
+
+// drainWorkers gives the separate workers' jobs running through the admin
+// listener (the gateway refuses new ones from the first signal:
+// Gateway.DrainWorkers) the rest of the drain, as the public requests
+// have. Those still running when it ends (shutdown_grace, or Cut) are cut
+// with proxy.ErrShuttingDown and get cutBound to answer 503
+// shutting_down, which their worker takes as busy: back to the queue, the
+// attempt not counted. Before, they ran on until Run returned and the
+// admin listener was closed under them, at whatever time the public
+// drain had ended: the worker saw a cut connection and counted the
+// attempt. Run closes the admin listener only after this returns.
+func (a *App) drainWorkers(idle <-chan struct{}, shutCtx context.Context, cut context.CancelCauseFunc) {
+	select {
+	case <-idle:
+		return
+	case <-shutCtx.Done():
+	}
+	a.log.Warn("drain over (shutdown_grace passed, or a second signal); answering the workers' jobs still running 503 shutting_down, they go back to the queue",
+		"bound", cutBound.String())
+	cut(proxy.ErrShuttingDown)
+	t := time.NewTimer(cutBound)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+		a.log.Warn("workers' jobs still running after the cut; the admin listener closes under them")
+	}
+}

@@ -97,9 +97,12 @@ type Gateway struct {
 	wall        bool // now is the wall clock (Options.Now nil)
 	// dates is the Date of the current second for answers the chain
 	// writes itself (date.go); it outlives reloads.
-	dates     dateCache
-	promHTTP  http.Handler
-	jobs      atomic.Pointer[batchapi.Handler]
+	dates    dateCache
+	promHTTP http.Handler
+	jobs     atomic.Pointer[batchapi.Handler]
+	// workers are the separate workers' job requests running on the
+	// admin listener (workerdrain.go).
+	workers   workerRuns
 	queueOn   bool
 	queueInfo QueueInfo // where the job queue lives (Options.Queue)
 	// privateHooks: webhooks may target private addresses.

@@ -312,9 +312,15 @@ var (
 
 // serveSpare answers GET /spare?model=M with 200 when the pool can take a
 // job now and 429 when it cannot: the admission controller's view for
-// separate worker processes (jobs.HTTPGate). No model: any pool.
+// separate worker processes (jobs.HTTPGate). No model: any pool. A
+// gateway shutting down answers 503 shutting_down (DrainWorkers): no room
+// for a while, which the worker backs off from.
 func (g *Gateway) serveSpare(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if g.workers.isDraining() {
+		writeError(w, errWorkerDraining)
+		return
+	}
 	if g.spare(r.URL.Query().Get("model")) {
 		w.WriteHeader(http.StatusOK)
 		return

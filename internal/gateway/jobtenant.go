@@ -48,6 +48,11 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 		writeError(w, err)
 		return
 	}
+	if !g.workers.enter() {
+		writeError(w, errWorkerDraining)
+		return
+	}
+	defer g.workers.exit()
 	r2 := r.Clone(r.Context())
 	r2.URL.Path, r2.URL.RawPath = path, ""
 	r2.Header.Del("Authorization") // the admin token goes no further

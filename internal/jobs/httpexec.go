@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -61,6 +63,13 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	req.Header.Set("Cache-Control", "no-store") // a job's answer must be its own run
 	resp, err := client.Do(req)
 	if err != nil {
+		if notSent(err) {
+			// No connection to the gateway (gone, restarting, not up
+			// yet): the job never reached it, which is no failure of the
+			// job's (it counted an attempt, and dead-lettered the jobs a
+			// worker took while its gateway restarted).
+			return Result{}, fmt.Errorf("job %s: %w: %w", j.ID, ErrNotDelivered, err)
+		}
 		return Result{}, fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	defer resp.Body.Close()
@@ -97,47 +106,22 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	return res, nil
 }
 
-// HTTPGate asks a gateway's GET /spare whether its pool has spare capacity
-// (nothing waiting in the admission queue, a slot free), polling until it
-// has: separate workers then pull jobs only when they can run at once.
-// /spare is on the gateway's admin listener, not the public one.
-type HTTPGate struct {
-	Admin  string        // the gateway's admin base URL, e.g. http://127.0.0.1:9091
-	Token  string        // admin.token, sent as a bearer token when set
-	Client *http.Client  // default: a client with a 2s timeout
-	Poll   time.Duration // default 25ms
-}
+// ErrNotDelivered wraps an Executor's error when the job never reached
+// what runs it (no connection to the gateway could be made): the worker
+// sends the job back to the queue without counting the attempt, as for a
+// busy answer. An error once the request was sent (the connection cut
+// mid-answer) still counts: the gateway may have run it, and a job that
+// brings its gateway down must still end dead-lettered.
+var ErrNotDelivered = errors.New("the job did not reach the gateway")
 
-// Wait implements Gate. An unreachable gateway counts as no room.
-func (g *HTTPGate) Wait(ctx context.Context, model string) error {
-	client := g.Client
-	if client == nil {
-		client = &http.Client{Timeout: 2 * time.Second}
+// notSent reports whether err is the failure to make a connection (dial:
+// refused, unreachable, a name that does not resolve), before any byte of
+// the request was sent.
+func notSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
 	}
-	poll := g.Poll
-	if poll <= 0 {
-		poll = 25 * time.Millisecond
-	}
-	u := strings.TrimRight(g.Admin, "/") + "/spare?model=" + url.QueryEscape(model)
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return err
-		}
-		if g.Token != "" {
-			req.Header.Set("Authorization", "Bearer "+g.Token)
-		}
-		if resp, err := client.Do(req); err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(poll):
-		}
-	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
 }

@@ -422,6 +422,10 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 	switch {
 	case err != nil && execCtx.Err() != nil:
 		w.retry(ctx, d, retryShutdown, err) // cut short by shutdown: not the job's fault
+	case errors.Is(err, ErrNotDelivered):
+		// The gateway is gone or restarting: the job never ran. Back to
+		// the queue as for a busy answer, the attempt not counted.
+		w.retryBusy(ctx, d, 0)
 	case err != nil:
 		w.retry(ctx, d, retryFailed, err)
 	case res.StatusCode == 429 || res.StatusCode == 503:
