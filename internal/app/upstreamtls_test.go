@@ -339,3 +339,37 @@ func TestUpstreamTLSHealthProbe(t *testing.T) {
 		}
 	}
 }
+
+// A discovery source's tls block is every https target's: a backend
+// found in the targets file behind a private CA answers through it, and
+// a reload of the unchanged config keeps the source (its key compares
+// the tls block by value, not by pointer).
+func TestUpstreamTLSDiscoveryTemplate(t *testing.T) {
+	ca := newTestCA(t, "private")
+	cert, _, _ := ca.issue(t, false, true)
+	be := newTLSBackend(t, cert, nil)
+	dir := t.TempDir()
+	caFile := writePEM(t, dir, "ca.pem", ca.pem)
+	targets := filepath.Join(dir, "targets.json")
+	writeTargets(t, targets, be.URL)
+	path := filepath.Join(dir, "sluice.yaml")
+	writePEM(t, dir, "sluice.yaml", []byte("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+
+		"health: {active: {interval: 0s}}\nmodels:\n  - name: m1\n    discovery:\n      - type: file\n        path: "+targets+
+		"\n        tls: {ca_file: "+caFile+"}\n"))
+	a := newApp(t, path)
+	url, _ := serveApp(t, a)
+	eventually(t, "the discovered TLS backend to answer", func() bool {
+		code, _, _ := chatFull(t, url)
+		return code == 200
+	})
+	before := discoverySources(a.gw.Runtime().Config)["m1"].Key
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if after := discoverySources(a.gw.Runtime().Config)["m1"].Key; after != before {
+		t.Fatalf("an unchanged discovery block changed its key across a reload:\n%s\n%s", before, after)
+	}
+	if code, body, _ := chatFull(t, url); code != 200 {
+		t.Fatalf("after the reload: %d %s", code, body)
+	}
+}
