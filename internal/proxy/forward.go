@@ -9,7 +9,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -534,30 +533,6 @@ func classifyTransportError(err, cause error) error {
 		return fmt.Errorf("%w: %w", ErrConnect, err)
 	}
 	return fmt.Errorf("%w: %w", ErrUpstream, err)
-}
-
-// tlsFailure reports a TLS failure with the backend: its certificate not
-// verified (unknown authority, name mismatch, expired), an alert it sent
-// (our client certificate refused: in TLS 1.3 that alert comes on the
-// first read, after the request was written, but the backend refused the
-// connection, not the request), or an answer that is not TLS. No
-// connection to the backend was made, so it is a connection failure:
-// safe to retry elsewhere, 502 upstream_unreachable once out of tries
-// (ErrTLS).
-func tlsFailure(err error) bool {
-	var verify *tls.CertificateVerificationError
-	var record tls.RecordHeaderError
-	if errors.As(err, &verify) || errors.As(err, &record) {
-		return true
-	}
-	// The alert is a net.OpError "remote error", under the dial's own
-	// net.OpError when it ends the handshake: look at every one.
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		if op, ok := e.(*net.OpError); ok && op.Op == "remote error" {
-			return true
-		}
-	}
-	return false
 }
 
 // maxRetryAfter bounds what a backend's Retry-After can ask for: a day is

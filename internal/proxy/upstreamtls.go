@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"crypto/tls"
+	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -75,4 +78,28 @@ func (c currentRouter) RoundTrip(req *http.Request) (*http.Response, error) {
 		return r.roundTrip(req, r.netHTTP)
 	}
 	return c.t.For(c.fallback).RoundTrip(req)
+}
+
+// tlsFailure reports a TLS failure with the backend: its certificate not
+// verified (unknown authority, name mismatch, expired), an alert it sent
+// (our client certificate refused: in TLS 1.3 that alert comes on the
+// first read, after the request was written, but the backend refused the
+// connection, not the request), or an answer that is not TLS. No
+// connection to the backend was made, so it is a connection failure:
+// safe to retry elsewhere, 502 upstream_unreachable once out of tries
+// (ErrTLS).
+func tlsFailure(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var record tls.RecordHeaderError
+	if errors.As(err, &verify) || errors.As(err, &record) {
+		return true
+	}
+	// The alert is a net.OpError "remote error", under the dial's own
+	// net.OpError when it ends the handshake: look at every one.
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if op, ok := e.(*net.OpError); ok && op.Op == "remote error" {
+			return true
+		}
+	}
+	return false
 }
