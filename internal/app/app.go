@@ -553,7 +553,7 @@ func (a *App) syncChecker(cfg config.Active) {
 	checker := health.NewChecker(health.Config{
 		Path: cfg.Path, Interval: cfg.Interval.D(), Timeout: cfg.Timeout.D(), Passes: cfg.Passes, Fails: cfg.Fails,
 		PlanFor: func(b *endpointBackend) health.Plan { return health.PlanFor(b.Spec(), cfg.Path) },
-	}, &http.Client{Transport: a.deps.Transport.For(a.gw.Runtime().Config.Timeouts.Connect.D())}, a.log)
+	}, &http.Client{Transport: a.deps.Transport.Current(a.gw.Runtime().Config.Timeouts.Connect.D())}, a.log)
 	a.checkWG.Add(1)
 	go func() {
 		defer a.checkWG.Done()

@@ -257,6 +257,9 @@ func (b *build) pools() error {
 		for j, bc := range mc.Backends {
 			spec := endpoint.Spec{URL: bc.URL, Weight: bc.Weight, MaxConcurrency: bc.MaxConcurrency,
 				APIKey: bc.APIKey, UpstreamModel: bc.UpstreamModel, PassClientAuth: bc.PassClientAuth, Engine: bc.Engine}.Normalized()
+			if bc.TLS != nil {
+				spec.TLS = fmt.Sprintf("models[%d].backends[%d].tls", i, j)
+			}
 			if err := b.addBackend(m, spec, hp); err != nil {
 				return fmt.Errorf("models[%d].backends[%d].url: %w", i, j, err)
 			}
@@ -337,8 +340,13 @@ func (b *build) forward() error {
 	if b.deps.Background != nil {
 		owner = b.deps.Background
 	}
+	router, err := b.upstreamRouter()
+	if err != nil {
+		return err
+	}
+	b.out.handover = append(b.out.handover, func() { b.deps.Transport.SetCurrent(router) })
 	b.forwarder = proxy.NewForwarder(proxy.Options{
-		Transport: b.deps.Transport.Upstream(cfg.Timeouts.Connect.D(), cfg.UpstreamClient == config.UpstreamLean),
+		Transport: router,
 		Timeouts: proxy.Timeouts{
 			FirstByte:  cfg.Timeouts.FirstByte.D(),
 			StreamIdle: cfg.Timeouts.StreamIdle.D(),

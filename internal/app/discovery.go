@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,10 +24,13 @@ func discoverySources(cfg *config.Config) map[string]discovery.Sources {
 		if len(m.Discovery) == 0 {
 			continue
 		}
-		srcs := discovery.Sources{Key: fmt.Sprintf("%+v", m.Discovery)}
-		for _, d := range m.Discovery {
+		srcs := discovery.Sources{Key: discoveryKey(m.Discovery)}
+		for j, d := range m.Discovery {
 			tmpl := discovery.Template{Scheme: d.Scheme, Spec: endpoint.Spec{
 				Weight: d.Weight, MaxConcurrency: d.MaxConcurrency, APIKey: d.APIKey, UpstreamModel: d.UpstreamModel, Engine: d.Engine}}
+			if d.TLS != nil {
+				tmpl.Spec.TLS = fmt.Sprintf("models[%d].discovery[%d].tls", i, j)
+			}
 			switch d.Type {
 			case "file":
 				srcs.List = append(srcs.List, discovery.File{Path: d.Path, Template: tmpl})
@@ -44,6 +48,23 @@ func discoverySources(cfg *config.Config) map[string]discovery.Sources {
 		out[m.Name] = srcs
 	}
 	return out
+}
+
+// discoveryKey tells a model's discovery blocks apart across reloads: by
+// value, the tls blocks' included (%+v would print their pointers, new at
+// every reload, and restart every source).
+func discoveryKey(ds []config.Discovery) string {
+	var b strings.Builder
+	for _, d := range ds {
+		t := d.TLS
+		d.TLS = nil
+		fmt.Fprintf(&b, "%+v", d)
+		if t != nil {
+			fmt.Fprintf(&b, " tls%+v", *t)
+		}
+		b.WriteByte(';')
+	}
+	return b.String()
 }
 
 // consulSource is a consul discovery block as a source; the token is

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -48,7 +49,7 @@ func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 	target, _ := filepath.Abs(a.src.Path)
 	var certs certWatch
 	if events != nil {
-		certs.sync(watcher, a.gw.Runtime().Config.TLS, a.log)
+		certs.sync(watcher, tlsFiles(a.gw.Runtime().Config), a.log)
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -72,30 +73,54 @@ func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 			if _, err := os.Stat(a.src.Path); err == nil {
 				a.Reload()
 				if events != nil {
-					certs.sync(watcher, a.gw.Runtime().Config.TLS, a.log) // the reload may name other files
+					certs.sync(watcher, tlsFiles(a.gw.Runtime().Config), a.log) // the reload may name other files
 				}
 			}
 		}
 	}
 }
 
-// certWatch is what of the TLS certificate pair the file watch follows, so
-// a renewed pair (certbot, cert-manager) is served without a SIGHUP.
+// certWatch is what of the TLS files the file watch follows, so a renewed
+// pair (certbot, cert-manager) or CA bundle is used without a SIGHUP.
 type certWatch struct {
-	files map[string]bool // the pair's absolute paths
+	files map[string]bool // the files' absolute paths
 	dirs  map[string]bool // their directories, each added to the watcher once
 }
 
-// sync follows the pair tls names (none when off).
-func (w *certWatch) sync(watcher *fsnotify.Watcher, tls config.TLS, log *slog.Logger) {
+// tlsFiles are the files cfg's TLS reads: the listener's pair (when on)
+// and every upstream tls block's CA bundle and client pair.
+func tlsFiles(cfg *config.Config) []string {
+	var out []string
+	if cfg.TLS.Enabled() {
+		out = append(out, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	}
+	up := func(t *config.UpstreamTLS) {
+		if t != nil {
+			out = append(out, t.CAFile, t.CertFile, t.KeyFile)
+		}
+	}
+	up(&cfg.UpstreamTLS)
+	for i := range cfg.Models {
+		for _, b := range cfg.Models[i].Backends {
+			up(b.TLS)
+		}
+		for _, d := range cfg.Models[i].Discovery {
+			up(d.TLS)
+		}
+	}
+	return slices.DeleteFunc(out, func(f string) bool { return f == "" })
+}
+
+// sync follows files (none: the watch follows the config file alone).
+func (w *certWatch) sync(watcher *fsnotify.Watcher, files []string, log *slog.Logger) {
 	w.files = map[string]bool{}
-	if !tls.Enabled() {
+	if len(files) == 0 {
 		return
 	}
 	if w.dirs == nil {
 		w.dirs = map[string]bool{}
 	}
-	for _, f := range []string{tls.CertFile, tls.KeyFile} {
+	for _, f := range files {
 		abs, err := filepath.Abs(f)
 		if err != nil {
 			continue

@@ -48,7 +48,7 @@ func (a *App) syncScraper(cfg *config.Config) {
 		Interval: cfg.LoadMetrics.Interval.D(), Timeout: cfg.LoadMetrics.Timeout.D(),
 		Path: cfg.LoadMetrics.Path, Names: names, StaleAfter: cfg.LoadMetrics.StaleAfter.D(),
 		CapConcurrency: cfg.LoadMetrics.Enabled,
-	}, &http.Client{Transport: a.deps.Transport.For(cfg.Timeouts.Connect.D())}, a.log)
+	}, &http.Client{Transport: a.deps.Transport.Current(cfg.Timeouts.Connect.D())}, a.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	a.scrapeEnd = cancel
 	a.scrapeWG.Add(1)

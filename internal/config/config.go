@@ -44,7 +44,10 @@ type Config struct {
 	// net/http (HTTP/2 over TLS). Default "lean".
 	UpstreamClient string `yaml:"upstream_client"`
 	// TLS: the client listener's certificate; off by default (tls.go).
-	TLS         TLS         `yaml:"tls"`
+	TLS TLS `yaml:"tls"`
+	// UpstreamTLS: TLS to https backends, every backend's default; a
+	// backend's own tls replaces it (upstreamtls.go).
+	UpstreamTLS UpstreamTLS `yaml:"upstream_tls"`
 	Server      Server      `yaml:"server"`
 	Admin       Admin       `yaml:"admin"`
 	Timeouts    Timeouts    `yaml:"timeouts"`
@@ -231,6 +234,9 @@ type Backend struct {
 	// ollama, hosted); it decides the active health check's probe. Unset:
 	// probed unless it has an api_key (internal/health PlanFor).
 	Engine string `yaml:"engine"`
+	// TLS replaces upstream_tls for this backend (https only); nil: the
+	// default applies.
+	TLS *UpstreamTLS `yaml:"tls"`
 }
 
 // Default returns the documented defaults (see examples/sluice.yaml).
@@ -383,6 +389,7 @@ func (c *Config) validate(policyOK PolicyCheck) error {
 	c.validateBreaker(bad)
 	c.validateServer(bad)
 	c.validateTLS(bad)
+	c.validateUpstreamTLS(bad)
 	c.validateAdmission(bad)
 	c.validateCache(bad)
 	c.validateQueue(bad)

@@ -37,6 +37,8 @@ type Discovery struct {
 	APIKey         string `yaml:"api_key"`
 	UpstreamModel  string `yaml:"upstream_model"`
 	Engine         string `yaml:"engine"` // as Backend.Engine
+	// TLS replaces upstream_tls for the https targets found; as Backend.TLS.
+	TLS *UpstreamTLS `yaml:"tls"`
 	// Consul: type consul's keys (discovery_consul.go).
 	Consul ConsulDiscovery `yaml:"consul"`
 }

@@ -73,7 +73,7 @@ rate_limits:
   per_key: {requests: "fast"}
 `
 	_, err := Parse([]byte(text))
-	want := `line 6: models[0].backends[0].max_fails: unknown key; it belongs under health.max_fails; allowed here: api_key, engine, max_concurrency, pass_client_auth, upstream_model, url, weight
+	want := `line 6: models[0].backends[0].max_fails: unknown key; it belongs under health.max_fails; allowed here: api_key, engine, max_concurrency, pass_client_auth, tls, upstream_model, url, weight
 line 7: models[0].backends[1]: want a section of keys, got "http://a"
 line 10: rate_limits.per_key.requests: limit "fast": fast: unknown parameter (want rate=, burst=, delay= or nodelay)
 line 9: rate_limits.store: "mongo", want local or redis

@@ -34,6 +34,10 @@ type Spec struct {
 	// Engine names what serves it (config.Engines; "" unknown): it decides
 	// how the active health check probes it.
 	Engine string
+	// TLS names the config block of this backend's own TLS to an https
+	// URL (models[0].backends[1].tls, models[0].discovery[0].tls); ""
+	// is upstream_tls, the default. The build resolves it (app).
+	TLS string
 }
 
 // Key identifies a backend across config reloads so its counters survive.

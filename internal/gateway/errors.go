@@ -75,8 +75,12 @@ func apiError(err error, model string) *openai.Error {
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "no_healthy_backend",
 			Message: "no healthy backend" + forModel(model), RetryAfter: 5 * time.Second}
 	case errors.Is(err, proxy.ErrConnect):
-		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_unreachable",
+		e := &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_unreachable",
 			Message: "could not connect to a backend" + forModel(model), RetryAfter: upstreamRetry}
+		if errors.Is(err, proxy.ErrTLS) {
+			e.Cause = err // a TLS setting to fix: the log says which (unknown authority, name, client certificate)
+		}
+		return e
 	case errors.Is(err, proxy.ErrBadAnswer):
 		return &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_bad_response",
 			Message: "a backend" + forModel(model) + " sent a malformed answer", RetryAfter: upstreamRetry}

@@ -136,9 +136,15 @@ func (g *Gateway) logCause(rec *record) {
 		cause = res.Err // a stream cut short: the client got a generic in-band event
 	}
 	if cause != nil && (rec.status >= 500 || res.Written) {
-		g.log.LogAttrs(context.Background(), slog.LevelError, "request failed", slog.String("request_id", rec.id),
+		attrs := []slog.Attr{slog.String("request_id", rec.id),
 			slog.String("path", telemetry.Clip(rec.path)), slog.String("model", telemetry.Clip(rec.model)),
-			slog.Int("status", rec.status), slog.String("cause", telemetry.Clip(cause.Error())))
+			slog.Int("status", rec.status), slog.String("cause", telemetry.Clip(cause.Error()))}
+		if res.Backend != nil {
+			// the last backend tried: a cause such as a TLS refusal
+			// (unknown authority, a client certificate refused) is its
+			attrs = append(attrs, slog.String("backend", res.Backend.Name()))
+		}
+		g.log.LogAttrs(context.Background(), slog.LevelError, "request failed", attrs...)
 	}
 }
 

@@ -15,6 +15,11 @@ var (
 	ErrSaturated = errors.New("every backend is at its concurrency limit")
 	// ErrConnect: the backend could not be reached.
 	ErrConnect = errors.New("cannot connect to backend")
+	// ErrTLS: TLS with the backend failed (its certificate not verified,
+	// our client certificate refused). It wraps ErrConnect: to the client
+	// and to retries it is a connection failure; unlike a refused
+	// connection it is a configuration problem, logged with its cause.
+	ErrTLS = fmt.Errorf("%w: TLS with the backend failed", ErrConnect)
 	// ErrFirstByteTimeout: the backend took too long to start answering.
 	ErrFirstByteTimeout = errors.New("backend did not answer in time")
 	// ErrFirstTokenTimeout: a stream's first token did not come within the

@@ -526,6 +526,9 @@ func classifyTransportError(err, cause error) error {
 		return ErrTotalTimeout
 	}
 	var op *net.OpError
+	if tlsFailure(err) {
+		return fmt.Errorf("%w: %w", ErrTLS, err)
+	}
 	if errors.As(err, &op) && op.Op == "dial" {
 		return fmt.Errorf("%w: %w", ErrConnect, err)
 	}

@@ -1,42 +1,73 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/h1client"
 )
 
-// Transport hands out one *http.Transport per connect timeout so a config
-// reload that keeps the timeout keeps its warm keep-alive connections;
-// the same for the lean HTTP/1.1 clients (Upstream).
+// Transport hands out one *http.Transport per connect timeout and TLS
+// profile so a config reload that keeps both keeps its warm keep-alive
+// connections; the same for the lean HTTP/1.1 clients (Upstream).
 type Transport struct {
 	mu   sync.Mutex
-	by   map[time.Duration]*http.Transport
+	by   map[transportKey]*http.Transport
 	lean map[time.Duration]*h1client.Client
 	// conns counts the net/http transports' connections (all of them).
 	conns connCount
+	// current is the serving runtime's router (SetCurrent), for the
+	// health checks and load scrapes, which outlive a runtime.
+	current atomic.Pointer[Router]
+}
+
+// transportKey names a transport: its connect timeout and the
+// fingerprint of its TLS profile ("" = Go's defaults).
+type transportKey struct {
+	connect time.Duration
+	tls     string
+}
+
+// TLSProfile is the client TLS of a group of https backends: the
+// tls.Config (roots, client certificate, server name, min version) and a
+// fingerprint of what it was made from; a new fingerprint is a new
+// transport, so connections made under an old CA are not reused.
+type TLSProfile struct {
+	Config      *tls.Config
+	Fingerprint string
 }
 
 // NewTransportCache builds an empty cache.
 func NewTransportCache() *Transport {
-	return &Transport{by: map[time.Duration]*http.Transport{}, lean: map[time.Duration]*h1client.Client{}}
+	return &Transport{by: map[transportKey]*http.Transport{}, lean: map[time.Duration]*h1client.Client{}}
 }
 
-// For returns the transport for connectTimeout, creating it on first use.
+// For returns the transport for connectTimeout with Go's default TLS,
+// creating it on first use.
 func (t *Transport) For(connectTimeout time.Duration) *http.Transport {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.forLocked(connectTimeout)
+	return t.forLocked(connectTimeout, nil)
 }
 
-func (t *Transport) forLocked(connectTimeout time.Duration) *http.Transport {
-	tr := t.by[connectTimeout]
+func (t *Transport) forLocked(connectTimeout time.Duration, p *TLSProfile) *http.Transport {
+	k := transportKey{connect: connectTimeout}
+	if p != nil {
+		k.tls = p.Fingerprint
+	}
+	tr := t.by[k]
 	if tr == nil {
 		tr = NewTransport(connectTimeout)
+		if p != nil {
+			// With ForceAttemptHTTP2 (NewTransport) a custom config still
+			// negotiates h2; net/http adds the ALPN names to its copy.
+			tr.TLSClientConfig = p.Config.Clone()
+		}
 		tr.DialContext = t.conns.wrap(tr.DialContext)
-		t.by[connectTimeout] = tr
+		t.by[k] = tr
 	}
 	return tr
 }
@@ -50,7 +81,11 @@ func (t *Transport) forLocked(connectTimeout time.Duration) *http.Transport {
 func (t *Transport) Upstream(connectTimeout time.Duration, lean bool) http.RoundTripper {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tr := t.forLocked(connectTimeout)
+	return t.upstreamLocked(connectTimeout, lean)
+}
+
+func (t *Transport) upstreamLocked(connectTimeout time.Duration, lean bool) http.RoundTripper {
+	tr := t.forLocked(connectTimeout, nil)
 	if !lean {
 		return tr
 	}
