@@ -286,8 +286,14 @@ func TestResponsesUnknownIDFoundByProbing(t *testing.T) {
 			t.Fatalf("%d %s", resp.StatusCode, got)
 		}
 	}
-	if _, asked := a.counts(); asked != 1 {
+	// The probes go out at once: a may have been asked, or its probe
+	// cancelled before it arrived when b answered first. Never twice:
+	// the second GET goes straight to b.
+	if _, asked := a.counts(); asked > 1 {
 		t.Fatalf("a asked %d times: the found id was not remembered", asked)
+	}
+	if _, asked := b.counts(); asked != 2 {
+		t.Fatalf("b asked %d times, want 2 (the probe, then the remembered id)", asked)
 	}
 	if promtest.Value(t, reg, "sluice_responses_followups_total", "probed") != 1 ||
 		promtest.Value(t, reg, "sluice_responses_followups_total", "known") != 1 {
