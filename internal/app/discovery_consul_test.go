@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -103,22 +102,10 @@ func TestConsulDiscoveredModelServes(t *testing.T) {
 	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
 		"models:\n  - name: m1\n    discovery:\n      - type: consul\n        consul:\n          service: llm\n" +
 		"          address: " + strings.TrimPrefix(srv.URL, "http://") + "\n          token_file: " + tokenFile + "\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
-	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil { // not the default 9091: another process may hold it
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	go func() { stopped <- a.Run(ctx, ln) }()
+	url, _, cancel, stopped := runApp(t, a)
 	defer func() { cancel(); <-stopped }()
-	url := "http://" + ln.Addr().String()
 
 	eventually(t, "the service's instance to serve", samePool(a, b1.URL))
 	if code, body := chat(url, "m1"); code != 200 || !strings.Contains(body, `"b1"`) {

@@ -1,9 +1,7 @@
 package app
 
 import (
-	"context"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,23 +38,12 @@ func TestDNSDiscoveredModelServes(t *testing.T) {
 	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
 		"models:\n  - name: m1\n    discovery:\n      - type: dns\n        name: llm.test\n        port: " + port +
 		"\n        server: " + pc.LocalAddr().String() + "\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
-	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil { // not the default 9091: another process may hold it
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	go func() { stopped <- a.Run(ctx, ln) }()
+	gw, _, cancel, stopped := runApp(t, a)
 	defer func() { cancel(); <-stopped }()
 	eventually(t, "the DNS name's backend to serve", samePool(a, "http://127.0.0.1:"+port))
-	if code, body := chat("http://"+ln.Addr().String(), "m1"); code != 200 || !strings.Contains(body, `"b"`) {
+	if code, body := chat(gw, "m1"); code != 200 || !strings.Contains(body, `"b"`) {
 		t.Fatalf("%d %s", code, body)
 	}
 	if f := a.gw.Runtime().Pools["m1"].Backends[0].RampFactor(); f != 1 {

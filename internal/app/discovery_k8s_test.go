@@ -1,9 +1,7 @@
 package app
 
 import (
-	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,28 +26,14 @@ func TestKubernetesDiscoveredTerminatingDrains(t *testing.T) {
 	api.Put(kubetest.Slice("vllm-held", "vllm", portOf(t, held.URL), kubetest.Endpoint{Addr: "127.0.0.1"}))
 
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	writeFile(t, kubeconfig, "apiVersion: v1\nkind: Config\ncurrent-context: test\n"+
-		"clusters: [{name: test, cluster: {server: \""+api.URL()+"\"}}]\n"+
-		"users: [{name: test, user: {}}]\n"+
-		"contexts: [{name: test, context: {cluster: test, user: test, namespace: inference}}]\n")
+	kubeconfig := writeKubeconfig(t, dir, api)
 	path := filepath.Join(dir, "sluice.yaml")
 	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nshutdown_grace: 30s\n"+
 		"models:\n  - name: m1\n    policy: round_robin\n    discovery:\n      - type: kubernetes\n        service: vllm\n"+
 		"        port_name: http\n        kubeconfig: "+kubeconfig+"\n")
 	a := newApp(t, path)
-	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil { // not the default 9091: another process may hold it
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	go func() { stopped <- a.Run(ctx, ln) }()
+	gw, _, cancel, stopped := runApp(t, a)
 	defer func() { cancel(); <-stopped }()
-	gw := "http://" + ln.Addr().String()
 	rd := streamOnHeld(t, a, gw, held.URL)
 
 	// The held pod is being deleted: still serving, terminating.
@@ -91,6 +75,18 @@ func portOf(t *testing.T, raw string) int32 {
 	return int32(p)
 }
 
+// writeKubeconfig writes into dir a kubeconfig whose current context
+// reaches api with the namespace inference, and returns its path.
+func writeKubeconfig(t *testing.T, dir string, api *kubetest.APIServer) string {
+	t.Helper()
+	path := filepath.Join(dir, "kubeconfig")
+	writeFile(t, path, "apiVersion: v1\nkind: Config\ncurrent-context: test\n"+
+		"clusters: [{name: test, cluster: {server: \""+api.URL()+"\"}}]\n"+
+		"users: [{name: test, user: {}}]\n"+
+		"contexts: [{name: test, context: {cluster: test, user: test, namespace: inference}}]\n")
+	return path
+}
+
 func writeFile(t *testing.T, path, src string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
@@ -110,28 +106,14 @@ func TestKubernetesEmptyPoolAnswers503(t *testing.T) {
 	api.SetDown(503)
 
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	writeFile(t, kubeconfig, "apiVersion: v1\nkind: Config\ncurrent-context: test\n"+
-		"clusters: [{name: test, cluster: {server: \""+api.URL()+"\"}}]\n"+
-		"users: [{name: test, user: {}}]\n"+
-		"contexts: [{name: test, context: {cluster: test, user: test, namespace: inference}}]\n")
+	kubeconfig := writeKubeconfig(t, dir, api)
 	path := filepath.Join(dir, "sluice.yaml")
 	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\n"+
 		"models:\n  - name: m1\n    discovery:\n      - type: kubernetes\n        service: vllm\n"+
 		"        port: "+strconv.Itoa(int(portOf(t, b.URL)))+"\n        kubeconfig: "+kubeconfig+"\n")
 	a := newApp(t, path)
-	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan error, 1)
-	go func() { stopped <- a.Run(ctx, ln) }()
+	gw, _, cancel, stopped := runApp(t, a)
 	defer func() { cancel(); <-stopped }()
-	gw := "http://" + ln.Addr().String()
 
 	refused := func(when string) {
 		t.Helper()

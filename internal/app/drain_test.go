@@ -96,22 +96,29 @@ func longRequest(url string, stream bool, hdr ...string) <-chan answer {
 	return out
 }
 
-// inFlight is the gateway's count of requests on its backends (/status).
-func inFlight(t *testing.T, admin string) int {
+// getStatus decodes the running gateway's /status, read over its admin
+// listener, into st.
+func getStatus(t *testing.T, admin string, st any) {
 	t.Helper()
 	resp, err := http.Get(admin + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inFlight is the gateway's count of requests on its backends (/status).
+func inFlight(t *testing.T, admin string) int {
+	t.Helper()
 	var st struct {
 		Models []struct {
 			Backends []struct{ Inflight int }
 		}
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	getStatus(t, admin, &st)
 	n := 0
 	for _, m := range st.Models {
 		for _, b := range m.Backends {
@@ -208,17 +215,10 @@ func TestCutEndsTheDrainAtOnce(t *testing.T) {
 // queue (/status).
 func queued(t *testing.T, admin string) int {
 	t.Helper()
-	resp, err := http.Get(admin + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var st struct {
 		Models []struct{ Queue struct{ Queued int } }
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
+	getStatus(t, admin, &st)
 	n := 0
 	for _, m := range st.Models {
 		n += m.Queue.Queued

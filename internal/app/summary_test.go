@@ -1,11 +1,9 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,18 +24,9 @@ func startLoggedApp(t *testing.T, path string) (*App, string, *logbuf.Buffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln) }()
+	url, _, cancel, done := runApp(t, a)
 	t.Cleanup(func() { cancel(); <-done })
-	return a, "http://" + ln.Addr().String(), logs
+	return a, url, logs
 }
 
 func waitLog(t *testing.T, logs *logbuf.Buffer, wants ...string) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -30,17 +29,9 @@ func workerEdgeConfig(t *testing.T, be, natsURL string) string {
 // adminPost sends a worker's job request to the admin listener.
 func adminPost(t *testing.T, admin string) (int, http.Header, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, admin+"/worker/v1/chat/completions",
-		strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"job-b"}]}`))
-	req.Header.Set("Authorization", "Bearer "+testAdminToken)
-	req.Header.Set("X-Sluice-Job-Tenant", "acme")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, b
+	return do(t, http.MethodPost, admin+"/worker/v1/chat/completions", "",
+		strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"job-b"}]}`),
+		"Authorization", "Bearer "+testAdminToken, "X-Sluice-Job-Tenant", "acme")
 }
 
 // A separate worker runs jobs through a gateway that shuts down, then

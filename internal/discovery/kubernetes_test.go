@@ -64,6 +64,29 @@ func nextSet(t *testing.T, sink *chanSink, want string) []endpoint.Spec {
 	return nil
 }
 
+// downAndBack has the API answer 503 until the source reports the
+// outage, then serve again: the next set must be want.
+func downAndBack(t *testing.T, api *kubetest.APIServer, sink *chanSink, want string) {
+	t.Helper()
+	api.SetDown(503)
+	nextFailure(t, sink, "the outage")
+	api.SetDown(0)
+	nextSet(t, sink, want)
+}
+
+// nextFailure is the source's next failure; none within kubeWait fails
+// the test, saying what was not reported.
+func nextFailure(t *testing.T, sink *chanSink, what string) error {
+	t.Helper()
+	select {
+	case err := <-sink.fails:
+		return err
+	case <-time.After(kubeWait):
+		t.Fatal(what + " was not reported")
+	}
+	return nil
+}
+
 // The Service's ready endpoints become backends on its named port (each
 // slice says its number); slices of other Services are filtered out by
 // label; added and deleted slices arrive by watch. Both ways the client
@@ -180,13 +203,8 @@ func TestKubernetesOutageKeepsSet(t *testing.T) {
 	api.Request(t, "watch rv=")
 
 	api.SetDown(403)
-	select {
-	case err := <-sink.fails:
-		if !strings.Contains(err.Error(), "kubernetes service llm/vllm") || !strings.Contains(err.Error(), "forbidden") {
-			t.Errorf("failure %q: want the service and the refusal named", err)
-		}
-	case <-time.After(kubeWait):
-		t.Fatal("the outage was not reported")
+	if err := nextFailure(t, sink, "the outage"); !strings.Contains(err.Error(), "kubernetes service llm/vllm") || !strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("failure %q: want the service and the refusal named", err)
 	}
 	noUpdate(t, sink)
 	api.Put(kubetest.Slice("vllm-a", "vllm", 8000, kubetest.Endpoint{Addr: "10.0.0.2"}, kubetest.Endpoint{Addr: "10.0.0.3"}))
@@ -212,27 +230,15 @@ func TestKubernetesDownAtStartAndRecovers(t *testing.T) {
 	api.Put(kubetest.Slice("vllm-a", "vllm", 8000, kubetest.Endpoint{Addr: "10.0.0.1"}))
 	api.SetDown(503)
 	sink := runKube(t, api, Kubernetes{Service: "vllm", PortName: "http"})
-	select {
-	case err := <-sink.fails:
-		if !strings.Contains(err.Error(), "kubernetes service llm/vllm") {
-			t.Errorf("failure %q: want the service named", err)
-		}
-	case <-time.After(kubeWait):
-		t.Fatal("the API down at start was not reported")
+	if err := nextFailure(t, sink, "the API down at start"); !strings.Contains(err.Error(), "kubernetes service llm/vllm") {
+		t.Errorf("failure %q: want the service named", err)
 	}
 	noUpdate(t, sink)
 	api.SetDown(0)
 	nextSet(t, sink, "http://10.0.0.1:8000")
 	api.Request(t, "watch rv=")
 
-	api.SetDown(503)
-	select {
-	case <-sink.fails:
-	case <-time.After(kubeWait):
-		t.Fatal("the outage was not reported")
-	}
-	api.SetDown(0)
-	nextSet(t, sink, "http://10.0.0.1:8000")
+	downAndBack(t, api, sink, "http://10.0.0.1:8000")
 	api.Request(t, "watch rv=")
 
 	api.Put(kubetest.Slice("vllm-a", "vllm", 8000, kubetest.Endpoint{Addr: "10.0.0.1", Ready: kubetest.No()}))
@@ -251,14 +257,7 @@ func TestKubernetesEmptyServiceRecovers(t *testing.T) {
 	sink := runKube(t, api, Kubernetes{Service: "vllm", PortName: "http"})
 	nextSet(t, sink, "")
 	api.Request(t, "watch rv=")
-	api.SetDown(503)
-	select {
-	case <-sink.fails:
-	case <-time.After(kubeWait):
-		t.Fatal("the outage was not reported")
-	}
-	api.SetDown(0)
-	nextSet(t, sink, "")
+	downAndBack(t, api, sink, "")
 }
 
 // A kubeconfig that cannot be read is a failure naming it.

@@ -1,14 +1,12 @@
 package discovery
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 )
 
 // failing reports one failure, says so on reported, then waits.
@@ -111,7 +110,7 @@ func (s scripted) run(f func(Sink)) { s.do <- f; <-s.done }
 // failing gauge, and is logged once more when it reports again; the same
 // set reported on recovery rebuilds nothing.
 func TestManagerLogsFailureRunsOnce(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	reg := prometheus.NewRegistry()
 	m := NewManager(reg, slog.New(slog.NewTextHandler(&logs, nil)))
 	defer m.Stop()
@@ -177,22 +176,4 @@ func TestManagerRefusesAHugeSet(t *testing.T) {
 	if n := len(m.Set("m")); n != maxTargets {
 		t.Errorf("%d backends from a set at the bound, want %d", n, maxTargets)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -11,6 +11,53 @@ import (
 	"testing"
 )
 
+// inFrontOf is a backend that serves as b does, except the requests
+// intercept answers itself (it returns true for those): the owner of the
+// responses made on it, with a fault or a hold of the test's.
+func inFrontOf(t *testing.T, b *respBackend, intercept func(w http.ResponseWriter, body []byte) bool) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if intercept(w, body) {
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		b.serve(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// responseOnOwner makes responses through the gateway's /v1/responses at
+// url until one lands on the owner (backend "a", round robin over two)
+// and returns its id.
+func responseOnOwner(t *testing.T, url string) string {
+	t.Helper()
+	var id string
+	for i := 0; i < 4 && !strings.HasPrefix(id, "resp_a_"); i++ {
+		var r struct{ ID string }
+		json.Unmarshal([]byte(readAll(t, post(t, url, `{"model":"m1","input":"one"}`))), &r)
+		id = r.ID
+	}
+	if !strings.HasPrefix(id, "resp_a_") {
+		t.Fatalf("no response made on the owner: last id %q", id)
+	}
+	return id
+}
+
+// wantNoContinuationOf fails the test if b was sent a continuation of
+// the response id (made on another backend).
+func (b *respBackend) wantNoContinuationOf(t *testing.T, id string) {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, prev := range b.prev {
+		if prev == id {
+			t.Fatalf("the other backend was sent a continuation of %s (its previous ids %q)", id, b.prev)
+		}
+	}
+}
+
 // A continuation whose previous response lives on a backend at its limit
 // waits for a slot there, or is refused 503 with Retry-After: never sent
 // to another backend, which would answer that the response does not exist
@@ -21,19 +68,16 @@ import (
 func TestResponsesContinuationWaitsForItsBackend(t *testing.T) {
 	a, b := newRespBackend(t, "a"), newRespBackend(t, "b")
 	held, release := make(chan struct{}), make(chan struct{})
-	owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if bytes.Contains(body, []byte(`"input":"hold"`)) {
-			close(held)
-			<-release
-			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, respObject("resp_a_held", true))
-			return
+	owner := inFrontOf(t, a, func(w http.ResponseWriter, body []byte) bool {
+		if !bytes.Contains(body, []byte(`"input":"hold"`)) {
+			return false
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		a.serve(w, r)
-	}))
-	t.Cleanup(owner.Close)
+		close(held)
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, respObject("resp_a_held", true))
+		return true
+	})
 	var releaseOnce sync.Once
 	free := func() { releaseOnce.Do(func() { close(release) }) }
 	t.Cleanup(free) // before the servers close (cleanups run last first): a failed test does not hang on the held request
@@ -42,15 +86,7 @@ func TestResponsesContinuationWaitsForItsBackend(t *testing.T) {
 	srv, _ := startGateway(t, cfg)
 	url := srv.URL + "/v1/responses"
 
-	var id string
-	for i := 0; i < 4 && !strings.HasPrefix(id, "resp_a_"); i++ { // round robin: one of two lands on the owner
-		var r struct{ ID string }
-		json.Unmarshal([]byte(readAll(t, post(t, url, `{"model":"m1","input":"one"}`))), &r)
-		id = r.ID
-	}
-	if !strings.HasPrefix(id, "resp_a_") {
-		t.Fatalf("no response made on the owner: last id %q", id)
-	}
+	id := responseOnOwner(t, url)
 	cont := func(input string) string {
 		return `{"model":"m1","input":"` + input + `","previous_response_id":"` + id + `"}`
 	}
@@ -81,13 +117,7 @@ func TestResponsesContinuationWaitsForItsBackend(t *testing.T) {
 	if got := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(got, `"id":"resp_a_`) {
 		t.Fatalf("continuation after the release: %d %s; want the owner's answer", resp.StatusCode, got)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, prev := range b.prev {
-		if prev == id {
-			t.Fatalf("the other backend was sent a continuation of %s (its previous ids %q)", id, b.prev)
-		}
-	}
+	b.wantNoContinuationOf(t, id)
 }
 
 // A continuation whose first attempt on its backend fails is retried on
@@ -109,32 +139,20 @@ func TestResponsesContinuationRetriesOnItsBackend(t *testing.T) {
 			a, b := newRespBackend(t, "a"), newRespBackend(t, "b")
 			var mu sync.Mutex
 			failed := false
-			owner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				body, _ := io.ReadAll(r.Body)
+			owner := inFrontOf(t, a, func(w http.ResponseWriter, body []byte) bool {
 				mu.Lock()
 				first := !failed && bytes.Contains(body, []byte(`"previous_response_id"`))
 				failed = failed || first
 				mu.Unlock()
 				if first {
 					w.WriteHeader(http.StatusBadGateway)
-					return
 				}
-				r.Body = io.NopCloser(bytes.NewReader(body))
-				a.serve(w, r)
-			}))
-			t.Cleanup(owner.Close)
+				return first
+			})
 			srv, _ := startGateway(t, testConfig(owner.URL, b.srv.URL))
 			url := srv.URL + "/v1/responses"
 
-			var id string
-			for i := 0; i < 4 && !strings.HasPrefix(id, "resp_a_"); i++ { // round robin: one of two lands on the owner
-				var r struct{ ID string }
-				json.Unmarshal([]byte(readAll(t, post(t, url, `{"model":"m1","input":"one"}`))), &r)
-				id = r.ID
-			}
-			if !strings.HasPrefix(id, "resp_a_") {
-				t.Fatalf("no response made on the owner: last id %q", id)
-			}
+			id := responseOnOwner(t, url)
 			if tc.gone {
 				owner.Close()
 			}
@@ -146,13 +164,7 @@ func TestResponsesContinuationRetriesOnItsBackend(t *testing.T) {
 			if tc.code != 200 && resp.Header.Get("Retry-After") == "" {
 				t.Fatalf("continuation refused without Retry-After: %d %s", resp.StatusCode, got)
 			}
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			for _, prev := range b.prev {
-				if prev == id {
-					t.Fatalf("the other backend was sent a continuation of %s (its previous ids %q)", id, b.prev)
-				}
-			}
+			b.wantNoContinuationOf(t, id)
 		})
 	}
 }

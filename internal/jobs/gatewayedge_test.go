@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -12,25 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 )
-
-// lockedBuffer is a log sink the gate's slots may write at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Split(strings.TrimSpace(l.b.String()), "\n")
-}
 
 // The gate against a gateway that is shutting down (503), then gone (the
 // connection cut without an answer), then back: it asks again after a
@@ -53,7 +36,7 @@ func TestHTTPGateBacksOffFromAGatewayGone(t *testing.T) {
 		}
 	}))
 	defer gw.Close()
-	var logs lockedBuffer
+	var logs logbuf.Buffer // the gate's slots write it at once
 	var waits []time.Duration
 	fired := make(chan time.Time)
 	close(fired)
@@ -76,7 +59,7 @@ func TestHTTPGateBacksOffFromAGatewayGone(t *testing.T) {
 			t.Fatalf("waits %v, want %v", waits, want)
 		}
 	}
-	lines := logs.lines()
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	if len(lines) != 3 || !strings.Contains(lines[0], "shutting down") || !strings.Contains(lines[1], "unreachable") ||
 		!strings.Contains(lines[2], "answering again") {
 		t.Fatalf("log lines for 503 x3, gone x6, back:\n%s", strings.Join(lines, "\n"))
