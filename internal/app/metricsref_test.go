@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -91,7 +92,6 @@ var nameOnly = []string{
 	"sluice_forecast_requests_per_second",           // after the forecaster's first tick
 	"sluice_forecast_tokens_per_second",
 	"sluice_hedges_total",     // needs a hedged stream
-	"sluice_retries_total",    // needs a failed first attempt
 	"sluice_slot_waits_total", // needs every backend at its limit
 }
 
@@ -192,11 +192,21 @@ func registeredNames(t *testing.T) map[string]bool {
 
 // gatherEverything runs a gateway with every feature that registers
 // metrics on (cache and rate limits on Redis, the embedded job queue,
-// discovery, the forecast, the log writer's metrics), sends it traffic
-// and returns its registry's families by name.
+// discovery, the forecast, API keys, the log writer's metrics), sends it
+// traffic (a bad key, an unknown model, a retry) and returns its
+// registry's families by name.
 func gatherEverything(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
 	be := backend(t, "a")
+	// bad answers requests 502 (retried on the next backend) and its
+	// health probes 200 (so it stays in the pool).
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(bad.Close)
 	redis := redistest.Start(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sluice.yaml")
@@ -216,6 +226,11 @@ models:
   - name: m
     backends:
       - url: %s
+  - name: r
+    policy: round_robin
+    backends:
+      - url: %s
+      - url: %s
   - name: d
     discovery:
       - type: file
@@ -224,7 +239,7 @@ models:
     discovery:
       - type: file
         path: %s
-`, filepath.Join(dir, "data"), filepath.Join(dir, "forecast.json"), redis.Addr, redis.Addr, be.URL,
+`, filepath.Join(dir, "data"), filepath.Join(dir, "forecast.json"), redis.Addr, redis.Addr, be.URL, bad.URL, be.URL,
 		filepath.Join(dir, "targets.json"), filepath.Join(dir, "missing.json"))
 	writeTargets(t, filepath.Join(dir, "targets.json"), be.URL)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
@@ -249,6 +264,9 @@ models:
 	for _, r := range []struct{ key, body string }{
 		{"k-good", `{"model":"m","messages":[]}`}, {"k-good", `{"model":"m","messages":[]}`},
 		{"k-good", `{"model":"nope"}`}, {"k-bad", `{"model":"m","messages":[]}`},
+		// Round robin over bad and a live backend: one of the two
+		// starts on bad and is retried.
+		{"k-good", `{"model":"r","messages":[]}`}, {"k-good", `{"model":"r","messages":[]}`},
 	} {
 		req, err := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(r.body))
 		if err != nil {
