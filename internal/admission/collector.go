@@ -39,7 +39,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 		congested:    d("sluice_queue_congested", "1 while some tenant's waits in the class have stayed above its delay target for an interval (that tenant's arrivals that would wait longer are refused and its waiters reaching the target shed, unless it holds at most half its fair share).", "class"),
 		waits: d("sluice_queue_wait_seconds", "Time from arrival to grant of granted requests (0 when granted at once), by priority class.",
 			"class"),
-		rejections: d("sluice_queue_rejections_total", "Requests the queue refused, by reason.", "reason"),
+		rejections: d("sluice_queue_rejections_total", "Requests the queue refused, by reason: tenant_over_share, tenant_queue_full (429); saturated, queue_full, deadline, shed (503).", "reason"),
 		cancelled:  d("sluice_queue_cancelled_total", "Requests whose client went away while they waited."),
 		rampHeld: d("sluice_queue_ramp_held", "Queued requests held by their tenant's ramp: the tenant became busy while others were active and holds its allowance, "+
 			"with no free slot beyond the other active tenants' recent peaks (bounded by the queue's max_queued)."),

@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: latencyBuckets,
 		}, []string{"model"}),
 		Tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_tokens_total", Help: "Tokens reported by backends (usage), by direction.",
+			Name: "sluice_tokens_total", Help: "Tokens reported by backends (usage), by direction: in (prompt), out (completion).",
 		}, []string{"model", "direction"}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_retries_total", Help: "Upstream retries on another backend before any byte reached the client.",
@@ -61,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sluice_inflight_requests", Help: "Client requests currently being served.",
 		}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sluice_errors_total", Help: "Requests that ended in an error, by reason.",
+			Name: "sluice_errors_total", Help: "Requests that ended in an error, by reason: the OpenAI error code the client was answered (rate_limit_exceeded, pool_saturated, no_healthy_backend, upstream_timeout, ...).",
 		}, []string{"model", "reason"}),
 		SendTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_send_timeouts_total", Help: "Clients cut because they accepted no response bytes for server.send_timeout.",
@@ -112,7 +112,7 @@ func NewBackendCollector(snapshot func() []BackendSample) *BackendCollector {
 		inflight: prometheus.NewDesc("sluice_backend_inflight", "Requests outstanding on the backend.", l, nil),
 		cpu:      prometheus.NewDesc("sluice_backend_cpu_inflight", "Tokenizer calls (/tokenize, /detokenize) outstanding on the backend, apart from its engine slots; at most 16.", l, nil),
 		work:     prometheus.NewDesc("sluice_backend_outstanding_tokens", "Estimated tokens (prompt and answer) of the requests outstanding on the backend; what p2c_ewma balances.", l, nil),
-		state:    prometheus.NewDesc("sluice_backend_state", "1 for the backend's current health state.", append(l, "state"), nil),
+		state:    prometheus.NewDesc("sluice_backend_state", "1 for the backend's current state (healthy, busy, ejected, down, open), 0 for the others.", append(l, "state"), nil),
 		requests: prometheus.NewDesc("sluice_backend_requests_total", "Upstream attempts sent to the backend.", l, nil),
 		failures: prometheus.NewDesc("sluice_backend_failures_total", "Upstream attempts that failed (connect, 5xx, broken stream).", l, nil),
 		latency:  prometheus.NewDesc("sluice_backend_latency_ewma_seconds", "Peak-EWMA time to first byte.", l, nil),
