@@ -65,7 +65,9 @@ func TestBufferedWriterCloseNoting(t *testing.T) {
 		t.Fatalf("fallback got %q, want %q", got, want)
 	}
 	// The fallback is the blocked output: CloseNoting returns all the same.
-	w2 := newBufferedWriter(out, writerConfig{batch: 64, limit: 1 << 20, closeWait: 10 * time.Millisecond,
+	// (Its Close has nothing to write: it ends without the output, given
+	// a minute so that a loaded machine cannot make it give up.)
+	w2 := newBufferedWriter(out, writerConfig{batch: 64, limit: 1 << 20, closeWait: time.Minute,
 		noticeWait: 10 * time.Millisecond, now: time.Now})
 	if err := w2.CloseNoting(out); err != nil { // nothing pending: w2's Close is not blocked
 		t.Fatalf("CloseNoting with nothing pending: %v", err)
@@ -79,8 +81,16 @@ func TestBufferedWriterCloseNoting(t *testing.T) {
 	out.unblock()
 	<-w.done
 	<-w2.done
-	if got := out.out.String(); !strings.Contains(got, "kept\n") || !strings.Contains(got, "also\n") ||
-		!strings.Contains(got, "sluice: log output blocked: gave up after 10ms with 5 bytes unwritten") {
+	// The notice is written by CloseNoting's own goroutine, which was
+	// blocked on out and returns at its own pace once out takes writes.
+	const notice = "sluice: log output blocked: gave up after 10ms with 5 bytes unwritten"
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out.out.String(), notice); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the notice never reached the output once it took writes: %q", out.out.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := out.out.String(); !strings.Contains(got, "kept\n") || !strings.Contains(got, "also\n") {
 		t.Fatalf("out: %q", got)
 	}
 }
