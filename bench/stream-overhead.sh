@@ -136,6 +136,7 @@ addr() { # phase target -> URL
   nginx) echo "http://127.0.0.1:$((P + $1 + 1))/v1/chat/completions" ;;
   *) for i in "${!names[@]}"; do [ "${names[$i]}" = "$2" ] && echo "http://127.0.0.1:$((P + $1 + 2 + 2 * i))/v1/chat/completions"; done ;;
   esac
+  return 0 # the loop's last test may be false (set -e)
 }
 pids_of() { # phase target -> the server's pid(s)
   case $2 in
@@ -143,6 +144,7 @@ pids_of() { # phase target -> the server's pid(s)
   nginx) cat "$W/nginx.pid" ;;
   *) for i in "${!names[@]}"; do [ "${names[$i]}" = "$2" ] && echo "${SPID[$1.$i]}"; done ;;
   esac
+  return 0
 }
 rss_kib() { local t=0 p; for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
   t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
