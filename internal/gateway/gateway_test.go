@@ -108,15 +108,26 @@ func TestBadRequestsGetOpenAIErrors(t *testing.T) {
 	}
 }
 
-// TestStreamFlushesEachEvent proves every SSE event reaches the client
-// before the backend sends the next one.
+// TestStreamFlushesEachEvent proves every SSE event reaches the client,
+// byte for byte, before the backend sends the next one, with \n or \r\n
+// line ends. (A lone \r, which the SSE grammar allows too, ends a read
+// that the relay holds until the next one: it may be a \r\n cut in two.)
 func TestStreamFlushesEachEvent(t *testing.T) {
+	for _, nl := range []string{"\n", "\r\n"} {
+		t.Run(fmt.Sprintf("%q", nl), func(t *testing.T) { testStreamFlushesEachEvent(t, nl) })
+	}
+}
+
+func testStreamFlushesEachEvent(t *testing.T, nl string) {
 	next := make(chan struct{})
+	event := func(i int) string {
+		return fmt.Sprintf(`data: {"i":%d,"pad":"%s"}`, i, strings.Repeat("p", 40*i)) + nl + nl
+	}
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/event-stream")
 		for i := 0; i < 3; i++ {
-			fmt.Fprintf(w, "data: {\"i\":%d}\n\n", i)
+			io.WriteString(w, event(i))
 			w.(http.Flusher).Flush()
 			select {
 			case <-next:
@@ -124,7 +135,7 @@ func TestStreamFlushesEachEvent(t *testing.T) {
 				return // the client never saw the event: the test fails below
 			}
 		}
-		io.WriteString(w, "data: [DONE]\n\n")
+		io.WriteString(w, "data: [DONE]"+nl+nl)
 	}))
 	defer be.Close()
 	srv, _ := startGateway(t, testConfig(be.URL))
@@ -133,20 +144,19 @@ func TestStreamFlushesEachEvent(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content-type %q", ct)
 	}
-	rd := bufio.NewReader(resp.Body)
 	for i := 0; i < 3; i++ {
-		line, err := rd.ReadString('\n')
-		if err != nil {
+		want := event(i)
+		got := make([]byte, len(want))
+		if _, err := io.ReadFull(resp.Body, got); err != nil {
 			t.Fatalf("event %d: %v", i, err)
 		}
-		if want := fmt.Sprintf("data: {\"i\":%d}\n", i); line != want {
-			t.Fatalf("event %d = %q, want %q", i, line, want)
+		if string(got) != want {
+			t.Fatalf("event %d = %q, want %q", i, got, want)
 		}
-		rd.ReadString('\n') // blank line ending the event
 		next <- struct{}{}
 	}
-	rest, _ := io.ReadAll(rd)
-	if string(rest) != "data: [DONE]\n\n" {
+	rest, _ := io.ReadAll(resp.Body)
+	if string(rest) != "data: [DONE]"+nl+nl {
 		t.Fatalf("stream tail %q", rest)
 	}
 }

@@ -53,6 +53,26 @@ func TestSSECheck(t *testing.T) {
 	}
 }
 
+// lineEnd finds the byte bytes.IndexAny(p, "\r\n") finds, for every line
+// end a stream may use (\n, \r\n, a lone \r), mixed, at either end and
+// absent, at every length and offset up to 300 bytes (past IndexAny's and
+// IndexByte's short-input paths).
+func TestLineEndIsIndexAny(t *testing.T) {
+	for _, ends := range []string{"\n", "\r\n", "\r", "\n\r", "\r\r\n", ""} {
+		for n := 0; n <= 300; n++ {
+			for _, at := range []int{0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, n} {
+				if at > n {
+					continue
+				}
+				p := []byte(strings.Repeat("x", at) + ends + strings.Repeat("y", n-at))
+				if got, want := lineEnd(p), bytes.IndexAny(p, "\r\n"); got != want {
+					t.Fatalf("%q: lineEnd %d, IndexAny %d", p, got, want)
+				}
+			}
+		}
+	}
+}
+
 // An event over maxEvent is refused before the check holds more.
 func TestSSECheckBoundsAnEvent(t *testing.T) {
 	big := "data: {\"a\":\"" + strings.Repeat("x", 2*maxEvent) + "\"}\n\n"
