@@ -157,6 +157,15 @@ func TestShutdownTakesNoNewJobs(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() { a.jobs.workerWG.Wait(); close(stopped) }()
 	cancel() // SIGTERM: the drain lasts while the held request runs
+	// Run sees the signal on its own goroutine: the first job is released
+	// only once the shutdown has begun (drainJobs stops the taking under
+	// jobsMu as it sets closing), or the worker could take the second in
+	// between, as any process may before it has a signal.
+	eventually(t, "the shutdown to begin", func() bool {
+		a.jobsMu.Lock()
+		defer a.jobsMu.Unlock()
+		return a.closing
+	})
 	be.releaseA()
 	// The worker stops once the running job is done (or, before, took
 	// the queued one while the drain lasted).
