@@ -65,6 +65,18 @@ type LimitConfig struct {
 	// batch slots from idling between one request's end and the next one's
 	// arrival. The gateway sets a tenth of the pool's objective.
 	LatencyFloor time.Duration
+
+	// ReportsEnds says the caller calls Ended for every request that ends
+	// (the gateway does). A window then needs no more samples than the
+	// requests the limit let start in it (adaptive_starts.go): long streams
+	// fed at their first token give a sample only when one starts, and one
+	// starts only when the limit rises or a stream ends.
+	ReportsEnds bool
+	// Clock, when set, lets Limit close a window that holds its samples and
+	// waits only for its time, and end a probe that gets no samples: with
+	// long streams no sample may come for a minute. The gateway reads
+	// Limit a few times a second while requests wait (the queue's kick).
+	Clock func() time.Time
 }
 
 // Defaults for LimitConfig's zero fields.
@@ -163,22 +175,27 @@ type AdaptiveLimit struct {
 	cfg   LimitConfig
 	limit atomic.Int64 // the published limit; everything below is under mu
 
-	mu         sync.Mutex
-	est        float64 // the limit before rounding and probing
-	slowStart  bool
-	win        window
-	hist       []float64 // ring of window averages (seconds) for the baseline
-	histNext   int
-	baseline   float64 // seconds; 0 until the first window closes
-	short      float64 // last window's average, seconds
-	windows    uint64
-	sinceProbe int
-	highStreak int // consecutive windows above tolerance
-	probing    bool
-	probeLimit int
-	probeStart time.Time
-	probe      window
-	lastCut    time.Time
+	ends atomic.Int64 // requests ended (Ended)
+	due  atomic.Int64 // UnixNano when Limit should look at the window again; 0: never
+
+	mu           sync.Mutex
+	lastInflight int     // the in-flight count of the latest sample
+	endsAtLast   int64   // ends when it came
+	est          float64 // the limit before rounding and probing
+	slowStart    bool
+	win          window
+	hist         []float64 // ring of window averages (seconds) for the baseline
+	histNext     int
+	baseline     float64 // seconds; 0 until the first window closes
+	short        float64 // last window's average, seconds
+	windows      uint64
+	sinceProbe   int
+	highStreak   int // consecutive windows above tolerance
+	probing      bool
+	probeLimit   int
+	probeStart   time.Time
+	probe        window
+	lastCut      time.Time
 }
 
 // window accumulates the samples of one adjustment (or probe) window.
@@ -188,6 +205,13 @@ type window struct {
 	sum         float64 // their latencies, seconds
 	busy        int
 	maxInflight int
+	// grant is how many requests the published limit let start beyond
+	// those in flight at the latest sample before the window opened, and
+	// ends0 the ends counted by then: grant plus the ends since is every
+	// start, so every sample, the window can get (possible).
+	grant     int
+	ends0     int64
+	inflight0 int
 }
 
 func (w *window) add(latency time.Duration, inflight int) {
@@ -206,7 +230,14 @@ func NewAdaptiveLimit(cfg LimitConfig) *AdaptiveLimit {
 }
 
 // Limit is the number of requests the backend may have outstanding now.
-func (a *AdaptiveLimit) Limit() int { return int(a.limit.Load()) }
+// It is one atomic load, plus a look at the window when one waits only for
+// its time to pass and Clock says it has (see LimitConfig.Clock).
+func (a *AdaptiveLimit) Limit() int {
+	if d := a.due.Load(); d != 0 {
+		a.tick(d)
+	}
+	return int(a.limit.Load())
+}
 
 // Observe feeds one completed request; see Limiter for the arguments.
 func (a *AdaptiveLimit) Observe(now time.Time, latency time.Duration, inflight int, out outcome.Outcome) {
@@ -215,7 +246,9 @@ func (a *AdaptiveLimit) Observe(now time.Time, latency time.Duration, inflight i
 	defer a.mu.Unlock()
 	if a.win.start.IsZero() {
 		a.win.start = now
+		a.win.grant = int(a.limit.Load()) // not Limit: it may lock mu
 	}
+	a.lastInflight, a.endsAtLast = inflight, a.ends.Load()
 	switch out {
 	case outcome.Failure:
 		return
@@ -235,9 +268,10 @@ func (a *AdaptiveLimit) Observe(now time.Time, latency time.Duration, inflight i
 	}
 	if a.probing {
 		a.maybeEndProbe(now)
-		return
+	} else {
+		a.maybeCloseWindow(now)
 	}
-	a.maybeCloseWindow(now)
+	a.setDue()
 }
 
 // onBusy cuts the limit once per congestion event, like TCP's one cut per
@@ -257,17 +291,29 @@ func (a *AdaptiveLimit) onBusy(now time.Time, latency time.Duration) {
 
 func (a *AdaptiveLimit) maybeCloseWindow(now time.Time) {
 	w := a.win
-	if now.Sub(w.start) < a.windowLength() || w.n+w.busy < a.minSamples() {
+	if now.Sub(w.start) < a.windowLength() {
 		return
 	}
-	a.win = window{start: now}
+	idle := a.nothingCouldStart(&w)
+	if w.n+w.busy < a.need(&w) && !idle {
+		return
+	}
 	a.windows++
-	if w.n > 0 {
+	switch {
+	case w.n > 0:
 		a.short = w.sum / float64(w.n)
 		a.remember(a.short)
 		if w.busy == 0 {
 			a.adjust(w)
 		}
+	case idle && w.busy == 0 && a.short > 0 && a.ratio() <= a.cfg.Tolerance:
+		// The backend holds what it held at the last sample (nothing
+		// started), whose latency stands; the limit may grow on by it.
+		// Only grow: a cut was that sample's, made when it came, and
+		// making it again (or counting it toward an early probe) would
+		// count one observation many times.
+		w.maxInflight = w.inflight0
+		a.adjust(w)
 	}
 	a.sinceProbe++
 	due := a.sinceProbe >= a.cfg.BaselineWindows/2 ||
@@ -279,6 +325,7 @@ func (a *AdaptiveLimit) maybeCloseWindow(now time.Time) {
 		a.probeLimit = max(a.cfg.Min, int(a.est/probeDivisor))
 	}
 	a.publish()
+	a.openWindow(now)
 }
 
 // windowLength is how long a window lasts at least: Window, except in slow
@@ -312,10 +359,7 @@ func (a *AdaptiveLimit) minSamples() int {
 // adjust moves the estimate after a window with latency samples and no
 // back-pressure.
 func (a *AdaptiveLimit) adjust(w window) {
-	ratio := 1.0
-	if a.baseline > 0 {
-		ratio = a.short / max(a.baseline, a.cfg.LatencyFloor.Seconds()/a.cfg.Tolerance)
-	}
+	ratio := a.ratio()
 	appLimited := float64(w.maxInflight) < a.est/2
 	if a.slowStart {
 		// Leave slow start halfway to the tolerance, so the steps do not
@@ -364,6 +408,15 @@ func (a *AdaptiveLimit) adjust(w window) {
 	a.est = min(max(a.est, float64(a.cfg.Min)), float64(a.cfg.Max))
 }
 
+// ratio is the last window's average over the baseline (at least
+// LatencyFloor/Tolerance); 1 before there is a baseline.
+func (a *AdaptiveLimit) ratio() float64 {
+	if a.baseline <= 0 {
+		return 1
+	}
+	return a.short / max(a.baseline, a.cfg.LatencyFloor.Seconds()/a.cfg.Tolerance)
+}
+
 // remember adds a window average to the baseline ring and recomputes the
 // baseline as the ring's minimum.
 func (a *AdaptiveLimit) remember(avg float64) {
@@ -384,8 +437,7 @@ func (a *AdaptiveLimit) remember(avg float64) {
 func (a *AdaptiveLimit) maybeEndProbe(now time.Time) {
 	p := a.probe
 	done := p.n > 0 && p.n >= a.cfg.MinSamples && now.Sub(p.start) >= a.cfg.Window
-	giveUp := now.Sub(a.probeStart) > probeTimeoutWindows*a.cfg.Window+
-		time.Duration(probeTimeoutLatencies*a.short*float64(time.Second))
+	giveUp := now.After(a.probeGiveUp())
 	if !done && !giveUp {
 		return
 	}
@@ -400,8 +452,14 @@ func (a *AdaptiveLimit) maybeEndProbe(now time.Time) {
 	a.probing = false
 	a.sinceProbe = 0
 	a.highStreak = 0
-	a.win = window{start: now}
 	a.publish()
+	a.openWindow(now)
+}
+
+// probeGiveUp is when a probe too short of samples gives up.
+func (a *AdaptiveLimit) probeGiveUp() time.Time {
+	return a.probeStart.Add(probeTimeoutWindows*a.cfg.Window +
+		time.Duration(probeTimeoutLatencies*a.short*float64(time.Second)))
 }
 
 func (a *AdaptiveLimit) publish() {
@@ -428,7 +486,7 @@ func (a *AdaptiveLimit) Stats() LimitStats {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return LimitStats{
-		Limit: a.Limit(), Estimate: a.est, Windows: a.windows,
+		Limit: int(a.limit.Load()), Estimate: a.est, Windows: a.windows,
 		Baseline:  time.Duration(a.baseline * float64(time.Second)),
 		Short:     time.Duration(a.short * float64(time.Second)),
 		SlowStart: a.slowStart, Probing: a.probing,

@@ -52,7 +52,12 @@ func (h *vreqHeap) Pop() any {
 // completions so far after every window the limit closes, until it returns
 // false.
 func closedLoop(lim *AdaptiveLimit, b *batchBackend, onWindow func(w uint64, now time.Duration, completed int) bool) {
-	epoch := newFakeClock().Now()
+	closedLoopOn(newFakeClock(), lim, b, onWindow)
+}
+
+// closedLoopOn is closedLoop with clk moved along with virtual time.
+func closedLoopOn(clk *fakeClock, lim *AdaptiveLimit, b *batchBackend, onWindow func(w uint64, now time.Duration, completed int) bool) {
+	epoch := clk.Now()
 	var now time.Duration
 	var running vreqHeap
 	inflight := 0
@@ -77,6 +82,7 @@ func closedLoop(lim *AdaptiveLimit, b *batchBackend, onWindow func(w uint64, now
 	completed := 0
 	for running.Len() > 0 {
 		r := heap.Pop(&running).(*vreq)
+		clk.Advance(r.end - now)
 		now = r.end
 		completed++
 		b.running--
@@ -87,6 +93,7 @@ func closedLoop(lim *AdaptiveLimit, b *batchBackend, onWindow func(w uint64, now
 			start(next)
 		}
 		lim.Observe(epoch.Add(now), now-r.sent, r.inflight, outcome.Success)
+		lim.Ended() // as the gateway reports; counted only with ReportsEnds
 		if w := lim.Stats().Windows; w != seen {
 			seen = w
 			if !onWindow(w, now, completed) {

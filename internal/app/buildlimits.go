@@ -83,7 +83,7 @@ func (b *build) admission() error {
 				b.onShared(be, func() { be.SetLimiter(nil) })
 			case be.Limiter() == nil || (prev != nil && (prev.Config.Admission.Adaptive != a.Adaptive ||
 				prev.Pools[m.cfg.Name] == nil || prev.Pools[m.cfg.Name].SLO != m.slo)):
-				l := newAdaptiveLimit(a.Adaptive, m.slo)
+				l := newAdaptiveLimit(a.Adaptive, m.slo, b.deps.Now)
 				b.onShared(be, func() { be.SetLimiter(l) })
 			}
 		}
@@ -184,11 +184,15 @@ func shortFirst(a config.Admission, slo config.SLO) time.Duration {
 
 // newAdaptiveLimit is a backend's adaptive limit; it may let the backend's
 // time to first token grow to a tenth of the pool's interactive objective
-// (see admission.LimitConfig.LatencyFloor).
-func newAdaptiveLimit(c config.Adaptive, slo config.SLO) admission.Limiter {
+// (see admission.LimitConfig.LatencyFloor). The backend reports every
+// request's end and the queue's kick reads the limit while requests wait,
+// so a window needs only the samples its limit let start and closes on
+// time without one (admission.LimitConfig.ReportsEnds and Clock): long
+// streams give a sample only when one starts.
+func newAdaptiveLimit(c config.Adaptive, slo config.SLO, now func() time.Time) admission.Limiter {
 	return admission.NewAdaptiveLimit(admission.LimitConfig{
 		Initial: c.Initial, Min: c.Min, Max: c.Max, Window: c.Window.D(), Tolerance: c.Tolerance,
-		LatencyFloor: slo.Interactive / 10,
+		LatencyFloor: slo.Interactive / 10, ReportsEnds: true, Clock: now,
 	})
 }
 

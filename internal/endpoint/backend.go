@@ -281,6 +281,7 @@ func (b *Backend) Release(now time.Time, out outcome.Outcome, latency, retryAfte
 	if box := b.limiter.Load(); box != nil {
 		box.l.Observe(now, latency, int(inflight)+1, out)
 	}
+	b.limiterEnded()
 	b.Observe(now, out, latency, retryAfter)
 }
 
@@ -298,6 +299,7 @@ func (b *Backend) ReleaseAnswer(now time.Time, out outcome.Outcome, whole time.D
 	if box := b.limiter.Load(); box != nil {
 		box.l.Observe(now, whole, int(inflight)+1, out)
 	}
+	b.limiterEnded()
 	b.Observe(now, out, AnswerLatency(whole, outputTokens), 0)
 }
 
@@ -400,6 +402,7 @@ func (b *Backend) TimedOut(now time.Time, d time.Duration) {
 func (b *Backend) ReleaseFed(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration) {
 	if out == outcome.Success {
 		b.inflight.Add(-1)
+		b.limiterEnded()
 		b.signalFreed()
 		return
 	}
@@ -410,7 +413,23 @@ func (b *Backend) ReleaseFed(now time.Time, out outcome.Outcome, latency, retryA
 // breaker refused it after Acquire): no outcome, no latency to learn from.
 func (b *Backend) Abandon() {
 	b.inflight.Add(-1)
+	b.limiterEnded()
 	b.signalFreed()
+}
+
+// endCounter is a limit that counts the requests that end
+// (admission.AdaptiveLimit.Ended): each frees a slot, and a long stream
+// gives no sample at its end.
+type endCounter interface{ Ended() }
+
+// limiterEnded tells the dynamic limit, if it counts ends, that a request
+// ended. Called after the request's Observe, if any.
+func (b *Backend) limiterEnded() {
+	if box := b.limiter.Load(); box != nil {
+		if e, ok := box.l.(endCounter); ok {
+			e.Ended()
+		}
+	}
 }
 
 // Freed returns a channel closed when the next in-flight request here

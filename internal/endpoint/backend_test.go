@@ -462,3 +462,44 @@ func TestWithdrawnLearnsOnlyAboveTheEstimate(t *testing.T) {
 		t.Fatalf("typical %v (was %v), inflight %d, failures %d", b.TypicalLatency(), typical, b.Inflight(), b.Failures())
 	}
 }
+
+// endCounting is a limit that counts Observe calls and ends.
+type endCounting struct {
+	observed, ended int
+}
+
+func (*endCounting) Limit() int { return 100 }
+func (e *endCounting) Observe(time.Time, time.Duration, int, outcome.Outcome) {
+	e.observed++
+}
+func (e *endCounting) Ended() { e.ended++ }
+
+// Every way a request ends tells a limit that counts ends, once, after its
+// Observe if it has one: a stream fed at its first token (ReleaseFed) ends
+// without a sample, and the adaptive limit counts the slot it frees as a
+// start its window may wait for (admission.LimitConfig.ReportsEnds).
+func TestEveryEndIsReportedToTheLimit(t *testing.T) {
+	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &endCounting{}
+	b.SetLimiter(l)
+	for range 5 {
+		if !b.Acquire() {
+			t.Fatal("refused")
+		}
+	}
+	b.FirstToken(at(time.Second), time.Second)
+	b.ReleaseFed(at(2*time.Second), outcome.Success, time.Second, 0)
+	b.ReleaseFed(at(2*time.Second), outcome.Failure, time.Second, 0)
+	b.Release(at(2*time.Second), outcome.Success, time.Second, 0)
+	b.ReleaseAnswer(at(2*time.Second), outcome.Success, time.Second, 10)
+	b.Abandon()
+	if l.ended != 5 || l.observed != 4 {
+		t.Fatalf("ended %d (want 5), observed %d (want 4: one first token, three releases with a sample)", l.ended, l.observed)
+	}
+	if n := b.Inflight(); n != 0 {
+		t.Fatalf("in flight %d", n)
+	}
+}

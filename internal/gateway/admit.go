@@ -20,7 +20,9 @@ const unlimited = 1 << 30
 // requests still running on backends draining out of it (they hold
 // tickets, and must not shrink the room of the backends that stay). Read by the
 // queue under its lock, so it only loads atomics and takes no other lock
-// than each backend's state mutex.
+// than each backend's state mutex and, when one of its windows is due, an
+// adaptive limit's (admission.LimitConfig.Clock), which never waits for
+// the queue's.
 func (p *Pool) Capacity() int {
 	now := p.now()
 	total := 0
