@@ -87,6 +87,30 @@ func TestUploadRejects(t *testing.T) {
 		})
 	}
 
+	// A field sent twice is refused naming it, in either order: before,
+	// the last purpose won silently (fine-tune then batch was stored as
+	// batch), and a second file was a 400 naming no field.
+	for _, tc := range []struct{ name, param string }{{"purpose", "purpose"}, {"file", "file"}} {
+		t.Run("duplicate "+tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			mw := multipart.NewWriter(&buf)
+			mw.WriteField("purpose", "fine-tune")
+			w, _ := mw.CreateFormFile("file", "batch_input.jsonl")
+			w.Write(good)
+			if tc.name == "purpose" {
+				mw.WriteField("purpose", "batch")
+			} else {
+				w, _ = mw.CreateFormFile("file", "again.jsonl")
+				w.Write(good)
+			}
+			mw.Close()
+			er := e.do(e.tenant, http.MethodPost, "/v1/files", mw.FormDataContentType(), &buf).wantError(t, 400)
+			if er.Error.Param == nil || *er.Error.Param != tc.param || er.Error.Code == nil || *er.Error.Code != "duplicate_parameter" {
+				t.Fatalf("error %+v (param %v code %v)", er.Error, er.Error.Param, er.Error.Code)
+			}
+		})
+	}
+
 	t.Run("not multipart", func(t *testing.T) {
 		e.do(e.tenant, http.MethodPost, "/v1/files", "application/json", strings.NewReader(`{}`)).wantError(t, 400)
 	})
