@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 func TestFileRoundTrip(t *testing.T) {
@@ -219,4 +220,20 @@ func TestListFiles(t *testing.T) {
 		t.Fatalf("other tenant: %d %s", r.status, r.body)
 	}
 	e.get("/v1/files?limit=0").wantError(t, http.StatusBadRequest)
+}
+
+// A 404 quotes the id asked for cut to openai.MaxEcho bytes, and a line
+// error the model it names: before, a 16 KiB id came back whole.
+func TestErrorsClipClientInput(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	long := strings.Repeat("f", 16<<10)
+	er := e.get("/v1/files/file-"+long).wantError(t, http.StatusNotFound)
+	if len(er.Error.Message) > openai.MaxEcho+100 || !strings.Contains(er.Error.Message, " bytes]") {
+		t.Fatalf("404 message of %d bytes: %.300s", len(er.Error.Message), er.Error.Message)
+	}
+	ct, body := multipartUpload("batch", []byte(chatLine("a", "m"+long)+"\n"), false, true)
+	er = e.do(e.tenant, http.MethodPost, "/v1/files", ct, body).wantError(t, http.StatusBadRequest)
+	if len(er.Error.Message) > openai.MaxEcho+200 || !strings.Contains(er.Error.Message, " bytes]") {
+		t.Fatalf("line error of %d bytes: %.300s", len(er.Error.Message), er.Error.Message)
+	}
 }
