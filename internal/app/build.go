@@ -110,6 +110,10 @@ type Built struct {
 	// swapped in — so a build that fails changes nothing.
 	handover  []func()
 	committed atomic.Bool
+	// retiredTLS: its Commit retired TLS transports the runtime it
+	// replaced used (a CA or certificate file changed): install closes
+	// what their requests hand back once the drain's grace is over.
+	retiredTLS bool
 }
 
 // model is one model's pool while it is being built.
@@ -344,7 +348,7 @@ func (b *build) forward() error {
 	if err != nil {
 		return err
 	}
-	b.out.handover = append(b.out.handover, func() { b.deps.Transport.SetCurrent(router) })
+	b.out.handover = append(b.out.handover, func() { b.out.retiredTLS = b.deps.Transport.SetCurrent(router) })
 	b.forwarder = proxy.NewForwarder(proxy.Options{
 		Transport: router,
 		Timeouts: proxy.Timeouts{

@@ -140,6 +140,29 @@ func (a *App) install(next *Built) {
 			a.drain(be, next.Runtime.Config.ShutdownGrace.D())
 		}
 	}
+	if next.retiredTLS {
+		a.closeRetiredTLS(next.Runtime.Config.ShutdownGrace.D())
+	}
+}
+
+// closeRetiredTLS closes, once grace has passed (or the app stops), the
+// idle connections the requests that were running on retired TLS
+// transports handed back (their idle ones were closed at the swap):
+// where they were kept for their idle timeout, made under the old CA or
+// client certificate. A request running longer hands its connection
+// back to a transport nothing uses, which closes it at its idle timeout.
+func (a *App) closeRetiredTLS(grace time.Duration) {
+	a.drains.wg.Add(1)
+	go func() {
+		defer a.drains.wg.Done()
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-a.drains.ctx.Done():
+		}
+		a.deps.Transport.CloseRetired()
+	}()
 }
 
 // drains are the backends leaving, each until its last request ended or

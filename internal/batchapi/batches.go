@@ -144,7 +144,7 @@ func (h *Handler) checkCreateBatch(req *createBatchRequest) error {
 	case req.Endpoint == nil || *req.Endpoint == "":
 		return missingParam("endpoint")
 	case !slices.Contains(h.endpoints, *req.Endpoint):
-		return invalid("endpoint", "Invalid value for 'endpoint': "+strconv.Quote(*req.Endpoint)+"; supported: "+quoteAll(h.endpoints))
+		return invalid("endpoint", "Invalid value for 'endpoint': "+strconv.Quote(openai.Echo(*req.Endpoint))+"; supported: "+quoteAll(h.endpoints))
 	case req.CompletionWindow == nil || *req.CompletionWindow == "":
 		return missingParam("completion_window")
 	case *req.CompletionWindow != completionWindow:

@@ -127,6 +127,7 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 // file-abc", param "id"); batches and jobs follow the same shape. The same
 // answer is given for another tenant's object.
 func notFound(kind object, id string) *openai.Error {
+	id = openai.Echo(id)
 	var msg string
 	param := "id"
 	switch kind {

@@ -111,6 +111,9 @@ func (h *Handler) receiveUpload(r *http.Request) (*upload, error) {
 		body := clientReader{part}
 		switch part.FormName() {
 		case "purpose":
+			if u.havePurpose {
+				return u, duplicatePart("purpose")
+			}
 			b, err := io.ReadAll(io.LimitReader(body, maxPurposeBytes+1))
 			if err != nil {
 				return u, err
@@ -122,7 +125,7 @@ func (h *Handler) receiveUpload(r *http.Request) (*upload, error) {
 			u.purpose, u.havePurpose = strings.TrimSpace(string(b)), true
 		case "file":
 			if u.haveFile {
-				return u, openai.BadRequest("invalid_request", "the upload has more than one 'file' part")
+				return u, duplicatePart("file")
 			}
 			u.haveFile = true
 			u.filename = part.FileName()
@@ -277,6 +280,14 @@ func (h *Handler) fileContent(w http.ResponseWriter, r *http.Request, tenant, id
 const contentBuffer = 32 << 10
 
 // missingParam is OpenAI's 400 for an absent required field.
+// duplicatePart is the 400 of a form field sent twice: which one was
+// meant is not for the gateway to guess (before, the last purpose won
+// silently). The audio forms answer the same (openai.ParseMultipartChunks).
+func duplicatePart(name string) *openai.Error {
+	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "duplicate_parameter",
+		Param: name, Message: strconv.Quote(name) + " appears more than once in the request body"}
+}
+
 func missingParam(name string) *openai.Error {
 	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "missing_required_parameter",
 		Param: name, Message: "Missing required parameter: '" + name + "'."}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 func TestFileRoundTrip(t *testing.T) {
@@ -83,6 +84,30 @@ func TestUploadRejects(t *testing.T) {
 			er := e.do(e.tenant, http.MethodPost, "/v1/files", ct, body).wantError(t, tc.status)
 			if er.Error.Param == nil || *er.Error.Param != tc.param || !strings.Contains(er.Error.Message, tc.msgSubstr) {
 				t.Fatalf("error %+v (param %v)", er.Error, er.Error.Param)
+			}
+		})
+	}
+
+	// A field sent twice is refused naming it, in either order: before,
+	// the last purpose won silently (fine-tune then batch was stored as
+	// batch), and a second file was a 400 naming no field.
+	for _, tc := range []struct{ name, param string }{{"purpose", "purpose"}, {"file", "file"}} {
+		t.Run("duplicate "+tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			mw := multipart.NewWriter(&buf)
+			mw.WriteField("purpose", "fine-tune")
+			w, _ := mw.CreateFormFile("file", "batch_input.jsonl")
+			w.Write(good)
+			if tc.name == "purpose" {
+				mw.WriteField("purpose", "batch")
+			} else {
+				w, _ = mw.CreateFormFile("file", "again.jsonl")
+				w.Write(good)
+			}
+			mw.Close()
+			er := e.do(e.tenant, http.MethodPost, "/v1/files", mw.FormDataContentType(), &buf).wantError(t, 400)
+			if er.Error.Param == nil || *er.Error.Param != tc.param || er.Error.Code == nil || *er.Error.Code != "duplicate_parameter" {
+				t.Fatalf("error %+v (param %v code %v)", er.Error, er.Error.Param, er.Error.Code)
 			}
 		})
 	}
@@ -195,4 +220,20 @@ func TestListFiles(t *testing.T) {
 		t.Fatalf("other tenant: %d %s", r.status, r.body)
 	}
 	e.get("/v1/files?limit=0").wantError(t, http.StatusBadRequest)
+}
+
+// A 404 quotes the id asked for cut to openai.MaxEcho bytes, and a line
+// error the model it names: before, a 16 KiB id came back whole.
+func TestErrorsClipClientInput(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	long := strings.Repeat("f", 16<<10)
+	er := e.get("/v1/files/file-"+long).wantError(t, http.StatusNotFound)
+	if len(er.Error.Message) > openai.MaxEcho+100 || !strings.Contains(er.Error.Message, " bytes]") {
+		t.Fatalf("404 message of %d bytes: %.300s", len(er.Error.Message), er.Error.Message)
+	}
+	ct, body := multipartUpload("batch", []byte(chatLine("a", "m"+long)+"\n"), false, true)
+	er = e.do(e.tenant, http.MethodPost, "/v1/files", ct, body).wantError(t, http.StatusBadRequest)
+	if len(er.Error.Message) > openai.MaxEcho+200 || !strings.Contains(er.Error.Message, " bytes]") {
+		t.Fatalf("line error of %d bytes: %.300s", len(er.Error.Message), er.Error.Message)
+	}
 }

@@ -183,7 +183,7 @@ func (p *parser) line(n int, raw []byte) (stop bool) {
 	}
 	if first, dup := p.seen[req.CustomID]; dup {
 		p.fail(jobs.BatchLineError{Code: CodeDuplicateID, Param: "custom_id", Line: n,
-			Message: "custom_id " + strconv.Quote(req.CustomID) + " is already used on line " + strconv.Itoa(first)})
+			Message: "custom_id " + strconv.Quote(openai.Echo(req.CustomID)) + " is already used on line " + strconv.Itoa(first)})
 		return false
 	}
 	p.seen[req.CustomID] = n
@@ -223,7 +223,7 @@ func (p *parser) validate(raw []byte) (jobs.BatchRequest, *jobs.BatchLineError) 
 		return bad(CodeInvalidURL, "url", "url must be a string naming the endpoint, e.g. \"/v1/chat/completions\"")
 	}
 	if len(p.o.Endpoints) > 0 && !slices.Contains(p.o.Endpoints, url) {
-		return bad(CodeInvalidURL, "url", "url "+strconv.Quote(url)+" is not supported here; use one of "+quoteAll(p.o.Endpoints))
+		return bad(CodeInvalidURL, "url", "url "+strconv.Quote(openai.Echo(url))+" is not supported here; use one of "+quoteAll(p.o.Endpoints))
 	}
 	if !isObject(in.Body) {
 		return bad(CodeInvalidBody, "body", "body must be a JSON object")
@@ -253,7 +253,7 @@ func (p *parser) validate(raw []byte) (jobs.BatchRequest, *jobs.BatchLineError) 
 		return bad(CodeInvalidBody, "body.stream", "body.stream: a batch request cannot be streamed; remove stream or set it to false")
 	}
 	if p.o.Models != nil && !p.o.Models(model) {
-		return bad(CodeModelNotFound, "body.model", "model "+strconv.Quote(model)+" is not served by this gateway")
+		return bad(CodeModelNotFound, "body.model", "model "+strconv.Quote(openai.Echo(model))+" is not served by this gateway")
 	}
 	return jobs.BatchRequest{
 		CustomID: customID,

@@ -44,6 +44,12 @@ type Queue struct {
 	// Content-Length). Nothing bounds the whole read, and the client's own
 	// pace does not count against it.
 	FileReadIdle Duration `yaml:"file_read_idle"`
+	// OrphanChunkAge is how old the newest chunk of a file write that
+	// never committed (a process killed mid-write) must be before the
+	// tracker purges its chunks, default 1h; at least 1m: a live write's
+	// newest chunk is seconds old and a batch writer gives up after its
+	// 30 s lease, but the age is read against the NATS server's clock.
+	OrphanChunkAge Duration `yaml:"orphan_chunk_age"`
 	// MaxFileBytes bounds an uploaded batch file, default 200MiB.
 	MaxFileBytes ByteSize `yaml:"max_file_bytes"`
 	// MaxStoreBytes bounds what the queue keeps on disk (job records,
@@ -78,7 +84,7 @@ type Queue struct {
 func defaultQueue() Queue {
 	return Queue{Enabled: true, Workers: 64, Retention: Duration(7 * 24 * time.Hour), MaxAttempts: 5,
 		MaxFileBytes: 200 << 20, MaxStoreBytes: 10 << 30, RequestTimeout: Duration(5 * time.Second),
-		FileReadIdle: Duration(30 * time.Second), MaxActiveBatches: 128, MaxActiveBatchesPerTenant: 16}
+		FileReadIdle: Duration(30 * time.Second), OrphanChunkAge: Duration(time.Hour), MaxActiveBatches: 128, MaxActiveBatchesPerTenant: 16}
 }
 
 func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
@@ -97,6 +103,9 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	}
 	if q.FileReadIdle <= 0 {
 		bad("queue.file_read_idle", "must be positive, got %s", q.FileReadIdle.D())
+	}
+	if q.OrphanChunkAge < Duration(time.Minute) {
+		bad("queue.orphan_chunk_age", "must be at least 1m (a write in progress must not look abandoned), got %s", q.OrphanChunkAge.D())
 	}
 	if q.Retention <= 0 {
 		bad("queue.retention", "must be a positive duration")

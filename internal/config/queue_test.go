@@ -48,3 +48,24 @@ func TestQueueFileReadIdle(t *testing.T) {
 		}
 	}
 }
+
+// queue.orphan_chunk_age defaults to 1h (jobs.DefaultOrphanChunkAge),
+// takes a duration, and refuses one under a minute, naming the key.
+func TestQueueOrphanChunkAge(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Queue.OrphanChunkAge.D() != time.Hour {
+		t.Fatalf("default queue.orphan_chunk_age = %s, want 1h", c.Queue.OrphanChunkAge.D())
+	}
+	if c, err = Parse([]byte("queue: {orphan_chunk_age: 10m}\n" + minimal)); err != nil || c.Queue.OrphanChunkAge.D() != 10*time.Minute {
+		t.Fatalf("orphan_chunk_age 10m: %v, %s", err, c.Queue.OrphanChunkAge.D())
+	}
+	for _, v := range []string{"0s", "-1s", "30s"} {
+		_, err := Parse([]byte("queue: {orphan_chunk_age: " + v + "}\n" + minimal))
+		if err == nil || !strings.Contains(err.Error(), "queue.orphan_chunk_age") {
+			t.Errorf("orphan_chunk_age %s: %v; want an error naming queue.orphan_chunk_age", v, err)
+		}
+	}
+}

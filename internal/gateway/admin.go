@@ -61,7 +61,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 		case strings.HasPrefix(path, WorkerPath+"/"):
 			g.serveWorkerJob(w, r, admin.Token)
 		default:
-			writeError(w, openai.NotFound("unknown_url", "Unknown admin URL: "+r.Method+" "+path))
+			writeError(w, openai.NotFound("unknown_url", "Unknown admin URL: "+openai.Echo(r.Method+" "+path)))
 		}
 	})
 }

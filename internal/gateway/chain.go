@@ -299,7 +299,7 @@ func (s parseStage) serve(x *exchange) bool {
 		return false
 	}
 	if x.pool = x.rt.pool(peek.Model); x.pool == nil {
-		e := openai.NotFound("model_not_found", "The model '"+peek.Model+"' does not exist or you do not have access to it.")
+		e := openai.NotFound("model_not_found", "The model '"+openai.Echo(peek.Model)+"' does not exist or you do not have access to it.")
 		e.Param = "model"
 		x.refuse(e)
 		return false

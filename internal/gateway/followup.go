@@ -93,7 +93,7 @@ func invalidResponseID(id string) *openai.Error {
 				"maximum length %d, but got a string with length %d instead.", maxResponseID, len(id))}
 	}
 	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value", Param: "response_id",
-		Message: "Invalid 'response_id': '" + id + "'. Expected an ID that contains letters, numbers, underscores, or dashes, " +
+		Message: "Invalid 'response_id': '" + openai.Echo(id) + "'. Expected an ID that contains letters, numbers, underscores, or dashes, " +
 			"but this value contained additional characters."}
 }
 
@@ -127,7 +127,7 @@ func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, start ti
 	if !ok || !known {
 		// The path as sent: decoded, /v1/responses%2Fx would read as a
 		// follow-up's.
-		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+escaped))
+		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+openai.Echo(r.Method+" "+escaped)))
 		return
 	}
 	if !allowed {

@@ -279,7 +279,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 		if path == "" {
 			path = r.RequestURI // CONNECT's authority form names no path
 		}
-		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+r.Method+" "+path))
+		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+openai.Echo(r.Method+" "+path)))
 	}
 }
 

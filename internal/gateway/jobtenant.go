@@ -40,7 +40,7 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 	switch path {
 	case "/v1/chat/completions", "/v1/completions", pathEmbeddings, pathResponses:
 	default:
-		writeError(w, openai.NotFound("unknown_url", "Unknown worker URL: "+r.Method+" "+r.URL.Path))
+		writeError(w, openai.NotFound("unknown_url", "Unknown worker URL: "+openai.Echo(r.Method+" "+r.URL.Path)))
 		return
 	}
 	jc, err := assertedJob(r)

@@ -86,13 +86,13 @@ func (o respOwner) shownTo(tenant string) bool { return o.tenant == "" || o.tena
 // the secret.)
 func previousNotFound(id string) *openai.Error {
 	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "previous_response_not_found",
-		Param: "previous_response_id", Message: "Previous response with id '" + id + "' not found."}
+		Param: "previous_response_id", Message: "Previous response with id '" + openai.Echo(id) + "' not found."}
 }
 
 // responseNotFound is the 404 of a response id that is not the caller's
 // to see, or that no backend holds.
 func responseNotFound(id string) *openai.Error {
-	return openai.NotFound("response_not_found", "Response with id '"+id+"' not found.")
+	return openai.NotFound("response_not_found", "Response with id '"+openai.Echo(id)+"' not found.")
 }
 
 // responsesSelector sets a Responses API call's routing: its prefix key

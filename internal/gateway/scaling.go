@@ -139,7 +139,7 @@ func (g *Gateway) serveScaling(w http.ResponseWriter, r *http.Request) {
 	model := q.Get("model")
 	p := rt.Pools[model]
 	if p == nil {
-		e := openai.NotFound("model_not_found", "The model '"+model+"' is not configured.")
+		e := openai.NotFound("model_not_found", "The model '"+openai.Echo(model)+"' is not configured.")
 		e.Param = "model"
 		writeError(w, e)
 		return

@@ -73,7 +73,7 @@ func (g *Gateway) serveModel(w http.ResponseWriter, r *http.Request, id string) 
 		return
 	}
 	if _, ok := g.rt.Load().Pools[id]; !ok {
-		e := openai.NotFound("model_not_found", "The model '"+id+"' does not exist")
+		e := openai.NotFound("model_not_found", "The model '"+openai.Echo(id)+"' does not exist")
 		e.Param = "model" // as OpenAI's retrieve names it, and as the inference routes' 404 does
 		writeError(w, e)
 		return

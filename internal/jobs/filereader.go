@@ -92,10 +92,64 @@ func (s *Store) openFileReader(ctx context.Context, id string) (*fileReader, err
 		return nil, err
 	}
 	f := &fileReader{s: s, ctx: ctx, id: id, idle: s.o.FileReadIdle, sum: sha256.New()}
+	if info, err = f.stored(info); err != nil {
+		return nil, err
+	}
 	if err := f.open(info); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// stored checks, before the read waits for them, that the stream holds
+// every chunk of the copy info names (one stream info request): a chunk
+// lost from the store was waited for FileReadIdle (30 s) before the
+// read's 500. A copy a rewrite purged meanwhile is followed to the new
+// one, nothing being handed out yet. A count that cannot be had is not
+// fatal: the read finds out as before.
+func (f *fileReader) stored(info *jetstream.ObjectInfo) (*jetstream.ObjectInfo, error) {
+	for {
+		if info.Chunks == 0 {
+			return info, nil
+		}
+		n, err := f.s.chunksStored(f.ctx, info.NUID)
+		if err != nil {
+			f.s.log.Debug("counting a file's stored chunks", "file", f.id, "err", err)
+			return info, nil
+		}
+		if n >= uint64(info.Chunks) {
+			return info, nil
+		}
+		ctx, cancel := f.s.requestContext(f.ctx)
+		now, err := f.s.fileInfo(ctx, f.id)
+		cancel()
+		switch {
+		case err != nil:
+			return nil, err
+		case now.NUID == info.NUID:
+			return nil, fmt.Errorf("jobs: file %s: %d of its %d chunks stored (copy %s): %w", f.id, n, info.Chunks, info.NUID, errFileCorrupt)
+		case f.reopens >= maxFileReopens:
+			return nil, fmt.Errorf("jobs: file %s rewritten more than %d times as its read began: %w", f.id, maxFileReopens, errFileStalled)
+		}
+		f.reopens++
+		info = now
+	}
+}
+
+// chunksStored is how many chunks of the copy nuid the files stream holds.
+func (s *Store) chunksStored(ctx context.Context, nuid string) (uint64, error) {
+	ctx, cancel := s.requestContext(ctx)
+	defer cancel()
+	st, err := s.js.Stream(ctx, filesStream)
+	if err != nil {
+		return 0, err
+	}
+	subject := fileChunksSubject(nuid)
+	si, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, err
+	}
+	return si.State.Subjects[subject], nil
 }
 
 // fileInfo is the file's current copy. Links are refused: the store

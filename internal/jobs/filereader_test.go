@@ -205,13 +205,13 @@ func TestFileReadCancelled(t *testing.T) {
 	s, _ := newStore(t, func(o *Options) { o.FileReadIdle = time.Hour; o.NoTracker = true })
 	content := randomContent(t, 1<<20) // 8 chunks
 	putTestFile(t, s, "file-stalled", content)
-	dropLastChunk(t, s, "file-stalled")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rc, err := s.FileContent(ctx, "acme", "file-stalled")
 	if err != nil {
 		t.Fatal(err)
 	}
+	dropLastChunk(t, s, "file-stalled") // once open: a file opened short fails at once (TestFileMissingChunkFailsAtOpen)
 	sink := &signalWriter{want: int64(len(content)) - 128<<10, reached: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
@@ -250,7 +250,7 @@ func TestFileReadCancelled(t *testing.T) {
 
 // A file whose content does not match its metadata is an error, never a
 // whole Content-Length of other bytes: a wrong digest is found before the
-// last chunk is handed out, a missing chunk after FileReadIdle.
+// last chunk is handed out (a missing chunk: TestFileMissingChunkFailsAtOpen).
 func TestFileReadCorrupt(t *testing.T) {
 	ctx := context.Background()
 	content := randomContent(t, 300<<10) // 3 chunks
@@ -277,7 +277,6 @@ func TestFileReadCorrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, errFileCorrupt},
-		{"missing chunk", time.Second, func(s *Store, id string) { dropLastChunk(t, s, id) }, errFileStalled},
 	} {
 		s, _ := newStore(t, func(o *Options) { o.FileReadIdle = tc.idle; o.NoTracker = true })
 		id := "file-" + strings.ReplaceAll(tc.name, " ", "")
@@ -293,6 +292,73 @@ func TestFileReadCorrupt(t *testing.T) {
 			t.Fatalf("%s: read %d of %d bytes, %v; want a short read and %v", tc.name, len(got), len(content), err, tc.want)
 		}
 	}
+}
+
+// A file missing a chunk (the first, a middle one or the last) is an
+// error when it is opened, before any byte and without waiting: before,
+// the read waited FileReadIdle (30 s by default) for the chunk, and the
+// download's 500 came that late. Here FileReadIdle is an hour: the old
+// reader opened and would have waited it out.
+func TestFileMissingChunkFailsAtOpen(t *testing.T) {
+	ctx := context.Background()
+	content := randomContent(t, 300<<10) // 3 chunks
+	s, _ := newStore(t, func(o *Options) { o.FileReadIdle = time.Hour; o.NoTracker = true })
+	for i := 0; i < 3; i++ {
+		id := "file-missing-" + string(rune('a'+i))
+		putTestFile(t, s, id, content)
+		dropChunk(t, s, id, i)
+		rc, err := s.FileContent(ctx, "acme", id)
+		if err == nil {
+			rc.Close()
+			t.Fatalf("chunk %d missing: the file opened; want errFileCorrupt at once", i)
+		}
+		if !errors.Is(err, errFileCorrupt) || !errors.Is(err, ErrFileUnreadable) {
+			t.Fatalf("chunk %d missing: %v; want errFileCorrupt", i, err)
+		}
+	}
+	// Whole, it reads.
+	putTestFile(t, s, "file-whole", content)
+	rc, err := s.FileContent(ctx, "acme", "file-whole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("whole file: %d bytes, %v", len(got), err)
+	}
+}
+
+// dropChunk deletes chunk i (from 0) of the file's current copy.
+func dropChunk(t *testing.T, s *Store, id string, i int) {
+	t.Helper()
+	ctx := context.Background()
+	info, err := s.files.GetInfo(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.js.Stream(ctx, filesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for seq := first.State.FirstSeq; seq <= first.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil || m.Subject != fileChunksSubject(info.NUID) {
+			continue
+		}
+		if n == i {
+			if err := st.DeleteMsg(ctx, seq); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		n++
+	}
+	t.Fatalf("file %s has no chunk %d", id, i)
 }
 
 // Files of every size, empty and one byte past a chunk included, read

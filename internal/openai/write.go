@@ -25,7 +25,7 @@ func ReadOnly(w http.ResponseWriter, r *http.Request) bool {
 // naming the method sent, the path and what to use.
 func MethodNotAllowed(r *http.Request, allowed ...string) *Error {
 	return &Error{Status: http.StatusMethodNotAllowed, Type: TypeInvalidRequest, Code: "method_not_allowed",
-		Message: r.Method + " is not allowed for " + r.URL.Path + "; use " + strings.Join(allowed, " or ")}
+		Message: Echo(r.Method) + " is not allowed for " + Echo(r.URL.Path) + "; use " + strings.Join(allowed, " or ")}
 }
 
 // WriteError answers with e in the OpenAI shape, with Retry-After (seconds,

@@ -145,6 +145,8 @@ func (f *Forwarder) askOne(ctx context.Context, cancel context.CancelCauseFunc, 
 		return a
 	}
 	switch code := resp.StatusCode; {
+	case !httpStatus(code):
+		a.err = fmt.Errorf("%w: status %d, not an HTTP status", ErrUpstream, code)
 	case code/100 == 3:
 		a.err = fmt.Errorf("%w: a %d redirect", ErrBadAnswer, code)
 	case probe && code == http.StatusNotFound:

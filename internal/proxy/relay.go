@@ -98,6 +98,13 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	defer wd.timer.Stop()
 	ct := headerGet(resp.Header, "Content-Type")
 	switch {
+	case !httpStatus(resp.StatusCode):
+		// 600-999 (and, from an HTTP/2 backend, below 100) is no HTTP
+		// status: net/http would write 600-999 as they come, which a
+		// client takes for anything or nothing, and panics below 100. A
+		// broken backend, as a bad head is: the cause goes to the log.
+		drain(resp.Body)
+		return f.failEarly(ctx, c, fmt.Errorf("%w: status %d, not an HTTP status", ErrUpstream, resp.StatusCode), start, res)
 	case resp.StatusCode/100 == 3:
 		// A redirect (or a 304 to a POST) answers nothing: relayed, it
 		// would send the client, prompt and key, wherever the backend
@@ -121,6 +128,10 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 		return f.relayAnswer(ctx, actx, w, c, resp, wd, in, start, res)
 	}
 }
+
+// httpStatus reports whether code is an HTTP status (100-599), one a
+// client may be given.
+func httpStatus(code int) bool { return code >= 100 && code <= 599 }
 
 // encoded reports whether the backend compressed its answer (the client
 // asked for that): its bytes are relayed unchecked, as the gateway does not

@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,11 @@ type Transport struct {
 	// current is the serving runtime's router (SetCurrent), for the
 	// health checks and load scrapes, which outlive a runtime.
 	current atomic.Pointer[Router]
+	// retired are the TLS profiles' transports the serving router
+	// stopped using (a CA or client certificate file changed): out of
+	// by, their idle connections closed at once and again by CloseIdle
+	// or CloseRetired, for the requests that were still running on them.
+	retired []*http.Transport
 }
 
 // transportKey names a transport: its connect timeout and the
@@ -53,11 +59,17 @@ func (t *Transport) For(connectTimeout time.Duration) *http.Transport {
 	return t.forLocked(connectTimeout, nil)
 }
 
-func (t *Transport) forLocked(connectTimeout time.Duration, p *TLSProfile) *http.Transport {
+// keyOf is the key of the transport for connectTimeout and profile p.
+func keyOf(connectTimeout time.Duration, p *TLSProfile) transportKey {
 	k := transportKey{connect: connectTimeout}
 	if p != nil {
 		k.tls = p.Fingerprint
 	}
+	return k
+}
+
+func (t *Transport) forLocked(connectTimeout time.Duration, p *TLSProfile) *http.Transport {
+	k := keyOf(connectTimeout, p)
 	tr := t.by[k]
 	if tr == nil {
 		tr = NewTransport(connectTimeout)
@@ -130,7 +142,8 @@ func (t *Transport) TransportConns() (open int64, opened uint64) {
 	return t.conns.open.Load(), t.conns.opened.Load()
 }
 
-// CloseIdle closes idle connections of every transport (shutdown).
+// CloseIdle closes idle connections of every transport (shutdown), the
+// retired ones' included (CloseRetired).
 func (t *Transport) CloseIdle() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -140,4 +153,51 @@ func (t *Transport) CloseIdle() {
 	for _, c := range t.lean {
 		c.CloseIdleConnections()
 	}
+	t.closeRetiredLocked()
+}
+
+// CloseRetired closes the idle connections of the transports a router
+// change retired (SetCurrent), which the requests that were running on
+// them have handed back since, and forgets them: call it once those
+// requests had their time (the drain's shutdown_grace). It reports
+// whether there were any.
+func (t *Transport) CloseRetired() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closeRetiredLocked()
+}
+
+func (t *Transport) closeRetiredLocked() bool {
+	for _, tr := range t.retired {
+		tr.CloseIdleConnections()
+	}
+	had := len(t.retired) > 0
+	t.retired = nil
+	return had
+}
+
+// retire drops from the cache the TLS profiles' transports old used and
+// next does not (a profile's fingerprint changes with its files), closing
+// their idle connections now, where they were kept until their idle
+// timeout (90 s), still made under the old CA or client certificate, and
+// the transports themselves for the life of the process. Requests still
+// running on them finish; CloseRetired closes what they hand back.
+// Transports without a profile are left alone: For hands them out to
+// other callers too.
+func (t *Transport) retire(old, next *Router) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var any bool
+	for _, k := range old.keys {
+		if k.tls == "" || slices.Contains(next.keys, k) {
+			continue
+		}
+		if tr := t.by[k]; tr != nil {
+			delete(t.by, k)
+			tr.CloseIdleConnections()
+			t.retired = append(t.retired, tr)
+			any = true
+		}
+	}
+	return any
 }

@@ -23,6 +23,9 @@ type Router struct {
 	netHTTP http.RoundTripper
 	secure  http.RoundTripper
 	byHost  map[string]http.RoundTripper
+	// keys are the TLS profiles' transports it uses (SetCurrent retires
+	// those the next router does not).
+	keys []transportKey
 }
 
 // Router builds the round tripper a runtime's requests take:
@@ -35,8 +38,10 @@ func (t *Transport) Router(connectTimeout time.Duration, lean bool, def *TLSProf
 	r := &Router{plain: t.upstreamLocked(connectTimeout, lean), netHTTP: t.forLocked(connectTimeout, nil),
 		secure: t.forLocked(connectTimeout, def),
 		byHost: make(map[string]http.RoundTripper, len(byHost))}
+	r.keys = append(r.keys, keyOf(connectTimeout, def))
 	for host, p := range byHost {
 		r.byHost[strings.ToLower(host)] = t.forLocked(connectTimeout, p)
+		r.keys = append(r.keys, keyOf(connectTimeout, p))
 	}
 	return r
 }
@@ -57,8 +62,14 @@ func (r *Router) roundTrip(req *http.Request, plain http.RoundTripper) (*http.Re
 }
 
 // SetCurrent makes r the router Current hands requests to: the serving
-// runtime's, set when it is committed.
-func (t *Transport) SetCurrent(r *Router) { t.current.Store(r) }
+// runtime's, set when it is committed. The TLS profiles' transports the
+// router it replaces used and r does not are retired (retire); it
+// reports whether any were, for the caller to CloseRetired once the
+// requests still running on them had their time.
+func (t *Transport) SetCurrent(r *Router) bool {
+	old := t.current.Swap(r)
+	return old != nil && old != r && t.retire(old, r)
+}
 
 // Current is a round tripper for the health checks and load scrapes,
 // which outlive runtimes: each request takes the router of the runtime
