@@ -207,7 +207,8 @@ type limits struct {
 
 // rateLimits reuses prev's limiter when the rate limit config is unchanged
 // (buckets and the Redis connection survive a reload), else opens a new
-// one whose metrics replace the old one's (the same names) on Commit.
+// one, with prev's in-process buckets (ratelimit.Open), whose metrics
+// replace the old one's (the same names) on Commit.
 func (b *build) rateLimits() error {
 	cfg := b.cfg.RateLimits
 	if b.prev != nil && b.prev.limits != nil && reflect.DeepEqual(b.prev.limits.cfg, cfg) {
@@ -219,7 +220,11 @@ func (b *build) rateLimits() error {
 		return nil
 	}
 	tr := &trackedRegisterer{reg: b.deps.Registry}
-	l, err := ratelimit.Open(cfg, tr.orNil(), b.deps.Logger, b.deps.Redis)
+	var prevLimiter *ratelimit.Limiter
+	if b.prev != nil && b.prev.limits != nil {
+		prevLimiter = b.prev.limits.l // its buckets carry over
+	}
+	l, err := ratelimit.Open(cfg, tr.orNil(), b.deps.Logger, b.deps.Redis, prevLimiter)
 	if err != nil {
 		return fmt.Errorf("rate_limits: %w", err)
 	}

@@ -151,12 +151,35 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	if !slices.Contains(v.algs, h.Alg) {
 		return Identity{}, fail(ReasonAlgorithm, fmt.Errorf("alg %q not allowed", truncate(h.Alg, 16)))
 	}
-	claims := jwt.MapClaims{}
-	_, err = v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) { return v.key(ctx, h) })
+	claims, err := v.parse(ctx, token, h)
+	if err != nil && !h.HasKid && v.jwks != nil && refetchable(err) && v.jwks.refreshUnknown(ctx) {
+		// A token that names no key is checked against every key held,
+		// so a key set never fetched, or one the issuer has rotated since,
+		// shows as no key or a bad signature: fetch once (rate-bounded as
+		// for an unknown kid) and check again.
+		claims, err = v.parse(ctx, token, h)
+	}
 	if err != nil {
-		return Identity{}, classify(err)
+		return Identity{}, err
 	}
 	return v.identity(claims)
+}
+
+// parse checks token's signature and registered claims; the error is a
+// *Failure.
+func (v *Verifier) parse(ctx context.Context, token string, h header) (jwt.MapClaims, error) {
+	claims := jwt.MapClaims{}
+	if _, err := v.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return v.key(ctx, h) }); err != nil {
+		return nil, classify(err)
+	}
+	return claims, nil
+}
+
+// refetchable reports a refusal of a token without kid that a fresh key
+// set may cure: no key set held yet, or no held key verifies it.
+func refetchable(err error) bool {
+	var f *Failure
+	return errors.As(err, &f) && (f.Reason == ReasonKeysUnavailable || f.Reason == ReasonSignature)
 }
 
 // key finds the key for a token with header h: the HMAC secret for HS*,
@@ -201,6 +224,9 @@ func (v *Verifier) key(ctx context.Context, h header) (any, error) {
 		}
 	}
 	if len(set.Keys) == 0 {
+		if v.jwks != nil && v.jwks.current() == nil {
+			return nil, fail(ReasonKeysUnavailable, errors.New("no key set fetched yet"))
+		}
 		return nil, fail(ReasonAlgorithm, fmt.Errorf("no %s key for a token without kid", h.Alg))
 	}
 	return set, nil

@@ -32,11 +32,12 @@ func JWKSSettingsOf(c config.JWT) JWKSSettings {
 }
 
 // JWKS is an issuer's key set, fetched from its URL and cached. It is
-// fetched at start, every Refresh, and when a token names a kid it does not
-// hold — at most once per MinRefresh, so made-up kids cost the issuer one
-// fetch per interval however many arrive. Requests that find a fetch in
-// progress wait for it instead of starting another. A failed fetch keeps
-// the keys already held.
+// fetched at start, every Refresh (every MinRefresh while fetches fail),
+// and when a token names a kid it does not hold, or names none and no key
+// held verifies it — at most once per MinRefresh, so made-up kids and
+// signatures cost the issuer one fetch per interval however many arrive.
+// Requests that find a fetch in progress wait for it instead of starting
+// another. A failed fetch keeps the keys already held.
 //
 // Fetches go to the configured URL only (redirects are not followed, no
 // proxy), bounded in time and body size. The JWKS owns its goroutines (the
@@ -49,6 +50,7 @@ type JWKS struct {
 
 	keys    atomic.Pointer[keySet] // nil until a fetch succeeds
 	fetched atomic.Int64           // unix nanoseconds of the last fetch that succeeded; 0: none
+	failing atomic.Bool            // the last fetch failed
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -81,7 +83,7 @@ func NewJWKS(s JWKSSettings, log *slog.Logger, now func() time.Time) *JWKS {
 	j.ctx, j.cancel = context.WithCancel(context.Background())
 	j.fetch()
 	j.wg.Add(1)
-	go j.refreshEvery(s.Refresh)
+	go j.refreshEvery()
 	return j
 }
 
@@ -99,13 +101,21 @@ func (j *JWKS) Close() {
 	j.client.CloseIdleConnections()
 }
 
-func (j *JWKS) refreshEvery(d time.Duration) {
+// refreshEvery re-fetches every Refresh, or every MinRefresh (if shorter)
+// while the last fetch failed: an issuer that was down at the start, or
+// when a refresh was due, is asked again within MinRefresh of its return,
+// not an hour later, whatever tokens arrive meanwhile.
+func (j *JWKS) refreshEvery() {
 	defer j.wg.Done()
-	t := time.NewTicker(d)
-	defer t.Stop()
 	for {
+		d := j.set.Refresh
+		if j.failing.Load() {
+			d = min(d, j.set.MinRefresh)
+		}
+		t := time.NewTimer(d)
 		select {
 		case <-j.ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 			j.refresh(j.ctx, false)
@@ -188,12 +198,14 @@ func (j *JWKS) fetch() {
 		if err == nil {
 			j.keys.Store(&keySet{kf: kf})
 			j.fetched.Store(j.now().UnixNano())
+			j.failing.Store(false)
 			return
 		}
 	}
 	if j.ctx.Err() != nil {
 		return // closing
 	}
+	j.failing.Store(true)
 	j.log.Warn("jwt: key set fetch failed; keeping the keys held", "url", j.set.URL, "error", err.Error())
 }
 

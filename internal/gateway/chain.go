@@ -180,12 +180,16 @@ func (g *Gateway) release(x *exchange) {
 }
 
 // record is the chain's last step, run after whichever stage answered:
-// settle the token reservation with the usage reported, release the body,
-// then the access line and the metrics.
+// settle the token reservation with the usage reported (or give it all
+// back: unreached), release the body, then the access line and the metrics.
 func (g *Gateway) record(x *exchange) {
-	if x.limited && x.rec.result.UsageKnown {
+	switch {
+	case !x.limited:
+	case x.rec.result.UsageKnown:
 		u := x.rec.result.Usage
 		x.rl.Reconcile(context.WithoutCancel(x.ctx()), int64(u.PromptTokens+u.CompletionTokens), g.now())
+	case unreached(&x.rec):
+		x.rl.Reconcile(context.WithoutCancel(x.ctx()), 0, g.now())
 	}
 	if x.body != nil {
 		x.body.Release()
@@ -195,6 +199,14 @@ func (g *Gateway) record(x *exchange) {
 	}
 	g.finish(&x.rec)
 }
+
+// unreached reports a request refused after its rate limits were charged
+// and before any backend was sent it: shed or timed out in the admission
+// queue, no healthy backend, the client gone while it waited, a job
+// finding no room (it runs, and is charged, again later). No backend
+// spent a token on it, so its token reservation is given back; its
+// request counts stay, as nginx limit_req counts every request.
+func unreached(rec *record) bool { return rec.result.Attempts == 0 && rec.status >= 400 }
 
 // identifyStage decides who is asking: the client address (behind
 // trusted proxies), a job's tenant or a worker's assertion of one, else

@@ -42,6 +42,10 @@ func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, subject
 		select {
 		case <-t.C:
 		case <-ctx.Done():
+			// The client left before its turn: no backend will spend a
+			// token on it, so its reservation goes back (its request
+			// count stays, as nginx counts it).
+			res.Reconcile(context.WithoutCancel(ctx), 0, now)
 			return res, context.Canceled
 		}
 	}

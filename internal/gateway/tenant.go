@@ -46,16 +46,21 @@ type tokenVerifier interface {
 // requests to their client address.
 type tenants struct {
 	require bool
-	byKey   map[string]config.Tenant
-	tokens  tokenVerifier // nil: JWTs off
-	realIP  realIP
+	// byKey holds the listed keys by their SHA-256 digest, as the admin
+	// token is compared: a lookup compares digests, never the presented
+	// key with a listed one, so its time tells nothing of their bytes (Go
+	// compares string keys of a small map directly, length and first and
+	// last bytes first, for keys over 64 bytes).
+	byKey  map[[sha256.Size]byte]config.Tenant
+	tokens tokenVerifier // nil: JWTs off
+	realIP realIP
 }
 
 func newTenants(a config.Auth, tokens tokenVerifier) *tenants {
-	t := &tenants{require: a.RequireKey, byKey: make(map[string]config.Tenant, len(a.Keys)), tokens: tokens,
+	t := &tenants{require: a.RequireKey, byKey: make(map[[sha256.Size]byte]config.Tenant, len(a.Keys)), tokens: tokens,
 		realIP: newRealIP(a.TrustedProxies, a.ForwardedHeader)}
 	for _, k := range a.Keys {
-		t.byKey[k.Key] = k
+		t.byKey[sha256.Sum256([]byte(k.Key))] = k
 	}
 	return t
 }
@@ -67,17 +72,42 @@ func classOf(name string) admission.Class {
 	return admission.Interactive
 }
 
-// errInvalidKey answers a request whose key is refused.
-func errInvalidKey() *openai.Error {
-	return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "invalid_api_key",
-		Message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."}
+// keyRefusal is a refused API key (or a missing or doubled credential):
+// the answer (apiError finds it through Unwrap) and the RFC 6750 challenge
+// refuseAuth puts in WWW-Authenticate, which RFC 9110 requires on a 401.
+type keyRefusal struct {
+	answer    *openai.Error
+	challenge string
+}
+
+func (k *keyRefusal) Error() string { return k.answer.Error() }
+func (k *keyRefusal) Unwrap() error { return k.answer }
+
+// The challenges: none of RFC 6750's error codes for a request with no
+// credential (it may not know one is needed), invalid_token for one that
+// is not accepted, invalid_request for two.
+const (
+	challengeMissing = `Bearer`
+	challengeInvalid = `Bearer error="invalid_token"`
+	challengeTwo     = `Bearer error="invalid_request"`
+)
+
+// errInvalidKey answers a request whose key is refused, or that has none
+// where one is required (presented says which).
+func errInvalidKey(presented bool) *keyRefusal {
+	c := challengeMissing
+	if presented {
+		c = challengeInvalid
+	}
+	return &keyRefusal{challenge: c, answer: &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest,
+		Code: "invalid_api_key", Message: "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."}}
 }
 
 // errTwoCredentials answers a request with more than one Authorization
 // header once credentials are checked (credential).
-func errTwoCredentials() *openai.Error {
-	return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "invalid_api_key",
-		Message: "The request has more than one Authorization header. Send the API key once, as 'Authorization: Bearer <key>'."}
+func errTwoCredentials() *keyRefusal {
+	return &keyRefusal{challenge: challengeTwo, answer: &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest,
+		Code: "invalid_api_key", Message: "The request has more than one Authorization header. Send the API key once, as 'Authorization: Bearer <key>'."}}
 }
 
 // errInvalidToken answers every refused JWT alike (apiError).
@@ -105,7 +135,11 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 	key := bearer(authz)
 	id := identity{weight: 1, class: admission.Interactive, fallback: true}
 	maxClass := admission.Interactive
-	k, listed := t.byKey[key]
+	var k config.Tenant
+	listed := false
+	if key != "" && len(t.byKey) > 0 {
+		k, listed = t.byKey[sha256.Sum256([]byte(key))]
+	}
 	switch {
 	case t.tokens != nil && auth.LooksLikeJWT(key):
 		claims, err := t.tokens.Verify(ctx, key)
@@ -134,7 +168,7 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 	case (len(t.byKey) > 0 || t.tokens != nil || t.require) && authz == twoCredentials:
 		return id, errTwoCredentials()
 	case (len(t.byKey) > 0 || t.tokens != nil) && (authz != "" || t.require):
-		return id, errInvalidKey()
+		return id, errInvalidKey(authz != "")
 	default:
 		id.tenant = c.openTenant
 		if id.tenant == "" {
@@ -178,14 +212,15 @@ func shortHash(s string) string {
 // refused API key (nothing to add) or an error of another kind.
 func (g *Gateway) refuseAuth(w http.ResponseWriter, err error) error {
 	var refused *auth.Failure
-	var e *openai.Error
+	var key *keyRefusal
 	switch {
 	case errors.As(err, &refused):
 		g.authFailures.WithLabelValues(string(refused.Reason)).Inc()
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.Header().Set("WWW-Authenticate", challengeInvalid)
 		return refused
-	case errors.As(err, &e) && e.Code == "invalid_api_key":
+	case errors.As(err, &key):
 		g.authFailures.WithLabelValues("invalid_api_key").Inc()
+		w.Header().Set("WWW-Authenticate", key.challenge)
 	}
 	return nil
 }

@@ -229,7 +229,7 @@ func TestOpenWithoutRedis(t *testing.T) {
 		Store:  "redis",
 		Redis:  config.RateLimitRedis{Redis: config.Redis{Addrs: []string{addr}}, FailureMode: "open", Replicas: 2},
 		PerKey: config.RateRule{Requests: ptr(mustParse(t, "rate=10r/s burst=9 nodelay"))},
-	}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logBuf{}, nil)), nil)
+	}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logBuf{}, nil)), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

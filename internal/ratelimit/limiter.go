@@ -48,7 +48,8 @@ type Limiter struct {
 	store  Store
 	rules  Rules
 	checks *prometheus.CounterVec
-	closer func() // releases what Open created; nil otherwise
+	closer func()      // releases what Open created; nil otherwise
+	local  *LocalStore // the in-process store Open made, carried to the Limiter that replaces this one
 }
 
 // NewLimiter returns a limiter over store. reg (may be nil) gets

@@ -56,7 +56,13 @@ func ruleFrom(rc config.RateRule) Rule {
 // may be nil. The Redis client is the one clients holds for that Redis,
 // shared with the process' other users of it (nil: a client of its own).
 // Close the Limiter to release it.
-func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger, clients *redisconn.Clients) (*Limiter, error) {
+//
+// prev, when not nil, is the Limiter this one replaces (a reload that
+// changed the limits): its in-process buckets carry over when max_keys is
+// unchanged, so a reload does not hand every key, tenant and address a
+// fresh burst and token budget. A bucket keeps its state, the time it
+// drains to idle, which the new limits read in their own terms.
+func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger, clients *redisconn.Clients, prev *Limiter) (*Limiter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -65,13 +71,21 @@ func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger, cl
 		log = slog.Default()
 	}
 	local := NewLocalStore(cfg.MaxKeys)
+	if kept := prev.localStore(); kept != nil && kept.Cap() == local.Cap() {
+		local = kept
+	}
 	if reg != nil {
 		if err := registerLocalStore(reg, local); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.Store != "redis" {
-		return NewLimiter(local, rules, reg)
+		l, err := NewLimiter(local, rules, reg)
+		if err != nil {
+			return nil, err
+		}
+		l.local = local
+		return l, nil
 	}
 	mode, _ := ParseFailureMode(cfg.Redis.FailureMode) // validated above
 	conn := newRedisConn(cfg.Redis, clients)
@@ -93,7 +107,17 @@ func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger, cl
 		return nil, err
 	}
 	l.closer = conn.Close
+	l.local = local
 	return l, nil
+}
+
+// localStore is l's in-process store (its whole store, or the fallback of
+// its Redis store), when Open made it; nil otherwise, or for a nil l.
+func (l *Limiter) localStore() *LocalStore {
+	if l == nil {
+		return nil
+	}
+	return l.local
 }
 
 // newRedisConn is the shared store's connection, made on first use. A
