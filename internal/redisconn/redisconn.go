@@ -9,6 +9,7 @@ package redisconn
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -52,14 +53,19 @@ func Option(c config.Redis) rueidis.ClientOption {
 // (rueidis.ErrNoCache: no RESP3, or CLIENT TRACKING refused) gets one
 // without it at once, rather than none: the rate limits and the Responses
 // ids need no tracking, and the cache's reads then each go to Redis
-// (rueidis' DoCache falls back to Do).
-func dial(opt rueidis.ClientOption) (rueidis.Client, error) {
+// (rueidis' DoCache falls back to Do). The client is a swapClient, which
+// does the same when the Redis is replaced by one without RESP3 later;
+// log gets its one line then (nil: slog.Default()).
+func dial(opt rueidis.ClientOption, log *slog.Logger) (rueidis.Client, error) {
 	client, err := rueidis.NewClient(opt)
 	if err != nil && !opt.DisableCache && errors.Is(err, rueidis.ErrNoCache) {
 		opt.DisableCache = true
 		client, err = rueidis.NewClient(opt)
 	}
-	return client, err
+	if err != nil {
+		return nil, err
+	}
+	return newSwapClient(opt, client, log), nil
 }
 
 // ErrUnavailable is returned (wrapped) while there is no connection: a
@@ -169,5 +175,5 @@ func (l *Lazy[T]) dial() (rueidis.Client, error) {
 	if l.clients != nil {
 		return l.clients.acquire(l.opt)
 	}
-	return dial(l.opt)
+	return dial(l.opt, nil)
 }

@@ -96,6 +96,17 @@ func (s *Server) Restart() {
 	s.t.Fatalf("redistest: restart %s: %v", s.Addr, err)
 }
 
+// RestartWith is Restart with other extra redis-server arguments, kept
+// for later Restarts: e.g. "--rename-command", "HELLO", "" to put a
+// RESP2-only server where a RESP3 one was.
+func (s *Server) RestartWith(args ...string) {
+	s.t.Helper()
+	s.mu.Lock()
+	s.extra = args
+	s.mu.Unlock()
+	s.Restart()
+}
+
 // Pause stops the process with SIGSTOP: connections stay open but nothing is
 // answered, the way a hung or partitioned Redis looks to a client (commands
 // time out instead of failing fast). Resume undoes it.
