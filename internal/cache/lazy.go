@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,13 +179,32 @@ func (l *LazyRedis) failed(err error) {
 	}
 }
 
-// redisDown reports whether err says Redis is unreachable or hung, rather
-// than an answer of Redis (an error reply, a value that is not an entry).
+// redisDown reports whether err says Redis is unreachable, hung or
+// unusable, rather than an answer of Redis about the call (an error reply
+// such as OOM, a value that is not an entry). Refused credentials (the
+// password changed under the gateway), a Redis loading its data set and
+// a Cluster without a quorum are unusable: every call would fail the same
+// way, each after a reconnect.
 func redisDown(err error) bool {
-	var re *rueidis.RedisError
 	var de *decodeError
-	return !errors.As(err, &re) && !errors.As(err, &de)
+	if errors.As(err, &de) {
+		return false
+	}
+	var re *rueidis.RedisError
+	if !errors.As(err, &re) {
+		return true
+	}
+	msg := re.Error()
+	for _, p := range unusablePrefixes {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
 }
+
+// unusablePrefixes start the error replies of a Redis no call can use.
+var unusablePrefixes = []string{"NOAUTH", "WRONGPASS", "NOPERM", "LOADING", "CLUSTERDOWN", "MASTERDOWN"}
 
 // decodeError is a value read from Redis that is not an entry.
 type decodeError struct{ err error }

@@ -111,3 +111,28 @@ func TestLazyRedisErrorRepliesDoNotBypass(t *testing.T) {
 		t.Fatalf("read under OOM: %v (degraded %v), want Redis' OOM reply, not bypassed", err, l.Degraded())
 	}
 }
+
+// TestLazyRedisBypassesRefusedCredentials: Redis restarted with a password
+// the gateway does not have refuses every reconnect (NOAUTH): an error
+// reply, but one no call can get past, so the level bypasses it as it does
+// a Redis that is down, rather than each request paying a reconnect.
+func TestLazyRedisBypassesRefusedCredentials(t *testing.T) {
+	rd := redistest.Start(t)
+	l := NewLazyRedis(nil, redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}), RedisOptions{}, time.Second, nil, nil)
+	defer l.Close()
+	ctx := context.Background()
+	e := &Entry{Status: 200, Body: []byte("x")}
+	if err := l.Set(ctx, "k", e, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	rd.Stop()
+	rd.RestartWith("--requirepass", "changed")
+	for i := range BypassAfter {
+		if _, _, err := l.Get(ctx, "k"); err == nil || errors.Is(err, ErrBypassed) {
+			t.Fatalf("call %d: %v, want the refusal", i, err)
+		}
+	}
+	if _, _, err := l.Get(ctx, "k"); !errors.Is(err, ErrBypassed) || !l.Degraded() {
+		t.Fatalf("after %d refusals: %v (degraded %v), want ErrBypassed", BypassAfter, err, l.Degraded())
+	}
+}
