@@ -28,7 +28,11 @@ import (
 // connection until the timeout). After a back-off (RedisBackoff, doubling
 // on each failed retry up to RedisMaxBackoff) one call at a time tries
 // Redis again; the first that succeeds ends the bypass. One line is logged
-// when the bypass starts and one when it ends, never one per request.
+// when a bypass starts and one when it ends, never one per request; a
+// bypass that starts within LogEvery of a logged one is logged only if
+// its first retry fails too (bypasses that end at once, such as a Cluster
+// with one master down flapping, are counted in the next line logged).
+// The sluice_cache_redis_degraded gauge (Degraded) is exact.
 type LazyRedis struct {
 	conn    *redisconn.Lazy[Redis]
 	timeout time.Duration
@@ -41,6 +45,9 @@ type LazyRedis struct {
 	retryAt time.Time     // when a call may try Redis again
 	backoff time.Duration // the wait after the last failure
 	probing bool          // a retry is under way
+	warned  bool          // this bypass was logged
+	lastLog time.Time     // when a bypass was last logged
+	unlog   int           // bypasses ended at their first retry, not logged
 }
 
 // RedialEvery spaces dial attempts while Redis is unreachable.
@@ -56,6 +63,9 @@ const (
 	RedisBackoff    = 500 * time.Millisecond
 	RedisMaxBackoff = 10 * time.Second
 )
+
+// LogEvery spaces the bypass' log lines (LazyRedis).
+const LogEvery = time.Minute
 
 // ErrBypassed is returned (wrapped) while the level bypasses a Redis that
 // failed, before its next retry.
@@ -150,8 +160,14 @@ func (l *LazyRedis) done(ctx context.Context, probe bool, err error) {
 		return
 	}
 	l.down, l.backoff = false, 0
+	warned := l.warned
+	if !warned {
+		l.unlog++
+	}
 	l.mu.Unlock()
-	l.log.Info("cache: redis level recovered")
+	if warned {
+		l.log.Info("cache: redis level recovered")
+	}
 }
 
 func (l *LazyRedis) failed(err error) {
@@ -162,20 +178,27 @@ func (l *LazyRedis) failed(err error) {
 			return
 		}
 	}
-	first := !l.down
+	first, now := !l.down, l.now()
 	switch {
 	case first:
-		l.down, l.backoff = true, RedisBackoff
+		l.down, l.backoff, l.warned = true, RedisBackoff, false
 	case l.probing:
 		l.backoff = min(2*l.backoff, RedisMaxBackoff)
 	}
+	// Log a bypass when it starts, or (within LogEvery of the last line)
+	// when its first retry fails: one that ends at once is only counted.
+	log := !l.warned && (l.probing || now.Sub(l.lastLog) >= LogEvery)
+	unlogged := l.unlog
+	if log {
+		l.warned, l.lastLog, l.unlog = true, now, 0
+	}
 	l.probing = false
-	l.retryAt = l.now().Add(l.backoff)
+	l.retryAt = now.Add(l.backoff)
 	retry := l.backoff
 	l.mu.Unlock()
-	if first {
+	if log {
 		l.log.Warn("cache: redis level unavailable; bypassing it (L1 and upstream answer) until it recovers",
-			"retry_in", retry.String(), "error", err.Error())
+			"retry_in", retry.String(), "short_bypasses_unlogged", unlogged, "error", err.Error())
 	}
 }
 

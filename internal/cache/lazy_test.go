@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,12 +43,13 @@ func TestLazyRedisBypassesAFailedRedis(t *testing.T) {
 		{"hung", rd.Pause, rd.Resume},
 		{"killed", rd.Stop, rd.Restart},
 	} {
+		now = now.Add(LogEvery) // each fault's bypass is logged when it starts
 		fault.start()
 		for i := range BypassAfter {
 			if l.Degraded() {
 				t.Fatalf("%s: degraded after %d failures, want %d", fault.name, i, BypassAfter)
 			}
-			if _, _, err := l.Get(ctx, "k"); err == nil || errors.Is(err, ErrBypassed) {
+			if _, _, err := l.Get(ctx, "fault"+strconv.Itoa(i)); err == nil || errors.Is(err, ErrBypassed) {
 				t.Fatalf("%s: call %d: %v, want Redis' failure", fault.name, i, err)
 			}
 		}
@@ -55,7 +57,7 @@ func TestLazyRedisBypassesAFailedRedis(t *testing.T) {
 			t.Fatalf("%s: not degraded after a failure", fault.name)
 		}
 		for i := range 20 {
-			if _, _, err := l.Get(ctx, "k"); !errors.Is(err, ErrBypassed) {
+			if _, _, err := l.Get(ctx, "fault"+strconv.Itoa(i)); !errors.Is(err, ErrBypassed) {
 				t.Fatalf("%s: call %d within the back-off: %v, want ErrBypassed", fault.name, i, err)
 			}
 			if err := l.Set(ctx, "k", e, time.Minute); !errors.Is(err, ErrBypassed) {
@@ -82,6 +84,41 @@ func TestLazyRedisBypassesAFailedRedis(t *testing.T) {
 	out := logs.String()
 	if n, m := strings.Count(out, "redis level unavailable"), strings.Count(out, "redis level recovered"); n != 2 || m != 2 {
 		t.Fatalf("log lines: %d unavailable, %d recovered, want 2 and 2 (one each per failure run):\n%s", n, m, out)
+	}
+
+	// A bypass within LogEvery of a logged one that ends at its first
+	// retry (a flap) is not logged; one whose first retry fails is, with
+	// the count of the flaps before it.
+	// (Keys never read before: "k" may be answered by the client-side cache.)
+	n := 0
+	get := func() {
+		n++
+		_, _, _ = l.Get(ctx, "absent"+strconv.Itoa(n))
+	}
+	flap := func(retries int) {
+		rd.Pause()
+		for range BypassAfter {
+			get()
+		}
+		for range retries {
+			now = now.Add(RedisMaxBackoff)
+			get()
+		}
+		rd.Resume()
+		for err := error(ErrBypassed); err != nil; err = l.Set(ctx, "k", e, time.Minute) {
+			now = now.Add(RedisMaxBackoff)
+		}
+	}
+	flap(0)
+	flap(0)
+	if out := logs.String(); strings.Count(out, "redis level unavailable") != 2 {
+		t.Fatalf("flaps within LogEvery were logged:\n%s", out)
+	}
+	flap(1)
+	out = logs.String()
+	if strings.Count(out, "redis level unavailable") != 3 || !strings.Contains(out, "short_bypasses_unlogged=2") ||
+		strings.Count(out, "redis level recovered") != 3 {
+		t.Fatalf("a bypass whose retry failed: want it logged with 2 unlogged before it:\n%s", out)
 	}
 }
 
@@ -128,7 +165,7 @@ func TestLazyRedisBypassesRefusedCredentials(t *testing.T) {
 	rd.Stop()
 	rd.RestartWith("--requirepass", "changed")
 	for i := range BypassAfter {
-		if _, _, err := l.Get(ctx, "k"); err == nil || errors.Is(err, ErrBypassed) {
+		if _, _, err := l.Get(ctx, "fault"+strconv.Itoa(i)); err == nil || errors.Is(err, ErrBypassed) {
 			t.Fatalf("call %d: %v, want the refusal", i, err)
 		}
 	}

@@ -181,6 +181,10 @@ func TestRedisReplacedWithoutRESP3(t *testing.T) {
 	if err := set(); err != nil {
 		t.Fatal(err)
 	}
+	sc, ok := client.(*swapClient)
+	if !ok || !sc.cached() {
+		t.Fatalf("the shared client is %T (cached %v), want a swapClient with client-side caching", client, ok && sc.cached())
+	}
 	rd.Stop()
 	rd.RestartWith("--rename-command", "HELLO", "")
 
@@ -191,6 +195,9 @@ func TestRedisReplacedWithoutRESP3(t *testing.T) {
 	}
 	if last != nil {
 		t.Fatalf("calls still fail after Redis was replaced by one without RESP3: %v", last)
+	}
+	if sc.cached() {
+		t.Fatal("the client still has client-side caching after the swap")
 	}
 	for range 2 {
 		r := client.DoCache(context.Background(), client.B().Get().Key("k").Cache(), time.Minute)
