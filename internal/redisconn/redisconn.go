@@ -31,7 +31,8 @@ import (
 // read right after the CLIENT CACHING YES that DoCache sends, never a
 // rate-limit bucket or a Responses id read with Do. A Redis that cannot
 // track (no RESP3: before 6, or HELLO renamed away) gets the client
-// without it (dial). One address with a non-cluster server gives a
+// without it (dial), at start or when it replaces the Redis under a
+// running client (swapClient). One address with a non-cluster server gives a
 // single-node client; otherwise the addresses seed a Cluster client.
 func Option(c config.Redis) rueidis.ClientOption {
 	connect := c.ConnectTimeout.D()
