@@ -122,7 +122,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		Logger:     logger,
 		Registry:   reg,
 		Transport:  proxy.NewTransportCache(),
-		Redis:      redisconn.NewClients(),
+		Redis:      redisconn.NewClients(logger),
 		Background: gateway.NewBackground(),
 		Now:        now,
 		Stalls:     endpoint.NewStallWatch(endpoint.StallBeat),
@@ -135,7 +135,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	if err != nil {
 		return nil, errWithPath(path, err)
 	}
-	resp, err := newResponseCache(cfg.Cache, reg, deps.Now, deps.Redis)
+	resp, err := newResponseCache(cfg.Cache, reg, deps.Now, deps.Redis, logger)
 	if err != nil {
 		return nil, errWithPath(path, err)
 	}

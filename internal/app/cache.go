@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -30,8 +31,8 @@ type responseCache struct {
 // under a key, so invalidation messages are rare and reads of hot entries
 // cost no round trip), on the client clients holds for that Redis: the
 // rate limits and the Responses ids on the same Redis share it (nil: a
-// client of its own).
-func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time.Time, clients *redisconn.Clients) (*responseCache, error) {
+// client of its own). log gets the L2 bypass' lines (cache.LazyRedis).
+func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time.Time, clients *redisconn.Clients, log *slog.Logger) (*responseCache, error) {
 	m, err := cache.NewMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -54,14 +55,23 @@ func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time
 	opts := cache.TieredOptions{L1: rc.mem, Rand: rand.Float64, Metrics: m}
 	if rd := c.Redis; len(rd.Addrs) > 0 {
 		rc.redis = cache.NewLazyRedis(clients, redisconn.Option(rd.Redis), cache.RedisOptions{Prefix: rd.KeyPrefix, LocalTTL: rd.LocalTTL.D()},
-			rd.Timeout.D(), now)
+			rd.Timeout.D(), now, log)
 		opts.L2 = rc.redis
 		opts.BloomKeys = rd.BloomKeys
 		if reg != nil {
 			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "sluice_cache_redis_local_hits_total",
 				Help: "Redis cache reads answered by rueidis' client-side cache, without a round trip.",
-			}, func() float64 { return float64(rc.redis.LocalHits()) }))
+			}, func() float64 { return float64(rc.redis.LocalHits()) }),
+				prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+					Name: "sluice_cache_redis_degraded",
+					Help: "1 while the Redis cache level is bypassed after a failure (unreachable, closed or slower than cache.redis.timeout): requests are answered from L1 and upstream without waiting for Redis; one call retries it after a back-off of 0.5s doubling to 10s.",
+				}, func() float64 {
+					if rc.redis.Degraded() {
+						return 1
+					}
+					return 0
+				}))
 		}
 	}
 	if rc.level, err = cache.NewTiered(opts); err != nil {

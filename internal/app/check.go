@@ -30,7 +30,7 @@ func Check(cfg *config.Config, logger *slog.Logger) (Checked, error) {
 		return Checked{}, err // a pair a start would refuse, or a reload
 	}
 	reg := prometheus.NewRegistry()
-	resp, err := newResponseCache(cfg.Cache, reg, time.Now, nil)
+	resp, err := newResponseCache(cfg.Cache, reg, time.Now, nil, nil)
 	if err != nil {
 		return Checked{}, err
 	}

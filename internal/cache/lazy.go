@@ -2,6 +2,10 @@ package cache
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -14,47 +18,228 @@ import (
 // while Redis is down. Failed dials are spaced by RedialEvery; meanwhile
 // calls fail at once with redisconn.ErrUnavailable and the cache fails
 // open. Once connected, rueidis reconnects by itself.
+//
+// BypassAfter calls in a row that fail for Redis' sake (unreachable,
+// closed, slower than the timeout; not an error Redis answered, such as
+// OOM) put the level in a bypass (one slow call on a busy machine does
+// not): its calls fail at once with ErrBypassed, so a request pays
+// nothing for a Redis that is down or hung, where it paid the timeout on
+// every Get and Set (and rueidis retried a read against a refused
+// connection until the timeout). After a back-off (RedisBackoff, doubling
+// on each failed retry up to RedisMaxBackoff) one call at a time tries
+// Redis again; the first that succeeds ends the bypass. One line is logged
+// when a bypass starts and one when it ends, never one per request; a
+// bypass that starts within LogEvery of a logged one is logged only if
+// its first retry fails too (bypasses that end at once, such as a Cluster
+// with one master down flapping, are counted in the next line logged).
+// The sluice_cache_redis_degraded gauge (Degraded) is exact.
 type LazyRedis struct {
 	conn    *redisconn.Lazy[Redis]
 	timeout time.Duration
+	now     func() time.Time
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	fails   int           // calls failed in a row for Redis' sake
+	down    bool          // bypassing Redis
+	retryAt time.Time     // when a call may try Redis again
+	backoff time.Duration // the wait after the last failure
+	probing bool          // a retry is under way
+	warned  bool          // this bypass was logged
+	lastLog time.Time     // when a bypass was last logged
+	unlog   int           // bypasses ended at their first retry, not logged
 }
 
 // RedialEvery spaces dial attempts while Redis is unreachable.
 const RedialEvery = time.Second
 
+// BypassAfter is how many calls in a row must fail for Redis' sake
+// before the level bypasses it.
+const BypassAfter = 3
+
+// The bypass' back-off after a failure, doubled on each failed retry up to
+// RedisMaxBackoff (the rate limits' store uses the same).
+const (
+	RedisBackoff    = 500 * time.Millisecond
+	RedisMaxBackoff = 10 * time.Second
+)
+
+// LogEvery spaces the bypass' log lines (LazyRedis).
+const LogEvery = time.Minute
+
+// ErrBypassed is returned (wrapped) while the level bypasses a Redis that
+// failed, before its next retry.
+var ErrBypassed = errors.New("cache: redis level bypassed after a failure")
+
 // NewLazyRedis returns a level that connects with opt on first use, on the
 // client clients holds for that Redis (shared with the process's other
 // users of it; nil: a client of its own). Each Get and Set is bounded by
 // timeout (default 50ms): a slow Redis must cost a request little more
-// than a miss. now may be nil (time.Now).
-func NewLazyRedis(clients *redisconn.Clients, opt rueidis.ClientOption, ro RedisOptions, timeout time.Duration, now func() time.Time) *LazyRedis {
+// than a miss. now may be nil (time.Now); log nil is slog.Default().
+func NewLazyRedis(clients *redisconn.Clients, opt rueidis.ClientOption, ro RedisOptions, timeout time.Duration, now func() time.Time, log *slog.Logger) *LazyRedis {
 	if timeout <= 0 {
 		timeout = 50 * time.Millisecond
 	}
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.Default()
+	}
 	build := func(c rueidis.Client) *Redis { return NewRedis(c, ro) }
-	return &LazyRedis{conn: redisconn.NewSharedLazy(clients, opt, build, RedialEvery, now), timeout: timeout}
+	return &LazyRedis{conn: redisconn.NewSharedLazy(clients, opt, build, RedialEvery, now), timeout: timeout, now: now, log: log}
 }
 
 // Get implements Level.
 func (l *LazyRedis) Get(ctx context.Context, key string) (*Entry, bool, error) {
-	r, err := l.conn.Get()
+	probe, err := l.admit()
 	if err != nil {
 		return nil, false, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	r, err := l.conn.Get()
+	if err != nil {
+		l.done(ctx, probe, err)
+		return nil, false, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	return r.Get(ctx, key)
+	e, ok, err := r.Get(cctx, key)
+	l.done(ctx, probe, err)
+	return e, ok, err
 }
 
 // Set implements Level.
 func (l *LazyRedis) Set(ctx context.Context, key string, e *Entry, ttl time.Duration) error {
-	r, err := l.conn.Get()
+	probe, err := l.admit()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	r, err := l.conn.Get()
+	if err != nil {
+		l.done(ctx, probe, err)
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	return r.Set(ctx, key, e, ttl)
+	err = r.Set(cctx, key, e, ttl)
+	l.done(ctx, probe, err)
+	return err
+}
+
+// admit says whether a call may go to Redis now, and whether it is the
+// bypass' retry.
+func (l *LazyRedis) admit() (probe bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.down {
+		return false, nil
+	}
+	if l.probing || l.now().Before(l.retryAt) {
+		return false, ErrBypassed
+	}
+	l.probing = true
+	return true, nil
+}
+
+// done records a call's outcome: err the call's error (nil, or a miss'
+// nil), ctx the caller's context.
+func (l *LazyRedis) done(ctx context.Context, probe bool, err error) {
+	if err != nil && ctx.Err() == nil && redisDown(err) {
+		l.failed(err)
+		return
+	}
+	l.mu.Lock()
+	l.fails = 0
+	if probe {
+		l.probing = false
+	}
+	if err != nil || !l.down || !probe {
+		// The caller gave up, Redis answered an error (it is up), or a
+		// call admitted before the bypass began: no change.
+		l.mu.Unlock()
+		return
+	}
+	l.down, l.backoff = false, 0
+	warned := l.warned
+	if !warned {
+		l.unlog++
+	}
+	l.mu.Unlock()
+	if warned {
+		l.log.Info("cache: redis level recovered")
+	}
+}
+
+func (l *LazyRedis) failed(err error) {
+	l.mu.Lock()
+	if !l.down {
+		if l.fails++; l.fails < BypassAfter {
+			l.mu.Unlock()
+			return
+		}
+	}
+	first, now := !l.down, l.now()
+	switch {
+	case first:
+		l.down, l.backoff, l.warned = true, RedisBackoff, false
+	case l.probing:
+		l.backoff = min(2*l.backoff, RedisMaxBackoff)
+	}
+	// Log a bypass when it starts, or (within LogEvery of the last line)
+	// when its first retry fails: one that ends at once is only counted.
+	log := !l.warned && (l.probing || now.Sub(l.lastLog) >= LogEvery)
+	unlogged := l.unlog
+	if log {
+		l.warned, l.lastLog, l.unlog = true, now, 0
+	}
+	l.probing = false
+	l.retryAt = now.Add(l.backoff)
+	retry := l.backoff
+	l.mu.Unlock()
+	if log {
+		l.log.Warn("cache: redis level unavailable; bypassing it (L1 and upstream answer) until it recovers",
+			"retry_in", retry.String(), "short_bypasses_unlogged", unlogged, "error", err.Error())
+	}
+}
+
+// redisDown reports whether err says Redis is unreachable, hung or
+// unusable, rather than an answer of Redis about the call (an error reply
+// such as OOM, a value that is not an entry). Refused credentials (the
+// password changed under the gateway), a Redis loading its data set and
+// a Cluster without a quorum are unusable: every call would fail the same
+// way, each after a reconnect.
+func redisDown(err error) bool {
+	var de *decodeError
+	if errors.As(err, &de) {
+		return false
+	}
+	var re *rueidis.RedisError
+	if !errors.As(err, &re) {
+		return true
+	}
+	msg := re.Error()
+	for _, p := range unusablePrefixes {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// unusablePrefixes start the error replies of a Redis no call can use.
+var unusablePrefixes = []string{"NOAUTH", "WRONGPASS", "NOPERM", "LOADING", "CLUSTERDOWN", "MASTERDOWN"}
+
+// decodeError is a value read from Redis that is not an entry.
+type decodeError struct{ err error }
+
+func (e *decodeError) Error() string { return e.err.Error() }
+func (e *decodeError) Unwrap() error { return e.err }
+
+// Degraded reports whether the level bypasses Redis now (its metric).
+func (l *LazyRedis) Degraded() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.down
 }
 
 // LocalHits is how many reads rueidis' client-side cache answered.

@@ -141,7 +141,7 @@ func (l *Redis) Get(ctx context.Context, key string) (*Entry, bool, error) {
 	}
 	e, err := unmarshalEntry(b)
 	if err != nil {
-		return nil, false, fmt.Errorf("cache: redis get %s: %w", key, err)
+		return nil, false, fmt.Errorf("cache: redis get %s: %w", key, &decodeError{err})
 	}
 	return e, true, nil
 }

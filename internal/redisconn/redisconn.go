@@ -9,6 +9,7 @@ package redisconn
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -30,7 +31,8 @@ import (
 // read right after the CLIENT CACHING YES that DoCache sends, never a
 // rate-limit bucket or a Responses id read with Do. A Redis that cannot
 // track (no RESP3: before 6, or HELLO renamed away) gets the client
-// without it (dial). One address with a non-cluster server gives a
+// without it (dial), at start or when it replaces the Redis under a
+// running client (swapClient). One address with a non-cluster server gives a
 // single-node client; otherwise the addresses seed a Cluster client.
 func Option(c config.Redis) rueidis.ClientOption {
 	connect := c.ConnectTimeout.D()
@@ -52,14 +54,19 @@ func Option(c config.Redis) rueidis.ClientOption {
 // (rueidis.ErrNoCache: no RESP3, or CLIENT TRACKING refused) gets one
 // without it at once, rather than none: the rate limits and the Responses
 // ids need no tracking, and the cache's reads then each go to Redis
-// (rueidis' DoCache falls back to Do).
-func dial(opt rueidis.ClientOption) (rueidis.Client, error) {
+// (rueidis' DoCache falls back to Do). The client is a swapClient, which
+// does the same when the Redis is replaced by one without RESP3 later;
+// log gets its one line then (nil: slog.Default()).
+func dial(opt rueidis.ClientOption, log *slog.Logger) (rueidis.Client, error) {
 	client, err := rueidis.NewClient(opt)
 	if err != nil && !opt.DisableCache && errors.Is(err, rueidis.ErrNoCache) {
 		opt.DisableCache = true
 		client, err = rueidis.NewClient(opt)
 	}
-	return client, err
+	if err != nil {
+		return nil, err
+	}
+	return newSwapClient(opt, client, log), nil
 }
 
 // ErrUnavailable is returned (wrapped) while there is no connection: a
@@ -169,5 +176,5 @@ func (l *Lazy[T]) dial() (rueidis.Client, error) {
 	if l.clients != nil {
 		return l.clients.acquire(l.opt)
 	}
-	return dial(l.opt)
+	return dial(l.opt, nil)
 }

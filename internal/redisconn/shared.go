@@ -2,6 +2,7 @@ package redisconn
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ import (
 // them equal but for connect_timeout). The process owns one Clients
 // (internal/app); its users reach it through NewSharedLazy.
 type Clients struct {
+	log *slog.Logger
+
 	mu      sync.Mutex
 	clients map[string]*sharedClient
 }
@@ -34,8 +37,12 @@ type sharedClient struct {
 // SharedName is the CLIENT SETNAME of the one client per Redis (Option).
 const SharedName = "sluice"
 
-// NewClients returns an empty set of shared clients.
-func NewClients() *Clients { return &Clients{clients: map[string]*sharedClient{}} }
+// NewClients returns an empty set of shared clients; log gets a client's
+// rare events (its Redis no longer offering RESP3: swapClient), nil is
+// slog.Default().
+func NewClients(log *slog.Logger) *Clients {
+	return &Clients{log: log, clients: map[string]*sharedClient{}}
+}
 
 // acquire returns the client for opt, dialling it when there is none, and
 // counts the caller as a holder. While another caller dials the same
@@ -58,7 +65,7 @@ func (c *Clients) acquire(opt rueidis.ClientOption) (rueidis.Client, error) {
 	c.clients[key] = sc
 	c.mu.Unlock()
 
-	client, err := dial(opt)
+	client, err := dial(opt, c.log)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -65,7 +65,7 @@ func TestOneClientTracksOnlyCachedReads(t *testing.T) {
 
 func checkTracking(t *testing.T, addrs string, other func(args ...string) (string, error), servers ...*redistest.Server) {
 	ctx := context.Background()
-	client, err := dial(Option(config.Redis{Addrs: strings.Split(addrs, ",")}))
+	client, err := dial(Option(config.Redis{Addrs: strings.Split(addrs, ",")}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestDialWithoutRESP3(t *testing.T) {
 		}
 		t.Fatalf("a client-side caching client on RESP2: %v, want ErrNoCache", err)
 	}
-	clients := NewClients()
+	clients := NewClients(nil)
 	l := NewSharedLazy(clients, opt, func(c rueidis.Client) *rueidis.Client { return &c }, 0, nil)
 	defer l.Close()
 	cp, err := l.Get()
@@ -155,5 +155,64 @@ func TestDialWithoutRESP3(t *testing.T) {
 	}
 	if names := redistest.ClientNames(t, rd.Addr); len(names) != 1 || names[SharedName] == 0 {
 		t.Fatalf("connections by name: %v", names)
+	}
+}
+
+// TestRedisReplacedWithoutRESP3: the Redis under a running client is
+// replaced by one without RESP3 (HELLO renamed away, as before Redis 6).
+// rueidis' reconnects then fail with ErrNoCache for a client with
+// client-side caching; the shared client replaces itself with one without
+// it, so the users' calls work again without a restart, and the cache's
+// reads each go to Redis.
+func TestRedisReplacedWithoutRESP3(t *testing.T) {
+	rd := redistest.Start(t)
+	clients := NewClients(nil)
+	l := NewSharedLazy(clients, Option(config.Redis{Addrs: []string{rd.Addr}}), func(c rueidis.Client) *rueidis.Client { return &c }, 0, nil)
+	cp, err := l.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := *cp
+	set := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return client.Do(ctx, client.B().Set().Key("k").Value("v").Build()).Error()
+	}
+	if err := set(); err != nil {
+		t.Fatal(err)
+	}
+	sc, ok := client.(*swapClient)
+	if !ok || !sc.cached() {
+		t.Fatalf("the shared client is %T (cached %v), want a swapClient with client-side caching", client, ok && sc.cached())
+	}
+	rd.Stop()
+	rd.RestartWith("--rename-command", "HELLO", "")
+
+	var last error
+	deadline := time.Now().Add(15 * time.Second) // a generous bound; it takes a few reconnects
+	for last = set(); last != nil && time.Now().Before(deadline); last = set() {
+		time.Sleep(20 * time.Millisecond) // polling a reconnect that happens in the background
+	}
+	if last != nil {
+		t.Fatalf("calls still fail after Redis was replaced by one without RESP3: %v", last)
+	}
+	if sc.cached() {
+		t.Fatal("the client still has client-side caching after the swap")
+	}
+	for range 2 {
+		r := client.DoCache(context.Background(), client.B().Get().Key("k").Cache(), time.Minute)
+		if v, err := r.ToString(); err != nil || v != "v" || r.IsCacheHit() {
+			t.Fatalf("cached read on RESP2: %q %v (local %v), want a round trip", v, err, r.IsCacheHit())
+		}
+	}
+	if names := redistest.ClientNames(t, rd.Addr); len(names) != 1 || names[SharedName] == 0 {
+		t.Fatalf("connections by name: %v", names)
+	}
+	l.Close()
+	if clients.Open() != 0 {
+		t.Fatal("client left open")
+	}
+	if names := redistest.ClientNames(t, rd.Addr); len(names) != 0 {
+		t.Fatalf("connections left after Close: %v", names)
 	}
 }

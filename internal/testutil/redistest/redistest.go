@@ -96,6 +96,17 @@ func (s *Server) Restart() {
 	s.t.Fatalf("redistest: restart %s: %v", s.Addr, err)
 }
 
+// RestartWith is Restart with other extra redis-server arguments, kept
+// for later Restarts: e.g. "--rename-command", "HELLO", "" to put a
+// RESP2-only server where a RESP3 one was.
+func (s *Server) RestartWith(args ...string) {
+	s.t.Helper()
+	s.mu.Lock()
+	s.extra = args
+	s.mu.Unlock()
+	s.Restart()
+}
+
 // Pause stops the process with SIGSTOP: connections stay open but nothing is
 // answered, the way a hung or partitioned Redis looks to a client (commands
 // time out instead of failing fast). Resume undoes it.
@@ -112,9 +123,24 @@ func (s *Server) signal(sig syscall.Signal) {
 	}
 }
 
+// password is the --requirepass among the extra arguments, or "".
+func (s *Server) password() string {
+	for i, a := range s.extra {
+		if a == "--requirepass" && i+1 < len(s.extra) {
+			return s.extra[i+1]
+		}
+	}
+	return ""
+}
+
 // Do sends one command to the server and returns its reply as text (see
 // do). Handy for assertions such as DBSIZE without a client library.
-func (s *Server) Do(args ...string) (string, error) { return do(s.Addr, 2*time.Second, args...) }
+func (s *Server) Do(args ...string) (string, error) {
+	s.mu.Lock()
+	pw := s.password()
+	s.mu.Unlock()
+	return doAuth(s.Addr, 2*time.Second, pw, args...)
+}
 
 // startOnFreePort picks a port whose cluster bus port (port+10000) is also
 // free and starts the server there, retrying with another port if something
@@ -166,7 +192,7 @@ func (s *Server) launch(bin string) error {
 	for {
 		// INFO, not PING: it must be our process answering, not another
 		// test's server that won a race for the port (ours then exits).
-		info, err := do(s.Addr, 500*time.Millisecond, "INFO", "server")
+		info, err := doAuth(s.Addr, 500*time.Millisecond, s.password(), "INFO", "server")
 		if err == nil && strings.Contains(info, "process_id:"+strconv.Itoa(cmd.Process.Pid)+"\r\n") {
 			s.proc, s.exited = cmd.Process, exited
 			return nil

@@ -17,6 +17,12 @@ import (
 // is returned as an error. It is the least client that can wait for a
 // server and check cluster state, so this package needs no Redis library.
 func do(addr string, timeout time.Duration, args ...string) (string, error) {
+	return doAuth(addr, timeout, "", args...)
+}
+
+// doAuth is do on a connection that first authenticates with password
+// (none: "").
+func doAuth(addr string, timeout time.Duration, password string, args ...string) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return "", fmt.Errorf("dial %s: %w", addr, err)
@@ -25,6 +31,17 @@ func do(addr string, timeout time.Duration, args ...string) (string, error) {
 	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
 		return "", fmt.Errorf("deadline: %w", err)
 	}
+	r := bufio.NewReader(conn)
+	if password != "" {
+		if _, err := send(conn, r, addr, "AUTH", password); err != nil {
+			return "", err
+		}
+	}
+	return send(conn, r, addr, args...)
+}
+
+// send writes one command on conn and reads its reply from r.
+func send(conn net.Conn, r *bufio.Reader, addr string, args ...string) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
@@ -33,7 +50,7 @@ func do(addr string, timeout time.Duration, args ...string) (string, error) {
 	if _, err := io.WriteString(conn, b.String()); err != nil {
 		return "", fmt.Errorf("write %s: %w", addr, err)
 	}
-	return readReply(bufio.NewReader(conn))
+	return readReply(r)
 }
 
 func readReply(r *bufio.Reader) (string, error) {
