@@ -3,6 +3,8 @@ package admission
 import (
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // Long streams (60 s) held at the ceiling: a probe drops the limit to a
@@ -69,5 +71,41 @@ func TestAdaptiveLimitProbesStillRunForShortRequests(t *testing.T) {
 	t.Logf("no-load latency doubled: back in [16, 28] after %d windows, final %.1f", n, tr.est[end-1])
 	if n > 30 {
 		t.Errorf("took %d windows to recover; trace %.1f", n, tr.est[change:])
+	}
+}
+
+// A probe that started on a burst of ends (short requests ending next to
+// long streams, which then hold in flight above the probe's limit) gives up
+// once a Window with no end shows it cannot measure, instead of holding the
+// limit at a quarter for 4 windows + 4 latencies (4.4 s here, the old code).
+func TestAdaptiveLimitProbeThatCannotMeasureEndsEarly(t *testing.T) {
+	clk := newFakeClock()
+	lim := NewAdaptiveLimit(LimitConfig{Initial: 100, Max: 100, Window: time.Second, BaselineWindows: 4,
+		ReportsEnds: true, Clock: clk.Now})
+	// Two windows of 30 ends and 10 samples a second at 100 in flight (the
+	// clients refill what ends): the probe is due after the second, and at
+	// 30 ends a second the 75 above its limit of 25 could end in time.
+	for lim.Stats().Windows < 2 {
+		for range 10 {
+			for range 3 {
+				lim.Ended()
+			}
+			clk.Advance(100 * time.Millisecond)
+			lim.Observe(clk.Now(), 100*time.Millisecond, 100, outcome.Success)
+		}
+	}
+	if st := lim.Stats(); !st.Probing || lim.Limit() != 25 {
+		t.Fatalf("want a probe at 25 after two windows, got limit %d, %+v", lim.Limit(), st)
+	}
+	// Then nothing ends: the 100 in flight are long streams.
+	start := clk.Now()
+	for lim.Limit() == 25 && clk.Now().Sub(start) < 10*time.Second {
+		clk.Advance(250 * time.Millisecond) // the queue's kick reads the limit
+	}
+	held := clk.Now().Sub(start)
+	st := lim.Stats()
+	t.Logf("probe held the limit at 25 for %v; %+v", held, st)
+	if held > 2500*time.Millisecond || st.ProbesMissed != 1 {
+		t.Errorf("a probe that cannot measure held the limit at a quarter for %v (want at most 2.5 s: a Window to see no end, one to confirm); %d missed", held, st.ProbesMissed)
 	}
 }
