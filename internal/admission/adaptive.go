@@ -97,6 +97,7 @@ const (
 	earlyProbeGap           = 10  // ... but not sooner than this many windows after the last
 	probeTimeoutWindows     = 4   // a probe that gathers too few samples gives up
 	probeTimeoutLatencies   = 4   // ... after this many windows plus this many latencies
+	endRateWeight           = 0.1 // of each window's end rate in the average a probe is judged on
 	minimumBaselineInterval = 2
 )
 
@@ -168,7 +169,9 @@ func (c LimitConfig) withDefaults() LimitConfig {
 // well above tolerance, the limit drops to a quarter until a window of
 // samples sent at that concurrency is in; their average replaces the
 // baseline. This keeps the baseline a no-load latency under sustained load,
-// and finds the new one when the backend itself became slower.
+// and finds the new one when the backend itself became slower. With
+// ReportsEnds, a probe that cannot measure (long streams in flight that
+// will not end in time) is skipped or cut short (adaptive_probe.go).
 //
 // AdaptiveLimit is safe for concurrent use. Limit is one atomic load.
 type AdaptiveLimit struct {
@@ -196,6 +199,14 @@ type AdaptiveLimit struct {
 	probeStart   time.Time
 	probe        window
 	lastCut      time.Time
+	// The end rate a probe is judged by (adaptive_probe.go): ends counted
+	// by rateEnds at rateAt.
+	rateAt       time.Time
+	rateEnds     int64
+	endRate      float64 // ends per second, averaged over windows (noteEnds)
+	probesRun    uint64
+	probesMissed uint64 // skipped or cut short: they could not measure
+
 }
 
 // window accumulates the samples of one adjustment (or probe) window.
@@ -271,7 +282,7 @@ func (a *AdaptiveLimit) Observe(now time.Time, latency time.Duration, inflight i
 	} else {
 		a.maybeCloseWindow(now)
 	}
-	a.setDue()
+	a.setDue(now)
 }
 
 // onBusy cuts the limit once per congestion event, like TCP's one cut per
@@ -299,6 +310,7 @@ func (a *AdaptiveLimit) maybeCloseWindow(now time.Time) {
 		return
 	}
 	a.windows++
+	a.noteEnds(now, w)
 	switch {
 	case w.n > 0:
 		a.short = w.sum / float64(w.n)
@@ -319,10 +331,7 @@ func (a *AdaptiveLimit) maybeCloseWindow(now time.Time) {
 	due := a.sinceProbe >= a.cfg.BaselineWindows/2 ||
 		a.highStreak >= earlyProbeStreak && a.sinceProbe >= earlyProbeGap
 	if !a.cfg.NoProbe && due {
-		a.probing = true
-		a.probeStart = now
-		a.probe = window{}
-		a.probeLimit = max(a.cfg.Min, int(a.est/probeDivisor))
+		a.startProbe(now, w)
 	}
 	a.publish()
 	a.openWindow(now)
@@ -432,36 +441,6 @@ func (a *AdaptiveLimit) remember(avg float64) {
 	}
 }
 
-// maybeEndProbe ends a probe once it has a full window of samples sent at the
-// probe concurrency, or gives up when traffic is too thin to get them.
-func (a *AdaptiveLimit) maybeEndProbe(now time.Time) {
-	p := a.probe
-	done := p.n > 0 && p.n >= a.cfg.MinSamples && now.Sub(p.start) >= a.cfg.Window
-	giveUp := now.After(a.probeGiveUp())
-	if !done && !giveUp {
-		return
-	}
-	if p.n > 0 {
-		// The probe is the one deliberate no-load measurement: it replaces
-		// the history, so a backend that really became slower is tracked at
-		// the next probe instead of after BaselineWindows.
-		a.hist = a.hist[:0]
-		a.histNext = 0
-		a.remember(p.sum / float64(p.n))
-	}
-	a.probing = false
-	a.sinceProbe = 0
-	a.highStreak = 0
-	a.publish()
-	a.openWindow(now)
-}
-
-// probeGiveUp is when a probe too short of samples gives up.
-func (a *AdaptiveLimit) probeGiveUp() time.Time {
-	return a.probeStart.Add(probeTimeoutWindows*a.cfg.Window +
-		time.Duration(probeTimeoutLatencies*a.short*float64(time.Second)))
-}
-
 func (a *AdaptiveLimit) publish() {
 	n := int(a.est)
 	if a.probing {
@@ -479,6 +458,11 @@ type LimitStats struct {
 	Windows   uint64        `json:"windows"`  // windows closed so far
 	SlowStart bool          `json:"slow_start"`
 	Probing   bool          `json:"probing"`
+	// Probes counts the probes run; ProbesMissed those skipped or ended
+	// early because in-flight requests could not fall to the probe's
+	// limit in time (long streams).
+	Probes       uint64 `json:"probes"`
+	ProbesMissed uint64 `json:"probes_missed"`
 }
 
 // Stats returns a consistent snapshot.
@@ -490,5 +474,6 @@ func (a *AdaptiveLimit) Stats() LimitStats {
 		Baseline:  time.Duration(a.baseline * float64(time.Second)),
 		Short:     time.Duration(a.short * float64(time.Second)),
 		SlowStart: a.slowStart, Probing: a.probing,
+		Probes: a.probesRun, ProbesMissed: a.probesMissed,
 	}
 }

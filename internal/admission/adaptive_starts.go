@@ -74,7 +74,7 @@ func (a *AdaptiveLimit) openWindow(now time.Time) {
 // setDue records when Limit should look at the window or probe again
 // without a new sample: when the window's time is up if its samples are
 // in (or none could come), and when a probe gives up.
-func (a *AdaptiveLimit) setDue() {
+func (a *AdaptiveLimit) setDue(now time.Time) {
 	if a.cfg.Clock == nil {
 		return
 	}
@@ -82,6 +82,11 @@ func (a *AdaptiveLimit) setDue() {
 	switch w := &a.win; {
 	case a.probing:
 		at = a.probeGiveUp().Add(time.Nanosecond) // maybeEndProbe: strictly after
+		if next := a.rateAt.Add(a.cfg.Window); a.cfg.ReportsEnds && a.probe.n == 0 && next.Before(at) {
+			// Look again then whether the probe can still measure
+			// (maybeEndProbe).
+			at = next
+		}
 	case !w.start.IsZero() && (w.n+w.busy >= a.need(w) || a.nothingCouldStart(w)):
 		at = w.start.Add(a.windowLength())
 	}
@@ -106,5 +111,5 @@ func (a *AdaptiveLimit) tick(d int64) {
 	} else {
 		a.maybeCloseWindow(now)
 	}
-	a.setDue()
+	a.setDue(now)
 }

@@ -69,9 +69,15 @@ type Admission struct {
 
 // Adaptive configures the gradient concurrency controller.
 type Adaptive struct {
-	Initial   int      `yaml:"initial"`   // starting limit, default 8
-	Min       int      `yaml:"min"`       // default 1
-	Max       int      `yaml:"max"`       // default 256
+	Initial int `yaml:"initial"` // starting limit, default 8
+	Min     int `yaml:"min"`     // default 1
+	// Max is the ceiling, default 1024. It binds only where latency does
+	// not rise as the limit grows: long streams on an engine with more
+	// batch slots than the ceiling (at 256, 256 of 400 streams wanted were
+	// held; docs/RELIABILITY.md, "Probes, the scraped cap and the ceiling
+	// with long streams"). The scraped batch cap bounds the limit by the
+	// engine's slots where it queues.
+	Max       int      `yaml:"max"`
 	Window    Duration `yaml:"window"`    // adjustment window, default 1s
 	Tolerance float64  `yaml:"tolerance"` // accepted TTFT / no-load TTFT, default 4.0 (prefill batching alone raises TTFT 2-3x)
 }
@@ -123,7 +129,7 @@ func defaultAdmission() Admission {
 		Enabled: true, MaxWait: Duration(2 * time.Second), MaxWaitBatch: Duration(5 * time.Minute), MaxQueued: 1024,
 		DefaultMaxTokens: 256, BatchMinShare: 0.1, SpareReserve: 0.05, SizeAware: true,
 		TenantRamp: Duration(2 * time.Second),
-		Adaptive:   Adaptive{Initial: 8, Min: 1, Max: 256, Window: Duration(time.Second), Tolerance: 4.0},
+		Adaptive:   Adaptive{Initial: 8, Min: 1, Max: 1024, Window: Duration(time.Second), Tolerance: 4.0},
 	}
 }
 

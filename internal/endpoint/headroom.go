@@ -16,7 +16,8 @@ type scrapedCap struct {
 	limit   int       // in-flight requests this gateway may have there
 	slots   int       // learned batch size; 0 while the backend never queued
 	peak    int       // the most requests it was ever seen running
-	queued  bool      // the last reading showed a queue behind a full batch
+	queued  bool      // the last reading showed a queue behind its largest batch
+	running int       // the last reading's running requests
 	expires time.Time // the reading's expiry: an older cap is not applied
 	now     func() time.Time
 	// probing: the cap in force is one over what the slots allow, to find
@@ -47,9 +48,9 @@ const (
 //
 // The backend's slot count is learned, not configured: a backend that
 // queues (Waiting > 0) in two readings in a row with its batch as large
-// as it was ever seen runs as many requests as it can, so Running is its
-// batch size now (slots or KV cache bound it); one that runs more than
-// that has grown its batch. A single reading with a queue proves nothing
+// as it was ever seen, and no larger in the second than in the first, runs
+// as many requests as it can, so Running is its batch size now (slots or
+// KV cache bound it); one that runs more than that has grown its batch. A single reading with a queue proves nothing
 // (a request that arrived since the engine's last step waits too) unless
 // this gateway saw the backlog itself (backlogBound) and the reading holds
 // more than that backlog's guess plus the one request it lets past the
@@ -96,9 +97,12 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	confirmsLocal := local > 0 && running+waiting > local+1
 	grew := false
 	switch {
-	case queued && (c.queued || confirmsLocal):
-		// Two readings in a row, or one that confirms the backlog this
-		// gateway saw itself (backlogBound): the batch is full.
+	case queued && (c.queued && running <= c.running || confirmsLocal):
+		// Two readings in a row with a queue and a batch that did not
+		// grow between them, or one that confirms the backlog this
+		// gateway saw itself (backlogBound): the batch is full. A batch
+		// that grew while requests waited was not full: they waited for
+		// the engine's next step (queuedButGrowing).
 		if c.slots == 0 {
 			// Just learned, from a full batch: the first probe past
 			// it waits too, or it lands in the burst that filled it.
@@ -119,7 +123,7 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 		c.backoff = min(max(2*c.backoff, firstProbeBackoff), maxProbeBackoff)
 		c.probeAt = at.Add(c.backoff)
 	}
-	c.queued, c.probing = queued, false
+	c.queued, c.running, c.probing = queued, running, false
 	c.limit = 0
 	switch {
 	case c.slots > 0:
@@ -136,6 +140,17 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	}
 	b.capRec.Store(&c)
 }
+
+// queuedButGrowing: an engine takes new sequences only at a step
+// boundary, so a request sent since its last step shows as waiting however
+// many slots are free. With a step as long as the scrape interval (the
+// simulator at a 1 s step) and a limit stepping up, every reading caught
+// the latest step's requests waiting next to a batch at its largest yet,
+// two such readings in a row read as a full batch, and the batch learned
+// (20 of 2,048 slots) then held the gateway for minutes, growing by one
+// request per probe. A full batch cannot grow, so the second reading must
+// show no more running than the first; a saturated engine shows the same
+// batch in both and is learned as soon as before.
 
 // capFor is the in-flight bound for a gateway holding mine of a backend's
 // demand, given its slots (see ObserveLoad).

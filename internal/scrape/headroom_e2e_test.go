@@ -97,3 +97,79 @@ func TestScrapedCapKeepsLimitWithinSimSlots(t *testing.T) {
 		t.Errorf("replicas' limits add up to %d, more than the engine's %d slots", total, slots)
 	}
 }
+
+// TestScrapedCapIgnoresWaitingForTheNextStep: a real simulator at a 1 s
+// decode step with 64 free slots takes new streams only at a step
+// boundary, so streams sent since the last step read as waiting next to a
+// batch at its largest yet. Two such readings in a row, with the batch
+// grown between them by the streams the first saw waiting, read as a full
+// batch before (4 slots learned, the gateway capped at 4 of 64); a batch
+// that grew was not full, so nothing is learned or capped.
+func TestScrapedCapIgnoresWaitingForTheNextStep(t *testing.T) {
+	s := sim.New(sim.Config{Seed: 1, Slots: 64, MaxWaiting: 100, DecodeStepBase: time.Second})
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	t.Cleanup(s.Close)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel) // runs first: ends the streams before the sim closes
+
+	b, err := endpoint.New(endpoint.Spec{URL: ts.URL}, endpoint.HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetLimiter(admission.Static(40)) // the adaptive limit, stepping up
+	send := func(n int) {
+		for range n {
+			if !b.Acquire() {
+				t.Fatal("Acquire refused below the limit")
+			}
+			body := `{"model":"sim-model","messages":[{"role":"user","content":"tell me a long story"}],"max_tokens":5000,"stream":true}`
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				if resp, err := client.Do(req); err == nil {
+					<-ctx.Done()
+					resp.Body.Close()
+				}
+			}()
+		}
+	}
+	// Wait (on the engine's own state) for running and waiting; the step
+	// is long enough that streams just sent are still waiting when seen.
+	await := func(running, waiting int) {
+		deadline := time.Now().Add(30 * time.Second)
+		for st := s.Stats(); st.Running != running || st.Waiting != waiting; st = s.Stats() {
+			if time.Now().After(deadline) {
+				t.Fatalf("engine at running %d, waiting %d; want %d and %d", st.Running, st.Waiting, running, waiting)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	now := time.Now()
+	sc := scrape.NewScraper(scrape.Config{CapConcurrency: true, Now: func() time.Time { return now }}, client, nil)
+	read := func() {
+		if err := sc.ScrapeOnce(t.Context(), []*endpoint.Backend{b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(2)
+	await(2, 0)
+	send(2) // a step up: they wait for the next step
+	await(2, 2)
+	read()
+	await(4, 0) // they joined: the batch was not full
+	send(4)     // the next step up
+	await(4, 4)
+	read()
+	if limit, slots := b.ScrapedCap(); slots != 0 || limit != 0 {
+		t.Errorf("scraped cap %d, %d slots learned from streams waiting for the next step of a 64-slot engine", limit, slots)
+	}
+	if got := b.Limit(); got != 40 {
+		t.Errorf("Limit = %d, want the adaptive 40 uncapped", got)
+	}
+}
