@@ -284,8 +284,12 @@ func (b *build) pools() error {
 
 // addBackend adds spec's backend to m: prev's, when it serves the model
 // with the same spec (its state carries over), else a new one, which
-// slow-starts when it joins a pool that was already serving (serving). A spec
-// already in m (static and discovered alike) is added once.
+// slow-starts when it joins a pool that was already serving (serving),
+// unless it is a server of that pool listed with other settings
+// (respecified: a weight or max_concurrency edited in a reload; its caches
+// are warm, and a slow start would give it a tenth of its new weight for
+// slow_start). A spec already in m (static and discovered alike) is added
+// once.
 func (b *build) addBackend(m *model, spec endpoint.Spec, hp endpoint.HealthPolicy) error {
 	for _, x := range m.backends {
 		if x.Spec().Key() == spec.Key() {
@@ -298,7 +302,7 @@ func (b *build) addBackend(m *model, spec endpoint.Spec, hp endpoint.HealthPolic
 		if be, err = endpoint.New(spec, hp); err != nil {
 			return err
 		}
-		if b.serving(m.cfg.Name) {
+		if b.serving(m.cfg.Name) && !respecified(b.prevRuntime(), m.cfg.Name, spec) {
 			be.SlowStart(config.SlowStartFor(m.cfg), b.deps.Now)
 		}
 	}
@@ -425,6 +429,21 @@ func owns(rt *gateway.Runtime, be *endpoint.Backend) bool {
 	}
 	for _, x := range rt.Backends() {
 		if x == be {
+			return true
+		}
+	}
+	return false
+}
+
+// respecified reports whether rt's pool for model has a backend for the
+// same server as spec (same Key: URL, API key and upstream model) whatever
+// its other settings.
+func respecified(rt *gateway.Runtime, model string, spec endpoint.Spec) bool {
+	if rt == nil || rt.Pools[model] == nil {
+		return false
+	}
+	for _, be := range rt.Pools[model].Backends {
+		if be.Spec().Key() == spec.Key() {
 			return true
 		}
 	}

@@ -172,6 +172,14 @@ func (b *Backend) Target() *url.URL { return b.target }
 // During slow start it is ramped (RampFactor).
 func (b *Backend) Weight() int { return b.ramped(b.spec.Weight) }
 
+// ShareWeight is the configured weight scaled by the slow-start ramp
+// without rounding: a weight of 1 starts at 0.1, where Weight, an integer
+// never below 1, gives it its full weight from the start. What smooth
+// weighted round robin shares turns by.
+func (b *Backend) ShareWeight() float64 {
+	return float64(b.spec.Weight) * b.RampFactor()
+}
+
 // Inflight is the number of requests this gateway has outstanding on it.
 func (b *Backend) Inflight() int64 { return b.inflight.Load() }
 
