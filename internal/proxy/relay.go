@@ -22,10 +22,12 @@ var relayBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return
 const tailSize = 4 << 10
 
 // tail keeps the last tailSize bytes written to it. It also carries a
-// stream's small read buffer (readBuf), pooled with it.
+// stream's small read buffer (readBuf) and the buffer its check holds an
+// event cut across reads in (sseCheck.pending), pooled with it.
 type tail struct {
-	buf   []byte
-	small [smallRead]byte
+	buf     []byte
+	small   [smallRead]byte
+	pending []byte
 }
 
 func (t *tail) write(p []byte) {

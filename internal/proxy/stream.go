@@ -27,11 +27,18 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	flusher, _ := w.(http.Flusher)
 	tl := tailPool.Get().(*tail)
 	tl.buf = tl.buf[:0]
-	defer tailPool.Put(tl)
 	rb := readBuf{small: tl.small[:]}
-	defer rb.release()
+	chk := sseCheck{api: in.Peek.API, transcript: in.Endpoint.Multipart(), pending: tl.pending[:0]}
+	defer func() {
+		rb.release()
+		// The held-event buffer goes back with the tail unless an event
+		// near maxEvent grew it.
+		if tl.pending = nil; cap(chk.pending) <= keepPending {
+			tl.pending = chk.pending[:0]
+		}
+		tailPool.Put(tl)
+	}()
 
-	chk := sseCheck{api: in.Peek.API, transcript: in.Endpoint.Multipart()}
 	var held []byte // a Responses stream's events before its first token (responses.go)
 	var readErr, writeErr error
 	bad := false
@@ -109,6 +116,10 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
 	return false
 }
+
+// keepPending bounds the held-event buffer a stream's tail keeps for the
+// next stream (an event or two of a few KiB).
+const keepPending = 16 << 10
 
 // smallRead is the read buffer a stream waits on for its next event:
 // a token's event is a few hundred bytes, and a backend that keeps pace
