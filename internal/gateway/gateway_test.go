@@ -109,11 +109,13 @@ func TestBadRequestsGetOpenAIErrors(t *testing.T) {
 }
 
 // TestStreamFlushesEachEvent proves every SSE event reaches the client,
-// byte for byte, before the backend sends the next one, with \n or \r\n
-// line ends. (A lone \r, which the SSE grammar allows too, ends a read
-// that the relay holds until the next one: it may be a \r\n cut in two.)
+// byte for byte, before the backend sends the next one, with \n, \r\n or
+// lone \r line ends (the SSE grammar allows all three). An event ended by
+// \r\r ends the backend's write on a \r that might be half of a \r\n cut
+// across reads; the relay still lets it go at once (it was held until the
+// backend's next write, here never, as the backend waits for the client).
 func TestStreamFlushesEachEvent(t *testing.T) {
-	for _, nl := range []string{"\n", "\r\n"} {
+	for _, nl := range []string{"\n", "\r\n", "\r"} {
 		t.Run(fmt.Sprintf("%q", nl), func(t *testing.T) { testStreamFlushesEachEvent(t, nl) })
 	}
 }
@@ -153,7 +155,11 @@ func testStreamFlushesEachEvent(t *testing.T, nl string) {
 		if string(got) != want {
 			t.Fatalf("event %d = %q, want %q", i, got, want)
 		}
-		next <- struct{}{}
+		select {
+		case next <- struct{}{}:
+		case <-time.After(30 * time.Second): // a hang guard: the backend gave up waiting
+			t.Fatalf("event %d came only after the backend stopped waiting for the client to see it", i)
+		}
 	}
 	rest, _ := io.ReadAll(resp.Body)
 	if string(rest) != "data: [DONE]"+nl+nl {

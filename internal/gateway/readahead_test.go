@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,15 +44,15 @@ func backendEnded(t *testing.T, be *bigBackend) (cancelled bool) {
 // stops the gateway's writes after a few KiB instead of the megabytes
 // loopback autotuning would queue; its metrics are on the registry.
 func readaheadGateway(t *testing.T, cfg *config.Config) (string, *Gateway, *prometheus.Registry) {
-	return readaheadGatewayTimed(t, cfg, nil)
+	return readaheadGatewayTimed(t, cfg, nil, time.Now)
 }
 
 // readaheadGatewayTimed is readaheadGateway whose forwarder times its
-// attempts with afterFunc (nil: real timers).
-func readaheadGatewayTimed(t *testing.T, cfg *config.Config, afterFunc func(time.Duration, func()) proxy.Timer) (string, *Gateway, *prometheus.Registry) {
+// attempts with afterFunc (nil: real timers) on the clock now.
+func readaheadGatewayTimed(t *testing.T, cfg *config.Config, afterFunc func(time.Duration, func()) proxy.Timer, now func() time.Time) (string, *Gateway, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, AfterFunc: afterFunc, Rand: routing.NewRand(1), Registry: reg}
+	deps := Deps{Transport: proxy.NewTransportCache(), Now: now, AfterFunc: afterFunc, Rand: routing.NewRand(1), Registry: reg}
 	rt, err := Build(cfg, deps, nil)
 	if err != nil {
 		t.Fatalf("build: %v", err)
@@ -310,11 +311,12 @@ func TestReadaheadOfAClientThatLeavesIsReleased(t *testing.T) {
 // timeout must not cut the backend (and blame it) meanwhile: the watchdog
 // is paused while the relay waits for the client.
 //
-// The watchdog runs on manual timers that never fire by themselves, so a
-// loaded machine that pauses the backend's writes (which the stream-idle
-// bound also times) cannot cut it; what the test checks is that, with the
-// relay held by a client that reads nothing, no watchdog timer is armed:
-// then no idle period, however long, would cut the backend. (With a real
+// The watchdog runs on manual timers that fire only when the test fires
+// them, and on a clock the test moves, so a loaded machine that pauses the
+// backend's writes (which the stream-idle bound also times) cannot cut it.
+// With the relay held by a client that reads nothing, the test moves the
+// clock past the stream-idle bound and fires every armed timer, twice:
+// none may cut the backend, however long the client takes. (With a real
 // one-second bound and a three-second pause, a loaded machine did cut a
 // healthy backend now and then.)
 func TestBackPressureFromASlowClientIsNotABackendIdling(t *testing.T) {
@@ -323,13 +325,17 @@ func TestBackPressureFromASlowClientIsNotABackendIdling(t *testing.T) {
 	cfg.Server.ResponseReadahead = 64 << 10
 	cfg.Timeouts.StreamIdle = config.Duration(time.Second)
 	timers := &manualTimers{armed: map[*manualTimer]bool{}}
-	url, gw, reg := readaheadGatewayTimed(t, cfg, timers.afterFunc)
+	var skew atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	url, gw, reg := readaheadGatewayTimed(t, cfg, timers.afterFunc, now)
 
 	resp := unreadResponse(t, url+"/v1/chat/completions", sampledBody)
 	eventually(t, "the relay in back-pressure", func() bool {
 		return metricValue(t, reg, "sluice_readahead_fallbacks_total", "reason", proxy.FallbackResponseCap) == 1
 	})
-	eventually(t, "the watchdog paused while the client holds the relay", func() bool { return timers.count() == 0 })
+	skew.Store(int64(10 * time.Second)) // ten stream-idle bounds with nothing from the backend
+	timers.fireArmed()
+	timers.fireArmed() // one a first firing rearmed, if any
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || !bytes.Equal(body, be.body) {
 		t.Fatalf("the client got %d bytes (%v), want the backend's %d", len(body), err, len(be.body))
@@ -347,18 +353,21 @@ func TestBackPressureFromASlowClientIsNotABackendIdling(t *testing.T) {
 	}
 }
 
-// manualTimers makes timers that never fire: a test reads which are
-// armed (count) instead of waiting for one to go off.
+// manualTimers makes timers that fire only when the test fires them
+// (fireArmed).
 type manualTimers struct {
 	mu    sync.Mutex
 	armed map[*manualTimer]bool
 	n     int
 }
 
-type manualTimer struct{ m *manualTimers }
+type manualTimer struct {
+	m *manualTimers
+	f func()
+}
 
-func (m *manualTimers) afterFunc(time.Duration, func()) proxy.Timer {
-	t := &manualTimer{m: m}
+func (m *manualTimers) afterFunc(_ time.Duration, f func()) proxy.Timer {
+	t := &manualTimer{m: m, f: f}
 	m.mu.Lock()
 	m.armed[t] = true
 	m.n++
@@ -366,10 +375,19 @@ func (m *manualTimers) afterFunc(time.Duration, func()) proxy.Timer {
 	return t
 }
 
-func (m *manualTimers) count() int {
+// fireArmed fires every armed timer, disarming each as a timer that goes
+// off is.
+func (m *manualTimers) fireArmed() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.armed)
+	var due []*manualTimer
+	for t := range m.armed {
+		due = append(due, t)
+	}
+	clear(m.armed)
+	m.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
 }
 
 func (m *manualTimers) made() int {

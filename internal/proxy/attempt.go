@@ -142,7 +142,7 @@ func (f *Forwarder) send(ctx context.Context, in *Request, sel Selector, tried *
 // backend took) and says whether another backend may be tried: only when
 // the connection could not be made. A client that left ends the request.
 func (f *Forwarder) failed(ctx context.Context, s sent, ttfb time.Duration, res *Result) (retry bool) {
-	s.wd.timer.Stop()
+	s.wd.stop()
 	cause := context.Cause(s.actx)
 	s.cancel(nil)
 	if errors.Is(ctx.Err(), context.Canceled) { // whatever the cause (a preempted job too)
@@ -185,13 +185,13 @@ func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at time.Time) {
 func (f *Forwarder) declined(s sent, ttfb time.Duration, attemptsLeft bool, busy *pushedBack, res *Result) bool {
 	switch code := s.resp.StatusCode; {
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
-		s.wd.timer.Stop()
+		s.wd.stop()
 		res.RetryAfter = ParseRetryAfter(headerGet(s.resp.Header, "Retry-After"), f.opt.Now())
 		s.c.end(f.opt.Now(), outcome.Busy, ttfb, res.RetryAfter, false)
 		busy.keep(s)
 		return true
 	case code == http.StatusBadGateway && attemptsLeft:
-		s.wd.timer.Stop()
+		s.wd.stop()
 		s.c.end(f.opt.Now(), outcome.Failure, ttfb, 0, false)
 		drain(s.resp.Body)
 		s.cancel(nil)

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/breaker"
@@ -180,83 +179,6 @@ type Result struct {
 	// send to the end of its answer (the backend's service time, without
 	// the attempts before it or a wait for a slot); 0 when none answered.
 	Held time.Duration
-}
-
-// watchdog cancels an attempt when its current phase (waiting for the first
-// byte, for a stream's first token, or for the next chunk) lasts too long,
-// or when the request's total deadline passes. One timer serves all the
-// limits, so a request costs a single timer and no extra context.
-// Timer is the watchdog's timer, as time.AfterFunc makes it.
-type Timer interface {
-	Stop() bool
-	Reset(time.Duration) bool
-}
-
-type watchdog struct {
-	timer    Timer
-	phase    atomic.Int32 // phaseFirstByte, phaseFirstToken or phaseIdle
-	deadline time.Time    // total time limit
-	now      func() time.Time
-	// firstToken is a stream's first-token deadline while the first chunk
-	// has not come (zero: none). The relay's first idle call (at the
-	// response head) keeps it; the next (a chunk came) drops it. Only the
-	// attempt's goroutine touches it.
-	firstToken time.Time
-	headSeen   bool
-}
-
-const (
-	phaseFirstByte int32 = iota
-	phaseIdle
-	phaseFirstToken
-)
-
-var phaseCause = [...]error{phaseFirstByte: ErrFirstByteTimeout, phaseIdle: ErrStreamIdle, phaseFirstToken: ErrFirstTokenTimeout}
-
-// startWatchdog arms, at time at (the attempt's start: the caller has just
-// read the clock), the first-byte limit d, or the first-token limit ft
-// when positive and tighter.
-func startWatchdog(d, ft time.Duration, deadline, at time.Time, now func() time.Time, afterFunc func(time.Duration, func()) Timer, cancel context.CancelCauseFunc) *watchdog {
-	w := &watchdog{deadline: deadline, now: now}
-	if ft > 0 && ft < d {
-		d = ft
-		w.firstToken = at.Add(ft)
-		w.phase.Store(phaseFirstToken)
-	}
-	w.timer = afterFunc(w.bound(d, at), func() {
-		cause := phaseCause[w.phase.Load()]
-		if !w.now().Before(w.deadline) {
-			cause = ErrTotalTimeout
-		}
-		cancel(cause)
-	})
-	return w
-}
-
-// bound shortens d, from time at, so the timer never fires after the
-// total deadline.
-func (w *watchdog) bound(d time.Duration, at time.Time) time.Duration {
-	if left := w.deadline.Sub(at); left < d {
-		return max(left, 0)
-	}
-	return d
-}
-
-// idle switches to (or restarts) the gap-between-chunks phase. While a
-// stream's first token is due, the first call (the response head came)
-// keeps that deadline when it is the earlier one.
-func (w *watchdog) idle(d time.Duration) {
-	at := w.now() // one clock read per chunk
-	if !w.firstToken.IsZero() && !w.headSeen {
-		w.headSeen = true
-		if left := w.firstToken.Sub(at); left < d {
-			w.timer.Reset(w.bound(max(left, 0), at))
-			return
-		}
-	}
-	w.firstToken = time.Time{}
-	w.phase.Store(phaseIdle)
-	w.timer.Reset(w.bound(d, at))
 }
 
 // Forward runs the attempts for one request and relays the response to w:

@@ -430,7 +430,7 @@ func (f *Forwarder) endLost(ctx context.Context, l *leg) {
 // endLeg ends a leg that will not be relayed. A loser (out Success, gone)
 // is charged its wait as latency and nothing else: slow is not broken.
 func (f *Forwarder) endLeg(l *leg, out outcome.Outcome, retryAfter time.Duration, gone bool) {
-	l.wd.timer.Stop()
+	l.wd.stop()
 	l.cancel(nil)
 	if l.resp != nil {
 		l.resp.Body.Close()
@@ -445,7 +445,7 @@ func (f *Forwarder) endLeg(l *leg, out outcome.Outcome, retryAfter time.Duration
 // bound of its backend's latency (endpoint.Backend.Withdrawn), and the
 // breaker is told nothing.
 func (f *Forwarder) withdraw(l *leg, waited time.Duration) {
-	l.wd.timer.Stop()
+	l.wd.stop()
 	l.cancel(nil)
 	if l.resp != nil {
 		l.resp.Body.Close()

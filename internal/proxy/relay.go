@@ -21,8 +21,14 @@ var relayBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return
 // tailSize is how much of the response end is kept to find "usage" in.
 const tailSize = 4 << 10
 
-// tail keeps the last tailSize bytes written to it.
-type tail struct{ buf []byte }
+// tail keeps the last tailSize bytes written to it. It also carries a
+// stream's small read buffer (readBuf) and the buffer its check holds an
+// event cut across reads in (sseCheck.pending), pooled with it.
+type tail struct {
+	buf     []byte
+	small   [smallRead]byte
+	pending []byte
+}
 
 func (t *tail) write(p []byte) {
 	if len(p) >= tailSize {
@@ -95,7 +101,7 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
 	defer resp.Body.Close()
 	wd.idle(f.opt.Timeouts.StreamIdle)
-	defer wd.timer.Stop()
+	defer wd.stop()
 	ct := headerGet(resp.Header, "Content-Type")
 	switch {
 	case !httpStatus(resp.StatusCode):
@@ -275,7 +281,7 @@ var errCut = fmt.Errorf("%w: %w", context.Canceled, ErrShuttingDown)
 // client's own bound is server.send_timeout. The gap timer restarts when
 // the write returns.
 func (f *Forwarder) toClient(w io.Writer, wd *watchdog, p []byte) (int, error) {
-	wd.timer.Stop()
+	wd.pause()
 	n, err := w.Write(p)
 	wd.idle(f.opt.Timeouts.StreamIdle)
 	return n, err

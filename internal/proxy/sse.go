@@ -22,6 +22,10 @@ type sseCheck struct {
 	joined  []byte // the data of an event with several data lines
 	pending []byte // the start of an event still arriving
 	sent    int    // pending's leading bytes returned by the last feed
+	// afterCR: the bytes returned by the last feed ended an event with a
+	// lone \r, which may be the first half of a \r\n cut across reads: a
+	// \n that starts the next feed ends the same line.
+	afterCR bool
 	// api is the request's API: a Responses API stream (respEvents) has
 	// no [DONE], and ends with its final event instead.
 	api  openai.API
@@ -72,23 +76,28 @@ func (s *sseCheck) scan(p []byte, atEOF bool) (n int, bad bool) {
 	if s.done {
 		return len(p), false
 	}
-	start := 0 // the current event's first byte
+	i := 0
+	if len(p) > 0 && s.afterCR {
+		s.afterCR = false
+		if p[0] == '\n' {
+			i = 1 // the \n of a \r\n whose \r ended the last event
+		}
+	}
+	start := i // the current event's first byte
 	var data []byte
 	lines := 0 // data lines in the current event
-	i := 0
 	for i < len(p) {
 		j := lineEnd(p[i:])
 		if j < 0 {
 			break // an unfinished line
 		}
 		line, next := p[i:i+j], i+j+1
-		if p[i+j] == '\r' {
-			if next == len(p) && !atEOF {
-				break // a \r\n may be split across reads
-			}
-			if next < len(p) && p[next] == '\n' {
-				next++
-			}
+		// A \r at the end of p ends its line now, whatever follows: a
+		// line it ends within an event is scanned again with the next
+		// read (the event is held whole), and one that ends the event
+		// lets the event go at once (afterCR takes a \n that follows).
+		if p[i+j] == '\r' && next < len(p) && p[next] == '\n' {
+			next++
 		}
 		i = next
 		if len(line) > 0 {
@@ -117,6 +126,9 @@ func (s *sseCheck) scan(p []byte, atEOF bool) (n int, bad bool) {
 		start, data, lines = i, nil, 0
 		if s.done {
 			return len(p), false
+		}
+		if i == len(p) && p[i-1] == '\r' {
+			s.afterCR = true
 		}
 	}
 	if atEOF && start < len(p) {

@@ -40,6 +40,9 @@ func TestSSECheck(t *testing.T) {
 		{"junk line", "data: {}\n\n<html>\n\n", "data: {}\n\n", true, false},
 		{"unfinished at eof", "data: {}\n\ndata: {\"a\"", "data: {}\n\n", true, false},
 		{"after done unchecked", "data: [DONE]\n\ngarbage", "data: [DONE]\n\ngarbage", false, true},
+		{"lone cr", "data: {}\r\rdata: {\"a\":\rdata: 2}\r\rdata: [DONE]\r\r", "data: {}\r\rdata: {\"a\":\rdata: 2}\r\rdata: [DONE]\r\r", false, true},
+		{"cr then crlf", ": c\r\r\ndata: {}\r\r\n", ": c\r\r\ndata: {}\r\r\n", false, false},
+		{"cut json, lone cr", "data: {}\r\rdata: {\"a\":\r\r", "data: {}\r\r", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := []byte(tc.in)
@@ -50,6 +53,29 @@ func TestSSECheck(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An event whose last line end is a lone \r is let through by the read
+// that brings it, not held for the next (which may be long in coming: the
+// next token); a \n that then starts the next read is the rest of a \r\n
+// and passes as it is, ending no event of its own.
+func TestSSECheckLetsGoAnEventEndedByALoneCR(t *testing.T) {
+	for _, tc := range []struct{ first, next string }{
+		{"data: {\"a\":1}\r\r", "data: [DONE]\r\r"},
+		{"data: {\"a\":1}\n\r", "\ndata: [DONE]\n\n"},
+		{"data: {\"a\":1}\r\n\r", "\ndata: [DONE]\r\n\r\n"},
+		{": keep-alive\r\r", "\n"},
+	} {
+		var s sseCheck
+		out, bad := s.feed([]byte(tc.first), false)
+		if string(out) != tc.first || bad {
+			t.Fatalf("%q: let through %q (bad %v) before the next read, want all of it", tc.first, out, bad)
+		}
+		out, bad = s.feed([]byte(tc.next), true)
+		if string(out) != tc.next || bad {
+			t.Fatalf("%q then %q: let through %q (bad %v), want all of it", tc.first, tc.next, out, bad)
+		}
 	}
 }
 
