@@ -8,14 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sluice-gw/sluice/internal/proxy"
-	"github.com/sluice-gw/sluice/internal/routing"
 	"github.com/sluice-gw/sluice/internal/telemetry"
-	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 )
 
 // A backend answering a different unregistered status on every request
@@ -103,20 +97,7 @@ func TestAccessLogClipsAndEscapesClientStrings(t *testing.T) {
 	ob := newOKBackend(t)
 	cfg := testConfig(ob.URL)
 	cfg.Log.Access = true
-	logs := &logbuf.Buffer{}
-	log, err := telemetry.NewLogger(logs, "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg}
-	rt, err := Build(cfg, deps, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := New(rt, Options{Logger: log, Registry: reg, Now: time.Now})
-	srv := httptest.NewServer(gw)
-	t.Cleanup(func() { srv.Close(); deps.Transport.CloseIdle(); rt.Retire(nil) })
+	srv, _, logs := loggedGateway(t, cfg)
 
 	long := strings.Repeat("m", 200<<10)
 	forged := "m1\n{\"level\":\"ERROR\",\"msg\":\"forged\"}\x1b[31m"
