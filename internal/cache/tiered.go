@@ -53,8 +53,8 @@ type TieredOptions struct {
 	// are added, so the filter stays accurate as old entries expire.
 	BloomKeys   uint
 	BloomFPRate float64
-	// PromoteTTL is how long an L2 hit stays in L1 (the L2 entry's
-	// remaining TTL is not read); default 30s.
+	// PromoteTTL is how long at most an L2 hit stays in L1, never longer
+	// than the L2 entry has left; default 30s.
 	PromoteTTL time.Duration
 	Metrics    *Metrics
 }
@@ -122,9 +122,14 @@ func (t *Tiered) get(ctx context.Context, key string) (*Entry, bool, error) {
 	}
 	t.metrics.lookup(LevelL2, "hit")
 	if t.l1 != nil {
-		// The L2 TTL left is unknown here; a short L1 life keeps the copy
-		// from outliving the L2 entry by much.
-		_ = t.l1.Set(ctx, key, e, t.promoteTTL)
+		// The copy lives at most promoteTTL and never past the L2 entry:
+		// a negative entry (negative_ttl) or one with a short rule TTL
+		// must not be served longer from L1 than it was stored for.
+		ttl := t.promoteTTL
+		if e.left != 0 {
+			ttl = min(ttl, e.left)
+		}
+		_ = t.l1.Set(ctx, key, e, ttl)
 	}
 	return e, true, nil
 }
