@@ -146,10 +146,22 @@ func (t *Tiered) FreshInL1(key string, now time.Time) bool {
 	return ok && !e.Stale(now)
 }
 
-// Set implements Level: it stores e in both levels for ttl ± jitter. An L2
-// error is counted and returned; L1 holds the entry regardless.
+// Set implements Level: it stores e in both levels for ttl ± jitter. An
+// entry with a freshness (Fresh after Stored: stale-while-revalidate) has
+// its freshness jittered instead, and is kept for the rest of ttl past it,
+// the stale window, unjittered: entries stored together then turn stale
+// (and are refreshed) at different times, and each keeps its whole stale
+// window. An L2 error is counted and returned; L1 holds the entry
+// regardless.
 func (t *Tiered) Set(ctx context.Context, key string, e *Entry, ttl time.Duration) error {
-	ttl = t.Jittered(ttl)
+	if fresh := e.Fresh.Sub(e.Stored); !e.Fresh.IsZero() && !e.Stored.IsZero() && fresh > 0 && fresh <= ttl {
+		jf := t.Jittered(fresh)
+		c := *e
+		c.Fresh = e.Stored.Add(jf)
+		e, ttl = &c, ttl-fresh+jf
+	} else {
+		ttl = t.Jittered(ttl)
+	}
 	if ttl <= 0 {
 		return nil
 	}

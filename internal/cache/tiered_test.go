@@ -261,3 +261,36 @@ func TestPromotedEntryDoesNotOutliveRedis(t *testing.T) {
 		}
 	}
 }
+
+// An entry with a stale window (Fresh set) keeps the whole window after
+// its jittered freshness: before, the stored life (freshness + window)
+// was jittered as a whole, so with a window under a tenth of the TTL an
+// entry jittered down expired while still fresh and was never served
+// stale (TTL 100s, window 5s, jitter -10%: stored 94.5s, fresh 100s).
+func TestJitterKeepsTheStaleWindow(t *testing.T) {
+	l1, _ := NewMemory(1<<20, nil)
+	defer l1.Close()
+	tc, err := NewTiered(TieredOptions{L1: l1, Rand: func() float64 { return 0 }}) // -10%
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	e := &Entry{Status: 200, ContentType: "application/json", Body: []byte(`{}`), Stored: now, Fresh: now.Add(100 * time.Second)}
+	if err := tc.Set(context.Background(), "k", e, 105*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := l1.c.GetEntry("k")
+	if !ok {
+		t.Fatal("not stored")
+	}
+	fresh := got.Value.e.Fresh.Sub(now)
+	if fresh != 90*time.Second {
+		t.Fatalf("fresh for %v, want 90s (jittered -10%%)", fresh)
+	}
+	if life := got.ExpiresAfter(); life < 94*time.Second || life > 95*time.Second {
+		t.Fatalf("stored for %v, want the jittered freshness 90s + the 5s window", life)
+	}
+	if e.Fresh.Sub(now) != 100*time.Second {
+		t.Fatal("the caller's entry was modified")
+	}
+}
