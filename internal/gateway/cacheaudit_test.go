@@ -2,12 +2,17 @@ package gateway
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // TestStaleWhileRevalidateFreshnessJittered: answers stored together
@@ -56,4 +61,83 @@ func TestStaleWhileRevalidateFreshnessJittered(t *testing.T) {
 		t.Fatalf("%d of %d keys stored together turned stale together at the TTL, want a spread", stale, keys)
 	}
 	t.Logf("%d of %d stale at the TTL", stale, keys)
+}
+
+// TestCachedStreamWithoutUsageAnswersNoUsageRequest: a backend sends a
+// stream's usage chunk only when stream_options.include_usage asks (the
+// simulator, like vLLM), and stream_options is not part of the cache key.
+// A stream stored without it used to answer an include_usage stream with
+// no usage chunk (HIT); now that request is a MISS whose answer, with its
+// usage, replaces the entry. A JSON request is still answered from such a
+// stream, without "usage" (optional in the API's completion object).
+func TestCachedStreamWithoutUsageAnswersNoUsageRequest(t *testing.T) {
+	s := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond})
+	defer s.Close()
+	be := httptest.NewServer(s)
+	defer be.Close()
+	srv := startCachingGateway(t, be.URL)
+	url := srv.URL + "/v1/chat/completions"
+	body := `{"model":"m1","temperature":0,"max_tokens":5,"messages":[{"role":"user","content":"usage?"}]%s}`
+	get := func(extra string) (string, string) {
+		resp := post(t, url, fmt.Sprintf(body, extra))
+		b := readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", extra, resp.StatusCode, b)
+		}
+		return resp.Header.Get("X-Cache"), b
+	}
+	const usageChunk = `"choices":[],"usage":{`
+	if x, b := get(`,"stream":true`); x != "MISS" || strings.Contains(b, `"usage":{`) {
+		t.Fatalf("first stream: %s, usage chunk unasked: %v", x, strings.Contains(b, `"usage":{`))
+	}
+	if x, b := get(`,"stream":true,"stream_options":{"include_usage":true}`); !strings.Contains(b, usageChunk) {
+		t.Fatalf("include_usage stream after a stream stored without usage: X-Cache %s, no usage chunk: %s", x, b)
+	}
+	// The stream with usage now answers both kinds of stream.
+	if x, b := get(`,"stream":true,"stream_options":{"include_usage":true}`); x != "HIT" || !strings.Contains(b, usageChunk) {
+		t.Fatalf("include_usage stream: X-Cache %s, body %s", x, b)
+	}
+	if x, b := get(`,"stream":true`); x != "HIT" || strings.Contains(b, `"usage":{`) {
+		t.Fatalf("stream without include_usage: X-Cache %s, body %s", x, b)
+	}
+	if n := s.Stats().Requests; n != 2 {
+		t.Fatalf("backend saw %d requests, want 2", n)
+	}
+}
+
+// TestCoalescedFollowersGetNoLeadersCookie: a backend's Set-Cookie
+// answers the one request that reached it. Coalesced followers used to
+// get the leader's cookie (and would with cache.shared across tenants);
+// a cache hit never replayed it. The leader still gets it.
+func TestCoalescedFollowersGetNoLeadersCookie(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		calls.Add(1)
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Set-Cookie", "session=leaders-own")
+		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	defer be.Close()
+	url, gw := startCachingGatewayCfg(t, testConfig(be.URL), nil, time.Now)
+	const n = 5
+	cookies := make(chan string, n)
+	for range n {
+		go func() {
+			resp := post(t, url, fmt.Sprintf(detBody, ""))
+			readAll(t, resp)
+			cookies <- resp.Header.Get("X-Cache") + " " + resp.Header.Get("Set-Cookie")
+		}()
+	}
+	waitFlight(t, gw, n)
+	close(release)
+	got := map[string]int{}
+	for range n {
+		got[<-cookies]++
+	}
+	if got["MISS session=leaders-own"] != 1 || got["COALESCED "] != n-1 || calls.Load() != 1 {
+		t.Fatalf("X-Cache and Set-Cookie of %d clients: %v (backend calls %d), want the leader's cookie only on the MISS", n, got, calls.Load())
+	}
 }
