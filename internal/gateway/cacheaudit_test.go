@@ -141,3 +141,43 @@ func TestCoalescedFollowersGetNoLeadersCookie(t *testing.T) {
 		t.Fatalf("X-Cache and Set-Cookie of %d clients: %v (backend calls %d), want the leader's cookie only on the MISS", n, got, calls.Load())
 	}
 }
+
+// TestCoalescedIncludeUsageFollowerOfAStreamWithoutUsage: a follower that
+// asks for the usage chunk (stream_options.include_usage) of a leader's
+// stream that did not ask for it — so the backend sends none — sends its
+// own request (2 backend calls; before, 1: it got the leader's stream,
+// without the usage chunk it asked for).
+func TestCoalescedIncludeUsageFollowerOfAStreamWithoutUsage(t *testing.T) {
+	be := &gatedStream{release: make(chan struct{})}
+	srv := httptestServer(t, be)
+	url, gw := startCachingGatewayCfg(t, testConfig(srv), nil, time.Now)
+	done := make(chan string, 2)
+	ask := func(extra string) {
+		resp := post(t, url, fmt.Sprintf(detBody, extra))
+		readAll(t, resp)
+		done <- resp.Header.Get("X-Cache")
+	}
+	go ask(`,"stream":true`)
+	waitFlight(t, gw, 1)
+	go ask(`,"stream":true,"stream_options":{"include_usage":true}`)
+	fs := gw.Runtime().flights
+	deadline := time.Now().Add(30 * time.Second)
+	for { // the follower joined (old code) or went upstream on its own
+		fs.mu.Lock()
+		joined := false
+		for _, f := range fs.m {
+			joined = f.waiters == 2
+		}
+		fs.mu.Unlock()
+		if joined || be.calls.Load() == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(be.release)
+	<-done
+	<-done
+	if n := be.calls.Load(); n != 2 {
+		t.Fatalf("backend calls %d, want 2: the include_usage follower must not get a stream without usage", n)
+	}
+}
