@@ -23,6 +23,12 @@ type Entry struct {
 	// without "data: " and the blank line, and without the final [DONE]
 	// (openai.ParseSSE).
 	Events [][]byte
+
+	// left is how long the level it was read from still holds it, when
+	// that level says (the Redis level: its PTTL; negative: not to be
+	// copied); 0 when the level does not say. A copy promoted to the
+	// in-process level lives no longer.
+	left time.Duration
 }
 
 // entryOverhead approximates the bytes an Entry costs beyond its payload.

@@ -48,6 +48,9 @@ type LazyRedis struct {
 	warned  bool          // this bypass was logged
 	lastLog time.Time     // when a bypass was last logged
 	unlog   int           // bypasses ended at their first retry, not logged
+
+	badLog   time.Time // when a value that is not an entry was last logged
+	badUnlog int       // such values read since, not logged
 }
 
 // RedialEvery spaces dial attempts while Redis is unreachable.
@@ -105,7 +108,31 @@ func (l *LazyRedis) Get(ctx context.Context, key string) (*Entry, bool, error) {
 	defer cancel()
 	e, ok, err := r.Get(cctx, key)
 	l.done(ctx, probe, err)
+	l.corrupt(err)
 	return e, ok, err
+}
+
+// corrupt logs a value read from Redis that is not an entry (written by
+// something else under the prefix, or damaged): one line per LogEvery,
+// with the count of those not logged. The read is a miss and the answer's
+// fill overwrites the value.
+func (l *LazyRedis) corrupt(err error) {
+	var de *decodeError
+	if !errors.As(err, &de) {
+		return
+	}
+	l.mu.Lock()
+	now := l.now()
+	if !l.badLog.IsZero() && now.Sub(l.badLog) < LogEvery {
+		l.badUnlog++
+		l.mu.Unlock()
+		return
+	}
+	unlogged := l.badUnlog
+	l.badLog, l.badUnlog = now, 0
+	l.mu.Unlock()
+	l.log.Warn("cache: a Redis value is not a cache entry; treated as a miss, overwritten by the next answer",
+		"error", err.Error(), "not_logged_since_last", unlogged)
 }
 
 // Set implements Level.

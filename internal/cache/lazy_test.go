@@ -173,3 +173,52 @@ func TestLazyRedisBypassesRefusedCredentials(t *testing.T) {
 		t.Fatalf("after %d refusals: %v (degraded %v), want ErrBypassed", BypassAfter, err, l.Degraded())
 	}
 }
+
+// TestLazyRedisLogsAValueThatIsNotAnEntry: garbage written under the
+// cache's prefix (redis-cli, another program, a damaged value) is a miss,
+// never a bypass, and is logged: once per LogEvery however many requests
+// read it, with the count not logged. A fill then overwrites it. Before,
+// it was only counted in sluice_cache_redis_errors_total{op="get"}.
+func TestLazyRedisLogsAValueThatIsNotAnEntry(t *testing.T) {
+	rd := redistest.Start(t)
+	now := time.Unix(1000, 0)
+	var logs logbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	l := NewLazyRedis(nil, redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}), RedisOptions{}, time.Second,
+		func() time.Time { return now }, log)
+	defer l.Close()
+	ctx := context.Background()
+	if _, err := rd.Do("SET", "sluice:cache:bad", "garbage-not-an-entry"); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if e, ok, err := l.Get(ctx, "bad"); ok || e != nil || err == nil {
+			t.Fatalf("garbage read as %v %v %v, want a miss with an error", e, ok, err)
+		}
+	}
+	if l.Degraded() {
+		t.Fatal("a value that is not an entry bypassed Redis")
+	}
+	if n := strings.Count(logs.String(), "not a cache entry"); n != 1 {
+		t.Fatalf("%d log lines for 10 reads, want 1:\n%s", n, logs.String())
+	}
+	now = now.Add(LogEvery)
+	l.Get(ctx, "bad")
+	if !strings.Contains(logs.String(), "not_logged_since_last=9") {
+		t.Fatalf("second line does not count the 9 reads not logged:\n%s", logs.String())
+	}
+	if err := l.Set(ctx, "bad", &Entry{Status: 200, Body: []byte(`{"x":1}`)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Redis' invalidation of the client-side copy follows the SET reply.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		e, ok, err := l.Get(ctx, "bad")
+		if ok && err == nil && string(e.Body) == `{"x":1}` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the fill: %v %v %v", e, ok, err)
+		}
+	}
+}

@@ -143,6 +143,21 @@ func (l *Redis) Get(ctx context.Context, key string) (*Entry, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("cache: redis get %s: %w", key, &decodeError{err})
 	}
+	// What Redis still holds it for: rueidis reads the PTTL with the value
+	// when it caches client-side (capped by localTTL, which is no longer
+	// than the copy is good for); a client without client-side caching
+	// asks.
+	ms := res.CachePTTL()
+	if ms < 0 {
+		ms, err = l.client.Do(ctx, l.client.B().Pttl().Key(l.prefix+key).Build()).AsInt64()
+		if err != nil {
+			ms = 0
+		}
+	}
+	e.left = -1 // gone meanwhile, or unknown: not promoted
+	if ms > 0 {
+		e.left = time.Duration(ms) * time.Millisecond
+	}
 	return e, true, nil
 }
 

@@ -53,8 +53,8 @@ type TieredOptions struct {
 	// are added, so the filter stays accurate as old entries expire.
 	BloomKeys   uint
 	BloomFPRate float64
-	// PromoteTTL is how long an L2 hit stays in L1 (the L2 entry's
-	// remaining TTL is not read); default 30s.
+	// PromoteTTL is how long at most an L2 hit stays in L1, never longer
+	// than the L2 entry has left; default 30s.
 	PromoteTTL time.Duration
 	Metrics    *Metrics
 }
@@ -122,9 +122,14 @@ func (t *Tiered) get(ctx context.Context, key string) (*Entry, bool, error) {
 	}
 	t.metrics.lookup(LevelL2, "hit")
 	if t.l1 != nil {
-		// The L2 TTL left is unknown here; a short L1 life keeps the copy
-		// from outliving the L2 entry by much.
-		_ = t.l1.Set(ctx, key, e, t.promoteTTL)
+		// The copy lives at most promoteTTL and never past the L2 entry:
+		// a negative entry (negative_ttl) or one with a short rule TTL
+		// must not be served longer from L1 than it was stored for.
+		ttl := t.promoteTTL
+		if e.left != 0 {
+			ttl = min(ttl, e.left)
+		}
+		_ = t.l1.Set(ctx, key, e, ttl)
 	}
 	return e, true, nil
 }
@@ -141,10 +146,22 @@ func (t *Tiered) FreshInL1(key string, now time.Time) bool {
 	return ok && !e.Stale(now)
 }
 
-// Set implements Level: it stores e in both levels for ttl ± jitter. An L2
-// error is counted and returned; L1 holds the entry regardless.
+// Set implements Level: it stores e in both levels for ttl ± jitter. An
+// entry with a freshness (Fresh after Stored: stale-while-revalidate) has
+// its freshness jittered instead, and is kept for the rest of ttl past it,
+// the stale window, unjittered: entries stored together then turn stale
+// (and are refreshed) at different times, and each keeps its whole stale
+// window. An L2 error is counted and returned; L1 holds the entry
+// regardless.
 func (t *Tiered) Set(ctx context.Context, key string, e *Entry, ttl time.Duration) error {
-	ttl = t.Jittered(ttl)
+	if fresh := e.Fresh.Sub(e.Stored); !e.Fresh.IsZero() && !e.Stored.IsZero() && fresh > 0 && fresh <= ttl {
+		jf := t.Jittered(fresh)
+		c := *e
+		c.Fresh = e.Stored.Add(jf)
+		e, ttl = &c, ttl-fresh+jf
+	} else {
+		ttl = t.Jittered(ttl)
+	}
 	if ttl <= 0 {
 		return nil
 	}

@@ -223,3 +223,74 @@ func TestKeyFilterRotates(t *testing.T) {
 		}
 	}
 }
+
+// An entry read from Redis is copied into L1 for no longer than Redis
+// still holds it: a negative entry stored for 3s and read back from
+// another replica's Redis must not be served from L1 for PromoteTTL
+// (30s by default). Both the client-side-caching client and one without
+// it (a Redis without RESP3) are checked.
+func TestPromotedEntryDoesNotOutliveRedis(t *testing.T) {
+	for _, disable := range []bool{false, true} {
+		s := redistest.Start(t)
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: disable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		l2 := NewRedis(c, RedisOptions{})
+		ctx := context.Background()
+		neg := &Entry{Status: 404, ContentType: "application/json", Body: []byte(`{"error":{}}`)}
+		if err := l2.Set(ctx, "neg", neg, 3*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		l1, _ := NewMemory(1<<20, nil)
+		defer l1.Close()
+		tc, err := NewTiered(TieredOptions{L1: l1, L2: l2, Jitter: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := tc.Get(ctx, "neg"); !ok || err != nil {
+			t.Fatalf("disable=%v: L2 miss: %v", disable, err)
+		}
+		ttl, ok := l1.c.GetEntry("neg")
+		if !ok {
+			t.Fatalf("disable=%v: not promoted", disable)
+		}
+		if left := ttl.ExpiresAfter(); left > 3*time.Second || left <= 0 {
+			t.Fatalf("disable=%v: L1 copy lives %v, the Redis entry 3s", disable, left)
+		}
+	}
+}
+
+// An entry with a stale window (Fresh set) keeps the whole window after
+// its jittered freshness: before, the stored life (freshness + window)
+// was jittered as a whole, so with a window under a tenth of the TTL an
+// entry jittered down expired while still fresh and was never served
+// stale (TTL 100s, window 5s, jitter -10%: stored 94.5s, fresh 100s).
+func TestJitterKeepsTheStaleWindow(t *testing.T) {
+	l1, _ := NewMemory(1<<20, nil)
+	defer l1.Close()
+	tc, err := NewTiered(TieredOptions{L1: l1, Rand: func() float64 { return 0 }}) // -10%
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	e := &Entry{Status: 200, ContentType: "application/json", Body: []byte(`{}`), Stored: now, Fresh: now.Add(100 * time.Second)}
+	if err := tc.Set(context.Background(), "k", e, 105*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := l1.c.GetEntry("k")
+	if !ok {
+		t.Fatal("not stored")
+	}
+	fresh := got.Value.e.Fresh.Sub(now)
+	if fresh != 90*time.Second {
+		t.Fatalf("fresh for %v, want 90s (jittered -10%%)", fresh)
+	}
+	if life := got.ExpiresAfter(); life < 94*time.Second || life > 95*time.Second {
+		t.Fatalf("stored for %v, want the jittered freshness 90s + the 5s window", life)
+	}
+	if e.Fresh.Sub(now) != 100*time.Second {
+		t.Fatal("the caller's entry was modified")
+	}
+}

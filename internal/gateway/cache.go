@@ -190,6 +190,14 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 	if err != nil || data == nil {
 		return 0, false
 	}
+	if e.Status == http.StatusOK && e.IsStream() && peek.Stream && peek.IncludeUsage && !streamHasUsage(e.Events) {
+		// A stream stored without its usage chunk (its client did not ask
+		// for one) cannot answer a stream that asks for it: a miss, whose
+		// answer then replaces it. (A JSON request is answered from it
+		// without "usage", which the API allows: coalescing a burst of
+		// mixed JSON and stream requests matters more.)
+		return 0, false
+	}
 	h := w.Header()
 	h["Content-Type"] = headerValue(ct)
 	h["X-Cache"] = headerValue(xcache)
@@ -212,6 +220,18 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 	} // else the Write sends the 200: one call, and one clock read of the send deadline, fewer
 	w.Write(data)
 	return e.Status, true
+}
+
+// streamHasUsage reports whether a stored stream carries its usage: the
+// last events (the usage chunk comes last, or with the final choice chunk
+// from some servers) have a non-null "usage".
+func streamHasUsage(events [][]byte) bool {
+	for i := len(events) - 1; i >= 0 && i >= len(events)-2; i-- {
+		if _, ok := openai.FindUsage(events[i]); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Shared, never modified value slices for the headers every cache answer

@@ -258,7 +258,8 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 // flightOpts bounds a flight led by c: cache.max_entry bytes, a lagging
 // client detached after server.send_timeout.
 func (rt *Runtime) flightOpts(c *upstreamCall) flightOpts {
-	return flightOpts{limit: int(rt.Config.Cache.MaxEntry), lagGrace: rt.Config.Server.SendTimeout.D(), tenant: c.id.tenant}
+	return flightOpts{limit: int(rt.Config.Cache.MaxEntry), lagGrace: rt.Config.Server.SendTimeout.D(), tenant: c.id.tenant,
+		usage: !c.peek.Stream || c.peek.IncludeUsage}
 }
 
 // startUpstream sends the flight's one upstream request. The flight's
