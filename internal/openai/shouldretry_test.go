@@ -57,3 +57,20 @@ func TestWriteErrorSaysWhenRetryIsFutile(t *testing.T) {
 		}
 	}
 }
+
+// An error answer is never stored by a browser, proxy or CDN (the 503s of
+// a saturated pool least of all), unless its writer set its own
+// Cache-Control.
+func TestWriteErrorIsNotStored(t *testing.T) {
+	rec := httptest.NewRecorder()
+	WriteError(rec, &Error{Status: 503, Code: "no_healthy_backend", RetryAfter: 5 * time.Second})
+	if got := rec.Header().Get("Cache-Control"); got != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", got)
+	}
+	rec = httptest.NewRecorder()
+	rec.Header().Set("Cache-Control", "private, max-age=3")
+	WriteError(rec, &Error{Status: 404, Code: "model_not_found"})
+	if got := rec.Header().Get("Cache-Control"); got != "private, max-age=3" {
+		t.Errorf("Cache-Control %q, want the caller's", got)
+	}
+}

@@ -31,10 +31,15 @@ func MethodNotAllowed(r *http.Request, allowed ...string) *Error {
 // WriteError answers with e in the OpenAI shape, with Retry-After (seconds,
 // rounded up) and Retry-After-Ms when e.RetryAfter is positive: the
 // official SDKs read both to time their retries. When retrying within
-// seconds is futile (RetryFutile), x-should-retry: false stops them.
+// seconds is futile (RetryFutile), x-should-retry: false stops them. An
+// error is for this request only: Cache-Control no-store, unless the
+// caller set one (a negatively cached error carries its own).
 func WriteError(w http.ResponseWriter, e *Error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "no-store")
+	}
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 		h.Set("Retry-After-Ms", strconv.FormatInt(e.RetryAfter.Milliseconds(), 10))
