@@ -196,7 +196,10 @@ func (e *engine) startStep(timer *time.Timer) bool {
 // finishStep gives every running sequence one token and retires the ones
 // that reached their output length, freeing slot and KV for the next step.
 func (e *engine) finishStep() {
-	generated := 0
+	// Every running sequence gets its token; they are counted before any
+	// is released (close(done)): its handler then answers, and counts it
+	// completed, with its tokens already in the generated count.
+	e.st.generatedTokens.Add(int64(len(e.running)))
 	for i := 0; i < len(e.running); {
 		sq := e.running[i]
 		if !sq.prefilled {
@@ -205,7 +208,6 @@ func (e *engine) finishStep() {
 		}
 		sq.generated++
 		e.kvUsed++
-		generated++
 		sq.progress.Store(int64(sq.generated))
 		if sq.generated >= sq.maxTokens {
 			e.release(sq)
@@ -221,7 +223,6 @@ func (e *engine) finishStep() {
 		}
 		i++
 	}
-	e.st.generatedTokens.Add(int64(generated))
 }
 
 func (e *engine) release(sq *seq) {
