@@ -110,6 +110,9 @@ type Backend struct {
 	brk        atomic.Pointer[breaker.Breaker]
 	limiter    atomic.Pointer[limiterBox]
 	life       lifecycle
+	// trialAt is when a last-resort trial was handed out (UnixNano; 0:
+	// none outstanding): see lastresort.go.
+	trialAt atomic.Int64
 
 	mu         sync.Mutex
 	policy     HealthPolicy
@@ -342,6 +345,7 @@ func (b *Backend) FirstToken(now time.Time, ttft time.Duration) {
 	b.mu.Lock()
 	b.endWaitLocked(now)
 	b.learnLatencyLocked(now, ttft)
+	b.trialSucceededLocked()
 	b.mu.Unlock()
 }
 
@@ -412,6 +416,7 @@ func (b *Backend) ReleaseFed(now time.Time, out outcome.Outcome, latency, retryA
 		b.inflight.Add(-1)
 		b.limiterEnded()
 		b.signalFreed()
+		b.endTrial()
 		return
 	}
 	b.Release(now, out, latency, retryAfter)
@@ -421,6 +426,7 @@ func (b *Backend) ReleaseFed(now time.Time, out outcome.Outcome, latency, retryA
 // breaker refused it after Acquire): no outcome, no latency to learn from.
 func (b *Backend) Abandon() {
 	b.inflight.Add(-1)
+	b.endTrial()
 	b.limiterEnded()
 	b.signalFreed()
 }
@@ -469,9 +475,11 @@ func (b *Backend) signalFreed() {
 func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.endTrial()
 	switch out {
 	case outcome.Success:
 		b.learnLatencyLocked(now, latency)
+		b.trialSucceededLocked()
 		// nginx resets the failure count once a request succeeds after the
 		// backend came back; we keep the window semantics instead, which is
 		// what max_fails/fail_timeout promise.
@@ -545,6 +553,7 @@ func (b *Backend) learnLatencyLocked(now time.Time, latency time.Duration) {
 func (b *Backend) Withdrawn(now time.Time, waited time.Duration) {
 	b.inflight.Add(-1)
 	b.signalFreed()
+	b.endTrial()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.waiting > 0 {
@@ -577,42 +586,4 @@ func (b *Backend) AllowCall(now time.Time) (done breaker.Done, ok bool) {
 		return nil, true
 	}
 	return br.Allow(now)
-}
-
-// SetProbeHealthy is called by the active health checker.
-func (b *Backend) SetProbeHealthy(ok bool) {
-	b.mu.Lock()
-	b.probeDown = !ok
-	b.mu.Unlock()
-}
-
-// State reports the backend's health state at now.
-func (b *Backend) State(now time.Time) State {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stateLocked(now)
-}
-
-func (b *Backend) stateLocked(now time.Time) State {
-	switch {
-	case b.probeDown:
-		return StateProbeDown
-	case now.Before(b.ejectUntil):
-		return StateEjected
-	}
-	if br := b.brk.Load(); br != nil && !br.Ready(now) {
-		return StateOpen
-	}
-	switch {
-	case now.Before(b.busyUntil):
-		return StateBusy
-	}
-	return StateHealthy
-}
-
-// Usable reports whether the backend may be selected at all (not ejected and
-// not probe-down). A busy backend is usable but should be tried last.
-func (b *Backend) Usable(now time.Time) bool {
-	s := b.State(now)
-	return s == StateHealthy || s == StateBusy
 }

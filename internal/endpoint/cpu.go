@@ -56,8 +56,18 @@ func (b *Backend) ReleaseCPU(now time.Time, out outcome.Outcome, retryAfter time
 	b.cpuInflight.Add(-1)
 	if out == outcome.Busy || out == outcome.Failure {
 		b.Observe(now, out, 0, retryAfter) // the health cases only: no latency learnt
+		return
+	}
+	if b.trialAt.Load() != 0 {
+		b.mu.Lock()
+		b.trialSucceededLocked()
+		b.mu.Unlock()
+		b.endTrial()
 	}
 }
 
 // AbandonCPU ends a CPU-side call that never reached the backend.
-func (b *Backend) AbandonCPU() { b.cpuInflight.Add(-1) }
+func (b *Backend) AbandonCPU() {
+	b.cpuInflight.Add(-1)
+	b.endTrial()
+}

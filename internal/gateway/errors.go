@@ -23,7 +23,7 @@ import (
 // carries upstreamRetry: the backend that failed (unreachable, reset,
 // protocol failure, malformed answer) was charged a failure, so a retry a
 // second later is routed past it, or finds it ejected and says so (503
-// no_healthy_backend, with its own Retry-After). A 504 carries none: a
+// no_healthy_backend, with its own Retry-After: noBackend). A 504 carries none: a
 // backend too slow to start or to go on says nothing of when it will be
 // faster, and a fixed hint would bring a slow pool every client's retry in
 // the same second; the SDKs' own backoff (exponential, jittered) is the
@@ -72,8 +72,13 @@ func apiError(err error, model string) *openai.Error {
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "pool_saturated",
 			Message: "every backend" + forModel(model) + " is at its concurrency limit; retry shortly", RetryAfter: time.Second}
 	case errors.Is(err, proxy.ErrNoBackend):
+		wait := noBackendWait
+		var nb *noBackendError
+		if errors.As(err, &nb) {
+			wait = nb.retryAfter
+		}
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "no_healthy_backend",
-			Message: "no healthy backend" + forModel(model), RetryAfter: 5 * time.Second}
+			Message: "no healthy backend" + forModel(model), RetryAfter: wait}
 	case errors.Is(err, proxy.ErrConnect):
 		e := &openai.Error{Status: http.StatusBadGateway, Type: openai.TypeServer, Code: "upstream_unreachable",
 			Message: "could not connect to a backend" + forModel(model), RetryAfter: upstreamRetry}

@@ -399,8 +399,11 @@ func TestNoBackendGives503WithRetryAfter(t *testing.T) {
 	cfg := testConfig(closedURL(t))
 	cfg.Health.MaxFails = 1
 	cfg.Retry.Attempts = 1
-	srv, _ := startGateway(t, cfg)
+	srv, gw := startGateway(t, cfg)
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", chatBody)) // ejects it
+	// Ejected alone it would be tried as a last resort (lastresort.go);
+	// held down by the active health check too, it is not.
+	gw.Runtime().Pools["m1"].Backends[0].SetProbeHealthy(false)
 	resp := post(t, srv.URL+"/v1/chat/completions", chatBody)
 	body := readAll(t, resp)
 	if _, code, _ := apiErr(t, body); resp.StatusCode != 503 || code != "no_healthy_backend" || resp.Header.Get("Retry-After") == "" {

@@ -123,7 +123,12 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 			return nil, proxy.ErrSaturated
 		}
 	}
-	return nil, proxy.ErrNoBackend
+	// None usable: a backend out only by passive ejection gets a trial
+	// (lastresort.go) rather than the pool refusing for fail_timeout.
+	if b := routing.SelectTrial(now, p.picker, &s.req, p.Backends, tried); b != nil {
+		return b, nil
+	}
+	return nil, noBackend(now, p.Backends)
 }
 
 // retryPinned is the backend a retry of a pinned call goes to once its
@@ -140,7 +145,7 @@ func (s *selector) retryPinned(now time.Time) (*endpoint.Backend, error) {
 	if s.pin[0].Usable(now) {
 		return nil, proxy.ErrSaturated
 	}
-	return nil, proxy.ErrNoBackend
+	return nil, noBackend(now, s.pin[:])
 }
 
 // Ready reports whether at least one backend is usable.

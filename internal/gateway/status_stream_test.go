@@ -51,7 +51,7 @@ func TestStatusDocument(t *testing.T) {
 	}
 	m2Body := strings.Replace(chatBody, `"m1"`, `"m2"`, 1)
 	readAll(t, post(t, srv.URL+"/v1/chat/completions", m2Body)) // fails, ejects
-	readAll(t, post(t, srv.URL+"/v1/chat/completions", m2Body)) // no backend left
+	readAll(t, post(t, srv.URL+"/v1/chat/completions", m2Body)) // a last-resort trial, refused again
 
 	doc := statusOf(t, admin.URL)
 	if len(doc.Models) != 2 || doc.Time.IsZero() || doc.Forecast != nil {
@@ -70,7 +70,7 @@ func TestStatusDocument(t *testing.T) {
 	if m.Demand.Capacity != 4 || m.Demand.InFlight != 0 || m.Demand.Queued != 0 || m2.Demand.Capacity != 0 {
 		t.Errorf("demand m1 %+v m2 %+v: want capacity 4 and 0 (its only backend is ejected)", m.Demand, m2.Demand)
 	}
-	if b := m2.Backends[0]; b.State != "ejected" || b.Failures != 1 {
+	if b := m2.Backends[0]; b.State != "ejected" || b.Failures != 2 {
 		t.Errorf("dead backend: %+v, want ejected", b)
 	}
 	if b := m.Backends[0]; b.State != "healthy" || b.TTFT.Samples != 6 || b.Limit != 4 || b.Scraped != nil {
