@@ -138,7 +138,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 		if !e.Fresh.IsZero() {
 			left = e.Fresh.Sub(now)
 		}
-		if status, ok := replay(w, vals, e, peek, age, xc, rt.cacheControl(left)); ok {
+		if status, ok := replay(w, vals, e, peek, age, xc, rt.cacheControl(left), pool.Model); ok {
 			return plan, true, status, stale
 		}
 	}
@@ -169,9 +169,13 @@ func (rt *Runtime) cacheKey(parsed *cache.Parsed, body []byte, s cache.Scope) (s
 
 // replay answers from a cached entry in the shape the request asked for:
 // a cached stream can answer a plain request and the reverse. A success
-// carries Cache-Control cc ("" = none), any other status no-store. vals
-// back the Age and Cache-Control values (nil: allocated here).
-func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek openai.Peek, age int, xcache, cc string) (int, bool) {
+// carries Cache-Control cc ("" = none), any other status no-store. model
+// is the X-Sluice-Model of the answer ("" = none): the model whose pool
+// served it, as on the answer that was stored (an entry is only ever its
+// own pool's: a fallback's answer is not cached). No X-Sluice-Backend: no
+// backend served this request. vals back the Age, Cache-Control and
+// X-Sluice-Model values (nil: allocated here).
+func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek openai.Peek, age int, xcache, cc, model string) (int, bool) {
 	var data []byte
 	var err error
 	ct := e.ContentType
@@ -213,6 +217,10 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 	if cc != "" {
 		vals.cc[0] = cc
 		h["Cache-Control"] = vals.cc[:]
+	}
+	if model != "" {
+		vals.model[0] = model
+		h["X-Sluice-Model"] = vals.model[:]
 	}
 	delete(h, "Content-Length")
 	if e.Status != http.StatusOK {

@@ -356,13 +356,7 @@ func (s limitStage) serve(x *exchange) bool {
 	if x.rt.limiter == nil {
 		return true
 	}
-	key := x.id.key
-	if key == "" {
-		// Anonymous: per_key limits apply per client address, so a caller
-		// cannot dodge them by sending no key or inventing one.
-		key = x.id.tenant
-	}
-	subject := ratelimit.Subject{Key: key, Tenant: x.id.tenant, IP: x.from.key, KeyRule: x.id.keyRule}
+	subject := limitSubject(&x.id, x.from.key)
 	if x.job != nil {
 		subject = ratelimit.Subject{Tenant: x.id.tenant}
 	}

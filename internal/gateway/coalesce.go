@@ -106,8 +106,12 @@ type flight struct {
 	done    bool
 	err     error        // why it ended without a response; followers then go alone
 	res     proxy.Result // the upstream call's result, once done
-	readers map[*reader]struct{}
-	refs    int // joined clients not yet left, plus the upstream call
+	// errEvent makes the in-band error event that ends a stream cut
+	// short, for a client's request id: each client's stream ends with
+	// its own (proxy.StreamErrorWriter), so it is kept aside, not in buf.
+	errEvent func(reqID string) []byte
+	readers  map[*reader]struct{}
+	refs     int // joined clients not yet left, plus the upstream call
 	// writerWaiting: the upstream call waits for readers to make room.
 	writerWaiting bool
 
@@ -401,6 +405,17 @@ func (w *flightWriter) Write(p []byte) (int, error) {
 // Flush is a no-op: every Write already wakes the readers.
 func (w *flightWriter) Flush() {}
 
+// WriteStreamError keeps a cut stream's error event for the clients to
+// write, each with its own request id, when they reach the end (follow).
+func (w *flightWriter) WriteStreamError(event func(reqID string) []byte) {
+	f := w.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setHead(w.h, http.StatusOK)
+	f.errEvent = event
+	f.signal()
+}
+
 // relayOutcome is how a client's relay from a flight ended.
 type relayOutcome int
 
@@ -443,15 +458,7 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, pe
 	}
 
 	h := w.Header()
-	for k, v := range header {
-		if !leader && (k == "Set-Cookie" || h[k] != nil) {
-			// A cookie the backend set is the leader's, not every
-			// follower's; a header the follower's own request already
-			// set (its rate limits) stays its own.
-			continue
-		}
-		h[k] = v
-	}
+	copyFlightHead(h, header, leader)
 	h.Set("X-Request-Id", reqID)
 	h.Set("X-Cache", xcache)
 	w.WriteHeader(status)
@@ -462,7 +469,7 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, pe
 	if flusher != nil {
 		flusher.Flush()
 	}
-	return status, f.follow(ctx, w, r, flusher)
+	return status, f.follow(ctx, w, r, flusher, reqID)
 }
 
 // awaitHead waits for the flight's response head and returns it. status
@@ -492,8 +499,9 @@ func (f *flight) awaitHead(ctx context.Context) (status int, header http.Header,
 // follow copies the flight's body to w from reader r's place as the
 // upstream call adds to it, flushing after each write when flusher is
 // set, until the body ends, the client leaves or r is detached for
-// lagging; each write makes room for the upstream call if it waits.
-func (f *flight) follow(ctx context.Context, w http.ResponseWriter, r *reader, flusher http.Flusher) relayOutcome {
+// lagging; each write makes room for the upstream call if it waits. A
+// stream cut short ends with its error event naming reqID, the client's.
+func (f *flight) follow(ctx context.Context, w http.ResponseWriter, r *reader, flusher http.Flusher, reqID string) relayOutcome {
 	for {
 		f.mu.Lock()
 		if r.detached {
@@ -517,9 +525,15 @@ func (f *flight) follow(ctx context.Context, w http.ResponseWriter, r *reader, f
 			f.mu.Unlock()
 			continue
 		}
-		done, wake := f.done, f.wake
+		done, wake, errEvent := f.done, f.wake, f.errEvent
 		f.mu.Unlock()
 		if done {
+			if errEvent != nil {
+				w.Write(errEvent(reqID))
+				if flusher != nil {
+					flusher.Flush()
+				}
+			}
 			return relayed
 		}
 		select {
@@ -549,13 +563,17 @@ func (f *flight) relayConverted(ctx context.Context, w http.ResponseWriter, peek
 		e = entryFrom(f.status, f.header.Get("Content-Type"), f.buf.bytes(), f.res.Err == nil)
 	}
 	// The answer's own Cache-Control (the flight's plan: private,
-	// max-age=TTL), as the clients it reaches in its shape get.
-	cc := f.header.Get("Cache-Control")
+	// max-age=TTL), as the clients it reaches in its shape get, and the
+	// gateway's own word on who answered.
+	cc, model, backend := f.header.Get("Cache-Control"), f.header.Get("X-Sluice-Model"), f.header["X-Sluice-Backend"]
 	f.mu.Unlock()
 	if e == nil {
 		return 0, goAlone // too large to hold, or incomplete: nothing to convert
 	}
-	status, ok := replay(w, nil, e, peek, 0, xcache, cc)
+	if backend != nil {
+		w.Header()["X-Sluice-Backend"] = backend
+	}
+	status, ok := replay(w, nil, e, peek, 0, xcache, cc, model)
 	if !ok {
 		return 0, goAlone
 	}

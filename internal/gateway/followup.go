@@ -14,7 +14,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
-	"github.com/sluice-gw/sluice/internal/ratelimit"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
@@ -201,12 +200,7 @@ func (fu *followUp) identify(memo *atomic.Value) bool {
 	if rt.limiter == nil {
 		return true
 	}
-	key := id.key
-	if key == "" {
-		key = id.tenant
-	}
-	subject := ratelimit.Subject{Key: key, Tenant: id.tenant, IP: fu.from.key, KeyRule: id.keyRule}
-	if _, err := rt.rateLimit(fu.r.Context(), fu.w, subject, 0, fu.start); err != nil {
+	if _, err := rt.rateLimit(fu.r.Context(), fu.w, limitSubject(&id, fu.from.key), 0, fu.start); err != nil {
 		fu.refuse(apiError(err, ""))
 		return false
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -50,4 +51,21 @@ func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, subject
 		}
 	}
 	return res, nil
+}
+
+// limitSubject is who a request's rate limits count, its client address
+// key being ipKey. A caller with no key of its own (anonymous: no
+// credential, or any in open mode; or a token naming no subject) is
+// counted by the per-key limits as its tenant, for an anonymous caller
+// its address ("ip:<address>"), so it cannot dodge them by sending no key
+// or inventing one; its refusals name what was counted, not an API key.
+func limitSubject(id *identity, ipKey string) ratelimit.Subject {
+	s := ratelimit.Subject{Key: id.key, Tenant: id.tenant, IP: ipKey, KeyRule: id.keyRule}
+	if s.Key == "" {
+		s.Key, s.KeyName = id.tenant, "tenant (token without a subject)"
+		if strings.HasPrefix(id.tenant, "ip:") {
+			s.KeyName = "client address (no verified key)"
+		}
+	}
+	return s
 }

@@ -57,15 +57,31 @@ func dropHop(k string, named map[string]bool) bool {
 	return isHopHeader(k) || named[k] || strings.HasPrefix(k, "Proxy-")
 }
 
-// copyHeader copies a response's end-to-end headers.
+// copyHeader copies a response's end-to-end headers, but not the backend's
+// x-ratelimit-* when dst has the gateway's own (OwnRateLimits).
 func copyHeader(dst, src http.Header) {
 	named := connectionScoped(src)
+	own := OwnRateLimits(dst)
 	for k, vv := range src {
-		if dropHop(k, named) {
+		if dropHop(k, named) || own && IsRateLimitHeader(k) {
 			continue
 		}
 		dst[k] = vv
 	}
+}
+
+// IsRateLimitHeader reports whether header k (canonical) is an
+// x-ratelimit-* figure. A backend's describe its own account (a hosted
+// API's key: the gateway's, shared by every client) at the moment of the
+// call that got them, not the client's limits.
+func IsRateLimitHeader(k string) bool { return strings.HasPrefix(k, "X-Ratelimit-") }
+
+// OwnRateLimits reports whether h has the gateway's own x-ratelimit-*
+// figures (ratelimit.Result.WriteHeaders: a limit with every trio), the
+// client's limits. A backend's then neither replace nor mix with them;
+// without them (no limit of the gateway's applies) they pass as they come.
+func OwnRateLimits(h http.Header) bool {
+	return h["X-Ratelimit-Limit-Requests"] != nil || h["X-Ratelimit-Limit-Tokens"] != nil
 }
 
 // upstreamHeader builds the headers of a request to backend spec from the

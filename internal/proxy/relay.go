@@ -299,11 +299,26 @@ func (c clientWriter) Write(p []byte) (int, error) { return c.f.toClient(c.w, c.
 // sendStreamError ends a committed stream with an in-band error event, as
 // OpenAI does: the status line is gone. chk is the stream's check (nil for
 // one relayed unchecked), which says the event's shape.
+// A StreamErrorWriter takes the event as a function of the request id.
 func (f *Forwarder) sendStreamError(w http.ResponseWriter, err error, in *Request, chk *sseCheck) {
-	w.Write(chk.streamErrorEvent(midStreamError(err, in.RequestID)))
+	event := func(reqID string) []byte { return chk.streamErrorEvent(midStreamError(err, reqID)) }
+	if sw, ok := w.(StreamErrorWriter); ok {
+		sw.WriteStreamError(event)
+		return
+	}
+	w.Write(event(in.RequestID))
 	if flusher, ok := w.(http.Flusher); ok {
 		flusher.Flush()
 	}
+}
+
+// StreamErrorWriter is a ResponseWriter that relays one answer to several
+// clients (a coalescing flight). The in-band error event of a stream cut
+// short names the request id of the client reading it, which such a writer
+// knows and the upstream call does not (it carries the first client's), so
+// it takes the event as a function of the id: each client's ends its own.
+type StreamErrorWriter interface {
+	WriteStreamError(event func(reqID string) []byte)
 }
 
 // blindBusyRetryAfter is the Retry-After a 429/503 passed on without one

@@ -73,7 +73,8 @@ func TokensPerMinute(n int64) Limit {
 func (l Limit) IsZero() bool { return l == Limit{} }
 
 // Capacity is how many units pass at once from an idle bucket: Burst+1.
-// It is what x-ratelimit-limit-* reports.
+// x-ratelimit-limit-* reports the units a minute allows, this only when it
+// is more than the rate's minute (ratelimit.Result.WriteHeaders).
 func (l Limit) Capacity() int64 { return l.Burst + 1 }
 
 // Validate reports whether l can be used by a store. The zero Limit is not

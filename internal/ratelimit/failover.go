@@ -230,7 +230,7 @@ func (f *FailoverStore) fallbackApply(ctx context.Context, ops []Op, now time.Ti
 		}
 		ds := make([]Decision, len(ops))
 		for i, op := range ops {
-			ds[i] = Decision{RetryAfter: max(retry, time.Millisecond), Limit: op.Limit.Capacity()}
+			ds[i] = Decision{RetryAfter: max(retry, time.Millisecond), Limit: op.Limit.Capacity(), Rate: op.Limit.Rate}
 		}
 		return ds, fmt.Errorf("%w (fail-closed): %w", ErrStoreUnavailable, cause)
 	}

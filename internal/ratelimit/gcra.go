@@ -20,6 +20,9 @@ type Decision struct {
 	// Limit is the bucket's capacity (Burst+1): units that pass at once from
 	// idle. Zero means no limit applied.
 	Limit int64
+	// Rate is the limit's refill in units per second, which the
+	// x-ratelimit-* headers state per minute (WriteHeaders).
+	Rate float64
 	// Remaining is how many unit-cost requests would be allowed right after
 	// this decision.
 	Remaining int64
@@ -72,13 +75,14 @@ type outcome struct {
 	delay, retry, remain, reset int64
 }
 
-func (o outcome) decision(capacity int64) Decision {
+func (o outcome) decision(l Limit) Decision {
 	return Decision{
+		Rate:       l.Rate,
 		Allowed:    o.allowed,
 		NeverFits:  o.neverFits,
 		Delay:      microsDuration(o.delay),
 		RetryAfter: microsDuration(o.retry),
-		Limit:      capacity,
+		Limit:      l.Capacity(),
 		Remaining:  o.remain,
 		Reset:      microsDuration(o.reset),
 	}

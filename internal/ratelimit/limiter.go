@@ -25,6 +25,11 @@ type Subject struct {
 	// replaces that field of the key's configured rule (Keys, else
 	// PerKey), as a Keys entry does over PerKey.
 	KeyRule *Rule
+	// KeyName is what Key counts when it is not an API key the caller
+	// presented but its stand-in (an anonymous caller's address, so that
+	// sending no key dodges nothing), as a refusal by the per-key limits
+	// names it: "client address (no verified key)". "" = "API key".
+	KeyName string
 }
 
 // Rule is the limits of one scope. A zero field is no limit.
@@ -117,7 +122,8 @@ type Result struct {
 	// "requests" or "tokens". Empty when allowed.
 	Scope, Kind string
 
-	res *reservation
+	res     *reservation
+	keyName string // Subject.KeyName, for Reason
 }
 
 // Reason is a one-line explanation of a refusal for the error message.
@@ -128,9 +134,17 @@ func (r Result) Reason() string {
 	case r.Scope == "store":
 		return "rate limit store unavailable"
 	case r.NeverFits:
-		return fmt.Sprintf("request needs more %s than the %s limit allows at once (%d)", r.Kind, scopeName[r.Scope], r.Tokens.Limit)
+		return fmt.Sprintf("request needs more %s than the %s limit allows at once (%d)", r.Kind, r.scopeName(), r.Tokens.Limit)
 	}
-	return fmt.Sprintf("%s rate limit exceeded (%s)", scopeName[r.Scope], r.Kind)
+	return fmt.Sprintf("%s rate limit exceeded (%s)", r.scopeName(), r.Kind)
+}
+
+// scopeName is the refusing limit's scope as a message names it.
+func (r Result) scopeName() string {
+	if r.Scope == "key" && r.keyName != "" {
+		return r.keyName
+	}
+	return scopeName[r.Scope]
 }
 
 var scopeName = map[string]string{"key": "API key", "tenant": "tenant", "ip": "client IP", "global": "global"}
@@ -245,7 +259,9 @@ func (l *Limiter) Check(ctx context.Context, s Subject, estTokens int64, now tim
 	if err != nil {
 		return l.storeFailed(ds, err)
 	}
-	return l.decide(ctx, ops, meta, ds, estTokens, now), nil
+	res := l.decide(ctx, ops, meta, ds, estTokens, now)
+	res.keyName = s.KeyName
+	return res, nil
 }
 
 // storeFailed is Check's answer when the store fails: with a fail-closed

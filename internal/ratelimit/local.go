@@ -123,7 +123,7 @@ func (s *LocalStore) apply(op Op, now float64) (Decision, error) {
 		}
 	}
 	sh.mu.Unlock()
-	return o.decision(p.capacity), nil
+	return o.decision(op.Limit), nil
 }
 
 // evict makes room for one bucket; sh.mu is held. Map iteration order is

@@ -176,7 +176,7 @@ func (s *RedisStore) parse(op Op, r rueidis.RedisResult) (Decision, error) {
 		allowed: v[0] == 1, neverFits: v[1] == 1,
 		delay: v[2], retry: v[3], remain: v[4], reset: v[5],
 	}
-	return o.decision(op.Limit.Capacity()), nil
+	return o.decision(op.Limit), nil
 }
 
 var errReply = errors.New("unexpected script reply")

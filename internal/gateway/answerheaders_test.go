@@ -1,0 +1,188 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/sim"
+)
+
+// hostedSim serves the simulator with a hosted API's habits: each answer
+// carries the headers of its own call (x-ratelimit-* of the upstream
+// account, ids, a timing, a cookie) and, with a gate, waits for it to
+// open before the simulator answers, so identical requests coalesce. It
+// returns the backend's URL.
+func hostedSim(t *testing.T, gate chan struct{}, faults sim.Faults) string {
+	t.Helper()
+	s := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond})
+	s.SetFaults(faults)
+	t.Cleanup(s.Close)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gate != nil {
+			<-gate
+		}
+		h := w.Header()
+		for k, v := range map[string]string{
+			"X-Ratelimit-Limit-Requests": "5000", "X-Ratelimit-Remaining-Requests": "4999", "X-Ratelimit-Reset-Requests": "12ms",
+			"X-Ratelimit-Limit-Tokens": "160000", "X-Ratelimit-Remaining-Tokens": "159000", "X-Ratelimit-Reset-Tokens": "9ms",
+			"Openai-Processing-Ms": "321", "Openai-Organization": "upstream-org", "Cf-Ray": "ray-1", "X-Amzn-Requestid": "amzn-1",
+			"Set-Cookie": "__cf_bm=leaders; path=/",
+		} {
+			h.Set(k, v)
+		}
+		s.ServeHTTP(w, r)
+	}))
+	t.Cleanup(be.Close)
+	return be.URL
+}
+
+// hostedConfig is a gateway's config over backend: keys k1 and k2 of one
+// tenant (their identical requests coalesce), k1 limited to rate=10r/s
+// burst=20, k2 by no limit of the gateway's.
+func hostedConfig(t *testing.T, backend string) *config.Config {
+	cfg := testConfig(backend)
+	cfg.Auth.Keys = []config.Tenant{{Key: "k1", Tenant: "t"}, {Key: "k2", Tenant: "t"}}
+	cfg.RateLimits.Keys = map[string]config.RateRule{"k1": {Requests: limitPtr(t, "rate=10r/s burst=20 nodelay")}}
+	return cfg
+}
+
+// TestCacheHitCarriesItsModel: a HIT names the model whose pool answered,
+// as the MISS that stored it did (before: no X-Sluice-Model on a HIT), in
+// either shape; no X-Sluice-Backend, as no backend served it.
+func TestCacheHitCarriesItsModel(t *testing.T) {
+	url, _ := startCachingGatewayCfg(t, testConfig(hostedSim(t, nil, sim.Faults{})), nil, time.Now)
+	for i, want := range []string{"MISS", "HIT", "HIT"} {
+		extra := ""
+		if i == 2 {
+			extra = `,"stream":true`
+		}
+		resp := post(t, url, fmt.Sprintf(detBody, extra))
+		body := readAll(t, resp)
+		if resp.StatusCode != 200 || resp.Header.Get("X-Cache") != want {
+			t.Fatalf("request %d: %d X-Cache %q, want %s: %s", i, resp.StatusCode, resp.Header.Get("X-Cache"), want, body)
+		}
+		if got := resp.Header.Get("X-Sluice-Model"); got != "m1" {
+			t.Fatalf("%s: X-Sluice-Model %q, want m1", want, got)
+		}
+		if want == "HIT" && resp.Header.Get("X-Sluice-Backend") != "" {
+			t.Fatalf("HIT names a backend: %v", resp.Header)
+		}
+	}
+}
+
+// TestCoalescedFollowersGetTheirOwnHeaders: the leader's answer keeps the
+// gateway's x-ratelimit-* (its own limits: 600 a minute), not the
+// backend's (its upstream account's: 5000; before, they replaced them).
+// A follower made no upstream call: it gets none of that call's own
+// headers (the backend's x-ratelimit-*, ids, timing, cookie; before, all
+// but the cookie), and keeps the answer's (Openai-Organization) and who
+// answered (X-Sluice-Model, also when its answer was converted to a
+// stream: before, none).
+func TestCoalescedFollowersGetTheirOwnHeaders(t *testing.T) {
+	gate := make(chan struct{})
+	url, gw := startCachingGatewayCfg(t, hostedConfig(t, hostedSim(t, gate, sim.Faults{})), nil, time.Now)
+	type answer struct {
+		who string
+		h   http.Header
+	}
+	answers := make(chan answer, 3)
+	ask := func(who, key, extra string) {
+		resp := post(t, url, fmt.Sprintf(detBody, extra), "Authorization", "Bearer "+key)
+		if body := readAll(t, resp); resp.StatusCode != 200 {
+			t.Errorf("%s: %d %s", who, resp.StatusCode, body)
+		}
+		answers <- answer{who, resp.Header}
+	}
+	go ask("leader", "k1", "")
+	waitFlight(t, gw, 1)
+	go ask("follower", "k2", "")
+	waitFlight(t, gw, 2)
+	go ask("stream follower", "k2", `,"stream":true`)
+	waitFlight(t, gw, 3)
+	close(gate)
+	for range 3 {
+		a := <-answers
+		h := a.h
+		if h.Get("X-Sluice-Model") != "m1" || h.Get("Openai-Organization") != "upstream-org" && a.who == "follower" {
+			t.Errorf("%s: the answer's headers missing: %v", a.who, h)
+		}
+		if a.who == "leader" {
+			if h.Get("X-Cache") != "MISS" || h.Get("X-Ratelimit-Limit-Requests") != "600" || h.Get("X-Ratelimit-Limit-Tokens") != "" || h.Get("Cf-Ray") != "ray-1" {
+				t.Errorf("leader: want its own limits (600 a minute, none on tokens) and its call's headers: %v", h)
+			}
+			continue
+		}
+		if h.Get("X-Cache") != "COALESCED" {
+			t.Errorf("%s: X-Cache %q", a.who, h.Get("X-Cache"))
+		}
+		for k := range h {
+			if strings.HasPrefix(k, "X-Ratelimit-") || k == "Cf-Ray" || k == "Openai-Processing-Ms" || k == "X-Amzn-Requestid" || k == "Set-Cookie" {
+				t.Errorf("%s got the leader's call's %s: %v", a.who, k, h[k])
+			}
+		}
+	}
+}
+
+// TestDirectAnswerKeepsTheGatewaysLimits: an answer relayed straight (not
+// cacheable) carries the gateway's x-ratelimit-* for a limited key and the
+// backend's only for a key the gateway does not limit.
+func TestDirectAnswerKeepsTheGatewaysLimits(t *testing.T) {
+	srv, _ := startGateway(t, hostedConfig(t, hostedSim(t, nil, sim.Faults{})))
+	for key, want := range map[string]string{"k1": "600", "k2": "5000"} {
+		resp := post(t, srv.URL+"/v1/chat/completions", `{"model":"m1","messages":[{"role":"user","content":"hi"}]}`, "Authorization", "Bearer "+key)
+		readAll(t, resp)
+		if got := resp.Header.Get("X-Ratelimit-Limit-Requests"); resp.StatusCode != 200 || got != want {
+			t.Fatalf("%s: %d x-ratelimit-limit-requests %q, want %s", key, resp.StatusCode, got, want)
+		}
+		if key == "k1" && resp.Header.Get("X-Ratelimit-Limit-Tokens") != "" {
+			t.Fatalf("k1: the backend's token figures mixed with the gateway's: %v", resp.Header)
+		}
+	}
+}
+
+// TestCoalescedStreamErrorNamesEachClientsRequestID: a stream cut short
+// ends, for every client of the flight, with an error event naming that
+// client's own request id (its X-Request-Id); before, every follower's
+// named the leader's.
+func TestCoalescedStreamErrorNamesEachClientsRequestID(t *testing.T) {
+	gate := make(chan struct{})
+	url, gw := startCachingGatewayCfg(t, testConfig(hostedSim(t, gate, sim.Faults{DisconnectRate: 1})), nil, time.Now)
+	const n = 3
+	type answer struct{ id, body string }
+	answers := make(chan answer, n)
+	for i := range n {
+		go func() {
+			resp := post(t, url, fmt.Sprintf(detBody, `,"stream":true`))
+			answers <- answer{resp.Header.Get("X-Request-Id"), readAll(t, resp)}
+		}()
+		waitFlight(t, gw, i+1)
+	}
+	close(gate)
+	for range n {
+		a := <-answers
+		if a.id == "" || !strings.Contains(a.body, `"upstream_error"`) || !strings.Contains(a.body, "(request id "+a.id+")") {
+			t.Errorf("X-Request-Id %s, stream %s: want an error event naming it", a.id, a.body)
+		}
+	}
+}
+
+// TestAnonymousRefusalNamesTheClientAddress: an anonymous caller's per-key
+// limits count its address, and its 429 says so (before: "API key rate
+// limit exceeded").
+func TestAnonymousRefusalNamesTheClientAddress(t *testing.T) {
+	cfg := testConfig(hostedSim(t, nil, sim.Faults{}))
+	cfg.RateLimits.PerKey = config.RateRule{Requests: limitPtr(t, "rate=1r/m burst=0 nodelay")}
+	srv, _ := startGateway(t, cfg)
+	body := `{"model":"m1","messages":[{"role":"user","content":"hi"}]}`
+	readAll(t, post(t, srv.URL+"/v1/chat/completions", body))
+	resp := post(t, srv.URL+"/v1/chat/completions", body)
+	_, code, msg := apiErr(t, readAll(t, resp))
+	if resp.StatusCode != 429 || code != "rate_limit_exceeded" || !strings.Contains(msg, "client address") || strings.Contains(msg, "API key") {
+		t.Fatalf("%d %s %q: want a 429 naming the client address", resp.StatusCode, code, msg)
+	}
+}
