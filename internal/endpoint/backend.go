@@ -121,10 +121,10 @@ type Backend struct {
 	// probation: passively ejected and not answered since; its next
 	// failure ejects it again at once (see Observe).
 	probation bool
-	ejections  chan<- struct{} // sent a value on each ejection (SignalEjections); nil: none
-	busyUntil  time.Time
-	probeDown  bool
-	ewma       latencyEWMA
+	ejections chan<- struct{} // sent a value on each ejection (SignalEjections); nil: none
+	busyUntil time.Time
+	probeDown bool
+	ewma      latencyEWMA
 	// Requests sent and still waiting for their first token (streams) or
 	// their answer: how many, since when some have been, and when one last
 	// got it. See Stalled.
