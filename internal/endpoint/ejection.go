@@ -30,6 +30,15 @@ func (b *Backend) EjectedUntil() time.Time {
 	return b.ejectUntil
 }
 
+// BusyUntil is when the backend's last 429/503 stops deprioritising it:
+// its Retry-After, or busy_penalty without one (in the past, or zero,
+// when it is not busy).
+func (b *Backend) BusyUntil() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.busyUntil
+}
+
 // SetProbeHealthy is called by the active health checker.
 func (b *Backend) SetProbeHealthy(ok bool) {
 	b.mu.Lock()
