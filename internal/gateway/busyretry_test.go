@@ -3,6 +3,7 @@ package gateway
 import (
 	"io"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -57,5 +58,38 @@ func TestAllBusyTriesTheSoonestBackFirst(t *testing.T) {
 		if got := "http://" + resp.Header.Get("X-Sluice-Backend"); got != soon || resp.Header.Get("Retry-After") != "20" {
 			t.Fatalf("request %d: answered by %s (Retry-After %q), want %s, the soonest back", i, got, resp.Header.Get("Retry-After"), soon)
 		}
+	}
+}
+
+// A retry that finds no backend left is not one: it neither counts nor
+// spends the retry budget. Two backends answering 502, three attempts, a
+// budget of 2.2 tokens on a clock that stands still: the old code spent
+// a token on the third attempt, which had nowhere to go, so the second
+// request could not retry (3 backend calls, not 4).
+func TestRetryWithNoBackendLeftSpendsNoBudget(t *testing.T) {
+	var calls atomic.Int32
+	bad := func() string {
+		return httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusBadGateway)
+		}))
+	}
+	cfg := testConfig(bad(), bad())
+	cfg.Retry.Attempts = 3
+	cfg.Retry.BudgetRatio = 0.2
+	cfg.Retry.MinPerSecond = 2
+	cfg.Health.MaxFails = 0
+	cfg.Breaker.Enabled = false
+	t0 := time.Unix(1_800_000_000, 0)
+	srv, _ := startGatewayWith(t, cfg, func(d *Deps) { d.Now = func() time.Time { return t0 } })
+	for i := range 2 {
+		resp := post(t, srv.URL+"/v1/chat/completions", chatBody)
+		if readAll(t, resp); resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("request %d: status %d, want 502", i, resp.StatusCode)
+		}
+	}
+	if got := calls.Load(); got != 4 {
+		t.Fatalf("backend calls = %d, want 4: each request tried both backends", got)
 	}
 }

@@ -56,6 +56,15 @@ func (f *Forwarder) mayRetry(deadline time.Time, res *Result) (time.Time, bool) 
 	return now, true
 }
 
+// unretry takes back what mayRetry counted and withdrew for a retry that
+// found no backend to send it to.
+func (f *Forwarder) unretry(res *Result) {
+	res.Retries--
+	if f.opt.Budget != nil {
+		f.opt.Budget.Refund()
+	}
+}
+
 // claim picks a backend not tried yet and takes a slot and a breaker
 // permit on it. pushedBack: an earlier attempt's 429/503 is kept, so
 // running out of backends is not this request's error.
