@@ -3,6 +3,7 @@ package gateway
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,19 @@ func lastResortConfig(maxFails int, urls ...string) *config.Config {
 	cfg.Health.MaxFails = maxFails
 	cfg.Health.FailTimeout = config.Duration(time.Hour)
 	return cfg
+}
+
+// ejectedOnlyBackend starts a gateway over one backend, max_fails 1, and
+// ejects it with its 500; the backend is still failing.
+func ejectedOnlyBackend(t *testing.T) (*flakyBackend, *httptest.Server, *Gateway) {
+	t.Helper()
+	fb := newFlakyBackend(t)
+	fb.fail.Store(true)
+	srv, gw := startGateway(t, lastResortConfig(1, fb.url))
+	if st, _, _ := chatStatus(t, srv.URL); st != http.StatusInternalServerError {
+		t.Fatalf("status %d, want the backend's 500", st)
+	}
+	return fb, srv, gw
 }
 
 func chatStatus(t *testing.T, url string) (int, string, string) {
@@ -140,12 +154,7 @@ func TestEveryBackendEjectedPassivelyGetsTrials(t *testing.T) {
 // A backend held down by the active health check is never tried, even when
 // it is also ejected passively; the 503 says 5 s (no return time known).
 func TestProbeDownBackendIsNotTried(t *testing.T) {
-	fb := newFlakyBackend(t)
-	fb.fail.Store(true)
-	srv, gw := startGateway(t, lastResortConfig(1, fb.url))
-	if st, _, _ := chatStatus(t, srv.URL); st != http.StatusInternalServerError {
-		t.Fatalf("status %d, want the backend's 500", st)
-	}
+	fb, srv, gw := ejectedOnlyBackend(t)
 	fb.fail.Store(false)
 	gw.Runtime().Pools["m1"].Backends[0].SetProbeHealthy(false)
 	for i := range 3 {
@@ -163,12 +172,7 @@ func TestProbeDownBackendIsNotTried(t *testing.T) {
 // is refused with Retry-After 1 (the trial's answer is due), not the
 // constant 5; once the trial succeeds the backend serves.
 func TestTrialInFlightRetryAfter(t *testing.T) {
-	fb := newFlakyBackend(t)
-	fb.fail.Store(true)
-	srv, _ := startGateway(t, lastResortConfig(1, fb.url))
-	if st, _, _ := chatStatus(t, srv.URL); st != http.StatusInternalServerError {
-		t.Fatalf("status %d, want the backend's 500", st)
-	}
+	fb, srv, _ := ejectedOnlyBackend(t)
 	fb.fail.Store(false)
 	fb.hold.Store(true)
 	trial := make(chan int, 1)

@@ -80,12 +80,7 @@ func TestReadyzWhileAnyModelCanServe(t *testing.T) {
 // trials answered. Held down by the active probe as well, it serves
 // nothing: 503.
 func TestReadyzWhileLastResortServes(t *testing.T) {
-	fb := newFlakyBackend(t)
-	fb.fail.Store(true)
-	srv, gw := startGateway(t, lastResortConfig(1, fb.url))
-	if st, _, _ := chatStatus(t, srv.URL); st != http.StatusInternalServerError {
-		t.Fatalf("status %d, want the backend's 500", st)
-	}
+	fb, srv, gw := ejectedOnlyBackend(t)
 	code, body := getReady(t, srv.URL)
 	if m := body.Models[0]; code != 200 || !body.Ready || !m.Ready || m.Usable != 0 || m.LastResort != 1 || m.States["ejected"] != 1 {
 		t.Fatalf("/readyz = %d %+v with the ejected backend tried, want 200, usable 0, last_resort 1", code, body)
