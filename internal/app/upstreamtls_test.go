@@ -204,16 +204,32 @@ func wantTLSRefusal(t *testing.T, url string, logs *logbuf.Buffer, host, cause s
 	})
 }
 
+// privateCABackend starts a TLS backend whose certificate (for 127.0.0.1
+// when ip, and for names) a new private CA issued, and writes that CA to
+// dir/ca.pem, dir a new temporary directory: the backend, dir, the file.
+func privateCABackend(t *testing.T, ip bool, names ...string) (be *tlsBackend, dir, caFile string) {
+	t.Helper()
+	ca := newTestCA(t, "private")
+	cert, _, _ := ca.issue(t, false, ip, names...)
+	be = newTLSBackend(t, cert, nil)
+	dir = t.TempDir()
+	return be, dir, writePEM(t, dir, "ca.pem", ca.pem)
+}
+
+// wantTLSRefusalWith starts another app on be, with backend keys extra,
+// whose request fails on be's TLS with cause (wantTLSRefusal).
+func wantTLSRefusalWith(t *testing.T, be *tlsBackend, extra, cause string) {
+	t.Helper()
+	url, _, logs := startUpstreamTLSApp(t, t.TempDir(), be.URL, extra, "")
+	wantTLSRefusal(t, url, logs, strings.TrimPrefix(be.URL, "https://"), cause)
+}
+
 // A backend behind a private CA answers through its own tls.ca_file, over
 // HTTP/2; without ca_file (the system roots) the request is a backend
 // connection failure: 502 with Retry-After, and the log names the
 // backend and the unknown authority.
 func TestUpstreamTLSPrivateCA(t *testing.T) {
-	ca := newTestCA(t, "private")
-	cert, _, _ := ca.issue(t, false, true, "localhost")
-	be := newTLSBackend(t, cert, nil)
-	dir := t.TempDir()
-	caFile := writePEM(t, dir, "ca.pem", ca.pem)
+	be, dir, caFile := privateCABackend(t, true, "localhost")
 
 	url, _, _ := startUpstreamTLSApp(t, dir, be.URL, "        tls: {ca_file: "+caFile+"}\n", "")
 	if code, body, _ := chatFull(t, url); code != 200 || !strings.Contains(body, `"tls"`) {
@@ -223,17 +239,12 @@ func TestUpstreamTLSPrivateCA(t *testing.T) {
 		t.Fatalf("backend saw %q, want HTTP/2.0", p)
 	}
 
-	url, _, logs := startUpstreamTLSApp(t, t.TempDir(), be.URL, "", "")
-	wantTLSRefusal(t, url, logs, strings.TrimPrefix(be.URL, "https://"), "certificate signed by unknown authority")
+	wantTLSRefusalWith(t, be, "", "certificate signed by unknown authority")
 }
 
 // upstream_tls is every https backend's default.
 func TestUpstreamTLSDefaultBlock(t *testing.T) {
-	ca := newTestCA(t, "private")
-	cert, _, _ := ca.issue(t, false, true)
-	be := newTLSBackend(t, cert, nil)
-	dir := t.TempDir()
-	caFile := writePEM(t, dir, "ca.pem", ca.pem)
+	be, dir, caFile := privateCABackend(t, true)
 	url, _, _ := startUpstreamTLSApp(t, dir, be.URL, "", "health: {active: {interval: 0s}}\nupstream_tls: {ca_file: "+caFile+"}\n")
 	if code, body, _ := chatFull(t, url); code != 200 {
 		t.Fatalf("with upstream_tls.ca_file: %d %s", code, body)
@@ -263,19 +274,14 @@ func TestUpstreamTLSClientCertificate(t *testing.T) {
 		t.Fatalf("with a client certificate: %d %s", code, body)
 	}
 
-	url, _, logs := startUpstreamTLSApp(t, t.TempDir(), be.URL, "        tls: {ca_file: "+caFile+"}\n", "")
-	wantTLSRefusal(t, url, logs, strings.TrimPrefix(be.URL, "https://"), "remote error: tls: handshake failure")
+	wantTLSRefusalWith(t, be, "        tls: {ca_file: "+caFile+"}\n", "remote error: tls: handshake failure")
 }
 
 // server_name is sent as SNI and is the name checked: a certificate for
 // vllm.internal only, served at 127.0.0.1, passes with it and fails
 // (name mismatch) without.
 func TestUpstreamTLSServerName(t *testing.T) {
-	ca := newTestCA(t, "private")
-	cert, _, _ := ca.issue(t, false, false, "vllm.internal")
-	be := newTLSBackend(t, cert, nil)
-	dir := t.TempDir()
-	caFile := writePEM(t, dir, "ca.pem", ca.pem)
+	be, dir, caFile := privateCABackend(t, false, "vllm.internal")
 
 	url, _, _ := startUpstreamTLSApp(t, dir, be.URL, "        tls: {ca_file: "+caFile+", server_name: vllm.internal}\n", "")
 	if code, body, _ := chatFull(t, url); code != 200 {
@@ -285,8 +291,7 @@ func TestUpstreamTLSServerName(t *testing.T) {
 		t.Fatalf("backend saw SNI %q, want vllm.internal", sni)
 	}
 
-	url, _, logs := startUpstreamTLSApp(t, t.TempDir(), be.URL, "        tls: {ca_file: "+caFile+"}\n", "")
-	wantTLSRefusal(t, url, logs, strings.TrimPrefix(be.URL, "https://"), "doesn't contain any IP SANs")
+	wantTLSRefusalWith(t, be, "        tls: {ca_file: "+caFile+"}\n", "doesn't contain any IP SANs")
 }
 
 // A reload reads ca_file again: the CA the backend's certificate chains
@@ -325,11 +330,7 @@ func TestUpstreamTLSReloadSwapsCA(t *testing.T) {
 // the probes reach it over TLS (with the system roots they would not)
 // and it stays up.
 func TestUpstreamTLSHealthProbe(t *testing.T) {
-	ca := newTestCA(t, "private")
-	cert, _, _ := ca.issue(t, false, true)
-	be := newTLSBackend(t, cert, nil)
-	dir := t.TempDir()
-	caFile := writePEM(t, dir, "ca.pem", ca.pem)
+	be, dir, caFile := privateCABackend(t, true)
 	_, a, _ := startUpstreamTLSApp(t, dir, be.URL, "        engine: vllm\n        tls: {ca_file: "+caFile+"}\n",
 		"health: {active: {interval: 50ms, timeout: 50ms}}\n")
 	eventually(t, "two health probes over TLS", func() bool { return be.healths.Load() >= 2 })
@@ -345,11 +346,7 @@ func TestUpstreamTLSHealthProbe(t *testing.T) {
 // a reload of the unchanged config keeps the source (its key compares
 // the tls block by value, not by pointer).
 func TestUpstreamTLSDiscoveryTemplate(t *testing.T) {
-	ca := newTestCA(t, "private")
-	cert, _, _ := ca.issue(t, false, true)
-	be := newTLSBackend(t, cert, nil)
-	dir := t.TempDir()
-	caFile := writePEM(t, dir, "ca.pem", ca.pem)
+	be, dir, caFile := privateCABackend(t, true)
 	targets := filepath.Join(dir, "targets.json")
 	writeTargets(t, targets, be.URL)
 	path := filepath.Join(dir, "sluice.yaml")

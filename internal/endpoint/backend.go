@@ -118,10 +118,13 @@ type Backend struct {
 	policy     HealthPolicy
 	failTimes  []time.Time // recent failures, fewer than MaxFails; sliding window
 	ejectUntil time.Time
-	ejections  chan<- struct{} // sent a value on each ejection (SignalEjections); nil: none
-	busyUntil  time.Time
-	probeDown  bool
-	ewma       latencyEWMA
+	// probation: passively ejected and not answered since; its next
+	// failure ejects it again at once (see Observe).
+	probation bool
+	ejections chan<- struct{} // sent a value on each ejection (SignalEjections); nil: none
+	busyUntil time.Time
+	probeDown bool
+	ewma      latencyEWMA
 	// Requests sent and still waiting for their first token (streams) or
 	// their answer: how many, since when some have been, and when one last
 	// got it. See Stalled.
@@ -345,7 +348,7 @@ func (b *Backend) FirstToken(now time.Time, ttft time.Duration) {
 	b.mu.Lock()
 	b.endWaitLocked(now)
 	b.learnLatencyLocked(now, ttft)
-	b.trialSucceededLocked()
+	b.answeredLocked()
 	b.mu.Unlock()
 }
 
@@ -479,7 +482,7 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 	switch out {
 	case outcome.Success:
 		b.learnLatencyLocked(now, latency)
-		b.trialSucceededLocked()
+		b.answeredLocked()
 		// nginx resets the failure count once a request succeeds after the
 		// backend came back; we keep the window semantics instead, which is
 		// what max_fails/fail_timeout promise.
@@ -496,6 +499,10 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 		if b.policy.MaxFails <= 0 {
 			return
 		}
+		if b.probation {
+			b.ejectAgainLocked(now)
+			return
+		}
 		// A sliding window: a burst that straddles the start of an earlier
 		// window must still count, or MaxFails failures within FailTimeout
 		// would go unpunished.
@@ -509,6 +516,7 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 		if len(b.failTimes) >= b.policy.MaxFails {
 			b.ejectUntil = now.Add(b.policy.FailTimeout)
 			b.failTimes = b.failTimes[:0]
+			b.probation = true
 			b.signalEjectionLocked()
 		}
 	}

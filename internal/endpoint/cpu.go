@@ -58,6 +58,8 @@ func (b *Backend) ReleaseCPU(now time.Time, out outcome.Outcome, retryAfter time
 		b.Observe(now, out, 0, retryAfter) // the health cases only: no latency learnt
 		return
 	}
+	// A trial it was ends the ejection; a probation (ejection.go) is left
+	// to an engine call's answer, the one the failures were about.
 	if b.trialAt.Load() != 0 {
 		b.mu.Lock()
 		b.trialSucceededLocked()

@@ -30,6 +30,15 @@ func (b *Backend) EjectedUntil() time.Time {
 	return b.ejectUntil
 }
 
+// BusyUntil is when the backend's last 429/503 stops deprioritising it:
+// its Retry-After, or busy_penalty without one (in the past, or zero,
+// when it is not busy).
+func (b *Backend) BusyUntil() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.busyUntil
+}
+
 // SetProbeHealthy is called by the active health checker.
 func (b *Backend) SetProbeHealthy(ok bool) {
 	b.mu.Lock()
@@ -66,4 +75,35 @@ func (b *Backend) stateLocked(now time.Time) State {
 func (b *Backend) Usable(now time.Time) bool {
 	s := b.State(now)
 	return s == StateHealthy || s == StateBusy
+}
+
+// A backend back from a passive ejection is on probation until it answers
+// (a success, or a stream's first token): its first failure ejects it
+// again at once, for fail_timeout from that failure, rather than after
+// max_fails new ones. nginx does the same: a server's failure count is
+// kept past fail_timeout, so the first request it gets after is a try
+// whose failure takes it out again, and only a success clears the count.
+// Without it a backend that is still broken when its ejection ends costs
+// max_fails client errors every fail_timeout instead of one. A failed
+// last-resort trial (lastresort.go) is such a failure too: the ejection
+// runs fail_timeout from it. Envoy's outlier detection instead lengthens
+// each consecutive ejection (base_ejection_time × ejections, capped by
+// max_ejection_time); max_fails and fail_timeout are nginx's keys, so
+// nginx's rule is the one they promise.
+
+// ejectAgainLocked ejects a backend on probation at its failure at now.
+// b.mu is held.
+func (b *Backend) ejectAgainLocked(now time.Time) {
+	if until := now.Add(b.policy.FailTimeout); until.After(b.ejectUntil) {
+		b.ejectUntil = until
+	}
+	b.failTimes = b.failTimes[:0]
+	b.signalEjectionLocked()
+}
+
+// answeredLocked records that b answered: its probation ends, and a trial
+// outstanding ends its ejection. b.mu is held.
+func (b *Backend) answeredLocked() {
+	b.trialSucceededLocked()
+	b.probation = false
 }

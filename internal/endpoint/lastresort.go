@@ -23,20 +23,25 @@ import "time"
 // alternative, a slot lost to a race) frees the trial after it.
 const trialStale = time.Second
 
-// TrialReady reports whether b may be given a last-resort trial at now:
-// out of rotation by passive ejection alone, its breaker (if any) would
-// admit a call, and no trial is outstanding.
-func (b *Backend) TrialReady(now time.Time) bool {
+// LastResort reports whether b is a last resort at now: out of rotation by
+// passive ejection alone, its breaker (if any) would admit a call. Its
+// pool, with nothing usable, serves through it, one trial at a time; what
+// /readyz counts as a model still served.
+func (b *Backend) LastResort(now time.Time) bool {
 	b.mu.Lock()
 	ejectedOnly := !b.probeDown && now.Before(b.ejectUntil)
 	b.mu.Unlock()
 	if !ejectedOnly {
 		return false
 	}
-	if br := b.brk.Load(); br != nil && !br.Ready(now) {
-		return false
-	}
-	return b.trialFree(now, b.trialAt.Load())
+	br := b.brk.Load()
+	return br == nil || br.Ready(now)
+}
+
+// TrialReady reports whether b may be given a last-resort trial at now:
+// a last resort (LastResort) with no trial outstanding.
+func (b *Backend) TrialReady(now time.Time) bool {
+	return b.LastResort(now) && b.trialFree(now, b.trialAt.Load())
 }
 
 // trialFree reports whether a trial may be handed out given the last one,

@@ -3,6 +3,7 @@ package gateway
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,19 @@ func lastResortConfig(maxFails int, urls ...string) *config.Config {
 	cfg.Health.MaxFails = maxFails
 	cfg.Health.FailTimeout = config.Duration(time.Hour)
 	return cfg
+}
+
+// ejectedOnlyBackend starts a gateway over one backend, max_fails 1, and
+// ejects it with its 500; the backend is still failing.
+func ejectedOnlyBackend(t *testing.T) (*flakyBackend, *httptest.Server, *Gateway) {
+	t.Helper()
+	fb := newFlakyBackend(t)
+	fb.fail.Store(true)
+	srv, gw := startGateway(t, lastResortConfig(1, fb.url))
+	if st, _, _ := chatStatus(t, srv.URL); st != http.StatusInternalServerError {
+		t.Fatalf("status %d, want the backend's 500", st)
+	}
+	return fb, srv, gw
 }
 
 func chatStatus(t *testing.T, url string) (int, string, string) {
@@ -140,12 +154,7 @@ func TestEveryBackendEjectedPassivelyGetsTrials(t *testing.T) {
 // A backend held down by the active health check is never tried, even when
 // it is also ejected passively; the 503 says 5 s (no return time known).
 func TestProbeDownBackendIsNotTried(t *testing.T) {
-	fb := newFlakyBackend(t)
-	fb.fail.Store(true)
-	srv, gw := startGateway(t, lastResortConfig(1, fb.url))
-	if st, _, _ := chatStatus(t, srv.URL); st != http.StatusInternalServerError {
-		t.Fatalf("status %d, want the backend's 500", st)
-	}
+	fb, srv, gw := ejectedOnlyBackend(t)
 	fb.fail.Store(false)
 	gw.Runtime().Pools["m1"].Backends[0].SetProbeHealthy(false)
 	for i := range 3 {
@@ -163,12 +172,7 @@ func TestProbeDownBackendIsNotTried(t *testing.T) {
 // is refused with Retry-After 1 (the trial's answer is due), not the
 // constant 5; once the trial succeeds the backend serves.
 func TestTrialInFlightRetryAfter(t *testing.T) {
-	fb := newFlakyBackend(t)
-	fb.fail.Store(true)
-	srv, _ := startGateway(t, lastResortConfig(1, fb.url))
-	if st, _, _ := chatStatus(t, srv.URL); st != http.StatusInternalServerError {
-		t.Fatalf("status %d, want the backend's 500", st)
-	}
+	fb, srv, _ := ejectedOnlyBackend(t)
 	fb.fail.Store(false)
 	fb.hold.Store(true)
 	trial := make(chan int, 1)
@@ -237,5 +241,55 @@ func TestNoBackendRetryAfterIsTheEarliestReturn(t *testing.T) {
 	clock.Store(t0.Add(20 * time.Second).UnixNano()) // half-open: its probe serves
 	if st, code, _ := chatStatus(t, srv.URL); st != http.StatusOK {
 		t.Fatalf("after open_for: %d %s, want 200", st, code)
+	}
+}
+
+// A backend back from its passive ejection (fail_timeout passed, on the
+// gateway's clock) and still failing is ejected again by its first
+// failure, as nginx does, not after max_fails new ones: one client error
+// per fail_timeout, not three. Once it answers, max_fails counts afresh.
+func TestFailureAfterEjectionEjectsAgain(t *testing.T) {
+	good, fb := newFlakyBackend(t), newFlakyBackend(t)
+	fb.fail.Store(true)
+	cfg := lastResortConfig(3, good.url, fb.url)
+	cfg.Health.FailTimeout = config.Duration(10 * time.Second)
+	var clock atomic.Int64
+	t0 := time.Unix(1_800_000_000, 0)
+	clock.Store(t0.UnixNano())
+	at := func(d time.Duration) { clock.Store(t0.Add(d).UnixNano()) }
+	srv, _ := startGatewayWith(t, cfg, func(d *Deps) { d.Now = func() time.Time { return time.Unix(0, clock.Load()) } })
+	// countErrors sends n requests and counts the backend's 500s among them.
+	countErrors := func(n int) int {
+		failed := 0
+		for range n {
+			switch st, code, _ := chatStatus(t, srv.URL); st {
+			case http.StatusOK:
+			case http.StatusInternalServerError:
+				failed++
+			default:
+				t.Fatalf("status %d %s, want 200 or the backend's 500", st, code)
+			}
+		}
+		return failed
+	}
+	if got := countErrors(10); got != 3 || fb.calls.Load() != 3 {
+		t.Fatalf("before the ejection: %d errors, %d calls to the failing backend; want 3, 3", got, fb.calls.Load())
+	}
+	at(11 * time.Second) // the ejection has ended; the backend still fails
+	if got := countErrors(10); got != 1 || fb.calls.Load() != 4 {
+		t.Fatalf("after the ejection: %d errors, %d calls to the failing backend; want 1 (ejected again by it), 4", got, fb.calls.Load())
+	}
+	at(20 * time.Second) // within fail_timeout of that failure: still out
+	if got := countErrors(4); got != 0 || fb.calls.Load() != 4 {
+		t.Fatalf("9 s after the re-ejection: %d errors, %d calls; want 0, 4", got, fb.calls.Load())
+	}
+	at(22 * time.Second)
+	fb.fail.Store(false)
+	if got := countErrors(4); got != 0 || fb.calls.Load() != 6 {
+		t.Fatalf("recovered: %d errors, %d calls; want 0, 6", got, fb.calls.Load())
+	}
+	fb.fail.Store(true) // answered since: max_fails counts again
+	if got := countErrors(10); got != 3 {
+		t.Fatalf("failing after it answered: %d errors, want 3 (max_fails)", got)
 	}
 }

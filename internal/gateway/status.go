@@ -84,19 +84,22 @@ func (g *Gateway) serveModel(w http.ResponseWriter, r *http.Request, id string) 
 // modelReadiness is one model's entry in /readyz's body.
 type modelReadiness struct {
 	Model string `json:"model"`
-	// Ready: at least one of its backends may be picked now (healthy or
-	// busy: not ejected, probe-down or breaker-open).
+	// Ready: its requests are served now, by a backend that may be picked
+	// (healthy or busy) or, with none, by a last resort.
 	Ready bool `json:"ready"`
 	// Backends counts the pool's backends (draining ones excluded),
-	// Usable those that may be picked now.
-	Backends int `json:"backends"`
-	Usable   int `json:"usable"`
+	// Usable those that may be picked now, LastResort those out of
+	// rotation by passive ejection alone (endpoint.Backend.LastResort),
+	// which serve one trial at a time each while none is usable.
+	Backends   int `json:"backends"`
+	Usable     int `json:"usable"`
+	LastResort int `json:"last_resort"`
 	// States counts the backends per /status state: healthy, busy,
 	// ejected, down (active probe failing), open (breaker).
 	States map[string]int `json:"states"`
-	// Fallback, when the model's own pool cannot serve, is the first of
-	// its fallbacks (models[].fallbacks) that can: its requests are
-	// served there.
+	// Fallback, when the model's own pool has no usable backend, is the
+	// first of its fallbacks (models[].fallbacks) that has: its requests
+	// are served there (before any last-resort trial, as admit does).
 	Fallback string `json:"fallback,omitempty"`
 }
 
@@ -106,6 +109,15 @@ type modelReadiness struct {
 // replica with the same OpenAI-shaped 503 and Retry-After, so taking the
 // replica out of its load balancer for that would only turn those answers
 // into connection errors for every other model too.
+//
+// A model whose backends are all out by passive ejection alone is served
+// (last-resort trials): ready. Passive ejection is what flapping backends
+// cause, on every replica at once (they share the backends); a 503 then
+// would take every replica out of a Kubernetes Service together, and
+// turn the trials' answers into refused connections. Probe-down and
+// breaker-open backends serve nothing: a replica none of whose models
+// has any other is 503, which is also what moves traffic off a replica
+// that alone cannot reach its backends.
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	rt := g.rt.Load()
 	now := g.now()
@@ -119,13 +131,16 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		for _, b := range p.Backends {
 			st := b.State(now)
 			m.States[st.String()]++
-			if st == endpoint.StateHealthy || st == endpoint.StateBusy {
+			switch {
+			case st == endpoint.StateHealthy || st == endpoint.StateBusy:
 				m.Usable++
+			case b.LastResort(now):
+				m.LastResort++
 			}
 		}
-		m.Ready = m.Usable > 0
+		m.Ready = m.Usable > 0 || m.LastResort > 0
 		out.Ready = out.Ready || m.Ready
-		if !m.Ready {
+		if m.Usable == 0 { // as admit: a ready fallback before a last resort
 			for _, fb := range p.Fallbacks {
 				if fp := rt.Pools[fb]; fp != nil && fp.Ready(now) {
 					m.Fallback = fb

@@ -56,6 +56,15 @@ func (f *Forwarder) mayRetry(deadline time.Time, res *Result) (time.Time, bool) 
 	return now, true
 }
 
+// unretry takes back what mayRetry counted and withdrew for a retry that
+// found no backend to send it to.
+func (f *Forwarder) unretry(res *Result) {
+	res.Retries--
+	if f.opt.Budget != nil {
+		f.opt.Budget.Refund()
+	}
+}
+
 // claim picks a backend not tried yet and takes a slot and a breaker
 // permit on it. pushedBack: an earlier attempt's 429/503 is kept, so
 // running out of backends is not this request's error.
@@ -186,9 +195,10 @@ func (f *Forwarder) declined(s sent, ttfb time.Duration, attemptsLeft bool, busy
 	switch code := s.resp.StatusCode; {
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
 		s.wd.stop()
-		res.RetryAfter = ParseRetryAfter(headerGet(s.resp.Header, "Retry-After"), f.opt.Now())
-		s.c.end(f.opt.Now(), outcome.Busy, ttfb, res.RetryAfter, false)
-		busy.keep(s)
+		wait := ParseRetryAfter(headerGet(s.resp.Header, "Retry-After"), f.opt.Now())
+		s.c.end(f.opt.Now(), outcome.Busy, ttfb, wait, false)
+		busy.keep(s, wait)
+		res.RetryAfter = busy.wait
 		return true
 	case code == http.StatusBadGateway && attemptsLeft:
 		s.wd.stop()
@@ -201,18 +211,28 @@ func (f *Forwarder) declined(s sent, ttfb time.Duration, attemptsLeft bool, busy
 	return false
 }
 
-// pushedBack is the last 429/503 a backend answered, kept open to relay
-// (with its Retry-After) if no other backend answers.
+// pushedBack is the 429/503 to relay (with its Retry-After) if no other
+// backend answers: of those the backends answered, the one whose
+// Retry-After (wait; 0 when it has none) ends first.
 type pushedBack struct {
 	resp   *http.Response
 	cancel context.CancelCauseFunc
 	b      *endpoint.Backend
+	wait   time.Duration
 }
 
-// keep replaces the kept answer with attempt s's.
-func (p *pushedBack) keep(s sent) {
+// keep takes attempt s's answer, which asks for wait, unless the answer
+// kept asks for less: the client is told the soonest any backend said it
+// may serve again, not whichever backend was tried last (one saying 30 s
+// after another said 2 s would send it away for 30). Ties take the later.
+func (p *pushedBack) keep(s sent, wait time.Duration) {
+	if p.resp != nil && p.wait < wait {
+		s.resp.Body.Close()
+		s.cancel(nil)
+		return
+	}
 	p.drop()
-	p.resp, p.cancel, p.b = s.resp, s.cancel, s.c.b
+	p.resp, p.cancel, p.b, p.wait = s.resp, s.cancel, s.c.b, wait
 }
 
 // drop closes the kept answer, if any.

@@ -56,3 +56,13 @@ func (b *Budget) Withdraw(now time.Time) bool {
 	b.balance--
 	return true
 }
+
+// Refund gives back a token Withdraw took for a retry that was never
+// sent (no backend was left to take it): the budget bounds retries made,
+// and a token spent on none would halve what a pool whose every backend
+// fails may retry, each failed request paying for one retry too many.
+func (b *Budget) Refund() {
+	b.mu.Lock()
+	b.balance = min(b.balance+1, b.max)
+	b.mu.Unlock()
+}

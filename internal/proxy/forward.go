@@ -209,6 +209,9 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			}
 		}
 		c, step := f.claim(in, sel, &tried, now, busy.resp != nil, &res)
+		if step != stepGo && attempt > 0 {
+			f.unretry(&res) // nothing was sent: no retry made
+		}
 		if step == stepStop {
 			break
 		}

@@ -114,6 +114,29 @@ func New(name string, rnd Rand, now Clock) (Picker, error) {
 // candidatePool recycles candidate slices: Select runs on every request.
 var candidatePool = sync.Pool{New: func() any { s := make([]*endpoint.Backend, 0, 16); return &s }}
 
+// soonestBusy appends to cands the busy backends not tried and with room
+// whose push-back ends first: a backend's Retry-After is honoured when
+// every backend has pushed back (the one that asked for 2 s is asked
+// before the one that asked for 30), and ties go to the picker.
+func soonestBusy(now time.Time, req *Request, backends, tried []*endpoint.Backend, peer float64, cands []*endpoint.Backend) []*endpoint.Backend {
+	var soonest time.Time
+	for _, b := range backends {
+		if contains(tried, b) || !hasCapacity(b, req, peer) || b.State(now) != endpoint.StateBusy {
+			continue
+		}
+		until := b.BusyUntil()
+		switch {
+		case len(cands) > 0 && until.After(soonest):
+			continue
+		case len(cands) > 0 && until.Before(soonest):
+			cands = cands[:0]
+		}
+		soonest = until
+		cands = append(cands, b)
+	}
+	return cands
+}
+
 // Select filters backends and asks picker for one. tried lists backends
 // already attempted for this request (retries go elsewhere). It returns nil
 // when no backend can take the request now. Busy backends (recent 429/503)
@@ -138,11 +161,7 @@ func Select(now time.Time, picker Picker, req *Request, backends []*endpoint.Bac
 		}
 	}
 	if len(cands) == 0 && busy > 0 {
-		for _, b := range backends {
-			if !contains(tried, b) && hasCapacity(b, req, peer) && b.State(now) == endpoint.StateBusy {
-				cands = append(cands, b)
-			}
-		}
+		cands = soonestBusy(now, req, backends, tried, peer, cands)
 	}
 	var chosen *endpoint.Backend
 	switch len(cands) {

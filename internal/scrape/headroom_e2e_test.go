@@ -22,58 +22,21 @@ import (
 // together stay within them.
 func TestScrapedCapKeepsLimitWithinSimSlots(t *testing.T) {
 	const slots = 4
-	s := sim.New(sim.Config{Seed: 1, Slots: slots, MaxWaiting: 100})
-	ts := httptest.NewServer(s)
-	t.Cleanup(ts.Close)
-	t.Cleanup(s.Close)
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr}
-	ctx, cancel := context.WithCancel(t.Context())
-	t.Cleanup(cancel) // runs first: ends the streams before the sim closes
-
+	bed := newSimBed(t, sim.Config{Seed: 1, Slots: slots, MaxWaiting: 100})
 	replicas := make([]*endpoint.Backend, 2)
 	for i := range replicas {
-		b, err := endpoint.New(endpoint.Spec{URL: ts.URL}, endpoint.HealthPolicy{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.SetLimiter(admission.Static(18))
-		replicas[i] = b
-	}
-	send := func(b *endpoint.Backend) {
-		if !b.Acquire() {
-			t.Fatal("Acquire refused below the limit")
-		}
-		body := `{"model":"sim-model","messages":[{"role":"user","content":"tell me a long story"}],"max_tokens":5000,"stream":true}`
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			if resp, err := client.Do(req); err == nil {
-				<-ctx.Done()
-				resp.Body.Close()
-			}
-		}()
+		replicas[i] = bed.backend(18)
 	}
 	for range 4 {
-		send(replicas[0])
+		bed.stream(replicas[0])
 	}
 	for range 2 {
-		send(replicas[1])
+		bed.stream(replicas[1])
 	}
-	// Wait (on the engine's own state, not on time) until 4 run and 2 wait.
-	deadline := time.Now().Add(30 * time.Second)
-	for st := s.Stats(); st.Running != slots || st.Waiting != 2; st = s.Stats() {
-		if time.Now().After(deadline) {
-			t.Fatalf("engine at running %d, waiting %d; want %d and 2", st.Running, st.Waiting, slots)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	bed.await(slots, 2) // 4 run and 2 wait
 
 	now := time.Now()
-	sc := scrape.NewScraper(scrape.Config{CapConcurrency: true, Now: func() time.Time { return now }}, client, nil)
+	sc := scrape.NewScraper(scrape.Config{CapConcurrency: true, Now: func() time.Time { return now }}, bed.client, nil)
 	for range 2 { // a queue in one reading proves nothing; two in a row do
 		if err := sc.ScrapeOnce(t.Context(), replicas); err != nil {
 			t.Fatal(err)
@@ -106,70 +69,99 @@ func TestScrapedCapKeepsLimitWithinSimSlots(t *testing.T) {
 // batch before (4 slots learned, the gateway capped at 4 of 64); a batch
 // that grew was not full, so nothing is learned or capped.
 func TestScrapedCapIgnoresWaitingForTheNextStep(t *testing.T) {
-	s := sim.New(sim.Config{Seed: 1, Slots: 64, MaxWaiting: 100, DecodeStepBase: time.Second})
-	ts := httptest.NewServer(s)
-	t.Cleanup(ts.Close)
-	t.Cleanup(s.Close)
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr}
-	ctx, cancel := context.WithCancel(t.Context())
-	t.Cleanup(cancel) // runs first: ends the streams before the sim closes
-
-	b, err := endpoint.New(endpoint.Spec{URL: ts.URL}, endpoint.HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.SetLimiter(admission.Static(40)) // the adaptive limit, stepping up
+	bed := newSimBed(t, sim.Config{Seed: 1, Slots: 64, MaxWaiting: 100, DecodeStepBase: time.Second})
+	b := bed.backend(40) // the adaptive limit, stepping up
 	send := func(n int) {
 		for range n {
-			if !b.Acquire() {
-				t.Fatal("Acquire refused below the limit")
-			}
-			body := `{"model":"sim-model","messages":[{"role":"user","content":"tell me a long story"}],"max_tokens":5000,"stream":true}`
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				if resp, err := client.Do(req); err == nil {
-					<-ctx.Done()
-					resp.Body.Close()
-				}
-			}()
-		}
-	}
-	// Wait (on the engine's own state) for running and waiting; the step
-	// is long enough that streams just sent are still waiting when seen.
-	await := func(running, waiting int) {
-		deadline := time.Now().Add(30 * time.Second)
-		for st := s.Stats(); st.Running != running || st.Waiting != waiting; st = s.Stats() {
-			if time.Now().After(deadline) {
-				t.Fatalf("engine at running %d, waiting %d; want %d and %d", st.Running, st.Waiting, running, waiting)
-			}
-			time.Sleep(time.Millisecond)
+			bed.stream(b)
 		}
 	}
 	now := time.Now()
-	sc := scrape.NewScraper(scrape.Config{CapConcurrency: true, Now: func() time.Time { return now }}, client, nil)
+	sc := scrape.NewScraper(scrape.Config{CapConcurrency: true, Now: func() time.Time { return now }}, bed.client, nil)
 	read := func() {
 		if err := sc.ScrapeOnce(t.Context(), []*endpoint.Backend{b}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// The step is long enough that streams just sent are still waiting
+	// when seen.
 	send(2)
-	await(2, 0)
+	bed.await(2, 0)
 	send(2) // a step up: they wait for the next step
-	await(2, 2)
+	bed.await(2, 2)
 	read()
-	await(4, 0) // they joined: the batch was not full
-	send(4)     // the next step up
-	await(4, 4)
+	bed.await(4, 0) // they joined: the batch was not full
+	send(4)         // the next step up
+	bed.await(4, 4)
 	read()
 	if limit, slots := b.ScrapedCap(); slots != 0 || limit != 0 {
 		t.Errorf("scraped cap %d, %d slots learned from streams waiting for the next step of a 64-slot engine", limit, slots)
 	}
 	if got := b.Limit(); got != 40 {
 		t.Errorf("Limit = %d, want the adaptive 40 uncapped", got)
+	}
+}
+
+// simBed is a simulator served over HTTP, with a client whose long streams
+// to it stay open until the test ends.
+type simBed struct {
+	t      *testing.T
+	sim    *sim.Server
+	url    string
+	client *http.Client
+	ctx    context.Context
+}
+
+func newSimBed(t *testing.T, cfg sim.Config) *simBed {
+	s := sim.New(cfg)
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	t.Cleanup(s.Close)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel) // runs first: ends the streams before the sim closes
+	return &simBed{t: t, sim: s, url: ts.URL, client: &http.Client{Transport: tr}, ctx: ctx}
+}
+
+// backend is a gateway's view of the simulator with a concurrency limit.
+func (bed *simBed) backend(limit int) *endpoint.Backend {
+	b, err := endpoint.New(endpoint.Spec{URL: bed.url}, endpoint.HealthPolicy{})
+	if err != nil {
+		bed.t.Fatal(err)
+	}
+	b.SetLimiter(admission.Static(limit))
+	return b
+}
+
+// stream takes a slot on b and sends a long stream, held open until the
+// test ends.
+func (bed *simBed) stream(b *endpoint.Backend) {
+	if !b.Acquire() {
+		bed.t.Fatal("Acquire refused below the limit")
+	}
+	body := `{"model":"sim-model","messages":[{"role":"user","content":"tell me a long story"}],"max_tokens":5000,"stream":true}`
+	req, err := http.NewRequestWithContext(bed.ctx, http.MethodPost, bed.url+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		bed.t.Fatal(err)
+	}
+	go func() {
+		if resp, err := bed.client.Do(req); err == nil {
+			<-bed.ctx.Done()
+			resp.Body.Close()
+		}
+	}()
+}
+
+// await waits, on the engine's own state and not on time, until running
+// streams run and waiting wait.
+func (bed *simBed) await(running, waiting int) {
+	bed.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for st := bed.sim.Stats(); st.Running != running || st.Waiting != waiting; st = bed.sim.Stats() {
+		if time.Now().After(deadline) {
+			bed.t.Fatalf("engine at running %d, waiting %d; want %d and %d", st.Running, st.Waiting, running, waiting)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
