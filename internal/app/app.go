@@ -122,7 +122,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		Logger:     logger,
 		Registry:   reg,
 		Transport:  proxy.NewTransportCache(),
-		Redis:      redisconn.NewClients(logger),
+		Redis:      redisconn.NewClients(logger, reg),
 		Background: gateway.NewBackground(),
 		Now:        now,
 		Stalls:     endpoint.NewStallWatch(endpoint.StallBeat),

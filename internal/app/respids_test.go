@@ -21,7 +21,7 @@ import (
 // cache), under the section's prefix, with its timeout.
 func TestResponseIDsRedis(t *testing.T) {
 	cfg := config.Default()
-	clients := redisconn.NewClients(nil)
+	clients := redisconn.NewClients(nil, nil)
 	if r := responseIDsRedis(&cfg, clients); r != nil {
 		t.Fatalf("no Redis configured: %+v", r)
 	}

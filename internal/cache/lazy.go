@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,8 +20,8 @@ import (
 //
 // BypassAfter calls in a row that fail for Redis' sake (unreachable,
 // closed, slower than the timeout; not an error Redis answered, such as
-// OOM) put the level in a bypass (one slow call on a busy machine does
-// not): its calls fail at once with ErrBypassed, so a request pays
+// OOM) put the level in a bypass (redisconn.Bypass; one slow call on a
+// busy machine does not): its calls fail at once with ErrBypassed, so a request pays
 // nothing for a Redis that is down or hung, where it paid the timeout on
 // every Get and Set (and rueidis retried a read against a refused
 // connection until the timeout). After a back-off (RedisBackoff, doubling
@@ -38,17 +37,9 @@ type LazyRedis struct {
 	timeout time.Duration
 	now     func() time.Time
 	log     *slog.Logger
+	bypass  *redisconn.Bypass
 
-	mu      sync.Mutex
-	fails   int           // calls failed in a row for Redis' sake
-	down    bool          // bypassing Redis
-	retryAt time.Time     // when a call may try Redis again
-	backoff time.Duration // the wait after the last failure
-	probing bool          // a retry is under way
-	warned  bool          // this bypass was logged
-	lastLog time.Time     // when a bypass was last logged
-	unlog   int           // bypasses ended at their first retry, not logged
-
+	mu       sync.Mutex
 	badLog   time.Time // when a value that is not an entry was last logged
 	badUnlog int       // such values read since, not logged
 }
@@ -63,8 +54,8 @@ const BypassAfter = 3
 // The bypass' back-off after a failure, doubled on each failed retry up to
 // RedisMaxBackoff (the rate limits' store uses the same).
 const (
-	RedisBackoff    = 500 * time.Millisecond
-	RedisMaxBackoff = 10 * time.Second
+	RedisBackoff    = redisconn.DefaultBypassBackoff
+	RedisMaxBackoff = redisconn.DefaultBypassMaxBackoff
 )
 
 // LogEvery spaces the bypass' log lines (LazyRedis).
@@ -90,24 +81,28 @@ func NewLazyRedis(clients *redisconn.Clients, opt rueidis.ClientOption, ro Redis
 		log = slog.Default()
 	}
 	build := func(c rueidis.Client) *Redis { return NewRedis(c, ro) }
-	return &LazyRedis{conn: redisconn.NewSharedLazy(clients, opt, build, RedialEvery, now), timeout: timeout, now: now, log: log}
+	return &LazyRedis{conn: redisconn.NewSharedLazy(clients, opt, build, RedialEvery, now), timeout: timeout, now: now, log: log,
+		bypass: redisconn.NewBypass(redisconn.BypassOptions{Threshold: BypassAfter, Backoff: RedisBackoff, MaxBackoff: RedisMaxBackoff,
+			LogEvery: LogEvery, Logger: log,
+			DownMsg: "cache: redis level unavailable; bypassing it (L1 and upstream answer) until it recovers",
+			UpMsg:   "cache: redis level recovered"})}
 }
 
 // Get implements Level.
 func (l *LazyRedis) Get(ctx context.Context, key string) (*Entry, bool, error) {
-	probe, err := l.admit()
+	call, err := l.admit()
 	if err != nil {
 		return nil, false, err
 	}
 	r, err := l.conn.Get()
 	if err != nil {
-		l.done(ctx, probe, err)
+		l.done(ctx, call, err)
 		return nil, false, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	e, ok, err := r.Get(cctx, key)
-	l.done(ctx, probe, err)
+	l.done(ctx, call, err)
 	l.corrupt(err)
 	return e, ok, err
 }
@@ -137,124 +132,55 @@ func (l *LazyRedis) corrupt(err error) {
 
 // Set implements Level.
 func (l *LazyRedis) Set(ctx context.Context, key string, e *Entry, ttl time.Duration) error {
-	probe, err := l.admit()
+	call, err := l.admit()
 	if err != nil {
 		return err
 	}
 	r, err := l.conn.Get()
 	if err != nil {
-		l.done(ctx, probe, err)
+		l.done(ctx, call, err)
 		return err
 	}
 	cctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	err = r.Set(cctx, key, e, ttl)
-	l.done(ctx, probe, err)
+	l.done(ctx, call, err)
 	return err
 }
 
-// admit says whether a call may go to Redis now, and whether it is the
-// bypass' retry.
-func (l *LazyRedis) admit() (probe bool, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.down {
-		return false, nil
+// admit lets a call go to Redis, or fails it with ErrBypassed.
+func (l *LazyRedis) admit() (redisconn.Call, error) {
+	call, _, ok := l.bypass.Admit(l.now())
+	if !ok {
+		return call, ErrBypassed
 	}
-	if l.probing || l.now().Before(l.retryAt) {
-		return false, ErrBypassed
-	}
-	l.probing = true
-	return true, nil
+	return call, nil
 }
 
 // done records a call's outcome: err the call's error (nil, or a miss'
-// nil), ctx the caller's context.
-func (l *LazyRedis) done(ctx context.Context, probe bool, err error) {
-	if err != nil && ctx.Err() == nil && redisDown(err) {
-		l.failed(err)
-		return
-	}
-	l.mu.Lock()
-	l.fails = 0
-	if probe {
-		l.probing = false
-	}
-	if err != nil || !l.down || !probe {
-		// The caller gave up, Redis answered an error (it is up), or a
-		// call admitted before the bypass began: no change.
-		l.mu.Unlock()
-		return
-	}
-	l.down, l.backoff = false, 0
-	warned := l.warned
-	if !warned {
-		l.unlog++
-	}
-	l.mu.Unlock()
-	if warned {
-		l.log.Info("cache: redis level recovered")
-	}
-}
-
-func (l *LazyRedis) failed(err error) {
-	l.mu.Lock()
-	if !l.down {
-		if l.fails++; l.fails < BypassAfter {
-			l.mu.Unlock()
-			return
-		}
-	}
-	first, now := !l.down, l.now()
+// nil), ctx the caller's context. An error Redis answered (OOM, a value
+// that is not an entry) is a Redis that is up.
+func (l *LazyRedis) done(ctx context.Context, call redisconn.Call, err error) {
 	switch {
-	case first:
-		l.down, l.backoff, l.warned = true, RedisBackoff, false
-	case l.probing:
-		l.backoff = min(2*l.backoff, RedisMaxBackoff)
-	}
-	// Log a bypass when it starts, or (within LogEvery of the last line)
-	// when its first retry fails: one that ends at once is only counted.
-	log := !l.warned && (l.probing || now.Sub(l.lastLog) >= LogEvery)
-	unlogged := l.unlog
-	if log {
-		l.warned, l.lastLog, l.unlog = true, now, 0
-	}
-	l.probing = false
-	l.retryAt = now.Add(l.backoff)
-	retry := l.backoff
-	l.mu.Unlock()
-	if log {
-		l.log.Warn("cache: redis level unavailable; bypassing it (L1 and upstream answer) until it recovers",
-			"retry_in", retry.String(), "short_bypasses_unlogged", unlogged, "error", err.Error())
+	case err == nil || !redisDown(err):
+		call.Up()
+	case ctx.Err() != nil:
+		call.Abandon()
+	default:
+		call.Down(l.now(), err)
 	}
 }
 
 // redisDown reports whether err says Redis is unreachable, hung or
-// unusable, rather than an answer of Redis about the call (an error reply
-// such as OOM, a value that is not an entry). Refused credentials (the
-// password changed under the gateway), a Redis loading its data set and
-// a Cluster without a quorum are unusable: every call would fail the same
-// way, each after a reconnect.
+// unusable (redisconn.IsOutage), rather than an answer of Redis about the
+// call (an error reply such as OOM, a value that is not an entry).
 func redisDown(err error) bool {
 	var de *decodeError
 	if errors.As(err, &de) {
 		return false
 	}
-	var re *rueidis.RedisError
-	if !errors.As(err, &re) {
-		return true
-	}
-	msg := re.Error()
-	for _, p := range unusablePrefixes {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
+	return redisconn.IsOutage(err)
 }
-
-// unusablePrefixes start the error replies of a Redis no call can use.
-var unusablePrefixes = []string{"NOAUTH", "WRONGPASS", "NOPERM", "LOADING", "CLUSTERDOWN", "MASTERDOWN"}
 
 // decodeError is a value read from Redis that is not an entry.
 type decodeError struct{ err error }
@@ -263,11 +189,7 @@ func (e *decodeError) Error() string { return e.err.Error() }
 func (e *decodeError) Unwrap() error { return e.err }
 
 // Degraded reports whether the level bypasses Redis now (its metric).
-func (l *LazyRedis) Degraded() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.down
-}
+func (l *LazyRedis) Degraded() bool { return l.bypass.Down() }
 
 // LocalHits is how many reads rueidis' client-side cache answered.
 func (l *LazyRedis) LocalHits() int64 {

@@ -177,7 +177,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))
 	opt.Registry.MustRegister(admission.NewCollector(func() map[string]*admission.Queue { return g.rt.Load().Queues() }))
 	opt.Registry.MustRegister(scaling.NewCollector(g.signals))
-	g.owners = newRespOwners(opt.Registry, opt.ResponseIDs, opt.ResponseIDTTL, g.now, opt.ResponseIDsRedis)
+	g.owners = newRespOwners(opt.Registry, g.log, opt.ResponseIDs, opt.ResponseIDTTL, g.now, opt.ResponseIDsRedis)
 	g.followUps = newFollowUpMetrics(opt.Registry)
 	g.registerStreamMetrics(opt.Registry)
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -55,14 +57,20 @@ func (x *exchange) parseResponses() (*cache.Parsed, error) {
 // previous_response_id the gateway knows as another tenant's is answered
 // as OpenAI (and the simulator) answer an id nobody holds
 // (previousNotFound), so the answer does not tell a tenant that the id
-// exists.
+// exists. A previous_response_id this replica does not know, which the
+// shared Redis could not be asked about, is refused (previousUnavailable).
 func (g *Gateway) acceptResponses(x *exchange) bool {
 	if x.resp.Background {
 		x.refuse(errBackground)
 		return false
 	}
 	if prev := x.resp.PreviousResponseID; prev != "" {
-		if o, ok := g.owners.lookup(x.ctx(), prev); ok {
+		o, ok, err := g.owners.find(x.ctx(), prev)
+		if err != nil {
+			x.refuse(previousUnavailable(prev, err))
+			return false
+		}
+		if ok {
 			if !o.shownTo(x.id.tenant) {
 				x.refuse(previousNotFound(prev))
 				return false
@@ -87,6 +95,26 @@ func (o respOwner) shownTo(tenant string) bool { return o.tenant == "" || o.tena
 func previousNotFound(id string) *openai.Error {
 	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "previous_response_not_found",
 		Param: "previous_response_id", Message: "Previous response with id '" + openai.Echo(id) + "' not found."}
+}
+
+// previousUnavailable answers a previous_response_id whose backend the
+// gateway cannot know now: not remembered here, and the replicas' shared
+// Redis failed or is bypassed (err, an *errIDsUnavailable). The pool's
+// policy would pick a backend that may not hold it, and its "not found"
+// would tell the client the response is gone when it is on another
+// backend; with auth on, the tenant check Redis holds would be skipped.
+// A 503 with Retry-After (the wait before Redis is tried again, at least
+// a second) says what is true: ask again shortly.
+func previousUnavailable(id string, err error) *openai.Error {
+	retry := time.Second
+	var e *errIDsUnavailable
+	if errors.As(err, &e) {
+		retry = max(e.retry, retry)
+	}
+	return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "previous_response_unavailable",
+		Param: "previous_response_id", RetryAfter: retry,
+		Message: "The gateway cannot find which backend holds previous response '" + openai.Echo(id) +
+			"' right now (its shared response id store is unavailable). Please retry shortly."}
 }
 
 // responseNotFound is the 404 of a response id that is not the caller's

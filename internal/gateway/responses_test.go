@@ -461,7 +461,7 @@ func TestResponsesFollowUpsRateLimited(t *testing.T) {
 func TestRespOwnersBounded(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	now := time.Unix(1e9, 0)
-	o := newRespOwners(reg, 10, time.Hour, func() time.Time { return now }, nil)
+	o := newRespOwners(reg, nil, 10, time.Hour, func() time.Time { return now }, nil)
 	for i := 0; i < 200; i++ {
 		o.remember(fmt.Sprintf("resp_%d", i), respOwner{backend: "a"})
 	}
@@ -497,7 +497,7 @@ func TestRespOwnersKeepTheNewest(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	now := time.Unix(1e9, 0)
 	const bound = 1000
-	o := newRespOwners(reg, bound, time.Hour, func() time.Time { return now }, nil)
+	o := newRespOwners(reg, nil, bound, time.Hour, func() time.Time { return now }, nil)
 	for i := 0; i < bound; i++ { // the first ids, each looked up often: an LFU keeps these
 		id := fmt.Sprintf("old_%d", i)
 		o.remember(id, respOwner{backend: "a"})

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -54,8 +55,9 @@ type respOwner struct {
 }
 
 // newRespOwners builds the map; shared, when not nil, is the Redis the
-// replicas share it through (its writer runs until close).
-func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration, now func() time.Time, shared *ResponseIDsRedis) *respOwners {
+// replicas share it through (its writer runs until close), log gets its
+// bypass' lines (nil: slog.Default()).
+func newRespOwners(reg prometheus.Registerer, log *slog.Logger, maxIDs int, ttl time.Duration, now func() time.Time, shared *ResponseIDsRedis) *respOwners {
 	if maxIDs <= 0 {
 		maxIDs = defaultResponseIDs
 	}
@@ -79,7 +81,7 @@ func newRespOwners(reg prometheus.Registerer, maxIDs int, ttl time.Duration, now
 			"expired ones until looked up or pushed out)."},
 		func() float64 { return float64(c.len()) }))
 	if shared != nil {
-		o.shared = newSharedOwners(reg, *shared, ttl, now)
+		o.shared = newSharedOwners(reg, log, *shared, ttl, now)
 	}
 	return o
 }
@@ -95,17 +97,32 @@ func (o *respOwners) remember(id string, owner respOwner) {
 }
 
 // lookup is the owner of id, if remembered within the TTL, here or (when
-// not here, or only probed here) in Redis, asked within its timeout.
+// not here, or only probed here) in Redis, asked within its timeout. An
+// id Redis could not be asked about is not found: see find.
 func (o *respOwners) lookup(ctx context.Context, id string) (respOwner, bool) {
+	owner, ok, _ := o.find(ctx, id)
+	return owner, ok
+}
+
+// find is lookup that says when the answer is not known: an id this
+// replica does not know, which Redis could not be asked about (failed or
+// bypassed), is an *errIDsUnavailable rather than not found. An id known
+// here only from probing is found (its backend is known) whatever Redis
+// says.
+func (o *respOwners) find(ctx context.Context, id string) (respOwner, bool, error) {
 	owner, ok := o.local(id)
 	if (ok && !owner.probed) || o.shared == nil || !saneResponseID(id) {
-		return owner, ok
+		return owner, ok, nil
 	}
-	if s, found := o.shared.get(ctx, id); found {
+	s, found, err := o.shared.get(ctx, id)
+	switch {
+	case found:
 		o.c.set(id, s) // with the time it was made: it expires here when it does there
-		return s, true
+		return s, true, nil
+	case err != nil && !ok:
+		return respOwner{}, false, err
 	}
-	return owner, ok
+	return owner, ok, nil
 }
 
 // local is the owner of id in this replica's map, if within the TTL.

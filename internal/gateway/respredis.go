@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,11 @@ const (
 	// maxSharedValue bounds a value read back: ours are a backend name,
 	// a tenant and a time.
 	maxSharedValue = 4 << 10
+	// sharedBypassAfter is how many calls in a row must fail before Redis
+	// is bypassed (redisconn.Bypass), as for the rate limits' store: a
+	// lookup that fails refuses its request (errIDsUnavailable), so one
+	// late reply must not refuse those of the next half second too.
+	sharedBypassAfter = 2
 )
 
 // sharedOwners is the Redis side of respOwners: each relayed response's
@@ -50,27 +56,52 @@ const (
 // that did not relay it finds its backend and tenant there instead of
 // probing the backends.
 //
-// Nothing waits on Redis longer than Timeout, and nothing fails because of
-// it: a lookup that cannot ask it is a miss (the caller probes, as without
-// Redis); writes go through a bounded queue to one writer goroutine,
-// owned by respOwners and stopped by close, so the relayed answer never
-// waits for them. Lookups never dial: while there is no connection they
-// miss at once and ask the writer to dial (spaced by sharedRedial).
+// Nothing waits on Redis longer than Timeout, and after sharedBypassAfter
+// failures in a row (unreachable, hung, unusable) nothing waits on it at
+// all: Redis is bypassed (redisconn.Bypass, on the gateway's clock) until
+// one lookup or write, after a back-off of 0.5s doubling to 10s, finds it
+// back. A lookup that cannot ask Redis says so (*errIDsUnavailable): the
+// caller decides what an unanswered lookup means (follow-ups probe the
+// backends; previous_response_id is refused with a 503). Writes go
+// through a bounded queue to one writer goroutine, owned by respOwners
+// and stopped by close, so the relayed answer never waits for them;
+// while bypassed they are skipped (counted), and other replicas find
+// those ids as they find ids never written. Lookups never dial: while
+// there is no connection they fail at once and ask the writer to dial
+// (spaced by sharedRedial).
 type sharedOwners struct {
 	conn    *redisconn.Lazy[sharedConn]
 	prefix  string
 	timeout time.Duration
 	ttl     time.Duration
 	now     func() time.Time
+	bypass  *redisconn.Bypass
 
 	queue chan sharedWrite
 	dial  chan struct{} // cap 1: a lookup found no connection
 	stop  chan struct{}
 	done  chan struct{}
 
-	hit, miss, lookupErr       prometheus.Counter
-	written, writeErr, dropped prometheus.Counter
+	hit, miss, lookupErr, lookupSkipped prometheus.Counter
+	written, writeErr, dropped, skipped prometheus.Counter
 }
+
+// errIDsUnavailable is a lookup Redis could not answer: it failed, or is
+// bypassed after failures. retry is the wait before Redis is tried again
+// (0: at once).
+type errIDsUnavailable struct {
+	retry time.Duration
+	err   error
+}
+
+func (e *errIDsUnavailable) Error() string {
+	return "responses ids: redis could not be asked: " + e.err.Error()
+}
+
+func (e *errIDsUnavailable) Unwrap() error { return e.err }
+
+// errBypassed is the cause of a lookup or write skipped by the bypass.
+var errBypassed = errors.New("bypassed after failures")
 
 type sharedConn struct{ c rueidis.Client }
 
@@ -88,7 +119,7 @@ type sharedValue struct {
 	At      int64  `json:"at"` // unix milliseconds
 }
 
-func newSharedOwners(reg prometheus.Registerer, opt ResponseIDsRedis, ttl time.Duration, now func() time.Time) *sharedOwners {
+func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseIDsRedis, ttl time.Duration, now func() time.Time) *sharedOwners {
 	if opt.Prefix == "" {
 		opt.Prefix = defaultSharedPrefix
 	}
@@ -104,15 +135,27 @@ func newSharedOwners(reg prometheus.Registerer, opt ResponseIDsRedis, ttl time.D
 		stop: make(chan struct{}), done: make(chan struct{})}
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_lookups_total",
 		Help: "Response ids the gateway did not remember, asked of Redis (shared by replicas), by result: hit, miss, " +
-			"error (Redis unreachable or slower than its timeout: the backends are asked in turn, as without Redis)."},
+			"error (Redis unreachable or slower than its timeout, or a value that is not an owner), bypassed (not asked: " +
+			"Redis is bypassed after failures). Unanswered, a follow-up asks the backends in turn; a previous_response_id " +
+			"is refused with a 503 and Retry-After."},
 		[]string{"result"})
 	writes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_writes_total",
 		Help: "Response owners written to (or ids deleted from) Redis, by result: ok, error (Redis unreachable or " +
-			"slow), dropped (the write queue was full). Other replicas find an id not written by asking the backends."},
+			"slow), dropped (the write queue was full), skipped (Redis bypassed after failures). Other replicas find an " +
+			"id not written by asking the backends."},
 		[]string{"result"})
 	s.hit, s.miss, s.lookupErr = lookups.WithLabelValues("hit"), lookups.WithLabelValues("miss"), lookups.WithLabelValues("error")
+	s.lookupSkipped = lookups.WithLabelValues("bypassed")
 	s.written, s.writeErr, s.dropped = writes.WithLabelValues("ok"), writes.WithLabelValues("error"), writes.WithLabelValues("dropped")
-	reg.MustRegister(lookups, writes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_queued",
+	s.skipped = writes.WithLabelValues("skipped")
+	degraded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_degraded",
+		Help: "1 while the Responses ids' Redis is bypassed after failures (unreachable, hung, unusable): lookups and " +
+			"writes skip it until one, after a back-off of 0.5s doubling to 10s, finds it back."})
+	s.bypass = redisconn.NewBypass(redisconn.BypassOptions{Threshold: sharedBypassAfter, Logger: log, Gauge: degraded,
+		DownMsg: "responses ids: redis unavailable; bypassing it (follow-ups probe the backends, previous_response_id " +
+			"not known here is refused with 503) until it recovers",
+		UpMsg: "responses ids: redis recovered"})
+	reg.MustRegister(lookups, writes, degraded, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_queued",
 		Help: "Response owner writes waiting for Redis (bounded; beyond it they are dropped)."},
 		func() float64 { return float64(len(s.queue)) }))
 	go s.run()
@@ -144,8 +187,15 @@ func (s *sharedOwners) enqueue(w sharedWrite) {
 }
 
 // get is id's owner as Redis holds it, within the timeout; false when
-// Redis does not have it, or cannot say (counted).
-func (s *sharedOwners) get(ctx context.Context, id string) (respOwner, bool) {
+// Redis does not have it. An error (*errIDsUnavailable) says Redis could
+// not be asked. Every lookup is counted.
+func (s *sharedOwners) get(ctx context.Context, id string) (respOwner, bool, error) {
+	now := s.now()
+	call, retry, ok := s.bypass.Admit(now)
+	if !ok {
+		s.lookupSkipped.Inc()
+		return respOwner{}, false, &errIDsUnavailable{retry: retry, err: errBypassed}
+	}
 	conn := s.conn.Loaded()
 	if conn == nil {
 		select {
@@ -153,26 +203,38 @@ func (s *sharedOwners) get(ctx context.Context, id string) (respOwner, bool) {
 		default:
 		}
 		s.lookupErr.Inc()
-		return respOwner{}, false
+		retry, _ := call.Down(now, redisconn.ErrUnavailable)
+		return respOwner{}, false, &errIDsUnavailable{retry: retry, err: redisconn.ErrUnavailable}
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	b, err := conn.c.Do(ctx, conn.c.B().Get().Key(s.key(id)).Build()).AsBytes()
-	if rueidis.IsRedisNil(err) {
+	b, err := conn.c.Do(cctx, conn.c.B().Get().Key(s.key(id)).Build()).AsBytes()
+	switch {
+	case rueidis.IsRedisNil(err):
+		call.Up()
 		s.miss.Inc()
-		return respOwner{}, false
-	}
-	o, derr := decodeShared(b)
-	if err != nil || derr != nil {
+		return respOwner{}, false, nil
+	case err != nil && ctx.Err() != nil: // the caller gave up: nothing said of Redis
+		call.Abandon()
 		s.lookupErr.Inc()
-		return respOwner{}, false
+		return respOwner{}, false, &errIDsUnavailable{err: err}
+	case redisconn.IsOutage(err):
+		s.lookupErr.Inc()
+		retry, _ := call.Down(s.now(), err)
+		return respOwner{}, false, &errIDsUnavailable{retry: retry, err: err}
 	}
-	if s.now().Sub(o.at) > s.ttl { // the map's TTL on the gateway's clock, as for its own ids
+	call.Up()
+	o, derr := decodeShared(b)
+	if err != nil || derr != nil { // an error reply (WRONGTYPE), or not an owner: another program's key
+		s.lookupErr.Inc()
+		return respOwner{}, false, nil
+	}
+	if now.Sub(o.at) > s.ttl { // the map's TTL on the gateway's clock, as for its own ids
 		s.miss.Inc()
-		return respOwner{}, false
+		return respOwner{}, false, nil
 	}
 	s.hit.Inc()
-	return o, true
+	return o, true, nil
 }
 
 var errSharedValue = errors.New("not a response owner")
@@ -231,10 +293,17 @@ func (s *sharedOwners) fill(batch []sharedWrite) []sharedWrite {
 	return batch
 }
 
-// write sends batch in one pipeline within ctx, counting each write.
+// write sends batch in one pipeline within ctx, counting each write;
+// while Redis is bypassed the batch is skipped.
 func (s *sharedOwners) write(ctx context.Context, batch []sharedWrite) {
+	call, _, ok := s.bypass.Admit(s.now())
+	if !ok {
+		s.skipped.Add(float64(len(batch)))
+		return
+	}
 	conn, err := s.conn.Get()
 	if err != nil {
+		call.Down(s.now(), err)
 		s.writeErr.Add(float64(len(batch)))
 		return
 	}
@@ -248,12 +317,21 @@ func (s *sharedOwners) write(ctx context.Context, batch []sharedWrite) {
 			cmds[i] = c.B().Set().Key(w.key).Value(rueidis.BinaryString(w.value)).PxMilliseconds(ms).Build()
 		}
 	}
+	var outage error
 	for _, r := range c.DoMulti(ctx, cmds...) {
-		if r.Error() != nil {
+		if err := r.Error(); err != nil {
 			s.writeErr.Inc()
+			if redisconn.IsOutage(err) {
+				outage = err
+			}
 		} else {
 			s.written.Inc()
 		}
+	}
+	if outage != nil {
+		call.Down(s.now(), outage)
+	} else {
+		call.Up()
 	}
 }
 

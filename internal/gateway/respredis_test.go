@@ -37,6 +37,7 @@ type replicaPair struct {
 	regB     *prometheus.Registry
 	gws      []*Gateway
 	asked    [2]atomic.Int64 // every request each simulator received
+	skew     atomic.Int64    // added to the gateways' clock (time.Now), in nanoseconds
 	stopOnce sync.Once
 	stops    []func()
 }
@@ -66,7 +67,8 @@ func startReplicaPair(t *testing.T, redisAddr string, timeout time.Duration, edi
 			edit(cfg)
 		}
 		reg := prometheus.NewRegistry()
-		deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg}
+		now := func() time.Time { return time.Now().Add(time.Duration(p.skew.Load())) }
+		deps := Deps{Transport: proxy.NewTransportCache(), Now: now, Rand: routing.NewRand(1), Registry: reg}
 		rt, err := Build(cfg, deps, nil)
 		if err != nil {
 			t.Fatalf("build: %v", err)
@@ -304,9 +306,9 @@ func TestRespOwnersRedis(t *testing.T) {
 	clock := func() time.Time { return now }
 	opt := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}), Timeout: hangGuard}
 	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
-	a := newRespOwners(regA, 100, time.Hour, clock, opt)
+	a := newRespOwners(regA, nil, 100, time.Hour, clock, opt)
 	defer a.close()
-	b := newRespOwners(regB, 100, time.Hour, clock, opt)
+	b := newRespOwners(regB, nil, 100, time.Hour, clock, opt)
 	defer b.close()
 	waitFor(t, func() bool { return b.shared.conn.Loaded() != nil })
 	ctx := t.Context()

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 )
 
 // FailureMode says what a FailoverStore does while its shared store is down.
@@ -54,6 +54,10 @@ type FailoverOptions struct {
 	// Timeout bounds one call to the shared store, so a hung Redis costs a
 	// request at most this much before the fallback answers. Default 100ms.
 	Timeout time.Duration
+	// Threshold is how many calls in a row must fail before the store is
+	// bypassed; each failing call takes the failure mode itself. Default
+	// DefaultThreshold.
+	Threshold int
 	// Backoff is how long after a failure the shared store is tried again;
 	// it doubles on each failed retry up to MaxBackoff. Defaults 500ms, 10s.
 	Backoff, MaxBackoff time.Duration
@@ -65,13 +69,23 @@ type FailoverOptions struct {
 	Registerer prometheus.Registerer
 }
 
+// DefaultThreshold is FailoverOptions.Threshold's default: two calls in a
+// row. One call slower than the timeout (a pause of the gateway or of
+// Redis, a busy machine) costs the request that made it its failure mode,
+// as Envoy's rate limit filter does for each call it cannot complete, but
+// not every request of the next half second: under fail-closed that
+// would be half a second of refusals for one late reply. A Redis that is
+// down fails every call, so two in a row cost it one timeout more at most.
+const DefaultThreshold = 2
+
 // FailoverStore wraps a shared store (Redis) with a fallback for when it
 // fails or times out. While healthy every call goes to the shared store.
-// After a failure the store is "degraded": calls go straight to the
-// fallback (fail-open) or are refused (fail-closed) without touching the
-// shared store, until the back-off has passed; then one call at a time
-// retries it, and the first success ends the degraded state. Time is the
-// now passed to each call.
+// A call that fails answers by the failure mode: from the fallback
+// (fail-open) or refused (fail-closed). Threshold failures in a row make
+// the store "degraded" (redisconn.Bypass): calls then take the failure
+// mode without touching the shared store until the back-off has passed;
+// then one call at a time retries it, and the first success ends the
+// degraded state. Time is the now passed to each call.
 //
 // Buckets do not move between the stores: after a switch the other store
 // starts from what it last knew (usually idle), so a transition can let
@@ -80,14 +94,9 @@ type FailoverStore struct {
 	primary  Store
 	fallback *LocalStore
 	opt      FailoverOptions
+	bypass   *redisconn.Bypass
 	errs     prometheus.Counter
 	degraded prometheus.Gauge
-
-	mu      sync.Mutex
-	down    bool      // degraded
-	retryAt time.Time // next time the primary may be tried while down
-	backoff time.Duration
-	probing bool // a retry of the primary is in flight
 }
 
 // NewFailoverStore wraps primary; fallback serves fail-open requests.
@@ -98,14 +107,8 @@ func NewFailoverStore(primary Store, fallback *LocalStore, opt FailoverOptions) 
 	if opt.Timeout <= 0 {
 		opt.Timeout = 100 * time.Millisecond
 	}
-	if opt.Backoff <= 0 {
-		opt.Backoff = 500 * time.Millisecond
-	}
-	if opt.MaxBackoff < opt.Backoff {
-		opt.MaxBackoff = max(10*time.Second, opt.Backoff)
-	}
-	if opt.Logger == nil {
-		opt.Logger = slog.Default()
+	if opt.Threshold < 1 {
+		opt.Threshold = DefaultThreshold
 	}
 	f := &FailoverStore{
 		primary: primary, fallback: fallback, opt: opt,
@@ -118,6 +121,13 @@ func NewFailoverStore(primary Store, fallback *LocalStore, opt FailoverOptions) 
 			Help: "1 while the shared rate limit store is down and the failure mode (open: local share; closed: refuse) applies.",
 		}),
 	}
+	f.bypass = redisconn.NewBypass(redisconn.BypassOptions{
+		Threshold: opt.Threshold, Backoff: opt.Backoff, MaxBackoff: opt.MaxBackoff, Logger: opt.Logger,
+		DownMsg: "rate limit store unavailable; applying failure mode until it recovers",
+		UpMsg:   "rate limit store recovered",
+		Attrs:   []any{"failure_mode", opt.Mode.String(), "replicas", opt.Replicas},
+		Gauge:   f.degraded,
+	})
 	if opt.Registerer != nil {
 		for _, c := range []prometheus.Collector{f.errs, f.degraded} {
 			if err := opt.Registerer.Register(c); err != nil {
@@ -129,11 +139,7 @@ func NewFailoverStore(primary Store, fallback *LocalStore, opt FailoverOptions) 
 }
 
 // Degraded reports whether the shared store is currently bypassed.
-func (f *FailoverStore) Degraded() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.down
-}
+func (f *FailoverStore) Degraded() bool { return f.bypass.Down() }
 
 // Take implements Store.
 func (f *FailoverStore) Take(ctx context.Context, key string, l Limit, cost int64, now time.Time) (Decision, error) {
@@ -147,78 +153,26 @@ func (f *FailoverStore) Charge(ctx context.Context, key string, l Limit, cost in
 
 // Apply implements Store.
 func (f *FailoverStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]Decision, error) {
-	f.mu.Lock()
-	if f.down && (f.probing || now.Before(f.retryAt)) {
-		retry := f.retryAt.Sub(now)
-		f.mu.Unlock()
+	call, retry, ok := f.bypass.Admit(now)
+	if !ok {
 		return f.fallbackApply(ctx, ops, now, retry, nil)
 	}
-	probe := f.down
-	if probe {
-		f.probing = true
-	}
-	f.mu.Unlock()
-
 	cctx, cancel := context.WithTimeout(ctx, f.opt.Timeout)
 	ds, err := f.primary.Apply(cctx, ops, now)
 	cancel()
 	if err == nil {
-		if probe {
-			f.recovered()
-		}
+		call.Up()
 		return ds, nil
 	}
 	if ctx.Err() != nil || isInvalid(err) {
 		// The caller gave up, or the request itself is bad: not the
 		// store's fault, so no state change.
-		if probe {
-			f.mu.Lock()
-			f.probing = false
-			f.mu.Unlock()
-		}
+		call.Abandon()
 		return nil, err
 	}
-	retry := f.failed(now, err)
-	return f.fallbackApply(ctx, ops, now, retry, err)
-}
-
-// failed records a primary failure and returns the wait before the next try.
-func (f *FailoverStore) failed(now time.Time, err error) time.Duration {
 	f.errs.Inc()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	first := !f.down
-	switch {
-	case first:
-		f.down, f.backoff = true, f.opt.Backoff
-	case f.probing:
-		f.backoff = min(2*f.backoff, f.opt.MaxBackoff)
-	}
-	f.probing = false
-	f.retryAt = now.Add(f.backoff)
-	if first {
-		f.degraded.Set(1)
-		f.opt.Logger.Warn("rate limit store unavailable; applying failure mode until it recovers",
-			"failure_mode", f.opt.Mode.String(), "replicas", f.opt.Replicas,
-			"retry_in", f.backoff.String(), "error", err.Error())
-	}
-	return f.backoff
-}
-
-func (f *FailoverStore) recovered() {
-	f.mu.Lock()
-	wasDown := f.down
-	f.down, f.probing, f.backoff = false, false, 0
-	if wasDown {
-		// Under the lock, as failed() sets 1: a request failing right
-		// after the unlock would otherwise set 1, then see this 0 land
-		// on it, leaving the gauge at "healthy" while the store is down.
-		f.degraded.Set(0)
-	}
-	f.mu.Unlock()
-	if wasDown {
-		f.opt.Logger.Info("rate limit store recovered", "failure_mode", f.opt.Mode.String())
-	}
+	retry, _ = call.Down(now, err) // 0 below the threshold: a fail-closed refusal says 1ms (Retry-After: 1)
+	return f.fallbackApply(ctx, ops, now, retry, err)
 }
 
 // fallbackApply answers while the primary is down. cause is the failure that

@@ -51,7 +51,7 @@ func newFailoverRig(t *testing.T, mode FailureMode) *failoverRig {
 	srv := redistest.Start(t)
 	r := &failoverRig{srv: srv, reg: prometheus.NewRegistry(), logs: &logBuf{}}
 	fs, err := NewFailoverStore(NewRedisStore(newClient(t, srv.Addr), RedisOptions{}), NewLocalStore(0), FailoverOptions{
-		Mode: mode, Replicas: 3, Backoff: 200 * time.Millisecond, Timeout: 10 * time.Second,
+		Mode: mode, Replicas: 3, Threshold: 1, Backoff: 200 * time.Millisecond, Timeout: 10 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(r.logs, nil)), Registerer: r.reg,
 	})
 	if err != nil {

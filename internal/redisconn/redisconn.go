@@ -56,8 +56,9 @@ func Option(c config.Redis) rueidis.ClientOption {
 // ids need no tracking, and the cache's reads then each go to Redis
 // (rueidis' DoCache falls back to Do). The client is a swapClient, which
 // does the same when the Redis is replaced by one without RESP3 later;
-// log gets its one line then (nil: slog.Default()).
-func dial(opt rueidis.ClientOption, log *slog.Logger) (rueidis.Client, error) {
+// log gets its one line then (nil: slog.Default()), counts counts it (nil:
+// not counted).
+func dial(opt rueidis.ClientOption, log *slog.Logger, counts *swapCounts) (rueidis.Client, error) {
 	client, err := rueidis.NewClient(opt)
 	if err != nil && !opt.DisableCache && errors.Is(err, rueidis.ErrNoCache) {
 		opt.DisableCache = true
@@ -66,7 +67,7 @@ func dial(opt rueidis.ClientOption, log *slog.Logger) (rueidis.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSwapClient(opt, client, log), nil
+	return newSwapClient(opt, client, log, counts), nil
 }
 
 // ErrUnavailable is returned (wrapped) while there is no connection: a
@@ -176,5 +177,5 @@ func (l *Lazy[T]) dial() (rueidis.Client, error) {
 	if l.clients != nil {
 		return l.clients.acquire(l.opt)
 	}
-	return dial(l.opt, nil)
+	return dial(l.opt, nil, nil)
 }

@@ -76,7 +76,7 @@ func TestOptionDefaults(t *testing.T) {
 // another Redis: its own client.
 func TestSharedLazyOneClient(t *testing.T) {
 	rd := redistest.Start(t)
-	clients := NewClients(nil)
+	clients := NewClients(nil, nil)
 	opt := Option(config.Redis{Addrs: []string{rd.Addr}})
 	a := NewSharedLazy(clients, opt, build, 0, nil)
 	b := NewSharedLazy(clients, Option(config.Redis{Addrs: []string{rd.Addr}, ConnectTimeout: config.Duration(time.Second)}),
@@ -146,7 +146,7 @@ func TestClientKeySeedOrder(t *testing.T) {
 // takes it, its redial interval notwithstanding (it dialled nothing).
 func TestSharedLazyNoWaitOnAnothersDial(t *testing.T) {
 	rd := redistest.Start(t)
-	clients := NewClients(nil)
+	clients := NewClients(nil, nil)
 	opt := Option(config.Redis{Addrs: []string{rd.Addr}, ConnectTimeout: config.Duration(time.Minute)})
 	a := NewSharedLazy(clients, opt, build, 0, nil)
 	frozen := time.Unix(1000, 0)

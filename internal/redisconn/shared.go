@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 )
 
@@ -21,7 +22,8 @@ import (
 // them equal but for connect_timeout). The process owns one Clients
 // (internal/app); its users reach it through NewSharedLazy.
 type Clients struct {
-	log *slog.Logger
+	log   *slog.Logger
+	swaps *swapCounts
 
 	mu      sync.Mutex
 	clients map[string]*sharedClient
@@ -39,9 +41,10 @@ const SharedName = "sluice"
 
 // NewClients returns an empty set of shared clients; log gets a client's
 // rare events (its Redis no longer offering RESP3: swapClient), nil is
-// slog.Default().
-func NewClients(log *slog.Logger) *Clients {
-	return &Clients{log: log, clients: map[string]*sharedClient{}}
+// slog.Default(); reg, when not nil, gets their count
+// (sluice_redis_resp2_swaps_total).
+func NewClients(log *slog.Logger, reg prometheus.Registerer) *Clients {
+	return &Clients{log: log, swaps: newSwapCounts(reg), clients: map[string]*sharedClient{}}
 }
 
 // acquire returns the client for opt, dialling it when there is none, and
@@ -65,7 +68,7 @@ func (c *Clients) acquire(opt rueidis.ClientOption) (rueidis.Client, error) {
 	c.clients[key] = sc
 	c.mu.Unlock()
 
-	client, err := dial(opt, c.log)
+	client, err := dial(opt, c.log, c.swaps)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()

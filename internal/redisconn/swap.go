@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 )
 
@@ -30,9 +31,10 @@ const downgradeSpacing = time.Second
 // so there is no swap back (the cache's reads are then each a round trip,
 // as for a Redis without RESP3 at start).
 type swapClient struct {
-	opt rueidis.ClientOption
-	log *slog.Logger
-	now func() time.Time
+	opt    rueidis.ClientOption
+	log    *slog.Logger
+	now    func() time.Time
+	counts *swapCounts // nil: not counted
 
 	cur atomic.Pointer[heldClient]
 
@@ -46,11 +48,41 @@ type swapClient struct {
 // heldClient boxes a rueidis.Client for the atomic pointer.
 type heldClient struct{ c rueidis.Client }
 
-func newSwapClient(opt rueidis.ClientOption, c rueidis.Client, log *slog.Logger) *swapClient {
+// swapCounts counts the replacements of swapClients: swapped (the client
+// was replaced by one without client-side caching) and failed (that
+// client could not connect; a later call retries).
+type swapCounts struct{ swapped, failed prometheus.Counter }
+
+// newSwapCounts registers sluice_redis_resp2_swaps_total with reg (nil:
+// none, and nothing is counted).
+func newSwapCounts(reg prometheus.Registerer) *swapCounts {
+	if reg == nil {
+		return nil
+	}
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_redis_resp2_swaps_total",
+		Help: "Shared Redis clients replaced, while running, by one without client-side caching because their Redis " +
+			"stopped offering it (no RESP3, or CLIENT TRACKING refused), by result: swapped, or failed (the " +
+			"replacement could not connect; retried on a later call). After a swap the cache's second level reads " +
+			"each go to Redis."}, []string{"result"})
+	reg.MustRegister(v)
+	return &swapCounts{swapped: v.WithLabelValues("swapped"), failed: v.WithLabelValues("failed")}
+}
+
+func (c *swapCounts) count(ok bool) {
+	switch {
+	case c == nil:
+	case ok:
+		c.swapped.Inc()
+	default:
+		c.failed.Inc()
+	}
+}
+
+func newSwapClient(opt rueidis.ClientOption, c rueidis.Client, log *slog.Logger, counts *swapCounts) *swapClient {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &swapClient{opt: opt, log: log, now: time.Now}
+	s := &swapClient{opt: opt, log: log, now: time.Now, counts: counts}
 	s.cur.Store(&heldClient{c})
 	return s
 }
@@ -96,6 +128,7 @@ func (s *swapClient) replace(old rueidis.Client, opt rueidis.ClientOption) {
 		if err == nil {
 			nc.Close()
 		} else {
+			s.counts.count(false)
 			s.log.Warn("redis: the server no longer offers client-side caching (no RESP3 or CLIENT TRACKING), and a client without it could not connect; retrying on a later call",
 				"addrs", opt.InitAddress, "error", err.Error())
 		}
@@ -105,6 +138,7 @@ func (s *swapClient) replace(old rueidis.Client, opt rueidis.ClientOption) {
 	s.cur.Store(&heldClient{nc})
 	s.mu.Unlock()
 	old.Close()
+	s.counts.count(true)
 	s.log.Warn("redis: the server no longer offers client-side caching (no RESP3 or CLIENT TRACKING); reconnected without it (the cache's reads now each go to Redis)",
 		"addrs", opt.InitAddress)
 }

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
 
@@ -65,7 +67,7 @@ func TestOneClientTracksOnlyCachedReads(t *testing.T) {
 
 func checkTracking(t *testing.T, addrs string, other func(args ...string) (string, error), servers ...*redistest.Server) {
 	ctx := context.Background()
-	client, err := dial(Option(config.Redis{Addrs: strings.Split(addrs, ",")}), nil)
+	client, err := dial(Option(config.Redis{Addrs: strings.Split(addrs, ",")}), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +138,7 @@ func TestDialWithoutRESP3(t *testing.T) {
 		}
 		t.Fatalf("a client-side caching client on RESP2: %v, want ErrNoCache", err)
 	}
-	clients := NewClients(nil)
+	clients := NewClients(nil, nil)
 	l := NewSharedLazy(clients, opt, func(c rueidis.Client) *rueidis.Client { return &c }, 0, nil)
 	defer l.Close()
 	cp, err := l.Get()
@@ -166,7 +168,8 @@ func TestDialWithoutRESP3(t *testing.T) {
 // reads each go to Redis.
 func TestRedisReplacedWithoutRESP3(t *testing.T) {
 	rd := redistest.Start(t)
-	clients := NewClients(nil)
+	reg := prometheus.NewRegistry()
+	clients := NewClients(nil, reg)
 	l := NewSharedLazy(clients, Option(config.Redis{Addrs: []string{rd.Addr}}), func(c rueidis.Client) *rueidis.Client { return &c }, 0, nil)
 	cp, err := l.Get()
 	if err != nil {
@@ -198,6 +201,9 @@ func TestRedisReplacedWithoutRESP3(t *testing.T) {
 	}
 	if sc.cached() {
 		t.Fatal("the client still has client-side caching after the swap")
+	}
+	if n := promtest.Value(t, reg, "sluice_redis_resp2_swaps_total", "swapped"); n != 1 {
+		t.Fatalf("sluice_redis_resp2_swaps_total{result=swapped} = %v, want 1", n)
 	}
 	for range 2 {
 		r := client.DoCache(context.Background(), client.B().Get().Key("k").Cache(), time.Minute)

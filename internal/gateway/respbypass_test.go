@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
+	"github.com/sluice-gw/sluice/internal/testutil/redistest"
+)
+
+// TestResponsesIDsRedisBypassed: with the replicas' Redis frozen
+// (SIGSTOP), B cannot know which simulator holds a response A made. A
+// previous_response_id through B is refused with a 503 and Retry-After
+// (the pool's policy could send it to the simulator that does not hold it,
+// whose "not found" would be false); after sharedBypassAfter lookups that
+// timed out, Redis is bypassed: lookups are not sent (they no longer wait
+// for the timeout), follow-ups probe the backends and find the response,
+// B's writes are skipped, the degraded gauge says so. Redis resumed, the
+// first lookup after the back-off ends the bypass and the continuation
+// lands on its owner. Before, each lookup waited for the timeout and the
+// continuation went wherever round robin sent it.
+func TestResponsesIDsRedisBypassed(t *testing.T) {
+	rd := redistest.Start(t)
+	p := startReplicaPair(t, rd.Addr, 300*time.Millisecond, nil)
+	p.connected(t)
+	create := func(url string) string {
+		t.Helper()
+		resp := post(t, url+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`)
+		got := readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("create: %d %s", resp.StatusCode, got)
+		}
+		return decodeResponse(t, got).ID
+	}
+	id := create(p.a.URL)
+	p.written(t, 1)
+	cont := func() (*http.Response, string) {
+		resp := post(t, p.b.URL+"/v1/responses", `{"model":"m1","input":"and then?","max_output_tokens":2,"previous_response_id":"`+id+`"}`)
+		return resp, readAll(t, resp)
+	}
+	lookups := func(result string) float64 {
+		return promtest.Value(t, p.regB, "sluice_responses_ids_redis_lookups_total", result)
+	}
+
+	rd.Pause()
+	t.Cleanup(rd.Resume) // before the server's own cleanup stops it
+	before := p.requests()
+	for i := range sharedBypassAfter + 3 {
+		resp, got := cont()
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(got, `"code":"previous_response_unavailable"`) {
+			t.Fatalf("continuation %d with Redis frozen: %d Retry-After %q %s; want 503 previous_response_unavailable",
+				i, resp.StatusCode, resp.Header.Get("Retry-After"), got)
+		}
+	}
+	if n := p.requests() - before; n != 0 {
+		t.Fatalf("refused continuations reached the simulators %d times", n)
+	}
+	if e, b := lookups("error"), lookups("bypassed"); e != sharedBypassAfter || b != 3 {
+		t.Fatalf("lookups: %v timed out, %v bypassed; want %d and 3", e, b, sharedBypassAfter)
+	}
+	if g := promtest.Value(t, p.regB, "sluice_responses_ids_redis_degraded", ""); g != 1 {
+		t.Fatalf("degraded gauge %v, want 1", g)
+	}
+	// A follow-up probes the backends, without asking Redis.
+	resp := do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "")
+	if got := readAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("GET through B while bypassed: %d %s", resp.StatusCode, got)
+	}
+	if e, b := lookups("error"), lookups("bypassed"); e != sharedBypassAfter || b != 4 {
+		t.Fatalf("after a follow-up: %v timed out, %v bypassed; want %d and 4", e, b, sharedBypassAfter)
+	}
+	// B's own response: its write is skipped, not queued behind a frozen Redis.
+	create(p.b.URL)
+	waitFor(t, func() bool {
+		return promtest.Value(t, p.regB, "sluice_responses_ids_redis_writes_total", "skipped") >= 1
+	})
+
+	rd.Resume()
+	p.skew.Add(int64(time.Minute)) // past the back-off
+	waitFor(t, func() bool {
+		resp, _ := cont()
+		return resp.StatusCode == 200
+	})
+	if g := promtest.Value(t, p.regB, "sluice_responses_ids_redis_degraded", ""); g != 0 {
+		t.Fatalf("degraded gauge %v after recovery, want 0", g)
+	}
+	if lookups("hit") < 1 {
+		t.Fatal("the continuation after recovery was not found in Redis")
+	}
+}
