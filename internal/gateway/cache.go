@@ -138,8 +138,10 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 		if !e.Fresh.IsZero() {
 			left = e.Fresh.Sub(now)
 		}
-		if status, ok := replay(w, vals, e, peek, age, xc, rt.cacheControl(left), pool.Model); ok {
-			return plan, true, status, stale
+		if !lacksUsage(e, peek) {
+			if status, ok := replay(w, vals, e, peek, age, xc, rt.cacheControl(left), pool.Model); ok {
+				return plan, true, status, stale
+			}
 		}
 	}
 	w.Header()["X-Cache"] = missValue
@@ -194,14 +196,6 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 	if err != nil || data == nil {
 		return 0, false
 	}
-	if e.Status == http.StatusOK && e.IsStream() && peek.Stream && peek.IncludeUsage && !streamHasUsage(e.Events) {
-		// A stream stored without its usage chunk (its client did not ask
-		// for one) cannot answer a stream that asks for it: a miss, whose
-		// answer then replaces it. (A JSON request is answered from it
-		// without "usage", which the API allows: coalescing a burst of
-		// mixed JSON and stream requests matters more.)
-		return 0, false
-	}
 	h := w.Header()
 	h["Content-Type"] = headerValue(ct)
 	h["X-Cache"] = headerValue(xcache)
@@ -228,6 +222,18 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 	} // else the Write sends the 200: one call, and one clock read of the send deadline, fewer
 	w.Write(data)
 	return e.Status, true
+}
+
+// lacksUsage reports whether e is a stream stored without its usage chunk
+// (its client did not ask for one) and peek wants the usage: a stream
+// asking for it (stream_options.include_usage), or a JSON request, whose
+// answer always carries "usage" (OpenAI's does; the SDKs expose it, and
+// clients bill and budget with it). Such a lookup is a miss, whose answer
+// then replaces the entry and serves every shape. (A flight converts its
+// own answer whatever it carries: the backend was asked for the usage
+// there, see upstreamCall.flightKey.)
+func lacksUsage(e *cache.Entry, peek openai.Peek) bool {
+	return e.Status == http.StatusOK && e.IsStream() && (!peek.Stream || peek.IncludeUsage) && !streamHasUsage(e.Events)
 }
 
 // streamHasUsage reports whether a stored stream carries its usage: the

@@ -68,8 +68,8 @@ func TestStaleWhileRevalidateFreshnessJittered(t *testing.T) {
 // simulator, like vLLM), and stream_options is not part of the cache key.
 // A stream stored without it used to answer an include_usage stream with
 // no usage chunk (HIT); now that request is a MISS whose answer, with its
-// usage, replaces the entry. A JSON request is still answered from such a
-// stream, without "usage" (optional in the API's completion object).
+// usage, replaces the entry. (A JSON request misses too:
+// TestJSONAfterAStreamWithoutUsageCarriesUsage.)
 func TestCachedStreamWithoutUsageAnswersNoUsageRequest(t *testing.T) {
 	s := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond})
 	defer s.Close()

@@ -180,16 +180,11 @@ func (g *Gateway) release(x *exchange) {
 }
 
 // record is the chain's last step, run after whichever stage answered:
-// settle the token reservation with the usage reported (or give it all
-// back: unreached), release the body, then the access line and the metrics.
+// settle the token reservation (settle), release the body, then the
+// access line and the metrics.
 func (g *Gateway) record(x *exchange) {
-	switch {
-	case !x.limited:
-	case x.rec.result.UsageKnown:
-		u := x.rec.result.Usage
-		x.rl.Reconcile(context.WithoutCancel(x.ctx()), int64(u.PromptTokens+u.CompletionTokens), g.now())
-	case unreached(&x.rec):
-		x.rl.Reconcile(context.WithoutCancel(x.ctx()), 0, g.now())
+	if x.limited {
+		g.settle(x)
 	}
 	if x.body != nil {
 		x.body.Release()
@@ -200,13 +195,47 @@ func (g *Gateway) record(x *exchange) {
 	g.finish(&x.rec)
 }
 
+// settle corrects x's token reservation to what its answer cost the
+// backends: the usage a backend reported; nothing for a request no
+// backend worked on (unreached, answered from the cache or by another
+// request's flight, or declined by its backend); for a stream whose
+// client asked for no usage, the prompt's estimate and the tokens
+// relayed (one per event carrying text). Anything else (a backend error
+// or a stream cut before any text, with no usage) keeps the estimate: the
+// backend may have spent it. Request counts always stay, as nginx
+// limit_req counts every request.
+func (g *Gateway) settle(x *exchange) {
+	res := &x.rec.result
+	var tokens int64
+	switch {
+	case res.UsageKnown:
+		tokens = int64(res.Usage.PromptTokens + res.Usage.CompletionTokens)
+	case unreached(&x.rec), x.rec.cache != "", declined(&x.rec):
+	case res.TextEvents > 0 && x.body != nil:
+		tokens = int64(admission.EstimateCost(len(x.body.Bytes()), 0, 0)) + int64(res.TextEvents)
+	default:
+		return
+	}
+	x.rl.Reconcile(context.WithoutCancel(x.ctx()), tokens, g.now())
+}
+
 // unreached reports a request refused after its rate limits were charged
 // and before any backend was sent it: shed or timed out in the admission
 // queue, no healthy backend, the client gone while it waited, a job
 // finding no room (it runs, and is charged, again later). No backend
-// spent a token on it, so its token reservation is given back; its
-// request counts stay, as nginx limit_req counts every request.
+// spent a token on it, so its token reservation is given back.
 func unreached(rec *record) bool { return rec.result.Attempts == 0 && rec.status >= 400 }
+
+// declined reports a request its backends refused without generating: an
+// overload refusal (429, 503: the seed's "server busy") or a request
+// refused as invalid (another 4xx, such as vLLM's 400 for a prompt over
+// the context), with no usage. A 408 or a client gone (499) may come after
+// work, and keep the estimate.
+func declined(rec *record) bool {
+	s := rec.status
+	return !rec.result.UsageKnown && (s == http.StatusServiceUnavailable ||
+		s >= 400 && s < 500 && s != http.StatusRequestTimeout && s != 499)
+}
 
 // identifyStage decides who is asking: the client address (behind
 // trusted proxies), a job's tenant or a worker's assertion of one, else
@@ -418,6 +447,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.pin = x.respPin
 	c.keepID = x.resp != nil && x.resp.Store
 	c.cpuOnly, c.ep = x.ep.CPUOnly(), x.ep
+	c.countText = x.limited && x.parsed.Peek.Stream && !x.parsed.Peek.IncludeUsage && x.ep == openai.EndpointNone && x.resp == nil && x.rl.ChargesTokens()
 	return c
 }
 

@@ -52,10 +52,6 @@ type flightOpts struct {
 	limit    int           // cache.max_entry: the most bytes the buffer holds
 	lagGrace time.Duration // how long a full window may wait for a lagging client
 	tenant   string        // the leader's
-	// usage: the leader asked for the answer's usage (a JSON request, or
-	// a stream with stream_options.include_usage); a backend sends a
-	// stream's usage chunk only when asked.
-	usage bool
 }
 
 // account adds delta to the bytes held by flights.
@@ -448,10 +444,6 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, pe
 		return 0, goAlone
 	}
 	upstreamStream := strings.HasPrefix(header.Get("Content-Type"), "text/event-stream")
-	if !leader && status == http.StatusOK && upstreamStream && peek.Stream && peek.IncludeUsage && !f.opts.usage {
-		// It asked for the usage chunk the leader's stream will not have.
-		return 0, goAlone
-	}
 	if status == http.StatusOK && upstreamStream != peek.Stream {
 		f.unregister(r) // converting needs the whole answer, not a place in it
 		return f.relayConverted(ctx, w, peek, xcache)

@@ -61,6 +61,10 @@ type upstreamCall struct {
 	// the chat family and the Responses API), whose answers report usage
 	// in their own shapes (proxy.Request.Endpoint).
 	ep openai.ModelEndpoint
+	// countText: a stream whose client asked for no usage, charged to a
+	// token limit: its relay counts the events carrying generated text,
+	// which settle the charge (record, proxy.Request.CountText).
+	countText bool
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
@@ -78,7 +82,7 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
-		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep,
+		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText,
 		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)
 }
@@ -191,7 +195,7 @@ func readaheadOf(w http.ResponseWriter) *proxy.ReadaheadWriter {
 // the request on its own (the flight it joined ended without an answer for
 // it); it has then written nothing. vals back the answer's header values.
 func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, vals *answerValues, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) bool {
-	f, leader := rt.flights.join(c.plan.key, false, rt.flightOpts(c))
+	f, leader := rt.flights.join(c.flightKey(), false, rt.flightOpts(c))
 	defer rt.flights.leave(f)
 	xcache := "COALESCED"
 	var r *reader
@@ -255,11 +259,25 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 	return true
 }
 
+// flightKey is the flight c joins. A stream whose client asked for no
+// usage (stream_options.include_usage) gets a backend answer without it,
+// which can answer neither a JSON request (OpenAI's always carries
+// "usage") nor a stream asking for it; and an answer with usage would
+// hand such a stream a usage chunk it did not ask for. So those streams
+// share flights with each other only, and the requests that want usage
+// (JSON, or a stream with include_usage) with each other: a burst of
+// both makes two backend calls, never one per request.
+func (c *upstreamCall) flightKey() string {
+	if c.peek.Stream && !c.peek.IncludeUsage {
+		return c.plan.key + "\x00no-usage"
+	}
+	return c.plan.key
+}
+
 // flightOpts bounds a flight led by c: cache.max_entry bytes, a lagging
 // client detached after server.send_timeout.
 func (rt *Runtime) flightOpts(c *upstreamCall) flightOpts {
-	return flightOpts{limit: int(rt.Config.Cache.MaxEntry), lagGrace: rt.Config.Server.SendTimeout.D(), tenant: c.id.tenant,
-		usage: !c.peek.Stream || c.peek.IncludeUsage}
+	return flightOpts{limit: int(rt.Config.Cache.MaxEntry), lagGrace: rt.Config.Server.SendTimeout.D(), tenant: c.id.tenant}
 }
 
 // startUpstream sends the flight's one upstream request. The flight's
@@ -301,10 +319,10 @@ type freshInL1 interface {
 // only when the pool has room at once: in the batch class and with a
 // deadline already due, it never makes a live request wait.
 func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *upstreamCall) {
-	if rt.flights == nil || rt.flights.inFlight(c.plan.key) {
+	if rt.flights == nil || rt.flights.inFlight(c.flightKey()) {
 		return
 	}
-	f, leader := rt.flights.join(c.plan.key, true, rt.flightOpts(c))
+	f, leader := rt.flights.join(c.flightKey(), true, rt.flightOpts(c))
 	if !leader {
 		rt.flights.leave(f)
 		return

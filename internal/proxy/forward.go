@@ -140,6 +140,11 @@ type Request struct {
 	// in that endpoint's shapes (openai.FindEndpointUsage), from the whole
 	// answer when it is held (a rerank's usage precedes its results).
 	Endpoint openai.ModelEndpoint
+	// CountText: count the events of a streamed answer that carry
+	// generated text (Result.TextEvents), for a stream whose client asked
+	// for no usage and whose tokens a limit must settle. Off, the relay
+	// does no per-event work for it.
+	CountText bool
 }
 
 // findUsage reads the usage in an answer's end (or whole) in the shapes
@@ -163,6 +168,9 @@ type Result struct {
 	TTFB       time.Duration
 	Usage      openai.Usage
 	UsageKnown bool
+	// TextEvents is the number of events relayed that carried generated
+	// text (openai.CountTextEvents), counted only for Request.CountText.
+	TextEvents int
 	// Err is why the request failed. When Written is false the caller must
 	// answer the client with it; when true, the response already started.
 	Err     error

@@ -67,6 +67,9 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 				}
 			}
 			tl.write(out)
+			if in.CountText {
+				res.TextEvents += openai.CountTextEvents(out)
+			}
 			if in.Capture != nil {
 				in.Capture.write(out)
 			}

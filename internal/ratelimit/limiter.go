@@ -187,6 +187,10 @@ func (r Result) Reconcile(ctx context.Context, actualTokens int64, now time.Time
 	return nil
 }
 
+// ChargesTokens reports whether an allowed request took tokens from a
+// token limit: only then does its usage need settling (Reconcile).
+func (r Result) ChargesTokens() bool { return r.res != nil && len(r.res.ops) > 0 }
+
 // MaxTokens bounds a token reservation and a reconciled total. Far above
 // any real request (the gateway's own estimates are capped at 2^32 too), it keeps
 // every difference of two counts and every GCRA step (cost times the
