@@ -241,9 +241,10 @@ func (b *build) onShared(be *endpoint.Backend, f func()) {
 func (b *build) pools() error {
 	cfg := b.cfg
 	hp := endpoint.HealthPolicy{
-		MaxFails:    cfg.Health.MaxFails,
-		FailTimeout: cfg.Health.FailTimeout.D(),
-		BusyPenalty: cfg.Health.BusyPenalty.D(),
+		MaxFails:        cfg.Health.MaxFails,
+		FailTimeout:     cfg.Health.FailTimeout.D(),
+		BusyPenalty:     cfg.Health.BusyPenalty.D(),
+		MaxEjectionTime: cfg.Health.MaxEjectionTime.D(),
 	}
 	for i := range cfg.Models {
 		mc := &cfg.Models[i]

@@ -132,7 +132,12 @@ type Health struct {
 	MaxFails    int      `yaml:"max_fails"`
 	FailTimeout Duration `yaml:"fail_timeout"`
 	BusyPenalty Duration `yaml:"busy_penalty"`
-	Active      Active   `yaml:"active"`
+	// MaxEjectionTime, above FailTimeout, lengthens each passive ejection
+	// of a backend that keeps failing after its return: the nth in a row
+	// lasts n × fail_timeout up to this (Envoy's max_ejection_time). 0,
+	// the default: every ejection lasts fail_timeout (nginx).
+	MaxEjectionTime Duration `yaml:"max_ejection_time"`
+	Active          Active   `yaml:"active"`
 }
 
 // Active health probing, on by default (every 5s): which backends are
@@ -450,6 +455,9 @@ func (c *Config) validateHealth(bad badFunc) {
 	}
 	if c.Health.MaxFails > 0 && c.Health.FailTimeout <= 0 {
 		bad("health.fail_timeout", "must be positive when max_fails > 0")
+	}
+	if c.Health.MaxEjectionTime < 0 {
+		bad("health.max_ejection_time", "must be >= 0")
 	}
 	if a := c.Health.Active; a.Interval > 0 {
 		if !strings.HasPrefix(a.Path, "/") {

@@ -79,6 +79,12 @@ type HealthPolicy struct {
 	// BusyPenalty is how long a backend that said 429/503 without a
 	// Retry-After is deprioritised.
 	BusyPenalty time.Duration
+	// MaxEjectionTime, above FailTimeout, lengthens the ejections of a
+	// backend that keeps failing after each return: the nth in a row
+	// lasts n × FailTimeout, up to MaxEjectionTime (Envoy's outlier
+	// detection, base_ejection_time and max_ejection_time). 0, or at most
+	// FailTimeout: every ejection lasts FailTimeout (nginx).
+	MaxEjectionTime time.Duration
 }
 
 // Backend is one upstream server's live state. Safe for concurrent use.
@@ -118,9 +124,11 @@ type Backend struct {
 	policy     HealthPolicy
 	failTimes  []time.Time // recent failures, fewer than MaxFails; sliding window
 	ejectUntil time.Time
-	// probation: passively ejected and not answered since; its next
-	// failure ejects it again at once (see Observe).
-	probation bool
+	// ejectRun counts the passive ejections since the backend last
+	// answered (0: it has answered since, or was never ejected). Above 0
+	// it is on probation: its next failure ejects it again at once, for
+	// HealthPolicy.ejectionTime(ejectRun) (ejection.go).
+	ejectRun  int
 	ejections chan<- struct{} // sent a value on each ejection (SignalEjections); nil: none
 	busyUntil time.Time
 	probeDown bool
@@ -499,7 +507,7 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 		if b.policy.MaxFails <= 0 {
 			return
 		}
-		if b.probation {
+		if b.ejectRun > 0 {
 			b.ejectAgainLocked(now)
 			return
 		}
@@ -516,7 +524,7 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 		if len(b.failTimes) >= b.policy.MaxFails {
 			b.ejectUntil = now.Add(b.policy.FailTimeout)
 			b.failTimes = b.failTimes[:0]
-			b.probation = true
+			b.ejectRun = 1
 			b.signalEjectionLocked()
 		}
 	}

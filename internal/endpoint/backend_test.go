@@ -160,6 +160,7 @@ func failures(offsets ...time.Duration) []event {
 func TestPassiveHealth(t *testing.T) {
 	const s = time.Second
 	nginx := HealthPolicy{MaxFails: 3, FailTimeout: 10 * s, BusyPenalty: 2 * s}
+	growing := HealthPolicy{MaxFails: 2, FailTimeout: 10 * s, MaxEjectionTime: 35 * s}
 	tests := []struct {
 		name   string
 		policy HealthPolicy
@@ -187,6 +188,25 @@ func TestPassiveHealth(t *testing.T) {
 		{"an answer after an ejection restores max_fails", HealthPolicy{MaxFails: 2, FailTimeout: 10 * s},
 			[]event{{0, outcome.Failure, 0}, {1 * s, outcome.Failure, 0}, {12 * s, outcome.Success, 0}, {13 * s, outcome.Failure, 0}},
 			[]check{{13 * s, StateHealthy}}},
+		{"max_ejection_time: the second ejection in a row lasts 2 × fail_timeout (Envoy)", growing,
+			failures(0, 1*s, 12*s), // back at 11s, its first request fails
+			[]check{{32*s - 1, StateEjected}, {32 * s, StateHealthy}}},
+		{"max_ejection_time: the third 3 × fail_timeout", growing,
+			failures(0, 1*s, 12*s, 33*s), // back at 11s and 32s
+			[]check{{63*s - 1, StateEjected}, {63 * s, StateHealthy}}},
+		{"max_ejection_time: the fourth capped at max_ejection_time", growing,
+			failures(0, 1*s, 12*s, 33*s, 64*s), // back at 11s, 32s, 63s
+			[]check{{99*s - 1, StateEjected}, {99 * s, StateHealthy}}},
+		{"max_ejection_time: a failure during a grown ejection restarts it, not grows it", growing,
+			failures(0, 1*s, 12*s, 20*s),
+			[]check{{40*s - 1, StateEjected}, {40 * s, StateHealthy}}},
+		{"max_ejection_time: an answer ends the run", growing,
+			[]event{{0, outcome.Failure, 0}, {1 * s, outcome.Failure, 0}, {12 * s, outcome.Failure, 0}, {32 * s, outcome.Success, 0},
+				{33 * s, outcome.Failure, 0}, {34 * s, outcome.Failure, 0}, {44 * s, outcome.Failure, 0}},
+			[]check{{34 * s, StateEjected}, {44*s - 1, StateEjected}, {44 * s, StateEjected}, {64*s - 1, StateEjected}, {64 * s, StateHealthy}}},
+		{"max_ejection_time at most fail_timeout: nginx", HealthPolicy{MaxFails: 2, FailTimeout: 10 * s, MaxEjectionTime: 10 * s},
+			failures(0, 1*s, 12*s, 23*s),
+			[]check{{33*s - 1, StateEjected}, {33 * s, StateHealthy}}},
 		{"a failure during the ejection runs it fail_timeout from then", HealthPolicy{MaxFails: 2, FailTimeout: 10 * s},
 			failures(0, 1*s, 5*s),
 			[]check{{11 * s, StateEjected}, {15*s - 1, StateEjected}, {15 * s, StateHealthy}}},

@@ -86,15 +86,21 @@ func (b *Backend) Usable(now time.Time) bool {
 // Without it a backend that is still broken when its ejection ends costs
 // max_fails client errors every fail_timeout instead of one. A failed
 // last-resort trial (lastresort.go) is such a failure too: the ejection
-// runs fail_timeout from it. Envoy's outlier detection instead lengthens
+// runs fail_timeout from it. Envoy's outlier detection also lengthens
 // each consecutive ejection (base_ejection_time × ejections, capped by
-// max_ejection_time); max_fails and fail_timeout are nginx's keys, so
-// nginx's rule is the one they promise.
+// max_ejection_time): health.max_ejection_time turns that on, counting
+// the ejections since the backend last answered; off by default, as
+// max_fails and fail_timeout are nginx's keys and promise nginx's rule.
 
-// ejectAgainLocked ejects a backend on probation at its failure at now.
+// ejectAgainLocked ejects a backend on probation at its failure at now:
+// one more ejection in its run when it had come back (a failure during
+// the ejection, a trial's or one sent before it, restarts the same one).
 // b.mu is held.
 func (b *Backend) ejectAgainLocked(now time.Time) {
-	if until := now.Add(b.policy.FailTimeout); until.After(b.ejectUntil) {
+	if !now.Before(b.ejectUntil) {
+		b.ejectRun++
+	}
+	if until := now.Add(b.policy.ejectionTime(b.ejectRun)); until.After(b.ejectUntil) {
 		b.ejectUntil = until
 	}
 	b.failTimes = b.failTimes[:0]
@@ -105,5 +111,18 @@ func (b *Backend) ejectAgainLocked(now time.Time) {
 // outstanding ends its ejection. b.mu is held.
 func (b *Backend) answeredLocked() {
 	b.trialSucceededLocked()
-	b.probation = false
+	b.ejectRun = 0
+}
+
+// ejectionTime is how long the nth ejection in a row lasts: FailTimeout,
+// or n × FailTimeout up to MaxEjectionTime when that is longer.
+func (p HealthPolicy) ejectionTime(n int) time.Duration {
+	d := p.FailTimeout
+	if p.MaxEjectionTime <= d || n <= 1 {
+		return d
+	}
+	if n > int(p.MaxEjectionTime/d) { // also keeps n × d from overflowing
+		return p.MaxEjectionTime
+	}
+	return time.Duration(n) * d
 }

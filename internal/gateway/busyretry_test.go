@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // busyBackend answers every request 429 with Retry-After: retryAfter.
@@ -91,5 +93,45 @@ func TestRetryWithNoBackendLeftSpendsNoBudget(t *testing.T) {
 	}
 	if got := calls.Load(); got != 4 {
 		t.Fatalf("backend calls = %d, want 4: each request tried both backends", got)
+	}
+}
+
+// A backend that pushes back without Retry-After is taken to be busy for
+// health.busy_penalty (it is asked last that long), and when every
+// backend pushed back the client is told the soonest any is back on
+// those terms: busy_penalty for a blind one, not 1 s whatever the
+// penalty (the old code said 1, and ranked a blind answer before one
+// saying 2 s while counting its backend busy for 5).
+func TestAllBusyBlindOnesToldTheirBusyPenalty(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		penalty time.Duration
+		sayer   string // the other backend's Retry-After; "" none
+		want    string
+	}{
+		{"both blind, penalty 3s", 3 * time.Second, "", "3"},
+		{"blind with penalty 5s, other 2s", 5 * time.Second, "2", "2"},
+		{"blind with penalty 1s, other 30s", time.Second, "30", "1"},
+		{"both blind, penalty 1.5s", 1500 * time.Millisecond, "", "2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			other := statusBackend(t, 429).URL
+			if tc.sayer != "" {
+				other = busyBackend(t, tc.sayer)
+			}
+			cfg := testConfig(statusBackend(t, 429).URL, other)
+			cfg.Retry.Attempts = 2
+			cfg.Retry.MinPerSecond = 100
+			cfg.Health.BusyPenalty = config.Duration(tc.penalty)
+			t0 := time.Unix(1_800_000_000, 0)
+			srv, _ := startGatewayWith(t, cfg, func(d *Deps) { d.Now = func() time.Time { return t0 } })
+			for i := range 3 {
+				resp := post(t, srv.URL+"/v1/chat/completions", chatBody)
+				readAll(t, resp)
+				if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != tc.want {
+					t.Fatalf("request %d: %d Retry-After %q, want 429 with %s", i, resp.StatusCode, resp.Header.Get("Retry-After"), tc.want)
+				}
+			}
+		})
 	}
 }

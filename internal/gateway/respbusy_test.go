@@ -124,15 +124,21 @@ func TestResponsesContinuationWaitsForItsBackend(t *testing.T) {
 // that backend, or refused 502 with Retry-After: never retried on another,
 // which would answer that the previous response does not exist (a false
 // 404 the client cannot tell from the truth). The owner answers 502 once,
-// then serves; or it is gone, refusing connections.
+// then serves; or it is gone, refusing connections. Stored (the default),
+// the continuation is retried only where the owner provably did not take
+// it (proxy.Request.SideEffects): refused, it is; the owner's 502 is
+// relayed as it is (it may have stored a response); not stored, the 502
+// is retried on the owner.
 func TestResponsesContinuationRetriesOnItsBackend(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		gone    bool // the owner refuses connections after the first response
+		extra   string
 		code    int
 		replied string // what the answer holds
 	}{
-		{name: "502 once", code: 200, replied: `"id":"resp_a_`},
+		{name: "502 once, not stored", extra: `,"store":false`, code: 200, replied: `"id":"resp_a_`},
+		{name: "502 once, stored", code: http.StatusBadGateway},
 		{name: "refused", gone: true, code: http.StatusBadGateway, replied: `"code":"upstream_unreachable"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,12 +162,12 @@ func TestResponsesContinuationRetriesOnItsBackend(t *testing.T) {
 			if tc.gone {
 				owner.Close()
 			}
-			resp := post(t, url, `{"model":"m1","input":"more","previous_response_id":"`+id+`"}`)
+			resp := post(t, url, `{"model":"m1","input":"more","previous_response_id":"`+id+`"`+tc.extra+`}`)
 			got := readAll(t, resp)
 			if resp.StatusCode != tc.code || !strings.Contains(got, tc.replied) {
 				t.Fatalf("continuation: %d %s; want %d with %s", resp.StatusCode, got, tc.code, tc.replied)
 			}
-			if tc.code != 200 && resp.Header.Get("Retry-After") == "" {
+			if tc.gone && resp.Header.Get("Retry-After") == "" { // the gateway's own 502
 				t.Fatalf("continuation refused without Retry-After: %d %s", resp.StatusCode, got)
 			}
 			b.wantNoContinuationOf(t, id)

@@ -193,9 +193,11 @@ func TestResponsesStreamRetriedBeforeFirstToken(t *testing.T) {
 	srv, _ := respGateway(t, func(c *config.Config) { c.Retry.Attempts = 2 }, a, b)
 	// Whichever backend round robin starts with, one of the two requests
 	// meets a's break after response.created: nothing was sent yet, so it
-	// goes on to b, and the client sees b's stream alone.
+	// goes on to b, and the client sees b's stream alone. Not stored: a
+	// stored one is not retried (TestResponsesStoredNotRetriedWhereThe-
+	// BackendMayHaveKeptIt).
 	for i := 0; i < 2; i++ {
-		got := readAll(t, post(t, srv.URL+"/v1/responses", `{"model":"m1","input":"hello","stream":true}`))
+		got := readAll(t, post(t, srv.URL+"/v1/responses", `{"model":"m1","input":"hello","stream":true,"store":false}`))
 		if !strings.HasSuffix(got, "\"type\":\"response.completed\",\"sequence_number\":5,\"response\":"+respObject(fmt.Sprintf("resp_b_%d", i+1), true)+"}\n\n") {
 			t.Fatalf("stream %d:\n%s", i, got)
 		}

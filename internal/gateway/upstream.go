@@ -40,7 +40,9 @@ type upstreamCall struct {
 	pin string
 	// keepID: a Responses API call whose response the backend stores, so
 	// its id is remembered (responses.go); one not stored has no
-	// follow-ups.
+	// follow-ups. The backend keeps something of it, so it is tried on a
+	// second backend only when the first did not take it
+	// (proxy.Request.SideEffects).
 	keepID bool
 	// cpuOnly: a tokenizer request (/tokenize, /detokenize), which takes
 	// no admission ticket (rt.admit). The admission queue meters the
@@ -83,7 +85,8 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
 		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText,
-		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
+		SideEffects: c.keepID,
+		FirstToken:  rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)
 }
 

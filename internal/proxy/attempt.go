@@ -189,18 +189,26 @@ func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at time.Time) {
 
 // declined ends attempt s (ttfb: how long its backend took) when its
 // head asks for another backend and says so: a 429 or 503, busy, kept in
-// busy with its Retry-After to relay if no other backend answers; a 502
-// while attempts are left, a failure. Any other head is the answer.
-func (f *Forwarder) declined(s sent, ttfb time.Duration, attemptsLeft bool, busy *pushedBack, res *Result) bool {
+// busy with its Retry-After to relay if no other backend answers (and
+// the last one asked, busy.final, for a request with side effects whose
+// 503 has no Retry-After: it may have taken the request); a 502 while
+// attempts are left, a failure, unless the request has side effects.
+// Any other head is the answer.
+func (f *Forwarder) declined(s sent, ttfb time.Duration, attemptsLeft bool, in *Request, busy *pushedBack, res *Result) bool {
 	switch code := s.resp.StatusCode; {
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
 		s.wd.stop()
-		wait := ParseRetryAfter(headerGet(s.resp.Header, "Retry-After"), f.opt.Now())
+		ra := headerGet(s.resp.Header, "Retry-After")
+		wait := ParseRetryAfter(ra, f.opt.Now())
 		s.c.end(f.opt.Now(), outcome.Busy, ttfb, wait, false)
+		if blindBusy(ra, wait) { // compared as what the client would be told
+			wait = blindBusyWait(s.c.b)
+		}
 		busy.keep(s, wait)
+		busy.final = busy.final || in.SideEffects && code == http.StatusServiceUnavailable && ra == ""
 		res.RetryAfter = busy.wait
 		return true
-	case code == http.StatusBadGateway && attemptsLeft:
+	case code == http.StatusBadGateway && attemptsLeft && !in.SideEffects:
 		s.wd.stop()
 		s.c.end(f.opt.Now(), outcome.Failure, ttfb, 0, false)
 		drain(s.resp.Body)
@@ -213,12 +221,14 @@ func (f *Forwarder) declined(s sent, ttfb time.Duration, attemptsLeft bool, busy
 
 // pushedBack is the 429/503 to relay (with its Retry-After) if no other
 // backend answers: of those the backends answered, the one whose
-// Retry-After (wait; 0 when it has none) ends first.
+// Retry-After (wait; blindBusyWait when it has none) ends first.
 type pushedBack struct {
 	resp   *http.Response
 	cancel context.CancelCauseFunc
 	b      *endpoint.Backend
 	wait   time.Duration
+	// final: no other backend may be asked (declined).
+	final bool
 }
 
 // keep takes attempt s's answer, which asks for wait, unless the answer

@@ -135,6 +135,16 @@ type Request struct {
 	// instead of an engine slot, and its latency is learnt by nothing
 	// (endpoint.Backend.ReleaseCPU). Never hedged.
 	CPUOnly bool
+	// SideEffects: the backend keeps something of the request beyond its
+	// answer (a Responses API request it stores), so a second backend
+	// may be asked only when the first provably did not take it: it could
+	// not be reached, or it pushed back (429; 503 with Retry-After). A
+	// 502, a 503 without Retry-After or a broken answer is relayed (or
+	// answered 502) instead: the failed backend may hold a response, and
+	// a retry would store a second one (nginx's proxy_next_upstream
+	// without non_idempotent). Every other request is a pure function of
+	// its body and is retried on those too.
+	SideEffects bool
 	// Endpoint is the model-addressed endpoint the request is to (not the
 	// chat family's nor the Responses API's): its answer's usage is read
 	// in that endpoint's shapes (openai.FindEndpointUsage), from the whole
@@ -238,7 +248,10 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 			}
 			return res
 		}
-		if f.declined(s, ttfb, attempt+1 < f.opt.Attempts, &busy, &res) {
+		if f.declined(s, ttfb, attempt+1 < f.opt.Attempts, in, &busy, &res) {
+			if busy.final {
+				break
+			}
 			continue
 		}
 		busy.drop()
@@ -250,8 +263,11 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		retry := f.relay(ctx, s.actx, w, s.c, s.resp, s.wd, in, s.at, &res)
 		res.TTFB += s.at.Sub(start)
 		s.cancel(nil)
-		if retry {
+		if retry && !in.SideEffects {
 			continue // nothing reached the client: another backend may answer
+		}
+		if retry {
+			return res // the backend may have kept the request: no second one
 		}
 		res.Held = f.opt.Now().Sub(s.at)
 		return res

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -321,9 +323,22 @@ type StreamErrorWriter interface {
 	WriteStreamError(event func(reqID string) []byte)
 }
 
-// blindBusyRetryAfter is the Retry-After a 429/503 passed on without one
-// of its own gets: the gateway's own "every backend is at its limit".
-const blindBusyRetryAfter = "1"
+// blindBusy reports whether a 429/503's Retry-After (ra, read as wait)
+// says nothing: absent, or not a delay nor a date ("0" is a delay).
+func blindBusy(ra string, wait time.Duration) bool {
+	return ra == "" || wait == 0 && strings.TrimSpace(ra) != "0"
+}
+
+// blindBusyWait is how long a backend that pushed back without saying
+// for how long is taken to be busy: its busy_penalty, for which routing
+// asks it last (endpoint.Backend.Observe). When every backend pushed back
+// it is what the client is told too, so the answer agrees with what the
+// gateway itself will do: tell 1 s while the backends stay deprioritised
+// for a busy_penalty of 5 s, and the clients come back to backends the
+// gateway still counts busy.
+func blindBusyWait(b *endpoint.Backend) time.Duration {
+	return b.HealthPolicy().BusyPenalty
+}
 
 // relayBusy passes on a backend's 429/503 when every attempt was refused.
 // A drowning server's 503 often says nothing of when to come back (vLLM's
@@ -335,8 +350,9 @@ const blindBusyRetryAfter = "1"
 func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request, start time.Time, res *Result) {
 	ra := headerGet(resp.Header, "Retry-After")
 	wait := ParseRetryAfter(ra, f.opt.Now())
-	if ra == "" || wait == 0 && strings.TrimSpace(ra) != "0" {
-		resp.Header.Set("Retry-After", blindBusyRetryAfter)
+	if blindBusy(ra, wait) {
+		// Whole seconds, at least 1: every refusal says when to come back.
+		resp.Header.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(blindBusyWait(b).Seconds())))))
 	} else if headerGet(resp.Header, openai.ShouldRetryHeader) == "" && openai.RetryFutile(resp.StatusCode, wait, false) {
 		resp.Header.Set(openai.ShouldRetryHeader, "false")
 	}

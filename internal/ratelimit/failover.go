@@ -81,8 +81,9 @@ const DefaultThreshold = 2
 // FailoverStore wraps a shared store (Redis) with a fallback for when it
 // fails or times out. While healthy every call goes to the shared store.
 // A call that fails answers by the failure mode: from the fallback
-// (fail-open) or refused (fail-closed). Threshold failures in a row make
-// the store "degraded" (redisconn.Bypass): calls then take the failure
+// (fail-open) or refused (fail-closed). Threshold outages in a row
+// (redisconn.IsOutage: unreachable, hung, unusable; not an error reply
+// such as OOM, which fails its call alone) make the store "degraded" (redisconn.Bypass): calls then take the failure
 // mode without touching the shared store until the back-off has passed;
 // then one call at a time retries it, and the first success ends the
 // degraded state. Time is the now passed to each call.
@@ -171,6 +172,15 @@ func (f *FailoverStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]D
 		return nil, err
 	}
 	f.errs.Inc()
+	if !redisconn.IsOutage(err) {
+		// An error reply (OOM, WRONGTYPE, a script error): Redis is there
+		// and answered about this call, so this call alone takes the
+		// failure mode and the next one asks Redis again, as the cache's
+		// level does. Bypassing it would refuse (fail-closed) or
+		// under-meter (fail-open) for a back-off calls it may serve.
+		call.Up()
+		return f.fallbackApply(ctx, ops, now, 0, err)
+	}
 	retry, _ = call.Down(now, err) // 0 below the threshold: a fail-closed refusal says 1ms (Retry-After: 1)
 	return f.fallbackApply(ctx, ops, now, retry, err)
 }
