@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -302,30 +301,29 @@ func Parse(data []byte) (*Config, error) { return ParseWith(data, nil) }
 // ParseWith is Parse with a policy-name check (see LoadWith).
 func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	cfg := Default()
-	expanded := os.Expand(string(data), func(k string) string {
-		if k == "$" {
-			return "$"
-		}
-		return os.Getenv(k)
-	})
+	marked, envNames := markEnv(data)
 	var root yaml.Node
-	if err := yaml.Load([]byte(expanded), &root); err != nil && !noDocument(err) {
-		return nil, yamlProblems(err, []byte(expanded))
+	if err := yaml.Load(marked, &root); err != nil && !noDocument(err) {
+		return nil, yamlProblems(err, data)
 	}
 	lines := keyLines{}
 	// An empty file (or only comments) is no document: nothing to check or
 	// decode, and validation says what is missing (models).
 	if root.Kind != 0 {
 		var errs []error
+		expandEnv(&root, "", envNames, &errs)
+		if len(errs) > 0 {
+			return nil, errors.Join(errs...)
+		}
 		checkSchema(&root, reflect.TypeFor[Config](), "", lines, &errs)
 		if len(errs) > 0 {
-			errs = append(errs, alsoInvalid([]byte(expanded), lines, errs, policyOK)...)
+			errs = append(errs, alsoInvalid(&root, lines, errs, policyOK)...)
 			return nil, errors.Join(errs...)
 		}
 		// Repeated keys were refused by checkSchema, in one pass; the
 		// library's own check compares every pair of keys in a mapping.
-		if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields(), yaml.WithUniqueKeys(false)); err != nil {
-			return nil, yamlProblems(err, []byte(expanded))
+		if err := root.Load(&cfg, yaml.WithKnownFields(), yaml.WithUniqueKeys(false)); err != nil {
+			return nil, yamlProblems(err, data)
 		}
 	}
 	cfg.fitAudioBound(lines)

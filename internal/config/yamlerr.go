@@ -74,11 +74,11 @@ func tabAt(data []byte, line, column int) bool {
 // skipped, a value of the wrong kind left at its default) and validated,
 // and a problem at or under a key schemaErrs name is left out (the
 // default left there is not the operator's).
-func alsoInvalid(text []byte, lines keyLines, schemaErrs []error, policyOK PolicyCheck) []error {
+func alsoInvalid(root *yaml.Node, lines keyLines, schemaErrs []error, policyOK PolicyCheck) []error {
 	cfg := Default()
 	// Its errors are schemaErrs, said better (a repeated key too: the
 	// library's check of them compares every pair of keys).
-	_ = yaml.Load(text, &cfg, yaml.WithUniqueKeys(false))
+	_ = root.Load(&cfg, yaml.WithUniqueKeys(false))
 	cfg.fitAudioBound(lines)
 	err := cfg.ValidateWith(policyOK)
 	if err == nil {

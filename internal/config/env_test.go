@@ -1,0 +1,90 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// An environment variable the file names but the environment does not
+// set is refused, naming it, its key and its line. It used to read as "":
+// a forgotten SLUICE_ADMIN_TOKEN started the admin listener without a
+// token, and "pa$word" was silently "pa".
+func TestUnsetEnvironmentVariableRefused(t *testing.T) {
+	t.Setenv("SLUICE_SET", "x")
+	for src, want := range map[string]string{
+		"admin: {token: ${SLUICE_UNSET_TOKEN}}\n" + minimal:      "line 1: admin.token: environment variable SLUICE_UNSET_TOKEN is not set",
+		"admin:\n  token: \"pa$word\"\n" + minimal:               "line 2: admin.token: environment variable word is not set (write $$ for a literal $)",
+		"admin:\n  token: ${SLUICE_SET}$SLUICE_NOPE\n" + minimal: "line 2: admin.token: environment variable SLUICE_NOPE is not set",
+	} {
+		_, err := Parse([]byte(src))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", src, err, want)
+		}
+	}
+}
+
+// A variable's value is a value, never YAML: a quote, a brace, a newline
+// or "key: value" in it neither breaks the file nor sets another key, and
+// the lines of the keys after it stay the file's. The text used to be
+// expanded before parsing: a secret with a newline moved every later
+// line, one with "\nlisten: ..." set listen.
+func TestEnvironmentValueIsOneValue(t *testing.T) {
+	t.Setenv("SLUICE_TOKEN", "a\"b}\nlisten: 127.0.0.1:1\n# c")
+	c, err := Parse([]byte("admin: {token: ${SLUICE_TOKEN}}\n" + minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Admin.Token != "a\"b}\nlisten: 127.0.0.1:1\n# c" || c.Listen == "127.0.0.1:1" {
+		t.Fatalf("token %q, listen %q", c.Admin.Token, c.Listen)
+	}
+	_, err = Parse([]byte("admin:\n  token: \"${SLUICE_TOKEN}\"\nretry: {attempts: 0}\n" + minimal))
+	if err == nil || !strings.Contains(err.Error(), "line 3: retry.attempts") {
+		t.Fatalf("a later key's line moved: %v", err)
+	}
+}
+
+// What the references still mean: ${VAR} in a flow mapping, $VAR, $$ for
+// a literal $, and a plain ${VAR} whose value is a number read as one.
+func TestEnvironmentReferences(t *testing.T) {
+	t.Setenv("SLUICE_W", "7")
+	t.Setenv("SLUICE_K", "k$1")
+	src := "admin: {token: \"$$${SLUICE_K}-$SLUICE_W-$${SLUICE_W}\"}\n" +
+		"models:\n  - name: m\n    backends:\n      - {url: 'http://a:1', weight: ${SLUICE_W}}\n"
+	c, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Admin.Token != "$k$1-7-${SLUICE_W}" {
+		t.Errorf("token %q", c.Admin.Token)
+	}
+	if c.Models[0].Backends[0].Weight != 7 {
+		t.Errorf("weight %d, want 7", c.Models[0].Backends[0].Weight)
+	}
+	// A comment's reference is not the config's.
+	if _, err := Parse([]byte("# ${SLUICE_NOT_SET_ANYWHERE}\n" + minimal)); err != nil {
+		t.Errorf("a reference in a comment: %v", err)
+	}
+}
+
+// FuzzMarkEnv: the stand-ins change no line (error lines are the file's),
+// a text without ${NAME} is left as is, and each name is one markEnv
+// found between "${" and "}".
+func FuzzMarkEnv(f *testing.F) {
+	for _, s := range []string{"", "a: ${X}\n", "$${X} ${Y}$${", "${}${A-B}${_1}x", "$", "${X", "a: {b: ${C}}\n# ${D}\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, names := markEnv(data)
+		if strings.Count(string(out), "\n") != strings.Count(string(data), "\n") {
+			t.Fatalf("lines changed: %q -> %q", data, out)
+		}
+		if len(names) == 0 && string(out) != string(data) {
+			t.Fatalf("no names but changed: %q -> %q", data, out)
+		}
+		for _, n := range names {
+			if n == "" || !strings.Contains(string(data), "${"+n+"}") {
+				t.Fatalf("name %q not in %q", n, data)
+			}
+		}
+	})
+}
