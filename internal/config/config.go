@@ -304,7 +304,7 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	marked, envNames := markEnv(data)
 	var root yaml.Node
 	if err := yaml.Load(marked, &root); err != nil && !noDocument(err) {
-		return nil, yamlProblems(err, data)
+		return nil, yamlProblems(err, marked)
 	}
 	lines := keyLines{}
 	// An empty file (or only comments) is no document: nothing to check or
@@ -323,7 +323,7 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 		// Repeated keys were refused by checkSchema, in one pass; the
 		// library's own check compares every pair of keys in a mapping.
 		if err := root.Load(&cfg, yaml.WithKnownFields(), yaml.WithUniqueKeys(false)); err != nil {
-			return nil, yamlProblems(err, data)
+			return nil, yamlProblems(err, marked)
 		}
 	}
 	cfg.fitAudioBound(lines)
