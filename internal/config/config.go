@@ -437,6 +437,9 @@ func (c *Config) validateRetry(bad badFunc) {
 	if n := c.Retry.HedgeMinInFlight; n < 0 || n > 1000 {
 		bad("retry.hedge_min_in_flight", "must be between 0 and 1000, got %d", n)
 	}
+	if c.Retry.MinPerSecond < 0 {
+		bad("retry.min_per_second", "must be 0 or more, got %g", c.Retry.MinPerSecond)
+	}
 	if c.Retry.BudgetRatio < 0 || c.Retry.BudgetRatio > 1 {
 		bad("retry.budget_ratio", "must be between 0 and 1, got %g", c.Retry.BudgetRatio)
 	}
@@ -448,6 +451,13 @@ func (c *Config) validateHealth(bad badFunc) {
 	}
 	if c.Health.MaxFails > 0 && c.Health.FailTimeout <= 0 {
 		bad("health.fail_timeout", "must be positive when max_fails > 0")
+	}
+	// 0 is the default (2 passes, 1 fail); a negative count read as it.
+	if c.Health.Active.Passes < 0 {
+		bad("health.active.passes", "must be 0 (default 2) or more, got %d", c.Health.Active.Passes)
+	}
+	if c.Health.Active.Fails < 0 {
+		bad("health.active.fails", "must be 0 (default 1) or more, got %d", c.Health.Active.Fails)
 	}
 	if a := c.Health.Active; a.Interval > 0 {
 		if !strings.HasPrefix(a.Path, "/") {
@@ -466,6 +476,13 @@ func (c *Config) validateBreaker(bad badFunc) {
 	}
 	if br.FailureRatio <= 0 || br.SlowRatio <= 0 {
 		bad("breaker.failure_ratio", "failure_ratio and slow_ratio must be positive (above 1 disables that trip)")
+	}
+	// 0 is the default; a negative count read as it.
+	if br.MinRequests < 0 {
+		bad("breaker.min_requests", "must be 0 (default 20) or more, got %d", br.MinRequests)
+	}
+	if br.HalfOpenProbes < 0 {
+		bad("breaker.half_open_probes", "must be 0 (default 1) or more, got %d", br.HalfOpenProbes)
 	}
 	if br.MaxEjectedRatio <= 0 || br.MaxEjectedRatio > 1 {
 		bad("breaker.max_ejected_ratio", "must be in (0, 1], got %g", br.MaxEjectedRatio)

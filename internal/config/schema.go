@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strconv"
@@ -284,6 +285,13 @@ func scalarProblem(n *yaml.Node, t reflect.Type) string {
 	case reflect.Float32, reflect.Float64:
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
 			return "want a number, got " + valueName(n)
+		}
+		// .nan passed every range check (each comparison with NaN is
+		// false: retry.budget_ratio, breaker.failure_ratio, ...), .inf
+		// several.
+		var f float64
+		if err := n.Load(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return "want a finite number, got " + valueName(n)
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
