@@ -301,6 +301,9 @@ func Parse(data []byte) (*Config, error) { return ParseWith(data, nil) }
 // ParseWith is Parse with a policy-name check (see LoadWith).
 func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	cfg := Default()
+	if err := notUTF8(data); err != nil {
+		return nil, err
+	}
 	marked, envNames := markEnv(data)
 	var root yaml.Node
 	if err := yaml.Load(marked, &root); err != nil && !noDocument(err) {

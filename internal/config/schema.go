@@ -130,7 +130,8 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		}
 	}
 	if n.Kind == yaml.AliasNode {
-		return // anchors are decoded by the library; their target was checked where it is defined
+		checkAlias(n, t, path, errs)
+		return
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return // null leaves the default
@@ -175,7 +176,7 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		first := map[string]int{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			if writtenAgain(k, first, errs) {
+			if writtenAgain(k, path, first, errs) {
 				continue
 			}
 			sub := joinKey(path, k.Value)
@@ -197,6 +198,51 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 	}
 }
 
+// checkAlias checks that an alias (*name) leads to a value of the kind
+// its key takes: one value, a list or a section. The value itself was
+// checked where its anchor is; an alias is not followed further, so that
+// aliases of aliases cost one step each, not the size they expand to.
+// Before, an alias of a list where one value is wanted reached the
+// decoder, whose refusal read "cannot construct !!seq into string",
+// with no key.
+func checkAlias(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
+	target := n.Alias
+	for target != nil && target.Kind == yaml.AliasNode {
+		target = target.Alias
+	}
+	if target == nil {
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	want := yaml.ScalarNode
+	switch {
+	case reflect.PointerTo(t).Implements(textUnmarshaler) || t == reflect.TypeFor[time.Duration]():
+	case t.Kind() == reflect.Struct || t.Kind() == reflect.Map:
+		want = yaml.MappingNode
+	case t.Kind() == reflect.Slice:
+		want = yaml.SequenceNode
+	}
+	if target.Kind == want || target.Kind == yaml.ScalarNode && target.ShortTag() == "!!null" {
+		if want == yaml.ScalarNode {
+			// One value: checked as if written here (no recursion).
+			before := len(*errs)
+			checkSchema(target, t, path, keyLines{}, errs)
+			for _, e := range (*errs)[before:] {
+				if fe, ok := e.(*FieldError); ok {
+					fe.Line = n.Line
+					fe.Problem += fmt.Sprintf(" (through *%s, line %d)", n.Value, target.Line)
+				}
+			}
+		}
+		return
+	}
+	what := map[yaml.Kind]string{yaml.ScalarNode: "one value", yaml.MappingNode: "a section of keys", yaml.SequenceNode: "a list"}
+	*errs = append(*errs, &FieldError{Key: path, Line: n.Line, Problem: fmt.Sprintf(
+		"want %s, got *%s, %s (line %d)", what[want], n.Value, kindName(target), target.Line)})
+}
+
 // maxSuggested bounds the problems after which an unknown key gets no
 // suggestion nor list of allowed keys, only its name and line: each costs
 // about 0.2 ms (the nearest spelling, the sections it belongs to) and
@@ -216,7 +262,7 @@ func checkSection(n *yaml.Node, t reflect.Type, path string, lines keyLines, err
 		if k.Value == "<<" {
 			continue // merge key: its map is checked where it is defined
 		}
-		if writtenAgain(k, first, errs) {
+		if writtenAgain(k, path, first, errs) {
 			continue
 		}
 		sub := joinKey(path, k.Value)
@@ -247,13 +293,13 @@ func checkSection(n *yaml.Node, t reflect.Type, path string, lines keyLines, err
 // once per repeat, because the YAML library reports every pair of equal
 // keys: n repeats of a key made n*(n-1)/2 errors, and a 13 KB file of
 // 1000 "listen:" lines took 24 s and a 29 MB message to refuse.
-func writtenAgain(k *yaml.Node, first map[string]int, errs *[]error) bool {
+func writtenAgain(k *yaml.Node, path string, first map[string]int, errs *[]error) bool {
 	if k.Kind != yaml.ScalarNode {
 		return false // a complex key is the library's to refuse
 	}
 	if line, seen := first[k.Value]; seen {
-		*errs = append(*errs, &FieldError{Line: k.Line,
-			Problem: fmt.Sprintf("mapping key %q already defined at line %d", k.Value, line)})
+		*errs = append(*errs, &FieldError{Key: joinKey(path, k.Value), Line: k.Line,
+			Problem: fmt.Sprintf("already written at line %d (a key appears once in its section)", line)})
 		return true
 	}
 	first[k.Value] = k.Line

@@ -1,9 +1,12 @@
 package config
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v4"
 )
@@ -29,6 +32,30 @@ func yamlProblems(err error, data []byte) error {
 		return yamlProblem(one, data)
 	}
 	return &FieldError{Problem: "not a YAML document: " + err.Error()}
+}
+
+// notUTF8 is the first byte of data that is not UTF-8, as a problem at
+// its line, or nil. The library's own refusal named neither line nor
+// column ("invalid leading UTF-8 octet (value: 255)"). A file that starts
+// with a UTF-16 byte order mark is the library's to read.
+func notUTF8(data []byte) error {
+	if bytes.HasPrefix(data, []byte{0xfe, 0xff}) || bytes.HasPrefix(data, []byte{0xff, 0xfe}) || utf8.Valid(data) {
+		return nil
+	}
+	line, col := 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return &FieldError{Line: line, Problem: fmt.Sprintf(
+				"not UTF-8 text: byte 0x%02x at column %d (save the file as UTF-8)", data[i], col)}
+		}
+		if r == '\n' {
+			line, col = line+1, 0
+		}
+		col++
+		i += size
+	}
+	return nil
 }
 
 // noDocument reports the library's refusal of a text with no document
