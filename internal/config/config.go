@@ -588,7 +588,11 @@ func SlowStartFor(m *Model) time.Duration {
 type validator struct{ errs []error }
 
 func (v *validator) bad(key, format string, args ...any) {
-	v.errs = append(v.errs, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
+	if len(v.errs) >= maxProblems { // only counted: no message made
+		report(&v.errs, nil)
+		return
+	}
+	report(&v.errs, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) err() error { return errors.Join(v.errs...) }

@@ -143,7 +143,7 @@ func expandValue(n *yaml.Node, path string, names []string, errs *[]error) {
 		value = b.String()
 	}
 	if len(unset) > 0 {
-		*errs = append(*errs, &FieldError{Key: path, Line: n.Line, Problem: fmt.Sprintf(
+		report(errs, &FieldError{Key: path, Line: n.Line, Problem: fmt.Sprintf(
 			"environment variable %s is not set (write $$ for a literal $)", strings.Join(unset, ", "))})
 		return
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -86,5 +87,36 @@ func TestNegativeCountsAndOverflowingSizesRefused(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "line 1: "+want) {
 			t.Errorf("%s: %v, want %q", src, err, want)
 		}
+	}
+}
+
+// A file's problems are listed up to maxProblems, then counted: a 4 MB
+// file of two million fallbacks to an unknown model made a 123 MB
+// message and 1.1 GB of memory, in a reload inside the gateway too.
+func TestProblemsListedUpToABound(t *testing.T) {
+	const n = 5000
+	src := "models:\n  - name: m\n    backends: [{url: 'http://127.0.0.1:9'}]\n    fallbacks: [" +
+		strings.Repeat("x, ", n-1) + "x]\n"
+	dir := t.TempDir()
+	path := dir + "/F"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	errs := flatten(err)
+	if len(errs) != maxProblems+1 {
+		t.Fatalf("%d problems listed, want %d and a count", len(errs), maxProblems)
+	}
+	if got, want := errs[maxProblems].Error(), path+": and 4800 more problems (the first 200 are listed)"; got != want {
+		t.Fatalf("last: %q, want %q", got, want)
+	}
+	if !strings.HasPrefix(errs[0].Error(), path+":4: models[0].fallbacks[0]: unknown model") {
+		t.Fatalf("first: %q", errs[0])
+	}
+	// Unknown keys past the bound, with a problem found by validation.
+	src = "models: [{name: m, backends: [{url: nope}]}]\n" + strings.Repeat("a: 1\n", 3*maxProblems)
+	_, err = Parse([]byte(src))
+	if errs := flatten(err); len(errs) > 2*maxProblems+2 || !strings.Contains(err.Error(), "models[0].backends[0].url") {
+		t.Fatalf("%d problems; %v", len(errs), errs[len(errs)-1])
 	}
 }

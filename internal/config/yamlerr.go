@@ -129,7 +129,7 @@ func refusedKeys(errs []error) map[string]bool {
 	keys := make(map[string]bool, len(errs))
 	for _, e := range errs {
 		var fe *FieldError
-		if errors.As(e, &fe) {
+		if errors.As(e, &fe) && fe.more == 0 { // a count of problems left out names no key
 			keys[fe.Key] = true
 		}
 	}
