@@ -347,11 +347,16 @@ func scalarProblem(n *yaml.Node, t reflect.Type) string {
 			return "want true or false, got " + valueName(n)
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" && wholeDigits(n.Value) {
+			// Past int64, YAML reads digits as a float: "want a whole
+			// number" for 99999999999999999999 named the wrong problem.
+			return fmt.Sprintf("number %s is out of range (at most %d)", n.Value, int64(1)<<(t.Bits()-1)-1)
+		}
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
 			return "want a whole number, got " + valueName(n)
 		}
 		if _, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, t.Bits()); err != nil {
-			return "number " + n.Value + " is out of range"
+			return fmt.Sprintf("number %s is out of range (at most %d)", n.Value, int64(1)<<(t.Bits()-1)-1)
 		}
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
@@ -377,6 +382,13 @@ func scalarProblem(n *yaml.Node, t reflect.Type) string {
 		}
 	}
 	return ""
+}
+
+// wholeDigits reports whether s is written as a whole number: digits,
+// with a sign and _ separators.
+func wholeDigits(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	return s != "" && strings.Trim(s, "0123456789_") == ""
 }
 
 // yamlFields maps a struct's YAML key names to their field types.
