@@ -38,8 +38,8 @@ func nested(path, value string) string {
 }
 
 // No key takes a negative duration, NaN or an infinity: each is refused
-// naming its key. Before, 18 of them were taken where no check of the key
-// looked (shutdown_grace: -5s cut every request at SIGTERM;
+// naming its key. Before, 13 durations and 9 floats were taken where no check
+// of the key looked (shutdown_grace: -5s, a grace already over;
 // health.active.interval: -5s turned probes off; retry.budget_ratio: .nan
 // passed its range check, as NaN fails every comparison).
 func TestNoKeyTakesANegativeDurationOrNaN(t *testing.T) {
