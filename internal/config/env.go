@@ -22,7 +22,9 @@ import (
 // admin listener open without a token, and "pa$word" silently became
 // "pa". A value written plain (unquoted) whose whole text becomes a
 // number or a boolean is read as one (weight: ${W}); quoted, it is a
-// string. Comments are not expanded.
+// string. Comments are not expanded. ${NAME:-default} is default when
+// NAME is unset or empty, as in the shell: the way to say a variable may
+// be missing (a Kubernetes Secret key marked optional sets none).
 
 // envMark starts the stand-in for one ${NAME} in the text the parser
 // reads: "${X}" is not plain YAML in a flow mapping ({token: ${X}}: the
@@ -30,12 +32,28 @@ import (
 // so it is parsed as a name of letters and digits, and replaced after.
 const envMark = "__sluice_env_"
 
-// markEnv replaces every ${NAME} in data (NAME of letters, digits and _,
-// not after an unpaired $) with envMark+index+"__", and returns the names
-// by index. Nothing else of the text changes, newlines least of all.
-func markEnv(data []byte) ([]byte, []string) {
+// envRef is one ${NAME} or ${NAME:-default} of the file.
+type envRef struct {
+	name, def string
+	hasDef    bool
+}
+
+// value is the reference's value, and whether it has one.
+func (r envRef) value() (string, bool) {
+	v, ok := os.LookupEnv(r.name)
+	if r.hasDef && v == "" {
+		return r.def, true
+	}
+	return v, ok
+}
+
+// markEnv replaces every ${NAME} and ${NAME:-default} in data (NAME of
+// letters, digits and _, the default without '}' or a line break; not
+// after an unpaired $) with envMark+index+"__", and returns them by
+// index. Nothing else of the text changes, newlines least of all.
+func markEnv(data []byte) ([]byte, []envRef) {
 	var out strings.Builder
-	var names []string
+	var names []envRef
 	last := 0 // data[last:] is not yet copied to out
 	for i := 0; i+1 < len(data); i++ {
 		if data[i] != '$' {
@@ -52,7 +70,22 @@ func markEnv(data []byte) ([]byte, []string) {
 		for end < len(data) && isNameByte(data[end]) {
 			end++
 		}
-		if end == i+2 || end >= len(data) || data[end] != '}' {
+		if end == i+2 || end >= len(data) {
+			continue
+		}
+		ref := envRef{name: string(data[i+2 : end])}
+		if end+1 < len(data) && data[end] == ':' && data[end+1] == '-' {
+			stop := end + 2
+			for stop < len(data) && data[stop] != '}' && data[stop] != '\n' && data[stop] != '\r' {
+				stop++
+			}
+			if stop >= len(data) || data[stop] != '}' {
+				continue
+			}
+			ref.def, ref.hasDef = string(data[end+2:stop]), true
+			end = stop
+		}
+		if data[end] != '}' {
 			continue
 		}
 		if names == nil {
@@ -60,7 +93,7 @@ func markEnv(data []byte) ([]byte, []string) {
 		}
 		out.Write(data[last:i])
 		out.WriteString(envMark + strconv.Itoa(len(names)) + "__")
-		names = append(names, string(data[i+2:end]))
+		names = append(names, ref)
 		last = end + 1
 		i = end
 	}
@@ -77,7 +110,7 @@ func isNameByte(c byte) bool {
 
 // expandEnv replaces the environment references in every key and value
 // under n (names: markEnv's), recording each one not set in errs.
-func expandEnv(n *yaml.Node, path string, names []string, errs *[]error) {
+func expandEnv(n *yaml.Node, path string, names []envRef, errs *[]error) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
@@ -101,15 +134,15 @@ func expandEnv(n *yaml.Node, path string, names []string, errs *[]error) {
 // expandValue replaces the references in one scalar: $NAME and $$ as
 // os.Expand reads them, then markEnv's stand-ins. A value taken from the
 // environment is not expanded again.
-func expandValue(n *yaml.Node, path string, names []string, errs *[]error) {
+func expandValue(n *yaml.Node, path string, names []envRef, errs *[]error) {
 	if n.Kind != yaml.ScalarNode || !strings.Contains(n.Value, "$") && !strings.Contains(n.Value, envMark) {
 		return
 	}
 	var unset []string
-	lookup := func(k string) string {
-		v, ok := os.LookupEnv(k)
-		if !ok && !slices.Contains(unset, k) {
-			unset = append(unset, k)
+	lookup := func(r envRef) string {
+		v, ok := r.value()
+		if !ok && !slices.Contains(unset, r.name) {
+			unset = append(unset, r.name)
 		}
 		return v
 	}
@@ -117,7 +150,7 @@ func expandValue(n *yaml.Node, path string, names []string, errs *[]error) {
 		if k == "$" {
 			return "$"
 		}
-		return lookup(k)
+		return lookup(envRef{name: k})
 	})
 	if strings.Contains(value, envMark) {
 		var b strings.Builder
@@ -144,7 +177,7 @@ func expandValue(n *yaml.Node, path string, names []string, errs *[]error) {
 	}
 	if len(unset) > 0 {
 		report(errs, &FieldError{Key: path, Line: n.Line, Problem: fmt.Sprintf(
-			"environment variable %s is not set (write $$ for a literal $)", strings.Join(unset, ", "))})
+			"environment variable %s is not set (${%s:-} reads it as empty; $$ is a literal $)", strings.Join(unset, ", "), unset[0])})
 		return
 	}
 	if value == n.Value {

@@ -13,7 +13,7 @@ func TestUnsetEnvironmentVariableRefused(t *testing.T) {
 	t.Setenv("SLUICE_SET", "x")
 	for src, want := range map[string]string{
 		"admin: {token: ${SLUICE_UNSET_TOKEN}}\n" + minimal:      "line 1: admin.token: environment variable SLUICE_UNSET_TOKEN is not set",
-		"admin:\n  token: \"pa$word\"\n" + minimal:               "line 2: admin.token: environment variable word is not set (write $$ for a literal $)",
+		"admin:\n  token: \"pa$word\"\n" + minimal:               "line 2: admin.token: environment variable word is not set (${word:-} reads it as empty; $$ is a literal $)",
 		"admin:\n  token: ${SLUICE_SET}$SLUICE_NOPE\n" + minimal: "line 2: admin.token: environment variable SLUICE_NOPE is not set",
 	} {
 		_, err := Parse([]byte(src))
@@ -60,6 +60,17 @@ func TestEnvironmentReferences(t *testing.T) {
 	if c.Models[0].Backends[0].Weight != 7 {
 		t.Errorf("weight %d, want 7", c.Models[0].Backends[0].Weight)
 	}
+	// ${NAME:-default}: the default when NAME is unset or empty (a
+	// Kubernetes Secret key marked optional sets no variable).
+	t.Setenv("SLUICE_EMPTY", "")
+	c, err = Parse([]byte("admin: {token: ${SLUICE_UNSET_X:-}}\n" +
+		"models:\n  - name: m\n    backends:\n      - {url: '${SLUICE_UNSET_X:-http://a:1}', weight: ${SLUICE_EMPTY:-3}, api_key: \"${SLUICE_K:-d}\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Models[0].Backends[0]; c.Admin.Token != "" || b.URL != "http://a:1" || b.Weight != 3 || b.APIKey != "k$1" {
+		t.Errorf("defaults: token %q, url %q, weight %d, api_key %q", c.Admin.Token, b.URL, b.Weight, b.APIKey)
+	}
 	// A comment's reference is not the config's.
 	if _, err := Parse([]byte("# ${SLUICE_NOT_SET_ANYWHERE}\n" + minimal)); err != nil {
 		t.Errorf("a reference in a comment: %v", err)
@@ -70,7 +81,7 @@ func TestEnvironmentReferences(t *testing.T) {
 // a text without ${NAME} is left as is, and each name is one markEnv
 // found between "${" and "}".
 func FuzzMarkEnv(f *testing.F) {
-	for _, s := range []string{"", "a: ${X}\n", "$${X} ${Y}$${", "${}${A-B}${_1}x", "$", "${X", "a: {b: ${C}}\n# ${D}\n"} {
+	for _, s := range []string{"", "a: ${X}\n", "$${X} ${Y}$${", "${}${A-B}${_1}x", "$", "${X", "a: {b: ${C}}\n# ${D}\n", "${A:-}${B:-x}y}${C:-\n}"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -81,9 +92,13 @@ func FuzzMarkEnv(f *testing.F) {
 		if len(names) == 0 && string(out) != string(data) {
 			t.Fatalf("no names but changed: %q -> %q", data, out)
 		}
-		for _, n := range names {
-			if n == "" || !strings.Contains(string(data), "${"+n+"}") {
-				t.Fatalf("name %q not in %q", n, data)
+		for _, r := range names {
+			ref := "${" + r.name + "}"
+			if r.hasDef {
+				ref = "${" + r.name + ":-" + r.def + "}"
+			}
+			if r.name == "" || !strings.Contains(string(data), ref) || strings.ContainsAny(r.def, "}\n") {
+				t.Fatalf("reference %+v not in %q", r, data)
 			}
 		}
 	})
