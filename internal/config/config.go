@@ -314,10 +314,9 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	// decode, and validation says what is missing (models).
 	if root.Kind != 0 {
 		var errs []error
+		// An unset variable is one more problem: the others are listed too
+		// (validation leaves out what lies under its key).
 		expandEnv(&root, "", envNames, &errs)
-		if len(errs) > 0 {
-			return nil, errors.Join(errs...)
-		}
 		checkSchema(&root, reflect.TypeFor[Config](), "", lines, &errs)
 		if len(errs) > 0 {
 			errs = append(errs, alsoInvalid(&root, lines, errs, policyOK)...)

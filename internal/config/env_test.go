@@ -21,6 +21,14 @@ func TestUnsetEnvironmentVariableRefused(t *testing.T) {
 			t.Errorf("%q: %v, want %q", src, err, want)
 		}
 	}
+	// Listed with the file's other problems, not what the empty value
+	// would make of its key (an URL that is not one).
+	_, err := Parse([]byte("retry: {attempts: 0}\nmodels:\n  - name: m\n    backends:\n      - url: ${SLUICE_UNSET_URL}\n"))
+	want := "line 5: models[0].backends[0].url: environment variable SLUICE_UNSET_URL is not set (${SLUICE_UNSET_URL:-} reads it as empty; $$ is a literal $)\n" +
+		"line 1: retry.attempts: must be between 1 and 10, got 0"
+	if err == nil || err.Error() != want {
+		t.Errorf("got\n%v\nwant\n%s", err, want)
+	}
 }
 
 // A variable's value is a value, never YAML: a quote, a brace, a newline
