@@ -69,6 +69,12 @@ func noDocument(err error) bool {
 }
 
 func yamlProblem(e *yaml.LoadError, data []byte) *FieldError {
+	if strings.Contains(e.Message, "expected single document") {
+		// The library's words, with no line: "yaml: expected single
+		// document, found multiple".
+		return &FieldError{Line: secondDocument(data),
+			Problem: "a second YAML document starts here (---): a config file is one document"}
+	}
 	problem := e.Message
 	if e.Mark.Line > 0 && e.Mark.Column > 0 && tabAt(data, e.Mark.Line, e.Mark.Column) {
 		problem = "a tab where YAML wants spaces (indent with spaces, never tabs)"
@@ -79,6 +85,26 @@ func yamlProblem(e *yaml.LoadError, data []byte) *FieldError {
 		}
 	}
 	return &FieldError{Line: e.Mark.Line, Problem: problem}
+}
+
+// secondDocument is the line of the "---" that starts the file's second
+// document: the first one after a line of content (0 if none is found).
+func secondDocument(data []byte) int {
+	content := false
+	for i, line := range strings.Split(string(data), "\n") {
+		t := strings.TrimRight(line, " \t\r")
+		switch {
+		case t == "---" || strings.HasPrefix(t, "--- "):
+			if content {
+				return i + 1
+			}
+			content = true // "--- value" or a start marker: what follows is the first document
+		case t == "..." || t == "" || strings.HasPrefix(strings.TrimSpace(t), "#") || strings.HasPrefix(t, "%"):
+		default:
+			content = true
+		}
+	}
+	return 0
 }
 
 // tabAt reports whether the byte at line:column (both from 1) is a tab.
