@@ -138,10 +138,11 @@ func alsoInvalid(root *yaml.Node, lines keyLines, schemaErrs []error, policyOK P
 		return nil
 	}
 	refused := refusedKeys(schemaErrs)
+	parents := parentKeys(refused)
 	var out []error
 	for _, e := range flatten(lines.annotate(err)) {
 		var fe *FieldError
-		if errors.As(e, &fe) && covered(fe.Key, refused) {
+		if errors.As(e, &fe) && (covered(fe.Key, refused) || parents[fe.Key]) {
 			continue
 		}
 		out = append(out, e)
@@ -160,6 +161,22 @@ func refusedKeys(errs []error) map[string]bool {
 		}
 	}
 	return keys
+}
+
+// parentKeys is the set of the sections that hold a refused key
+// ("models" for "models[0].name"): a problem there is what the default
+// left in place of the refused value makes of its section (models: [[a]]
+// also read "models: at least one model is required").
+func parentKeys(refused map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for key := range refused {
+		for i := len(key) - 1; i > 0; i-- {
+			if key[i] == '.' || key[i] == '[' {
+				out[key[:i]] = true
+			}
+		}
+	}
+	return out
 }
 
 // covered reports whether key is, or is under, a key in refused: the key

@@ -36,6 +36,8 @@ func TestYAMLProblemsNameFileAndLine(t *testing.T) {
 			"F:2: models[0].name: want a string, got a list\n" +
 				"F:3: models[0].backends[0].weight: want a whole number, got \"heavy\"\n" +
 				"F:4: models[1].backends[0].weight: want a whole number, got \"heavy\" (through *w, line 3)"},
+		{"a model that is a list", "models:\n  - [a]\n",
+			"F:2: models[0]: want a section of keys, got a list"},
 		{"two documents", "---\n" + minimal + "---\nlisten: ':1'\n",
 			"F:7: a second YAML document starts here (---): a config file is one document"},
 		{"repeated nested key", "retry:\n  attempts: 2\n  attempts: 3\n" + minimal,
