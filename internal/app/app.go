@@ -73,6 +73,9 @@ type App struct {
 	// (whileBusy): time.NewTicker outside tests.
 	ticker gateway.Ticker
 
+	// reloads count reloads applied and refused (reloadmetrics.go).
+	reloads *reloadMetrics
+
 	releaseOnce sync.Once
 	cut         drainCut   // a second signal: see Cut
 	reloadMu    sync.Mutex // serialises reloads
@@ -177,6 +180,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	registerUpstreamMetrics(reg, deps.Transport)
 	registerRingMetrics(reg, deps.Rings)
 	registerDrainingGauge(reg, a.gw)
+	a.reloads = newReloadMetrics(reg, deps.Now())
 	return a, nil
 }
 
@@ -333,11 +337,13 @@ func (a *App) Reload() error {
 		a.tls.Store(cert)
 	}
 	a.applyLogLevel(cfg.Log.Level)
+	a.reloads.applied(a.deps.Now())
 	a.log.Info("config reloaded", "path", a.src.Path, "models", len(next.Runtime.Models))
 	return nil
 }
 
 func (a *App) refuseReload(err error) error {
+	a.reloads.refused()
 	a.log.Error("config reload refused; keeping the running config", "path", a.src.Path, "error", err.Error())
 	return err
 }

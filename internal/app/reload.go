@@ -46,9 +46,10 @@ func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 		a.log.Warn("config file watch unavailable; reload with SIGHUP", "error", err.Error())
 	}
 	close(ready)
-	target, _ := filepath.Abs(a.src.Path)
+	conf := newConfigWatch(a.src.Path)
 	var certs certWatch
 	if events != nil {
+		conf.sync(watcher, a.log)
 		certs.sync(watcher, tlsFiles(a.gw.Runtime().Config), a.log)
 	}
 	timer := time.NewTimer(time.Hour)
@@ -66,18 +67,77 @@ func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 				events = nil
 				continue
 			}
-			if abs, _ := filepath.Abs(ev.Name); (abs == target || certs.changes(abs)) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+			if abs, _ := filepath.Abs(ev.Name); (conf.changes(abs) || certs.changes(abs)) && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				timer.Reset(reloadDebounce)
 			}
 		case <-timer.C:
 			if _, err := os.Stat(a.src.Path); err == nil {
 				a.Reload()
 				if events != nil {
+					conf.sync(watcher, a.log)                                   // a link may now lead elsewhere
 					certs.sync(watcher, tlsFiles(a.gw.Runtime().Config), a.log) // the reload may name other files
 				}
 			}
 		}
 	}
+}
+
+// configWatch is what the file watch follows of the config file: its
+// path, and, when the path is a link, the file the link leads to. A
+// Kubernetes ConfigMap is such a link ("sluice.yaml -> ..data/sluice.yaml",
+// "..data -> ..2026_12_05_20_01_02.123"): an update writes a new
+// timestamped directory and renames a new "..data" link over the old one,
+// so the only event in the config's directory is on "..data", never on
+// the config's own name (before, such an update was never seen). A link
+// to a file elsewhere (/etc/sluice.yaml -> /srv/conf/sluice.yaml) changes
+// where that file is written, in a directory watched too.
+type configWatch struct {
+	path   string          // the config file's absolute path
+	dir    string          // its directory
+	target string          // where its links lead ("" if that cannot be resolved now)
+	dirs   map[string]bool // directories added to the watcher
+}
+
+func newConfigWatch(path string) *configWatch {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return &configWatch{path: abs, dir: filepath.Dir(abs), dirs: map[string]bool{}}
+}
+
+// sync watches the config's directory and that of the file it leads to
+// now; a directory that goes away (an old ConfigMap revision) leaves the
+// watcher by itself.
+func (w *configWatch) sync(watcher *fsnotify.Watcher, log *slog.Logger) {
+	w.target = ""
+	if real, err := filepath.EvalSymlinks(w.path); err == nil && real != w.path {
+		if abs, err := filepath.Abs(real); err == nil {
+			w.target = abs
+		}
+	}
+	for _, dir := range []string{w.dir, filepath.Dir(w.target)} {
+		if w.target == "" && dir != w.dir {
+			continue
+		}
+		if err := watcher.Add(dir); err != nil {
+			if !w.dirs[dir] {
+				log.Warn("config file watch unavailable for a directory; reload with SIGHUP", "dir", dir, "error", err.Error())
+			}
+			continue
+		}
+		w.dirs[dir] = true
+	}
+}
+
+// changes reports whether an event on path may change the config: on the
+// config's path, on the file its links lead to, or on a "..data"-style
+// link in its directory (a ConfigMap or Secret update).
+func (w *configWatch) changes(path string) bool {
+	if path == w.path || (w.target != "" && path == w.target) {
+		return true
+	}
+	return filepath.Dir(path) == w.dir && strings.HasPrefix(filepath.Base(path), "..")
 }
 
 // certWatch is what of the TLS files the file watch follows, so a renewed

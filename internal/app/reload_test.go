@@ -40,7 +40,8 @@ func TestAppReloadFailingAtAnyStageKeepsServing(t *testing.T) {
 		}
 		var sb strings.Builder
 		for _, mf := range mfs {
-			if strings.HasPrefix(mf.GetName(), "sluice_") {
+			// sluice_config_* count the reloads themselves.
+			if strings.HasPrefix(mf.GetName(), "sluice_") && !strings.HasPrefix(mf.GetName(), "sluice_config_") {
 				sb.WriteString(mf.String())
 			}
 		}
@@ -78,5 +79,75 @@ func TestAppReloadFailingAtAnyStageKeepsServing(t *testing.T) {
 	if after == before.([4]any)[0] || after.Config.Breaker.Window.D().String() != "45s" ||
 		after.Pools["m1"].Backends[0].Breaker() == before.([4]any)[3] {
 		t.Fatal("the reload without a failure did not swap in the new runtime and breakers")
+	}
+}
+
+// A refused reload is visible to an operator after the moment it was
+// logged: sluice_config_last_reload_successful is 0 until a reload is
+// applied, and sluice_config_reloads_total counts each by result. Before,
+// no metric said the file on disk was not the config serving.
+func TestReloadOutcomeMetrics(t *testing.T) {
+	be := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	writeConfig(t, path, "m1", be.URL)
+	a := newApp(t, path)
+	t.Cleanup(a.release)
+	reg := a.deps.Registry.(*prometheus.Registry)
+	value := func(name, result string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if result != "" && (len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != result) {
+					continue
+				}
+				if m.GetCounter() != nil {
+					return m.GetCounter().GetValue()
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("%s{result=%q} not exposed", name, result)
+		return 0
+	}
+	if v := value("sluice_config_last_reload_successful", ""); v != 1 {
+		t.Fatalf("at start: last_reload_successful %v, want 1", v)
+	}
+	started := value("sluice_config_last_reload_success_timestamp_seconds", "")
+	if started <= 0 {
+		t.Fatalf("at start: success timestamp %v", started)
+	}
+
+	if err := os.WriteFile(path, []byte("retry: {attempts: x}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); err == nil {
+		t.Fatal("an invalid file was applied")
+	}
+	if v := value("sluice_config_last_reload_successful", ""); v != 0 {
+		t.Errorf("after a refused reload: last_reload_successful %v, want 0", v)
+	}
+	if v := value("sluice_config_reloads_total", "refused"); v != 1 {
+		t.Errorf("refused reloads %v, want 1", v)
+	}
+	if v := value("sluice_config_last_reload_success_timestamp_seconds", ""); v != started {
+		t.Errorf("a refused reload moved the success timestamp: %v, was %v", v, started)
+	}
+
+	writeConfig(t, path, "m2", be.URL)
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if v := value("sluice_config_last_reload_successful", ""); v != 1 {
+		t.Errorf("after an applied reload: last_reload_successful %v, want 1", v)
+	}
+	if v := value("sluice_config_reloads_total", "applied"); v != 1 {
+		t.Errorf("applied reloads %v, want 1", v)
 	}
 }

@@ -146,6 +146,12 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 	if a.DelayTarget < 0 {
 		bad("admission.delay_target", "must be 0 (a quarter of max_wait) or a positive duration")
 	}
+	if a.MaxQueuedTokens < 0 {
+		bad("admission.max_queued_tokens", "must be 0 (no bound) or more, got %g", a.MaxQueuedTokens)
+	}
+	if a.DefaultMaxTokens < 0 {
+		bad("admission.default_max_tokens", "must be 0 or more, got %d", a.DefaultMaxTokens)
+	}
 	if a.MaxQueued < 1 {
 		bad("admission.max_queued", "must be at least 1")
 	}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -307,30 +306,31 @@ func Parse(data []byte) (*Config, error) { return ParseWith(data, nil) }
 // ParseWith is Parse with a policy-name check (see LoadWith).
 func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	cfg := Default()
-	expanded := os.Expand(string(data), func(k string) string {
-		if k == "$" {
-			return "$"
-		}
-		return os.Getenv(k)
-	})
+	if err := notUTF8(data); err != nil {
+		return nil, err
+	}
+	marked, envNames := markEnv(data)
 	var root yaml.Node
-	if err := yaml.Load([]byte(expanded), &root); err != nil && !noDocument(err) {
-		return nil, yamlProblems(err, []byte(expanded))
+	if err := yaml.Load(marked, &root); err != nil && !noDocument(err) {
+		return nil, yamlProblems(err, marked)
 	}
 	lines := keyLines{}
 	// An empty file (or only comments) is no document: nothing to check or
 	// decode, and validation says what is missing (models).
 	if root.Kind != 0 {
 		var errs []error
+		// An unset variable is one more problem: the others are listed too
+		// (validation leaves out what lies under its key).
+		expandEnv(&root, "", envNames, &errs)
 		checkSchema(&root, reflect.TypeFor[Config](), "", lines, &errs)
 		if len(errs) > 0 {
-			errs = append(errs, alsoInvalid([]byte(expanded), lines, errs, policyOK)...)
+			errs = append(errs, alsoInvalid(&root, lines, errs, policyOK)...)
 			return nil, errors.Join(errs...)
 		}
 		// Repeated keys were refused by checkSchema, in one pass; the
 		// library's own check compares every pair of keys in a mapping.
-		if err := yaml.Load([]byte(expanded), &cfg, yaml.WithKnownFields(), yaml.WithUniqueKeys(false)); err != nil {
-			return nil, yamlProblems(err, []byte(expanded))
+		if err := root.Load(&cfg, yaml.WithKnownFields(), yaml.WithUniqueKeys(false)); err != nil {
+			return nil, yamlProblems(err, marked)
 		}
 	}
 	cfg.fitAudioBound(lines)
@@ -444,6 +444,9 @@ func (c *Config) validateRetry(bad badFunc) {
 	if n := c.Retry.HedgeMinInFlight; n < 0 || n > 1000 {
 		bad("retry.hedge_min_in_flight", "must be between 0 and 1000, got %d", n)
 	}
+	if c.Retry.MinPerSecond < 0 {
+		bad("retry.min_per_second", "must be 0 or more, got %g", c.Retry.MinPerSecond)
+	}
 	if c.Retry.BudgetRatio < 0 || c.Retry.BudgetRatio > 1 {
 		bad("retry.budget_ratio", "must be between 0 and 1, got %g", c.Retry.BudgetRatio)
 	}
@@ -458,6 +461,13 @@ func (c *Config) validateHealth(bad badFunc) {
 	}
 	if c.Health.MaxEjectionTime < 0 {
 		bad("health.max_ejection_time", "must be >= 0")
+	}
+	// 0 is the default (2 passes, 1 fail); a negative count read as it.
+	if c.Health.Active.Passes < 0 {
+		bad("health.active.passes", "must be 0 (default 2) or more, got %d", c.Health.Active.Passes)
+	}
+	if c.Health.Active.Fails < 0 {
+		bad("health.active.fails", "must be 0 (default 1) or more, got %d", c.Health.Active.Fails)
 	}
 	if a := c.Health.Active; a.Interval > 0 {
 		if !strings.HasPrefix(a.Path, "/") {
@@ -476,6 +486,13 @@ func (c *Config) validateBreaker(bad badFunc) {
 	}
 	if br.FailureRatio <= 0 || br.SlowRatio <= 0 {
 		bad("breaker.failure_ratio", "failure_ratio and slow_ratio must be positive (above 1 disables that trip)")
+	}
+	// 0 is the default; a negative count read as it.
+	if br.MinRequests < 0 {
+		bad("breaker.min_requests", "must be 0 (default 20) or more, got %d", br.MinRequests)
+	}
+	if br.HalfOpenProbes < 0 {
+		bad("breaker.half_open_probes", "must be 0 (default 1) or more, got %d", br.HalfOpenProbes)
 	}
 	if br.MaxEjectedRatio <= 0 || br.MaxEjectedRatio > 1 {
 		bad("breaker.max_ejected_ratio", "must be in (0, 1], got %g", br.MaxEjectedRatio)
@@ -578,7 +595,11 @@ func SlowStartFor(m *Model) time.Duration {
 type validator struct{ errs []error }
 
 func (v *validator) bad(key, format string, args ...any) {
-	v.errs = append(v.errs, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
+	if len(v.errs) >= maxProblems { // only counted: no message made
+		report(&v.errs, nil)
+		return
+	}
+	report(&v.errs, &FieldError{Key: key, Problem: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) err() error { return errors.Join(v.errs...) }

@@ -187,7 +187,7 @@ func TestErrorsNameFileLineKeyAndWhatIsAllowed(t *testing.T) {
 		{"validation errors carry their line", "models:\n  - name: m\n    backends:\n      - url: http://a\n      - url: ftp://b\nretry:\n  attempts: 50\n",
 			[]string{":5: models[0].backends[1].url: must be an http:// or https:// URL", ":7: retry.attempts: must be between 1 and 10"}},
 		{"discovery source errors carry their line", "models:\n  - name: m\n    slow_start: -1s\n    discovery:\n      - type: file\n      - type: zookeeper\n        scheme: ftp\n",
-			[]string{":3: models[0].slow_start: must be 0 (off)", ":5: models[0].discovery[0].path: must name the targets file",
+			[]string{":3: models[0].slow_start: cannot be negative, got \"-1s\"", ":5: models[0].discovery[0].path: must name the targets file",
 				":6: models[0].discovery[1].type: must be file, dns, consul or kubernetes, got \"zookeeper\"", ":7: models[0].discovery[1].scheme: must be http or https"}},
 		{"consul discovery errors", "models:\n  - name: m\n    discovery:\n      - type: consul\n        consul:\n          service: \"llm/x\"\n          tags: [gpu, \"\"]\n          datacenter: \"dc 1\"\n          address: https://consul:8501\n          scheme: ftp\n          token: t\n          token_file: /run/t\n          wait: 11m\n      - type: consul\n      - type: file\n        path: /t\n        consul:\n          service: llm\n",
 			[]string{":6: models[0].discovery[0].consul.service: must name the Consul service (letters, digits, '-', '_', '.'), got \"llm/x\"",

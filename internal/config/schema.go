@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strconv"
@@ -23,9 +24,41 @@ type FieldError struct {
 	Key     string
 	Line    int
 	Problem string
+	// more, when not 0, makes this the last of a list cut at
+	// maxProblems: the count of the problems left out.
+	more int
+}
+
+// maxProblems bounds the problems one config's errors list. A 4 MB file
+// of two million fallbacks to an unknown model made as many problems:
+// 19 s, 1.1 GB of memory and a 123 MB message, on a reload inside the
+// running gateway too. Past the first few hundred a reader wants the
+// file fixed, not more lines.
+const maxProblems = 200
+
+// report adds e to errs, or, past maxProblems, counts it in the last.
+func report(errs *[]error, e error) {
+	switch n := len(*errs); {
+	case n < maxProblems:
+		*errs = append(*errs, e)
+	case n == maxProblems:
+		*errs = append(*errs, &FieldError{more: 1})
+	default:
+		if fe, ok := (*errs)[n-1].(*FieldError); ok && fe.more > 0 {
+			fe.more++
+		} else {
+			*errs = append(*errs, &FieldError{more: 1})
+		}
+	}
 }
 
 func (e *FieldError) Error() string {
+	if e.more > 0 {
+		if e.File != "" {
+			return fmt.Sprintf("%s: and %d more problems (the first %d are listed)", e.File, e.more, maxProblems)
+		}
+		return fmt.Sprintf("and %d more problems (the first %d are listed)", e.more, maxProblems)
+	}
 	if e.Key == "" { // the file as a whole: its syntax, its top level
 		switch {
 		case e.File != "" && e.Line > 0:
@@ -129,7 +162,8 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		}
 	}
 	if n.Kind == yaml.AliasNode {
-		return // anchors are decoded by the library; their target was checked where it is defined
+		checkAlias(n, t, path, errs)
+		return
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return // null leaves the default
@@ -138,7 +172,7 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		t = t.Elem()
 	}
 	bad := func(problem string, args ...any) {
-		*errs = append(*errs, &FieldError{Key: path, Line: n.Line, Problem: fmt.Sprintf(problem, args...)})
+		report(errs, &FieldError{Key: path, Line: n.Line, Problem: fmt.Sprintf(problem, args...)})
 	}
 	switch {
 	case reflect.PointerTo(t).Implements(textUnmarshaler):
@@ -174,7 +208,7 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		first := map[string]int{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			if writtenAgain(k, first, errs) {
+			if writtenAgain(k, path, first, errs) {
 				continue
 			}
 			sub := joinKey(path, k.Value)
@@ -196,6 +230,51 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 	}
 }
 
+// checkAlias checks that an alias (*name) leads to a value of the kind
+// its key takes: one value, a list or a section. The value itself was
+// checked where its anchor is; an alias is not followed further, so that
+// aliases of aliases cost one step each, not the size they expand to.
+// Before, an alias of a list where one value is wanted reached the
+// decoder, whose refusal read "cannot construct !!seq into string",
+// with no key.
+func checkAlias(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
+	target := n.Alias
+	for target != nil && target.Kind == yaml.AliasNode {
+		target = target.Alias
+	}
+	if target == nil {
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	want := yaml.ScalarNode
+	switch {
+	case reflect.PointerTo(t).Implements(textUnmarshaler) || t == reflect.TypeFor[time.Duration]():
+	case t.Kind() == reflect.Struct || t.Kind() == reflect.Map:
+		want = yaml.MappingNode
+	case t.Kind() == reflect.Slice:
+		want = yaml.SequenceNode
+	}
+	if target.Kind == want || target.Kind == yaml.ScalarNode && target.ShortTag() == "!!null" {
+		if want == yaml.ScalarNode {
+			// One value: checked as if written here (no recursion).
+			before := len(*errs)
+			checkSchema(target, t, path, keyLines{}, errs)
+			for _, e := range (*errs)[before:] {
+				if fe, ok := e.(*FieldError); ok && fe.more == 0 {
+					fe.Line = n.Line
+					fe.Problem += fmt.Sprintf(" (through *%s, line %d)", n.Value, target.Line)
+				}
+			}
+		}
+		return
+	}
+	what := map[yaml.Kind]string{yaml.ScalarNode: "one value", yaml.MappingNode: "a section of keys", yaml.SequenceNode: "a list"}
+	report(errs, &FieldError{Key: path, Line: n.Line, Problem: fmt.Sprintf(
+		"want %s, got *%s, %s (line %d)", what[want], n.Value, kindName(target), target.Line)})
+}
+
 // maxSuggested bounds the problems after which an unknown key gets no
 // suggestion nor list of allowed keys, only its name and line: each costs
 // about 0.2 ms (the nearest spelling, the sections it belongs to) and
@@ -215,13 +294,13 @@ func checkSection(n *yaml.Node, t reflect.Type, path string, lines keyLines, err
 		if k.Value == "<<" {
 			continue // merge key: its map is checked where it is defined
 		}
-		if writtenAgain(k, first, errs) {
+		if writtenAgain(k, path, first, errs) {
 			continue
 		}
 		sub := joinKey(path, k.Value)
 		f, ok := fields[k.Value]
 		if !ok && len(*errs) >= maxSuggested {
-			*errs = append(*errs, &FieldError{Key: sub, Line: k.Line, Problem: "unknown key"})
+			report(errs, &FieldError{Key: sub, Line: k.Line, Problem: "unknown key"})
 			continue
 		}
 		if !ok {
@@ -232,7 +311,7 @@ func checkSection(n *yaml.Node, t reflect.Type, path string, lines keyLines, err
 			} else if where := keyElsewhere(reflect.TypeFor[Config](), k.Value); len(where) > 0 {
 				problem += "it belongs under " + strings.Join(where, " or ") + "; "
 			}
-			*errs = append(*errs, &FieldError{Key: sub, Line: k.Line,
+			report(errs, &FieldError{Key: sub, Line: k.Line,
 				Problem: problem + "allowed here: " + strings.Join(allowed, ", ")})
 			continue
 		}
@@ -246,13 +325,13 @@ func checkSection(n *yaml.Node, t reflect.Type, path string, lines keyLines, err
 // once per repeat, because the YAML library reports every pair of equal
 // keys: n repeats of a key made n*(n-1)/2 errors, and a 13 KB file of
 // 1000 "listen:" lines took 24 s and a 29 MB message to refuse.
-func writtenAgain(k *yaml.Node, first map[string]int, errs *[]error) bool {
+func writtenAgain(k *yaml.Node, path string, first map[string]int, errs *[]error) bool {
 	if k.Kind != yaml.ScalarNode {
 		return false // a complex key is the library's to refuse
 	}
 	if line, seen := first[k.Value]; seen {
-		*errs = append(*errs, &FieldError{Line: k.Line,
-			Problem: fmt.Sprintf("mapping key %q already defined at line %d", k.Value, line)})
+		report(errs, &FieldError{Key: joinKey(path, k.Value), Line: k.Line,
+			Problem: fmt.Sprintf("already written at line %d (a key appears once in its section)", line)})
 		return true
 	}
 	first[k.Value] = k.Line
@@ -268,11 +347,16 @@ func scalarProblem(n *yaml.Node, t reflect.Type) string {
 			return "want true or false, got " + valueName(n)
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" && wholeDigits(n.Value) {
+			// Past int64, YAML reads digits as a float: "want a whole
+			// number" for 99999999999999999999 named the wrong problem.
+			return fmt.Sprintf("number %s is out of range (at most %d)", n.Value, int64(1)<<(t.Bits()-1)-1)
+		}
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
 			return "want a whole number, got " + valueName(n)
 		}
 		if _, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, t.Bits()); err != nil {
-			return "number " + n.Value + " is out of range"
+			return fmt.Sprintf("number %s is out of range (at most %d)", n.Value, int64(1)<<(t.Bits()-1)-1)
 		}
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
@@ -285,12 +369,26 @@ func scalarProblem(n *yaml.Node, t reflect.Type) string {
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
 			return "want a number, got " + valueName(n)
 		}
+		// .nan passed every range check (each comparison with NaN is
+		// false: retry.budget_ratio, breaker.failure_ratio, ...), .inf
+		// several.
+		var f float64
+		if err := n.Load(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return "want a finite number, got " + valueName(n)
+		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			return "want a string, got " + kindName(n)
 		}
 	}
 	return ""
+}
+
+// wholeDigits reports whether s is written as a whole number: digits,
+// with a sign and _ separators.
+func wholeDigits(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	return s != "" && strings.Trim(s, "0123456789_") == ""
 }
 
 // yamlFields maps a struct's YAML key names to their field types.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -10,11 +11,17 @@ import (
 // Duration is a time.Duration written as "250ms", "5s", "2m" in YAML.
 type Duration time.Duration
 
-// UnmarshalText parses Go duration syntax.
+// UnmarshalText parses Go duration syntax. A negative duration is
+// refused: no key takes one, and before, one such as shutdown_grace: -5s
+// or health.active.interval: -5s was taken (no grace; probes silently
+// off) where no check of its key looked.
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("invalid duration %q (use e.g. 500ms, 5s, 2m)", b)
+		return fmt.Errorf("invalid duration %q (use e.g. 500ms, 5s, 2m; at most 2562047h)", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("cannot be negative, got %q", b)
 	}
 	*d = Duration(v)
 	return nil
@@ -51,6 +58,9 @@ func (s *ByteSize) UnmarshalText(b []byte) error {
 	n, err := strconv.ParseInt(str, 10, 64)
 	if err != nil || n < 0 {
 		return fmt.Errorf("invalid size %q (use e.g. 8MiB, 512KiB, 1048576)", b)
+	}
+	if n > math.MaxInt64/mult { // n*mult wrapped negative: "must be positive" named the wrong problem
+		return fmt.Errorf("size %q is too large (at most 8EiB less one byte)", b)
 	}
 	*s = ByteSize(n * mult)
 	return nil

@@ -18,7 +18,7 @@ func TestYAMLProblemsNameFileAndLine(t *testing.T) {
 		{"tab", "listen: 127.0.0.1:8080\nmodels:\n\t- name: m\n",
 			"F:3: a tab where YAML wants spaces (indent with spaces, never tabs)"},
 		{"duplicate", minimal + "listen: ':9'\nlisten: ':10'\n",
-			`F:7: mapping key "listen" already defined at line 6`},
+			`F:7: listen: already written at line 6 (a key appears once in its section)`},
 		{"unclosed", "models: [{name: m\n",
 			"F:2: YAML syntax: did not find expected ',' or '}' (column 1)"},
 		{"list", "- a\n- b\n",
@@ -27,6 +27,21 @@ func TestYAMLProblemsNameFileAndLine(t *testing.T) {
 			"F: models: at least one model is required"},
 		{"comments only", "# nothing yet\n",
 			"F: models: at least one model is required"},
+		// These three named no key or no line, or the library's types.
+		{"not UTF-8", "listen: \"\xff:8080\"\n" + minimal,
+			"F:1: not UTF-8 text: byte 0xff at column 10 (save the file as UTF-8)"},
+		{"alias of a list for one value", "models:\n  - name: m\n    backends: &b [{url: 'http://127.0.0.1:9'}]\n    policy: *b\n",
+			"F:4: models[0].policy: want one value, got *b, a list (line 3)"},
+		{"alias of a wrong value", "models:\n  - name: &n [m]\n    backends: [{url: 'http://127.0.0.1:9', weight: &w heavy}]\n  - {name: m2, backends: [{url: 'http://127.0.0.1:9', weight: *w}]}\n",
+			"F:2: models[0].name: want a string, got a list\n" +
+				"F:3: models[0].backends[0].weight: want a whole number, got \"heavy\"\n" +
+				"F:4: models[1].backends[0].weight: want a whole number, got \"heavy\" (through *w, line 3)"},
+		{"a model that is a list", "models:\n  - [a]\n",
+			"F:2: models[0]: want a section of keys, got a list"},
+		{"two documents", "---\n" + minimal + "---\nlisten: ':1'\n",
+			"F:7: a second YAML document starts here (---): a config file is one document"},
+		{"repeated nested key", "retry:\n  attempts: 2\n  attempts: 3\n" + minimal,
+			"F:3: retry.attempts: already written at line 2 (a key appears once in its section)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -92,17 +107,18 @@ func TestRepeatedKeyReportedOncePerRepeat(t *testing.T) {
 	text := minimal + "listen: ':1'\nlisten: ':2'\nlisten: ':3'\n" +
 		"rate_limits:\n  keys:\n    k1: {tokens_per_minute: 1}\n    k1: {tokens_per_minute: 2}\n"
 	_, err := Parse([]byte(text))
-	want := `line 7: mapping key "listen" already defined at line 6` + "\n" +
-		`line 8: mapping key "listen" already defined at line 6` + "\n" +
-		`line 12: mapping key "k1" already defined at line 11`
+	want := `line 7: listen: already written at line 6 (a key appears once in its section)` + "\n" +
+		`line 8: listen: already written at line 6 (a key appears once in its section)` + "\n" +
+		`line 12: rate_limits.keys.k1: already written at line 11 (a key appears once in its section)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)
 	}
 
 	const n = 3000
 	_, err = Parse([]byte(minimal + strings.Repeat("listen: ':1'\n", n)))
-	if got := len(flatten(err)); got != n-1 {
-		t.Fatalf("%d repeats of a key: %d problems, want %d", n, got, n-1)
+	errs := flatten(err)
+	if len(errs) != maxProblems+1 || errs[maxProblems].Error() != "and 2799 more problems (the first 200 are listed)" {
+		t.Fatalf("%d repeats of a key: %d problems, the last %v", n, len(errs), errs[len(errs)-1])
 	}
 }
 
