@@ -114,7 +114,35 @@ func (f *Forecaster) clearOpen() {
 func (f *Forecaster) Advance(t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.rewind(t)
 	f.advance(t)
+}
+
+// maxClockBack is how far before the open interval a time given to
+// Advance may fall and still be taken for a late call rather than a clock
+// stepped back.
+const maxClockBack = SlotWidth
+
+// rewind moves the open interval back to t when t is more than
+// maxClockBack (or two intervals) before it: the wall clock was stepped
+// back, or the snapshot restored was written by a clock running ahead.
+// Without it no interval closes until the clock catches up again, and the
+// forecast stays frozen on the old state for as long as the step (a year,
+// for a snapshot from a clock a year ahead) while every arrival piles into
+// the one open tally. The intervals between are unknown, as after a
+// restart; the forecasts in flight are dropped, since their targets moved.
+// Only Advance rewinds (the ticker's time, once per interval): an
+// arrival's time is the request's start, which may lag.
+func (f *Forecaster) rewind(t time.Time) {
+	if f.start.IsZero() || !t.Before(f.start.Add(-max(maxClockBack, 2*f.cfg.Interval))) {
+		return
+	}
+	for _, p := range f.series {
+		p.requests.skip(0)
+		p.tokens.skip(0)
+	}
+	f.clearOpen()
+	f.start, f.resumed = t.Truncate(f.cfg.Interval), false
 }
 
 func (f *Forecaster) advance(t time.Time) {
