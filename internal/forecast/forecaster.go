@@ -71,13 +71,15 @@ func (f *Forecaster) Config() Config { return f.cfg }
 // Observe counts requests and tokens that arrived at t for key's model
 // and, if the tenant is busy enough to be forecast on its own, for key.
 func (f *Forecaster) Observe(t time.Time, key Key, requests, tokens float64) {
-	if key.Model == "" || !(requests >= 0) || !(tokens >= 0) {
+	// A name longer than a snapshot keeps is not forecast: its series
+	// would make every snapshot unreadable.
+	if key.Model == "" || len(key.Model) > maxNameLen || !(requests >= 0) || !(tokens >= 0) {
 		return
 	}
 	f.mu.Lock()
 	f.advance(t)
 	f.add(&f.recent[0], Key{Model: key.Model}, requests, tokens)
-	if key.Tenant != "" && f.cfg.MinTenantRate >= 0 {
+	if key.Tenant != "" && len(key.Tenant) <= maxNameLen && f.cfg.MinTenantRate >= 0 {
 		f.add(&f.recent[1], key, requests, tokens)
 	}
 	f.mu.Unlock() // not deferred: this runs on every request
