@@ -140,8 +140,8 @@ func (f *Forecaster) rewind(t time.Time) {
 		return
 	}
 	for _, p := range f.series {
-		p.requests.skip(0)
-		p.tokens.skip(0)
+		p.requests.skip(0, f.k.maxGapSteps)
+		p.tokens.skip(0, f.k.maxGapSteps)
 	}
 	f.clearOpen()
 	f.start, f.resumed = t.Truncate(f.cfg.Interval), false
@@ -199,8 +199,8 @@ func (e *IntervalEnd) Before(t, start time.Time, length time.Duration) bool {
 // skip moves past n intervals whose traffic is unknown.
 func (f *Forecaster) skip(n int64) {
 	for _, p := range f.series {
-		p.requests.skip(int(min(n, 1<<30)))
-		p.tokens.skip(int(min(n, 1<<30)))
+		p.requests.skip(int(min(n, 1<<30)), f.k.maxGapSteps)
+		p.tokens.skip(int(min(n, 1<<30)), f.k.maxGapSteps)
 	}
 	f.clearOpen()
 	f.start = f.start.Add(time.Duration(n) * f.cfg.Interval)
