@@ -52,7 +52,7 @@ func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, l
 		t := time.NewTicker(d)
 		return t.C, t.Stop
 	}}
-	r.store, r.release = openSnapshot(cfg, dataDir, log)
+	r.store, r.release = openSnapshot(cfg, dataDir, fc.Config().MaxSnapshotBytes(), log)
 	if r.store != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -27,7 +27,7 @@ var errSnapshotBusy = errors.New("another sluice gateway owns this snapshot (giv
 // default, so nothing here may keep the gateway from starting: a directory
 // that cannot be written, or a snapshot another gateway owns, is said once
 // and the forecast runs without being saved or restored (store nil).
-func openSnapshot(cfg config.Forecast, dataDir string, log *slog.Logger) (store forecast.Store, release func()) {
+func openSnapshot(cfg config.Forecast, dataDir string, maxBytes int64, log *slog.Logger) (store forecast.Store, release func()) {
 	path := strings.TrimSpace(cfg.Snapshot)
 	switch path {
 	case "off":
@@ -43,7 +43,7 @@ func openSnapshot(cfg config.Forecast, dataDir string, log *slog.Logger) (store 
 		log.Warn("forecast snapshot off: the forecast runs but is not saved or restored", "path", path, "error", err.Error())
 		return nil, func() {}
 	}
-	return forecast.FileStore{Path: path}, release
+	return forecast.FileStore{Path: path, MaxBytes: maxBytes}, release
 }
 
 // takeSnapshot locks path's lock file, checks that its directory takes the

@@ -80,7 +80,24 @@ func (h *arrivalHistory) observe(t time.Time, model string, tokens float64) {
 func (h *arrivalHistory) Advance(t time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.rewind(t)
 	h.advance(t)
+}
+
+// rewind restarts the open interval at t when the clock was stepped back
+// more than 10 minutes (or two intervals), as the forecaster does
+// (forecast.Forecaster.Advance): otherwise no interval closes, and the
+// history stands still, until the clock catches up. The forecasts waiting
+// for their intervals are dropped: their targets moved.
+func (h *arrivalHistory) rewind(t time.Time) {
+	if h.start.IsZero() || !t.Before(h.start.Add(-max(10*time.Minute, 2*h.iv))) {
+		return
+	}
+	for _, m := range h.models {
+		clear(m.pending)
+		m.requests, m.tokens = 0, 0
+	}
+	h.start = time.Time{}
 }
 
 func (h *arrivalHistory) advance(t time.Time) {

@@ -71,13 +71,15 @@ func (f *Forecaster) Config() Config { return f.cfg }
 // Observe counts requests and tokens that arrived at t for key's model
 // and, if the tenant is busy enough to be forecast on its own, for key.
 func (f *Forecaster) Observe(t time.Time, key Key, requests, tokens float64) {
-	if key.Model == "" || !(requests >= 0) || !(tokens >= 0) {
+	// A name longer than a snapshot keeps is not forecast: its series
+	// would make every snapshot unreadable.
+	if key.Model == "" || len(key.Model) > maxNameLen || !(requests >= 0) || !(tokens >= 0) {
 		return
 	}
 	f.mu.Lock()
 	f.advance(t)
 	f.add(&f.recent[0], Key{Model: key.Model}, requests, tokens)
-	if key.Tenant != "" && f.cfg.MinTenantRate >= 0 {
+	if key.Tenant != "" && len(key.Tenant) <= maxNameLen && f.cfg.MinTenantRate >= 0 {
 		f.add(&f.recent[1], key, requests, tokens)
 	}
 	f.mu.Unlock() // not deferred: this runs on every request
@@ -114,7 +116,35 @@ func (f *Forecaster) clearOpen() {
 func (f *Forecaster) Advance(t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.rewind(t)
 	f.advance(t)
+}
+
+// maxClockBack is how far before the open interval a time given to
+// Advance may fall and still be taken for a late call rather than a clock
+// stepped back.
+const maxClockBack = SlotWidth
+
+// rewind moves the open interval back to t when t is more than
+// maxClockBack (or two intervals) before it: the wall clock was stepped
+// back, or the snapshot restored was written by a clock running ahead.
+// Without it no interval closes until the clock catches up again, and the
+// forecast stays frozen on the old state for as long as the step (a year,
+// for a snapshot from a clock a year ahead) while every arrival piles into
+// the one open tally. The intervals between are unknown, as after a
+// restart; the forecasts in flight are dropped, since their targets moved.
+// Only Advance rewinds (the ticker's time, once per interval): an
+// arrival's time is the request's start, which may lag.
+func (f *Forecaster) rewind(t time.Time) {
+	if f.start.IsZero() || !t.Before(f.start.Add(-max(maxClockBack, 2*f.cfg.Interval))) {
+		return
+	}
+	for _, p := range f.series {
+		p.requests.skip(0, f.k.maxGapSteps)
+		p.tokens.skip(0, f.k.maxGapSteps)
+	}
+	f.clearOpen()
+	f.start, f.resumed = t.Truncate(f.cfg.Interval), false
 }
 
 func (f *Forecaster) advance(t time.Time) {
@@ -169,8 +199,8 @@ func (e *IntervalEnd) Before(t, start time.Time, length time.Duration) bool {
 // skip moves past n intervals whose traffic is unknown.
 func (f *Forecaster) skip(n int64) {
 	for _, p := range f.series {
-		p.requests.skip(int(min(n, 1<<30)))
-		p.tokens.skip(int(min(n, 1<<30)))
+		p.requests.skip(int(min(n, 1<<30)), f.k.maxGapSteps)
+		p.tokens.skip(int(min(n, 1<<30)), f.k.maxGapSteps)
 	}
 	f.clearOpen()
 	f.start = f.start.Add(time.Duration(n) * f.cfg.Interval)

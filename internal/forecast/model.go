@@ -187,11 +187,18 @@ func floorDiv(a, b int64) int64 {
 }
 
 // skip forgets the pending forecasts after intervals went unseen (the
-// process was down): their outcomes are unknown.
-func (m *model) skip(steps int) {
+// process was down): their outcomes are unknown. After more than
+// maxGapSteps unseen the level is older than a gap may last, so a low
+// value next is believed rather than skipped as a data gap for maxGapSteps
+// more (during which the forecast would hold the old level: 4 h by
+// default after a restart from a day-old snapshot).
+func (m *model) skip(steps, maxGapSteps int) {
 	m.n += uint64(steps)
 	for i := range m.horizons {
 		clear(m.horizons[i].due)
+	}
+	if steps > maxGapSteps {
+		m.gapRun = max(m.gapRun, maxGapSteps)
 	}
 }
 

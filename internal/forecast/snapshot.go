@@ -43,6 +43,18 @@ const (
 	maxStateValue = 1e15 // no rate or error in a sane snapshot comes near
 )
 
+// MaxSnapshotBytes is the most a snapshot of a forecaster with this
+// configuration can take: MaxSeries series with names of maxNameLen bytes
+// (FileStore.MaxBytes). About 19 KB a series (24 KB with a 24h
+// max_horizon): 256 series, the default, under 6 MB.
+func (c Config) MaxSnapshotBytes() int64 {
+	c = c.WithDefaults()
+	perModel := len(newModel(c.trackedHorizons()).appendTo(nil, nCand, true))
+	perSeries := 2*(2+maxNameLen) + 2*perModel
+	header := len(snapshotMagic) + 1 + 8 + 8 + 4 + 4 // and the CRC
+	return int64(header) + int64(c.MaxSeries)*int64(perSeries)
+}
+
 // ErrIncompatible is returned by Restore for a snapshot taken with another
 // interval or format version; the caller starts afresh.
 var ErrIncompatible = errors.New("forecast: snapshot from an incompatible configuration")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,26 +26,41 @@ var ErrNoSnapshot = errors.New("forecast: no snapshot stored")
 // temporary file renamed over it), so a crash mid-save leaves the old one.
 type FileStore struct {
 	Path string
+	// MaxBytes bounds what Load reads: a larger file is refused before a
+	// byte of it is read. Set it to the forecaster's
+	// Config.MaxSnapshotBytes, the most a snapshot it writes can take;
+	// 0: DefaultMaxSnapshotBytes.
+	MaxBytes int64
 }
 
-// maxSnapshotBytes bounds what Load reads: 100,000 series at ~10 KB.
-const maxSnapshotBytes = 1 << 30
+// DefaultMaxSnapshotBytes is FileStore.MaxBytes when unset: the snapshot
+// of the default configuration (256 series) is under 6 MB.
+const DefaultMaxSnapshotBytes = 64 << 20
 
 // Load reads the file.
 func (s FileStore) Load(context.Context) ([]byte, error) {
-	st, err := os.Stat(s.Path)
+	limit := s.MaxBytes
+	if limit <= 0 {
+		limit = DefaultMaxSnapshotBytes
+	}
+	f, err := os.Open(s.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoSnapshot
 	}
 	if err != nil {
 		return nil, fmt.Errorf("forecast: snapshot: %w", err)
 	}
-	if st.Size() > maxSnapshotBytes {
-		return nil, fmt.Errorf("forecast: snapshot %s: %d bytes, more than %d", s.Path, st.Size(), maxSnapshotBytes)
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > limit {
+		return nil, fmt.Errorf("forecast: snapshot %s: %d bytes, more than the %d a snapshot of this configuration can take", s.Path, st.Size(), limit)
 	}
-	b, err := os.ReadFile(s.Path)
+	// Read through a limit as well: the file may grow after the Stat.
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("forecast: snapshot: %w", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("forecast: snapshot %s: more than the %d bytes a snapshot of this configuration can take", s.Path, limit)
 	}
 	return b, nil
 }

@@ -251,6 +251,16 @@ type Service struct {
 // minRefusalRate hides reasons that have decayed to nothing.
 const minRefusalRate = 0.001
 
+// minArrivalRate is the arrival rate, requests per second, below which a
+// model's demand has decayed to nothing (one request per 1,000 s): it and
+// its tokens read 0. An exponential decay never reaches 0 on its own: an
+// hour after the last request desired backends read 6e-157, which a scaler
+// rounds up to a backend, and it took float64 underflow (about 2 h with a
+// 10 s window, days with a 10 m one) to read 0. With it the signal reads 0
+// within a minute or so of the last request and the scaler's own cool-down
+// (KEDA's cooldownPeriod, minReplicaCount) decides about scaling to zero.
+const minArrivalRate = 0.001
+
 // Read returns the model's figures at now, with the service of the named
 // backends (those without a completion yet are absent). Backends of the
 // model not named are forgotten: they left the pool.
@@ -261,6 +271,12 @@ func (m *Meter) Read(model string, now time.Time, backends []string) Reading {
 	r := Reading{Arrivals: mm.arrivals.At(now, tau), ArrivalsRising: mm.arrivalsFast.At(now, tau/riseDivisor), ArrivalTokens: mm.arrivalTokens.At(now, tau),
 		ArrivalsBurst: mm.burst.Excess(now, tau),
 		Refusals:      map[string]float64{}, Service: map[string]Service{}}
+	if r.Arrivals < minArrivalRate {
+		r.Arrivals, r.ArrivalTokens = 0, 0
+	}
+	if r.ArrivalsRising < minArrivalRate {
+		r.ArrivalsRising = 0
+	}
 	for reason, rate := range mm.refusals {
 		if v := rate.At(now, tau); v >= minRefusalRate {
 			r.Refusals[reason] = v

@@ -188,6 +188,9 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 			s.DemandRequestsPerSecond = max(s.DemandRequestsPerSecond, f)
 		}
 	}
+	if s.DemandRequestsPerSecond < minArrivalRate { // a forecast decayed to nothing
+		s.DemandRequestsPerSecond = 0
+	}
 	if slots := max(s.Service.Slots, slotsNow(p)); slots > 0 {
 		s.InFlightBackends = float64(p.InUse) / slots
 	}
