@@ -28,13 +28,15 @@
 # the bare handler: "bare", bench/bareproxy on net/http's Transport (the
 # bare-go row of bench/proxy-overhead.sh), and "bare-lean", the same proxy
 # on internal/h1client (Sluice's default upstream client for http://).
+# MODE=stream is MODE=proxied with the answer streamed (the instant
+# backend's 4 tokens: 6 SSE events, ~1 KB).
 # Needs valgrind, wrk, taskset, curl, go.
 # Under callgrind a request takes ~50x longer: at -c64 the proxied requests
 # queue in Sluice's admission long enough to be refused (503
 # pool_saturated, its overload control working), so MODE=proxied runs with
 # fewer connections (CONNS, default 16 there) and any refusal is reported.
 # NOFLOOR=1 leaves the floors out (a build may be named twice, to alternate).
-# Usage: [MODE=hit|proxied] [CONNS=64|16] [NOFLOOR=1] [PORT_BASE=19511] [DUR=20] [OUT=dir] [CACHESIM=1] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
+# Usage: [MODE=hit|proxied|stream] [CONNS=64|16] [NOFLOOR=1] [PORT_BASE=19511] [DUR=20] [OUT=dir] [CACHESIM=1] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench/install-tools.sh valgrind wrk curl   # apt-get when missing (root, else sudo)
@@ -54,12 +56,13 @@ hit)
   mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
   sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
   (cd "$W/floor" && GOWORK=off go build -o floor .) ;;
-proxied)
+proxied | stream)
   BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}'
+  [ "$MODE" = stream ] && BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"stream":true}'
   FLOORS=(bare bare-lean)
   CONNS=${CONNS_SET:-16}
   go build -o "$W/bareproxy" ./bench/bareproxy ;;
-*) echo "MODE: hit or proxied, got $MODE"; exit 1 ;;
+*) echo "MODE: hit, proxied or stream, got $MODE"; exit 1 ;;
 esac
 [ "${NOFLOOR:-0}" = 1 ] && FLOORS=()
 taskset -c 0 "${1#*=}" sim --listen $BACK --instant --model m >/dev/null 2>&1 & PIDS+=($!)

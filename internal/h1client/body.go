@@ -152,8 +152,7 @@ func expectCRLF(b *body) error {
 
 // lineBuffered: a whole line (the next chunk's header) is already read.
 func lineBuffered(b *body) bool {
-	buf, _ := b.cn.br.Peek(b.cn.br.Buffered())
-	return bytes.IndexByte(buf, '\n') >= 0
+	return b.cn.br.hasLine()
 }
 
 // chunkHeader reads "hex-size [;ext] CRLF".
