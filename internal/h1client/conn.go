@@ -17,7 +17,7 @@ import (
 type conn struct {
 	c         *Client
 	nc        net.Conn
-	br        *reader
+	br        reader // in the conn: one allocation less
 	wbuf      []byte // the request message, reused
 	scratch   []byte // the response's header block, reused
 	key       string // host:port
@@ -77,7 +77,7 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 	if err := cn.br.waitByte(); err != nil {
 		return fail(&exchangeError{err: err, noResponse: true})
 	}
-	h, err := readFinalHead(cn.br, &cn.scratch)
+	h, err := readFinalHead(&cn.br, &cn.scratch)
 	if err != nil {
 		return fail(&exchangeError{err: err})
 	}

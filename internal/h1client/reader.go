@@ -35,9 +35,9 @@ type reader struct {
 	held  *[]byte    // buf's pool entry while it is a big one
 }
 
-func newReader(rd io.Reader, max int, big *sync.Pool) *reader {
+func newReader(rd io.Reader, max int, big *sync.Pool) reader {
 	small := make([]byte, min(smallReadBuffer, max))
-	return &reader{rd: rd, buf: small, small: small, max: max, big: big}
+	return reader{rd: rd, buf: small, small: small, max: max, big: big}
 }
 
 // Buffered is how many bytes can be read without reading the connection.

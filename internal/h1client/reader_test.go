@@ -54,7 +54,8 @@ func TestReaderMatchesBufio(t *testing.T) {
 		}
 		var pool sync.Pool
 		pool.New = func() any { b := make([]byte, max); return &b }
-		got := newReader(&chopReader{data: data, rnd: rand.New(rand.NewPCG(seed, 2))}, max, &pool)
+		gotr := newReader(&chopReader{data: data, rnd: rand.New(rand.NewPCG(seed, 2))}, max, &pool)
+		got := &gotr
 		want := bufio.NewReaderSize(&chopReader{data: data, rnd: rand.New(rand.NewPCG(seed, 3))}, max)
 		for step := 0; ; step++ {
 			if rnd.IntN(2) == 0 {
@@ -100,7 +101,8 @@ func TestReaderLineBoundByteByByte(t *testing.T) {
 			data := append(append([]byte{}, line...), "next\n"...)
 			var pool sync.Pool
 			pool.New = func() any { b := make([]byte, max); return &b }
-			r := newReader(iotest.OneByteReader(bytes.NewReader(data)), max, &pool)
+			rv := newReader(iotest.OneByteReader(bytes.NewReader(data)), max, &pool)
+			r := &rv
 			got, err := r.line()
 			if n > max {
 				if err != errLineTooLong {
