@@ -28,13 +28,15 @@
 # the bare handler: "bare", bench/bareproxy on net/http's Transport (the
 # bare-go row of bench/proxy-overhead.sh), and "bare-lean", the same proxy
 # on internal/h1client (Sluice's default upstream client for http://).
+# MODE=stream is MODE=proxied with the answer streamed (the instant
+# backend's 4 tokens: 6 SSE events, ~1 KB).
 # Needs valgrind, wrk, taskset, curl, go.
 # Under callgrind a request takes ~50x longer: at -c64 the proxied requests
 # queue in Sluice's admission long enough to be refused (503
 # pool_saturated, its overload control working), so MODE=proxied runs with
 # fewer connections (CONNS, default 16 there) and any refusal is reported.
 # NOFLOOR=1 leaves the floors out (a build may be named twice, to alternate).
-# Usage: [MODE=hit|proxied] [CONNS=64|16] [NOFLOOR=1] [PORT_BASE=19511] [DUR=20] [OUT=dir] [CACHESIM=1] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
+# Usage: [MODE=hit|proxied|stream] [CONNS=64|16] [NOFLOOR=1] [PORT_BASE=19511] [DUR=20] [OUT=dir] [CACHESIM=1] bench/server-callgrind.sh name=SLUICE_BIN [name=SLUICE_BIN ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench/install-tools.sh valgrind wrk curl   # apt-get when missing (root, else sudo)
@@ -54,12 +56,15 @@ hit)
   mkdir -p "$W/floor" && printf 'module floor\ngo 1.22\n' > "$W/floor/go.mod"
   sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' > "$W/floor/main.go"
   (cd "$W/floor" && GOWORK=off go build -o floor .) ;;
-proxied)
+proxied | stream)
   BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4}'
+  [ "$MODE" = stream ] && BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"stream":true}'
   FLOORS=(bare bare-lean)
   CONNS=${CONNS_SET:-16}
-  go build -o "$W/bareproxy" ./bench/bareproxy ;;
-*) echo "MODE: hit or proxied, got $MODE"; exit 1 ;;
+  go build -o "$W/bareproxy" ./bench/bareproxy
+  [ "$MODE" = stream ] && go build -o "$W/sc" ./bench/streamclient
+  true ;;
+*) echo "MODE: hit, proxied or stream, got $MODE"; exit 1 ;;
 esac
 [ "${NOFLOOR:-0}" = 1 ] && FLOORS=()
 taskset -c 0 "${1#*=}" sim --listen $BACK --instant --model m >/dev/null 2>&1 & PIDS+=($!)
@@ -86,6 +91,20 @@ code_pages() { # callgrind-file binary requests
       if (name in hot) {a=strtonum("0x" $1); for (p=int(a/4096); p<=int((a+$2-1)/4096); p++) pg[p]=1}}
     END {n=0; for (p in pg) n++; print n}' "$W/hot.txt" -
 }
+# load SECONDS: wrk, or for MODE=stream bench/streamclient (its output
+# put in wrk's words): wrk closes its connections in the middle of
+# answers when it stops, and the server's writes into them (a stream's
+# several per answer) raise SIGPIPEs that callgrind 3.19 dies of
+# ("vgCallgrind_post_signal: Assertion ... failed"); streamclient lets
+# every stream end first.
+load() {
+  if [ "$MODE" = stream ]; then
+    taskset -c 0 "$W/sc" --mode load --conns "$CONNS" --dur "$1s" --url "http://$ADDR/v1/chat/completions" --body "$BODY" |
+      awk '{printf "%d requests in %ss\nNon-2xx or Socket errors: %d\n", $1, $4, $3}'
+  else
+    taskset -c 0 wrk -t1 -c"$CONNS" --timeout 60s -d"$1s" -s "$W/post.lua" "http://$ADDR/v1/chat/completions"
+  fi
+}
 echo "name requests instr_per_request code_pages load$([ "${CACHESIM:-0}" = 1 ] && echo " I1_miss D1_read_miss D1_write_miss")"
 for b in ${FLOORS[@]+"${FLOORS[@]}"} "$@"; do
   n=${b%%=*} bin=${b#*=}
@@ -100,14 +119,14 @@ for b in ${FLOORS[@]+"${FLOORS[@]}"} "$@"; do
   fi
   PIDS+=($pid)
   for _ in $(seq 1200); do curl -sf -o /dev/null -X POST -d "$BODY" "http://$ADDR/v1/chat/completions" && break; sleep 0.1; done
-  taskset -c 0 wrk -t1 -c"$CONNS" --timeout 60s -d5s -s "$W/post.lua" "http://$ADDR/v1/chat/completions" >/dev/null # warm-up
+  load 5 >/dev/null # warm-up
   callgrind_control -z $pid >/dev/null
-  taskset -c 0 wrk -t1 -c"$CONNS" --timeout 60s -d"${DUR}s" -s "$W/post.lua" "http://$ADDR/v1/chat/completions" > "$W/wrk.txt"
+  load "$DUR" > "$W/wrk.txt"
   callgrind_control -d $pid >/dev/null
   kill $pid; wait $pid 2>/dev/null || true
   req=$(awk '/requests in/ {print $1}' "$W/wrk.txt")
   cp "$W/wrk.txt" "$OUT/$n.wrk"
-  bad=$(awk '/Non-2xx/ {s+=$5} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$W/wrk.txt")
+  bad=$(awk '/^Non-2xx or Socket errors:/ {s+=$5; next} /Non-2xx/ {s+=$5} /Socket errors/ {gsub(/,/,""); s+=$4+$6+$8+$10} END {print s+0}' "$W/wrk.txt")
   [ "$bad" = 0 ] || echo "$n: $bad errors or non-2xx"
   f=$(ls -t "$W"/cg.$pid.* 2>/dev/null | head -1)
   [ -n "$f" ] || { echo "$n: no dump (callgrind died?)"; continue; }

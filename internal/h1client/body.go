@@ -99,7 +99,7 @@ func (b *body) readFixed(p []byte) (int, error) {
 // readChunked decodes chunked coding; like net/http's reader it returns
 // what it has rather than block on the next chunk's header.
 func (b *body) readChunked(p []byte) (n int, err error) {
-	br := b.cn.br
+	br := &b.cn.br
 	for n < len(p) {
 		if b.checkEnd {
 			if n > 0 && br.Buffered() < 2 {
@@ -141,7 +141,7 @@ func (b *body) readChunked(p []byte) (n int, err error) {
 
 func expectCRLF(b *body) error {
 	var two [2]byte
-	if _, err := io.ReadFull(b.cn.br, two[:]); err != nil {
+	if _, err := io.ReadFull(&b.cn.br, two[:]); err != nil {
 		return unexpected(err)
 	}
 	if two != [2]byte{'\r', '\n'} {
@@ -152,13 +152,12 @@ func expectCRLF(b *body) error {
 
 // lineBuffered: a whole line (the next chunk's header) is already read.
 func lineBuffered(b *body) bool {
-	buf, _ := b.cn.br.Peek(b.cn.br.Buffered())
-	return bytes.IndexByte(buf, '\n') >= 0
+	return b.cn.br.hasLine()
 }
 
 // chunkHeader reads "hex-size [;ext] CRLF".
 func (b *body) chunkHeader() (int64, error) {
-	line, err := readLine(b.cn.br)
+	line, err := readLine(&b.cn.br)
 	if err != nil {
 		return 0, unexpected(err)
 	}
@@ -197,7 +196,7 @@ func parseChunkSize(line []byte) (int64, error) {
 func (b *body) trailer() error {
 	total := 0
 	for i := 0; ; i++ {
-		line, err := readLine(b.cn.br)
+		line, err := readLine(&b.cn.br)
 		if err != nil {
 			return unexpected(err)
 		}

@@ -27,13 +27,17 @@ import (
 
 // Options configure a Client. Zero values take the defaults noted.
 type Options struct {
-	ConnectTimeout  time.Duration // dial bound; 0: none beyond the request's context
-	KeepAlive       time.Duration // TCP keep-alive period; 0: 30 s
-	MaxIdlePerHost  int           // idle connections kept per host:port; 0: 1024
-	MaxIdle         int           // idle connections kept in all; 0: 4096
-	IdleTimeout     time.Duration // an idle connection older than this is closed, not reused; 0: 90 s
-	ReadBufferSize  int           // per connection; 0: 32 KiB (also bounds one header line)
-	WriteBufferSize int           // request head and in-memory body up to this leave in one write; 0: 32 KiB
+	ConnectTimeout time.Duration // dial bound; 0: none beyond the request's context
+	KeepAlive      time.Duration // TCP keep-alive period; 0: 30 s
+	MaxIdlePerHost int           // idle connections kept per host:port; 0: 1024
+	MaxIdle        int           // idle connections kept in all; 0: 4096
+	IdleTimeout    time.Duration // an idle connection older than this is closed, not reused; 0: 90 s
+	// ReadBufferSize bounds a connection's read buffer and one response
+	// header or chunk-size line (CRLF included); 0: 32 KiB. The buffer
+	// starts at 4 KiB and grows to the bound when a read fills it or a
+	// line needs it; a connection going idle gives the grown one back.
+	ReadBufferSize  int
+	WriteBufferSize int // request head and in-memory body up to this leave in one write; 0: 32 KiB
 	// Now is the clock for idle ages (tests inject one); nil: time.Now.
 	Now func() time.Time
 	// Fallback takes every request that is not plain http:// (https,
@@ -49,6 +53,8 @@ type Options struct {
 type Client struct {
 	opt  Options
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	bigBufs sync.Pool // grown read buffers (*[]byte of ReadBufferSize bytes)
 
 	mu    sync.Mutex
 	idle  map[string][]*conn // per host:port, most recently used last
@@ -83,6 +89,7 @@ func New(opt Options) *Client {
 		opt.Now = time.Now
 	}
 	c := &Client{opt: opt, idle: map[string][]*conn{}, dial: opt.Dial}
+	c.bigBufs.New = func() any { b := make([]byte, opt.ReadBufferSize); return &b }
 	if c.dial == nil {
 		d := &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: opt.KeepAlive}
 		c.dial = d.DialContext

@@ -1,7 +1,6 @@
 package h1client
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -18,7 +17,7 @@ import (
 type conn struct {
 	c         *Client
 	nc        net.Conn
-	br        *bufio.Reader
+	br        reader // in the conn: one allocation less
 	wbuf      []byte // the request message, reused
 	scratch   []byte // the response's header block, reused
 	key       string // host:port
@@ -29,7 +28,7 @@ type conn struct {
 }
 
 func newConn(c *Client, nc net.Conn, key string) *conn {
-	return &conn{c: c, nc: nc, key: key, br: bufio.NewReaderSize(nc, c.opt.ReadBufferSize),
+	return &conn{c: c, nc: nc, key: key, br: newReader(nc, c.opt.ReadBufferSize, &c.bigBufs),
 		wbuf: make([]byte, 0, 1024)}
 }
 
@@ -75,10 +74,10 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 	if err != nil {
 		return fail(&exchangeError{err: err, nothingWritten: n == 0})
 	}
-	if _, err := cn.br.Peek(1); err != nil {
+	if err := cn.br.waitByte(); err != nil {
 		return fail(&exchangeError{err: err, noResponse: true})
 	}
-	h, err := readFinalHead(cn.br, &cn.scratch)
+	h, err := readFinalHead(&cn.br, &cn.scratch)
 	if err != nil {
 		return fail(&exchangeError{err: err})
 	}
@@ -119,6 +118,7 @@ func noStop() bool { return true }
 func (cn *conn) release(stop func() bool, reusable bool) {
 	if stop() && reusable {
 		cn.reused = false
+		cn.br.release()
 		if cap(cn.wbuf) > 4*cn.c.opt.WriteBufferSize {
 			cn.wbuf = nil
 		}

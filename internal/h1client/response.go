@@ -1,7 +1,6 @@
 package h1client
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,7 +10,7 @@ import (
 )
 
 // Response-side limits: a head past them is malformed. A single line
-// longer than the read buffer (32 KiB by default) is too.
+// longer than Options.ReadBufferSize (32 KiB by default) is too.
 const (
 	maxHeaderFields = 256
 	maxHeaderBytes  = 256 << 10
@@ -33,7 +32,7 @@ type head struct {
 }
 
 // readFinalHead reads heads until a final (non-1xx) one.
-func readFinalHead(br *bufio.Reader, scratch *[]byte) (head, error) {
+func readFinalHead(br *reader, scratch *[]byte) (head, error) {
 	for i := 0; ; i++ {
 		h, err := readHead(br, scratch)
 		if err != nil || h.code >= 200 {
@@ -51,7 +50,7 @@ func readFinalHead(br *bufio.Reader, scratch *[]byte) (head, error) {
 // readHead reads one status line and header block. scratch is reused
 // for the block's bytes, which become one string that every name and
 // value slices.
-func readHead(br *bufio.Reader, scratch *[]byte) (head, error) {
+func readHead(br *reader, scratch *[]byte) (head, error) {
 	line, err := readLine(br)
 	if err != nil {
 		return head{}, err
@@ -86,13 +85,16 @@ func readHead(br *bufio.Reader, scratch *[]byte) (head, error) {
 	return h, err
 }
 
+// errLineTooLong: a line longer than the reader's bound.
+var errLineTooLong = malformed("header line too long")
+
 // readLine returns one CRLF-terminated line without its CRLF; a line
-// must fit the reader's buffer.
-func readLine(br *bufio.Reader) ([]byte, error) {
-	line, err := br.ReadSlice('\n')
+// (CRLF included) must fit Options.ReadBufferSize.
+func readLine(br *reader) ([]byte, error) {
+	line, err := br.line()
 	switch {
-	case err == bufio.ErrBufferFull:
-		return nil, malformed("header line too long")
+	case err == errLineTooLong:
+		return nil, err
 	case err != nil:
 		return nil, err
 	case len(line) < 2 || line[len(line)-2] != '\r':
