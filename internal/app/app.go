@@ -529,6 +529,10 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(ln) }()
 	a.log.Info("sluice admin listening", "addr", ln.Addr().String(), "token", a.gw.Runtime().Config.Admin.Token != "")
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && a.gw.Runtime().Config.Admin.Token == "" {
+		a.log.Warn("admin listener off loopback without admin.token: it answers this host only, other hosts get 403 admin_token_required; set admin.token to scrape it from elsewhere",
+			"addr", ln.Addr().String())
+	}
 	return func() {
 		a.gw.CloseStreams() // ends /status/stream watchers before their connections
 		srv.Close()
