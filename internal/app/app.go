@@ -223,7 +223,7 @@ func (a *App) openJobQueue(cfg *config.Config, reg prometheus.Registerer, gwOpts
 		// An external NATS being away must not keep the gateway from
 		// serving live traffic: async and batch answer 503 until Run
 		// connects.
-		a.log.Error("job queue unavailable; serving without it and retrying", "url", cfg.Queue.URL, "error", err.Error())
+		a.log.Error("job queue unavailable; serving without it and retrying", "url", gateway.RedactURLs(cfg.Queue.URL), "error", err.Error())
 		a.jobsRetry = open
 	}
 	return nil
