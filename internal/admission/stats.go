@@ -3,8 +3,10 @@ package admission
 import "time"
 
 // waitBuckets are the wait-time histogram's upper bounds in seconds: from
-// "granted at once" to the longest deadline anyone should configure.
-var waitBuckets = []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 4, 8, 16, 32, 64, 128}
+// "granted at once" to the batch class's default wait (max_wait_batch, 5
+// minutes), so that a batch p99 reads as a time, not as the last finite
+// bound (128 s, below which batch waits were once all lumped into +Inf).
+var waitBuckets = []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 4, 8, 16, 32, 64, 128, 300}
 
 // histogram is a minimal Prometheus-style histogram kept under the queue's
 // mutex; the Collector turns it into a const metric at scrape time.

@@ -227,7 +227,7 @@ func (a *App) openJobQueue(cfg *config.Config, reg prometheus.Registerer, gwOpts
 		// An external NATS being away must not keep the gateway from
 		// serving live traffic: async and batch answer 503 until Run
 		// connects.
-		a.log.Error("job queue unavailable; serving without it and retrying", "url", cfg.Queue.URL, "error", err.Error())
+		a.log.Error("job queue unavailable; serving without it and retrying", "url", gateway.RedactURLs(cfg.Queue.URL), "error", err.Error())
 		a.jobsRetry = open
 	}
 	return nil
@@ -535,6 +535,10 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(ln) }()
 	a.log.Info("sluice admin listening", "addr", ln.Addr().String(), "token", a.gw.Runtime().Config.Admin.Token != "")
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && a.gw.Runtime().Config.Admin.Token == "" {
+		a.log.Warn("admin listener off loopback without admin.token: it answers this host only, other hosts get 403 admin_token_required; set admin.token to scrape it from elsewhere",
+			"addr", ln.Addr().String())
+	}
 	return func() {
 		a.gw.CloseStreams() // ends /status/stream watchers before their connections
 		srv.Close()

@@ -99,7 +99,7 @@ func TestForecastSeriesKeepRoomForModels(t *testing.T) {
 	}
 	scrape := func() string {
 		rec := httptest.NewRecorder()
-		a.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		a.AdminHandler().ServeHTTP(rec, adminRequest(http.MethodGet, "/metrics"))
 		return rec.Body.String()
 	}
 	// Three minutes of 40 distinct clients on m1, each busy enough for a

@@ -197,7 +197,7 @@ func TestRemovedBackendDrainCutsAfterGrace(t *testing.T) {
 func adminStatus(t *testing.T, a *App) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	a.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+	a.AdminHandler().ServeHTTP(rec, adminRequest("GET", "/status"))
 	var v any
 	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
 		t.Fatalf("/status: %v: %s", err, rec.Body.String())

@@ -56,7 +56,7 @@ func TestForecastRestoredExportedAndSaved(t *testing.T) {
 		t.Fatalf("restored forecast %+v (%v), want about 5 req/s and 50 tokens/s", f, ok)
 	}
 	rec := httptest.NewRecorder()
-	a.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	a.AdminHandler().ServeHTTP(rec, adminRequest(http.MethodGet, "/metrics"))
 	if want := `sluice_forecast_requests_per_second{horizon="10m",model="m1",stat="p90"}`; !strings.Contains(rec.Body.String(), want) {
 		t.Errorf("admin /metrics has no %s", want)
 	}
@@ -148,4 +148,13 @@ func TestForecastLoop(t *testing.T) {
 	if _, err := os.Stat(snap); err != nil {
 		t.Errorf("no snapshot saved when the loop ended: %v", err)
 	}
+}
+
+// adminRequest is a request to the admin handler from this host's
+// loopback, as every admin request is without admin.token
+// (httptest.NewRequest's peer, 192.0.2.1, is another host's).
+func adminRequest(method, path string) *http.Request {
+	r := httptest.NewRequest(method, path, nil)
+	r.RemoteAddr = "127.0.0.1:40000"
+	return r
 }

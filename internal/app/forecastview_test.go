@@ -61,7 +61,7 @@ type wireForecast struct {
 func adminGet(t *testing.T, a *App, path string, v any) {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	a.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	a.AdminHandler().ServeHTTP(rec, adminRequest(http.MethodGet, path))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
 	}

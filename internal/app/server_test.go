@@ -80,7 +80,7 @@ models:
 		return &client{c, bufio.NewReader(c)}
 	}
 	get := func(cl *client, extra string) (int, error) {
-		if _, err := io.WriteString(cl.c, "GET /healthz HTTP/1.1\r\nHost: x\r\n"+extra+"\r\n"); err != nil {
+		if _, err := io.WriteString(cl.c, "GET /v1/models HTTP/1.1\r\nHost: x\r\n"+extra+"\r\n"); err != nil {
 			return 0, err
 		}
 		resp, err := http.ReadResponse(cl.br, nil)

@@ -157,7 +157,7 @@ func TestStalledHandshakeIsCut(t *testing.T) {
 
 	cl := tlsClient(selfsigned.Pool(pair))
 	cl.Transport.(*http.Transport).DisableKeepAlives = true
-	resp, err := cl.Get("https://" + addr + "/healthz")
+	resp, err := cl.Get("https://" + addr + "/v1/models")
 	if err != nil {
 		t.Fatalf("second connection while the first stalls: %v, want the refusal tier's 503 over TLS", err)
 	}

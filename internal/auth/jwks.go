@@ -13,6 +13,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // JWKSSettings are what a key set source is made from; a reload that
@@ -206,7 +207,7 @@ func (j *JWKS) fetch() {
 		return // closing
 	}
 	j.failing.Store(true)
-	j.log.Warn("jwt: key set fetch failed; keeping the keys held", "url", j.set.URL, "error", err.Error())
+	j.log.Warn("jwt: key set fetch failed; keeping the keys held", "url", telemetry.RedactURL(j.set.URL), "error", err.Error())
 }
 
 // jwksClient fetches the key set: the configured URL only (a redirect is

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v4"
+
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // Config is the whole gateway configuration. The zero value is not valid;
@@ -565,7 +567,7 @@ func (c *Config) validateModels(bad badFunc, policyOK PolicyCheck) {
 
 func (b Backend) validate(bad badFunc, key string) {
 	if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
-		bad(key+".url", "must be an http:// or https:// URL, got %q", b.URL)
+		bad(key+".url", "must be an http:// or https:// URL, got %q", telemetry.RedactURL(b.URL))
 	}
 	if b.Weight < 0 {
 		bad(key+".weight", "must be >= 0")

@@ -7,6 +7,7 @@
 package endpoint
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/breaker"
 	"github.com/sluice-gw/sluice/internal/outcome"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // Spec is the static description of a backend, taken from config or discovery.
@@ -148,15 +150,22 @@ type Backend struct {
 
 // New builds a Backend from its spec.
 func New(spec Spec, policy HealthPolicy) (*Backend, error) {
+	// The errors name the URL with its password hidden; url.Parse's own
+	// error quotes it whole, so only its cause is kept.
+	shown := telemetry.RedactURL(spec.URL)
 	u, err := url.Parse(spec.URL)
 	if err != nil {
-		return nil, fmt.Errorf("backend url %q: %w", spec.URL, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("backend url %q: %w", shown, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("backend url %q: scheme must be http or https", spec.URL)
+		return nil, fmt.Errorf("backend url %q: scheme must be http or https", shown)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("backend url %q: missing host", spec.URL)
+		return nil, fmt.Errorf("backend url %q: missing host", shown)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	b := &Backend{spec: spec.Normalized(), target: u, name: u.Host + u.Path, policy: policy}

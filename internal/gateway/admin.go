@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -22,7 +23,9 @@ import (
 // admin.token and admin.pprof are read from the running config on every
 // request, so a reload changes them without a restart. With a token set,
 // every request must carry "Authorization: Bearer <token>"; the comparison
-// takes the same time whatever the guess.
+// takes the same time whatever the guess. Without one, only peers on this
+// host's loopback are answered (loopbackPeer); others get 403
+// admin_token_required, whatever address admin.listen binds.
 func (g *Gateway) AdminHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -33,6 +36,13 @@ func (g *Gateway) AdminHandler() http.Handler {
 			return
 		}
 		admin := g.rt.Load().Config.Admin
+		if admin.Token == "" && !loopbackPeer(r.RemoteAddr) {
+			// Protected mode (as Redis's): with no token, the listener
+			// answers this host only, wherever admin.listen binds it.
+			writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
+				Code: "admin_token_required", Message: "the admin listener answers other hosts only with admin.token set: set it (and send 'Authorization: Bearer <admin.token>'), or reach it from this host"})
+			return
+		}
 		if admin.Token != "" && !tokenMatches(bearer(credential(r.Header["Authorization"])), admin.Token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
 			writeError(w, &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest,
@@ -78,6 +88,20 @@ func adminReadOnly(path string) bool {
 		return true
 	}
 	return false
+}
+
+// loopbackPeer reports whether addr, a request's RemoteAddr, is on this
+// host's loopback: the only peer an admin listener without admin.token
+// answers. /status names tenants and backend URLs, /metrics the traffic,
+// pprof the process' memory; binding admin.listen to a routable address
+// must not publish them to whoever reaches it.
+func loopbackPeer(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // tokenMatches compares digests, so neither the content nor the length of

@@ -249,6 +249,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	case "/v1/models":
 		setRequestID(w, r)
 		g.serveModels(w, r)
+		g.logRoute(r, &gd.sendWriter, start)
 	case "/healthz":
 		if probeMethod(w, r) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -261,6 +262,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	default:
 		if g.queueOn && batchapi.IsRoute(path) {
 			g.serveJobsAPI(w, r) // sets its own X-Request-Id
+			g.logRoute(r, &gd.sendWriter, start)
 			return
 		}
 		if ep := openai.EndpointOf(path); ep != openai.EndpointNone { // rerank, tokenize, ...: endpoints.go
@@ -272,6 +274,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 			return
 		}
 		setRequestID(w, r)
+		defer g.logRoute(r, &gd.sendWriter, start)
 		if strings.HasPrefix(path, "/v1/models/") {
 			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
 			return

@@ -190,3 +190,31 @@ func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur t
 	}
 	g.log.LogAttrs(context.Background(), level, "request", attrs...)
 }
+
+// logRoute writes the access line of a request answered outside the
+// inference chain (the model list, the Files and Batch API, an unknown
+// URL), which records none of its own: nginx logs every request, and an
+// operator looking up the id a client quotes, or counting a scanner's
+// 404s, must find it. The probes (/healthz, /readyz) are not logged: a
+// line per kubelet probe says nothing. Method, path, status and duration:
+// these routes have no model, backend or tokens.
+func (g *Gateway) logRoute(r *http.Request, w *sendWriter, start time.Time) {
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK // nothing written: net/http answers 200
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelWarn
+	}
+	if !g.rt.Load().Config.Log.Access || !g.log.Enabled(context.Background(), level) {
+		return
+	}
+	dur := g.now().Sub(start)
+	g.log.LogAttrs(context.Background(), level, "request",
+		slog.String("request_id", w.Header().Get(headerRequestID)),
+		slog.String("method", telemetry.Clip(r.Method)),
+		slog.String("path", telemetry.Clip(r.URL.Path)),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(dur.Microseconds())/1000))
+}

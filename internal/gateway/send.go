@@ -21,7 +21,10 @@ type sendWriter struct {
 	cuts    counter // clients cut for the send timeout
 	cut     bool
 	aborted bool
-	armed   time.Time // when the deadline was last moved (see arm)
+	// status is the answer's status once its head is written (0 before):
+	// what the access line of a route outside the chain reports (logRoute).
+	status int
+	armed  time.Time // when the deadline was last moved (see arm)
 	// fresh: armAt just moved the deadline for the write that follows,
 	// which then reads no clock of its own.
 	fresh bool
@@ -86,11 +89,17 @@ func (w *sendWriter) armAt(t time.Time) {
 }
 
 func (w *sendWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
 	w.arm()
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *sendWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
 	w.arm()
 	n, err := w.ResponseWriter.Write(p)
 	w.note(err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // The /status document: every field is described in docs/STATUS.md, which
@@ -141,7 +142,7 @@ func ttftOf(t endpoint.TTFT) ttftStatus {
 func (g *Gateway) backendStatus(b *endpoint.Backend, now time.Time) backendStatus {
 	spec := b.Spec()
 	bs := backendStatus{
-		Name: b.Name(), URL: spec.URL, State: b.State(now).String(), Inflight: b.Inflight(), CPUInflight: b.CPUInflight(),
+		Name: b.Name(), URL: telemetry.RedactURL(spec.URL), State: b.State(now).String(), Inflight: b.Inflight(), CPUInflight: b.CPUInflight(),
 		OutstandingTokens: b.Work(), Requests: b.Requests(), Failures: b.Failures(),
 		EWMALatencyMS: ms(b.Latency(now)),
 		Weight:        b.Weight(), MaxConcurrency: spec.MaxConcurrency, Limit: b.Limit(),

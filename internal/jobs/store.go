@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // Names of the JetStream assets. One NATS account holds one Sluice queue.
@@ -286,7 +288,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: connecting to %s: %w", o.URL, err)
+		return nil, fmt.Errorf("jobs: connecting to %s: %w", telemetry.RedactURLs(o.URL), err) // the password stays in the config
 	}
 	s := &Store{o: o, log: o.Logger.With("component", "jobs"), nc: nc, ncClosed: ncClosed, idemWait: idemWait}
 	s.held.limit = o.MaxHeldResultBytes

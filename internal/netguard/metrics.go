@@ -106,10 +106,10 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 	})
 	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_connection_refusals_total",
-		Help: "Over-cap client connections by how they ended: answered 503 after their head (head), at refusal_head_timeout (timeout), early under a flood (hurried) or at refusal_head_bytes (head_bytes); closed by the client first (closed); reset, failed write or shutdown (error); closed with no 503, their TLS handshake unfinished (handshake); closed at accept unanswered, the refusal tier full (tier_full).",
+		Help: "Over-cap client connections by how they ended: answered 503 after their head (head), at refusal_head_timeout (timeout), early under a flood (hurried) or at refusal_head_bytes (head_bytes); closed by the client first (closed); reset, failed write or shutdown (error); closed with no 503, their TLS handshake unfinished (handshake); closed at accept unanswered, the refusal tier full (tier_full); a liveness probe (GET or HEAD /healthz) answered 200 (liveness).",
 	}, []string{"outcome"})
 	reg.MustRegister(m.open, m.refusal, m.header, m.timeout, m.linger, m.lingers, m.refusing, m.refusals)
-	for _, o := range []string{RefusalHead, RefusalTimeout, RefusalHurried, RefusalHeadBytes, RefusalClosed, RefusalError, RefusalHandshake, RefusalTierFull} {
+	for _, o := range []string{RefusalHead, RefusalTimeout, RefusalHurried, RefusalHeadBytes, RefusalClosed, RefusalError, RefusalHandshake, RefusalTierFull, RefusalLiveness} {
 		m.refusals.WithLabelValues(o)
 	}
 	for _, e := range []string{LingerEOF, LingerTimeout, LingerBytes, LingerShutdown, LingerError} {

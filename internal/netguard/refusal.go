@@ -63,7 +63,29 @@ const (
 	RefusalError     = "error"      // a reset, a failed write, or a shutdown
 	RefusalHandshake = "handshake"  // its TLS handshake did not finish: no 503 (plain HTTP got the 400 tls_required)
 	RefusalTierFull  = "tier_full"  // the tier was full: closed at accept, unanswered
+	RefusalLiveness  = "liveness"   // a liveness probe (GET or HEAD /healthz): answered 200, as the gateway would
 )
+
+// livenessAnswer is the tier's answer to GET or HEAD /healthz: the
+// gateway's own (200 "ok"). A connection cap reached is load, not a dead
+// process: answering the kubelet's liveness probe 503 there had it
+// restart a gateway that was only full, cutting every stream it held.
+// Readiness (/readyz) still gets the 503: a gateway at its cap takes no
+// new connection, which is what readiness tells a load balancer.
+var livenessAnswer = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: 3\r\n\r\nok\n")
+
+// isLiveness reports whether p, the first bytes read from a connection,
+// start a request line for GET or HEAD /healthz (a query allowed, as the
+// gateway's route ignores it). A request line split across reads is not
+// recognised and gets the 503: the kubelet writes its head in one piece.
+func isLiveness(p []byte) bool {
+	for _, m := range []string{"GET /healthz", "HEAD /healthz"} {
+		if len(p) > len(m) && string(p[:len(m)]) == m && (p[len(m)] == ' ' || p[len(m)] == '?') {
+			return true
+		}
+	}
+	return false
+}
 
 // refusalAnswers are the 503s, one per cap, made once: per connection the
 // tier only puts a Date and a new request id between their two parts
@@ -170,7 +192,7 @@ func (l *Listener) refuse(r *overCapConn) {
 }
 
 func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
-	outcome := readHead(r.c, buf, r.rf.HeadBytes)
+	outcome, live := readHead(r.c, buf, r.rf.HeadBytes)
 	l.mu.Lock()
 	if el := l.tier.conns[r.c]; el != nil {
 		l.tier.waiting.Remove(el)
@@ -198,11 +220,18 @@ func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
 		return RefusalError
 	}
 	// The head was scanned, not kept: buf is free for the answer.
-	a := refusalAnswers[r.reason]
-	answer, id := a.appendTo(buf[:0], now)
-	l.logRefusal(a.e, id, r.c.RemoteAddr())
-	if _, err := r.c.Write(answer); err != nil {
-		return RefusalError
+	if live && outcome == RefusalHead {
+		if _, err := r.c.Write(livenessAnswer); err != nil {
+			return RefusalError
+		}
+		outcome = RefusalLiveness
+	} else {
+		a := refusalAnswers[r.reason]
+		answer, id := a.appendTo(buf[:0], now)
+		l.logRefusal(a.e, id, r.c.RemoteAddr())
+		if _, err := r.c.Write(answer); err != nil {
+			return RefusalError
+		}
 	}
 	// The answer is out; what the client still sends (the rest of its
 	// head, a body) is read and dropped so that it reads the 503 rather
@@ -222,26 +251,30 @@ func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
 type handshaker interface{ HandshakeComplete() bool }
 
 // readHead reads from c through buf until the end of a request head,
-// limit bytes, or the read deadline, and says which came first.
-func readHead(c net.Conn, buf []byte, limit int) string {
+// limit bytes, or the read deadline, and says which came first, and
+// whether the first read began a liveness probe (isLiveness).
+func readHead(c net.Conn, buf []byte, limit int) (outcome string, live bool) {
 	var head headScanner
 	for read := 0; read < limit; {
 		n, err := c.Read(buf[:min(len(buf), limit-read)])
+		if read == 0 && n > 0 {
+			live = isLiveness(buf[:n])
+		}
 		if head.ends(buf[:n]) {
-			return RefusalHead
+			return RefusalHead, live
 		}
 		read += n
 		switch {
 		case err == nil:
 		case isTimeout(err):
-			return RefusalTimeout
+			return RefusalTimeout, live
 		case errors.Is(err, io.EOF):
-			return RefusalClosed
+			return RefusalClosed, live
 		default:
-			return RefusalError
+			return RefusalError, live
 		}
 	}
-	return RefusalHeadBytes
+	return RefusalHeadBytes, live
 }
 
 // headScanner finds the end of a request head, an empty line (CRLF or a

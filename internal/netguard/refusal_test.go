@@ -174,3 +174,37 @@ func FuzzHeadScanner(f *testing.F) {
 		}
 	})
 }
+
+// A liveness probe over the cap is answered as the gateway answers it
+// (200 "ok"), GET or HEAD, with a query or without: a gateway at its
+// connection cap is busy, not dead, and a 503 there had the kubelet
+// restart it. Anything else, /readyz included, still gets the 503.
+func TestOverCapLivenessProbeIsAnswered200(t *testing.T) {
+	_, m, addr := serve(t, tierLimits(4, time.Hour, 4<<10), 0)
+	over := overCap(t, addr)
+	over.Close()
+	for _, line := range []string{"GET /healthz HTTP/1.1", "HEAD /healthz?probe=1 HTTP/1.1"} {
+		c := dialFrom(t, "127.0.0.1", addr) // over the cap: the address' one connection is open
+		io.WriteString(c, line+"\r\nHost: x\r\nUser-Agent: kube-probe/1.31\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		req := &http.Request{Method: strings.Fields(line)[0]}
+		resp, err := http.ReadResponse(bufio.NewReader(c), req)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", line, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		c.Close()
+		if want := map[bool]string{true: "", false: "ok\n"}[req.Method == "HEAD"]; resp.StatusCode != http.StatusOK || string(b) != want || !resp.Close {
+			t.Fatalf("%s over the cap: %d %q close=%v, want 200 %q", line, resp.StatusCode, b, resp.Close, want)
+		}
+	}
+	waitFor(t, "two liveness outcomes", func() bool { return refusals(m, RefusalLiveness) == 2 })
+
+	for _, line := range []string{"GET /readyz HTTP/1.1", "GET /healthzz HTTP/1.1", "POST /healthz HTTP/1.1"} {
+		c := dialFrom(t, "127.0.0.1", addr)
+		io.WriteString(c, line+"\r\nHost: x\r\n\r\n")
+		read503(t, c)
+		c.Close()
+	}
+}

@@ -126,6 +126,9 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 		drain(resp.Body)
 		return f.failEarly(ctx, c, fmt.Errorf("%w: 2xx with Content-Type %q", ErrBadAnswer, ct), start, res)
 	case resp.StatusCode/100 != 2 || encoded(resp):
+		if key := c.b.Spec().APIKey; key != "" && resp.StatusCode/100 != 2 && !encoded(resp) {
+			scrubKey(resp, key) // scrub.go
+		}
 		f.relayRaw(ctx, actx, w, c, resp, wd, in, start, res, strings.HasPrefix(ct, "text/event-stream"))
 		return false
 	case strings.HasPrefix(ct, "text/event-stream") && !in.Peek.Stream && !in.AnyShape:
@@ -355,6 +358,9 @@ func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *
 		resp.Header.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(blindBusyWait(b).Seconds())))))
 	} else if headerGet(resp.Header, openai.ShouldRetryHeader) == "" && openai.RetryFutile(resp.StatusCode, wait, false) {
 		resp.Header.Set(openai.ShouldRetryHeader, "false")
+	}
+	if key := b.Spec().APIKey; key != "" && !encoded(resp) {
+		scrubKey(resp, key) // scrub.go
 	}
 	f.writeHead(w, b, resp, in)
 	res.Status, res.Written = resp.StatusCode, true

@@ -306,6 +306,14 @@
       $("token").focus();
       return false;
     }
+    if (resp.status === 403) {
+      // Refused whatever the token: an admin listener without admin.token
+      // answers its own host only. Retrying cannot help; say why.
+      let msg = "HTTP 403";
+      try { msg = (await resp.json()).error.message; } catch (_) { /* not the JSON error */ }
+      setConn(msg, "conn-down");
+      return false;
+    }
     if (!resp.ok || !resp.body) throw new Error(`HTTP ${resp.status}`);
     $("auth").hidden = true;
     setConn("live", "conn-live");
