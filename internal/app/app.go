@@ -173,6 +173,9 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	}
 	a.queueInfo = queueInfo(cfg.Queue, a.jobs)
 	gwOpts.Queue = a.queueInfo
+	if src.Path != "" { // a config from flags has no reload to report
+		gwOpts.ConfigStatus = func() gateway.ConfigStatus { return a.reloads.configStatus() }
+	}
 	a.gw = gateway.New(built.Runtime, gwOpts)
 	if a.jobs != nil {
 		a.gw.SetJobQueue(a.jobs.store.Backlog)
@@ -343,7 +346,7 @@ func (a *App) Reload() error {
 }
 
 func (a *App) refuseReload(err error) error {
-	a.reloads.refused()
+	a.reloads.refused(a.deps.Now(), config.RedactEnv(a.src.Path, err.Error()))
 	a.log.Error("config reload refused; keeping the running config", "path", a.src.Path, "error", err.Error())
 	return err
 }

@@ -1,9 +1,12 @@
 package app
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/gateway"
 )
 
 // reloadMetrics tell an operator whether the file on disk is the config
@@ -15,6 +18,9 @@ type reloadMetrics struct {
 	reloads    *prometheus.CounterVec // result: applied | refused
 	lastOK     prometheus.Gauge       // 1 when the last reload was applied (or none was tried), 0 when refused
 	lastOKTime prometheus.Gauge       // when the config serving was read: start or last applied reload
+
+	mu     sync.Mutex
+	status gateway.ConfigStatus // /status's "config", the same facts and the last refusal's message
 }
 
 func newReloadMetrics(reg prometheus.Registerer, loaded time.Time) *reloadMetrics {
@@ -31,6 +37,7 @@ func newReloadMetrics(reg prometheus.Registerer, loaded time.Time) *reloadMetric
 	m.reloads.WithLabelValues("refused")
 	m.lastOK.Set(1)
 	m.lastOKTime.Set(float64(loaded.UnixNano()) / 1e9)
+	m.status = gateway.ConfigStatus{LoadedAt: loaded, LastReloadSuccessful: true}
 	reg.MustRegister(m.reloads, m.lastOK, m.lastOKTime)
 	return m
 }
@@ -39,9 +46,25 @@ func (m *reloadMetrics) applied(at time.Time) {
 	m.reloads.WithLabelValues("applied").Inc()
 	m.lastOK.Set(1)
 	m.lastOKTime.Set(float64(at.UnixNano()) / 1e9)
+	m.mu.Lock()
+	m.status.LoadedAt, m.status.LastReloadSuccessful = at, true
+	m.mu.Unlock()
 }
 
-func (m *reloadMetrics) refused() {
+// refused counts a refused reload at at; msg is its message as /status
+// may show it (no environment values: config.RedactEnv).
+func (m *reloadMetrics) refused(at time.Time, msg string) {
 	m.reloads.WithLabelValues("refused").Inc()
 	m.lastOK.Set(0)
+	m.mu.Lock()
+	m.status.LastReloadSuccessful = false
+	m.status.LastRefusal = &gateway.ConfigRefusal{Time: at, Error: msg}
+	m.mu.Unlock()
+}
+
+// configStatus is /status's "config" (gateway.Options.ConfigStatus).
+func (m *reloadMetrics) configStatus() gateway.ConfigStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.status
 }

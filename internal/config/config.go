@@ -311,6 +311,9 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	if err := notUTF8(data); err != nil {
 		return nil, err
 	}
+	if err := checkDensity(data); err != nil {
+		return nil, err
+	}
 	marked, envNames := markEnv(data)
 	var root yaml.Node
 	if err := yaml.Load(marked, &root); err != nil && !noDocument(err) {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -11,5 +13,29 @@ func TestBackendURLErrorHidesPassword(t *testing.T) {
 	_, err := Parse([]byte("models:\n  - name: m\n    backends:\n      - url: \"ftp://user:s3cretPW@127.0.0.1:1/\"\n"))
 	if err == nil || strings.Contains(err.Error(), "s3cretPW") || !strings.Contains(err.Error(), "user:xxxxx@") {
 		t.Fatalf("error %v: want the URL with its password hidden", err)
+	}
+}
+
+func TestRedactEnv(t *testing.T) {
+	t.Setenv("RT_PASS", "hunter22")
+	t.Setenv("RT_LONG", "hunter22-and-more")
+	t.Setenv("RT_SHORT", "on")
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	src := "a: ${RT_PASS}\nb: $RT_LONG\nc: ${RT_SHORT}\nd: ${RT_UNSET:-defaultval}\ne: $$RT_PASS\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for msg, want := range map[string]string{
+		`c.yaml:1: a: invalid duration "hunter22"`:   `c.yaml:1: a: invalid duration "${RT_PASS}"`,
+		`c.yaml:2: b: bad url "hunter22-and-more"`:   `c.yaml:2: b: bad url "$RT_LONG"`, // the longer value whole
+		`c.yaml:3: c: "on" is not a number`:          `c.yaml:3: c: "on" is not a number`,
+		`c.yaml:4: d: invalid duration "defaultval"`: `c.yaml:4: d: invalid duration "${RT_UNSET}"`,
+	} {
+		if got := RedactEnv(path, msg); got != want {
+			t.Errorf("RedactEnv(%q) = %q, want %q", msg, got, want)
+		}
+	}
+	if got := RedactEnv(filepath.Join(t.TempDir(), "gone.yaml"), "x hunter22"); got != "x hunter22" {
+		t.Errorf("a file gone: %q", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
 
 // cachePlan is what the cache stage decided for a request: its key ("" =
@@ -108,7 +109,7 @@ func (rt *Runtime) cacheRule(model string, id *identity) (mode string, ttl time.
 // from the cache when it can. stale is set when the answer served was past
 // its freshness (stale-while-revalidate): the caller refreshes it.
 func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals *answerValues, r *http.Request, bypassed bool, body []byte,
-	parsed *cache.Parsed, pool *Pool, id *identity, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
+	parsed *cache.Parsed, pool *Pool, id *identity, rl *ratelimit.Result, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
 	peek := parsed.Peek
 	if rt.cache == nil {
 		return plan, false, 0, false
@@ -139,8 +140,16 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 			left = e.Fresh.Sub(now)
 		}
 		if !lacksUsage(e, peek) {
+			// A hit is charged no tokens (Gateway.settle): its headers say so.
+			tokens := rl != nil && rl.ChargesTokens()
+			if tokens {
+				rl.Settled(0).WriteHeaders(w.Header())
+			}
 			if status, ok := replay(w, vals, e, peek, age, xc, rt.cacheControl(left), pool.Model); ok {
 				return plan, true, status, stale
+			}
+			if tokens { // a miss after all: charged as one
+				rl.WriteHeaders(w.Header())
 			}
 		}
 	}

@@ -416,7 +416,11 @@ func (s cacheStage) serve(x *exchange) bool {
 		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Chunks()...)
 		return true
 	}
-	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, cacheBypassed(x.hdr.cacheControl), x.body.Bytes(), x.parsed, x.pool, &x.id, x.rec.start)
+	var rl *ratelimit.Result
+	if x.limited {
+		rl = &x.rl
+	}
+	plan, hit, status, stale := x.rt.cacheLookup(x.ctx(), x.w, x.vals, x.r, cacheBypassed(x.hdr.cacheControl), x.body.Bytes(), x.parsed, x.pool, &x.id, rl, x.rec.start)
 	if hit && !stale {
 		x.rec.status, x.rec.cache = status, "HIT"
 		return false // a fresh hit calls no backend: it needs no call
@@ -489,11 +493,15 @@ func (s forwardStage) serve(x *exchange) bool {
 		defer ps.end()
 		x.w = ps
 	}
+	var rl *ratelimit.Result
+	if x.limited {
+		rl = &x.rl
+	}
 	vals := x.vals
 	if vals == nil { // an exchange made without them (the stage tests)
 		vals = new(answerValues)
 	}
-	if x.call.plan.key != "" && x.rt.flights != nil && s.g.serveCoalesced(x.ctx(), x.w, vals, x.rt, x.pool, &x.call, &x.rec) {
+	if x.call.plan.key != "" && x.rt.flights != nil && s.g.serveCoalesced(x.ctx(), x.w, vals, x.rt, x.pool, &x.call, &x.rec, rl) {
 		return false
 	}
 	s.g.serveDirect(x.ctx(), x.w, vals, x.rt, x.pool, &x.call, &x.rec)

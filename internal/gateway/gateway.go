@@ -68,6 +68,9 @@ type Options struct {
 	// ForecastView shows the forecast against actual arrivals on /status
 	// (forecast_status.go); nil: forecasting is off, /status says null.
 	ForecastView ForecastView
+	// ConfigStatus is /status's "config" (configstatus.go); nil: absent
+	// (a gateway built without a config file to reload).
+	ConfigStatus func() ConfigStatus
 	// StatusTicker paces /status/stream's events (stream.go); nil:
 	// time.NewTicker.
 	StatusTicker Ticker
@@ -135,6 +138,7 @@ type Gateway struct {
 	forecast     scaling.DemandForecast
 	forecastLead time.Duration
 	forecastView ForecastView
+	configStatus func() ConfigStatus // Options.ConfigStatus
 	// tally counts requests and errors per model for /status (tally.go).
 	tally tally
 	// streams are the /status/stream watchers (stream.go).
@@ -154,7 +158,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
 		arrivals: opt.Arrivals, queueInfo: opt.Queue,
 		meter: scaling.NewMeter(rt.Config.Scaling.Window.D()), hold: scaling.NewHold(), forecast: opt.Forecast, forecastLead: opt.ForecastLead,
-		forecastView: opt.ForecastView}
+		forecastView: opt.ForecastView, configStatus: opt.ConfigStatus}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}

@@ -23,13 +23,14 @@ const minHedgeAfter = 10 * time.Millisecond
 // API calls: a hedge would make a second response on another backend,
 // stored there (store defaults to true) under an id no client sees, and
 // one that continues a previous response can only be answered by the
-// backend holding it. Nor for a streamed transcription (the one
+// backend holding it; nor for a chat request with "store": true, which a
+// hedge would store twice. Nor for a streamed transcription (the one
 // model-addressed endpoint that streams): a second would transcribe the
 // whole file again, for an answer whose first token comes after the
 // encoder's pass over all of it on either backend.
 func (rt *Runtime) hedgeAfter(served *Pool, c *upstreamCall) time.Duration {
 	f := rt.Config.Retry.HedgeFactor
-	if !c.peek.Stream || c.cpuOnly || f <= 0 || rt.Config.Retry.Attempts < 2 || c.peek.API == openai.APIResponses || c.ep != openai.EndpointNone {
+	if !c.peek.Stream || c.cpuOnly || f <= 0 || rt.Config.Retry.Attempts < 2 || c.peek.API == openai.APIResponses || c.peek.Store || c.ep != openai.EndpointNone {
 		return 0
 	}
 	now := served.now()

@@ -28,6 +28,9 @@ type statusDoc struct {
 	// Forecast is each model's forecast against its actual arrivals
 	// (forecast_status.go); null when forecasting is off.
 	Forecast *ForecastStatus `json:"forecast"`
+	// Config is whether the config serving is the file on disk and the
+	// last refused reload (configstatus.go); absent without a config file.
+	Config *ConfigStatus `json:"config,omitempty"`
 }
 
 type backendStatus struct {
@@ -207,6 +210,10 @@ func (g *Gateway) status(ctx context.Context) statusDoc {
 		}
 	}
 	out.Forecast = g.forecastStatus(rt, now)
+	if g.configStatus != nil {
+		cs := g.configStatus()
+		out.Config = &cs
+	}
 	out.Jobs = &jobsStatus{Enabled: g.queueOn, Running: g.tally.jobsRunning.Load()}
 	if f := g.jobQueue.Load(); f != nil {
 		if bl, ok := g.backlog.read(ctx, now, *f); ok {

@@ -9,6 +9,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/ratelimit"
 	"github.com/sluice-gw/sluice/internal/routing"
 )
 
@@ -85,7 +86,7 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
 		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText,
-		SideEffects: c.keepID,
+		SideEffects: c.keepID || c.peek.Store,
 		FirstToken:  rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)
 }
@@ -197,7 +198,9 @@ func readaheadOf(w http.ResponseWriter) *proxy.ReadaheadWriter {
 // identical requests in flight. It returns false when the caller must send
 // the request on its own (the flight it joined ended without an answer for
 // it); it has then written nothing. vals back the answer's header values.
-func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, vals *answerValues, rt *Runtime, pool *Pool, c *upstreamCall, rec *record) bool {
+// rl is the request's rate limit charge (nil: none): a follower is
+// charged no tokens (Gateway.settle), and its headers say so.
+func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, vals *answerValues, rt *Runtime, pool *Pool, c *upstreamCall, rec *record, rl *ratelimit.Result) bool {
 	f, leader := rt.flights.join(c.flightKey(), false, rt.flightOpts(c))
 	defer rt.flights.leave(f)
 	xcache := "COALESCED"
@@ -225,6 +228,10 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 		}
 		r = f.register()
 		g.startUpstream(ctx, rt, f, served, ticket, c)
+	}
+	tokens := !leader && rl != nil && rl.ChargesTokens()
+	if tokens {
+		rl.Settled(0).WriteHeaders(w.Header())
 	}
 	status, out := f.relay(ctx, w, r, c.peek, c.id.tenant, c.reqID, xcache)
 	if leader {
@@ -255,6 +262,9 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 		if !leader || err == nil {
 			// A follower, or a leader whose answer came in the other shape
 			// and too large to convert: its own request serves it.
+			if tokens { // and is charged as one
+				rl.WriteHeaders(w.Header())
+			}
 			return false
 		}
 		rec.fail(w, apiError(err, c.peek.Model))

@@ -27,6 +27,11 @@ type Peek struct {
 	// gateway chose for it (a moderation's); the body goes upstream with
 	// it added.
 	ModelDefaulted bool
+	// Store is a chat request's "store": true (OpenAI's stored
+	// completions): the backend may keep the completion, so it is a
+	// request with side effects (proxy.Request.SideEffects). The
+	// Responses API's store is ResponsesPeek.Store.
+	Store bool
 }
 
 // Bounds on the numbers the gateway acts on. MaxTokensLimit is far above
@@ -41,13 +46,14 @@ const (
 // actedOn are the top-level fields the gateway reads, in any component:
 // routing (model), relaying (stream, stream_options), cost and admission
 // (max_tokens, max_completion_tokens, n), the cache's determinism test and
-// key (temperature, seed, n, user) and prefix affinity (messages, prompt).
+// key (temperature, seed, n, user), prefix affinity (messages, prompt)
+// and retries (store: a stored completion is not sent twice).
 // The gateway must read each exactly as the Python backend will, so a key
 // that matches one of them only case-insensitively (Go's encoding/json
 // would conflate them, Python does not), or that appears twice (which
 // readers resolve differently), is refused rather than guessed at.
 var actedOn = [...]string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-	"temperature", "seed", "n", "user", "messages", "prompt"}
+	"temperature", "seed", "n", "user", "messages", "prompt", "store"}
 
 // ParseRequest extracts the peeked fields from an inference request body.
 // It validates the body (scanJSON, which notes where the top-level members
@@ -123,6 +129,8 @@ func parseRequest(body []byte, noted bool) (Peek, error) {
 			hasSeed = true
 		case "n":
 			n, err = intValue(key, val, 1, MaxChoices)
+		case "store":
+			p.Store, err = boolValue(key, val)
 		}
 		if err != nil {
 			return Peek{}, err
@@ -186,6 +194,8 @@ func indexOf(key string) int {
 		return 9
 	case "prompt":
 		return 10
+	case "store":
+		return 11
 	}
 	return -1
 }

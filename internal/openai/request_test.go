@@ -38,6 +38,8 @@ func TestParseRequestStrict(t *testing.T) {
 		{`{"model":"a","seed":"1"}`, "invalid_type", "seed"},
 		{`{"model":"a","stream_options":true}`, "invalid_type", "stream_options"},
 		{`{"model":"a","stream_options":{"include_usage":1}}`, "invalid_type", "stream_options.include_usage"},
+		{`{"model":"a","store":"true"}`, "invalid_type", "store"},
+		{`{"model":"a","store":true,"Store":false}`, "ambiguous_parameter", "Store"},
 		{`[]`, "invalid_json", ""},
 		{``, "invalid_json", ""},
 		{`{"model":"m"`, "invalid_json", ""},
@@ -72,6 +74,9 @@ func TestParseRequestAccepts(t *testing.T) {
 		{`{"model":"m","messages":[{"role":"user","content":"a \"quoted\\\" } ] string"}],"seed":1}`, Peek{Model: "m", Deterministic: true}},
 		{`{"model":"m","temperature":1e-400}`, Peek{Model: "m", Deterministic: true}},
 		{`{"model":"m","temperature":1e400}`, Peek{Model: "m"}},
+		{`{"model":"m","store":true}`, Peek{Model: "m", Store: true}},
+		{`{"model":"m","store":false}`, Peek{Model: "m"}},
+		{`{"model":"m","store":null}`, Peek{Model: "m"}},
 	}
 	for _, c := range cases {
 		got, err := ParseRequest([]byte(c.body))

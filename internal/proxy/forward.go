@@ -136,7 +136,8 @@ type Request struct {
 	// (endpoint.Backend.ReleaseCPU). Never hedged.
 	CPUOnly bool
 	// SideEffects: the backend keeps something of the request beyond its
-	// answer (a Responses API request it stores), so a second backend
+	// answer (a Responses API request it stores, a chat request with
+	// "store": true: OpenAI's stored completions), so a second backend
 	// may be asked only when the first provably did not take it: it could
 	// not be reached, or it pushed back (429; 503 with Retry-After). A
 	// 502, a 503 without Retry-After or a broken answer is relayed (or

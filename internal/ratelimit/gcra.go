@@ -33,6 +33,23 @@ type Decision struct {
 	NeverFits bool
 }
 
+// givenBack is d after n of the units it took are refunded: n more
+// remaining (at most the capacity) and the bucket full again n emission
+// intervals sooner.
+func (d Decision) givenBack(n int64) Decision {
+	if n <= 0 || d.Rate <= 0 {
+		return d
+	}
+	used := d.Limit - d.Remaining
+	if d.Remaining <= 0 {
+		// In debt: the refill time says how far (as headline reads it).
+		used = max(used, int64(math.Ceil(d.Reset.Seconds()*d.Rate-0.001)))
+	}
+	d.Remaining = min(max(d.Limit-used+n, 0), d.Limit)
+	d.Reset = max(d.Reset-time.Duration(float64(n)/d.Rate*float64(time.Second)), 0)
+	return d
+}
+
 // Op is one operation on one bucket, for Store.Apply.
 type Op struct {
 	Key   string

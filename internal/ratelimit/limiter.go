@@ -187,6 +187,27 @@ func (r Result) Reconcile(ctx context.Context, actualTokens int64, now time.Time
 	return nil
 }
 
+// Settled is r as its x-ratelimit-*-tokens headers state it once its
+// token reservation is settled to tokens, fewer than the estimate it took
+// (a cache hit, charged none): the binding token decision with the
+// difference given back, as Reconcile will give it back on the store.
+// Headers are written before the answer and Reconcile runs after it, so
+// without this a hit would tell its client of a charge it never pays.
+// More than the estimate is left as it is: the charge is not known
+// before the answer ends.
+func (r Result) Settled(tokens int64) Result {
+	if r.res == nil || r.Tokens.Limit == 0 {
+		return r
+	}
+	r.res.mu.Lock()
+	back := r.res.charged - clampTokens(tokens)
+	r.res.mu.Unlock()
+	if back > 0 {
+		r.Tokens = r.Tokens.givenBack(back)
+	}
+	return r
+}
+
 // ChargesTokens reports whether an allowed request took tokens from a
 // token limit: only then does its usage need settling (Reconcile).
 func (r Result) ChargesTokens() bool { return r.res != nil && len(r.res.ops) > 0 }
@@ -291,6 +312,14 @@ func (l *Limiter) decide(ctx context.Context, ops []Op, meta []opMeta, ds []Deci
 	res := summarize(meta, ds)
 	if !res.Allowed {
 		l.refund(ctx, ops, ds, now)
+		// The headers state the buckets as the refund leaves them: the
+		// limits that allowed this request were given their units back.
+		for i := range ds {
+			if ds[i].Allowed && ops[i].Cost > 0 {
+				ds[i] = ds[i].givenBack(ops[i].Cost)
+			}
+		}
+		res = summarize(meta, ds)
 		result := "limited"
 		if res.NeverFits {
 			result = "never_fits"
