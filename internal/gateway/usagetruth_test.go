@@ -82,6 +82,7 @@ func TestJSONAfterAStreamWithoutUsageCarriesUsage(t *testing.T) {
 // calls, not one per request.
 func TestCoalescedJSONBesideAStreamWithoutUsageCarriesUsage(t *testing.T) {
 	release := make(chan struct{})
+	jsonRelease := make(chan struct{}) // held until the JSON requests share one flight
 	var calls, streams atomic.Int32
 	gated := &gatedStream{release: release}
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -92,6 +93,7 @@ func TestCoalescedJSONBesideAStreamWithoutUsageCarriesUsage(t *testing.T) {
 			gated.ServeHTTP(w, r)
 			return
 		}
+		<-jsonRelease
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"id":"c2","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"one two"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`)
 	}))
@@ -118,15 +120,19 @@ func TestCoalescedJSONBesideAStreamWithoutUsageCarriesUsage(t *testing.T) {
 		case <-time.After(5 * time.Millisecond):
 		}
 		fs.mu.Lock()
-		joined := false // the old code: all in the stream's flight, waiting on it
+		// The old code: all in the stream's flight (n+1); the new: the
+		// JSON requests in one flight of their own (n), held by the
+		// backend until all have joined, so none can miss it.
+		joined := false
 		for _, f := range fs.m {
-			joined = joined || f.waiters == n+1
+			joined = joined || f.waiters >= n
 		}
 		fs.mu.Unlock()
 		if joined || time.Now().After(deadline) {
 			break
 		}
 	}
+	close(jsonRelease)
 	close(release)
 	for len(got) < n {
 		got = append(got, <-bodies)
