@@ -248,7 +248,9 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 		g.handle(w, r, nil, openai.EndpointNone, start, &gd.vals, connMemo(r, a))
 	case "/v1/models":
 		setRequestID(w, r)
-		g.serveModels(w, r)
+		if g.modelsAllowed(w, r, connMemo(r, a)) {
+			g.serveModels(w, r)
+		}
 		g.logRoute(r, &gd.sendWriter, start)
 	case "/healthz":
 		if probeMethod(w, r) {
@@ -276,7 +278,9 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 		setRequestID(w, r)
 		defer g.logRoute(r, &gd.sendWriter, start)
 		if strings.HasPrefix(path, "/v1/models/") {
-			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
+			if g.modelsAllowed(w, r, connMemo(r, a)) {
+				g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
+			}
 			return
 		}
 		if path == "" {
