@@ -282,11 +282,10 @@ func (fu *followUp) log(reqID string) {
 	if !fu.rt.Config.Log.Access || !fu.g.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	fu.g.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("request_id", reqID), slog.String("method", telemetry.Clip(fu.r.Method)),
-		slog.String("path", telemetry.Clip(fu.r.URL.Path)),
-		slog.String("backend", fu.backend), slog.Int("status", fu.status), slog.String("tenant", telemetry.Clip(fu.tenant)),
-		slog.String("lookup", fu.outcome), slog.Float64("duration_ms", float64(fu.g.now().Sub(fu.start).Microseconds())/1000))
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = accessCore(attrs, reqID, fu.r.Method, fu.r.URL.Path, fu.status, fu.g.now().Sub(fu.start), fu.from.addr)
+	fu.g.log.LogAttrs(context.Background(), slog.LevelInfo, "request", append(attrs,
+		slog.String("backend", fu.backend), slog.String("tenant", telemetry.Clip(fu.tenant)), slog.String("lookup", fu.outcome))...)
 }
 
 // backendNamed is the runtime's backend named name (any pool), or nil.

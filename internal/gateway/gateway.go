@@ -251,7 +251,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 		if g.modelsAllowed(w, r, connMemo(r, a)) {
 			g.serveModels(w, r)
 		}
-		g.logRoute(r, &gd.sendWriter, start)
+		g.logRoute(r, &gd.sendWriter, start, connMemo(r, a))
 	case "/healthz":
 		if probeMethod(w, r) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -264,7 +264,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	default:
 		if g.queueOn && batchapi.IsRoute(path) {
 			g.serveJobsAPI(w, r) // sets its own X-Request-Id
-			g.logRoute(r, &gd.sendWriter, start)
+			g.logRoute(r, &gd.sendWriter, start, connMemo(r, a))
 			return
 		}
 		if ep := openai.EndpointOf(path); ep != openai.EndpointNone { // rerank, tokenize, ...: endpoints.go
@@ -276,7 +276,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 			return
 		}
 		setRequestID(w, r)
-		defer g.logRoute(r, &gd.sendWriter, start)
+		defer g.logRoute(r, &gd.sendWriter, start, connMemo(r, a))
 		if strings.HasPrefix(path, "/v1/models/") {
 			if g.modelsAllowed(w, r, connMemo(r, a)) {
 				g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
