@@ -11,7 +11,8 @@ import (
 // the same names: request_id, method, path, status, duration_ms and client,
 // the address after trusted-proxy handling (here the one the trusted
 // proxy forwards, not the proxy's). Before, the inference line had no
-// method and no line had the client.
+// method, no line had the client, and a Responses follow-up refused
+// before its identify (an unknown sub-route, a method) had no line.
 func TestAccessLinesShareTheirCoreFields(t *testing.T) {
 	ob := newOKBackend(t)
 	cfg := testConfig(ob.URL)
@@ -22,6 +23,7 @@ func TestAccessLinesShareTheirCoreFields(t *testing.T) {
 	reqs := []struct{ method, path string }{
 		{"POST", "/v1/chat/completions"}, {"GET", "/v1/chat/completions"}, {"GET", "/v1/models"},
 		{"GET", "/v1/models/no-such-model"}, {"DELETE", "/v1/nothing"}, {"GET", "/v1/responses/resp_x"},
+		{"GET", "/v1/responses/resp_x/nothing"}, {"PUT", "/v1/responses/resp_x"},
 	}
 	ids := map[string]string{}
 	for _, c := range reqs {

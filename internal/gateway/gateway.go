@@ -272,7 +272,11 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 			return
 		}
 		if strings.HasPrefix(path, pathResponses+"/") {
-			g.serveFollowUp(w, r, start, connMemo(r, a)) // sets its own X-Request-Id
+			// It sets its own X-Request-Id and logs what it serves; a route,
+			// method or id it refuses first is logged here.
+			if !g.serveFollowUp(w, r, start, connMemo(r, a)) {
+				g.logRoute(r, &gd.sendWriter, start, connMemo(r, a))
+			}
 			return
 		}
 		setRequestID(w, r)
