@@ -2,25 +2,28 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
+	"time"
 )
 
-// servePprof exposes the profiler on its own listener, never on the
-// client-facing one.
-func servePprof(addr string) (stop func(), err error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+// servePprof serves h (the gateway's PprofHandler: Go's /debug/pprof behind
+// the admin listener's gate) on its own listener, never on the
+// client-facing one. The flag is deprecated, not removed, so old scripts
+// keep working: it says so at start, and what the gate means for addr.
+func servePprof(addr string, h http.Handler, tokenSet bool, log *slog.Logger) (stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("pprof listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: mux}
+	log.Warn("--pprof is deprecated: set admin.pprof: true to serve /debug/pprof on the admin listener; this listener now has the admin listener's protection (admin.token, or this host only without one)",
+		"addr", ln.Addr().String(), "token", tokenSet)
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && !tokenSet {
+		log.Warn("pprof listener off loopback without admin.token: it answers this host only, other hosts get 403 admin_token_required",
+			"addr", ln.Addr().String())
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go srv.Serve(ln)
 	return func() { srv.Close() }, nil
 }

@@ -27,7 +27,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides the config)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "where the embedded job queue keeps its data (overrides queue.data_dir; default "+app.DefaultDataDir()+")")
 	fs.StringVar(&f.adminListen, "admin-listen", "", "admin listener address for /status, /metrics, /spare and pprof (overrides admin.listen; default 127.0.0.1:9091; \"off\" disables it)")
-	fs.StringVar(&f.pprofAddr, "pprof", "", "serve Go's /debug/pprof on this further address, without admin.token (kept for old scripts; prefer admin.pprof: true, on the admin listener)")
+	fs.StringVar(&f.pprofAddr, "pprof", "", "deprecated: serve Go's /debug/pprof on this further address, with the admin listener's protection (admin.token; without one, this host only). Prefer admin.pprof: true, on the admin listener")
 	fs.Var(&f.backends, "backend", "backend base `URL`, e.g. http://127.0.0.1:8000 (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -55,7 +55,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if f.pprofAddr != "" {
-		stop, err := servePprof(f.pprofAddr)
+		stop, err := servePprof(f.pprofAddr, a.Gateway().PprofHandler(), cfg.Admin.Token != "", logger)
 		if err != nil {
 			return err
 		}

@@ -36,17 +36,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 			return
 		}
 		admin := g.rt.Load().Config.Admin
-		if admin.Token == "" && !loopbackPeer(r.RemoteAddr) {
-			// Protected mode (as Redis's): with no token, the listener
-			// answers this host only, wherever admin.listen binds it.
-			writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
-				Code: "admin_token_required", Message: "the admin listener answers other hosts only with admin.token set: set it (and send 'Authorization: Bearer <admin.token>'), or reach it from this host"})
-			return
-		}
-		if admin.Token != "" && !tokenMatches(bearer(credential(r.Header["Authorization"])), admin.Token) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
-			writeError(w, &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest,
-				Code: "invalid_admin_token", Message: "the admin listener needs 'Authorization: Bearer <admin.token>'"})
+		if !adminAdmits(w, r, admin.Token) {
 			return
 		}
 		path := r.URL.Path
@@ -73,6 +63,43 @@ func (g *Gateway) AdminHandler() http.Handler {
 		default:
 			writeError(w, openai.NotFound("unknown_url", "Unknown admin URL: "+openai.Echo(r.Method+" "+path)))
 		}
+	})
+}
+
+// adminAdmits is the admin listener's gate, also the --pprof listener's
+// (PprofHandler): without token only peers on this host's loopback are
+// answered (protected mode, as Redis's), wherever the listener binds;
+// with one, every request must carry it. A refused request is answered.
+func adminAdmits(w http.ResponseWriter, r *http.Request, token string) bool {
+	if token == "" && !loopbackPeer(r.RemoteAddr) {
+		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
+			Code: "admin_token_required", Message: "the admin listener answers other hosts only with admin.token set: set it (and send 'Authorization: Bearer <admin.token>'), or reach it from this host"})
+		return false
+	}
+	if token != "" && !tokenMatches(bearer(credential(r.Header["Authorization"])), token) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
+		writeError(w, &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest,
+			Code: "invalid_admin_token", Message: "the admin listener needs 'Authorization: Bearer <admin.token>'"})
+		return false
+	}
+	return true
+}
+
+// PprofHandler serves Go's /debug/pprof for the deprecated --pprof
+// listener, behind the admin listener's gate (adminAdmits, admin.token
+// read per request): before, that listener answered anyone who reached
+// it, on any address. Other paths are 404.
+func (g *Gateway) PprofHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if !adminAdmits(w, r, g.rt.Load().Config.Admin.Token) {
+			return
+		}
+		if !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			writeError(w, openai.NotFound("unknown_url", "Unknown URL: "+openai.Echo(r.Method+" "+r.URL.Path)))
+			return
+		}
+		servePprof(w, r)
 	})
 }
 

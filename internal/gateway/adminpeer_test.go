@@ -72,14 +72,52 @@ func TestAdminWithoutTokenAnswersLoopbackOnly(t *testing.T) {
 // host), as admin.listen would.
 func adminServerOn(t *testing.T, gw *Gateway, host string) *httptest.Server {
 	t.Helper()
+	return serveOn(t, gw.AdminHandler(), host)
+}
+
+// serveOn serves h on a listener bound to host.
+func serveOn(t *testing.T, h http.Handler, host string) *httptest.Server {
+	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Skipf("cannot listen on %s: %v", host, err)
 	}
-	srv := httptest.NewUnstartedServer(gw.AdminHandler())
+	srv := httptest.NewUnstartedServer(h)
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// The deprecated --pprof listener (PprofHandler) has the admin listener's
+// gate: without admin.token it answers this host's loopback only, with one
+// only the token. Before, it served the process' command line, heap and
+// CPU profiles to anyone who reached its address.
+func TestPprofListenerHasTheAdminGate(t *testing.T) {
+	host := routableAddr(t)
+	be := newOKBackend(t)
+	_, gw := startGateway(t, testConfig(be.URL))
+	off := serveOn(t, gw.PprofHandler(), host)
+	if code, _, body := get(t, off.URL+"/debug/pprof/cmdline"); code != http.StatusForbidden || !strings.Contains(body, "admin_token_required") {
+		t.Errorf("pprof from %s without admin.token: %d %.120s, want 403 admin_token_required", host, code, body)
+	}
+	loop := serveOn(t, gw.PprofHandler(), "127.0.0.1")
+	if code, _, _ := get(t, loop.URL+"/debug/pprof/cmdline"); code != http.StatusOK {
+		t.Errorf("pprof from loopback without admin.token: %d, want 200", code)
+	}
+
+	cfg := testConfig(be.URL)
+	cfg.Admin.Token = "s3cret-admin"
+	_, gw = startGateway(t, cfg)
+	off = serveOn(t, gw.PprofHandler(), host)
+	if code, hdr, _ := get(t, off.URL+"/debug/pprof/cmdline"); code != http.StatusUnauthorized || hdr.Get("WWW-Authenticate") == "" {
+		t.Errorf("pprof without the token: %d, want 401 with a challenge", code)
+	}
+	if code, _, _ := get(t, off.URL+"/debug/pprof/cmdline", "Authorization", "Bearer s3cret-admin"); code != http.StatusOK {
+		t.Errorf("pprof with the token from %s: %d, want 200", host, code)
+	}
+	if code, _, _ := get(t, off.URL+"/status", "Authorization", "Bearer s3cret-admin"); code != http.StatusNotFound {
+		t.Errorf("/status on the pprof listener: %d, want 404 (pprof only)", code)
+	}
 }

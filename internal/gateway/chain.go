@@ -153,7 +153,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, e
 	// x is zero (new, or cleared by release): set only what is known, not
 	// a whole new exchange, which would clear its ~1KB once more.
 	x.w, x.r, x.rt, x.job, x.vals, x.connMemo, x.ep = w, r, g.rt.Load(), job, vals, memo, ep
-	x.rec.id, x.rec.path, x.rec.start, x.rec.ctx = reqID, r.URL.Path, start, r.Context()
+	x.rec.id, x.rec.method, x.rec.path, x.rec.start, x.rec.ctx = reqID, r.Method, r.URL.Path, start, r.Context()
 	defer g.release(x)
 	if job != nil {
 		g.tally.jobsRunning.Add(1)
@@ -191,6 +191,9 @@ func (g *Gateway) record(x *exchange) {
 	}
 	if x.inflight {
 		g.metrics.Inflight.Dec()
+	}
+	if x.rec.client == "" { // refused before identify (a method other than POST)
+		x.rec.client = x.rt.tenants.client(x.r, x.connMemo).addr
 	}
 	g.finish(&x.rec)
 }
@@ -245,6 +248,7 @@ type identifyStage struct{ g *Gateway }
 
 func (s identifyStage) serve(x *exchange) bool {
 	x.from = x.rt.tenants.client(x.r, x.connMemo)
+	x.rec.client = x.from.addr
 	if x.job != nil {
 		x.id, x.rec.job = x.job.id, true
 	} else {

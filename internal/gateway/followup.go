@@ -117,7 +117,7 @@ func followUpRoute(escaped string) (id, sub string, ok bool) {
 
 // serveFollowUp serves a request about a stored response (its path is
 // below /v1/responses/).
-func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, start time.Time, memo *atomic.Value) {
+func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, start time.Time, memo *atomic.Value) (logged bool) {
 	reqID := requestID(r)
 	w.Header()[headerRequestID] = []string{reqID}
 	escaped := r.URL.EscapedPath()
@@ -127,32 +127,32 @@ func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, start ti
 		// The path as sent: decoded, /v1/responses%2Fx would read as a
 		// follow-up's.
 		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+openai.Echo(r.Method+" "+escaped)))
-		return
+		return false
 	}
 	if !allowed {
 		w.Header().Set("Allow", allow)
 		writeError(w, openai.MethodNotAllowed(r, strings.Split(allow, ", ")...))
-		return
+		return false
 	}
 	if !saneResponseID(id) {
 		writeError(w, invalidResponseID(id))
-		return
+		return false
 	}
 	rt := g.rt.Load()
 	fu := followUp{g: g, rt: rt, w: w, r: r, id: id, start: start}
 	defer fu.log(reqID)
 	if !fu.identify(memo) {
-		return
+		return true
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxFollowUpBody+1))
 	switch {
 	case err != nil:
 		fu.refuse(apiError(fmt.Errorf("%w: %w", errReadBody, err), ""))
-		return
+		return true
 	case len(body) > maxFollowUpBody:
 		refuseRestOfBody(w, r)
 		fu.refuse(apiError(proxy.ErrBodyTooLarge, ""))
-		return
+		return true
 	}
 	// The path sent on is rebuilt from the id read: the same route the
 	// client named, whatever escapes it used.
@@ -163,6 +163,7 @@ func (g *Gateway) serveFollowUp(w http.ResponseWriter, r *http.Request, start ti
 	in := &proxy.FollowUp{Method: r.Method, Path: path, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body,
 		RequestID: reqID, ForwardedFor: fu.from.forwardedFor}
 	fu.ask(in)
+	return true
 }
 
 // followUp is one follow-up request on its way.
@@ -282,11 +283,10 @@ func (fu *followUp) log(reqID string) {
 	if !fu.rt.Config.Log.Access || !fu.g.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	fu.g.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
-		slog.String("request_id", reqID), slog.String("method", telemetry.Clip(fu.r.Method)),
-		slog.String("path", telemetry.Clip(fu.r.URL.Path)),
-		slog.String("backend", fu.backend), slog.Int("status", fu.status), slog.String("tenant", telemetry.Clip(fu.tenant)),
-		slog.String("lookup", fu.outcome), slog.Float64("duration_ms", float64(fu.g.now().Sub(fu.start).Microseconds())/1000))
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = accessCore(attrs, reqID, fu.r.Method, fu.r.URL.Path, fu.status, fu.g.now().Sub(fu.start), fu.from.addr)
+	fu.g.log.LogAttrs(context.Background(), slog.LevelInfo, "request", append(attrs,
+		slog.String("backend", fu.backend), slog.String("tenant", telemetry.Clip(fu.tenant)), slog.String("lookup", fu.outcome))...)
 }
 
 // backendNamed is the runtime's backend named name (any pool), or nil.

@@ -252,8 +252,10 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 		g.handle(w, r, nil, openai.EndpointNone, start, &gd.vals, connMemo(r, a))
 	case "/v1/models":
 		setRequestID(w, r)
-		g.serveModels(w, r)
-		g.logRoute(r, &gd.sendWriter, start)
+		if g.modelsAllowed(w, r, connMemo(r, a)) {
+			g.serveModels(w, r)
+		}
+		g.logRoute(r, &gd.sendWriter, start, connMemo(r, a))
 	case "/healthz":
 		if probeMethod(w, r) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -266,7 +268,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 	default:
 		if g.queueOn && batchapi.IsRoute(path) {
 			g.serveJobsAPI(w, r) // sets its own X-Request-Id
-			g.logRoute(r, &gd.sendWriter, start)
+			g.logRoute(r, &gd.sendWriter, start, connMemo(r, a))
 			return
 		}
 		if ep := openai.EndpointOf(path); ep != openai.EndpointNone { // rerank, tokenize, ...: endpoints.go
@@ -274,13 +276,19 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 			return
 		}
 		if strings.HasPrefix(path, pathResponses+"/") {
-			g.serveFollowUp(w, r, start, connMemo(r, a)) // sets its own X-Request-Id
+			// It sets its own X-Request-Id and logs what it serves; a route,
+			// method or id it refuses first is logged here.
+			if !g.serveFollowUp(w, r, start, connMemo(r, a)) {
+				g.logRoute(r, &gd.sendWriter, start, connMemo(r, a))
+			}
 			return
 		}
 		setRequestID(w, r)
-		defer g.logRoute(r, &gd.sendWriter, start)
+		defer g.logRoute(r, &gd.sendWriter, start, connMemo(r, a))
 		if strings.HasPrefix(path, "/v1/models/") {
-			g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
+			if g.modelsAllowed(w, r, connMemo(r, a)) {
+				g.serveModel(w, r, strings.TrimPrefix(path, "/v1/models/"))
+			}
 			return
 		}
 		if path == "" {

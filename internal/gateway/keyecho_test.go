@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,6 +60,55 @@ func keyNotEchoed(t *testing.T, url, client string, status int) {
 		}
 		if cl := resp.Header.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(b)) {
 			t.Errorf("%s, stream=%t: Content-Length %s for %d bytes", client, stream, cl, len(b))
+		}
+	}
+}
+
+// A client that accepts gzip must not get the backend's key in a
+// compressed error body, which the scrub cannot read: a backend with an
+// api_key is asked for identity (this one compresses whenever asked).
+func TestCompressedUpstreamErrorDoesNotEchoTheBackendKey(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		msg := fmt.Sprintf(`{"error":{"message":"Incorrect API key provided: %s","type":"invalid_request_error","code":"invalid_api_key"}}`,
+			r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, msg)
+			return
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		w.WriteHeader(http.StatusUnauthorized)
+		zw := gzip.NewWriter(w)
+		io.WriteString(zw, msg)
+		zw.Close()
+	}))
+	t.Cleanup(be.Close)
+	for _, client := range []string{config.UpstreamLean, config.UpstreamNetHTTP} {
+		cfg := testConfig(be.URL)
+		cfg.UpstreamClient = client
+		cfg.Models[0].Backends[0].APIKey = "sk-upstream-SECRET-0123456789"
+		srv, _ := startGateway(t, cfg)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions",
+			strings.NewReader(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Accept-Encoding", "gzip") // set by hand: the client does not decompress
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		b := raw
+		if resp.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ = io.ReadAll(zr)
+		}
+		if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(b), "SECRET") || !strings.Contains(string(b), "Bearer xxxxx") {
+			t.Errorf("%s: %d %s %q: want the 401 with the backend's key hidden", client, resp.StatusCode, resp.Header.Get("Content-Encoding"), b)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -14,16 +15,19 @@ import (
 
 // record gathers what the access log and the metrics need about a request.
 type record struct {
-	id, path, model string
-	tenant          string
-	served          string // fallback model that served, if any
-	queued          time.Duration
-	cache           string // HIT when answered from the cache
-	stream          bool
-	job             bool // a queued job run by a worker
-	start           time.Time
-	status          int
-	errCode         string
+	id, method, path, model string
+	tenant                  string
+	// client is the client address after trusted-proxy handling
+	// (client.addr), for the access line.
+	client  string
+	served  string // fallback model that served, if any
+	queued  time.Duration
+	cache   string // HIT when answered from the cache
+	stream  bool
+	job     bool // a queued job run by a worker
+	start   time.Time
+	status  int
+	errCode string
 	// cause is the full internal error behind a failure, for the log only.
 	cause error
 	// ctx is the request's context: its cause tells a client that left
@@ -151,19 +155,17 @@ func (g *Gateway) logCause(rec *record) {
 // logAccess writes the request's access line at level.
 func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur time.Duration) {
 	res := &rec.result
-	attrs := []slog.Attr{
-		slog.String("request_id", rec.id),
-		slog.String("path", telemetry.Clip(rec.path)), // client-chosen strings: telemetry.Clip
-		slog.String("model", telemetry.Clip(rec.model)),
+	attrs := make([]slog.Attr, 0, 20)
+	attrs = accessCore(attrs, rec.id, rec.method, rec.path, rec.status, dur, rec.client)
+	attrs = append(attrs,
+		slog.String("model", telemetry.Clip(rec.model)), // client-chosen strings: telemetry.Clip
 		slog.Bool("stream", rec.stream),
 		slog.String("backend", backend),
-		slog.Int("status", rec.status),
 		slog.String("tenant", telemetry.Clip(rec.tenant)),
 		slog.Float64("queued_ms", float64(rec.queued.Microseconds())/1000),
 		slog.Int("attempts", res.Attempts),
 		slog.Float64("ttft_ms", float64(res.TTFB.Microseconds())/1000),
-		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
-	}
+	)
 	// Tokens only when the answer reported them: a refusal, a cache hit,
 	// a duration-billed transcription, a moderation or a stream without
 	// usage has no count, and a 0 would read as "used none" (the metrics
@@ -198,7 +200,7 @@ func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur t
 // 404s, must find it. The probes (/healthz, /readyz) are not logged: a
 // line per kubelet probe says nothing. Method, path, status and duration:
 // these routes have no model, backend or tokens.
-func (g *Gateway) logRoute(r *http.Request, w *sendWriter, start time.Time) {
+func (g *Gateway) logRoute(r *http.Request, w *sendWriter, start time.Time, memo *atomic.Value) {
 	status := w.status
 	if status == 0 {
 		status = http.StatusOK // nothing written: net/http answers 200
@@ -207,14 +209,26 @@ func (g *Gateway) logRoute(r *http.Request, w *sendWriter, start time.Time) {
 	if status >= 500 {
 		level = slog.LevelWarn
 	}
-	if !g.rt.Load().Config.Log.Access || !g.log.Enabled(context.Background(), level) {
+	rt := g.rt.Load()
+	if !rt.Config.Log.Access || !g.log.Enabled(context.Background(), level) {
 		return
 	}
-	dur := g.now().Sub(start)
-	g.log.LogAttrs(context.Background(), level, "request",
-		slog.String("request_id", w.Header().Get(headerRequestID)),
-		slog.String("method", telemetry.Clip(r.Method)),
-		slog.String("path", telemetry.Clip(r.URL.Path)),
+	var attrs [6]slog.Attr
+	g.log.LogAttrs(context.Background(), level, "request", accessCore(attrs[:0], w.Header().Get(headerRequestID),
+		r.Method, r.URL.Path, status, g.now().Sub(start), rt.tenants.client(r, memo).addr)...)
+}
+
+// accessCore appends the fields every access line starts with, in this
+// order and under these names, whatever the route: request_id, method,
+// path, status, duration_ms and client, the client's address as the
+// gateway believes it (behind auth.trusted_proxies, the forwarded one;
+// nginx's $remote_addr with real_ip). Client-chosen strings are clipped.
+func accessCore(dst []slog.Attr, id, method, path string, status int, dur time.Duration, client string) []slog.Attr {
+	return append(dst,
+		slog.String("request_id", id),
+		slog.String("method", telemetry.Clip(method)),
+		slog.String("path", telemetry.Clip(path)),
 		slog.Int("status", status),
-		slog.Float64("duration_ms", float64(dur.Microseconds())/1000))
+		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
+		slog.String("client", client))
 }

@@ -23,11 +23,18 @@ func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request) {
 	if !openai.ReadOnly(w, r) {
 		return
 	}
-	body, etag := g.rt.Load().modelList()
+	rt := g.rt.Load()
+	body, etag := rt.modelList()
 	h := w.Header()
 	// The list changes only on a config reload: clients and CDNs may keep it
-	// briefly and revalidate cheaply with If-None-Match.
-	h.Set("Cache-Control", "public, max-age=60")
+	// briefly and revalidate cheaply with If-None-Match. Behind a credential
+	// check (modelsAllowed) only the client may: a shared cache would hand
+	// it to callers never checked.
+	if rt.tenants.checked() {
+		h.Set("Cache-Control", "private, max-age=60")
+	} else {
+		h.Set("Cache-Control", "public, max-age=60")
+	}
 	h.Set("ETag", etag)
 	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, etag) {
 		w.WriteHeader(http.StatusNotModified)

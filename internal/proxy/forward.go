@@ -353,7 +353,10 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		ctx = up.hold.hold(ctx, in.Body)
 	}
 	h := upstreamHeader(in, spec)
-	if in.Shared || in.Capture != nil {
+	// A backend with an api_key may echo it in an error body, which is
+	// scrubbed (scrubKey) only when it is not compressed: such a backend is
+	// asked for identity, whatever the client accepts.
+	if in.Shared || in.Capture != nil || spec.APIKey != "" {
 		h.Set("Accept-Encoding", "identity")
 	}
 	req := &http.Request{
