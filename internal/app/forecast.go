@@ -44,7 +44,7 @@ func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, l
 		minTenant = -1
 	}
 	fc, err := forecast.New(forecast.Config{Interval: cfg.Interval.D(), MaxHorizon: cfg.MaxHorizon.D(),
-		MaxGap: cfg.MaxGap.D(), MaxSeries: cfg.MaxSeries, MinTenantRate: minTenant})
+		MaxGap: cfg.MaxGap.D(), MaxSeries: cfg.MaxSeries, MinTenantRate: minTenant, Live: true})
 	if err != nil {
 		return nil, err
 	}
