@@ -20,7 +20,7 @@ type coeffs struct {
 	errRate            float64 // per-horizon error memory
 	qStep, gapFraction float64
 	maxGapSteps        int
-	live               bool // Config.Live: a low value is never a gap
+	live               bool    // Config.Live: a low value is never a gap
 	iv                 int64   // the interval in seconds
 	ladForget          float64 // the LAD fit's discount per point
 }
