@@ -203,6 +203,8 @@ func (a *App) openForecast(cfg *config.Config, reg prometheus.Registerer, gwOpts
 	fr.hist.lead = func() time.Duration { return a.gw.Runtime().Config.Scaling.Lead.D() }
 	// desired backends looks scaling.lead ahead at the forecast p90.
 	gwOpts.Forecast = forecast.Demand{Forecaster: fr.fc}
+	// and plans on the service rates measured before a restart.
+	gwOpts.Meter = fr.meter
 	reg.MustRegister(newForecastCollector(fr.fc))
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/forecast"
 	"github.com/sluice-gw/sluice/internal/gateway"
+	"github.com/sluice-gw/sluice/internal/scaling"
 )
 
 // forecastRun is a running gateway's traffic forecaster: the gateway's
@@ -31,6 +32,11 @@ type forecastRun struct {
 	now     func() time.Time
 	log     *slog.Logger
 	tick    gateway.Ticker
+	// meter is the scaling signals' meter: its service rates measured at
+	// capacity are saved with the snapshot and restored into it, so that
+	// a restart does not plan on the optimistic rates of backends not yet
+	// full (internal/scaling/restore.go).
+	meter *scaling.Meter
 }
 
 // newForecastRun builds the forecaster from cfg and restores its snapshot
@@ -44,7 +50,7 @@ func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, l
 		minTenant = -1
 	}
 	fc, err := forecast.New(forecast.Config{Interval: cfg.Interval.D(), MaxHorizon: cfg.MaxHorizon.D(),
-		MaxGap: cfg.MaxGap.D(), MaxSeries: cfg.MaxSeries, MinTenantRate: minTenant})
+		MaxGap: cfg.MaxGap.D(), MaxSeries: cfg.MaxSeries, MinTenantRate: minTenant, Live: true})
 	if err != nil {
 		return nil, err
 	}
@@ -60,8 +66,12 @@ func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, l
 		case err != nil:
 			log.Warn("forecast snapshot not restored; the forecast starts afresh", "error", err.Error())
 		case found:
-			log.Info("forecast restored from its snapshot", "series", len(fc.Keys()))
+			log.Info("forecast restored from its snapshot", "series", len(fc.Keys()), "service_rates", len(fc.ServiceRates()))
 		}
+	}
+	r.meter = scaling.NewMeter(0)
+	for model, sr := range fc.ServiceRates() {
+		r.meter.Restore(model, scaling.Service{Slots: sr.Slots, PerSlot: sr.PerSlot, TokensPerSlot: sr.TokensPerSlot, TokensKnown: sr.TokensPerSlot > 0})
 	}
 	return r, nil
 }
@@ -105,6 +115,11 @@ func (r *forecastRun) save() {
 	if r.store == nil {
 		return
 	}
+	rates := map[string]forecast.ServiceRate{}
+	for model, sv := range r.meter.Capacities() {
+		rates[model] = forecast.ServiceRate{Slots: sv.Slots, PerSlot: sv.PerSlot, TokensPerSlot: sv.TokensPerSlot}
+	}
+	r.fc.SetServiceRates(rates)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := r.fc.SaveTo(ctx, r.store)

@@ -31,8 +31,12 @@ type Forecast struct {
 	// full, a model takes the place of the least busy tenant, and a busy
 	// tenant that of one gone quiet (forecast/room.go).
 	MaxSeries int `yaml:"max_series"`
-	// MaxGap: a rate under 5% of the level is taken for a data gap (an
-	// outage) and skipped for at most this long. Default 4h.
+	// MaxGap: how long the gateway's own missed intervals (a paused
+	// process: no tick, no arrival counted) count as zero traffic before
+	// they are skipped as unknown. A drop in the traffic it sees is
+	// believed at once: the gateway counts every request, so a stop is
+	// demand going to zero, not missing data (the rate-below-5%-is-a-gap
+	// rule is for recorded traces, `sluice bench forecast`). Default 4h.
 	MaxGap Duration `yaml:"max_gap"`
 	// Snapshot is the state file; default forecast.snapshot in the data
 	// directory (queue.data_dir, else $XDG_DATA_HOME/sluice or

@@ -73,6 +73,13 @@ type Config struct {
 	// most MaxGap; after that the low rate is believed. Default 0.05 and 4h.
 	GapFraction float64
 	MaxGap      time.Duration
+	// Live says the series are counted from every arrival as it happens
+	// (a running gateway sees every request): a low rate is then demand,
+	// never missing data, so GapFraction does not apply and a stop is
+	// followed at once. Only intervals the process did not observe (down,
+	// paused, a clock step) are skipped as unknown. Off for a recorded
+	// trace, whose missing windows are data gaps (Evaluate).
+	Live bool
 	// MaxHorizon is the longest horizon asked for. Default 60m.
 	MaxHorizon time.Duration
 	// MaxSeries bounds the number of series (models plus tenants), so that

@@ -44,6 +44,9 @@ type Forecaster struct {
 	recent [2]recentTally
 	series map[Key]*pair
 	room   roomStats // what the MaxSeries bound turned away (room.go)
+	// services is carried through the snapshot for the scaling signal
+	// (service.go).
+	services map[string]ServiceRate
 }
 
 type recentTally struct {

@@ -20,6 +20,7 @@ type coeffs struct {
 	errRate            float64 // per-horizon error memory
 	qStep, gapFraction float64
 	maxGapSteps        int
+	live               bool    // Config.Live: a low value is never a gap
 	iv                 int64   // the interval in seconds
 	ladForget          float64 // the LAD fit's discount per point
 }
@@ -41,6 +42,7 @@ func newCoeffs(c Config) coeffs {
 		qStep:           c.QuantileStep,
 		gapFraction:     c.GapFraction,
 		maxGapSteps:     int(c.MaxGap / c.Interval),
+		live:            c.Live,
 		iv:              int64(c.Interval / time.Second),
 		ladForget:       per(float64(ladHalfLife) / iv),
 	}
@@ -123,11 +125,12 @@ func newModel(steps []int) *model {
 // at; iv is the interval in seconds. A value far below the level is taken
 // for a data gap and skipped, unless the same time yesterday was as low (a
 // recurring quiet period, such as a batch client's off hours, is traffic)
-// or the gap has lasted longer than maxGapSteps.
+// or the gap has lasted longer than maxGapSteps. A live series (Config.Live)
+// has no such gaps: what the gateway did not see did not arrive.
 func (m *model) update(k *coeffs, at, iv int64, x float64) {
 	slot := slotOfUnix(at)
 	yesterday := m.remember(at, slot%slotsPerDay, x)
-	low := m.started && x < k.gapFraction*m.plain
+	low := m.started && !k.live && x < k.gapFraction*m.plain
 	if low && !(yesterday >= 0 && yesterday < k.gapFraction*m.plain) {
 		m.gapRun = min(m.gapRun+1, 1<<30)
 	} else {

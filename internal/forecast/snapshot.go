@@ -23,18 +23,20 @@ import (
 //	        144 closed slot means f32 | horizon count u8 |
 //	        per horizon: steps u32 | 6 candidate errors, q90, spread f64 |
 //	        LAD fit: 21 normal-matrix + 6 right-hand + 6 coefficient + mean |residual| f64
+//	then, from version 4, the service rates (service.go) before the CRC
 //
 // Version 1 had four candidate errors (no seasonal difference) and version
 // 2 five (no LAD member), neither the LAD history nor fits; both are still
 // read, so that an upgrade keeps the learned profiles. A missing error
 // starts at the worst of those known (a new candidate earns its weight)
 // and the LAD member starts unfitted: the last value until it learns.
+// Version 3 had no service rates: it restores none.
 //
 // Little-endian. Forecasts in flight are not kept: after a restart the
 // intervals missed are unknown, so their outcomes could not be scored.
 const (
 	snapshotMagic   = "SLFC"
-	snapshotVersion = 3
+	snapshotVersion = 4
 	// v1Candidates and v2Candidates are the candidate errors in version 1
 	// and 2 snapshots.
 	v1Candidates  = 4
@@ -51,8 +53,8 @@ func (c Config) MaxSnapshotBytes() int64 {
 	c = c.WithDefaults()
 	perModel := len(newModel(c.trackedHorizons()).appendTo(nil, nCand, true))
 	perSeries := 2*(2+maxNameLen) + 2*perModel
-	header := len(snapshotMagic) + 1 + 8 + 8 + 4 + 4 // and the CRC
-	return int64(header) + int64(c.MaxSeries)*int64(perSeries)
+	header := len(snapshotMagic) + 1 + 8 + 8 + 4 + 4 + 4 // the service count and the CRC
+	return int64(header) + int64(c.MaxSeries)*int64(perSeries+serviceRecordBytes)
 }
 
 // ErrIncompatible is returned by Restore for a snapshot taken with another
@@ -62,7 +64,7 @@ var ErrIncompatible = errors.New("forecast: snapshot from an incompatible config
 // Snapshot encodes the learned state.
 func (f *Forecaster) Snapshot() []byte { return f.snapshot(snapshotVersion) }
 
-// snapshot encodes in the given format version (1 and 2 only for the test
+// snapshot encodes in the given format version (1 to 3 only for the test
 // that they are still read).
 func (f *Forecaster) snapshot(version byte) []byte {
 	cands, lad := nCand, version >= 3
@@ -88,6 +90,9 @@ func (f *Forecaster) snapshot(version byte) []byte {
 		b = p.requests.appendTo(b, cands, lad)
 		b = p.tokens.appendTo(b, cands, lad)
 	}
+	if version >= 4 {
+		b = appendServices(b, f.services)
+	}
 	return binary.LittleEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
 }
 
@@ -95,38 +100,39 @@ func (f *Forecaster) snapshot(version byte) []byte {
 // between the snapshot and the next Observe or Advance are skipped as
 // unknown. On error the state is unchanged.
 func (f *Forecaster) Restore(data []byte) error {
-	start, series, err := decodeSnapshot(data, f.cfg, f.horizons)
+	start, series, services, err := decodeSnapshot(data, f.cfg, f.horizons)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.series, f.start, f.resumed = series, start, true
+	f.series, f.start, f.resumed, f.services = series, start, true, services
 	f.clearOpen()
 	return nil
 }
 
-func decodeSnapshot(data []byte, cfg Config, horizons []int) (time.Time, map[Key]*pair, error) {
+func decodeSnapshot(data []byte, cfg Config, horizons []int) (time.Time, map[Key]*pair, map[string]ServiceRate, error) {
 	bad := func(what string) error { return fmt.Errorf("forecast: corrupt snapshot: %s", what) }
 	if len(data) < len(snapshotMagic)+1+8+8+4+4 || string(data[:4]) != snapshotMagic {
-		return time.Time{}, nil, bad("not a forecast snapshot")
+		return time.Time{}, nil, nil, bad("not a forecast snapshot")
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
 	if crc32.ChecksumIEEE(body) != sum {
-		return time.Time{}, nil, bad("checksum mismatch")
+		return time.Time{}, nil, nil, bad("checksum mismatch")
 	}
 	r := reader{b: body[4:], cands: nCand, lad: true}
-	switch v := r.u8(); v {
-	case snapshotVersion:
+	v := r.u8()
+	switch v {
+	case snapshotVersion, 3:
 	case 1:
 		r.cands, r.lad = v1Candidates, false
 	case 2:
 		r.cands, r.lad = v2Candidates, false
 	default:
-		return time.Time{}, nil, fmt.Errorf("%w: version %d", ErrIncompatible, v)
+		return time.Time{}, nil, nil, fmt.Errorf("%w: version %d", ErrIncompatible, v)
 	}
 	if iv := time.Duration(r.u64()); iv != cfg.Interval {
-		return time.Time{}, nil, fmt.Errorf("%w: interval %v, configured %v", ErrIncompatible, iv, cfg.Interval)
+		return time.Time{}, nil, nil, fmt.Errorf("%w: interval %v, configured %v", ErrIncompatible, iv, cfg.Interval)
 	}
 	var start time.Time
 	if ns := int64(r.u64()); ns != 0 {
@@ -134,7 +140,7 @@ func decodeSnapshot(data []byte, cfg Config, horizons []int) (time.Time, map[Key
 	}
 	n := r.u32()
 	if n > uint32(cfg.MaxSeries) {
-		return time.Time{}, nil, bad(fmt.Sprintf("%d series, more than max_series %d", n, cfg.MaxSeries))
+		return time.Time{}, nil, nil, bad(fmt.Sprintf("%d series, more than max_series %d", n, cfg.MaxSeries))
 	}
 	series := make(map[Key]*pair, n)
 	for range n {
@@ -143,20 +149,24 @@ func decodeSnapshot(data []byte, cfg Config, horizons []int) (time.Time, map[Key
 		r.model(p.requests)
 		r.model(p.tokens)
 		if r.err != nil {
-			return time.Time{}, nil, bad(r.err.Error())
+			return time.Time{}, nil, nil, bad(r.err.Error())
 		}
 		if _, dup := series[key]; dup || key.Model == "" {
-			return time.Time{}, nil, bad("empty or repeated series name")
+			return time.Time{}, nil, nil, bad("empty or repeated series name")
 		}
 		series[key] = p
+	}
+	var services map[string]ServiceRate
+	if v >= 4 {
+		services = r.services(cfg.MaxSeries)
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = errors.New("trailing bytes")
 	}
 	if r.err != nil {
-		return time.Time{}, nil, bad(r.err.Error())
+		return time.Time{}, nil, nil, bad(r.err.Error())
 	}
-	return start, series, nil
+	return start, series, services, nil
 }
 
 func appendString(b []byte, s string) []byte {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"maps"
 	"math"
 	"path/filepath"
 	"testing"
@@ -78,8 +79,12 @@ func FuzzRestore(f *testing.F) {
 	fc, _ := New(Config{Interval: time.Minute, MaxHorizon: 10 * time.Minute})
 	feed(fc, 0, 30, dailyRate, nil)
 	good := fc.Snapshot()
+	fc.SetServiceRates(map[string]ServiceRate{"m": {Slots: 16, PerSlot: 0.8, TokensPerSlot: 400}, "other": {Slots: 1, PerSlot: 1e-3}})
+	withServices := fc.Snapshot()
 	f.Add(good[:len(good)-4], false) // body; the target appends the checksum
 	f.Add(good, true)
+	f.Add(withServices[:len(withServices)-4], false)
+	f.Add(fc.snapshot(3), true)
 	f.Add([]byte{}, true)
 	f.Add([]byte("SLFC\x01"), false)
 	f.Fuzz(func(t *testing.T, data []byte, asIs bool) {
@@ -101,28 +106,41 @@ func FuzzRestore(f *testing.F) {
 				}
 			}
 		}
+		rates := g.ServiceRates()
+		for name, r := range rates {
+			if name == "" || !(r.Slots > 0 && r.PerSlot > 0 && r.TokensPerSlot >= 0) || math.IsInf(r.Slots*r.PerSlot, 0) {
+				t.Fatalf("service rate %q: %+v", name, r)
+			}
+		}
 		g.Observe(t0, m, 10, 10)
 		g.Advance(t0.Add(time.Minute))
 		if err := g.Restore(g.Snapshot()); err != nil {
 			t.Fatalf("re-encoded snapshot refused: %v", err)
 		}
+		if got := g.ServiceRates(); !maps.Equal(got, rates) {
+			t.Fatalf("service rates %v re-read as %v", rates, got)
+		}
 	})
 }
 
 // Version 1 and 2 snapshots (four and five candidates, before the
-// seasonal difference and the LAD member) are still restored, profiles
-// included: an upgrade does not start the forecast afresh. A version not
-// known is refused as incompatible.
+// seasonal difference and the LAD member) and version 3 (no service
+// rates) are still restored, profiles included: an upgrade does not start
+// the forecast afresh. A version not known is refused as incompatible.
 func TestRestoresOlderSnapshots(t *testing.T) {
 	orig := trained(t)
 	fresh := mustNew(t, Config{Interval: time.Minute})
 	feed(fresh, 2*1440-60, 2*1440, dailyRate, nil) // an hour only: no profile
-	for _, v := range []byte{1, 2} {
+	orig.SetServiceRates(map[string]ServiceRate{"m": {Slots: 16, PerSlot: 0.8}})
+	for _, v := range []byte{1, 2, 3} {
 		restored := mustNew(t, Config{Interval: time.Minute})
 		if err := restored.Restore(orig.snapshot(v)); err != nil {
 			t.Fatalf("version %d: %v", v, err)
 		}
-		if got := restored.series[m].requests.horizons[0].lad; got != (ladFit{}) {
+		if got := restored.ServiceRates(); len(got) != 0 {
+			t.Errorf("version %d: service rates %v, want none", v, got)
+		}
+		if got := restored.series[m].requests.horizons[0].lad; v < 3 && got != (ladFit{}) {
 			t.Errorf("version %d: LAD fit %+v, want none", v, got)
 		}
 		for _, h := range []time.Duration{10 * time.Minute, time.Hour} {
@@ -135,9 +153,9 @@ func TestRestoresOlderSnapshots(t *testing.T) {
 			}
 		}
 	}
-	v4 := orig.snapshot(4)
-	if err := fresh.Restore(v4); !errors.Is(err, ErrIncompatible) {
-		t.Errorf("version 4: %v, want ErrIncompatible", err)
+	v5 := orig.snapshot(5)
+	if err := fresh.Restore(v5); !errors.Is(err, ErrIncompatible) {
+		t.Errorf("version 5: %v, want ErrIncompatible", err)
 	}
 }
 

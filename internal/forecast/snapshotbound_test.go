@@ -50,6 +50,14 @@ func TestFullSnapshotFitsItsBound(t *testing.T) {
 		fc.Observe(t0, Key{Model: fmt.Sprint(i, long)[:maxNameLen], Tenant: long}, 100, 100)
 	}
 	fc.Advance(t0.Add(time.Minute))
+	rates := map[string]ServiceRate{}
+	for i := range cfg.MaxSeries + 3 {
+		rates[fmt.Sprint(i, long)[:maxNameLen]] = ServiceRate{Slots: 1e9, PerSlot: 1e9, TokensPerSlot: 1e9}
+	}
+	fc.SetServiceRates(rates)
+	if n := len(fc.ServiceRates()); n != cfg.MaxSeries {
+		t.Fatalf("%d service rates kept, want max_series %d", n, cfg.MaxSeries)
+	}
 	snap := fc.Snapshot()
 	bound := fc.Config().MaxSnapshotBytes()
 	if len(fc.Keys()) != cfg.MaxSeries || int64(len(snap)) > bound {

@@ -65,6 +65,10 @@ type Options struct {
 	// ForecastLead 0: the running config's scaling.lead.
 	Forecast     scaling.DemandForecast
 	ForecastLead time.Duration
+	// Meter measures demand and service for the scaling signals; nil: a
+	// new one. internal/app passes one it restored the measured service
+	// rates into, and saves them from, with the forecast snapshot.
+	Meter *scaling.Meter
 	// ForecastView shows the forecast against actual arrivals on /status
 	// (forecast_status.go); nil: forecasting is off, /status says null.
 	ForecastView ForecastView
@@ -157,8 +161,13 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
 		arrivals: opt.Arrivals, queueInfo: opt.Queue,
-		meter: scaling.NewMeter(rt.Config.Scaling.Window.D()), hold: scaling.NewHold(), forecast: opt.Forecast, forecastLead: opt.ForecastLead,
+		meter: opt.Meter, hold: scaling.NewHold(), forecast: opt.Forecast, forecastLead: opt.ForecastLead,
 		forecastView: opt.ForecastView, configStatus: opt.ConfigStatus}
+	if g.meter == nil {
+		g.meter = scaling.NewMeter(rt.Config.Scaling.Window.D())
+	} else {
+		g.meter.SetWindow(rt.Config.Scaling.Window.D())
+	}
 	if opt.Jobs != nil {
 		g.jobs.Store(opt.Jobs)
 	}

@@ -52,6 +52,9 @@ type modelMeter struct {
 	refusals      map[string]*Rate
 	wait          Mean
 	backends      map[string]*backendMeter
+	// restored is the at-capacity service from before a restart
+	// (restore.go); nil: none.
+	restored *Service
 }
 
 // backendMeter is a backend's service, measured twice: over all its recent
@@ -246,6 +249,10 @@ type Service struct {
 	AtCapacity bool
 	// Evidence is the decayed count of completions behind the figures.
 	Evidence float64
+	// Restored: the figures are the model's at-capacity mean saved before
+	// a restart (Meter.Restore), as this backend has not been full long
+	// enough since to be measured.
+	Restored bool
 }
 
 // minRefusalRate hides reasons that have decayed to nothing.
@@ -292,6 +299,10 @@ func (m *Meter) Read(model string, now time.Time, backends []string) Reading {
 	}
 	for _, name := range backends {
 		b := mm.backends[name]
+		if mm.restored != nil && (b == nil || b.busy.count < minBusy) {
+			r.Service[name] = *mm.restored
+			continue
+		}
 		if b == nil || b.recent.n == 0 {
 			continue
 		}

@@ -124,6 +124,9 @@ type BackendService struct {
 	// sustains; false: not full yet, an optimistic estimate from all its
 	// recent completions.
 	AtCapacity bool `json:"at_capacity"`
+	// Restored: the at-capacity figure saved before the gateway restarted,
+	// in use until the backend is full long enough to be measured again.
+	Restored bool `json:"restored"`
 }
 
 // Plan computes a model's signal at now from the meter's reading and the
@@ -249,7 +252,7 @@ func meanService(s *Signal, r Reading, p PoolState, pol Policy) BackendService {
 			if sv.Slots > 0 {
 				n = sv.Slots
 			}
-			bs.Slots, bs.Measured, bs.AtCapacity = n, true, sv.AtCapacity
+			bs.Slots, bs.Measured, bs.AtCapacity, bs.Restored = n, true, sv.AtCapacity, sv.Restored
 			bs.RequestsPerSecond = n * sv.PerSlot
 			bs.TokensPerSecond = n * sv.TokensPerSlot
 			measured++
@@ -257,13 +260,14 @@ func meanService(s *Signal, r Reading, p PoolState, pol Policy) BackendService {
 			sum.TokensPerSecond += bs.TokensPerSecond
 			sum.Slots += n
 			sum.AtCapacity = sum.AtCapacity && sv.AtCapacity
+			sum.Restored = sum.Restored || sv.Restored
 		}
 		s.BackendsService = append(s.BackendsService, bs)
 	}
 	if measured > 0 {
 		k := float64(measured)
 		return BackendService{Slots: sum.Slots / k, RequestsPerSecond: sum.RequestsPerSecond / k,
-			TokensPerSecond: sum.TokensPerSecond / k, Measured: true, AtCapacity: sum.AtCapacity}
+			TokensPerSecond: sum.TokensPerSecond / k, Measured: true, AtCapacity: sum.AtCapacity, Restored: sum.Restored}
 	}
 	mean := float64(p.DefaultSlots)
 	if len(p.Backends) > 0 {
