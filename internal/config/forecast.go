@@ -31,12 +31,14 @@ type Forecast struct {
 	// full, a model takes the place of the least busy tenant, and a busy
 	// tenant that of one gone quiet (forecast/room.go).
 	MaxSeries int `yaml:"max_series"`
-	// MaxGap: how long the gateway's own missed intervals (a paused
-	// process: no tick, no arrival counted) count as zero traffic before
-	// they are skipped as unknown. A drop in the traffic it sees is
-	// believed at once: the gateway counts every request, so a stop is
-	// demand going to zero, not missing data (the rate-below-5%-is-a-gap
-	// rule is for recorded traces, `sluice bench forecast`). Default 4h.
+	// MaxGap has no effect on the gateway; it is still accepted (and must
+	// not be negative) so that configs that set it load. It bounded the
+	// data-gap rule (a rate below 5% of the level skipped as missing data),
+	// which is for recorded traces (`sluice bench forecast`, set in code):
+	// the gateway counts every request, so a drop in what it sees is
+	// demand, believed at once, and intervals in which its ticker did not
+	// run at all (a paused process) are unknown, never zeros, however
+	// short (forecast.Config.Live).
 	MaxGap Duration `yaml:"max_gap"`
 	// Snapshot is the state file; default forecast.snapshot in the data
 	// directory (queue.data_dir, else $XDG_DATA_HOME/sluice or

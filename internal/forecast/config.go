@@ -70,7 +70,11 @@ type Config struct {
 	QuantileStep float64
 	// GapFraction: an interval whose rate is below this share of the level
 	// is taken for a data gap (an outage, a lost scrape) and skipped, for at
-	// most MaxGap; after that the low rate is believed. Default 0.05 and 4h.
+	// most MaxGap; after that the low rate is believed. Default 0.05 and 4h
+	// (0 takes the default, as for every field: there is no "believe at
+	// once" value; Live turns the rule off). Off Live, silent intervals
+	// are also counted as zeros for up to MaxGap (at least 10 intervals)
+	// before they are taken for a stopped clock and skipped.
 	GapFraction float64
 	MaxGap      time.Duration
 	// Live says the series are counted from every arrival as it happens

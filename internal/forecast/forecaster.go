@@ -150,6 +150,12 @@ func (f *Forecaster) rewind(t time.Time) {
 	f.start, f.resumed = t.Truncate(f.cfg.Interval), false
 }
 
+// liveTickSlack is how many silent intervals a live forecaster still counts
+// as zeros when a call comes late: the ticker is not aligned with the
+// interval boundaries and may be delayed by a busy machine, so one tick
+// can close two intervals.
+const liveTickSlack = 2
+
 func (f *Forecaster) advance(t time.Time) {
 	iv := f.cfg.Interval
 	if f.start.IsZero() {
@@ -172,8 +178,16 @@ func (f *Forecaster) advance(t time.Time) {
 	f.closeInterval()
 	// Intervals with no call at all are zeros, unless there are more of
 	// them than a gap may last: then the process was paused or the clock
-	// jumped, and they are unknown.
-	if rest := n - 1; rest > int64(max(f.k.maxGapSteps, 10)) {
+	// jumped, and they are unknown. A live gateway calls Advance from a
+	// ticker every interval even when idle, so more than liveTickSlack
+	// intervals without a call means the process did not run (SIGSTOP, a
+	// VM paused or migrated, a clock step): its own pause is not demand
+	// going to zero, however short.
+	limit := int64(max(f.k.maxGapSteps, 10))
+	if f.k.live {
+		limit = liveTickSlack
+	}
+	if rest := n - 1; rest > limit {
 		f.skip(rest)
 	} else {
 		for range rest {

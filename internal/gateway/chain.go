@@ -201,8 +201,9 @@ func (g *Gateway) record(x *exchange) {
 // settle corrects x's token reservation to what its answer cost the
 // backends: the usage a backend reported; nothing for a request no
 // backend worked on (unreached, answered from the cache or by another
-// request's flight, or declined by its backend); for a stream whose
-// client asked for no usage, the prompt's estimate and the tokens
+// request's flight, or declined by its backend); for a stream with no
+// usage (its client asked for none, or its backend ignored
+// stream_options.include_usage), the prompt's estimate and the tokens
 // relayed (one per event carrying text). Anything else (a backend error
 // or a stream cut before any text, with no usage) keeps the estimate: the
 // backend may have spent it. Request counts always stay, as nginx
@@ -455,7 +456,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.pin = x.respPin
 	c.keepID = x.resp != nil && x.resp.Store
 	c.cpuOnly, c.ep = x.ep.CPUOnly(), x.ep
-	c.countText = x.limited && x.parsed.Peek.Stream && !x.parsed.Peek.IncludeUsage && x.ep == openai.EndpointNone && x.resp == nil && x.rl.ChargesTokens()
+	c.countText = x.limited && x.parsed.Peek.Stream && x.ep == openai.EndpointNone && x.resp == nil && x.rl.ChargesTokens()
 	return c
 }
 

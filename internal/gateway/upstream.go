@@ -64,9 +64,10 @@ type upstreamCall struct {
 	// the chat family and the Responses API), whose answers report usage
 	// in their own shapes (proxy.Request.Endpoint).
 	ep openai.ModelEndpoint
-	// countText: a stream whose client asked for no usage, charged to a
-	// token limit: its relay counts the events carrying generated text,
-	// which settle the charge (record, proxy.Request.CountText).
+	// countText: a stream charged to a token limit: its relay counts the
+	// events carrying generated text, which settle the charge when no
+	// usage arrives (the client asked for none, or the backend ignored
+	// stream_options.include_usage; record, proxy.Request.CountText).
 	countText bool
 }
 

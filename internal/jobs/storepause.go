@@ -130,13 +130,13 @@ func (p *storePause) done(probe bool, err error, refusals *atomic.Uint64) (refus
 	case probe && refused:
 		p.round++
 		delay := p.backOff()
-		p.s.log.Debug("job store still full: jobs stay paused", "retry_in", delay)
+		p.s.log.Debug("job store still full: jobs stay paused", "retry_in", delay.String())
 	case probe && err == nil:
 		close(p.wake)
 		p.paused, p.wake, p.probing, p.probeOut = false, nil, false, false
 		st.workersPaused.Add(-1)
 		p.s.log.Info("job store has room again: the worker takes jobs again",
-			"paused_for", time.Since(p.since).Round(time.Millisecond), "writes_refused", p.refused)
+			"paused_for", time.Since(p.since).Round(time.Millisecond).String(), "writes_refused", p.refused)
 	case probe: // nothing written, or another error: the next start probes
 		p.probeOut = false
 		old := p.wake
@@ -148,7 +148,7 @@ func (p *storePause) done(probe bool, err error, refusals *atomic.Uint64) (refus
 		st.storePauses.Add(1)
 		delay := p.backOff()
 		p.s.log.Warn("job store full: the worker takes no jobs until it has room; delete files or wait for retention",
-			"retry_in", delay, "err", err)
+			"retry_in", delay.String(), "err", err)
 	}
 	return refused
 }

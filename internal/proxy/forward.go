@@ -152,8 +152,8 @@ type Request struct {
 	// answer when it is held (a rerank's usage precedes its results).
 	Endpoint openai.ModelEndpoint
 	// CountText: count the events of a streamed answer that carry
-	// generated text (Result.TextEvents), for a stream whose client asked
-	// for no usage and whose tokens a limit must settle. Off, the relay
+	// generated text (Result.TextEvents), for a stream whose tokens a
+	// limit must settle should no usage arrive. Off, the relay
 	// does no per-event work for it.
 	CountText bool
 }

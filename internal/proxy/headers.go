@@ -58,17 +58,29 @@ func dropHop(k string, named map[string]bool) bool {
 }
 
 // copyHeader copies a response's end-to-end headers, but not the backend's
-// x-ratelimit-* when dst has the gateway's own (OwnRateLimits).
+// x-ratelimit-* when dst has the gateway's own (OwnRateLimits), nor its
+// cookies (isBackendCookie).
 func copyHeader(dst, src http.Header) {
 	named := connectionScoped(src)
 	own := OwnRateLimits(dst)
 	for k, vv := range src {
-		if dropHop(k, named) || own && IsRateLimitHeader(k) {
+		if dropHop(k, named) || own && IsRateLimitHeader(k) || isBackendCookie(k) {
 			continue
 		}
 		dst[k] = vv
 	}
 }
+
+// isBackendCookie reports a backend's Set-Cookie (or the obsolete
+// Set-Cookie2), on any answer. Its cookie is the gateway's upstream
+// client's: a hosted API's or its CDN's (Cloudflare's __cf_bm is bound to
+// the caller that got it: the gateway's egress and, with api_key, the
+// account every client shares), and a client's Cookie is never sent
+// upstream (isClientOnly), so the cookie could not work for the client
+// that got it, only tell it about the gateway's upstream session (nginx
+// and Envoy relay both ways; a gateway that drops the one drops the
+// other). Coalesced followers and cache hits never got it either.
+func isBackendCookie(k string) bool { return k == "Set-Cookie" || k == "Set-Cookie2" }
 
 // IsRateLimitHeader reports whether header k (canonical) is an
 // x-ratelimit-* figure. A backend's describe its own account (a hosted

@@ -146,7 +146,7 @@ func (s *Scraper) record(b *endpoint.Backend, l endpoint.Load, err error) {
 	case !tracked:
 	case err != nil && !was:
 		s.log.Warn("backend metrics scrape failing; its load reading will go stale",
-			"backend", b.Name(), "stale_after", s.cfg.StaleAfter, "error", err)
+			"backend", b.Name(), "stale_after", s.cfg.StaleAfter.String(), "error", err)
 	case err == nil && was:
 		s.log.Info("backend metrics scrape recovered", "backend", b.Name())
 	}

@@ -2,6 +2,7 @@ package scrape
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 	"log/slog"
@@ -384,5 +385,28 @@ func TestRunScrapesEachInterval(t *testing.T) {
 	}
 	if l, ok := b.Load(); !ok || l.Running != 5 {
 		t.Errorf("Load() = %+v, %v; want running 5", l, ok)
+	}
+}
+
+// The failing warning's stale_after is a duration string in the gateway's
+// JSON log ("1.5s"), as the config writes it; slog's JSON handler writes a
+// time.Duration as int64 nanoseconds, which the old code logged
+// (1500000000).
+func TestFailingWarningLogsStaleAfterAsADuration(t *testing.T) {
+	srv := newFakeServer(t, gauges("1", "0", "0"))
+	b := newBackend(t, srv.URL, "")
+	var buf logbuf.Buffer
+	s := NewScraper(Config{StaleAfter: 1500 * time.Millisecond}, newClient(t), slog.New(slog.NewJSONHandler(&buf, nil)))
+	s.ScrapeOnce(t.Context(), []*endpoint.Backend{b})
+	srv.set(500, "")
+	s.ScrapeOnce(t.Context(), []*endpoint.Backend{b})
+	var line struct {
+		StaleAfter any `json:"stale_after"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(buf.String())), &line); err != nil {
+		t.Fatalf("%v: %s", err, buf.String())
+	}
+	if line.StaleAfter != "1.5s" {
+		t.Errorf("stale_after logged as %#v, want \"1.5s\": %s", line.StaleAfter, buf.String())
 	}
 }
