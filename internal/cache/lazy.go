@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/redisconn"
 )
 
@@ -72,7 +73,7 @@ var ErrBypassed = errors.New("cache: redis level bypassed after a failure")
 // than a miss. now may be nil (time.Now); log nil is slog.Default().
 func NewLazyRedis(clients *redisconn.Clients, opt rueidis.ClientOption, ro RedisOptions, timeout time.Duration, now func() time.Time, log *slog.Logger) *LazyRedis {
 	if timeout <= 0 {
-		timeout = 50 * time.Millisecond
+		timeout = config.DefaultCacheRedisTimeout
 	}
 	if now == nil {
 		now = time.Now

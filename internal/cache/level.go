@@ -10,6 +10,8 @@ import (
 
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/rueidis"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // Level is one cache level. Get reports a miss as (nil, false, nil); an
@@ -117,10 +119,10 @@ type RedisOptions struct {
 // NewRedis returns a Redis level using client, which the caller owns.
 func NewRedis(client rueidis.Client, o RedisOptions) *Redis {
 	if o.Prefix == "" {
-		o.Prefix = "sluice:cache:"
+		o.Prefix = config.DefaultCacheRedisPrefix
 	}
 	if o.LocalTTL <= 0 {
-		o.LocalTTL = 30 * time.Second
+		o.LocalTTL = config.DefaultCacheRedisLocalTTL
 	}
 	return &Redis{client: client, prefix: o.Prefix, localTTL: o.LocalTTL}
 }

@@ -29,6 +29,17 @@ type Redis struct {
 // DefaultRedisConnectTimeout is ConnectTimeout's default.
 const DefaultRedisConnectTimeout = 500 * time.Millisecond
 
+// The defaults applied where the Redis keys are read (internal/ratelimit,
+// internal/cache): kept here so docs/CONFIG.md prints the values in force.
+const (
+	DefaultRateLimitRedisTimeout  = 100 * time.Millisecond
+	DefaultCacheRedisTimeout      = 50 * time.Millisecond
+	DefaultRateLimitRedisPrefix   = "sluice:rl:"
+	DefaultCacheRedisPrefix       = "sluice:cache:"
+	DefaultCacheRedisLocalTTL     = 30 * time.Second
+	DefaultRateLimitRedisReplicas = 1
+)
+
 // validateRedis checks the connection keys of the section at path.
 func (r Redis) validate(path string, bad func(key, format string, args ...any)) {
 	if r.Timeout < 0 || r.ConnectTimeout < 0 {

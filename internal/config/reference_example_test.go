@@ -3,6 +3,7 @@ package config
 import (
 	"regexp"
 	"strings"
+	"testing"
 )
 
 // The meaning column of docs/CONFIG.md: the comment on each key in
@@ -61,6 +62,14 @@ func exampleMeaning(lines []string, path string) (meaning string, grouped bool) 
 		}
 		at = found
 	}
+	// A key inside a flow mapping ("redis: {addrs: [...], timeout: 100ms}
+	// # text") shares the line's comment, written for the line or one of
+	// its keys: it is no key's own, so it gives none (the Go comment or
+	// referenceMeanings does).
+	last := parts[len(parts)-1]
+	if l := lines[at]; flowOpen.MatchString(l[:strings.Index(l, last+":")]) {
+		return "", true
+	}
 	text, grouped := commentFor(lines, at)
 	return firstSentence(text), grouped
 }
@@ -110,6 +119,9 @@ func commentFor(lines []string, at int) (string, bool) {
 	return strings.Join(text, " "), i+len(text) < skipped
 }
 
+// flowOpen is the start of a flow mapping (not a ${NAME} reference).
+var flowOpen = regexp.MustCompile(`:\s*\{`)
+
 // anyKey is a key line, set or commented out.
 var anyKey = regexp.MustCompile(`^[\s#]*-?\s*[a-z_]+:(?:\s|$)`)
 
@@ -157,4 +169,25 @@ func firstSentence(s string) string {
 		s = s[:cut] + " …"
 	}
 	return s
+}
+
+// A key inside a flow mapping gets no meaning from the line's comment,
+// which is written for the line (or one of its keys), not for it; a
+// ${NAME} reference is not a flow mapping.
+func TestExampleMeaningFlowMapping(t *testing.T) {
+	lines := strings.Split(`rate_limits:
+  # redis: {addrs: [a], failure_mode: open, timeout: 100ms}
+  #                           # failure_mode open: fall back to a local limiter
+cache:
+  redis:
+    # username: ""; password: ${P}; db: 0   # as in rate_limits.redis
+`, "\n")
+	for _, p := range []string{"rate_limits.redis.addrs", "rate_limits.redis.timeout", "rate_limits.redis.failure_mode"} {
+		if m, _ := exampleMeaning(lines, p); m != "" {
+			t.Errorf("%s: meaning %q, want none (the comment is the line's)", p, m)
+		}
+	}
+	if m, _ := exampleMeaning(lines, "cache.redis.db"); m != "as in rate_limits.redis" {
+		t.Errorf("cache.redis.db: meaning %q", m)
+	}
 }

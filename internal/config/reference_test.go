@@ -35,12 +35,86 @@ var referenceFillIns = map[string]string{
 	"models[].slow_start":               DefaultSlowStart.String() + " (SlowStartFor)",
 	"cache.redis.connect_timeout":       durationWords(DefaultRedisConnectTimeout),
 	"rate_limits.redis.connect_timeout": durationWords(DefaultRedisConnectTimeout),
+	// Applied where internal/ratelimit, internal/cache and internal/endpoint
+	// read the value; the constants are the ones that code uses.
+	"rate_limits.store":                 "`local`",
+	"rate_limits.max_keys":              "100000 (ratelimit.DefaultMaxKeys)",
+	"rate_limits.redis.failure_mode":    "`" + FailOpen + "`",
+	"rate_limits.redis.replicas":        strconv.Itoa(DefaultRateLimitRedisReplicas),
+	"rate_limits.redis.timeout":         durationWords(DefaultRateLimitRedisTimeout),
+	"rate_limits.redis.key_prefix":      "`" + DefaultRateLimitRedisPrefix + "`",
+	"cache.redis.timeout":               durationWords(DefaultCacheRedisTimeout),
+	"cache.redis.key_prefix":            "`" + DefaultCacheRedisPrefix + "`",
+	"cache.redis.local_ttl":             durationWords(DefaultCacheRedisLocalTTL),
+	"models[].policy":                   "`p2c_ewma`",
+	"models[].backends[].weight":        "1 (0 or unset)",
+	"models[].discovery[].weight":       "1 (0 or unset)",
+	"models[].max_wait":                 "admission.max_wait",
+	"models[].discovery[].min_interval": durationWords(DefaultDNSMinInterval),
+	"models[].discovery[].max_interval": durationWords(DefaultDNSMaxInterval),
+	"models[].max_wait_batch":           "admission.max_wait_batch",
+	"admission.max_queued_per_tenant":   "admission.max_queued",
+	"admission.delay_target":            "a quarter of each class's objective",
+	"load_metrics.stale_after":          "3x load_metrics.interval",
+	"load_metrics.timeout":              "load_metrics.interval",
+	"upstream_tls.min_version":          "`1.2`",
+	"upstream_tls.server_name":          "the URL's host",
+}
+
+// referenceMeanings are the meanings of keys the example writes only
+// inside a flow mapping (whose comment is the line's, not the key's) or
+// not at each place it can be written, each as the code reads it.
+var referenceMeanings = map[string]string{
+	"cache.redis.key_prefix":                   "starts every cache key",
+	"auth.jwt.claims.max_priority":             "claim naming the highest class the token may ask for: interactive or batch, as auth.keys[].max_priority",
+	"cache.rules[].models":                     "model name globs (path.Match) the rule applies to; empty matches every model",
+	"health.active.path":                       "path probed on vllm, sglang, llamacpp and tgi backends (and on ones with no engine and no api_key); ollama and hosted are not probed",
+	"health.active.timeout":                    "one probe; at most health.active.interval",
+	"models[].backends[].tls.key_file":         "private key of tls.cert_file (mTLS client certificate); both or neither",
+	"models[].discovery[].tls.key_file":        "private key of tls.cert_file (mTLS client certificate); both or neither",
+	"models[].discovery[].type":                "where the backends come from: file (path, watched), dns (name, A/AAAA or SRV), consul or kubernetes (EndpointSlices)",
+	"models[].discovery[].path":                "type file: the JSON or YAML list of target groups, watched",
+	"models[].discovery[].min_interval":        "type dns: the shortest time between resolutions (the answer's TTL is kept within min and max)",
+	"models[].discovery[].max_interval":        "type dns: the longest time between resolutions",
+	"models[].discovery[].weight":              "every found target's weight, as a backend's (for weighted)",
+	"models[].discovery[].max_concurrency":     "every found target's cap on outstanding requests, as a backend's; 0 = none",
+	"models[].discovery[].api_key":             "sent upstream as Bearer to every found target, as a backend's api_key",
+	"models[].discovery[].upstream_model":      "rewrite \"model\" for every found target, as a backend's",
+	"rate_limits.redis.addrs":                  "[host:port] single node, several = Cluster seeds; required with store: redis",
+	"rate_limits.redis.failure_mode":           "while Redis is down: open = each replica limits alone at 1/replicas of each limit; closed = refuse with 503",
+	"rate_limits.redis.replicas":               "gateway replicas sharing the limits: failure_mode open enforces 1/replicas of each limit per replica",
+	"rate_limits.redis.timeout":                "bounds one Redis call; past it the call fails and failure_mode applies",
+	"rate_limits.redis.connect_timeout":        "bounds dialling Redis",
+	"rate_limits.redis.username":               "Redis ACL user (AUTH)",
+	"rate_limits.redis.password":               "Redis password (AUTH), e.g. ${REDIS_PASSWORD}",
+	"rate_limits.redis.db":                     "database number, single node only",
+	"rate_limits.redis.key_prefix":             "starts every rate-limit key",
+	"rate_limits.global.requests":              "nginx limit_req syntax (\"rate=10r/s burst=20\", nodelay, delay=N, \"off\") across all requests; beyond the burst: 429",
+	"rate_limits.global.tokens_per_minute":     "estimated tokens reserved at admission, settled with the reported usage, across all requests",
+	"rate_limits.per_key.requests":             "nginx limit_req syntax, per API key; beyond the burst: 429",
+	"rate_limits.per_key.tokens_per_minute":    "tokens per minute per API key (reserved at admission, settled with usage)",
+	"rate_limits.per_tenant.requests":          "nginx limit_req syntax, per tenant; beyond the burst: 429",
+	"rate_limits.per_tenant.tokens_per_minute": "tokens per minute per tenant (reserved at admission, settled with usage)",
+	"rate_limits.per_ip.requests":              "nginx limit_req syntax, per client address; beyond the burst: 429",
+	"rate_limits.per_ip.tokens_per_minute":     "tokens per minute per client address (reserved at admission, settled with usage)",
+	"rate_limits.keys[].requests":              "this key's requests limit; unset inherits per_key, \"off\" lifts it",
+	"rate_limits.keys[].tokens_per_minute":     "this key's token limit; unset inherits per_key",
+	"rate_limits.tenants[].requests":           "this tenant's requests limit; unset inherits per_tenant, \"off\" lifts it",
+	"rate_limits.tenants[].tokens_per_minute":  "this tenant's token limit; unset inherits per_tenant",
 }
 
 // referenceAllowed are the allowed values of keys whose validation message
 // is built from constants (the generator reads only literal messages).
 var referenceAllowed = map[string]string{
-	"upstream_client": `"` + UpstreamLean + `" or "` + UpstreamNetHTTP + `"`,
+	"upstream_client":                `"` + UpstreamLean + `" or "` + UpstreamNetHTTP + `"`,
+	"rate_limits.store":              "local or redis",
+	"rate_limits.redis.failure_mode": FailOpen + " or " + FailClosed,
+	"models[].discovery[].type":      "file, dns, consul or kubernetes",
+	"models[].backends[].engine":     strings.Join(Engines, ", ") + " (or unset)",
+	"models[].discovery[].engine":    strings.Join(Engines, ", ") + " (or unset)",
+	"models[].backends[].weight":     "must be >= 0",
+	"models[].discovery[].weight":    "must be >= 0",
+	"models[].policy":                "round_robin, weighted, least_conn, p2c_ewma, least_load, random, prefix_affinity, prefix_affinity+least_load",
 }
 
 // docs/CONFIG.md is generated from the schema (yaml tags), the defaults
@@ -72,7 +146,7 @@ func TestConfigReferenceIsCurrent(t *testing.T) {
 func TestReferenceTablesNameKeys(t *testing.T) {
 	var rows []refRow
 	collectRows(reflect.TypeFor[Config](), reflect.Value{}, "", &rows)
-	for _, m := range []map[string]string{referenceFillIns, referenceAllowed} {
+	for _, m := range []map[string]string{referenceFillIns, referenceAllowed, referenceMeanings} {
 		for p := range m {
 			if !slices.ContainsFunc(rows, func(r refRow) bool { return r.path == p }) {
 				t.Errorf("%s: no such key path", p)
@@ -138,6 +212,9 @@ func buildReference() (string, error) {
 		if doc := firstSentence(docs.text(r.goDoc)); doc != "" &&
 			(meaning == "" || meaning == "example" || grouped) { // "example" marks the value, it says nothing
 			meaning = doc
+		}
+		if m, ok := referenceMeanings[r.path]; ok {
+			meaning = m
 		}
 		r.meaning = meaning
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", r.path, r.typ, cell(r.def), cell(r.allowed), cell(r.meaning))

@@ -103,10 +103,10 @@ type FailoverStore struct {
 // NewFailoverStore wraps primary; fallback serves fail-open requests.
 func NewFailoverStore(primary Store, fallback *LocalStore, opt FailoverOptions) (*FailoverStore, error) {
 	if opt.Replicas < 1 {
-		opt.Replicas = 1
+		opt.Replicas = config.DefaultRateLimitRedisReplicas
 	}
 	if opt.Timeout <= 0 {
-		opt.Timeout = 100 * time.Millisecond
+		opt.Timeout = config.DefaultRateLimitRedisTimeout
 	}
 	if opt.Threshold < 1 {
 		opt.Threshold = DefaultThreshold

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 //go:embed gcra.lua
@@ -59,7 +61,7 @@ type RedisStore struct {
 // NewRedisStore returns a store using client.
 func NewRedisStore(client rueidis.Client, opts RedisOptions) *RedisStore {
 	if opts.Prefix == "" {
-		opts.Prefix = "sluice:rl:"
+		opts.Prefix = config.DefaultRateLimitRedisPrefix
 	}
 	if opts.TTLSlack <= 0 {
 		opts.TTLSlack = time.Second
