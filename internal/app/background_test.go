@@ -66,7 +66,7 @@ func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
 	// closed first, so any connection goroutine left is the gateway's.
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		goleak.VerifyNone(t, otherTestsGoroutines)
+		goleak.VerifyNone(t, otherTestsGoroutines...)
 	})
 	before := goleak.IgnoreCurrent()
 	backend, refreshing, cut := refreshBackend(t)

@@ -25,7 +25,7 @@ func TestJWTReloadKeepsOrReplacesTheKeySet(t *testing.T) {
 	// with nothing exempt once the test client's connections are closed.
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		goleak.VerifyNone(t, otherTestsGoroutines)
+		goleak.VerifyNone(t, otherTestsGoroutines...)
 	})
 	is := jwttest.New(t)
 	be := backend(t, "a")

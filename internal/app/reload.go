@@ -45,13 +45,16 @@ func (a *App) watchReloads(ctx context.Context, ready chan<- struct{}) {
 	if err != nil {
 		a.log.Warn("config file watch unavailable; reload with SIGHUP", "error", err.Error())
 	}
-	close(ready)
 	conf := newConfigWatch(a.src.Path)
 	var certs certWatch
 	if events != nil {
 		conf.sync(watcher, a.log)
 		certs.sync(watcher, tlsFiles(a.gw.Runtime().Config), a.log)
 	}
+	// Only now: a link's target directory and the TLS files' directories
+	// are watched by the syncs above, and a change made there before them
+	// would be missed for good.
+	close(ready)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()

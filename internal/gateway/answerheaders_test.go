@@ -16,7 +16,8 @@ import (
 // carries the headers of its own call (x-ratelimit-* of the upstream
 // account, ids, a timing, a cookie) and, with a gate, waits for it to
 // open before the simulator answers, so identical requests coalesce. It
-// returns the backend's URL.
+// returns the backend's URL. A caller with a gate opens it at cleanup
+// (openAtCleanup) once its gateway is started.
 func hostedSim(t *testing.T, gate chan struct{}, faults sim.Faults) string {
 	t.Helper()
 	s := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond})
@@ -38,18 +39,6 @@ func hostedSim(t *testing.T, gate chan struct{}, faults sim.Faults) string {
 		s.ServeHTTP(w, r)
 	}))
 	t.Cleanup(be.Close)
-	if gate != nil {
-		// Runs before be.Close (cleanups run last first): a test that
-		// failed before opening the gate must not leave Close waiting on
-		// handlers held at it.
-		t.Cleanup(func() {
-			select {
-			case <-gate:
-			default:
-				close(gate)
-			}
-		})
-	}
 	return be.URL
 }
 
@@ -98,6 +87,7 @@ func TestCacheHitCarriesItsModel(t *testing.T) {
 func TestCoalescedFollowersGetTheirOwnHeaders(t *testing.T) {
 	gate := make(chan struct{})
 	url, gw := startCachingGatewayCfg(t, hostedConfig(t, hostedSim(t, gate, sim.Faults{})), nil, time.Now)
+	openAtCleanup(t, gate)
 	type answer struct {
 		who string
 		h   http.Header
@@ -164,6 +154,7 @@ func TestDirectAnswerKeepsTheGatewaysLimits(t *testing.T) {
 func TestCoalescedStreamErrorNamesEachClientsRequestID(t *testing.T) {
 	gate := make(chan struct{})
 	url, gw := startCachingGatewayCfg(t, testConfig(hostedSim(t, gate, sim.Faults{DisconnectRate: 1})), nil, time.Now)
+	openAtCleanup(t, gate)
 	const n = 3
 	type answer struct{ id, body string }
 	answers := make(chan answer, n)

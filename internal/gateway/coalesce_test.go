@@ -89,6 +89,7 @@ func TestCoalescingOneUpstreamCallStreamsToFollowers(t *testing.T) {
 	be := &gatedStream{release: make(chan struct{})}
 	srv := httptestServer(t, be)
 	url, gw := startCachingGatewayCfg(t, testConfig(srv), nil, time.Now)
+	openAtCleanup(t, be.release)
 
 	const n = 40
 	type answer struct {

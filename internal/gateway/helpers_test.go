@@ -190,3 +190,21 @@ func httptestServer(t *testing.T, h http.Handler) string {
 type readCloser struct{ io.Reader }
 
 func (readCloser) Close() error { return nil }
+
+// openAtCleanup opens each gate (closes it, unless the test did) when the
+// test ends, before the servers started earlier close: a test failing
+// while requests are held at a gate otherwise left httptest.Server.Close
+// waiting on them (the gateway's on its handlers in the held flight, the
+// backend's on its held handlers) until the package's timeout. Call it
+// once the gateway is started: cleanups run last first.
+func openAtCleanup(t *testing.T, gates ...chan struct{}) {
+	t.Cleanup(func() {
+		for _, g := range gates {
+			select {
+			case <-g:
+			default:
+				close(g)
+			}
+		}
+	})
+}

@@ -93,12 +93,13 @@ func TestCoalescedFollowerHeadersShowNoTokensTaken(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)
 	}))
-	defer be.Close()
+	t.Cleanup(be.Close)
 	const limit = 100000
 	lim := int64(limit)
 	cfg := testConfig(be.URL)
 	cfg.RateLimits.PerKey = config.RateRule{TokensPerMinute: &lim}
 	url, gw := startCachingGatewayCfg(t, cfg, nil, (&frozenClock{now: time.Now()}).Now)
+	openAtCleanup(t, release)
 	body := fmt.Sprintf(detBody, `,"max_tokens":100`)
 	est := int(admission.EstimateCost(len(body), 100, 256))
 	const n = 4

@@ -28,6 +28,11 @@ import (
 // machine.
 const hangGuard = 10 * time.Second
 
+// frozenRedisTimeout bounds a Redis call in the tests that freeze Redis
+// (SIGSTOP) and wait for lookups to time out: the calls before the freeze
+// must still succeed within it on a loaded machine (300 ms was the bound).
+const frozenRedisTimeout = 2 * time.Second
+
 // replicaPair is two gateways (A and B) over the same two simulators,
 // sharing Responses ids through one Redis, as two replicas behind a
 // load balancer.
@@ -38,6 +43,7 @@ type replicaPair struct {
 	gws      []*Gateway
 	asked    [2]atomic.Int64 // every request each simulator received
 	skew     atomic.Int64    // added to the gateways' clock (time.Now), in nanoseconds
+	frozen   atomic.Int64    // when not 0, the gateways' clock stands at this time (Unix nanoseconds)
 	stopOnce sync.Once
 	stops    []func()
 }
@@ -67,7 +73,12 @@ func startReplicaPair(t *testing.T, redisAddr string, timeout time.Duration, edi
 			edit(cfg)
 		}
 		reg := prometheus.NewRegistry()
-		now := func() time.Time { return time.Now().Add(time.Duration(p.skew.Load())) }
+		now := func() time.Time {
+			if f := p.frozen.Load(); f != 0 {
+				return time.Unix(0, f)
+			}
+			return time.Now().Add(time.Duration(p.skew.Load()))
+		}
 		deps := Deps{Transport: proxy.NewTransportCache(), Now: now, Rand: routing.NewRand(1), Registry: reg}
 		rt, err := Build(cfg, deps, nil)
 		if err != nil {
@@ -277,7 +288,7 @@ func TestResponsesIDsRedisDown(t *testing.T) {
 // and finds the response.
 func TestResponsesIDsRedisFrozen(t *testing.T) {
 	rd := redistest.Start(t)
-	p := startReplicaPair(t, rd.Addr, 300*time.Millisecond, nil)
+	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, nil)
 	resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`)
 	id := decodeResponse(t, readAll(t, resp)).ID
 	p.written(t, 1)

@@ -97,8 +97,9 @@ func TestCoalescedJSONBesideAStreamWithoutUsageCarriesUsage(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"id":"c2","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"one two"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`)
 	}))
-	defer be.Close()
+	t.Cleanup(be.Close)
 	url, gw := startCachingGatewayCfg(t, testConfig(be.URL), nil, time.Now)
+	openAtCleanup(t, release, jsonRelease)
 	streamDone := make(chan struct{})
 	go func() {
 		defer close(streamDone)
@@ -287,13 +288,14 @@ func TestCoalescedFollowersChargeNoTokens(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)
 	}))
-	defer be.Close()
+	t.Cleanup(be.Close)
 	const limit = 100000
 	lim := int64(limit)
 	cfg := testConfig(be.URL)
 	cfg.RateLimits.PerKey = config.RateRule{TokensPerMinute: &lim}
 	clk := &frozenClock{now: time.Now()}
 	url, gw := startCachingGatewayCfg(t, cfg, nil, clk.Now)
+	openAtCleanup(t, release)
 	body := fmt.Sprintf(detBody, `,"max_tokens":100`)
 	const n = 4
 	done := make(chan string, n)
