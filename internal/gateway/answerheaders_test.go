@@ -33,6 +33,10 @@ func hostedSim(t *testing.T, gate chan struct{}, faults sim.Faults) string {
 			"X-Ratelimit-Limit-Tokens": "160000", "X-Ratelimit-Remaining-Tokens": "159000", "X-Ratelimit-Reset-Tokens": "9ms",
 			"Openai-Processing-Ms": "321", "Openai-Organization": "upstream-org", "Cf-Ray": "ray-1", "X-Amzn-Requestid": "amzn-1",
 			"Set-Cookie": "__cf_bm=leaders; path=/",
+			// Named so no list of per-call headers foresees them.
+			"X-Envoy-Upstream-Service-Time": "87", "Apim-Request-Id": "apim-1", "X-Ms-Region": "westeurope",
+			"Anthropic-Ratelimit-Requests-Remaining": "49", "Cf-Cache-Status": "DYNAMIC", "Via": "1.1 upstream-edge",
+			"Alt-Svc": `h3=":443"`, "Strict-Transport-Security": "max-age=31536000", "Nel": `{"report_to":"cf-nel"}`,
 		} {
 			h.Set(k, v)
 		}
@@ -81,8 +85,7 @@ func TestCacheHitCarriesItsModel(t *testing.T) {
 // backend's (its upstream account's: 5000; before, they replaced them).
 // A follower made no upstream call: it gets none of that call's own
 // headers (the backend's x-ratelimit-*, ids, timing, cookie; before, all
-// but the cookie), and keeps the answer's (Openai-Organization) and who
-// answered (X-Sluice-Model, also when its answer was converted to a
+// but the cookie), and keeps the answer's type and who answered (X-Sluice-Model, also when its answer was converted to a
 // stream: before, none).
 func TestCoalescedFollowersGetTheirOwnHeaders(t *testing.T) {
 	gate := make(chan struct{})
@@ -110,7 +113,7 @@ func TestCoalescedFollowersGetTheirOwnHeaders(t *testing.T) {
 	for range 3 {
 		a := <-answers
 		h := a.h
-		if h.Get("X-Sluice-Model") != "m1" || h.Get("Openai-Organization") != "upstream-org" && a.who == "follower" {
+		if h.Get("X-Sluice-Model") != "m1" || h.Get("Openai-Organization") != "upstream-org" && a.who == "leader" {
 			t.Errorf("%s: the answer's headers missing: %v", a.who, h)
 		}
 		if a.who == "leader" {
@@ -187,5 +190,73 @@ func TestAnonymousRefusalNamesTheClientAddress(t *testing.T) {
 	_, code, msg := apiErr(t, readAll(t, resp))
 	if resp.StatusCode != 429 || code != "rate_limit_exceeded" || !strings.Contains(msg, "client address") || strings.Contains(msg, "API key") {
 		t.Fatalf("%d %s %q: want a 429 naming the client address", resp.StatusCode, code, msg)
+	}
+}
+
+// hostedOnly are hostedSim's headers of a call that no list of per-call
+// headers named (before this allowlist, followers got every one of them).
+var hostedOnly = []string{"X-Envoy-Upstream-Service-Time", "Apim-Request-Id", "X-Ms-Region", "Anthropic-Ratelimit-Requests-Remaining",
+	"Cf-Cache-Status", "Via", "Alt-Svc", "Strict-Transport-Security", "Nel", "Openai-Organization"}
+
+// TestFollowersAndHitsGetOnlyTheAnswersHeaders: a coalesced follower and
+// a HIT get the answer's headers (Content-Type, X-Sluice-Model) and their
+// own (X-Request-Id, X-Cache, Cache-Control), none of the backend's
+// others, whatever their names (before: a follower got all those no list
+// named). Two keys of one tenant whose cache rules give different TTLs
+// share the flight; the follower's Cache-Control is its own plan's
+// (before: the leader's max-age).
+func TestFollowersAndHitsGetOnlyTheAnswersHeaders(t *testing.T) {
+	gate := make(chan struct{})
+	cfg := hostedConfig(t, hostedSim(t, gate, sim.Faults{}))
+	cfg.Cache.Rules = []config.CacheRule{
+		{Keys: []string{"k1"}, TTL: config.Duration(time.Minute)},
+		{Keys: []string{"k2"}, TTL: config.Duration(5 * time.Minute)},
+	}
+	url, gw := startCachingGatewayCfg(t, cfg, nil, time.Now)
+	type answer struct {
+		who string
+		h   http.Header
+	}
+	answers := make(chan answer, 2)
+	ask := func(who, key string) {
+		resp := post(t, url, fmt.Sprintf(detBody, ""), "Authorization", "Bearer "+key)
+		if body := readAll(t, resp); resp.StatusCode != 200 {
+			t.Errorf("%s: %d %s", who, resp.StatusCode, body)
+		}
+		answers <- answer{who, resp.Header}
+	}
+	go ask("leader", "k1")
+	waitFlight(t, gw, 1)
+	go ask("follower", "k2")
+	waitFlight(t, gw, 2)
+	close(gate)
+	got := map[string]http.Header{}
+	for range 2 {
+		a := <-answers
+		got[a.who] = a.h
+	}
+	resp := post(t, url, fmt.Sprintf(detBody, ""), "Authorization", "Bearer k2")
+	readAll(t, resp)
+	got["hit"] = resp.Header
+	for who, want := range map[string]struct{ xcache, cc string }{
+		"leader":   {"MISS", "private, max-age=60"},
+		"follower": {"COALESCED", "private, max-age=300"},
+		"hit":      {"HIT", ""},
+	} {
+		h := got[who]
+		if h.Get("X-Cache") != want.xcache || !strings.HasPrefix(h.Get("Content-Type"), "application/json") ||
+			h.Get("X-Sluice-Model") != "m1" || h.Get("X-Request-Id") == "" {
+			t.Errorf("%s: the answer's or its own headers missing: %v", who, h)
+		}
+		if want.cc != "" && h.Get("Cache-Control") != want.cc {
+			t.Errorf("%s: Cache-Control %q, want %q", who, h.Get("Cache-Control"), want.cc)
+		}
+		for _, k := range hostedOnly {
+			if v := h.Get(k); v != "" && who != "leader" {
+				t.Errorf("%s got the leader's call's %s: %s", who, k, v)
+			} else if v == "" && who == "leader" {
+				t.Errorf("leader: its call's %s missing", k)
+			}
+		}
 	}
 }

@@ -423,10 +423,11 @@ const (
 )
 
 // relay writes the flight's answer to w in the shape peek asks for, with
-// X-Cache: xcache, for a client of tenant. r is the leader's reader,
-// registered before the upstream call started; followers pass nil. It
-// returns the status sent.
-func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, peek openai.Peek, tenant, reqID, xcache string) (int, relayOutcome) {
+// X-Cache: xcache, for a client of tenant whose own Cache-Control for a
+// stored answer is cc (its cache plan, copyFlightHead). r is the leader's
+// reader, registered before the upstream call started; followers pass
+// nil. It returns the status sent.
+func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, peek openai.Peek, tenant, reqID, xcache, cc string) (int, relayOutcome) {
 	leader := r != nil
 	if !leader {
 		if r = f.register(); r == nil {
@@ -446,11 +447,11 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, pe
 	upstreamStream := strings.HasPrefix(header.Get("Content-Type"), "text/event-stream")
 	if status == http.StatusOK && upstreamStream != peek.Stream {
 		f.unregister(r) // converting needs the whole answer, not a place in it
-		return f.relayConverted(ctx, w, peek, xcache)
+		return f.relayConverted(ctx, w, peek, xcache, cc)
 	}
 
 	h := w.Header()
-	copyFlightHead(h, header, leader)
+	copyFlightHead(h, header, leader, cc)
 	h.Set("X-Request-Id", reqID)
 	h.Set("X-Cache", xcache)
 	w.WriteHeader(status)
@@ -537,8 +538,9 @@ func (f *flight) follow(ctx context.Context, w http.ResponseWriter, r *reader, f
 }
 
 // relayConverted waits for the whole answer and replays it as an entry:
-// a stream for a JSON request's answer, or JSON for a stream's.
-func (f *flight) relayConverted(ctx context.Context, w http.ResponseWriter, peek openai.Peek, xcache string) (int, relayOutcome) {
+// a stream for a JSON request's answer, or JSON for a stream's. cc is the
+// client's own Cache-Control, as for relay.
+func (f *flight) relayConverted(ctx context.Context, w http.ResponseWriter, peek openai.Peek, xcache, cc string) (int, relayOutcome) {
 	f.mu.Lock()
 	for !f.done && !f.over {
 		wake := f.wake
@@ -554,10 +556,10 @@ func (f *flight) relayConverted(ctx context.Context, w http.ResponseWriter, peek
 	if !f.over {
 		e = entryFrom(f.status, f.header.Get("Content-Type"), f.buf.bytes(), f.res.Err == nil)
 	}
-	// The answer's own Cache-Control (the flight's plan: private,
-	// max-age=TTL), as the clients it reaches in its shape get, and the
-	// gateway's own word on who answered.
-	cc, model, backend := f.header.Get("Cache-Control"), f.header.Get("X-Sluice-Model"), f.header["X-Sluice-Backend"]
+	// The client's Cache-Control (its own plan's max-age for an answer the
+	// flight stores, the flight's no-store else), as the clients it
+	// reaches in its shape get, and the gateway's own word on who answered.
+	cc, model, backend := clientCacheControl(f.header.Get("Cache-Control"), cc), f.header.Get("X-Sluice-Model"), f.header["X-Sluice-Backend"]
 	f.mu.Unlock()
 	if e == nil {
 		return 0, goAlone // too large to hold, or incomplete: nothing to convert

@@ -2,47 +2,70 @@ package gateway
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
 // copyFlightHead copies a flight's response head, from, to the head h of
-// one of its clients. Every client gets what describes the answer: its
-// type and length, the backend's Cache-Control and other end-to-end
-// headers, X-Sluice-Model and X-Sluice-Backend (who answered it). A header
-// the client's own request already set stays its own.
+// one of its clients.
 //
-// The backend's x-ratelimit-* reach the leader, whose call they answer,
-// only when the gateway set none of its own (proxy.OwnRateLimits): a
-// client's limits are the gateway's. A follower made no upstream call, so
-// it never gets them, nor anything else that is the leader's call's own
-// (perCall): its cookies, its ids, its timing.
-func copyFlightHead(h, from http.Header, leader bool) {
-	own := proxy.OwnRateLimits(h)
+// The leader made the upstream call: it gets the head as relayed, except
+// the backend's x-ratelimit-* when the gateway set its own
+// (proxy.OwnRateLimits): a client's limits are the gateway's.
+//
+// A follower made no upstream call, so it gets only what describes the
+// answer (answerHeader), as a cache HIT does (replay: the entry keeps
+// nothing else), and a header its own request already set stays its own.
+// cc, when not "", is the follower's own Cache-Control (its cache plan:
+// two keys of one tenant share a flight, their rules may give them
+// different TTLs); it replaces the flight's unless the flight's answer is
+// not to be stored (no-store: an error, a fallback's answer).
+func copyFlightHead(h, from http.Header, leader bool, cc string) {
+	if leader {
+		own := proxy.OwnRateLimits(h)
+		for k, v := range from {
+			if !(own && proxy.IsRateLimitHeader(k)) {
+				h[k] = v
+			}
+		}
+		return
+	}
 	for k, v := range from {
-		switch {
-		case proxy.IsRateLimitHeader(k) && (own || !leader):
-		case leader:
-			h[k] = v
-		case perCall(k) || h[k] != nil:
-		default:
+		if answerHeader(k) && h[k] == nil {
 			h[k] = v
 		}
 	}
+	if v := from.Get("Cache-Control"); v != "" {
+		h["Cache-Control"] = []string{clientCacheControl(v, cc)}
+	}
 }
 
-// perCall reports whether a backend's response header k (canonical) is
-// the call's own rather than the answer's: a cookie it set (a session at a
-// hosted API, or its CDN's), an id of that request (X-Request-Id is the
-// gateway's own, set per client; a hosted API or its CDN may add theirs:
-// Cf-Ray, X-Amzn-Requestid, Apim-Request-Id, ...), its timing
-// (Openai-Processing-Ms, Server-Timing). A coalesced follower did not make
-// that call; as a cache HIT, it gets none of them.
-func perCall(k string) bool {
+// clientCacheControl is the Cache-Control a client of a flight gets:
+// flight's, the flight's answer's, unless own (the client's cache plan,
+// "" = none) says otherwise for an answer the flight means to store.
+func clientCacheControl(flight, own string) string {
+	if own == "" || flight == "" || flight == "no-store" {
+		return flight
+	}
+	return own
+}
+
+// answerHeader reports whether a flight's response header k (canonical)
+// describes the answer itself, and so is every follower's: its
+// representation (type, and length: the bytes are the same), its freshness as the gateway
+// states it, and the gateway's word on who answered. An allowlist, not a
+// list of what to drop: whatever else a backend sends (a hosted API's
+// request ids, timing, x-ratelimit-*, cookies, its CDN's Cf-Ray,
+// Cf-Cache-Status, Server-Timing, Via, Alt-Svc, Report-To/Nel,
+// Strict-Transport-Security, Openai-Organization, X-Envoy-*, X-Ms-*,
+// Apim-Request-Id, Anthropic-Ratelimit-*, ...) is the leader's call's own
+// or the upstream account's, under names no list can foresee. A cache HIT
+// gets the same (its entry keeps only the Content-Type); the gateway then
+// adds the client's own X-Request-Id, X-Cache and limits.
+func answerHeader(k string) bool {
 	switch k {
-	case "Set-Cookie", "Set-Cookie2", "Cf-Ray", "Openai-Processing-Ms", "Server-Timing", "Traceparent", "Tracestate":
+	case "Content-Type", "Content-Length", "Cache-Control", "X-Sluice-Model", "X-Sluice-Backend":
 		return true
 	}
-	return strings.HasSuffix(k, "-Id") && strings.Contains(k, "Request") || strings.HasSuffix(k, "Requestid")
+	return false
 }

@@ -234,7 +234,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 	if tokens {
 		rl.Settled(0).WriteHeaders(w.Header())
 	}
-	status, out := f.relay(ctx, w, r, c.peek, c.id.tenant, c.reqID, xcache)
+	status, out := f.relay(ctx, w, r, c.peek, c.id.tenant, c.reqID, xcache, c.plan.cc)
 	if leader {
 		f.mu.Lock()
 		rec.result = f.res
