@@ -117,7 +117,13 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 	mode, ttl := rt.cacheRule(peek.Model, id)
 	cacheable := mode == config.CacheAlways ||
 		mode == config.CacheDeterministic && (peek.Deterministic || r.URL.Path == pathEmbeddings)
-	if !cacheable || bypassed {
+	// A chat request with "store": true has an effect on its backend:
+	// OpenAI keeps the completion (with the caller's metadata) under its
+	// own id, which the caller then lists or gets. Answered from the cache
+	// or by another caller's call (a plan with a key is also coalesced),
+	// nothing would be stored for it, or another caller's id would be
+	// returned: it always goes to the backend itself, whatever the rules.
+	if !cacheable || bypassed || peek.Store {
 		w.Header()["X-Cache"] = bypassValue
 		return plan, false, 0, false
 	}
