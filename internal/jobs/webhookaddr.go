@@ -15,6 +15,11 @@ import (
 // not absolute http(s).
 var ErrWebhookTarget = errors.New("webhook target refused")
 
+// ErrWebhookNumericHost is the ErrWebhookTarget of a host that ends in a
+// number without being an IP literal (numericHost): refused whether or not
+// private targets are allowed, so its 400 says so rather than "private".
+var ErrWebhookNumericHost = fmt.Errorf("%w: a host that ends in a number must be a dotted-quad IPv4 address", ErrWebhookTarget)
+
 // blockedPrefixes are the non-public ranges that netip's predicates do not
 // name: carrier-grade NAT (where Alibaba's metadata lives), "this network",
 // IETF protocol assignments, benchmarking, reserved and broadcast, and the
@@ -96,7 +101,7 @@ func CheckWebhookURL(raw string, allowPrivate bool) error {
 		return fmt.Errorf("%w: want an absolute http or https URL", ErrWebhookTarget)
 	}
 	if numericHost(u.Hostname()) {
-		return fmt.Errorf("%w: %s is a numeric host but not a dotted-quad IPv4 address", ErrWebhookTarget, u.Hostname())
+		return fmt.Errorf("%w: %s", ErrWebhookNumericHost, u.Hostname())
 	}
 	if !allowPrivate && internalHost(u.Hostname()) {
 		return fmt.Errorf("%w: %s is an internal address", ErrWebhookTarget, u.Hostname())
