@@ -252,8 +252,12 @@ func (g *Gateway) checkWebhook(raw string) (string, error) {
 			Param: batchapi.WebhookHeader, Message: "this gateway sends no webhooks: it has no queue.webhook_secret to sign them with"}
 	}
 	if err := jobs.CheckWebhookURL(hook, g.privateHooks); err != nil {
+		msg := "webhooks to loopback, private, link-local or metadata addresses are not allowed on this gateway"
+		if errors.Is(err, jobs.ErrWebhookNumericHost) {
+			msg = batchapi.WebhookHeader + ": a host that ends in a number must be a dotted-quad IPv4 address (2130706433, 0x7f000001, 0177.0.0.1 and 127.1 are not)"
+		}
 		return "", &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_webhook",
-			Param: batchapi.WebhookHeader, Message: "webhooks to loopback, private, link-local or metadata addresses are not allowed on this gateway"}
+			Param: batchapi.WebhookHeader, Message: msg}
 	}
 	return hook, nil
 }

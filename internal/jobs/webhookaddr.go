@@ -15,6 +15,11 @@ import (
 // not absolute http(s).
 var ErrWebhookTarget = errors.New("webhook target refused")
 
+// ErrWebhookNumericHost is the ErrWebhookTarget of a host that ends in a
+// number without being an IP literal (numericHost): refused whether or not
+// private targets are allowed, so its 400 says so rather than "private".
+var ErrWebhookNumericHost = fmt.Errorf("%w: a host that ends in a number must be a dotted-quad IPv4 address", ErrWebhookTarget)
+
 // blockedPrefixes are the non-public ranges that netip's predicates do not
 // name: carrier-grade NAT (where Alibaba's metadata lives), "this network",
 // IETF protocol assignments, benchmarking, reserved and broadcast, and the
@@ -95,8 +100,30 @@ func CheckWebhookURL(raw string, allowPrivate bool) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: want an absolute http or https URL", ErrWebhookTarget)
 	}
+	if numericHost(u.Hostname()) {
+		return fmt.Errorf("%w: %s", ErrWebhookNumericHost, u.Hostname())
+	}
 	if !allowPrivate && internalHost(u.Hostname()) {
 		return fmt.Errorf("%w: %s is an internal address", ErrWebhookTarget, u.Hostname())
 	}
 	return nil
+}
+
+// numericHost reports whether host ends in a number (decimal, or 0x hex:
+// octal is decimal digits) without being an IP literal netip reads: the
+// legacy IPv4 forms 2130706433, 0x7f000001, 0177.0.0.1 and 127.1. Browsers
+// (the WHATWG URL parser) and inet_aton read them as 127.0.0.1, Go's
+// resolver as a name that never resolves; no public DNS name ends in a
+// number, so such a host is refused at submit instead of accepted and then
+// retried until the delivery budget is spent.
+func numericHost(host string) bool {
+	host = strings.TrimSuffix(host, ".")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return false
+	}
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if hex, ok := strings.CutPrefix(strings.ToLower(last), "0x"); ok {
+		return strings.Trim(hex, "0123456789abcdef") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
 }
