@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
 // TestAppReloadFailingAtAnyStageKeepsServing drives App.Reload itself: a
@@ -95,26 +97,7 @@ func TestReloadOutcomeMetrics(t *testing.T) {
 	reg := a.deps.Registry.(*prometheus.Registry)
 	value := func(name, result string) float64 {
 		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				if result != "" && (len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != result) {
-					continue
-				}
-				if m.GetCounter() != nil {
-					return m.GetCounter().GetValue()
-				}
-				return m.GetGauge().GetValue()
-			}
-		}
-		t.Fatalf("%s{result=%q} not exposed", name, result)
-		return 0
+		return promtest.Value(t, reg, name, result)
 	}
 	if v := value("sluice_config_last_reload_successful", ""); v != 1 {
 		t.Fatalf("at start: last_reload_successful %v, want 1", v)

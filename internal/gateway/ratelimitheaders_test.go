@@ -16,10 +16,17 @@ import (
 )
 
 // fixedUsageBackend answers every chat request with 7 tokens of usage.
-func fixedUsageBackend(t *testing.T) *httptest.Server {
+func fixedUsageBackend(t *testing.T) *httptest.Server { return heldUsageBackend(t, nil) }
+
+// heldUsageBackend is fixedUsageBackend holding each answer until release
+// is closed (nil: at once), so identical requests meet in one flight.
+func heldUsageBackend(t *testing.T, release chan struct{}) *httptest.Server {
 	t.Helper()
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		if release != nil {
+			<-release
+		}
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)
 	}))
@@ -87,13 +94,7 @@ func TestRequestsRefusalHeadersShowNoTokensTaken(t *testing.T) {
 // less than limit - (n-1)*est.
 func TestCoalescedFollowerHeadersShowNoTokensTaken(t *testing.T) {
 	release := make(chan struct{})
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		<-release
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)
-	}))
-	t.Cleanup(be.Close)
+	be := heldUsageBackend(t, release)
 	const limit = 100000
 	lim := int64(limit)
 	cfg := testConfig(be.URL)

@@ -282,13 +282,7 @@ func TestBackendRefusalsChargeNoTokens(t *testing.T) {
 // usage and each follower to nothing.
 func TestCoalescedFollowersChargeNoTokens(t *testing.T) {
 	release := make(chan struct{})
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		<-release
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`)
-	}))
-	t.Cleanup(be.Close)
+	be := heldUsageBackend(t, release)
 	const limit = 100000
 	lim := int64(limit)
 	cfg := testConfig(be.URL)
