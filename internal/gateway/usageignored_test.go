@@ -52,11 +52,7 @@ func TestIncludeUsageStreamWithoutUsageChunkSettlesToTheTokensRelayed(t *testing
 	if relayed == 0 || relayed >= 256 {
 		t.Fatalf("the simulator's completion: %d text events", relayed)
 	}
-	probe := `{"model":"m1","messages":[{"role":"user","content":"x"}],"max_tokens":1}`
-	_, after, _ := remaining(t, url, probe)
-	probeEst := int(admission.EstimateCost(len(probe), 1, 256))
-	streamEst := int(admission.EstimateCost(len(stream), 0, 256))
-	charged := before + streamEst - after - probeEst
+	charged, streamEst := settledCharge(t, url, stream, before)
 	want := int(admission.EstimateCost(len(stream), 0, 0)) + relayed
 	if charged != want {
 		t.Fatalf("include_usage stream answered without usage charged %d tokens, want %d (prompt estimate + %d relayed); its estimate was %d", charged, want, relayed, streamEst)

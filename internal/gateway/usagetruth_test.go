@@ -200,13 +200,7 @@ func TestStreamWithoutUsageSettlesToTheTokensRelayed(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("stream: %d", status)
 	}
-	probe := `{"model":"m1","messages":[{"role":"user","content":"x"}],"max_tokens":1}`
-	_, after, _ := remaining(t, url, probe)
-	probeEst := int(admission.EstimateCost(len(probe), 1, 256))
-	streamEst := int(admission.EstimateCost(len(stream), 0, 256))
-	// before = left after the stream's estimate; after = left after the
-	// stream settled and the probe's estimate.
-	charged := before + streamEst - after - probeEst
+	charged, streamEst := settledCharge(t, url, stream, before)
 	want := int(admission.EstimateCost(len(stream), 0, 0)) + truth
 	if charged != want {
 		t.Fatalf("stream without usage charged %d tokens, want %d (prompt estimate + %d generated); its estimate was %d", charged, want, truth, streamEst)
@@ -311,4 +305,17 @@ func TestCoalescedFollowersChargeNoTokens(t *testing.T) {
 	if charged := limit - left - probeEst; charged != 7 {
 		t.Fatalf("%d identical requests, one backend call (usage 7 tokens): charged %d", n, charged)
 	}
+}
+
+// settledCharge is what the key was charged for stream once it settled,
+// and its admission estimate: before is the tokens left right after the
+// stream (its estimate taken); a probe request then reads what is left
+// with the stream settled and the probe's own estimate taken.
+func settledCharge(t *testing.T, url, stream string, before int) (charged, streamEst int) {
+	t.Helper()
+	probe := `{"model":"m1","messages":[{"role":"user","content":"x"}],"max_tokens":1}`
+	_, after, _ := remaining(t, url, probe)
+	probeEst := int(admission.EstimateCost(len(probe), 1, 256))
+	streamEst = int(admission.EstimateCost(len(stream), 0, 256))
+	return before + streamEst - after - probeEst, streamEst
 }
