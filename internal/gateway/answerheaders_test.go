@@ -213,6 +213,7 @@ func TestFollowersAndHitsGetOnlyTheAnswersHeaders(t *testing.T) {
 		{Keys: []string{"k2"}, TTL: config.Duration(5 * time.Minute)},
 	}
 	url, gw := startCachingGatewayCfg(t, cfg, nil, time.Now)
+	openAtCleanup(t, gate)
 	type answer struct {
 		who string
 		h   http.Header
