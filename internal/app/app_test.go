@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,6 +191,9 @@ func TestGracefulShutdownLetsStreamsFinish(t *testing.T) {
 		io.WriteString(w, "data: {\"part\":2}\n\ndata: [DONE]\n\n")
 	}))
 	defer sse.Close()
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	defer open() // runs before sse.Close, which waits for the held handler: a failed check fails, not hangs
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeConfig(t, path, "m1", sse.URL)
 	url, stop, done := startApp(t, path)
@@ -220,7 +224,7 @@ func TestGracefulShutdownLetsStreamsFinish(t *testing.T) {
 		t.Fatal("shut down while a stream was in flight")
 	default:
 	}
-	close(release)
+	open()
 	rest, _ := io.ReadAll(rd)
 	resp.Body.Close()
 	if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {

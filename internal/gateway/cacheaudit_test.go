@@ -121,8 +121,9 @@ func TestCoalescedFollowersGetNoLeadersCookie(t *testing.T) {
 		w.Header().Set("Set-Cookie", "session=leaders-own")
 		io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
 	}))
-	defer be.Close()
+	t.Cleanup(be.Close) // after the gate opens (a defer would run before it)
 	url, gw := startCachingGatewayCfg(t, testConfig(be.URL), nil, time.Now)
+	openAtCleanup(t, release)
 	const n = 5
 	cookies := make(chan string, n)
 	for range n {

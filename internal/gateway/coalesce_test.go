@@ -188,6 +188,7 @@ func TestCoalescingSurvivesDisconnects(t *testing.T) {
 	be := &gatedStream{release: make(chan struct{})}
 	srv := httptestServer(t, be)
 	url, gw := startCachingGatewayCfg(t, testConfig(srv), nil, time.Now)
+	openAtCleanup(t, be.release)
 	body := fmt.Sprintf(detBody, `,"stream":true`)
 
 	send := func(ctx context.Context) (*http.Response, error) {
@@ -410,6 +411,7 @@ func TestSpareCapacityForWorkers(t *testing.T) {
 	cfg := testConfig(httptestServer(t, be))
 	cfg.Models[0].Backends[0].MaxConcurrency = 1
 	srv, gw := startGateway(t, cfg)
+	openAtCleanup(t, be.release)
 	admin := adminServer(t, gw)
 	spare := func() int {
 		resp, err := http.Get(admin.URL + "/spare?model=m1")

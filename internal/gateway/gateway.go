@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/batchapi"
 	"github.com/sluice-gw/sluice/internal/framing"
+	"github.com/sluice-gw/sluice/internal/httpdate"
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -104,7 +105,7 @@ type Gateway struct {
 	wall        bool // now is the wall clock (Options.Now nil)
 	// dates is the Date of the current second for answers the chain
 	// writes itself (date.go); it outlives reloads.
-	dates    dateCache
+	dates    httpdate.Cache
 	promHTTP http.Handler
 	jobs     atomic.Pointer[batchapi.Handler]
 	// workers are the separate workers' job requests running on the
@@ -340,7 +341,7 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time,
 		gd.body = new(netguard.TimedBody)
 		gd.body.StartAt(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, start, g.now, g.bodyMetrics)
 	} else {
-		gd.vals.date = g.dates.at(start)
+		gd.vals.date = g.dates.At(start)
 		if g.wall {
 			gd.vals.send, gd.vals.start = &gd.sendWriter, start
 		}
@@ -368,7 +369,7 @@ type answerValues struct {
 	// model and queued back X-Sluice-Model and X-Sluice-Queue-Time, set on
 	// every answer that passed the cache (upstream.go).
 	model, queued [1]string
-	// date is the Date of the request's arrival (dateCache), nil when the
+	// date is the Date of the request's arrival (httpdate.Cache), nil when the
 	// chain's answers keep net/http's own (guard).
 	date []string
 	// send, with date and the wall clock, is the request's sendWriter, whose

@@ -269,7 +269,7 @@ func (f *Forwarder) followUpRequest(ctx context.Context, b *endpoint.Backend, in
 // (GET ?stream=true of a background response) flushed after every read.
 func (f *Forwarder) relayFollowUp(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *FollowUp) error {
 	defer resp.Body.Close()
-	f.writeHead(w, b, resp, &Request{RequestID: in.RequestID})
+	f.writeHead(w, b, resp, &Request{RequestID: in.RequestID}, f.opt.Now())
 	stream := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")
 	flusher, _ := w.(http.Flusher)
 	bufp := relayBufPool.Get().(*[]byte)

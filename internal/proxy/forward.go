@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/breaker"
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/httpdate"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/outcome"
 )
@@ -67,7 +68,12 @@ type Options struct {
 }
 
 // Forwarder relays requests to backends. Safe for concurrent use.
-type Forwarder struct{ opt Options }
+type Forwarder struct {
+	opt Options
+	// dates is the Date of relayed answers, by opt.Now at the head's
+	// write: the gateway's clock, not the backend's (isBackendOrigin).
+	dates httpdate.Cache
+}
 
 // NewForwarder builds a Forwarder.
 func NewForwarder(opt Options) *Forwarder {

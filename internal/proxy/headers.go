@@ -59,12 +59,13 @@ func dropHop(k string, named map[string]bool) bool {
 
 // copyHeader copies a response's end-to-end headers, but not the backend's
 // x-ratelimit-* when dst has the gateway's own (OwnRateLimits), nor its
-// cookies (isBackendCookie).
+// cookies (isBackendCookie), nor what describes the backend's origin
+// rather than the answer (isBackendOrigin).
 func copyHeader(dst, src http.Header) {
 	named := connectionScoped(src)
 	own := OwnRateLimits(dst)
 	for k, vv := range src {
-		if dropHop(k, named) || own && IsRateLimitHeader(k) || isBackendCookie(k) {
+		if dropHop(k, named) || own && IsRateLimitHeader(k) || isBackendCookie(k) || isBackendOrigin(k) {
 			continue
 		}
 		dst[k] = vv
@@ -81,6 +82,40 @@ func copyHeader(dst, src http.Header) {
 // and Envoy relay both ways; a gateway that drops the one drops the
 // other). Coalesced followers and cache hits never got it either.
 func isBackendCookie(k string) bool { return k == "Set-Cookie" || k == "Set-Cookie2" }
+
+// isBackendOrigin reports a response header (canonical) that speaks for
+// the backend's server or origin, not for the answer, and so is not the
+// client's business with the gateway's origin (nginx's proxy_hide_header
+// defaults drop Date, Server, X-Pad and X-Accel-*; Envoy overwrites
+// Server):
+//   - Date: the backend's clock, and backends' clocks differ; without it
+//     net/http dates the answer at its write, as the gateway's own answers
+//     are dated by the gateway's clock (gateway/date.go).
+//   - Server, X-Powered-By: the backend's software; the gateway's own
+//     answers name none (net/http sends no Server), so neither do relayed ones.
+//   - Alt-Svc: the backend's alternative services, which a client would
+//     take for the gateway origin's (an HTTP/3 try on a port the gateway
+//     does not serve, RFC 7838).
+//   - Strict-Transport-Security, Nel, Report-To, Reporting-Endpoints:
+//     policy for an origin, which is the gateway operator's to set, not a
+//     backend's (a backend's HSTS would pin the gateway's host to HTTPS;
+//     its NEL would send the client's network errors to the backend's
+//     collector).
+//   - X-Accel-*: nginx's internal controls from an upstream (redirects,
+//     buffering) meant for the proxy in front of it, never a client.
+//
+// Via passes: RFC 9110 7.6.3 lets a gateway send one in a response, it
+// says nothing about the gateway's origin, and nginx and Envoy pass it.
+// A switch and one prefix test: it runs for every header of every
+// relayed answer.
+func isBackendOrigin(k string) bool {
+	switch k {
+	case "Date", "Server", "X-Powered-By", "Alt-Svc", "Strict-Transport-Security",
+		"Nel", "Report-To", "Reporting-Endpoints":
+		return true
+	}
+	return strings.HasPrefix(k, "X-Accel-")
+}
 
 // IsRateLimitHeader reports whether header k (canonical) is an
 // x-ratelimit-* figure. A backend's describe its own account (a hosted

@@ -46,9 +46,16 @@ func (t *tail) write(p []byte) {
 
 var tailPool = sync.Pool{New: func() any { return &tail{buf: make([]byte, 0, tailSize)} }}
 
-func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request) {
+// noBuffering is the X-Accel-Buffering value of every relayed stream,
+// shared: cap 1, so an Add to it copies, never writes into it.
+var noBuffering = []string{"no"}
+
+func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request, now time.Time) {
 	h := w.Header()
 	copyHeader(h, resp.Header)
+	// Dated now, by the gateway's clock (the backend's Date is dropped);
+	// set here, net/http does not format its own on every answer.
+	h["Date"] = f.dates.At(now)
 	vals := make([]string, 3) // the values set here share one allocation
 	vals[0] = in.RequestID
 	h["X-Request-Id"] = vals[0:1:1]
@@ -56,6 +63,10 @@ func (f *Forwarder) writeHead(w http.ResponseWriter, b *endpoint.Backend, resp *
 		// A relayed stream may end with an error event the backend's
 		// length did not count, or lose a malformed tail.
 		h.Del("Content-Length")
+		// An nginx in front must not hold the events back: the gateway's
+		// word, as on its own streams (a backend's X-Accel-* is dropped:
+		// isBackendOrigin).
+		h["X-Accel-Buffering"] = noBuffering
 	}
 	// Inference answers are per request and, unless the gateway shares
 	// them (CacheControl), per client: never stored by a CDN or browser.
@@ -155,9 +166,10 @@ func encoded(resp *http.Response) bool {
 // commit sends the response head: from here on the request cannot go to
 // another backend.
 func (f *Forwarder) commit(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request, start time.Time, res *Result) {
-	f.writeHead(w, b, resp, in)
+	now := f.opt.Now() // the head's Date and the time to it
+	f.writeHead(w, b, resp, in, now)
 	res.Status, res.Written = resp.StatusCode, true
-	res.TTFB = f.opt.Now().Sub(start)
+	res.TTFB = now.Sub(start)
 }
 
 // readFailure classifies a read error of the attempt's body.
@@ -362,9 +374,10 @@ func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *
 	if key := b.Spec().APIKey; key != "" && !encoded(resp) {
 		scrubKey(resp, key) // scrub.go
 	}
-	f.writeHead(w, b, resp, in)
+	now := f.opt.Now() // the head's Date and the time to it
+	f.writeHead(w, b, resp, in, now)
 	res.Status, res.Written = resp.StatusCode, true
-	res.TTFB = f.opt.Now().Sub(start)
+	res.TTFB = now.Sub(start)
 	bufp := relayBufPool.Get().(*[]byte)
 	io.CopyBuffer(w, io.LimitReader(resp.Body, 1<<20), *bufp)
 	relayBufPool.Put(bufp)
