@@ -66,6 +66,9 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 		Tenant:  sp.Tenant,
 		Webhook: sp.Webhook,
 	}
+	if sp.Webhook != "" {
+		rec.Job.WebhookState = &WebhookDelivery{Status: WebhookPending}
+	}
 	bodyRev, err := s.bodies.Put(ctx, key, sp.Body)
 	if err != nil {
 		return nil, false, true, fmt.Errorf("jobs: storing body: %w", s.storeFull(err))

@@ -85,27 +85,33 @@ func destination(raw string) string {
 	return strings.ToLower(u.Scheme + "://" + u.Host)
 }
 
-// notify queues r's webhook if it has one; it never blocks.
+// notify queues r's webhook if it has one; it never blocks on a receiver
+// (a drop is recorded on the job: one store write, outside mu).
 func (w *webhooks) notify(r *jobRecord) {
 	if r.Webhook == "" || r.Job.BatchID != "" {
 		return
 	}
-	j, dest := r.job(), destination(r.Webhook)
-	j.Webhook = r.Webhook
+	j := r.job()
+	if reason, dropped := w.enqueue(j, destination(r.Webhook)); dropped && reason != dropShuttingDown {
+		// Shutting down leaves it pending: the receiver never heard of it.
+		w.s.recordWebhook(j, WebhookDelivery{Status: WebhookDropped, FailedAt: w.s.now().Unix(), Reason: dropReasonLabels[reason]})
+	}
+}
+
+// enqueue puts j in dest's queue, starting its drain, or drops it at a
+// bound and says why.
+func (w *webhooks) enqueue(j *Job, dest string) (dropReason, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q := w.hosts[dest]
 	switch {
 	case w.queued >= webhookMaxQueued:
-		w.drop(j, dropQueueFull, "webhook queue full")
-		return
+		return w.drop(j, dropQueueFull, "webhook queue full")
 	case q == nil && len(w.hosts) >= webhookMaxHosts:
-		w.drop(j, dropDestinations, "too many webhook destinations at once")
-		return
+		return w.drop(j, dropDestinations, "too many webhook destinations at once")
 	case q == nil:
 		if err := w.s.enter(); err != nil {
-			w.drop(j, dropShuttingDown, "shutting down")
-			return
+			return w.drop(j, dropShuttingDown, "shutting down")
 		}
 		q = make(chan *Job, webhookPerHost)
 		w.hosts[dest] = q
@@ -117,15 +123,17 @@ func (w *webhooks) notify(r *jobRecord) {
 	select {
 	case q <- j:
 		w.queued++
+		return 0, false
 	default:
-		w.drop(j, dropDestinationFull, "webhook queue of this destination full")
+		return w.drop(j, dropDestinationFull, "webhook queue of this destination full")
 	}
 }
 
-func (w *webhooks) drop(j *Job, reason dropReason, why string) {
+func (w *webhooks) drop(j *Job, reason dropReason, why string) (dropReason, bool) {
 	w.dropped[reason].Add(1)
 	w.s.stats.webhookFailed.Add(1)
 	w.s.log.Warn(why+"; dropping the webhook", "job", j.ID)
+	return reason, true
 }
 
 // drain delivers dest's webhooks one after the other and ends when the
@@ -154,9 +162,13 @@ func (w *webhooks) drain(dest string, q chan *Job) {
 	w.mu.Unlock()
 }
 
+// deliver sends j's webhook and records the outcome on the job; one cut
+// short by the Store closing stays pending.
 func (w *webhooks) deliver(ctx context.Context, j *Job) {
 	url := j.Webhook // json:"-": not in the body
-	body, err := json.Marshal(j)
+	pub := *j
+	pub.WebhookState = nil // the outcome of this very delivery: not in its body
+	body, err := json.Marshal(&pub)
 	if err != nil {
 		w.s.log.Error("encoding webhook", "job", j.ID, "err", err)
 		return
@@ -168,6 +180,7 @@ func (w *webhooks) deliver(ctx context.Context, j *Job) {
 		err := w.send.send(ctx, url, j.ID, body)
 		if err == nil {
 			w.s.stats.webhookSent.Add(1)
+			w.s.recordWebhook(j, w.s.webhookOutcome(attempt, nil))
 			return
 		}
 		var de *deliveryError
@@ -175,6 +188,7 @@ func (w *webhooks) deliver(ctx context.Context, j *Job) {
 		w.s.log.Warn("webhook failed", "job", j.ID, "attempt", attempt, "final", final, "err", err)
 		if final {
 			w.s.stats.webhookFailed.Add(1)
+			w.finish(j, attempt, err)
 			return
 		}
 		wait := delay
@@ -188,7 +202,18 @@ func (w *webhooks) deliver(ctx context.Context, j *Job) {
 		case <-ctx.Done():
 			t.Stop()
 			w.s.stats.webhookFailed.Add(1)
+			w.finish(j, attempt, err)
 			return
 		}
 	}
+}
+
+// finish records a delivery that failed after attempts, last with err,
+// unless the Store is closing (then it is still pending: not given up,
+// cut short).
+func (w *webhooks) finish(j *Job, attempts int, err error) {
+	if w.s.ctx.Err() != nil {
+		return
+	}
+	w.s.recordWebhook(j, w.s.webhookOutcome(attempts, err))
 }
