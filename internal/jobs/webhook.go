@@ -25,7 +25,9 @@ import (
 //     Options.WebhookTimeout, and only after 408, 429, 5xx or a network
 //     error: any other answer is final.
 //
-// Webhooks still queued when the process stops are lost.
+// Webhooks still queued when the process stops, or cut short by it, stay
+// pending on their jobs and are sent again when a worker next starts
+// (webhookresend.go): at least once, with the same webhook-id.
 const (
 	webhookPerHost   = 64
 	webhookMaxHosts  = 256
@@ -45,6 +47,9 @@ type webhooks struct {
 	// dropped counts webhooks dropped at a bound, by dropReason (also
 	// counted as failed): sluice_jobs_webhooks_dropped_total{reason}.
 	dropped [numDropReasons]atomic.Uint64
+	// resent counts webhooks of finished jobs queued again at start.
+	resent     atomic.Uint64
+	resendOnce sync.Once
 }
 
 // dropReason is why notify dropped a webhook: the reason label's values.
@@ -92,26 +97,37 @@ func (w *webhooks) notify(r *jobRecord) {
 		return
 	}
 	j := r.job()
-	if reason, dropped := w.enqueue(j, destination(r.Webhook)); dropped && reason != dropShuttingDown {
-		// Shutting down leaves it pending: the receiver never heard of it.
+	reason, ok := w.enqueue(j)
+	if ok {
+		return
+	}
+	w.dropped[reason].Add(1)
+	w.s.stats.webhookFailed.Add(1)
+	w.s.log.Warn(dropReasonWhy[reason]+"; dropping the webhook", "job", j.ID)
+	if reason != dropShuttingDown {
+		// Shutting down leaves it pending: resent at the next start.
 		w.s.recordWebhook(j, WebhookDelivery{Status: WebhookDropped, FailedAt: w.s.now().Unix(), Reason: dropReasonLabels[reason]})
 	}
 }
 
-// enqueue puts j in dest's queue, starting its drain, or drops it at a
-// bound and says why.
-func (w *webhooks) enqueue(j *Job, dest string) (dropReason, bool) {
+var dropReasonWhy = [numDropReasons]string{"webhook queue full", "too many webhook destinations at once",
+	"webhook queue of this destination full", "shutting down"}
+
+// enqueue puts j in its destination's queue, starting its drain, or says
+// which bound refused it.
+func (w *webhooks) enqueue(j *Job) (dropReason, bool) {
+	dest := destination(j.Webhook)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q := w.hosts[dest]
 	switch {
 	case w.queued >= webhookMaxQueued:
-		return w.drop(j, dropQueueFull, "webhook queue full")
+		return dropQueueFull, false
 	case q == nil && len(w.hosts) >= webhookMaxHosts:
-		return w.drop(j, dropDestinations, "too many webhook destinations at once")
+		return dropDestinations, false
 	case q == nil:
 		if err := w.s.enter(); err != nil {
-			return w.drop(j, dropShuttingDown, "shutting down")
+			return dropShuttingDown, false
 		}
 		q = make(chan *Job, webhookPerHost)
 		w.hosts[dest] = q
@@ -123,17 +139,10 @@ func (w *webhooks) enqueue(j *Job, dest string) (dropReason, bool) {
 	select {
 	case q <- j:
 		w.queued++
-		return 0, false
+		return 0, true
 	default:
-		return w.drop(j, dropDestinationFull, "webhook queue of this destination full")
+		return dropDestinationFull, false
 	}
-}
-
-func (w *webhooks) drop(j *Job, reason dropReason, why string) (dropReason, bool) {
-	w.dropped[reason].Add(1)
-	w.s.stats.webhookFailed.Add(1)
-	w.s.log.Warn(why+"; dropping the webhook", "job", j.ID)
-	return reason, true
 }
 
 // drain delivers dest's webhooks one after the other and ends when the

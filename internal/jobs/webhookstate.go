@@ -23,6 +23,9 @@ func (s *Store) recordWebhook(j *Job, st WebhookDelivery) {
 		r.Job.WebhookState = &st
 		return nil
 	})
+	if err == nil {
+		s.unindexWebhook(ctx, j.ID)
+	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		s.log.Warn("recording the webhook outcome", "job", j.ID, "status", st.Status, "err", s.storeFull(err))
 	}
