@@ -52,6 +52,10 @@ func (r *jobRecord) job() *Job {
 		e := *r.Job.Error
 		j.Error = &e
 	}
+	if r.Job.WebhookState != nil {
+		w := *r.Job.WebhookState
+		j.WebhookState = &w
+	}
 	return &j
 }
 

@@ -382,7 +382,8 @@ func (s *Store) setup(ctx context.Context) error {
 
 // Close stops the tracker, webhook senders and running workers (each
 // RunWorker returns after its grace), then closes the NATS connection.
-// Webhooks not yet delivered are dropped.
+// Webhooks not yet delivered stay pending on their jobs and are resent
+// when a worker next starts (webhookresend.go).
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.mu.Lock()

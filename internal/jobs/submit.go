@@ -66,6 +66,9 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 		Tenant:  sp.Tenant,
 		Webhook: sp.Webhook,
 	}
+	if sp.Webhook != "" {
+		rec.Job.WebhookState = &WebhookDelivery{Status: WebhookPending}
+	}
 	bodyRev, err := s.bodies.Put(ctx, key, sp.Body)
 	if err != nil {
 		return nil, false, true, fmt.Errorf("jobs: storing body: %w", s.storeFull(err))
@@ -100,6 +103,10 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 		return nil, false, full, fmt.Errorf("jobs: writing job: %w", s.storeFull(err))
 	}
 	s.noteStored(int64(len(sp.Body) + len(b)))
+	if sp.Webhook != "" {
+		// After the record: the resend drops an index key without one.
+		s.indexWebhook(ctx, id)
+	}
 	return rec.job(), false, false, nil
 }
 

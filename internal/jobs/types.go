@@ -81,10 +81,41 @@ type Job struct {
 	FinishedAt int64           `json:"finished_at,omitempty"`
 	Result     *Result         `json:"result,omitempty"`
 	Error      *JobError       `json:"error,omitempty"`
+	// WebhookState is the webhook's outcome (set only on jobs submitted
+	// with a webhook); not in the webhook's own body.
+	WebhookState *WebhookDelivery `json:"webhook,omitempty"`
 	// CancelRequested is set by Cancel on a running job; the worker drops
 	// the result and records cancelled.
 	CancelRequested bool `json:"-"`
 }
+
+// WebhookDelivery is a job's webhook outcome, the "webhook" object of
+// GET /v1/jobs/{id}. Status is pending until the job finishes and its
+// webhook is sent or given up; then delivered, failed (every attempt
+// made or a final answer) or dropped (a bound refused it before any
+// attempt). Reason is a short code, never an error's text (which can
+// name internal addresses): for failed, receiver_error (StatusCode says
+// which), network_error, timeout, destination_refused (a private or
+// unresolvable address, refused where it is dialled), invalid_url or
+// not_signed (no queue.webhook_secret); for dropped, the
+// sluice_jobs_webhooks_dropped_total reason (destination_full,
+// queue_full, too_many_destinations).
+type WebhookDelivery struct {
+	Status      string `json:"status"` // pending, delivered, failed, dropped
+	Attempts    int    `json:"attempts"`
+	DeliveredAt int64  `json:"delivered_at,omitempty"` // unix seconds
+	FailedAt    int64  `json:"failed_at,omitempty"`    // unix seconds, failed or dropped
+	StatusCode  int    `json:"status_code,omitempty"`  // the receiver's last answer
+	Reason      string `json:"reason,omitempty"`
+}
+
+// Webhook outcome statuses.
+const (
+	WebhookPending   = "pending"
+	WebhookDelivered = "delivered"
+	WebhookFailed    = "failed"
+	WebhookDropped   = "dropped"
+)
 
 // File is an OpenAI file object (GET /v1/files/{id}).
 type File struct {

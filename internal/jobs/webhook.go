@@ -25,7 +25,9 @@ import (
 //     Options.WebhookTimeout, and only after 408, 429, 5xx or a network
 //     error: any other answer is final.
 //
-// Webhooks still queued when the process stops are lost.
+// Webhooks still queued when the process stops, or cut short by it, stay
+// pending on their jobs and are sent again when a worker next starts
+// (webhookresend.go): at least once, with the same webhook-id.
 const (
 	webhookPerHost   = 64
 	webhookMaxHosts  = 256
@@ -45,6 +47,9 @@ type webhooks struct {
 	// dropped counts webhooks dropped at a bound, by dropReason (also
 	// counted as failed): sluice_jobs_webhooks_dropped_total{reason}.
 	dropped [numDropReasons]atomic.Uint64
+	// resent counts webhooks of finished jobs queued again at start.
+	resent     atomic.Uint64
+	resendOnce sync.Once
 }
 
 // dropReason is why notify dropped a webhook: the reason label's values.
@@ -85,27 +90,44 @@ func destination(raw string) string {
 	return strings.ToLower(u.Scheme + "://" + u.Host)
 }
 
-// notify queues r's webhook if it has one; it never blocks.
+// notify queues r's webhook if it has one; it never blocks on a receiver
+// (a drop is recorded on the job: one store write, outside mu).
 func (w *webhooks) notify(r *jobRecord) {
 	if r.Webhook == "" || r.Job.BatchID != "" {
 		return
 	}
-	j, dest := r.job(), destination(r.Webhook)
-	j.Webhook = r.Webhook
+	j := r.job()
+	reason, ok := w.enqueue(j)
+	if ok {
+		return
+	}
+	w.dropped[reason].Add(1)
+	w.s.stats.webhookFailed.Add(1)
+	w.s.log.Warn(dropReasonWhy[reason]+"; dropping the webhook", "job", j.ID)
+	if reason != dropShuttingDown {
+		// Shutting down leaves it pending: resent at the next start.
+		w.s.recordWebhook(j, WebhookDelivery{Status: WebhookDropped, FailedAt: w.s.now().Unix(), Reason: dropReasonLabels[reason]})
+	}
+}
+
+var dropReasonWhy = [numDropReasons]string{"webhook queue full", "too many webhook destinations at once",
+	"webhook queue of this destination full", "shutting down"}
+
+// enqueue puts j in its destination's queue, starting its drain, or says
+// which bound refused it.
+func (w *webhooks) enqueue(j *Job) (dropReason, bool) {
+	dest := destination(j.Webhook)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q := w.hosts[dest]
 	switch {
 	case w.queued >= webhookMaxQueued:
-		w.drop(j, dropQueueFull, "webhook queue full")
-		return
+		return dropQueueFull, false
 	case q == nil && len(w.hosts) >= webhookMaxHosts:
-		w.drop(j, dropDestinations, "too many webhook destinations at once")
-		return
+		return dropDestinations, false
 	case q == nil:
 		if err := w.s.enter(); err != nil {
-			w.drop(j, dropShuttingDown, "shutting down")
-			return
+			return dropShuttingDown, false
 		}
 		q = make(chan *Job, webhookPerHost)
 		w.hosts[dest] = q
@@ -117,15 +139,10 @@ func (w *webhooks) notify(r *jobRecord) {
 	select {
 	case q <- j:
 		w.queued++
+		return 0, true
 	default:
-		w.drop(j, dropDestinationFull, "webhook queue of this destination full")
+		return dropDestinationFull, false
 	}
-}
-
-func (w *webhooks) drop(j *Job, reason dropReason, why string) {
-	w.dropped[reason].Add(1)
-	w.s.stats.webhookFailed.Add(1)
-	w.s.log.Warn(why+"; dropping the webhook", "job", j.ID)
 }
 
 // drain delivers dest's webhooks one after the other and ends when the
@@ -154,9 +171,13 @@ func (w *webhooks) drain(dest string, q chan *Job) {
 	w.mu.Unlock()
 }
 
+// deliver sends j's webhook and records the outcome on the job; one cut
+// short by the Store closing stays pending.
 func (w *webhooks) deliver(ctx context.Context, j *Job) {
 	url := j.Webhook // json:"-": not in the body
-	body, err := json.Marshal(j)
+	pub := *j
+	pub.WebhookState = nil // the outcome of this very delivery: not in its body
+	body, err := json.Marshal(&pub)
 	if err != nil {
 		w.s.log.Error("encoding webhook", "job", j.ID, "err", err)
 		return
@@ -168,6 +189,7 @@ func (w *webhooks) deliver(ctx context.Context, j *Job) {
 		err := w.send.send(ctx, url, j.ID, body)
 		if err == nil {
 			w.s.stats.webhookSent.Add(1)
+			w.s.recordWebhook(j, w.s.webhookOutcome(attempt, nil))
 			return
 		}
 		var de *deliveryError
@@ -175,6 +197,7 @@ func (w *webhooks) deliver(ctx context.Context, j *Job) {
 		w.s.log.Warn("webhook failed", "job", j.ID, "attempt", attempt, "final", final, "err", err)
 		if final {
 			w.s.stats.webhookFailed.Add(1)
+			w.finish(j, attempt, err)
 			return
 		}
 		wait := delay
@@ -188,7 +211,18 @@ func (w *webhooks) deliver(ctx context.Context, j *Job) {
 		case <-ctx.Done():
 			t.Stop()
 			w.s.stats.webhookFailed.Add(1)
+			w.finish(j, attempt, err)
 			return
 		}
 	}
+}
+
+// finish records a delivery that failed after attempts, last with err,
+// unless the Store is closing (then it is still pending: not given up,
+// cut short).
+func (w *webhooks) finish(j *Job, attempts int, err error) {
+	if w.s.ctx.Err() != nil {
+		return
+	}
+	w.s.recordWebhook(j, w.s.webhookOutcome(attempts, err))
 }

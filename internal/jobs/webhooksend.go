@@ -81,6 +81,8 @@ func signingKey(secret []byte) []byte {
 type deliveryError struct {
 	permanent  bool
 	retryAfter time.Duration // the receiver's Retry-After, if any
+	status     int           // the receiver's answer, 0 if none
+	reason     string        // the short reason recorded on the job (WebhookDelivery.Reason)
 	err        error
 }
 
@@ -92,11 +94,11 @@ func (e *deliveryError) Unwrap() error { return e.err }
 // followed) and a refused target are permanent.
 func (s *webhookSender) send(ctx context.Context, url, id string, body []byte) error {
 	if len(s.key) == 0 {
-		return &deliveryError{permanent: true, err: errors.New("no queue.webhook_secret: unsigned webhooks are not sent")}
+		return &deliveryError{permanent: true, reason: "not_signed", err: errors.New("no queue.webhook_secret: unsigned webhooks are not sent")}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return &deliveryError{permanent: true, err: fmt.Errorf("%w: %w", ErrWebhookTarget, err)}
+		return &deliveryError{permanent: true, reason: "invalid_url", err: fmt.Errorf("%w: %w", ErrWebhookTarget, err)}
 	}
 	t := s.now()
 	req.Header.Set("Content-Type", "application/json")
@@ -108,7 +110,8 @@ func (s *webhookSender) send(ctx context.Context, url, id string, body []byte) e
 	req.Header.Set("X-Sluice-Signature", Sign(s.key, t, body))
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return &deliveryError{permanent: errors.Is(err, ErrWebhookTarget), err: err}
+		refused := errors.Is(err, ErrWebhookTarget)
+		return &deliveryError{permanent: refused, reason: networkReason(err, refused), err: err}
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // reuse the connection for small answers
 	resp.Body.Close()
@@ -116,7 +119,7 @@ func (s *webhookSender) send(ctx context.Context, url, id string, body []byte) e
 	if code/100 == 2 {
 		return nil
 	}
-	e := &deliveryError{err: fmt.Errorf("receiver answered %s", resp.Status)}
+	e := &deliveryError{status: code, reason: "receiver_error", err: fmt.Errorf("receiver answered %s", resp.Status)}
 	switch {
 	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
 		e.retryAfter = retryAfter(resp.Header.Get("Retry-After"), t)
@@ -124,6 +127,19 @@ func (s *webhookSender) send(ctx context.Context, url, id string, body []byte) e
 		e.permanent = true
 	}
 	return e
+}
+
+// networkReason is the recorded reason of an attempt that got no answer.
+func networkReason(err error, refused bool) string {
+	var ne net.Error
+	switch {
+	case refused:
+		return "destination_refused"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	default:
+		return "network_error"
+	}
 }
 
 // retryAfter reads the receiver's Retry-After, bounded to an hour

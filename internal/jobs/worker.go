@@ -91,6 +91,7 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 		return err
 	}
 	defer s.wg.Done()
+	s.hooks.startResend() // webhooks left pending by a process that stopped
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()
