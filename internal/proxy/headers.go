@@ -88,9 +88,10 @@ func isBackendCookie(k string) bool { return k == "Set-Cookie" || k == "Set-Cook
 // client's business with the gateway's origin (nginx's proxy_hide_header
 // defaults drop Date, Server, X-Pad and X-Accel-*; Envoy overwrites
 // Server):
-//   - Date: the backend's clock, and backends' clocks differ; without it
-//     net/http dates the answer at its write, as the gateway's own answers
-//     are dated by the gateway's clock (gateway/date.go).
+//   - Date: the backend's clock, and backends' clocks differ; the
+//     forwarder dates a relayed answer by the gateway's clock at its
+//     head's write (writeHead, httpdate.Cache), as the gateway's own
+//     answers are (gateway/date.go).
 //   - Server, X-Powered-By: the backend's software; the gateway's own
 //     answers name none (net/http sends no Server), so neither do relayed ones.
 //   - Alt-Svc: the backend's alternative services, which a client would
