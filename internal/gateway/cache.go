@@ -227,6 +227,10 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 	case peek.Stream:
 		data, err = e.ToSSE(peek.IncludeUsage)
 		ct = "text/event-stream"
+		// As on every stream the gateway sends (relayed, coalesced, its
+		// own): a replay is written at once, but a hit must not be told
+		// from a MISS by a header other than X-Cache and Age.
+		w.Header()["X-Accel-Buffering"] = noBufferingValue
 	case e.IsStream():
 		data, err = e.ToJSON()
 		ct = "application/json"
@@ -294,6 +298,7 @@ var (
 	hitValue, staleValue, coalescedValue = []string{"HIT"}, []string{"STALE"}, []string{"COALESCED"}
 	jsonValue, sseValue                  = []string{"application/json"}, []string{"text/event-stream"}
 	bypassValue, missValue               = []string{"BYPASS"}, []string{"MISS"}
+	noBufferingValue                     = []string{"no"}
 )
 
 // headerValue returns a shared slice for common values, a new one else.
