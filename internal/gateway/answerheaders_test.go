@@ -255,7 +255,7 @@ func TestFollowersAndHitsGetOnlyTheAnswersHeaders(t *testing.T) {
 		for _, k := range hostedOnly {
 			// The backend's origin policy reaches no one, the leader
 			// neither (proxy's isBackendOrigin).
-			origin := k == "Alt-Svc" || k == "Strict-Transport-Security" || k == "Nel"
+			origin := k == "Alt-Svc" || k == "Strict-Transport-Security" || k == "Nel" || k == "Via"
 			if v := h.Get(k); v != "" && (who != "leader" || origin) {
 				t.Errorf("%s got the leader's call's %s: %s", who, k, v)
 			} else if v == "" && who == "leader" && !origin {

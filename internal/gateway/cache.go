@@ -135,23 +135,20 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 	}
 	plan = cachePlan{key: k, ttl: ttl}
 	if e, hit, _ := rt.cache.Get(ctx, k); hit {
-		stale = e.Stale(now)
+		lifetime, usable, isStale := rt.freshness(e, ttl, now)
+		stale = isStale
 		xc := "HIT"
 		if stale {
 			xc = "STALE"
 		}
 		age := e.Age(now)
-		left := ttl - time.Duration(age)*time.Second // what remains of its freshness
-		if !e.Fresh.IsZero() {
-			left = e.Fresh.Sub(now)
-		}
-		if !lacksUsage(e, peek) {
+		if usable && !lacksUsage(e, peek) {
 			// A hit is charged no tokens (Gateway.settle): its headers say so.
 			tokens := rl != nil && rl.ChargesTokens()
 			if tokens {
 				rl.Settled(0).WriteHeaders(w.Header())
 			}
-			if status, ok := replay(w, vals, e, peek, age, xc, rt.cacheControl(left), pool.Model); ok {
+			if status, ok := replay(w, vals, e, peek, age, xc, rt.cacheControl(lifetime), pool.Model); ok {
 				return plan, true, status, stale
 			}
 			if tokens { // a miss after all: charged as one
@@ -162,6 +159,34 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 	w.Header()["X-Cache"] = missValue
 	plan.cc = rt.cacheControl(ttl)
 	return plan, false, 0, false
+}
+
+// freshness judges a stored entry for a client whose cache rule gives
+// ttl. lifetime is the answer's freshness lifetime as the client is told
+// it (Cache-Control max-age, next to an Age that grows: RFC 9111 4.2, the
+// client's remaining freshness is max-age - Age, so max-age stays the
+// same on every hit): the rule's TTL, or the entry's own when it turns
+// stale sooner (its stored freshness: jittered, or a shorter rule's).
+// usable: the entry may answer this client at all: fresh for it, or past
+// its own freshness within the stale-while-revalidate window (stale: the
+// caller refreshes it). An entry older than the client's TTL that is still
+// fresh by the rule of the client that stored it (two keys of one tenant
+// share an entry; their rules may differ) is a miss for this one: its
+// rule says how old an answer it takes, and a refresh it started would be
+// skipped (the entry is fresh in L1).
+func (rt *Runtime) freshness(e *cache.Entry, ttl time.Duration, now time.Time) (lifetime time.Duration, usable, stale bool) {
+	lifetime = ttl
+	if !e.Fresh.IsZero() && !e.Stored.IsZero() {
+		lifetime = min(lifetime, e.Fresh.Sub(e.Stored))
+	}
+	age := max(now.Sub(e.Stored), 0)
+	switch {
+	case e.Stored.IsZero() || age < lifetime:
+		return lifetime, true, false
+	case e.Stale(now) && age < ttl+rt.Config.Cache.StaleWhileRevalidate.D():
+		return lifetime, true, true
+	}
+	return lifetime, false, false
 }
 
 // parse peeks at the body, from the memo for a repeated cacheable body.
@@ -202,6 +227,10 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 	case peek.Stream:
 		data, err = e.ToSSE(peek.IncludeUsage)
 		ct = "text/event-stream"
+		// As on every stream the gateway sends (relayed, coalesced, its
+		// own): a replay is written at once, but a hit must not be told
+		// from a MISS by a header other than X-Cache and Age.
+		w.Header()["X-Accel-Buffering"] = noBufferingValue
 	case e.IsStream():
 		data, err = e.ToJSON()
 		ct = "application/json"
@@ -269,6 +298,7 @@ var (
 	hitValue, staleValue, coalescedValue = []string{"HIT"}, []string{"STALE"}, []string{"COALESCED"}
 	jsonValue, sseValue                  = []string{"application/json"}, []string{"text/event-stream"}
 	bypassValue, missValue               = []string{"BYPASS"}, []string{"MISS"}
+	noBufferingValue                     = []string{"no"}
 )
 
 // headerValue returns a shared slice for common values, a new one else.

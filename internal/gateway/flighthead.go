@@ -53,7 +53,9 @@ func clientCacheControl(flight, own string) string {
 // answerHeader reports whether a flight's response header k (canonical)
 // describes the answer itself, and so is every follower's: its
 // representation (type, and length: the bytes are the same), its freshness as the gateway
-// states it, and the gateway's word on who answered. An allowlist, not a
+// states it, the gateway's word on who answered, and its word to an nginx
+// in front not to buffer a stream (X-Accel-Buffering, set on every relayed
+// stream: a follower's stream is as live as the leader's). An allowlist, not a
 // list of what to drop: whatever else a backend sends (a hosted API's
 // request ids, timing, x-ratelimit-*, cookies, its CDN's Cf-Ray,
 // Cf-Cache-Status, Server-Timing, Via, Alt-Svc, Report-To/Nel,
@@ -64,7 +66,7 @@ func clientCacheControl(flight, own string) string {
 // adds the client's own X-Request-Id, X-Cache and limits.
 func answerHeader(k string) bool {
 	switch k {
-	case "Content-Type", "Content-Length", "Cache-Control", "X-Sluice-Model", "X-Sluice-Backend":
+	case "Content-Type", "Content-Length", "Cache-Control", "X-Sluice-Model", "X-Sluice-Backend", "X-Accel-Buffering":
 		return true
 	}
 	return false

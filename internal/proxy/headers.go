@@ -104,15 +104,21 @@ func isBackendCookie(k string) bool { return k == "Set-Cookie" || k == "Set-Cook
 //     collector).
 //   - X-Accel-*: nginx's internal controls from an upstream (redirects,
 //     buffering) meant for the proxy in front of it, never a client.
+//   - Via: the intermediaries between the gateway and the backend (a
+//     hosted API's CDN or load balancer, a mesh's proxies, by name). The
+//     gateway adds none of its own (nginx adds none, Envoy only when
+//     configured), so there is no list to extend (RFC 9110 7.6.3); the
+//     hops behind it are its private side, which an intermediary "SHOULD
+//     NOT forward" the names of unless told to (same section); and a cache
+//     hit or a coalesced follower, which keep no backend header, would
+//     otherwise lack the Via of the MISS answering the same request.
 //
-// Via passes: RFC 9110 7.6.3 lets a gateway send one in a response, it
-// says nothing about the gateway's origin, and nginx and Envoy pass it.
 // A switch and one prefix test: it runs for every header of every
 // relayed answer.
 func isBackendOrigin(k string) bool {
 	switch k {
 	case "Date", "Server", "X-Powered-By", "Alt-Svc", "Strict-Transport-Security",
-		"Nel", "Report-To", "Reporting-Endpoints":
+		"Nel", "Report-To", "Reporting-Endpoints", "Via":
 		return true
 	}
 	return strings.HasPrefix(k, "X-Accel-")

@@ -89,7 +89,7 @@ func (t *Transport) forLocked(connectTimeout time.Duration, p *TLSProfile) *http
 // other request (https, so HTTP/2 over TLS) to the transport For
 // returns; without, that transport alone. The lean client keeps
 // NewTransport's settings: connect timeout, TCP keep-alive, idle pool
-// sizes and idle timeout, buffer sizes, no compression, no proxy.
+// sizes and idle timeout, no compression, no proxy.
 func (t *Transport) Upstream(connectTimeout time.Duration, lean bool) http.RoundTripper {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -104,13 +104,16 @@ func (t *Transport) upstreamLocked(connectTimeout time.Duration, lean bool) http
 	c := t.lean[connectTimeout]
 	if c == nil {
 		c = h1client.New(h1client.Options{
-			ConnectTimeout:  connectTimeout,
-			KeepAlive:       30 * time.Second,
-			MaxIdlePerHost:  tr.MaxIdleConnsPerHost,
-			MaxIdle:         tr.MaxIdleConns,
-			IdleTimeout:     tr.IdleConnTimeout,
-			ReadBufferSize:  tr.ReadBufferSize,
-			WriteBufferSize: tr.WriteBufferSize,
+			ConnectTimeout: connectTimeout,
+			KeepAlive:      30 * time.Second,
+			MaxIdlePerHost: tr.MaxIdleConnsPerHost,
+			MaxIdle:        tr.MaxIdleConns,
+			IdleTimeout:    tr.IdleConnTimeout,
+			// Bounds, not sizes: h1client's read buffer starts at 4 KiB
+			// and grows only for a longer head line, its write buffer
+			// starts at 1 KiB and grows with the request.
+			ReadBufferSize:  32 << 10,
+			WriteBufferSize: 32 << 10,
 			Fallback:        tr,
 		})
 		t.lean[connectTimeout] = c

@@ -1,0 +1,108 @@
+package gateway
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
+)
+
+// cacheAgeStep is one request of a cache-age test at a moment of the
+// gateway's clock (since the first request) and what it must be told.
+type cacheAgeStep struct {
+	at          time.Duration
+	key         string // "" = no Authorization
+	xcache, age string // age "" = no Age header
+	cc          string
+}
+
+// runCacheAgeSteps sends the steps in order to a caching gateway over an
+// okBackend, on a clock the test moves, and checks X-Cache, Age and
+// Cache-Control of each; it returns the backend calls made.
+func runCacheAgeSteps(t *testing.T, cfg *config.Config, steps []cacheAgeStep) int32 {
+	t.Helper()
+	ok := newOKBackend(t)
+	cfg.Models[0].Backends[0].URL = ok.URL
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := new(atomic.Int64)
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	url, _ := startCachingGatewayCfg(t, cfg, nil, now)
+	for i, s := range steps {
+		clock.Store(start.Add(s.at).UnixNano())
+		var hdr []string
+		if s.key != "" {
+			hdr = []string{"Authorization", "Bearer " + s.key}
+		}
+		resp := post(t, url, fmt.Sprintf(detBody, ""), hdr...)
+		body := readAll(t, resp)
+		h := resp.Header
+		if resp.StatusCode != 200 || h.Get("X-Cache") != s.xcache || h.Get("Age") != s.age || h.Get("Cache-Control") != s.cc {
+			t.Errorf("step %d at %v (%s): %d X-Cache %q Age %q Cache-Control %q, want %s %q %q: %s", i, s.at, s.key,
+				resp.StatusCode, h.Get("X-Cache"), h.Get("Age"), h.Get("Cache-Control"), s.xcache, s.age, s.cc, body)
+		}
+	}
+	return ok.calls.Load()
+}
+
+// TestCacheHitMaxAgeStaysAsAgeGrows: a hit states the answer's freshness
+// lifetime as max-age and its age as Age, so a client's remaining
+// freshness is max-age - Age (RFC 9111 4.2). Before, a hit said max-age
+// = TTL - age next to Age = age: the client counted the age twice (at
+// 200 s of a 300 s TTL: max-age=100, Age: 200, stale to any client), and
+// an entry the level still held past the TTL (jitter) was a HIT with
+// max-age=0. Past the TTL it is now a miss, and the answer stored then
+// starts a fresh TTL.
+func TestCacheHitMaxAgeStaysAsAgeGrows(t *testing.T) {
+	cfg := testConfig("http://unused")
+	cfg.Cache.TTL = config.Duration(5 * time.Minute)
+	calls := runCacheAgeSteps(t, cfg, []cacheAgeStep{
+		{at: 0, xcache: "MISS", cc: "private, max-age=300"},
+		{at: 200 * time.Second, xcache: "HIT", age: "200", cc: "private, max-age=300"},
+		{at: 299 * time.Second, xcache: "HIT", age: "299", cc: "private, max-age=300"},
+		{at: 301 * time.Second, xcache: "MISS", cc: "private, max-age=300"},
+		{at: 311 * time.Second, xcache: "HIT", age: "10", cc: "private, max-age=300"},
+	})
+	if calls != 2 {
+		t.Fatalf("backend calls %d, want 2", calls)
+	}
+}
+
+// TestCacheHitNoOlderThanTheClientsRule: two keys of one tenant share an
+// entry, their rules give 1m and 5m. An entry k2 stored is not served to
+// k1 once older than k1's minute (before: a HIT at 120 s, max-age=0); k1's
+// own call then replaces it.
+func TestCacheHitNoOlderThanTheClientsRule(t *testing.T) {
+	cfg := testConfig("http://unused")
+	cfg.Auth.Keys = []config.Tenant{{Key: "k1", Tenant: "t"}, {Key: "k2", Tenant: "t"}}
+	cfg.Cache.Rules = []config.CacheRule{
+		{Keys: []string{"k1"}, TTL: config.Duration(time.Minute)},
+		{Keys: []string{"k2"}, TTL: config.Duration(5 * time.Minute)},
+	}
+	calls := runCacheAgeSteps(t, cfg, []cacheAgeStep{
+		{at: 0, key: "k2", xcache: "MISS", cc: "private, max-age=300"},
+		{at: 30 * time.Second, key: "k1", xcache: "HIT", age: "30", cc: "private, max-age=60"},
+		{at: 120 * time.Second, key: "k2", xcache: "HIT", age: "120", cc: "private, max-age=300"},
+		{at: 120 * time.Second, key: "k1", xcache: "MISS", cc: "private, max-age=60"},
+		{at: 125 * time.Second, key: "k2", xcache: "HIT", age: "5", cc: "private, max-age=300"},
+	})
+	if calls != 2 {
+		t.Fatalf("backend calls %d, want 2", calls)
+	}
+}
+
+// TestCacheStaleAnswerSaysSo: with stale-while-revalidate, a stale answer
+// carries the entry's max-age and an Age past it (a client sees it stale),
+// a fresh hit the whole max-age (before: max-age = what was left, next to
+// the Age).
+func TestCacheStaleAnswerSaysSo(t *testing.T) {
+	cfg := testConfig("http://unused")
+	cfg.Cache.TTL = config.Duration(time.Minute)
+	cfg.Cache.StaleWhileRevalidate = config.Duration(time.Hour)
+	runCacheAgeSteps(t, cfg, []cacheAgeStep{
+		{at: 0, xcache: "MISS", cc: "private, max-age=60"},
+		{at: 30 * time.Second, xcache: "HIT", age: "30", cc: "private, max-age=60"},
+		{at: 90 * time.Second, xcache: "STALE", age: "90", cc: "private, max-age=60"},
+	})
+}
