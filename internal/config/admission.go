@@ -124,6 +124,12 @@ type Auth struct {
 	JWT JWT `yaml:"jwt"`
 }
 
+// The headers auth.forwarded_header names; unset reads X-Forwarded-For.
+const (
+	HeaderXForwardedFor = "X-Forwarded-For"
+	HeaderForwarded     = "Forwarded" // RFC 7239
+)
+
 func defaultAdmission() Admission {
 	return Admission{
 		Enabled: true, MaxWait: Duration(2 * time.Second), MaxWaitBatch: Duration(5 * time.Minute), MaxQueued: 1024,
@@ -205,7 +211,7 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 			bad(fmt.Sprintf("auth.trusted_proxies[%d]", i), "want an IP address or CIDR, got %q", p)
 		}
 	}
-	if h := c.Auth.ForwardedHeader; h != "" && !strings.EqualFold(h, "X-Forwarded-For") && !strings.EqualFold(h, "Forwarded") {
+	if h := c.Auth.ForwardedHeader; h != "" && !strings.EqualFold(h, HeaderXForwardedFor) && !strings.EqualFold(h, HeaderForwarded) {
 		bad("auth.forwarded_header", "want X-Forwarded-For or Forwarded, got %q", h)
 	}
 }
