@@ -96,7 +96,7 @@ var referenceUnset = map[string]string{
 	"models[].discovery":                       "none",
 	"models[].fallbacks":                       "none",
 	"queue.url":                                "NATS embedded in the gateway",
-	"queue.webhook_secret":                     "no webhooks",
+	"queue.webhook_secret":                     "no webhooks: a request naming one is refused",
 	"queue.worker_token":                       "no longer used",
 	"rate_limits.global.requests":              "no limit",
 	"rate_limits.global.tokens_per_minute":     "no limit",
