@@ -82,14 +82,21 @@ type Adaptive struct {
 	Tolerance float64  `yaml:"tolerance"` // accepted TTFT / no-load TTFT, default 4.0 (prefill batching alone raises TTFT 2-3x)
 }
 
+// DefaultTenantWeight is a caller's share of contended capacity when its
+// key (auth.keys[].weight) or token names none, and every open-mode
+// caller's.
+const DefaultTenantWeight = 1.0
+
 // Tenant describes one API key: who it belongs to and what it may do.
 type Tenant struct {
 	// Key is the API key clients send as "Authorization: Bearer KEY".
 	// ${VAR} is expanded from the environment.
 	Key string `yaml:"key"`
-	// Tenant groups keys for fairness and limits; default: the key itself.
+	// Tenant groups keys for fairness and limits; default: a tenant of
+	// the key's own, named key:<hash of the key> (never the key itself).
 	Tenant string `yaml:"tenant"`
-	// Weight is the tenant's share of contended capacity, default 1.
+	// Weight is the tenant's share of contended capacity, default
+	// DefaultTenantWeight.
 	Weight float64 `yaml:"weight"`
 	// Priority is the default class: interactive (default) or batch.
 	Priority string `yaml:"priority"`

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/discovery"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/routing"
@@ -65,6 +67,31 @@ var referenceFillIns = map[string]string{
 	"queue.data_dir":                  "`$XDG_DATA_HOME/sluice`, else `~/.local/share/sluice` (DefaultDataDir)",
 	"queue.listen":                    "`" + DefaultQueueListenHost + "`, a random port",
 	"queue.replicas":                  strconv.Itoa(jobs.DefaultReplicas) + " (0 or unset)",
+	// Inside list and map items (the smallest config has none of most):
+	// applied where internal/gateway, internal/discovery and the
+	// upstream TLS build read them.
+	"auth.jwt.public_keys[].file":          "required",
+	"auth.keys[].key":                      "required",
+	"auth.keys[].priority":                 "`" + admission.Interactive.String() + "`",
+	"auth.keys[].max_priority":             "`" + admission.Interactive.String() + "`",
+	"auth.keys[].no_fallback":              "false",
+	"auth.keys[].weight":                   strconv.FormatFloat(DefaultTenantWeight, 'g', -1, 64) + " (0 or unset)",
+	"cache.rules[].mode":                   "`" + CacheDeterministic + "`",
+	"cache.rules[].ttl":                    "cache.ttl",
+	"models[].backends[].tls.min_version":  "`" + upstreamMinVersionWords() + "`",
+	"models[].backends[].tls.server_name":  "the URL's host",
+	"models[].discovery[].tls.min_version": "`" + upstreamMinVersionWords() + "`",
+	"models[].discovery[].tls.server_name": "the URL's host",
+	"models[].discovery[].type":            "required",
+	"models[].discovery[].path":            "required (type file)",
+	"models[].discovery[].name":            "required (type dns)",
+	"models[].discovery[].service":         "required (type kubernetes)",
+	"models[].discovery[].consul.service":  "required (type consul)",
+	"models[].discovery[].record":          "`" + discovery.DefaultRecord + "`",
+	"models[].discovery[].scheme":          "`" + discovery.DefaultScheme + "`",
+	"models[].discovery[].consul.address":  "`" + discovery.DefaultConsulAddress + "`",
+	"models[].discovery[].consul.scheme":   "`" + discovery.DefaultScheme + "`",
+	"models[].discovery[].consul.wait":     durationWords(discovery.DefaultConsulWait) + " (0 or unset)",
 }
 
 // referenceUnset says what a key the code leaves unset (zero) does: off,
@@ -117,6 +144,37 @@ var referenceUnset = map[string]string{
 	"upstream_tls.ca_file":                     "the system roots",
 	"upstream_tls.cert_file":                   "no client certificate",
 	"upstream_tls.key_file":                    "no client certificate",
+	// Inside list and map items.
+	"auth.jwt.public_keys[].kid":              "the key verifies tokens without kid",
+	"auth.keys[].tenant":                      "a tenant of its own, key:<hash of the key>",
+	"cache.rules[].keys":                      "every key",
+	"cache.rules[].models":                    "every model",
+	"cache.rules[].tenants":                   "every tenant",
+	"models[].backends[].tls.ca_file":         "the system roots",
+	"models[].backends[].tls.cert_file":       "no client certificate",
+	"models[].backends[].tls.key_file":        "no client certificate",
+	"models[].discovery[].tls":                "upstream_tls",
+	"models[].discovery[].tls.ca_file":        "the system roots",
+	"models[].discovery[].tls.cert_file":      "no client certificate",
+	"models[].discovery[].tls.key_file":       "no client certificate",
+	"models[].discovery[].api_key":            "none sent",
+	"models[].discovery[].upstream_model":     "the request's model",
+	"models[].discovery[].engine":             "unknown: probed as a guess unless it has an api_key",
+	"models[].discovery[].max_concurrency":    "no cap",
+	"models[].discovery[].port":               "type dns A: required; kubernetes: port_name, else the Service's only port",
+	"models[].discovery[].port_name":          "port, else the Service's only port",
+	"models[].discovery[].server":             "the first resolver of /etc/resolv.conf",
+	"models[].discovery[].namespace":          "the kubeconfig context's, else the pod's own",
+	"models[].discovery[].kubeconfig":         "in-cluster: the service account",
+	"models[].discovery[].consul":             "type consul only",
+	"models[].discovery[].consul.datacenter":  "the agent's own",
+	"models[].discovery[].consul.tags":        "any",
+	"models[].discovery[].consul.token":       "token_file, else CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE",
+	"models[].discovery[].consul.token_file":  "token, else CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE",
+	"rate_limits.keys[].requests":             "per_key's",
+	"rate_limits.keys[].tokens_per_minute":    "per_key's",
+	"rate_limits.tenants[].requests":          "per_tenant's",
+	"rate_limits.tenants[].tokens_per_minute": "per_tenant's",
 }
 
 // upstreamMinVersionWords is the TLS version LoadUpstreamTLS offers at
@@ -135,7 +193,7 @@ func referenceDefault(r refRow) string {
 	if d, ok := referenceFillIns[r.path]; ok {
 		return d
 	}
-	if m, ok := referenceUnset[r.path]; ok && r.def == "unset" {
+	if m, ok := referenceUnset[r.path]; ok && (r.def == "unset" || r.def == "—") {
 		return "unset (" + m + ")"
 	}
 	return r.def
@@ -170,10 +228,11 @@ func TestReferenceUnsetIsExplained(t *testing.T) {
 	for _, r := range referenceRows(t, []byte(referenceMinimal)) {
 		_, filled := referenceFillIns[r.path]
 		_, explained := referenceUnset[r.path]
+		bare := r.def == "unset" || r.def == "—" // "—": in a list or map item the smallest config has none of
 		switch {
-		case r.def == "unset" && !filled && !explained:
-			t.Errorf("%s: default prints as a bare \"unset\": add what unset does to referenceUnset (off, none, what takes its place), or its value in force to referenceFillIns from the constant the code uses", r.path)
-		case r.def != "unset" && explained:
+		case bare && !filled && !explained:
+			t.Errorf("%s: default prints as a bare %q: add what unset does to referenceUnset (off, none, what takes its place), or its value in force to referenceFillIns from the constant the code uses", r.path, r.def)
+		case !bare && explained:
 			t.Errorf("%s: referenceUnset explains an unset key, but its default is %q", r.path, r.def)
 		case filled && explained:
 			t.Errorf("%s: in both referenceFillIns and referenceUnset", r.path)

@@ -195,12 +195,11 @@ One table per top-level section, one row per key path. **Type** is what
 the file takes: a *duration* is written ` + "`500ms`, `5s`, `2m`" + ` (never negative);
 a *size* is ` + "`8MiB`, `512KiB`, `1GB`" + ` or a number of bytes. **Default** is the
 value with the key unset: ` + "`Default()`" + ` plus what validation fills in (for a
-key inside a list, as for one list item with only its required keys set;
-"—" where no item is in that config). A default applied where the value
-is read (a package's constructor, internal/app) is printed as the value
-in force, from the constant that code uses; "unset (...)" is a key the
-code leaves empty (zero), with what that means: off, none, or what takes
-its place. **Allowed** is validation's own wording where it states one.
+key inside a list or map, as for one item with only its required keys
+set). A default applied where the value is read (a package's
+constructor, internal/app) is printed as the value in force, from the
+constant that code uses; "unset (...)" is a key the code leaves empty
+(zero), with what that means: off, none, or what takes its place. **Allowed** is validation's own wording where it states one.
 **Meaning** is the first sentence of the comment on the key in
 [examples/sluice.yaml](../examples/sluice.yaml), the annotated file, which
 says more.
