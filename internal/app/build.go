@@ -248,10 +248,7 @@ func (b *build) pools() error {
 	}
 	for i := range cfg.Models {
 		mc := &cfg.Models[i]
-		m := &model{cfg: mc, policy: mc.Policy, slo: cfg.SLOFor(mc)}
-		if m.policy == "" {
-			m.policy = "p2c_ewma"
-		}
+		m := &model{cfg: mc, policy: config.PolicyFor(mc), slo: cfg.SLOFor(mc)}
 		var err error
 		if m.picker, err = routing.New(m.policy, b.deps.Rand, b.deps.Now); err != nil {
 			return fmt.Errorf("models[%d].policy: %w", i, err)

@@ -18,7 +18,7 @@ var errSnapshotBusy = errors.New("another sluice gateway owns this snapshot (giv
 
 // openSnapshot decides where the forecast's snapshot lives and takes it for
 // this gateway. forecast.snapshot "" is forecast.snapshot in the data
-// directory (queue.data_dir, else DefaultDataDir()): nothing is written
+// directory (queue.data_dir, else config.DefaultDataDir()): nothing is written
 // outside it. The file is owned by one process at a time through an
 // exclusive lock on a file beside it, held until release: two gateways on
 // one machine with the same data directory do not restore or overwrite
@@ -30,13 +30,13 @@ var errSnapshotBusy = errors.New("another sluice gateway owns this snapshot (giv
 func openSnapshot(cfg config.Forecast, dataDir string, maxBytes int64, log *slog.Logger) (store forecast.Store, release func()) {
 	path := strings.TrimSpace(cfg.Snapshot)
 	switch path {
-	case "off":
+	case config.ForecastSnapshotOff:
 		return nil, func() {}
 	case "":
 		if dataDir == "" {
-			dataDir = DefaultDataDir()
+			dataDir = config.DefaultDataDir()
 		}
-		path = filepath.Join(dataDir, "forecast.snapshot")
+		path = filepath.Join(dataDir, config.ForecastSnapshotFile)
 	}
 	release, err := takeSnapshot(path)
 	if err != nil {

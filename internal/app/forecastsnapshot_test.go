@@ -92,7 +92,7 @@ func savedModels(t *testing.T, path string) []string {
 }
 
 // With no config for it, the forecaster runs and its snapshot goes to the
-// data directory: DefaultDataDir when queue.data_dir is unset, else
+// data directory: config.DefaultDataDir when queue.data_dir is unset, else
 // queue.data_dir; nothing else is written outside it.
 func TestForecastOnByDefaultWithItsSnapshotInTheDataDir(t *testing.T) {
 	clock := &snapshotClock{now: time.Date(2026, 1, 5, 10, 0, 30, 0, time.UTC)}

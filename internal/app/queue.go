@@ -42,18 +42,6 @@ type jobQueue struct {
 	closeOnce  sync.Once
 }
 
-// DefaultDataDir is where the embedded queue keeps its data when the config
-// names no directory: $XDG_DATA_HOME/sluice, else ~/.local/share/sluice.
-func DefaultDataDir() string {
-	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
-		return filepath.Join(d, "sluice")
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "share", "sluice")
-	}
-	return filepath.Join(os.TempDir(), "sluice")
-}
-
 // openQueue starts the embedded server when no URL is configured and opens
 // the store. models reports whether a model is served (batch validation).
 func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, models func(string) bool) (*jobQueue, error) {
@@ -62,19 +50,19 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	if url == "" {
 		dir := c.DataDir
 		if dir == "" {
-			dir = DefaultDataDir()
+			dir = config.DefaultDataDir()
 		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("queue.data_dir: %w", err)
 		}
-		host, port := "127.0.0.1", -1
+		host, port := config.DefaultQueueListenHost, -1
 		if c.Listen != "" {
 			h, p, err := net.SplitHostPort(c.Listen)
 			if err != nil {
 				return nil, fmt.Errorf("queue.listen: %w", err)
 			}
 			if host = h; host == "" {
-				host = "127.0.0.1"
+				host = config.DefaultQueueListenHost
 			}
 			if port, err = strconv.Atoi(p); err != nil {
 				return nil, fmt.Errorf("queue.listen: bad port %q", p)

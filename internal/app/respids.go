@@ -21,7 +21,7 @@ import (
 func responseIDsRedis(cfg *config.Config, clients *redisconn.Clients) *gateway.ResponseIDsRedis {
 	var rd config.Redis
 	switch {
-	case cfg.RateLimits.Store == "redis" && len(cfg.RateLimits.Redis.Addrs) > 0:
+	case cfg.RateLimits.Store == config.RateLimitStoreRedis && len(cfg.RateLimits.Redis.Addrs) > 0:
 		rd = cfg.RateLimits.Redis.Redis
 	case len(cfg.Cache.Redis.Addrs) > 0:
 		rd = cfg.Cache.Redis.Redis

@@ -17,8 +17,8 @@ func usesLoadMetrics(cfg *config.Config) bool {
 	if cfg.LoadMetrics.Enabled {
 		return true
 	}
-	for _, m := range cfg.Models {
-		if routing.UsesLoadMetrics(m.Policy) {
+	for i := range cfg.Models {
+		if routing.UsesLoadMetrics(config.PolicyFor(&cfg.Models[i])) {
 			return true
 		}
 	}

@@ -82,14 +82,21 @@ type Adaptive struct {
 	Tolerance float64  `yaml:"tolerance"` // accepted TTFT / no-load TTFT, default 4.0 (prefill batching alone raises TTFT 2-3x)
 }
 
+// DefaultTenantWeight is a caller's share of contended capacity when its
+// key (auth.keys[].weight) or token names none, and every open-mode
+// caller's.
+const DefaultTenantWeight = 1.0
+
 // Tenant describes one API key: who it belongs to and what it may do.
 type Tenant struct {
 	// Key is the API key clients send as "Authorization: Bearer KEY".
 	// ${VAR} is expanded from the environment.
 	Key string `yaml:"key"`
-	// Tenant groups keys for fairness and limits; default: the key itself.
+	// Tenant groups keys for fairness and limits; default: a tenant of
+	// the key's own, named key:<hash of the key> (never the key itself).
 	Tenant string `yaml:"tenant"`
-	// Weight is the tenant's share of contended capacity, default 1.
+	// Weight is the tenant's share of contended capacity, default
+	// DefaultTenantWeight.
 	Weight float64 `yaml:"weight"`
 	// Priority is the default class: interactive (default) or batch.
 	Priority string `yaml:"priority"`
@@ -123,6 +130,12 @@ type Auth struct {
 	// JWT verifies bearer JSON Web Tokens besides the keys (jwt.go).
 	JWT JWT `yaml:"jwt"`
 }
+
+// The headers auth.forwarded_header names; unset reads X-Forwarded-For.
+const (
+	HeaderXForwardedFor = "X-Forwarded-For"
+	HeaderForwarded     = "Forwarded" // RFC 7239
+)
 
 func defaultAdmission() Admission {
 	return Admission{
@@ -205,7 +218,7 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 			bad(fmt.Sprintf("auth.trusted_proxies[%d]", i), "want an IP address or CIDR, got %q", p)
 		}
 	}
-	if h := c.Auth.ForwardedHeader; h != "" && !strings.EqualFold(h, "X-Forwarded-For") && !strings.EqualFold(h, "Forwarded") {
+	if h := c.Auth.ForwardedHeader; h != "" && !strings.EqualFold(h, HeaderXForwardedFor) && !strings.EqualFold(h, HeaderForwarded) {
 		bad("auth.forwarded_header", "want X-Forwarded-For or Forwarded, got %q", h)
 	}
 }

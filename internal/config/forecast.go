@@ -4,6 +4,13 @@ import (
 	"time"
 )
 
+// The forecast snapshot's file in the data directory when
+// forecast.snapshot is unset, and the value that turns saving off.
+const (
+	ForecastSnapshotFile = "forecast.snapshot"
+	ForecastSnapshotOff  = "off"
+)
+
 // Forecast configures the traffic forecaster (internal/forecast): each
 // model's arrival rate, requests/s and tokens/s (estimated as admission
 // does: prompt bytes / 4 + max_tokens), counted as live requests arrive

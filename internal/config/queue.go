@@ -3,8 +3,28 @@ package config
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 )
+
+// DefaultQueueListenHost is the embedded NATS server's host when
+// queue.listen is unset or names only a port: loopback, as the embedded
+// server has no authentication.
+const DefaultQueueListenHost = "127.0.0.1"
+
+// DefaultDataDir is where the embedded queue (and the forecast snapshot)
+// keep their data when queue.data_dir is unset: $XDG_DATA_HOME/sluice,
+// else ~/.local/share/sluice (else the temporary directory's sluice).
+func DefaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "sluice")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "sluice")
+	}
+	return filepath.Join(os.TempDir(), "sluice")
+}
 
 // Queue configures the durable job queue behind async requests
 // (Prefer: respond-async) and the OpenAI Files and Batches API, on NATS
@@ -16,10 +36,11 @@ type Queue struct {
 	// nats://b:4222"); empty: run the server embedded.
 	URL string `yaml:"url"`
 	// DataDir holds the embedded server's file store; default
-	// $XDG_DATA_HOME/sluice or ~/.local/share/sluice (printed at start).
+	// DefaultDataDir() (printed at start).
 	DataDir string `yaml:"data_dir"`
 	// Listen is where the embedded server accepts NATS clients (separate
-	// `sluice worker` processes); default 127.0.0.1 on a random port.
+	// `sluice worker` processes); default DefaultQueueListenHost on a
+	// random port (also the host of a listen that names only a port).
 	Listen string `yaml:"listen"`
 	// Replicas of streams and buckets on an external cluster, default 1.
 	Replicas int `yaml:"replicas"`

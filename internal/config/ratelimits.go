@@ -31,7 +31,7 @@ import (
 // internal/ratelimit builds the limiter from it.
 type RateLimits struct {
 	Store     string              `yaml:"store"`
-	MaxKeys   int                 `yaml:"max_keys"` // local store bound; default 100000
+	MaxKeys   int                 `yaml:"max_keys"` // local store bound; default DefaultRateLimitMaxKeys
 	Redis     RateLimitRedis      `yaml:"redis"`
 	Global    RateRule            `yaml:"global"`
 	PerKey    RateRule            `yaml:"per_key"`
@@ -117,8 +117,8 @@ func (c RateLimits) validate(bad func(key, format string, args ...any)) {
 		rule("tenants["+t+"]", r.Over(c.PerTenant))
 	}
 	switch c.Store {
-	case "", "local":
-	case "redis":
+	case "", RateLimitStoreLocal:
+	case RateLimitStoreRedis:
 		rd := c.Redis
 		if len(rd.Addrs) == 0 {
 			bad("rate_limits.redis.addrs", "required with store: redis")
@@ -127,13 +127,13 @@ func (c RateLimits) validate(bad func(key, format string, args ...any)) {
 			bad("rate_limits.redis.failure_mode", "failure mode %q: want open or closed", rd.FailureMode)
 		}
 		if rd.Replicas < 0 {
-			bad("rate_limits.redis.replicas", "must be >= 1 (0 or unset: 1), got %d", rd.Replicas)
+			bad("rate_limits.redis.replicas", "must be >= 1 (0 or unset: %d), got %d", DefaultRateLimitRedisReplicas, rd.Replicas)
 		}
 		rd.validate("rate_limits.redis", bad)
 	default:
 		bad("rate_limits.store", "%q, want local or redis", c.Store)
 	}
 	if c.MaxKeys < 0 { // read as the default before: a typo for a bound silently became 100000
-		bad("rate_limits.max_keys", "must be >= 0 (0 or unset: 100000), got %d", c.MaxKeys)
+		bad("rate_limits.max_keys", "must be >= 0 (0 or unset: %d), got %d", DefaultRateLimitMaxKeys, c.MaxKeys)
 	}
 }

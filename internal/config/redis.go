@@ -38,6 +38,15 @@ const (
 	DefaultCacheRedisPrefix       = "sluice:cache:"
 	DefaultCacheRedisLocalTTL     = 30 * time.Second
 	DefaultRateLimitRedisReplicas = 1
+	// DefaultRateLimitMaxKeys bounds the local store's buckets when
+	// rate_limits.max_keys is 0 or unset (ratelimit.NewLocalStore).
+	DefaultRateLimitMaxKeys = 100_000
+)
+
+// The rate limits' stores (rate_limits.store); unset is local.
+const (
+	RateLimitStoreLocal = "local"
+	RateLimitStoreRedis = "redis"
 )
 
 // validateRedis checks the connection keys of the section at path.

@@ -9,13 +9,10 @@ import (
 // The meaning column of docs/CONFIG.md: the comment on each key in
 // examples/sluice.yaml (reference_test.go builds the rest).
 
-// exampleMeaning finds a key path's line in examples/sluice.yaml (set or
+// exampleLine finds a key path's line in examples/sluice.yaml (set or
 // commented out, each part after its parent's line within the top-level
-// section) and returns the first sentence of its comment: the one on the
-// line and its aligned continuation lines, else the block just above.
-// grouped says the comment is a block above a group of keys rather than
-// this key's own (a field's Go comment, where there is one, is preferred).
-func exampleMeaning(lines []string, path string) (meaning string, grouped bool) {
+// section); -1 when the example does not write it.
+func exampleLine(lines []string, path string) int {
 	parts := strings.Split(strings.ReplaceAll(path, "[]", ""), ".")
 	at, end := -1, len(lines)
 	topRe := regexp.MustCompile(`^(?:#\s?)?([a-z_]+):(?:\s|$)`)
@@ -26,7 +23,7 @@ func exampleMeaning(lines []string, path string) (meaning string, grouped bool) 
 		}
 	}
 	if at < 0 {
-		return "", false
+		return -1
 	}
 	for i := at + 1; i < len(lines); i++ {
 		if m := topRe.FindStringSubmatch(lines[i]); m != nil && !strings.HasPrefix(lines[i], "# ") {
@@ -58,10 +55,24 @@ func exampleMeaning(lines []string, path string) (meaning string, grouped bool) 
 			}
 		}
 		if found < 0 {
-			return "", false
+			return -1
 		}
 		at = found
 	}
+	return at
+}
+
+// exampleMeaning returns the first sentence of the comment on a key
+// path's line in examples/sluice.yaml (exampleLine): the one on the line
+// and its aligned continuation lines, else the block just above.
+// grouped says the comment is a block above a group of keys rather than
+// this key's own (a field's Go comment, where there is one, is preferred).
+func exampleMeaning(lines []string, path string) (meaning string, grouped bool) {
+	at := exampleLine(lines, path)
+	if at < 0 {
+		return "", false
+	}
+	parts := strings.Split(strings.ReplaceAll(path, "[]", ""), ".")
 	// A key inside a flow mapping ("redis: {addrs: [...], timeout: 100ms}
 	// # text") shares the line's comment, written for the line or one of
 	// its keys: it is no key's own, so it gives none (the Go comment or

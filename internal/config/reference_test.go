@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/routing"
 )
 
 // update rewrites docs/CONFIG.md: go test ./internal/config -run TestConfigReferenceIsCurrent -update
@@ -23,43 +25,6 @@ var update = flag.Bool("update", false, "rewrite docs/CONFIG.md from the config 
 // referenceMinimal is the smallest file validation accepts: what it fills
 // in on top of Default() (per backend too) is the default printed.
 const referenceMinimal = "models:\n  - name: m\n    backends:\n      - url: http://127.0.0.1:9001\n"
-
-// referenceFillIns replace the printed default: the keys referenceMinimal
-// sets (validation requires them), and defaults applied where a value is
-// read rather than written into the config, each as its code documents it.
-var referenceFillIns = map[string]string{
-	"models":                            "required: at least one",
-	"models[].name":                     "required",
-	"models[].backends":                 "none; required without discovery",
-	"models[].backends[].url":           "required",
-	"models[].slow_start":               DefaultSlowStart.String() + " (SlowStartFor)",
-	"cache.redis.connect_timeout":       durationWords(DefaultRedisConnectTimeout),
-	"rate_limits.redis.connect_timeout": durationWords(DefaultRedisConnectTimeout),
-	// Applied where internal/ratelimit, internal/cache and internal/endpoint
-	// read the value; the constants are the ones that code uses.
-	"rate_limits.store":                 "`local`",
-	"rate_limits.max_keys":              "100000 (ratelimit.DefaultMaxKeys)",
-	"rate_limits.redis.failure_mode":    "`" + FailOpen + "`",
-	"rate_limits.redis.replicas":        strconv.Itoa(DefaultRateLimitRedisReplicas),
-	"rate_limits.redis.timeout":         durationWords(DefaultRateLimitRedisTimeout),
-	"rate_limits.redis.key_prefix":      "`" + DefaultRateLimitRedisPrefix + "`",
-	"cache.redis.timeout":               durationWords(DefaultCacheRedisTimeout),
-	"cache.redis.key_prefix":            "`" + DefaultCacheRedisPrefix + "`",
-	"cache.redis.local_ttl":             durationWords(DefaultCacheRedisLocalTTL),
-	"models[].policy":                   "`p2c_ewma`",
-	"models[].backends[].weight":        "1 (0 or unset)",
-	"models[].discovery[].weight":       "1 (0 or unset)",
-	"models[].max_wait":                 "admission.max_wait",
-	"models[].discovery[].min_interval": durationWords(DefaultDNSMinInterval),
-	"models[].discovery[].max_interval": durationWords(DefaultDNSMaxInterval),
-	"models[].max_wait_batch":           "admission.max_wait_batch",
-	"admission.max_queued_per_tenant":   "admission.max_queued",
-	"admission.delay_target":            "a quarter of each class's objective",
-	"load_metrics.stale_after":          "3x load_metrics.interval",
-	"load_metrics.timeout":              "load_metrics.interval",
-	"upstream_tls.min_version":          "`1.2`",
-	"upstream_tls.server_name":          "the URL's host",
-}
 
 // referenceMeanings are the meanings of keys the example writes only
 // inside a flow mapping (whose comment is the line's, not the key's) or
@@ -114,7 +79,9 @@ var referenceAllowed = map[string]string{
 	"models[].discovery[].engine":    strings.Join(Engines, ", ") + " (or unset)",
 	"models[].backends[].weight":     "must be >= 0",
 	"models[].discovery[].weight":    "must be >= 0",
-	"models[].policy":                "round_robin, weighted, least_conn, p2c_ewma, least_load, random, prefix_affinity, prefix_affinity+least_load",
+	"models[].policy":                strings.Join(routing.PolicyNames(), ", "),
+	"rate_limits.max_keys":           "must be >= 0 (0 or unset: " + strconv.Itoa(DefaultRateLimitMaxKeys) + ")",
+	"rate_limits.redis.replicas":     "must be >= 1 (0 or unset: " + strconv.Itoa(DefaultRateLimitRedisReplicas) + ")",
 }
 
 // docs/CONFIG.md is generated from the schema (yaml tags), the defaults
@@ -146,7 +113,7 @@ func TestConfigReferenceIsCurrent(t *testing.T) {
 func TestReferenceTablesNameKeys(t *testing.T) {
 	var rows []refRow
 	collectRows(reflect.TypeFor[Config](), reflect.Value{}, "", &rows)
-	for _, m := range []map[string]string{referenceFillIns, referenceAllowed, referenceMeanings} {
+	for _, m := range []map[string]string{referenceFillIns, referenceUnset, referenceAllowed, referenceMeanings} {
 		for p := range m {
 			if !slices.ContainsFunc(rows, func(r refRow) bool { return r.path == p }) {
 				t.Errorf("%s: no such key path", p)
@@ -204,9 +171,7 @@ func buildReference() (string, error) {
 			fmt.Fprintf(&b, "\n## %s\n\n", top)
 			b.WriteString("| Key | Type | Default | Allowed | Meaning |\n|---|---|---|---|---|\n")
 		}
-		if d, ok := referenceFillIns[r.path]; ok {
-			r.def = d
-		}
+		r.def = referenceDefault(r)
 		r.allowed = allowed[r.path]
 		meaning, grouped := exampleMeaning(lines, r.path)
 		if doc := firstSentence(docs.text(r.goDoc)); doc != "" &&
@@ -230,10 +195,11 @@ One table per top-level section, one row per key path. **Type** is what
 the file takes: a *duration* is written ` + "`500ms`, `5s`, `2m`" + ` (never negative);
 a *size* is ` + "`8MiB`, `512KiB`, `1GB`" + ` or a number of bytes. **Default** is the
 value with the key unset: ` + "`Default()`" + ` plus what validation fills in (for a
-key inside a list, as for one list item with only its required keys set;
-"—" where no item is in that config). "unset" is a key the code leaves
-empty (zero): what that means, often a default applied where the value is
-read, is in the meaning and in examples/sluice.yaml. **Allowed** is validation's own wording where it states one.
+key inside a list or map, as for one item with only its required keys
+set). A default applied where the value is read (a package's
+constructor, internal/app) is printed as the value in force, from the
+constant that code uses; "unset (...)" is a key the code leaves empty
+(zero), with what that means: off, none, or what takes its place. **Allowed** is validation's own wording where it states one.
 **Meaning** is the first sentence of the comment on the key in
 [examples/sluice.yaml](../examples/sluice.yaml), the annotated file, which
 says more.

@@ -25,6 +25,8 @@ const (
 	// own default); the agent answers at once when the set changes, so
 	// the wait only bounds how long a quiet query is held.
 	DefaultConsulWait = 5 * time.Minute
+	// DefaultConsulAddress is the agent's host:port when unset.
+	DefaultConsulAddress = "127.0.0.1:8500"
 	// MaxConsulWait is the longest wait Consul honours.
 	MaxConsulWait = 10 * time.Minute
 	// consulGap is the pause between an answer and the next query:
@@ -180,10 +182,10 @@ func backoff(n int, jitter Jitter) time.Duration {
 func (c Consul) client() (*consul.Client, func(), error) {
 	cfg := &consul.Config{Address: c.Address, Scheme: c.Scheme, HttpClient: c.HTTPClient}
 	if cfg.Address == "" {
-		cfg.Address = "127.0.0.1:8500"
+		cfg.Address = DefaultConsulAddress
 	}
 	if cfg.Scheme == "" {
-		cfg.Scheme = "http"
+		cfg.Scheme = DefaultScheme
 	}
 	closeIdle := func() {}
 	if cfg.HttpClient == nil {
@@ -232,7 +234,7 @@ func shortError(err error) error {
 func consulSpecs(entries []*consul.ServiceEntry, tmpl Template) []endpoint.Spec {
 	scheme := tmpl.Scheme
 	if scheme == "" {
-		scheme = "http"
+		scheme = DefaultScheme
 	}
 	var out []endpoint.Spec
 	for _, e := range entries {

@@ -99,9 +99,12 @@ func (d DNS) retryWait(n int) time.Duration {
 	return max(min(w, d.MaxInterval), dnsFloor)
 }
 
+// DefaultRecord is the record type asked for when unset: A (with AAAA).
+const DefaultRecord = "A"
+
 func (d DNS) record() string {
 	if d.Record == "" {
-		return "A"
+		return DefaultRecord
 	}
 	return strings.ToUpper(d.Record)
 }
@@ -138,7 +141,7 @@ func (d DNS) resolve(ctx context.Context) ([]endpoint.Spec, time.Duration, error
 func (d DNS) specs(rrs []dns.RR) ([]endpoint.Spec, time.Duration) {
 	scheme := d.Template.Scheme
 	if scheme == "" {
-		scheme = "http"
+		scheme = DefaultScheme
 	}
 	lowest := uint16(1<<16 - 1)
 	for _, rr := range rrs {

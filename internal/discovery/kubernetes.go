@@ -240,7 +240,7 @@ var ErrNoPort = errors.New("no matching port")
 // specs are the backends of objs (the informer's EndpointSlices), sorted,
 // each URL once (an endpoint may sit in two slices while it moves).
 func (k Kubernetes) specs(objs []any) ([]endpoint.Spec, error) {
-	scheme := cmp.Or(k.Template.Scheme, "http")
+	scheme := cmp.Or(k.Template.Scheme, DefaultScheme)
 	out := []endpoint.Spec{}
 	portless := 0
 	for _, o := range objs {

@@ -16,9 +16,13 @@ import (
 // servers, and each backend holds state and a slot in every picker.
 const maxTargets = 4096
 
+// DefaultScheme is the scheme of targets found as host:port when the
+// source's scheme is unset (and of a Consul agent's API).
+const DefaultScheme = "http"
+
 // Template is what every target found gets unless its group overrides it.
 type Template struct {
-	Scheme string // of host:port targets; "" = http
+	Scheme string // of host:port targets; "" = DefaultScheme
 	Spec   endpoint.Spec
 }
 
@@ -147,7 +151,7 @@ func targetURL(t *yaml.Node, scheme string) (string, error) {
 		return "", fmt.Errorf("%q is not host:port", v)
 	}
 	if scheme == "" {
-		scheme = "http"
+		scheme = DefaultScheme
 	}
 	// SplitHostPort accepts any bytes in the host (" 0:1", "a/b:1"): the
 	// URL they make must parse back to the same host, or the backend it

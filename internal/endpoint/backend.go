@@ -173,11 +173,15 @@ func New(spec Spec, policy HealthPolicy) (*Backend, error) {
 	return b, nil
 }
 
+// DefaultWeight is a backend's weight when its spec sets none (0), as
+// models[].backends[].weight unset; docs/CONFIG.md prints this value.
+const DefaultWeight = 1
+
 // Normalized is the spec as a Backend keeps it (Spec): an unset weight is
-// 1. Compare a configured spec with Spec in this form.
+// DefaultWeight. Compare a configured spec with Spec in this form.
 func (s Spec) Normalized() Spec {
 	if s.Weight <= 0 {
-		s.Weight = 1
+		s.Weight = DefaultWeight
 	}
 	return s
 }

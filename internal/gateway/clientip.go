@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/netguard"
 )
 
@@ -75,7 +76,7 @@ type realIP struct {
 // newRealIP parses auth.trusted_proxies (validated by config) and
 // auth.forwarded_header.
 func newRealIP(proxies []string, header string) realIP {
-	r := realIP{forwarded: strings.EqualFold(header, "Forwarded")}
+	r := realIP{forwarded: strings.EqualFold(header, config.HeaderForwarded)} // anything else: X-Forwarded-For
 	for _, p := range proxies {
 		if pfx, err := parsePrefix(p); err == nil {
 			r.trusted = append(r.trusted, pfx)

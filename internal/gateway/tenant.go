@@ -133,7 +133,7 @@ func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
 // and X-Sluice-Priority values (requestHeaders).
 func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *client) (identity, error) {
 	key := bearer(authz)
-	id := identity{weight: 1, class: admission.Interactive, fallback: true}
+	id := identity{weight: config.DefaultTenantWeight, class: admission.Interactive, fallback: true}
 	maxClass := admission.Interactive
 	var k config.Tenant
 	listed := false

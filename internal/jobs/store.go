@@ -55,8 +55,8 @@ type Options struct {
 	// Retention is how long job records, batches and files are kept after
 	// their last change, default 7 days.
 	Retention time.Duration
-	// Replicas of every stream, bucket and object store, default 1
-	// (more only on a JetStream cluster).
+	// Replicas of every stream, bucket and object store, default
+	// DefaultReplicas (more only on a JetStream cluster).
 	Replicas int
 	// MaxFileBytes bounds an uploaded file, default 200 MiB.
 	MaxFileBytes int64
@@ -159,6 +159,10 @@ type Options struct {
 // before it gives the message up.
 const DefaultAckWait = 15 * time.Second
 
+// DefaultReplicas is Options.Replicas when unset (queue.replicas 0 or
+// unset): one copy, all a single JetStream server can keep.
+const DefaultReplicas = 1
+
 func (o *Options) defaults() {
 	if o.MaxActiveBatches <= 0 {
 		o.MaxActiveBatches = DefaultMaxActiveBatches
@@ -176,7 +180,7 @@ func (o *Options) defaults() {
 		o.Retention = 7 * 24 * time.Hour
 	}
 	if o.Replicas <= 0 {
-		o.Replicas = 1
+		o.Replicas = DefaultReplicas
 	}
 	if o.MaxFileBytes <= 0 {
 		o.MaxFileBytes = 200 << 20

@@ -6,13 +6,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 const (
 	localShards = 64
 	// DefaultMaxKeys bounds a LocalStore's buckets when the caller gives no
-	// bound: about 100k keys, a few MB.
-	DefaultMaxKeys = 100_000
+	// bound: about 100k keys, a few MB. The config owns the number
+	// (rate_limits.max_keys), so docs/CONFIG.md prints the one in force.
+	DefaultMaxKeys = config.DefaultRateLimitMaxKeys
 	// evictSample is how many buckets an insertion into a full shard looks
 	// at (Redis-style sampled eviction: O(1) work instead of a scan).
 	evictSample = 16

@@ -79,7 +79,7 @@ func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger, cl
 			return nil, err
 		}
 	}
-	if cfg.Store != "redis" {
+	if cfg.Store != config.RateLimitStoreRedis {
 		l, err := NewLimiter(local, rules, reg)
 		if err != nil {
 			return nil, err

@@ -86,6 +86,10 @@ type Config struct {
 	CapConcurrency bool
 }
 
+// StaleAfterIntervals is StaleAfter's default in intervals (three
+// scrapes missed), as docs/CONFIG.md prints load_metrics.stale_after.
+const StaleAfterIntervals = 3
+
 func (c Config) withDefaults() Config {
 	if c.Interval <= 0 {
 		c.Interval = time.Second
@@ -107,7 +111,7 @@ func (c Config) withDefaults() Config {
 		c.Names.KVCache = def.KVCache
 	}
 	if c.StaleAfter <= 0 {
-		c.StaleAfter = 3 * c.Interval
+		c.StaleAfter = StaleAfterIntervals * c.Interval
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8

@@ -8,7 +8,7 @@ import (
 
 // Main runs m with XDG_DATA_HOME pointed at a fresh temporary directory,
 // removed afterwards, and exits with m's code: call it from TestMain in a
-// package whose tests build gateways. app.DefaultDataDir (where the
+// package whose tests build gateways. config.DefaultDataDir (where the
 // embedded queue and the forecast snapshot go when the config names no
 // directory) reads XDG_DATA_HOME first, and child processes (gateways
 // started as a binary) inherit it, so no test writes into the real
