@@ -204,7 +204,9 @@ func (g *Gateway) record(x *exchange) {
 // request's flight, or declined by its backend); for a stream with no
 // usage (its client asked for none, or its backend ignored
 // stream_options.include_usage), the prompt's estimate and the tokens
-// relayed (one per event carrying text). Anything else (a backend error
+// relayed (openai.CompletionTokens: the events carrying text, or their
+// text's bytes / 4 when more, for servers that send several tokens an
+// event). Anything else (a backend error
 // or a stream cut before any text, with no usage) keeps the estimate: the
 // backend may have spent it. Request counts always stay, as nginx
 // limit_req counts every request.
@@ -216,7 +218,7 @@ func (g *Gateway) settle(x *exchange) {
 		tokens = int64(res.Usage.PromptTokens + res.Usage.CompletionTokens)
 	case unreached(&x.rec), x.rec.cache != "", declined(&x.rec):
 	case res.TextEvents > 0 && x.body != nil:
-		tokens = int64(admission.EstimateCost(len(x.body.Bytes()), 0, 0)) + int64(res.TextEvents)
+		tokens = int64(admission.EstimateCost(len(x.body.Bytes()), 0, 0)) + openai.CompletionTokens(res.TextEvents, res.TextBytes)
 	default:
 		return
 	}

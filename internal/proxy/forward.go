@@ -186,8 +186,9 @@ type Result struct {
 	Usage      openai.Usage
 	UsageKnown bool
 	// TextEvents is the number of events relayed that carried generated
-	// text (openai.CountTextEvents), counted only for Request.CountText.
-	TextEvents int
+	// text, TextBytes the bytes of that text (openai.CountText), counted
+	// only for Request.CountText.
+	TextEvents, TextBytes int
 	// Err is why the request failed. When Written is false the caller must
 	// answer the client with it; when true, the response already started.
 	Err     error

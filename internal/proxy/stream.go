@@ -68,7 +68,9 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 			}
 			tl.write(out)
 			if in.CountText {
-				res.TextEvents += openai.CountTextEvents(out)
+				ev, tb := openai.CountText(out)
+				res.TextEvents += ev
+				res.TextBytes += tb
 			}
 			if in.Capture != nil {
 				in.Capture.write(out)

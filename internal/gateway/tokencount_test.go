@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/sim"
+)
+
+// batchingBackend is the simulator behind a server that packs every n of
+// its text events into one, as vLLM does with --stream-interval n (and
+// llama.cpp and hosted APIs with their larger chunks): the same text and
+// usage, n times fewer events.
+func batchingBackend(t *testing.T, s *sim.Server, n int) *httptest.Server {
+	t.Helper()
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, r)
+		if !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/event-stream") {
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		var text strings.Builder
+		held := 0
+		flush := func() {
+			if held == 0 {
+				return
+			}
+			b, _ := json.Marshal(text.String())
+			fmt.Fprintf(w, "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"finish_reason\":null}]}\n\n", b)
+			text.Reset()
+			held = 0
+		}
+		sc := bufio.NewScanner(rec.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if c, ok := deltaContent(line); ok && c != "" {
+				text.WriteString(c)
+				if held++; held == n {
+					flush()
+				}
+				continue
+			}
+			if line != "" {
+				flush()
+				fmt.Fprintf(w, "%s\n\n", line)
+			}
+		}
+		flush()
+	}))
+	t.Cleanup(be.Close)
+	return be
+}
+
+// deltaContent is the content of a chat chunk's event line.
+func deltaContent(line string) (string, bool) {
+	data, ok := strings.CutPrefix(line, "data: ")
+	if !ok || !strings.HasPrefix(data, "{") {
+		return "", false
+	}
+	var c struct {
+		Choices []struct {
+			Delta struct {
+				Content string `json:"content"`
+			} `json:"delta"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal([]byte(data), &c) != nil || len(c.Choices) == 0 {
+		return "", false
+	}
+	return c.Choices[0].Delta.Content, true
+}
+
+// relayedText is the events carrying content in a streamed answer and the
+// bytes of that content (plain ASCII here: as the JSON spells it).
+func relayedText(body string) (events, textBytes int) {
+	for _, line := range strings.Split(body, "\n") {
+		if c, ok := deltaContent(line); ok && c != "" {
+			events++
+			textBytes += len(c)
+		}
+	}
+	return events, textBytes
+}
+
+// completionOf is the completion_tokens of a stream's usage chunk.
+func completionOf(t *testing.T, body string) int {
+	t.Helper()
+	i := strings.LastIndex(body, `"completion_tokens":`)
+	if i < 0 {
+		t.Fatalf("no usage chunk: %s", body)
+	}
+	n, _ := strconv.Atoi(strings.TrimRight(strings.SplitN(body[i+len(`"completion_tokens":`):], ",", 2)[0], "}"))
+	return n
+}
+
+// A stream without usage from a server that packs several tokens into an
+// event (here 8) used to be charged one token per event: 64 tokens
+// generated, 8 charged. Now the relayed text's bytes / 4 count when they
+// are more than the events: never below what the backend generated.
+func TestBatchedStreamWithoutUsageIsNotUndercounted(t *testing.T) {
+	s := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond, DefaultMaxTokens: 64})
+	defer s.Close()
+	be := batchingBackend(t, s, 8)
+	const limit = 100000
+	url := tokenGateway(t, testConfig(be.URL), limit)
+	stream := `{"model":"m1","messages":[{"role":"user","content":"tell me a long story"}],"stream":true}`
+	_, _, b := remaining(t, url, strings.Replace(stream, `"stream":true`, `"stream":true,"stream_options":{"include_usage":true}`, 1))
+	truth := completionOf(t, b)
+	status, before, b := remaining(t, url, stream)
+	if status != 200 {
+		t.Fatalf("stream: %d %s", status, b)
+	}
+	events, textBytes := relayedText(b)
+	if truth != 64 || events != 8 {
+		t.Fatalf("the backend: %d tokens in %d events, want 64 in 8", truth, events)
+	}
+	charged, _ := settledCharge(t, url, stream, before)
+	prompt := int(admission.EstimateCost(len(stream), 0, 0))
+	want := prompt + int(openai.CompletionTokens(events, textBytes))
+	if charged != want || charged < prompt+truth {
+		t.Fatalf("a stream of %d tokens in %d events (%d bytes of text) charged %d, want %d (prompt %d + bytes/4), never below %d",
+			truth, events, textBytes, charged, want, prompt, prompt+truth)
+	}
+}
