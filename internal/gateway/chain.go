@@ -437,6 +437,7 @@ func (s cacheStage) serve(x *exchange) bool {
 		// Only a request that queues needs its fingerprint (appointments);
 		// a hit, fresh or stale, never does, so it hashes its body once less.
 		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
+		c.budget = x.tokenBudget(s.g.now)
 		return true
 	}
 	x.rec.status, x.rec.cache = status, "STALE"
@@ -459,6 +460,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.keepID = x.resp != nil && x.resp.Store
 	c.cpuOnly, c.ep = x.ep.CPUOnly(), x.ep
 	c.countText = x.limited && x.parsed.Peek.Stream && x.ep == openai.EndpointNone && x.resp == nil && x.rl.ChargesTokens()
+	c.budget = nil // set by the cache stage for a miss (tokenBudget)
 	return c
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -132,5 +133,112 @@ func TestBatchedStreamWithoutUsageIsNotUndercounted(t *testing.T) {
 	if charged != want || charged < prompt+truth {
 		t.Fatalf("a stream of %d tokens in %d events (%d bytes of text) charged %d, want %d (prompt %d + bytes/4), never below %d",
 			truth, events, textBytes, charged, want, prompt, prompt+truth)
+	}
+}
+
+// longStreamBackend streams gen one-token events ("tok ") without usage,
+// each answer held until release is closed; arrived gets a value as each
+// request comes in.
+func longStreamBackend(t *testing.T, gen int, arrived chan<- struct{}, release <-chan struct{}) *httptest.Server {
+	t.Helper()
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if arrived != nil {
+			arrived <- struct{}{}
+		}
+		if release != nil {
+			<-release
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		for i := range gen {
+			if _, err := io.WriteString(w, "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok \"},\"finish_reason\":null}]}\n\n"); err != nil {
+				return // the gateway cut the stream
+			}
+			if i%50 == 0 {
+				fl.Flush()
+			}
+		}
+		io.WriteString(w, "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+	}))
+	t.Cleanup(be.Close)
+	return be
+}
+
+// Streams without max_tokens reserve admission.default_max_tokens (256)
+// and used to be settled only at their end, so a key could open as many
+// as its limit held reservations for and each then generate without
+// bound: 1,200 tokens a minute, 8 streams sent at once, 4 admitted, each
+// streaming 2,000 tokens: 8,000 generated on a frozen clock (6.7 times
+// the limit), and more with longer answers. Now such a stream asks its
+// limits for each further step of tokens as it goes and is cut, told
+// rate_limit_exceeded in-band, when they refuse: what the key's streams
+// generate stays within its limit.
+func TestConcurrentLongStreamsStayWithinTheTokenLimit(t *testing.T) {
+	const limit, n, gen = 1200, 8, 2000
+	arrived, release := make(chan struct{}, n), make(chan struct{})
+	openAtCleanup(t, release)
+	be := longStreamBackend(t, gen, arrived, release)
+	url := tokenGateway(t, testConfig(be.URL), limit)
+	type answer struct {
+		status int
+		body   string
+	}
+	answers := make(chan answer, n)
+	for i := range n {
+		go func() {
+			resp := post(t, url, fmt.Sprintf(`{"model":"m1","messages":[{"role":"user","content":"story %d"}],"stream":true}`, i), "Authorization", "Bearer k")
+			answers <- answer{resp.StatusCode, readAll(t, resp)}
+		}()
+	}
+	var got []answer
+	admitted := 0
+	for admitted+len(got) < n { // every request admitted (at the backend) or refused
+		select {
+		case <-arrived:
+			admitted++
+		case a := <-answers:
+			if a.status != http.StatusTooManyRequests {
+				t.Fatalf("before any stream ended: %d %s", a.status, a.body)
+			}
+			got = append(got, a)
+		}
+	}
+	close(release)
+	for len(got) < n {
+		got = append(got, <-answers)
+	}
+	relayed, cut := 0, 0
+	for _, a := range got {
+		if a.status == 200 {
+			relayed += strings.Count(a.body, `"content":"tok "`)
+			if strings.Contains(a.body, `"code":"rate_limit_exceeded"`) {
+				cut++
+			}
+		}
+	}
+	prompt := int(admission.EstimateCost(len(`{"model":"m1","messages":[{"role":"user","content":"story 0"}],"stream":true}`), 0, 0))
+	t.Logf("%d streams admitted of %d, %d tokens relayed, %d cut", admitted, n, relayed, cut)
+	if used := relayed + admitted*prompt; admitted == 0 || used > limit || cut == 0 {
+		t.Fatalf("%d streams admitted of %d, %d tokens relayed (+ %d prompt each: %d) on a limit of %d a minute; %d cut",
+			admitted, n, relayed, prompt, used, limit, cut)
+	}
+}
+
+// A long stream without max_tokens whose limit has room is relayed whole
+// and settled to what it generated, as before the budget.
+func TestLongStreamWithinTheTokenLimitIsWhole(t *testing.T) {
+	const gen = 2000
+	be := longStreamBackend(t, gen, nil, nil)
+	const limit = 100000
+	url := tokenGateway(t, testConfig(be.URL), limit)
+	stream := `{"model":"m1","messages":[{"role":"user","content":"a long story"}],"stream":true}`
+	status, before, b := remaining(t, url, stream)
+	if relayed := strings.Count(b, `"content":"tok "`); status != 200 || relayed != gen || !strings.HasSuffix(b, "data: [DONE]\n\n") {
+		t.Fatalf("%d, %d of %d tokens relayed, ends %q", status, relayed, gen, b[max(0, len(b)-80):])
+	}
+	charged, _ := settledCharge(t, url, stream, before)
+	if want := int(admission.EstimateCost(len(stream), 0, 0)) + gen; charged != want {
+		t.Fatalf("charged %d, want %d", charged, want)
 	}
 }

@@ -115,3 +115,32 @@ func isTextKey(k []byte) bool {
 	}
 	return false
 }
+
+// TextWithin is how much of p (whole SSE events, following a stream's
+// events and textBytes counted so far) stays within limit tokens as
+// CompletionTokens counts them: p up to the start of the event that
+// would pass it, all of p if none does.
+func TextWithin(p []byte, events, textBytes int, limit int64) int {
+	start := 0 // where the current event began
+	for pos := 0; pos < len(p); {
+		line := p[pos:]
+		next := len(p)
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line, next = line[:i], pos+i+1
+		}
+		switch {
+		case len(line) == 0 || len(line) == 1 && line[0] == '\r':
+			start = next // a blank line ends the event
+		case len(line) > 5 && string(line[:5]) == "data:":
+			if n := textLen(line[5:]); n > 0 {
+				events++
+				textBytes += n
+				if CompletionTokens(events, textBytes) > limit {
+					return start
+				}
+			}
+		}
+		pos = next
+	}
+	return len(p)
+}

@@ -58,3 +58,22 @@ func TestCompletionTokens(t *testing.T) {
 		}
 	}
 }
+
+func TestTextWithin(t *testing.T) {
+	ev := func(c string) string { return "data: {\"choices\":[{\"delta\":{\"content\":\"" + c + "\"}}]}\n\n" }
+	p := ev("ab") + ": ping\n\n" + ev("cd") + ev("this is long text") + ev("x")
+	for _, tc := range []struct {
+		events, bytes int
+		limit         int64
+		want          int
+	}{
+		{0, 0, 100, len(p)}, // all within
+		{0, 0, 2, len(ev("ab") + ": ping\n\n" + ev("cd"))}, // two events, the third passes
+		{0, 0, 0, 0},                             // nothing granted
+		{9, 0, 10, len(ev("ab") + ": ping\n\n")}, // 9 counted before: one more fits, and the comment after it
+	} {
+		if got := TextWithin([]byte(p), tc.events, tc.bytes, tc.limit); got != tc.want {
+			t.Errorf("after %d events, limit %d: %d bytes, want %d", tc.events, tc.limit, got, tc.want)
+		}
+	}
+}

@@ -162,6 +162,23 @@ type Request struct {
 	// limit must settle should no usage arrive. Off, the relay
 	// does no per-event work for it.
 	CountText bool
+	// Budget, with CountText, bounds what the stream may generate: the
+	// relay asks it before each counted block of events, and ends the
+	// stream there (ErrTokenBudget) when it refuses. nil: no bound.
+	Budget TokenBudget
+}
+
+// TokenBudget is what a stream may generate, as its token limits grant it
+// while it runs (the gateway's: a stream whose request set no max_tokens
+// reserved only an estimate at admission).
+type TokenBudget interface {
+	// Allow reports whether the stream may go on having generated tokens
+	// (openai.CompletionTokens of the events counted so far, those about
+	// to be relayed included), and the tokens granted it: when it may
+	// not, the events within the grant are relayed and the stream ends.
+	// It is called from the relay's goroutine only, for every block of
+	// events read that carries text.
+	Allow(tokens int64) (granted int64, ok bool)
 }
 
 // findUsage reads the usage in an answer's end (or whole) in the shapes
