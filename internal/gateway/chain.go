@@ -459,7 +459,8 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.pin = x.respPin
 	c.keepID = x.resp != nil && x.resp.Store
 	c.cpuOnly, c.ep = x.ep.CPUOnly(), x.ep
-	c.countText = x.limited && x.parsed.Peek.Stream && x.ep == openai.EndpointNone && x.resp == nil && x.rl.ChargesTokens()
+	c.metered = x.limited && x.rl.ChargesTokens()
+	c.countText = c.metered && x.parsed.Peek.Stream && x.ep == openai.EndpointNone && x.resp == nil
 	c.budget = nil // set by the cache stage for a miss (tokenBudget)
 	return c
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
@@ -240,5 +242,99 @@ func TestLongStreamWithinTheTokenLimitIsWhole(t *testing.T) {
 	charged, _ := settledCharge(t, url, stream, before)
 	if want := int(admission.EstimateCost(len(stream), 0, 0)) + gen; charged != want {
 		t.Fatalf("charged %d, want %d", charged, want)
+	}
+}
+
+// With token limits on the key, its tenant and the gateway, the
+// x-ratelimit-*-tokens trio describes the one closest to refusing (the
+// fewest tokens left), whichever scope it is, as the requests trio does.
+func TestTokenHeadersNameTheTightestLimit(t *testing.T) {
+	be := fixedUsageBackend(t) // usage: 7 tokens
+	cfg := testConfig(be.URL)
+	cfg.Auth.Keys = []config.Tenant{{Key: "k1", Tenant: "t"}, {Key: "k2", Tenant: "t"}}
+	tokens := func(n int64) *int64 { return &n }
+	cfg.RateLimits.PerKey = config.RateRule{TokensPerMinute: tokens(100000)}
+	cfg.RateLimits.Keys = map[string]config.RateRule{"k2": {TokensPerMinute: tokens(500)}}
+	cfg.RateLimits.PerTenant = config.RateRule{TokensPerMinute: tokens(2000)}
+	cfg.RateLimits.Global = config.RateRule{TokensPerMinute: tokens(50000)}
+	clk := &frozenClock{now: time.Now()}
+	url, _ := startCachingGatewayCfg(t, cfg, nil, clk.Now)
+	body := `{"model":"m1","messages":[{"role":"user","content":"hi"}],"max_tokens":100}`
+	est := int(admission.EstimateCost(len(body), 100, 0))
+	trio := func(key string) (int, int) {
+		t.Helper()
+		resp := post(t, url, body, "Authorization", "Bearer "+key)
+		readAll(t, resp)
+		limit, _ := strconv.Atoi(resp.Header.Get("X-Ratelimit-Limit-Tokens"))
+		left, _ := strconv.Atoi(resp.Header.Get("X-Ratelimit-Remaining-Tokens"))
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", key, resp.StatusCode)
+		}
+		return limit, left
+	}
+	// k1: the tenant's 2000 is the tightest (key 100000, global 50000).
+	if limit, left := trio("k1"); limit != 2000 || left != 2000-est {
+		t.Fatalf("k1: limit %d remaining %d, want the tenant's: 2000, %d", limit, left, 2000-est)
+	}
+	// k2: its own 500 is.
+	if limit, left := trio("k2"); limit != 500 || left != 500-est {
+		t.Fatalf("k2: limit %d remaining %d, want its key's: 500, %d", limit, left, 500-est)
+	}
+	// k1 again: the tenant, now with both earlier requests' 7 tokens.
+	if limit, left := trio("k1"); limit != 2000 || left != 2000-7-7-est {
+		t.Fatalf("k1 again: limit %d remaining %d, want 2000, %d", limit, left, 2000-14-est)
+	}
+}
+
+// gzipUsageBackend answers 2,000 completion tokens with their usage, as
+// JSON or as a stream with a usage chunk, gzip-compressed when the request
+// accepts it (as a backend behind a compressing proxy does).
+func gzipUsageBackend(t *testing.T) *httptest.Server {
+	t.Helper()
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var out io.Writer = w
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			defer zw.Close()
+			out = zw
+		}
+		const usage = `"usage":{"prompt_tokens":9,"completion_tokens":2000,"total_tokens":2009}`
+		if !strings.Contains(string(b), `"stream":true`) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(out, `{"id":"c","object":"chat.completion","created":1,"model":"m1","choices":[{"index":0,"message":{"role":"assistant","content":"`+strings.Repeat("tok ", 2000)+`"},"finish_reason":"stop"}],`+usage+`}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for range 2000 {
+			io.WriteString(out, "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok \"}}]}\n\n")
+		}
+		io.WriteString(out, "data: {\"object\":\"chat.completion.chunk\",\"choices\":[],"+usage+"}\n\ndata: [DONE]\n\n")
+	}))
+	t.Cleanup(be.Close)
+	return be
+}
+
+// A client that accepts gzip (Go's and Python's HTTP clients send
+// Accept-Encoding: gzip unasked) had it passed to the backend, and a
+// compressed answer is relayed unread: its usage was never seen, so the
+// request kept its estimate (here 271 tokens for 2,009 used), and a stream
+// without max_tokens escaped its budget. Now a request charged to a token
+// limit asks the backend for identity, as cached ones do, and is settled
+// to its usage.
+func TestCompressedAnswersAreSettledToTheirUsage(t *testing.T) {
+	be := gzipUsageBackend(t)
+	for _, stream := range []string{"", `,"stream":true,"stream_options":{"include_usage":true}`} {
+		const limit = 100000
+		url := tokenGateway(t, testConfig(be.URL), limit)
+		body := `{"model":"m1","messages":[{"role":"user","content":"hi"}]` + stream + `}`
+		status, before, b := remaining(t, url, body)
+		if status != 200 || !strings.Contains(b, `"completion_tokens":2000`) {
+			t.Fatalf("%s: %d %.200s", stream, status, b)
+		}
+		if charged, est := settledCharge(t, url, body, before); charged != 2009 {
+			t.Fatalf("stream %v: charged %d, want the usage's 2009 (estimate %d)", stream != "", charged, est)
+		}
 	}
 }

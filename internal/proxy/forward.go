@@ -162,6 +162,11 @@ type Request struct {
 	// limit must settle should no usage arrive. Off, the relay
 	// does no per-event work for it.
 	CountText bool
+	// Metered: the answer's usage settles a token limit, so the backend
+	// is asked for an uncompressed body (Accept-Encoding: identity), as
+	// for Shared: a compressed answer is relayed as it comes, unread, and
+	// its usage (or its stream's text) would go uncounted.
+	Metered bool
 	// Budget, with CountText, bounds what the stream may generate: the
 	// relay asks it before each counted block of events, and ends the
 	// stream there (ErrTokenBudget) when it refuses. nil: no bound.
@@ -380,7 +385,7 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	// A backend with an api_key may echo it in an error body, which is
 	// scrubbed (scrubKey) only when it is not compressed: such a backend is
 	// asked for identity, whatever the client accepts.
-	if in.Shared || in.Capture != nil || spec.APIKey != "" {
+	if in.Shared || in.Capture != nil || in.Metered || spec.APIKey != "" {
 		h.Set("Accept-Encoding", "identity")
 	}
 	req := &http.Request{
