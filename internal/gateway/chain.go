@@ -204,7 +204,9 @@ func (g *Gateway) record(x *exchange) {
 // request's flight, or declined by its backend); for a stream with no
 // usage (its client asked for none, or its backend ignored
 // stream_options.include_usage), the prompt's estimate and the tokens
-// relayed (one per event carrying text). Anything else (a backend error
+// relayed (openai.CompletionTokens: the events carrying text, or their
+// text's bytes / 4 when more, for servers that send several tokens an
+// event). Anything else (a backend error
 // or a stream cut before any text, with no usage) keeps the estimate: the
 // backend may have spent it. Request counts always stay, as nginx
 // limit_req counts every request.
@@ -216,7 +218,7 @@ func (g *Gateway) settle(x *exchange) {
 		tokens = int64(res.Usage.PromptTokens + res.Usage.CompletionTokens)
 	case unreached(&x.rec), x.rec.cache != "", declined(&x.rec):
 	case res.TextEvents > 0 && x.body != nil:
-		tokens = int64(admission.EstimateCost(len(x.body.Bytes()), 0, 0)) + int64(res.TextEvents)
+		tokens = int64(admission.EstimateCost(len(x.body.Bytes()), 0, 0)) + openai.CompletionTokens(res.TextEvents, res.TextBytes)
 	default:
 		return
 	}
@@ -435,6 +437,7 @@ func (s cacheStage) serve(x *exchange) bool {
 		// Only a request that queues needs its fingerprint (appointments);
 		// a hit, fresh or stale, never does, so it hashes its body once less.
 		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
+		c.budget = x.tokenBudget(s.g.now)
 		return true
 	}
 	x.rec.status, x.rec.cache = status, "STALE"
@@ -456,7 +459,9 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.pin = x.respPin
 	c.keepID = x.resp != nil && x.resp.Store
 	c.cpuOnly, c.ep = x.ep.CPUOnly(), x.ep
-	c.countText = x.limited && x.parsed.Peek.Stream && x.ep == openai.EndpointNone && x.resp == nil && x.rl.ChargesTokens()
+	c.metered = x.limited && x.rl.ChargesTokens()
+	c.countText = c.metered && x.parsed.Peek.Stream && x.ep == openai.EndpointNone && x.resp == nil
+	c.budget = nil // set by the cache stage for a miss (tokenBudget)
 	return c
 }
 

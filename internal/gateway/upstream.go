@@ -69,6 +69,13 @@ type upstreamCall struct {
 	// usage arrives (the client asked for none, or the backend ignored
 	// stream_options.include_usage; record, proxy.Request.CountText).
 	countText bool
+	// budget: a counted stream whose request set no max_tokens asks its
+	// token limits for more as it generates, and is cut when they refuse
+	// (streamBudget); nil for every other call.
+	budget proxy.TokenBudget
+	// metered: the answer's usage settles a token limit: asked
+	// uncompressed so it can be read (proxy.Request.Metered).
+	metered bool
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
@@ -86,7 +93,7 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
-		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText,
+		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText, Budget: c.budget, Metered: c.metered,
 		SideEffects: c.keepID || c.peek.Store,
 		FirstToken:  rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -53,7 +54,8 @@ func TestIncludeUsageStreamWithoutUsageChunkSettlesToTheTokensRelayed(t *testing
 		t.Fatalf("the simulator's completion: %d text events", relayed)
 	}
 	charged, streamEst := settledCharge(t, url, stream, before)
-	want := int(admission.EstimateCost(len(stream), 0, 0)) + relayed
+	_, textBytes := relayedText(b)
+	want := int(admission.EstimateCost(len(stream), 0, 0)) + int(openai.CompletionTokens(relayed, textBytes))
 	if charged != want {
 		t.Fatalf("include_usage stream answered without usage charged %d tokens, want %d (prompt estimate + %d relayed); its estimate was %d", charged, want, relayed, streamEst)
 	}

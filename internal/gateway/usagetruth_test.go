@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -196,14 +197,20 @@ func TestStreamWithoutUsageSettlesToTheTokensRelayed(t *testing.T) {
 	if truth == 0 || truth >= 256 {
 		t.Fatalf("the simulator's completion: %d tokens", truth)
 	}
-	status, before, _ := remaining(t, url, stream)
+	status, before, b := remaining(t, url, stream)
 	if status != 200 {
 		t.Fatalf("stream: %d", status)
 	}
+	events, textBytes := relayedText(b)
+	if events != truth {
+		t.Fatalf("the simulator: %d tokens in %d events", truth, events)
+	}
 	charged, streamEst := settledCharge(t, url, stream, before)
-	want := int(admission.EstimateCost(len(stream), 0, 0)) + truth
-	if charged != want {
-		t.Fatalf("stream without usage charged %d tokens, want %d (prompt estimate + %d generated); its estimate was %d", charged, want, truth, streamEst)
+	// The simulator's tokens are whole words (~5.6 bytes), so its text's
+	// bytes / 4 are above its count (openai.CompletionTokens).
+	want := int(admission.EstimateCost(len(stream), 0, 0)) + int(openai.CompletionTokens(events, textBytes))
+	if charged != want || charged < int(admission.EstimateCost(len(stream), 0, 0))+truth {
+		t.Fatalf("stream without usage charged %d tokens, want %d (prompt estimate + %d generated, %d bytes); its estimate was %d", charged, want, truth, textBytes, streamEst)
 	}
 }
 

@@ -39,6 +39,9 @@ var (
 	// already committed), where a cancelled context otherwise means the
 	// client left.
 	ErrShuttingDown = errors.New("the gateway is shutting down")
+	// ErrTokenBudget: a stream's token limits refused it more tokens
+	// (Request.Budget); the stream was ended there, told in-band.
+	ErrTokenBudget = errors.New("the token rate limit ran out mid-stream")
 	// ErrTotalTimeout: the request exceeded its total time limit.
 	ErrTotalTimeout = errors.New("request exceeded its total time limit")
 	// ErrUpstream: the backend failed in another way (reset, bad response).

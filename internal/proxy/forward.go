@@ -162,6 +162,28 @@ type Request struct {
 	// limit must settle should no usage arrive. Off, the relay
 	// does no per-event work for it.
 	CountText bool
+	// Metered: the answer's usage settles a token limit, so the backend
+	// is asked for an uncompressed body (Accept-Encoding: identity), as
+	// for Shared: a compressed answer is relayed as it comes, unread, and
+	// its usage (or its stream's text) would go uncounted.
+	Metered bool
+	// Budget, with CountText, bounds what the stream may generate: the
+	// relay asks it before each counted block of events, and ends the
+	// stream there (ErrTokenBudget) when it refuses. nil: no bound.
+	Budget TokenBudget
+}
+
+// TokenBudget is what a stream may generate, as its token limits grant it
+// while it runs (the gateway's: a stream whose request set no max_tokens
+// reserved only an estimate at admission).
+type TokenBudget interface {
+	// Allow reports whether the stream may go on having generated tokens
+	// (openai.CompletionTokens of the events counted so far, those about
+	// to be relayed included), and the tokens granted it: when it may
+	// not, the events within the grant are relayed and the stream ends.
+	// It is called from the relay's goroutine only, for every block of
+	// events read that carries text.
+	Allow(tokens int64) (granted int64, ok bool)
 }
 
 // findUsage reads the usage in an answer's end (or whole) in the shapes
@@ -186,8 +208,9 @@ type Result struct {
 	Usage      openai.Usage
 	UsageKnown bool
 	// TextEvents is the number of events relayed that carried generated
-	// text (openai.CountTextEvents), counted only for Request.CountText.
-	TextEvents int
+	// text, TextBytes the bytes of that text (openai.CountText), counted
+	// only for Request.CountText.
+	TextEvents, TextBytes int
 	// Err is why the request failed. When Written is false the caller must
 	// answer the client with it; when true, the response already started.
 	Err     error
@@ -362,7 +385,7 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	// A backend with an api_key may echo it in an error body, which is
 	// scrubbed (scrubKey) only when it is not compressed: such a backend is
 	// asked for identity, whatever the client accepts.
-	if in.Shared || in.Capture != nil || spec.APIKey != "" {
+	if in.Shared || in.Capture != nil || in.Metered || spec.APIKey != "" {
 		h.Set("Accept-Encoding", "identity")
 	}
 	req := &http.Request{

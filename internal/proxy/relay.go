@@ -95,6 +95,8 @@ func midStreamError(err error, reqID string) *openai.Error {
 		e.Code, e.Message = "upstream_idle_timeout", "the backend stopped sending data"
 	case errors.Is(err, ErrTotalTimeout):
 		e.Code, e.Message = "request_timeout", "the request exceeded the gateway's total time limit"
+	case errors.Is(err, ErrTokenBudget):
+		e.Type, e.Code, e.Message = openai.TypeRateLimit, "rate_limit_exceeded", "the token rate limit ran out during this stream, which set no max_tokens; its answer is cut here"
 	case errors.Is(err, ErrShuttingDown):
 		e.Code, e.Message = "shutting_down", "the gateway is shutting down and its drain time (shutdown_grace) ended before this stream did; retry"
 	}

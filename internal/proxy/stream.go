@@ -41,7 +41,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 
 	var held []byte // a Responses stream's events before its first token (responses.go)
 	var readErr, writeErr error
-	bad := false
+	bad, overBudget := false, false
 	for {
 		buf := rb.get()
 		n, err := resp.Body.Read(buf)
@@ -66,10 +66,19 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 					out, held = append(held, out...), nil
 				}
 			}
-			tl.write(out)
 			if in.CountText {
-				res.TextEvents += openai.CountTextEvents(out)
+				ev, tb := openai.CountText(out)
+				res.TextEvents += ev
+				res.TextBytes += tb
+				if in.Budget != nil && ev > 0 {
+					if granted, ok := in.Budget.Allow(openai.CompletionTokens(res.TextEvents, res.TextBytes)); !ok {
+						// The events within the grant are relayed, then the stream ends.
+						out = out[:openai.TextWithin(out, res.TextEvents-ev, res.TextBytes-tb, granted)]
+						overBudget = true
+					}
+				}
 			}
+			tl.write(out)
 			if in.Capture != nil {
 				in.Capture.write(out)
 			}
@@ -78,6 +87,9 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 			}
 			if flusher != nil {
 				flusher.Flush()
+			}
+			if overBudget {
+				break
 			}
 		}
 		if malformed {
@@ -104,7 +116,12 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 		return f.failEarly(ctx, c, fail, start, res)
 	}
 	out := outcome.Success
-	if fail != nil {
+	if overBudget && !clientGone {
+		// The client's token limits ran out, not the backend: a success
+		// for its health; the client is told why its answer stops.
+		res.Err = ErrTokenBudget
+		f.sendStreamError(w, res.Err, in, &chk)
+	} else if fail != nil {
 		out = outcome.Failure
 		res.Err = fail
 		f.sendStreamError(w, fail, in, &chk)

@@ -187,6 +187,45 @@ func (r Result) Reconcile(ctx context.Context, actualTokens int64, now time.Time
 	return nil
 }
 
+// Extend takes n more tokens for an allowed request still generating,
+// from every token limit its reservation took from, as Check takes them:
+// only if each has room, all or nothing (what some granted is given back
+// when another refuses). The reconciled total then counts them. It
+// reports whether they were granted. A store that fails grants them (the
+// error says why): a stream is not cut for an outage, and its end settles
+// what it used. It grants everything to a request with no token limit.
+func (r Result) Extend(ctx context.Context, n int64, now time.Time) (bool, error) {
+	res := r.res
+	if res == nil || len(res.ops) == 0 || n <= 0 {
+		return true, nil
+	}
+	n = clampTokens(n)
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	ops := make([]Op, len(res.ops))
+	for i, op := range res.ops {
+		ops[i] = Op{Key: op.Key, Limit: op.Limit, Cost: n}
+	}
+	ds, err := res.store.Apply(ctx, ops, now)
+	if err != nil {
+		return true, fmt.Errorf("ratelimit: extend tokens: %w", err)
+	}
+	var back []Op
+	for i, d := range ds {
+		if d.Allowed {
+			back = append(back, Op{Key: ops[i].Key, Limit: ops[i].Limit, Cost: -n, Force: true})
+		}
+	}
+	if len(back) < len(ops) {
+		if len(back) > 0 {
+			_, _ = res.store.Apply(ctx, back, now) // as refund: a failure leaves them charged until they refill
+		}
+		return false, nil
+	}
+	res.charged += n
+	return true, nil
+}
+
 // Settled is r as its x-ratelimit-*-tokens headers state it once its
 // token reservation is settled to tokens, fewer than the estimate it took
 // (a cache hit, charged none): the binding token decision with the
