@@ -360,8 +360,10 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	}
 	h := upstreamHeader(in, spec)
 	// A backend with an api_key may echo it in an error body, which is
-	// scrubbed (scrubKey) only when it is not compressed: such a backend is
-	// asked for identity, whatever the client accepts.
+	// scrubbed (scrubKey): such a backend is asked for identity, whatever
+	// the client accepts, so the scrub need not decompress (it does for
+	// gzip and deflate, and withholds other codings, from a backend that
+	// compresses anyway).
 	if in.Shared || in.Capture != nil || spec.APIKey != "" {
 		h.Set("Accept-Encoding", "identity")
 	}
