@@ -257,8 +257,8 @@ func TestUpstreamTLSDefaultBlock(t *testing.T) {
 // refusal ends the handshake; in 1.3
 // the client's handshake is over before the server's verdict, which
 // comes as an alert on the first read or, when the server has already
-// closed, as a broken pipe on the first write (502 upstream_error, the
-// cause then named by the health probe's and the scrape's lines).
+// closed, as a broken pipe on the first write: both a TLS failure
+// (TestUpstreamTLS13ClientCertificateRefusalIsATLSFailure).
 func TestUpstreamTLSClientCertificate(t *testing.T) {
 	ca := newTestCA(t, "mesh")
 	serverCert, _, _ := ca.issue(t, false, true)

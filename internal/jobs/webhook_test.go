@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
@@ -215,26 +216,17 @@ func TestWebhookWithoutSecretNotSent(t *testing.T) {
 	}
 }
 
-func TestInternalAddr(t *testing.T) {
-	for addr, internal := range map[string]bool{
-		"127.0.0.1": true, "::1": true, "10.1.2.3": true, "172.16.0.1": true, "192.168.1.1": true,
-		"169.254.169.254": true, "fd00:ec2::254": true, "fe80::1": true, "0.0.0.0": true, "::": true,
-		"224.0.0.1": true, "ff02::1": true, "100.100.100.200": true, "::ffff:127.0.0.1": true,
-		"64:ff9b::a9fe:a9fe": true, "255.255.255.255": true,
-		"8.8.8.8": false, "2606:4700:4700::1111": false, "64:ff9b::808:808": false,
-	} {
-		if got := internalAddr(netip.MustParseAddr(addr)); got != internal {
-			t.Errorf("internalAddr(%s) = %v, want %v", addr, got, internal)
-		}
-	}
-}
-
 func TestCheckWebhookURL(t *testing.T) {
 	for raw, ok := range map[string]bool{
 		"https://hooks.example.com/x": true, "http://8.8.8.8/x": true,
 		"http://127.0.0.1:9/x": false, "http://[::1]/x": false, "http://localhost/x": false,
 		"http://LOCALHOST./x": false, "http://a.localhost/x": false, "http://169.254.169.254/latest": false,
 		"http://[fd00:ec2::254]/": false, "ftp://example.com/": false, "/relative": false,
+		// IPv6 forms that carry 127.0.0.1, and trailing-dot and numeric hosts.
+		"http://[::7f00:1]/": false, "http://[::127.0.0.1]/": false, "http://[64:ff9b:1::7f00:1]/": false,
+		"http://[2002:7f00:1::1]/": false, "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/": false,
+		"http://[fec0::1]/": false, "http://127.0.0.1./": false, "http://2130706433/": false,
+		"http://0x7f.1/": false, "http://0177.0.0.1/": false, "http://hooks.example.com./x": true,
 	} {
 		if err := CheckWebhookURL(raw, false); (err == nil) != ok {
 			t.Errorf("CheckWebhookURL(%q) = %v, want ok=%v", raw, err, ok)
@@ -259,7 +251,7 @@ func FuzzCheckWebhookURL(f *testing.F) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 			t.Fatalf("accepted %q", raw)
 		}
-		if ip, err := netip.ParseAddr(u.Hostname()); err == nil && internalAddr(ip) {
+		if ip, err := netip.ParseAddr(u.Hostname()); err == nil && netguard.InternalAddr(ip) {
 			t.Fatalf("accepted internal %q", raw)
 		}
 		if CheckWebhookURL(raw, true) != nil {

@@ -44,10 +44,21 @@ type webhookSender struct {
 const webhookAttemptTimeout = 10 * time.Second
 
 func newWebhookSender(secret []byte, allowPrivate bool, now Clock) *webhookSender {
-	d := &net.Dialer{Timeout: 5 * time.Second}
+	return newWebhookSenderVia(webhookDialer(allowPrivate, nil), secret, now)
+}
+
+// webhookDialer is the webhook client's dialer: unless allowPrivate, every
+// address it dials, after resolution by resolver (nil: the default), goes
+// through dialGuard.
+func webhookDialer(allowPrivate bool, resolver *net.Resolver) *net.Dialer {
+	d := &net.Dialer{Timeout: 5 * time.Second, Resolver: resolver}
 	if !allowPrivate {
 		d.Control = dialGuard
 	}
+	return d
+}
+
+func newWebhookSenderVia(d *net.Dialer, secret []byte, now Clock) *webhookSender {
 	tr := &http.Transport{
 		Proxy:                 nil, // a proxy would dial for us, around the guard
 		DialContext:           d.DialContext,

@@ -269,6 +269,9 @@ func (f *Forwarder) followUpRequest(ctx context.Context, b *endpoint.Backend, in
 // (GET ?stream=true of a background response) flushed after every read.
 func (f *Forwarder) relayFollowUp(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *FollowUp) error {
 	defer resp.Body.Close()
+	if key := b.Spec().APIKey; key != "" && resp.StatusCode/100 != 2 {
+		scrubKey(resp, key, in.RequestID) // scrub.go
+	}
 	f.writeHead(w, b, resp, &Request{RequestID: in.RequestID}, f.opt.Now())
 	stream := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")
 	flusher, _ := w.(http.Flusher)

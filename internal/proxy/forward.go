@@ -382,9 +382,13 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		ctx = up.hold.hold(ctx, in.Body)
 	}
 	h := upstreamHeader(in, spec)
-	// A backend with an api_key may echo it in an error body, which is
-	// scrubbed (scrubKey) only when it is not compressed: such a backend is
-	// asked for identity, whatever the client accepts.
+	// Answers the gateway reads are asked for identity, whatever the
+	// client accepts: a shared (coalesced) or captured answer, a metered
+	// one (its usage settles a token limit), and any from a backend with
+	// an api_key, which may echo the key in an error body that is scrubbed
+	// (scrubKey) — so the scrub need not decompress (it does for gzip and
+	// deflate, and withholds other codings, from a backend that compresses
+	// anyway).
 	if in.Shared || in.Capture != nil || in.Metered || spec.APIKey != "" {
 		h.Set("Accept-Encoding", "identity")
 	}

@@ -139,8 +139,8 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 		drain(resp.Body)
 		return f.failEarly(ctx, c, fmt.Errorf("%w: 2xx with Content-Type %q", ErrBadAnswer, ct), start, res)
 	case resp.StatusCode/100 != 2 || encoded(resp):
-		if key := c.b.Spec().APIKey; key != "" && resp.StatusCode/100 != 2 && !encoded(resp) {
-			scrubKey(resp, key) // scrub.go
+		if key := c.b.Spec().APIKey; key != "" && resp.StatusCode/100 != 2 {
+			scrubKey(resp, key, in.RequestID) // scrub.go
 		}
 		f.relayRaw(ctx, actx, w, c, resp, wd, in, start, res, strings.HasPrefix(ct, "text/event-stream"))
 		return false
@@ -158,8 +158,8 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 func httpStatus(code int) bool { return code >= 100 && code <= 599 }
 
 // encoded reports whether the backend compressed its answer (the client
-// asked for that): its bytes are relayed unchecked, as the gateway does not
-// decompress.
+// asked for that): a success's bytes are relayed unchecked, as the gateway
+// does not decompress them (a keyed backend's error is: scrubKey).
 func encoded(resp *http.Response) bool {
 	ce := headerGet(resp.Header, "Content-Encoding")
 	return ce != "" && !strings.EqualFold(ce, "identity")
@@ -373,8 +373,8 @@ func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *
 	} else if headerGet(resp.Header, openai.ShouldRetryHeader) == "" && openai.RetryFutile(resp.StatusCode, wait, false) {
 		resp.Header.Set(openai.ShouldRetryHeader, "false")
 	}
-	if key := b.Spec().APIKey; key != "" && !encoded(resp) {
-		scrubKey(resp, key) // scrub.go
+	if key := b.Spec().APIKey; key != "" {
+		scrubKey(resp, key, in.RequestID) // scrub.go
 	}
 	now := f.opt.Now() // the head's Date and the time to it
 	f.writeHead(w, b, resp, in, now)

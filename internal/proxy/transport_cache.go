@@ -28,6 +28,10 @@ type Transport struct {
 	// by, their idle connections closed at once and again by CloseIdle
 	// or CloseRetired, for the requests that were still running on them.
 	retired []*http.Transport
+	// certAsked is the https hosts whose last handshake asked for a
+	// client certificate the gateway has none of and which have answered
+	// nothing since (clientcert.go).
+	certAsked sync.Map
 }
 
 // transportKey names a transport: its connect timeout and the
@@ -73,11 +77,14 @@ func (t *Transport) forLocked(connectTimeout time.Duration, p *TLSProfile) *http
 	tr := t.by[k]
 	if tr == nil {
 		tr = NewTransport(connectTimeout)
+		// With ForceAttemptHTTP2 (NewTransport) a custom config still
+		// negotiates h2; net/http adds the ALPN names to its copy. Every
+		// transport has one, for noClientCertificate (clientcert.go).
+		var base *tls.Config
 		if p != nil {
-			// With ForceAttemptHTTP2 (NewTransport) a custom config still
-			// negotiates h2; net/http adds the ALPN names to its copy.
-			tr.TLSClientConfig = p.Config.Clone()
+			base = p.Config
 		}
+		tr.TLSClientConfig = clientTLS(base)
 		tr.DialContext = t.conns.wrap(tr.DialContext)
 		t.by[k] = tr
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -26,6 +27,9 @@ type Router struct {
 	// keys are the TLS profiles' transports it uses (SetCurrent retires
 	// those the next router does not).
 	keys []transportKey
+	// certAsked is the Transport's: the https hosts that asked for a
+	// client certificate the gateway has none of (clientcert.go).
+	certAsked *sync.Map
 }
 
 // Router builds the round tripper a runtime's requests take:
@@ -37,7 +41,7 @@ func (t *Transport) Router(connectTimeout time.Duration, lean bool, def *TLSProf
 	defer t.mu.Unlock()
 	r := &Router{plain: t.upstreamLocked(connectTimeout, lean), netHTTP: t.forLocked(connectTimeout, nil),
 		secure: t.forLocked(connectTimeout, def),
-		byHost: make(map[string]http.RoundTripper, len(byHost))}
+		byHost: make(map[string]http.RoundTripper, len(byHost)), certAsked: &t.certAsked}
 	r.keys = append(r.keys, keyOf(connectTimeout, def))
 	for host, p := range byHost {
 		r.byHost[strings.ToLower(host)] = t.forLocked(connectTimeout, p)
@@ -56,9 +60,9 @@ func (r *Router) roundTrip(req *http.Request, plain http.RoundTripper) (*http.Re
 		return plain.RoundTrip(req)
 	}
 	if tr := r.byHost[strings.ToLower(req.URL.Host)]; tr != nil {
-		return tr.RoundTrip(req)
+		return roundTripTLS(tr, req, r.certAsked) // clientcert.go
 	}
-	return r.secure.RoundTrip(req)
+	return roundTripTLS(r.secure, req, r.certAsked)
 }
 
 // SetCurrent makes r the router Current hands requests to: the serving
@@ -95,14 +99,16 @@ func (c currentRouter) RoundTrip(req *http.Request) (*http.Response, error) {
 // verified (unknown authority, name mismatch, expired), an alert it sent
 // (our client certificate refused: in TLS 1.3 that alert comes on the
 // first read, after the request was written, but the backend refused the
-// connection, not the request), or an answer that is not TLS. No
+// connection, not the request; or, once the backend has closed, a write
+// error in its place: certAskedError), or an answer that is not TLS. No
 // connection to the backend was made, so it is a connection failure:
 // safe to retry elsewhere, 502 upstream_unreachable once out of tries
 // (ErrTLS).
 func tlsFailure(err error) bool {
 	var verify *tls.CertificateVerificationError
 	var record tls.RecordHeaderError
-	if errors.As(err, &verify) || errors.As(err, &record) {
+	var asked *certAskedError
+	if errors.As(err, &verify) || errors.As(err, &record) || errors.As(err, &asked) {
 		return true
 	}
 	// The alert is a net.OpError "remote error", under the dial's own
