@@ -175,24 +175,28 @@ func (f *Forecaster) advance(t time.Time) {
 		f.skip(n)
 		return
 	}
-	f.closeInterval()
 	// Intervals with no call at all are zeros, unless there are more of
 	// them than a gap may last: then the process was paused or the clock
 	// jumped, and they are unknown. A live gateway calls Advance from a
 	// ticker every interval even when idle, so more than liveTickSlack
 	// intervals without a call means the process did not run (SIGSTOP, a
 	// VM paused or migrated, a clock step): its own pause is not demand
-	// going to zero, however short.
+	// going to zero, however short. The interval open when it stopped is
+	// unknown too: its tally holds only what came before the pause (none
+	// if the pause began at its start), and closing it put that
+	// shortfall, a zero, in as the last value, which the naive, the shape
+	// and the LAD forecasts carry: at the first tick after the pause the
+	// forecast read half the level (TestLivePauseIsUnknownNotZero).
 	limit := int64(max(f.k.maxGapSteps, 10))
 	if f.k.live {
 		limit = liveTickSlack
 	}
 	if rest := n - 1; rest > limit {
-		f.skip(rest)
-	} else {
-		for range rest {
-			f.closeInterval()
-		}
+		f.skip(n)
+		return
+	}
+	for range n {
+		f.closeInterval()
 	}
 }
 
