@@ -7,8 +7,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -168,6 +170,11 @@ func TestSignalStopsEachCommandCleanly(t *testing.T) {
 		{"bench", []string{"bench", "--target", urls[0], "--rate", "5", "--duration", "60s"}, "bench: ", syscall.SIGTERM, 1,
 			"sluice bench: interrupted; the report covers the part that ran: terminated signal received"},
 		{"sim", []string{"sim", "--listen", "127.0.0.1:0"}, "capacity for", syscall.SIGTERM, 0, ""},
+		// The scenario cut short is left out of the table (it was a row
+		// of figures from a gateway being stopped: a leak FAIL); the one
+		// finished before it stays.
+		{"chaos", []string{"chaos", "--quick", "--calm", "1s", "--duration", "1s", "--scenarios", "ambiguous-json,oversized"}, "chaos: oversized ...",
+			syscall.SIGINT, 1, "sluice chaos: stopped before the end: interrupt signal received"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command(bin, c.args...)
@@ -220,6 +227,35 @@ func TestSignalStopsEachCommandCleanly(t *testing.T) {
 				(c.lastErr != "" && !strings.HasSuffix(errs, c.lastErr+"\n")) {
 				t.Errorf("exit %d, stderr %q; want exit %d and last line %q", code, errs, c.code, c.lastErr)
 			}
+			if c.name == "chaos" && (strings.Contains(stdout.String(), "\noversized ") || !strings.Contains(stdout.String(), "\nambiguous-json ")) {
+				t.Errorf("want the finished scenario's row and none for the one cut short:\n%s", stdout.String())
+			}
+			// No process of this binary outlives it (chaos runs its
+			// gateways as children of bin).
+			if left := processesOf(t, bin); len(left) > 0 {
+				t.Errorf("left running: %q", left)
+			}
 		})
 	}
+}
+
+// processesOf lists the command lines of the running processes whose
+// executable is exe.
+func processesOf(t *testing.T, exe string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	var out []string
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if path, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && path == exe {
+			cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			out = append(out, strings.ReplaceAll(string(cmd), "\x00", " "))
+		}
+	}
+	return out
 }
