@@ -138,6 +138,16 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 	}
 }
 
+// A data directory that cannot be made names the flag as well as the key
+// (it said queue.data_dir to a user who had typed --data-dir).
+func TestUnusableDataDirNamesTheFlag(t *testing.T) {
+	code, _, errs := runCLI("serve", "--listen", "127.0.0.1:0", "--model", "m", "--backend", "http://127.0.0.1:1",
+		"--admin-listen", "off", "--data-dir", "/dev/null/sluice", "--log-level", "error")
+	if code != 1 || !strings.Contains(errs, "queue.data_dir (or --data-dir): mkdir /dev/null") {
+		t.Errorf("exit %d, stderr %q", code, errs)
+	}
+}
+
 // Through the real binary: a command cut short by SIGINT or SIGTERM
 // says which signal stopped it (was "context canceled"), exits 1 when
 // its output is incomplete (demo, bench) and 0 for a server (sim), with

@@ -65,7 +65,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 			dir = DefaultDataDir()
 		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("queue.data_dir: %w", err)
+			return nil, fmt.Errorf("queue.data_dir (or --data-dir): %w", err)
 		}
 		host, port := "127.0.0.1", -1
 		if c.Listen != "" {
