@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -62,6 +63,54 @@ func newBenchFlags(fs *flag.FlagSet) *benchFlags {
 	return f
 }
 
+// check refuses a command line the replay cannot take: what is required,
+// and the values the planner would otherwise read as a default (a zero
+// --time-scale) or turn into nonsense (NaN, a negative multiplier).
+func (f *benchFlags) check() error {
+	switch {
+	case *f.target == "":
+		return usagef("--target is required")
+	case (*f.trace == "") == (*f.rate <= 0):
+		return usagef("give exactly one of --rate R (> 0) or --trace FILE")
+	}
+	for _, v := range []struct {
+		name string
+		v    float64
+	}{{"rate", *f.rate}, {"time-scale", *f.timeScale}, {"rate-multiplier", *f.rateMult}, {"token-scale", *f.tokenScale}} {
+		if math.IsNaN(v.v) || math.IsInf(v.v, 0) || v.v < 0 || (v.v == 0 && v.name != "rate") {
+			return usagef("--%s %v: want a positive number", v.name, v.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"input-tokens", *f.inTokens}, {"output-tokens", *f.outTokens}, {"concurrency-cap", *f.capIn}} {
+		if n.v < 1 {
+			return usagef("--%s %d: want at least 1", n.name, n.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"max-input-tokens", *f.maxIn}, {"max-output-tokens", *f.maxOut}, {"max-requests", *f.maxReq}} {
+		if n.v < 0 {
+			return usagef("--%s %d: want 0 (no limit) or more", n.name, n.v)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"duration", *f.duration}, {"drain", *f.drain}, {"slo-ttft", *f.sloTTFT}, {"slo-e2e", *f.sloE2E}} {
+		if d.v < 0 {
+			return usagef("--%s %v: want zero or more", d.name, d.v)
+		}
+	}
+	if *f.timeout <= 0 {
+		return usagef("--timeout %v: want a positive duration", *f.timeout)
+	}
+	return nil
+}
+
 // traceOptions reshape the plan: time and rate scaling, token scaling and
 // clamps, its length and request cap.
 func (f *benchFlags) traceOptions() bench.TraceOptions {
@@ -114,22 +163,21 @@ func (f *benchFlags) config(arr []bench.Arrival, rng *rand.Rand, reqHeaders http
 // controllers on a replayed trace (bench_autoscale.go).
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "forecast" {
-		return runBenchForecast(ctx, args[1:], stdout, stderr)
+		return inMode("bench forecast", runBenchForecast(ctx, args[1:], stdout, stderr))
 	}
 	if len(args) > 0 && args[0] == "autoscale" {
-		return runBenchAutoscale(ctx, args[1:], stdout, stderr)
+		return inMode("bench autoscale", runBenchAutoscale(ctx, args[1:], stdout, stderr))
 	}
-	fs := newFlagSet("bench", "--target URL [--rate R | --trace FILE] [--duration D] [--json FILE] [flags]\n       sluice bench forecast --servegen DIR [--horizon 10m,30m,60m]  (its own flags: bench forecast --help)\n       sluice bench autoscale --servegen DIR --lengths AZURE_CSV  (its own flags: bench autoscale --help)", stderr)
-	f := newBenchFlags(fs)
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return usagef("unknown bench mode %q: want flags (a load replay), forecast or autoscale", args[0])
+	}
+	fs := newFlagSet("bench", "--target URL [--rate R | --trace FILE] [--duration D] [--json FILE] [flags]\n       sluice bench forecast --servegen DIR [--horizon 10m,30m,60m]  (its own flags: bench forecast --help)\n       sluice bench autoscale --servegen DIR --lengths AZURE_CSV  (its own flags: bench autoscale --help)")
+	f := newBenchFlags(fs.FlagSet)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *f.target == "" {
-		fs.Usage()
-		return errors.New("--target is required")
-	}
-	if (*f.trace == "") == (*f.rate <= 0) {
-		return errors.New("give exactly one of --rate R (> 0) or --trace FILE")
+	if err := f.check(); err != nil {
+		return err
 	}
 	reqHeaders, err := benchHeaders(f.headers)
 	if err != nil {
@@ -190,7 +238,7 @@ func benchSynthetic(rng *rand.Rand, kind string, rate float64, on, off time.Dura
 	case "onoff":
 		arr = bench.OnOff(rate, on, off, span, in, out)
 	default:
-		return nil, fmt.Errorf("--arrival %q: want constant, poisson or onoff", kind)
+		return nil, usagef("--arrival %q: want constant, poisson or onoff", kind)
 	}
 	return bench.Reshape(arr, opts), nil
 }
@@ -200,7 +248,7 @@ func benchHeaders(list []string) (http.Header, error) {
 	for _, kv := range list {
 		k, v, ok := strings.Cut(kv, ":")
 		if k = strings.TrimSpace(k); !ok || k == "" {
-			return nil, fmt.Errorf("--header %q: want K:V", kv)
+			return nil, usagef("--header %q: want K:V", kv)
 		}
 		h.Add(k, strings.TrimSpace(v))
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -21,9 +20,9 @@ import (
 // predictive) and prints one line per controller. Contract relied on by
 // docs/BENCHMARKS.md §12:
 //
-//	sluice bench autoscale -servegen DIR -lengths AZURE_CSV [-start-day 8] [-days 2] [-compress 60] [-svg FILE]
+//	sluice bench autoscale --servegen DIR --lengths AZURE_CSV [--start-day 8] [--days 2] [--compress 60] [--svg FILE]
 func runBenchAutoscale(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench autoscale", "-servegen DIR -lengths AZURE_CSV [flags]", stderr)
+	fs := newFlagSet("bench autoscale", "--servegen DIR --lengths AZURE_CSV [flags]")
 	dir := fs.String("servegen", "", "ServeGen folder: one CSV per client, 10-minute windows (required)")
 	lengths := fs.String("lengths", "", "Azure LLM trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens) to draw request lengths from (required)")
 	startDay := fs.Int("start-day", 8, "first replayed day (1-based); the days before it warm the forecaster, walking forward")
@@ -46,8 +45,7 @@ func runBenchAutoscale(_ context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	if *dir == "" || *lengths == "" {
-		fs.Usage()
-		return errors.New("-servegen and -lengths are required")
+		return usagef("--servegen DIR and --lengths AZURE_CSV are required")
 	}
 	if *lead == 0 {
 		*lead = *cold
@@ -63,7 +61,7 @@ func runBenchAutoscale(_ context.Context, args []string, stdout, stderr io.Write
 	perDay := int(24 * time.Hour / window)
 	from, to := (*startDay-1)*perDay, (*startDay-1+*days)*perDay
 	if *startDay < 2 || *days < 1 || to > len(rates) {
-		return fmt.Errorf("-start-day %d -days %d: the trace has %d days; at least one day must precede the replay", *startDay, *days, len(rates)/perDay)
+		return fmt.Errorf("--start-day %d --days %d: the trace has %d days; at least one day must precede the replay", *startDay, *days, len(rates)/perDay)
 	}
 	w := &scalesim.Workload{Warm: rates[:from], Rates: rates[from:to], Window: window, Compress: *compress, Seed: *seed}
 	if w.Lengths, err = loadLengths(*lengths); err != nil {
@@ -120,7 +118,7 @@ func parseTargets(s string) ([]float64, error) {
 	for _, part := range strings.Split(s, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
 		if err != nil || !(v > 0 && v <= 1) {
-			return nil, fmt.Errorf("-targets %q: want utilisations in (0, 1] separated by commas, e.g. 0.6,0.7,0.8", s)
+			return nil, usagef("--targets %q: want utilisations in (0, 1] separated by commas, e.g. 0.6,0.7,0.8", s)
 		}
 		out = append(out, v)
 	}

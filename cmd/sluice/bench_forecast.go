@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -16,21 +15,23 @@ import (
 // forward over the days after the training days. Contract relied on by
 // docs/BENCHMARKS.md, one line per horizon:
 //
-//	sluice bench forecast -servegen DIR [-horizon 10m,30m,60m] [-train-days 7]
+//	sluice bench forecast --servegen DIR [--horizon 10m,30m,60m] [--train-days 7]
 //	forecast horizon=30m sluice=0.412 naive=0.583 seasonal_naive=0.611 coverage_p90=0.91
 func runBenchForecast(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench forecast", "-servegen DIR [-horizon 10m,30m,60m] [-train-days 7] [-days N]", stderr)
+	fs := newFlagSet("bench forecast", "--servegen DIR [--horizon 10m,30m,60m] [--train-days 7] [--days N]")
 	dir := fs.String("servegen", "", "ServeGen folder: one CSV per client, window_start_s,rate,... (required)")
 	horizons := fs.String("horizon", "10m,30m,60m", "comma-separated forecast horizons to score")
 	trainDays := fs.Int("train-days", 7, "days fed but not scored (anything tuned was tuned on these); the rest are scored")
-	days := fs.Int("days", 0, "use only the first N days of the trace (0 = all): -days 7 -train-days 1 scores the tuning days 2-7")
+	days := fs.Int("days", 0, "use only the first N days of the trace (0 = all): --days 7 --train-days 1 scores the tuning days 2-7")
 	quiet := fs.Bool("quiet", false, "no summary line on stderr")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
-		fs.Usage()
-		return errors.New("-servegen is required")
+		return usagef("--servegen DIR is required")
+	}
+	if *trainDays < 0 || *days < 0 {
+		return usagef("--train-days %d --days %d: want zero or more", *trainDays, *days)
 	}
 	hs, err := parseHorizons(*horizons)
 	if err != nil {
@@ -65,7 +66,7 @@ func parseHorizons(s string) ([]time.Duration, error) {
 	for _, part := range strings.Split(s, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(part))
 		if err != nil || d <= 0 || d > 24*time.Hour {
-			return nil, fmt.Errorf("-horizon %q: want durations between 0 and 24h separated by commas, e.g. 10m,30m,60m", s)
+			return nil, usagef("--horizon %q: want durations between 0 and 24h separated by commas, e.g. 10m,30m,60m", s)
 		}
 		out = append(out, d)
 	}

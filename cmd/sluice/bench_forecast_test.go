@@ -67,7 +67,7 @@ func TestBenchForecastRejectsBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"forecast"}, "-servegen is required"},
+		{[]string{"forecast"}, "--servegen DIR is required"},
 		{[]string{"forecast", "-servegen", dir, "-horizon", "10m,soon"}, `-horizon "10m,soon"`},
 		{[]string{"forecast", "-servegen", dir}, "not more than 7 training days"},
 		{[]string{"forecast", "-servegen", t.TempDir()}, "0 CSV files"},

@@ -14,7 +14,7 @@ import (
 )
 
 func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("chaos", "[--quick] [--scenarios a,b] [--duration D] [--strict | --enforce fail,jobs,leak,rss]", stderr)
+	fs := newFlagSet("chaos", "[--quick] [--scenarios a,b] [--duration D] [--strict | --enforce fail,jobs,leak,rss]")
 	quick := fs.Bool("quick", false, "the CI form: a few seconds per scenario, smaller attacks")
 	list := fs.String("scenarios", "", "comma-separated scenarios to run (default: all; all quick ones with --quick); see --list")
 	dur := fs.Duration("duration", 0, "attack phase per scenario (default 4s with --quick, else 20s; soak: 1h)")
@@ -28,12 +28,18 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *backends < 1 {
+		return usagef("--backends %d: want at least 1", *backends)
+	}
+	if *dur < 0 || *calm < 0 {
+		return usagef("--duration %v --calm %v: want zero (the default) or more", *dur, *calm)
+	}
 	var enforced []string
 	if *enforce != "" {
 		enforced = strings.Split(*enforce, ",")
 		for _, t := range enforced {
 			if !slices.Contains(chaos.TargetNames, t) {
-				return fmt.Errorf("--enforce: unknown target %q (known: %s)", t, strings.Join(chaos.TargetNames, ", "))
+				return usagef("--enforce: unknown target %q (known: %s)", t, strings.Join(chaos.TargetNames, ", "))
 			}
 		}
 	}
@@ -48,9 +54,16 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("find the sluice binary to run the gateway: %w", err)
 	}
 	opt := chaos.Options{Exe: exe, Backends: *backends, Quick: *quick, Duration: *dur, Calm: *calm}
+	var known []string
+	for _, s := range chaos.ScenarioNames() {
+		known = append(known, strings.Fields(s)[0])
+	}
 	if *list != "" {
 		for _, n := range strings.Split(*list, ",") {
 			if n = strings.TrimSpace(n); n != "" {
+				if !slices.Contains(known, n) {
+					return usagef("--scenarios: unknown scenario %q (known: %s; --list says what each does)", n, strings.Join(known, ", "))
+				}
 				opt.Scenarios = append(opt.Scenarios, n)
 			}
 		}

@@ -15,14 +15,19 @@ import (
 // runtime built aside and thrown away. Exit 0 means a start would get past
 // its config and a SIGHUP would be taken.
 func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "--config FILE", stderr)
+	fs := newFlagSet("check", "--config FILE")
 	path := fs.String("config", "", "YAML config `FILE` to check (as serve --config reads it)")
 	if err := parseFlags(fs, args); err != nil {
+		var bad *usageError
+		if errors.As(err, &bad) && *path == "" && fs.NArg() == 1 {
+			// nginx -t takes -c FILE, caddy validate --config FILE: the
+			// file alone is the first thing a user tries.
+			return usagef("unexpected argument %q (did you mean --config %s?)", fs.Arg(0), fs.Arg(0))
+		}
 		return err
 	}
 	if *path == "" {
-		fs.Usage()
-		return errors.New("need --config FILE")
+		return usagef("need --config FILE")
 	}
 	cfg, err := app.Load(*path)
 	if err != nil {

@@ -5,10 +5,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -27,53 +29,135 @@ func commands() []command {
 		{"bench", "replay load against an OpenAI-compatible URL ('bench forecast': score the traffic forecaster on a trace; 'bench autoscale': fixed vs HPA vs predictive scaling on a replayed trace)", runBench},
 		{"demo", "replays a real trace (embedded) through round robin, Sluice, and Sluice + scale-out: prints a before/after table", runDemo},
 		{"chaos", "attacks and faults against a gateway next to a well-behaved client: prints a table", runChaos},
-		{"version", "print the version, commit and Go release of this binary (also --version)", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
-			fmt.Fprintln(stdout, versionString())
-			return nil
-		}},
+		{"version", "print the version, commit and Go release of this binary (also --version)", runVersion},
 	}
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "Sluice: an overload-proof gateway for OpenAI-compatible LLM servers.")
-	fmt.Fprintln(w, "\nUsage: sluice <command> [flags]   (sluice <command> --help for its flags; sluice --version)")
+	fmt.Fprintln(w, "\nUsage: sluice <command> [flags]")
 	fmt.Fprintln(w, "\nCommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.short)
 	}
+	fmt.Fprintln(w, "\nFlags of a command: sluice help <command> (or sluice <command> --help). sluice --version.")
+	fmt.Fprintln(w, "Exit status: 0 done, 1 failed (or interrupted before the end), 2 a command line it cannot take.")
 }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run is the command line, as main runs it, returning the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
 	}
-	if args[0] == "--version" || args[0] == "-version" || args[0] == "-v" {
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	case "help":
+		return runHelp(args[1:], stdout, stderr)
+	case "-v", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
 	}
+	c, ok := lookup(args[0])
+	if !ok {
+		return unknownCommand(args[0], stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return exitStatus(ctx, c.name, c.run(ctx, args[1:], stdout, stderr), stdout, stderr)
+}
+
+func lookup(name string) (command, bool) {
 	for _, c := range commands() {
-		if c.name == args[0] {
-			if err := c.run(ctx, args[1:], stdout, stderr); err != nil {
-				if err == errHelp {
-					return 0
-				}
-				fmt.Fprintf(stderr, "sluice %s: %v\n", c.name, err)
-				return 1
-			}
-			return 0
+		if c.name == name {
+			return c, true
 		}
 	}
-	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n", args[0])
-	usage(stderr)
+	return command{}, false
+}
+
+// runHelp is `sluice help [command [subcommand]]`: the command's --help.
+func runHelp(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stdout)
+		return 0
+	}
+	c, ok := lookup(args[0])
+	if !ok {
+		return unknownCommand(args[0], stderr)
+	}
+	// Only the help is asked for: nothing runs, so no signal context.
+	sub := append(append([]string{}, args[1:]...), "--help")
+	return exitStatus(context.Background(), c.name, c.run(context.Background(), sub, stdout, stderr), stdout, stderr)
+}
+
+// unknownCommand says so on stderr, with the nearest command when the
+// name looks like a typo of one, and returns the usage status, 2.
+func unknownCommand(name string, stderr io.Writer) int {
+	if strings.HasPrefix(name, "-") {
+		fmt.Fprintf(stderr, "sluice: unknown flag %s (a command comes first: sluice <command> [flags])\n", name)
+	} else {
+		var names []string
+		for _, c := range commands() {
+			names = append(names, c.name)
+		}
+		if near := nearest(name, names); near != "" {
+			fmt.Fprintf(stderr, "sluice: unknown command %q (did you mean %q?)\n", name, near)
+		} else {
+			fmt.Fprintf(stderr, "sluice: unknown command %q\n", name)
+		}
+	}
+	fmt.Fprintln(stderr, "Run 'sluice help' for the commands.")
 	return 2
+}
+
+// exitStatus reports a command's outcome and returns the exit status: 0
+// (help included, on stdout), 2 for a usage error (one line and where the
+// help is), 1 for a failure. A command cut short by SIGINT or SIGTERM says
+// which signal stopped it, not Go's "context canceled".
+func exitStatus(ctx context.Context, name string, err error, stdout, stderr io.Writer) int {
+	var help *helpError
+	var bad *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &help):
+		io.WriteString(stdout, help.text)
+		return 0
+	case errors.As(err, &bad):
+		help := name
+		if bad.cmd != "" {
+			help = bad.cmd
+		}
+		fmt.Fprintf(stderr, "sluice %s: %v\nRun 'sluice %s --help' for its flags.\n", help, err, help)
+		return 2
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		cause := context.Cause(ctx).Error()
+		msg := err.Error()
+		if msg == context.Canceled.Error() {
+			msg = "stopped before the end: " + cause
+		} else {
+			msg = strings.Replace(msg, context.Canceled.Error(), cause, 1)
+		}
+		fmt.Fprintf(stderr, "sluice %s: %s\n", name, msg)
+		return 1
+	}
+	fmt.Fprintf(stderr, "sluice %s: %v\n", name, err)
+	return 1
+}
+
+// runVersion is `sluice version`: the build, on stdout.
+func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("version", "   (no flags; the same as sluice --version)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, versionString())
+	return nil
 }

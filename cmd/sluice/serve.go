@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve", "--config FILE | --listen ADDR --model NAME --backend URL [--backend URL ...] [--policy NAME]", stderr)
+	fs := newFlagSet("serve", "--config FILE | --listen ADDR --model NAME --backend URL [--backend URL ...] [--policy NAME]")
 	var f serveFlags
 	fs.StringVar(&f.cfgPath, "config", "", "YAML config `FILE` (see examples/sluice.yaml); reloaded on SIGHUP and on change")
 	fs.StringVar(&f.listen, "listen", "", "client-facing `ADDR` to listen on (overrides the config's listen; default :8080, all interfaces, port 8080)")
@@ -34,7 +35,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	src := app.Source{Path: f.cfgPath, Overrides: app.Overrides{Listen: f.listen, AdminListen: f.adminListen,
 		LogLevel: f.logLevel, DataDir: f.dataDir}, LogLevel: new(slog.LevelVar)}
-	cfg, err := f.config(src, fs.Usage)
+	cfg, err := f.config(src)
 	if err != nil {
 		return err
 	}
@@ -63,7 +64,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		// net's error names the address ("listen tcp ADDR: bind: address
+		// already in use"); this names where it was set.
+		return fmt.Errorf("listen (--listen, or listen: in the config): %w", err)
 	}
 	// A second SIGTERM or SIGINT (the first ended ctx: main) cuts the
 	// drain: what still runs is answered 503 shutting_down and Run
@@ -104,17 +107,15 @@ type serveFlags struct {
 
 // config is the validated config the flags ask for: src's file, or one
 // model on the flags' backends, with the flags' overrides (src.Overrides,
-// which a reload applies again). usage prints the flags when neither is
-// given.
-func (f serveFlags) config(src app.Source, usage func()) (*config.Config, error) {
+// which a reload applies again).
+func (f serveFlags) config(src app.Source) (*config.Config, error) {
 	switch {
 	case f.cfgPath != "" && (f.model != "" || len(f.backends) > 0):
-		return nil, errors.New("use either --config or --model/--backend, not both")
+		return nil, usagef("use either --config or --model/--backend, not both")
 	case f.cfgPath != "":
 		return src.Load()
 	case f.model == "" || len(f.backends) == 0:
-		usage()
-		return nil, errors.New("need --config FILE, or --model and at least one --backend")
+		return nil, usagef("need --config FILE, or --model and at least one --backend")
 	}
 	cfg := config.Default()
 	m := config.Model{Name: f.model, Policy: f.policy}
@@ -125,7 +126,53 @@ func (f serveFlags) config(src app.Source, usage func()) (*config.Config, error)
 	src.Overrides.Apply(&cfg)
 	// Validated here, once, before the log level is used.
 	if err := cfg.ValidateWith(app.PolicyCheck); err != nil {
-		return nil, fmt.Errorf("invalid settings: %w", err)
+		return nil, flagModeError(err)
 	}
 	return &cfg, nil
+}
+
+// flagModeError names the flags behind a flag-mode config's problems: the
+// user typed --backend gpu1:8000, not models[0].backends[0].url. A
+// problem no flag fills keeps its key. It is a usage error: the command
+// line is what to change.
+func flagModeError(err error) error {
+	var problems []error
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		problems = joined.Unwrap()
+	} else {
+		problems = []error{err}
+	}
+	var lines []string
+	for _, p := range problems {
+		var fe *config.FieldError
+		if errors.As(p, &fe) {
+			if flag := flagForKey(fe.Key); flag != "" {
+				lines = append(lines, flag+": "+fe.Problem)
+				continue
+			}
+		}
+		lines = append(lines, p.Error())
+	}
+	return &usageError{err: fmt.Errorf("invalid settings: %s", strings.Join(lines, "; "))}
+}
+
+// flagForKey is the serve flag that sets a config key in flag mode.
+func flagForKey(key string) string {
+	switch {
+	case key == "listen":
+		return "--listen"
+	case key == "admin.listen":
+		return "--admin-listen"
+	case key == "log.level":
+		return "--log-level"
+	case key == "queue.data_dir":
+		return "--data-dir"
+	case key == "models[0].name":
+		return "--model"
+	case key == "models[0].policy":
+		return "--policy"
+	case strings.HasPrefix(key, "models[0].backends["):
+		return "--backend"
+	}
+	return ""
 }

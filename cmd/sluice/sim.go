@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/sim"
 )
@@ -18,7 +20,7 @@ const (
 
 // runSim serves simulated inference servers until ctx is cancelled.
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("sim", "[flags]", stderr)
+	fs := newFlagSet("sim", "[flags]")
 	listen := fs.String("listen", "127.0.0.1:9001", "address of the first server; more take the next ports (port 0: any free port)")
 	count := fs.Int("count", 1, "number of servers")
 	var cfg sim.Config
@@ -46,14 +48,40 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		v    float64
 	}{{"error-rate", cfg.Faults.ErrorRate}, {"hang-rate", cfg.Faults.HangRate}, {"disconnect-rate", cfg.Faults.DisconnectRate}} {
 		if !(r.v >= 0 && r.v <= 1) {
-			return fmt.Errorf("--%s must be within [0, 1], got %v", r.name, r.v)
+			return usagef("--%s %v: want a fraction within [0, 1]", r.name, r.v)
 		}
+	}
+	// sim.Config takes zero or less for a default: a value the user
+	// typed is refused rather than silently replaced.
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"count", *count}, {"slots", cfg.Slots}, {"kv-tokens", cfg.KVTokens}, {"max-waiting", cfg.MaxWaiting},
+		{"block-size", cfg.BlockSize}, {"prefix-blocks", cfg.PrefixCacheBlocks}, {"default-max-tokens", cfg.DefaultMaxTokens}} {
+		if n.v < 1 {
+			return usagef("--%s %d: want at least 1", n.name, n.v)
+		}
+	}
+	if !(cfg.PrefillTokensPerSec > 0) || math.IsInf(cfg.PrefillTokensPerSec, 0) {
+		return usagef("--prefill-tps %v: want a positive number", cfg.PrefillTokensPerSec)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"step", cfg.DecodeStepBase}, {"step-per-seq", cfg.DecodeStepPerSeq}} {
+		if d.v <= 0 {
+			return usagef("--%s %v: want a positive duration", d.name, d.v)
+		}
+	}
+	if cfg.Faults.AddedLatency < 0 {
+		return usagef("--latency %v: want zero or more", cfg.Faults.AddedLatency)
 	}
 
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	urls, stop, err := sim.ListenAndServeN(ctx, *listen, *count, cfg, logger)
 	if err != nil {
-		return fmt.Errorf("starting simulators: %w", err)
+		// net's error names the address taken; this names the flag.
+		return fmt.Errorf("starting simulators (--listen %s, --count %d): %w", *listen, *count, err)
 	}
 	defer stop()
 	for _, u := range urls {

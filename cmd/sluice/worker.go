@@ -20,16 +20,19 @@ import (
 // as their tenants, from spare capacity only. Any number may run beside
 // the gateway's own workers.
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("worker", "--admin URL --admin-token TOKEN [--nats URL] [--webhook-secret S] [--concurrency N]", stderr)
+	fs := newFlagSet("worker", "--admin URL --admin-token TOKEN [--nats URL] [--webhook-secret S] [--concurrency N]")
 	natsURL := fs.String("nats", "", "NATS server with JetStream holding the queue; default: the one the gateway at --admin uses (asked at GET /worker/v1/queue)")
 	adminURL := fs.String("admin", "http://127.0.0.1:9091", "the gateway's admin listener (admin.listen) base URL: the worker polls /spare there and sends jobs to /worker/v1/…, where they run as their tenants")
-	adminToken := fs.String("admin-token", os.Getenv("SLUICE_ADMIN_TOKEN"), "the gateway's admin.token, required (default $SLUICE_ADMIN_TOKEN)")
+	// The secrets' defaults come from the environment after parsing, not
+	// as flag defaults: --help and usage errors print a flag's default,
+	// and would print the token.
+	adminToken := fs.String("admin-token", "", "the gateway's admin.token, required (default $SLUICE_ADMIN_TOKEN)")
 	// Gone with the move to the admin listener; kept so that an old
 	// command line fails with a message saying what to use instead.
 	gatewayURL := fs.String("gateway", "", "removed: jobs go to the admin listener (--admin)")
 	workerToken := fs.String("worker-token", "", "removed: use --admin-token (admin.token)")
 	apiKey := fs.String("api-key", "", "removed: jobs run as their tenants, no key needed")
-	webhookSecret := fs.String("webhook-secret", os.Getenv("SLUICE_WEBHOOK_SECRET"), "the gateway's queue.webhook_secret, to sign the webhooks of jobs this worker finishes (default $SLUICE_WEBHOOK_SECRET)")
+	webhookSecret := fs.String("webhook-secret", "", "the gateway's queue.webhook_secret, to sign the webhooks of jobs this worker finishes (default $SLUICE_WEBHOOK_SECRET)")
 	allowPrivateHooks := fs.Bool("allow-private-webhooks", false, "deliver webhooks to loopback, private and link-local addresses (the gateway's queue.allow_private_webhooks)")
 	concurrency := fs.Int("concurrency", 16, "jobs run at once")
 	maxAttempts := fs.Int("max-attempts", 5, "executions ending in an error before a job is dead-lettered")
@@ -38,18 +41,26 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *adminToken == "" {
+		*adminToken = os.Getenv("SLUICE_ADMIN_TOKEN")
+	}
+	if *webhookSecret == "" {
+		*webhookSecret = os.Getenv("SLUICE_WEBHOOK_SECRET")
+	}
 	if *gatewayURL != "" || *workerToken != "" || *apiKey != "" {
-		return errors.New("--gateway, --worker-token and --api-key are gone: the worker sends jobs to the gateway's admin listener (--admin) with its admin.token (--admin-token)")
+		return usagef("--gateway, --worker-token and --api-key are gone: the worker sends jobs to the gateway's admin listener (--admin) with its admin.token (--admin-token)")
 	}
 	if *adminToken == "" {
-		fs.Usage()
-		return errors.New("need --admin-token (the gateway's admin.token): the gateway runs jobs as their tenants only for an authenticated worker")
+		return usagef("need --admin-token (the gateway's admin.token): the gateway runs jobs as their tenants only for an authenticated worker")
 	}
 	if *concurrency < 1 {
-		return errors.New("--concurrency must be at least 1")
+		return usagef("--concurrency %d: want at least 1", *concurrency)
 	}
 	if *grace <= 0 {
-		return errors.New("--grace must be positive (a second SIGTERM or SIGINT cuts running jobs at once)")
+		return usagef("--grace %v: want a positive duration (a second SIGTERM or SIGINT cuts running jobs at once)", *grace)
+	}
+	if *maxAttempts < 1 {
+		return usagef("--max-attempts %d: want at least 1", *maxAttempts)
 	}
 	// The first SIGTERM or SIGINT ends ctx (main): no new job is taken,
 	// running ones get --grace. The second cuts them at once, back to the
@@ -64,7 +75,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	go cutOnSecondSignal(sig, done, func() { close(cut) })
 	logger, err := telemetry.NewLogger(os.Stderr, *logLevel)
 	if err != nil {
-		return err
+		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

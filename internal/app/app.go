@@ -296,7 +296,8 @@ func (a *App) ListenAdmin(addr string) (net.Addr, error) {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("admin listen %s: %w", addr, err)
+		// net's error names the address; this names where it was set.
+		return nil, fmt.Errorf("admin listen (admin.listen in the config, or --admin-listen): %w", err)
 	}
 	a.adminLn = ln
 	return ln.Addr(), nil

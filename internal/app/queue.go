@@ -53,7 +53,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 			dir = config.DefaultDataDir()
 		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("queue.data_dir: %w", err)
+			return nil, fmt.Errorf("queue.data_dir (or --data-dir): %w", err)
 		}
 		host, port := config.DefaultQueueListenHost, -1
 		if c.Listen != "" {
