@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // hookCounts is a webhook receiver that counts deliveries by webhook-id;
@@ -177,5 +179,64 @@ func TestWebhookResendClaimedOnce(t *testing.T) {
 	}
 	if d := b.hooks.resends[resendDelivered].Load() + c.hooks.resends[resendDelivered].Load(); d != 1 {
 		t.Fatalf("%d resends delivered, want 1", d)
+	}
+}
+
+// A webhook delivered whose outcome the store refuses to record is not
+// sent again by its own process: the outcome is held and written once
+// there is room. Before, the record stayed pending and the webhook was
+// sent again by the next resend.
+func TestWebhookDeliveredOutcomeHeldNotResent(t *testing.T) {
+	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: 128 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	c := newClock()
+	inFlight, filled := make(chan struct{}, 1), make(chan struct{})
+	target := newHookCounts(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 { // answered once the store refuses every write
+			inFlight <- struct{}{}
+			<-filled
+		}
+	})
+	s := openStore(t, hookedOptions(srv.ClientURL(), func(o *Options) { o.Now = c.Now }))
+	j := submitHooked(t, s, target.URL+"/hook")
+	if _, _, err := s.transition(context.Background(), singleKey(j.ID), func(r *jobRecord) error {
+		r.Job.Status, r.Job.FinishedAt = StatusSucceeded, s.now().Unix()
+		r.HookOwner = "gone-process"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.hooks.sweep(t.Context()); err != nil || got.queued != 1 {
+		t.Fatalf("sweep: %+v %v; want 1 queued", got, err)
+	}
+	<-inFlight
+	fillStore(t, s)
+	close(filled)
+	held := func() bool {
+		s.hooks.mu.Lock()
+		defer s.hooks.mu.Unlock()
+		return len(s.hooks.held) == 1
+	}
+	eventually(t, "the delivered outcome held", held)
+	if w := webhookOf(t, s, j.ID); w["status"] != "pending" {
+		t.Fatalf("webhook %v; want still pending on the record", w)
+	}
+	c.Advance(time.Hour) // past any lease: only the held outcome keeps it
+	if got, err := s.hooks.sweep(t.Context()); err != nil || got.queued != 0 {
+		t.Fatalf("sweep with the outcome held: %+v %v; want nothing queued", got, err)
+	}
+	bodies, err := s.js.Stream(t.Context(), "KV_"+bodiesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bodies.Purge(t.Context(), jetstream.WithPurgeSubject("$KV."+bodiesBucket+".fill.>")); err != nil {
+		t.Fatal(err)
+	}
+	waitWebhook(t, s, j.ID, "delivered") // written again by the heartbeat loop
+	if n := target.count(j.ID); n != 1 {
+		t.Fatalf("%d deliveries, want 1", n)
 	}
 }
