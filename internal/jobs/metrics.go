@@ -144,6 +144,9 @@ var (
 	webhooksDroppedDesc = prometheus.NewDesc("sluice_jobs_webhooks_dropped_total",
 		"Webhooks dropped without an attempt at a queue bound, by reason (queue_full, too_many_destinations, destination_full, shutting_down); the job record stays the answer.",
 		[]string{"reason"}, nil)
+	webhookResendsDesc = prometheus.NewDesc("sluice_jobs_webhook_resends_total",
+		"Pending webhooks of a gone sender resent by this process's sweep, by outcome: delivered, failed (given up), skipped (claimed by another process or recorded meanwhile: not sent).",
+		[]string{"outcome"}, nil)
 )
 
 // backlogDesc is the queue's depth, read from the stream at scrape time.
@@ -231,6 +234,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- webhooksQueuedLimitDesc
 	ch <- webhookDestinationsDesc
 	ch <- webhooksDroppedDesc
+	ch <- webhookResendsDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -253,6 +257,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(webhookDestinationsDesc, prometheus.GaugeValue, float64(dests))
 	for r, label := range dropReasonLabels {
 		ch <- prometheus.MustNewConstMetric(webhooksDroppedDesc, prometheus.CounterValue, float64(c.s.hooks.dropped[r].Load()), label)
+	}
+	for o, label := range resendOutcomeLabels {
+		ch <- prometheus.MustNewConstMetric(webhookResendsDesc, prometheus.CounterValue, float64(c.s.hooks.resends[o].Load()), label)
 	}
 	ch <- prometheus.MustNewConstMetric(workersPausedDesc, prometheus.GaugeValue, float64(c.s.stats.workersPaused.Load()))
 	ch <- prometheus.MustNewConstMetric(storePausesDesc, prometheus.CounterValue, float64(c.s.stats.storePauses.Load()))

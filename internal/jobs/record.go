@@ -35,6 +35,10 @@ type jobRecord struct {
 	// LastError is the latest failed attempt's error, kept for the
 	// dead-letter record.
 	LastError string `json:"last_error,omitempty"`
+	// HookOwner is the process (Store.owner) that sends the webhook: the
+	// one whose write made the job terminal, or the one that claimed a
+	// resend (webhookresend.go).
+	HookOwner string `json:"webhook_owner,omitempty"`
 }
 
 // job returns the public view with the hidden fields filled in.
@@ -140,8 +144,21 @@ var errNoChange = errors.New("no change")
 // exactly one transition to a terminal state ever happens. f returns
 // errNoChange to leave the record alone (transition then returns the
 // record and changed=false), or another error to abort.
+//
+// The write that makes a job with a pending webhook terminal names this
+// process as the webhook's sender (HookOwner): the process that notifies
+// it, in the same write.
 func (s *Store) transition(ctx context.Context, key string, f func(r *jobRecord) error) (r *jobRecord, changed bool, err error) {
-	return casUpdate(ctx, s.jobs, key, f)
+	return casUpdate(ctx, s.jobs, key, func(r *jobRecord) error {
+		if err := f(r); err != nil {
+			return err
+		}
+		if r.HookOwner == "" && r.Webhook != "" && r.Job.Status.Terminal() &&
+			r.Job.WebhookState != nil && r.Job.WebhookState.Status == WebhookPending {
+			r.HookOwner = s.owner
+		}
+		return nil
+	})
 }
 
 // casUpdate is the compare-and-swap loop behind transition and

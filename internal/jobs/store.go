@@ -116,6 +116,15 @@ type Options struct {
 	// WebhookTimeout bounds one webhook's delivery, retries included,
 	// default 1 minute.
 	WebhookTimeout time.Duration
+	// WebhookLease is how long this process's claim on the webhooks it
+	// sends outlives its last heartbeat: a process killed with webhooks
+	// pending has them resent by another within it and a
+	// WebhookSweepInterval (webhookresend.go). Default 30s.
+	WebhookLease time.Duration
+	// WebhookSweepInterval is how often the heartbeat is renewed and the
+	// holder of the sweep lease looks for webhooks whose sender is gone.
+	// Default 10s; at most a third of WebhookLease.
+	WebhookSweepInterval time.Duration
 	// Registerer, when set, gets the queue's counters as Prometheus
 	// metrics (unregistered on Close).
 	Registerer prometheus.Registerer
@@ -230,6 +239,13 @@ func (o *Options) defaults() {
 	if o.WebhookTimeout <= 0 {
 		o.WebhookTimeout = time.Minute
 	}
+	if o.WebhookLease <= 0 {
+		o.WebhookLease = DefaultWebhookLease
+	}
+	if o.WebhookSweepInterval <= 0 {
+		o.WebhookSweepInterval = DefaultWebhookSweepInterval
+	}
+	o.WebhookSweepInterval = min(o.WebhookSweepInterval, o.WebhookLease/3)
 }
 
 // Store is the JetStream-backed job queue. It implements Service; workers
@@ -317,6 +333,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		s.tracker = newTracker(s)
 		s.wg.Go(func() { s.tracker.run(s.ctx) })
 	}
+	s.hooks.startBeats(ctx)
 	return s, nil
 }
 
@@ -387,7 +404,8 @@ func (s *Store) setup(ctx context.Context) error {
 // Close stops the tracker, webhook senders and running workers (each
 // RunWorker returns after its grace), then closes the NATS connection.
 // Webhooks not yet delivered stay pending on their jobs and are resent
-// when a worker next starts (webhookresend.go).
+// by the next sweep of a live process (webhookresend.go): Close deletes
+// this process's heartbeat, so that sweep need not wait for its lease.
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.mu.Lock()

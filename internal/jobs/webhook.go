@@ -26,7 +26,7 @@ import (
 //     error: any other answer is final.
 //
 // Webhooks still queued when the process stops, or cut short by it, stay
-// pending on their jobs and are sent again when a worker next starts
+// pending on their jobs and are sent again by a live process's sweep
 // (webhookresend.go): at least once, with the same webhook-id.
 const (
 	webhookPerHost   = 64
@@ -40,17 +40,44 @@ type webhooks struct {
 	s    *Store
 	send *webhookSender
 
-	mu     sync.Mutex
-	hosts  map[string]chan *Job // destinations with a running drain
-	queued int                  // jobs waiting in all of hosts
+	mu       sync.Mutex
+	hosts    map[string]chan *hookItem  // destinations with a running drain
+	queued   int                        // jobs waiting in all of hosts
+	inflight map[string]bool            // job ids queued or being delivered here
+	held     map[string]WebhookDelivery // outcomes whose write failed, written again by run
 
 	// dropped counts webhooks dropped at a bound, by dropReason (also
 	// counted as failed): sluice_jobs_webhooks_dropped_total{reason}.
 	dropped [numDropReasons]atomic.Uint64
-	// resent counts webhooks of finished jobs queued again at start.
-	resent     atomic.Uint64
-	resendOnce sync.Once
+	// resent counts webhooks of finished jobs queued again by a sweep;
+	// resends counts how those ended, by resendOutcome.
+	resent   atomic.Uint64
+	resends  [numResendOutcomes]atomic.Uint64
+	sweeps   atomic.Uint64 // sweeps run here (tests wait on it)
+	sweeping atomic.Bool   // a worker started: run sweeps
+	nudge    chan struct{} // sweep now
 }
+
+// hookItem is a queued webhook. A resent one (resend) is claimed before
+// its first attempt from the owner the sweep saw (from).
+type hookItem struct {
+	j      *Job
+	resend bool
+	from   string
+}
+
+// resendOutcome is how a resent webhook ended: the outcome label of
+// sluice_jobs_webhook_resends_total.
+type resendOutcome int
+
+const (
+	resendDelivered resendOutcome = iota
+	resendFailed                  // given up after its attempts, or a permanent answer
+	resendSkipped                 // claimed by another process, or its outcome recorded meanwhile: not sent
+	numResendOutcomes
+)
+
+var resendOutcomeLabels = [numResendOutcomes]string{"delivered", "failed", "skipped"}
 
 // dropReason is why notify dropped a webhook: the reason label's values.
 type dropReason int
@@ -75,9 +102,12 @@ func (w *webhooks) queueDepth() (queued, destinations int) {
 
 func newWebhooks(s *Store) *webhooks {
 	return &webhooks{
-		s:     s,
-		send:  newWebhookSender(s.o.WebhookSecret, s.o.AllowPrivateWebhooks, s.o.Now),
-		hosts: make(map[string]chan *Job),
+		s:        s,
+		send:     newWebhookSender(s.o.WebhookSecret, s.o.AllowPrivateWebhooks, s.o.Now),
+		hosts:    make(map[string]chan *hookItem),
+		inflight: make(map[string]bool),
+		held:     make(map[string]WebhookDelivery),
+		nudge:    make(chan struct{}, 1),
 	}
 }
 
@@ -97,7 +127,7 @@ func (w *webhooks) notify(r *jobRecord) {
 		return
 	}
 	j := r.job()
-	reason, ok := w.enqueue(j)
+	reason, ok := w.enqueue(&hookItem{j: j})
 	if ok {
 		return
 	}
@@ -106,17 +136,17 @@ func (w *webhooks) notify(r *jobRecord) {
 	w.s.log.Warn(dropReasonWhy[reason]+"; dropping the webhook", "job", j.ID)
 	if reason != dropShuttingDown {
 		// Shutting down leaves it pending: resent at the next start.
-		w.s.recordWebhook(j, WebhookDelivery{Status: WebhookDropped, FailedAt: w.s.now().Unix(), Reason: dropReasonLabels[reason]})
+		_ = w.s.recordWebhook(j.ID, WebhookDelivery{Status: WebhookDropped, FailedAt: w.s.now().Unix(), Reason: dropReasonLabels[reason]})
 	}
 }
 
 var dropReasonWhy = [numDropReasons]string{"webhook queue full", "too many webhook destinations at once",
 	"webhook queue of this destination full", "shutting down"}
 
-// enqueue puts j in its destination's queue, starting its drain, or says
-// which bound refused it.
-func (w *webhooks) enqueue(j *Job) (dropReason, bool) {
-	dest := destination(j.Webhook)
+// enqueue puts it in its destination's queue, starting its drain, or
+// says which bound refused it.
+func (w *webhooks) enqueue(it *hookItem) (dropReason, bool) {
+	dest := destination(it.j.Webhook)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q := w.hosts[dest]
@@ -129,7 +159,7 @@ func (w *webhooks) enqueue(j *Job) (dropReason, bool) {
 		if err := w.s.enter(); err != nil {
 			return dropShuttingDown, false
 		}
-		q = make(chan *Job, webhookPerHost)
+		q = make(chan *hookItem, webhookPerHost)
 		w.hosts[dest] = q
 		go func() {
 			defer w.s.wg.Done()
@@ -137,8 +167,9 @@ func (w *webhooks) enqueue(j *Job) (dropReason, bool) {
 		}()
 	}
 	select {
-	case q <- j:
+	case q <- it:
 		w.queued++
+		w.inflight[it.j.ID] = true
 		return 0, true
 	default:
 		return dropDestinationFull, false
@@ -148,22 +179,25 @@ func (w *webhooks) enqueue(j *Job) (dropReason, bool) {
 // drain delivers dest's webhooks one after the other and ends when the
 // queue is empty (deciding so under mu, so notify never feeds a queue
 // nobody drains) or the Store closes.
-func (w *webhooks) drain(dest string, q chan *Job) {
+func (w *webhooks) drain(dest string, q chan *hookItem) {
 	ctx := w.s.ctx
 	for ctx.Err() == nil {
 		w.mu.Lock()
-		var j *Job
+		var it *hookItem
 		select {
-		case j = <-q:
+		case it = <-q:
 			w.queued--
 		default:
 			delete(w.hosts, dest)
 		}
 		w.mu.Unlock()
-		if j == nil {
+		if it == nil {
 			return
 		}
-		w.deliver(ctx, j)
+		w.deliver(ctx, it)
+		w.mu.Lock()
+		delete(w.inflight, it.j.ID)
+		w.mu.Unlock()
 	}
 	w.mu.Lock()
 	w.queued -= len(q)
@@ -171,9 +205,33 @@ func (w *webhooks) drain(dest string, q chan *Job) {
 	w.mu.Unlock()
 }
 
-// deliver sends j's webhook and records the outcome on the job; one cut
-// short by the Store closing stays pending.
-func (w *webhooks) deliver(ctx context.Context, j *Job) {
+// busy reports whether id's webhook is this process's now: queued,
+// being delivered, or its outcome waiting to be written.
+func (w *webhooks) busy(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, held := w.held[id]
+	return w.inflight[id] || held
+}
+
+// deliver sends the webhook and records the outcome on the job; one cut
+// short by the Store closing stays pending. A resend is claimed first,
+// and not sent when the claim fails.
+func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
+	j := it.j
+	if it.resend {
+		claimed, err := w.claimResend(ctx, j.ID, it.from)
+		switch {
+		case err != nil && !errors.Is(err, ErrNotFound):
+			if ctx.Err() == nil {
+				w.s.log.Warn("claiming a pending webhook to resend it: left for the next sweep", "job", j.ID, "err", err)
+			}
+			return
+		case err != nil || !claimed:
+			w.resends[resendSkipped].Add(1)
+			return
+		}
+	}
 	url := j.Webhook // json:"-": not in the body
 	pub := *j
 	pub.WebhookState = nil // the outcome of this very delivery: not in its body
@@ -189,7 +247,10 @@ func (w *webhooks) deliver(ctx context.Context, j *Job) {
 		err := w.send.send(ctx, url, j.ID, body)
 		if err == nil {
 			w.s.stats.webhookSent.Add(1)
-			w.s.recordWebhook(j, w.s.webhookOutcome(attempt, nil))
+			if it.resend {
+				w.resends[resendDelivered].Add(1)
+			}
+			w.record(j.ID, w.s.webhookOutcome(attempt, nil))
 			return
 		}
 		var de *deliveryError
@@ -197,6 +258,9 @@ func (w *webhooks) deliver(ctx context.Context, j *Job) {
 		w.s.log.Warn("webhook failed", "job", j.ID, "attempt", attempt, "final", final, "err", err)
 		if final {
 			w.s.stats.webhookFailed.Add(1)
+			if it.resend {
+				w.resends[resendFailed].Add(1)
+			}
 			w.finish(j, attempt, err)
 			return
 		}
@@ -224,5 +288,41 @@ func (w *webhooks) finish(j *Job, attempts int, err error) {
 	if w.s.ctx.Err() != nil {
 		return
 	}
-	w.s.recordWebhook(j, w.s.webhookOutcome(attempts, err))
+	w.record(j.ID, w.s.webhookOutcome(attempts, err))
+}
+
+// webhookMaxHeld bounds the outcomes held for another write; past it an
+// outcome is dropped (its webhook is then sent again: at least once).
+const webhookMaxHeld = webhookMaxQueued
+
+// record writes id's final outcome, or holds it for run to write again:
+// a delivered webhook whose record still said pending would be resent.
+func (w *webhooks) record(id string, st WebhookDelivery) {
+	if err := w.s.recordWebhook(id, st); err == nil || errors.Is(err, ErrNotFound) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.held) < webhookMaxHeld {
+		w.held[id] = st
+	}
+}
+
+// writeHeld writes the held outcomes again.
+func (w *webhooks) writeHeld() {
+	w.mu.Lock()
+	held := make(map[string]WebhookDelivery, len(w.held))
+	for id, st := range w.held {
+		held[id] = st
+	}
+	w.mu.Unlock()
+	for id, st := range held {
+		err := w.s.recordWebhook(id, st)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return // the store still refuses: the next interval
+		}
+		w.mu.Lock()
+		delete(w.held, id)
+		w.mu.Unlock()
+	}
 }

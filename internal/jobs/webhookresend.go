@@ -2,35 +2,86 @@ package jobs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Pending webhooks outlive the process that would have sent them. A job
-// submitted with a webhook gets an index key, w.<id>, in the jobs bucket
-// next to its record; recordWebhook deletes it once the outcome is final.
-// When a Store's first worker starts, it lists the index and queues again
-// every finished job whose webhook is still pending: those queued or in
-// flight when a process stopped (or when it died). The resent webhook
-// has the same webhook-id, the job id, so receivers deduplicate it: a
-// webhook is delivered at least once, and twice when a process stopped
-// between the receiver's answer and the record of it, or when two
-// processes start resending at once.
+// Pending webhooks outlive the process that would have sent them, and are
+// resent by whichever live process notices, as a Sidekiq-style reliable
+// fetch does with a dead worker's jobs:
 //
-// The resend goes through the same queues as any webhook (per
-// destination, webhookAttempts each) but waits for room instead of
-// dropping: past a bound it lists again after TrackInterval, so 1,000
-// pending webhooks to one receiver are all sent, 64 waiting at a time.
+//   - A job submitted with a webhook gets an index key, w.<id>, in the
+//     jobs bucket next to its record; recordWebhook deletes it once the
+//     outcome is final.
+//   - The write that makes such a job terminal names its process on the
+//     record (jobRecord.HookOwner, set by transition: no extra write), the
+//     process that notifies and sends it.
+//   - Every process with a webhook secret keeps a heartbeat key,
+//     wh.<hash of its owner id>, holding a claim until now + WebhookLease,
+//     renewed every WebhookSweepInterval and deleted when it closes.
+//   - Once a worker has started, every WebhookSweepInterval the process
+//     that holds the sweep lease (one key, webhook-sweep, taken by
+//     compare-and-swap: one replica sweeps at a time) lists the index and
+//     queues again, at most webhookSweepMax records looked at per sweep,
+//     every finished job whose webhook is still pending and whose owner is
+//     gone: no heartbeat (closed), a lapsed one (killed, or wedged for a
+//     whole lease), none named (records written before owners were), or
+//     this process itself when the webhook is in none of its queues and
+//     its job finished a lease ago.
+//   - A resent webhook is claimed just before its first attempt, by a
+//     compare-and-swap that names this process as its owner if the record
+//     still shows it pending under the owner the sweep saw. A sweep that
+//     raced another, or a sender that recorded the outcome meanwhile,
+//     makes the claim fail and the webhook is not sent again (counted
+//     skipped).
+//
+// The outcome is recorded after the receiver's 2xx (it cannot be before:
+// a failed send would be recorded delivered); an outcome whose write
+// fails is held in memory and written again at every sweep interval, so
+// the live process never resends what it delivered. Only a process that
+// dies between the receiver's answer and the record of it, or one wedged
+// past its lease that wakes up, makes a duplicate: at least once, with
+// the same webhook-id (the job id) on every delivery, for receivers to
+// deduplicate on, as Standard Webhooks intends.
+//
+// Resends go through the same queues as any webhook (per destination,
+// webhookAttempts each) but are never dropped: a queue without room
+// leaves the webhook for the next sweep.
 
 func webhookIndexKey(id string) string { return "w." + id }
 
 // webhookIndexFilter lists the index keys.
 const webhookIndexFilter = "w.>"
 
+// webhookSweepKey holds the sweep lease: a fileClaim.
+const webhookSweepKey = "webhook-sweep"
+
+// webhookSweepMax bounds the records one sweep reads; the rest wait for
+// the next sweep.
+const webhookSweepMax = 256
+
+// heartbeatKey is owner's heartbeat key (owner ids carry the configured
+// connection name, which need not be a valid key token).
+func heartbeatKey(owner string) string {
+	h := sha256.Sum256([]byte(owner))
+	return "wh." + hex.EncodeToString(h[:12])
+}
+
+// Defaults of Options.WebhookLease and Options.WebhookSweepInterval.
+const (
+	DefaultWebhookLease         = 30 * time.Second
+	DefaultWebhookSweepInterval = 10 * time.Second
+)
+
 // indexWebhook records that id's webhook is pending. Failing it is
 // logged: the webhook is still sent by this process, only not resent
-// after a restart.
+// if the process dies before sending it.
 func (s *Store) indexWebhook(ctx context.Context, id string) {
 	if _, err := s.jobs.Put(ctx, webhookIndexKey(id), nil); err != nil {
 		s.log.Warn("indexing a pending webhook: not resent if the process stops before sending it", "job", id, "err", s.storeFull(err))
@@ -44,77 +95,236 @@ func (s *Store) unindexWebhook(ctx context.Context, id string) {
 	}
 }
 
-// startResend starts the resend of pending webhooks, once per Store.
-func (w *webhooks) startResend() {
-	w.resendOnce.Do(func() {
-		if len(w.s.o.WebhookSecret) == 0 || w.s.enter() != nil {
-			return // unsigned webhooks are never sent; or closing
-		}
-		go func() {
-			defer w.s.wg.Done()
-			w.resend(w.s.ctx)
-		}()
-	})
+// startBeats writes the first heartbeat, before this process can own a
+// webhook, and starts the loop that renews it; Open calls it when
+// webhooks are signed (unsigned ones are never sent, so never pending
+// long).
+func (w *webhooks) startBeats(ctx context.Context) {
+	if len(w.s.o.WebhookSecret) == 0 {
+		return
+	}
+	if err := w.beat(ctx); err != nil {
+		w.s.log.Warn("webhook heartbeat: other processes may resend this one's webhooks", "err", err)
+	}
+	w.s.wg.Go(func() { w.run(w.s.ctx) })
 }
 
-// resend queues the pending webhooks of finished jobs until every one
-// found has been queued once, listing again after TrackInterval while a
-// queue bound or an error held some back.
-func (w *webhooks) resend(ctx context.Context) {
-	queued := map[string]bool{}
+// startSweeps makes this process sweep from now on, the first time at
+// once; a Store's first worker calls it.
+func (w *webhooks) startSweeps() {
+	if w.sweeping.Swap(true) {
+		return
+	}
+	select {
+	case w.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// run renews the heartbeat, writes held outcomes again and sweeps, every
+// WebhookSweepInterval until ctx ends; then it deletes the heartbeat and
+// gives the sweep lease back, so a successor resends at once what this
+// process left pending.
+func (w *webhooks) run(ctx context.Context) {
+	defer w.release()
 	for {
-		more, err := w.resendPass(ctx, queued)
-		if err != nil && ctx.Err() == nil {
-			w.s.log.Warn("resending pending webhooks", "err", err)
-		}
-		if !more && err == nil {
-			return
-		}
-		t := time.NewTimer(w.s.o.TrackInterval)
+		t := time.NewTimer(w.s.o.WebhookSweepInterval)
 		select {
-		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-t.C:
+		case <-w.nudge:
+			t.Stop()
+		}
+		if err := w.beat(ctx); err != nil && ctx.Err() == nil {
+			w.s.log.Warn("webhook heartbeat: other processes may resend this one's webhooks", "err", err)
+		}
+		w.writeHeld()
+		if !w.sweeping.Load() {
+			continue
+		}
+		if ok, err := w.takeSweepLease(ctx); err != nil || !ok {
+			if err != nil && ctx.Err() == nil {
+				w.s.log.Warn("taking the webhook sweep lease", "err", err)
+			}
+			continue
+		}
+		c, err := w.sweep(ctx)
+		w.sweeps.Add(1)
+		if err != nil && ctx.Err() == nil {
+			w.s.log.Warn("sweeping pending webhooks", "err", err)
+		}
+		level := w.s.log.Debug
+		if c.queued+c.held+c.cleaned > 0 {
+			level = w.s.log.Info
+		}
+		level("webhook sweep", "listed", c.listed, "looked_at", c.lookedAt, "queued", c.queued,
+			"held_for_room", c.held, "owner_alive", c.alive, "cleaned", c.cleaned, "left_for_next", c.left)
+	}
+}
+
+// beat renews this process's heartbeat.
+func (w *webhooks) beat(ctx context.Context) error {
+	ctx, cancel := w.s.requestContext(ctx)
+	defer cancel()
+	b, _ := json.Marshal(fileClaim{Owner: w.s.owner, Until: w.s.now().Add(w.s.o.WebhookLease).UnixMilli()})
+	_, err := w.s.jobs.Put(ctx, heartbeatKey(w.s.owner), b)
+	return err
+}
+
+// release deletes the heartbeat and the sweep lease if held, as the
+// Store closes (its context has ended: a bounded one of its own).
+func (w *webhooks) release() {
+	ctx, cancel := w.s.requestContext(context.Background())
+	defer cancel()
+	if err := w.s.jobs.Delete(ctx, heartbeatKey(w.s.owner)); err != nil {
+		w.s.log.Debug("deleting the webhook heartbeat (it lapses)", "err", err)
+	}
+	if e, err := w.s.jobs.Get(ctx, webhookSweepKey); err == nil {
+		var c fileClaim
+		if json.Unmarshal(e.Value(), &c) == nil && c.Owner == w.s.owner {
+			_ = w.s.jobs.Delete(ctx, webhookSweepKey, jetstream.LastRevision(e.Revision()))
 		}
 	}
 }
 
-// resendPass lists the index once and queues what it can; more reports
-// webhooks held back by a bound.
-func (w *webhooks) resendPass(ctx context.Context, queued map[string]bool) (more bool, err error) {
-	keys, err := listKeys(ctx, w.s.jobs, webhookIndexFilter)
+// takeSweepLease takes or renews the sweep lease; false while another
+// process holds it.
+func (w *webhooks) takeSweepLease(ctx context.Context) (bool, error) {
+	ctx, cancel := w.s.requestContext(ctx)
+	defer cancel()
+	now := w.s.now()
+	b, _ := json.Marshal(fileClaim{Owner: w.s.owner, Until: now.Add(w.s.o.WebhookLease).UnixMilli()})
+	e, err := w.s.jobs.Get(ctx, webhookSweepKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		_, err = w.s.jobs.Create(ctx, webhookSweepKey, b)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return false, nil
+		}
+		return err == nil, err
+	}
 	if err != nil {
 		return false, err
 	}
-	for _, key := range keys {
-		id := strings.TrimPrefix(key, "w.")
-		if queued[id] {
-			continue
+	var c fileClaim
+	if json.Unmarshal(e.Value(), &c) == nil && c.Owner != w.s.owner && now.UnixMilli() < c.Until {
+		return false, nil
+	}
+	_, err = w.s.jobs.Update(ctx, webhookSweepKey, b, e.Revision())
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// sweepCounts is what one sweep did, for its log line.
+type sweepCounts struct {
+	listed, lookedAt, queued, held, alive, cleaned, left int
+}
+
+// sweep queues the pending webhooks of finished jobs whose sender is
+// gone, looking at most at webhookSweepMax records.
+func (w *webhooks) sweep(ctx context.Context) (c sweepCounts, err error) {
+	keys, err := listKeys(ctx, w.s.jobs, webhookIndexFilter)
+	if err != nil {
+		return c, err
+	}
+	c.listed = len(keys)
+	alive := map[string]bool{} // owner -> heartbeat current, this sweep
+	now := w.s.now()
+	for i, key := range keys {
+		if c.lookedAt == webhookSweepMax {
+			c.left = len(keys) - i
+			break
 		}
+		id := strings.TrimPrefix(key, "w.")
+		if w.busy(id) {
+			c.alive++
+			continue // in a queue here, or its outcome waiting to be written
+		}
+		c.lookedAt++
 		r, _, err := w.s.getJob(ctx, singleKey(id))
 		switch {
 		case errors.Is(err, ErrNotFound):
 			w.s.unindexWebhook(ctx, id) // expired, or its submit failed
+			c.cleaned++
 			continue
 		case err != nil:
-			return more, err
+			return c, err
 		case r.Job.WebhookState == nil || r.Job.WebhookState.Status != WebhookPending:
 			w.s.unindexWebhook(ctx, id)
+			c.cleaned++
 			continue
 		case !r.Job.Status.Terminal() || r.Webhook == "":
 			continue // its worker sends it when the job finishes
 		}
-		reason, ok := w.enqueue(r.job())
-		if !ok {
-			if reason == dropShuttingDown {
-				return false, nil
-			}
-			more = true
+		gone, err := w.ownerGone(ctx, r, now, alive)
+		if err != nil {
+			return c, err
+		}
+		if !gone {
+			c.alive++
 			continue
 		}
-		queued[id] = true
+		reason, ok := w.enqueue(&hookItem{j: r.job(), resend: true, from: r.HookOwner})
+		if !ok {
+			if reason == dropShuttingDown {
+				return c, nil
+			}
+			c.held++ // no room now: the next sweep
+			continue
+		}
+		c.queued++
 		w.resent.Add(1)
 	}
-	return more, nil
+	return c, nil
+}
+
+// ownerGone reports whether r's webhook has no live sender: its owner's
+// heartbeat is missing or lapsed, or (this process, which does not hold
+// it in a queue) it finished a lease ago, past the moment between its
+// terminal write and its notify.
+func (w *webhooks) ownerGone(ctx context.Context, r *jobRecord, now time.Time, alive map[string]bool) (bool, error) {
+	switch owner := r.HookOwner; owner {
+	case "":
+		return true, nil // written before records named their sender
+	case w.s.owner:
+		return now.Sub(time.Unix(r.Job.FinishedAt, 0)) >= w.s.o.WebhookLease, nil
+	default:
+		if a, ok := alive[owner]; ok {
+			return !a, nil
+		}
+		e, err := w.s.jobs.Get(ctx, heartbeatKey(owner))
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return false, err
+		}
+		var c fileClaim
+		a := err == nil && json.Unmarshal(e.Value(), &c) == nil && now.UnixMilli() < c.Until
+		alive[owner] = a
+		return !a, nil
+	}
+}
+
+// claimResend makes this process the owner of a resent webhook just
+// before its first attempt, if the record still shows it pending under
+// the owner the sweep saw; false when another process claimed it or its
+// outcome is recorded.
+func (w *webhooks) claimResend(ctx context.Context, id, from string) (bool, error) {
+	ctx, cancel := w.s.requestContext(ctx)
+	defer cancel()
+	claimed := false
+	_, _, err := w.s.transition(ctx, singleKey(id), func(r *jobRecord) error {
+		claimed = false
+		if r.Job.WebhookState == nil || r.Job.WebhookState.Status != WebhookPending || r.HookOwner != from {
+			return errNoChange
+		}
+		claimed = true
+		if from == w.s.owner {
+			return errNoChange
+		}
+		r.HookOwner = w.s.owner
+		return nil
+	})
+	return claimed, err
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A webhook in flight when the process stops is still pending on the
@@ -77,7 +78,10 @@ func TestWebhookResendWaitsForRoom(t *testing.T) {
 			}
 		}
 	}()
-	s, _ := newStore(t, func(o *Options) { o.WebhookSecret, o.AllowPrivateWebhooks = []byte("s3cret"), true })
+	s, _ := newStore(t, func(o *Options) {
+		o.WebhookSecret, o.AllowPrivateWebhooks = []byte("s3cret"), true
+		o.WebhookSweepInterval = 20 * time.Millisecond
+	})
 	n := webhookPerHost + 20
 	ids := make([]string, n)
 	for i := range ids {
@@ -86,6 +90,7 @@ func TestWebhookResendWaitsForRoom(t *testing.T) {
 		// Finished by a process that stopped before sending its webhook.
 		if _, _, err := s.transition(context.Background(), singleKey(j.ID), func(r *jobRecord) error {
 			r.Job.Status, r.Job.FinishedAt = StatusSucceeded, s.now().Unix()
+			r.HookOwner = "gone-process"
 			return nil
 		}); err != nil {
 			t.Fatal(err)

@@ -9,14 +9,15 @@ import (
 // "webhook" object of GET /v1/jobs/{id}). It is a record update of an
 // accepted job, like a result: it is not subject to admission's
 // headroom line, only to the hard bound the server enforces, and a
-// refusal there (or NATS away) leaves the record as it was, logged: the
+// refusal there (or NATS away) leaves the record as it was, logged and
+// returned (the caller holds a final outcome to write it again): the
 // delivery itself is not affected.
-func (s *Store) recordWebhook(j *Job, st WebhookDelivery) {
+func (s *Store) recordWebhook(id string, st WebhookDelivery) error {
 	// Not s.ctx: an outcome reached as the Store closes is still written
 	// (Close waits for this goroutine before draining the connection).
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.RequestTimeout)
 	defer cancel()
-	_, _, err := s.transition(ctx, singleKey(j.ID), func(r *jobRecord) error {
+	_, _, err := s.transition(ctx, singleKey(id), func(r *jobRecord) error {
 		if r.Job.WebhookState == nil || r.Job.WebhookState.Status != WebhookPending {
 			return errNoChange // not a webhook job (an older record), or already final
 		}
@@ -24,11 +25,12 @@ func (s *Store) recordWebhook(j *Job, st WebhookDelivery) {
 		return nil
 	})
 	if err == nil {
-		s.unindexWebhook(ctx, j.ID)
+		s.unindexWebhook(ctx, id)
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		s.log.Warn("recording the webhook outcome", "job", j.ID, "status", st.Status, "err", s.storeFull(err))
+		s.log.Warn("recording the webhook outcome", "job", id, "status", st.Status, "err", s.storeFull(err))
 	}
+	return err
 }
 
 // webhookOutcome is the record of a delivery that ended after attempts

@@ -91,7 +91,7 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 		return err
 	}
 	defer s.wg.Done()
-	s.hooks.startResend() // webhooks left pending by a process that stopped
+	s.hooks.startSweeps() // resend webhooks left pending by processes that stopped
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()
