@@ -60,5 +60,9 @@ func (x *exchange) tokenBudget(now func() time.Time) proxy.TokenBudget {
 	if !x.call.countText || x.parsed.Peek.MaxTokens != 0 {
 		return nil
 	}
-	return newStreamBudget(x.ctx(), x.rl, now, x.rt.Config.Admission.DefaultMaxTokens)
+	// The steps are the stream's, not its client's: a coalesced stream
+	// outlives its leader's client for its followers, and a step failing
+	// on that client's cancelled context would be granted (a store
+	// failure grants): the followers would run on unbounded.
+	return newStreamBudget(context.WithoutCancel(x.ctx()), x.rl, now, x.rt.Config.Admission.DefaultMaxTokens)
 }

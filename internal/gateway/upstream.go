@@ -288,11 +288,26 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 // share flights with each other only, and the requests that want usage
 // (JSON, or a stream with include_usage) with each other: a burst of
 // both makes two backend calls, never one per request.
+//
+// A stream with a token budget (a stream without max_tokens under a token
+// limit, streamBudget) shares flights only with requests taking from the
+// same token limits: the flight's one upstream call steps its leader's
+// budget and is cut when the leader's limits refuse, a cut each client
+// gets. Clients of the same limits would each have been refused there
+// (sooner, each paying its own steps); another key's (or tenant's) answer
+// must not end because this one's ran out, nor may a client with a small
+// limit get a long answer for nothing by following one with room. The
+// answer varies with who asks, so who asks is part of its key, as a cache
+// keys what a response varies by (Vary).
 func (c *upstreamCall) flightKey() string {
+	key := c.plan.key
 	if c.peek.Stream && !c.peek.IncludeUsage {
-		return c.plan.key + "\x00no-usage"
+		key += "\x00no-usage"
 	}
-	return c.plan.key
+	if b, ok := c.budget.(*streamBudget); ok {
+		key += "\x00tokens:" + b.rl.TokenScope()
+	}
+	return key
 }
 
 // flightOpts bounds a flight led by c: cache.max_entry bytes, a lagging

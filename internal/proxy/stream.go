@@ -72,8 +72,15 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 				res.TextBytes += tb
 				if in.Budget != nil && ev > 0 {
 					if granted, ok := in.Budget.Allow(openai.CompletionTokens(res.TextEvents, res.TextBytes)); !ok {
-						// The events within the grant are relayed, then the stream ends.
+						// The events within the grant are relayed, then the stream
+						// ends. The count is what was relayed: the rest of the
+						// block was read ahead by the gateway, a read's worth (up
+						// to 32 KiB) that varies with the backend's pace; the
+						// client is charged what it got, within the grant.
 						out = out[:openai.TextWithin(out, res.TextEvents-ev, res.TextBytes-tb, granted)]
+						kept, keptBytes := openai.CountText(out)
+						res.TextEvents += kept - ev
+						res.TextBytes += keptBytes - tb
 						overBudget = true
 					}
 				}

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -34,5 +35,29 @@ func TestExtendAllOrNothing(t *testing.T) {
 	}
 	if probe := check(t, lim, Subject{Tenant: "t"}, 0, t0); probe.Tokens.Remaining != 150 {
 		t.Fatalf("tenant remaining after settling %d, want 150", probe.Tokens.Remaining)
+	}
+}
+
+// TokenScope is the same for requests granted or refused tokens by the
+// same limits, whatever else differs, and differs when any token limit
+// does: another key, a key's own size, an address under a per-IP limit.
+func TestTokenScopeNamesTheTokenLimits(t *testing.T) {
+	lim, _ := newTestLimiter(t, Rules{PerKey: Rule{TokensPerMinute: 1000}, PerTenant: Rule{TokensPerMinute: 5000},
+		Keys: map[string]Rule{"big": {TokensPerMinute: 9000}}})
+	scope := func(s Subject) string { return check(t, lim, s, 1, t0).TokenScope() }
+	a := scope(Subject{Key: "a", Tenant: "t", IP: "1.2.3.4"})
+	if a == "" || a != scope(Subject{Key: "a", Tenant: "t", IP: "5.6.7.8"}) { // no per-IP limit
+		t.Fatalf("same key and tenant: %q vs %q", a, scope(Subject{Key: "a", Tenant: "t", IP: "5.6.7.8"}))
+	}
+	for _, s := range []Subject{{Key: "b", Tenant: "t"}, {Key: "a", Tenant: "u"}, {Key: "a", Tenant: "t", KeyRule: &Rule{TokensPerMinute: 2000}}, {Key: "big", Tenant: "t"}} {
+		if scope(s) == a {
+			t.Errorf("%+v shares key a's scope", s)
+		}
+	}
+	if got := check(t, lim, Subject{}, 1, t0).TokenScope(); got != "" {
+		t.Errorf("no token limit: %q", got)
+	}
+	if strings.Contains(a, ":a@") {
+		t.Errorf("the API key in clear: %q", a)
 	}
 }

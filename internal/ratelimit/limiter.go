@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -250,6 +252,27 @@ func (r Result) Settled(tokens int64) Result {
 // ChargesTokens reports whether an allowed request took tokens from a
 // token limit: only then does its usage need settling (Reconcile).
 func (r Result) ChargesTokens() bool { return r.res != nil && len(r.res.ops) > 0 }
+
+// TokenScope names the token limits an allowed request took from: their
+// buckets (the API key's hashed, as the store names them) and sizes (a
+// key's own rule from its credential may size its bucket apart), "" when
+// none. Two requests of the same scope are granted or refused more
+// tokens (Extend) alike: whoever asks, the same limits answer.
+func (r Result) TokenScope() string {
+	if r.res == nil || len(r.res.ops) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for _, op := range r.res.ops {
+		b.WriteString(op.Key)
+		b.WriteByte('@')
+		b.WriteString(strconv.FormatFloat(op.Limit.Rate, 'g', -1, 64))
+		b.WriteByte('/')
+		b.WriteString(strconv.FormatInt(op.Limit.Burst, 10))
+		b.WriteByte(0)
+	}
+	return b.String()
+}
 
 // MaxTokens bounds a token reservation and a reconciled total. Far above
 // any real request (the gateway's own estimates are capped at 2^32 too), it keeps
