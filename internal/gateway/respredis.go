@@ -46,8 +46,10 @@ const (
 	// the wait before the writer retries the writes it holds.
 	sharedRedial = time.Second
 	// sharedHeld bounds the writes held while Redis is bypassed (about
-	// 250 bytes each: 4 MB at most): 160 s of an outage at 100 responses
-	// a second on one replica. Beyond it the oldest are dropped (counted).
+	// 300 bytes each with the list and map: 5 MB at most): 160 s of an
+	// outage at 100 responses a second on one replica. Beyond it the
+	// oldest are dropped (counted): a continuation follows its response
+	// soon, so the newest are the ones worth keeping.
 	sharedHeld = 16384
 	// heldRetryMin is the shortest wait before the writer retries its
 	// held writes (while another caller's probe is under way).
@@ -104,7 +106,7 @@ type sharedOwners struct {
 	held    *heldWrites
 	retryIn time.Duration
 
-	hit, miss, lookupErr, lookupSkipped      prometheus.Counter
+	hit, miss, lookupErr, lookupSkipped       prometheus.Counter
 	written, writeErr, dropped, heldW, replay prometheus.Counter
 }
 
@@ -182,8 +184,8 @@ func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseID
 		[]string{"reason"})
 	s.held = newHeldWrites(opt.MaxHeld, ttl, heldDropped.WithLabelValues("bound"), heldDropped.WithLabelValues("expired"))
 	degraded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_degraded",
-		Help: "1 while the Responses ids' Redis is bypassed after failures (unreachable, hung, unusable): lookups and " +
-			"writes skip it until one, after a back-off of 0.5s doubling to 10s, finds it back."})
+		Help: "1 while the Responses ids' Redis is bypassed after failures (unreachable, hung, unusable): lookups skip " +
+			"it and writes are held (replayed when it is back) until one, after a back-off of 0.5s doubling to 10s, finds it back."})
 	s.bypass = redisconn.NewBypass(redisconn.BypassOptions{Threshold: sharedBypassAfter, Logger: log, Gauge: degraded,
 		DownMsg: "responses ids: redis unavailable; bypassing it (follow-ups probe the backends, previous_response_id " +
 			"not known here is refused with 503) until it recovers",

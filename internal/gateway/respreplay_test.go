@@ -58,7 +58,9 @@ func TestResponsesIDsReplayedAfterBypass(t *testing.T) {
 		ids = append(ids, create())
 	}
 	// Every write is held, none lost.
-	waitFor(t, func() bool { return promtest.Value(t, p.regA, "sluice_responses_ids_redis_held", "") == made+sharedBypassAfter })
+	waitFor(t, func() bool {
+		return promtest.Value(t, p.regA, "sluice_responses_ids_redis_held", "") == made+sharedBypassAfter
+	})
 	// A answers its own ids from its map meanwhile.
 	for _, id := range ids[:2] {
 		if resp := do(t, http.MethodGet, p.a.URL+"/v1/responses/"+id, ""); readAll(t, resp) == "" || resp.StatusCode != 200 {
