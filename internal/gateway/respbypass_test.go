@@ -17,7 +17,7 @@ import (
 // whose "not found" would be false); after sharedBypassAfter lookups that
 // timed out, Redis is bypassed: lookups are not sent (they no longer wait
 // for the timeout), follow-ups probe the backends and find the response,
-// B's writes are skipped, the degraded gauge says so. Redis resumed, the
+// B's writes are held, the degraded gauge says so. Redis resumed, the
 // first lookup after the back-off ends the bypass and the continuation
 // lands on its owner. Before, each lookup waited for the timeout and the
 // continuation went wherever round robin sent it.
@@ -76,10 +76,10 @@ func TestResponsesIDsRedisBypassed(t *testing.T) {
 	if e, b := lookups("error"), lookups("bypassed"); e != sharedBypassAfter || b != 4 {
 		t.Fatalf("after a follow-up: %v timed out, %v bypassed; want %d and 4", e, b, sharedBypassAfter)
 	}
-	// B's own response: its write is skipped, not queued behind a frozen Redis.
+	// B's own response: its write is held, not queued behind a frozen Redis.
 	create(p.b.URL)
 	waitFor(t, func() bool {
-		return promtest.Value(t, p.regB, "sluice_responses_ids_redis_writes_total", "skipped") >= 1
+		return promtest.Value(t, p.regB, "sluice_responses_ids_redis_writes_total", "held") >= 1
 	})
 
 	rd.Resume()

@@ -81,7 +81,7 @@ func newRespOwners(reg prometheus.Registerer, log *slog.Logger, maxIDs int, ttl 
 			"expired ones until looked up or pushed out)."},
 		func() float64 { return float64(c.len()) }))
 	if shared != nil {
-		o.shared = newSharedOwners(reg, log, *shared, ttl, now)
+		o.shared = newSharedOwners(reg, log, *shared, maxIDs, ttl, now)
 	}
 	return o
 }

@@ -27,6 +27,10 @@ type ResponseIDsRedis struct {
 	Prefix string
 	// Timeout bounds one lookup, and one batch of writes; 0 is 100ms.
 	Timeout time.Duration
+	// MaxHeld bounds the writes held while Redis is bypassed, to be
+	// replayed when it is back; 0 is sharedHeld, or the map's bound when
+	// smaller.
+	MaxHeld int
 }
 
 // Bounds of the shared owner map's Redis side.
@@ -38,8 +42,18 @@ const (
 	sharedQueue = 4096
 	// sharedBatch bounds the writes pipelined in one round trip.
 	sharedBatch = 64
-	// sharedRedial spaces dials while Redis is unreachable.
+	// sharedRedial spaces dials while Redis is unreachable, and bounds
+	// the wait before the writer retries the writes it holds.
 	sharedRedial = time.Second
+	// sharedHeld bounds the writes held while Redis is bypassed (about
+	// 300 bytes each with the list and map: 5 MB at most): 160 s of an
+	// outage at 100 responses a second on one replica. Beyond it the
+	// oldest are dropped (counted): a continuation follows its response
+	// soon, so the newest are the ones worth keeping.
+	sharedHeld = 16384
+	// heldRetryMin is the shortest wait before the writer retries its
+	// held writes (while another caller's probe is under way).
+	heldRetryMin = 50 * time.Millisecond
 	// maxSharedValue bounds a value read back: ours are a backend name,
 	// a tenant and a time.
 	maxSharedValue = 4 << 10
@@ -64,9 +78,13 @@ const (
 // caller decides what an unanswered lookup means (follow-ups probe the
 // backends; previous_response_id is refused with a 503). Writes go
 // through a bounded queue to one writer goroutine, owned by respOwners
-// and stopped by close, so the relayed answer never waits for them;
-// while bypassed they are skipped (counted), and other replicas find
-// those ids as they find ids never written. Lookups never dial: while
+// and stopped by close, so the relayed answer never waits for them.
+// Writes Redis cannot take (bypassed, or failing for an outage) are held
+// (heldWrites: bounded, expiring with the ids' TTL) and replayed, oldest
+// first, when the bypass ends, whoever's probe ends it, or when the
+// writer's own retry finds Redis back: a continuation of a response made
+// during the outage reaches its owner through any replica once Redis is
+// back. Lookups never dial: while
 // there is no connection they fail at once and ask the writer to dial
 // (spaced by sharedRedial).
 type sharedOwners struct {
@@ -77,13 +95,19 @@ type sharedOwners struct {
 	now     func() time.Time
 	bypass  *redisconn.Bypass
 
-	queue chan sharedWrite
-	dial  chan struct{} // cap 1: a lookup found no connection
-	stop  chan struct{}
-	done  chan struct{}
+	queue     chan sharedWrite
+	dial      chan struct{} // cap 1: a lookup found no connection
+	recovered chan struct{} // cap 1: a probe ended the bypass
+	stop      chan struct{}
+	done      chan struct{}
 
-	hit, miss, lookupErr, lookupSkipped prometheus.Counter
-	written, writeErr, dropped, skipped prometheus.Counter
+	// held and retryIn are the writer's alone: the writes Redis could not
+	// take, and the wait before Redis may be tried again (from the bypass).
+	held    *heldWrites
+	retryIn time.Duration
+
+	hit, miss, lookupErr, lookupSkipped       prometheus.Counter
+	written, writeErr, dropped, heldW, replay prometheus.Counter
 }
 
 // errIDsUnavailable is a lookup Redis could not answer: it failed, or is
@@ -105,11 +129,13 @@ var errBypassed = errors.New("bypassed after failures")
 
 type sharedConn struct{ c rueidis.Client }
 
-// sharedWrite is one owner to set, or (del) an id to forget.
+// sharedWrite is one owner to set, or (del) an id to forget, made at at:
+// the key expires (and a held write is dropped) a TTL after it.
 type sharedWrite struct {
 	key   string
 	value []byte
 	del   bool
+	at    time.Time
 }
 
 // sharedValue is an owner as Redis holds it.
@@ -119,19 +145,22 @@ type sharedValue struct {
 	At      int64  `json:"at"` // unix milliseconds
 }
 
-func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseIDsRedis, ttl time.Duration, now func() time.Time) *sharedOwners {
+func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseIDsRedis, maxIDs int, ttl time.Duration, now func() time.Time) *sharedOwners {
 	if opt.Prefix == "" {
 		opt.Prefix = defaultSharedPrefix
 	}
 	if opt.Timeout <= 0 {
 		opt.Timeout = defaultSharedTimeout
 	}
+	if opt.MaxHeld <= 0 {
+		opt.MaxHeld = min(sharedHeld, maxIDs)
+	}
 	build := func(c rueidis.Client) *sharedConn { return &sharedConn{c} }
 	// Dials are spaced on the wall clock: a test's frozen clock must not
 	// stop the writer from ever dialling again.
 	s := &sharedOwners{conn: redisconn.NewSharedLazy(opt.Clients, opt.Client, build, sharedRedial, nil), prefix: opt.Prefix,
 		timeout: opt.Timeout, ttl: ttl, now: now,
-		queue: make(chan sharedWrite, sharedQueue), dial: make(chan struct{}, 1),
+		queue: make(chan sharedWrite, sharedQueue), dial: make(chan struct{}, 1), recovered: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_lookups_total",
 		Help: "Response ids the gateway did not remember, asked of Redis (shared by replicas), by result: hit, miss, " +
@@ -140,24 +169,34 @@ func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseID
 			"is refused with a 503 and Retry-After."},
 		[]string{"result"})
 	writes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_writes_total",
-		Help: "Response owners written to (or ids deleted from) Redis, by result: ok, error (Redis unreachable or " +
-			"slow), dropped (the write queue was full), skipped (Redis bypassed after failures). Other replicas find an " +
-			"id not written by asking the backends."},
+		Help: "Response owners written to (or ids deleted from) Redis, by result: ok (at once), held (Redis bypassed, " +
+			"or unreachable or slow: kept to be replayed when it is back), replayed (a held write written), error " +
+			"(an error reply, e.g. OOM: not retried), dropped (the write queue was full). Other replicas find an id " +
+			"not written as one never made: by asking the backends."},
 		[]string{"result"})
 	s.hit, s.miss, s.lookupErr = lookups.WithLabelValues("hit"), lookups.WithLabelValues("miss"), lookups.WithLabelValues("error")
 	s.lookupSkipped = lookups.WithLabelValues("bypassed")
 	s.written, s.writeErr, s.dropped = writes.WithLabelValues("ok"), writes.WithLabelValues("error"), writes.WithLabelValues("dropped")
-	s.skipped = writes.WithLabelValues("skipped")
+	s.heldW, s.replay = writes.WithLabelValues("held"), writes.WithLabelValues("replayed")
+	heldDropped := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_held_dropped_total",
+		Help: "Held owner writes (Redis bypassed) dropped before they could be replayed, by reason: bound (the oldest, " +
+			"beyond the held writes' bound), expired (older than the ids' TTL: the key would have expired)."},
+		[]string{"reason"})
+	s.held = newHeldWrites(opt.MaxHeld, ttl, heldDropped.WithLabelValues("bound"), heldDropped.WithLabelValues("expired"))
 	degraded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_degraded",
-		Help: "1 while the Responses ids' Redis is bypassed after failures (unreachable, hung, unusable): lookups and " +
-			"writes skip it until one, after a back-off of 0.5s doubling to 10s, finds it back."})
+		Help: "1 while the Responses ids' Redis is bypassed after failures (unreachable, hung, unusable): lookups skip " +
+			"it and writes are held (replayed when it is back) until one, after a back-off of 0.5s doubling to 10s, finds it back."})
 	s.bypass = redisconn.NewBypass(redisconn.BypassOptions{Threshold: sharedBypassAfter, Logger: log, Gauge: degraded,
 		DownMsg: "responses ids: redis unavailable; bypassing it (follow-ups probe the backends, previous_response_id " +
 			"not known here is refused with 503) until it recovers",
-		UpMsg: "responses ids: redis recovered"})
-	reg.MustRegister(lookups, writes, degraded, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_queued",
+		UpMsg: "responses ids: redis recovered", OnRecover: s.wake})
+	reg.MustRegister(lookups, writes, heldDropped, degraded, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_queued",
 		Help: "Response owner writes waiting for Redis (bounded; beyond it they are dropped)."},
-		func() float64 { return float64(len(s.queue)) }))
+		func() float64 { return float64(len(s.queue)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_held",
+			Help: "Response owner writes Redis could not take (bypassed, unreachable or slow), held to be replayed when " +
+				"it is back (bounded: beyond it the oldest are dropped)."},
+			func() float64 { return float64(s.held.n.Load()) }))
 	go s.run()
 	return s
 }
@@ -172,11 +211,20 @@ func (s *sharedOwners) key(id string) string {
 // set queues id's owner for Redis, never waiting.
 func (s *sharedOwners) set(id string, o respOwner) {
 	v, _ := json.Marshal(sharedValue{Backend: o.backend, Tenant: o.tenant, At: o.at.UnixMilli()}) // strings and an int: cannot fail
-	s.enqueue(sharedWrite{key: s.key(id), value: v})
+	s.enqueue(sharedWrite{key: s.key(id), value: v, at: o.at})
 }
 
 // del queues id's removal from Redis, never waiting.
-func (s *sharedOwners) del(id string) { s.enqueue(sharedWrite{key: s.key(id), del: true}) }
+func (s *sharedOwners) del(id string) { s.enqueue(sharedWrite{key: s.key(id), del: true, at: s.now()}) }
+
+// wake tells the writer the bypass ended (the bypass' OnRecover), never
+// waiting: it replays what it holds.
+func (s *sharedOwners) wake() {
+	select {
+	case s.recovered <- struct{}{}:
+	default:
+	}
+}
 
 func (s *sharedOwners) enqueue(w sharedWrite) {
 	select {
@@ -255,25 +303,39 @@ func decodeShared(b []byte) (respOwner, error) {
 
 // run is the writer: it dials when asked (or when it has writes and no
 // connection) and writes what is queued, a batch per round trip, until
-// close; then it writes what is left, within one timeout, and returns.
+// close; while it holds writes Redis could not take, it retries them when
+// the bypass ends or its back-off has passed (on the wall clock, at most
+// sharedRedial apart: a test's frozen clock must not stop it for good).
+// At close it writes what is left, within one timeout, and returns.
 func (s *sharedOwners) run() {
 	defer close(s.done)
 	s.conn.Get() // dial at start, off the request path; failures are retried when asked
 	batch := make([]sharedWrite, 0, sharedBatch)
+	retry := time.NewTimer(sharedRedial)
+	defer retry.Stop()
 	for {
+		var retryC <-chan time.Time
+		if s.held.len() > 0 {
+			retry.Reset(min(max(s.retryIn, heldRetryMin), sharedRedial))
+			retryC = retry.C
+		}
 		select {
 		case w := <-s.queue:
-			batch = s.fill(append(batch[:0], w))
-			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-			s.write(ctx, batch)
-			cancel()
+			s.flush(context.Background(), s.fill(append(batch[:0], w)))
+		case <-s.recovered:
+			s.flush(context.Background(), nil)
+		case <-retryC:
+			s.flush(context.Background(), nil)
 		case <-s.dial:
 			s.conn.Get()
 		case <-s.stop:
 			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 			defer cancel()
-			for batch = s.fill(batch[:0]); len(batch) > 0 && ctx.Err() == nil; batch = s.fill(batch[:0]) {
-				s.write(ctx, batch)
+			for batch = s.fill(batch[:0]); ctx.Err() == nil; batch = s.fill(batch[:0]) {
+				s.flush(ctx, batch)
+				if len(batch) == 0 {
+					break
+				}
 			}
 			return
 		}
@@ -293,46 +355,92 @@ func (s *sharedOwners) fill(batch []sharedWrite) []sharedWrite {
 	return batch
 }
 
-// write sends batch in one pipeline within ctx, counting each write;
-// while Redis is bypassed the batch is skipped.
-func (s *sharedOwners) write(ctx context.Context, batch []sharedWrite) {
-	call, _, ok := s.bypass.Admit(s.now())
-	if !ok {
-		s.skipped.Add(float64(len(batch)))
+// flush replays the held writes, oldest first, a round trip per
+// sharedBatch, then writes batch (newer: written after the held ones, a
+// newer write to a key wins). What Redis cannot take now is held: the
+// rest of the held writes, and batch.
+func (s *sharedOwners) flush(ctx context.Context, batch []sharedWrite) {
+	for s.held.len() > 0 && ctx.Err() == nil {
+		ws := s.held.take(s.now(), sharedBatch)
+		failed := s.write(ctx, ws, s.replay)
+		if len(failed) > 0 {
+			s.held.putBack(failed)
+			break
+		}
+	}
+	if s.held.len() > 0 { // Redis is away: batch waits behind the held writes
+		s.hold(batch)
 		return
+	}
+	s.hold(s.write(ctx, batch, s.written))
+}
+
+// hold keeps writes Redis did not take, to be replayed.
+func (s *sharedOwners) hold(ws []sharedWrite) {
+	for _, w := range ws {
+		s.held.hold(w)
+	}
+	s.heldW.Add(float64(len(ws)))
+}
+
+// write sends batch in one pipeline within the timeout (and ctx), counting
+// each write it lands in ok; it returns the writes Redis could not take:
+// all of them while bypassed or without a connection, those that failed
+// for an outage otherwise. An error reply (OOM) is Redis answering: that
+// write is counted and not retried.
+func (s *sharedOwners) write(ctx context.Context, batch []sharedWrite, ok prometheus.Counter) (failed []sharedWrite) {
+	if len(batch) == 0 {
+		return nil
+	}
+	call, retry, admitted := s.bypass.Admit(s.now())
+	if !admitted {
+		s.retryIn = retry
+		return batch
 	}
 	conn, err := s.conn.Get()
 	if err != nil {
-		call.Down(s.now(), err)
-		s.writeErr.Add(float64(len(batch)))
-		return
+		s.retryIn, _ = call.Down(s.now(), err)
+		return batch
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	c := conn.c
-	ms := s.ttl.Milliseconds()
-	cmds := make(rueidis.Commands, len(batch))
-	for i, w := range batch {
+	now := s.now()
+	cmds := make(rueidis.Commands, 0, len(batch))
+	sent := make([]sharedWrite, 0, len(batch))
+	for _, w := range batch {
 		if w.del {
-			cmds[i] = c.B().Del().Key(w.key).Build()
+			cmds = append(cmds, c.B().Del().Key(w.key).Build())
+		} else if left := w.at.Add(s.ttl).Sub(now); left >= time.Millisecond { // the key expires when the id does
+			cmds = append(cmds, c.B().Set().Key(w.key).Value(rueidis.BinaryString(w.value)).PxMilliseconds(left.Milliseconds()).Build())
 		} else {
-			cmds[i] = c.B().Set().Key(w.key).Value(rueidis.BinaryString(w.value)).PxMilliseconds(ms).Build()
+			continue
 		}
+		sent = append(sent, w)
+	}
+	if len(cmds) == 0 {
+		call.Abandon()
+		return nil
 	}
 	var outage error
-	for _, r := range c.DoMulti(ctx, cmds...) {
-		if err := r.Error(); err != nil {
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		switch err := r.Error(); {
+		case err == nil:
+			ok.Inc()
+		case redisconn.IsOutage(err):
+			outage = err
+			failed = append(failed, sent[i])
+		default:
 			s.writeErr.Inc()
-			if redisconn.IsOutage(err) {
-				outage = err
-			}
-		} else {
-			s.written.Inc()
 		}
 	}
-	if outage != nil {
-		call.Down(s.now(), outage)
-	} else {
+	switch {
+	case outage != nil:
+		s.retryIn, _ = call.Down(s.now(), outage)
+	default:
 		call.Up()
 	}
+	return failed
 }
 
 // close stops the writer (after its last writes, within the timeout) and

@@ -245,7 +245,7 @@ func TestResponsesTenantIsolationAcrossReplicas(t *testing.T) {
 }
 
 // TestResponsesIDsRedisDown: with Redis stopped, a response made through
-// A (its write fails, counted) is found by B by probing, as without Redis;
+// A (its write fails: held, counted) is found by B by probing, as without Redis;
 // with Redis frozen (accepting nothing, answering nothing), the lookup
 // gives up at its timeout and B probes. Nothing fails for Redis.
 func TestResponsesIDsRedisDown(t *testing.T) {
@@ -273,7 +273,7 @@ func TestResponsesIDsRedisDown(t *testing.T) {
 	p.written(t, 1)
 	rd.Stop()
 	id := create()
-	waitFor(t, func() bool { return promtest.Value(t, p.regA, "sluice_responses_ids_redis_writes_total", "error") >= 1 })
+	waitFor(t, func() bool { return promtest.Value(t, p.regA, "sluice_responses_ids_redis_writes_total", "held") >= 1 })
 	get(id)
 	if n := promtest.Value(t, p.regB, "sluice_responses_followups_total", "probed"); n < 1 {
 		t.Fatalf("B probed %v times with Redis down, want the id found by probing", n)

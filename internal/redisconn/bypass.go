@@ -62,6 +62,11 @@ type BypassOptions struct {
 	// the lock that changes the state: two calls changing it at once
 	// cannot leave it saying the opposite of Down.
 	Gauge prometheus.Gauge
+	// OnRecover, when set, is called when a bypass ends (its probe found
+	// Redis back), outside the lock and on the probing caller's goroutine:
+	// a user that held back work while bypassed learns it may send it
+	// without waiting for a call of its own. It must not block.
+	OnRecover func()
 }
 
 // Defaults of BypassOptions' back-off (the rate limits' store, the cache's
@@ -140,6 +145,9 @@ func (c Call) Up() {
 	b.mu.Unlock()
 	if warned {
 		b.opt.Logger.Info(b.opt.UpMsg, b.opt.Attrs...)
+	}
+	if b.opt.OnRecover != nil {
+		b.opt.OnRecover()
 	}
 }
 

@@ -154,3 +154,31 @@ func TestBypassGaugeUnderLock(t *testing.T) {
 		t.Fatal("gauge or state wrong after recovery")
 	}
 }
+
+// TestBypassOnRecover: OnRecover is called once when a probe ends the
+// bypass, not for calls that succeed while Redis is up, nor for a failed
+// probe.
+func TestBypassOnRecover(t *testing.T) {
+	recovered := 0
+	b := NewBypass(BypassOptions{Backoff: time.Second, Logger: slog.New(slog.DiscardHandler), OnRecover: func() { recovered++ }})
+	now := time.Unix(1000, 0)
+	c, _, _ := b.Admit(now)
+	c.Up()
+	fail(t, b, now)
+	now = now.Add(time.Second)
+	fail(t, b, now) // the first probe fails
+	if recovered != 0 {
+		t.Fatalf("OnRecover called %d times before any recovery", recovered)
+	}
+	now = now.Add(2 * time.Second)
+	p, _, ok := b.Admit(now)
+	if !ok || !p.Probe() {
+		t.Fatal("no probe after the back-off")
+	}
+	p.Up()
+	c, _, _ = b.Admit(now)
+	c.Up()
+	if recovered != 1 {
+		t.Fatalf("OnRecover called %d times, want 1 (the probe that ended the bypass)", recovered)
+	}
+}

@@ -1,0 +1,144 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
+	"github.com/sluice-gw/sluice/internal/testutil/redistest"
+)
+
+// TestResponsesIDsReplayedAfterBypass: responses made through A while the
+// replicas' Redis is frozen (SIGSTOP) are continued through B once Redis
+// is back: A held their owner writes (its own GETs answered from its map
+// meanwhile) and replayed them when its probe found Redis back, so B finds
+// each in Redis and the continuation lands on its owner. Before, A's
+// writes were skipped while bypassed: after Redis returned B missed them
+// (only a write sent before the freeze, executed at SIGCONT, could land)
+// and the pool's policy picked the backend, one that may not hold the
+// response (400 previous_response_not_found from it).
+func TestResponsesIDsReplayedAfterBypass(t *testing.T) {
+	rd := redistest.Start(t)
+	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, nil)
+	p.connected(t)
+	create := func() string {
+		t.Helper()
+		resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`)
+		got := readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("create through A: %d %s", resp.StatusCode, got)
+		}
+		return decodeResponse(t, got).ID
+	}
+	create()
+	p.written(t, 1)
+	writes := func(reg *prometheus.Registry, result string) float64 {
+		return promtest.Value(t, reg, "sluice_responses_ids_redis_writes_total", result)
+	}
+
+	rd.Pause()
+	t.Cleanup(rd.Resume) // before the server's own cleanup stops it
+	// The clock stands still while Redis is frozen: A's back-off never
+	// passes, so no probe meets the frozen Redis however slow the machine.
+	p.frozen.Store(time.Now().UnixNano())
+	// Two writes time out (sharedBypassAfter): Redis is bypassed. They
+	// were sent before the freeze was known and may land at SIGCONT; the
+	// responses made after are the ones a bypass used to lose.
+	create()
+	create()
+	waitFor(t, func() bool { return promtest.Value(t, p.regA, "sluice_responses_ids_redis_degraded", "") == 1 })
+	const made = 4
+	var ids []string
+	for range made {
+		ids = append(ids, create())
+	}
+	// Every write is held, none lost.
+	waitFor(t, func() bool {
+		return promtest.Value(t, p.regA, "sluice_responses_ids_redis_held", "") == made+sharedBypassAfter
+	})
+	// A answers its own ids from its map meanwhile.
+	for _, id := range ids[:2] {
+		if resp := do(t, http.MethodGet, p.a.URL+"/v1/responses/"+id, ""); readAll(t, resp) == "" || resp.StatusCode != 200 {
+			t.Fatalf("GET %s through A with Redis frozen: %d", id, resp.StatusCode)
+		}
+	}
+
+	rd.Resume()
+	p.skew.Add(int64(time.Minute)) // past the back-off, and running again
+	p.frozen.Store(0)
+	waitFor(t, func() bool { return writes(p.regA, "replayed") == made+sharedBypassAfter })
+	if n := promtest.Value(t, p.regA, "sluice_responses_ids_redis_held", ""); n != 0 {
+		t.Fatalf("A holds %v writes after replaying them all", n)
+	}
+	if n, err := rd.Do("DBSIZE"); err != nil || n != strconv.Itoa(made+sharedBypassAfter+1) {
+		t.Fatalf("Redis holds %q keys (%v), want %d", n, err, made+sharedBypassAfter+1)
+	}
+	if ttl, err := rd.Do("PTTL", p.gws[0].owners.shared.key(ids[0])); err != nil || ttl == "-1" || ttl == "-2" {
+		t.Fatalf("a replayed key's PTTL %s (%v): no expiry", ttl, err)
+	}
+
+	// Round robin made ids[0] and ids[2] on one simulator, ids[1] and
+	// ids[3] on the other: continued in that order, a pool's policy that
+	// alternates (round robin, through B) would send one of each pair to
+	// the simulator that does not hold it, whatever simulator it starts at.
+	for _, id := range []string{ids[0], ids[2], ids[1], ids[3]} {
+		resp := post(t, p.b.URL+"/v1/responses", `{"model":"m1","input":"and then?","max_output_tokens":2,"previous_response_id":"`+id+`"}`)
+		if got := readAll(t, resp); resp.StatusCode != 200 {
+			t.Fatalf("continuing %s through B after Redis returned: %d %s", id, resp.StatusCode, got)
+		}
+	}
+	if n := promtest.Value(t, p.regB, "sluice_responses_ids_redis_lookups_total", "hit"); n != made {
+		t.Fatalf("B's Redis hits %v, want %d: the ids made during the outage are in Redis", n, made)
+	}
+	if n := writes(p.regA, "error") + promtest.Value(t, p.regA, "sluice_responses_ids_redis_held_dropped_total", "bound"); n != 0 {
+		t.Fatalf("A lost %v writes", n)
+	}
+}
+
+// TestHeldWritesBoundExpiryAndOrder: held writes are taken oldest first; a
+// newer write to a key replaces the held one; beyond the bound the oldest
+// are dropped, and those past the TTL when taken (both counted); what is
+// put back is taken first again.
+func TestHeldWritesBoundExpiryAndOrder(t *testing.T) {
+	bound := prometheus.NewCounter(prometheus.CounterOpts{Name: "bound"})
+	expired := prometheus.NewCounter(prometheus.CounterOpts{Name: "expired"})
+	h := newHeldWrites(3, time.Hour, bound, expired)
+	t0 := time.Unix(1000, 0)
+	w := func(key string, at time.Duration) sharedWrite { return sharedWrite{key: key, at: t0.Add(at)} }
+	keys := func(ws []sharedWrite) (k string) {
+		for _, w := range ws {
+			k += w.key
+		}
+		return k
+	}
+
+	h.hold(w("a", 0))
+	h.hold(w("b", time.Minute))
+	h.hold(sharedWrite{key: "a", del: true, at: t0.Add(2 * time.Minute)}) // the DELETE after the create: replaces it
+	h.hold(w("c", 3*time.Minute))
+	if h.len() != 3 || testutil.ToFloat64(bound) != 0 {
+		t.Fatalf("held %d, dropped %v; want 3 (a replaced), 0", h.len(), testutil.ToFloat64(bound))
+	}
+	h.hold(w("d", 4*time.Minute)) // beyond the bound: b, the oldest, goes
+	if testutil.ToFloat64(bound) != 1 || h.n.Load() != 3 {
+		t.Fatalf("dropped %v, gauge %d; want 1, 3", testutil.ToFloat64(bound), h.n.Load())
+	}
+	got := h.take(t0.Add(time.Hour), 2)
+	if keys(got) != "ac" || !got[0].del {
+		t.Fatalf("took %q (del %v), want a's DELETE then c", keys(got), got[0].del)
+	}
+	h.putBack(got)
+	// An hour and two minutes after t0: a's DELETE (made at 2m) is past
+	// the TTL, c (3m) and d (4m) are not.
+	if got := keys(h.take(t0.Add(time.Hour+2*time.Minute), 10)); got != "cd" || testutil.ToFloat64(expired) != 1 {
+		t.Fatalf("took %q, expired %v; want cd, 1", got, testutil.ToFloat64(expired))
+	}
+	if h.len() != 0 || h.n.Load() != 0 {
+		t.Fatalf("%d left, gauge %d", h.len(), h.n.Load())
+	}
+}
