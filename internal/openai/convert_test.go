@@ -81,7 +81,7 @@ func TestTextCompletionAndToolCalls(t *testing.T) {
 	}
 	assertSameJSON(t, back, []byte(text))
 
-	tools := `{"id":"c","object":"chat.completion","created":2,"model":"m","choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},"logprobs":null,"finish_reason":"tool_calls"}]}`
+	tools := `{"id":"c","object":"chat.completion","created":2,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},"logprobs":null,"finish_reason":"tool_calls"}]}`
 	sse, err = JSONToSSE([]byte(tools), false)
 	if err != nil {
 		t.Fatal(err)
