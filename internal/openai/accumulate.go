@@ -17,7 +17,9 @@ import (
 // appended (chat's content and refusal; completions' tokens,
 // token_logprobs, top_logprobs and text_offset), the finish_reason that
 // is not null; the last usage, system_fingerprint and service_tier that
-// are not null. Members it does not name survive: a delta's are
+// are not null. OpenAI's "obfuscation" (random padding that evens out
+// the size of a stream's events, stream_options.include_obfuscation) is
+// left out: a plain answer has none. Members it does not name survive: a delta's are
 // accumulated as its known ones are, a choice's or the chunk's keep
 // their last value that is not null (lists appended: vLLM's token_ids).
 type accumulator struct {
@@ -25,6 +27,9 @@ type accumulator struct {
 	object  string              // chat.completion or text_completion
 	choices map[int]*jsonObject // by index: index, message (or text), logprobs, finish_reason, others
 }
+
+// obfuscation is the member OpenAI pads stream events with.
+const obfuscation = "obfuscation"
 
 // StreamToJSON assembles the events of a stream (ParseSSE) into the
 // chat.completion (or text_completion) a plain request gets, as the SDKs
@@ -64,6 +69,7 @@ func (a *accumulator) add(ev []byte) error {
 	for _, k := range c.keys {
 		v := c.vals[k]
 		switch k {
+		case obfuscation:
 		case "choices":
 			list, ok := v.([]any)
 			if !ok && v != nil {
@@ -130,7 +136,7 @@ func (a *accumulator) addChoice(v any) error {
 	for _, k := range ch.keys {
 		v := ch.vals[k]
 		switch k {
-		case "index":
+		case "index", obfuscation:
 		case "delta":
 			d, ok := v.(*jsonObject)
 			if !ok {
@@ -173,6 +179,9 @@ func (a *accumulator) addChoice(v any) error {
 func mergeDelta(acc, delta *jsonObject) {
 	for _, k := range delta.keys {
 		v := delta.vals[k]
+		if k == obfuscation {
+			continue
+		}
 		cur, ok := acc.get(k)
 		switch {
 		case !ok || cur == nil:

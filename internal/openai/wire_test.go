@@ -84,6 +84,13 @@ func wireCases(t *testing.T) []wireCase {
 			chunkOf(oaHead, `{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}`)),
 		json: `{"id":"chatcmpl-B9","object":"chat.completion","created":1733400000,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_7f6be3efb0","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":"I'm sorry, I can't help with that."},"logprobs":{"content":null,"refusal":[{"token":"I'm","logprob":-0.0012,"bytes":[73,39,109],"top_logprobs":[]},{"token":" sorry","logprob":-0.0001,"bytes":[32,115,111,114,114,121],"top_logprobs":[]}]},"finish_reason":"stop"}]}`,
 	}, {
+		name: "openai obfuscation padding left out of the answer",
+		stream: sse(
+			oaHead+`"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"Xq3"}`,
+			oaHead+`"choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}],"usage":null,"obfuscation":"aY7pQ"}`,
+			oaHead+`"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null,"obfuscation":"k"}`),
+		json: `{"id":"chatcmpl-B9","object":"chat.completion","created":1733400000,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_7f6be3efb0","choices":[{"index":0,"message":{"role":"assistant","content":"Hi","refusal":null},"logprobs":null,"finish_reason":"stop"}]}`,
+	}, {
 		name: "n=2 interleaved, choice 1 first, a finish_reason each",
 		stream: sse(
 			chunkOf(oaHead, `{"index":1,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}`),
@@ -121,8 +128,7 @@ func wireCases(t *testing.T) []wireCase {
 			chunkOf(dsHead, `{"index":0,"delta":{"role":"assistant","content":null,"reasoning_content":""},"logprobs":null,"finish_reason":null}`),
 			chunkOf(dsHead, `{"index":0,"delta":{"content":null,"reasoning_content":"Hmm"},"logprobs":null,"finish_reason":null}`),
 			chunkOf(dsHead, `{"index":0,"delta":{"content":"Yes","reasoning_content":null},"logprobs":null,"finish_reason":null}`),
-			chunkOf(dsHead, `{"index":0,"delta":{"content":"","reasoning_content":null},"logprobs":null,"finish_reason":"stop"}`)[:0]+
-				dsHead+`"choices":[{"index":0,"delta":{"content":"","reasoning_content":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":30,"total_tokens":40,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":29},"prompt_cache_hit_tokens":0,"prompt_cache_miss_tokens":10}}`),
+			dsHead+`"choices":[{"index":0,"delta":{"content":"","reasoning_content":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":30,"total_tokens":40,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":29},"prompt_cache_hit_tokens":0,"prompt_cache_miss_tokens":10}}`),
 		json: `{"id":"8f3a","object":"chat.completion","created":1733400002,"model":"deepseek-reasoner","system_fingerprint":"fp_a1b2_prod0425fp8","choices":[{"index":0,"message":{"role":"assistant","content":"Yes","reasoning_content":"Hmm"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":30,"total_tokens":40,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":29},"prompt_cache_hit_tokens":0,"prompt_cache_miss_tokens":10}}`,
 	}, {
 		name: "OpenRouter reasoning and reasoning_details by index, provider kept",
@@ -246,5 +252,21 @@ func sameJSON(t *testing.T, got, want []byte) {
 	}
 	if !reflect.DeepEqual(g, w) {
 		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// BenchmarkStreamToJSON: a 1,000-token answer as vLLM streams it, one
+// token an event, assembled as a cache hit or a job's result is.
+func BenchmarkStreamToJSON(b *testing.B) {
+	chunks := []string{chunkOf(vllmHead, `{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}`)}
+	for range 1000 {
+		chunks = append(chunks, chunkOf(vllmHead, `{"index":0,"delta":{"content":" word"},"logprobs":null,"finish_reason":null}`))
+	}
+	events := ParseSSE([]byte(sse(chunks...)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := StreamToJSON(events); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
