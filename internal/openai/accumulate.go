@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // accumulator folds a stream's chunks into one completion the way the
@@ -66,8 +67,8 @@ func (a *accumulator) add(ev []byte) error {
 	} else if object != a.object {
 		return fmt.Errorf("%w: a %s chunk in a %s stream", ErrNotConvertible, object, a.object)
 	}
-	for _, k := range c.keys {
-		v := c.vals[k]
+	for _, mb := range c.members {
+		k, v := mb.key, mb.val
 		switch k {
 		case obfuscation:
 		case "choices":
@@ -133,8 +134,8 @@ func (a *accumulator) addChoice(v any) error {
 		snap.set("index", json.Number(strconv.Itoa(idx)))
 		a.choices[idx] = snap
 	}
-	for _, k := range ch.keys {
-		v := ch.vals[k]
+	for _, mb := range ch.members {
+		k, v := mb.key, mb.val
 		switch k {
 		case "index", obfuscation:
 		case "delta":
@@ -150,8 +151,11 @@ func (a *accumulator) addChoice(v any) error {
 			mergeDelta(msg, d)
 		case "text":
 			if s, ok := v.(string); ok {
-				prev, _ := snap.str("text")
-				snap.set("text", prev+s)
+				cur, there := snap.get("text")
+				if !there || cur == nil {
+					cur = ""
+				}
+				snap.set("text", concat(cur, s))
 			}
 		case "logprobs":
 			if cur := snap.obj("logprobs"); cur != nil {
@@ -177,8 +181,8 @@ func (a *accumulator) addChoice(v any) error {
 // detail's format in every delta must not double it, as accumulate_delta
 // does all but the first two.
 func mergeDelta(acc, delta *jsonObject) {
-	for _, k := range delta.keys {
-		v := delta.vals[k]
+	for _, mb := range delta.members {
+		k, v := mb.key, mb.val
 		if k == obfuscation {
 			continue
 		}
@@ -199,9 +203,9 @@ func mergeValue(k string, cur, v any) any {
 		return deepCopy(v)
 	}
 	switch c := cur.(type) {
-	case string:
+	case string, *strings.Builder:
 		if s, ok := v.(string); ok {
-			return c + s
+			return concat(c, s)
 		}
 	case *jsonObject:
 		if o, ok := v.(*jsonObject); ok {
@@ -214,6 +218,19 @@ func mergeValue(k string, cur, v any) any {
 		}
 	}
 	return deepCopy(v)
+}
+
+// concat appends s to a string being accumulated: the first time it
+// becomes a *strings.Builder, which appendJSON and jsonObject.str read as
+// its string, so that a thousand deltas cost no thousand copies.
+func concat(cur any, s string) any {
+	b, ok := cur.(*strings.Builder)
+	if !ok {
+		b = &strings.Builder{}
+		b.WriteString(cur.(string))
+	}
+	b.WriteString(s)
+	return b
 }
 
 // mergeList folds a delta's list: entries that all carry an integer
@@ -243,7 +260,7 @@ func entryIndex(e any) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	n, ok := o.vals["index"].(json.Number)
+	n, ok := o.val("index").(json.Number)
 	if !ok {
 		return 0, false
 	}
@@ -254,8 +271,9 @@ func entryIndex(e any) (int, bool) {
 // mergeLists folds a chunk's logprobs into those accumulated: lists
 // appended (each chunk carries its tokens'), other members as keepLast.
 func mergeLists(acc, more *jsonObject) {
-	for _, k := range more.keys {
-		keepLast(acc, k, more.vals[k])
+	for _, mb := range more.members {
+		k := mb.key
+		keepLast(acc, k, mb.val)
 	}
 }
 
@@ -313,7 +331,7 @@ func (a *accumulator) finishChoice(ch *jsonObject) *jsonObject {
 			msg.set("content", "")
 		}
 	}
-	if calls, ok := msg.vals["tool_calls"].([]any); ok {
+	if calls, ok := msg.val("tool_calls").([]any); ok {
 		msg.set("tool_calls", finishToolCalls(calls))
 	}
 	ch.set("message", msg.reordered("role", "content"))

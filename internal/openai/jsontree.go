@@ -1,78 +1,100 @@
 package openai
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
 // A JSON value as the wire converters hold it: *jsonObject, []any,
-// string, json.Number (the number as spelt), bool or nil. Objects keep
+// string (or, while deltas are appended to it, *strings.Builder),
+// json.Number (the number as spelt), bool or nil. Objects keep
 // their members' order and every member, known or not, so what a backend
 // sends that the converters do not name (a newer field, a server's own
 // extension) passes through, in its place: the structs the converters
 // used before dropped every member they did not declare.
 type jsonObject struct {
-	keys []string
-	vals map[string]any
+	members []jsonMember
 }
 
-func newObject() *jsonObject { return &jsonObject{vals: map[string]any{}} }
+type jsonMember struct {
+	key string
+	val any
+}
+
+func newObject() *jsonObject { return &jsonObject{} }
+
+// find is k's position, -1 when absent. Objects here have a few members:
+// a scan costs less than a map.
+func (o *jsonObject) find(k string) int {
+	for i := range o.members {
+		if o.members[i].key == k {
+			return i
+		}
+	}
+	return -1
+}
 
 func (o *jsonObject) get(k string) (any, bool) {
-	v, ok := o.vals[k]
-	return v, ok
+	if i := o.find(k); i >= 0 {
+		return o.members[i].val, true
+	}
+	return nil, false
+}
+
+// val is k's value, nil when absent.
+func (o *jsonObject) val(k string) any {
+	v, _ := o.get(k)
+	return v
 }
 
 // set replaces k's value, or appends k when absent.
 func (o *jsonObject) set(k string, v any) {
-	if _, ok := o.vals[k]; !ok {
-		o.keys = append(o.keys, k)
+	if i := o.find(k); i >= 0 {
+		o.members[i].val = v
+		return
 	}
-	o.vals[k] = v
+	o.members = append(o.members, jsonMember{k, v})
 }
 
 func (o *jsonObject) del(k string) {
-	if _, ok := o.vals[k]; !ok {
-		return
-	}
-	delete(o.vals, k)
-	for i, key := range o.keys {
-		if key == k {
-			o.keys = append(o.keys[:i:i], o.keys[i+1:]...)
-			return
-		}
+	if i := o.find(k); i >= 0 {
+		o.members = append(o.members[:i:i], o.members[i+1:]...)
 	}
 }
 
 // str is k's string value, ok false when k is absent or not a string.
 func (o *jsonObject) str(k string) (string, bool) {
-	s, ok := o.vals[k].(string)
-	return s, ok
+	switch s := o.val(k).(type) {
+	case string:
+		return s, true
+	case *strings.Builder: // being accumulated
+		return s.String(), true
+	}
+	return "", false
 }
 
 // obj is k's object value, nil when k is absent or not an object.
 func (o *jsonObject) obj(k string) *jsonObject {
-	v, _ := o.vals[k].(*jsonObject)
+	v, _ := o.val(k).(*jsonObject)
 	return v
 }
 
 // reordered is a shallow copy of o with first's members first, in that
 // order (absent ones skipped), then the others in o's order.
 func (o *jsonObject) reordered(first ...string) *jsonObject {
-	c := &jsonObject{keys: make([]string, 0, len(o.keys)), vals: make(map[string]any, len(o.vals))}
+	c := &jsonObject{members: make([]jsonMember, 0, len(o.members))}
 	for _, k := range first {
-		if v, ok := o.vals[k]; ok {
-			c.set(k, v)
+		if v, ok := o.get(k); ok {
+			c.members = append(c.members, jsonMember{k, v})
 		}
 	}
-	for _, k := range o.keys {
-		if _, done := c.vals[k]; !done {
-			c.set(k, o.vals[k])
+	for _, m := range o.members {
+		if c.find(m.key) < 0 {
+			c.members = append(c.members, m)
 		}
 	}
 	return c
@@ -82,9 +104,9 @@ func (o *jsonObject) reordered(first ...string) *jsonObject {
 func deepCopy(v any) any {
 	switch v := v.(type) {
 	case *jsonObject:
-		c := &jsonObject{keys: append([]string(nil), v.keys...), vals: make(map[string]any, len(v.vals))}
-		for k, x := range v.vals {
-			c.vals[k] = deepCopy(x)
+		c := &jsonObject{members: make([]jsonMember, len(v.members))}
+		for i, m := range v.members {
+			c.members[i] = jsonMember{m.key, deepCopy(m.val)}
 		}
 		return c
 	case []any:
@@ -99,62 +121,123 @@ func deepCopy(v any) any {
 
 var errNotObject = errors.New("not a JSON object")
 
-// parseObject decodes data, one JSON object and nothing after it.
+// parseObject decodes data, one JSON object and nothing after it. It
+// checks the syntax first (json.Valid), then reads the values without
+// checking again: a stream's thousand chunks are read at a fraction of
+// encoding/json's token API's cost.
 func parseObject(data []byte) (*jsonObject, error) {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	v, err := decodeValue(d)
-	if err != nil {
-		return nil, err
+	if !json.Valid(data) {
+		return nil, errors.New("invalid JSON")
 	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, errors.New("data after the object")
-	}
-	o, ok := v.(*jsonObject)
-	if !ok {
+	p := treeParser{b: data}
+	p.space()
+	if p.i >= len(p.b) || p.b[p.i] != '{' {
 		return nil, errNotObject
 	}
-	return o, nil
-}
-
-func decodeValue(d *json.Decoder) (any, error) {
-	t, err := d.Token()
+	v, err := p.value()
 	if err != nil {
 		return nil, err
 	}
-	switch t := t.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			o := newObject()
-			for d.More() {
-				kt, err := d.Token()
-				if err != nil {
-					return nil, err
-				}
-				v, err := decodeValue(d)
-				if err != nil {
-					return nil, err
-				}
-				o.set(kt.(string), v) // a repeated key: the last wins, in the first's place
-			}
-			_, err := d.Token()
-			return o, err
-		case '[':
-			a := []any{}
-			for d.More() {
-				v, err := decodeValue(d)
-				if err != nil {
-					return nil, err
-				}
-				a = append(a, v)
-			}
-			_, err := d.Token()
-			return a, err
-		}
-		return nil, fmt.Errorf("unexpected %v", t)
+	return v.(*jsonObject), nil
+}
+
+// treeParser reads valid JSON (json.Valid said so) into the tree.
+type treeParser struct {
+	b []byte
+	i int
+}
+
+func (p *treeParser) space() {
+	for p.i < len(p.b) && (p.b[p.i] == ' ' || p.b[p.i] == '\t' || p.b[p.i] == '\n' || p.b[p.i] == '\r') {
+		p.i++
 	}
-	return t, nil
+}
+
+func (p *treeParser) value() (any, error) {
+	p.space()
+	switch c := p.b[p.i]; c {
+	case '{':
+		p.i++
+		o := &jsonObject{}
+		for {
+			p.space()
+			if p.b[p.i] == '}' {
+				p.i++
+				return o, nil
+			}
+			if p.b[p.i] == ',' {
+				p.i++
+				p.space()
+			}
+			k, err := p.string()
+			if err != nil {
+				return nil, err
+			}
+			p.space()
+			p.i++ // the colon
+			v, err := p.value()
+			if err != nil {
+				return nil, err
+			}
+			o.set(k, v) // a repeated key: the last wins, in the first's place
+		}
+	case '[':
+		p.i++
+		a := []any{}
+		for {
+			p.space()
+			if p.b[p.i] == ']' {
+				p.i++
+				return a, nil
+			}
+			if p.b[p.i] == ',' {
+				p.i++
+			}
+			v, err := p.value()
+			if err != nil {
+				return nil, err
+			}
+			a = append(a, v)
+		}
+	case '"':
+		return p.string()
+	case 't':
+		p.i += 4
+		return true, nil
+	case 'f':
+		p.i += 5
+		return false, nil
+	case 'n':
+		p.i += 4
+		return nil, nil
+	}
+	start := p.i
+	for p.i < len(p.b) && strings.IndexByte("+-0123456789.eE", p.b[p.i]) >= 0 {
+		p.i++
+	}
+	return json.Number(p.b[start:p.i]), nil
+}
+
+// string reads the string at p.i: its bytes as they are when it has no
+// escape, else decoded by encoding/json.
+func (p *treeParser) string() (string, error) {
+	start := p.i
+	p.i++
+	escaped := false
+	for ; p.b[p.i] != '"'; p.i++ {
+		if p.b[p.i] == '\\' {
+			escaped = true
+			p.i++
+		}
+	}
+	p.i++
+	raw := p.b[start:p.i]
+	if !escaped && utf8.Valid(raw) {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
 }
 
 // appendJSON writes v. Strings are escaped as OpenAI's servers escape
@@ -169,6 +252,8 @@ func appendJSON(b []byte, v any) []byte {
 		return append(b, v...)
 	case string:
 		return appendString(b, v)
+	case *strings.Builder:
+		return appendString(b, v.String())
 	case []any:
 		b = append(b, '[')
 		for i, x := range v {
@@ -180,17 +265,17 @@ func appendJSON(b []byte, v any) []byte {
 		return append(b, ']')
 	case *jsonObject:
 		b = append(b, '{')
-		for i, k := range v.keys {
+		for i, m := range v.members {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = appendString(b, m.key)
 			b = append(b, ':')
-			b = appendJSON(b, v.vals[k])
+			b = appendJSON(b, m.val)
 		}
 		return append(b, '}')
 	}
-	panic(fmt.Sprintf("openai: no JSON for %T", v)) // only decodeValue's types are ever held
+	panic(fmt.Sprintf("openai: no JSON for %T", v)) // only treeParser's types are ever held
 }
 
 const hexDigit = "0123456789abcdef"

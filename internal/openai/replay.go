@@ -32,7 +32,7 @@ func JSONToSSE(body []byte, includeUsage bool) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w: object %q", ErrNotConvertible, object)
 	}
-	list, ok := c.vals["choices"].([]any)
+	list, ok := c.val("choices").([]any)
 	if v, there := c.get("choices"); !ok && there && v != nil {
 		return nil, fmt.Errorf("%w: choices is not an array", ErrNotConvertible)
 	}
@@ -73,7 +73,8 @@ type chunkWriter struct {
 // chunk.
 func (w *chunkWriter) chunk(choices []any) {
 	out := newObject()
-	for _, k := range w.head.keys {
+	for _, mb := range w.head.members {
+		k := mb.key
 		switch k {
 		case "object":
 			out.set(k, w.object)
@@ -84,15 +85,15 @@ func (w *chunkWriter) chunk(choices []any) {
 				continue
 			}
 			if len(choices) == 0 {
-				out.set(k, w.head.vals[k])
+				out.set(k, mb.val)
 			} else {
 				out.set(k, nil)
 			}
 		case "id", "created", "model", "service_tier", "system_fingerprint":
-			out.set(k, w.head.vals[k])
+			out.set(k, mb.val)
 		default:
 			if w.first {
-				out.set(k, w.head.vals[k])
+				out.set(k, mb.val)
 			}
 		}
 	}
@@ -123,9 +124,9 @@ func choiceChunk(index any, key string, payload any, logprobs, finish any) *json
 func textChunks(ch *jsonObject) []*jsonObject {
 	idx := choiceIndex(ch)
 	text, _ := ch.str("text")
-	last := choiceChunk(idx, "text", "", nil, ch.vals["finish_reason"])
+	last := choiceChunk(idx, "text", "", nil, ch.val("finish_reason"))
 	copyOthers(last, ch, "index", "text", "logprobs", "finish_reason")
-	return []*jsonObject{choiceChunk(idx, "text", text, ch.vals["logprobs"], nil), last}
+	return []*jsonObject{choiceChunk(idx, "text", text, ch.val("logprobs"), nil), last}
 }
 
 // chatChunks streams a chat.completion choice (JSONToSSE).
@@ -142,8 +143,8 @@ func chatChunks(ch *jsonObject) []*jsonObject {
 		role.set("role", "assistant")
 	}
 	var rest []*jsonObject // the deltas after the role's
-	for _, k := range msg.keys {
-		v := msg.vals[k]
+	for _, mb := range msg.members {
+		k, v := mb.key, mb.val
 		switch {
 		case k == "role":
 		case k == "content":
@@ -165,13 +166,13 @@ func chatChunks(ch *jsonObject) []*jsonObject {
 			rest = append(rest, delta(k, v))
 		}
 	}
-	logprobs := ch.vals["logprobs"]
+	logprobs := ch.val("logprobs")
 	chunks := []*jsonObject{choiceChunk(idx, "delta", role, nil, nil)}
 	for _, d := range rest {
 		chunks = append(chunks, choiceChunk(idx, "delta", d, logprobs, nil))
 		logprobs = nil // the first delta after the role's carries them
 	}
-	last := choiceChunk(idx, "delta", newObject(), logprobs, ch.vals["finish_reason"])
+	last := choiceChunk(idx, "delta", newObject(), logprobs, ch.val("finish_reason"))
 	copyOthers(last, ch, "index", "message", "logprobs", "finish_reason")
 	return append(chunks, last)
 }
@@ -198,9 +199,10 @@ func indexedCalls(v any) any {
 		}
 		withIndex := newObject()
 		withIndex.set("index", jsonInt(i))
-		for _, k := range tc.keys {
+		for _, mb := range tc.members {
+			k := mb.key
 			if k != "index" {
-				withIndex.set(k, tc.vals[k])
+				withIndex.set(k, mb.val)
 			}
 		}
 		out[i] = withIndex
@@ -218,7 +220,7 @@ func empty(v any) bool {
 	case []any:
 		return len(v) == 0
 	case *jsonObject:
-		return len(v.keys) == 0
+		return len(v.members) == 0
 	}
 	return false
 }
@@ -232,13 +234,14 @@ func choiceIndex(ch *jsonObject) any {
 
 // copyOthers copies src's members but skip into dst.
 func copyOthers(dst, src *jsonObject, skip ...string) {
-	for _, k := range src.keys {
+	for _, mb := range src.members {
+		k := mb.key
 		known := false
 		for _, s := range skip {
 			known = known || k == s
 		}
 		if !known {
-			dst.set(k, src.vals[k])
+			dst.set(k, mb.val)
 		}
 	}
 }
