@@ -43,7 +43,7 @@ type wireCase struct {
 	json   string // the plain answer
 }
 
-func wireCases(t *testing.T) []wireCase {
+func wireCases(t testing.TB) []wireCase {
 	file := func(name string) string {
 		b, err := os.ReadFile(filepath.Join("testdata", "wire", name))
 		if err != nil {
