@@ -270,3 +270,20 @@ func BenchmarkStreamToJSON(b *testing.B) {
 		}
 	}
 }
+
+// TestSparseToolCallIndex: a tool call's index is a key, not a length. A
+// backend that numbers its one call 1048576 (a bug, or a hostile server)
+// made the old accumulator build 1,048,577 calls (~60 MB, and a larger
+// index as much memory as it names); it is one call.
+func TestSparseToolCallIndex(t *testing.T) {
+	stream := sse(
+		chunkOf(oaHead, `{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":1048576,"id":"call_x","type":"function","function":{"name":"f","arguments":"{}"}}]},"logprobs":null,"finish_reason":"tool_calls"}`))
+	got, err := AccumulateStream([]byte(stream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) > 1000 {
+		t.Fatalf("one call accumulated into %d bytes", len(got))
+	}
+	sameJSON(t, got, []byte(`{"id":"chatcmpl-B9","object":"chat.completion","created":1733400000,"model":"gpt-4o-2024-08-06","service_tier":"default","system_fingerprint":"fp_7f6be3efb0","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_x","type":"function","function":{"name":"f","arguments":"{}"}}]},"logprobs":null,"finish_reason":"tool_calls"}]}`))
+}
