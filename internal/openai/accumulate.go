@@ -18,11 +18,12 @@ import (
 // appended (chat's content and refusal; completions' tokens,
 // token_logprobs, top_logprobs and text_offset), the finish_reason that
 // is not null; the last usage, system_fingerprint and service_tier that
-// are not null. OpenAI's "obfuscation" (random padding that evens out
-// the size of a stream's events, stream_options.include_obfuscation) is
-// left out: a plain answer has none. Members it does not name survive: a delta's are
+// are not null. Members it does not name survive: a delta's are
 // accumulated as its known ones are, a choice's or the chunk's keep
 // their last value that is not null (lists appended: vLLM's token_ids).
+// OpenAI's "obfuscation" (random padding that evens out the size of a
+// stream's events, stream_options.include_obfuscation) is left out: a
+// plain answer has none.
 type accumulator struct {
 	head    *jsonObject         // the chunk's members but its choices
 	object  string              // chat.completion or text_completion
