@@ -81,7 +81,7 @@ func TestTextCompletionAndToolCalls(t *testing.T) {
 	}
 	assertSameJSON(t, back, []byte(text))
 
-	tools := `{"id":"c","object":"chat.completion","created":2,"model":"m","choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},"logprobs":null,"finish_reason":"tool_calls"}]}`
+	tools := `{"id":"c","object":"chat.completion","created":2,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},"logprobs":null,"finish_reason":"tool_calls"}]}`
 	sse, err = JSONToSSE([]byte(tools), false)
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +135,9 @@ func TestAccumulateStream(t *testing.T) {
 func FuzzParseSSE(f *testing.F) {
 	f.Add([]byte("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"))
 	f.Add([]byte("event: x\r\ndata: a\r\ndata: b\r\n\r\n: comment\n"))
+	for _, c := range wireCases(f) {
+		f.Add([]byte(c.stream))
+	}
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		events := ParseSSE(stream)
 		if b, err := StreamToJSON(events); err == nil && !json.Valid(b) {
@@ -167,6 +170,9 @@ func FuzzJSONToSSE(f *testing.F) {
 	f.Add([]byte(`{"id":"t","object":"text_completion","choices":[{"index":0,"text":"x","finish_reason":"length"}]}`))
 	f.Add([]byte(`{"choices":[{"message":{"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{}"}}]}}]}`))
 	f.Add([]byte(`[]`))
+	for _, c := range wireCases(f) {
+		f.Add([]byte(c.json))
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		stream, err := JSONToSSE(body, true)
 		if err != nil {
@@ -178,8 +184,22 @@ func FuzzJSONToSSE(f *testing.F) {
 				t.Fatalf("event %q of the stream made from %q is not JSON", ev, body)
 			}
 		}
-		if b, err := StreamToJSON(events); err == nil && !json.Valid(b) {
+		b, err := StreamToJSON(events)
+		if err != nil {
+			return
+		}
+		if !json.Valid(b) {
 			t.Fatalf("stream made from %q converts back to invalid JSON %q", body, b)
+		}
+		// What came back is a plain answer as an SDK assembles it: it
+		// makes the same stream and comes back again byte for byte.
+		again, err := JSONToSSE(b, true)
+		if err != nil {
+			t.Fatalf("%q, accumulated from the stream of %q, does not convert: %v", b, body, err)
+		}
+		b2, err := StreamToJSON(ParseSSE(again))
+		if err != nil || !bytes.Equal(b2, b) {
+			t.Fatalf("second round trip of %q: %q, %v; first gave %q", body, b2, err, b)
 		}
 	})
 }

@@ -64,8 +64,9 @@ type transcription struct {
 // bytes) into the JSON a plain transcription or translation request
 // gets, {"text":...} with "usage" when the stream reported one: for a
 // backend that streams although the request did not ask it to. OpenAI's
-// stream is whole at transcript.text.done, whose text and token usage
-// are the answer's; vLLM's at [DONE], the text its chunks' content
+// stream is whole at transcript.text.done, which is the answer but its
+// "type" (text, usage, the logprobs include[]=logprobs asks for, a newer
+// member); vLLM's at [DONE], the text its chunks' content
 // deltas, its usage chunk's tokens written in OpenAI's transcription
 // shape ({"type":"tokens","input_tokens":...,"output_tokens":...}), which
 // the SDKs decode. A stream cut short, carrying an error, mixing the
@@ -77,6 +78,7 @@ func TranscriptToJSON(stream []byte) ([]byte, error) {
 		out              transcription
 		fromOpenAI, vllm bool
 		done             bool
+		doneEvent        []byte // OpenAI's transcript.text.done
 	)
 	for _, ev := range ParseSSE(stream) {
 		var e transcriptEvent
@@ -94,12 +96,7 @@ func TranscriptToJSON(stream []byte) ([]byte, error) {
 			fromOpenAI = true
 			text.WriteString(*e.Delta)
 		case e.Type == "transcript.text.done" && e.Text != nil:
-			fromOpenAI, done = true, true
-			text.Reset()
-			text.WriteString(*e.Text)
-			if usable(e.Usage) {
-				out.Usage = e.Usage
-			}
+			fromOpenAI, done, doneEvent = true, true, ev
 		case strings.HasPrefix(e.Type, "transcript.text."):
 			fromOpenAI = true // another of OpenAI's events (a diarized segment): not in the plain answer
 		case e.Type == "" && (e.Object == "transcription.chunk" || e.Object == "translation.chunk"):
@@ -130,6 +127,19 @@ func TranscriptToJSON(stream []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: not one transcription stream", ErrNotConvertible)
 	case fromOpenAI && !done && !StreamComplete(stream), vllm && !StreamComplete(stream):
 		return nil, ErrStreamIncomplete
+	}
+	if fromOpenAI && done {
+		// The done event is the answer but its type: text, usage, and
+		// the logprobs include[]=logprobs asked for (dropped before).
+		o, err := parseObject(doneEvent)
+		if err != nil {
+			return nil, fmt.Errorf("%w: transcription event: %w", ErrNotConvertible, err)
+		}
+		o.del("type")
+		if u, ok := o.get("usage"); ok && u == nil {
+			o.del("usage")
+		}
+		return appendJSON(nil, o), nil
 	}
 	out.Text = text.String()
 	return json.Marshal(out)

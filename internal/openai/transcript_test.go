@@ -55,6 +55,10 @@ func TestTranscriptToJSON(t *testing.T) {
 				`data: {"type":"transcript.text.delta","delta":" gate"}` + "\n\n" +
 				`data: {"type":"transcript.text.done","text":"a sluice gate","usage":{"type":"tokens","input_tokens":14,"input_token_details":{"text_tokens":2,"audio_tokens":12},"output_tokens":45,"total_tokens":59}}` + "\n\n",
 			`{"text":"a sluice gate","usage":{"type":"tokens","input_tokens":14,"input_token_details":{"text_tokens":2,"audio_tokens":12},"output_tokens":45,"total_tokens":59}}`},
+		{"OpenAI with logprobs (include[]=logprobs)",
+			`data: {"type":"transcript.text.delta","delta":"Hi","logprobs":[{"token":"Hi","logprob":-0.0125,"bytes":[72,105]}]}` + "\n\n" +
+				`data: {"type":"transcript.text.done","text":"Hi","logprobs":[{"token":"Hi","logprob":-0.0125,"bytes":[72,105]}],"usage":{"type":"tokens","input_tokens":9,"output_tokens":1,"total_tokens":10}}` + "\n\n",
+			`{"text":"Hi","logprobs":[{"token":"Hi","logprob":-0.0125,"bytes":[72,105]}],"usage":{"type":"tokens","input_tokens":9,"output_tokens":1,"total_tokens":10}}`},
 		{"OpenAI with [DONE], done without usage",
 			`data: {"type":"transcript.text.done","text":"x"}` + "\n\ndata: [DONE]\n\n", `{"text":"x"}`},
 	} {

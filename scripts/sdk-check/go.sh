@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Drives a Sluice with the official OpenAI Go SDK (openai-go/v3, the
 # version pinned in go/go.mod), unmodified: chat (plain; streamed with
-# usage, accumulated by the SDK's ChatCompletionAccumulator), completions,
+# usage, accumulated by the SDK's ChatCompletionAccumulator), the response
+# cache answering in the other shape (a stream read back as JSON, a JSON
+# answer replayed as a stream: equal as the SDK reads them), completions,
 # embeddings, models; moderations (string, array); audio transcriptions
 # (json, verbose_json) and translations with a generated WAV through the
 # SDK's multipart encoder, a streamed transcription (vLLM's chunks through

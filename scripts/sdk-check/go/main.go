@@ -158,6 +158,7 @@ func (r *runner) check(name string, fn func() (string, error)) {
 func (r *runner) runAll(key, slowKey, fastKey string) {
 	c := r.client(key)
 	r.chatChecks(c)
+	r.cacheReplayChecks(c)
 	r.endpointChecks(c)
 	r.responsesChecks(c)
 	r.batchChecks(c)
