@@ -138,6 +138,44 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 	}
 }
 
+// A taken port (public or admin) fails serve before anything else
+// starts: the data directory is not even made, so no embedded NATS ran
+// and no lock was taken. Before, the listener was bound after the queue,
+// the forecast and the probes had started (the data directory with its
+// jetstream store and forecast lock was left behind).
+func TestTakenPortFailsBeforeAnythingStarts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	for _, flags := range [][]string{{"--listen", addr, "--admin-listen", "off"}, {"--listen", "127.0.0.1:0", "--admin-listen", addr}} {
+		dir := filepath.Join(t.TempDir(), "data")
+		args := append([]string{"serve", "--model", "m", "--backend", "http://127.0.0.1:1", "--data-dir", dir}, flags...)
+		code, _, errs := runCLI(args...)
+		if _, statErr := os.Stat(dir); code != 1 || !strings.Contains(errs, "address already in use") || statErr == nil {
+			t.Errorf("%v: exit %d, data dir made: %v, stderr %q; want exit 1 before the queue starts", flags, code, statErr == nil, errs)
+		}
+	}
+}
+
+// A failure reported by a package that prefixes its errors with the
+// command's name is printed once with it: before, "sluice bench: bench:
+// servegen DIR: 0 CSV files ..." and "sluice worker: worker: ...".
+func TestFailureNamesTheCommandOnce(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "forecast", "--servegen", t.TempDir()},
+		{"worker", "--nats", "nats://127.0.0.1:1", "--admin", "http://127.0.0.1:1", "--admin-token", "x", "--max-attempts", "1"},
+	} {
+		code, _, errs := runCLI(args...)
+		line := strings.TrimSpace(errs[strings.LastIndex(strings.TrimSpace(errs), "\n")+1:])
+		if code != 1 || !strings.HasPrefix(line, "sluice "+args[0]+": ") || strings.HasPrefix(line, "sluice "+args[0]+": "+args[0]+":") {
+			t.Errorf("%v: exit %d, last line %q; want exit 1 and the command named once", args, code, line)
+		}
+	}
+}
+
 // A data directory that cannot be made names the flag as well as the key
 // (it said queue.data_dir to a user who had typed --data-dir).
 func TestUnusableDataDirNamesTheFlag(t *testing.T) {
@@ -149,9 +187,10 @@ func TestUnusableDataDirNamesTheFlag(t *testing.T) {
 }
 
 // Through the real binary: a command cut short by SIGINT or SIGTERM
-// says which signal stopped it (was "context canceled"), exits 1 when
-// its output is incomplete (demo, bench) and 0 for a server (sim), with
-// no goroutine dump.
+// says which signal stopped it (was "context canceled"), exits 128 + the
+// signal when its output is incomplete (demo, bench, chaos: 130, 143; was
+// 1, the status of a failure) and 0 for a server (sim), with no
+// goroutine dump.
 func TestSignalStopsEachCommandCleanly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -176,15 +215,15 @@ func TestSignalStopsEachCommandCleanly(t *testing.T) {
 		code    int
 		lastErr string // the last line on stderr
 	}{
-		{"demo", []string{"demo", "--duration", "30s"}, "[1/3]", syscall.SIGINT, 1, "sluice demo: stopped before the end: interrupt signal received"},
-		{"bench", []string{"bench", "--target", urls[0], "--rate", "5", "--duration", "60s"}, "bench: ", syscall.SIGTERM, 1,
+		{"demo", []string{"demo", "--duration", "30s"}, "[1/3]", syscall.SIGINT, 130, "sluice demo: stopped before the end: interrupt signal received"},
+		{"bench", []string{"bench", "--target", urls[0], "--rate", "5", "--duration", "60s"}, "bench: ", syscall.SIGTERM, 143,
 			"sluice bench: interrupted; the report covers the part that ran: terminated signal received"},
 		{"sim", []string{"sim", "--listen", "127.0.0.1:0"}, "capacity for", syscall.SIGTERM, 0, ""},
 		// The scenario cut short is left out of the table (it was a row
 		// of figures from a gateway being stopped: a leak FAIL); the one
 		// finished before it stays.
 		{"chaos", []string{"chaos", "--quick", "--calm", "1s", "--duration", "1s", "--scenarios", "ambiguous-json,oversized"}, "chaos: oversized ...",
-			syscall.SIGINT, 1, "sluice chaos: stopped before the end: interrupt signal received"},
+			syscall.SIGINT, 130, "sluice chaos: stopped before the end: interrupt signal received"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command(bin, c.args...)

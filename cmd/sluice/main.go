@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 )
 
 type command struct {
@@ -41,7 +39,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.short)
 	}
 	fmt.Fprintln(w, "\nFlags of a command: sluice help <command> (or sluice <command> --help). sluice --version.")
-	fmt.Fprintln(w, "Exit status: 0 done, 1 failed (or interrupted before the end), 2 a command line it cannot take.")
+	fmt.Fprintln(w, "Exit status: 0 done, 1 failed, 2 a command line it cannot take, 130/143 stopped by SIGINT/SIGTERM before the end.")
 }
 
 func main() {
@@ -68,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return unknownCommand(args[0], stderr)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyStop(context.Background())
 	defer stop()
 	return exitStatus(ctx, c.name, c.run(ctx, args[1:], stdout, stderr), stdout, stderr)
 }
@@ -120,7 +118,9 @@ func unknownCommand(name string, stderr io.Writer) int {
 // exitStatus reports a command's outcome and returns the exit status: 0
 // (help included, on stdout), 2 for a usage error (one line and where the
 // help is), 1 for a failure. A command cut short by SIGINT or SIGTERM says
-// which signal stopped it, not Go's "context canceled".
+// which signal stopped it, not Go's "context canceled", and exits 130 or
+// 143 (stopSignal.status). The packages' own prefix, when it is the
+// command's name ("bench: ..."), is not printed twice.
 func exitStatus(ctx context.Context, name string, err error, stdout, stderr io.Writer) int {
 	var help *helpError
 	var bad *usageError
@@ -138,17 +138,21 @@ func exitStatus(ctx context.Context, name string, err error, stdout, stderr io.W
 		fmt.Fprintf(stderr, "sluice %s: %v\nRun 'sluice %s --help' for its flags.\n", help, err, help)
 		return 2
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		cause := context.Cause(ctx).Error()
+		cause := context.Cause(ctx)
 		msg := err.Error()
 		if msg == context.Canceled.Error() {
-			msg = "stopped before the end: " + cause
+			msg = "stopped before the end: " + cause.Error()
 		} else {
-			msg = strings.Replace(msg, context.Canceled.Error(), cause, 1)
+			msg = strings.Replace(msg, context.Canceled.Error(), cause.Error(), 1)
 		}
-		fmt.Fprintf(stderr, "sluice %s: %s\n", name, msg)
+		fmt.Fprintf(stderr, "sluice %s: %s\n", name, strings.TrimPrefix(msg, name+": "))
+		var sig stopSignal
+		if errors.As(cause, &sig) {
+			return sig.status()
+		}
 		return 1
 	}
-	fmt.Fprintf(stderr, "sluice %s: %v\n", name, err)
+	fmt.Fprintf(stderr, "sluice %s: %s\n", name, strings.TrimPrefix(err.Error(), name+": "))
 	return 1
 }
 

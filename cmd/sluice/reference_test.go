@@ -47,10 +47,11 @@ func TestCLIReferenceIsCurrent(t *testing.T) {
 	b.WriteString("Flags take one dash or two (`--listen` or `-listen`), and `--name value` or `--name=value`;\n")
 	b.WriteString("a boolean is set with `--quiet` and cleared with `--stream=false`.\n\n")
 	b.WriteString("`sluice help <command>` prints the same help as `sluice <command> --help`, on stdout.\n")
-	b.WriteString("Exit status: 0 done (help included), 1 failed or interrupted before the end (a long-running\n")
-	b.WriteString("command stopped by SIGINT or SIGTERM says which signal), 2 a command line it cannot take\n")
-	b.WriteString("(an unknown command or flag, a missing or invalid value, a stray argument), with one line on\n")
-	b.WriteString("stderr naming the flag and what it takes. `serve`, `sim` and `worker` stopped by a signal exit 0.\n")
+	b.WriteString("Exit status: 0 done (help included), 1 failed, 2 a command line it cannot take (an unknown\n")
+	b.WriteString("command or flag, a missing or invalid value, a stray argument), with one line on stderr naming\n")
+	b.WriteString("the flag and what it takes. A command stopped by SIGINT or SIGTERM before the end (`demo`,\n")
+	b.WriteString("`bench`, `chaos`) says which signal and exits 130 or 143, as a shell reports a process the\n")
+	b.WriteString("signal ended. `serve`, `sim` and `worker` stopped by a signal exit 0: that is how they end.\n")
 	var short = map[string]string{}
 	for _, c := range commands() {
 		short[c.name] = c.short

@@ -51,22 +51,37 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// the same stderr for good).
 	defer logBuf.CloseNoting(os.Stderr)
 	src.LogMetrics = logBuf.Collector()
-	a, err := app.New(cfg, src, logger)
-	if err != nil {
-		return err
-	}
-	if f.pprofAddr != "" {
-		stop, err := servePprof(f.pprofAddr, a.Gateway().PprofHandler(), cfg.Admin.Token != "", logger)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
+	// The listeners are bound before anything else starts (the embedded
+	// NATS, its data directory, the forecast's lock, the backends'
+	// probes), as nginx binds before it forks: a port already taken
+	// fails the start at once, with nothing begun to undo.
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		// net's error names the address ("listen tcp ADDR: bind: address
 		// already in use"); this names where it was set.
 		return fmt.Errorf("listen (--listen, or listen: in the config): %w", err)
+	}
+	adminLn, err := app.ListenAdminAddr(cfg.Admin.Listen)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	a, err := app.New(cfg, src, logger)
+	if err != nil {
+		ln.Close()
+		if adminLn != nil {
+			adminLn.Close()
+		}
+		return err
+	}
+	a.AdoptAdmin(adminLn) // Run serves and closes it
+	if f.pprofAddr != "" {
+		stop, err := servePprof(f.pprofAddr, a.Gateway().PprofHandler(), cfg.Admin.Token != "", logger)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stop()
 	}
 	// A second SIGTERM or SIGINT (the first ended ctx: main) cuts the
 	// drain: what still runs is answered 503 shutting_down and Run

@@ -94,7 +94,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	store, err := jobs.Open(openCtx, jobs.Options{URL: *natsURL, Name: "sluice-worker", MaxAttempts: *maxAttempts, Logger: logger,
 		WebhookSecret: []byte(*webhookSecret), AllowPrivateWebhooks: *allowPrivateHooks})
 	if err != nil {
-		return fmt.Errorf("worker: %w", err)
+		return err
 	}
 	defer store.Close()
 	logger.Info("sluice worker running", "nats", gateway.RedactURLs(*natsURL), "admin", *adminURL, "concurrency", *concurrency)
@@ -106,7 +106,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Cut:         cut,
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("worker: %w", err)
+		return err
 	}
 	logger.Info("sluice worker stopped")
 	return nil

@@ -291,6 +291,19 @@ func (a *App) ListenAdmin(addr string) (net.Addr, error) {
 	if addr == "" {
 		addr = a.gw.Runtime().Config.Admin.Listen
 	}
+	ln, err := ListenAdminAddr(addr)
+	if ln == nil {
+		return nil, err
+	}
+	a.adminLn = ln
+	return ln.Addr(), nil
+}
+
+// ListenAdminAddr binds the admin listener at addr (admin.listen), nil
+// when it is "off". sluice serve binds it before New, with the public
+// listener, so that a taken port fails the start before anything else
+// starts; AdoptAdmin hands it to the App.
+func ListenAdminAddr(addr string) (net.Listener, error) {
 	if addr == "off" {
 		return nil, nil
 	}
@@ -299,8 +312,23 @@ func (a *App) ListenAdmin(addr string) (net.Addr, error) {
 		// net's error names the address; this names where it was set.
 		return nil, fmt.Errorf("admin listen (admin.listen in the config, or --admin-listen): %w", err)
 	}
+	return ln, nil
+}
+
+// AdoptAdmin makes ln (from ListenAdminAddr, nil for "off") the admin
+// listener Run serves and closes, as ListenAdmin would have opened it.
+// An App whose admin listener is open already closes ln.
+func (a *App) AdoptAdmin(ln net.Listener) {
+	if ln == nil {
+		return
+	}
+	a.adminMu.Lock()
+	defer a.adminMu.Unlock()
+	if a.adminLn != nil {
+		ln.Close()
+		return
+	}
 	a.adminLn = ln
-	return ln.Addr(), nil
 }
 
 // Reload re-reads the config file and swaps it in, as a transaction: the

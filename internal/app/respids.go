@@ -1,6 +1,8 @@
 package app
 
 import (
+	"time"
+
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/redisconn"
@@ -12,23 +14,29 @@ import (
 // the deployment's state that must hold across replicas, else the cache's
 // second level (cache.redis). Keys go under that section's key_prefix
 // followed by "resp:" ("sluice:resp:" when it sets none); one call is
-// bounded by its timeout (default 100ms). Read at start, as cache.redis
-// is: a reload does not move it.
+// bounded by its timeout, unset the section's documented default, the one
+// its own calls take: 100ms (rate_limits.redis), 50ms (cache.redis; it
+// was 100ms here, the gateway's default, until branch smallleft5). Read
+// at start, as cache.redis is: a reload does not move it.
 //
 // The ids use the client clients holds for that Redis, the one the rate
 // limits and the cache's second level use there too: one connection set
 // per node for all three, not one each.
 func responseIDsRedis(cfg *config.Config, clients *redisconn.Clients) *gateway.ResponseIDsRedis {
 	var rd config.Redis
+	var timeout time.Duration // the section's, as its own calls take it
 	switch {
 	case cfg.RateLimits.Store == config.RateLimitStoreRedis && len(cfg.RateLimits.Redis.Addrs) > 0:
-		rd = cfg.RateLimits.Redis.Redis
+		rd, timeout = cfg.RateLimits.Redis.Redis, config.DefaultRateLimitRedisTimeout
 	case len(cfg.Cache.Redis.Addrs) > 0:
-		rd = cfg.Cache.Redis.Redis
+		rd, timeout = cfg.Cache.Redis.Redis, config.DefaultCacheRedisTimeout
 	default:
 		return nil
 	}
-	out := &gateway.ResponseIDsRedis{Client: redisconn.Option(rd), Clients: clients, Timeout: rd.Timeout.D()}
+	if rd.Timeout > 0 {
+		timeout = rd.Timeout.D()
+	}
+	out := &gateway.ResponseIDsRedis{Client: redisconn.Option(rd), Clients: clients, Timeout: timeout}
 	if rd.KeyPrefix != "" {
 		out.Prefix = rd.KeyPrefix + "resp:"
 	}

@@ -43,6 +43,23 @@ func TestResponseIDsRedis(t *testing.T) {
 	}
 }
 
+// TestResponseIDsRedisTimeoutIsTheSections: with timeout unset, the ids
+// take the documented default of the section they use, as that section's
+// own calls do. Before, 100ms (the gateway's default) through cache.redis,
+// whose documented default, and the cache's calls, are 50ms.
+func TestResponseIDsRedisTimeoutIsTheSections(t *testing.T) {
+	cfg := config.Default()
+	clients := redisconn.NewClients(nil, nil)
+	cfg.Cache.Redis.Addrs = []string{"cache:6379"}
+	if r := responseIDsRedis(&cfg, clients); r == nil || r.Timeout != config.DefaultCacheRedisTimeout {
+		t.Fatalf("through cache.redis, timeout unset: %+v, want %s", r, config.DefaultCacheRedisTimeout)
+	}
+	cfg.RateLimits.Store, cfg.RateLimits.Redis.Addrs = config.RateLimitStoreRedis, []string{"rl:6379"}
+	if r := responseIDsRedis(&cfg, clients); r == nil || r.Timeout != config.DefaultRateLimitRedisTimeout {
+		t.Fatalf("through rate_limits.redis, timeout unset: %+v, want %s", r, config.DefaultRateLimitRedisTimeout)
+	}
+}
+
 // TestRateLimitsAndResponseIDsShareOneRedisClient: with the rate limits on
 // Redis, the limiter and the Responses ids' writer hold one client (one
 // set of connections, named sluice), and a reload that replaces the

@@ -83,6 +83,10 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	return &Embedded{srv: srv}, nil
 }
 
+// ServerID is this run's server id: nats-server draws a new one at every
+// start, so two runs on one store directory never share it.
+func (e *Embedded) ServerID() string { return e.srv.ID() }
+
 // ClientURL is the nats:// URL clients connect to.
 func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 

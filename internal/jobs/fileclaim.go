@@ -44,6 +44,9 @@ const DefaultFileWriteLease = 30 * time.Second
 type fileClaim struct {
 	Owner string `json:"owner"`
 	Until int64  `json:"until_ms"`
+	// Via is the id of the embedded NATS server the owner ran and wrote
+	// through (Options.Embedded); empty when it wrote over the network.
+	Via string `json:"via_embedded,omitempty"`
 }
 
 // errClaimLost ends a write whose claim another process holds now (it

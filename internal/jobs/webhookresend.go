@@ -24,7 +24,11 @@ import (
 //     process that notifies and sends it.
 //   - Every process with a webhook secret keeps a heartbeat key,
 //     wh.<hash of its owner id>, holding a claim until now + WebhookLease,
-//     renewed every WebhookSweepInterval and deleted when it closes.
+//     renewed every WebhookSweepInterval and deleted when it closes. A
+//     process running the embedded NATS server names the server's run on
+//     it (fileClaim.Via): read through a later run, the claim has lapsed
+//     at once (claimLapsed), so a lone gateway killed and restarted
+//     resends at once instead of after its predecessor's lease.
 //   - Once a worker has started, every WebhookSweepInterval the process
 //     that holds the sweep lease (one key, webhook-sweep, taken by
 //     compare-and-swap: one replica sweeps at a time) lists the index and
@@ -168,7 +172,7 @@ func (w *webhooks) run(ctx context.Context) {
 func (w *webhooks) beat(ctx context.Context) error {
 	ctx, cancel := w.s.requestContext(ctx)
 	defer cancel()
-	b, _ := json.Marshal(fileClaim{Owner: w.s.owner, Until: w.s.now().Add(w.s.o.WebhookLease).UnixMilli()})
+	b, _ := json.Marshal(fileClaim{Owner: w.s.owner, Until: w.s.now().Add(w.s.o.WebhookLease).UnixMilli(), Via: w.s.via()})
 	_, err := w.s.jobs.Put(ctx, heartbeatKey(w.s.owner), b)
 	return err
 }
@@ -195,7 +199,7 @@ func (w *webhooks) takeSweepLease(ctx context.Context) (bool, error) {
 	ctx, cancel := w.s.requestContext(ctx)
 	defer cancel()
 	now := w.s.now()
-	b, _ := json.Marshal(fileClaim{Owner: w.s.owner, Until: now.Add(w.s.o.WebhookLease).UnixMilli()})
+	b, _ := json.Marshal(fileClaim{Owner: w.s.owner, Until: now.Add(w.s.o.WebhookLease).UnixMilli(), Via: w.s.via()})
 	e, err := w.s.jobs.Get(ctx, webhookSweepKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		_, err = w.s.jobs.Create(ctx, webhookSweepKey, b)
@@ -208,7 +212,7 @@ func (w *webhooks) takeSweepLease(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	var c fileClaim
-	if json.Unmarshal(e.Value(), &c) == nil && c.Owner != w.s.owner && now.UnixMilli() < c.Until {
+	if json.Unmarshal(e.Value(), &c) == nil && c.Owner != w.s.owner && !w.s.claimLapsed(c, now) {
 		return false, nil
 	}
 	_, err = w.s.jobs.Update(ctx, webhookSweepKey, b, e.Revision())
@@ -300,10 +304,36 @@ func (w *webhooks) ownerGone(ctx context.Context, r *jobRecord, now time.Time, a
 			return false, err
 		}
 		var c fileClaim
-		a := err == nil && json.Unmarshal(e.Value(), &c) == nil && now.UnixMilli() < c.Until
+		a := err == nil && json.Unmarshal(e.Value(), &c) == nil && !w.s.claimLapsed(c, now)
 		alive[owner] = a
 		return !a, nil
 	}
+}
+
+// via is the run of the embedded NATS server this Store writes through,
+// "" over the network (claims: fileClaim.Via).
+func (s *Store) via() string {
+	if s.o.Embedded == nil {
+		return ""
+	}
+	return s.o.Embedded.ServerID()
+}
+
+// claimLapsed reports whether c no longer holds at now: its time is up,
+// or it was written through a run of the embedded NATS server other than
+// the one this Store is connected to. An embedded server is its store
+// directory's only server (no cluster) and its process's connections to
+// it are in-process pipes that cannot reach a later run, so such a claim's
+// process is dead: killed (a stopped one deletes its heartbeat).
+func (s *Store) claimLapsed(c fileClaim, now time.Time) bool {
+	if now.UnixMilli() >= c.Until {
+		return true
+	}
+	if c.Via == "" {
+		return false // over the network: only its time tells
+	}
+	cur := s.nc.ConnectedServerId()
+	return cur != "" && cur != c.Via
 }
 
 // claimResend makes this process the owner of a resent webhook just
