@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 func backend(t *testing.T, name string) *httptest.Server {
@@ -149,7 +150,7 @@ func TestReloadOnFileChangeAndRefuseInvalid(t *testing.T) {
 	// with nothing exempt once the test client's connections are closed.
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		goleak.VerifyNone(t, otherTestsGoroutines...)
+		leaktest.VerifyNone(t, otherTestsGoroutines...)
 	})
 	a, b := backend(t, "a"), backend(t, "b")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")

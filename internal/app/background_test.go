@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // refreshBackend answers the first deterministic request at once (it
@@ -66,7 +68,7 @@ func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
 	// closed first, so any connection goroutine left is the gateway's.
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		goleak.VerifyNone(t, otherTestsGoroutines...)
+		leaktest.VerifyNone(t, otherTestsGoroutines...)
 	})
 	before := goleak.IgnoreCurrent()
 	backend, refreshing, cut := refreshBackend(t)
@@ -98,7 +100,7 @@ func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
 	// goroutines (its listener, its connections, the held handler) and
 	// the test client's are not the gateway's.
 	http.DefaultClient.CloseIdleConnections()
-	goleak.VerifyNone(t, before,
+	leaktest.VerifyNone(t, before,
 		goleak.IgnoreAnyFunction("net/http/httptest.(*Server).goServe.func1"),
 		goleak.IgnoreAnyFunction("net/http.(*conn).serve"))
 	if !cut.Load() {

@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/sluice-gw/sluice/internal/sim"
+	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // slowSim is a simulated backend whose answers take minutes (a token
@@ -153,7 +152,7 @@ func wantShuttingDown(t *testing.T, a answer) {
 func TestDrainEndAnswersTheRequestsStillRunning(t *testing.T) {
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		goleak.VerifyNone(t, otherTestsGoroutines...)
+		leaktest.VerifyNone(t, otherTestsGoroutines...)
 	})
 	be := slowSim(t)
 	url, admin, cancel, done := runApp(t, drainApp(t, be.URL, "200ms"))
@@ -187,7 +186,7 @@ func TestDrainEndAnswersTheRequestsStillRunning(t *testing.T) {
 func TestCutEndsTheDrainAtOnce(t *testing.T) {
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		goleak.VerifyNone(t, otherTestsGoroutines...)
+		leaktest.VerifyNone(t, otherTestsGoroutines...)
 	})
 	be := slowSim(t)
 	a := drainApp(t, be.URL, "1h")
@@ -233,7 +232,7 @@ func queued(t *testing.T, admin string) int {
 func TestDrainEndAnswersTheQueuedRequests(t *testing.T) {
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		goleak.VerifyNone(t, otherTestsGoroutines...)
+		leaktest.VerifyNone(t, otherTestsGoroutines...)
 	})
 	be := slowSim(t)
 	url, admin, cancel, done := runApp(t, drainAppLimit(t, be.URL, "200ms", 1))

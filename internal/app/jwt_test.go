@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"go.uber.org/goleak"
 
 	"github.com/sluice-gw/sluice/internal/auth/jwttest"
+	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // A config file with auth.jwt serves tokens from the issuer's key set; a
@@ -25,7 +25,7 @@ func TestJWTReloadKeepsOrReplacesTheKeySet(t *testing.T) {
 	// with nothing exempt once the test client's connections are closed.
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
-		goleak.VerifyNone(t, otherTestsGoroutines...)
+		leaktest.VerifyNone(t, otherTestsGoroutines...)
 	})
 	is := jwttest.New(t)
 	be := backend(t, "a")

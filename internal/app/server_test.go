@@ -31,7 +31,7 @@ queue: {enabled: false}
 server:
   max_connections_per_ip: 2
   max_header_bytes: 1KiB
-  idle_timeout: 300ms
+  idle_timeout: 2s
   memory_limit: 3GiB
 models:
   - name: m1
@@ -92,6 +92,11 @@ models:
 		return resp.StatusCode, nil
 	}
 
+	// The third connection must come while the first two are open: idle
+	// since their answers, they are closed after idle_timeout. At 300 ms a
+	// loaded machine could take that long between the first answer and
+	// the third request; 2 s leaves room, and the wait for the close
+	// below is that long.
 	c1, c2 := dial(), dial()
 	for _, cl := range []*client{c1, c2} {
 		if code, err := get(cl, ""); err != nil || code != http.StatusOK {

@@ -136,13 +136,16 @@ func TestPlainHTTPOnTLSPortGets400(t *testing.T) {
 // client that never sends its head is (server.read_header_timeout), and
 // holds its address's slot meanwhile: another connection from it is
 // answered by the refusal tier, in TLS. Once the stalled one is cut, the
-// address is served again.
+// address is served again. The second connection must come within
+// read_header_timeout of the first's accept: at 300 ms a loaded machine
+// could let the stalled one be cut first (and the second served), so it
+// is 2 s, which the wait for the cut then takes.
 func TestStalledHandshakeIsCut(t *testing.T) {
 	pair := selfsigned.New(t, 1)
 	dir := t.TempDir()
 	certFile, keyFile := pair.Write(t, dir)
 	a, addr := startTLSApp(t, dir, certFile, keyFile, backend(t, "a").URL,
-		"server: {read_header_timeout: 300ms, max_connections_per_ip: 1}\n")
+		"server: {read_header_timeout: 2s, max_connections_per_ip: 1}\n")
 	reg := a.deps.Registry.(*prometheus.Registry)
 
 	stalled, err := net.Dial("tcp", addr)

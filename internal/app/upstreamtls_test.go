@@ -328,11 +328,14 @@ func TestUpstreamTLSReloadSwapsCA(t *testing.T) {
 
 // The active health check probes an https backend with its tls block:
 // the probes reach it over TLS (with the system roots they would not)
-// and it stays up.
+// and it stays up. The probes' bound is the default 2 s (it can be no
+// more than the interval): at 50 ms one handshake slowed by a loaded
+// machine failed a probe, and one failure (active.fails: 1) marks the
+// backend down.
 func TestUpstreamTLSHealthProbe(t *testing.T) {
 	be, dir, caFile := privateCABackend(t, true)
 	_, a, _ := startUpstreamTLSApp(t, dir, be.URL, "        engine: vllm\n        tls: {ca_file: "+caFile+"}\n",
-		"health: {active: {interval: 50ms, timeout: 50ms}}\n")
+		"health: {active: {interval: 2s, timeout: 2s}}\n")
 	eventually(t, "two health probes over TLS", func() bool { return be.healths.Load() >= 2 })
 	for _, b := range a.gw.Runtime().Backends() {
 		if s := b.State(time.Now()); s.String() != "healthy" {

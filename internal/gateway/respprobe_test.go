@@ -27,6 +27,9 @@ type askedSim struct {
 	name  string
 	mu    sync.Mutex
 	paths []string
+	// holdUntil, when set, holds its follow-ups' answers until it is
+	// closed (or the request ends).
+	holdUntil <-chan struct{}
 }
 
 func newAskedSims(t *testing.T, n int) []*askedSim {
@@ -39,7 +42,15 @@ func newAskedSims(t *testing.T, n int) []*askedSim {
 			if strings.HasPrefix(r.URL.Path, "/v1/responses/") {
 				a.mu.Lock()
 				a.paths = append(a.paths, r.Method+" "+r.URL.EscapedPath())
+				hold := a.holdUntil
 				a.mu.Unlock()
+				if hold != nil {
+					select {
+					case <-hold:
+					case <-r.Context().Done():
+						return
+					}
+				}
 			}
 			s.ServeHTTP(w, r)
 		}))
@@ -48,6 +59,13 @@ func newAskedSims(t *testing.T, n int) []*askedSim {
 		out = append(out, a)
 	}
 	return out
+}
+
+// hold holds a's follow-up answers until until is closed.
+func (a *askedSim) hold(until <-chan struct{}) {
+	a.mu.Lock()
+	a.holdUntil = until
+	a.mu.Unlock()
 }
 
 func (a *askedSim) asked() []string {
@@ -69,15 +87,19 @@ func (a *askedSim) store(t *testing.T) string {
 type hungFollowUps struct {
 	srv                *httptest.Server
 	arrived, cancelled chan struct{}
+	// asked is closed when the first follow-up arrives.
+	asked     chan struct{}
+	askedOnce sync.Once
 }
 
 func newHungFollowUps(t *testing.T) *hungFollowUps {
-	h := &hungFollowUps{arrived: make(chan struct{}, 16), cancelled: make(chan struct{}, 16)}
+	h := &hungFollowUps{arrived: make(chan struct{}, 16), cancelled: make(chan struct{}, 16), asked: make(chan struct{})}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/v1/responses/") {
 			return // a health check: 200
 		}
 		h.arrived <- struct{}{}
+		h.askedOnce.Do(func() { close(h.asked) })
 		<-r.Context().Done()
 		h.cancelled <- struct{}{}
 	}))
@@ -196,11 +218,17 @@ func askGuarded(t *testing.T, method, url string) *http.Response {
 // owner's answer is relayed, and the hung probe is cancelled. No probe
 // bound passes here (the injected timers never fire): before, the probes
 // went in turn and the first held the client until first_byte.
+//
+// The owner answers only once the hung backend has the probe: the hung
+// probe is started first, but nothing makes its request arrive before 14
+// others are answered, and a probe cancelled on its way never arrives
+// (on a loaded machine the test once waited for it in vain).
 func TestResponsesProbePassesAHungBackend(t *testing.T) {
 	hung := newHungFollowUps(t)
 	sims := newAskedSims(t, 15)
 	owner := sims[14]
 	id := owner.store(t)
+	owner.hold(hung.asked)
 	urls := []string{hung.srv.URL}
 	for _, s := range sims {
 		urls = append(urls, s.srv.URL)

@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/routing"
 	"github.com/sluice-gw/sluice/internal/sim"
+	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
@@ -207,7 +208,7 @@ func TestResponsesIDsSharedThroughRedis(t *testing.T) {
 	}
 
 	p.close()
-	goleak.VerifyNone(t, leaks)
+	leaktest.VerifyNone(t, leaks)
 }
 
 // TestResponsesTenantIsolationAcrossReplicas: with auth on, alice's

@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // fakeServer is a real loopback backend whose health answer the test flips.
@@ -345,7 +344,7 @@ func TestConcurrencyBound(t *testing.T) {
 // hanging on a backend, leaks no goroutine, and does not count the aborted
 // probe as a failure.
 func TestRunStopsOnCancel(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer leaktest.VerifyNone(t)
 	srv := newFakeServer(t)
 	srv.hang.Store(true)
 	srv.arrived = make(chan string, 1)
@@ -373,7 +372,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 // TestRunProbesEachInterval: Run keeps probing and picks up the current
 // backend list every round.
 func TestRunProbesEachInterval(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer leaktest.VerifyNone(t)
 	srv := newFakeServer(t)
 	srv.arrived = make(chan string, 16)
 	client := newClient(t)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 func TestMain(m *testing.M) {
@@ -17,7 +19,7 @@ func TestMain(m *testing.M) {
 	// publish context; it returns only once the connection's status channel
 	// reports the close, which can land just after the last test returns.
 	// Seen once in a full race run; it is the library's goroutine, not ours.
-	goleak.VerifyTestMain(m,
+	leaktest.VerifyTestMain(m,
 		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"))
 }
 

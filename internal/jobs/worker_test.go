@@ -244,7 +244,11 @@ func TestTwoStoresRunEachJobOnce(t *testing.T) {
 func TestRedeliveryAfterWorkerDeath(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	o := testOptions(srv.ClientURL())
-	o.AckWait = time.Second
+	// The survivor's delivery must not be redelivered in turn: its
+	// heartbeats (every AckWait/4) keep it. At 1 s, heartbeats stalled for
+	// 0.75 s on a loaded machine would let it come back and run twice; 3 s
+	// leaves 2.25 s, for 2 s more of waiting on the dead worker's message.
+	o.AckWait = 3 * time.Second
 	dying := openStore(t, o)
 	started := make(chan struct{}, 1)
 	var dyingCalls atomic.Int64
