@@ -17,10 +17,11 @@ import (
 type conn struct {
 	c         *Client
 	nc        net.Conn
-	br        reader // in the conn: one allocation less
-	wbuf      []byte // the request message, reused
-	scratch   []byte // the response's header block, reused
-	key       string // host:port
+	br        reader      // in the conn: one allocation less
+	wbuf      []byte      // the request message, reused
+	scratch   headScratch // reused for every response head
+	ends      [32]int32   // scratch.ends's first array: no allocation for a usual head
+	key       string      // host:port
 	idleSince time.Time
 	reused    bool // taken from the pool for the current request
 	closed    atomic.Bool
@@ -28,8 +29,10 @@ type conn struct {
 }
 
 func newConn(c *Client, nc net.Conn, key string) *conn {
-	return &conn{c: c, nc: nc, key: key, br: newReader(nc, c.opt.ReadBufferSize, &c.bigBufs),
+	cn := &conn{c: c, nc: nc, key: key, br: newReader(nc, c.opt.ReadBufferSize, &c.bigBufs),
 		wbuf: make([]byte, 0, 1024)}
+	cn.scratch.ends = cn.ends[:0]
+	return cn
 }
 
 func (cn *conn) close() {

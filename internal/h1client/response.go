@@ -31,8 +31,19 @@ type head struct {
 	header http.Header
 }
 
+// headScratch is a connection's reused space for reading a head: the
+// header block's bytes and where each of its lines ends. The ends live
+// here rather than in an array on readHead's stack: 256 of them made its
+// frame 1.2 KiB, and readHead runs at one of the deepest points of a
+// request's goroutine, where it took the goroutine's stack past 8 KiB
+// (docs/RELIABILITY.md, "Memory per held stream, continued").
+type headScratch struct {
+	block []byte
+	ends  []int32
+}
+
 // readFinalHead reads heads until a final (non-1xx) one.
-func readFinalHead(br *reader, scratch *[]byte) (head, error) {
+func readFinalHead(br *reader, scratch *headScratch) (head, error) {
 	for i := 0; ; i++ {
 		h, err := readHead(br, scratch)
 		if err != nil || h.code >= 200 {
@@ -50,7 +61,7 @@ func readFinalHead(br *reader, scratch *[]byte) (head, error) {
 // readHead reads one status line and header block. scratch is reused
 // for the block's bytes, which become one string that every name and
 // value slices.
-func readHead(br *reader, scratch *[]byte) (head, error) {
+func readHead(br *reader, scratch *headScratch) (head, error) {
 	line, err := readLine(br)
 	if err != nil {
 		return head{}, err
@@ -59,9 +70,7 @@ func readHead(br *reader, scratch *[]byte) (head, error) {
 	if err != nil {
 		return head{}, err
 	}
-	block := (*scratch)[:0]
-	var ends [maxHeaderFields]int32
-	n := 0
+	block, ends := scratch.block[:0], scratch.ends[:0]
 	for {
 		line, err := readLine(br)
 		if err != nil {
@@ -70,18 +79,17 @@ func readHead(br *reader, scratch *[]byte) (head, error) {
 		if len(line) == 0 {
 			break
 		}
-		if n == maxHeaderFields {
+		if len(ends) == maxHeaderFields {
 			return head{}, malformed("too many header fields")
 		}
 		if len(block)+len(line) > maxHeaderBytes {
 			return head{}, malformed("header block too large")
 		}
 		block = append(block, line...)
-		ends[n] = int32(len(block))
-		n++
+		ends = append(ends, int32(len(block)))
 	}
-	*scratch = block
-	h.header, err = parseFields(string(block), ends[:n])
+	scratch.block, scratch.ends = block, ends
+	h.header, err = parseFields(string(block), ends)
 	return h, err
 }
 

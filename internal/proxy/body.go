@@ -30,15 +30,19 @@ var ErrBodyMemory = errors.New("request body memory budget exhausted")
 // leaving the smaller one as garbage. A complete body of up to
 // maxPooledBuf is assembled into a pooled power-of-two buffer; a larger
 // one into a buffer of its exact length, left to the garbage collector
-// rather than pinned. A body read with ReadBodyChunks (an audio form, up
+// rather than pinned. A body whose announced length is under minBodyBuf
+// is read into the smallest pooled block that holds that length (at
+// least minSmallBuf): a 90-byte chat request holds 128 bytes for the
+// request's life, a held stream included, not 4 KiB. A body read with ReadBodyChunks (an audio form, up
 // to 25 MiB, read only by code that takes chunks) is never assembled: the
 // copy would hold the body twice at its end (blocks and buffer, 2.1 times
 // its length, all of it charged) and leave a buffer of its length to the
 // collector.
 const (
 	minBodyBuf    = 4 << 10
+	minSmallBuf   = 128
 	maxPooledBuf  = 1 << 20
-	bufSizeLevels = 9 // 4 KiB, 8 KiB, ... 1 MiB
+	bufSizeLevels = 14 // 128 B, 256 B, ... 1 MiB
 )
 
 // Body is a pooled request body. The transport may still read an outbound
@@ -66,7 +70,7 @@ type Body struct {
 // BodyPool recycles request body buffers and bounds, through its budget,
 // the bytes all bodies hold at once.
 type BodyPool struct {
-	sizes  [bufSizeLevels]sync.Pool // *[]byte of cap minBodyBuf<<i
+	sizes  [bufSizeLevels]sync.Pool // *[]byte of cap minSmallBuf<<i
 	budget *netguard.Budget
 }
 
@@ -130,7 +134,7 @@ func (b *Body) readFrom(r io.Reader, contentLength, limit int64) error {
 					return b.drop(ErrBodyTooLarge)
 				}
 				contentLength = -1 // more than announced: no longer a bound
-				if err := b.addBlock(); err != nil {
+				if err := b.addBlock(-1); err != nil {
 					return b.drop(err)
 				}
 				b.extend(copy(b.room(1), probe[:]))
@@ -142,7 +146,7 @@ func (b *Body) readFrom(r io.Reader, contentLength, limit int64) error {
 				}
 				continue
 			}
-			if err := b.addBlock(); err != nil {
+			if err := b.addBlock(contentLength); err != nil {
 				return b.drop(err)
 			}
 			continue
@@ -178,9 +182,13 @@ func (b *Body) extend(n int) {
 }
 
 // addBlock reserves and appends a block of about an eighth of what has
-// arrived.
-func (b *Body) addBlock() error {
+// arrived; the first block of a body announced (contentLength) under
+// minBodyBuf, the smallest pooled size that holds it.
+func (b *Body) addBlock(contentLength int64) error {
 	size := minBodyBuf
+	if b.read == 0 && contentLength > 0 && contentLength < minBodyBuf {
+		size = max(minSmallBuf, 1<<bits.Len64(uint64(contentLength-1)))
+	}
 	for size < maxPooledBuf && int64(size) <= b.read/16 {
 		size *= 2 // the power of two in (read/16, read/8]
 	}
@@ -259,10 +267,10 @@ func (p *BodyPool) put(held *[]byte) {
 
 // sizeLevel is the pool index of a buffer of capacity size.
 func sizeLevel(size int) (int, bool) {
-	if size < minBodyBuf || size > maxPooledBuf || size&(size-1) != 0 {
+	if size < minSmallBuf || size > maxPooledBuf || size&(size-1) != 0 {
 		return 0, false
 	}
-	return bits.TrailingZeros(uint(size / minBodyBuf)), true
+	return bits.TrailingZeros(uint(size / minSmallBuf)), true
 }
 
 // Bytes returns the body; valid until the last reference is released.

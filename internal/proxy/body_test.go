@@ -157,3 +157,45 @@ func TestBodyEndsAtLengthOrLimit(t *testing.T) {
 		t.Fatalf("budget holds %d after every body was released", h)
 	}
 }
+
+// A body announced under 4 KiB holds the smallest pooled block that fits
+// it (128 bytes for a 90-byte chat request, held as long as its stream),
+// not 4 KiB; an unannounced one starts at 4 KiB as before; one sending
+// more than it announced is read whole. Its blocks go back to their own
+// pool: a later 4 KiB body does not get a 128-byte block.
+func TestSmallBodyHoldsItsOwnSize(t *testing.T) {
+	for _, tc := range []struct {
+		sent, announced, held int
+	}{
+		{1, 1, 128},
+		{90, 90, 128},
+		{128, 128, 128},
+		{129, 129, 256},
+		{4095, 4095, 4096},
+		{4096, 4096, 4096},
+		{90, -1, 4 << 10},
+		{9000, 100, 16 << 10}, // 128 + 4 KiB + 4 KiB + 4 KiB blocks, assembled
+	} {
+		budget := netguard.NewBudget(64 << 20)
+		p := NewBodyPool(budget)
+		data := bytes.Repeat([]byte("x"), tc.sent)
+		for round := range 2 { // the second takes a pooled block
+			b, err := p.ReadBody(iotest.HalfReader(bytes.NewReader(data)), int64(tc.announced), 1<<20)
+			if err != nil {
+				t.Fatalf("%+v: %v", tc, err)
+			}
+			if !bytes.Equal(b.Bytes(), data) {
+				t.Fatalf("%+v round %d: body differs", tc, round)
+			}
+			if h := budget.Held(); h != int64(tc.held) || cap(b.Bytes()) != tc.held {
+				t.Errorf("%+v round %d: holds %d (cap %d), want %d", tc, round, h, cap(b.Bytes()), tc.held)
+			}
+			b.Release()
+		}
+		big, err := p.ReadBody(bytes.NewReader(bytes.Repeat([]byte("y"), 4096)), 4096, 1<<20)
+		if err != nil || cap(big.Bytes()) != 4096 || len(big.Bytes()) != 4096 {
+			t.Fatalf("%+v: a 4 KiB body after: cap %d len %d err %v", tc, cap(big.Bytes()), len(big.Bytes()), err)
+		}
+		big.Release()
+	}
+}
