@@ -57,6 +57,8 @@ func TestUsageErrorsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"bench", "forecast"}, "sluice bench forecast: --servegen DIR is required\nRun 'sluice bench forecast --help'"},
 		{[]string{"worker", "--admin-token", "t", "--concurrency", "0"}, "--concurrency 0: want at least 1"},
 		{[]string{"worker", "--admin-token", "t", "--max-attempts", "0", "--nats", "nats://127.0.0.1:1", "--admin", "http://127.0.0.1:1"}, "--max-attempts 0: want at least 1"},
+		{[]string{"worker", "--admin-token", "t", "--admin", "ftp://127.0.0.1:9091"}, `--admin "ftp://127.0.0.1:9091": want the gateway's admin listener (admin.listen) as http://host:port, or host:port`},
+		{[]string{"worker", "--admin-token", "t", "--admin", "http://"}, `--admin "http://": want`},
 		{[]string{"chaos", "--backends", "0", "--scenarios", "nosuch"}, "--backends 0: want at least 1"},
 		{[]string{"chaos", "--scenarios", "nosuch"}, `--scenarios: unknown scenario "nosuch"`},
 	} {

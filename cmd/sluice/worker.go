@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,7 +24,7 @@ import (
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("worker", "--admin URL --admin-token TOKEN [--nats URL] [--webhook-secret S] [--concurrency N]")
 	natsURL := fs.String("nats", "", "NATS server with JetStream holding the queue; default: the one the gateway at --admin uses (asked at GET /worker/v1/queue)")
-	adminURL := fs.String("admin", "http://127.0.0.1:9091", "the gateway's admin listener (admin.listen) base URL: the worker polls /spare there and sends jobs to /worker/v1/…, where they run as their tenants")
+	adminURL := fs.String("admin", "http://127.0.0.1:9091", "the gateway's admin listener (admin.listen) as http://host:port (host:port alone is taken as http://): the worker polls /spare there and sends jobs to /worker/v1/…, where they run as their tenants")
 	// The secrets' defaults come from the environment after parsing, not
 	// as flag defaults: --help and usage errors print a flag's default,
 	// and would print the token.
@@ -38,7 +40,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxAttempts := fs.Int("max-attempts", 5, "executions ending in an error before a job is dead-lettered")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM (no new job is taken from then), how long running jobs may finish before they go back to the queue; a second SIGTERM or SIGINT cuts them at once")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := parseFlags(fs, args); err != nil {
+	err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
 	if *adminToken == "" {
@@ -58,6 +61,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *grace <= 0 {
 		return usagef("--grace %v: want a positive duration (a second SIGTERM or SIGINT cuts running jobs at once)", *grace)
+	}
+	if *adminURL, err = adminBase(*adminURL); err != nil {
+		return err
 	}
 	if *maxAttempts < 1 {
 		return usagef("--max-attempts %d: want at least 1", *maxAttempts)
@@ -110,4 +116,21 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	logger.Info("sluice worker stopped")
 	return nil
+}
+
+// adminBase is --admin as a base URL. A bare host:port (as admin.listen
+// is written) is taken as http://host:port; anything else must be an http
+// or https URL with a host: a usage error naming the flag, not Go's URL
+// parse error ("first path segment in URL cannot contain colon") at the
+// first request.
+func adminBase(s string) (string, error) {
+	base := s
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", usagef("--admin %q: want the gateway's admin listener (admin.listen) as http://host:port, or host:port", s)
+	}
+	return base, nil
 }

@@ -160,14 +160,16 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	if wall {
 		gwOpts.Now = nil // the gateway then knows its clock is the sockets' (gateway.Options.Now)
 	}
-	if err := a.openForecast(cfg, reg, &gwOpts); err != nil {
+	// The queue first: its data directory's lock refuses a second
+	// gateway on the same directory before anything else of it starts.
+	if err := a.openJobQueue(cfg, reg, &gwOpts); err != nil {
 		resp.Close()
 		return nil, errWithPath(path, err)
 	}
-	if err := a.openJobQueue(cfg, reg, &gwOpts); err != nil {
+	if err := a.openForecast(cfg, reg, &gwOpts); err != nil {
 		resp.Close()
-		if a.forecast != nil {
-			a.forecast.close()
+		if a.jobs != nil {
+			a.jobs.Close()
 		}
 		return nil, errWithPath(path, err)
 	}

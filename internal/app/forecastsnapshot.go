@@ -12,10 +12,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/forecast"
 )
 
-// errSnapshotBusy: another gateway process (or another App in this one)
-// holds the snapshot's lock.
-var errSnapshotBusy = errors.New("another sluice gateway owns this snapshot (give each gateway its own forecast.snapshot or queue.data_dir)")
-
 // openSnapshot decides where the forecast's snapshot lives and takes it for
 // this gateway. forecast.snapshot "" is forecast.snapshot in the data
 // directory (queue.data_dir, else config.DefaultDataDir()): nothing is written
@@ -54,13 +50,12 @@ func takeSnapshot(path string) (release func(), err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("forecast snapshot directory: %w", err)
 	}
-	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err := takeLock(path + ".lock")
+	if errors.Is(err, errLockHeld) {
+		return nil, fmt.Errorf("another sluice gateway owns this snapshot: its lock is %w (give each gateway its own forecast.snapshot or queue.data_dir)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("forecast snapshot lock: %w", err)
-	}
-	if err := lockExclusive(f); err != nil {
-		f.Close()
-		return nil, err
 	}
 	stale, _ := filepath.Glob(filepath.Join(dir, base+".*.tmp"))
 	for _, s := range stale {
@@ -68,10 +63,10 @@ func takeSnapshot(path string) (release func(), err error) {
 	}
 	probe, err := os.CreateTemp(dir, base+".*.tmp")
 	if err != nil {
-		f.Close()
+		unlock()
 		return nil, fmt.Errorf("forecast snapshot directory not writable: %w", err)
 	}
 	probe.Close()
 	os.Remove(probe.Name())
-	return func() { f.Close() }, nil
+	return unlock, nil
 }

@@ -27,6 +27,9 @@ import (
 type jobQueue struct {
 	cfg config.Queue
 	emb *jobs.Embedded // nil with an external NATS
+	// unlock releases the data directory's lock (lockDataDir), after the
+	// embedded server has stopped; nil with an external NATS.
+	unlock func()
 	// url is the NATS URL the store and separate workers use.
 	url   string
 	store *jobs.Store
@@ -48,12 +51,16 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	q := &jobQueue{cfg: c, log: log, cut: make(chan struct{})}
 	url, storeLimit := c.URL, int64(c.MaxStoreBytes)
 	if url == "" {
-		dir := c.DataDir
+		dir, key := c.DataDir, "queue.data_dir (or --data-dir)"
 		if dir == "" {
-			dir = config.DefaultDataDir()
+			dir, key = config.DefaultDataDir(), "the default data directory (queue.data_dir and --data-dir unset)"
 		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("queue.data_dir (or --data-dir): %w", err)
+		}
+		unlock, err := lockDataDir(dir, key)
+		if err != nil {
+			return nil, err
 		}
 		host, port := config.DefaultQueueListenHost, -1
 		if c.Listen != "" {
@@ -73,9 +80,10 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 		emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: storeDir, Host: host, Port: port, Logger: log,
 			MaxStoreBytes: storeLimit})
 		if err != nil {
+			unlock()
 			return nil, fmt.Errorf("queue: embedded NATS in %s: %w", dir, err)
 		}
-		q.emb, url = emb, emb.ClientURL()
+		q.emb, q.unlock, url = emb, unlock, emb.ClientURL()
 		log.Info("job queue: embedded NATS JetStream", "data_dir", dir, "url", url,
 			"worker", "sluice worker --admin <admin address> --admin-token <admin.token> (it asks the gateway for this URL)")
 	}
@@ -152,6 +160,31 @@ func (q *jobQueue) close() {
 		q.emb.Shutdown()
 		q.emb.WaitForShutdown()
 	}
+	if q.unlock != nil {
+		q.unlock()
+	}
+}
+
+// dataDirLockFile is the lock file, in the data directory, that the
+// embedded queue's owner holds.
+const dataDirLockFile = "jetstream.lock"
+
+// lockDataDir takes dir's lock for the embedded queue's store: two NATS
+// servers on one JetStream store corrupt each other's streams, and
+// nothing in NATS refuses the second (measured: a second gateway on the
+// same --data-dir started and served). As nginx's pid file or Postgres's
+// postmaster.pid, the second process is refused at start instead, the
+// error naming the directory, key (where it was set) and the holder's pid.
+func lockDataDir(dir, key string) (release func(), err error) {
+	path := filepath.Join(dir, dataDirLockFile)
+	release, err = takeLock(path)
+	if errors.Is(err, errLockHeld) {
+		return nil, fmt.Errorf("%s %s is in use: its lock %s is %w; one gateway per data directory: give this one its own, or share a NATS server (queue.url) between replicas", key, dir, path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: lock: %w", key, dir, err)
+	}
+	return release, nil
 }
 
 // Attempts to reach an external NATS start after queueRetryFirst and back

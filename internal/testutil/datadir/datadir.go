@@ -13,6 +13,11 @@ import (
 // directory) reads XDG_DATA_HOME first, and child processes (gateways
 // started as a binary) inherit it, so no test writes into the real
 // ~/.local/share/sluice, whatever config it builds.
+//
+// The gateways of one test process share that directory, and the embedded
+// queue's lock on it (jetstream.lock) lets one at a time own it: a test
+// that runs two gateways with the queue at once, or runs in parallel with
+// another that does, gives each its own queue.data_dir (t.TempDir()).
 func Main(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sluice-test-data-")
 	if err != nil {

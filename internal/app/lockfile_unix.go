@@ -4,7 +4,6 @@ package app
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"syscall"
 )
@@ -16,10 +15,7 @@ import (
 func lockExclusive(f *os.File) error {
 	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return errSnapshotBusy
+		return &lockHeldError{}
 	}
-	if err != nil {
-		return fmt.Errorf("forecast snapshot lock: %w", err)
-	}
-	return nil
+	return err
 }

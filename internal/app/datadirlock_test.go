@@ -1,0 +1,51 @@
+package app
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/config"
+)
+
+// The embedded queue's data directory has one owner: a second queue on it
+// (another process, or another App in this one: flock locks belong to the
+// open file) is refused before its NATS server starts on the same store,
+// naming the directory, the key and the owner's pid; once the owner has
+// closed, the next one opens it. The old code started the second server.
+func TestEmbeddedQueueOneOwnerPerDataDir(t *testing.T) {
+	c := config.Default().Queue
+	c.DataDir, c.Workers, c.WorkerDisabled = t.TempDir(), 0, true
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	open := func() (*jobQueue, error) {
+		return openQueue(c, prometheus.NewRegistry(), log, func(string) bool { return true })
+	}
+	first, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := open()
+	if err == nil {
+		second.Close()
+		first.Close()
+		t.Fatalf("a second queue opened on %s", c.DataDir)
+	}
+	for _, want := range []string{"queue.data_dir (or --data-dir) " + c.DataDir + " is in use",
+		filepath.Join(c.DataDir, dataDirLockFile), "(pid " + strconv.Itoa(os.Getpid()) + ")", "queue.url"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	first.Close()
+	next, err := open()
+	if err != nil {
+		t.Fatalf("after the owner closed: %v", err)
+	}
+	next.Close()
+}

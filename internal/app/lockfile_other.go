@@ -1,0 +1,10 @@
+//go:build !unix
+
+package app
+
+import "os"
+
+// lockExclusive: no advisory lock here. Forecast snapshots are still
+// saved by atomic renames, so two gateways sharing one overwrite, but
+// never corrupt, it; the embedded queue's store has no such guard.
+func lockExclusive(*os.File) error { return nil }
