@@ -277,62 +277,6 @@ func (a *App) Handler() http.Handler { return a.gw }
 // Gateway exposes the gateway for status inspection in tests.
 func (a *App) Gateway() *gateway.Gateway { return a.gw }
 
-// AdminHandler is the admin listener's handler (tests drive it directly).
-func (a *App) AdminHandler() http.Handler { return a.gw.AdminHandler() }
-
-// ListenAdmin opens the admin listener before Run, so a caller learns its
-// address (tests and demos use "127.0.0.1:0"). addr "" means admin.listen
-// from the config; the result is nil when that is "off". Run serves it and
-// closes it on shutdown. Calling it again returns the open listener's address.
-func (a *App) ListenAdmin(addr string) (net.Addr, error) {
-	a.adminMu.Lock()
-	defer a.adminMu.Unlock()
-	if a.adminLn != nil {
-		return a.adminLn.Addr(), nil
-	}
-	if addr == "" {
-		addr = a.gw.Runtime().Config.Admin.Listen
-	}
-	ln, err := ListenAdminAddr(addr)
-	if ln == nil {
-		return nil, err
-	}
-	a.adminLn = ln
-	return ln.Addr(), nil
-}
-
-// ListenAdminAddr binds the admin listener at addr (admin.listen), nil
-// when it is "off". sluice serve binds it before New, with the public
-// listener, so that a taken port fails the start before anything else
-// starts; AdoptAdmin hands it to the App.
-func ListenAdminAddr(addr string) (net.Listener, error) {
-	if addr == "off" {
-		return nil, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		// net's error names the address; this names where it was set.
-		return nil, fmt.Errorf("admin listen (admin.listen in the config, or --admin-listen): %w", err)
-	}
-	return ln, nil
-}
-
-// AdoptAdmin makes ln (from ListenAdminAddr, nil for "off") the admin
-// listener Run serves and closes, as ListenAdmin would have opened it.
-// An App whose admin listener is open already closes ln.
-func (a *App) AdoptAdmin(ln net.Listener) {
-	if ln == nil {
-		return
-	}
-	a.adminMu.Lock()
-	defer a.adminMu.Unlock()
-	if a.adminLn != nil {
-		ln.Close()
-		return
-	}
-	a.adminLn = ln
-}
-
 // Reload re-reads the config file and swaps it in, as a transaction: the
 // whole new runtime is built aside (Build), and only when every part of it
 // succeeded is the state it takes over handed to it (Commit) and the
@@ -545,41 +489,6 @@ func (a *App) release() {
 			a.forecast.close()
 		}
 	})
-}
-
-// serveAdmin serves the admin listener, if any, until the returned func
-// closes it, its requests' contexts descending from base. It serves
-// through the whole drain (metrics, status) and is closed, not drained,
-// when Run returns: its requests are short (a pprof profile excepted),
-// and the separate workers' jobs, which are not, had the drain and its
-// cut first (drainWorkers).
-func (a *App) serveAdmin(base context.Context) (stop func()) {
-	a.adminMu.Lock()
-	ln := a.adminLn
-	a.adminMu.Unlock()
-	if ln == nil {
-		return func() {}
-	}
-	srv := &http.Server{
-		Handler:           a.gw.AdminHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return base },
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(ln) }()
-	a.log.Info("sluice admin listening", "addr", ln.Addr().String(), "token", a.gw.Runtime().Config.Admin.Token != "")
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && a.gw.Runtime().Config.Admin.Token == "" {
-		a.log.Warn("admin listener off loopback without admin.token: it answers this host only, other hosts get 403 admin_token_required; set admin.token to scrape it from elsewhere",
-			"addr", ln.Addr().String())
-	}
-	return func() {
-		a.gw.CloseStreams() // ends /status/stream watchers before their connections
-		srv.Close()
-		<-done
-	}
 }
 
 // syncChecker (re)starts the active health checker when its settings change.
