@@ -138,11 +138,15 @@ func TestTakenPortNamesTheFlag(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "--admin-listen") || !strings.Contains(errs, "address already in use") {
 		t.Errorf("serve --admin-listen: exit %d, stderr %q", code, errs)
 	}
+	code, _, errs = runCLI("serve", "--listen", "127.0.0.1:0", "--model", "m", "--backend", "http://127.0.0.1:1", "--admin-listen", "off", "--pprof", addr, "--data-dir", dir, "--log-level", "error")
+	if code != 1 || !strings.Contains(errs, "pprof listen (--pprof): listen tcp "+addr) || strings.Count(errs, addr) != 1 {
+		t.Errorf("serve --pprof: exit %d, stderr %q", code, errs)
+	}
 }
 
-// A taken port (public or admin) fails serve before anything else
-// starts: the data directory is not even made, so no embedded NATS ran
-// and no lock was taken. Before, the listener was bound after the queue,
+// A taken port (public, admin, or the deprecated --pprof) fails serve
+// before anything else starts: the data directory is not even made, so
+// no embedded NATS ran and no lock was taken. Before, the listener was bound after the queue,
 // the forecast and the probes had started (the data directory with its
 // jetstream store and forecast lock was left behind).
 func TestTakenPortFailsBeforeAnythingStarts(t *testing.T) {
@@ -152,7 +156,8 @@ func TestTakenPortFailsBeforeAnythingStarts(t *testing.T) {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	for _, flags := range [][]string{{"--listen", addr, "--admin-listen", "off"}, {"--listen", "127.0.0.1:0", "--admin-listen", addr}} {
+	for _, flags := range [][]string{{"--listen", addr, "--admin-listen", "off"}, {"--listen", "127.0.0.1:0", "--admin-listen", addr},
+		{"--listen", "127.0.0.1:0", "--admin-listen", "off", "--pprof", addr}} {
 		dir := filepath.Join(t.TempDir(), "data")
 		args := append([]string{"serve", "--model", "m", "--backend", "http://127.0.0.1:1", "--data-dir", dir}, flags...)
 		code, _, errs := runCLI(args...)

@@ -8,15 +8,24 @@ import (
 	"time"
 )
 
-// servePprof serves h (the gateway's PprofHandler: Go's /debug/pprof behind
-// the admin listener's gate) on its own listener, never on the
-// client-facing one. The flag is deprecated, not removed, so old scripts
-// keep working: it says so at start, and what the gate means for addr.
-func servePprof(addr string, h http.Handler, tokenSet bool, log *slog.Logger) (stop func(), err error) {
+// listenPprof binds the deprecated --pprof listener, before anything
+// else starts, as the public and admin listeners are: a port already
+// taken fails the start at once, naming the flag.
+func listenPprof(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("pprof listen %s: %w", addr, err)
+		// net's error names the address; this names where it was set.
+		return nil, fmt.Errorf("pprof listen (--pprof): %w", err)
 	}
+	return ln, nil
+}
+
+// servePprof serves h (the gateway's PprofHandler: Go's /debug/pprof behind
+// the admin listener's gate) on its own listener, never on the
+// client-facing one, and returns what stops it. The flag is deprecated,
+// not removed, so old scripts keep working: it says so at start, and what
+// the gate means for the address.
+func servePprof(ln net.Listener, h http.Handler, tokenSet bool, log *slog.Logger) (stop func()) {
 	log.Warn("--pprof is deprecated: set admin.pprof: true to serve /debug/pprof on the admin listener; this listener now has the admin listener's protection (admin.token, or this host only without one)",
 		"addr", ln.Addr().String(), "token", tokenSet)
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && !tokenSet {
@@ -25,5 +34,5 @@ func servePprof(addr string, h http.Handler, tokenSet bool, log *slog.Logger) (s
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go srv.Serve(ln)
-	return func() { srv.Close() }, nil
+	return func() { srv.Close() }
 }

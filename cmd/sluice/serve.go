@@ -66,22 +66,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ln.Close()
 		return err
 	}
+	var pprofLn net.Listener
+	if f.pprofAddr != "" {
+		if pprofLn, err = listenPprof(f.pprofAddr); err != nil {
+			ln.Close()
+			if adminLn != nil {
+				adminLn.Close()
+			}
+			return err
+		}
+	}
 	a, err := app.New(cfg, src, logger)
 	if err != nil {
-		ln.Close()
-		if adminLn != nil {
-			adminLn.Close()
+		for _, l := range []net.Listener{ln, adminLn, pprofLn} {
+			if l != nil {
+				l.Close()
+			}
 		}
 		return err
 	}
 	a.AdoptAdmin(adminLn) // Run serves and closes it
-	if f.pprofAddr != "" {
-		stop, err := servePprof(f.pprofAddr, a.Gateway().PprofHandler(), cfg.Admin.Token != "", logger)
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		defer stop()
+	if pprofLn != nil {
+		defer servePprof(pprofLn, a.Gateway().PprofHandler(), cfg.Admin.Token != "", logger)()
 	}
 	// A second SIGTERM or SIGINT (the first ended ctx: main) cuts the
 	// drain: what still runs is answered 503 shutting_down and Run

@@ -211,6 +211,9 @@ func (g *Gateway) record(x *exchange) {
 // backend may have spent it. Request counts always stay, as nginx
 // limit_req counts every request.
 func (g *Gateway) settle(x *exchange) {
+	if x.rec.flightSettles {
+		return
+	}
 	res := &x.rec.result
 	var tokens int64
 	switch {

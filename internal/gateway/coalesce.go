@@ -110,6 +110,9 @@ type flight struct {
 	refs     int // joined clients not yet left, plus the upstream call
 	// writerWaiting: the upstream call waits for readers to make room.
 	writerWaiting bool
+	// settle, set by a leader that left before the answer ended
+	// (handSettle), settles its token reservation to the flight's result.
+	settle func(proxy.Result)
 
 	// Guarded by flights.mu.
 	waiters    int
@@ -221,7 +224,6 @@ func (f *flight) ref(delta int) {
 
 func (f *flight) finish(res proxy.Result) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.res, f.done = res, true
 	if f.status == 0 {
 		f.err = res.Err
@@ -230,6 +232,12 @@ func (f *flight) finish(res proxy.Result) {
 		}
 	}
 	f.signal()
+	settle := f.settle
+	f.settle = nil
+	f.mu.Unlock()
+	if settle != nil { // out of the lock: a store round trip
+		settle(res)
+	}
 }
 
 // signal wakes every waiter; f.mu held.

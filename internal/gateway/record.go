@@ -34,6 +34,10 @@ type record struct {
 	// from a request the gateway's shutdown cut (fail).
 	ctx    context.Context
 	result proxy.Result
+	// flightSettles: a flight's leader that left before its answer ended
+	// has its token reservation settled by the flight (handSettle), not
+	// by settle.
+	flightSettles bool
 	// modelIn is a runtime whose pools have model (the parse stage's),
 	// so that observe's check of the label is a pointer compare.
 	modelIn *Runtime

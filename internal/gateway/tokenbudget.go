@@ -20,10 +20,17 @@ const minBudgetStep = 64
 // end, such streams let a caller overrun its limit without bound: each
 // admitted with a default reservation, each then generating as much as the
 // backend will. So once the relayed count passes what was granted, the
-// stream asks its limits for the next step (a take, as at admission: only
-// if every limit has room), and is cut when they refuse. A stream whose
-// limits have room never notices; one that set max_tokens reserved its
-// bound at admission and has no budget.
+// stream asks its limits for more (ratelimit.Result.Extend: from every
+// limit alike, as admission takes), and is cut where they stop granting.
+// A stream whose limits have room never notices; one that set max_tokens
+// reserved its bound at admission and has no budget.
+//
+// It asks for a step at a time, or for what the read needs when that is
+// more (a read that carries the count past several steps), and takes what
+// the limits have left when it is less: the stream is cut only when the
+// grant falls short of its text, at the grant, with no token left in the
+// limit that ran out. (Asking for whole steps, all or nothing, cut streams
+// up to a step early: at 512 or 768 tokens of a limit of 1,000.)
 type streamBudget struct {
 	ctx     context.Context
 	rl      ratelimit.Result
@@ -39,18 +46,15 @@ func newStreamBudget(ctx context.Context, rl ratelimit.Result, now func() time.T
 }
 
 // Allow implements proxy.TokenBudget: tokens within the grant pass at
-// the cost of a comparison; past it, whole steps are taken from the
-// limits.
+// the cost of a comparison; past it, the limits are asked for more.
 func (b *streamBudget) Allow(tokens int64) (int64, bool) {
 	if tokens <= b.granted {
 		return b.granted, true
 	}
-	n := (tokens - b.granted + b.step - 1) / b.step * b.step
-	ok, _ := b.rl.Extend(b.ctx, n, b.now()) // a store failure grants: the end settles the use
-	if ok {
-		b.granted += n
-	}
-	return b.granted, ok
+	need := tokens - b.granted
+	got, _ := b.rl.Extend(b.ctx, max(need, b.step), b.now()) // a store failure grants: the end settles the use
+	b.granted += got
+	return b.granted, got >= need
 }
 
 // tokenBudget is the budget of x's call when it is a counted stream (its

@@ -245,6 +245,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 	if leader {
 		f.mu.Lock()
 		rec.result = f.res
+		rec.flightSettles = !f.done && g.handSettle(ctx, f, c, rl)
 		f.mu.Unlock()
 	}
 	switch out {

@@ -14,27 +14,54 @@ func TestExtendAllOrNothing(t *testing.T) {
 	s := Subject{Key: "k", Tenant: "t"}
 	r := check(t, lim, s, 300, t0)
 	ctx := context.Background()
-	if ok, err := r.Extend(ctx, 100, t0); !ok || err != nil {
-		t.Fatalf("extend within both limits: %v %v", ok, err)
+	if got, err := r.Extend(ctx, 100, t0); got != 100 || err != nil {
+		t.Fatalf("extend within both limits: %v %v", got, err)
 	}
-	if ok, err := r.Extend(ctx, 200, t0); ok || err != nil { // the tenant holds 100 more only
-		t.Fatalf("extend past the tenant's limit granted: %v %v", ok, err)
+	// The tenant holds 100 more only (99 when its count's rounding refuses
+	// the last: takeUpTo).
+	got, err := r.Extend(ctx, 300, t0)
+	if got != 100 && got != 99 || err != nil {
+		t.Fatalf("extend past the tenant's limit granted %d (%v), want the 100 it has left", got, err)
 	}
-	// The key gave back the refused 200: 1000 - 400 = 600 left; the
-	// tenant 100.
+	if got, err := r.Extend(ctx, 50, t0); got != 0 || err != nil {
+		t.Fatalf("extend past an empty tenant granted %d (%v)", got, err)
+	}
+	// Both took 400 + got in all: the key gave back what it took of the
+	// refused takes and the tenant has nothing left.
 	probe := check(t, lim, Subject{Key: "k"}, 0, t0)
-	if probe.Tokens.Remaining != 600 {
-		t.Fatalf("key remaining %d, want 600", probe.Tokens.Remaining)
+	if probe.Tokens.Remaining != 600-got {
+		t.Fatalf("key remaining %d, want %d", probe.Tokens.Remaining, 600-got)
 	}
-	if probe := check(t, lim, Subject{Tenant: "t"}, 0, t0); probe.Tokens.Remaining != 100 {
-		t.Fatalf("tenant remaining %d, want 100", probe.Tokens.Remaining)
+	if probe := check(t, lim, Subject{Tenant: "t"}, 0, t0); probe.Tokens.Remaining != 100-got {
+		t.Fatalf("tenant remaining %d, want %d", probe.Tokens.Remaining, 100-got)
 	}
-	// Settled at 350 used: the 400 taken less 50.
+	// Settled at 350 used: the 400 + got taken less the difference.
 	if err := r.Reconcile(ctx, 350, t0); err != nil {
 		t.Fatal(err)
 	}
 	if probe := check(t, lim, Subject{Tenant: "t"}, 0, t0); probe.Tokens.Remaining != 150 {
 		t.Fatalf("tenant remaining after settling %d, want 150", probe.Tokens.Remaining)
+	}
+}
+
+// Extend granted a whole step or nothing: a stream asking for 256 more
+// with 119 left in its limit was refused, and cut a step early. It now
+// gets the 119, from every limit alike; the limit with the fewest left
+// decides.
+func TestExtendGrantsWhatIsLeft(t *testing.T) {
+	lim, _ := newTestLimiter(t, Rules{PerKey: Rule{TokensPerMinute: 400}, PerTenant: Rule{TokensPerMinute: 1000}, Global: Rule{TokensPerMinute: 5000}})
+	r := check(t, lim, Subject{Key: "k", Tenant: "t"}, 281, t0)
+	got, err := r.Extend(context.Background(), 256, t0)
+	if got != 119 && got != 118 || err != nil {
+		t.Fatalf("extend of 256 with 119 left granted %d (%v), want 119 (118: takeUpTo's rounding)", got, err)
+	}
+	for _, c := range []struct {
+		s    Subject
+		want int64
+	}{{Subject{Key: "k"}, 119 - got}, {Subject{Tenant: "t"}, 719 - got}, {Subject{}, 4719 - got}} {
+		if p := check(t, lim, c.s, 0, t0); p.Tokens.Remaining != c.want {
+			t.Errorf("%+v: %d left, want %d (281 + %d taken from each)", c.s, p.Tokens.Remaining, c.want, got)
+		}
 	}
 }
 

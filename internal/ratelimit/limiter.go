@@ -189,43 +189,92 @@ func (r Result) Reconcile(ctx context.Context, actualTokens int64, now time.Time
 	return nil
 }
 
-// Extend takes n more tokens for an allowed request still generating,
-// from every token limit its reservation took from, as Check takes them:
-// only if each has room, all or nothing (what some granted is given back
-// when another refuses). The reconciled total then counts them. It
-// reports whether they were granted. A store that fails grants them (the
-// error says why): a stream is not cut for an outage, and its end settles
-// what it used. It grants everything to a request with no token limit.
-func (r Result) Extend(ctx context.Context, n int64, now time.Time) (bool, error) {
+// Extend takes up to n more tokens for an allowed request still
+// generating, from every token limit its reservation took from, as Check
+// takes them: n when each has room for n; else the fewest any of them has
+// left, taken from each alike; else (one has none) nothing. It is all or
+// nothing across the limits either way: each is charged the same tokens,
+// and what some took of a take another refused is given back. It reports
+// the tokens taken, which the reconciled total then counts. A store that
+// fails grants n (the error says why): a stream is not cut for an outage,
+// and its end settles what it used. It grants n to a request with no token
+// limit.
+//
+// A stream asks for a step of tokens at a time; granting only whole steps
+// cut it a step early, with up to a step's tokens still in its limits.
+func (r Result) Extend(ctx context.Context, n int64, now time.Time) (int64, error) {
 	res := r.res
 	if res == nil || len(res.ops) == 0 || n <= 0 {
-		return true, nil
+		return max(n, 0), nil
 	}
 	n = clampTokens(n)
 	res.mu.Lock()
 	defer res.mu.Unlock()
+	got, err := res.takeUpTo(ctx, n, now)
+	if err != nil {
+		return n, fmt.Errorf("ratelimit: extend tokens: %w", err)
+	}
+	res.charged += got
+	return got, nil
+}
+
+// takeUpTo takes n tokens from every token limit of the reservation, or
+// failing that the fewest any of them has left, or nothing, and reports
+// how many; res.mu held. The smaller take goes with the give-backs of the
+// take before it in one Apply. A limit's tokens left are counted to a
+// thousandth of a token (Decision.Remaining), so a take of all of them
+// may be refused by a rounding hair: the next smaller take then asks for
+// one less. Two smaller takes at most (three round trips in all, at the
+// end of a limit only); what the last took of a refused take is given
+// back, and nothing is granted. Give-backs that fail leave their tokens
+// charged until they refill, as a refund's.
+func (res *reservation) takeUpTo(ctx context.Context, n int64, now time.Time) (int64, error) {
+	ops := res.takes(n)
+	ds, err := res.store.Apply(ctx, ops, now)
+	if err != nil {
+		return 0, err
+	}
+	back, left := givenBack(ops, ds, n)
+	for try := 0; len(back) < len(ops) && try < 2 && left > 0; try++ {
+		if try > 0 {
+			left = min(left, n-1)
+		}
+		n, ops = left, res.takes(left)
+		if ds, err = res.store.Apply(ctx, append(back, ops...), now); err != nil {
+			return 0, err
+		}
+		back, left = givenBack(ops, ds[len(back):], n)
+	}
+	if len(back) == len(ops) {
+		return n, nil
+	}
+	if len(back) > 0 {
+		_, _ = res.store.Apply(ctx, back, now)
+	}
+	return 0, nil
+}
+
+// takes are the operations taking n tokens from each token limit.
+func (res *reservation) takes(n int64) []Op {
 	ops := make([]Op, len(res.ops))
 	for i, op := range res.ops {
 		ops[i] = Op{Key: op.Key, Limit: op.Limit, Cost: n}
 	}
-	ds, err := res.store.Apply(ctx, ops, now)
-	if err != nil {
-		return true, fmt.Errorf("ratelimit: extend tokens: %w", err)
-	}
-	var back []Op
+	return ops
+}
+
+// givenBack is the refunds of the takes of n that ds allowed, and the
+// fewest tokens left among the limits that refused (n when none did).
+func givenBack(ops []Op, ds []Decision, n int64) (back []Op, left int64) {
+	left = n
 	for i, d := range ds {
 		if d.Allowed {
 			back = append(back, Op{Key: ops[i].Key, Limit: ops[i].Limit, Cost: -n, Force: true})
+		} else {
+			left = min(left, d.Remaining)
 		}
 	}
-	if len(back) < len(ops) {
-		if len(back) > 0 {
-			_, _ = res.store.Apply(ctx, back, now) // as refund: a failure leaves them charged until they refill
-		}
-		return false, nil
-	}
-	res.charged += n
-	return true, nil
+	return back, left
 }
 
 // Settled is r as its x-ratelimit-*-tokens headers state it once its

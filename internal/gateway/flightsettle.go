@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"context"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/ratelimit"
+)
+
+// handSettle hands the settling of a flight leader's token reservation
+// to its flight, when the leader leaves before the answer ends (its
+// client gone, before the first byte or mid-stream) and the flight is a
+// budgeted stream's (streamBudget); f.mu held, f not done. It reports
+// whether it did.
+//
+// A leader that left used to be settled at once on what the flight had
+// reported so far (nothing: unreached, its reservation given back) while
+// the flight ran on for its followers, who are charged nothing as
+// coalesced: what the flight then relayed was charged to nobody, but for
+// the budget's steps. A budgeted stream's flight is keyed by its token
+// scope (flightKey), so its followers take from the very limits of the
+// leader's reservation: charging the flight's answer to that reservation
+// charges their limits for what they were sent, once. So the reservation
+// (and the steps the budget took on it) stays held while the flight runs,
+// and the flight's goroutine settles it at the end (flight.finish) to
+// what it relayed, by settle's rules (flightTokens). One owner: the
+// leader hands over under f.mu only while the flight is not done, and
+// finish takes the hand-over under the same lock.
+//
+// An unbudgeted flight (max_tokens set, a JSON answer, no token limit)
+// keeps the leader's settle: its followers may be of other limits.
+func (g *Gateway) handSettle(ctx context.Context, f *flight, c *upstreamCall, rl *ratelimit.Result) bool {
+	if _, budgeted := c.budget.(*streamBudget); !budgeted || rl == nil || !rl.ChargesTokens() {
+		return false
+	}
+	res, prompt := *rl, int64(admission.EstimateCost(len(c.body.Bytes()), 0, 0))
+	ctx = context.WithoutCancel(ctx)
+	f.settle = func(out proxy.Result) {
+		if tokens, ok := flightTokens(&out, prompt); ok {
+			res.Reconcile(ctx, tokens, g.now())
+		}
+	}
+	return true
+}
+
+// flightTokens is what a flight's answer costs its leader's reservation,
+// by Gateway.settle's rules: the usage the backend reported; nothing when
+// no backend was sent it or the backend declined it; the prompt's
+// estimate and the tokens relayed for a stream without usage; else (ok
+// false) the estimate stays.
+func flightTokens(res *proxy.Result, prompt int64) (tokens int64, ok bool) {
+	switch {
+	case res.UsageKnown:
+		return int64(res.Usage.PromptTokens + res.Usage.CompletionTokens), true
+	case res.Attempts == 0, declined(&record{result: *res, status: res.Status}):
+		return 0, true
+	case res.TextEvents > 0:
+		return prompt + openai.CompletionTokens(res.TextEvents, res.TextBytes), true
+	}
+	return 0, false
+}
