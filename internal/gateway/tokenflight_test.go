@@ -244,10 +244,9 @@ func TestARetriedStreamKeepsItsBudget(t *testing.T) {
 		t.Fatalf("the failing backend was tried %d times, want 1 (first)", failed.Load())
 	}
 	prompt := int(admission.EstimateCost(len(flightStream), 0, 0))
-	// Cut where the limit ran out (a token short at most: takeUpTo's
-	// rounding), as a stream that was not retried.
-	if used := usedOf(t, url, "k", limit, clk); got.status != 200 || !got.cut || got.tokens < limit-prompt-1 || got.tokens > limit-prompt || used != prompt+got.tokens {
-		t.Fatalf("%d, %d of %d tokens, cut %v, charged %d; want cut at %d (or one less), charged what was sent + the prompt", got.status, got.tokens, gen, got.cut, used, limit-prompt)
+	// Cut where the limit ran out, as a stream that was not retried.
+	if used := usedOf(t, url, "k", limit, clk); got.status != 200 || !got.cut || got.tokens != limit-prompt || used != prompt+got.tokens {
+		t.Fatalf("%d, %d of %d tokens, cut %v, charged %d; want cut at %d, charged what was sent + the prompt", got.status, got.tokens, gen, got.cut, used, limit-prompt)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 // on 1,000 at 768, or at 512 when one read passed two steps at once. The
 // limits now grant what they have left, so a stream is cut where its
 // limit runs out: at the limit less its prompt, charged the whole limit
-// (a token short at most: ratelimit's takeUpTo, a count's rounding).
+// (to the token: a limit's count of what is left is what it grants).
 func TestACutStreamUsesItsWholeLimit(t *testing.T) {
 	const gen = 2000
 	prompt := int(admission.EstimateCost(len(flightStream), 0, 0))
@@ -30,7 +30,7 @@ func TestACutStreamUsesItsWholeLimit(t *testing.T) {
 			url, clk := tokenGatewayClock(t, testConfig(be.URL), int64(limit))
 			got := readStreamAnswer(t, post(t, url, flightStream, "Authorization", "Bearer k"))
 			used := usedOf(t, url, "k", limit, clk)
-			if got.status != 200 || !got.cut || got.tokens < limit-prompt-1 || got.tokens > limit-prompt || used != prompt+got.tokens {
+			if got.status != 200 || !got.cut || got.tokens != limit-prompt || used != prompt+got.tokens {
 				t.Fatalf("%d, %d of %d tokens, cut %v, charged %d; want cut at %d (the limit less the %d prompt), charged %d",
 					got.status, got.tokens, gen, got.cut, used, limit-prompt, prompt, limit)
 			}

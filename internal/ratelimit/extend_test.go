@@ -17,10 +17,10 @@ func TestExtendAllOrNothing(t *testing.T) {
 	if got, err := r.Extend(ctx, 100, t0); got != 100 || err != nil {
 		t.Fatalf("extend within both limits: %v %v", got, err)
 	}
-	// The tenant holds 100 more only (99 when its count's rounding refuses
-	// the last: takeUpTo).
+	// The tenant holds 100 more only, all of which it grants: its count of
+	// what is left is what a take of that many gets (gcra).
 	got, err := r.Extend(ctx, 300, t0)
-	if got != 100 && got != 99 || err != nil {
+	if got != 100 || err != nil {
 		t.Fatalf("extend past the tenant's limit granted %d (%v), want the 100 it has left", got, err)
 	}
 	if got, err := r.Extend(ctx, 50, t0); got != 0 || err != nil {
@@ -52,8 +52,8 @@ func TestExtendGrantsWhatIsLeft(t *testing.T) {
 	lim, _ := newTestLimiter(t, Rules{PerKey: Rule{TokensPerMinute: 400}, PerTenant: Rule{TokensPerMinute: 1000}, Global: Rule{TokensPerMinute: 5000}})
 	r := check(t, lim, Subject{Key: "k", Tenant: "t"}, 281, t0)
 	got, err := r.Extend(context.Background(), 256, t0)
-	if got != 119 && got != 118 || err != nil {
-		t.Fatalf("extend of 256 with 119 left granted %d (%v), want 119 (118: takeUpTo's rounding)", got, err)
+	if got != 119 || err != nil {
+		t.Fatalf("extend of 256 with 119 left granted %d (%v), want 119", got, err)
 	}
 	for _, c := range []struct {
 		s    Subject

@@ -129,7 +129,12 @@ func microsDuration(us int64) time.Duration {
 // nginx's "excess" after a request is (new tat - now - T) in units of T: the
 // first request on an idle bucket has excess 0, each further one at the
 // same instant 1 more, and a request is refused when its excess would pass
-// burst, i.e. when new tat - now > capacity*T.
+// burst, i.e. when new tat - now > capacity*T. That test is made on whole
+// units, as the bucket's room (left): a take is refused when it costs more
+// than the units left, counted as Remaining counts them. A decision's
+// Remaining is then exactly what a take at that instant gets. Comparing the
+// clock values instead refused a take of all that was left by a rounding
+// hair (now + 36T - now > 36T), the count forgiving what the test did not.
 func gcra(tat float64, has bool, now float64, p params, cost int64, force bool) (newTat float64, store bool, o outcome) {
 	if !has || tat < now {
 		tat = now
@@ -142,9 +147,12 @@ func gcra(tat float64, has bool, now float64, p params, cost int64, force bool) 
 		o.allowed, o.neverFits = false, true
 	} else {
 		newTat = tat + float64(float64(cost)*t)
-		if !force && newTat-now > span {
+		if !force && cost > left(tat, now, t, p.capacity) {
 			o.allowed = false
-			o.retry = int64(math.Ceil(newTat - now - span))
+			// Once newTat - now is within span the take fits, with a
+			// thousandth of a unit to spare for the rounding; at least a
+			// microsecond, so a refusal never says "now".
+			o.retry = max(int64(math.Ceil(newTat-now-span)), 1)
 			newTat = tat
 		}
 	}
@@ -163,12 +171,16 @@ func gcra(tat float64, has bool, now float64, p params, cost int64, force bool) 
 			}
 		}
 	}
-	// Units in use, less a thousandth: the clock value's rounding must not
-	// turn exactly one unit in use into two.
-	o.remain = p.capacity - int64(math.Ceil((newTat-now)/t-0.001))
-	if o.remain < 0 {
-		o.remain = 0
-	}
+	o.remain = max(left(newTat, now, t, p.capacity), 0)
 	o.reset = int64(math.Ceil(newTat - now))
 	return newTat, store, o
+}
+
+// left is the whole units a bucket of capacity has room for at now, its
+// tat at or after now; negative in debt. Units in use are counted less a
+// thousandth: the clock value's rounding must not turn exactly one unit in
+// use into two. Both the refusal and Remaining are this one expression, so
+// they agree to the unit.
+func left(tat, now, t float64, capacity int64) int64 {
+	return capacity - int64(math.Ceil((tat-now)/t-0.001))
 }

@@ -36,6 +36,11 @@ local tat = tonumber(redis.call("GET", KEYS[1]) or "")
 if tat == nil or tat < now then
   tat = now
 end
+-- Whole units of room at now (tat >= now), as gcra.go's left: the refusal
+-- and the remaining count are this one expression.
+local function left(at)
+  return cap - math.ceil((at - now) / t - 0.001)
+end
 local span = cap * t
 local newtat = tat
 local allowed, never, delay, retry = 1, 0, 0, 0
@@ -43,9 +48,9 @@ if not force and cost > cap then
   allowed, never = 0, 1
 else
   newtat = tat + cost * t
-  if not force and newtat - now > span then
+  if not force and cost > left(tat) then
     allowed = 0
-    retry = math.ceil(newtat - now - span)
+    retry = math.max(math.ceil(newtat - now - span), 1)
     newtat = tat
   end
 end
@@ -69,7 +74,7 @@ if allowed == 1 then
     end
   end
 end
-local remain = cap - math.ceil((newtat - now) / t - 0.001)
+local remain = left(newtat)
 if remain < 0 then
   remain = 0
 end

@@ -221,13 +221,11 @@ func (r Result) Extend(ctx context.Context, n int64, now time.Time) (int64, erro
 // takeUpTo takes n tokens from every token limit of the reservation, or
 // failing that the fewest any of them has left, or nothing, and reports
 // how many; res.mu held. The smaller take goes with the give-backs of the
-// take before it in one Apply. A limit's tokens left are counted to a
-// thousandth of a token (Decision.Remaining), so a take of all of them
-// may be refused by a rounding hair: the next smaller take then asks for
-// one less. Two smaller takes at most (three round trips in all, at the
-// end of a limit only); what the last took of a refused take is given
-// back, and nothing is granted. Give-backs that fail leave their tokens
-// charged until they refill, as a refund's.
+// take before it in one Apply. A limit's Remaining is exactly what a take
+// of that many gets at the same instant (gcra), so the smaller take is
+// refused only when a concurrent take came first; then what it took of
+// the others is given back, and nothing is granted. Give-backs that fail
+// leave their tokens charged until they refill, as a refund's.
 func (res *reservation) takeUpTo(ctx context.Context, n int64, now time.Time) (int64, error) {
 	ops := res.takes(n)
 	ds, err := res.store.Apply(ctx, ops, now)
@@ -235,15 +233,12 @@ func (res *reservation) takeUpTo(ctx context.Context, n int64, now time.Time) (i
 		return 0, err
 	}
 	back, left := givenBack(ops, ds, n)
-	for try := 0; len(back) < len(ops) && try < 2 && left > 0; try++ {
-		if try > 0 {
-			left = min(left, n-1)
-		}
+	if len(back) < len(ops) && left > 0 {
 		n, ops = left, res.takes(left)
 		if ds, err = res.store.Apply(ctx, append(back, ops...), now); err != nil {
 			return 0, err
 		}
-		back, left = givenBack(ops, ds[len(back):], n)
+		back, _ = givenBack(ops, ds[len(back):], n)
 	}
 	if len(back) == len(ops) {
 		return n, nil
