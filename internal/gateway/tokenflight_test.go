@@ -272,6 +272,21 @@ func TestABudgetOutlivesItsLeadersClient(t *testing.T) {
 	clk := &frozenClock{now: time.Now()}
 	url, gw := startCachingGatewayCfg(t, cfg, nil, clk.Now)
 
+	got := leaderLeavesItsFlight(t, url, gw, arrived, release)
+	if len(arrived) != 0 || got.xcache != "COALESCED" {
+		t.Fatalf("follower X-Cache %q, %d more backend calls; want it coalesced", got.xcache, len(arrived))
+	}
+	t.Logf("follower: %d tokens, cut %v; k1 charged %d", got.tokens, got.cut, 1000-tokensLeft(t, url, "k1"))
+	if got.status != 200 || !got.cut || got.tokens >= gen {
+		t.Fatalf("follower of the same key: %d, %d of %d tokens, cut %v; want cut by k1's 1,000 a minute", got.status, got.tokens, gen, got.cut)
+	}
+}
+
+// leaderLeavesItsFlight sends k1's stream, whose client leaves once a
+// second k1 request has joined its flight as a follower, then lets the
+// backend answer (release): the follower's answer.
+func leaderLeavesItsFlight(t *testing.T, url string, gw *Gateway, arrived <-chan struct{}, release chan struct{}) streamAnswer {
+	t.Helper()
 	ctx, leave := context.WithCancel(context.Background())
 	defer leave()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(flightStream))
@@ -293,12 +308,5 @@ func TestABudgetOutlivesItsLeadersClient(t *testing.T) {
 	<-leaderDone
 	waitWaiters(t, gw, 1) // the leader's request has left its flight
 	close(release)
-	got := <-follower
-	if len(arrived) != 0 || got.xcache != "COALESCED" {
-		t.Fatalf("follower X-Cache %q, %d more backend calls; want it coalesced", got.xcache, len(arrived))
-	}
-	t.Logf("follower: %d tokens, cut %v; k1 charged %d", got.tokens, got.cut, 1000-tokensLeft(t, url, "k1"))
-	if got.status != 200 || !got.cut || got.tokens >= gen {
-		t.Fatalf("follower of the same key: %d, %d of %d tokens, cut %v; want cut by k1's 1,000 a minute", got.status, got.tokens, gen, got.cut)
-	}
+	return <-follower
 }

@@ -3,9 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -55,28 +52,7 @@ func TestALeaderThatLeftLeavesItsFlightCharged(t *testing.T) {
 	clk := &frozenClock{now: time.Now()}
 	url, gw := startCachingGatewayCfg(t, cfg, nil, clk.Now)
 
-	ctx, leave := context.WithCancel(context.Background())
-	defer leave()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(flightStream))
-	req.Header.Set("Authorization", "Bearer k1")
-	req.Header.Set("Content-Type", "application/json")
-	leaderDone := make(chan struct{})
-	go func() {
-		defer close(leaderDone)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	}()
-	<-arrived
-	follower := make(chan streamAnswer, 1)
-	go func() { follower <- readStreamAnswer(t, post(t, url, flightStream, "Authorization", "Bearer k1")) }()
-	waitWaiters(t, gw, 2)
-	leave()
-	<-leaderDone
-	waitWaiters(t, gw, 1) // the leader's request has left its flight
-	close(release)
-	got := <-follower
+	got := leaderLeavesItsFlight(t, url, gw, arrived, release)
 	if len(arrived) != 0 || got.xcache != "COALESCED" || got.status != 200 || !got.cut {
 		t.Fatalf("follower: %d, X-Cache %q, cut %v, %d more backend calls; want it coalesced and cut", got.status, got.xcache, got.cut, len(arrived))
 	}
