@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,10 +17,7 @@ func TestChaosQuickProducesTable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "sluice")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := sluiceBinary(t)
 	cmd := exec.Command(bin, "chaos", "--quick", "--quiet", "--calm", "2s", "--duration", "2s",
 		"--scenarios", "ambiguous-json,backend-crash")
 	out, err := cmd.CombinedOutput()

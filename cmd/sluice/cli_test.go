@@ -202,10 +202,7 @@ func TestSignalStopsEachCommandCleanly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "sluice")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := privateBinary(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	urls, stop, err := sim.ListenAndServeN(ctx, "127.0.0.1:0", 1, sim.Config{Instant: true}, nil)

@@ -25,10 +25,7 @@ func TestSecondServeOnOneDataDirRefused(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "sluice")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := sluiceBinary(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	args := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--model", "m",
 		"--backend", "http://127.0.0.1:1", "--data-dir", dataDir}
