@@ -87,19 +87,7 @@ func TestCompressedUpstreamErrorDoesNotEchoTheBackendKey(t *testing.T) {
 	}))
 	t.Cleanup(be.Close)
 	for _, client := range []string{config.UpstreamLean, config.UpstreamNetHTTP} {
-		cfg := testConfig(be.URL)
-		cfg.UpstreamClient = client
-		cfg.Models[0].Backends[0].APIKey = "sk-upstream-SECRET-0123456789"
-		srv, _ := startGateway(t, cfg)
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions",
-			strings.NewReader(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`))
-		req.Header.Set("Accept-Encoding", "gzip") // set by hand: the client does not decompress
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, raw, _ := chatThroughKeyedBackend(t, be.URL, client, "sk-upstream-SECRET-0123456789", "gzip")
 		b := raw
 		if resp.Header.Get("Content-Encoding") == "gzip" {
 			zr, err := gzip.NewReader(bytes.NewReader(raw))
@@ -139,17 +127,7 @@ func TestLargeUpstreamErrorDoesNotEchoTheBackendKey(t *testing.T) {
 		}))
 		t.Cleanup(be.Close)
 		for _, client := range []string{config.UpstreamLean, config.UpstreamNetHTTP} {
-			cfg := testConfig(be.URL)
-			cfg.UpstreamClient = client
-			cfg.Models[0].Backends[0].APIKey = key
-			srv, _ := startGateway(t, cfg)
-			resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json",
-				strings.NewReader(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, b, err := chatThroughKeyedBackend(t, be.URL, client, key, "")
 			want := strings.ReplaceAll(msg.String(), key, "xxxxx")
 			if err != nil || resp.StatusCode != http.StatusUnauthorized || string(b) != want {
 				t.Errorf("%s, chunked=%t: %d, %d bytes (want %d), %d keys in it, err %v", client, chunked,
@@ -197,19 +175,7 @@ func TestCompressedErrorIgnoringIdentityIsScrubbedOrWithheld(t *testing.T) {
 		}))
 		t.Cleanup(be.Close)
 		for _, client := range []string{config.UpstreamLean, config.UpstreamNetHTTP} {
-			cfg := testConfig(be.URL)
-			cfg.UpstreamClient = client
-			cfg.Models[0].Backends[0].APIKey = key
-			srv, _ := startGateway(t, cfg)
-			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions",
-				strings.NewReader(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`))
-			req.Header.Set("Accept-Encoding", "gzip, deflate, br") // set by hand: the client does not decompress
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, b, _ := chatThroughKeyedBackend(t, be.URL, client, key, "gzip, deflate, br")
 			ok := resp.StatusCode == http.StatusUnauthorized && !strings.Contains(string(b), "SECRET") &&
 				resp.Header.Get("Content-Encoding") == "" && resp.Header.Get("Content-Length") == strconv.Itoa(len(b))
 			switch coding {
@@ -247,4 +213,30 @@ func TestFollowUpErrorDoesNotEchoTheBackendKey(t *testing.T) {
 		resp.Header.Get("Content-Length") != strconv.Itoa(len(got)) {
 		t.Fatalf("GET resp_x: %d %s; want the 401 with the backend's key hidden", resp.StatusCode, got)
 	}
+}
+
+// chatThroughKeyedBackend posts a chat request through a gateway, on the
+// given upstream client, whose one backend (beURL) has api_key key, and
+// returns the answer with its body as it arrived and the body's read
+// error. acceptEncoding, when set, is sent by hand, so the body is not
+// decompressed; "" leaves Go's client to ask for gzip and decompress.
+func chatThroughKeyedBackend(t *testing.T, beURL, client, key, acceptEncoding string) (*http.Response, []byte, error) {
+	t.Helper()
+	cfg := testConfig(beURL)
+	cfg.UpstreamClient = client
+	cfg.Models[0].Backends[0].APIKey = key
+	srv, _ := startGateway(t, cfg)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"m1","messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	if acceptEncoding != "" {
+		req.Header.Set("Accept-Encoding", acceptEncoding)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, b, err
 }
