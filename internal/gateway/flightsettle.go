@@ -27,8 +27,8 @@ import (
 //
 // Whoever follows, the leader's limits are charged what its own request
 // generated, as they would have been had it stayed (and a request whose
-// client leaves alone keeps its estimate): never more than it reserved
-// when it set max_tokens. A budgeted stream's flight is keyed by its
+// client leaves alone keeps its estimate), an answer max_tokens bounds
+// when it set one. A budgeted stream's flight is keyed by its
 // token scope (flightKey), so its followers take from the very limits
 // charged; an unbudgeted flight's followers may be of other limits, and
 // are charged nothing, as when the leader stays.

@@ -145,8 +145,7 @@ func TestConcurrentJSONOverrunIsOwedInFull(t *testing.T) {
 // on for its followers, who are charged nothing as coalesced: without a
 // stream budget (a JSON request, or one with max_tokens) the answer was
 // charged to nobody. The leader's reservation is now settled by the
-// flight, to the answer's usage: what it would have paid had it stayed,
-// and never more than it reserved when it set max_tokens.
+// flight, to the answer's usage: what it would have paid had it stayed.
 func TestAnUnbudgetedFlightsLeaderThatLeftPaysForItsAnswer(t *testing.T) {
 	const body = `{"model":"m1","temperature":0,"messages":[{"role":"user","content":"a short story"}],"max_tokens":500}`
 	arrived, release := make(chan struct{}, 2), make(chan struct{})
@@ -238,5 +237,17 @@ func TestABudgetGrantsEveryChoicesReservation(t *testing.T) {
 	if got.status != 200 || !got.cut || got.tokens != limit-prompt || used != limit {
 		t.Fatalf("%d, %d of %d tokens, cut %v, charged %d; want cut at %d (the limit less the %d prompt), charged %d",
 			got.status, got.tokens, gen, got.cut, used, limit-prompt, prompt, limit)
+	}
+}
+
+// n choices without max_tokens may need more than a small limit holds at
+// once (8 x 256 + prompt on 1,200 a minute): refused as never fitting,
+// not retryable, and told which knobs to turn.
+func TestChoicesBeyondTheLimitNeverFit(t *testing.T) {
+	url, _ := tokenGatewayClock(t, testConfig(newOKBackend(t).URL), 1200)
+	resp := post(t, url, `{"model":"m1","messages":[{"role":"user","content":"eight takes"}],"n":8}`, "Authorization", "Bearer k")
+	body := readAll(t, resp)
+	if _, code, msg := apiErr(t, body); resp.StatusCode != 400 || code != "exceeds_rate_limit_capacity" || !strings.HasSuffix(msg, "reduce the prompt, max_tokens or n") {
+		t.Fatalf("n=8 without max_tokens on 1,200 a minute: %d %s", resp.StatusCode, body)
 	}
 }
