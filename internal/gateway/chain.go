@@ -366,7 +366,11 @@ func (s parseStage) serve(x *exchange) bool {
 	case x.r.URL.Path == pathEmbeddings: // a length compare for the chat family's paths
 		x.cost = prefillCost(len(body.Bytes()))
 	default:
-		x.cost = admission.EstimateCost(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens)
+		// Each of n choices (best_of generated) may be max_tokens long;
+		// the prompt is read once. (Azure OpenAI's limits estimate
+		// max_tokens x best_of alike.)
+		c := peek.Completions()
+		x.cost = admission.EstimateCost(len(body.Bytes()), c*peek.MaxTokens, c*x.rt.Config.Admission.DefaultMaxTokens)
 	}
 	return true
 }

@@ -11,28 +11,29 @@ import (
 
 // handSettle hands the settling of a flight leader's token reservation
 // to its flight, when the leader leaves before the answer ends (its
-// client gone, before the first byte or mid-stream) and the flight is a
-// budgeted stream's (streamBudget); f.mu held, f not done. It reports
-// whether it did.
+// client gone, before the first byte or mid-answer) and its request took
+// from a token limit; f.mu held, f not done. It reports whether it did.
 //
 // A leader that left used to be settled at once on what the flight had
 // reported so far (nothing: unreached, its reservation given back) while
 // the flight ran on for its followers, who are charged nothing as
-// coalesced: what the flight then relayed was charged to nobody, but for
-// the budget's steps. A budgeted stream's flight is keyed by its token
-// scope (flightKey), so its followers take from the very limits of the
-// leader's reservation: charging the flight's answer to that reservation
-// charges their limits for what they were sent, once. So the reservation
-// (and the steps the budget took on it) stays held while the flight runs,
-// and the flight's goroutine settles it at the end (flight.finish) to
-// what it relayed, by settle's rules (flightTokens). One owner: the
-// leader hands over under f.mu only while the flight is not done, and
-// finish takes the hand-over under the same lock.
+// coalesced: what the flight then generated was charged to nobody (but
+// for a stream budget's steps). So the reservation (and the steps a
+// budget took on it) stays held while the flight runs, and the flight's
+// goroutine settles it at the end (flight.finish) to what the answer
+// cost, by settle's rules (flightTokens). One owner: the leader hands
+// over under f.mu only while the flight is not done, and finish takes the
+// hand-over under the same lock.
 //
-// An unbudgeted flight (max_tokens set, a JSON answer, no token limit)
-// keeps the leader's settle: its followers may be of other limits.
+// Whoever follows, the leader's limits are charged what its own request
+// generated, as they would have been had it stayed (and a request whose
+// client leaves alone keeps its estimate), an answer max_tokens bounds
+// when it set one. A budgeted stream's flight is keyed by its
+// token scope (flightKey), so its followers take from the very limits
+// charged; an unbudgeted flight's followers may be of other limits, and
+// are charged nothing, as when the leader stays.
 func (g *Gateway) handSettle(ctx context.Context, f *flight, c *upstreamCall, rl *ratelimit.Result) bool {
-	if _, budgeted := c.budget.(*streamBudget); !budgeted || rl == nil || !rl.ChargesTokens() {
+	if rl == nil || !rl.ChargesTokens() {
 		return false
 	}
 	res, prompt := *rl, int64(admission.EstimateCost(len(c.body.Bytes()), 0, 0))

@@ -32,7 +32,8 @@ func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, subject
 			Message: "the shared rate limit store is unavailable and the gateway is configured to fail closed", RetryAfter: res.RetryAfter}
 	case res.NeverFits:
 		// Not retryable: SDKs retry 429s on their own, so this must not be one.
-		return res, openai.BadRequest("exceeds_rate_limit_capacity", res.Reason()+"; reduce the prompt or max_tokens")
+		// n choices (best_of) each reserve max_tokens: n is the third knob.
+		return res, openai.BadRequest("exceeds_rate_limit_capacity", res.Reason()+"; reduce the prompt, max_tokens or n")
 	default:
 		return res, &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "rate_limit_exceeded",
 			Message: res.Reason(), RetryAfter: res.RetryAfter}

@@ -68,5 +68,7 @@ func (x *exchange) tokenBudget(now func() time.Time) proxy.TokenBudget {
 	// outlives its leader's client for its followers, and a step failing
 	// on that client's cancelled context would be granted (a store
 	// failure grants): the followers would run on unbounded.
-	return newStreamBudget(context.WithoutCancel(x.ctx()), x.rl, now, x.rt.Config.Admission.DefaultMaxTokens)
+	// Its reservation held the default for each choice (parseStage), and
+	// the relay counts the text of every choice.
+	return newStreamBudget(context.WithoutCancel(x.ctx()), x.rl, now, x.parsed.Peek.Completions()*x.rt.Config.Admission.DefaultMaxTokens)
 }

@@ -32,7 +32,16 @@ type Peek struct {
 	// request with side effects (proxy.Request.SideEffects). The
 	// Responses API's store is ResponsesPeek.Store.
 	Store bool
+	// Choices is how many completions the backend generates when more
+	// than one: n, or best_of (legacy completions: best_of are generated,
+	// n returned) when larger; 0 for one. Each may be max_tokens long, so
+	// the completion's estimate is this many times it (Completions).
+	Choices int
 }
+
+// Completions is the completions p asks the backend to generate: Choices,
+// at least 1.
+func (p *Peek) Completions() int { return max(p.Choices, 1) }
 
 // Bounds on the numbers the gateway acts on. MaxTokensLimit is far above
 // any model's context (so no real request is refused) and small enough
@@ -45,7 +54,7 @@ const (
 
 // actedOn are the top-level fields the gateway reads, in any component:
 // routing (model), relaying (stream, stream_options), cost and admission
-// (max_tokens, max_completion_tokens, n), the cache's determinism test and
+// (max_tokens, max_completion_tokens, n, best_of), the cache's determinism test and
 // key (temperature, seed, n, user), prefix affinity (messages, prompt)
 // and retries (store: a stored completion is not sent twice).
 // The gateway must read each exactly as the Python backend will, so a key
@@ -53,7 +62,7 @@ const (
 // would conflate them, Python does not), or that appears twice (which
 // readers resolve differently), is refused rather than guessed at.
 var actedOn = [...]string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-	"temperature", "seed", "n", "user", "messages", "prompt", "store"}
+	"temperature", "seed", "n", "user", "messages", "prompt", "store", "best_of"}
 
 // ParseRequest extracts the peeked fields from an inference request body.
 // It validates the body (scanJSON, which notes where the top-level members
@@ -84,6 +93,7 @@ func parseRequest(body []byte, noted bool) (Peek, error) {
 		temperature              float64
 		hasTemperature, hasSeed  bool
 		n                        = 1
+		bestOf                   int
 	)
 	noted = noted && !top.over
 	m := newMembers(trimmed) // walked only when not noted
@@ -131,6 +141,8 @@ func parseRequest(body []byte, noted bool) (Peek, error) {
 			n, err = intValue(key, val, 1, MaxChoices)
 		case "store":
 			p.Store, err = boolValue(key, val)
+		case "best_of":
+			bestOf, err = intValue(key, val, 0, MaxChoices)
 		}
 		if err != nil {
 			return Peek{}, err
@@ -143,6 +155,9 @@ func parseRequest(body []byte, noted bool) (Peek, error) {
 		p.MaxTokens = maxTokens
 	}
 	p.Deterministic = ((hasTemperature && temperature == 0) || hasSeed) && n == 1
+	if c := max(n, bestOf); c > 1 {
+		p.Choices = c
+	}
 	return p, nil
 }
 
@@ -196,6 +211,8 @@ func indexOf(key string) int {
 		return 10
 	case "store":
 		return 11
+	case "best_of":
+		return 12
 	}
 	return -1
 }

@@ -32,6 +32,9 @@ func TestParseRequestStrict(t *testing.T) {
 		{`{"model":"a","max_completion_tokens":99999999999999999999999}`, "invalid_value", "max_completion_tokens"},
 		{`{"model":"a","n":0}`, "invalid_value", "n"},
 		{`{"model":"a","n":129}`, "invalid_value", "n"},
+		{`{"model":"a","best_of":129}`, "invalid_value", "best_of"},
+		{`{"model":"a","best_of":2.5}`, "invalid_type", "best_of"},
+		{`{"model":"a","best_of":2,"Best_Of":3}`, "ambiguous_parameter", "Best_Of"},
 		{`{"model":1}`, "invalid_type", "model"},
 		{`{"model":"a","stream":"yes"}`, "invalid_type", "stream"},
 		{`{"model":"a","temperature":"0"}`, "invalid_type", "temperature"},
@@ -77,6 +80,11 @@ func TestParseRequestAccepts(t *testing.T) {
 		{`{"model":"m","store":true}`, Peek{Model: "m", Store: true}},
 		{`{"model":"m","store":false}`, Peek{Model: "m"}},
 		{`{"model":"m","store":null}`, Peek{Model: "m"}},
+		// n and best_of: the completions generated, each max_tokens long.
+		{`{"model":"m","n":8,"max_tokens":500}`, Peek{Model: "m", MaxTokens: 500, Choices: 8}},
+		{`{"model":"m","prompt":"p","best_of":4,"n":2}`, Peek{Model: "m", Choices: 4}},
+		{`{"model":"m","n":3,"best_of":1}`, Peek{Model: "m", Choices: 3}},
+		{`{"model":"m","n":1,"best_of":0,"seed":1}`, Peek{Model: "m", Deterministic: true}},
 	}
 	for _, c := range cases {
 		got, err := ParseRequest([]byte(c.body))

@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/rate"
 )
 
 // Decision is the outcome of one operation on one bucket.
@@ -55,10 +57,11 @@ type Op struct {
 	Key   string
 	Limit Limit
 	// Cost is the units taken. A Take (Force false) needs 0 <= Cost; it is
-	// allowed only if the bucket has room. A charge (Force true) always
-	// applies, may be negative (a refund), and may push the bucket into
-	// debt, at most one capacity beyond empty, which later takes then wait
-	// out.
+	// allowed only if the bucket has room (a take of 0 always is: it takes
+	// nothing). A charge (Force true) always applies, may be negative (a
+	// refund), and may push the bucket into debt, which later takes then
+	// wait out: all of it (usage reported past the estimate is owed in
+	// full), up to maxDebt of refill beyond empty.
 	Cost  int64
 	Force bool
 }
@@ -143,9 +146,14 @@ func gcra(tat float64, has bool, now float64, p params, cost int64, force bool) 
 	span := float64(float64(p.capacity) * t)
 	newTat = tat
 	o.allowed = true
-	if !force && cost > p.capacity {
+	switch {
+	case !force && cost > p.capacity:
 		o.allowed, o.neverFits = false, true
-	} else {
+	case !force && cost == 0:
+		// Takes nothing, so it conforms even in debt: a state query, or a
+		// request with nothing to charge (a follow-up's tokens), is never
+		// refused for units it does not ask for.
+	default:
 		newTat = tat + float64(float64(cost)*t)
 		if !force && cost > left(tat, now, t, p.capacity) {
 			o.allowed = false
@@ -159,8 +167,8 @@ func gcra(tat float64, has bool, now float64, p params, cost int64, force bool) 
 	if newTat < now {
 		newTat = now // a refund cannot fill the bucket beyond full
 	}
-	if force && newTat-now > span+span {
-		newTat = now + span + span // debt is capped at one capacity beyond empty
+	if force && newTat-now > span+maxDebt {
+		newTat = now + span + maxDebt // a guard against absurd usage reports, not a discount
 	}
 	if o.allowed {
 		store = true
@@ -175,6 +183,14 @@ func gcra(tat float64, has bool, now float64, p params, cost int64, force bool) 
 	o.reset = int64(math.Ceil(newTat - now))
 	return newTat, store, o
 }
+
+// maxDebt bounds a bucket's debt, in microseconds of refill beyond empty:
+// rate.MaxRefill, the longest refill a limit may have, so every duration
+// stays exact. It used to be one capacity, which forgave the rest: usage
+// reported far past its estimate (a JSON answer without max_tokens) was
+// charged at most the limit twice over, whatever it was. gcra.lua states
+// the same figure (31622400000000).
+const maxDebt = float64(rate.MaxRefill / time.Microsecond)
 
 // left is the whole units a bucket of capacity has room for at now, its
 // tat at or after now; negative in debt. Units in use are counted less a

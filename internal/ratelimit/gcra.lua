@@ -46,6 +46,8 @@ local newtat = tat
 local allowed, never, delay, retry = 1, 0, 0, 0
 if not force and cost > cap then
   allowed, never = 0, 1
+elseif not force and cost == 0 then
+  -- takes nothing: conforms even in debt
 else
   newtat = tat + cost * t
   if not force and cost > left(tat) then
@@ -57,8 +59,10 @@ end
 if newtat < now then
   newtat = now
 end
-if force and newtat - now > span + span then
-  newtat = now + span + span
+-- Debt is owed in full, up to rate.MaxRefill (366 days, in microseconds)
+-- beyond empty: gcra.go's maxDebt.
+if force and newtat - now > span + 31622400000000 then
+  newtat = now + span + 31622400000000
 end
 if allowed == 1 then
   if newtat > now then

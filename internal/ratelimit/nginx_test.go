@@ -189,8 +189,8 @@ func TestDecisionFields(t *testing.T) {
 }
 
 // Charges after the fact: a refund gives units back (never beyond full),
-// an extra charge can push the bucket into debt (at most one capacity),
-// which later takes wait out.
+// an extra charge can push the bucket into debt (all of it, up to
+// rate.MaxRefill beyond empty), which later takes wait out.
 func TestChargeAndRefund(t *testing.T) {
 	s := NewLocalStore(0)
 	l := rate.PerSecond(10, 9).NoDelay() // capacity 10
@@ -205,12 +205,17 @@ func TestChargeAndRefund(t *testing.T) {
 	if s.Len() != 0 {
 		t.Fatalf("a full bucket is still stored (%d keys)", s.Len())
 	}
-	if d, _ := s.Charge(ctx, "k", l, 1000, t0); !d.Allowed || d.Remaining != 0 || d.Reset != 2*time.Second {
-		t.Fatalf("charge beyond capacity: %+v, want debt capped at one capacity (reset 2s)", d)
+	if d, _ := s.Charge(ctx, "k", l, 1000, t0); !d.Allowed || d.Remaining != 0 || d.Reset != 100*time.Second {
+		t.Fatalf("charge beyond capacity: %+v, want all of it owed (reset 1m40s)", d)
 	}
 	d, _ := s.Take(ctx, "k", l, 1, t0.Add(time.Second))
-	if d.Allowed || d.RetryAfter != 100*time.Millisecond {
-		t.Fatalf("in debt: %+v, want refused for 100ms more", d)
+	if d.Allowed || d.RetryAfter != 98100*time.Millisecond {
+		t.Fatalf("in debt: %+v, want refused for 98.1s more", d)
+	}
+	// An absurd charge (a usage report of 2^40) is held to rate.MaxRefill
+	// of refill beyond empty.
+	if d, _ := s.Charge(ctx, "k", l, 1<<40, t0); d.Reset != time.Second+rate.MaxRefill {
+		t.Fatalf("absurd charge: reset %v, want %v", d.Reset, time.Second+rate.MaxRefill)
 	}
 }
 

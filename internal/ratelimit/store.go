@@ -16,8 +16,8 @@ import (
 // all-or-nothing by refunding what it took when any bucket refuses.
 type Store interface {
 	// Take takes cost (>= 0) units from key's bucket if they fit, else takes
-	// nothing. Cost 0 asks for the bucket's state and is refused only while
-	// the bucket is in debt.
+	// nothing. Cost 0 asks for the bucket's state and is always allowed,
+	// in debt too: it takes nothing.
 	Take(ctx context.Context, key string, l Limit, cost int64, now time.Time) (Decision, error)
 	// Charge applies cost unconditionally: a positive cost charges usage
 	// learned after the fact (the backend reported more tokens than were
