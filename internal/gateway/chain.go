@@ -35,6 +35,7 @@ func (g *Gateway) chain() []stage {
 		enqueueStage{g},  // Prefer: respond-async leaves the chain here as a job
 		demandStage{g},   // a live request's arrival, counted for the traffic forecast
 		limitStage{g},    // rate limits, charged per key / tenant / IP / global
+		locateStage{g},   // a continued response nobody remembers: which backend holds it
 		cacheStage{g},    // answered from the cache, or a cache plan for the answer
 		admitStage{},     // the admission terms: a live request's deadline, or spare capacity only
 		forwardStage{g},  // admit (fair queue, fallbacks) → route → forward, alone or in a flight
@@ -78,6 +79,9 @@ type exchangeState struct {
 	// respPin names the backend that made the response a Responses API
 	// request continues (previous_response_id), when the gateway knows it.
 	respPin string
+	// respLocate: the response it continues is known neither here nor in
+	// the shared Redis: the locate stage asks the backends (locate.go).
+	respLocate bool
 	// ep is the model-addressed endpoint the request is to (rerank,
 	// tokenize, ...: endpoints.go), EndpointNone for the chat family and
 	// the Responses API; epInput is its input's bytes (parseEndpoint).

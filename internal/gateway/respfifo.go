@@ -82,3 +82,24 @@ func (f *ownerFIFO) len() int {
 	defer f.mu.Unlock()
 	return len(f.ids)
 }
+
+// fifoID is an id and its owner, as snapshot lists them.
+type fifoID struct {
+	id    string
+	owner respOwner
+}
+
+// snapshot lists the ids remembered, oldest first: a copy, taken under
+// the lock and read outside it.
+func (f *ownerFIFO) snapshot() []fifoID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]fifoID, 0, len(f.ids))
+	for i := range f.order {
+		slot := f.order[(f.head+i)%len(f.order)]
+		if e, ok := f.ids[slot.id]; ok && e.seq == slot.seq {
+			out = append(out, fifoID{slot.id, e.owner})
+		}
+	}
+	return out
+}

@@ -16,7 +16,7 @@ import (
 // returned.
 //
 // Bounded: beyond max the oldest is dropped (its id is then found as one
-// never written: by probing, or not for a previous_response_id). A write
+// never written: by asking the backends, locate.go and followup.go). A write
 // older than the ids' TTL is dropped when met: its key would have expired
 // in Redis by now, and the map forgets it too. Keyed by Redis key, so a
 // newer write to a key (a DELETE after the create) replaces the older one.

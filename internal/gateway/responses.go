@@ -58,7 +58,8 @@ func (x *exchange) parseResponses() (*cache.Parsed, error) {
 // as OpenAI (and the simulator) answer an id nobody holds
 // (previousNotFound), so the answer does not tell a tenant that the id
 // exists. A previous_response_id this replica does not know, which the
-// shared Redis could not be asked about, is refused (previousUnavailable).
+// shared Redis could not be asked about, is refused (previousUnavailable);
+// one neither knows is located on the backends (locate.go).
 func (g *Gateway) acceptResponses(x *exchange) bool {
 	if x.resp.Background {
 		x.refuse(errBackground)
@@ -77,6 +78,7 @@ func (g *Gateway) acceptResponses(x *exchange) bool {
 			}
 			x.respPin = o.backend
 		}
+		x.respLocate = !ok
 	}
 	return true
 }
@@ -126,8 +128,9 @@ func responseNotFound(id string) *openai.Error {
 // responsesSelector sets a Responses API call's routing: its prefix key
 // (instructions and input, when the policy uses one) and, for a call that
 // continues a response, that response's backend, when it is still in the
-// pool. Otherwise the pool's policy picks, and the backend answers the
-// previous_response_id it does not hold with its own error.
+// pool (remembered, or located: locate.go). Otherwise the pool's policy
+// picks, and the backend answers the previous_response_id it does not
+// hold with its own error.
 func (rt *Runtime) responsesSelector(sel *selector, served *Pool, c *upstreamCall) {
 	if routing.UsesPrefixKey(served.Policy) {
 		sel.req.PrefixKey = openai.ResponsesPrefixKey(c.body.Bytes(), prefixKeyChars)
@@ -176,7 +179,8 @@ func newFollowUpMetrics(reg prometheus.Registerer) followUpMetrics {
 				"known (the id map), probed (asked the backends, one held it), not_found (none did, or another tenant's), " +
 				"refused (auth or rate limit), failed (no backend answered, or none held it and some could not say)."}, []string{"outcome"}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_followup_probes_total",
-			Help: "Backends asked about a response id nobody remembered, by how each probe ended: answered (relayed), " +
+			Help: "Backends asked about a response id nobody remembered (a follow-up's, or a previous_response_id's), by how " +
+				"each probe ended: answered (relayed, or for a previous_response_id the backend continued there), " +
 				"not_found (a 404), failed (unreachable, past timeouts.connect, a redirect, 408, 429 or 5xx), " +
 				"cancelled (another backend answered first)."}, []string{"outcome"}),
 	}
@@ -193,6 +197,12 @@ func newFollowUpMetrics(reg prometheus.Registerer) followUpMetrics {
 // count counts one follow-up and its probes.
 func (m followUpMetrics) count(outcome string, p proxy.ProbeTally) {
 	m.outcomes.WithLabelValues(outcome).Inc()
+	m.countProbes(p)
+}
+
+// countProbes counts probes about an id nobody remembered: a
+// follow-up's, or a continuation's (locate.go).
+func (m followUpMetrics) countProbes(p proxy.ProbeTally) {
 	for _, c := range []struct {
 		outcome string
 		n       int

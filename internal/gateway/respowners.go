@@ -81,7 +81,7 @@ func newRespOwners(reg prometheus.Registerer, log *slog.Logger, maxIDs int, ttl 
 			"expired ones until looked up or pushed out)."},
 		func() float64 { return float64(c.len()) }))
 	if shared != nil {
-		o.shared = newSharedOwners(reg, log, *shared, maxIDs, ttl, now)
+		o.shared = newSharedOwners(reg, log, *shared, maxIDs, ttl, now, o.holdings)
 	}
 	return o
 }
@@ -143,6 +143,21 @@ func (o *respOwners) forget(id string) {
 	if o.shared != nil && saneResponseID(id) {
 		o.shared.del(id)
 	}
+}
+
+// holdings are the owners this replica holds that Redis should have, as
+// writes with the time each was made: relayed here or learned from Redis
+// (not probed), within the TTL, under an id a follow-up could name.
+func (o *respOwners) holdings() []sharedWrite {
+	now := o.now()
+	var ws []sharedWrite
+	for _, e := range o.c.snapshot() {
+		if e.owner.probed || now.Sub(e.owner.at) > o.ttl || !saneResponseID(e.id) {
+			continue
+		}
+		ws = append(ws, o.shared.write1(e.id, e.owner))
+	}
+	return ws
 }
 
 // close stops the Redis writer, if any, after its last writes; later

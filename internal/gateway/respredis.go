@@ -101,13 +101,20 @@ type sharedOwners struct {
 	stop      chan struct{}
 	done      chan struct{}
 
-	// held and retryIn are the writer's alone: the writes Redis could not
-	// take, and the wait before Redis may be tried again (from the bypass).
+	// held, retryIn and mark are the writer's alone: the writes Redis
+	// could not take, the wait before Redis may be tried again (from the
+	// bypass), and this replica's mark (respmark.go).
 	held    *heldWrites
 	retryIn time.Duration
+	mark    sharedMark
+	// holdings are the owners this replica's map holds, as writes: what a
+	// Redis that lost them is written again (respmark.go).
+	holdings func() []sharedWrite
+	log      *slog.Logger
 
 	hit, miss, lookupErr, lookupSkipped       prometheus.Counter
 	written, writeErr, dropped, heldW, replay prometheus.Counter
+	rewritten, lost, heldShutdown             prometheus.Counter
 }
 
 // errIDsUnavailable is a lookup Redis could not answer: it failed, or is
@@ -145,7 +152,13 @@ type sharedValue struct {
 	At      int64  `json:"at"` // unix milliseconds
 }
 
-func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseIDsRedis, maxIDs int, ttl time.Duration, now func() time.Time) *sharedOwners {
+// newSharedOwners starts the writer; holdings lists the owners the
+// replica's map holds, to be written again when Redis lost them.
+func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseIDsRedis, maxIDs int, ttl time.Duration, now func() time.Time,
+	holdings func() []sharedWrite) *sharedOwners {
+	if log == nil {
+		log = slog.Default()
+	}
 	if opt.Prefix == "" {
 		opt.Prefix = defaultSharedPrefix
 	}
@@ -159,7 +172,7 @@ func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseID
 	// Dials are spaced on the wall clock: a test's frozen clock must not
 	// stop the writer from ever dialling again.
 	s := &sharedOwners{conn: redisconn.NewSharedLazy(opt.Clients, opt.Client, build, sharedRedial, nil), prefix: opt.Prefix,
-		timeout: opt.Timeout, ttl: ttl, now: now,
+		timeout: opt.Timeout, ttl: ttl, now: now, mark: newSharedMark(opt.Prefix), holdings: holdings, log: log,
 		queue: make(chan sharedWrite, sharedQueue), dial: make(chan struct{}, 1), recovered: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_lookups_total",
@@ -171,18 +184,25 @@ func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseID
 	writes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_writes_total",
 		Help: "Response owners written to (or ids deleted from) Redis, by result: ok (at once), held (Redis bypassed, " +
 			"or unreachable or slow: kept to be replayed when it is back), replayed (a held write written), error " +
-			"(an error reply, e.g. OOM: not retried), dropped (the write queue was full). Other replicas find an id " +
-			"not written as one never made: by asking the backends."},
+			"(an error reply, e.g. OOM: not retried), dropped (the write queue was full), rewritten (written again: " +
+			"Redis had lost this replica's writes). Other replicas find an id not written as one never made: by asking the backends."},
 		[]string{"result"})
 	s.hit, s.miss, s.lookupErr = lookups.WithLabelValues("hit"), lookups.WithLabelValues("miss"), lookups.WithLabelValues("error")
 	s.lookupSkipped = lookups.WithLabelValues("bypassed")
 	s.written, s.writeErr, s.dropped = writes.WithLabelValues("ok"), writes.WithLabelValues("error"), writes.WithLabelValues("dropped")
 	s.heldW, s.replay = writes.WithLabelValues("held"), writes.WithLabelValues("replayed")
+	s.rewritten = writes.WithLabelValues("rewritten")
+	lost := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_lost_total",
+		Help: "Times Redis was found to have lost the owners this replica wrote (its mark gone or older: restarted " +
+			"empty, flushed, or an older snapshot or replica); each time the ids this replica holds are written again."})
+	s.lost = lost
 	heldDropped := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_held_dropped_total",
 		Help: "Held owner writes (Redis bypassed) dropped before they could be replayed, by reason: bound (the oldest, " +
-			"beyond the held writes' bound), expired (older than the ids' TTL: the key would have expired)."},
+			"beyond the held writes' bound), expired (older than the ids' TTL: the key would have expired), shutdown " +
+			"(still held when the gateway stopped: lost with it)."},
 		[]string{"reason"})
 	s.held = newHeldWrites(opt.MaxHeld, ttl, heldDropped.WithLabelValues("bound"), heldDropped.WithLabelValues("expired"))
+	s.heldShutdown = heldDropped.WithLabelValues("shutdown")
 	degraded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_degraded",
 		Help: "1 while the Responses ids' Redis is bypassed after failures (unreachable, hung, unusable): lookups skip " +
 			"it and writes are held (replayed when it is back) until one, after a back-off of 0.5s doubling to 10s, finds it back."})
@@ -190,7 +210,7 @@ func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseID
 		DownMsg: "responses ids: redis unavailable; bypassing it (follow-ups probe the backends, previous_response_id " +
 			"not known here is refused with 503) until it recovers",
 		UpMsg: "responses ids: redis recovered", OnRecover: s.wake})
-	reg.MustRegister(lookups, writes, heldDropped, degraded, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_queued",
+	reg.MustRegister(lookups, writes, lost, heldDropped, degraded, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_queued",
 		Help: "Response owner writes waiting for Redis (bounded; beyond it they are dropped)."},
 		func() float64 { return float64(len(s.queue)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_held",
@@ -209,9 +229,12 @@ func (s *sharedOwners) key(id string) string {
 }
 
 // set queues id's owner for Redis, never waiting.
-func (s *sharedOwners) set(id string, o respOwner) {
+func (s *sharedOwners) set(id string, o respOwner) { s.enqueue(s.write1(id, o)) }
+
+// write1 is the write that sets id's owner.
+func (s *sharedOwners) write1(id string, o respOwner) sharedWrite {
 	v, _ := json.Marshal(sharedValue{Backend: o.backend, Tenant: o.tenant, At: o.at.UnixMilli()}) // strings and an int: cannot fail
-	s.enqueue(sharedWrite{key: s.key(id), value: v, at: o.at})
+	return sharedWrite{key: s.key(id), value: v, at: o.at}
 }
 
 // del queues id's removal from Redis, never waiting.
@@ -310,9 +333,12 @@ func decodeShared(b []byte) (respOwner, error) {
 func (s *sharedOwners) run() {
 	defer close(s.done)
 	s.conn.Get() // dial at start, off the request path; failures are retried when asked
+	s.check(context.Background())
 	batch := make([]sharedWrite, 0, sharedBatch)
 	retry := time.NewTimer(sharedRedial)
 	defer retry.Stop()
+	check := time.NewTicker(sharedCheckEvery)
+	defer check.Stop()
 	for {
 		var retryC <-chan time.Time
 		if s.held.len() > 0 {
@@ -322,8 +348,11 @@ func (s *sharedOwners) run() {
 		select {
 		case w := <-s.queue:
 			s.flush(context.Background(), s.fill(append(batch[:0], w)))
-		case <-s.recovered:
+		case <-s.recovered: // back, maybe empty: checked before the replay
+			s.check(context.Background())
 			s.flush(context.Background(), nil)
+		case <-check.C:
+			s.check(context.Background())
 		case <-retryC:
 			s.flush(context.Background(), nil)
 		case <-s.dial:
@@ -337,9 +366,28 @@ func (s *sharedOwners) run() {
 					break
 				}
 			}
+			s.abandonHeld()
 			return
 		}
 	}
+}
+
+// abandonHeld counts and logs the writes still held as the writer stops
+// (Redis away at shutdown): they live in this process only, and go with
+// it. Elsewhere, and after a restart, those ids are ones nobody
+// remembers: a follow-up or a previous_response_id asks the backends
+// which holds the response (followup.go, locate.go), and with auth on no
+// tenant check applies to them. Persisting them (the data directory) was
+// judged not worth it: see docs/RELIABILITY.md, branch durableleft.
+func (s *sharedOwners) abandonHeld() {
+	n := s.held.len()
+	if n == 0 {
+		return
+	}
+	s.heldShutdown.Add(float64(n))
+	s.log.Warn("responses ids: redis still unavailable at shutdown; the owners of responses made during the outage "+
+		"are lost with this process (their continuations and follow-ups elsewhere ask the backends which holds them)",
+		"held", n)
 }
 
 // fill adds queued writes to batch, up to sharedBatch, without waiting.

@@ -185,8 +185,8 @@ func TestResponsesIDsSharedThroughRedis(t *testing.T) {
 		t.Fatalf("DELETE through B: %d", resp.StatusCode)
 	}
 	waitFor(t, func() bool { return promtest.Value(t, p.regB, "sluice_responses_ids_redis_writes_total", "ok") == 3 })
-	if n, err := rd.Do("DBSIZE"); err != nil || n != "5" {
-		t.Fatalf("Redis holds %q keys (%v), want 5: A's four, less the deleted one, and B's two", n, err)
+	if n := idKeys(t, rd); n != 5 {
+		t.Fatalf("Redis holds %d ids, want 5: A's four, less the deleted one, and B's two", n)
 	}
 
 	// Chat: no Redis lookup or write.
@@ -203,8 +203,8 @@ func TestResponsesIDsSharedThroughRedis(t *testing.T) {
 	if after != lookups || promtest.Value(t, p.regA, "sluice_responses_ids_redis_queued", "") != 0 {
 		t.Fatal("a chat request reached the Responses ids' Redis")
 	}
-	if n, _ := rd.Do("DBSIZE"); n != "5" {
-		t.Fatalf("Redis holds %q keys after a chat request, want 5", n)
+	if n := idKeys(t, rd); n != 5 {
+		t.Fatalf("Redis holds %d ids after a chat request, want 5", n)
 	}
 
 	p.close()
@@ -332,8 +332,8 @@ func TestRespOwnersRedis(t *testing.T) {
 	if o, ok := b.lookup(ctx, "resp_1"); !ok || o.tenant != "alice" || o.probed {
 		t.Fatalf("B's lookup: %+v %v, want alice's, from Redis", o, ok)
 	}
-	if n, _ := rd.Do("DBSIZE"); n != "1" {
-		t.Fatalf("Redis holds %s keys, want 1", n)
+	if n := idKeys(t, rd); n != 1 {
+		t.Fatalf("Redis holds %d ids, want 1", n)
 	}
 
 	// A key another program wrote under the prefix: not an owner.

@@ -51,11 +51,9 @@ type webhooks struct {
 	dropped [numDropReasons]atomic.Uint64
 	// resent counts webhooks of finished jobs queued again by a sweep;
 	// resends counts how those ended, by resendOutcome.
-	resent   atomic.Uint64
-	resends  [numResendOutcomes]atomic.Uint64
-	sweeps   atomic.Uint64 // sweeps run here (tests wait on it)
-	sweeping atomic.Bool   // a worker started: run sweeps
-	nudge    chan struct{} // sweep now
+	resent  atomic.Uint64
+	resends [numResendOutcomes]atomic.Uint64
+	sweeps  atomic.Uint64 // sweeps run here (tests wait on it)
 }
 
 // hookItem is a queued webhook. A resent one (resend) is claimed before
@@ -107,7 +105,6 @@ func newWebhooks(s *Store) *webhooks {
 		hosts:    make(map[string]chan *hookItem),
 		inflight: make(map[string]bool),
 		held:     make(map[string]WebhookDelivery),
-		nudge:    make(chan struct{}, 1),
 	}
 }
 

@@ -29,7 +29,7 @@ import (
 //     it (fileClaim.Via): read through a later run, the claim has lapsed
 //     at once (claimLapsed), so a lone gateway killed and restarted
 //     resends at once instead of after its predecessor's lease.
-//   - Once a worker has started, every WebhookSweepInterval the process
+//   - Every WebhookSweepInterval (the first time as it opens) the process
 //     that holds the sweep lease (one key, webhook-sweep, taken by
 //     compare-and-swap: one replica sweeps at a time) lists the index and
 //     queues again, at most webhookSweepMax records looked at per sweep,
@@ -37,7 +37,11 @@ import (
 //     gone: no heartbeat (closed), a lapsed one (killed, or wedged for a
 //     whole lease), none named (records written before owners were), or
 //     this process itself when the webhook is in none of its queues and
-//     its job finished a lease ago.
+//     its job finished a lease ago. Every process that heartbeats
+//     competes for the lease, whether it runs workers or not: sweeping is
+//     not a worker's work, and a gateway that only accepts jobs (workers
+//     0, `sluice worker` processes running them) is often the one left
+//     alive when a worker process is killed.
 //   - A resent webhook is claimed just before its first attempt, by a
 //     compare-and-swap that names this process as its owner if the record
 //     still shows it pending under the owner the sweep saw. A sweep that
@@ -100,9 +104,10 @@ func (s *Store) unindexWebhook(ctx context.Context, id string) {
 }
 
 // startBeats writes the first heartbeat, before this process can own a
-// webhook, and starts the loop that renews it; Open calls it when
-// webhooks are signed (unsigned ones are never sent, so never pending
-// long).
+// webhook, and starts the loop that renews it and sweeps, the first
+// sweep at once; Open calls it when webhooks are signed (unsigned ones
+// are never sent, so never pending long, and a process without the
+// secret could not resend another's).
 func (w *webhooks) startBeats(ctx context.Context) {
 	if len(w.s.o.WebhookSecret) == 0 {
 		return
@@ -113,40 +118,25 @@ func (w *webhooks) startBeats(ctx context.Context) {
 	w.s.wg.Go(func() { w.run(w.s.ctx) })
 }
 
-// startSweeps makes this process sweep from now on, the first time at
-// once; a Store's first worker calls it.
-func (w *webhooks) startSweeps() {
-	if w.sweeping.Swap(true) {
-		return
-	}
-	select {
-	case w.nudge <- struct{}{}:
-	default:
-	}
-}
-
-// run renews the heartbeat, writes held outcomes again and sweeps, every
-// WebhookSweepInterval until ctx ends; then it deletes the heartbeat and
-// gives the sweep lease back, so a successor resends at once what this
-// process left pending.
+// run sweeps, then every WebhookSweepInterval renews the heartbeat,
+// writes held outcomes again and sweeps, until ctx ends; then it deletes
+// the heartbeat and gives the sweep lease back, so a successor resends at
+// once what this process left pending.
 func (w *webhooks) run(ctx context.Context) {
 	defer w.release()
-	for {
-		t := time.NewTimer(w.s.o.WebhookSweepInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		case <-w.nudge:
-			t.Stop()
-		}
-		if err := w.beat(ctx); err != nil && ctx.Err() == nil {
-			w.s.log.Warn("webhook heartbeat: other processes may resend this one's webhooks", "err", err)
-		}
-		w.writeHeld()
-		if !w.sweeping.Load() {
-			continue
+	for first := true; ; first = false {
+		if !first {
+			t := time.NewTimer(w.s.o.WebhookSweepInterval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			if err := w.beat(ctx); err != nil && ctx.Err() == nil {
+				w.s.log.Warn("webhook heartbeat: other processes may resend this one's webhooks", "err", err)
+			}
+			w.writeHeld()
 		}
 		if ok, err := w.takeSweepLease(ctx); err != nil || !ok {
 			if err != nil && ctx.Err() == nil {

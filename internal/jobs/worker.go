@@ -91,7 +91,6 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 		return err
 	}
 	defer s.wg.Done()
-	s.hooks.startSweeps() // resend webhooks left pending by processes that stopped
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()

@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/sluice-gw/sluice/internal/redisconn"
+)
+
+// A Redis that comes back without what it held (restarted with no
+// persistence, a new instance at the same address, FLUSHALL, restored
+// from a snapshot older than the last writes, a failover to a replica
+// that lagged) loses the owners this replica wrote before: without more,
+// other replicas then miss those ids, and the pool's policy routes their
+// continuations to a backend that may not hold them (a false 400
+// previous_response_not_found). Held writes (respheld.go) do not cover
+// it: they are the writes Redis refused, not the ones it took and lost.
+//
+// So each replica keeps a mark in Redis, a key of its own (the prefix,
+// "live:", a random name made at start) holding a number it raises at
+// every check, every sharedCheckEvery and as soon as a bypass ends: one
+// SET ... GET, which writes the next number and returns the one Redis
+// held. Redis holding no mark, or a number below the last one it
+// acknowledged, has lost writes this replica made since then: the writer
+// writes again every owner this replica's map still holds (relayed here
+// or learned from Redis, within the TTL, each with the time left on it),
+// on top of its held writes. A check whose reply was lost (timed out)
+// may or may not have landed: any number from the last acknowledged on
+// is Redis' own. A Redis that evicts keys under maxmemory is not seen by
+// the mark unless it evicts the mark.
+//
+// The first check finding no mark is this replica's first: its map holds
+// only what it made since it started, written again quietly (not counted
+// as a loss). A Redis older than 6.2 (no SET ... GET) answers a syntax
+// error: checks stop, as before this mark; another error reply (OOM) is
+// Redis answering, the next check tries again.
+
+// sharedCheckEvery spaces the mark's checks while Redis answers (on the
+// wall clock, as the writer's retries: a test's frozen clock must not stop
+// them): a replica that writes nothing still finds a lost Redis within it.
+const sharedCheckEvery = time.Second
+
+// sharedMark is the writer's state of its mark.
+type sharedMark struct {
+	key       string
+	next      int64 // the number the next check writes
+	confirmed int64 // the last number Redis acknowledged; 0: none yet
+	owed      bool  // a rewrite Redis could not take in full: done again at the next check
+	off       bool  // Redis cannot check (an error reply to SET ... GET)
+}
+
+func newSharedMark(prefix string) sharedMark {
+	return sharedMark{key: prefix + "live:" + rand.Text()[:16], next: 1}
+}
+
+// check raises the mark and, when Redis lost writes (or a rewrite is
+// owed), writes again what this replica's map holds. It only observes:
+// while Redis is bypassed, or before a connection is made, it is not
+// sent, and its failure is not counted by the bypass (the lookups and
+// writes judge Redis; a check is not one of the calls they wait for).
+func (s *sharedOwners) check(ctx context.Context) {
+	conn := s.conn.Loaded()
+	if s.mark.off || conn == nil || s.bypass.Down() {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	seq := s.mark.next
+	s.mark.next++
+	c := conn.c
+	b, err := c.Do(cctx, c.B().Set().Key(s.mark.key).Value(strconv.FormatInt(seq, 10)).Get().
+		PxMilliseconds(s.ttl.Milliseconds()).Build()).ToString()
+	cancel()
+	first := s.mark.confirmed == 0
+	lost := false
+	switch {
+	case rueidis.IsRedisNil(err):
+		lost = true
+	case redisconn.IsOutage(err): // the next check tries again
+		return
+	case err != nil: // an error reply: SET ... GET unknown (Redis before 6.2), or OOM
+		if strings.Contains(err.Error(), "syntax error") {
+			s.mark.off = true
+			s.log.Warn("responses ids: redis cannot hold this replica's mark (SET ... GET, Redis 6.2); "+
+				"a Redis that comes back empty is not noticed", "err", err)
+		}
+		return
+	default:
+		held, perr := strconv.ParseInt(b, 10, 64)
+		lost = perr != nil || held < s.mark.confirmed
+	}
+	s.mark.confirmed = seq
+	switch {
+	case lost && !first:
+		s.lost.Inc()
+		written, all := s.rewrite(ctx)
+		s.log.Warn("responses ids: redis lost this replica's owner writes (restarted empty, flushed, or an older "+
+			"snapshot or replica); the ids this replica holds written again", "written", written, "held_here", all)
+	case lost || s.mark.owed:
+		s.rewrite(ctx)
+	}
+}
+
+// rewrite writes again every owner this replica's map holds, oldest
+// first, a round trip per sharedBatch, and says how many of how many it
+// wrote; what Redis cannot take now is owed to the next check (not held:
+// the map still has it).
+func (s *sharedOwners) rewrite(ctx context.Context) (written, all int) {
+	ws := s.holdings()
+	all = len(ws)
+	for len(ws) > 0 {
+		n := min(len(ws), sharedBatch)
+		if failed := s.write(ctx, ws[:n], s.rewritten); len(failed) > 0 {
+			s.mark.owed = true
+			return written + n - len(failed), all
+		}
+		written += n
+		ws = ws[n:]
+	}
+	s.mark.owed = false
+	return written, all
+}

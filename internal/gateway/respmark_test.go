@@ -1,0 +1,109 @@
+package gateway
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/redisconn"
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
+	"github.com/sluice-gw/sluice/internal/testutil/redistest"
+)
+
+// idKeys counts the owner keys Redis holds under the default prefix (a
+// hash of 32 hex digits), not the replicas' marks.
+func idKeys(t *testing.T, rd *redistest.Server) int {
+	t.Helper()
+	keys, err := rd.Do("KEYS", defaultSharedPrefix+strings.Repeat("?", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys == "" {
+		return 0
+	}
+	return strings.Count(keys, "\n") + 1
+}
+
+// TestResponsesIDsRewrittenWhenRedisComesBackEmpty: responses made through
+// A are continued through B after the replicas' Redis was replaced by an
+// empty one at the same address (restarted without persistence): A
+// notices its mark is gone and writes again the owners its map holds, so
+// B finds each in Redis and the continuation lands on its owner. Before,
+// nothing was written again: B missed every id and the pool's policy
+// picked the backend, one that may not hold the response (400
+// previous_response_not_found from it).
+func TestResponsesIDsRewrittenWhenRedisComesBackEmpty(t *testing.T) {
+	rd := redistest.Start(t)
+	p := startReplicaPair(t, rd.Addr, hangGuard, nil)
+	p.connected(t)
+	const made = 4
+	var ids []string
+	for range made { // round robin: two on each simulator
+		resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`)
+		got := readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("create through A: %d %s", resp.StatusCode, got)
+		}
+		ids = append(ids, decodeResponse(t, got).ID)
+	}
+	p.written(t, made)
+
+	rd.Stop()
+	rd.Restart() // empty: no persistence
+	if n := idKeys(t, rd); n != 0 {
+		t.Fatalf("the new Redis holds %d ids", n)
+	}
+	// A's next check (within sharedCheckEvery) finds its mark gone.
+	waitFor(t, func() bool { return idKeys(t, rd) == made })
+	if n := promtest.Value(t, p.regA, "sluice_responses_ids_redis_lost_total", ""); n != 1 {
+		t.Fatalf("A found Redis lost its writes %v times, want 1", n)
+	}
+	if n := promtest.Value(t, p.regA, "sluice_responses_ids_redis_writes_total", "rewritten"); n != made {
+		t.Fatalf("A wrote again %v owners, want %d", n, made)
+	}
+	if ttl, err := rd.Do("PTTL", p.gws[0].owners.shared.key(ids[0])); err != nil || ttl == "-1" || ttl == "-2" {
+		t.Fatalf("a rewritten key's PTTL %s (%v): no expiry", ttl, err)
+	}
+
+	// In same-owner pairs: an alternating policy through B would send one
+	// of each pair to the simulator that does not hold it.
+	for _, id := range []string{ids[0], ids[2], ids[1], ids[3]} {
+		resp := post(t, p.b.URL+"/v1/responses", `{"model":"m1","input":"and then?","max_output_tokens":2,"previous_response_id":"`+id+`"}`)
+		if got := readAll(t, resp); resp.StatusCode != 200 {
+			t.Fatalf("continuing %s through B after Redis came back empty: %d %s", id, resp.StatusCode, got)
+		}
+	}
+	if n := promtest.Value(t, p.regB, "sluice_responses_ids_redis_lookups_total", "hit"); n != made {
+		t.Fatalf("B's Redis hits %v, want %d", n, made)
+	}
+	// B's mark was gone too; its map held only its continuations' ids,
+	// made after: nothing of A's is B's to write.
+	if n := strconv.Itoa(idKeys(t, rd)); n != strconv.Itoa(2*made) {
+		t.Fatalf("Redis holds %s ids, want %d: A's and B's continuations", n, 2*made)
+	}
+}
+
+// TestHeldWritesAtShutdownAreCounted: writes still held when the writer
+// stops (Redis away) are lost with the process, and said so: counted
+// held_dropped_total{reason="shutdown"}. Before, they went uncounted.
+func TestHeldWritesAtShutdownAreCounted(t *testing.T) {
+	rd := redistest.Start(t)
+	reg := prometheus.NewRegistry()
+	now := time.Now()
+	opt := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}), Timeout: hangGuard}
+	o := newRespOwners(reg, nil, 100, time.Hour, func() time.Time { return now }, opt)
+	defer o.close()
+	waitFor(t, func() bool { return o.shared.conn.Loaded() != nil })
+	rd.Stop()
+	o.remember("resp_1", respOwner{backend: "s1"})
+	o.remember("resp_2", respOwner{backend: "s1"})
+	waitFor(t, func() bool { return promtest.Value(t, reg, "sluice_responses_ids_redis_held", "") == 2 })
+	o.close()
+	if n := promtest.Value(t, reg, "sluice_responses_ids_redis_held_dropped_total", "shutdown"); n != 2 {
+		t.Fatalf("held writes lost at shutdown counted %v, want 2", n)
+	}
+}
