@@ -220,6 +220,7 @@ type jobState struct {
 	rev    uint64
 	status Status
 	kind   lineKind
+	usage  BatchUsage // of a terminal job's answer, summed into the batch's
 	rec    *jobRecord // while not terminal, to cancel it
 }
 
@@ -295,12 +296,24 @@ func (a *actor) apply(e jetstream.KeyValueEntry) bool {
 		return false
 	}
 	st.kind, st.rec = kindOf(r), nil
+	if st.kind != lineNone {
+		st.usage = resultUsage(r.Job.Result)
+	}
 	a.terminal++
 	return true
 }
 
 func (a *actor) allTerminal() bool {
 	return a.ready && a.total > 0 && len(a.jobs) == a.total && a.terminal == a.total
+}
+
+// usage sums the usage of the answers the batch's files report.
+func (a *actor) usage() BatchUsage {
+	var u BatchUsage
+	for _, st := range a.jobs {
+		u.add(st.usage)
+	}
+	return u
 }
 
 func (a *actor) counts() BatchCounts {
@@ -366,12 +379,12 @@ func (a *actor) evaluate(ctx context.Context) bool {
 	case st == batchCancelling:
 		a.cancelOpen(ctx, "batch_cancelled", "the batch was cancelled", false)
 	}
-	if c := a.counts(); c != b.Batch.RequestCounts {
+	if c, u := a.counts(), a.usage(); c != b.Batch.RequestCounts || u != b.Batch.Usage {
 		_, _, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
-			if batchTerminal(r.Batch.Status) || r.Target != "" || r.Batch.RequestCounts == c {
+			if batchTerminal(r.Batch.Status) || r.Target != "" || r.Batch.RequestCounts == c && r.Batch.Usage == u {
 				return errNoChange
 			}
-			r.Batch.RequestCounts = c
+			r.Batch.RequestCounts, r.Batch.Usage = c, u
 			return nil
 		})
 		if err != nil && ctx.Err() == nil {
