@@ -198,18 +198,23 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 type lineKind uint8
 
 const (
-	lineNone   lineKind = iota // cancelled with its batch: in neither file
+	lineNone   lineKind = iota // in neither file (a job cancelled by itself, not with its batch)
 	lineOutput                 // a 2xx answer: output file, counted completed
 	lineError                  // any other outcome: error file, counted failed
 )
 
+// kindOf places a finished job. A request its batch's expiry or
+// cancellation kept from running has an error line (batch_expired,
+// batch_cancelled: the codes OpenAI documents for such lines), so the
+// two files together account for every line of the input.
 func kindOf(r *jobRecord) lineKind {
 	switch {
 	case r.Job.Status == StatusSucceeded:
 		return lineOutput
 	case r.Job.Status == StatusFailed:
 		return lineError
-	case r.Job.Status == StatusCancelled && r.Job.Error != nil && r.Job.Error.Code == "batch_expired":
+	case r.Job.Status == StatusCancelled && r.Job.Error != nil &&
+		(r.Job.Error.Code == "batch_expired" || r.Job.Error.Code == "batch_cancelled"):
 		return lineError
 	}
 	return lineNone
