@@ -177,9 +177,12 @@ type BatchLineError struct {
 // validating, failed, in_progress, finalizing, completed, expired,
 // cancelling, cancelled. Timestamps are unix seconds, absent until reached.
 type Batch struct {
-	ID               string       `json:"id"`
-	Object           string       `json:"object"` // "batch"
-	Endpoint         string       `json:"endpoint"`
+	ID       string `json:"id"`
+	Object   string `json:"object"` // "batch"
+	Endpoint string `json:"endpoint"`
+	// Model is the model every line names (OpenAI's batches have one);
+	// absent when the lines name several, which Sluice allows.
+	Model            string       `json:"model,omitempty"`
 	Errors           *BatchErrors `json:"errors"`
 	InputFileID      string       `json:"input_file_id"`
 	CompletionWindow string       `json:"completion_window"`

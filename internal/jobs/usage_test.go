@@ -19,6 +19,9 @@ func TestBatchUsageSumsTheAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if b.Model != "m1" {
+		t.Fatalf("batch model %q, want m1 (every line's)", b.Model)
+	}
 	exec := execFunc(func(ctx context.Context, j *Job) (Result, error) {
 		var body struct{ N int }
 		_ = json.Unmarshal(j.Body, &body)
@@ -46,5 +49,20 @@ func TestBatchUsageSumsTheAnswers(t *testing.T) {
 	if !strings.Contains(string(js), `"usage":{"input_tokens":77,"input_tokens_details":{"cached_tokens":11},"output_tokens":28,`+
 		`"output_tokens_details":{"reasoning_tokens":7},"total_tokens":105}`) {
 		t.Fatalf("batch JSON %s: want OpenAI's usage object", js)
+	}
+}
+
+// A batch whose lines name several models (Sluice allows it; OpenAI does
+// not) shows no model rather than one of them.
+func TestBatchModelOnlyWhenOne(t *testing.T) {
+	s, _ := newStore(t, nil)
+	sp := batchSpec("acme", 3)
+	sp.Requests[2].Model = "m2"
+	b, err := s.CreateBatch(context.Background(), sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js, _ := json.Marshal(b); b.Model != "" || strings.Contains(string(js), `"model"`) {
+		t.Fatalf("a two-model batch: model %q in %s", b.Model, js)
 	}
 }
