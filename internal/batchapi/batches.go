@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/netguard"
@@ -29,10 +30,12 @@ const (
 // createBatchRequest is POST /v1/batches. Pointers tell absent from empty;
 // unknown fields (newer SDK parameters) are ignored.
 type createBatchRequest struct {
-	InputFileID      *string           `json:"input_file_id"`
-	Endpoint         *string           `json:"endpoint"`
-	CompletionWindow *string           `json:"completion_window"`
-	Metadata         map[string]string `json:"metadata"`
+	InputFileID      *string `json:"input_file_id"`
+	Endpoint         *string `json:"endpoint"`
+	CompletionWindow *string `json:"completion_window"`
+	// Metadata values are pointers so that a null value is refused
+	// rather than stored as "" (as a map of strings would decode it).
+	Metadata map[string]*string `json:"metadata"`
 }
 
 // createBatch is POST /v1/batches: it reads the input file again and
@@ -87,7 +90,7 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request, tenant str
 		InputFileID:      fileID,
 		Endpoint:         endpoint,
 		CompletionWindow: completionWindow,
-		Metadata:         req.Metadata,
+		Metadata:         metadataStrings(req.Metadata),
 		Requests:         reqs,
 	})
 	if err != nil {
@@ -153,12 +156,31 @@ func (h *Handler) checkCreateBatch(req *createBatchRequest) error {
 		return invalid("metadata", "metadata has more than "+strconv.Itoa(maxMetadataPairs)+" pairs")
 	}
 	for k, v := range req.Metadata {
-		if len(k) > maxMetadataKey || len(v) > maxMetadataValue {
+		if v == nil {
+			return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_type",
+				Param: "metadata." + openai.Echo(k), Message: "Invalid type for 'metadata." + openai.Echo(k) + "': expected a string, but got null instead."}
+		}
+		// OpenAI's limits are in characters, not bytes: 64 CJK characters
+		// (192 bytes) are a valid key.
+		if utf8.RuneCountInString(k) > maxMetadataKey || utf8.RuneCountInString(*v) > maxMetadataValue {
 			return invalid("metadata", "metadata keys are at most "+strconv.Itoa(maxMetadataKey)+
 				" characters and values at most "+strconv.Itoa(maxMetadataValue))
 		}
 	}
 	return nil
+}
+
+// metadataStrings is m with its values dereferenced (checkCreateBatch
+// refused nil ones); nil stays nil, so a batch without metadata shows null.
+func metadataStrings(m map[string]*string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = *v
+	}
+	return out
 }
 
 // getBatch is GET /v1/batches/{id}.

@@ -240,3 +240,37 @@ func TestTenantIsolation(t *testing.T) {
 		t.Fatalf("another tenant cancelled the batch: %s", r.body)
 	}
 }
+
+// OpenAI's metadata limits are in characters (64 per key, 512 per value),
+// and a value is a string: 64 CJK characters (192 bytes) are a valid key,
+// and a null value is refused, not stored as "".
+func TestBatchMetadataLimitsAreCharacters(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	f := e.uploadOK(chatFile("a"))
+	create := func(md map[string]any) response {
+		return e.postJSON("/v1/batches", map[string]any{"input_file_id": f.ID, "endpoint": "/v1/chat/completions",
+			"completion_window": "24h", "metadata": md})
+	}
+	key, value := strings.Repeat("键", 64), strings.Repeat("值", 512)
+	r := create(map[string]any{key: value})
+	if r.status != http.StatusOK {
+		t.Fatalf("a 64-character key with a 512-character value (CJK): %d %s, want 200", r.status, r.body)
+	}
+	var b jobs.Batch
+	r.json(t, &b)
+	if b.Metadata[key] != value {
+		t.Fatalf("metadata stored as %q", b.Metadata)
+	}
+	for name, md := range map[string]map[string]any{
+		"65-character key":    {key + "键": "v"},
+		"513-character value": {"k": value + "值"},
+	} {
+		if er := create(md).wantError(t, http.StatusBadRequest); er.Error.Param == nil || *er.Error.Param != "metadata" {
+			t.Errorf("%s: error %+v, want a 400 naming metadata", name, er.Error)
+		}
+	}
+	er := create(map[string]any{"k": nil}).wantError(t, http.StatusBadRequest)
+	if er.Error.Param == nil || *er.Error.Param != "metadata.k" || er.Error.Code == nil || *er.Error.Code != "invalid_type" {
+		t.Errorf("a null metadata value: error %+v, want invalid_type naming metadata.k", er.Error)
+	}
+}

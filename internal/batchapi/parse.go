@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -200,6 +201,13 @@ func (p *parser) validate(raw []byte) (jobs.BatchRequest, *jobs.BatchLineError) 
 	if !isObject(raw) {
 		return bad(CodeInvalidJSON, "", "line is not a JSON object")
 	}
+	// JSON text is UTF-8 (RFC 8259 section 8.1). encoding/json would
+	// read a stray byte as U+FFFD: the custom_id echoed in the output
+	// would not be the one sent, and the body would reach the backend
+	// with bytes no JSON parser need accept.
+	if !utf8.Valid(raw) {
+		return bad(CodeInvalidJSON, "", "line is not valid UTF-8 (byte "+strconv.Itoa(invalidUTF8At(raw))+")")
+	}
 	var in inputLine
 	if err := json.Unmarshal(raw, &in); err != nil {
 		return bad(CodeInvalidJSON, "", "line is not valid JSON: "+jsonProblem(err))
@@ -270,6 +278,19 @@ func (p *parser) validate(raw []byte) (jobs.BatchRequest, *jobs.BatchLineError) 
 func isObject(raw []byte) bool {
 	t := bytes.TrimLeft(raw, " \t\r\n")
 	return len(t) > 0 && t[0] == '{'
+}
+
+// invalidUTF8At is the offset of the first byte of raw that does not
+// start a valid UTF-8 sequence (len(raw) when there is none).
+func invalidUTF8At(raw []byte) int {
+	for i := 0; i < len(raw); {
+		r, n := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(raw)
 }
 
 // jsonString decodes raw as a JSON string; ok is false for absent, null and

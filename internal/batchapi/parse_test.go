@@ -279,3 +279,31 @@ func TestParseBatchInputResponsesLines(t *testing.T) {
 		}
 	}
 }
+
+// A line that is not UTF-8 is refused on its line: decoded anyway, its
+// custom_id would come back in the output with U+FFFD where the client
+// sent a byte of its own (no longer matching its input), and its body
+// would reach the backend as it came. Valid UTF-8 beyond ASCII is kept
+// byte for byte.
+func TestParseBatchInputRefusesInvalidUTF8(t *testing.T) {
+	// chatLine quotes with %q, which would escape the stray bytes.
+	in := chatLine("café", "m1") + "\n" +
+		strings.Replace(chatLine("r?", "m1"), "?", "\xff", 1) + "\n" +
+		strings.Replace(chatLine("b", "m1"), "hi", "h\xfei", 1) + "\n"
+	_, lineErrs, err := ParseBatchInput(strings.NewReader(in), testParseOpts)
+	if err != nil || len(lineErrs) != 2 {
+		t.Fatalf("err=%v lineErrs=%+v, want an error on lines 2 and 3", err, lineErrs)
+	}
+	for i, e := range lineErrs {
+		if e.Line != i+2 || e.Code != CodeInvalidJSON || !strings.Contains(e.Message, "UTF-8") {
+			t.Errorf("line error %d = %+v, want invalid_json_line naming UTF-8 on line %d", i, e, i+2)
+		}
+	}
+	if !strings.Contains(lineErrs[0].Message, "(byte 15)") {
+		t.Errorf("line 2: %q, want the offset of the bad byte (15)", lineErrs[0].Message)
+	}
+	reqs, lineErrs, err := ParseBatchInput(strings.NewReader(chatLine("café", "m1")), testParseOpts)
+	if err != nil || lineErrs != nil || len(reqs) != 1 || reqs[0].CustomID != "café" {
+		t.Fatalf("a UTF-8 custom_id: err=%v lineErrs=%+v reqs=%+v", err, lineErrs, reqs)
+	}
+}

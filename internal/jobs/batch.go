@@ -103,6 +103,7 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
 		ID: id, Object: "batch", Endpoint: sp.Endpoint, InputFileID: sp.InputFileID,
 		CompletionWindow: sp.CompletionWindow, Status: batchValidating, CreatedAt: now.Unix(),
 		ExpiresAt: ptr(now.Add(window).Unix()), RequestCounts: BatchCounts{Total: n}, Metadata: sp.Metadata,
+		Model: batchModel(sp.Requests),
 	}}
 	key := batchKey(sp.Tenant, id)
 	b, err := json.Marshal(rec)
@@ -161,6 +162,17 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
 	}
 	s.nudgeTracker()
 	return rec.batch(), nil
+}
+
+// batchModel is the model every request names, or "" when they name
+// several.
+func batchModel(reqs []BatchRequest) string {
+	for _, r := range reqs[1:] {
+		if r.Model != reqs[0].Model {
+			return ""
+		}
+	}
+	return reqs[0].Model
 }
 
 // enqueueBatch writes the bodies and job records, then the messages,

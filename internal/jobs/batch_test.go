@@ -232,11 +232,27 @@ func TestBatchCancel(t *testing.T) {
 	}
 	close(release)
 	done := waitBatch(t, s, "acme", b.ID, batchCancelled)
-	if done.CancelledAt == nil || done.RequestCounts != (BatchCounts{Total: 20, Completed: 2}) || done.ErrorFileID != nil {
+	// The 18 lines that never ran are in the error file, batch_cancelled
+	// (OpenAI's code for them): the two files account for all 20.
+	if done.CancelledAt == nil || done.RequestCounts != (BatchCounts{Total: 20, Completed: 2, Failed: 18}) || done.ErrorFileID == nil {
 		t.Fatalf("cancelled batch = %+v", done)
 	}
-	if lines := readLines(t, s, "acme", done.OutputFileID); len(lines) != 2 {
-		t.Fatalf("%d output lines, want the 2 that ran", len(lines))
+	out := readLines(t, s, "acme", done.OutputFileID)
+	if len(out) != 2 {
+		t.Fatalf("%d output lines, want the 2 that ran", len(out))
+	}
+	errs := readLines(t, s, "acme", done.ErrorFileID)
+	ids := map[string]bool{}
+	for _, l := range append(out, errs...) {
+		ids[l.CustomID] = true
+	}
+	if len(errs) != 18 || len(ids) != 20 {
+		t.Fatalf("%d error lines, %d custom_ids in both files; want 18 and 20", len(errs), len(ids))
+	}
+	for _, l := range errs {
+		if l.Response != nil || l.Error == nil || l.Error.Code != "batch_cancelled" || !strings.HasPrefix(l.ID, "batch_req_") {
+			t.Fatalf("error line = %+v", l)
+		}
 	}
 	if _, err := s.CancelBatch(ctx, "acme", b.ID); !errors.Is(err, ErrConflict) {
 		t.Fatalf("cancelling a cancelled batch: %v", err)

@@ -60,7 +60,7 @@ func (a *actor) finalize(ctx context.Context, target string) bool {
 			return a.failed("writing result files", err)
 		}
 	}
-	counts := a.counts()
+	counts, usage := a.counts(), a.usage()
 	_, _, err = s.updateBatch(ctx, a.key, func(r *batchRecord) error {
 		if batchTerminal(r.Batch.Status) {
 			return errNoChange
@@ -76,7 +76,7 @@ func (a *actor) finalize(ctx context.Context, target string) bool {
 			r.Batch.ExpiredAt = at
 		}
 		r.Batch.OutputFileID, r.Batch.ErrorFileID = out, errf
-		r.Batch.RequestCounts = counts
+		r.Batch.RequestCounts, r.Batch.Usage = counts, usage
 		r.Writer = nil
 		return nil
 	})

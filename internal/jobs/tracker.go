@@ -198,18 +198,23 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 type lineKind uint8
 
 const (
-	lineNone   lineKind = iota // cancelled with its batch: in neither file
+	lineNone   lineKind = iota // in neither file (a job cancelled by itself, not with its batch)
 	lineOutput                 // a 2xx answer: output file, counted completed
 	lineError                  // any other outcome: error file, counted failed
 )
 
+// kindOf places a finished job. A request its batch's expiry or
+// cancellation kept from running has an error line (batch_expired,
+// batch_cancelled: the codes OpenAI documents for such lines), so the
+// two files together account for every line of the input.
 func kindOf(r *jobRecord) lineKind {
 	switch {
 	case r.Job.Status == StatusSucceeded:
 		return lineOutput
 	case r.Job.Status == StatusFailed:
 		return lineError
-	case r.Job.Status == StatusCancelled && r.Job.Error != nil && r.Job.Error.Code == "batch_expired":
+	case r.Job.Status == StatusCancelled && r.Job.Error != nil &&
+		(r.Job.Error.Code == "batch_expired" || r.Job.Error.Code == "batch_cancelled"):
 		return lineError
 	}
 	return lineNone
@@ -220,6 +225,7 @@ type jobState struct {
 	rev    uint64
 	status Status
 	kind   lineKind
+	usage  BatchUsage // of a terminal job's answer, summed into the batch's
 	rec    *jobRecord // while not terminal, to cancel it
 }
 
@@ -295,12 +301,24 @@ func (a *actor) apply(e jetstream.KeyValueEntry) bool {
 		return false
 	}
 	st.kind, st.rec = kindOf(r), nil
+	if st.kind != lineNone {
+		st.usage = resultUsage(r.Job.Result)
+	}
 	a.terminal++
 	return true
 }
 
 func (a *actor) allTerminal() bool {
 	return a.ready && a.total > 0 && len(a.jobs) == a.total && a.terminal == a.total
+}
+
+// usage sums the usage of the answers the batch's files report.
+func (a *actor) usage() BatchUsage {
+	var u BatchUsage
+	for _, st := range a.jobs {
+		u.add(st.usage)
+	}
+	return u
 }
 
 func (a *actor) counts() BatchCounts {
@@ -366,12 +384,12 @@ func (a *actor) evaluate(ctx context.Context) bool {
 	case st == batchCancelling:
 		a.cancelOpen(ctx, "batch_cancelled", "the batch was cancelled", false)
 	}
-	if c := a.counts(); c != b.Batch.RequestCounts {
+	if c, u := a.counts(), a.usage(); c != b.Batch.RequestCounts || u != b.Batch.Usage {
 		_, _, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
-			if batchTerminal(r.Batch.Status) || r.Target != "" || r.Batch.RequestCounts == c {
+			if batchTerminal(r.Batch.Status) || r.Target != "" || r.Batch.RequestCounts == c && r.Batch.Usage == u {
 				return errNoChange
 			}
-			r.Batch.RequestCounts = c
+			r.Batch.RequestCounts, r.Batch.Usage = c, u
 			return nil
 		})
 		if err != nil && ctx.Err() == nil {

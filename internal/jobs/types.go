@@ -137,6 +137,27 @@ type BatchCounts struct {
 	Failed    int `json:"failed"`
 }
 
+// BatchUsage is the batch object's "usage": OpenAI's names, whatever
+// the endpoint (a chat answer's prompt_tokens count as input_tokens).
+// Comparable, so the tracker can tell whether it changed.
+type BatchUsage struct {
+	InputTokens         int64              `json:"input_tokens"`
+	InputTokensDetails  BatchInputDetails  `json:"input_tokens_details"`
+	OutputTokens        int64              `json:"output_tokens"`
+	OutputTokensDetails BatchOutputDetails `json:"output_tokens_details"`
+	TotalTokens         int64              `json:"total_tokens"`
+}
+
+// BatchInputDetails is usage.input_tokens_details of a batch.
+type BatchInputDetails struct {
+	CachedTokens int64 `json:"cached_tokens"`
+}
+
+// BatchOutputDetails is usage.output_tokens_details of a batch.
+type BatchOutputDetails struct {
+	ReasoningTokens int64 `json:"reasoning_tokens"`
+}
+
 // BatchErrors is the batch object's "errors" field (validation errors of
 // the input file; null when there were none).
 type BatchErrors struct {
@@ -156,27 +177,33 @@ type BatchLineError struct {
 // validating, failed, in_progress, finalizing, completed, expired,
 // cancelling, cancelled. Timestamps are unix seconds, absent until reached.
 type Batch struct {
-	ID               string            `json:"id"`
-	Object           string            `json:"object"` // "batch"
-	Endpoint         string            `json:"endpoint"`
-	Errors           *BatchErrors      `json:"errors"`
-	InputFileID      string            `json:"input_file_id"`
-	CompletionWindow string            `json:"completion_window"`
-	Status           string            `json:"status"`
-	OutputFileID     *string           `json:"output_file_id"`
-	ErrorFileID      *string           `json:"error_file_id"`
-	CreatedAt        int64             `json:"created_at"`
-	InProgressAt     *int64            `json:"in_progress_at"`
-	ExpiresAt        *int64            `json:"expires_at"`
-	FinalizingAt     *int64            `json:"finalizing_at"`
-	CompletedAt      *int64            `json:"completed_at"`
-	FailedAt         *int64            `json:"failed_at"`
-	ExpiredAt        *int64            `json:"expired_at"`
-	CancellingAt     *int64            `json:"cancelling_at"`
-	CancelledAt      *int64            `json:"cancelled_at"`
-	RequestCounts    BatchCounts       `json:"request_counts"`
-	Metadata         map[string]string `json:"metadata"`
-	Tenant           string            `json:"-"`
+	ID       string `json:"id"`
+	Object   string `json:"object"` // "batch"
+	Endpoint string `json:"endpoint"`
+	// Model is the model every line names (OpenAI's batches have one);
+	// absent when the lines name several, which Sluice allows.
+	Model            string       `json:"model,omitempty"`
+	Errors           *BatchErrors `json:"errors"`
+	InputFileID      string       `json:"input_file_id"`
+	CompletionWindow string       `json:"completion_window"`
+	Status           string       `json:"status"`
+	OutputFileID     *string      `json:"output_file_id"`
+	ErrorFileID      *string      `json:"error_file_id"`
+	CreatedAt        int64        `json:"created_at"`
+	InProgressAt     *int64       `json:"in_progress_at"`
+	ExpiresAt        *int64       `json:"expires_at"`
+	FinalizingAt     *int64       `json:"finalizing_at"`
+	CompletedAt      *int64       `json:"completed_at"`
+	FailedAt         *int64       `json:"failed_at"`
+	ExpiredAt        *int64       `json:"expired_at"`
+	CancellingAt     *int64       `json:"cancelling_at"`
+	CancelledAt      *int64       `json:"cancelled_at"`
+	RequestCounts    BatchCounts  `json:"request_counts"`
+	// Usage is the tokens of the batch's answers so far, summed from
+	// their usage objects (OpenAI's batch "usage", which the SDKs read).
+	Usage    BatchUsage        `json:"usage"`
+	Metadata map[string]string `json:"metadata"`
+	Tenant   string            `json:"-"`
 }
 
 // BatchRequest is one validated line of a batch input file.

@@ -90,9 +90,14 @@ func (r *runner) batchChecks(c openai.Client) {
 		if b.Status != openai.BatchStatusCompleted || b.RequestCounts.Completed != batchLines || b.OutputFileID == "" || b.Metadata["k"] != "v" {
 			return "", fmt.Errorf("status %s, counts %+v, output file %q, metadata %v", b.Status, b.RequestCounts, b.OutputFileID, b.Metadata)
 		}
+		// usage: the tokens of the answers, as OpenAI's batch object
+		// reports them (every simulator answer has usage).
+		if u := b.Usage; !u.JSON.TotalTokens.Valid() || u.InputTokens == 0 || u.OutputTokens == 0 || u.TotalTokens != u.InputTokens+u.OutputTokens {
+			return "", fmt.Errorf("usage %s: want input and output tokens summing to total_tokens", u.RawJSON())
+		}
 		done = b
-		return fmt.Sprintf("%s %s after %d polls (%.1f s), %d/%d completed, metadata kept", b.ID, b.Status, polls,
-			time.Since(start).Seconds(), b.RequestCounts.Completed, b.RequestCounts.Total), nil
+		return fmt.Sprintf("%s %s after %d polls (%.1f s), %d/%d completed, metadata kept, usage %d+%d", b.ID, b.Status, polls,
+			time.Since(start).Seconds(), b.RequestCounts.Completed, b.RequestCounts.Total, b.Usage.InputTokens, b.Usage.OutputTokens), nil
 	})
 	if done != nil {
 		r.check("files.content (output)", func() (string, error) {
