@@ -23,7 +23,8 @@ mkdir -p "$ctx/fs-root" "$ctx/fs-user"
 mkdir -m 1777 "$ctx/fs-root/tmp" && mkdir -m 0700 "$ctx/fs-user/data"
 cp "$ca" "$ctx/ca-certificates.crt"
 # Static (no cgo: scratch has no libc) and reproducible paths (-trimpath).
-CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w -X main.version=${version}" \
-  -o "$ctx/sluice" ./cmd/sluice
+# scripts/build.sh stamps the commit too, in a git worktree as well.
+CGO_ENABLED=0 GOOS=linux SLUICE_LDFLAGS="-s -w -X main.version=${version}" \
+  scripts/build.sh -trimpath -o "$ctx/sluice"
 "$tool" build --quiet -f Dockerfile -t "$tag" "$ctx" >/dev/null
 echo "$tag"

@@ -33,6 +33,12 @@ fi
 
 echo "== go vet"
 go vet ./...
+# Linux is where the tests run; the binary is also built for Windows and
+# macOS (unix-only calls sit behind build tags: the data directory's lock,
+# fd limits, rusage), so check those still compile.
+echo "== go build for windows, darwin"
+GOOS=windows go build ./...
+GOOS=darwin go build ./...
 # staticcheck at a pinned version (go run fetches it once into the module
 # cache): dead code, identical operands, values assigned and never read.
 # Its settings are in staticcheck.conf.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sluice-gw/sluice/bench/internal/benchkit"
@@ -70,10 +69,7 @@ type cpuSample struct {
 
 func sampleCPU() cpuSample {
 	s := cpuSample{at: time.Now()}
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		s.own = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
+	s.own = ownCPU()
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return s

@@ -19,7 +19,8 @@ var builtBinary struct {
 }
 
 // sluiceBinary returns the path of this command's binary, building it on
-// the first call. It lives in the test process's data home (datadir.Main
+// the first call, as a user does: with scripts/build.sh, which stamps the
+// commit (TestVersionNamesTheCommit). It lives in the test process's data home (datadir.Main
 // points XDG_DATA_HOME at a temporary directory and removes it at exit).
 func sluiceBinary(t *testing.T) string {
 	t.Helper()
@@ -29,7 +30,7 @@ func sluiceBinary(t *testing.T) string {
 			return
 		}
 		builtBinary.path = filepath.Join(dir, "sluice")
-		builtBinary.out, builtBinary.err = exec.Command("go", "build", "-o", builtBinary.path, ".").CombinedOutput()
+		builtBinary.out, builtBinary.err = exec.Command("bash", filepath.Join("..", "..", "scripts", "build.sh"), "-o", builtBinary.path).CombinedOutput()
 	})
 	if builtBinary.err != nil {
 		t.Fatalf("build: %v\n%s", builtBinary.err, builtBinary.out)

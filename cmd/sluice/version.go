@@ -5,42 +5,53 @@ import (
 	"strings"
 )
 
-// version is set at build time with -ldflags "-X main.version=..."; when it
-// is not, versionString reads what the Go toolchain recorded in the binary.
-var version = ""
+// Build stamps, set with -ldflags "-X main.version=... -X main.commit=...":
+// scripts/build.sh sets commit, commitTime and commitModified from git, and
+// the image builds set version. Go stamps the commit itself (vcs.revision)
+// only in a plain clone: it takes a repository root for a .git directory,
+// and a git worktree's .git is a file (golang/go#58218), so a build in a
+// worktree carries no commit, or the one of a repository enclosing it. The
+// -ldflags stamps therefore win over what Go recorded.
+var (
+	version        = ""
+	commit         = ""
+	commitTime     = ""
+	commitModified = ""
+)
 
-// versionString says which build this is: the module version (set by `go
-// install ...@vX.Y.Z`), else the VCS commit the binary was built from, so a
-// bug report names the exact code.
-func versionString() string {
-	info, ok := debug.ReadBuildInfo()
-	return describeBuild(version, info, ok)
+// buildStamps are the -ldflags stamps of one binary.
+type buildStamps struct {
+	version, commit, commitTime, commitModified string
 }
 
-func describeBuild(ldflagsVersion string, info *debug.BuildInfo, ok bool) string {
-	v := ldflagsVersion
-	if !ok {
-		if v == "" {
-			v = "dev"
-		}
-		return "sluice " + v
-	}
-	if v == "" {
+// versionString says which build this is, as `go version -m` would: the
+// module version (set by `go install ...@vX.Y.Z` or -X main.version), the
+// commit it was built from with "+modified" for an uncommitted tree and the
+// commit time, and the Go release, so a bug report names the exact code.
+func versionString() string {
+	info, ok := debug.ReadBuildInfo()
+	return describeBuild(buildStamps{version, commit, commitTime, commitModified}, info, ok)
+}
+
+func describeBuild(stamps buildStamps, info *debug.BuildInfo, ok bool) string {
+	v := stamps.version
+	if ok && v == "" {
 		v = info.Main.Version
 	}
 	if v == "" || v == "(devel)" {
 		v = "dev"
 	}
-	var rev, when string
-	modified := false
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.time":
-			when = s.Value
-		case "vcs.modified":
-			modified = s.Value == "true"
+	rev, when, modified := stamps.commit, stamps.commitTime, stamps.commitModified == "true"
+	if rev == "" && ok {
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				when = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
 		}
 	}
 	parts := []string{"sluice", v}
@@ -54,7 +65,9 @@ func describeBuild(ldflagsVersion string, info *debug.BuildInfo, ok bool) string
 		}
 		parts = append(parts, "("+c+")")
 	}
-	parts = append(parts, info.GoVersion)
+	if ok {
+		parts = append(parts, info.GoVersion)
+	}
 	return strings.Join(parts, " ")
 }
 

@@ -106,18 +106,7 @@ func (c fastClock) Now() time.Time {
 }
 
 func (c fastClock) Wait(ctx context.Context, t time.Time) error {
-	d := time.Duration(float64(t.Sub(c.Now())) / c.speed)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
+	return sleepCtx(ctx, time.Duration(float64(t.Sub(c.Now()))/c.speed))
 }
 
 // runOK runs cfg and fails the test on error.

@@ -104,8 +104,11 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-func (realClock) Wait(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
+func (realClock) Wait(ctx context.Context, t time.Time) error { return sleepCtx(ctx, time.Until(t)) }
+
+// sleepCtx waits d, or until ctx ends: ctx's error if it has ended
+// (already, when d is not positive), else nil.
+func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

@@ -20,7 +20,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/sim"
@@ -210,14 +209,4 @@ func ScenarioNames() []string {
 		out = append(out, fmt.Sprintf("%-18s %s%s", s.name, s.what, tag))
 	}
 	return out
-}
-
-// raiseFDLimit lifts the soft fd limit to the hard one: a connection flood
-// needs thousands of sockets on both ends. The child gateway inherits it.
-func raiseFDLimit() {
-	var l syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-	}
 }

@@ -50,11 +50,12 @@ var referenceFillIns = map[string]string{
 	"models[].policy":                   "`" + DefaultPolicy + "` (PolicyFor)",
 	"models[].backends[].weight":        strconv.Itoa(endpoint.DefaultWeight) + " (0 or unset)",
 	"models[].discovery[].weight":       strconv.Itoa(endpoint.DefaultWeight) + " (0 or unset)",
-	"models[].max_wait":                 "admission.max_wait",
+	"models[].max_wait":                 durationWords(Default().Admission.MaxWait.D()) + " (admission.max_wait)",
 	"models[].discovery[].min_interval": durationWords(DefaultDNSMinInterval),
 	"models[].discovery[].max_interval": durationWords(DefaultDNSMaxInterval),
-	"models[].max_wait_batch":           "admission.max_wait_batch",
-	"admission.delay_target":            "a quarter of each class's objective",
+	"models[].max_wait_batch":           durationWords(Default().Admission.MaxWaitBatch.D()) + " (admission.max_wait_batch)",
+	"admission.delay_target": durationWords(Default().Admission.MaxWait.D()/4) + " interactive, " +
+		durationWords(Default().Admission.MaxWaitBatch.D()/4) + " batch (a quarter of each class's objective: the model's max_wait, max_wait_batch)",
 	"load_metrics.stale_after": durationWords(scrape.StaleAfterIntervals*Default().LoadMetrics.Interval.D()) +
 		" (" + strconv.Itoa(scrape.StaleAfterIntervals) + "x load_metrics.interval)",
 	"load_metrics.timeout":            durationWords(Default().LoadMetrics.Interval.D()) + " (load_metrics.interval)",
@@ -77,7 +78,7 @@ var referenceFillIns = map[string]string{
 	"auth.keys[].no_fallback":              "false",
 	"auth.keys[].weight":                   strconv.FormatFloat(DefaultTenantWeight, 'g', -1, 64) + " (0 or unset)",
 	"cache.rules[].mode":                   "`" + CacheDeterministic + "`",
-	"cache.rules[].ttl":                    "cache.ttl",
+	"cache.rules[].ttl":                    durationWords(Default().Cache.TTL.D()) + " (cache.ttl)",
 	"models[].backends[].tls.min_version":  "`" + upstreamMinVersionWords() + "`",
 	"models[].backends[].tls.server_name":  "the URL's host",
 	"models[].discovery[].tls.min_version": "`" + upstreamMinVersionWords() + "`",
@@ -118,7 +119,7 @@ var referenceUnset = map[string]string{
 	"models[].backends[].api_key":              "none sent",
 	"models[].backends[].engine":               "unknown: probed as a guess unless it has an api_key",
 	"models[].backends[].max_concurrency":      "no cap",
-	"models[].backends[].tls":                  "upstream_tls",
+	"models[].backends[].tls":                  upstreamTLSApplies,
 	"models[].backends[].upstream_model":       "the request's model",
 	"models[].discovery":                       "none",
 	"models[].fallbacks":                       "none",
@@ -153,7 +154,7 @@ var referenceUnset = map[string]string{
 	"models[].backends[].tls.ca_file":         "the system roots",
 	"models[].backends[].tls.cert_file":       "no client certificate",
 	"models[].backends[].tls.key_file":        "no client certificate",
-	"models[].discovery[].tls":                "upstream_tls",
+	"models[].discovery[].tls":                upstreamTLSApplies,
 	"models[].discovery[].tls.ca_file":        "the system roots",
 	"models[].discovery[].tls.cert_file":      "no client certificate",
 	"models[].discovery[].tls.key_file":       "no client certificate",
@@ -171,11 +172,16 @@ var referenceUnset = map[string]string{
 	"models[].discovery[].consul.tags":        "any",
 	"models[].discovery[].consul.token":       "token_file, else CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE",
 	"models[].discovery[].consul.token_file":  "token, else CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE",
-	"rate_limits.keys[].requests":             "per_key's",
-	"rate_limits.keys[].tokens_per_minute":    "per_key's",
-	"rate_limits.tenants[].requests":          "per_tenant's",
-	"rate_limits.tenants[].tokens_per_minute": "per_tenant's",
+	"rate_limits.keys[].requests":             "rate_limits.per_key.requests applies: no limit by default",
+	"rate_limits.keys[].tokens_per_minute":    "rate_limits.per_key.tokens_per_minute applies: no limit by default",
+	"rate_limits.tenants[].requests":          "rate_limits.per_tenant.requests applies: no limit by default",
+	"rate_limits.tenants[].tokens_per_minute": "rate_limits.per_tenant.tokens_per_minute applies: no limit by default",
 }
+
+// upstreamTLSApplies is what an unset per-backend tls section means: the
+// shared upstream_tls, with its own defaults.
+var upstreamTLSApplies = "upstream_tls applies: by default the system roots, TLS " + upstreamMinVersionWords() +
+	" and up, no client certificate"
 
 // upstreamMinVersionWords is the TLS version LoadUpstreamTLS offers at
 // least when min_version is unset, as the key writes it ("1.2").
@@ -362,5 +368,32 @@ func TestExampleCommentedValuesAreDefaults(t *testing.T) {
 	}
 	if checked < 20 {
 		t.Errorf("only %d commented-out values checked: the line matching broke", checked)
+	}
+}
+
+// A default names a value, or says what takes the key's place: not only
+// another key's name ("admission.max_wait", "unset (upstream_tls)"), which
+// leaves the reader to look that key up and guess whether it applies as
+// set or as its own default; and a duration's default carries a duration.
+func TestReferenceDefaultsNameValues(t *testing.T) {
+	rows := referenceRows(t, []byte(referenceMinimal))
+	names := map[string]bool{}
+	for _, r := range rows {
+		names[r.path] = true
+		names[r.path[strings.LastIndex(r.path, ".")+1:]] = true
+	}
+	for _, r := range rows {
+		d := referenceDefault(r)
+		said := d
+		if inner, ok := strings.CutPrefix(d, "unset ("); ok {
+			said = strings.TrimSuffix(inner, ")")
+		}
+		said = strings.TrimSuffix(strings.Trim(said, "`"), "'s")
+		if names[said] {
+			t.Errorf("%s: default %q is another key's name: print its value in force and the rule", r.path, d)
+		}
+		if r.typ == "duration" && !strings.HasPrefix(d, "unset") && !strings.ContainsAny(d, "0123456789") {
+			t.Errorf("%s: default %q names no duration", r.path, d)
+		}
 	}
 }

@@ -64,20 +64,29 @@ func startCachingGatewayCfg(t *testing.T, cfg *config.Config, l2 cache.Level, no
 // waitFlight waits until the flight for some key has n waiters.
 func waitFlight(t *testing.T, gw *Gateway, n int) {
 	t.Helper()
+	waitFlightWaiters(t, gw, fmt.Sprintf("a flight with %d waiters", n), func(got []int) bool { return slices.Contains(got, n) })
+}
+
+// waitFlightWaiters waits until the waiter counts of the flights in
+// progress (sorted, one a flight) satisfy done; want says what done looks
+// for, in the failure message.
+func waitFlightWaiters(t *testing.T, gw *Gateway, want string, done func(waiters []int) bool) {
+	t.Helper()
 	fs := gw.Runtime().flights
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		fs.mu.Lock()
-		got := 0
+		var got []int
 		for _, f := range fs.m {
-			got = f.waiters
+			got = append(got, f.waiters)
 		}
 		fs.mu.Unlock()
-		if got == n {
+		slices.Sort(got)
+		if done(got) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("flight has %d waiters, want %d", got, n)
+			t.Fatalf("flights have %v waiters, want %s", got, want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -164,24 +173,7 @@ func TestCoalescingOneUpstreamCallStreamsToFollowers(t *testing.T) {
 // of waiters, in any order.
 func waitFlights(t *testing.T, gw *Gateway, want ...int) {
 	t.Helper()
-	fs := gw.Runtime().flights
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		fs.mu.Lock()
-		var got []int
-		for _, f := range fs.m {
-			got = append(got, f.waiters)
-		}
-		fs.mu.Unlock()
-		slices.Sort(got)
-		if slices.Equal(got, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("flights have %v waiters, want %v", got, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFlightWaiters(t, gw, fmt.Sprint(want), func(got []int) bool { return slices.Equal(got, want) })
 }
 
 func TestCoalescingSurvivesDisconnects(t *testing.T) {

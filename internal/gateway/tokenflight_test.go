@@ -40,23 +40,13 @@ func readStreamAnswer(t *testing.T, resp *http.Response) streamAnswer {
 // one flight or several.
 func waitWaiters(t *testing.T, gw *Gateway, total int) {
 	t.Helper()
-	fs := gw.Runtime().flights
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		fs.mu.Lock()
-		got := 0
-		for _, f := range fs.m {
-			got += f.waiters
+	waitFlightWaiters(t, gw, strconv.Itoa(total)+" in all", func(got []int) bool {
+		sum := 0
+		for _, n := range got {
+			sum += n
 		}
-		fs.mu.Unlock()
-		if got == total {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("flights have %d waiters, want %d", got, total)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return sum == total
+	})
 }
 
 // tokensLeft is what a probe sent with key sees left of its tightest token

@@ -39,11 +39,7 @@ func TestRequeueHeldOnFullStore(t *testing.T) {
 			first: func() (Result, error) { return Result{}, errors.New("backend went away") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: 256 << 10})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(srv.Shutdown)
+			srv := startBoundedServer(t, 256<<10)
 			reg := prometheus.NewRegistry()
 			o := testOptions(srv.ClientURL())
 			o.MaxFileBytes, o.AckWait, o.MaxAttempts, o.Registerer = 64<<10, 2*time.Second, tc.maxAttempts, reg

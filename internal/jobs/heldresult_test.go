@@ -33,11 +33,7 @@ type heldStore struct {
 func newHeldStore(t *testing.T, tweak func(*Options)) *heldStore {
 	t.Helper()
 	const limit = 256 << 10
-	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := startBoundedServer(t, limit)
 	h := &heldStore{reg: prometheus.NewRegistry(), logs: &logLines{}, started: make(chan struct{}, 4), release: make(chan struct{}),
 		result: []byte(`{"text":"` + strings.Repeat("r", 2<<10) + `"}`)}
 	o := testOptions(srv.ClientURL())
@@ -54,6 +50,7 @@ func newHeldStore(t *testing.T, tweak func(*Options)) *heldStore {
 		}
 		h.files = append(h.files, file)
 	}
+	var err error
 	if h.job, _, err = h.s.Submit(ctx, Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m", Body: []byte(`{"model":"m"}`)}); err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,18 @@ func startServer(t *testing.T, dir string) *Embedded {
 	return e
 }
 
+// startBoundedServer runs an embedded NATS on a random loopback port over
+// a temporary directory, its JetStream store bounded at maxStoreBytes.
+func startBoundedServer(t *testing.T, maxStoreBytes int64) *Embedded {
+	t.Helper()
+	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: maxStoreBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	return e
+}
+
 // testOptions are fast timings for tests.
 func testOptions(url string) Options {
 	return Options{

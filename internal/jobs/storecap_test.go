@@ -20,11 +20,7 @@ import (
 // and deleting a file lets uploads in again.
 func TestStoreBoundRefusesNewWork(t *testing.T) {
 	const limit = 512 << 10
-	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := startBoundedServer(t, limit)
 	o := testOptions(srv.ClientURL())
 	o.MaxStoreBytes, o.MaxFileBytes = limit, 64<<10
 	reg := prometheus.NewRegistry()
@@ -105,11 +101,7 @@ func TestStoreBoundRefusesNewWork(t *testing.T) {
 // deleted at the hard limit (its delete marker needs room).
 func TestStoreServerLimitIsStoreFull(t *testing.T) {
 	const limit = 256 << 10
-	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := startBoundedServer(t, limit)
 	o := testOptions(srv.ClientURL())
 	o.MaxFileBytes = 64 << 10
 	s := openStore(t, o)

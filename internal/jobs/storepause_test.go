@@ -31,11 +31,7 @@ type fullStore struct {
 func newFullStore(t *testing.T, tweak func(*Options)) *fullStore {
 	t.Helper()
 	const limit = 256 << 10
-	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := startBoundedServer(t, limit)
 	o := testOptions(srv.ClientURL())
 	o.MaxFileBytes = 64 << 10
 	f := &fullStore{reg: prometheus.NewRegistry(), logs: &logLines{}}

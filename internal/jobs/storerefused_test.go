@@ -18,19 +18,7 @@ import (
 // checks its usage before a write, not the write's size).
 func fillStore(t *testing.T, s *Store) {
 	t.Helper()
-	pad := bytes.Repeat([]byte("f"), 1<<10)
-	for i := 0; ; i++ {
-		_, err := s.bodies.Put(t.Context(), fmt.Sprintf("fill.%d", i), pad)
-		if err != nil && isStoreFullErr(err) {
-			return
-		}
-		if err != nil {
-			t.Fatalf("filler %d: %v", i, err)
-		}
-		if i > 1000 {
-			t.Fatal("the store took 1 MiB of filler without refusing")
-		}
-	}
+	fillUntilRefused(t, s, "fill")
 }
 
 // fillStoreBelowBound writes filler values ("pad.N", 1 KiB each) into
@@ -40,18 +28,7 @@ func fillStore(t *testing.T, s *Store) {
 func fillStoreBelowBound(t *testing.T, s *Store, room int) {
 	t.Helper()
 	ctx := t.Context()
-	pad := bytes.Repeat([]byte("f"), 1<<10)
-	var written []string
-	for i := 0; ; i++ {
-		k := fmt.Sprintf("pad.%d", i)
-		if _, err := s.bodies.Put(ctx, k, pad); err != nil {
-			if !isStoreFullErr(err) {
-				t.Fatal(err)
-			}
-			break
-		}
-		written = append(written, k)
-	}
+	written := fillUntilRefused(t, s, "pad")
 	bodies, err := s.js.Stream(ctx, "KV_"+bodiesBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +40,29 @@ func fillStoreBelowBound(t *testing.T, s *Store, room int) {
 	}
 }
 
+// fillUntilRefused writes 1 KiB filler values under prefix.0, prefix.1, …
+// into the bodies bucket until JetStream refuses one with its store full,
+// and returns the keys it wrote.
+func fillUntilRefused(t *testing.T, s *Store, prefix string) []string {
+	t.Helper()
+	pad := bytes.Repeat([]byte("f"), 1<<10)
+	var written []string
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("%s.%d", prefix, i)
+		_, err := s.bodies.Put(t.Context(), k, pad)
+		if err != nil && isStoreFullErr(err) {
+			return written
+		}
+		if err != nil {
+			t.Fatalf("filler %d: %v", i, err)
+		}
+		if i > 1000 {
+			t.Fatal("the store took 1 MiB of filler without refusing")
+		}
+		written = append(written, k)
+	}
+}
+
 // TestRefusedSubmitLeavesNoBody: a submit whose body was stored but whose
 // message JetStream refused (the body's write took the store past its
 // hard bound) removes that body at once: the store's usage is back where
@@ -70,11 +70,7 @@ func fillStoreBelowBound(t *testing.T, s *Store, room int) {
 // removes it works at the hard bound, for a message too (a record write
 // refused after the message was stored).
 func TestRefusedSubmitLeavesNoBody(t *testing.T) {
-	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: 128 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := startBoundedServer(t, 128<<10)
 	s := openStore(t, testOptions(srv.ClientURL()))
 	ctx := context.Background()
 	used := func() int64 {
@@ -133,11 +129,7 @@ func TestRefusedSubmitLeavesNoBody(t *testing.T) {
 // part-way, after some of its bodies were stored, removes them: the batch
 // fails and never runs, and they would stay until retention.
 func TestRefusedBatchLeavesNoBodies(t *testing.T) {
-	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: 128 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := startBoundedServer(t, 128<<10)
 	s := openStore(t, testOptions(srv.ClientURL()))
 	ctx := context.Background()
 	// Just under the hard bound: filler until refused, the last two
@@ -184,11 +176,7 @@ func TestRefusedBatchLeavesNoBodies(t *testing.T) {
 // entry kept the validating record (and later ones its jobs), and one at
 // the start was not ErrStoreFull (the client got 500).
 func TestRefusedBatchLeavesNothing(t *testing.T) {
-	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: 128 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := startBoundedServer(t, 128<<10)
 	s := openStore(t, testOptions(srv.ClientURL()))
 	ctx := context.Background()
 	streams := []string{"KV_" + bodiesBucket, "KV_" + jobsBucket, "KV_" + batchBucket, workStream}
@@ -301,11 +289,7 @@ func TestRefusedBatchLeavesNothing(t *testing.T) {
 // retry that waited for the refused submit's record would hit the
 // test's deadline instead).
 func TestRefusedSubmitReleasesIdempotencyKey(t *testing.T) {
-	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: 128 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := startBoundedServer(t, 128<<10)
 	s := openStore(t, testOptions(srv.ClientURL()))
 	s.idemWait = time.Hour
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

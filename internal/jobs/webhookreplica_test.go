@@ -187,11 +187,7 @@ func TestWebhookResendClaimedOnce(t *testing.T) {
 // there is room. Before, the record stayed pending and the webhook was
 // sent again by the next resend.
 func TestWebhookDeliveredOutcomeHeldNotResent(t *testing.T) {
-	srv, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, MaxStoreBytes: 128 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	srv := startBoundedServer(t, 128<<10)
 	c := newClock()
 	inFlight, filled := make(chan struct{}, 1), make(chan struct{})
 	target := newHookCounts(t, func(n int, w http.ResponseWriter, r *http.Request) {

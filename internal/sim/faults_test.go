@@ -121,12 +121,20 @@ func TestFaultDisconnectNonStream(t *testing.T) {
 }
 
 func TestFaultHangUntilClientCancels(t *testing.T) {
+	hangUntilClientCancels(t, "/v1/chat/completions", chatBody("hang", 2, ""))
+}
+
+// hangUntilClientCancels posts body to path of a simulator that hangs every
+// request: no answer comes before the client gives up (100ms), the request
+// counts as cancelled, and it never reached the engine.
+func hangUntilClientCancels(t *testing.T, path, body string) {
+	t.Helper()
 	cfg := fastConfig()
 	cfg.Faults.HangRate = 1
 	s, url := startSim(t, cfg)
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions", strings.NewReader(chatBody("hang", 2, "")))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+path, strings.NewReader(body))
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
 		t.Fatalf("a hung request answered %d", resp.StatusCode)

@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // respEvent is one parsed Responses stream event.
@@ -266,20 +264,7 @@ func TestResponsesFaults(t *testing.T) {
 		waitFor(t, "disconnect counted", func() bool { return s.Stats().Disconnected == 1 && s.Stats().Running == 0 })
 	})
 	t.Run("hang until the client gives up", func(t *testing.T) {
-		cfg := fastConfig()
-		cfg.Faults.HangRate = 1
-		s, url := startSim(t, cfg)
-		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/responses", strings.NewReader(respBody("hang", 2, `,"stream":true`)))
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			t.Fatalf("a hung request answered %d", resp.StatusCode)
-		}
-		waitFor(t, "hang counted as cancelled", func() bool { return s.Stats().Cancelled == 1 })
-		if st := s.Stats(); st.PromptTokens != 0 {
-			t.Errorf("a hung request reached the engine: %+v", st)
-		}
+		hangUntilClientCancels(t, "/v1/responses", respBody("hang", 2, `,"stream":true`))
 	})
 }
 

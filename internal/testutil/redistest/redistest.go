@@ -107,13 +107,13 @@ func (s *Server) RestartWith(args ...string) {
 	s.Restart()
 }
 
-// Pause stops the process with SIGSTOP: connections stay open but nothing is
-// answered, the way a hung or partitioned Redis looks to a client (commands
-// time out instead of failing fast). Resume undoes it.
-func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+// Pause stops the process with SIGSTOP (sigStop): connections stay open
+// but nothing is answered, the way a hung or partitioned Redis looks to a
+// client (commands time out instead of failing fast). Resume undoes it.
+func (s *Server) Pause() { s.signal(sigStop) }
 
 // Resume continues a paused server.
-func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+func (s *Server) Resume() { s.signal(sigCont) }
 
 func (s *Server) signal(sig syscall.Signal) {
 	s.mu.Lock()
