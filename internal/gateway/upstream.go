@@ -179,7 +179,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, vals *
 	}
 	rec.result = res
 	if res.Err != nil && !res.Written {
-		rec.fail(w, apiError(res.Err, c.peek.Model))
+		rec.fail(w, failedPoolRetry(apiError(res.Err, c.peek.Model), g.now(), served.Backends))
 		return
 	}
 	rec.status = res.Status
