@@ -169,6 +169,8 @@ type keyScrubber struct {
 	chunk   []byte
 	pending []byte // read, not yet known to be clear of a key's start
 	out     []byte // scrubbed, not yet returned
+	pendBuf []byte // pending's and out's buffers, reused
+	outBuf  []byte
 	err     error
 	// newlineInKey: the key holds a newline (no header value does), so
 	// one does not end what may start a match.
@@ -192,6 +194,7 @@ func (s *keyScrubber) Read(p []byte) (int, error) {
 }
 
 func (s *keyScrubber) fill() {
+	s.out = s.outBuf[:0] // drained (fill runs only then): its buffer is reused
 	n, err := s.src.Read(s.chunk)
 	s.pending = append(s.pending, s.chunk[:n]...)
 	for {
@@ -216,6 +219,10 @@ func (s *keyScrubber) fill() {
 	}
 	if cut := len(s.pending) - keep; cut > 0 {
 		s.out = append(s.out, s.pending[:cut]...)
-		s.pending = append([]byte(nil), s.pending[cut:]...)
+		s.pending = s.pending[cut:]
 	}
+	// What is held moves to the front of its buffer (an overlapping
+	// copy), so neither buffer is allocated again on every read.
+	s.pending = append(s.pendBuf[:0], s.pending...)
+	s.pendBuf, s.outBuf = s.pending[:0], s.out[:0]
 }
