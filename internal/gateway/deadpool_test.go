@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -42,11 +43,11 @@ func resettingBackend(t *testing.T, accepts *atomic.Int32) string {
 // the clock advances by that wait (or by the SDK's first backoffs, 0.5
 // and 1 s, unjittered, without one). It returns the answers' statuses and
 // Retry-After values and the time the call took.
-func sdkCall(t *testing.T, url string, clock *atomic.Int64) (answers []string, took time.Duration) {
+func sdkCall(t *testing.T, url, body string, clock *atomic.Int64) (answers []string, took time.Duration) {
 	t.Helper()
 	start := clock.Load()
 	for n := 0; n < 3; n++ {
-		resp := post(t, url+"/v1/chat/completions", chatBody)
+		resp := post(t, url, body)
 		readAll(t, resp)
 		ra, sr := resp.Header.Get("Retry-After"), resp.Header.Get("X-Should-Retry")
 		answers = append(answers, strconv.Itoa(resp.StatusCode)+" ra="+ra+" sr="+sr)
@@ -74,8 +75,16 @@ func sdkCall(t *testing.T, url string, clock *atomic.Int64) (answers []string, t
 // the backend is still usable (its first two failures, or max_fails 0:
 // nothing is ejected) it stays a second, and a wait past what the SDKs
 // honour (a 3-minute fail_timeout) gets x-should-retry: false, so the
-// second call ends at its first answer. Old code: every answer ra=1.
+// second call ends at its first answer. Old code: every answer ra=1. A
+// cacheable request (its 502 answered by its coalescing flight) is told
+// the same.
 func TestOwn502OfADeadPoolSaysWhenItIsBack(t *testing.T) {
+	for _, cacheable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "direct", true: "coalesced"}[cacheable], func(t *testing.T) { deadPoolRetryAfter(t, cacheable) })
+	}
+}
+
+func deadPoolRetryAfter(t *testing.T, cacheable bool) {
 	for _, tc := range []struct {
 		name         string
 		maxFails     int
@@ -100,12 +109,19 @@ func TestOwn502OfADeadPoolSaysWhenItIsBack(t *testing.T) {
 			cfg.Health.FailTimeout = config.Duration(tc.failTimeout)
 			clock := new(atomic.Int64)
 			clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-			srv, _ := startGatewayWith(t, cfg, func(d *Deps) {
-				d.Now = func() time.Time { return time.Unix(0, clock.Load()) }
-			})
-			first, took := sdkCall(t, srv.URL, clock)
+			now := func() time.Time { return time.Unix(0, clock.Load()) }
+			var url string
+			body := chatBody
+			if cacheable {
+				url, _ = startCachingGatewayCfg(t, cfg, nil, now)
+				body = fmt.Sprintf(detBody, "")
+			} else {
+				srv, _ := startGatewayWith(t, cfg, func(d *Deps) { d.Now = now })
+				url = srv.URL + "/v1/chat/completions"
+			}
+			first, took := sdkCall(t, url, body, clock)
 			t.Logf("first SDK call: %v, %d backend connections, %v of the gateway's clock", first, accepts.Load(), took)
-			again, tookAgain := sdkCall(t, srv.URL, clock)
+			again, tookAgain := sdkCall(t, url, body, clock)
 			t.Logf("second SDK call: %v, %d backend connections in all, %v of the gateway's clock", again, accepts.Load(), tookAgain)
 			if !slices.Equal(first, tc.first) || !slices.Equal(again, tc.again) || tookAgain != tc.againTook {
 				t.Fatalf("answers %v then %v (%v), want %v then %v (%v)", first, again, tookAgain, tc.first, tc.again, tc.againTook)
