@@ -122,6 +122,9 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 		// its errors are (below): decoded first when it came compressed.
 		if err := scrubAnswer(resp, key); err != nil { // scrub.go
 			drain(resp.Body)
+			if !errors.Is(err, ErrBadAnswer) {
+				err = readFailure(actx, err) // an idle or total timeout, or the backend's failure
+			}
 			return f.failEarly(ctx, c, err, start, res)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -109,7 +110,8 @@ func scrubEncoded(resp *http.Response, key, reqID string) {
 // bounded as an uncompressed answer's is (the relay holds at most
 // maxCheckedAnswer of it, and streams the rest). Any other coding cannot
 // be read, so the answer is a malformed one (ErrBadAnswer): the attempt
-// fails before the client got anything. The answer's length may change:
+// fails before the client got anything; so does one whose start fails to
+// read (any other error, a read failure). The answer's length may change:
 // the relay of a held answer sets it again, a longer one goes without
 // (scrubbedBody).
 func scrubAnswer(resp *http.Response, key string) error {
@@ -126,8 +128,12 @@ func scrubAnswer(resp *http.Response, key string) error {
 		default:
 			err = fmt.Errorf("content coding %q is not decoded", ce)
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+		case errors.Is(err, gzip.ErrHeader) || errors.Is(err, zlib.ErrHeader) || errors.Is(err, io.EOF) || !strings.HasSuffix(ce, "gzip") && ce != "deflate":
 			return fmt.Errorf("%w: a 2xx compressed (%s) although identity was asked, which the gateway cannot check for its backend's credentials: %w", ErrBadAnswer, ce, err)
+		default:
+			return err // reading the body's start failed (readFailure says how)
 		}
 		resp.Header.Del("Content-Encoding")
 		resp.Header.Del("Content-Length")
