@@ -203,8 +203,10 @@ var hostedOnly = []string{"X-Envoy-Upstream-Service-Time", "Apim-Request-Id", "X
 // own (X-Request-Id, X-Cache, Cache-Control), none of the backend's
 // others, whatever their names (before: a follower got all those no list
 // named). Two keys of one tenant whose cache rules give different TTLs
-// share the flight; the follower's Cache-Control is its own plan's
-// (before: the leader's max-age).
+// share the flight; the follower's Cache-Control is the shorter of its
+// own plan's and the leader's, under whose rule the answer is stored
+// (here the leader's minute; TestCoalescedFollowerToldTheStoredLifetime
+// has both orders), and so is the HIT's of that entry.
 func TestFollowersAndHitsGetOnlyTheAnswersHeaders(t *testing.T) {
 	gate := make(chan struct{})
 	cfg := hostedConfig(t, hostedSim(t, gate, sim.Faults{}))
@@ -241,8 +243,8 @@ func TestFollowersAndHitsGetOnlyTheAnswersHeaders(t *testing.T) {
 	got["hit"] = resp.Header
 	for who, want := range map[string]struct{ xcache, cc string }{
 		"leader":   {"MISS", "private, max-age=60"},
-		"follower": {"COALESCED", "private, max-age=300"},
-		"hit":      {"HIT", ""},
+		"follower": {"COALESCED", "private, max-age=60"},
+		"hit":      {"HIT", "private, max-age=60"},
 	} {
 		h := got[who]
 		if h.Get("X-Cache") != want.xcache || !strings.HasPrefix(h.Get("Content-Type"), "application/json") ||

@@ -183,7 +183,7 @@ func (rt *Runtime) freshness(e *cache.Entry, ttl time.Duration, now time.Time) (
 	switch {
 	case e.Stored.IsZero() || age < lifetime:
 		return lifetime, true, false
-	case e.Stale(now) && age < ttl+rt.Config.Cache.StaleWhileRevalidate.D():
+	case rt.Config.Cache.StaleWhileRevalidate > 0 && e.Stale(now) && age < ttl+rt.Config.Cache.StaleWhileRevalidate.D():
 		return lifetime, true, true
 	}
 	return lifetime, false, false
@@ -372,9 +372,13 @@ func (rt *Runtime) cacheFill(ctx context.Context, plan cachePlan, header http.He
 		return
 	}
 	e.Stored = now
-	if swr := rt.Config.Cache.StaleWhileRevalidate.D(); swr > 0 && res.Status == http.StatusOK {
+	if res.Status == http.StatusOK {
+		// The entry keeps its freshness (jittered by the level) with or
+		// without stale-while-revalidate: a hit of a client whose rule is
+		// longer than the storer's is told the entry's lifetime, not its
+		// own rule's for an entry the gateway drops sooner (freshness).
 		e.Fresh = now.Add(ttl)
-		ttl += swr
+		ttl += rt.Config.Cache.StaleWhileRevalidate.D()
 	}
 	rt.cache.Set(ctx, plan.key, e, ttl)
 }

@@ -72,7 +72,9 @@ func TestCacheHitMaxAgeStaysAsAgeGrows(t *testing.T) {
 // TestCacheHitNoOlderThanTheClientsRule: two keys of one tenant share an
 // entry, their rules give 1m and 5m. An entry k2 stored is not served to
 // k1 once older than k1's minute (before: a HIT at 120 s, max-age=0); k1's
-// own call then replaces it.
+// own call then replaces it, and k2's hits of that entry are told its
+// minute (before: max-age=300, for an entry gone at 180 s: k2 got a MISS
+// at 181 s that its max-age said it would not).
 func TestCacheHitNoOlderThanTheClientsRule(t *testing.T) {
 	cfg := testConfig("http://unused")
 	cfg.Auth.Keys = []config.Tenant{{Key: "k1", Tenant: "t"}, {Key: "k2", Tenant: "t"}}
@@ -85,10 +87,11 @@ func TestCacheHitNoOlderThanTheClientsRule(t *testing.T) {
 		{at: 30 * time.Second, key: "k1", xcache: "HIT", age: "30", cc: "private, max-age=60"},
 		{at: 120 * time.Second, key: "k2", xcache: "HIT", age: "120", cc: "private, max-age=300"},
 		{at: 120 * time.Second, key: "k1", xcache: "MISS", cc: "private, max-age=60"},
-		{at: 125 * time.Second, key: "k2", xcache: "HIT", age: "5", cc: "private, max-age=300"},
+		{at: 125 * time.Second, key: "k2", xcache: "HIT", age: "5", cc: "private, max-age=60"},
+		{at: 181 * time.Second, key: "k2", xcache: "MISS", cc: "private, max-age=300"},
 	})
-	if calls != 2 {
-		t.Fatalf("backend calls %d, want 2", calls)
+	if calls != 3 {
+		t.Fatalf("backend calls %d, want 3", calls)
 	}
 }
 

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
@@ -18,8 +20,9 @@ import (
 // nothing else), and a header its own request already set stays its own.
 // cc, when not "", is the follower's own Cache-Control (its cache plan:
 // two keys of one tenant share a flight, their rules may give them
-// different TTLs); it replaces the flight's unless the flight's answer is
-// not to be stored (no-store: an error, a fallback's answer).
+// different TTLs); it replaces the flight's when it says a shorter
+// max-age, unless the flight's answer is not to be stored (no-store: an
+// error, a fallback's answer) (clientCacheControl).
 func copyFlightHead(h, from http.Header, leader bool, cc string) {
 	if leader {
 		own := proxy.OwnRateLimits(h)
@@ -41,13 +44,34 @@ func copyFlightHead(h, from http.Header, leader bool, cc string) {
 }
 
 // clientCacheControl is the Cache-Control a client of a flight gets:
-// flight's, the flight's answer's, unless own (the client's cache plan,
-// "" = none) says otherwise for an answer the flight means to store.
+// flight's, the flight's answer's (its leader's rule, under which the
+// answer is stored), unless own (the client's cache plan, "" = none) says
+// a shorter max-age for an answer the flight means to store. The lifetime
+// told is the shorter of the client's rule and the stored entry's, as a
+// HIT of the entry tells it a moment later (Runtime.freshness): a
+// follower with a 5-minute rule behind a leader with a 1-minute one was
+// told max-age=300 for an answer the gateway kept a minute.
 func clientCacheControl(flight, own string) string {
 	if own == "" || flight == "" || flight == "no-store" {
 		return flight
 	}
+	if ownAge, ok := maxAgeOf(own); ok {
+		if flightAge, ok := maxAgeOf(flight); ok && flightAge < ownAge {
+			return flight
+		}
+	}
 	return own
+}
+
+// maxAgeOf reads the max-age of a Cache-Control the gateway wrote
+// (Runtime.cacheControl: "max-age=N" last).
+func maxAgeOf(cc string) (int, bool) {
+	i := strings.LastIndex(cc, "max-age=")
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(cc[i+len("max-age="):])
+	return n, err == nil
 }
 
 // answerHeader reports whether a flight's response header k (canonical)

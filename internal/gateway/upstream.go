@@ -179,7 +179,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, vals *
 	}
 	rec.result = res
 	if res.Err != nil && !res.Written {
-		rec.fail(w, apiError(res.Err, c.peek.Model))
+		rec.fail(w, failedPoolRetry(apiError(res.Err, c.peek.Model), g.now(), served.Backends))
 		return
 	}
 	rec.status = res.Status
@@ -213,10 +213,13 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 	defer rt.flights.leave(f)
 	xcache := "COALESCED"
 	var r *reader
+	served := pool // the leader's: the pool its call went to
 	if leader {
 		xcache = "MISS"
 		g.arrived(pool, c)
-		served, ticket, err := rt.admit(ctx, pool, c.id, c)
+		var ticket *admission.Ticket
+		var err error
+		served, ticket, err = rt.admit(ctx, pool, c.id, c)
 		if err != nil {
 			rt.flights.abort(f, err)
 			if waited, ok := queueTimeOf(err); ok {
@@ -276,7 +279,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 			}
 			return false
 		}
-		rec.fail(w, apiError(err, c.peek.Model))
+		rec.fail(w, failedPoolRetry(apiError(err, c.peek.Model), g.now(), served.Backends))
 	}
 	return true
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,6 +72,16 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx answer that is an error object", ErrBadAnswer), start, res)
 	}
 
+	if _, ok := resp.Body.(*scrubbedBody); ok {
+		// Read through the key scrub (a keyed backend's): the length
+		// held is what the client gets; one too long to hold goes
+		// without, as the mask may shorten what is still to come.
+		if over {
+			delete(resp.Header, "Content-Length")
+		} else {
+			resp.Header["Content-Length"] = []string{strconv.Itoa(len(held))}
+		}
+	}
 	usage := held // where usage is read: the answer as the backend sent it
 	if in.Peek.Stream && !in.AnyShape && in.Peek.API == openai.APIResponses {
 		return f.failEarly(ctx, c, fmt.Errorf("%w: a JSON answer to a Responses stream request", ErrBadAnswer), start, res)

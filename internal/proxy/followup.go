@@ -8,11 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 // FollowUp is a request about a stored response (Responses API: GET or
@@ -101,8 +103,9 @@ func (f *Forwarder) Ask(ctx context.Context, w http.ResponseWriter, in *FollowUp
 	if a.resp == nil {
 		return res
 	}
-	res.Backend, res.Status, res.Err = a.b, a.resp.StatusCode, nil
+	res.Backend, res.Err = a.b, nil
 	res.Err = f.relayFollowUp(w, a.b, a.resp, in)
+	res.Status = a.resp.StatusCode // as relayed: a success the gateway could not read is a 502
 	a.cancel(nil)
 	return res
 }
@@ -269,8 +272,29 @@ func (f *Forwarder) followUpRequest(ctx context.Context, b *endpoint.Backend, in
 // (GET ?stream=true of a background response) flushed after every read.
 func (f *Forwarder) relayFollowUp(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *FollowUp) error {
 	defer resp.Body.Close()
-	if key := b.Spec().APIKey; key != "" && resp.StatusCode/100 != 2 {
+	key := b.Spec().APIKey
+	switch {
+	case key == "":
+	case resp.StatusCode/100 != 2 || !encoded(resp) && !strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream"):
+		// An error, or a success not streamed: held whole within 64 KiB
+		// (its length kept exact), scrubbed as it streams past.
 		scrubKey(resp, key, in.RequestID) // scrub.go
+	default:
+		// A stream scrubbed as it comes (nothing of an event held), or
+		// a compressed success decoded as it streams.
+		if err := scrubAnswer(resp, key); err != nil {
+			// Compressed in a coding the gateway cannot read, though
+			// asked for identity: withheld, as such an error is.
+			drain(resp.Body)
+			e := openai.ServerError(http.StatusBadGateway, "upstream_bad_response",
+				"the backend's answer was compressed in a way the gateway cannot check for its credentials, so it is withheld (request id "+in.RequestID+")")
+			body := e.JSON()
+			resp.StatusCode = http.StatusBadGateway
+			resp.Header.Del("Content-Encoding")
+			resp.Header.Set("Content-Type", "application/json")
+			resp.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
+			resp.Body = heldBody{Reader: bytes.NewReader(body), Closer: resp.Body}
+		}
 	}
 	f.writeHead(w, b, resp, &Request{RequestID: in.RequestID}, f.opt.Now())
 	stream := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")

@@ -384,13 +384,13 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	h := upstreamHeader(in, spec)
 	// Answers the gateway reads are asked for identity, whatever the
 	// client accepts: a shared (coalesced) or captured answer, a metered
-	// one (its usage settles a token limit), and any from a backend with
-	// an api_key, which may echo the key in an error body that is scrubbed
-	// (scrubKey) — so the scrub need not decompress (it does for gzip and
-	// deflate, and withholds other codings, from a backend that compresses
-	// anyway).
-	if in.Shared || in.Capture != nil || in.Metered || spec.APIKey != "" {
-		h.Set("Accept-Encoding", "identity")
+	// one (its usage settles a token limit), and (upstreamHeader) any
+	// from a backend with an api_key, which may echo the key and is
+	// scrubbed (scrubKey, scrubAnswer) — so the scrub need not decompress
+	// (it does for gzip and deflate, from a backend that compresses
+	// anyway, and withholds or refuses other codings).
+	if in.Shared || in.Capture != nil || in.Metered {
+		h["Accept-Encoding"] = identityEncoding
 	}
 	req := &http.Request{
 		Method:        http.MethodPost,

@@ -138,6 +138,10 @@ func OwnRateLimits(h http.Header) bool {
 	return h["X-Ratelimit-Limit-Requests"] != nil || h["X-Ratelimit-Limit-Tokens"] != nil
 }
 
+// identityEncoding is the Accept-Encoding of a request whose answer the
+// gateway reads, shared: cap 1, so an Add copies.
+var identityEncoding = []string{"identity"}
+
 // upstreamHeader builds the headers of a request to backend spec from the
 // client's: end-to-end headers only, no X-Sluice-* control header (they
 // steer the gateway, and a backend has no business seeing a client's
@@ -159,6 +163,13 @@ func upstreamHeader(in *Request, spec endpoint.Spec) http.Header {
 	case spec.APIKey != "":
 		vals[0] = "Bearer " + spec.APIKey
 		h["Authorization"] = vals[0:1:1]
+		// Its answers are read for the key (scrubKey, scrubAnswer), so
+		// they are asked uncompressed, whatever the client accepts, on
+		// every path (inference, follow-ups) alike; nginx's
+		// proxy_set_header Accept-Encoding "" in front of a filter that
+		// reads bodies. A backend that compresses anyway is decoded
+		// (gzip, deflate) or refused.
+		h["Accept-Encoding"] = identityEncoding
 	case spec.PassClientAuth:
 		if v := src.Values("Authorization"); len(v) > 0 {
 			h["Authorization"] = v

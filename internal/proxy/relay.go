@@ -117,6 +117,17 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	defer resp.Body.Close()
 	wd.idle(f.opt.Timeouts.StreamIdle)
 	defer wd.stop()
+	if key := c.b.Spec().APIKey; key != "" && resp.StatusCode/100 == 2 {
+		// A keyed backend's success is read through the key scrub, as
+		// its errors are (below): decoded first when it came compressed.
+		if err := scrubAnswer(resp, key); err != nil { // scrub.go
+			drain(resp.Body)
+			if !errors.Is(err, ErrBadAnswer) {
+				err = readFailure(actx, err) // an idle or total timeout, or the backend's failure
+			}
+			return f.failEarly(ctx, c, err, start, res)
+		}
+	}
 	ct := headerGet(resp.Header, "Content-Type")
 	switch {
 	case !httpStatus(resp.StatusCode):
@@ -159,7 +170,8 @@ func httpStatus(code int) bool { return code >= 100 && code <= 599 }
 
 // encoded reports whether the backend compressed its answer (the client
 // asked for that): a success's bytes are relayed unchecked, as the gateway
-// does not decompress them (a keyed backend's error is: scrubKey).
+// does not decompress them (a keyed backend's answers are: scrubKey,
+// scrubAnswer).
 func encoded(resp *http.Response) bool {
 	ce := headerGet(resp.Header, "Content-Encoding")
 	return ce != "" && !strings.EqualFold(ce, "identity")

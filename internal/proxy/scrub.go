@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -99,6 +100,56 @@ func scrubEncoded(resp *http.Response, key, reqID string) {
 	resp.Body = heldBody{Reader: bytes.NewReader(plain), Closer: body}
 }
 
+// scrubAnswer makes resp, a 2xx answer of a backend with api_key key,
+// read through the scrubber before any of it is checked or relayed: a
+// backend that names the key in a success (a debugging echo, a proxy
+// reflecting headers) is scrubbed as one naming it in an error is
+// (scrubKey). A body compressed although the backend was asked for
+// identity is decoded as it streams when it is gzip or deflate, and then
+// relayed uncompressed and checked like any answer; its decoded size is
+// bounded as an uncompressed answer's is (the relay holds at most
+// maxCheckedAnswer of it, and streams the rest). Any other coding cannot
+// be read, so the answer is a malformed one (ErrBadAnswer): the attempt
+// fails before the client got anything; so does one whose start fails to
+// read (any other error, a read failure). The answer's length may change:
+// the relay of a held answer sets it again, a longer one goes without
+// (scrubbedBody).
+func scrubAnswer(resp *http.Response, key string) error {
+	body := resp.Body
+	var src io.Reader = body
+	if encoded(resp) {
+		ce := strings.ToLower(strings.TrimSpace(headerGet(resp.Header, "Content-Encoding")))
+		var err error
+		switch ce {
+		case "gzip", "x-gzip":
+			src, err = gzip.NewReader(body)
+		case "deflate":
+			src, err = zlib.NewReader(body)
+		default:
+			err = fmt.Errorf("content coding %q is not decoded", ce)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, gzip.ErrHeader) || errors.Is(err, zlib.ErrHeader) || errors.Is(err, io.EOF) || !strings.HasSuffix(ce, "gzip") && ce != "deflate":
+			return fmt.Errorf("%w: a 2xx compressed (%s) although identity was asked, which the gateway cannot check for its backend's credentials: %w", ErrBadAnswer, ce, err)
+		default:
+			return err // reading the body's start failed (readFailure says how)
+		}
+		resp.Header.Del("Content-Encoding")
+		resp.Header.Del("Content-Length")
+		resp.ContentLength = -1
+	}
+	resp.Body = &scrubbedBody{Reader: newKeyScrubber(src, key), Closer: body}
+	return nil
+}
+
+// scrubbedBody is an answer read through a keyScrubber: its length is the
+// backend's less what the mask shortened.
+type scrubbedBody struct {
+	io.Reader
+	io.Closer
+}
+
 // readBounded reads a decompressed body of at most maxScrubbed bytes; a
 // longer one is an error (a decompression bomb is not inflated further).
 func readBounded(r io.Reader) ([]byte, error) {
@@ -124,11 +175,16 @@ type keyScrubber struct {
 	chunk   []byte
 	pending []byte // read, not yet known to be clear of a key's start
 	out     []byte // scrubbed, not yet returned
+	pendBuf []byte // pending's and out's buffers, reused
+	outBuf  []byte
 	err     error
+	// newlineInKey: the key holds a newline (no header value does), so
+	// one does not end what may start a match.
+	newlineInKey bool
 }
 
 func newKeyScrubber(src io.Reader, key string) *keyScrubber {
-	return &keyScrubber{src: src, key: []byte(key), chunk: make([]byte, 16<<10)}
+	return &keyScrubber{src: src, key: []byte(key), chunk: make([]byte, 16<<10), newlineInKey: strings.Contains(key, "\n")}
 }
 
 func (s *keyScrubber) Read(p []byte) (int, error) {
@@ -144,6 +200,7 @@ func (s *keyScrubber) Read(p []byte) (int, error) {
 }
 
 func (s *keyScrubber) fill() {
+	s.out = s.outBuf[:0] // drained (fill runs only then): its buffer is reused
 	n, err := s.src.Read(s.chunk)
 	s.pending = append(s.pending, s.chunk[:n]...)
 	for {
@@ -155,12 +212,23 @@ func (s *keyScrubber) fill() {
 		s.out = append(s.out, keyMask...)
 		s.pending = s.pending[i+len(s.key):]
 	}
+	// The last len(key)-1 bytes may start the key, unless a newline
+	// follows them: a key (a header value) holds none, so a match cannot
+	// cross one. An event stream's events end with one, so nothing of an
+	// event is held back until the next arrives.
 	keep := len(s.key) - 1
+	if !s.newlineInKey {
+		keep = min(keep, len(s.pending)-(bytes.LastIndexByte(s.pending, '\n')+1))
+	}
 	if err != nil {
 		keep, s.err = 0, err
 	}
 	if cut := len(s.pending) - keep; cut > 0 {
 		s.out = append(s.out, s.pending[:cut]...)
-		s.pending = append([]byte(nil), s.pending[cut:]...)
+		s.pending = s.pending[cut:]
 	}
+	// What is held moves to the front of its buffer (an overlapping
+	// copy), so neither buffer is allocated again on every read.
+	s.pending = append(s.pendBuf[:0], s.pending...)
+	s.pendBuf, s.outBuf = s.pending[:0], s.out[:0]
 }

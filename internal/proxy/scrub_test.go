@@ -14,6 +14,8 @@ func FuzzKeyScrubber(f *testing.F) {
 	f.Add("sk-KEY", "a sk-KEY b sk-Ksk-KEYY sk-KE", uint8(1))
 	f.Add("aa", "aaaaa", uint8(2))
 	f.Add("sk-xxxxx", "sk-xxxxxxxxxx", uint8(3))
+	f.Add("sk-KEY", "data: sk-K\n\ndata: EY sk-\nKEY sk-KEY\n", uint8(1)) // nothing before a newline is held
+	f.Add("a\nb", "xa\nbya\na\nb", uint8(1))                              // a key with a newline: held as before
 	f.Fuzz(func(t *testing.T, key, body string, cut uint8) {
 		if key == "" {
 			return
