@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/dashboard"
@@ -25,7 +26,11 @@ import (
 // every request must carry "Authorization: Bearer <token>"; the comparison
 // takes the same time whatever the guess. Without one, only peers on this
 // host's loopback are answered (loopbackPeer); others get 403
-// admin_token_required, whatever address admin.listen binds.
+// admin_token_required, whatever address admin.listen binds; and only
+// requests addressed to an IP or to localhost (rebindableHost): others
+// get 403 admin_host_not_allowed. Every answer past the gate is
+// Cache-Control: no-store, but the workers' job calls, which the chain
+// answers as a client's.
 func (g *Gateway) AdminHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -40,6 +45,12 @@ func (g *Gateway) AdminHandler() http.Handler {
 			return
 		}
 		path := r.URL.Path
+		if path == QueuePath || !strings.HasPrefix(path, WorkerPath+"/") {
+			// Tenants, backend URLs, traffic, the process' memory: for the
+			// operator who asked, never for a cache on the way or the
+			// browser's history (Envoy's admin answers no-cache alike).
+			w.Header().Set("Cache-Control", "no-store")
+		}
 		if adminReadOnly(path) && !openai.ReadOnly(w, r) {
 			return
 		}
@@ -68,12 +79,19 @@ func (g *Gateway) AdminHandler() http.Handler {
 
 // adminAdmits is the admin listener's gate, also the --pprof listener's
 // (PprofHandler): without token only peers on this host's loopback are
-// answered (protected mode, as Redis's), wherever the listener binds;
+// answered (protected mode, as Redis's), wherever the listener binds,
+// and only requests addressed to an IP or localhost (rebindableHost);
 // with one, every request must carry it. A refused request is answered.
 func adminAdmits(w http.ResponseWriter, r *http.Request, token string) bool {
 	if token == "" && !loopbackPeer(r.RemoteAddr) {
 		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
 			Code: "admin_token_required", Message: "the admin listener answers other hosts only with admin.token set: set it (and send 'Authorization: Bearer <admin.token>'), or reach it from this host"})
+		return false
+	}
+	if token == "" && rebindableHost(r.Host) {
+		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
+			Code: "admin_host_not_allowed", Message: "the admin listener without admin.token answers requests addressed to an IP address or localhost only, not to " +
+				openai.Echo(r.Host) + " (a name that points here may be a web page's DNS rebinding): use the address, or set admin.token"})
 		return false
 	}
 	if token != "" && !tokenMatches(bearer(credential(r.Header["Authorization"])), token) {
@@ -129,6 +147,28 @@ func loopbackPeer(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// rebindableHost reports whether host, a request's Host, is a DNS name
+// that could point here without belonging to this host: a web page the
+// operator visits can make its own name resolve to 127.0.0.1 (DNS
+// rebinding) and then read whatever that origin answers, the loopback
+// gate's peer check passing, since the browser is on this host. An IP
+// address (no name to rebind), "localhost" and names under .localhost
+// (RFC 6761: browsers resolve them to loopback themselves) are not; nor
+// is an empty Host (HTTP/1.0: no browser sends one). Geth's
+// --http.vhosts, Jupyter and Syncthing refuse foreign Hosts the same way.
+// The token, where set, is what protects: a rebinding page cannot know it.
+func rebindableHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if _, err := netip.ParseAddr(host); host == "" || err == nil {
+		return false
+	}
+	host = strings.ToLower(host)
+	return host != "localhost" && !strings.HasSuffix(host, ".localhost")
 }
 
 // tokenMatches compares digests, so neither the content nor the length of
