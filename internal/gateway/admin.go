@@ -124,7 +124,7 @@ func (g *Gateway) PprofHandler() http.Handler {
 // adminReadOnly reports whether path is an admin route that answers GET
 // and HEAD only (openai.ReadOnly): a POST or DELETE there is a mistake to
 // point out, not a read. /status/stream and the worker routes check their
-// own methods; pprof keeps Go's (its symbol lookup takes a POST); the
+// own methods, pprof too (servePprof: its symbol lookup takes a POST); the
 // dashboard's assets are served before the token is checked, with the
 // same check.
 func adminReadOnly(path string) bool {
@@ -179,9 +179,22 @@ func tokenMatches(got, want string) bool {
 }
 
 // servePprof is net/http/pprof's handlers without its init-registered
-// DefaultServeMux.
+// DefaultServeMux, with their methods: GET and HEAD, and POST for the
+// symbol lookup (pprof's own client posts there). Go's handlers answer
+// any method; a DELETE of a profile is a mistake to point out, as on
+// every other admin route.
 func servePprof(w http.ResponseWriter, r *http.Request) {
-	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && (r.Method != http.MethodPost || name != "symbol") {
+		allowed := []string{http.MethodGet}
+		if name == "symbol" {
+			allowed = append(allowed, http.MethodPost)
+		}
+		w.Header().Set("Allow", strings.Join(append([]string{http.MethodGet, http.MethodHead}, allowed[1:]...), ", "))
+		writeError(w, openai.MethodNotAllowed(r, allowed...))
+		return
+	}
+	switch name {
 	case "cmdline":
 		pprof.Cmdline(w, r)
 	case "profile":

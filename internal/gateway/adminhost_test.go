@@ -101,3 +101,45 @@ func TestAdminAnswersAreNotStored(t *testing.T) {
 		}
 	}
 }
+
+// Every admin route states its methods: pprof answered any method (200
+// to DELETE /debug/pprof/heap), and a worker call with the wrong method
+// was refused by the chain naming /v1/... (the path without its /worker
+// prefix), or with 400 for the tenant header when that was missing.
+func TestAdminMethodsNamedOnEveryRoute(t *testing.T) {
+	be := newOKBackend(t)
+	cfg := testConfig(be.URL)
+	cfg.Admin.Pprof = true
+	cfg.Admin.Token = "tok"
+	_, gw := startGateway(t, cfg)
+	admin := adminServer(t, gw)
+	do := func(method, path string, hdr ...string) (int, http.Header, string) {
+		req, _ := http.NewRequest(method, admin.URL+path, strings.NewReader("{}"))
+		req.Header.Set("Authorization", "Bearer tok")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, resp.Header, readAll(t, resp)
+	}
+	for _, c := range []struct{ method, path, allow, says string }{
+		{"DELETE", "/debug/pprof/heap", "GET, HEAD", "DELETE is not allowed for /debug/pprof/heap; use GET"},
+		{"POST", "/debug/pprof/", "GET, HEAD", "use GET"},
+		{"PUT", "/debug/pprof/symbol", "GET, HEAD, POST", "use GET or POST"},
+		{"GET", "/worker/v1/chat/completions", "POST", "GET is not allowed for /worker/v1/chat/completions; use POST"},
+		{"DELETE", "/worker/v1/responses", "POST", "DELETE is not allowed for /worker/v1/responses; use POST"},
+	} {
+		code, h, body := do(c.method, c.path)
+		if code != http.StatusMethodNotAllowed || h.Get("Allow") != c.allow || !strings.Contains(body, c.says) {
+			t.Errorf("%s %s: %d Allow %q %.160s, want 405 Allow %q saying %q", c.method, c.path, code, h.Get("Allow"), body, c.allow, c.says)
+		}
+	}
+	for _, c := range []struct{ method, path string }{{"GET", "/debug/pprof/heap"}, {"HEAD", "/debug/pprof/cmdline"}, {"POST", "/debug/pprof/symbol"}} {
+		if code, _, body := do(c.method, c.path); code != http.StatusOK {
+			t.Errorf("%s %s: %d %.100s, want 200", c.method, c.path, code, body)
+		}
+	}
+}
