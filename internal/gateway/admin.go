@@ -83,6 +83,11 @@ func (g *Gateway) AdminHandler() http.Handler {
 // and only requests addressed to an IP or localhost (rebindableHost);
 // with one, every request must carry it. A refused request is answered.
 func adminAdmits(w http.ResponseWriter, r *http.Request, token string) bool {
+	if crossSite(r) {
+		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest, Code: "admin_cross_site",
+			Message: "the admin listener does not answer requests another site's page makes (Sec-Fetch-Site: " + openai.Echo(r.Header.Get("Sec-Fetch-Site")) + "): open its own page, or use a client that is not a browser"})
+		return false
+	}
 	if token == "" && !loopbackPeer(r.RemoteAddr) {
 		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
 			Code: "admin_token_required", Message: "the admin listener answers other hosts only with admin.token set: set it (and send 'Authorization: Bearer <admin.token>'), or reach it from this host"})
@@ -169,6 +174,23 @@ func rebindableHost(host string) bool {
 	}
 	host = strings.ToLower(host)
 	return host != "localhost" && !strings.HasSuffix(host, ".localhost")
+}
+
+// crossSite reports whether a browser says another site's page made r
+// (Fetch Metadata, sent by every current browser, to loopback too): an
+// <img> or a form on a page the operator visits reaches a token-less
+// loopback listener as a loopback peer with an IP Host, and could start
+// a pprof profile or trace there, unread but run. The dashboard's own
+// requests are same-origin; an address typed or bookmarked is "none";
+// Prometheus, curl and workers send no such header. A link followed to
+// a top-level page (a Grafana panel linking /metrics) is let through: the
+// operator sees it open, and no page can read it.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return r.Header.Get("Sec-Fetch-Mode") != "navigate" || r.Header.Get("Sec-Fetch-Dest") != "document"
+	}
+	return false
 }
 
 // tokenMatches compares digests, so neither the content nor the length of

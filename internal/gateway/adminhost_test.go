@@ -143,3 +143,39 @@ func TestAdminMethodsNamedOnEveryRoute(t *testing.T) {
 		}
 	}
 }
+
+// A page of another site reaches a token-less loopback listener as a
+// loopback peer under an IP Host: its <img src=".../debug/pprof/trace?
+// seconds=600"> ran a ten-minute trace, unread but run. A browser marks
+// such a request (Sec-Fetch-Site: cross-site, or same-site for another
+// port of the same host); the listener refuses it. Its own page's
+// requests (same-origin), a typed address (none), a link followed to a
+// page of its own and non-browser clients (no header) are served as
+// before.
+func TestAdminRefusesOtherSitesPages(t *testing.T) {
+	be := newOKBackend(t)
+	cfg := testConfig(be.URL)
+	cfg.Admin.Pprof = true
+	_, gw := startGateway(t, cfg)
+	admin := adminServer(t, gw)
+	for _, site := range []string{"cross-site", "same-site"} {
+		for _, path := range []string{"/status", "/metrics", "/debug/pprof/cmdline"} {
+			code, _, body := get(t, admin.URL+path, "Sec-Fetch-Site", site)
+			if code != http.StatusForbidden || !strings.Contains(body, "admin_cross_site") {
+				t.Errorf("%s with Sec-Fetch-Site %s: %d %.80q, want 403 admin_cross_site", path, site, code, body)
+			}
+		}
+	}
+	if code, _, _ := get(t, admin.URL+"/debug/pprof/cmdline", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "iframe"); code != http.StatusForbidden {
+		t.Errorf("framed by another site: %d, want 403", code)
+	}
+	for _, site := range []string{"same-origin", "none", ""} {
+		if code, _, _ := get(t, admin.URL+"/status", "Sec-Fetch-Site", site); code != http.StatusOK {
+			t.Errorf("/status with Sec-Fetch-Site %q: %d, want 200", site, code)
+		}
+	}
+	// A link followed from another site's page opens as a page of its own.
+	if code, _, _ := get(t, admin.URL+"/metrics", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document"); code != http.StatusOK {
+		t.Errorf("a link followed to /metrics: %d, want 200", code)
+	}
+}
