@@ -151,10 +151,11 @@ func TestForecastLoop(t *testing.T) {
 }
 
 // adminRequest is a request to the admin handler from this host's
-// loopback, as every admin request is without admin.token
-// (httptest.NewRequest's peer, 192.0.2.1, is another host's).
+// loopback, addressed by IP, as every admin request is without
+// admin.token (httptest.NewRequest's peer, 192.0.2.1, is another host's;
+// its Host, example.com, a name that could be a rebinding page's).
 func adminRequest(method, path string) *http.Request {
 	r := httptest.NewRequest(method, path, nil)
-	r.RemoteAddr = "127.0.0.1:40000"
+	r.RemoteAddr, r.Host = "127.0.0.1:40000", "127.0.0.1:9091"
 	return r
 }

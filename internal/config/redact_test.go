@@ -39,3 +39,25 @@ func TestRedactEnv(t *testing.T) {
 		t.Errorf("a file gone: %q", got)
 	}
 }
+
+// A URL written where another type belongs (a Redis URL for addrs, which
+// wants a list of host:port) is quoted by its refusal with the password
+// hidden: the refusal reaches the log and the admin /status
+// (config.last_refusal). Before, `addrs: "redis://u:REDISPW@x"` was
+// refused as `want a list, got "redis://u:REDISPW@x"`.
+func TestTypeRefusalHidesURLPassword(t *testing.T) {
+	for _, src := range []string{
+		"cache:\n  redis:\n    addrs: \"redis://u:REDISPW-abc@redis.internal:6379\"\nmodels:\n  - name: m\n    backends: [{url: \"http://127.0.0.1:1\"}]\n",
+		"cache:\n  redis:\n    timeout: \"redis://u:REDISPW-abc@redis.internal:6379\"\nmodels:\n  - name: m\n    backends: [{url: \"http://127.0.0.1:1\"}]\n",
+		"max_body_bytes: \"redis://u:REDISPW-abc@redis.internal:6379\"\nmodels:\n  - name: m\n    backends: [{url: \"http://127.0.0.1:1\"}]\n",
+		"cache:\n  redis:\n    db: \"redis://averylongusername-to-pass-the-cut:REDISPW-abc@redis.internal:6379\"\nmodels:\n  - name: m\n    backends: [{url: \"http://127.0.0.1:1\"}]\n",
+	} {
+		_, err := Parse([]byte(src))
+		if err == nil || strings.Contains(err.Error(), "REDISPW") || !strings.Contains(err.Error(), ":xxxxx@") && !strings.Contains(err.Error(), "...") {
+			t.Errorf("error %v: want the value quoted with its password hidden", err)
+		}
+		if err != nil && strings.Contains(err.Error(), "REDIS") {
+			t.Errorf("error %v names part of the password", err)
+		}
+	}
+}

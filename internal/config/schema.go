@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v4"
+
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // FieldError is one problem with one key of the config: the key path as
@@ -188,7 +190,7 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		if n.Kind != yaml.ScalarNode {
 			bad("want a duration such as 500ms or 5s, got %s", kindName(n))
 		} else if _, err := time.ParseDuration(n.Value); err != nil && n.ShortTag() != "!!int" {
-			bad("want a duration such as 500ms or 5s, got %q", n.Value)
+			bad("want a duration such as 500ms or 5s, got %s", valueName(n))
 		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
@@ -442,12 +444,17 @@ func kindName(n *yaml.Node) string {
 	}
 }
 
+// valueName quotes a scalar refused where another type belongs, with a
+// URL's password hidden before it is cut: a Redis or NATS URL written
+// where a list of host:port belongs (addrs: redis://:pw@host) is a likely
+// mistake, and the refusal reaches the log and the admin /status.
 func valueName(n *yaml.Node) string {
 	if n.Kind != yaml.ScalarNode {
 		return kindName(n)
 	}
-	if len(n.Value) > 40 {
-		return strconv.Quote(n.Value[:40] + "...")
+	v := telemetry.RedactURL(n.Value)
+	if len(v) > 40 {
+		return strconv.Quote(v[:40] + "...")
 	}
-	return strconv.Quote(n.Value)
+	return strconv.Quote(v)
 }

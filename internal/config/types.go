@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // Duration is a time.Duration written as "250ms", "5s", "2m" in YAML.
@@ -18,7 +20,7 @@ type Duration time.Duration
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("invalid duration %q (use e.g. 500ms, 5s, 2m; at most 2562047h)", b)
+		return fmt.Errorf("invalid duration %q (use e.g. 500ms, 5s, 2m; at most 2562047h)", telemetry.RedactURL(string(b)))
 	}
 	if v < 0 {
 		return fmt.Errorf("cannot be negative, got %q", b)
@@ -57,7 +59,7 @@ func (s *ByteSize) UnmarshalText(b []byte) error {
 	}
 	n, err := strconv.ParseInt(str, 10, 64)
 	if err != nil || n < 0 {
-		return fmt.Errorf("invalid size %q (use e.g. 8MiB, 512KiB, 1048576)", b)
+		return fmt.Errorf("invalid size %q (use e.g. 8MiB, 512KiB, 1048576)", telemetry.RedactURL(string(b)))
 	}
 	if n > math.MaxInt64/mult { // n*mult wrapped negative: "must be positive" named the wrong problem
 		return fmt.Errorf("size %q is too large (at most 8EiB less one byte)", b)

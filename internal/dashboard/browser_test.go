@@ -44,8 +44,8 @@ func chromium(t *testing.T) string {
 
 // browser starts a headless chromium fit for root in a container and
 // returns a tab, and the console errors and uncaught exceptions the page
-// produced so far.
-func browser(t *testing.T) (context.Context, func() []string) {
+// produced so far; extra adds chromium options.
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) (context.Context, func() []string) {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),
@@ -55,6 +55,7 @@ func browser(t *testing.T) (context.Context, func() []string) {
 		chromedp.Flag("disable-dev-shm-usage", true), // /dev/shm is 64 MB in Docker
 		chromedp.WindowSize(1440, 1100),
 	)
+	opts = append(opts, extra...)
 	// The bound turns a hang into a failure; nothing is timed against it.
 	ctx, cancelTimeout := context.WithTimeout(context.Background(), 4*time.Minute)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/dashboard"
@@ -25,7 +26,11 @@ import (
 // every request must carry "Authorization: Bearer <token>"; the comparison
 // takes the same time whatever the guess. Without one, only peers on this
 // host's loopback are answered (loopbackPeer); others get 403
-// admin_token_required, whatever address admin.listen binds.
+// admin_token_required, whatever address admin.listen binds; and only
+// requests addressed to an IP or to localhost (rebindableHost): others
+// get 403 admin_host_not_allowed. Every answer past the gate is
+// Cache-Control: no-store, but the workers' job calls, which the chain
+// answers as a client's.
 func (g *Gateway) AdminHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -40,6 +45,12 @@ func (g *Gateway) AdminHandler() http.Handler {
 			return
 		}
 		path := r.URL.Path
+		if path == QueuePath || !strings.HasPrefix(path, WorkerPath+"/") {
+			// Tenants, backend URLs, traffic, the process' memory: for the
+			// operator who asked, never for a cache on the way or the
+			// browser's history (Envoy's admin answers no-cache alike).
+			w.Header().Set("Cache-Control", "no-store")
+		}
 		if adminReadOnly(path) && !openai.ReadOnly(w, r) {
 			return
 		}
@@ -68,12 +79,24 @@ func (g *Gateway) AdminHandler() http.Handler {
 
 // adminAdmits is the admin listener's gate, also the --pprof listener's
 // (PprofHandler): without token only peers on this host's loopback are
-// answered (protected mode, as Redis's), wherever the listener binds;
+// answered (protected mode, as Redis's), wherever the listener binds,
+// and only requests addressed to an IP or localhost (rebindableHost);
 // with one, every request must carry it. A refused request is answered.
 func adminAdmits(w http.ResponseWriter, r *http.Request, token string) bool {
+	if crossSite(r) {
+		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest, Code: "admin_cross_site",
+			Message: "the admin listener does not answer requests another site's page makes (Sec-Fetch-Site: " + openai.Echo(r.Header.Get("Sec-Fetch-Site")) + "): open its own page, or use a client that is not a browser"})
+		return false
+	}
 	if token == "" && !loopbackPeer(r.RemoteAddr) {
 		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
 			Code: "admin_token_required", Message: "the admin listener answers other hosts only with admin.token set: set it (and send 'Authorization: Bearer <admin.token>'), or reach it from this host"})
+		return false
+	}
+	if token == "" && rebindableHost(r.Host) {
+		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
+			Code: "admin_host_not_allowed", Message: "the admin listener without admin.token answers requests addressed to an IP address or localhost only, not to " +
+				openai.Echo(r.Host) + " (a name that points here may be a web page's DNS rebinding): use the address, or set admin.token"})
 		return false
 	}
 	if token != "" && !tokenMatches(bearer(credential(r.Header["Authorization"])), token) {
@@ -106,7 +129,7 @@ func (g *Gateway) PprofHandler() http.Handler {
 // adminReadOnly reports whether path is an admin route that answers GET
 // and HEAD only (openai.ReadOnly): a POST or DELETE there is a mistake to
 // point out, not a read. /status/stream and the worker routes check their
-// own methods; pprof keeps Go's (its symbol lookup takes a POST); the
+// own methods, pprof too (servePprof: its symbol lookup takes a POST); the
 // dashboard's assets are served before the token is checked, with the
 // same check.
 func adminReadOnly(path string) bool {
@@ -131,6 +154,45 @@ func loopbackPeer(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// rebindableHost reports whether host, a request's Host, is a DNS name
+// that could point here without belonging to this host: a web page the
+// operator visits can make its own name resolve to 127.0.0.1 (DNS
+// rebinding) and then read whatever that origin answers, the loopback
+// gate's peer check passing, since the browser is on this host. An IP
+// address (no name to rebind), "localhost" and names under .localhost
+// (RFC 6761: browsers resolve them to loopback themselves) are not; nor
+// is an empty Host (HTTP/1.0: no browser sends one). Geth's
+// --http.vhosts, Jupyter and Syncthing refuse foreign Hosts the same way.
+// The token, where set, is what protects: a rebinding page cannot know it.
+func rebindableHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if _, err := netip.ParseAddr(host); host == "" || err == nil {
+		return false
+	}
+	host = strings.ToLower(host)
+	return host != "localhost" && !strings.HasSuffix(host, ".localhost")
+}
+
+// crossSite reports whether a browser says another site's page made r
+// (Fetch Metadata, sent by every current browser, to loopback too): an
+// <img> or a form on a page the operator visits reaches a token-less
+// loopback listener as a loopback peer with an IP Host, and could start
+// a pprof profile or trace there, unread but run. The dashboard's own
+// requests are same-origin; an address typed or bookmarked is "none";
+// Prometheus, curl and workers send no such header. A link followed to
+// a top-level page (a Grafana panel linking /metrics) is let through: the
+// operator sees it open, and no page can read it.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return r.Header.Get("Sec-Fetch-Mode") != "navigate" || r.Header.Get("Sec-Fetch-Dest") != "document"
+	}
+	return false
+}
+
 // tokenMatches compares digests, so neither the content nor the length of
 // the configured token leaks through timing.
 func tokenMatches(got, want string) bool {
@@ -139,9 +201,22 @@ func tokenMatches(got, want string) bool {
 }
 
 // servePprof is net/http/pprof's handlers without its init-registered
-// DefaultServeMux.
+// DefaultServeMux, with their methods: GET and HEAD, and POST for the
+// symbol lookup (pprof's own client posts there). Go's handlers answer
+// any method; a DELETE of a profile is a mistake to point out, as on
+// every other admin route.
 func servePprof(w http.ResponseWriter, r *http.Request) {
-	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && (r.Method != http.MethodPost || name != "symbol") {
+		allowed := []string{http.MethodGet}
+		if name == "symbol" {
+			allowed = append(allowed, http.MethodPost)
+		}
+		w.Header().Set("Allow", strings.Join(append([]string{http.MethodGet, http.MethodHead}, allowed[1:]...), ", "))
+		writeError(w, openai.MethodNotAllowed(r, allowed...))
+		return
+	}
+	switch name {
 	case "cmdline":
 		pprof.Cmdline(w, r)
 	case "profile":

@@ -43,6 +43,13 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 		writeError(w, openai.NotFound("unknown_url", "Unknown worker URL: "+openai.Echo(r.Method+" "+r.URL.Path)))
 		return
 	}
+	if r.Method != http.MethodPost {
+		// Said here, before the path loses its prefix: the chain's own 405
+		// would name /v1/..., a path the worker never asked for.
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, openai.MethodNotAllowed(r, http.MethodPost))
+		return
+	}
 	jc, err := assertedJob(r)
 	if err != nil {
 		writeError(w, err)

@@ -91,7 +91,7 @@
         el("td", { class: "num" }, fmtMS(m.ttft.p50_ms)),
         el("td", { class: `num ${p99cls}` }, fmtMS(m.ttft.p99_ms)),
         el("td", { class: "num muted" }, fmtMS(slo)),
-        el("td", { class: `num ${up === m.backends.length ? "ok" : up ? "warn" : "bad"}` }, `${up} / ${m.backends.length}`));
+        el("td", { class: `num ${up && up === m.backends.length ? "ok" : up ? "warn" : "bad"}` }, `${up} / ${m.backends.length}`));
     });
     fill($("models").tBodies[0], rows, "no models configured");
     const total = doc.models.reduce((a, m) => a + m.demand.in_flight, 0);
@@ -162,10 +162,14 @@
       const table = el("table", {},
         el("thead", {}, el("tr", {}, ...["backend", "state", "in flight / limit", "TTFT p50", "TTFT p99", "KV cache", "engine queue", "failures"]
           .map((h, i) => el("th", { class: i >= 3 ? "num" : "" }, h)))),
-        el("tbody", {}, ...rows.map((r) => r.row)));
-      det.append(el("summary", {}, `${m.model}: ${rows.length} backends, `,
-        el("span", { class: bad ? "warn" : "ok" }, bad ? `${bad} not healthy` : "all healthy"), ` · ${m.policy}`),
-      el("div", { class: "scroll" }, table));
+        el("tbody", {}));
+      fill(table.tBodies[0], rows.map((r) => r.row),
+        "none: the static list is empty and discovery has found none yet; requests are answered 503 no_healthy_backend");
+      // A pool of none is the worst state, not "all healthy".
+      const health = !m.backends.length ? el("span", { class: "bad" }, "no backend to route to")
+        : el("span", { class: bad ? "warn" : "ok" }, bad ? `${bad} not healthy` : "all healthy");
+      det.append(el("summary", {}, `${m.model}: ${rows.length} backend${rows.length === 1 ? "" : "s"}, `, health, ` · ${m.policy}`),
+        el("div", { class: "scroll" }, table));
       return det;
     });
     box.replaceChildren(...parts);
