@@ -189,6 +189,11 @@ type Breaker struct {
 type Log struct {
 	Level  string `yaml:"level"`  // debug | info | warn | error
 	Access bool   `yaml:"access"` // one line per request
+	// AccessRefusedPerSecond bounds the access lines, per second, of
+	// requests the gateway answered 4xx/5xx itself, no backend involved
+	// (bad input, auth, rate limits, shedding, unknown URLs): the rest are
+	// counted and summed up in one line a second. 0: no bound.
+	AccessRefusedPerSecond int `yaml:"access_refused_per_second"`
 }
 
 // Model is one model name clients may ask for, served by a pool.
@@ -263,7 +268,7 @@ func Default() Config {
 		Retry: Retry{Attempts: 3, BudgetRatio: 0.2, MinPerSecond: 5, HedgeFactor: 1, HedgeBudgetRatio: 0.1, HedgeMinInFlight: 3},
 		Health: Health{MaxFails: 3, FailTimeout: Duration(10 * time.Second), BusyPenalty: Duration(time.Second),
 			Active: Active{Path: "/health", Interval: Duration(5 * time.Second), Timeout: Duration(2 * time.Second), Passes: 2, Fails: 1}},
-		Log: Log{Level: "info", Access: true},
+		Log: Log{Level: "info", Access: true, AccessRefusedPerSecond: 1000},
 		Breaker: Breaker{Enabled: true, Window: Duration(30 * time.Second), MinRequests: 20, FailureRatio: 0.5,
 			SlowRatio: 1, OpenFor: Duration(10 * time.Second), MaxOpenFor: Duration(80 * time.Second),
 			HalfOpenProbes: 1, MaxEjectedRatio: 0.5},
@@ -411,6 +416,9 @@ func (c *Config) validate(policyOK PolicyCheck) error {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.AccessRefusedPerSecond < 0 {
+		bad("log.access_refused_per_second", "must be 0 (no bound) or more, got %d", c.Log.AccessRefusedPerSecond)
 	}
 	c.validateModels(bad, policyOK)
 	return v.err()

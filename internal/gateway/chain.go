@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -158,6 +159,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, e
 	// a whole new exchange, which would clear its ~1KB once more.
 	x.w, x.r, x.rt, x.job, x.vals, x.connMemo, x.ep = w, r, g.rt.Load(), job, vals, memo, ep
 	x.rec.id, x.rec.method, x.rec.path, x.rec.start, x.rec.ctx = reqID, r.Method, r.URL.Path, start, r.Context()
+	x.rec.sent, _ = w.(bytesCounter)
 	defer g.release(x)
 	if job != nil {
 		g.tally.jobsRunning.Add(1)
@@ -198,6 +200,15 @@ func (g *Gateway) record(x *exchange) {
 	}
 	if x.rec.client == "" { // refused before identify (a method other than POST)
 		x.rec.client = x.rt.tenants.client(x.r, x.connMemo).addr
+	}
+	// The access line and the duration tell the answer as the client got
+	// it, as nginx's $request_time and $body_bytes_sent: an answer read
+	// ahead is recorded once its drain has written the last byte (or
+	// failed), not when its backend finished; a slow reader's line came
+	// seconds early, with the bytes still held. The backend, the slots and
+	// the token settle above are already released (read-ahead's point).
+	if x.ra != nil {
+		x.ra.Finish()
 	}
 	g.finish(&x.rec)
 }
@@ -390,6 +401,12 @@ func (s enqueueStage) serve(x *exchange) bool {
 		return true
 	}
 	x.rec.status = s.g.acceptAsync(x.w, x.r, x.body.Bytes(), x.parsed.Peek, x.id)
+	// The job's id for the access line: its runs are logged under request
+	// ids <job>-<attempt>, so the submission's line is what ties the
+	// client's request id to them.
+	if id, ok := strings.CutPrefix(x.w.Header().Get("Location"), "/v1/jobs/"); ok { // batchapi.Handler.Accept's
+		x.rec.jobID = id
+	}
 	return false
 }
 

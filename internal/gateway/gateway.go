@@ -133,6 +133,11 @@ type Gateway struct {
 	// authFailures counts refused credentials by reason
 	// (sluice_auth_failures_total).
 	authFailures *prometheus.CounterVec
+	// refusedLines bounds the access lines of requests refused without a
+	// backend (log.access_refused_per_second); linesSuppressed counts
+	// those it held back.
+	refusedLines    *telemetry.LineBudget
+	linesSuppressed prometheus.Counter
 	// arrivals: Options.Arrivals.
 	arrivals Arrivals
 	// meter measures demand and service for the scaling signals
@@ -184,7 +189,10 @@ func New(rt *Runtime, opt Options) *Gateway {
 		Help: "Refused credentials by reason: invalid_api_key, or why a bearer JWT was refused (oversized, malformed, " +
 			"algorithm, unknown_kid, keys_unavailable, signature, expired, not_yet_valid, issuer, audience, claims). " +
 			"The client is told none of it."}, []string{"reason"})
-	opt.Registry.MustRegister(g.authFailures, keySetCollector{g})
+	g.refusedLines = telemetry.NewLineBudget()
+	g.linesSuppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_log_access_lines_suppressed_total",
+		Help: "Access lines not written: requests refused without a backend past log.access_refused_per_second in a second."})
+	opt.Registry.MustRegister(g.authFailures, keySetCollector{g}, g.linesSuppressed)
 	g.bodyMetrics = netguard.NewBodyMetrics(opt.Registry, bodyMem)
 	g.readaheadMem = netguard.NewBudget(int64(rt.Config.Server.MaxReadaheadMemory))
 	g.readahead = proxy.NewReadahead(g.bodies, g.readaheadMem, proxy.NewReadaheadMetrics(opt.Registry, g.readaheadMem))

@@ -175,6 +175,9 @@ type answerSink struct {
 }
 
 func (w *answerSink) Header() http.Header { return w.h }
+
+// bytesSent is the answer's body bytes held for the job (bytesCounter).
+func (w *answerSink) bytesSent() int64 { return int64(w.buf.Len()) }
 func (w *answerSink) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code

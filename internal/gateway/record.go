@@ -19,10 +19,16 @@ type record struct {
 	tenant                  string
 	// client is the client address after trusted-proxy handling
 	// (client.addr), for the access line.
-	client  string
-	served  string // fallback model that served, if any
-	queued  time.Duration
-	cache   string // HIT when answered from the cache
+	client string
+	served string // fallback model that served, if any
+	queued time.Duration
+	cache  string // HIT when answered from the cache
+	jobID  string // the job an async submission queued (enqueueStage)
+	// sent counts the response body bytes written to the client (its
+	// sendWriter, or a job's answerSink); nil for a sink that counts
+	// none. Read once the answer is over: after a read-ahead's drain
+	// (Gateway.record).
+	sent    bytesCounter
 	stream  bool
 	job     bool // a queued job run by a worker
 	start   time.Time
@@ -83,7 +89,31 @@ func (g *Gateway) finish(rec *record) {
 	if !logged {
 		return // before building the attributes: this runs on every request
 	}
+	if backend == "" && rec.status >= 400 && !g.refusalLogged(rt) {
+		return
+	}
 	g.logAccess(rec, level, backend, dur)
+}
+
+// refusalLogged reports whether the access line of a request the gateway
+// refused itself (a 4xx or 5xx with no backend involved) may be written,
+// log.access_refused_per_second lines a second. Lines of requests a
+// backend worked on are bounded by the pools' capacity; refusals by
+// nothing but the network, so a flood of junk would write the log as fast
+// as it arrives and rotate every useful line out (telemetry.LineBudget).
+// The first line of a second after one that held lines back says how
+// many; sluice_log_access_lines_suppressed_total counts each. The
+// metrics still count every request.
+func (g *Gateway) refusalLogged(rt *Runtime) bool {
+	ok, prev := g.refusedLines.Allow(g.now(), rt.Config.Log.AccessRefusedPerSecond)
+	if prev > 0 {
+		g.log.LogAttrs(context.Background(), slog.LevelWarn, "access lines of refused requests not written",
+			slog.Int64("suppressed", prev), slog.Int("access_refused_per_second", rt.Config.Log.AccessRefusedPerSecond))
+	}
+	if !ok {
+		g.linesSuppressed.Inc()
+	}
+	return ok
 }
 
 // observe updates the request's metrics: counts, errors, refusals,
@@ -159,8 +189,12 @@ func (g *Gateway) logCause(rec *record) {
 // logAccess writes the request's access line at level.
 func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur time.Duration) {
 	res := &rec.result
-	attrs := make([]slog.Attr, 0, 20)
-	attrs = accessCore(attrs, rec.id, rec.method, rec.path, rec.status, dur, rec.client)
+	attrs := make([]slog.Attr, 0, 22)
+	var sent int64
+	if rec.sent != nil {
+		sent = rec.sent.bytesSent()
+	}
+	attrs = accessCore(attrs, rec.id, rec.method, rec.path, rec.status, dur, sent, rec.client)
 	attrs = append(attrs,
 		slog.String("model", telemetry.Clip(rec.model)), // client-chosen strings: telemetry.Clip
 		slog.Bool("stream", rec.stream),
@@ -186,10 +220,20 @@ func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur t
 	if rec.served != "" {
 		attrs = append(attrs, slog.String("served_by_model", rec.served))
 	}
+	if rec.jobID != "" {
+		attrs = append(attrs, slog.String("job", rec.jobID))
+	}
 	if rec.errCode != "" {
 		attrs = append(attrs, slog.String("error", rec.errCode))
-		if rec.cause != nil && rec.status < 500 {
+		switch {
+		case rec.cause != nil && rec.status < 500:
 			attrs = append(attrs, slog.String("cause", telemetry.Clip(rec.cause.Error())))
+		case rec.cause == nil && !res.Written && errors.Is(res.Err, proxy.ErrConnect):
+			// A backend not reached (upstream_unreachable) is answered
+			// with a code alone and is no unexpected error, so logCause
+			// writes nothing (but for TLS); the code says the kind, this
+			// what to fix: refused, no such host, a dial timeout.
+			attrs = append(attrs, slog.String("cause", telemetry.Clip(res.Err.Error())))
 		}
 	} else if res.Err != nil {
 		attrs = append(attrs, slog.String("error", telemetry.Clip(res.Err.Error())))
@@ -217,22 +261,30 @@ func (g *Gateway) logRoute(r *http.Request, w *sendWriter, start time.Time, memo
 	if !rt.Config.Log.Access || !g.log.Enabled(context.Background(), level) {
 		return
 	}
-	var attrs [6]slog.Attr
+	if status >= 400 && !g.refusalLogged(rt) {
+		return
+	}
+	var attrs [7]slog.Attr
 	g.log.LogAttrs(context.Background(), level, "request", accessCore(attrs[:0], w.Header().Get(headerRequestID),
-		r.Method, r.URL.Path, status, g.now().Sub(start), rt.tenants.client(r, memo).addr)...)
+		r.Method, r.URL.Path, status, g.now().Sub(start), w.sent, rt.tenants.client(r, memo).addr)...)
 }
 
 // accessCore appends the fields every access line starts with, in this
 // order and under these names, whatever the route: request_id, method,
-// path, status, duration_ms and client, the client's address as the
+// path, status, duration_ms, bytes_sent and client. duration_ms runs to
+// the answer's last byte written (nginx's $request_time, Envoy's
+// %DURATION%); bytes_sent is the response body bytes the client was
+// written (nginx's $body_bytes_sent: a 499's or a cut stream's are what
+// got out, so a short answer shows); client is the client's address as the
 // gateway believes it (behind auth.trusted_proxies, the forwarded one;
 // nginx's $remote_addr with real_ip). Client-chosen strings are clipped.
-func accessCore(dst []slog.Attr, id, method, path string, status int, dur time.Duration, client string) []slog.Attr {
+func accessCore(dst []slog.Attr, id, method, path string, status int, dur time.Duration, sent int64, client string) []slog.Attr {
 	return append(dst,
 		slog.String("request_id", id),
 		slog.String("method", telemetry.Clip(method)),
 		slog.String("path", telemetry.Clip(path)),
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
+		slog.Int64("bytes_sent", sent),
 		slog.String("client", client))
 }

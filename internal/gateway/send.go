@@ -24,7 +24,12 @@ type sendWriter struct {
 	// status is the answer's status once its head is written (0 before):
 	// what the access line of a route outside the chain reports (logRoute).
 	status int
-	armed  time.Time // when the deadline was last moved (see arm)
+	// sent is the response body bytes written to the client so far
+	// (nginx's $body_bytes_sent), for the access line. Only the handler's
+	// goroutine, or a read-ahead drain the handler waits for before
+	// reading it (record), writes it.
+	sent  int64
+	armed time.Time // when the deadline was last moved (see arm)
 	// fresh: armAt just moved the deadline for the write that follows,
 	// which then reads no clock of its own.
 	fresh bool
@@ -53,6 +58,14 @@ func newSendWriter(w http.ResponseWriter, timeout time.Duration, cuts counter) s
 	sw.conn, _ = w.(deadliner)
 	return sw
 }
+
+// bytesSent is the response body bytes written so far (bytesCounter).
+func (w *sendWriter) bytesSent() int64 { return w.sent }
+
+// bytesCounter is an answer's sink that counts the body bytes it took:
+// the client's sendWriter, or a job's answerSink. The access line's
+// bytes_sent.
+type bytesCounter interface{ bytesSent() int64 }
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *sendWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -102,6 +115,7 @@ func (w *sendWriter) Write(p []byte) (int, error) {
 	}
 	w.arm()
 	n, err := w.ResponseWriter.Write(p)
+	w.sent += int64(n)
 	w.note(err)
 	return n, err
 }
