@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
@@ -94,5 +95,56 @@ func TestResponsesIDsRedisBypassed(t *testing.T) {
 	}
 	if lookups("hit") < 1 {
 		t.Fatal("the continuation after recovery was not found in Redis")
+	}
+}
+
+// TestResponsesFollowUpsKeepTenantsWhileRedisIsAway: with auth on, A
+// relays tenant a's response and writes its owner to Redis. Redis frozen,
+// B does not know the id and cannot ask whose it is: a GET and a DELETE
+// of it through B with tenant b's key are a 503 with Retry-After, and no
+// simulator is asked. Before, B probed the simulators and relayed a's
+// response to b (200), and b's DELETE removed it. Redis back, b gets the
+// 404 of an unknown id and a still gets its response.
+func TestResponsesFollowUpsKeepTenantsWhileRedisIsAway(t *testing.T) {
+	rd := redistest.Start(t)
+	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, func(cfg *config.Config) {
+		cfg.Auth = config.Auth{RequireKey: true, Keys: []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}}
+	})
+	p.connected(t)
+	resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`, "Authorization", "Bearer sk-a")
+	got := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("create: %d %s", resp.StatusCode, got)
+	}
+	id := decodeResponse(t, got).ID
+	p.written(t, 1)
+
+	rd.Pause()
+	t.Cleanup(rd.Resume)
+	p.frozen.Store(time.Now().Add(time.Duration(p.skew.Load())).UnixNano())
+	before := p.requests()
+	for _, method := range []string{http.MethodGet, http.MethodDelete, http.MethodGet} {
+		resp := do(t, method, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-b")
+		got := readAll(t, resp)
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(got, `"code":"response_unavailable"`) {
+			t.Fatalf("%s of a's response by b through B, Redis frozen: %d Retry-After %q %s; want 503 response_unavailable",
+				method, resp.StatusCode, resp.Header.Get("Retry-After"), got)
+		}
+	}
+	if n := p.requests() - before; n != 0 {
+		t.Fatalf("refused follow-ups reached the simulators %d times", n)
+	}
+
+	rd.Resume()
+	p.skew.Add(int64(time.Minute))
+	p.frozen.Store(0)
+	waitFor(t, func() bool {
+		resp := do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-b")
+		readAll(t, resp)
+		return resp.StatusCode == 404
+	})
+	resp = do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-a")
+	if got := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(got, id) {
+		t.Fatalf("a's GET through B after Redis is back: %d %s", resp.StatusCode, got)
 	}
 }
