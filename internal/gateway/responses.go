@@ -58,8 +58,10 @@ func (x *exchange) parseResponses() (*cache.Parsed, error) {
 // as OpenAI (and the simulator) answer an id nobody holds
 // (previousNotFound), so the answer does not tell a tenant that the id
 // exists. A previous_response_id this replica does not know, which the
-// shared Redis could not be asked about, is refused (previousUnavailable);
-// one neither knows is located on the backends (locate.go).
+// shared Redis could not be asked about, is refused (previousUnavailable),
+// and with auth on so is one it knows only from probing (whose it is
+// could not be checked); one neither knows is located on the backends
+// (locate.go).
 func (g *Gateway) acceptResponses(x *exchange) bool {
 	if x.resp.Background {
 		x.refuse(errBackground)
@@ -67,7 +69,7 @@ func (g *Gateway) acceptResponses(x *exchange) bool {
 	}
 	if prev := x.resp.PreviousResponseID; prev != "" {
 		o, ok, err := g.owners.find(x.ctx(), prev)
-		if err != nil {
+		if err != nil && (!ok || x.rt.tenants.authOn()) {
 			x.refuse(previousUnavailable(prev, err))
 			return false
 		}
