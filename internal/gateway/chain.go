@@ -449,6 +449,7 @@ func (s cacheStage) serve(x *exchange) bool {
 		// endpoints are left out until shown as safe (endpoints.go).
 		c := x.upstream(cachePlan{})
 		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Chunks()...)
+		c.budget = x.tokenBudget(s.g.now) // a Responses stream's, as chat's; nil for the endpoints (not counted)
 		return true
 	}
 	var rl *ratelimit.Result
@@ -488,7 +489,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.keepID = x.resp != nil && x.resp.Store
 	c.cpuOnly, c.ep = x.ep.CPUOnly(), x.ep
 	c.metered = x.limited && x.rl.ChargesTokens()
-	c.countText = c.metered && x.parsed.Peek.Stream && x.ep == openai.EndpointNone && x.resp == nil
+	c.countText = c.metered && x.parsed.Peek.Stream && x.ep == openai.EndpointNone
 	c.budget = nil // set by the cache stage for a miss (tokenBudget)
 	return c
 }

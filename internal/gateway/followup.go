@@ -45,7 +45,12 @@ import (
 // tenant it was made for; any other gets the 404 of an unknown id. That is
 // as far as the gateway can promise: an id it does not remember has no
 // recorded owner, and is served to whoever presents it (as a bearer
-// capability: vLLM's ids hold a random UUID).
+// capability: vLLM's ids hold a random UUID). With the replicas' Redis,
+// which keeps the owner of every id any of them relayed, an id this
+// replica does not know while Redis cannot be asked is not probed with
+// auth on: a 503 with Retry-After (responseUnavailable), as a
+// previous_response_id is, not another tenant's response. Without auth
+// there is no owner to keep, and the backends are asked.
 
 // maxProbes bounds the backends asked for an id the map does not know.
 const maxProbes = 16
@@ -218,7 +223,16 @@ func (fu *followUp) ask(in *proxy.FollowUp) {
 	g, rt := fu.g, fu.rt
 	var backends []*endpoint.Backend
 	probe := true
-	if o, ok := g.owners.lookup(fu.r.Context(), fu.id); ok {
+	o, ok, err := g.owners.find(fu.r.Context(), fu.id)
+	if err != nil && rt.tenants.authOn() {
+		// Redis, which holds the tenant of each id a replica relayed,
+		// could not be asked: a probe would show any tenant's response
+		// (and DELETE it) to whoever names its id.
+		fu.status, fu.outcome = http.StatusServiceUnavailable, "failed"
+		writeError(fu.w, responseUnavailable(fu.id, err))
+		return
+	}
+	if ok {
 		if !o.shownTo(fu.tenant) {
 			fu.notFound()
 			return

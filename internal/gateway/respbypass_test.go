@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
@@ -94,5 +95,116 @@ func TestResponsesIDsRedisBypassed(t *testing.T) {
 	}
 	if lookups("hit") < 1 {
 		t.Fatal("the continuation after recovery was not found in Redis")
+	}
+}
+
+// TestResponsesFollowUpsKeepTenantsWhileRedisIsAway: with auth on, A
+// relays tenant a's response and writes its owner to Redis. Redis frozen,
+// B does not know the id and cannot ask whose it is: a GET and a DELETE
+// of it through B with tenant b's key are a 503 with Retry-After, and no
+// simulator is asked. Before, B probed the simulators and relayed a's
+// response to b (200), and b's DELETE removed it. Redis back, b gets the
+// 404 of an unknown id and a still gets its response.
+func TestResponsesFollowUpsKeepTenantsWhileRedisIsAway(t *testing.T) {
+	rd := redistest.Start(t)
+	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, func(cfg *config.Config) {
+		cfg.Auth = config.Auth{RequireKey: true, Keys: []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}}
+	})
+	p.connected(t)
+	resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`, "Authorization", "Bearer sk-a")
+	got := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("create: %d %s", resp.StatusCode, got)
+	}
+	id := decodeResponse(t, got).ID
+	p.written(t, 1)
+
+	rd.Pause()
+	t.Cleanup(rd.Resume)
+	p.frozen.Store(time.Now().Add(time.Duration(p.skew.Load())).UnixNano())
+	before := p.requests()
+	for _, method := range []string{http.MethodGet, http.MethodDelete, http.MethodGet} {
+		resp := do(t, method, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-b")
+		got := readAll(t, resp)
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(got, `"code":"response_unavailable"`) {
+			t.Fatalf("%s of a's response by b through B, Redis frozen: %d Retry-After %q %s; want 503 response_unavailable",
+				method, resp.StatusCode, resp.Header.Get("Retry-After"), got)
+		}
+	}
+	if n := p.requests() - before; n != 0 {
+		t.Fatalf("refused follow-ups reached the simulators %d times", n)
+	}
+
+	rd.Resume()
+	p.skew.Add(int64(time.Minute))
+	p.frozen.Store(0)
+	waitFor(t, func() bool {
+		resp := do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-b")
+		readAll(t, resp)
+		return resp.StatusCode == 404
+	})
+	resp = do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-a")
+	if got := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(got, id) {
+		t.Fatalf("a's GET through B after Redis is back: %d %s", resp.StatusCode, got)
+	}
+}
+
+// TestResponsesProbedIDsKeepTenantsWhileRedisIsAway: with auth on, B
+// knows tenant a's response only from probing (its owner missed Redis
+// when a asked through B: written late, or lost and written again), and
+// Redis holds its owner again. Redis frozen, b's GET of it and b's
+// continuation of it through B are 503s with Retry-After: whose it is
+// cannot be checked. Before, B's probed entry (no owner recorded) was
+// shown to anyone: b got a's response (200) and continued a's
+// conversation (200).
+func TestResponsesProbedIDsKeepTenantsWhileRedisIsAway(t *testing.T) {
+	rd := redistest.Start(t)
+	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, func(cfg *config.Config) {
+		cfg.Auth = config.Auth{RequireKey: true, Keys: []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}}
+	})
+	p.connected(t)
+	resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`, "Authorization", "Bearer sk-a")
+	got := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("create: %d %s", resp.StatusCode, got)
+	}
+	id := decodeResponse(t, got).ID
+	p.written(t, 1)
+	key := p.gws[0].owners.shared.key(id)
+	val, err := rd.Do("GET", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd.Do("DEL", key); err != nil {
+		t.Fatal(err)
+	}
+	// a asks through B while Redis misses it: found by probing.
+	resp = do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-a")
+	if got := readAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("a's GET through B, Redis missing it: %d %s", resp.StatusCode, got)
+	}
+	if n := promtest.Value(t, p.regB, "sluice_responses_followups_total", "probed"); n != 1 {
+		t.Fatalf("B's probed follow-ups %v, want 1", n)
+	}
+	if _, err := rd.Do("SET", key, val, "PX", "3600000"); err != nil { // the owner is back in Redis
+		t.Fatal(err)
+	}
+
+	rd.Pause()
+	t.Cleanup(rd.Resume)
+	p.frozen.Store(time.Now().Add(time.Duration(p.skew.Load())).UnixNano())
+	before := p.requests()
+	resp = do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-b")
+	if got := readAll(t, resp); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(got, `"code":"response_unavailable"`) {
+		t.Fatalf("b's GET of a's probed response through B, Redis frozen: %d %s; want 503 response_unavailable", resp.StatusCode, got)
+	}
+	resp = post(t, p.b.URL+"/v1/responses", `{"model":"m1","input":"and then?","max_output_tokens":2,"previous_response_id":"`+id+`"}`,
+		"Authorization", "Bearer sk-b")
+	if got := readAll(t, resp); resp.StatusCode != 503 || !strings.Contains(got, `"code":"previous_response_unavailable"`) {
+		t.Fatalf("b's continuation of a's probed response through B, Redis frozen: %d %s; want 503 previous_response_unavailable",
+			resp.StatusCode, got)
+	}
+	if n := p.requests() - before; n != 0 {
+		t.Fatalf("refused requests reached the simulators %d times", n)
 	}
 }

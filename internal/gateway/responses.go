@@ -58,8 +58,10 @@ func (x *exchange) parseResponses() (*cache.Parsed, error) {
 // as OpenAI (and the simulator) answer an id nobody holds
 // (previousNotFound), so the answer does not tell a tenant that the id
 // exists. A previous_response_id this replica does not know, which the
-// shared Redis could not be asked about, is refused (previousUnavailable);
-// one neither knows is located on the backends (locate.go).
+// shared Redis could not be asked about, is refused (previousUnavailable),
+// and with auth on so is one it knows only from probing (whose it is
+// could not be checked); one neither knows is located on the backends
+// (locate.go).
 func (g *Gateway) acceptResponses(x *exchange) bool {
 	if x.resp.Background {
 		x.refuse(errBackground)
@@ -67,7 +69,7 @@ func (g *Gateway) acceptResponses(x *exchange) bool {
 	}
 	if prev := x.resp.PreviousResponseID; prev != "" {
 		o, ok, err := g.owners.find(x.ctx(), prev)
-		if err != nil {
+		if err != nil && (!ok || x.rt.tenants.authOn()) {
 			x.refuse(previousUnavailable(prev, err))
 			return false
 		}
@@ -108,15 +110,33 @@ func previousNotFound(id string) *openai.Error {
 // A 503 with Retry-After (the wait before Redis is tried again, at least
 // a second) says what is true: ask again shortly.
 func previousUnavailable(id string, err error) *openai.Error {
+	return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "previous_response_unavailable",
+		Param: "previous_response_id", RetryAfter: idsRetry(err),
+		Message: "The gateway cannot find which backend holds previous response '" + openai.Echo(id) +
+			"' right now (its shared response id store is unavailable). Please retry shortly."}
+}
+
+// responseUnavailable answers a follow-up (GET, DELETE, input_items,
+// cancel) with auth on about an id this replica does not know while the
+// replicas' shared Redis, which holds whose each id is, failed or is
+// bypassed (err): the gateway cannot tell whether the caller may see it.
+func responseUnavailable(id string, err error) *openai.Error {
+	return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "response_unavailable",
+		RetryAfter: idsRetry(err),
+		Message: "The gateway cannot look up response '" + openai.Echo(id) +
+			"' right now (its shared response id store is unavailable). Please retry shortly."}
+}
+
+// idsRetry is the Retry-After of an answer refused because the shared
+// ids' Redis could not be asked (err): the wait before it is tried
+// again, at least a second.
+func idsRetry(err error) time.Duration {
 	retry := time.Second
 	var e *errIDsUnavailable
 	if errors.As(err, &e) {
 		retry = max(e.retry, retry)
 	}
-	return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "previous_response_unavailable",
-		Param: "previous_response_id", RetryAfter: retry,
-		Message: "The gateway cannot find which backend holds previous response '" + openai.Echo(id) +
-			"' right now (its shared response id store is unavailable). Please retry shortly."}
+	return retry
 }
 
 // responseNotFound is the 404 of a response id that is not the caller's

@@ -105,10 +105,12 @@ func (o *respOwners) lookup(ctx context.Context, id string) (respOwner, bool) {
 }
 
 // find is lookup that says when the answer is not known: an id this
-// replica does not know, which Redis could not be asked about (failed or
-// bypassed), is an *errIDsUnavailable rather than not found. An id known
-// here only from probing is found (its backend is known) whatever Redis
-// says.
+// replica does not know, or knows only from probing, which Redis could
+// not be asked about (failed or bypassed), comes with an
+// *errIDsUnavailable. A probed one is still found (its backend is known:
+// a continuation may go there), but whose it is was not checked: Redis
+// may hold its owner (written late, or again after Redis lost it), so
+// with auth on the caller refuses it as an unknown one.
 func (o *respOwners) find(ctx context.Context, id string) (respOwner, bool, error) {
 	owner, ok := o.local(id)
 	if (ok && !owner.probed) || o.shared == nil || !saneResponseID(id) {
@@ -119,8 +121,8 @@ func (o *respOwners) find(ctx context.Context, id string) (respOwner, bool, erro
 	case found:
 		o.c.set(id, s) // with the time it was made: it expires here when it does there
 		return s, true, nil
-	case err != nil && !ok:
-		return respOwner{}, false, err
+	case err != nil:
+		return owner, ok, err
 	}
 	return owner, ok, nil
 }

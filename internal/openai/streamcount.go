@@ -3,9 +3,13 @@ package openai
 import "bytes"
 
 // CountText counts the events in p (whole SSE events, as a relay writes
-// them) whose data carries generated text, a non-empty string in one of
-// the members isTextKey names, and the bytes of that text as the JSON
-// spells it (escapes included). A stream whose client did not ask for
+// them) of a stream of api whose data carries generated text, a non-empty
+// string in one of the members isTextKey names, and the bytes of that
+// text as the JSON spells it (escapes included). A Responses API stream's
+// text is its "delta" strings (response.output_text.delta, the reasoning,
+// refusal and function-call argument deltas); its "text" members repeat
+// what the deltas said (output_text.done, content_part.done, the final
+// response), and are not counted. A stream whose client did not ask for
 // usage (stream_options.include_usage) reports none, and this is what the
 // gateway can count instead: OpenAI, vLLM (its default stream interval),
 // SGLang and the simulator send one such event per generated token, so
@@ -14,7 +18,7 @@ import "bytes"
 // larger chunks) is counted by its text's bytes instead (CompletionTokens).
 // It scans bytes rather than decoding JSON: it runs on every event of
 // such streams.
-func CountText(p []byte) (events, textBytes int) {
+func CountText(p []byte, api API) (events, textBytes int) {
 	for len(p) > 0 {
 		line := p
 		if i := bytes.IndexByte(p, '\n'); i >= 0 {
@@ -23,7 +27,7 @@ func CountText(p []byte) (events, textBytes int) {
 			p = nil
 		}
 		if len(line) > 5 && string(line[:5]) == "data:" {
-			if n := textLen(line[5:]); n > 0 {
+			if n := textLen(line[5:], api); n > 0 {
 				events++
 				textBytes += n
 			}
@@ -57,7 +61,7 @@ const bytesPerToken = 4
 // starts at every '"' of the chunk (callgrind, a simulator event: ~550
 // instructions for one key's search, ~1,200 for a forward walk of the
 // colons, ~400 for this).
-func textLen(data []byte) int {
+func textLen(data []byte, api API) int {
 	for end := len(data); ; {
 		c := bytes.LastIndexByte(data[:end], ':')
 		if c < 2 {
@@ -78,7 +82,7 @@ func textLen(data []byte) int {
 		for k >= 0 && data[k] != '"' {
 			k--
 		}
-		if k >= 0 && isTextKey(data[k+1:c-1]) {
+		if k >= 0 && isTextKey(data[k+1:c-1], api) {
 			return stringLen(data[v+1:])
 		}
 	}
@@ -107,8 +111,13 @@ func stringLen(s []byte) int {
 
 // isTextKey reports the members of a chat or completions chunk that carry
 // generated text: a delta's content, reasoning (vLLM's reasoning_content,
-// reasoning), refusal and tool-call arguments, and a completion's text.
-func isTextKey(k []byte) bool {
+// reasoning), refusal and tool-call arguments, and a completion's text;
+// of a Responses API event, its delta (a string there; chat's delta is an
+// object, never counted as one).
+func isTextKey(k []byte, api API) bool {
+	if api == APIResponses {
+		return string(k) == "delta"
+	}
 	switch string(k) {
 	case "content", "text", "arguments", "reasoning_content", "reasoning", "refusal":
 		return true
@@ -120,7 +129,7 @@ func isTextKey(k []byte) bool {
 // events and textBytes counted so far) stays within limit tokens as
 // CompletionTokens counts them: p up to the start of the event that
 // would pass it, all of p if none does.
-func TextWithin(p []byte, events, textBytes int, limit int64) int {
+func TextWithin(p []byte, api API, events, textBytes int, limit int64) int {
 	start := 0 // where the current event began
 	for pos := 0; pos < len(p); {
 		line := p[pos:]
@@ -132,7 +141,7 @@ func TextWithin(p []byte, events, textBytes int, limit int64) int {
 		case len(line) == 0 || len(line) == 1 && line[0] == '\r':
 			start = next // a blank line ends the event
 		case len(line) > 5 && string(line[:5]) == "data:":
-			if n := textLen(line[5:]); n > 0 {
+			if n := textLen(line[5:], api); n > 0 {
 				events++
 				textBytes += n
 				if CompletionTokens(events, textBytes) > limit {

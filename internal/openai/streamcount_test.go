@@ -1,6 +1,9 @@
 package openai
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestCountText(t *testing.T) {
 	cases := []struct {
@@ -30,9 +33,31 @@ data: [DONE]
 		{"CRLF lines", "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n", 1, 1},
 	}
 	for _, tc := range cases {
-		if got, bytes := CountText([]byte(tc.in)); got != tc.want || bytes != tc.bytes {
+		if got, bytes := CountText([]byte(tc.in), APIChat); got != tc.want || bytes != tc.bytes {
 			t.Errorf("%s: %d events, %d bytes; want %d, %d", tc.name, got, bytes, tc.want, tc.bytes)
 		}
+	}
+}
+
+// A Responses API stream's text is its deltas; the "text" of
+// output_text.done, content_part.done and the final response repeats
+// them, and a chat chunk's "content" means nothing there.
+func TestCountTextResponses(t *testing.T) {
+	stream := "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"r\",\"output\":[]}}\n\n" +
+		"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"m\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hello\",\"logprobs\":[]}\n\n" +
+		"event: response.function_call_arguments.delta\ndata: {\"type\":\"response.function_call_arguments.delta\",\"sequence_number\":2,\"item_id\":\"f\",\"output_index\":1,\"delta\":\"{\\\"a\"}\n\n" +
+		"event: response.output_text.done\ndata: {\"type\":\"response.output_text.done\",\"sequence_number\":3,\"item_id\":\"m\",\"output_index\":0,\"content_index\":0,\"text\":\"Hello\",\"logprobs\":[]}\n\n" +
+		"event: response.content_part.done\ndata: {\"type\":\"response.content_part.done\",\"sequence_number\":4,\"part\":{\"type\":\"output_text\",\"text\":\"Hello\"}}\n\n" +
+		"event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":5,\"response\":{\"output\":[{\"content\":[{\"type\":\"output_text\",\"text\":\"Hello\"}]}]}}\n\n"
+	if n, b := CountText([]byte(stream), APIResponses); n != 2 || b != 9 {
+		t.Errorf("Responses stream: %d events, %d bytes; want 2, 9 (the deltas only)", n, b)
+	}
+	if n, _ := CountText([]byte(stream), APIChat); n == 2 {
+		t.Errorf("read as chat, the Responses stream counted as its deltas: the API must decide")
+	}
+	// TextWithin stops before the delta that passes the limit.
+	if got, want := TextWithin([]byte(stream), APIResponses, 0, 0, 2), strings.Index(stream, "event: response.function_call"); got != want {
+		t.Errorf("TextWithin: %d, want %d", got, want)
 	}
 }
 
@@ -42,7 +67,7 @@ func BenchmarkCountText(b *testing.B) {
 	ev := []byte(`data: {"id":"chatcmpl-sim1-1","object":"chat.completion.chunk","created":1796501284,"model":"sim-model","choices":[{"index":0,"delta":{"content":"steady "},"logprobs":null,"finish_reason":null}]}` + "\n\n")
 	b.SetBytes(int64(len(ev)))
 	for b.Loop() {
-		if n, _ := CountText(ev); n != 1 {
+		if n, _ := CountText(ev, APIChat); n != 1 {
 			b.Fatal("miscounted")
 		}
 	}
@@ -72,7 +97,7 @@ func TestTextWithin(t *testing.T) {
 		{0, 0, 0, 0},                             // nothing granted
 		{9, 0, 10, len(ev("ab") + ": ping\n\n")}, // 9 counted before: one more fits, and the comment after it
 	} {
-		if got := TextWithin([]byte(p), tc.events, tc.bytes, tc.limit); got != tc.want {
+		if got := TextWithin([]byte(p), APIChat, tc.events, tc.bytes, tc.limit); got != tc.want {
 			t.Errorf("after %d events, limit %d: %d bytes, want %d", tc.events, tc.limit, got, tc.want)
 		}
 	}

@@ -67,7 +67,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 				}
 			}
 			if in.CountText {
-				ev, tb := openai.CountText(out)
+				ev, tb := openai.CountText(out, chk.api)
 				res.TextEvents += ev
 				res.TextBytes += tb
 				if in.Budget != nil && ev > 0 {
@@ -77,8 +77,8 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 						// block was read ahead by the gateway, a read's worth (up
 						// to 32 KiB) that varies with the backend's pace; the
 						// client is charged what it got, within the grant.
-						out = out[:openai.TextWithin(out, res.TextEvents-ev, res.TextBytes-tb, granted)]
-						kept, keptBytes := openai.CountText(out)
+						out = out[:openai.TextWithin(out, chk.api, res.TextEvents-ev, res.TextBytes-tb, granted)]
+						kept, keptBytes := openai.CountText(out, chk.api)
 						res.TextEvents += kept - ev
 						res.TextBytes += keptBytes - tb
 						overBudget = true
