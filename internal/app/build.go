@@ -462,5 +462,15 @@ func reuse(rt *gateway.Runtime, model string, spec endpoint.Spec) *endpoint.Back
 			return be
 		}
 	}
+	// One still draining, not yet retired, is taken back: its requests
+	// run on (a new backend beside it would leave them to be cut at the
+	// grace's end, and admit max_concurrency more), and its health,
+	// breaker and latency state come with it. Retirement and builds both
+	// run under App.reloadMu, so it cannot be retired once taken.
+	for _, be := range p.Draining {
+		if be.Spec() == spec && be.Context().Err() == nil {
+			return be
+		}
+	}
 	return nil
 }

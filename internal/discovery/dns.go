@@ -36,8 +36,11 @@ var ErrNoRecords = errors.New("no records")
 // host, which the upstream transport resolves. Record "A" (the default):
 // the name's A and AAAA addresses, on Port. The name is queried as written
 // (fully qualified; no search domains). A failed query, or an empty
-// answer, is a failure and is retried at MinInterval, backing off to
-// MaxInterval while it lasts; the last set stands.
+// answer, is a failure and is retried after a backoff: the step doubles
+// from MinInterval to MaxInterval while the failure lasts, each wait drawn
+// from the step's upper half (never below MinInterval), so gateways
+// started together do not ask a recovering resolver in step; the last set
+// stands.
 type DNS struct {
 	Name        string
 	Record      string // "A" (A and AAAA) or "SRV"
@@ -48,8 +51,10 @@ type DNS struct {
 	// Timeout bounds one query (with its TCP retry); 0 = dnsTimeout.
 	Timeout  time.Duration
 	Template Template
-	// After is time.After, injectable: the tests drive re-resolution.
-	After func(time.Duration) <-chan time.Time
+	// After is time.After and Jitter the backoff's randomness (nil =
+	// math/rand), injectable: the tests drive re-resolution.
+	After  func(time.Duration) <-chan time.Time
+	Jitter Jitter
 }
 
 // Run resolves now, then again at every TTL, until ctx ends. After a
@@ -58,9 +63,12 @@ type DNS struct {
 // an hour); the first answer after failures is reported even when the
 // set is unchanged, so the failure is seen to end.
 func (d DNS) Run(ctx context.Context, sink Sink) {
-	after := d.After
+	after, jitter := d.After, d.Jitter
 	if after == nil {
 		after = time.After
+	}
+	if jitter == nil {
+		jitter = mathRand{}
 	}
 	var (
 		last     []endpoint.Spec
@@ -75,7 +83,7 @@ func (d DNS) Run(ctx context.Context, sink Sink) {
 		case err != nil:
 			failures++
 			sink.Fail(fmt.Errorf("dns %s %s: %w", d.record(), d.Name, err))
-			wait = d.retryWait(failures)
+			wait = d.retryWait(failures, jitter)
 		case failures > 0 || last == nil || !slices.Equal(set, last):
 			failures = 0
 			last = set
@@ -89,14 +97,18 @@ func (d DNS) Run(ctx context.Context, sink Sink) {
 	}
 }
 
-// retryWait is the wait after the n-th failure in a row: MinInterval
-// (at least dnsFloor) doubled n-1 times, at most MaxInterval.
-func (d DNS) retryWait(n int) time.Duration {
+// retryWait is the wait after the n-th failure in a row: the step is
+// MinInterval (at least dnsFloor) doubled n-1 times, at most MaxInterval;
+// the wait is drawn from the step's upper half, as the Consul source's
+// backoff, and is never below MinInterval (so the first retry is at
+// MinInterval, the later ones spread).
+func (d DNS) retryWait(n int, jitter Jitter) time.Duration {
 	w := max(d.MinInterval, dnsFloor)
 	for ; n > 1 && w < d.MaxInterval; n-- {
 		w *= 2
 	}
-	return max(min(w, d.MaxInterval), dnsFloor)
+	step := max(min(w, d.MaxInterval), dnsFloor)
+	return max(step/2+time.Duration(jitter.Float64()*float64(step/2)), d.MinInterval, dnsFloor)
 }
 
 // DefaultRecord is the record type asked for when unset: A (with AAAA).

@@ -236,7 +236,7 @@ func TestDNSFaultsBackOffAndRecover(t *testing.T) {
 	// The query timeout is what the silent server's cases wait; the
 	// answering ones must never reach it, on a loaded machine too.
 	sink := runDNS(t, DNS{Name: "llm.test", Port: 8000, Server: z.addr, Timeout: 2 * time.Second,
-		MinInterval: time.Second, MaxInterval: 5 * time.Second, After: k.after})
+		MinInterval: time.Second, MaxInterval: 5 * time.Second, After: k.after, Jitter: fixedJitter(0.5)})
 	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
 		t.Fatalf("set %s", got)
 	}
@@ -257,7 +257,9 @@ func TestDNSFaultsBackOffAndRecover(t *testing.T) {
 		z.with(f.set)
 		k.fire <- time.Time{}
 		sink.failure(t, f.want)
-		want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}[i]
+		// Steps 1, 2, 4, 5, 5 s; jitter 0.5 draws three quarters of
+		// each, never below min_interval.
+		want := []time.Duration{time.Second, 1500 * time.Millisecond, 3 * time.Second, 3750 * time.Millisecond, 3750 * time.Millisecond}[i]
 		if d := k.waitAsked(t); d != want {
 			t.Errorf("%s (failure %d in a row): retry in %v, want %v", f.name, i+1, d, want)
 		}
@@ -304,4 +306,27 @@ func TestDNSTruncatedAnswerUsesTCP(t *testing.T) {
 			t.Error("no query over TCP after a truncated answer")
 		}
 	})
+}
+
+// Gateways started together against a resolver that is down do not retry
+// in step: from the second failure on each wait is drawn from the step's
+// upper half (never below min_interval), so two sources with different
+// draws ask at different times, at the cap too.
+func TestDNSRetriesAreJittered(t *testing.T) {
+	d := DNS{MinInterval: time.Second, MaxInterval: time.Minute}
+	if lo, hi := d.retryWait(1, fixedJitter(0)), d.retryWait(1, fixedJitter(0.999999)); lo != time.Second || hi >= 2*time.Second {
+		t.Errorf("first retry in [%v, %v], want from min_interval, 1s, below the second step", lo, hi)
+	}
+	for _, n := range []int{2, 4, 7, 40} {
+		lo, hi := d.retryWait(n, fixedJitter(0)), d.retryWait(n, fixedJitter(0.999999))
+		if lo == hi {
+			t.Errorf("failure %d: every gateway retries %v after it, in step", n, lo)
+		}
+		if hi > time.Minute || lo < time.Second {
+			t.Errorf("failure %d: retry in [%v, %v], outside [min_interval, max_interval]", n, lo, hi)
+		}
+	}
+	if lo := d.retryWait(40, fixedJitter(0)); lo != 30*time.Second {
+		t.Errorf("at the cap the wait starts at %v, want half of max_interval, 30s", lo)
+	}
 }
