@@ -145,8 +145,9 @@ func (a *App) install(next *Built) {
 			a.log.Info("drain: removed backend is back; its requests run on", "backend", be.Name(), "inflight", be.Inflight())
 		}
 	}
+	kept := backendSet(next.Runtime)
 	for _, be := range prev.Runtime.Backends() {
-		if !owns(next.Runtime, be) {
+		if !kept[be] {
 			a.drain(be, next.Runtime.Config.ShutdownGrace.D())
 		}
 	}
