@@ -216,9 +216,12 @@ func query(ctx context.Context, server, name string, t uint16, timeout time.Dura
 	m.RecursionDesired = true
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	in, _, err := (&dns.Client{Net: "udp"}).ExchangeContext(ctx, m, server)
+	// The client's own timeout too: without it miekg/dns bounds each
+	// read by its 2 s default, whatever the context allows, and a
+	// resolver answering in 3 s was a failure under a 5 s timeout.
+	in, _, err := (&dns.Client{Net: "udp", Timeout: timeout}).ExchangeContext(ctx, m, server)
 	if err == nil && in.Truncated {
-		in, _, err = (&dns.Client{Net: "tcp"}).ExchangeContext(ctx, m, server)
+		in, _, err = (&dns.Client{Net: "tcp", Timeout: timeout}).ExchangeContext(ctx, m, server)
 	}
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ type zone struct {
 	rcode  int                 // answer with this rcode and no records, when not 0
 	silent bool                // read queries, answer none (a server that hangs)
 	tcp    int                 // queries over TCP
+	delay  time.Duration       // before each answer (a slow resolver)
 }
 
 func newZone(t *testing.T) *zone {
@@ -77,6 +78,10 @@ func (z *zone) with(f func(z *zone)) {
 }
 
 func (z *zone) serve(w dns.ResponseWriter, r *dns.Msg) {
+	z.mu.Lock()
+	delay := z.delay
+	z.mu.Unlock()
+	time.Sleep(delay) // the resolver's slowness, not a synchronisation
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	udp := w.LocalAddr().Network() == "udp"
@@ -328,5 +333,27 @@ func TestDNSRetriesAreJittered(t *testing.T) {
 	}
 	if lo := d.retryWait(40, fixedJitter(0)); lo != 30*time.Second {
 		t.Errorf("at the cap the wait starts at %v, want half of max_interval, 30s", lo)
+	}
+}
+
+// A query is given its whole timeout: a resolver that answers after the
+// client library's 2 s default read timeout, within the source's, is an
+// answer, not a failure.
+func TestDNSSlowAnswerWithinTheTimeout(t *testing.T) {
+	z := newZone(t)
+	z.set(t, dns.TypeA, "llm.test. 30 IN A 10.0.0.1")
+	z.with(func(z *zone) { z.delay = 2200 * time.Millisecond })
+	k := newTicks()
+	sink := runDNS(t, DNS{Name: "llm.test", Port: 8000, Server: z.addr, Timeout: time.Minute,
+		MinInterval: time.Second, MaxInterval: time.Minute, After: k.after, Jitter: fixedJitter(0.5)})
+	select {
+	case set := <-sink.updates:
+		if got := urls(set); got != "http://10.0.0.1:8000" {
+			t.Fatalf("set %s", got)
+		}
+	case err := <-sink.fails:
+		t.Fatalf("an answer 2.2 s late under a 1 min timeout failed: %v", err)
+	case <-time.After(wait):
+		t.Fatal("no report")
 	}
 }
