@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // A model served from a DNS name: a real DNS server on loopback answers
@@ -123,4 +125,57 @@ func TestFailingSourceShownOnReadyzAndStatus(t *testing.T) {
 	if st := adminStatus(t, a); strings.Contains(st, "SERVFAIL") {
 		t.Errorf("/status still names the error after the recovery: %s", st)
 	}
+}
+
+// Reloads that change a model's sources while they run, one of them a DNS
+// query held by a silent resolver: each reload returns without waiting
+// for that query's timeout, and once the gateway stops no goroutine of
+// any source is left.
+func TestReloadsChangingSourcesLeaveNoGoroutine(t *testing.T) {
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		leaktest.VerifyNone(t, otherTestsGoroutines...)
+	})
+	b := backend(t, "b")
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int64
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) },
+		Handler: dns.HandlerFunc(func(dns.ResponseWriter, *dns.Msg) { asked.Add(1) })} // never answers
+	done := make(chan struct{})
+	go func() { defer close(done); srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { srv.Shutdown(); <-done })
+
+	dir := t.TempDir()
+	targets := filepath.Join(dir, "targets.json")
+	writeTargets(t, targets, b.URL)
+	path := filepath.Join(dir, "sluice.yaml")
+	head := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    discovery:\n"
+	file := "      - type: file\n        path: " + targets + "\n"
+	dnsName := func(name string) string {
+		return "      - type: dns\n        name: " + name + "\n        port: 9\n        server: " +
+			pc.LocalAddr().String() + "\n"
+	}
+	writeFile(t, path, head+file+dnsName("a.test"))
+	a := newApp(t, path)
+	gw, _, cancel, stopped := runApp(t, a)
+	eventually(t, "the file's backend", samePool(a, b.URL))
+	for i, src := range []string{file + dnsName("b.test"), dnsName("c.test"), file} {
+		before := asked.Load()
+		eventually(t, "a query in flight", func() bool { return asked.Load() > before || i == 2 })
+		writeFile(t, path, head+src)
+		if err := a.Reload(); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+	}
+	eventually(t, "the file's backend after the reloads", samePool(a, b.URL))
+	if code, _ := chat(gw, "m1"); code != 200 {
+		t.Fatalf("after the reloads: %d", code)
+	}
+	cancel()
+	<-stopped
 }

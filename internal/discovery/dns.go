@@ -208,6 +208,29 @@ func (d DNS) server() (string, error) {
 	return net.JoinHostPort(cc.Servers[0], cc.Port), nil
 }
 
+// exchange sends m to server over network and reads the answer. The
+// client gets the timeout itself: without it miekg/dns bounds each read by
+// its 2 s default whatever the context allows (a resolver answering in
+// 2.2 s was a failure under the documented 5 s). And the connection is
+// closed when ctx ends: miekg/dns takes only the context's deadline, so a
+// source stopped (a reload, shutdown) while its resolver is silent would
+// otherwise wait out the timeout, its owner with it.
+func exchange(ctx context.Context, network, server string, m *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+	c := &dns.Client{Net: network, Timeout: timeout}
+	co, err := c.DialContext(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	defer co.Close()
+	stop := context.AfterFunc(ctx, func() { co.Close() })
+	defer stop()
+	in, _, err := c.ExchangeWithConnContext(ctx, m, co)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return in, err
+}
+
 // query asks server for name's records of type t over UDP, again over TCP
 // when the answer was truncated.
 func query(ctx context.Context, server, name string, t uint16, timeout time.Duration) ([]dns.RR, error) {
@@ -216,12 +239,9 @@ func query(ctx context.Context, server, name string, t uint16, timeout time.Dura
 	m.RecursionDesired = true
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// The client's own timeout too: without it miekg/dns bounds each
-	// read by its 2 s default, whatever the context allows, and a
-	// resolver answering in 3 s was a failure under a 5 s timeout.
-	in, _, err := (&dns.Client{Net: "udp", Timeout: timeout}).ExchangeContext(ctx, m, server)
+	in, err := exchange(ctx, "udp", server, m, timeout)
 	if err == nil && in.Truncated {
-		in, _, err = (&dns.Client{Net: "tcp", Timeout: timeout}).ExchangeContext(ctx, m, server)
+		in, err = exchange(ctx, "tcp", server, m, timeout)
 	}
 	if err != nil {
 		return nil, err

@@ -25,6 +25,25 @@ type zone struct {
 	silent bool                // read queries, answer none (a server that hangs)
 	tcp    int                 // queries over TCP
 	delay  time.Duration       // before each answer (a slow resolver)
+	asks   int                 // queries received
+}
+
+func (z *zone) asked() int {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.asks
+}
+
+// eventually polls cond until it holds; the bound only catches a hang.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func newZone(t *testing.T) *zone {
@@ -84,6 +103,7 @@ func (z *zone) serve(w dns.ResponseWriter, r *dns.Msg) {
 	time.Sleep(delay) // the resolver's slowness, not a synchronisation
 	z.mu.Lock()
 	defer z.mu.Unlock()
+	z.asks++
 	udp := w.LocalAddr().Network() == "udp"
 	if !udp {
 		z.tcp++
@@ -355,5 +375,31 @@ func TestDNSSlowAnswerWithinTheTimeout(t *testing.T) {
 		t.Fatalf("an answer 2.2 s late under a 1 min timeout failed: %v", err)
 	case <-time.After(wait):
 		t.Fatal("no report")
+	}
+}
+
+// A source stopped while its resolver is silent returns at once, not
+// when its query times out: a reload or a shutdown waits for it.
+func TestDNSStopsMidQuery(t *testing.T) {
+	z := newZone(t)
+	z.with(func(z *zone) { z.silent = true })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	sink := newChanSink()
+	go func() {
+		defer close(done)
+		DNS{Name: "llm.test", Port: 8000, Server: z.addr, Timeout: 10 * time.Minute,
+			MinInterval: time.Second, MaxInterval: time.Minute}.Run(ctx, sink)
+	}()
+	eventually(t, "the query asked", func() bool { return z.asked() > 0 })
+	cancel()
+	// It returns in microseconds; the bound is 1.5 s only because a
+	// source that waits for its read's deadline returned after miekg's
+	// 2 s default before (holding a reload, or shutdown, that long), and
+	// would now wait the query's 10 minutes.
+	select {
+	case <-done:
+	case <-time.After(1500 * time.Millisecond):
+		t.Fatal("a stopped source waits for its query's read deadline")
 	}
 }
