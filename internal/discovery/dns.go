@@ -225,7 +225,11 @@ func exchange(ctx context.Context, network, server string, m *dns.Msg, timeout t
 	stop := context.AfterFunc(ctx, func() { co.Close() })
 	defer stop()
 	in, _, err := c.ExchangeWithConnContext(ctx, m, co)
-	if err != nil && ctx.Err() != nil {
+	switch {
+	case err == nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded): // the connection closed at the query's deadline
+		return nil, fmt.Errorf("%s %s: no answer within %v: timeout", network, server, timeout)
+	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	}
 	return in, err
