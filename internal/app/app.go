@@ -175,6 +175,14 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	}
 	a.queueInfo = queueInfo(cfg.Queue, a.jobs)
 	gwOpts.Queue = a.queueInfo
+	gwOpts.Discovery = func(model string) *gateway.DiscoveryStatus {
+		st, ok := disc.State(model)
+		if !ok {
+			return nil
+		}
+		return &gateway.DiscoveryStatus{Sources: st.Sources, Failing: st.Failing, Pending: st.Pending,
+			Backends: st.Backends, Errors: st.Errors}
+	}
 	if src.Path != "" { // a config from flags has no reload to report
 		gwOpts.ConfigStatus = func() gateway.ConfigStatus { return a.reloads.configStatus() }
 	}

@@ -123,7 +123,8 @@ type model struct {
 	slo      config.SLO
 	picker   routing.Picker
 	backends []*endpoint.Backend
-	queue    *poolQueue // nil when admission is off
+	keys     map[string]bool // of backends' Specs: each server once
+	queue    *poolQueue      // nil when admission is off
 }
 
 // build is a runtime in the making: what the stages have made so far.
@@ -134,6 +135,7 @@ type build struct {
 	out       *Built
 	models    []*model
 	forwarder *proxy.Forwarder
+	prevIdx   *prevIndex // prev's backends, indexed at first use (prevIndex)
 }
 
 // PolicyCheck accepts the names of the routing policies.
@@ -225,11 +227,19 @@ func (b *build) prevRuntime() *gateway.Runtime {
 	return b.prev.Runtime
 }
 
+// index is the running runtime's backends, indexed (once per build).
+func (b *build) index() *prevIndex {
+	if b.prevIdx == nil {
+		b.prevIdx = newPrevIndex(b.prevRuntime())
+	}
+	return b.prevIdx
+}
+
 // onShared records f for Commit when the backend is shared with the
 // running runtime, else applies it at once (a new backend serves nothing
 // yet).
 func (b *build) onShared(be *endpoint.Backend, f func()) {
-	if owns(b.prevRuntime(), be) {
+	if b.index().owns(be) {
 		b.out.handover = append(b.out.handover, f)
 		return
 	}
@@ -289,18 +299,17 @@ func (b *build) pools() error {
 // slow_start). A spec already in m (static and discovered alike) is added
 // once.
 func (b *build) addBackend(m *model, spec endpoint.Spec, hp endpoint.HealthPolicy) error {
-	for _, x := range m.backends {
-		if x.Spec().Key() == spec.Key() {
-			return nil
-		}
+	key := spec.Key()
+	if m.keys[key] {
+		return nil
 	}
-	be := reuse(b.prevRuntime(), m.cfg.Name, spec)
+	be := b.index().reuse(m.cfg.Name, spec)
 	if be == nil {
 		var err error
 		if be, err = endpoint.New(spec, hp); err != nil {
 			return err
 		}
-		if b.serving(m.cfg.Name) && !respecified(b.prevRuntime(), m.cfg.Name, spec) {
+		if b.serving(m.cfg.Name) && !b.index().respecified(m.cfg.Name, spec) {
 			be.SlowStart(config.SlowStartFor(m.cfg), b.deps.Now)
 		}
 	}
@@ -308,6 +317,10 @@ func (b *build) addBackend(m *model, spec endpoint.Spec, hp endpoint.HealthPolic
 	be.SignalEjections(b.deps.Ejections)
 	b.onShared(be, func() { be.SetHealthPolicy(hp) })
 	m.backends = append(m.backends, be)
+	if m.keys == nil {
+		m.keys = map[string]bool{}
+	}
+	m.keys[key] = true
 	return nil
 }
 
@@ -330,8 +343,12 @@ func (b *build) draining(m *model) []*endpoint.Backend {
 	}
 	p := rt.Pools[m.cfg.Name]
 	var out []*endpoint.Backend
+	kept := make(map[*endpoint.Backend]bool, len(m.backends))
+	for _, be := range m.backends {
+		kept[be] = true
+	}
 	for _, be := range append(slices.Clone(p.Backends), p.Draining...) {
-		if be.Inflight() > 0 && !slices.Contains(m.backends, be) {
+		if be.Inflight() > 0 && !kept[be] {
 			out = append(out, be)
 		}
 	}
@@ -418,49 +435,4 @@ func (b *build) discard() {
 		l.l.Close()
 	}
 	b.out.closeJWKS(b.prev)
-}
-
-// owns reports whether be serves in rt.
-func owns(rt *gateway.Runtime, be *endpoint.Backend) bool {
-	if rt == nil {
-		return false
-	}
-	for _, x := range rt.Backends() {
-		if x == be {
-			return true
-		}
-	}
-	return false
-}
-
-// respecified reports whether rt's pool for model has a backend for the
-// same server as spec (same Key: URL, API key and upstream model) whatever
-// its other settings.
-func respecified(rt *gateway.Runtime, model string, spec endpoint.Spec) bool {
-	if rt == nil || rt.Pools[model] == nil {
-		return false
-	}
-	for _, be := range rt.Pools[model].Backends {
-		if be.Spec().Key() == spec.Key() {
-			return true
-		}
-	}
-	return false
-}
-
-// reuse finds rt's backend of model with spec, or nil.
-func reuse(rt *gateway.Runtime, model string, spec endpoint.Spec) *endpoint.Backend {
-	if rt == nil {
-		return nil
-	}
-	p := rt.Pools[model]
-	if p == nil {
-		return nil
-	}
-	for _, be := range p.Backends {
-		if be.Spec() == spec {
-			return be
-		}
-	}
-	return nil
 }

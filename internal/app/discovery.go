@@ -135,8 +135,19 @@ func (a *App) install(next *Built) {
 	a.gw.Swap(next.Runtime)
 	a.built = next
 	prev.Retire(next)
+	// A backend back while it still drains (an endpoint that flapped:
+	// unready for a probe, a file rewritten twice) was taken back by
+	// Build (reuse): its drain ends here, without cutting what runs on it.
+	for _, be := range next.Runtime.Backends() {
+		if back, ok := a.drains.running[be]; ok {
+			close(back)
+			delete(a.drains.running, be)
+			a.log.Info("drain: removed backend is back; its requests run on", "backend", be.Name(), "inflight", be.Inflight())
+		}
+	}
+	kept := backendSet(next.Runtime)
 	for _, be := range prev.Runtime.Backends() {
-		if !owns(next.Runtime, be) {
+		if !kept[be] {
 			a.drain(be, next.Runtime.Config.ShutdownGrace.D())
 		}
 	}
@@ -171,28 +182,48 @@ type drains struct {
 	ctx    context.Context // ended by Run's end: drains cut at once
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// running are the drains under way, by backend, each with a channel
+	// closed when its backend comes back into a pool (install); under
+	// App.reloadMu, which also holds a drain's end (Retire) apart from a
+	// build taking the backend back.
+	running map[*endpoint.Backend]chan struct{}
 }
 
 // drain lets the requests still running on be (which no runtime routes to
 // any more) finish within grace, then cuts those left (Retire) and closes
-// idle upstream connections, its among them.
+// idle upstream connections, its among them. A backend that comes back
+// before then is not retired: its requests run on. Called with reloadMu
+// held.
 func (a *App) drain(be *endpoint.Backend, grace time.Duration) {
+	if a.drains.running == nil {
+		a.drains.running = map[*endpoint.Backend]chan struct{}{}
+	}
+	back := make(chan struct{})
+	a.drains.running[be] = back
 	a.drains.wg.Add(1)
 	go func() {
 		defer a.drains.wg.Done()
-		if !a.waitIdle(be, grace) {
+		idle := a.waitIdle(be, grace, back)
+		a.reloadMu.Lock()
+		if a.drains.running[be] != back { // back in a pool (and maybe out again: a newer drain's)
+			a.reloadMu.Unlock()
+			return
+		}
+		delete(a.drains.running, be)
+		if !idle {
 			a.log.Warn("drain: grace over; cutting the requests left on a removed backend",
 				"backend", be.Name(), "inflight", be.Inflight())
 		}
 		be.Retire()
+		a.reloadMu.Unlock()
 		a.deps.Transport.CloseIdle()
 		a.log.Info("drain: removed backend drained", "backend", be.Name())
 	}()
 }
 
 // waitIdle waits until be has no request in flight (true), or until grace
-// passes or the app stops (false).
-func (a *App) waitIdle(be *endpoint.Backend, grace time.Duration) bool {
+// passes, the backend comes back (back closed) or the app stops (false).
+func (a *App) waitIdle(be *endpoint.Backend, grace time.Duration, back <-chan struct{}) bool {
 	end := time.NewTimer(grace)
 	defer end.Stop()
 	tick := time.NewTicker(drainPoll)
@@ -201,6 +232,8 @@ func (a *App) waitIdle(be *endpoint.Backend, grace time.Duration) bool {
 		select {
 		case <-tick.C:
 		case <-end.C:
+			return false
+		case <-back:
 			return false
 		case <-a.drains.ctx.Done():
 			return false

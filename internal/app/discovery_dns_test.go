@@ -1,12 +1,17 @@
 package app
 
 import (
+	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // A model served from a DNS name: a real DNS server on loopback answers
@@ -49,4 +54,128 @@ func TestDNSDiscoveredModelServes(t *testing.T) {
 	if f := a.gw.Runtime().Pools["m1"].Backends[0].RampFactor(); f != 1 {
 		t.Errorf("the first backend of an empty pool slow-starts (ramp %v): it has nobody to share with", f)
 	}
+}
+
+// A source that cannot reach its registry at start: the static backend
+// serves, /readyz is 200 and says one source of one is failing (counts
+// only: the public listener), /status names the error; once the resolver
+// answers, both show it recovered.
+func TestFailingSourceShownOnReadyzAndStatus(t *testing.T) {
+	b := backend(t, "b")
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failing atomic.Bool
+	failing.Store(true)
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) },
+		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+			m := new(dns.Msg)
+			m.SetReply(r)
+			if failing.Load() {
+				m.Rcode = dns.RcodeServerFailure
+			} else if r.Question[0].Qtype == dns.TypeA {
+				rr, _ := dns.NewRR(r.Question[0].Name + " 30 IN A 127.0.0.1")
+				m.Answer = append(m.Answer, rr)
+			}
+			w.WriteMsg(m)
+		})}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { srv.Shutdown(); <-done })
+
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		"models:\n  - name: m1\n    backends:\n      - url: " + b.URL + "\n    discovery:\n      - type: dns\n        name: llm.test\n        port: 9\n" +
+		"        min_interval: 100ms\n        max_interval: 200ms\n        server: " + pc.LocalAddr().String() + "\n"
+	writeFile(t, path, src)
+	a := newApp(t, path)
+	gw, _, cancel, stopped := runApp(t, a)
+	defer func() { cancel(); <-stopped }()
+	readyz := func() (int, string) {
+		resp, err := http.Get(gw + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	eventually(t, "the failure counted", func() bool { return counterValue(t, a, "sluice_discovery_failures_total") >= 1 })
+	if code, body := chat(gw, "m1"); code != 200 || !strings.Contains(body, `"b"`) {
+		t.Fatalf("the static backend does not serve while discovery fails: %d %s", code, body)
+	}
+	code, body := readyz()
+	if code != 200 || !strings.Contains(body, `"failing": 1`) || !strings.Contains(body, `"sources": 1`) {
+		t.Fatalf("/readyz while the source fails: %d %s", code, body)
+	}
+	if strings.Contains(body, "SERVFAIL") || strings.Contains(body, "127.0.0.1") {
+		t.Errorf("/readyz (public) carries the registry's error: %s", body)
+	}
+	if st := adminStatus(t, a); !strings.Contains(st, "SERVFAIL") {
+		t.Errorf("/status does not name the failing source's error: %s", st)
+	}
+	failing.Store(false)
+	eventually(t, "the recovery shown", func() bool {
+		_, body := readyz()
+		return strings.Contains(body, `"failing": 0`) && strings.Contains(body, `"backends": 2`)
+	})
+	if st := adminStatus(t, a); strings.Contains(st, "SERVFAIL") {
+		t.Errorf("/status still names the error after the recovery: %s", st)
+	}
+}
+
+// Reloads that change a model's sources while they run, one of them a DNS
+// query held by a silent resolver: each reload returns without waiting
+// for that query's timeout, and once the gateway stops no goroutine of
+// any source is left.
+func TestReloadsChangingSourcesLeaveNoGoroutine(t *testing.T) {
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		leaktest.VerifyNone(t, otherTestsGoroutines...)
+	})
+	b := backend(t, "b")
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int64
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) },
+		Handler: dns.HandlerFunc(func(dns.ResponseWriter, *dns.Msg) { asked.Add(1) })} // never answers
+	done := make(chan struct{})
+	go func() { defer close(done); srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { srv.Shutdown(); <-done })
+
+	dir := t.TempDir()
+	targets := filepath.Join(dir, "targets.json")
+	writeTargets(t, targets, b.URL)
+	path := filepath.Join(dir, "sluice.yaml")
+	head := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    discovery:\n"
+	file := "      - type: file\n        path: " + targets + "\n"
+	dnsName := func(name string) string {
+		return "      - type: dns\n        name: " + name + "\n        port: 9\n        server: " +
+			pc.LocalAddr().String() + "\n"
+	}
+	writeFile(t, path, head+file+dnsName("a.test"))
+	a := newApp(t, path)
+	gw, _, cancel, stopped := runApp(t, a)
+	eventually(t, "the file's backend", samePool(a, b.URL))
+	for i, src := range []string{file + dnsName("b.test"), dnsName("c.test"), file} {
+		before := asked.Load()
+		eventually(t, "a query in flight", func() bool { return asked.Load() > before || i == 2 })
+		writeFile(t, path, head+src)
+		if err := a.Reload(); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+	}
+	eventually(t, "the file's backend after the reloads", samePool(a, b.URL))
+	if code, _ := chat(gw, "m1"); code != 200 {
+		t.Fatalf("after the reloads: %d", code)
+	}
+	cancel()
+	<-stopped
 }

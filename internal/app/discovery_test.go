@@ -254,3 +254,47 @@ func streamOnHeld(t *testing.T, a *App, url, heldURL string) *bufio.Reader {
 	}
 	return rd
 }
+
+// A backend that comes back while it drains (an endpoint that flapped)
+// is the same backend again: the stream running on it is not cut when
+// the drain's grace ends, its max_concurrency counts that stream, and its
+// health and breaker state carry over.
+func TestBackendBackWhileDrainingKeepsItsStream(t *testing.T) {
+	held, release := heldStream(t)
+	b := backend(t, "b")
+	targets := filepath.Join(t.TempDir(), "targets.json")
+	writeTargets(t, targets, held.URL)
+	a, url := startDiscoveryApp(t, targets, "300ms")
+	rd := streamOnHeld(t, a, url, held.URL)
+	gone := backendOf(a, held.URL)
+
+	writeTargets(t, targets, b.URL)
+	eventually(t, "the pool to be b only", samePool(a, b.URL))
+	writeTargets(t, targets, held.URL, b.URL)
+	eventually(t, "the held backend back", samePool(a, held.URL, b.URL))
+	if backendOf(a, held.URL) != gone {
+		t.Fatal("the backend back while draining was built anew beside its draining self: " +
+			"its stream is cut at the grace's end and its max_concurrency counts double")
+	}
+	if n := gone.Inflight(); n != 1 {
+		t.Errorf("the backend back counts %d requests in flight, want its stream's 1", n)
+	}
+	// The drain ends without retiring it (waited for, not slept: the
+	// grace is 300 ms, and a retirement would have cut the stream).
+	eventually(t, "the drain to end", func() bool {
+		a.reloadMu.Lock()
+		defer a.reloadMu.Unlock()
+		return len(a.drains.running) == 0
+	})
+	if gone.Context().Err() != nil {
+		t.Fatal("the backend back in the pool was retired")
+	}
+	close(release)
+	rest, _ := io.ReadAll(rd)
+	if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Fatalf("stream on the backend back in the pool was cut: %q", rest)
+	}
+	if code, body := chat(url, "m1"); code != 200 {
+		t.Fatalf("after the flap: %d %s", code, body)
+	}
+}

@@ -36,8 +36,11 @@ var ErrNoRecords = errors.New("no records")
 // host, which the upstream transport resolves. Record "A" (the default):
 // the name's A and AAAA addresses, on Port. The name is queried as written
 // (fully qualified; no search domains). A failed query, or an empty
-// answer, is a failure and is retried at MinInterval, backing off to
-// MaxInterval while it lasts; the last set stands.
+// answer, is a failure and is retried after a backoff: the step doubles
+// from MinInterval to MaxInterval while the failure lasts, each wait drawn
+// from the step's upper half (never below MinInterval), so gateways
+// started together do not ask a recovering resolver in step; the last set
+// stands.
 type DNS struct {
 	Name        string
 	Record      string // "A" (A and AAAA) or "SRV"
@@ -48,8 +51,10 @@ type DNS struct {
 	// Timeout bounds one query (with its TCP retry); 0 = dnsTimeout.
 	Timeout  time.Duration
 	Template Template
-	// After is time.After, injectable: the tests drive re-resolution.
-	After func(time.Duration) <-chan time.Time
+	// After is time.After and Jitter the backoff's randomness (nil =
+	// math/rand), injectable: the tests drive re-resolution.
+	After  func(time.Duration) <-chan time.Time
+	Jitter Jitter
 }
 
 // Run resolves now, then again at every TTL, until ctx ends. After a
@@ -58,9 +63,12 @@ type DNS struct {
 // an hour); the first answer after failures is reported even when the
 // set is unchanged, so the failure is seen to end.
 func (d DNS) Run(ctx context.Context, sink Sink) {
-	after := d.After
+	after, jitter := d.After, d.Jitter
 	if after == nil {
 		after = time.After
+	}
+	if jitter == nil {
+		jitter = mathRand{}
 	}
 	var (
 		last     []endpoint.Spec
@@ -75,7 +83,7 @@ func (d DNS) Run(ctx context.Context, sink Sink) {
 		case err != nil:
 			failures++
 			sink.Fail(fmt.Errorf("dns %s %s: %w", d.record(), d.Name, err))
-			wait = d.retryWait(failures)
+			wait = d.retryWait(failures, jitter)
 		case failures > 0 || last == nil || !slices.Equal(set, last):
 			failures = 0
 			last = set
@@ -89,14 +97,18 @@ func (d DNS) Run(ctx context.Context, sink Sink) {
 	}
 }
 
-// retryWait is the wait after the n-th failure in a row: MinInterval
-// (at least dnsFloor) doubled n-1 times, at most MaxInterval.
-func (d DNS) retryWait(n int) time.Duration {
+// retryWait is the wait after the n-th failure in a row: the step is
+// MinInterval (at least dnsFloor) doubled n-1 times, at most MaxInterval;
+// the wait is drawn from the step's upper half, as the Consul source's
+// backoff, and is never below MinInterval (so the first retry is at
+// MinInterval, the later ones spread).
+func (d DNS) retryWait(n int, jitter Jitter) time.Duration {
 	w := max(d.MinInterval, dnsFloor)
 	for ; n > 1 && w < d.MaxInterval; n-- {
 		w *= 2
 	}
-	return max(min(w, d.MaxInterval), dnsFloor)
+	step := max(min(w, d.MaxInterval), dnsFloor)
+	return max(step/2+time.Duration(jitter.Float64()*float64(step/2)), d.MinInterval, dnsFloor)
 }
 
 // DefaultRecord is the record type asked for when unset: A (with AAAA).
@@ -196,6 +208,33 @@ func (d DNS) server() (string, error) {
 	return net.JoinHostPort(cc.Servers[0], cc.Port), nil
 }
 
+// exchange sends m to server over network and reads the answer. The
+// client gets the timeout itself: without it miekg/dns bounds each read by
+// its 2 s default whatever the context allows (a resolver answering in
+// 2.2 s was a failure under the documented 5 s). And the connection is
+// closed when ctx ends: miekg/dns takes only the context's deadline, so a
+// source stopped (a reload, shutdown) while its resolver is silent would
+// otherwise wait out the timeout, its owner with it.
+func exchange(ctx context.Context, network, server string, m *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
+	c := &dns.Client{Net: network, Timeout: timeout}
+	co, err := c.DialContext(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	defer co.Close()
+	stop := context.AfterFunc(ctx, func() { co.Close() })
+	defer stop()
+	in, _, err := c.ExchangeWithConnContext(ctx, m, co)
+	switch {
+	case err == nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded): // the connection closed at the query's deadline
+		return nil, fmt.Errorf("%s %s: no answer within %v: timeout", network, server, timeout)
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	}
+	return in, err
+}
+
 // query asks server for name's records of type t over UDP, again over TCP
 // when the answer was truncated.
 func query(ctx context.Context, server, name string, t uint16, timeout time.Duration) ([]dns.RR, error) {
@@ -204,9 +243,9 @@ func query(ctx context.Context, server, name string, t uint16, timeout time.Dura
 	m.RecursionDesired = true
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	in, _, err := (&dns.Client{Net: "udp"}).ExchangeContext(ctx, m, server)
+	in, err := exchange(ctx, "udp", server, m, timeout)
 	if err == nil && in.Truncated {
-		in, _, err = (&dns.Client{Net: "tcp"}).ExchangeContext(ctx, m, server)
+		in, err = exchange(ctx, "tcp", server, m, timeout)
 	}
 	if err != nil {
 		return nil, err

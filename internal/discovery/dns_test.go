@@ -24,6 +24,26 @@ type zone struct {
 	rcode  int                 // answer with this rcode and no records, when not 0
 	silent bool                // read queries, answer none (a server that hangs)
 	tcp    int                 // queries over TCP
+	delay  time.Duration       // before each answer (a slow resolver)
+	asks   int                 // queries received
+}
+
+func (z *zone) asked() int {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	return z.asks
+}
+
+// eventually polls cond until it holds; the bound only catches a hang.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func newZone(t *testing.T) *zone {
@@ -78,7 +98,12 @@ func (z *zone) with(f func(z *zone)) {
 
 func (z *zone) serve(w dns.ResponseWriter, r *dns.Msg) {
 	z.mu.Lock()
+	delay := z.delay
+	z.mu.Unlock()
+	time.Sleep(delay) // the resolver's slowness, not a synchronisation
+	z.mu.Lock()
 	defer z.mu.Unlock()
+	z.asks++
 	udp := w.LocalAddr().Network() == "udp"
 	if !udp {
 		z.tcp++
@@ -236,7 +261,7 @@ func TestDNSFaultsBackOffAndRecover(t *testing.T) {
 	// The query timeout is what the silent server's cases wait; the
 	// answering ones must never reach it, on a loaded machine too.
 	sink := runDNS(t, DNS{Name: "llm.test", Port: 8000, Server: z.addr, Timeout: 2 * time.Second,
-		MinInterval: time.Second, MaxInterval: 5 * time.Second, After: k.after})
+		MinInterval: time.Second, MaxInterval: 5 * time.Second, After: k.after, Jitter: fixedJitter(0.5)})
 	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
 		t.Fatalf("set %s", got)
 	}
@@ -257,7 +282,9 @@ func TestDNSFaultsBackOffAndRecover(t *testing.T) {
 		z.with(f.set)
 		k.fire <- time.Time{}
 		sink.failure(t, f.want)
-		want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}[i]
+		// Steps 1, 2, 4, 5, 5 s; jitter 0.5 draws three quarters of
+		// each, never below min_interval.
+		want := []time.Duration{time.Second, 1500 * time.Millisecond, 3 * time.Second, 3750 * time.Millisecond, 3750 * time.Millisecond}[i]
 		if d := k.waitAsked(t); d != want {
 			t.Errorf("%s (failure %d in a row): retry in %v, want %v", f.name, i+1, d, want)
 		}
@@ -304,4 +331,75 @@ func TestDNSTruncatedAnswerUsesTCP(t *testing.T) {
 			t.Error("no query over TCP after a truncated answer")
 		}
 	})
+}
+
+// Gateways started together against a resolver that is down do not retry
+// in step: from the second failure on each wait is drawn from the step's
+// upper half (never below min_interval), so two sources with different
+// draws ask at different times, at the cap too.
+func TestDNSRetriesAreJittered(t *testing.T) {
+	d := DNS{MinInterval: time.Second, MaxInterval: time.Minute}
+	if lo, hi := d.retryWait(1, fixedJitter(0)), d.retryWait(1, fixedJitter(0.999999)); lo != time.Second || hi >= 2*time.Second {
+		t.Errorf("first retry in [%v, %v], want from min_interval, 1s, below the second step", lo, hi)
+	}
+	for _, n := range []int{2, 4, 7, 40} {
+		lo, hi := d.retryWait(n, fixedJitter(0)), d.retryWait(n, fixedJitter(0.999999))
+		if lo == hi {
+			t.Errorf("failure %d: every gateway retries %v after it, in step", n, lo)
+		}
+		if hi > time.Minute || lo < time.Second {
+			t.Errorf("failure %d: retry in [%v, %v], outside [min_interval, max_interval]", n, lo, hi)
+		}
+	}
+	if lo := d.retryWait(40, fixedJitter(0)); lo != 30*time.Second {
+		t.Errorf("at the cap the wait starts at %v, want half of max_interval, 30s", lo)
+	}
+}
+
+// A query is given its whole timeout: a resolver that answers after the
+// client library's 2 s default read timeout, within the source's, is an
+// answer, not a failure.
+func TestDNSSlowAnswerWithinTheTimeout(t *testing.T) {
+	z := newZone(t)
+	z.set(t, dns.TypeA, "llm.test. 30 IN A 10.0.0.1")
+	z.with(func(z *zone) { z.delay = 2200 * time.Millisecond })
+	k := newTicks()
+	sink := runDNS(t, DNS{Name: "llm.test", Port: 8000, Server: z.addr, Timeout: time.Minute,
+		MinInterval: time.Second, MaxInterval: time.Minute, After: k.after, Jitter: fixedJitter(0.5)})
+	select {
+	case set := <-sink.updates:
+		if got := urls(set); got != "http://10.0.0.1:8000" {
+			t.Fatalf("set %s", got)
+		}
+	case err := <-sink.fails:
+		t.Fatalf("an answer 2.2 s late under a 1 min timeout failed: %v", err)
+	case <-time.After(wait):
+		t.Fatal("no report")
+	}
+}
+
+// A source stopped while its resolver is silent returns at once, not
+// when its query times out: a reload or a shutdown waits for it.
+func TestDNSStopsMidQuery(t *testing.T) {
+	z := newZone(t)
+	z.with(func(z *zone) { z.silent = true })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	sink := newChanSink()
+	go func() {
+		defer close(done)
+		DNS{Name: "llm.test", Port: 8000, Server: z.addr, Timeout: 10 * time.Minute,
+			MinInterval: time.Second, MaxInterval: time.Minute}.Run(ctx, sink)
+	}()
+	eventually(t, "the query asked", func() bool { return z.asked() > 0 })
+	cancel()
+	// It returns in microseconds; the bound is 1.5 s only because a
+	// source that waits for its read's deadline returned after miekg's
+	// 2 s default before (holding a reload, or shutdown, that long), and
+	// would now wait the query's 10 minutes.
+	select {
+	case <-done:
+	case <-time.After(1500 * time.Millisecond):
+		t.Fatal("a stopped source waits for its query's read deadline")
+	}
 }

@@ -74,14 +74,14 @@ func (f File) Run(ctx context.Context, sink Sink) {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-w.Events:
+		case ev, ok := <-w.Events:
 			if !ok {
 				<-ctx.Done()
 				return
 			}
-			// Any event in the directory: a ConfigMap swaps a symlink,
-			// not the file's own name.
-			timer.Reset(fileDebounce)
+			if f.concerns(ev) {
+				timer.Reset(fileDebounce)
+			}
 		case err, ok := <-w.Errors:
 			if ok {
 				sink.Fail(fmt.Errorf("watch %s: %w", f.Path, err))
@@ -90,6 +90,19 @@ func (f File) Run(ctx context.Context, sink Sink) {
 			read()
 		}
 	}
+}
+
+// concerns tells the events that may change what the file holds: any on
+// its own name, and any name created, removed or renamed in its directory
+// (a ConfigMap swaps a symlink, `..data`, not the file's own name). Writes
+// to the directory's other files are not: a log written there every few
+// milliseconds would otherwise restart the debounce at each line and
+// hold off the read for as long as it is written (a targets file
+// replaced beside a curl writing a stream was read only when the stream
+// ended, 12 s late).
+func (f File) concerns(ev fsnotify.Event) bool {
+	return filepath.Base(ev.Name) == filepath.Base(f.Path) ||
+		ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)
 }
 
 // read parses the file.

@@ -205,3 +205,75 @@ func TestFileSourceWrittenInTwoSteps(t *testing.T) {
 		t.Fatalf("filled file %s", got)
 	}
 }
+
+// A file written on and on beside the targets file (a log, a stream
+// saved to disk) does not hold off the read of a replaced targets file:
+// writes to other names in the directory are not changes of it.
+func TestFileSourceSeesChangesBesideABusyFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "targets.yaml")
+	replace(t, path, "- targets: ['a:1']\n")
+	sink := runFile(t, path)
+	if got := urls(sink.next(t)); got != "http://a:1" {
+		t.Fatalf("first set %s", got)
+	}
+	noise, err := os.Create(filepath.Join(dir, "noise.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noise.Close()
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { // a write every 10 ms, well inside the 100 ms debounce
+		defer close(stopped)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				noise.WriteString("a line\n")
+			}
+		}
+	}()
+	defer func() { close(stop); <-stopped }()
+	replace(t, path, "- targets: ['b:2']\n")
+	if got := urls(sink.next(t)); got != "http://b:2" {
+		t.Fatalf("after rename %s", got)
+	}
+}
+
+// A ConfigMap volume: the file is a link through "..data" to a
+// timestamped directory, and an update renames a new "..data" link over
+// the old; no event names the file itself, and the change is seen.
+func TestFileSourceFollowsAConfigMapSwap(t *testing.T) {
+	dir := t.TempDir()
+	version := func(name, src string) {
+		if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, "targets.yaml"), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(name, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("..v1", "- targets: ['a:1']\n")
+	path := filepath.Join(dir, "targets.yaml")
+	if err := os.Symlink(filepath.Join("..data", "targets.yaml"), path); err != nil {
+		t.Fatal(err)
+	}
+	sink := runFile(t, path)
+	if got := urls(sink.next(t)); got != "http://a:1" {
+		t.Fatalf("first set %s", got)
+	}
+	version("..v2", "- targets: ['b:2']\n")
+	if got := urls(sink.next(t)); got != "http://b:2" {
+		t.Fatalf("after the swap %s", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,8 @@ type running struct {
 	// source that fails again and again is logged once, when it starts
 	// failing, and once when it reports a set again.
 	failing []bool
+	// errs are, by source, the last failure's text while it fails.
+	errs []string
 	// carried is the set of the sources these replaced (a reload that
 	// changed them), served until one of these reports: a changed
 	// source must not empty the pool while it starts.
@@ -78,7 +81,7 @@ func (m *Manager) Sync(want map[string]Sources) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		r := &running{key: w.Key, cancel: cancel, sets: make([][]endpoint.Spec, len(w.List)),
-			failing: make([]bool, len(w.List)), carried: carried[model]}
+			failing: make([]bool, len(w.List)), errs: make([]string, len(w.List)), carried: carried[model]}
 		m.running[model] = r
 		for i, src := range w.List {
 			r.wg.Add(1)
@@ -107,6 +110,44 @@ func (m *Manager) Set(model string) []endpoint.Spec {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.setLocked(model)
+}
+
+// maxStateError bounds one source's error in State.
+const maxStateError = 300
+
+// State is what a model's sources know now, for /readyz and /status.
+type State struct {
+	Sources  int // running
+	Failing  int // whose last attempt failed: their last set is kept
+	Pending  int // that have reported neither a set nor a failure yet
+	Backends int // in the model's set (Set), each once
+	// Errors are the failing sources' last errors, "source N: text".
+	Errors []string
+}
+
+// State is model's discovery state; false when it has no source running.
+func (m *Manager) State(model string) (State, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.running[model]
+	if r == nil {
+		return State{}, false
+	}
+	st := State{Sources: len(r.sets), Backends: len(m.setLocked(model))}
+	for i := range r.sets {
+		switch {
+		case r.failing[i]:
+			st.Failing++
+			e := r.errs[i]
+			if len(e) > maxStateError { // a registry's answer quoted whole
+				e = strings.ToValidUTF8(e[:maxStateError], "") + "…"
+			}
+			st.Errors = append(st.Errors, fmt.Sprintf("source %d: %s", i, e))
+		case r.sets[i] == nil:
+			st.Pending++
+		}
+	}
+	return st, true
 }
 
 func (m *Manager) setLocked(model string) []endpoint.Spec {
@@ -163,7 +204,7 @@ func (s *sink) Update(set []endpoint.Spec) {
 		return
 	}
 	recovered := s.r.failing[s.i]
-	s.r.failing[s.i] = false
+	s.r.failing[s.i], s.r.errs[s.i] = false, ""
 	s.m.metrics.setFailing(s.model, s.r.failing)
 	same := s.r.carried == nil && s.r.sets[s.i] != nil && slices.Equal(s.r.sets[s.i], set)
 	if !same {
@@ -195,7 +236,7 @@ func (s *sink) Fail(err error) {
 		return
 	}
 	first := !s.r.failing[s.i]
-	s.r.failing[s.i] = true
+	s.r.failing[s.i], s.r.errs[s.i] = true, err.Error()
 	s.m.metrics.failed(s.model)
 	s.m.metrics.setFailing(s.model, s.r.failing)
 	s.m.mu.Unlock()

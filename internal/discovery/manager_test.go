@@ -177,3 +177,40 @@ func TestManagerRefusesAHugeSet(t *testing.T) {
 		t.Errorf("%d backends from a set at the bound, want %d", n, maxTargets)
 	}
 }
+
+// silent never reports (a source still starting).
+type silent struct{}
+
+func (silent) Run(ctx context.Context, _ Sink) { <-ctx.Done() }
+
+// State counts a model's sources: failing (with their errors, bounded),
+// pending, and the backends known.
+func TestManagerState(t *testing.T) {
+	m := NewManager(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer m.Stop()
+	if _, ok := m.State("m"); ok {
+		t.Fatal("a model with no source has a state")
+	}
+	fail := failing{reported: make(chan struct{})}
+	m.Sync(map[string]Sources{"m": {Key: "k", List: []Source{Static{{URL: "http://a:1", Weight: 1}}, fail, silent{}}}})
+	<-fail.reported
+	for len(m.Set("m")) < 1 {
+		changed(t, m)
+	}
+	st, ok := m.State("m")
+	if !ok || st.Sources != 3 || st.Failing != 1 || st.Pending != 1 || st.Backends != 1 {
+		t.Fatalf("state %+v, want 3 sources, 1 failing, 1 pending, 1 backend", st)
+	}
+	if len(st.Errors) != 1 || st.Errors[0] != "source 1: "+context.DeadlineExceeded.Error() {
+		t.Errorf("errors %q", st.Errors)
+	}
+	s := &sink{m: m, r: m.running["m"], model: "m", i: 1}
+	s.Fail(fmt.Errorf("agent answered 500: %s", strings.Repeat("x", 10_000)))
+	if st, _ := m.State("m"); len(st.Errors[0]) > maxStateError+len("source 1: ")+len("…") {
+		t.Errorf("an error of 10,000 bytes shown at %d", len(st.Errors[0]))
+	}
+	s.Update([]endpoint.Spec{{URL: "http://b:1", Weight: 1}})
+	if st, _ := m.State("m"); st.Failing != 0 || st.Errors != nil || st.Backends != 2 {
+		t.Errorf("after recovery %+v", st)
+	}
+}

@@ -76,6 +76,9 @@ type Options struct {
 	// ConfigStatus is /status's "config" (configstatus.go); nil: absent
 	// (a gateway built without a config file to reload).
 	ConfigStatus func() ConfigStatus
+	// Discovery is a model's discovery status on /readyz and /status
+	// (discoverystatus.go); nil, or nil for a model: absent.
+	Discovery func(model string) *DiscoveryStatus
 	// StatusTicker paces /status/stream's events (stream.go); nil:
 	// time.NewTicker.
 	StatusTicker Ticker
@@ -148,7 +151,8 @@ type Gateway struct {
 	forecast     scaling.DemandForecast
 	forecastLead time.Duration
 	forecastView ForecastView
-	configStatus func() ConfigStatus // Options.ConfigStatus
+	configStatus func() ConfigStatus                 // Options.ConfigStatus
+	discovery    func(model string) *DiscoveryStatus // Options.Discovery
 	// tally counts requests and errors per model for /status (tally.go).
 	tally tally
 	// streams are the /status/stream watchers (stream.go).
@@ -168,7 +172,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
 		arrivals: opt.Arrivals, queueInfo: opt.Queue,
 		meter: opt.Meter, hold: scaling.NewHold(), forecast: opt.Forecast, forecastLead: opt.ForecastLead,
-		forecastView: opt.ForecastView, configStatus: opt.ConfigStatus}
+		forecastView: opt.ForecastView, configStatus: opt.ConfigStatus, discovery: opt.Discovery}
 	if g.meter == nil {
 		g.meter = scaling.NewMeter(rt.Config.Scaling.Window.D())
 	} else {

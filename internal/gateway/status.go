@@ -108,6 +108,10 @@ type modelReadiness struct {
 	// first of its fallbacks (models[].fallbacks) that has: its requests
 	// are served there (before any last-resort trial, as admit does).
 	Fallback string `json:"fallback,omitempty"`
+	// Discovery counts the model's discovery sources, those failing
+	// (their last set kept) and those not yet heard from; absent
+	// without discovery. It does not change Ready.
+	Discovery *DiscoveryStatus `json:"discovery,omitempty"`
 }
 
 // serveReady answers 200 when at least one model can be served, else 503;
@@ -146,6 +150,11 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		m.Ready = m.Usable > 0 || m.LastResort > 0
+		if d := g.discoveryOf(name); d != nil {
+			counts := *d
+			counts.Errors = nil // registry hosts: the admin listener's /status only
+			m.Discovery = &counts
+		}
 		out.Ready = out.Ready || m.Ready
 		if m.Usable == 0 { // as admit: a ready fallback before a last resort
 			for _, fb := range p.Fallbacks {

@@ -113,6 +113,9 @@ type poolStatus struct {
 	// and of those answered with an error, by error code.
 	RequestsTotal uint64            `json:"requests_total"`
 	Errors        map[string]uint64 `json:"errors"`
+	// Discovery is the model's discovery sources' state, their errors
+	// included; absent without discovery.
+	Discovery *DiscoveryStatus `json:"discovery,omitempty"`
 }
 
 type cacheStatus struct {
@@ -172,7 +175,8 @@ func (g *Gateway) status(ctx context.Context) statusDoc {
 	for _, name := range rt.Models {
 		p := rt.Pools[name]
 		ps := poolStatus{Model: name, Policy: p.Policy, Draining: p.DrainingNow(), Backends: []backendStatus{}, DrainingBackends: []backendStatus{},
-			SLO: sloStatus{InteractiveMS: ms(p.SLO.Interactive), BatchMS: ms(p.SLO.Batch)}, TTFT: ttftOf(endpoint.PoolTTFT(now, p.Backends))}
+			SLO: sloStatus{InteractiveMS: ms(p.SLO.Interactive), BatchMS: ms(p.SLO.Batch)}, TTFT: ttftOf(endpoint.PoolTTFT(now, p.Backends)),
+			Discovery: g.discoveryOf(name)}
 		limits, unlimited := 0, false
 		for _, b := range p.Backends {
 			bs := g.backendStatus(b, now)
