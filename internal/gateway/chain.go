@@ -186,13 +186,14 @@ func (g *Gateway) release(x *exchange) {
 }
 
 // record is the chain's last step, run after whichever stage answered:
-// settle the token reservation (settle), release the body, then the
-// access line and the metrics.
+// settle the token reservation (settle), release the body (unless the
+// relay did, as soon as its stream was under way: upstreamCall.handsBody),
+// then the access line and the metrics.
 func (g *Gateway) record(x *exchange) {
 	if x.limited {
 		g.settle(x)
 	}
-	if x.body != nil {
+	if x.body != nil && !x.rec.result.BodyReleased {
 		x.body.Release()
 	}
 	if x.inflight {
@@ -236,7 +237,8 @@ func (g *Gateway) settle(x *exchange) {
 		tokens = int64(res.Usage.PromptTokens + res.Usage.CompletionTokens)
 	case unreached(&x.rec), x.rec.cache != "", declined(&x.rec):
 	case res.TextEvents > 0 && x.body != nil:
-		tokens = int64(admission.EstimateCost(len(x.body.Bytes()), 0, 0)) + openai.CompletionTokens(res.TextEvents, res.TextBytes)
+		// Len: the body may be released already (record).
+		tokens = int64(admission.EstimateCost(int(x.body.Len()), 0, 0)) + openai.CompletionTokens(res.TextEvents, res.TextBytes)
 	default:
 		return
 	}

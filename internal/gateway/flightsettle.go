@@ -36,7 +36,7 @@ func (g *Gateway) handSettle(ctx context.Context, f *flight, c *upstreamCall, rl
 	if rl == nil || !rl.ChargesTokens() {
 		return false
 	}
-	res, prompt := *rl, int64(admission.EstimateCost(len(c.body.Bytes()), 0, 0))
+	res, prompt := *rl, int64(admission.EstimateCost(int(c.body.Len()), 0, 0))
 	ctx = context.WithoutCancel(ctx)
 	f.settle = func(out proxy.Result) {
 		if tokens, ok := flightTokens(&out, prompt); ok {

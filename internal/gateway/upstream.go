@@ -76,6 +76,14 @@ type upstreamCall struct {
 	// metered: the answer's usage settles a token limit: asked
 	// uncompressed so it can be read (proxy.Request.Metered).
 	metered bool
+	// handsBody: the call's body is its handler's own reference, nothing
+	// after the call reads more of it than its length (record, settle),
+	// so the relay releases it once the stream is under way
+	// (proxy.Request.ReleaseBody): serveDirect's calls. Not a flight's:
+	// its leader and followers keep their own references, which a
+	// follower (or a leader answered in the other shape) may still need
+	// to send its request alone (serveCoalesced, goAlone).
+	handsBody bool
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
@@ -94,8 +102,8 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
 		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText, Budget: c.budget, Metered: c.metered,
-		SideEffects: c.keepID || c.peek.Store,
-		FirstToken:  rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
+		SideEffects: c.keepID || c.peek.Store, ReleaseBody: c.handsBody,
+		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)
 }
 
@@ -168,6 +176,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, vals *
 		// ticket and the usage are settled when the backend finishes.
 		ra.Arm(int(rt.Config.Server.ResponseReadahead))
 	}
+	c.handsBody = true // rec.result.BodyReleased tells record (chain.go)
 	res := rt.forward(ctx, w, served, c, capture)
 	g.countSlotWait(served.Model, c.slotWaited)
 	g.served(served, &res)
@@ -327,6 +336,7 @@ func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, ser
 	call := *c
 	call.header = c.header.Clone() // the client's request may be gone before the upstream call ends
 	call.anyShape = true           // the flight answers each client in its shape (relayConverted)
+	call.handsBody = false         // the flight's reference is released below, at its end
 	rt.flights.start(ctx, f, func(ctx context.Context, w http.ResponseWriter) proxy.Result {
 		defer call.body.Release()
 		defer ticket.Release()

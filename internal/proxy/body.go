@@ -65,6 +65,13 @@ type Body struct {
 	refs       atomic.Int32 // owners plus outbound readers: the buffer's lifetime
 	owners     atomic.Int32 // Retain/Release: the budget's lifetime
 	pool       *BodyPool
+	// size is the body's length, kept past its release (Len): a request
+	// whose body went back early (Request.ReleaseBody) still settles its
+	// token estimate from it.
+	size int64
+	// poisoned: released into a poisoning pool (PoisonReleased); any
+	// later Bytes or Chunks is a use after release.
+	poisoned atomic.Bool
 }
 
 // BodyPool recycles request body buffers and bounds, through its budget,
@@ -72,7 +79,19 @@ type Body struct {
 type BodyPool struct {
 	sizes  [bufSizeLevels]sync.Pool // *[]byte of cap minSmallBuf<<i
 	budget *netguard.Budget
+	poison bool // PoisonReleased
 }
+
+// PoisonReleased is a test hook: from now on a body's buffers are
+// overwritten with poisonByte when its last reference goes, and never
+// reused, so a reader that kept a slice of a released body reads garbage
+// (not another request's bytes, nor its own), and Bytes or Chunks on it
+// panics. Call it before the pool is used.
+func (p *BodyPool) PoisonReleased() { p.poison = true }
+
+// poisonByte fills a poisoned body's released buffers: 0xDB is not
+// valid UTF-8 on its own, so poisoned JSON never parses.
+const poisonByte = 0xDB
 
 // NewBodyPool builds an empty pool whose bodies reserve their buffers from
 // budget (nil: unbounded).
@@ -107,6 +126,10 @@ func (p *BodyPool) read(r io.Reader, contentLength, limit int64, chunked bool) (
 	if err := b.readFrom(r, contentLength, limit); err != nil {
 		b.Release()
 		return nil, err
+	}
+	b.size = b.read
+	if len(b.blocks) == 0 {
+		b.size = int64(len(b.buf))
 	}
 	return b, nil
 }
@@ -275,12 +298,20 @@ func sizeLevel(size int) (int, bool) {
 
 // Bytes returns the body; valid until the last reference is released.
 // It is nil for a body of ReadBodyChunks kept in more than one block.
-func (b *Body) Bytes() []byte { return b.buf }
+func (b *Body) Bytes() []byte {
+	if b.poisoned.Load() {
+		panic("proxy: request body read after its release")
+	}
+	return b.buf
+}
 
 // Chunks returns the body as a list of byte slices (one, unless the body
 // was read by ReadBodyChunks and kept in blocks); valid until the last
 // reference is released.
 func (b *Body) Chunks() [][]byte {
+	if b.poisoned.Load() {
+		panic("proxy: request body read after its release")
+	}
 	if len(b.blocks) == 0 {
 		return [][]byte{b.buf}
 	}
@@ -291,13 +322,8 @@ func (b *Body) Chunks() [][]byte {
 	return out
 }
 
-// Len is the body's length in bytes.
-func (b *Body) Len() int64 {
-	if len(b.blocks) == 0 {
-		return int64(len(b.buf))
-	}
-	return b.read
-}
+// Len is the body's length in bytes, valid after its release too.
+func (b *Body) Len() int64 { return b.size }
 
 // Release drops one owner's reference: the last owner gives the bytes back
 // to the budget, the last reference of any kind the buffer to the pool.
@@ -320,12 +346,32 @@ func (b *Body) capacity() int64 {
 
 func (b *Body) unref() {
 	if b.refs.Add(-1) == 0 {
+		if b.pool.poison {
+			b.poison()
+			return
+		}
 		b.pool.put(b.held)
 		for _, blk := range b.blocks {
 			b.pool.put(blk)
 		}
 		b.buf, b.held, b.blocks = nil, nil, nil
 	}
+}
+
+// poison overwrites the released body's buffers with poisonByte and
+// keeps them out of the pool (PoisonReleased); its slices stay as they
+// are, so a reader that kept one reads the poison.
+func (b *Body) poison() {
+	fill := func(p []byte) {
+		for i := range p {
+			p[i] = poisonByte
+		}
+	}
+	fill(b.buf[:cap(b.buf)])
+	for _, blk := range b.blocks {
+		fill((*blk)[:cap(*blk)])
+	}
+	b.poisoned.Store(true)
 }
 
 // holdUntilWritten takes a reference that is dropped when the transport
@@ -344,6 +390,13 @@ type writeHold struct {
 	b     *Body
 	once  atomic.Bool
 	trace httptrace.ClientTrace
+	// readers are the request's readers over the body (its upstream's),
+	// emptied once the request is written: the response keeps the request
+	// (http.Response.Request) and so them for the whole stream, and a
+	// reader still pointing at the body's buffer would keep it reachable
+	// after its release (a 64 KiB body held by every held stream that
+	// sent one, though back in the pool).
+	readers *upstream
 }
 
 func (h *writeHold) hold(ctx context.Context, b *Body) context.Context {
@@ -355,6 +408,13 @@ func (h *writeHold) hold(ctx context.Context, b *Body) context.Context {
 
 func (h *writeHold) wrote(info httptrace.WroteRequestInfo) {
 	if info.Err == nil && h.once.CompareAndSwap(false, true) {
+		// The transport reports from the goroutine that wrote the body,
+		// and reads it no more (no GetBody: our retries build a new
+		// request).
+		if h.readers != nil {
+			h.readers.body.Reset(nil)
+			h.readers.segs.Reset(nil)
+		}
 		h.b.unref()
 	}
 }

@@ -167,6 +167,18 @@ type Request struct {
 	// for Shared: a compressed answer is relayed as it comes, unread, and
 	// its usage (or its stream's text) would go uncounted.
 	Metered bool
+	// ReleaseBody: the caller's reference to Body (the one ReadBody
+	// returned) is the relay's to release as soon as nothing can send the
+	// body again: once a stream's head and first event (or, relayed raw,
+	// its first bytes) are flushed to the client. From there no retry or
+	// hedge follows, and a hedge's or an earlier attempt's request still
+	// being written holds the buffer itself (holdUntilWritten), so a held
+	// stream stops holding its prompt (RAG and chat-history bodies of
+	// 8-200 KiB) for its life. Result.BodyReleased says the relay did: the
+	// caller then neither releases the body again nor reads its Bytes or
+	// Chunks (Len stays valid). A JSON answer, read whole before it is
+	// relayed, is not worth it and keeps the body to the end.
+	ReleaseBody bool
 	// Budget, with CountText, bounds what the stream may generate: the
 	// relay asks it before each counted block of events, and ends the
 	// stream there (ErrTokenBudget) when it refuses. nil: no bound.
@@ -223,6 +235,9 @@ type Result struct {
 	// stream's first event carrying the response, or its JSON's "id"); ""
 	// for any other answer.
 	ResponseID string
+	// BodyReleased: the relay released the request's body
+	// (Request.ReleaseBody).
+	BodyReleased bool
 	// Held is how long the answering attempt held its backend: from its
 	// send to the end of its answer (the backend's service time, without
 	// the attempts before it or a wait for a slot); 0 when none answered.
@@ -363,6 +378,7 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		// request written; without GetBody the transport never re-reads it
 		// later (our own retries build a new request).
 		up.body.Reset(body)
+		up.hold.readers = up
 		ctx = up.hold.hold(ctx, in.Body)
 	case openai.ChunksLen(segs) <= maxRewriteCopy:
 		// A small body in slices (rewritten, or a small form kept in
@@ -379,6 +395,7 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		size = int64(openai.ChunksLen(segs))
 		up.segs.Reset(segs)
 		reader = &up.segs
+		up.hold.readers = up
 		ctx = up.hold.hold(ctx, in.Body)
 	}
 	h := upstreamHeader(in, spec)

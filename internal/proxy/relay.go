@@ -258,6 +258,9 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 			if stream && flusher != nil {
 				flusher.Flush()
 			}
+			if stream && in.ReleaseBody && !res.BodyReleased {
+				releaseBody(in, res) // committed, its first bytes out
+			}
 		}
 		if err != nil {
 			if err != io.EOF {

@@ -95,6 +95,9 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 			if flusher != nil {
 				flusher.Flush()
 			}
+			if in.ReleaseBody && !res.BodyReleased {
+				releaseBody(in, res) // the head and first event are out
+			}
 			if overBudget {
 				break
 			}
@@ -142,6 +145,16 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	// the first token (headers alone may come before any work).
 	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
 	return false
+}
+
+// releaseBody releases the request's body for a caller that handed it
+// over (Request.ReleaseBody), once the client's response is committed
+// and its first bytes are flushed: no attempt can send the body again.
+func releaseBody(in *Request, res *Result) {
+	if in.ReleaseBody && in.Body != nil && res.Written {
+		in.Body.Release()
+		res.BodyReleased = true
+	}
 }
 
 // keepPending bounds the held-event buffer a stream's tail keeps for the
