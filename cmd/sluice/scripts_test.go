@@ -76,3 +76,62 @@ printf '#!/bin/sh\necho "stand-in sluice: $*"\n' > "$3" && chmod +x "$3"
 		})
 	}
 }
+
+// scripts/test.sh (what CI runs, with no stdin and no terminal) installs
+// what the tests need without a question: apt-get with -y under
+// DEBIAN_FRONTEND=noninteractive (a debconf prompt, e.g. tzdata's, would
+// wait on a CI runner), sudo -n as a non-root user (a password prompt
+// fails at once instead of hanging), and the package lists updated once,
+// before the first install (the nats-server install used to run with no
+// update: "Unable to locate package" on a fresh container). Its
+// apt_install is run here against a stand-in apt-get, sudo and id that
+// record how they were called.
+func TestTestScriptInstallsWithoutAsking(t *testing.T) {
+	src, err := os.ReadFile("../../scripts/test.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(src)
+	i := strings.Index(s, "apt_updated=\"\"\n")
+	j := strings.Index(s[max(i, 0):], "\n}\n")
+	if i < 0 || j < 0 {
+		t.Fatal("scripts/test.sh has no apt_install function: its apt-get and sudo calls may ask questions CI cannot answer")
+	}
+	fn := s[i : i+j+3]
+	for _, nonRoot := range []bool{false, true} {
+		dir := t.TempDir()
+		log := filepath.Join(dir, "calls")
+		uid := "0"
+		if nonRoot {
+			uid = "1000"
+		}
+		stubs := map[string]string{
+			"apt-get": `echo "apt-get DEBIAN_FRONTEND=$DEBIAN_FRONTEND $*" >> "` + log + `"`,
+			"sudo":    `echo "sudo $1" >> "` + log + `"; [ "$1" = -n ] || exit 1; shift; exec "$@"`,
+			"id":      `echo ` + uid,
+		}
+		for name, body := range stubs {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := exec.Command("bash", "-c", "set -euo pipefail\n"+fn+"apt_install redis-server\napt_install nats-server\n")
+		cmd.Env = []string{"PATH=" + dir + string(os.PathListSeparator) + os.Getenv("PATH")}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("apt_install (uid %s): %v\n%s", uid, err, out)
+		}
+		b, err := os.ReadFile(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "apt-get DEBIAN_FRONTEND=noninteractive update -qq\n" +
+			"apt-get DEBIAN_FRONTEND=noninteractive install -y -qq redis-server\n" +
+			"apt-get DEBIAN_FRONTEND=noninteractive install -y -qq nats-server\n"
+		if nonRoot {
+			want = "sudo -n\n" + strings.ReplaceAll(want, "\napt-get", "\nsudo -n\napt-get")
+		}
+		if got := string(b); got != want {
+			t.Errorf("uid %s: calls\n%s\nwant\n%s", uid, got, want)
+		}
+	}
+}
