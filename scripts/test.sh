@@ -10,11 +10,29 @@ if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
 fi
 command -v go >/dev/null 2>&1 || { echo "test.sh: Go 1.26+ is required (https://go.dev/dl)"; exit 1; }
 
+# apt_install PKG...: installs with no question asked, as CI (no stdin, no
+# terminal) needs: debconf non-interactive, and sudo -n, which fails at
+# once where a password would be asked rather than wait for one. The
+# package lists are updated once per run, before the first install (a
+# fresh container has none).
+apt_updated=""
+apt_install() {
+  local as=(env DEBIAN_FRONTEND=noninteractive)
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "test.sh: installing $* needs root or sudo" >&2; return 1; }
+    as=(sudo -n env DEBIAN_FRONTEND=noninteractive)
+  fi
+  if [ -z "$apt_updated" ]; then
+    "${as[@]}" apt-get update -qq || return 1
+    apt_updated=1
+  fi
+  "${as[@]}" apt-get install -y -qq "$@" >/dev/null
+}
+
 # Tests start their own redis-server on a free loopback port.
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "test.sh: installing redis-server (tests start their own instance)"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+  apt_install redis-server
 fi
 
 # deploy.TestImage builds and runs the container image with podman; it is
@@ -27,8 +45,7 @@ fi
 # server for anyone driving it that way; the tests use the DevTools pipe.
 if ! command -v chromium >/dev/null 2>&1; then
   echo "test.sh: installing chromium (the dashboard's browser tests; ~155 MB, once)"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+  apt_install chromium chromium-driver
 fi
 
 echo "== go vet"
@@ -51,7 +68,7 @@ go test -race -count=1 -timeout 900s ./...
 # enforced except p99, which --quick measures on ~65 samples per phase: reported.
 # nats-restart needs nats-server; it is skipped with a reason when missing.
 if ! command -v nats-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  apt-get install -y -qq nats-server >/dev/null 2>&1 || echo "test.sh: nats-server not installed; nats-restart will be skipped"
+  apt_install nats-server 2>/dev/null || echo "test.sh: nats-server not installed; nats-restart will be skipped"
 fi
 echo "== sluice chaos --quick"
 chaos_bin="$(mktemp -d)/sluice"

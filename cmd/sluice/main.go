@@ -20,7 +20,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run the gateway (from --config FILE, or from flags)", runServe},
+		{"serve", "run the gateway (from --config FILE, or from flags; with neither, in front of the built-in simulator)", runServe},
 		{"check", "validate a config file and build it aside, as nginx -t (exit 0: serve and a reload would take it)", runCheck},
 		{"worker", "run jobs from the queue through a gateway (a separate worker process)", runWorker},
 		{"sim", "run simulated OpenAI-compatible inference servers", runSim},

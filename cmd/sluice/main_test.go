@@ -33,7 +33,7 @@ func TestVersionAndUnknownCommand(t *testing.T) {
 
 func TestServeRejectsBadSettings(t *testing.T) {
 	cases := map[string][]string{
-		"nothing":       {"serve"},
+		"policy only":   {"serve", "--policy", "least_conn"},
 		"both modes":    {"serve", "--config", "x.yaml", "--model", "m"},
 		"bad backend":   {"serve", "--model", "m", "--backend", "gpu1:8000"},
 		"bad policy":    {"serve", "--model", "m", "--backend", "http://127.0.0.1:1", "--policy", "fastest"},

@@ -19,7 +19,8 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve", "--config FILE | --listen ADDR --model NAME --backend URL [--backend URL ...] [--policy NAME]")
+	fs := newFlagSet("serve", "[--config FILE | --model NAME --backend URL [--backend URL ...] [--policy NAME]] [--listen ADDR]\n\n"+
+		"With none of --config, --model, --backend: two built-in simulated servers as model sim-model, to try the API.")
 	var f serveFlags
 	fs.StringVar(&f.cfgPath, "config", "", "YAML config `FILE` (see examples/sluice.yaml); reloaded on SIGHUP and on change")
 	fs.StringVar(&f.listen, "listen", "", "client-facing `ADDR` to listen on (overrides the config's listen; default :8080, all interfaces, port 8080)")
@@ -32,6 +33,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&f.backends, "backend", "backend base `URL`, e.g. http://127.0.0.1:8000 (repeatable)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	quick := f.quickstart()
+	if quick {
+		stopSims, err := f.startQuickstartBackends(ctx, nil)
+		if err != nil {
+			return err
+		}
+		// Deferred first, so it runs last: after the gateway's drain.
+		defer stopSims()
 	}
 	src := app.Source{Path: f.cfgPath, Overrides: app.Overrides{Listen: f.listen, AdminListen: f.adminListen,
 		LogLevel: f.logLevel, DataDir: f.dataDir}, LogLevel: new(slog.LevelVar)}
@@ -84,6 +94,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}
 		return err
+	}
+	if quick {
+		var adminAddr net.Addr
+		if adminLn != nil {
+			adminAddr = adminLn.Addr()
+		}
+		printQuickstart(stdout, cfg, ln.Addr(), adminAddr)
+		logger.Warn("serving the built-in simulator: no --config, --model or --backend given",
+			"model", f.model, "backends", []string(f.backends))
 	}
 	a.AdoptAdmin(adminLn) // Run serves and closes it
 	if pprofLn != nil {

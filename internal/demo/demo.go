@@ -130,8 +130,11 @@ func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 	rep := &Report{Trace: TraceName, CapacityRPS: capacity, MeanRPS: pl.meanRPS, Requests: len(pl.arrivals),
 		Compress: pl.compress, ColdStart: cold, SLOTTFT: opt.SLOTTFT}
 	fmt.Fprintf(out, "Sluice demo: %s, compressed %.0fx into %s per replay\n", TraceName, pl.compress, opt.LegDuration)
-	fmt.Fprintf(out, "Load: %d requests, %.0f req/s on average (%.1fx the capacity of %d simulated servers, %.1f req/s for the mean request of %d+%d tokens), rising through the replay; SLO TTFT <= %s\n",
-		len(pl.arrivals), pl.meanRPS, pl.meanRPS/capacity, opt.Backends, capacity, pl.meanIn, pl.meanOut, opt.SLOTTFT)
+	// The replay is not the whole trace: say so, with what was changed,
+	// so that nobody reads 896 requests as the trace's 15 minutes.
+	fmt.Fprintf(out, "Load: %d of the trace's %d requests (%s evenly, keeping its ramp; prompts and answers at %.0f%% of their length), %.0f req/s on average (%.1fx the capacity of %d simulated servers, %.1f req/s for the mean request of %d+%d tokens), rising through the replay; SLO TTFT <= %s\n",
+		len(pl.arrivals), pl.traceRequests, thinnedOrRepeated(len(pl.arrivals), pl.traceRequests), 100*tokenScale,
+		pl.meanRPS, pl.meanRPS/capacity, opt.Backends, capacity, pl.meanIn, pl.meanOut, opt.SLOTTFT)
 	fmt.Fprintf(out, "Scale-out leg: %d servers to start, at most %d, cold start %s of trace time (%.1fs here)\n\n",
 		opt.ScaleFrom, opt.ScaleMax, opt.ColdStart, cold.Seconds())
 
@@ -169,6 +172,15 @@ func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 	fmt.Fprintln(out)
 	err = rep.WriteTable(out, false)
 	return rep, err
+}
+
+// thinnedOrRepeated says how the replay's n requests came from the
+// trace's: fewer are a thinning, more a duplication.
+func thinnedOrRepeated(n, trace int) string {
+	if n <= trace {
+		return "thinned"
+	}
+	return "duplicated"
 }
 
 type lockedWriter struct {

@@ -28,6 +28,11 @@ func TestDemoPrintsTable(t *testing.T) {
 			t.Fatalf("missing %q in\n%s", want, text)
 		}
 	}
+	// The header says the replay is a thinned excerpt, not the trace
+	// (it read "Load: 896 requests", the excerpt having 5,550).
+	if !strings.Contains(text, " of the trace's 5550 requests (thinned evenly") {
+		t.Fatalf("the header does not say the trace was thinned:\n%s", text)
+	}
 	if len(rep.Legs) != 3 {
 		t.Fatalf("%d legs, want 3", len(rep.Legs))
 	}

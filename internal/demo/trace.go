@@ -37,6 +37,7 @@ type plan struct {
 	compress        float64
 	meanIn, meanOut int
 	perServerRPS    float64 // one simulator's capacity for the mean request
+	traceRequests   int     // the excerpt's, before thinning or duplication
 	meanRPS         float64 // offered load, averaged over the leg
 }
 
@@ -58,7 +59,8 @@ func buildPlan(leg time.Duration, load float64, backends int, cfg sim.Config) (p
 		in += a.InputTokens
 		out += a.OutputTokens
 	}
-	p := plan{compress: traceSpan.Seconds() / leg.Seconds(), meanIn: in / len(scaled), meanOut: out / len(scaled)}
+	p := plan{compress: traceSpan.Seconds() / leg.Seconds(), meanIn: in / len(scaled), meanOut: out / len(scaled),
+		traceRequests: len(raw)}
 	p.perServerRPS, _ = cfg.Capacity(p.meanIn, p.meanOut)
 	if !(p.perServerRPS > 0) {
 		return plan{}, fmt.Errorf("demo: the simulators cannot serve the trace's mean request (%d+%d tokens)", p.meanIn, p.meanOut)
