@@ -1,6 +1,9 @@
 package admission
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // waitBuckets are the wait-time histogram's upper bounds in seconds: from
 // "granted at once" to the batch class's default wait (max_wait_batch, 5
@@ -84,9 +87,21 @@ type ClassStats struct {
 	Granted    uint64  `json:"granted"`
 	// DelayTarget is the class's controlled-delay target (0 = off);
 	// Congested whether some tenant's waits have stayed above it for an
-	// interval (flowdelay.go).
-	DelayTarget time.Duration `json:"delay_target"`
+	// interval (flowdelay.go). In JSON the target is delay_target_ms
+	// (MarshalJSON), in milliseconds as /status's other times are.
+	DelayTarget time.Duration `json:"-"`
 	Congested   bool          `json:"congested"`
+}
+
+// MarshalJSON writes the stats with the delay target in milliseconds
+// (delay_target_ms); it was nanoseconds under delay_target, beside
+// /status's *_ms fields.
+func (c ClassStats) MarshalJSON() ([]byte, error) {
+	type fields ClassStats // without this method
+	return json.Marshal(struct {
+		fields
+		DelayTargetMS float64 `json:"delay_target_ms"`
+	}{fields(c), float64(c.DelayTarget) / float64(time.Millisecond)})
 }
 
 // TenantStats is one tenant's share of Stats.

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/netguard"
 )
 
 // The admin listener (admin.listen): bound before the App is built when
@@ -82,7 +84,16 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 	if ln == nil {
 		return func() {}
 	}
+	// Capped as the public listener is (netguard): past
+	// admin.max_connections a connection gets the refusal tier's 503, a
+	// tier as small as the cap, and is closed at accept past that.
+	cfg := a.gw.Runtime().Config.Admin
+	rf := netguard.DefaultRefusal()
+	rf.Max = cfg.MaxConnections
+	guarded := netguard.NewListener(ln, netguard.ConnLimits{Total: cfg.MaxConnections, Linger: netguard.DefaultLinger(), Refusal: rf}, nil)
 	srv := &http.Server{
+		ConnContext:       guarded.ConnContext,
+		ConnState:         guarded.ConnState,
 		Handler:           a.gw.AdminHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -91,7 +102,7 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(ln) }()
+	go func() { defer close(done); srv.Serve(guarded) }()
 	a.log.Info("sluice admin listening", "addr", ln.Addr().String(), "token", a.gw.Runtime().Config.Admin.Token != "")
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && a.gw.Runtime().Config.Admin.Token == "" {
 		a.log.Warn("admin listener off loopback without admin.token: it answers this host only, other hosts get 403 admin_token_required; set admin.token to scrape it from elsewhere",

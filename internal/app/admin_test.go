@@ -152,3 +152,54 @@ func TestGatewayRefusesAmbiguousFraming(t *testing.T) {
 		t.Fatalf("backend calls %d, want 0", n)
 	}
 }
+
+// The admin listener is capped as the public one is: with
+// admin.max_connections 2, a third connection while two are open gets
+// the refusal tier's 503, not a slot (it had none: every connection a
+// peer opened was served, each held up to ReadHeaderTimeout silent).
+func TestAdminListenerConnectionCap(t *testing.T) {
+	be := backend(t, "a")
+	_, admin, stop, done := startAppAdmin(t, writeAdminConfig(t, be.URL, "{max_connections: 2}"))
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	addr := strings.TrimPrefix(admin, "http://")
+	type client struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	dial := func() *client {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(20 * time.Second)) // a hang guard
+		return &client{c, bufio.NewReader(c)}
+	}
+	get := func(cl *client) (int, error) {
+		if _, err := io.WriteString(cl.c, "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(cl.br, nil)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	// Two open connections (kept alive after their answers: the admin
+	// server's idle timeout is 120 s).
+	for _, cl := range []*client{dial(), dial()} {
+		if code, err := get(cl); err != nil || code != http.StatusOK {
+			t.Fatalf("within the cap: %d %v", code, err)
+		}
+	}
+	if code, err := get(dial()); err != nil || code != http.StatusServiceUnavailable {
+		t.Fatalf("a third admin connection: %d %v, want the refusal tier's 503 (admin.max_connections is 2)", code, err)
+	}
+}

@@ -76,6 +76,13 @@ type Admin struct {
 	Token string `yaml:"token"`
 	// Pprof serves Go's /debug/pprof on the admin listener. Default false.
 	Pprof bool `yaml:"pprof"`
+	// MaxConnections caps the admin listener's connections at once, as
+	// server.max_connections does the public one's: past it a connection
+	// gets the same 503 from the listener's refusal tier. Scrapers and an
+	// operator need a handful; a peer that opens connections and sends
+	// nothing would otherwise hold file descriptors without bound, each
+	// for up to 10 s (its ReadHeaderTimeout). Default 64; read at start.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 func defaultServer() Server {
@@ -97,7 +104,7 @@ func defaultServer() Server {
 	}
 }
 
-func defaultAdmin() Admin { return Admin{Listen: "127.0.0.1:9091"} }
+func defaultAdmin() Admin { return Admin{Listen: "127.0.0.1:9091", MaxConnections: 64} }
 
 func (c *Config) validateServer(bad func(key, format string, args ...any)) {
 	s := c.Server
@@ -146,6 +153,9 @@ func (c *Config) validateServer(bad func(key, format string, args ...any)) {
 	}
 	if s.MemoryLimit < 0 {
 		bad("server.memory_limit", "must be 0 (runtime default) or positive")
+	}
+	if c.Admin.MaxConnections < 1 {
+		bad("admin.max_connections", "must be at least 1, got %d", c.Admin.MaxConnections)
 	}
 	if a := c.Admin.Listen; a != "off" {
 		if _, _, err := net.SplitHostPort(a); err != nil {

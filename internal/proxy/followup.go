@@ -87,6 +87,7 @@ var errProbeLost = errors.New("another backend answered the follow-up")
 // A redirect is never relayed (it would send the client, and its key,
 // wherever the backend points, as relay's reasoning for inference goes).
 func (f *Forwarder) Ask(ctx context.Context, w http.ResponseWriter, in *FollowUp, backends []*endpoint.Backend, probe bool) (res FollowUpResult) {
+	client, start := ctx, f.opt.Now()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	total := f.opt.AfterFunc(f.opt.Timeouts.Total, func() { cancel(ErrTotalTimeout) })
@@ -104,7 +105,7 @@ func (f *Forwarder) Ask(ctx context.Context, w http.ResponseWriter, in *FollowUp
 		return res
 	}
 	res.Backend, res.Err = a.b, nil
-	res.Err = f.relayFollowUp(w, a.b, a.resp, in)
+	res.Err = f.relayFollowUp(client, w, a, in, start.Add(f.opt.Timeouts.Total))
 	res.Status = a.resp.StatusCode // as relayed: a success the gateway could not read is a 502
 	a.cancel(nil)
 	return res
@@ -119,7 +120,9 @@ type probeAnswer struct {
 	notFound bool
 	err      error // no answer that counts: why (nil for a 404)
 	lost     bool  // ended by errProbeLost
-	// cancel ends the ask's context once its answer is relayed.
+	// ctx is the ask's context (the answer's body is read within it);
+	// cancel ends it once its answer is relayed.
+	ctx    context.Context
 	cancel context.CancelCauseFunc
 }
 
@@ -129,7 +132,7 @@ type probeAnswer struct {
 // drain within the same bound) and its context ended; one that counts is
 // returned with its body unread.
 func (f *Forwarder) askOne(ctx context.Context, cancel context.CancelCauseFunc, b *endpoint.Backend, in *FollowUp, bound time.Duration, probe bool) (a probeAnswer) {
-	a = probeAnswer{b: b, cancel: cancel}
+	a = probeAnswer{b: b, ctx: ctx, cancel: cancel}
 	timer := f.opt.AfterFunc(bound, func() { cancel(boundError(probe)) })
 	defer func() {
 		if !timer.Stop() && a.resp != nil {
@@ -268,10 +271,21 @@ func (f *Forwarder) followUpRequest(ctx context.Context, b *endpoint.Backend, in
 	return req.WithContext(ctx)
 }
 
-// relayFollowUp passes the answer on as it comes, an event stream
+// relayFollowUp passes the answer a on as it comes, an event stream
 // (GET ?stream=true of a background response) flushed after every read.
-func (f *Forwarder) relayFollowUp(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *FollowUp) error {
+// The gap between reads is bounded by Timeouts.StreamIdle, as an
+// inference stream's is (a watchdog on the ask's context): a backend that
+// sent the head and went silent would otherwise hold the client until
+// Timeouts.Total. A stream cut short (idle, total, a read error) ends with
+// the in-band error event an inference Responses stream gets; one whose
+// client left (client ended) gets nothing.
+func (f *Forwarder) relayFollowUp(client context.Context, w http.ResponseWriter, a probeAnswer, in *FollowUp, deadline time.Time) error {
+	b, resp := a.b, a.resp
 	defer resp.Body.Close()
+	idle := f.opt.Timeouts.StreamIdle
+	wd := startWatchdog(idle, 0, deadline, f.opt.Now(), f.opt.Now, f.opt.AfterFunc, a.cancel)
+	wd.idle(idle) // the head came: the gap phase from here
+	defer wd.stop()
 	key := b.Spec().APIKey
 	switch {
 	case key == "":
@@ -304,7 +318,8 @@ func (f *Forwarder) relayFollowUp(w http.ResponseWriter, b *endpoint.Backend, re
 	for {
 		n, err := resp.Body.Read(*bufp)
 		if n > 0 {
-			if _, werr := w.Write((*bufp)[:n]); werr != nil {
+			wd.idle(idle)
+			if _, werr := f.toClient(w, wd, (*bufp)[:n]); werr != nil {
 				return context.Canceled
 			}
 			if stream && flusher != nil {
@@ -315,7 +330,19 @@ func (f *Forwarder) relayFollowUp(w http.ResponseWriter, b *endpoint.Backend, re
 			return nil
 		}
 		if err != nil {
-			return errors.Join(ErrUpstream, err)
+			if client.Err() != nil {
+				return context.Canceled // nobody reads an error event
+			}
+			err = readFailure(a.ctx, err)
+			if stream {
+				// A Responses stream's own "error" event; its sequence
+				// number is left out (the relay does not read the events).
+				w.Write(midStreamError(err, in.RequestID).ResponsesErrorEvent(0, false))
+				if flusher != nil {
+					flusher.Flush()
+				}
+			}
+			return err
 		}
 	}
 }
