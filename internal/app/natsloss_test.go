@@ -28,6 +28,19 @@ func TestExternalNATSLostAndBack(t *testing.T) {
 	arrived := make(chan struct{}, 16)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
+		// The gateway's own calls are answered at once: held, the active
+		// health check's GET /health (at start, then every 5 s) timed out
+		// and took the backend down (fails: 1), and it counted as a job
+		// that arrived, so NATS went down with one worker idle and its pull
+		// out (seen: arrivals /health and one job).
+		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+			if r.URL.Path == "/health" {
+				io.WriteString(w, "ok")
+			} else {
+				http.NotFound(w, r) // /metrics: no load readings, as before (they timed out)
+			}
+			return
+		}
 		select {
 		case arrived <- struct{}{}:
 		default:
@@ -98,6 +111,18 @@ models:
 		case <-time.After(30 * time.Second):
 			t.Fatal("the workers did not start two jobs")
 		}
+	}
+
+	// Both workers hold a job (the backend has it, so its record says
+	// running): nothing is out to be handed a message as the server stops.
+	running := 0
+	for _, loc := range accepted {
+		if m := pollJSON(t, url+loc, func(map[string]any) bool { return true }); m["status"] == "running" {
+			running++
+		}
+	}
+	if running != 2 {
+		t.Fatalf("%d jobs running before NATS goes down, want 2 (two workers, each holding one)", running)
 	}
 
 	nats.Shutdown()

@@ -8,8 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
@@ -54,16 +52,25 @@ func TestResponsesIDsRewrittenWhenRedisComesBackEmpty(t *testing.T) {
 
 	rd.Stop()
 	rd.Restart() // empty: no persistence
-	if n := idKeys(t, rd); n != 0 {
-		t.Fatalf("the new Redis holds %d ids", n)
+	// A's next check (within sharedCheckEvery, on the wall clock) finds
+	// its mark gone: it may already have written the ids again by the
+	// time the test could look for an empty Redis, so the test does not
+	// (it did, and a loaded machine let the check come first: "the new
+	// Redis holds 4 ids"); the loss counted once and the rewrites say
+	// where the ids came from. The rewrites are counted once Redis took
+	// them: waited for by the count, which comes after the keys (a wait
+	// on the keys could read it before).
+	waitFor(t, func() bool {
+		return promtest.Value(t, p.regA, "sluice_responses_ids_redis_writes_total", "rewritten") >= made
+	})
+	// At least made, not exactly (seen: 5 for 4): a rewrite Redis did not
+	// take in full (its connection cut by the restart) is owed, and done
+	// again in full at the next check.
+	if n := idKeys(t, rd); n != made {
+		t.Fatalf("Redis holds %d ids after A's rewrite, want %d", n, made)
 	}
-	// A's next check (within sharedCheckEvery) finds its mark gone.
-	waitFor(t, func() bool { return idKeys(t, rd) == made })
 	if n := promtest.Value(t, p.regA, "sluice_responses_ids_redis_lost_total", ""); n != 1 {
 		t.Fatalf("A found Redis lost its writes %v times, want 1", n)
-	}
-	if n := promtest.Value(t, p.regA, "sluice_responses_ids_redis_writes_total", "rewritten"); n != made {
-		t.Fatalf("A wrote again %v owners, want %d", n, made)
 	}
 	if ttl, err := rd.Do("PTTL", p.gws[0].owners.shared.key(ids[0])); err != nil || ttl == "-1" || ttl == "-2" {
 		t.Fatalf("a rewritten key's PTTL %s (%v): no expiry", ttl, err)
@@ -81,7 +88,9 @@ func TestResponsesIDsRewrittenWhenRedisComesBackEmpty(t *testing.T) {
 		t.Fatalf("B's Redis hits %v, want %d", n, made)
 	}
 	// B's mark was gone too; its map held only its continuations' ids,
-	// made after: nothing of A's is B's to write.
+	// made after: nothing of A's is B's to write. B writes its own on its
+	// writer's goroutine, after the answers: counted once Redis took them.
+	waitFor(t, func() bool { return promtest.Value(t, p.regB, "sluice_responses_ids_redis_writes_total", "ok") >= made })
 	if n := strconv.Itoa(idKeys(t, rd)); n != strconv.Itoa(2*made) {
 		t.Fatalf("Redis holds %s ids, want %d: A's and B's continuations", n, 2*made)
 	}
@@ -94,7 +103,7 @@ func TestHeldWritesAtShutdownAreCounted(t *testing.T) {
 	rd := redistest.Start(t)
 	reg := prometheus.NewRegistry()
 	now := time.Now()
-	opt := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}), Timeout: hangGuard}
+	opt := &ResponseIDsRedis{Client: frozenClockRedis(rd.Addr), Timeout: hangGuard}
 	o := newRespOwners(reg, nil, 100, time.Hour, func() time.Time { return now }, opt)
 	defer o.close()
 	waitFor(t, func() bool { return o.shared.conn.Loaded() != nil })

@@ -352,6 +352,13 @@ func (s *sharedOwners) run() {
 			s.check(context.Background())
 			s.flush(context.Background(), nil)
 		case <-check.C:
+			// A replica whose dial failed (Redis away at its start, or
+			// slow to answer it) dials again here, spaced by sharedRedial:
+			// otherwise only a request finding no connection asked for a
+			// dial, and that request went without Redis.
+			if s.conn.Loaded() == nil {
+				s.conn.Get()
+			}
 			s.check(context.Background())
 		case <-retryC:
 			s.flush(context.Background(), nil)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 
 	"github.com/sluice-gw/sluice/internal/config"
@@ -308,6 +309,16 @@ func TestResponsesIDsRedisFrozen(t *testing.T) {
 	}
 }
 
+// frozenClockRedis is the Redis client option of a test whose clock
+// stands still: its first dial gets hangGuard, not the 500 ms default.
+// A write finding no connection after a failed dial takes the bypass
+// down until a back-off on that clock, which never ends: a loaded
+// machine's slow first dial left a replica's write held for good
+// ("condition not met within 30s").
+func frozenClockRedis(addr string) rueidis.ClientOption {
+	return redisconn.Option(config.Redis{Addrs: []string{addr}, ConnectTimeout: config.Duration(hangGuard)})
+}
+
 // TestRespOwnersRedis, the map's Redis side alone: what one replica
 // relayed overrides what another only probed (no owner recorded there);
 // a value that is not an owner, and ids a backend could not have made,
@@ -316,13 +327,13 @@ func TestRespOwnersRedis(t *testing.T) {
 	rd := redistest.Start(t)
 	now := time.Now()
 	clock := func() time.Time { return now }
-	opt := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}), Timeout: hangGuard}
+	opt := &ResponseIDsRedis{Client: frozenClockRedis(rd.Addr), Timeout: hangGuard}
 	regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
 	a := newRespOwners(regA, nil, 100, time.Hour, clock, opt)
 	defer a.close()
 	b := newRespOwners(regB, nil, 100, time.Hour, clock, opt)
 	defer b.close()
-	waitFor(t, func() bool { return b.shared.conn.Loaded() != nil })
+	waitFor(t, func() bool { return a.shared.conn.Loaded() != nil && b.shared.conn.Loaded() != nil })
 	ctx := t.Context()
 
 	b.remember("resp_1", respOwner{backend: "s1", probed: true}) // B found it by probing, before A's write landed
@@ -373,4 +384,22 @@ func FuzzDecodeShared(f *testing.F) {
 			t.Fatalf("%q decoded to %+v", b, o)
 		}
 	})
+}
+
+// TestWriterRedialsAfterAFailedFirstDial: a replica whose first dial
+// failed (Redis away at its start) connects once Redis is there, with no
+// request asking it to. Before, only a lookup finding no connection, or a
+// write, made the writer dial again: an idle replica stayed without
+// Redis, and its first request after went without it.
+func TestWriterRedialsAfterAFailedFirstDial(t *testing.T) {
+	rd := redistest.Start(t)
+	rd.Stop()
+	opt := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}), Timeout: hangGuard}
+	o := newRespOwners(prometheus.NewRegistry(), nil, 100, time.Hour, time.Now, opt)
+	defer o.close()
+	if _, err := o.shared.conn.Get(); err == nil { // a failed dial, whoever's first
+		t.Fatal("connected to a stopped Redis")
+	}
+	rd.Restart()
+	waitFor(t, func() bool { return o.shared.conn.Loaded() != nil })
 }

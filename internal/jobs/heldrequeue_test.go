@@ -42,7 +42,7 @@ func TestRequeueHeldOnFullStore(t *testing.T) {
 			srv := startBoundedServer(t, 256<<10)
 			reg := prometheus.NewRegistry()
 			o := testOptions(srv.ClientURL())
-			o.MaxFileBytes, o.AckWait, o.MaxAttempts, o.Registerer = 64<<10, 2*time.Second, tc.maxAttempts, reg
+			o.MaxFileBytes, o.AckWait, o.MaxAttempts, o.Registerer = 64<<10, heldAckWait, tc.maxAttempts, reg
 			s := openStore(t, o)
 			ctx := context.Background()
 			var files []*File

@@ -46,6 +46,14 @@ func startBoundedServer(t *testing.T, maxStoreBytes int64) *Embedded {
 	return e
 }
 
+// heldAckWait is the AckWait of the tests that watch a worker keep a
+// message it holds (a refused result or requeue) for two AckWaits: only
+// its heartbeats, every AckWait/4, keep the message from coming back, so
+// a stall of the worker's process longer than 3/4 of it redelivers. At
+// 2 s that was 1.5 s, which a loaded machine reached ("2 deliveries, 2
+// executions"); at 6 s, 4.5 s.
+const heldAckWait = 6 * time.Second
+
 // testOptions are fast timings for tests.
 func testOptions(url string) Options {
 	return Options{

@@ -125,19 +125,32 @@ func TestFaultHangUntilClientCancels(t *testing.T) {
 }
 
 // hangUntilClientCancels posts body to path of a simulator that hangs every
-// request: no answer comes before the client gives up (100ms), the request
-// counts as cancelled, and it never reached the engine.
+// request: no answer comes before the client gives up, the request counts
+// as cancelled, and it never reached the engine. The client gives up once
+// the simulator counted the request (a 100 ms client timeout could end
+// before a loaded machine had sent it: then nothing was cancelled).
 func hangUntilClientCancels(t *testing.T, path, body string) {
 	t.Helper()
 	cfg := fastConfig()
 	cfg.Faults.HangRate = 1
 	s, url := startSim(t, cfg)
-	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+path, strings.NewReader(body))
-	if resp, err := http.DefaultClient.Do(req); err == nil {
+	answered := make(chan int, 1) // the status, 0 for none
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- 0
+			return
+		}
 		resp.Body.Close()
-		t.Fatalf("a hung request answered %d", resp.StatusCode)
+		answered <- resp.StatusCode
+	}()
+	waitFor(t, "the request received", func() bool { return s.Stats().Requests == 1 })
+	cancel()
+	if code := <-answered; code != 0 {
+		t.Fatalf("a hung request answered %d", code)
 	}
 	waitFor(t, "hang counted as cancelled", func() bool { return s.Stats().Cancelled == 1 })
 	if st := s.Stats(); st.PromptTokens != 0 {
