@@ -111,12 +111,7 @@ func TestResponsesFollowUpsKeepTenantsWhileRedisIsAway(t *testing.T) {
 		cfg.Auth = config.Auth{RequireKey: true, Keys: []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}}
 	})
 	p.connected(t)
-	resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`, "Authorization", "Bearer sk-a")
-	got := readAll(t, resp)
-	if resp.StatusCode != 200 {
-		t.Fatalf("create: %d %s", resp.StatusCode, got)
-	}
-	id := decodeResponse(t, got).ID
+	id := p.createThroughA(t, "Authorization", "Bearer sk-a")
 	p.written(t, 1)
 
 	rd.Pause()
@@ -143,7 +138,7 @@ func TestResponsesFollowUpsKeepTenantsWhileRedisIsAway(t *testing.T) {
 		readAll(t, resp)
 		return resp.StatusCode == 404
 	})
-	resp = do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-a")
+	resp := do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-a")
 	if got := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(got, id) {
 		t.Fatalf("a's GET through B after Redis is back: %d %s", resp.StatusCode, got)
 	}
@@ -163,12 +158,7 @@ func TestResponsesProbedIDsKeepTenantsWhileRedisIsAway(t *testing.T) {
 		cfg.Auth = config.Auth{RequireKey: true, Keys: []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}}
 	})
 	p.connected(t)
-	resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`, "Authorization", "Bearer sk-a")
-	got := readAll(t, resp)
-	if resp.StatusCode != 200 {
-		t.Fatalf("create: %d %s", resp.StatusCode, got)
-	}
-	id := decodeResponse(t, got).ID
+	id := p.createThroughA(t, "Authorization", "Bearer sk-a")
 	p.written(t, 1)
 	key := p.gws[0].owners.shared.key(id)
 	val, err := rd.Do("GET", key)
@@ -179,7 +169,7 @@ func TestResponsesProbedIDsKeepTenantsWhileRedisIsAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	// a asks through B while Redis misses it: found by probing.
-	resp = do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-a")
+	resp := do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "", "Authorization", "Bearer sk-a")
 	if got := readAll(t, resp); resp.StatusCode != 200 {
 		t.Fatalf("a's GET through B, Redis missing it: %d %s", resp.StatusCode, got)
 	}

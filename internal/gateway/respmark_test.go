@@ -41,12 +41,7 @@ func TestResponsesIDsRewrittenWhenRedisComesBackEmpty(t *testing.T) {
 	const made = 4
 	var ids []string
 	for range made { // round robin: two on each simulator
-		resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`)
-		got := readAll(t, resp)
-		if resp.StatusCode != 200 {
-			t.Fatalf("create through A: %d %s", resp.StatusCode, got)
-		}
-		ids = append(ids, decodeResponse(t, got).ID)
+		ids = append(ids, p.createThroughA(t))
 	}
 	p.written(t, made)
 

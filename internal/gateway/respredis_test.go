@@ -120,6 +120,18 @@ func (p *replicaPair) connected(t *testing.T) {
 
 func (p *replicaPair) requests() int64 { return p.asked[0].Load() + p.asked[1].Load() }
 
+// createThroughA makes a stored response through replica A (hdr: header
+// name, value pairs, e.g. the tenant's Authorization) and returns its id.
+func (p *replicaPair) createThroughA(t *testing.T, hdr ...string) string {
+	t.Helper()
+	resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`, hdr...)
+	got := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("create through A: %d %s", resp.StatusCode, got)
+	}
+	return decodeResponse(t, got).ID
+}
+
 // written waits until A has written n owners to Redis: the writes follow
 // the answers, off their path.
 func (p *replicaPair) written(t *testing.T, n float64) {
@@ -253,15 +265,7 @@ func TestResponsesTenantIsolationAcrossReplicas(t *testing.T) {
 func TestResponsesIDsRedisDown(t *testing.T) {
 	rd := redistest.Start(t)
 	p := startReplicaPair(t, rd.Addr, hangGuard, nil)
-	create := func() string {
-		t.Helper()
-		resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`)
-		got := readAll(t, resp)
-		if resp.StatusCode != 200 {
-			t.Fatalf("create through A: %d %s", resp.StatusCode, got)
-		}
-		return decodeResponse(t, got).ID
-	}
+	create := func() string { t.Helper(); return p.createThroughA(t) }
 	get := func(id string) {
 		t.Helper()
 		resp := do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "")

@@ -25,15 +25,7 @@ func TestResponsesIDsReplayedAfterBypass(t *testing.T) {
 	rd := redistest.Start(t)
 	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, nil)
 	p.connected(t)
-	create := func() string {
-		t.Helper()
-		resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`)
-		got := readAll(t, resp)
-		if resp.StatusCode != 200 {
-			t.Fatalf("create through A: %d %s", resp.StatusCode, got)
-		}
-		return decodeResponse(t, got).ID
-	}
+	create := func() string { t.Helper(); return p.createThroughA(t) }
 	create()
 	p.written(t, 1)
 	writes := func(reg *prometheus.Registry, result string) float64 {
