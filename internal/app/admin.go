@@ -90,7 +90,9 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 	cfg := a.gw.Runtime().Config.Admin
 	rf := netguard.DefaultRefusal()
 	rf.Max = cfg.MaxConnections
-	guarded := netguard.NewListener(ln, netguard.ConnLimits{Total: cfg.MaxConnections, Linger: netguard.DefaultLinger(), Refusal: rf}, nil)
+	// Its refusals are counted with listener="admin"; the other connection
+	// metrics are the public listener's alone.
+	guarded := netguard.NewListener(ln, netguard.ConnLimits{Total: cfg.MaxConnections, Linger: netguard.DefaultLinger(), Refusal: rf}, a.connMetrics.AdminView())
 	srv := &http.Server{
 		ConnContext:       guarded.ConnContext,
 		ConnState:         guarded.ConnState,

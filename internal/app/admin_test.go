@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/netguard"
 )
 
 func writeAdminConfig(t *testing.T, backend, adminLine string) string {
@@ -156,10 +159,14 @@ func TestGatewayRefusesAmbiguousFraming(t *testing.T) {
 // The admin listener is capped as the public one is: with
 // admin.max_connections 2, a third connection while two are open gets
 // the refusal tier's 503, not a slot (it had none: every connection a
-// peer opened was served, each held up to ReadHeaderTimeout silent).
+// peer opened was served, each held up to ReadHeaderTimeout silent),
+// counted in sluice_connections_refused_total with listener="admin" (it
+// was counted nowhere) and not as the public listener's.
 func TestAdminListenerConnectionCap(t *testing.T) {
 	be := backend(t, "a")
-	_, admin, stop, done := startAppAdmin(t, writeAdminConfig(t, be.URL, "{max_connections: 2}"))
+	a := newApp(t, writeAdminConfig(t, be.URL, "{max_connections: 2}"))
+	reg := a.deps.Registry.(*prometheus.Registry)
+	_, admin, stop, done := runApp(t, a)
 	defer func() {
 		stop()
 		if err := <-done; err != nil {
@@ -202,4 +209,35 @@ func TestAdminListenerConnectionCap(t *testing.T) {
 	if code, err := get(dial()); err != nil || code != http.StatusServiceUnavailable {
 		t.Fatalf("a third admin connection: %d %v, want the refusal tier's 503 (admin.max_connections is 2)", code, err)
 	}
+	if got := refusedTotal(t, reg, netguard.ListenerAdmin, netguard.RefusedMaxConnections); got != 1 {
+		t.Errorf("admin refusals counted %v, want 1", got)
+	}
+	if got := refusedTotal(t, reg, netguard.ListenerPublic, netguard.RefusedMaxConnections); got != 0 {
+		t.Errorf("public refusals counted %v, want 0: the refusal was the admin listener's", got)
+	}
+}
+
+// refusedTotal is sluice_connections_refused_total{listener, reason}.
+func refusedTotal(t *testing.T, reg prometheus.Gatherer, listener, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "sluice_connections_refused_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["listener"] == listener && labels["reason"] == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("sluice_connections_refused_total{listener=%q,reason=%q} not gathered", listener, reason)
+	return 0
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
@@ -108,7 +109,7 @@ models:
 	if code, err := get(third, ""); err != nil || code != http.StatusServiceUnavailable {
 		t.Fatalf("a third connection from one address: %d %v, want the refusal tier's 503 (max_connections_per_ip is 2)", code, err)
 	}
-	if got := promtest.Value(t, reg, "sluice_connections_refused_total", "max_connections_per_ip"); got != 1 {
+	if got := refusedTotal(t, reg, netguard.ListenerPublic, netguard.RefusedMaxPerIP); got != 1 {
 		t.Fatalf("per-address refusals = %v", got)
 	}
 	third.c.Close() // ends its lingering close

@@ -18,9 +18,10 @@ import (
 func TestReloadKeepsFlagOverridesAndAppliesLogLevel(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	adminLine := "admin: {listen: 127.0.0.1:18001}\n"
 	write := func(extra string) {
 		t.Helper()
-		src := "listen: 127.0.0.1:18000\nadmin: {listen: 127.0.0.1:18001}\nqueue: {enabled: false, data_dir: /nonexistent/file-dir}\n" +
+		src := "listen: 127.0.0.1:18000\n" + adminLine + "queue: {enabled: false, data_dir: /nonexistent/file-dir}\n" +
 			extra + "models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
 		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 			t.Fatal(err)
@@ -71,8 +72,19 @@ func TestReloadKeepsFlagOverridesAndAppliesLogLevel(t *testing.T) {
 	if out := logs.String(); !strings.Contains(out, "cache.max_bytes and cache.redis need a restart") {
 		t.Fatalf("cache.max_bytes changed without a warning:\n%s", out)
 	}
+	// admin.max_connections is read when the admin listener is wrapped:
+	// named as the other restart-only keys are (a reload was silent).
+	adminLine = "admin: {listen: 127.0.0.1:18001, max_connections: 3}\n"
+	write("log: {level: debug, access: false}\ncache: {max_bytes: 8MiB}\n")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, "admin.max_connections changes need a restart") {
+		t.Fatalf("admin.max_connections changed without a warning:\n%s", out)
+	}
 
 	// --log-level wins over the file's, reload after reload.
+	adminLine = "admin: {listen: 127.0.0.1:18001}\n"
 	write("log: {level: info, access: false}\n")
 	b, level, _ := start(Overrides{LogLevel: "warn", DataDir: t.TempDir()})
 	write("log: {level: debug, access: false}\n")

@@ -90,10 +90,10 @@ func TestPerAddressAndTotalCapsRefuseAtAcceptAndFreeOnClose(t *testing.T) {
 	if served(t, dialFrom(t, "127.0.0.3", addr)) {
 		t.Fatal("a fourth connection was served (total cap 3)")
 	}
-	if got := testutil.ToFloat64(m.refusal.WithLabelValues(RefusedMaxPerIP)); got != 1 {
+	if got := testutil.ToFloat64(m.refusal.WithLabelValues(ListenerPublic, RefusedMaxPerIP)); got != 1 {
 		t.Fatalf("per-address refusals = %v", got)
 	}
-	if got := testutil.ToFloat64(m.refusal.WithLabelValues(RefusedMaxConnections)); got != 1 {
+	if got := testutil.ToFloat64(m.refusal.WithLabelValues(ListenerPublic, RefusedMaxConnections)); got != 1 {
 		t.Fatalf("total refusals = %v", got)
 	}
 	if got := testutil.ToFloat64(m.open); got != 3 {

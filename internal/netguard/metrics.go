@@ -60,14 +60,25 @@ func (m *BodyMetrics) timedOut(total bool) {
 	m.timeouts.WithLabelValues(bound).Inc()
 }
 
+// The listeners whose refusals sluice_connections_refused_total tells
+// apart (its listener label).
+const (
+	ListenerPublic = "public" // server.listen
+	ListenerAdmin  = "admin"  // admin.listen
+)
+
 // ConnMetrics count client connections. A nil *ConnMetrics counts nothing.
 type ConnMetrics struct {
-	open    prometheus.Gauge
-	refusal *prometheus.CounterVec
-	header  prometheus.Counter
-	timeout *prometheus.CounterVec
-	linger  prometheus.Gauge
-	lingers *prometheus.CounterVec
+	// listener is the refusal counter's listener label; refusalsOnly marks
+	// the admin listener's view (AdminView), which counts nothing else.
+	listener     string
+	refusalsOnly bool
+	open         prometheus.Gauge
+	refusal      *prometheus.CounterVec
+	header       prometheus.Counter
+	timeout      *prometheus.CounterVec
+	linger       prometheus.Gauge
+	lingers      *prometheus.CounterVec
 	// refusing, refusals: the refusal tier (refusal.go).
 	refusing prometheus.Gauge
 	refusals *prometheus.CounterVec
@@ -76,13 +87,14 @@ type ConnMetrics struct {
 // NewConnMetrics registers the connection metrics on reg.
 func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 	m := &ConnMetrics{
+		listener: ListenerPublic,
 		open: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_connections_open", Help: "Client connections open now (bounded by server.max_connections).",
 		}),
 		refusal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_connections_refused_total",
-			Help: "Client connections over a cap, by the cap: max_connections or max_connections_per_ip (answered 503 or closed at accept: sluice_connection_refusals_total).",
-		}, []string{"reason"}),
+			Help: "Client connections over a cap, by listener (public or admin) and the cap: max_connections or max_connections_per_ip (public: answered 503 or closed at accept, sluice_connection_refusals_total; admin: admin.max_connections).",
+		}, []string{"listener", "reason"}),
 		header: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_request_header_too_large_total",
 			Help: "Requests whose head exceeded server.max_header_bytes: answered 431, or 414 when the request line alone did.",
@@ -117,55 +129,70 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 	}
 	m.timeout.WithLabelValues("idle")
 	m.timeout.WithLabelValues("header")
-	m.refusal.WithLabelValues(RefusedMaxConnections)
-	m.refusal.WithLabelValues(RefusedMaxPerIP)
+	m.refusal.WithLabelValues(ListenerPublic, RefusedMaxConnections)
+	m.refusal.WithLabelValues(ListenerPublic, RefusedMaxPerIP)
+	m.refusal.WithLabelValues(ListenerAdmin, RefusedMaxConnections) // it has no per-address cap
 	return m
 }
 
+// AdminView is the metrics of the admin listener: its refusals are
+// counted in sluice_connections_refused_total with listener="admin",
+// and nothing else (the other connection metrics are the public
+// listener's, bounded by server.* settings).
+func (m *ConnMetrics) AdminView() *ConnMetrics {
+	if m == nil {
+		return nil
+	}
+	return &ConnMetrics{listener: ListenerAdmin, refusalsOnly: true, refusal: m.refusal}
+}
+
+// counts reports whether m counts the metrics other than refusals.
+func (m *ConnMetrics) counts() bool { return m != nil && !m.refusalsOnly }
+
 func (m *ConnMetrics) opened(delta float64) {
-	if m != nil {
+	if m.counts() {
 		m.open.Add(delta)
 	}
 }
 
 func (m *ConnMetrics) refused(reason string) {
 	if m != nil {
-		m.refusal.WithLabelValues(reason).Inc()
+		m.refusal.WithLabelValues(m.listener, reason).Inc()
 	}
 }
 
 func (m *ConnMetrics) refusingDelta(delta float64) {
-	if m != nil {
+	if m.counts() {
 		m.refusing.Add(delta)
 	}
 }
 
 func (m *ConnMetrics) refusalEnded(outcome string) {
-	if m != nil {
+	if m.counts() {
 		m.refusals.WithLabelValues(outcome).Inc()
 	}
 }
 
 func (m *ConnMetrics) timedOut(phase string) {
-	if m != nil {
+	if m.counts() {
 		m.timeout.WithLabelValues(phase).Inc()
 	}
 }
 
 func (m *ConnMetrics) headerTooLarge() {
-	if m != nil {
+	if m.counts() {
 		m.header.Inc()
 	}
 }
 
 func (m *ConnMetrics) lingerStarted() {
-	if m != nil {
+	if m.counts() {
 		m.linger.Inc()
 	}
 }
 
 func (m *ConnMetrics) lingerEnded(end string) {
-	if m != nil {
+	if m.counts() {
 		m.linger.Dec()
 		m.lingers.WithLabelValues(end).Inc()
 	}

@@ -71,7 +71,7 @@ func TestOverCapConnectionIsAnswered503AfterItsHead(t *testing.T) {
 	read503(t, c)
 	c.Close()
 	waitFor(t, "the refusal to end at its head", func() bool { return refusals(m, RefusalHead) == 1 })
-	if got := testutil.ToFloat64(m.refusal.WithLabelValues(RefusedMaxPerIP)); got != 1 {
+	if got := testutil.ToFloat64(m.refusal.WithLabelValues(ListenerPublic, RefusedMaxPerIP)); got != 1 {
 		t.Fatalf("per-address refusals = %v", got)
 	}
 	waitFor(t, "the tier to empty", func() bool { return testutil.ToFloat64(m.refusing) == 0 })

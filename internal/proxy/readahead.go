@@ -101,7 +101,10 @@ type ReadaheadWriter struct {
 	started  bool
 	fellBack bool
 	done     chan struct{} // made when the drain starts, closed when it ends
-	wmu      sync.Mutex    // serialises the drain's and a direct write's use of w
+	// finished: Finish has returned. Only the handler's goroutine, which
+	// calls Finish, reads or sets it, so it needs no lock.
+	finished bool
+	wmu      sync.Mutex // serialises the drain's and a direct write's use of w
 }
 
 // Arm turns read-ahead on for this response, holding up to limit bytes
@@ -341,9 +344,12 @@ func (a *ReadaheadWriter) dropAll() {
 // failed) and frees the blocks. The handler calls it before returning;
 // the backend and every slot are released by then, so a client more than
 // a block behind here is counted as detached early (one that keeps up is
-// at most writing the last events).
+// at most writing the last events). The gateway calls it twice, when it
+// records the request and when it recycles the exchange: a call after
+// the first returns at once, the drain ended and the blocks freed (it
+// took the lock twice and waited on the closed done for nothing).
 func (a *ReadaheadWriter) Finish() {
-	if a.limit == 0 {
+	if a.limit == 0 || a.finished {
 		return
 	}
 	a.mu.Lock()
@@ -360,6 +366,7 @@ func (a *ReadaheadWriter) Finish() {
 	a.mu.Lock()
 	a.dropAll()
 	a.mu.Unlock()
+	a.finished = true
 }
 
 // ReadaheadMetrics count what read-ahead does. A nil *ReadaheadMetrics
