@@ -174,34 +174,11 @@ func TestAdminListenerConnectionCap(t *testing.T) {
 		}
 	}()
 	addr := strings.TrimPrefix(admin, "http://")
-	type client struct {
-		c  net.Conn
-		br *bufio.Reader
-	}
-	dial := func() *client {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(20 * time.Second)) // a hang guard
-		return &client{c, bufio.NewReader(c)}
-	}
-	get := func(cl *client) (int, error) {
-		if _, err := io.WriteString(cl.c, "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
-			return 0, err
-		}
-		resp, err := http.ReadResponse(cl.br, nil)
-		if err != nil {
-			return 0, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
+	dial := func() *rawConn { return dialRaw(t, addr) }
+	get := func(cl *rawConn) (int, error) { return cl.get("GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") }
 	// Two open connections (kept alive after their answers: the admin
 	// server's idle timeout is 120 s).
-	for _, cl := range []*client{dial(), dial()} {
+	for _, cl := range []*rawConn{dial(), dial()} {
 		if code, err := get(cl); err != nil || code != http.StatusOK {
 			t.Fatalf("within the cap: %d %v", code, err)
 		}

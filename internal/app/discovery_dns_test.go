@@ -19,30 +19,12 @@ import (
 func TestDNSDiscoveredModelServes(t *testing.T) {
 	b := backend(t, "b")
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(b.URL, "http://"))
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) },
-		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			m := new(dns.Msg)
-			m.SetReply(r)
-			if r.Question[0].Qtype == dns.TypeA {
-				rr, _ := dns.NewRR(r.Question[0].Name + " 30 IN A 127.0.0.1")
-				m.Answer = append(m.Answer, rr)
-			}
-			w.WriteMsg(m)
-		})}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { srv.Shutdown(); <-done })
+	server := serveDNS(t, answerLoopback(nil))
 
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
 		"models:\n  - name: m1\n    discovery:\n      - type: dns\n        name: llm.test\n        port: " + port +
-		"\n        server: " + pc.LocalAddr().String() + "\n"
+		"\n        server: " + server + "\n"
 	writeFile(t, path, src)
 	a := newApp(t, path)
 	gw, _, cancel, stopped := runApp(t, a)
@@ -62,34 +44,14 @@ func TestDNSDiscoveredModelServes(t *testing.T) {
 // answers, both show it recovered.
 func TestFailingSourceShownOnReadyzAndStatus(t *testing.T) {
 	b := backend(t, "b")
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var failing atomic.Bool
 	failing.Store(true)
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) },
-		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			m := new(dns.Msg)
-			m.SetReply(r)
-			if failing.Load() {
-				m.Rcode = dns.RcodeServerFailure
-			} else if r.Question[0].Qtype == dns.TypeA {
-				rr, _ := dns.NewRR(r.Question[0].Name + " 30 IN A 127.0.0.1")
-				m.Answer = append(m.Answer, rr)
-			}
-			w.WriteMsg(m)
-		})}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { srv.Shutdown(); <-done })
+	server := serveDNS(t, answerLoopback(&failing))
 
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
 		"models:\n  - name: m1\n    backends:\n      - url: " + b.URL + "\n    discovery:\n      - type: dns\n        name: llm.test\n        port: 9\n" +
-		"        min_interval: 100ms\n        max_interval: 200ms\n        server: " + pc.LocalAddr().String() + "\n"
+		"        min_interval: 100ms\n        max_interval: 200ms\n        server: " + server + "\n"
 	writeFile(t, path, src)
 	a := newApp(t, path)
 	gw, _, cancel, stopped := runApp(t, a)
@@ -137,18 +99,8 @@ func TestReloadsChangingSourcesLeaveNoGoroutine(t *testing.T) {
 		leaktest.VerifyNone(t, otherTestsGoroutines...)
 	})
 	b := backend(t, "b")
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var asked atomic.Int64
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) },
-		Handler: dns.HandlerFunc(func(dns.ResponseWriter, *dns.Msg) { asked.Add(1) })} // never answers
-	done := make(chan struct{})
-	go func() { defer close(done); srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { srv.Shutdown(); <-done })
+	server := serveDNS(t, func(dns.ResponseWriter, *dns.Msg) { asked.Add(1) }) // never answers
 
 	dir := t.TempDir()
 	targets := filepath.Join(dir, "targets.json")
@@ -158,7 +110,7 @@ func TestReloadsChangingSourcesLeaveNoGoroutine(t *testing.T) {
 	file := "      - type: file\n        path: " + targets + "\n"
 	dnsName := func(name string) string {
 		return "      - type: dns\n        name: " + name + "\n        port: 9\n        server: " +
-			pc.LocalAddr().String() + "\n"
+			server + "\n"
 	}
 	writeFile(t, path, head+file+dnsName("a.test"))
 	a := newApp(t, path)
@@ -178,4 +130,37 @@ func TestReloadsChangingSourcesLeaveNoGoroutine(t *testing.T) {
 	}
 	cancel()
 	<-stopped
+}
+
+// serveDNS runs a real DNS server on a loopback UDP port with handler,
+// shut down at the test's end, and returns its address.
+func serveDNS(t *testing.T, handler dns.HandlerFunc) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) }, Handler: handler}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { srv.Shutdown(); <-done })
+	return pc.LocalAddr().String()
+}
+
+// answerLoopback answers every A question with 127.0.0.1 (TTL 30 s), or
+// SERVFAIL while failing (when not nil) is set.
+func answerLoopback(failing *atomic.Bool) dns.HandlerFunc {
+	return func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if failing != nil && failing.Load() {
+			m.Rcode = dns.RcodeServerFailure
+		} else if r.Question[0].Qtype == dns.TypeA {
+			rr, _ := dns.NewRR(r.Question[0].Name + " 30 IN A 127.0.0.1")
+			m.Answer = append(m.Answer, rr)
+		}
+		w.WriteMsg(m)
+	}
 }

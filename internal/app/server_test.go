@@ -67,30 +67,9 @@ models:
 	reg := a.deps.Registry.(*prometheus.Registry)
 
 	// Requests on a connection, one at a time.
-	type client struct {
-		c  net.Conn
-		br *bufio.Reader
-	}
-	dial := func() *client {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(20 * time.Second))
-		return &client{c, bufio.NewReader(c)}
-	}
-	get := func(cl *client, extra string) (int, error) {
-		if _, err := io.WriteString(cl.c, "GET /v1/models HTTP/1.1\r\nHost: x\r\n"+extra+"\r\n"); err != nil {
-			return 0, err
-		}
-		resp, err := http.ReadResponse(cl.br, nil)
-		if err != nil {
-			return 0, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, nil
+	dial := func() *rawConn { return dialRaw(t, addr) }
+	get := func(cl *rawConn, extra string) (int, error) {
+		return cl.get("GET /v1/models HTTP/1.1\r\nHost: x\r\n" + extra + "\r\n")
 	}
 
 	// The third connection must come while the first two are open: idle
@@ -99,7 +78,7 @@ models:
 	// the third request; 2 s leaves room, and the wait for the close
 	// below is that long.
 	c1, c2 := dial(), dial()
-	for _, cl := range []*client{c1, c2} {
+	for _, cl := range []*rawConn{c1, c2} {
 		if code, err := get(cl, ""); err != nil || code != http.StatusOK {
 			t.Fatalf("within the caps: %d %v", code, err)
 		}
@@ -119,7 +98,7 @@ models:
 
 	// The idle keep-alive connections are closed by the server, which
 	// frees their slots.
-	for _, cl := range []*client{c1, c2} {
+	for _, cl := range []*rawConn{c1, c2} {
 		if n, err := cl.br.Read(make([]byte, 1)); err == nil {
 			t.Fatalf("idle connection still open (read %d bytes)", n)
 		}
@@ -202,4 +181,39 @@ models:
 	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), `"code":"request_timeout"`) {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
+}
+
+// rawConn is a client connection that writes requests by hand, one at a
+// time, and reads each answer (connection caps, keep-alive).
+type rawConn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+// dialRaw connects to addr, closed at the test's end, with a 20 s hang
+// guard on every read and write.
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return &rawConn{c, bufio.NewReader(c)}
+}
+
+// get writes head (a request with no body, its blank line included) and
+// reads the answer: its status.
+func (rc *rawConn) get(head string) (int, error) {
+	if _, err := io.WriteString(rc.c, head); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(rc.br, nil)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }

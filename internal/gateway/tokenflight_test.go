@@ -277,9 +277,23 @@ func TestABudgetOutlivesItsLeadersClient(t *testing.T) {
 // backend answer (release): the follower's answer.
 func leaderLeavesItsFlight(t *testing.T, url string, gw *Gateway, arrived <-chan struct{}, release chan struct{}) streamAnswer {
 	t.Helper()
+	follower := make(chan streamAnswer, 1)
+	leaderLeaves(t, url, gw, flightStream, arrived, release, func() {
+		follower <- readStreamAnswer(t, post(t, url, flightStream, "Authorization", "Bearer k1"))
+	})
+	return <-follower
+}
+
+// leaderLeaves sends body as k1, starts follow (on a goroutine of its
+// own) once the backend has the leader's request, and when follow's
+// request has joined the flight, makes the leader's client leave; once
+// the leader's request has left its flight, it lets the backend answer
+// (release). The caller reads follow's outcome.
+func leaderLeaves(t *testing.T, url string, gw *Gateway, body string, arrived <-chan struct{}, release chan struct{}, follow func()) {
+	t.Helper()
 	ctx, leave := context.WithCancel(context.Background())
 	defer leave()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(flightStream))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer k1")
 	req.Header.Set("Content-Type", "application/json")
 	leaderDone := make(chan struct{})
@@ -291,12 +305,10 @@ func leaderLeavesItsFlight(t *testing.T, url string, gw *Gateway, arrived <-chan
 		}
 	}()
 	<-arrived
-	follower := make(chan streamAnswer, 1)
-	go func() { follower <- readStreamAnswer(t, post(t, url, flightStream, "Authorization", "Bearer k1")) }()
+	go follow()
 	waitWaiters(t, gw, 2)
 	leave()
 	<-leaderDone
 	waitWaiters(t, gw, 1) // the leader's request has left its flight
 	close(release)
-	return <-follower
 }

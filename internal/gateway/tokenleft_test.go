@@ -156,35 +156,16 @@ func TestAnUnbudgetedFlightsLeaderThatLeftPaysForItsAnswer(t *testing.T) {
 	clk := &frozenClock{now: time.Now()}
 	url, gw := startCachingGatewayCfg(t, cfg, nil, clk.Now)
 
-	ctx, leave := context.WithCancel(context.Background())
-	defer leave()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer k1")
-	req.Header.Set("Content-Type", "application/json")
-	leaderDone := make(chan struct{})
-	go func() {
-		defer close(leaderDone)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	}()
-	<-arrived
 	type answer struct {
 		status int
 		xcache string
 	}
 	follower := make(chan answer, 1)
-	go func() {
+	leaderLeaves(t, url, gw, body, arrived, release, func() {
 		resp := post(t, url, body, "Authorization", "Bearer k2")
 		readAll(t, resp)
 		follower <- answer{resp.StatusCode, resp.Header.Get("X-Cache")}
-	}()
-	waitWaiters(t, gw, 2)
-	leave()
-	<-leaderDone
-	waitWaiters(t, gw, 1)
-	close(release)
+	})
 	got := <-follower
 	if got.status != 200 || got.xcache != "COALESCED" || len(arrived) != 0 {
 		t.Fatalf("follower: %d, X-Cache %q, %d more backend calls; want it coalesced", got.status, got.xcache, len(arrived))
