@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
@@ -217,11 +218,12 @@ func (h *Handler) listBatches(w http.ResponseWriter, r *http.Request, tenant str
 		}
 		limit = n
 	}
-	if after != "" && !validID(after) {
-		h.fail(w, r, cursorNotFound(objBatch, after), objBatch, after)
-		return
+	var bs []*jobs.Batch
+	var more bool
+	var err error
+	if after == "" || batchCursor(after) {
+		bs, more, err = h.svc.ListBatches(r.Context(), tenant, after, limit)
 	}
-	bs, more, err := h.svc.ListBatches(r.Context(), tenant, after, limit)
 	if err != nil {
 		h.fail(w, r, fmt.Errorf("listing batches: %w", err), objBatch, after)
 		return
@@ -234,6 +236,24 @@ func (h *Handler) listBatches(w http.ResponseWriter, r *http.Request, tenant str
 		page.FirstID, page.LastID = &bs[0].ID, &bs[len(bs)-1].ID
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// batchCursor reports whether after can mark a place among batch ids,
+// which sort by creation time: a batch id, also of a batch that is gone.
+// Anything else names no batch and answers an empty page, as a cursor
+// naming no file does (filesAfter): not a 404, which no list operation in
+// OpenAI's spec answers.
+func batchCursor(after string) bool {
+	hexTime, ok := strings.CutPrefix(after, "batch_")
+	if !ok || len(hexTime) < 12 || !validID(after) {
+		return false
+	}
+	for _, c := range hexTime[:12] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // cancelBatch is POST /v1/batches/{id}/cancel: the batch goes to

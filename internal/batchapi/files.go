@@ -2,6 +2,7 @@ package batchapi
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -356,12 +357,10 @@ func (h *Handler) listFiles(w http.ResponseWriter, r *http.Request, tenant strin
 		slices.Reverse(files)
 	}
 	if after := q.Get("after"); after != "" {
-		i := slices.IndexFunc(files, func(f *jobs.File) bool { return f.ID == after })
-		if i < 0 {
-			h.fail(w, r, cursorNotFound(objFile, after), objFile, after)
+		if files, err = h.filesAfter(r, tenant, files, after, order == "asc"); err != nil {
+			h.fail(w, r, fmt.Errorf("listing files: %w", err), objFile, "")
 			return
 		}
-		files = files[i+1:]
 	}
 	page := fileList{Object: "list", Data: files, HasMore: len(files) > limit}
 	if page.HasMore {
@@ -374,4 +373,35 @@ func (h *Handler) listFiles(w http.ResponseWriter, r *http.Request, tenant strin
 		page.FirstID, page.LastID = &page.Data[0].ID, &page.Data[n-1].ID
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// filesAfter is the part of files (sorted in the list's order) that comes
+// after the cursor. A cursor naming a file that is gone (deleted, expired;
+// its metadata stays until retention ends) still marks its place, by its
+// created_at and id, as a batch id does in GET /v1/batches: a client
+// paging while files go away continues where it was instead of getting a
+// 404. A cursor naming no file of the tenant answers an empty page. Why
+// not a 404: no list operation in OpenAI's spec (openai-openapi) has an
+// answer but 200, and the two lists now answer alike.
+func (h *Handler) filesAfter(r *http.Request, tenant string, files []*jobs.File, after string, asc bool) ([]*jobs.File, error) {
+	if i := slices.IndexFunc(files, func(f *jobs.File) bool { return f.ID == after }); i >= 0 {
+		return files[i+1:], nil
+	}
+	c, err := h.svc.FileCursor(r.Context(), tenant, after)
+	if errors.Is(err, jobs.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// comesAfter reports whether f follows the cursor in the list's order
+	// (newest first: smaller created_at, then smaller id).
+	comesAfter := func(f *jobs.File) bool {
+		d := cmp.Or(cmp.Compare(f.CreatedAt, c.CreatedAt), strings.Compare(f.ID, c.ID))
+		if asc {
+			return d > 0
+		}
+		return d < 0
+	}
+	return files[min(len(files), max(0, slices.IndexFunc(files, comesAfter))):], nil
 }

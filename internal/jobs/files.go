@@ -101,6 +101,31 @@ func (s *Store) File(ctx context.Context, tenant, id string) (*File, error) {
 	return f, nil
 }
 
+// FileCursor returns the tenant's file as it was last stored, also when
+// it is deleted or expired (the object store keeps a deleted file's
+// metadata until retention ends): a list's after= naming a file that went
+// away between two pages still marks a place in the list.
+func (s *Store) FileCursor(ctx context.Context, tenant, id string) (*File, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if !validToken.MatchString(id) {
+		return nil, ErrNotFound
+	}
+	info, err := s.files.GetInfo(ctx, id, jetstream.GetObjectInfoShowDeleted())
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: reading file %s: %w", id, err)
+	}
+	f := fileFromInfo(info)
+	if f.Tenant != tenant {
+		return nil, ErrNotFound
+	}
+	return f, nil
+}
+
 // FileContent opens the tenant's file for reading; ctx must last as long
 // as the reading does, and ending it ends the read. Nothing else bounds
 // the whole read; each chunk must come within Options.FileReadIdle. The
