@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
@@ -37,6 +38,9 @@ type createBatchRequest struct {
 	// Metadata values are pointers so that a null value is refused
 	// rather than stored as "" (as a map of strings would decode it).
 	Metadata map[string]*string `json:"metadata"`
+	// OutputExpiresAfter is the lifetime of the output and error files;
+	// null or absent: the store's retention.
+	OutputExpiresAfter *expiresAfter `json:"output_expires_after"`
 }
 
 // createBatch is POST /v1/batches: it reads the input file again and
@@ -46,6 +50,10 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request, tenant str
 	req, err := decodeCreateBatch(http.MaxBytesReader(w, r.Body, maxBatchBody))
 	if err == nil {
 		err = h.checkCreateBatch(req)
+	}
+	var outputLifetime time.Duration
+	if err == nil && req.OutputExpiresAfter != nil {
+		outputLifetime, err = req.OutputExpiresAfter.lifetime("output_expires_after")
 	}
 	if err != nil {
 		h.fail(w, r, err, objBatch, "")
@@ -87,12 +95,13 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request, tenant str
 		return
 	}
 	b, err := h.svc.CreateBatch(r.Context(), jobs.BatchSpec{
-		Tenant:           tenant,
-		InputFileID:      fileID,
-		Endpoint:         endpoint,
-		CompletionWindow: completionWindow,
-		Metadata:         metadataStrings(req.Metadata),
-		Requests:         reqs,
+		Tenant:             tenant,
+		InputFileID:        fileID,
+		Endpoint:           endpoint,
+		CompletionWindow:   completionWindow,
+		Metadata:           metadataStrings(req.Metadata),
+		Requests:           reqs,
+		OutputExpiresAfter: outputLifetime,
 	})
 	if err != nil {
 		h.fail(w, r, fmt.Errorf("creating batch: %w", err), objBatch, "")
@@ -127,10 +136,16 @@ func decodeCreateBatch(body io.Reader) (*createBatchRequest, error) {
 }
 
 // jsonTypeOf names the JSON type a create-batch field takes.
-// Every field is a string but metadata, an object of strings.
+// Every field is a string but metadata, an object of strings, and
+// output_expires_after, an object whose seconds are an integer.
 func jsonTypeOf(field string) string {
-	if field == "metadata" {
+	switch field {
+	case "metadata":
 		return "an object of strings"
+	case "output_expires_after":
+		return "an object"
+	case "output_expires_after.seconds":
+		return "an integer"
 	}
 	return "a string"
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -37,6 +38,10 @@ type upload struct {
 	spool       *os.File // the file part, spooled to disk
 	size        int64
 	lineErrs    []jobs.BatchLineError
+	// expiresAfter holds the expires_after[anchor] and
+	// expires_after[seconds] fields (the SDKs send the object as these
+	// two form fields), by field name.
+	expiresAfter map[string]string
 }
 
 func (u *upload) close() {
@@ -69,9 +74,18 @@ func (h *Handler) uploadFile(w http.ResponseWriter, r *http.Request, tenant stri
 	case len(u.lineErrs) > 0:
 		err = lineErrors(u.lineErrs)
 	}
+	var lifetime time.Duration
+	if err == nil && u.expiresAfter != nil {
+		lifetime, err = uploadExpiresAfter(u.expiresAfter)
+	}
 	if err != nil {
 		h.fail(w, r, err, objFile, "")
 		return
+	}
+	created := h.now().Unix()
+	var expires int64 // 0: the store's retention
+	if lifetime > 0 {
+		expires = created + int64(lifetime/time.Second)
 	}
 	if _, err := u.spool.Seek(0, io.SeekStart); err != nil {
 		h.fail(w, r, fmt.Errorf("rewinding spooled upload: %w", err), objFile, "")
@@ -80,7 +94,8 @@ func (h *Handler) uploadFile(w http.ResponseWriter, r *http.Request, tenant stri
 	f, err := h.svc.PutFile(r.Context(), jobs.File{
 		Object:    "file",
 		Bytes:     u.size,
-		CreatedAt: h.now().Unix(),
+		CreatedAt: created,
+		ExpiresAt: expires,
 		Filename:  u.filename,
 		Purpose:   "batch",
 		Status:    "processed",
@@ -110,20 +125,28 @@ func (h *Handler) receiveUpload(r *http.Request) (*upload, error) {
 			return u, fmt.Errorf("%w: %w", errMalformedUpload, err)
 		}
 		body := clientReader{part}
-		switch part.FormName() {
+		switch name := part.FormName(); name {
 		case "purpose":
 			if u.havePurpose {
 				return u, duplicatePart("purpose")
 			}
-			b, err := io.ReadAll(io.LimitReader(body, maxPurposeBytes+1))
+			v, err := readSmallField(body, "purpose")
 			if err != nil {
 				return u, err
 			}
-			if len(b) > maxPurposeBytes {
-				return u, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
-					Param: "purpose", Message: "Invalid value for 'purpose': too long"}
+			u.purpose, u.havePurpose = v, true
+		case anchorField, secondsField:
+			if _, dup := u.expiresAfter[name]; dup {
+				return u, duplicatePart(name)
 			}
-			u.purpose, u.havePurpose = strings.TrimSpace(string(b)), true
+			v, err := readSmallField(body, name)
+			if err != nil {
+				return u, err
+			}
+			if u.expiresAfter == nil {
+				u.expiresAfter = map[string]string{}
+			}
+			u.expiresAfter[name] = v
 		case "file":
 			if u.haveFile {
 				return u, duplicatePart("file")
@@ -142,6 +165,20 @@ func (h *Handler) receiveUpload(r *http.Request) (*upload, error) {
 		}
 		part.Close()
 	}
+}
+
+// readSmallField reads a form field that is a short value (purpose, the
+// expires_after fields), refusing one longer than maxPurposeBytes.
+func readSmallField(body io.Reader, name string) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(body, maxPurposeBytes+1))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxPurposeBytes {
+		return "", &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
+			Param: name, Message: "Invalid value for '" + name + "': too long"}
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // spoolFile copies the file part to a temporary file, validating its lines

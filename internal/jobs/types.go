@@ -224,6 +224,10 @@ type BatchSpec struct {
 	CompletionWindow string // "24h"
 	Metadata         map[string]string
 	Requests         []BatchRequest
+	// OutputExpiresAfter is how long the batch's output and error files
+	// are kept after they are written (output_expires_after.seconds), 0
+	// for Options.Retention, which also bounds it.
+	OutputExpiresAfter time.Duration
 }
 
 // Errors callers map to HTTP statuses.
