@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
@@ -36,6 +38,9 @@ type createBatchRequest struct {
 	// Metadata values are pointers so that a null value is refused
 	// rather than stored as "" (as a map of strings would decode it).
 	Metadata map[string]*string `json:"metadata"`
+	// OutputExpiresAfter is the lifetime of the output and error files;
+	// null or absent: the store's retention.
+	OutputExpiresAfter *expiresAfter `json:"output_expires_after"`
 }
 
 // createBatch is POST /v1/batches: it reads the input file again and
@@ -45,6 +50,10 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request, tenant str
 	req, err := decodeCreateBatch(http.MaxBytesReader(w, r.Body, maxBatchBody))
 	if err == nil {
 		err = h.checkCreateBatch(req)
+	}
+	var outputLifetime time.Duration
+	if err == nil && req.OutputExpiresAfter != nil {
+		outputLifetime, err = req.OutputExpiresAfter.lifetime("output_expires_after")
 	}
 	if err != nil {
 		h.fail(w, r, err, objBatch, "")
@@ -86,12 +95,13 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request, tenant str
 		return
 	}
 	b, err := h.svc.CreateBatch(r.Context(), jobs.BatchSpec{
-		Tenant:           tenant,
-		InputFileID:      fileID,
-		Endpoint:         endpoint,
-		CompletionWindow: completionWindow,
-		Metadata:         metadataStrings(req.Metadata),
-		Requests:         reqs,
+		Tenant:             tenant,
+		InputFileID:        fileID,
+		Endpoint:           endpoint,
+		CompletionWindow:   completionWindow,
+		Metadata:           metadataStrings(req.Metadata),
+		Requests:           reqs,
+		OutputExpiresAfter: outputLifetime,
 	})
 	if err != nil {
 		h.fail(w, r, fmt.Errorf("creating batch: %w", err), objBatch, "")
@@ -126,10 +136,16 @@ func decodeCreateBatch(body io.Reader) (*createBatchRequest, error) {
 }
 
 // jsonTypeOf names the JSON type a create-batch field takes.
-// Every field is a string but metadata, an object of strings.
+// Every field is a string but metadata, an object of strings, and
+// output_expires_after, an object whose seconds are an integer.
 func jsonTypeOf(field string) string {
-	if field == "metadata" {
+	switch field {
+	case "metadata":
 		return "an object of strings"
+	case "output_expires_after":
+		return "an object"
+	case "output_expires_after.seconds":
+		return "an integer"
 	}
 	return "a string"
 }
@@ -217,11 +233,12 @@ func (h *Handler) listBatches(w http.ResponseWriter, r *http.Request, tenant str
 		}
 		limit = n
 	}
-	if after != "" && !validID(after) {
-		h.fail(w, r, cursorNotFound(objBatch, after), objBatch, after)
-		return
+	var bs []*jobs.Batch
+	var more bool
+	var err error
+	if after == "" || batchCursor(after) {
+		bs, more, err = h.svc.ListBatches(r.Context(), tenant, after, limit)
 	}
-	bs, more, err := h.svc.ListBatches(r.Context(), tenant, after, limit)
 	if err != nil {
 		h.fail(w, r, fmt.Errorf("listing batches: %w", err), objBatch, after)
 		return
@@ -234,6 +251,24 @@ func (h *Handler) listBatches(w http.ResponseWriter, r *http.Request, tenant str
 		page.FirstID, page.LastID = &bs[0].ID, &bs[len(bs)-1].ID
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// batchCursor reports whether after can mark a place among batch ids,
+// which sort by creation time: a batch id, also of a batch that is gone.
+// Anything else names no batch and answers an empty page, as a cursor
+// naming no file does (filesAfter): not a 404, which no list operation in
+// OpenAI's spec answers.
+func batchCursor(after string) bool {
+	hexTime, ok := strings.CutPrefix(after, "batch_")
+	if !ok || len(hexTime) < 12 || !validID(after) {
+		return false
+	}
+	for _, c := range hexTime[:12] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // cancelBatch is POST /v1/batches/{id}/cancel: the batch goes to

@@ -147,14 +147,6 @@ func notFound(kind object, id string) *openai.Error {
 	return e
 }
 
-// cursorNotFound is the 404 of a list's after= naming no object: the
-// param is the query's, "after", where the client wrote the id.
-func cursorNotFound(kind object, after string) *openai.Error {
-	e := notFound(kind, after)
-	e.Param = "after"
-	return e
-}
-
 // fail writes err's response, logging the ones that are our fault.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error, kind object, id string) {
 	e, internal := apiError(err, kind, id)

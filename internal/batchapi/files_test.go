@@ -237,3 +237,14 @@ func TestErrorsClipClientInput(t *testing.T) {
 		t.Fatalf("line error of %d bytes: %.300s", len(er.Error.Message), er.Error.Message)
 	}
 }
+
+// An upload whose lines name two models is refused, as OpenAI refuses the
+// batch (it was stored, and its batch ran both models).
+func TestUploadMixedModelsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	er := e.upload([]byte(chatLine("a", "m1")+"\n"+chatLine("b", "m2")+"\n")).wantError(t, http.StatusBadRequest)
+	if er.Error.Code == nil || *er.Error.Code != "model_mismatch" || er.Error.Param == nil || *er.Error.Param != "file" ||
+		!strings.Contains(er.Error.Message, `line 2: model "m2" differs from "m1" on line 1`) {
+		t.Errorf("%+v", er.Error)
+	}
+}

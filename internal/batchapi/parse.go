@@ -25,6 +25,7 @@ const (
 	CodeInvalidURL       = "invalid_url"
 	CodeInvalidBody      = "invalid_body"
 	CodeModelNotFound    = "model_not_found"
+	CodeModelMismatch    = "model_mismatch"
 	CodeTooManyRequests  = "too_many_requests_in_file"
 	CodeEmptyFile        = "empty_file"
 	defaultMaxLineBytes  = 8 << 20
@@ -154,6 +155,11 @@ type parser struct {
 	errs    []jobs.BatchLineError
 	count   int // valid or not, lines with content
 	dropped int
+	// model is the first valid line's model, on line modelLine: OpenAI
+	// allows one model per batch input file ("each input file can only
+	// include requests to a single model", Batch API guide).
+	model     string
+	modelLine int
 }
 
 // fail records a line error. From then on the requests are never
@@ -188,6 +194,14 @@ func (p *parser) line(n int, raw []byte) (stop bool) {
 		return false
 	}
 	p.seen[req.CustomID] = n
+	if p.model == "" {
+		p.model, p.modelLine = req.Model, n
+	} else if req.Model != p.model {
+		p.fail(jobs.BatchLineError{Code: CodeModelMismatch, Param: "body.model", Line: n,
+			Message: "model " + strconv.Quote(openai.Echo(req.Model)) + " differs from " + strconv.Quote(openai.Echo(p.model)) +
+				" on line " + strconv.Itoa(p.modelLine) + "; every request of a batch must use the same model"})
+		return false
+	}
 	if len(p.errs) == 0 && !p.o.ValidateOnly {
 		p.reqs = append(p.reqs, req)
 	}

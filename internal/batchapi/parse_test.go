@@ -23,7 +23,7 @@ var testParseOpts = ParseOptions{
 
 func TestParseBatchInputValid(t *testing.T) {
 	in := chatLine("a", "m1") + "\r\n\n  \n" +
-		`{"custom_id":"b","method":"POST","url":"/v1/embeddings","body":{"model":"m2","input":"x"}}` // no final newline
+		`{"custom_id":"b","method":"POST","url":"/v1/embeddings","body":{"model":"m1","input":"x"}}` // no final newline
 	reqs, lineErrs, err := ParseBatchInput(strings.NewReader(in), testParseOpts)
 	if err != nil || lineErrs != nil {
 		t.Fatalf("err=%v lineErrs=%+v", err, lineErrs)
@@ -35,7 +35,7 @@ func TestParseBatchInputValid(t *testing.T) {
 		!strings.HasPrefix(string(r.Body), `{"model":"m1"`) {
 		t.Errorf("first request = %+v", r)
 	}
-	if r := reqs[1]; r.CustomID != "b" || r.URL != "/v1/embeddings" || string(r.Body) != `{"model":"m2","input":"x"}` {
+	if r := reqs[1]; r.CustomID != "b" || r.URL != "/v1/embeddings" || string(r.Body) != `{"model":"m1","input":"x"}` {
 		t.Errorf("second request = %+v body %s", r, r.Body)
 	}
 }
@@ -43,7 +43,7 @@ func TestParseBatchInputValid(t *testing.T) {
 // A byte order mark before the first line (as Windows editors save UTF-8)
 // is not content; one anywhere else is, and that line is refused.
 func TestParseBatchInputByteOrderMark(t *testing.T) {
-	reqs, lineErrs, err := ParseBatchInput(strings.NewReader("\xef\xbb\xbf"+chatLine("a", "m1")+"\n"+chatLine("b", "m2")), testParseOpts)
+	reqs, lineErrs, err := ParseBatchInput(strings.NewReader("\xef\xbb\xbf"+chatLine("a", "m1")+"\n"+chatLine("b", "m1")), testParseOpts)
 	if err != nil || lineErrs != nil || len(reqs) != 2 || reqs[0].CustomID != "a" {
 		t.Fatalf("a file starting with a BOM: err=%v lineErrs=%+v reqs=%+v", err, lineErrs, reqs)
 	}
@@ -305,5 +305,24 @@ func TestParseBatchInputRefusesInvalidUTF8(t *testing.T) {
 	reqs, lineErrs, err := ParseBatchInput(strings.NewReader(chatLine("café", "m1")), testParseOpts)
 	if err != nil || lineErrs != nil || len(reqs) != 1 || reqs[0].CustomID != "café" {
 		t.Fatalf("a UTF-8 custom_id: err=%v lineErrs=%+v reqs=%+v", err, lineErrs, reqs)
+	}
+}
+
+// Every request of a batch input uses one model, as OpenAI requires; the
+// first line that names another is the error, with the line of the first.
+func TestParseBatchInputOneModel(t *testing.T) {
+	in := chatLine("a", "m1") + "\n" + chatLine("b", "m1") + "\n" + chatLine("c", "m2") + "\n"
+	for _, validateOnly := range []bool{false, true} {
+		o := testParseOpts
+		o.ValidateOnly = validateOnly
+		reqs, lineErrs, err := ParseBatchInput(strings.NewReader(in), o)
+		if err != nil || reqs != nil || len(lineErrs) != 1 {
+			t.Fatalf("validateOnly=%v: err=%v reqs=%d lineErrs=%+v, want one error", validateOnly, err, len(reqs), lineErrs)
+		}
+		e := lineErrs[0]
+		if e.Code != CodeModelMismatch || e.Line != 3 || e.Param != "body.model" ||
+			e.Message != `model "m2" differs from "m1" on line 1; every request of a batch must use the same model` {
+			t.Errorf("validateOnly=%v: %+v", validateOnly, e)
+		}
 	}
 }

@@ -51,6 +51,10 @@ type batchRecord struct {
 	// Writer is the claim on the result files while they are being
 	// written (fileclaim.go).
 	Writer *fileClaim `json:"writer,omitempty"`
+	// OutputExpiresAfter is the result files' lifetime in seconds
+	// (output_expires_after), 0 for the store's retention. Not in the
+	// batch object: OpenAI's has no such field.
+	OutputExpiresAfter int64 `json:"output_expires_after,omitempty"`
 }
 
 func (r *batchRecord) batch() *Batch {
@@ -99,7 +103,7 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
 	// The id starts with the creation time so that ids sort newest last:
 	// ListBatches pages through keys without reading every batch.
 	id := fmt.Sprintf("batch_%012x%s", now.UnixMilli(), suffix)
-	rec := &batchRecord{Tenant: sp.Tenant, Batch: Batch{
+	rec := &batchRecord{Tenant: sp.Tenant, OutputExpiresAfter: int64(sp.OutputExpiresAfter / time.Second), Batch: Batch{
 		ID: id, Object: "batch", Endpoint: sp.Endpoint, InputFileID: sp.InputFileID,
 		CompletionWindow: sp.CompletionWindow, Status: batchValidating, CreatedAt: now.Unix(),
 		ExpiresAt: ptr(now.Add(window).Unix()), RequestCounts: BatchCounts{Total: n}, Metadata: sp.Metadata,

@@ -49,8 +49,10 @@ func fileFromInfo(info *jetstream.ObjectInfo) *File {
 	}
 }
 
-// PutFile stores a file. f's ID, Bytes, Object, Status and ExpiresAt are
-// set here; CreatedAt defaults to now.
+// PutFile stores a file. f's ID, Bytes, Object and Status are set here;
+// CreatedAt defaults to now. ExpiresAt, when set (the upload's
+// expires_after), is kept if it comes before CreatedAt + Retention, the
+// default and the bound: the store keeps nothing longer.
 func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (*File, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
@@ -66,7 +68,7 @@ func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (*File, error)
 	if f.CreatedAt == 0 {
 		f.CreatedAt = s.now().Unix()
 	}
-	f.ExpiresAt = f.CreatedAt + int64(s.o.Retention/time.Second)
+	f.ExpiresAt = s.fileExpiry(f.CreatedAt, f.ExpiresAt)
 	info, err := s.files.Put(ctx, fileMeta(&f, ""), &limitReader{r: r, left: s.o.MaxFileBytes})
 	if errors.Is(err, ErrTooLarge) {
 		return nil, fmt.Errorf("jobs: file exceeds %d bytes: %w", s.o.MaxFileBytes, ErrTooLarge)
@@ -79,7 +81,24 @@ func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (*File, error)
 	return &f, nil
 }
 
-// File returns the tenant's file.
+// fileExpiry is when a file created at created (Unix seconds) expires:
+// at asked if it is set and comes first, else when retention ends.
+func (s *Store) fileExpiry(created, asked int64) int64 {
+	kept := created + int64(s.o.Retention/time.Second)
+	if asked > 0 && asked < kept {
+		return asked
+	}
+	return kept
+}
+
+// expired reports whether f is past its expires_at: it is gone for
+// clients at once (404), and from storage at the next sweep
+// (sweepExpiredFiles).
+func (s *Store) expired(f *File) bool {
+	return f.ExpiresAt > 0 && s.now().Unix() >= f.ExpiresAt
+}
+
+// File returns the tenant's file; an expired one is ErrNotFound.
 func (s *Store) File(ctx context.Context, tenant, id string) (*File, error) {
 	if err := s.checkOpen(); err != nil {
 		return nil, err
@@ -88,6 +107,31 @@ func (s *Store) File(ctx context.Context, tenant, id string) (*File, error) {
 		return nil, ErrNotFound
 	}
 	info, err := s.files.GetInfo(ctx, id)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jobs: reading file %s: %w", id, err)
+	}
+	f := fileFromInfo(info)
+	if f.Tenant != tenant || s.expired(f) {
+		return nil, ErrNotFound
+	}
+	return f, nil
+}
+
+// FileCursor returns the tenant's file as it was last stored, also when
+// it is deleted or expired (the object store keeps a deleted file's
+// metadata until retention ends): a list's after= naming a file that went
+// away between two pages still marks a place in the list.
+func (s *Store) FileCursor(ctx context.Context, tenant, id string) (*File, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if !validToken.MatchString(id) {
+		return nil, ErrNotFound
+	}
+	info, err := s.files.GetInfo(ctx, id, jetstream.GetObjectInfoShowDeleted())
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, ErrNotFound
 	}
@@ -126,6 +170,12 @@ func (s *Store) DeleteFile(ctx context.Context, tenant, id string) error {
 	if _, err := s.File(ctx, tenant, id); err != nil {
 		return err
 	}
+	return s.deleteFile(ctx, id)
+}
+
+// deleteFile removes a file's content, leaving its metadata marked
+// deleted (a list cursor, until retention ends).
+func (s *Store) deleteFile(ctx context.Context, id string) error {
 	err := s.files.Delete(ctx, id)
 	if isStoreFullErr(err) {
 		// At the hard limit the delete marker cannot be written: free
@@ -185,7 +235,7 @@ func (s *Store) ListFiles(ctx context.Context, tenant, purpose string) ([]*File,
 		if info.Deleted {
 			continue
 		}
-		if f := fileFromInfo(info); f.Tenant == tenant && (purpose == "" || f.Purpose == purpose) {
+		if f := fileFromInfo(info); f.Tenant == tenant && (purpose == "" || f.Purpose == purpose) && !s.expired(f) {
 			out = append(out, f)
 		}
 	}

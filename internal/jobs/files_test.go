@@ -19,15 +19,17 @@ import (
 )
 
 func TestFiles(t *testing.T) {
-	s, _ := newStore(t, func(o *Options) { o.MaxFileBytes = 1024 })
+	c := newClock() // a file past its expires_at is gone: created_at is the store's now
+	s, _ := newStore(t, func(o *Options) { o.MaxFileBytes = 1024; o.Now = c.Now })
 	ctx := context.Background()
 	content := []byte(`{"custom_id":"a"}` + "\n")
-	f, err := s.PutFile(ctx, File{Filename: "in.jsonl", Purpose: "batch", Tenant: "acme", CreatedAt: 1000}, bytes.NewReader(content))
+	created := c.Now().Unix()
+	f, err := s.PutFile(ctx, File{Filename: "in.jsonl", Purpose: "batch", Tenant: "acme", CreatedAt: created}, bytes.NewReader(content))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(f.ID, "file-") || f.Bytes != int64(len(content)) || f.Status != "processed" ||
-		f.CreatedAt != 1000 || f.ExpiresAt != 1000+7*24*3600 || f.Object != "file" {
+		f.CreatedAt != created || f.ExpiresAt != created+7*24*3600 || f.Object != "file" {
 		t.Fatalf("PutFile = %+v", f)
 	}
 	got, err := s.File(ctx, "acme", f.ID)

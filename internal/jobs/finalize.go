@@ -11,7 +11,6 @@ import (
 	"io"
 	"slices"
 	"sync"
-	"time"
 )
 
 // finalize writes the batch's output and error files and makes it
@@ -151,7 +150,11 @@ func (a *actor) writeFile(ctx context.Context, b *batchRecord, claim *claimKeepe
 	if created == 0 { // a finalization begun before files_at was recorded
 		created = s.now().Unix()
 	}
-	f := &File{ID: id, CreatedAt: created, ExpiresAt: created + int64(s.o.Retention/time.Second),
+	var asked int64 // output_expires_after, anchored at the file's creation as OpenAI's is
+	if b.OutputExpiresAfter > 0 {
+		asked = created + b.OutputExpiresAfter
+	}
+	f := &File{ID: id, CreatedAt: created, ExpiresAt: s.fileExpiry(created, asked),
 		Filename: name, Purpose: "batch_output", Tenant: b.Tenant}
 	pr, pw := io.Pipe()
 	var wg sync.WaitGroup

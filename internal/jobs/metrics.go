@@ -57,6 +57,9 @@ type counters struct {
 	// orphanChunksPurged counts the chunk sets of file writes that never
 	// committed the tracker purged (chunksweep.go).
 	orphanChunksPurged atomic.Uint64
+	// expiredFilesDeleted counts the files past their expires_at the
+	// tracker deleted (expiresweep.go).
+	expiredFilesDeleted atomic.Uint64
 }
 
 // Stats returns the counters.
@@ -205,12 +208,15 @@ var (
 		"Claims on a batch's result files this gateway took over from a writer whose lease ended (a writer that died mid-write).", nil, nil)
 	orphanChunksPurgedDesc = prometheus.NewDesc("sluice_jobs_orphan_file_writes_purged_total",
 		"File writes that never committed (a process killed mid-write) whose chunks this gateway's tracker purged from the object store.", nil, nil)
+	expiredFilesDeletedDesc = prometheus.NewDesc("sluice_jobs_expired_files_deleted_total",
+		"Files past their expires_at (expires_after, output_expires_after) whose content this gateway's tracker deleted from the object store.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- fileClaimWaitsDesc
 	ch <- fileClaimTakeoversDesc
 	ch <- orphanChunksPurgedDesc
+	ch <- expiredFilesDeletedDesc
 	ch <- resultsRefusedDesc
 	ch <- heldResultsDesc
 	ch <- heldResultBytesDesc
@@ -251,6 +257,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(fileClaimWaitsDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimWaits.Load()))
 	ch <- prometheus.MustNewConstMetric(fileClaimTakeoversDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimTakeovers.Load()))
 	ch <- prometheus.MustNewConstMetric(orphanChunksPurgedDesc, prometheus.CounterValue, float64(c.s.stats.orphanChunksPurged.Load()))
+	ch <- prometheus.MustNewConstMetric(expiredFilesDeletedDesc, prometheus.CounterValue, float64(c.s.stats.expiredFilesDeleted.Load()))
 	queued, dests := c.s.hooks.queueDepth()
 	ch <- prometheus.MustNewConstMetric(webhooksQueuedDesc, prometheus.GaugeValue, float64(queued))
 	ch <- prometheus.MustNewConstMetric(webhooksQueuedLimitDesc, prometheus.GaugeValue, webhookMaxQueued)

@@ -96,7 +96,7 @@ func (t *tracker) run(ctx context.Context) {
 	}
 }
 
-// sweep purges orphaned file chunks when orphanSweepEvery has passed
+// sweep purges orphaned file chunks and deletes expired files when orphanSweepEvery has passed
 // since the last sweep began, and as the tracker starts; on a goroutine
 // of its own (wg), so a slow sweep delays no batch. A failed sweep is
 // tried again at the next period: orphans cost space, not correctness.
@@ -109,6 +109,9 @@ func (t *tracker) sweep(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Go(func() {
 		if _, err := t.s.sweepOrphanChunks(ctx); err != nil && ctx.Err() == nil {
 			t.s.log.Warn("sweeping the chunks of file writes that never committed", "err", err)
+		}
+		if _, err := t.s.sweepExpiredFiles(ctx); err != nil && ctx.Err() == nil {
+			t.s.log.Warn("deleting expired files", "err", err)
 		}
 	})
 }

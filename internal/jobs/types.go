@@ -224,6 +224,10 @@ type BatchSpec struct {
 	CompletionWindow string // "24h"
 	Metadata         map[string]string
 	Requests         []BatchRequest
+	// OutputExpiresAfter is how long the batch's output and error files
+	// are kept after they are written (output_expires_after.seconds), 0
+	// for Options.Retention, which also bounds it.
+	OutputExpiresAfter time.Duration
 }
 
 // Errors callers map to HTTP statuses.
@@ -257,6 +261,10 @@ type Service interface {
 	// ListFiles returns the tenant's files newest first, of purpose when
 	// it is not "".
 	ListFiles(ctx context.Context, tenant, purpose string) ([]*File, error)
+	// FileCursor returns the tenant's file also when it is deleted or
+	// expired (until retention ends), or ErrNotFound: where a list's
+	// after= stands.
+	FileCursor(ctx context.Context, tenant, id string) (*File, error)
 	// FileContent opens the file's bytes; the caller closes the reader.
 	FileContent(ctx context.Context, tenant, id string) (io.ReadCloser, error)
 	DeleteFile(ctx context.Context, tenant, id string) error
