@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/netguard"
 )
 
@@ -84,15 +85,16 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 	if ln == nil {
 		return func() {}
 	}
-	// Capped as the public listener is (netguard): past
-	// admin.max_connections a connection gets the refusal tier's 503, a
-	// tier as small as the cap, and is closed at accept past that.
-	cfg := a.gw.Runtime().Config.Admin
-	rf := netguard.DefaultRefusal()
-	rf.Max = cfg.MaxConnections
-	// Its refusals are counted with listener="admin"; the other connection
-	// metrics are the public listener's alone.
-	guarded := netguard.NewListener(ln, netguard.ConnLimits{Total: cfg.MaxConnections, Linger: netguard.DefaultLinger(), Refusal: rf}, a.connMetrics.AdminView())
+	// Capped as the public listener is (netguard); a reload changes the
+	// cap (applyAdminLimits). Its refusals are counted with
+	// listener="admin"; the other connection metrics are the public
+	// listener's alone. The config is read under adminMu, which a reload
+	// takes after installing its own: either this reads the new cap, or
+	// the reload finds adminCaps set.
+	a.adminMu.Lock()
+	guarded := netguard.NewListener(ln, adminConnLimits(a.gw.Runtime().Config.Admin), a.connMetrics.AdminView())
+	a.adminCaps = guarded
+	a.adminMu.Unlock()
 	srv := &http.Server{
 		ConnContext:       guarded.ConnContext,
 		ConnState:         guarded.ConnState,
@@ -114,5 +116,29 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 		a.gw.CloseStreams() // ends /status/stream watchers before their connections
 		srv.Close()
 		<-done
+		a.adminMu.Lock()
+		a.adminCaps = nil
+		a.adminMu.Unlock()
+	}
+}
+
+// adminConnLimits is the admin listener's cap: past admin.max_connections
+// a connection gets the refusal tier's 503, a tier as small as the cap,
+// and is closed at accept past that.
+func adminConnLimits(cfg config.Admin) netguard.ConnLimits {
+	rf := netguard.DefaultRefusal()
+	rf.Max = cfg.MaxConnections
+	return netguard.ConnLimits{Total: cfg.MaxConnections, Linger: netguard.DefaultLinger(), Refusal: rf}
+}
+
+// applyAdminLimits applies a reload's admin.max_connections to the admin
+// listener while it serves, as the public listener's caps are
+// (applyServerLimits): connections already open above a lowered cap are
+// not cut; new ones are refused until the open ones are under it.
+func (a *App) applyAdminLimits(cfg config.Admin) {
+	a.adminMu.Lock()
+	defer a.adminMu.Unlock()
+	if a.adminCaps != nil {
+		a.adminCaps.SetLimits(adminConnLimits(cfg))
 	}
 }

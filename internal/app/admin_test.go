@@ -194,6 +194,86 @@ func TestAdminListenerConnectionCap(t *testing.T) {
 	}
 }
 
+// A reload applies admin.max_connections to the listener serving: raised
+// from 2 to 3, a third connection is served; lowered to 1, the three open
+// ones are not cut (each still answers) and new ones are refused until
+// the open ones are under the cap. Before, the reload warned "needs a
+// restart" and the cap stayed 2.
+func TestAdminCapFollowsReload(t *testing.T) {
+	be := backend(t, "a")
+	path := writeAdminConfig(t, be.URL, "{max_connections: 2}")
+	a := newApp(t, path)
+	_, admin, stop, done := runApp(t, a)
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	reload := func(adminLine string) {
+		t.Helper()
+		src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: %s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", adminLine, be.URL)
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := strings.TrimPrefix(admin, "http://")
+	get := func(cl *rawConn) int {
+		code, err := cl.get("GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code
+	}
+	open := []*rawConn{dialRaw(t, addr), dialRaw(t, addr)}
+	for _, cl := range open {
+		if code := get(cl); code != http.StatusOK {
+			t.Fatalf("within the cap of 2: %d", code)
+		}
+	}
+	// A connection over the cap: answered 503 by the refusal tier, or
+	// closed at accept while the tier (as small as the cap) still drains
+	// an earlier one. Closed after, so that it leaves the tier.
+	refused := func() bool {
+		cl := dialRaw(t, addr)
+		defer cl.c.Close()
+		code, err := cl.get("GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		return err != nil || code == http.StatusServiceUnavailable
+	}
+	if !refused() {
+		t.Fatal("a third connection under the cap of 2 was served")
+	}
+	reload("{max_connections: 3}")
+	third := dialRaw(t, addr)
+	if code := get(third); code != http.StatusOK {
+		t.Fatalf("a third connection after a reload raised the cap to 3: %d, want 200", code)
+	}
+	open = append(open, third)
+	reload("{max_connections: 1}")
+	for i, cl := range open {
+		if code := get(cl); code != http.StatusOK {
+			t.Fatalf("open connection %d after the cap was lowered to 1: %d, want 200 (not cut)", i, code)
+		}
+	}
+	if !refused() {
+		t.Fatal("a new connection with 3 open over a cap of 1 was served")
+	}
+	for _, cl := range open {
+		cl.c.Close()
+	}
+	// The server sees the closes on its own time: a new connection is
+	// served once it has.
+	eventually(t, "a connection served once the open ones closed", func() bool {
+		cl := dialRaw(t, addr)
+		defer cl.c.Close()
+		code, err := cl.get("GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		return err == nil && code == http.StatusOK
+	})
+}
+
 // refusedTotal is sluice_connections_refused_total{listener, reason}.
 func refusedTotal(t *testing.T, reg prometheus.Gatherer, listener, reason string) float64 {
 	t.Helper()

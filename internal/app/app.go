@@ -54,6 +54,9 @@ type App struct {
 	// or by Run; nil when admin.listen is "off".
 	adminMu sync.Mutex
 	adminLn net.Listener
+	// adminCaps is adminLn wrapped in its connection cap while Run serves
+	// it (serveAdmin), for a reload to change the cap (applyAdminLimits).
+	adminCaps *netguard.Listener
 
 	connMetrics *netguard.ConnMetrics
 	connMu      sync.Mutex
@@ -321,6 +324,7 @@ func (a *App) Reload() error {
 	a.syncChecker(cfg.Health.Active)
 	a.syncScraper(cfg)
 	a.applyServerLimits(cfg.Server, cfg.Log.Access)
+	a.applyAdminLimits(cfg.Admin)
 	if a.tls != nil && cert != nil {
 		a.tls.Store(cert)
 	}

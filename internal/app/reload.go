@@ -221,11 +221,6 @@ func (a *App) warnRestartOnly(cfg, old *config.Config) {
 		a.log.Warn("config reload: admin.listen changes need a restart; keeping the old one",
 			"old", old.Admin.Listen, "new", cfg.Admin.Listen)
 	}
-	if cfg.Admin.MaxConnections != old.Admin.MaxConnections {
-		// serveAdmin reads it once, when it wraps the listener.
-		a.log.Warn("config reload: admin.max_connections changes need a restart; keeping the old cap",
-			"old", old.Admin.MaxConnections, "new", cfg.Admin.MaxConnections)
-	}
 	if cfg.TLS.Enabled() != old.TLS.Enabled() || cfg.TLS.MinVersion != old.TLS.MinVersion {
 		a.log.Warn("config reload: turning tls on or off and tls.min_version need a restart; "+
 			"a new certificate pair is served now when tls stays on", "tls", old.TLS.Enabled())

@@ -96,7 +96,7 @@ func (a *App) applyServerLimits(sc config.Server, access bool) {
 
 func (a *App) applyLocked(sc config.Server, access bool) {
 	a.conns.SetLimits(connLimits(sc))
-	a.conns.LogRefusals(a.refusalLog(access))
+	a.conns.LogRefusals(a.refusalLog(access), a.gw.RefusalLineAllowed)
 	a.gc.setFloor(gcFloorFor(int64(sc.MemoryLimit)))
 	if sc.MemoryLimit > 0 {
 		debug.SetMemoryLimit(int64(sc.MemoryLimit))
@@ -109,6 +109,10 @@ func (a *App) applyLocked(sc config.Server, access bool) {
 // malformed head, a late head, a connection over a cap): the gateway's
 // log when the access log is on (log.access), so a request id a client
 // quotes from such an answer is found as a request's is; nil when off.
+// Its lines share the budget of the gateway's own refusals' access lines
+// (log.access_refused_per_second): a flood of connections over the cap
+// writes that many a second, the rest counted in
+// sluice_log_access_lines_suppressed_total.
 func (a *App) refusalLog(access bool) *slog.Logger {
 	if !access {
 		return nil

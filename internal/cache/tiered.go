@@ -162,6 +162,15 @@ func (t *Tiered) Set(ctx context.Context, key string, e *Entry, ttl time.Duratio
 	} else {
 		ttl = t.Jittered(ttl)
 	}
+	return t.SetJittered(ctx, key, e, ttl)
+}
+
+// SetJittered stores e in both levels for ttl as given: the caller
+// jittered it, and e's freshness, already (Jittered). The gateway does so
+// for an answer it relays: it chooses the freshness before the answer's
+// head is written, so that the max-age the client is told is the one the
+// entry is stored with.
+func (t *Tiered) SetJittered(ctx context.Context, key string, e *Entry, ttl time.Duration) error {
 	if ttl <= 0 {
 		return nil
 	}

@@ -191,8 +191,10 @@ type Log struct {
 	Access bool   `yaml:"access"` // one line per request
 	// AccessRefusedPerSecond bounds the access lines, per second, of
 	// requests the gateway answered 4xx/5xx itself, no backend involved
-	// (bad input, auth, rate limits, shedding, unknown URLs): the rest are
-	// counted and summed up in one line a second. 0: no bound.
+	// (bad input, auth, rate limits, shedding, unknown URLs), and of the
+	// answers the public listener makes itself (connections over its cap,
+	// malformed heads, late heads): the rest are counted and summed up in
+	// one line a second. 0: no bound.
 	AccessRefusedPerSecond int `yaml:"access_refused_per_second"`
 }
 

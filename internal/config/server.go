@@ -81,7 +81,7 @@ type Admin struct {
 	// gets the same 503 from the listener's refusal tier. Scrapers and an
 	// operator need a handful; a peer that opens connections and sends
 	// nothing would otherwise hold file descriptors without bound, each
-	// for up to 10 s (its ReadHeaderTimeout). Default 64; read at start.
+	// for up to 10 s (its ReadHeaderTimeout). Default 64; a reload applies it.
 	MaxConnections int `yaml:"max_connections"`
 }
 

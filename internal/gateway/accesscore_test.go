@@ -5,13 +5,16 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // Every access line, inference or not, starts with the same fields under
 // the same names: request_id, method, path, status, duration_ms and client,
 // the address after trusted-proxy handling (here the one the trusted
 // proxy forwards, not the proxy's). Before, the inference line had no
-// method, no line had the client, and a Responses follow-up refused
+// method, no line had the client (nor, until 2026-12-06, the
+// User-Agent), and a Responses follow-up refused
 // before its identify (an unknown sub-route, a method) had no line.
 func TestAccessLinesShareTheirCoreFields(t *testing.T) {
 	ob := newOKBackend(t)
@@ -20,6 +23,9 @@ func TestAccessLinesShareTheirCoreFields(t *testing.T) {
 	cfg.Auth.TrustedProxies = []string{"127.0.0.0/8", "::1/128"}
 	srv, _, logs := loggedGateway(t, cfg)
 	const client = "203.0.113.7"
+	// A User-Agent of quotes, a non-ASCII rune and 600 bytes more: on the
+	// line escaped (the line stays one JSON object) and clipped.
+	ua := `sdk/1.0 "quoted" \ é ` + strings.Repeat("a", 600)
 	reqs := []struct{ method, path string }{
 		{"POST", "/v1/chat/completions"}, {"GET", "/v1/chat/completions"}, {"GET", "/v1/models"},
 		{"GET", "/v1/models/no-such-model"}, {"DELETE", "/v1/nothing"}, {"GET", "/v1/responses/resp_x"},
@@ -30,6 +36,7 @@ func TestAccessLinesShareTheirCoreFields(t *testing.T) {
 		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(chatBody))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Forwarded-For", client)
+		req.Header.Set("User-Agent", ua)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -56,6 +63,9 @@ func TestAccessLinesShareTheirCoreFields(t *testing.T) {
 		method, path, _ := strings.Cut(route, " ")
 		if rec["method"] != method || rec["path"] != path || rec["status"] == nil || rec["duration_ms"] == nil || rec["client"] != client {
 			t.Errorf("%s: %s, want request_id, method, path, status, duration_ms and client %q", route, l, client)
+		}
+		if got, _ := rec["user_agent"].(string); got != telemetry.Clip(ua) || len(got) > telemetry.MaxLogValue+20 {
+			t.Errorf("%s: user_agent %q, want the User-Agent clipped: %q", route, got, telemetry.Clip(ua))
 		}
 	}
 	if seen != len(reqs) {

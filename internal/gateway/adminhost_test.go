@@ -179,3 +179,47 @@ func TestAdminRefusesOtherSitesPages(t *testing.T) {
 		t.Errorf("a link followed to /metrics: %d, want 200", code)
 	}
 }
+
+// HEAD is allowed wherever GET is on the admin listener, as net/http
+// answers it for a GET handler: the headers, no body. /status/stream
+// answered HEAD 405 with Allow: GET, where /status, /metrics and the
+// rest answer 200; it now answers the stream's headers and returns at
+// once (no watcher place taken), and its 405 says Allow: GET, HEAD.
+func TestAdminHeadWhereverGet(t *testing.T) {
+	be := newOKBackend(t)
+	cfg := testConfig(be.URL)
+	cfg.Admin.Pprof = true
+	cfg.Admin.Token = "tok"
+	_, gw := startGateway(t, cfg)
+	admin := adminServer(t, gw)
+	do := func(method, path string) (int, http.Header, string) {
+		req, _ := http.NewRequest(method, admin.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, resp.Header, readAll(t, resp)
+	}
+	for _, path := range []string{"/status", "/status/stream", "/metrics", "/scaling", "/spare?model=m1", "/debug/pprof/cmdline", "/"} {
+		code, h, body := do(http.MethodHead, path)
+		if code != http.StatusOK || body != "" {
+			t.Errorf("HEAD %s: %d with %d bytes of body, want 200 with none", path, code, len(body))
+		}
+		if path == "/status/stream" && h.Get("Content-Type") != "text/event-stream" {
+			t.Errorf("HEAD /status/stream: Content-Type %q, want the stream's", h.Get("Content-Type"))
+		}
+	}
+	if n := gw.streams.watchers(); n != 0 {
+		t.Errorf("HEAD /status/stream left %d watchers", n)
+	}
+	// The workers' queue (404 here: no queue) answers HEAD as GET too.
+	if code, _, _ := do(http.MethodHead, QueuePath); code == http.StatusMethodNotAllowed {
+		t.Errorf("HEAD %s: 405", QueuePath)
+	}
+	for _, path := range []string{"/status", "/status/stream", "/metrics", QueuePath} {
+		if code, h, _ := do(http.MethodPost, path); code != http.StatusMethodNotAllowed || h.Get("Allow") != "GET, HEAD" {
+			t.Errorf("POST %s: %d Allow %q, want 405 Allow \"GET, HEAD\"", path, code, h.Get("Allow"))
+		}
+	}
+}

@@ -21,8 +21,32 @@ import (
 // fresh successful answer carries.
 type cachePlan struct {
 	key string
-	ttl time.Duration
-	cc  string
+	ttl time.Duration // the client's rule's
+	cc  string        // max-age from ttl: what the client is told as a flight's follower
+	// fresh is the freshness the answer is stored with when this request's
+	// call fills the entry: ttl jittered, chosen before the answer's head
+	// is written; leadCC tells it (the shorter of it and ttl, as a later
+	// HIT tells it: freshness). Before, a MISS was told ttl while the
+	// entry was kept for the jittered one.
+	fresh  time.Duration
+	leadCC string
+}
+
+// jitterer is the level that jitters the TTLs it stores (cache.Tiered)
+// and can store one jittered by its caller.
+type jitterer interface {
+	Jittered(ttl time.Duration) time.Duration
+	SetJittered(ctx context.Context, key string, e *cache.Entry, ttl time.Duration) error
+}
+
+// fillPlan chooses the freshness of the entry this request's call may
+// fill (cachePlan.fresh) and the Cache-Control that says it.
+func (rt *Runtime) fillPlan(p *cachePlan) {
+	p.fresh = p.ttl
+	if j, ok := rt.cache.(jitterer); ok {
+		p.fresh = j.Jittered(p.ttl)
+	}
+	p.cc, p.leadCC = rt.cacheControl(p.ttl), rt.cacheControl(min(p.ttl, p.fresh))
 }
 
 // cacheModel names the model that answers a pool's requests as its
@@ -157,7 +181,7 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 		}
 	}
 	w.Header()["X-Cache"] = missValue
-	plan.cc = rt.cacheControl(ttl)
+	rt.fillPlan(&plan)
 	return plan, false, 0, false
 }
 
@@ -372,13 +396,26 @@ func (rt *Runtime) cacheFill(ctx context.Context, plan cachePlan, header http.He
 		return
 	}
 	e.Stored = now
+	j, jittered := rt.cache.(jitterer)
 	if res.Status == http.StatusOK {
-		// The entry keeps its freshness (jittered by the level) with or
-		// without stale-while-revalidate: a hit of a client whose rule is
-		// longer than the storer's is told the entry's lifetime, not its
-		// own rule's for an entry the gateway drops sooner (freshness).
+		// The entry keeps its freshness with or without
+		// stale-while-revalidate: a hit of a client whose rule is longer
+		// than the storer's is told the entry's lifetime, not its own
+		// rule's for an entry the gateway drops sooner (freshness). It is
+		// the one the answer's max-age said (plan.fresh, jittered then).
+		if plan.fresh > 0 {
+			ttl = plan.fresh
+		} else {
+			jittered = false // no plan made for filling: the level jitters
+		}
 		e.Fresh = now.Add(ttl)
 		ttl += rt.Config.Cache.StaleWhileRevalidate.D()
+	} else {
+		jittered = false // an error answer's Cache-Control is no-store: the level jitters
+	}
+	if jittered {
+		j.SetJittered(ctx, plan.key, e, ttl)
+		return
 	}
 	rt.cache.Set(ctx, plan.key, e, ttl)
 }

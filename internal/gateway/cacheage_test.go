@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"fmt"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
 )
 
@@ -108,4 +110,51 @@ func TestCacheStaleAnswerSaysSo(t *testing.T) {
 		{at: 30 * time.Second, xcache: "HIT", age: "30", cc: "private, max-age=60"},
 		{at: 90 * time.Second, xcache: "STALE", age: "90", cc: "private, max-age=60"},
 	})
+}
+
+// TestCacheMissToldTheJitteredFreshness: the TTL jitter (±10%) is chosen
+// before a MISS's head is written, and the MISS is told the freshness the
+// entry is stored with. Before, the MISS said max-age=100 (the rule) for
+// an entry kept 90 s (the jitter at its lowest here): a HIT a second
+// later said 90, and the client's copy outlived the gateway's by 10 s.
+// Jittered upward the entry is kept 110 s, and clients are told the rule's
+// 100, as a HIT of it tells them (freshness).
+func TestCacheMissToldTheJitteredFreshness(t *testing.T) {
+	for _, c := range []struct {
+		draw   float64 // the level's random draw: factor 1 + 0.1*(2*draw-1)
+		maxAge string
+	}{{0, "private, max-age=90"}, {0.999999, "private, max-age=100"}} {
+		ok := newOKBackend(t)
+		cfg := testConfig(ok.URL)
+		cfg.Cache.TTL = config.Duration(100 * time.Second)
+		var clock atomic.Int64
+		clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+		now := func() time.Time { return time.Unix(0, clock.Load()) }
+		mem, err := cache.NewMemory(1<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(mem.Close)
+		draw := c.draw
+		tiered, err := cache.NewTiered(cache.TieredOptions{L1: mem, Jitter: 0.1, Rand: func() float64 { return draw }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, _ := startGatewayWith(t, cfg, func(d *Deps) { d.Cache, d.Now = tiered, now })
+		url := srv.URL + "/v1/chat/completions"
+		ask := func() http.Header {
+			resp := post(t, url, fmt.Sprintf(detBody, ""))
+			readAll(t, resp)
+			return resp.Header
+		}
+		miss := ask()
+		clock.Add(int64(time.Second))
+		hit := ask()
+		if miss.Get("X-Cache") != "MISS" || hit.Get("X-Cache") != "HIT" {
+			t.Fatalf("draw %v: X-Cache %q then %q, want MISS then HIT", draw, miss.Get("X-Cache"), hit.Get("X-Cache"))
+		}
+		if got := miss.Get("Cache-Control"); got != c.maxAge || hit.Get("Cache-Control") != c.maxAge {
+			t.Errorf("draw %v: MISS told %q, the HIT a second later %q; want both %q", draw, got, hit.Get("Cache-Control"), c.maxAge)
+		}
+	}
 }

@@ -297,12 +297,12 @@ func (fu *followUp) log(reqID string) {
 	if !fu.rt.Config.Log.Access || !fu.g.log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 10)
+	attrs := make([]slog.Attr, 0, 11)
 	var sent int64
 	if c, ok := fu.w.(bytesCounter); ok {
 		sent = c.bytesSent()
 	}
-	attrs = accessCore(attrs, reqID, fu.r.Method, fu.r.URL.Path, fu.status, fu.g.now().Sub(fu.start), sent, fu.from.addr)
+	attrs = accessCore(attrs, reqID, fu.r.Method, fu.r.URL.Path, fu.status, fu.g.now().Sub(fu.start), sent, fu.from.addr, userAgent(fu.r))
 	fu.g.log.LogAttrs(context.Background(), slog.LevelInfo, "request", append(attrs,
 		slog.String("backend", fu.backend), slog.String("tenant", telemetry.Clip(fu.tenant)), slog.String("lookup", fu.outcome))...)
 }

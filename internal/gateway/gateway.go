@@ -195,7 +195,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 			"The client is told none of it."}, []string{"reason"})
 	g.refusedLines = telemetry.NewLineBudget()
 	g.linesSuppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_log_access_lines_suppressed_total",
-		Help: "Access lines not written: requests refused without a backend past log.access_refused_per_second in a second."})
+		Help: "Access lines not written: requests refused without a backend, and the public listener's own answers (connections over the cap, malformed heads), past log.access_refused_per_second in a second."})
 	opt.Registry.MustRegister(g.authFailures, keySetCollector{g}, g.linesSuppressed)
 	g.bodyMetrics = netguard.NewBodyMetrics(opt.Registry, bodyMem)
 	g.readaheadMem = netguard.NewBudget(int64(rt.Config.Server.MaxReadaheadMemory))

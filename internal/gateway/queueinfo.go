@@ -53,9 +53,7 @@ func (g *Gateway) serveQueueInfo(w http.ResponseWriter, r *http.Request, token s
 			Message: "separate workers need admin.token set on the gateway and sent by the worker (--admin-token)"})
 		return
 	}
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		writeError(w, openai.MethodNotAllowed(r, http.MethodGet))
+	if !openai.ReadOnly(w, r) { // HEAD as GET, as on every admin read
 		return
 	}
 	if g.queueInfo.Mode == "" || g.queueInfo.Mode == "off" {

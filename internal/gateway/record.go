@@ -17,6 +17,7 @@ import (
 type record struct {
 	id, method, path, model string
 	tenant                  string
+	userAgent               string // the request's User-Agent, for the access line
 	// client is the client address after trusted-proxy handling
 	// (client.addr), for the access line.
 	client string
@@ -116,6 +117,14 @@ func (g *Gateway) refusalLogged(rt *Runtime) bool {
 	return ok
 }
 
+// RefusalLineAllowed reports whether one more line of an answer the
+// gateway made without a backend may be written, within
+// log.access_refused_per_second (refusalLogged): the public listener asks
+// it for the answers it makes itself (netguard.Listener.LogRefusals), so
+// that a flood of connections over the cap is bounded, counted and summed
+// up as a flood of refused requests is.
+func (g *Gateway) RefusalLineAllowed() bool { return g.refusalLogged(g.rt.Load()) }
+
 // observe updates the request's metrics: counts, errors, refusals,
 // latencies, retries, hedges and tokens.
 func (g *Gateway) observe(rt *Runtime, rec *record, backend string, dur time.Duration) {
@@ -189,12 +198,12 @@ func (g *Gateway) logCause(rec *record) {
 // logAccess writes the request's access line at level.
 func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur time.Duration) {
 	res := &rec.result
-	attrs := make([]slog.Attr, 0, 22)
+	attrs := make([]slog.Attr, 0, 23)
 	var sent int64
 	if rec.sent != nil {
 		sent = rec.sent.bytesSent()
 	}
-	attrs = accessCore(attrs, rec.id, rec.method, rec.path, rec.status, dur, sent, rec.client)
+	attrs = accessCore(attrs, rec.id, rec.method, rec.path, rec.status, dur, sent, rec.client, rec.userAgent)
 	attrs = append(attrs,
 		slog.String("model", telemetry.Clip(rec.model)), // client-chosen strings: telemetry.Clip
 		slog.Bool("stream", rec.stream),
@@ -264,21 +273,25 @@ func (g *Gateway) logRoute(r *http.Request, w *sendWriter, start time.Time, memo
 	if status >= 400 && !g.refusalLogged(rt) {
 		return
 	}
-	var attrs [7]slog.Attr
+	var attrs [8]slog.Attr
 	g.log.LogAttrs(context.Background(), level, "request", accessCore(attrs[:0], w.Header().Get(headerRequestID),
-		r.Method, r.URL.Path, status, g.now().Sub(start), w.sent, rt.tenants.client(r, memo).addr)...)
+		r.Method, r.URL.Path, status, g.now().Sub(start), w.sent, rt.tenants.client(r, memo).addr, userAgent(r))...)
 }
 
 // accessCore appends the fields every access line starts with, in this
 // order and under these names, whatever the route: request_id, method,
-// path, status, duration_ms, bytes_sent and client. duration_ms runs to
+// path, status, duration_ms, bytes_sent, client and user_agent. duration_ms runs to
 // the answer's last byte written (nginx's $request_time, Envoy's
 // %DURATION%); bytes_sent is the response body bytes the client was
 // written (nginx's $body_bytes_sent: a 499's or a cut stream's are what
 // got out, so a short answer shows); client is the client's address as the
 // gateway believes it (behind auth.trusted_proxies, the forwarded one;
-// nginx's $remote_addr with real_ip). Client-chosen strings are clipped.
-func accessCore(dst []slog.Attr, id, method, path string, status int, dur time.Duration, sent int64, client string) []slog.Attr {
+// nginx's $remote_addr with real_ip); user_agent is the request's
+// User-Agent header ("" without one; nginx's $http_user_agent in its
+// combined format), which tells an SDK, a scanner or a probe apart.
+// Client-chosen strings are clipped (telemetry.Clip: 512 bytes) and
+// escaped by the JSON handler.
+func accessCore(dst []slog.Attr, id, method, path string, status int, dur time.Duration, sent int64, client, ua string) []slog.Attr {
 	return append(dst,
 		slog.String("request_id", id),
 		slog.String("method", telemetry.Clip(method)),
@@ -286,5 +299,15 @@ func accessCore(dst []slog.Attr, id, method, path string, status int, dur time.D
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(dur.Microseconds())/1000),
 		slog.Int64("bytes_sent", sent),
-		slog.String("client", client))
+		slog.String("client", client),
+		slog.String("user_agent", telemetry.Clip(ua)))
+}
+
+// userAgent is r's User-Agent header, read without canonicalising the
+// name (the map's key is canonical already).
+func userAgent(r *http.Request) string {
+	if v := r.Header["User-Agent"]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

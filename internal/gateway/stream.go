@@ -120,9 +120,14 @@ func (g *Gateway) CloseStreams() { g.streams.close() }
 // ("event: status", the JSON on one data line) at once and then about
 // every second, until the client leaves or the gateway shuts down.
 func (g *Gateway) serveStatusStream(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, openai.MethodNotAllowed(r, http.MethodGet))
+	// HEAD is a GET without the body, as on every other admin route
+	// (openai.ReadOnly): the stream's headers, and no watcher slot taken.
+	if !openai.ReadOnly(w, r) {
+		return
+	}
+	if r.Method == http.MethodHead {
+		streamHeaders(w.Header())
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	s := g.streams
@@ -135,10 +140,7 @@ func (g *Gateway) serveStatusStream(w http.ResponseWriter, r *http.Request) {
 	defer s.leave()
 	tick, stop := s.tick(statusEvery)
 	defer stop()
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no") // a reverse proxy in front must not hold the events
+	streamHeaders(w.Header())
 	rc := http.NewResponseController(w)
 	defer rc.SetWriteDeadline(time.Time{}) // a kept-alive connection's next request starts without it
 	w.WriteHeader(http.StatusOK)
@@ -167,4 +169,11 @@ func (g *Gateway) serveStatusStream(w http.ResponseWriter, r *http.Request) {
 		case <-tick:
 		}
 	}
+}
+
+// streamHeaders are /status/stream's answer's headers, GET's and HEAD's.
+func streamHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // a reverse proxy in front must not hold the events
 }

@@ -101,7 +101,7 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
-		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.cc, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText, Budget: c.budget, Metered: c.metered,
+		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.leadCC, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText, Budget: c.budget, Metered: c.metered,
 		SideEffects: c.keepID || c.peek.Store, ReleaseBody: c.handsBody,
 		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 	}, &sel)
@@ -387,7 +387,7 @@ func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *up
 	}
 	ctx = context.WithoutCancel(ctx)
 	if c.plan.cc == "" { // a hit's plan: its followers' answers carry the fresh Cache-Control
-		c.plan.cc = rt.cacheControl(c.plan.ttl)
+		rt.fillPlan(&c.plan)
 	}
 	id := c.id
 	id.class, id.fallback = admission.Batch, false

@@ -61,8 +61,15 @@ type Listener struct {
 	// passed (readDeadline.past). Socket deadlines are wall-clock times.
 	start time.Time
 	// log, when set (LogRefusals), takes a line per answer the listener
-	// makes itself.
-	log atomic.Pointer[slog.Logger]
+	// makes itself, within its budget.
+	log atomic.Pointer[refusalLog]
+}
+
+// refusalLog is where the listener's own answers are logged, and the
+// budget their lines draw on (LogRefusals).
+type refusalLog struct {
+	log   *slog.Logger
+	allow func() bool // nil: every line
 }
 
 // NewListener wraps ln; m may be nil.
@@ -86,9 +93,20 @@ func (l *Listener) Wrap(f func(net.Conn) net.Conn) { l.wrap = f }
 // LogRefusals has every answer the listener makes itself (net/http's
 // refusals as rewritten here, the late head's 408, the refusal tier's
 // 503s) logged on log, one line each with the answer's request id, as the
-// access log has a line per request of the pipeline; nil stops it. Safe
-// while serving: a reload turns log.access on or off.
-func (l *Listener) LogRefusals(log *slog.Logger) { l.log.Store(log) }
+// access log has a line per request of the pipeline; nil stops it. allow,
+// when not nil, is asked before each line is written and may hold it back:
+// the lines cost a client nothing but a connection, so a flood of them
+// (connections over the cap) would write the log as fast as they arrive;
+// the gateway bounds them with its own refusals' access lines
+// (log.access_refused_per_second: Gateway.RefusalLineAllowed), counting
+// those held back. Safe while serving: a reload turns log.access on or off.
+func (l *Listener) LogRefusals(log *slog.Logger, allow func() bool) {
+	if log == nil {
+		l.log.Store(nil)
+		return
+	}
+	l.log.Store(&refusalLog{log: log, allow: allow})
+}
 
 // logRefusal logs the answer e, with request id id, to the client at addr
 // (LogRefusals): at Warn when the gateway refused for its own state (the
@@ -97,14 +115,15 @@ func (l *Listener) LogRefusals(log *slog.Logger) { l.log.Store(log) }
 // Called before the answer is written, so a client that has it finds its
 // line.
 func (l *Listener) logRefusal(e *openai.Error, id []byte, addr net.Addr) {
-	log := l.log.Load()
+	rl := l.log.Load()
 	level := slog.LevelInfo
 	if e.Type == openai.TypeServer {
 		level = slog.LevelWarn
 	}
-	if log == nil || !log.Enabled(context.Background(), level) {
+	if rl == nil || !rl.log.Enabled(context.Background(), level) || rl.allow != nil && !rl.allow() {
 		return
 	}
+	log := rl.log
 	client := ""
 	if addr != nil {
 		client = addr.String()

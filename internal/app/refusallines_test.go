@@ -1,0 +1,90 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
+)
+
+// The listener's own answers share the bound of the gateway's refusals'
+// access lines (log.access_refused_per_second): with the public
+// listener's cap at 1, one connection held and the bound at 3 a second,
+// ten connections over the cap get their 503 each, three lines are
+// written, seven are counted in sluice_log_access_lines_suppressed_total,
+// and the next second's first line is preceded by one saying seven were
+// held back. Before, each of the ten wrote its line: a flood of refused
+// connections wrote the log as fast as they arrived (3,000 lines for
+// 3,000 connections measured through the binary).
+func TestListenerRefusalLinesBounded(t *testing.T) {
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: {listen: \"off\"}\nserver: {max_connections: 1}\n"+
+		"log: {access: true, access_refused_per_second: 3}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", b.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clock atomic.Int64 // the budget's second is the gateway's clock's
+	clock.Store(time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC).UnixNano())
+	logs := new(logbuf.Buffer)
+	a, err := newWithClock(cfg, Source{Path: path}, slog.New(slog.NewJSONHandler(logs, nil)), func() time.Time { return time.Unix(0, clock.Load()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	addr := ln.Addr().String()
+	const head = "GET /v1/models HTTP/1.1\r\nHost: sluice\r\n\r\n"
+	if code, err := dialRaw(t, addr).get(head); err != nil || code != http.StatusOK {
+		t.Fatalf("the connection within the cap: %d %v", code, err) // held open (keep-alive) from here
+	}
+	refuse := func(n int) {
+		t.Helper()
+		for range n {
+			if code, err := dialRaw(t, addr).get(head); err != nil || code != http.StatusServiceUnavailable {
+				t.Fatalf("a connection over the cap: %d %v, want 503", code, err)
+			}
+		}
+	}
+	lines := func(msg string) int { return strings.Count(logs.String(), `"msg":"`+msg+`"`) }
+	refuse(10)
+	if n := lines("request refused by the listener"); n != 3 {
+		t.Errorf("%d listener lines for 10 refused connections in one second, want 3 (access_refused_per_second)", n)
+	}
+	if got := counterValue(t, a, "sluice_log_access_lines_suppressed_total"); got != 7 {
+		t.Errorf("sluice_log_access_lines_suppressed_total %v, want 7", got)
+	}
+	clock.Add(int64(time.Second))
+	refuse(1)
+	if n := lines("request refused by the listener"); n != 4 {
+		t.Errorf("%d listener lines after a refusal the next second, want 4", n)
+	}
+	if !strings.Contains(logs.String(), `"msg":"access lines of refused requests not written","suppressed":7`) {
+		t.Errorf("no summary of the 7 lines held back:\n%s", logs)
+	}
+}
