@@ -23,12 +23,13 @@ const maxFileBytes = 4 << 20
 // rename makes into one read.
 const fileDebounce = 100 * time.Millisecond
 
-// fileSettle is how long a read that would take targets away (fewer
-// targets, an empty or unparsable file) must stay unchanged before it is
-// applied: a file written in place (truncated, then written, maybe in
-// several writes: `echo > file`, editors that do not rename) is read
-// half-written when a pause between its writes outlasts fileDebounce,
-// and a prefix of a YAML list parses as a shorter list. fileSettleHolds
+// fileSettle is how long a read after writes in place that would take
+// targets away (fewer targets, an empty or unparsable file) must stay
+// unchanged before it is applied: a file written in place (truncated,
+// then written, maybe in several writes: `echo > file`, editors that do
+// not rename) is read half-written when a pause between its writes
+// outlasts fileDebounce, and a prefix of a YAML list parses as a shorter
+// list. fileSettleHolds
 // bounds the holds in a row of a file that keeps changing: the last
 // read is applied then.
 const (
@@ -42,9 +43,10 @@ const (
 // template. The directory is watched, not the file, so a file replaced by
 // rename (editors, `mv`, Kubernetes ConfigMaps) is seen; an unreadable or
 // invalid file is reported as a failure naming file and line, and the last
-// good set stands. After a good read, a read that would take targets away
-// is held back until the file has stayed the same for fileSettle (a sink
-// that is an UnsettledSink is told of each held read).
+// good set stands. After a good read, a read that follows writes to the
+// file in place and would take targets away is held back until the file
+// has stayed the same for fileSettle (a sink that is an UnsettledSink is
+// told of each held read).
 type File struct {
 	Path     string
 	Template Template
@@ -100,12 +102,15 @@ func (f File) Run(ctx context.Context, sink Sink) {
 			sink.Update(slices.Clone(set))
 		}
 	}
-	// read reads the file; a read that would take targets away waits
-	// until the same content is read again once fileSettle has passed
-	// (settled), or until fileSettleHolds holds of changing content.
-	read := func(settled bool) {
+	// read reads the file; after writes in place (inPlace), a read that
+	// would take targets away waits until the same content is read again
+	// once fileSettle has passed (settled), or until fileSettleHolds holds
+	// of changing content. A file replaced whole (renamed over, a
+	// ConfigMap's swap) is read whole: applied at once.
+	read := func(settled, inPlace bool) {
 		data, set, err := f.read()
-		if last == nil || (err == nil && !removes(last, set)) {
+		replaced := !inPlace && !settled && (held == nil || !bytes.Equal(data, held))
+		if last == nil || replaced || (err == nil && !removes(last, set)) {
 			apply(set, err)
 			return
 		}
@@ -127,12 +132,15 @@ func (f File) Run(ctx context.Context, sink Sink) {
 			u.Unsettled(fmt.Errorf("held until the file has not changed for %s: %w", fileSettle, err))
 		}
 	}
-	read(false)
+	read(false, false)
 	if w == nil || err != nil {
 		<-ctx.Done()
 		return
 	}
-	var debounce <-chan time.Time
+	var (
+		debounce <-chan time.Time
+		inPlace  bool // since the last read: the file written, truncated or removed under its own name
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -145,16 +153,20 @@ func (f File) Run(ctx context.Context, sink Sink) {
 			if f.concerns(ev) {
 				debounce = after(fileDebounce) // the one before is dropped: a restart
 			}
+			if filepath.Base(ev.Name) == filepath.Base(f.Path) && ev.Has(fsnotify.Write|fsnotify.Remove|fsnotify.Rename) {
+				inPlace = true
+			}
 		case err, ok := <-w.Errors:
 			if ok {
 				sink.Fail(fmt.Errorf("watch %s: %w", f.Path, err))
 			}
 		case <-debounce:
 			debounce = nil
-			read(false)
+			read(false, inPlace)
+			inPlace = false
 		case <-settle:
 			settle = nil
-			read(true)
+			read(true, false)
 		}
 	}
 }

@@ -361,6 +361,19 @@ func TestFileTakingTargetsAwayAppliedOnceSettled(t *testing.T) {
 	}
 }
 
+// A shorter file renamed over the old one (the documented way: a deploy
+// tool, a ConfigMap) is whole when read: applied at once, not held.
+func TestFileReplacedWholeAppliesAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "targets.yaml")
+	replace(t, path, "- targets: ['a:1', 'b:2']\n")
+	sink, fa := runFileAfter(t, path)
+	sink.next(t)
+	replace(t, path, "- targets: ['b:2']\n")
+	if r := sink.drive(t, fa, fileDebounce); urls(r.set) != "http://b:2" {
+		t.Fatalf("a shorter file renamed over: set %q, failure %v, held %v", urls(r.set), r.fail, r.held)
+	}
+}
+
 // A file written on and on beside the targets file (a log, a stream
 // saved to disk) does not hold off the read of a replaced targets file:
 // writes to other names in the directory are not changes of it.
