@@ -146,7 +146,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		return nil, errWithPath(path, err)
 	}
 	deps.Cache, deps.CacheMetrics, deps.CacheMemo = resp.level, resp.metrics, resp.memo
-	disc := discovery.NewManager(reg, logger)
+	disc := discovery.NewManager(reg, logger, deps.Now)
 	deps.Discovered = disc.Set
 	built, err := Build(cfg, deps, nil)
 	if err != nil {
@@ -178,14 +178,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	}
 	a.queueInfo = queueInfo(cfg.Queue, a.jobs)
 	gwOpts.Queue = a.queueInfo
-	gwOpts.Discovery = func(model string) *gateway.DiscoveryStatus {
-		st, ok := disc.State(model)
-		if !ok {
-			return nil
-		}
-		return &gateway.DiscoveryStatus{Sources: st.Sources, Failing: st.Failing, Pending: st.Pending,
-			Backends: st.Backends, Errors: st.Errors}
-	}
+	gwOpts.Discovery = disc.State
 	if src.Path != "" { // a config from flags has no reload to report
 		gwOpts.ConfigStatus = func() gateway.ConfigStatus { return a.reloads.configStatus() }
 	}

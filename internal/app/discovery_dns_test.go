@@ -1,6 +1,8 @@
 package app
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -162,5 +164,101 @@ func answerLoopback(failing *atomic.Bool) dns.HandlerFunc {
 			m.Answer = append(m.Answer, rr)
 		}
 		w.WriteMsg(m)
+	}
+}
+
+// A model served from discovery alone, beside a static one: while its
+// DNS source has never answered, the replica is not ready (503 naming the
+// model, its failing source and since when; the error on /status only);
+// once a set was found, a failure keeps it and says "degraded" on both,
+// the replica ready. A model a reload adds does not hold readiness while
+// its source fails. (The old gateway answered 200 throughout.)
+func TestReadyzWaitsForDiscoveryAtStart(t *testing.T) {
+	b := backend(t, "b")
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(b.URL, "http://"))
+	var failing atomic.Bool
+	failing.Store(true)
+	server := serveDNS(t, answerLoopback(&failing))
+	dnsModel := func(name string) string {
+		return "  - name: " + name + "\n    discovery:\n      - type: dns\n        name: llm.test\n        port: " + port +
+			"\n        min_interval: 100ms\n        max_interval: 200ms\n        server: " + server + "\n"
+	}
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	head := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		"models:\n  - name: static\n    backends:\n      - url: " + b.URL + "\n" + dnsModel("found")
+	writeFile(t, path, head)
+	a := newApp(t, path)
+	gw, _, cancel, stopped := runApp(t, a)
+	defer func() { cancel(); <-stopped }()
+	readyz := func() (int, map[string]any) {
+		resp, err := http.Get(gw + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, body
+	}
+	discoveryOf := func(body map[string]any, model string) map[string]any {
+		for _, m := range body["models"].([]any) {
+			if m := m.(map[string]any); m["model"] == model {
+				d, _ := m["discovery"].(map[string]any)
+				return d
+			}
+		}
+		return nil
+	}
+	eventually(t, "the failure counted", func() bool { return counterValue(t, a, "sluice_discovery_failures_total") >= 1 })
+	code, body := readyz()
+	d := discoveryOf(body, "found")
+	if code != 503 || fmt.Sprint(body["waiting_for"]) != "[found]" || d["state"] != "initializing" ||
+		!strings.Contains(fmt.Sprint(d["reason"]), "source 0 (dns) failing since ") || d["failing_since"] == nil {
+		t.Fatalf("/readyz while the only source never answered: %d %v", code, body)
+	}
+	if raw, _ := json.Marshal(body); strings.Contains(string(raw), "SERVFAIL") {
+		t.Errorf("/readyz (public) carries the registry's error: %s", raw)
+	}
+	if st := adminStatus(t, a); !strings.Contains(st, "SERVFAIL") || !strings.Contains(st, `"state": "initializing"`) {
+		t.Errorf("/status does not name the error and state: %s", st)
+	}
+	if code, body := chat(gw, "static"); code != 200 {
+		t.Fatalf("the static model does not serve meanwhile: %d %s", code, body)
+	}
+
+	failing.Store(false)
+	eventually(t, "ready once the name answers", func() bool {
+		code, body := readyz()
+		return code == 200 && discoveryOf(body, "found")["state"] == "ok"
+	})
+	failing.Store(true)
+	eventually(t, "degraded once it fails again", func() bool {
+		code, body := readyz()
+		d := discoveryOf(body, "found")
+		return code == 200 && d["state"] == "degraded" && d["failing_since"] != nil &&
+			strings.Contains(fmt.Sprint(d["reason"]), "the last known backends serve")
+	})
+	if code, body := chat(gw, "found"); code != 200 {
+		t.Fatalf("the discovered model does not serve while degraded: %d %s", code, body)
+	}
+	if st := adminStatus(t, a); !strings.Contains(st, `"state": "degraded"`) || !strings.Contains(st, "SERVFAIL") {
+		t.Errorf("/status while degraded: %s", st)
+	}
+	if v := gaugeValue(t, a, "sluice_discovery_failing_since_timestamp_seconds"); v <= 0 {
+		t.Errorf("sluice_discovery_failing_since_timestamp_seconds = %v while failing", v)
+	}
+
+	writeFile(t, path, head+dnsModel("added"))
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the added model's source failing", func() bool {
+		_, body := readyz()
+		return discoveryOf(body, "added")["failing"] == 1.0
+	})
+	if code, body := readyz(); code != 200 || discoveryOf(body, "added")["state"] != "initializing" {
+		t.Errorf("a model a reload added holds readiness: %d %v", code, body)
 	}
 }

@@ -298,3 +298,34 @@ func TestBackendBackWhileDrainingKeepsItsStream(t *testing.T) {
 		t.Fatalf("after the flap: %d %s", code, body)
 	}
 }
+
+// A targets file swapping 25 backends for 25 others: the pool-changed
+// line counts both sides and names only the first ten of each, the rest
+// as "+15 more" (it listed all 50).
+func TestPoolChangeLogIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	targets := filepath.Join(dir, "targets.json")
+	hosts := func(first int) []string {
+		var out []string
+		for i := range 25 {
+			out = append(out, fmt.Sprintf("http://10.0.0.%d:8000", first+i))
+		}
+		return out
+	}
+	writeTargets(t, targets, hosts(100)...)
+	path := filepath.Join(dir, "sluice.yaml")
+	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+
+		"models:\n  - name: m1\n    discovery:\n      - type: file\n        path: "+targets+"\n")
+	a, _, logs := startLoggedApp(t, path)
+	eventually(t, "the first 25", func() bool { return len(poolURLs(a)) == 25 })
+	writeTargets(t, targets, hosts(200)...)
+	first := func(first int) string {
+		var names []string
+		for _, u := range hosts(first)[:10] {
+			names = append(names, strings.TrimPrefix(u, "http://"))
+		}
+		return strings.Join(names, " ")
+	}
+	waitLog(t, logs, `msg="discovery: pool changed" model=m1 added="[`+first(200)+` +15 more]" added_count=25 `+
+		`removed="[`+first(100)+` +15 more]" removed_count=25 backends=25`)
+}

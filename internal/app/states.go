@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -93,6 +94,21 @@ func (a *App) logPoolChanges(prev, next *gateway.Runtime, why string) {
 		}
 		slices.Sort(added)
 		slices.Sort(removed)
-		a.log.Info(why+": pool changed", "model", model, "added", added, "removed", removed, "backends", len(after))
+		a.log.Info(why+": pool changed", "model", model, "added", firstNames(added), "added_count", len(added),
+			"removed", firstNames(removed), "removed_count", len(removed), "backends", len(after))
 	}
+}
+
+// poolChangeNames bounds the names one pool-changed line lists for each
+// of added and removed: a file or registry swapping hundreds of backends
+// wrote one line of every name (4,000 names, ~100 KB) per change.
+const poolChangeNames = 10
+
+// firstNames is names (sorted) cut to poolChangeNames, the rest counted
+// in a last "+K more".
+func firstNames(names []string) []string {
+	if len(names) <= poolChangeNames {
+		return names
+	}
+	return append(slices.Clip(names[:poolChangeNames]), fmt.Sprintf("+%d more", len(names)-poolChangeNames))
 }

@@ -91,5 +91,5 @@ models:
 	if err := a.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	waitLog(t, logs, `msg="config reload: pool changed" model=chat added=[] removed=[`+deadName+`] backends=1`)
+	waitLog(t, logs, `msg="config reload: pool changed" model=chat added=[] added_count=0 removed=[`+deadName+`] removed_count=1 backends=1`)
 }

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -22,22 +23,53 @@ const maxFileBytes = 4 << 20
 // rename makes into one read.
 const fileDebounce = 100 * time.Millisecond
 
+// fileSettle is how long a read after writes in place that would take
+// targets away (fewer targets, an empty or unparsable file) must stay
+// unchanged before it is applied: a file written in place (truncated,
+// then written, maybe in several writes: `echo > file`, editors that do
+// not rename) is read half-written when a pause between its writes
+// outlasts fileDebounce, and a prefix of a YAML list parses as a shorter
+// list. fileSettleHolds
+// bounds the holds in a row of a file that keeps changing: the last
+// read is applied then.
+const (
+	fileSettle      = time.Second
+	fileSettleHolds = 5
+)
+
 // File is a watched file of targets, in the spirit of Prometheus file_sd:
 // a JSON or YAML list of groups, each `targets` (host:port or a URL) with
 // optional `weight`, `max_concurrency` and `upstream_model` overriding the
 // template. The directory is watched, not the file, so a file replaced by
 // rename (editors, `mv`, Kubernetes ConfigMaps) is seen; an unreadable or
 // invalid file is reported as a failure naming file and line, and the last
-// good set stands.
+// good set stands. After a good read, a read that follows writes to the
+// file in place and would take targets away is held back until the file
+// has stayed the same for fileSettle (a sink that is an UnsettledSink is
+// told of each held read).
 type File struct {
 	Path     string
 	Template Template
+	// After is time.After (nil), injectable: the tests drive the
+	// debounce and the settling.
+	After func(time.Duration) <-chan time.Time
+}
+
+// UnsettledSink is a Sink told of a read a source holds back for now
+// (File: one that would take targets away, until the file settles); the
+// last set stands meanwhile. Optional: a source asks by type assertion.
+type UnsettledSink interface {
+	Unsettled(err error)
 }
 
 // Run reads the file, then again after every change in its directory,
 // until ctx ends. Only a set that differs from the last one is reported,
-// or the first good one after a failure (so the failure is seen to end).
+// or the first good one after a failure or a hold (so their end is seen).
 func (f File) Run(ctx context.Context, sink Sink) {
+	after := f.After
+	if after == nil {
+		after = time.After
+	}
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
 		defer w.Close()
@@ -47,29 +79,68 @@ func (f File) Run(ctx context.Context, sink Sink) {
 		sink.Fail(fmt.Errorf("watch %s: %w (read once; changes need a reload)", f.Path, err))
 	}
 	var (
-		last   []endpoint.Spec
-		failed bool // the last read failed: report the next set even if unchanged
+		last   []endpoint.Spec // the set in use: the last one reported
+		failed bool            // the last read failed: report the next set even if unchanged
+		// held is the content of a read held back (nil: none), holds
+		// the holds in a row; settle fires fileSettle after the hold.
+		held   []byte
+		holds  int
+		settle <-chan time.Time
 	)
-	read := func() {
-		set, err := f.read()
+	apply := func(set []endpoint.Spec, err error) {
+		// A hold that ends on the set in use is reported too: the sink
+		// sees the hold end (the manager logs the next one).
+		wasHeld := held != nil
+		held, holds, settle = nil, 0, nil
 		if err != nil {
 			failed = true
 			sink.Fail(err)
 			return
 		}
-		if failed || last == nil || !slices.Equal(set, last) {
+		if failed || wasHeld || last == nil || !slices.Equal(set, last) {
 			failed, last = false, set
 			sink.Update(slices.Clone(set))
 		}
 	}
-	read()
+	// read reads the file; after writes in place (inPlace), a read that
+	// would take targets away waits until the same content is read again
+	// once fileSettle has passed (settled), or until fileSettleHolds holds
+	// of changing content. A file replaced whole (renamed over, a
+	// ConfigMap's swap) is read whole: applied at once.
+	read := func(settled, inPlace bool) {
+		data, set, err := f.read()
+		replaced := !inPlace && !settled && (held == nil || !bytes.Equal(data, held))
+		if last == nil || replaced || (err == nil && !removes(last, set)) {
+			apply(set, err)
+			return
+		}
+		switch {
+		case settled && bytes.Equal(data, held):
+			apply(set, err) // unchanged for fileSettle: meant
+			return
+		case held != nil && bytes.Equal(data, held):
+		case holds+1 >= fileSettleHolds:
+			apply(set, err)
+			return
+		default: // a new content to wait on
+			held, holds, settle = data, holds+1, after(fileSettle)
+		}
+		if u, ok := sink.(UnsettledSink); ok {
+			if err == nil {
+				err = fmt.Errorf("targets file %s: %d targets, fewer than the %d in use", f.Path, len(set), len(last))
+			}
+			u.Unsettled(fmt.Errorf("held until the file has not changed for %s: %w", fileSettle, err))
+		}
+	}
+	read(false, false)
 	if w == nil || err != nil {
 		<-ctx.Done()
 		return
 	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	var (
+		debounce <-chan time.Time
+		inPlace  bool // since the last read: the file written, truncated or removed under its own name
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -80,16 +151,38 @@ func (f File) Run(ctx context.Context, sink Sink) {
 				return
 			}
 			if f.concerns(ev) {
-				timer.Reset(fileDebounce)
+				debounce = after(fileDebounce) // the one before is dropped: a restart
+			}
+			if filepath.Base(ev.Name) == filepath.Base(f.Path) && ev.Has(fsnotify.Write|fsnotify.Remove|fsnotify.Rename) {
+				inPlace = true
 			}
 		case err, ok := <-w.Errors:
 			if ok {
 				sink.Fail(fmt.Errorf("watch %s: %w", f.Path, err))
 			}
-		case <-timer.C:
-			read()
+		case <-debounce:
+			debounce = nil
+			read(false, inPlace)
+			inPlace = false
+		case <-settle:
+			settle = nil
+			read(true, false)
 		}
 	}
+}
+
+// removes tells whether next lacks a backend of last.
+func removes(last, next []endpoint.Spec) bool {
+	in := make(map[string]bool, len(next))
+	for _, s := range next {
+		in[s.Key()] = true
+	}
+	for _, s := range last {
+		if !in[s.Key()] {
+			return true
+		}
+	}
+	return false
 }
 
 // concerns tells the events that may change what the file holds: any on
@@ -105,23 +198,24 @@ func (f File) concerns(ev fsnotify.Event) bool {
 		ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)
 }
 
-// read parses the file.
-func (f File) read() ([]endpoint.Spec, error) {
+// read reads and parses the file; data is what was read (empty when
+// it could not be opened).
+func (f File) read() (data []byte, set []endpoint.Spec, err error) {
 	fh, err := os.Open(f.Path)
 	if err != nil {
-		return nil, fmt.Errorf("targets file: %w", err)
+		return []byte{}, nil, fmt.Errorf("targets file: %w", err)
 	}
 	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
+	data, err = io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("targets file: %w", err)
+		return []byte{}, nil, fmt.Errorf("targets file: %w", err)
 	}
 	if len(data) > maxFileBytes {
-		return nil, fmt.Errorf("targets file %s: larger than %d bytes", f.Path, maxFileBytes)
+		return data, nil, fmt.Errorf("targets file %s: larger than %d bytes", f.Path, maxFileBytes)
 	}
-	set, err := ParseTargets(data, f.Template)
+	set, err = ParseTargets(data, f.Template)
 	if err != nil {
-		return nil, fmt.Errorf("%s:%w", f.Path, err)
+		return data, nil, fmt.Errorf("%s:%w", f.Path, err)
 	}
-	return set, nil
+	return data, set, nil
 }

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,14 +17,31 @@ import (
 type chanSink struct {
 	updates chan []endpoint.Spec
 	fails   chan error
+	held    chan error    // Unsettled: dropped when full (a file source's holds may be many)
+	poke    chan struct{} // something was reported (drive)
 }
 
 func newChanSink() *chanSink {
-	return &chanSink{updates: make(chan []endpoint.Spec, 16), fails: make(chan error, 16)}
+	return &chanSink{updates: make(chan []endpoint.Spec, 16), fails: make(chan error, 16), held: make(chan error, 16),
+		poke: make(chan struct{}, 1)}
 }
 
-func (s *chanSink) Update(set []endpoint.Spec) { s.updates <- set }
-func (s *chanSink) Fail(err error)             { s.fails <- err }
+func (s *chanSink) Update(set []endpoint.Spec) { s.updates <- set; s.poked() }
+func (s *chanSink) Fail(err error)             { s.fails <- err; s.poked() }
+func (s *chanSink) Unsettled(err error) {
+	select {
+	case s.held <- err:
+	default:
+	}
+	s.poked()
+}
+
+func (s *chanSink) poked() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
 
 // wait bounds a wait on the source; generous, it only catches a hang.
 const wait = time.Minute
@@ -175,34 +193,184 @@ func TestFileSourceRefusesAnOversizedFile(t *testing.T) {
 	sink.failure(t, "larger than")
 }
 
-// A file written in two steps in place (truncated, then filled; or cut
-// mid-write): each intermediate state is a failure naming the file and
-// line, never an empty or shorter set; the filled file is the next set.
-func TestFileSourceWrittenInTwoSteps(t *testing.T) {
+// fakeAfter is File.After driven by the test: a timer fires when the
+// test says (fire), never by itself.
+type fakeAfter struct {
+	mu     sync.Mutex
+	armed  map[time.Duration]chan time.Time // by duration, the last armed and not fired
+	notify chan struct{}                    // a timer was armed
+}
+
+func newFakeAfter() *fakeAfter {
+	return &fakeAfter{armed: map[time.Duration]chan time.Time{}, notify: make(chan struct{}, 1)}
+}
+
+func (f *fakeAfter) after(d time.Duration) <-chan time.Time {
+	c := make(chan time.Time, 1)
+	f.mu.Lock()
+	f.armed[d] = c
+	f.mu.Unlock()
+	select {
+	case f.notify <- struct{}{}:
+	default:
+	}
+	return c
+}
+
+// fire fires the last timer of d armed and not yet fired; false: none.
+func (f *fakeAfter) fire(d time.Duration) bool {
+	f.mu.Lock()
+	c := f.armed[d]
+	delete(f.armed, d)
+	f.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c <- time.Time{}
+	return true
+}
+
+// report is the next thing a source told its sink: one of set, fail,
+// held.
+type report struct {
+	set        []endpoint.Spec
+	fail, held error
+}
+
+// drive fires the source's timer of d each time it is armed (a newer
+// event drops the one before) until the source reports something. A
+// report is looked for before each firing: a timer armed after a read
+// (by a late event of the same write) must not make a second read.
+func (s *chanSink) drive(t *testing.T, fa *fakeAfter, d time.Duration) report {
+	t.Helper()
+	timeout := time.After(wait)
+	for {
+		if r, ok := s.reported(); ok {
+			return r
+		}
+		fa.fire(d)
+		select {
+		case <-s.poke:
+		case <-fa.notify:
+		case <-timeout:
+			t.Fatalf("no report after firing the %s timer", d)
+		}
+	}
+}
+
+// reported is the report waiting, if any.
+func (s *chanSink) reported() (report, bool) {
+	select {
+	case set := <-s.updates:
+		return report{set: set}, true
+	case err := <-s.fails:
+		return report{fail: err}, true
+	case err := <-s.held:
+		return report{held: err}, true
+	default:
+		return report{}, false
+	}
+}
+
+// runFileAfter runs a File source on a test-driven clock.
+func runFileAfter(t *testing.T, path string) (*chanSink, *fakeAfter) {
+	sink, fa := newChanSink(), newFakeAfter()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); File{Path: path, After: fa.after}.Run(ctx, sink) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return sink, fa
+}
+
+// A file written in place in two steps (truncated and given its first
+// group, then, after a pause longer than the debounce, the rest), read
+// between them: the half-written file (empty, or one target of three) is
+// held back, the set in use stands, and the whole file is the next set.
+// The old source reported the half as the set (two backends dropped) or,
+// read empty, as a failure.
+func TestFileWrittenInPlaceInTwoSteps(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "targets.yaml")
-	replace(t, path, "- targets: ['a:1', 'b:2']\n")
-	sink := runFile(t, path)
+	replace(t, path, "- targets: ['a:1']\n- targets: ['b:2']\n")
+	sink, fa := runFileAfter(t, path)
 	if got := urls(sink.next(t)); got != "http://a:1,http://b:2" {
 		t.Fatalf("first set %s", got)
 	}
-	if err := os.Truncate(path, 0); err != nil {
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	sink.failure(t, path+":1: (file): must be a list of target groups")
-	if err := os.WriteFile(path, []byte("- targets: ['a:1', 'c:3'\n"), 0o600); err != nil {
+	defer fh.Close()
+	if _, err := fh.WriteString("- targets: ['a:1']\n"); err != nil {
 		t.Fatal(err)
 	}
-	sink.failure(t, path+":1: (file): not JSON or YAML")
-	select {
-	case set := <-sink.updates:
-		t.Fatalf("a half-written file replaced the set with %q", urls(set))
-	default:
+	if r := sink.drive(t, fa, fileDebounce); r.held == nil {
+		t.Fatalf("the half-written file was not held back: set %q, failure %v", urls(r.set), r.fail)
 	}
-	if err := os.WriteFile(path, []byte("- targets: ['a:1', 'c:3']\n"), 0o600); err != nil {
+	if _, err := fh.WriteString("- targets: ['b:2']\n- targets: ['c:3']\n"); err != nil {
 		t.Fatal(err)
 	}
-	if got := urls(sink.next(t)); got != "http://a:1,http://c:3" {
-		t.Fatalf("filled file %s", got)
+	if r := sink.drive(t, fa, fileDebounce); urls(r.set) != "http://a:1,http://b:2,http://c:3" {
+		t.Fatalf("after the second write: set %q, failure %v, held %v", urls(r.set), r.fail, r.held)
+	}
+}
+
+// A read that takes targets away and stays (fewer targets, a file
+// emptied, a broken file) is applied once the file has not changed for
+// fileSettle: the shorter set, or a failure with the last set kept (an
+// empty file never empties the pool). A file that keeps changing is
+// applied at its fileSettleHolds-th hold.
+func TestFileTakingTargetsAwayAppliedOnceSettled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "targets.yaml")
+	replace(t, path, "- targets: ['a:1', 'b:2']\n")
+	sink, fa := runFileAfter(t, path)
+	sink.next(t)
+	hold := func(src string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if r := sink.drive(t, fa, fileDebounce); r.held == nil {
+			t.Fatalf("%q not held back: set %q, failure %v", src, urls(r.set), r.fail)
+		}
+	}
+
+	hold("- targets: ['a:1']\n")
+	if r := sink.drive(t, fa, fileSettle); urls(r.set) != "http://a:1" {
+		t.Fatalf("settled shorter file: set %q, failure %v, held %v", urls(r.set), r.fail, r.held)
+	}
+
+	hold("")
+	r := sink.drive(t, fa, fileSettle)
+	if r.fail == nil || !strings.Contains(r.fail.Error(), "must be a list of target groups") {
+		t.Fatalf("settled empty file: set %q, failure %v, held %v", urls(r.set), r.fail, r.held)
+	}
+
+	replace(t, path, "- targets: ['a:1', 'b:2']\n")
+	if got := urls(sink.drive(t, fa, fileDebounce).set); got != "http://a:1,http://b:2" {
+		t.Fatalf("after the empty file %s", got)
+	}
+	for i := 1; i < fileSettleHolds; i++ {
+		hold(fmt.Sprintf("- targets: ['a:%d']\n", 10+i))
+	}
+	if err := os.WriteFile(path, []byte("- targets: ['a:99']\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := sink.drive(t, fa, fileDebounce); urls(r.set) != "http://a:99" {
+		t.Fatalf("hold %d of a changing file: set %q, failure %v, held %v", fileSettleHolds, urls(r.set), r.fail, r.held)
+	}
+}
+
+// A shorter file renamed over the old one (the documented way: a deploy
+// tool, a ConfigMap) is whole when read: applied at once, not held.
+func TestFileReplacedWholeAppliesAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "targets.yaml")
+	replace(t, path, "- targets: ['a:1', 'b:2']\n")
+	sink, fa := runFileAfter(t, path)
+	sink.next(t)
+	replace(t, path, "- targets: ['b:2']\n")
+	if r := sink.drive(t, fa, fileDebounce); urls(r.set) != "http://b:2" {
+		t.Fatalf("a shorter file renamed over: set %q, failure %v, held %v", urls(r.set), r.fail, r.held)
 	}
 }
 

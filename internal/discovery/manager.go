@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -28,17 +29,33 @@ type Sources struct {
 type Manager struct {
 	log     *slog.Logger
 	metrics *metrics
+	now     func() time.Time
 	changed chan struct{}
 
 	mu      sync.Mutex
 	running map[string]*running // by model
+	synced  bool                // Sync has run: later models are not the startup's
 }
 
 type running struct {
 	key    string
+	kinds  []string // by source: "file", "dns", ... (kindOf)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	sets   [][]endpoint.Spec // by source; nil until it reported
+	// known is whether the model's membership was ever known: a source
+	// reported a set, or the sources these replaced had (carried). Until
+	// then the model is initialising (State.Known).
+	known bool
+	// startup: started by the first Sync (the gateway's start), or
+	// replacing sources that were and never found a set (State.Startup).
+	startup bool
+	// since are, by source, when its current run of failures began
+	// (zero while it does not fail).
+	since []time.Time
+	// unsettled are, by source, whether it has told of a read it holds
+	// back (Unsettled) since its last report: logged once per run.
+	unsettled []bool
 	// failing is, by source, whether its last report was a failure: a
 	// source that fails again and again is logged once, when it starts
 	// failing, and once when it reports a set again.
@@ -51,9 +68,13 @@ type running struct {
 	carried []endpoint.Spec
 }
 
-// NewManager makes a manager; reg may be nil.
-func NewManager(reg prometheus.Registerer, log *slog.Logger) *Manager {
-	return &Manager{log: log, metrics: newMetrics(reg), changed: make(chan struct{}, 1), running: map[string]*running{}}
+// NewManager makes a manager; reg may be nil, now nil is time.Now (it
+// dates failures: State.FailingSince).
+func NewManager(reg prometheus.Registerer, log *slog.Logger, now func() time.Time) *Manager {
+	if now == nil {
+		now = time.Now
+	}
+	return &Manager{log: log, metrics: newMetrics(reg), now: now, changed: make(chan struct{}, 1), running: map[string]*running{}}
 }
 
 // Changed receives a value after some model's set changed.
@@ -67,10 +88,12 @@ func (m *Manager) Sync(want map[string]Sources) {
 	m.mu.Lock()
 	var stop []*running
 	carried := map[string][]endpoint.Spec{}
+	known, startup := map[string]bool{}, map[string]bool{}
 	for model, r := range m.running {
 		if w, ok := want[model]; !ok || w.Key != r.key {
 			stop = append(stop, r)
 			carried[model] = m.setLocked(model)
+			known[model], startup[model] = r.known, r.startup
 			delete(m.running, model)
 			m.metrics.forget(model)
 		}
@@ -80,9 +103,16 @@ func (m *Manager) Sync(want map[string]Sources) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		r := &running{key: w.Key, cancel: cancel, sets: make([][]endpoint.Spec, len(w.List)),
-			failing: make([]bool, len(w.List)), errs: make([]string, len(w.List)), carried: carried[model]}
+		n := len(w.List)
+		r := &running{key: w.Key, cancel: cancel, sets: make([][]endpoint.Spec, n), known: known[model],
+			startup: !m.synced || startup[model],
+			failing: make([]bool, n), errs: make([]string, n), since: make([]time.Time, n),
+			unsettled: make([]bool, n), carried: carried[model]}
+		for _, src := range w.List {
+			r.kinds = append(r.kinds, kindOf(src))
+		}
 		m.running[model] = r
+		m.metrics.setKnown(model, r.known)
 		for i, src := range w.List {
 			r.wg.Add(1)
 			go func() {
@@ -91,6 +121,7 @@ func (m *Manager) Sync(want map[string]Sources) {
 			}()
 		}
 	}
+	m.synced = true
 	m.mu.Unlock()
 	for _, r := range stop {
 		r.cancel()
@@ -121,8 +152,23 @@ type State struct {
 	Failing  int // whose last attempt failed: their last set is kept
 	Pending  int // that have reported neither a set nor a failure yet
 	Backends int // in the model's set (Set), each once
-	// Errors are the failing sources' last errors, "source N: text".
-	Errors []string
+	// Known: the model's membership has been known at least once (a
+	// source reported a set, or the sources a reload replaced had one).
+	// Until then it is initialising: nothing was found, not even a set
+	// that a failure now keeps.
+	Known bool
+	// Startup: the model's sources were started with the gateway (the
+	// first Sync), not added by a reload. A startup model not Known is
+	// what a replica waits for before it is ready; one a reload added
+	// is not (a broken new block would take every replica out at once).
+	Startup bool
+	// FailingSince is when the oldest run of failures among the failing
+	// sources began; zero while none fails.
+	FailingSince time.Time
+	// Failures are the failing sources, "source N (kind)", in order;
+	// Errors the same with their last errors, "source N (kind): text".
+	Failures []string
+	Errors   []string
 }
 
 // State is model's discovery state; false when it has no source running.
@@ -133,7 +179,7 @@ func (m *Manager) State(model string) (State, bool) {
 	if r == nil {
 		return State{}, false
 	}
-	st := State{Sources: len(r.sets), Backends: len(m.setLocked(model))}
+	st := State{Sources: len(r.sets), Backends: len(m.setLocked(model)), Known: r.known, Startup: r.startup}
 	for i := range r.sets {
 		switch {
 		case r.failing[i]:
@@ -142,12 +188,35 @@ func (m *Manager) State(model string) (State, bool) {
 			if len(e) > maxStateError { // a registry's answer quoted whole
 				e = strings.ToValidUTF8(e[:maxStateError], "") + "…"
 			}
-			st.Errors = append(st.Errors, fmt.Sprintf("source %d: %s", i, e))
+			name := fmt.Sprintf("source %d (%s)", i, r.kinds[i])
+			st.Failures = append(st.Failures, name)
+			st.Errors = append(st.Errors, name+": "+e)
+			if st.FailingSince.IsZero() || r.since[i].Before(st.FailingSince) {
+				st.FailingSince = r.since[i]
+			}
 		case r.sets[i] == nil:
 			st.Pending++
 		}
 	}
 	return st, true
+}
+
+// kindOf names a source's type for State: what an operator wrote as
+// the discovery block's type.
+func kindOf(src Source) string {
+	switch src.(type) {
+	case Static:
+		return "static"
+	case File:
+		return "file"
+	case DNS:
+		return "dns"
+	case Consul:
+		return "consul"
+	case Kubernetes:
+		return "kubernetes"
+	}
+	return "source"
 }
 
 func (m *Manager) setLocked(model string) []endpoint.Spec {
@@ -204,8 +273,10 @@ func (s *sink) Update(set []endpoint.Spec) {
 		return
 	}
 	recovered := s.r.failing[s.i]
-	s.r.failing[s.i], s.r.errs[s.i] = false, ""
-	s.m.metrics.setFailing(s.model, s.r.failing)
+	s.r.failing[s.i], s.r.errs[s.i], s.r.since[s.i], s.r.unsettled[s.i] = false, "", time.Time{}, false
+	s.r.known = true
+	s.m.metrics.setFailing(s.model, s.r.failing, s.r.since)
+	s.m.metrics.setKnown(s.model, true)
 	same := s.r.carried == nil && s.r.sets[s.i] != nil && slices.Equal(s.r.sets[s.i], set)
 	if !same {
 		s.r.sets[s.i] = set
@@ -236,12 +307,38 @@ func (s *sink) Fail(err error) {
 		return
 	}
 	first := !s.r.failing[s.i]
-	s.r.failing[s.i], s.r.errs[s.i] = true, err.Error()
+	if first {
+		s.r.since[s.i] = s.m.now()
+	}
+	s.r.failing[s.i], s.r.errs[s.i], s.r.unsettled[s.i] = true, err.Error(), false
+	known := s.r.known
 	s.m.metrics.failed(s.model)
-	s.m.metrics.setFailing(s.model, s.r.failing)
+	s.m.metrics.setFailing(s.model, s.r.failing, s.r.since)
+	s.m.mu.Unlock()
+	switch {
+	case first && known:
+		s.m.log.Warn("discovery failed; keeping the last known backends until it recovers",
+			"model", s.model, "source", s.i, "error", err.Error())
+	case first:
+		s.m.log.Warn("discovery failed before it found any backend; the model waits for it (readiness too, without static backends)",
+			"model", s.model, "source", s.i, "error", err.Error())
+	}
+}
+
+// Unsettled counts a read the source holds back (UnsettledSink): the
+// first of a run is logged, at info (it is not a failure yet).
+func (s *sink) Unsettled(err error) {
+	s.m.mu.Lock()
+	if s.m.running[s.model] != s.r {
+		s.m.mu.Unlock()
+		return
+	}
+	first := !s.r.unsettled[s.i]
+	s.r.unsettled[s.i] = true
+	s.m.metrics.unsettled(s.model)
 	s.m.mu.Unlock()
 	if first {
-		s.m.log.Warn("discovery failed; keeping the last known backends until it recovers",
+		s.m.log.Info("discovery: read held back until the file settles; keeping the last known backends",
 			"model", s.model, "source", s.i, "error", err.Error())
 	}
 }

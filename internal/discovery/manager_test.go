@@ -40,7 +40,7 @@ func changed(t *testing.T, m *Manager) {
 // model dropped by Sync loses its set.
 func TestManagerMergesKeepsAndStops(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := NewManager(reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m := NewManager(reg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	defer m.Stop()
 	a, b := endpoint.Spec{URL: "http://a:1", Weight: 1}, endpoint.Spec{URL: "http://b:1", Weight: 1}
 	fail := failing{reported: make(chan struct{})}
@@ -112,7 +112,7 @@ func (s scripted) run(f func(Sink)) { s.do <- f; <-s.done }
 func TestManagerLogsFailureRunsOnce(t *testing.T) {
 	var logs logbuf.Buffer
 	reg := prometheus.NewRegistry()
-	m := NewManager(reg, slog.New(slog.NewTextHandler(&logs, nil)))
+	m := NewManager(reg, slog.New(slog.NewTextHandler(&logs, nil)), nil)
 	defer m.Stop()
 	src := scripted{do: make(chan func(Sink)), done: make(chan struct{})}
 	m.Sync(map[string]Sources{"m": {Key: "k", List: []Source{src}}})
@@ -155,7 +155,7 @@ func TestManagerLogsFailureRunsOnce(t *testing.T) {
 // A set past the bound (a selector matching every pod, a zone of
 // thousands of records) is refused as a failure: the last set stands.
 func TestManagerRefusesAHugeSet(t *testing.T) {
-	m := NewManager(prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m := NewManager(prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	defer m.Stop()
 	src := scripted{do: make(chan func(Sink)), done: make(chan struct{})}
 	m.Sync(map[string]Sources{"m": {Key: "k", List: []Source{src}}})
@@ -186,7 +186,7 @@ func (silent) Run(ctx context.Context, _ Sink) { <-ctx.Done() }
 // State counts a model's sources: failing (with their errors, bounded),
 // pending, and the backends known.
 func TestManagerState(t *testing.T) {
-	m := NewManager(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m := NewManager(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	defer m.Stop()
 	if _, ok := m.State("m"); ok {
 		t.Fatal("a model with no source has a state")
@@ -201,16 +201,71 @@ func TestManagerState(t *testing.T) {
 	if !ok || st.Sources != 3 || st.Failing != 1 || st.Pending != 1 || st.Backends != 1 {
 		t.Fatalf("state %+v, want 3 sources, 1 failing, 1 pending, 1 backend", st)
 	}
-	if len(st.Errors) != 1 || st.Errors[0] != "source 1: "+context.DeadlineExceeded.Error() {
+	if len(st.Errors) != 1 || st.Errors[0] != "source 1 (source): "+context.DeadlineExceeded.Error() {
 		t.Errorf("errors %q", st.Errors)
 	}
 	s := &sink{m: m, r: m.running["m"], model: "m", i: 1}
 	s.Fail(fmt.Errorf("agent answered 500: %s", strings.Repeat("x", 10_000)))
-	if st, _ := m.State("m"); len(st.Errors[0]) > maxStateError+len("source 1: ")+len("…") {
+	if st, _ := m.State("m"); len(st.Errors[0]) > maxStateError+len("source 1 (source): ")+len("…") {
 		t.Errorf("an error of 10,000 bytes shown at %d", len(st.Errors[0]))
 	}
 	s.Update([]endpoint.Spec{{URL: "http://b:1", Weight: 1}})
 	if st, _ := m.State("m"); st.Failing != 0 || st.Errors != nil || st.Backends != 2 {
 		t.Errorf("after recovery %+v", st)
+	}
+}
+
+// A model's sources at start: initialising (not Known) and failing since
+// the first failure, which the clock dates; a set makes it Known, and a
+// later failure is dated anew while the set stands. A model a reload adds
+// is not the startup's; one whose sources a reload changes stays Known.
+// Held reads are counted.
+func TestManagerStateKnownAndFailingSince(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	now := time.Date(2026, 12, 6, 4, 0, 0, 0, time.UTC)
+	m := NewManager(reg, slog.New(slog.NewTextHandler(io.Discard, nil)), func() time.Time { return now })
+	defer m.Stop()
+	fail := failing{reported: make(chan struct{})}
+	m.Sync(map[string]Sources{"m": {Key: "k", List: []Source{fail}}})
+	<-fail.reported
+	st, _ := m.State("m")
+	if st.Known || !st.Startup || !st.FailingSince.Equal(now) || len(st.Failures) != 1 || st.Failures[0] != "source 0 (source)" {
+		t.Fatalf("failing from the start: %+v", st)
+	}
+	if v := testutil.ToFloat64(m.metrics.known.WithLabelValues("m")); v != 0 {
+		t.Errorf("sluice_discovery_initialized = %v before any set", v)
+	}
+	if v := testutil.ToFloat64(m.metrics.since.WithLabelValues("m")); v != float64(now.Unix()) {
+		t.Errorf("sluice_discovery_failing_since_timestamp_seconds = %v, want %d", v, now.Unix())
+	}
+	s := &sink{m: m, r: m.running["m"], model: "m", i: 0}
+	s.Update([]endpoint.Spec{{URL: "http://a:1", Weight: 1}})
+	if st, _ := m.State("m"); !st.Known || !st.FailingSince.IsZero() || st.Failures != nil {
+		t.Fatalf("after a set: %+v", st)
+	}
+	if v := testutil.ToFloat64(m.metrics.known.WithLabelValues("m")); v != 1 {
+		t.Errorf("sluice_discovery_initialized = %v after a set", v)
+	}
+	now = now.Add(time.Hour)
+	s.Fail(io.EOF)
+	now = now.Add(time.Minute)
+	s.Fail(io.EOF) // the same run: its start stands
+	if st, _ := m.State("m"); !st.Known || st.Backends != 1 || !st.FailingSince.Equal(now.Add(-time.Minute)) {
+		t.Fatalf("failing after a set: %+v", st)
+	}
+	s.Unsettled(io.ErrUnexpectedEOF)
+	s.Unsettled(io.ErrUnexpectedEOF)
+	if v := testutil.ToFloat64(m.metrics.held.WithLabelValues("m")); v != 2 {
+		t.Errorf("sluice_discovery_reads_held_total = %v, want 2", v)
+	}
+
+	late := failing{reported: make(chan struct{})}
+	m.Sync(map[string]Sources{"m": {Key: "k2", List: []Source{silent{}}}, "n": {Key: "k", List: []Source{late}}})
+	<-late.reported
+	if st, _ := m.State("n"); st.Known || st.Startup {
+		t.Errorf("a model a reload added: %+v", st)
+	}
+	if st, _ := m.State("m"); !st.Known || !st.Startup || st.Backends != 1 {
+		t.Errorf("a model whose sources a reload changed: %+v", st)
 	}
 }

@@ -84,7 +84,7 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 // series, so the alert on sluice_discovery_failures_total needs a failure.
 func registerDiscoveryMetrics(t *testing.T, d *Deps) {
 	t.Helper()
-	disc := discovery.NewManager(d.Registry, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	disc := discovery.NewManager(d.Registry, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	t.Cleanup(disc.Stop)
 	failed := make(chan struct{})
 	missing := discovery.File{Path: filepath.Join(t.TempDir(), "missing.json")}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/batchapi"
+	"github.com/sluice-gw/sluice/internal/discovery"
 	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/httpdate"
 	"github.com/sluice-gw/sluice/internal/jobs"
@@ -76,9 +77,10 @@ type Options struct {
 	// ConfigStatus is /status's "config" (configstatus.go); nil: absent
 	// (a gateway built without a config file to reload).
 	ConfigStatus func() ConfigStatus
-	// Discovery is a model's discovery status on /readyz and /status
-	// (discoverystatus.go); nil, or nil for a model: absent.
-	Discovery func(model string) *DiscoveryStatus
+	// Discovery is a model's discovery state on /readyz and /status
+	// (discoverystatus.go; discovery.Manager.State); nil, or false for a
+	// model: absent.
+	Discovery func(model string) (discovery.State, bool)
 	// StatusTicker paces /status/stream's events (stream.go); nil:
 	// time.NewTicker.
 	StatusTicker Ticker
@@ -151,8 +153,8 @@ type Gateway struct {
 	forecast     scaling.DemandForecast
 	forecastLead time.Duration
 	forecastView ForecastView
-	configStatus func() ConfigStatus                 // Options.ConfigStatus
-	discovery    func(model string) *DiscoveryStatus // Options.Discovery
+	configStatus func() ConfigStatus                        // Options.ConfigStatus
+	discovery    func(model string) (discovery.State, bool) // Options.Discovery
 	// tally counts requests and errors per model for /status (tally.go).
 	tally tally
 	// streams are the /status/stream watchers (stream.go).

@@ -108,9 +108,9 @@ type modelReadiness struct {
 	// first of its fallbacks (models[].fallbacks) that has: its requests
 	// are served there (before any last-resort trial, as admit does).
 	Fallback string `json:"fallback,omitempty"`
-	// Discovery counts the model's discovery sources, those failing
-	// (their last set kept) and those not yet heard from; absent
-	// without discovery. It does not change Ready.
+	// Discovery is the model's discovery sources' state and counts,
+	// without their errors; absent without discovery. "initializing"
+	// with no backend makes the model, and the replica, not ready.
 	Discovery *DiscoveryStatus `json:"discovery,omitempty"`
 }
 
@@ -129,12 +129,27 @@ type modelReadiness struct {
 // breaker-open backends serve nothing: a replica none of whose models
 // has any other is 503, which is also what moves traffic off a replica
 // that alone cannot reach its backends.
+//
+// A model configured at start and still initialising (its discovery
+// sources never found a set: starting, or failing since the start) with
+// no backend at all makes the replica 503 whatever the other models do,
+// as an Envoy cluster that has not warmed at start keeps the listeners
+// from being ready: a replica started into a rollout must not take
+// traffic it would answer with 503s, and a rollout whose discovery block
+// cannot work stalls instead of completing. A model a reload added warms
+// without that (as a cluster added after Envoy's start does): a broken
+// new block must not take every running replica out at once. Once a set
+// was known, a failing source keeps it (degraded) and readiness follows
+// the backends, as above.
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	rt := g.rt.Load()
 	now := g.now()
 	out := struct {
 		Ready  bool             `json:"ready"`
 		Models []modelReadiness `json:"models"`
+		// WaitingFor names the models still initialising with no
+		// backend: while there is one, the replica is not ready.
+		WaitingFor []string `json:"waiting_for,omitempty"`
 	}{Models: []modelReadiness{}}
 	for _, name := range rt.Models {
 		p := rt.Pools[name]
@@ -151,9 +166,11 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		}
 		m.Ready = m.Usable > 0 || m.LastResort > 0
 		if d := g.discoveryOf(name); d != nil {
-			counts := *d
-			counts.Errors = nil // registry hosts: the admin listener's /status only
-			m.Discovery = &counts
+			d.Errors = nil // registry hosts, paths: the admin listener's /status only
+			m.Discovery = d
+			if d.State == DiscoveryInitializing && d.holdsReadiness && m.Backends == 0 {
+				out.WaitingFor = append(out.WaitingFor, name)
+			}
 		}
 		out.Ready = out.Ready || m.Ready
 		if m.Usable == 0 { // as admit: a ready fallback before a last resort
@@ -165,6 +182,9 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		out.Models = append(out.Models, m)
+	}
+	if len(out.WaitingFor) > 0 {
+		out.Ready = false
 	}
 	status := http.StatusOK
 	if !out.Ready {
