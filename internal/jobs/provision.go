@@ -59,7 +59,9 @@ const leaderWait = 250 * time.Millisecond
 // whileLeaderless runs call, and again while it fails only because no
 // stream leader took the write, for up to limit from the first failure
 // (and while ctx lasts). Other errors, and a success, end it at once.
-func whileLeaderless(ctx context.Context, limit time.Duration, call func() error) error {
+// found, when not nil, is told of each such failure before the wait (a
+// test's hook: Store.leaderless).
+func whileLeaderless(ctx context.Context, limit time.Duration, found func(), call func() error) error {
 	err := call()
 	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
 		return err
@@ -69,6 +71,9 @@ func whileLeaderless(ctx context.Context, limit time.Duration, call func() error
 	t := time.NewTimer(leaderWait)
 	defer t.Stop()
 	for errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if found != nil {
+			found()
+		}
 		select {
 		case <-lctx.Done():
 			return err

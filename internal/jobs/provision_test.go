@@ -18,8 +18,9 @@ import (
 
 // startNATSCluster runs a JetStream cluster of n embedded servers on
 // loopback (named n0, n1, ...) and returns their client URLs joined by
-// commas (as queue.url takes them) once the cluster has a meta leader.
-func startNATSCluster(t *testing.T, n int) (string, []*server.Server) {
+// commas (as queue.url takes them) once the cluster has a meta leader,
+// the servers, and their options (to start one again).
+func startNATSCluster(t *testing.T, n int) (string, []*server.Server, []*server.Options) {
 	t.Helper()
 	// Route ports are chosen first: every server names all routes.
 	ports := make([]int, n)
@@ -36,14 +37,16 @@ func startNATSCluster(t *testing.T, n int) (string, []*server.Server) {
 	var (
 		urls []string
 		srvs []*server.Server
+		opts []*server.Options
 	)
 	for i := range n {
-		srv, err := server.NewServer(&server.Options{
+		opts = append(opts, &server.Options{
 			ServerName: fmt.Sprintf("n%d", i), Host: "127.0.0.1", Port: -1,
 			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
 			Cluster: server.ClusterOpts{Name: "sluice-test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:  routes,
 		})
+		srv, err := server.NewServer(opts[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,7 +70,7 @@ func startNATSCluster(t *testing.T, n int) (string, []*server.Server) {
 		}
 		return false
 	})
-	return strings.Join(urls, ","), srvs
+	return strings.Join(urls, ","), srvs, opts
 }
 
 // TestOpenConcurrentOnCluster starts three stores at once on a fresh
@@ -77,7 +80,7 @@ func startNATSCluster(t *testing.T, n int) (string, []*server.Server) {
 // opened (measured: minutes of "job queue unavailable" with two gateways).
 // Each call is now bounded and asked again (provision.go).
 func TestOpenConcurrentOnCluster(t *testing.T) {
-	urls, _ := startNATSCluster(t, 3)
+	urls, _, _ := startNATSCluster(t, 3)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	const stores = 3
@@ -138,7 +141,7 @@ func TestOpenConcurrentOnCluster(t *testing.T) {
 // SIGKILL instead: docs/RELIABILITY.md.)
 func TestWhileLeaderless(t *testing.T) {
 	calls := 0
-	err := whileLeaderless(t.Context(), time.Minute, func() error {
+	err := whileLeaderless(t.Context(), time.Minute, nil, func() error {
 		if calls++; calls < 3 {
 			return fmt.Errorf("put: %w", jetstream.ErrNoStreamResponse)
 		}
@@ -149,12 +152,78 @@ func TestWhileLeaderless(t *testing.T) {
 	}
 	calls = 0
 	other := errors.New("wrong last sequence")
-	if err := whileLeaderless(t.Context(), time.Minute, func() error { calls++; return other }); !errors.Is(err, other) || calls != 1 {
+	if err := whileLeaderless(t.Context(), time.Minute, nil, func() error { calls++; return other }); !errors.Is(err, other) || calls != 1 {
 		t.Fatalf("another error: %v after %d calls, want it after 1", err, calls)
 	}
 	calls = 0
-	err = whileLeaderless(t.Context(), time.Nanosecond, func() error { calls++; return jetstream.ErrNoStreamResponse })
+	err = whileLeaderless(t.Context(), time.Nanosecond, nil, func() error { calls++; return jetstream.ErrNoStreamResponse })
 	if !errors.Is(err, jetstream.ErrNoStreamResponse) || calls != 1 {
 		t.Fatalf("no leader within the limit: %v after %d calls, want ErrNoStreamResponse after 1", err, calls)
+	}
+}
+
+// TestSubmitWaitsForTheStreamLeader stops the only server of the bodies
+// bucket (replicas 1) and submits through another: the write finds no
+// responder, as while a cluster elects a leader after a node was killed.
+// The submit used to fail at once (after the client's two 250 ms
+// retries: a 503); it now waits, and once the server is back the job is
+// stored.
+func TestSubmitWaitsForTheStreamLeader(t *testing.T) {
+	urls, srvs, opts := startNATSCluster(t, 3)
+	o := testOptions(urls)
+	o.Replicas, o.NoTracker, o.RequestTimeout = 1, true, 20*time.Second
+	s := openStore(t, o)
+	info, err := s.js.Stream(t.Context(), "KV_"+bodiesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader, down, other := info.CachedInfo().Cluster.Leader, -1, -1
+	for i, srv := range srvs {
+		if srv.Name() == leader {
+			down = i
+		} else {
+			other = i
+		}
+	}
+	if down < 0 {
+		t.Fatalf("no server named %q holds %s", leader, bodiesBucket)
+	}
+	o.URL = srvs[other].ClientURL()
+	s2 := openStore(t, o)
+	found := make(chan struct{}, 1)
+	s2.leaderless = func() {
+		select {
+		case found <- struct{}{}:
+		default:
+		}
+	}
+	srvs[down].Shutdown()
+	srvs[down].WaitForShutdown()
+	// Until the server the submit goes through has dropped the stopped
+	// server's interest, a write is routed to it and goes unanswered (a
+	// timeout, which is never sent again: it may have been stored).
+	acc := srvs[other].GlobalAccount()
+	eventually(t, "the stopped server's interest dropped", func() bool {
+		return !acc.SubscriptionInterest("$KV." + bodiesBucket + ".j.probe")
+	})
+
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s2.Submit(t.Context(), Spec{Tenant: "t", Path: "/v1/chat/completions", Model: "m", Body: []byte(`{"model":"m"}`)})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the submit ended while %s had no server: %v", bodiesBucket, err)
+	case <-found:
+	}
+	back, err := server.NewServer(opts[down])
+	if err != nil {
+		t.Fatal(err)
+	}
+	back.Start()
+	t.Cleanup(back.Shutdown)
+	if err := <-done; err != nil {
+		t.Fatalf("submit once the server is back: %v", err)
 	}
 }

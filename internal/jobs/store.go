@@ -280,6 +280,9 @@ type Store struct {
 	closeErr error
 	once     sync.Once
 	idemWait time.Duration // idemWait; tests set their own
+	// leaderless, when set (tests), is called each time a submit's write
+	// found no stream leader, before it waits to send it again.
+	leaderless func()
 }
 
 var _ Service = (*Store)(nil)

@@ -72,7 +72,7 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 	// Each write rides out a stream leader election (whileLeaderless):
 	// one that no leader took stored nothing and is sent again.
 	var bodyRev uint64
-	err = whileLeaderless(ctx, s.o.RequestTimeout, func() (err error) {
+	err = whileLeaderless(ctx, s.o.RequestTimeout, s.leaderless, func() (err error) {
 		bodyRev, err = s.bodies.Put(ctx, key, sp.Body)
 		return err
 	})
@@ -85,7 +85,7 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 	// this submit's message.
 	ownKey := sp.IdempotencyKey == ""
 	var ack *jetstream.PubAck
-	err = whileLeaderless(ctx, s.o.RequestTimeout, func() (err error) {
+	err = whileLeaderless(ctx, s.o.RequestTimeout, s.leaderless, func() (err error) {
 		ack, err = s.enqueue(ctx, sp.Class, key)
 		return err
 	})
@@ -101,7 +101,7 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 	if err != nil {
 		return nil, false, true, fmt.Errorf("jobs: encoding job: %w", err)
 	}
-	err = whileLeaderless(ctx, s.o.RequestTimeout, func() error {
+	err = whileLeaderless(ctx, s.o.RequestTimeout, s.leaderless, func() error {
 		_, err := s.jobs.Create(ctx, key, b)
 		return err
 	})
