@@ -280,6 +280,9 @@ type Store struct {
 	closeErr error
 	once     sync.Once
 	idemWait time.Duration // idemWait; tests set their own
+	// leaderless, when set (tests), is called each time a submit's write
+	// found no stream leader, before it waits to send it again.
+	leaderless func()
 }
 
 var _ Service = (*Store)(nil)
@@ -347,12 +350,24 @@ func (s *Store) setup(ctx context.Context) error {
 	}
 	s.js = js
 	o := s.o
+	// Each call is bounded and retried when unanswered (provision.go):
+	// gateways starting together race to create the same objects.
+	stream := func(cfg jetstream.StreamConfig) error {
+		err := provision(ctx, o.RequestTimeout, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("jobs: creating stream %s: %w", cfg.Name, err)
+		}
+		return nil
+	}
 	// Work queue retention: a message is deleted once acked, so the stream
 	// holds exactly the backlog and needs no cleanup. The price is that
 	// consumers may not overlap, hence one durable consumer per class
 	// (see consumer). Records, not messages, are the source of truth:
 	// the message carries only the job key.
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if err := stream(jetstream.StreamConfig{
 		Name:       workStream,
 		Subjects:   []string{workSubjects + ">"},
 		Retention:  jetstream.WorkQueuePolicy,
@@ -360,21 +375,24 @@ func (s *Store) setup(ctx context.Context) error {
 		Replicas:   o.Replicas,
 		Duplicates: 2 * time.Minute, // Nats-Msg-Id = job key: a retried publish does not enqueue twice
 	}); err != nil {
-		return fmt.Errorf("jobs: creating stream %s: %w", workStream, err)
+		return err
 	}
 	// Dead letters: the record stays in the jobs bucket (failed,
 	// max_attempts); this stream is the operator's list of them.
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if err := stream(jetstream.StreamConfig{
 		Name:     deadStream,
 		Subjects: []string{deadSubjects + ">"},
 		MaxAge:   o.Retention,
 		Replicas: o.Replicas,
 	}); err != nil {
-		return fmt.Errorf("jobs: creating stream %s: %w", deadStream, err)
+		return err
 	}
-	kv := func(name, desc string) (jetstream.KeyValue, error) {
-		b, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: name, Description: desc, TTL: o.Retention, Replicas: o.Replicas,
+	kv := func(name, desc string) (b jetstream.KeyValue, err error) {
+		err = provision(ctx, o.RequestTimeout, func(ctx context.Context) error {
+			b, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: name, Description: desc, TTL: o.Retention, Replicas: o.Replicas,
+			})
+			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("jobs: creating bucket %s: %w", name, err)
@@ -393,8 +411,11 @@ func (s *Store) setup(ctx context.Context) error {
 	if s.batch, err = kv(batchBucket, "Sluice batches: t.<tenant hash>.<id>; a.<id> while active"); err != nil {
 		return err
 	}
-	if s.files, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: filesBucket, Description: "Sluice files", TTL: o.Retention, Replicas: o.Replicas,
+	if err := provision(ctx, o.RequestTimeout, func(ctx context.Context) (err error) {
+		s.files, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: filesBucket, Description: "Sluice files", TTL: o.Retention, Replicas: o.Replicas,
+		})
+		return err
 	}); err != nil {
 		return fmt.Errorf("jobs: creating object store %s: %w", filesBucket, err)
 	}

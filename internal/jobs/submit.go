@@ -69,7 +69,13 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 	if sp.Webhook != "" {
 		rec.Job.WebhookState = &WebhookDelivery{Status: WebhookPending}
 	}
-	bodyRev, err := s.bodies.Put(ctx, key, sp.Body)
+	// Each write rides out a stream leader election (whileLeaderless):
+	// one that no leader took stored nothing and is sent again.
+	var bodyRev uint64
+	err = whileLeaderless(ctx, s.o.RequestTimeout, s.leaderless, func() (err error) {
+		bodyRev, err = s.bodies.Put(ctx, key, sp.Body)
+		return err
+	})
 	if err != nil {
 		return nil, false, true, fmt.Errorf("jobs: storing body: %w", s.storeFull(err))
 	}
@@ -78,7 +84,11 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 	// may share the job's key, and its deduplicated publish relies on
 	// this submit's message.
 	ownKey := sp.IdempotencyKey == ""
-	ack, err := s.enqueue(ctx, sp.Class, key)
+	var ack *jetstream.PubAck
+	err = whileLeaderless(ctx, s.o.RequestTimeout, s.leaderless, func() (err error) {
+		ack, err = s.enqueue(ctx, sp.Class, key)
+		return err
+	})
 	if err != nil {
 		if ownKey && isStoreFullErr(err) {
 			s.dropRefused(key, bodyRev, 0)
@@ -91,7 +101,11 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 	if err != nil {
 		return nil, false, true, fmt.Errorf("jobs: encoding job: %w", err)
 	}
-	if _, err := s.jobs.Create(ctx, key, b); errors.Is(err, jetstream.ErrKeyExists) {
+	err = whileLeaderless(ctx, s.o.RequestTimeout, s.leaderless, func() error {
+		_, err := s.jobs.Create(ctx, key, b)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrKeyExists) {
 		// Another submitter with the same idempotency key won the race.
 		j, err := s.Job(ctx, sp.Tenant, id)
 		return j, err == nil, false, err
