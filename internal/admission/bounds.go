@@ -1,6 +1,9 @@
 package admission
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // This file holds the queue's bookkeeping: bounds, the over-share test, wait
 // estimates and slot accounting. Everything here runs under q.mu.
@@ -258,11 +261,44 @@ func (q *Queue) takeSlot(tenant string, weight, cost float64, now time.Time, wai
 	if ts.queued == 0 {
 		ts.weight = weight
 	}
-	return &Ticket{q: q, tenant: tenant, cost: cost, granted: now, waited: waited}
+	t := &Ticket{q: q, tenant: tenant, cost: cost, granted: now, waited: waited}
+	q.serving[t] = struct{}{}
+	return t
+}
+
+// nextFree estimates how soon a slot frees when every slot is taken, from
+// the tickets in service: each is expected to hold its slot for its cost
+// at the measured rate per slot, so one granted that long ago (or longer)
+// is about to end, and its slot with it. The drain's "one more slot must
+// free" (drainEstimator.waitFor) is a mean hold spread over the slots
+// whatever the tickets out have done: behind one long request on a
+// one-slot backend, a request arriving a moment before it ends was told
+// the whole mean hold, refused, and its Retry-After (the same again) not
+// kept. ok is false when the estimate cannot say: slots free or fewer
+// than the tickets out (capacity shrank), or the rate still the prior.
+// O(tickets out); it runs only for a request that would queue.
+func (q *Queue) nextFree(now time.Time, capacity int) (time.Duration, bool) {
+	if capacity <= 0 || q.inUse != capacity || len(q.serving) != q.inUse || !q.drain.measured {
+		return 0, false
+	}
+	rate := q.drain.perSlot()
+	if !(rate > 0) || math.IsInf(rate, 0) {
+		return 0, false
+	}
+	next := maxWait
+	for t := range q.serving {
+		hold := t.cost / rate * float64(time.Second)
+		if hold >= float64(maxWait) {
+			continue // past any wait: this one does not free the slot
+		}
+		next = min(next, max(time.Duration(hold)-now.Sub(t.granted), 0))
+	}
+	return next, next < maxWait
 }
 
 func (q *Queue) returnSlot(t *Ticket) {
 	q.inUse--
+	delete(q.serving, t)
 	if ts := q.tenants[t.tenant]; ts != nil {
 		ts.inUse--
 		ts.inUseCost -= t.cost

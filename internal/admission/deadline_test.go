@@ -211,3 +211,32 @@ func TestFirstCompletionReplacesThePrior(t *testing.T) {
 		t.Fatalf("mean hold %v, want 0.01", got)
 	}
 }
+
+// Behind one long request on a one-slot pool, the wait is how long that
+// request still holds its slot (its cost at the measured rate, less the
+// time it has held it), not the mean hold at every moment: a request
+// arriving half a second before the slot frees queues and is granted,
+// where it was refused with the whole mean hold (10 s) and a Retry-After
+// that the same refusal would repeat when kept; one arriving a second
+// after the long request started is refused, told the 9 s it has left.
+func TestDeadlineCountsTheTimeTheRequestInServiceHasHeld(t *testing.T) {
+	clk := newFakeClock()
+	q := NewQueue(QueueConfig{Name: "m"}, newCapacity(1).get, clk.Now)
+	warm := grantedT(t, q, Request{Tenant: "a", Cost: 10})
+	clk.Advance(10 * time.Second)
+	warm.Release() // measured: 1 cost unit per slot-second, a mean hold of 10 s
+	long := grantedT(t, q, Request{Tenant: "a", Cost: 10})
+	clk.Advance(time.Second)
+	rej := rejected(t, q, Request{Tenant: "a", Cost: 1, Deadline: clk.Now().Add(3 * time.Second)}, Saturated)
+	if !strings.Contains(rej.Message, "estimated wait 9s") {
+		t.Errorf("message %q, want the 9 s the long request has left", rej.Message)
+	}
+	clk.Advance(8500 * time.Millisecond)
+	w := submitT(t, q, Request{Tenant: "a", Cost: 1, Deadline: clk.Now().Add(3 * time.Second)})
+	clk.Advance(500 * time.Millisecond)
+	long.Release()
+	if w.state != granted {
+		t.Fatalf("waiter state %v after the slot freed, want granted", w.state)
+	}
+	w.ticket.Release()
+}

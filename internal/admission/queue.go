@@ -97,6 +97,9 @@ type Queue struct {
 	// resting: Rest found nothing for a Kick to do (or the queue is new)
 	// and no Acquire came since; the next one sends on cfg.Wake.
 	resting bool
+	// serving is every ticket out (takeSlot to returnSlot), for the
+	// estimate of when the next slot frees (nextFree).
+	serving map[*Ticket]struct{}
 }
 
 // tenantState is one tenant's share of the queue, for bounds and the
@@ -120,6 +123,7 @@ type tenantState struct {
 func NewQueue(cfg QueueConfig, capacity func() int, clock func() time.Time) *Queue {
 	cfg = cfg.withDefaults()
 	q := &Queue{cfg: cfg, capacity: capacity, clock: clock, tenants: make(map[string]*tenantState), ramps: make(map[string]*rampState),
+		serving:  make(map[*Ticket]struct{}),
 		drain:    newDrainEstimator(cfg.PriorSlotRate, priorHold, cfg.DrainSamples),
 		counters: newCounters(), resting: true}
 	for i := range q.classes {
@@ -308,6 +312,14 @@ func (q *Queue) refuseLongWait(w *waiter, key string, at int, bound time.Duratio
 	// Slots held for due appointments count as work ahead: a mean
 	// hold each, spread over the slots.
 	wait := q.waitFor(w, key, capacity, at)
+	if free, ok := q.nextFree(now, capacity); ok && wait < maxWait {
+		// The estimate's "one more slot must free" is a mean hold over
+		// the slots, the same at any moment; the tickets in service say
+		// better when one is about to end (nextFree). Only ever sooner.
+		if mean := time.Duration(q.drain.meanHold() / float64(capacity) * float64(time.Second)); free < mean {
+			wait -= mean - free
+		}
+	}
 	if reserved > 0 && wait < maxWait {
 		wait += time.Duration(float64(reserved) * q.drain.meanHold() / float64(capacity) * float64(time.Second))
 	}

@@ -42,7 +42,7 @@ func SDKRetries(status int) bool {
 // request would get the same answer then, because it is final (the
 // request or the object's state is the cause, or only the operator can
 // make room) or because the answer's own Retry-After (retryAfter, as its
-// retry-after-ms is written: whole milliseconds) is longer than
+// retry-after-ms is written: whole milliseconds, rounded up) is longer than
 // SDKMaxRetryAfter. The header is not sent where it would not change their decision:
 // on statuses they do not retry, nor on the answers that a retry can
 // fix. The Retry-After stays, for a client that waits as long as it says.
@@ -50,7 +50,7 @@ func RetryFutile(status int, retryAfter time.Duration, final bool) bool {
 	if !SDKRetries(status) {
 		return false
 	}
-	return final || retryAfter/time.Millisecond > SDKMaxRetryAfter/time.Millisecond
+	return final || RetryAfterMs(retryAfter) > SDKMaxRetryAfter.Milliseconds()
 }
 
 // ShouldRetryHeader is the header RetryFutile's answers carry, with the

@@ -20,7 +20,8 @@ func TestRetryFutile(t *testing.T) {
 		{429, time.Minute + time.Millisecond, false, false}, // past Node's bound, within Python's and Go's
 		{429, 90 * time.Second, false, false},
 		{429, 2 * time.Minute, false, false},
-		{429, 2*time.Minute + 999*time.Microsecond, false, false}, // retry-after-ms 120000: honoured
+		{429, 2*time.Minute - 999*time.Microsecond, false, false}, // retry-after-ms 120000: honoured
+		{429, 2*time.Minute + time.Microsecond, false, true},      // retry-after-ms 120001: not
 		{429, 2*time.Minute + time.Millisecond, false, true},
 		{503, time.Hour, false, true},
 		{500, 0, false, false},
@@ -54,6 +55,33 @@ func TestWriteErrorSaysWhenRetryIsFutile(t *testing.T) {
 		WriteError(rec, c.e)
 		if got := rec.Header().Get("X-Should-Retry"); got != c.want {
 			t.Errorf("%d %s: x-should-retry %q, want %q", c.e.Status, c.e.Code, got, c.want)
+		}
+	}
+}
+
+// Retry-After-Ms is rounded up, as Retry-After is and as the rate
+// limiter writes it: the SDKs wait exactly what it says, so a value
+// rounded down brought them back early, and a wait under a millisecond
+// read "0" (retry at once). The rate limiter's own rounded-up figure, set
+// before, is not lowered.
+func TestWriteErrorRoundsRetryAfterMsUp(t *testing.T) {
+	for _, c := range []struct {
+		wait    time.Duration
+		ms, sec string
+	}{
+		{300 * time.Microsecond, "1", "1"},
+		{280*time.Millisecond + 600*time.Microsecond, "281", "1"},
+		{2 * time.Second, "2000", "2"},
+		{2*time.Second + time.Nanosecond, "2001", "3"},
+	} {
+		rec := httptest.NewRecorder()
+		rec.Header().Set("retry-after-ms", "281") // what ratelimit.Result.WriteHeaders sets for 280.6 ms
+		WriteError(rec, &Error{Status: 429, Code: "rate_limit_exceeded", RetryAfter: c.wait})
+		if got := rec.Header().Get("Retry-After-Ms"); got != c.ms {
+			t.Errorf("%v: Retry-After-Ms %q, want %q", c.wait, got, c.ms)
+		}
+		if got := rec.Header().Get("Retry-After"); got != c.sec {
+			t.Errorf("%v: Retry-After %q, want %q", c.wait, got, c.sec)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ReadOnly answers a method other than GET or HEAD on r's path with 405,
@@ -28,9 +29,11 @@ func MethodNotAllowed(r *http.Request, allowed ...string) *Error {
 		Message: Echo(r.Method) + " is not allowed for " + Echo(r.URL.Path) + "; use " + strings.Join(allowed, " or ")}
 }
 
-// WriteError answers with e in the OpenAI shape, with Retry-After (seconds,
-// rounded up) and Retry-After-Ms when e.RetryAfter is positive: the
-// official SDKs read both to time their retries. When retrying within
+// WriteError answers with e in the OpenAI shape, with Retry-After (seconds)
+// and Retry-After-Ms (milliseconds), both rounded up, when e.RetryAfter is
+// positive: the official SDKs read both to time their retries, and wait
+// exactly what retry-after-ms says, so a value rounded down would bring
+// them back before the wait is over (a wait under 1 ms as "0": at once). When retrying within
 // seconds is futile (RetryFutile), x-should-retry: false stops them. An
 // error is for this request only: Cache-Control no-store, unless the
 // caller set one (a negatively cached error carries its own).
@@ -42,11 +45,18 @@ func WriteError(w http.ResponseWriter, e *Error) {
 	}
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
-		h.Set("Retry-After-Ms", strconv.FormatInt(e.RetryAfter.Milliseconds(), 10))
+		h.Set("Retry-After-Ms", strconv.FormatInt(RetryAfterMs(e.RetryAfter), 10))
 	}
 	if RetryFutile(e.Status, e.RetryAfter, e.Final) {
 		h.Set(ShouldRetryHeader, "false")
 	}
 	w.WriteHeader(e.Status)
 	w.Write(e.JSON())
+}
+
+// RetryAfterMs is d as the Retry-After-Ms header states it: whole
+// milliseconds, rounded up (ratelimit.Result.WriteHeaders writes the same
+// figure, which WriteError then sets again).
+func RetryAfterMs(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }

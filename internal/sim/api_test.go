@@ -2,7 +2,10 @@ package sim
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -254,6 +257,55 @@ func TestModelsHealthEmbeddings(t *testing.T) {
 	_, again := postRead(t, url+"/v1/embeddings", `{"input":"a  b c"}`)
 	if g := decode[embeddingResponse](t, again); g.Data[0].Embedding[0] != got.Data[0].Embedding[0] {
 		t.Errorf("embedding not deterministic")
+	}
+}
+
+// encoding_format "base64" (what the official Node SDK sends whenever its
+// caller names none) answers the same vectors as float32s, little-endian,
+// base64-encoded, as vLLM and OpenAI do; "float" and null answer floats; any
+// other value is a 400 naming the field. The simulator used to ignore the
+// field and answer floats to all.
+func TestEmbeddingsEncodingFormat(t *testing.T) {
+	_, url := startSim(t, Config{Model: "m", Seed: 3})
+	_, body := postRead(t, url+"/v1/embeddings", `{"model":"m","input":["a b c","d"]}`)
+	want := decode[embeddingResponse](t, body)
+	status, body := postRead(t, url+"/v1/embeddings", `{"model":"m","input":["a b c","d"],"encoding_format":"base64"}`)
+	if status != 200 {
+		t.Fatalf("base64: %d %s", status, body)
+	}
+	var got struct {
+		Object, Model string
+		Data          []struct {
+			Object, Embedding string
+			Index             int
+		}
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatalf("base64: %v: %.200s", err, body)
+	}
+	if len(got.Data) != 2 || got.Object != "list" || got.Model != "m" || !strings.Contains(string(body), `"prompt_tokens":4`) {
+		t.Fatalf("base64: %s", body)
+	}
+	for i, d := range got.Data {
+		raw, err := base64.StdEncoding.DecodeString(d.Embedding)
+		if err != nil || len(raw) != 4*embeddingDim || d.Index != i || d.Object != "embedding" {
+			t.Fatalf("data[%d]: %q (%v)", i, d.Embedding, err)
+		}
+		for j := range embeddingDim {
+			if x := math.Float32frombits(binary.LittleEndian.Uint32(raw[4*j:])); x != want.Data[i].Embedding[j] {
+				t.Fatalf("data[%d][%d] = %v, want %v (the float answer's)", i, j, x, want.Data[i].Embedding[j])
+			}
+		}
+	}
+	for _, f := range []string{`"float"`, `null`} {
+		status, body := postRead(t, url+"/v1/embeddings", `{"model":"m","input":"d","encoding_format":`+f+`}`)
+		if g := decode[embeddingResponse](t, body); status != 200 || len(g.Data) != 1 || g.Data[0].Embedding[0] != want.Data[1].Embedding[0] {
+			t.Errorf("encoding_format %s: %d %s", f, status, body)
+		}
+	}
+	status, body = postRead(t, url+"/v1/embeddings", `{"model":"m","input":"d","encoding_format":"int8"}`)
+	if e := decode[errorBody](t, body); status != 400 || e.Error.Param == nil || *e.Error.Param != "encoding_format" {
+		t.Errorf("encoding_format int8: %d %s", status, body)
 	}
 }
 

@@ -2,6 +2,8 @@ package sim
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"net/http"
@@ -12,14 +14,54 @@ import (
 const embeddingDim = 16
 
 type embeddingRequest struct {
-	Model string          `json:"model"`
-	Input json.RawMessage `json:"input"`
+	Model          string          `json:"model"`
+	Input          json.RawMessage `json:"input"`
+	EncodingFormat *string         `json:"encoding_format"`
 }
 
 type embeddingData struct {
 	Object    string    `json:"object"`
 	Index     int       `json:"index"`
 	Embedding []float32 `json:"embedding"`
+}
+
+// embeddingBase64 is an embedding as encoding_format "base64" sends it:
+// the vector's float32s, little-endian, base64-encoded (OpenAI's and
+// vLLM's encoding). The official Node SDK asks for it whenever its caller
+// names no format, and decodes it back.
+type embeddingBase64 struct {
+	Object    string `json:"object"`
+	Index     int    `json:"index"`
+	Embedding string `json:"embedding"`
+}
+
+func (d embeddingData) base64() embeddingBase64 {
+	b := make([]byte, 4*len(d.Embedding))
+	for i, x := range d.Embedding {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return embeddingBase64{Object: d.Object, Index: d.Index, Embedding: base64.StdEncoding.EncodeToString(b)}
+}
+
+// embeddingBase64Response is embeddingResponse with base64 vectors.
+type embeddingBase64Response struct {
+	Object string            `json:"object"`
+	Data   []embeddingBase64 `json:"data"`
+	Model  string            `json:"model"`
+	Usage  any               `json:"usage"`
+}
+
+// wantBase64 reads encoding_format: "float" (or none, or null) and
+// "base64" are the two OpenAI and vLLM accept; anything else is their 400
+// naming the field.
+func wantBase64(f *string) (bool, error) {
+	switch {
+	case f == nil || *f == "float":
+		return false, nil
+	case *f == "base64":
+		return true, nil
+	}
+	return false, badRequest("encoding_format", "encoding_format must be 'float' or 'base64'")
 }
 
 type embeddingResponse struct {
@@ -50,6 +92,11 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, err)
 		return
 	}
+	b64, err := wantBase64(er.EncodingFormat)
+	if err != nil {
+		writeRequestError(w, err)
+		return
+	}
 	if s.applyFaults(r.Context(), w, n) == handled {
 		return
 	}
@@ -64,7 +111,15 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		resp.Data[i] = embeddingData{Object: "embedding", Index: i, Embedding: embed(s.cfg.Seed, sc.hash)}
 	}
 	resp.Usage.TotalTokens = resp.Usage.PromptTokens
-	writeJSON(w, http.StatusOK, resp)
+	if b64 {
+		out := embeddingBase64Response{Object: resp.Object, Model: resp.Model, Usage: resp.Usage, Data: make([]embeddingBase64, len(resp.Data))}
+		for i, d := range resp.Data {
+			out.Data[i] = d.base64()
+		}
+		writeJSON(w, http.StatusOK, out)
+	} else {
+		writeJSON(w, http.StatusOK, resp)
+	}
 	s.st.completed.Add(1)
 }
 

@@ -15,7 +15,10 @@
 # Batches (upload, batch to completion, output file parsed); errors as
 # *openai.Error (a 400 naming its param, a 404); the requests the SDK sends
 # for 429s with Retry-After 600 s (once: x-should-retry: false) and 2 s
-# (retried, served), counted through its HTTP client; X-Request-Id.
+# (retried, served), counted through its HTTP client; X-Request-Id; chat
+# and Responses streams cut mid-way by a third simulator that drops every
+# answer half-way (the chat stream's *ssestream.StreamError naming the
+# request id, the Responses stream's ResponseErrorEvent).
 # One line per check; exit 0 only if every check passes. Needs Go and the
 # Go module proxy only (the SDK is a dependency of go/, its own module).
 # Usage: scripts/sdk-check/go.sh   (starts two simulators and a gateway itself)
@@ -26,7 +29,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXI
 echo "building sluice and the check (first time: a few minutes)"
 go build -o "$WORK/sluice" ./cmd/sluice
 (cd scripts/sdk-check/go && go build -o "$WORK/sdkcheck" .)
-read -r GW SIM1 SIM2 < <("$WORK/sdkcheck" -ports 3)
+read -r GW SIM1 SIM2 SIM3 < <("$WORK/sdkcheck" -ports 4)
 cat >"$WORK/sluice.yaml" <<YAML
 listen: 127.0.0.1:$GW
 admin: {listen: "off"}
@@ -41,12 +44,16 @@ models:
     backends:
       - url: http://127.0.0.1:$SIM1
       - url: http://127.0.0.1:$SIM2
+  - name: cut
+    backends:
+      - url: http://127.0.0.1:$SIM3
 YAML
 "$WORK/sluice" sim --listen "127.0.0.1:$SIM1" --model m >/dev/null 2>&1 &
 "$WORK/sluice" sim --listen "127.0.0.1:$SIM2" --model m >/dev/null 2>&1 &
+"$WORK/sluice" sim --listen "127.0.0.1:$SIM3" --model cut --disconnect-rate 1 >/dev/null 2>&1 &
 "$WORK/sluice" serve --config "$WORK/sluice.yaml" --data-dir "$WORK/data" --log-level warn &
-echo "openai-go $(sed -n 's/^require github.com\/openai\/openai-go\/v3 //p' scripts/sdk-check/go/go.mod), gateway 127.0.0.1:$GW, simulators :$SIM1 :$SIM2"
+echo "openai-go $(sed -n 's/^require github.com\/openai\/openai-go\/v3 //p' scripts/sdk-check/go/go.mod), gateway 127.0.0.1:$GW, simulators :$SIM1 :$SIM2, cutting :$SIM3"
 # The SDK reads OPENAI_* from the environment; the check passes its own.
 env -u OPENAI_BASE_URL -u OPENAI_API_KEY -u OPENAI_ORG_ID -u OPENAI_PROJECT_ID \
   "$WORK/sdkcheck" -ready "http://127.0.0.1:$GW/readyz" -base "http://127.0.0.1:$GW/v1" \
-  -key sk-test -slow-key sk-slow -fast-key sk-fast
+  -key sk-test -slow-key sk-slow -fast-key sk-fast -cut-model cut

@@ -7,7 +7,7 @@
 //
 // Usage:
 //
-//	sdkcheck -base http://127.0.0.1:PORT/v1 -key K -slow-key S -fast-key F [-ready URL]
+//	sdkcheck -base http://127.0.0.1:PORT/v1 -key K -slow-key S -fast-key F [-cut-model M] [-ready URL]
 //	sdkcheck -ports N   (prints N free loopback ports, for go.sh)
 package main
 
@@ -33,6 +33,7 @@ func main() {
 	slowKey := flag.String("slow-key", "", "a key limited to 0.1 requests a minute (Retry-After 600 s)")
 	fastKey := flag.String("fast-key", "", "a key limited to 30 requests a minute (Retry-After 2 s)")
 	model := flag.String("model", "m", "the model the gateway serves")
+	cutModel := flag.String("cut-model", "", "a model whose backend drops every answer half-way (the cut-stream checks; none when empty)")
 	ports := flag.Int("ports", 0, "print this many free loopback ports and exit")
 	timeout := flag.Duration("timeout", 5*time.Minute, "bound on the whole run")
 	ready := flag.String("ready", "", "wait until this URL answers 200 (the gateway's /readyz) before the checks")
@@ -57,7 +58,7 @@ func main() {
 		}
 	}
 	r := newRunner(ctx, os.Stdout, *base, *model)
-	r.runAll(*key, *slowKey, *fastKey)
+	r.runAll(*key, *slowKey, *fastKey, *cutModel)
 	if r.failed > 0 {
 		fmt.Fprintf(os.Stdout, "%d of %d checks FAILED\n", r.failed, r.total)
 		os.Exit(1)
@@ -155,9 +156,12 @@ func (r *runner) check(name string, fn func() (string, error)) {
 	fmt.Fprintf(r.out, "PASS %-34s | %s\n", name, detail)
 }
 
-func (r *runner) runAll(key, slowKey, fastKey string) {
+func (r *runner) runAll(key, slowKey, fastKey, cutModel string) {
 	c := r.client(key)
 	r.chatChecks(c)
+	if cutModel != "" {
+		r.cutChecks(c, cutModel)
+	}
 	r.cacheReplayChecks(c)
 	r.endpointChecks(c)
 	r.responsesChecks(c)
