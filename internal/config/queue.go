@@ -57,9 +57,10 @@ type Queue struct {
 	// RequestTimeout bounds one call to NATS JetStream (a publish, a key
 	// read or write) before it fails and the client gets a 503, default 5s
 	// (JetStream's own). While the connection is known to be down, calls
-	// are refused at once, without waiting for it. A submit's write that
-	// finds no stream leader (a node left a cluster, the others elect
-	// one) is sent again for up to this long before the 503.
+	// are refused at once, without waiting for it; a call waiting when
+	// the connection drops ends then (jobs.connEpoch). A submit's write
+	// that finds no stream leader (a node left a cluster, the others
+	// elect one) is sent again for up to this long before the 503.
 	RequestTimeout Duration `yaml:"request_timeout"`
 	// FileReadIdle bounds the wait for each chunk (128 KiB) of a stored
 	// file while it is read (GET /v1/files/{id}/content, a batch's input),

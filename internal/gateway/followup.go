@@ -266,6 +266,10 @@ func (fu *followUp) ask(in *proxy.FollowUp) {
 			c.RetryAfter = upstreamRetry
 			e = &c
 		}
+		// A 502 says when a backend asked is back, as the inference
+		// path's own 502 does (failedPoolRetry): a second while one is
+		// usable, else the end of the earliest ejection or open breaker.
+		e = failedPoolRetry(e, g.now(), backends)
 		fu.status = e.Status
 		writeError(fu.w, e)
 		return

@@ -151,9 +151,14 @@ func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, 
 		return res, false, fmt.Errorf("job %s: the backend answered %d with a body that is not JSON", j.ID, w.status)
 	}
 	res = jobs.Result{StatusCode: w.status, RequestID: w.h.Get("X-Request-Id"), Body: json.RawMessage(bytes.Clone(body))}
-	if jc.throttled {
+	switch {
+	case jc.throttled:
 		// The tenant's limit, not the pool: wait as long as it advises.
 		res.RetryAfter = max(proxy.ParseRetryAfter(w.h.Get("Retry-After"), g.now()), time.Second)
+	case w.status == http.StatusBadGateway:
+		// The chain's own 502 says when a backend is back
+		// (failedPoolRetry): the worker runs the job again no sooner.
+		res.RetryAfter = proxy.ParseRetryAfter(w.h.Get("Retry-After"), g.now())
 	}
 	return res, refusedForCapacity(w.status), nil
 }

@@ -80,10 +80,12 @@ func (s *Store) updateBatch(ctx context.Context, key string, f func(r *batchReco
 // in_progress. Workers hold back jobs of a validating batch, and the
 // tracker fails a batch left validating by a creator that died, so a
 // half-enqueued batch never runs as if it were whole.
-func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (*Batch, error) {
-	if err := s.checkOpen(); err != nil {
+func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (_ *Batch, err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer func() { err = done(err) }()
 	n := len(sp.Requests)
 	if n == 0 || n > maxBatchRequests {
 		return nil, fmt.Errorf("jobs: a batch needs 1 to %d requests, not %d", maxBatchRequests, n)
@@ -228,7 +230,7 @@ func (s *Store) enqueueBatch(ctx context.Context, rec *batchRecord, reqs []Batch
 // failCreate marks a batch whose creation went wrong failed (best effort:
 // the tracker fails it later if this write fails too) and returns err.
 func (s *Store) failCreate(key string, err error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+	ctx, cancel := s.cleanupContext()
 	defer cancel()
 	_, _, uerr := s.updateBatch(ctx, key, func(r *batchRecord) error {
 		failBatch(r, s.now().Unix(), "enqueueing the batch failed")
@@ -247,10 +249,12 @@ func failBatch(r *batchRecord, now int64, msg string) {
 }
 
 // Batch returns the tenant's batch.
-func (s *Store) Batch(ctx context.Context, tenant, id string) (*Batch, error) {
-	if err := s.checkOpen(); err != nil {
+func (s *Store) Batch(ctx context.Context, tenant, id string) (_ *Batch, err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer func() { err = done(err) }()
 	if !validToken.MatchString(id) {
 		return nil, ErrNotFound
 	}
@@ -265,10 +269,12 @@ func (s *Store) Batch(ctx context.Context, tenant, id string) (*Batch, error) {
 }
 
 // ListBatches returns the tenant's batches newest first.
-func (s *Store) ListBatches(ctx context.Context, tenant, after string, limit int) ([]*Batch, bool, error) {
-	if err := s.checkOpen(); err != nil {
+func (s *Store) ListBatches(ctx context.Context, tenant, after string, limit int) (_ []*Batch, _ bool, err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, false, err
 	}
+	defer func() { err = done(err) }()
 	if limit <= 0 {
 		limit = 20
 	}
@@ -312,10 +318,12 @@ func (s *Store) ListBatches(ctx context.Context, tenant, after string, limit int
 
 // CancelBatch moves the batch to cancelling; the tracker cancels its
 // queued jobs, lets running ones finish, and then makes it cancelled.
-func (s *Store) CancelBatch(ctx context.Context, tenant, id string) (*Batch, error) {
-	if err := s.checkOpen(); err != nil {
+func (s *Store) CancelBatch(ctx context.Context, tenant, id string) (_ *Batch, err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer func() { err = done(err) }()
 	if !validToken.MatchString(id) {
 		return nil, ErrNotFound
 	}

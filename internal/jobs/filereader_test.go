@@ -95,7 +95,7 @@ func TestFileContentSurvivesRewrite(t *testing.T) {
 	if got := append(first, rest...); !bytes.Equal(got, content) {
 		t.Fatalf("read %d bytes, not the %d written", len(got), len(content))
 	}
-	if fr := rc.(*fileReader); fr.reopens != 1 {
+	if fr := rc.(*boundReader).ReadCloser.(*fileReader); fr.reopens != 1 {
 		t.Fatalf("%d reopens, want 1: the rewrite did not cut the first read", fr.reopens)
 	}
 }

@@ -53,10 +53,12 @@ func fileFromInfo(info *jetstream.ObjectInfo) *File {
 // CreatedAt defaults to now. ExpiresAt, when set (the upload's
 // expires_after), is kept if it comes before CreatedAt + Retention, the
 // default and the bound: the store keeps nothing longer.
-func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (*File, error) {
-	if err := s.checkOpen(); err != nil {
+func (s *Store) PutFile(ctx context.Context, f File, r io.Reader) (_ *File, err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer func() { err = done(err) }()
 	if err := s.admitNew(ctx); err != nil {
 		return nil, err
 	}
@@ -99,10 +101,12 @@ func (s *Store) expired(f *File) bool {
 }
 
 // File returns the tenant's file; an expired one is ErrNotFound.
-func (s *Store) File(ctx context.Context, tenant, id string) (*File, error) {
-	if err := s.checkOpen(); err != nil {
+func (s *Store) File(ctx context.Context, tenant, id string) (_ *File, err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer func() { err = done(err) }()
 	if !validToken.MatchString(id) {
 		return nil, ErrNotFound
 	}
@@ -151,22 +155,34 @@ func (s *Store) FileCursor(ctx context.Context, tenant, id string) (*File, error
 // reader fails rather than hand out content short of the file's size or
 // other than its digest, and survives the file being written again with
 // the same content (a batch finalized twice); see fileReader.
+//
+// The read is bound to the NATS connection (onConn) until the reader is
+// closed: a drop ends a read waiting for its next chunk at once.
 func (s *Store) FileContent(ctx context.Context, tenant, id string) (io.ReadCloser, error) {
-	if _, err := s.File(ctx, tenant, id); err != nil {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, err
+	}
+	if _, err := s.File(ctx, tenant, id); err != nil {
+		return nil, done(err)
 	}
 	res, err := s.openFileReader(ctx, id)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, ErrNotFound
+		return nil, done(ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jobs: opening file %s: %w", id, err)
+		return nil, done(fmt.Errorf("jobs: opening file %s: %w", id, err))
 	}
-	return res, nil
+	return &boundReader{ReadCloser: res, done: done}, nil
 }
 
 // DeleteFile removes the tenant's file.
-func (s *Store) DeleteFile(ctx context.Context, tenant, id string) error {
+func (s *Store) DeleteFile(ctx context.Context, tenant, id string) (err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { err = done(err) }()
 	if _, err := s.File(ctx, tenant, id); err != nil {
 		return err
 	}
@@ -219,10 +235,12 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // ListFiles returns the tenant's files, newest first, only those of purpose
 // when it is set. It reads every file's metadata (the object store keeps
 // no index by tenant): fine for the thousands of files retention leaves.
-func (s *Store) ListFiles(ctx context.Context, tenant, purpose string) ([]*File, error) {
-	if err := s.checkOpen(); err != nil {
+func (s *Store) ListFiles(ctx context.Context, tenant, purpose string) (_ []*File, err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer func() { err = done(err) }()
 	infos, err := s.files.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil

@@ -96,7 +96,7 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 		return Result{}, fmt.Errorf("job %s: the gateway answered %d with a body that is not JSON", j.ID, resp.StatusCode)
 	}
 	res := Result{StatusCode: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id"), Body: json.RawMessage(body)}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusBadGateway {
 		now := time.Now
 		if e.Now != nil {
 			now = e.Now

@@ -99,7 +99,7 @@ func (s *Store) claimKey(ctx context.Context, tenant, key, id string) (*Job, ide
 // nothing), and only up to the claim's revision: a claim taken over
 // since is the taker's and stays.
 func (s *Store) releaseClaim(c idemClaim) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+	ctx, cancel := s.cleanupContext()
 	defer cancel()
 	st, err := s.js.Stream(ctx, "KV_"+idemBucket)
 	if err == nil {

@@ -257,6 +257,7 @@ type Store struct {
 
 	nc       *nats.Conn
 	ncClosed chan struct{} // closed once nc is, after Drain finished
+	conn     *connEpoch    // ends when nc drops: what in-flight calls are bound to (onConn)
 	js       jetstream.JetStream
 	jobs     jetstream.KeyValue // job records, without bodies
 	bodies   jetstream.KeyValue // request bodies, same keys as jobs
@@ -298,14 +299,18 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	// Reconnect forever: the queue outlives NATS restarts, and callers see
 	// errors (not a dead Store) while the server is away.
 	ncClosed := make(chan struct{})
+	conn := newConnEpoch()
 	// No reconnect buffer: while NATS is away a publish fails at once
 	// (the client gets a 503) rather than being replayed later for a
 	// request that was already refused. Pings find a silent peer in
-	// seconds rather than the default minutes.
+	// seconds rather than the default minutes. A drop ends the calls
+	// waiting on a reply at once (connEpoch).
 	opts := []nats.Option{nats.Name(o.Name), nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond), nats.ReconnectBufSize(-1),
+		nats.ReconnectWait(reconnectWait), nats.ReconnectBufSize(-1),
 		nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(2),
-		nats.ClosedHandler(func(*nats.Conn) { close(ncClosed) })}
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { conn.lost() }),
+		nats.ReconnectHandler(func(*nats.Conn) { conn.back() }),
+		nats.ClosedHandler(func(*nats.Conn) { conn.lost(); close(ncClosed) })}
 	if o.Embedded != nil {
 		opts = append(opts, nats.InProcessServer(o.Embedded.srv))
 	}
@@ -313,7 +318,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: connecting to %s: %w", telemetry.RedactURLs(o.URL), err) // the password stays in the config
 	}
-	s := &Store{o: o, log: o.Logger.With("component", "jobs"), nc: nc, ncClosed: ncClosed, idemWait: idemWait}
+	s := &Store{o: o, log: o.Logger.With("component", "jobs"), nc: nc, ncClosed: ncClosed, conn: conn, idemWait: idemWait}
 	s.held.limit = o.MaxHeldResultBytes
 	if s.owner, err = s.newID(o.Name+"-", 8); err != nil {
 		nc.Close()
@@ -462,7 +467,8 @@ func (s *Store) enter() error {
 }
 
 // checkOpen refuses a call at once when the Store is closed or NATS is
-// away, so clients get a 503 instead of waiting out JetStream's timeouts.
+// away, so clients get a 503 instead of waiting out JetStream's timeouts;
+// a call already waiting when NATS goes away is ended by onConn's binding.
 func (s *Store) checkOpen() error {
 	if s.ctx.Err() != nil {
 		return ErrClosed

@@ -175,7 +175,7 @@ func (s *Store) purgeFileChunks(ctx context.Context, id string) error {
 // class's, shared). Only for a key no other submit can share (no
 // idempotency key): the caller decides.
 func (s *Store) dropRefused(key string, bodyRev, msgSeq uint64) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+	ctx, cancel := s.cleanupContext()
 	defer cancel()
 	warn := func(what string, err error) {
 		s.log.Warn("removing what a refused submit stored", "key", key, "what", what, "err", err)
@@ -203,7 +203,7 @@ func (s *Store) dropRefused(key string, bodyRev, msgSeq uint64) {
 // creation on a full store would otherwise keep them until retention. A
 // purge writes nothing, so it works at the hard bound.
 func (s *Store) dropBatchBodies(id string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+	ctx, cancel := s.cleanupContext()
 	defer cancel()
 	st, err := s.js.Stream(ctx, "KV_"+bodiesBucket)
 	if err == nil {
@@ -227,7 +227,7 @@ func (s *Store) dropBatchBodies(id string) {
 // next scan (nudged here).
 func (s *Store) dropRefusedBatch(id, key string, msgSeqs []uint64) {
 	call := func(what string, op func(ctx context.Context) error) bool {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), s.o.RequestTimeout)
+		ctx, cancel := s.cleanupContext()
 		defer cancel()
 		if err := op(ctx); err != nil {
 			s.log.Warn("removing what a refused batch creation stored", "batch", id, "what", what, "err", err)

@@ -16,10 +16,12 @@ import (
 // grace period, and the caller saw an error, so no job is lost that was
 // acknowledged. (The other order would leave a queued record no message
 // will ever run.)
-func (s *Store) Submit(ctx context.Context, sp Spec) (*Job, bool, error) {
-	if err := s.checkOpen(); err != nil {
+func (s *Store) Submit(ctx context.Context, sp Spec) (_ *Job, _ bool, err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, false, err
 	}
+	defer func() { err = done(err) }()
 	if sp.Class == "" {
 		sp.Class = defaultClasses()[0]
 	}
@@ -135,10 +137,12 @@ func (s *Store) enqueue(ctx context.Context, class, key string) (*jetstream.PubA
 
 // Job returns the tenant's single job. Jobs of batches are reached through
 // their batch.
-func (s *Store) Job(ctx context.Context, tenant, id string) (*Job, error) {
-	if err := s.checkOpen(); err != nil {
+func (s *Store) Job(ctx context.Context, tenant, id string) (_ *Job, err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer func() { err = done(err) }()
 	if !validToken.MatchString(id) {
 		return nil, ErrNotFound
 	}
@@ -155,10 +159,12 @@ func (s *Store) Job(ctx context.Context, tenant, id string) (*Job, error) {
 // CancelJob cancels a queued job at once; a running one is marked
 // CancelRequested and becomes cancelled when its result arrives (the
 // returned job is still running).
-func (s *Store) CancelJob(ctx context.Context, tenant, id string) (*Job, error) {
-	if err := s.checkOpen(); err != nil {
+func (s *Store) CancelJob(ctx context.Context, tenant, id string) (_ *Job, err error) {
+	ctx, done, err := s.onConn(ctx)
+	if err != nil {
 		return nil, err
 	}
+	defer func() { err = done(err) }()
 	if !validToken.MatchString(id) {
 		return nil, ErrNotFound
 	}

@@ -49,8 +49,9 @@ type Result struct {
 	StatusCode int             `json:"status_code"`
 	RequestID  string          `json:"request_id,omitempty"`
 	Body       json.RawMessage `json:"body"` // JSON object as returned (errors: the OpenAI error object)
-	// RetryAfter is the gateway's advice on a busy answer (429/503): the
-	// job goes back to the queue for at least this long. Not stored.
+	// RetryAfter is the gateway's advice on a busy answer (429/503) or a
+	// 502 (when a backend is back): the job goes back to the queue for at
+	// least this long. Not stored.
 	RetryAfter time.Duration `json:"-"`
 }
 

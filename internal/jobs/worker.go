@@ -436,8 +436,11 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 		// No backend gave an answer (unreachable, died after the request
 		// was sent, a malformed answer): what a waiting client would
 		// retry. A counted attempt with backoff; the last one's 502 is
-		// the job's answer.
-		w.retry(ctx, d, retryFailed, errors.New("the gateway answered 502: no backend gave an answer"))
+		// the job's answer. Not before the gateway's Retry-After: when
+		// the failures left no backend usable, it is the end of the
+		// earliest ejection (the gateway's failedPoolRetry), and an
+		// attempt before it only tries a dead backend again.
+		w.requeue(ctx, d, retryFailed, errors.New("the gateway answered 502: no backend gave an answer"), min(res.RetryAfter, maxAdvisedWait))
 	default:
 		w.complete(ctx, d, res)
 	}
@@ -504,7 +507,8 @@ const (
 	retryShutdown                  // interrupted by shutdown: does not count, no delay
 )
 
-// maxAdvisedWait bounds how long a busy job waits on the gateway's advice.
+// maxAdvisedWait bounds how long a job waits on the gateway's advice (a
+// busy answer's, a 502's).
 const maxAdvisedWait = 10 * time.Minute
 
 // retryBusy sends the job back to the queue without counting the attempt,
@@ -584,7 +588,7 @@ func (w *worker) requeue(ctx context.Context, d *delivery, mode retryMode, cause
 	case retryBusy:
 		_ = d.msg.NakWithDelay(max(s.o.BusyDelay*time.Duration(min(max(d.meta.NumDelivered, 1), 5)), advised))
 	default:
-		_ = d.msg.NakWithDelay(min(s.o.RetryDelay<<min(rec.Job.Attempts-1, 20), s.o.MaxRetryDelay))
+		_ = d.msg.NakWithDelay(max(min(s.o.RetryDelay<<min(rec.Job.Attempts-1, 20), s.o.MaxRetryDelay), advised))
 	}
 }
 
