@@ -103,6 +103,10 @@ type Built struct {
 	// nil when JWTs are off.
 	jwks   *auth.JWKS
 	tokens *auth.Verifier
+	// retries and hedges are the forwarder's budgets: the process keeps
+	// one of each across rebuilds (retryBudgets).
+	retries *proxy.Budget
+	hedges  *proxy.HedgeBudget
 	// handover are the changes this runtime makes to the live state it
 	// takes over (reused backends' health policy, breakers and limits;
 	// reused queues; the rate limiter's metrics). Build only records
@@ -368,6 +372,7 @@ func (b *build) forward() error {
 		return err
 	}
 	b.out.handover = append(b.out.handover, func() { b.out.retiredTLS = b.deps.Transport.SetCurrent(router) })
+	b.out.retries, b.out.hedges = b.retryBudgets()
 	b.forwarder = proxy.NewForwarder(proxy.Options{
 		Transport: router,
 		Timeouts: proxy.Timeouts{
@@ -380,14 +385,32 @@ func (b *build) forward() error {
 			Probe: cfg.Timeouts.Connect.D(),
 		},
 		Attempts:      cfg.Retry.Attempts,
-		Budget:        proxy.NewBudget(cfg.Retry.BudgetRatio, cfg.Retry.MinPerSecond),
-		Hedges:        proxy.NewHedgeBudget(cfg.Retry.HedgeBudgetRatio, cfg.Retry.HedgeMinInFlight),
+		Budget:        b.out.retries,
+		Hedges:        b.out.hedges,
 		Now:           b.deps.Now,
 		AfterFunc:     b.deps.AfterFunc,
 		ExposeBackend: cfg.ExposeBackend,
 		Owner:         owner,
 	})
 	return nil
+}
+
+// retryBudgets are the forwarder's retry and hedge budgets: the running
+// runtime's, their settings changed on Commit, so a reload or a discovery
+// rebuild neither hands out a fresh retry allowance (before: each rebuild
+// made a budget holding min_per_second retries, whatever the old one had
+// left) nor forgets the hedges in flight. New ones at start.
+func (b *build) retryBudgets() (*proxy.Budget, *proxy.HedgeBudget) {
+	r := b.cfg.Retry
+	if b.prev == nil || b.prev.retries == nil {
+		return proxy.NewBudget(r.BudgetRatio, r.MinPerSecond), proxy.NewHedgeBudget(r.HedgeBudgetRatio, r.HedgeMinInFlight)
+	}
+	budget, hedges := b.prev.retries, b.prev.hedges
+	b.out.handover = append(b.out.handover, func() {
+		budget.Set(r.BudgetRatio, r.MinPerSecond)
+		hedges.Set(r.HedgeBudgetRatio, r.HedgeMinInFlight)
+	})
+	return budget, hedges
 }
 
 // cache takes the process's response cache and the coalescing flights,

@@ -215,28 +215,29 @@ func (b *build) rateLimits() error {
 		b.out.limits = b.prev.limits
 		return nil
 	}
+	var prevLimiter *ratelimit.Limiter
+	if b.prev != nil && b.prev.limits != nil {
+		prevLimiter = b.prev.limits.l // its buckets carry over
+		// Replaced or dropped: its metrics leave with it. Before, a
+		// reload that dropped the limits left them registered, frozen,
+		// and the next limiter's collided with them: never registered,
+		// its checks counted nowhere for the rest of the process's life.
+		old := b.prev.limits
+		b.out.handover = append(b.out.handover, old.reg.unregisterAll)
+	}
 	rules := ratelimit.RulesFrom(cfg) // validated by the validate stage
 	if (reflect.DeepEqual(rules, ratelimit.Rules{}) || !hasRules(rules)) && !tokenLimits(b.cfg.Auth.JWT) {
 		return nil
 	}
 	tr := &trackedRegisterer{reg: b.deps.Registry}
-	var prevLimiter *ratelimit.Limiter
-	if b.prev != nil && b.prev.limits != nil {
-		prevLimiter = b.prev.limits.l // its buckets carry over
-	}
 	l, err := ratelimit.Open(cfg, tr.orNil(), b.deps.Logger, b.deps.Redis, prevLimiter)
 	if err != nil {
 		return fmt.Errorf("rate_limits: %w", err)
 	}
 	lim := &limits{l: l, cfg: cfg, reg: tr}
 	b.out.limits = lim
-	prev, log := b.prev, b.deps.Logger
-	b.out.handover = append(b.out.handover, func() {
-		if prev != nil && prev.limits != nil {
-			prev.limits.reg.unregisterAll()
-		}
-		lim.reg.registerStaged(log)
-	})
+	log := b.deps.Logger
+	b.out.handover = append(b.out.handover, func() { lim.reg.registerStaged(log) })
 	return nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -209,33 +208,4 @@ func (w *certWatch) changes(path string) bool {
 		return true
 	}
 	return w.dirs[filepath.Dir(path)] && strings.HasPrefix(filepath.Base(path), "..")
-}
-
-// warnRestartOnly logs the settings a reload cannot change.
-func (a *App) warnRestartOnly(cfg, old *config.Config) {
-	if cfg.Listen != old.Listen {
-		a.log.Warn("config reload: listen address changes need a restart; keeping the old one",
-			"old", old.Listen, "new", cfg.Listen)
-	}
-	if cfg.Admin.Listen != old.Admin.Listen {
-		a.log.Warn("config reload: admin.listen changes need a restart; keeping the old one",
-			"old", old.Admin.Listen, "new", cfg.Admin.Listen)
-	}
-	if cfg.TLS.Enabled() != old.TLS.Enabled() || cfg.TLS.MinVersion != old.TLS.MinVersion {
-		a.log.Warn("config reload: turning tls on or off and tls.min_version need a restart; "+
-			"a new certificate pair is served now when tls stays on", "tls", old.TLS.Enabled())
-	}
-	if cfg.Forecast != old.Forecast {
-		a.log.Warn("config reload: forecast changes need a restart; keeping the old settings")
-	}
-	if !sameServerSettings(cfg.Server, old.Server) {
-		a.log.Warn("config reload: server.read_header_timeout, idle_timeout and max_header_bytes need a restart; " +
-			"connection caps, body bounds and memory_limit are applied now")
-	}
-	if cfg.Queue != old.Queue {
-		a.log.Warn("config reload: queue changes need a restart; keeping the old settings")
-	}
-	if cfg.Cache.MaxBytes != old.Cache.MaxBytes || !reflect.DeepEqual(cfg.Cache.Redis, old.Cache.Redis) {
-		a.log.Warn("config reload: cache.max_bytes and cache.redis need a restart; keeping the old ones")
-	}
 }

@@ -37,12 +37,6 @@ func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slo
 	}
 }
 
-// sameServerSettings reports whether the settings fixed when the server
-// starts are unchanged.
-func sameServerSettings(a, b config.Server) bool {
-	return a.ReadHeaderTimeout == b.ReadHeaderTimeout && a.IdleTimeout == b.IdleTimeout && a.MaxHeaderBytes == b.MaxHeaderBytes
-}
-
 func connLimits(sc config.Server) netguard.ConnLimits {
 	rf := netguard.DefaultRefusal()
 	rf.Max, rf.HeadTimeout, rf.HeadBytes = sc.RefusalConnections, sc.RefusalHeadTimeout.D(), int(sc.RefusalHeadBytes)

@@ -28,6 +28,7 @@ type gatewaySpec struct {
 	PrivateWebhooks bool     // let jobs post webhooks to the harness on loopback
 	QueueOff        bool
 	Policy          string // routing policy ("" = default)
+	LocalLimit      string // a global requests limit in the local store when set (and no Redis)
 	Trace           bool   // access log on, for a trace
 }
 
@@ -62,6 +63,9 @@ func (s gatewaySpec) yaml(listen, admin, dataDir string, backends []string) stri
 		// refused while Redis is up.
 		fmt.Fprintf(&b, "rate_limits:\n  store: redis\n  redis:\n    addrs: [\"%s\"]\n  global: {requests: \"100000r/s burst=100000\"}\n",
 			strings.Join(s.RedisAddrs, `", "`))
+	}
+	if len(s.RedisAddrs) == 0 && s.LocalLimit != "" {
+		fmt.Fprintf(&b, "rate_limits:\n  global: {requests: %q}\n", s.LocalLimit)
 	}
 	b.WriteString("models:\n  - name: sim-model\n")
 	if s.Policy != "" {

@@ -60,6 +60,8 @@ type Config struct {
 	Auth        Auth        `yaml:"auth"`
 	Cache       Cache       `yaml:"cache"`
 	// Queue: async jobs and the Batch API on NATS JetStream; see queue.go.
+	// Every key is read at start: a reload that changes one keeps the
+	// running value and names the key in its warning.
 	Queue Queue `yaml:"queue"`
 	// RateLimits: per key / tenant / IP / global, requests and tokens; see
 	// examples/sluice.yaml. Empty = no rate limits.
@@ -69,7 +71,9 @@ type Config struct {
 	Log     Log     `yaml:"log"`
 	Models  []Model `yaml:"models"`
 
-	// Forecast: the traffic forecaster; see forecast.go.
+	// Forecast: the traffic forecaster; see forecast.go. Every key is read
+	// at start: a reload that changes one keeps the running value and
+	// names the key in its warning.
 	Forecast Forecast `yaml:"forecast"`
 
 	// checked: see Checked.
@@ -100,7 +104,8 @@ type Timeouts struct {
 }
 
 // Retry bounds retries of requests that failed before any byte reached the
-// client.
+// client. A reload applies it and keeps the retry budget's balance and the
+// hedges it counts in flight.
 type Retry struct {
 	Attempts int `yaml:"attempts"` // total tries, including the first
 	// BudgetRatio caps retries at this fraction of requests (Finagle-style

@@ -23,8 +23,21 @@ type Budget struct {
 // NewBudget builds a budget; max bounds the saved-up balance so a long quiet
 // period cannot fund a retry storm.
 func NewBudget(ratio, minPerSecond float64) *Budget {
-	max := 10 + 100*ratio
-	return &Budget{ratio: ratio, perSecond: minPerSecond, max: max, balance: minPerSecond}
+	return &Budget{ratio: ratio, perSecond: minPerSecond, max: budgetMax(ratio), balance: minPerSecond}
+}
+
+func budgetMax(ratio float64) float64 { return 10 + 100*ratio }
+
+// Set changes the ratio and the floor, keeping the balance (capped at the
+// new bound): a config reload, or a rebuild after discovery found other
+// backends, keeps the process's one budget. Before, each rebuild made a
+// new one, which handed out min_per_second retries at once however spent
+// the old one was, so frequent rebuilds during an outage lifted the cap.
+func (b *Budget) Set(ratio, minPerSecond float64) {
+	b.mu.Lock()
+	b.ratio, b.perSecond, b.max = ratio, minPerSecond, budgetMax(ratio)
+	b.balance = min(b.balance, b.max)
+	b.mu.Unlock()
 }
 
 // Deposit is called once per incoming request.

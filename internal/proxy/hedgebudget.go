@@ -1,6 +1,9 @@
 package proxy
 
-import "sync/atomic"
+import (
+	"math"
+	"sync/atomic"
+)
 
 // HedgeBudget caps hedges in flight at a share of the requests in flight,
 // with a floor so a quiet pool can still hedge (Envoy's retry budget:
@@ -8,8 +11,8 @@ import "sync/atomic"
 // capacity anyway; the budget bounds what a pool-wide slowdown (every
 // stream late at once) can add on top. A nil budget allows any number.
 type HedgeBudget struct {
-	ratio    float64
-	min      int64
+	ratio    atomic.Uint64 // math.Float64bits of the share of requests in flight
+	min      atomic.Int64
 	requests atomic.Int64 // Forward calls in flight
 	hedges   atomic.Int64 // hedges in flight
 }
@@ -17,7 +20,17 @@ type HedgeBudget struct {
 // NewHedgeBudget allows max(min, ratio x requests in flight) hedges in
 // flight.
 func NewHedgeBudget(ratio float64, min int) *HedgeBudget {
-	return &HedgeBudget{ratio: ratio, min: int64(min)}
+	b := &HedgeBudget{}
+	b.Set(ratio, min)
+	return b
+}
+
+// Set changes the share and the floor; the counts in flight stay, so a
+// config reload keeps counting the hedges it did not start (before, each
+// rebuild made a new budget that counted none of them).
+func (b *HedgeBudget) Set(ratio float64, min int) {
+	b.ratio.Store(math.Float64bits(ratio))
+	b.min.Store(int64(min))
 }
 
 // begin and end count a request in flight.
@@ -38,7 +51,7 @@ func (b *HedgeBudget) take() bool {
 	if b == nil {
 		return true
 	}
-	limit := max(b.min, int64(b.ratio*float64(b.requests.Load())))
+	limit := max(b.min.Load(), int64(math.Float64frombits(b.ratio.Load())*float64(b.requests.Load())))
 	for {
 		cur := b.hedges.Load()
 		if cur >= limit {
