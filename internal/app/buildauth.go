@@ -21,6 +21,11 @@ func (b *build) tokens() error {
 			b.out.jwks = b.prev.jwks
 		} else {
 			b.out.jwks = auth.NewJWKS(set, b.deps.Logger, b.deps.Now)
+			if b.prev == nil {
+				// The start's key set holds readiness until fetched; one a
+				// reload makes does not (Verifier.KeySet).
+				b.out.jwks.MarkStartup()
+			}
 		}
 	}
 	v, err := auth.NewVerifier(c, b.out.jwks, b.deps.Now)

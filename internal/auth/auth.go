@@ -50,6 +50,10 @@ const (
 type Failure struct {
 	Reason Reason
 	Err    error // the detail, for the log
+	// RetryAfter, for ReasonKeysUnavailable only, is when the key set is
+	// asked for again at the latest (jwks_min_refresh): the token was not
+	// judged, so its bearer is told to come back, not that it is wrong.
+	RetryAfter time.Duration
 }
 
 func (f *Failure) Error() string {
@@ -127,6 +131,34 @@ func NewVerifier(c config.JWT, jwks *JWKS, now func() time.Time) (*Verifier, err
 		jwt.WithStrictDecoding(),
 	)
 	return v, nil
+}
+
+// KeySetState is the issuer's key set as /readyz tells it.
+type KeySetState string
+
+// The states of a key set.
+const (
+	KeySetOK          KeySetState = "ok"          // keys held, the last fetch succeeded
+	KeySetDegraded    KeySetState = "degraded"    // keys held, the last fetch failed: they are still used
+	KeySetUnavailable KeySetState = "unavailable" // never fetched: tokens are answered 503, not judged
+)
+
+// KeySet is the state of the issuer's key set; ok is false when no
+// jwks_url is configured. holds reports a key set made at the gateway's
+// start that was never fetched: the replica is not ready until it is (a
+// key set a reload made does not hold readiness, so a reload every replica
+// takes at once cannot take them all out together).
+func (v *Verifier) KeySet() (state KeySetState, holds, ok bool) {
+	if v.jwks == nil {
+		return "", false, false
+	}
+	switch {
+	case v.jwks.current() == nil:
+		return KeySetUnavailable, v.jwks.startup.Load(), true
+	case v.jwks.failing.Load():
+		return KeySetDegraded, false, true
+	}
+	return KeySetOK, false, true
 }
 
 // KeySetFetched is when the issuer's key set was last fetched (zero: never);
@@ -225,7 +257,7 @@ func (v *Verifier) key(ctx context.Context, h header) (any, error) {
 	}
 	if len(set.Keys) == 0 {
 		if v.jwks != nil && v.jwks.current() == nil {
-			return nil, fail(ReasonKeysUnavailable, errors.New("no key set fetched yet"))
+			return nil, v.keysUnavailable()
 		}
 		return nil, fail(ReasonAlgorithm, fmt.Errorf("no %s key for a token without kid", h.Alg))
 	}
@@ -249,12 +281,21 @@ func (v *Verifier) fromKeySet(ctx context.Context, h header) (any, error) {
 		}
 		if fetched || !v.jwks.refreshUnknown(ctx) {
 			if ks == nil {
-				return nil, fail(ReasonKeysUnavailable, errors.New("no key set fetched yet"))
+				return nil, v.keysUnavailable()
 			}
 			return nil, fail(ReasonUnknownKID, fmt.Errorf("kid %q", truncate(h.Kid, 64)))
 		}
 		fetched = true
 	}
+}
+
+// keysUnavailable refuses a token that cannot be judged: no key set was
+// ever fetched. The periodic refresh asks again every jwks_min_refresh
+// while fetches fail, so that is when to come back.
+func (v *Verifier) keysUnavailable() *Failure {
+	f := fail(ReasonKeysUnavailable, errors.New("no key set fetched yet"))
+	f.RetryAfter = v.jwks.set.MinRefresh
+	return f
 }
 
 func (v *Verifier) fitting(alg string, key any) (any, error) {

@@ -52,6 +52,7 @@ type JWKS struct {
 	keys    atomic.Pointer[keySet] // nil until a fetch succeeds
 	fetched atomic.Int64           // unix nanoseconds of the last fetch that succeeded; 0: none
 	failing atomic.Bool            // the last fetch failed
+	startup atomic.Bool            // made by the gateway's first build (MarkStartup)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -87,6 +88,11 @@ func NewJWKS(s JWKSSettings, log *slog.Logger, now func() time.Time) *JWKS {
 	go j.refreshEvery()
 	return j
 }
+
+// MarkStartup marks j as the key set the gateway started with: while it
+// has never been fetched, the replica is not ready (Verifier.KeySet).
+// Called by its builder before any request can see j.
+func (j *JWKS) MarkStartup() { j.startup.Store(true) }
 
 // Settings are the settings j was made with.
 func (j *JWKS) Settings() JWKSSettings { return j.set }

@@ -40,6 +40,13 @@ func apiError(err error, model string) *openai.Error {
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.As(err, &refused) && refused.Reason == auth.ReasonKeysUnavailable:
+		// Not judged: no key set was ever fetched to judge it with. A 401
+		// would tell a valid token's bearer (and its SDK, which never
+		// retries one) that it is wrong; this is the gateway's outage.
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "auth_keys_unavailable",
+			Message:    "the gateway cannot check bearer tokens yet: it has not fetched its token issuer's keys (auth.jwt.jwks_url); retry shortly",
+			RetryAfter: refused.RetryAfter}
 	case errors.As(err, &refused):
 		// One answer whatever the reason: which check failed would tell
 		// an attacker what to change.

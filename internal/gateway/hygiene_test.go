@@ -70,7 +70,8 @@ func TestUpstreamHeaderHygiene(t *testing.T) {
 			"Cookie: session=abc", "Expect: 100-continue",
 			"X-Sluice-Priority: batch", "X-Sluice-Max-Wait: 1s", "X-Sluice-Anything: x",
 			"Forwarded: for=6.6.6.6", "X-Real-IP: 6.6.6.6", "X-Forwarded-For: 6.6.6.6",
-			"OpenAI-Organization: org-1", "X-Custom-E2E: kept", "User-Agent: test-agent")
+			"OpenAI-Organization: org-1", "OpenAI-Project: proj-1", "Api-Key: client-secret", "X-Api-Key: client-secret",
+			"X-Goog-Api-Key: client-secret", "X-Custom-E2E: kept", "User-Agent: test-agent")
 		if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 {
 			t.Fatalf("%s: status %d %s", c.name, resp.StatusCode, body)
 		}
@@ -91,9 +92,23 @@ func TestUpstreamHeaderHygiene(t *testing.T) {
 		if h.Get("X-Forwarded-For") != "127.0.0.1" {
 			t.Errorf("%s: upstream X-Forwarded-For %q, want the peer only", c.name, h.Get("X-Forwarded-For"))
 		}
-		for k, want := range map[string]string{"Openai-Organization": "org-1", "X-Custom-E2E": "kept", "User-Agent": "test-agent"} {
+		for k, want := range map[string]string{"X-Custom-E2E": "kept", "User-Agent": "test-agent"} {
 			if h.Get(k) != want {
 				t.Errorf("%s: end-to-end %s = %q, want %q", c.name, k, h.Get(k), want)
+			}
+		}
+		// The client's credential in other providers' forms, and the
+		// headers choosing the billed account, go only where its
+		// Authorization does: with the gateway's api_key they would pick
+		// which of the operator's organizations pays.
+		for k, v := range map[string]string{"Openai-Organization": "org-1", "Openai-Project": "proj-1",
+			"Api-Key": "client-secret", "X-Api-Key": "client-secret", "X-Goog-Api-Key": "client-secret"} {
+			want := ""
+			if c.pass {
+				want = v
+			}
+			if got := h.Get(k); got != want {
+				t.Errorf("%s: upstream %s = %q, want %q", c.name, k, got, want)
 			}
 		}
 	}

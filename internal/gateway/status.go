@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/telemetry"
@@ -150,6 +151,12 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		// WaitingFor names the models still initialising with no
 		// backend: while there is one, the replica is not ready.
 		WaitingFor []string `json:"waiting_for,omitempty"`
+		// JWKS is the issuer's key set (auth.jwt.jwks_url): ok, degraded
+		// (keys held, the last fetch failed) or unavailable (never
+		// fetched: bearer tokens are answered 503). Absent without one.
+		// The key set of the start, unavailable, makes the replica not
+		// ready: it could serve no token-bearing client.
+		JWKS auth.KeySetState `json:"jwks,omitempty"`
 	}{Models: []modelReadiness{}}
 	for _, name := range rt.Models {
 		p := rt.Pools[name]
@@ -185,6 +192,14 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(out.WaitingFor) > 0 {
 		out.Ready = false
+	}
+	if v, _ := rt.tenants.tokens.(*auth.Verifier); v != nil {
+		if state, holds, ok := v.KeySet(); ok {
+			out.JWKS = state
+			if holds {
+				out.Ready = false
+			}
+		}
 	}
 	status := http.StatusOK
 	if !out.Ready {

@@ -216,7 +216,9 @@ func (g *Gateway) refuseAuth(w http.ResponseWriter, err error) error {
 	switch {
 	case errors.As(err, &refused):
 		g.authFailures.WithLabelValues(string(refused.Reason)).Inc()
-		w.Header().Set("WWW-Authenticate", challengeInvalid)
+		if refused.Reason != auth.ReasonKeysUnavailable { // a 503 (apiError): no challenge
+			w.Header().Set("WWW-Authenticate", challengeInvalid)
+		}
 		return refused
 	case errors.As(err, &key):
 		g.authFailures.WithLabelValues("invalid_api_key").Inc()

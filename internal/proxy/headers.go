@@ -36,6 +36,23 @@ func isClientOnly(k string) bool {
 	return false
 }
 
+// isClientAccount: request headers that carry a client's credential in
+// another provider's form (Azure's api-key, Anthropic's x-api-key,
+// Google's x-goog-api-key; some SDKs send the gateway's key that way) or
+// choose the account a hosted API bills (OpenAI-Organization,
+// OpenAI-Project). They are the client's business with its own provider
+// account, so they pass only where the client's Authorization does
+// (pass_client_auth): to a backend keyed with the gateway's api_key they
+// would choose which of the operator's organizations or projects pays,
+// and to any other backend they would hand it the client's key.
+func isClientAccount(k string) bool {
+	switch k {
+	case "Api-Key", "X-Api-Key", "X-Goog-Api-Key", "Openai-Organization", "Openai-Project":
+		return true
+	}
+	return false
+}
+
 // connectionScoped reports the headers src's Connection header names.
 func connectionScoped(src http.Header) map[string]bool {
 	var named map[string]bool
@@ -147,13 +164,14 @@ var identityEncoding = []string{"identity"}
 // steer the gateway, and a backend has no business seeing a client's
 // priority claims), and the backend's credentials, never the client's:
 // Authorization is the backend's api_key, else the client's own only with
-// pass_client_auth, else absent.
+// pass_client_auth, else absent; the client's other credential and account
+// headers (isClientAccount) likewise pass only with pass_client_auth.
 func upstreamHeader(in *Request, spec endpoint.Spec) http.Header {
 	src := in.Header
 	named := connectionScoped(src)
 	h := make(http.Header, len(src)+3)
 	for k, vv := range src {
-		if dropHop(k, named) || isClientOnly(k) || strings.HasPrefix(k, "X-Sluice-") {
+		if dropHop(k, named) || isClientOnly(k) || strings.HasPrefix(k, "X-Sluice-") || !spec.PassClientAuth && isClientAccount(k) {
 			continue
 		}
 		h[k] = vv
