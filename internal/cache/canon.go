@@ -215,12 +215,17 @@ func (c *canonicalizer) objectMembers() int {
 // last of equal keys kept (as a map decode keeps it).
 func (c *canonicalizer) sortMembers(ms []member) []member {
 	sorted := ms
-	slices.SortFunc(sorted, func(a, b member) int {
+	byKey := func(a, b member) int {
 		if k := bytes.Compare(c.key(a), c.key(b)); k != 0 {
 			return k
 		}
 		return int(a.start - b.start) // equal keys in the order sent
-	})
+	}
+	// A key repeated in order ("a":1,"a":2,...) needs no sort, only
+	// the last of each kept.
+	if !slices.IsSortedFunc(sorted, byKey) {
+		slices.SortFunc(sorted, byKey)
+	}
 	kept := sorted[:0]
 	for j, m := range sorted {
 		if j+1 < len(sorted) && bytes.Equal(c.key(m), c.key(sorted[j+1])) {
