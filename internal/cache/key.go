@@ -1,16 +1,12 @@
 package cache
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 
-	"strconv"
-	"strings"
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 // ignoredFields do not change the answer's content: transport (stream,
@@ -70,30 +66,16 @@ func Key(body []byte, s Scope) (key string, cacheable bool, err error) {
 // sampling is deterministic. It depends on the body alone, so it can be
 // remembered per body and combined with any tenant and model by KeyOf.
 func Digest(body []byte) (d [sha256.Size]byte, model string, deterministicReq bool, err error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var req map[string]any
-	if err := dec.Decode(&req); err != nil {
-		return d, "", false, fmt.Errorf("cache: request body: %w", err)
+	if len(body) > maxCanonicalBody {
+		return d, "", false, errors.New("cache: request body too large to key")
 	}
-	if req == nil {
-		return d, "", false, errors.New("cache: request body is not a JSON object")
+	if !openai.ValidObject(body) {
+		return d, "", false, errors.New("cache: request body is not one JSON object")
 	}
-	if len(bytes.Trim(body[dec.InputOffset():], " \t\r\n")) != 0 {
-		return d, "", false, errors.New("cache: request body: data after the JSON object")
-	}
-	model, _ = req["model"].(string)
-	deterministicReq = deterministic(req)
-	for _, f := range ignoredFields {
-		delete(req, f)
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(canonical(req)); err != nil {
-		return d, "", false, fmt.Errorf("cache: encode request: %w", err)
-	}
-	return sha256.Sum256(buf.Bytes()), model, deterministicReq, nil
+	h := sha256.New()
+	model, deterministicReq = canonicalDigest(body, h)
+	h.Sum(d[:0])
+	return d, model, deterministicReq, nil
 }
 
 // KeyOf is the cache key of a request with digest d in scope s.
@@ -113,64 +95,4 @@ func KeyOf(d [sha256.Size]byte, s Scope) string {
 	var text [2 * sha256.Size]byte // encoded here: one allocation, the string
 	hex.Encode(text[:], h.Sum(sum[:0]))
 	return string(text[:])
-}
-
-// deterministic reports whether the sampling parameters make the answer
-// repeatable: temperature 0 or a seed, and a single choice.
-func deterministic(req map[string]any) bool {
-	if n, ok := req["n"]; ok && n != nil {
-		v, ok := number(n)
-		if !ok || v != 1 {
-			return false
-		}
-	}
-	if t, ok := req["temperature"]; ok {
-		if v, ok := number(t); ok && v == 0 {
-			return true
-		}
-	}
-	seed, ok := req["seed"]
-	return ok && seed != nil
-}
-
-func number(v any) (float64, bool) {
-	n, ok := v.(json.Number)
-	if !ok {
-		return 0, false
-	}
-	f, err := n.Float64()
-	return f, err == nil
-}
-
-// canonical rewrites json.Numbers in place so equal values encode equally
-// (1, 1.0 and 1e0 all become 1). Integers written without a fraction or
-// exponent keep every digit (seeds can exceed float64 precision).
-func canonical(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = canonical(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = canonical(e)
-		}
-	case json.Number:
-		s := string(x)
-		if !strings.ContainsAny(s, ".eE") {
-			if s == "-0" {
-				return json.Number("0")
-			}
-			return x
-		}
-		f, err := x.Float64()
-		if err != nil { // out of float64 range: keep the literal
-			return x
-		}
-		if f == 0 {
-			f = 0 // -0.0
-		}
-		return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
-	}
-	return v
 }
