@@ -78,8 +78,8 @@ func TestStatusPast599IsUpstreamError(t *testing.T) {
 }
 
 // A follow-up of the Responses API answered past 599 is not relayed
-// either: the probe takes it for a failed backend and the client gets the
-// gateway's 502.
+// either: the probe takes it for a failed backend and, none other being
+// asked, the client gets the gateway's 503 (the response may be there).
 func TestResponsesFollowUpStatusPast599(t *testing.T) {
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -90,8 +90,8 @@ func TestResponsesFollowUpStatusPast599(t *testing.T) {
 	srv, _ := startGateway(t, testConfig(bad.URL))
 	resp := do(t, http.MethodGet, srv.URL+"/v1/responses/resp_x", "")
 	got := readAll(t, resp)
-	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(got, `"code":"upstream_error"`) {
-		t.Fatalf("GET resp_x: %d %s; want 502 upstream_error", resp.StatusCode, got)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(got, `"code":"response_unavailable"`) {
+		t.Fatalf("GET resp_x: %d %s; want 503 response_unavailable", resp.StatusCode, got)
 	}
 }
 

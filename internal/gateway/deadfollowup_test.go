@@ -10,11 +10,13 @@ import (
 )
 
 // TestFollowUp502OfADeadPoolSaysWhenItIsBack: a follow-up of a stored
-// response (GET /v1/responses/{id}) whose backends all fail answers a
-// 502 of the gateway's own; it said Retry-After: 1 even with the pool's
+// response (GET /v1/responses/{id}) whose backends all fail answers an
+// error of the gateway's own; it said Retry-After: 1 even with the pool's
 // only backend ejected for fail_timeout (10 s), where the inference
 // path's 502 says 10 (failedPoolRetry, TestOwn502OfADeadPoolSaysWhenItIsBack).
-// Now the same function decides both. Old code: ra=1.
+// An id no replica knows is probed: a probe that could not ask is the
+// 503 response_unavailable (respunknown.go), whose wait comes from the
+// pool's state as well. Old code: 502 with ra=1.
 func TestFollowUp502OfADeadPoolSaysWhenItIsBack(t *testing.T) {
 	var accepts atomic.Int32
 	cfg := testConfig(resettingBackend(t, &accepts))
@@ -32,8 +34,8 @@ func TestFollowUp502OfADeadPoolSaysWhenItIsBack(t *testing.T) {
 		readAll(t, resp)
 		return resp.StatusCode, resp.Header.Get("Retry-After")
 	}
-	if code, ra := followUp(); code != http.StatusBadGateway || ra != "1" {
-		t.Fatalf("follow-up with the backend still usable: %d Retry-After %q, want 502 with 1", code, ra)
+	if code, ra := followUp(); code != http.StatusServiceUnavailable || ra != "1" {
+		t.Fatalf("follow-up with the backend still usable: %d Retry-After %q, want 503 with 1", code, ra)
 	}
 	// Three failed inference calls (max_fails 3) eject the backend for
 	// fail_timeout, on the gateway's clock.
@@ -41,8 +43,8 @@ func TestFollowUp502OfADeadPoolSaysWhenItIsBack(t *testing.T) {
 	if answers[len(answers)-1] != "502 ra=10 sr=" {
 		t.Fatalf("inference answers %v, want the last to say 10", answers)
 	}
-	if code, ra := followUp(); code != http.StatusBadGateway || ra != "10" {
-		t.Fatalf("follow-up with the backend ejected for 10 s: %d Retry-After %q, want 502 with 10", code, ra)
+	if code, ra := followUp(); code != http.StatusServiceUnavailable || ra != "10" {
+		t.Fatalf("follow-up with the backend ejected for 10 s: %d Retry-After %q, want 503 with 10", code, ra)
 	}
 }
 

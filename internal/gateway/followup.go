@@ -31,10 +31,12 @@ import (
 // at most maxProbes of them, a few at a time, each within its own short
 // bound (proxy.Forwarder.Ask: timeouts.connect, never past first_byte),
 // all within timeouts.total: the first that answers anything but a 404 is
-// relayed and the others are cancelled; when all answer 404 the gateway
-// answers 404 itself; when some could not answer (unreachable, hung, a
-// 5xx) and the rest said 404, a 5xx with Retry-After: the response may be
-// on one of those, and a 404 would tell the client it is gone.
+// relayed and the others are cancelled; when every backend was asked and
+// all answered 404 the gateway answers 404 itself (and remembers that for
+// a few seconds: respunknown.go); when some could not answer (unreachable,
+// hung, a 5xx, beyond maxProbes) and the rest said 404, a 503
+// response_unavailable with Retry-After: the response may be on one of
+// those, and a 404 would tell the client it is gone.
 //
 // The path is read escaped (r.URL.EscapedPath), as OpenAI routes: an id
 // is one segment, so /v1/responses/a%2Finput_items names the response
@@ -241,8 +243,14 @@ func (fu *followUp) ask(in *proxy.FollowUp) {
 			backends, probe = []*endpoint.Backend{b}, false
 		}
 	}
+	var all []*endpoint.Backend
 	if probe {
-		backends = rt.probeOrder()
+		if g.owners.unknown.known(fu.tenant, fu.id, g.now()) {
+			fu.notFound()
+			return
+		}
+		all = rt.probeOrder()
+		backends = all[:min(len(all), maxProbes)]
 	}
 	res := rt.forwarder.Ask(fu.r.Context(), fu.w, in, backends, probe)
 	fu.probes = res.Probes
@@ -250,21 +258,23 @@ func (fu *followUp) ask(in *proxy.FollowUp) {
 		fu.backend = res.Backend.Name()
 	}
 	switch {
-	case res.NotFound:
+	case res.NotFound && len(backends) == len(all):
+		g.owners.unknown.note(fu.tenant, fu.id, g.now())
 		fu.notFound()
+		return
+	case probe && res.Status == 0:
+		// Some backends could not be asked (unreachable, past the probe
+		// bound, a 5xx, beyond maxProbes) and none of the others holds
+		// it: it may be on one of them. The 503 a previous_response_id
+		// naming it gets (locate.go), with the pool's Retry-After.
+		fu.status, fu.outcome = http.StatusServiceUnavailable, "failed"
+		writeError(fu.w, responseUnlocated(fu.id, unlocatedRetry(g.now(), all)))
 		return
 	case res.Status == 0:
 		fu.outcome = "failed"
 		e := apiError(res.Err, "")
 		if res.Err == nil {
 			e = apiError(proxy.ErrNoBackend, "")
-		}
-		if probe && e.Status >= 500 && e.RetryAfter == 0 {
-			// A probe that failed is a backend that may hold the response
-			// and could not say: worth asking again shortly.
-			c := *e
-			c.RetryAfter = upstreamRetry
-			e = &c
 		}
 		// A 502 says when a backend asked is back, as the inference
 		// path's own 502 does (failedPoolRetry): a second while one is
@@ -321,15 +331,15 @@ func (rt *Runtime) backendNamed(name string) *endpoint.Backend {
 	return nil
 }
 
-// probeOrder is the backends asked for an id the map does not know: each
-// backend address once (pools may share one), in config order, at most
-// maxProbes.
+// probeOrder is the backends to ask for an id the map does not know:
+// each backend address once (pools may share one), in config order; the
+// first maxProbes are asked.
 func (rt *Runtime) probeOrder() []*endpoint.Backend {
 	var out []*endpoint.Backend
 	seen := make(map[string]bool)
 	for _, m := range rt.Models {
 		for _, b := range rt.Pools[m].Backends {
-			if u := b.Target().String(); !seen[u] && len(out) < maxProbes {
+			if u := b.Target().String(); !seen[u] {
 				seen[u] = true
 				out = append(out, b)
 			}

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"net/http"
+	"time"
 
+	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
@@ -21,8 +23,19 @@ import (
 // each within timeouts.connect): the one that answers with the response
 // is the pin, and remembered (as probed: no owner recorded, so with auth
 // on it is served to whoever presents the id, as a probed follow-up is).
-// None holds it, or some could not say: the pool's policy picks, as
-// before, and the backend answers for itself.
+// When none holds it, the answer is the gateway's, and says what is
+// known: every backend of the pool was asked and answered 404, OpenAI's
+// 400 previous_response_not_found (and the id is noted unknown for a few
+// seconds: respunknown.go); some could not be asked or could not say
+// (unreachable, past the probe bound, a 5xx, beyond maxProbes), a 503
+// previous_response_unavailable with the Retry-After of the pool's state
+// (unlocatedRetry), as a follow-up about the same id gets. Before, the
+// pool's policy picked a backend then, whose own "not found" told the
+// client the response was gone while it might be on a backend that could
+// not be asked, and the follow-up GET of the same id answered a 502. A
+// backend that answered the read with anything else (a 400 for an id it
+// could not have made) is the pin: its answer to the continuation is its
+// own.
 //
 // After the limit stage: the probes are charged as the one request they
 // serve, as a follow-up's are, and a refused request makes none. A pool
@@ -34,20 +47,50 @@ func (s locateStage) serve(x *exchange) bool {
 		return true
 	}
 	prev := x.resp.PreviousResponseID
-	backends := x.pool.Backends
-	if len(backends) < 2 || !saneResponseID(prev) {
+	all := x.pool.Backends
+	if len(all) < 2 || !saneResponseID(prev) {
 		return true
 	}
-	if len(backends) > maxProbes {
-		backends = backends[:maxProbes]
+	if s.g.owners.unknown.known(x.id.tenant, prev, s.g.now()) {
+		x.refuse(previousNotFound(prev))
+		return false
 	}
+	backends := all[:min(len(all), maxProbes)]
 	in := &proxy.FollowUp{Method: http.MethodGet, Path: pathResponses + "/" + prev, Header: x.r.Header,
 		RequestID: x.rec.id, ForwardedFor: x.from.forwardedFor}
 	b, res := x.rt.forwarder.Locate(x.ctx(), in, backends)
 	s.g.followUps.countProbes(res.Probes)
-	if b != nil {
+	switch {
+	case b != nil:
 		x.respPin = b.Name()
 		s.g.owners.remember(prev, respOwner{backend: b.Name(), probed: true})
+	case res.Status != 0:
+		x.respPin = res.Backend.Name()
+	case res.NotFound && len(backends) == len(all):
+		s.g.owners.unknown.note(x.id.tenant, prev, s.g.now())
+		x.refuse(previousNotFound(prev))
+		return false
+	default:
+		x.refuse(previousUnlocated(prev, unlocatedRetry(s.g.now(), all)))
+		return false
 	}
 	return true
+}
+
+// unlocatedRetry is the Retry-After of an id no backend was found to
+// hold while some could not be asked: the wait until the earliest of the
+// pool's backends that cannot serve now may serve again (poolBackIn, as
+// no_healthy_backend's), or upstreamRetry when all can (one timed out,
+// or was beyond maxProbes: asking again may reach it).
+func unlocatedRetry(now time.Time, backends []*endpoint.Backend) time.Duration {
+	var out []*endpoint.Backend
+	for _, b := range backends {
+		if !b.Usable(now) {
+			out = append(out, b)
+		}
+	}
+	if len(out) == 0 {
+		return upstreamRetry
+	}
+	return poolBackIn(now, out)
 }

@@ -39,7 +39,7 @@ func TestResponsesFollowUpPathsThatNameNoResponse(t *testing.T) {
 // A backend that answers a follow-up with a redirect is not relayed (the
 // client, and its key, would go wherever it points): a probe asks the
 // next backend, and when none holds the response the answer is the
-// gateway's 502, not the 3xx.
+// gateway's 503 (response_unavailable), not the 3xx.
 func TestResponsesFollowUpRedirectNotRelayed(t *testing.T) {
 	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/v1/responses/") {
@@ -58,7 +58,7 @@ func TestResponsesFollowUpRedirectNotRelayed(t *testing.T) {
 	}
 	resp = do(t, http.MethodGet, srv.URL+"/v1/responses/resp_nowhere", "")
 	got := readAll(t, resp)
-	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get("Location") != "" || !strings.Contains(got, `"code":"upstream_bad_response"`) {
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Location") != "" || !strings.Contains(got, `"code":"response_unavailable"`) {
 		t.Fatalf("GET resp_nowhere: %d Location %q %s", resp.StatusCode, resp.Header.Get("Location"), got)
 	}
 }

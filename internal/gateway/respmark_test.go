@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
@@ -109,5 +111,48 @@ func TestHeldWritesAtShutdownAreCounted(t *testing.T) {
 	o.close()
 	if n := promtest.Value(t, reg, "sluice_responses_ids_redis_held_dropped_total", "shutdown"); n != 2 {
 		t.Fatalf("held writes lost at shutdown counted %v, want 2", n)
+	}
+}
+
+// TestFreshWriteNotHeldBehindRewrite: while the writer writes again the
+// ids this replica holds (Redis lost them), a fresh owner write lands
+// before the rewrite ends: the rewrite goes a chunk at a time, each after
+// the fresh writes queued by then. Before, the rewrite ran to its end
+// first (a 100k rewrite held every fresh write for its whole length:
+// 577 ms measured, BenchmarkFreshWriteDuringRewrite), and another replica
+// missed the fresh id meanwhile.
+func TestFreshWriteNotHeldBehindRewrite(t *testing.T) {
+	const held = 20_000
+	rd := redistest.Start(t)
+	opt := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}), Timeout: hangGuard}
+	reg := prometheus.NewRegistry()
+	o := newRespOwners(reg, nil, held+100, time.Hour, time.Now, opt)
+	defer o.close()
+	// The writer's first check, at its start, leaves its mark (the map
+	// still empty) and the next raises it: waited for, so that the first
+	// check's quiet rewrite is over and the FLUSHALL below is a loss.
+	waitFor(t, func() bool {
+		k, _ := rd.Do("KEYS", defaultSharedPrefix+"live:*")
+		v, _ := rd.Do("GET", k)
+		n, _ := strconv.Atoi(v)
+		return n >= 2
+	})
+	for i := range held {
+		o.c.set("resp_held_"+strconv.Itoa(i), respOwner{backend: "b1", at: time.Now()})
+	}
+	rewritten := func() float64 { return promtest.Value(t, reg, "sluice_responses_ids_redis_writes_total", "rewritten") }
+	if _, err := rd.Do("FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return rewritten() > 0 })
+	o.remember("resp_fresh", respOwner{backend: "b2"})
+	key := o.shared.key("resp_fresh")
+	waitFor(t, func() bool { v, _ := rd.Do("EXISTS", key); return v == "1" })
+	if n := rewritten(); n >= held {
+		t.Fatalf("the fresh write landed after the whole rewrite (%v of %d rewritten by then)", n, held)
+	}
+	waitFor(t, func() bool { return rewritten() >= held })
+	if n := idKeys(t, rd); n != held+1 {
+		t.Fatalf("Redis holds %d ids after the rewrite, want %d (rewritten %v, lost %v, ok %v)", n, held+1, rewritten(), promtest.Value(t, reg, "sluice_responses_ids_redis_lost_total", ""), promtest.Value(t, reg, "sluice_responses_ids_redis_writes_total", "ok"))
 	}
 }

@@ -116,6 +116,24 @@ func previousUnavailable(id string, err error) *openai.Error {
 			"' right now (its shared response id store is unavailable). Please retry shortly."}
 }
 
+// previousUnlocated answers a previous_response_id no backend was found
+// to hold while some of the pool's backends could not be asked
+// (locate.go): it may be on one of them. retry is the pool's.
+func previousUnlocated(id string, retry time.Duration) *openai.Error {
+	return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "previous_response_unavailable",
+		Param: "previous_response_id", RetryAfter: retry,
+		Message: "The gateway cannot find which backend holds previous response '" + openai.Echo(id) +
+			"' right now (some backends could not be asked). Please retry shortly."}
+}
+
+// responseUnlocated is previousUnlocated for a follow-up (followup.go).
+func responseUnlocated(id string, retry time.Duration) *openai.Error {
+	return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "response_unavailable",
+		RetryAfter: retry,
+		Message: "The gateway cannot find which backend holds response '" + openai.Echo(id) +
+			"' right now (some backends could not be asked). Please retry shortly."}
+}
+
 // responseUnavailable answers a follow-up (GET, DELETE, input_items,
 // cancel) with auth on about an id this replica does not know while the
 // replicas' shared Redis, which holds whose each id is, failed or is

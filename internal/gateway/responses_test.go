@@ -591,8 +591,8 @@ func TestResponsesProbeWithABackendDownIsNotA404(t *testing.T) {
 	b := newRespBackend(t, "b")
 	srv, _ := startGateway(t, testConfig(dead.URL, b.srv.URL))
 	resp := do(t, http.MethodGet, srv.URL+"/v1/responses/resp_nowhere", "")
-	if got := readAll(t, resp); resp.StatusCode != http.StatusBadGateway {
-		t.Fatalf("%d %s, want 502", resp.StatusCode, got)
+	if got := readAll(t, resp); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("%d %s, want 503 with Retry-After", resp.StatusCode, got)
 	}
 	if _, asked := b.counts(); asked != 1 {
 		t.Fatalf("the reachable backend asked %d times, want 1", asked)

@@ -39,6 +39,9 @@ type respOwners struct {
 	now     func() time.Time
 	expired prometheus.Counter
 	shared  *sharedOwners // nil without Redis
+	// unknown are the ids every backend said it does not hold, for a few
+	// seconds (respunknown.go).
+	unknown *unknownIDs
 	closed  sync.Once
 }
 
@@ -75,7 +78,7 @@ func newRespOwners(reg prometheus.Registerer, log *slog.Logger, maxIDs int, ttl 
 			size.Inc()
 		}
 	})
-	o := &respOwners{c: c, ttl: ttl, now: now, expired: expired}
+	o := &respOwners{c: c, ttl: ttl, now: now, expired: expired, unknown: newUnknownIDs(reg, maxUnknownIDs, unknownIDTTL)}
 	reg.MustRegister(evicted, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids",
 		Help: "Response ids the gateway remembers with the backend that made them (bounded by the map's size; " +
 			"expired ones until looked up or pushed out)."},
@@ -88,9 +91,11 @@ func newRespOwners(reg prometheus.Registerer, log *slog.Logger, maxIDs int, ttl 
 
 // remember notes id's owner; one the gateway relayed (not probed) is
 // also written to Redis, after the caller's answer and without waiting.
+// An id noted unknown is no longer: it exists now.
 func (o *respOwners) remember(id string, owner respOwner) {
 	owner.at = o.now()
 	o.c.set(id, owner)
+	o.unknown.forget(id)
 	if o.shared != nil && !owner.probed && saneResponseID(id) {
 		o.shared.set(id, owner)
 	}

@@ -295,8 +295,8 @@ func TestResponsesProbeBoundEndsAHungBackend(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the probe bound passed and the client still waits")
 	}
-	if a.resp.StatusCode != http.StatusGatewayTimeout || a.resp.Header.Get("Retry-After") == "" ||
-		!strings.Contains(a.body, `"code":"upstream_timeout"`) {
+	if a.resp.StatusCode != http.StatusServiceUnavailable || a.resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(a.body, `"code":"response_unavailable"`) {
 		t.Fatalf("%d Retry-After %q: %s", a.resp.StatusCode, a.resp.Header.Get("Retry-After"), a.body)
 	}
 	if left := goroutinesIn("proxy.(*Forwarder).askOne"); len(left) != 0 {
@@ -340,8 +340,8 @@ func TestResponsesProbeFailuresAreNotAnswers(t *testing.T) {
 	}{
 		{"500 first, owner last", []string{failing.URL, sims[0].srv.URL, sims[1].srv.URL, sims[2].srv.URL}, id, 200, ""},
 		{"all 404", []string{sims[0].srv.URL, sims[1].srv.URL}, "resp_nowhere", 404, "response_not_found"},
-		{"404s and a 500", []string{sims[0].srv.URL, failing.URL, sims[1].srv.URL}, "resp_nowhere", 502, "upstream_error"},
-		{"404s, then one unreachable", []string{sims[0].srv.URL, sims[1].srv.URL, gone.URL}, "resp_nowhere", 502, "upstream_unreachable"},
+		{"404s and a 500", []string{sims[0].srv.URL, failing.URL, sims[1].srv.URL}, "resp_nowhere", 503, "response_unavailable"},
+		{"404s, then one unreachable", []string{sims[0].srv.URL, sims[1].srv.URL, gone.URL}, "resp_nowhere", 503, "response_unavailable"},
 	} {
 		srv, _ := probeGateway(t, timers, c.urls...)
 		resp := askGuarded(t, http.MethodGet, srv.URL+"/v1/responses/"+c.id)

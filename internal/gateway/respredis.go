@@ -107,6 +107,7 @@ type sharedOwners struct {
 	held    *heldWrites
 	retryIn time.Duration
 	mark    sharedMark
+	rw      rewriting // a rewrite under way (respmark.go)
 	// holdings are the owners this replica's map holds, as writes: what a
 	// Redis that lost them is written again (respmark.go).
 	holdings func() []sharedWrite
@@ -339,13 +340,24 @@ func (s *sharedOwners) run() {
 	defer retry.Stop()
 	check := time.NewTicker(sharedCheckEvery)
 	defer check.Stop()
+	ready := make(chan struct{}) // closed: a rewrite's next chunk may go
+	close(ready)
 	for {
 		var retryC <-chan time.Time
 		if s.held.len() > 0 {
 			retry.Reset(min(max(s.retryIn, heldRetryMin), sharedRedial))
 			retryC = retry.C
 		}
+		var rewriteC <-chan struct{}
+		if len(s.rw.left) > 0 {
+			rewriteC = ready
+		}
 		select {
+		case <-rewriteC:
+			// The fresh writes queued by now go first: a rewrite's chunk
+			// never holds one longer than a round trip.
+			s.flush(context.Background(), s.fill(batch[:0]))
+			s.rewriteStep(context.Background())
 		case w := <-s.queue:
 			s.flush(context.Background(), s.fill(append(batch[:0], w)))
 		case <-s.recovered: // back, maybe empty: checked before the replay
