@@ -102,14 +102,22 @@ func (f File) Run(ctx context.Context, sink Sink) {
 			sink.Update(slices.Clone(set))
 		}
 	}
-	// read reads the file; after writes in place (inPlace), a read that
-	// would take targets away waits until the same content is read again
-	// once fileSettle has passed (settled), or until fileSettleHolds holds
-	// of changing content. A file replaced whole (renamed over, a
-	// ConfigMap's swap) is read whole: applied at once.
-	read := func(settled, inPlace bool) {
-		data, set, err := f.read()
-		replaced := !inPlace && !settled && (held == nil || !bytes.Equal(data, held))
+	// read reads the file; a read of the file read last time (written in
+	// place) that would take targets away waits until the same content
+	// is read again once fileSettle has passed (settled), or until
+	// fileSettleHolds holds of changing content. A file replaced whole
+	// (renamed over, a ConfigMap's swap, removed and written anew) is
+	// another file than the one read last: read whole, applied at once.
+	// The file's identity tells it, not the events: they arrive late,
+	// and a read made before the write's own events came was taken for a
+	// replacement and applied half-written.
+	var lastFile os.FileInfo // of the last read that opened the file
+	read := func(settled bool) {
+		data, set, info, err := f.read()
+		replaced := info != nil && lastFile != nil && !os.SameFile(info, lastFile)
+		if info != nil {
+			lastFile = info
+		}
 		if last == nil || replaced || (err == nil && !removes(last, set)) {
 			apply(set, err)
 			return
@@ -132,15 +140,12 @@ func (f File) Run(ctx context.Context, sink Sink) {
 			u.Unsettled(fmt.Errorf("held until the file has not changed for %s: %w", fileSettle, err))
 		}
 	}
-	read(false, false)
+	read(false)
 	if w == nil || err != nil {
 		<-ctx.Done()
 		return
 	}
-	var (
-		debounce <-chan time.Time
-		inPlace  bool // since the last read: the file written, truncated or removed under its own name
-	)
+	var debounce <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -153,20 +158,16 @@ func (f File) Run(ctx context.Context, sink Sink) {
 			if f.concerns(ev) {
 				debounce = after(fileDebounce) // the one before is dropped: a restart
 			}
-			if filepath.Base(ev.Name) == filepath.Base(f.Path) && ev.Has(fsnotify.Write|fsnotify.Remove|fsnotify.Rename) {
-				inPlace = true
-			}
 		case err, ok := <-w.Errors:
 			if ok {
 				sink.Fail(fmt.Errorf("watch %s: %w", f.Path, err))
 			}
 		case <-debounce:
 			debounce = nil
-			read(false, inPlace)
-			inPlace = false
+			read(false)
 		case <-settle:
 			settle = nil
-			read(true, false)
+			read(true)
 		}
 	}
 }
@@ -199,23 +200,29 @@ func (f File) concerns(ev fsnotify.Event) bool {
 }
 
 // read reads and parses the file; data is what was read (empty when
-// it could not be opened).
-func (f File) read() (data []byte, set []endpoint.Spec, err error) {
+// it could not be opened), info the identity of the file read (nil when
+// it could not be opened): taken of the open handle, it is the file the
+// data came from even if another is renamed over it meanwhile.
+func (f File) read() (data []byte, set []endpoint.Spec, info os.FileInfo, err error) {
 	fh, err := os.Open(f.Path)
 	if err != nil {
-		return []byte{}, nil, fmt.Errorf("targets file: %w", err)
+		return []byte{}, nil, nil, fmt.Errorf("targets file: %w", err)
 	}
 	defer fh.Close()
+	info, err = fh.Stat()
+	if err != nil {
+		return []byte{}, nil, nil, fmt.Errorf("targets file: %w", err)
+	}
 	data, err = io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
 	if err != nil {
-		return []byte{}, nil, fmt.Errorf("targets file: %w", err)
+		return []byte{}, nil, info, fmt.Errorf("targets file: %w", err)
 	}
 	if len(data) > maxFileBytes {
-		return data, nil, fmt.Errorf("targets file %s: larger than %d bytes", f.Path, maxFileBytes)
+		return data, nil, info, fmt.Errorf("targets file %s: larger than %d bytes", f.Path, maxFileBytes)
 	}
 	set, err = ParseTargets(data, f.Template)
 	if err != nil {
-		return data, nil, fmt.Errorf("%s:%w", f.Path, err)
+		return data, nil, info, fmt.Errorf("%s:%w", f.Path, err)
 	}
-	return data, set, nil
+	return data, set, info, nil
 }

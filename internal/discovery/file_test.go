@@ -445,3 +445,41 @@ func TestFileSourceFollowsAConfigMapSwap(t *testing.T) {
 		t.Fatalf("after the swap %s", got)
 	}
 }
+
+// A file written in place and read before the events of that write have
+// come (the read set off by an earlier change in the directory, here a
+// file created beside it): the read is of the file read last time, so
+// it is held back like any write in place. The old source told a write
+// in place from a replacement by the events seen before the read, and
+// applied this one at once (the flake of
+// TestFileTakingTargetsAwayAppliedOnceSettled under load).
+func TestFileWrittenInPlaceBeforeItsEventsCame(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "targets.yaml")
+	replace(t, path, "- targets: ['a:1', 'b:2']\n")
+	sink, fa := runFileAfter(t, path)
+	sink.next(t)
+	for i := range fileSettleHolds - 1 { // each a hold, none the last
+		select {
+		case <-fa.notify: // a timer armed before: passed over
+		default:
+		}
+		// Another change in the directory: a timer is armed for it.
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("other-%d", i)), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-fa.notify:
+		case <-time.After(wait):
+			t.Fatal("no timer armed for a file created beside")
+		}
+		src := fmt.Sprintf("- targets: ['a:%d']\n", 10+i)
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Fired at once: the read may come before the write's events.
+		if r := sink.drive(t, fa, fileDebounce); r.held == nil {
+			t.Fatalf("write %d in place, %q, not held back: set %q, failure %v", i+1, src, urls(r.set), r.fail)
+		}
+	}
+}
