@@ -332,3 +332,29 @@ func readAll(t testing.TB, resp *http.Response) []byte {
 	}
 	return b.Bytes()
 }
+
+// TestEmbeddingsInputCountBounded: more inputs than OpenAI's 2048 are
+// refused with a 400 naming input, before a reply sized by the client's
+// count is built (1M inputs built about 500 MB and took minutes).
+func TestEmbeddingsInputCountBounded(t *testing.T) {
+	const openAIMax = 2048
+	_, url := startSim(t, Config{Model: "m", Seed: 3})
+	body := func(n int) string {
+		return `{"model":"m","input":[` + strings.TrimSuffix(strings.Repeat(`"a",`, n), ",") + `]}`
+	}
+	status, b := postRead(t, url+"/v1/embeddings", body(openAIMax))
+	if status != 200 || len(decode[embeddingResponse](t, b).Data) != openAIMax {
+		t.Fatalf("%d inputs: %d %.200s", openAIMax, status, b)
+	}
+	for _, n := range []int{openAIMax + 1, 200_000} {
+		status, b = postRead(t, url+"/v1/embeddings", body(n))
+		var e struct {
+			Error struct {
+				Param string `json:"param"`
+			} `json:"error"`
+		}
+		if status != 400 || json.Unmarshal(b, &e) != nil || e.Error.Param != "input" {
+			t.Fatalf("%d inputs: %d %.200s", n, status, b)
+		}
+	}
+}

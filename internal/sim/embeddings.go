@@ -123,6 +123,11 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 	s.st.completed.Add(1)
 }
 
+// maxInputs is how many inputs one request may carry, as OpenAI's
+// CreateEmbeddingRequest allows (an array of at most 2048): without a
+// bound a client's count sized the reply (1M inputs built about 500 MB).
+const maxInputs = 2048
+
 // splitInputs turns "input" (a string, token ids, or an array of either)
 // into one prompt-shaped value per embedding to return; scanPrompt reads
 // each (a string or an array of token ids).
@@ -143,6 +148,9 @@ func splitInputs(raw json.RawMessage) ([]json.RawMessage, error) {
 	}
 	if items[0][0] != '"' && items[0][0] != '[' {
 		return []json.RawMessage{raw}, nil // one input given as token ids
+	}
+	if len(items) > maxInputs {
+		return nil, badRequest("input", "input has %d items; at most %d are allowed", len(items), maxInputs)
 	}
 	return items, nil
 }
