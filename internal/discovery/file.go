@@ -78,8 +78,61 @@ func (f File) Run(ctx context.Context, sink Sink) {
 	if err != nil {
 		sink.Fail(fmt.Errorf("watch %s: %w (read once; changes need a reload)", f.Path, err))
 	}
-	r := &fileReads{f: f, sink: sink, after: after}
-	r.read(false, false)
+	var (
+		last   []endpoint.Spec // the set in use: the last one reported
+		failed bool            // the last read failed: report the next set even if unchanged
+		// held is the content of a read held back (nil: none), holds
+		// the holds in a row; settle fires fileSettle after the hold.
+		held   []byte
+		holds  int
+		settle <-chan time.Time
+	)
+	apply := func(set []endpoint.Spec, err error) {
+		// A hold that ends on the set in use is reported too: the sink
+		// sees the hold end (the manager logs the next one).
+		wasHeld := held != nil
+		held, holds, settle = nil, 0, nil
+		if err != nil {
+			failed = true
+			sink.Fail(err)
+			return
+		}
+		if failed || wasHeld || last == nil || !slices.Equal(set, last) {
+			failed, last = false, set
+			sink.Update(slices.Clone(set))
+		}
+	}
+	// read reads the file; after writes in place (inPlace), a read that
+	// would take targets away waits until the same content is read again
+	// once fileSettle has passed (settled), or until fileSettleHolds holds
+	// of changing content. A file replaced whole (renamed over, a
+	// ConfigMap's swap) is read whole: applied at once.
+	read := func(settled, inPlace bool) {
+		data, set, err := f.read()
+		replaced := !inPlace && !settled && (held == nil || !bytes.Equal(data, held))
+		if last == nil || replaced || (err == nil && !removes(last, set)) {
+			apply(set, err)
+			return
+		}
+		switch {
+		case settled && bytes.Equal(data, held):
+			apply(set, err) // unchanged for fileSettle: meant
+			return
+		case held != nil && bytes.Equal(data, held):
+		case holds+1 >= fileSettleHolds:
+			apply(set, err)
+			return
+		default: // a new content to wait on
+			held, holds, settle = data, holds+1, after(fileSettle)
+		}
+		if u, ok := sink.(UnsettledSink); ok {
+			if err == nil {
+				err = fmt.Errorf("targets file %s: %d targets, fewer than the %d in use", f.Path, len(set), len(last))
+			}
+			u.Unsettled(fmt.Errorf("held until the file has not changed for %s: %w", fileSettle, err))
+		}
+	}
+	read(false, false)
 	if w == nil || err != nil {
 		<-ctx.Done()
 		return
@@ -109,76 +162,12 @@ func (f File) Run(ctx context.Context, sink Sink) {
 			}
 		case <-debounce:
 			debounce = nil
-			r.read(false, inPlace)
+			read(false, inPlace)
 			inPlace = false
-		case <-r.settle:
-			r.settle = nil
-			r.read(true, false)
+		case <-settle:
+			settle = nil
+			read(true, false)
 		}
-	}
-}
-
-// fileReads is File.Run's state between reads: the set in use, and a read
-// held back until the file settles.
-type fileReads struct {
-	f     File
-	sink  Sink
-	after func(time.Duration) <-chan time.Time
-
-	last   []endpoint.Spec // the set in use: the last one reported
-	failed bool            // the last read failed: report the next set even if unchanged
-	// held is the content of a read held back (nil: none), holds
-	// the holds in a row; settle fires fileSettle after the hold.
-	held   []byte
-	holds  int
-	settle <-chan time.Time
-}
-
-// apply reports set (or err) to the sink and ends any hold.
-func (r *fileReads) apply(set []endpoint.Spec, err error) {
-	// A hold that ends on the set in use is reported too: the sink
-	// sees the hold end (the manager logs the next one).
-	wasHeld := r.held != nil
-	r.held, r.holds, r.settle = nil, 0, nil
-	if err != nil {
-		r.failed = true
-		r.sink.Fail(err)
-		return
-	}
-	if r.failed || wasHeld || r.last == nil || !slices.Equal(set, r.last) {
-		r.failed, r.last = false, set
-		r.sink.Update(slices.Clone(set))
-	}
-}
-
-// read reads the file; after writes in place (inPlace), a read that
-// would take targets away waits until the same content is read again
-// once fileSettle has passed (settled), or until fileSettleHolds holds
-// of changing content. A file replaced whole (renamed over, a
-// ConfigMap's swap) is read whole: applied at once.
-func (r *fileReads) read(settled, inPlace bool) {
-	data, set, err := r.f.read()
-	replaced := !inPlace && !settled && (r.held == nil || !bytes.Equal(data, r.held))
-	if r.last == nil || replaced || (err == nil && !removes(r.last, set)) {
-		r.apply(set, err)
-		return
-	}
-	switch {
-	case settled && bytes.Equal(data, r.held):
-		r.apply(set, err) // unchanged for fileSettle: meant
-		return
-	case r.held != nil && bytes.Equal(data, r.held):
-	case r.holds+1 >= fileSettleHolds:
-		r.apply(set, err)
-		return
-	default: // a new content to wait on
-		r.held, r.holds, r.settle = data, r.holds+1, r.after(fileSettle)
-	}
-	if u, ok := r.sink.(UnsettledSink); ok {
-		if err == nil {
-			err = fmt.Errorf("targets file %s: %d targets, fewer than the %d in use", r.f.Path, len(set), len(r.last))
-		}
-		u.Unsettled(fmt.Errorf("held until the file has not changed for %s: %w", fileSettle, err))
 	}
 }
 
