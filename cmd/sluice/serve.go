@@ -65,34 +65,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// NATS, its data directory, the forecast's lock, the backends'
 	// probes), as nginx binds before it forks: a port already taken
 	// fails the start at once, with nothing begun to undo.
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, adminLn, pprofLn, err := bindListeners(cfg, f.pprofAddr)
 	if err != nil {
-		// net's error names the address ("listen tcp ADDR: bind: address
-		// already in use"); this names where it was set.
-		return fmt.Errorf("listen (--listen, or listen: in the config): %w", err)
-	}
-	adminLn, err := app.ListenAdminAddr(cfg.Admin.Listen)
-	if err != nil {
-		ln.Close()
 		return err
-	}
-	var pprofLn net.Listener
-	if f.pprofAddr != "" {
-		if pprofLn, err = listenPprof(f.pprofAddr); err != nil {
-			ln.Close()
-			if adminLn != nil {
-				adminLn.Close()
-			}
-			return err
-		}
 	}
 	a, err := app.New(cfg, src, logger)
 	if err != nil {
-		for _, l := range []net.Listener{ln, adminLn, pprofLn} {
-			if l != nil {
-				l.Close()
-			}
-		}
+		closeListeners(ln, adminLn, pprofLn)
 		return err
 	}
 	if quick {
@@ -119,6 +98,39 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer close(done)
 	go cutOnSecondSignal(sig, done, a.Cut)
 	return a.Run(ctx, ln)
+}
+
+// bindListeners binds the public listener, the admin one (nil when
+// admin.listen is "off") and the --pprof one (nil without the flag); on
+// an error, those already bound are closed.
+func bindListeners(cfg *config.Config, pprofAddr string) (ln, adminLn, pprofLn net.Listener, err error) {
+	ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		// net's error names the address ("listen tcp ADDR: bind: address
+		// already in use"); this names where it was set.
+		return nil, nil, nil, fmt.Errorf("listen (--listen, or listen: in the config): %w", err)
+	}
+	adminLn, err = app.ListenAdminAddr(cfg.Admin.Listen)
+	if err != nil {
+		ln.Close()
+		return nil, nil, nil, err
+	}
+	if pprofAddr != "" {
+		if pprofLn, err = listenPprof(pprofAddr); err != nil {
+			closeListeners(ln, adminLn)
+			return nil, nil, nil, err
+		}
+	}
+	return ln, adminLn, pprofLn, nil
+}
+
+// closeListeners closes those of lns that were bound (not nil).
+func closeListeners(lns ...net.Listener) {
+	for _, l := range lns {
+		if l != nil {
+			l.Close()
+		}
+	}
 }
 
 // cutOnSecondSignal calls cut at the second signal on sig (the first is

@@ -100,13 +100,7 @@ func TestAdminListenBusyFailsAndOffRuns(t *testing.T) {
 		if addr, err := a.ListenAdmin(""); (err != nil) != c.wantErr || (!c.wantErr && addr != nil) {
 			t.Fatalf("admin %s: ListenAdmin = %v, %v", c.admin, addr, err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.Run(ctx, ln) }()
+		addr, cancel, done := runLoopback(t, a)
 		if c.wantErr {
 			if err := <-done; err == nil || !strings.Contains(err.Error(), "admin listen") {
 				t.Fatalf("busy admin port: Run = %v", err)
@@ -114,7 +108,7 @@ func TestAdminListenBusyFailsAndOffRuns(t *testing.T) {
 			cancel()
 			continue
 		}
-		if code, _ := chat("http://"+ln.Addr().String(), "m"); code != 200 {
+		if code, _ := chat("http://"+addr, "m"); code != 200 {
 			t.Fatalf("admin off: chat %d", code)
 		}
 		cancel()

@@ -8,12 +8,10 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"reflect"
 	"sync"
 	"time"
 
@@ -25,7 +23,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/forecast"
 	"github.com/sluice-gw/sluice/internal/gateway"
-	"github.com/sluice-gw/sluice/internal/health"
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/redisconn"
@@ -244,20 +241,6 @@ func (a *App) openJobQueue(cfg *config.Config, reg prometheus.Registerer, gwOpts
 	return nil
 }
 
-// registerDrainingGauge counts the backends removed from their pool
-// (discovery, reload) that still run requests.
-func registerDrainingGauge(reg prometheus.Registerer, gw *gateway.Gateway) {
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_backends_draining",
-		Help: "Backends removed from their pool (discovery, reload) with requests still running on them."},
-		func() float64 {
-			n := 0
-			for _, p := range gw.Runtime().Pools {
-				n += p.DrainingNow()
-			}
-			return float64(n)
-		}))
-}
-
 func errWithPath(path string, err error) error {
 	if path == "" {
 		return err
@@ -280,78 +263,6 @@ func (a *App) Handler() http.Handler { return a.gw }
 
 // Gateway exposes the gateway for status inspection in tests.
 func (a *App) Gateway() *gateway.Gateway { return a.gw }
-
-// Reload re-reads the config file and swaps it in, as a transaction: the
-// whole new runtime is built aside (Build), and only when every part of it
-// succeeded is the state it takes over handed to it (Commit) and the
-// runtime swapped in with one atomic store. An invalid file, or any part
-// failing to build, is refused and logged; the running config keeps
-// serving, unchanged.
-func (a *App) Reload() error {
-	if a.src.Path == "" {
-		return errors.New("no config file to reload (started from flags)")
-	}
-	a.reloadMu.Lock()
-	defer a.reloadMu.Unlock()
-	cfg, err := a.src.Load()
-	if err != nil {
-		return a.refuseReload(err)
-	}
-	// The pair is read on every reload, changed or not: a renewed
-	// certificate at the same paths is what certbot and cert-manager leave.
-	cert, err := loadCert(cfg.TLS)
-	if err != nil {
-		return a.refuseReload(errWithPath(a.src.Path, err))
-	}
-	next, err := Build(cfg, a.deps, a.built)
-	if err != nil {
-		return a.refuseReload(errWithPath(a.src.Path, err))
-	}
-	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
-	prev := a.gw.Runtime()
-	a.install(next)
-	a.logPoolChanges(prev, next.Runtime, "config reload")
-	if a.discovering {
-		a.disc.Sync(discoverySources(cfg))
-	}
-	a.syncChecker(cfg.Health.Active)
-	a.syncScraper(cfg)
-	a.applyServerLimits(cfg.Server, cfg.Log.Access)
-	a.applyAdminLimits(cfg.Admin)
-	if a.tls != nil && cert != nil {
-		a.tls.Store(cert)
-	}
-	a.applyLogLevel(cfg.Log.Level)
-	a.reloads.applied(a.deps.Now())
-	a.log.Info("config reloaded", "path", a.src.Path, "models", len(next.Runtime.Models))
-	return nil
-}
-
-func (a *App) refuseReload(err error) error {
-	a.reloads.refused(a.deps.Now(), config.RedactEnv(a.src.Path, err.Error()))
-	a.log.Error("config reload refused; keeping the running config", "path", a.src.Path, "error", err.Error())
-	return err
-}
-
-// applyLogLevel sets the logger's level from log.level, where the logger's
-// level can change (Source.LogLevel). The line saying so is logged at the
-// higher of the two levels, so that either one shows it.
-func (a *App) applyLogLevel(level string) {
-	v := a.src.LogLevel
-	if v == nil {
-		return
-	}
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return // validated with the config: not reached
-	}
-	old := v.Level()
-	if old == l {
-		return
-	}
-	v.Set(l)
-	a.log.Log(context.Background(), max(old, l), "config reload: log level changed", "old", old.String(), "new", l.String())
-}
 
 // Run serves the public API on ln and the admin endpoints on the admin
 // listener (admin.listen, or what ListenAdmin opened) until ctx ends, then
@@ -496,45 +407,6 @@ func (a *App) release() {
 	})
 }
 
-// syncChecker (re)starts the active health checker when its settings change.
-func (a *App) syncChecker(cfg config.Active) {
-	a.checkMu.Lock()
-	defer a.checkMu.Unlock()
-	if a.checkEnd != nil && reflect.DeepEqual(cfg, a.checkCfg) {
-		return
-	}
-	a.stopCheckerLocked()
-	a.checkCfg = cfg
-	if cfg.Interval <= 0 {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.checkEnd = cancel
-	checker := health.NewChecker(health.Config{
-		Path: cfg.Path, Interval: cfg.Interval.D(), Timeout: cfg.Timeout.D(), Passes: cfg.Passes, Fails: cfg.Fails,
-		PlanFor: func(b *endpointBackend) health.Plan { return health.PlanFor(b.Spec(), cfg.Path) },
-	}, &http.Client{Transport: a.deps.Transport.Current(a.gw.Runtime().Config.Timeouts.Connect.D())}, a.log)
-	a.checkWG.Add(1)
-	go func() {
-		defer a.checkWG.Done()
-		checker.Run(ctx, func() []*endpointBackend { return a.gw.Runtime().Backends() })
-	}()
-}
-
-func (a *App) stopChecker() {
-	a.checkMu.Lock()
-	defer a.checkMu.Unlock()
-	a.stopCheckerLocked()
-}
-
-func (a *App) stopCheckerLocked() {
-	if a.checkEnd != nil {
-		a.checkEnd()
-		a.checkWG.Wait()
-		a.checkEnd = nil
-	}
-}
-
 // kickQueueEvery is how often kickQueues kicks the queues while one is
 // not at rest.
 const kickQueueEvery = 250 * time.Millisecond
@@ -550,48 +422,6 @@ func (a *App) kickQueues(ctx context.Context) {
 		rt.Kick()
 		return !rt.Rest()
 	})
-}
-
-// registerUpstreamMetrics exports the lean upstream client's connection
-// pool (upstream_client: lean): idle connections held against their
-// bound, opened, reused, and closed because the pool was full; and the
-// connections net/http's transport holds (its pool is not exposed). All
-// read at scrape time, so a request pays nothing for them.
-func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_idle_connections",
-			Help: "Idle keep-alive connections to http:// backends held by the lean upstream client (bounded per backend by its pool size)."},
-			func() float64 { return float64(tr.LeanStats().Idle) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_opened_total",
-			Help: "Connections the lean upstream client opened to http:// backends."},
-			func() float64 { return float64(tr.LeanStats().Dials) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_reused_total",
-			Help: "Requests the lean upstream client sent on a pooled keep-alive connection."},
-			func() float64 { return float64(tr.LeanStats().Reuses) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_idle_connections_limit",
-			Help: "Most idle connections the lean upstream client keeps in all (1,024 per backend host:port within it)."},
-			func() float64 { return float64(tr.LeanStats().MaxIdle) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_pool_full_total",
-			Help: "Reusable connections to http:// backends the lean upstream client closed because its idle pool was full (each a new dial later)."},
-			func() float64 { return float64(tr.LeanStats().PoolFull) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_transport_connections",
-			Help: "Connections net/http's transport holds open, idle or busy: https backends (HTTP/2 over TLS), upstream_client: net/http, health checks and load scrapes (idle ones bounded at 1,024 per host, 4,096 in all)."},
-			func() float64 { open, _ := tr.TransportConns(); return float64(open) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_transport_connections_opened_total",
-			Help: "Connections net/http's transport opened (see sluice_upstream_transport_connections)."},
-			func() float64 { _, opened := tr.TransportConns(); return float64(opened) }))
-}
-
-// registerRingMetrics exports the prefix-affinity ring builds, counted
-// where a ring is built (never on a request that finds its ring).
-func registerRingMetrics(reg prometheus.Registerer, s *routing.RingStats) {
-	reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_routing_prefix_rings_built_total",
-			Help: "Hash rings prefix_affinity built: one per candidate set first seen (ejections, returns, discovery, reloads)."},
-			func() float64 { return float64(s.Built()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_routing_prefix_ring_cache_resets_total",
-			Help: "Times a prefix_affinity ring cache held 64 candidate sets and started over."},
-			func() float64 { return float64(s.Resets()) }))
 }
 
 // anyInFlight reports whether any backend has a request in flight: the

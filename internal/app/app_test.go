@@ -79,6 +79,15 @@ func runApp(t *testing.T, a *App) (url, admin string, cancel context.CancelFunc,
 	if err != nil {
 		t.Fatal(err)
 	}
+	addr, cancel, done := runLoopback(t, a)
+	return "http://" + addr, "http://" + adminAddr.String(), cancel, done
+}
+
+// runLoopback runs a on a free loopback port, its admin listener as the
+// config (or an earlier ListenAdmin) has it; the caller stops it with
+// cancel and reads Run's error from done.
+func runLoopback(t *testing.T, a *App) (addr string, cancel context.CancelFunc, done chan error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +95,34 @@ func runApp(t *testing.T, a *App) (url, admin string, cancel context.CancelFunc,
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan error, 1)
 	go func() { done <- a.Run(ctx, ln) }()
-	return "http://" + ln.Addr().String(), "http://" + adminAddr.String(), cancel, done
+	return ln.Addr().String(), cancel, done
+}
+
+// serveLoopback is runLoopback until the test ends (an error from Run
+// fails it); it returns the listener's host:port.
+func serveLoopback(t *testing.T, a *App) (addr string) {
+	t.Helper()
+	addr, cancel, done := runLoopback(t, a)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return addr
+}
+
+// loadFile writes src to path and loads it as the config.
+func loadFile(t *testing.T, path, src string) *config.Config {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // newApp builds the app from the config file at path, not yet running.

@@ -2,11 +2,9 @@ package app
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -73,20 +71,7 @@ func startDiscoveryApp(t *testing.T, targets, grace string) (a *App, url string)
 	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil { // not the default 9091: another process may hold it
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { done <- a.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return a, "http://" + ln.Addr().String()
+	return a, "http://" + serveLoopback(t, a)
 }
 
 // poolURLs are m1's backends in the runtime serving now.

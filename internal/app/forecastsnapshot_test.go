@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -54,14 +53,8 @@ func snapshotApp(t *testing.T, clock *snapshotClock, extra, model string) (*App,
 // interval and stops a (Run saves the snapshot when it ends).
 func runOne(t *testing.T, a *App, clock *snapshotClock, model string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln) }()
-	if code, body := chat("http://"+ln.Addr().String(), model); code != http.StatusOK {
+	addr, cancel, done := runLoopback(t, a)
+	if code, body := chat("http://"+addr, model); code != http.StatusOK {
 		t.Errorf("chat: %d %s", code, body)
 	}
 	clock.add(2 * time.Minute)

@@ -285,17 +285,12 @@ func TestArrivalHistoryConcurrentAcrossBoundary(t *testing.T) {
 // with a clock the test sets: it starts at t0.
 func clockedApp(t *testing.T, path, src string, t0 time.Time) (a *App, cfg *config.Config, clock func() time.Time, set func(time.Time)) {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	if cfg, err = config.Load(path); err != nil {
-		t.Fatal(err)
-	}
+	cfg = loadFile(t, path, src)
 	var mu sync.Mutex
 	now := t0
 	clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	set = func(at time.Time) { mu.Lock(); now = at; mu.Unlock() }
+	var err error
 	a, err = newWithClock(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(io.Discard, nil)), clock)
 	if err != nil {
 		t.Fatal(err)

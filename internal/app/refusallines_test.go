@@ -1,19 +1,15 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 )
 
@@ -31,13 +27,7 @@ func TestListenerRefusalLinesBounded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: {listen: \"off\"}\nserver: {max_connections: 1}\n"+
 		"log: {access: true, access_refused_per_second: 3}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", b.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadFile(t, path, src)
 	var clock atomic.Int64 // the budget's second is the gateway's clock's
 	clock.Store(time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC).UnixNano())
 	logs := new(logbuf.Buffer)
@@ -45,20 +35,7 @@ func TestListenerRefusalLinesBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	addr := ln.Addr().String()
+	addr := serveLoopback(t, a)
 	const head = "GET /v1/models HTTP/1.1\r\nHost: sluice\r\n\r\n"
 	if code, err := dialRaw(t, addr).get(head); err != nil || code != http.StatusOK {
 		t.Fatalf("the connection within the cap: %d %v", code, err) // held open (keep-alive) from here

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -18,6 +19,78 @@ import (
 )
 
 type endpointBackend = endpoint.Backend
+
+// Reload re-reads the config file and swaps it in, as a transaction: the
+// whole new runtime is built aside (Build), and only when every part of it
+// succeeded is the state it takes over handed to it (Commit) and the
+// runtime swapped in with one atomic store. An invalid file, or any part
+// failing to build, is refused and logged; the running config keeps
+// serving, unchanged.
+func (a *App) Reload() error {
+	if a.src.Path == "" {
+		return errors.New("no config file to reload (started from flags)")
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	cfg, err := a.src.Load()
+	if err != nil {
+		return a.refuseReload(err)
+	}
+	// The pair is read on every reload, changed or not: a renewed
+	// certificate at the same paths is what certbot and cert-manager leave.
+	cert, err := loadCert(cfg.TLS)
+	if err != nil {
+		return a.refuseReload(errWithPath(a.src.Path, err))
+	}
+	next, err := Build(cfg, a.deps, a.built)
+	if err != nil {
+		return a.refuseReload(errWithPath(a.src.Path, err))
+	}
+	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
+	prev := a.gw.Runtime()
+	a.install(next)
+	a.logPoolChanges(prev, next.Runtime, "config reload")
+	if a.discovering {
+		a.disc.Sync(discoverySources(cfg))
+	}
+	a.syncChecker(cfg.Health.Active)
+	a.syncScraper(cfg)
+	a.applyServerLimits(cfg.Server, cfg.Log.Access)
+	a.applyAdminLimits(cfg.Admin)
+	if a.tls != nil && cert != nil {
+		a.tls.Store(cert)
+	}
+	a.applyLogLevel(cfg.Log.Level)
+	a.reloads.applied(a.deps.Now())
+	a.log.Info("config reloaded", "path", a.src.Path, "models", len(next.Runtime.Models))
+	return nil
+}
+
+func (a *App) refuseReload(err error) error {
+	a.reloads.refused(a.deps.Now(), config.RedactEnv(a.src.Path, err.Error()))
+	a.log.Error("config reload refused; keeping the running config", "path", a.src.Path, "error", err.Error())
+	return err
+}
+
+// applyLogLevel sets the logger's level from log.level, where the logger's
+// level can change (Source.LogLevel). The line saying so is logged at the
+// higher of the two levels, so that either one shows it.
+func (a *App) applyLogLevel(level string) {
+	v := a.src.LogLevel
+	if v == nil {
+		return
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return // validated with the config: not reached
+	}
+	old := v.Level()
+	if old == l {
+		return
+	}
+	v.Set(l)
+	a.log.Log(context.Background(), max(old, l), "config reload: log level changed", "old", old.String(), "new", l.String())
+}
 
 // reloadDebounce coalesces the burst of events an editor's save produces
 // (write, chmod, rename) into one reload.

@@ -3,7 +3,6 @@ package app
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 )
 
@@ -280,30 +278,18 @@ func TestListenerRefusalsAreLogged(t *testing.T) {
 	for _, access := range []bool{true, false} {
 		path := filepath.Join(t.TempDir(), "sluice.yaml")
 		src := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: {listen: \"off\"}\nlog: {access: %v}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", access, b.URL)
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := config.Load(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := loadFile(t, path, src)
 		logs := new(logbuf.Buffer)
 		a, err := New(cfg, Source{Path: path}, slog.New(slog.NewJSONHandler(logs, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.Run(ctx, ln) }()
+		addr, cancel, done := runLoopback(t, a)
 		for _, req := range []string{
 			"GET /v1/models HTTP/1.1\r\nHost: sluice\r\nX Foo: a\r\n\r\n",
 			"GET /v1/models?q=" + strings.Repeat("a", 70000) + " HTTP/1.1\r\nHost: sluice\r\n\r\n",
 		} {
-			resp, _ := rawExchange(t, ln.Addr().String(), []byte(req))
+			resp, _ := rawExchange(t, addr, []byte(req))
 			id := resp.Header.Get("X-Request-Id")
 			line := ""
 			for _, l := range strings.Split(logs.String(), "\n") {

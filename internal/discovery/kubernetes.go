@@ -96,28 +96,9 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 		}
 	}
 	// failed is set at a failure to list or watch; the next set is
-	// reported even when unchanged, so the failure is seen to end. The
-	// API answering a list or a watch after it pokes the loop: no event
-	// would when the store stays as it was (a Service with no slice
-	// before the outage and after it). The loop may so report the store
-	// before the list's changes reach it: the last set, which rebuilds
-	// nothing; the changes follow as events.
+	// reported even when unchanged, so the failure is seen to end.
 	var failed atomic.Bool
-	list, watchFn := lw.ListWithContextFunc, lw.WatchFuncWithContext
-	lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		obj, err := list(ctx, o)
-		if err == nil && failed.Load() {
-			poke()
-		}
-		return obj, err
-	}
-	lw.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-		w, err := watchFn(ctx, o)
-		if err == nil && failed.Load() {
-			poke()
-		}
-		return w, err
-	}
+	pokeWhenBack(lw, &failed, poke)
 	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { poke() },
 		UpdateFunc: func(any, any) { poke() },
@@ -162,6 +143,29 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 			return
 		case <-changed:
 		}
+	}
+}
+
+// pokeWhenBack makes the API answering a list or a watch after a failure
+// (failed set) poke the loop: no event would when the store stays as it
+// was (a Service with no slice before the outage and after it). The loop
+// may so report the store before the list's changes reach it: the last
+// set, which rebuilds nothing; the changes follow as events.
+func pokeWhenBack(lw *cache.ListWatch, failed *atomic.Bool, poke func()) {
+	list, watchFn := lw.ListWithContextFunc, lw.WatchFuncWithContext
+	lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		obj, err := list(ctx, o)
+		if err == nil && failed.Load() {
+			poke()
+		}
+		return obj, err
+	}
+	lw.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		w, err := watchFn(ctx, o)
+		if err == nil && failed.Load() {
+			poke()
+		}
+		return w, err
 	}
 }
 

@@ -9,7 +9,6 @@ package endpoint
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"strings"
 	"sync"
@@ -354,84 +353,6 @@ func AnswerLatency(whole time.Duration, outputTokens int) time.Duration {
 	return whole / time.Duration(outputTokens)
 }
 
-// FirstToken ends a stream's wait (StartWaiting) and feeds the concurrency
-// limit and the latency estimates the time
-// to first token of a stream as soon as it is known, instead of at the
-// stream's end: a signal that arrives after a whole generation (seconds to
-// minutes) steers on load long gone. A backend that turned ten times slower
-// would otherwise keep its fast estimate, and keep its share of new
-// requests, for as long as its slow streams take to finish. The request is
-// then ended with ReleaseFed.
-func (b *Backend) FirstToken(now time.Time, ttft time.Duration) {
-	if box := b.limiter.Load(); box != nil {
-		box.l.Observe(now, ttft, int(b.inflight.Load()), outcome.Success)
-	}
-	b.mu.Lock()
-	b.endWaitLocked(now)
-	b.learnLatencyLocked(now, ttft)
-	b.answeredLocked()
-	b.mu.Unlock()
-}
-
-// StartWaiting marks a stream sent to the backend as waiting for its first
-// token, until FirstToken or EndWaiting (exactly one of them). Only streams:
-// a non-streaming answer's first byte is the whole answer, legitimately
-// seconds to minutes, and would make a busy backend look hung.
-func (b *Backend) StartWaiting(now time.Time) {
-	b.mu.Lock()
-	if b.waiting == 0 {
-		b.waitSince = now
-	}
-	b.waiting++
-	b.mu.Unlock()
-}
-
-// EndWaiting ends a wait StartWaiting began, for a stream that ended (or
-// turned out not to be one) without a first token.
-func (b *Backend) EndWaiting(now time.Time) {
-	b.mu.Lock()
-	b.endWaitLocked(now)
-	b.mu.Unlock()
-}
-
-func (b *Backend) endWaitLocked(now time.Time) {
-	if b.waiting > 0 {
-		b.waiting--
-	}
-	if now.After(b.lastAnswer) {
-		b.lastAnswer = now
-	}
-}
-
-// Stalled is a lower bound on how long the backend's oldest waiting request
-// has waited at now: the time since requests have been waiting without any
-// of them getting its first token or answer; 0 when none waits. Latency
-// learns only from requests that got an answer, so a backend that just
-// turned slow, or hangs, looks as fast as before until its first slow
-// answer lands (a hung one: never); Stalled sees it while it happens.
-func (b *Backend) Stalled(now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.waiting == 0 {
-		return 0
-	}
-	since := b.waitSince
-	if b.lastAnswer.After(since) {
-		since = b.lastAnswer
-	}
-	return max(now.Sub(since), 0)
-}
-
-// TimedOut records that a request waited d for its first byte or token and
-// was cut: the backend's latency is at least d, whatever it answered
-// before. The peak EWMA takes it at once, so latency-aware pickers steer
-// away from a backend that hangs instead of probing it again at once.
-func (b *Backend) TimedOut(now time.Time, d time.Duration) {
-	b.mu.Lock()
-	b.ewma.observe(now, d)
-	b.mu.Unlock()
-}
-
 // ReleaseFed is Release for a request whose first token already fed the
 // limit and the latency estimates (FirstToken): a Success is not fed again;
 // Busy and Failure are.
@@ -540,60 +461,6 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 			b.ejectRun = 1
 			b.signalEjectionLocked()
 		}
-	}
-}
-
-// learnLatencyLocked feeds one time-to-first-byte (or first token) sample
-// to the peak EWMA and the typical latency. b.mu is held.
-func (b *Backend) learnLatencyLocked(now time.Time, latency time.Duration) {
-	b.ewma.observe(now, latency)
-	b.ttft.observe(now, latency)
-	b.last[b.lastN%len(b.last)] = latency
-	b.lastN++
-	if b.typical == 0 {
-		// As RFC 6298 starts RTTVAR: half the first sample, so the tail
-		// is not mistaken for the typical latency (and half the streams
-		// hedged) until deviations are learned.
-		b.typical, b.deviation = float64(latency), float64(latency)/2
-		return
-	}
-	// TCP's smoothed round-trip time and its mean deviation (RFC 6298),
-	// with the typical latency's weight for both.
-	b.deviation += typicalWeight * (math.Abs(float64(latency)-b.typical) - b.deviation)
-	b.typical += typicalWeight * (float64(latency) - b.typical)
-}
-
-// Withdrawn ends an outstanding stream that was cancelled before its first
-// token because another backend's answer started first (a hedge race).
-// waited, how long it had waited, is only a lower bound of its latency
-// (a censored sample), learned where it says something:
-//   - the peak EWMA (routing) takes waited plus the current estimate when
-//     that is higher: a latency known to exceed waited is expected to
-//     exceed it by about its usual value (the memoryless estimate), so a
-//     backend whose requests keep losing races gets dearer with each loss
-//     and routing moves off it, instead of being taught a fast hedge
-//     delay;
-//   - the typical latency and its deviation (deadlines, hedge delays) take
-//     waited itself, only when it is above them.
-//
-// The stream got no answer, so Stalled is not reset; the concurrency limit
-// is not fed (no latency was measured). Only for a stream marked waiting
-// (StartWaiting).
-func (b *Backend) Withdrawn(now time.Time, waited time.Duration) {
-	b.inflight.Add(-1)
-	b.signalFreed()
-	b.endTrial()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.waiting > 0 {
-		b.waiting--
-	}
-	if est := b.ewma.value(now); est < waited {
-		b.ewma.observe(now, waited+est)
-	}
-	if w := float64(waited); b.typical > 0 && w > b.typical {
-		b.deviation += typicalWeight * ((w - b.typical) - b.deviation)
-		b.typical += typicalWeight * (w - b.typical)
 	}
 }
 

@@ -116,3 +116,23 @@ func (e *latencyEWMA) decay(now time.Time) float64 {
 func (e *latencyEWMA) value(now time.Time) time.Duration {
 	return time.Duration(e.val * e.decay(now))
 }
+
+// learnLatencyLocked feeds one time-to-first-byte (or first token) sample
+// to the peak EWMA and the typical latency. b.mu is held.
+func (b *Backend) learnLatencyLocked(now time.Time, latency time.Duration) {
+	b.ewma.observe(now, latency)
+	b.ttft.observe(now, latency)
+	b.last[b.lastN%len(b.last)] = latency
+	b.lastN++
+	if b.typical == 0 {
+		// As RFC 6298 starts RTTVAR: half the first sample, so the tail
+		// is not mistaken for the typical latency (and half the streams
+		// hedged) until deviations are learned.
+		b.typical, b.deviation = float64(latency), float64(latency)/2
+		return
+	}
+	// TCP's smoothed round-trip time and its mean deviation (RFC 6298),
+	// with the typical latency's weight for both.
+	b.deviation += typicalWeight * (math.Abs(float64(latency)-b.typical) - b.deviation)
+	b.typical += typicalWeight * (float64(latency) - b.typical)
+}

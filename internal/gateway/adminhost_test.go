@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // getHost is get with the request's Host set to host.
@@ -25,6 +28,35 @@ func getHost(t *testing.T, rawURL, host string, hdr ...string) (int, string) {
 	return resp.StatusCode, readAll(t, resp)
 }
 
+// pprofConfig is testConfig on a backend that answers 200, with pprof on
+// the admin listener and admin.token set to token ("": none); backend is
+// that backend's URL.
+func pprofConfig(t *testing.T, token string) (cfg *config.Config, backend string) {
+	t.Helper()
+	be := newOKBackend(t)
+	cfg = testConfig(be.URL)
+	cfg.Admin.Pprof = true
+	cfg.Admin.Token = token
+	return cfg, be.URL
+}
+
+// adminDo sends method to path on the admin listener at base with the
+// bearer token and body ("": none) and returns the answer.
+func adminDo(t *testing.T, base, token, method, path, body string) (int, http.Header, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, readAll(t, resp)
+}
+
 // DNS rebinding: a web page the operator opens can make its own name
 // resolve to 127.0.0.1 and then read, as its own origin, whatever the
 // token-less admin listener answers its browser, a loopback peer. Before,
@@ -34,9 +66,7 @@ func getHost(t *testing.T, rawURL, host string, hdr ...string) (int, string) {
 // still loads; with admin.token set the Host does not matter (a rebinding
 // page cannot know the token).
 func TestAdminWithoutTokenRefusesForeignHosts(t *testing.T) {
-	be := newOKBackend(t)
-	cfg := testConfig(be.URL)
-	cfg.Admin.Pprof = true
+	cfg, backend := pprofConfig(t, "")
 	_, gw := startGateway(t, cfg)
 	admin := adminServer(t, gw)
 	u, _ := url.Parse(admin.URL)
@@ -66,7 +96,7 @@ func TestAdminWithoutTokenRefusesForeignHosts(t *testing.T) {
 		t.Errorf("--pprof listener under a foreign Host: %d %.100s, want 403", code, body)
 	}
 
-	cfg = testConfig(be.URL)
+	cfg = testConfig(backend)
 	cfg.Admin.Token = "s3cret-admin"
 	_, gw = startGateway(t, cfg)
 	admin = adminServer(t, gw)
@@ -84,10 +114,7 @@ func TestAdminWithoutTokenRefusesForeignHosts(t *testing.T) {
 // heap profile. Before, /status, /metrics, /worker/v1/queue and pprof
 // carried no Cache-Control at all (a heuristic cache may store a 200).
 func TestAdminAnswersAreNotStored(t *testing.T) {
-	be := newOKBackend(t)
-	cfg := testConfig(be.URL)
-	cfg.Admin.Pprof = true
-	cfg.Admin.Token = "tok"
+	cfg, _ := pprofConfig(t, "tok")
 	_, gw := startGateway(t, cfg)
 	gw.queueInfo = QueueInfo{Mode: "external", URL: "nats://u:secret@10.0.0.1:4222"}
 	admin := adminServer(t, gw)
@@ -107,23 +134,11 @@ func TestAdminAnswersAreNotStored(t *testing.T) {
 // was refused by the chain naming /v1/... (the path without its /worker
 // prefix), or with 400 for the tenant header when that was missing.
 func TestAdminMethodsNamedOnEveryRoute(t *testing.T) {
-	be := newOKBackend(t)
-	cfg := testConfig(be.URL)
-	cfg.Admin.Pprof = true
-	cfg.Admin.Token = "tok"
+	cfg, _ := pprofConfig(t, "tok")
 	_, gw := startGateway(t, cfg)
 	admin := adminServer(t, gw)
-	do := func(method, path string, hdr ...string) (int, http.Header, string) {
-		req, _ := http.NewRequest(method, admin.URL+path, strings.NewReader("{}"))
-		req.Header.Set("Authorization", "Bearer tok")
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Set(hdr[i], hdr[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, resp.Header, readAll(t, resp)
+	do := func(method, path string) (int, http.Header, string) {
+		return adminDo(t, admin.URL, "tok", method, path, "{}")
 	}
 	for _, c := range []struct{ method, path, allow, says string }{
 		{"DELETE", "/debug/pprof/heap", "GET, HEAD", "DELETE is not allowed for /debug/pprof/heap; use GET"},
@@ -153,9 +168,7 @@ func TestAdminMethodsNamedOnEveryRoute(t *testing.T) {
 // page of its own and non-browser clients (no header) are served as
 // before.
 func TestAdminRefusesOtherSitesPages(t *testing.T) {
-	be := newOKBackend(t)
-	cfg := testConfig(be.URL)
-	cfg.Admin.Pprof = true
+	cfg, _ := pprofConfig(t, "")
 	_, gw := startGateway(t, cfg)
 	admin := adminServer(t, gw)
 	for _, site := range []string{"cross-site", "same-site"} {
@@ -186,20 +199,11 @@ func TestAdminRefusesOtherSitesPages(t *testing.T) {
 // rest answer 200; it now answers the stream's headers and returns at
 // once (no watcher place taken), and its 405 says Allow: GET, HEAD.
 func TestAdminHeadWhereverGet(t *testing.T) {
-	be := newOKBackend(t)
-	cfg := testConfig(be.URL)
-	cfg.Admin.Pprof = true
-	cfg.Admin.Token = "tok"
+	cfg, _ := pprofConfig(t, "tok")
 	_, gw := startGateway(t, cfg)
 	admin := adminServer(t, gw)
 	do := func(method, path string) (int, http.Header, string) {
-		req, _ := http.NewRequest(method, admin.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer tok")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.StatusCode, resp.Header, readAll(t, resp)
+		return adminDo(t, admin.URL, "tok", method, path, "")
 	}
 	for _, path := range []string{"/status", "/status/stream", "/metrics", "/scaling", "/spare?model=m1", "/debug/pprof/cmdline", "/"} {
 		code, h, body := do(http.MethodHead, path)

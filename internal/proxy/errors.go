@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net"
 )
 
 // Errors that end a request. The gateway maps them to a status and an
@@ -58,3 +59,20 @@ var (
 	// budget is spent; wraps the error of the last attempt.
 	ErrRetryBudget = errors.New("retry budget exhausted")
 )
+
+func classifyTransportError(err, cause error) error {
+	switch {
+	case errors.Is(cause, ErrFirstByteTimeout): // or ErrFirstTokenTimeout, which wraps it
+		return cause
+	case errors.Is(cause, ErrTotalTimeout):
+		return ErrTotalTimeout
+	}
+	var op *net.OpError
+	if tlsFailure(err) {
+		return fmt.Errorf("%w: %w", ErrTLS, err)
+	}
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w: %w", ErrConnect, err)
+	}
+	return fmt.Errorf("%w: %w", ErrUpstream, err)
+}

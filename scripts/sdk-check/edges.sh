@@ -12,10 +12,7 @@
 # The gateway logs at error level: the refusals here are on purpose.
 # Usage: scripts/sdk-check/edges.sh   (starts three simulators and a gateway itself)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-go build -o "$WORK/sluice" ./cmd/sluice
+source "$(dirname "$0")/common.sh"
 cat >"$WORK/sluice.yaml" <<YAML
 listen: 127.0.0.1:19220
 admin: {listen: "off"}
@@ -40,8 +37,5 @@ YAML
 "$WORK/sluice" sim --listen 127.0.0.1:19222 --model cut --disconnect-rate 1 >/dev/null 2>&1 &
 "$WORK/sluice" sim --listen 127.0.0.1:19223 --model slow --step 200ms >/dev/null 2>&1 &
 "$WORK/sluice" serve --config "$WORK/sluice.yaml" --data-dir "$WORK/data" --log-level error &
-(cd "$WORK" && npm init -y >/dev/null && npm install --silent openai@latest >/dev/null)
-cp scripts/sdk-check/edges.mjs "$WORK/"
-for _ in $(seq 50); do curl -sf http://127.0.0.1:19220/readyz >/dev/null && break; sleep 0.1; done
-echo "openai SDK $(node -p "require('$WORK/node_modules/openai/package.json').version")"
+node_sdk edges.mjs 127.0.0.1:19220
 node "$WORK/edges.mjs" 127.0.0.1:19220 127.0.0.1:19223

@@ -23,11 +23,8 @@
 # Go module proxy only (the SDK is a dependency of go/, its own module).
 # Usage: scripts/sdk-check/go.sh   (starts two simulators and a gateway itself)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 echo "building sluice and the check (first time: a few minutes)"
-go build -o "$WORK/sluice" ./cmd/sluice
+source "$(dirname "$0")/common.sh"
 (cd scripts/sdk-check/go && go build -o "$WORK/sdkcheck" .)
 read -r GW SIM1 SIM2 SIM3 < <("$WORK/sdkcheck" -ports 4)
 cat >"$WORK/sluice.yaml" <<YAML

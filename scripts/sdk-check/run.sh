@@ -13,16 +13,10 @@
 # Needs node + npm (the SDK is installed into a temp dir from npm).
 # Usage: scripts/sdk-check/run.sh   (starts a simulator and a gateway itself)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-go build -o "$WORK/sluice" ./cmd/sluice
+source "$(dirname "$0")/common.sh"
 "$WORK/sluice" sim --listen 127.0.0.1:19201 --model m >/dev/null 2>&1 &
 "$WORK/sluice" sim --listen 127.0.0.1:19202 --model m >/dev/null 2>&1 &
 "$WORK/sluice" serve --listen 127.0.0.1:19200 --model m --backend http://127.0.0.1:19201 --backend http://127.0.0.1:19202 \
   --data-dir "$WORK/data" --log-level warn &
-(cd "$WORK" && npm init -y >/dev/null && npm install --silent openai@latest >/dev/null)
-cp scripts/sdk-check/check.mjs "$WORK/"
-for _ in $(seq 50); do curl -sf http://127.0.0.1:19200/readyz >/dev/null && break; sleep 0.1; done
-echo "openai SDK $(node -p "require('$WORK/node_modules/openai/package.json').version")"
+node_sdk check.mjs 127.0.0.1:19200
 node "$WORK/check.mjs"

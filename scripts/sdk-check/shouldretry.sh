@@ -5,10 +5,7 @@
 # one that does not (a limit refilling in 2 s). Needs node + npm.
 # Usage: scripts/sdk-check/shouldretry.sh   (starts a simulator and a gateway itself)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-go build -o "$WORK/sluice" ./cmd/sluice
+source "$(dirname "$0")/common.sh"
 cat >"$WORK/sluice.yaml" <<YAML
 listen: 127.0.0.1:19210
 admin: {listen: "off"}
@@ -26,8 +23,5 @@ models:
 YAML
 "$WORK/sluice" sim --listen 127.0.0.1:19211 --model m >/dev/null 2>&1 &
 "$WORK/sluice" serve --config "$WORK/sluice.yaml" --data-dir "$WORK/data" --log-level warn &
-(cd "$WORK" && npm init -y >/dev/null && npm install --silent openai@latest >/dev/null)
-cp scripts/sdk-check/shouldretry.mjs "$WORK/"
-for _ in $(seq 50); do curl -sf http://127.0.0.1:19210/readyz >/dev/null && break; sleep 0.1; done
-echo "openai SDK $(node -p "require('$WORK/node_modules/openai/package.json').version")"
+node_sdk shouldretry.mjs 127.0.0.1:19210
 node "$WORK/shouldretry.mjs"

@@ -1,0 +1,122 @@
+// An admitted upstream attempt (call): its backend slot and breaker
+// outcome, ended once, and its cut when the backend is retired.
+
+package proxy
+
+import (
+	"context"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/breaker"
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/outcome"
+)
+
+// call is one admitted upstream attempt: the backend's in-flight slot and
+// its breaker's pending outcome, ended together exactly once.
+type call struct {
+	b    *endpoint.Backend
+	done breaker.Done
+	fed  bool // the first token fed the backend's limit (relay sets it on its copy)
+	// waiting: a stream marked waiting for its first token (StartWaiting);
+	// FirstToken (fed) or end ends the wait.
+	waiting bool
+	work    int64
+	cpu     bool // a CPU-side slot (Request.CPUOnly): see endCPU
+}
+
+// end records the attempt's outcome. clientGone marks attempts cut short by
+// the client: they say nothing about the backend's health.
+func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration, clientGone bool) {
+	if c.cpu {
+		c.endCPU(now, out, latency, retryAfter, clientGone)
+		return
+	}
+	c.b.AddWork(-c.work)
+	if c.waiting && !c.fed {
+		c.b.EndWaiting(now)
+	}
+	if c.fed {
+		c.b.ReleaseFed(now, out, latency, retryAfter)
+	} else {
+		c.b.Release(now, out, latency, retryAfter)
+	}
+	if c.done == nil {
+		return
+	}
+	if clientGone {
+		out = outcome.Ignored // nothing learnt about the backend's health
+	}
+	c.done(now, out, latency)
+}
+
+// endAnswer is end for a non-streamed answer of outputTokens tokens,
+// whose latency is its whole generation (endpoint.Backend.ReleaseAnswer).
+func (c call) endAnswer(now time.Time, out outcome.Outcome, whole time.Duration, outputTokens int, clientGone bool) {
+	if c.fed || c.waiting || c.cpu { // not a plain answer after all: as end
+		c.end(now, out, whole, 0, clientGone)
+		return
+	}
+	c.b.AddWork(-c.work)
+	c.b.ReleaseAnswer(now, out, whole, outputTokens)
+	if c.done == nil {
+		return
+	}
+	if clientGone {
+		out = outcome.Ignored
+	}
+	c.done(now, out, whole)
+}
+
+// endCPU is end for a CPU-side call: its slot freed, its failures and
+// push-backs counted by the backend's health and its breaker, its success
+// by neither (outcome.Ignored for the breaker): a tokenizer answering in
+// milliseconds says nothing of the engine, and thousands of them would
+// dilute the breaker's failure and slow-call rates of the calls that do.
+func (c call) endCPU(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration, clientGone bool) {
+	c.b.ReleaseCPU(now, out, retryAfter)
+	if c.done == nil {
+		return
+	}
+	if clientGone || out == outcome.Success {
+		out = outcome.Ignored
+	}
+	c.done(now, out, latency)
+}
+
+// endWithBackend cancels an attempt's context when its backend is retired
+// (its drain ended); the hook is freed when the attempt ends first. It is
+// for an attempt whose end nobody else owns (a hedge race's legs, one of
+// which may outlive its request): a hook on actx frees the backend's, on a
+// goroutine context.AfterFunc starts when actx ends.
+func endWithBackend(actx context.Context, b *endpoint.Backend, cancel context.CancelCauseFunc) {
+	stop := context.AfterFunc(b.Context(), func() { cancel(ErrBackendRetired) })
+	context.AfterFunc(actx, func() { stop() })
+}
+
+// cancelWithBackend is endWithBackend for an attempt Forward ends itself,
+// on every path, with the cancel it returns: that cancel takes the
+// attempt off its backend's retirement list first (endpoint.RetireHook,
+// two allocations and no context registration), so the attempt costs
+// neither a hook on its own context nor the goroutine that hook starts at
+// its end (one per request).
+func cancelWithBackend(b *endpoint.Backend, cancel context.CancelCauseFunc) context.CancelCauseFunc {
+	h := &retireHook{b: b}
+	h.Cancel, h.Cause = cancel, ErrBackendRetired
+	if !b.HookRetire(&h.RetireHook) {
+		cancel(ErrBackendRetired) // retired already
+	}
+	return h.end
+}
+
+// retireHook is an attempt's endpoint.RetireHook with its backend.
+type retireHook struct {
+	endpoint.RetireHook
+	b *endpoint.Backend
+}
+
+// end takes the attempt off the list, then ends it with cause.
+func (h *retireHook) end(cause error) {
+	h.b.UnhookRetire(&h.RetireHook)
+	h.Cancel(cause)
+}
