@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -101,4 +102,35 @@ func TestSetConfigTargetsAndRamp(t *testing.T) {
 		t.Fatalf("waiter %v; want granted", w.state)
 	}
 	w.ticket.Release()
+}
+
+// SetConfig runs beside waiters and the gateway's reads of the delay
+// target (a guard for the race detector: the target was read unlocked
+// while it could not change).
+func TestSetConfigWhileWaiting(t *testing.T) {
+	var targets [MaxClass + 1]time.Duration
+	targets[Interactive] = time.Hour
+	cfg := QueueConfig{Fair: true, Targets: targets}
+	q := NewQueue(cfg, newCapacity(1).get, newFakeClock().Now)
+	held := grantedT(t, q, Request{Tenant: "a"})
+	ch := acquireAsync(q, context.Background(), Request{Tenant: "b"})
+	eventually(t, "b queued", func() bool { return q.Stats().Queued == 1 })
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		for range 50 {
+			_ = q.DelayTarget(Interactive)
+		}
+	}()
+	for i := range 50 {
+		cfg.Targets[Interactive] = time.Hour + time.Duration(i)*time.Second
+		q.SetConfig(cfg)
+	}
+	<-read
+	held.Release()
+	r := await(t, ch)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	r.t.Release()
 }
