@@ -11,7 +11,10 @@ import (
 // admit checks the bounds for a request about to queue. When the total bound
 // is reached and the arriving tenant is within its fair share, the newest
 // request of the tenant most over its share is pushed out to make room, so a
-// flood cannot lock the well-behaved out of a full queue.
+// flood cannot lock the well-behaved out of a full queue. A queue already
+// over a bound (lowered by SetConfig) pushes nobody out: a push-out trades
+// one waiter for another and cannot bring it under, so arrivals are
+// refused until its waiters drain below the bound.
 func (q *Queue) admit(r Request) *Rejection {
 	capacity := q.capacity()
 	ts := q.tenants[r.Tenant]
@@ -27,9 +30,13 @@ func (q *Queue) admit(r Request) *Rejection {
 	if q.cfg.MaxQueuedCost > 0 && r.Cost > q.cfg.MaxQueuedCost {
 		return q.queueFull(capacity) // could never fit, whoever left
 	}
+	over := q.queued > q.cfg.MaxQueued || (q.cfg.MaxQueuedCost > 0 && q.queuedCost > q.cfg.MaxQueuedCost)
 	for q.queued+1 > q.cfg.MaxQueued || (q.cfg.MaxQueuedCost > 0 && q.queuedCost+r.Cost > q.cfg.MaxQueuedCost) {
 		if q.overShare(r.Tenant, r.Weight, r.Cost) {
 			return q.tenantFull(r.Tenant, r.Weight, capacity)
+		}
+		if over {
+			return q.queueFull(capacity)
 		}
 		victim := q.pushOutVictim(r)
 		if !q.cfg.Fair || victim == nil {

@@ -355,10 +355,7 @@ func (q *Queue) wait(ctx context.Context, w *waiter, p *Progress) (*Ticket, erro
 	if p != nil {
 		tick = p.Tick
 	}
-	next := w.enqueued.Add(q.classes[w.req.Class].delay.target)
-	if !q.classes[w.req.Class].delay.on() {
-		next = q.deadlineOf(w)
-	}
+	next := q.firstLook(w)
 	for {
 		var timeout <-chan time.Time
 		var tm *time.Timer
@@ -380,6 +377,18 @@ func (q *Queue) wait(ctx context.Context, w *waiter, p *Progress) (*Ticket, erro
 			q.report(w, p.Report)
 		}
 	}
+}
+
+// firstLook is when a new waiter is first reviewed: at its class's
+// delay target, or its deadline when the class has none. Read under q.mu:
+// SetConfig may change the target.
+func (q *Queue) firstLook(w *waiter) time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if d := q.classes[w.req.Class].delay; d.on() {
+		return w.enqueued.Add(d.target)
+	}
+	return q.deadlineOf(w)
 }
 
 func stopTimer(t *time.Timer) {

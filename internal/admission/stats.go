@@ -182,9 +182,11 @@ func (q *Queue) Spare() int {
 	return max(capacity-q.reserve(capacity)-q.inUse, 0)
 }
 
-// DelayTarget is class c's controlled-delay target (0: off). It never
-// changes after NewQueue, so it is read without the queue's lock.
+// DelayTarget is class c's controlled-delay target (0: off). SetConfig
+// may change it, so it is read under the queue's lock.
 func (q *Queue) DelayTarget(c Class) time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	return q.cfg.Targets[min(max(c, Interactive), MaxClass)]
 }
 

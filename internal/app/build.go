@@ -155,8 +155,8 @@ func Load(path string) (*config.Config, error) { return config.LoadWith(path, Po
 // Build makes a runtime from cfg, aside: the running one (prev) is only
 // read. Backends of prev with the same model and spec are reused, so their
 // in-flight counts, health, latency and breaker windows survive a reload
-// and in-flight streams are never dropped; so are queues whose settings
-// did not change (with their waiters) and an unchanged rate limiter (with
+// and in-flight streams are never dropped; so are the models' queues
+// (with their waiters, new settings set on Commit) and an unchanged rate limiter (with
 // its buckets). What the new runtime changes on those shared parts is
 // handed over by Commit, never before: a build that fails at any stage
 // leaves prev exactly as it was, and closes what it opened. A cfg that is

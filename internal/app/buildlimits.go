@@ -94,37 +94,41 @@ func (b *build) admission() error {
 	return nil
 }
 
-// poolQueue is a model's fair queue. It outlives config reloads that keep
-// the admission settings (waiters stay queued, tickets stay counted), so
-// the pool it measures capacity on is swapped in behind a pointer.
+// poolQueue is a model's fair queue. It outlives config reloads (waiters
+// stay queued in their order, tickets stay counted), so the pool it
+// measures capacity on is swapped in behind a pointer, and a reload that
+// changes the admission settings or the pool's objective sets them on the
+// running queue (admission.Queue.SetConfig) on Commit.
 type poolQueue struct {
 	q    *admission.Queue
 	pool atomic.Pointer[gateway.Pool]
-	cfg  queueSettings
 }
 
-// queueSettings is what a queue is built from; a reload that changes none
-// of it keeps the queue.
-type queueSettings struct {
-	admission config.Admission
-	slo       config.SLO
-}
-
-// queueFor returns prev's queue for m when reusable, else a new one.
+// queueFor returns prev's queue for m, to be set to this config on
+// Commit (onQueue), else a new one. A new queue beside the old one knew
+// neither its waiters nor its tickets: it granted later arrivals at once,
+// ahead of them (they lost the race for the backend's slot and were
+// refused 503 after seconds queued), and its bounds counted none of them.
 func (b *build) queueFor(m *model) *poolQueue {
-	a := b.cfg.Admission
-	settings := queueSettings{admission: a, slo: m.slo}
+	cfg := queueConfig(b.cfg.Admission, m, b.deps.QueueWork)
 	if b.prev != nil {
-		if old := b.prev.queues[m.cfg.Name]; old != nil && old.cfg == settings {
+		if old := b.prev.queues[m.cfg.Name]; old != nil {
+			b.out.handover = append(b.out.handover, func() { old.q.SetConfig(cfg) })
 			return old
 		}
 	}
-	pq := &poolQueue{cfg: settings}
+	pq := &poolQueue{}
+	pq.q = admission.NewQueue(cfg, func() int { return pq.pool.Load().Capacity() }, b.deps.Now)
+	return pq
+}
+
+// queueConfig is model m's queue settings under a.
+func queueConfig(a config.Admission, m *model, wake chan<- struct{}) admission.QueueConfig {
 	var targets [admission.MaxClass + 1]time.Duration
 	for c := range targets {
 		targets[c] = delayTarget(a, m.slo, admission.Class(c))
 	}
-	pq.q = admission.NewQueue(admission.QueueConfig{
+	return admission.QueueConfig{
 		Name: m.cfg.Name, Fair: true, MaxQueued: a.MaxQueued, MaxQueuedPerTenant: a.MaxQueuedPerTenant,
 		MaxQueuedCost: a.MaxQueuedTokens, MinShare: a.BatchMinShare,
 		// No grace: a waiter that cannot start before its deadline is
@@ -137,9 +141,8 @@ func (b *build) queueFor(m *model) *poolQueue {
 		QueueUnmeasured: true,
 		ShortFirst:      shortFirst(a, m.slo),
 		RampWindow:      time.Duration(a.TenantRamp),
-		Wake:            b.deps.QueueWork,
-	}, func() int { return pq.pool.Load().Capacity() }, b.deps.Now)
-	return pq
+		Wake:            wake,
+	}
 }
 
 // onQueue points q at the pool it serves: at once for a new queue, on
