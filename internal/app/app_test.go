@@ -94,7 +94,23 @@ func runLoopback(t *testing.T, a *App) (addr string, cancel context.CancelFunc, 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan error, 1)
-	go func() { done <- a.Run(ctx, ln) }()
+	returned := make(chan struct{})
+	go func() {
+		done <- a.Run(ctx, ln)
+		close(returned)
+	}()
+	// A test that fails before it stops the app (t.Fatal) still stops it
+	// here, ahead of the leak checks registered before it: one failure
+	// must not leave a running gateway for every later test's leak check
+	// to report. A test that stopped it finds Run returned already.
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-returned:
+		case <-time.After(time.Minute):
+			t.Error("the app did not stop within a minute of its cancel")
+		}
+	})
 	return ln.Addr().String(), cancel, done
 }
 

@@ -16,18 +16,24 @@ import (
 	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
-// refreshBackend answers the first deterministic request at once (it
-// fills the cache) and holds every later one, the stale-while-revalidate
-// refresh, until the gateway cancels it; other requests are answered at
-// once. refreshing receives one value when the refresh arrives; cut is set
-// when its cancellation reached the backend.
-func refreshBackend(t *testing.T) (url string, refreshing chan struct{}, cut *atomic.Bool) {
-	refreshing, cut = make(chan struct{}, 1), &atomic.Bool{}
-	var cached atomic.Int32
+// refreshBackend answers every request at once until hold is set; after
+// that it holds each deterministic request (the stale-while-revalidate
+// refresh) until the gateway cancels it. refreshing receives a value when
+// a held refresh arrives; cut is set when its cancellation reached the
+// backend. The hold is the test's to set, once the entry is known to be
+// stored: the gateway stores a coalesced answer after the client has it,
+// so a backend that held every request after the first could hold a
+// second client request that arrived before the store (a MISS, ended
+// 504), not a refresh.
+func refreshBackend(t *testing.T) (url string, hold *atomic.Bool, refreshing chan struct{}, cut *atomic.Bool) {
+	hold, refreshing, cut = &atomic.Bool{}, make(chan struct{}, 1), &atomic.Bool{}
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if strings.Contains(string(body), `"shared"`) && cached.Add(1) > 1 {
-			refreshing <- struct{}{}
+		if strings.Contains(string(body), `"shared"`) && hold.Load() {
+			select {
+			case refreshing <- struct{}{}:
+			default:
+			}
 			<-r.Context().Done()
 			cut.Store(true)
 			return
@@ -36,7 +42,7 @@ func refreshBackend(t *testing.T) (url string, refreshing chan struct{}, cut *at
 		io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}`)
 	}))
 	t.Cleanup(s.Close)
-	return s.URL, refreshing, cut
+	return s.URL, hold, refreshing, cut
 }
 
 // writeRefreshConfig: entries are stale at once (ttl 1ms) and served stale
@@ -71,7 +77,7 @@ func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
 		leaktest.VerifyNone(t, otherTestsGoroutines...)
 	})
 	before := goleak.IgnoreCurrent()
-	backend, refreshing, cut := refreshBackend(t)
+	backend, hold, refreshing, cut := refreshBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeRefreshConfig(t, path, backend, "200ms", "m")
 	url, stop, done := startApp(t, path)
@@ -79,10 +85,26 @@ func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
 	if x := detChat(t, url); x != "MISS" {
 		t.Fatalf("first request: X-Cache %q, want MISS", x)
 	}
-	// Fresh for 1ms after it was stored: a request that close after is
-	// still a HIT.
-	eventually(t, "a stale hit", func() bool { return detChat(t, url) == "STALE" })
-	<-refreshing // the refresh is upstream, with no handler waiting for it
+	// The entry is stored once a request finds it: a HIT or STALE (a
+	// stale one's refresh is answered at once, the hold not yet set), not
+	// a MISS or a COALESCED follower of a flight yet to store it.
+	eventually(t, "the entry stored", func() bool {
+		x := detChat(t, url)
+		return x == "HIT" || x == "STALE"
+	})
+	hold.Store(true)
+	// Stale 1ms after it was stored: a stale hit starts a refresh, which
+	// the backend now holds. Asked until one is held: a stale hit while a
+	// refresh answered before the hold is still storing starts none.
+	eventually(t, "a refresh held upstream", func() bool {
+		detChat(t, url)
+		select {
+		case <-refreshing: // the refresh is upstream, with no handler waiting for it
+			return true
+		default:
+			return false
+		}
+	})
 
 	writeRefreshConfig(t, path, backend, "200ms", "m", "m2")
 	eventually(t, "the reloaded config to serve m2", func() bool {
