@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -33,7 +34,15 @@ import (
 //   - streaming lists (sendInitialEvents=true): the current objects as
 //     ADDED events, then a BOOKMARK annotated k8s.io/initial-events-end,
 //     when streaming is on; else 422, as a server without the WatchList
-//     feature answers, and the client falls back to list then watch.
+//     feature answers, and the client falls back to list then watch;
+//   - a watch's timeoutSeconds: the server closes the stream cleanly once
+//     it has passed (client-go asks for 5 to 10 minutes and watches again
+//     from the last version it saw).
+//
+// The slices are what the EndpointSlice controller writes: each of one
+// address type (a dual-stack Service has an IPv4 and an IPv6 slice for
+// the same pods, "EndpointSlices" in the concepts docs), endpoints with
+// their conditions and, when the test names the pod, a targetRef to it.
 //
 // The test changes the slices with put and remove (each a new
 // resourceVersion and an event), or quietly (a change whose event is lost
@@ -85,6 +94,10 @@ func New(t testing.TB, ns string, streaming bool) *APIServer {
 type Endpoint struct {
 	Addr                        string
 	Ready, Serving, Terminating *bool
+	// Pod names the pod behind the endpoint (its targetRef, as the
+	// controller writes it); "" leaves targetRef out, as a slice managed
+	// by hand may.
+	Pod string
 }
 
 // Yes and No are condition values.
@@ -108,9 +121,21 @@ func Slice(name, service string, port int32, eps ...Endpoint) *discoveryv1.Endpo
 		s.Ports = append(s.Ports, discoveryv1.EndpointPort{Name: &p.name, Port: &p.port})
 	}
 	for _, e := range eps {
-		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{e.Addr},
-			Conditions: discoveryv1.EndpointConditions{Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating}})
+		ep := discoveryv1.Endpoint{Addresses: []string{e.Addr},
+			Conditions: discoveryv1.EndpointConditions{Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating}}
+		if e.Pod != "" {
+			ep.TargetRef = &corev1.ObjectReference{Kind: "Pod", Name: e.Pod}
+		}
+		s.Endpoints = append(s.Endpoints, ep)
 	}
+	return s
+}
+
+// SliceV6 is Slice of address type IPv6: a dual-stack Service's second
+// slice of the same pods.
+func SliceV6(name, service string, port int32, eps ...Endpoint) *discoveryv1.EndpointSlice {
+	s := Slice(name, service, port, eps...)
+	s.AddressType = discoveryv1.AddressTypeIPv6
 	return s
 }
 
@@ -129,6 +154,11 @@ func (k *APIServer) change(s *discoveryv1.EndpointSlice, del, quiet bool) {
 	k.rv++
 	s = s.DeepCopy()
 	s.Namespace = k.ns
+	for i := range s.Endpoints {
+		if r := s.Endpoints[i].TargetRef; r != nil && r.Namespace == "" {
+			r.Namespace = k.ns
+		}
+	}
 	s.ResourceVersion = strconv.Itoa(k.rv)
 	typ := "ADDED"
 	switch {
@@ -279,6 +309,14 @@ func (k *APIServer) watch(w http.ResponseWriter, r *http.Request, selector strin
 		lines: make(chan []byte, 256), end: make(chan struct{})}
 	k.watchers[wt] = true
 	k.mu.Unlock()
+	// The server ends a watch at its timeoutSeconds (a clean end of the
+	// stream, no ERROR event); none asked: it runs until ended.
+	var timeout <-chan time.Time
+	if secs, err := strconv.Atoi(q.Get("timeoutSeconds")); err == nil && secs > 0 {
+		t := time.NewTimer(time.Duration(secs) * time.Second)
+		defer t.Stop()
+		timeout = t.C
+	}
 
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
@@ -302,6 +340,11 @@ func (k *APIServer) watch(w http.ResponseWriter, r *http.Request, selector strin
 					return
 				}
 			}
+		case <-timeout:
+			k.mu.Lock()
+			delete(k.watchers, wt)
+			k.mu.Unlock()
+			return
 		case <-r.Context().Done():
 			k.mu.Lock()
 			delete(k.watchers, wt)
