@@ -109,3 +109,23 @@ func TestKubernetesDualStackOneBackendPerPod(t *testing.T) {
 		kubetest.Endpoint{Addr: "fd00::2", Pod: "b"}, kubetest.Endpoint{Addr: "fd00::3", Pod: "c"}))
 	nextSet(t, sink, "http://10.0.0.1:8000,http://10.0.0.2:8000,http://[fd00::3]:8000")
 }
+
+// A 410 Gone whose history hid a re-slicing (the old slice deleted, a new
+// one made, both events compacted away): the relist replaces the store
+// with additions before deletions, so the set goes from the old slice's
+// to the new one's without an empty set, or a hold, between.
+func TestKubernetesRelistAfterReslicingNeverEmpty(t *testing.T) {
+	api := kubetest.New(t, "llm", false)
+	api.Put(kubetest.Slice("vllm-a", "vllm", 8000, kubetest.Endpoint{Addr: "10.0.0.1"}))
+	clock := newSettleClock()
+	sink := runKube(t, api, Kubernetes{Service: "vllm", PortName: "http", After: clock.after})
+	nextSet(t, sink, "http://10.0.0.1:8000")
+	api.Request(t, "watch rv=")
+	api.PutQuietly(kubetest.Slice("vllm-b", "vllm", 8000, kubetest.Endpoint{Addr: "10.0.0.1"}, kubetest.Endpoint{Addr: "10.0.0.2"}))
+	api.RemoveQuietly(kubetest.Slice("vllm-a", "vllm", 8000))
+	api.Expire(true)
+	nextSet(t, sink, "http://10.0.0.1:8000,http://10.0.0.2:8000")
+	if len(clock.timers) != 0 || len(sink.held) != 0 {
+		t.Error("the relist showed an empty set on the way")
+	}
+}

@@ -148,6 +148,9 @@ func (k *APIServer) PutQuietly(s *discoveryv1.EndpointSlice) { k.change(s, false
 // Remove deletes the slice named like s, with an event.
 func (k *APIServer) Remove(s *discoveryv1.EndpointSlice) { k.change(s, true, false) }
 
+// RemoveQuietly deletes the slice named like s; its event is lost.
+func (k *APIServer) RemoveQuietly(s *discoveryv1.EndpointSlice) { k.change(s, true, true) }
+
 func (k *APIServer) change(s *discoveryv1.EndpointSlice, del, quiet bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
