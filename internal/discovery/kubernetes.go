@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -61,7 +62,8 @@ const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namesp
 // that comes meanwhile is reported at once instead, so a Service whose
 // slices are deleted and made again (the Service re-created, a controller
 // re-slicing) never empties the pool for the moment between. A failure
-// to reach the API (unreachable, 403 for want of RBAC) is reported to the
+// to reach the API (unreachable, refusing connections, 403 for want of
+// RBAC) is reported to the
 // sink while the informer retries with backoff; the last set stands, and
 // is reported again once the informer has listed after the failure, so
 // the failure is seen to end.
@@ -121,7 +123,10 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 	// failed is set at a failure to list or watch; the next set is
 	// reported even when unchanged, so the failure is seen to end.
 	var failed atomic.Bool
-	pokeWhenBack(lw, &failed, poke)
+	pokeWhenBack(lw, &failed, poke, func(err error) {
+		failed.Store(true)
+		sink.Fail(fmt.Errorf("%s: %w", what, err))
+	})
 	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { poke() },
 		UpdateFunc: func(any, any) { poke() },
@@ -195,7 +200,13 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 // was (a Service with no slice before the outage and after it). The loop
 // may so report the store before the list's changes reach it: the last
 // set, which rebuilds nothing; the changes follow as events.
-func pokeWhenBack(lw *cache.ListWatch, failed *atomic.Bool, poke func()) {
+//
+// And it reports (fail) a watch that cannot start for a reason the
+// reflector retries by itself, with backoff, without a relist and without
+// telling the watch error handler: a refused connection (the API server
+// restarting, its load balancer gone) or a 429. Unreported, an API away
+// for an hour showed nothing: no failure, no failing source.
+func pokeWhenBack(lw *cache.ListWatch, failed *atomic.Bool, poke func(), fail func(error)) {
 	list, watchFn := lw.ListWithContextFunc, lw.WatchFuncWithContext
 	lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 		obj, err := list(ctx, o)
@@ -206,8 +217,11 @@ func pokeWhenBack(lw *cache.ListWatch, failed *atomic.Bool, poke func()) {
 	}
 	lw.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 		w, err := watchFn(ctx, o)
-		if err == nil && failed.Load() {
+		switch {
+		case err == nil && failed.Load():
 			poke()
+		case err != nil && ctx.Err() == nil && (utilnet.IsConnectionRefused(err) || apierrors.IsTooManyRequests(err)):
+			fail(err)
 		}
 		return w, err
 	}

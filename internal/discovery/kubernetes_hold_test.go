@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -128,4 +129,29 @@ func TestKubernetesRelistAfterReslicingNeverEmpty(t *testing.T) {
 	if len(clock.timers) != 0 || len(sink.held) != 0 {
 		t.Error("the relist showed an empty set on the way")
 	}
+}
+
+// The API server restarting: its port refuses connections. The reflector
+// retries the watch by itself (backoff, no relist, no error handler); the
+// source still reports the failure, keeps the set, and reports it again
+// once the API answers, so the failure is seen to end.
+func TestKubernetesRefusedConnectionsAreAFailure(t *testing.T) {
+	api := kubetest.New(t, "llm", false)
+	api.Put(kubetest.Slice("vllm-a", "vllm", 8000, kubetest.Endpoint{Addr: "10.0.0.1"}))
+	sink := runKube(t, api, Kubernetes{Service: "vllm", PortName: "http"})
+	nextSet(t, sink, "http://10.0.0.1:8000")
+	api.Request(t, "watch rv=")
+
+	api.SetRefusing(true)
+	if err := nextFailure(t, sink, "the refused connection"); !strings.Contains(err.Error(), "connection refused") ||
+		!strings.Contains(err.Error(), "llm/vllm") {
+		t.Fatalf("failure %q, want the refused connection and the Service", err)
+	}
+	select {
+	case set := <-sink.updates:
+		t.Fatalf("a set %q reported while the API refused", urls(set))
+	default:
+	}
+	api.SetRefusing(false)
+	nextSet(t, sink, "http://10.0.0.1:8000")
 }

@@ -7,6 +7,7 @@ package kubetest
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -50,6 +51,7 @@ import (
 // down answers every request with an error status.
 type APIServer struct {
 	srv       *httptest.Server
+	gate      *gate
 	ns        string
 	streaming bool
 	requests  chan string // "list", "watch rv=N", "gone rv=N", "watchlist rv=N", "watchlist refused", "refused"
@@ -81,7 +83,10 @@ type watcher struct {
 func New(t testing.TB, ns string, streaming bool) *APIServer {
 	k := &APIServer{ns: ns, streaming: streaming, requests: make(chan string, 1024), rv: 100,
 		slices: map[string]*discoveryv1.EndpointSlice{}, watchers: map[*watcher]bool{}}
-	k.srv = httptest.NewServer(http.HandlerFunc(k.serve))
+	k.srv = httptest.NewUnstartedServer(http.HandlerFunc(k.serve))
+	k.gate = newGate(t, k.srv.Listener)
+	k.srv.Listener = k.gate
+	k.srv.Start()
 	t.Cleanup(func() {
 		k.EndWatches()
 		k.srv.Close()
@@ -227,6 +232,19 @@ func (k *APIServer) SetDown(status int) {
 	k.down = status
 	k.mu.Unlock()
 	k.EndWatches()
+}
+
+// SetRefusing stops listening (true: every connection is refused, the
+// open ones closed, as when the API server restarts) or listens again on
+// the same address (false).
+func (k *APIServer) SetRefusing(refuse bool) {
+	if refuse {
+		k.gate.stop()
+		k.EndWatches()
+		k.srv.CloseClientConnections()
+		return
+	}
+	k.gate.listen()
 }
 
 // EndWatches closes every open watch stream.
@@ -429,3 +447,83 @@ func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, ms
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(status(code, reason, msg))
 }
+
+// gate is the server's listener, able to stop listening (connections to
+// its port refused) and listen again on the same address.
+type gate struct {
+	t      testing.TB
+	addr   net.Addr
+	closed chan struct{}
+
+	mu     sync.Mutex
+	cur    net.Listener  // nil while refusing
+	opened chan struct{} // closed when it listens again
+}
+
+func newGate(t testing.TB, l net.Listener) *gate {
+	return &gate{t: t, addr: l.Addr(), cur: l, closed: make(chan struct{}), opened: make(chan struct{})}
+}
+
+func (g *gate) Accept() (net.Conn, error) {
+	for {
+		g.mu.Lock()
+		l, opened := g.cur, g.opened
+		g.mu.Unlock()
+		if l == nil {
+			select {
+			case <-opened:
+				continue
+			case <-g.closed:
+				return nil, net.ErrClosed
+			}
+		}
+		c, err := l.Accept()
+		if err == nil {
+			return c, nil
+		}
+		g.mu.Lock()
+		moved := g.cur != l
+		g.mu.Unlock()
+		select {
+		case <-g.closed:
+			return nil, err
+		default:
+		}
+		if !moved {
+			return nil, err
+		}
+	}
+}
+
+func (g *gate) stop() {
+	g.mu.Lock()
+	l := g.cur
+	g.cur, g.opened = nil, make(chan struct{})
+	g.mu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+}
+
+func (g *gate) listen() {
+	l, err := net.Listen("tcp", g.addr.String())
+	if err != nil {
+		g.t.Fatalf("listening again on %s: %v", g.addr, err)
+	}
+	g.mu.Lock()
+	g.cur = l
+	close(g.opened)
+	g.mu.Unlock()
+}
+
+func (g *gate) Close() error {
+	select {
+	case <-g.closed:
+	default:
+		close(g.closed)
+	}
+	g.stop()
+	return nil
+}
+
+func (g *gate) Addr() net.Addr { return g.addr }
