@@ -68,8 +68,11 @@ type Jitter interface {
 // to index 0, an index of 0 is taken as 1, and queries are paced
 // (consulGap after each answer). An instance's address is Service.Address, or
 // Node.Address when that is empty, on Service.Port; an instance whose
-// address or port makes no URL is skipped. A failed query (the agent
-// down, a refused token) is reported and retried, without blocking,
+// address or port makes no URL is skipped. No passing instance is a
+// failure (ErrNoPassing), which names the ACL when the agent says it
+// filtered the answer (a token without service:read gets an empty list,
+// not a 403; retried as a refusal is). A failed query (the agent down, a refused token) is
+// reported and retried, without blocking,
 // after a jittered, doubling backoff; the last set stands. The first set after a failure
 // is reported even when unchanged, so the failure is seen to end.
 type Consul struct {
@@ -117,9 +120,23 @@ func (c Consul) Run(ctx context.Context, sink Sink) {
 		failed   bool // the last query was a failure: report the next set even if unchanged
 	)
 	for {
-		entries, next, err := c.query(ctx, client, index)
+		entries, meta, err := c.query(ctx, client, index)
 		if ctx.Err() != nil {
 			return
+		}
+		var set []endpoint.Spec
+		if err == nil {
+			set = consulSpecs(entries, c.Template)
+			if len(set) == 0 && meta.ResultsFilteredByACLs {
+				// A token that may not read the service (or its nodes)
+				// gets an empty answer, not a 403. Say so, or the
+				// operator looks for instances that are there; and
+				// retry as after a refusal (backoff, a fresh read), so
+				// a mended token is seen then, not when the index next
+				// moves or the wait ends.
+				err = fmt.Errorf("%w: the agent left out instances the ACL token may not read "+
+					"(X-Consul-Results-Filtered-By-ACLs; the token needs service:read and node:read)", ErrNoPassing)
+			}
 		}
 		pause := consulGap
 		if err != nil {
@@ -133,8 +150,7 @@ func (c Consul) Run(ctx context.Context, sink Sink) {
 			index = 0
 		} else {
 			failures = 0
-			index = nextIndex(index, next)
-			set := consulSpecs(entries, c.Template)
+			index = nextIndex(index, meta.LastIndex)
 			switch {
 			case len(set) == 0:
 				failed = true
@@ -196,8 +212,9 @@ func (c Consul) client() (*consul.Client, func(), error) {
 	return client, closeIdle, err
 }
 
-// query runs one (blocking, when index > 0) health query.
-func (c Consul) query(ctx context.Context, client *consul.Client, index uint64) ([]*consul.ServiceEntry, uint64, error) {
+// query runs one (blocking, when index > 0) health query; its meta
+// carries the answer's index and whether ACLs filtered it.
+func (c Consul) query(ctx context.Context, client *consul.Client, index uint64) ([]*consul.ServiceEntry, consul.QueryMeta, error) {
 	wait := c.Wait
 	if wait <= 0 {
 		wait = DefaultConsulWait
@@ -206,7 +223,7 @@ func (c Consul) query(ctx context.Context, client *consul.Client, index uint64) 
 	if c.Token != nil {
 		token, err := c.Token()
 		if err != nil {
-			return nil, index, err
+			return nil, consul.QueryMeta{}, err
 		}
 		q.Token = token
 	}
@@ -214,9 +231,9 @@ func (c Consul) query(ctx context.Context, client *consul.Client, index uint64) 
 	defer cancel()
 	entries, meta, err := client.Health().ServiceMultipleTags(c.Service, c.Tags, true, q.WithContext(ctx))
 	if err != nil {
-		return nil, index, shortError(err)
+		return nil, consul.QueryMeta{}, shortError(err)
 	}
-	return entries, meta.LastIndex, nil
+	return entries, *meta, nil
 }
 
 // shortError bounds the agent's error body (the library quotes it whole)

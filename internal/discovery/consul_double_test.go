@@ -17,8 +17,11 @@ import (
 // follows the documented health endpoint, GET /v1/health/service/<name>:
 // `passing` keeps instances whose checks all pass, every `tag` must be on
 // an instance, `dc` picks the datacenter (default dc1), X-Consul-Token is
-// checked when the double requires one (403 "ACL not found" otherwise),
-// and every answer carries X-Consul-Index. A query with `index` blocks
+// checked when the double requires one (403 "ACL not found" otherwise), a
+// known token without service:read gets its answers filtered to nothing
+// with X-Consul-Results-Filtered-By-ACLs: true (as the health API docs
+// say), and every answer carries X-Consul-Index, X-Consul-KnownLeader and
+// X-Consul-LastContact. A query with `index` blocks
 // while the index is at most that value, until a change moves it past,
 // `wait` passes (Consul's default 5m, at most 10m), or the test expires
 // it (as if the wait had passed: no wall clock in tests).
@@ -31,6 +34,7 @@ type consulDouble struct {
 	index     uint64
 	instances []consulInstance
 	token     string // required when set
+	unread    string // a known token without service:read: answers filtered
 	down      bool   // answer 500, as an agent without a leader
 	changed   chan struct{}
 }
@@ -124,9 +128,9 @@ func (d *consulDouble) serve(w http.ResponseWriter, r *http.Request) {
 	defer timer.Stop()
 	for {
 		d.mu.Lock()
-		cur, down, changed, token := d.index, d.down, d.changed, d.token
+		cur, down, changed, token, unread := d.index, d.down, d.changed, d.token, d.unread
 		d.mu.Unlock()
-		if token != "" && r.Header.Get("X-Consul-Token") != token {
+		if got := r.Header.Get("X-Consul-Token"); token != "" && got != token && (unread == "" || got != unread) {
 			http.Error(w, "ACL not found", http.StatusForbidden)
 			return
 		}
@@ -147,13 +151,14 @@ func (d *consulDouble) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		break
 	}
-	d.answer(w, name, q)
+	d.answer(w, name, q, r.Header.Get("X-Consul-Token"))
 }
 
 // answer writes the service's matching instances and the index.
-func (d *consulDouble) answer(w http.ResponseWriter, name string, q url.Values) {
+func (d *consulDouble) answer(w http.ResponseWriter, name string, q url.Values, token string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	filtered := d.unread != "" && token == d.unread
 	dc := q.Get("dc")
 	if dc == "" {
 		dc = "dc1"
@@ -178,5 +183,13 @@ func (d *consulDouble) answer(w http.ResponseWriter, name string, q url.Values) 
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(d.index, 10))
+	// As every answer of an endpoint with consistency modes: without
+	// them the client library stops reading the headers there.
+	w.Header().Set("X-Consul-KnownLeader", "true")
+	w.Header().Set("X-Consul-LastContact", "0")
+	if filtered && len(out) > 0 {
+		out = out[:0]
+		w.Header().Set("X-Consul-Results-Filtered-By-ACLs", "true")
+	}
 	json.NewEncoder(w).Encode(out)
 }

@@ -333,3 +333,35 @@ func TestConsulRefusedThenRecovers(t *testing.T) {
 		t.Fatalf("set after the outage %s, want the same set reported again", got)
 	}
 }
+
+// A token the agent knows but that may not read the service gets an
+// empty answer, not a 403 (the health API filters by ACL and says so in
+// X-Consul-Results-Filtered-By-ACLs): the failure names the ACL, and the
+// set is kept; with a token that may read, the instances come back.
+func TestConsulFilteredByACLSaysSo(t *testing.T) {
+	in := consulInstance{Node: "n1", NodeAddr: "10.0.0.1", Port: 8000, Status: "passing"}
+	d := newConsulDouble(t, 5, in)
+	d.token, d.unread = "reader", "no-read"
+	token := "no-read"
+	var mu sync.Mutex
+	sink, k := runConsul(t, Consul{Service: "llm", Address: d.addr(),
+		Token: func() (string, error) { mu.Lock(); defer mu.Unlock(); return token, nil }})
+	d.request(t)
+	err := sink.failure(t, ErrNoPassing.Error())
+	if !strings.Contains(err.Error(), "ACL token") || !strings.Contains(err.Error(), "service:read") {
+		t.Fatalf("failure %q does not name the ACL", err)
+	}
+	mu.Lock()
+	token = "reader"
+	mu.Unlock()
+	k.next(t, d, 375*time.Millisecond)
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
+		t.Fatalf("set %s with a token that may read", got)
+	}
+	// A plain empty answer (nothing passing) does not blame the ACL.
+	d.register(consulInstance{Node: "n1", NodeAddr: "10.0.0.1", Port: 8000, Status: "critical"})
+	k.next(t, d, consulGap)
+	if err := sink.failure(t, ErrNoPassing.Error()); strings.Contains(err.Error(), "ACL") {
+		t.Fatalf("failure %q blames the ACL for an empty answer", err)
+	}
+}

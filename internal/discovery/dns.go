@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,7 +35,8 @@ var ErrNoRecords = errors.New("no records")
 // higher ones are for when those are gone, which here is a new answer),
 // with its port and its weight (0 counts as 1); the URL names the target
 // host, which the upstream transport resolves. Record "A" (the default):
-// the name's A and AAAA addresses, on Port. The name is queried as written
+// the name's A and AAAA addresses, on Port (one of the two failing while
+// the other answers: see resolve). The name is queried as written
 // (fully qualified; no search domains). A failed query, or an empty
 // answer, is a failure and is retried after a backoff: the step doubles
 // from MinInterval to MaxInterval while the failure lasts, each wait drawn
@@ -75,7 +77,7 @@ func (d DNS) Run(ctx context.Context, sink Sink) {
 		failures int
 	)
 	for {
-		set, ttl, err := d.resolve(ctx)
+		set, ttl, err := d.resolve(ctx, last)
 		wait := min(max(ttl, d.MinInterval), d.MaxInterval)
 		switch {
 		case ctx.Err() != nil:
@@ -122,30 +124,58 @@ func (d DNS) record() string {
 }
 
 // resolve is the set the name gives now, sorted, and the answer's
-// smallest TTL.
-func (d DNS) resolve(ctx context.Context) ([]endpoint.Spec, time.Duration, error) {
+// smallest TTL. With record A, one of the A and AAAA queries may fail
+// while the other answers: the answer stands alone unless last (the set
+// in use) holds an address of the failed family, which a partial answer
+// would drop (then it is a failure: last stands). So a resolver that
+// always fails AAAA (some do, with SERVFAIL or NOTIMP) still gives the
+// IPv4 backends, as getaddrinfo and Go's resolver do, and a transient
+// AAAA failure never takes IPv6 backends away.
+func (d DNS) resolve(ctx context.Context, last []endpoint.Spec) ([]endpoint.Spec, time.Duration, error) {
 	server, err := d.server()
 	if err != nil {
 		return nil, 0, err
 	}
-	var rrs []dns.RR
+	var (
+		rrs      []dns.RR
+		firstErr error
+	)
 	types := []uint16{dns.TypeA, dns.TypeAAAA}
 	if d.record() == "SRV" {
 		types = []uint16{dns.TypeSRV}
 	}
 	for _, t := range types {
 		ans, err := query(ctx, server, dns.Fqdn(d.Name), t, cmp.Or(d.Timeout, dnsTimeout))
-		if err != nil {
-			return nil, 0, err
+		switch {
+		case err == nil:
+			rrs = append(rrs, ans...)
+			continue
+		case firstErr != nil, ctx.Err() != nil, len(types) == 1, holdsFamily(last, t == dns.TypeA):
+			return nil, 0, cmp.Or(firstErr, err)
 		}
-		rrs = append(rrs, ans...)
+		firstErr = err
 	}
 	set, ttl := d.specs(rrs)
 	if len(set) == 0 {
-		return nil, 0, ErrNoRecords
+		return nil, 0, cmp.Or(firstErr, ErrNoRecords)
 	}
 	slices.SortFunc(set, func(a, b endpoint.Spec) int { return strings.Compare(a.URL, b.URL) })
 	return set, ttl, nil
+}
+
+// holdsFamily says whether set has a backend at an IPv4 address (v4) or
+// an IPv6 one (!v4).
+func holdsFamily(set []endpoint.Spec, v4 bool) bool {
+	for _, s := range set {
+		u, err := url.Parse(s.URL)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(u.Hostname()); ip != nil && (ip.To4() != nil) == v4 {
+			return true
+		}
+	}
+	return false
 }
 
 // specs turns answer records into backends: SRV targets of the lowest

@@ -21,6 +21,7 @@ type zone struct {
 	mu     sync.Mutex
 	rrs    map[uint16][]string // by type, in zone-file syntax
 	fail   bool                // answer SERVFAIL
+	failQ  uint16              // answer SERVFAIL to queries of this type only
 	rcode  int                 // answer with this rcode and no records, when not 0
 	silent bool                // read queries, answer none (a server that hangs)
 	tcp    int                 // queries over TCP
@@ -115,7 +116,7 @@ func (z *zone) serve(w dns.ResponseWriter, r *dns.Msg) {
 	m.SetReply(r)
 	m.Compress = true // as servers do: 3,000 records fit in one TCP message
 	switch {
-	case z.fail:
+	case z.fail, z.failQ != 0 && z.failQ == r.Question[0].Qtype:
 		m.Rcode = dns.RcodeServerFailure
 	case z.rcode != 0:
 		m.Rcode = z.rcode
@@ -402,4 +403,44 @@ func TestDNSStopsMidQuery(t *testing.T) {
 	case <-time.After(1500 * time.Millisecond):
 		t.Fatal("a stopped source waits for its query's read deadline")
 	}
+}
+
+// A resolver that fails one of A and AAAA (some always fail AAAA, with
+// SERVFAIL) while the other answers: the answer stands alone when the set
+// in use has no address of the failing family, as getaddrinfo and Go's
+// resolver take it; when it has one, the partial answer would take those
+// backends away, so it is a failure and the set stands.
+func TestDNSOneFamilyFailing(t *testing.T) {
+	z := newZone(t)
+	z.set(t, dns.TypeA, "llm.test. 10 IN A 10.0.0.1")
+	z.with(func(z *zone) { z.failQ = dns.TypeAAAA })
+	k := newTicks()
+	sink := runDNS(t, DNS{Name: "llm.test", Port: 8000, Server: z.addr,
+		MinInterval: time.Second, MaxInterval: time.Minute, After: k.after, Jitter: fixedJitter(0.5)})
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000" {
+		t.Fatalf("set %s, want the A answer alone", got)
+	}
+
+	// The AAAA answers now: an IPv6 backend joins.
+	k.waitAsked(t)
+	z.with(func(z *zone) { z.failQ = 0 })
+	z.set(t, dns.TypeAAAA, "llm.test. 10 IN AAAA fd00::1")
+	k.fire <- time.Time{}
+	if got := urls(sink.next(t)); got != "http://10.0.0.1:8000,http://[fd00::1]:8000" {
+		t.Fatalf("set %s", got)
+	}
+	// AAAA fails again: the IPv6 backend is in use, so it is a failure.
+	k.waitAsked(t)
+	z.with(func(z *zone) { z.failQ = dns.TypeAAAA })
+	k.fire <- time.Time{}
+	if err := sink.failure(t, "SERVFAIL"); err == nil {
+		t.Fatal("no failure")
+	}
+	noUpdate(t, sink)
+	// A fails too, with the other family in use: the same.
+	k.waitAsked(t)
+	z.with(func(z *zone) { z.failQ = dns.TypeA })
+	k.fire <- time.Time{}
+	sink.failure(t, "SERVFAIL")
+	noUpdate(t, sink)
 }

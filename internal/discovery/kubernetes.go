@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -21,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -36,21 +38,35 @@ const inClusterNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namesp
 
 // Kubernetes follows the EndpointSlices of a Service through a client-go
 // shared informer (list, then watch; a watch that expires, 410 Gone, makes
-// the informer list again), filtered on the label
-// kubernetes.io/service-name, which the EndpointSlice controller puts on
-// every slice of a Service.
+// the informer list again, and the store keeps every slice until the new
+// list replaces it), filtered on the label kubernetes.io/service-name,
+// which the EndpointSlice controller puts on every slice of a Service.
 //
-// An endpoint is a backend while its condition ready is true (unset counts
-// as true, as the API says) and it is not terminating: an endpoint that is
-// terminating, serving or not, leaves the set, so the gateway drains it (no
-// new requests, those in flight finish within shutdown_grace). Its URL is
-// the endpoint's first address on the port named PortName in its slice,
-// or on Port; with neither, the slice's only port. An empty set (every pod
-// unready, the Service scaled to zero) is reported: it is the cluster's
-// truth, not a failure. A failure to reach the API (unreachable, 403 for
-// want of RBAC) is reported to the sink while the informer retries with
-// backoff; the last set stands, and is reported again once the informer
-// has listed after the failure, so the failure is seen to end.
+// The backends are chosen as kube-proxy chooses (KEP-1669): the endpoints
+// whose condition ready is true (unset counts as true, as the API says)
+// and that are not terminating; when there is none, the terminating ones
+// still serving (serving true, or unset and ready), so a Service whose
+// every pod is being replaced (a single replica rolled, a Recreate
+// rollout) keeps its old pods while they still answer. An endpoint that
+// leaves the set is drained (no new requests, those in flight finish
+// within shutdown_grace). Its URL is the endpoint's first address on the
+// port named PortName in its slice, or on Port; with neither, the slice's
+// only port. A pod in several slices (moving between slices, or a
+// dual-stack Service's IPv4 and IPv6 slices of the same pods) is one
+// backend: by its targetRef, at its IPv4 address when it has one.
+//
+// An empty set (every pod unready, the slices deleted, the Service scaled
+// to zero) is reported as the cluster's truth, not a failure, once it has
+// lasted kubeSettle: after a non-empty set it is held that long first (the
+// sink told, when it is an UnsettledSink), and any set with a backend
+// that comes meanwhile is reported at once instead, so a Service whose
+// slices are deleted and made again (the Service re-created, a controller
+// re-slicing) never empties the pool for the moment between. A failure
+// to reach the API (unreachable, refusing connections, 403 for want of
+// RBAC) is reported to the
+// sink while the informer retries with backoff; the last set stands, and
+// is reported again once the informer has listed after the failure, so
+// the failure is seen to end.
 type Kubernetes struct {
 	Namespace  string // "" = the kubeconfig context's, or the pod's own in a cluster
 	Service    string
@@ -61,7 +77,16 @@ type Kubernetes struct {
 	// REST, when set, is used instead of Kubeconfig or the in-cluster
 	// config (tests point it at their API server).
 	REST *rest.Config
+	// After is time.After (nil), injectable: the tests drive the hold of
+	// an empty set.
+	After func(time.Duration) <-chan time.Time
 }
+
+// kubeSettle is how long an empty set after a non-empty one is held
+// before it is reported: the file source's settle, longer than the
+// moment between a slice's deletion and its successor's creation, short
+// enough that a Service really emptied is honoured within a second.
+const kubeSettle = time.Second
 
 // Run starts the informer and reports the set once the first list is in,
 // then at every change, until ctx ends; the informer's goroutines end
@@ -98,7 +123,10 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 	// failed is set at a failure to list or watch; the next set is
 	// reported even when unchanged, so the failure is seen to end.
 	var failed atomic.Bool
-	pokeWhenBack(lw, &failed, poke)
+	pokeWhenBack(lw, &failed, poke, func(err error) {
+		failed.Store(true)
+		sink.Fail(fmt.Errorf("%s: %w", what, err))
+	})
 	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { poke() },
 		UpdateFunc: func(any, any) { poke() },
@@ -127,21 +155,42 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 		return
 	case <-reg.HasSyncedChecker().Done():
 	}
-	var last []endpoint.Spec
-	first := true
+	after := k.After
+	if after == nil {
+		after = time.After
+	}
+	var (
+		last    []endpoint.Spec
+		first   = true
+		settle  <-chan time.Time // an empty set is held until it fires
+		settled bool             // it fired: an empty set now is reported
+	)
 	for {
 		set, err := k.specs(inf.GetStore().List())
 		switch {
 		case err != nil:
 			sink.Fail(fmt.Errorf("%s: %w", what, err))
+		case len(set) == 0 && len(last) > 0 && !settled:
+			if settle == nil {
+				settle = after(kubeSettle)
+				if u, ok := sink.(UnsettledSink); ok {
+					u.Unsettled(fmt.Errorf("%s: no ready or serving endpoint; the %d backends are kept for %s unless one comes back",
+						what, len(last), kubeSettle))
+				}
+			}
 		case failed.Swap(false) || first || !slices.Equal(set, last):
-			first, last = false, set
+			first, last, settle = false, set, nil
 			sink.Update(slices.Clone(set))
+		default: // the same set again: any hold ends
+			settle = nil
 		}
+		settled = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+		case <-settle:
+			settle, settled = nil, true
 		}
 	}
 }
@@ -151,7 +200,13 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 // was (a Service with no slice before the outage and after it). The loop
 // may so report the store before the list's changes reach it: the last
 // set, which rebuilds nothing; the changes follow as events.
-func pokeWhenBack(lw *cache.ListWatch, failed *atomic.Bool, poke func()) {
+//
+// And it reports (fail) a watch that cannot start for a reason the
+// reflector retries by itself, with backoff, without a relist and without
+// telling the watch error handler: a refused connection (the API server
+// restarting, its load balancer gone) or a 429. Unreported, an API away
+// for an hour showed nothing: no failure, no failing source.
+func pokeWhenBack(lw *cache.ListWatch, failed *atomic.Bool, poke func(), fail func(error)) {
 	list, watchFn := lw.ListWithContextFunc, lw.WatchFuncWithContext
 	lw.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 		obj, err := list(ctx, o)
@@ -162,8 +217,11 @@ func pokeWhenBack(lw *cache.ListWatch, failed *atomic.Bool, poke func()) {
 	}
 	lw.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 		w, err := watchFn(ctx, o)
-		if err == nil && failed.Load() {
+		switch {
+		case err == nil && failed.Load():
 			poke()
+		case err != nil && ctx.Err() == nil && (utilnet.IsConnectionRefused(err) || apierrors.IsTooManyRequests(err)):
+			fail(err)
 		}
 		return w, err
 	}
@@ -242,10 +300,18 @@ func (k Kubernetes) restConfig() (*rest.Config, string, error) {
 var ErrNoPort = errors.New("no matching port")
 
 // specs are the backends of objs (the informer's EndpointSlices), sorted,
-// each URL once (an endpoint may sit in two slices while it moves).
+// each URL once: the ready endpoints, or when there is none the
+// terminating ones still serving; each pod once, at its IPv4 address when
+// a dual-stack Service gives it two.
 func (k Kubernetes) specs(objs []any) ([]endpoint.Spec, error) {
 	scheme := cmp.Or(k.Template.Scheme, DefaultScheme)
-	out := []endpoint.Spec{}
+	// best is, by pod (its targetRef; without one, the URL), the address
+	// it is used at: the lowest (tier, family, URL).
+	type choice struct {
+		url          string
+		tier, family int
+	}
+	best := map[string]choice{}
 	portless := 0
 	for _, o := range objs {
 		s, ok := o.(*discoveryv1.EndpointSlice)
@@ -253,8 +319,10 @@ func (k Kubernetes) specs(objs []any) ([]endpoint.Spec, error) {
 			continue
 		}
 		port := k.portOf(s)
+		family := familyRank(s.AddressType)
 		for _, ep := range s.Endpoints {
-			if !serves(ep.Conditions) || len(ep.Addresses) == 0 {
+			tier := tierOf(ep.Conditions)
+			if tier < 0 || len(ep.Addresses) == 0 {
 				continue
 			}
 			if port == 0 {
@@ -263,15 +331,34 @@ func (k Kubernetes) specs(objs []any) ([]endpoint.Spec, error) {
 			}
 			// Every address of an endpoint is the same pod; the API
 			// lets consumers use the first.
-			spec := k.Template.Spec
-			spec.URL = scheme + "://" + net.JoinHostPort(ep.Addresses[0], strconv.Itoa(port))
-			if u, err := url.Parse(spec.URL); err != nil || u.Hostname() != ep.Addresses[0] {
+			u := scheme + "://" + net.JoinHostPort(ep.Addresses[0], strconv.Itoa(port))
+			if p, err := url.Parse(u); err != nil || p.Hostname() != ep.Addresses[0] {
 				continue // the API validates addresses; this one is not a host
 			}
-			if !slices.ContainsFunc(out, func(x endpoint.Spec) bool { return x.URL == spec.URL }) {
-				out = append(out, spec.Normalized())
+			key := "url " + u
+			if r := ep.TargetRef; r != nil && r.Name != "" {
+				key = "ref " + r.Kind + "/" + r.Namespace + "/" + r.Name
+			}
+			c := choice{url: u, tier: tier, family: family}
+			if b, ok := best[key]; !ok || cmp.Or(cmp.Compare(c.tier, b.tier), cmp.Compare(c.family, b.family), strings.Compare(c.url, b.url)) < 0 {
+				best[key] = c
 			}
 		}
+	}
+	top := 1
+	for _, c := range best {
+		top = min(top, c.tier)
+	}
+	out := []endpoint.Spec{}
+	seen := map[string]bool{}
+	for _, c := range best {
+		if c.tier != top || seen[c.url] {
+			continue
+		}
+		seen[c.url] = true
+		spec := k.Template.Spec
+		spec.URL = c.url
+		out = append(out, spec.Normalized())
 	}
 	if len(out) == 0 && portless > 0 {
 		return nil, fmt.Errorf("%w: %d ready endpoints, none with %s", ErrNoPort, portless, k.portWanted())
@@ -280,10 +367,33 @@ func (k Kubernetes) specs(objs []any) ([]endpoint.Spec, error) {
 	return out, nil
 }
 
-// serves: ready (unset is true) and not terminating. A terminating
-// endpoint may still serve its open requests, but gets no new ones.
-func serves(c discoveryv1.EndpointConditions) bool {
-	return (c.Ready == nil || *c.Ready) && (c.Terminating == nil || !*c.Terminating)
+// tierOf ranks an endpoint as kube-proxy does (KEP-1669): 0 ready (unset
+// is true) and not terminating; 1 terminating but still serving (serving
+// unset defers to ready), used only when no endpoint is 0; -1 neither.
+func tierOf(c discoveryv1.EndpointConditions) int {
+	ready := c.Ready == nil || *c.Ready
+	switch {
+	case c.Terminating == nil || !*c.Terminating:
+		if ready {
+			return 0
+		}
+	case c.Serving != nil && *c.Serving, c.Serving == nil && ready:
+		return 1
+	}
+	return -1
+}
+
+// familyRank orders a pod's addresses by the slice's type: IPv4, then
+// IPv6, then FQDN (a dual-stack pod is reached at its IPv4 address, one
+// backend, not two).
+func familyRank(t discoveryv1.AddressType) int {
+	switch t {
+	case discoveryv1.AddressTypeIPv4:
+		return 0
+	case discoveryv1.AddressTypeIPv6:
+		return 1
+	}
+	return 2
 }
 
 // portOf is the port number of the backends in s, 0 if s has none fit.

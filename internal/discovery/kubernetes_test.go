@@ -287,6 +287,13 @@ func TestKubernetesSpecs(t *testing.T) {
 	dup := kubetest.Slice("s4", "vllm", 8000, kubetest.Endpoint{Addr: "10.0.0.1"}) // moving between slices
 	one := kubetest.Slice("s5", "vllm", 8000, kubetest.Endpoint{Addr: "10.0.0.5"})
 	one.Ports = one.Ports[1:]
+	terminatingGone := kubetest.Slice("s6", "vllm", 8000, // its readiness probe fails while it stops
+		kubetest.Endpoint{Addr: "10.0.0.6", Ready: kubetest.No(), Serving: kubetest.No(), Terminating: kubetest.Yes()})
+	// A dual-stack Service: an IPv4 and an IPv6 slice of the same pods
+	// (p3 only in the IPv6 one: its IPv4 slice not yet written).
+	dualV4 := kubetest.Slice("d4", "vllm", 8000, kubetest.Endpoint{Addr: "10.0.1.1", Pod: "p1"}, kubetest.Endpoint{Addr: "10.0.1.2", Pod: "p2"})
+	dualV6 := kubetest.SliceV6("d6", "vllm", 8000, kubetest.Endpoint{Addr: "fd00::1", Pod: "p1"},
+		kubetest.Endpoint{Addr: "fd00::2", Pod: "p2"}, kubetest.Endpoint{Addr: "fd00::3", Pod: "p3"})
 	for _, c := range []struct {
 		name string
 		k    Kubernetes
@@ -299,7 +306,10 @@ func TestKubernetesSpecs(t *testing.T) {
 		{"the only port", Kubernetes{}, []any{one}, "http://10.0.0.5:8000", nil},
 		{"several ports, none named", Kubernetes{}, []any{two}, "", ErrNoPort},
 		{"no such name", Kubernetes{PortName: "grpc"}, []any{two}, "", ErrNoPort},
-		{"terminating though ready", Kubernetes{PortName: "http"}, []any{terminatingReady}, "", nil},
+		{"terminating though ready, beside a ready one", Kubernetes{PortName: "http"}, []any{terminatingReady, two}, "http://10.0.0.1:8000", nil},
+		{"terminating and serving, nothing ready", Kubernetes{PortName: "http"}, []any{terminatingReady, terminatingGone}, "http://10.0.0.2:8000", nil},
+		{"terminating, not serving", Kubernetes{PortName: "http"}, []any{terminatingGone}, "", nil},
+		{"dual-stack: each pod once, at IPv4", Kubernetes{PortName: "http"}, []any{dualV6, dualV4}, "http://10.0.1.1:8000,http://10.0.1.2:8000,http://[fd00::3]:8000", nil},
 		{"ipv6, duplicates", Kubernetes{PortName: "http"}, []any{v6, two, dup}, "http://10.0.0.1:8000,http://[fd00::7]:8000", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {

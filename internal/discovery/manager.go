@@ -325,8 +325,9 @@ func (s *sink) Fail(err error) {
 	}
 }
 
-// Unsettled counts a read the source holds back (UnsettledSink): the
-// first of a run is logged, at info (it is not a failure yet).
+// Unsettled counts a read the source holds back (UnsettledSink: a file
+// caught mid-write, a Kubernetes Service briefly empty): the first of a
+// run is logged, at info (it is not a failure yet).
 func (s *sink) Unsettled(err error) {
 	s.m.mu.Lock()
 	if s.m.running[s.model] != s.r {
@@ -335,10 +336,14 @@ func (s *sink) Unsettled(err error) {
 	}
 	first := !s.r.unsettled[s.i]
 	s.r.unsettled[s.i] = true
+	kind := s.r.kinds[s.i]
 	s.m.metrics.unsettled(s.model)
 	s.m.mu.Unlock()
+	msg := "discovery: read held back until the file settles; keeping the last known backends"
+	if kind == "kubernetes" {
+		msg = "discovery: empty set held back briefly; keeping the last known backends"
+	}
 	if first {
-		s.m.log.Info("discovery: read held back until the file settles; keeping the last known backends",
-			"model", s.model, "source", s.i, "error", err.Error())
+		s.m.log.Info(msg, "model", s.model, "source", s.i, "error", err.Error())
 	}
 }

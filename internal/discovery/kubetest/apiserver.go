@@ -7,6 +7,7 @@ package kubetest
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -33,7 +35,15 @@ import (
 //   - streaming lists (sendInitialEvents=true): the current objects as
 //     ADDED events, then a BOOKMARK annotated k8s.io/initial-events-end,
 //     when streaming is on; else 422, as a server without the WatchList
-//     feature answers, and the client falls back to list then watch.
+//     feature answers, and the client falls back to list then watch;
+//   - a watch's timeoutSeconds: the server closes the stream cleanly once
+//     it has passed (client-go asks for 5 to 10 minutes and watches again
+//     from the last version it saw).
+//
+// The slices are what the EndpointSlice controller writes: each of one
+// address type (a dual-stack Service has an IPv4 and an IPv6 slice for
+// the same pods, "EndpointSlices" in the concepts docs), endpoints with
+// their conditions and, when the test names the pod, a targetRef to it.
 //
 // The test changes the slices with put and remove (each a new
 // resourceVersion and an event), or quietly (a change whose event is lost
@@ -41,6 +51,7 @@ import (
 // down answers every request with an error status.
 type APIServer struct {
 	srv       *httptest.Server
+	gate      *gate
 	ns        string
 	streaming bool
 	requests  chan string // "list", "watch rv=N", "gone rv=N", "watchlist rv=N", "watchlist refused", "refused"
@@ -72,7 +83,10 @@ type watcher struct {
 func New(t testing.TB, ns string, streaming bool) *APIServer {
 	k := &APIServer{ns: ns, streaming: streaming, requests: make(chan string, 1024), rv: 100,
 		slices: map[string]*discoveryv1.EndpointSlice{}, watchers: map[*watcher]bool{}}
-	k.srv = httptest.NewServer(http.HandlerFunc(k.serve))
+	k.srv = httptest.NewUnstartedServer(http.HandlerFunc(k.serve))
+	k.gate = newGate(t, k.srv.Listener)
+	k.srv.Listener = k.gate
+	k.srv.Start()
 	t.Cleanup(func() {
 		k.EndWatches()
 		k.srv.Close()
@@ -85,6 +99,10 @@ func New(t testing.TB, ns string, streaming bool) *APIServer {
 type Endpoint struct {
 	Addr                        string
 	Ready, Serving, Terminating *bool
+	// Pod names the pod behind the endpoint (its targetRef, as the
+	// controller writes it); "" leaves targetRef out, as a slice managed
+	// by hand may.
+	Pod string
 }
 
 // Yes and No are condition values.
@@ -108,9 +126,21 @@ func Slice(name, service string, port int32, eps ...Endpoint) *discoveryv1.Endpo
 		s.Ports = append(s.Ports, discoveryv1.EndpointPort{Name: &p.name, Port: &p.port})
 	}
 	for _, e := range eps {
-		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{e.Addr},
-			Conditions: discoveryv1.EndpointConditions{Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating}})
+		ep := discoveryv1.Endpoint{Addresses: []string{e.Addr},
+			Conditions: discoveryv1.EndpointConditions{Ready: e.Ready, Serving: e.Serving, Terminating: e.Terminating}}
+		if e.Pod != "" {
+			ep.TargetRef = &corev1.ObjectReference{Kind: "Pod", Name: e.Pod}
+		}
+		s.Endpoints = append(s.Endpoints, ep)
 	}
+	return s
+}
+
+// SliceV6 is Slice of address type IPv6: a dual-stack Service's second
+// slice of the same pods.
+func SliceV6(name, service string, port int32, eps ...Endpoint) *discoveryv1.EndpointSlice {
+	s := Slice(name, service, port, eps...)
+	s.AddressType = discoveryv1.AddressTypeIPv6
 	return s
 }
 
@@ -123,12 +153,20 @@ func (k *APIServer) PutQuietly(s *discoveryv1.EndpointSlice) { k.change(s, false
 // Remove deletes the slice named like s, with an event.
 func (k *APIServer) Remove(s *discoveryv1.EndpointSlice) { k.change(s, true, false) }
 
+// RemoveQuietly deletes the slice named like s; its event is lost.
+func (k *APIServer) RemoveQuietly(s *discoveryv1.EndpointSlice) { k.change(s, true, true) }
+
 func (k *APIServer) change(s *discoveryv1.EndpointSlice, del, quiet bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.rv++
 	s = s.DeepCopy()
 	s.Namespace = k.ns
+	for i := range s.Endpoints {
+		if r := s.Endpoints[i].TargetRef; r != nil && r.Namespace == "" {
+			r.Namespace = k.ns
+		}
+	}
 	s.ResourceVersion = strconv.Itoa(k.rv)
 	typ := "ADDED"
 	switch {
@@ -194,6 +232,19 @@ func (k *APIServer) SetDown(status int) {
 	k.down = status
 	k.mu.Unlock()
 	k.EndWatches()
+}
+
+// SetRefusing stops listening (true: every connection is refused, the
+// open ones closed, as when the API server restarts) or listens again on
+// the same address (false).
+func (k *APIServer) SetRefusing(refuse bool) {
+	if refuse {
+		k.gate.stop()
+		k.EndWatches()
+		k.srv.CloseClientConnections()
+		return
+	}
+	k.gate.listen()
 }
 
 // EndWatches closes every open watch stream.
@@ -279,6 +330,14 @@ func (k *APIServer) watch(w http.ResponseWriter, r *http.Request, selector strin
 		lines: make(chan []byte, 256), end: make(chan struct{})}
 	k.watchers[wt] = true
 	k.mu.Unlock()
+	// The server ends a watch at its timeoutSeconds (a clean end of the
+	// stream, no ERROR event); none asked: it runs until ended.
+	var timeout <-chan time.Time
+	if secs, err := strconv.Atoi(q.Get("timeoutSeconds")); err == nil && secs > 0 {
+		t := time.NewTimer(time.Duration(secs) * time.Second)
+		defer t.Stop()
+		timeout = t.C
+	}
 
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
@@ -302,6 +361,11 @@ func (k *APIServer) watch(w http.ResponseWriter, r *http.Request, selector strin
 					return
 				}
 			}
+		case <-timeout:
+			k.mu.Lock()
+			delete(k.watchers, wt)
+			k.mu.Unlock()
+			return
 		case <-r.Context().Done():
 			k.mu.Lock()
 			delete(k.watchers, wt)
@@ -383,3 +447,83 @@ func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, ms
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(status(code, reason, msg))
 }
+
+// gate is the server's listener, able to stop listening (connections to
+// its port refused) and listen again on the same address.
+type gate struct {
+	t      testing.TB
+	addr   net.Addr
+	closed chan struct{}
+
+	mu     sync.Mutex
+	cur    net.Listener  // nil while refusing
+	opened chan struct{} // closed when it listens again
+}
+
+func newGate(t testing.TB, l net.Listener) *gate {
+	return &gate{t: t, addr: l.Addr(), cur: l, closed: make(chan struct{}), opened: make(chan struct{})}
+}
+
+func (g *gate) Accept() (net.Conn, error) {
+	for {
+		g.mu.Lock()
+		l, opened := g.cur, g.opened
+		g.mu.Unlock()
+		if l == nil {
+			select {
+			case <-opened:
+				continue
+			case <-g.closed:
+				return nil, net.ErrClosed
+			}
+		}
+		c, err := l.Accept()
+		if err == nil {
+			return c, nil
+		}
+		g.mu.Lock()
+		moved := g.cur != l
+		g.mu.Unlock()
+		select {
+		case <-g.closed:
+			return nil, err
+		default:
+		}
+		if !moved {
+			return nil, err
+		}
+	}
+}
+
+func (g *gate) stop() {
+	g.mu.Lock()
+	l := g.cur
+	g.cur, g.opened = nil, make(chan struct{})
+	g.mu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+}
+
+func (g *gate) listen() {
+	l, err := net.Listen("tcp", g.addr.String())
+	if err != nil {
+		g.t.Fatalf("listening again on %s: %v", g.addr, err)
+	}
+	g.mu.Lock()
+	g.cur = l
+	close(g.opened)
+	g.mu.Unlock()
+}
+
+func (g *gate) Close() error {
+	select {
+	case <-g.closed:
+	default:
+		close(g.closed)
+	}
+	g.stop()
+	return nil
+}
+
+func (g *gate) Addr() net.Addr { return g.addr }
