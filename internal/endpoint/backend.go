@@ -132,6 +132,9 @@ type Backend struct {
 	ejectRun  int
 	ejections chan<- struct{} // sent a value on each ejection (SignalEjections); nil: none
 	busyUntil time.Time
+	// busyEpoch counts push-backs, written under mu, read without it by
+	// calls starting (BusyEpoch, AnsweredSince).
+	busyEpoch atomic.Uint64
 	probeDown bool
 	ewma      latencyEWMA
 	// Requests sent and still waiting for their first token (streams) or
@@ -429,6 +432,7 @@ func (b *Backend) Observe(now time.Time, out outcome.Outcome, latency, retryAfte
 		// backend came back; we keep the window semantics instead, which is
 		// what max_fails/fail_timeout promise.
 	case outcome.Busy:
+		b.busyEpoch.Add(1)
 		d := retryAfter
 		if d <= 0 {
 			d = b.policy.BusyPenalty

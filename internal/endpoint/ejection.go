@@ -39,6 +39,32 @@ func (b *Backend) BusyUntil() time.Time {
 	return b.busyUntil
 }
 
+// BusyEpoch counts the backend's push-backs (a 429/503 observed). A call
+// takes it when it starts (proxy claim), so that AnsweredSince can tell
+// whether the backend pushed back again while the call was out.
+func (b *Backend) BusyEpoch() uint64 { return b.busyEpoch.Load() }
+
+// AnsweredSince ends the backend's push-back when a call that started at
+// epoch (BusyEpoch, after a push-back) has been answered with no 429/503
+// since: the backend took a request sent after it said it was busy, so
+// it is not. Without it a Retry-After kept its backend busy for all of
+// it whatever came after: one 429 saying 10^20 s (read as the 24 h cap)
+// showed the backend busy for a day (/status, sluice_backend_state) and
+// put it last in the picker's order, while it answered every request it
+// was given. A call started before the push-back (epoch 0, or an older
+// one) proves nothing: it may have been admitted before the backend
+// filled up.
+func (b *Backend) AnsweredSince(epoch uint64) {
+	if epoch == 0 || b.busyEpoch.Load() != epoch {
+		return
+	}
+	b.mu.Lock()
+	if b.busyEpoch.Load() == epoch { // no push-back came in meanwhile
+		b.busyUntil = time.Time{}
+	}
+	b.mu.Unlock()
+}
+
 // SetProbeHealthy is called by the active health checker.
 func (b *Backend) SetProbeHealthy(ok bool) {
 	b.mu.Lock()

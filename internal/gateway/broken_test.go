@@ -191,13 +191,12 @@ func TestBrokenStreamMidwayEndsWithAnErrorEvent(t *testing.T) {
 // backend itself.
 func TestValidStreamFramingPassesUnchanged(t *testing.T) {
 	for name, s := range map[string]string{
-		"crlf":                "data: {\"a\":1}\r\n\r\ndata: [DONE]\r\n\r\n",
-		"comments":            ": keep-alive\n\nid: 7\nretry: 100\n\ndata:{\"a\":1}\n\n: ping\n\ndata: [DONE]\n\n",
-		"multiline":           "data: {\"a\":\ndata: 1}\n\ndata: [DONE]\n\n",
-		"cr only":             "data: {\"a\":1}\r\rdata: [DONE]\r\r",
-		"no final blank line": "data: {\"a\":1}\n\ndata: [DONE]",
-		"backend error":       "data: {\"a\":1}\n\ndata: {\"error\":{\"message\":\"oom\",\"type\":\"server_error\",\"code\":null}}\n\n",
-		"vllm backend error":  "data: {\"a\":1}\n\ndata: {\"object\":\"error\",\"message\":\"oom\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}\n\n",
+		"crlf":               "data: {\"a\":1}\r\n\r\ndata: [DONE]\r\n\r\n",
+		"comments":           ": keep-alive\n\nid: 7\nretry: 100\n\ndata:{\"a\":1}\n\n: ping\n\ndata: [DONE]\n\n",
+		"multiline":          "data: {\"a\":\ndata: 1}\n\ndata: [DONE]\n\n",
+		"cr only":            "data: {\"a\":1}\r\rdata: [DONE]\r\r",
+		"backend error":      "data: {\"a\":1}\n\ndata: {\"error\":{\"message\":\"oom\",\"type\":\"server_error\",\"code\":null}}\n\n",
+		"vllm backend error": "data: {\"a\":1}\n\ndata: {\"object\":\"error\",\"message\":\"oom\",\"type\":\"InternalServerError\",\"param\":null,\"code\":500}\n\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			be, _ := rawBackend(t, "text/event-stream", s)

@@ -1,6 +1,10 @@
 package jobs
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+)
 
 // answerUsage is the usage object of an answer in either of the shapes
 // the batch endpoints return: chat, completions and embeddings name it
@@ -39,6 +43,9 @@ func resultUsage(res *Result) BatchUsage {
 		return BatchUsage{}
 	}
 	u := a.Usage
+	if !u.plausible() {
+		return BatchUsage{}
+	}
 	b := BatchUsage{
 		InputTokens:  u.PromptTokens + u.InputTokens,
 		OutputTokens: u.CompletionTokens + u.OutputTokens,
@@ -50,6 +57,23 @@ func resultUsage(res *Result) BatchUsage {
 		b.TotalTokens = b.InputTokens + b.OutputTokens
 	}
 	return b
+}
+
+// plausible reports whether every count is one an answer can hold: none
+// negative, none over openai.MaxTokensLimit (the total: twice it), as the
+// gateway's own usage readers take them (openai.FindUsage). One answer
+// claiming 2^63 tokens was summed as it came: two such lines wrapped the
+// batch's totals negative, and a negative count took tokens off the
+// others'. Bounded, the sum of a batch's lines cannot overflow.
+func (u *answerUsage) plausible() bool {
+	for _, n := range []int64{u.PromptTokens, u.CompletionTokens, u.InputTokens, u.OutputTokens,
+		u.PromptTokensDetails.CachedTokens, u.InputTokensDetails.CachedTokens,
+		u.CompletionTokensDetails.ReasoningTokens, u.OutputTokensDetails.ReasoningTokens} {
+		if n < 0 || n > openai.MaxTokensLimit {
+			return false
+		}
+	}
+	return u.TotalTokens >= 0 && u.TotalTokens <= 2*openai.MaxTokensLimit
 }
 
 // add sums o into u.

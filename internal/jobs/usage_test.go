@@ -66,3 +66,32 @@ func TestBatchModelOnlyWhenOne(t *testing.T) {
 		t.Fatalf("a two-model batch: model %q in %s", b.Model, js)
 	}
 }
+
+// An answer whose usage no answer can hold (2^63 tokens, a negative count)
+// adds nothing to its batch's usage: summed as it came, two lines of 2^63
+// wrapped the batch's totals negative.
+func TestBatchUsageSkipsAbsurdCounts(t *testing.T) {
+	s, _ := newStore(t, nil)
+	ctx := context.Background()
+	b, err := s.CreateBatch(ctx, batchSpec("acme", 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := execFunc(func(ctx context.Context, j *Job) (Result, error) {
+		var body struct{ N int }
+		_ = json.Unmarshal(j.Body, &body)
+		usage := `{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}`
+		switch body.N {
+		case 0, 1:
+			usage = `{"prompt_tokens":9223372036854775807,"completion_tokens":9223372036854775807,"total_tokens":9223372036854775807}`
+		case 2:
+			usage = `{"prompt_tokens":-1000,"completion_tokens":5,"total_tokens":-995}`
+		}
+		return Result{StatusCode: 200, Body: []byte(`{"object":"chat.completion","usage":` + usage + `}`)}, nil
+	})
+	startWorker(t, s, WorkerOptions{Concurrency: 4, Classes: []string{"batch"}, Executor: exec})
+	b = waitBatch(t, s, "acme", b.ID, batchCompleted)
+	if want := (BatchUsage{InputTokens: 10, OutputTokens: 5, TotalTokens: 15}); b.Usage != want {
+		t.Fatalf("batch usage %+v, want %+v (line 3's alone)", b.Usage, want)
+	}
+}

@@ -50,7 +50,7 @@ func FindEndpointUsage(b []byte) (u Usage, ok bool) {
 		return Usage{}, false
 	}
 	var c usageCounts
-	if !c.read(b, j) || c.duration {
+	if !c.read(b, j) || c.duration || c.absurd {
 		return Usage{}, false
 	}
 	switch {
@@ -69,6 +69,7 @@ func FindEndpointUsage(b []byte) (u Usage, ok bool) {
 type usageCounts struct {
 	input, output, prompt, completion, total int
 	duration                                 bool // "type":"duration"
+	absurd                                   bool // a count no answer holds (count): the usage is unknown
 }
 
 // read reads the members of the object starting at b[i] ('{'); false when
@@ -124,30 +125,39 @@ func (c *usageCounts) note(key, v []byte) {
 		c.duration = string(v) == `"duration"`
 		return
 	case bytes.Equal(key, inputKey):
-		c.input = count(v)
+		c.input = c.count(v, MaxTokensLimit)
 	case bytes.Equal(key, outputKey):
-		c.output = count(v)
+		c.output = c.count(v, MaxTokensLimit)
 	case bytes.Equal(key, promptK):
-		c.prompt = count(v)
+		c.prompt = c.count(v, MaxTokensLimit)
 	case bytes.Equal(key, complK):
-		c.completion = count(v)
+		c.completion = c.count(v, MaxTokensLimit)
 	case bytes.Equal(key, totalKey):
-		c.total = count(v)
+		c.total = c.count(v, 2*MaxTokensLimit) // input and output
 	}
 }
 
-// count is v as a token count: a non-negative integer of at most 12
-// digits, else -1 (null, a fraction, anything else).
-func count(v []byte) int {
-	if len(v) == 0 || len(v) > 12 {
+// count is v as a token count: a non-negative integer, else -1 (null, a
+// string, anything else). A number that is not one (negative, with a
+// fraction or an exponent) or is over most is no count a real answer
+// holds, and marks the usage absurd (intAfter says why).
+func (c *usageCounts) count(v []byte, most int) int {
+	if len(v) == 0 {
 		return -1
+	}
+	if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+		return -1 // null, a string, an object
 	}
 	n := 0
 	for _, ch := range v {
 		if ch < '0' || ch > '9' {
+			c.absurd = true
 			return -1
 		}
-		n = n*10 + int(ch-'0')
+		if n = n*10 + int(ch-'0'); n > most {
+			c.absurd = true
+			return -1
+		}
 	}
 	return n
 }

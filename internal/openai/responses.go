@@ -172,6 +172,9 @@ func responseUsage(val []byte) (Usage, bool) {
 	for {
 		key, v, ok := m.next()
 		if !ok {
+			if u.PromptTokens < 0 || u.CompletionTokens < 0 { // no real count (intAfter)
+				return Usage{}, false
+			}
 			return u, in || out
 		}
 		switch string(key) {

@@ -36,7 +36,7 @@ func FindUsage(tail []byte) (u Usage, ok bool) {
 	}
 	p, okP := intAfter(obj, promptKey)
 	c, okC := intAfter(obj, completionKey)
-	if !okP && !okC {
+	if !okP && !okC || p < 0 || c < 0 {
 		return Usage{}, false
 	}
 	return Usage{PromptTokens: p, CompletionTokens: c}, true
@@ -60,19 +60,35 @@ func lastUsageKey(tail []byte) int {
 	}
 }
 
-// intAfter parses the non-negative integer following key in s.
+// intAfter parses the non-negative integer following key in s. A count
+// no answer can hold is -1 (with ok): one over MaxTokensLimit, or a
+// number that is negative or has a fraction or an exponent (1e300),
+// which a backend that counts tokens does not write. Its callers take a usage holding one as
+// unknown, so the request keeps its estimate: believed, a single answer
+// claiming 2^63 tokens (the parse stopped at 13 digits: 9.2e12 each) put
+// every token limit it was charged to (a tenant's, the gateway's) into
+// debt, so that limit's clients were refused for a window, and added
+// 1.8e13 to sluice_tokens_total and the scaling signal's service rate.
 func intAfter(s, key []byte) (int, bool) {
 	i := bytes.Index(s, key)
 	if i < 0 {
 		return 0, false
 	}
 	s = bytes.TrimLeft(s[i+len(key):], " \t\r\n")
+	if len(s) > 0 && s[0] == '-' {
+		return -1, true
+	}
 	n, digits := 0, 0
 	for _, ch := range s {
-		if ch < '0' || ch > '9' || digits > 12 {
+		if ch < '0' || ch > '9' {
+			if digits > 0 && (ch == '.' || ch == 'e' || ch == 'E') {
+				return -1, true
+			}
 			break
 		}
-		n = n*10 + int(ch-'0')
+		if n = n*10 + int(ch-'0'); n > MaxTokensLimit {
+			return -1, true
+		}
 		digits++
 	}
 	return n, digits > 0

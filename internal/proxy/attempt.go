@@ -91,7 +91,7 @@ func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend,
 		res.Err = ErrNoBackend
 		return call{}, stepNext
 	}
-	c := call{b: b, done: done, work: in.Work}
+	c := call{b: b, done: done, work: in.Work, busyEpoch: b.BusyEpoch()}
 	b.AddWork(c.work)
 	if in.Peek.Stream {
 		b.StartWaiting(now)

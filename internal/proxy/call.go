@@ -23,6 +23,9 @@ type call struct {
 	waiting bool
 	work    int64
 	cpu     bool // a CPU-side slot (Request.CPUOnly): see endCPU
+	// busyEpoch is the backend's push-back count when the call started:
+	// its success ends a push-back that came before it (AnsweredSince).
+	busyEpoch uint64
 }
 
 // end records the attempt's outcome. clientGone marks attempts cut short by
@@ -40,6 +43,9 @@ func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.D
 		c.b.ReleaseFed(now, out, latency, retryAfter)
 	} else {
 		c.b.Release(now, out, latency, retryAfter)
+	}
+	if out == outcome.Success && !clientGone {
+		c.b.AnsweredSince(c.busyEpoch)
 	}
 	if c.done == nil {
 		return
@@ -59,6 +65,9 @@ func (c call) endAnswer(now time.Time, out outcome.Outcome, whole time.Duration,
 	}
 	c.b.AddWork(-c.work)
 	c.b.ReleaseAnswer(now, out, whole, outputTokens)
+	if out == outcome.Success && !clientGone {
+		c.b.AnsweredSince(c.busyEpoch)
+	}
 	if c.done == nil {
 		return
 	}

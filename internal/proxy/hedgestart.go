@@ -153,7 +153,7 @@ func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, t
 	*tried = append(*tried, b)
 	res.Attempts++
 	res.Retries++
-	h.c = call{b: b, done: done, work: in.Work, waiting: true}
+	h.c = call{b: b, done: done, work: in.Work, waiting: true, busyEpoch: b.BusyEpoch()}
 	b.AddWork(h.c.work)
 	b.StartWaiting(now)
 	endWithBackend(h.actx, b, h.cancel)

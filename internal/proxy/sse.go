@@ -34,6 +34,9 @@ type sseCheck struct {
 	// endpoints), which may end with OpenAI's transcript.text.done event
 	// instead of [DONE]; final: that event was seen.
 	transcript, final bool
+	// unended: the stream's end cut its final event before its blank
+	// line (scan at EOF); feed adds the line ends (terminate).
+	unended bool
 }
 
 // ended reports whether the stream reached an end of its own: [DONE], a
@@ -60,12 +63,42 @@ func (s *sseCheck) feed(p []byte, atEOF bool) (out []byte, bad bool) {
 	if len(chunk)-k > maxEvent {
 		bad = true
 	}
+	if s.unended {
+		return s.terminate(chunk[:k], held), bad
+	}
 	if held {
 		s.sent = k
 	} else if !bad {
 		s.pending = append(s.pending, chunk[k:]...)
 	}
 	return chunk[:k], bad
+}
+
+// terminate returns out, the stream's last bytes, with the line ends its
+// final event lacked: a backend that closed the stream after
+// "data: [DONE]" (or a chunk, or a comment) with no blank line. A client
+// discards an event the stream ends inside (the SSE spec's "pending data
+// must be discarded"), so the [DONE] was lost to it; and the error event
+// the relay appends to a stream without [DONE] was joined to the open
+// line (a chunk's JSON followed by "data: {...}", or a comment that
+// swallowed the whole error event). A "\n" after a "\r" would pair with
+// it as one line end, so only a final "\n" takes a single one. It runs
+// once, at the end of the stream, and copies out into the check's own
+// buffer when out is the caller's.
+func (s *sseCheck) terminate(out []byte, held bool) []byte {
+	s.unended = false
+	end := "\n\n"
+	if out[len(out)-1] == '\n' {
+		end = "\n"
+	}
+	if !held {
+		s.pending = append(s.pending[:0], out...)
+	} else {
+		s.pending = s.pending[:len(out)] // out is pending's start (sent = k)
+	}
+	s.pending = append(s.pending, end...)
+	s.sent = len(s.pending)
+	return s.pending
 }
 
 // scan returns how many leading bytes of p are complete, valid events
@@ -149,6 +182,7 @@ func (s *sseCheck) scan(p []byte, atEOF bool) (n int, bad bool) {
 		if lines > 0 && !s.accept(data) {
 			return start, true
 		}
+		s.unended = true // p[start:] is relayed without its blank line
 		return len(p), false
 	}
 	return start, false

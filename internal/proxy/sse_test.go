@@ -39,6 +39,9 @@ func TestSSECheck(t *testing.T) {
 		{"empty data", "data:\n\n", "", true, false},
 		{"junk line", "data: {}\n\n<html>\n\n", "data: {}\n\n", true, false},
 		{"unfinished at eof", "data: {}\n\ndata: {\"a\"", "data: {}\n\n", true, false},
+		{"done without blank line", "data: {}\n\ndata: [DONE]", "data: {}\n\ndata: [DONE]\n\n", false, true},
+		{"done with one line end", "data: {}\n\ndata: [DONE]\r\n", "data: {}\n\ndata: [DONE]\r\n\n", false, true},
+		{"comment at eof", "data: {}\n\n: ping", "data: {}\n\n: ping\n\n", false, false},
 		{"after done unchecked", "data: [DONE]\n\ngarbage", "data: [DONE]\n\ngarbage", false, true},
 		{"lone cr", "data: {}\r\rdata: {\"a\":\rdata: 2}\r\rdata: [DONE]\r\r", "data: {}\r\rdata: {\"a\":\rdata: 2}\r\rdata: [DONE]\r\r", false, true},
 		{"cr then crlf", ": c\r\r\ndata: {}\r\r\n", ": c\r\r\ndata: {}\r\r\n", false, false},
@@ -114,7 +117,8 @@ func TestSSECheckBoundsAnEvent(t *testing.T) {
 
 // FuzzSSECheck: however the stream is cut into reads, the check lets the
 // same bytes through with the same verdict, and a stream it accepts whole
-// passes byte for byte.
+// passes byte for byte (with the line ends of a final event the stream
+// ended inside).
 func FuzzSSECheck(f *testing.F) {
 	for _, seed := range []string{
 		"data: {\"a\":1}\n\ndata: [DONE]\n\n",
@@ -135,6 +139,14 @@ func FuzzSSECheck(f *testing.F) {
 		split, sbad, sdone := feedAll(stream, cuts...)
 		if !bytes.Equal(whole, split) || wbad != sbad || wdone != sdone {
 			t.Fatalf("whole: %q %v %v; cut at %v: %q %v %v", whole, wbad, wdone, cuts, split, sbad, sdone)
+		}
+		if added, ok := bytes.CutPrefix(whole, stream); !wbad && len(added) > 0 {
+			// A stream that ends inside its last event gets the line ends
+			// the event lacked (terminate), and nothing else.
+			if !ok || string(added) != "\n" && string(added) != "\n\n" {
+				t.Fatalf("accepted stream changed: %q -> %q", stream, whole)
+			}
+			whole = whole[:len(stream)]
 		}
 		if !wbad && !bytes.Equal(whole, stream) {
 			t.Fatalf("accepted stream changed: %q -> %q", stream, whole)
