@@ -68,6 +68,18 @@ func (s *sseCheck) feed(p []byte, atEOF bool) (out []byte, bad bool) {
 	return chunk[:k], bad
 }
 
+// whole is feed for a caller that keeps an event cut across reads itself
+// and passes it again, completed, with the next bytes (readBuf): p starts
+// at an event's start; n is how many of its leading bytes are whole,
+// checked events; bad as feed's.
+func (s *sseCheck) whole(p []byte, atEOF bool) (n int, bad bool) {
+	n, bad = s.scan(p, atEOF)
+	if len(p)-n > maxEvent {
+		bad = true
+	}
+	return n, bad
+}
+
 // scan returns how many leading bytes of p are complete, valid events
 // (after [DONE], all of p). bad reports a malformed event right after
 // those n bytes. At the end of the stream (atEOF) a final event without
