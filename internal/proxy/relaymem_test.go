@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,7 +71,8 @@ func TestHeldStreamHoldsOneReadBuffer(t *testing.T) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = streams
 	t.Cleanup(transport.CloseIdleConnections)
-	f := proxy.NewForwarder(proxy.Options{Transport: transport,
+	var counted atomic.Int64
+	f := proxy.NewForwarder(proxy.Options{Transport: transport, RelayBuffers: &counted,
 		Timeouts: proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}})
 	bodies := proxy.NewBodyPool(nil)
 	raw := `{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}`
@@ -101,8 +103,16 @@ func TestHeldStreamHoldsOneReadBuffer(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&held)
 	perStream := (int64(held.HeapAlloc) - int64(before.HeapAlloc)) / streams
+	// The gauge (sluice_relay_buffer_bytes) counts every held stream's
+	// 32 KiB buffer, and nothing once they end.
+	if got, want := counted.Load(), int64(streams*32<<10); got != want {
+		t.Errorf("relay buffers counted while held: %d bytes, want %d", got, want)
+	}
 	close(release)
 	wg.Wait()
+	if got := counted.Load(); got != 0 {
+		t.Errorf("relay buffers counted after the streams ended: %d bytes, want 0", got)
+	}
 	close(errs)
 	for err := range errs {
 		t.Error(err)
@@ -161,7 +171,8 @@ func TestRelayedEventsCutAcrossReads(t *testing.T) {
 			t.Fatal(err)
 		}
 		transport := http.DefaultTransport.(*http.Transport).Clone()
-		f := proxy.NewForwarder(proxy.Options{Transport: transport,
+		var counted atomic.Int64
+		f := proxy.NewForwarder(proxy.Options{Transport: transport, RelayBuffers: &counted,
 			Timeouts: proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}})
 		raw := `{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}`
 		body, err := proxy.NewBodyPool(nil).ReadBody(strings.NewReader(raw), int64(len(raw)), 1<<20)
@@ -182,6 +193,9 @@ func TestRelayedEventsCutAcrossReads(t *testing.T) {
 			}
 		} else if res.Err != nil || got != tc.want {
 			t.Errorf("%s: err %v, %d bytes relayed (identical: %t), want %d", name, res.Err, len(got), got == tc.want, len(tc.want))
+		}
+		if n := counted.Load(); n != 0 {
+			t.Errorf("%s: relay buffers still counted after the stream: %d bytes (grown for the 200 KiB event and given back)", name, n)
 		}
 		transport.CloseIdleConnections()
 		srv.Close()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -27,7 +28,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	flusher, _ := w.(http.Flusher)
 	tl := tailPool.Get().(*tail)
 	tl.buf = tl.buf[:0]
-	rb := readBuf{small: tl.small[:]}
+	rb := readBuf{small: tl.small[:], count: f.opt.RelayBuffers}
 	chk := sseCheck{api: in.Peek.API, transcript: in.Endpoint.Multipart()}
 	defer func() {
 		rb.release()
@@ -183,6 +184,16 @@ type readBuf struct {
 	big   *[]byte
 	huge  []byte // an event longer than big: not pooled
 	carry int    // the start of an event cut across reads, at the front
+	// count, when set, holds the bytes of big and huge while held
+	// (Options.RelayBuffers).
+	count *atomic.Int64
+}
+
+// counted adds n to the count of held large buffers.
+func (r *readBuf) counted(n int) {
+	if r.count != nil {
+		r.count.Add(int64(n))
+	}
 }
 
 // cur is the buffer in use.
@@ -205,7 +216,9 @@ func (r *readBuf) next() []byte {
 	if r.carry == len(b) {
 		if r.big == nil {
 			r.big = relayBufPool.Get().(*[]byte)
+			r.counted(bigRead)
 		} else {
+			r.counted(2*len(b) - len(r.huge))
 			r.huge = make([]byte, 2*len(b))
 		}
 		copy(r.cur(), b[:r.carry])
@@ -228,6 +241,7 @@ func (r *readBuf) keep(data []byte, k int) {
 	b := r.cur()
 	if r.big == nil && len(data) == len(b) {
 		r.big = relayBufPool.Get().(*[]byte)
+		r.counted(bigRead)
 	}
 	r.carry = copy(r.cur(), data[k:])
 }
@@ -236,6 +250,7 @@ func (r *readBuf) release() {
 	if r.big != nil {
 		relayBufPool.Put(r.big)
 		r.big = nil
+		r.counted(-bigRead - len(r.huge))
 	}
 	r.huge, r.carry = nil, 0
 }
