@@ -391,6 +391,7 @@ func (b *build) forward() error {
 		AfterFunc:     b.deps.AfterFunc,
 		ExposeBackend: cfg.ExposeBackend,
 		Owner:         owner,
+		RelayBuffers:  b.deps.Transport.RelayBuffers(),
 	})
 	return nil
 }

@@ -52,7 +52,10 @@ func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 			func() float64 { open, _ := tr.TransportConns(); return float64(open) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_transport_connections_opened_total",
 			Help: "Connections net/http's transport opened (see sluice_upstream_transport_connections)."},
-			func() float64 { _, opened := tr.TransportConns(); return float64(opened) }))
+			func() float64 { _, opened := tr.TransportConns(); return float64(opened) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_relay_buffer_bytes",
+			Help: "Bytes of the large read buffers relayed streams hold: 32 KiB each once its backend got ahead of the relay (more for one event over 32 KiB, up to 512 KiB); bounded per stream, not by a budget."},
+			func() float64 { return float64(tr.RelayBuffers().Load()) }))
 }
 
 // registerRingMetrics exports the prefix-affinity ring builds, counted

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
@@ -59,6 +60,12 @@ type Options struct {
 	// (hedge.go), so shutdown can join them; nil: plain goroutines,
 	// joined by nobody.
 	Owner Owner
+	// RelayBuffers counts the bytes of the large read buffers relayed
+	// streams hold (32 KiB once a backend got ahead, more for one event
+	// past that): bounded per stream, not by a budget, so counted for the
+	// gauge. Kept by the caller across forwarders (a reload builds a new
+	// one while streams still run on the old); nil: not counted.
+	RelayBuffers *atomic.Int64
 }
 
 // Forwarder relays requests to backends. Safe for concurrent use.

@@ -220,7 +220,9 @@ type replay struct {
 func (r *replay) Read(p []byte) (int, error) {
 	if len(r.first) > 0 {
 		n := copy(p, r.first)
-		r.first = r.first[n:]
+		if r.first = r.first[n:]; len(r.first) == 0 {
+			r.first = nil // the peek's 4 KiB buffer goes with it, not held by the stream
+		}
 		return n, nil
 	}
 	if r.err != nil {
@@ -266,6 +268,7 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 	}
 	if winner.resp != nil && isEventStream(winner.resp) {
 		winner.resp.Body = &replay{first: winner.first, err: winner.err, rest: winner.resp.Body}
+		winner.first = nil // the replay's alone: dropped once relayed
 	}
 	return winner
 }

@@ -18,18 +18,16 @@ import (
 )
 
 // relayBufPool holds the copy buffers; a request borrows one for its body.
-var relayBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var relayBufPool = sync.Pool{New: func() any { b := make([]byte, bigRead); return &b }}
 
 // tailSize is how much of the response end is kept to find "usage" in.
 const tailSize = 4 << 10
 
 // tail keeps the last tailSize bytes written to it. It also carries a
-// stream's small read buffer (readBuf) and the buffer its check holds an
-// event cut across reads in (sseCheck.pending), pooled with it.
+// stream's small read buffer (readBuf), pooled with it.
 type tail struct {
-	buf     []byte
-	small   [smallRead]byte
-	pending []byte
+	buf   []byte
+	small [smallRead]byte
 }
 
 func (t *tail) write(p []byte) {

@@ -87,10 +87,7 @@ func (s *sseCheck) feed(p []byte, atEOF bool) (out []byte, bad bool) {
 // buffer when out is the caller's.
 func (s *sseCheck) terminate(out []byte, held bool) []byte {
 	s.unended = false
-	end := "\n\n"
-	if out[len(out)-1] == '\n' {
-		end = "\n"
-	}
+	end := finalLineEnds(out)
 	if !held {
 		s.pending = append(s.pending[:0], out...)
 	} else {
@@ -99,6 +96,40 @@ func (s *sseCheck) terminate(out []byte, held bool) []byte {
 	s.pending = append(s.pending, end...)
 	s.sent = len(s.pending)
 	return s.pending
+}
+
+// finalLineEnds is what the last event of out, ended by the stream
+// inside it, lacked: a "\n" after a "\r" would pair with it as one line
+// end, so only a final "\n" takes a single one.
+func finalLineEnds(out []byte) string {
+	if out[len(out)-1] == '\n' {
+		return "\n"
+	}
+	return "\n\n"
+}
+
+// closeFinal is terminate for whole's callers: out, whole's events (the
+// caller's buffer), with the line ends its final event lacked when the
+// stream ended inside it, in a copy (once per stream, at its end); out
+// itself otherwise.
+func (s *sseCheck) closeFinal(out []byte) []byte {
+	if !s.unended {
+		return out
+	}
+	s.unended = false
+	return append(out[:len(out):len(out)], finalLineEnds(out)...)
+}
+
+// whole is feed for a caller that keeps an event cut across reads itself
+// and passes it again, completed, with the next bytes (readBuf): p starts
+// at an event's start; n is how many of its leading bytes are whole,
+// checked events; bad as feed's.
+func (s *sseCheck) whole(p []byte, atEOF bool) (n int, bad bool) {
+	n, bad = s.scan(p, atEOF)
+	if len(p)-n > maxEvent {
+		bad = true
+	}
+	return n, bad
 }
 
 // scan returns how many leading bytes of p are complete, valid events

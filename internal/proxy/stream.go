@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -27,15 +28,10 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	flusher, _ := w.(http.Flusher)
 	tl := tailPool.Get().(*tail)
 	tl.buf = tl.buf[:0]
-	rb := readBuf{small: tl.small[:]}
-	chk := sseCheck{api: in.Peek.API, transcript: in.Endpoint.Multipart(), pending: tl.pending[:0]}
+	rb := readBuf{small: tl.small[:], count: f.opt.RelayBuffers}
+	chk := sseCheck{api: in.Peek.API, transcript: in.Endpoint.Multipart()}
 	defer func() {
 		rb.release()
-		// The held-event buffer goes back with the tail unless an event
-		// near maxEvent grew it.
-		if tl.pending = nil; cap(chk.pending) <= keepPending {
-			tl.pending = chk.pending[:0]
-		}
 		tailPool.Put(tl)
 	}()
 
@@ -43,14 +39,14 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	var readErr, writeErr error
 	bad, overBudget := false, false
 	for {
-		buf := rb.get()
-		n, err := resp.Body.Read(buf)
+		n, err := resp.Body.Read(rb.next())
 		if n > 0 && (res.Written || chk.api == openai.APIChat) {
 			wd.idle(f.opt.Timeouts.StreamIdle)
 		}
 		eof := err == io.EOF
-		out, malformed := chk.feed(buf[:n], eof)
-		rb.read(n) // out stays valid: the buffers are kept until release
+		data := rb.data(n)
+		k, malformed := chk.whole(data, eof)
+		out := chk.closeFinal(data[:k]) // valid until rb.keep
 		if len(out) > 0 && chk.api == openai.APIResponses && !res.Written && !chk.resp.output && len(held)+len(out) <= maxHeldLifecycle {
 			held = append(held, out...) // out is the check's until the next feed
 			out = nil
@@ -102,6 +98,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 				break
 			}
 		}
+		rb.keep(data, k)
 		if malformed {
 			bad = true
 			break
@@ -157,10 +154,6 @@ func releaseBody(in *Request, res *Result) {
 	}
 }
 
-// keepPending bounds the held-event buffer a stream's tail keeps for the
-// next stream (an event or two of a few KiB).
-const keepPending = 16 << 10
-
 // smallRead is the read buffer a stream waits on for its next event:
 // a token's event is a few hundred bytes, and a backend that keeps pace
 // with its engine writes one or a few per read.
@@ -177,32 +170,89 @@ const smallRead = 4 << 10
 // (Going back to the small buffer after each short read was tried: in one
 // of two A/B runs on a loaded machine it cost 6-11% more CPU per event,
 // plausibly a backlog read 4 KiB at a time, each read a flush.)
+//
+// An event cut across reads stays in the buffer: its start is moved to
+// the front (carry) and the next read lands after it, so the check scans
+// it whole in place. (It used to be copied, with the rest of the read,
+// into a second buffer of the check's own: a backend ahead of its client
+// cuts nearly every 32 KiB read, so each stream held ~40 KiB more, and
+// copied every byte twice.) An event longer than the buffer grows it, by
+// doubling, past maxEvent at most (the check refuses an event over it);
+// that buffer is not pooled.
 type readBuf struct {
 	small []byte
 	big   *[]byte
+	huge  []byte // an event longer than big: not pooled
+	carry int    // the start of an event cut across reads, at the front
+	// count, when set, holds the bytes of big and huge while held
+	// (Options.RelayBuffers).
+	count *atomic.Int64
 }
 
-// get returns the buffer for the next read.
-func (r *readBuf) get() []byte {
-	if r.big != nil {
+// counted adds n to the count of held large buffers.
+func (r *readBuf) counted(n int) {
+	if r.count != nil {
+		r.count.Add(int64(n))
+	}
+}
+
+// cur is the buffer in use.
+func (r *readBuf) cur() []byte {
+	switch {
+	case r.huge != nil:
+		return r.huge
+	case r.big != nil:
 		return *r.big
 	}
 	return r.small
 }
 
-// read notes that the last read (into get's buffer) returned n bytes;
-// what it read stays valid.
-func (r *readBuf) read(n int) {
-	if r.big == nil && n == len(r.small) {
-		r.big = relayBufPool.Get().(*[]byte)
+// next returns where the next read goes: after the carried bytes, in a
+// larger buffer if they fill this one; at most bigRead bytes, so an
+// event is refused at the same length whatever the buffer grew to (the
+// check's bound is maxEvent plus at most one read).
+func (r *readBuf) next() []byte {
+	b := r.cur()
+	if r.carry == len(b) {
+		if r.big == nil {
+			r.big = relayBufPool.Get().(*[]byte)
+			r.counted(bigRead)
+		} else {
+			r.counted(2*len(b) - len(r.huge))
+			r.huge = make([]byte, 2*len(b))
+		}
+		copy(r.cur(), b[:r.carry])
+		b = r.cur()
 	}
+	return b[r.carry:min(len(b), r.carry+bigRead)]
+}
+
+// bigRead is the most a stream reads at once: relayBufPool's size.
+const bigRead = 32 << 10
+
+// data returns the carried bytes and the n the last read (into next's
+// buffer) added after them.
+func (r *readBuf) data(n int) []byte { return r.cur()[:r.carry+n] }
+
+// keep carries data[k:] (the start of an event not yet whole) to the
+// front for the next read; data[:k] is overwritten from here on. A read
+// that filled the small buffer moves the stream to the big one.
+func (r *readBuf) keep(data []byte, k int) {
+	b := r.cur()
+	if r.big == nil && len(data) == len(b) {
+		r.big = relayBufPool.Get().(*[]byte)
+		r.counted(bigRead)
+	}
+	r.carry = copy(r.cur(), data[k:])
 }
 
 func (r *readBuf) release() {
 	if r.big != nil {
 		relayBufPool.Put(r.big)
 		r.big = nil
+		r.counted(-bigRead - len(r.huge))
 	}
+	r.huge, r.carry = nil, 0
 }
 
 // streamVerdict judges a relayed stream once the copy loop has stopped: why

@@ -32,6 +32,19 @@ type Transport struct {
 	// client certificate the gateway has none of and which have answered
 	// nothing since (clientcert.go).
 	certAsked sync.Map
+	// relayBuffers counts relayed streams' large read buffers
+	// (Options.RelayBuffers) across the forwarders of every runtime.
+	relayBuffers atomic.Int64
+}
+
+// RelayBuffers is the count a Forwarder keeps of its streams' large read
+// buffers (Options.RelayBuffers): one for every runtime, so streams still
+// running on a reloaded one are counted; nil for a nil Transport.
+func (t *Transport) RelayBuffers() *atomic.Int64 {
+	if t == nil {
+		return nil
+	}
+	return &t.relayBuffers
 }
 
 // transportKey names a transport: its connect timeout and the
