@@ -74,6 +74,7 @@ type hookItem struct {
 	resend bool
 	retry  bool // its record's NextAttemptAt has come: one attempt
 	from   string
+	due    int64 // the record's NextAttemptAt the sweep saw
 }
 
 // resendOutcome is how a resent webhook ended: the outcome label of
@@ -230,7 +231,7 @@ func (w *webhooks) busy(id string) bool {
 func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 	j := it.j
 	if it.resend {
-		claimed, err := w.claimResend(ctx, j.ID, it.from)
+		claimed, err := w.claimResend(ctx, j.ID, it.from, it.due)
 		switch {
 		case err != nil && !errors.Is(err, ErrNotFound):
 			if ctx.Err() == nil {

@@ -281,7 +281,7 @@ func (w *webhooks) sweep(ctx context.Context) (c sweepCounts, err error) {
 				continue
 			}
 		}
-		reason, ok := w.enqueue(&hookItem{j: r.job(), resend: true, retry: retry, from: r.HookOwner})
+		reason, ok := w.enqueue(&hookItem{j: r.job(), resend: true, retry: retry, from: r.HookOwner, due: r.Job.WebhookState.NextAttemptAt})
 		if !ok {
 			if reason == dropShuttingDown {
 				return c, nil
@@ -363,22 +363,27 @@ func (s *Store) claimLapsed(c fileClaim, now time.Time) bool {
 
 // claimResend makes this process the owner of a resent webhook just
 // before its first attempt, if the record still shows it pending under
-// the owner the sweep saw; false when another process claimed it or its
-// outcome is recorded.
-func (w *webhooks) claimResend(ctx context.Context, id, from string) (bool, error) {
+// the owner the sweep saw and with the next attempt's time it saw (due,
+// 0 for none); false when another process claimed it or its outcome is
+// recorded. Claiming a due retry clears its time, so a second claimer
+// that saw the same record fails even when the owner is unchanged (a
+// live owner's own retry, which another sweeper may also find due).
+func (w *webhooks) claimResend(ctx context.Context, id, from string, due int64) (bool, error) {
 	ctx, cancel := w.s.requestContext(ctx)
 	defer cancel()
 	claimed := false
 	_, _, err := w.s.transition(ctx, singleKey(id), func(r *jobRecord) error {
 		claimed = false
-		if r.Job.WebhookState == nil || r.Job.WebhookState.Status != WebhookPending || r.HookOwner != from {
+		st := r.Job.WebhookState
+		if st == nil || st.Status != WebhookPending || r.HookOwner != from || st.NextAttemptAt != due {
 			return errNoChange
 		}
 		claimed = true
-		if from == w.s.owner {
+		if from == w.s.owner && due == 0 {
 			return errNoChange
 		}
 		r.HookOwner = w.s.owner
+		st.NextAttemptAt = 0
 		return nil
 	})
 	return claimed, err

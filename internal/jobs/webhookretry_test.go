@@ -240,3 +240,37 @@ func TestSweepReachesRecordsPastItsBound(t *testing.T) {
 		t.Fatalf("%d deliveries, want 1", n)
 	}
 }
+
+// A due retry is claimed once, even when its owner is alive and both
+// processes saw the same owner: the first claim clears its time, so the
+// second, made from the same reading, fails. Before, a claim only
+// compared the owner, unchanged when the owner claims its own retry, and
+// two sweepers that found it due both sent it.
+func TestDueRetryClaimedOnce(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	c := newClock()
+	slow := func(o *Options) { o.Now, o.WebhookSweepInterval, o.WebhookLease = c.Now, time.Hour, 3*time.Hour }
+	a := openStore(t, hookedOptions(srv.ClientURL(), slow))
+	b := openStore(t, hookedOptions(srv.ClientURL(), slow))
+	ctx := context.Background()
+	due := c.Now().Add(-time.Second).Unix()
+	r := jobRecord{Tenant: "acme", Webhook: "http://127.0.0.1:9/hook", HookOwner: a.owner, Job: Job{ID: "job_due",
+		Status: StatusSucceeded, FinishedAt: c.Now().Unix() - 60,
+		WebhookState: &WebhookDelivery{Status: WebhookPending, Attempts: 5, NextAttemptAt: due}}}
+	raw, err := json.Marshal(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.jobs.Put(ctx, singleKey("job_due"), raw); err != nil {
+		t.Fatal(err)
+	}
+	okA, errA := a.hooks.claimResend(ctx, "job_due", a.owner, due)
+	okB, errB := b.hooks.claimResend(ctx, "job_due", a.owner, due)
+	if errA != nil || errB != nil || !okA || okB {
+		t.Fatalf("claims: owner %v (%v), other %v (%v); want only the first", okA, errA, okB, errB)
+	}
+	st, _ := retryState(t, a, "job_due")
+	if st.NextAttemptAt != 0 || st.Status != WebhookPending {
+		t.Fatalf("after the claim: %+v, want pending with no next attempt (being sent)", st)
+	}
+}
