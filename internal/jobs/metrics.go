@@ -121,7 +121,7 @@ var statDescs = []struct {
 	{prometheus.NewDesc("sluice_jobs_dead_lettered_total", "Jobs failed after their last attempt.", nil, nil), func(s Stats) uint64 { return s.DeadLettered }},
 	{prometheus.NewDesc("sluice_jobs_orphans_total", "Messages dropped for lack of a record.", nil, nil), func(s Stats) uint64 { return s.Orphans }},
 	{prometheus.NewDesc("sluice_jobs_webhooks_sent_total", "Webhooks delivered.", nil, nil), func(s Stats) uint64 { return s.WebhooksSent }},
-	{prometheus.NewDesc("sluice_jobs_webhooks_failed_total", "Webhooks given up on: failed deliveries and those dropped at a queue bound (sluice_jobs_webhooks_dropped_total).", nil, nil), func(s Stats) uint64 { return s.WebhooksFailed }},
+	{prometheus.NewDesc("sluice_jobs_webhooks_failed_total", "Webhooks given up on: a final answer (a 4xx other than 408/429, a refused destination), or every step of the retry schedule failed.", nil, nil), func(s Stats) uint64 { return s.WebhooksFailed }},
 }
 
 // Active batches against their bound (Options.MaxActiveBatches), as this
@@ -145,11 +145,13 @@ var (
 	webhookDestinationsDesc = prometheus.NewDesc("sluice_jobs_webhook_destinations",
 		"Webhook destinations (scheme://host:port) with a delivery queue now; at most 256 at once.", nil, nil)
 	webhooksDroppedDesc = prometheus.NewDesc("sluice_jobs_webhooks_dropped_total",
-		"Webhooks dropped without an attempt at a queue bound, by reason (queue_full, too_many_destinations, destination_full, shutting_down); the job record stays the answer.",
+		"Webhooks a queue bound kept out of this process's queues, by reason (queue_full, too_many_destinations, destination_full, shutting_down); not given up: they stay pending and a sweep sends them when there is room.",
 		[]string{"reason"}, nil)
 	webhookResendsDesc = prometheus.NewDesc("sluice_jobs_webhook_resends_total",
-		"Pending webhooks of a gone sender resent by this process's sweep, by outcome: delivered, failed (given up), skipped (claimed by another process or recorded meanwhile: not sent).",
+		"Pending webhooks resent by this process's sweep (their sender gone, or their next scheduled attempt due), by outcome: delivered, failed (given up), skipped (claimed by another process or recorded meanwhile: not sent), rescheduled (failed again, its next attempt later).",
 		[]string{"outcome"}, nil)
+	webhookRetriesDesc = prometheus.NewDesc("sluice_jobs_webhook_retries_scheduled_total",
+		"Webhook delivery rounds that failed with an answer worth retrying (408, 429, 5xx, a network error) and left the webhook pending, its next attempt on the retry schedule (up to ~28 h after its job finished).", nil, nil)
 )
 
 // backlogDesc is the queue's depth, read from the stream at scrape time.
@@ -241,6 +243,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- webhookDestinationsDesc
 	ch <- webhooksDroppedDesc
 	ch <- webhookResendsDesc
+	ch <- webhookRetriesDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -268,6 +271,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for o, label := range resendOutcomeLabels {
 		ch <- prometheus.MustNewConstMetric(webhookResendsDesc, prometheus.CounterValue, float64(c.s.hooks.resends[o].Load()), label)
 	}
+	ch <- prometheus.MustNewConstMetric(webhookRetriesDesc, prometheus.CounterValue, float64(c.s.hooks.retries.Load()))
 	ch <- prometheus.MustNewConstMetric(workersPausedDesc, prometheus.GaugeValue, float64(c.s.stats.workersPaused.Load()))
 	ch <- prometheus.MustNewConstMetric(storePausesDesc, prometheus.CounterValue, float64(c.s.stats.storePauses.Load()))
 	ch <- prometheus.MustNewConstMetric(startsRefusedDesc, prometheus.CounterValue, float64(c.s.stats.startsRefused.Load()))

@@ -113,8 +113,9 @@ type Options struct {
 	// link-local and other internal addresses (checked on the address
 	// dialled, after DNS). Off by default.
 	AllowPrivateWebhooks bool
-	// WebhookTimeout bounds one webhook's delivery, retries included,
-	// default 1 minute.
+	// WebhookTimeout bounds one round of a webhook's delivery attempts
+	// (the first round's retries included), default 1 minute; later
+	// rounds follow the retry schedule (webhookretry.go).
 	WebhookTimeout time.Duration
 	// WebhookLease is how long this process's claim on the webhooks it
 	// sends outlives its last heartbeat: a process killed with webhooks
@@ -122,7 +123,8 @@ type Options struct {
 	// WebhookSweepInterval (webhookresend.go). Default 30s.
 	WebhookLease time.Duration
 	// WebhookSweepInterval is how often the heartbeat is renewed and the
-	// holder of the sweep lease looks for webhooks whose sender is gone.
+	// holder of the sweep lease looks for webhooks whose sender is gone,
+	// whose scheduled retry is due, or that a queue bound kept out.
 	// Default 10s; at most a third of WebhookLease.
 	WebhookSweepInterval time.Duration
 	// Registerer, when set, gets the queue's counters as Prometheus

@@ -92,15 +92,17 @@ type Job struct {
 
 // WebhookDelivery is a job's webhook outcome, the "webhook" object of
 // GET /v1/jobs/{id}. Status is pending until the job finishes and its
-// webhook is sent or given up; then delivered, failed (every attempt
-// made or a final answer) or dropped (a bound refused it before any
-// attempt). Reason is a short code, never an error's text (which can
-// name internal addresses): for failed, receiver_error (StatusCode says
-// which), network_error, timeout, destination_refused (a private or
-// unresolvable address, refused where it is dialled), invalid_url or
-// not_signed (no queue.webhook_secret); for dropped, the
-// sluice_jobs_webhooks_dropped_total reason (destination_full,
-// queue_full, too_many_destinations).
+// webhook is sent or given up (while pending after failed attempts,
+// NextAttemptAt says when it is tried again: webhookretry.go; one that a
+// queue bound kept out waits for the sweep, pending too); then delivered,
+// or failed (a final answer, or every step of the retry schedule made).
+// dropped is only on records written before bounds left webhooks pending.
+// Reason is a short code, never an error's text (which can name internal
+// addresses): receiver_error (StatusCode says which), network_error,
+// timeout, destination_refused (a private or unresolvable address,
+// refused where it is dialled), invalid_url or not_signed (no
+// queue.webhook_secret); on an old dropped record, the
+// sluice_jobs_webhooks_dropped_total reason.
 type WebhookDelivery struct {
 	Status      string `json:"status"` // pending, delivered, failed, dropped
 	Attempts    int    `json:"attempts"`
@@ -108,6 +110,9 @@ type WebhookDelivery struct {
 	FailedAt    int64  `json:"failed_at,omitempty"`    // unix seconds, failed or dropped
 	StatusCode  int    `json:"status_code,omitempty"`  // the receiver's last answer
 	Reason      string `json:"reason,omitempty"`
+	// NextAttemptAt is when a pending webhook whose attempts so far failed
+	// is tried again (unix seconds); 0 otherwise.
+	NextAttemptAt int64 `json:"next_attempt_at,omitempty"`
 }
 
 // Webhook outcome statuses.

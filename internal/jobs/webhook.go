@@ -19,11 +19,14 @@ import (
 //     delays only its own webhooks;
 //   - bounded: webhookPerHost waiting per destination, webhookMaxHosts
 //     destinations, webhookMaxQueued in all; past a bound the webhook is
-//     dropped and counted as failed (the job record is the durable answer);
-//   - each attempt within webhookAttemptTimeout; at most webhookAttempts
-//     attempts with doubling backoff (or the receiver's Retry-After) within
-//     Options.WebhookTimeout, and only after 408, 429, 5xx or a network
-//     error: any other answer is final.
+//     not queued here (counted in dropped) and stays pending on its
+//     record, for the sweep to send when there is room;
+//   - each attempt within webhookAttemptTimeout; a first round of at most
+//     webhookAttempts attempts with doubling, jittered backoff (or the
+//     receiver's Retry-After) within Options.WebhookTimeout, and only after
+//     408, 429, 5xx or a network error: any other answer is final. A round
+//     that ends on such an answer leaves the webhook pending with its next
+//     attempt's time, tried by the sweep for up to ~28 h (webhookretry.go).
 //
 // Webhooks still queued when the process stops, or cut short by it, stay
 // pending on their jobs and are sent again by a live process's sweep
@@ -46,14 +49,22 @@ type webhooks struct {
 	inflight map[string]bool            // job ids queued or being delivered here
 	held     map[string]WebhookDelivery // outcomes whose write failed, written again by run
 
-	// dropped counts webhooks dropped at a bound, by dropReason (also
-	// counted as failed): sluice_jobs_webhooks_dropped_total{reason}.
+	// dropped counts webhooks a bound kept out of the queues, by
+	// dropReason (left pending for the sweep):
+	// sluice_jobs_webhooks_dropped_total{reason}.
 	dropped [numDropReasons]atomic.Uint64
 	// resent counts webhooks of finished jobs queued again by a sweep;
 	// resends counts how those ended, by resendOutcome.
 	resent  atomic.Uint64
 	resends [numResendOutcomes]atomic.Uint64
-	sweeps  atomic.Uint64 // sweeps run here (tests wait on it)
+	// retries counts rounds that ended with the webhook left pending for
+	// a later attempt: sluice_jobs_webhook_retries_scheduled_total.
+	retries atomic.Uint64
+	// sweepAfter is the last index key the previous sweep looked at: the
+	// next starts after it, so webhooks waiting hours for their next
+	// attempt do not keep a sweep from reaching the rest.
+	sweepAfter string
+	sweeps     atomic.Uint64 // sweeps run here (tests wait on it)
 }
 
 // hookItem is a queued webhook. A resent one (resend) is claimed before
@@ -61,7 +72,9 @@ type webhooks struct {
 type hookItem struct {
 	j      *Job
 	resend bool
+	retry  bool // its record's NextAttemptAt has come: one attempt
 	from   string
+	due    int64 // the record's NextAttemptAt the sweep saw
 }
 
 // resendOutcome is how a resent webhook ended: the outcome label of
@@ -69,13 +82,14 @@ type hookItem struct {
 type resendOutcome int
 
 const (
-	resendDelivered resendOutcome = iota
-	resendFailed                  // given up after its attempts, or a permanent answer
-	resendSkipped                 // claimed by another process, or its outcome recorded meanwhile: not sent
+	resendDelivered   resendOutcome = iota
+	resendFailed                    // given up after its attempts, or a permanent answer
+	resendSkipped                   // claimed by another process, or its outcome recorded meanwhile: not sent
+	resendRescheduled               // failed again, its next attempt on the schedule
 	numResendOutcomes
 )
 
-var resendOutcomeLabels = [numResendOutcomes]string{"delivered", "failed", "skipped"}
+var resendOutcomeLabels = [numResendOutcomes]string{"delivered", "failed", "skipped", "rescheduled"}
 
 // dropReason is why notify dropped a webhook: the reason label's values.
 type dropReason int
@@ -117,8 +131,13 @@ func destination(raw string) string {
 	return strings.ToLower(u.Scheme + "://" + u.Host)
 }
 
-// notify queues r's webhook if it has one; it never blocks on a receiver
-// (a drop is recorded on the job: one store write, outside mu).
+// notify queues r's webhook if it has one; it never blocks on a receiver.
+// A webhook a bound refuses is not given up: it stays pending on its
+// record (indexed, owned by this process, in none of its queues), and
+// the sweep queues it once its job finished a lease ago, waiting for
+// room then instead of dropping (webhookresend.go). Recording it
+// "dropped", as before, lost every webhook of a burst past 64 to one
+// slow receiver, for good.
 func (w *webhooks) notify(r *jobRecord) {
 	if r.Webhook == "" || r.Job.BatchID != "" {
 		return
@@ -129,12 +148,7 @@ func (w *webhooks) notify(r *jobRecord) {
 		return
 	}
 	w.dropped[reason].Add(1)
-	w.s.stats.webhookFailed.Add(1)
-	w.s.log.Warn(dropReasonWhy[reason]+"; dropping the webhook", "job", j.ID)
-	if reason != dropShuttingDown {
-		// Shutting down leaves it pending: resent at the next start.
-		_ = w.s.recordWebhook(j.ID, WebhookDelivery{Status: WebhookDropped, FailedAt: w.s.now().Unix(), Reason: dropReasonLabels[reason]})
-	}
+	w.s.log.Warn(dropReasonWhy[reason]+"; the webhook is left pending for the sweep to send", "job", j.ID)
 }
 
 var dropReasonWhy = [numDropReasons]string{"webhook queue full", "too many webhook destinations at once",
@@ -217,7 +231,7 @@ func (w *webhooks) busy(id string) bool {
 func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 	j := it.j
 	if it.resend {
-		claimed, err := w.claimResend(ctx, j.ID, it.from)
+		claimed, err := w.claimResend(ctx, j.ID, it.from, it.due)
 		switch {
 		case err != nil && !errors.Is(err, ErrNotFound):
 			if ctx.Err() == nil {
@@ -237,6 +251,13 @@ func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 		w.s.log.Error("encoding webhook", "job", j.ID, "err", err)
 		return
 	}
+	prev, tries := 0, webhookAttempts
+	if j.WebhookState != nil {
+		prev = j.WebhookState.Attempts
+	}
+	if it.retry {
+		tries = 1 // a scheduled retry: one attempt, then the next on the schedule
+	}
 	ctx, cancel := context.WithTimeout(ctx, w.s.o.WebhookTimeout)
 	defer cancel()
 	delay := webhookBackoff
@@ -247,45 +268,64 @@ func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 			if it.resend {
 				w.resends[resendDelivered].Add(1)
 			}
-			w.record(j.ID, w.s.webhookOutcome(attempt, nil))
+			w.record(j.ID, w.s.webhookOutcome(prev+attempt, nil))
 			return
 		}
 		var de *deliveryError
-		final := attempt >= webhookAttempts || (errors.As(err, &de) && de.permanent)
-		w.s.log.Warn("webhook failed", "job", j.ID, "attempt", attempt, "final", final, "err", err)
-		if final {
-			w.s.stats.webhookFailed.Add(1)
-			if it.resend {
-				w.resends[resendFailed].Add(1)
-			}
-			w.finish(j, attempt, err)
-			return
-		}
-		wait := delay
-		if de != nil && de.retryAfter > wait {
-			wait = de.retryAfter
+		permanent := errors.As(err, &de) && de.permanent
+		wait, notBefore := jitter(delay), time.Duration(0)
+		if de != nil && de.retryAfter > 0 {
+			notBefore = de.retryAfter
+			wait = max(wait, de.retryAfter)
 		}
 		delay *= 2
+		// A wait past the round's budget ends the round now: the schedule
+		// takes it from there, and the destination's queue moves on.
+		dl, _ := ctx.Deadline()
+		last := permanent || attempt >= tries || time.Until(dl) < wait
+		w.s.log.Warn("webhook failed", "job", j.ID, "attempt", prev+attempt, "last_of_round", last, "permanent", permanent, "err", err)
+		if last {
+			w.endRound(it, prev+attempt, err, permanent, notBefore)
+			return
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			w.s.stats.webhookFailed.Add(1)
-			w.finish(j, attempt, err)
+			w.endRound(it, prev+attempt, err, false, 0)
 			return
 		}
 	}
 }
 
-// finish records a delivery that failed after attempts, last with err,
-// unless the Store is closing (then it is still pending: not given up,
-// cut short).
-func (w *webhooks) finish(j *Job, attempts int, err error) {
+// endRound records a round of attempts that failed, the last with err:
+// pending with its next attempt's time when it is worth retrying and the
+// schedule has one left (webhookretry.go), else failed. Nothing is
+// written while the Store closes: the webhook stays pending, as it was,
+// and a live process's sweep sends it.
+func (w *webhooks) endRound(it *hookItem, attempts int, err error, permanent bool, notBefore time.Duration) {
 	if w.s.ctx.Err() != nil {
 		return
 	}
-	w.record(j.ID, w.s.webhookOutcome(attempts, err))
+	st := w.s.webhookOutcome(attempts, err)
+	if !permanent {
+		now := w.s.now()
+		if at, ok := w.s.nextRetry(time.Unix(it.j.FinishedAt, 0), now, now.Add(notBefore)); ok {
+			st.Status, st.FailedAt, st.NextAttemptAt = WebhookPending, 0, at.Unix()
+			w.retries.Add(1)
+			if it.resend {
+				w.resends[resendRescheduled].Add(1)
+			}
+			w.record(it.j.ID, st)
+			return
+		}
+	}
+	w.s.stats.webhookFailed.Add(1)
+	if it.resend {
+		w.resends[resendFailed].Add(1)
+	}
+	w.record(it.j.ID, st)
 }
 
 // webhookMaxHeld bounds the outcomes held for another write; past it an

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,7 +61,14 @@ import (
 //
 // Resends go through the same queues as any webhook (per destination,
 // webhookAttempts each) but are never dropped: a queue without room
-// leaves the webhook for the next sweep.
+// leaves the webhook for the next sweep. The sweep also sends webhooks
+// whose record holds a next attempt's time once it has come, whoever
+// owns them (a failed round scheduled it: nobody holds it; webhookretry.go,
+// one attempt each), and those a queue bound kept out of their process's
+// queues (pending, owned by a live process that does not hold them: sent
+// once their job finished a lease ago). Each sweep starts after the key
+// the previous one stopped at, so webhooks waiting hours for their next
+// attempt do not keep it from the rest.
 
 func webhookIndexKey(id string) string { return "w." + id }
 
@@ -154,7 +162,7 @@ func (w *webhooks) run(ctx context.Context) {
 			level = w.s.log.Info
 		}
 		level("webhook sweep", "listed", c.listed, "looked_at", c.lookedAt, "queued", c.queued,
-			"held_for_room", c.held, "owner_alive", c.alive, "cleaned", c.cleaned, "left_for_next", c.left)
+			"held_for_room", c.held, "owner_alive", c.alive, "retry_later", c.waiting, "cleaned", c.cleaned, "left_for_next", c.left)
 	}
 }
 
@@ -214,7 +222,7 @@ func (w *webhooks) takeSweepLease(ctx context.Context) (bool, error) {
 
 // sweepCounts is what one sweep did, for its log line.
 type sweepCounts struct {
-	listed, lookedAt, queued, held, alive, cleaned, left int
+	listed, lookedAt, queued, held, alive, waiting, cleaned, left int
 }
 
 // sweep queues the pending webhooks of finished jobs whose sender is
@@ -225,6 +233,7 @@ func (w *webhooks) sweep(ctx context.Context) (c sweepCounts, err error) {
 		return c, err
 	}
 	c.listed = len(keys)
+	keys = w.rotate(keys)
 	alive := map[string]bool{} // owner -> heartbeat current, this sweep
 	now := w.s.now()
 	for i, key := range keys {
@@ -232,6 +241,9 @@ func (w *webhooks) sweep(ctx context.Context) (c sweepCounts, err error) {
 			c.left = len(keys) - i
 			break
 		}
+		w.mu.Lock()
+		w.sweepAfter = key
+		w.mu.Unlock()
 		id := strings.TrimPrefix(key, "w.")
 		if w.busy(id) {
 			c.alive++
@@ -253,15 +265,23 @@ func (w *webhooks) sweep(ctx context.Context) (c sweepCounts, err error) {
 		case !r.Job.Status.Terminal() || r.Webhook == "":
 			continue // its worker sends it when the job finishes
 		}
-		gone, err := w.ownerGone(ctx, r, now, alive)
-		if err != nil {
-			return c, err
-		}
-		if !gone {
-			c.alive++
+		retry := r.Job.WebhookState.NextAttemptAt != 0
+		if retry && now.Unix() < r.Job.WebhookState.NextAttemptAt {
+			c.waiting++ // failed so far, its next attempt later
 			continue
 		}
-		reason, ok := w.enqueue(&hookItem{j: r.job(), resend: true, from: r.HookOwner})
+		// A due retry is nobody's in flight: whoever sweeps sends it.
+		if !retry {
+			gone, err := w.ownerGone(ctx, r, now, alive)
+			if err != nil {
+				return c, err
+			}
+			if !gone {
+				c.alive++
+				continue
+			}
+		}
+		reason, ok := w.enqueue(&hookItem{j: r.job(), resend: true, retry: retry, from: r.HookOwner, due: r.Job.WebhookState.NextAttemptAt})
 		if !ok {
 			if reason == dropShuttingDown {
 				return c, nil
@@ -273,6 +293,21 @@ func (w *webhooks) sweep(ctx context.Context) (c sweepCounts, err error) {
 		w.resent.Add(1)
 	}
 	return c, nil
+}
+
+// rotate orders keys (index keys: random job ids) to start after the
+// key the previous sweep stopped at, wrapping around, so a sweep that
+// stops at webhookSweepMax is followed by one that looks at the rest.
+func (w *webhooks) rotate(keys []string) []string {
+	slices.Sort(keys)
+	w.mu.Lock()
+	after := w.sweepAfter
+	w.mu.Unlock()
+	i, found := slices.BinarySearch(keys, after)
+	if found {
+		i++
+	}
+	return append(keys[i:len(keys):len(keys)], keys[:i]...)
 }
 
 // ownerGone reports whether r's webhook has no live sender: its owner's
@@ -328,22 +363,27 @@ func (s *Store) claimLapsed(c fileClaim, now time.Time) bool {
 
 // claimResend makes this process the owner of a resent webhook just
 // before its first attempt, if the record still shows it pending under
-// the owner the sweep saw; false when another process claimed it or its
-// outcome is recorded.
-func (w *webhooks) claimResend(ctx context.Context, id, from string) (bool, error) {
+// the owner the sweep saw and with the next attempt's time it saw (due,
+// 0 for none); false when another process claimed it or its outcome is
+// recorded. Claiming a due retry clears its time, so a second claimer
+// that saw the same record fails even when the owner is unchanged (a
+// live owner's own retry, which another sweeper may also find due).
+func (w *webhooks) claimResend(ctx context.Context, id, from string, due int64) (bool, error) {
 	ctx, cancel := w.s.requestContext(ctx)
 	defer cancel()
 	claimed := false
 	_, _, err := w.s.transition(ctx, singleKey(id), func(r *jobRecord) error {
 		claimed = false
-		if r.Job.WebhookState == nil || r.Job.WebhookState.Status != WebhookPending || r.HookOwner != from {
+		st := r.Job.WebhookState
+		if st == nil || st.Status != WebhookPending || r.HookOwner != from || st.NextAttemptAt != due {
 			return errNoChange
 		}
 		claimed = true
-		if from == w.s.owner {
+		if from == w.s.owner && due == 0 {
 			return errNoChange
 		}
 		r.HookOwner = w.s.owner
+		st.NextAttemptAt = 0
 		return nil
 	})
 	return claimed, err

@@ -43,6 +43,13 @@ type webhookSender struct {
 // webhookAttemptTimeout bounds one attempt: connect, send, and the answer.
 const webhookAttemptTimeout = 10 * time.Second
 
+// webhookMaxIdleConns bounds the idle connections kept for reuse, all
+// destinations together. Destinations are the clients' choice: without a
+// bound (http.Transport's zero value) every one delivered to kept up to
+// two sockets open for IdleConnTimeout, and 1,000 jobs with webhooks to
+// 1,000 ports held 1,000 sockets (file descriptors) for 30 s.
+const webhookMaxIdleConns = 32
+
 func newWebhookSender(secret []byte, allowPrivate bool, now Clock) *webhookSender {
 	return newWebhookSenderVia(webhookDialer(allowPrivate, nil), secret, now)
 }
@@ -65,6 +72,7 @@ func newWebhookSenderVia(d *net.Dialer, secret []byte, now Clock) *webhookSender
 		TLSHandshakeTimeout:   5 * time.Second,
 		ResponseHeaderTimeout: webhookAttemptTimeout,
 		MaxIdleConnsPerHost:   2,
+		MaxIdleConns:          webhookMaxIdleConns,
 		IdleConnTimeout:       30 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}

@@ -21,11 +21,12 @@ func (s *Store) recordWebhook(id string, st WebhookDelivery) error {
 		if r.Job.WebhookState == nil || r.Job.WebhookState.Status != WebhookPending {
 			return errNoChange // not a webhook job (an older record), or already final
 		}
+		// (pending to pending: a round failed, NextAttemptAt set)
 		r.Job.WebhookState = &st
 		return nil
 	})
-	if err == nil {
-		s.unindexWebhook(ctx, id)
+	if err == nil && st.Status != WebhookPending {
+		s.unindexWebhook(ctx, id) // final; a pending one waits for its next attempt
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		s.log.Warn("recording the webhook outcome", "job", id, "status", st.Status, "err", s.storeFull(err))

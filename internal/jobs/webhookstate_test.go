@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // webhookOf reads the job's "webhook" object as GET /v1/jobs/{id} shows
@@ -94,40 +96,52 @@ func TestWebhookRefusedAtDialRecorded(t *testing.T) {
 	}
 }
 
-// Past the per-destination bound a webhook is dropped, and the job says
-// so (destination_full) instead of staying pending forever.
-func TestWebhookDroppedRecorded(t *testing.T) {
+// Past the per-destination bound a webhook is not queued, and not given
+// up either: it stays pending, and once the receiver answers again the
+// sweep sends it, waiting for room. Before, it was recorded dropped
+// (destination_full) and never sent: a burst of jobs finishing together
+// to one slow receiver lost every webhook past 64.
+func TestWebhookPastTheQueueBoundSentLater(t *testing.T) {
 	release := make(chan struct{})
-	hung := newHookTarget(t, func(w http.ResponseWriter, r *http.Request) {
+	hung := newHookCounts(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
 		}
 	})
-	t.Cleanup(func() { close(release) }) // before hung.Close (cleanups run last first)
-	s, _ := newStore(t, func(o *Options) { o.WebhookSecret, o.AllowPrivateWebhooks = []byte("s3cret"), true })
-	// One in flight, webhookPerHost waiting, the rest dropped: notify
-	// straight from records, as a finishing worker does.
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open) // before hung.Close (cleanups run last first)
+	srv := startServer(t, t.TempDir())
+	c := newClock()
+	s := openStore(t, hookedOptions(srv.ClientURL(), func(o *Options) { o.Now = c.Now }))
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
+	// One in flight, webhookPerHost waiting, the rest past the bound.
 	var ids []string
 	for range webhookPerHost + 3 {
-		j := submitHooked(t, s, hung.URL+"/hook")
-		ids = append(ids, j.ID)
-		r, _, err := s.getJob(context.Background(), singleKey(j.ID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.hooks.notify(r)
+		ids = append(ids, submitHooked(t, s, hung.URL+"/hook").ID)
 	}
-	dropped := 0
+	eventually(t, "webhooks past the bound", func() bool {
+		return s.hooks.dropped[dropDestinationFull].Load() >= 1 && calls.Load() == int64(len(ids))
+	})
 	for _, id := range ids {
-		if w := webhookOf(t, s, id); w["status"] == "dropped" {
-			if w["reason"] != "destination_full" {
-				t.Fatalf("dropped: %v", w)
-			}
-			dropped++
+		if w := webhookOf(t, s, id); w["status"] != WebhookPending {
+			t.Fatalf("while the receiver hangs: %v, want every webhook pending", w)
 		}
 	}
-	if dropped < 1 {
-		t.Fatalf("%d of %d webhooks to one hung receiver recorded as dropped, want at least 1", dropped, len(ids))
+	open()
+	c.Advance(DefaultWebhookLease + time.Second) // the sweep takes those no queue holds
+	for _, id := range ids {
+		waitWebhook(t, s, id, WebhookDelivered)
+	}
+	waitSweeps(t, s, 2)
+	for _, id := range ids {
+		if n := hung.count(id); n != 1 {
+			t.Fatalf("%s delivered %d times, want 1", id, n)
+		}
+	}
+	if n := s.Stats().WebhooksFailed; n != 0 {
+		t.Fatalf("failed %d, want 0", n)
 	}
 }
