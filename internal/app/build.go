@@ -472,6 +472,25 @@ func (bt *Built) Retire(next *Built) {
 	}
 	bt.Runtime.Retire(n)
 	bt.closeJWKS(next)
+	bt.openQueues(next)
+}
+
+// openQueues lets through at once the waiters of each queue of bt whose
+// model next still serves without one (admission turned off by the
+// reload): the requests arriving now skip admission, and those queued
+// before would otherwise wait for the old queue's tickets to come back
+// (admission.Queue.Open). Run after the swap, so no request reaches the
+// old queue after it but through the old runtime, and those are granted
+// at once too.
+func (bt *Built) openQueues(next *Built) {
+	if next == nil {
+		return // shutdown: the drain decides the waiters' fate
+	}
+	for name, q := range bt.queues {
+		if next.queues[name] == nil && next.Runtime.Pools[name] != nil {
+			q.q.Open()
+		}
+	}
 }
 
 // discard closes what a failed build opened and prev does not share.
