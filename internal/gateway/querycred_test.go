@@ -44,3 +44,28 @@ func TestQueryCredentialStaysAtTheGateway(t *testing.T) {
 		}
 	}
 }
+
+// A Responses follow-up's query is scrubbed alike (proxy.followUpRequest).
+func TestFollowUpQueryCredentialStaysAtTheGateway(t *testing.T) {
+	got := make(chan string, 1)
+	be := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.URL.RawQuery:
+		default:
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"resp_abc","object":"response","status":"completed","output":[]}`)
+	}))
+	srv, _ := startGateway(t, testConfig(be))
+	resp, err := http.Get(srv.URL + "/v1/responses/resp_abc?include[]=x&key=client-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 {
+		t.Fatalf("status %d %s", resp.StatusCode, body)
+	}
+	resp.Body.Close()
+	if q := <-got; q != "include[]=x" {
+		t.Errorf("upstream query of the follow-up %q, want %q", q, "include[]=x")
+	}
+}
