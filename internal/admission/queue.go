@@ -100,6 +100,9 @@ type Queue struct {
 	// serving is every ticket out (takeSlot to returnSlot), for the
 	// estimate of when the next slot frees (nextFree).
 	serving map[*Ticket]struct{}
+	// opened: the queue no longer stands in front of its pool (Open):
+	// every request is granted at once.
+	opened bool
 }
 
 // tenantState is one tenant's share of the queue, for bounds and the
@@ -224,6 +227,10 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	defer q.mu.Unlock()
 	q.wakeFromRest()
 	now := q.clock()
+	if q.opened && !r.Spare {
+		q.counters.waited(r.Class, 0)
+		return q.grant(r.Tenant, r.Weight, r.Cost, now, 0), nil, nil
+	}
 	capacity := q.capacity()
 	q.dispatch(now, capacity)
 	if r.Spare {

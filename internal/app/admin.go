@@ -92,7 +92,9 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 	// takes after installing its own: either this reads the new cap, or
 	// the reload finds adminCaps set.
 	a.adminMu.Lock()
-	guarded := netguard.NewListener(ln, adminConnLimits(a.gw.Runtime().Config.Admin), a.connMetrics.AdminView())
+	cfg := a.gw.Runtime().Config
+	guarded := netguard.NewListener(ln, adminConnLimits(cfg.Admin), a.connMetrics.AdminView())
+	guarded.LogRefusals(a.adminRefusalLog(cfg.Log.Access), a.gw.RefusalLineAllowed)
 	a.adminCaps = guarded
 	a.adminMu.Unlock()
 	srv := &http.Server{
@@ -128,17 +130,31 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 func adminConnLimits(cfg config.Admin) netguard.ConnLimits {
 	rf := netguard.DefaultRefusal()
 	rf.Max = cfg.MaxConnections
-	return netguard.ConnLimits{Total: cfg.MaxConnections, Linger: netguard.DefaultLinger(), Refusal: rf}
+	return netguard.ConnLimits{Total: cfg.MaxConnections, Linger: netguard.DefaultLinger(), Refusal: rf, Admin: true}
+}
+
+// adminRefusalLog is where the admin listener logs the answers it makes
+// itself (its cap's 503, a malformed or late head), as the public
+// listener's are (refusalLog: with log.access, within the same budget of
+// lines), marked listener=admin: before, its refusals were counted
+// (sluice_connections_refused_total{listener="admin"}) but never logged,
+// so a 503's request id an operator quoted was found nowhere.
+func (a *App) adminRefusalLog(access bool) *slog.Logger {
+	if l := a.refusalLog(access); l != nil {
+		return l.With("listener", netguard.ListenerAdmin)
+	}
+	return nil
 }
 
 // applyAdminLimits applies a reload's admin.max_connections to the admin
 // listener while it serves, as the public listener's caps are
 // (applyServerLimits): connections already open above a lowered cap are
 // not cut; new ones are refused until the open ones are under it.
-func (a *App) applyAdminLimits(cfg config.Admin) {
+func (a *App) applyAdminLimits(cfg config.Admin, access bool) {
 	a.adminMu.Lock()
 	defer a.adminMu.Unlock()
 	if a.adminCaps != nil {
 		a.adminCaps.SetLimits(adminConnLimits(cfg))
+		a.adminCaps.LogRefusals(a.adminRefusalLog(access), a.gw.RefusalLineAllowed)
 	}
 }

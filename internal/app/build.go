@@ -263,13 +263,6 @@ func (b *build) pools() error {
 	for i := range cfg.Models {
 		mc := &cfg.Models[i]
 		m := &model{cfg: mc, policy: config.PolicyFor(mc), slo: cfg.SLOFor(mc)}
-		var err error
-		if m.picker, err = routing.New(m.policy, b.deps.Rand, b.deps.Now); err != nil {
-			return fmt.Errorf("models[%d].policy: %w", i, err)
-		}
-		if b.deps.Rings != nil {
-			routing.CountRings(m.picker, b.deps.Rings)
-		}
 		for j, bc := range mc.Backends {
 			spec := endpoint.Spec{URL: bc.URL, Weight: bc.Weight, MaxConcurrency: bc.MaxConcurrency,
 				APIKey: bc.APIKey, UpstreamModel: bc.UpstreamModel, PassClientAuth: bc.PassClientAuth, Engine: bc.Engine}.Normalized()
@@ -289,7 +282,36 @@ func (b *build) pools() error {
 				}
 			}
 		}
+		if err := b.picker(m); err != nil {
+			return fmt.Errorf("models[%d].policy: %w", i, err)
+		}
 		b.models = append(b.models, m)
+	}
+	return nil
+}
+
+// picker gives m its routing policy: the running pool's, state and all,
+// when the policy is the same and the pool has the same backends in the
+// same order, else a new one. A new round robin starts at the first
+// backend: made afresh at every reload (SIGHUP, a file change, a
+// discovery update), the first backend got the next request after each,
+// and a gateway reloaded more often than it served len(backends) requests
+// sent them all there. A pool whose backends changed gets a new one: the
+// position (or a smooth weighted's current weights, a prefix ring) means
+// nothing over another list.
+func (b *build) picker(m *model) error {
+	if rt := b.prevRuntime(); rt != nil {
+		if p := rt.Pools[m.cfg.Name]; p != nil && p.Policy == m.policy && slices.Equal(p.Backends, m.backends) {
+			m.picker = p.Picker()
+			return nil
+		}
+	}
+	var err error
+	if m.picker, err = routing.New(m.policy, b.deps.Rand, b.deps.Now); err != nil {
+		return err
+	}
+	if b.deps.Rings != nil {
+		routing.CountRings(m.picker, b.deps.Rings)
 	}
 	return nil
 }
@@ -451,6 +473,25 @@ func (bt *Built) Retire(next *Built) {
 	}
 	bt.Runtime.Retire(n)
 	bt.closeJWKS(next)
+	bt.openQueues(next)
+}
+
+// openQueues lets through at once the waiters of each queue of bt whose
+// model next still serves without one (admission turned off by the
+// reload): the requests arriving now skip admission, and those queued
+// before would otherwise wait for the old queue's tickets to come back
+// (admission.Queue.Open). Run after the swap, so no request reaches the
+// old queue after it but through the old runtime, and those are granted
+// at once too.
+func (bt *Built) openQueues(next *Built) {
+	if next == nil {
+		return // shutdown: the drain decides the waiters' fate
+	}
+	for name, q := range bt.queues {
+		if next.queues[name] == nil && next.Runtime.Pools[name] != nil {
+			q.q.Open()
+		}
+	}
 }
 
 // discard closes what a failed build opened and prev does not share.

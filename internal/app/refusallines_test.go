@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -63,5 +64,49 @@ func TestListenerRefusalLinesBounded(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"access lines of refused requests not written","suppressed":7`) {
 		t.Errorf("no summary of the 7 lines held back:\n%s", logs)
+	}
+}
+
+// The admin listener's 503 over admin.max_connections names that setting
+// and is logged, with listener=admin and the request id the client got,
+// as the public listener's refusals are. Before, its body named
+// server.max_connections (an operator raised the wrong cap) and no line
+// was written: the id a client quoted was found nowhere.
+func TestAdminListenerRefusalNamedAndLogged(t *testing.T) {
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: {max_connections: 1}\n"+
+		"log: {access: true}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", b.URL)
+	cfg := loadFile(t, path, src)
+	logs := new(logbuf.Buffer)
+	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := a.ListenAdmin("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveLoopback(t, a)
+	const head = "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+	if code, err := dialRaw(t, admin.String()).get(head); err != nil || code != http.StatusOK {
+		t.Fatalf("the admin connection within the cap: %d %v", code, err) // held open (keep-alive) from here
+	}
+	over := dialRaw(t, admin.String())
+	if _, err := io.WriteString(over.c, head); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(over.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "(admin.max_connections)") {
+		t.Fatalf("over admin.max_connections: %d %s, want a 503 naming admin.max_connections", resp.StatusCode, body)
+	}
+	id := resp.Header.Get("X-Request-Id")
+	want := `"msg":"request refused by the listener","listener":"admin","request_id":"` + id + `"`
+	if id == "" || !strings.Contains(logs.String(), want) {
+		t.Errorf("no log line for the admin listener's refusal %q:\n%s", id, logs)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 type endpointBackend = endpoint.Backend
@@ -47,6 +48,7 @@ func (a *App) Reload() error {
 		return a.refuseReload(errWithPath(a.src.Path, err))
 	}
 	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
+	warnings := reloadWarnings(next)
 	prev := a.gw.Runtime()
 	a.install(next)
 	a.logPoolChanges(prev, next.Runtime, "config reload")
@@ -56,14 +58,39 @@ func (a *App) Reload() error {
 	a.syncChecker(cfg.Health.Active)
 	a.syncScraper(cfg)
 	a.applyServerLimits(cfg.Server, cfg.Log.Access)
-	a.applyAdminLimits(cfg.Admin)
+	a.applyAdminLimits(cfg.Admin, cfg.Log.Access)
 	if a.tls != nil && cert != nil {
 		a.tls.Store(cert)
 	}
 	a.applyLogLevel(cfg.Log.Level)
-	a.reloads.applied(a.deps.Now())
-	a.log.Info("config reloaded", "path", a.src.Path, "models", len(next.Runtime.Models))
+	a.reloads.applied(a.deps.Now(), warnings)
+	if len(warnings) > 0 {
+		a.log.Warn("config reloaded with warnings", "path", a.src.Path, "models", len(next.Runtime.Models), "warnings", warnings)
+	} else {
+		a.log.Info("config reloaded", "path", a.src.Path, "models", len(next.Runtime.Models))
+	}
 	return nil
+}
+
+// reloadWarnings is what a reload to next takes but cannot put to use
+// yet, for its log line and /status (config.last_reload_warnings): an
+// auth.jwt.jwks_url whose key set was never fetched (a new one whose first
+// fetch failed, or one kept from before and still down: a second reload
+// must not clear the warning while the outage lasts). The reload is
+// applied (refusing it would also refuse it while the issuer is briefly
+// down, and the static keys and API keys it brings are good), but every
+// bearer token is answered 503 auth_keys_unavailable until a fetch
+// succeeds. At the start the same outage holds readiness (/readyz
+// "jwks"), which a reload's does not (every replica takes a reload at
+// once), so before this it showed only as the fetch's own warning among
+// the log lines.
+func reloadWarnings(next *Built) []string {
+	var out []string
+	if j := next.jwks; j != nil && j.Fetched().IsZero() {
+		out = append(out, "auth.jwt.jwks_url: the issuer's key set could not be fetched ("+telemetry.RedactURL(j.Settings().URL)+
+			"); bearer tokens are answered 503 auth_keys_unavailable until a fetch succeeds (retried every jwks_min_refresh; /readyz \"jwks\")")
+	}
+	return out
 }
 
 func (a *App) refuseReload(err error) error {

@@ -42,12 +42,14 @@ func newReloadMetrics(reg prometheus.Registerer, loaded time.Time) *reloadMetric
 	return m
 }
 
-func (m *reloadMetrics) applied(at time.Time) {
+// applied counts a reload applied at at, with what it warned of
+// (reloadWarnings).
+func (m *reloadMetrics) applied(at time.Time, warnings []string) {
 	m.reloads.WithLabelValues("applied").Inc()
 	m.lastOK.Set(1)
 	m.lastOKTime.Set(float64(at.UnixNano()) / 1e9)
 	m.mu.Lock()
-	m.status.LoadedAt, m.status.LastReloadSuccessful = at, true
+	m.status.LoadedAt, m.status.LastReloadSuccessful, m.status.LastReloadWarnings = at, true, warnings
 	m.mu.Unlock()
 }
 

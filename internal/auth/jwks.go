@@ -213,7 +213,13 @@ func (j *JWKS) fetch() {
 		return // closing
 	}
 	j.failing.Store(true)
-	j.log.Warn("jwt: key set fetch failed; keeping the keys held", "url", telemetry.RedactURL(j.set.URL), "error", err.Error())
+	msg := "jwt: key set fetch failed; keeping the keys held"
+	if j.current() == nil {
+		// Nothing held to keep: saying so had an operator believe tokens
+		// were still verified.
+		msg = "jwt: key set fetch failed; no keys held: bearer tokens are answered 503 auth_keys_unavailable until a fetch succeeds"
+	}
+	j.log.Warn(msg, "url", telemetry.RedactURL(j.set.URL), "error", err.Error())
 }
 
 // jwksClient fetches the key set: the configured URL only (a redirect is

@@ -78,7 +78,8 @@ type Admin struct {
 	Pprof bool `yaml:"pprof"`
 	// MaxConnections caps the admin listener's connections at once, as
 	// server.max_connections does the public one's: past it a connection
-	// gets the same 503 from the listener's refusal tier. Scrapers and an
+	// gets the listener's refusal tier's 503 naming admin.max_connections,
+	// logged (with log.access) marked listener=admin. Scrapers and an
 	// operator need a handful; a peer that opens connections and sends
 	// nothing would otherwise hold file descriptors without bound, each
 	// for up to 10 s (its ReadHeaderTimeout). Default 64; a reload applies it.

@@ -17,6 +17,11 @@ type ConfigStatus struct {
 	// LastRefusal is the last refused reload, kept after later ones are
 	// applied; absent when none was refused.
 	LastRefusal *ConfigRefusal `json:"last_refusal,omitempty"`
+	// LastReloadWarnings is what the last applied reload took but could
+	// not put to use when it was applied (a new auth.jwt.jwks_url whose
+	// key set could not be fetched); absent when it had none, or none
+	// was applied.
+	LastReloadWarnings []string `json:"last_reload_warnings,omitempty"`
 }
 
 // ConfigRefusal is one refused reload: when, and its message (file, line

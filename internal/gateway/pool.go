@@ -46,6 +46,10 @@ func (p *Pool) DrainingNow() int {
 	return n
 }
 
+// Picker is the pool's routing policy, with its state (a round robin's
+// position): a rebuild of an unchanged pool keeps it (internal/app).
+func (p *Pool) Picker() routing.Picker { return p.picker }
+
 // PoolParts are what a Pool is made of, built by internal/app.
 type PoolParts struct {
 	Model    *config.Model // name, fallbacks, backends' upstream models

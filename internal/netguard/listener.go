@@ -22,6 +22,9 @@ type ConnLimits struct {
 	// Refusal bounds the tier that answers connections over Total or
 	// PerIP with a 503 (refusal.go); the zero value closes them at accept.
 	Refusal Refusal
+	// Admin: these are the admin listener's caps, so its 503 names
+	// admin.max_connections; false: the public listener's (server.*).
+	Admin bool
 }
 
 // The caps a connection can be over (sluice_connections_refused_total).

@@ -95,6 +95,19 @@ var refusalAnswers = map[string]refusalAnswer{
 	RefusedMaxPerIP:       newRefusalAnswer("your address holds as many connections as one client is allowed (server.max_connections_per_ip); reuse one or retry shortly"),
 }
 
+// adminRefusal is the admin listener's 503 (ConnLimits.Admin): its one
+// cap is admin.max_connections, and an operator who reads
+// server.max_connections there raises the wrong setting.
+var adminRefusal = newRefusalAnswer("the admin listener holds as many connections as it is allowed (admin.max_connections); retry shortly")
+
+// refusalAnswerFor is the 503 for a connection over cap reason.
+func refusalAnswerFor(limits ConnLimits, reason string) refusalAnswer {
+	if limits.Admin {
+		return adminRefusal
+	}
+	return refusalAnswers[reason]
+}
+
 // refusalAnswer is a 503's head up to its Date, and the rest; e is what
 // it says, for its log line.
 type refusalAnswer struct {
@@ -139,7 +152,7 @@ func newRefusalTier() refusalTier {
 // overCapConn is one connection in the tier.
 type overCapConn struct {
 	c       net.Conn
-	reason  string // the cap it is over
+	answer  refusalAnswer // the 503 for the cap it is over
 	rf      Refusal
 	hurried bool // its head wait was cut short (under the listener's lock)
 }
@@ -159,7 +172,7 @@ func (l *Listener) enterTier(c net.Conn, reason string) (*overCapConn, bool) {
 	if c.SetReadDeadline(time.Now().Add(rf.HeadTimeout)) != nil {
 		return nil, false
 	}
-	r := &overCapConn{c: c, reason: reason, rf: rf}
+	r := &overCapConn{c: c, answer: refusalAnswerFor(l.limits, reason), rf: rf}
 	t.conns[c] = t.waiting.PushBack(r)
 	if t.waiting.Len() > rf.Max/2 {
 		oldest := t.waiting.Front()
@@ -226,7 +239,7 @@ func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
 		}
 		outcome = RefusalLiveness
 	} else {
-		a := refusalAnswers[r.reason]
+		a := r.answer
 		answer, id := a.appendTo(buf[:0], now)
 		l.logRefusal(a.e, id, r.c.RemoteAddr())
 		if _, err := r.c.Write(answer); err != nil {

@@ -260,8 +260,9 @@ func (f *Forwarder) probe(ctx context.Context, in *FollowUp, backends []*endpoin
 // the backend's credentials, not the client's).
 func (f *Forwarder) followUpRequest(ctx context.Context, b *endpoint.Backend, in *FollowUp) *http.Request {
 	t := b.Target()
-	u := &url.URL{Scheme: t.Scheme, Host: t.Host, Path: t.Path + in.Path, RawQuery: in.RawQuery}
-	h := upstreamHeader(&Request{Header: in.Header, RequestID: in.RequestID, ForwardedFor: in.ForwardedFor}, b.Spec())
+	spec := b.Spec()
+	u := &url.URL{Scheme: t.Scheme, Host: t.Host, Path: t.Path + in.Path, RawQuery: upstreamQuery(in.RawQuery, spec)}
+	h := upstreamHeader(&Request{Header: in.Header, RequestID: in.RequestID, ForwardedFor: in.ForwardedFor}, spec)
 	req := &http.Request{Method: in.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, Host: t.Host, Body: http.NoBody}
 	if len(in.Body) > 0 {
 		body := in.Body

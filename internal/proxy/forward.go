@@ -349,8 +349,8 @@ func (f *Forwarder) attemptContext(ctx context.Context, hedged bool) (context.Co
 func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Request) *http.Request {
 	up := &upstream{}
 	t := b.Target()
-	up.url = url.URL{Scheme: t.Scheme, Host: t.Host, Path: t.Path + in.Path, RawQuery: in.RawQuery}
 	spec := b.Spec()
+	up.url = url.URL{Scheme: t.Scheme, Host: t.Host, Path: t.Path + in.Path, RawQuery: upstreamQuery(in.RawQuery, spec)}
 	var getBody func() (io.ReadCloser, error)
 	body := in.Body.Bytes()
 	size := int64(len(body))

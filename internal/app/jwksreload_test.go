@@ -1,0 +1,110 @@
+package app
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sluice-gw/sluice/internal/auth/jwttest"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/gateway"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
+)
+
+// A reload to a jwks_url whose key set cannot be fetched is applied (its
+// tokens answered 503 auth_keys_unavailable, the replica ready), and now
+// says so where an operator looks: the reload's own line is a warning
+// naming auth.jwt.jwks_url, and /status's config carries it in
+// last_reload_warnings, for as long as reloads find the key set never
+// fetched. Before, the reload logged "config reloaded" at Info and /status
+// said nothing; only the fetch's own line, "keeping the keys held" (none
+// were), told of it.
+func TestReloadToAnUnfetchableKeySetWarns(t *testing.T) {
+	is := jwttest.New(t)
+	var down atomic.Bool
+	issuer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		is.Server.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer issuer.Close()
+	be := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	write := func(jwksPath string) {
+		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+			"auth:\n  jwt:\n    jwks_url: " + issuer.URL + jwksPath + "\n    jwks_min_refresh: 200ms\n    jwks_timeout: 2s\n" +
+			"    issuer: https://idp.test/\n    audience: sluice\n" +
+			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("/jwks.json")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := new(logbuf.Buffer)
+	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.release()
+	admin := httptest.NewServer(a.AdminHandler())
+	defer admin.Close()
+	status := func() gateway.ConfigStatus {
+		t.Helper()
+		resp, err := http.Get(admin.URL + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var doc struct{ Config *gateway.ConfigStatus }
+		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.Config == nil {
+			t.Fatalf("/status: %v, config %v", err, doc.Config)
+		}
+		return *doc.Config
+	}
+	reload := func() {
+		t.Helper()
+		if err := a.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	warned := func(s gateway.ConfigStatus) bool {
+		return len(s.LastReloadWarnings) == 1 && strings.Contains(s.LastReloadWarnings[0], "auth.jwt.jwks_url") &&
+			strings.Contains(s.LastReloadWarnings[0], "auth_keys_unavailable")
+	}
+
+	down.Store(true)
+	write("/jwks.json?v=2") // new settings: a new key set, fetched at the reload
+	reload()
+	if s := status(); !s.LastReloadSuccessful || !warned(s) {
+		t.Fatalf("after a reload to a key set that cannot be fetched: /status config %+v, want applied with a jwks_url warning", s)
+	}
+	if out := logs.String(); !strings.Contains(out, `"level":"WARN","msg":"config reloaded with warnings"`) ||
+		!strings.Contains(out, "no keys held") {
+		t.Fatalf("reload log:\n%s", out)
+	}
+	reload() // the same file again: the key set kept, still never fetched
+	if s := status(); !warned(s) {
+		t.Fatalf("a second reload while the key set is still unfetched cleared the warning: %+v", s)
+	}
+	down.Store(false) // the refresh finds it within jwks_min_refresh
+	eventually(t, "the reload's key set fetched", func() bool {
+		j := a.built.jwks
+		return j != nil && !j.Fetched().IsZero()
+	})
+	reload()
+	if s := status(); len(s.LastReloadWarnings) != 0 {
+		t.Fatalf("a reload with the key set fetched still warns: %+v", s)
+	}
+}
