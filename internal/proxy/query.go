@@ -30,9 +30,10 @@ func upstreamQuery(raw string, spec endpoint.Spec) string {
 		return raw
 	}
 	var b strings.Builder
-	for rest := raw; rest != ""; {
+	kept := 0 // pairs written: an empty one kept counts, so "&a" stays "&a"
+	for rest, more := raw, true; more; {
 		var pair string
-		pair, rest, _ = strings.Cut(rest, "&")
+		pair, rest, more = strings.Cut(rest, "&")
 		name, _, _ := strings.Cut(pair, "=")
 		if n, err := url.QueryUnescape(name); err == nil {
 			name = n
@@ -40,9 +41,10 @@ func upstreamQuery(raw string, spec endpoint.Spec) string {
 		if isClientQueryCredential(name) {
 			continue
 		}
-		if b.Len() > 0 {
+		if kept > 0 {
 			b.WriteByte('&')
 		}
+		kept++
 		b.WriteString(pair)
 	}
 	return b.String()
