@@ -288,6 +288,7 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 		}
 	}
 	res.Usage, res.UsageKnown = in.findUsage(tl.buf)
+	in.boundUsage(res)
 
 	out := outcome.Success
 	if resp.StatusCode >= 500 {
