@@ -135,6 +135,7 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	} else if clientGone {
 		res.Err = context.Canceled
 	}
+	in.boundUsage(res)
 	// Its first byte came with the whole answer: the backend's first-token
 	// estimates learn it per output token (endpoint.Backend.ReleaseAnswer).
 	tokens := 0

@@ -198,14 +198,13 @@ func (f *Forwarder) declined(s sent, ttfb time.Duration, attemptsLeft bool, in *
 	switch code := s.resp.StatusCode; {
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
 		s.wd.stop()
-		ra := headerGet(s.resp.Header, "Retry-After")
-		wait := ParseRetryAfter(ra, f.opt.Now())
+		wait, said := pushBackWait(s.resp.Header, f.opt.Now())
 		s.c.end(f.opt.Now(), outcome.Busy, ttfb, wait, false)
-		if blindBusy(ra, wait) { // compared as what the client would be told
+		if !said { // compared as what the client would be told
 			wait = blindBusyWait(s.c.b)
 		}
 		busy.keep(s, wait)
-		busy.final = busy.final || in.SideEffects && code == http.StatusServiceUnavailable && ra == ""
+		busy.final = busy.final || in.SideEffects && code == http.StatusServiceUnavailable && headerGet(s.resp.Header, "Retry-After") == ""
 		res.RetryAfter = busy.wait
 		return true
 	case code == http.StatusBadGateway && attemptsLeft && !in.SideEffects:

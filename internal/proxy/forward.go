@@ -209,6 +209,23 @@ func (in *Request) findUsage(b []byte) (openai.Usage, bool) {
 	return openai.FindUsage(b)
 }
 
+// boundUsage caps the completion count of res's usage at what the request
+// let the backend generate: max_tokens (max_completion_tokens,
+// max_output_tokens) for each of its choices, when it set one. A count
+// past that bound is not believable, as one past openai.MaxTokensLimit is
+// not (FindUsage): a backend reporting 16 million tokens for a request of
+// max_tokens 100 would put its token limits minutes in debt. The bound is
+// charged, not the estimate: it is the most the answer can have cost, and
+// the backend's prompt count, which the request does not bound, stays
+// believed. Every reader of the usage (the settle, sluice_tokens_total,
+// the access line, the backend's service rate) sees the capped count.
+func (in *Request) boundUsage(res *Result) {
+	if !res.UsageKnown || in.Endpoint != openai.EndpointNone || in.Peek.MaxTokens <= 0 {
+		return
+	}
+	res.Usage.CompletionTokens = min(res.Usage.CompletionTokens, in.Peek.MaxTokens*in.Peek.Completions())
+}
+
 // Result says how a request ended.
 type Result struct {
 	Backend  *endpoint.Backend // the backend that answered (or last tried)

@@ -424,7 +424,8 @@ func (f *Forwarder) endLost(ctx context.Context, l *leg) {
 		f.withdraw(l, f.opt.Now().Sub(l.sent))
 	case l.resp != nil && (l.resp.StatusCode == http.StatusTooManyRequests || l.resp.StatusCode == http.StatusServiceUnavailable):
 		// A first attempt pushed back while a hedge raced: busy, not broken.
-		f.endLeg(l, outcome.Busy, ParseRetryAfter(headerGet(l.resp.Header, "Retry-After"), f.opt.Now()), false)
+		wait, _ := pushBackWait(l.resp.Header, f.opt.Now())
+		f.endLeg(l, outcome.Busy, wait, false)
 	default:
 		f.endLeg(l, outcome.Failure, 0, false)
 	}

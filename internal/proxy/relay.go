@@ -288,6 +288,7 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 		}
 	}
 	res.Usage, res.UsageKnown = in.findUsage(tl.buf)
+	in.boundUsage(res)
 
 	out := outcome.Success
 	if resp.StatusCode >= 500 {
@@ -373,12 +374,6 @@ type StreamErrorWriter interface {
 	WriteStreamError(event func(reqID string) []byte)
 }
 
-// blindBusy reports whether a 429/503's Retry-After (ra, read as wait)
-// says nothing: absent, or not a delay nor a date ("0" is a delay).
-func blindBusy(ra string, wait time.Duration) bool {
-	return ra == "" || wait == 0 && strings.TrimSpace(ra) != "0"
-}
-
 // blindBusyWait is how long a backend that pushed back without saying
 // for how long is taken to be busy: its busy_penalty, for which routing
 // asks it last (endpoint.Backend.Observe). When every backend pushed back
@@ -387,23 +382,31 @@ func blindBusy(ra string, wait time.Duration) bool {
 // for a busy_penalty of 5 s, and the clients come back to backends the
 // gateway still counts busy.
 func blindBusyWait(b *endpoint.Backend) time.Duration {
-	return b.HealthPolicy().BusyPenalty
+	return max(b.HealthPolicy().BusyPenalty, time.Second) // whole seconds, at least 1: every refusal says when to come back
 }
 
 // relayBusy passes on a backend's 429/503 when every attempt was refused.
-// A drowning server's 503 often says nothing of when to come back (vLLM's
-// does not); the client is told, as for the gateway's own refusals. One
+// Its wait is restated in the gateway's own form, the one every refusal
+// of the gateway has (openai.WriteError): Retry-After in whole seconds
+// and retry-after-ms, both rounded up, from the one wait the gateway read
+// (pushBackWait) and acts on for the backend's busy state. A drowning
+// server's 503 often says nothing of when to come back (vLLM's does not),
+// and a wait the gateway cannot stand behind (garbage, negative, past a
+// day) is no better: the client is told the gateway's own estimate,
+// blindBusyWait. A backend's "1.5" or HTTP date reaches no client as
+// sent, nor a retry-after-ms that disagrees with its Retry-After. One
 // that names a wait longer than the SDKs honour (a hosted API's daily
 // quota) gets x-should-retry: false unless it says itself, as the
 // gateway's own answers do (openai.RetryFutile): else the SDKs would
 // retry it twice within seconds.
 func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *http.Response, in *Request, start time.Time, res *Result) {
-	ra := headerGet(resp.Header, "Retry-After")
-	wait := ParseRetryAfter(ra, f.opt.Now())
-	if blindBusy(ra, wait) {
-		// Whole seconds, at least 1: every refusal says when to come back.
-		resp.Header.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(blindBusyWait(b).Seconds())))))
-	} else if headerGet(resp.Header, openai.ShouldRetryHeader) == "" && openai.RetryFutile(resp.StatusCode, wait, false) {
+	wait, said := pushBackWait(resp.Header, f.opt.Now())
+	if !said {
+		wait = blindBusyWait(b)
+	}
+	resp.Header.Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+	resp.Header.Set("Retry-After-Ms", strconv.FormatInt(openai.RetryAfterMs(wait), 10))
+	if said && headerGet(resp.Header, openai.ShouldRetryHeader) == "" && openai.RetryFutile(resp.StatusCode, wait, false) {
 		resp.Header.Set(openai.ShouldRetryHeader, "false")
 	}
 	if key := b.Spec().APIKey; key != "" {

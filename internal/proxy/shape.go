@@ -90,6 +90,7 @@ func (f *Forwarder) relayStreamAsAnswer(ctx, actx context.Context, w http.Respon
 	}
 	writeErr := writeInPieces(clientWriter{f: f, w: w, wd: wd}, body, len(*bufp))
 	res.Usage, res.UsageKnown = in.findUsage(held[max(0, len(held)-tailSize):])
+	in.boundUsage(res)
 	if errors.Is(ctx.Err(), context.Canceled) || writeErr != nil {
 		res.Err = context.Canceled
 	}

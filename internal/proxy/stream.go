@@ -114,6 +114,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	if chk.api == openai.APIResponses && res.Written {
 		res.Usage, res.UsageKnown, res.ResponseID = chk.resp.usage, chk.resp.usageKnown, chk.resp.id
 	}
+	in.boundUsage(res)
 
 	fail, clientGone := streamVerdict(ctx, actx, readErr, writeErr, bad, chk.ended(), chk.api)
 	if !res.Written {
