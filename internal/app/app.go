@@ -176,6 +176,9 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	a.queueInfo = queueInfo(cfg.Queue, a.jobs)
 	gwOpts.Queue = a.queueInfo
 	gwOpts.Discovery = disc.State
+	if resp.redis != nil {
+		gwOpts.CacheRedisDown = resp.redis.Degraded
+	}
 	if src.Path != "" { // a config from flags has no reload to report
 		gwOpts.ConfigStatus = func() gateway.ConfigStatus { return a.reloads.configStatus() }
 	}

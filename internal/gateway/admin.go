@@ -83,29 +83,39 @@ func (g *Gateway) AdminHandler() http.Handler {
 // and only requests addressed to an IP or localhost (rebindableHost);
 // with one, every request must carry it. A refused request is answered.
 func adminAdmits(w http.ResponseWriter, r *http.Request, token string) bool {
+	e := adminRefusal(r, token)
+	if e == nil {
+		return true
+	}
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
+	}
+	writeError(w, e)
+	return false
+}
+
+// adminRefusal is adminAdmits' verdict on r under token: nil when r may be
+// answered. /status/stream asks again before each event, so a reload
+// that changes admin.token ends the streams the old token opened.
+func adminRefusal(r *http.Request, token string) *openai.Error {
 	if crossSite(r) {
-		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest, Code: "admin_cross_site",
-			Message: "the admin listener does not answer requests another site's page makes (Sec-Fetch-Site: " + openai.Echo(r.Header.Get("Sec-Fetch-Site")) + "): open its own page, or use a client that is not a browser"})
-		return false
+		return &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest, Code: "admin_cross_site",
+			Message: "the admin listener does not answer requests another site's page makes (Sec-Fetch-Site: " + openai.Echo(r.Header.Get("Sec-Fetch-Site")) + "): open its own page, or use a client that is not a browser"}
 	}
 	if token == "" && !loopbackPeer(r.RemoteAddr) {
-		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
-			Code: "admin_token_required", Message: "the admin listener answers other hosts only with admin.token set: set it (and send 'Authorization: Bearer <admin.token>'), or reach it from this host"})
-		return false
+		return &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
+			Code: "admin_token_required", Message: "the admin listener answers other hosts only with admin.token set: set it (and send 'Authorization: Bearer <admin.token>'), or reach it from this host"}
 	}
 	if token == "" && rebindableHost(r.Host) {
-		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
+		return &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest,
 			Code: "admin_host_not_allowed", Message: "the admin listener without admin.token answers requests addressed to an IP address or localhost only, not to " +
-				openai.Echo(r.Host) + " (a name that points here may be a web page's DNS rebinding): use the address, or set admin.token"})
-		return false
+				openai.Echo(r.Host) + " (a name that points here may be a web page's DNS rebinding): use the address, or set admin.token"}
 	}
 	if token != "" && !tokenMatches(bearer(credential(r.Header["Authorization"])), token) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
-		writeError(w, &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest,
-			Code: "invalid_admin_token", Message: "the admin listener needs 'Authorization: Bearer <admin.token>'"})
-		return false
+		return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest,
+			Code: "invalid_admin_token", Message: "the admin listener needs 'Authorization: Bearer <admin.token>'"}
 	}
-	return true
+	return nil
 }
 
 // PprofHandler serves Go's /debug/pprof for the deprecated --pprof

@@ -81,6 +81,10 @@ type Options struct {
 	// (discoverystatus.go; discovery.Manager.State); nil, or false for a
 	// model: absent.
 	Discovery func(model string) (discovery.State, bool)
+	// CacheRedisDown reports whether the response cache's Redis level is
+	// bypassed now (cache.LazyRedis.Degraded), for /status's "redis";
+	// nil: the cache has no Redis level.
+	CacheRedisDown func() bool
 	// StatusTicker paces /status/stream's events (stream.go); nil:
 	// time.NewTicker.
 	StatusTicker Ticker
@@ -148,13 +152,14 @@ type Gateway struct {
 	// meter measures demand and service for the scaling signals
 	// (scaling.go); it outlives reloads. forecast and forecastLead are
 	// Options.Forecast and ForecastLead.
-	meter        *scaling.Meter
-	hold         *scaling.Hold // scaling.scale_in_hold over desired backends
-	forecast     scaling.DemandForecast
-	forecastLead time.Duration
-	forecastView ForecastView
-	configStatus func() ConfigStatus                        // Options.ConfigStatus
-	discovery    func(model string) (discovery.State, bool) // Options.Discovery
+	meter          *scaling.Meter
+	hold           *scaling.Hold // scaling.scale_in_hold over desired backends
+	forecast       scaling.DemandForecast
+	forecastLead   time.Duration
+	forecastView   ForecastView
+	configStatus   func() ConfigStatus                        // Options.ConfigStatus
+	discovery      func(model string) (discovery.State, bool) // Options.Discovery
+	cacheRedisDown func() bool                                // Options.CacheRedisDown
 	// tally counts requests and errors per model for /status (tally.go).
 	tally tally
 	// streams are the /status/stream watchers (stream.go).
@@ -174,7 +179,8 @@ func New(rt *Runtime, opt Options) *Gateway {
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
 		arrivals: opt.Arrivals, queueInfo: opt.Queue,
 		meter: opt.Meter, hold: scaling.NewHold(), forecast: opt.Forecast, forecastLead: opt.ForecastLead,
-		forecastView: opt.ForecastView, configStatus: opt.ConfigStatus, discovery: opt.Discovery}
+		forecastView: opt.ForecastView, configStatus: opt.ConfigStatus, discovery: opt.Discovery,
+		cacheRedisDown: opt.CacheRedisDown}
 	if g.meter == nil {
 		g.meter = scaling.NewMeter(rt.Config.Scaling.Window.D())
 	} else {

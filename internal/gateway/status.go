@@ -143,21 +143,36 @@ type modelReadiness struct {
 // was known, a failing source keeps it (degraded) and readiness follows
 // the backends, as above.
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
+	out := g.readiness()
+	status := http.StatusOK
+	if !out.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, out)
+}
+
+// readyDoc is /readyz's body; its Ready, WaitingFor and JWKS are also
+// /status's "readiness" (readinessStatus), so the dashboard on the admin
+// listener says why the replica is out of its load balancer.
+type readyDoc struct {
+	Ready  bool             `json:"ready"`
+	Models []modelReadiness `json:"models"`
+	// WaitingFor names the models still initialising with no
+	// backend: while there is one, the replica is not ready.
+	WaitingFor []string `json:"waiting_for,omitempty"`
+	// JWKS is the issuer's key set (auth.jwt.jwks_url): ok, degraded
+	// (keys held, the last fetch failed) or unavailable (never
+	// fetched: bearer tokens are answered 503). Absent without one.
+	// The key set of the start, unavailable, makes the replica not
+	// ready: it could serve no token-bearing client.
+	JWKS auth.KeySetState `json:"jwks,omitempty"`
+}
+
+// readiness is the replica's readiness as /readyz answers it (serveReady).
+func (g *Gateway) readiness() readyDoc {
 	rt := g.rt.Load()
 	now := g.now()
-	out := struct {
-		Ready  bool             `json:"ready"`
-		Models []modelReadiness `json:"models"`
-		// WaitingFor names the models still initialising with no
-		// backend: while there is one, the replica is not ready.
-		WaitingFor []string `json:"waiting_for,omitempty"`
-		// JWKS is the issuer's key set (auth.jwt.jwks_url): ok, degraded
-		// (keys held, the last fetch failed) or unavailable (never
-		// fetched: bearer tokens are answered 503). Absent without one.
-		// The key set of the start, unavailable, makes the replica not
-		// ready: it could serve no token-bearing client.
-		JWKS auth.KeySetState `json:"jwks,omitempty"`
-	}{Models: []modelReadiness{}}
+	out := readyDoc{Models: []modelReadiness{}}
 	for _, name := range rt.Models {
 		p := rt.Pools[name]
 		m := modelReadiness{Model: name, Backends: len(p.Backends), States: map[string]int{}}
@@ -201,11 +216,7 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	status := http.StatusOK
-	if !out.Ready {
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, out)
+	return out
 }
 
 func (g *Gateway) backendSamples() []telemetry.BackendSample {

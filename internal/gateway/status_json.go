@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
@@ -31,6 +32,62 @@ type statusDoc struct {
 	// Config is whether the config serving is the file on disk and the
 	// last refused reload (configstatus.go); absent without a config file.
 	Config *ConfigStatus `json:"config,omitempty"`
+	// Readiness is what /readyz (the public listener) answers, without
+	// its per-model list: whether this replica is ready, and what holds
+	// it (models waiting for their first backend set, the issuer's key
+	// set), so the admin listener's reader sees why a load balancer took
+	// it out.
+	Readiness readinessStatus `json:"readiness"`
+	// Redis is each use of Redis and whether it is reached ("ok") or
+	// bypassed after failures ("degraded": the failure mode answers);
+	// absent when nothing uses Redis.
+	Redis *redisStatus `json:"redis,omitempty"`
+}
+
+// redisStatus is /status's "redis": one field per use configured.
+type redisStatus struct {
+	// RateLimits is rate_limits.store: redis (failure_mode applies
+	// while degraded).
+	RateLimits string `json:"rate_limits,omitempty"`
+	// Cache is cache.redis (misses go upstream while degraded).
+	Cache string `json:"cache,omitempty"`
+	// ResponseIDs is where replicas share the Responses API ids
+	// (previous_response_id not known here is refused 503 while degraded).
+	ResponseIDs string `json:"response_ids,omitempty"`
+}
+
+// redisState is the word for a Redis use: ok, or degraded when bypassed.
+func redisState(down bool) string {
+	if down {
+		return "degraded"
+	}
+	return "ok"
+}
+
+// redis is /status's "redis", nil when nothing uses Redis.
+func (g *Gateway) redis(rt *Runtime) *redisStatus {
+	var rs redisStatus
+	if down, shared := rt.limiter.SharedStoreDown(); shared {
+		rs.RateLimits = redisState(down)
+	}
+	if g.cacheRedisDown != nil {
+		rs.Cache = redisState(g.cacheRedisDown())
+	}
+	if g.owners != nil && g.owners.shared != nil {
+		rs.ResponseIDs = redisState(g.owners.shared.bypass.Down())
+	}
+	if rs == (redisStatus{}) {
+		return nil
+	}
+	return &rs
+}
+
+// readinessStatus is /status's "readiness" (readyDoc, less its models:
+// the models' own entries carry their backends and discovery).
+type readinessStatus struct {
+	Ready      bool             `json:"ready"`
+	WaitingFor []string         `json:"waiting_for"`
+	JWKS       auth.KeySetState `json:"jwks,omitempty"`
 }
 
 type backendStatus struct {
@@ -214,6 +271,12 @@ func (g *Gateway) status(ctx context.Context) statusDoc {
 		}
 	}
 	out.Forecast = g.forecastStatus(rt, now)
+	rd := g.readiness()
+	out.Readiness = readinessStatus{Ready: rd.Ready, WaitingFor: rd.WaitingFor, JWKS: rd.JWKS}
+	if out.Readiness.WaitingFor == nil {
+		out.Readiness.WaitingFor = []string{}
+	}
+	out.Redis = g.redis(rt)
 	if g.configStatus != nil {
 		cs := g.configStatus()
 		out.Config = &cs

@@ -146,6 +146,14 @@ func (g *Gateway) serveStatusStream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	var buf bytes.Buffer
 	for {
+		// admin.token is read per request; a stream is one request that
+		// lasts: a reload that changes the token (rotated after a leak)
+		// must end the streams the old one opened, not leave them reading
+		// tenants and backend URLs for as long as they stay. The page
+		// reconnects and asks for the new token.
+		if adminRefusal(r, g.rt.Load().Config.Admin.Token) != nil {
+			return
+		}
 		buf.Reset()
 		buf.WriteString("event: status\ndata: ")
 		if err := json.NewEncoder(&buf).Encode(g.status(r.Context())); err != nil { // one line, ends with \n

@@ -215,3 +215,17 @@ func isInvalid(err error) bool {
 	var e errInvalid
 	return errors.As(err, &e)
 }
+
+// SharedStoreDown reports whether the limiter's shared store (Redis) is
+// bypassed now (FailoverStore.Degraded: the failure mode answers); shared
+// is false when the limiter has no shared store (store: local, or nil l).
+func (l *Limiter) SharedStoreDown() (down, shared bool) {
+	if l == nil {
+		return false, false
+	}
+	fs, ok := l.store.(*FailoverStore)
+	if !ok {
+		return false, false
+	}
+	return fs.Degraded(), true
+}

@@ -10,6 +10,7 @@
   let prev = null;        // the previous document, for rates
   let events = 0;
   let lastAt = 0;         // when the last event arrived (ms)
+  let stale = false;      // the header says "stale": the next event must say "live" again
   let controller = null;  // aborts the current stream
   let generation = 0;     // a new connect (token entered) ends the older loop
   let backoff = 1000;
@@ -168,7 +169,8 @@
       // A pool of none is the worst state, not "all healthy".
       const health = !m.backends.length ? el("span", { class: "bad" }, "no backend to route to")
         : el("span", { class: bad ? "warn" : "ok" }, bad ? `${bad} not healthy` : "all healthy");
-      det.append(el("summary", {}, `${m.model}: ${rows.length} backend${rows.length === 1 ? "" : "s"}, `, health, ` · ${m.policy}`),
+      const disc = m.discovery && m.discovery.state !== "ok" ? [" · ", el("span", { class: "warn" }, `discovery ${m.discovery.state}`)] : [];
+      det.append(el("summary", {}, `${m.model}: ${rows.length} backend${rows.length === 1 ? "" : "s"}, `, health, ` · ${m.policy}`, ...disc),
         el("div", { class: "scroll" }, table));
       return det;
     });
@@ -270,8 +272,56 @@
     }), "no models configured");
   }
 
+  const fmtTime = (t) => (t ? new Date(t).toLocaleString() : "–");
+
+  // renderAlerts lists what an operator must act on, worst first, from
+  // fields the tables do not show: readiness and what holds it, the
+  // issuer's key set, discovery that fails, a refused reload (its
+  // file:line message), Redis bypassed, the job queue not answering.
+  // Every string (model names, error text) goes in as text.
+  function renderAlerts(doc) {
+    const items = [];
+    const add = (kind, cls, ...kids) => items.push(el("li", { class: cls, "data-kind": kind }, ...kids));
+    const detail = (text) => el("div", { class: "detail" }, text);
+    const r = doc.readiness;
+    if (r && !r.ready) {
+      const why = [];
+      if (r.waiting_for && r.waiting_for.length) why.push(`waiting for the first backend set of ${r.waiting_for.join(", ")}`);
+      if (r.jwks === "unavailable") why.push("the issuer's key set was never fetched");
+      if (!why.length) why.push("no model has a backend to route to");
+      add("readiness", "bad", `not ready: /readyz answers 503, load balancers send this replica nothing (${why.join("; ")})`);
+    }
+    if (r && r.jwks === "unavailable") {
+      add("jwks", "bad", "JWKS unavailable: the key set of auth.jwt.jwks_url was never fetched; bearer tokens are answered 503 auth_keys_unavailable");
+    } else if (r && r.jwks === "degraded") {
+      add("jwks", "warn", "JWKS degraded: the last fetch of auth.jwt.jwks_url failed; the keys held still verify");
+    }
+    const c = doc.config;
+    if (c && !c.last_reload_successful && c.last_refusal) {
+      add("config", "bad", `config reload refused at ${fmtTime(c.last_refusal.time)}: the config serving (loaded ${fmtTime(c.loaded_at)}) is not the file on disk`,
+        detail(c.last_refusal.error));
+    }
+    for (const m of doc.models) {
+      const d = m.discovery;
+      if (!d || d.state === "ok") continue;
+      add("discovery", m.backends.length ? "warn" : "bad", `${m.model}: discovery ${d.state}: ${d.reason || ""}`, ...(d.errors || []).map(detail));
+    }
+    const rd = doc.redis || {};
+    if (rd.rate_limits === "degraded") add("redis", "warn", "Redis of rate_limits unreachable: bypassed, rate_limits.redis.failure_mode answers (open: a local share of each limit; closed: 503)");
+    if (rd.cache === "degraded") add("redis", "warn", "Redis of the response cache unreachable: bypassed, lookups miss it and go upstream");
+    if (rd.response_ids === "degraded") add("redis", "warn", "Redis of the Responses API ids unreachable: a previous_response_id this replica does not know is refused 503");
+    const j = doc.jobs;
+    if (j && j.enabled && j.backlog == null) {
+      const where = doc.queue ? ` (${doc.queue.mode}${doc.queue.nats_url ? ` ${doc.queue.nats_url}` : ""})` : "";
+      add("jobs", "warn", `job queue${where} not answering: backlog unknown, async jobs and batches may be refused`);
+    }
+    $("alerts").hidden = !items.length;
+    $("alert-list").replaceChildren(...items);
+  }
+
   function render(doc) {
     const dt = prev ? (Date.parse(doc.time) - Date.parse(prev.time)) / 1000 : 0;
+    renderAlerts(doc);
     renderModels(doc, dt);
     renderRefusals(doc, dt);
     renderTenants(doc);
@@ -282,6 +332,12 @@
     events++;
     lastAt = Date.now();
     $("conn").dataset.events = events;
+    if (stale) {
+      // Events resumed on the same stream (a gateway paused, a slow
+      // /status): the header must not keep saying stale over live numbers.
+      stale = false;
+      setConn("live", "conn-live");
+    }
     $("updated").textContent = `updated ${new Date(doc.time).toLocaleTimeString()}`;
   }
 
@@ -318,7 +374,13 @@
       setConn(msg, "conn-down");
       return false;
     }
-    if (!resp.ok || !resp.body) throw new Error(`HTTP ${resp.status}`);
+    if (!resp.ok || !resp.body) {
+      // The gateway's OpenAI-shaped error says why (too_many_watchers:
+      // close a tab); a proxy's page does not parse: the status then.
+      let msg = `HTTP ${resp.status}`;
+      try { msg = `HTTP ${resp.status}: ${(await resp.json()).error.message}`; } catch (_) { /* not the JSON error */ }
+      throw new Error(msg);
+    }
     $("auth").hidden = true;
     setConn("live", "conn-live");
     backoff = 1000;
@@ -353,7 +415,10 @@
 
   // A frozen number is worse than none: mark the page stale when events stop.
   setInterval(() => {
-    if (lastAt && Date.now() - lastAt > 5000) setConn(`stale: no update for ${Math.round((Date.now() - lastAt) / 1000)} s`, "conn-down");
+    if (lastAt && Date.now() - lastAt > 5000) {
+      stale = true;
+      setConn(`stale: no update for ${Math.round((Date.now() - lastAt) / 1000)} s`, "conn-down");
+    }
   }, 1000);
 
   document.addEventListener("DOMContentLoaded", () => {
