@@ -240,7 +240,9 @@ func (rt *Runtime) cacheKey(parsed *cache.Parsed, body []byte, s cache.Scope) (s
 // served it, as on the answer that was stored (an entry is only ever its
 // own pool's: a fallback's answer is not cached). No X-Sluice-Backend: no
 // backend served this request. vals back the Age, Cache-Control and
-// X-Sluice-Model values (nil: allocated here).
+// X-Sluice-Model values (nil: allocated here). w's header must hold no
+// Content-Length: net/http sets it from the one Write. None of the stages
+// before the cache sets one; a flight's follower deletes any (coalesce.go).
 func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek openai.Peek, age int, xcache, cc, model string) (int, bool) {
 	var data []byte
 	var err error
@@ -284,7 +286,6 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 		vals.model[0] = model
 		h["X-Sluice-Model"] = vals.model[:]
 	}
-	delete(h, "Content-Length")
 	if e.Status != http.StatusOK {
 		w.WriteHeader(e.Status)
 	} // else the Write sends the 200: one call, and one clock read of the send deadline, fewer

@@ -159,7 +159,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, e
 	// a whole new exchange, which would clear its ~1KB once more.
 	x.w, x.r, x.rt, x.job, x.vals, x.connMemo, x.ep = w, r, g.rt.Load(), job, vals, memo, ep
 	x.rec.id, x.rec.method, x.rec.path, x.rec.start, x.rec.ctx = reqID, r.Method, r.URL.Path, start, r.Context()
-	x.rec.userAgent = userAgent(r)
+	x.rec.userAgent = x.hdr.userAgent
 	x.rec.sent, _ = w.(bytesCounter)
 	defer g.release(x)
 	if job != nil {

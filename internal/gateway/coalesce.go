@@ -572,9 +572,11 @@ func (f *flight) relayConverted(ctx context.Context, w http.ResponseWriter, peek
 	if e == nil {
 		return 0, goAlone // too large to hold, or incomplete: nothing to convert
 	}
+	h := w.Header()
 	if backend != nil {
-		w.Header()["X-Sluice-Backend"] = backend
+		h["X-Sluice-Backend"] = backend
 	}
+	delete(h, "Content-Length") // replay's Write sets it
 	status, ok := replay(w, nil, e, peek, 0, xcache, cc, model)
 	if !ok {
 		return 0, goAlone

@@ -15,6 +15,10 @@ type requestHeaders struct {
 	prefer        []string
 	encoding      []string // Content-Encoding (codedBody)
 	jobTenant     bool     // X-Sluice-Job-Tenant present (jobTenantRefusal)
+	// userAgent is the access line's (record): read in the same pass, as
+	// a lookup of its own costs about what the whole pass over a small
+	// map does.
+	userAgent string
 }
 
 // onePassMax is the largest header map read in one pass over its entries;
@@ -47,6 +51,7 @@ func (rh *requestHeaders) lookup(h http.Header) {
 	rh.prefer = h[headerPrefer]
 	rh.encoding = h["Content-Encoding"]
 	_, rh.jobTenant = h[JobTenantHeader]
+	rh.userAgent = headerGet(h, "User-Agent")
 }
 
 func (rh *requestHeaders) walk(h http.Header) {
@@ -70,6 +75,8 @@ func (rh *requestHeaders) walk(h http.Header) {
 			rh.encoding = v
 		case JobTenantHeader:
 			rh.jobTenant = true
+		case "User-Agent":
+			rh.userAgent = first(v)
 		}
 	}
 }

@@ -59,7 +59,7 @@ func BenchmarkRequestHeaders(b *testing.B) {
 // every header the chain reads, present or not, with one value, several
 // or none, among the shapes' other headers.
 func TestRequestHeadersWalkMatchesLookups(t *testing.T) {
-	read := []string{headerRequestID, "Authorization", headerPriority, headerMaxWait, headerProgress, "Cache-Control", headerPrefer, JobTenantHeader}
+	read := []string{headerRequestID, "Authorization", headerPriority, headerMaxWait, headerProgress, "Cache-Control", headerPrefer, JobTenantHeader, "User-Agent"}
 	for _, s := range headerShapes {
 		for mask := 0; mask < 1<<len(read); mask++ {
 			h := shapeHeader(s.keys)
@@ -78,7 +78,7 @@ func TestRequestHeadersWalkMatchesLookups(t *testing.T) {
 			want.lookup(h)
 			if got.requestID != want.requestID || got.authorization != want.authorization || got.priority != want.priority ||
 				got.maxWait != want.maxWait || got.progress != want.progress || got.cacheControl != want.cacheControl ||
-				got.jobTenant != want.jobTenant || len(got.prefer) != len(want.prefer) || (got.prefer == nil) != (want.prefer == nil) {
+				got.jobTenant != want.jobTenant || got.userAgent != want.userAgent || len(got.prefer) != len(want.prefer) || (got.prefer == nil) != (want.prefer == nil) {
 				t.Fatalf("%s, mask %b: walk %+v, lookups %+v", s.name, mask, got, want)
 			}
 		}
