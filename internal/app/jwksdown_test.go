@@ -28,17 +28,8 @@ import (
 // set a reload makes does not hold readiness (every replica takes a reload
 // at once), though its tokens are answered 503 alike.
 func TestIssuerDownAtStartIsA503AndNotReady(t *testing.T) {
-	is := jwttest.New(t)
-	var down atomic.Bool
+	is, issuer, down := switchableIssuer(t)
 	down.Store(true)
-	issuer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		is.Server.Config.Handler.ServeHTTP(w, r)
-	}))
-	defer issuer.Close()
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(url string) {
@@ -116,4 +107,19 @@ func TestIssuerDownAtStartIsA503AndNotReady(t *testing.T) {
 	if resp, body := send(); resp.StatusCode != 503 {
 		t.Fatalf("after the reload: %d %v, want 503", resp.StatusCode, body)
 	}
+}
+
+// switchableIssuer is a test issuer's key set behind a server that
+// answers 503 while down is set; both close when the test ends.
+func switchableIssuer(t *testing.T) (is *jwttest.Issuer, issuer *httptest.Server, down *atomic.Bool) {
+	is, down = jwttest.New(t), new(atomic.Bool)
+	issuer = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		is.Server.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(issuer.Close)
+	return is, issuer, down
 }

@@ -1,17 +1,13 @@
 package app
 
 import (
-	"encoding/json"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
-	"github.com/sluice-gw/sluice/internal/auth/jwttest"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
@@ -26,16 +22,7 @@ import (
 // said nothing; only the fetch's own line, "keeping the keys held" (none
 // were), told of it.
 func TestReloadToAnUnfetchableKeySetWarns(t *testing.T) {
-	is := jwttest.New(t)
-	var down atomic.Bool
-	issuer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		is.Server.Config.Handler.ServeHTTP(w, r)
-	}))
-	defer issuer.Close()
+	_, issuer, down := switchableIssuer(t)
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(jwksPath string) {
@@ -60,19 +47,7 @@ func TestReloadToAnUnfetchableKeySetWarns(t *testing.T) {
 	defer a.release()
 	admin := httptest.NewServer(a.AdminHandler())
 	defer admin.Close()
-	status := func() gateway.ConfigStatus {
-		t.Helper()
-		resp, err := http.Get(admin.URL + "/status")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var doc struct{ Config *gateway.ConfigStatus }
-		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.Config == nil {
-			t.Fatalf("/status: %v, config %v", err, doc.Config)
-		}
-		return *doc.Config
-	}
+	status := func() gateway.ConfigStatus { return configStatus(t, admin.URL) }
 	reload := func() {
 		t.Helper()
 		if err := a.Reload(); err != nil {

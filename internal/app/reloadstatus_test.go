@@ -28,19 +28,7 @@ func TestStatusShowsTheLastRefusedReload(t *testing.T) {
 	t.Cleanup(a.release)
 	admin := httptest.NewServer(a.AdminHandler())
 	defer admin.Close()
-	status := func() gateway.ConfigStatus {
-		t.Helper()
-		resp, err := http.Get(admin.URL + "/status")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var doc struct{ Config *gateway.ConfigStatus }
-		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.Config == nil {
-			t.Fatalf("/status: %v, config %v", err, doc.Config)
-		}
-		return *doc.Config
-	}
+	status := func() gateway.ConfigStatus { return configStatus(t, admin.URL) }
 	if s := status(); !s.LastReloadSuccessful || s.LastRefusal != nil || s.LoadedAt.IsZero() {
 		t.Fatalf("at start: %+v", s)
 	}
@@ -67,4 +55,19 @@ func TestStatusShowsTheLastRefusedReload(t *testing.T) {
 	if s := status(); !s.LastReloadSuccessful || s.LastRefusal == nil || s.LastRefusal.Error != msg || !s.LoadedAt.After(s.LastRefusal.Time) && !s.LoadedAt.Equal(s.LastRefusal.Time) {
 		t.Fatalf("after an applied reload: %+v (want successful, the refusal kept)", s)
 	}
+}
+
+// configStatus reads the config part of the admin listener's /status.
+func configStatus(t *testing.T, admin string) gateway.ConfigStatus {
+	t.Helper()
+	resp, err := http.Get(admin + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct{ Config *gateway.ConfigStatus }
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.Config == nil {
+		t.Fatalf("/status: %v, config %v", err, doc.Config)
+	}
+	return *doc.Config
 }
