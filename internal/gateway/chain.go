@@ -199,6 +199,7 @@ func (g *Gateway) record(x *exchange) {
 	if x.limited {
 		g.settle(x)
 	}
+	g.awaitRetry(x) // its key may hash the body
 	if x.body != nil && !x.rec.result.BodyReleased {
 		x.body.Release()
 	}
@@ -217,7 +218,6 @@ func (g *Gateway) record(x *exchange) {
 	if x.ra != nil {
 		x.ra.Finish()
 	}
-	g.awaitRetry(x)
 	g.finish(&x.rec)
 }
 

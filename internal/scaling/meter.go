@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,9 @@ type Meter struct {
 	mu     sync.RWMutex
 	window time.Duration
 	models map[string]*modelMeter
+	// awaitedUntil is the latest expiry any Await set, in Unix
+	// nanoseconds (Awaiting).
+	awaitedUntil atomic.Int64
 }
 
 // DefaultWindow is the decay window when none is configured

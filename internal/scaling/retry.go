@@ -100,6 +100,20 @@ func (m *Meter) Await(model string, key uint64, now, until time.Time) {
 	mm.mu.Lock()
 	mm.awaited.add(key, now, until)
 	mm.mu.Unlock()
+	for u := until.UnixNano(); ; {
+		last := m.awaitedUntil.Load()
+		if u <= last || m.awaitedUntil.CompareAndSwap(last, u) {
+			return
+		}
+	}
+}
+
+// Awaiting reports whether any refused request may still be awaited at
+// now (of any model): until the last Await's expiry has passed. Only then
+// is a request's retry key worth computing (a hash of its body): a pool
+// that refuses nothing pays one atomic load per request for this.
+func (m *Meter) Awaiting(now time.Time) bool {
+	return now.UnixNano() < m.awaitedUntil.Load()
 }
 
 // Returned reports whether a request of the model with key is the retry
