@@ -90,6 +90,11 @@ type exchangeState struct {
 	epInput int
 	pool    *Pool
 	cost    float64 // admission.EstimateCost of the request (parse stage)
+	// retryKey identifies the request across its client's retries, and
+	// retry says it is one of a refused request (demandStage); bodyPrint
+	// is its body fingerprint when retryKey is it (0: not computed).
+	retryKey, bodyPrint uint64
+	retry               bool
 	// limited: rl is set (a charge to settle); called: call is set.
 	limited, called bool
 	// inflight: counted in the in-flight gauge (it passed the method check).
@@ -194,6 +199,7 @@ func (g *Gateway) record(x *exchange) {
 	if x.limited {
 		g.settle(x)
 	}
+	g.awaitRetry(x) // its key may hash the body
 	if x.body != nil && !x.rec.result.BodyReleased {
 		x.body.Release()
 	}
@@ -468,7 +474,9 @@ func (s cacheStage) serve(x *exchange) bool {
 	if !hit {
 		// Only a request that queues needs its fingerprint (appointments);
 		// a hit, fresh or stale, never does, so it hashes its body once less.
-		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
+		if c.fingerprint = x.bodyPrint; c.fingerprint == 0 {
+			c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
+		}
 		c.budget = x.tokenBudget(s.g.now)
 		return true
 	}
@@ -487,7 +495,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c := &x.call
 	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, x.parsed.Peek
 	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
-	c.cost, c.plan = x.cost, plan
+	c.cost, c.plan, c.retry = x.cost, plan, x.retry
 	c.pin = x.respPin
 	c.keepID = x.resp != nil && x.resp.Store
 	c.cpuOnly, c.ep = x.ep.CPUOnly(), x.ep

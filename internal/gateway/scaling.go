@@ -23,9 +23,10 @@ import (
 // holds a slot for 1 s).
 const priorSlotRate = 1.0
 
-// arrived counts a live request asking pool for a slot.
+// arrived counts a live request asking pool for a slot, unless it is a
+// refused request's return (demand.go): its client was counted once.
 func (g *Gateway) arrived(pool *Pool, c *upstreamCall) {
-	if c.live {
+	if c.live && !c.retry {
 		g.meter.Arrived(pool.Model, g.now(), c.cost)
 	}
 }

@@ -33,6 +33,8 @@ type upstreamCall struct {
 	// live: a client waits for this call (not a queued job), so it is
 	// demand the scaling signals count (scaling.go).
 	live bool
+	// retry: the return of a refused request (demandStage), no new demand.
+	retry bool
 	// anyShape: a flight's call, which takes the answer as the backend
 	// shapes it (proxy.Request.AnyShape).
 	anyShape bool

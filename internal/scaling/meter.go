@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,9 @@ type Meter struct {
 	mu     sync.RWMutex
 	window time.Duration
 	models map[string]*modelMeter
+	// awaitedUntil is the latest expiry any Await set, in Unix
+	// nanoseconds (Awaiting).
+	awaitedUntil atomic.Int64
 }
 
 // DefaultWindow is the decay window when none is configured
@@ -51,6 +55,7 @@ type modelMeter struct {
 	burst         burst // how far arrivals ran above their estimate: Reading.ArrivalsBurst
 	refusals      map[string]*Rate
 	wait          Mean
+	awaited       awaited // refused requests whose clients are expected back (retry.go)
 	backends      map[string]*backendMeter
 	// restored is the at-capacity service from before a restart
 	// (restore.go); nil: none.
@@ -230,6 +235,9 @@ type Reading struct {
 	// is false before the first.
 	Wait      time.Duration
 	WaitKnown bool
+	// Awaited is how many refused requests' clients are expected back
+	// (Meter.Await): clients waiting for the pool outside it.
+	Awaited int
 	// Service is per backend name, of the backends asked for.
 	Service map[string]Service
 }
@@ -289,6 +297,8 @@ func (m *Meter) Read(model string, now time.Time, backends []string) Reading {
 			r.Refusals[reason] = v
 		}
 	}
+	mm.awaited.prune(now)
+	r.Awaited = len(mm.awaited.until)
 	if w, ok := mm.wait.Value(); ok {
 		r.Wait, r.WaitKnown = time.Duration(w*float64(time.Second)), true
 	}

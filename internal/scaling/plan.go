@@ -83,6 +83,10 @@ type Signal struct {
 	// (slots in use over slots per backend, the larger of Service.Slots
 	// and admission's slots now): the demand term's floor.
 	InFlightBackends float64 `json:"in_flight_backends"`
+	// AwaitedClients is Reading.Awaited: refused requests whose clients
+	// are expected back (their Retry-After and a grace not yet passed),
+	// counted in InFlightBackends with the slots in use.
+	AwaitedClients int `json:"awaited_clients"`
 
 	Queued           int                `json:"queued"`
 	QueuedTokens     float64            `json:"queued_tokens"`
@@ -137,7 +141,8 @@ type BackendService struct {
 //	     before any backend is measured: mean slots × PriorSlotRate)
 //	D  = max(arrival rate over the window, over a fifth of it, forecast at now+lead)
 //	n  = max(D/μ,                     Little's law: D × hold time / slots per backend
-//	         slots in use / max(slots, slots now))  the requests in flight now
+//	         (slots in use + awaited) / max(slots, slots now))  the requests in flight
+//	                                  now and the refused clients expected back
 //	M  = max(arrival rate over the window, over a fifth of it)   measured demand
 //	desired = max(n + Headroom × n,
 //	              M × (1 + burst) × (1 + Headroom) / μ)  burst: how far the arrivals of half
@@ -155,6 +160,11 @@ type BackendService struct {
 // completions (after a restart or a quiet spell the short requests end
 // first) or below capacity (a part-full batch runs faster), D/μ would
 // shrink a pool whose slots are busy; the slots in use need no estimate.
+// The refused clients still expected back (Reading.Awaited) count with
+// the requests in flight: each is a client waiting for a slot, outside the
+// queue. Counting their attempts as arrivals instead made every retry new
+// demand (retry.go); counting them not at all, a pool refusing a closed
+// loop of clients would read as the throughput it already serves.
 // It divides by the larger of the slots μ was measured on and the slots
 // admission has now (slotsNow): at start-up the adaptive limits grow out
 // of their slow start, so the mean over the completions so far is below
@@ -170,7 +180,7 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 	s := Signal{Model: model, Time: now, Backends: len(p.Backends),
 		ArrivalRequestsPerSecond: r.Arrivals, ArrivalTokensPerSecond: r.ArrivalTokens, ArrivalBurst: r.ArrivalsBurst,
 		Queued: p.Queued, QueuedTokens: p.QueuedTokens, InUse: p.InUse, Capacity: p.Capacity,
-		RefusalsPerSec: r.Refusals, Headroom: pol.Headroom, LeadSeconds: pol.Lead.Seconds(),
+		AwaitedClients: r.Awaited, RefusalsPerSec: r.Refusals, Headroom: pol.Headroom, LeadSeconds: pol.Lead.Seconds(),
 		DrainForSeconds: p.QueueDrainFor.Seconds(), BackendsService: []BackendService{}}
 	if s.RefusalsPerSec == nil {
 		s.RefusalsPerSec = map[string]float64{}
@@ -195,7 +205,7 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 		s.DemandRequestsPerSecond = 0
 	}
 	if slots := max(s.Service.Slots, slotsNow(p)); slots > 0 {
-		s.InFlightBackends = float64(p.InUse) / slots
+		s.InFlightBackends = float64(p.InUse+r.Awaited) / slots
 	}
 	if mu := s.Service.RequestsPerSecond; mu > 0 {
 		s.Need.Demand = max(s.DemandRequestsPerSecond/mu, s.InFlightBackends)
