@@ -132,6 +132,9 @@ func (a *App) rediscover() {
 func (a *App) install(next *Built) {
 	prev := a.built
 	next.Commit()
+	for _, be := range next.Runtime.Backends() {
+		be.Rejoin() // one back while it drained serves again
+	}
 	a.gw.Swap(next.Runtime)
 	a.built = next
 	prev.Retire(next)
@@ -148,6 +151,7 @@ func (a *App) install(next *Built) {
 	kept := backendSet(next.Runtime)
 	for _, be := range prev.Runtime.Backends() {
 		if !kept[be] {
+			be.Leave() // before the drain first reads its in-flight count
 			a.drain(be, next.Runtime.Config.ShutdownGrace.D())
 		}
 	}
@@ -228,7 +232,7 @@ func (a *App) waitIdle(be *endpoint.Backend, grace time.Duration, back <-chan st
 	defer end.Stop()
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
-	for be.Inflight() > 0 {
+	for be.Inflight() > 0 || be.CPUInflight() > 0 {
 		select {
 		case <-tick.C:
 		case <-end.C:

@@ -34,6 +34,9 @@ type lifecycle struct {
 	hookMu sync.Mutex
 	hooks  *RetireHook
 	gone   bool
+	// left: the backend left every pool (Leave) and has not come back
+	// (Rejoin).
+	left atomic.Bool
 }
 
 func (l *lifecycle) init() {
@@ -79,6 +82,22 @@ func (b *Backend) ramped(n int) int {
 	}
 	return max(1, int(math.Ceil(float64(n)*f)))
 }
+
+// Leave marks the backend as gone from every pool, before its drain
+// starts counting what runs on it. A request that picked it just before
+// (from the pool it had left a moment later) and then took a slot sees
+// Left and picks again: the drain reads Inflight after Leave, and the
+// request reads Left after its slot is counted in Inflight, so either
+// the drain waits for the request or the request goes elsewhere; none
+// is sent to a backend whose drain found it idle and retired it.
+func (b *Backend) Leave() { b.life.left.Store(true) }
+
+// Rejoin undoes Leave: the backend is in a pool again (before that pool
+// serves).
+func (b *Backend) Rejoin() { b.life.left.Store(false) }
+
+// Left reports whether the backend left every pool (Leave).
+func (b *Backend) Left() bool { return b.life.left.Load() }
 
 // Retire ends the backend's drain: the attempts still running on it are
 // cancelled (their hooks, HookRetire, then Context). Call it once the

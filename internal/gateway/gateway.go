@@ -241,7 +241,15 @@ func (g *Gateway) Swap(rt *Runtime) {
 	g.bodyMem.SetLimit(int64(rt.Config.Server.MaxBodyMemory))
 	g.readaheadMem.SetLimit(int64(rt.Config.Server.MaxReadaheadMemory))
 	g.meter.SetWindow(rt.Config.Scaling.Window.D())
-	g.rt.Store(rt)
+	if prev := g.rt.Swap(rt); prev != nil {
+		// Requests still running on prev pick from rt's pools from now
+		// on (Pool.successor).
+		for model, p := range prev.Pools {
+			if next := rt.Pools[model]; next != nil {
+				p.succeed(next)
+			}
+		}
+	}
 	g.meter.Keep(func(model string) bool { return rt.Pools[model] != nil })
 	g.hold.Keep(func(model string) bool { return rt.Pools[model] != nil })
 	backends := make(map[string]bool)

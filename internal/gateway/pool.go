@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
@@ -32,6 +33,17 @@ type Pool struct {
 	queue      *admission.Queue // nil when admission is off
 	picker     routing.Picker
 	now        func() time.Time
+	// successor is the pool that replaced this one for its model when a
+	// reload or a discovery change swapped the runtime (Gateway.Swap);
+	// nil while this one serves. A request keeps the runtime it started
+	// with, but picks its backends from the newest pool of its model
+	// (latest): one that waited (for a slot, in the queue) or is retried
+	// after the swap is never sent to a backend that left meanwhile,
+	// whose process may be gone, while the backends that replaced it
+	// stand idle. replaced is closed when successor is set, for a wait
+	// for a slot to pick again.
+	successor atomic.Pointer[Pool]
+	replaced  chan struct{}
 }
 
 // DrainingNow counts the pool's draining backends with requests still in
@@ -67,7 +79,32 @@ type PoolParts struct {
 // NewPool makes the pool of one model.
 func NewPool(p PoolParts) *Pool {
 	return &Pool{Model: p.Model.Name, Policy: p.Policy, Fallbacks: p.Model.Fallbacks, SLO: p.SLO, Backends: p.Backends, Draining: p.Draining,
-		cacheModel: cacheModel(p.Model.Name, p.Model.Backends), picker: p.Picker, queue: p.Queue, now: p.Now}
+		cacheModel: cacheModel(p.Model.Name, p.Model.Backends), picker: p.Picker, queue: p.Queue, now: p.Now,
+		replaced: make(chan struct{})}
+}
+
+// latest is the pool serving p's model now: p, or the newest of the pools
+// that replaced it.
+func (p *Pool) latest() *Pool {
+	for {
+		next := p.successor.Load()
+		if next == nil {
+			return p
+		}
+		p = next
+	}
+}
+
+// succeed records next as the pool that replaced p (Gateway.Swap). A
+// next that p already follows (a runtime installed again) is no
+// successor: the chain never loops.
+func (p *Pool) succeed(next *Pool) {
+	if next == p || next.latest() == p || p.replaced == nil {
+		return
+	}
+	if p.successor.CompareAndSwap(nil, next) {
+		close(p.replaced)
+	}
 }
 
 // selector adapts a pool to proxy.Selector for one request.
@@ -79,14 +116,25 @@ type selector struct {
 	ctx      context.Context
 	slotWait time.Duration
 	waited   slotWaitOutcome
+	// afterUnreachable: the pick is the retry of an attempt whose backend
+	// could not be reached, which may wait for a slot too
+	// (SelectAfterUnreachable).
+	afterUnreachable bool
 	// pin is the backend a first attempt goes to when it can take it
 	// (a Responses API request's previous response lives there); nil:
 	// none.
 	pin [1]*endpoint.Backend
 }
 
+// current is the pool the request picks from now: the newest of its
+// model's (Pool.successor).
+func (s *selector) current() *Pool {
+	s.pool = s.pool.latest()
+	return s.pool
+}
+
 func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) {
-	p := s.pool
+	p := s.current()
 	now := p.now()
 	if pin := s.pin[0]; pin != nil && len(tried) == 0 {
 		if b := routing.Select(now, p.picker, &s.req, s.pin[:], tried); b != nil {
@@ -102,7 +150,7 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 		// pick answers.
 		if pin.Usable(now) {
 			if s.slotWait > 0 && s.waited == slotNotWaited {
-				if b := s.awaitSlot(s.pin[:]); b != nil {
+				if b := s.awaitSlot(true, nil); b != nil {
 					return b, nil
 				}
 			}
@@ -115,8 +163,8 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 	if b := routing.Select(now, p.picker, &s.req, p.Backends, tried); b != nil {
 		return b, nil
 	}
-	if len(tried) == 0 && s.slotWait > 0 && s.waited == slotNotWaited && p.anyUsable(now) {
-		if b := s.awaitSlot(p.Backends); b != nil {
+	if (len(tried) == 0 || s.afterUnreachable) && s.slotWait > 0 && s.waited == slotNotWaited && p.anyUsable(now, tried) {
+		if b := s.awaitSlot(false, tried); b != nil {
 			return b, nil
 		}
 	}
@@ -135,6 +183,18 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 	return nil, noBackend(now, p.Backends)
 }
 
+// SelectAfterUnreachable is Select for the retry of an attempt whose
+// backend could not be reached (proxy.UnreachableSelector): when every
+// other backend is at its limit it waits for a slot, as a first pick
+// does (once per request, bounded as that wait is), rather than answer
+// 502 while they serve. Retries after other failures, and hedges, never
+// wait.
+func (s *selector) SelectAfterUnreachable(tried []*endpoint.Backend) (*endpoint.Backend, error) {
+	s.afterUnreachable = true
+	defer func() { s.afterUnreachable = false }()
+	return s.Select(tried)
+}
+
 // retryPinned is the backend a retry of a pinned call goes to once its
 // pin was tried (refused the connection, answered 502): the pin again,
 // while it is usable and has a slot, since every other backend would
@@ -143,7 +203,7 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 // with Retry-After when the pin is merely at its limit. The retry budget
 // and attempt count bound these retries as any others (proxy.mayRetry).
 func (s *selector) retryPinned(now time.Time) (*endpoint.Backend, error) {
-	if b := routing.Select(now, s.pool.picker, &s.req, s.pin[:], nil); b != nil {
+	if b := routing.Select(now, s.current().picker, &s.req, s.pin[:], nil); b != nil {
 		return b, nil
 	}
 	if s.pin[0].Usable(now) {

@@ -17,7 +17,8 @@ import (
 // the chain reads: pools, policies, the forwarder, limits and caches.
 // internal/app builds it aside (app.Build) and a reload installs it with
 // one atomic store (Gateway.Swap); requests already running keep the one
-// they started with.
+// they started with, but pick their backends from the newest pool of
+// their model (Pool.successor).
 type Runtime struct {
 	Config    *config.Config
 	Pools     map[string]*Pool

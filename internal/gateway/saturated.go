@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
@@ -17,7 +18,9 @@ import (
 // the time left to its admission deadline and by its class's objective
 // (waiting longer could not meet it), and cut when the client leaves. Only
 // then is it refused, pool_saturated with Retry-After. It waits only for
-// its first pick: hedges and retries on another backend never wait.
+// its first pick, or for the retry of an attempt whose backend could not
+// be reached (SelectAfterUnreachable); hedges and other retries never
+// wait.
 
 // slotWaitOutcome says whether and how a first pick waited for a slot.
 type slotWaitOutcome uint8
@@ -49,35 +52,44 @@ func (rt *Runtime) slotWait(served *Pool, c *upstreamCall) time.Duration {
 	return max(wait, 0)
 }
 
-// anyUsable reports whether a backend of p may serve at all (busy, not
-// broken): only then is a slot worth waiting for.
-func (p *Pool) anyUsable(now time.Time) bool {
+// anyUsable reports whether a backend of p not in tried may serve at
+// all (busy, not broken): only then is a slot worth waiting for.
+func (p *Pool) anyUsable(now time.Time, tried []*endpoint.Backend) bool {
 	for _, b := range p.Backends {
-		if b.Usable(now) {
+		if b.Usable(now) && !slices.Contains(tried, b) {
 			return true
 		}
 	}
 	return false
 }
 
-// awaitSlot waits until one of backends (the pool's, or a Responses
-// request's pinned one) frees a slot and it is picked, or s.slotWait
-// passes, or the request's context ends (nil then).
-func (s *selector) awaitSlot(backends []*endpoint.Backend) *endpoint.Backend {
-	p := s.pool
+// awaitSlot waits until one of the pool's backends not in tried
+// (pinned: the Responses request's pinned one) frees a slot and it is
+// picked, or s.slotWait passes, or the request's context ends (nil
+// then). A pool replaced
+// meanwhile (a reload, a discovery change) is left for its successor:
+// the wait goes on there, and a backend of the new set with a slot free
+// is picked at once.
+func (s *selector) awaitSlot(pinned bool, tried []*endpoint.Backend) *endpoint.Backend {
 	timer := time.NewTimer(s.slotWait)
 	defer timer.Stop()
-	cases := make([]reflect.SelectCase, 0, len(backends)+2)
+	var cases []reflect.SelectCase
 	for {
+		p := s.current()
+		backends := p.Backends
+		if pinned {
+			backends = s.pin[:]
+		}
 		cases = append(cases[:0],
 			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.ctx.Done())},
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(p.replaced)})
 		for _, b := range backends {
 			// Freed is asked before the pick below, so no release between
 			// the two is missed.
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(b.Freed())})
 		}
-		if b := routing.Select(p.now(), p.picker, &s.req, backends, nil); b != nil {
+		if b := routing.Select(p.now(), p.picker, &s.req, backends, tried); b != nil {
 			s.waited = slotWaitServed
 			return b
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,47 +68,75 @@ func (f *Forwarder) unretry(res *Result) {
 
 // claim picks a backend not tried yet and takes a slot and a breaker
 // permit on it. pushedBack: an earlier attempt's 429/503 is kept, so
-// running out of backends is not this request's error.
+// running out of backends is not this request's error. The retry of an
+// attempt whose backend could not be reached is picked by
+// SelectAfterUnreachable when sel is an UnreachableSelector. A backend
+// that left its pool between the pick and the slot (endpoint.Backend.Leave: a
+// reload or a discovery change) is given its slot back and the pick made
+// again, from the pool serving now: nothing was sent, no attempt is
+// spent. One picked again although tried (a pinned call's retry,
+// selector.retryPinned) goes ahead.
 func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend, now time.Time, pushedBack bool, res *Result) (call, step) {
-	b, err := sel.Select(*tried)
-	if b == nil {
-		if res.Err == nil && !pushedBack {
-			res.Err = err
+	var us UnreachableSelector
+	if len(*tried) > 0 && errors.Is(res.Err, ErrConnect) {
+		us, _ = sel.(UnreachableSelector)
+	}
+	for {
+		var b *endpoint.Backend
+		var err error
+		if us != nil {
+			b, err = us.SelectAfterUnreachable(*tried)
+		} else {
+			b, err = sel.Select(*tried)
 		}
-		return call{}, stepStop
+		if b == nil {
+			if res.Err == nil && !pushedBack {
+				res.Err = err
+			}
+			return call{}, stepStop
+		}
+		b = f.avoidUnrescued(in, sel, *tried, b)
+		again := slices.Contains(*tried, b)
+		*tried = append(*tried, b)
+		if in.CPUOnly {
+			if !b.AcquireCPU() { // lost a race for its last CPU-side slot
+				res.Err = ErrSaturated
+				return call{}, stepNext
+			}
+			if b.Left() && !again {
+				b.AbandonCPU()
+				continue
+			}
+			return f.claimCPU(b, now, res)
+		}
+		if !b.Acquire() { // lost a race for its last slot
+			res.Err = ErrSaturated
+			return call{}, stepNext
+		}
+		if b.Left() && !again { // read after the slot counts (Leave)
+			b.Abandon()
+			continue
+		}
+		done, ok := b.AllowCall(now)
+		if !ok { // its breaker opened (or has no half-open slot) meanwhile
+			b.Abandon()
+			res.Err = ErrNoBackend
+			return call{}, stepNext
+		}
+		c := call{b: b, done: done, work: in.Work, busyEpoch: b.BusyEpoch()}
+		b.AddWork(c.work)
+		if in.Peek.Stream {
+			b.StartWaiting(now)
+			c.waiting = true
+		}
+		return c, stepGo
 	}
-	b = f.avoidUnrescued(in, sel, *tried, b)
-	*tried = append(*tried, b)
-	if in.CPUOnly {
-		return f.claimCPU(b, now, res)
-	}
-	if !b.Acquire() { // lost a race for its last slot
-		res.Err = ErrSaturated
-		return call{}, stepNext
-	}
-	done, ok := b.AllowCall(now)
-	if !ok { // its breaker opened (or has no half-open slot) meanwhile
-		b.Abandon()
-		res.Err = ErrNoBackend
-		return call{}, stepNext
-	}
-	c := call{b: b, done: done, work: in.Work, busyEpoch: b.BusyEpoch()}
-	b.AddWork(c.work)
-	if in.Peek.Stream {
-		b.StartWaiting(now)
-		c.waiting = true
-	}
-	return c, stepGo
 }
 
-// claimCPU is claim's slot and permit for a CPU-side call (Request.CPUOnly):
-// a CPU-side slot, no engine slot, no work counted, never waiting for a
-// first token.
+// claimCPU is claim's permit for a CPU-side call (Request.CPUOnly) that
+// holds a CPU-side slot on b: no engine slot, no work counted, never
+// waiting for a first token.
 func (f *Forwarder) claimCPU(b *endpoint.Backend, now time.Time, res *Result) (call, step) {
-	if !b.AcquireCPU() { // lost a race for its last CPU-side slot
-		res.Err = ErrSaturated
-		return call{}, stepNext
-	}
 	done, ok := b.AllowCall(now)
 	if !ok {
 		b.AbandonCPU()

@@ -27,6 +27,17 @@ type Selector interface {
 	Select(tried []*endpoint.Backend) (*endpoint.Backend, error)
 }
 
+// UnreachableSelector is a Selector that may wait for a slot when it
+// picks the retry of an attempt whose backend could not be reached: the
+// request was admitted against a capacity that counted that backend's
+// slots (its process gone before discovery or health checks saw it),
+// so the backends left may all be full at that moment, though one frees
+// a slot within moments. Without it the request would be answered 502
+// while a backend that could serve it stood busy.
+type UnreachableSelector interface {
+	SelectAfterUnreachable(tried []*endpoint.Backend) (*endpoint.Backend, error)
+}
+
 // Timeouts bound the phases of one request.
 type Timeouts struct {
 	FirstByte  time.Duration
