@@ -43,8 +43,10 @@ func notHolding(t *testing.T, asked *atomic.Int64) string {
 // every backend was asked) both said 503.
 func TestUnlocatedContinuationIsUnavailable(t *testing.T) {
 	var asked atomic.Int64
-	gone := httptest.NewServer(http.NotFoundHandler())
-	gone.Close()
+	// Unreachable but held: a closed server's port could be taken by a
+	// server that answers 404 (one of those below, another test's).
+	var resets atomic.Int32
+	gone := resettingBackend(t, &resets)
 	var many []string
 	for range 17 { // more than the 16 asked until 2026-12-06: every one is asked now
 		many = append(many, notHolding(t, &asked))
@@ -55,7 +57,7 @@ func TestUnlocatedContinuationIsUnavailable(t *testing.T) {
 		postStatus, getStat int
 		postCode, getCode   string
 	}{
-		{"one unreachable", []string{notHolding(t, &asked), gone.URL, notHolding(t, &asked)}, 503, 503,
+		{"one unreachable", []string{notHolding(t, &asked), gone, notHolding(t, &asked)}, 503, 503,
 			"previous_response_unavailable", "response_unavailable"},
 		{"seventeen backends", many, 400, 404, "previous_response_not_found", "response_not_found"},
 		{"every backend asked", []string{notHolding(t, &asked), notHolding(t, &asked)}, 400, 404,
