@@ -27,16 +27,20 @@ import (
 //
 // The backend is the one the id map names (respowners.go) when it is
 // still configured. An id the map does not know (evicted, expired, made
-// before a restart or through another replica) is asked of the backends,
-// at most maxProbes of them, a few at a time, each within its own short
-// bound (proxy.Forwarder.Ask: timeouts.connect, never past first_byte),
-// all within timeouts.total: the first that answers anything but a 404 is
-// relayed and the others are cancelled; when every backend was asked and
-// all answered 404 the gateway answers 404 itself (and remembers that for
-// a few seconds: respunknown.go); when some could not answer (unreachable,
-// hung, a 5xx, beyond maxProbes) and the rest said 404, a 503
-// response_unavailable with Retry-After: the response may be on one of
-// those, and a 404 would tell the client it is gone.
+// before a restart or through another replica) is asked of every backend
+// of the deployment, a few at a time (proxy.probeWidth), each within its
+// own short bound (proxy.Forwarder.Ask: timeouts.connect, never past
+// first_byte), all within timeouts.total: the first that answers anything
+// but a 404 is relayed and the others are cancelled; when every backend
+// was asked and all answered 404 the gateway answers 404 itself (and
+// remembers that for a few seconds: respunknown.go); when some could not
+// answer (unreachable, hung, a 5xx, not reached within timeouts.total)
+// and the rest said 404, a 503 response_unavailable with Retry-After: the
+// response may be on one of those, and a 404 would tell the client it is
+// gone. (Until 2026-12-06 only the first 16 were asked: a pool of more
+// answered every id the first 16 did not hold 503, and never found one on
+// the 17th.) What those rounds cost a tenant when they find nothing is
+// bounded (probebudget.go): past its budget, a 429 before asking.
 //
 // The path is read escaped (r.URL.EscapedPath), as OpenAI routes: an id
 // is one segment, so /v1/responses/a%2Finput_items names the response
@@ -53,9 +57,6 @@ import (
 // auth on: a 503 with Retry-After (responseUnavailable), as a
 // previous_response_id is, not another tenant's response. Without auth
 // there is no owner to keep, and the backends are asked.
-
-// maxProbes bounds the backends asked for an id the map does not know.
-const maxProbes = 16
 
 // maxFollowUpBody bounds the body of a follow-up (a cancel's, usually
 // none).
@@ -193,8 +194,10 @@ type followUp struct {
 // identify is the chain's identify and limit stages for a follow-up: the
 // caller's credential, then one request charged to its rate limits. One,
 // however many backends are probed: the probes are the gateway's doing
-// (it does not remember the id), not the client's, and a client cannot
-// make them more than maxProbes.
+// (it does not remember the id), not the client's; a legitimate id found
+// by them costs the client nothing more, and what ids nobody holds cost
+// is bounded apart, per tenant (probebudget.go), so that a restart's
+// lost ids do not spend the clients' request limits.
 func (fu *followUp) identify(memo *atomic.Value) bool {
 	rt := fu.rt
 	fu.from = rt.tenants.client(fu.r, memo)
@@ -250,23 +253,31 @@ func (fu *followUp) ask(in *proxy.FollowUp) {
 			return
 		}
 		all = rt.probeOrder()
-		backends = all[:min(len(all), maxProbes)]
+		backends = all
+		if retry, ok := g.lookups.take(fu.tenant, len(all), g.now(), "followup"); !ok {
+			fu.refuse(lookupsSpent(fu.id, "", retry))
+			return
+		}
 	}
 	res := rt.forwarder.Ask(fu.r.Context(), fu.w, in, backends, probe)
+	if probe {
+		g.lookups.giveBack(fu.tenant, lookupRefund(len(all), res), g.now())
+	}
 	fu.probes = res.Probes
 	if res.Backend != nil {
 		fu.backend = res.Backend.Name()
 	}
 	switch {
-	case res.NotFound && len(backends) == len(all):
+	case res.NotFound:
 		g.owners.unknown.note(fu.tenant, fu.id, g.now())
 		fu.notFound()
 		return
 	case probe && res.Status == 0:
 		// Some backends could not be asked (unreachable, past the probe
-		// bound, a 5xx, beyond maxProbes) and none of the others holds
-		// it: it may be on one of them. The 503 a previous_response_id
-		// naming it gets (locate.go), with the pool's Retry-After.
+		// bound, a 5xx, past timeouts.total) and none of the others
+		// holds it: it may be on one of them. The 503 a
+		// previous_response_id naming it gets (locate.go), with the
+		// pool's Retry-After.
 		fu.status, fu.outcome = http.StatusServiceUnavailable, "failed"
 		writeError(fu.w, responseUnlocated(fu.id, unlocatedRetry(g.now(), all)))
 		return
@@ -332,8 +343,7 @@ func (rt *Runtime) backendNamed(name string) *endpoint.Backend {
 }
 
 // probeOrder is the backends to ask for an id the map does not know:
-// each backend address once (pools may share one), in config order; the
-// first maxProbes are asked.
+// each backend address once (pools may share one), in config order.
 func (rt *Runtime) probeOrder() []*endpoint.Backend {
 	var out []*endpoint.Backend
 	seen := make(map[string]bool)

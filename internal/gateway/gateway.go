@@ -167,9 +167,12 @@ type Gateway struct {
 	jobQueue atomic.Pointer[JobQueueStatus]
 	backlog  backlogMemo
 	// owners are the Responses API ids relayed and their backends
-	// (respowners.go); followUps counts their follow-ups (responses.go).
+	// (respowners.go); followUps counts their follow-ups (responses.go);
+	// lookups bounds what asking the backends for ids nobody holds costs
+	// each tenant (probebudget.go).
 	owners    *respOwners
 	followUps followUpMetrics
+	lookups   *probeBudget
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -213,6 +216,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	opt.Registry.MustRegister(scaling.NewCollector(g.signals))
 	g.owners = newRespOwners(opt.Registry, g.log, opt.ResponseIDs, opt.ResponseIDTTL, g.now, opt.ResponseIDsRedis)
 	g.followUps = newFollowUpMetrics(opt.Registry)
+	g.lookups = newProbeBudget(opt.Registry, probeRate, probeBurst, maxProbeTenants)
 	g.registerStreamMetrics(opt.Registry)
 	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
 	return g

@@ -19,15 +19,17 @@ import (
 // backend's 400 previous_response_not_found would tell the client the
 // response is gone while another backend holds it. So the pool's
 // backends are asked, as a follow-up about an unknown id asks them
-// (proxy.Forwarder.Locate: GET /v1/responses/{id}, a few at a time,
-// each within timeouts.connect): the one that answers with the response
+// (proxy.Forwarder.Locate: GET /v1/responses/{id}, every backend of the
+// pool, a few at a time, each within timeouts.connect, all within
+// timeouts.total): the one that answers with the response
 // is the pin, and remembered (as probed: no owner recorded, so with auth
 // on it is served to whoever presents the id, as a probed follow-up is).
 // When none holds it, the answer is the gateway's, and says what is
 // known: every backend of the pool was asked and answered 404, OpenAI's
 // 400 previous_response_not_found (and the id is noted unknown for a few
 // seconds: respunknown.go); some could not be asked or could not say
-// (unreachable, past the probe bound, a 5xx, beyond maxProbes), a 503
+// (unreachable, past the probe bound, a 5xx, not reached within
+// timeouts.total), a 503
 // previous_response_unavailable with the Retry-After of the pool's state
 // (unlocatedRetry), as a follow-up about the same id gets. Before, the
 // pool's policy picked a backend then, whose own "not found" told the
@@ -38,7 +40,9 @@ import (
 // own.
 //
 // After the limit stage: the probes are charged as the one request they
-// serve, as a follow-up's are, and a refused request makes none. A pool
+// serve, as a follow-up's are, and a refused request makes none; a round
+// that finds nothing spends the tenant's probe budget (probebudget.go),
+// past which the continuation is a 429 before any backend is asked. A pool
 // of one backend is not asked: its pick is that backend.
 type locateStage struct{ g *Gateway }
 
@@ -55,10 +59,14 @@ func (s locateStage) serve(x *exchange) bool {
 		x.refuse(previousNotFound(prev))
 		return false
 	}
-	backends := all[:min(len(all), maxProbes)]
+	if retry, ok := s.g.lookups.take(x.id.tenant, len(all), s.g.now(), "continuation"); !ok {
+		x.refuse(lookupsSpent(prev, "previous_response_id", retry))
+		return false
+	}
 	in := &proxy.FollowUp{Method: http.MethodGet, Path: pathResponses + "/" + prev, Header: x.r.Header,
 		RequestID: x.rec.id, ForwardedFor: x.from.forwardedFor}
-	b, res := x.rt.forwarder.Locate(x.ctx(), in, backends)
+	b, res := x.rt.forwarder.Locate(x.ctx(), in, all)
+	s.g.lookups.giveBack(x.id.tenant, lookupRefund(len(all), res), s.g.now())
 	s.g.followUps.countProbes(res.Probes)
 	switch {
 	case b != nil:
@@ -66,7 +74,7 @@ func (s locateStage) serve(x *exchange) bool {
 		s.g.owners.remember(prev, respOwner{backend: b.Name(), probed: true})
 	case res.Status != 0:
 		x.respPin = res.Backend.Name()
-	case res.NotFound && len(backends) == len(all):
+	case res.NotFound:
 		s.g.owners.unknown.note(x.id.tenant, prev, s.g.now())
 		x.refuse(previousNotFound(prev))
 		return false
@@ -81,7 +89,7 @@ func (s locateStage) serve(x *exchange) bool {
 // hold while some could not be asked: the wait until the earliest of the
 // pool's backends that cannot serve now may serve again (poolBackIn, as
 // no_healthy_backend's), or upstreamRetry when all can (one timed out,
-// or was beyond maxProbes: asking again may reach it).
+// or was not reached within timeouts.total: asking again may reach it).
 func unlocatedRetry(now time.Time, backends []*endpoint.Backend) time.Duration {
 	var out []*endpoint.Backend
 	for _, b := range backends {

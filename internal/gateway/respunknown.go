@@ -25,10 +25,10 @@ const (
 // unknownIDs remembers, for a few seconds, the response ids every
 // backend of the deployment answered "not found" to (a probe round of a
 // follow-up, or of a previous_response_id: locate.go), so that asking
-// again answers at once instead of sending up to maxProbes requests to
-// the backends again: without it, a client retrying a bad id, or one
-// naming made-up ids on purpose, multiplied backend load by the pool's
-// size. Only complete rounds are noted (every backend asked, every one
+// again answers at once instead of sending a request to every backend
+// again: without it, a client retrying a bad id multiplied backend load
+// by the pool's size (distinct made-up ids are bounded by the probe
+// budget: probebudget.go). Only complete rounds are noted (every backend asked, every one
 // answered 404): an id some backend could not be asked about may be
 // there.
 //

@@ -8,7 +8,7 @@ import (
 
 // Locate asks backends which of them holds a stored response, as Ask
 // with probe does (at most probeWidth at a time, each probe's head
-// within Timeouts.Probe), relaying nothing: in is the read of the
+// within Timeouts.Probe, all within Timeouts.Total), relaying nothing: in is the read of the
 // response (GET /v1/responses/{id}). It returns the backend that
 // answered it with a 2xx, or nil: with res.NotFound when every backend
 // answered 404 (none holds it), else when some could not say (res.Err)
@@ -18,6 +18,10 @@ import (
 func (f *Forwarder) Locate(ctx context.Context, in *FollowUp, backends []*endpoint.Backend) (holder *endpoint.Backend, res FollowUpResult) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// However many backends: the whole round within Timeouts.Total, as
+	// Ask's (those not reached by then leave res.Err set, not NotFound).
+	total := f.opt.AfterFunc(f.opt.Timeouts.Total, func() { cancel(ErrTotalTimeout) })
+	defer total.Stop()
 	a := f.probe(ctx, in, backends, &res)
 	if a.resp == nil {
 		return nil, res
