@@ -45,6 +45,8 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	if err != nil {
 		b.end(err)
+	} else {
+		b.cn.br.shrink()
 	}
 	return n, b.err
 }

@@ -163,6 +163,25 @@ func (b *reader) line() ([]byte, error) {
 	}
 }
 
+// shrink gives a grown buffer back to the pool as a body read returns,
+// when what is still buffered fits the small buffer (moved there). The
+// reader's caller (the stream relay) goes off to write what it read, and a
+// client slower than its backend holds it there for as long as it likes:
+// the grown 32 KiB were kept for the stream's life, outside every gauge
+// (docs/RELIABILITY.md, "The upstream read buffer given back between
+// reads"). grow is kept, so a backend still ahead takes a grown buffer
+// from the pool at the next fill: a pool Get and Put per read of up to
+// 32 KiB, and a copy of at most 4 KiB.
+func (b *reader) shrink() {
+	if b.held == nil || b.w-b.r > len(b.small) {
+		return
+	}
+	b.w = copy(b.small, b.buf[b.r:b.w])
+	b.r = 0
+	b.big.Put(b.held)
+	b.buf, b.held = b.small, nil
+}
+
 // release gives a grown buffer back to the pool once nothing is buffered
 // (a connection going idle).
 func (b *reader) release() {

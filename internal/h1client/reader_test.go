@@ -254,3 +254,58 @@ func TestHeldStreamKeepsTheSmallReadBuffer(t *testing.T) {
 		t.Errorf("%d dials, want 1 (the connection reused)", st.Dials)
 	}
 }
+
+// TestHeldStreamGivesTheGrownBufferBack: a backend that gets ahead (a
+// burst of small chunks) grows the connection's read buffer to 32 KiB;
+// once the relay has read what arrived and goes off to write it to a
+// client that does not read, the stream (still open) holds the 4 KiB
+// buffer again, not the 32 KiB one, which it kept for its life before.
+func TestHeldStreamGivesTheGrownBufferBack(t *testing.T) {
+	event := "data: {\"choices\":[{\"delta\":{\"content\":\"" + strings.Repeat("x", 150) + "\"}}]}\n\n"
+	var burst strings.Builder
+	var want strings.Builder
+	for range (48 << 10) / len(event) {
+		fmt.Fprintf(&burst, "%x\r\n%s\r\n", len(event), event)
+		want.WriteString(event)
+	}
+	written, quit := make(chan struct{}), make(chan struct{})
+	srv := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+		if _, err := readRequest(r); err != nil {
+			return
+		}
+		// One write, under the loopback socket's buffers: all of it is
+		// there before the client reads.
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+burst.String())
+		close(written)
+		<-quit // the stream stays open
+	})
+	t.Cleanup(func() { close(quit) })
+	c := newClient(t, Options{})
+	grew := 0
+	c.bigBufs.New = func() any { grew++; b := make([]byte, 32<<10); return &b }
+	resp, err := c.RoundTrip(post(t, context.Background(), srv.url(), "{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-written
+	cn := resp.Body.(*body).cn
+	got := make([]byte, 0, want.Len())
+	p := make([]byte, 32<<10) // the relay's read
+	for len(got) < want.Len() {
+		n, err := resp.Body.Read(p)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", len(got), err)
+		}
+		got = append(got, p[:n]...)
+	}
+	if string(got) != want.String() {
+		t.Fatalf("read %d bytes, not the %d sent", len(got), want.Len())
+	}
+	if grew == 0 {
+		t.Fatal("the read buffer never grew: the burst did not arrive ahead of the reads")
+	}
+	if len(cn.br.buf) != smallReadBuffer || cn.br.held != nil {
+		t.Errorf("held stream keeps a read buffer of %d bytes, want %d", len(cn.br.buf), smallReadBuffer)
+	}
+}
