@@ -63,6 +63,9 @@ type Client struct {
 	dials    atomic.Uint64 // connections opened
 	reuses   atomic.Uint64 // requests sent on a pooled connection
 	poolFull atomic.Uint64 // reusable connections closed because the idle pool was full
+	// grownBytes is the grown read buffers open connections hold
+	// (Stats.ReadBufferBytes).
+	grownBytes atomic.Int64
 }
 
 // New builds a Client.
@@ -109,6 +112,12 @@ type Stats struct {
 	PoolFull uint64
 	// MaxIdle is the bound on Idle (Options.MaxIdle).
 	MaxIdle int
+	// ReadBufferBytes is the bytes of read buffer grown past the 4 KiB
+	// each connection starts with (ReadBufferSize each) that connections
+	// hold now: during a read of a backend that is ahead, and between
+	// reads while more than 4 KiB is still buffered. An idle connection
+	// holds none.
+	ReadBufferBytes int64
 }
 
 // Stats reads the counters.
@@ -116,7 +125,8 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	n := c.nIdle
 	c.mu.Unlock()
-	return Stats{Idle: n, Dials: c.dials.Load(), Reuses: c.reuses.Load(), PoolFull: c.poolFull.Load(), MaxIdle: c.opt.MaxIdle}
+	return Stats{Idle: n, Dials: c.dials.Load(), Reuses: c.reuses.Load(), PoolFull: c.poolFull.Load(), MaxIdle: c.opt.MaxIdle,
+		ReadBufferBytes: c.grownBytes.Load()}
 }
 
 // ErrUnsupported: a request this client cannot send and no Fallback.

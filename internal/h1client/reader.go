@@ -33,6 +33,7 @@ type reader struct {
 	grow  bool       // the last read filled the buffer: the next fill grows it
 	big   *sync.Pool // *[]byte of len max, shared by the client's connections
 	held  *[]byte    // buf's pool entry while it is a big one
+	acct  *conn      // counts a big buffer while held (Stats.ReadBufferBytes); nil: none
 }
 
 func newReader(rd io.Reader, max int, big *sync.Pool) reader {
@@ -58,6 +59,18 @@ func (b *reader) toBig() {
 	b.w = copy(*p, b.buf[b.r:b.w])
 	b.r = 0
 	b.buf, b.held = *p, p
+	if b.acct != nil {
+		b.acct.countGrown(int64(len(*p)))
+	}
+}
+
+// putBig gives the big buffer back to the pool (the caller switches to
+// the small one).
+func (b *reader) putBig() {
+	if b.acct != nil {
+		b.acct.countGrown(-int64(len(*b.held)))
+	}
+	b.big.Put(b.held)
 }
 
 // fill reads once into the free end of the buffer, first sliding what is
@@ -178,7 +191,7 @@ func (b *reader) shrink() {
 	}
 	b.w = copy(b.small, b.buf[b.r:b.w])
 	b.r = 0
-	b.big.Put(b.held)
+	b.putBig()
 	b.buf, b.held = b.small, nil
 }
 
@@ -188,6 +201,6 @@ func (b *reader) release() {
 	if b.held == nil || b.r != b.w {
 		return
 	}
-	b.big.Put(b.held)
+	b.putBig()
 	b.buf, b.held, b.r, b.w, b.grow = b.small, nil, 0, 0, false
 }

@@ -153,6 +153,7 @@ func (t *Transport) LeanStats() h1client.Stats {
 		s.Reuses += st.Reuses
 		s.PoolFull += st.PoolFull
 		s.MaxIdle += st.MaxIdle
+		s.ReadBufferBytes += st.ReadBufferBytes
 	}
 	return s
 }
