@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,6 +190,20 @@ func (c *Client) CloseIdleConnections() {
 	}
 	if f, ok := c.opt.Fallback.(interface{ CloseIdleConnections() }); ok {
 		f.CloseIdleConnections()
+	}
+}
+
+// CloseIdleTo closes the idle connections to u's host:port only (a
+// backend that left its pool), keeping the warm ones to every other.
+func (c *Client) CloseIdleTo(u *url.URL) {
+	key := hostPort(u)
+	c.mu.Lock()
+	list := c.idle[key]
+	delete(c.idle, key)
+	c.nIdle -= len(list)
+	c.mu.Unlock()
+	for _, cn := range list {
+		cn.close()
 	}
 }
 
