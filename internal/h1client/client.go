@@ -36,7 +36,9 @@ type Options struct {
 	// ReadBufferSize bounds a connection's read buffer and one response
 	// header or chunk-size line (CRLF included); 0: 32 KiB. The buffer
 	// starts at 4 KiB and grows to the bound when a read fills it or a
-	// line needs it; a connection going idle gives the grown one back.
+	// line needs it; a body read leaving at most 4 KiB buffered and a
+	// connection going idle give the grown one back (Stats.ReadBufferBytes
+	// counts those held).
 	ReadBufferSize  int
 	WriteBufferSize int // request head and in-memory body up to this leave in one write; 0: 32 KiB
 	// Now is the clock for idle ages (tests inject one); nil: time.Now.

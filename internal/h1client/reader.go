@@ -21,8 +21,9 @@ const maxEmptyReads = 100
 // that starts small and grows to max: when a read fills it (the backend is
 // ahead of us: large reads keep the syscalls per byte as before) and when
 // a line does not fit it (a header line up to max is accepted, as it was
-// with a max-sized buffer). A connection that goes back to the pool drops
-// a grown buffer into its client's pool.
+// with a max-sized buffer). A body read that leaves at most the small
+// buffer's worth buffered (shrink), and a connection that goes back to the
+// pool (release), drop a grown buffer into its client's pool.
 type reader struct {
 	rd    io.Reader
 	buf   []byte
