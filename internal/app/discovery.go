@@ -195,7 +195,8 @@ type drains struct {
 
 // drain lets the requests still running on be (which no runtime routes to
 // any more) finish within grace, then cuts those left (Retire) and closes
-// idle upstream connections, its among them. A backend that comes back
+// its idle upstream connections (the lean client's to it only: the warm
+// ones to the backends that stay are kept). A backend that comes back
 // before then is not retired: its requests run on. Called with reloadMu
 // held.
 func (a *App) drain(be *endpoint.Backend, grace time.Duration) {
@@ -220,7 +221,7 @@ func (a *App) drain(be *endpoint.Backend, grace time.Duration) {
 		}
 		be.Retire()
 		a.reloadMu.Unlock()
-		a.deps.Transport.CloseIdle()
+		a.deps.Transport.CloseIdleTo(be.Spec().URL)
 		a.log.Info("drain: removed backend drained", "backend", be.Name())
 	}()
 }

@@ -55,7 +55,10 @@ func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 			func() float64 { _, opened := tr.TransportConns(); return float64(opened) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_relay_buffer_bytes",
 			Help: "Bytes of the large read buffers relayed streams hold: 32 KiB each once its backend got ahead of the relay (more for one event over 32 KiB, up to 512 KiB); bounded per stream, not by a budget."},
-			func() float64 { return float64(tr.RelayBuffers().Load()) }))
+			func() float64 { return float64(tr.RelayBuffers().Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_read_buffer_bytes",
+			Help: "Bytes of the lean upstream client's connection read buffers grown past their first 4 KiB (32 KiB each): while a backend is ahead of the relay reading it, and between reads while over 4 KiB is buffered; idle connections hold none."},
+			func() float64 { return float64(tr.LeanStats().ReadBufferBytes) }))
 }
 
 // registerRingMetrics exports the prefix-affinity ring builds, counted

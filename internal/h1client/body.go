@@ -45,6 +45,8 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 	if err != nil {
 		b.end(err)
+	} else {
+		b.cn.br.shrink()
 	}
 	return n, b.err
 }
@@ -139,14 +141,21 @@ func (b *body) readChunked(p []byte) (n int, err error) {
 	return n, nil
 }
 
+// expectCRLF checks the two bytes in the buffer, where io.ReadFull into
+// a local array cost an allocation per chunk (the array escaped through
+// the connection's io.Reader): one per event of a streamed answer.
 func expectCRLF(b *body) error {
-	var two [2]byte
-	if _, err := io.ReadFull(&b.cn.br, two[:]); err != nil {
-		return unexpected(err)
+	br := &b.cn.br
+	for br.Buffered() < 2 {
+		if br.err != nil {
+			return unexpected(br.readErr())
+		}
+		br.fill()
 	}
-	if two != [2]byte{'\r', '\n'} {
+	if br.buf[br.r] != '\r' || br.buf[br.r+1] != '\n' {
 		return malformed("chunk not ended by CRLF")
 	}
+	br.r += 2
 	return nil
 }
 

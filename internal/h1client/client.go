@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,9 @@ type Options struct {
 	// ReadBufferSize bounds a connection's read buffer and one response
 	// header or chunk-size line (CRLF included); 0: 32 KiB. The buffer
 	// starts at 4 KiB and grows to the bound when a read fills it or a
-	// line needs it; a connection going idle gives the grown one back.
+	// line needs it; a body read leaving at most 4 KiB buffered and a
+	// connection going idle give the grown one back (Stats.ReadBufferBytes
+	// counts those held).
 	ReadBufferSize  int
 	WriteBufferSize int // request head and in-memory body up to this leave in one write; 0: 32 KiB
 	// Now is the clock for idle ages (tests inject one); nil: time.Now.
@@ -63,6 +66,9 @@ type Client struct {
 	dials    atomic.Uint64 // connections opened
 	reuses   atomic.Uint64 // requests sent on a pooled connection
 	poolFull atomic.Uint64 // reusable connections closed because the idle pool was full
+	// grownBytes is the grown read buffers open connections hold
+	// (Stats.ReadBufferBytes).
+	grownBytes atomic.Int64
 }
 
 // New builds a Client.
@@ -109,6 +115,12 @@ type Stats struct {
 	PoolFull uint64
 	// MaxIdle is the bound on Idle (Options.MaxIdle).
 	MaxIdle int
+	// ReadBufferBytes is the bytes of read buffer grown past the 4 KiB
+	// each connection starts with (ReadBufferSize each) that connections
+	// hold now: during a read of a backend that is ahead, and between
+	// reads while more than 4 KiB is still buffered. An idle connection
+	// holds none.
+	ReadBufferBytes int64
 }
 
 // Stats reads the counters.
@@ -116,7 +128,8 @@ func (c *Client) Stats() Stats {
 	c.mu.Lock()
 	n := c.nIdle
 	c.mu.Unlock()
-	return Stats{Idle: n, Dials: c.dials.Load(), Reuses: c.reuses.Load(), PoolFull: c.poolFull.Load(), MaxIdle: c.opt.MaxIdle}
+	return Stats{Idle: n, Dials: c.dials.Load(), Reuses: c.reuses.Load(), PoolFull: c.poolFull.Load(), MaxIdle: c.opt.MaxIdle,
+		ReadBufferBytes: c.grownBytes.Load()}
 }
 
 // ErrUnsupported: a request this client cannot send and no Fallback.
@@ -179,6 +192,20 @@ func (c *Client) CloseIdleConnections() {
 	}
 	if f, ok := c.opt.Fallback.(interface{ CloseIdleConnections() }); ok {
 		f.CloseIdleConnections()
+	}
+}
+
+// CloseIdleTo closes the idle connections to u's host:port only (a
+// backend that left its pool), keeping the warm ones to every other.
+func (c *Client) CloseIdleTo(u *url.URL) {
+	key := hostPort(u)
+	c.mu.Lock()
+	list := c.idle[key]
+	delete(c.idle, key)
+	c.nIdle -= len(list)
+	c.mu.Unlock()
+	for _, cn := range list {
+		cn.close()
 	}
 }
 

@@ -26,18 +26,42 @@ type conn struct {
 	reused    bool // taken from the pool for the current request
 	closed    atomic.Bool
 	peek      peeker // alive's state
+	// grown is the bytes of grown read buffer counted for this connection
+	// in its client's Stats.ReadBufferBytes; a closed connection's are
+	// taken back (its buffer is dropped with it).
+	grown atomic.Int64
 }
 
 func newConn(c *Client, nc net.Conn, key string) *conn {
 	cn := &conn{c: c, nc: nc, key: key, br: newReader(nc, c.opt.ReadBufferSize, &c.bigBufs),
 		wbuf: make([]byte, 0, 1024)}
 	cn.scratch.ends = cn.ends[:0]
+	cn.br.acct = cn
 	return cn
 }
 
 func (cn *conn) close() {
 	if cn.closed.CompareAndSwap(false, true) {
 		cn.nc.Close()
+		cn.uncountGrown()
+	}
+}
+
+// countGrown adds delta bytes of grown read buffer (the reader's owner
+// calls it). close may run at the same time on another goroutine (the
+// request's context ending): whichever of the two runs last takes the
+// closed connection's count back, so each byte counted is taken back once.
+func (cn *conn) countGrown(delta int64) {
+	cn.grown.Add(delta)
+	cn.c.grownBytes.Add(delta)
+	if cn.closed.Load() {
+		cn.uncountGrown()
+	}
+}
+
+func (cn *conn) uncountGrown() {
+	if n := cn.grown.Swap(0); n != 0 {
+		cn.c.grownBytes.Add(-n)
 	}
 }
 

@@ -21,8 +21,9 @@ const maxEmptyReads = 100
 // that starts small and grows to max: when a read fills it (the backend is
 // ahead of us: large reads keep the syscalls per byte as before) and when
 // a line does not fit it (a header line up to max is accepted, as it was
-// with a max-sized buffer). A connection that goes back to the pool drops
-// a grown buffer into its client's pool.
+// with a max-sized buffer). A body read that leaves at most the small
+// buffer's worth buffered (shrink), and a connection that goes back to the
+// pool (release), drop a grown buffer into its client's pool.
 type reader struct {
 	rd    io.Reader
 	buf   []byte
@@ -33,6 +34,7 @@ type reader struct {
 	grow  bool       // the last read filled the buffer: the next fill grows it
 	big   *sync.Pool // *[]byte of len max, shared by the client's connections
 	held  *[]byte    // buf's pool entry while it is a big one
+	acct  *conn      // counts a big buffer while held (Stats.ReadBufferBytes); nil: none
 }
 
 func newReader(rd io.Reader, max int, big *sync.Pool) reader {
@@ -58,6 +60,18 @@ func (b *reader) toBig() {
 	b.w = copy(*p, b.buf[b.r:b.w])
 	b.r = 0
 	b.buf, b.held = *p, p
+	if b.acct != nil {
+		b.acct.countGrown(int64(len(*p)))
+	}
+}
+
+// putBig gives the big buffer back to the pool (the caller switches to
+// the small one).
+func (b *reader) putBig() {
+	if b.acct != nil {
+		b.acct.countGrown(-int64(len(*b.held)))
+	}
+	b.big.Put(b.held)
 }
 
 // fill reads once into the free end of the buffer, first sliding what is
@@ -163,12 +177,31 @@ func (b *reader) line() ([]byte, error) {
 	}
 }
 
+// shrink gives a grown buffer back to the pool as a body read returns,
+// when what is still buffered fits the small buffer (moved there). The
+// reader's caller (the stream relay) goes off to write what it read, and a
+// client slower than its backend holds it there for as long as it likes:
+// the grown 32 KiB were kept for the stream's life, outside every gauge
+// (docs/RELIABILITY.md, "The upstream read buffer given back between
+// reads"). grow is kept, so a backend still ahead takes a grown buffer
+// from the pool at the next fill: a pool Get and Put per read of up to
+// 32 KiB, and a copy of at most 4 KiB.
+func (b *reader) shrink() {
+	if b.held == nil || b.w-b.r > len(b.small) {
+		return
+	}
+	b.w = copy(b.small, b.buf[b.r:b.w])
+	b.r = 0
+	b.putBig()
+	b.buf, b.held = b.small, nil
+}
+
 // release gives a grown buffer back to the pool once nothing is buffered
 // (a connection going idle).
 func (b *reader) release() {
 	if b.held == nil || b.r != b.w {
 		return
 	}
-	b.big.Put(b.held)
+	b.putBig()
 	b.buf, b.held, b.r, b.w, b.grow = b.small, nil, 0, 0, false
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -252,5 +253,113 @@ func TestHeldStreamKeepsTheSmallReadBuffer(t *testing.T) {
 	}
 	if st := c.Stats(); st.Dials != 1 {
 		t.Errorf("%d dials, want 1 (the connection reused)", st.Dials)
+	}
+}
+
+// TestHeldStreamGivesTheGrownBufferBack: a backend that gets ahead (a
+// burst of small chunks) grows the connection's read buffer to 32 KiB;
+// once the relay has read what arrived and goes off to write it to a
+// client that does not read, the stream (still open) holds the 4 KiB
+// buffer again, not the 32 KiB one, which it kept for its life before.
+func TestHeldStreamGivesTheGrownBufferBack(t *testing.T) {
+	event := "data: {\"choices\":[{\"delta\":{\"content\":\"" + strings.Repeat("x", 150) + "\"}}]}\n\n"
+	var burst strings.Builder
+	var want strings.Builder
+	for range (48 << 10) / len(event) {
+		fmt.Fprintf(&burst, "%x\r\n%s\r\n", len(event), event)
+		want.WriteString(event)
+	}
+	written, quit := make(chan struct{}), make(chan struct{})
+	srv := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+		if _, err := readRequest(r); err != nil {
+			return
+		}
+		// One write, under the loopback socket's buffers: all of it is
+		// there before the client reads.
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+burst.String())
+		close(written)
+		<-quit // the stream stays open
+	})
+	t.Cleanup(func() { close(quit) })
+	c := newClient(t, Options{})
+	grew := 0
+	c.bigBufs.New = func() any { grew++; b := make([]byte, 32<<10); return &b }
+	resp, err := c.RoundTrip(post(t, context.Background(), srv.url(), "{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-written
+	cn := resp.Body.(*body).cn
+	got := make([]byte, 0, want.Len())
+	p := make([]byte, 32<<10) // the relay's read
+	for len(got) < want.Len() {
+		n, err := resp.Body.Read(p)
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", len(got), err)
+		}
+		got = append(got, p[:n]...)
+	}
+	if string(got) != want.String() {
+		t.Fatalf("read %d bytes, not the %d sent", len(got), want.Len())
+	}
+	if grew == 0 {
+		t.Fatal("the read buffer never grew: the burst did not arrive ahead of the reads")
+	}
+	if len(cn.br.buf) != smallReadBuffer || cn.br.held != nil {
+		t.Errorf("held stream keeps a read buffer of %d bytes, want %d", len(cn.br.buf), smallReadBuffer)
+	}
+}
+
+// TestGrownReadBuffersCounted: Stats.ReadBufferBytes counts a grown read
+// buffer while a connection holds it (a read stopped with over 4 KiB
+// still buffered) and takes it back when the connection closes with it
+// or goes idle, so the gauge built on it returns to 0.
+func TestGrownReadBuffersCounted(t *testing.T) {
+	event := "data: {\"choices\":[{\"delta\":{\"content\":\"" + strings.Repeat("x", 150) + "\"}}]}\n\n"
+	var burst strings.Builder
+	for range (48 << 10) / len(event) {
+		fmt.Fprintf(&burst, "%x\r\n%s\r\n", len(event), event)
+	}
+	srv := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+		for {
+			if _, err := readRequest(r); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+burst.String()+"0\r\n\r\n")
+		}
+	})
+	c := newClient(t, Options{})
+	// holdGrown reads in small pieces until the buffer has grown and
+	// keeps more than 4 KiB: the relay stopped mid-burst.
+	holdGrown := func() *http.Response {
+		t.Helper()
+		resp, err := c.RoundTrip(post(t, context.Background(), srv.url(), "{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cn := resp.Body.(*body).cn
+		p := make([]byte, 512)
+		for len(cn.br.buf) != 32<<10 {
+			if _, err := resp.Body.Read(p); err != nil {
+				t.Fatalf("the read buffer never grew: %v", err)
+			}
+		}
+		if got := c.Stats().ReadBufferBytes; got != 32<<10 {
+			t.Fatalf("held mid-burst: ReadBufferBytes %d, want %d", got, 32<<10)
+		}
+		return resp
+	}
+	holdGrown().Body.Close() // an early close drops the connection
+	if got := c.Stats().ReadBufferBytes; got != 0 {
+		t.Errorf("after an early close: ReadBufferBytes %d, want 0", got)
+	}
+	resp := holdGrown()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close() // read to its end: the connection goes idle
+	if got := c.Stats(); got.ReadBufferBytes != 0 || got.Idle != 1 {
+		t.Errorf("after the end: ReadBufferBytes %d, idle %d; want 0, 1", got.ReadBufferBytes, got.Idle)
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -153,6 +154,7 @@ func (t *Transport) LeanStats() h1client.Stats {
 		s.Reuses += st.Reuses
 		s.PoolFull += st.PoolFull
 		s.MaxIdle += st.MaxIdle
+		s.ReadBufferBytes += st.ReadBufferBytes
 	}
 	return s
 }
@@ -175,6 +177,29 @@ func (t *Transport) CloseIdle() {
 	}
 	for _, c := range t.lean {
 		c.CloseIdleConnections()
+	}
+	t.closeRetiredLocked()
+}
+
+// CloseIdleTo closes the idle connections to the backend at rawURL once
+// it has left every pool and drained: the lean clients' to its host:port
+// only, so the warm connections to the backends that stay are kept (all
+// of them were closed at every removal); net/http's transports, which
+// cannot close one host's, all of theirs (https backends, health checks
+// and load scrapes). An unparsable rawURL closes every idle connection.
+func (t *Transport) CloseIdleTo(rawURL string) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Scheme != "http" {
+		t.CloseIdle()
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tr := range t.by {
+		tr.CloseIdleConnections()
+	}
+	for _, c := range t.lean {
+		c.CloseIdleTo(u)
 	}
 	t.closeRetiredLocked()
 }
