@@ -69,7 +69,9 @@ func (cn *conn) uncountGrown() {
 type exchangeError struct {
 	err            error
 	nothingWritten bool // the request did not leave at all
-	noResponse     bool // not one byte of a response arrived
+	unsent         bool // the request did not leave whole (a write failed; so no response either)
+	noResponse     bool // the request left whole and not one byte of a response arrived
+	reused         bool // the connection came from the pool
 }
 
 func (e *exchangeError) Error() string { return e.err.Error() }
@@ -84,6 +86,7 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 		stop = context.AfterFunc(ctx, cn.close)
 	}
 	fail := func(e *exchangeError) (*http.Response, error) {
+		e.reused = cn.reused
 		stop()
 		cn.close()
 		if ctx.Err() != nil {
@@ -99,7 +102,7 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 		trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
 	}
 	if err != nil {
-		return fail(&exchangeError{err: err, nothingWritten: n == 0})
+		return fail(&exchangeError{err: err, nothingWritten: n == 0, unsent: true})
 	}
 	if err := cn.br.waitByte(); err != nil {
 		return fail(&exchangeError{err: err, noResponse: true})
@@ -186,6 +189,22 @@ func writeRest(cn *conn, out encoded) error {
 			return rerr
 		}
 	}
+}
+
+// Unanswered reports whether err is RoundTrip's failure on a pooled
+// keep-alive connection before one byte of a response came (stale: the
+// race of a request sent as the server closed the connection, which HTTP
+// cannot tell from a server that took the request and died), and whether
+// the request also did not leave whole (unsent: a write failed, so the
+// server cannot have acted on it). A request that may be sent again
+// (net/http's Transport replays idempotent ones, nginx's
+// proxy_next_upstream counts it as "error") is the caller's decision.
+func Unanswered(err error) (stale, unsent bool) {
+	var e *exchangeError
+	if !errors.As(err, &e) || !e.reused || !e.noResponse && !e.unsent {
+		return false, false
+	}
+	return true, e.unsent
 }
 
 // retryable follows net/http's rule for a pooled connection that failed:

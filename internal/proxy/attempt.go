@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/h1client"
 	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
@@ -69,7 +70,9 @@ func (f *Forwarder) unretry(res *Result) {
 // claim picks a backend not tried yet and takes a slot and a breaker
 // permit on it. pushedBack: an earlier attempt's 429/503 is kept, so
 // running out of backends is not this request's error. The retry of an
-// attempt whose backend could not be reached is picked by
+// attempt whose backend could not be reached, or closed a pooled
+// connection under it (a backend being stopped whose slots admission
+// still counts, as an unreachable one's), is picked by
 // SelectAfterUnreachable when sel is an UnreachableSelector. A backend
 // that left its pool between the pick and the slot (endpoint.Backend.Leave: a
 // reload or a discovery change) is given its slot back and the pick made
@@ -78,7 +81,7 @@ func (f *Forwarder) unretry(res *Result) {
 // selector.retryPinned) goes ahead.
 func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend, now time.Time, pushedBack bool, res *Result) (call, step) {
 	var us UnreachableSelector
-	if len(*tried) > 0 && errors.Is(res.Err, ErrConnect) {
+	if len(*tried) > 0 && (errors.Is(res.Err, ErrConnect) || errors.Is(res.Err, ErrStaleConnection)) {
 		us, _ = sel.(UnreachableSelector)
 	}
 	for {
@@ -177,9 +180,13 @@ func (f *Forwarder) send(ctx context.Context, in *Request, sel Selector, tried *
 }
 
 // failed records a transport error of attempt s (ttfb: how long its
-// backend took) and says whether another backend may be tried: only when
-// the connection could not be made. A client that left ends the request.
-func (f *Forwarder) failed(ctx context.Context, s sent, ttfb time.Duration, res *Result) (retry bool) {
+// backend took) and says whether another backend may be tried: when the
+// connection could not be made, or when a pooled keep-alive connection
+// failed before one answer byte (the backend closing it as the request
+// went out: stale) and the request is pure (as a 502 is retried) or did
+// not leave whole (the backend cannot have taken it). A client that left
+// ends the request.
+func (f *Forwarder) failed(ctx context.Context, s sent, ttfb time.Duration, in *Request, res *Result) (retry bool) {
 	s.wd.stop()
 	cause := context.Cause(s.actx)
 	s.cancel(nil)
@@ -195,7 +202,15 @@ func (f *Forwarder) failed(ctx context.Context, s sent, ttfb time.Duration, res 
 		s.c.b.TimedOut(now, ttfb)
 	}
 	s.c.end(now, outcome.Failure, ttfb, 0, false)
-	return errors.Is(res.Err, ErrConnect)
+	if errors.Is(res.Err, ErrConnect) {
+		return true
+	}
+	stale, unsent := h1client.Unanswered(s.err)
+	if !stale || !errors.Is(res.Err, ErrUpstream) { // a timeout's cause came first
+		return false
+	}
+	res.Err = fmt.Errorf("%w: %w", ErrStaleConnection, s.err)
+	return unsent || !in.SideEffects
 }
 
 // matchWaiting fits the backend's first-token wait to the answer: the

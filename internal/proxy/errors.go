@@ -47,6 +47,11 @@ var (
 	ErrTotalTimeout = errors.New("request exceeded its total time limit")
 	// ErrUpstream: the backend failed in another way (reset, bad response).
 	ErrUpstream = errors.New("backend failed")
+	// ErrStaleConnection: a pooled keep-alive connection failed before
+	// one byte of answer (h1client.Unanswered): the backend closed it as
+	// the request went out, as a backend being stopped does. It wraps
+	// ErrUpstream: to the client a backend failure.
+	ErrStaleConnection = fmt.Errorf("%w: its keep-alive connection closed before an answer", ErrUpstream)
 	// ErrBadAnswer: the backend answered 2xx with something that is not
 	// what the API promises: a body that is not a JSON object, a stream
 	// event whose data is neither a JSON object nor [DONE], or a stream

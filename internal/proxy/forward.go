@@ -317,7 +317,7 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		// attempts and a hedge's wait are not its doing.
 		ttfb := s.head.Sub(s.at)
 		if s.err != nil {
-			if f.failed(ctx, s, ttfb, &res) {
+			if f.failed(ctx, s, ttfb, in, &res) {
 				continue
 			}
 			return res
