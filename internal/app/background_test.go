@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -95,16 +97,39 @@ func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
 	hold.Store(true)
 	// Stale 1ms after it was stored: a stale hit starts a refresh, which
 	// the backend now holds. Asked until one is held: a stale hit while a
-	// refresh answered before the hold is still storing starts none.
-	eventually(t, "a refresh held upstream", func() bool {
-		detChat(t, url)
+	// refresh answered before the hold is still storing starts none. Each
+	// request is sent on its own goroutine, not waited for once a request
+	// is held upstream: in the last tenth of an entry's jittered
+	// freshness, past the 1ms TTL, a client's request is a MISS
+	// (Runtime.freshness), which the backend holds too; it ends with the
+	// gateway's shutdown (clients.Wait below), and the test goes on as for
+	// a held refresh (a rare run that exercises a held client request's
+	// end at shutdown instead).
+	var clients sync.WaitGroup
+	deadline := time.Now().Add(30 * time.Second)
+	for held := false; !held; {
+		answered := make(chan struct{})
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			defer close(answered)
+			resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+				strings.NewReader(`{"model":"m","temperature":0,"messages":[{"role":"user","content":"shared"}]}`))
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
 		select {
 		case <-refreshing: // the refresh is upstream, with no handler waiting for it
-			return true
-		default:
-			return false
+			held = true
+		case <-answered:
+			if time.Now().After(deadline) {
+				t.Fatal("timed out waiting for a refresh held upstream")
+			}
+			time.Sleep(20 * time.Millisecond) // pacing, as eventually's
 		}
-	})
+	}
 
 	writeRefreshConfig(t, path, backend, "200ms", "m", "m2")
 	eventually(t, "the reloaded config to serve m2", func() bool {
@@ -116,6 +141,7 @@ func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	clients.Wait() // answered, or cut as the gateway stopped
 	// Checked again as Run returns, while the backend still runs: a
 	// gateway goroutine that would end only when the backend goes away
 	// (an upstream call nobody joined) shows here. The backend's own
