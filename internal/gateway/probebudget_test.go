@@ -16,8 +16,11 @@ import (
 )
 
 // holding is a backend that holds the responses whose ids start with
-// prefix (a read of one is a 200, any other a 404; both counted in asked)
-// and continues any: a POST /v1/responses is counted in continued.
+// prefix (a read of one is a 200, any other a 404, counted in asked) and
+// continues any: a POST /v1/responses is counted in continued. Reads of
+// ids it holds are not counted: a lookup that found its response cancels
+// its other probes, which may still reach their backends later (on a
+// loaded machine, after the test has reset asked: 513 reads of 512).
 func holding(t *testing.T, prefix string, asked, continued *atomic.Int64) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -30,7 +33,6 @@ func holding(t *testing.T, prefix string, asked, continued *atomic.Int64) string
 		case !ok:
 			// a health check: 200
 		case strings.HasPrefix(id, prefix):
-			asked.Add(1)
 			fmt.Fprintf(w, `{"id":%q,"object":"response","status":"completed"}`, id)
 		default:
 			asked.Add(1)
