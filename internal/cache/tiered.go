@@ -190,6 +190,11 @@ func (t *Tiered) SetJittered(ctx context.Context, key string, e *Entry, ttl time
 	return nil
 }
 
+// JitteredAtMost is the longest freshness Jittered can make of ttl.
+func (t *Tiered) JitteredAtMost(ttl time.Duration) time.Duration {
+	return time.Duration(float64(ttl) * (1 + t.jitter))
+}
+
 // Jittered returns ttl scaled by a random factor in [1-Jitter, 1+Jitter).
 func (t *Tiered) Jittered(ttl time.Duration) time.Duration {
 	if t.jitter == 0 || ttl <= 0 {

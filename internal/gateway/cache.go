@@ -36,6 +36,7 @@ type cachePlan struct {
 // and can store one jittered by its caller.
 type jitterer interface {
 	Jittered(ttl time.Duration) time.Duration
+	JitteredAtMost(ttl time.Duration) time.Duration
 	SetJittered(ctx context.Context, key string, e *cache.Entry, ttl time.Duration) error
 }
 
@@ -198,19 +199,36 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 // share an entry; their rules may differ) is a miss for this one: its
 // rule says how old an answer it takes, and a refresh it started would be
 // skipped (the entry is fresh in L1).
+//
+// An entry past the client's TTL but fresh by its own freshness, which is
+// that TTL jittered longer (the same rule stored it, up to 10% longer), is
+// stale for the client, not a miss: before, a request in that window (up
+// to the last tenth of an entry's life) went to the backend for an answer
+// the cache held. Its refresh is skipped while the entry is fresh in L1
+// (revalidate), so the jitter still spreads refreshes.
 func (rt *Runtime) freshness(e *cache.Entry, ttl time.Duration, now time.Time) (lifetime time.Duration, usable, stale bool) {
 	lifetime = ttl
+	var own time.Duration
 	if !e.Fresh.IsZero() && !e.Stored.IsZero() {
-		lifetime = min(lifetime, e.Fresh.Sub(e.Stored))
+		own = e.Fresh.Sub(e.Stored)
+		lifetime = min(lifetime, own)
 	}
 	age := max(now.Sub(e.Stored), 0)
 	switch {
 	case e.Stored.IsZero() || age < lifetime:
 		return lifetime, true, false
-	case rt.Config.Cache.StaleWhileRevalidate > 0 && e.Stale(now) && age < ttl+rt.Config.Cache.StaleWhileRevalidate.D():
+	case rt.Config.Cache.StaleWhileRevalidate > 0 && (e.Stale(now) || rt.jitteredFrom(own, ttl)) &&
+		age < ttl+rt.Config.Cache.StaleWhileRevalidate.D():
 		return lifetime, true, true
 	}
 	return lifetime, false, false
+}
+
+// jitteredFrom says whether an entry's own freshness, longer than ttl,
+// is ttl as the cache's jitter lengthens it.
+func (rt *Runtime) jitteredFrom(own, ttl time.Duration) bool {
+	j, ok := rt.cache.(jitterer)
+	return ok && own > ttl && own <= j.JitteredAtMost(ttl)
 }
 
 // parse peeks at the body, from the memo for a repeated cacheable body.

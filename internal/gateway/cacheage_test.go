@@ -158,3 +158,47 @@ func TestCacheMissToldTheJitteredFreshness(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheJitteredPastTheRuleIsStaleNotAMiss: an entry whose freshness
+// the jitter made longer than the rule (110 s for a 100 s TTL) is, between
+// the two, past the client's TTL but fresh by its own: it was a MISS there
+// (the backend asked again for an answer the cache held); with
+// stale-while-revalidate it is a STALE answer from the cache, and no
+// refresh is sent while the entry is fresh by its own freshness.
+func TestCacheJitteredPastTheRuleIsStaleNotAMiss(t *testing.T) {
+	ok := newOKBackend(t)
+	cfg := testConfig(ok.URL)
+	cfg.Cache.TTL = config.Duration(100 * time.Second)
+	cfg.Cache.StaleWhileRevalidate = config.Duration(time.Minute)
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	mem, err := cache.NewMemory(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mem.Close)
+	tiered, err := cache.NewTiered(cache.TieredOptions{L1: mem, Jitter: 0.1, Rand: func() float64 { return 0.999999 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := startGatewayWith(t, cfg, func(d *Deps) { d.Cache, d.Now = tiered, now })
+	url := srv.URL + "/v1/chat/completions"
+	ask := func() string {
+		resp := post(t, url, fmt.Sprintf(detBody, ""))
+		readAll(t, resp)
+		return resp.Header.Get("X-Cache")
+	}
+	if x := ask(); x != "MISS" {
+		t.Fatalf("first request: %q, want MISS", x)
+	}
+	clock.Add(int64(105 * time.Second)) // past the rule's 100 s, within the entry's 110 s
+	for range 3 {
+		if x := ask(); x != "STALE" {
+			t.Fatalf("at 105 s of an entry jittered to 110 s: X-Cache %q, want STALE", x)
+		}
+	}
+	if n := ok.calls.Load(); n != 1 {
+		t.Fatalf("the backend was asked %d times, want once (the first MISS)", n)
+	}
+}
