@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Webhook delivery: a finished single job with a Webhook URL is POSTed its
@@ -65,6 +67,9 @@ type webhooks struct {
 	// attempt do not keep a sweep from reaching the rest.
 	sweepAfter string
 	sweeps     atomic.Uint64 // sweeps run here (tests wait on it)
+
+	streamMu sync.Mutex       // not mu: held across a request
+	stream   jetstream.Stream // the jobs bucket's stream, once looked up (jobsStream)
 }
 
 // hookItem is a queued webhook. A resent one (resend) is claimed before

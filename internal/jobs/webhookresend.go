@@ -104,11 +104,36 @@ func (s *Store) indexWebhook(ctx context.Context, id string) {
 	}
 }
 
-// unindexWebhook forgets id's webhook, whose outcome is recorded.
+// unindexWebhook forgets id's webhook, whose outcome is recorded. It
+// purges the key's subject rather than deleting the key: a KV delete
+// leaves a marker per key for the bucket's max age (queue.retention,
+// a week), and every sweep's listing (a watch of "w.>") is sent every
+// marker before the live keys: the markers of every webhook of the week,
+// every WebhookSweepInterval. A purge of the stream's subject leaves
+// nothing (as releaseClaim's).
 func (s *Store) unindexWebhook(ctx context.Context, id string) {
-	if err := s.jobs.Delete(ctx, webhookIndexKey(id)); err != nil {
+	st, err := s.hooks.jobsStream(ctx)
+	if err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+jobsBucket+"."+webhookIndexKey(id)))
+	}
+	if err != nil {
 		s.log.Debug("removing a webhook index key (retention removes it)", "job", id, "err", err)
 	}
+}
+
+// jobsStream is the jobs bucket's stream, looked up once (a stream
+// info request) and kept: a handle is its name and the connection.
+func (w *webhooks) jobsStream(ctx context.Context) (jetstream.Stream, error) {
+	w.streamMu.Lock()
+	defer w.streamMu.Unlock()
+	if w.stream != nil {
+		return w.stream, nil
+	}
+	st, err := w.s.js.Stream(ctx, "KV_"+jobsBucket)
+	if err == nil {
+		w.stream = st
+	}
+	return st, err
 }
 
 // startBeats writes the first heartbeat, before this process can own a

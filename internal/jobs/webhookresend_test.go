@@ -2,12 +2,15 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A webhook in flight when the process stops is still pending on the
@@ -113,5 +116,41 @@ func TestWebhookResendWaitsForRoom(t *testing.T) {
 		if w := webhookOf(t, s, id); w["status"] != "delivered" {
 			t.Fatal(fmt.Sprint(id, w))
 		}
+	}
+}
+
+// A delivered webhook leaves nothing under the index's subjects. Its
+// key was deleted, which left a marker per webhook for the bucket's max
+// age (a week); every sweep's listing was sent all of them every 10 s
+// (the soak of 2026-12-06: the gateway's heap after GC grew with the
+// jobs run, the sweep's consumer loading every block of the bucket).
+func TestDeliveredWebhooksLeaveNoIndexMarkers(t *testing.T) {
+	target := newHookTarget(t, func(w http.ResponseWriter, r *http.Request) {})
+	s, _ := newStore(t, func(o *Options) { o.WebhookSecret, o.AllowPrivateWebhooks = []byte("s3cret"), true })
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
+	const n = 3 // newHookTarget's channels hold 16
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = submitHooked(t, s, target.URL+"/hook").ID
+	}
+	ctx := context.Background()
+	for _, id := range ids {
+		waitWebhook(t, s, id, "delivered")
+		eventually(t, "the index key of "+id+" gone", func() bool {
+			_, err := s.jobs.Get(ctx, webhookIndexKey(id))
+			return errors.Is(err, jetstream.ErrKeyNotFound)
+		})
+	}
+	st, err := s.js.Stream(ctx, "KV_"+jobsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter("$KV."+jobsBucket+"."+webhookIndexFilter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.State.Subjects) != 0 {
+		t.Fatalf("%d index subjects left after %d delivered webhooks, want 0: %v", len(info.State.Subjects), n, info.State.Subjects)
 	}
 }
