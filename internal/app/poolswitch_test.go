@@ -61,15 +61,11 @@ func TestRequestWaitingForASlotFollowsThePoolSwitch(t *testing.T) {
 	url := "http://" + serveLoopback(t, a)
 	eventually(t, "the old backend discovered", samePool(a, old.URL))
 
-	type answer struct {
-		code int
-		body string
-	}
-	first, second := make(chan answer, 1), make(chan answer, 1)
-	go func() { c, b := chat(url, "m1"); first <- answer{c, b} }()
+	first, second := make(chan chatAnswer, 1), make(chan chatAnswer, 1)
+	go func() { c, b := chat(url, "m1"); first <- chatAnswer{c, b} }()
 	<-started // the old backend's one slot is taken
 	oldBackend := backendOf(a, old.URL)
-	go func() { c, b := chat(url, "m1"); second <- answer{c, b} }()
+	go func() { c, b := chat(url, "m1"); second <- chatAnswer{c, b} }()
 	eventually(t, "the second request waiting for the slot", oldBackend.Awaited)
 
 	writeTargets(t, targets, next.URL) // the replica rolled
@@ -138,12 +134,8 @@ func TestRetryAfterRefusedConnectionWaitsForASlot(t *testing.T) {
 	a := newApp(t, path)
 	url := "http://" + serveLoopback(t, a)
 
-	type answer struct {
-		code int
-		body string
-	}
-	first, second := make(chan answer, 1), make(chan answer, 1)
-	go func() { c, b := chat(url, "m1"); first <- answer{c, b} }()
+	first, second := make(chan chatAnswer, 1), make(chan chatAnswer, 1)
+	go func() { c, b := chat(url, "m1"); first <- chatAnswer{c, b} }()
 	<-started // alive's one slot is taken (the first request may have tried gone first)
 	var aliveBackend *endpoint.Backend
 	for _, be := range a.gw.Runtime().Pools["m1"].Backends {
@@ -151,27 +143,42 @@ func TestRetryAfterRefusedConnectionWaitsForASlot(t *testing.T) {
 			aliveBackend = be
 		}
 	}
-	go func() { c, b := chat(url, "m1"); second <- answer{c, b} }()
+	go func() { c, b := chat(url, "m1"); second <- chatAnswer{c, b} }()
 	// The second request goes to gone (alive is full), is refused, and
 	// its retry waits for alive's slot; on the old code it is answered.
-	var early *answer
+	retryServedAfterItsSlotWait(t, "the request refused by a gone backend", aliveBackend, first, second, free)
+}
+
+// chatAnswer is a chat request's status and body, sent from its goroutine.
+type chatAnswer struct {
+	code int
+	body string
+}
+
+// retryServedAfterItsSlotWait: the second request, whose first backend
+// failed it while alive (b, one slot) served the first, waits for alive's
+// slot rather than being answered; once free lets the first finish, both
+// are served, the second by alive. what names the second request.
+func retryServedAfterItsSlotWait(t *testing.T, what string, b *endpoint.Backend, first, second <-chan chatAnswer, free func()) {
+	t.Helper()
+	var early *chatAnswer
 	eventually(t, "the retry waiting for alive's slot, or an answer", func() bool {
 		select {
 		case got := <-second:
 			early = &got
 			return true
 		default:
-			return aliveBackend.Awaited()
+			return b.Awaited()
 		}
 	})
 	if early != nil {
-		t.Fatalf("the request refused by a gone backend while the other was busy: %d %s, want it to wait and be served", early.code, early.body)
+		t.Fatalf("%s, while the other backend was busy: %d %s, want it to wait and be served", what, early.code, early.body)
 	}
 	free()
 	if got := <-first; got.code != 200 {
 		t.Errorf("the first request: %d %s", got.code, got.body)
 	}
 	if got := <-second; got.code != 200 || !strings.Contains(got.body, `"alive"`) {
-		t.Errorf("the request whose first backend was gone: %d %s, want 200 from alive", got.code, got.body)
+		t.Errorf("%s: %d %s, want 200 from alive", what, got.code, got.body)
 	}
 }

@@ -124,34 +124,11 @@ func TestRetryAfterStaleConnectionWaitsForASlot(t *testing.T) {
 			aliveBackend = be
 		}
 	}
-	type answer struct {
-		code int
-		body string
-	}
-	first, second := make(chan answer, 1), make(chan answer, 1)
+	first, second := make(chan chatAnswer, 1), make(chan chatAnswer, 1)
 	hold.Store(true)
-	go func() { c, b := chat(url, "m1"); first <- answer{c, b} }()
+	go func() { c, b := chat(url, "m1"); first <- chatAnswer{c, b} }()
 	<-started // alive's one slot is taken
-	go func() { c, b := chat(url, "m1"); second <- answer{c, b} }()
+	go func() { c, b := chat(url, "m1"); second <- chatAnswer{c, b} }()
 	<-closed // the second request went out on the pooled connection, which closed
-	var early *answer
-	eventually(t, "the retry waiting for alive's slot, or an answer", func() bool {
-		select {
-		case got := <-second:
-			early = &got
-			return true
-		default:
-			return aliveBackend.Awaited()
-		}
-	})
-	if early != nil {
-		t.Fatalf("the request whose pooled connection closed while the other backend was busy: %d %s, want it to wait and be served", early.code, early.body)
-	}
-	free()
-	if got := <-first; got.code != 200 {
-		t.Errorf("the first request: %d %s", got.code, got.body)
-	}
-	if got := <-second; got.code != 200 || !strings.Contains(got.body, `"alive"`) {
-		t.Errorf("the request whose pooled connection closed: %d %s, want 200 from alive", got.code, got.body)
-	}
+	retryServedAfterItsSlotWait(t, "the request whose pooled connection closed", aliveBackend, first, second, free)
 }
