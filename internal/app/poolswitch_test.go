@@ -24,25 +24,7 @@ import (
 // was gone (or to a backend already retired by its drain) and answered
 // 502, while the new backend stood idle.
 func TestRequestWaitingForASlotFollowsThePoolSwitch(t *testing.T) {
-	started, release := make(chan struct{}), make(chan struct{})
-	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		if r.URL.Path != "/v1/chat/completions" { // a probe or a scrape
-			http.NotFound(w, r)
-			return
-		}
-		select {
-		case started <- struct{}{}:
-			<-release // the first request holds the only slot
-		default:
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"served_by":"old"}`)
-	}))
-	t.Cleanup(old.Close)
-	var freed sync.Once
-	free := func() { freed.Do(func() { close(release) }) }
-	t.Cleanup(free) // before old.Close, which waits for its handler
+	old, started, free := oneSlotBackend(t, "old")
 	next := backend(t, "next")
 
 	dir := t.TempDir()
@@ -101,25 +83,7 @@ func TestRequestWaitingForASlotFollowsThePoolSwitch(t *testing.T) {
 // while a backend that could serve it was busy for a moment (a third of
 // the 502s measured while pods were replaced under load).
 func TestRetryAfterRefusedConnectionWaitsForASlot(t *testing.T) {
-	started, release := make(chan struct{}), make(chan struct{})
-	alive := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		if r.URL.Path != "/v1/chat/completions" { // a probe or a scrape
-			http.NotFound(w, r)
-			return
-		}
-		select {
-		case started <- struct{}{}:
-			<-release // the first request holds the only slot
-		default:
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"served_by":"alive"}`)
-	}))
-	t.Cleanup(alive.Close)
-	var freed sync.Once
-	free := func() { freed.Do(func() { close(release) }) }
-	t.Cleanup(free) // before alive.Close, which waits for its handler
+	alive, started, free := oneSlotBackend(t, "alive")
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close() // its port refuses connections
 
@@ -181,4 +145,30 @@ func retryServedAfterItsSlotWait(t *testing.T, what string, b *endpoint.Backend,
 	if got := <-second; got.code != 200 || !strings.Contains(got.body, `"alive"`) {
 		t.Errorf("%s: %d %s, want 200 from alive", what, got.code, got.body)
 	}
+}
+
+// oneSlotBackend answers chat completions {"served_by": name}, holding
+// the first one (started says it arrived) until free is called, which
+// the test's cleanup does too, before the server's Close waits for it.
+func oneSlotBackend(t *testing.T, name string) (srv *httptest.Server, started chan struct{}, free func()) {
+	started, release := make(chan struct{}), make(chan struct{})
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.URL.Path != "/v1/chat/completions" { // a probe or a scrape
+			http.NotFound(w, r)
+			return
+		}
+		select {
+		case started <- struct{}{}:
+			<-release // the first request holds the only slot
+		default:
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"served_by":"`+name+`"}`)
+	}))
+	t.Cleanup(srv.Close)
+	var freed sync.Once
+	free = func() { freed.Do(func() { close(release) }) }
+	t.Cleanup(free) // runs before srv.Close, which waits for its handler
+	return srv, started, free
 }
