@@ -114,7 +114,11 @@ func TestWebhookPastTheQueueBoundSentLater(t *testing.T) {
 	t.Cleanup(open) // before hung.Close (cleanups run last first)
 	srv := startServer(t, t.TempDir())
 	c := newClock()
-	s := openStore(t, hookedOptions(srv.ClientURL(), func(o *Options) { o.Now = c.Now }))
+	// Sweeps run on a real timer: at the default 10 s, the two waited for
+	// below took the whole of eventually's 20 s bound (a CI failure).
+	s := openStore(t, hookedOptions(srv.ClientURL(), func(o *Options) {
+		o.Now, o.WebhookSweepInterval = c.Now, 200*time.Millisecond
+	}))
 	var calls atomic.Int64
 	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
 	// One in flight, webhookPerHost waiting, the rest past the bound.
