@@ -38,6 +38,39 @@ type prefixHasher struct {
 
 func (p *prefixHasher) full() bool { return p.budget == 0 }
 
+// newPrefixHasher hashes at most maxChars bytes; maxChars <= 0 means no
+// bound.
+func newPrefixHasher(maxChars int) prefixHasher {
+	p := prefixHasher{h: fnvOffset, budget: maxChars}
+	if maxChars <= 0 {
+		p.budget = -1
+	}
+	return p
+}
+
+// key is the hash of what was written: 0 (no key) when nothing was, and
+// never 0 otherwise.
+func (p *prefixHasher) key() uint64 {
+	if p.n == 0 {
+		return 0
+	}
+	if p.h == 0 {
+		return 1
+	}
+	return p.h
+}
+
+// writePrompt hashes a completions prompt (a string, or an array whose
+// first element is one); false when it is neither or empty.
+func (p *prefixHasher) writePrompt(raw []byte) bool {
+	s, ok := promptString(raw)
+	if !ok || s == "" {
+		return false
+	}
+	p.writeString(s)
+	return true
+}
+
 func (p *prefixHasher) writeString(s string) { writeHash(p, s) }
 
 // writeBytes is writeString for bytes read in place.
@@ -104,10 +137,7 @@ func PrefixKey(body []byte, maxChars int) uint64 {
 		// (encoding/json reuses them): rare enough to leave to the decode.
 		return prefixKeyDecoded(body, maxChars)
 	}
-	p := prefixHasher{h: fnvOffset, budget: maxChars}
-	if maxChars <= 0 {
-		p.budget = -1
-	}
+	p := newPrefixHasher(maxChars)
 	n := 0
 	if nmsgs == 1 {
 		var ok bool
@@ -118,21 +148,13 @@ func PrefixKey(body []byte, maxChars int) uint64 {
 	switch {
 	case n > 0:
 	case prompt.v1 > prompt.v0:
-		s, ok := promptString(body[prompt.v0:prompt.v1])
-		if !ok || s == "" {
+		if !p.writePrompt(body[prompt.v0:prompt.v1]) {
 			return 0
 		}
-		p.writeString(s)
 	default:
 		return 0
 	}
-	if p.n == 0 {
-		return 0
-	}
-	if p.h == 0 {
-		return 1
-	}
-	return p.h
+	return p.key()
 }
 
 // hashMessages hashes the messages array at body[v0] while p has budget
@@ -202,10 +224,7 @@ func prefixKeyDecoded(body []byte, maxChars int) uint64 {
 	if err := json.Unmarshal(body, &f); err != nil {
 		return 0
 	}
-	p := prefixHasher{h: fnvOffset, budget: maxChars}
-	if maxChars <= 0 {
-		p.budget = -1
-	}
+	p := newPrefixHasher(maxChars)
 	switch {
 	case len(f.Messages) > 0:
 		for _, m := range f.Messages {
@@ -218,21 +237,13 @@ func prefixKeyDecoded(body []byte, maxChars int) uint64 {
 			p.writeString("\x1e")
 		}
 	case len(f.Prompt) > 0:
-		s, ok := promptString(f.Prompt)
-		if !ok || s == "" {
+		if !p.writePrompt(f.Prompt) {
 			return 0
 		}
-		p.writeString(s)
 	default:
 		return 0
 	}
-	if p.n == 0 {
-		return 0
-	}
-	if p.h == 0 {
-		return 1
-	}
-	return p.h
+	return p.key()
 }
 
 // writeContent hashes a message content: a string, or an array of parts of
@@ -323,10 +334,7 @@ func ResponsesPrefixKey(body []byte, maxChars int) uint64 {
 			input = body[m.v0:m.v1]
 		}
 	}
-	p := prefixHasher{h: fnvOffset, budget: maxChars}
-	if maxChars <= 0 {
-		p.budget = -1
-	}
+	p := newPrefixHasher(maxChars)
 	if s, ok := promptString(instr); ok && s != "" && !bytes.HasPrefix(instr, []byte("[")) {
 		p.writeString("system\x00")
 		p.writeString(s)
@@ -342,13 +350,7 @@ func ResponsesPrefixKey(body []byte, maxChars int) uint64 {
 			p = q
 		}
 	}
-	if p.n == 0 {
-		return 0
-	}
-	if p.h == 0 {
-		return 1
-	}
-	return p.h
+	return p.key()
 }
 
 // hashItems hashes the input items of arr onto a copy of p while it has
