@@ -101,7 +101,8 @@ type Options struct {
 	// Now is the clock for every recorded timestamp and expiry, default
 	// time.Now.
 	Now Clock
-	// Rand is the source of ids, default crypto/rand.
+	// Rand is the source of ids and of the jitter of retries (store
+	// pauses, webhook attempts and their schedule), default crypto/rand.
 	Rand io.Reader
 	// Logger, default slog.Default().
 	Logger *slog.Logger

@@ -209,16 +209,30 @@ func (p *storePause) usedBytes() int64 {
 	return u.Bytes
 }
 
-// jitter is d less a random share of up to half of it, from Options.Rand.
+// jitter is d less a random share of up to half of it, from Options.Rand
+// ("equal jitter"): retries of many stores or webhooks that failed
+// together do not come back in lockstep.
 func (s *Store) jitter(d time.Duration) time.Duration {
+	if d < 2 {
+		return d
+	}
+	return d - s.randN(d/2)
+}
+
+// randN is a random duration in [0, n) from Options.Rand (0 when n <= 0
+// or the source fails).
+func (s *Store) randN(n time.Duration) time.Duration {
+	if n <= 0 {
+		return 0
+	}
 	var b [8]byte
 	s.randMu.Lock()
 	_, err := io.ReadFull(s.o.Rand, b[:])
 	s.randMu.Unlock()
-	if err != nil || d < 2 {
-		return d
+	if err != nil {
+		return 0
 	}
-	return d - time.Duration(binary.BigEndian.Uint64(b[:])%uint64(d/2))
+	return time.Duration(binary.BigEndian.Uint64(b[:]) % uint64(n))
 }
 
 // writeOutcome is what storePause.done is told of a transition: its

@@ -278,7 +278,7 @@ func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 		}
 		var de *deliveryError
 		permanent := errors.As(err, &de) && de.permanent
-		wait, notBefore := jitter(delay), time.Duration(0)
+		wait, notBefore := w.s.jitter(delay), time.Duration(0)
 		if de != nil && de.retryAfter > 0 {
 			notBefore = de.retryAfter
 			wait = max(wait, de.retryAfter)

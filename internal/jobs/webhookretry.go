@@ -1,9 +1,6 @@
 package jobs
 
-import (
-	"math/rand/v2"
-	"time"
-)
+import "time"
 
 // Retries past the first round. A delivery's first round is up to
 // webhookAttempts attempts seconds apart (deliver); a receiver down for
@@ -43,7 +40,7 @@ func (s *Store) nextRetry(finished, now, notBefore time.Time) (time.Time, bool) 
 		if !finished.Add(off).After(now) {
 			continue
 		}
-		at := finished.Add(off + rand.N(gap/5+1))
+		at := finished.Add(off + s.randN(gap/5+1))
 		if at.Before(notBefore) {
 			continue
 		}
@@ -53,11 +50,4 @@ func (s *Store) nextRetry(finished, now, notBefore time.Time) (time.Time, bool) 
 		return at, true
 	}
 	return time.Time{}, false
-}
-
-// jitter is d spread over [d/2, d] ("equal jitter"): the attempts of a
-// round to a receiver that fails everything do not fall in lockstep with
-// other processes' rounds to it.
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -164,7 +165,7 @@ func TestWebhookPermanentAnswerNotScheduled(t *testing.T) {
 // already past or before the receiver's Retry-After, and stops at the
 // record's retention.
 func TestNextRetrySchedule(t *testing.T) {
-	s := &Store{o: Options{Retention: 7 * 24 * time.Hour}}
+	s := &Store{o: Options{Retention: 7 * 24 * time.Hour, Rand: rand.Reader}}
 	fin := time.Unix(1_700_000_000, 0)
 	for range 200 {
 		at, ok := s.nextRetry(fin, fin.Add(10*time.Second), fin)
@@ -179,14 +180,22 @@ func TestNextRetrySchedule(t *testing.T) {
 		if !ok || at.Sub(fin) < 2*time.Hour+36*time.Minute {
 			t.Fatalf("with Retry-After an hour: %v, want a step past it", at.Sub(fin))
 		}
-		if d := jitter(time.Second); d < 500*time.Millisecond || d > time.Second {
+		if d := s.jitter(time.Second); d < 500*time.Millisecond || d > time.Second {
 			t.Fatalf("jitter %v outside [0.5 s, 1 s]", d)
 		}
 	}
 	if _, ok := s.nextRetry(fin, fin.Add(28*time.Hour), fin); ok {
 		t.Fatal("past the last step: still scheduled")
 	}
-	short := &Store{o: Options{Retention: time.Hour}}
+	// The jitter comes from Options.Rand: a source of zeros adds none.
+	still := &Store{o: Options{Retention: 7 * 24 * time.Hour, Rand: zeroReader{}}}
+	if at, _ := still.nextRetry(fin, fin.Add(10*time.Second), fin); !at.Equal(fin.Add(time.Minute)) {
+		t.Fatalf("first step with no jitter at %v, want 1 min", at.Sub(fin))
+	}
+	if d := still.jitter(time.Second); d != time.Second {
+		t.Fatalf("jitter with a source of zeros %v, want 1 s", d)
+	}
+	short := &Store{o: Options{Retention: time.Hour, Rand: rand.Reader}}
 	if _, ok := short.nextRetry(fin, fin.Add(40*time.Minute), fin); ok {
 		t.Fatal("a step past the record's retention was scheduled")
 	}
@@ -274,3 +283,8 @@ func TestDueRetryClaimedOnce(t *testing.T) {
 		t.Fatalf("after the claim: %+v, want pending with no next attempt (being sent)", st)
 	}
 }
+
+// zeroReader is a source of zero bytes: no jitter.
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
