@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluice-gw/sluice/internal/auth/jwttest"
+	"github.com/sluice-gw/sluice/internal/testutil/redistest"
 )
 
 // identityConfig writes a config with the API key sk-acme of tenant acme,
@@ -198,5 +199,69 @@ func TestTokenTenantHasItsOwnBuckets(t *testing.T) {
 	got = append(got, send(ops), send(ops))
 	if want := []int{200, 200, 429, 200, 200, 429, 200, 429}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("key acme x3, token acme x3, token ops x2: %v, want %v", got, want)
+	}
+}
+
+// Across replicas sharing one Redis (rate limits, cache L2, Responses
+// ids), a token tenant is still apart from the key tenant of its claim's
+// name: replica B answers the token 404 for the response the key made
+// through replica A (the owner Redis holds is "acme", the token is
+// "jwt:acme"), a MISS for the key's answer B finds in Redis, and a
+// bucket of its own once the key's (in Redis: through A and B) is spent.
+// The key through B gets the response and the HIT. Before: 200, HIT.
+func TestTokenTenantApartAcrossReplicasOnRedis(t *testing.T) {
+	rd := redistest.Start(t)
+	is := jwttest.New(t)
+	be := simBackend(t)
+	redis := "['" + rd.Addr + "'], timeout: 10s"
+	extra := "rate_limits: {store: redis, redis: {addrs: " + redis + "}, per_tenant: {requests: \"1r/m burst=19 nodelay\"}}\n" +
+		"cache: {redis: {addrs: " + redis + "}}\n"
+	var urls []string
+	for range 2 {
+		path := filepath.Join(t.TempDir(), "sluice.yaml")
+		identityConfig(t, path, is, be.URL, "{enabled: false}", "", extra)
+		a := newApp(t, path)
+		defer a.release()
+		url, _ := serveApp(t, a)
+		urls = append(urls, url)
+	}
+	key, tok := "Bearer sk-acme", tokenFor(t, is, "acme")
+	code, _, b := do(t, http.MethodPost, urls[0]+"/v1/responses", "application/json",
+		strings.NewReader(`{"model":"m","input":"hello","max_output_tokens":2}`), "Authorization", key)
+	var resp struct{ ID string }
+	if code != 200 || json.Unmarshal(b, &resp) != nil {
+		t.Fatalf("response: %d %s", code, b)
+	}
+	det := `{"model":"m","temperature":0,"messages":[{"role":"user","content":"cached on redis"}],"max_tokens":2}`
+	chat := func(url, bearer string) (int, string) {
+		code, h, _ := do(t, http.MethodPost, url+"/v1/chat/completions", "application/json", strings.NewReader(det), "Authorization", bearer)
+		return code, h.Get("X-Cache")
+	}
+	if code, x := chat(urls[0], key); code != 200 || x != "MISS" {
+		t.Fatalf("key's deterministic request on A: %d %q", code, x)
+	}
+	// The answer reaches Redis after the client has it: B serves the key
+	// from it once it is there.
+	eventually(t, "the key's answer from Redis on B", func() bool { _, x := chat(urls[1], key); return x == "HIT" })
+	if code, _, b := do(t, http.MethodGet, urls[1]+"/v1/responses/"+resp.ID, "", nil, "Authorization", key); code != 200 {
+		t.Fatalf("key on B, its response: %d %s", code, b)
+	}
+	if code, _, b := do(t, http.MethodGet, urls[1]+"/v1/responses/"+resp.ID, "", nil, "Authorization", tok); code != 404 {
+		t.Errorf("token on B, the key's response: %d %s", code, b)
+	}
+	if code, x := chat(urls[1], tok); code != 200 || x == "HIT" {
+		t.Errorf("token on B, the key's cached answer: %d X-Cache %q", code, x)
+	}
+	// Spend the key's bucket (20 in Redis, both replicas counting).
+	for i := 0; ; i++ {
+		if code, _ := chat(urls[i%2], key); code == 429 {
+			break
+		}
+		if i > 20 {
+			t.Fatal("the key's 20 requests a minute were never spent")
+		}
+	}
+	if code, _ := chat(urls[1], tok); code != 200 {
+		t.Errorf("token on B once the key's bucket is spent: %d, want its own bucket", code)
 	}
 }
