@@ -73,7 +73,11 @@ type Identity struct {
 	// Subject is who the token is for ("" when the subject claim is
 	// absent); per-key rate limits count it as "jwt:<subject>".
 	Subject string
-	Tenant  string
+	// Tenant is "jwt:<claim>" (config.TokenTenantPrefix), a namespace no
+	// API key's tenant and no anonymous caller is in, unless the claim is
+	// one of auth.jwt.shared_tenants: then the claim as is, the tenant of
+	// that name in auth.keys.
+	Tenant string
 	// Weight is the tenant's share; 0: unset (1).
 	Weight float64
 	// Priority and MaxPriority: "interactive", "batch", or "" (unset).
@@ -94,6 +98,7 @@ type Verifier struct {
 	jwks     *JWKS       // nil: no key set URL
 	maxBytes int
 	claims   config.JWTClaims
+	shared   []string // auth.jwt.shared_tenants
 	parser   *jwt.Parser
 }
 
@@ -115,7 +120,8 @@ func NewVerifier(c config.JWT, jwks *JWKS, now func() time.Time) (*Verifier, err
 	if err != nil {
 		return nil, err
 	}
-	v := &Verifier{algs: algs, static: static, jwks: jwks, maxBytes: int(c.MaxTokenBytes), claims: c.Claims}
+	v := &Verifier{algs: algs, static: static, jwks: jwks, maxBytes: int(c.MaxTokenBytes), claims: c.Claims,
+		shared: c.SharedTenants}
 	if c.HMACSecret != "" {
 		v.secret = []byte(c.HMACSecret)
 	}

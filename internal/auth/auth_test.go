@@ -108,7 +108,7 @@ func TestVerifiedClaimsMapToTheIdentity(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		want, _ := rate.ParseNginx("10r/s burst=20 nodelay")
-		if id.Subject != "alice" || id.Tenant != "alice" || id.Weight != 2.5 || id.Priority != "batch" ||
+		if id.Subject != "alice" || id.Tenant != "jwt:alice" || id.Weight != 2.5 || id.Priority != "batch" ||
 			id.MaxPriority != "interactive" || !id.NoFallback || id.Limits == nil ||
 			id.Limits.Requests != want || id.Limits.TokensPerMinute != 50000 {
 			t.Fatalf("%s: identity %+v (limits %+v)", name, id, id.Limits)
@@ -121,8 +121,27 @@ func TestVerifiedClaimsMapToTheIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.Tenant != "acme" || id.Subject != "alice" || id.Weight != 0 || id.Priority != "" || id.NoFallback || id.Limits != nil {
+	if id.Tenant != "jwt:acme" || id.Subject != "alice" || id.Weight != 0 || id.Priority != "" || id.NoFallback || id.Limits != nil {
 		t.Fatalf("identity %+v", id)
+	}
+}
+
+// A token's tenant is "jwt:<claim>" unless auth.jwt.shared_tenants lists
+// the claim: then it is the claim as is, the API keys' tenant of that
+// name. A shared claim in a reserved namespace is refused ("jwt:x" as is
+// would be the token tenant of the claim "x").
+func TestSharedTenantsKeepTheClaimAsIs(t *testing.T) {
+	is, _, _, clk := setup(t, nil)
+	_, v, _, _ := setupWith(t, is, clk, func(c *config.JWT) { c.SharedTenants = []string{"acme", "team-*", "jwt:*"} })
+	for claim, want := range map[string]string{"acme": "acme", "team-a": "team-a", "other": "jwt:other", "acme2": "jwt:acme2"} {
+		id, err := v.Verify(context.Background(), is.RS256(t, claims(clk, jwt.MapClaims{"sub": claim})))
+		if err != nil || id.Tenant != want {
+			t.Errorf("claim %q: tenant %q, %v; want %q", claim, id.Tenant, err, want)
+		}
+	}
+	_, err := v.Verify(context.Background(), is.RS256(t, claims(clk, jwt.MapClaims{"sub": "jwt:x"})))
+	if reasonOf(t, err) != auth.ReasonClaims {
+		t.Fatalf("shared claim jwt:x: %v", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/rate"
 	"github.com/sluice-gw/sluice/internal/ratelimit"
 )
@@ -34,6 +35,17 @@ func (v *Verifier) identity(c jwt.MapClaims) (Identity, error) {
 	}
 	if strings.HasPrefix(id.Tenant, "ip:") || strings.HasPrefix(id.Tenant, "key:") {
 		// The gateway's own names for anonymous callers and unnamed keys.
+		return Identity{}, fail(ReasonClaims, fmt.Errorf("tenant %q uses a reserved prefix", truncate(id.Tenant, 32)))
+	}
+	// A token's tenant is in a namespace of its own unless the operator
+	// shares it: whoever can choose the claim's value at the issuer (a
+	// user naming themselves, a second application of the same issuer)
+	// must not become an API key's tenant and read its files, batches,
+	// jobs, stored responses and cached answers, or drain its buckets.
+	if !config.SharedTenant(v.shared, id.Tenant) {
+		id.Tenant = config.TokenTenantPrefix + id.Tenant
+	} else if config.ReservedTenant(id.Tenant) {
+		// Shared as is, "jwt:x" would be the token tenant of the claim "x".
 		return Identity{}, fail(ReasonClaims, fmt.Errorf("tenant %q uses a reserved prefix", truncate(id.Tenant, 32)))
 	}
 	if id.Subject, err = name(c, cl.Subject); err != nil {

@@ -94,6 +94,7 @@ type Tenant struct {
 	Key string `yaml:"key"`
 	// Tenant groups keys for fairness and limits; default: a tenant of
 	// the key's own, named key:<hash of the key> (never the key itself).
+	// Never in a reserved namespace (ReservedTenantPrefixes).
 	Tenant string `yaml:"tenant"`
 	// Weight is the tenant's share of contended capacity, default
 	// DefaultTenantWeight.
@@ -201,6 +202,10 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 		seen[k.Key] = true
 		if !(k.Weight >= 0 && k.Weight <= maxTenantWeight) { // also NaN
 			bad(key+".weight", "must be between 0 (the default, 1) and %g", float64(maxTenantWeight))
+		}
+		if ReservedTenant(k.Tenant) {
+			bad(key+".tenant", `must not start with "ip:", "key:" or "jwt:" (the gateway's own names for anonymous callers, keys naming no tenant and tokens), got %q`,
+				k.Tenant)
 		}
 		if !priorities[k.Priority] {
 			bad(key+".priority", "must be interactive or batch, got %q", k.Priority)

@@ -62,7 +62,16 @@ type CacheRule struct {
 
 // Matches reports whether the rule applies.
 func (r *CacheRule) Matches(model, key, tenant string) bool {
-	return matchAny(r.Models, model) && matchAny(r.Keys, key) && matchAny(r.Tenants, tenant)
+	return matchAny(r.Models, model) && matchAny(r.Keys, key) &&
+		(matchAny(r.Tenants, tenant) || len(r.Tenants) > 0 && matchClaim(r.Tenants, tenant))
+}
+
+// matchClaim matches a token's namespaced tenant ("jwt:acme") by its claim
+// ("acme"): rules written before tokens had a namespace of their own keep
+// applying to them.
+func matchClaim(patterns []string, tenant string) bool {
+	claim := PolicyTenant(tenant)
+	return claim != "" && matchAny(patterns, claim)
 }
 
 func matchAny(patterns []string, s string) bool {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -54,6 +55,57 @@ type JWT struct {
 	MaxTokenBytes ByteSize `yaml:"max_token_bytes"`
 	// Claims names the claims that carry what an API key's entry carries.
 	Claims JWTClaims `yaml:"claims"`
+	// SharedTenants are path.Match patterns of tenant claim values that
+	// name a tenant as is, the same one auth.keys[].tenant of that name is
+	// (its files, batches, jobs, stored responses, cached answers, rate
+	// limit buckets and fair share). Any other claim value is the tenant
+	// TokenTenantPrefix+value, a namespace of its own: a token can never
+	// reach an API key's tenant by its claim alone. Default none; "*" is
+	// the single namespace of releases before 2026-12-06.
+	SharedTenants []string `yaml:"shared_tenants"`
+}
+
+// TokenTenantPrefix starts the tenant of a token whose tenant claim is not
+// in auth.jwt.shared_tenants ("jwt:acme" for the claim "acme"). With "ip:"
+// (anonymous callers) and "key:" (keys naming no tenant) it is reserved:
+// no auth.keys[].tenant may start with one of them.
+const TokenTenantPrefix = "jwt:"
+
+// ReservedTenantPrefixes are the gateway's own tenant namespaces.
+var ReservedTenantPrefixes = []string{"ip:", "key:", TokenTenantPrefix}
+
+// ReservedTenant reports a tenant name in one of the gateway's own
+// namespaces.
+func ReservedTenant(name string) bool {
+	for _, p := range ReservedTenantPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// SharedTenant reports whether a token whose tenant claim is claimed is
+// that tenant as is (patterns: auth.jwt.shared_tenants), rather than
+// TokenTenantPrefix+claimed.
+func SharedTenant(patterns []string, claimed string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, claimed); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// PolicyTenant is the name rate_limits.tenants and cache rules look a
+// tenant up by when its own name is not listed: the claim of a token's
+// namespaced tenant, so a rule written for "acme" applies to the token
+// tenant "jwt:acme" too (its buckets and data stay its own). "" otherwise.
+func PolicyTenant(tenant string) string {
+	if strings.HasPrefix(tenant, TokenTenantPrefix) {
+		return tenant[len(TokenTenantPrefix):]
+	}
+	return ""
 }
 
 // JWTKey is one static public key.
@@ -70,8 +122,9 @@ type JWTKey struct {
 // of the wrong kind refuses the token (the issuer is misconfigured).
 type JWTClaims struct {
 	// Tenant: string, the tenant (fairness, per-tenant limits and
-	// rate_limits.tenants, cache rules). Default "sub". Required in the
-	// token.
+	// rate_limits.tenants, cache rules, what it owns), as
+	// "jwt:<claim>" (TokenTenantPrefix) unless shared_tenants lists it.
+	// Default "sub". Required in the token.
 	Tenant string `yaml:"tenant"`
 	// Subject: string, who the token is for; per-key rate limits count it
 	// as the key "jwt:<subject>". Default "sub".
@@ -178,6 +231,11 @@ func (c *Config) validateJWT(bad badFunc) {
 	}
 	if j.Claims.Tenant == "" {
 		bad(p+"claims.tenant", "must name the claim that holds the tenant (default sub)")
+	}
+	for i, pat := range j.SharedTenants {
+		if _, err := path.Match(pat, ""); err != nil || pat == "" {
+			bad(fmt.Sprintf("%sshared_tenants[%d]", p, i), "want a tenant name or a path.Match pattern, got %q", pat)
+		}
 	}
 	for i, k := range c.Auth.Keys {
 		if strings.Count(k.Key, ".") == 2 {

@@ -48,3 +48,57 @@ func TestJWTErrorsNameKeyLineAndWhatIsAllowed(t *testing.T) {
 		t.Fatalf("defaults: %+v", c.Auth.JWT)
 	}
 }
+
+// The gateway's own tenant namespaces (anonymous callers "ip:", keys
+// naming no tenant "key:", tokens "jwt:") cannot be an API key's tenant:
+// before, a key of tenant "ip:127.0.0.1" shared the files and jobs of
+// anonymous callers from that address, and one of tenant "jwt:x" would
+// share a token tenant's. A shared_tenants entry must be a valid pattern.
+func TestReservedTenantNamespaces(t *testing.T) {
+	_, err := Parse([]byte(`auth:
+  keys:
+    - {key: k1, tenant: "ip:127.0.0.1"}
+    - {key: k2, tenant: "key:0a1b2c3d4e5f"}
+    - {key: k3, tenant: "jwt:acme"}
+    - {key: k4, tenant: "acme"}
+  jwt:
+    jwks_url: https://idp.example.com/jwks.json
+    issuer: i
+    audience: a
+    shared_tenants: [acme, "team-[", ""]
+` + minimal))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`line 3: auth.keys[0].tenant: must not start with "ip:", "key:" or "jwt:" (the gateway's own names`,
+		`line 4: auth.keys[1].tenant: must not start with`,
+		`line 5: auth.keys[2].tenant: must not start with`,
+		`auth.jwt.shared_tenants[1]: want a tenant name or a path.Match pattern, got "team-["`,
+		`auth.jwt.shared_tenants[2]: want a tenant name or a path.Match pattern, got ""`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "auth.keys[3]") || strings.Contains(err.Error(), "shared_tenants[0]") {
+		t.Errorf("refused a plain tenant or pattern:\n%v", err)
+	}
+	for _, c := range []struct {
+		patterns []string
+		claim    string
+		want     bool
+	}{{nil, "acme", false}, {[]string{"acme"}, "acme", true}, {[]string{"team-*"}, "team-a", true},
+		{[]string{"team-*"}, "acme", false}, {[]string{"*"}, "anyone", true}} {
+		if got := SharedTenant(c.patterns, c.claim); got != c.want {
+			t.Errorf("SharedTenant(%q, %q) = %v", c.patterns, c.claim, got)
+		}
+	}
+	if PolicyTenant("jwt:acme") != "acme" || PolicyTenant("acme") != "" || PolicyTenant("ip:1.2.3.4") != "" {
+		t.Error("PolicyTenant")
+	}
+	r := CacheRule{Tenants: []string{"acme"}}
+	if !r.Matches("m", "", "acme") || !r.Matches("m", "", "jwt:acme") || r.Matches("m", "", "jwt:other") || r.Matches("m", "", "key:acme") {
+		t.Error("a cache rule for tenant acme: want acme and jwt:acme only")
+	}
+}

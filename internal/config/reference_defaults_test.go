@@ -106,6 +106,7 @@ var referenceUnset = map[string]string{
 	"auth.jwt.issuer":                          "required with JWTs on",
 	"auth.jwt.jwks_url":                        "none",
 	"auth.jwt.public_keys":                     "none",
+	"auth.jwt.shared_tenants":                  "none: a token's tenant is `jwt:<claim>`",
 	"auth.keys":                                "open mode: an API key identifies nobody, callers are ip:<address>",
 	"auth.trusted_proxies":                     "none: the connection's address",
 	"breaker.slow_call":                        "off",

@@ -202,7 +202,7 @@ func TestTokenClaimsBecomeTheIdentity(t *testing.T) {
 	}
 	id := identify(is.ES256(t, validClaims(jwt.MapClaims{"org": "acme", "sluice_weight": 3, "sluice_max_priority": "batch",
 		"sluice_no_fallback": true, "sluice_tokens_per_minute": 1000})), "interactive")
-	if id.tenant != "acme" || id.key != "jwt:alice" || id.weight != 3 || id.class != admission.Batch || id.fallback ||
+	if id.tenant != "jwt:acme" || id.key != "jwt:alice" || id.weight != 3 || id.class != admission.Batch || id.fallback ||
 		id.keyRule == nil || id.keyRule.TokensPerMinute != 1000 {
 		t.Fatalf("identity %+v", id)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/rate"
 )
 
@@ -372,6 +373,11 @@ func (l *Limiter) Check(ctx context.Context, s Subject, estTokens int64, now tim
 	}
 	if s.Tenant != "" {
 		r, ok := l.rules.Tenants[s.Tenant]
+		if claim := config.PolicyTenant(s.Tenant); !ok && claim != "" {
+			// A token's tenant "jwt:acme" has a rule written for "acme"
+			// (its bucket stays its own: the key below).
+			r, ok = l.rules.Tenants[claim]
+		}
 		if !ok {
 			r = l.rules.PerTenant
 		}
