@@ -68,8 +68,21 @@ func newProbeBudget(reg prometheus.Registerer, rate, burst float64, max int) *pr
 	for _, l := range []string{"followup", "continuation"} {
 		p.refused.WithLabelValues(l)
 	}
-	reg.MustRegister(p.refused)
+	reg.MustRegister(p.refused,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_probe_tenants",
+			Help: "Tenants whose probe budget is remembered (each a client address in open mode): bounded by " +
+				"sluice_responses_probe_tenants_limit, past which those whose budget is whole again are forgotten first."},
+			func() float64 { return float64(p.len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_probe_tenants_limit",
+			Help: "The most tenants whose probe budget is remembered."},
+			func() float64 { return float64(max) }))
 	return p
+}
+
+func (p *probeBudget) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.tenants)
 }
 
 // take reserves n reads for tenant's lookup at now (path labels a

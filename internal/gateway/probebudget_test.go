@@ -146,3 +146,22 @@ func TestIDOnSeventeenthBackendIsFound(t *testing.T) {
 			resp.StatusCode, far.Load(), continued.Load(), body)
 	}
 }
+
+// Each tenant naming an id nobody holds gets a probe budget; tenants are
+// client-chosen (each client address in open mode), so the budgets
+// remembered stay within their bound, and /metrics says how many there
+// are and what the bound is.
+func TestProbeBudgetsOfDistinctTenantsBoundedAndMeasured(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p := newProbeBudget(reg, probeRate, probeBurst, 100)
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 1000 {
+		if _, ok := p.take(fmt.Sprintf("ip:10.0.%d.%d", i>>8, i&255), 8, now, "followup"); !ok {
+			t.Fatalf("tenant %d refused its first lookup", i)
+		}
+	}
+	if n, limit := promtest.Value(t, reg, "sluice_responses_probe_tenants", ""),
+		promtest.Value(t, reg, "sluice_responses_probe_tenants_limit", ""); n < 1 || n > 100 || limit != 100 {
+		t.Fatalf("sluice_responses_probe_tenants %v, _limit %v; want 1..100 and 100 after 1,000 tenants", n, limit)
+	}
+}
