@@ -131,16 +131,20 @@ func (p *probeBudget) balance(tenant string, now time.Time) *probeBalance {
 }
 
 // shed makes room for a tenant: drops those whose balance is whole again
-// at now, or, when none is, one of the others (its debt forgotten: a
-// bound on memory matters more than one tenant's few reads).
+// at now, or, when none is, a sixteenth of the others (their debts
+// forgotten: a bound on memory matters more than a few tenants' reads).
+// Dropping one would make every new tenant range over the whole map
+// while all are in debt: 10,000 entries per lookup from a new client
+// address; a sixteenth leaves room for the next max/16 first.
 func (p *probeBudget) shed(now time.Time) {
 	for t, b := range p.tenants {
 		if b.reads+now.Sub(b.at).Seconds()*p.rate >= p.burst {
 			delete(p.tenants, t)
 		}
 	}
+	target := p.max - max(p.max/16, 1)
 	for t := range p.tenants {
-		if len(p.tenants) < p.max {
+		if len(p.tenants) <= target {
 			return
 		}
 		delete(p.tenants, t)

@@ -165,3 +165,24 @@ func TestProbeBudgetsOfDistinctTenantsBoundedAndMeasured(t *testing.T) {
 		t.Fatalf("sluice_responses_probe_tenants %v, _limit %v; want 1..100 and 100 after 1,000 tenants", n, limit)
 	}
 }
+
+// Tenants all in debt: a new one makes room for itself and the next
+// sixteenth of the bound at once, so each new client address does not
+// range over every remembered budget (the old code dropped one a time:
+// 10,000 entries visited per new tenant at the default bound).
+func TestProbeBudgetShedsInBatchesWhenAllAreInDebt(t *testing.T) {
+	p := newProbeBudget(prometheus.NewRegistry(), probeRate, probeBurst, 160)
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 160 {
+		if _, ok := p.take(fmt.Sprintf("t%d", i), probeBurst+8, now, "followup"); !ok {
+			t.Fatalf("tenant %d refused its first lookup", i)
+		}
+	}
+	if n := p.len(); n != 160 {
+		t.Fatalf("%d budgets, want 160", n)
+	}
+	p.take("new", 8, now, "followup")
+	if n := p.len(); n != 160-10+1 {
+		t.Fatalf("%d budgets after one new tenant at the bound, want %d (a sixteenth shed)", n, 160-10+1)
+	}
+}
