@@ -17,6 +17,7 @@ func (q *Queue) Open() {
 	q.opened = true
 	now := q.clock()
 	clear(q.ramps) // no tenant held: every parked waiter back in the schedule
+	q.sums = rampSums{visits: q.sums.visits}
 	q.unparkFreed(now, 0)
 	for q.scheduled() > 0 {
 		w := q.next()

@@ -91,6 +91,7 @@ type Queue struct {
 	appts      appointments
 	ramps      map[string]*rampState // tenants' activity (ramp.go), at most maxRamps
 	parked     []*waiter             // queued requests held by their tenant's ramp, oldest first
+	sums       rampSums              // the last scan of ramps, read past rampExact tenants (rampsums.go)
 	// The pool's in-use peaks in the current and previous RampWindow.
 	poolPeak, poolPrevPeak int
 	poolWindow             time.Time

@@ -63,6 +63,11 @@ type rampState struct {
 	peak, prevPeak int
 	window         time.Time
 	lastBusy       time.Time // last time it held a slot or waited
+	// Its share of the scan sumScan of the tenants (rampsums.go), when
+	// that is the last one.
+	sumScan   uint64
+	sumWeight float64
+	sumKept   int
 }
 
 // rampOn reports whether the ramp is configured.
@@ -111,7 +116,7 @@ func (q *Queue) arrive(tenant string, weight float64, now time.Time) {
 	}
 	if rs == nil {
 		if len(q.ramps) >= maxRamps {
-			q.pruneRamps(now)
+			q.rampScan(now) // forgets the inactive, at most rampRescans times a window
 			if len(q.ramps) >= maxRamps {
 				return
 			}
@@ -125,6 +130,10 @@ func (q *Queue) arrive(tenant string, weight float64, now time.Time) {
 }
 
 func (q *Queue) othersActive(tenant string, now time.Time) bool {
+	if len(q.ramps) > rampExact {
+		_, _, others := q.othersSums(q.ramps[tenant], now)
+		return others
+	}
 	for name, o := range q.ramps {
 		if name != tenant && q.active(name, o, now) {
 			return true
@@ -177,14 +186,19 @@ func (q *Queue) holds(tenant string, now time.Time, capacity int) bool {
 		return false
 	}
 	weights, others, kept := rs.weight, false, 0
-	for name, o := range q.ramps {
-		if name == tenant || !q.active(name, o, now) {
-			continue
+	if len(q.ramps) > rampExact {
+		w, k, o := q.othersSums(rs, now)
+		weights, kept, others = weights+w, k, o
+	} else {
+		for name, o := range q.ramps {
+			if name == tenant || !q.active(name, o, now) {
+				continue
+			}
+			q.rotate(o, name, now)
+			others = true
+			weights += o.weight
+			kept += max(max(o.peak, o.prevPeak)-q.inUseOf(name), 0)
 		}
-		q.rotate(o, name, now)
-		others = true
-		weights += o.weight
-		kept += max(max(o.peak, o.prevPeak)-q.inUseOf(name), 0)
 	}
 	base := q.rampBase(now, capacity)
 	allowance := max(int(float64(base)*rs.weight/weights/2), 1) + rs.completions

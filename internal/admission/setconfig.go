@@ -40,6 +40,7 @@ func (q *Queue) SetConfig(cfg QueueConfig) {
 	q.cfg = cfg
 	if !q.rampOn() {
 		clear(q.ramps) // no tenant held: unparkFreed releases the parked
+		q.sums = rampSums{visits: q.sums.visits}
 	}
 	q.dispatch(q.clock(), q.capacity())
 }

@@ -68,8 +68,21 @@ func newProbeBudget(reg prometheus.Registerer, rate, burst float64, max int) *pr
 	for _, l := range []string{"followup", "continuation"} {
 		p.refused.WithLabelValues(l)
 	}
-	reg.MustRegister(p.refused)
+	reg.MustRegister(p.refused,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_probe_tenants",
+			Help: "Tenants whose probe budget is remembered (each a client address in open mode): bounded by " +
+				"sluice_responses_probe_tenants_limit, past which those whose budget is whole again are forgotten first."},
+			func() float64 { return float64(p.len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_probe_tenants_limit",
+			Help: "The most tenants whose probe budget is remembered."},
+			func() float64 { return float64(max) }))
 	return p
+}
+
+func (p *probeBudget) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.tenants)
 }
 
 // take reserves n reads for tenant's lookup at now (path labels a
@@ -118,16 +131,20 @@ func (p *probeBudget) balance(tenant string, now time.Time) *probeBalance {
 }
 
 // shed makes room for a tenant: drops those whose balance is whole again
-// at now, or, when none is, one of the others (its debt forgotten: a
-// bound on memory matters more than one tenant's few reads).
+// at now, or, when none is, a sixteenth of the others (their debts
+// forgotten: a bound on memory matters more than a few tenants' reads).
+// Dropping one would make every new tenant range over the whole map
+// while all are in debt: 10,000 entries per lookup from a new client
+// address; a sixteenth leaves room for the next max/16 first.
 func (p *probeBudget) shed(now time.Time) {
 	for t, b := range p.tenants {
 		if b.reads+now.Sub(b.at).Seconds()*p.rate >= p.burst {
 			delete(p.tenants, t)
 		}
 	}
+	target := p.max - max(p.max/16, 1)
 	for t := range p.tenants {
-		if len(p.tenants) < p.max {
+		if len(p.tenants) <= target {
 			return
 		}
 		delete(p.tenants, t)

@@ -146,3 +146,43 @@ func TestIDOnSeventeenthBackendIsFound(t *testing.T) {
 			resp.StatusCode, far.Load(), continued.Load(), body)
 	}
 }
+
+// Each tenant naming an id nobody holds gets a probe budget; tenants are
+// client-chosen (each client address in open mode), so the budgets
+// remembered stay within their bound, and /metrics says how many there
+// are and what the bound is.
+func TestProbeBudgetsOfDistinctTenantsBoundedAndMeasured(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p := newProbeBudget(reg, probeRate, probeBurst, 100)
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 1000 {
+		if _, ok := p.take(fmt.Sprintf("ip:10.0.%d.%d", i>>8, i&255), 8, now, "followup"); !ok {
+			t.Fatalf("tenant %d refused its first lookup", i)
+		}
+	}
+	if n, limit := promtest.Value(t, reg, "sluice_responses_probe_tenants", ""),
+		promtest.Value(t, reg, "sluice_responses_probe_tenants_limit", ""); n < 1 || n > 100 || limit != 100 {
+		t.Fatalf("sluice_responses_probe_tenants %v, _limit %v; want 1..100 and 100 after 1,000 tenants", n, limit)
+	}
+}
+
+// Tenants all in debt: a new one makes room for itself and the next
+// sixteenth of the bound at once, so each new client address does not
+// range over every remembered budget (the old code dropped one a time:
+// 10,000 entries visited per new tenant at the default bound).
+func TestProbeBudgetShedsInBatchesWhenAllAreInDebt(t *testing.T) {
+	p := newProbeBudget(prometheus.NewRegistry(), probeRate, probeBurst, 160)
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 160 {
+		if _, ok := p.take(fmt.Sprintf("t%d", i), probeBurst+8, now, "followup"); !ok {
+			t.Fatalf("tenant %d refused its first lookup", i)
+		}
+	}
+	if n := p.len(); n != 160 {
+		t.Fatalf("%d budgets, want 160", n)
+	}
+	p.take("new", 8, now, "followup")
+	if n := p.len(); n != 160-10+1 {
+		t.Fatalf("%d budgets after one new tenant at the bound, want %d (a sixteenth shed)", n, 160-10+1)
+	}
+}

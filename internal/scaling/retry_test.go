@@ -1,8 +1,15 @@
 package scaling
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
 // A refused request's client is awaited until its expiry: its return is
@@ -61,5 +68,32 @@ func TestAwaitedIsBounded(t *testing.T) {
 	mm, _ := m.model("m")
 	if n := len(mm.awaited.exp); n > 2*maxAwaited {
 		t.Fatalf("%d expiries kept, want at most %d", n, 2*maxAwaited)
+	}
+}
+
+// Refused requests are awaited by a hash of what their clients chose (an
+// Idempotency-Key, or the body): distinct ones past the bound are not
+// remembered, and /metrics says how many are and what the bound is.
+func TestAwaitedRefusalsBoundedAndExported(t *testing.T) {
+	m := NewMeter(10 * time.Second)
+	for i := range maxAwaited + 500 {
+		m.Await("m", uint64(i)*2+1, t0, t0.Add(time.Minute))
+	}
+	r := m.Read("m", t0, nil)
+	if r.Awaited != maxAwaited {
+		t.Fatalf("%d refusals awaited, want the bound %d", r.Awaited, maxAwaited)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(func() []Signal { return []Signal{Plan("m", t0, r, pool(0), Policy{})} }))
+	want := fmt.Sprintf(`
+# HELP sluice_model_awaited_clients_limit The most refused requests awaited per model.
+# TYPE sluice_model_awaited_clients_limit gauge
+sluice_model_awaited_clients_limit %d
+`, maxAwaited)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sluice_model_awaited_clients_limit"); err != nil {
+		t.Fatal(err)
+	}
+	if v := promtest.Value(t, reg, "sluice_model_awaited_clients", "m"); v != maxAwaited {
+		t.Fatalf("sluice_model_awaited_clients %v, want %d", v, maxAwaited)
 	}
 }

@@ -230,8 +230,8 @@ sluice_model_desired_backends{model="m"} 3
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sluice_model_desired_backends", "sluice_backend_service_requests_per_second"); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(NewCollector(func() []Signal { return []Signal{Plan("m", t0, r, pool(0), Policy{})} })); n != 6 {
-		t.Fatalf("%d series, want 4 per model and 2 for its one measured backend", n)
+	if n := testutil.CollectAndCount(NewCollector(func() []Signal { return []Signal{Plan("m", t0, r, pool(0), Policy{})} })); n != 8 {
+		t.Fatalf("%d series, want 5 per model, 2 for its one measured backend and the awaited limit", n)
 	}
 }
 
