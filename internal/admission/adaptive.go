@@ -261,7 +261,7 @@ func (a *AdaptiveLimit) Observe(now time.Time, latency time.Duration, inflight i
 	}
 	a.lastInflight, a.endsAtLast = inflight, a.ends.Load()
 	switch out {
-	case outcome.Failure:
+	case outcome.Failure, outcome.Ignored: // Ignored: a stale keep-alive connection, no latency to learn
 		return
 	case outcome.Busy:
 		a.onBusy(now, latency)

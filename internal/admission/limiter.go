@@ -12,7 +12,8 @@ import (
 // Observe's arguments: now is the completion time, latency the signal the
 // limit steers on (end-to-end time or, better for long LLM answers, time to
 // first token), inflight the number of requests outstanding on the backend
-// when this one was sent, itself included.
+// when this one was sent, itself included; out Ignored is an attempt that
+// says nothing of the backend (its pooled connection closed under it).
 type Limiter interface {
 	Limit() int
 	Observe(now time.Time, latency time.Duration, inflight int, out outcome.Outcome)

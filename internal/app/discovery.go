@@ -152,7 +152,7 @@ func (a *App) install(next *Built) {
 	for _, be := range prev.Runtime.Backends() {
 		if !kept[be] {
 			be.Leave() // before the drain first reads its in-flight count
-			a.drain(be, next.Runtime.Config.ShutdownGrace.D())
+			a.drain(be, drainBound(next.Runtime.Config))
 		}
 	}
 	if next.retiredTLS {
@@ -180,6 +180,21 @@ func (a *App) closeRetiredTLS(grace time.Duration) {
 	}()
 }
 
+// drainBound is how long the requests running on a backend that left its
+// pool may go on: as long as any request may (timeouts.total), so that
+// only their own bounds (total, stream_idle, the client) end them, as
+// Envoy drains a removed host's connection pools and nginx's old workers
+// finish their requests after a reload; shutdown_grace when longer. It
+// was shutdown_grace (30 s by default), which cut every stream longer
+// than that on a backend a targets file, DNS, Consul or Kubernetes
+// dropped, while the backend was still answering it. A request sent
+// before the removal ends by its deadline (its start + total), so the
+// retirement at the bound cuts only what outlives its own (a hedge's
+// losing leg).
+func drainBound(cfg *config.Config) time.Duration {
+	return max(cfg.ShutdownGrace.D(), cfg.Timeouts.Total.D())
+}
+
 // drains are the backends leaving, each until its last request ended or
 // the grace passed.
 type drains struct {
@@ -194,11 +209,11 @@ type drains struct {
 }
 
 // drain lets the requests still running on be (which no runtime routes to
-// any more) finish within grace, then cuts those left (Retire) and closes
-// its idle upstream connections (the lean client's to it only: the warm
-// ones to the backends that stay are kept). A backend that comes back
-// before then is not retired: its requests run on. Called with reloadMu
-// held.
+// any more) finish within grace (drainBound), then cuts those left
+// (Retire) and closes its idle upstream connections (the lean client's to
+// it only: the warm ones to the backends that stay are kept). A backend
+// that comes back before then is not retired: its requests run on.
+// Called with reloadMu held.
 func (a *App) drain(be *endpoint.Backend, grace time.Duration) {
 	if a.drains.running == nil {
 		a.drains.running = map[*endpoint.Backend]chan struct{}{}

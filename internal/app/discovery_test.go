@@ -61,8 +61,14 @@ func writeAtomic(t *testing.T, path, src string) {
 // startDiscoveryApp serves model m1 from the targets file only.
 func startDiscoveryApp(t *testing.T, targets, grace string) (a *App, url string) {
 	t.Helper()
+	return startDiscoveryAppWith(t, targets, "shutdown_grace: "+grace+"\n")
+}
+
+// startDiscoveryAppWith is startDiscoveryApp with top-level keys (lines).
+func startDiscoveryAppWith(t *testing.T, targets, keys string) (a *App, url string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nshutdown_grace: " + grace + "\n" +
+	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" + keys +
 		"models:\n  - name: m1\n    policy: round_robin\n    discovery:\n      - type: file\n        path: " + targets + "\n"
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -150,26 +156,70 @@ func TestDiscoveredBackendRemovedWhileStreaming(t *testing.T) {
 	}
 }
 
-// A stream that outlives shutdown_grace on a removed backend is cut, and
-// the drain ends.
-func TestRemovedBackendDrainCutsAfterGrace(t *testing.T) {
+// A stream on a removed backend runs on past shutdown_grace (2 s here,
+// the stream 1 s after the removal): only its own bounds end it, as Envoy
+// drains a removed host. Before, the drain cut it at shutdown_grace (30 s
+// by default): an error event mid-stream while the backend was answering.
+func TestRemovedBackendStreamOutlivesShutdownGrace(t *testing.T) {
+	release := make(chan struct{})
+	paced := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: {\"part\":1}\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		// The rest of the stream, longer than the grace: a backend
+		// generating, not a wait of the test's.
+		for i := 2; i <= 11; i++ {
+			time.Sleep(100 * time.Millisecond)
+			fmt.Fprintf(w, "data: {\"part\":%d}\n\n", i)
+			w.(http.Flusher).Flush()
+		}
+		io.WriteString(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(paced.Close)
+	b := backend(t, "b")
+	targets := filepath.Join(t.TempDir(), "targets.json")
+	writeTargets(t, targets, paced.URL)
+	a, url := startDiscoveryAppWith(t, targets, "shutdown_grace: 200ms\n")
+	rd := streamOnHeld(t, a, url, paced.URL)
+	gone := backendOf(a, paced.URL)
+	writeTargets(t, targets, b.URL)
+	eventually(t, "the pool to be b only", samePool(a, b.URL))
+	close(release) // the drain's timer runs from the removal, before this
+	rest, _ := io.ReadAll(rd)
+	if !strings.Contains(string(rest), `{"part":11}`) || !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Fatalf("stream on the removed backend cut at shutdown_grace: %q", rest)
+	}
+	eventually(t, "the drain to end with the stream", func() bool {
+		return gone.Context().Err() != nil && gone.Inflight() == 0
+	})
+}
+
+// A stream on a removed backend that never ends is cut by its own bound
+// (timeouts.total, 1 s here), not before, and the drain ends with it.
+func TestRemovedBackendDrainEndsAtTheRequestsBound(t *testing.T) {
 	held, _ := heldStream(t)
 	b := backend(t, "b")
 	targets := filepath.Join(t.TempDir(), "targets.yaml")
 	writeTargets(t, targets, held.URL)
-	a, url := startDiscoveryApp(t, targets, "300ms")
+	a, url := startDiscoveryAppWith(t, targets, "shutdown_grace: 100ms\ntimeouts: {total: 1s}\n")
+	started := time.Now()
 	rd := streamOnHeld(t, a, url, held.URL)
 	gone := a.gw.Runtime().Pools["m1"].Backends[0]
-	removed := time.Now()
 	writeTargets(t, targets, b.URL)
 	// The stream ends (cut) without the backend ever finishing it, and
-	// not before the grace: the drain's timer starts after the removal.
+	// not before its total: the grace (100 ms) does not end it.
 	rest, _ := io.ReadAll(rd)
 	if strings.Contains(string(rest), "[DONE]") {
 		t.Fatalf("the held stream finished: %q", rest)
 	}
-	if d := time.Since(removed); d < 300*time.Millisecond {
-		t.Fatalf("the held stream was cut %v after the removal, within the 300ms grace", d)
+	if d := time.Since(started); d < time.Second {
+		t.Fatalf("the held stream was cut %v after its start, within its 1s total: %q", d, rest)
 	}
 	// Retire cancels the attempts (their hooks) before the backend's
 	// context: the request's end (Inflight 0) may be seen before

@@ -47,10 +47,11 @@ const (
 )
 
 // ErrNoPassing: the service has no passing instance (or none with a
-// usable address). Like an empty DNS answer it is a failure, so the last
-// set stands: a registry that briefly shows nothing (an agent restarting,
-// checks flapping together) must not empty the pool; the gateway's own
-// health checks judge the backends it keeps.
+// usable address). Before any set it is a failure; after a set with
+// backends it is held for emptyHold, as an empty DNS answer is, so a
+// registry that briefly shows nothing (checks flapping together) does not
+// empty the pool, then honoured (Consul.Run). An answer the ACL filtered
+// stays a failure.
 var ErrNoPassing = errors.New("no passing instance with an address and port")
 
 // Jitter is the randomness a backoff draws from; injected so tests are
@@ -69,9 +70,12 @@ type Jitter interface {
 // (consulGap after each answer). An instance's address is Service.Address, or
 // Node.Address when that is empty, on Service.Port; an instance whose
 // address or port makes no URL is skipped. No passing instance is a
-// failure (ErrNoPassing), which names the ACL when the agent says it
-// filtered the answer (a token without service:read gets an empty list,
-// not a 403; retried as a refusal is). A failed query (the agent down, a refused token) is
+// failure (ErrNoPassing) before the first set, and one naming the ACL
+// whenever the agent says it filtered the answer (a token without
+// service:read gets an empty list, not a 403; retried as a refusal is);
+// after a set with backends it is held (the sink told, when it is an
+// UnsettledSink) and the agent asked afresh emptyHold later: none passing
+// then either, the empty set is reported. A failed query (the agent down, a refused token) is
 // reported and retried, without blocking,
 // after a jittered, doubling backoff; the last set stands. The first set after a failure
 // is reported even when unchanged, so the failure is seen to end.
@@ -118,6 +122,7 @@ func (c Consul) Run(ctx context.Context, sink Sink) {
 		index    uint64
 		failures int
 		failed   bool // the last query was a failure: report the next set even if unchanged
+		held     bool // an answer with no passing instance after a set was held: the next one decides
 	)
 	for {
 		entries, meta, err := c.query(ctx, client, index)
@@ -140,6 +145,7 @@ func (c Consul) Run(ctx context.Context, sink Sink) {
 		}
 		pause := consulGap
 		if err != nil {
+			held = false
 			failures, failed = failures+1, true
 			sink.Fail(fmt.Errorf("consul %s: %w", c.Service, err))
 			pause = backoff(failures, jitter)
@@ -152,11 +158,22 @@ func (c Consul) Run(ctx context.Context, sink Sink) {
 			failures = 0
 			index = nextIndex(index, meta.LastIndex)
 			switch {
+			case len(set) == 0 && len(last) > 0 && !held:
+				// Asked again afresh (not held at the index) once the
+				// hold has passed.
+				held, pause, index = true, emptyHold, 0
+				unsettled(sink, fmt.Errorf("consul %s: %w; the %d backends are kept for %s unless one passes again",
+					c.Service, ErrNoPassing, len(last), emptyHold))
+			case len(set) == 0 && last != nil:
+				if held || failed {
+					held, failed, last = false, false, []endpoint.Spec{}
+					sink.Update([]endpoint.Spec{})
+				}
 			case len(set) == 0:
 				failed = true
 				sink.Fail(fmt.Errorf("consul %s: %w", c.Service, ErrNoPassing))
-			case failed || last == nil || !slices.Equal(set, last):
-				failed, last = false, set
+			case failed || held || last == nil || !slices.Equal(set, last):
+				held, failed, last = false, false, set
 				sink.Update(slices.Clone(set))
 			}
 		}

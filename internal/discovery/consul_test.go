@@ -139,9 +139,18 @@ func TestConsulOutageKeepsLastSet(t *testing.T) {
 	if r := k.next(t, d, consulGap); r.Query.Get("index") != "7" { // held: nothing changed at index 7
 		t.Fatalf("query %v after recovery, want index=7", r.Query)
 	}
+	// No instance passing after a set: held emptyHold, the last set
+	// serving, then asked afresh; none passing then either, the empty
+	// set is honoured (before: a failure, the last set kept for good).
 	d.register(consulInstance{Node: "n1", NodeAddr: "10.0.0.1", Port: 8000, Status: "critical"})
-	checkFailure(ErrNoPassing.Error())
+	sink.heldBack(t, ErrNoPassing.Error())
 	noUpdate(t, sink)
+	if r := k.next(t, d, emptyHold); r.Query.Has("index") {
+		t.Fatalf("query %v after the hold, want a fresh read (no index)", r.Query)
+	}
+	if set := sink.next(t); set == nil || len(set) != 0 {
+		t.Fatalf("set %v after the hold, want the empty set", set)
+	}
 	if r := k.next(t, d, consulGap); r.Query.Get("index") != "8" {
 		t.Fatalf("query %v, want index=8 (an empty answer still moves the index)", r.Query)
 	}
@@ -361,7 +370,7 @@ func TestConsulFilteredByACLSaysSo(t *testing.T) {
 	// A plain empty answer (nothing passing) does not blame the ACL.
 	d.register(consulInstance{Node: "n1", NodeAddr: "10.0.0.1", Port: 8000, Status: "critical"})
 	k.next(t, d, consulGap)
-	if err := sink.failure(t, ErrNoPassing.Error()); strings.Contains(err.Error(), "ACL") {
-		t.Fatalf("failure %q blames the ACL for an empty answer", err)
+	if err := sink.heldBack(t, ErrNoPassing.Error()); strings.Contains(err.Error(), "ACL") {
+		t.Fatalf("hold %q blames the ACL for an empty answer", err)
 	}
 }

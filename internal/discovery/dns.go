@@ -25,8 +25,24 @@ const dnsTimeout = 5 * time.Second
 const dnsFloor = 100 * time.Millisecond
 
 // ErrNoRecords: the name resolved to nothing usable (NXDOMAIN, no
-// answer). It is a failure like any other: the last set stands.
+// answer). After a set with backends it is held for emptyHold, then
+// honoured (DNS.Run); before any set it is a failure: the name never
+// resolved.
 var ErrNoRecords = errors.New("no records")
+
+// emptyHold is how long a successful empty answer (the resolver or the
+// Consul agent answered: no address, no passing instance) after a set with
+// backends is held back before it is honoured: the last set serves and the
+// question is asked again after this long; empty then too, the empty set
+// is the source's truth, as Envoy's STRICT_DNS clusters and
+// consul-template take it, and as the Kubernetes source takes an empty
+// Service after kubeSettle. Kept indefinitely (before 2026-12-06), the
+// last addresses of a name or service taken down were sent requests (and
+// their API key) for as long as the gateway ran, whoever held those
+// addresses next. A failed lookup (SERVFAIL, a timeout, an agent down, an
+// ACL-filtered answer) still keeps the last set: it says nothing of the
+// backends.
+const emptyHold = 10 * time.Second
 
 // DNS resolves a name to backends and re-resolves it when the answer's TTL
 // runs out, clamped to [MinInterval, MaxInterval] (a TTL of 0 must not
@@ -37,12 +53,15 @@ var ErrNoRecords = errors.New("no records")
 // host, which the upstream transport resolves. Record "A" (the default):
 // the name's A and AAAA addresses, on Port (one of the two failing while
 // the other answers: see resolve). The name is queried as written
-// (fully qualified; no search domains). A failed query, or an empty
-// answer, is a failure and is retried after a backoff: the step doubles
-// from MinInterval to MaxInterval while the failure lasts, each wait drawn
-// from the step's upper half (never below MinInterval), so gateways
-// started together do not ask a recovering resolver in step; the last set
-// stands.
+// (fully qualified; no search domains). A failed query is a failure and
+// is retried after a backoff: the step doubles from MinInterval to
+// MaxInterval while the failure lasts, each wait drawn from the step's
+// upper half (never below MinInterval), so gateways started together do
+// not ask a recovering resolver in step; the last set stands. An empty
+// answer (NXDOMAIN, or no record of the type) is a failure before the
+// first set; after a set with backends it is held (the sink told, when it
+// is an UnsettledSink) and the name asked again emptyHold later: empty
+// again, the empty set is reported; any address meanwhile ends the hold.
 type DNS struct {
 	Name        string
 	Record      string // "A" (A and AAAA) or "SRV"
@@ -75,19 +94,33 @@ func (d DNS) Run(ctx context.Context, sink Sink) {
 	var (
 		last     []endpoint.Spec
 		failures int
+		held     bool // an empty answer after a set was held: the next one decides
 	)
 	for {
 		set, ttl, err := d.resolve(ctx, last)
 		wait := min(max(ttl, d.MinInterval), d.MaxInterval)
+		// resolve returns ErrNoRecords bare only when every query was
+		// answered: an empty answer, not a failure.
+		empty := err == ErrNoRecords
 		switch {
 		case ctx.Err() != nil:
 			return
+		case empty && len(last) > 0 && !held:
+			held, wait = true, emptyHold
+			unsettled(sink, fmt.Errorf("dns %s %s: %w; the %d backends are kept for %s unless an address comes back",
+				d.record(), d.Name, err, len(last), emptyHold))
+		case empty && last != nil:
+			if held || failures > 0 {
+				held, failures, last = false, 0, []endpoint.Spec{}
+				sink.Update([]endpoint.Spec{})
+			}
 		case err != nil:
+			held = false
 			failures++
 			sink.Fail(fmt.Errorf("dns %s %s: %w", d.record(), d.Name, err))
 			wait = d.retryWait(failures, jitter)
-		case failures > 0 || last == nil || !slices.Equal(set, last):
-			failures = 0
+		case failures > 0 || held || last == nil || !slices.Equal(set, last):
+			held, failures = false, 0
 			last = set
 			sink.Update(slices.Clone(set))
 		}

@@ -210,13 +210,42 @@ func TestDNSAddressRecords(t *testing.T) {
 	z.mu.Lock()
 	z.fail = false
 	z.mu.Unlock()
+	// An empty answer (the resolver answered: no address) after a set is
+	// held emptyHold, the last set serving, then honoured if the name is
+	// still empty: the name was taken down (Envoy's STRICT_DNS takes a
+	// successful empty answer as no hosts). Before, it was a failure and
+	// the last addresses were kept for good.
 	z.set(t, dns.TypeA) // NXDOMAIN-like: nothing
 	k.fire <- time.Time{}
-	sink.failure(t, "no records")
-	select {
-	case set := <-sink.updates:
-		t.Fatalf("a failure replaced the set with %s", urls(set))
-	default:
+	sink.heldBack(t, "no records")
+	if d := k.waitAsked(t); d != emptyHold {
+		t.Fatalf("asked again in %v after an empty answer, want the hold, %v", d, emptyHold)
+	}
+	noUpdate(t, sink)
+	k.fire <- time.Time{}
+	if set := sink.next(t); set == nil || len(set) != 0 {
+		t.Fatalf("set %v after the hold, want the empty set", set)
+	}
+	if d := k.waitAsked(t); d != 5*time.Second {
+		t.Fatalf("next query in %v, want min_interval", d)
+	}
+	// An address back is a set again.
+	z.set(t, dns.TypeA, "llm.test. 1 IN A 10.0.0.3")
+	k.fire <- time.Time{}
+	if got := urls(sink.next(t)); got != "http://10.0.0.3:8000" {
+		t.Fatalf("set %s after the name came back", got)
+	}
+	// Empty again, but an address back within the hold: the hold ends,
+	// the pool never emptied.
+	z.set(t, dns.TypeA)
+	k.waitAsked(t)
+	k.fire <- time.Time{}
+	sink.heldBack(t, "no records")
+	k.waitAsked(t)
+	z.set(t, dns.TypeA, "llm.test. 1 IN A 10.0.0.3")
+	k.fire <- time.Time{}
+	if got := urls(sink.next(t)); got != "http://10.0.0.3:8000" {
+		t.Fatalf("set %s after a held empty answer, want the set reported again (the hold ended)", got)
 	}
 }
 
@@ -273,10 +302,12 @@ func TestDNSFaultsBackOffAndRecover(t *testing.T) {
 		name, want string
 		set        func(z *zone)
 	}{
+		// An empty answer (NXDOMAIN, NOERROR without records) is no
+		// failure: TestDNSAddressRecords holds and then honours it.
 		{"SERVFAIL", "SERVFAIL", func(z *zone) { z.fail = true }},
-		{"NXDOMAIN", "no records", func(z *zone) { z.fail, z.rcode = false, dns.RcodeNameError }},
-		{"empty answer", "no records", func(z *zone) { z.rcode, z.rrs[dns.TypeA] = 0, nil }},
-		{"no answer", "timeout", func(z *zone) { z.silent = true }},
+		{"SERVFAIL again", "SERVFAIL", func(z *zone) {}},
+		{"AAAA SERVFAIL, no A", "SERVFAIL", func(z *zone) { z.fail, z.failQ, z.rrs[dns.TypeA] = false, dns.TypeAAAA, nil }},
+		{"no answer", "timeout", func(z *zone) { z.failQ, z.silent = 0, true }},
 		{"no answer again", "timeout", func(z *zone) {}},
 	}
 	for i, f := range faults {

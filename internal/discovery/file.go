@@ -62,6 +62,13 @@ type UnsettledSink interface {
 	Unsettled(err error)
 }
 
+// unsettled tells sink of a read held back, when it listens.
+func unsettled(sink Sink, err error) {
+	if u, ok := sink.(UnsettledSink); ok {
+		u.Unsettled(err)
+	}
+}
+
 // Run reads the file, then again after every change in its directory,
 // until ctx ends. Only a set that differs from the last one is reported,
 // or the first good one after a failure or a hold (so their end is seen).

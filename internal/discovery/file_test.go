@@ -36,6 +36,21 @@ func (s *chanSink) Unsettled(err error) {
 	s.poked()
 }
 
+// heldBack waits for a read held back (Unsettled) whose error holds want.
+func (s *chanSink) heldBack(t *testing.T, want string) error {
+	t.Helper()
+	select {
+	case err := <-s.held:
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("held back with %q, want %q", err, want)
+		}
+		return err
+	case <-time.After(wait):
+		t.Fatalf("no read held back with %q", want)
+	}
+	return nil
+}
+
 func (s *chanSink) poked() {
 	select {
 	case s.poke <- struct{}{}:

@@ -326,7 +326,8 @@ func (s *sink) Fail(err error) {
 }
 
 // Unsettled counts a read the source holds back (UnsettledSink: a file
-// caught mid-write, a Kubernetes Service briefly empty): the first of a
+// caught mid-write, a Kubernetes Service, a DNS name or a Consul service
+// briefly empty): the first of a
 // run is logged, at info (it is not a failure yet).
 func (s *sink) Unsettled(err error) {
 	s.m.mu.Lock()
@@ -340,7 +341,7 @@ func (s *sink) Unsettled(err error) {
 	s.m.metrics.unsettled(s.model)
 	s.m.mu.Unlock()
 	msg := "discovery: read held back until the file settles; keeping the last known backends"
-	if kind == "kubernetes" {
+	if kind == "kubernetes" || kind == "dns" || kind == "consul" { // an empty answer held (kubeSettle, emptyHold)
 		msg = "discovery: empty set held back briefly; keeping the last known backends"
 	}
 	if first {

@@ -23,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_discovery_failures_total",
 			Help: "Discovery failures (the last known set was kept)."}, []string{"model"}),
 		held: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_discovery_reads_held_total",
-			Help: "Reads held back before they take backends away: a targets file after writes in place (empty, unparsable or fewer targets) until it settles; a Kubernetes Service found empty, for up to 1 s."}, []string{"model"}),
+			Help: "Reads held back before they take backends away: a targets file after writes in place (empty, unparsable or fewer targets) until it settles; a Kubernetes Service found empty, for up to 1 s; a DNS or Consul answer found empty, for 10 s."}, []string{"model"}),
 		size: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_discovery_backends",
 			Help: "Backends the model's discovery sources know now (their last sets, each backend once)."}, []string{"model"}),
 		failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_discovery_sources_failing",

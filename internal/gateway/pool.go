@@ -136,6 +136,7 @@ func (s *selector) current() *Pool {
 func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) {
 	p := s.current()
 	now := p.now()
+	s.dropLeftPin(p)
 	if pin := s.pin[0]; pin != nil && len(tried) == 0 {
 		if b := routing.Select(now, p.picker, &s.req, s.pin[:], tried); b != nil {
 			return b, nil
@@ -181,6 +182,20 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 		return b, nil
 	}
 	return nil, noBackend(now, p.Backends)
+}
+
+// dropLeftPin forgets a pin that is not in p, the pool serving now: its
+// backend left (a reload, a discovery change) after the request was
+// pinned to it. It gets no new request, as a pin resolved after the
+// change would not (Runtime.responsesSelector: the pool's policy picks,
+// and the backend answers the id it does not hold, 404). Before, a
+// continuation waiting for the pin's slot, or whose pick met the pin's
+// Leave, was sent to the backend that had left (its process perhaps
+// gone: refused, 502 with Retry-After, for an id no retry could reach).
+func (s *selector) dropLeftPin(p *Pool) {
+	if pin := s.pin[0]; pin != nil && !slices.Contains(p.Backends, pin) {
+		s.pin[0] = nil
+	}
 }
 
 // SelectAfterUnreachable is Select for the retry of an attempt whose

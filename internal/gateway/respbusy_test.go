@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -172,5 +173,71 @@ func TestResponsesContinuationRetriesOnItsBackend(t *testing.T) {
 			}
 			b.wantNoContinuationOf(t, id)
 		})
+	}
+}
+
+// A continuation waiting for a slot on its previous response's backend
+// when that backend leaves the pool (a reload or discovery dropping it)
+// is not sent there: it is routed on the pool serving now, as one that
+// arrives after the change is, and the backend there answers that it does
+// not hold the id (404). Before, it went on waiting for the backend that
+// had left and was sent to it once its slot freed, or refused 503 when
+// the wait ended.
+func TestResponsesContinuationLeavesWithItsBackend(t *testing.T) {
+	a, b := newRespBackend(t, "a"), newRespBackend(t, "b")
+	held, release := make(chan struct{}), make(chan struct{})
+	owner := inFrontOf(t, a, func(w http.ResponseWriter, body []byte) bool {
+		if !bytes.Contains(body, []byte(`"input":"hold"`)) {
+			return false
+		}
+		close(held)
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, respObject("resp_a_held", true))
+		return true
+	})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	cfg := testConfig(owner.URL, b.srv.URL)
+	cfg.Models[0].Backends[0].MaxConcurrency = 1
+	var deps Deps
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { deps = *d })
+	url := srv.URL + "/v1/responses"
+
+	id := responseOnOwner(t, url)
+	cont := func(input string) string {
+		return `{"model":"m1","input":"` + input + `","previous_response_id":"` + id + `"}`
+	}
+	holdDone := make(chan struct{})
+	go func() { readAll(t, post(t, url, cont("hold"))); close(holdDone) }() // the owner's one slot taken
+	<-held
+	defer func() { free(); <-holdDone }() // before the gateway's server closes (a cleanup)
+	gone := backendNamed(gw.Runtime().Pools["m1"].Backends, strings.TrimPrefix(owner.URL, "http://"))
+	if gone == nil {
+		t.Fatal("the owner is not in the pool")
+	}
+	done := make(chan *http.Response, 1)
+	go func() { done <- post(t, url, cont("later"), "X-Sluice-Max-Wait", "10s") }()
+	waitFor(t, gone.Awaited) // the continuation waits for the owner's slot
+
+	next := testConfig(b.srv.URL) // the owner dropped, as the app's install does
+	rt, err := Build(next, deps, gw.Runtime())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.Swap(rt)
+	gone.Leave()
+
+	resp := <-done
+	got := readAll(t, resp)
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(got, id) {
+		t.Fatalf("continuation after its backend left: %d %s; want the pool's backend's 404 for %s", resp.StatusCode, got, id)
+	}
+	b.mu.Lock()
+	asked := slices.Contains(b.prev, id)
+	b.mu.Unlock()
+	if !asked {
+		t.Fatalf("the backend serving now was not asked; want the continuation routed on the pool serving now")
 	}
 }

@@ -201,16 +201,22 @@ func (f *Forwarder) failed(ctx context.Context, s sent, ttfb time.Duration, in *
 	if errors.Is(res.Err, ErrFirstByteTimeout) && !s.c.cpu {
 		s.c.b.TimedOut(now, ttfb)
 	}
-	s.c.end(now, outcome.Failure, ttfb, 0, false)
-	if errors.Is(res.Err, ErrConnect) {
-		return true
-	}
 	stale, unsent := h1client.Unanswered(s.err)
-	if !stale || !errors.Is(res.Err, ErrUpstream) { // a timeout's cause came first
-		return false
+	if stale && errors.Is(res.Err, ErrUpstream) { // not when a timeout's cause came first
+		// Closing an idle keep-alive connection is the backend's right
+		// (its keep-alive timeout, a restart): not a failure for passive
+		// health or the breaker (outcome.Ignored); with max_fails 3 a
+		// backend whose keep-alive timeout is shorter than ours was
+		// ejected by a few of these races. The connection is dropped,
+		// so a backend that really crashed on the request fails the next
+		// attempt on a new connection, which counts: at most one failure
+		// per pooled connection goes uncounted.
+		s.c.end(now, outcome.Ignored, ttfb, 0, false)
+		res.Err = fmt.Errorf("%w: %w", ErrStaleConnection, s.err)
+		return unsent || !in.SideEffects
 	}
-	res.Err = fmt.Errorf("%w: %w", ErrStaleConnection, s.err)
-	return unsent || !in.SideEffects
+	s.c.end(now, outcome.Failure, ttfb, 0, false)
+	return errors.Is(res.Err, ErrConnect)
 }
 
 // matchWaiting fits the backend's first-token wait to the answer: the

@@ -143,6 +143,11 @@ func TestStaleKeepAliveConnectionRetried(t *testing.T) {
 			if st := lean.Stats(); st.Reuses != 1 {
 				t.Fatalf("pooled connection reuses %d; want 1 (the second request on the first's connection)", st.Reuses)
 			}
+			// Closing a keep-alive connection is no failure of the
+			// backend's: its passive health (max_fails) is not charged.
+			if n := closing.Failures(); n != 0 {
+				t.Fatalf("closing backend charged %d failures; want 0 (it closed a keep-alive connection)", n)
+			}
 			if tc.retried {
 				if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"stays"`) || res.Attempts != 2 {
 					t.Fatalf("status %d, attempts %d, err %v, body %q; want 200 from the other backend on the second attempt",
