@@ -91,6 +91,7 @@ type Client struct {
 	reuses   atomic.Uint64 // requests sent on a pooled connection
 	poolFull atomic.Uint64 // reusable connections closed because the idle pool was full
 	expired  atomic.Uint64 // idle connections closed for IdleTimeout
+	open     atomic.Int64  // connections dialled and not yet closed (Stats.Open)
 	// grownBytes is the grown read buffers open connections hold
 	// (Stats.ReadBufferBytes).
 	grownBytes atomic.Int64
@@ -143,6 +144,9 @@ type Stats struct {
 	PoolFull uint64
 	// MaxIdle is the bound on Idle (Options.MaxIdle).
 	MaxIdle int
+	// Open is the connections open now, idle or carrying a request: a
+	// count that stays above Idle with no request in flight is a leak.
+	Open int64
 	// Expired counts idle connections closed because they passed
 	// IdleTimeout (by the reaper, or when next taken).
 	Expired uint64
@@ -160,7 +164,7 @@ func (c *Client) Stats() Stats {
 	n := c.nIdle
 	c.mu.Unlock()
 	return Stats{Idle: n, Dials: c.dials.Load(), Reuses: c.reuses.Load(), PoolFull: c.poolFull.Load(), MaxIdle: c.opt.MaxIdle,
-		Expired: c.expired.Load(), ReadBufferBytes: c.grownBytes.Load()}
+		Expired: c.expired.Load(), Open: c.open.Load(), ReadBufferBytes: c.grownBytes.Load()}
 }
 
 // ErrUnsupported: a request this client cannot send and no Fallback.
@@ -376,6 +380,7 @@ func (c *Client) dialConn(ctx context.Context, key string) (*conn, error) {
 		return nil, err // a *net.OpError with Op "dial": callers classify it as a connect failure
 	}
 	c.dials.Add(1)
+	c.open.Add(1)
 	return newConn(c, nc, key), nil
 }
 

@@ -2,9 +2,11 @@ package h1client
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -163,5 +165,42 @@ func TestReaperWaitsAtLeastASlice(t *testing.T) {
 	}
 	if st := c.Stats(); st.Idle != 1 {
 		t.Fatalf("%+v: want the connection kept until it passes the timeout", st)
+	}
+}
+
+// Stats.Open counts every connection until it is closed, whoever closes
+// it: idle, cut mid-answer by the caller, closed at the end.
+func TestOpenConnectionsCounted(t *testing.T) {
+	big := strings.Repeat("x", 1<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			io.WriteString(w, big)
+		}
+	}))
+	defer srv.Close()
+	c := New(Options{})
+	resp, err := c.RoundTrip(get(t, context.Background(), srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if st := c.Stats(); st.Open != 1 || st.Idle != 1 {
+		t.Fatalf("after one answer: %+v, want 1 open, idle", st)
+	}
+	held, err := c.RoundTrip(get(t, context.Background(), srv.URL+"/big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Open != 1 || st.Idle != 0 {
+		t.Fatalf("during an answer: %+v, want 1 open, none idle", st)
+	}
+	io.ReadFull(held.Body, make([]byte, 10))
+	held.Body.Close() // cut mid-answer: the connection cannot be reused
+	if st := c.Stats(); st.Open != int64(st.Idle) {
+		t.Fatalf("after a cut answer: %+v, want only idle connections open", st)
+	}
+	c.Close()
+	if st := c.Stats(); st.Open != 0 {
+		t.Fatalf("after Close: %+v, want none open", st)
 	}
 }

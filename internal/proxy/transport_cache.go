@@ -154,6 +154,7 @@ func (t *Transport) LeanStats() h1client.Stats {
 		s.Reuses += st.Reuses
 		s.PoolFull += st.PoolFull
 		s.Expired += st.Expired
+		s.Open += st.Open
 		s.MaxIdle += st.MaxIdle
 		s.ReadBufferBytes += st.ReadBufferBytes
 	}
