@@ -395,8 +395,8 @@ func (a *App) release() {
 		cut, cancel := context.WithCancel(context.Background())
 		cancel() // Run gave them the grace already: what is left is cut now
 		a.deps.Background.Wait(cut)
-		a.gw.Close() // the Responses ids' Redis writer, after the requests that feed it
-		a.deps.Transport.CloseIdle()
+		a.gw.Close()             // the Responses ids' Redis writer, after the requests that feed it
+		a.deps.Transport.Close() // idle connections, and the lean clients' reapers
 		a.reloadMu.Lock()
 		a.built.Retire(nil)
 		a.reloadMu.Unlock()

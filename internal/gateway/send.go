@@ -109,15 +109,48 @@ func (w *sendWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// maxArmedWrite is the most of one Write that leaves under one deadline:
+// a larger one (a cache hit or a flight's answer, up to cache.max_entry,
+// written at once) is written in pieces, each under a deadline of its own
+// (arm: moved when the one before took over rearmAfter), so
+// server.send_timeout bounds a stall between two pieces, as nginx's
+// send_timeout bounds the time between two successive write operations,
+// and not the time the whole write takes. The kernel takes at most
+// netguard.MaxUnsent ahead of a client, so without pieces a 1 MiB hit had
+// to reach a client within send_timeout (one slower than ~15 KB/s was
+// cut).
+const maxArmedWrite = 256 << 10
+
 func (w *sendWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
+	}
+	if len(p) > maxArmedWrite && w.conn != nil {
+		return w.writePieces(p)
 	}
 	w.arm()
 	n, err := w.ResponseWriter.Write(p)
 	w.sent += int64(n)
 	w.note(err)
 	return n, err
+}
+
+// writePieces is Write for a p over maxArmedWrite.
+func (w *sendWriter) writePieces(p []byte) (int, error) {
+	var sent int
+	for len(p) > 0 {
+		q := p[:min(len(p), maxArmedWrite)]
+		w.arm()
+		n, err := w.ResponseWriter.Write(q)
+		w.sent += int64(n)
+		sent += n
+		if err != nil {
+			w.note(err)
+			return sent, err
+		}
+		p = p[n:]
+	}
+	return sent, nil
 }
 
 func (w *sendWriter) Flush() {

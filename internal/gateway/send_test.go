@@ -65,3 +65,39 @@ func TestInjectedClockSetsNoSendDeadline(t *testing.T) {
 		}
 	}
 }
+
+// slowRecorder is a deadlineRecorder whose every write takes over
+// rearmAfter, as writes to a client slower than the kernel's queue do.
+type slowRecorder struct {
+	deadlineRecorder
+	writes []int
+}
+
+func (s *slowRecorder) Write(p []byte) (int, error) {
+	for start := time.Now(); time.Since(start) <= rearmAfter; {
+	}
+	s.writes = append(s.writes, len(p))
+	return s.ResponseRecorder.Write(p)
+}
+
+// A write larger than maxArmedWrite (a 1 MiB cache hit written at once)
+// leaves in pieces, each under a send deadline of its own: send_timeout
+// bounds a stall, not the time the whole answer takes to reach a slow
+// client.
+func TestLargeWriteArmedPerPiece(t *testing.T) {
+	rec := &slowRecorder{deadlineRecorder: deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}}
+	sw := newSendWriter(rec, 10*time.Second, nil)
+	body := make([]byte, 1<<20+1)
+	if n, err := sw.Write(body); n != len(body) || err != nil {
+		t.Fatalf("wrote %d, %v", n, err)
+	}
+	if len(rec.deadlines) != 5 || rec.Body.Len() != len(body) || sw.sent != int64(len(body)) {
+		t.Fatalf("%d deadlines over writes %v (%d bytes, %d counted), want 5 pieces of at most %d, each with its deadline",
+			len(rec.deadlines), rec.writes, rec.Body.Len(), sw.sent, maxArmedWrite)
+	}
+	for i := 1; i < len(rec.deadlines); i++ {
+		if !rec.deadlines[i].After(rec.deadlines[i-1]) {
+			t.Fatalf("deadlines %v: each piece's later than the last", rec.deadlines)
+		}
+	}
+}

@@ -43,6 +43,9 @@ type Options struct {
 	WriteBufferSize int // request head and in-memory body up to this leave in one write; 0: 32 KiB
 	// Now is the clock for idle ages (tests inject one); nil: time.Now.
 	Now func() time.Time
+	// AfterFunc starts the idle reaper's timer (tests inject one that
+	// they fire themselves); nil: time.AfterFunc.
+	AfterFunc func(d time.Duration, f func()) Timer
 	// Fallback takes every request that is not plain http:// (https,
 	// so HTTP/2 over TLS). nil: such requests fail.
 	Fallback http.RoundTripper
@@ -50,6 +53,19 @@ type Options struct {
 	// and KeepAlive).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
+
+// Timer is the idle reaper's timer (*time.Timer).
+type Timer interface {
+	Reset(d time.Duration) bool
+	Stop() bool
+}
+
+// reapSlack divides IdleTimeout into the reaper's shortest wait: a sweep
+// closes every connection past IdleTimeout and waits for the next one to
+// pass it, but at least IdleTimeout/reapSlack (about 5.6 s of 90 s), so
+// connections that went idle one after another are closed a few at a
+// sweep, not one timer each.
+const reapSlack = 16
 
 // Client is an http.RoundTripper for HTTP/1.1 over plain TCP with a
 // bounded pool of idle keep-alive connections per host:port.
@@ -62,10 +78,20 @@ type Client struct {
 	mu    sync.Mutex
 	idle  map[string][]*conn // per host:port, most recently used last
 	nIdle int
+	// reaper closes idle connections once they pass IdleTimeout, so a
+	// pool that goes quiet (a backend that gets no traffic, a gateway
+	// between bursts) gives its sockets back instead of holding them
+	// until its next use; armed while anything is pooled (reaping), made
+	// at the first put, stopped by Close (closed: nothing pooled since).
+	reaper  Timer
+	reaping bool
+	closed  bool
 
 	dials    atomic.Uint64 // connections opened
 	reuses   atomic.Uint64 // requests sent on a pooled connection
 	poolFull atomic.Uint64 // reusable connections closed because the idle pool was full
+	expired  atomic.Uint64 // idle connections closed for IdleTimeout
+	open     atomic.Int64  // connections dialled and not yet closed (Stats.Open)
 	// grownBytes is the grown read buffers open connections hold
 	// (Stats.ReadBufferBytes).
 	grownBytes atomic.Int64
@@ -94,6 +120,9 @@ func New(opt Options) *Client {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	if opt.AfterFunc == nil {
+		opt.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+	}
 	c := &Client{opt: opt, idle: map[string][]*conn{}, dial: opt.Dial}
 	c.bigBufs.New = func() any { b := make([]byte, opt.ReadBufferSize); return &b }
 	if c.dial == nil {
@@ -115,6 +144,12 @@ type Stats struct {
 	PoolFull uint64
 	// MaxIdle is the bound on Idle (Options.MaxIdle).
 	MaxIdle int
+	// Open is the connections open now, idle or carrying a request: a
+	// count that stays above Idle with no request in flight is a leak.
+	Open int64
+	// Expired counts idle connections closed because they passed
+	// IdleTimeout (by the reaper, or when next taken).
+	Expired uint64
 	// ReadBufferBytes is the bytes of read buffer grown past the 4 KiB
 	// each connection starts with (ReadBufferSize each) that connections
 	// hold now: during a read of a backend that is ahead, and between
@@ -129,7 +164,7 @@ func (c *Client) Stats() Stats {
 	n := c.nIdle
 	c.mu.Unlock()
 	return Stats{Idle: n, Dials: c.dials.Load(), Reuses: c.reuses.Load(), PoolFull: c.poolFull.Load(), MaxIdle: c.opt.MaxIdle,
-		ReadBufferBytes: c.grownBytes.Load()}
+		Expired: c.expired.Load(), Open: c.open.Load(), ReadBufferBytes: c.grownBytes.Load()}
 }
 
 // ErrUnsupported: a request this client cannot send and no Fallback.
@@ -224,10 +259,14 @@ func (c *Client) getIdle(key string) *conn {
 		c.idle[key] = list[:len(list)-1]
 		c.nIdle--
 		c.mu.Unlock()
-		if c.opt.Now().Sub(cn.idleSince) < c.opt.IdleTimeout && cn.alive() {
+		fresh := c.opt.Now().Sub(cn.idleSince) < c.opt.IdleTimeout
+		if fresh && cn.alive() {
 			cn.reused = true
 			c.reuses.Add(1)
 			return cn
+		}
+		if !fresh {
+			c.expired.Add(1)
 		}
 		cn.close()
 	}
@@ -249,21 +288,89 @@ func (c *Client) put(cn *conn) {
 		list = list[:len(list)-1]
 		c.nIdle--
 	}
-	full := len(list) >= c.opt.MaxIdlePerHost || c.nIdle >= c.opt.MaxIdle
+	full := c.closed || len(list) >= c.opt.MaxIdlePerHost || c.nIdle >= c.opt.MaxIdle
 	if !full {
 		c.idle[cn.key] = append(list, cn)
 		c.nIdle++
+		if !c.reaping {
+			c.armLocked(c.opt.IdleTimeout)
+		}
 	} else {
 		c.idle[cn.key] = list
 	}
 	c.mu.Unlock()
 	if expired != nil {
+		c.expired.Add(1)
 		expired.close()
 	}
 	if full {
 		c.poolFull.Add(1) // only where a connection is thrown away anyway
 		cn.close()
 	}
+}
+
+// armLocked has the reaper sweep after d. c.mu held.
+func (c *Client) armLocked(d time.Duration) {
+	if c.reaper == nil {
+		c.reaper = c.opt.AfterFunc(d, c.reap)
+	} else {
+		c.reaper.Reset(d)
+	}
+	c.reaping = true
+}
+
+// reap closes the idle connections past IdleTimeout, forgets the hosts
+// left with none (a backend discovery replaced keeps no entry), and arms
+// itself for the oldest connection left, if any.
+func (c *Client) reap() {
+	now := c.opt.Now()
+	var expired []*conn
+	c.mu.Lock()
+	c.reaping = false
+	var next time.Time
+	for key, list := range c.idle {
+		n := 0 // each list is oldest first: put appends
+		for n < len(list) && now.Sub(list[n].idleSince) >= c.opt.IdleTimeout {
+			n++
+		}
+		if n > 0 {
+			expired = append(expired, list[:n]...)
+			k := copy(list, list[n:])
+			clear(list[k:])
+			list = list[:k]
+			c.nIdle -= n
+		}
+		if len(list) == 0 {
+			delete(c.idle, key)
+			continue
+		}
+		c.idle[key] = list
+		if due := list[0].idleSince.Add(c.opt.IdleTimeout); next.IsZero() || due.Before(next) {
+			next = due
+		}
+	}
+	if !next.IsZero() && !c.closed {
+		c.armLocked(max(next.Sub(now), c.opt.IdleTimeout/reapSlack))
+	}
+	c.mu.Unlock()
+	c.expired.Add(uint64(len(expired)))
+	for _, cn := range expired {
+		cn.close()
+	}
+}
+
+// Close stops the reaper and closes every idle connection; a connection
+// handed back after it is closed, not pooled. Requests may still be sent
+// (each on a connection of its own).
+func (c *Client) Close() {
+	c.mu.Lock()
+	c.closed = true
+	if c.reaper != nil {
+		c.reaper.Stop()
+	}
+	c.reaping = false
+	c.mu.Unlock()
+	c.CloseIdleConnections()
 }
 
 // dialConn opens a new connection to key.
@@ -273,6 +380,7 @@ func (c *Client) dialConn(ctx context.Context, key string) (*conn, error) {
 		return nil, err // a *net.OpError with Op "dial": callers classify it as a connect failure
 	}
 	c.dials.Add(1)
+	c.open.Add(1)
 	return newConn(c, nc, key), nil
 }
 

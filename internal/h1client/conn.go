@@ -43,6 +43,7 @@ func newConn(c *Client, nc net.Conn, key string) *conn {
 func (cn *conn) close() {
 	if cn.closed.CompareAndSwap(false, true) {
 		cn.nc.Close()
+		cn.c.open.Add(-1)
 		cn.uncountGrown()
 	}
 }

@@ -175,6 +175,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			continue
 		}
+		boundUnsent(c)
 		gc := &conn{Conn: c, raw: c, l: l, ip: ip}
 		gc.rd.past = l.start
 		if l.transport != nil {

@@ -6,6 +6,11 @@ import (
 	"time"
 )
 
+// MaxH2StreamWindow is the most of one HTTP/2 stream's answer a backend
+// may send ahead of the relay's reads (the stream's flow-control window),
+// which net/http holds in memory until read.
+const MaxH2StreamWindow = 1 << 20
+
 // NewTransport builds the upstream transport: keep-alive pools sized for
 // many concurrent streams, a bounded connect time, HTTP/2 where the backend
 // offers it over TLS, and no transparent compression (bytes are relayed
@@ -22,6 +27,18 @@ func NewTransport(connectTimeout time.Duration) *http.Transport {
 		TLSHandshakeTimeout:   connectTimeout,
 		ExpectContinueTimeout: 0,
 		DisableCompression:    true,
+		// An HTTP/2 backend may send as much of a stream as its window
+		// allows before the relay reads it, and net/http buffers all of
+		// it in the process; its default window of 4 MiB a stream made
+		// each stream held by a client that reads nothing cost 4 MiB of
+		// heap past the read-ahead's budget (100 such streams: 418 MB
+		// after GC). 1 MiB is Go's HTTP/2 server's own default and about
+		// what an HTTP/1.1 connection's kernel receive queue holds in the
+		// same case; a backend far away still gets 1 MiB per round trip
+		// per stream (10 MB/s at 100 ms). The connection's window stays
+		// net/http's (1 GiB): smaller, streams held by slow clients would
+		// stall the others multiplexed on the same connection.
+		HTTP2: &http.HTTP2Config{MaxReceiveBufferPerStream: MaxH2StreamWindow},
 		// WriteBufferSize and ReadBufferSize stay net/http's 4 KiB: each
 		// HTTP/1.1 connection holds both for its life (a held stream, an
 		// idle keep-alive connection), and 32 KiB ones cost a held stream

@@ -153,6 +153,8 @@ func (t *Transport) LeanStats() h1client.Stats {
 		s.Dials += st.Dials
 		s.Reuses += st.Reuses
 		s.PoolFull += st.PoolFull
+		s.Expired += st.Expired
+		s.Open += st.Open
 		s.MaxIdle += st.MaxIdle
 		s.ReadBufferBytes += st.ReadBufferBytes
 	}
@@ -177,6 +179,21 @@ func (t *Transport) CloseIdle() {
 	}
 	for _, c := range t.lean {
 		c.CloseIdleConnections()
+	}
+	t.closeRetiredLocked()
+}
+
+// Close closes every idle connection, as CloseIdle, and stops the lean
+// clients' idle reapers (shutdown): a connection handed back later is
+// closed, not kept.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.lean {
+		c.Close()
+	}
+	for _, tr := range t.by {
+		tr.CloseIdleConnections()
 	}
 	t.closeRetiredLocked()
 }
