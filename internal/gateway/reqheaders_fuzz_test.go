@@ -4,8 +4,10 @@ import (
 	"net/http"
 	"net/textproto"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzRequestHeaders: the one pass over a small header map (walk) and the
@@ -27,6 +29,31 @@ func FuzzRequestHeaders(f *testing.F) {
 		looked.lookup(h)
 		if !reflect.DeepEqual(walked, looked) {
 			t.Fatalf("headers %q:\nwalk   %+v\nlookup %+v", h, walked, looked)
+		}
+	})
+}
+
+// FuzzRetryAfterOf: whatever Retry-After and Retry-After-Ms an answer
+// carries (a backend's, relayed), the wait the demand meter counts is
+// between 0 and a day, and a whole number of seconds within that range
+// is read as written.
+func FuzzRetryAfterOf(f *testing.F) {
+	f.Add("", "120")
+	f.Add("1500", "2")
+	f.Add("-5", "86400")
+	f.Add("9223372036854775807", "1e3")
+	f.Fuzz(func(t *testing.T, ms, secs string) {
+		h := http.Header{}
+		if ms != "" {
+			h.Set("Retry-After-Ms", ms)
+		}
+		h.Set("Retry-After", secs)
+		d := retryAfterOf(h)
+		if d < 0 || d >= 24*time.Hour {
+			t.Fatalf("Retry-After-Ms %q, Retry-After %q: %v", ms, secs, d)
+		}
+		if n, err := strconv.Atoi(secs); ms == "" && err == nil && n > 0 && n < 86400 && d != time.Duration(n)*time.Second {
+			t.Fatalf("Retry-After %q read as %v", secs, d)
 		}
 	})
 }
