@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -246,10 +245,15 @@ func (d DNS) specs(rrs []dns.RR) ([]endpoint.Spec, time.Duration) {
 		if t := time.Duration(rr.Header().Ttl) * time.Second; ttl < 0 || t < ttl {
 			ttl = t
 		}
-		if host == "" || port <= 0 {
+		// A target name is any bytes the registry wrote ("a/b.test." is
+		// host a, port 80, path /b.test:8000 once in a URL; "a\032b" is
+		// a backend endpoint.New refuses): the answer names hosts, it
+		// does not shape URLs (instanceURL, as for Consul).
+		u, ok := instanceURL(scheme, host, port)
+		if !ok {
 			continue
 		}
-		spec.URL = scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port))
+		spec.URL = u
 		if !slices.ContainsFunc(out, func(s endpoint.Spec) bool { return s.URL == spec.URL }) {
 			out = append(out, spec.Normalized())
 		}

@@ -475,3 +475,23 @@ func TestDNSOneFamilyFailing(t *testing.T) {
 	sink.failure(t, "SERVFAIL")
 	noUpdate(t, sink)
 }
+
+// An SRV target is a host name, not URL text: a target whose name holds
+// a slash, a query or fragment mark, or an escaped byte is left out (the
+// well-named one next to it serves). Before, "a/b.test." on port 8001
+// became the backend http://a/b.test:8001, which is host a on port 80
+// with the path /b.test:8001.
+func TestDNSServiceTargetShapesNoURL(t *testing.T) {
+	z := newZone(t)
+	z.set(t, dns.TypeSRV,
+		"_llm._tcp.test. 30 IN SRV 10 5 8001 a/b.test.",
+		"_llm._tcp.test. 30 IN SRV 10 5 8002 a?b.test.",
+		`_llm._tcp.test. 30 IN SRV 10 5 8003 a\032b.test.`,
+		"_llm._tcp.test. 30 IN SRV 10 5 8004 gpu-1.test.")
+	k := newTicks()
+	sink := runDNS(t, DNS{Name: "_llm._tcp.test.", Record: "srv", Server: z.addr,
+		MinInterval: time.Second, MaxInterval: time.Minute, After: k.after})
+	if got := urls(sink.next(t)); got != "http://gpu-1.test:8004" {
+		t.Fatalf("set %s, want the one well-named target", got)
+	}
+}

@@ -180,3 +180,23 @@ func TestDashboardServedWithSecurityHeaders(t *testing.T) {
 		t.Errorf("/status without the token: %d", code)
 	}
 }
+
+// A queue URL whose password url.Parse cannot read (a '%' not starting
+// an escape) is still shown on /status with the password hidden. Before,
+// a URL that did not parse was shown whole.
+func TestStatusHidesAQueuePasswordThatDoesNotParse(t *testing.T) {
+	be := newOKBackend(t)
+	cfg := testConfig(be.URL)
+	cfg.Admin.Token = "tok"
+	_, gw := startGateway(t, cfg)
+	gw.queueInfo = QueueInfo{Mode: "external", URL: "nats://u:50%off@10.0.0.1:4222,nats://10.0.0.2:4222"}
+	req, _ := http.NewRequest(http.MethodGet, adminServer(t, gw).URL+"/status", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); strings.Contains(body, "50%off") || !strings.Contains(body, `"nats_url": "nats://u:xxxxx@10.0.0.1:4222,nats://10.0.0.2:4222"`) {
+		t.Fatalf("/status queue: %s", body)
+	}
+}

@@ -2,10 +2,9 @@ package gateway
 
 import (
 	"net/http"
-	"net/url"
-	"strings"
 
 	"github.com/sluice-gw/sluice/internal/openai"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // QueuePath is where a `sluice worker` started without --nats asks the
@@ -29,19 +28,10 @@ func (q QueueInfo) redacted() QueueInfo {
 }
 
 // RedactURLs hides the passwords of a comma-separated URL list (a NATS
-// server list).
-func RedactURLs(list string) string {
-	if list == "" {
-		return ""
-	}
-	parts := strings.Split(list, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {
-			parts[i] = u.Redacted()
-		}
-	}
-	return strings.Join(parts, ",")
-}
+// server list). It is telemetry's text rule, not url.Parse: a URL that does
+// not parse was shown whole, password included ("nats://u:50%off@h:4222",
+// an invalid escape, on /status and in the start and outage log lines).
+func RedactURLs(list string) string { return telemetry.RedactURLs(list) }
 
 // serveQueueInfo answers a separate worker's question "which NATS?" with
 // the URL as configured, credentials included: it is behind admin.token,
