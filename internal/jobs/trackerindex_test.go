@@ -71,7 +71,7 @@ func TestFinishedBatchesLeaveNoIndexMarkers(t *testing.T) {
 		eventually(t, "no active batch counted", func() bool { active, _ := s.active.counts(); return active == 0 })
 	}
 	waitNoIndexSubjects(t, s, n)
-	keys, err := listKeys(ctx, s.batch, "a.*")
+	keys, err := s.listKeys(ctx, batchBucket, "a.*")
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("listing after %d finished batches: %v, %v; want none", n, keys, err)
 	}
