@@ -15,7 +15,8 @@ const listBatch = 1024
 // listKeys returns the keys of bucket matching filter: the last message
 // of each subject, delete and purge markers skipped, read by a pull
 // consumer of its own with no-wait requests until one returns nothing
-// or a message says nothing is left.
+// or a message says nothing is left (an empty answer confirmed by the
+// consumer's own count of what it has left to deliver).
 //
 // It was a KV watch (and jetstream's ListKeysFiltered, which cannot tell
 // a complete listing from one cut short, is one too): a watch counts the
@@ -75,8 +76,19 @@ func (s *Store) listKeys(ctx context.Context, bucket, filter string) ([]string, 
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return nil, err
 		}
-		if n == 0 || last {
+		if last {
 			return keys, nil
+		}
+		if n == 0 {
+			// An empty answer is the end only if the consumer agrees:
+			// nothing left to deliver (a purged message is not counted).
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if info.NumPending == 0 {
+				return keys, nil
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
