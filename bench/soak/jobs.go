@@ -15,12 +15,19 @@ import (
 // job submits an async request and polls it to a terminal status (for at
 // most a minute: the soak is bounded).
 func (d *driver) job(ctx context.Context, c *http.Client) {
-	resp := d.post(ctx, c, "job-submit", "/v1/chat/completions", chatBody(d.prompt(), 16, false, false),
-		map[string]string{"Prefer": "respond-async"}, readAll)
+	hdr := map[string]string{"Prefer": "respond-async"}
+	hooked := d.hooks != nil && d.intn(2) == 0
+	if hooked {
+		hdr["X-Sluice-Webhook"] = d.hooks.url
+	}
+	resp := d.post(ctx, c, "job-submit", "/v1/chat/completions", chatBody(d.prompt(), 16, false, false), hdr, readAll)
 	if resp == nil || resp.StatusCode != http.StatusAccepted {
 		return
 	}
 	loc := resp.Header.Get("Location")
+	if hooked {
+		d.hooks.accept(loc)
+	}
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		var st struct {
@@ -129,6 +136,18 @@ func (d *driver) batch(ctx context.Context, n int) error {
 		}
 	}
 	d.count("batch-requests", fmt.Sprintf("completed %d failed %d of %d", b.Counts.Completed, b.Counts.Failed, b.Counts.Total))
+	// The Files side: the list, the input's metadata, then its delete
+	// (kept, a week of inputs would be what the store's bytes measure).
+	if err := d.getJSON(ctx, c, "/v1/files?purpose=batch&limit=20", nil); err != nil {
+		return fmt.Errorf("list files: %w", err)
+	}
+	if err := d.getJSON(ctx, c, "/v1/files/"+file.ID, nil); err != nil {
+		return fmt.Errorf("get file: %w", err)
+	}
+	if err := d.exchange(ctx, c, http.MethodDelete, "/v1/files/"+file.ID, "", nil, nil); err != nil {
+		return fmt.Errorf("delete file: %w", err)
+	}
+	d.count("file", "deleted")
 	return nil
 }
 

@@ -23,7 +23,12 @@
 // burst (queue refusals), both on connections not kept alive;
 // a Batch API batch at 25% and 60%; the config file rewritten every
 // --reload (the gateway's file watch reloads it); one simulator SIGKILLed
-// and restarted 20 s later --kills times.
+// and restarted 20 s later --kills times. With --batch-every, a batch of
+// --batch-lines requests every that long instead of the two (each: the
+// input uploaded, the batch polled to its end, its output downloaded,
+// the files listed, the input read back and deleted); with --webhooks,
+// half the async jobs name a receiver in the driver as their webhook,
+// and one never delivered fails the run.
 //
 // A sample every --interval tick (30 s: the bursts' schedule assumes it),
 // taken before the tick's events, with the heap read just after a forced
@@ -63,6 +68,9 @@ func main() {
 	reload := flag.Duration("reload", 30*time.Second, "config rewrite interval, a multiple of --interval (0: none)")
 	kills := flag.Int("kills", 2, "simulator SIGKILL+restart cycles during the run")
 	seed := flag.Uint64("seed", 1, "random seed of the traffic")
+	flag.DurationVar(&batchEvery, "batch-every", 0, "a Batch API batch (and its Files calls) every this long, one at a time (0: two, at 25% and 60% of the run)")
+	flag.IntVar(&batchLines, "batch-lines", 20, "requests in each batch")
+	flag.BoolVar(&webhooks, "webhooks", false, "half the async jobs with a webhook to a receiver in the driver; lost ones fail the run")
 	flag.Parse()
 	*duration = min(*duration, 2*time.Hour)
 	*rate = math.Min(*rate, 50)
@@ -74,6 +82,13 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// The Batch API and webhook knobs (flags).
+var (
+	batchEvery time.Duration
+	batchLines int
+	webhooks   bool
+)
 
 func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, rate float64, interval, reloadEvery time.Duration, kills int, seed uint64) error {
 	if dir == "" {
@@ -95,6 +110,14 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	}
 	smp := &sampler{admin: r.admin, pid: r.gw.pid(), simPorts: ports, client: &http.Client{Timeout: 30 * time.Second}}
 	d := newDriver("http://"+r.listen, seed, 48)
+	if webhooks {
+		h, err := newHookSink()
+		if err != nil {
+			return err
+		}
+		defer h.close()
+		d.hooks = h
+	}
 	fmt.Printf("soak: gateway pid %d on %s (admin %s), sims %v, dir %s\n", r.gw.pid(), r.listen, r.admin, r.simAddrs, dir)
 
 	// Warm-up, then the idle baseline.
@@ -120,7 +143,13 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 		nmu.Unlock()
 	}
 	bg.Go(func() { d.run(runCtx, rate) })
+	if batchEvery > 0 {
+		bg.Go(func() { d.batchLoop(runCtx, batchEvery, batchLines, event) })
+	}
 	for _, at := range []float64{0.25, 0.6} {
+		if batchEvery > 0 {
+			break
+		}
 		bg.Go(func() {
 			if sleep(runCtx, time.Duration(at*float64(duration))) {
 				if err := d.batch(runCtx, 20); err != nil {
@@ -213,6 +242,9 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	})
 	bg.Wait()
 	d.wg.Wait()
+	if d.hooks != nil {
+		d.hooks.settle(ctx)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -235,6 +267,9 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	fmt.Println("verdict: growth over the second half (slope x its length) against max(floor, 10% of its median)")
 	ok := printVerdict(os.Stdout, judge(samples))
 	ok = d.respSummary(os.Stdout) && ok
+	if d.hooks != nil {
+		ok = d.hooks.report(os.Stdout) && ok
+	}
 	ok = d.ep.report(os.Stdout, "endpoints", "not a 2xx of the simulator's shape, not an overload's 429/503 with Retry-After, not a cut or 502/503/504 during a disturbance") && ok
 	fmt.Printf("\nidle, no traffic, driver's connections closed (profiles in %s/{before,after}-*):\n", dir)
 	// The chaos suite's leak target: goroutines and fds back within 5%,

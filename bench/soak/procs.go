@@ -171,6 +171,8 @@ func (r *rig) config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %s\nadmin:\n  listen: %s\n  pprof: true\n", r.listen, r.admin)
 	fmt.Fprintf(&b, "queue:\n  data_dir: %s\n", filepath.Join(r.dir, "data"))
+	// Signed webhooks to the driver's loopback receiver (driver.hooks).
+	b.WriteString("  webhook_secret: whsec_c29hay1zZWNyZXQtc29hay1zZWNyZXQ=\n  allow_private_webhooks: true\n")
 	fmt.Fprintf(&b, "forecast:\n  snapshot: %s\n", filepath.Join(r.dir, "forecast.snapshot"))
 	fmt.Fprintf(&b, "rate_limits:\n  per_ip: {requests: \"rate=%dr/s burst=20 nodelay\"}\n", r.perIPRate[r.reloads%2])
 	b.WriteString("models:\n  - name: sim-model\n    backends:\n")

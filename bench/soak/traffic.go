@@ -35,6 +35,7 @@ type driver struct {
 	outcomes map[string]int // "kind status" -> count
 	resp     respState      // the Responses traffic's ids and failures, and the disturbances' epoch
 	ep       failLog        // the other endpoints' unexpected answers (endpoints.go)
+	hooks    *hookSink      // half the async jobs name its URL as their webhook (nil: none)
 	wg       sync.WaitGroup
 }
 

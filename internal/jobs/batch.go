@@ -279,7 +279,7 @@ func (s *Store) ListBatches(ctx context.Context, tenant, after string, limit int
 		limit = 20
 	}
 	prefix := "t." + tenantHash(tenant) + "."
-	keys, err := listKeys(ctx, s.batch, prefix+"*")
+	keys, err := s.listKeys(ctx, batchBucket, prefix+"*")
 	if err != nil {
 		return nil, false, fmt.Errorf("jobs: listing batches: %w", err)
 	}

@@ -96,7 +96,7 @@ func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
 	if err != nil {
 		return Backlog{}, fmt.Errorf("jobs backlog: %w", err)
 	}
-	batches, err := listKeys(ctx, s.batch, "a.*")
+	batches, err := s.activeIndex(ctx) // a finished batch's marker counts until a tracker's scan purges it
 	if err != nil {
 		return Backlog{}, fmt.Errorf("active batches: %w", err)
 	}

@@ -279,37 +279,6 @@ func waitAcks(ctx context.Context, futs []jetstream.PubAckFuture, seqs *[]uint64
 // every key by then is stuck (its callers retry or report the error).
 const listTimeout = 30 * time.Second
 
-// listKeys returns the keys of kv matching filter. (jetstream's
-// ListKeysFiltered cannot tell a complete listing from one cut short.)
-func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, listTimeout)
-	defer cancel()
-	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
-	if err != nil {
-		return nil, err
-	}
-	defer stopWatch(w)
-	seen := map[string]bool{}
-	var keys []string
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("jobs: key listing interrupted")
-			}
-			if e == nil {
-				return keys, nil
-			}
-			if !seen[e.Key()] {
-				seen[e.Key()] = true
-				keys = append(keys, e.Key())
-			}
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-}
-
 // watchDrainBound bounds how long stopWatch reads a watcher whose
 // subscription is still delivering after Stop (the connection draining).
 const watchDrainBound = 5 * time.Second

@@ -268,22 +268,23 @@ type Store struct {
 	batch    jetstream.KeyValue // batch records and the active-batch index
 	files    jetstream.ObjectStore
 
-	stats    counters
-	metrics  *collector
-	hooks    *webhooks
-	tracker  *tracker
-	active   activeBatches // what CreateBatch's bounds count; kept by the tracker
-	usage    usageCache    // the store's usage for admission (storecap.go)
-	held     heldResults   // results workers hold on a full store (heldresult.go)
-	randMu   sync.Mutex
-	ctx      context.Context // ends on Close: stops everything below
-	cancel   context.CancelFunc
-	mu       sync.Mutex // guards closed and wg.Add
-	closed   bool
-	wg       sync.WaitGroup // the Store's goroutines and running RunWorker calls
-	closeErr error
-	once     sync.Once
-	idemWait time.Duration // idemWait; tests set their own
+	stats       counters
+	metrics     *collector
+	hooks       *webhooks
+	tracker     *tracker
+	batchStream streamHandle  // the batch bucket's stream (activeIndex, purgeIndexMarker)
+	active      activeBatches // what CreateBatch's bounds count; kept by the tracker
+	usage       usageCache    // the store's usage for admission (storecap.go)
+	held        heldResults   // results workers hold on a full store (heldresult.go)
+	randMu      sync.Mutex
+	ctx         context.Context // ends on Close: stops everything below
+	cancel      context.CancelFunc
+	mu          sync.Mutex // guards closed and wg.Add
+	closed      bool
+	wg          sync.WaitGroup // the Store's goroutines and running RunWorker calls
+	closeErr    error
+	once        sync.Once
+	idemWait    time.Duration // idemWait; tests set their own
 	// leaderless, when set (tests), is called each time a submit's write
 	// found no stream leader, before it waits to send it again.
 	leaderless func()

@@ -153,19 +153,19 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	scan := t.s.active.beginScan()
-	keys, err := listKeys(ctx, t.s.batch, "a.*")
+	ids, err := t.s.activeIndex(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			t.s.log.Warn("listing active batches", "err", err)
 		}
 		return
 	}
-	batchKeys := make([]string, 0, len(keys))
-	listed := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		id := strings.TrimPrefix(k, "a.")
-		listed[id] = true
+	batchKeys := make([]string, 0, len(ids))
+	listed := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		k := activeKey(id)
 		if a, ok := t.actors[id]; ok {
+			listed[id] = true
 			select {
 			case a.nudge <- struct{}{}:
 			default:
@@ -174,9 +174,17 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 			continue
 		}
 		e, err := t.s.batch.Get(ctx, k)
-		if err != nil {
-			continue // deleted meanwhile
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			// A marker: the batch finished (or its creation was undone).
+			if err := t.s.purgeIndexMarker(ctx, id); err != nil && ctx.Err() == nil {
+				t.s.log.Debug("purging a batch's index marker", "batch", id, "err", err)
+			}
+			continue
 		}
+		if err != nil {
+			continue // the next scan reads it again
+		}
+		listed[id] = true
 		a := &actor{s: t.s, id: id, key: string(e.Value()), nudge: make(chan struct{}, 1),
 			done: make(chan struct{}), jobs: map[int]*jobState{}}
 		t.actors[id] = a
@@ -246,7 +254,16 @@ type actor struct {
 }
 
 func (a *actor) run(ctx context.Context) {
-	defer close(a.done)
+	finished := false
+	defer func() {
+		close(a.done)
+		if finished {
+			// Its tracker's next scan drops it and recounts the active
+			// batches now: forget's index entry is purged, and a purge
+			// sends the tracker's watch no event.
+			a.s.nudgeTracker()
+		}
+	}()
 	w, err := a.s.jobs.Watch(ctx, batchJobsFilter(a.id))
 	if err != nil {
 		if ctx.Err() == nil {
@@ -267,10 +284,12 @@ func (a *actor) run(ctx context.Context) {
 				continue
 			}
 			if a.ready && (e == nil || a.allTerminal()) && a.evaluate(ctx) {
+				finished = true
 				return
 			}
 		case <-a.nudge:
 			if a.evaluate(ctx) {
+				finished = true
 				return
 			}
 		case <-ctx.Done():
@@ -436,7 +455,19 @@ func (a *actor) gone(ctx context.Context) bool {
 	return errors.Is(err, jetstream.ErrKeyNotFound)
 }
 
-// forget drops the batch from the active index.
+// forget drops the batch from the active index: a delete, which every
+// tracker's watch of the index sees as an event (a prompt recount on
+// other replicas), then a purge of the key's subject, which leaves
+// nothing. A KV delete alone leaves a marker for the bucket's max age
+// (queue.retention, a week), and every listing of the index (each scan,
+// every TrackInterval while a batch is active; each /metrics scrape's
+// Backlog) and every new watch of it is sent every marker: 100,000
+// finished batches cost each listing 1.3 s and the embedded server's
+// heap 150 MiB. A watcher that has not read the delete when the purge
+// lands never sees it; nothing depends on it: the scan every
+// TrackInterval of a tracker with an actor finds the entry gone (and
+// nudges that actor), and the actor that forgets nudges its own tracker.
+// A failed purge leaves the marker to retention: a cost, not an error.
 func (a *actor) forget(ctx context.Context) bool {
 	if err := a.s.batch.Delete(ctx, activeKey(a.id)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		if ctx.Err() == nil {
@@ -444,5 +475,69 @@ func (a *actor) forget(ctx context.Context) bool {
 		}
 		return false
 	}
+	if err := a.s.purgeIndexMarker(ctx, a.id); err != nil && ctx.Err() == nil {
+		a.s.log.Debug("purging a batch's index entry (retention removes it)", "batch", a.id, "err", err)
+	}
 	return true
+}
+
+// streamHandle is a KV bucket's stream, looked up once (a stream info
+// request) and kept: a handle is its name and the connection.
+type streamHandle struct {
+	mu sync.Mutex // held across the lookup
+	st jetstream.Stream
+}
+
+func (h *streamHandle) get(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.Stream, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.st != nil {
+		return h.st, nil
+	}
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err == nil {
+		h.st = st
+	}
+	return st, err
+}
+
+// activeIndex lists the active-batch index: the ids whose a.<id> subject
+// the batch bucket's stream holds, read from the stream's state (one
+// request) and not with a KV listing (a watch delivering the last
+// message of every subject, then a nil). A listing's watch counts the
+// messages pending when it starts and waits for them all: one purged
+// before it was delivered (forget purges the entry it just deleted) is
+// never delivered, and the listing waited its whole timeout (30 s) for
+// the nil, the tracker's loop with it. The state lists a subject whose
+// last message is a delete marker too: one between forget's delete and
+// its purge, or one written before forget purged (they stay for
+// queue.retention); the tracker's scan reads each entry and purges those
+// (purgeIndexMarker).
+func (s *Store) activeIndex(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
+	st, err := s.batchStream.get(ctx, s.js, batchBucket)
+	if err != nil {
+		return nil, err
+	}
+	prefix := "$KV." + batchBucket + "."
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+activeKey("*")))
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		ids = append(ids, strings.TrimPrefix(subj, prefix+activeKey("")))
+	}
+	return ids, nil
+}
+
+// purgeIndexMarker purges id's index subject, whose entry is deleted: a
+// batch's entry is written once and never again once deleted.
+func (s *Store) purgeIndexMarker(ctx context.Context, id string) error {
+	st, err := s.batchStream.get(ctx, s.js, batchBucket)
+	if err == nil {
+		err = st.Purge(ctx, jetstream.WithPurgeSubject("$KV."+batchBucket+"."+activeKey(id)))
+	}
+	return err
 }

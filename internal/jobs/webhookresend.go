@@ -253,7 +253,7 @@ type sweepCounts struct {
 // sweep queues the pending webhooks of finished jobs whose sender is
 // gone, looking at most at webhookSweepMax records.
 func (w *webhooks) sweep(ctx context.Context) (c sweepCounts, err error) {
-	keys, err := listKeys(ctx, w.s.jobs, webhookIndexFilter)
+	keys, err := w.s.listKeys(ctx, jobsBucket, webhookIndexFilter)
 	if err != nil {
 		return c, err
 	}
