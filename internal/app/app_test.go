@@ -191,15 +191,12 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // up to 1 s on a goroutine Close does not join, then refreshes; the
 // fail-open test's client, its Redis stopped, leaves one, and a leak check
 // run next failed on it (TestCutEndsTheDrainAtOnce, -shuffle
-// 1796505391492758067). And nats.go's jetstream goroutine per async
-// publish context (resetPendingAcksOnReconnect, exempt in internal/jobs'
-// TestMain alike): a queue test's batch leaves one after its embedded
-// NATS closed (TestTokenClaimDoesNotReachAKeysTenant, just before
-// jwt_test.go's leak check).
+// 1796505391492758067). (nats.go's per-publish-context listener,
+// resetPendingAcksOnReconnect, was exempt here until v1.56.0 stopped
+// leaking it: TestUploadsLeaveNoPublisherGoroutines in internal/jobs.)
 var otherTestsGoroutines = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*clusterClient)._refresh.func2"),
 	goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
-	goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"),
 }
 
 func TestReloadOnFileChangeAndRefuseInvalid(t *testing.T) {

@@ -9,18 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 func TestMain(m *testing.M) {
-	// nats.go's jetstream starts resetPendingAcksOnReconnect per async
-	// publish context; it returns only once the connection's status channel
-	// reports the close, which can land just after the last test returns.
-	// Seen once in a full race run; it is the library's goroutine, not ours.
-	leaktest.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"))
+	leaktest.VerifyTestMain(m)
 }
 
 // startServer runs an embedded NATS on a random loopback port over dir.
