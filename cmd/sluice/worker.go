@@ -35,6 +35,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	workerToken := fs.String("worker-token", "", "removed: use --admin-token (admin.token)")
 	apiKey := fs.String("api-key", "", "removed: jobs run as their tenants, no key needed")
 	webhookSecret := fs.String("webhook-secret", "", "the gateway's queue.webhook_secret, to sign the webhooks of jobs this worker finishes (default $SLUICE_WEBHOOK_SECRET)")
+	// A worker's tracker may be the one that finishes a batch (it wins
+	// the compare-and-swap as often as a gateway's): without the list, the
+	// event of a batch it finished would not be sent.
+	batchHooks := fs.String("batch-webhooks", "", "the gateway's queue.batch_webhooks, comma-separated: endpoints sent an OpenAI webhook event when a batch this worker's tracker finishes ends")
 	allowPrivateHooks := fs.Bool("allow-private-webhooks", false, "deliver webhooks to loopback, private and link-local addresses (the gateway's queue.allow_private_webhooks)")
 	concurrency := fs.Int("concurrency", 16, "jobs run at once")
 	maxAttempts := fs.Int("max-attempts", 5, "executions ending in an error before a job is dead-lettered")
@@ -55,6 +59,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *adminToken == "" {
 		return usagef("need --admin-token (the gateway's admin.token): the gateway runs jobs as their tenants only for an authenticated worker")
+	}
+	if *batchHooks != "" && *webhookSecret == "" {
+		return usagef("--batch-webhooks needs --webhook-secret: events are only sent signed")
 	}
 	if *concurrency < 1 {
 		return usagef("--concurrency %d: want at least 1", *concurrency)
@@ -98,7 +105,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		logger.Warn("no --webhook-secret: webhooks of the jobs this worker finishes are not sent (never unsigned)")
 	}
 	store, err := jobs.Open(openCtx, jobs.Options{URL: *natsURL, Name: "sluice-worker", MaxAttempts: *maxAttempts, Logger: logger,
-		WebhookSecret: []byte(*webhookSecret), AllowPrivateWebhooks: *allowPrivateHooks})
+		WebhookSecret: []byte(*webhookSecret), AllowPrivateWebhooks: *allowPrivateHooks, BatchWebhooks: splitList(*batchHooks)})
 	if err != nil {
 		return err
 	}
@@ -133,4 +140,15 @@ func adminBase(s string) (string, error) {
 		return "", usagef("--admin %q: want the gateway's admin listener (admin.listen) as http://host:port, or host:port", s)
 	}
 	return base, nil
+}
+
+// splitList is a comma-separated flag's non-empty items, trimmed.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -98,6 +99,16 @@ type Queue struct {
 	// URLs are refused at submit and, after DNS, at dial time, so clients
 	// cannot make the gateway call internal services).
 	AllowPrivateWebhooks bool `yaml:"allow_private_webhooks"`
+	// BatchWebhooks are endpoints (absolute http or https URLs) that
+	// every batch's end is POSTed to as an OpenAI webhook event,
+	// {"object":"event","type":"batch.completed","data":{"id":"batch_..."},...}
+	// (batch.completed, batch.failed, batch.cancelled, batch.expired),
+	// signed with webhook_secret as OpenAI signs its own: the SDKs'
+	// client.webhooks.unwrap(body, headers, secret) accepts them. Sent
+	// once per endpoint and batch end, through the job webhooks' queues
+	// and first round of retries; not kept past that (see
+	// docs/RELIABILITY.md). Needs webhook_secret; at most 16.
+	BatchWebhooks []string `yaml:"batch_webhooks"`
 	// WorkerToken is no longer used: separate `sluice worker` processes
 	// run jobs as their tenants through the admin listener, with
 	// admin.token. Parsed only so that a config still setting it gets an
@@ -149,6 +160,7 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	if q.MaxActiveBatchesPerTenant < 1 || q.MaxActiveBatchesPerTenant > q.MaxActiveBatches {
 		bad("queue.max_active_batches_per_tenant", "must be from 1 to queue.max_active_batches (%d), got %d", q.MaxActiveBatches, q.MaxActiveBatchesPerTenant)
 	}
+	c.validateBatchWebhooks(bad)
 	if q.WorkerToken != "" {
 		bad("queue.worker_token", "is gone: `sluice worker` now runs jobs through the admin listener, authenticated with admin.token (--admin-token); remove this key and set admin.token")
 	}
@@ -156,5 +168,33 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 		if _, _, err := net.SplitHostPort(q.Listen); err != nil {
 			bad("queue.listen", "%v", fmt.Errorf("want host:port: %w", err))
 		}
+	}
+}
+
+// maxBatchWebhooks bounds queue.batch_webhooks: each batch end queues one
+// event per endpoint.
+const maxBatchWebhooks = 16
+
+func (c *Config) validateBatchWebhooks(bad func(key, format string, args ...any)) {
+	q := c.Queue
+	if len(q.BatchWebhooks) == 0 {
+		return
+	}
+	if q.WebhookSecret == "" {
+		bad("queue.batch_webhooks", "needs queue.webhook_secret: events are only sent signed")
+	}
+	if len(q.BatchWebhooks) > maxBatchWebhooks {
+		bad("queue.batch_webhooks", "at most %d endpoints, got %d", maxBatchWebhooks, len(q.BatchWebhooks))
+	}
+	seen := make(map[string]bool, len(q.BatchWebhooks))
+	for i, raw := range q.BatchWebhooks {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			bad(fmt.Sprintf("queue.batch_webhooks[%d]", i), "want an absolute http or https URL")
+		case seen[raw]:
+			bad(fmt.Sprintf("queue.batch_webhooks[%d]", i), "listed twice: each event would be sent twice")
+		}
+		seen[raw] = true
 	}
 }

@@ -69,3 +69,25 @@ func TestQueueOrphanChunkAge(t *testing.T) {
 		}
 	}
 }
+
+// queue.batch_webhooks takes absolute http(s) URLs with a webhook_secret,
+// and refuses one without the secret, a relative or other-scheme URL, or
+// one listed twice, naming the key.
+func TestQueueBatchWebhooks(t *testing.T) {
+	ok := "queue: {webhook_secret: s, batch_webhooks: [https://hooks.example.com/openai, http://h.example:9000/x]}\n"
+	c, err := Parse([]byte(ok + minimal))
+	if err != nil || len(c.Queue.BatchWebhooks) != 2 {
+		t.Fatalf("two endpoints: %v, %v", err, c.Queue.BatchWebhooks)
+	}
+	for _, v := range []string{
+		"queue: {batch_webhooks: [https://hooks.example.com/openai]}",
+		"queue: {webhook_secret: s, batch_webhooks: [hooks.example.com/openai]}",
+		"queue: {webhook_secret: s, batch_webhooks: [ftp://hooks.example.com/]}",
+		"queue: {webhook_secret: s, batch_webhooks: [https://a.example/, https://a.example/]}",
+	} {
+		_, err := Parse([]byte(v + "\n" + minimal))
+		if err == nil || !strings.Contains(err.Error(), "queue.batch_webhooks") {
+			t.Errorf("%s: %v; want an error naming queue.batch_webhooks", v, err)
+		}
+	}
+}

@@ -124,6 +124,7 @@ var referenceUnset = map[string]string{
 	"models[].backends[].upstream_model":       "the request's model",
 	"models[].discovery":                       "none",
 	"models[].fallbacks":                       "none",
+	"queue.batch_webhooks":                     "no batch events sent",
 	"queue.url":                                "NATS embedded in the gateway",
 	"queue.webhook_secret":                     "no webhooks: a request naming one is refused",
 	"queue.worker_token":                       "no longer used",

@@ -232,12 +232,15 @@ func (s *Store) enqueueBatch(ctx context.Context, rec *batchRecord, reqs []Batch
 func (s *Store) failCreate(key string, err error) error {
 	ctx, cancel := s.cleanupContext()
 	defer cancel()
-	_, _, uerr := s.updateBatch(ctx, key, func(r *batchRecord) error {
+	done, changed, uerr := s.updateBatch(ctx, key, func(r *batchRecord) error {
 		failBatch(r, s.now().Unix(), "enqueueing the batch failed")
 		return nil
 	})
 	if uerr != nil {
 		s.log.Warn("marking batch failed", "batch", key, "err", uerr)
+	}
+	if changed {
+		s.batchEnded(&done.Batch)
 	}
 	return err
 }

@@ -60,7 +60,7 @@ func (a *actor) finalize(ctx context.Context, target string) bool {
 		}
 	}
 	counts, usage := a.counts(), a.usage()
-	_, _, err = s.updateBatch(ctx, a.key, func(r *batchRecord) error {
+	done, changed, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
 		if batchTerminal(r.Batch.Status) {
 			return errNoChange
 		}
@@ -81,6 +81,9 @@ func (a *actor) finalize(ctx context.Context, target string) bool {
 	})
 	if err != nil {
 		return a.failed("completing batch", err)
+	}
+	if changed {
+		s.batchEnded(&done.Batch) // this write ended it: once per batch
 	}
 	return a.forget(ctx)
 }

@@ -152,6 +152,9 @@ var (
 		[]string{"outcome"}, nil)
 	webhookRetriesDesc = prometheus.NewDesc("sluice_jobs_webhook_retries_scheduled_total",
 		"Webhook delivery rounds that failed with an answer worth retrying (408, 429, 5xx, a network error) and left the webhook pending, its next attempt on the retry schedule (up to ~28 h after its job finished).", nil, nil)
+	batchEventsDesc = prometheus.NewDesc("sluice_jobs_batch_events_total",
+		"OpenAI webhook events of ended batches (batch.completed/failed/cancelled/expired) to queue.batch_webhooks endpoints, one per endpoint, by outcome: delivered, failed (its round of attempts failed or a final answer), dropped (a queue bound or shutdown kept it out); failed and dropped ones are not sent again.",
+		[]string{"outcome"}, nil)
 )
 
 // backlogDesc is the queue's depth, read from the stream at scrape time.
@@ -244,6 +247,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- webhooksDroppedDesc
 	ch <- webhookResendsDesc
 	ch <- webhookRetriesDesc
+	ch <- batchEventsDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -272,6 +276,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(webhookResendsDesc, prometheus.CounterValue, float64(c.s.hooks.resends[o].Load()), label)
 	}
 	ch <- prometheus.MustNewConstMetric(webhookRetriesDesc, prometheus.CounterValue, float64(c.s.hooks.retries.Load()))
+	for o, label := range eventOutcomeLabels {
+		ch <- prometheus.MustNewConstMetric(batchEventsDesc, prometheus.CounterValue, float64(c.s.hooks.events[o].Load()), label)
+	}
 	ch <- prometheus.MustNewConstMetric(workersPausedDesc, prometheus.GaugeValue, float64(c.s.stats.workersPaused.Load()))
 	ch <- prometheus.MustNewConstMetric(storePausesDesc, prometheus.CounterValue, float64(c.s.stats.storePauses.Load()))
 	ch <- prometheus.MustNewConstMetric(startsRefusedDesc, prometheus.CounterValue, float64(c.s.stats.startsRefused.Load()))

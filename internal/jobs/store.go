@@ -114,6 +114,11 @@ type Options struct {
 	// link-local and other internal addresses (checked on the address
 	// dialled, after DNS). Off by default.
 	AllowPrivateWebhooks bool
+	// BatchWebhooks are the endpoints every batch's end is sent to as an
+	// OpenAI webhook event (batch.completed, batch.failed,
+	// batch.cancelled, batch.expired; batchevent.go), signed with
+	// WebhookSecret. Empty: none is sent.
+	BatchWebhooks []string
 	// WebhookTimeout bounds one round of a webhook's delivery attempts
 	// (the first round's retries included), default 1 minute; later
 	// rounds follow the retry schedule (webhookretry.go).
@@ -299,6 +304,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	o.defaults()
 	if o.URL == "" {
 		return nil, errors.New("jobs: Options.URL is required")
+	}
+	for _, u := range o.BatchWebhooks {
+		if err := CheckWebhookURL(u, o.AllowPrivateWebhooks); err != nil {
+			return nil, fmt.Errorf("jobs: batch webhook endpoint: %w", err)
+		}
 	}
 	// Reconnect forever: the queue outlives NATS restarts, and callers see
 	// errors (not a dead Store) while the server is away.

@@ -379,13 +379,16 @@ func (a *actor) evaluate(ctx context.Context) bool {
 		return a.finalize(ctx, b.Target)
 	case st == batchValidating:
 		if now.Sub(time.Unix(b.Batch.CreatedAt, 0)) > s.o.CreateTimeout {
-			_, _, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
+			done, changed, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
 				if r.Batch.Status != batchValidating {
 					return errNoChange
 				}
 				failBatch(r, now.Unix(), "the batch was not fully enqueued (its creator stopped)")
 				return nil
 			})
+			if changed {
+				s.batchEnded(&done.Batch)
+			}
 			return err == nil && a.forget(ctx)
 		}
 		return false

@@ -62,6 +62,9 @@ type webhooks struct {
 	// retries counts rounds that ended with the webhook left pending for
 	// a later attempt: sluice_jobs_webhook_retries_scheduled_total.
 	retries atomic.Uint64
+	// events counts batch events (batchevent.go) by eventOutcome:
+	// sluice_jobs_batch_events_total{outcome}.
+	events [numEventOutcomes]atomic.Uint64
 	// sweepAfter is the last index key the previous sweep looked at: the
 	// next starts after it, so webhooks waiting hours for their next
 	// attempt do not keep a sweep from reaching the rest.
@@ -79,7 +82,23 @@ type hookItem struct {
 	resend bool
 	retry  bool // its record's NextAttemptAt has come: one attempt
 	from   string
-	due    int64 // the record's NextAttemptAt the sweep saw
+	due    int64       // the record's NextAttemptAt the sweep saw
+	ev     *batchEvent // a batch event (batchevent.go) instead of j
+}
+
+// key is what inflight knows the item by; target is where it goes.
+func (it *hookItem) key() string {
+	if it.ev != nil {
+		return it.ev.key()
+	}
+	return it.j.ID
+}
+
+func (it *hookItem) target() string {
+	if it.ev != nil {
+		return it.ev.url
+	}
+	return it.j.Webhook
 }
 
 // resendOutcome is how a resent webhook ended: the outcome label of
@@ -162,7 +181,7 @@ var dropReasonWhy = [numDropReasons]string{"webhook queue full", "too many webho
 // enqueue puts it in its destination's queue, starting its drain, or
 // says which bound refused it.
 func (w *webhooks) enqueue(it *hookItem) (dropReason, bool) {
-	dest := destination(it.j.Webhook)
+	dest := destination(it.target())
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	q := w.hosts[dest]
@@ -185,7 +204,7 @@ func (w *webhooks) enqueue(it *hookItem) (dropReason, bool) {
 	select {
 	case q <- it:
 		w.queued++
-		w.inflight[it.j.ID] = true
+		w.inflight[it.key()] = true
 		return 0, true
 	default:
 		return dropDestinationFull, false
@@ -212,7 +231,7 @@ func (w *webhooks) drain(dest string, q chan *hookItem) {
 		}
 		w.deliver(ctx, it)
 		w.mu.Lock()
-		delete(w.inflight, it.j.ID)
+		delete(w.inflight, it.key())
 		w.mu.Unlock()
 	}
 	w.mu.Lock()
@@ -234,6 +253,10 @@ func (w *webhooks) busy(id string) bool {
 // short by the Store closing stays pending. A resend is claimed first,
 // and not sent when the claim fails.
 func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
+	if it.ev != nil {
+		w.deliverEvent(ctx, it.ev)
+		return
+	}
 	j := it.j
 	if it.resend {
 		claimed, err := w.claimResend(ctx, j.ID, it.from, it.due)
@@ -265,16 +288,39 @@ func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.s.o.WebhookTimeout)
 	defer cancel()
+	r := w.round(ctx, "job", url, j.ID, body, prev, tries)
+	if r.err == nil {
+		w.s.stats.webhookSent.Add(1)
+		if it.resend {
+			w.resends[resendDelivered].Add(1)
+		}
+		w.record(j.ID, w.s.webhookOutcome(prev+r.attempts, nil))
+		return
+	}
+	w.endRound(it, prev+r.attempts, r.err, r.permanent, r.notBefore)
+}
+
+// roundResult is how a round of attempts ended: delivered (err nil)
+// after attempts, or failed with err, permanently or worth retrying
+// not before notBefore (the receiver's Retry-After).
+type roundResult struct {
+	attempts  int
+	err       error
+	permanent bool
+	notBefore time.Duration
+}
+
+// round makes up to tries attempts to deliver body to url as webhook-id
+// id within ctx, with doubling, jittered backoff (or the receiver's
+// Retry-After) between them; prev is the attempts made before, for the
+// log, where kind names what id is. Job webhooks and batch events
+// (batchevent.go) both deliver through it.
+func (w *webhooks) round(ctx context.Context, kind, url, id string, body []byte, prev, tries int) roundResult {
 	delay := webhookBackoff
 	for attempt := 1; ; attempt++ {
-		err := w.send.send(ctx, url, j.ID, body)
+		err := w.send.send(ctx, url, id, body)
 		if err == nil {
-			w.s.stats.webhookSent.Add(1)
-			if it.resend {
-				w.resends[resendDelivered].Add(1)
-			}
-			w.record(j.ID, w.s.webhookOutcome(prev+attempt, nil))
-			return
+			return roundResult{attempts: attempt}
 		}
 		var de *deliveryError
 		permanent := errors.As(err, &de) && de.permanent
@@ -288,18 +334,16 @@ func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 		// takes it from there, and the destination's queue moves on.
 		dl, _ := ctx.Deadline()
 		last := permanent || attempt >= tries || time.Until(dl) < wait
-		w.s.log.Warn("webhook failed", "job", j.ID, "attempt", prev+attempt, "last_of_round", last, "permanent", permanent, "err", err)
+		w.s.log.Warn("webhook failed", kind, id, "attempt", prev+attempt, "last_of_round", last, "permanent", permanent, "err", err)
 		if last {
-			w.endRound(it, prev+attempt, err, permanent, notBefore)
-			return
+			return roundResult{attempt, err, permanent, notBefore}
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			w.endRound(it, prev+attempt, err, false, 0)
-			return
+			return roundResult{attempts: attempt, err: err}
 		}
 	}
 }
