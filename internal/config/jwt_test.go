@@ -102,3 +102,32 @@ func TestReservedTenantNamespaces(t *testing.T) {
 		t.Error("a cache rule for tenant acme: want acme and jwt:acme only")
 	}
 }
+
+// An API key spelled as one of the gateway's own names ("jwt:alice", the
+// per-key bucket of the token subject alice; "ip:10.0.0.7", that of the
+// anonymous callers from 10.0.0.7) is refused, without quoting it: before,
+// it was accepted and shared their rate limit buckets.
+func TestReservedKeyNamespaces(t *testing.T) {
+	_, err := Parse([]byte(`auth:
+  keys:
+    - {key: "jwt:SECRETMARK"}
+    - {key: "ip:10.0.0.7"}
+    - {key: "key:0a1b2c3d4e5f"}
+    - {key: "sk-jwt:ok"}
+` + minimal))
+	if err == nil {
+		t.Fatal("accepted keys spelled as the gateway's own names")
+	}
+	for _, want := range []string{
+		`line 3: auth.keys[0].key: must not start with "ip:", "key:" or "jwt:"`,
+		`line 4: auth.keys[1].key: must not start with`,
+		`line 5: auth.keys[2].key: must not start with`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "auth.keys[3]") || strings.Contains(err.Error(), "SECRETMARK") {
+		t.Errorf("refused a plain key or quoted a key:\n%v", err)
+	}
+}
