@@ -1,6 +1,10 @@
 package telemetry
 
-import "strings"
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
 
 // RedactURL hides the password of s's userinfo ("http://user:xxxxx@host"),
 // as url.URL.Redacted does, without parsing s: it is also applied to URLs
@@ -70,3 +74,26 @@ func RedactURLs(list string) string {
 	}
 	return strings.Join(urls, ",")
 }
+
+// ErrURLPassword is why a URL holding a password did not parse, said in
+// place of url.Parse's own cause: that quotes a piece of the text
+// ("invalid port \":pa\" after host" for the password "pa/ss"), and so of
+// the password.
+var ErrURLPassword = errors.New("does not parse as a URL (a password holding '/', '?', '#', '@' or '%' must be percent-encoded: %2F %3F %23 %40 %25)")
+
+// RedactURLError is err, a failure to use the URL list (a client library's
+// connect), with a *url.Error's text replaced by ErrURLPassword's when
+// list holds a password: the error still unwraps to err. Any other error
+// is returned as it is (a dial error names the host, not the userinfo).
+func RedactURLError(err error, list string) error {
+	var ue *url.Error
+	if err == nil || !errors.As(err, &ue) || RedactURLs(list) == list {
+		return err
+	}
+	return redactedURLError{err}
+}
+
+type redactedURLError struct{ err error }
+
+func (e redactedURLError) Error() string { return ErrURLPassword.Error() }
+func (e redactedURLError) Unwrap() error { return e.err }
