@@ -131,3 +131,35 @@ func TestReservedKeyNamespaces(t *testing.T) {
 		t.Errorf("refused a plain key or quoted a key:\n%v", err)
 	}
 }
+
+// A config refusal never quotes an API key: one written where a list or
+// section belongs (auth.keys: sk-abc, keys: [sk-abc], a cache rule's keys,
+// rate_limits.keys: sk-abc) is "a value not shown", and a rate_limits.keys
+// entry is named by KeyRef, as its validation names it, not by the key
+// (before: "rate_limits.keys.sk-abc.reqests: unknown key", and the value
+// quoted whole; a reload's refusal reaches the log and the admin /status).
+func TestConfigErrorsDoNotQuoteAPIKeys(t *testing.T) {
+	for _, src := range []string{
+		"auth: {keys: sk-SECRETMARK}\n",
+		"auth: {keys: [sk-SECRETMARK]}\n",
+		"cache: {rules: [{keys: sk-SECRETMARK}]}\n",
+		"rate_limits: {keys: sk-SECRETMARK}\n",
+		"rate_limits: {keys: {sk-SECRETMARK: 5}}\n",
+		"rate_limits: {keys: {sk-SECRETMARK: {reqests: 1r/s}}}\n",
+		"rate_limits: {keys: {sk-SECRETMARK: {requests: bogus}}}\n",
+		"rate_limits: {keys: {sk-SECRETMARK: {}, sk-SECRETMARK: {}}}\n",
+	} {
+		_, err := Parse([]byte(src + minimal))
+		if err == nil || strings.Contains(err.Error(), "SECRETMARK") || !strings.Contains(err.Error(), "keys") {
+			t.Errorf("%q: %v", src, err)
+		}
+	}
+	_, err := Parse([]byte("rate_limits: {keys: {sk-SECRETMARK: {reqests: 1r/s}}}\n" + minimal))
+	if want := "rate_limits.keys[" + KeyRef("sk-SECRETMARK") + "].reqests: unknown key"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("want %q in %v", want, err)
+	}
+	_, err = Parse([]byte("auth: {keys: [{key: k, weight: heavy}]}\n" + minimal))
+	if err == nil || !strings.Contains(err.Error(), `got "heavy"`) {
+		t.Errorf("a key's other fields are quoted as before: %v", err)
+	}
+}
