@@ -148,6 +148,7 @@ func TestConfigErrorsDoNotQuoteAPIKeys(t *testing.T) {
 		"rate_limits: {keys: {sk-SECRETMARK: {reqests: 1r/s}}}\n",
 		"rate_limits: {keys: {sk-SECRETMARK: {requests: bogus}}}\n",
 		"rate_limits: {keys: {sk-SECRETMARK: {}, sk-SECRETMARK: {}}}\n",
+		"cache: {rules: [{keys: [\"sk-SECRETMARK[\"]}]}\n",
 	} {
 		_, err := Parse([]byte(src + minimal))
 		if err == nil || strings.Contains(err.Error(), "SECRETMARK") || !strings.Contains(err.Error(), "keys") {
