@@ -200,6 +200,13 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 			bad(key+".key", "duplicate key")
 		}
 		seen[k.Key] = true
+		if ReservedTenant(k.Key) {
+			// The rate limiter counts a token's subject as the key
+			// "jwt:<sub>" and an anonymous caller as "ip:<address>": a key
+			// spelled so would share (and drain) their buckets and
+			// rate_limits.keys rules. Not quoted: the key is a secret.
+			bad(key+".key", `must not start with "ip:", "key:" or "jwt:" (the gateway's own names for anonymous callers, keys naming no tenant and tokens: such a key would share their rate limit buckets)`)
+		}
 		if !(k.Weight >= 0 && k.Weight <= maxTenantWeight) { // also NaN
 			bad(key+".weight", "must be between 0 (the default, 1) and %g", float64(maxTenantWeight))
 		}

@@ -125,11 +125,16 @@ func (c *Config) validateCache(bad func(key, format string, args ...any)) {
 		if r.TTL < 0 {
 			bad(at+".ttl", "must not be negative")
 		}
-		for _, list := range [][]string{r.Models, r.Keys, r.Tenants} {
+		for _, list := range [][]string{r.Models, r.Tenants} {
 			for _, p := range list {
 				if _, err := path.Match(p, ""); err != nil {
 					bad(at, "bad pattern %q: %v", p, err)
 				}
+			}
+		}
+		for j, p := range r.Keys {
+			if _, err := path.Match(p, ""); err != nil { // an API key: not quoted
+				bad(fmt.Sprintf("%s.keys[%d]", at, j), "bad pattern: %v", err)
 			}
 		}
 	}

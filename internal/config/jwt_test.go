@@ -102,3 +102,65 @@ func TestReservedTenantNamespaces(t *testing.T) {
 		t.Error("a cache rule for tenant acme: want acme and jwt:acme only")
 	}
 }
+
+// An API key spelled as one of the gateway's own names ("jwt:alice", the
+// per-key bucket of the token subject alice; "ip:10.0.0.7", that of the
+// anonymous callers from 10.0.0.7) is refused, without quoting it: before,
+// it was accepted and shared their rate limit buckets.
+func TestReservedKeyNamespaces(t *testing.T) {
+	_, err := Parse([]byte(`auth:
+  keys:
+    - {key: "jwt:SECRETMARK"}
+    - {key: "ip:10.0.0.7"}
+    - {key: "key:0a1b2c3d4e5f"}
+    - {key: "sk-jwt:ok"}
+` + minimal))
+	if err == nil {
+		t.Fatal("accepted keys spelled as the gateway's own names")
+	}
+	for _, want := range []string{
+		`line 3: auth.keys[0].key: must not start with "ip:", "key:" or "jwt:"`,
+		`line 4: auth.keys[1].key: must not start with`,
+		`line 5: auth.keys[2].key: must not start with`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "auth.keys[3]") || strings.Contains(err.Error(), "SECRETMARK") {
+		t.Errorf("refused a plain key or quoted a key:\n%v", err)
+	}
+}
+
+// A config refusal never quotes an API key: one written where a list or
+// section belongs (auth.keys: sk-abc, keys: [sk-abc], a cache rule's keys,
+// rate_limits.keys: sk-abc) is "a value not shown", and a rate_limits.keys
+// entry is named by KeyRef, as its validation names it, not by the key
+// (before: "rate_limits.keys.sk-abc.reqests: unknown key", and the value
+// quoted whole; a reload's refusal reaches the log and the admin /status).
+func TestConfigErrorsDoNotQuoteAPIKeys(t *testing.T) {
+	for _, src := range []string{
+		"auth: {keys: sk-SECRETMARK}\n",
+		"auth: {keys: [sk-SECRETMARK]}\n",
+		"cache: {rules: [{keys: sk-SECRETMARK}]}\n",
+		"rate_limits: {keys: sk-SECRETMARK}\n",
+		"rate_limits: {keys: {sk-SECRETMARK: 5}}\n",
+		"rate_limits: {keys: {sk-SECRETMARK: {reqests: 1r/s}}}\n",
+		"rate_limits: {keys: {sk-SECRETMARK: {requests: bogus}}}\n",
+		"rate_limits: {keys: {sk-SECRETMARK: {}, sk-SECRETMARK: {}}}\n",
+		"cache: {rules: [{keys: [\"sk-SECRETMARK[\"]}]}\n",
+	} {
+		_, err := Parse([]byte(src + minimal))
+		if err == nil || strings.Contains(err.Error(), "SECRETMARK") || !strings.Contains(err.Error(), "keys") {
+			t.Errorf("%q: %v", src, err)
+		}
+	}
+	_, err := Parse([]byte("rate_limits: {keys: {sk-SECRETMARK: {reqests: 1r/s}}}\n" + minimal))
+	if want := "rate_limits.keys[" + KeyRef("sk-SECRETMARK") + "].reqests: unknown key"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("want %q in %v", want, err)
+	}
+	_, err = Parse([]byte("auth: {keys: [{key: k, weight: heavy}]}\n" + minimal))
+	if err == nil || !strings.Contains(err.Error(), `got "heavy"`) {
+		t.Errorf("a key's other fields are quoted as before: %v", err)
+	}
+}

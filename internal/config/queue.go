@@ -6,7 +6,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // DefaultQueueListenHost is the embedded NATS server's host when
@@ -126,6 +129,23 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	q := c.Queue
 	if !q.Enabled {
 		return
+	}
+	// Each server URL as the NATS client reads the list (split at ',', a
+	// bare host:port taking nats://): one it cannot parse was accepted
+	// here and failed at every connect, forever, its error quoting a
+	// piece of the password when one holding '/', '?' or '#' was the
+	// cause. Named redacted, with what to do.
+	for _, s := range strings.Split(q.URL, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		full := s
+		if !strings.Contains(s, "://") {
+			full = "nats://" + s
+		}
+		if _, err := url.Parse(full); err != nil {
+			bad("queue.url", "%q: %v", telemetry.RedactURLs(s), telemetry.RedactURLError(err, full))
+		}
 	}
 	if q.Workers < 0 {
 		bad("queue.workers", "must not be negative")

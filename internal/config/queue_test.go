@@ -91,3 +91,23 @@ func TestQueueBatchWebhooks(t *testing.T) {
 		}
 	}
 }
+
+// A queue.url the NATS client cannot parse (a password holding '/', '?'
+// or '#' written raw) is refused naming the key, the URL redacted and what
+// to do: before, `sluice check` said valid and the gateway retried the
+// connect forever, each error quoting a piece of the password. The lists
+// NATS takes (several URLs, a bare host:port) still pass.
+func TestQueueURLThatDoesNotParse(t *testing.T) {
+	for _, u := range []string{"nats://u:SEC/RET@127.0.0.1:4222", "nats://a:4222,nats://u:SEC#RET@b:4222", "u:SEC?RET@b:4222"} {
+		_, err := Parse([]byte("queue: {url: \"" + u + "\"}\n" + minimal))
+		if err == nil || !strings.Contains(err.Error(), "queue.url") || !strings.Contains(err.Error(), "percent-encoded") ||
+			strings.Contains(err.Error(), "SEC") || strings.Contains(err.Error(), "RET") {
+			t.Errorf("queue.url %q: %v", u, err)
+		}
+	}
+	for _, u := range []string{"nats://u:p%2Fw@a:4222,nats://b:4222", "a:4222, b:4222", "tls://u:pw@a:4222"} {
+		if _, err := Parse([]byte("queue: {url: \"" + u + "\"}\n" + minimal)); err != nil {
+			t.Errorf("queue.url %q refused: %v", u, err)
+		}
+	}
+}

@@ -174,7 +174,14 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		t = t.Elem()
 	}
 	bad := func(problem string, args ...any) {
-		report(errs, &FieldError{Key: path, Line: n.Line, Problem: fmt.Sprintf(problem, args...)})
+		p := fmt.Sprintf(problem, args...)
+		if n.Kind == yaml.ScalarNode && holdsKeys(path) {
+			// An API key written where a list or section belongs (keys:
+			// sk-abc, keys: [sk-abc]) is not quoted: the refusal reaches
+			// the log and the admin /status.
+			p = strings.ReplaceAll(p, valueName(n), "a value not shown (API keys are secrets)")
+		}
+		report(errs, &FieldError{Key: path, Line: n.Line, Problem: p})
 	}
 	switch {
 	case reflect.PointerTo(t).Implements(textUnmarshaler):
@@ -213,7 +220,7 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 			if writtenAgain(k, path, first, errs) {
 				continue
 			}
-			sub := joinKey(path, k.Value)
+			sub := entryKey(path, k.Value)
 			lines[sub] = k.Line
 			checkSchema(v, t.Elem(), sub, lines, errs)
 		}
@@ -332,7 +339,7 @@ func writtenAgain(k *yaml.Node, path string, first map[string]int, errs *[]error
 		return false // a complex key is the library's to refuse
 	}
 	if line, seen := first[k.Value]; seen {
-		report(errs, &FieldError{Key: joinKey(path, k.Value), Line: k.Line,
+		report(errs, &FieldError{Key: entryKey(path, k.Value), Line: k.Line,
 			Problem: fmt.Sprintf("already written at line %d (a key appears once in its section)", line)})
 		return true
 	}
@@ -424,6 +431,38 @@ func sortedKeys(m map[string]reflect.Type) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// keyMaps are the maps whose names are API keys (rate_limits.keys): an
+// entry is named by KeyRef, as their validation names it, not by the key.
+var keyMaps = map[string]bool{"rate_limits.keys": true}
+
+// entryKey is the path of the entry key of the map at path.
+func entryKey(path, key string) string {
+	if keyMaps[path] {
+		return path + "[" + KeyRef(key) + "]"
+	}
+	return joinKey(path, key)
+}
+
+// holdsKeys reports a path whose scalar values are API keys, or where one
+// is likely written by mistake (auth.keys: sk-abc, a key where a section
+// belongs).
+func holdsKeys(path string) bool {
+	rest, ok := strings.CutPrefix(path, "auth.keys")
+	if !ok {
+		rest, ok = strings.CutPrefix(path, "rate_limits.keys")
+	}
+	if !ok {
+		i := strings.Index(path, "].keys")
+		if !strings.HasPrefix(path, "cache.rules[") || i < 0 {
+			return false
+		}
+		rest = path[i+len("].keys"):]
+	}
+	// The list itself or one of its entries, not a field of an entry
+	// (auth.keys[0].weight: 2x is no key).
+	return rest == "" || strings.HasPrefix(rest, "[") && strings.HasSuffix(rest, "]") && !strings.Contains(rest, ".")
 }
 
 func joinKey(path, key string) string {

@@ -109,7 +109,7 @@ func TestRepeatedKeyReportedOncePerRepeat(t *testing.T) {
 	_, err := Parse([]byte(text))
 	want := `line 7: listen: already written at line 6 (a key appears once in its section)` + "\n" +
 		`line 8: listen: already written at line 6 (a key appears once in its section)` + "\n" +
-		`line 12: rate_limits.keys.k1: already written at line 11 (a key appears once in its section)`
+		`line 12: rate_limits.keys[` + KeyRef("k1") + `]: already written at line 11 (a key appears once in its section)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)
 	}

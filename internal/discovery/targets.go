@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // maxTargets bounds the backends one file may list: a pool is tens of
@@ -139,16 +140,23 @@ func targetURL(t *yaml.Node, scheme string) (string, error) {
 		return "", fmt.Errorf("must be host:port or an http(s) URL")
 	}
 	v := t.Value
+	// A refused target is quoted without its password: the error is
+	// logged and shown on /status, and a target written with userinfo
+	// ("http://u:pw@h:1") is refused for exactly that reason.
+	shown := telemetry.RedactURLs(v)
 	if strings.Contains(v, "://") {
 		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-			return "", fmt.Errorf("%q is not an http(s) URL with a host", v)
+		if err == nil && u.User != nil || err != nil && strings.Contains(v, "@") {
+			return "", fmt.Errorf("%q: a target may not carry credentials (user:password@): set the source's api_key", shown)
+		}
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "", fmt.Errorf("%q is not an http(s) URL with a host", shown)
 		}
 		return strings.TrimSuffix(v, "/"), nil
 	}
 	host, port, err := net.SplitHostPort(v)
 	if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("%q is not host:port", v)
+		return "", fmt.Errorf("%q is not host:port", shown)
 	}
 	if scheme == "" {
 		scheme = DefaultScheme
@@ -160,7 +168,7 @@ func targetURL(t *yaml.Node, scheme string) (string, error) {
 	hp := net.JoinHostPort(host, port)
 	// A user part ("u@h:1") parses to another Host: no separate check.
 	if u, err := url.Parse(scheme + "://" + hp); err != nil || u.Host != hp {
-		return "", fmt.Errorf("%q is not host:port", v)
+		return "", fmt.Errorf("%q is not host:port", shown)
 	}
 	return scheme + "://" + hp, nil
 }

@@ -44,7 +44,7 @@ func TestParseTargetsErrorsNameLineAndKey(t *testing.T) {
 		{"- targets: ['a:1']\n  weight: 0\n", "2: [0].weight: must be a whole number"},
 		{"- targets: ['a:1', 'a:1']\n", `1: [0].targets: duplicate target "http://a:1"`},
 		{"- targets: ['ftp://a:1']\n", `1: [0].targets[0]: "ftp://a:1" is not an http(s) URL`},
-		{"- targets: ['http://u:p@a:1']\n", `is not an http(s) URL`},
+		{"- targets: ['http://u:p@a:1']\n", `1: [0].targets[0]: "http://u:xxxxx@a:1": a target may not carry credentials`},
 		// A host with bytes no URL host may hold: refused here, not later
 		// by the backend (found by FuzzParseTargets).
 		{"- targets: [' 0:1']\n", `1: [0].targets[0]: " 0:1" is not host:port`},
@@ -59,6 +59,23 @@ func TestParseTargetsErrorsNameLineAndKey(t *testing.T) {
 		var te *TargetError
 		if !errors.As(err, &te) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: got %v, want %q", c.src, err, c.want)
+		}
+	}
+}
+
+// A refused target is quoted without its password: the error is logged
+// (WARN "discovery failed") and shown on /status, and a target written
+// with userinfo is refused for that very reason. Before, the refusal
+// quoted it whole: "http://u:SECRET@127.0.0.1:1" in the log (measured
+// through the binary with a file source).
+func TestRefusedTargetHidesItsPassword(t *testing.T) {
+	for _, target := range []string{
+		"http://u:SECRET@127.0.0.1:1", "https://u:SEC/RET@h:1/v1", "http://u:SEC#RET@h:1",
+		"ftp://u:SECRET@h:1", "u:SECRET@h:1", "u:SECRET@h",
+	} {
+		_, err := ParseTargets([]byte("- targets: ['"+target+"']\n"), Template{})
+		if err == nil || strings.Contains(err.Error(), "SEC") || !strings.Contains(err.Error(), "[0].targets[0]") {
+			t.Errorf("%q: %v", target, err)
 		}
 	}
 }

@@ -161,6 +161,12 @@ func New(spec Spec, policy HealthPolicy) (*Backend, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		if shown != spec.URL {
+			// The cause quotes a piece of the text too ("invalid port
+			// \":pa\" after host" for the password "pa/ss"): with a password
+			// in the URL, only what to do about it is said.
+			err = telemetry.ErrURLPassword
+		}
 		return nil, fmt.Errorf("backend url %q: %w", shown, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {

@@ -63,9 +63,14 @@ func (rt *Runtime) rateLimit(ctx context.Context, w http.ResponseWriter, subject
 func limitSubject(id *identity, ipKey string) ratelimit.Subject {
 	s := ratelimit.Subject{Key: id.key, Tenant: id.tenant, IP: ipKey, KeyRule: id.keyRule}
 	if s.Key == "" {
-		s.Key, s.KeyName = id.tenant, "tenant (token without a subject)"
-		if strings.HasPrefix(id.tenant, "ip:") {
-			s.KeyName = "client address (no verified key)"
+		s.Key, s.KeyName = id.tenant, "client address (no verified key)"
+		if !strings.HasPrefix(id.tenant, "ip:") {
+			// A token with no subject: its tenant ("jwt:acme", or "acme"
+			// when shared) is also the key of the token whose subject is
+			// "acme" (or of an API key "acme"), so its bucket is named in
+			// a namespace no key or subject can take ("key:" is refused
+			// of an API key; subjects are "jwt:<sub>").
+			s.KeyName, s.KeyBucket = "tenant (token without a subject)", "key:"+id.tenant
 		}
 	}
 	return s

@@ -330,7 +330,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: connecting to %s: %w", telemetry.RedactURLs(o.URL), err) // the password stays in the config
+		// The password stays in the config: the URL is shown redacted, and
+		// a parse failure's own text (which quotes the URL) is replaced.
+		return nil, fmt.Errorf("jobs: connecting to %s: %w", telemetry.RedactURLs(o.URL), telemetry.RedactURLError(err, o.URL))
 	}
 	s := &Store{o: o, log: o.Logger.With("component", "jobs"), nc: nc, ncClosed: ncClosed, conn: conn, idemWait: idemWait}
 	s.held.limit = o.MaxHeldResultBytes

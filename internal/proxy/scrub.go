@@ -37,6 +37,7 @@ const keyMask = "xxxxx"
 // decompressed, and relayed uncompressed; any other is withheld: its
 // status is kept, its body replaced by an OpenAI error naming reqID.
 func scrubKey(resp *http.Response, key, reqID string) {
+	scrubHeader(resp.Header, key)
 	if encoded(resp) {
 		scrubEncoded(resp, key, reqID)
 		return
@@ -61,6 +62,23 @@ func scrubKey(resp *http.Response, key, reqID string) {
 		}
 	}
 	resp.Body = heldBody{Reader: io.MultiReader(bytes.NewReader(held), resp.Body), Closer: resp.Body}
+}
+
+// scrubHeader hides key in the values of h, a keyed backend's response
+// head: a backend (or a proxy before it) reflecting the request's
+// Authorization into a header ("X-Echo-Auth: Bearer sk-…", a debugging
+// header, a Location naming it) would hand the key to every client as a
+// reflecting body would. The bodies were scrubbed, the heads relayed as
+// they came. A head without the key (all of them, in practice) costs one
+// substring search per value and no allocation.
+func scrubHeader(h http.Header, key string) {
+	for _, vv := range h {
+		for i, v := range vv {
+			if strings.Contains(v, key) {
+				vv[i] = strings.ReplaceAll(v, key, keyMask)
+			}
+		}
+	}
 }
 
 // scrubEncoded is scrubKey for a compressed body: decoded (gzip, deflate)
@@ -115,6 +133,7 @@ func scrubEncoded(resp *http.Response, key, reqID string) {
 // the relay of a held answer sets it again, a longer one goes without
 // (scrubbedBody).
 func scrubAnswer(resp *http.Response, key string) error {
+	scrubHeader(resp.Header, key)
 	body := resp.Body
 	var src io.Reader = body
 	if encoded(resp) {

@@ -33,6 +33,12 @@ type Subject struct {
 	// sending no key dodges nothing), as a refusal by the per-key limits
 	// names it: "client address (no verified key)". "" = "API key".
 	KeyName string
+	// KeyBucket, when set, names Key's bucket in place of Key itself: a
+	// stand-in whose name another caller's key may also be (a token with
+	// no subject counted as its tenant "jwt:acme", which is also the key
+	// of the token whose subject is "acme") gets a bucket of its own,
+	// while rules (Keys) still find it by Key.
+	KeyBucket string
 }
 
 // Rule is the limits of one scope. A zero field is no limit.
@@ -369,7 +375,11 @@ func (l *Limiter) Check(ctx context.Context, s Subject, estTokens int64, now tim
 				r.TokensPerMinute = kr.TokensPerMinute
 			}
 		}
-		add("key", hashKey(s.Key), r)
+		bucket := s.Key
+		if s.KeyBucket != "" {
+			bucket = s.KeyBucket
+		}
+		add("key", hashKey(bucket), r)
 	}
 	if s.Tenant != "" {
 		r, ok := l.rules.Tenants[s.Tenant]

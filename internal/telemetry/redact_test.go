@@ -7,7 +7,8 @@ func TestRedactURL(t *testing.T) {
 		"http://user:pw@127.0.0.1:8000/v1":      "http://user:xxxxx@127.0.0.1:8000/v1",
 		"http://user:p@ss@host/x%zz":            "http://user:xxxxx@host/x%zz", // does not parse; still hidden
 		"ftp://u:secret@host":                   "ftp://u:xxxxx@host",
-		"http://host:8000/a@b":                  "http://host:8000/a@b", // an @ in the path is no userinfo
+		"http://host/a@b":                       "http://host/a@b",     // an @ in the path is no userinfo
+		"http://host:8000/a@b":                  "http://host:xxxxx@b", // ...but with a port it reads as one: hidden, not shown
 		"http://user@host/":                     "http://user@host/",
 		"http://127.0.0.1:8000":                 "http://127.0.0.1:8000",
 		"not a url":                             "not a url",
@@ -15,6 +16,31 @@ func TestRedactURL(t *testing.T) {
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestRedactURLPasswordWithDelimiters: a password written raw in the config
+// may hold '/', '?', '#' and ','; the redactor stopped at the first of
+// them and showed the password whole.
+func TestRedactURLPasswordWithDelimiters(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://:SECRET/x@r:6379/0":           "redis://:xxxxx@r:6379/0",
+		"redis://u:SEC#RET@r:6379":             "redis://u:xxxxx@r:6379",
+		"nats://u:SEC?RET@n:4222":              "nats://u:xxxxx@n:4222",
+		"http://u:a/b?c#d@h:1/v1?q=http://x@y": "http://u:xxxxx@h:1/v1?q=http://x@y",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"nats://u:SEC,RET@a:4222,nats://b:4222": "nats://u:xxxxx@a:4222,nats://b:4222",
+		"u:SECRET@a:4222":                       "u:xxxxx@a:4222",
+		"nats://a:4222,nats://u:S/E#C@b:4222":   "nats://a:4222,nats://u:xxxxx@b:4222",
+	} {
+		if got := RedactURLs(in); got != want {
+			t.Errorf("RedactURLs(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
