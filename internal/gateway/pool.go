@@ -192,9 +192,14 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 // continuation waiting for the pin's slot, or whose pick met the pin's
 // Leave, was sent to the backend that had left (its process perhaps
 // gone: refused, 502 with Retry-After, for an id no retry could reach).
+// A backend respecified by the change (its weight or max_concurrency
+// edited: a new *Backend under the same name) has not left: the pin
+// follows it by name, as responsesSelector resolves one (dropping it
+// sent the continuation to the pool's pick, whose 404 for an id its
+// backend still held the client cannot tell from the truth).
 func (s *selector) dropLeftPin(p *Pool) {
 	if pin := s.pin[0]; pin != nil && !slices.Contains(p.Backends, pin) {
-		s.pin[0] = nil
+		s.pin[0] = backendNamed(p.Backends, pin.Name())
 	}
 }
 

@@ -241,3 +241,68 @@ func TestResponsesContinuationLeavesWithItsBackend(t *testing.T) {
 		t.Fatalf("the backend serving now was not asked; want the continuation routed on the pool serving now")
 	}
 }
+
+// A continuation waiting for a slot on its previous response's backend
+// when a reload respecifies that backend (its max_concurrency raised, the
+// pool's policy and weights changed: a new *Backend under the same name)
+// is served there: the backend has not left. Before, the pin was dropped
+// as if it had, and the new pool's pick (b, weight 100 to 1) answered 404
+// for an id the owner still held.
+func TestResponsesContinuationFollowsItsRespecifiedBackend(t *testing.T) {
+	a, b := newRespBackend(t, "a"), newRespBackend(t, "b")
+	held, release := make(chan struct{}), make(chan struct{})
+	owner := inFrontOf(t, a, func(w http.ResponseWriter, body []byte) bool {
+		if !bytes.Contains(body, []byte(`"input":"hold"`)) {
+			return false
+		}
+		close(held)
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, respObject("resp_a_held", true))
+		return true
+	})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	cfg := testConfig(owner.URL, b.srv.URL)
+	cfg.Models[0].Backends[0].MaxConcurrency = 1
+	var deps Deps
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { deps = *d })
+	url := srv.URL + "/v1/responses"
+
+	id := responseOnOwner(t, url)
+	cont := func(input string) string {
+		return `{"model":"m1","input":"` + input + `","previous_response_id":"` + id + `"}`
+	}
+	holdDone := make(chan struct{})
+	go func() { readAll(t, post(t, url, cont("hold"))); close(holdDone) }() // the owner's one slot taken
+	<-held
+	defer func() { free(); <-holdDone }()
+	old := backendNamed(gw.Runtime().Pools["m1"].Backends, strings.TrimPrefix(owner.URL, "http://"))
+	if old == nil {
+		t.Fatal("the owner is not in the pool")
+	}
+	done := make(chan *http.Response, 1)
+	go func() { done <- post(t, url, cont("later"), "X-Sluice-Max-Wait", "10s") }()
+	waitFor(t, old.Awaited) // the continuation waits for the owner's slot
+
+	next := testConfig(owner.URL, b.srv.URL)
+	next.Models[0].Policy = "weighted"
+	next.Models[0].Backends[0].MaxConcurrency = 2
+	next.Models[0].Backends[0].Weight = 1
+	next.Models[0].Backends[1].Weight = 100
+	rt, err := Build(next, deps, gw.Runtime())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nb := backendNamed(rt.Pools["m1"].Backends, old.Name()); nb == nil || nb == old {
+		t.Fatalf("the reload did not respecify the owner (%p, was %p)", nb, old)
+	}
+	gw.Swap(rt)
+
+	resp := <-done
+	if got := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(got, `"id":"resp_a_`) {
+		t.Fatalf("continuation after its backend was respecified: %d %s; want the owner's answer", resp.StatusCode, got)
+	}
+	b.wantNoContinuationOf(t, id)
+}
