@@ -54,6 +54,7 @@ func (s *Store) listKeys(ctx context.Context, bucket, filter string) ([]string, 
 	}()
 	seen := map[string]bool{}
 	var keys []string
+	pause := time.Duration(0) // between empty answers while the consumer says more is pending
 	for {
 		batch, err := cons.FetchNoWait(listBatch)
 		if err != nil {
@@ -89,7 +90,20 @@ func (s *Store) listKeys(ctx context.Context, bucket, filter string) ([]string, 
 			if info.NumPending == 0 {
 				return keys, nil
 			}
+			// Pending but not delivered yet: ask again after a pause
+			// (5 ms doubling to 100 ms), not in a loop of round trips
+			// to the server for the rest of listTimeout.
+			pause = min(max(2*pause, 5*time.Millisecond), 100*time.Millisecond)
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+			continue
 		}
+		pause = 0
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
