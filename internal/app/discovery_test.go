@@ -156,8 +156,8 @@ func TestDiscoveredBackendRemovedWhileStreaming(t *testing.T) {
 	}
 }
 
-// A stream on a removed backend runs on past shutdown_grace (2 s here,
-// the stream 1 s after the removal): only its own bounds end it, as Envoy
+// A stream on a removed backend runs on past shutdown_grace (200 ms here,
+// the stream another 1 s after the removal): only its own bounds end it, as Envoy
 // drains a removed host. Before, the drain cut it at shutdown_grace (30 s
 // by default): an error event mid-stream while the backend was answering.
 func TestRemovedBackendStreamOutlivesShutdownGrace(t *testing.T) {
