@@ -46,6 +46,7 @@ func (s demandStage) serve(x *exchange) bool {
 		// An SDK's first attempt says so (x-stainless-retry-count: 0): the
 		// same body from another client is new demand, whatever was refused.
 		x.retry = x.r.Header.Get(headerStainlessRetry) != "0" && s.g.meter.Returned(x.pool.Model, x.retryKey, x.rec.start)
+		x.rec.retry = x.retry
 	}
 	if s.g.arrivals == nil || x.retry {
 		return true
