@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/scaling"
 )
 
@@ -46,6 +47,7 @@ func (s demandStage) serve(x *exchange) bool {
 		// An SDK's first attempt says so (x-stainless-retry-count: 0): the
 		// same body from another client is new demand, whatever was refused.
 		x.retry = x.r.Header.Get(headerStainlessRetry) != "0" && s.g.meter.Returned(x.pool.Model, x.retryKey, x.rec.start)
+		x.rec.retry = x.retry
 	}
 	if s.g.arrivals == nil || x.retry {
 		return true
@@ -80,8 +82,18 @@ func (g *Gateway) retryKey(x *exchange) (key, bodyPrint uint64) {
 // it reached its pool: its client is expected back within the refusal's
 // Retry-After and scaling.AwaitGrace, and its return is no new demand.
 // It runs in record before the body is released.
+//
+// An answer with x-should-retry: false (a Retry-After past the SDKs'
+// bound, or a final refusal) is not awaited: the SDKs do not come back
+// after it, so its client is not waiting for the pool. Awaited for its
+// whole Retry-After (215 s), one-shot clients refused at 0.5 req/s read
+// as 16 clients waiting, desired_backends 11.7 for a pool whose rate
+// needed about 2 (docs/RELIABILITY.md).
 func (g *Gateway) awaitRetry(x *exchange) {
 	if !x.called || !x.call.live || !refusedForCapacity(x.rec.status) {
+		return
+	}
+	if x.w.Header().Get(openai.ShouldRetryHeader) == "false" {
 		return
 	}
 	if x.retryKey == 0 { // not computed on arrival (demandStage): the body is still held

@@ -29,9 +29,12 @@ type record struct {
 	// sendWriter, or a job's answerSink); nil for a sink that counts
 	// none. Read once the answer is over: after a read-ahead's drain
 	// (Gateway.record).
-	sent    bytesCounter
-	stream  bool
-	job     bool // a queued job run by a worker
+	sent   bytesCounter
+	stream bool
+	job    bool // a queued job run by a worker
+	// retry: the return of a refused request still awaited (demandStage):
+	// its refusal is that request's again (scaling.Meter.Refused).
+	retry   bool
 	start   time.Time
 	status  int
 	errCode string

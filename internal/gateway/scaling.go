@@ -66,7 +66,8 @@ func (g *Gateway) served(served *Pool, res *proxy.Result) {
 }
 
 // refused counts a live request of a configured model answered 429/503,
-// by its error code ("backend_busy": a backend's own refusal relayed).
+// by its error code ("backend_busy": a backend's own refusal relayed);
+// a retry of a refused request counts apart (scaling.Meter.Refused).
 func (g *Gateway) refused(model string, rec *record) {
 	if model == "" || rec.job || !refusedForCapacity(rec.status) {
 		return
@@ -75,7 +76,7 @@ func (g *Gateway) refused(model string, rec *record) {
 	if reason == "" {
 		reason = "backend_busy"
 	}
-	g.meter.Refused(model, reason, g.now())
+	g.meter.Refused(model, reason, g.now(), rec.retry)
 }
 
 // scalingPolicy is how the running config turns demand into backends.

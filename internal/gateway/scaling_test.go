@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,8 +99,10 @@ func TestScalingEndpointRefusalsAndErrors(t *testing.T) {
 	cfg.Scaling.Window = config.Duration(10 * time.Minute)
 	srv, gw := startGateway(t, cfg)
 	admin := adminServer(t, gw).URL
-	for range 2 {
-		resp := post(t, srv.URL+"/v1/chat/completions", chatBody)
+	// Two requests (two bodies: the same body again within Retry-After is
+	// a retry, counted apart: TestRefusalsCountRequestsNotAttempts).
+	for i := range 2 {
+		resp := post(t, srv.URL+"/v1/chat/completions", strings.Replace(chatBody, "}]", "}],\"seed\":"+strconv.Itoa(i), 1))
 		if readAll(t, resp); resp.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("status %d, want the backend's 503", resp.StatusCode)
 		}

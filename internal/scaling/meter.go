@@ -54,9 +54,12 @@ type modelMeter struct {
 	arrivalTokens Rate
 	burst         burst // how far arrivals ran above their estimate: Reading.ArrivalsBurst
 	refusals      map[string]*Rate
-	wait          Mean
-	awaited       awaited // refused requests whose clients are expected back (retry.go)
-	backends      map[string]*backendMeter
+	// refusedRetries counts the refusals of retries (Refused): a client
+	// refused again is one request refused, not one more.
+	refusedRetries Rate
+	wait           Mean
+	awaited        awaited // refused requests whose clients are expected back (retry.go)
+	backends       map[string]*backendMeter
 	// restored is the at-capacity service from before a restart
 	// (restore.go); nil: none.
 	restored *Service
@@ -164,10 +167,19 @@ func (m *Meter) Arrived(model string, now time.Time, tokens float64) {
 }
 
 // Refused counts a request of the model refused for reason (the error code
-// its client got).
-func (m *Meter) Refused(model, reason string, now time.Time) {
+// its client got). retry says the request is the return of one refused
+// before (Returned): its refusal is the same request refused again, so it
+// counts in Reading.RefusedRetries, not by reason. Counted per attempt, a
+// client retrying every second through a 10 s overload read as ten
+// refused requests a second where one was (docs/RELIABILITY.md).
+func (m *Meter) Refused(model, reason string, now time.Time, retry bool) {
 	mm, tau := m.model(model)
 	mm.mu.Lock()
+	if retry {
+		mm.refusedRetries.Add(now, 1, tau)
+		mm.mu.Unlock()
+		return
+	}
 	r := mm.refusals[reason]
 	if r == nil {
 		r = new(Rate)
@@ -230,7 +242,10 @@ type Reading struct {
 	// (see burst).
 	ArrivalsBurst float64
 	ArrivalTokens float64            // estimated tokens per second
-	Refusals      map[string]float64 // per second, by reason; reasons below 0.001/s left out
+	Refusals      map[string]float64 // requests refused per second, by reason; reasons below 0.001/s left out
+	// RefusedRetries is the refusals per second of retries of requests
+	// refused before (Refused), not in Refusals; below 0.001/s it reads 0.
+	RefusedRetries float64
 	// Wait is the decayed mean queue wait of admitted requests; WaitKnown
 	// is false before the first.
 	Wait      time.Duration
@@ -296,6 +311,9 @@ func (m *Meter) Read(model string, now time.Time, backends []string) Reading {
 		if v := rate.At(now, tau); v >= minRefusalRate {
 			r.Refusals[reason] = v
 		}
+	}
+	if v := mm.refusedRetries.At(now, tau); v >= minRefusalRate {
+		r.RefusedRetries = v
 	}
 	mm.awaited.prune(now)
 	r.Awaited = len(mm.awaited.until)

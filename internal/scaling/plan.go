@@ -95,6 +95,10 @@ type Signal struct {
 	Capacity         int                `json:"slots"`
 	SlotUtilisation  float64            `json:"slot_utilisation"`
 	RefusalsPerSec   map[string]float64 `json:"refusals_per_second"`
+	// RefusedRetriesPerSec is Reading.RefusedRetries: refusals of the
+	// retries of requests refused before, apart from RefusalsPerSec,
+	// which counts each request once.
+	RefusedRetriesPerSec float64 `json:"refused_retries_per_second"`
 
 	// Service is the mean per-backend service rate the plan divides by.
 	Service         BackendService   `json:"service"`
@@ -147,7 +151,8 @@ type BackendService struct {
 //	desired = max(n + Headroom × n,
 //	              M × (1 + burst) × (1 + Headroom) / μ)  burst: how far the arrivals of half
 //	                                                      a window recently ran above M
-//	        + queued / (μ × drain_for)  the queue started within the objective
+//	        + min(queued / (μ × drain_for),  the queue started within the objective,
+//	              queued / slots)            at most a slot per queued request
 //
 // The burst term plans for the next half window as the recent ones went:
 // refusals come once the queue holds more than its delay target (500 ms by
@@ -180,7 +185,7 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 	s := Signal{Model: model, Time: now, Backends: len(p.Backends),
 		ArrivalRequestsPerSecond: r.Arrivals, ArrivalTokensPerSecond: r.ArrivalTokens, ArrivalBurst: r.ArrivalsBurst,
 		Queued: p.Queued, QueuedTokens: p.QueuedTokens, InUse: p.InUse, Capacity: p.Capacity,
-		AwaitedClients: r.Awaited, RefusalsPerSec: r.Refusals, Headroom: pol.Headroom, LeadSeconds: pol.Lead.Seconds(),
+		AwaitedClients: r.Awaited, RefusalsPerSec: r.Refusals, RefusedRetriesPerSec: r.RefusedRetries, Headroom: pol.Headroom, LeadSeconds: pol.Lead.Seconds(),
 		DrainForSeconds: p.QueueDrainFor.Seconds(), BackendsService: []BackendService{}}
 	if s.RefusalsPerSec == nil {
 		s.RefusalsPerSec = map[string]float64{}
@@ -215,6 +220,13 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 		}
 		if drain := p.QueueDrainFor.Seconds(); drain > 0 {
 			s.Need.Queue = float64(p.Queued) / (mu * drain)
+			// No more than a slot per queued request: with those backends
+			// every one starts at once, and more start none sooner. A μ
+			// measured low (a few long requests, or short ones queued
+			// behind them) made 30 queued requests read as hundreds.
+			if slots := max(s.Service.Slots, slotsNow(p)); slots > 0 {
+				s.Need.Queue = min(s.Need.Queue, float64(p.Queued)/slots)
+			}
 		}
 	}
 	s.DesiredBackends = s.Need.Demand + s.Need.Headroom + s.Need.Burst + s.Need.Queue

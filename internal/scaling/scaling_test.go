@@ -75,7 +75,7 @@ func TestMeterMeasuresServicePerSlotAndForgetsBackendsThatLeft(t *testing.T) {
 		m.Arrived("m", now, 400)
 		m.Waited("m", now, 100*time.Millisecond)
 	}
-	m.Refused("m", "pool_saturated", now)
+	m.Refused("m", "pool_saturated", now, false)
 	r := m.Read("m", now, []string{"a", "b"})
 	sv, ok := r.Service["a"]
 	if !ok || r.Service["b"] != (Service{}) {
