@@ -220,3 +220,27 @@ func TestRampKeepsMaxMinFairShares(t *testing.T) {
 		}
 	}
 }
+
+// A ramping tenant that goes quiet stops counting as ramping once the
+// window has passed, with no request to update it: the gauge
+// (sluice_queue_ramping_tenants) counted every tenant whose last request
+// found it ramping, however long ago (soak8: 0 -> 5 at the end of a soak,
+// peak 9, with its bursts long over).
+func TestQuietTenantStopsCountingAsRamping(t *testing.T) {
+	q, clk := rampQueue(24, 2*time.Second)
+	steady := steadyHolding(t, q, clk, 12)
+	got, waiting := burst(q, 3, time.Time{})
+	if len(got) != 3 || len(waiting) != 0 {
+		t.Fatalf("burst: %d granted, %d waiting; want its allowance of 3", len(got), len(waiting))
+	}
+	if s := q.Stats(); s.Ramping != 1 {
+		t.Fatalf("ramping %d during the burst; want 1", s.Ramping)
+	}
+	for _, tk := range append(steady, got...) {
+		tk.Release()
+	}
+	clk.Advance(3 * time.Second) // past the 2 s window, no request since
+	if s := q.Stats(); s.Ramping != 0 {
+		t.Fatalf("ramping %d with every tenant quiet past the window; want 0", s.Ramping)
+	}
+}

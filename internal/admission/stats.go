@@ -134,9 +134,13 @@ func (q *Queue) Stats() Stats {
 		Tenants:   make(map[string]TenantStats, len(q.tenants)),
 		Rejected:  make(map[string]uint64, numReasons), Cancelled: q.counters.cancelled,
 		Appointments: len(q.appts.at), RampHeld: len(q.parked), RampHeldTotal: q.counters.held}
-	s.HeldSlots = q.reserved(q.clock(), capacity)
-	for _, rs := range q.ramps {
-		if rs.ramping {
+	now := q.clock()
+	s.HeldSlots = q.reserved(now, capacity)
+	// A ramp is only updated by its tenant's requests: one that went
+	// quiet keeps its flag until a scan forgets it, so only the active
+	// count (TestQuietTenantStopsCountingAsRamping).
+	for name, rs := range q.ramps {
+		if rs.ramping && q.active(name, rs, now) {
 			s.Ramping++
 		}
 	}
