@@ -28,7 +28,11 @@
 // input uploaded, the batch polled to its end, its output downloaded,
 // the files listed, the input read back and deleted); with --webhooks,
 // half the async jobs name a receiver in the driver as their webhook,
-// and one never delivered fails the run.
+// and one never delivered fails the run; with --stall, half the slow
+// readers stop reading their stream for that long after 4 KiB, then read
+// the rest. Each sample also counts the embedded NATS server's consumers
+// (through queue.listen: a listing that leaves one behind grows it) and
+// reads the machine's TCP socket memory (/proc/net/sockstat, printed).
 //
 // A sample every --interval tick (30 s: the bursts' schedule assumes it),
 // taken before the tick's events, with the heap read just after a forced
@@ -71,6 +75,7 @@ func main() {
 	flag.DurationVar(&batchEvery, "batch-every", 0, "a Batch API batch (and its Files calls) every this long, one at a time (0: two, at 25% and 60% of the run)")
 	flag.IntVar(&batchLines, "batch-lines", 20, "requests in each batch")
 	flag.BoolVar(&webhooks, "webhooks", false, "half the async jobs with a webhook to a receiver in the driver; lost ones fail the run")
+	flag.DurationVar(&stallFor, "stall", 0, "half the slow readers stop reading their stream for this long after 4 KiB, then read the rest (0: none)")
 	flag.Parse()
 	*duration = min(*duration, 2*time.Hour)
 	*rate = math.Min(*rate, 50)
@@ -88,6 +93,7 @@ var (
 	batchEvery time.Duration
 	batchLines int
 	webhooks   bool
+	stallFor   time.Duration
 )
 
 func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, rate float64, interval, reloadEvery time.Duration, kills int, seed uint64) error {
@@ -108,7 +114,7 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	for _, a := range r.simAddrs {
 		ports[a] = true
 	}
-	smp := &sampler{admin: r.admin, pid: r.gw.pid(), simPorts: ports, client: &http.Client{Timeout: 30 * time.Second}}
+	smp := &sampler{admin: r.admin, pid: r.gw.pid(), simPorts: ports, client: &http.Client{Timeout: 30 * time.Second}, nats: r.nats}
 	d := newDriver("http://"+r.listen, seed, 48)
 	if webhooks {
 		h, err := newHookSink()
@@ -281,7 +287,7 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	// 17 -> 18 fds so: RELIABILITY.md). A leak of them still shows in the
 	// run's fd series, and here in their own row.
 	fdsLess := sFDs + " - backend conns - jetstream blocks"
-	for _, n := range []string{sGoroutines, sFDs, fdsLess, sBackConns, sBlocks, sRSS, sHeap} {
+	for _, n := range []string{sGoroutines, sFDs, fdsLess, sBackConns, sBlocks, sRSS, sHeap, sConsumers} {
 		b, a := idleBefore.values[n], idleAfter.values[n]
 		if n == fdsLess {
 			b = idleBefore.values[sFDs] - idleBefore.values[sBackConns] - max(idleBefore.values[sBlocks], 0)

@@ -100,6 +100,7 @@ type rig struct {
 	reloads        int
 	perIPRate      []int // alternated by reloads: the limiter is rebuilt too
 	extraBackendOn bool
+	nats           string // the embedded NATS server's client address (queue.listen): the sampler counts its consumers
 }
 
 func newRig(ctx context.Context, exe, dir string, sims int) (*rig, error) {
@@ -109,6 +110,9 @@ func newRig(ctx context.Context, exe, dir string, sims int) (*rig, error) {
 		return nil, err
 	}
 	if r.admin, err = freePort(); err != nil {
+		return nil, err
+	}
+	if r.nats, err = freePort(); err != nil {
 		return nil, err
 	}
 	for i := 0; i < sims; i++ {
@@ -170,7 +174,7 @@ func (r *rig) killSim(i int) {
 func (r *rig) config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %s\nadmin:\n  listen: %s\n  pprof: true\n", r.listen, r.admin)
-	fmt.Fprintf(&b, "queue:\n  data_dir: %s\n", filepath.Join(r.dir, "data"))
+	fmt.Fprintf(&b, "queue:\n  data_dir: %s\n  listen: %s\n", filepath.Join(r.dir, "data"), r.nats)
 	// Signed webhooks to the driver's loopback receiver (driver.hooks).
 	b.WriteString("  webhook_secret: whsec_c29hay1zZWNyZXQtc29hay1zZWNyZXQ=\n  allow_private_webhooks: true\n")
 	fmt.Fprintf(&b, "forecast:\n  snapshot: %s\n", filepath.Join(r.dir, "forecast.snapshot"))

@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // sample is one reading of the gateway: named series, each a number.
@@ -32,6 +35,15 @@ const (
 	// after start, 2 after four idle minutes, measured): which of them are
 	// open at an idle sample depends on what the last minutes wrote.
 	sBlocks = "jetstream block files open"
+	// sConsumers is the JetStream consumers on every stream of the
+	// embedded server, read through its client port (queue.listen): a
+	// listing that leaves its consumer behind grows it.
+	sConsumers = "jetstream consumers (all streams)"
+	// The kernel's TCP sockets and their memory (pages), machine-wide
+	// (/proc/net/sockstat: the other helpers' sockets too): printed, not
+	// judged (isSignal: "machine_").
+	sSockMem   = "machine_tcp_mem_pages (sockstat)"
+	sSockInuse = "machine_tcp_inuse (sockstat)"
 )
 
 // sampler reads the admin listener (pprof and /metrics) and the gateway's
@@ -41,6 +53,7 @@ type sampler struct {
 	pid      int
 	simPorts map[string]bool // "HOST:PORT" of every simulator
 	client   *http.Client
+	nats     string // the embedded server's client address ("": not read)
 }
 
 func (s *sampler) take(ctx context.Context, at time.Duration) (sample, error) {
@@ -64,7 +77,68 @@ func (s *sampler) take(ctx context.Context, at time.Duration) (sample, error) {
 		out.values[name] = v
 	}
 	out.values[sBackConns] = float64(s.backendConns())
+	if s.nats != "" {
+		n, err := consumers(ctx, s.nats)
+		if err != nil {
+			return out, err
+		}
+		out.values[sConsumers] = float64(n)
+	}
+	if mem, inuse, err := sockstat("/proc/net/sockstat"); err == nil {
+		out.values[sSockMem], out.values[sSockInuse] = float64(mem), float64(inuse)
+	}
 	return out, nil
+}
+
+// consumers counts the consumers of every stream on the NATS server at
+// addr, as the streams' info reports them.
+func consumers(ctx context.Context, addr string) (int, error) {
+	nc, err := nats.Connect("nats://"+addr, nats.Name("soak-sampler"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return 0, fmt.Errorf("nats %s: %w", addr, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, fmt.Errorf("nats %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n := 0
+	streams := js.ListStreams(ctx)
+	for si := range streams.Info() {
+		n += si.State.Consumers
+	}
+	if err := streams.Err(); err != nil {
+		return 0, fmt.Errorf("listing streams: %w", err)
+	}
+	return n, nil
+}
+
+// sockstat reads the TCP line of /proc/net/sockstat: its memory in pages
+// and the sockets in use.
+func sockstat(path string) (mem, inuse int, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "TCP:") {
+			continue
+		}
+		f := strings.Fields(line)
+		for i := 1; i+1 < len(f); i += 2 {
+			v, _ := strconv.Atoi(f[i+1])
+			switch f[i] {
+			case "mem":
+				mem = v
+			case "inuse":
+				inuse = v
+			}
+		}
+		return mem, inuse, nil
+	}
+	return 0, 0, fmt.Errorf("%s: no TCP line", path)
 }
 
 // blockFiles counts the fds in fdDir (/proc/PID/fd) that are JetStream

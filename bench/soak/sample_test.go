@@ -26,3 +26,18 @@ func TestBlockFilesCountsOnlyJetStreamBlocks(t *testing.T) {
 		t.Fatalf("an unreadable directory: %d, want -1", n)
 	}
 }
+
+func TestSockstatReadsTheTCPLine(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "sockstat")
+	text := "sockets: used 171\nTCP: inuse 137 orphan 0 tw 360 alloc 140 mem 127\nUDP: inuse 0 mem 3\n"
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mem, inuse, err := sockstat(p)
+	if err != nil || mem != 127 || inuse != 137 {
+		t.Fatalf("sockstat = mem %d, inuse %d, %v; want 127, 137", mem, inuse, err)
+	}
+	if _, _, err := sockstat(filepath.Join(t.TempDir(), "gone")); err == nil {
+		t.Fatal("a missing file read without an error")
+	}
+}

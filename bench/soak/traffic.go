@@ -166,6 +166,12 @@ func (d *driver) one(ctx context.Context) {
 		select {
 		case d.slowSem <- struct{}{}:
 			defer func() { <-d.slowSem }()
+			if stallFor > 0 && d.intn(2) == 0 {
+				// A client that stops reading a stream for a while: the
+				// gateway's socket buffer fills and its writes wait.
+				d.post(rctx, d.slow, "stalled-reader", "/v1/chat/completions", chatBody(d.prompt(), 2048, true, false), nil, readStalled(stallFor))
+				return
+			}
 			d.post(rctx, d.slow, "slow-reader", "/v1/chat/completions", chatBody(d.prompt(), 512, true, false), nil, readSlowly)
 		default:
 			d.count("slow-reader", "skipped (4 in flight)")
@@ -194,6 +200,22 @@ func readThenCut(cancel func()) reader {
 		}
 		cancel()
 		return nil
+	}
+}
+
+// readStalled reads 4 KiB, stops reading for stall (the gateway's writes
+// fill the 4 KiB receive buffer and its own send buffer, and wait), then
+// reads the rest as fast as it comes.
+func readStalled(stall time.Duration) reader {
+	return func(r io.Reader) error {
+		if _, err := io.CopyN(io.Discard, r, 4096); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		time.Sleep(stall)
+		return readAll(r)
 	}
 }
 

@@ -83,7 +83,7 @@ func slope(xs, ys []float64) float64 {
 // printed, not judged.
 func isSignal(name string) bool {
 	for _, s := range []string{"per_second", "ewma", "_ratio", "desired_backends", "_capacity", "delay_target",
-		"drain_rate", "_state", "congested"} {
+		"drain_rate", "_state", "congested", "machine_"} {
 		if strings.Contains(name, s) {
 			return true
 		}
