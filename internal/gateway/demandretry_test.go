@@ -39,25 +39,8 @@ func (c *testClock) Add(d time.Duration) {
 // grace have passed. The same body as another client's first attempt
 // (x-stainless-retry-count: 0), or after the grace, is new demand.
 func TestRefusedRequestsRetryIsNotNewDemand(t *testing.T) {
-	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}))
-	t.Cleanup(busy.Close)
-	cfg := testConfig(busy.URL)
-	cfg.Retry.Attempts = 1
-	cfg.Scaling.Window = config.Duration(10 * time.Minute)
-	clk := &testClock{t: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)}
-	deps := Deps{Transport: proxy.NewTransportCache(), Now: clk.Now, Rand: routing.NewRand(1), Registry: prometheus.NewRegistry()}
-	rt, err := Build(cfg, deps, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	fc := &arrivalLog{}
-	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), Now: clk.Now, Arrivals: fc})
-	srv := httptest.NewServer(gw)
-	t.Cleanup(func() { srv.Close(); deps.Transport.CloseIdle(); rt.Retire(nil) })
-	admin := adminServer(t, gw).URL
+	clk, srv, admin := busyGateway(t, time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC), fc)
 	url := srv.URL + "/v1/chat/completions"
 
 	send := func(body string, hdr ...string) {
@@ -109,4 +92,30 @@ func TestRefusedRequestsRetryIsNotNewDemand(t *testing.T) {
 	check("after the grace", 4, 0)
 	send(chatBody)
 	check("the same body after the grace", 5, 1)
+}
+
+// busyGateway is a gateway over one backend that refuses everything 503
+// with Retry-After 1, no retries, a 10-minute scaling window, on a fake
+// clock starting at start; arrivals (may be nil) sees the arrivals. It
+// returns the clock, the gateway's server and its admin listener's URL.
+func busyGateway(t *testing.T, start time.Time, arrivals Arrivals) (*testClock, *httptest.Server, string) {
+	t.Helper()
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(busy.Close)
+	cfg := testConfig(busy.URL)
+	cfg.Retry.Attempts = 1
+	cfg.Scaling.Window = config.Duration(10 * time.Minute)
+	clk := &testClock{t: start}
+	deps := Deps{Transport: proxy.NewTransportCache(), Now: clk.Now, Rand: routing.NewRand(1), Registry: prometheus.NewRegistry()}
+	rt, err := Build(cfg, deps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), Now: clk.Now, Arrivals: arrivals})
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() { srv.Close(); deps.Transport.CloseIdle(); rt.Retire(nil) })
+	return clk, srv, adminServer(t, gw).URL
 }

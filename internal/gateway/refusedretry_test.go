@@ -2,18 +2,11 @@ package gateway
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/proxy"
-	"github.com/sluice-gw/sluice/internal/routing"
 )
 
 // refusals_per_second counts requests refused, each once: a client
@@ -22,24 +15,7 @@ import (
 // four times read as four refused requests, and a retry storm as a flood
 // of refused demand a scaler (or an alert on refusals) would act on.
 func TestRefusalsCountRequestsNotAttempts(t *testing.T) {
-	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}))
-	t.Cleanup(busy.Close)
-	cfg := testConfig(busy.URL)
-	cfg.Retry.Attempts = 1
-	cfg.Scaling.Window = config.Duration(10 * time.Minute)
-	clk := &testClock{t: time.Date(2026, 12, 6, 11, 0, 0, 0, time.UTC)}
-	deps := Deps{Transport: proxy.NewTransportCache(), Now: clk.Now, Rand: routing.NewRand(1), Registry: prometheus.NewRegistry()}
-	rt, err := Build(cfg, deps, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(), Now: clk.Now})
-	srv := httptest.NewServer(gw)
-	t.Cleanup(func() { srv.Close(); deps.Transport.CloseIdle(); rt.Retire(nil) })
-	admin := adminServer(t, gw).URL
+	clk, srv, admin := busyGateway(t, time.Date(2026, 12, 6, 11, 0, 0, 0, time.UTC), nil)
 	url := srv.URL + "/v1/chat/completions"
 	other := `{"model":"m1","messages":[{"role":"user","content":"other"}],"max_tokens":4}`
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
 )
 
 // inFrontOf is a backend that serves as b does, except the requests
@@ -184,42 +186,8 @@ func TestResponsesContinuationRetriesOnItsBackend(t *testing.T) {
 // had left and was sent to it once its slot freed, or refused 503 when
 // the wait ended.
 func TestResponsesContinuationLeavesWithItsBackend(t *testing.T) {
-	a, b := newRespBackend(t, "a"), newRespBackend(t, "b")
-	held, release := make(chan struct{}), make(chan struct{})
-	owner := inFrontOf(t, a, func(w http.ResponseWriter, body []byte) bool {
-		if !bytes.Contains(body, []byte(`"input":"hold"`)) {
-			return false
-		}
-		close(held)
-		<-release
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, respObject("resp_a_held", true))
-		return true
-	})
-	var releaseOnce sync.Once
-	free := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(free)
-	cfg := testConfig(owner.URL, b.srv.URL)
-	cfg.Models[0].Backends[0].MaxConcurrency = 1
-	var deps Deps
-	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { deps = *d })
-	url := srv.URL + "/v1/responses"
-
-	id := responseOnOwner(t, url)
-	cont := func(input string) string {
-		return `{"model":"m1","input":"` + input + `","previous_response_id":"` + id + `"}`
-	}
-	holdDone := make(chan struct{})
-	go func() { readAll(t, post(t, url, cont("hold"))); close(holdDone) }() // the owner's one slot taken
-	<-held
-	defer func() { free(); <-holdDone }() // before the gateway's server closes (a cleanup)
-	gone := backendNamed(gw.Runtime().Pools["m1"].Backends, strings.TrimPrefix(owner.URL, "http://"))
-	if gone == nil {
-		t.Fatal("the owner is not in the pool")
-	}
-	done := make(chan *http.Response, 1)
-	go func() { done <- post(t, url, cont("later"), "X-Sluice-Max-Wait", "10s") }()
-	waitFor(t, gone.Awaited) // the continuation waits for the owner's slot
+	w := continuationWaitingOnItsOwner(t)
+	gone, b, deps, gw, id, done := w.owner, w.other, w.deps, w.gw, w.id, w.done
 
 	next := testConfig(b.srv.URL) // the owner dropped, as the app's install does
 	rt, err := Build(next, deps, gw.Runtime())
@@ -249,6 +217,46 @@ func TestResponsesContinuationLeavesWithItsBackend(t *testing.T) {
 // as if it had, and the new pool's pick (b, weight 100 to 1) answered 404
 // for an id the owner still held.
 func TestResponsesContinuationFollowsItsRespecifiedBackend(t *testing.T) {
+	w := continuationWaitingOnItsOwner(t)
+	old, owner, b, deps, gw, id, done := w.owner, w.ownerSrv, w.other, w.deps, w.gw, w.id, w.done
+
+	next := testConfig(owner.URL, b.srv.URL)
+	next.Models[0].Policy = "weighted"
+	next.Models[0].Backends[0].MaxConcurrency = 2
+	next.Models[0].Backends[0].Weight = 1
+	next.Models[0].Backends[1].Weight = 100
+	rt, err := Build(next, deps, gw.Runtime())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nb := backendNamed(rt.Pools["m1"].Backends, old.Name()); nb == nil || nb == old {
+		t.Fatalf("the reload did not respecify the owner (%p, was %p)", nb, old)
+	}
+	gw.Swap(rt)
+
+	resp := <-done
+	if got := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(got, `"id":"resp_a_`) {
+		t.Fatalf("continuation after its backend was respecified: %d %s; want the owner's answer", resp.StatusCode, got)
+	}
+	b.wantNoContinuationOf(t, id)
+}
+
+// waitingContinuation is a Responses continuation waiting for the one slot
+// of its previous response's backend (the owner, max_concurrency 1, held
+// by another continuation until the test ends) in front of a second
+// backend: what a reload or the pool changing meets.
+type waitingContinuation struct {
+	owner    *endpoint.Backend // the owner in the pool serving at the start
+	ownerSrv *httptest.Server  // the owner's server (in front of a)
+	other    *respBackend      // the pool's second backend
+	deps     Deps
+	gw       *Gateway
+	id       string              // the previous response's id, held by the owner
+	done     chan *http.Response // the waiting continuation's answer
+}
+
+func continuationWaitingOnItsOwner(t *testing.T) *waitingContinuation {
+	t.Helper()
 	a, b := newRespBackend(t, "a"), newRespBackend(t, "b")
 	held, release := make(chan struct{}), make(chan struct{})
 	owner := inFrontOf(t, a, func(w http.ResponseWriter, body []byte) bool {
@@ -277,32 +285,14 @@ func TestResponsesContinuationFollowsItsRespecifiedBackend(t *testing.T) {
 	holdDone := make(chan struct{})
 	go func() { readAll(t, post(t, url, cont("hold"))); close(holdDone) }() // the owner's one slot taken
 	<-held
-	defer func() { free(); <-holdDone }()
-	old := backendNamed(gw.Runtime().Pools["m1"].Backends, strings.TrimPrefix(owner.URL, "http://"))
-	if old == nil {
+	// Registered after the gateway's: run before its server closes.
+	t.Cleanup(func() { free(); <-holdDone })
+	be := backendNamed(gw.Runtime().Pools["m1"].Backends, strings.TrimPrefix(owner.URL, "http://"))
+	if be == nil {
 		t.Fatal("the owner is not in the pool")
 	}
 	done := make(chan *http.Response, 1)
 	go func() { done <- post(t, url, cont("later"), "X-Sluice-Max-Wait", "10s") }()
-	waitFor(t, old.Awaited) // the continuation waits for the owner's slot
-
-	next := testConfig(owner.URL, b.srv.URL)
-	next.Models[0].Policy = "weighted"
-	next.Models[0].Backends[0].MaxConcurrency = 2
-	next.Models[0].Backends[0].Weight = 1
-	next.Models[0].Backends[1].Weight = 100
-	rt, err := Build(next, deps, gw.Runtime())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if nb := backendNamed(rt.Pools["m1"].Backends, old.Name()); nb == nil || nb == old {
-		t.Fatalf("the reload did not respecify the owner (%p, was %p)", nb, old)
-	}
-	gw.Swap(rt)
-
-	resp := <-done
-	if got := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(got, `"id":"resp_a_`) {
-		t.Fatalf("continuation after its backend was respecified: %d %s; want the owner's answer", resp.StatusCode, got)
-	}
-	b.wantNoContinuationOf(t, id)
+	waitFor(t, be.Awaited) // the continuation waits for the owner's slot
+	return &waitingContinuation{owner: be, ownerSrv: owner, other: b, deps: deps, gw: gw, id: id, done: done}
 }
