@@ -52,7 +52,8 @@ type modelMeter struct {
 	arrivals      Rate
 	arrivalsFast  Rate // over window/riseDivisor: see Reading.ArrivalsRising
 	arrivalTokens Rate
-	burst         burst // how far arrivals ran above their estimate: Reading.ArrivalsBurst
+	burst         burst     // how far arrivals ran above their estimate: Reading.ArrivalsBurst
+	recent        recentLog // arrivals of the last minutes: Reading.Recent (recent.go)
 	refusals      map[string]*Rate
 	// refusedRetries counts the refusals of retries (Refused): a client
 	// refused again is one request refused, not one more.
@@ -163,6 +164,7 @@ func (m *Meter) Arrived(model string, now time.Time, tokens float64) {
 	mm.arrivalsFast.Add(now, 1, tau/riseDivisor)
 	mm.arrivalTokens.Add(now, tokens, tau)
 	mm.burst.arrived(now, max(mm.arrivals.At(now, tau), mm.arrivalsFast.At(now, tau/riseDivisor)), tau)
+	mm.recent.add(now)
 	mm.mu.Unlock()
 }
 
@@ -255,6 +257,12 @@ type Reading struct {
 	Awaited int
 	// Service is per backend name, of the backends asked for.
 	Service map[string]Service
+	// Window is the meter's decay window (the rates' windows: Arrivals
+	// over it, ArrivalsRising over a fifth, ArrivalsBurst over half);
+	// Recent the arrivals of the last minutes. Plan bounds a rate read
+	// over a window shorter than the requests' hold by them (recent.go).
+	Window time.Duration
+	Recent Recent
 }
 
 // Service is what one backend serves per slot-second it is held: its
@@ -299,8 +307,8 @@ func (m *Meter) Read(model string, now time.Time, backends []string) Reading {
 	mm.mu.Lock()
 	defer mm.mu.Unlock()
 	r := Reading{Arrivals: mm.arrivals.At(now, tau), ArrivalsRising: mm.arrivalsFast.At(now, tau/riseDivisor), ArrivalTokens: mm.arrivalTokens.At(now, tau),
-		ArrivalsBurst: mm.burst.Excess(now, tau),
-		Refusals:      map[string]float64{}, Service: map[string]Service{}}
+		ArrivalsBurst: mm.burst.Excess(now, tau), Window: tau, Recent: mm.recent.read(now),
+		Refusals: map[string]float64{}, Service: map[string]Service{}}
 	if r.Arrivals < minArrivalRate {
 		r.Arrivals, r.ArrivalTokens = 0, 0
 	}

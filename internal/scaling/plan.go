@@ -83,6 +83,13 @@ type Signal struct {
 	// (slots in use over slots per backend, the larger of Service.Slots
 	// and admission's slots now): the demand term's floor.
 	InFlightBackends float64 `json:"in_flight_backends"`
+	// ServiceSeconds is how long a request holds its slot, slots/μ: the
+	// time Little's law extrapolates a rate over. RecentArrivals is the
+	// requests that arrived within it (at most the last 10 minutes;
+	// 0 when unknown): a rate read over a shorter window plans for no
+	// more than those and as many again (docs/DEPLOY.md).
+	ServiceSeconds float64 `json:"service_seconds"`
+	RecentArrivals float64 `json:"recent_arrivals"`
 	// AwaitedClients is Reading.Awaited: refused requests whose clients
 	// are expected back (their Retry-After and a grace not yet passed),
 	// counted in InFlightBackends with the slots in use.
@@ -143,16 +150,28 @@ type BackendService struct {
 //	μ  = mean over the pool's measured backends of slots × completions per slot-second
 //	     (slots: the backend's mean concurrency limit over its completions;
 //	     before any backend is measured: mean slots × PriorSlotRate)
-//	D  = max(arrival rate over the window, over a fifth of it, forecast at now+lead)
-//	n  = max(D/μ,                     Little's law: D × hold time / slots per backend
+//	W  = slots / μ: how long a request holds its slot
+//	L(rate, w) = rate/μ                   Little's law, for a rate read over w ≥ W
+//	           = min(rate/μ, C(rate)/slots) for w < W: no more than the requests the
+//	                                      recent arrivals and the rate keep in
+//	                                      service (C: recent.go)
+//	M  = max(arrival rate over the window, over a fifth of it)   measured demand
+//	n  = max(L(rate over the window, window), L(rate over a fifth, window/5),
+//	         forecast at now+lead / μ,
 //	         (slots in use + awaited) / max(slots, slots now))  the requests in flight
 //	                                  now and the refused clients expected back
-//	M  = max(arrival rate over the window, over a fifth of it)   measured demand
 //	desired = max(n + Headroom × n,
-//	              M × (1 + burst) × (1 + Headroom) / μ)  burst: how far the arrivals of half
-//	                                                      a window recently ran above M
+//	              L(M × (1 + burst), window/2) × (1 + Headroom))  burst: how far the
+//	                                  arrivals of half a window recently ran above M
 //	        + min(queued / (μ × drain_for),  the queue started within the objective,
 //	              queued / slots)            at most a slot per queued request
+//
+// L's bound (recent.go): a rate read over a window shorter than the hold
+// is not known to last the hold, so it plans for the requests that came
+// within the hold and at most as many again; a rate that has lasted half
+// the hold reads as Little's law. It is what keeps a second's burst behind
+// long requests from reading as hundreds of backends (2 × 32 requests /
+// 2 slots = 32, where rate × hold read 96 + 115).
 //
 // The burst term plans for the next half window as the recent ones went:
 // refusals come once the queue holds more than its delay target (500 ms by
@@ -180,7 +199,10 @@ type BackendService struct {
 // Every term is linear in what this replica saw (its arrivals, its queue,
 // its requests in flight) but for that max, which only adds, so with
 // several gateway replicas sum() of their desired backends is at least
-// the model's need. It is fractional; a scaler rounds up.
+// the model's need. L's bound is each replica's, over its own arrivals:
+// with the arrivals spread over the replicas in steady shares it sums to
+// the bound of them all; a replica that sees a rate but few of the
+// arrivals behind it bounds lower. It is fractional; a scaler rounds up.
 func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signal {
 	s := Signal{Model: model, Time: now, Backends: len(p.Backends),
 		ArrivalRequestsPerSecond: r.Arrivals, ArrivalTokensPerSecond: r.ArrivalTokens, ArrivalBurst: r.ArrivalsBurst,
@@ -213,10 +235,25 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 		s.InFlightBackends = float64(p.InUse+r.Awaited) / slots
 	}
 	if mu := s.Service.RequestsPerSecond; mu > 0 {
-		s.Need.Demand = max(s.DemandRequestsPerSecond/mu, s.InFlightBackends)
+		s.ServiceSeconds = s.Service.Slots / mu
+		b := boundedRates{r: r, mu: mu, hold: s.ServiceSeconds, slots: max(s.Service.Slots, slotsNow(p))}
+		if b.slots > 0 {
+			if c, ok := r.Recent.inService(0, s.ServiceSeconds); ok {
+				s.RecentArrivals = c
+			}
+		}
+		// Each measured rate planned for no longer than it is known to
+		// last (recent.go); the forecast is a model of the coming hours,
+		// not a short window, and the in-flight floor is what is.
+		measuredNeed := max(b.backends(r.Arrivals, r.Window), b.backends(r.ArrivalsRising, r.Window/riseDivisor))
+		s.Need.Demand = max(measuredNeed, s.InFlightBackends)
+		if f := s.ForecastRequestsPerSecond; f != nil && *f >= minArrivalRate {
+			s.Need.Demand = max(s.Need.Demand, *f/mu)
+		}
 		s.Need.Headroom = pol.Headroom * s.Need.Demand
-		if b := r.ArrivalsBurst; b > 0 {
-			s.Need.Burst = max(measured*(1+b)*(1+pol.Headroom)/mu-s.Need.Demand-s.Need.Headroom, 0)
+		if burst := r.ArrivalsBurst; burst > 0 {
+			planned := b.backends(measured*(1+burst), burstHorizon(r.Window))
+			s.Need.Burst = max(planned*(1+pol.Headroom)-s.Need.Demand-s.Need.Headroom, 0)
 		}
 		if drain := p.QueueDrainFor.Seconds(); drain > 0 {
 			s.Need.Queue = float64(p.Queued) / (mu * drain)
@@ -231,6 +268,28 @@ func Plan(model string, now time.Time, r Reading, p PoolState, pol Policy) Signa
 	}
 	s.DesiredBackends = s.Need.Demand + s.Need.Headroom + s.Need.Burst + s.Need.Queue
 	return s
+}
+
+// boundedRates turns a measured arrival rate into backends: Little's law
+// (rate/μ) for a rate read over a window at least the hold, else no more
+// than the requests the model's recent arrivals and the rate can keep in
+// service (Recent.inService) over the slots a backend has.
+type boundedRates struct {
+	r     Reading
+	mu    float64 // per backend
+	hold  float64 // seconds a request holds its slot: slots/μ
+	slots float64 // a backend's, as the in-flight floor counts them
+}
+
+func (b boundedRates) backends(rate float64, window time.Duration) float64 {
+	n := rate / b.mu
+	if b.slots <= 0 || window <= 0 || b.hold <= window.Seconds() {
+		return n
+	}
+	if c, ok := b.r.Recent.inService(rate, b.hold); ok {
+		n = min(n, c/b.slots)
+	}
+	return n
 }
 
 // slotsNow is the pool's mean slots per backend at this instant: its
