@@ -148,10 +148,27 @@ var errNoChange = errors.New("no change")
 // The write that makes a job with a pending webhook terminal names this
 // process as the webhook's sender (HookOwner): the process that notifies
 // it, in the same write.
+//
+// A job submitted with a webhook by a binary from before webhook outcomes
+// were recorded (2026-12-06) has no WebhookState; during a rolling
+// upgrade a new worker may finish it. The write that makes it terminal
+// marks it pending and indexes it, as a submit does now, so its webhook
+// gets the retry schedule, the resend after a stop and a recorded
+// outcome; without this, a receiver down for the first round lost it
+// and its outcome was never shown. Records already terminal (finished
+// by the old binary) are left alone: whether theirs was delivered is
+// unknown, and resending a week of them would flood receivers.
 func (s *Store) transition(ctx context.Context, key string, f func(r *jobRecord) error) (r *jobRecord, changed bool, err error) {
-	return casUpdate(ctx, s.jobs, key, func(r *jobRecord) error {
+	adopted := false
+	r, changed, err = casUpdate(ctx, s.jobs, key, func(r *jobRecord) error {
+		wasTerminal := r.Job.Status.Terminal()
+		adopted = false
 		if err := f(r); err != nil {
 			return err
+		}
+		if !wasTerminal && r.Job.Status.Terminal() && adoptsWebhook(r) {
+			r.Job.WebhookState = &WebhookDelivery{Status: WebhookPending}
+			adopted = true
 		}
 		if r.HookOwner == "" && r.Webhook != "" && r.Job.Status.Terminal() &&
 			r.Job.WebhookState != nil && r.Job.WebhookState.Status == WebhookPending {
@@ -159,6 +176,16 @@ func (s *Store) transition(ctx context.Context, key string, f func(r *jobRecord)
 		}
 		return nil
 	})
+	if err == nil && changed && adopted {
+		s.indexWebhook(ctx, r.Job.ID) // after the record, as create's
+	}
+	return r, changed, err
+}
+
+// adoptsWebhook reports whether r is a webhook job written by an older
+// binary (no WebhookState) that transition marks pending as it ends.
+func adoptsWebhook(r *jobRecord) bool {
+	return r.Webhook != "" && r.Job.BatchID == "" && r.Job.WebhookState == nil
 }
 
 // casUpdate is the compare-and-swap loop behind transition and
