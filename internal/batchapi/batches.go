@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,19 +224,13 @@ type batchList struct {
 func (h *Handler) listBatches(w http.ResponseWriter, r *http.Request, tenant string) {
 	q := r.URL.Query()
 	after := q.Get("after")
-	limit := defaultListLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxListLimit {
-			h.fail(w, r, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
-				Param: "limit", Message: "Invalid value for 'limit': must be an integer from 1 to " + strconv.Itoa(maxListLimit)}, objBatch, "")
-			return
-		}
-		limit = n
+	limit, err := listLimit(q, defaultListLimit, maxListLimit)
+	if err != nil {
+		h.fail(w, r, err, objBatch, "")
+		return
 	}
 	var bs []*jobs.Batch
 	var more bool
-	var err error
 	if after == "" || batchCursor(after) {
 		bs, more, err = h.svc.ListBatches(r.Context(), tenant, after, limit)
 	}
@@ -251,6 +246,32 @@ func (h *Handler) listBatches(w http.ResponseWriter, r *http.Request, tenant str
 		page.FirstID, page.LastID = &bs[0].ID, &bs[len(bs)-1].ID
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// listLimit reads a list's limit query parameter: def when absent, else
+// an integer from 1 to maxLimit, or a 400 naming it.
+func listLimit(q url.Values, def, maxLimit int) (int, error) {
+	s := q.Get("limit")
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
+			Param: "limit", Message: "Invalid value for 'limit': must be an integer from 1 to " + strconv.Itoa(maxLimit)}
+	}
+	return n, nil
+}
+
+// listOrder reads GET /v1/files' order query parameter: "" (newest
+// first), "asc" or "desc", or a 400 naming it.
+func listOrder(q url.Values) (string, error) {
+	order := q.Get("order")
+	if order != "" && order != "asc" && order != "desc" {
+		return "", &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
+			Param: "order", Message: "Invalid value for 'order': must be asc or desc"}
+	}
+	return order, nil
 }
 
 // batchCursor reports whether after can mark a place among batch ids,

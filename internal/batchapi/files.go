@@ -369,20 +369,14 @@ const maxFileListLimit = 10000
 // for oldest first), optionally of one purpose, paged with after and limit.
 func (h *Handler) listFiles(w http.ResponseWriter, r *http.Request, tenant string) {
 	q := r.URL.Query()
-	limit := maxFileListLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxFileListLimit {
-			h.fail(w, r, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
-				Param: "limit", Message: "Invalid value for 'limit': must be an integer from 1 to " + strconv.Itoa(maxFileListLimit)}, objFile, "")
-			return
-		}
-		limit = n
+	limit, err := listLimit(q, maxFileListLimit, maxFileListLimit)
+	if err != nil {
+		h.fail(w, r, err, objFile, "")
+		return
 	}
-	order := q.Get("order")
-	if order != "" && order != "asc" && order != "desc" {
-		h.fail(w, r, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_value",
-			Param: "order", Message: "Invalid value for 'order': must be asc or desc"}, objFile, "")
+	order, err := listOrder(q)
+	if err != nil {
+		h.fail(w, r, err, objFile, "")
 		return
 	}
 	files, err := h.svc.ListFiles(r.Context(), tenant, q.Get("purpose"))

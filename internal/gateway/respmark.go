@@ -91,8 +91,7 @@ func (s *sharedOwners) check(ctx context.Context) {
 		}
 		return
 	default:
-		held, perr := strconv.ParseInt(b, 10, 64)
-		lost = perr != nil || held < s.mark.confirmed
+		lost = markLost(b, s.mark.confirmed)
 	}
 	s.mark.confirmed = seq
 	switch {
@@ -102,6 +101,15 @@ func (s *sharedOwners) check(ctx context.Context) {
 	case lost || s.mark.owed:
 		s.startRewrite(false)
 	}
+}
+
+// markLost reads the number Redis held for this replica's mark (the
+// reply to SET ... GET): writes were lost when it is not a number, or one
+// below the last Redis acknowledged (confirmed). A number from confirmed
+// on is Redis' own, also one of a check whose reply was lost.
+func markLost(held string, confirmed int64) bool {
+	n, err := strconv.ParseInt(held, 10, 64)
+	return err != nil || n < confirmed
 }
 
 // rewriting is a rewrite under way: the owners left to write again, and

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -406,4 +407,26 @@ func TestWriterRedialsAfterAFailedFirstDial(t *testing.T) {
 	}
 	rd.Restart()
 	waitFor(t, func() bool { return o.shared.conn.Loaded() != nil })
+}
+
+// FuzzMarkLost drives markLost, the reading of the number Redis held for
+// a replica's mark, with any reply. Properties: no panic; a reply that is
+// not a decimal int64 is a loss; the number the check wrote (FormatInt)
+// reads back as no loss whenever it is at or past the last acknowledged,
+// and as a loss below it.
+func FuzzMarkLost(f *testing.F) {
+	f.Add("17", int64(16), int64(17))
+	f.Add("", int64(0), int64(1))
+	f.Add("+5", int64(5), int64(4))
+	f.Add("9223372036854775808", int64(1), int64(-1))
+	f.Add("0x10", int64(3), int64(3))
+	f.Fuzz(func(t *testing.T, reply string, confirmed, wrote int64) {
+		lost := markLost(reply, confirmed)
+		if _, err := strconv.ParseInt(reply, 10, 64); err != nil && !lost {
+			t.Fatalf("%q (not a number) read as no loss", reply)
+		}
+		if got, want := markLost(strconv.FormatInt(wrote, 10), confirmed), wrote < confirmed; got != want {
+			t.Fatalf("mark %d, confirmed %d: lost %v, want %v", wrote, confirmed, got, want)
+		}
+	})
 }

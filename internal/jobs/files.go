@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,12 +40,16 @@ func fileMeta(f *File, batchID string) jetstream.ObjectMeta {
 	return jetstream.ObjectMeta{Name: f.ID, Metadata: m}
 }
 
+// fileFromInfo reads a file back from its object's info, as the server
+// answers it. A size past int64 (no object is that big; a server's
+// answer read wrong) is read as the most, not as a negative bytes;
+// created_at or expires_at that is not a number reads 0 (none).
 func fileFromInfo(info *jetstream.ObjectInfo) *File {
 	m := info.Metadata
 	created, _ := strconv.ParseInt(m[metaCreated], 10, 64)
 	expires, _ := strconv.ParseInt(m[metaExpires], 10, 64)
 	return &File{
-		ID: info.Name, Object: "file", Bytes: int64(info.Size), CreatedAt: created, ExpiresAt: expires,
+		ID: info.Name, Object: "file", Bytes: int64(min(info.Size, math.MaxInt64)), CreatedAt: created, ExpiresAt: expires,
 		Filename: m[metaFilename], Purpose: m[metaPurpose], Status: "processed", Tenant: m[metaTenant],
 	}
 }

@@ -209,8 +209,7 @@ func (w *webhooks) release() {
 		w.s.log.Debug("deleting the webhook heartbeat (it lapses)", "err", err)
 	}
 	if e, err := w.s.jobs.Get(ctx, webhookSweepKey); err == nil {
-		var c fileClaim
-		if json.Unmarshal(e.Value(), &c) == nil && c.Owner == w.s.owner {
+		if c, ok := readClaim(e.Value()); ok && c.Owner == w.s.owner {
 			_ = w.s.jobs.Delete(ctx, webhookSweepKey, jetstream.LastRevision(e.Revision()))
 		}
 	}
@@ -234,8 +233,7 @@ func (w *webhooks) takeSweepLease(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	var c fileClaim
-	if json.Unmarshal(e.Value(), &c) == nil && c.Owner != w.s.owner && !w.s.claimLapsed(c, now) {
+	if c, ok := readClaim(e.Value()); ok && c.Owner != w.s.owner && !w.s.claimLapsed(c, now) {
 		return false, nil
 	}
 	_, err = w.s.jobs.Update(ctx, webhookSweepKey, b, e.Revision())
@@ -353,8 +351,11 @@ func (w *webhooks) ownerGone(ctx context.Context, r *jobRecord, now time.Time, a
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return false, err
 		}
-		var c fileClaim
-		a := err == nil && json.Unmarshal(e.Value(), &c) == nil && !w.s.claimLapsed(c, now)
+		a := false
+		if err == nil {
+			c, ok := readClaim(e.Value())
+			a = ok && !w.s.claimLapsed(c, now)
+		}
 		alive[owner] = a
 		return !a, nil
 	}
@@ -376,14 +377,32 @@ func (s *Store) via() string {
 // it are in-process pipes that cannot reach a later run, so such a claim's
 // process is dead: killed (a stopped one deletes its heartbeat).
 func (s *Store) claimLapsed(c fileClaim, now time.Time) bool {
+	return c.lapsed(now, s.nc.ConnectedServerId)
+}
+
+// lapsed is claimLapsed given the id of the embedded server this Store is
+// connected to ("" over the network), asked only of a claim made through
+// one.
+func (c fileClaim) lapsed(now time.Time, connectedServer func() string) bool {
 	if now.UnixMilli() >= c.Until {
 		return true
 	}
 	if c.Via == "" {
 		return false // over the network: only its time tells
 	}
-	cur := s.nc.ConnectedServerId()
+	cur := connectedServer()
 	return cur != "" && cur != c.Via
+}
+
+// readClaim reads a claim record (a heartbeat or the sweep lease) as
+// stored in the jobs bucket; false when it is not one, which every reader
+// takes as no claim held.
+func readClaim(b []byte) (fileClaim, bool) {
+	var c fileClaim
+	if err := json.Unmarshal(b, &c); err != nil {
+		return fileClaim{}, false
+	}
+	return c, true
 }
 
 // claimResend makes this process the owner of a resent webhook just

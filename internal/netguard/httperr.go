@@ -34,8 +34,11 @@ func serverRefusal(p []byte) *openai.Error {
 	if !ok || len(line) < 4 || line[3] != ' ' {
 		return nil
 	}
+	// Three digits, 4xx or 5xx: net/http refuses with nothing else, and an
+	// Error of any other status has no answer to make (Atoi alone read
+	// "+40" as 40 and "-99" as -99).
 	status, err := strconv.Atoi(string(line[:3]))
-	if err != nil {
+	if err != nil || line[0] < '4' || line[0] > '5' {
 		return nil
 	}
 	// The body repeats the status line ("400 Bad Request: invalid header

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/rate"
 )
 
 //go:embed gcra.lua
@@ -171,8 +172,29 @@ func (s *RedisStore) parse(op Op, r rueidis.RedisResult) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("ratelimit: redis bucket %q: %w", op.Key, err)
 	}
+	return replyDecision(op, v)
+}
+
+// maxReplyMicros bounds the durations gcra.lua can return: a bucket's tat
+// is at most span+maxDebt ahead (both at most rate.MaxRefill), stored
+// under a limit a reload may since have shortened, and a refusal's wait
+// adds at most one more span. Four refills is past all of it.
+const maxReplyMicros = 4 * int64(rate.MaxRefill/time.Microsecond)
+
+// replyDecision reads the script's six integers (allowed, never fits,
+// delay, retry, remaining, reset). A reply the script cannot have made (a
+// flag not 0 or 1, a count past the bucket, a negative or a years-long
+// wait) is an error, the store's failure mode, not a decision: a Delay
+// of 2^62 µs read as written held the request until its client left.
+func replyDecision(op Op, v []int64) (Decision, error) {
 	if len(v) != 6 {
 		return Decision{}, fmt.Errorf("ratelimit: redis bucket %q: %w (%d values)", op.Key, errReply, len(v))
+	}
+	flag := func(x int64) bool { return x == 0 || x == 1 }
+	wait := func(x int64) bool { return x >= 0 && x <= maxReplyMicros }
+	if !flag(v[0]) || !flag(v[1]) || v[0]+v[1] == 2 || !wait(v[2]) || !wait(v[3]) || !wait(v[5]) ||
+		v[4] < 0 || v[4] > op.Limit.Capacity() {
+		return Decision{}, fmt.Errorf("ratelimit: redis bucket %q: %w (%v)", op.Key, errReply, v)
 	}
 	o := outcome{
 		allowed: v[0] == 1, neverFits: v[1] == 1,
