@@ -186,6 +186,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	a.gw = gateway.New(built.Runtime, gwOpts)
 	if a.jobs != nil {
 		a.gw.SetJobQueue(a.jobs.store.Backlog)
+		a.gw.SetJobStoreFault(a.jobs.store.DiskFault)
 	}
 	registerUpstreamMetrics(reg, deps.Transport)
 	registerRingMetrics(reg, deps.Rings)

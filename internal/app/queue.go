@@ -231,6 +231,7 @@ func (a *App) connectQueue(ctx context.Context) {
 		a.jobs = q
 		a.gw.SetJobs(q.api)
 		a.gw.SetJobQueue(q.store.Backlog)
+		a.gw.SetJobStoreFault(q.store.DiskFault)
 		q.startWorker(a.gw)
 		a.jobsMu.Unlock()
 		a.log.Info("job queue connected")

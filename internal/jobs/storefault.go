@@ -270,3 +270,7 @@ func IsDiskFault(err error) bool {
 	}
 	return false
 }
+
+// DiskFault is the embedded store's disk fault (Embedded.StoreFault): nil
+// with an external NATS or while the disk takes writes.
+func (s *Store) DiskFault() error { return s.o.Embedded.StoreFault() }
