@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/forecast"
 	"github.com/sluice-gw/sluice/internal/gateway"
+	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/redisconn"
@@ -185,6 +186,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	a.gw = gateway.New(built.Runtime, gwOpts)
 	if a.jobs != nil {
 		a.gw.SetJobQueue(a.jobs.store.Backlog)
+		a.gw.SetJobStoreFault(a.jobs.store.DiskFault)
 	}
 	registerUpstreamMetrics(reg, deps.Transport)
 	registerRingMetrics(reg, deps.Rings)
@@ -230,9 +232,17 @@ func (a *App) openJobQueue(cfg *config.Config, reg prometheus.Registerer, gwOpts
 	switch {
 	case err == nil:
 		a.jobs, gwOpts.Jobs = q, q.api
+	case cfg.Queue.URL == "" && (jobs.IsDiskFault(err) || jobs.IsDiskFault(jobs.ProbeDir(queueDataDir(cfg.Queue)))):
+		// The data directory's disk refuses writes (full, read-only,
+		// failing): live traffic does not need it, so the gateway serves
+		// and retries (async and batch answer 503 until Run opens the
+		// queue) rather than a crash loop taking inference down with it.
+		a.log.Error("job queue: its data directory's disk refuses writes; serving without the queue (async jobs, batches and files answer 503) and retrying",
+			"data_dir", queueDataDir(cfg.Queue), "error", err.Error())
+		a.jobsRetry = open
 	case cfg.Queue.URL == "":
-		// The embedded server failing is a local problem (data
-		// directory, port): say so at start.
+		// The embedded server failing otherwise is a local problem
+		// (data directory in use, port): say so at start.
 		return err
 	default:
 		// An external NATS being away must not keep the gateway from

@@ -106,6 +106,15 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	return q, nil
 }
 
+// queueDataDir is the embedded queue's data directory: queue.data_dir
+// (or --data-dir), else the default one.
+func queueDataDir(c config.Queue) string {
+	if c.DataDir != "" {
+		return c.DataDir
+	}
+	return config.DefaultDataDir()
+}
+
 // startWorker runs this gateway's workers: they take jobs while the pool
 // has spare capacity and run them through the gateway. Once stopped
 // (stopTaking) they take none; the running jobs have no bound of their
@@ -222,6 +231,7 @@ func (a *App) connectQueue(ctx context.Context) {
 		a.jobs = q
 		a.gw.SetJobs(q.api)
 		a.gw.SetJobQueue(q.store.Backlog)
+		a.gw.SetJobStoreFault(q.store.DiskFault)
 		q.startWorker(a.gw)
 		a.jobsMu.Unlock()
 		a.log.Info("job queue connected")

@@ -49,6 +49,11 @@ const tooManyBatchesRetry = time.Minute
 // every 250ms, so a short wait finds it back soon after NATS is.
 const unavailableRetry = 2 * time.Second
 
+// storeFailingRetry is the Retry-After of 503 storage_unavailable: the
+// embedded store checks its disk every 5s (jobs.EmbeddedOptions
+// .RecoverEvery) and an operator freeing space takes longer than that.
+const storeFailingRetry = 30 * time.Second
+
 // apiError maps any error a handler meets to the status and OpenAI error
 // object the client sees. This is the one place that decides it; internal
 // reports whether the error is ours (worth logging) rather than the
@@ -109,6 +114,14 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		// sent three times over to a full store).
 		return &openai.Error{Status: http.StatusInsufficientStorage, Type: openai.TypeServer, Code: "storage_full",
 			Message: "the job store is full (queue.max_store_bytes); delete files or wait for retention to free space", Final: true}, false
+	case errors.Is(err, jobs.ErrStoreFailing):
+		// Before IsUnavailable: a write the failing disk never
+		// acknowledged ends in a timeout. The embedded server's disk
+		// refused writes (full, read-only, failing); the gateway starts
+		// JetStream again by itself once it takes writes, so a retry
+		// later may succeed. Nothing about the disk goes to the client.
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "storage_unavailable",
+			Message: "the job store cannot write to its disk; nothing was stored; retry later", RetryAfter: storeFailingRetry}, false
 	case jobs.IsUnavailable(err):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
 			Message: "the job queue is unreachable; retry shortly", RetryAfter: unavailableRetry}, false

@@ -165,7 +165,9 @@ type Gateway struct {
 	// streams are the /status/stream watchers (stream.go).
 	streams  *statusStreams
 	jobQueue atomic.Pointer[JobQueueStatus]
-	backlog  backlogMemo
+	// jobStoreFault is the embedded job store's disk fault (SetJobStoreFault).
+	jobStoreFault atomic.Pointer[func() error]
+	backlog       backlogMemo
 	// owners are the Responses API ids relayed and their backends
 	// (respowners.go); followUps counts their follow-ups (responses.go);
 	// lookups bounds what asking the backends for ids nobody holds costs
@@ -237,6 +239,10 @@ type JobQueueStatus func(ctx context.Context) (jobs.Backlog, error)
 // SetJobQueue installs the job queue's backlog reader once the queue is
 // connected.
 func (g *Gateway) SetJobQueue(f JobQueueStatus) { g.jobQueue.Store(&f) }
+
+// SetJobStoreFault installs the embedded job store's disk fault reader
+// (jobs.Store.DiskFault): no round trip, so /readyz can say it.
+func (g *Gateway) SetJobStoreFault(f func() error) { g.jobStoreFault.Store(&f) }
 
 // Swap installs a new runtime (config reload), built aside and handed the
 // state it takes over by internal/app: one atomic store makes it serve.

@@ -166,6 +166,11 @@ type readyDoc struct {
 	// The key set of the start, unavailable, makes the replica not
 	// ready: it could serve no token-bearing client.
 	JWKS auth.KeySetState `json:"jwks,omitempty"`
+	// JobsStore is "failing" while the embedded job store's disk refuses
+	// writes (new jobs, batches and files answered 503); absent
+	// otherwise. It leaves Ready alone: live traffic does not need the
+	// store, and an unready replica would take inference down with it.
+	JobsStore string `json:"jobs_store,omitempty"`
 }
 
 // readiness is the replica's readiness as /readyz answers it (serveReady).
@@ -173,6 +178,9 @@ func (g *Gateway) readiness() readyDoc {
 	rt := g.rt.Load()
 	now := g.now()
 	out := readyDoc{Models: []modelReadiness{}}
+	if f := g.jobStoreFault.Load(); f != nil && (*f)() != nil {
+		out.JobsStore = "failing"
+	}
 	for _, name := range rt.Models {
 		p := rt.Pools[name]
 		m := modelReadiness{Model: name, Backends: len(p.Backends), States: map[string]int{}}

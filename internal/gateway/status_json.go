@@ -194,6 +194,10 @@ type jobsStatus struct {
 	// bound (queue.max_store_bytes, 0: unbounded); null likewise.
 	StoreBytes      *int64 `json:"store_bytes"`
 	StoreLimitBytes *int64 `json:"store_limit_bytes"`
+	// StoreFailing says why the embedded store's disk refuses writes
+	// (data directory, since when, nats-server's report); absent when it
+	// writes. New jobs, batches and files are answered 503 meanwhile.
+	StoreFailing string `json:"store_failing,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -283,10 +287,12 @@ func (g *Gateway) status(ctx context.Context) statusDoc {
 	}
 	out.Jobs = &jobsStatus{Enabled: g.queueOn, Running: g.tally.jobsRunning.Load()}
 	if f := g.jobQueue.Load(); f != nil {
-		if bl, ok := g.backlog.read(ctx, now, *f); ok {
+		bl, ok := g.backlog.read(ctx, now, *f)
+		if ok {
 			out.Jobs.Backlog, out.Jobs.ActiveBatches = &bl.Jobs, &bl.Batches
 			out.Jobs.StoreBytes, out.Jobs.StoreLimitBytes = &bl.StoreBytes, &bl.StoreLimitBytes
 		}
+		out.Jobs.StoreFailing = bl.StoreFailing
 	}
 	return out
 }
@@ -309,6 +315,7 @@ type jobsBacklog struct {
 	Jobs                        uint64
 	Batches                     int
 	StoreBytes, StoreLimitBytes int64
+	StoreFailing                string
 }
 
 func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus) (jobsBacklog, bool) {
@@ -319,7 +326,7 @@ func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus)
 	}
 	bl, err := f(ctx)
 	m.at, m.ok, m.last = now, err == nil, jobsBacklog{Jobs: bl.Jobs, Batches: bl.Batches,
-		StoreBytes: bl.StoreBytes, StoreLimitBytes: bl.StoreLimitBytes}
+		StoreBytes: bl.StoreBytes, StoreLimitBytes: bl.StoreLimitBytes, StoreFailing: bl.StoreFailing}
 	return m.last, m.ok
 }
 

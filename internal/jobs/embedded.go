@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,11 +36,30 @@ type EmbeddedOptions struct {
 	// ReadyTimeout bounds the wait for the server to accept clients,
 	// default 10s.
 	ReadyTimeout time.Duration
+	// RecoverEvery is how often a store whose disk refused a write checks
+	// whether Dir takes writes again, to start JetStream again
+	// (TryRecover), default 5s.
+	RecoverEvery time.Duration
+	// probe checks that Dir takes writes (probeDir); a test's seam.
+	probe func(dir string) error
 }
 
 // Embedded is a running in-process NATS server.
 type Embedded struct {
 	srv *server.Server
+	dir string
+	log *slog.Logger
+	// jsConfig starts JetStream again after a disk fault (TryRecover).
+	jsConfig     server.JetStreamConfig
+	fault        storeFault
+	recoverMu    sync.Mutex
+	recoverEvery time.Duration
+	probe        func(dir string) error
+	// The recovery loop: kicked at a fault's start, ended by stop.
+	kicked   chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	loopDone chan struct{}
 }
 
 // StartEmbedded starts nats-server in this process and waits until it
@@ -57,6 +77,18 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 10 * time.Second
 	}
+	if o.RecoverEvery <= 0 {
+		o.RecoverEvery = 5 * time.Second
+	}
+	if o.probe == nil {
+		o.probe = probeDir
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Embedded{dir: o.Dir, log: log, recoverEvery: o.RecoverEvery, probe: o.probe,
+		kicked: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	srv, err := server.NewServer(&server.Options{
 		ServerName:        "sluice-embedded",
 		Host:              o.Host,
@@ -66,21 +98,24 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		SyncAlways:        o.SyncAlways,
 		JetStreamMaxStore: o.MaxStoreBytes,
 		NoSigs:            true, // signals belong to the gateway, not to its library
-		NoLog:             o.Logger == nil,
+		// Always logged: its lines about failed writes are how the
+		// store learns of a disk fault (serverLog).
+		NoLog: false,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs: configuring embedded NATS: %w", err)
 	}
-	if o.Logger != nil {
-		srv.SetLoggerV2(slogAdapter{o.Logger}, false, false, false)
-	}
+	e.srv = srv
+	srv.SetLoggerV2(slogAdapter{e}, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(o.ReadyTimeout) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		return nil, fmt.Errorf("jobs: embedded NATS not ready after %s", o.ReadyTimeout)
 	}
-	return &Embedded{srv: srv}, nil
+	e.jsConfig = jetStreamConfigOf(srv, o.Dir)
+	go e.recoverLoop()
+	return e, nil
 }
 
 // ServerID is this run's server id: nats-server draws a new one at every
@@ -92,6 +127,10 @@ func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
 
 // Shutdown stops the server and waits until it has stopped.
 func (e *Embedded) Shutdown() {
+	e.stopOnce.Do(func() { close(e.stop) })
+	<-e.loopDone
+	e.recoverMu.Lock() // a recovery under way ends first
+	defer e.recoverMu.Unlock()
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 }
@@ -107,16 +146,17 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// slogAdapter gives nats-server's printf-style logger a slog destination.
-type slogAdapter struct{ l *slog.Logger }
+// slogAdapter gives nats-server's printf-style logger a slog destination,
+// its lines about failed writes watched for a disk fault (serverLog).
+type slogAdapter struct{ e *Embedded }
 
 // Noticef is nats-server's start-up banner and routine notices: debug, as
 // the gateway logs its own one-line summary of the queue.
 func (a slogAdapter) Noticef(f string, v ...any) {
-	a.l.Debug(fmt.Sprintf(f, v...), "component", "nats")
+	a.e.serverLog(slog.LevelDebug, fmt.Sprintf(f, v...))
 }
-func (a slogAdapter) Warnf(f string, v ...any)  { a.l.Warn(fmt.Sprintf(f, v...), "component", "nats") }
-func (a slogAdapter) Fatalf(f string, v ...any) { a.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
-func (a slogAdapter) Errorf(f string, v ...any) { a.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
-func (a slogAdapter) Debugf(f string, v ...any) { a.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
-func (a slogAdapter) Tracef(f string, v ...any) { a.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
+func (a slogAdapter) Warnf(f string, v ...any)  { a.e.serverLog(slog.LevelWarn, fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Fatalf(f string, v ...any) { a.e.serverLog(slog.LevelError, fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Errorf(f string, v ...any) { a.e.serverLog(slog.LevelError, fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Debugf(f string, v ...any) { a.e.serverLog(slog.LevelDebug, fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Tracef(f string, v ...any) { a.e.serverLog(slog.LevelDebug, fmt.Sprintf(f, v...)) }

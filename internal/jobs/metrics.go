@@ -38,6 +38,9 @@ type counters struct {
 	// storeRefusedBudget counts new work refused at the admission line,
 	// storeRefusedServer writes JetStream refused for lack of room.
 	storeRefusedBudget, storeRefusedServer atomic.Uint64
+	// storeRefusedFailing counts jobs, batches and files refused because
+	// the embedded server's disk refused writes (ErrStoreFailing).
+	storeRefusedFailing atomic.Uint64
 	// startsRefused counts job starts JetStream refused for lack of room,
 	// storePauses the pauses of a worker they began, workersPaused the
 	// workers paused now (storepause.go).
@@ -82,29 +85,37 @@ type Backlog struct {
 	// StoreBytes is what the queue holds in JetStream; StoreLimitBytes is
 	// Options.MaxStoreBytes (0: unbounded).
 	StoreBytes, StoreLimitBytes int64
+	// StoreFailing is the embedded store's disk fault (Embedded
+	// .StoreFault), "" without one; set even when the rest is not read.
+	StoreFailing string
 }
 
 // Backlog reads the queue's depth and the active batches.
 func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
+	var bl Backlog
+	if fault := s.o.Embedded.StoreFault(); fault != nil {
+		bl.StoreFailing = fault.Error()
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	stream, err := s.js.Stream(ctx, workStream)
 	if err != nil {
-		return Backlog{}, fmt.Errorf("jobs backlog: %w", err)
+		return bl, fmt.Errorf("jobs backlog: %w", err)
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return Backlog{}, fmt.Errorf("jobs backlog: %w", err)
+		return bl, fmt.Errorf("jobs backlog: %w", err)
 	}
 	batches, err := s.activeIndex(ctx) // a finished batch's marker counts until a tracker's scan purges it
 	if err != nil {
-		return Backlog{}, fmt.Errorf("active batches: %w", err)
+		return bl, fmt.Errorf("active batches: %w", err)
 	}
 	u, err := s.StoreUsage(ctx)
 	if err != nil {
-		return Backlog{}, err
+		return bl, err
 	}
-	return Backlog{Jobs: info.State.Msgs, Batches: len(batches), StoreBytes: u.Bytes, StoreLimitBytes: u.Limit}, nil
+	bl.Jobs, bl.Batches, bl.StoreBytes, bl.StoreLimitBytes = info.State.Msgs, len(batches), u.Bytes, u.Limit
+	return bl, nil
 }
 
 // collector exports Stats as Prometheus counters.
@@ -170,8 +181,14 @@ var (
 	storeLimitDesc = prometheus.NewDesc("sluice_jobs_store_limit_bytes",
 		"queue.max_store_bytes (0: unbounded); new work is refused from 90% of it.", nil, nil)
 	storeRefusedDesc = prometheus.NewDesc("sluice_jobs_store_refused_total",
-		"Jobs, batches and files refused with 507 storage_full, by reason (budget: at the admission line; server: JetStream refused the write).",
+		"Jobs, batches and files refused, by reason (budget: at the admission line, 507; server: JetStream refused the write, 507; disk: the embedded store's disk refused writes, 503 storage_unavailable).",
 		[]string{"reason"}, nil)
+	storeFailingDesc = prometheus.NewDesc("sluice_jobs_store_failing",
+		"1 while the embedded job store's disk refuses writes (no space left, read-only, I/O errors) and the gateway waits to restart JetStream on it.", nil, nil)
+	storeWriteFailuresDesc = prometheus.NewDesc("sluice_jobs_store_write_failures_total",
+		"Writes the embedded job store's disk refused, as nats-server reported them.", nil, nil)
+	storeRecoveriesDesc = prometheus.NewDesc("sluice_jobs_store_recoveries_total",
+		"Disk faults of the embedded job store ended by starting JetStream again on its data directory.", nil, nil)
 )
 
 // Workers paused on a full store (storepause.go): now, the pauses begun,
@@ -218,6 +235,9 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- storeFailingDesc
+	ch <- storeWriteFailuresDesc
+	ch <- storeRecoveriesDesc
 	ch <- fileClaimWaitsDesc
 	ch <- fileClaimTakeoversDesc
 	ch <- orphanChunksPurgedDesc
@@ -291,6 +311,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(storeLimitDesc, prometheus.GaugeValue, float64(c.s.o.MaxStoreBytes))
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedBudget.Load()), "budget")
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedServer.Load()), "server")
+	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedFailing.Load()), "disk")
+	if e := c.s.o.Embedded; e != nil {
+		failing := 0.0
+		if e.StoreFault() != nil {
+			failing = 1
+		}
+		ch <- prometheus.MustNewConstMetric(storeFailingDesc, prometheus.GaugeValue, failing)
+		ch <- prometheus.MustNewConstMetric(storeWriteFailuresDesc, prometheus.CounterValue, float64(e.StoreWriteFailures()))
+		ch <- prometheus.MustNewConstMetric(storeRecoveriesDesc, prometheus.CounterValue, float64(e.StoreRecoveries()))
+	}
 	// Round trips, bounded: a scrape must not hang on an unreachable
 	// NATS (the gauges are then left out of this scrape).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

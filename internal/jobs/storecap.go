@@ -100,6 +100,12 @@ func (s *Store) forgetUsage() {
 // its admission line, by the account's usage (every replica and process
 // sharing the queue) read at most usageTTL ago; nothing when unbounded.
 func (s *Store) admitNew(ctx context.Context) error {
+	if err := s.o.Embedded.StoreFault(); err != nil {
+		// Refused at once: the write would wait out RequestTimeout for an
+		// acknowledgement the failing store never sends.
+		s.stats.storeRefusedFailing.Add(1)
+		return fmt.Errorf("jobs: %w", err)
+	}
 	if s.o.MaxStoreBytes <= 0 {
 		return nil
 	}
@@ -117,9 +123,18 @@ func (s *Store) admitNew(ctx context.Context) error {
 
 // storeFull wraps err in ErrStoreFull when it is JetStream refusing a
 // write for lack of room (the server's or the account's store limit),
-// counting it; other errors pass unchanged.
+// counting it, and in ErrStoreFailing when the embedded server's disk
+// refused writes meanwhile (a write then ends in a timeout, or JetStream
+// not enabled); other errors pass unchanged.
 func (s *Store) storeFull(err error) error {
-	if err == nil || !isStoreFullErr(err) {
+	if err == nil {
+		return nil
+	}
+	if fault := s.o.Embedded.StoreFault(); fault != nil && !isStoreFullErr(err) {
+		s.stats.storeRefusedFailing.Add(1)
+		return fmt.Errorf("%w: %w", fault, err)
+	}
+	if !isStoreFullErr(err) {
 		return err
 	}
 	s.stats.storeRefusedServer.Add(1)

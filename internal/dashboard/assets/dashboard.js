@@ -277,7 +277,7 @@
   // renderAlerts lists what an operator must act on, worst first, from
   // fields the tables do not show: readiness and what holds it, the
   // issuer's key set, discovery that fails, a refused reload (its
-  // file:line message), Redis bypassed, the job queue not answering.
+  // file:line message), Redis bypassed, the job queue not answering or its disk refusing writes.
   // Every string (model names, error text) goes in as text.
   function renderAlerts(doc) {
     const items = [];
@@ -311,6 +311,10 @@
     if (rd.cache === "degraded") add("redis", "warn", "Redis of the response cache unreachable: bypassed, lookups miss it and go upstream");
     if (rd.response_ids === "degraded") add("redis", "warn", "Redis of the Responses API ids unreachable: a previous_response_id this replica does not know is refused 503");
     const j = doc.jobs;
+    if (j && j.store_failing) {
+      add("jobs-store", "bad", "job store's disk refuses writes: new async jobs, batches and files are answered 503 storage_unavailable; the gateway restarts the store by itself once the data directory takes writes (free space, or remount it read-write)",
+        detail(j.store_failing));
+    }
     if (j && j.enabled && j.backlog == null) {
       const where = doc.queue ? ` (${doc.queue.mode}${doc.queue.nats_url ? ` ${doc.queue.nats_url}` : ""})` : "";
       add("jobs", "warn", `job queue${where} not answering: backlog unknown, async jobs and batches may be refused`);

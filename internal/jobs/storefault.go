@@ -1,0 +1,276 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ErrStoreFailing refuses a job, batch or file because the embedded
+// queue's disk refused a write (no space left, a read-only or failing
+// filesystem). Unlike ErrStoreFull it is not the store's own bound: the
+// embedded server recovers by itself once the data directory takes writes
+// again (Embedded's recovery), so the caller answers 503 with Retry-After.
+var ErrStoreFailing = errors.New("job store cannot write to its disk")
+
+// storeFaultMarkers are the lines nats-server logs when its file store
+// cannot write. It reports them only in its log: a stream whose block
+// write failed keeps that error for every later write (the file store's
+// write error is sticky) and, for "no space left", the whole of JetStream
+// is shut down; neither comes back until JetStream is started again.
+var storeFaultMarkers = []string{
+	"Critical write error",         // filestore.setWriteErr
+	"critical write error",         // stream.setWriteErr
+	"will be DISABLED",             // handleOutOfSpace: JetStream shut down
+	"Filesystem permission denied", // stream: JetStream shut down
+	"disabling JetStream",          // the same, and raft's
+	"no space left on device",      // a write that failed with ENOSPC
+	"read-only file system",        // EROFS
+}
+
+// refusedStoreMarker is logged for every message a stream in that state
+// refuses: counted, never logged past the fault's first line, but not the
+// start of a fault by itself (it also reports other refusals).
+const refusedStoreMarker = "JetStream failed to store a msg on "
+
+// isStoreFaultLine reports a nats-server log line about a write its file
+// store could not make. "resource limits exceeded" (the store's bound) is
+// not one: that is ErrStoreFull, the store's own budget.
+func isStoreFaultLine(line string) bool {
+	if strings.Contains(line, "resource limits exceeded") || strings.Contains(line, "maximum bytes exceeded") {
+		return false
+	}
+	for _, m := range storeFaultMarkers {
+		if strings.Contains(line, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// storeFault is the embedded store's disk state: a fault from the first
+// write failure nats-server reported until a restart of JetStream on a
+// directory that takes writes again.
+type storeFault struct {
+	mu    sync.Mutex
+	since time.Time // zero: no fault
+	first string    // nats-server's first line about it
+	// failures counts the write failures nats-server reported, every one
+	// (sluice_jobs_store_write_failures_total); recoveries the restarts
+	// of JetStream that ended a fault.
+	failures, recoveries atomic.Uint64
+	failing              atomic.Bool
+}
+
+// note records a write failure; it reports whether it began a fault, so
+// the caller logs the fault once, not every failed write.
+func (f *storeFault) note(line string, now time.Time) bool {
+	f.failures.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.since.IsZero() {
+		return false
+	}
+	f.since, f.first = now, line
+	f.failing.Store(true)
+	return true
+}
+
+func (f *storeFault) clear() (since time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	since, f.since, f.first = f.since, time.Time{}, ""
+	f.failing.Store(false)
+	return since
+}
+
+// StoreFault is the embedded store's disk fault: nil when it writes, else
+// an error wrapping ErrStoreFailing with nats-server's first report (for
+// the log and the admin listener; never a client's answer).
+func (e *Embedded) StoreFault() error {
+	if e == nil || !e.fault.failing.Load() {
+		return nil
+	}
+	e.fault.mu.Lock()
+	defer e.fault.mu.Unlock()
+	if e.fault.since.IsZero() {
+		return nil
+	}
+	return fmt.Errorf("%w (data directory %s, since %s): %s", ErrStoreFailing, e.dir, e.fault.since.UTC().Format(time.RFC3339), e.fault.first)
+}
+
+// StoreWriteFailures counts the write failures nats-server reported.
+func (e *Embedded) StoreWriteFailures() uint64 { return e.fault.failures.Load() }
+
+// StoreRecoveries counts the faults ended by restarting JetStream.
+func (e *Embedded) StoreRecoveries() uint64 { return e.fault.recoveries.Load() }
+
+// noteServerLine is the server's log, seen by the gateway: a line about a
+// write failure begins (or continues) the fault. It returns whether the
+// line should be logged as it is: only the first of a fault is, with the
+// data directory named, so a full disk is one error line and not one per
+// refused write.
+func (e *Embedded) noteServerLine(line string) (logIt bool) {
+	if !isStoreFaultLine(line) {
+		if strings.Contains(line, refusedStoreMarker) && e.fault.failing.Load() {
+			e.fault.failures.Add(1)
+			return false
+		}
+		return true
+	}
+	if !e.fault.note(line, time.Now()) {
+		return false
+	}
+	e.log.Error("job store cannot write to its data directory: new jobs, batches and files are refused (503 storage_unavailable) and workers wait until it can; the gateway retries by itself",
+		"data_dir", e.dir, "error", line, "retry_every", e.recoverEvery.String())
+	e.kick()
+	return false
+}
+
+// recoveryProbeBytes is written and synced to the data directory before
+// JetStream is started again: a directory that takes it has room for
+// JetStream's own metadata writes at start.
+const recoveryProbeBytes = 256 << 10
+
+// ProbeDir reports whether dir takes a write of 256 KiB, synced: what the
+// embedded store checks before starting JetStream again on a disk that
+// refused writes. nats-server's own errors do not always carry the
+// disk's (a stream it could not create is "error creating store").
+func ProbeDir(dir string) error { return probeDir(dir) }
+
+// probeDir reports whether dir takes a write of recoveryProbeBytes, synced.
+func probeDir(dir string) error {
+	path := filepath.Join(dir, ".sluice-write-probe")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(path)
+	_, werr := f.Write(make([]byte, recoveryProbeBytes))
+	serr := f.Sync()
+	cerr := f.Close()
+	return errors.Join(werr, serr, cerr)
+}
+
+// recoverLoop tries, while there is a fault, every recoverEvery (or at
+// once when kicked), to start JetStream again; it ends with stop.
+func (e *Embedded) recoverLoop() {
+	defer close(e.loopDone)
+	t := time.NewTicker(e.recoverEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		case <-e.kicked:
+		}
+		if e.fault.failing.Load() {
+			e.TryRecover()
+		}
+	}
+}
+
+func (e *Embedded) kick() {
+	select {
+	case e.kicked <- struct{}{}:
+	default:
+	}
+}
+
+// TryRecover starts JetStream again if the store has a fault and its data
+// directory takes writes again: nats-server keeps a stream's write error
+// (and its own shutdown of JetStream after "no space left") until then,
+// so without it the store stays refused after space came back. Stored
+// data is read back from disk, as at a start. It reports whether the
+// store has no fault afterwards.
+func (e *Embedded) TryRecover() bool {
+	e.recoverMu.Lock()
+	defer e.recoverMu.Unlock()
+	if !e.fault.failing.Load() {
+		return true
+	}
+	if err := e.probe(e.dir); err != nil {
+		e.log.Debug("job store's data directory still refuses writes", "data_dir", e.dir, "error", err.Error())
+		return false
+	}
+	if e.srv.JetStreamEnabled() {
+		if err := e.srv.ShutdownJetStream(); err != nil {
+			e.log.Warn("job store: stopping JetStream to recover it", "data_dir", e.dir, "error", err.Error())
+			return false
+		}
+	}
+	// Cleared first: lines logged while JetStream starts again belong to
+	// the next fault, if any.
+	since := e.fault.clear()
+	cfg := e.jsConfig
+	if err := e.srv.EnableJetStream(&cfg); err != nil {
+		e.fault.note("starting JetStream again: "+err.Error(), time.Now())
+		e.log.Warn("job store: JetStream did not start again; retrying", "data_dir", e.dir, "error", err.Error())
+		return false
+	}
+	e.fault.recoveries.Add(1)
+	e.log.Info("job store writes again: JetStream restarted on its data directory", "data_dir", e.dir,
+		"failing_for", time.Since(since).Round(time.Millisecond).String(), "write_failures", e.fault.failures.Load())
+	return true
+}
+
+// jetStreamConfigOf is what EnableJetStream needs to start JetStream again
+// as StartEmbedded did: the store directory the server was given (it adds
+// "jetstream" itself) and the limits it settled on.
+func jetStreamConfigOf(srv *server.Server, dir string) server.JetStreamConfig {
+	c := server.JetStreamConfig{StoreDir: dir}
+	if cur := srv.JetStreamConfig(); cur != nil {
+		c.MaxStore, c.MaxMemory, c.SyncInterval, c.SyncAlways = cur.MaxStore, cur.MaxMemory, cur.SyncInterval, cur.SyncAlways
+	}
+	return c
+}
+
+// serverLog passes nats-server's warnings and errors to slog, those about
+// failed writes through noteServerLine (debug past a fault's first).
+func (e *Embedded) serverLog(level slog.Level, line string) {
+	if !e.noteServerLine(line) {
+		level = slog.LevelDebug
+	}
+	e.log.Log(context.Background(), level, line, "component", "nats")
+}
+
+// diskFaultTexts are the strerror texts of a disk that refuses writes, as
+// they reach the gateway inside nats-server's API errors (text only).
+var diskFaultTexts = []string{"no space left on device", "read-only file system", "input/output error",
+	"disk quota exceeded", "file too large"}
+
+// IsDiskFault reports an error caused by a disk refusing writes (full,
+// read-only, failing), directly or as nats-server reported it: at start
+// the gateway serves without its embedded queue and retries, as with an
+// external NATS that is away, rather than refusing to start.
+func IsDiskFault(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO) ||
+		errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
+		return true
+	}
+	text := err.Error()
+	for _, t := range diskFaultTexts {
+		if strings.Contains(text, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// DiskFault is the embedded store's disk fault (Embedded.StoreFault): nil
+// with an external NATS or while the disk takes writes.
+func (s *Store) DiskFault() error { return s.o.Embedded.StoreFault() }
