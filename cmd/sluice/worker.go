@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -38,7 +39,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// A worker's tracker may be the one that finishes a batch (it wins
 	// the compare-and-swap as often as a gateway's): without the list, the
 	// event of a batch it finished would not be sent.
-	batchHooks := fs.String("batch-webhooks", "", "the gateway's queue.batch_webhooks, comma-separated: endpoints sent an OpenAI webhook event when a batch this worker's tracker finishes ends")
+	batchHooks := fs.String("batch-webhooks", "", "the gateway's queue.batch_webhooks, comma-separated: endpoints sent an OpenAI webhook event when a batch this worker's tracker finishes ends; an entry TENANT=URL sends URL only that tenant's (repeat it for each of the endpoint's tenants), a bare URL every tenant's")
 	allowPrivateHooks := fs.Bool("allow-private-webhooks", false, "deliver webhooks to loopback, private and link-local addresses (the gateway's queue.allow_private_webhooks)")
 	concurrency := fs.Int("concurrency", 16, "jobs run at once")
 	maxAttempts := fs.Int("max-attempts", 5, "executions ending in an error before a job is dead-lettered")
@@ -104,8 +105,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *webhookSecret == "" {
 		logger.Warn("no --webhook-secret: webhooks of the jobs this worker finishes are not sent (never unsigned)")
 	}
+	endpoints, err := batchEndpoints(*batchHooks)
+	if err != nil {
+		return err
+	}
 	store, err := jobs.Open(openCtx, jobs.Options{URL: *natsURL, Name: "sluice-worker", MaxAttempts: *maxAttempts, Logger: logger,
-		WebhookSecret: []byte(*webhookSecret), AllowPrivateWebhooks: *allowPrivateHooks, BatchWebhooks: splitList(*batchHooks)})
+		WebhookSecret: []byte(*webhookSecret), AllowPrivateWebhooks: *allowPrivateHooks, BatchWebhooks: endpoints})
 	if err != nil {
 		return err
 	}
@@ -143,6 +148,39 @@ func adminBase(s string) (string, error) {
 }
 
 // splitList is a comma-separated flag's non-empty items, trimmed.
+// batchEndpoints reads --batch-webhooks: comma-separated entries, each a
+// URL (every tenant's events) or TENANT=URL (that tenant's; the entries
+// of one URL add up). A URL's own '=' (in its query) comes after "://",
+// so an entry is TENANT=URL only when what precedes its first '=' holds
+// no "://".
+func batchEndpoints(v string) ([]jobs.BatchEndpoint, error) {
+	var out []jobs.BatchEndpoint
+	at := map[string]int{}
+	for _, entry := range splitList(v) {
+		tenant, u, scoped := strings.Cut(entry, "=")
+		if !scoped || strings.Contains(tenant, "://") {
+			tenant, u, scoped = "", entry, false
+		}
+		if tenant = strings.TrimSpace(tenant); scoped && tenant == "" {
+			return nil, fmt.Errorf("--batch-webhooks: %q: want TENANT=URL or a URL", entry)
+		}
+		i, seen := at[u]
+		switch {
+		case !seen:
+			at[u] = len(out)
+			out = append(out, jobs.BatchEndpoint{URL: u})
+			if scoped {
+				out[len(out)-1].Tenants = []string{tenant}
+			}
+		case !scoped || out[i].Tenants == nil:
+			return nil, fmt.Errorf("--batch-webhooks: %s listed again with a bare URL entry (which means every tenant): each event would be sent twice", u)
+		case !slices.Contains(out[i].Tenants, tenant):
+			out[i].Tenants = append(out[i].Tenants, tenant)
+		}
+	}
+	return out, nil
+}
+
 func splitList(v string) []string {
 	var out []string
 	for _, s := range strings.Split(v, ",") {

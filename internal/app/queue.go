@@ -93,7 +93,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	store, err := jobs.Open(ctx, jobs.Options{
 		URL: url, Embedded: q.emb, Replicas: c.Replicas, Retention: c.Retention.D(), MaxFileBytes: int64(c.MaxFileBytes),
 		MaxStoreBytes: storeLimit, MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
-		AllowPrivateWebhooks: c.AllowPrivateWebhooks, BatchWebhooks: c.BatchWebhooks, RequestTimeout: c.RequestTimeout.D(),
+		AllowPrivateWebhooks: c.AllowPrivateWebhooks, BatchWebhooks: batchEndpoints(c.BatchWebhooks), RequestTimeout: c.RequestTimeout.D(),
 		FileReadIdle: c.FileReadIdle.D(), OrphanChunkAge: c.OrphanChunkAge.D(),
 		MaxActiveBatches: c.MaxActiveBatches, MaxActiveBatchesPerTenant: c.MaxActiveBatchesPerTenant,
 	})
@@ -264,4 +264,13 @@ func queueInfo(c config.Queue, q *jobQueue) gateway.QueueInfo {
 		return gateway.QueueInfo{Mode: "embedded", URL: q.url}
 	}
 	return gateway.QueueInfo{Mode: "embedded"}
+}
+
+// batchEndpoints are queue.batch_webhooks as the job store takes them.
+func batchEndpoints(hooks []config.BatchWebhook) []jobs.BatchEndpoint {
+	out := make([]jobs.BatchEndpoint, len(hooks))
+	for i, h := range hooks {
+		out[i] = jobs.BatchEndpoint{URL: h.URL, Tenants: h.Tenants}
+	}
+	return out
 }

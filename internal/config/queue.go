@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/telemetry"
+	"go.yaml.in/yaml/v4"
 )
 
 // DefaultQueueListenHost is the embedded NATS server's host when
@@ -102,16 +103,18 @@ type Queue struct {
 	// URLs are refused at submit and, after DNS, at dial time, so clients
 	// cannot make the gateway call internal services).
 	AllowPrivateWebhooks bool `yaml:"allow_private_webhooks"`
-	// BatchWebhooks are endpoints (absolute http or https URLs) that
-	// every batch's end is POSTed to as an OpenAI webhook event,
+	// BatchWebhooks are endpoints that a batch's end is POSTed to as an
+	// OpenAI webhook event,
 	// {"object":"event","type":"batch.completed","data":{"id":"batch_..."},...}
 	// (batch.completed, batch.failed, batch.cancelled, batch.expired),
 	// signed with webhook_secret as OpenAI signs its own: the SDKs'
-	// client.webhooks.unwrap(body, headers, secret) accepts them. Sent
-	// once per endpoint and batch end, through the job webhooks' queues
-	// and first round of retries; not kept past that (see
+	// client.webhooks.unwrap(body, headers, secret) accepts them. Each is
+	// a URL (absolute http or https), which gets every tenant's events,
+	// or {url: ..., tenants: [...]}, which gets only those tenants'
+	// (OpenAI scopes webhooks per project). Delivered at least once, as
+	// job webhooks are: retried for ~28 h, resent after a restart (see
 	// docs/RELIABILITY.md). Needs webhook_secret; at most 16.
-	BatchWebhooks []string `yaml:"batch_webhooks"`
+	BatchWebhooks []BatchWebhook `yaml:"batch_webhooks"`
 	// WorkerToken is no longer used: separate `sluice worker` processes
 	// run jobs as their tenants through the admin listener, with
 	// admin.token. Parsed only so that a config still setting it gets an
@@ -191,6 +194,32 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	}
 }
 
+// BatchWebhook is an entry of queue.batch_webhooks: written as a URL
+// (every tenant's batch events, as before tenants existed) or as a
+// section naming the tenants it receives.
+type BatchWebhook struct {
+	// URL is the endpoint: an absolute http or https URL.
+	URL string `yaml:"url"`
+	// Tenants are the tenants whose batch events the endpoint receives
+	// (the tenant of keys[].tenant, or of a JWT's tenant claim); unset:
+	// every tenant's.
+	Tenants []string `yaml:"tenants"`
+}
+
+// UnmarshalYAML takes the URL form or the section.
+func (b *BatchWebhook) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*b = BatchWebhook{URL: n.Value}
+		return nil
+	}
+	type section BatchWebhook // without this method
+	return n.Load((*section)(b))
+}
+
+// scalarForm marks a section type that may also be written as one
+// value (checkSchema checks that value as a string).
+func (BatchWebhook) scalarForm() {}
+
 // maxBatchWebhooks bounds queue.batch_webhooks: each batch end queues one
 // event per endpoint.
 const maxBatchWebhooks = 16
@@ -207,14 +236,37 @@ func (c *Config) validateBatchWebhooks(bad func(key, format string, args ...any)
 		bad("queue.batch_webhooks", "at most %d endpoints, got %d", maxBatchWebhooks, len(q.BatchWebhooks))
 	}
 	seen := make(map[string]bool, len(q.BatchWebhooks))
-	for i, raw := range q.BatchWebhooks {
-		u, err := url.Parse(raw)
-		switch {
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-			bad(fmt.Sprintf("queue.batch_webhooks[%d]", i), "want an absolute http or https URL")
-		case seen[raw]:
-			bad(fmt.Sprintf("queue.batch_webhooks[%d]", i), "listed twice: each event would be sent twice")
+	for i, e := range q.BatchWebhooks {
+		key := fmt.Sprintf("queue.batch_webhooks[%d]", i)
+		if e.Tenants != nil {
+			key += ".url" // the section form: its url key has the line
 		}
-		seen[raw] = true
+		u, err := url.Parse(e.URL)
+		switch {
+		case e.URL == "":
+			bad(key, "want the endpoint's URL")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			bad(key, "want an absolute http or https URL")
+		case seen[e.URL]:
+			bad(key, "listed twice: each event would be sent twice (name every tenant it receives in one entry)")
+		}
+		seen[e.URL] = true
+		if e.Tenants == nil {
+			continue
+		}
+		tk := fmt.Sprintf("queue.batch_webhooks[%d].tenants", i)
+		if len(e.Tenants) == 0 {
+			bad(tk, "lists no tenant: the endpoint would receive nothing (remove tenants to send it every tenant's events)")
+		}
+		named := make(map[string]bool, len(e.Tenants))
+		for j, t := range e.Tenants {
+			switch {
+			case strings.TrimSpace(t) == "":
+				bad(fmt.Sprintf("%s[%d]", tk, j), "want a tenant name")
+			case named[t]:
+				bad(fmt.Sprintf("%s[%d]", tk, j), "%q listed twice", t)
+			}
+			named[t] = true
+		}
 	}
 }

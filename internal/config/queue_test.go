@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,50 @@ func TestQueueBatchWebhooks(t *testing.T) {
 		_, err := Parse([]byte(v + "\n" + minimal))
 		if err == nil || !strings.Contains(err.Error(), "queue.batch_webhooks") {
 			t.Errorf("%s: %v; want an error naming queue.batch_webhooks", v, err)
+		}
+	}
+}
+
+// An entry of queue.batch_webhooks is a URL (every tenant's events, as
+// before tenants existed) or {url, tenants}; mixed in one list, they
+// decode to the endpoints and their tenants.
+func TestQueueBatchWebhooksNameTheirTenants(t *testing.T) {
+	src := `queue:
+  webhook_secret: s
+  batch_webhooks:
+    - https://ops.example.com/all
+    - url: https://acme.example.com/openai
+      tenants: [acme, acme-eu]
+    - {url: "https://globex.example.com/hook"}
+` + minimal
+	c, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []BatchWebhook{{URL: "https://ops.example.com/all"},
+		{URL: "https://acme.example.com/openai", Tenants: []string{"acme", "acme-eu"}}, {URL: "https://globex.example.com/hook"}}
+	if !reflect.DeepEqual(c.Queue.BatchWebhooks, want) {
+		t.Fatalf("batch_webhooks = %#v, want %#v", c.Queue.BatchWebhooks, want)
+	}
+}
+
+// A tenants list that names nothing, an empty or repeated tenant, an
+// unknown key in an entry, or an entry that is a list, is refused with
+// its key path and line.
+func TestQueueBatchWebhookTenantsRefused(t *testing.T) {
+	for _, c := range []struct{ entry, key string }{
+		{"{url: \"https://a.example/\", tenants: []}", "line 5: queue.batch_webhooks[1].tenants: lists no tenant"},
+		{"{url: \"https://a.example/\", tenants: [acme, acme]}", "line 5: queue.batch_webhooks[1].tenants[1]: \"acme\" listed twice"},
+		{"{url: \"https://a.example/\", tenants: [\"\"]}", "line 5: queue.batch_webhooks[1].tenants[0]: want a tenant name"},
+		{"{url: \"https://a.example/\", tenant: [acme]}", "line 5: queue.batch_webhooks[1].tenant"},
+		{"{tenants: [acme]}", "queue.batch_webhooks[1].url: want the endpoint's URL"},
+		{"{url: \"https://ops.example/\", tenants: [acme]}", "queue.batch_webhooks[1].url: listed twice"},
+		{"[https://a.example/]", "line 5: queue.batch_webhooks[1]: want a section of keys"},
+	} {
+		src := "queue:\n  webhook_secret: s\n  batch_webhooks:\n    - https://ops.example/\n    - " + c.entry + "\n" + minimal
+		_, err := Parse([]byte(src))
+		if err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%s: %v; want an error with %q", c.entry, err, c.key)
 		}
 	}
 }

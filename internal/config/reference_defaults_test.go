@@ -73,6 +73,7 @@ var referenceFillIns = map[string]string{
 	// upstream TLS build read them.
 	"auth.jwt.public_keys[].file":          "required",
 	"auth.keys[].key":                      "required",
+	"queue.batch_webhooks[].url":           "required (or the entry written as its URL)",
 	"auth.keys[].priority":                 "`" + admission.Interactive.String() + "`",
 	"auth.keys[].max_priority":             "`" + admission.Interactive.String() + "`",
 	"auth.keys[].no_fallback":              "false",
@@ -125,6 +126,7 @@ var referenceUnset = map[string]string{
 	"models[].discovery":                       "none",
 	"models[].fallbacks":                       "none",
 	"queue.batch_webhooks":                     "no batch events sent",
+	"queue.batch_webhooks[].tenants":           "every tenant's batch events",
 	"queue.url":                                "NATS embedded in the gateway",
 	"queue.webhook_secret":                     "no webhooks: a request naming one is refused",
 	"queue.worker_token":                       "no longer used",

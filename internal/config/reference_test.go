@@ -313,6 +313,9 @@ func typeWords(t reflect.Type) string {
 		if reflect.PointerTo(t).Implements(textUnmarshaler) {
 			return "string"
 		}
+		if t.Implements(scalarFormType) {
+			return "string or section"
+		}
 		return "section"
 	}
 	return t.Kind().String()
@@ -322,6 +325,8 @@ func plural(s string) string {
 	switch s {
 	case "section":
 		return "sections"
+	case "string or section":
+		return "strings or sections"
 	case "boolean", "integer", "number", "string", "duration", "size":
 		return s + "s"
 	}

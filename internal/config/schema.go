@@ -142,6 +142,10 @@ func (l keyLines) annotate(err error) error {
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 
+// scalarFormType is a section type that may also be written as one
+// value, a string (queue.batch_webhooks' entries: a URL, or a section).
+var scalarFormType = reflect.TypeFor[interface{ scalarForm() }]()
+
 // checkSchema walks the YAML tree against the Go type it will be decoded
 // into, before decoding, so that an unknown key or a value of the wrong
 // kind is reported with its key path, its line and what is allowed
@@ -184,6 +188,10 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		report(errs, &FieldError{Key: path, Line: n.Line, Problem: p})
 	}
 	switch {
+	case t.Implements(scalarFormType) && n.Kind == yaml.ScalarNode:
+		if problem := scalarProblem(n, reflect.TypeFor[string]()); problem != "" {
+			bad("%s", problem)
+		}
 	case reflect.PointerTo(t).Implements(textUnmarshaler):
 		if n.Kind != yaml.ScalarNode {
 			bad("want a single value, got %s", kindName(n))

@@ -240,7 +240,11 @@ func (s *Store) failCreate(key string, err error) error {
 		s.log.Warn("marking batch failed", "batch", key, "err", uerr)
 	}
 	if changed {
-		s.batchEnded(&done.Batch)
+		// The tracker writes them if this fails: the batch is still in
+		// the active index.
+		if err := s.batchEnded(ctx, done); err != nil {
+			s.log.Warn("recording a failed batch's webhook events (its tracker retries)", "batch", key, "err", err)
+		}
 	}
 	return err
 }

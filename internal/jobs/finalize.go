@@ -42,7 +42,7 @@ func (a *actor) finalize(ctx context.Context, target string) bool {
 		return a.failed("starting finalization", err)
 	}
 	if batchTerminal(b.Batch.Status) {
-		return a.forget(ctx)
+		return a.announce(ctx, b) && a.forget(ctx)
 	}
 	var out, errf *string
 	if len(outIdx)+len(errIdx) > 0 {
@@ -60,7 +60,7 @@ func (a *actor) finalize(ctx context.Context, target string) bool {
 		}
 	}
 	counts, usage := a.counts(), a.usage()
-	done, changed, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
+	done, _, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
 		if batchTerminal(r.Batch.Status) {
 			return errNoChange
 		}
@@ -82,10 +82,7 @@ func (a *actor) finalize(ctx context.Context, target string) bool {
 	if err != nil {
 		return a.failed("completing batch", err)
 	}
-	if changed {
-		s.batchEnded(&done.Batch) // this write ended it: once per batch
-	}
-	return a.forget(ctx)
+	return a.announce(ctx, done) && a.forget(ctx)
 }
 
 func (a *actor) failed(what string, err error) bool {

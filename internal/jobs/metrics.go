@@ -164,7 +164,7 @@ var (
 	webhookRetriesDesc = prometheus.NewDesc("sluice_jobs_webhook_retries_scheduled_total",
 		"Webhook delivery rounds that failed with an answer worth retrying (408, 429, 5xx, a network error) and left the webhook pending, its next attempt on the retry schedule (up to ~28 h after its job finished).", nil, nil)
 	batchEventsDesc = prometheus.NewDesc("sluice_jobs_batch_events_total",
-		"OpenAI webhook events of ended batches (batch.completed/failed/cancelled/expired) to queue.batch_webhooks endpoints, one per endpoint, by outcome: delivered, failed (its round of attempts failed or a final answer), dropped (a queue bound or shutdown kept it out); failed and dropped ones are not sent again.",
+		"Rounds of OpenAI webhook events of ended batches (batch.completed/failed/cancelled/expired) to queue.batch_webhooks endpoints, by outcome: delivered; rescheduled (the round failed: pending, its next attempt on the retry schedule); deferred (a queue bound kept it out: pending, for the sweep); failed (a final answer, or the schedule exhausted). Pending events are sent by the sweep, resends also counted in sluice_jobs_webhook_resends_total.",
 		[]string{"outcome"}, nil)
 )
 

@@ -39,6 +39,10 @@ type jobRecord struct {
 	// one whose write made the job terminal, or the one that claimed a
 	// resend (webhookresend.go).
 	HookOwner string `json:"webhook_owner,omitempty"`
+	// Event makes the record a batch event's delivery to Webhook
+	// (batchevent.go), not a job: its webhook is delivered, retried and
+	// resent as a job's is.
+	Event *eventRecord `json:"event,omitempty"`
 }
 
 // job returns the public view with the hidden fields filled in.

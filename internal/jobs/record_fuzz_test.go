@@ -17,6 +17,10 @@ func FuzzDecodeJob(f *testing.F) {
 	f.Add([]byte(`{"job":{"id":"j","status":"failed","error":{"code":"x","message":"y"}},"tenant":"t","index":-1}`))
 	f.Add([]byte(`{"job":{"result":{"status_code":200,"body":null}}}`))
 	f.Add([]byte(`null`))
+	ev, _ := json.Marshal(jobRecord{Job: Job{ID: "evt_1_2", Object: "event", Status: StatusSucceeded, FinishedAt: 5,
+		WebhookState: &WebhookDelivery{Status: WebhookPending, NextAttemptAt: 65}}, Tenant: "t", Webhook: "https://example.com/h",
+		HookOwner: "o", Event: &eventRecord{ID: "evt_1", Batch: "batch_1", Body: json.RawMessage(`{"object":"event"}`)}})
+	f.Add(ev) // a batch event's delivery record (batchevent.go)
 	f.Fuzz(func(t *testing.T, v []byte) {
 		r, err := decodeJobValue("k", v)
 		if err != nil {

@@ -114,11 +114,12 @@ type Options struct {
 	// link-local and other internal addresses (checked on the address
 	// dialled, after DNS). Off by default.
 	AllowPrivateWebhooks bool
-	// BatchWebhooks are the endpoints every batch's end is sent to as an
+	// BatchWebhooks are the endpoints a batch's end is sent to as an
 	// OpenAI webhook event (batch.completed, batch.failed,
-	// batch.cancelled, batch.expired; batchevent.go), signed with
-	// WebhookSecret. Empty: none is sent.
-	BatchWebhooks []string
+	// batch.cancelled, batch.expired; batchevent.go), each only for its
+	// Tenants' batches (nil: every tenant's), signed with WebhookSecret
+	// and delivered at least once as job webhooks are. Empty: none is sent.
+	BatchWebhooks []BatchEndpoint
 	// WebhookTimeout bounds one round of a webhook's delivery attempts
 	// (the first round's retries included), default 1 minute; later
 	// rounds follow the retry schedule (webhookretry.go).
@@ -305,8 +306,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.URL == "" {
 		return nil, errors.New("jobs: Options.URL is required")
 	}
-	for _, u := range o.BatchWebhooks {
-		if err := CheckWebhookURL(u, o.AllowPrivateWebhooks); err != nil {
+	for _, e := range o.BatchWebhooks {
+		if err := CheckWebhookURL(e.URL, o.AllowPrivateWebhooks); err != nil {
 			return nil, fmt.Errorf("jobs: batch webhook endpoint: %w", err)
 		}
 	}

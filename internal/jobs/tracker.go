@@ -374,22 +374,19 @@ func (a *actor) evaluate(ctx context.Context) bool {
 	now := s.now()
 	switch st := b.Batch.Status; {
 	case batchTerminal(st):
-		return a.forget(ctx)
+		return a.announce(ctx, b) && a.forget(ctx)
 	case st == batchFinalizing || b.Target != "":
 		return a.finalize(ctx, b.Target)
 	case st == batchValidating:
 		if now.Sub(time.Unix(b.Batch.CreatedAt, 0)) > s.o.CreateTimeout {
-			done, changed, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
+			done, _, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
 				if r.Batch.Status != batchValidating {
 					return errNoChange
 				}
 				failBatch(r, now.Unix(), "the batch was not fully enqueued (its creator stopped)")
 				return nil
 			})
-			if changed {
-				s.batchEnded(&done.Batch)
-			}
-			return err == nil && a.forget(ctx)
+			return err == nil && a.announce(ctx, done) && a.forget(ctx)
 		}
 		return false
 	case !a.ready:
@@ -448,6 +445,16 @@ func (a *actor) cancelOpen(ctx context.Context, code, why string, running bool) 
 	if _, err := a.s.writeAll(ctx, ws); err != nil && ctx.Err() == nil {
 		a.s.log.Warn("cancelling batch jobs", "batch", a.id, "err", err)
 	}
+}
+
+// announce writes (and queues) the ended batch b's webhook events if
+// nobody has yet: before the batch leaves the active index, so a tracker
+// that dies in between leaves it to the next one (batchevent.go).
+func (a *actor) announce(ctx context.Context, b *batchRecord) bool {
+	if err := a.s.batchEnded(ctx, b); err != nil {
+		return a.failed("recording the batch's webhook events", err)
+	}
+	return true
 }
 
 // gone reports whether the batch's index entry is gone too (a refused

@@ -75,31 +75,23 @@ type webhooks struct {
 	stream   jetstream.Stream // the jobs bucket's stream, once looked up (jobsStream)
 }
 
-// hookItem is a queued webhook. A resent one (resend) is claimed before
-// its first attempt from the owner the sweep saw (from).
+// hookItem is a queued webhook: a job's, or a batch event's delivery
+// (ev set; batchevent.go). A resent one (resend) is claimed before its
+// first attempt from the owner the sweep saw (from).
 type hookItem struct {
 	j      *Job
+	ev     *eventRecord
 	resend bool
 	retry  bool // its record's NextAttemptAt has come: one attempt
 	from   string
-	due    int64       // the record's NextAttemptAt the sweep saw
-	ev     *batchEvent // a batch event (batchevent.go) instead of j
+	due    int64 // the record's NextAttemptAt the sweep saw
 }
 
-// key is what inflight knows the item by; target is where it goes.
-func (it *hookItem) key() string {
-	if it.ev != nil {
-		return it.ev.key()
-	}
-	return it.j.ID
-}
+// key is what inflight knows the item by (its record's id); target is
+// where it goes.
+func (it *hookItem) key() string { return it.j.ID }
 
-func (it *hookItem) target() string {
-	if it.ev != nil {
-		return it.ev.url
-	}
-	return it.j.Webhook
-}
+func (it *hookItem) target() string { return it.j.Webhook }
 
 // resendOutcome is how a resent webhook ended: the outcome label of
 // sluice_jobs_webhook_resends_total.
@@ -253,10 +245,6 @@ func (w *webhooks) busy(id string) bool {
 // short by the Store closing stays pending. A resend is claimed first,
 // and not sent when the claim fails.
 func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
-	if it.ev != nil {
-		w.deliverEvent(ctx, it.ev)
-		return
-	}
 	j := it.j
 	if it.resend {
 		claimed, err := w.claimResend(ctx, j.ID, it.from, it.due)
@@ -272,12 +260,17 @@ func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 		}
 	}
 	url := j.Webhook // json:"-": not in the body
-	pub := *j
-	pub.WebhookState = nil // the outcome of this very delivery: not in its body
-	body, err := json.Marshal(&pub)
-	if err != nil {
-		w.s.log.Error("encoding webhook", "job", j.ID, "err", err)
-		return
+	kind, id, body := "job", j.ID, []byte(nil)
+	if it.ev != nil {
+		kind, id, body = "event", it.ev.ID, it.ev.Body
+	} else {
+		pub := *j
+		pub.WebhookState = nil // the outcome of this very delivery: not in its body
+		var err error
+		if body, err = json.Marshal(&pub); err != nil {
+			w.s.log.Error("encoding webhook", "job", j.ID, "err", err)
+			return
+		}
 	}
 	prev, tries := 0, webhookAttempts
 	if j.WebhookState != nil {
@@ -288,9 +281,13 @@ func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.s.o.WebhookTimeout)
 	defer cancel()
-	r := w.round(ctx, "job", url, j.ID, body, prev, tries)
+	r := w.round(ctx, kind, url, id, body, prev, tries)
 	if r.err == nil {
-		w.s.stats.webhookSent.Add(1)
+		if it.ev != nil {
+			w.events[eventDelivered].Add(1)
+		} else {
+			w.s.stats.webhookSent.Add(1)
+		}
 		if it.resend {
 			w.resends[resendDelivered].Add(1)
 		}
@@ -363,6 +360,9 @@ func (w *webhooks) endRound(it *hookItem, attempts int, err error, permanent boo
 		if at, ok := w.s.nextRetry(time.Unix(it.j.FinishedAt, 0), now, now.Add(notBefore)); ok {
 			st.Status, st.FailedAt, st.NextAttemptAt = WebhookPending, 0, at.Unix()
 			w.retries.Add(1)
+			if it.ev != nil {
+				w.events[eventRescheduled].Add(1)
+			}
 			if it.resend {
 				w.resends[resendRescheduled].Add(1)
 			}
@@ -370,7 +370,13 @@ func (w *webhooks) endRound(it *hookItem, attempts int, err error, permanent boo
 			return
 		}
 	}
-	w.s.stats.webhookFailed.Add(1)
+	if it.ev != nil {
+		w.events[eventFailed].Add(1)
+		w.s.log.Warn("batch event not delivered: given up", "batch", it.ev.Batch, "event", it.ev.ID,
+			"destination", destination(it.j.Webhook), "attempts", attempts, "err", err)
+	} else {
+		w.s.stats.webhookFailed.Add(1)
+	}
 	if it.resend {
 		w.resends[resendFailed].Add(1)
 	}

@@ -273,7 +273,7 @@ func (w *webhooks) sweep(ctx context.Context) (c sweepCounts, err error) {
 			continue // in a queue here, or its outcome waiting to be written
 		}
 		c.lookedAt++
-		r, _, err := w.s.getJob(ctx, singleKey(id))
+		r, _, err := w.s.getJob(ctx, hookRecordKey(id))
 		switch {
 		case errors.Is(err, ErrNotFound):
 			w.s.unindexWebhook(ctx, id) // expired, or its submit failed
@@ -304,7 +304,7 @@ func (w *webhooks) sweep(ctx context.Context) (c sweepCounts, err error) {
 				continue
 			}
 		}
-		reason, ok := w.enqueue(&hookItem{j: r.job(), resend: true, retry: retry, from: r.HookOwner, due: r.Job.WebhookState.NextAttemptAt})
+		reason, ok := w.enqueue(&hookItem{j: r.job(), ev: r.Event, resend: true, retry: retry, from: r.HookOwner, due: r.Job.WebhookState.NextAttemptAt})
 		if !ok {
 			if reason == dropShuttingDown {
 				return c, nil
@@ -416,7 +416,7 @@ func (w *webhooks) claimResend(ctx context.Context, id, from string, due int64) 
 	ctx, cancel := w.s.requestContext(ctx)
 	defer cancel()
 	claimed := false
-	_, _, err := w.s.transition(ctx, singleKey(id), func(r *jobRecord) error {
+	_, _, err := w.s.transition(ctx, hookRecordKey(id), func(r *jobRecord) error {
 		claimed = false
 		st := r.Job.WebhookState
 		if st == nil || st.Status != WebhookPending || r.HookOwner != from || st.NextAttemptAt != due {

@@ -17,7 +17,7 @@ func (s *Store) recordWebhook(id string, st WebhookDelivery) error {
 	// (Close waits for this goroutine before draining the connection).
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.RequestTimeout)
 	defer cancel()
-	_, _, err := s.transition(ctx, singleKey(id), func(r *jobRecord) error {
+	_, _, err := s.transition(ctx, hookRecordKey(id), func(r *jobRecord) error {
 		if r.Job.WebhookState == nil || r.Job.WebhookState.Status != WebhookPending {
 			return errNoChange // not a webhook job (an older record), or already final
 		}
