@@ -73,6 +73,9 @@ type App struct {
 	// ticker paces the loops that run only while there is work
 	// (whileBusy): time.NewTicker outside tests.
 	ticker gateway.Ticker
+	// timer arms the one-shot waits of the drains (a removed backend's
+	// grace, the retired TLS transports'): realTimer outside tests.
+	timer timer
 
 	// reloads count reloads applied and refused (reloadmetrics.go).
 	reloads *reloadMetrics
@@ -152,7 +155,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		return nil, errWithPath(path, err)
 	}
 	built.Commit()
-	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, tls: term}
+	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, timer: realTimer, tls: term}
 	a.cut.ch = make(chan struct{})
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,

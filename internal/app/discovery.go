@@ -170,10 +170,10 @@ func (a *App) closeRetiredTLS(grace time.Duration) {
 	a.drains.wg.Add(1)
 	go func() {
 		defer a.drains.wg.Done()
-		t := time.NewTimer(grace)
-		defer t.Stop()
+		end, stop := a.timer(grace)
+		defer stop()
 		select {
-		case <-t.C:
+		case <-end:
 		case <-a.drains.ctx.Done():
 		}
 		a.deps.Transport.CloseRetired()
@@ -243,15 +243,17 @@ func (a *App) drain(be *endpoint.Backend, grace time.Duration) {
 
 // waitIdle waits until be has no request in flight (true), or until grace
 // passes, the backend comes back (back closed) or the app stops (false).
+// Both waits are on the app's injected clock (a.timer, a.ticker), so a
+// test drives the grace instead of sleeping through it.
 func (a *App) waitIdle(be *endpoint.Backend, grace time.Duration, back <-chan struct{}) bool {
-	end := time.NewTimer(grace)
-	defer end.Stop()
-	tick := time.NewTicker(drainPoll)
-	defer tick.Stop()
+	end, stopEnd := a.timer(grace)
+	defer stopEnd()
+	tick, stopTick := a.ticker(drainPoll)
+	defer stopTick()
 	for be.Inflight() > 0 || be.CPUInflight() > 0 {
 		select {
-		case <-tick.C:
-		case <-end.C:
+		case <-tick:
+		case <-end:
 			return false
 		case <-back:
 			return false

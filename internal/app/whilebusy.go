@@ -47,3 +47,13 @@ func realTicker(every time.Duration) (<-chan time.Time, func()) {
 	t := time.NewTicker(every)
 	return t.C, t.Stop
 }
+
+// timer is a one-shot timer: its channel fires once after d; stop
+// releases it. The drains' grace (waitIdle, closeRetiredTLS) waits on
+// one, injectable as the ticker is: realTimer outside tests.
+type timer func(d time.Duration) (fire <-chan time.Time, stop func())
+
+func realTimer(d time.Duration) (<-chan time.Time, func()) {
+	t := time.NewTimer(d)
+	return t.C, func() { t.Stop() }
+}

@@ -496,7 +496,10 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, x.parsed.Peek
 	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
 	c.cost, c.plan, c.retry = x.cost, plan, x.retry
-	c.pin = x.respPin
+	c.pin, c.pinFor = x.respPin, ""
+	if c.pin != "" {
+		c.pinFor = x.resp.PreviousResponseID
+	}
 	c.keepID = x.resp != nil && x.resp.Store
 	c.cpuOnly, c.ep = x.ep.CPUOnly(), x.ep
 	c.metered = x.limited && x.rl.ChargesTokens()

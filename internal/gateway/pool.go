@@ -124,6 +124,10 @@ type selector struct {
 	// (a Responses API request's previous response lives there); nil:
 	// none.
 	pin [1]*endpoint.Backend
+	// pinFor is the previous_response_id the pin holds; "" for a call
+	// not pinned. Its pin gone from the pool, the call is refused
+	// (pinLeft).
+	pinFor string
 }
 
 // current is the pool the request picks from now: the newest of its
@@ -136,7 +140,9 @@ func (s *selector) current() *Pool {
 func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) {
 	p := s.current()
 	now := p.now()
-	s.dropLeftPin(p)
+	if s.pinLeft(p) {
+		return nil, previousLeft(s.pinFor)
+	}
 	if pin := s.pin[0]; pin != nil && len(tried) == 0 {
 		if b := routing.Select(now, p.picker, &s.req, s.pin[:], tried); b != nil {
 			return b, nil
@@ -153,6 +159,9 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 			if s.slotWait > 0 && s.waited == slotNotWaited {
 				if b := s.awaitSlot(true, nil); b != nil {
 					return b, nil
+				}
+				if s.pinLeft(s.current()) { // left while the call waited for it
+					return nil, previousLeft(s.pinFor)
 				}
 			}
 			return nil, proxy.ErrSaturated
@@ -184,23 +193,28 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 	return nil, noBackend(now, p.Backends)
 }
 
-// dropLeftPin forgets a pin that is not in p, the pool serving now: its
-// backend left (a reload, a discovery change) after the request was
-// pinned to it. It gets no new request, as a pin resolved after the
-// change would not (Runtime.responsesSelector: the pool's policy picks,
-// and the backend answers the id it does not hold, 404). Before, a
-// continuation waiting for the pin's slot, or whose pick met the pin's
-// Leave, was sent to the backend that had left (its process perhaps
-// gone: refused, 502 with Retry-After, for an id no retry could reach).
-// A backend respecified by the change (its weight or max_concurrency
-// edited: a new *Backend under the same name) has not left: the pin
-// follows it by name, as responsesSelector resolves one (dropping it
-// sent the continuation to the pool's pick, whose 404 for an id its
-// backend still held the client cannot tell from the truth).
-func (s *selector) dropLeftPin(p *Pool) {
+// pinLeft: the call continues a response whose backend is in no pool
+// serving now (p): it left (a reload, a discovery change) before the
+// call was routed (responsesSelector found none of its name) or while
+// the call waited for it. The call is refused (previousLeft): any other
+// backend would answer that it does not hold the id, in its own words
+// (vLLM's 404 naming response_id), which the client cannot tell from an
+// id that never existed. Before 2026-12-06 the pool's pick was sent the
+// continuation and that 404 relayed. Before 2026-12-05 a continuation
+// waiting for the pin's slot, or whose pick met the pin's Leave, was
+// sent to the backend that had left (its process perhaps gone: refused,
+// 502 with Retry-After, for an id no retry could reach). A backend
+// respecified by the change (its weight or max_concurrency edited: a new
+// *Backend under the same name) has not left: the pin follows it by
+// name, as responsesSelector resolves one.
+func (s *selector) pinLeft(p *Pool) bool {
+	if s.pinFor == "" {
+		return false
+	}
 	if pin := s.pin[0]; pin != nil && !slices.Contains(p.Backends, pin) {
 		s.pin[0] = backendNamed(p.Backends, pin.Name())
 	}
+	return s.pin[0] == nil
 }
 
 // SelectAfterUnreachable is Select for the retry of an attempt whose

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -180,11 +179,12 @@ func TestResponsesContinuationRetriesOnItsBackend(t *testing.T) {
 
 // A continuation waiting for a slot on its previous response's backend
 // when that backend leaves the pool (a reload or discovery dropping it)
-// is not sent there: it is routed on the pool serving now, as one that
-// arrives after the change is, and the backend there answers that it does
-// not hold the id (404). Before, it went on waiting for the backend that
-// had left and was sent to it once its slot freed, or refused 503 when
-// the wait ended.
+// is sent to no backend: the gateway answers it as OpenAI answers a
+// previous_response_id it does not hold (400 previous_response_not_found
+// naming the field), saying the backend left. Before 2026-12-06 it was
+// routed on the pool serving now, and that backend's own 404 for an id
+// it never held was relayed; before 2026-12-05 it went on waiting for
+// the backend that had left.
 func TestResponsesContinuationLeavesWithItsBackend(t *testing.T) {
 	w := continuationWaitingOnItsOwner(t)
 	gone, b, deps, gw, id, done := w.owner, w.other, w.deps, w.gw, w.id, w.done
@@ -198,15 +198,29 @@ func TestResponsesContinuationLeavesWithItsBackend(t *testing.T) {
 	gone.Leave()
 
 	resp := <-done
+	wantPreviousLeft(t, "continuation waiting when its backend left", resp, id)
+	b.wantNoContinuationOf(t, id)
+
+	// One sent after the change is refused the same way, at routing.
+	resp = post(t, w.url, `{"model":"m1","input":"after","previous_response_id":"`+id+`"}`)
+	wantPreviousLeft(t, "continuation after its backend left", resp, id)
+	b.wantNoContinuationOf(t, id)
+}
+
+// wantPreviousLeft fails the test unless resp is the gateway's 400 for a
+// previous response whose backend left the pool.
+func wantPreviousLeft(t *testing.T, what string, resp *http.Response, id string) {
+	t.Helper()
 	got := readAll(t, resp)
-	if resp.StatusCode != http.StatusNotFound || !strings.Contains(got, id) {
-		t.Fatalf("continuation after its backend left: %d %s; want the pool's backend's 404 for %s", resp.StatusCode, got, id)
+	var e struct {
+		Error struct{ Message, Type, Code, Param string }
 	}
-	b.mu.Lock()
-	asked := slices.Contains(b.prev, id)
-	b.mu.Unlock()
-	if !asked {
-		t.Fatalf("the backend serving now was not asked; want the continuation routed on the pool serving now")
+	json.Unmarshal([]byte(got), &e)
+	if resp.StatusCode != http.StatusBadRequest || e.Error.Code != "previous_response_not_found" ||
+		e.Error.Param != "previous_response_id" || e.Error.Type != "invalid_request_error" ||
+		!strings.Contains(e.Error.Message, id) || !strings.Contains(e.Error.Message, "left") {
+		t.Fatalf("%s: %d %s; want 400 previous_response_not_found naming previous_response_id and %s, saying its backend left",
+			what, resp.StatusCode, got, id)
 	}
 }
 
@@ -252,6 +266,7 @@ type waitingContinuation struct {
 	deps     Deps
 	gw       *Gateway
 	id       string              // the previous response's id, held by the owner
+	url      string              // the gateway's /v1/responses
 	done     chan *http.Response // the waiting continuation's answer
 }
 
@@ -294,5 +309,5 @@ func continuationWaitingOnItsOwner(t *testing.T) *waitingContinuation {
 	done := make(chan *http.Response, 1)
 	go func() { done <- post(t, url, cont("later"), "X-Sluice-Max-Wait", "10s") }()
 	waitFor(t, be.Awaited) // the continuation waits for the owner's slot
-	return &waitingContinuation{owner: be, ownerSrv: owner, other: b, deps: deps, gw: gw, id: id, done: done}
+	return &waitingContinuation{owner: be, ownerSrv: owner, other: b, deps: deps, gw: gw, id: id, url: url, done: done}
 }

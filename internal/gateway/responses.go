@@ -101,6 +101,21 @@ func previousNotFound(id string) *openai.Error {
 		Param: "previous_response_id", Message: "Previous response with id '" + openai.Echo(id) + "' not found."}
 }
 
+// previousLeft answers a continuation of the caller's own response whose
+// backend left the pool (a reload, a discovery change): the response is
+// gone with it, for this gateway. OpenAI's answer to a
+// previous_response_id it does not hold (previousNotFound's: 400, code
+// previous_response_not_found, which clients act on by sending the
+// whole conversation again), saying why: the id existed, the caller's
+// own (acceptResponses checked), so telling it is no leak. Not a 503:
+// no retry brings the backend back into the pool.
+func previousLeft(id string) *openai.Error {
+	e := previousNotFound(id)
+	e.Message = "Previous response with id '" + openai.Echo(id) + "' not found: the backend that held it " +
+		"has left this gateway's pool. Send the conversation again without previous_response_id."
+	return e
+}
+
 // previousUnavailable answers a previous_response_id whose backend the
 // gateway cannot know now: not remembered here, and the replicas' shared
 // Redis failed or is bypassed (err, an *errIDsUnavailable). The pool's
@@ -166,15 +181,14 @@ func responseNotFound(id string) *openai.Error {
 // responsesSelector sets a Responses API call's routing: its prefix key
 // (instructions and input, when the policy uses one) and, for a call that
 // continues a response, that response's backend, when it is still in the
-// pool (remembered, or located: locate.go). Otherwise the pool's policy
-// picks, and the backend answers the previous_response_id it does not
-// hold with its own error.
+// pool (remembered, or located: locate.go); one whose backend left the
+// pool is refused by the selector (pinLeft, previousLeft).
 func (rt *Runtime) responsesSelector(sel *selector, served *Pool, c *upstreamCall) {
 	if routing.UsesPrefixKey(served.Policy) {
 		sel.req.PrefixKey = openai.ResponsesPrefixKey(c.body.Bytes(), prefixKeyChars)
 	}
 	if c.pin != "" {
-		sel.pin[0] = backendNamed(served.Backends, c.pin)
+		sel.pin[0], sel.pinFor = backendNamed(served.Backends, c.pin), c.pinFor
 	}
 }
 

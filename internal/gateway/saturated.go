@@ -69,15 +69,17 @@ func (p *Pool) anyUsable(now time.Time, tried []*endpoint.Backend) bool {
 // then). A pool replaced
 // meanwhile (a reload, a discovery change) is left for its successor:
 // the wait goes on there, and a backend of the new set with a slot free
-// is picked at once; a pin that left with it is forgotten (dropLeftPin)
-// and the wait goes on for any backend of the new set.
+// is picked at once; a pin that left with it ends the wait (pinLeft:
+// Select refuses the call).
 func (s *selector) awaitSlot(pinned bool, tried []*endpoint.Backend) *endpoint.Backend {
 	timer := time.NewTimer(s.slotWait)
 	defer timer.Stop()
 	var cases []reflect.SelectCase
 	for {
 		p := s.current()
-		s.dropLeftPin(p)
+		if s.pinLeft(p) { // refused by Select: no other backend holds the id
+			return nil
+		}
 		backends := p.Backends
 		if pinned && s.pin[0] != nil {
 			backends = s.pin[:]

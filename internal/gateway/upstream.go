@@ -41,6 +41,9 @@ type upstreamCall struct {
 	// pin names the backend that made the response a Responses API call
 	// continues (previous_response_id): picked first (responses.go).
 	pin string
+	// pinFor is the previous_response_id pin holds (the error naming it
+	// when pin has left the pool: previousLeft); "" when pin is "".
+	pinFor string
 	// keepID: a Responses API call whose response the backend stores, so
 	// its id is remembered (responses.go); one not stored has no
 	// follow-ups. The backend keeps something of it, so it is tried on a

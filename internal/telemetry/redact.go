@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"errors"
+	"net"
 	"net/url"
 	"strings"
 )
@@ -20,7 +21,15 @@ import (
 // ("?next=http://a:b@c") is not that '@'. The price is that an '@' in the
 // path of a URL with a port ("http://h:8000/a@b") reads as userinfo and
 // hides "8000/a": the text cannot tell a port and path from a password
-// holding '/', and a hidden port costs less than a shown password.
+// holding '/', and a hidden port costs less than a shown password. That
+// stays so (2026-12-06): "http://h:8000/a@b" is, letter for letter, also
+// the user h with the password "8000/a" at host b, and nothing in the
+// text tells the two apart. What can be told apart is an authority that
+// opens with an IPv6 literal ("[::1]:8000/a@b"): userinfo cannot hold '['
+// (RFC 3986 §3.2.1; the literal is the host's alone), so a bracketed
+// IPv6 address, with or without a port of digits, followed by the end,
+// '/', '?' or '#', is the whole authority, and an '@' after it is in the
+// path or query (was shown as "[:xxxxx@b").
 func RedactURL(s string) string {
 	i := strings.Index(s, "://")
 	if i < 0 {
@@ -41,11 +50,50 @@ func redactAuthority(rest string) string {
 	if at < 0 {
 		return rest
 	}
-	colon := strings.IndexByte(rest[:at], ':')
+	from := 0 // where the userinfo's ':' is looked for
+	if end := ipLiteralEnd(rest); end > 0 {
+		if authorityEnds(rest[end:]) {
+			return rest // "[::1]:8000/a@b": the '@' is past the authority
+		}
+		from = end // "[::1]:pa/ss@h": not a URL; hide what follows the literal
+	}
+	colon := strings.IndexByte(rest[from:at], ':')
 	if colon < 0 {
 		return rest
 	}
+	colon += from
 	return rest[:colon+1] + "xxxxx" + rest[at:]
+}
+
+// ipLiteralEnd is the length of the IPv6 literal rest opens with
+// ("[::1]", "[fe80::1%eth0]"), or 0 when it opens with none: a '[' that
+// does not close on an IPv6 address may be a user's text.
+func ipLiteralEnd(rest string) int {
+	if !strings.HasPrefix(rest, "[") {
+		return 0
+	}
+	rb := strings.IndexByte(rest, ']')
+	if rb < 0 {
+		return 0
+	}
+	addr := rest[1:rb]
+	if zone := strings.IndexByte(addr, '%'); zone >= 0 {
+		addr = addr[:zone] // a zone ("%25eth0") is the interface's name
+	}
+	if ip := net.ParseIP(addr); ip == nil || !strings.Contains(addr, ":") {
+		return 0
+	}
+	return rb + 1
+}
+
+// authorityEnds: after, what follows a host, ends the authority there:
+// it is empty, or a port of digits (or none) then the end, '/', '?' or
+// '#' (RFC 3986 §3.2).
+func authorityEnds(after string) bool {
+	if strings.HasPrefix(after, ":") {
+		after = strings.TrimLeft(after[1:], "0123456789")
+	}
+	return after == "" || strings.ContainsRune("/?#", rune(after[0]))
 }
 
 // RedactURLs is RedactURL on each URL of a comma-separated list (a NATS

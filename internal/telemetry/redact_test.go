@@ -7,8 +7,15 @@ func TestRedactURL(t *testing.T) {
 		"http://user:pw@127.0.0.1:8000/v1":      "http://user:xxxxx@127.0.0.1:8000/v1",
 		"http://user:p@ss@host/x%zz":            "http://user:xxxxx@host/x%zz", // does not parse; still hidden
 		"ftp://u:secret@host":                   "ftp://u:xxxxx@host",
-		"http://host/a@b":                       "http://host/a@b",     // an @ in the path is no userinfo
-		"http://host:8000/a@b":                  "http://host:xxxxx@b", // ...but with a port it reads as one: hidden, not shown
+		"http://host/a@b":                       "http://host/a@b",       // an @ in the path is no userinfo
+		"http://host:8000/a@b":                  "http://host:xxxxx@b",   // ...but with a port it reads as one: hidden, not shown (also user host, password "8000/a")
+		"http://[::1]:8000/a@b":                 "http://[::1]:8000/a@b", // an IPv6 literal is a host: userinfo holds no '['
+		"http://[::1]/a@b":                      "http://[::1]/a@b",      // (both were "http://[:xxxxx@b")
+		"http://[fe80::1%25eth0]:80/v1?e=a@b":   "http://[fe80::1%25eth0]:80/v1?e=a@b",
+		"http://u:pw@[::1]:8000/a@b":            "http://u:xxxxx@b", // a userinfo before the literal: the last '@' still ends it
+		"http://u:pw@[::1]:8000/v1":             "http://u:xxxxx@[::1]:8000/v1",
+		"http://[::1]:pa/ss@h":                  "http://[::1]:xxxxx@h", // no port after the literal: hidden
+		"http://[fe80:1]:80/x@h":                "http://[fe80:xxxxx@h", // not an IPv6 address: may be a user's "[fe80"
 		"http://user@host/":                     "http://user@host/",
 		"http://127.0.0.1:8000":                 "http://127.0.0.1:8000",
 		"not a url":                             "not a url",
