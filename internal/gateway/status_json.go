@@ -198,6 +198,10 @@ type jobsStatus struct {
 	// (data directory, since when, nats-server's report); absent when it
 	// writes. New jobs, batches and files are answered 503 meanwhile.
 	StoreFailing string `json:"store_failing,omitempty"`
+	// StoreDamaged says which streams of the embedded store the start
+	// found damaged on disk (records lost) and where the damaged files
+	// were kept; absent when none. Kept until the next start.
+	StoreDamaged string `json:"store_damaged,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -292,7 +296,7 @@ func (g *Gateway) status(ctx context.Context) statusDoc {
 			out.Jobs.Backlog, out.Jobs.ActiveBatches = &bl.Jobs, &bl.Batches
 			out.Jobs.StoreBytes, out.Jobs.StoreLimitBytes = &bl.StoreBytes, &bl.StoreLimitBytes
 		}
-		out.Jobs.StoreFailing = bl.StoreFailing
+		out.Jobs.StoreFailing, out.Jobs.StoreDamaged = bl.StoreFailing, bl.StoreDamaged
 	}
 	return out
 }
@@ -315,7 +319,7 @@ type jobsBacklog struct {
 	Jobs                        uint64
 	Batches                     int
 	StoreBytes, StoreLimitBytes int64
-	StoreFailing                string
+	StoreFailing, StoreDamaged  string
 }
 
 func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus) (jobsBacklog, bool) {
@@ -326,7 +330,8 @@ func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus)
 	}
 	bl, err := f(ctx)
 	m.at, m.ok, m.last = now, err == nil, jobsBacklog{Jobs: bl.Jobs, Batches: bl.Batches,
-		StoreBytes: bl.StoreBytes, StoreLimitBytes: bl.StoreLimitBytes, StoreFailing: bl.StoreFailing}
+		StoreBytes: bl.StoreBytes, StoreLimitBytes: bl.StoreLimitBytes, StoreFailing: bl.StoreFailing,
+		StoreDamaged: bl.StoreDamaged}
 	return m.last, m.ok
 }
 

@@ -60,6 +60,8 @@ type Embedded struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	loopDone chan struct{}
+	// audit is what the start found damaged on disk (storeaudit.go).
+	audit storeAudit
 }
 
 // StartEmbedded starts nats-server in this process and waits until it
@@ -107,6 +109,7 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	}
 	e.srv = srv
 	srv.SetLoggerV2(slogAdapter{e}, false, false, false)
+	e.beforeStart()
 	srv.Start()
 	if !srv.ReadyForConnections(o.ReadyTimeout) {
 		srv.Shutdown()
@@ -114,6 +117,7 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		return nil, fmt.Errorf("jobs: embedded NATS not ready after %s", o.ReadyTimeout)
 	}
 	e.jsConfig = jetStreamConfigOf(srv, o.Dir)
+	e.afterStart(time.Now())
 	go e.recoverLoop()
 	return e, nil
 }
@@ -131,6 +135,7 @@ func (e *Embedded) Shutdown() {
 	<-e.loopDone
 	e.recoverMu.Lock() // a recovery under way ends first
 	defer e.recoverMu.Unlock()
+	e.markOnStop()
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 }

@@ -88,6 +88,9 @@ type Backlog struct {
 	// StoreFailing is the embedded store's disk fault (Embedded
 	// .StoreFault), "" without one; set even when the rest is not read.
 	StoreFailing string
+	// StoreDamaged is what the embedded store's start found damaged on
+	// disk (Embedded.StoreDamageText), "" if nothing.
+	StoreDamaged string
 }
 
 // Backlog reads the queue's depth and the active batches.
@@ -96,6 +99,7 @@ func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
 	if fault := s.o.Embedded.StoreFault(); fault != nil {
 		bl.StoreFailing = fault.Error()
 	}
+	bl.StoreDamaged = s.o.Embedded.StoreDamageText()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	stream, err := s.js.Stream(ctx, workStream)
@@ -187,6 +191,10 @@ var (
 		"1 while the embedded job store's disk refuses writes (no space left, read-only, I/O errors) and the gateway waits to restart JetStream on it.", nil, nil)
 	storeWriteFailuresDesc = prometheus.NewDesc("sluice_jobs_store_write_failures_total",
 		"Writes the embedded job store's disk refused, as nats-server reported them.", nil, nil)
+	storeDamagedDesc = prometheus.NewDesc("sluice_jobs_store_damaged_streams",
+		"Streams of the embedded job store found damaged on disk at this start (metadata unreadable, messages lost): see the gateway's error line and /status jobs.store_damaged.", nil, nil)
+	storeLostDesc = prometheus.NewDesc("sluice_jobs_store_lost_messages",
+		"Messages (job records, bodies, queue entries, batch records, file chunks) the embedded job store's start found lost on disk, as far as known.", nil, nil)
 	storeRecoveriesDesc = prometheus.NewDesc("sluice_jobs_store_recoveries_total",
 		"Disk faults of the embedded job store ended by starting JetStream again on its data directory.", nil, nil)
 )
@@ -238,6 +246,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- storeFailingDesc
 	ch <- storeWriteFailuresDesc
 	ch <- storeRecoveriesDesc
+	ch <- storeDamagedDesc
+	ch <- storeLostDesc
 	ch <- fileClaimWaitsDesc
 	ch <- fileClaimTakeoversDesc
 	ch <- orphanChunksPurgedDesc
@@ -320,6 +330,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(storeFailingDesc, prometheus.GaugeValue, failing)
 		ch <- prometheus.MustNewConstMetric(storeWriteFailuresDesc, prometheus.CounterValue, float64(e.StoreWriteFailures()))
 		ch <- prometheus.MustNewConstMetric(storeRecoveriesDesc, prometheus.CounterValue, float64(e.StoreRecoveries()))
+		damage := e.StoreDamage()
+		var lost uint64
+		for _, d := range damage {
+			lost += d.LostMsgs
+		}
+		ch <- prometheus.MustNewConstMetric(storeDamagedDesc, prometheus.GaugeValue, float64(len(damage)))
+		ch <- prometheus.MustNewConstMetric(storeLostDesc, prometheus.GaugeValue, float64(lost))
 	}
 	// Round trips, bounded: a scrape must not hang on an unreachable
 	// NATS (the gauges are then left out of this scrape).

@@ -345,6 +345,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		nc.Close()
 		return nil, err
 	}
+	// Once its streams exist: a stream nats-server skipped is recreated
+	// by setup, and what each holds is compared with the marks.
+	o.Embedded.AuditStore()
 	s.hooks = newWebhooks(s) // before the collector, which reads its queues
 	if o.Registerer != nil {
 		s.metrics = &collector{s: s}

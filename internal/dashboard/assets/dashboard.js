@@ -315,6 +315,10 @@
       add("jobs-store", "bad", "job store's disk refuses writes: new async jobs, batches and files are answered 503 storage_unavailable; the gateway restarts the store by itself once the data directory takes writes (free space, or remount it read-write)",
         detail(j.store_failing));
     }
+    if (j && j.store_damaged) {
+      add("jobs-store-damaged", "bad", "job store found damaged on disk at start: some accepted jobs, batches or files are lost (404); the gateway serves what is left; see DEPLOY \"When the store comes back damaged\"",
+        detail(j.store_damaged));
+    }
     if (j && j.enabled && j.backlog == null) {
       const where = doc.queue ? ` (${doc.queue.mode}${doc.queue.nats_url ? ` ${doc.queue.nats_url}` : ""})` : "";
       add("jobs", "warn", `job queue${where} not answering: backlog unknown, async jobs and batches may be refused`);

@@ -1,0 +1,389 @@
+package jobs
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// A store file damaged between two runs (a block truncated by a failing
+// disk, a meta file overwritten) is not an error to nats-server: it skips
+// a stream whose metadata fails its checksum, and a stream whose blocks
+// are cut is rebuilt from what is left, each with one WARN line. The
+// gateway then serves as if nothing had happened while the records in
+// the lost part are gone: a job accepted with 202 answers 404, a queued
+// job never runs. Measured through the binary (RELIABILITY, "A damaged
+// job store"): half of KV_sluice_jobs' block cut, 1 of 3 jobs 404;
+// SLUICE_JOBS' block emptied, a backlog of 4 became 0.
+//
+// The store's audit makes that loss visible. Before nats-server starts it
+// lists the stream directories on disk and reads the marks the gateway
+// wrote at its last start and clean stop: each stream's last sequence,
+// message count and oldest message's time. After the gateway has created
+// its streams (Store.Open) it compares:
+//   - a stream whose directory was there but which nats-server did not
+//     load (its metadata unreadable): the gateway's own create rewrites the
+//     metadata and nats-server reads the blocks back (measured: nothing
+//     lost); the damaged meta files are kept aside for the operator;
+//   - a stream's last sequence below its mark: the tail of the stream is
+//     gone (JetStream never moves a last sequence back, not on deletes,
+//     acks, expiry or purges);
+//   - fewer messages than at the last clean stop, while none can have
+//     expired: the gateway removed none while it was stopped (a cut block
+//     keeps the last sequence: nats-server counts the missing messages as
+//     deleted);
+//   - nats-server's own count of what it could not read back (StreamState
+//     .Lost).
+//
+// Any of these is logged as one ERROR line and kept for /status
+// (jobs.store_damaged), the dashboard and sluice_jobs_store_damaged_streams
+// until the next start. The gateway keeps serving: what is left is
+// consistent, and refusing to start would turn a partial loss into an
+// outage.
+
+// storeMarksFile is written beside nats-server's own "jetstream" directory.
+const storeMarksFile = "sluice-stream-marks.json"
+
+// storeMarks is each stream as the gateway last saw it.
+type storeMarks struct {
+	Written time.Time `json:"written"`
+	// Clean: written at a clean stop, so nothing was removed since and
+	// Msgs can be compared; marks written at a start (a crash may follow,
+	// after acks and deletes) are compared by LastSeq only.
+	Clean   bool                  `json:"clean"`
+	Streams map[string]streamMark `json:"streams"`
+}
+
+// streamMark is one stream's state when marked.
+type streamMark struct {
+	LastSeq uint64 `json:"last_seq"`
+	Msgs    uint64 `json:"msgs"`
+	// Oldest is its oldest message's time: no message can have expired
+	// (MaxAge) before the next start while now-MaxAge is before it.
+	Oldest time.Time `json:"oldest"`
+}
+
+// StreamDamage is one stream found damaged at start.
+type StreamDamage struct {
+	Stream string
+	// Problem is what was found, for the operator.
+	Problem string
+	// LostMsgs is how many messages are known lost (0: none or unknown).
+	LostMsgs uint64
+	// KeptAt is where the damaged files were moved, "" if none.
+	KeptAt string
+}
+
+// storeAudit is Embedded's record of what the start found.
+type storeAudit struct {
+	mu      sync.Mutex
+	marks   storeMarks
+	onDisk  []string // stream directories before nats-server started
+	skipped []StreamDamage
+	damage  []StreamDamage
+	audited bool // AuditStore ran: the marks may be written from now on
+}
+
+// streamsDir is where nats-server keeps the global account's streams.
+func streamsDir(storeDir string) string {
+	return filepath.Join(storeDir, server.JetStreamStoreDir, server.DEFAULT_GLOBAL_ACCOUNT, "streams")
+}
+
+// streamDirsOnDisk lists the stream directories under storeDir.
+func streamDirsOnDisk(storeDir string) ([]string, error) {
+	ents, err := os.ReadDir(streamsDir(storeDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.Contains(e.Name(), ".damaged-") {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// parseStoreMarks reads the marks file's content; a file it cannot read
+// gives no marks (the audit then relies on nats-server's own reports).
+func parseStoreMarks(b []byte) (storeMarks, error) {
+	var m storeMarks
+	if err := json.Unmarshal(b, &m); err != nil {
+		return storeMarks{}, fmt.Errorf("jobs: reading %s: %w", storeMarksFile, err)
+	}
+	for name := range m.Streams {
+		if name == "" || strings.ContainsAny(name, "/\\") {
+			return storeMarks{}, fmt.Errorf("jobs: reading %s: bad stream name %q", storeMarksFile, name)
+		}
+	}
+	return m, nil
+}
+
+func readStoreMarks(storeDir string) (storeMarks, error) {
+	b, err := os.ReadFile(filepath.Join(storeDir, storeMarksFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return storeMarks{}, nil
+	}
+	if err != nil {
+		return storeMarks{}, err
+	}
+	return parseStoreMarks(b)
+}
+
+// writeStoreMarks replaces the marks file, synced, by a rename: a crash
+// mid-write leaves the previous marks.
+func writeStoreMarks(storeDir string, m storeMarks) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(storeDir, storeMarksFile)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(b)
+	serr := f.Sync()
+	if err := errors.Join(werr, serr, f.Close()); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// beforeStart takes the inventory nats-server's start is compared with.
+func (e *Embedded) beforeStart() {
+	a := &e.audit
+	var err error
+	if a.onDisk, err = streamDirsOnDisk(e.dir); err != nil {
+		e.log.Warn("job store: listing its streams on disk", "data_dir", e.dir, "error", err.Error())
+	}
+	if a.marks, err = readStoreMarks(e.dir); err != nil {
+		e.log.Warn("job store: its stream marks are unreadable; damage is found from nats-server's reports only", "data_dir", e.dir, "error", err.Error())
+	}
+}
+
+// loadedStream is a stream nats-server has: its state and MaxAge.
+type loadedStream struct {
+	state  server.StreamState
+	maxAge time.Duration
+}
+
+// loadedStreams is each stream nats-server has.
+func (e *Embedded) loadedStreams() (map[string]loadedStream, error) {
+	info, err := e.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]loadedStream{}
+	for _, acc := range info.AccountDetails {
+		for _, s := range acc.Streams {
+			ls := loadedStream{state: s.State}
+			if s.Config != nil {
+				ls.maxAge = s.Config.MaxAge
+			}
+			out[s.Name] = ls
+		}
+	}
+	return out, nil
+}
+
+// afterStart finds the streams whose directory was on disk but that
+// nats-server did not load, and keeps their meta files aside: the
+// gateway's create writes new ones over the same blocks.
+func (e *Embedded) afterStart(now time.Time) {
+	a := &e.audit
+	if len(a.onDisk) == 0 {
+		return
+	}
+	loaded, err := e.loadedStreams()
+	if err != nil {
+		e.log.Warn("job store: reading its streams' state", "data_dir", e.dir, "error", err.Error())
+		return
+	}
+	for _, name := range a.onDisk {
+		if _, ok := loaded[name]; ok {
+			continue
+		}
+		d := StreamDamage{Stream: name, Problem: "metadata unreadable (nats-server skipped the stream); recreated from the gateway's config over its message blocks"}
+		dir := filepath.Join(streamsDir(e.dir), name)
+		kept := dir + ".damaged-" + now.UTC().Format("20060102T150405Z")
+		if err := keepMetaAside(dir, kept); err != nil {
+			d.Problem += "; keeping its meta files aside failed: " + err.Error()
+		} else {
+			d.KeptAt = kept
+		}
+		a.skipped = append(a.skipped, d)
+	}
+}
+
+// keepMetaAside moves a stream's meta files (meta.inf, meta.sum, the
+// ones nats-server refused) into kept.
+func keepMetaAside(dir, kept string) error {
+	if err := os.MkdirAll(kept, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []string{"meta.inf", "meta.sum", "meta.key"} {
+		err := os.Rename(filepath.Join(dir, f), filepath.Join(kept, f))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// AuditStore compares the store as the gateway's streams now stand with
+// what was on disk and marked before the start (see above), logs the
+// damage found as one error line, and marks the streams' current last
+// sequences. Store.Open calls it once its streams are created.
+func (e *Embedded) AuditStore() []StreamDamage {
+	if e == nil {
+		return nil
+	}
+	now := time.Now()
+	a := &e.audit
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	loaded, err := e.loadedStreams()
+	if err != nil {
+		e.log.Warn("job store: reading its streams' state", "data_dir", e.dir, "error", err.Error())
+		return nil
+	}
+	damage := slices.Clone(a.skipped)
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for n := range loaded {
+			if !yield(n) {
+				return
+			}
+		}
+	}) {
+		st := loaded[name].state
+		var problems []string
+		var lost uint64
+		if st.Lost != nil && (len(st.Lost.Msgs) > 0 || st.Lost.Bytes > 0) {
+			lost = uint64(len(st.Lost.Msgs))
+			problems = append(problems, fmt.Sprintf("nats-server could not read back %d messages (%d bytes)", len(st.Lost.Msgs), st.Lost.Bytes))
+		}
+		if mark, ok := a.marks.Streams[name]; ok {
+			if p, gone := compareMark(mark, a.marks.Clean, st, loaded[name].maxAge, now); gone > 0 {
+				lost = max(lost, gone)
+				problems = append(problems, p)
+			}
+		}
+		if len(problems) == 0 {
+			continue
+		}
+		i := slices.IndexFunc(damage, func(d StreamDamage) bool { return d.Stream == name })
+		if i < 0 {
+			damage = append(damage, StreamDamage{Stream: name})
+			i = len(damage) - 1
+		}
+		damage[i].LostMsgs = lost
+		damage[i].Problem = strings.Join(append([]string{damage[i].Problem}, problems...), "; ")
+		damage[i].Problem = strings.TrimPrefix(damage[i].Problem, "; ")
+	}
+	a.damage, a.audited = damage, true
+	if len(damage) > 0 {
+		var lost uint64
+		for _, d := range damage {
+			lost += d.LostMsgs
+		}
+		e.log.Error("job store found damaged on disk at start: accepted jobs, batches or files in a stream with lost messages answer 404 or never run; the gateway serves what is left; see docs/DEPLOY.md \"When the store comes back damaged\"",
+			"data_dir", e.dir, "streams", len(damage), "lost_messages", lost, "damage", damageText(damage))
+	}
+	e.writeMarksLocked(loaded, false)
+	return damage
+}
+
+// compareMark reports the messages a stream lost since mark: nats-server
+// keeps a stream's last sequence (its index) when blocks are cut and
+// counts the missing messages as deleted, not as lost (measured: half a
+// block cut, Lost nil, NumDeleted 2), so the count is the only witness.
+// It is trusted only after a clean stop (nothing removed since) and while
+// no message can have expired since (MaxAge).
+func compareMark(mark streamMark, clean bool, st server.StreamState, maxAge time.Duration, now time.Time) (string, uint64) {
+	if st.LastSeq < mark.LastSeq {
+		gone := mark.LastSeq - st.LastSeq
+		return fmt.Sprintf("last sequence %d, marked %d: the last %d messages are gone", st.LastSeq, mark.LastSeq, gone), gone
+	}
+	if !clean || st.LastSeq != mark.LastSeq || st.Msgs >= mark.Msgs {
+		return "", 0
+	}
+	if maxAge > 0 && (mark.Oldest.IsZero() || !now.Add(-maxAge).Before(mark.Oldest)) {
+		return "", 0 // some may have expired: not a certain loss
+	}
+	gone := mark.Msgs - st.Msgs
+	return fmt.Sprintf("%d messages at the last clean stop, %d now: %d lost", mark.Msgs, st.Msgs, gone), gone
+}
+
+// writeMarksLocked records each stream's state. A damaged stream's mark
+// comes down to what is left: its loss is reported once, by the start
+// that found it.
+func (e *Embedded) writeMarksLocked(loaded map[string]loadedStream, clean bool) {
+	m := storeMarks{Written: time.Now().UTC(), Clean: clean, Streams: map[string]streamMark{}}
+	for name, ls := range loaded {
+		m.Streams[name] = streamMark{LastSeq: ls.state.LastSeq, Msgs: ls.state.Msgs, Oldest: ls.state.FirstTime.UTC()}
+	}
+	e.audit.marks = m
+	if err := writeStoreMarks(e.dir, m); err != nil {
+		e.log.Warn("job store: writing its stream marks", "data_dir", e.dir, "error", err.Error())
+	}
+}
+
+// markOnStop writes the streams' last sequences before a clean stop, so
+// the next start compares with them rather than with this start's.
+func (e *Embedded) markOnStop() {
+	a := &e.audit
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.audited || e.fault.failing.Load() || !e.srv.JetStreamEnabled() {
+		return
+	}
+	if loaded, err := e.loadedStreams(); err == nil {
+		e.writeMarksLocked(loaded, true)
+	}
+}
+
+// StoreDamage is what the start found damaged (AuditStore), nil if none.
+func (e *Embedded) StoreDamage() []StreamDamage {
+	if e == nil {
+		return nil
+	}
+	e.audit.mu.Lock()
+	defer e.audit.mu.Unlock()
+	return slices.Clone(e.audit.damage)
+}
+
+func damageText(ds []StreamDamage) string {
+	parts := make([]string, 0, len(ds))
+	for _, d := range ds {
+		s := d.Stream + ": " + d.Problem
+		if d.KeptAt != "" {
+			s += " (damaged files kept at " + d.KeptAt + ")"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " | ")
+}
+
+// StoreDamageText is the damage found at start, for /status; "" if none.
+func (e *Embedded) StoreDamageText() string {
+	ds := e.StoreDamage()
+	if len(ds) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("found at start in data directory %s: %s", e.dir, damageText(ds))
+}
