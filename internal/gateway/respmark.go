@@ -60,14 +60,36 @@ func newSharedMark(prefix string) sharedMark {
 }
 
 // check raises the mark and, when Redis lost writes (or a rewrite is
-// owed), writes again what this replica's map holds. It only observes:
-// while Redis is bypassed, or before a connection is made, it is not
-// sent, and its failure is not counted by the bypass (the lookups and
-// writes judge Redis; a check is not one of the calls they wait for).
+// owed), writes again what this replica's map holds. Before a connection
+// is made it is not sent. While Redis answers, its failure is not counted
+// by the bypass (the lookups and writes judge Redis; a check is not one
+// of the calls they wait for). While Redis is bypassed, the check is the
+// bypass' probe once the back-off has passed: otherwise only a lookup or
+// a write could end the bypass, and a replica with no such traffic (and
+// no held writes, which the writer retries) never checked again. Its
+// owed rewrite, and the owners a Redis that came back empty lost, waited
+// for a request (TestIdleReplicaRewritesAfterABypass).
 func (s *sharedOwners) check(ctx context.Context) {
 	conn := s.conn.Loaded()
-	if s.mark.off || conn == nil || s.bypass.Down() {
+	if s.mark.off || conn == nil {
 		return
+	}
+	var probe *redisconn.Call
+	if s.bypass.Down() {
+		call, _, ok := s.bypass.Admit(s.now())
+		if !ok {
+			return
+		}
+		probe = &call
+	}
+	report := func(err error) { // the probe's outcome: Redis answered, or not
+		switch {
+		case probe == nil:
+		case redisconn.IsOutage(err): // a nil reply (no mark) is Redis answering
+			probe.Down(s.now(), err)
+		default:
+			probe.Up()
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	seq := s.mark.next
@@ -76,6 +98,7 @@ func (s *sharedOwners) check(ctx context.Context) {
 	b, err := c.Do(cctx, c.B().Set().Key(s.mark.key).Value(strconv.FormatInt(seq, 10)).Get().
 		PxMilliseconds(s.ttl.Milliseconds()).Build()).ToString()
 	cancel()
+	report(err)
 	first := s.mark.confirmed == 0
 	lost := false
 	switch {

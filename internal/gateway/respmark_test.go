@@ -86,8 +86,9 @@ func TestResponsesIDsRewrittenWhenRedisComesBackEmpty(t *testing.T) {
 	}
 	// B's mark was gone too; its map held only its continuations' ids,
 	// made after: nothing of A's is B's to write. B writes its own on its
-	// writer's goroutine, after the answers: counted once Redis took them.
-	waitFor(t, func() bool { return promtest.Value(t, p.regB, "sluice_responses_ids_redis_writes_total", "ok") >= made })
+	// writer's goroutine, after the answers: counted once Redis took them,
+	// at once (ok) or, a write that failed under load, held and replayed.
+	waitFor(t, func() bool { return writtenTo(t, p.regB) >= made })
 	if n := strconv.Itoa(idKeys(t, rd)); n != strconv.Itoa(2*made) {
 		t.Fatalf("Redis holds %s ids, want %d: A's and B's continuations", n, 2*made)
 	}
@@ -154,5 +155,62 @@ func TestFreshWriteNotHeldBehindRewrite(t *testing.T) {
 	waitFor(t, func() bool { return rewritten() >= held })
 	if n := idKeys(t, rd); n != held+1 {
 		t.Fatalf("Redis holds %d ids after the rewrite, want %d (rewritten %v, lost %v, ok %v)", n, held+1, rewritten(), promtest.Value(t, reg, "sluice_responses_ids_redis_lost_total", ""), promtest.Value(t, reg, "sluice_responses_ids_redis_writes_total", "ok"))
+	}
+}
+
+// TestIdleReplicaRewritesAfterABypass: lookups that failed (Redis away or
+// slow) took Redis down, bypassed; Redis is then found empty, and no
+// request comes. The writer's mark check probes the bypassed Redis once
+// the back-off has passed, ends the bypass and writes again the owners
+// this replica holds. Before, the check skipped a bypassed Redis and only
+// a lookup or a write could end the bypass: with none (and no held
+// writes), it never ended, nothing was written again, and other replicas
+// missed every id this one held (a wait for the rewrite timed out).
+func TestIdleReplicaRewritesAfterABypass(t *testing.T) {
+	rd := redistest.Start(t)
+	reg := prometheus.NewRegistry()
+	opt := &ResponseIDsRedis{Client: frozenClockRedis(rd.Addr), Timeout: hangGuard}
+	o := newRespOwners(reg, nil, 100, time.Hour, time.Now, opt)
+	defer o.close()
+	const made = 3
+	for i := range made {
+		o.remember("resp_idle_"+strconv.Itoa(i), respOwner{backend: "b1"})
+	}
+	waitFor(t, func() bool { return writtenTo(t, reg) >= made })
+	// The first check's rewrite is quiet (its mark was not there yet):
+	// waited past, so that the FLUSHALL below is a loss.
+	waitFor(t, func() bool {
+		k, _ := rd.Do("KEYS", defaultSharedPrefix+"live:*")
+		v, _ := rd.Do("GET", k)
+		n, _ := strconv.Atoi(v)
+		return n >= 2
+	})
+	// Two lookups that failed, as while Redis was away: bypassed.
+	for range sharedBypassAfter {
+		call, _, ok := o.shared.bypass.Admit(time.Now())
+		if !ok {
+			t.Fatal("a lookup was not admitted before the bypass")
+		}
+		call.Down(time.Now(), redisconn.ErrUnavailable)
+	}
+	if !o.shared.bypass.Down() {
+		t.Fatal("Redis not bypassed after failed lookups")
+	}
+	// The first check's quiet rewrite counts too (the ids may be in the
+	// map by then): only what comes after the loss is this rewrite.
+	rewritten := func() float64 { return promtest.Value(t, reg, "sluice_responses_ids_redis_writes_total", "rewritten") }
+	before := rewritten()
+	if _, err := rd.Do("FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return rewritten() >= before+made })
+	if n := promtest.Value(t, reg, "sluice_responses_ids_redis_lost_total", ""); n != 1 {
+		t.Fatalf("the loss counted %v times, want 1", n)
+	}
+	if o.shared.bypass.Down() {
+		t.Fatal("Redis still bypassed after the rewrite")
+	}
+	if n := idKeys(t, rd); n != made {
+		t.Fatalf("Redis holds %d ids after the rewrite, want %d", n, made)
 	}
 }

@@ -73,8 +73,8 @@ const (
 // Nothing waits on Redis longer than Timeout, and after sharedBypassAfter
 // failures in a row (unreachable, hung, unusable) nothing waits on it at
 // all: Redis is bypassed (redisconn.Bypass, on the gateway's clock) until
-// one lookup or write, after a back-off of 0.5s doubling to 10s, finds it
-// back. A lookup that cannot ask Redis says so (*errIDsUnavailable): the
+// one lookup, write or mark check (respmark.go), after a back-off of 0.5s
+// doubling to 10s, finds it back. A lookup that cannot ask Redis says so (*errIDsUnavailable): the
 // caller decides what an unanswered lookup means (follow-ups probe the
 // backends; previous_response_id is refused with a 503). Writes go
 // through a bounded queue to one writer goroutine, owned by respOwners

@@ -133,13 +133,19 @@ func (s *Server) password() string {
 	return ""
 }
 
+// doTimeout bounds Do: a hang guard, not a test of Redis' speed. It was
+// 2 s, and an assertion's KEYS failed a test under load ("dial ...: i/o
+// timeout", flakes7): a test process at nice 19 beside CPU hogs (and its
+// redis-server, which inherits the nice) can stall longer than that.
+const doTimeout = 20 * time.Second
+
 // Do sends one command to the server and returns its reply as text (see
 // do). Handy for assertions such as DBSIZE without a client library.
 func (s *Server) Do(args ...string) (string, error) {
 	s.mu.Lock()
 	pw := s.password()
 	s.mu.Unlock()
-	return doAuth(s.Addr, 2*time.Second, pw, args...)
+	return doAuth(s.Addr, doTimeout, pw, args...)
 }
 
 // startOnFreePort picks a port whose cluster bus port (port+10000) is also
