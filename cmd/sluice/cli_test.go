@@ -109,9 +109,18 @@ func TestWorkerHelpDoesNotPrintSecrets(t *testing.T) {
 			t.Errorf("%q printed a secret from the environment:\n%s%s", args, out, errs)
 		}
 	}
-	// Still read from the environment: no "need --admin-token".
-	if code, _, errs := runCLI("worker", "--concurrency", "0"); code != 2 || strings.Contains(errs, "need --admin-token") {
+	// Still read from the environment: no "need --token".
+	if code, _, errs := runCLI("worker", "--concurrency", "0"); code != 2 || strings.Contains(errs, "need --token") {
 		t.Errorf("SLUICE_ADMIN_TOKEN not taken: exit %d, %q", code, errs)
+	}
+	t.Setenv("SLUICE_WORKER_TOKEN", "worker-s3cret-9012")
+	for _, args := range [][]string{{"worker", "--help"}, {"worker", "--bogus"}} {
+		if _, out, errs := runCLI(args...); strings.Contains(out+errs, "s3cret") {
+			t.Errorf("%q printed a secret from the environment:\n%s%s", args, out, errs)
+		}
+	}
+	if code, _, errs := runCLI("worker", "--token", "a", "--admin-token", "b"); code != 2 || !strings.Contains(errs, "--token and --admin-token") {
+		t.Errorf("two different credentials: exit %d, %q", code, errs)
 	}
 }
 

@@ -23,17 +23,19 @@ import (
 // as their tenants, from spare capacity only. Any number may run beside
 // the gateway's own workers.
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("worker", "--admin URL --admin-token TOKEN [--nats URL] [--webhook-secret S] [--concurrency N]")
+	fs := newFlagSet("worker", "--admin URL --token TOKEN [--nats URL] [--webhook-secret S] [--concurrency N]")
 	natsURL := fs.String("nats", "", "NATS server with JetStream holding the queue; default: the one the gateway at --admin uses (asked at GET /worker/v1/queue)")
 	adminURL := fs.String("admin", "http://127.0.0.1:9091", "the gateway's admin listener (admin.listen) as http://host:port (host:port alone is taken as http://): the worker polls /spare there and sends jobs to /worker/v1/…, where they run as their tenants")
 	// The secrets' defaults come from the environment after parsing, not
 	// as flag defaults: --help and usage errors print a flag's default,
 	// and would print the token.
-	adminToken := fs.String("admin-token", "", "the gateway's admin.token, required (default $SLUICE_ADMIN_TOKEN)")
+	token := fs.String("token", "", "the gateway's admin.worker_token, or its admin.token when that is unset; required (default $SLUICE_WORKER_TOKEN, else $SLUICE_ADMIN_TOKEN)")
+	// The flag before admin.worker_token: kept, as the same credential.
+	adminToken := fs.String("admin-token", "", "the same as --token (its name before admin.worker_token)")
 	// Gone with the move to the admin listener; kept so that an old
 	// command line fails with a message saying what to use instead.
 	gatewayURL := fs.String("gateway", "", "removed: jobs go to the admin listener (--admin)")
-	workerToken := fs.String("worker-token", "", "removed: use --admin-token (admin.token)")
+	workerToken := fs.String("worker-token", "", "removed: use --token (admin.worker_token, else admin.token)")
 	apiKey := fs.String("api-key", "", "removed: jobs run as their tenants, no key needed")
 	webhookSecret := fs.String("webhook-secret", "", "the gateway's queue.webhook_secret, to sign the webhooks of jobs this worker finishes (default $SLUICE_WEBHOOK_SECRET)")
 	// A worker's tracker may be the one that finishes a batch (it wins
@@ -49,17 +51,26 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if *adminToken == "" {
-		*adminToken = os.Getenv("SLUICE_ADMIN_TOKEN")
+	switch {
+	case *token != "" && *adminToken != "" && *token != *adminToken:
+		return usagef("--token and --admin-token are the same credential: give one")
+	case *token == "":
+		*token = *adminToken
+	}
+	if *token == "" {
+		*token = os.Getenv("SLUICE_WORKER_TOKEN")
+	}
+	if *token == "" {
+		*token = os.Getenv("SLUICE_ADMIN_TOKEN")
 	}
 	if *webhookSecret == "" {
 		*webhookSecret = os.Getenv("SLUICE_WEBHOOK_SECRET")
 	}
 	if *gatewayURL != "" || *workerToken != "" || *apiKey != "" {
-		return usagef("--gateway, --worker-token and --api-key are gone: the worker sends jobs to the gateway's admin listener (--admin) with its admin.token (--admin-token)")
+		return usagef("--gateway, --worker-token and --api-key are gone: the worker sends jobs to the gateway's admin listener (--admin) with its admin.worker_token, or admin.token when that is unset (--token)")
 	}
-	if *adminToken == "" {
-		return usagef("need --admin-token (the gateway's admin.token): the gateway runs jobs as their tenants only for an authenticated worker")
+	if *token == "" {
+		return usagef("need --token (the gateway's admin.worker_token, or admin.token when that is unset): the gateway runs jobs as their tenants only for an authenticated worker")
 	}
 	if *batchHooks != "" && *webhookSecret == "" {
 		return usagef("--batch-webhooks needs --webhook-secret: events are only sent signed")
@@ -94,7 +105,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if *natsURL == "" {
-		asked, err := jobs.AskQueueURL(openCtx, *adminURL, *adminToken, nil)
+		asked, err := jobs.AskQueueURL(openCtx, *adminURL, *token, nil)
 		if err != nil {
 			// No --nats: the gateway must say which NATS; say both ways out.
 			return fmt.Errorf("%w (is the gateway running, with --admin its admin.listen? or pass --nats)", err)
@@ -118,8 +129,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logger.Info("sluice worker running", "nats", gateway.RedactURLs(*natsURL), "admin", *adminURL, "concurrency", *concurrency)
 	err = store.RunWorker(ctx, jobs.WorkerOptions{
 		Concurrency: *concurrency,
-		Executor:    &jobs.HTTPExecutor{Admin: *adminURL, Token: *adminToken},
-		Gate:        &jobs.HTTPGate{Admin: *adminURL, Token: *adminToken, Log: logger},
+		Executor:    &jobs.HTTPExecutor{Admin: *adminURL, Token: *token, Log: logger},
+		Gate:        &jobs.HTTPGate{Admin: *adminURL, Token: *token, Log: logger},
 		Grace:       *grace,
 		Cut:         cut,
 	})

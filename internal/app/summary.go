@@ -45,7 +45,7 @@ func (a *App) logSummary(listen string) {
 		admin = "http://" + a.adminLn.Addr().String()
 	}
 	a.adminMu.Unlock()
-	a.log.Info("sluice ready to serve", "listen", listen, "admin", admin, "admin_token", cfg.Admin.Token != "",
+	a.log.Info("sluice ready to serve", "listen", listen, "admin", admin, "admin_token", cfg.Admin.Token != "", "worker_token", cfg.Admin.WorkerToken != "",
 		"active_health_checks", activeSummary(cfg.Health.Active))
 }
 

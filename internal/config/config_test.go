@@ -77,6 +77,8 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"two credentials": "models: [{name: m, backends: [{url: 'http://x', api_key: k, pass_client_auth: true}]}]\n",
 		"admin listen":    "admin: {listen: 9091}\n" + minimal,
 		"worker token":    "queue: {worker_token: a-long-enough-shared-secret}\n" + minimal,
+		"same tokens":     "admin: {token: tok-1, worker_token: tok-1}\n" + minimal,
+		"spaced token":    "admin: {token: tok-1, worker_token: ' tok-2'}\n" + minimal,
 		"scaling window":  "scaling: {window: 100ms}\n" + minimal,
 		"scaling room":    "scaling: {headroom: -0.1}\n" + minimal,
 		"scaling lead":    "forecast: {enabled: true, max_horizon: 10m}\nscaling: {lead: 20m}\n" + minimal,
@@ -91,6 +93,7 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"probe timeout": "health.active.timeout", "require no keys": "auth.require_key",
 		"bad proxy": "auth.trusted_proxies[1]", "bad fwd header": "auth.forwarded_header",
 		"two credentials": "models[0].backends[0].pass_client_auth", "admin listen": "admin.listen", "worker token": "queue.worker_token",
+		"same tokens": "admin.worker_token", "spaced token": "admin.worker_token",
 		"scaling window": "scaling.window", "scaling room": "scaling.headroom",
 		"scaling lead": "scaling.lead", "scaling hold": "scaling.scale_in_hold",
 	}

@@ -117,7 +117,7 @@ type Queue struct {
 	BatchWebhooks []BatchWebhook `yaml:"batch_webhooks"`
 	// WorkerToken is no longer used: separate `sluice worker` processes
 	// run jobs as their tenants through the admin listener, with
-	// admin.token. Parsed only so that a config still setting it gets an
+	// admin.worker_token (else admin.token). Parsed only so that a config still setting it gets an
 	// error saying so, not "unknown key".
 	WorkerToken string `yaml:"worker_token"`
 }
@@ -185,7 +185,7 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	}
 	c.validateBatchWebhooks(bad)
 	if q.WorkerToken != "" {
-		bad("queue.worker_token", "is gone: `sluice worker` now runs jobs through the admin listener, authenticated with admin.token (--admin-token); remove this key and set admin.token")
+		bad("queue.worker_token", "is gone: `sluice worker` now runs jobs through the admin listener, authenticated with admin.worker_token, or admin.token when that is unset (sluice worker --token); move this key to admin.worker_token")
 	}
 	if q.Listen != "" {
 		if _, _, err := net.SplitHostPort(q.Listen); err != nil {

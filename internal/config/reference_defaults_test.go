@@ -101,6 +101,7 @@ var referenceFillIns = map[string]string{
 // "unset" needs an entry (TestReferenceUnsetIsExplained).
 var referenceUnset = map[string]string{
 	"admin.token":                              "loopback only: other hosts get 403",
+	"admin.worker_token":                       "admin.token is the workers' credential too",
 	"admission.max_queued_tokens":              "no bound",
 	"auth.jwt.audience":                        "required with JWTs on",
 	"auth.jwt.hmac_secret":                     "no HS* tokens",

@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"strings"
 	"time"
 )
 
@@ -74,6 +75,14 @@ type Admin struct {
 	// Token, when set, is required as "Authorization: Bearer <token>" on
 	// every admin request; ${VAR} expanded.
 	Token string `yaml:"token"`
+	// WorkerToken, when set, is the separate workers' credential: the
+	// worker routes (/worker/v1/queue, which hands out the NATS URL with
+	// its password, and /worker/v1/…, which runs requests as any tenant)
+	// take it and not admin.token, so that whoever holds the dashboard's
+	// token cannot reach the queue or act as a tenant; /spare takes
+	// either. Unset: admin.token is the workers' credential too (as
+	// before). ${VAR} expanded.
+	WorkerToken string `yaml:"worker_token"`
 	// Pprof serves Go's /debug/pprof on the admin listener. Default false.
 	Pprof bool `yaml:"pprof"`
 	// MaxConnections caps the admin listener's connections at once, as
@@ -154,6 +163,12 @@ func (c *Config) validateServer(bad func(key, format string, args ...any)) {
 	}
 	if s.MemoryLimit < 0 {
 		bad("server.memory_limit", "must be 0 (runtime default) or positive")
+	}
+	if w := c.Admin.WorkerToken; w != "" && w == c.Admin.Token {
+		bad("admin.worker_token", "is the same as admin.token: give the workers a credential of their own, or leave it unset (admin.token is then theirs too)")
+	}
+	if w := c.Admin.WorkerToken; w != "" && strings.TrimSpace(w) != w {
+		bad("admin.worker_token", "has leading or trailing whitespace (a bearer credential is sent without it)")
 	}
 	if c.Admin.MaxConnections < 1 {
 		bad("admin.max_connections", "must be at least 1, got %d", c.Admin.MaxConnections)

@@ -15,7 +15,8 @@ import (
 
 // AdminHandler serves the privileged surfaces — /status (tenants' queues,
 // backend URLs) and /status/stream (the same, live), /metrics, /scaling (the scaling signals as JSON), /spare (the separate workers' gate), /worker/v1/…
-// (the separate workers' jobs, run as their tenants; needs admin.token)
+// (the separate workers' jobs, run as their tenants; needs admin.worker_token,
+// else admin.token: admitToken)
 // and, with admin.pprof, Go's /debug/pprof — for the admin listener only;
 // the public handler (ServeHTTP) answers 404 for all of them. The
 // dashboard page at / and its two assets are served without the token:
@@ -41,10 +42,11 @@ func (g *Gateway) AdminHandler() http.Handler {
 			return
 		}
 		admin := g.rt.Load().Config.Admin
-		if !adminAdmits(w, r, admin.Token) {
+		path := r.URL.Path
+		token, name := admitToken(admin.Token, admin.WorkerToken, path, r)
+		if !adminAdmitsAs(w, r, token, name) {
 			return
 		}
-		path := r.URL.Path
 		if path == QueuePath || !strings.HasPrefix(path, WorkerPath+"/") {
 			// Tenants, backend URLs, traffic, the process' memory: for the
 			// operator who asked, never for a cache on the way or the
@@ -68,9 +70,9 @@ func (g *Gateway) AdminHandler() http.Handler {
 		case admin.Pprof && strings.HasPrefix(path, "/debug/pprof/"):
 			servePprof(w, r)
 		case path == QueuePath:
-			g.serveQueueInfo(w, r, admin.Token)
+			g.serveQueueInfo(w, r, token)
 		case strings.HasPrefix(path, WorkerPath+"/"):
-			g.serveWorkerJob(w, r, admin.Token)
+			g.serveWorkerJob(w, r, token)
 		default:
 			writeError(w, openai.NotFound("unknown_url", "Unknown admin URL: "+openai.Echo(r.Method+" "+path)))
 		}
@@ -83,7 +85,40 @@ func (g *Gateway) AdminHandler() http.Handler {
 // and only requests addressed to an IP or localhost (rebindableHost);
 // with one, every request must carry it. A refused request is answered.
 func adminAdmits(w http.ResponseWriter, r *http.Request, token string) bool {
+	return adminAdmitsAs(w, r, token, "admin.token")
+}
+
+// isWorkerRoute reports the routes only separate workers need: the queue's
+// URL (with its NATS password) and running requests as any tenant.
+func isWorkerRoute(path string) bool {
+	return path == QueuePath || strings.HasPrefix(path, WorkerPath+"/")
+}
+
+// admitToken is the credential path takes, and its config key for the
+// refusal: with admin.worker_token set, the worker routes take it alone
+// (least privilege: the dashboard's admin.token no longer hands out the
+// queue's password or acts as a tenant), /spare either (a worker polls
+// it, an operator may look), every other route admin.token alone.
+func admitToken(adminToken, workerToken, path string, r *http.Request) (token, name string) {
+	if workerToken == "" {
+		return adminToken, "admin.token"
+	}
+	switch {
+	case isWorkerRoute(path):
+		return workerToken, "admin.worker_token"
+	case path == "/spare" && tokenMatches(bearer(credential(r.Header["Authorization"])), workerToken):
+		return workerToken, "admin.worker_token"
+	}
+	return adminToken, "admin.token"
+}
+
+// adminAdmitsAs is adminAdmits for a route whose credential is the config
+// key name (admin.token or admin.worker_token), which a refusal names.
+func adminAdmitsAs(w http.ResponseWriter, r *http.Request, token, name string) bool {
 	e := adminRefusal(r, token)
+	if e != nil && e.Code == "invalid_admin_token" && name != "admin.token" {
+		e.Code, e.Message = "invalid_worker_token", "this admin route needs 'Authorization: Bearer <"+name+">' (sluice worker --token)"
+	}
 	if e == nil {
 		return true
 	}

@@ -104,6 +104,9 @@ type exchangeState struct {
 	// connMemo is the connection's netguard.ConnMemo, nil for none
 	// (handle): identify keeps the connection's client there.
 	connMemo *atomic.Value
+	// untrack ends the request's registration under its API key
+	// (trackKey); nil when it has none.
+	untrack func()
 	// ra reads the backend's answer ahead of a slow client (armed by
 	// serveDirect): made by the forward stage for a request from the
 	// public listener, so an answer from an earlier stage (a refusal, a
@@ -218,6 +221,9 @@ func (g *Gateway) record(x *exchange) {
 	if x.ra != nil {
 		x.ra.Finish()
 	}
+	if x.untrack != nil {
+		x.untrack()
+	}
 	g.finish(&x.rec)
 }
 
@@ -294,6 +300,9 @@ func (s identifyStage) serve(x *exchange) bool {
 			return false
 		}
 		x.id = id
+		if id.listed {
+			s.g.trackKey(x)
+		}
 	}
 	x.rec.tenant = x.id.tenant
 	ctl, err := readControlHeaders(x.hdr.maxWait, x.hdr.prefer, x.hdr.progress)

@@ -118,6 +118,11 @@ func apiError(err error, model string) *openai.Error {
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "shutting_down",
 			Message:    "the gateway is shutting down and its drain time (shutdown_grace) ended before this request did; retry",
 			RetryAfter: time.Second}
+	case errors.Is(err, proxy.ErrKeyRevoked):
+		// A reload removed the key the request was running under: what a
+		// new request with it gets, but naming the revocation (no key).
+		return &openai.Error{Status: http.StatusUnauthorized, Type: openai.TypeInvalidRequest, Code: "api_key_revoked",
+			Message: "the API key this request was made with has been revoked; the request was ended"}
 	case errors.Is(err, context.Canceled):
 		// nginx's 499: the client closed the request; nobody reads this.
 		return &openai.Error{Status: 499, Type: openai.TypeServer, Code: "client_closed_request", Message: "client closed the request"}

@@ -175,6 +175,9 @@ type Gateway struct {
 	owners    *respOwners
 	followUps followUpMetrics
 	lookups   *probeBudget
+	// keyReqs are the requests running under each API key, ended when a
+	// reload removes it (revoke.go).
+	keyReqs keyRequests
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -251,7 +254,13 @@ func (g *Gateway) Swap(rt *Runtime) {
 	g.bodyMem.SetLimit(int64(rt.Config.Server.MaxBodyMemory))
 	g.readaheadMem.SetLimit(int64(rt.Config.Server.MaxReadaheadMemory))
 	g.meter.SetWindow(rt.Config.Scaling.Window.D())
-	if prev := g.rt.Swap(rt); prev != nil {
+	prev := g.rt.Swap(rt)
+	// After the store: a request identified on prev that registers from
+	// now on sees rt itself (trackKey).
+	if n := g.keyReqs.cut(rt.tenants); n > 0 && g.log != nil {
+		g.log.Warn("config reload: requests of removed API keys ended", "requests", n)
+	}
+	if prev != nil {
 		// Requests still running on prev pick from rt's pools from now
 		// on (Pool.successor).
 		for model, p := range prev.Pools {

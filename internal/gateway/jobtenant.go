@@ -33,7 +33,7 @@ const maxTenantLen = 256
 func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token string) {
 	if token == "" {
 		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest, Code: "admin_token_required",
-			Message: "running jobs as their tenant needs admin.token set on the gateway and sent by the worker (--admin-token)"})
+			Message: "running jobs as their tenant needs admin.worker_token (or admin.token) set on the gateway and sent by the worker (--token)"})
 		return
 	}
 	path := strings.TrimPrefix(r.URL.Path, WorkerPath)

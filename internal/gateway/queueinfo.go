@@ -40,7 +40,7 @@ func RedactURLs(list string) string { return telemetry.RedactURLs(list) }
 func (g *Gateway) serveQueueInfo(w http.ResponseWriter, r *http.Request, token string) {
 	if token == "" {
 		writeError(w, &openai.Error{Status: http.StatusForbidden, Type: openai.TypeInvalidRequest, Code: "admin_token_required",
-			Message: "separate workers need admin.token set on the gateway and sent by the worker (--admin-token)"})
+			Message: "separate workers need admin.worker_token (or admin.token) set on the gateway and sent by the worker (--token)"})
 		return
 	}
 	if !openai.ReadOnly(w, r) { // HEAD as GET, as on every admin read

@@ -56,10 +56,19 @@ type record struct {
 // fail answers the client with e (unless it left) and notes the error. A
 // request cancelled by the gateway's shutdown (its grace over, or a second
 // signal) is answered 503 shutting_down, not taken for a client that
-// left: the client is there, and may retry on another replica.
+// left: the client is there, and may retry on another replica. One a
+// reload cut because it removed the request's API key (keyRequests) is
+// answered 401 api_key_revoked, as the key's next request is.
 func (rec *record) fail(w http.ResponseWriter, e *openai.Error) {
-	if e.Status == 499 && rec.ctx != nil && errors.Is(context.Cause(rec.ctx), proxy.ErrShuttingDown) {
-		e = apiError(proxy.ErrShuttingDown, rec.model)
+	if e.Status == 499 && rec.ctx != nil {
+		switch cause := context.Cause(rec.ctx); {
+		case errors.Is(cause, proxy.ErrShuttingDown):
+			e = apiError(proxy.ErrShuttingDown, rec.model)
+		case errors.Is(cause, proxy.ErrKeyRevoked):
+			e = apiError(proxy.ErrKeyRevoked, rec.model)
+			w.Header().Set("WWW-Authenticate", challengeInvalid)
+			w.Header().Set("Connection", "close") // its holder's next request is refused: nothing to keep it for
+		}
 	}
 	rec.status, rec.errCode = e.Status, e.Code
 	if e.Cause != nil {

@@ -22,7 +22,10 @@ import (
 type identity struct {
 	// key is the configured API key presented; "" for anonymous callers
 	// (no key, or open mode, where a presented key identifies nobody).
-	key      string
+	key string
+	// listed: key is an auth.keys entry (not a token's subject), whose
+	// removal by a reload ends the request (keyRequests).
+	listed   bool
 	tenant   string
 	weight   float64
 	class    admission.Class
@@ -155,7 +158,7 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 		}
 		id.class, maxClass = classOf(claims.Priority), classOf(claims.MaxPriority)
 	case listed && key != "":
-		id.key, id.tenant = key, k.Tenant
+		id.key, id.tenant, id.listed = key, k.Tenant, true
 		if id.tenant == "" {
 			id.tenant = "key:" + shortHash(key)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,7 +22,7 @@ import (
 // HTTPExecutor runs jobs by sending them to a Sluice gateway's admin
 // listener over HTTP: what a separate `sluice worker` process uses. Each
 // request goes to /worker<job path> (e.g. /worker/v1/chat/completions),
-// authenticated with admin.token, and names the job's tenant in
+// authenticated with admin.worker_token (else admin.token), and names the job's tenant in
 // X-Sluice-Job-Tenant, which only that authenticated admin route believes:
 // the gateway runs it through the same chain as a public request, charged
 // to its tenant's rate limits and token accounting, and only into a free
@@ -30,14 +31,18 @@ import (
 // now": the job goes back to the queue without counting an attempt.
 type HTTPExecutor struct {
 	Admin string // the gateway's admin base URL, e.g. http://127.0.0.1:9091
-	// Token is the gateway's admin.token (required: the gateway runs jobs
-	// as their tenants only for an authenticated worker).
+	// Token is the gateway's admin.worker_token, or its admin.token when
+	// that is unset (required: the gateway runs jobs as their tenants only
+	// for an authenticated worker).
 	Token  string
 	Client *http.Client // default: a client with a 10 minute timeout
 	// MaxBody bounds an answer, default 64 MiB.
 	MaxBody int64
 	// Now is the clock Retry-After dates are read against, default time.Now.
 	Now Clock
+	// Log, when set, takes a line for each job the gateway refused the
+	// worker (its credential): those go back to the queue, not run.
+	Log *slog.Logger
 }
 
 // Execute implements Executor.
@@ -75,8 +80,16 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
 		// The admin listener refused the worker, not the job's request:
-		// that is no answer to store as the job's result.
-		return Result{}, fmt.Errorf("job %s: the gateway's admin listener refused the worker (%d): check --admin-token against admin.token", j.ID, resp.StatusCode)
+		// that is no answer to store as the job's result, and the job did
+		// not run: back to the queue uncounted (ErrNotDelivered), as while
+		// a credential is rotated (admin.worker_token set on the gateways
+		// before the workers' --token), not dead-lettered after
+		// max-attempts refusals.
+		err := fmt.Errorf("the gateway's admin listener refused the worker (%d): check --token against admin.worker_token (admin.token when that is unset)", resp.StatusCode)
+		if e.Log != nil {
+			e.Log.Warn("job not run", "job", j.ID, "error", err.Error())
+		}
+		return Result{}, fmt.Errorf("job %s: %w: %w", j.ID, ErrNotDelivered, err)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {

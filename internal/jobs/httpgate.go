@@ -138,7 +138,7 @@ func (g *HTTPGate) note(state gateState, status int, err error) {
 	case gateDown:
 		g.Log.Warn("gateway unreachable: no job is sent to it, asking again with backoff", "admin", g.Admin, "err", err)
 	case gateRefused:
-		g.Log.Error("gateway refuses the worker's token: check --admin-token against admin.token", "admin", g.Admin, "status", status)
+		g.Log.Error("gateway refuses the worker's token: check --token against admin.worker_token (admin.token when that is unset)", "admin", g.Admin, "status", status)
 	default:
 		g.Log.Warn("gateway answers /spare unexpectedly, asking again with backoff", "admin", g.Admin, "status", status)
 	}

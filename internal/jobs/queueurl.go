@@ -41,7 +41,7 @@ func AskQueueURL(ctx context.Context, admin, token string, client *http.Client) 
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusUnauthorized, http.StatusForbidden:
-		return "", fmt.Errorf("the gateway's admin listener at %s refused the worker (%d): check --admin-token against admin.token", admin, resp.StatusCode)
+		return "", fmt.Errorf("the gateway's admin listener at %s refused the worker (%d): check --token against admin.worker_token (admin.token when that is unset)", admin, resp.StatusCode)
 	case http.StatusNotFound:
 		return "", fmt.Errorf("the gateway at %s has no job queue to tell (queue disabled, or a gateway too old to say: pass --nats)", admin)
 	default:

@@ -40,6 +40,11 @@ var (
 	// already committed), where a cancelled context otherwise means the
 	// client left.
 	ErrShuttingDown = errors.New("the gateway is shutting down")
+	// ErrKeyRevoked is the cause a request's context is cancelled with
+	// when a config reload removes the API key it runs under: its client
+	// is told so (401 api_key_revoked, or an in-band error event on a
+	// stream already committed), as for ErrShuttingDown.
+	ErrKeyRevoked = errors.New("the request's API key was removed by a config reload")
 	// ErrTokenBudget: a stream's token limits refused it more tokens
 	// (Request.Budget); the stream was ended there, told in-band.
 	ErrTokenBudget = errors.New("the token rate limit ran out mid-stream")

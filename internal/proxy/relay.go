@@ -97,6 +97,8 @@ func midStreamError(err error, reqID string) *openai.Error {
 		e.Type, e.Code, e.Message = openai.TypeRateLimit, "rate_limit_exceeded", "the token rate limit ran out during this stream, which set no max_tokens; its answer is cut here"
 	case errors.Is(err, ErrShuttingDown):
 		e.Code, e.Message = "shutting_down", "the gateway is shutting down and its drain time (shutdown_grace) ended before this stream did; retry"
+	case errors.Is(err, ErrKeyRevoked):
+		e.Type, e.Code, e.Message = openai.TypeInvalidRequest, "api_key_revoked", "the API key this stream was opened with has been revoked; the stream ends here"
 	}
 	if reqID != "" {
 		e.Message += " (request id " + reqID + ")"
@@ -303,30 +305,40 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 		}
 	} else if clientGone {
 		res.Err = context.Canceled
-		if stream && f.endCutStream(ctx, w, writeErr, in, nil) {
-			res.Err = errCut
+		if stream {
+			if cut := f.endCutStream(ctx, w, writeErr, in, nil); cut != nil {
+				res.Err = cut
+			}
 		}
 	}
 	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
 }
 
-// endCutStream ends a committed stream that the gateway's shutdown cut
-// (ErrShuttingDown, the cause of ctx) with an in-band error event: the
-// client is still reading and must not take the cut for the end of the
-// answer. A stream whose client left (writeErr, or a plain cancel) gets
-// nothing: nobody reads it. It reports whether it sent the event.
-func (f *Forwarder) endCutStream(ctx context.Context, w http.ResponseWriter, writeErr error, in *Request, chk *sseCheck) bool {
-	if writeErr != nil || !errors.Is(context.Cause(ctx), ErrShuttingDown) {
-		return false
+// endCutStream ends a committed stream that the gateway cut, the cause
+// of ctx, with an in-band error event: its shutdown (ErrShuttingDown) or
+// a reload that removed its API key (ErrKeyRevoked). The client is still
+// reading and must not take the cut for the end of the answer. A stream
+// whose client left (writeErr, or a plain cancel) gets nothing: nobody
+// reads it. It returns the stream's Result.Err when it sent the event
+// (still context.Canceled to whatever tells a cancelled request: the
+// request was not the backend's failure; the access log says why), else
+// nil.
+func (f *Forwarder) endCutStream(ctx context.Context, w http.ResponseWriter, writeErr error, in *Request, chk *sseCheck) error {
+	if writeErr != nil {
+		return nil
 	}
-	f.sendStreamError(w, ErrShuttingDown, in, chk)
-	return true
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, ErrShuttingDown):
+		cause = ErrShuttingDown
+	case errors.Is(cause, ErrKeyRevoked):
+		cause = ErrKeyRevoked
+	default:
+		return nil
+	}
+	f.sendStreamError(w, cause, in, chk)
+	return fmt.Errorf("%w: %w", context.Canceled, cause)
 }
-
-// errCut is a cut stream's Result.Err: still context.Canceled to whatever
-// tells a cancelled request (the request was not the backend's failure),
-// and the access log says why.
-var errCut = fmt.Errorf("%w: %w", context.Canceled, ErrShuttingDown)
 
 // toClient writes p to the client with the attempt's watchdog paused: a
 // client slow to take the answer (back-pressure, once read-ahead is full)

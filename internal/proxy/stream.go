@@ -135,8 +135,8 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 		f.sendStreamError(w, fail, in, &chk)
 	} else if clientGone {
 		res.Err = context.Canceled
-		if f.endCutStream(ctx, w, writeErr, in, &chk) {
-			res.Err = errCut
+		if cut := f.endCutStream(ctx, w, writeErr, in, &chk); cut != nil {
+			res.Err = cut
 		}
 	}
 	// The latency signal for health, p2c and the adaptive limit: time to
