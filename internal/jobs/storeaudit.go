@@ -70,6 +70,11 @@ type streamMark struct {
 	// Oldest is its oldest message's time: no message can have expired
 	// (MaxAge) before the next start while now-MaxAge is before it.
 	Oldest time.Time `json:"oldest"`
+	// MaxAge is the stream's MaxAge when marked (0: none). A restart
+	// with a longer queue.retention loads the stream with this one and
+	// expires by it before the gateway's create raises it: the shorter
+	// of the two decides whether messages can have expired.
+	MaxAge time.Duration `json:"max_age,omitempty"`
 }
 
 // StreamDamage is one stream found damaged at start.
@@ -313,7 +318,8 @@ func (e *Embedded) AuditStore() []StreamDamage {
 // counts the missing messages as deleted, not as lost (measured: half a
 // block cut, Lost nil, NumDeleted 2), so the count is the only witness.
 // It is trusted only after a clean stop (nothing removed since) and while
-// no message can have expired since (MaxAge).
+// no message can have expired since, by the MaxAge marked or the current
+// one (maxAge), whichever is shorter.
 func compareMark(mark streamMark, clean bool, st server.StreamState, maxAge time.Duration, now time.Time) (string, uint64) {
 	if st.LastSeq < mark.LastSeq {
 		gone := mark.LastSeq - st.LastSeq
@@ -321,6 +327,9 @@ func compareMark(mark streamMark, clean bool, st server.StreamState, maxAge time
 	}
 	if !clean || st.LastSeq != mark.LastSeq || st.Msgs >= mark.Msgs {
 		return "", 0
+	}
+	if mark.MaxAge > 0 && (maxAge <= 0 || mark.MaxAge < maxAge) {
+		maxAge = mark.MaxAge // the retention the stream was loaded with
 	}
 	if maxAge > 0 && (mark.Oldest.IsZero() || !now.Add(-maxAge).Before(mark.Oldest)) {
 		return "", 0 // some may have expired: not a certain loss
@@ -335,7 +344,7 @@ func compareMark(mark streamMark, clean bool, st server.StreamState, maxAge time
 func (e *Embedded) writeMarksLocked(loaded map[string]loadedStream, clean bool) {
 	m := storeMarks{Written: time.Now().UTC(), Clean: clean, Streams: map[string]streamMark{}}
 	for name, ls := range loaded {
-		m.Streams[name] = streamMark{LastSeq: ls.state.LastSeq, Msgs: ls.state.Msgs, Oldest: ls.state.FirstTime.UTC()}
+		m.Streams[name] = streamMark{LastSeq: ls.state.LastSeq, Msgs: ls.state.Msgs, Oldest: ls.state.FirstTime.UTC(), MaxAge: ls.maxAge}
 	}
 	e.audit.marks = m
 	if err := writeStoreMarks(e.dir, m); err != nil {

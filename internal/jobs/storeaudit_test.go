@@ -268,6 +268,27 @@ func TestCompareMarkExpiry(t *testing.T) {
 	}
 }
 
+// TestCompareMarkRetentionRaised: a restart with a longer queue.retention
+// loads the stream with the marked MaxAge, and nats-server expires by it
+// before the gateway's create raises it. Messages past the old MaxAge are
+// expired, not lost: the old code compared with the new MaxAge only and
+// reported 6 of 10 lost.
+func TestCompareMarkRetentionRaised(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	mark := streamMark{LastSeq: 10, Msgs: 10, Oldest: now.Add(-25 * time.Hour), MaxAge: 24 * time.Hour}
+	st := server.StreamState{LastSeq: 10, Msgs: 4}
+	if p, gone := compareMark(mark, true, st, 7*24*time.Hour, now); gone != 0 {
+		t.Errorf("messages past the marked MaxAge counted lost: %d (%s)", gone, p)
+	}
+	if p, gone := compareMark(mark, true, st, 0, now); gone != 0 {
+		t.Errorf("retention made unlimited: messages past the marked MaxAge counted lost: %d (%s)", gone, p)
+	}
+	mark.Oldest = now.Add(-time.Hour) // none can have expired by either
+	if _, gone := compareMark(mark, true, st, 7*24*time.Hour, now); gone != 6 {
+		t.Errorf("lost %d, want 6", gone)
+	}
+}
+
 func FuzzParseStoreMarks(f *testing.F) {
 	f.Add([]byte(`{"written":"2026-12-06T13:37:52Z","clean":true,"streams":{"KV_sluice_jobs":{"last_seq":4,"msgs":3,"oldest":"2026-12-06T13:37:50Z"}}}`))
 	f.Add([]byte(`{"streams":{"../x":{}}}`))

@@ -50,13 +50,18 @@ func ring(k int64) int { return int(((k % recentBuckets) + recentBuckets) % rece
 
 // add counts an arrival at now. One dated before the log's newest bucket
 // (concurrent requests) counts in its own bucket while the log still
-// holds it.
+// holds it. One dated before the log's reach is the wall clock stepped
+// back past it (bucketOf reads the wall clock): the log starts again
+// from it. Dropping it, as this did, dropped every arrival until the
+// clock caught up with the step (an hour back: an hour of arrivals
+// unseen, the plan bounded by the ones before the step).
 func (l *recentLog) add(now time.Time) {
 	k := bucketOf(now)
-	l.advance(k)
-	if k <= l.newest-recentBuckets {
-		return
+	if l.any && k <= l.newest-recentBuckets {
+		clear(l.counts[:])
+		l.newest = k
 	}
+	l.advance(k)
 	if c := &l.counts[ring(k)]; *c < math.MaxUint32 {
 		*c++
 	}

@@ -157,17 +157,35 @@ func TestRecentArrivalsLog(t *testing.T) {
 	if _, ok := r.inService(10, 11*60); ok {
 		t.Fatal("a hold past the log's reach is not bounded")
 	}
-	// An hour later the log is empty; an arrival dated before the log's
-	// start is dropped, a clock stepped back reads as now.
+	// An hour later the log is empty; a clock stepped back reads as now.
 	later := now.Add(time.Hour)
 	l.add(later)
-	l.add(later.Add(-time.Hour))
 	if r := l.read(later); len(r.Counts) != 1 || r.Counts[0] != 1 {
 		t.Fatalf("an hour later: %v", r.Counts)
 	}
 	if r := l.read(later.Add(-time.Minute)); len(r.Counts) != 1 || r.Counts[0] != 1 {
 		t.Fatalf("a clock stepped back a minute: %v", r.Counts)
 	}
+}
+
+// A wall clock stepped back past the log's reach (an hour) starts the log
+// again: the arrivals after the step are counted. The old log dropped
+// every one until the clock caught up with its newest bucket, and read
+// the 100 arrivals from before the step as now's.
+func TestRecentLogClockSteppedBack(t *testing.T) {
+	var l recentLog
+	for i := range 100 {
+		l.add(t0.Add(time.Duration(i) * 100 * time.Millisecond))
+	}
+	back := t0.Add(-time.Hour)
+	for i := range 50 {
+		l.add(back.Add(time.Duration(i) * 100 * time.Millisecond))
+	}
+	now := back.Add(5 * time.Second)
+	r := l.read(now)
+	p := prefixOf(r)
+	near(t, "arrivals of the 5 s since the clock stepped back an hour", r.within(5, p), 50, 1)
+	near(t, "arrivals the log holds", r.within(r.Span().Seconds(), p), 50, 0)
 }
 
 func prefixOf(r Recent) []float64 {
