@@ -147,8 +147,8 @@ func readStoreMarks(storeDir string) (storeMarks, error) {
 	return parseStoreMarks(b)
 }
 
-// writeStoreMarks replaces the marks file, synced, by a rename: a crash
-// mid-write leaves the previous marks.
+// writeStoreMarks replaces the marks file, synced, by a rename (the
+// directory synced after it): a crash mid-write leaves the previous marks.
 func writeStoreMarks(storeDir string, m storeMarks) error {
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -166,7 +166,24 @@ func writeStoreMarks(storeDir string, m storeMarks) error {
 		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	syncDir(storeDir)
+	return nil
+}
+
+// syncDir makes a rename in dir durable: without it a power cut can bring
+// back the previous marks file, and with it a false alarm at the next
+// start. Best effort: some systems (Windows) cannot sync a directory, and
+// the marks are only a check.
+func syncDir(dir string) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	_ = d.Sync()
+	_ = d.Close()
 }
 
 // beforeStart takes the inventory nats-server's start is compared with.
