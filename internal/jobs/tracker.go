@@ -379,14 +379,19 @@ func (a *actor) evaluate(ctx context.Context) bool {
 		return a.finalize(ctx, b.Target)
 	case st == batchValidating:
 		if now.Sub(time.Unix(b.Batch.CreatedAt, 0)) > s.o.CreateTimeout {
-			done, _, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
+			done, failed, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
 				if r.Batch.Status != batchValidating {
 					return errNoChange
 				}
 				failBatch(r, now.Unix(), "the batch was not fully enqueued (its creator stopped)")
 				return nil
 			})
-			return err == nil && a.announce(ctx, done) && a.forget(ctx)
+			// Unchanged, the batch left validating after the read above:
+			// its creator finished it (or a client cancelled it, or another
+			// tracker failed it). The next evaluation takes it as it is.
+			// Announcing and forgetting it here dropped a batch still in
+			// progress from the active index: it never expired or finished.
+			return err == nil && failed && a.announce(ctx, done) && a.forget(ctx)
 		}
 		return false
 	case !a.ready:
