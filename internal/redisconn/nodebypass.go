@@ -67,7 +67,9 @@ func (n *NodeBypass) Down() bool { return n.whole.Down() }
 
 // Close stops a slot map refresh under way and waits for it.
 func (n *NodeBypass) Close() {
+	n.mu.Lock() // refresh checks the context and joins wg under it: none joins after this
 	n.cancel()
+	n.mu.Unlock()
 	n.wg.Wait()
 }
 
