@@ -38,7 +38,7 @@ type LazyRedis struct {
 	timeout time.Duration
 	now     func() time.Time
 	log     *slog.Logger
-	bypass  *redisconn.Bypass
+	bypass  *redisconn.NodeBypass
 
 	mu       sync.Mutex
 	badLog   time.Time // when a value that is not an entry was last logged
@@ -83,15 +83,15 @@ func NewLazyRedis(clients *redisconn.Clients, opt rueidis.ClientOption, ro Redis
 	}
 	build := func(c rueidis.Client) *Redis { return NewRedis(c, ro) }
 	return &LazyRedis{conn: redisconn.NewSharedLazy(clients, opt, build, RedialEvery, now), timeout: timeout, now: now, log: log,
-		bypass: redisconn.NewBypass(redisconn.BypassOptions{Threshold: BypassAfter, Backoff: RedisBackoff, MaxBackoff: RedisMaxBackoff,
+		bypass: redisconn.NewNodeBypass(redisconn.BypassOptions{Threshold: BypassAfter, Backoff: RedisBackoff, MaxBackoff: RedisMaxBackoff,
 			LogEvery: LogEvery, Logger: log,
 			DownMsg: "cache: redis level unavailable; bypassing it (L1 and upstream answer) until it recovers",
-			UpMsg:   "cache: redis level recovered"})}
+			UpMsg:   "cache: redis level recovered"}, nil)}
 }
 
 // Get implements Level.
 func (l *LazyRedis) Get(ctx context.Context, key string) (*Entry, bool, error) {
-	call, err := l.admit()
+	call, err := l.admit(key)
 	if err != nil {
 		return nil, false, err
 	}
@@ -133,7 +133,7 @@ func (l *LazyRedis) corrupt(err error) {
 
 // Set implements Level.
 func (l *LazyRedis) Set(ctx context.Context, key string, e *Entry, ttl time.Duration) error {
-	call, err := l.admit()
+	call, err := l.admit(key)
 	if err != nil {
 		return err
 	}
@@ -149,9 +149,19 @@ func (l *LazyRedis) Set(ctx context.Context, key string, e *Entry, ttl time.Dura
 	return err
 }
 
-// admit lets a call go to Redis, or fails it with ErrBypassed.
-func (l *LazyRedis) admit() (redisconn.Call, error) {
-	call, _, ok := l.bypass.Admit(l.now())
+// admit lets a call on key go to Redis, or fails it with ErrBypassed: on
+// a Redis Cluster, the bypass of the master serving key decides
+// (redisconn.NodeBypass).
+func (l *LazyRedis) admit(key string) (redisconn.Call, error) {
+	var client rueidis.Client
+	var keys []string
+	if r := l.conn.Loaded(); r != nil {
+		client = r.client
+		if client.Mode() == rueidis.ClientModeCluster { // a single Redis needs no key
+			keys = []string{r.prefix + key}
+		}
+	}
+	call, _, ok := l.bypass.Admit(l.now(), client, keys...)
 	if !ok {
 		return call, ErrBypassed
 	}
@@ -189,7 +199,8 @@ type decodeError struct{ err error }
 func (e *decodeError) Error() string { return e.err.Error() }
 func (e *decodeError) Unwrap() error { return e.err }
 
-// Degraded reports whether the level bypasses Redis now (its metric).
+// Degraded reports whether the level bypasses the whole Redis now (its
+// metric; not one Cluster master's keys alone).
 func (l *LazyRedis) Degraded() bool { return l.bypass.Down() }
 
 // LocalHits is how many reads rueidis' client-side cache answered.
@@ -201,4 +212,7 @@ func (l *LazyRedis) LocalHits() int64 {
 }
 
 // Close closes the client, if one was made; later calls fail.
-func (l *LazyRedis) Close() { l.conn.Close() }
+func (l *LazyRedis) Close() {
+	l.bypass.Close()
+	l.conn.Close()
+}

@@ -93,7 +93,7 @@ type sharedOwners struct {
 	timeout time.Duration
 	ttl     time.Duration
 	now     func() time.Time
-	bypass  *redisconn.Bypass
+	bypass  *redisconn.NodeBypass
 
 	queue     chan sharedWrite
 	dial      chan struct{} // cap 1: a lookup found no connection
@@ -207,11 +207,14 @@ func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseID
 	degraded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_degraded",
 		Help: "1 while the Responses ids' Redis is bypassed after failures (unreachable, hung, unusable): lookups skip " +
 			"it and writes are held (replayed when it is back) until one, after a back-off of 0.5s doubling to 10s, finds it back."})
-	s.bypass = redisconn.NewBypass(redisconn.BypassOptions{Threshold: sharedBypassAfter, Logger: log, Gauge: degraded,
+	degradedNodes := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_degraded_nodes",
+		Help: "Redis Cluster masters bypassed now: the ids whose slots they serve are not known here (their writes held), " +
+			"the others are served."})
+	s.bypass = redisconn.NewNodeBypass(redisconn.BypassOptions{Threshold: sharedBypassAfter, Logger: log, Gauge: degraded,
 		DownMsg: "responses ids: redis unavailable; bypassing it (follow-ups probe the backends, previous_response_id " +
 			"not known here is refused with 503) until it recovers",
-		UpMsg: "responses ids: redis recovered", OnRecover: s.wake})
-	reg.MustRegister(lookups, writes, lost, heldDropped, degraded, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_queued",
+		UpMsg: "responses ids: redis recovered", OnRecover: s.wake}, degradedNodes)
+	reg.MustRegister(lookups, writes, lost, heldDropped, degraded, degradedNodes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_queued",
 		Help: "Response owner writes waiting for Redis (bounded; beyond it they are dropped)."},
 		func() float64 { return float64(len(s.queue)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_responses_ids_redis_held",
@@ -263,12 +266,17 @@ func (s *sharedOwners) enqueue(w sharedWrite) {
 // not be asked. Every lookup is counted.
 func (s *sharedOwners) get(ctx context.Context, id string) (respOwner, bool, error) {
 	now := s.now()
-	call, retry, ok := s.bypass.Admit(now)
+	conn := s.conn.Loaded()
+	var client rueidis.Client
+	if conn != nil {
+		client = conn.c
+	}
+	key := s.key(id)
+	call, retry, ok := s.bypass.Admit(now, client, key)
 	if !ok {
 		s.lookupSkipped.Inc()
 		return respOwner{}, false, &errIDsUnavailable{retry: retry, err: errBypassed}
 	}
-	conn := s.conn.Loaded()
 	if conn == nil {
 		select {
 		case s.dial <- struct{}{}:
@@ -280,7 +288,7 @@ func (s *sharedOwners) get(ctx context.Context, id string) (respOwner, bool, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	b, err := conn.c.Do(cctx, conn.c.B().Get().Key(s.key(id)).Build()).AsBytes()
+	b, err := conn.c.Do(cctx, conn.c.B().Get().Key(key).Build()).AsBytes()
 	switch {
 	case rueidis.IsRedisNil(err):
 		call.Up()
@@ -459,15 +467,52 @@ func (s *sharedOwners) write(ctx context.Context, batch []sharedWrite, ok promet
 	if len(batch) == 0 {
 		return nil
 	}
-	call, retry, admitted := s.bypass.Admit(s.now())
+	conn := s.conn.Loaded()
+	if conn == nil {
+		return s.writeTo(ctx, nil, batch, ok)
+	}
+	// On a Redis Cluster each master's writes are admitted by its own
+	// bypass: a master that is down holds only its keys' writes.
+	keys := make([]string, len(batch))
+	for i, w := range batch {
+		keys[i] = w.key
+	}
+	groups := s.bypass.Group(conn.c, keys)
+	if len(groups) == 1 {
+		return s.writeTo(ctx, conn, batch, ok)
+	}
+	for _, g := range groups {
+		part := make([]sharedWrite, len(g))
+		for i, j := range g {
+			part[i] = batch[j]
+		}
+		failed = append(failed, s.writeTo(ctx, conn, part, ok)...)
+	}
+	return failed
+}
+
+// writeTo is write for writes that go to one master (or a single Redis):
+// conn, nil when there is no connection yet (dialled here).
+func (s *sharedOwners) writeTo(ctx context.Context, conn *sharedConn, batch []sharedWrite, ok prometheus.Counter) (failed []sharedWrite) {
+	var client rueidis.Client
+	keys := make([]string, len(batch))
+	if conn != nil {
+		client = conn.c
+		for i, w := range batch {
+			keys[i] = w.key
+		}
+	}
+	call, retry, admitted := s.bypass.Admit(s.now(), client, keys...)
 	if !admitted {
 		s.retryIn = retry
 		return batch
 	}
-	conn, err := s.conn.Get()
-	if err != nil {
-		s.retryIn, _ = call.Down(s.now(), err)
-		return batch
+	if conn == nil {
+		var err error
+		if conn, err = s.conn.Get(); err != nil {
+			s.retryIn, _ = call.Down(s.now(), err)
+			return batch
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -515,5 +560,6 @@ func (s *sharedOwners) write(ctx context.Context, batch []sharedWrite, ok promet
 func (s *sharedOwners) close() {
 	close(s.stop)
 	<-s.done
+	s.bypass.Close()
 	s.conn.Close()
 }

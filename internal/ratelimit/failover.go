@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/redisconn"
@@ -64,9 +65,15 @@ type FailoverOptions struct {
 	// Logger gets one line when the store goes down and one when it
 	// recovers (never one per request). Default slog.Default().
 	Logger *slog.Logger
-	// Registerer gets sluice_ratelimit_store_errors_total and
-	// sluice_ratelimit_store_degraded. nil registers nothing.
+	// Registerer gets sluice_ratelimit_store_errors_total,
+	// sluice_ratelimit_store_degraded and
+	// sluice_ratelimit_store_degraded_nodes. nil registers nothing.
 	Registerer prometheus.Registerer
+	// Route, when set, is the client the shared store calls through now
+	// (nil: not connected) and the Redis keys of ops: on a Redis Cluster, a
+	// master that fails puts only the keys on it in the failure mode
+	// (redisconn.NodeBypass). nil: the whole store is one.
+	Route func(ops []Op) (rueidis.Client, []string)
 }
 
 // DefaultThreshold is FailoverOptions.Threshold's default: two calls in a
@@ -95,9 +102,10 @@ type FailoverStore struct {
 	primary  Store
 	fallback *LocalStore
 	opt      FailoverOptions
-	bypass   *redisconn.Bypass
+	bypass   *redisconn.NodeBypass
 	errs     prometheus.Counter
 	degraded prometheus.Gauge
+	nodes    prometheus.Gauge
 }
 
 // NewFailoverStore wraps primary; fallback serves fail-open requests.
@@ -121,16 +129,20 @@ func NewFailoverStore(primary Store, fallback *LocalStore, opt FailoverOptions) 
 			Name: "sluice_ratelimit_store_degraded",
 			Help: "1 while the shared rate limit store is down and the failure mode (open: local share; closed: refuse) applies.",
 		}),
+		nodes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_ratelimit_store_degraded_nodes",
+			Help: "Redis Cluster masters bypassed now: the keys whose slots they serve take the failure mode, the others are served.",
+		}),
 	}
-	f.bypass = redisconn.NewBypass(redisconn.BypassOptions{
+	f.bypass = redisconn.NewNodeBypass(redisconn.BypassOptions{
 		Threshold: opt.Threshold, Backoff: opt.Backoff, MaxBackoff: opt.MaxBackoff, Logger: opt.Logger,
 		DownMsg: "rate limit store unavailable; applying failure mode until it recovers",
 		UpMsg:   "rate limit store recovered",
 		Attrs:   []any{"failure_mode", opt.Mode.String(), "replicas", opt.Replicas},
 		Gauge:   f.degraded,
-	})
+	}, f.nodes)
 	if opt.Registerer != nil {
-		for _, c := range []prometheus.Collector{f.errs, f.degraded} {
+		for _, c := range []prometheus.Collector{f.errs, f.degraded, f.nodes} {
 			if err := opt.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ratelimit: register metrics: %w", err)
 			}
@@ -139,7 +151,11 @@ func NewFailoverStore(primary Store, fallback *LocalStore, opt FailoverOptions) 
 	return f, nil
 }
 
-// Degraded reports whether the shared store is currently bypassed.
+// Close stops the store's slot map refresh, if one is under way.
+func (f *FailoverStore) Close() { f.bypass.Close() }
+
+// Degraded reports whether the whole shared store is currently bypassed
+// (not one Cluster master's keys alone).
 func (f *FailoverStore) Degraded() bool { return f.bypass.Down() }
 
 // Take implements Store.
@@ -154,7 +170,12 @@ func (f *FailoverStore) Charge(ctx context.Context, key string, l Limit, cost in
 
 // Apply implements Store.
 func (f *FailoverStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]Decision, error) {
-	call, retry, ok := f.bypass.Admit(now)
+	var client rueidis.Client
+	var keys []string
+	if f.opt.Route != nil {
+		client, keys = f.opt.Route(ops)
+	}
+	call, retry, ok := f.bypass.Admit(now, client, keys...)
 	if !ok {
 		return f.fallbackApply(ctx, ops, now, retry, nil)
 	}

@@ -95,7 +95,7 @@ func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger, cl
 	}
 	fs, err := NewFailoverStore(lazyStore{conn}, local, FailoverOptions{
 		Mode: mode, Replicas: cfg.Redis.Replicas, Timeout: cfg.Redis.Timeout.D(),
-		Logger: log, Registerer: reg,
+		Logger: log, Registerer: reg, Route: routeOf(conn),
 	})
 	if err != nil {
 		conn.Close()
@@ -106,7 +106,7 @@ func Open(cfg config.RateLimits, reg prometheus.Registerer, log *slog.Logger, cl
 		conn.Close()
 		return nil, err
 	}
-	l.closer = conn.Close
+	l.closer = func() { fs.Close(); conn.Close() }
 	l.local = local
 	return l, nil
 }
@@ -151,4 +151,24 @@ func (s lazyStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]Decisi
 		return nil, err
 	}
 	return rs.Apply(ctx, ops, now)
+}
+
+// routeOf is the FailoverStore's Route over conn: its client when
+// connected, and on a Redis Cluster the ops' Redis keys (on a single Redis
+// no key is needed: the whole store is one).
+func routeOf(conn *redisconn.Lazy[RedisStore]) func(ops []Op) (rueidis.Client, []string) {
+	return func(ops []Op) (rueidis.Client, []string) {
+		st := conn.Loaded()
+		if st == nil {
+			return nil, nil
+		}
+		if st.client.Mode() != rueidis.ClientModeCluster {
+			return st.client, nil
+		}
+		keys := make([]string, len(ops))
+		for i, op := range ops {
+			keys[i] = st.Key(op.Key)
+		}
+		return st.client, keys
+	}
 }

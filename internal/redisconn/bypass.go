@@ -104,6 +104,9 @@ func NewBypass(opt BypassOptions) *Bypass {
 type Call struct {
 	b     *Bypass
 	probe bool // the bypass' retry
+
+	nb     *NodeBypass    // the NodeBypass that admitted it; nil: a Bypass alone
+	client rueidis.Client // the client the call goes through (NodeBypass)
 }
 
 // Admit says whether a call may go to Redis at now. When not (ok false:
@@ -146,6 +149,9 @@ func (c Call) Up() {
 	if warned {
 		b.opt.Logger.Info(b.opt.UpMsg, b.opt.Attrs...)
 	}
+	if c.nb != nil {
+		c.nb.countDown()
+	}
 	if b.opt.OnRecover != nil {
 		b.opt.OnRecover()
 	}
@@ -167,6 +173,22 @@ func (c Call) Abandon() {
 // whether Redis is bypassed now (this failure reached the threshold, or
 // one before it did); retry is then the wait before the next probe.
 func (c Call) Down(now time.Time, err error) (retry time.Duration, bypassed bool) {
+	retry, bypassed = c.down(now, err)
+	if c.nb != nil {
+		c.nb.failed(now, c, err, bypassed)
+	}
+	return retry, bypassed
+}
+
+// trip starts a bypass at now, whatever the failures counted so far.
+func (b *Bypass) trip(now time.Time, err error) {
+	b.mu.Lock()
+	b.fails = b.opt.Threshold - 1
+	b.mu.Unlock()
+	Call{b: b}.down(now, err)
+}
+
+func (c Call) down(now time.Time, err error) (retry time.Duration, bypassed bool) {
 	b := c.b
 	b.mu.Lock()
 	if !b.down {

@@ -19,8 +19,9 @@ type Cluster struct {
 // StartCluster starts n masters (at least 3, Redis Cluster's minimum) with
 // cluster mode enabled, joins them with `redis-cli --cluster create`, and
 // waits until every node reports cluster_state:ok. All are stopped in
-// t.Cleanup.
-func StartCluster(t testing.TB, n int) *Cluster {
+// t.Cleanup. extra are more redis-server arguments for every node (such as
+// --cluster-require-full-coverage no).
+func StartCluster(t testing.TB, n int, extra ...string) *Cluster {
 	t.Helper()
 	if n < 3 {
 		t.Fatalf("redistest: a Redis Cluster needs at least 3 masters, got %d", n)
@@ -30,12 +31,12 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	c := &Cluster{}
 	for range n {
 		dir := t.TempDir()
-		extra := []string{
+		args := append([]string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 			"--cluster-node-timeout", "5000",
-		}
-		s := startOnFreePort(t, server, dir, extra)
+		}, extra...)
+		s := startOnFreePort(t, server, dir, args)
 		t.Cleanup(s.Stop)
 		c.Servers = append(c.Servers, s)
 		c.Addrs = append(c.Addrs, s.Addr)
