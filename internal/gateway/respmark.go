@@ -76,7 +76,7 @@ func (s *sharedOwners) check(ctx context.Context) {
 	}
 	var probe *redisconn.Call
 	if s.bypass.Down() {
-		call, _, ok := s.bypass.Admit(s.now())
+		call, _, ok := s.bypass.Admit(s.now(), conn.c, s.mark.key)
 		if !ok {
 			return
 		}

@@ -187,7 +187,7 @@ func TestIdleReplicaRewritesAfterABypass(t *testing.T) {
 	})
 	// Two lookups that failed, as while Redis was away: bypassed.
 	for range sharedBypassAfter {
-		call, _, ok := o.shared.bypass.Admit(time.Now())
+		call, _, ok := o.shared.bypass.Admit(time.Now(), nil)
 		if !ok {
 			t.Fatal("a lookup was not admitted before the bypass")
 		}
