@@ -86,7 +86,13 @@ func (d *driver) queueBurst(ctx context.Context, per int) {
 // batch uploads n chat requests as a JSONL file, creates a batch, polls it
 // to its end (5 minutes at most) and downloads its output file.
 func (d *driver) batch(ctx context.Context, n int) error {
-	c := d.mix[0]
+	// Two source addresses, two open-mode tenants ("ip:" + address): the
+	// batch events' per-tenant endpoint must get only one's.
+	d.mu.Lock()
+	from := d.batches % 2
+	d.batches++
+	d.mu.Unlock()
+	c := d.mix[from]
 	var jsonl bytes.Buffer
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&jsonl, `{"custom_id":"r%d","method":"POST","url":"/v1/chat/completions","body":%s}`+"\n", i, chatBody(d.prompt(), 16, false, false))
@@ -130,6 +136,9 @@ func (d *driver) batch(ctx context.Context, n int) error {
 		}
 	}
 	d.count("batch", b.Status)
+	if d.bhooks != nil {
+		d.bhooks.end(b.ID, mixTenant(from))
+	}
 	if b.OutputFileID != "" {
 		if err := d.getJSON(ctx, c, "/v1/files/"+b.OutputFileID+"/content", nil); err != nil {
 			return fmt.Errorf("output file: %w", err)
@@ -155,3 +164,7 @@ func (d *driver) batch(ctx context.Context, n int) error {
 func (d *driver) send(ctx context.Context, c *http.Client, path, ctype string, body io.Reader, v any) error {
 	return d.exchange(ctx, c, http.MethodPost, path, ctype, body, v)
 }
+
+// mixTenant is the open-mode tenant of the mix's client i: its source
+// address (newDriver's 127.0.0.(10+i)).
+func mixTenant(i int) string { return fmt.Sprintf("ip:127.0.0.%d", 10+i) }

@@ -30,7 +30,10 @@
 // half the async jobs name a receiver in the driver as their webhook,
 // and one never delivered fails the run; with --stall, half the slow
 // readers stop reading their stream for that long after 4 KiB, then read
-// the rest. Each sample also counts the embedded NATS server's consumers
+// the rest; with --batch-webhooks, queue.batch_webhooks names two
+// endpoints in the driver (every tenant's, and only the tenant of half
+// the batches'): an event lost, or sent to the wrong tenant's, fails
+// the run. Each sample also counts the embedded NATS server's consumers
 // (through queue.listen: a listing that leaves one behind grows it) and
 // reads the machine's TCP socket memory (/proc/net/sockstat, printed).
 //
@@ -38,7 +41,8 @@
 // taken before the tick's events, with the heap read just after a forced
 // collection; a warm-up before the first. Before the run and after it
 // (the config back to the first one), with no traffic and the driver's
-// connections closed, an idle sample and the goroutine and heap profiles
+// connections closed, an idle sample (with the jobs bucket's keys counted
+// by kind) and the goroutine and heap profiles
 // are saved in --dir (for diffs). The verdict: each resource series'
 // least-squares slope over the second half, times the half's length,
 // against thresholdFor's allowance (rates, estimates and limits are
@@ -75,6 +79,7 @@ func main() {
 	flag.DurationVar(&batchEvery, "batch-every", 0, "a Batch API batch (and its Files calls) every this long, one at a time (0: two, at 25% and 60% of the run)")
 	flag.IntVar(&batchLines, "batch-lines", 20, "requests in each batch")
 	flag.BoolVar(&webhooks, "webhooks", false, "half the async jobs with a webhook to a receiver in the driver; lost ones fail the run")
+	flag.BoolVar(&batchWebhooks, "batch-webhooks", false, "queue.batch_webhooks: two endpoints in the driver, one for every tenant, one for the tenant of half the batches; an event lost or sent to the wrong tenant's endpoint fails the run")
 	flag.DurationVar(&stallFor, "stall", 0, "half the slow readers stop reading their stream for this long after 4 KiB, then read the rest (0: none)")
 	flag.Parse()
 	*duration = min(*duration, 2*time.Hour)
@@ -90,10 +95,11 @@ func main() {
 
 // The Batch API and webhook knobs (flags).
 var (
-	batchEvery time.Duration
-	batchLines int
-	webhooks   bool
-	stallFor   time.Duration
+	batchEvery    time.Duration
+	batchLines    int
+	webhooks      bool
+	batchWebhooks bool
+	stallFor      time.Duration
 )
 
 func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, rate float64, interval, reloadEvery time.Duration, kills int, seed uint64) error {
@@ -105,7 +111,20 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 		dir = d
 	}
 	began := time.Now()
-	r, err := newRig(ctx, exe, dir, 4)
+	var bhooks *batchHookSink
+	if batchWebhooks {
+		h, err := newBatchHookSink(mixTenant(0))
+		if err != nil {
+			return err
+		}
+		defer h.close()
+		bhooks = h
+	}
+	hooksYAML := ""
+	if bhooks != nil {
+		hooksYAML = bhooks.yaml()
+	}
+	r, err := newRig(ctx, exe, dir, 4, hooksYAML)
 	if err != nil {
 		return err
 	}
@@ -116,6 +135,7 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	}
 	smp := &sampler{admin: r.admin, pid: r.gw.pid(), simPorts: ports, client: &http.Client{Timeout: 30 * time.Second}, nats: r.nats}
 	d := newDriver("http://"+r.listen, seed, 48)
+	d.bhooks = bhooks
 	if webhooks {
 		h, err := newHookSink()
 		if err != nil {
@@ -251,6 +271,9 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	if d.hooks != nil {
 		d.hooks.settle(ctx)
 	}
+	if d.bhooks != nil {
+		d.bhooks.settle(ctx)
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -276,6 +299,9 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	if d.hooks != nil {
 		ok = d.hooks.report(os.Stdout) && ok
 	}
+	if d.bhooks != nil {
+		ok = d.bhooks.report(os.Stdout) && ok
+	}
 	ok = d.ep.report(os.Stdout, "endpoints", "not a 2xx of the simulator's shape, not an overload's 429/503 with Retry-After, not a cut or 502/503/504 during a disturbance") && ok
 	fmt.Printf("\nidle, no traffic, driver's connections closed (profiles in %s/{before,after}-*):\n", dir)
 	// The chaos suite's leak target: goroutines and fds back within 5%,
@@ -287,7 +313,7 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	// 17 -> 18 fds so: RELIABILITY.md). A leak of them still shows in the
 	// run's fd series, and here in their own row.
 	fdsLess := sFDs + " - backend conns - jetstream blocks"
-	for _, n := range []string{sGoroutines, sFDs, fdsLess, sBackConns, sBlocks, sRSS, sHeap, sConsumers} {
+	for _, n := range []string{sGoroutines, sFDs, fdsLess, sBackConns, sBlocks, sRSS, sHeap, sConsumers, sKeysJob, sKeysLine, sKeysActive, sKeysEvent, sKeysPending, sKeysOther} {
 		b, a := idleBefore.values[n], idleAfter.values[n]
 		if n == fdsLess {
 			b = idleBefore.values[sFDs] - idleBefore.values[sBackConns] - max(idleBefore.values[sBlocks], 0)
@@ -325,6 +351,19 @@ func idle(ctx context.Context, d *driver, smp *sampler, dir, prefix string) (sam
 		return s, fmt.Errorf("idle sample %s: %w", prefix, err)
 	}
 	s.values[sBlocks] = float64(blockFiles(fmt.Sprintf("/proc/%d/fd", smp.pid)))
+	// The jobs bucket's keys by kind, idle samples only: listing them
+	// makes a consumer, which the run's consumer series must not see.
+	if smp.nats != "" {
+		keys, err := jobsKeys(ctx, smp.nats)
+		if err != nil {
+			return s, fmt.Errorf("idle sample %s: %w", prefix, err)
+		}
+		for k, v := range keys {
+			s.values[k] = float64(v)
+		}
+		fmt.Printf("idle %s: jobs bucket keys: j. %d, b. %d, a. %d, e. %d, w. %d, other %d\n", prefix,
+			keys[sKeysJob], keys[sKeysLine], keys[sKeysActive], keys[sKeysEvent], keys[sKeysPending], keys[sKeysOther])
+	}
 	fmt.Printf("idle %s: goroutines %.0f fds %.0f bconns %.0f blocks %.0f rss %.1f MiB heap %.1f MiB\n", prefix,
 		s.values[sGoroutines], s.values[sFDs], s.values[sBackConns], s.values[sBlocks], s.values[sRSS]/(1<<20), s.values[sHeap]/(1<<20))
 	return s, nil

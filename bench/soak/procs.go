@@ -101,10 +101,11 @@ type rig struct {
 	perIPRate      []int // alternated by reloads: the limiter is rebuilt too
 	extraBackendOn bool
 	nats           string // the embedded NATS server's client address (queue.listen): the sampler counts its consumers
+	batchHooksYAML string // queue.batch_webhooks entries ("": none)
 }
 
-func newRig(ctx context.Context, exe, dir string, sims int) (*rig, error) {
-	r := &rig{exe: exe, dir: dir, perIPRate: []int{20, 25}}
+func newRig(ctx context.Context, exe, dir string, sims int, batchHooksYAML string) (*rig, error) {
+	r := &rig{exe: exe, dir: dir, perIPRate: []int{20, 25}, batchHooksYAML: batchHooksYAML}
 	var err error
 	if r.listen, err = freePort(); err != nil {
 		return nil, err
@@ -177,6 +178,7 @@ func (r *rig) config() string {
 	fmt.Fprintf(&b, "queue:\n  data_dir: %s\n  listen: %s\n", filepath.Join(r.dir, "data"), r.nats)
 	// Signed webhooks to the driver's loopback receiver (driver.hooks).
 	b.WriteString("  webhook_secret: whsec_c29hay1zZWNyZXQtc29hay1zZWNyZXQ=\n  allow_private_webhooks: true\n")
+	b.WriteString(r.batchHooksYAML) // queue.batch_webhooks (--batch-webhooks), "" without
 	fmt.Fprintf(&b, "forecast:\n  snapshot: %s\n", filepath.Join(r.dir, "forecast.snapshot"))
 	fmt.Fprintf(&b, "rate_limits:\n  per_ip: {requests: \"rate=%dr/s burst=20 nodelay\"}\n", r.perIPRate[r.reloads%2])
 	b.WriteString("models:\n  - name: sim-model\n    backends:\n")

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -39,6 +40,15 @@ const (
 	// embedded server, read through its client port (queue.listen): a
 	// listing that leaves its consumer behind grows it.
 	sConsumers = "jetstream consumers (all streams)"
+	// The jobs bucket's keys (idle samples): job records (j.), batch
+	// event records (e.: kept for the retention, as job records are) and
+	// pending-webhook index keys (w.: purged once delivered or failed).
+	sKeysJob     = "jobs bucket keys j. (job records)"
+	sKeysEvent   = "jobs bucket keys e. (batch event records)"
+	sKeysPending = "jobs bucket keys w. (pending webhooks)"
+	sKeysLine    = "jobs bucket keys b. (batch lines)"
+	sKeysActive  = "jobs bucket keys a. (active batches)"
+	sKeysOther   = "jobs bucket keys, other"
 	// The kernel's TCP sockets and their memory (pages), machine-wide
 	// (/proc/net/sockstat: the other helpers' sockets too): printed, not
 	// judged (isSignal: "machine_").
@@ -113,6 +123,51 @@ func consumers(ctx context.Context, addr string) (int, error) {
 		return 0, fmt.Errorf("listing streams: %w", err)
 	}
 	return n, nil
+}
+
+// jobsKeys counts the sluice_jobs bucket's live keys by their prefix.
+func jobsKeys(ctx context.Context, addr string) (map[string]int, error) {
+	nc, err := nats.Connect("nats://"+addr, nats.Name("soak-sampler"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("nats %s: %w", addr, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("nats %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, "sluice_jobs")
+	if err != nil {
+		return nil, fmt.Errorf("jobs bucket: %w", err)
+	}
+	out := map[string]int{sKeysJob: 0, sKeysEvent: 0, sKeysPending: 0, sKeysLine: 0, sKeysActive: 0, sKeysOther: 0}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return out, nil
+		}
+		return nil, fmt.Errorf("jobs bucket keys: %w", err)
+	}
+	defer lister.Stop()
+	for k := range lister.Keys() {
+		switch {
+		case strings.HasPrefix(k, "j."):
+			out[sKeysJob]++
+		case strings.HasPrefix(k, "e."):
+			out[sKeysEvent]++
+		case strings.HasPrefix(k, "w."):
+			out[sKeysPending]++
+		case strings.HasPrefix(k, "b."):
+			out[sKeysLine]++
+		case strings.HasPrefix(k, "a."):
+			out[sKeysActive]++
+		default:
+			out[sKeysOther]++
+		}
+	}
+	return out, nil
 }
 
 // sockstat reads the TCP line of /proc/net/sockstat: its memory in pages

@@ -36,6 +36,8 @@ type driver struct {
 	resp     respState      // the Responses traffic's ids and failures, and the disturbances' epoch
 	ep       failLog        // the other endpoints' unexpected answers (endpoints.go)
 	hooks    *hookSink      // half the async jobs name its URL as their webhook (nil: none)
+	bhooks   *batchHookSink // the batch webhook events' receiver (nil: none)
+	batches  int            // batches started: even ones from mix[0], odd ones from mix[1] (two tenants)
 	wg       sync.WaitGroup
 }
 
