@@ -96,11 +96,18 @@ func (g *gatedBackend) awaitArrival(t *testing.T, ended <-chan outcome) {
 	}
 }
 
+// Requests past the backend's limit wait in the queue and are all served
+// once it frees. The gateway runs on a frozen clock: on the wall clock a
+// queued request's deadline (2/3 of max_wait's 2 s) passed whenever the
+// machine stalled that long before the backend was let go, and it was
+// refused 503 (7 of 140 runs beside two CPU hogs, RELIABILITY "Flake hunt,
+// seventh round"): a race against the machine, not queueing behaviour.
 func TestQueuesInsteadOfOverloadingBackend(t *testing.T) {
 	be := newGatedBackend(t)
 	cfg := testConfig(be.URL)
 	cfg.Models[0].Backends[0].MaxConcurrency = 2
-	srv, _ := startGateway(t, cfg)
+	clk := &frozenClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	srv, _ := startGatewayWith(t, cfg, func(d *Deps) { d.Now = clk.Now })
 
 	const n = 8
 	ended := make(chan outcome, n)
@@ -238,11 +245,15 @@ func TestRefusesAtOnceWhenDeadlineCannotBeMet(t *testing.T) {
 	}
 }
 
+// A client that leaves the queue takes its place with it. On a frozen
+// clock: on the wall clock the queued request's deadline (1.33 s) could
+// pass under load before the wait for it to be queued saw it there.
 func TestClientLeavingTheQueueFreesIt(t *testing.T) {
 	be := newGatedBackend(t)
 	cfg := testConfig(be.URL)
 	cfg.Models[0].Backends[0].MaxConcurrency = 1
-	srv, gw := startGateway(t, cfg)
+	clk := &frozenClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Now = clk.Now })
 	t.Cleanup(be.open)
 	first := make(chan outcome, 1)
 	postInBackground(srv.URL+"/v1/chat/completions", first)
@@ -264,13 +275,19 @@ func TestClientLeavingTheQueueFreesIt(t *testing.T) {
 	waitFor(t, func() bool { return q.Stats().Queued == 0 })
 }
 
+// A tenant with max_queued_per_tenant requests waiting is refused 429 on
+// arrival. The gateway runs on a frozen clock: on the wall clock the two
+// queued requests' deadlines (1.33 s) passed when the machine stalled, so
+// the queue never held two at once, or the probe queued in their place
+// and waited out its own (4 of 140 runs beside two CPU hogs).
 func TestTenantOverShareGets429(t *testing.T) {
 	be := newGatedBackend(t)
 	cfg := testConfig(be.URL)
 	cfg.Models[0].Backends[0].MaxConcurrency = 1
 	cfg.Admission.MaxQueuedPerTenant = 2
 	cfg.Admission.MaxQueued = 100
-	srv, gw := startGateway(t, cfg)
+	clk := &frozenClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Now = clk.Now })
 	t.Cleanup(be.open)
 	flood := make(chan outcome, 3)
 	for i := 0; i < 3; i++ { // one in service, two queued
@@ -279,15 +296,44 @@ func TestTenantOverShareGets429(t *testing.T) {
 	be.awaitArrival(t, flood)
 	q := gw.Runtime().Pools["m1"].queue
 	waitFor(t, func() bool { return q.Stats().Queued == 2 }) // else the probe below could queue itself
-	waitFor(t, func() bool {
-		resp := post(t, srv.URL+"/v1/chat/completions", chatBody, "Authorization", "Bearer flood", "X-Sluice-Max-Wait", "20s")
-		body := readAll(t, resp)
-		if resp.StatusCode != 429 {
-			return false
+
+	probe := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(chatBody))
+		req.Header.Set("Authorization", "Bearer flood")
+		req.Header.Set("X-Sluice-Max-Wait", "20s")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			resp = nil
 		}
-		typ, _, _ := apiErr(t, body)
-		return typ == "rate_limit_error" && resp.Header.Get("Retry-After") != ""
-	})
+		probe <- resp
+	}()
+	// On the frozen clock a queued probe would wait forever: caught here
+	// from the queue's count instead of hung on.
+	var resp *http.Response
+	for resp == nil {
+		select {
+		case resp = <-probe:
+			if resp == nil {
+				t.Fatal("the probe request failed")
+			}
+		default:
+			if s := q.Stats(); s.Queued > 2 {
+				t.Fatalf("the probe was queued (%d waiting) instead of refused for its tenant's share", s.Queued)
+			}
+			time.Sleep(time.Millisecond) // polling the queue, not a deadline
+		}
+	}
+	body := readAll(t, resp)
+	if resp.StatusCode != 429 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if typ, code, msg := apiErr(t, body); typ != "rate_limit_error" {
+		t.Fatalf("type %s code %s (%s); want rate_limit_error", typ, code, msg)
+	}
+	if resp.Header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
 }
 
 func TestRequireKey(t *testing.T) {
