@@ -95,13 +95,51 @@ func TestReloadRemovingAKeyEndsItsRequests(t *testing.T) {
 		}()
 		return out
 	}
-	goneStream, keptStream := open("sk-gone-1", true), open("sk-kept-1", true)
-	goneCall := open("sk-gone-1", false)
-	for range 3 {
-		<-arrived
+	// Each request reaches the backend before the next is sent: the removed
+	// key's two first, then the kept key's, so no tenant becomes busy while
+	// another is active with more than one request (admission's ramp would
+	// hold the second of a tenant that did, with the backend holding every
+	// request: the order decided the test). A request the gateway answers
+	// itself never arrives: fail with its answer rather than wait.
+	reach := func(out chan *http.Response, stream bool) (resp *http.Response, ok bool) {
+		hangGuard := time.NewTimer(time.Minute)
+		defer hangGuard.Stop()
+		for {
+			select {
+			case <-arrived:
+				switch {
+				case !stream:
+					return nil, true
+				case resp != nil:
+					return resp, true // its head came first
+				}
+				return <-out, true
+			case resp = <-out:
+				if resp == nil {
+					return nil, false // the client's error, reported by open
+				}
+				if !stream || resp.StatusCode != http.StatusOK {
+					t.Errorf("answered before it reached the backend: %d %s", resp.StatusCode, readAll(t, resp))
+					return nil, false
+				}
+				out = nil // the stream's head; its arrival follows
+			case <-hangGuard.C:
+				t.Error("a request did not reach the backend in a minute")
+				return nil, false
+			}
+		}
 	}
-	gs, ks := <-goneStream, <-keptStream
-	if gs == nil || ks == nil {
+	goneStream := open("sk-gone-1", true)
+	gs, ok := reach(goneStream, true)
+	if !ok {
+		t.FailNow()
+	}
+	goneCall := open("sk-gone-1", false)
+	if _, ok := reach(goneCall, false); !ok {
+		t.FailNow()
+	}
+	ks, ok := reach(open("sk-kept-1", true), true)
+	if !ok {
 		t.FailNow()
 	}
 	for _, r := range []*http.Response{gs, ks} {
