@@ -82,6 +82,14 @@ type QueueConfig struct {
 	// may not take the slots the active ones are using until its own
 	// requests come back. 0 (the default): off.
 	RampWindow time.Duration
+	// KnownCapacity, when set, is how many of capacity()'s slots the
+	// backends are known to have (static max_concurrency limits, which
+	// the operator states, not adaptive ones, which can stand above what
+	// the backends have). The ramp reckons from at least these: a held
+	// request never waits while known slots stand free that no active
+	// tenant used recently (ramp.go). Called under the queue's mutex,
+	// like capacity. nil: none known. Kept from NewQueue by SetConfig.
+	KnownCapacity func() int
 
 	// Wake, when set, is sent a value (never blocking) by the first
 	// Acquire after Rest found the queue at rest, and by the first Acquire

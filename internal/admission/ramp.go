@@ -30,10 +30,13 @@ import (
 //     recent peaks (the most each held in the last one to two
 //     RampWindows), so the slots a steady tenant frees between its
 //     requests stay its own;
-//   - the base is the most the pool held in the last one to two
-//     RampWindows, at most the capacity (rampBase): the capacity, a sum
-//     of adaptive limits, can stand well above the slots the backends
-//     have;
+//   - the base is the slots the backends are known to have (static
+//     limits) or, when more, the most the pool held in the last one to
+//     two RampWindows, at most the capacity (rampBase): the capacity, a
+//     sum of adaptive limits, can stand well above the slots the backends
+//     have, while a static limit is stated, so with static limits a held
+//     request never waits while slots stand free that no active tenant
+//     used recently;
 //   - its ramp ends once it is alone among the active tenants (the pool
 //     is work-conserving for a single tenant) or its allowance reaches the
 //     capacity.
@@ -213,16 +216,31 @@ func (q *Queue) holds(tenant string, now time.Time, capacity int) bool {
 }
 
 // rampBase is the part of the capacity a ramping tenant's allowance and
-// spare slots are reckoned from: the most the pool held in the last one to
-// two windows, never more than the capacity. The capacity is a sum of
+// spare slots are reckoned from: the slots the backends are known to have
+// (KnownCapacity: static limits) or, when more, the most the pool held in
+// the last one to two windows; never more than the capacity.
+//
+// An adaptive limit is not known capacity: the capacity is then a sum of
 // adaptive limits, which grow while nothing pushes back and can stand well
 // above what the backends can start (the chaos pool read 36-54 on 24 slots
 // in calm phases); a burst reckoned from it, or from half of it, overfilled
-// the engines. Beyond the recent peak the pool grows through the ramping
-// tenant's own completions, as TCP's slow start grows its window.
+// the engines. Beyond the recent peak such a pool grows through the
+// ramping tenant's own completions, as TCP's slow start grows its window.
+//
+// A static limit is what the operator says the backend has. Reckoned from
+// the peak alone, a pool whose active tenants held few slots kept the rest
+// from a newcomer until its own long answers came back: one tenant on one
+// slot of eight, the newcomer's first request answering for a minute, its
+// second held that minute with six slots free. From the known slots, the
+// slots nobody active used recently are free to it at once, and the
+// others' recent peaks stay theirs.
 func (q *Queue) rampBase(now time.Time, capacity int) int {
 	q.rotatePool(now)
-	return min(capacity, max(q.poolPeak, q.poolPrevPeak, 1))
+	known := 0
+	if q.cfg.KnownCapacity != nil {
+		known = q.cfg.KnownCapacity()
+	}
+	return min(capacity, max(q.poolPeak, q.poolPrevPeak, known, 1))
 }
 
 // rotatePool moves the pool's in-use peak window forward to now.

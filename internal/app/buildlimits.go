@@ -118,6 +118,7 @@ func (b *build) queueFor(m *model) *poolQueue {
 		}
 	}
 	pq := &poolQueue{}
+	cfg.KnownCapacity = func() int { return pq.pool.Load().KnownCapacity() }
 	pq.q = admission.NewQueue(cfg, func() int { return pq.pool.Load().Capacity() }, b.deps.Now)
 	return pq
 }

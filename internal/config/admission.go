@@ -55,12 +55,15 @@ type Admission struct {
 	// TenantRamp is how long a tenant counts as active after its last
 	// request in a pool. A tenant that becomes busy while another is
 	// active ramps up: it holds at most half its fair share of the slots
-	// (reckoned from the pool's recent in-use peak, not the capacity),
-	// plus one per request of its own completed since (slow
-	// start), and beyond that only slots no active tenant used in the last
-	// one to two TenantRamp, so a burst of long requests cannot take the
-	// slots a steady tenant frees between its requests. A tenant alone in a pool is
-	// never held. Default 2s; 0 turns the ramp off.
+	// (reckoned from the backends' static max_concurrency, or the pool's
+	// recent in-use peak when more: an adaptive limit can stand above
+	// the slots a backend has), plus one per request of its own completed
+	// since (slow start), and beyond that only slots no active tenant used
+	// in the last one to two TenantRamp, so a burst of long requests
+	// cannot take the slots a steady tenant frees between its requests,
+	// and with static limits never waits while slots stand free that no
+	// active tenant used. A tenant alone in a pool is never held. Default
+	// 2s; 0 turns the ramp off.
 	TenantRamp Duration `yaml:"tenant_ramp"`
 	// Adaptive is the per-backend concurrency limit used when a backend has
 	// no static max_concurrency.

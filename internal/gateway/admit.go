@@ -43,6 +43,26 @@ func (p *Pool) Capacity() int {
 	return total
 }
 
+// KnownCapacity is the part of Capacity the backends are known to have:
+// the limits of the usable backends with a static max_concurrency (what
+// the operator states they have, as Capacity reads them) and the requests
+// still running on draining backends. An adaptive limit is left out: it
+// can stand above the slots its backend has. The queue's tenant ramp
+// reckons from at least this (admission.QueueConfig.KnownCapacity).
+func (p *Pool) KnownCapacity() int {
+	now := p.now()
+	total := 0
+	for _, b := range p.Backends {
+		if b.Spec().MaxConcurrency > 0 && b.Usable(now) {
+			total += b.Limit()
+		}
+	}
+	for _, b := range p.Draining {
+		total += int(b.Inflight())
+	}
+	return total
+}
+
 // sloOf is the pool's time-to-first-token objective for a class.
 func (p *Pool) sloOf(c admission.Class) time.Duration {
 	if c == admission.Interactive {
