@@ -287,6 +287,12 @@ func (s identifyStage) serve(x *exchange) bool {
 	x.rec.client = x.from.addr
 	if x.job != nil {
 		x.id, x.rec.job = x.job.id, true
+		if s.g.lost.has(x.id.tenant) && x.rt.tenants.orphaned(x.id.tenant) {
+			x.job.revoked = true
+			x.rec.tenant = x.id.tenant
+			x.refuse(errTenantRevoked)
+			return false
+		}
 	} else {
 		// Only the admin listener's worker entry may name a job's tenant.
 		if x.hdr.jobTenant {

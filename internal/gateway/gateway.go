@@ -178,6 +178,9 @@ type Gateway struct {
 	// keyReqs are the requests running under each API key, ended when a
 	// reload removes it (revoke.go).
 	keyReqs keyRequests
+	// lost are the tenants a reload left without a key, whose queued jobs
+	// are refused (revoke.go).
+	lost lostTenants
 }
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
@@ -261,6 +264,9 @@ func (g *Gateway) Swap(rt *Runtime) {
 		g.log.Warn("config reload: requests of removed API keys ended", "requests", n)
 	}
 	if prev != nil {
+		if n := g.lost.update(prev.tenants, rt.tenants); n > 0 && g.log != nil {
+			g.log.Warn("config reload: tenants left without an API key: their queued jobs and batches end unrun (api_key_revoked)", "tenants", n)
+		}
 		// Requests still running on prev pick from rt's pools from now
 		// on (Pool.successor).
 		for model, p := range prev.Pools {

@@ -30,6 +30,9 @@ type jobCall struct {
 	// throttled is set when the tenant's rate limit refused the job: it
 	// goes back to the queue for the advised time rather than retrying.
 	throttled bool
+	// revoked is set when a reload left the job's tenant without a key
+	// (lostTenants): refused, it ends unrun (jobs.ErrRevoked).
+	revoked bool
 }
 
 // spareGatePoll is how often a waiting worker looks for spare capacity.
@@ -131,6 +134,9 @@ func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, 
 	if context.Cause(ctx) == errPreempted {
 		// Live traffic took the slot back: run it again later.
 		return jobs.Result{StatusCode: http.StatusServiceUnavailable, Body: preemptedBody}, true, nil
+	}
+	if jc.revoked {
+		return res, false, fmt.Errorf("job %s: %w", j.ID, jobs.ErrRevoked)
 	}
 	if w.status == 0 {
 		return res, false, fmt.Errorf("job %s: no answer", j.ID)

@@ -3,8 +3,12 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
+	"strings"
 	"sync"
 
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
@@ -95,4 +99,76 @@ func (g *Gateway) trackKey(x *exchange) {
 	if cur := g.rt.Load(); cur != x.rt && cur.tenants.revoked(d) {
 		g.keyReqs.cut(cur.tenants)
 	}
+}
+
+// orphaned reports whether no credential t accepts can act as tenant: keys
+// or tokens are checked, no listed key names it, and no token can (it is
+// not a token's namespace, "jwt:", nor one of auth.jwt.shared_tenants).
+// An anonymous tenant ("ip:") is never orphaned, nor is anyone in open
+// mode, as revoked says.
+//
+// Not enough alone to refuse a job: a replica whose config has not yet
+// got a key another replica added would take the new tenant for
+// orphaned, and fail for good work a client was promised (202). A job is
+// refused when its tenant is orphaned now and a reload of this process
+// removed its last key (lostTenants).
+func (t *tenants) orphaned(tenant string) bool {
+	if !t.authOn() || strings.HasPrefix(tenant, "ip:") || strings.HasPrefix(tenant, config.TokenTenantPrefix) {
+		return false
+	}
+	if _, ok := t.named[tenant]; ok {
+		return false
+	}
+	return t.tokens == nil || !config.SharedTenant(t.shared, tenant)
+}
+
+// errTenantRevoked answers a job whose tenant is lost, before it
+// reaches a backend: the worker ends it failed with jobs.CodeRevoked,
+// unrun, and cancels its batch (jobs.ErrRevoked). Not a 401 or 403: a
+// worker takes those for its own credential refused.
+var errTenantRevoked = &openai.Error{Status: jobs.StatusRevoked, Type: openai.TypeInvalidRequest, Code: jobs.CodeRevoked,
+	Message: "the job's API key was removed from the gateway's configuration and no key of its owner remains: the job is not run"}
+
+// lostTenants are the tenants whose last key a reload of this process
+// removed: their queued jobs and batch lines are refused before any
+// backend (errTenantRevoked), for as long as no key names them again. A
+// set of names, bounded by the keys the configs ever listed; no scan of
+// the job store: each job is judged when a worker takes it.
+type lostTenants struct {
+	mu  sync.Mutex
+	set map[string]struct{}
+}
+
+// update records the reload from prev to next: the tenants prev's keys
+// named that next orphans are lost, and a lost tenant next names (or no
+// longer orphans: open mode, a shared tenant of tokens) is found again.
+// It returns how many were lost by this reload.
+func (l *lostTenants) update(prev, next *tenants) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for t := range l.set {
+		if !next.orphaned(t) {
+			delete(l.set, t)
+		}
+	}
+	n := 0
+	for t := range prev.named {
+		if _, known := l.set[t]; known || !next.orphaned(t) {
+			continue
+		}
+		if l.set == nil {
+			l.set = make(map[string]struct{})
+		}
+		l.set[t] = struct{}{}
+		n++
+	}
+	return n
+}
+
+// has reports whether tenant is lost.
+func (l *lostTenants) has(tenant string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.set[tenant]
+	return ok
 }

@@ -54,16 +54,22 @@ type tenants struct {
 	// key with a listed one, so its time tells nothing of their bytes (Go
 	// compares string keys of a small map directly, length and first and
 	// last bytes first, for keys over 64 bytes).
-	byKey  map[[sha256.Size]byte]config.Tenant
+	byKey map[[sha256.Size]byte]config.Tenant
+	// named holds the tenant of every listed key (orphaned).
+	named map[string]struct{}
+	// shared is auth.jwt.shared_tenants: tenants a token may name as is.
+	shared []string
 	tokens tokenVerifier // nil: JWTs off
 	realIP realIP
 }
 
 func newTenants(a config.Auth, tokens tokenVerifier) *tenants {
 	t := &tenants{require: a.RequireKey, byKey: make(map[[sha256.Size]byte]config.Tenant, len(a.Keys)), tokens: tokens,
+		named: make(map[string]struct{}, len(a.Keys)), shared: a.JWT.SharedTenants,
 		realIP: newRealIP(a.TrustedProxies, a.ForwardedHeader)}
 	for _, k := range a.Keys {
 		t.byKey[sha256.Sum256([]byte(k.Key))] = k
+		t.named[keyTenant(k)] = struct{}{}
 	}
 	return t
 }
@@ -158,10 +164,7 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 		}
 		id.class, maxClass = classOf(claims.Priority), classOf(claims.MaxPriority)
 	case listed && key != "":
-		id.key, id.tenant, id.listed = key, k.Tenant, true
-		if id.tenant == "" {
-			id.tenant = "key:" + shortHash(key)
-		}
+		id.key, id.tenant, id.listed = key, keyTenant(k), true
 		if k.Weight > 0 {
 			id.weight = k.Weight
 		}
@@ -193,6 +196,15 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 		id.class = maxClass
 	}
 	return id, nil
+}
+
+// keyTenant is the tenant of the listed key k: its tenant, else one of
+// its own named by a hash of it.
+func keyTenant(k config.Tenant) string {
+	if k.Tenant != "" {
+		return k.Tenant
+	}
+	return "key:" + shortHash(k.Key)
 }
 
 func bearer(h string) string {

@@ -98,6 +98,11 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	if int64(len(body)) > limit {
 		return Result{}, fmt.Errorf("job %s: answer over %d bytes", j.ID, limit)
 	}
+	if resp.StatusCode == StatusRevoked && revokedAnswer(body) {
+		// The gateway refused the job itself: its tenant's last API key
+		// was removed. Not run, and not to be run later.
+		return Result{}, fmt.Errorf("job %s: %w", j.ID, ErrRevoked)
+	}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") && resp.StatusCode == http.StatusOK {
 		// Results are stored whole: keep a streamed answer as the JSON a
 		// plain request gets.
@@ -117,6 +122,17 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 		res.RetryAfter = proxy.ParseRetryAfter(resp.Header.Get("Retry-After"), now())
 	}
 	return res, nil
+}
+
+// revokedAnswer reports whether the body of a StatusRevoked answer is
+// the gateway's refusal of a revoked job (error code CodeRevoked).
+func revokedAnswer(body []byte) bool {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Error.Code == CodeRevoked
 }
 
 // ErrNotDelivered wraps an Executor's error when the job never reached

@@ -24,6 +24,9 @@ type Stats struct {
 	Retried uint64
 	// DeadLettered counts jobs that failed MaxAttempts times.
 	DeadLettered uint64
+	// Revoked counts jobs ended unrun because their tenant's last API
+	// key was removed (ErrRevoked).
+	Revoked uint64
 	// Orphans counts messages dropped because their record never appeared
 	// (the submitter died between publishing and writing it).
 	Orphans uint64
@@ -33,8 +36,8 @@ type Stats struct {
 }
 
 type counters struct {
-	executed, duplicates, cancelled, retried, dead, orphans atomic.Uint64
-	webhookSent, webhookFailed                              atomic.Uint64
+	executed, duplicates, cancelled, retried, dead, orphans, revoked atomic.Uint64
+	webhookSent, webhookFailed                                       atomic.Uint64
 	// storeRefusedBudget counts new work refused at the admission line,
 	// storeRefusedServer writes JetStream refused for lack of room.
 	storeRefusedBudget, storeRefusedServer atomic.Uint64
@@ -70,7 +73,7 @@ func (s *Store) Stats() Stats {
 	c := &s.stats
 	return Stats{
 		Executed: c.executed.Load(), Duplicates: c.duplicates.Load(), Cancelled: c.cancelled.Load(),
-		Retried: c.retried.Load(), DeadLettered: c.dead.Load(), Orphans: c.orphans.Load(),
+		Retried: c.retried.Load(), DeadLettered: c.dead.Load(), Orphans: c.orphans.Load(), Revoked: c.revoked.Load(),
 		WebhooksSent: c.webhookSent.Load(), WebhooksFailed: c.webhookFailed.Load(),
 	}
 }
@@ -134,6 +137,7 @@ var statDescs = []struct {
 	{prometheus.NewDesc("sluice_jobs_cancelled_total", "Cancelled jobs dropped by workers.", nil, nil), func(s Stats) uint64 { return s.Cancelled }},
 	{prometheus.NewDesc("sluice_jobs_retried_total", "Jobs sent back to the queue.", nil, nil), func(s Stats) uint64 { return s.Retried }},
 	{prometheus.NewDesc("sluice_jobs_dead_lettered_total", "Jobs failed after their last attempt.", nil, nil), func(s Stats) uint64 { return s.DeadLettered }},
+	{prometheus.NewDesc("sluice_jobs_revoked_total", "Jobs ended failed with api_key_revoked, not run: a config reload removed the last API key of their tenant.", nil, nil), func(s Stats) uint64 { return s.Revoked }},
 	{prometheus.NewDesc("sluice_jobs_orphans_total", "Messages dropped for lack of a record.", nil, nil), func(s Stats) uint64 { return s.Orphans }},
 	{prometheus.NewDesc("sluice_jobs_webhooks_sent_total", "Webhooks delivered.", nil, nil), func(s Stats) uint64 { return s.WebhooksSent }},
 	{prometheus.NewDesc("sluice_jobs_webhooks_failed_total", "Webhooks given up on: a final answer (a 4xx other than 408/429, a refused destination), or every step of the retry schedule failed.", nil, nil), func(s Stats) uint64 { return s.WebhooksFailed }},

@@ -28,6 +28,9 @@ func (w *worker) resolve(ctx, execCtx context.Context, d *delivery, rec *jobReco
 		// The gateway is gone or restarting: the job never ran. Back to
 		// the queue as for a busy answer, the attempt not counted.
 		w.retryBusy(ctx, d, 0)
+	case errors.Is(err, ErrRevoked):
+		// No key of the job's tenant is left: ended, never run.
+		w.revoke(ctx, d, rec)
 	case err != nil:
 		w.retry(ctx, d, retryFailed, err)
 	case res.StatusCode == 429 || res.StatusCode == 503:
