@@ -98,11 +98,11 @@ type Built struct {
 	queues  map[string]*poolQueue
 	limits  *limits // nil: no rate limits
 	flights *gateway.Flights
-	// jwks is the issuer's key set (auth.jwt.jwks_url), kept across
-	// reloads that keep its settings; tokens verifies bearer JWTs. Both
-	// nil when JWTs are off.
-	jwks   *auth.JWKS
-	tokens *auth.Verifier
+	// jwks are the issuers' key sets (auth.jwt's or auth.jwt.issuers[]'s
+	// jwks_url), each kept across reloads that keep its settings; tokens
+	// verifies bearer JWTs. Both nil when JWTs are off.
+	jwks   []*auth.JWKS
+	tokens *auth.Issuers
 	// retries and hedges are the forwarder's budgets: the process keeps
 	// one of each across rebuilds (retryBudgets).
 	retries *proxy.Budget

@@ -1,44 +1,80 @@
 package app
 
 import (
+	"slices"
+
 	"github.com/sluice-gw/sluice/internal/auth"
 )
 
-// tokens builds the bearer JWT verifier (auth.jwt), when on. The static
-// keys are re-read on every build; the issuer's key set (JWKS), with its
-// cache and refresh goroutine, is kept from prev while its settings are
-// unchanged, so a reload neither re-fetches it nor forgets keys fetched
-// after an unknown kid. A new one is closed by Retire once no runtime
-// uses it, or by discard when the build fails.
+// tokens builds the bearer JWT verifiers (auth.jwt), when on: one per
+// issuer (auth.jwt, or each auth.jwt.issuers entry). The static keys are
+// re-read on every build; an issuer's key set (JWKS), with its cache and
+// refresh goroutine, is kept from prev while its settings are unchanged,
+// so a reload neither re-fetches it nor forgets keys fetched after an
+// unknown kid, and each issuer's is fetched, cached and refreshed on its
+// own. The new verifiers are built aside and swapped in with the runtime;
+// a new key set is closed by Retire once no runtime uses it, or by
+// discard when the build fails.
 func (b *build) tokens() error {
 	c := b.cfg.Auth.JWT
 	if !c.Enabled() {
 		return nil
 	}
-	if c.JWKSURL != "" {
-		set := auth.JWKSSettingsOf(c)
-		if b.prev != nil && b.prev.jwks != nil && b.prev.jwks.Settings() == set {
-			b.out.jwks = b.prev.jwks
-		} else {
-			b.out.jwks = auth.NewJWKS(set, b.deps.Logger, b.deps.Now)
-			if b.prev == nil {
-				// The start's key set holds readiness until fetched; one a
-				// reload makes does not (Verifier.KeySet).
-				b.out.jwks.MarkStartup()
-			}
+	var list []auth.NamedVerifier
+	for _, ic := range c.IssuerConfigs() {
+		var jwks *auth.JWKS
+		if ic.JWT.JWKSURL != "" {
+			jwks = b.keySet(auth.JWKSSettingsOf(ic.JWT))
 		}
+		v, err := auth.NewVerifier(ic.JWT, jwks, b.deps.Now)
+		if err != nil {
+			return err
+		}
+		list = append(list, auth.NamedVerifier{Name: ic.Name, Verifier: v})
 	}
-	v, err := auth.NewVerifier(c, b.out.jwks, b.deps.Now)
+	s, err := auth.NewIssuers(c, list)
 	if err != nil {
 		return err
 	}
-	b.out.tokens = v
+	b.out.tokens = s
 	return nil
 }
 
-// closeJWKS closes bt's key set source unless next shares it.
+// keySet is the key set source for set: prev's of the same settings, one
+// this build already made (two issuers sharing a key set URL and
+// settings share it), or a new one.
+func (b *build) keySet(set auth.JWKSSettings) *auth.JWKS {
+	for _, j := range b.out.jwks {
+		if j.Settings() == set {
+			return j
+		}
+	}
+	var j *auth.JWKS
+	if b.prev != nil {
+		for _, p := range b.prev.jwks {
+			if p.Settings() == set {
+				j = p
+				break
+			}
+		}
+	}
+	if j == nil {
+		j = auth.NewJWKS(set, b.deps.Logger, b.deps.Now)
+		if b.prev == nil {
+			// The start's key set holds readiness until fetched; one a
+			// reload makes does not (Verifier.KeySet).
+			j.MarkStartup()
+		}
+	}
+	b.out.jwks = append(b.out.jwks, j)
+	return j
+}
+
+// closeJWKS closes bt's key set sources that next does not share.
 func (bt *Built) closeJWKS(next *Built) {
-	if bt.jwks != nil && (next == nil || next.jwks != bt.jwks) {
-		bt.jwks.Close()
+	for _, j := range bt.jwks {
+		if next == nil || !slices.Contains(next.jwks, j) {
+			j.Close()
+		}
 	}
 }

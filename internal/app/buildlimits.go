@@ -246,10 +246,15 @@ func (b *build) rateLimits() error {
 }
 
 // tokenLimits reports that bearer JWTs may carry their own rate limits
-// (auth.jwt.claims.requests / tokens_per_minute): a limiter is needed to
+// (auth.jwt.claims.requests / tokens_per_minute, or an issuer's): a limiter is needed to
 // apply them even when the config sets none.
 func tokenLimits(j config.JWT) bool {
-	return j.Enabled() && (j.Claims.Requests != "" || j.Claims.TokensPerMinute != "")
+	for _, ic := range j.IssuerConfigs() { // each issuer names its own claims
+		if c := ic.JWT.Claims; c.Requests != "" || c.TokensPerMinute != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func hasRules(r ratelimit.Rules) bool {

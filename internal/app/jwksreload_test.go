@@ -75,7 +75,7 @@ func TestReloadToAnUnfetchableKeySetWarns(t *testing.T) {
 	}
 	down.Store(false) // the refresh finds it within jwks_min_refresh
 	eventually(t, "the reload's key set fetched", func() bool {
-		j := a.built.jwks
+		j := firstJWKS(a.built)
 		return j != nil && !j.Fetched().IsZero()
 	})
 	reload()

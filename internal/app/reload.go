@@ -86,7 +86,10 @@ func (a *App) Reload() error {
 // the log lines.
 func reloadWarnings(next *Built) []string {
 	var out []string
-	if j := next.jwks; j != nil && j.Fetched().IsZero() {
+	for _, j := range next.jwks {
+		if !j.Fetched().IsZero() {
+			continue
+		}
 		out = append(out, "auth.jwt.jwks_url: the issuer's key set could not be fetched ("+telemetry.RedactURL(j.Settings().URL)+
 			"); bearer tokens are answered 503 auth_keys_unavailable until a fetch succeeds (retried every jwks_min_refresh; /readyz \"jwks\")")
 	}

@@ -71,12 +71,17 @@ func fail(r Reason, err error) *Failure { return &Failure{Reason: r, Err: err} }
 // of an API key's entry (config.Tenant).
 type Identity struct {
 	// Subject is who the token is for ("" when the subject claim is
-	// absent); per-key rate limits count it as "jwt:<subject>".
+	// absent).
 	Subject string
-	// Tenant is "jwt:<claim>" (config.TokenTenantPrefix), a namespace no
-	// API key's tenant and no anonymous caller is in, unless the claim is
-	// one of auth.jwt.shared_tenants: then the claim as is, the tenant of
-	// that name in auth.keys.
+	// Key is the name per-key rate limits count the subject as:
+	// "jwt:<subject>", or "jwt:<issuer name>:<subject>" with several
+	// issuers; "" without a subject.
+	Key string
+	// Tenant is "jwt:<claim>" (config.TokenTenantPrefix), or
+	// "jwt:<issuer name>:<claim>" with several issuers: a namespace no API
+	// key's tenant, no anonymous caller and no other issuer's token is in,
+	// unless the claim is one of the issuer's shared_tenants: then the
+	// claim as is, the tenant of that name in auth.keys.
 	Tenant string
 	// Weight is the tenant's share; 0: unset (1).
 	Weight float64
@@ -100,6 +105,9 @@ type Verifier struct {
 	claims   config.JWTClaims
 	shared   []string // auth.jwt.shared_tenants
 	parser   *jwt.Parser
+	// prefix starts the tenants and per-key names of this issuer's
+	// tokens: config.TokenTenantPrefix, or "jwt:<name>:" (NewIssuers).
+	prefix string
 }
 
 // NewVerifier builds the verifier c describes, reading the static key
@@ -121,7 +129,7 @@ func NewVerifier(c config.JWT, jwks *JWKS, now func() time.Time) (*Verifier, err
 		return nil, err
 	}
 	v := &Verifier{algs: algs, static: static, jwks: jwks, maxBytes: int(c.MaxTokenBytes), claims: c.Claims,
-		shared: c.SharedTenants}
+		shared: c.SharedTenants, prefix: config.TokenTenantPrefix}
 	if c.HMACSecret != "" {
 		v.secret = []byte(c.HMACSecret)
 	}

@@ -43,13 +43,16 @@ func (v *Verifier) identity(c jwt.MapClaims) (Identity, error) {
 	// must not become an API key's tenant and read its files, batches,
 	// jobs, stored responses and cached answers, or drain its buckets.
 	if !config.SharedTenant(v.shared, id.Tenant) {
-		id.Tenant = config.TokenTenantPrefix + id.Tenant
+		id.Tenant = v.prefix + id.Tenant
 	} else if config.ReservedTenant(id.Tenant) {
 		// Shared as is, "jwt:x" would be the token tenant of the claim "x".
 		return Identity{}, fail(ReasonClaims, fmt.Errorf("tenant %q uses a reserved prefix", truncate(id.Tenant, 32)))
 	}
 	if id.Subject, err = name(c, cl.Subject); err != nil {
 		return Identity{}, err
+	}
+	if id.Subject != "" {
+		id.Key = v.prefix + id.Subject
 	}
 	if id.Weight, err = weight(c, cl.Weight); err != nil {
 		return Identity{}, err

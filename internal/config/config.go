@@ -347,6 +347,7 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 		}
 	}
 	cfg.fitAudioBound(lines)
+	cfg.Auth.JWT.inheritJWT(func(key string) bool { _, ok := lines[key]; return ok })
 	if err := cfg.ValidateWith(policyOK); err != nil {
 		return nil, lines.annotate(err)
 	}

@@ -19,6 +19,36 @@ import (
 // on). A token that fails any check is refused with one generic 401; the
 // reason goes to the log and sluice_auth_failures_total{reason}.
 type JWT struct {
+	// JWTIssuer is the single-issuer form: auth.jwt.issuer, jwks_url and
+	// the rest written directly under auth.jwt. With Issuers, its key
+	// sources, issuer and audience stay unset and its other keys are the
+	// defaults of every entry.
+	JWTIssuer `yaml:",inline"`
+	// MaxTokenBytes bounds a token; a larger one is refused unparsed,
+	// before its issuer is read. Default 8KiB, at most 64KiB.
+	MaxTokenBytes ByteSize `yaml:"max_token_bytes"`
+	// Issuers is the list form: several identity providers, a token
+	// verified by the one its iss names (with that issuer's keys only).
+	// With two or more, a token's tenant is "jwt:<name>:<claim>" and its
+	// per-key name "jwt:<name>:<subject>", so two providers' sub=alice are
+	// two tenants; with one, "jwt:<claim>" as in the single form.
+	Issuers []NamedJWTIssuer `yaml:"issuers"`
+}
+
+// NamedJWTIssuer is one entry of auth.jwt.issuers. A key it leaves unset
+// takes auth.jwt's value (its default when auth.jwt leaves it unset too).
+type NamedJWTIssuer struct {
+	// Name is the issuer's short name in tenant names
+	// ("jwt:<name>:<claim>"), logs and /readyz: letters, digits, '.', '_'
+	// and '-', at most 32 (never ':', which ends it in a tenant name).
+	// Required with two or more entries.
+	Name      string `yaml:"name"`
+	JWTIssuer `yaml:",inline"`
+}
+
+// JWTIssuer is what one issuer's tokens are verified with: the single
+// form's keys under auth.jwt, or one auth.jwt.issuers entry.
+type JWTIssuer struct {
 	// JWKSURL is the issuer's JSON Web Key Set, fetched at start and every
 	// JWKSRefresh, and again (at most once per JWKSMinRefresh) when a
 	// token names a kid it does not hold. https:// only (http:// to a
@@ -50,9 +80,6 @@ type JWT struct {
 	// Leeway is the clock skew allowed on exp, nbf and iat. Default 30s,
 	// at most 5m.
 	Leeway Duration `yaml:"leeway"`
-	// MaxTokenBytes bounds a token; a larger one is refused unparsed.
-	// Default 8KiB, at most 64KiB.
-	MaxTokenBytes ByteSize `yaml:"max_token_bytes"`
 	// Claims names the claims that carry what an API key's entry carries.
 	Claims JWTClaims `yaml:"claims"`
 	// SharedTenants are path.Match patterns of tenant claim values that
@@ -149,9 +176,49 @@ type JWTClaims struct {
 	TokensPerMinute string `yaml:"tokens_per_minute"`
 }
 
-// Enabled reports whether JWTs are verified: some key source is set.
-func (j JWT) Enabled() bool {
+// Enabled reports whether JWTs are verified: some key source is set, or
+// some issuer is listed.
+func (j JWT) Enabled() bool { return len(j.Issuers) > 0 || j.JWTIssuer.hasKeys() }
+
+func (j JWTIssuer) hasKeys() bool {
 	return j.JWKSURL != "" || len(j.PublicKeys) > 0 || j.HMACSecret != ""
+}
+
+// Namespaced reports whether tokens' tenants name their issuer
+// ("jwt:<name>:<claim>"): two or more issuers.
+func (j JWT) Namespaced() bool { return len(j.Issuers) > 1 }
+
+// IssuerConfigs is one single-issuer auth.jwt per issuer, in order: the
+// single form as is (name ""), or each auth.jwt.issuers entry with
+// max_token_bytes. Nil when JWTs are off.
+func (j JWT) IssuerConfigs() []NamedJWT {
+	if !j.Enabled() {
+		return nil
+	}
+	if len(j.Issuers) == 0 {
+		return []NamedJWT{{JWT: j}}
+	}
+	out := make([]NamedJWT, len(j.Issuers))
+	for i, e := range j.Issuers {
+		out[i] = NamedJWT{Name: e.Name, JWT: JWT{JWTIssuer: e.JWTIssuer, MaxTokenBytes: j.MaxTokenBytes}}
+	}
+	return out
+}
+
+// NamedJWT is one issuer's config (IssuerConfigs).
+type NamedJWT struct {
+	Name string // auth.jwt.issuers[].name; "" for the single form
+	JWT  JWT
+}
+
+// TokenTenantPrefixFor is the prefix of the tenants (and per-key names)
+// of the issuer called name: TokenTenantPrefix with one issuer,
+// "jwt:<name>:" with several.
+func (j JWT) TokenTenantPrefixFor(name string) string {
+	if !j.Namespaced() {
+		return TokenTenantPrefix
+	}
+	return TokenTenantPrefix + name + ":"
 }
 
 // JWT algorithm names, by family.
@@ -162,7 +229,7 @@ var (
 
 // JWTAlgorithms is the allow-list in force: Algorithms, or the asymmetric
 // algorithms when unset.
-func (j JWT) JWTAlgorithms() []string {
+func (j JWTIssuer) JWTAlgorithms() []string {
 	if len(j.Algorithms) == 0 {
 		return slices.Clone(jwtAsymmetric)
 	}
@@ -177,13 +244,13 @@ const (
 )
 
 func defaultJWT() JWT {
-	return JWT{
+	return JWT{MaxTokenBytes: 8 << 10, JWTIssuer: JWTIssuer{
 		JWKSRefresh: Duration(time.Hour), JWKSMinRefresh: Duration(time.Minute), JWKSTimeout: Duration(5 * time.Second),
-		JWKSMaxBytes: 256 << 10, Leeway: Duration(30 * time.Second), MaxTokenBytes: 8 << 10,
+		JWKSMaxBytes: 256 << 10, Leeway: Duration(30 * time.Second),
 		Claims: JWTClaims{Tenant: "sub", Subject: "sub", Weight: "sluice_weight", Priority: "sluice_priority",
 			MaxPriority: "sluice_max_priority", NoFallback: "sluice_no_fallback",
 			Requests: "sluice_requests", TokensPerMinute: "sluice_tokens_per_minute"},
-	}
+	}}
 }
 
 func (c *Config) validateJWT(bad badFunc) {
@@ -192,6 +259,27 @@ func (c *Config) validateJWT(bad badFunc) {
 		return
 	}
 	const p = "auth.jwt."
+	if len(j.Issuers) == 0 {
+		validateJWTIssuer(j.JWTIssuer, p, bad)
+	} else {
+		c.validateJWTIssuers(bad)
+	}
+	if j.MaxTokenBytes < 256 || j.MaxTokenBytes > maxJWTTokenBytes {
+		bad(p+"max_token_bytes", "must be between 256 and 64KiB, got %d bytes", int64(j.MaxTokenBytes))
+	}
+	for i, k := range c.Auth.Keys {
+		if strings.Count(k.Key, ".") == 2 {
+			bad(fmt.Sprintf("auth.keys[%d].key", i), "must not contain exactly two dots while auth.jwt is on: such a bearer is read as a JWT")
+		}
+	}
+}
+
+// validateJWTIssuer checks one issuer's keys, written under p
+// ("auth.jwt." or "auth.jwt.issuers[1].").
+func validateJWTIssuer(j JWTIssuer, p string, bad badFunc) {
+	if !j.hasKeys() {
+		bad(p+"jwks_url", "needs a key source: jwks_url, public_keys or hmac_secret")
+	}
 	if j.JWKSURL != "" {
 		if problem := jwksURLProblem(j.JWKSURL); problem != "" {
 			bad(p+"jwks_url", "%s, got %q", problem, j.JWKSURL)
@@ -216,7 +304,7 @@ func (c *Config) validateJWT(bad badFunc) {
 	if j.HMACSecret != "" && len(j.HMACSecret) < MinHMACSecretBytes {
 		bad(p+"hmac_secret", "must be at least %d bytes (RFC 7518 3.2), got %d", MinHMACSecretBytes, len(j.HMACSecret))
 	}
-	c.validateJWTAlgorithms(bad)
+	validateJWTAlgorithms(j, p, bad)
 	if j.Issuer == "" {
 		bad(p+"issuer", "must name the tokens' issuer (their iss claim)")
 	}
@@ -226,9 +314,6 @@ func (c *Config) validateJWT(bad badFunc) {
 	if j.Leeway < 0 || j.Leeway.D() > maxJWTLeeway {
 		bad(p+"leeway", "must be between 0 and %s, got %s", maxJWTLeeway, j.Leeway.D())
 	}
-	if j.MaxTokenBytes < 256 || j.MaxTokenBytes > maxJWTTokenBytes {
-		bad(p+"max_token_bytes", "must be between 256 and 64KiB, got %d bytes", int64(j.MaxTokenBytes))
-	}
 	if j.Claims.Tenant == "" {
 		bad(p+"claims.tenant", "must name the claim that holds the tenant (default sub)")
 	}
@@ -237,16 +322,10 @@ func (c *Config) validateJWT(bad badFunc) {
 			bad(fmt.Sprintf("%sshared_tenants[%d]", p, i), "want a tenant name or a path.Match pattern, got %q", pat)
 		}
 	}
-	for i, k := range c.Auth.Keys {
-		if strings.Count(k.Key, ".") == 2 {
-			bad(fmt.Sprintf("auth.keys[%d].key", i), "must not contain exactly two dots while auth.jwt is on: such a bearer is read as a JWT")
-		}
-	}
 }
 
-func (c *Config) validateJWTAlgorithms(bad badFunc) {
-	j := c.Auth.JWT
-	const key = "auth.jwt.algorithms"
+func validateJWTAlgorithms(j JWTIssuer, p string, bad badFunc) {
+	key := p + "algorithms"
 	hmacListed, asymListed := false, false
 	for i, a := range j.Algorithms {
 		k := fmt.Sprintf("%s[%d]", key, i)
@@ -256,7 +335,7 @@ func (c *Config) validateJWTAlgorithms(bad badFunc) {
 		case slices.Contains(jwtHMAC, a):
 			hmacListed = true
 			if j.HMACSecret == "" {
-				bad(k, "%s needs auth.jwt.hmac_secret (HMAC is never verified with a public key)", a)
+				bad(k, "%s needs %shmac_secret (HMAC is never verified with a public key)", a, p)
 			}
 		case slices.Contains(jwtAsymmetric, a):
 			asymListed = true
@@ -268,7 +347,7 @@ func (c *Config) validateJWTAlgorithms(bad badFunc) {
 		asymListed = true // the default
 	}
 	if j.HMACSecret != "" && !hmacListed {
-		bad(key, "must list HS256, HS384 or HS512 when auth.jwt.hmac_secret is set")
+		bad(key, "must list HS256, HS384 or HS512 when %shmac_secret is set", p)
 	}
 	if (j.JWKSURL != "" || len(j.PublicKeys) > 0) && !asymListed {
 		bad(key, "lists no asymmetric algorithm (RS*, PS*, ES*, EdDSA), so jwks_url and public_keys verify nothing")

@@ -474,6 +474,7 @@ func goDocs() (goDocIndex, error) {
 		return nil, err
 	}
 	out := goDocIndex{}
+	var inlined [][2]string // {outer type, inlined type}
 	fset := token.NewFileSet()
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
@@ -500,6 +501,10 @@ func goDocs() (goDocIndex, error) {
 				}
 				out[ts.Name.Name] = doc.Text()
 				for _, fl := range st.Fields.List {
+					if id, ok := fl.Type.(*ast.Ident); ok && len(fl.Names) == 0 && fl.Tag != nil && strings.Contains(fl.Tag.Value, ",inline") {
+						// An inline section's keys are this struct's: so are their comments.
+						inlined = append(inlined, [2]string{ts.Name.Name, id.Name})
+					}
 					if fl.Tag == nil || len(fl.Names) == 0 {
 						continue
 					}
@@ -510,6 +515,15 @@ func goDocs() (goDocIndex, error) {
 						text = fl.Comment.Text()
 					}
 					out[ts.Name.Name+"."+name] = text
+				}
+			}
+		}
+	}
+	for _, in := range inlined {
+		for k, text := range out {
+			if field, ok := strings.CutPrefix(k, in[1]+"."); ok {
+				if _, own := out[in[0]+"."+field]; !own {
+					out[in[0]+"."+field] = text
 				}
 			}
 		}

@@ -57,7 +57,7 @@ type Parts struct {
 	CacheMetrics *cache.Metrics
 	Flights      *Flights // nil: no coalescing
 	// Tokens verifies bearer JWTs (auth.jwt); nil: JWTs off.
-	Tokens *auth.Verifier
+	Tokens *auth.Issuers
 }
 
 // NewRuntime assembles a Runtime for cfg from its parts; the caller-facing

@@ -166,6 +166,11 @@ type readyDoc struct {
 	// The key set of the start, unavailable, makes the replica not
 	// ready: it could serve no token-bearing client.
 	JWKS auth.KeySetState `json:"jwks,omitempty"`
+	// JWKSIssuers, with several issuers (auth.jwt.issuers), is each
+	// one's key set state by name; JWKS is then the worst of them, and
+	// only every start's key set unavailable makes the replica not
+	// ready (one provider down must not take the others' tokens out).
+	JWKSIssuers map[string]auth.KeySetState `json:"jwks_issuers,omitempty"`
 	// JobsStore is "failing" while the embedded job store's disk refuses
 	// writes (new jobs, batches and files answered 503); absent
 	// otherwise. It leaves Ready alone: live traffic does not need the
@@ -216,12 +221,18 @@ func (g *Gateway) readiness() readyDoc {
 	if len(out.WaitingFor) > 0 {
 		out.Ready = false
 	}
-	if v, _ := rt.tenants.tokens.(*auth.Verifier); v != nil {
+	if v, _ := rt.tenants.tokens.(*auth.Issuers); v != nil {
 		if state, holds, ok := v.KeySet(); ok {
 			out.JWKS = state
 			if holds {
 				out.Ready = false
 			}
+		}
+		for _, ks := range v.KeySets() {
+			if out.JWKSIssuers == nil {
+				out.JWKSIssuers = map[string]auth.KeySetState{}
+			}
+			out.JWKSIssuers[ks.Name] = ks.State
 		}
 	}
 	return out

@@ -88,6 +88,8 @@ type readinessStatus struct {
 	Ready      bool             `json:"ready"`
 	WaitingFor []string         `json:"waiting_for"`
 	JWKS       auth.KeySetState `json:"jwks,omitempty"`
+	// JWKSIssuers: readyDoc's.
+	JWKSIssuers map[string]auth.KeySetState `json:"jwks_issuers,omitempty"`
 }
 
 type backendStatus struct {
@@ -280,7 +282,7 @@ func (g *Gateway) status(ctx context.Context) statusDoc {
 	}
 	out.Forecast = g.forecastStatus(rt, now)
 	rd := g.readiness()
-	out.Readiness = readinessStatus{Ready: rd.Ready, WaitingFor: rd.WaitingFor, JWKS: rd.JWKS}
+	out.Readiness = readinessStatus{Ready: rd.Ready, WaitingFor: rd.WaitingFor, JWKS: rd.JWKS, JWKSIssuers: rd.JWKSIssuers}
 	if out.Readiness.WaitingFor == nil {
 		out.Readiness.WaitingFor = []string{}
 	}

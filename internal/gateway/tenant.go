@@ -156,9 +156,7 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 			return id, err
 		}
 		id.tenant, id.keyRule, id.fallback = claims.Tenant, claims.Limits, !claims.NoFallback
-		if claims.Subject != "" {
-			id.key = "jwt:" + claims.Subject
-		}
+		id.key = claims.Key // "jwt:<sub>", or "jwt:<issuer>:<sub>" with several issuers
 		if claims.Weight > 0 {
 			id.weight = claims.Weight
 		}
@@ -244,7 +242,7 @@ func (g *Gateway) refuseAuth(w http.ResponseWriter, err error) error {
 
 var keySetFetchedDesc = prometheus.NewDesc("sluice_auth_jwks_last_fetch_timestamp_seconds",
 	"When the issuer's JWKS (auth.jwt.jwks_url) was last fetched successfully, Unix seconds; 0 before the first "+
-		"success. Absent when no jwks_url is configured. Alert on time() minus this well past jwks_refresh.", nil, nil)
+		"success; with several issuers the oldest of their last fetches (0 while one was never fetched). Absent when no jwks_url is configured. Alert on time() minus this well past jwks_refresh.", nil, nil)
 
 // keySetCollector reports the freshness of the running runtime's JWKS, read
 // at scrape time.
@@ -253,7 +251,7 @@ type keySetCollector struct{ g *Gateway }
 func (c keySetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- keySetFetchedDesc }
 
 func (c keySetCollector) Collect(ch chan<- prometheus.Metric) {
-	v, _ := c.g.rt.Load().tenants.tokens.(*auth.Verifier)
+	v, _ := c.g.rt.Load().tenants.tokens.(*auth.Issuers)
 	if v == nil {
 		return
 	}

@@ -1,0 +1,161 @@
+package app
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sluice-gw/sluice/internal/auth"
+	"github.com/sluice-gw/sluice/internal/auth/jwttest"
+	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
+)
+
+// issuersApp starts the app from a file with two issuers, corp and
+// partner, each with its own JWKS server, and per-key and per-tenant
+// limits of one request a minute: a second request in a bucket is 429.
+func issuersApp(t *testing.T, corp, partner *jwttest.Issuer) (send func(bearer string) int, get func(path string) (int, string)) {
+	t.Helper()
+	be := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		"auth:\n  require_key: true\n  jwt:\n    issuers:\n" +
+		"      - {name: corp, issuer: https://corp.test/, audience: sluice, jwks_url: " + corp.URL() + "}\n" +
+		"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + "}\n" +
+		"rate_limits:\n  per_key: {requests: \"rate=1r/m burst=0 nodelay\"}\n  per_tenant: {requests: \"rate=1r/m burst=0 nodelay\"}\n" +
+		"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := newApp(t, path)
+	t.Cleanup(a.release)
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+	send = func(bearer string) int {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m1","messages":[]}`))
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	get = func(p string) (int, string) {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	return send, get
+}
+
+func issuerToken(t *testing.T, is *jwttest.Issuer, iss, sub string) string {
+	return is.RS256(t, jwt.MapClaims{"iss": iss, "aud": "sluice", "sub": sub, "exp": time.Now().Add(time.Hour).Unix()})
+}
+
+// Two providers' sub=alice are two tenants and two keys: corp's alice
+// spends her buckets, partner's alice still has hers. An iss no issuer
+// names is a 401 saying nothing of why.
+func TestTwoIssuersSameSubjectAreTwoTenants(t *testing.T) {
+	corp, partner := jwttest.New(t), jwttest.New(t)
+	send, _ := issuersApp(t, corp, partner)
+	a := issuerToken(t, corp, "https://corp.test/", "alice")
+	if c := send(a); c != 200 {
+		t.Fatalf("corp's alice: %d", c)
+	}
+	if c := send(a); c != 429 {
+		t.Fatalf("corp's alice again (her buckets spent): %d", c)
+	}
+	if c := send(issuerToken(t, partner, "https://partner.test/", "alice")); c != 200 {
+		t.Fatalf("partner's alice after corp's spent hers: %d (one bucket for both)", c)
+	}
+	if c := send(issuerToken(t, corp, "https://other.test/", "bob")); c != 401 {
+		t.Fatalf("unknown iss: %d", c)
+	}
+}
+
+// One provider's key set down from the start: its tokens are 503
+// (keys_unavailable), the other's are served, and the replica is ready
+// (/readyz names the issuer that is down).
+func TestIssuerJWKSDownOthersServed(t *testing.T) {
+	corp, partner := jwttest.New(t), jwttest.New(t)
+	partner.Server.Close()
+	send, get := issuersApp(t, corp, partner)
+	if c := send(issuerToken(t, corp, "https://corp.test/", "alice")); c != 200 {
+		t.Fatalf("corp's token while partner's JWKS is down: %d", c)
+	}
+	if c := send(issuerToken(t, partner, "https://partner.test/", "bob")); c != 503 {
+		t.Fatalf("partner's token while its JWKS is down: %d", c)
+	}
+	code, body := get("/readyz")
+	if code != 200 || !strings.Contains(body, `"corp": "ok"`) || !strings.Contains(body, `"partner": "unavailable"`) {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+}
+
+// A reload builds the issuers aside: a provider whose settings are
+// unchanged keeps its key set (no fetch), one whose settings change gets a
+// new one and its old one is closed (no goroutine survives), and both
+// providers' tokens are served after the swap.
+func TestReloadKeepsEachIssuersKeySetOnItsOwn(t *testing.T) {
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		leaktest.VerifyNone(t, otherTestsGoroutines...)
+	})
+	corp, partner := jwttest.New(t), jwttest.New(t)
+	be := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	write := func(partnerExtra string) {
+		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+			"auth:\n  require_key: true\n  jwt:\n    issuers:\n" +
+			"      - {name: corp, issuer: https://corp.test/, audience: sluice, jwks_url: " + corp.URL() + "}\n" +
+			"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + partnerExtra + "}\n" +
+			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("")
+	a := newApp(t, path)
+	defer a.release()
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	send := func(bearer string) int {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m1","messages":[]}`))
+		req.Header.Set("Authorization", "Bearer "+bearer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	before := append([]*auth.JWKS(nil), a.built.jwks...)
+	write(", jwks_min_refresh: 2m")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	after := a.built.jwks
+	if len(before) != 2 || len(after) != 2 || after[0] != before[0] || after[1] == before[1] {
+		t.Fatalf("key sets: corp kept %v, partner replaced %v", after[0] == before[0], after[1] != before[1])
+	}
+	if corp.Hits() != 1 || partner.Hits() != 2 {
+		t.Fatalf("fetches: corp %d (want 1: kept), partner %d (want 2: new settings)", corp.Hits(), partner.Hits())
+	}
+	if c := send(issuerToken(t, corp, "https://corp.test/", "alice")); c != 200 {
+		t.Fatalf("corp's token after the reload: %d", c)
+	}
+	if c := send(issuerToken(t, partner, "https://partner.test/", "alice")); c != 200 {
+		t.Fatalf("partner's token after the reload: %d", c)
+	}
+}

@@ -1,0 +1,164 @@
+package auth
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
+)
+
+// Issuers verifies the tokens of one or several issuers (auth.jwt or
+// auth.jwt.issuers). With one, every token goes to it, exactly as a lone
+// Verifier. With several, the token's iss, read from its payload before
+// any signature is checked, picks the issuer, and the token is then
+// verified by that issuer's Verifier alone: its keys, algorithms,
+// audience and claims, so one provider's key never verifies another's
+// token and a provider whose key set is down refuses only its own tokens.
+// An iss no issuer has is refused (ReasonIssuer) without touching a key.
+type Issuers struct {
+	list     []NamedVerifier
+	byIss    map[string]*Verifier
+	maxBytes int
+}
+
+// NamedVerifier is one issuer: its auth.jwt.issuers[].name ("" for the
+// single form) and its Verifier.
+type NamedVerifier struct {
+	Name     string
+	Verifier *Verifier
+}
+
+// NewIssuers routes tokens to list (non-empty), each built by
+// NewVerifier from its config.IssuerConfigs entry with the iss it
+// matches. With two or more, each one's tenants and per-key names are
+// "jwt:<name>:…" (config.JWT.TokenTenantPrefixFor).
+func NewIssuers(c config.JWT, list []NamedVerifier) (*Issuers, error) {
+	cfgs := c.IssuerConfigs()
+	if len(list) == 0 || len(list) != len(cfgs) {
+		return nil, errors.New("auth.jwt: the verifiers do not match the issuers configured")
+	}
+	s := &Issuers{list: list, byIss: make(map[string]*Verifier, len(list)), maxBytes: int(c.MaxTokenBytes)}
+	for i, nv := range list {
+		nv.Verifier.prefix = c.TokenTenantPrefixFor(nv.Name)
+		s.byIss[cfgs[i].JWT.Issuer] = nv.Verifier
+	}
+	return s, nil
+}
+
+// Verify checks token with the verifier of its issuer; the error is a
+// *Failure, as Verifier.Verify's.
+func (s *Issuers) Verify(ctx context.Context, token string) (Identity, error) {
+	if len(s.list) == 1 {
+		return s.list[0].Verifier.Verify(ctx, token)
+	}
+	if len(token) > s.maxBytes {
+		return Identity{}, fail(ReasonOversized, fmt.Errorf("%d bytes, bound %d", len(token), s.maxBytes))
+	}
+	iss, err := peekIssuer(token)
+	if err != nil {
+		return Identity{}, fail(ReasonMalformed, err)
+	}
+	v := s.byIss[iss]
+	if v == nil {
+		return Identity{}, fail(ReasonIssuer, fmt.Errorf("no issuer configured for iss %q", truncate(iss, 64)))
+	}
+	return v.Verify(ctx, token)
+}
+
+// maxPayloadBytes bounds the payload segment peekIssuer decodes; the
+// token as a whole is bounded by max_token_bytes (at most 64KiB) before.
+const maxPayloadBytes = 64 << 10
+
+// peekIssuer reads the iss claim of token's payload, unverified: only to
+// choose whose keys verify it, which then checks iss again. The token must
+// be three segments of base64url characters and the payload a JSON object
+// whose iss is a string.
+func peekIssuer(token string) (string, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", errMalformed
+	}
+	seg := parts[1]
+	if seg == "" || base64.RawURLEncoding.DecodedLen(len(seg)) > maxPayloadBytes {
+		return "", errMalformed
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(seg)
+	if err != nil {
+		return "", errMalformed
+	}
+	var p struct {
+		Iss *string `json:"iss"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil || p.Iss == nil {
+		return "", errMalformed
+	}
+	return *p.Iss, nil
+}
+
+// IssuerKeySet is one issuer's key set state (/readyz "jwks_issuers").
+type IssuerKeySet struct {
+	Name  string
+	State KeySetState
+}
+
+// KeySet is the key sets' state for /readyz: the worst of the issuers
+// with a jwks_url (unavailable, then degraded, then ok); holds reports
+// that every one of them is a start's key set never fetched, so the
+// replica could verify no token that needs one (an issuer down while
+// another's key set is held does not take the replica out: its tokens
+// are answered 503 auth_keys_unavailable, the others' are served); ok is
+// false when no issuer has a jwks_url.
+func (s *Issuers) KeySet() (state KeySetState, holds, ok bool) {
+	rank := map[KeySetState]int{KeySetOK: 0, KeySetDegraded: 1, KeySetUnavailable: 2}
+	holds = true
+	for _, nv := range s.list {
+		st, h, has := nv.Verifier.KeySet()
+		if !has {
+			continue
+		}
+		if !ok || rank[st] > rank[state] {
+			state = st
+		}
+		ok = true
+		holds = holds && h
+	}
+	return state, ok && holds, ok
+}
+
+// KeySets is each issuer's key set state, in config order, for the
+// issuers with a jwks_url; nil with one issuer (KeySet says it all).
+func (s *Issuers) KeySets() []IssuerKeySet {
+	if len(s.list) < 2 {
+		return nil
+	}
+	var out []IssuerKeySet
+	for _, nv := range s.list {
+		if st, _, has := nv.Verifier.KeySet(); has {
+			out = append(out, IssuerKeySet{Name: nv.Name, State: st})
+		}
+	}
+	return out
+}
+
+// KeySetFetched is the oldest last fetch among the issuers' key sets
+// (zero when one was never fetched), so an alert on its age fires for
+// whichever provider has gone stale; ok is false when no issuer has a
+// jwks_url.
+func (s *Issuers) KeySetFetched() (t time.Time, ok bool) {
+	for _, nv := range s.list {
+		f, has := nv.Verifier.KeySetFetched()
+		if !has {
+			continue
+		}
+		if !ok || f.Before(t) {
+			t = f
+		}
+		ok = true
+	}
+	return t, ok
+}
