@@ -109,7 +109,10 @@ func TestOrphanedTenants(t *testing.T) {
 	open := newTenants(config.Auth{}, nil)
 	keys := newTenants(config.Auth{Keys: []config.Tenant{{Key: "sk-a", Tenant: "acme"}}}, nil)
 	jwt := newTenants(config.Auth{Keys: []config.Tenant{{Key: "sk-a", Tenant: "acme"}},
-		JWT: config.JWT{SharedTenants: []string{"team-*"}}}, stubVerifier{})
+		JWT: config.JWT{JWTIssuer: config.JWTIssuer{SharedTenants: []string{"team-*"}}}}, stubVerifier{})
+	// Several issuers: a pattern in any entry keeps its tenants.
+	multi := newTenants(config.Auth{Keys: []config.Tenant{{Key: "sk-a", Tenant: "acme"}},
+		JWT: config.JWT{Issuers: []config.NamedJWTIssuer{{Name: "a"}, {Name: "b", JWTIssuer: config.JWTIssuer{SharedTenants: []string{"ops"}}}}}}, stubVerifier{})
 	for _, c := range []struct {
 		t      *tenants
 		tenant string
@@ -124,6 +127,9 @@ func TestOrphanedTenants(t *testing.T) {
 		{jwt, "gone", true},
 		{jwt, "team-red", false},
 		{jwt, "jwt:x", false},
+		{multi, "ops", false},
+		{multi, "gone", true},
+		{multi, "jwt:b:x", false},
 	} {
 		if got := c.t.orphaned(c.tenant); got != c.want {
 			t.Errorf("orphaned(%q) = %v, want %v", c.tenant, got, c.want)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,7 +58,8 @@ type tenants struct {
 	byKey map[[sha256.Size]byte]config.Tenant
 	// named holds the tenant of every listed key (orphaned).
 	named map[string]struct{}
-	// shared is auth.jwt.shared_tenants: tenants a token may name as is.
+	// shared is every issuer's auth.jwt shared_tenants (and the defaults
+	// written under auth.jwt): tenants some token may name as is.
 	shared []string
 	tokens tokenVerifier // nil: JWTs off
 	realIP realIP
@@ -65,13 +67,24 @@ type tenants struct {
 
 func newTenants(a config.Auth, tokens tokenVerifier) *tenants {
 	t := &tenants{require: a.RequireKey, byKey: make(map[[sha256.Size]byte]config.Tenant, len(a.Keys)), tokens: tokens,
-		named: make(map[string]struct{}, len(a.Keys)), shared: a.JWT.SharedTenants,
+		named: make(map[string]struct{}, len(a.Keys)), shared: sharedTenants(a.JWT),
 		realIP: newRealIP(a.TrustedProxies, a.ForwardedHeader)}
 	for _, k := range a.Keys {
 		t.byKey[sha256.Sum256([]byte(k.Key))] = k
 		t.named[keyTenant(k)] = struct{}{}
 	}
 	return t
+}
+
+// sharedTenants is the union of the shared_tenants patterns of every
+// issuer a token may come from (orphaned): a tenant any of them shares is
+// not lost with its last key.
+func sharedTenants(j config.JWT) []string {
+	shared := slices.Clone(j.SharedTenants)
+	for _, e := range j.Issuers {
+		shared = append(shared, e.SharedTenants...)
+	}
+	return shared
 }
 
 func classOf(name string) admission.Class {
