@@ -217,20 +217,7 @@ func TestClusterMasterDownRefusalGivesBack(t *testing.T) {
 		}
 	}
 	now := time.Unix(1_700_000_000, 0)
-	// The slot map is learned in the background, after a first check:
-	// a check spans masters only once it is known.
-	fs := lim.store.(*FailoverStore)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if _, err := lim.Check(context.Background(), Subject{Tenant: "warm"}, 0, now); err != nil {
-			t.Fatal(err)
-		}
-		if client, _ := fs.opt.Route(nil); client != nil && fs.bypass.Master(client, "x") != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no slot map within 30s")
-		}
-	}
+	waitSlotMap(t, lim, now)
 	cl.Servers[victim].Stop()
 
 	for i := range 10 {
@@ -244,6 +231,76 @@ func TestClusterMasterDownRefusalGivesBack(t *testing.T) {
 		res, err := lim.Check(context.Background(), Subject{Tenant: tenant, Key: live}, 0, now)
 		if err != nil || !res.Allowed {
 			t.Fatalf("check %d of the tenant's burst of 3 with a live key: allowed %v, %v (its bucket drained by refusals)", i, res.Allowed, err)
+		}
+	}
+}
+
+// Fail-open, a check whose API key's bucket is on the dead master and its
+// tenant's on a live one: the key's bucket is metered here (this
+// replica's share), the tenant's is still Redis' whole bucket, shared by
+// every replica. Before, the check fell back whole: the tenant metered
+// here at a third of its burst.
+func TestClusterMasterDownFailOpenKeepsLiveBuckets(t *testing.T) {
+	cl := redistest.StartCluster(t, 3, "--cluster-require-full-coverage", "no")
+	lim, err := Open(config.RateLimits{
+		Store: "redis",
+		Redis: config.RateLimitRedis{Redis: config.Redis{Addrs: cl.Addrs, KeyPrefix: "t:",
+			Timeout: config.Duration(2 * time.Second)}, FailureMode: "open", Replicas: 3},
+		PerTenant: config.RateRule{Requests: ptr(mustParse(t, "rate=1r/m burst=3 nodelay"))},
+		PerKey:    config.RateRule{Requests: ptr(mustParse(t, "rate=1000r/s burst=1000 nodelay"))},
+	}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logBuf{}, nil)), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lim.Close()
+	masterOf := bucketMaster(t, cl)
+	const victim = 0
+	tenant, dead := "", ""
+	for i := 0; tenant == ""; i++ {
+		if tn := fmt.Sprintf("tenant-%d", i); masterOf("req:tenant:"+tn) != victim {
+			tenant = tn
+		}
+	}
+	for i := 0; dead == ""; i++ {
+		if k := fmt.Sprintf("sk-%d", i); masterOf("req:key:"+hashKey(k)) == victim {
+			dead = k
+		}
+	}
+	now := time.Unix(1_700_000_000, 0)
+	waitSlotMap(t, lim, now)
+	cl.Servers[victim].Stop()
+
+	allowed := 0
+	for range 5 {
+		now = now.Add(time.Millisecond)
+		res, err := lim.Check(context.Background(), Subject{Tenant: tenant, Key: dead}, 0, now)
+		if err != nil {
+			t.Fatalf("fail-open check: %v", err)
+		}
+		if res.Allowed {
+			allowed++
+		}
+	}
+	if want := mustParse(t, "rate=1r/m burst=3 nodelay").Capacity(); int64(allowed) != want {
+		t.Fatalf("%d of 5 allowed, want the tenant's bucket in Redis: %d", allowed, want)
+	}
+}
+
+// waitSlotMap checks an idle tenant until lim's store knows the Cluster's
+// slot map (learned in the background after a first call): a check spans
+// masters only once it is known.
+func waitSlotMap(t *testing.T, lim *Limiter, now time.Time) {
+	t.Helper()
+	fs := lim.store.(*FailoverStore)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := lim.Check(context.Background(), Subject{Tenant: "warm"}, 0, now); err != nil {
+			t.Fatal(err)
+		}
+		if client, _ := fs.opt.Route(nil); client != nil && fs.bypass.Master(client, "x") != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no slot map within 30s")
 		}
 	}
 }
