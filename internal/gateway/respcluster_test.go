@@ -84,3 +84,62 @@ func TestSharedIDsClusterMasterDownOnlyItsIDs(t *testing.T) {
 	}
 	t.Fatalf("no round found the live masters' ids alone; last %s", last)
 }
+
+// A master of a Redis Cluster killed while this replica writes ids: the
+// writes to it are held (more than a replay's round trip takes), and the
+// ids made after them whose keys live on the other masters still reach
+// Redis at once. Before, the held writes were replayed in one queue,
+// oldest first: the dead master's stood in front and every newer write
+// was held behind them until it came back.
+func TestHeldWritesOfADeadMasterHoldNoOthers(t *testing.T) {
+	cl := redistest.StartCluster(t, 3, "--cluster-require-full-coverage", "no")
+	start := time.Now()
+	var offset atomic.Int64 // the test's clock: moved only while warming up (nothing held expires)
+	now := func() time.Time { return start.Add(time.Duration(offset.Load())) }
+	opt := ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: cl.Addrs}), Timeout: 2 * time.Second}
+	s := newSharedOwners(prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), opt, 10000, 24*time.Hour, now,
+		func() []sharedWrite { return nil })
+	defer s.close()
+
+	ctx := context.Background()
+	s.set("resp_warm", respOwner{backend: "b1", at: now()})
+	waitFor(t, func() bool {
+		offset.Add(int64(time.Second)) // past a bypass of lookups made before the connection
+		_, ok, _ := s.get(ctx, "resp_warm")
+		return ok
+	})
+	conn := s.conn.Loaded()
+	waitFor(t, func() bool { return s.bypass.Master(conn.c, s.key("resp_warm")) != "" }) // the slot map is known
+
+	victim := cl.Servers[0]
+	var onVictim, onOthers []string
+	for i := 0; len(onVictim) < 3*sharedBatch || len(onOthers) < 20; i++ {
+		id := fmt.Sprintf("resp_held_%d", i)
+		switch m := s.bypass.Master(conn.c, s.key(id)); {
+		case m == victim.Addr && len(onVictim) < 3*sharedBatch:
+			onVictim = append(onVictim, id)
+		case m != victim.Addr && m != "" && len(onOthers) < 20:
+			onOthers = append(onOthers, id)
+		}
+	}
+	victim.Stop()
+
+	for _, id := range onVictim {
+		s.set(id, respOwner{backend: "b1", at: now()})
+	}
+	waitFor(t, func() bool { return s.held.n.Load() == int64(len(onVictim)) })
+	for _, id := range onOthers {
+		s.set(id, respOwner{backend: "b2", at: now()})
+	}
+	waitFor(t, func() bool {
+		for _, id := range onOthers {
+			if o, ok, err := s.get(ctx, id); !ok || err != nil || o.backend != "b2" {
+				return false
+			}
+		}
+		return true
+	})
+	if n := s.held.n.Load(); n != int64(len(onVictim)) {
+		t.Fatalf("%d writes held, want the dead master's %d", n, len(onVictim))
+	}
+}

@@ -80,8 +80,8 @@ const (
 // through a bounded queue to one writer goroutine, owned by respOwners
 // and stopped by close, so the relayed answer never waits for them.
 // Writes Redis cannot take (bypassed, or failing for an outage) are held
-// (heldWrites: bounded, expiring with the ids' TTL) and replayed, oldest
-// first, when the bypass ends, whoever's probe ends it, or when the
+// (heldWrites: bounded, expiring with the ids' TTL) and replayed, each
+// Cluster master's oldest first, when the bypass ends, whoever's probe ends it, or when the
 // writer's own retry finds Redis back: a continuation of a response made
 // during the outage reaches its owner through any replica once Redis is
 // back. Lookups never dial: while
@@ -430,30 +430,75 @@ func (s *sharedOwners) fill(batch []sharedWrite) []sharedWrite {
 	return batch
 }
 
-// flush replays the held writes, oldest first, a round trip per
-// sharedBatch, then writes batch (newer: written after the held ones, a
-// newer write to a key wins). What Redis cannot take now is held: the
-// rest of the held writes, and batch.
+// flush replays the held writes, each master's oldest first, a round
+// trip per sharedBatch of one master's, then writes batch (newer: a held
+// write to one of its keys is dropped, a newer write to a key wins). A
+// master whose writes Redis cannot take now keeps the rest of its held
+// writes, and batch's writes to it are held behind them; the other
+// masters' are written (before, one master down held every write).
 func (s *sharedOwners) flush(ctx context.Context, batch []sharedWrite) {
-	for s.held.len() > 0 && ctx.Err() == nil {
-		ws := s.held.take(s.now(), sharedBatch)
-		failed := s.write(ctx, ws, s.replay)
-		if len(failed) > 0 {
-			s.held.putBack(failed)
-			break
-		}
-	}
-	if s.held.len() > 0 { // Redis is away: batch waits behind the held writes
+	blocked := s.replayHeld(ctx)
+	if ctx.Err() != nil {
 		s.hold(batch)
 		return
 	}
-	s.hold(s.write(ctx, batch, s.written))
+	var now []sharedWrite
+	for _, w := range batch {
+		s.held.forget(w.key)
+		if blocked[s.master(w.key)] {
+			s.hold([]sharedWrite{w})
+			continue
+		}
+		now = append(now, w)
+	}
+	s.hold(s.write(ctx, now, s.written))
+}
+
+// replayHeld replays the held writes master by master until what is left
+// waits for masters Redis cannot take now, returned (a single Redis, or
+// before the slot map is known: one master, "").
+func (s *sharedOwners) replayHeld(ctx context.Context) map[string]bool {
+	blocked := map[string]bool{}
+	for _, node := range s.held.nodes() {
+		for !blocked[node] && ctx.Err() == nil {
+			hws := s.held.oldest(s.now(), node, sharedBatch)
+			if len(hws) == 0 {
+				break
+			}
+			ws := make([]sharedWrite, len(hws))
+			for i, hw := range hws {
+				ws[i] = hw.w
+			}
+			var failed map[string]bool
+			for _, w := range s.write(ctx, ws, s.replay) {
+				if failed == nil {
+					failed = map[string]bool{}
+				}
+				failed[w.key] = true
+				blocked[s.master(w.key)] = true
+			}
+			if s.held.settle(hws, failed, s.master) > 0 {
+				blocked[node] = true // its oldest failed: the rest waits (the map may have moved meanwhile)
+			}
+		}
+	}
+	return blocked
+}
+
+// master is the Redis Cluster master serving key now, "" on a single
+// Redis, without a connection, or before the slot map is known.
+func (s *sharedOwners) master(key string) string {
+	conn := s.conn.Loaded()
+	if conn == nil {
+		return ""
+	}
+	return s.bypass.Master(conn.c, key)
 }
 
 // hold keeps writes Redis did not take, to be replayed.
 func (s *sharedOwners) hold(ws []sharedWrite) {
 	for _, w := range ws {
-		s.held.hold(w)
+		s.held.hold(w, s.master(w.key))
 	}
 	s.heldW.Add(float64(len(ws)))
 }

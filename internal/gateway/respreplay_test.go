@@ -91,45 +91,55 @@ func TestResponsesIDsReplayedAfterBypass(t *testing.T) {
 	}
 }
 
-// TestHeldWritesBoundExpiryAndOrder: held writes are taken oldest first; a
-// newer write to a key replaces the held one; beyond the bound the oldest
-// are dropped, and those past the TTL when taken (both counted); what is
-// put back is taken first again.
+// TestHeldWritesBoundExpiryAndOrder: held writes are taken oldest first,
+// each master's apart; a newer write to a key replaces the held one;
+// beyond the bound the oldest of all are dropped, and those past the TTL
+// when taken (both counted); what failed stays first, and moves to the
+// master serving its key now when that changed.
 func TestHeldWritesBoundExpiryAndOrder(t *testing.T) {
 	bound := prometheus.NewCounter(prometheus.CounterOpts{Name: "bound"})
 	expired := prometheus.NewCounter(prometheus.CounterOpts{Name: "expired"})
 	h := newHeldWrites(3, time.Hour, bound, expired)
 	t0 := time.Unix(1000, 0)
 	w := func(key string, at time.Duration) sharedWrite { return sharedWrite{key: key, at: t0.Add(at)} }
-	keys := func(ws []sharedWrite) (k string) {
-		for _, w := range ws {
-			k += w.key
+	keys := func(hws []*heldWrite) (k string) {
+		for _, hw := range hws {
+			k += hw.w.key
 		}
 		return k
 	}
+	same := func(key string) string { return "m1" }
 
-	h.hold(w("a", 0))
-	h.hold(w("b", time.Minute))
-	h.hold(sharedWrite{key: "a", del: true, at: t0.Add(2 * time.Minute)}) // the DELETE after the create: replaces it
-	h.hold(w("c", 3*time.Minute))
+	h.hold(w("a", 0), "m1")
+	h.hold(w("b", time.Minute), "m2")
+	h.hold(sharedWrite{key: "a", del: true, at: t0.Add(2 * time.Minute)}, "m1") // the DELETE after the create: replaces it
+	h.hold(w("c", 3*time.Minute), "m1")
 	if h.len() != 3 || testutil.ToFloat64(bound) != 0 {
 		t.Fatalf("held %d, dropped %v; want 3 (a replaced), 0", h.len(), testutil.ToFloat64(bound))
 	}
-	h.hold(w("d", 4*time.Minute)) // beyond the bound: b, the oldest, goes
-	if testutil.ToFloat64(bound) != 1 || h.n.Load() != 3 {
-		t.Fatalf("dropped %v, gauge %d; want 1, 3", testutil.ToFloat64(bound), h.n.Load())
+	h.hold(w("d", 4*time.Minute), "m1") // beyond the bound: b, the oldest of all (m2's), goes
+	if testutil.ToFloat64(bound) != 1 || h.n.Load() != 3 || len(h.nodes()) != 1 {
+		t.Fatalf("dropped %v, gauge %d, masters %v; want 1, 3, [m1]", testutil.ToFloat64(bound), h.n.Load(), h.nodes())
 	}
-	got := h.take(t0.Add(time.Hour), 2)
-	if keys(got) != "ac" || !got[0].del {
-		t.Fatalf("took %q (del %v), want a's DELETE then c", keys(got), got[0].del)
+	got := h.oldest(t0.Add(time.Hour), "m1", 2)
+	if keys(got) != "ac" || !got[0].w.del {
+		t.Fatalf("took %q (del %v), want a's DELETE then c", keys(got), got[0].w.del)
 	}
-	h.putBack(got)
+	h.settle(got, map[string]bool{"a": true, "c": true}, same) // both failed: held, first
 	// An hour and two minutes after t0: a's DELETE (made at 2m) is past
 	// the TTL, c (3m) and d (4m) are not.
-	if got := keys(h.take(t0.Add(time.Hour+2*time.Minute), 10)); got != "cd" || testutil.ToFloat64(expired) != 1 {
-		t.Fatalf("took %q, expired %v; want cd, 1", got, testutil.ToFloat64(expired))
+	got = h.oldest(t0.Add(time.Hour+2*time.Minute), "m1", 10)
+	if keys(got) != "cd" || testutil.ToFloat64(expired) != 1 {
+		t.Fatalf("took %q, expired %v; want cd, 1", keys(got), testutil.ToFloat64(expired))
 	}
-	if h.len() != 0 || h.n.Load() != 0 {
-		t.Fatalf("%d left, gauge %d", h.len(), h.n.Load())
+	// c failed and its key is m3's now (a failover): it moves there; d
+	// was written.
+	h.settle(got, map[string]bool{"c": true}, func(string) string { return "m3" })
+	if h.len() != 1 || len(h.oldest(t0, "m1", 10)) != 0 || keys(h.oldest(t0, "m3", 10)) != "c" {
+		t.Fatalf("held %d, m1 %q, m3 %q; want c alone, on m3", h.len(), keys(h.oldest(t0, "m1", 10)), keys(h.oldest(t0, "m3", 10)))
+	}
+	h.forget("c")
+	if h.len() != 0 || h.n.Load() != 0 || len(h.nodes()) != 0 {
+		t.Fatalf("%d left, gauge %d, masters %v", h.len(), h.n.Load(), h.nodes())
 	}
 }

@@ -175,6 +175,11 @@ func (f *FailoverStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]D
 	if f.opt.Route != nil {
 		client, keys = f.opt.Route(ops)
 	}
+	if each, ok := f.primary.(eachApplier); ok && len(keys) > 1 && !f.bypass.Down() {
+		if groups := f.bypass.Group(client, keys); len(groups) > 1 {
+			return f.applySplit(ctx, each, client, keys, groups, ops, now)
+		}
+	}
 	call, retry, ok := f.bypass.Admit(now, client, keys...)
 	if !ok {
 		return f.fallbackApply(ctx, ops, now, retry, nil)

@@ -153,6 +153,19 @@ func (s lazyStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]Decisi
 	return rs.Apply(ctx, ops, now)
 }
 
+// ApplyEach implements eachApplier: without a connection every op fails.
+func (s lazyStore) ApplyEach(ctx context.Context, ops []Op, now time.Time) ([]Decision, []error) {
+	rs, err := s.conn.Get()
+	if err != nil {
+		errs := make([]error, len(ops))
+		for i := range errs {
+			errs[i] = err
+		}
+		return make([]Decision, len(ops)), errs
+	}
+	return rs.ApplyEach(ctx, ops, now)
+}
+
 // routeOf is the FailoverStore's Route over conn: its client when
 // connected, and on a Redis Cluster the ops' Redis keys (on a single Redis
 // no key is needed: the whole store is one).

@@ -108,6 +108,20 @@ func (s *RedisStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]Deci
 			return nil, err
 		}
 	}
+	out, errs := s.ApplyEach(ctx, ops, now)
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ApplyEach is Apply with each operation's outcome apart, in one round
+// trip (per Cluster master): a master that fails fails its operations
+// alone, and those on the other masters are still answered. The ops must
+// have been checked (checkOp).
+func (s *RedisStore) ApplyEach(ctx context.Context, ops []Op, now time.Time) ([]Decision, []error) {
 	nowArg := s.nowArg(now)
 	cmds := make(rueidis.Commands, len(ops))
 	for i, op := range ops {
@@ -115,6 +129,7 @@ func (s *RedisStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]Deci
 		cmds[i] = s.client.B().Evalsha().Sha1(s.sha).Numkeys(1).Key(keys...).Arg(args...).Build()
 	}
 	out := make([]Decision, len(ops))
+	errs := make([]error, len(ops))
 	for i, r := range s.client.DoMulti(ctx, cmds...) {
 		if rerr, ok := rueidis.IsRedisErr(r.Error()); ok && rerr.IsNoScript() {
 			// The script is not cached on that node yet: this op did not
@@ -122,13 +137,9 @@ func (s *RedisStore) Apply(ctx context.Context, ops []Op, now time.Time) ([]Deci
 			keys, args := s.command(ops[i], nowArg)
 			r = s.script.Exec(ctx, s.client, keys, args)
 		}
-		d, err := s.parse(ops[i], r)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = d
+		out[i], errs[i] = s.parse(ops[i], r)
 	}
-	return out, nil
+	return out, errs
 }
 
 // Key is the Redis key holding the bucket for key.

@@ -278,3 +278,22 @@ func (n *NodeBypass) Group(client rueidis.Client, keys []string) [][]int {
 	}
 	return groups
 }
+
+// Master is the address of the Cluster master serving key, as the slot
+// map knows it now: "" when client is not a Cluster's or the map is not
+// known yet (it is then asked for). A caller that keeps work per master
+// (held writes) groups by it; the master may change by the time the work
+// is sent (a failover), and Admit decides by the map then.
+func (n *NodeBypass) Master(client rueidis.Client, key string) string {
+	if client == nil || client.Mode() != rueidis.ClientModeCluster {
+		return ""
+	}
+	n.mu.Lock()
+	slots := n.slots
+	n.mu.Unlock()
+	if slots == nil {
+		n.refresh(time.Time{}, client)
+		return ""
+	}
+	return slots.node(KeySlot(key))
+}
