@@ -40,6 +40,10 @@ type EmbeddedOptions struct {
 	// whether Dir takes writes again, to start JetStream again
 	// (TryRecover), default 5s.
 	RecoverEvery time.Duration
+	// Now is the clock of the store's fault times (their start, how long
+	// they lasted, the damping of a flapping disk's lines), default
+	// time.Now: the app passes its own, as to the rest of the gateway.
+	Now Clock
 	// probe checks that Dir takes writes (probeDir); a test's seam.
 	probe func(dir string) error
 }
@@ -52,6 +56,8 @@ type Embedded struct {
 	// jsConfig starts JetStream again after a disk fault (TryRecover).
 	jsConfig     server.JetStreamConfig
 	fault        storeFault
+	episode      faultEpisode // the faults as logged (storeflap.go)
+	now          Clock
 	recoverMu    sync.Mutex
 	recoverEvery time.Duration
 	probe        func(dir string) error
@@ -62,6 +68,9 @@ type Embedded struct {
 	loopDone chan struct{}
 	// audit is what the start found damaged on disk (storeaudit.go).
 	audit storeAudit
+	// afterMark runs in Shutdown between the clean stop's marks and the
+	// server's stop; a test's seam (clients still connected act there).
+	afterMark func()
 }
 
 // StartEmbedded starts nats-server in this process and waits until it
@@ -85,11 +94,14 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	if o.probe == nil {
 		o.probe = probeDir
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Embedded{dir: o.Dir, log: log, recoverEvery: o.RecoverEvery, probe: o.probe,
+	e := &Embedded{dir: o.Dir, log: log, recoverEvery: o.RecoverEvery, probe: o.probe, now: o.Now,
 		kicked: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	srv, err := server.NewServer(&server.Options{
 		ServerName:        "sluice-embedded",
@@ -136,6 +148,9 @@ func (e *Embedded) Shutdown() {
 	e.recoverMu.Lock() // a recovery under way ends first
 	defer e.recoverMu.Unlock()
 	e.markOnStop()
+	if e.afterMark != nil {
+		e.afterMark()
+	}
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 }

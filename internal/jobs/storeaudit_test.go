@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // lockedBuffer is a log destination the server's goroutines write to.
@@ -308,3 +310,72 @@ func FuzzParseStoreMarks(f *testing.F) {
 
 // jobsKVStream is the jobs bucket's stream on disk.
 const jobsKVStream = "KV_" + jobsBucket
+
+// TestStoreAuditAckAfterTheMarkIsNoLoss: a worker connected to the
+// embedded server (a `sluice worker` on queue.listen) acks a job it held
+// and takes and acks another between the clean stop's marks and the
+// server's stop. The work queue removes both; nothing is lost. The old
+// audit compared the count with the marks and reported 2 lost messages
+// in SLUICE_JOBS at the next start.
+func TestStoreAuditAckAfterTheMarkIsNoLoss(t *testing.T) {
+	dir, ids := seedStore(t, 3)
+	r := startAuditRun(t, dir)
+	if _, err := r.s.consumer(t.Context(), "interactive"); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(r.emb.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(t.Context(), workStream, "jobs-interactive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	take := func() jetstream.Msg {
+		t.Helper()
+		b, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range b.Messages() {
+			return m
+		}
+		t.Fatal("no queued job delivered")
+		return nil
+	}
+	held := take()
+	queued := func() uint64 {
+		loaded, err := r.emb.loadedStreams()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loaded[workStream].state.Msgs
+	}
+	r.emb.afterMark = func() {
+		if err := held.DoubleAck(t.Context()); err != nil {
+			t.Error(err)
+		}
+		if err := take().DoubleAck(t.Context()); err != nil {
+			t.Error(err)
+		}
+		eventually(t, "the acked jobs removed from the queue", func() bool { return queued() == 1 })
+	}
+	r.stop(t)
+	nc.Close()
+	r = startAuditRun(t, dir)
+	defer r.stop(t)
+	if d := r.emb.StoreDamage(); d != nil {
+		t.Fatalf("acks after the clean stop's marks reported as damage: %+v", d)
+	}
+	if strings.Contains(r.log.String(), "damaged") {
+		t.Errorf("error line for acks: %s", r.log.String())
+	}
+	if n := lostJobs(t, r.s, ids); n != 0 {
+		t.Errorf("%d job records lost", n)
+	}
+}
