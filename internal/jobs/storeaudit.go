@@ -103,6 +103,9 @@ type storeAudit struct {
 	// noIndex are the streams on disk without nats-server's index.db
 	// before the start: rebuilt from their blocks, silently.
 	noIndex map[string]bool
+	// consumersOnDisk are each stream's consumer directories before the
+	// start (storeconsumers.go).
+	consumersOnDisk map[string][]string
 	// rebuilt are the streams whose state nats-server said, at this
 	// start, it could not take from its index (noteStartLine); its own
 	// goroutines write it, hence the lock of its own.
@@ -255,6 +258,7 @@ func (e *Embedded) beforeStart() {
 	if a.onDisk, err = streamDirsOnDisk(e.dir); err != nil {
 		e.log.Warn("job store: listing its streams on disk", "data_dir", e.dir, "error", err.Error())
 	}
+	a.consumersOnDisk = consumerDirsOnDisk(e.dir, a.onDisk)
 	a.noIndex = map[string]bool{}
 	for _, name := range a.onDisk {
 		_, err := os.Stat(filepath.Join(streamsDir(e.dir), name, "msgs", "index.db"))
