@@ -71,6 +71,10 @@ type Embedded struct {
 	// afterMark runs in Shutdown between the clean stop's marks and the
 	// server's stop; a test's seam (clients still connected act there).
 	afterMark func()
+	// restartSeam replaces TryRecover's stop and start of JetStream in a
+	// test of what is logged: nats-server's own restart, back to back,
+	// races with itself (RELIABILITY, branch storeleft).
+	restartSeam *[2]func() error
 }
 
 // StartEmbedded starts nats-server in this process and waits until it

@@ -242,17 +242,18 @@ func (e *Embedded) TryRecover() bool {
 		e.log.Debug("job store's data directory still refuses writes", "data_dir", e.dir, "error", err.Error())
 		return false
 	}
-	if e.srv.JetStreamEnabled() {
-		if err := e.srv.ShutdownJetStream(); err != nil {
-			e.log.Warn("job store: stopping JetStream to recover it", "data_dir", e.dir, "error", err.Error())
-			return false
-		}
+	stop, start := e.stopJetStream, e.startJetStream
+	if e.restartSeam != nil {
+		stop, start = e.restartSeam[0], e.restartSeam[1]
+	}
+	if err := stop(); err != nil {
+		e.log.Warn("job store: stopping JetStream to recover it", "data_dir", e.dir, "error", err.Error())
+		return false
 	}
 	// Cleared first: lines logged while JetStream starts again belong to
 	// the next fault, if any.
 	since := e.fault.clear()
-	cfg := e.jsConfig
-	if err := e.srv.EnableJetStream(&cfg); err != nil {
+	if err := start(); err != nil {
 		line, now := "starting JetStream again: "+err.Error(), e.now()
 		e.fault.note(line, now)
 		e.faultBegan(now, line)
@@ -271,6 +272,18 @@ func (e *Embedded) TryRecover() bool {
 		e.logEpisode(sum)
 	}
 	return true
+}
+
+func (e *Embedded) stopJetStream() error {
+	if !e.srv.JetStreamEnabled() {
+		return nil
+	}
+	return e.srv.ShutdownJetStream()
+}
+
+func (e *Embedded) startJetStream() error {
+	cfg := e.jsConfig
+	return e.srv.EnableJetStream(&cfg)
 }
 
 // jetStreamConfigOf is what EnableJetStream needs to start JetStream again
