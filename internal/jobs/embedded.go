@@ -38,7 +38,8 @@ type EmbeddedOptions struct {
 	ReadyTimeout time.Duration
 	// RecoverEvery is how often a store whose disk refused a write checks
 	// whether Dir takes writes again, to start JetStream again
-	// (TryRecover), default 5s.
+	// (TryRecover), default 5s; within a flapping episode the restarts
+	// back off from it, doubling up to 5 minutes (faultEpisode.restartDue).
 	RecoverEvery time.Duration
 	// Now is the clock of the store's fault times (their start, how long
 	// they lasted, the damping of a flapping disk's lines), default

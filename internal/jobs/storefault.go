@@ -212,11 +212,18 @@ func (e *Embedded) recoverLoop() {
 		case <-t.C:
 		case <-e.kicked:
 		}
-		if e.fault.failing.Load() {
-			e.TryRecover()
-		}
-		e.tickEpisode()
+		e.recoverStep()
 	}
+}
+
+// recoverStep is one turn of the recovery loop: a restart of JetStream
+// if the store has a fault and its episode's backoff allows one
+// (faultEpisode.restartDue), then the episode's log.
+func (e *Embedded) recoverStep() {
+	if e.fault.failing.Load() && e.episode.restartDue(e.now(), e.recoverEvery) {
+		e.TryRecover()
+	}
+	e.tickEpisode()
 }
 
 func (e *Embedded) kick() {

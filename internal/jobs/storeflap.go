@@ -129,6 +129,31 @@ func (ep *faultEpisode) recovered(now time.Time) (episodeNews, *episodeSummary) 
 	return newsNone, ep.dueLocked(now)
 }
 
+// maxRestartWait bounds the backoff of JetStream's restarts within an
+// episode.
+const maxRestartWait = 5 * time.Minute
+
+// restartDue reports whether the recovery loop may start JetStream again
+// now: at once for an episode's first fault, then, after its r-th
+// recovery, base<<(r-1) after that recovery, at most maxRestartWait.
+// nats-server's in-process restart leaves GOMAXPROCS goroutines behind
+// each time (its JetStream API workers end only with the server): a disk
+// flapping every 5 s was 720 restarts an hour, 1,440 to 11,520 goroutines;
+// with the backoff about 17. The probe waits with the restart: a disk
+// given room back during an episode recovers within the backoff.
+func (ep *faultEpisode) restartDue(now time.Time, base time.Duration) bool {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if !ep.open || ep.recoveries == 0 {
+		return true
+	}
+	wait := maxRestartWait
+	if shift := ep.recoveries - 1; shift < 16 && base<<shift < maxRestartWait {
+		wait = base << shift
+	}
+	return !now.Before(ep.lastRecovery.Add(wait))
+}
+
 // tick is the recovery loop's look at the episode: its end, or a summary
 // due while nothing else happens.
 func (ep *faultEpisode) tick(now time.Time, failing bool) *episodeSummary {

@@ -97,3 +97,38 @@ func TestFlappingDiskLoggedByEpisode(t *testing.T) {
 		t.Errorf("a fault after the episode ended: %d ERROR lines, want 2", n)
 	}
 }
+
+// TestFlappingDiskRestartsBackOff: an hour of a disk that refuses the
+// first write after every recovery, the recovery loop turning every 5 s.
+// Each of nats-server's in-process restarts leaves GOMAXPROCS goroutines
+// behind; the old loop restarted JetStream at every turn with a fault,
+// 720 times here. Now restarts within an episode back off (5 s doubling,
+// at most 5 min): 17 or so, and the store still recovers every time.
+func TestFlappingDiskRestartsBackOff(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, RecoverEvery: 5 * time.Second, Now: now,
+		probe: func(string) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	var restarts atomic.Int64
+	e.restartSeam = &[2]func() error{func() error { return nil }, func() error { restarts.Add(1); return nil }}
+	for range 720 {
+		if e.StoreFault() == nil {
+			e.serverLog(slog.LevelError, "Filestore [KV_sluice_jobs] Critical write error: write blk: no space left on device")
+		}
+		e.recoverStep()
+		clock.Add(int64(5 * time.Second))
+	}
+	if n := restarts.Load(); n < 10 || n > 20 {
+		t.Errorf("JetStream started again %d times in an hour of a flapping disk, want 10 to 20 (every 5 s was 720)", n)
+	}
+	clock.Add(int64(maxRestartWait))
+	e.recoverStep()
+	if e.StoreFault() != nil {
+		t.Error("no recovery once the backoff has passed")
+	}
+}
