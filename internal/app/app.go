@@ -230,7 +230,7 @@ func (a *App) openJobQueue(cfg *config.Config, reg prometheus.Registerer, gwOpts
 		return nil
 	}
 	served := func(model string) bool { _, ok := a.gw.Runtime().Pools[model]; return ok }
-	open := func() (*jobQueue, error) { return openQueue(cfg.Queue, reg, a.log, served) }
+	open := func() (*jobQueue, error) { return openQueue(cfg.Queue, reg, a.log, served, a.deps.Now) }
 	q, err := open()
 	switch {
 	case err == nil:

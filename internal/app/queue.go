@@ -46,8 +46,9 @@ type jobQueue struct {
 }
 
 // openQueue starts the embedded server when no URL is configured and opens
-// the store. models reports whether a model is served (batch validation).
-func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, models func(string) bool) (*jobQueue, error) {
+// the store. models reports whether a model is served (batch validation);
+// now is the app's clock, for the embedded store's fault times.
+func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, models func(string) bool, now func() time.Time) (*jobQueue, error) {
 	q := &jobQueue{cfg: c, log: log, cut: make(chan struct{})}
 	url, storeLimit := c.URL, int64(c.MaxStoreBytes)
 	if url == "" {
@@ -78,7 +79,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 		storeDir := filepath.Join(dir, "jetstream")
 		storeLimit = embeddedStoreLimit(storeLimit, dir, storeDir, log)
 		emb, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: storeDir, Host: host, Port: port, Logger: log,
-			MaxStoreBytes: storeLimit})
+			MaxStoreBytes: storeLimit, Now: now})
 		if err != nil {
 			unlock()
 			return nil, fmt.Errorf("queue: embedded NATS in %s: %w", dir, err)

@@ -38,8 +38,13 @@ type EmbeddedOptions struct {
 	ReadyTimeout time.Duration
 	// RecoverEvery is how often a store whose disk refused a write checks
 	// whether Dir takes writes again, to start JetStream again
-	// (TryRecover), default 5s.
+	// (TryRecover), default 5s; within a flapping episode the restarts
+	// back off from it, doubling up to 5 minutes (faultEpisode.restartDue).
 	RecoverEvery time.Duration
+	// Now is the clock of the store's fault times (their start, how long
+	// they lasted, the damping of a flapping disk's lines), default
+	// time.Now: the app passes its own, as to the rest of the gateway.
+	Now Clock
 	// probe checks that Dir takes writes (probeDir); a test's seam.
 	probe func(dir string) error
 }
@@ -52,6 +57,8 @@ type Embedded struct {
 	// jsConfig starts JetStream again after a disk fault (TryRecover).
 	jsConfig     server.JetStreamConfig
 	fault        storeFault
+	episode      faultEpisode // the faults as logged (storeflap.go)
+	now          Clock
 	recoverMu    sync.Mutex
 	recoverEvery time.Duration
 	probe        func(dir string) error
@@ -62,6 +69,13 @@ type Embedded struct {
 	loopDone chan struct{}
 	// audit is what the start found damaged on disk (storeaudit.go).
 	audit storeAudit
+	// afterMark runs in Shutdown between the clean stop's marks and the
+	// server's stop; a test's seam (clients still connected act there).
+	afterMark func()
+	// restartSeam replaces TryRecover's stop and start of JetStream in a
+	// test of what is logged: nats-server's own restart, back to back,
+	// races with itself (RELIABILITY, branch storeleft).
+	restartSeam *[2]func() error
 }
 
 // StartEmbedded starts nats-server in this process and waits until it
@@ -85,11 +99,14 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	if o.probe == nil {
 		o.probe = probeDir
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Embedded{dir: o.Dir, log: log, recoverEvery: o.RecoverEvery, probe: o.probe,
+	e := &Embedded{dir: o.Dir, log: log, recoverEvery: o.RecoverEvery, probe: o.probe, now: o.Now,
 		kicked: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	srv, err := server.NewServer(&server.Options{
 		ServerName:        "sluice-embedded",
@@ -118,6 +135,7 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	}
 	e.jsConfig = jetStreamConfigOf(srv, o.Dir)
 	e.afterStart(time.Now())
+	e.keepConsumersAside(time.Now())
 	go e.recoverLoop()
 	return e, nil
 }
@@ -136,6 +154,9 @@ func (e *Embedded) Shutdown() {
 	e.recoverMu.Lock() // a recovery under way ends first
 	defer e.recoverMu.Unlock()
 	e.markOnStop()
+	if e.afterMark != nil {
+		e.afterMark()
+	}
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 }

@@ -196,7 +196,7 @@ var (
 	storeWriteFailuresDesc = prometheus.NewDesc("sluice_jobs_store_write_failures_total",
 		"Writes the embedded job store's disk refused, as nats-server reported them.", nil, nil)
 	storeDamagedDesc = prometheus.NewDesc("sluice_jobs_store_damaged_streams",
-		"Streams of the embedded job store found damaged on disk at this start (metadata unreadable, messages lost): see the gateway's error line and /status jobs.store_damaged.", nil, nil)
+		"Streams of the embedded job store found damaged on disk at this start (metadata unreadable, messages lost, a consumer unreadable and made again): see the gateway's error line and /status jobs.store_damaged.", nil, nil)
 	storeLostDesc = prometheus.NewDesc("sluice_jobs_store_lost_messages",
 		"Messages (job records, bodies, queue entries, batch records, file chunks) the embedded job store's start found lost on disk, as far as known.", nil, nil)
 	storeRecoveriesDesc = prometheus.NewDesc("sluice_jobs_store_recoveries_total",

@@ -38,9 +38,13 @@ import (
 //     gone (JetStream never moves a last sequence back, not on deletes,
 //     acks, expiry or purges);
 //   - fewer messages than at the last clean stop, while none can have
-//     expired: the gateway removed none while it was stopped (a cut block
-//     keeps the last sequence: nats-server counts the missing messages as
-//     deleted);
+//     expired, in a stream whose state nats-server could not take from
+//     its own index (it said it rebuilt it, or index.db was gone): a cut
+//     block keeps the last sequence and nats-server counts the missing
+//     messages as deleted. A stream it read back from its index is what
+//     nats-server itself wrote at its stop, so a count below the mark
+//     there is a removal between the mark and that stop (a worker's ack,
+//     a purge), not a loss (see rebuiltStreamOf);
 //   - nats-server's own count of what it could not read back (StreamState
 //     .Lost).
 //
@@ -96,6 +100,67 @@ type storeAudit struct {
 	skipped []StreamDamage
 	damage  []StreamDamage
 	audited bool // AuditStore ran: the marks may be written from now on
+	// noIndex are the streams on disk without nats-server's index.db
+	// before the start: rebuilt from their blocks, silently.
+	noIndex map[string]bool
+	// consumersOnDisk are each stream's consumer directories before the
+	// start (storeconsumers.go).
+	consumersOnDisk map[string][]string
+	// rebuilt are the streams whose state nats-server said, at this
+	// start, it could not take from its index (noteStartLine); its own
+	// goroutines write it, hence the lock of its own.
+	rebuiltMu sync.Mutex
+	rebuilt   map[string]bool
+}
+
+// streamStateWarnings begin nats-server's warnings (after "Filestore
+// [<stream>] ") about a stream whose state it could not take from its
+// index.db and rebuilt from the blocks (filestore.go, recoverFullState):
+// the only starts whose message count can differ from the one it wrote
+// at its stop, hence the only ones a count below the mark is a loss in.
+var streamStateWarnings = []string{"Stream state ", "Recovering stream state", "Could not read stream state"}
+
+// rebuiltStreamOf is the stream a nats-server line says it rebuilt the
+// state of, if it is one of those.
+func rebuiltStreamOf(line string) (string, bool) {
+	rest, ok := strings.CutPrefix(line, "Filestore [")
+	if !ok {
+		return "", false
+	}
+	name, what, ok := strings.Cut(rest, "] ")
+	if !ok || name == "" {
+		return "", false
+	}
+	for _, w := range streamStateWarnings {
+		if strings.HasPrefix(what, w) {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// noteStartLine records, until the audit, the streams nats-server
+// rebuilt.
+func (a *storeAudit) noteStartLine(line string) {
+	name, ok := rebuiltStreamOf(line)
+	if !ok {
+		return
+	}
+	a.rebuiltMu.Lock()
+	defer a.rebuiltMu.Unlock()
+	if a.rebuilt == nil {
+		a.rebuilt = map[string]bool{}
+	}
+	a.rebuilt[name] = true
+}
+
+// countTrusted reports whether a stream's message count at this start
+// can be compared with a clean stop's: nats-server rebuilt its state
+// (from blocks that disagreed with its index, or without an index).
+func (a *storeAudit) countTrusted(name string) bool {
+	a.rebuiltMu.Lock()
+	defer a.rebuiltMu.Unlock()
+	return a.rebuilt[name] || a.noIndex[name]
 }
 
 // streamsDir is where nats-server keeps the global account's streams.
@@ -192,6 +257,14 @@ func (e *Embedded) beforeStart() {
 	var err error
 	if a.onDisk, err = streamDirsOnDisk(e.dir); err != nil {
 		e.log.Warn("job store: listing its streams on disk", "data_dir", e.dir, "error", err.Error())
+	}
+	a.consumersOnDisk = consumerDirsOnDisk(e.dir, a.onDisk)
+	a.noIndex = map[string]bool{}
+	for _, name := range a.onDisk {
+		_, err := os.Stat(filepath.Join(streamsDir(e.dir), name, "msgs", "index.db"))
+		if errors.Is(err, fs.ErrNotExist) {
+			a.noIndex[name] = true
+		}
 	}
 	if a.marks, err = readStoreMarks(e.dir); err != nil {
 		e.log.Warn("job store: its stream marks are unreadable; damage is found from nats-server's reports only", "data_dir", e.dir, "error", err.Error())
@@ -300,7 +373,7 @@ func (e *Embedded) AuditStore() []StreamDamage {
 			problems = append(problems, fmt.Sprintf("nats-server could not read back %d messages (%d bytes)", len(st.Lost.Msgs), st.Lost.Bytes))
 		}
 		if mark, ok := a.marks.Streams[name]; ok {
-			if p, gone := compareMark(mark, a.marks.Clean, st, loaded[name].maxAge, now); gone > 0 {
+			if p, gone := compareMark(mark, a.marks.Clean && a.countTrusted(name), st, loaded[name].maxAge, now); gone > 0 {
 				lost = max(lost, gone)
 				problems = append(problems, p)
 			}
@@ -334,9 +407,10 @@ func (e *Embedded) AuditStore() []StreamDamage {
 // keeps a stream's last sequence (its index) when blocks are cut and
 // counts the missing messages as deleted, not as lost (measured: half a
 // block cut, Lost nil, NumDeleted 2), so the count is the only witness.
-// It is trusted only after a clean stop (nothing removed since) and while
-// no message can have expired since, by the MaxAge marked or the current
-// one (maxAge), whichever is shorter.
+// It is trusted (clean) only after a clean stop, in a stream nats-server
+// rebuilt (countTrusted: clients may remove messages between the mark
+// and the stop), and while no message can have expired since, by the
+// MaxAge marked or the current one (maxAge), whichever is shorter.
 func compareMark(mark streamMark, clean bool, st server.StreamState, maxAge time.Duration, now time.Time) (string, uint64) {
 	if st.LastSeq < mark.LastSeq {
 		gone := mark.LastSeq - st.LastSeq

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // lockedBuffer is a log destination the server's goroutines write to.
@@ -308,3 +310,136 @@ func FuzzParseStoreMarks(f *testing.F) {
 
 // jobsKVStream is the jobs bucket's stream on disk.
 const jobsKVStream = "KV_" + jobsBucket
+
+// TestStoreAuditAckAfterTheMarkIsNoLoss: a worker connected to the
+// embedded server (a `sluice worker` on queue.listen) acks a job it held
+// and takes and acks another between the clean stop's marks and the
+// server's stop. The work queue removes both; nothing is lost. The old
+// audit compared the count with the marks and reported 2 lost messages
+// in SLUICE_JOBS at the next start.
+func TestStoreAuditAckAfterTheMarkIsNoLoss(t *testing.T) {
+	dir, ids := seedStore(t, 3)
+	r := startAuditRun(t, dir)
+	if _, err := r.s.consumer(t.Context(), "interactive"); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(r.emb.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(t.Context(), workStream, "jobs-interactive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	take := func() jetstream.Msg {
+		t.Helper()
+		b, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range b.Messages() {
+			return m
+		}
+		t.Fatal("no queued job delivered")
+		return nil
+	}
+	held := take()
+	queued := func() uint64 {
+		loaded, err := r.emb.loadedStreams()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loaded[workStream].state.Msgs
+	}
+	r.emb.afterMark = func() {
+		if err := held.DoubleAck(t.Context()); err != nil {
+			t.Error(err)
+		}
+		if err := take().DoubleAck(t.Context()); err != nil {
+			t.Error(err)
+		}
+		eventually(t, "the acked jobs removed from the queue", func() bool { return queued() == 1 })
+	}
+	r.stop(t)
+	nc.Close()
+	r = startAuditRun(t, dir)
+	defer r.stop(t)
+	if d := r.emb.StoreDamage(); d != nil {
+		t.Fatalf("acks after the clean stop's marks reported as damage: %+v", d)
+	}
+	if strings.Contains(r.log.String(), "damaged") {
+		t.Errorf("error line for acks: %s", r.log.String())
+	}
+	if n := lostJobs(t, r.s, ids); n != 0 {
+		t.Errorf("%d job records lost", n)
+	}
+}
+
+// TestStoreAuditConsumerStateDamaged: the queue's durable consumer's
+// state file cut between runs (2 jobs run, 2 queued). nats-server skips
+// the consumer and refuses to create it again over its directory, so on
+// the old code the worker stopped at start ("creating consumer for class
+// interactive: ... error creating store for consumer") and the queued
+// jobs never ran, with nothing in the start's damage. Now the consumer's
+// directory is kept aside, the start reports it, the workers make the
+// consumer again: the queued jobs run once, the finished ones not again.
+func TestStoreAuditConsumerStateDamaged(t *testing.T) {
+	dir := t.TempDir()
+	r := startAuditRun(t, dir)
+	var calls atomic.Int64
+	stopWorker := startWorker(t, r.s, WorkerOptions{Executor: okExec(&calls)})
+	var done, queued []string
+	for range 2 {
+		j, _, err := r.s.Submit(context.Background(), spec("acme"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done = append(done, j.ID)
+	}
+	for _, id := range done {
+		eventually(t, "job run", func() bool { return mustJob(t, r.s, "acme", id).Status == StatusSucceeded })
+	}
+	stopWorker()
+	for range 2 {
+		j, _, err := r.s.Submit(context.Background(), spec("acme"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		queued = append(queued, j.ID)
+	}
+	r.stop(t)
+	odat := streamFile(dir, workStream, "obs", "jobs-interactive", "o.dat")
+	fi, err := os.Stat(odat)
+	if err != nil || fi.Size() < 2 {
+		t.Fatalf("consumer state file: %v, %v", fi, err)
+	}
+	if err := os.Truncate(odat, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	r = startAuditRun(t, dir)
+	defer r.stop(t)
+	d := damageOf(r.emb.StoreDamage(), workStream)
+	if d == nil || !strings.Contains(d.Problem, "consumer jobs-interactive") || d.LostMsgs != 0 {
+		t.Fatalf("damaged consumer not reported: %+v", r.emb.StoreDamage())
+	}
+	if !strings.Contains(r.log.String(), "job store found damaged on disk at start") {
+		t.Errorf("no error line: %s", r.log.String())
+	}
+	kept, _ := filepath.Glob(filepath.Join(dir, "damaged-*", workStream, "obs", "jobs-interactive", "o.dat"))
+	if len(kept) != 1 {
+		t.Errorf("damaged consumer not kept aside: %v", kept)
+	}
+	calls.Store(0)
+	startWorker(t, r.s, WorkerOptions{Executor: okExec(&calls)})
+	for _, id := range queued {
+		eventually(t, "a job queued before the damage run", func() bool { return mustJob(t, r.s, "acme", id).Status == StatusSucceeded })
+	}
+	if n := calls.Load(); n != int64(len(queued)) {
+		t.Errorf("%d executions after the restart, want %d (the queued jobs once, the finished ones not again)", n, len(queued))
+	}
+}

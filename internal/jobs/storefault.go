@@ -128,13 +128,50 @@ func (e *Embedded) noteServerLine(line string) (logIt bool) {
 		}
 		return true
 	}
-	if !e.fault.note(line, time.Now()) {
+	now := e.now()
+	if !e.fault.note(line, now) {
 		return false
 	}
-	e.log.Error("job store cannot write to its data directory: new jobs, batches and files are refused (503 storage_unavailable) and workers wait until it can; the gateway retries by itself",
-		"data_dir", e.dir, "error", line, "retry_every", e.recoverEvery.String())
+	e.faultBegan(now, line)
 	e.kick()
 	return false
+}
+
+// faultBegan logs a fault's start: an ERROR line if it begins an episode,
+// else (a flapping disk) at debug, counted for the episode's summary.
+func (e *Embedded) faultBegan(now time.Time, line string) {
+	news, sums := e.episode.began(now, line)
+	for _, s := range sums {
+		e.logEpisode(s)
+	}
+	if news == newsBegan {
+		e.log.Error("job store cannot write to its data directory: new jobs, batches and files are refused (503 storage_unavailable) and workers wait until it can; the gateway retries by itself (repeats within a minute of a recovery are summarised once a minute)",
+			"data_dir", e.dir, "error", line, "retry_every", e.recoverEvery.String())
+		return
+	}
+	e.log.Debug("job store cannot write to its data directory again", "data_dir", e.dir, "error", line)
+}
+
+// tickEpisode logs a flapping disk's summary when one is due while
+// nothing else happens, and its episode's end.
+func (e *Embedded) tickEpisode() {
+	if s := e.episode.tick(e.now(), e.fault.failing.Load()); s != nil {
+		e.logEpisode(s)
+	}
+}
+
+// logEpisode logs a flapping disk's summary, or its episode's end.
+func (e *Embedded) logEpisode(s *episodeSummary) {
+	if s.ended {
+		e.log.Info("job store writes steadily again: no write refused for a minute since its last recovery",
+			"data_dir", e.dir, "faults", s.totalFaults, "recoveries", s.totalRecoveries,
+			"since", s.since.UTC().Format(time.RFC3339), "last_error", s.lastError)
+		return
+	}
+	e.log.Warn("job store's data directory keeps refusing writes after recoveries (a disk near full?); repeats summarised once a minute",
+		"data_dir", e.dir, "faults", s.faults, "recoveries", s.recoveries,
+		"episode_faults", s.totalFaults, "episode_recoveries", s.totalRecoveries,
+		"since", s.since.UTC().Format(time.RFC3339), "failing", e.fault.failing.Load(), "last_error", s.lastError)
 }
 
 // recoveryProbeBytes is written and synced to the data directory before
@@ -175,10 +212,18 @@ func (e *Embedded) recoverLoop() {
 		case <-t.C:
 		case <-e.kicked:
 		}
-		if e.fault.failing.Load() {
-			e.TryRecover()
-		}
+		e.recoverStep()
 	}
+}
+
+// recoverStep is one turn of the recovery loop: a restart of JetStream
+// if the store has a fault and its episode's backoff allows one
+// (faultEpisode.restartDue), then the episode's log.
+func (e *Embedded) recoverStep() {
+	if e.fault.failing.Load() && e.episode.restartDue(e.now(), e.recoverEvery) {
+		e.TryRecover()
+	}
+	e.tickEpisode()
 }
 
 func (e *Embedded) kick() {
@@ -204,25 +249,48 @@ func (e *Embedded) TryRecover() bool {
 		e.log.Debug("job store's data directory still refuses writes", "data_dir", e.dir, "error", err.Error())
 		return false
 	}
-	if e.srv.JetStreamEnabled() {
-		if err := e.srv.ShutdownJetStream(); err != nil {
-			e.log.Warn("job store: stopping JetStream to recover it", "data_dir", e.dir, "error", err.Error())
-			return false
-		}
+	stop, start := e.stopJetStream, e.startJetStream
+	if e.restartSeam != nil {
+		stop, start = e.restartSeam[0], e.restartSeam[1]
+	}
+	if err := stop(); err != nil {
+		e.log.Warn("job store: stopping JetStream to recover it", "data_dir", e.dir, "error", err.Error())
+		return false
 	}
 	// Cleared first: lines logged while JetStream starts again belong to
 	// the next fault, if any.
 	since := e.fault.clear()
-	cfg := e.jsConfig
-	if err := e.srv.EnableJetStream(&cfg); err != nil {
-		e.fault.note("starting JetStream again: "+err.Error(), time.Now())
-		e.log.Warn("job store: JetStream did not start again; retrying", "data_dir", e.dir, "error", err.Error())
+	if err := start(); err != nil {
+		line, now := "starting JetStream again: "+err.Error(), e.now()
+		e.fault.note(line, now)
+		e.faultBegan(now, line)
 		return false
 	}
 	e.fault.recoveries.Add(1)
-	e.log.Info("job store writes again: JetStream restarted on its data directory", "data_dir", e.dir,
-		"failing_for", time.Since(since).Round(time.Millisecond).String(), "write_failures", e.fault.failures.Load())
+	now := e.now()
+	news, sum := e.episode.recovered(now)
+	level := slog.LevelDebug
+	if news == newsRecovered {
+		level = slog.LevelInfo
+	}
+	e.log.Log(context.Background(), level, "job store writes again: JetStream restarted on its data directory", "data_dir", e.dir,
+		"failing_for", now.Sub(since).Round(time.Millisecond).String(), "write_failures", e.fault.failures.Load())
+	if sum != nil {
+		e.logEpisode(sum)
+	}
 	return true
+}
+
+func (e *Embedded) stopJetStream() error {
+	if !e.srv.JetStreamEnabled() {
+		return nil
+	}
+	return e.srv.ShutdownJetStream()
+}
+
+func (e *Embedded) startJetStream() error {
+	cfg := e.jsConfig
+	return e.srv.EnableJetStream(&cfg)
 }
 
 // jetStreamConfigOf is what EnableJetStream needs to start JetStream again
@@ -239,6 +307,7 @@ func jetStreamConfigOf(srv *server.Server, dir string) server.JetStreamConfig {
 // serverLog passes nats-server's warnings and errors to slog, those about
 // failed writes through noteServerLine (debug past a fault's first).
 func (e *Embedded) serverLog(level slog.Level, line string) {
+	e.audit.noteStartLine(line)
 	if !e.noteServerLine(line) {
 		level = slog.LevelDebug
 	}

@@ -1,0 +1,169 @@
+package jobs
+
+import (
+	"sync"
+	"time"
+)
+
+// A disk at its limit flaps: the recovery probe (256 KiB) passes,
+// JetStream starts again (it mostly reads), and the next write fails and
+// begins a new fault. Logged per fault, that was an ERROR line and an
+// INFO line every RecoverEvery (5 s), measured with the probe forced to
+// pass and every block write refused: 3 recoveries and 6 fault ERROR
+// lines in one test (RELIABILITY, review2's doubts). As nginx or Envoy
+// damp a repeating error, the store's faults are logged by episode: one
+// ERROR when an episode begins, one INFO at its first recovery, and the
+// faults and recoveries that follow within faultRepeatWindow of the last
+// recovery summarised, at most one WARN line per faultRepeatWindow with
+// their counts. The episode ends once the store has written for a whole
+// faultRepeatWindow since its last recovery; an episode that repeated
+// says so then with one INFO line. Counters and /status are unchanged:
+// every fault and recovery is still counted there.
+
+// faultRepeatWindow is how long after a recovery a new fault still
+// belongs to the same episode, and the least time between two summary
+// lines.
+const faultRepeatWindow = time.Minute
+
+// faultEpisode is the store's faults as logged; its methods say what to
+// log, Embedded logs it.
+type faultEpisode struct {
+	mu   sync.Mutex
+	open bool
+	// start is the episode's first fault; lastRecovery its latest
+	// recovery (zero: none yet); lastLine the latest line logged about it.
+	start, lastRecovery, lastLine time.Time
+	faults, recoveries            int // in the episode
+	// unsaidFaults and unsaidRecoveries are those since the last line.
+	unsaidFaults, unsaidRecoveries int
+	lastError                      string // nats-server's line of the latest fault
+}
+
+// episodeNews is what one event of the store's disk should log.
+type episodeNews int
+
+const (
+	newsNone      episodeNews = iota // debug only
+	newsBegan                        // ERROR: an episode begins
+	newsRecovered                    // INFO: the episode's first recovery
+)
+
+// episodeSummary is a summary line's content: the faults and recoveries
+// since the previous line, the episode's totals.
+type episodeSummary struct {
+	faults, recoveries           int // since the previous line
+	totalFaults, totalRecoveries int
+	since                        time.Time
+	lastError                    string
+	ended                        bool // the store has written for faultRepeatWindow: the episode is over
+}
+
+// endedLocked closes an episode whose last recovery is a whole window
+// old, returning its closing summary if it repeated.
+func (ep *faultEpisode) endedLocked(now time.Time, failing bool) *episodeSummary {
+	if !ep.open || failing || ep.lastRecovery.IsZero() || now.Sub(ep.lastRecovery) < faultRepeatWindow {
+		return nil
+	}
+	ep.open = false
+	if ep.faults <= 1 {
+		return nil // its recovery line said it all
+	}
+	s := ep.summaryLocked(now)
+	s.ended = true
+	return s
+}
+
+func (ep *faultEpisode) summaryLocked(now time.Time) *episodeSummary {
+	s := &episodeSummary{faults: ep.unsaidFaults, recoveries: ep.unsaidRecoveries,
+		totalFaults: ep.faults, totalRecoveries: ep.recoveries, since: ep.start, lastError: ep.lastError}
+	ep.unsaidFaults, ep.unsaidRecoveries, ep.lastLine = 0, 0, now
+	return s
+}
+
+// dueLocked is a summary of the unsaid repeats if the last line is a
+// window old.
+func (ep *faultEpisode) dueLocked(now time.Time) *episodeSummary {
+	if ep.unsaidFaults+ep.unsaidRecoveries == 0 || now.Sub(ep.lastLine) < faultRepeatWindow {
+		return nil
+	}
+	return ep.summaryLocked(now)
+}
+
+// began records a fault's start (line: nats-server's report). It
+// returns newsBegan for an episode's first fault, else newsNone and the
+// summaries due: the previous episode's end, the repeats' summary.
+func (ep *faultEpisode) began(now time.Time, line string) (episodeNews, []*episodeSummary) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	var out []*episodeSummary
+	if s := ep.endedLocked(now, false); s != nil {
+		out = append(out, s)
+	}
+	ep.lastError = line
+	if !ep.open {
+		ep.open, ep.start, ep.lastRecovery, ep.lastLine = true, now, time.Time{}, now
+		ep.faults, ep.recoveries, ep.unsaidFaults, ep.unsaidRecoveries = 1, 0, 0, 0
+		return newsBegan, out
+	}
+	ep.faults++
+	ep.unsaidFaults++
+	if s := ep.dueLocked(now); s != nil {
+		out = append(out, s)
+	}
+	return newsNone, out
+}
+
+// recovered records a recovery: newsRecovered for the episode's first,
+// else newsNone and the summary if one is due.
+func (ep *faultEpisode) recovered(now time.Time) (episodeNews, *episodeSummary) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	first := ep.recoveries == 0
+	ep.recoveries++
+	ep.lastRecovery = now
+	if first || !ep.open {
+		ep.lastLine = now
+		return newsRecovered, nil
+	}
+	ep.unsaidRecoveries++
+	return newsNone, ep.dueLocked(now)
+}
+
+// maxRestartWait bounds the backoff of JetStream's restarts within an
+// episode.
+const maxRestartWait = 5 * time.Minute
+
+// restartDue reports whether the recovery loop may start JetStream again
+// now: at once for an episode's first fault, then, after its r-th
+// recovery, base<<(r-1) after that recovery, at most maxRestartWait.
+// nats-server's in-process restart leaves GOMAXPROCS goroutines behind
+// each time (its JetStream API workers end only with the server): a disk
+// flapping every 5 s was 720 restarts an hour, 1,440 to 11,520 goroutines;
+// with the backoff about 17. The probe waits with the restart: a disk
+// given room back during an episode recovers within the backoff.
+func (ep *faultEpisode) restartDue(now time.Time, base time.Duration) bool {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if !ep.open || ep.recoveries == 0 {
+		return true
+	}
+	wait := maxRestartWait
+	if shift := ep.recoveries - 1; shift < 16 && base<<shift < maxRestartWait {
+		wait = base << shift
+	}
+	return !now.Before(ep.lastRecovery.Add(wait))
+}
+
+// tick is the recovery loop's look at the episode: its end, or a summary
+// due while nothing else happens.
+func (ep *faultEpisode) tick(now time.Time, failing bool) *episodeSummary {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if s := ep.endedLocked(now, failing); s != nil {
+		return s
+	}
+	if !ep.open {
+		return nil
+	}
+	return ep.dueLocked(now)
+}
