@@ -87,7 +87,7 @@ func (t *tenants) revoked(d [sha256.Size]byte) bool {
 // in between identify and here is caught by looking at the runtime now:
 // Swap stores the runtime before it cuts, under the same lock.
 func (g *Gateway) trackKey(x *exchange) {
-	d := sha256.Sum256([]byte(x.id.key))
+	d := x.id.digest // identify's, as it found the key
 	ctx, done := g.keyReqs.track(x.r.Context(), d)
 	x.r = x.r.WithContext(ctx)
 	x.rec.ctx = ctx
