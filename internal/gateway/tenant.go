@@ -67,7 +67,11 @@ func newTenants(a config.Auth, tokens tokenVerifier) *tenants {
 	t := &tenants{require: a.RequireKey, byKey: make(map[[sha256.Size]byte]config.Tenant, len(a.Keys)), tokens: tokens,
 		realIP: newRealIP(a.TrustedProxies, a.ForwardedHeader)}
 	for _, k := range a.Keys {
-		t.byKey[sha256.Sum256([]byte(k.Key))] = k
+		d := sha256.Sum256([]byte(k.Key))
+		if k.Tenant == "" {
+			k.Tenant = keyTenant(d) // named once here, not per request
+		}
+		t.byKey[d] = k
 	}
 	return t
 }
@@ -164,10 +168,7 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 		}
 		id.class, maxClass = classOf(claims.Priority), classOf(claims.MaxPriority)
 	case listed && key != "":
-		id.key, id.tenant, id.listed, id.digest = key, k.Tenant, true, digest
-		if id.tenant == "" {
-			id.tenant = keyTenant(digest)
-		}
+		id.key, id.tenant, id.listed, id.digest = key, k.Tenant, true, digest // newTenants named a key without a tenant
 		if k.Weight > 0 {
 			id.weight = k.Weight
 		}
@@ -209,7 +210,7 @@ func bearer(h string) string {
 }
 
 // keyTenant names the tenant of a listed key configured without one, from
-// the key's digest d: not the secret, in logs and metrics.
+// the key's digest d: not the secret, in logs and metrics (newTenants).
 func keyTenant(d [sha256.Size]byte) string {
 	return "key:" + hex.EncodeToString(d[:6])
 }
