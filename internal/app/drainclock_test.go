@@ -61,6 +61,18 @@ func drainClockApp(t *testing.T) (*App, *endpoint.Backend, *stepTimer, *stepTick
 	return a, a.gw.Runtime().Pools["m"].Backends[0], tm, tk, logs
 }
 
+// drainBusy takes a slot on be (a request running) and starts its drain
+// with a grace of an hour, as a reload removing it does.
+func drainBusy(t *testing.T, a *App, be *endpoint.Backend) {
+	t.Helper()
+	if !be.Acquire() {
+		t.Fatal("no slot")
+	}
+	a.reloadMu.Lock()
+	a.drain(be, time.Hour)
+	a.reloadMu.Unlock()
+}
+
 // retired waits for be's retirement (its context ended).
 func retired(t *testing.T, be *endpoint.Backend) {
 	t.Helper()
@@ -79,12 +91,7 @@ func retired(t *testing.T, be *endpoint.Backend) {
 func TestDrainGraceIsOnTheAppClock(t *testing.T) {
 	t.Run("grace passes", func(t *testing.T) {
 		a, be, tm, tk, logs := drainClockApp(t)
-		if !be.Acquire() {
-			t.Fatal("no slot")
-		}
-		a.reloadMu.Lock()
-		a.drain(be, time.Hour)
-		a.reloadMu.Unlock()
+		drainBusy(t, a, be)
 		grace := tm.next(t)
 		if grace.d != time.Hour {
 			t.Fatalf("drain armed %v, want its grace (1h)", grace.d)
@@ -99,12 +106,7 @@ func TestDrainGraceIsOnTheAppClock(t *testing.T) {
 	})
 	t.Run("last request ends", func(t *testing.T) {
 		a, be, tm, tk, logs := drainClockApp(t)
-		if !be.Acquire() {
-			t.Fatal("no slot")
-		}
-		a.reloadMu.Lock()
-		a.drain(be, time.Hour)
-		a.reloadMu.Unlock()
+		drainBusy(t, a, be)
 		tm.next(t) // never fired
 		poll := tk.next(t)
 		be.Release(time.Now(), outcome.Success, time.Millisecond, 0)

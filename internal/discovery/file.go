@@ -85,69 +85,8 @@ func (f File) Run(ctx context.Context, sink Sink) {
 	if err != nil {
 		sink.Fail(fmt.Errorf("watch %s: %w (read once; changes need a reload)", f.Path, err))
 	}
-	var (
-		last   []endpoint.Spec // the set in use: the last one reported
-		failed bool            // the last read failed: report the next set even if unchanged
-		// held is the content of a read held back (nil: none), holds
-		// the holds in a row; settle fires fileSettle after the hold.
-		held   []byte
-		holds  int
-		settle <-chan time.Time
-	)
-	apply := func(set []endpoint.Spec, err error) {
-		// A hold that ends on the set in use is reported too: the sink
-		// sees the hold end (the manager logs the next one).
-		wasHeld := held != nil
-		held, holds, settle = nil, 0, nil
-		if err != nil {
-			failed = true
-			sink.Fail(err)
-			return
-		}
-		if failed || wasHeld || last == nil || !slices.Equal(set, last) {
-			failed, last = false, set
-			sink.Update(slices.Clone(set))
-		}
-	}
-	// read reads the file; a read of the file read last time (written in
-	// place) that would take targets away waits until the same content
-	// is read again once fileSettle has passed (settled), or until
-	// fileSettleHolds holds of changing content. A file replaced whole
-	// (renamed over, a ConfigMap's swap, removed and written anew) is
-	// another file than the one read last: read whole, applied at once.
-	// The file's identity tells it, not the events: they arrive late,
-	// and a read made before the write's own events came was taken for a
-	// replacement and applied half-written.
-	var lastFile os.FileInfo // of the last read that opened the file
-	read := func(settled bool) {
-		data, set, info, err := f.read()
-		replaced := info != nil && lastFile != nil && !os.SameFile(info, lastFile)
-		if info != nil {
-			lastFile = info
-		}
-		if last == nil || replaced || (err == nil && !removes(last, set)) {
-			apply(set, err)
-			return
-		}
-		switch {
-		case settled && bytes.Equal(data, held):
-			apply(set, err) // unchanged for fileSettle: meant
-			return
-		case held != nil && bytes.Equal(data, held):
-		case holds+1 >= fileSettleHolds:
-			apply(set, err)
-			return
-		default: // a new content to wait on
-			held, holds, settle = data, holds+1, after(fileSettle)
-		}
-		if u, ok := sink.(UnsettledSink); ok {
-			if err == nil {
-				err = fmt.Errorf("targets file %s: %d targets, fewer than the %d in use", f.Path, len(set), len(last))
-			}
-			u.Unsettled(fmt.Errorf("held until the file has not changed for %s: %w", fileSettle, err))
-		}
-	}
-	read(false)
+	r := &fileReads{f: f, sink: sink, after: after}
+	r.read(false)
 	if w == nil || err != nil {
 		<-ctx.Done()
 		return
@@ -171,11 +110,84 @@ func (f File) Run(ctx context.Context, sink Sink) {
 			}
 		case <-debounce:
 			debounce = nil
-			read(false)
-		case <-settle:
-			settle = nil
-			read(true)
+			r.read(false)
+		case <-r.settle:
+			r.settle = nil
+			r.read(true)
 		}
+	}
+}
+
+// fileReads is File.Run's state between reads: the set in use and a
+// read held back. Run's goroutine alone uses it.
+type fileReads struct {
+	f     File
+	sink  Sink
+	after func(time.Duration) <-chan time.Time
+
+	last   []endpoint.Spec // the set in use: the last one reported
+	failed bool            // the last read failed: report the next set even if unchanged
+	// held is the content of a read held back (nil: none), holds the
+	// holds in a row; settle fires fileSettle after the hold.
+	held   []byte
+	holds  int
+	settle <-chan time.Time
+	// lastFile is the file the last read opened.
+	lastFile os.FileInfo
+}
+
+// apply reports a read's set (or its failure) and ends any hold.
+func (r *fileReads) apply(set []endpoint.Spec, err error) {
+	// A hold that ends on the set in use is reported too: the sink sees
+	// the hold end (the manager logs the next one).
+	wasHeld := r.held != nil
+	r.held, r.holds, r.settle = nil, 0, nil
+	if err != nil {
+		r.failed = true
+		r.sink.Fail(err)
+		return
+	}
+	if r.failed || wasHeld || r.last == nil || !slices.Equal(set, r.last) {
+		r.failed, r.last = false, set
+		r.sink.Update(slices.Clone(set))
+	}
+}
+
+// read reads the file; a read of the file read last time (written in
+// place) that would take targets away waits until the same content is
+// read again once fileSettle has passed (settled), or until
+// fileSettleHolds holds of changing content. A file replaced whole
+// (renamed over, a ConfigMap's swap, removed and written anew) is
+// another file than the one read last: read whole, applied at once. The
+// file's identity tells it, not the events: they arrive late, and a read
+// made before the write's own events came was taken for a replacement
+// and applied half-written.
+func (r *fileReads) read(settled bool) {
+	data, set, info, err := r.f.read()
+	replaced := info != nil && r.lastFile != nil && !os.SameFile(info, r.lastFile)
+	if info != nil {
+		r.lastFile = info
+	}
+	if r.last == nil || replaced || (err == nil && !removes(r.last, set)) {
+		r.apply(set, err)
+		return
+	}
+	switch {
+	case settled && bytes.Equal(data, r.held):
+		r.apply(set, err) // unchanged for fileSettle: meant
+		return
+	case r.held != nil && bytes.Equal(data, r.held):
+	case r.holds+1 >= fileSettleHolds:
+		r.apply(set, err)
+		return
+	default: // a new content to wait on
+		r.held, r.holds, r.settle = data, r.holds+1, r.after(fileSettle)
+	}
+	if u, ok := r.sink.(UnsettledSink); ok {
+		if err == nil {
+			err = fmt.Errorf("targets file %s: %d targets, fewer than the %d in use", r.f.Path, len(set), len(r.last))
+		}
+		u.Unsettled(fmt.Errorf("held until the file has not changed for %s: %w", fileSettle, err))
 	}
 }
 

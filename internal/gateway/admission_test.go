@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/config"
 )
 
@@ -82,6 +83,41 @@ func postInBackground(url string, ended chan<- outcome, hdr ...string) {
 		resp.Body.Close()
 		ended <- outcome{status: resp.StatusCode, err: err}
 	}()
+}
+
+// probeUnqueued sends a chat request with the header pairs hdr and returns
+// its answer, failing the test if the request fails or if q ever holds more
+// than queued requests while it is out: the probe was queued instead of
+// answered (why says what it should have been). On a frozen clock a queued
+// probe's deadline never passes, so it is caught here, not hung on.
+func probeUnqueued(t *testing.T, url string, q *admission.Queue, queued int, why string, hdr ...string) *http.Response {
+	t.Helper()
+	probe := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(chatBody))
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			resp = nil
+		}
+		probe <- resp
+	}()
+	for {
+		select {
+		case resp := <-probe:
+			if resp == nil {
+				t.Fatal("the probe request failed")
+			}
+			return resp
+		default:
+			if s := q.Stats(); s.Queued > queued {
+				t.Fatalf("the probe was queued (%d waiting) instead of %s", s.Queued, why)
+			}
+			time.Sleep(time.Millisecond) // polling the queue, not a deadline
+		}
+	}
 }
 
 // awaitArrival waits for a request to reach the backend and fails the test
@@ -199,32 +235,7 @@ func TestRefusesAtOnceWhenDeadlineCannotBeMet(t *testing.T) {
 	reachBackend(holder) // the only slot is taken, for ~1s by the measured rate
 	before := q.Stats()
 
-	probe := make(chan *http.Response, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(chatBody))
-		req.Header.Set("X-Sluice-Max-Wait", "50ms")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			resp = nil
-		}
-		probe <- resp
-	}()
-	// The probe either comes back or sits in the queue; on the frozen clock
-	// its deadline never passes, so a queued probe is caught here, not hung on.
-	var resp *http.Response
-	for resp == nil {
-		select {
-		case resp = <-probe:
-			if resp == nil {
-				t.Fatal("the probe request failed")
-			}
-		default:
-			if s := q.Stats(); s.Queued != 0 {
-				t.Fatalf("the request was queued (%d waiting) instead of refused at once", s.Queued)
-			}
-			time.Sleep(time.Millisecond) // polling the queue, not a deadline
-		}
-	}
+	resp := probeUnqueued(t, srv.URL+"/v1/chat/completions", q, 0, "refused at once", "X-Sluice-Max-Wait", "50ms")
 	body := readAll(t, resp)
 	if resp.StatusCode != 503 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
@@ -297,33 +308,8 @@ func TestTenantOverShareGets429(t *testing.T) {
 	q := gw.Runtime().Pools["m1"].queue
 	waitFor(t, func() bool { return q.Stats().Queued == 2 }) // else the probe below could queue itself
 
-	probe := make(chan *http.Response, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(chatBody))
-		req.Header.Set("Authorization", "Bearer flood")
-		req.Header.Set("X-Sluice-Max-Wait", "20s")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			resp = nil
-		}
-		probe <- resp
-	}()
-	// On the frozen clock a queued probe would wait forever: caught here
-	// from the queue's count instead of hung on.
-	var resp *http.Response
-	for resp == nil {
-		select {
-		case resp = <-probe:
-			if resp == nil {
-				t.Fatal("the probe request failed")
-			}
-		default:
-			if s := q.Stats(); s.Queued > 2 {
-				t.Fatalf("the probe was queued (%d waiting) instead of refused for its tenant's share", s.Queued)
-			}
-			time.Sleep(time.Millisecond) // polling the queue, not a deadline
-		}
-	}
+	resp := probeUnqueued(t, srv.URL+"/v1/chat/completions", q, 2, "refused for its tenant's share",
+		"Authorization", "Bearer flood", "X-Sluice-Max-Wait", "20s")
 	body := readAll(t, resp)
 	if resp.StatusCode != 429 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/sim"
 	"github.com/sluice-gw/sluice/internal/testutil/benchpost"
@@ -114,6 +115,30 @@ func BenchmarkCacheHitHandler(b *testing.B) {
 	serve()
 	if w := serve(); w.Header().Get("X-Cache") != "HIT" {
 		b.Fatalf("not a hit: %q", w.Header().Get("X-Cache"))
+	}
+	runRecorded(b, serve)
+}
+
+// BenchmarkKeyedCacheHitHandler is BenchmarkCacheHitHandler under a listed
+// API key (named by its digest, no tenant configured): identify's key
+// lookup and the request's tracking for a reload that removes the key.
+func BenchmarkKeyedCacheHitHandler(b *testing.B) {
+	be := httptest.NewServer(sim.New(sim.Config{Model: "m1", Instant: true}))
+	defer be.Close()
+	cfg := testConfig(be.URL)
+	cfg.Auth.Keys = []config.Tenant{{Key: "sk-bench-0123456789abcdef"}}
+	_, gw := startCachingGatewayCfg(&testing.T{}, cfg, nil, time.Now)
+	serve := func() *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(cacheHitBody))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", "Bearer sk-bench-0123456789abcdef")
+		w := httptest.NewRecorder()
+		gw.ServeHTTP(w, r)
+		return w
+	}
+	serve()
+	if w := serve(); w.Header().Get("X-Cache") != "HIT" {
+		b.Fatalf("not a hit: %d %q", w.Code, w.Header().Get("X-Cache"))
 	}
 	runRecorded(b, serve)
 }

@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/config"
@@ -143,6 +146,35 @@ func TestIPv6ClientsShareTheirSlash64Limits(t *testing.T) {
 		codes := []int{send("2001:db8:1:2::a"), send("[2001:db8:1:2:ffff::1]:443"), send("2001:db8:1:3::a"), send("203.0.113.7")}
 		if codes[0] != 200 || codes[1] != 429 || codes[2] != 200 || codes[3] != 200 {
 			t.Fatalf("%s: statuses %v, want 200 429 200 200 (one bucket per IPv6 /64)", scope, codes)
+		}
+	}
+}
+
+// A listed key without a tenant is the tenant "key:" and the first 12 hex
+// digits of its SHA-256 (the secret never in logs or metrics), and its
+// identity carries the digest it was found by, which trackKey uses rather
+// than hashing the key again.
+func TestListedKeyIdentityCarriesItsDigest(t *testing.T) {
+	tn := newTenants(config.Auth{Keys: []config.Tenant{{Key: "sk-untenanted"}, {Key: "sk-named", Tenant: "team"}}}, nil)
+	for _, c := range []struct{ key, tenant string }{
+		{"sk-untenanted", "key:"}, // + the digest's first 6 bytes
+		{"sk-named", "team"},
+	} {
+		d := sha256.Sum256([]byte(c.key))
+		if c.tenant == "key:" {
+			c.tenant += hex.EncodeToString(d[:6])
+		}
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+		r.Header.Set("Authorization", "Bearer "+c.key)
+		id, err := tn.identify(r, "1.2.3.4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !id.listed || id.digest != d || id.tenant != c.tenant {
+			t.Errorf("key %q: listed %v, digest %x, tenant %q; want listed, %x, %q", c.key, id.listed, id.digest, id.tenant, d, c.tenant)
+		}
+		if tn.revoked(id.digest) {
+			t.Errorf("key %q: its own digest is revoked", c.key)
 		}
 	}
 }

@@ -45,24 +45,11 @@ func TestSharedIDsClusterMasterDownOnlyItsIDs(t *testing.T) {
 		}
 		return true
 	})
-	victim := cl.Servers[0]
-	var onVictim, onOthers []string
-	for _, id := range ids {
-		if v, err := victim.Do("EXISTS", s.key(id)); err == nil && v == "1" {
-			onVictim = append(onVictim, id)
-		} else {
-			onOthers = append(onOthers, id)
-		}
-	}
-	if len(onVictim) == 0 || len(onOthers) == 0 {
-		t.Fatalf("ids on the victim %d, elsewhere %d: want both", len(onVictim), len(onOthers))
-	}
-	victim.Stop()
+	onVictim, onOthers := cl.KillFirstMaster(t, ids, s.key)
 
 	// Rounds as in ratelimit.TestClusterMasterDownRefusesOnlyItsKeys: the
 	// victim's ids first, the clock past any back-off between rounds.
-	var last string
-	for round := range 40 {
+	redistest.AwaitRound(t, "no round found the live masters' ids alone", func() (bool, string) {
 		offset.Add(int64(15 * time.Second))
 		unknown, found := 0, 0
 		for _, id := range onVictim {
@@ -75,14 +62,9 @@ func TestSharedIDsClusterMasterDownOnlyItsIDs(t *testing.T) {
 				found++
 			}
 		}
-		if unknown == len(onVictim) && found == len(onOthers) {
-			return
-		}
-		last = fmt.Sprintf("round %d: %d/%d of the victim's ids unavailable, %d/%d of the others found",
-			round, unknown, len(onVictim), found, len(onOthers))
-		time.Sleep(50 * time.Millisecond) // leave the background map refresh a moment; not a synchronisation
-	}
-	t.Fatalf("no round found the live masters' ids alone; last %s", last)
+		return unknown == len(onVictim) && found == len(onOthers), fmt.Sprintf("%d/%d of the victim's ids unavailable, %d/%d of the others found",
+			unknown, len(onVictim), found, len(onOthers))
+	})
 }
 
 // A master of a Redis Cluster killed while this replica writes ids: the

@@ -23,8 +23,17 @@ import (
 type keyRequests struct {
 	mu   sync.Mutex
 	next uint64
-	// running holds each key's requests' cancel functions by a serial.
-	running map[[sha256.Size]byte]map[uint64]context.CancelCauseFunc
+	// running holds the requests by a serial: one map for the gateway's
+	// life, so a request adds and removes an entry and makes no map (a
+	// map per key was made and dropped by every request whose key had no
+	// other running). cut, on a reload, walks them all.
+	running map[uint64]keyRequest
+}
+
+// keyRequest is a running request: its key's digest, and how to end it.
+type keyRequest struct {
+	digest [sha256.Size]byte
+	cancel context.CancelCauseFunc
 }
 
 // track derives ctx for a request under the key with digest d and
@@ -33,25 +42,15 @@ func (k *keyRequests) track(ctx context.Context, d [sha256.Size]byte) (context.C
 	ctx, cancel := context.WithCancelCause(ctx)
 	k.mu.Lock()
 	if k.running == nil {
-		k.running = make(map[[sha256.Size]byte]map[uint64]context.CancelCauseFunc)
-	}
-	reqs := k.running[d]
-	if reqs == nil {
-		reqs = make(map[uint64]context.CancelCauseFunc, 1)
-		k.running[d] = reqs
+		k.running = make(map[uint64]keyRequest)
 	}
 	k.next++
 	n := k.next
-	reqs[n] = cancel
+	k.running[n] = keyRequest{digest: d, cancel: cancel}
 	k.mu.Unlock()
 	return ctx, func() {
 		k.mu.Lock()
-		if reqs := k.running[d]; reqs != nil {
-			delete(reqs, n)
-			if len(reqs) == 0 {
-				delete(k.running, d)
-			}
-		}
+		delete(k.running, n)
 		k.mu.Unlock()
 		cancel(nil)
 	}
@@ -63,12 +62,9 @@ func (k *keyRequests) cut(next *tenants) int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	n := 0
-	for d, reqs := range k.running {
-		if !next.revoked(d) {
-			continue
-		}
-		for _, cancel := range reqs {
-			cancel(proxy.ErrKeyRevoked)
+	for _, r := range k.running {
+		if next.revoked(r.digest) {
+			r.cancel(proxy.ErrKeyRevoked)
 			n++
 		}
 	}
@@ -91,7 +87,7 @@ func (t *tenants) revoked(d [sha256.Size]byte) bool {
 // in between identify and here is caught by looking at the runtime now:
 // Swap stores the runtime before it cuts, under the same lock.
 func (g *Gateway) trackKey(x *exchange) {
-	d := sha256.Sum256([]byte(x.id.key))
+	d := x.id.digest // identify's, as it found the key
 	ctx, done := g.keyReqs.track(x.r.Context(), d)
 	x.r = x.r.WithContext(ctx)
 	x.rec.ctx = ctx

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"testing"
@@ -48,7 +49,7 @@ func TestReloadRemovingATenantsLastKeyRefusesItsJobs(t *testing.T) {
 		return &jobs.Job{ID: "job_" + tenant, Tenant: tenant, Path: "/v1/chat/completions", Model: "m1", Class: "batch",
 			Body: []byte(`{"model":"m1","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`)}
 	}
-	ownName := "key:" + shortHash(ownTenant.Key)
+	ownName := keyTenant(sha256.Sum256([]byte(ownTenant.Key)))
 	run := func(tenant string) (calls int32, inProcess, viaWorker error) {
 		before := be.calls.Load()
 		for i, e := range []jobs.Executor{gw.JobExecutor(), remote} {

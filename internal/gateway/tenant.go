@@ -26,7 +26,11 @@ type identity struct {
 	key string
 	// listed: key is an auth.keys entry (not a token's subject), whose
 	// removal by a reload ends the request (keyRequests).
-	listed   bool
+	listed bool
+	// digest is key's SHA-256, by which identify found it among the listed
+	// keys (set when listed): trackKey and a reload's revoked check use it,
+	// so a keyed request hashes its key once.
+	digest   [sha256.Size]byte
 	tenant   string
 	weight   float64
 	class    admission.Class
@@ -70,8 +74,12 @@ func newTenants(a config.Auth, tokens tokenVerifier) *tenants {
 		named: make(map[string]struct{}, len(a.Keys)), shared: sharedTenants(a.JWT),
 		realIP: newRealIP(a.TrustedProxies, a.ForwardedHeader)}
 	for _, k := range a.Keys {
-		t.byKey[sha256.Sum256([]byte(k.Key))] = k
-		t.named[keyTenant(k)] = struct{}{}
+		d := sha256.Sum256([]byte(k.Key))
+		if k.Tenant == "" {
+			k.Tenant = keyTenant(d) // named once here, not per request
+		}
+		t.byKey[d] = k
+		t.named[k.Tenant] = struct{}{}
 	}
 	return t
 }
@@ -158,9 +166,11 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 	id := identity{weight: config.DefaultTenantWeight, class: admission.Interactive, fallback: true}
 	maxClass := admission.Interactive
 	var k config.Tenant
+	var digest [sha256.Size]byte
 	listed := false
 	if key != "" && len(t.byKey) > 0 {
-		k, listed = t.byKey[sha256.Sum256([]byte(key))]
+		digest = sha256.Sum256([]byte(key))
+		k, listed = t.byKey[digest]
 	}
 	switch {
 	case t.tokens != nil && auth.LooksLikeJWT(key):
@@ -175,7 +185,7 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 		}
 		id.class, maxClass = classOf(claims.Priority), classOf(claims.MaxPriority)
 	case listed && key != "":
-		id.key, id.tenant, id.listed = key, keyTenant(k), true
+		id.key, id.tenant, id.listed, id.digest = key, k.Tenant, true, digest // newTenants named a key without a tenant
 		if k.Weight > 0 {
 			id.weight = k.Weight
 		}
@@ -209,15 +219,6 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 	return id, nil
 }
 
-// keyTenant is the tenant of the listed key k: its tenant, else one of
-// its own named by a hash of it.
-func keyTenant(k config.Tenant) string {
-	if k.Tenant != "" {
-		return k.Tenant
-	}
-	return "key:" + shortHash(k.Key)
-}
-
 func bearer(h string) string {
 	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
 		return strings.TrimSpace(h[7:])
@@ -225,11 +226,10 @@ func bearer(h string) string {
 	return ""
 }
 
-// shortHash names an unconfigured key without putting the secret in logs
-// and metrics.
-func shortHash(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:6])
+// keyTenant names the tenant of a listed key configured without one, from
+// the key's digest d: not the secret, in logs and metrics (newTenants).
+func keyTenant(d [sha256.Size]byte) string {
+	return "key:" + hex.EncodeToString(d[:6])
 }
 
 // refuseAuth counts a refused credential in sluice_auth_failures_total by

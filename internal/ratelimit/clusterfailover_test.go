@@ -44,22 +44,8 @@ func TestClusterMasterDownRefusesOnlyItsKeys(t *testing.T) {
 			t.Fatalf("%s before the kill: %v", tenants[i], err)
 		}
 	}
-	// Which master holds each bucket: the one that has the key (the
-	// others answer MOVED).
-	victim := cl.Servers[0]
-	var onVictim, onOthers []string
 	store := RedisStore{prefix: "t:"}
-	for _, tn := range tenants {
-		if v, err := victim.Do("EXISTS", store.Key("req:tenant:"+tn)); err == nil && v == "1" {
-			onVictim = append(onVictim, tn)
-		} else {
-			onOthers = append(onOthers, tn)
-		}
-	}
-	if len(onVictim) == 0 || len(onOthers) == 0 {
-		t.Fatalf("tenants on the victim %d, elsewhere %d: want both", len(onVictim), len(onOthers))
-	}
-	victim.Stop()
+	onVictim, onOthers := cl.KillFirstMaster(t, tenants, func(tn string) string { return store.Key("req:tenant:" + tn) })
 
 	// Rounds of checks, the victim's tenants first (their failures in a
 	// row are what started the whole-Redis bypass), the clock moved past
@@ -67,8 +53,7 @@ func TestClusterMasterDownRefusesOnlyItsKeys(t *testing.T) {
 	// background: a round may find it unknown yet, so the assertion is
 	// that a round comes where the others are all served and the victim's
 	// all refused; the old design never gets there.
-	var last string
-	for round := range 40 {
+	redistest.AwaitRound(t, "no round served the live masters' tenants alone", func() (bool, string) {
 		now = now.Add(15 * time.Second)
 		refused, servedElsewhere := 0, 0
 		for _, tn := range onVictim {
@@ -84,14 +69,9 @@ func TestClusterMasterDownRefusesOnlyItsKeys(t *testing.T) {
 				servedElsewhere++
 			}
 		}
-		if refused == len(onVictim) && servedElsewhere == len(onOthers) {
-			return
-		}
-		last = fmt.Sprintf("round %d: %d/%d of the victim's tenants refused, %d/%d of the others served",
-			round, refused, len(onVictim), servedElsewhere, len(onOthers))
-		time.Sleep(50 * time.Millisecond) // leave the background map refresh a moment; not a synchronisation
-	}
-	t.Fatalf("no round served the live masters' tenants alone; last %s", last)
+		return refused == len(onVictim) && servedElsewhere == len(onOthers), fmt.Sprintf("%d/%d of the victim's tenants refused, %d/%d of the others served",
+			refused, len(onVictim), servedElsewhere, len(onOthers))
+	})
 }
 
 // A check whose buckets (the tenant's and the API key's) live on two
