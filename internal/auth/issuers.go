@@ -108,17 +108,19 @@ type IssuerKeySet struct {
 
 // KeySet is the key sets' state for /readyz: the worst of the issuers
 // with a jwks_url (unavailable, then degraded, then ok); holds reports
-// that every one of them is a start's key set never fetched, so the
-// replica could verify no token that needs one (an issuer down while
-// another's key set is held does not take the replica out: its tokens
-// are answered 503 auth_keys_unavailable, the others' are served); ok is
-// false when no issuer has a jwks_url.
+// that every issuer is a start's key set never fetched, so the replica
+// could verify no token (an issuer down while another can verify does not
+// take the replica out: its tokens are answered 503
+// auth_keys_unavailable, the others' are served). An issuer without a
+// jwks_url (public_keys, hmac_secret) can always verify: it never holds.
+// ok is false when no issuer has a jwks_url.
 func (s *Issuers) KeySet() (state KeySetState, holds, ok bool) {
 	rank := map[KeySetState]int{KeySetOK: 0, KeySetDegraded: 1, KeySetUnavailable: 2}
 	holds = true
 	for _, nv := range s.list {
 		st, h, has := nv.Verifier.KeySet()
 		if !has {
+			holds = false // its static keys verify its tokens
 			continue
 		}
 		if !ok || rank[st] > rank[state] {

@@ -173,3 +173,59 @@ func TestPeekIssuerRefusesWhatIsNotAToken(t *testing.T) {
 		}
 	}
 }
+
+// With several issuers, one whose start key set was never fetched holds
+// readiness only while no other issuer can verify a token: an issuer of
+// static keys (public_keys, hmac_secret) always can, so partner's JWKS
+// down from the start leaves the replica ready for corp's tokens. Before,
+// only the issuers with a jwks_url were asked, and partner's alone held
+// the replica out (503): corp's tokens too.
+func TestIssuerOfStaticKeysKeepsTheReplicaReady(t *testing.T) {
+	b := jwttest.New(t)
+	b.Server.Close() // partner's JWKS down from the start
+	clk := newClock()
+	c := parseJWT(t, "    issuers:\n"+
+		"      - {name: corp, issuer: "+issuerA+", audience: sluice, hmac_secret: "+secret+", algorithms: [HS256]}\n"+
+		"      - {name: partner, issuer: "+issuerB+", audience: sluice, jwks_url: "+b.URL()+"}\n")
+	var list []auth.NamedVerifier
+	for _, ic := range c.IssuerConfigs() {
+		var jwks *auth.JWKS
+		if ic.JWT.JWKSURL != "" {
+			jwks = auth.NewJWKS(auth.JWKSSettingsOf(ic.JWT), nil, clk.now)
+			jwks.MarkStartup() // the start's, as the app's first build makes it
+			t.Cleanup(jwks.Close)
+		}
+		v, err := auth.NewVerifier(ic.JWT, jwks, clk.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, auth.NamedVerifier{Name: ic.Name, Verifier: v})
+	}
+	s, err := auth.NewIssuers(c, list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, holds, ok := s.KeySet()
+	if !ok || state != auth.KeySetUnavailable {
+		t.Fatalf("worst key set state: %q %v", state, ok)
+	}
+	if holds {
+		t.Fatal("partner's key set holds readiness while corp's static keys verify its tokens")
+	}
+	// The single form, and partner alone: its start key set holds, as before.
+	alone := parseJWT(t, "    issuers:\n      - {name: partner, issuer: "+issuerB+", audience: sluice, jwks_url: "+b.URL()+"}\n")
+	jwks := auth.NewJWKS(auth.JWKSSettingsOf(alone.IssuerConfigs()[0].JWT), nil, clk.now)
+	jwks.MarkStartup()
+	t.Cleanup(jwks.Close)
+	v, err := auth.NewVerifier(alone.IssuerConfigs()[0].JWT, jwks, clk.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := auth.NewIssuers(alone, []auth.NamedVerifier{{Name: "partner", Verifier: v}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, holds, _ := one.KeySet(); !holds {
+		t.Fatal("one issuer's start key set never fetched does not hold readiness")
+	}
+}

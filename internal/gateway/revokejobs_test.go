@@ -144,3 +144,38 @@ type stubVerifier struct{}
 func (stubVerifier) Verify(context.Context, string) (auth.Identity, error) {
 	return auth.Identity{}, errors.New("stub")
 }
+
+// With auth.jwt.issuers, a token is verified by its entry's settings
+// alone: auth.jwt's shared_tenants is only the default of entries that
+// leave theirs unset (config inheritJWT). A tenant shared at the top but
+// by no entry (each wrote its own) is one no token can name: orphaned
+// once its last key goes, its jobs refused. The union of every list,
+// top level included, kept it and ran a removed key's queued jobs.
+func TestOrphanedTenantsOnlyWhatAnIssuerShares(t *testing.T) {
+	c, err := config.Parse([]byte(`auth:
+  keys: [{key: sk-b, tenant: beta}]
+  jwt:
+    shared_tenants: [acme]
+    issuers:
+      - {name: a, issuer: https://a/, audience: s, jwks_url: https://a/k, shared_tenants: []}
+      - {name: b, issuer: https://b/, audience: s, jwks_url: https://b/k, shared_tenants: [ops]}
+models:
+  - name: m1
+    backends:
+      - url: http://127.0.0.1:9001
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ic := range c.Auth.JWT.IssuerConfigs() {
+		if config.SharedTenant(ic.JWT.SharedTenants, "acme") {
+			t.Fatalf("issuer %q shares acme: the premise is gone", ic.Name)
+		}
+	}
+	ts := newTenants(c.Auth, stubVerifier{})
+	for tenant, want := range map[string]bool{"acme": true, "ops": false, "beta": false} {
+		if got := ts.orphaned(tenant); got != want {
+			t.Errorf("orphaned(%q) = %v, want %v", tenant, got, want)
+		}
+	}
+}

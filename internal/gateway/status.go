@@ -168,8 +168,9 @@ type readyDoc struct {
 	JWKS auth.KeySetState `json:"jwks,omitempty"`
 	// JWKSIssuers, with several issuers (auth.jwt.issuers), is each
 	// one's key set state by name; JWKS is then the worst of them, and
-	// only every start's key set unavailable makes the replica not
-	// ready (one provider down must not take the others' tokens out).
+	// only every start's key set unavailable, no issuer of static keys
+	// among them, makes the replica not ready (one provider down must
+	// not take the others' tokens out: auth.Issuers.KeySet).
 	JWKSIssuers map[string]auth.KeySetState `json:"jwks_issuers,omitempty"`
 	// JobsStore is "failing" while the embedded job store's disk refuses
 	// writes (new jobs, batches and files answered 503); absent

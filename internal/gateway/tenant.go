@@ -86,9 +86,15 @@ func newTenants(a config.Auth, tokens tokenVerifier) *tenants {
 
 // sharedTenants is the union of the shared_tenants patterns of every
 // issuer a token may come from (orphaned): a tenant any of them shares is
-// not lost with its last key.
+// not lost with its last key. With auth.jwt.issuers, the entries' own
+// lists, as their verifiers read them: auth.jwt's is only the default of
+// an entry that leaves its own unset (config inheritJWT), and counted
+// when every entry wrote its own, it kept a tenant no token can name.
 func sharedTenants(j config.JWT) []string {
-	shared := slices.Clone(j.SharedTenants)
+	if len(j.Issuers) == 0 {
+		return slices.Clone(j.SharedTenants)
+	}
+	var shared []string
 	for _, e := range j.Issuers {
 		shared = append(shared, e.SharedTenants...)
 	}
