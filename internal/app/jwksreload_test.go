@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
@@ -81,5 +82,39 @@ func TestReloadToAnUnfetchableKeySetWarns(t *testing.T) {
 	reload()
 	if s := status(); len(s.LastReloadWarnings) != 0 {
 		t.Fatalf("a reload with the key set fetched still warns: %+v", s)
+	}
+}
+
+// A reload warning for an unfetched key set names the key path its URL was
+// written at: with several issuers, the entry's (the first of a shared
+// key set's), not auth.jwt.jwks_url, which such a config does not have.
+func TestReloadWarningNamesTheIssuersKeyPath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	load := func(jwt string) config.JWT {
+		t.Helper()
+		src := "listen: 127.0.0.1:0\nqueue: {enabled: false}\nauth:\n  jwt:\n" + jwt +
+			"models:\n  - name: m1\n    backends:\n      - url: http://127.0.0.1:9\n"
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Auth.JWT
+	}
+	several := load("    jwks_min_refresh: 200ms\n    issuers:\n" +
+		"      - {name: corp, issuer: https://corp.test/, audience: sluice, hmac_secret: " + strings.Repeat("k", 32) + ", algorithms: [HS256]}\n" +
+		"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: https://partner.test/jwks.json}\n" +
+		"      - {name: third, issuer: https://third.test/, audience: sluice, jwks_url: https://third.test/jwks.json}\n")
+	ics := several.IssuerConfigs()
+	for i, want := range map[int]string{1: "auth.jwt.issuers[1].jwks_url", 2: "auth.jwt.issuers[2].jwks_url"} {
+		if got := jwksURLPath(several, auth.JWKSSettingsOf(ics[i].JWT)); got != want {
+			t.Errorf("key set of issuers[%d]: warning names %q, want %q", i, got, want)
+		}
+	}
+	single := load("    issuer: https://idp.test/\n    audience: sluice\n    jwks_url: https://idp.test/jwks.json\n")
+	if got := jwksURLPath(single, auth.JWKSSettingsOf(single.IssuerConfigs()[0].JWT)); got != "auth.jwt.jwks_url" {
+		t.Errorf("single form: warning names %q, want auth.jwt.jwks_url", got)
 	}
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/telemetry"
@@ -48,7 +50,7 @@ func (a *App) Reload() error {
 		return a.refuseReload(errWithPath(a.src.Path, err))
 	}
 	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
-	warnings := reloadWarnings(next)
+	warnings := reloadWarnings(next, cfg.Auth.JWT)
 	prev := a.gw.Runtime()
 	a.install(next)
 	a.logPoolChanges(prev, next.Runtime, "config reload")
@@ -84,16 +86,29 @@ func (a *App) Reload() error {
 // "jwks"), which a reload's does not (every replica takes a reload at
 // once), so before this it showed only as the fetch's own warning among
 // the log lines.
-func reloadWarnings(next *Built) []string {
+func reloadWarnings(next *Built, jwt config.JWT) []string {
 	var out []string
 	for _, j := range next.jwks {
 		if !j.Fetched().IsZero() {
 			continue
 		}
-		out = append(out, "auth.jwt.jwks_url: the issuer's key set could not be fetched ("+telemetry.RedactURL(j.Settings().URL)+
+		out = append(out, jwksURLPath(jwt, j.Settings())+": the issuer's key set could not be fetched ("+telemetry.RedactURL(j.Settings().URL)+
 			"); bearer tokens are answered 503 auth_keys_unavailable until a fetch succeeds (retried every jwks_min_refresh; /readyz \"jwks\")")
 	}
 	return out
+}
+
+// jwksURLPath is the key path of the jwks_url a key set of settings set
+// was made for: auth.jwt.jwks_url in the single form, the first
+// auth.jwt.issuers entry of those settings with several (entries of the
+// same settings share one key set).
+func jwksURLPath(jwt config.JWT, set auth.JWKSSettings) string {
+	for i, ic := range jwt.IssuerConfigs() {
+		if ic.Name != "" && ic.JWT.JWKSURL != "" && auth.JWKSSettingsOf(ic.JWT) == set {
+			return fmt.Sprintf("auth.jwt.issuers[%d].jwks_url", i)
+		}
+	}
+	return "auth.jwt.jwks_url"
 }
 
 func (a *App) refuseReload(err error) error {

@@ -139,8 +139,9 @@ func rebuiltStreamOf(line string) (string, bool) {
 	return "", false
 }
 
-// noteStartLine records, until the audit, the streams nats-server
-// rebuilt.
+// noteStartLine records the streams nats-server says it rebuilt. Only the
+// start's lines matter (the audit reads them once); lines of a later
+// in-process restart add to a map bounded by the store's streams.
 func (a *storeAudit) noteStartLine(line string) {
 	name, ok := rebuiltStreamOf(line)
 	if !ok {
