@@ -11,6 +11,19 @@ import (
 // which net/http holds in memory until read.
 const MaxH2StreamWindow = 1 << 20
 
+// UpstreamReceiveBuffer is the SO_RCVBUF of the lean client's connections
+// to http:// backends (Linux): the kernel keeps twice it, 1 MiB, for what
+// a backend sends ahead of the relay's reads, the same as an HTTP/2
+// stream's window, where autotuning let a stream whose client stopped
+// reading queue up to net.ipv4.tcp_rmem's maximum (32 MiB on Linux 6.18)
+// after a fast start. About 0.6-0.9 MiB of it is window (the rest is the kernel's
+// per-packet overhead), so a connection moves at most that per round
+// trip: over 500 MB/s within 1 ms (a backend in the same zone or host),
+// 60 MB/s at 10 ms, 6 MB/s at 100 ms (plain http:// to a backend that far
+// is rare; https:// backends go through net/http and keep autotuning).
+// A host with net.core.rmem_max below it gets less (twice rmem_max).
+const UpstreamReceiveBuffer = MaxH2StreamWindow / 2
+
 // NewTransport builds the upstream transport: keep-alive pools sized for
 // many concurrent streams, a bounded connect time, HTTP/2 where the backend
 // offers it over TLS, and no transparent compression (bytes are relayed

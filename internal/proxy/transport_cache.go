@@ -135,6 +135,7 @@ func (t *Transport) upstreamLocked(connectTimeout time.Duration, lean bool) http
 			// starts at 1 KiB and grows with the request.
 			ReadBufferSize:  32 << 10,
 			WriteBufferSize: 32 << 10,
+			ReceiveBuffer:   UpstreamReceiveBuffer,
 			Fallback:        tr,
 		})
 		t.lean[connectTimeout] = c
