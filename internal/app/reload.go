@@ -43,12 +43,23 @@ func (a *App) Reload() error {
 	if err != nil {
 		return a.refuseReload(errWithPath(a.src.Path, err))
 	}
+	if err := a.checkBatchWebhooks(cfg); err != nil {
+		return a.refuseReload(errWithPath(a.src.Path, err))
+	}
 	next, err := Build(cfg, a.deps, a.built)
 	if err != nil {
 		return a.refuseReload(errWithPath(a.src.Path, err))
 	}
-	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
-	warnings := reloadWarnings(next)
+	old := a.gw.Runtime().Config
+	var applied []string
+	if a.reloadBatchWebhooks(cfg, old) {
+		applied = append(applied, "queue.batch_webhooks")
+		a.log.Info("config reload: queue.batch_webhooks applied: batches ending from now on send their events to these endpoints; events already recorded keep theirs",
+			"endpoints", len(cfg.Queue.BatchWebhooks), "before", len(old.Queue.BatchWebhooks))
+	}
+	a.warnRestartOnly(cfg, old, applied...)
+	logConfigWarnings(a.log, cfg)
+	warnings := append(cfg.Warnings(), reloadWarnings(next)...)
 	prev := a.gw.Runtime()
 	a.install(next)
 	a.logPoolChanges(prev, next.Runtime, "config reload")
@@ -91,6 +102,15 @@ func reloadWarnings(next *Built) []string {
 			"); bearer tokens are answered 503 auth_keys_unavailable until a fetch succeeds (retried every jwks_min_refresh; /readyz \"jwks\")")
 	}
 	return out
+}
+
+// logConfigWarnings logs what cfg's file says that is valid but probably
+// not meant (config.Warnings), a line each, at a start, a reload and
+// `sluice check`.
+func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
 }
 
 func (a *App) refuseReload(err error) error {
