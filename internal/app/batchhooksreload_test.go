@@ -108,3 +108,45 @@ func TestBatchWebhookTenantTypoSaidAtStartAndReload(t *testing.T) {
 		t.Fatalf("the reload did not say it (its own line and in its warnings):\n%s", out)
 	}
 }
+
+// A queue started without queue.webhook_secret cannot sign events: a
+// reload adding the secret and endpoints applies neither, and names both
+// as needing a restart.
+func TestReloadOfBatchWebhooksWithoutSecretNeedsRestart(t *testing.T) {
+	be := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	dataDir := t.TempDir()
+	write := func(queue string) {
+		t.Helper()
+		src := "listen: 127.0.0.1:0\nlog: {access: false}\nforecast: {enabled: false}\n" +
+			"queue: {data_dir: " + dataDir + queue + "}\n" +
+			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logbuf.Buffer{}
+	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.release()
+	write(`, webhook_secret: s3cret, batch_webhooks: ["https://hooks.example/all"]`)
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if out := logs.String(); !strings.Contains(out, `keys="queue.webhook_secret, queue.batch_webhooks"`) || strings.Contains(out, "batch_webhooks applied") {
+		t.Fatalf("want both keys named as needing a restart, nothing applied:\n%s", out)
+	}
+	a.jobsMu.Lock()
+	got := a.jobs.store.BatchWebhooks()
+	a.jobsMu.Unlock()
+	if len(got) != 0 {
+		t.Fatalf("endpoints %+v applied to a queue that cannot sign them", got)
+	}
+}
