@@ -45,6 +45,13 @@ type App struct {
 	queueInfo gateway.QueueInfo // where the job queue lives; fixed at New
 	deps      Deps
 	gw        *gateway.Gateway
+	// queueStart is the queue section the job queue was opened with (or
+	// is being connected with): what a reload cannot change under it.
+	queueStart config.Queue
+	// batchHooks, guarded by jobsMu, are queue.batch_webhooks as the last
+	// reload applied them (nil: as at start), for a queue connected after
+	// that reload (connectQueue).
+	batchHooks *[]jobs.BatchEndpoint
 	// built is the runtime serving, with what the next build takes over
 	// from it; replaced by Reload under reloadMu.
 	built *Built
@@ -116,6 +123,7 @@ func New(cfg *config.Config, src Source, logger *slog.Logger) (*App, error) {
 // forecaster read (tests inject time); nil is the wall clock.
 func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func() time.Time) (*App, error) {
 	path := src.Path
+	logConfigWarnings(logger, cfg)
 	wall := now == nil
 	if wall {
 		now = time.Now
@@ -229,6 +237,7 @@ func (a *App) openJobQueue(cfg *config.Config, reg prometheus.Registerer, gwOpts
 	if !cfg.Queue.Enabled {
 		return nil
 	}
+	a.queueStart = cfg.Queue
 	served := func(model string) bool { _, ok := a.gw.Runtime().Pools[model]; return ok }
 	open := func() (*jobQueue, error) { return openQueue(cfg.Queue, reg, a.log, served, a.deps.Now) }
 	q, err := open()

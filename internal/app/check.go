@@ -24,8 +24,10 @@ type Checked struct {
 // logging a failure as a start would). It binds no port, connects to no
 // Redis or NATS (both are opened lazily or at Run) and writes nothing.
 // `sluice check` runs it, as `nginx -t`, before a deploy or a SIGHUP: an
-// error here is one a start would stop on, or a reload refuse.
+// error here is one a start would stop on, or a reload refuse. The file's
+// warnings (config.Warnings: valid, probably not meant) are logged first.
 func Check(cfg *config.Config, logger *slog.Logger) (Checked, error) {
+	logConfigWarnings(logger, cfg)
 	if _, err := loadCert(cfg.TLS); err != nil {
 		return Checked{}, err // a pair a start would refuse, or a reload
 	}

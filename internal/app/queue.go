@@ -23,7 +23,7 @@ import (
 // jobQueue is the durable queue behind async requests and the Batch API:
 // a NATS server embedded in this process (or an external one), the store
 // on it, and the HTTP layer. Built once per process; config reloads do not
-// touch it.
+// touch it, but for its batch-event endpoints (reloadBatchWebhooks).
 type jobQueue struct {
 	cfg config.Queue
 	emb *jobs.Embedded // nil with an external NATS
@@ -230,6 +230,11 @@ func (a *App) connectQueue(ctx context.Context) {
 			return
 		}
 		a.jobs = q
+		if a.batchHooks != nil { // a reload changed them while the queue was away
+			if err := q.store.SetBatchWebhooks(*a.batchHooks); err != nil {
+				a.log.Error("job queue: queue.batch_webhooks of the last reload refused; sending to those of the start", "error", err.Error())
+			}
+		}
 		a.gw.SetJobs(q.api)
 		a.gw.SetJobQueue(q.store.Backlog)
 		a.gw.SetJobStoreFault(q.store.DiskFault)

@@ -45,12 +45,23 @@ func (a *App) Reload() error {
 	if err != nil {
 		return a.refuseReload(errWithPath(a.src.Path, err))
 	}
+	if err := a.checkBatchWebhooks(cfg); err != nil {
+		return a.refuseReload(errWithPath(a.src.Path, err))
+	}
 	next, err := Build(cfg, a.deps, a.built)
 	if err != nil {
 		return a.refuseReload(errWithPath(a.src.Path, err))
 	}
-	a.warnRestartOnly(cfg, a.gw.Runtime().Config)
-	warnings := reloadWarnings(next, cfg.Auth.JWT)
+	old := a.gw.Runtime().Config
+	var applied []string
+	if a.reloadBatchWebhooks(cfg, old) {
+		applied = append(applied, "queue.batch_webhooks")
+		a.log.Info("config reload: queue.batch_webhooks applied: batches ending from now on send their events to these endpoints; events already recorded keep theirs",
+			"endpoints", len(cfg.Queue.BatchWebhooks), "before", len(old.Queue.BatchWebhooks))
+	}
+	a.warnRestartOnly(cfg, old, applied...)
+	logConfigWarnings(a.log, cfg)
+	warnings := append(cfg.Warnings(), reloadWarnings(next, cfg.Auth.JWT)...)
 	prev := a.gw.Runtime()
 	a.install(next)
 	a.logPoolChanges(prev, next.Runtime, "config reload")
@@ -109,6 +120,15 @@ func jwksURLPath(jwt config.JWT, set auth.JWKSSettings) string {
 		}
 	}
 	return "auth.jwt.jwks_url"
+}
+
+// logConfigWarnings logs what cfg's file says that is valid but probably
+// not meant (config.Warnings), a line each, at a start, a reload and
+// `sluice check`.
+func logConfigWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
 }
 
 func (a *App) refuseReload(err error) error {

@@ -15,7 +15,10 @@ import (
 // the file), and a reload that moved the Redis the Responses API ids are
 // kept in (rate_limits.redis, or cache.redis) was told nothing: the rate
 // limits moved, the ids stayed, silently.
-func (a *App) warnRestartOnly(cfg, old *config.Config) {
+//
+// applied are keys restartOnlyChanges names that this reload applied
+// nonetheless (queue.batch_webhooks: reloadBatchWebhooks).
+func (a *App) warnRestartOnly(cfg, old *config.Config, applied ...string) {
 	if cfg.Listen != old.Listen {
 		a.log.Warn("config reload: listen address changes need a restart; keeping the old one",
 			"old", old.Listen, "new", cfg.Listen)
@@ -28,7 +31,8 @@ func (a *App) warnRestartOnly(cfg, old *config.Config) {
 		a.log.Warn("config reload: turning tls on or off and tls.min_version need a restart; "+
 			"a new certificate pair is served now when tls stays on", "tls", old.TLS.Enabled())
 	}
-	if keys := restartOnlyChanges(cfg, old); len(keys) > 0 {
+	keys := slices.DeleteFunc(restartOnlyChanges(cfg, old), func(k string) bool { return slices.Contains(applied, k) })
+	if len(keys) > 0 {
 		a.log.Warn("config reload: these keys need a restart; the running values are kept until then "+
 			"(the rest of the file is applied)", "keys", strings.Join(keys, ", "))
 	}

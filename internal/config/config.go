@@ -74,6 +74,8 @@ type Config struct {
 
 	// checked: see Checked.
 	checked bool
+	// warnings: see Warnings.
+	warnings []*FieldError
 }
 
 // UpstreamClient values.
@@ -307,6 +309,9 @@ func LoadWith(path string, policyOK PolicyCheck) (*Config, error) {
 	if err != nil {
 		return nil, inFile(path, err)
 	}
+	for _, w := range cfg.warnings {
+		w.File = path
+	}
 	return cfg, nil
 }
 
@@ -351,6 +356,7 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	if err := cfg.ValidateWith(policyOK); err != nil {
 		return nil, lines.annotate(err)
 	}
+	cfg.warnings = cfg.batchTenantWarnings(lines)
 	return &cfg, nil
 }
 

@@ -113,7 +113,9 @@ type Queue struct {
 	// or {url: ..., tenants: [...]}, which gets only those tenants'
 	// (OpenAI scopes webhooks per project). Delivered at least once, as
 	// job webhooks are: retried for ~28 h, resent after a restart (see
-	// docs/RELIABILITY.md). Needs webhook_secret; at most 16.
+	// docs/RELIABILITY.md). Needs webhook_secret; at most 16. A reload
+	// applies a changed list to the batches that end after it; an event
+	// already recorded keeps the endpoint it was recorded for.
 	BatchWebhooks []BatchWebhook `yaml:"batch_webhooks"`
 	// WorkerToken is no longer used: separate `sluice worker` processes
 	// run jobs as their tenants through the admin listener, with
@@ -202,7 +204,10 @@ type BatchWebhook struct {
 	URL string `yaml:"url"`
 	// Tenants are the tenants whose batch events the endpoint receives
 	// (the tenant of keys[].tenant, or of a JWT's tenant claim); unset:
-	// every tenant's.
+	// every tenant's. A name no caller can have (not an auth.keys
+	// tenant; jwt:<claim> without auth.jwt; ip:<address> when every
+	// caller needs a key) is warned about at start, reload and `sluice
+	// check`, with its line.
 	Tenants []string `yaml:"tenants"`
 }
 

@@ -56,6 +56,46 @@ type BatchEndpoint struct {
 	Tenants []string
 }
 
+// BatchWebhooks are the batch-event endpoints in use now.
+func (s *Store) BatchWebhooks() []BatchEndpoint {
+	if p := s.batchHooks.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetBatchWebhooks replaces the batch-event endpoints (a config reload of
+// queue.batch_webhooks), checked as Open checks them; on an error the
+// ones in use are kept. A batch that ends from now on has its event sent
+// to these. Events already recorded keep the endpoint they were recorded
+// for (their record names it): the endpoints that received the batch's
+// tenant when the batch ended, which every process sharing the queue
+// sends to alike, whatever endpoints its own flags or file name (a
+// `sluice worker` is not reloaded with the gateway).
+func (s *Store) SetBatchWebhooks(endpoints []BatchEndpoint) error {
+	if err := CheckBatchEndpoints(endpoints, s.o.AllowPrivateWebhooks); err != nil {
+		return err
+	}
+	if len(endpoints) > 0 && len(s.o.WebhookSecret) == 0 {
+		return errors.New("jobs: batch webhook endpoints need the webhook secret, which this process started without")
+	}
+	endpoints = slices.Clone(endpoints)
+	s.batchHooks.Store(&endpoints)
+	return nil
+}
+
+// CheckBatchEndpoints refuses an endpoint no webhook may be sent to (as
+// Open and SetBatchWebhooks do), allowPrivate being
+// Options.AllowPrivateWebhooks.
+func CheckBatchEndpoints(endpoints []BatchEndpoint, allowPrivate bool) error {
+	for _, e := range endpoints {
+		if err := CheckWebhookURL(e.URL, allowPrivate); err != nil {
+			return fmt.Errorf("jobs: batch webhook endpoint: %w", err)
+		}
+	}
+	return nil
+}
+
 // receives reports whether tenant's batch events go to e.
 func (e BatchEndpoint) receives(tenant string) bool {
 	return e.Tenants == nil || slices.Contains(e.Tenants, tenant)
@@ -125,7 +165,8 @@ func batchEventID(batchID, typ string) string {
 // leaves the active index: an error (a record not written) leaves it
 // there, for the next evaluation to call it again.
 func (s *Store) batchEnded(ctx context.Context, b *batchRecord) error {
-	if len(s.o.BatchWebhooks) == 0 {
+	endpoints := s.BatchWebhooks()
+	if len(endpoints) == 0 {
 		return nil
 	}
 	typ, ok := batchEventType(b.Batch.Status)
@@ -153,7 +194,7 @@ func (s *Store) batchEnded(ctx context.Context, b *batchRecord) error {
 		return fmt.Errorf("jobs: encoding batch event: %w", err)
 	}
 	var errs []error
-	for _, e := range s.o.BatchWebhooks {
+	for _, e := range endpoints {
 		if !e.receives(b.Tenant) {
 			continue
 		}

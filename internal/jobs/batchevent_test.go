@@ -87,6 +87,8 @@ type eventReceiver struct {
 	// request ends (its sender gives up or closes).
 	status atomic.Int64
 	hang   atomic.Bool
+	// retryAfter, when set, is sent as Retry-After (seconds).
+	retryAfter atomic.Int64
 }
 
 func newEventReceiver(t *testing.T, status int, now func() time.Time) *eventReceiver {
@@ -107,6 +109,9 @@ func newEventReceiver(t *testing.T, status int, now func() time.Time) *eventRece
 		if r.hang.Load() {
 			<-req.Context().Done()
 			return
+		}
+		if ra := r.retryAfter.Load(); ra > 0 {
+			w.Header().Set("Retry-After", strconv.FormatInt(ra, 10))
 		}
 		w.WriteHeader(int(r.status.Load()))
 	}))

@@ -44,10 +44,19 @@ const DefaultFileWriteLease = 30 * time.Second
 type fileClaim struct {
 	Owner string `json:"owner"`
 	Until int64  `json:"until_ms"`
+	// Lease is how long its writer claims for (ms; heartbeats and the
+	// sweep lease): a claim ending more than two leases ahead of its
+	// reader's clock was written by a clock that fast, and is lapsed
+	// (Store.claimLapsed). 0: not said (the reader's own lease).
+	Lease int64 `json:"lease_ms,omitempty"`
 	// Via is the id of the embedded NATS server the owner ran and wrote
 	// through (Options.Embedded); empty when it wrote over the network.
 	Via string `json:"via_embedded,omitempty"`
 }
+
+// overNetwork is the connected embedded server of a claim's reader for a
+// claim that names none (file claims): never asked.
+func overNetwork() string { return "" }
 
 // errClaimLost ends a write whose claim another process holds now (it
 // took the claim over), or whose batch another process finished.
@@ -79,13 +88,15 @@ func (a *actor) startFinalization(ctx context.Context, target string, needFiles 
 		}
 		if needFiles {
 			switch w := r.Writer; {
-			case w != nil && w.Owner != s.owner && now.UnixMilli() < w.Until:
-				// Held: the holder writes; this tracker waits.
+			case w != nil && w.Owner != s.owner && !w.lapsed(now, s.o.FileWriteLease, overNetwork):
+				// Held: the holder writes; this tracker waits (a claim
+				// ending two leases ahead, its writer's clock that fast,
+				// is lapsed: Store.claimLapsed).
 			default:
 				if w != nil && w.Owner != s.owner {
 					took = w.Owner
 				}
-				r.Writer = &fileClaim{Owner: s.owner, Until: now.Add(s.o.FileWriteLease).UnixMilli()}
+				r.Writer = &fileClaim{Owner: s.owner, Until: now.Add(s.o.FileWriteLease).UnixMilli(), Lease: s.o.FileWriteLease.Milliseconds()}
 				claimed, changed = true, true
 			}
 		}

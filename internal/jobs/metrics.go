@@ -170,7 +170,7 @@ var (
 		"Pending webhooks resent by this process's sweep (their sender gone, or their next scheduled attempt due), by outcome: delivered, failed (given up), skipped (claimed by another process or recorded meanwhile: not sent), rescheduled (failed again, its next attempt later).",
 		[]string{"outcome"}, nil)
 	webhookRetriesDesc = prometheus.NewDesc("sluice_jobs_webhook_retries_scheduled_total",
-		"Webhook delivery rounds that failed with an answer worth retrying (408, 429, 5xx, a network error) and left the webhook pending, its next attempt on the retry schedule (up to ~28 h after its job finished).", nil, nil)
+		"Job webhook delivery rounds that failed with an answer worth retrying (408, 429, 5xx, a network error) and left the webhook pending, its next attempt on the retry schedule (up to ~28 h after its job finished). Batch events' are sluice_jobs_batch_events_total{outcome=\"rescheduled\"}, not counted here.", nil, nil)
 	batchEventsDesc = prometheus.NewDesc("sluice_jobs_batch_events_total",
 		"Rounds of OpenAI webhook events of ended batches (batch.completed/failed/cancelled/expired) to queue.batch_webhooks endpoints, by outcome: delivered; rescheduled (the round failed: pending, its next attempt on the retry schedule); deferred (a queue bound kept it out: pending, for the sweep); failed (a final answer, or the schedule exhausted). Pending events are sent by the sweep, resends also counted in sluice_jobs_webhook_resends_total.",
 		[]string{"outcome"}, nil)

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -263,6 +265,9 @@ type Store struct {
 	o     Options
 	log   *slog.Logger
 	owner string // names this process in claims (fileclaim.go)
+	// batchHooks are the batch-event endpoints in use: Options.BatchWebhooks
+	// at Open, then each SetBatchWebhooks' (a config reload).
+	batchHooks atomic.Pointer[[]BatchEndpoint]
 
 	nc       *nats.Conn
 	ncClosed chan struct{} // closed once nc is, after Drain finished
@@ -306,10 +311,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if o.URL == "" {
 		return nil, errors.New("jobs: Options.URL is required")
 	}
-	for _, e := range o.BatchWebhooks {
-		if err := CheckWebhookURL(e.URL, o.AllowPrivateWebhooks); err != nil {
-			return nil, fmt.Errorf("jobs: batch webhook endpoint: %w", err)
-		}
+	if err := CheckBatchEndpoints(o.BatchWebhooks, o.AllowPrivateWebhooks); err != nil {
+		return nil, err
 	}
 	// Reconnect forever: the queue outlives NATS restarts, and callers see
 	// errors (not a dead Store) while the server is away.
@@ -336,6 +339,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("jobs: connecting to %s: %w", telemetry.RedactURLs(o.URL), telemetry.RedactURLError(err, o.URL))
 	}
 	s := &Store{o: o, log: o.Logger.With("component", "jobs"), nc: nc, ncClosed: ncClosed, conn: conn, idemWait: idemWait}
+	hooks := slices.Clone(o.BatchWebhooks)
+	s.batchHooks.Store(&hooks)
 	s.held.limit = o.MaxHeldResultBytes
 	if s.owner, err = s.newID(o.Name+"-", 8); err != nil {
 		nc.Close()

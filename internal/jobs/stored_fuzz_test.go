@@ -17,19 +17,29 @@ import (
 // sweep-lease records in the jobs bucket, with any stored bytes, and
 // fileClaim.lapsed on what it reads. Properties: no panic; what the
 // writers store (json.Marshal of a fileClaim) reads back unchanged; a
-// claim is lapsed at and after its until_ms, and one made over the
-// network is held before it; a claim made through another run of the
-// embedded server is lapsed, one through this run is not.
+// claim is lapsed at and after its until_ms, and when it ends more than
+// two leases ahead (its own lease_ms, else the reader's), and one made
+// over the network is held between; a claim made through another run of
+// the embedded server is lapsed, one through this run is not.
 func FuzzReadClaim(f *testing.F) {
 	f.Add([]byte(`{"owner":"gw-1a2b","until_ms":1765000000000}`), "gw-1a2b", int64(1765000000000), "")
 	f.Add([]byte(`{"owner":"w","until_ms":1765000000000,"via_embedded":"NBX4"}`), "w", int64(-1), "NBX4")
 	f.Add([]byte(`{"owner":"w","until_ms":1e300}`), "", int64(0), "")
 	f.Add([]byte(`null`), "x", int64(1<<62), "y")
 	f.Add([]byte(`{"owner":7}`), "\xff", int64(5), "\x00")
+	f.Add([]byte(`{"owner":"w","until_ms":1796536000000,"lease_ms":30000}`), "w", int64(1765000060001), "")
 	f.Fuzz(func(t *testing.T, stored []byte, owner string, until int64, via string) {
 		now := time.UnixMilli(1765000000000)
+		const lease = 30 * time.Second
+		timeUp := func(c fileClaim) bool {
+			l := lease.Milliseconds()
+			if c.Lease > 0 && c.Lease <= maxClaimLease.Milliseconds() {
+				l = c.Lease
+			}
+			return now.UnixMilli() >= c.Until || c.Until > now.UnixMilli()+2*l
+		}
 		if c, ok := readClaim(stored); ok {
-			if c.lapsed(now, func() string { return "" }) != (now.UnixMilli() >= c.Until) {
+			if c.lapsed(now, lease, func() string { return "" }) != timeUp(c) {
 				t.Fatalf("%q: a claim over the network lapses by its time only", stored)
 			}
 		}
@@ -45,11 +55,11 @@ func FuzzReadClaim(f *testing.F) {
 		if !ok || got != want {
 			t.Fatalf("%s read back as %+v, %v; want %+v", b, got, ok, want)
 		}
-		byTime := now.UnixMilli() >= until
-		if got.lapsed(now, func() string { return "other-run" }) != (byTime || via != "" && via != "other-run") {
+		byTime := timeUp(got)
+		if got.lapsed(now, lease, func() string { return "other-run" }) != (byTime || via != "" && via != "other-run") {
 			t.Fatalf("%+v: lapsed wrong for another run of the embedded server", got)
 		}
-		if got.lapsed(now, func() string { return via }) != byTime {
+		if got.lapsed(now, lease, func() string { return via }) != byTime {
 			t.Fatalf("%+v: lapsed wrong on the run it was made through", got)
 		}
 	})

@@ -359,9 +359,12 @@ func (w *webhooks) endRound(it *hookItem, attempts int, err error, permanent boo
 		now := w.s.now()
 		if at, ok := w.s.nextRetry(time.Unix(it.j.FinishedAt, 0), now, now.Add(notBefore)); ok {
 			st.Status, st.FailedAt, st.NextAttemptAt = WebhookPending, 0, at.Unix()
-			w.retries.Add(1)
+			// Each retry counted once: a job's in the retries counter, a
+			// batch event's in its own (before, in both).
 			if it.ev != nil {
 				w.events[eventRescheduled].Add(1)
+			} else {
+				w.retries.Add(1)
 			}
 			if it.resend {
 				w.resends[resendRescheduled].Add(1)

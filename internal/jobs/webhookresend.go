@@ -195,7 +195,7 @@ func (w *webhooks) run(ctx context.Context) {
 func (w *webhooks) beat(ctx context.Context) error {
 	ctx, cancel := w.s.requestContext(ctx)
 	defer cancel()
-	b, _ := json.Marshal(fileClaim{Owner: w.s.owner, Until: w.s.now().Add(w.s.o.WebhookLease).UnixMilli(), Via: w.s.via()})
+	b, _ := json.Marshal(w.s.webhookClaim(w.s.now()))
 	_, err := w.s.jobs.Put(ctx, heartbeatKey(w.s.owner), b)
 	return err
 }
@@ -221,7 +221,7 @@ func (w *webhooks) takeSweepLease(ctx context.Context) (bool, error) {
 	ctx, cancel := w.s.requestContext(ctx)
 	defer cancel()
 	now := w.s.now()
-	b, _ := json.Marshal(fileClaim{Owner: w.s.owner, Until: now.Add(w.s.o.WebhookLease).UnixMilli(), Via: w.s.via()})
+	b, _ := json.Marshal(w.s.webhookClaim(now))
 	e, err := w.s.jobs.Get(ctx, webhookSweepKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		_, err = w.s.jobs.Create(ctx, webhookSweepKey, b)
@@ -361,6 +361,11 @@ func (w *webhooks) ownerGone(ctx context.Context, r *jobRecord, now time.Time, a
 	}
 }
 
+// webhookClaim is this process's heartbeat or sweep lease written at now.
+func (s *Store) webhookClaim(now time.Time) fileClaim {
+	return fileClaim{Owner: s.owner, Until: now.Add(s.o.WebhookLease).UnixMilli(), Lease: s.o.WebhookLease.Milliseconds(), Via: s.via()}
+}
+
 // via is the run of the embedded NATS server this Store writes through,
 // "" over the network (claims: fileClaim.Via).
 func (s *Store) via() string {
@@ -376,15 +381,36 @@ func (s *Store) via() string {
 // directory's only server (no cluster) and its process's connections to
 // it are in-process pipes that cannot reach a later run, so such a claim's
 // process is dead: killed (a stopped one deletes its heartbeat).
+//
+// A claim that ends more than two of its leases ahead of now is lapsed
+// too: no writer claims more than a lease ahead of its own clock, so its
+// writer's clock was more than a lease fast when it wrote it. Before, such
+// a claim held until its until_ms: a process whose clock ran a year fast,
+// then died, held the sweep lease (no pending webhook or batch event
+// resent by anyone) and kept its own webhooks "alive" for that year. A
+// live writer that fast loses its claims to the others: two sweepers, or
+// its webhooks resent beside it, which claimResend's compare-and-swap and
+// at-least-once delivery (the same webhook-id) already allow for.
 func (s *Store) claimLapsed(c fileClaim, now time.Time) bool {
-	return c.lapsed(now, s.nc.ConnectedServerId)
+	return c.lapsed(now, s.o.WebhookLease, s.nc.ConnectedServerId)
 }
 
-// lapsed is claimLapsed given the id of the embedded server this Store is
-// connected to ("" over the network), asked only of a claim made through
-// one.
-func (c fileClaim) lapsed(now time.Time, connectedServer func() string) bool {
-	if now.UnixMilli() >= c.Until {
+// maxClaimLease bounds the lease_ms a claim is read with (a longer one is
+// taken as not said): no writer claims for a day.
+const maxClaimLease = 24 * time.Hour
+
+// lapsed is claimLapsed given this Store's lease (for claims that do not
+// say theirs: written before lease_ms was) and the id of the embedded
+// server it is connected to ("" over the network), asked only of a claim
+// made through one.
+func (c fileClaim) lapsed(now time.Time, lease time.Duration, connectedServer func() string) bool {
+	if c.Lease > 0 && c.Lease <= maxClaimLease.Milliseconds() {
+		lease = time.Duration(c.Lease) * time.Millisecond
+	}
+	// The claim's lease once, and once more for its writer's clock being
+	// ahead of this one; compared as a difference, which cannot overflow
+	// once now < Until.
+	if now.UnixMilli() >= c.Until || c.Until-now.UnixMilli() > 2*lease.Milliseconds() {
 		return true
 	}
 	if c.Via == "" {
