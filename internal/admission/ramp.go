@@ -37,11 +37,6 @@ import (
 //     have, while a static limit is stated, so with static limits a held
 //     request never waits while slots stand free that no active tenant
 //     used recently;
-//   - held only by a full base, one streaming request at a time may go
-//     above it (a probe, rampprobe.go): once the engine starts it
-//     promptly its slot counts in the base, so on adaptive limits the
-//     base grows a slot per first token up to what the engines start,
-//     as TCP's slow start grows by acks;
 //   - its ramp ends once it is alone among the active tenants (the pool
 //     is work-conserving for a single tenant) or its allowance reaches the
 //     capacity.
@@ -156,12 +151,16 @@ func (q *Queue) noteGrant(tenant string, now time.Time) {
 		return
 	}
 	rs := q.ramps[tenant]
-	if rs != nil {
-		q.rotate(rs, tenant, now)
-		rs.peak = max(rs.peak, q.inUseOf(tenant))
-		rs.lastBusy = now
+	if rs == nil {
+		q.rotatePool(now)
+		q.poolPeak = max(q.poolPeak, q.inUse)
+		return
 	}
-	q.notePoolInUse(now)
+	q.rotate(rs, tenant, now)
+	rs.peak = max(rs.peak, q.inUseOf(tenant))
+	rs.lastBusy = now
+	q.rotatePool(now)
+	q.poolPeak = max(q.poolPeak, q.inUse)
 }
 
 // noteRelease records a live slot of tenant given back.
@@ -182,24 +181,12 @@ func (q *Queue) pruneRamps(now time.Time) {
 }
 
 // holds reports whether tenant's next request must wait for its ramp: it
-// is ramping, holds its allowance, no free slot is left beyond the other
-// active tenants' recent peaks, and no probe above the base may go (a
-// request that streams may probe: rampprobe.go). It ends a ramp that is
-// over.
-func (q *Queue) holds(tenant string, streams bool, now time.Time, capacity int) bool {
-	beyond, room := q.beyondBase(tenant, now, capacity)
-	return beyond && !(streams && room && q.mayProbe(now))
-}
-
-// beyondBase reports whether tenant's next grant would go beyond what its
-// ramp lets it hold within the base: it is ramping, holds its allowance,
-// and no free slot is left within the base beyond the other active
-// tenants' recent peaks. room says a slot of the capacity is free beyond
-// those peaks, for a probe above the base. It ends a ramp that is over.
-func (q *Queue) beyondBase(tenant string, now time.Time, capacity int) (beyond, room bool) {
+// is ramping, holds its allowance, and no free slot is left beyond the
+// other active tenants' recent peaks. It ends a ramp that is over.
+func (q *Queue) holds(tenant string, now time.Time, capacity int) bool {
 	rs := q.ramps[tenant]
 	if rs == nil || !rs.ramping {
-		return false, false
+		return false
 	}
 	weights, others, kept := rs.weight, false, 0
 	if len(q.ramps) > rampExact {
@@ -220,28 +207,25 @@ func (q *Queue) beyondBase(tenant string, now time.Time, capacity int) (beyond, 
 	allowance := max(int(float64(base)*rs.weight/weights/2), 1) + rs.completions
 	if !others || allowance >= capacity {
 		rs.ramping = false
-		return false, false
+		return false
 	}
 	if q.inUseOf(tenant) < allowance {
-		return false, false
+		return false
 	}
-	return q.inUse+1 > base-kept, q.inUse+kept < capacity
+	return q.inUse+1 > base-kept
 }
 
 // rampBase is the part of the capacity a ramping tenant's allowance and
 // spare slots are reckoned from: the slots the backends are known to have
 // (KnownCapacity: static limits) or, when more, the most the pool held in
-// the last one to two windows, a probe above it counted once its first
-// token came promptly (rampprobe.go); never more than the capacity.
+// the last one to two windows; never more than the capacity.
 //
 // An adaptive limit is not known capacity: the capacity is then a sum of
 // adaptive limits, which grow while nothing pushes back and can stand well
 // above what the backends can start (the chaos pool read 36-54 on 24 slots
 // in calm phases); a burst reckoned from it, or from half of it, overfilled
-// the engines. Beyond the recent peak such a pool grows by probes, one
-// grant above the base at a time, each adding its slot once the engine
-// started it promptly, as TCP's slow start grows its window by acks; and
-// through the ramping tenant's own completions.
+// the engines. Beyond the recent peak such a pool grows through the
+// ramping tenant's own completions, as TCP's slow start grows its window.
 //
 // A static limit is what the operator says the backend has. Reckoned from
 // the peak alone, a pool whose active tenants held few slots kept the rest
@@ -301,18 +285,13 @@ func (q *Queue) unparkFreed(now time.Time, capacity int) {
 	if len(q.parked) == 0 {
 		return
 	}
-	type key struct {
-		tenant  string
-		streams bool
-	}
-	decided := map[key]bool{}
+	decided := map[string]bool{}
 	kept := q.parked[:0]
 	for _, w := range q.parked {
-		k := key{w.req.Tenant, w.req.Streams}
-		held, ok := decided[k]
+		held, ok := decided[w.req.Tenant]
 		if !ok {
-			held = q.holds(w.req.Tenant, w.req.Streams, now, capacity)
-			decided[k] = held
+			held = q.holds(w.req.Tenant, now, capacity)
+			decided[w.req.Tenant] = held
 		}
 		if held {
 			kept = append(kept, w)
@@ -335,7 +314,7 @@ func (q *Queue) parkHeldHeads(now time.Time, capacity int) {
 		return
 	}
 	for _, c := range q.classes {
-		for h := c.head(); h != nil && q.holds(h.req.Tenant, h.req.Streams, now, capacity); h = c.head() {
+		for h := c.head(); h != nil && q.holds(h.req.Tenant, now, capacity); h = c.head() {
 			c.remove(h)
 			q.park(h)
 		}
