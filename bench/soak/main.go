@@ -81,6 +81,7 @@ func main() {
 	flag.BoolVar(&webhooks, "webhooks", false, "half the async jobs with a webhook to a receiver in the driver; lost ones fail the run")
 	flag.BoolVar(&batchWebhooks, "batch-webhooks", false, "queue.batch_webhooks: two endpoints in the driver, one for every tenant, one for the tenant of half the batches; an event lost or sent to the wrong tenant's endpoint fails the run")
 	flag.DurationVar(&stallFor, "stall", 0, "half the slow readers stop reading their stream for this long after 4 KiB, then read the rest (0: none)")
+	flag.BoolVar(&revoke, "revoke", false, "auth.keys lists one API key, its tenant's only one, removed by every fourth reload and put back by the next; 20 async jobs queued under it just before each removal must end succeeded or failed api_key_revoked")
 	flag.Parse()
 	*duration = min(*duration, 2*time.Hour)
 	*rate = math.Min(*rate, 50)
@@ -100,6 +101,7 @@ var (
 	webhooks      bool
 	batchWebhooks bool
 	stallFor      time.Duration
+	revoke        bool
 )
 
 func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, rate float64, interval, reloadEvery time.Duration, kills int, seed uint64) error {
@@ -124,7 +126,7 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	if bhooks != nil {
 		hooksYAML = bhooks.yaml()
 	}
-	r, err := newRig(ctx, exe, dir, 4, hooksYAML)
+	r, err := newRig(ctx, exe, dir, 4, hooksYAML, revoke)
 	if err != nil {
 		return err
 	}
@@ -136,6 +138,10 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	smp := &sampler{admin: r.admin, pid: r.gw.pid(), simPorts: ports, client: &http.Client{Timeout: 30 * time.Second}, nats: r.nats}
 	d := newDriver("http://"+r.listen, seed, 48)
 	d.bhooks = bhooks
+	var rtally *revokeTally
+	if revoke {
+		rtally = newRevokeTally()
+	}
 	if webhooks {
 		h, err := newHookSink()
 		if err != nil {
@@ -245,6 +251,10 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 			if leaving {
 				d.resp.disturb()
 			}
+			if rtally != nil && revokeKeyOn(r.reloads) && !revokeKeyOn(r.reloads+1) {
+				// Queued just before the reload that removes their key.
+				d.revokeBurst(ctx, rtally, 20)
+			}
 			if err := r.reload(); err != nil {
 				event("reload: %v", err)
 			}
@@ -285,6 +295,9 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 			return err
 		}
 	}
+	if rtally != nil {
+		rtally.wg.Wait() // the key is back (reloads even): the pollers see their jobs' ends
+	}
 	idleAfter, err := idle(ctx, d, smp, dir, "after")
 	if err != nil {
 		return err
@@ -301,6 +314,9 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	}
 	if d.bhooks != nil {
 		ok = d.bhooks.report(os.Stdout) && ok
+	}
+	if rtally != nil {
+		ok = rtally.report(os.Stdout) && ok
 	}
 	ok = d.ep.report(os.Stdout, "endpoints", "not a 2xx of the simulator's shape, not an overload's 429/503 with Retry-After, not a cut or 502/503/504 during a disturbance") && ok
 	fmt.Printf("\nidle, no traffic, driver's connections closed (profiles in %s/{before,after}-*):\n", dir)

@@ -102,10 +102,11 @@ type rig struct {
 	extraBackendOn bool
 	nats           string // the embedded NATS server's client address (queue.listen): the sampler counts its consumers
 	batchHooksYAML string // queue.batch_webhooks entries ("": none)
+	revoke         bool   // --revoke: auth.keys lists revokeKey while revokeKeyOn(reloads)
 }
 
-func newRig(ctx context.Context, exe, dir string, sims int, batchHooksYAML string) (*rig, error) {
-	r := &rig{exe: exe, dir: dir, perIPRate: []int{20, 25}, batchHooksYAML: batchHooksYAML}
+func newRig(ctx context.Context, exe, dir string, sims int, batchHooksYAML string, revoke bool) (*rig, error) {
+	r := &rig{exe: exe, dir: dir, perIPRate: []int{20, 25}, batchHooksYAML: batchHooksYAML, revoke: revoke}
 	var err error
 	if r.listen, err = freePort(); err != nil {
 		return nil, err
@@ -181,6 +182,9 @@ func (r *rig) config() string {
 	b.WriteString(r.batchHooksYAML) // queue.batch_webhooks (--batch-webhooks), "" without
 	fmt.Fprintf(&b, "forecast:\n  snapshot: %s\n", filepath.Join(r.dir, "forecast.snapshot"))
 	fmt.Fprintf(&b, "rate_limits:\n  per_ip: {requests: \"rate=%dr/s burst=20 nodelay\"}\n", r.perIPRate[r.reloads%2])
+	if r.revoke {
+		b.WriteString(revokeYAML(revokeKeyOn(r.reloads)))
+	}
 	b.WriteString("models:\n  - name: sim-model\n    backends:\n")
 	n := len(r.simAddrs) - 1
 	if r.extraBackendOn {

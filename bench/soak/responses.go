@@ -28,10 +28,15 @@ type respState struct {
 	fails   failLog
 }
 
-// respID is a stored response and the epoch it was made in.
+// respID is a stored response, the epoch it was made in and the client
+// (source address) that made it: with auth on (--revoke lists keys) an
+// anonymous caller's response is its address's, and a continuation from
+// another address is an honest 400 previous_response_not_found (183 such
+// failed soak10's verdict).
 type respID struct {
-	id    string
-	epoch int
+	id     string
+	epoch  int
+	client *http.Client
 }
 
 // disturb records that a backend went away (or came back empty): answers
@@ -176,6 +181,9 @@ func (d *driver) responses(ctx context.Context, c *http.Client) {
 		if p, ok := d.resp.pick(d.intn); ok {
 			body["previous_response_id"] = p.id
 			kind, since, followUp = kind+"-cont", p.epoch, true
+			if p.client != nil {
+				c = p.client // from the address that made it
+			}
 		}
 	}
 	b, _ := json.Marshal(body)
@@ -198,7 +206,7 @@ func (d *driver) responses(ctx context.Context, c *http.Client) {
 			return // a deleted id is never continued
 		}
 	}
-	d.resp.add(respID{id: id, epoch: made})
+	d.resp.add(respID{id: id, epoch: made, client: c})
 }
 
 // respCall sends one Responses request, counts its outcome and returns the

@@ -2,6 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,4 +93,64 @@ func TestSettledWaitsForAnnouncedDisturbance(t *testing.T) {
 		t.Fatalf("a run that ended first: settled = %d, want 1 (no disturbance counted)", got)
 	}
 	bg.Wait()
+}
+
+// With auth on, a response belongs to the address that made it: the
+// driver continues it from that address. The server here owns each id by
+// the client that made it (a header its transport adds) and answers a
+// continuation from another 400, as the gateway does.
+func TestContinuationsComeFromTheMakersAddress(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		owner = map[string]string{}
+		n     int
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Prev   string `json:"previous_response_id"`
+			Stream bool   `json:"stream"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		from := r.Header.Get("X-From")
+		mu.Lock()
+		defer mu.Unlock()
+		if body.Prev != "" && owner[body.Prev] != from {
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":{"code":"previous_response_not_found"}}`)
+			return
+		}
+		n++
+		id := fmt.Sprintf("resp_%d", n)
+		owner[id] = from
+		if body.Stream {
+			fmt.Fprintf(w, "data: {\"type\":\"response.completed\",\"response\":{\"id\":%q}}\n\n", id)
+			return
+		}
+		fmt.Fprintf(w, `{"id":%q}`, id)
+	}))
+	defer srv.Close()
+	d := newDriver(srv.URL, 7, 4)
+	clients := []*http.Client{}
+	for _, name := range []string{"a", "b", "c"} {
+		clients = append(clients, &http.Client{Transport: fromHeader{name}})
+	}
+	for i := 0; i < 300; i++ {
+		d.responses(context.Background(), clients[i%len(clients)])
+	}
+	var b strings.Builder
+	if !d.respSummary(&b) {
+		t.Fatalf("continuations refused as another address's:\n%s", b.String())
+	}
+	if !strings.Contains(d.summary(), "-cont 200") {
+		t.Fatalf("no continuation was sent:\n%s", d.summary())
+	}
+}
+
+// fromHeader marks a client's requests, standing for its source address.
+type fromHeader struct{ name string }
+
+func (f fromHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-From", f.name)
+	return http.DefaultTransport.RoundTrip(r)
 }

@@ -28,6 +28,7 @@ type driver struct {
 	burst   *http.Client   // the rate-limit burst: one address
 	flood   []*http.Client // the queue burst: 8 more addresses
 	slow    *http.Client   // slow readers: a 4 KiB receive buffer
+	keyed   *http.Client   // --revoke's jobs under the API key: one address
 	sem     chan struct{}  // bounds the mix's requests in flight
 	slowSem chan struct{}
 
@@ -53,6 +54,7 @@ func newDriver(base string, seed uint64, maxInFlight int) *driver {
 	// side's idle timeout) would be most of what the samples measure.
 	d.burst = clientFrom("127.0.0.3", 0, false)
 	d.slow = clientFrom("127.0.0.4", 4096, true)
+	d.keyed = clientFrom("127.0.0.5", 0, false)
 	return d
 }
 
