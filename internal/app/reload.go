@@ -39,6 +39,9 @@ func (a *App) Reload() error {
 	if err != nil {
 		return a.refuseReload(err)
 	}
+	if err := checkAuthKept(cfg, a.gw.Runtime().Config); err != nil {
+		return a.refuseReload(err)
+	}
 	// The pair is read on every reload, changed or not: a renewed
 	// certificate at the same paths is what certbot and cert-manager leave.
 	cert, err := loadCert(cfg.TLS)
