@@ -67,6 +67,7 @@ func (a *App) Reload() error {
 	warnings := append(cfg.Warnings(), reloadWarnings(next, cfg.Auth.JWT)...)
 	prev := a.gw.Runtime()
 	a.install(next)
+	a.recordRevocations(prev, next.Runtime)
 	a.logPoolChanges(prev, next.Runtime, "config reload")
 	if a.discovering {
 		a.disc.Sync(discoverySources(cfg))

@@ -1,7 +1,11 @@
 package app
 
 import (
+	"context"
+	"time"
+
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/gateway"
 )
 
 // authOn reports whether cfg checks credentials: API keys listed, or
@@ -34,4 +38,47 @@ func checkAuthKept(cfg, old *config.Config) error {
 	}
 	return cfg.KeyError(key, "the reload "+what+", which would serve every caller unauthenticated (open mode); "+
 		"refused, the running keys and tokens stay in force: list a key, or restart the gateway to run open")
+}
+
+// revocationWrite bounds a reload's writes to the revocation record.
+const revocationWrite = 10 * time.Second
+
+// recordRevocations writes to the job store's revocation record the
+// tenants the reload from prev to next left without an API key, and
+// clears the record of those a key names again (gateway.RevocationChange),
+// so that a gateway restarted with the key removed, and every replica
+// sharing the store whose config does not name the tenant, refuse its
+// queued jobs as this process does from memory. Without a connected
+// queue (or when the write fails) the revocation holds in this process
+// alone, as before the record, and the log says so.
+func (a *App) recordRevocations(prev, next *gateway.Runtime) {
+	lost, found := gateway.RevocationChange(prev, next)
+	if len(lost) == 0 && len(found) == 0 {
+		return
+	}
+	a.jobsMu.Lock()
+	q := a.jobs
+	a.jobsMu.Unlock()
+	if q == nil {
+		if len(lost) > 0 {
+			a.log.Warn("config reload: revoked tenants not recorded in the job store (the queue is off or not connected): only this process refuses their queued jobs",
+				"tenants", len(lost))
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), revocationWrite)
+	defer cancel()
+	if err := q.store.ClearRevoked(ctx, found); err != nil {
+		a.log.Warn("config reload: the revocation record of tenants named again not cleared: processes whose config does not name them refuse their jobs until queue.retention",
+			"tenants", len(found), "error", err.Error())
+	}
+	if err := q.store.RecordRevoked(ctx, lost); err != nil {
+		a.log.Warn("config reload: revoked tenants not recorded in the job store: only this process refuses their queued jobs",
+			"tenants", len(lost), "error", err.Error())
+		return
+	}
+	if len(lost) > 0 {
+		a.log.Info("config reload: revoked tenants recorded in the job store: every gateway sharing it whose config does not name them refuses their queued jobs",
+			"tenants", len(lost))
+	}
 }

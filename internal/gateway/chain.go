@@ -287,7 +287,11 @@ func (s identifyStage) serve(x *exchange) bool {
 	x.rec.client = x.from.addr
 	if x.job != nil {
 		x.id, x.rec.job = x.job.id, true
-		if refusal := s.g.lost.refuses(x.id.tenant, x.rt.tenants); refusal != nil {
+		refusal := s.g.lost.refuses(x.id.tenant, x.rt.tenants)
+		if refusal == nil {
+			refusal = s.g.recordRefuses(x.r.Context(), x.id.tenant, x.rt.tenants)
+		}
+		if refusal != nil {
 			x.job.revoked = true
 			x.rec.tenant = x.id.tenant
 			x.refuse(refusal)

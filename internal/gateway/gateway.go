@@ -167,7 +167,10 @@ type Gateway struct {
 	jobQueue atomic.Pointer[JobQueueStatus]
 	// jobStoreFault is the embedded job store's disk fault (SetJobStoreFault).
 	jobStoreFault atomic.Pointer[func() error]
-	backlog       backlogMemo
+	// revocations is the job store's record of revoked tenants
+	// (SetRevocations, revokerecord.go).
+	revocations atomic.Pointer[Revocations]
+	backlog     backlogMemo
 	// owners are the Responses API ids relayed and their backends
 	// (respowners.go); followUps counts their follow-ups (responses.go);
 	// lookups bounds what asking the backends for ids nobody holds costs
