@@ -198,6 +198,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	if a.jobs != nil {
 		a.gw.SetJobQueue(a.jobs.store.Backlog)
 		a.gw.SetJobStoreFault(a.jobs.store.DiskFault)
+		a.gw.SetRevocations(a.jobs.store)
 	}
 	registerUpstreamMetrics(reg, deps.Transport)
 	registerRingMetrics(reg, deps.Rings)

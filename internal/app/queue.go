@@ -238,6 +238,7 @@ func (a *App) connectQueue(ctx context.Context) {
 		a.gw.SetJobs(q.api)
 		a.gw.SetJobQueue(q.store.Backlog)
 		a.gw.SetJobStoreFault(q.store.DiskFault)
+		a.gw.SetRevocations(q.store)
 		q.startWorker(a.gw)
 		a.jobsMu.Unlock()
 		a.log.Info("job queue connected")

@@ -39,6 +39,9 @@ func (a *App) Reload() error {
 	if err != nil {
 		return a.refuseReload(err)
 	}
+	if err := checkAuthKept(cfg, a.gw.Runtime().Config); err != nil {
+		return a.refuseReload(err)
+	}
 	// The pair is read on every reload, changed or not: a renewed
 	// certificate at the same paths is what certbot and cert-manager leave.
 	cert, err := loadCert(cfg.TLS)
@@ -64,6 +67,7 @@ func (a *App) Reload() error {
 	warnings := append(cfg.Warnings(), reloadWarnings(next, cfg.Auth.JWT)...)
 	prev := a.gw.Runtime()
 	a.install(next)
+	a.recordRevocations(prev, next.Runtime)
 	a.logPoolChanges(prev, next.Runtime, "config reload")
 	if a.discovering {
 		a.disc.Sync(discoverySources(cfg))

@@ -76,6 +76,10 @@ type Config struct {
 	checked bool
 	// warnings: see Warnings.
 	warnings []*FieldError
+	// file and lines: where the config was read from and each key's
+	// line in it, for KeyError ("" and nil from flags or Parse's bytes).
+	file  string
+	lines keyLines
 }
 
 // UpstreamClient values.
@@ -312,6 +316,7 @@ func LoadWith(path string, policyOK PolicyCheck) (*Config, error) {
 	for _, w := range cfg.warnings {
 		w.File = path
 	}
+	cfg.file = path
 	return cfg, nil
 }
 
@@ -357,6 +362,7 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 		return nil, lines.annotate(err)
 	}
 	cfg.warnings = cfg.batchTenantWarnings(lines)
+	cfg.lines = lines
 	return &cfg, nil
 }
 

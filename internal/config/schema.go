@@ -505,3 +505,12 @@ func valueName(n *yaml.Node) string {
 	}
 	return strconv.Quote(v)
 }
+
+// KeyError is a problem with key found outside validation (a reload the
+// running gateway refuses), told as validation's are: the file the config
+// was read from and the line of key, or of its nearest parent present in
+// the file (none when the config came from flags, or key's section is
+// absent).
+func (c *Config) KeyError(key, problem string) *FieldError {
+	return &FieldError{File: c.file, Key: key, Line: c.lines.lineOf(key), Problem: problem}
+}

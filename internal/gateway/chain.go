@@ -287,10 +287,14 @@ func (s identifyStage) serve(x *exchange) bool {
 	x.rec.client = x.from.addr
 	if x.job != nil {
 		x.id, x.rec.job = x.job.id, true
-		if s.g.lost.has(x.id.tenant) && x.rt.tenants.orphaned(x.id.tenant) {
+		refusal := s.g.lost.refuses(x.id.tenant, x.rt.tenants)
+		if refusal == nil {
+			refusal = s.g.recordRefuses(x.r.Context(), x.id.tenant, x.rt.tenants)
+		}
+		if refusal != nil {
 			x.job.revoked = true
 			x.rec.tenant = x.id.tenant
-			x.refuse(errTenantRevoked)
+			x.refuse(refusal)
 			return false
 		}
 	} else {

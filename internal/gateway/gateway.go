@@ -167,7 +167,10 @@ type Gateway struct {
 	jobQueue atomic.Pointer[JobQueueStatus]
 	// jobStoreFault is the embedded job store's disk fault (SetJobStoreFault).
 	jobStoreFault atomic.Pointer[func() error]
-	backlog       backlogMemo
+	// revocations is the job store's record of revoked tenants
+	// (SetRevocations, revokerecord.go).
+	revocations atomic.Pointer[Revocations]
+	backlog     backlogMemo
 	// owners are the Responses API ids relayed and their backends
 	// (respowners.go); followUps counts their follow-ups (responses.go);
 	// lookups bounds what asking the backends for ids nobody holds costs
@@ -264,8 +267,13 @@ func (g *Gateway) Swap(rt *Runtime) {
 		g.log.Warn("config reload: requests of removed API keys ended", "requests", n)
 	}
 	if prev != nil {
-		if n := g.lost.update(prev.tenants, rt.tenants); n > 0 && g.log != nil {
+		n, fromTokens := g.lost.update(prev.tenants, rt.tenants)
+		if n > 0 && g.log != nil {
 			g.log.Warn("config reload: tenants left without an API key: their queued jobs and batches end unrun (api_key_revoked)", "tenants", n)
+		}
+		if fromTokens > 0 && g.log != nil {
+			g.log.Warn("config reload: token tenants left without an issuer (a removed issuer's namespace, or a shared_tenants pattern no issuer shares now): their queued jobs and batches end unrun (api_key_revoked)",
+				"namespaces", fromTokens)
 		}
 		// Requests still running on prev pick from rt's pools from now
 		// on (Pool.successor).

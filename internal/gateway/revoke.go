@@ -133,15 +133,22 @@ var errTenantRevoked = &openai.Error{Status: jobs.StatusRevoked, Type: openai.Ty
 type lostTenants struct {
 	mu  sync.Mutex
 	set map[string]struct{}
+	// spaces are the token namespaces of issuers a reload removed (prefix
+	// -> the issuer's iss), shares the shared_tenants patterns no issuer
+	// shares any more (revoketokens.go).
+	spaces map[string]string
+	shares map[string]struct{}
 }
 
 // update records the reload from prev to next: the tenants prev's keys
 // named that next orphans are lost, and a lost tenant next names (or no
 // longer orphans: open mode, a shared tenant of tokens) is found again.
-// It returns how many were lost by this reload.
-func (l *lostTenants) update(prev, next *tenants) int {
+// It returns how many tenants were lost by this reload, and how many
+// token namespaces and shared patterns (updateTokens).
+func (l *lostTenants) update(prev, next *tenants) (tenants, fromTokens int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	fromTokens = l.updateTokens(prev, next)
 	for t := range l.set {
 		if !next.orphaned(t) {
 			delete(l.set, t)
@@ -158,13 +165,34 @@ func (l *lostTenants) update(prev, next *tenants) int {
 		l.set[t] = struct{}{}
 		n++
 	}
-	return n
+	return n, fromTokens
 }
 
-// has reports whether tenant is lost.
-func (l *lostTenants) has(tenant string) bool {
+// refuses is the answer to a job of tenant, nil to run it: a tenant whose
+// last key a reload removed, or one a removed issuer's tokens named (its
+// namespace, or a shared_tenants pattern), that cur, the runtime the job
+// is judged on, names no more. Open mode and anonymous ("ip:") tenants
+// are never refused.
+func (l *lostTenants) refuses(tenant string, cur *tenants) *openai.Error {
+	if !cur.authOn() || strings.HasPrefix(tenant, "ip:") {
+		return nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, ok := l.set[tenant]
-	return ok
+	if strings.HasPrefix(tenant, config.TokenTenantPrefix) {
+		if l.refusesToken(tenant, cur) {
+			return errIssuerRevoked
+		}
+		return nil
+	}
+	if !cur.orphaned(tenant) {
+		return nil
+	}
+	if _, ok := l.set[tenant]; ok {
+		return errTenantRevoked
+	}
+	if l.sharedLost(tenant) {
+		return errIssuerRevoked
+	}
+	return nil
 }

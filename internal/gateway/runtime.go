@@ -63,13 +63,14 @@ type Parts struct {
 // NewRuntime assembles a Runtime for cfg from its parts; the caller-facing
 // policies (tenants, client address, cache rules) are read from cfg.
 func NewRuntime(cfg *config.Config, p Parts) *Runtime {
-	rt := &Runtime{Config: cfg, Pools: make(map[string]*Pool, len(p.Pools)), tenants: newTenants(cfg.Auth, nil),
+	var tokens tokenVerifier // nil, not a nil *auth.Issuers: JWTs off
+	if p.Tokens != nil {
+		tokens = p.Tokens
+	}
+	rt := &Runtime{Config: cfg, Pools: make(map[string]*Pool, len(p.Pools)), tenants: newTenants(cfg.Auth, tokens),
 		forwarder: p.Forwarder, limiter: p.Limiter, cache: p.Cache, memo: p.Memo, cacheMetrics: p.CacheMetrics, flights: p.Flights}
 	if p.Cache != nil {
 		rt.ccValues = make([]atomic.Pointer[string], maxKeptMaxAge+1)
-	}
-	if p.Tokens != nil {
-		rt.tenants.tokens = p.Tokens
 	}
 	for _, pool := range p.Pools {
 		rt.Pools[pool.Model] = pool

@@ -66,6 +66,9 @@ type tenants struct {
 	// written under auth.jwt): tenants some token may name as is.
 	shared []string
 	tokens tokenVerifier // nil: JWTs off
+	// spaces are the token tenants' namespaces, one per issuer (nil with
+	// JWTs off): what a reload removing an issuer loses (lostTenants).
+	spaces []tokenSpace
 	realIP realIP
 }
 
@@ -73,6 +76,9 @@ func newTenants(a config.Auth, tokens tokenVerifier) *tenants {
 	t := &tenants{require: a.RequireKey, byKey: make(map[[sha256.Size]byte]config.Tenant, len(a.Keys)), tokens: tokens,
 		named: make(map[string]struct{}, len(a.Keys)), shared: sharedTenants(a.JWT),
 		realIP: newRealIP(a.TrustedProxies, a.ForwardedHeader)}
+	if tokens != nil {
+		t.spaces = tokenSpaces(a.JWT)
+	}
 	for _, k := range a.Keys {
 		d := sha256.Sum256([]byte(k.Key))
 		if k.Tenant == "" {

@@ -1,0 +1,108 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/jobs"
+)
+
+// revokeRecordConfig writes a config of the keys (YAML flow entries), the
+// embedded queue in dataDir with workers (YAML under queue), and the
+// model m on be.
+func revokeRecordConfig(t *testing.T, path, dataDir, be, keys, workers string) {
+	t.Helper()
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+auth:
+  require_key: true
+  keys: [%s]
+queue:
+  data_dir: %s
+  %s
+models:
+  - name: m
+    backends:
+      - url: %s
+`, keys, dataDir, workers, be)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A reload that removes a tenant's last key records the revocation in
+// the job store, so a gateway restarted with the key removed refuses the
+// tenant's queued jobs too. Before, the revocation lived in the memory of
+// the process that reloaded: the restarted gateway ran the job on the
+// backend and it ended succeeded. The tenant that keeps its key is
+// untouched.
+func TestRestartedGatewayRefusesARevokedTenantsJobs(t *testing.T) {
+	var calls atomic.Int32
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/v1/chat/completions" { // not the health probes
+			calls.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	defer be.Close()
+	path, dataDir := filepath.Join(t.TempDir(), "sluice.yaml"), t.TempDir()
+	both := "{key: sk-gone, tenant: gone}, {key: sk-kept, tenant: kept}"
+	kept := "{key: sk-kept, tenant: kept}"
+	noWorkers := "workers: 0\n  worker_disabled: true"
+
+	revokeRecordConfig(t, path, dataDir, be.URL, both, noWorkers)
+	a := newApp(t, path)
+	url, _, stop, done := runApp(t, a)
+	goneLoc, keptLoc := submitAsync(t, url, "sk-gone"), submitAsync(t, url, "sk-kept")
+	revokeRecordConfig(t, path, dataDir, be.URL, kept, noWorkers)
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	a.release()
+
+	// The restart: the same store, the key still removed, workers on.
+	revokeRecordConfig(t, path, dataDir, be.URL, kept, "workers: 2")
+	b := newApp(t, path)
+	defer b.release()
+	url, _ = serveApp(t, b)
+	waitJob(t, url, keptLoc, "sk-kept", func(m map[string]any) bool { return m["status"] == string(jobs.StatusSucceeded) })
+	id := goneLoc[strings.LastIndex(goneLoc, "/")+1:]
+	var gone *jobs.Job
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b.jobsMu.Lock()
+		q := b.jobs
+		b.jobsMu.Unlock()
+		if q != nil {
+			j, err := q.store.Job(context.Background(), "gone", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.Status.Terminal() {
+				gone = j
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("gone's job did not end")
+		}
+	}
+	if gone.Status != jobs.StatusFailed || gone.Error == nil || gone.Error.Code != jobs.CodeRevoked || calls.Load() != 1 {
+		t.Fatalf("after the restart, gone's job: %s %+v, %d backend calls; want failed %s and 1 call (kept's)",
+			gone.Status, gone.Error, calls.Load(), jobs.CodeRevoked)
+	}
+}

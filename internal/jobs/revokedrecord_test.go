@@ -1,0 +1,39 @@
+package jobs
+
+import (
+	"testing"
+)
+
+// The revocation record is shared by every Store on one server (a
+// restarted gateway, another replica): a tenant recorded by one is seen
+// by another, cleared by either, and a tenant never recorded (or one of
+// the same hash prefix's neighbours) is not revoked.
+func TestRevocationRecordIsShared(t *testing.T) {
+	a, srv := newStore(t, nil)
+	b := openStore(t, testOptions(srv.ClientURL()))
+	ctx := t.Context()
+	if err := a.RecordRevoked(ctx, []string{"gone", "acme corp/ü"}); err != nil {
+		t.Fatal(err)
+	}
+	for tenant, want := range map[string]bool{"gone": true, "acme corp/ü": true, "kept": false, "gone ": false} {
+		if got, err := b.Revoked(ctx, tenant); err != nil || got != want {
+			t.Errorf("Revoked(%q) from another store: %v, %v; want %v", tenant, got, err, want)
+		}
+	}
+	if err := b.ClearRevoked(ctx, []string{"gone", "never-recorded"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Revoked(ctx, "gone"); err != nil || got {
+		t.Errorf("gone after the clear: %v, %v; want not revoked", got, err)
+	}
+	if got, err := a.Revoked(ctx, "acme corp/ü"); err != nil || !got {
+		t.Errorf("acme corp/ü after another's clear: %v, %v; want revoked", got, err)
+	}
+	// Recording again after a clear works (a key removed a second time).
+	if err := a.RecordRevoked(ctx, []string{"gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Revoked(ctx, "gone"); err != nil || !got {
+		t.Errorf("gone recorded again: %v, %v; want revoked", got, err)
+	}
+}
