@@ -194,8 +194,9 @@ func (s *sharedOwners) startOwedRewrite() {
 }
 
 // rewriteStep writes the next chunk of the rewrite under way. What Redis
-// cannot take (a master down, or Redis away) is counted
-// (writes_total{result="rewrite_failed"}) and owed to the next check, and
+// cannot take (a master down, or Redis away) is counted, by the rewrite
+// that found Redis lost them (writes_total{result="rewrite_failed"}), and
+// owed to the next check, and
 // the rewrite goes on with the rest: a chunk that failed used to end it,
 // so while one Cluster master was down the ids after its first chunk were
 // never written to the live ones (the next check started over and stopped
@@ -210,7 +211,9 @@ func (s *sharedOwners) rewriteStep(ctx context.Context) {
 	s.rw.written += n - len(failed)
 	s.rw.left = s.rw.left[n:]
 	if len(failed) > 0 {
-		s.rewriteFailed.Add(float64(len(failed)))
+		if !s.rw.owed { // counted once: not again at each check's retry while a master stays down
+			s.rewriteFailed.Add(float64(len(failed)))
+		}
 		if s.rw.failed == nil {
 			s.rw.failed = make(map[string]bool, len(failed))
 		}

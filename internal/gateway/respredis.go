@@ -188,7 +188,7 @@ func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseID
 			"or unreachable or slow: kept to be replayed when it is back), replayed (a held write written), error " +
 			"(an error reply, e.g. OOM: not retried), dropped (the write queue was full), rewritten (written again: " +
 			"Redis had lost this replica's writes), rewrite_failed (one Redis could not take then, a master down or Redis " +
-			"away: written again at the next check, each second). Other replicas find an id not written as one never made: by asking the backends."},
+			"away: counted once, written again at each check, each second, until it lands as rewritten). Other replicas find an id not written as one never made: by asking the backends."},
 		[]string{"result"})
 	s.hit, s.miss, s.lookupErr = lookups.WithLabelValues("hit"), lookups.WithLabelValues("miss"), lookups.WithLabelValues("error")
 	s.lookupSkipped = lookups.WithLabelValues("bypassed")
