@@ -41,7 +41,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// A worker's tracker may be the one that finishes a batch (it wins
 	// the compare-and-swap as often as a gateway's): without the list, the
 	// event of a batch it finished would not be sent.
-	batchHooks := fs.String("batch-webhooks", "", "the gateway's queue.batch_webhooks, comma-separated: endpoints sent an OpenAI webhook event when a batch this worker's tracker finishes ends; an entry TENANT=URL sends URL only that tenant's (repeat it for each of the endpoint's tenants), a bare URL every tenant's")
+	batchHooks := fs.String("batch-webhooks", "", "the gateway's queue.batch_webhooks, comma-separated: endpoints sent an OpenAI webhook event when a batch this worker's tracker finishes ends; an entry TENANT=URL sends URL only that tenant's (repeat it for each of the endpoint's tenants), a bare URL every tenant's. Checked at start (exit 2): each URL, a tenant's form as the gateway names tenants (ip:<IPv4 or IPv6 /64>, key:<12 hex digits>, jwt:<claim>), no entry twice; not whether a caller has the tenant (no auth here)")
 	allowPrivateHooks := fs.Bool("allow-private-webhooks", false, "deliver webhooks to loopback, private and link-local addresses (the gateway's queue.allow_private_webhooks)")
 	concurrency := fs.Int("concurrency", 16, "jobs run at once")
 	maxAttempts := fs.Int("max-attempts", 5, "executions ending in an error before a job is dead-lettered")
@@ -74,6 +74,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *batchHooks != "" && *webhookSecret == "" {
 		return usagef("--batch-webhooks needs --webhook-secret: events are only sent signed")
+	}
+	// Checked before the gateway is asked for the queue: a bad entry is a
+	// command line the worker cannot take (exit 2), whatever the gateway.
+	endpoints, err := batchEndpoints(*batchHooks, *allowPrivateHooks)
+	if err != nil {
+		return usagef("%w", err)
 	}
 	if *concurrency < 1 {
 		return usagef("--concurrency %d: want at least 1", *concurrency)
@@ -115,10 +121,6 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *webhookSecret == "" {
 		logger.Warn("no --webhook-secret: webhooks of the jobs this worker finishes are not sent (never unsigned)")
-	}
-	endpoints, err := batchEndpoints(*batchHooks)
-	if err != nil {
-		return err
 	}
 	store, err := jobs.Open(openCtx, jobs.Options{URL: *natsURL, Name: "sluice-worker", MaxAttempts: *maxAttempts, Logger: logger,
 		WebhookSecret: []byte(*webhookSecret), AllowPrivateWebhooks: *allowPrivateHooks, BatchWebhooks: endpoints})
@@ -163,8 +165,9 @@ func adminBase(s string) (string, error) {
 // URL (every tenant's events) or TENANT=URL (that tenant's; the entries
 // of one URL add up). A URL's own '=' (in its query) comes after "://",
 // so an entry is TENANT=URL only when what precedes its first '=' holds
-// no "://".
-func batchEndpoints(v string) ([]jobs.BatchEndpoint, error) {
+// no "://". Each entry is checked as far as a worker can
+// (checkBatchHookEntry); allowPrivate is --allow-private-webhooks.
+func batchEndpoints(v string, allowPrivate bool) ([]jobs.BatchEndpoint, error) {
 	var out []jobs.BatchEndpoint
 	at := map[string]int{}
 	for _, entry := range splitList(v) {
@@ -172,8 +175,9 @@ func batchEndpoints(v string) ([]jobs.BatchEndpoint, error) {
 		if !scoped || strings.Contains(tenant, "://") {
 			tenant, u, scoped = "", entry, false
 		}
-		if tenant = strings.TrimSpace(tenant); scoped && tenant == "" {
-			return nil, fmt.Errorf("--batch-webhooks: %q: want TENANT=URL or a URL", entry)
+		tenant, u = strings.TrimSpace(tenant), strings.TrimSpace(u)
+		if err := checkBatchHookEntry(tenant, u, scoped, allowPrivate); err != nil {
+			return nil, fmt.Errorf("--batch-webhooks: entry %q: %w", entry, err)
 		}
 		i, seen := at[u]
 		switch {
@@ -185,7 +189,9 @@ func batchEndpoints(v string) ([]jobs.BatchEndpoint, error) {
 			}
 		case !scoped || out[i].Tenants == nil:
 			return nil, fmt.Errorf("--batch-webhooks: %s listed again with a bare URL entry (which means every tenant): each event would be sent twice", u)
-		case !slices.Contains(out[i].Tenants, tenant):
+		case slices.Contains(out[i].Tenants, tenant):
+			return nil, fmt.Errorf("--batch-webhooks: entry %q: listed twice (a typo for another tenant?)", entry)
+		default:
 			out[i].Tenants = append(out[i].Tenants, tenant)
 		}
 	}

@@ -45,7 +45,11 @@ func (a *App) checkBatchWebhooks(cfg *config.Config) error {
 // process sharing the queue may send a pending event, `sluice worker`
 // processes too, whose --batch-webhooks a gateway's reload does not
 // change; sending to the endpoint of whichever process's configuration
-// happened to sweep it would lose events or send them elsewhere.
+// happened to sweep it would lose events or send them elsewhere. The
+// store records the new list in the jobs bucket (the queue was opened
+// with RecordBatchWebhooks): the events pending for an endpoint it took
+// out, of batches ended before, are dropped at their next attempt by
+// whichever process sends them (jobs/batchhooklist.go).
 func (a *App) reloadBatchWebhooks(cfg, old *config.Config) bool {
 	if reflect.DeepEqual(cfg.Queue.BatchWebhooks, old.Queue.BatchWebhooks) {
 		return false

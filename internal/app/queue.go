@@ -94,8 +94,8 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	store, err := jobs.Open(ctx, jobs.Options{
 		URL: url, Embedded: q.emb, Replicas: c.Replicas, Retention: c.Retention.D(), MaxFileBytes: int64(c.MaxFileBytes),
 		MaxStoreBytes: storeLimit, MaxAttempts: c.MaxAttempts, Logger: log, WebhookSecret: []byte(c.WebhookSecret), Registerer: reg,
-		AllowPrivateWebhooks: c.AllowPrivateWebhooks, BatchWebhooks: batchEndpoints(c.BatchWebhooks), RequestTimeout: c.RequestTimeout.D(),
-		FileReadIdle: c.FileReadIdle.D(), OrphanChunkAge: c.OrphanChunkAge.D(),
+		AllowPrivateWebhooks: c.AllowPrivateWebhooks, BatchWebhooks: batchEndpoints(c.BatchWebhooks), RecordBatchWebhooks: true,
+		RequestTimeout: c.RequestTimeout.D(), FileReadIdle: c.FileReadIdle.D(), OrphanChunkAge: c.OrphanChunkAge.D(),
 		MaxActiveBatches: c.MaxActiveBatches, MaxActiveBatchesPerTenant: c.MaxActiveBatchesPerTenant,
 	})
 	if err != nil {

@@ -59,7 +59,7 @@ func (a *App) Reload() error {
 	var applied []string
 	if a.reloadBatchWebhooks(cfg, old) {
 		applied = append(applied, "queue.batch_webhooks")
-		a.log.Info("config reload: queue.batch_webhooks applied: batches ending from now on send their events to these endpoints; events already recorded keep theirs",
+		a.log.Info("config reload: queue.batch_webhooks applied: batches ending from now on send their events to these endpoints; events already recorded keep theirs, but those pending for a removed endpoint are dropped at their next attempt",
 			"endpoints", len(cfg.Queue.BatchWebhooks), "before", len(old.Queue.BatchWebhooks))
 	}
 	a.warnRestartOnly(cfg, old, applied...)

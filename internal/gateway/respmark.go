@@ -51,8 +51,12 @@ type sharedMark struct {
 	key       string
 	next      int64 // the number the next check writes
 	confirmed int64 // the last number Redis acknowledged; 0: none yet
-	owed      bool  // a rewrite Redis could not take in full: done again at the next check
-	off       bool  // Redis cannot check (an error reply to SET ... GET)
+	owed      bool  // a rewrite Redis could not take in full: its failed keys written again at the next check
+	// owedKeys are the keys of the rewrite's writes Redis could not take
+	// (a Cluster master down): the next check writes again only these,
+	// as the map holds them then. nil with owed: the whole map.
+	owedKeys map[string]bool
+	off      bool // Redis cannot check (an error reply to SET ... GET)
 }
 
 func newSharedMark(prefix string) sharedMark {
@@ -121,8 +125,10 @@ func (s *sharedOwners) check(ctx context.Context) {
 	case lost && !first:
 		s.lost.Inc()
 		s.startRewrite(true)
-	case lost || s.mark.owed:
+	case lost:
 		s.startRewrite(false)
+	case s.mark.owed:
+		s.startOwedRewrite()
 	}
 }
 
@@ -141,7 +147,9 @@ type rewriting struct {
 	left    []sharedWrite
 	all     int
 	written int
-	loss    bool // Redis was found to have lost them: logged when done
+	failed  map[string]bool // keys Redis could not take: owed to the next check
+	loss    bool            // Redis was found to have lost them: logged when done
+	owed    bool            // the rest of an earlier rewrite
 }
 
 // startRewrite begins writing again every owner this replica's map holds
@@ -153,6 +161,7 @@ type rewriting struct {
 func (s *sharedOwners) startRewrite(loss bool) {
 	ws := s.holdings()
 	s.rw = rewriting{left: ws, all: len(ws), loss: loss}
+	s.mark.owedKeys = nil
 	if loss {
 		s.log.Warn("responses ids: redis lost this replica's owner writes (restarted empty, flushed, or an older "+
 			"snapshot or replica); writing again the ids this replica holds", "held_here", len(ws))
@@ -162,9 +171,37 @@ func (s *sharedOwners) startRewrite(loss bool) {
 	}
 }
 
-// rewriteStep writes the next chunk of the rewrite under way; what Redis
-// cannot take now ends it, owed to the next check (not held: the map
-// still has it).
+// startOwedRewrite writes again what the last rewrite could not, as the
+// map holds it now (an id forgotten since is not written back): while a
+// Cluster master is down, each check tries its keys (its bypass turns them
+// away at once until its back-off has passed) without writing the whole
+// map again to the live ones.
+func (s *sharedOwners) startOwedRewrite() {
+	if s.mark.owedKeys == nil {
+		s.startRewrite(false)
+		return
+	}
+	var ws []sharedWrite
+	for _, w := range s.holdings() {
+		if s.mark.owedKeys[w.key] {
+			ws = append(ws, w)
+		}
+	}
+	s.rw = rewriting{left: ws, all: len(ws), owed: true}
+	if len(ws) == 0 {
+		s.mark.owed, s.mark.owedKeys = false, nil
+	}
+}
+
+// rewriteStep writes the next chunk of the rewrite under way. What Redis
+// cannot take (a master down, or Redis away) is counted, by the rewrite
+// that found Redis lost them (writes_total{result="rewrite_failed"}), and
+// owed to the next check, and
+// the rewrite goes on with the rest: a chunk that failed used to end it,
+// so while one Cluster master was down the ids after its first chunk were
+// never written to the live ones (the next check started over and stopped
+// at the same chunk). Once a master is bypassed its chunks fail without a
+// round trip, so going on costs the live masters' writes alone.
 func (s *sharedOwners) rewriteStep(ctx context.Context) {
 	n := min(len(s.rw.left), sharedBatch)
 	if n == 0 {
@@ -173,17 +210,33 @@ func (s *sharedOwners) rewriteStep(ctx context.Context) {
 	failed := s.write(ctx, s.rw.left[:n], s.rewritten)
 	s.rw.written += n - len(failed)
 	s.rw.left = s.rw.left[n:]
+	if len(failed) > 0 {
+		if !s.rw.owed { // counted once: not again at each check's retry while a master stays down
+			s.rewriteFailed.Add(float64(len(failed)))
+		}
+		if s.rw.failed == nil {
+			s.rw.failed = make(map[string]bool, len(failed))
+		}
+		for _, w := range failed {
+			s.rw.failed[w.key] = true
+		}
+	}
+	if len(s.rw.left) > 0 {
+		return
+	}
 	switch {
-	case len(failed) > 0:
-		s.mark.owed = true
-		s.log.Warn("responses ids: rewrite cut short (redis unavailable); done again at the next check",
-			"written", s.rw.written, "held_here", s.rw.all)
-		s.rw = rewriting{}
-	case len(s.rw.left) == 0:
-		s.mark.owed = false
-		if s.rw.loss {
+	case len(s.rw.failed) > 0:
+		if !s.rw.owed { // once per outage, not at each check's retry of what is owed
+			s.log.Warn("responses ids: rewrite done but redis could not take some ids (a master or redis unavailable); "+
+				"those are written again at the next check", "written", s.rw.written, "not_written", len(s.rw.failed),
+				"held_here", s.rw.all)
+		}
+		s.mark.owed, s.mark.owedKeys = true, s.rw.failed
+	default:
+		if s.rw.loss || s.rw.owed {
 			s.log.Info("responses ids: the ids this replica holds written again", "written", s.rw.written, "held_here", s.rw.all)
 		}
-		s.rw = rewriting{}
+		s.mark.owed, s.mark.owedKeys = false, nil
 	}
+	s.rw = rewriting{}
 }

@@ -115,7 +115,8 @@ type sharedOwners struct {
 
 	hit, miss, lookupErr, lookupSkipped       prometheus.Counter
 	written, writeErr, dropped, heldW, replay prometheus.Counter
-	rewritten, lost, heldShutdown             prometheus.Counter
+	rewritten, rewriteFailed, lost            prometheus.Counter
+	heldShutdown                              prometheus.Counter
 }
 
 // errIDsUnavailable is a lookup Redis could not answer: it failed, or is
@@ -186,13 +187,14 @@ func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseID
 		Help: "Response owners written to (or ids deleted from) Redis, by result: ok (at once), held (Redis bypassed, " +
 			"or unreachable or slow: kept to be replayed when it is back), replayed (a held write written), error " +
 			"(an error reply, e.g. OOM: not retried), dropped (the write queue was full), rewritten (written again: " +
-			"Redis had lost this replica's writes). Other replicas find an id not written as one never made: by asking the backends."},
+			"Redis had lost this replica's writes), rewrite_failed (one Redis could not take then, a master down or Redis " +
+			"away: counted once, written again at each check, each second, until it lands as rewritten). Other replicas find an id not written as one never made: by asking the backends."},
 		[]string{"result"})
 	s.hit, s.miss, s.lookupErr = lookups.WithLabelValues("hit"), lookups.WithLabelValues("miss"), lookups.WithLabelValues("error")
 	s.lookupSkipped = lookups.WithLabelValues("bypassed")
 	s.written, s.writeErr, s.dropped = writes.WithLabelValues("ok"), writes.WithLabelValues("error"), writes.WithLabelValues("dropped")
 	s.heldW, s.replay = writes.WithLabelValues("held"), writes.WithLabelValues("replayed")
-	s.rewritten = writes.WithLabelValues("rewritten")
+	s.rewritten, s.rewriteFailed = writes.WithLabelValues("rewritten"), writes.WithLabelValues("rewrite_failed")
 	lost := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_lost_total",
 		Help: "Times Redis was found to have lost the owners this replica wrote (its mark gone or older: restarted " +
 			"empty, flushed, or an older snapshot or replica); each time the ids this replica holds are written again."})

@@ -71,7 +71,10 @@ func (s *Store) BatchWebhooks() []BatchEndpoint {
 // for (their record names it): the endpoints that received the batch's
 // tenant when the batch ended, which every process sharing the queue
 // sends to alike, whatever endpoints its own flags or file name (a
-// `sluice worker` is not reloaded with the gateway).
+// `sluice worker` is not reloaded with the gateway); with
+// Options.RecordBatchWebhooks the list is recorded for every sender, and
+// those pending for an endpoint it took out are dropped at their next
+// attempt (batchhooklist.go).
 func (s *Store) SetBatchWebhooks(endpoints []BatchEndpoint) error {
 	if err := CheckBatchEndpoints(endpoints, s.o.AllowPrivateWebhooks); err != nil {
 		return err
@@ -81,6 +84,7 @@ func (s *Store) SetBatchWebhooks(endpoints []BatchEndpoint) error {
 	}
 	endpoints = slices.Clone(endpoints)
 	s.batchHooks.Store(&endpoints)
+	s.noteBatchWebhooks(s.ctx)
 	return nil
 }
 
@@ -138,10 +142,11 @@ const (
 	eventFailed                   // a final answer, or the retry schedule exhausted
 	eventRescheduled              // its round failed: pending, its next attempt on the schedule
 	eventDeferred                 // a queue bound kept it out: pending, for the sweep
+	eventWithdrawn                // its endpoint no longer listed (batchhooklist.go): dropped, not sent
 	numEventOutcomes
 )
 
-var eventOutcomeLabels = [numEventOutcomes]string{"delivered", "failed", "rescheduled", "deferred"}
+var eventOutcomeLabels = [numEventOutcomes]string{"delivered", "failed", "rescheduled", "deferred", "withdrawn"}
 
 // batchEventType is the OpenAI event type of a terminal batch status.
 func batchEventType(status string) (string, bool) {

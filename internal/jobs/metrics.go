@@ -172,7 +172,7 @@ var (
 	webhookRetriesDesc = prometheus.NewDesc("sluice_jobs_webhook_retries_scheduled_total",
 		"Job webhook delivery rounds that failed with an answer worth retrying (408, 429, 5xx, a network error) and left the webhook pending, its next attempt on the retry schedule (up to ~28 h after its job finished). Batch events' are sluice_jobs_batch_events_total{outcome=\"rescheduled\"}, not counted here.", nil, nil)
 	batchEventsDesc = prometheus.NewDesc("sluice_jobs_batch_events_total",
-		"Rounds of OpenAI webhook events of ended batches (batch.completed/failed/cancelled/expired) to queue.batch_webhooks endpoints, by outcome: delivered; rescheduled (the round failed: pending, its next attempt on the retry schedule); deferred (a queue bound kept it out: pending, for the sweep); failed (a final answer, or the schedule exhausted). Pending events are sent by the sweep, resends also counted in sluice_jobs_webhook_resends_total.",
+		"Rounds of OpenAI webhook events of ended batches (batch.completed/failed/cancelled/expired) to queue.batch_webhooks endpoints, by outcome: delivered; rescheduled (the round failed: pending, its next attempt on the retry schedule); deferred (a queue bound kept it out: pending, for the sweep); failed (a final answer, or the schedule exhausted); withdrawn (pending for an endpoint the gateways removed from queue.batch_webhooks after its batch ended: dropped unsent). Pending events are sent by the sweep, resends also counted in sluice_jobs_webhook_resends_total.",
 		[]string{"outcome"}, nil)
 )
 

@@ -122,6 +122,12 @@ type Options struct {
 	// Tenants' batches (nil: every tenant's), signed with WebhookSecret
 	// and delivered at least once as job webhooks are. Empty: none is sent.
 	BatchWebhooks []BatchEndpoint
+	// RecordBatchWebhooks records BatchWebhooks' URLs in the jobs bucket
+	// at Open and at each SetBatchWebhooks (batchhooklist.go): every
+	// process sharing the queue then drops the pending events of an
+	// endpoint that list no longer has. Set by gateways, not workers
+	// (whose flags a reload does not change).
+	RecordBatchWebhooks bool
 	// WebhookTimeout bounds one round of a webhook's delivery attempts
 	// (the first round's retries included), default 1 minute; later
 	// rounds follow the retry schedule (webhookretry.go).
@@ -362,6 +368,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.noteBatchWebhooks(ctx) // before the tracker sends an event
 	if !o.NoTracker {
 		s.tracker = newTracker(s)
 		s.wg.Go(func() { s.tracker.run(s.ctx) })

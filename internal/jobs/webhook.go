@@ -259,6 +259,9 @@ func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 			return
 		}
 	}
+	if it.ev != nil && w.withdraw(ctx, it) {
+		return
+	}
 	url := j.Webhook // json:"-": not in the body
 	kind, id, body := "job", j.ID, []byte(nil)
 	if it.ev != nil {
@@ -295,6 +298,28 @@ func (w *webhooks) deliver(ctx context.Context, it *hookItem) {
 		return
 	}
 	w.endRound(it, prev+r.attempts, r.err, r.permanent, r.notBefore)
+}
+
+// withdraw ends, unsent, the batch event it whose endpoint the gateways
+// no longer list (batchhooklist.go): recorded failed (endpoint_removed),
+// counted and logged. It reports whether it did.
+func (w *webhooks) withdraw(ctx context.Context, it *hookItem) bool {
+	gen, ok := w.s.withdrawnEndpoint(ctx, it.j)
+	if !ok {
+		return false
+	}
+	w.events[eventWithdrawn].Add(1)
+	if it.resend {
+		w.resends[resendFailed].Add(1)
+	}
+	st := WebhookDelivery{Status: WebhookFailed, FailedAt: w.s.now().Unix(), Reason: "endpoint_removed"}
+	if it.j.WebhookState != nil {
+		st.Attempts = it.j.WebhookState.Attempts
+	}
+	w.s.log.Warn("batch event dropped: its endpoint is no longer in queue.batch_webhooks (removed by a reload or a restart)",
+		"batch", it.ev.Batch, "event", it.ev.ID, "destination", destination(it.j.Webhook), "endpoints_generation", gen)
+	w.record(it.j.ID, st)
+	return true
 }
 
 // roundResult is how a round of attempts ended: delivered (err nil)

@@ -1,0 +1,166 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The endpoints the gateways run, recorded for every sender.
+//
+// A pending batch event keeps the endpoint it was recorded for
+// (batchevent.go): any process sharing the queue may send it, and each
+// process's own list may differ (a `sluice worker` is not reloaded with
+// the gateway). Before this record, an endpoint a reload removed was
+// still tried for its pending events, on the retry schedule, up to ~28 h
+// after their batch ended: the fleet had no list to judge them by.
+//
+// So the gateways (Options.RecordBatchWebhooks) write their
+// queue.batch_webhooks URLs to the jobs bucket at start and at each
+// reload (batchHooksKey, compare-and-swap, a generation raised by each
+// change), with the URLs the write took out of the list and when: those
+// are the removed endpoints. A sender about to send a pending event drops
+// it (failed, reason endpoint_removed; counted
+// sluice_jobs_batch_events_total{outcome="withdrawn"}, one WARN line)
+// when all of these hold:
+//   - the record could be read (otherwise: sent, as before);
+//   - its URL was removed, and is not listed again since;
+//   - its batch ended before the removal (a gateway whose file still
+//     lists the endpoint, during a rolling change, records new events
+//     for it after: those are sent);
+//   - the sender is not a gateway listing the URL itself.
+//
+// An endpoint only workers list (their --batch-webhooks) was never in the
+// gateways' list, so never removed: its events are sent as before, as are
+// those of every endpoint still listed (at least once). The last gateway
+// to start or reload wins: one started with an older file takes out what
+// the newer added (see docs/RELIABILITY.md, branch jobsfix).
+
+// batchHooksKey holds the recorded list (recordedHooks). Not under j.,
+// e. or w.: no job listing, event read or sweep reads it. The bucket's
+// max age (queue.retention) expires it when no gateway wrote it for that
+// long; removals older than removedKept are forgotten before.
+const batchHooksKey = "batch-webhooks"
+
+// removedKept bounds how long a removal is kept: past the retry
+// schedule's end (27 h 36 after a batch's end) no event of the endpoint
+// can be pending.
+const removedKept = 48 * time.Hour
+
+// recordedHooks is the list as the jobs bucket holds it.
+type recordedHooks struct {
+	Gen     int64            `json:"gen"`     // raised by each change
+	URLs    []string         `json:"urls"`    // the gateways' endpoints' URLs now, sorted
+	Removed map[string]int64 `json:"removed"` // URL -> when it was taken out (unix ms, its writer's clock)
+	AtMS    int64            `json:"at_ms"`   // when it was last written
+	By      string           `json:"by"`      // the last writer (its owner id)
+}
+
+// recordBatchWebhooks writes the endpoints in use now as the recorded
+// list, the URLs it no longer has as removed now.
+func (s *Store) recordBatchWebhooks(ctx context.Context) error {
+	ctx, cancel := s.requestContext(ctx)
+	defer cancel()
+	urls := make([]string, 0, len(s.BatchWebhooks()))
+	for _, e := range s.BatchWebhooks() {
+		urls = append(urls, e.URL)
+	}
+	slices.Sort(urls)
+	urls = slices.Compact(urls)
+	for {
+		var prev recordedHooks
+		var rev uint64
+		e, err := s.jobs.Get(ctx, batchHooksKey)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return fmt.Errorf("jobs: reading the recorded batch webhooks: %w", err)
+		default:
+			rev = e.Revision()
+			if json.Unmarshal(e.Value(), &prev) == nil && slices.Equal(prev.URLs, urls) {
+				return nil
+			}
+		}
+		now := s.now().UnixMilli()
+		next := recordedHooks{Gen: prev.Gen + 1, URLs: urls, Removed: map[string]int64{}, AtMS: now, By: s.owner}
+		for u, at := range prev.Removed {
+			if now-at < removedKept.Milliseconds() {
+				next.Removed[u] = at
+			}
+		}
+		for _, u := range prev.URLs {
+			if _, still := slices.BinarySearch(urls, u); !still {
+				next.Removed[u] = now
+			}
+		}
+		for _, u := range urls {
+			delete(next.Removed, u) // listed again
+		}
+		b, err := json.Marshal(next)
+		if err != nil {
+			return fmt.Errorf("jobs: encoding the batch webhooks: %w", err)
+		}
+		if rev == 0 {
+			_, err = s.jobs.Create(ctx, batchHooksKey, b)
+		} else {
+			_, err = s.jobs.Update(ctx, batchHooksKey, b, rev)
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue // another gateway wrote meanwhile: compared again
+		}
+		if err != nil {
+			return fmt.Errorf("jobs: recording the batch webhooks: %w", s.storeFull(err))
+		}
+		if len(next.Removed) > len(prev.Removed) || prev.Gen == 0 {
+			s.log.Info("batch webhooks: endpoint list recorded for the queue's senders", "generation", next.Gen,
+				"endpoints", len(urls), "removed", len(next.Removed))
+		}
+		return nil
+	}
+}
+
+// noteBatchWebhooks records the endpoints when this process is one that
+// does (Options.RecordBatchWebhooks), logging a failure: the record
+// then lacks this change, and the events of an endpoint it removed are
+// still sent (as before the record).
+func (s *Store) noteBatchWebhooks(ctx context.Context) {
+	if !s.o.RecordBatchWebhooks {
+		return
+	}
+	if err := s.recordBatchWebhooks(ctx); err != nil {
+		s.log.Warn("batch webhooks: recording the endpoint list for the queue's senders failed; "+
+			"events pending for endpoints it removed are still sent", "err", err)
+	}
+}
+
+// withdrawnEndpoint reports whether the pending batch event j (its
+// record's Webhook, its batch's end as FinishedAt) is for an endpoint the
+// gateways removed after its batch ended (see above), with the recorded
+// list's generation. A list that cannot be read withdraws nothing.
+func (s *Store) withdrawnEndpoint(ctx context.Context, j *Job) (gen int64, withdrawn bool) {
+	if s.o.RecordBatchWebhooks && slices.ContainsFunc(s.BatchWebhooks(), func(e BatchEndpoint) bool { return e.URL == j.Webhook }) {
+		return 0, false
+	}
+	ctx, cancel := s.requestContext(ctx)
+	defer cancel()
+	e, err := s.jobs.Get(ctx, batchHooksKey)
+	if err != nil {
+		return 0, false
+	}
+	var l recordedHooks
+	if json.Unmarshal(e.Value(), &l) != nil {
+		return 0, false
+	}
+	at, removed := l.Removed[j.Webhook]
+	// FinishedAt is in seconds: one ending within the removal's second
+	// counts as after it.
+	if !removed || (j.FinishedAt+1)*1000 > at {
+		return 0, false
+	}
+	return l.Gen, true
+}

@@ -1,0 +1,87 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// An endpoint a gateway's reload removed is not tried again for the
+// events pending for it: the next sender (here a worker process still
+// started with the old --batch-webhooks, which records nothing) drops
+// them, counted withdrawn, while the endpoint still listed gets its
+// retry (at least once). Before, both were retried on the schedule, the
+// removed one up to ~28 h after its batch ended.
+func TestRemovedEndpointsPendingEventsDropped(t *testing.T) {
+	clk := newClock()
+	// Both ask for 10 minutes: the first round ends after one attempt,
+	// the retry is due on the injected clock only.
+	removed := newEventReceiver(t, http.StatusServiceUnavailable, clk.Now)
+	removed.retryAfter.Store(600)
+	kept := newEventReceiver(t, http.StatusServiceUnavailable, clk.Now)
+	kept.retryAfter.Store(600)
+	opts := func(url string) Options {
+		o := eventOptions(url, removed.URL, kept.URL)
+		o.Now, o.WebhookSweepInterval, o.WebhookTimeout = clk.Now, 20*time.Millisecond, time.Minute
+		return o
+	}
+	gw, srv := newStore(t, func(o *Options) {
+		*o = opts(o.URL)
+		o.RecordBatchWebhooks = true
+	})
+	ctx := context.Background()
+	var calls atomic.Int64
+	startWorker(t, gw, WorkerOptions{Concurrency: 2, Executor: okExec(&calls)})
+	b, err := gw.CreateBatch(ctx, batchSpec("acme", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitBatch(t, gw, "acme", b.ID, batchCompleted)
+	eventually(t, "both first rounds to fail", func() bool { return gw.hooks.events[eventRescheduled].Load() == 2 })
+
+	clk.Advance(2 * time.Second) // the reload comes after the batch's end
+	if err := gw.SetBatchWebhooks([]BatchEndpoint{{URL: kept.URL}}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := gw.jobs.Get(ctx, batchHooksKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l recordedHooks
+	if err := json.Unmarshal(e.Value(), &l); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.Removed[removed.URL]; l.Gen != 2 || !slices.Equal(l.URLs, []string{kept.URL}) || !ok || len(l.Removed) != 1 {
+		t.Fatalf("recorded %+v, want generation 2 (start, reload), only the kept URL, the other removed", l)
+	}
+
+	// A worker process started with both endpoints joins; the gateway
+	// stops sweeping (its sweeps would drop it the same way).
+	wk := openStore(t, opts(srv.ClientURL()))
+	removed.status.Store(http.StatusOK)
+	kept.status.Store(http.StatusOK)
+	clk.Advance(43 * time.Minute) // the retries: the step past 10 min, 36 min + its jitter
+	withdrawn := func() uint64 { return gw.hooks.events[eventWithdrawn].Load() + wk.hooks.events[eventWithdrawn].Load() }
+	delivered := func() uint64 { return gw.hooks.events[eventDelivered].Load() + wk.hooks.events[eventDelivered].Load() }
+	eventually(t, "both retries to end", func() bool { return delivered()+withdrawn() == 2 })
+	waitSweeps(t, wk, wk.hooks.sweeps.Load()+3)
+	if d, w := delivered(), withdrawn(); d != 1 || w != 1 {
+		t.Fatalf("delivered %d, withdrawn %d; want the kept endpoint's retry delivered, the removed one's dropped", d, w)
+	}
+	if r, k := acceptedEvents(removed)[b.ID], acceptedEvents(kept)[b.ID]; r != 1 || k != 2 {
+		t.Fatalf("posts: removed endpoint %d, kept %d; want 1 (its first round) and 2 (its first round and the retry)", r, k)
+	}
+
+	// Not dropped: an endpoint only workers list (never the gateways'),
+	// and a batch of the removed endpoint ending after its removal (sent
+	// by a process whose file still lists it, during a rolling change).
+	for _, j := range []*Job{{Webhook: "https://worker-only.example/hook"}, {Webhook: removed.URL, FinishedAt: clk.Now().Unix()}} {
+		if _, drop := wk.withdrawnEndpoint(ctx, j); drop {
+			t.Fatalf("%s ended at %d withdrawn", j.Webhook, j.FinishedAt)
+		}
+	}
+}
