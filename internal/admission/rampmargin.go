@@ -21,11 +21,11 @@ import "math"
 // one slot sent one request at a time: its next request takes the slot its
 // last gives back, and it needs no margin.
 //
-// Since a probe leaves no proven slot free, probes go only while every
-// other active tenant is such a one-at-a-time tenant at its peak (or the
-// base has room from slots given back): tenant A on one long answer, B
-// newly busy beside it, B's parallel streams start one first token after
-// another. Beside a tenant on several slots the margin is not proven and
+// A probe tests the slot above the base, so it goes only with the whole
+// base in use, when no proven slot is free: probes go only while every
+// other active tenant is such a one-at-a-time tenant at its peak. Tenant
+// A on one long answer, B newly busy beside it: B's parallel streams
+// start one first token after another. Beside a tenant on several slots the margin is not proven and
 // the ramp keeps the peak-based base: its newcomer is held for a round
 // trip of its first answer, as before the probes.
 
