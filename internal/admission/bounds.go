@@ -254,9 +254,19 @@ func (q *Queue) unqueue(w *waiter) {
 }
 
 // grant takes a slot for a live request and records it for the ramp.
-func (q *Queue) grant(tenant string, weight, cost float64, now time.Time, waited time.Duration) *Ticket {
-	t := q.takeSlot(tenant, weight, cost, now, waited)
-	q.noteGrant(tenant, now)
+// grant gives r a slot (cost: its waiter's). A grant above the tenant
+// ramp's base is its probe (rampprobe.go); capacity is the queue's, 0 when
+// no ramp applies (an opened queue).
+func (q *Queue) grant(r Request, cost float64, now time.Time, waited time.Duration, capacity int) *Ticket {
+	probe := false
+	if r.Streams && capacity > 0 && q.rampOn() {
+		probe, _ = q.beyondBase(r.Tenant, now, capacity)
+	}
+	t := q.takeSlot(r.Tenant, r.Weight, cost, now, waited)
+	if probe {
+		q.startProbe(t)
+	}
+	q.noteGrant(r.Tenant, now)
 	return t
 }
 
@@ -305,6 +315,7 @@ func (q *Queue) nextFree(now time.Time, capacity int) (time.Duration, bool) {
 
 func (q *Queue) returnSlot(t *Ticket) {
 	q.inUse--
+	q.endProbe(t)
 	delete(q.serving, t)
 	if ts := q.tenants[t.tenant]; ts != nil {
 		ts.inUse--

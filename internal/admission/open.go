@@ -22,7 +22,7 @@ func (q *Queue) Open() {
 	for q.scheduled() > 0 {
 		w := q.next()
 		waited := now.Sub(w.enqueued)
-		w.ticket = q.grant(w.req.Tenant, w.req.Weight, w.cost, now, waited)
+		w.ticket = q.grant(w.req, w.cost, now, waited, 0)
 		w.state = granted
 		q.counters.waited(w.req.Class, waited)
 		close(w.ready)

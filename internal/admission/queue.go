@@ -56,6 +56,11 @@ type Request struct {
 	// Fingerprint identifies the request (tenant and body) across a
 	// client's retries, for appointments (appoint.go); 0: none.
 	Fingerprint uint64
+	// Streams says the caller tells the ticket the request's first token
+	// (Ticket.FirstToken): only such a request may go above the tenant
+	// ramp's base as a probe (rampprobe.go); one that never tells would
+	// leave its probe unjudged for its whole answer.
+	Streams bool
 }
 
 func (r Request) normalized() Request {
@@ -95,6 +100,7 @@ type Queue struct {
 	// The pool's in-use peaks in the current and previous RampWindow.
 	poolPeak, poolPrevPeak int
 	poolWindow             time.Time
+	probe                  rampProbe // the grant above the base in flight (rampprobe.go)
 	// resting: Rest found nothing for a Kick to do (or the queue is new)
 	// and no Acquire came since; the next one sends on cfg.Wake.
 	resting bool
@@ -147,7 +153,10 @@ type Ticket struct {
 	waited     time.Duration
 	spare      bool
 	unmeasured bool
-	released   atomic.Bool
+	// probe: granted above the tenant ramp's base (rampprobe.go); set at
+	// the grant, before the ticket leaves the queue, and never after.
+	probe    bool
+	released atomic.Bool
 }
 
 // Waited is how long the request queued before it was granted (0 when it
@@ -230,7 +239,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	now := q.clock()
 	if q.opened && !r.Spare {
 		q.counters.waited(r.Class, 0)
-		return q.grant(r.Tenant, r.Weight, r.Cost, now, 0), nil, nil
+		return q.grant(r, r.Cost, now, 0, 0), nil, nil
 	}
 	capacity := q.capacity()
 	q.dispatch(now, capacity)
@@ -238,7 +247,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		return q.takeSpareOrRefuse(r, now, capacity)
 	}
 	q.arrive(r.Tenant, r.Weight, now)
-	held := q.holds(r.Tenant, now, capacity)
+	held := q.holds(r.Tenant, r.Streams, now, capacity)
 	// A request back at its appointment goes to the front of its tenant's
 	// flow: ahead of the tenant's newer requests, not of other tenants.
 	// Slots held for due appointments (reserved) are not free to the
@@ -254,7 +263,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	if free && !held && q.inUse < capacity-reserved {
 		q.classes[r.Class].drained() // a slot free, nobody ahead
 		q.counters.waited(r.Class, 0)
-		return q.grant(r.Tenant, r.Weight, r.Cost, now, 0), nil, nil
+		return q.grant(r, r.Cost, now, 0, capacity), nil, nil
 	}
 	if rej := q.admit(r); rej != nil {
 		q.counters.rejected[rej.Reason]++
@@ -527,7 +536,7 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 		if c := q.classes[w.req.Class]; c.delay.on() {
 			c.observe(q.flowKey(w.req), now, waited)
 		}
-		w.ticket = q.grant(w.req.Tenant, w.req.Weight, w.cost, now, waited)
+		w.ticket = q.grant(w.req, w.cost, now, waited, capacity)
 		w.state = granted
 		q.counters.waited(w.req.Class, waited)
 		close(w.ready)

@@ -37,6 +37,13 @@ import (
 //     have, while a static limit is stated, so with static limits a held
 //     request never waits while slots stand free that no active tenant
 //     used recently;
+//   - held only by a full base, one streaming request at a time may go
+//     above it (a probe, rampprobe.go): once the engine starts it
+//     promptly its slot counts in the base, so on adaptive limits the
+//     base grows a slot per first token up to what the engines start,
+//     as TCP's slow start grows by acks; but only while the whole base
+//     is in use and the other active tenants are owed no headroom above
+//     it (rampmargin.go): each at its recent peak, one slot at a time;
 //   - its ramp ends once it is alone among the active tenants (the pool
 //     is work-conserving for a single tenant) or its allowance reaches the
 //     capacity.
@@ -71,6 +78,7 @@ type rampState struct {
 	sumScan   uint64
 	sumWeight float64
 	sumKept   int
+	sumMargin int
 }
 
 // rampOn reports whether the ramp is configured.
@@ -134,7 +142,7 @@ func (q *Queue) arrive(tenant string, weight float64, now time.Time) {
 
 func (q *Queue) othersActive(tenant string, now time.Time) bool {
 	if len(q.ramps) > rampExact {
-		_, _, others := q.othersSums(q.ramps[tenant], now)
+		_, _, _, others := q.othersSums(q.ramps[tenant], now)
 		return others
 	}
 	for name, o := range q.ramps {
@@ -151,16 +159,12 @@ func (q *Queue) noteGrant(tenant string, now time.Time) {
 		return
 	}
 	rs := q.ramps[tenant]
-	if rs == nil {
-		q.rotatePool(now)
-		q.poolPeak = max(q.poolPeak, q.inUse)
-		return
+	if rs != nil {
+		q.rotate(rs, tenant, now)
+		rs.peak = max(rs.peak, q.inUseOf(tenant))
+		rs.lastBusy = now
 	}
-	q.rotate(rs, tenant, now)
-	rs.peak = max(rs.peak, q.inUseOf(tenant))
-	rs.lastBusy = now
-	q.rotatePool(now)
-	q.poolPeak = max(q.poolPeak, q.inUse)
+	q.notePoolInUse(now)
 }
 
 // noteRelease records a live slot of tenant given back.
@@ -181,17 +185,31 @@ func (q *Queue) pruneRamps(now time.Time) {
 }
 
 // holds reports whether tenant's next request must wait for its ramp: it
-// is ramping, holds its allowance, and no free slot is left beyond the
-// other active tenants' recent peaks. It ends a ramp that is over.
-func (q *Queue) holds(tenant string, now time.Time, capacity int) bool {
+// is ramping, holds its allowance, no free slot is left beyond the other
+// active tenants' recent peaks, and no probe above the base may go (a
+// request that streams may probe: rampprobe.go). It ends a ramp that is
+// over.
+func (q *Queue) holds(tenant string, streams bool, now time.Time, capacity int) bool {
+	beyond, probe := q.beyondBase(tenant, now, capacity)
+	return beyond && !(streams && probe && q.mayProbe(now))
+}
+
+// beyondBase reports whether tenant's next grant would go beyond what its
+// ramp lets it hold within the base: it is ramping, holds its allowance,
+// and no free slot is left within the base beyond the other active
+// tenants' recent peaks. probe says a grant above the base may test a
+// slot: the base all in use, the others at their recent peaks with no
+// margin owed (rampmargin.go), a slot of the capacity free. It ends a
+// ramp that is over.
+func (q *Queue) beyondBase(tenant string, now time.Time, capacity int) (beyond, probe bool) {
 	rs := q.ramps[tenant]
 	if rs == nil || !rs.ramping {
-		return false
+		return false, false
 	}
-	weights, others, kept := rs.weight, false, 0
+	weights, others, kept, margin := rs.weight, false, 0, 0
 	if len(q.ramps) > rampExact {
-		w, k, o := q.othersSums(rs, now)
-		weights, kept, others = weights+w, k, o
+		w, k, m, o := q.othersSums(rs, now)
+		weights, kept, margin, others = weights+w, k, m, o
 	} else {
 		for name, o := range q.ramps {
 			if name == tenant || !q.active(name, o, now) {
@@ -200,32 +218,42 @@ func (q *Queue) holds(tenant string, now time.Time, capacity int) bool {
 			q.rotate(o, name, now)
 			others = true
 			weights += o.weight
-			kept += max(max(o.peak, o.prevPeak)-q.inUseOf(name), 0)
+			peak := max(o.peak, o.prevPeak)
+			kept += max(peak-q.inUseOf(name), 0)
+			margin += rampMargin(peak)
 		}
 	}
 	base := q.rampBase(now, capacity)
 	allowance := max(int(float64(base)*rs.weight/weights/2), 1) + rs.completions
 	if !others || allowance >= capacity {
 		rs.ramping = false
-		return false
+		return false, false
 	}
 	if q.inUseOf(tenant) < allowance {
-		return false
+		return false, false
 	}
-	return q.inUse+1 > base-kept
+	// A probe tests the slot above the base, so only with the whole base
+	// in use (a grant while a proven slot is free takes, in the engines,
+	// one kept for the others), and only while the others need no
+	// headroom beyond their recent peaks: no slot of those peaks unused,
+	// no margin (rampmargin.go).
+	return q.inUse+1 > base-kept, q.inUse >= base && kept+margin == 0 && q.inUse < capacity
 }
 
 // rampBase is the part of the capacity a ramping tenant's allowance and
 // spare slots are reckoned from: the slots the backends are known to have
 // (KnownCapacity: static limits) or, when more, the most the pool held in
-// the last one to two windows; never more than the capacity.
+// the last one to two windows, a probe above it counted once its first
+// token came promptly (rampprobe.go); never more than the capacity.
 //
 // An adaptive limit is not known capacity: the capacity is then a sum of
 // adaptive limits, which grow while nothing pushes back and can stand well
 // above what the backends can start (the chaos pool read 36-54 on 24 slots
 // in calm phases); a burst reckoned from it, or from half of it, overfilled
-// the engines. Beyond the recent peak such a pool grows through the
-// ramping tenant's own completions, as TCP's slow start grows its window.
+// the engines. Beyond the recent peak such a pool grows by probes, one
+// grant above the base at a time, each adding its slot once the engine
+// started it promptly, as TCP's slow start grows its window by acks; and
+// through the ramping tenant's own completions.
 //
 // A static limit is what the operator says the backend has. Reckoned from
 // the peak alone, a pool whose active tenants held few slots kept the rest
@@ -285,13 +313,18 @@ func (q *Queue) unparkFreed(now time.Time, capacity int) {
 	if len(q.parked) == 0 {
 		return
 	}
-	decided := map[string]bool{}
+	type key struct {
+		tenant  string
+		streams bool
+	}
+	decided := map[key]bool{}
 	kept := q.parked[:0]
 	for _, w := range q.parked {
-		held, ok := decided[w.req.Tenant]
+		k := key{w.req.Tenant, w.req.Streams}
+		held, ok := decided[k]
 		if !ok {
-			held = q.holds(w.req.Tenant, now, capacity)
-			decided[w.req.Tenant] = held
+			held = q.holds(w.req.Tenant, w.req.Streams, now, capacity)
+			decided[k] = held
 		}
 		if held {
 			kept = append(kept, w)
@@ -314,7 +347,7 @@ func (q *Queue) parkHeldHeads(now time.Time, capacity int) {
 		return
 	}
 	for _, c := range q.classes {
-		for h := c.head(); h != nil && q.holds(h.req.Tenant, now, capacity); h = c.head() {
+		for h := c.head(); h != nil && q.holds(h.req.Tenant, h.req.Streams, now, capacity); h = c.head() {
 			c.remove(h)
 			q.park(h)
 		}

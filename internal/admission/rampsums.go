@@ -31,6 +31,7 @@ type rampSums struct {
 	active  int       // active tenants counted
 	weights float64   // their weights
 	kept    int       // slots of their recent peaks they are not using
+	margin  int       // their margins above those peaks (rampMargin)
 	visits  uint64    // entries visited by the scans, all told (tests read the cost here)
 }
 
@@ -44,7 +45,7 @@ func (q *Queue) rampScan(now time.Time) *rampSums {
 		return s
 	}
 	s.scan++
-	s.at, s.active, s.weights, s.kept = now, 0, 0, 0
+	s.at, s.active, s.weights, s.kept, s.margin = now, 0, 0, 0, 0
 	for name, o := range q.ramps {
 		s.visits++
 		if !q.active(name, o, now) {
@@ -52,25 +53,28 @@ func (q *Queue) rampScan(now time.Time) *rampSums {
 			continue
 		}
 		q.rotate(o, name, now)
-		k := max(max(o.peak, o.prevPeak)-q.inUseOf(name), 0)
-		o.sumScan, o.sumWeight, o.sumKept = s.scan, o.weight, k
+		peak := max(o.peak, o.prevPeak)
+		k, m := max(peak-q.inUseOf(name), 0), rampMargin(peak)
+		o.sumScan, o.sumWeight, o.sumKept, o.sumMargin = s.scan, o.weight, k, m
 		s.active++
 		s.weights += o.weight
 		s.kept += k
+		s.margin += m
 	}
 	return s
 }
 
 // othersSums is holds' view of the active tenants other than tenant (rs):
-// their weights, kept slots and whether there are any, from the last scan
-// less tenant's own share in it.
-func (q *Queue) othersSums(rs *rampState, now time.Time) (weights float64, kept int, others bool) {
+// their weights, kept slots, margins and whether there are any, from the
+// last scan less tenant's own share in it.
+func (q *Queue) othersSums(rs *rampState, now time.Time) (weights float64, kept, margin int, others bool) {
 	s := q.rampScan(now)
-	weights, kept, n := s.weights, s.kept, s.active
+	weights, kept, margin, n := s.weights, s.kept, s.margin, s.active
 	if rs != nil && rs.sumScan == s.scan {
 		weights -= rs.sumWeight
 		kept -= rs.sumKept
+		margin -= rs.sumMargin
 		n--
 	}
-	return weights, kept, n > 0
+	return weights, kept, margin, n > 0
 }

@@ -78,7 +78,7 @@ func TestRampSumsMatchTheExactScan(t *testing.T) {
 			t.Fatalf("%s not remembered", tenant)
 		}
 		var weights float64
-		var kept int
+		var kept, margin int
 		others := false
 		for name, o := range q.ramps {
 			if name == tenant || !q.active(name, o, now) {
@@ -87,10 +87,11 @@ func TestRampSumsMatchTheExactScan(t *testing.T) {
 			others = true
 			weights += o.weight
 			kept += max(max(o.peak, o.prevPeak)-q.inUseOf(name), 0)
+			margin += rampMargin(max(o.peak, o.prevPeak))
 		}
-		w, k, o := q.othersSums(rs, now)
-		if w != weights || k != kept || o != others {
-			t.Fatalf("%s: sums %v %d %v, the exact scan %v %d %v", tenant, w, k, o, weights, kept, others)
+		w, k, m, o := q.othersSums(rs, now)
+		if w != weights || k != kept || m != margin || o != others {
+			t.Fatalf("%s: sums %v %d %d %v, the exact scan %v %d %d %v", tenant, w, k, m, o, weights, kept, margin, others)
 		}
 	}
 }

@@ -33,9 +33,12 @@ func (h *histogram) observe(v float64) {
 type counters struct {
 	rejected  [numReasons]uint64
 	cancelled uint64
-	preempted uint64                  // spare tickets taken back by live traffic
-	held      uint64                  // requests held by their tenant's ramp at least once
-	waits     [MaxClass + 1]histogram // per class, of granted requests
+	preempted uint64 // spare tickets taken back by live traffic
+	held      uint64 // requests held by their tenant's ramp at least once
+	// probes above the ramp's base whose first token came promptly, or
+	// late (rampprobe.go)
+	probesPrompt, probesLate uint64
+	waits                    [MaxClass + 1]histogram // per class, of granted requests
 }
 
 func newCounters() counters {
@@ -77,6 +80,13 @@ type Stats struct {
 	RampHeld      int    `json:"ramp_held"`
 	RampHeldTotal uint64 `json:"ramp_held_total"`
 	Ramping       int    `json:"ramping_tenants"`
+	// RampBase is the slots a ramping tenant's allowance and free slots
+	// are reckoned from now (rampBase); RampProbes and RampProbesLate
+	// count the grants above it whose first token came promptly (each
+	// grew it by one) or late (rampprobe.go).
+	RampBase       int    `json:"ramp_base"`
+	RampProbes     uint64 `json:"ramp_probes"`
+	RampProbesLate uint64 `json:"ramp_probes_late"`
 }
 
 // ClassStats is one priority class's share of Stats.
@@ -133,8 +143,12 @@ func (q *Queue) Stats() Stats {
 		DrainRate: q.drain.perSlot() * float64(max(capacity, 0)),
 		Tenants:   make(map[string]TenantStats, len(q.tenants)),
 		Rejected:  make(map[string]uint64, numReasons), Cancelled: q.counters.cancelled,
-		Appointments: len(q.appts.at), RampHeld: len(q.parked), RampHeldTotal: q.counters.held}
+		Appointments: len(q.appts.at), RampHeld: len(q.parked), RampHeldTotal: q.counters.held,
+		RampProbes: q.counters.probesPrompt, RampProbesLate: q.counters.probesLate}
 	now := q.clock()
+	if q.rampOn() {
+		s.RampBase = q.rampBase(now, capacity)
+	}
 	s.HeldSlots = q.reserved(now, capacity)
 	// A ramp is only updated by its tenant's requests: one that went
 	// quiet keeps its flag until a scan forgets it, so only the active

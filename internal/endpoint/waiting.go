@@ -18,15 +18,23 @@ import (
 // would otherwise keep its fast estimate, and keep its share of new
 // requests, for as long as its slow streams take to finish. The request is
 // then ended with ReleaseFed.
-func (b *Backend) FirstToken(now time.Time, ttft time.Duration) {
+//
+// prompt says the first token came within max(2 x the backend's typical
+// time to first token before it, minBacklogWait): the wait after which
+// backlogBound takes a stream without one to be queued inside the engine
+// behind a full batch. The admission queue's tenant ramp grows the slots it
+// reckons from on such starts (admission.Ticket.FirstToken).
+func (b *Backend) FirstToken(now time.Time, ttft time.Duration) (prompt bool) {
 	if box := b.limiter.Load(); box != nil {
 		box.l.Observe(now, ttft, int(b.inflight.Load()), outcome.Success)
 	}
 	b.mu.Lock()
+	prompt = ttft <= max(2*time.Duration(b.typical), minBacklogWait)
 	b.endWaitLocked(now)
 	b.learnLatencyLocked(now, ttft)
 	b.answeredLocked()
 	b.mu.Unlock()
+	return prompt
 }
 
 // StartWaiting marks a stream sent to the backend as waiting for its first

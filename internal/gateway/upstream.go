@@ -78,6 +78,10 @@ type upstreamCall struct {
 	// token limits for more as it generates, and is cut when they refuse
 	// (streamBudget); nil for every other call.
 	budget proxy.TokenBudget
+	// ticket: the call's admission ticket, told the stream's first token
+	// (proxy.Request.Started): the tenant ramp grows its base on a prompt
+	// start of a grant above it. nil: none (a tokenizer call).
+	ticket *admission.Ticket
 	// metered: the answer's usage settles a token limit: asked
 	// uncompressed so it can be read (proxy.Request.Metered).
 	metered bool
@@ -109,7 +113,17 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.leadCC, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText, Budget: c.budget, Metered: c.metered,
 		SideEffects: c.keepID || c.peek.Store, ReleaseBody: c.handsBody,
 		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
+		Started: c.started(),
 	}, &sel)
+}
+
+// started is the call's proxy.Request.Started: its ticket; nil without
+// one (never a nil *Ticket in the interface).
+func (c *upstreamCall) started() proxy.Starter {
+	if c.ticket == nil {
+		return nil
+	}
+	return c.ticket
 }
 
 // firstTokenBound is how long a streaming call may wait for its first
@@ -162,7 +176,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, vals *
 	}
 	defer ticket.Release()
 	rec.queued = ticket.Waited()
-	c.queued = rec.queued
+	c.queued, c.ticket = rec.queued, ticket
 	if ticket != nil {
 		setQueueTime(w, vals, rec.queued)
 		g.waited(served, c, rec)
@@ -342,6 +356,7 @@ func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, ser
 	call.header = c.header.Clone() // the client's request may be gone before the upstream call ends
 	call.anyShape = true           // the flight answers each client in its shape (relayConverted)
 	call.handsBody = false         // the flight's reference is released below, at its end
+	call.ticket = ticket
 	rt.flights.start(ctx, f, func(ctx context.Context, w http.ResponseWriter) proxy.Result {
 		defer call.body.Release()
 		defer ticket.Release()

@@ -195,6 +195,17 @@ type Request struct {
 	// relay asks it before each counted block of events, and ends the
 	// stream there (ErrTokenBudget) when it refuses. nil: no bound.
 	Budget TokenBudget
+	// Started, when set, is told a stream's first token as the backend
+	// judged it (endpoint.Backend.FirstToken's prompt), on the relay's
+	// goroutine: the admission ticket, whose tenant ramp grows its base
+	// on a prompt start. Not told for a JSON answer or a CPU-side call,
+	// which have no first token to judge.
+	Started Starter
+}
+
+// Starter is told a stream's first token (Request.Started).
+type Starter interface {
+	FirstToken(prompt bool)
 }
 
 // TokenBudget is what a stream may generate, as its token limits grant it

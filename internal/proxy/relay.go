@@ -262,8 +262,11 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 				now := f.opt.Now()
 				res.TTFB = now.Sub(start)
 				if !c.cpu { // a CPU-side call's time is learnt by nothing
-					b.FirstToken(now, res.TTFB)
+					prompt := b.FirstToken(now, res.TTFB)
 					c.fed = true
+					if in.Started != nil {
+						in.Started.FirstToken(prompt)
+					}
 				}
 			}
 			first = false

@@ -55,8 +55,11 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 			if !res.Written { // the first valid event: the first token
 				f.commit(w, b, resp, in, start, res)
 				if !c.cpu { // a CPU-side call's time is learnt by nothing
-					b.FirstToken(f.opt.Now(), res.TTFB)
+					prompt := b.FirstToken(f.opt.Now(), res.TTFB)
 					c.fed = true
+					if in.Started != nil {
+						in.Started.FirstToken(prompt)
+					}
 				}
 				if held != nil {
 					out, held = append(held, out...), nil

@@ -1,0 +1,103 @@
+package admission
+
+import "time"
+
+// The ramp's base on adaptive limits grows by probes, as TCP's slow start
+// grows its window by acks. Reckoned from the pool's recent in-use peak
+// alone, the base grew only through grants the ramp itself refused: tenant
+// A on one slot, tenant B newly busy beside it with a long first answer,
+// B's next requests were held until that answer came back (35 s, or
+// refused at a 2 s objective) with 2 of the engines' 16 slots in use. The
+// capacity, a sum of adaptive limits, cannot stand in for the slots (it
+// read 36-54 on 24 in the chaos pool), and neither can a first token
+// judged by the adaptive limit's own tolerance: its latency floor lets an
+// engine queue unseen.
+//
+// So when a ramping tenant is held only because the base is full, one of
+// its requests may go above the base: the probe. The engine starting it
+// promptly is evidence that the slot exists: its first token within
+// max(2 x the backend's typical time to first token, 100 ms), the wait
+// after which the gateway takes a stream without one to be queued behind
+// a full batch (endpoint.Backend.FirstToken, backlogBound). A request
+// queued inside an engine behind long answers waits for one of them to
+// end, seconds, well past that. A prompt start counts the probe's slot in
+// the pool's peak (the base), and the next probe may go at once; a late
+// one stops probing for a RampWindow, as a loss ends TCP's slow start.
+// One probe is out at a time, so an engine that is full takes at most one
+// request it cannot start, and the base grows by a slot per first token
+// (tens of milliseconds) rather than per answer (seconds to minutes).
+// A probe that ends without a first token to judge (a JSON answer, an
+// error) proves nothing either way: the next may go.
+//
+// Until its first token the probe's slot is not in the pool's peak, and
+// a confirmed slot ages out of it like any other: when the pool holds
+// fewer for one to two RampWindows the base shrinks back. A probe goes
+// only when the pool holds its whole base (a grant while a proven slot
+// is free takes, in the engines, a slot kept for another tenant) and the
+// other active tenants are owed no headroom above their recent peaks
+// (rampmargin.go): without that rule the chaos suite's slow-readers
+// burst probed into every slot beyond the steady tenant's peak.
+
+// rampProbe is the pool's probe state.
+type rampProbe struct {
+	out     *Ticket   // the probe awaiting its first token; nil: none
+	blocked time.Time // no probe before this: the last one started late
+}
+
+// mayProbe reports whether a grant above the base may go now.
+func (q *Queue) mayProbe(now time.Time) bool {
+	return q.probe.out == nil && !now.Before(q.probe.blocked)
+}
+
+// startProbe marks t, granted above the base, as the probe out.
+func (q *Queue) startProbe(t *Ticket) {
+	t.probe = true
+	q.probe.out = t
+}
+
+// endProbe forgets t as the probe out, if it is: its slot given back
+// before a first token was judged.
+func (q *Queue) endProbe(t *Ticket) {
+	if q.probe.out == t {
+		q.probe.out = nil
+	}
+}
+
+// notePoolInUse records the pool's slots in use in its peak, less a probe
+// not yet confirmed.
+func (q *Queue) notePoolInUse(now time.Time) {
+	q.rotatePool(now)
+	n := q.inUse
+	if q.probe.out != nil {
+		n--
+	}
+	q.poolPeak = max(q.poolPeak, n)
+}
+
+// FirstToken tells the queue the ticket's stream got its first token, and
+// whether promptly (endpoint.Backend.FirstToken). For a probe (a grant
+// above the tenant ramp's base) a prompt start adds its slot to the base
+// and lets the next probe go; a late one stops probing for a RampWindow.
+// Other tickets: nothing. Safe to call more than once (a hedge's legs), on
+// a released ticket, and on nil.
+func (t *Ticket) FirstToken(prompt bool) {
+	if t == nil || !t.probe {
+		return
+	}
+	q := t.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.probe.out != t {
+		return
+	}
+	q.probe.out = nil
+	now := q.clock()
+	if !prompt {
+		q.probe.blocked = now.Add(q.cfg.RampWindow)
+		q.counters.probesLate++
+		return
+	}
+	q.counters.probesPrompt++
+	q.notePoolInUse(now)
+	q.dispatch(now, q.capacity())
+}
