@@ -147,20 +147,22 @@ func (s *Issuers) KeySets() []IssuerKeySet {
 	return out
 }
 
-// KeySetFetched is the oldest last fetch among the issuers' key sets
-// (zero when one was never fetched), so an alert on its age fires for
-// whichever provider has gone stale; ok is false when no issuer has a
-// jwks_url.
-func (s *Issuers) KeySetFetched() (t time.Time, ok bool) {
+// IssuerFetch is when one issuer's key set was last fetched successfully
+// (zero: never), for sluice_auth_jwks_last_fetch_timestamp_seconds.
+type IssuerFetch struct {
+	Name    string // auth.jwt.issuers[].name; "" for the single form
+	Fetched time.Time
+}
+
+// KeySetsFetched is each issuer's last key set fetch, in config order, for
+// the issuers with a jwks_url (none without one), so a stale provider is
+// seen on its own rather than hidden in an aggregate.
+func (s *Issuers) KeySetsFetched() []IssuerFetch {
+	var out []IssuerFetch
 	for _, nv := range s.list {
-		f, has := nv.Verifier.KeySetFetched()
-		if !has {
-			continue
+		if f, has := nv.Verifier.KeySetFetched(); has {
+			out = append(out, IssuerFetch{Name: nv.Name, Fetched: f})
 		}
-		if !ok || f.Before(t) {
-			t = f
-		}
-		ok = true
 	}
-	return t, ok
+	return out
 }
