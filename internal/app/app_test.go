@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 )
 
 func backend(t *testing.T, name string) *httptest.Server {
@@ -153,6 +154,23 @@ func newApp(t *testing.T, path string) *App {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// newLoggedApp is newApp reading the file with load (Load, as the CLI
+// does, with the policy check; or config.Load) and logging as text into
+// the buffer it returns.
+func newLoggedApp(t *testing.T, path string, load func(string) (*config.Config, error)) (*App, *logbuf.Buffer) {
+	t.Helper()
+	cfg, err := load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logbuf.Buffer{}
+	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, logs
 }
 
 func chat(url, model string) (int, string) {

@@ -1,14 +1,11 @@
 package app
 
 import (
-	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
-	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 )
 
 // A reload changing queue.batch_webhooks applies them to the running
@@ -27,20 +24,10 @@ func TestReloadAppliesBatchWebhooks(t *testing.T) {
 		src := "listen: 127.0.0.1:0\nlog: {access: false}\nforecast: {enabled: false}\n" +
 			"queue: {data_dir: " + dataDir + ", webhook_secret: s3cret, batch_webhooks: " + hooks + "}\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write(`["https://hooks.example/all"]`)
-	cfg, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &logbuf.Buffer{}
-	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, logs := newLoggedApp(t, path, Load)
 	defer a.release()
 	endpoints := func() []jobs.BatchEndpoint {
 		a.jobsMu.Lock()
@@ -84,18 +71,8 @@ func TestBatchWebhookTenantTypoSaidAtStartAndReload(t *testing.T) {
 		"auth: {require_key: true, keys: [{key: k1, tenant: acme}]}\n" +
 		"queue: {data_dir: " + t.TempDir() + ", webhook_secret: s3cret, batch_webhooks: [{url: \"https://hooks.example/a\", tenants: [acmee]}]}\n" +
 		"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &logbuf.Buffer{}
-	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
+	a, logs := newLoggedApp(t, path, Load)
 	defer a.release()
 	want := path + `:5: queue.batch_webhooks[0].tenants[0]: \"acmee\" is no tenant a caller can have`
 	if n := strings.Count(logs.String(), want); n != 1 {
@@ -121,20 +98,10 @@ func TestReloadOfBatchWebhooksWithoutSecretNeedsRestart(t *testing.T) {
 		src := "listen: 127.0.0.1:0\nlog: {access: false}\nforecast: {enabled: false}\n" +
 			"queue: {data_dir: " + dataDir + queue + "}\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("")
-	cfg, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &logbuf.Buffer{}
-	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, logs := newLoggedApp(t, path, Load)
 	defer a.release()
 	write(`, webhook_secret: s3cret, batch_webhooks: ["https://hooks.example/all"]`)
 	if err := a.Reload(); err != nil {

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,15 +45,7 @@ func drainClockApp(t *testing.T) (*App, *endpoint.Backend, *stepTimer, *stepTick
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nforecast: {enabled: false}\n"+
 		"models:\n  - name: m\n    backends:\n      - url: http://127.0.0.1:9\n")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &logbuf.Buffer{}
-	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, logs := newLoggedApp(t, path, config.Load)
 	t.Cleanup(func() { a.drains.cancel(); a.drains.wg.Wait(); a.release() })
 	tm, tk := &stepTimer{armed: make(chan armedTimer, 4)}, newStepTicker()
 	a.timer, a.ticker = tm.timer, tk.tick

@@ -20,7 +20,7 @@ import (
 // issuersApp starts the app from a file with two issuers, corp and
 // partner, each with its own JWKS server, and per-key and per-tenant
 // limits of one request a minute: a second request in a bucket is 429.
-func issuersApp(t *testing.T, corp, partner *jwttest.Issuer) (send func(bearer string) int, get func(path string) (int, string)) {
+func issuersApp(t *testing.T, corp, partner *jwttest.Issuer) (a *App, send func(bearer string) int, get func(path string) (int, string)) {
 	t.Helper()
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
@@ -33,7 +33,7 @@ func issuersApp(t *testing.T, corp, partner *jwttest.Issuer) (send func(bearer s
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := newApp(t, path)
+	a = newApp(t, path)
 	t.Cleanup(a.release)
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
@@ -56,7 +56,7 @@ func issuersApp(t *testing.T, corp, partner *jwttest.Issuer) (send func(bearer s
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	return send, get
+	return a, send, get
 }
 
 func issuerToken(t *testing.T, is *jwttest.Issuer, iss, sub string) string {
@@ -68,7 +68,7 @@ func issuerToken(t *testing.T, is *jwttest.Issuer, iss, sub string) string {
 // names is a 401 saying nothing of why.
 func TestTwoIssuersSameSubjectAreTwoTenants(t *testing.T) {
 	corp, partner := jwttest.New(t), jwttest.New(t)
-	send, _ := issuersApp(t, corp, partner)
+	_, send, _ := issuersApp(t, corp, partner)
 	a := issuerToken(t, corp, "https://corp.test/", "alice")
 	if c := send(a); c != 200 {
 		t.Fatalf("corp's alice: %d", c)
@@ -86,11 +86,12 @@ func TestTwoIssuersSameSubjectAreTwoTenants(t *testing.T) {
 
 // One provider's key set down from the start: its tokens are 503
 // (keys_unavailable), the other's are served, and the replica is ready
-// (/readyz names the issuer that is down).
+// (/readyz names the issuer that is down, and so does the freshness
+// gauge: the down one's series is 0, the other's a fetch time).
 func TestIssuerJWKSDownOthersServed(t *testing.T) {
 	corp, partner := jwttest.New(t), jwttest.New(t)
 	partner.Server.Close()
-	send, get := issuersApp(t, corp, partner)
+	a, send, get := issuersApp(t, corp, partner)
 	if c := send(issuerToken(t, corp, "https://corp.test/", "alice")); c != 200 {
 		t.Fatalf("corp's token while partner's JWKS is down: %d", c)
 	}
@@ -100,6 +101,17 @@ func TestIssuerJWKSDownOthersServed(t *testing.T) {
 	code, body := get("/readyz")
 	if code != 200 || !strings.Contains(body, `"corp": "ok"`) || !strings.Contains(body, `"partner": "unavailable"`) {
 		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	rec := httptest.NewRecorder()
+	a.AdminHandler().ServeHTTP(rec, adminRequest(http.MethodGet, "/metrics"))
+	metrics := rec.Body.String()
+	for _, want := range []string{
+		`sluice_auth_jwks_last_fetch_timestamp_seconds{issuer="corp"} 1`, // a recent Unix time
+		`sluice_auth_jwks_last_fetch_timestamp_seconds{issuer="partner"} 0` + "\n",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("metrics lack %s:\n%s", want, grepLines(metrics, "sluice_auth_jwks"))
+		}
 	}
 }
 

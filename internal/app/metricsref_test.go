@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sluice-gw/sluice/internal/auth/jwttest"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 	"github.com/sluice-gw/sluice/internal/testutil/redistest"
@@ -88,9 +89,8 @@ func TestMetricsReferenceMatchesCode(t *testing.T) {
 // nameOnly are the metrics whose type and labels the test cannot see:
 // vectors whose events the set-up does not provoke.
 var nameOnly = []string{
-	"sluice_auth_jwks_last_fetch_timestamp_seconds", // needs auth.jwt.jwks_url
-	"sluice_discovery_reads_held_total",             // needs a targets file caught half-written
-	"sluice_forecast_requests_per_second",           // after the forecaster's first tick
+	"sluice_discovery_reads_held_total",   // needs a targets file caught half-written
+	"sluice_forecast_requests_per_second", // after the forecaster's first tick
 	"sluice_forecast_tokens_per_second",
 	"sluice_hedges_total",     // needs a hedged stream
 	"sluice_slot_waits_total", // needs every backend at its limit
@@ -215,6 +215,7 @@ func gatherEverything(t *testing.T) map[string]*dto.MetricFamily {
 log: {access: false}
 auth:
   keys: [{key: k-good}]
+  jwt: {issuer: https://idp.test/, audience: sluice, jwks_url: %s}
 queue: {enabled: true, data_dir: %s}
 forecast: {enabled: true, snapshot: %s}
 cache:
@@ -240,7 +241,7 @@ models:
     discovery:
       - type: file
         path: %s
-`, filepath.Join(dir, "data"), filepath.Join(dir, "forecast.json"), redis.Addr, redis.Addr, be.URL, bad.URL, be.URL,
+`, jwttest.New(t).URL(), filepath.Join(dir, "data"), filepath.Join(dir, "forecast.json"), redis.Addr, redis.Addr, be.URL, bad.URL, be.URL,
 		filepath.Join(dir, "targets.json"), filepath.Join(dir, "missing.json"))
 	writeTargets(t, filepath.Join(dir, "targets.json"), be.URL)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {

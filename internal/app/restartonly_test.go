@@ -1,13 +1,9 @@
 package app
 
 import (
-	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
 )
 
 // A reload that changes settings only a restart applies names each
@@ -24,20 +20,10 @@ func TestRestartOnlyWarningNamesTheKeys(t *testing.T) {
 		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false, data_dir: " + dataDir + queue + "}\n" +
 			"forecast: {snapshot: " + snapshot + forecast + "}\n" + extra +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("", "", "")
-	cfg, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &logbuf.Buffer{}
-	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, logs := newLoggedApp(t, path, Load)
 	defer a.release()
 
 	write(", workers: 7", ", interval: 2m", "server: {idle_timeout: 77s, max_connections: 500}\n"+

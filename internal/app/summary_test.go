@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,15 +14,7 @@ import (
 // returned buffer.
 func startLoggedApp(t *testing.T, path string) (*App, string, *logbuf.Buffer) {
 	t.Helper()
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &logbuf.Buffer{}
-	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, logs := newLoggedApp(t, path, config.Load)
 	url, _, cancel, done := runApp(t, a)
 	t.Cleanup(func() { cancel(); <-done })
 	return a, url, logs

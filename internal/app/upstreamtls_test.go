@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -153,15 +152,7 @@ func startUpstreamTLSApp(t *testing.T, dir, url, extra, top string) (string, *Ap
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nretry: {attempts: 1}\n%s"+
 		"models:\n  - name: m1\n    backends:\n      - url: %s\n%s", top, url, extra)
 	writePEM(t, dir, "sluice.yaml", []byte(src))
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &logbuf.Buffer{}
-	a, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, logs := newLoggedApp(t, path, config.Load)
 	u, _ := serveApp(t, a)
 	return u, a, logs
 }

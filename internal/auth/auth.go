@@ -133,7 +133,7 @@ func NewVerifier(c config.JWT, jwks *JWKS, now func() time.Time) (*Verifier, err
 	if c.HMACSecret != "" {
 		v.secret = []byte(c.HMACSecret)
 	}
-	v.parser = jwt.NewParser(
+	v.parser = jwt.NewParser(append(payloadDecoding(), // as peekIssuer reads the payload
 		jwt.WithValidMethods(algs),
 		jwt.WithLeeway(c.Leeway.D()),
 		jwt.WithTimeFunc(now),
@@ -141,9 +141,7 @@ func NewVerifier(c config.JWT, jwks *JWKS, now func() time.Time) (*Verifier, err
 		jwt.WithIssuedAt(),
 		jwt.WithIssuer(c.Issuer),
 		jwt.WithAudience(c.Audience),
-		jwt.WithJSONNumber(),
-		jwt.WithStrictDecoding(),
-	)
+	)...)
 	return v, nil
 }
 

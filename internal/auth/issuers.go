@@ -1,13 +1,15 @@
 package auth
 
 import (
+	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluice-gw/sluice/internal/config"
 )
@@ -70,34 +72,48 @@ func (s *Issuers) Verify(ctx context.Context, token string) (Identity, error) {
 	return v.Verify(ctx, token)
 }
 
-// maxPayloadBytes bounds the payload segment peekIssuer decodes; the
-// token as a whole is bounded by max_token_bytes (at most 64KiB) before.
-const maxPayloadBytes = 64 << 10
+// payloadDecoding is how every Verifier's parser decodes a token's
+// segments: base64url without padding, strictly (jwt's RawURLEncoding;
+// WithPaddingAllowed is not set, so "=" is refused), numbers kept as
+// json.Number. peekIssuer decodes the payload with the same options.
+func payloadDecoding() []jwt.ParserOption {
+	return []jwt.ParserOption{jwt.WithJSONNumber(), jwt.WithStrictDecoding()}
+}
 
 // peekIssuer reads the iss claim of token's payload, unverified: only to
-// choose whose keys verify it, which then checks iss again. The token must
-// be three segments of base64url characters and the payload a JSON object
-// whose iss is a string.
+// choose whose keys verify it, which then checks iss again. It reads the
+// payload as the verifier will, so that a token the verifier accepts is
+// never refused here and is routed on the iss the verifier checks: the
+// segment decoded by jwt's own DecodeSegment with the verifier's options,
+// the claims as jwt.MapClaims through a json.Decoder as jwt.Parser does
+// (the first JSON value, what follows it ignored; the key "iss" exactly,
+// where a struct field would also take "ISS" or "Iss"), and iss read by
+// MapClaims.GetIssuer. The token must have three segments and an iss
+// that is a string.
 func peekIssuer(token string) (string, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
+	if strings.Count(token, ".") != 2 {
 		return "", errMalformed
 	}
-	seg := parts[1]
-	if seg == "" || base64.RawURLEncoding.DecodedLen(len(seg)) > maxPayloadBytes {
-		return "", errMalformed
-	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(seg)
+	_, rest, _ := strings.Cut(token, ".")
+	seg, _, _ := strings.Cut(rest, ".")
+	raw, err := jwt.NewParser(payloadDecoding()...).DecodeSegment(seg)
 	if err != nil {
 		return "", errMalformed
 	}
-	var p struct {
-		Iss *string `json:"iss"`
-	}
-	if err := json.Unmarshal(raw, &p); err != nil || p.Iss == nil {
+	claims := jwt.MapClaims{}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&claims); err != nil {
 		return "", errMalformed
 	}
-	return *p.Iss, nil
+	if _, present := claims["iss"]; !present {
+		return "", errMalformed
+	}
+	iss, err := claims.GetIssuer()
+	if err != nil {
+		return "", errMalformed
+	}
+	return iss, nil
 }
 
 // IssuerKeySet is one issuer's key set state (/readyz "jwks_issuers").
@@ -147,20 +163,22 @@ func (s *Issuers) KeySets() []IssuerKeySet {
 	return out
 }
 
-// KeySetFetched is the oldest last fetch among the issuers' key sets
-// (zero when one was never fetched), so an alert on its age fires for
-// whichever provider has gone stale; ok is false when no issuer has a
-// jwks_url.
-func (s *Issuers) KeySetFetched() (t time.Time, ok bool) {
+// IssuerFetch is when one issuer's key set was last fetched successfully
+// (zero: never), for sluice_auth_jwks_last_fetch_timestamp_seconds.
+type IssuerFetch struct {
+	Name    string // auth.jwt.issuers[].name; "" for the single form
+	Fetched time.Time
+}
+
+// KeySetsFetched is each issuer's last key set fetch, in config order, for
+// the issuers with a jwks_url (none without one), so a stale provider is
+// seen on its own rather than hidden in an aggregate.
+func (s *Issuers) KeySetsFetched() []IssuerFetch {
+	var out []IssuerFetch
 	for _, nv := range s.list {
-		f, has := nv.Verifier.KeySetFetched()
-		if !has {
-			continue
+		if f, has := nv.Verifier.KeySetFetched(); has {
+			out = append(out, IssuerFetch{Name: nv.Name, Fetched: f})
 		}
-		if !ok || f.Before(t) {
-			t = f
-		}
-		ok = true
 	}
-	return t, ok
+	return out
 }

@@ -265,9 +265,14 @@ func (g *Gateway) refuseAuth(w http.ResponseWriter, err error) error {
 	return nil
 }
 
+// keySetFetchedDesc is labelled by the issuer's name. The single form's
+// issuer has none: its label value is "", which Prometheus stores as the
+// unlabelled series the metric had before it had a label, so alerts and
+// history written for one issuer are unchanged.
 var keySetFetchedDesc = prometheus.NewDesc("sluice_auth_jwks_last_fetch_timestamp_seconds",
 	"When the issuer's JWKS (auth.jwt.jwks_url) was last fetched successfully, Unix seconds; 0 before the first "+
-		"success; with several issuers the oldest of their last fetches (0 while one was never fetched). Absent when no jwks_url is configured. Alert on time() minus this well past jwks_refresh.", nil, nil)
+		"success. One series per issuer with a jwks_url, issuer its auth.jwt.issuers name (\"\" with the single auth.jwt form). "+
+		"Absent when no jwks_url is configured. Alert on time() minus this well past jwks_refresh.", []string{"issuer"}, nil)
 
 // keySetCollector reports the freshness of the running runtime's JWKS, read
 // at scrape time.
@@ -280,13 +285,11 @@ func (c keySetCollector) Collect(ch chan<- prometheus.Metric) {
 	if v == nil {
 		return
 	}
-	t, ok := v.KeySetFetched()
-	if !ok {
-		return
+	for _, f := range v.KeySetsFetched() {
+		secs := 0.0
+		if !f.Fetched.IsZero() {
+			secs = float64(f.Fetched.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(keySetFetchedDesc, prometheus.GaugeValue, secs, f.Name)
 	}
-	secs := 0.0
-	if !t.IsZero() {
-		secs = float64(t.UnixNano()) / 1e9
-	}
-	ch <- prometheus.MustNewConstMetric(keySetFetchedDesc, prometheus.GaugeValue, secs)
 }

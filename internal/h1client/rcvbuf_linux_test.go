@@ -4,10 +4,11 @@ import (
 	"context"
 	"io"
 	"net"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sluice-gw/sluice/internal/testutil/socktest"
 )
 
 // sockInt reads one integer of c's socket: an option (get) or an ioctl.
@@ -81,29 +82,7 @@ func TestStalledReaderQueuesBoundedReceiveBuffer(t *testing.T) {
 	}
 
 	// The client side now reads nothing.
-	rc, err := bc.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 64<<10)
-	var took int
-	var werr error
-	rc.Write(func(fd uintptr) bool {
-		for took < 256<<20 {
-			n, err := syscall.Write(int(fd), buf)
-			if err != nil {
-				if err != syscall.EAGAIN {
-					werr = err
-				}
-				return true
-			}
-			took += n
-		}
-		return true
-	})
-	if werr != nil {
-		t.Fatal(werr)
-	}
+	took := socktest.FillUntilFull(t, bc.(*net.TCPConn), 256<<20)
 	if q := sockInt(t, cc, inq); q > after {
 		t.Fatalf("the client's kernel queued %d bytes unread, want at most its receive buffer %d", q, after)
 	} else {

@@ -135,7 +135,6 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 	}
 	e.jsConfig = jetStreamConfigOf(srv, o.Dir)
 	e.afterStart(time.Now())
-	e.keepConsumersAside(time.Now())
 	go e.recoverLoop()
 	return e, nil
 }

@@ -280,36 +280,60 @@ type loadedStream struct {
 
 // loadedStreams is each stream nats-server has.
 func (e *Embedded) loadedStreams() (map[string]loadedStream, error) {
-	info, err := e.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
+	streams, _, err := e.loadedStore(false)
+	return streams, err
+}
+
+// loadedStore is each stream nats-server has and, withConsumers, each
+// stream's consumers it loaded: one Jsz call (it walks every account's
+// streams) serves both.
+func (e *Embedded) loadedStore(withConsumers bool) (map[string]loadedStream, map[string][]string, error) {
+	info, err := e.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true, Consumer: withConsumers})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := map[string]loadedStream{}
+	streams := map[string]loadedStream{}
+	consumers := map[string][]string{}
 	for _, acc := range info.AccountDetails {
 		for _, s := range acc.Streams {
 			ls := loadedStream{state: s.State}
 			if s.Config != nil {
 				ls.maxAge = s.Config.MaxAge
 			}
-			out[s.Name] = ls
+			streams[s.Name] = ls
+			for _, c := range s.Consumer {
+				if c != nil {
+					consumers[s.Name] = append(consumers[s.Name], c.Name)
+				}
+			}
 		}
 	}
-	return out, nil
+	return streams, consumers, nil
 }
 
-// afterStart finds the streams whose directory was on disk but that
-// nats-server did not load, and keeps their meta files aside: the
-// gateway's create writes new ones over the same blocks.
+// afterStart compares what was on disk before the start with what
+// nats-server loaded, read once: the streams it skipped get their meta
+// files kept aside (keepStreamMetaAside), the consumers it skipped their
+// directories (keepConsumersAside).
 func (e *Embedded) afterStart(now time.Time) {
 	a := &e.audit
 	if len(a.onDisk) == 0 {
 		return
 	}
-	loaded, err := e.loadedStreams()
+	streams, consumers, err := e.loadedStore(len(a.consumersOnDisk) > 0)
 	if err != nil {
 		e.log.Warn("job store: reading its streams' state", "data_dir", e.dir, "error", err.Error())
 		return
 	}
+	e.keepStreamMetaAside(now, streams)
+	e.keepConsumersAside(now, consumers)
+}
+
+// keepStreamMetaAside finds the streams whose directory was on disk but
+// that nats-server did not load (not in loaded), and keeps their meta
+// files aside: the gateway's create writes new ones over the same blocks.
+func (e *Embedded) keepStreamMetaAside(now time.Time, loaded map[string]loadedStream) {
+	a := &e.audit
 	for _, name := range a.onDisk {
 		if _, ok := loaded[name]; ok {
 			continue

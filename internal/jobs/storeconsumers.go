@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
 )
 
 // A durable consumer's files damaged between two runs (its o.dat cut or
@@ -50,38 +48,14 @@ func consumerDirsOnDisk(storeDir string, streams []string) map[string][]string {
 	return out
 }
 
-// loadedConsumers is each stream's consumers nats-server has loaded.
-func (e *Embedded) loadedConsumers() (map[string][]string, error) {
-	info, err := e.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]string{}
-	for _, acc := range info.AccountDetails {
-		for _, s := range acc.Streams {
-			for _, c := range s.Consumer {
-				if c != nil {
-					out[s.Name] = append(out[s.Name], c.Name)
-				}
-			}
-		}
-	}
-	return out, nil
-}
-
 // keepConsumersAside moves the consumer directories that were on disk
 // before the start but that nats-server did not load out of its tree,
 // under <storeDir>/damaged-<time>/<stream>/obs/, and records them as the
-// start's damage. Called after the start, before any worker creates its
-// consumer.
-func (e *Embedded) keepConsumersAside(now time.Time) {
+// start's damage; loaded is each stream's consumers nats-server loaded.
+// Called by afterStart, before any worker creates its consumer.
+func (e *Embedded) keepConsumersAside(now time.Time, loaded map[string][]string) {
 	a := &e.audit
 	if len(a.consumersOnDisk) == 0 {
-		return
-	}
-	loaded, err := e.loadedConsumers()
-	if err != nil {
-		e.log.Warn("job store: reading its consumers", "data_dir", e.dir, "error", err.Error())
 		return
 	}
 	stamp := now.UTC().Format("20060102T150405Z")

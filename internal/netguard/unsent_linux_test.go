@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/testutil/socktest"
 )
 
 // A client that reads nothing can make the kernel hold only about
@@ -33,29 +35,7 @@ func TestStalledClientPinsBoundedSendQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ac.Close()
-	rc, err := ac.(*conn).raw.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 64<<10)
-	var took int
-	var werr error
-	rc.Write(func(fd uintptr) bool {
-		for took < 64<<20 {
-			n, err := syscall.Write(int(fd), buf)
-			if err != nil {
-				if err != syscall.EAGAIN {
-					werr = err
-				}
-				return true
-			}
-			took += n
-		}
-		return true
-	})
-	if werr != nil {
-		t.Fatal(werr)
-	}
+	took := socktest.FillUntilFull(t, ac.(*conn).raw.(*net.TCPConn), 64<<20)
 	// MaxUnsent, the client's small window and one segment of slack.
 	if took > 512<<10 {
 		t.Fatalf("the kernel took %d bytes for a client that reads nothing, want at most 512 KiB (MaxUnsent %d)", took, MaxUnsent)
