@@ -1,7 +1,9 @@
 package app
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/sluice-gw/sluice/internal/auth"
 )
@@ -21,13 +23,16 @@ func (b *build) tokens() error {
 		return nil
 	}
 	var list []auth.NamedVerifier
-	for _, ic := range c.IssuerConfigs() {
+	for i, ic := range c.IssuerConfigs() {
 		var jwks *auth.JWKS
 		if ic.JWT.JWKSURL != "" {
 			jwks = b.keySet(auth.JWKSSettingsOf(ic.JWT))
 		}
 		v, err := auth.NewVerifier(ic.JWT, jwks, b.deps.Now)
 		if err != nil {
+			if len(c.Issuers) > 0 {
+				return &issuerError{entry: i, err: err}
+			}
 			return err
 		}
 		list = append(list, auth.NamedVerifier{Name: ic.Name, Verifier: v})
@@ -78,3 +83,22 @@ func (bt *Built) closeJWKS(next *Built) {
 		}
 	}
 }
+
+// issuerError is an error of an auth.jwt.issuers entry's verifier, which
+// names its keys as the single form's ("auth.jwt.public_keys[0].file"):
+// said with the entry's key path ("auth.jwt.issuers[1].public_keys[0].file"),
+// the one the file has.
+type issuerError struct {
+	entry int
+	err   error
+}
+
+func (e *issuerError) Error() string {
+	msg := e.err.Error()
+	if rest, ok := strings.CutPrefix(msg, "auth.jwt."); ok {
+		return fmt.Sprintf("auth.jwt.issuers[%d].%s", e.entry, rest)
+	}
+	return fmt.Sprintf("auth.jwt.issuers[%d]: %s", e.entry, msg)
+}
+
+func (e *issuerError) Unwrap() error { return e.err }

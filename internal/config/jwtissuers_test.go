@@ -100,3 +100,26 @@ func init() {
 		inherited("claims."+k, "`"+v+"`")
 	}
 }
+
+// A key an issuer entry does not have is one error, its own: the entries'
+// unset keys are auth.jwt's when the rest of the file is checked too, as
+// when it loads. Before, the typo came with ten more errors, each entry's
+// jwks_refresh, jwks_min_refresh, jwks_timeout, jwks_max_bytes and
+// claims.tenant "must be ..., got 0".
+func TestJWTIssuerUnknownKeyIsOneError(t *testing.T) {
+	_, err := loadFile(t, `auth:
+  jwt:
+    issuers:
+      - {name: corp, issuer: https://c/, audience: s, jwks_url: https://c/k}
+      - {name: partner, issuer: https://p/, audience: s, jwks_url: https://p/k, bogus: 1}
+`+minimal)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if want := "sluice.yaml:5: auth.jwt.issuers[1].bogus: unknown key"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("missing %q in:\n%v", want, err)
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n != 1 {
+		t.Fatalf("%d errors for one unknown key:\n%v", n, err)
+	}
+}

@@ -133,6 +133,9 @@ func alsoInvalid(root *yaml.Node, lines keyLines, schemaErrs []error, policyOK P
 	// library's check of them compares every pair of keys).
 	_ = root.Load(&cfg, yaml.WithUniqueKeys(false))
 	cfg.fitAudioBound(lines)
+	// As Load does: an issuer entry's unset keys are auth.jwt's, not zero
+	// (each entry's jwks_refresh, claims.tenant, ... were refused too).
+	cfg.Auth.JWT.inheritJWT(func(key string) bool { _, ok := lines[key]; return ok })
 	err := cfg.ValidateWith(policyOK)
 	if err == nil {
 		return nil

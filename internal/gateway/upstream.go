@@ -169,6 +169,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, vals *
 	served, ticket, err := rt.admit(ctx, pool, c.id, c)
 	if err != nil {
 		if waited, ok := queueTimeOf(err); ok {
+			rec.queued = waited // the access line's queued_ms, as the header
 			setQueueTime(w, vals, waited)
 		}
 		rec.fail(w, apiError(err, c.peek.Model))
@@ -251,6 +252,7 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 		if err != nil {
 			rt.flights.abort(f, err)
 			if waited, ok := queueTimeOf(err); ok {
+				rec.queued = waited
 				setQueueTime(w, vals, waited)
 			}
 			rec.fail(w, apiError(err, c.peek.Model))

@@ -78,6 +78,12 @@ func (a *actor) startFinalization(ctx context.Context, target string, needFiles 
 		}
 		changed := false
 		if r.Target == "" {
+			if target == batchCompleted && r.Batch.Status == batchCancelling {
+				// Cancelled after the evaluation read the batch, its lines
+				// all ended meanwhile: it ends cancelled, as it says it is
+				// (cancelling -> finalizing -> completed before).
+				target = batchCancelled
+			}
 			r.Target = target
 			r.FilesAt = now.Unix()
 			if target == batchCompleted {

@@ -32,10 +32,11 @@ const StatusRevoked = http.StatusGone
 const revokedMessage = "the job was not run: the API key it was submitted with was removed from the gateway's configuration, and no key of its owner remains"
 
 // revoke ends a job whose execution the gateway refused with ErrRevoked:
-// failed with CodeRevoked, the attempt not counted (nothing ran), its
-// batch cancelled. rec is the job as run started it.
+// its batch cancelled, then the job failed with CodeRevoked, the attempt
+// not counted (nothing ran). rec is the job as run started it.
 func (w *worker) revoke(ctx context.Context, d *delivery, rec *jobRecord) {
 	s := w.s
+	w.cancelRevokedBatch(ctx, rec)
 	seq, nd := d.meta.Sequence.Stream, d.meta.NumDelivered
 	var r *jobRecord
 	var changed bool
@@ -62,13 +63,21 @@ func (w *worker) revoke(ctx context.Context, d *delivery, rec *jobRecord) {
 		s.hooks.notify(r)
 	}
 	_ = d.msg.Ack()
+}
+
+// cancelRevokedBatch cancels the batch of a revoked line, before the
+// line is ended: the batch's other lines are the same tenant's,
+// cancelled they end batch_cancelled at their turn (settled), with no
+// execution and no gateway call, and the batch ends cancelled with its
+// files. Cancelled after the line's end instead, a batch whose lines
+// were all taken (a small batch, free slots) could be seen with every
+// line ended and finalized completed first.
+func (w *worker) cancelRevokedBatch(ctx context.Context, rec *jobRecord) {
 	if rec.Job.BatchID == "" {
 		return
 	}
-	// The batch's other lines are the same tenant's: cancelled, they end
-	// batch_cancelled at their turn (settled), with no execution and no
-	// gateway call, and the batch ends cancelled with its files.
-	_, err = s.CancelBatch(ctx, rec.Tenant, rec.Job.BatchID)
+	s := w.s
+	_, err := s.CancelBatch(ctx, rec.Tenant, rec.Job.BatchID)
 	switch {
 	case err == nil, errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound):
 		// Cancelled now, or already ending.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -98,6 +99,47 @@ func TestHTTPExecutorTellsARevokedJob(t *testing.T) {
 		}
 		if !c.revoked && (err != nil || res.StatusCode != StatusRevoked || string(res.Body) != c.body) {
 			t.Errorf("%s: %d %s %v, want the answer as the result", c.body, res.StatusCode, res.Body, err)
+		}
+	}
+}
+
+// A batch whose every line a worker has taken when the gateway refuses
+// them (a small batch, free slots: no line left queued to cancel) ends
+// cancelled as a larger one does, each line api_key_revoked. Before, the
+// lines' failures were written before the cancel, the tracker could see
+// every line ended first and finalize the batch, and the cancel found it
+// finalizing: through the binary, 5 lines under a worker of 16 slots
+// ended "completed", 0 of 5 completed, cancelling_at null.
+func TestRevokedSmallBatchEndsCancelled(t *testing.T) {
+	const lines = 3
+	s, _ := newStore(t, nil)
+	ctx := context.Background()
+	b, err := s.CreateBatch(ctx, batchSpec("gone", lines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every line running at once before any is refused.
+	var taken sync.WaitGroup
+	taken.Add(lines)
+	startWorker(t, s, WorkerOptions{Concurrency: lines, Executor: execFunc(func(ctx context.Context, j *Job) (Result, error) {
+		taken.Done()
+		taken.Wait()
+		return Result{}, fmt.Errorf("job %s: %w", j.ID, ErrRevoked)
+	})})
+	var done *Batch
+	eventually(t, "the batch's end", func() bool {
+		done, err = s.Batch(ctx, "gone", b.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return done.Status == batchCancelled || done.Status == batchCompleted || done.Status == batchFailed
+	})
+	if done.Status != batchCancelled || done.CancellingAt == nil || done.RequestCounts != (BatchCounts{Total: lines, Failed: lines}) {
+		t.Fatalf("batch ended %s (cancelling_at %v, counts %+v), want cancelled, %d failed", done.Status, done.CancellingAt, done.RequestCounts, lines)
+	}
+	for _, l := range readLines(t, s, "gone", done.ErrorFileID) {
+		if l.Error == nil || l.Error.Code != CodeRevoked {
+			t.Fatalf("error line %+v, want %s", l, CodeRevoked)
 		}
 	}
 }
