@@ -200,7 +200,7 @@ var (
 	storeLostDesc = prometheus.NewDesc("sluice_jobs_store_lost_messages",
 		"Messages (job records, bodies, queue entries, batch records, file chunks) the embedded job store's start found lost on disk, as far as known.", nil, nil)
 	storeRecoveriesDesc = prometheus.NewDesc("sluice_jobs_store_recoveries_total",
-		"Disk faults of the embedded job store ended by starting JetStream again on its data directory.", nil, nil)
+		"Disk faults of the embedded job store ended by starting its server again on its data directory.", nil, nil)
 )
 
 // Workers paused on a full store (storepause.go): now, the pauses begun,

@@ -330,7 +330,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		nats.ReconnectHandler(func(*nats.Conn) { conn.back() }),
 		nats.ClosedHandler(func(*nats.Conn) { conn.lost(); close(ncClosed) })}
 	if o.Embedded != nil {
-		opts = append(opts, nats.InProcessServer(o.Embedded.srv))
+		// Through Embedded, not its server: a disk fault's recovery
+		// replaces the server, and reconnects reach the new one.
+		opts = append(opts, nats.InProcessServer(o.Embedded))
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {

@@ -280,7 +280,7 @@ type loadedStream struct {
 
 // loadedStreams is each stream nats-server has.
 func (e *Embedded) loadedStreams() (map[string]loadedStream, error) {
-	info, err := e.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
+	info, err := e.server().Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
 	if err != nil {
 		return nil, err
 	}
@@ -450,7 +450,7 @@ func (e *Embedded) markOnStop() {
 	a := &e.audit
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.audited || e.fault.failing.Load() || !e.srv.JetStreamEnabled() {
+	if !a.audited || e.fault.failing.Load() || !e.server().JetStreamEnabled() {
 		return
 	}
 	if loaded, err := e.loadedStreams(); err == nil {

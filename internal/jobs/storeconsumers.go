@@ -52,7 +52,7 @@ func consumerDirsOnDisk(storeDir string, streams []string) map[string][]string {
 
 // loadedConsumers is each stream's consumers nats-server has loaded.
 func (e *Embedded) loadedConsumers() (map[string][]string, error) {
-	info, err := e.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
+	info, err := e.server().Jsz(&server.JSzOptions{Accounts: true, Streams: true, Consumer: true})
 	if err != nil {
 		return nil, err
 	}

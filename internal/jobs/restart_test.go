@@ -1,0 +1,123 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// jsAPIWorkers counts nats-server's JetStream API workers running in
+// this process: GOMAXPROCS (at most 16) per JetStream start.
+func jsAPIWorkers() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte("processJSAPIRoutedRequests")) {
+			count++
+		}
+	}
+	return count
+}
+
+// TestRecoveryRestartsLeaveNoGoroutines: a disk fault's recovery restarts
+// the embedded server five times, real restarts, with a job running
+// across the first. Before, each restart of JetStream in process left
+// GOMAXPROCS JetStream API workers behind (they end only with the
+// server), and back to back the race detector found nats-server racing
+// with itself. Now the count is the one server's, the store serves after
+// each restart through both its connections (the gateway's in-process
+// one submits, a worker over TCP, as `sluice worker`, runs the jobs), and
+// every job runs exactly once: the one in flight at the first restart
+// too.
+func TestRecoveryRestartsLeaveNoGoroutines(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, RecoverEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	o := testOptions(e.ClientURL())
+	o.Embedded = e
+	s := openStore(t, o)
+	remote := openStore(t, testOptions(e.ClientURL()))
+	ctx := context.Background()
+
+	var calls atomic.Int64
+	running, release := make(chan string, 1), make(chan struct{})
+	exec := execFunc(func(ctx context.Context, j *Job) (Result, error) {
+		calls.Add(1)
+		if strings.Contains(string(j.Body), `"hold"`) {
+			running <- j.ID
+			<-release
+		}
+		return Result{StatusCode: 200, RequestID: "req-" + j.ID, Body: []byte(`{"ok":true}`)}, nil
+	})
+	startWorker(t, remote, WorkerOptions{Concurrency: 2, Executor: exec})
+	submitDone := func(body string) string {
+		t.Helper()
+		var j *Job
+		eventually(t, "a job accepted", func() bool {
+			j, _, err = s.Submit(ctx, Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m", Body: []byte(body)})
+			return err == nil
+		})
+		return j.ID
+	}
+	waitDone := func(id string) {
+		t.Helper()
+		eventually(t, "job "+id+" succeeded", func() bool {
+			j, err := s.Job(ctx, "acme", id)
+			return err == nil && j.Status == StatusSucceeded
+		})
+	}
+	waitDone(submitDone(`{"model":"m","n":0}`))
+	workers := jsAPIWorkers()
+	if workers == 0 {
+		t.Fatal("no JetStream API worker found: the count cannot tell a leak")
+	}
+
+	held := submitDone(`{"model":"m","hold":true}`)
+	<-running
+	const restarts = 5
+	ids := []string{held}
+	for i := range restarts {
+		// A fault as nats-server's first line about a failed write begins it.
+		e.noteServerLine("Critical write error: test")
+		if !e.TryRecover() {
+			t.Fatalf("restart %d: not recovered: %v", i, e.StoreFault())
+		}
+		if i == 0 {
+			close(release)
+		}
+		id := submitDone(`{"model":"m","n":` + string(rune('1'+i)) + `}`)
+		waitDone(id)
+		ids = append(ids, id)
+	}
+	waitDone(held)
+	if got := jsAPIWorkers(); got != workers {
+		t.Errorf("JetStream API workers: %d before %d restarts, %d after; want as many", workers, restarts, got)
+	}
+	if e.StoreRecoveries() != restarts {
+		t.Errorf("%d recoveries counted; want %d", e.StoreRecoveries(), restarts)
+	}
+	// Every job once: the first, the held one, one per restart.
+	if got, want := calls.Load(), int64(len(ids)+1); got != want {
+		t.Errorf("%d executions of %d jobs; want one each", got, want)
+	}
+	for _, id := range ids {
+		j, err := s.Job(ctx, "acme", id)
+		if err != nil || j.Attempts != 1 {
+			t.Errorf("job %s: %+v, %v; want 1 attempt", id, j, err)
+		}
+	}
+}
