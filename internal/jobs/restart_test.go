@@ -38,9 +38,10 @@ func jsAPIWorkers() int {
 // server), and back to back the race detector found nats-server racing
 // with itself. Now the count is the one server's, the store serves after
 // each restart through both its connections (the gateway's in-process
-// one submits, a worker over TCP, as `sluice worker`, runs the jobs), and
-// every job runs exactly once: the one in flight at the first restart
-// too.
+// one submits, a worker over TCP, as `sluice worker`, runs the jobs),
+// every job runs exactly once (the one in flight at the first restart
+// too), and a webhook claim of this run still holds (it names the run,
+// which the new server keeps, not the server's id, which it draws anew).
 func TestRecoveryRestartsLeaveNoGoroutines(t *testing.T) {
 	e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, RecoverEvery: time.Hour})
 	if err != nil {
@@ -86,6 +87,11 @@ func TestRecoveryRestartsLeaveNoGoroutines(t *testing.T) {
 		t.Fatal("no JetStream API worker found: the count cannot tell a leak")
 	}
 
+	// A webhook claim written through the first server: this process's.
+	claimedAt := time.Now()
+	claim := s.webhookClaim(claimedAt)
+	oldID := e.server().ID()
+
 	held := submitDone(`{"model":"m","hold":true}`)
 	<-running
 	const restarts = 5
@@ -106,6 +112,21 @@ func TestRecoveryRestartsLeaveNoGoroutines(t *testing.T) {
 	waitDone(held)
 	if got := jsAPIWorkers(); got != workers {
 		t.Errorf("JetStream API workers: %d before %d restarts, %d after; want as many", workers, restarts, got)
+	}
+	// The restarts drew new server ids; the run's claims still hold, for
+	// the gateway and for a worker over TCP; another run's do not.
+	if e.server().ID() == oldID {
+		t.Error("the server id did not change: was the server restarted?")
+	}
+	for name, st := range map[string]*Store{"in-process": s, "tcp": remote} {
+		if st.claimLapsed(claim, claimedAt) {
+			t.Errorf("%s: this run's claim lapsed after the restarts", name)
+		}
+		other := claim
+		other.Via = "sluice-embedded-another-run"
+		if !st.claimLapsed(other, claimedAt) {
+			t.Errorf("%s: another run's claim held", name)
+		}
 	}
 	if e.StoreRecoveries() != restarts {
 		t.Errorf("%d recoveries counted; want %d", e.StoreRecoveries(), restarts)
