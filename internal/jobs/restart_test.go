@@ -3,12 +3,30 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// attrLog keeps a logger's lines at warn and above with their attributes.
+type attrLog struct{ lineLog }
+
+func (l *attrLog) Handle(_ context.Context, r slog.Record) error {
+	line := r.Level.String() + " " + r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+	return nil
+}
+func (l *attrLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *attrLog) WithGroup(string) slog.Handler      { return l }
 
 // jsAPIWorkers counts nats-server's JetStream API workers running in
 // this process: GOMAXPROCS (at most 16) per JetStream start.
@@ -37,8 +55,8 @@ func jsAPIWorkers() int {
 // GOMAXPROCS JetStream API workers behind (they end only with the
 // server), and back to back the race detector found nats-server racing
 // with itself. Now the count is the one server's, the store serves after
-// each restart through both its connections (the gateway's in-process
-// one submits, a worker over TCP, as `sluice worker`, runs the jobs),
+// each restart through both its connections (a client over TCP, as
+// `sluice worker`, submits, the gateway's in-process one runs the jobs),
 // every job runs exactly once (the one in flight at the first restart
 // too), and a webhook claim of this run still holds (it names the run,
 // which the new server keeps, not the server's id, which it draws anew).
@@ -48,8 +66,9 @@ func TestRecoveryRestartsLeaveNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Shutdown)
+	logs := &attrLog{}
 	o := testOptions(e.ClientURL())
-	o.Embedded = e
+	o.Embedded, o.Logger = e, slog.New(logs)
 	s := openStore(t, o)
 	remote := openStore(t, testOptions(e.ClientURL()))
 	ctx := context.Background()
@@ -64,12 +83,12 @@ func TestRecoveryRestartsLeaveNoGoroutines(t *testing.T) {
 		}
 		return Result{StatusCode: 200, RequestID: "req-" + j.ID, Body: []byte(`{"ok":true}`)}, nil
 	})
-	startWorker(t, remote, WorkerOptions{Concurrency: 2, Executor: exec})
+	startWorker(t, s, WorkerOptions{Concurrency: 2, Executor: exec})
 	submitDone := func(body string) string {
 		t.Helper()
 		var j *Job
 		eventually(t, "a job accepted", func() bool {
-			j, _, err = s.Submit(ctx, Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m", Body: []byte(body)})
+			j, _, err = remote.Submit(ctx, Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m", Body: []byte(body)})
 			return err == nil
 		})
 		return j.ID
@@ -127,6 +146,11 @@ func TestRecoveryRestartsLeaveNoGoroutines(t *testing.T) {
 		if !st.claimLapsed(other, claimedAt) {
 			t.Errorf("%s: another run's claim held", name)
 		}
+	}
+	// The worker's pulls out at each restart are answered 409 Server
+	// Shutdown: a drop, as NATS away, not a warning each (2 per restart).
+	if n := logs.count("Server Shutdown"); n != 0 {
+		t.Errorf("%d warnings about pulls ended by the server's shutdown over %d restarts; want none: %q", n, restarts, logs.lines)
 	}
 	if e.StoreRecoveries() != restarts {
 		t.Errorf("%d recoveries counted; want %d", e.StoreRecoveries(), restarts)

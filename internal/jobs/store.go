@@ -287,6 +287,7 @@ type Store struct {
 	active      activeBatches // what CreateBatch's bounds count; kept by the tracker
 	usage       usageCache    // the store's usage for admission (storecap.go)
 	held        heldResults   // results workers hold on a full store (heldresult.go)
+	classesDown classesDown   // classes whose consumer a worker cannot create (classretry.go)
 	randMu      sync.Mutex
 	ctx         context.Context // ends on Close: stops everything below
 	cancel      context.CancelFunc
