@@ -118,7 +118,7 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		// Before IsUnavailable: a write the failing disk never
 		// acknowledged ends in a timeout. The embedded server's disk
 		// refused writes (full, read-only, failing); the gateway starts
-		// JetStream again by itself once it takes writes, so a retry
+		// its server again by itself once it takes writes, so a retry
 		// later may succeed. Nothing about the disk goes to the client.
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "storage_unavailable",
 			Message: "the job store cannot write to its disk; nothing was stored; retry later", RetryAfter: storeFailingRetry}, false

@@ -204,6 +204,10 @@ type jobsStatus struct {
 	// found damaged on disk (records lost) and where the damaged files
 	// were kept; absent when none. Kept until the next start.
 	StoreDamaged string `json:"store_damaged,omitempty"`
+	// ClassesDown says which job classes' queue consumers this process's
+	// workers cannot create (since when, the latest error): their jobs
+	// wait, the other classes run, the workers retry; absent when none.
+	ClassesDown string `json:"classes_down,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -298,7 +302,7 @@ func (g *Gateway) status(ctx context.Context) statusDoc {
 			out.Jobs.Backlog, out.Jobs.ActiveBatches = &bl.Jobs, &bl.Batches
 			out.Jobs.StoreBytes, out.Jobs.StoreLimitBytes = &bl.StoreBytes, &bl.StoreLimitBytes
 		}
-		out.Jobs.StoreFailing, out.Jobs.StoreDamaged = bl.StoreFailing, bl.StoreDamaged
+		out.Jobs.StoreFailing, out.Jobs.StoreDamaged, out.Jobs.ClassesDown = bl.StoreFailing, bl.StoreDamaged, bl.ClassesDown
 	}
 	return out
 }
@@ -322,6 +326,7 @@ type jobsBacklog struct {
 	Batches                     int
 	StoreBytes, StoreLimitBytes int64
 	StoreFailing, StoreDamaged  string
+	ClassesDown                 string
 }
 
 func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus) (jobsBacklog, bool) {
@@ -333,7 +338,7 @@ func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus)
 	bl, err := f(ctx)
 	m.at, m.ok, m.last = now, err == nil, jobsBacklog{Jobs: bl.Jobs, Batches: bl.Batches,
 		StoreBytes: bl.StoreBytes, StoreLimitBytes: bl.StoreLimitBytes, StoreFailing: bl.StoreFailing,
-		StoreDamaged: bl.StoreDamaged}
+		StoreDamaged: bl.StoreDamaged, ClassesDown: bl.ClassesDown}
 	return m.last, m.ok
 }
 

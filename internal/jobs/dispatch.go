@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -9,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // dispatcher is the one goroutine of a RunWorker that takes messages from
@@ -49,6 +49,11 @@ import (
 //     drains the inbox, nak'ing whatever still arrives.
 type dispatcher struct {
 	subjects []string // the pull-request subject of each class's consumer
+	// down[i]: class i's consumer could not be created yet, no pull is
+	// sent for it until its retry says on up that it is (classretry.go).
+	// Set before run; run keeps it as a waiting pull out on the class.
+	down     []bool
+	up       chan int
 	in       *pullInbox
 	gate     Gate // nil: always open
 	pollWait time.Duration
@@ -80,14 +85,14 @@ const answerMargin = time.Second
 // comes was lost with a connection, and what came before it too.
 const goneLinger = time.Minute
 
-func newDispatcher(nc *nats.Conn, cons []jetstream.Consumer, o WorkerOptions, log *slog.Logger) *dispatcher {
-	subjects := make([]string, len(cons))
-	for i, c := range cons {
-		info := c.CachedInfo()
-		subjects[i] = pullSubject + info.Stream + "." + info.Name
+func newDispatcher(nc *nats.Conn, classes []string, o WorkerOptions, log *slog.Logger) *dispatcher {
+	subjects := make([]string, len(classes))
+	for i, class := range classes {
+		subjects[i] = pullSubject + workStream + "." + consumerName(class)
 	}
 	return &dispatcher{
-		subjects: subjects, in: newPullInbox(nc), gate: o.Gate, pollWait: o.PollWait, log: log,
+		subjects: subjects, down: make([]bool, len(classes)), up: make(chan int),
+		in: newPullInbox(nc), gate: o.Gate, pollWait: o.PollWait, log: log,
 		ready:   make(chan struct{}, o.Concurrency),
 		work:    make(chan jobMsg),
 		gateAsk: make(chan struct{}, 1), gateOpen: make(chan struct{}),
@@ -130,7 +135,7 @@ type dispatchState struct {
 	pulls    map[*nats.Subscription]*pull
 	live     int    // pulls not gone
 	pending  int    // messages the live pulls may still bring
-	waiting  []bool // a waiting pull is out on class i
+	waiting  []bool // a waiting pull is out on class i, or class i is down
 	nwait    int    // how many are
 	scan     scan
 	seq      uint64 // numbers the reply subjects
@@ -152,6 +157,14 @@ func (d *dispatcher) run(ctx context.Context) {
 		timer: time.NewTimer(time.Hour),
 	}
 	st.timer.Stop()
+	// A class down counts as waited on: waitOn skips it, and a scan
+	// passes it (nextUp).
+	for i, down := range d.down {
+		if down {
+			st.waiting[i] = true
+			st.nwait++
+		}
+	}
 	var keeper sync.WaitGroup
 	if d.gate != nil {
 		keeper.Go(func() { d.keepGate(ctx) })
@@ -184,10 +197,23 @@ func (d *dispatcher) run(ctx context.Context) {
 		case <-st.stall:
 			// A consent from before the pause is stale: ask again.
 			st.stall, st.open = nil, false
+		case i := <-d.up:
+			d.down[i], st.waiting[i] = false, false
+			st.nwait--
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// nextUp is the first class from i on whose consumer exists, -1 if none.
+func (d *dispatcher) nextUp(i int) int {
+	for ; i < len(d.down); i++ {
+		if !d.down[i] {
+			return i
+		}
+	}
+	return -1
 }
 
 // settle naks what run holds, waits for the end of every live pull,
@@ -244,9 +270,13 @@ func (d *dispatcher) request(st *dispatchState) {
 		d.waitOn(st)
 		return
 	}
+	first := d.nextUp(0)
+	if first < 0 {
+		return // every class down: their retries will say
+	}
 	st.burst = false
 	st.scan = scan{asked: need}
-	if err := d.send(st, 0, need, 0); err != nil {
+	if err := d.send(st, first, need, 0); err != nil {
 		d.failed(st, err)
 	}
 }
@@ -313,6 +343,8 @@ func (d *dispatcher) answer(st *dispatchState, m *nats.Msg) {
 		d.close(st, p)
 	case code == "404", code == "408": // nothing queued; expired
 		d.ended(st, p, true, nil)
+	case code == "409" && description == "Server Shutdown":
+		d.ended(st, p, true, errServerShutdown)
 	case code != "":
 		d.ended(st, p, true, fmt.Errorf("jobs: pull request answered %s %s", code, description))
 	case p == nil || p.gone:
@@ -388,8 +420,8 @@ func (d *dispatcher) scanOn(st *dispatchState, p *pull, err error) {
 	if err != nil || st.stopping {
 		return
 	}
-	if rest := st.scan.asked - st.scan.found; rest > 0 && p.class+1 < len(d.subjects) {
-		if err := d.send(st, p.class+1, rest, 0); err != nil {
+	if next := d.nextUp(p.class + 1); st.scan.asked-st.scan.found > 0 && next >= 0 {
+		if err := d.send(st, next, st.scan.asked-st.scan.found, 0); err != nil {
 			d.failed(st, err)
 		}
 		return
@@ -439,9 +471,20 @@ func (d *dispatcher) arm(st *dispatchState) {
 // failed logs a failed request and pauses requests for PollWait: NATS
 // away, do not spin.
 func (d *dispatcher) failed(st *dispatchState, err error) {
-	d.log.Warn("fetching jobs", "err", err)
+	if errors.Is(err, errServerShutdown) {
+		d.log.Debug("fetching jobs", "err", err)
+	} else {
+		d.log.Warn("fetching jobs", "err", err)
+	}
 	st.pause = time.After(d.pollWait)
 }
+
+// errServerShutdown ends the pulls out when their server stops: the
+// embedded store's recovery restarting it, or a NATS server's restart.
+// The connection drops next and the pulls are sent again once it is back,
+// as after any drop: not worth a warning each (two per restart, one per
+// class).
+var errServerShutdown = errors.New("jobs: pull request answered 409 Server Shutdown")
 
 // keepGate answers each of run's requests for consent once the Gate
 // gives it.

@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nuid"
 )
 
 // EmbeddedOptions configures an in-process NATS server with JetStream.
@@ -37,7 +39,7 @@ type EmbeddedOptions struct {
 	// default 10s.
 	ReadyTimeout time.Duration
 	// RecoverEvery is how often a store whose disk refused a write checks
-	// whether Dir takes writes again, to start JetStream again
+	// whether Dir takes writes again, to start its server again
 	// (TryRecover), default 5s; within a flapping episode the restarts
 	// back off from it, doubling up to 5 minutes (faultEpisode.restartDue).
 	RecoverEvery time.Duration
@@ -51,10 +53,17 @@ type EmbeddedOptions struct {
 
 // Embedded is a running in-process NATS server.
 type Embedded struct {
-	srv *server.Server
-	dir string
-	log *slog.Logger
-	// jsConfig starts JetStream again after a disk fault (TryRecover).
+	// srv is the server of the current run: a disk fault's recovery
+	// replaces it by a new one on the same directory and port (restart.go).
+	srv atomic.Pointer[server.Server]
+	// opts is what each of its servers is made with, the port the first
+	// one bound included.
+	opts         server.Options
+	readyTimeout time.Duration
+	dir          string
+	log          *slog.Logger
+	// jsConfig is the JetStream limits the first server settled on, which
+	// a recovery's server keeps (TryRecover).
 	jsConfig     server.JetStreamConfig
 	fault        storeFault
 	episode      faultEpisode // the faults as logged (storeflap.go)
@@ -72,9 +81,8 @@ type Embedded struct {
 	// afterMark runs in Shutdown between the clean stop's marks and the
 	// server's stop; a test's seam (clients still connected act there).
 	afterMark func()
-	// restartSeam replaces TryRecover's stop and start of JetStream in a
-	// test of what is logged: nats-server's own restart, back to back,
-	// races with itself (RELIABILITY, branch storeleft).
+	// restartSeam replaces TryRecover's stop and start of the server in a
+	// test of what is logged, which restarts it hundreds of times.
 	restartSeam *[2]func() error
 }
 
@@ -107,9 +115,14 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Embedded{dir: o.Dir, log: log, recoverEvery: o.RecoverEvery, probe: o.probe, now: o.Now,
-		kicked: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{})}
-	srv, err := server.NewServer(&server.Options{
-		ServerName:        "sluice-embedded",
+		readyTimeout: o.ReadyTimeout,
+		kicked:       make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{})}
+	e.opts = server.Options{
+		// The name is this run's, kept by a recovery's new server (whose
+		// id nats-server draws anew): claims written through the embedded
+		// server say it (fileClaim.Via), so two runs on one store
+		// directory never share it and a recovery does not lapse them.
+		ServerName:        "sluice-embedded-" + nuid.Next(),
 		Host:              o.Host,
 		Port:              o.Port,
 		JetStream:         true,
@@ -120,31 +133,37 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		// Always logged: its lines about failed writes are how the
 		// store learns of a disk fault (serverLog).
 		NoLog: false,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jobs: configuring embedded NATS: %w", err)
 	}
-	e.srv = srv
-	srv.SetLoggerV2(slogAdapter{e}, false, false, false)
 	e.beforeStart()
-	srv.Start()
-	if !srv.ReadyForConnections(o.ReadyTimeout) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, fmt.Errorf("jobs: embedded NATS not ready after %s", o.ReadyTimeout)
+	if err := e.startServer(); err != nil {
+		return nil, err
 	}
+	srv := e.server()
 	e.jsConfig = jetStreamConfigOf(srv, o.Dir)
+	// A recovery's server listens where this one does (Port -1 included):
+	// a `sluice worker` connected over TCP reconnects to it.
+	if addr, ok := srv.Addr().(*net.TCPAddr); ok {
+		e.opts.Port = addr.Port
+	}
 	e.afterStart(time.Now())
 	go e.recoverLoop()
 	return e, nil
 }
 
-// ServerID is this run's server id: nats-server draws a new one at every
-// start, so two runs on one store directory never share it.
-func (e *Embedded) ServerID() string { return e.srv.ID() }
+// RunName is this run's server name, drawn at StartEmbedded and kept by
+// the servers that replace its first on a disk fault's recovery: two runs
+// on one store directory never share it.
+func (e *Embedded) RunName() string { return e.opts.ServerName }
+
+// server is the server of the current run.
+func (e *Embedded) server() *server.Server { return e.srv.Load() }
+
+// InProcessConn connects a client in-process to the current server: the
+// Store's connection reconnects through it to a recovery's new server.
+func (e *Embedded) InProcessConn() (net.Conn, error) { return e.server().InProcessConn() }
 
 // ClientURL is the nats:// URL clients connect to.
-func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+func (e *Embedded) ClientURL() string { return e.server().ClientURL() }
 
 // Shutdown stops the server and waits until it has stopped.
 func (e *Embedded) Shutdown() {
@@ -156,12 +175,13 @@ func (e *Embedded) Shutdown() {
 	if e.afterMark != nil {
 		e.afterMark()
 	}
-	e.srv.Shutdown()
-	e.srv.WaitForShutdown()
+	srv := e.server()
+	srv.Shutdown()
+	srv.WaitForShutdown()
 }
 
 // WaitForShutdown blocks until the server has stopped.
-func (e *Embedded) WaitForShutdown() { e.srv.WaitForShutdown() }
+func (e *Embedded) WaitForShutdown() { e.server().WaitForShutdown() }
 
 func isLoopback(host string) bool {
 	if host == "localhost" {

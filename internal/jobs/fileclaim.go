@@ -49,7 +49,7 @@ type fileClaim struct {
 	// reader's clock was written by a clock that fast, and is lapsed
 	// (Store.claimLapsed). 0: not said (the reader's own lease).
 	Lease int64 `json:"lease_ms,omitempty"`
-	// Via is the id of the embedded NATS server the owner ran and wrote
+	// Via is the run name of the embedded NATS server the owner ran and wrote
 	// through (Options.Embedded); empty when it wrote over the network.
 	Via string `json:"via_embedded,omitempty"`
 }

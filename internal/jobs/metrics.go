@@ -94,6 +94,9 @@ type Backlog struct {
 	// StoreDamaged is what the embedded store's start found damaged on
 	// disk (Embedded.StoreDamageText), "" if nothing.
 	StoreDamaged string
+	// ClassesDown is the classes whose consumer this process's workers
+	// cannot create, their jobs waiting (Store.ClassesDown), "" if none.
+	ClassesDown string
 }
 
 // Backlog reads the queue's depth and the active batches.
@@ -103,6 +106,7 @@ func (s *Store) Backlog(ctx context.Context) (Backlog, error) {
 		bl.StoreFailing = fault.Error()
 	}
 	bl.StoreDamaged = s.o.Embedded.StoreDamageText()
+	bl.ClassesDown = s.ClassesDown()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	stream, err := s.js.Stream(ctx, workStream)
@@ -195,12 +199,14 @@ var (
 		"1 while the embedded job store's disk refuses writes (no space left, read-only, I/O errors) and the gateway waits to restart JetStream on it.", nil, nil)
 	storeWriteFailuresDesc = prometheus.NewDesc("sluice_jobs_store_write_failures_total",
 		"Writes the embedded job store's disk refused, as nats-server reported them.", nil, nil)
+	classesDownDesc = prometheus.NewDesc("sluice_jobs_worker_classes_down",
+		"Job classes whose queue consumer this process's workers cannot create: their jobs wait while the other classes run, and the workers retry with a backoff (see the gateway's error line and /status jobs.classes_down).", nil, nil)
 	storeDamagedDesc = prometheus.NewDesc("sluice_jobs_store_damaged_streams",
 		"Streams of the embedded job store found damaged on disk at this start (metadata unreadable, messages lost, a consumer unreadable and made again): see the gateway's error line and /status jobs.store_damaged.", nil, nil)
 	storeLostDesc = prometheus.NewDesc("sluice_jobs_store_lost_messages",
 		"Messages (job records, bodies, queue entries, batch records, file chunks) the embedded job store's start found lost on disk, as far as known.", nil, nil)
 	storeRecoveriesDesc = prometheus.NewDesc("sluice_jobs_store_recoveries_total",
-		"Disk faults of the embedded job store ended by starting JetStream again on its data directory.", nil, nil)
+		"Disk faults of the embedded job store ended by starting its server again on its data directory.", nil, nil)
 )
 
 // Workers paused on a full store (storepause.go): now, the pauses begun,
@@ -247,6 +253,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- classesDownDesc
 	ch <- storeFailingDesc
 	ch <- storeWriteFailuresDesc
 	ch <- storeRecoveriesDesc
@@ -313,6 +320,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for o, label := range eventOutcomeLabels {
 		ch <- prometheus.MustNewConstMetric(batchEventsDesc, prometheus.CounterValue, float64(c.s.hooks.events[o].Load()), label)
 	}
+	ch <- prometheus.MustNewConstMetric(classesDownDesc, prometheus.GaugeValue, float64(c.s.classesDown.count()))
 	ch <- prometheus.MustNewConstMetric(workersPausedDesc, prometheus.GaugeValue, float64(c.s.stats.workersPaused.Load()))
 	ch <- prometheus.MustNewConstMetric(storePausesDesc, prometheus.CounterValue, float64(c.s.stats.storePauses.Load()))
 	ch <- prometheus.MustNewConstMetric(startsRefusedDesc, prometheus.CounterValue, float64(c.s.stats.startsRefused.Load()))

@@ -293,6 +293,7 @@ type Store struct {
 	active      activeBatches // what CreateBatch's bounds count; kept by the tracker
 	usage       usageCache    // the store's usage for admission (storecap.go)
 	held        heldResults   // results workers hold on a full store (heldresult.go)
+	classesDown classesDown   // classes whose consumer a worker cannot create (classretry.go)
 	randMu      sync.Mutex
 	ctx         context.Context // ends on Close: stops everything below
 	cancel      context.CancelFunc
@@ -336,7 +337,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		nats.ReconnectHandler(func(*nats.Conn) { conn.back() }),
 		nats.ClosedHandler(func(*nats.Conn) { conn.lost(); close(ncClosed) })}
 	if o.Embedded != nil {
-		opts = append(opts, nats.InProcessServer(o.Embedded.srv))
+		// Through Embedded, not its server: a disk fault's recovery
+		// replaces the server, and reconnects reach the new one.
+		opts = append(opts, nats.InProcessServer(o.Embedded))
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {

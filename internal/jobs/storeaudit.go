@@ -288,7 +288,7 @@ func (e *Embedded) loadedStreams() (map[string]loadedStream, error) {
 // stream's consumers it loaded: one Jsz call (it walks every account's
 // streams) serves both.
 func (e *Embedded) loadedStore(withConsumers bool) (map[string]loadedStream, map[string][]string, error) {
-	info, err := e.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true, Consumer: withConsumers})
+	info, err := e.server().Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true, Consumer: withConsumers})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -474,7 +474,7 @@ func (e *Embedded) markOnStop() {
 	a := &e.audit
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.audited || e.fault.failing.Load() || !e.srv.JetStreamEnabled() {
+	if !a.audited || e.fault.failing.Load() || !e.server().JetStreamEnabled() {
 		return
 	}
 	if loaded, err := e.loadedStreams(); err == nil {

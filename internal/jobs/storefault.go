@@ -59,7 +59,7 @@ func isStoreFaultLine(line string) bool {
 }
 
 // storeFault is the embedded store's disk state: a fault from the first
-// write failure nats-server reported until a restart of JetStream on a
+// write failure nats-server reported until a restart of the server on a
 // directory that takes writes again.
 type storeFault struct {
 	mu    sync.Mutex
@@ -67,7 +67,7 @@ type storeFault struct {
 	first string    // nats-server's first line about it
 	// failures counts the write failures nats-server reported, every one
 	// (sluice_jobs_store_write_failures_total); recoveries the restarts
-	// of JetStream that ended a fault.
+	// of the server that ended a fault.
 	failures, recoveries atomic.Uint64
 	failing              atomic.Bool
 }
@@ -112,7 +112,7 @@ func (e *Embedded) StoreFault() error {
 // StoreWriteFailures counts the write failures nats-server reported.
 func (e *Embedded) StoreWriteFailures() uint64 { return e.fault.failures.Load() }
 
-// StoreRecoveries counts the faults ended by restarting JetStream.
+// StoreRecoveries counts the faults ended by restarting the server.
 func (e *Embedded) StoreRecoveries() uint64 { return e.fault.recoveries.Load() }
 
 // noteServerLine is the server's log, seen by the gateway: a line about a
@@ -180,7 +180,7 @@ func (e *Embedded) logEpisode(s *episodeSummary) {
 const recoveryProbeBytes = 256 << 10
 
 // ProbeDir reports whether dir takes a write of 256 KiB, synced: what the
-// embedded store checks before starting JetStream again on a disk that
+// embedded store checks before starting its server again on a disk that
 // refused writes. nats-server's own errors do not always carry the
 // disk's (a stream it could not create is "error creating store").
 func ProbeDir(dir string) error { return probeDir(dir) }
@@ -200,7 +200,7 @@ func probeDir(dir string) error {
 }
 
 // recoverLoop tries, while there is a fault, every recoverEvery (or at
-// once when kicked), to start JetStream again; it ends with stop.
+// once when kicked), to start the server again; it ends with stop.
 func (e *Embedded) recoverLoop() {
 	defer close(e.loopDone)
 	t := time.NewTicker(e.recoverEvery)
@@ -233,12 +233,13 @@ func (e *Embedded) kick() {
 	}
 }
 
-// TryRecover starts JetStream again if the store has a fault and its data
-// directory takes writes again: nats-server keeps a stream's write error
-// (and its own shutdown of JetStream after "no space left") until then,
-// so without it the store stays refused after space came back. Stored
-// data is read back from disk, as at a start. It reports whether the
-// store has no fault afterwards.
+// TryRecover starts the server again (a new one on the same directory
+// and port, restart.go) if the store has a fault and its data directory
+// takes writes again: nats-server keeps a stream's write error (and its
+// own shutdown of JetStream after "no space left") until then, so
+// without it the store stays refused after space came back. Stored data
+// is read back from disk, as at a start; clients reconnect. It reports
+// whether the store has no fault afterwards.
 func (e *Embedded) TryRecover() bool {
 	e.recoverMu.Lock()
 	defer e.recoverMu.Unlock()
@@ -249,19 +250,19 @@ func (e *Embedded) TryRecover() bool {
 		e.log.Debug("job store's data directory still refuses writes", "data_dir", e.dir, "error", err.Error())
 		return false
 	}
-	stop, start := e.stopJetStream, e.startJetStream
+	stop, start := e.stopServer, e.startServer
 	if e.restartSeam != nil {
 		stop, start = e.restartSeam[0], e.restartSeam[1]
 	}
 	if err := stop(); err != nil {
-		e.log.Warn("job store: stopping JetStream to recover it", "data_dir", e.dir, "error", err.Error())
+		e.log.Warn("job store: stopping its server to recover it", "data_dir", e.dir, "error", err.Error())
 		return false
 	}
 	// Cleared first: lines logged while JetStream starts again belong to
 	// the next fault, if any.
 	since := e.fault.clear()
 	if err := start(); err != nil {
-		line, now := "starting JetStream again: "+err.Error(), e.now()
+		line, now := "starting the job store's server again: "+err.Error(), e.now()
 		e.fault.note(line, now)
 		e.faultBegan(now, line)
 		return false
@@ -273,7 +274,7 @@ func (e *Embedded) TryRecover() bool {
 	if news == newsRecovered {
 		level = slog.LevelInfo
 	}
-	e.log.Log(context.Background(), level, "job store writes again: JetStream restarted on its data directory", "data_dir", e.dir,
+	e.log.Log(context.Background(), level, "job store writes again: its server restarted on its data directory", "data_dir", e.dir,
 		"failing_for", now.Sub(since).Round(time.Millisecond).String(), "write_failures", e.fault.failures.Load())
 	if sum != nil {
 		e.logEpisode(sum)
@@ -281,21 +282,9 @@ func (e *Embedded) TryRecover() bool {
 	return true
 }
 
-func (e *Embedded) stopJetStream() error {
-	if !e.srv.JetStreamEnabled() {
-		return nil
-	}
-	return e.srv.ShutdownJetStream()
-}
-
-func (e *Embedded) startJetStream() error {
-	cfg := e.jsConfig
-	return e.srv.EnableJetStream(&cfg)
-}
-
-// jetStreamConfigOf is what EnableJetStream needs to start JetStream again
-// as StartEmbedded did: the store directory the server was given (it adds
-// "jetstream" itself) and the limits it settled on.
+// jetStreamConfigOf is the JetStream limits srv settled on at its start,
+// which a recovery's new server keeps (startServer): MaxStore 0 is
+// nats-server's share of the disk's free space at the first start.
 func jetStreamConfigOf(srv *server.Server, dir string) server.JetStreamConfig {
 	c := server.JetStreamConfig{StoreDir: dir}
 	if cur := srv.JetStreamConfig(); cur != nil {

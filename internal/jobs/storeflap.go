@@ -129,18 +129,20 @@ func (ep *faultEpisode) recovered(now time.Time) (episodeNews, *episodeSummary) 
 	return newsNone, ep.dueLocked(now)
 }
 
-// maxRestartWait bounds the backoff of JetStream's restarts within an
+// maxRestartWait bounds the backoff of the server's restarts within an
 // episode.
 const maxRestartWait = 5 * time.Minute
 
-// restartDue reports whether the recovery loop may start JetStream again
+// restartDue reports whether the recovery loop may start the server again
 // now: at once for an episode's first fault, then, after its r-th
 // recovery, base<<(r-1) after that recovery, at most maxRestartWait.
-// nats-server's in-process restart leaves GOMAXPROCS goroutines behind
-// each time (its JetStream API workers end only with the server): a disk
-// flapping every 5 s was 720 restarts an hour, 1,440 to 11,520 goroutines;
-// with the backoff about 17. The probe waits with the restart: a disk
-// given room back during an episode recovers within the backoff.
+// Made when each restart of JetStream in process leaked goroutines (a
+// disk flapping every 5 s was 720 restarts an hour); the whole server is
+// restarted now, which leaks nothing (restart.go), and the backoff is
+// kept: each restart drops every client's connection (the gateway's and
+// `sluice worker`s), and a flapping disk's restarts are its log lines.
+// The probe waits with the restart: a disk given room back during an
+// episode recovers within the backoff.
 func (ep *faultEpisode) restartDue(now time.Time, base time.Duration) bool {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()

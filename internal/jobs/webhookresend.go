@@ -372,7 +372,7 @@ func (s *Store) via() string {
 	if s.o.Embedded == nil {
 		return ""
 	}
-	return s.o.Embedded.ServerID()
+	return s.o.Embedded.RunName()
 }
 
 // claimLapsed reports whether c no longer holds at now: its time is up,
@@ -392,7 +392,19 @@ func (s *Store) via() string {
 // its webhooks resent beside it, which claimResend's compare-and-swap and
 // at-least-once delivery (the same webhook-id) already allow for.
 func (s *Store) claimLapsed(c fileClaim, now time.Time) bool {
-	return c.lapsed(now, s.o.WebhookLease, s.nc.ConnectedServerId)
+	return c.lapsed(now, s.o.WebhookLease, func() string { return s.connectedRun(c.Via) })
+}
+
+// connectedRun is the run of the embedded server this Store is connected
+// to, as a claim written through it says it: its name (RunName), which
+// outlives a disk fault's restart of the server; or, for a claim written
+// by a gateway from before names were written, its id, if that is the
+// id of the server connected to.
+func (s *Store) connectedRun(via string) string {
+	if id := s.nc.ConnectedServerId(); id != "" && id == via {
+		return id
+	}
+	return s.nc.ConnectedServerName()
 }
 
 // maxClaimLease bounds the lease_ms a claim is read with (a longer one is

@@ -49,6 +49,10 @@ type WorkerOptions struct {
 	// tick ends it), default newTicker; tests inject one to end backoffs
 	// themselves.
 	pauseTimer func(d time.Duration) (fire <-chan time.Time, stop func())
+	// classTimer paces the retries of a class whose consumer could not be
+	// created (its first tick ends a wait), default newTicker; tests
+	// inject one to end the waits themselves (classretry.go).
+	classTimer func(d time.Duration) (fire <-chan time.Time, stop func())
 }
 
 // newTicker is the heartbeat's real clock.
@@ -64,8 +68,10 @@ const orphanGrace = time.Minute
 // RunWorker takes jobs from the queue and executes them until ctx ends,
 // Cut closes or the Store closes. It then stops taking jobs, gives running
 // ones Grace to finish (none after Cut), cancels the rest and requeues
-// them, and returns nil. It returns an error only if it cannot start;
-// NATS being away is not such a reason, it waits for NATS.
+// them, and returns nil. It returns an error only if it cannot start (an
+// invalid class, a Store closed); NATS being away is not such a reason,
+// it waits for NATS, and neither is a class whose consumer cannot be
+// created: that class waits, retried, and the others run (classretry.go).
 func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	if o.Executor == nil {
 		return errors.New("jobs: RunWorker needs an Executor")
@@ -82,6 +88,14 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	}
 	if o.ticker == nil {
 		o.ticker = newTicker
+	}
+	if o.classTimer == nil {
+		o.classTimer = newTicker
+	}
+	for _, class := range o.Classes {
+		if !validToken.MatchString(class) {
+			return fmt.Errorf("jobs: invalid class %q", class)
+		}
 	}
 	if err := s.enter(); err != nil {
 		return err
@@ -110,8 +124,16 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	}
 
 	w := &worker{s: s, o: o, stop: runCtx, pause: newStorePause(s, runCtx, o)}
-	for _, class := range o.Classes {
-		c, err := s.consumer(runCtx, class)
+	// A class whose consumer cannot be created waits alone, retried
+	// (classretry.go); the others start.
+	type classDownAtStart struct {
+		class string
+		i     int
+		err   error
+	}
+	var down []classDownAtStart
+	for i, class := range o.Classes {
+		_, err := s.consumer(runCtx, class)
 		// NATS away (an outage, or a slow server timing the call out):
 		// wait for it as the slots do. Giving up would leave this process
 		// without workers after NATS is back.
@@ -120,18 +142,23 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 		}
 		for err != nil && IsUnavailable(err) && runCtx.Err() == nil {
 			sleep(runCtx, o.PollWait)
-			c, err = s.consumer(runCtx, class)
+			_, err = s.consumer(runCtx, class)
 		}
 		if runCtx.Err() != nil {
 			return nil // stopped before it started
 		}
 		if err != nil {
-			return err
+			down = append(down, classDownAtStart{class, i, err})
 		}
-		w.cons = append(w.cons, c)
 	}
-	d := newDispatcher(s.nc, w.cons, o, s.log)
+	d := newDispatcher(s.nc, o.Classes, o, s.log)
 	d.stalled = w.pause.stalled
+	var retries sync.WaitGroup
+	defer retries.Wait()
+	for _, f := range down {
+		d.down[f.i] = true
+		retries.Go(func() { w.retryConsumer(runCtx, f.class, f.i, f.err, d.up) })
+	}
 	var slots sync.WaitGroup
 	slots.Go(func() { d.run(runCtx) })
 	for range o.Concurrency {
@@ -155,7 +182,7 @@ func (s *Store) consumer(ctx context.Context, class string) (jetstream.Consumer,
 		return nil, fmt.Errorf("jobs: invalid class %q", class)
 	}
 	c, err := s.js.CreateOrUpdateConsumer(ctx, workStream, jetstream.ConsumerConfig{
-		Durable:       "jobs-" + class,
+		Durable:       consumerName(class),
 		FilterSubject: workSubjects + class,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.o.AckWait,
@@ -171,10 +198,12 @@ func (s *Store) consumer(ctx context.Context, class string) (jetstream.Consumer,
 	return c, nil
 }
 
+// consumerName is the durable consumer of a class.
+func consumerName(class string) string { return "jobs-" + class }
+
 type worker struct {
 	s     *Store
 	o     WorkerOptions
-	cons  []jetstream.Consumer
 	stop  context.Context // ends when the worker stops taking jobs
 	pause *storePause     // on a full store (storepause.go)
 }

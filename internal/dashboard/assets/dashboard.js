@@ -319,6 +319,10 @@
       add("jobs-store-damaged", "bad", "job store found damaged on disk at start: some accepted jobs, batches or files are lost (404); the gateway serves what is left; see DEPLOY \"When the store comes back damaged\"",
         detail(j.store_damaged));
     }
+    if (j && j.classes_down) {
+      add("jobs-classes-down", "bad", "job workers cannot create the queue consumer of a class: its jobs wait, the other classes run; the workers retry (is another consumer filtering that class's subject on SLUICE_JOBS?)",
+        detail(j.classes_down));
+    }
     if (j && j.enabled && j.backlog == null) {
       const where = doc.queue ? ` (${doc.queue.mode}${doc.queue.nats_url ? ` ${doc.queue.nats_url}` : ""})` : "";
       add("jobs", "warn", `job queue${where} not answering: backlog unknown, async jobs and batches may be refused`);

@@ -1,0 +1,56 @@
+package jobs
+
+import (
+	"fmt"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// A disk fault's recovery (TryRecover) restarts the whole embedded
+// server, not JetStream in it. nats-server's in-process JetStream restart
+// (ShutdownJetStream, EnableJetStream) starts GOMAXPROCS (at most 16) new
+// JetStream API workers (processJSAPIRoutedRequests) each time and ends
+// the previous ones only with the server: every recovery left them
+// behind, blocked on the old queues, until the process ended; and two
+// restarts back to back raced inside nats-server (setJetStreamExportSubs
+// writing s.jsAPIRoutedReqs while a previous worker read it). nats-server
+// v2.15.3 is the same. A new server on the same store directory reads it
+// back as at a start; the old one's goroutines all end with it.
+//
+// Its clients reconnect by themselves: the Store's in-process connection
+// through Embedded.InProcessConn, which reaches the current server, a
+// `sluice worker` over TCP to the same port. Their pull consumers are
+// durable: a job in flight at the restart is handed back on the new
+// server (redelivered, its record deciding whether it runs again), one
+// queued stays queued.
+
+// startServer makes, starts and publishes a server with e.opts and the
+// JetStream limits the first one settled on (none before it started).
+func (e *Embedded) startServer() error {
+	o := e.opts // a copy: nats-server keeps and changes the one it is given
+	if e.jsConfig.MaxStore > 0 {
+		o.JetStreamMaxStore, o.JetStreamMaxMemory = e.jsConfig.MaxStore, e.jsConfig.MaxMemory
+	}
+	srv, err := server.NewServer(&o)
+	if err != nil {
+		return fmt.Errorf("jobs: configuring embedded NATS: %w", err)
+	}
+	srv.SetLoggerV2(slogAdapter{e}, false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(e.readyTimeout) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return fmt.Errorf("jobs: embedded NATS not ready after %s", e.readyTimeout)
+	}
+	e.srv.Store(srv)
+	return nil
+}
+
+// stopServer stops the current server and waits until it has stopped,
+// its goroutines with it; its clients see the connection drop.
+func (e *Embedded) stopServer() error {
+	srv := e.server()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	return nil
+}
