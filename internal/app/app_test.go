@@ -93,6 +93,16 @@ func runLoopback(t *testing.T, a *App) (addr string, cancel context.CancelFunc, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An admin listener the config leaves at its default is bound on a
+	// free port too: the default, 127.0.0.1:9091, is one fixed port that a
+	// test package run beside this one, or a gateway on the machine, may
+	// hold (two tests failed "address already in use" that way). A test
+	// that sets admin.listen gets what it set.
+	if a.gw.Runtime().Config.Admin.Listen == "127.0.0.1:9091" {
+		if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done = make(chan error, 1)
 	returned := make(chan struct{})
