@@ -88,7 +88,7 @@ func TestDelayTargetReviewRefusalSaysWhatDecided(t *testing.T) {
 		t.Fatalf("refused after %v, want at the 500ms target", rej.Waited)
 	}
 	want := "all backends for model 'm' are saturated: at the queue's 500ms delay target the request's wait still ahead " +
-		"was re-estimated at 1s (1.5s with the estimate's margin), more than the 700ms left to its deadline"
+		"was re-estimated at 1s (1.5s with the estimate's margin), more than the 700ms left for it to start before its deadline"
 	if rej.Message != want {
 		t.Fatalf("message %q\nwant    %q", rej.Message, want)
 	}

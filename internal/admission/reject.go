@@ -125,7 +125,7 @@ func targetReviewMessage(pool string, target, ahead, left time.Duration) string 
 	if ahead < maxWait {
 		est += fmt.Sprintf(" (%s with the estimate's margin)", roundDur(withMargin(ahead)))
 	}
-	return fmt.Sprintf("%s are saturated: at the queue's %s delay target the request's wait still ahead was re-estimated at %s, more than the %s left to its deadline",
+	return fmt.Sprintf("%s are saturated: at the queue's %s delay target the request's wait still ahead was re-estimated at %s, more than the %s left for it to start before its deadline",
 		backends, roundDur(target), est, roundDur(left))
 }
 
