@@ -348,6 +348,19 @@ func (q *Queue) deadlineRejection(w *waiter, now time.Time) *Rejection {
 	return q.rejection(Deadline, w.req.Tenant, now.Sub(w.enqueued), 0)
 }
 
+// targetReviewRejection refuses a waiter at its class's delay target
+// whose wait still ahead, re-estimated there, does not fit (with its
+// margin) in the time left to its deadline. Its code is Deadline's (the
+// deadline cannot be met), but the message says what decided it and
+// when: the target's review, the estimate, the time left. "could not
+// start before its deadline after waiting 500ms" had a client with a 2s
+// deadline read that its deadline was 500ms.
+func (q *Queue) targetReviewRejection(w *waiter, now time.Time, ahead, left time.Duration) *Rejection {
+	rej := q.deadlineRejection(w, now)
+	rej.Message = targetReviewMessage(q.cfg.Name, q.classes[w.req.Class].delay.target, ahead, left)
+	return rej
+}
+
 // shedRejection refuses a waiter at its congested class's delay target.
 // Its Retry-After is the time the work now queued at its class and above
 // takes to drain: when a retry would find a queue no longer than this one.

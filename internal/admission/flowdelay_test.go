@@ -66,3 +66,30 @@ func flowCongested(q *Queue, key string) bool {
 	d := q.classes[Interactive].delays[key]
 	return d != nil && d.congested
 }
+
+// The review's case: a light tenant's request, let in with a 1.2s deadline
+// (estimated 1s: A's request holds the one slot), is reviewed at the 500ms
+// delay target, where the 1s still ahead (1.5s with the margin a kept
+// waiter must fit with) no longer fits the 700ms left: refused then, code
+// deadline. The message says the delay target's review decided it and
+// what it weighed; it said "could not start before its deadline after
+// waiting 500ms", which read as a 500ms deadline.
+func TestDelayTargetReviewRefusalSaysWhatDecided(t *testing.T) {
+	clk := newFakeClock()
+	var targets [MaxClass + 1]time.Duration
+	targets[Interactive] = 500 * time.Millisecond
+	q := NewQueue(QueueConfig{Name: "m", Fair: true, Targets: targets}, newCapacity(1).get, clk.Now)
+	grantedT(t, q, Request{Tenant: "A", Cost: 1000})
+	b := submitT(t, q, Request{Tenant: "B", Cost: 100, Deadline: clk.Now().Add(1200 * time.Millisecond)})
+	clk.Advance(500 * time.Millisecond)
+	q.Kick()
+	rej := refusedWith(t, b, Deadline)
+	if rej.Waited != 500*time.Millisecond {
+		t.Fatalf("refused after %v, want at the 500ms target", rej.Waited)
+	}
+	want := "all backends for model 'm' are saturated: at the queue's 500ms delay target the request's wait still ahead " +
+		"was re-estimated at 1s (1.5s with the estimate's margin), more than the 700ms left for it to start before its deadline"
+	if rej.Message != want {
+		t.Fatalf("message %q\nwant    %q", rej.Message, want)
+	}
+}

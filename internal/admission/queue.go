@@ -478,10 +478,23 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 	// Kept waiters are refused only at their deadline, past the target:
 	// keep one only with a margin, as the arrival estimate had (a mean
 	// whose tail runs about 1.5x longer).
-	if !w.req.Deadline.IsZero() && q.waitLeft(w, capacity)*3/2 > w.req.Deadline.Sub(now) {
-		q.dequeue(w)
-		q.refuse(w, q.deadlineRejection(w, now))
+	if w.req.Deadline.IsZero() {
+		return
 	}
+	ahead, left := q.waitLeft(w, capacity), w.req.Deadline.Sub(now)
+	if withMargin(ahead) > left {
+		q.dequeue(w)
+		q.refuse(w, q.targetReviewRejection(w, now, ahead, left))
+	}
+}
+
+// withMargin is a wait estimate with the margin a kept waiter must fit
+// with (a mean whose tail runs about 1.5x longer); maxWait stays maxWait.
+func withMargin(d time.Duration) time.Duration {
+	if d >= maxWait/3*2 {
+		return maxWait
+	}
+	return d * 3 / 2
 }
 
 // abandon takes a waiter whose client went away out of the queue. If it was

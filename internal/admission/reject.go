@@ -113,6 +113,22 @@ func rejectionMessage(reason Reason, pool, tenant string, wait, left time.Durati
 	return fmt.Sprintf("the request could not start before its deadline after waiting %s for %s", roundDur(wait), of)
 }
 
+// targetReviewMessage words the refusal of a waiter at its delay target
+// review (targetReviewRejection): ahead is the wait re-estimated there,
+// left the time to the request's deadline.
+func targetReviewMessage(pool string, target, ahead, left time.Duration) string {
+	backends := "all backends"
+	if pool != "" {
+		backends = "all backends for model '" + pool + "'"
+	}
+	est := waitText(ahead)
+	if ahead < maxWait {
+		est += fmt.Sprintf(" (%s with the estimate's margin)", roundDur(withMargin(ahead)))
+	}
+	return fmt.Sprintf("%s are saturated: at the queue's %s delay target the request's wait still ahead was re-estimated at %s, more than the %s left for it to start before its deadline",
+		backends, roundDur(target), est, roundDur(left))
+}
+
 // congestedMessage words an arrival refused by the queue's delay target
 // rather than by the request's own deadline.
 func congestedMessage(reason Reason, pool, tenant string, wait, target time.Duration) string {

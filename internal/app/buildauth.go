@@ -47,24 +47,30 @@ func (b *build) tokens() error {
 
 // keySet is the key set source for set: prev's of the same settings, one
 // this build already made (two issuers sharing a key set URL and
-// settings share it), or a new one.
+// settings share it), or a new one — which takes over the keys of prev's
+// source of the same URL, if any (auth.NewJWKSAfter): a reload changing
+// only jwks_timeout while the provider is down must not leave the issuer
+// without the keys it was verifying with.
 func (b *build) keySet(set auth.JWKSSettings) *auth.JWKS {
 	for _, j := range b.out.jwks {
 		if j.Settings() == set {
 			return j
 		}
 	}
-	var j *auth.JWKS
+	var j, sameURL *auth.JWKS
 	if b.prev != nil {
 		for _, p := range b.prev.jwks {
 			if p.Settings() == set {
 				j = p
 				break
 			}
+			if p.Settings().URL == set.URL && (sameURL == nil || p.Fetched().After(sameURL.Fetched())) {
+				sameURL = p // of several, the freshest keys
+			}
 		}
 	}
 	if j == nil {
-		j = auth.NewJWKS(set, b.deps.Logger, b.deps.Now)
+		j = auth.NewJWKSAfter(sameURL, set, b.deps.Logger, b.deps.Now)
 		if b.prev == nil {
 			// The start's key set holds readiness until fetched; one a
 			// reload makes does not (Verifier.KeySet).

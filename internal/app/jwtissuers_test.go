@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/auth/jwttest"
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
@@ -170,4 +171,50 @@ func TestReloadKeepsEachIssuersKeySetOnItsOwn(t *testing.T) {
 	if c := send(issuerToken(t, partner, "https://partner.test/", "alice")); c != 200 {
 		t.Fatalf("partner's token after the reload: %d", c)
 	}
+}
+
+// The 503 for a token whose issuer's key set was never fetched named
+// auth.jwt.jwks_url, a key a config with several issuers does not have.
+// The client's text now names no config key (the entry's index is the
+// gateway's layout); the access line's cause names the entry's key.
+func TestKeysUnavailableNamesTheEntryInTheLogOnly(t *testing.T) {
+	corp, partner := jwttest.New(t), jwttest.New(t)
+	partner.Server.Close()
+	be := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := "listen: 127.0.0.1:0\nqueue: {enabled: false}\n" +
+		"auth:\n  require_key: true\n  jwt:\n    issuers:\n" +
+		"      - {name: corp, issuer: https://corp.test/, audience: sluice, jwks_url: " + corp.URL() + "}\n" +
+		"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + "}\n" +
+		"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, logs := newLoggedApp(t, path, config.Load)
+	t.Cleanup(a.release)
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m1","messages":[]}`))
+	req.Header.Set("Authorization", "Bearer "+issuerToken(t, partner, "https://partner.test/", "bob"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !strings.Contains(string(body), `"auth_keys_unavailable"`) {
+		t.Fatalf("partner's token, its key set never fetched: %d %s", resp.StatusCode, body)
+	}
+	if strings.Contains(string(body), "auth.jwt") || !strings.Contains(string(body), "has not fetched the keys of the token's issuer") {
+		t.Fatalf("the client's message names a config key, or not the issuer's keys: %s", body)
+	}
+	eventually(t, "the access line's cause names auth.jwt.issuers[1].jwks_url", func() bool {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "status=503") && strings.Contains(line, "keys_unavailable") &&
+				strings.Contains(line, "auth.jwt.issuers[1].jwks_url") {
+				return true
+			}
+		}
+		return false
+	})
 }

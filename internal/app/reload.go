@@ -100,15 +100,20 @@ func (a *App) Reload() error {
 // succeeds. At the start the same outage holds readiness (/readyz
 // "jwks"), which a reload's does not (every replica takes a reload at
 // once), so before this it showed only as the fetch's own warning among
-// the log lines.
+// the log lines. A key set of new jwks_* settings but the same URL that
+// could not be fetched serves the keys fetched before the reload
+// (auth.NewJWKSAfter): that is said too, tokens being served meanwhile.
 func reloadWarnings(next *Built, jwt config.JWT) []string {
 	var out []string
 	for _, j := range next.jwks {
-		if !j.Fetched().IsZero() {
-			continue
+		where := jwksURLPath(jwt, j.Settings()) + ": the issuer's key set could not be fetched (" + telemetry.RedactURL(j.Settings().URL) + "); "
+		switch {
+		case j.HandedOver():
+			out = append(out, where+"the keys fetched before the reload verify bearer tokens until a fetch with the new settings succeeds "+
+				"(retried every jwks_min_refresh; /readyz \"jwks\" degraded)")
+		case j.Fetched().IsZero():
+			out = append(out, where+"bearer tokens are answered 503 auth_keys_unavailable until a fetch succeeds (retried every jwks_min_refresh; /readyz \"jwks\")")
 		}
-		out = append(out, jwksURLPath(jwt, j.Settings())+": the issuer's key set could not be fetched ("+telemetry.RedactURL(j.Settings().URL)+
-			"); bearer tokens are answered 503 auth_keys_unavailable until a fetch succeeds (retried every jwks_min_refresh; /readyz \"jwks\")")
 	}
 	return out
 }

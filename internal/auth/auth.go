@@ -108,6 +108,10 @@ type Verifier struct {
 	// prefix starts the tenants and per-key names of this issuer's
 	// tokens: config.TokenTenantPrefix, or "jwt:<name>:" (NewIssuers).
 	prefix string
+	// jwksKey is the config key of this issuer's jwks_url,
+	// "auth.jwt.jwks_url" or "auth.jwt.issuers[i].jwks_url" (NewIssuers),
+	// for the log's detail of a token refused for want of keys.
+	jwksKey string
 }
 
 // NewVerifier builds the verifier c describes, reading the static key
@@ -129,7 +133,7 @@ func NewVerifier(c config.JWT, jwks *JWKS, now func() time.Time) (*Verifier, err
 		return nil, err
 	}
 	v := &Verifier{algs: algs, static: static, jwks: jwks, maxBytes: int(c.MaxTokenBytes), claims: c.Claims,
-		shared: c.SharedTenants, prefix: config.TokenTenantPrefix}
+		shared: c.SharedTenants, prefix: config.TokenTenantPrefix, jwksKey: "auth.jwt.jwks_url"}
 	if c.HMACSecret != "" {
 		v.secret = []byte(c.HMACSecret)
 	}
@@ -303,9 +307,10 @@ func (v *Verifier) fromKeySet(ctx context.Context, h header) (any, error) {
 
 // keysUnavailable refuses a token that cannot be judged: no key set was
 // ever fetched. The periodic refresh asks again every jwks_min_refresh
-// while fetches fail, so that is when to come back.
+// while fetches fail, so that is when to come back. The detail (the log's,
+// never the client's) names the issuer's jwks_url key.
 func (v *Verifier) keysUnavailable() *Failure {
-	f := fail(ReasonKeysUnavailable, errors.New("no key set fetched yet"))
+	f := fail(ReasonKeysUnavailable, fmt.Errorf("no key set fetched yet from %s", v.jwksKey))
 	f.RetryAfter = v.jwks.set.MinRefresh
 	return f
 }

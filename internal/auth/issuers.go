@@ -47,6 +47,9 @@ func NewIssuers(c config.JWT, list []NamedVerifier) (*Issuers, error) {
 	s := &Issuers{list: list, byIss: make(map[string]*Verifier, len(list)), maxBytes: int(c.MaxTokenBytes)}
 	for i, nv := range list {
 		nv.Verifier.prefix = c.TokenTenantPrefixFor(nv.Name)
+		if len(c.Issuers) > 0 {
+			nv.Verifier.jwksKey = fmt.Sprintf("auth.jwt.issuers[%d].jwks_url", i)
+		}
 		s.byIss[cfgs[i].JWT.Issuer] = nv.Verifier
 	}
 	return s, nil

@@ -49,10 +49,13 @@ type JWKS struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	keys    atomic.Pointer[keySet] // nil until a fetch succeeds
+	keys    atomic.Pointer[keySet] // nil until a fetch succeeds (or keys are handed over)
 	fetched atomic.Int64           // unix nanoseconds of the last fetch that succeeded; 0: none
 	failing atomic.Bool            // the last fetch failed
 	startup atomic.Bool            // made by the gateway's first build (MarkStartup)
+	// handedOver: the keys held are those of the source this one
+	// replaced (NewJWKSAfter); none of its own fetches has succeeded yet.
+	handedOver atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -64,7 +67,9 @@ type JWKS struct {
 	closed      bool
 }
 
-// keySet is one fetched key set, with keyfunc's lookup over it.
+// keySet is one fetched key set, with keyfunc's lookup over it. It is
+// never written once stored (a fetch makes a new one), so a source that
+// replaces another may serve it after the other is closed.
 type keySet struct {
 	kf keyfunc.Keyfunc
 }
@@ -75,6 +80,20 @@ type keySet struct {
 // keys_unavailable) until a fetch succeeds. now (nil: time.Now) decides the
 // unknown-kid rate bound.
 func NewJWKS(s JWKSSettings, log *slog.Logger, now func() time.Time) *JWKS {
+	return NewJWKSAfter(nil, s, log, now)
+}
+
+// NewJWKSAfter is NewJWKS for a reload that replaces prev (nil: none)
+// with a source of other settings. When the URL is prev's (only
+// jwks_refresh, jwks_timeout, jwks_max_bytes or jwks_min_refresh
+// changed), the keys prev holds are handed over: they verify tokens until
+// the new source's own first fetch succeeds and replaces them, as a
+// failed refresh keeps the keys held. A reload while the provider is down
+// used to leave the issuer with no keys, every token 503, until the
+// provider came back. A new URL is another provider: nothing is handed
+// over. Only the immutable key set passes; prev keeps its goroutines and
+// is closed by its owner as before.
+func NewJWKSAfter(prev *JWKS, s JWKSSettings, log *slog.Logger, now func() time.Time) *JWKS {
 	if now == nil {
 		now = time.Now
 	}
@@ -82,12 +101,23 @@ func NewJWKS(s JWKSSettings, log *slog.Logger, now func() time.Time) *JWKS {
 		log = slog.Default()
 	}
 	j := &JWKS{set: s, client: jwksClient(s), log: log, now: now}
+	if prev != nil && prev.set.URL == s.URL {
+		if ks := prev.current(); ks != nil {
+			j.keys.Store(ks)
+			j.fetched.Store(prev.fetched.Load())
+			j.handedOver.Store(true)
+		}
+	}
 	j.ctx, j.cancel = context.WithCancel(context.Background())
 	j.fetch()
 	j.wg.Add(1)
 	go j.refreshEvery()
 	return j
 }
+
+// HandedOver reports that the keys j holds are those of the source it
+// replaced (NewJWKSAfter): none of j's own fetches has succeeded yet.
+func (j *JWKS) HandedOver() bool { return j.handedOver.Load() }
 
 // MarkStartup marks j as the key set the gateway started with: while it
 // has never been fetched, the replica is not ready (Verifier.KeySet).
@@ -206,6 +236,7 @@ func (j *JWKS) fetch() {
 			j.keys.Store(&keySet{kf: kf})
 			j.fetched.Store(j.now().UnixNano())
 			j.failing.Store(false)
+			j.handedOver.Store(false)
 			return
 		}
 	}

@@ -44,8 +44,12 @@ func apiError(err error, model string) *openai.Error {
 		// Not judged: no key set was ever fetched to judge it with. A 401
 		// would tell a valid token's bearer (and its SDK, which never
 		// retries one) that it is wrong; this is the gateway's outage.
+		// The text names no config key: it said auth.jwt.jwks_url, wrong
+		// with several issuers, and the right one (the entry's index) is
+		// the gateway's layout, not the client's business. The access
+		// line's cause names it (Verifier.keysUnavailable).
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "auth_keys_unavailable",
-			Message:    "the gateway cannot check bearer tokens yet: it has not fetched its token issuer's keys (auth.jwt.jwks_url); retry shortly",
+			Message:    "the gateway cannot check bearer tokens yet: it has not fetched the keys of the token's issuer; retry shortly",
 			RetryAfter: refused.RetryAfter}
 	case errors.As(err, &refused):
 		// One answer whatever the reason: which check failed would tell
