@@ -49,16 +49,10 @@ type Options struct {
 	// Fallback takes every request that is not plain http:// (https,
 	// so HTTP/2 over TLS). nil: such requests fail.
 	Fallback http.RoundTripper
-	// Dial replaces the TCP dialer (nil: net.Dialer with ConnectTimeout,
-	// KeepAlive and ReceiveBuffer).
+	// Dial replaces the TCP dialer (nil: net.Dialer with ConnectTimeout
+	// and KeepAlive). The gateway passes its upstream dialer, which
+	// bounds each connection's receive buffer (proxy.upstreamDialer).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
-	// ReceiveBuffer is the SO_RCVBUF each dialled connection asks for
-	// (Linux; elsewhere unset), a fixed bound on what the kernel queues
-	// from a backend the reader has stopped reading: Linux keeps twice
-	// the value (capped by net.core.rmem_max) for data and its overhead,
-	// and autotuning, which would grow it up to net.ipv4.tcp_rmem's
-	// maximum, is off for the socket. 0: autotuned.
-	ReceiveBuffer int
 }
 
 // Timer is the idle reaper's timer (*time.Timer).
@@ -134,9 +128,6 @@ func New(opt Options) *Client {
 	c.bigBufs.New = func() any { b := make([]byte, opt.ReadBufferSize); return &b }
 	if c.dial == nil {
 		d := &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: opt.KeepAlive}
-		if opt.ReceiveBuffer > 0 {
-			d.Control = receiveBuffer(opt.ReceiveBuffer)
-		}
 		c.dial = d.DialContext
 	}
 	return c

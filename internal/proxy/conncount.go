@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,17 +16,11 @@ type connCount struct {
 	opened atomic.Uint64
 }
 
-// wrap returns dial counting through c.
-func (c *connCount) wrap(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		nc, err := dial(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		c.opened.Add(1)
-		c.open.Add(1)
-		return &countedConn{Conn: nc, c: c}, nil
-	}
+// track counts nc until its first Close.
+func (c *connCount) track(nc net.Conn) net.Conn {
+	c.opened.Add(1)
+	c.open.Add(1)
+	return &countedConn{Conn: nc, c: c}
 }
 
 // countedConn takes itself off the count on its first Close.

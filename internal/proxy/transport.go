@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"net"
 	"net/http"
 	"time"
 )
@@ -11,17 +10,19 @@ import (
 // which net/http holds in memory until read.
 const MaxH2StreamWindow = 1 << 20
 
-// UpstreamReceiveBuffer is the SO_RCVBUF of the lean client's connections
-// to http:// backends (Linux): the kernel keeps twice it, 1 MiB, for what
-// a backend sends ahead of the relay's reads, the same as an HTTP/2
-// stream's window, where autotuning let a stream whose client stopped
-// reading queue up to net.ipv4.tcp_rmem's maximum (32 MiB on Linux 6.18)
-// after a fast start. About 0.6-0.9 MiB of it is window (the rest is the kernel's
-// per-packet overhead), so a connection moves at most that per round
-// trip: over 500 MB/s within 1 ms (a backend in the same zone or host),
-// 60 MB/s at 10 ms, 6 MB/s at 100 ms (plain http:// to a backend that far
-// is rare; https:// backends go through net/http and keep autotuning).
-// A host with net.core.rmem_max below it gets less (twice rmem_max).
+// UpstreamReceiveBuffer is the SO_RCVBUF of every upstream connection
+// that carries HTTP/1.1 (Linux; upstreamDialer): plain http:// ones, the
+// lean client's or net/http's, and https:// ones whose backend did not
+// pick h2. The kernel keeps twice it, 1 MiB, for what a backend sends
+// ahead of the relay's reads, the same as an HTTP/2 stream's window,
+// where autotuning let a stream whose client stopped reading queue up to
+// net.ipv4.tcp_rmem's maximum (32 MiB on Linux 6.18) after a fast start.
+// About 0.6-0.9 MiB of it is window (the rest is the kernel's per-packet
+// overhead), so a connection moves at most that per round trip: over
+// 500 MB/s within 1 ms (a backend in the same zone or host), 60 MB/s at
+// 10 ms, 6 MB/s at 100 ms. HTTP/2 connections keep autotuning
+// (upstreamDialer). A host with net.core.rmem_max below it gets less
+// (twice rmem_max).
 const UpstreamReceiveBuffer = MaxH2StreamWindow / 2
 
 // NewTransport builds the upstream transport: keep-alive pools sized for
@@ -29,10 +30,16 @@ const UpstreamReceiveBuffer = MaxH2StreamWindow / 2
 // offers it over TLS, and no transparent compression (bytes are relayed
 // exactly as the backend sent them).
 func NewTransport(connectTimeout time.Duration) *http.Transport {
-	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
+	return newTransport(connectTimeout, nil)
+}
+
+// newTransport is NewTransport dialling through an upstreamDialer that
+// counts its connections in count (nil: not counted).
+func newTransport(connectTimeout time.Duration, count *connCount) *http.Transport {
+	dialer := newUpstreamDialer(connectTimeout, count)
+	tr := &http.Transport{
 		Proxy:                 nil, // never route backend traffic through an env proxy
-		DialContext:           dialer.DialContext,
+		DialContext:           dialer.DialPlain,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
@@ -60,4 +67,8 @@ func NewTransport(connectTimeout time.Duration) *http.Transport {
 		// straight to the connection), so throughput does not need them
 		// (BenchmarkHTTPS1LargeAnswer).
 	}
+	// https: the handshake is dialTLS's, so the receive buffer is
+	// bounded once ALPN has picked HTTP/1.1 (upstreamDialer).
+	tr.DialTLSContext = dialer.dialTLS(tr)
+	return tr
 }

@@ -90,7 +90,7 @@ func (t *Transport) forLocked(connectTimeout time.Duration, p *TLSProfile) *http
 	k := keyOf(connectTimeout, p)
 	tr := t.by[k]
 	if tr == nil {
-		tr = NewTransport(connectTimeout)
+		tr = newTransport(connectTimeout, &t.conns)
 		// With ForceAttemptHTTP2 (NewTransport) a custom config still
 		// negotiates h2; net/http adds the ALPN names to its copy. Every
 		// transport has one, for noClientCertificate (clientcert.go).
@@ -99,7 +99,6 @@ func (t *Transport) forLocked(connectTimeout time.Duration, p *TLSProfile) *http
 			base = p.Config
 		}
 		tr.TLSClientConfig = clientTLS(base)
-		tr.DialContext = t.conns.wrap(tr.DialContext)
 		t.by[k] = tr
 	}
 	return tr
@@ -110,7 +109,8 @@ func (t *Transport) forLocked(connectTimeout time.Duration, p *TLSProfile) *http
 // other request (https, so HTTP/2 over TLS) to the transport For
 // returns; without, that transport alone. The lean client keeps
 // NewTransport's settings: connect timeout, TCP keep-alive, idle pool
-// sizes and idle timeout, no compression, no proxy.
+// sizes and idle timeout, no compression, no proxy, the dialer
+// (upstreamDialer: the receive buffer bound).
 func (t *Transport) Upstream(connectTimeout time.Duration, lean bool) http.RoundTripper {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -135,7 +135,7 @@ func (t *Transport) upstreamLocked(connectTimeout time.Duration, lean bool) http
 			// starts at 1 KiB and grows with the request.
 			ReadBufferSize:  32 << 10,
 			WriteBufferSize: 32 << 10,
-			ReceiveBuffer:   UpstreamReceiveBuffer,
+			Dial:            newUpstreamDialer(connectTimeout, nil).DialPlain,
 			Fallback:        tr,
 		})
 		t.lean[connectTimeout] = c
