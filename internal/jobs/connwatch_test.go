@@ -3,8 +3,11 @@ package jobs
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // dropPatience bounds the test's wait for an answer after NATS went away.
@@ -80,5 +83,64 @@ func TestInFlightCallsEndWhenNATSDrops(t *testing.T) {
 	}
 	if _, _, err := s.Submit(t.Context(), spec); err != nil {
 		t.Fatalf("submit after the reconnect: %v", err)
+	}
+}
+
+// TestAvailableWaitsForTheReconnectToBeTakenIn: nats.go reports the
+// connection CONNECTED before its reconnect handler has run (callbacks
+// run on one goroutine of their own, late on a loaded machine), and until
+// that handler starts the connection's new epoch every call is refused
+// with ErrUnavailable (onConn). Available must say so too: a caller that
+// waits for Available before a call (the batch API's early check,
+// TestWorkerStartsWhenNATSIsBack) would otherwise get the 503 it waited
+// out. The test holds nats.go's callback goroutine in the disconnect
+// handler, so the reconnect handler waits for it to be released. Old
+// code: Available said nil while Submit was refused ("the NATS
+// connection dropped while the call waited"), 1 run in 25 of
+// TestWorkerStartsWhenNATSIsBack under load.
+func TestAvailableWaitsForTheReconnectToBeTakenIn(t *testing.T) {
+	n := newRestartableNATS(t)
+	s := openStore(t, testOptions(n.first.ClientURL()))
+	spec := Spec{Tenant: "t", Path: "/v1/chat/completions", Model: "m", Body: []byte(`{"model":"m"}`)}
+
+	lostHandled := s.nc.DisconnectErrHandler()
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	releaseCallbacks := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(releaseCallbacks) // before the Store's Close, whose handler queues behind it
+	s.nc.SetDisconnectErrHandler(func(c *nats.Conn, err error) {
+		lostHandled(c, err)
+		<-release
+	})
+
+	lost := s.nc.StatusChanged(nats.RECONNECTING)
+	n.first.Shutdown()
+	select {
+	case <-lost:
+	case <-time.After(outagePatience):
+		t.Fatalf("the client did not notice the outage within %s", outagePatience)
+	}
+	back := s.nc.StatusChanged(nats.CONNECTED)
+	if err := n.restart(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-back:
+	case <-time.After(outagePatience):
+		t.Fatalf("the client did not reconnect within %s", outagePatience)
+	}
+	// Connected, the reconnect handler held behind the disconnect's.
+	_, _, submitErr := s.Submit(t.Context(), spec)
+	if !errors.Is(submitErr, ErrUnavailable) {
+		t.Fatalf("submit before the reconnect is taken in: %v, want ErrUnavailable", submitErr)
+	}
+	if err := s.Available(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Available before the reconnect is taken in: %v, want ErrUnavailable as the submit got (%v)", err, submitErr)
+	}
+
+	releaseCallbacks()
+	eventually(t, "the Store to take the reconnect in", func() bool { return s.Available() == nil })
+	if _, _, err := s.Submit(t.Context(), spec); err != nil {
+		t.Fatalf("submit once Available says nil: %v", err)
 	}
 }

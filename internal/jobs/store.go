@@ -512,10 +512,18 @@ func (s *Store) checkOpen() error {
 }
 
 // Available reports ErrUnavailable while the NATS connection is down
-// (reconnecting), nil when it is up.
+// (reconnecting), nil when it is up and the Store has taken the
+// reconnect in: nats.go says CONNECTED before its reconnect handler has
+// started the connection's new epoch (connEpoch), and until then every
+// call is refused (onConn). Saying nil in that moment made the batch
+// API's early check pass for a call then refused, and a caller that
+// waited for Available to submit got the 503 it had waited out.
 func (s *Store) Available() error {
 	if st := s.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: NATS connection %s", ErrUnavailable, st)
+	}
+	if epoch := s.conn.current(); epoch.Err() != nil {
+		return fmt.Errorf("%w: NATS connection back, its reconnect not yet taken in", ErrUnavailable)
 	}
 	return nil
 }
