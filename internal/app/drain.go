@@ -24,14 +24,14 @@ const cutBound = 2 * time.Second
 const jobStopGrace = 5 * time.Second
 
 // StopBound is the longest a shutdown takes with shutdown_grace grace:
-// the drain, in which running jobs finish too, and the cut's answers,
-// while which the jobs cut with the requests go back to the queue (the
-// embedded queue's own stop and the log's flush, bounded at 5 s for a
-// stderr that takes nothing, come on top). A supervisor's kill timeout
+// the drain, in which running jobs finish too, the cut's answers, while
+// which the jobs cut with the requests go back to the queue, and the job
+// queue's stop (queueStopBound; the log's flush, bounded at 5 s for a
+// stderr that takes nothing, comes on top). A supervisor's kill timeout
 // (Kubernetes' terminationGracePeriodSeconds less the preStop pause,
 // systemd's TimeoutStopSec) must exceed it.
 func StopBound(grace time.Duration) time.Duration {
-	return grace + cutBound
+	return grace + cutBound + queueStopBound
 }
 
 // drainJobs starts the job workers' drain at the start of a shutdown: from
@@ -42,7 +42,9 @@ func StopBound(grace time.Duration) time.Duration {
 // requests do: when shutCtx ends (shutdown_grace over, or Cut) they are
 // cancelled and handed back to the queue, their attempt not counted. A
 // queue that connects from now on is not installed. The returned wait
-// returns once the workers stopped.
+// returns once the workers stopped, or cutBound after the cut: a worker
+// blocked on a NATS that answers nothing (a wedged embedded server,
+// docs/RELIABILITY.md kvwedge) kept the shutdown waiting for good.
 func (a *App) drainJobs(shutCtx context.Context) (wait func()) {
 	a.jobsMu.Lock()
 	defer a.jobsMu.Unlock()
@@ -54,16 +56,33 @@ func (a *App) drainJobs(shutCtx context.Context) (wait func()) {
 	q.stopTaking()
 	stopped := make(chan struct{})
 	go func() { q.workerWG.Wait(); close(stopped) }()
+	cutOver := make(chan struct{}) // closed cutBound after the cut, or when the workers stopped
 	stop := context.AfterFunc(shutCtx, func() {
+		defer close(cutOver)
 		select {
 		case <-stopped:
+			return
 		default:
 			a.log.Warn("drain over (shutdown_grace passed, or a second signal); cutting the jobs still running, they go back to the queue")
 			q.cutJobs()
 		}
+		fire, stopTimer := a.timer(cutBound)
+		defer stopTimer()
+		select {
+		case <-stopped:
+		case <-fire:
+		}
 	})
 	return func() {
-		<-stopped
+		select {
+		case <-stopped:
+		case <-cutOver:
+			select {
+			case <-stopped:
+			default:
+				a.log.Warn("job workers still running after the cut (NATS not answering); closing the queue under them", "bound", cutBound.String())
+			}
+		}
 		stop()
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,9 @@ type jobQueue struct {
 	cutOnce    sync.Once
 	workerWG   sync.WaitGroup
 	closeOnce  sync.Once
+	closeDone  chan struct{} // closed once close returned
+	// abandoned is set once a closeWithin gave up: later calls return at once.
+	abandoned atomic.Bool
 }
 
 // openQueue starts the embedded server when no URL is configured and opens
@@ -158,13 +162,58 @@ func (q *jobQueue) stopWorkers() {
 	q.workerWG.Wait()
 }
 
-// Close stops workers, the store and the embedded server.
-func (q *jobQueue) Close() { q.closeOnce.Do(q.close) }
+// queueStopBound bounds the job queue's stop at the end of a shutdown
+// (closeQueue): the workers' last acks, the store's drain and the
+// embedded server's stop take milliseconds, but a NATS that answers
+// nothing keeps them waiting for good: a damaged KV_sluice_jobs block
+// makes nats-server v2.15.2 loop under the stream's lock, and SIGTERM,
+// twice, did not end the gateway in 45 s (docs/RELIABILITY.md, kvwedge).
+// Past it the process exits without the queue, as after a crash.
+const queueStopBound = 5 * time.Second
 
-func (q *jobQueue) close() {
+// Close stops workers, the store and the embedded server, however long
+// that takes.
+func (q *jobQueue) Close() { q.closeWithin(context.Background()) }
+
+// closeWithin stops workers, the store and the embedded server, waiting at
+// most until ctx ends: then it returns ctx's cause and the stop goes on in
+// the background (it ends if NATS lets go, or with the process); the data
+// directory's lock is then released by the process's exit. Later calls
+// wait for the same stop, or return at once once one gave up.
+func (q *jobQueue) closeWithin(ctx context.Context) error {
+	q.closeOnce.Do(func() {
+		q.closeDone = make(chan struct{})
+		go func() {
+			defer close(q.closeDone)
+			q.close(ctx)
+		}()
+	})
+	if q.abandoned.Load() {
+		select {
+		case <-q.closeDone:
+			return nil
+		default:
+			return errQueueAbandoned
+		}
+	}
+	select {
+	case <-q.closeDone:
+		return nil
+	case <-ctx.Done():
+		q.abandoned.Store(true)
+		return context.Cause(ctx)
+	}
+}
+
+// errQueueAbandoned is a closeWithin's answer after one gave up.
+var errQueueAbandoned = errors.New("the job queue's stop was given up already")
+
+func (q *jobQueue) close(ctx context.Context) {
 	q.stopWorkers()
 	if q.store != nil {
-		q.store.Close()
+		if err := q.store.CloseWithin(ctx); errors.Is(err, jobs.ErrCloseAbandoned) {
+			return // the server is as wedged as the connection: its stop would wait too
+		}
 	}
 	if q.emb != nil {
 		q.emb.Shutdown()
@@ -246,17 +295,26 @@ func (a *App) connectQueue(ctx context.Context) {
 	}
 }
 
-// closeQueue closes the job queue, if there is one, and keeps a late
-// connectQueue from installing one.
+// closeQueue closes the job queue, if there is one, within
+// queueStopBound, and keeps a late connectQueue from installing one.
 func (a *App) closeQueue() {
 	a.jobsMu.Lock()
 	a.closing = true
 	q := a.jobs
 	a.jobsMu.Unlock()
-	if q != nil {
-		q.Close()
+	if q == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeoutCause(context.Background(), queueStopBound, errQueueStopBound)
+	defer cancel()
+	if err := q.closeWithin(ctx); errors.Is(err, errQueueStopBound) { // not when given up already
+		a.log.Error("job queue did not stop within its bound: NATS answers nothing (a wedged embedded server: see docs/DEPLOY.md \"When the store comes back damaged\"); exiting without it, as after a crash: jobs it held run again, webhooks pending are resent",
+			"bound", queueStopBound.String())
 	}
 }
+
+// errQueueStopBound is closeQueue's bound's cause.
+var errQueueStopBound = errors.New("queue stop bound passed")
 
 // queueInfo says where the job queue lives: an external NATS's URL is
 // known from the config even while it is unreachable; an embedded one's

@@ -173,6 +173,10 @@ type Options struct {
 	// (chunksweep.go). Default DefaultOrphanChunkAge.
 	OrphanChunkAge time.Duration
 
+	// inProcess, in tests, replaces Embedded's in-process connections
+	// (a proxy that can stop forwarding: storeclose_test.go).
+	inProcess nats.InProcessConnProvider
+
 	// beforeFileCommit, in tests, runs after a result file's last byte and
 	// before the claim is confirmed and the file committed.
 	beforeFileCommit func(ctx context.Context)
@@ -300,7 +304,8 @@ type Store struct {
 	mu          sync.Mutex // guards closed and wg.Add
 	closed      bool
 	wg          sync.WaitGroup // the Store's goroutines and running RunWorker calls
-	closeErr    error
+	closeErr    error          // set by close before closeDone is closed
+	closeDone   chan struct{}  // closed once close returned (storeclose.go)
 	once        sync.Once
 	idemWait    time.Duration // idemWait; tests set their own
 	// leaderless, when set (tests), is called each time a submit's write
@@ -336,7 +341,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { conn.lost() }),
 		nats.ReconnectHandler(func(*nats.Conn) { conn.back() }),
 		nats.ClosedHandler(func(*nats.Conn) { conn.lost(); close(ncClosed) })}
-	if o.Embedded != nil {
+	switch {
+	case o.inProcess != nil:
+		opts = append(opts, nats.InProcessServer(o.inProcess))
+	case o.Embedded != nil:
 		// Through Embedded, not its server: a disk fault's recovery
 		// replaces the server, and reconnects reach the new one.
 		opts = append(opts, nats.InProcessServer(o.Embedded))
@@ -467,27 +475,7 @@ func (s *Store) setup(ctx context.Context) error {
 // Webhooks not yet delivered stay pending on their jobs and are resent
 // by the next sweep of a live process (webhookresend.go): Close deletes
 // this process's heartbeat, so that sweep need not wait for its lease.
-func (s *Store) Close() error {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		s.cancel()
-		s.wg.Wait()
-		if s.metrics != nil {
-			s.o.Registerer.Unregister(s.metrics)
-		}
-		// Drain flushes acks and publishes still buffered; Close would drop them.
-		if err := s.nc.Drain(); err != nil {
-			s.nc.Close()
-			if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrConnectionReconnecting) {
-				s.closeErr = fmt.Errorf("jobs: draining NATS connection: %w", err)
-			}
-		}
-		<-s.ncClosed // Drain is asynchronous; its end bounds our goroutines
-	})
-	return s.closeErr
-}
+func (s *Store) Close() error { return s.CloseWithin(context.Background()) }
 
 // enter registers one more goroutine the Store must wait for, or reports
 // that the Store is closed.

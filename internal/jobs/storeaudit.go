@@ -267,6 +267,7 @@ func (e *Embedded) beforeStart() {
 			a.noIndex[name] = true
 		}
 	}
+	e.cutDamagedKVBlocks(time.Now())
 	if a.marks, err = readStoreMarks(e.dir); err != nil {
 		e.log.Warn("job store: its stream marks are unreadable; damage is found from nats-server's reports only", "data_dir", e.dir, "error", err.Error())
 	}
