@@ -62,32 +62,44 @@ type recordedHooks struct {
 }
 
 // recordBatchWebhooks writes the endpoints in use now as the recorded
-// list, the URLs it no longer has as removed now.
-func (s *Store) recordBatchWebhooks(ctx context.Context) error {
+// list, the URLs it no longer has as removed now. before is this
+// process's list before the change (nil at Open): what the record is
+// taken to have held when it has expired.
+//
+// The key expires with the bucket's max age (queue.retention) after its
+// last write, and a list that does not change is not written again: in a
+// fleet whose list was last changed (or whose gateways last started with
+// no record there) more than queue.retention ago there is no record, and
+// a reload then recorded its list with nothing removed, so the events
+// pending for the endpoint it took out were sent for ~28 h as before the
+// record. So an expired record is taken to be the reloading process's own
+// list before the change, and a record unchanged for half the retention
+// is written again (same generation) when a gateway starts or reloads.
+func (s *Store) recordBatchWebhooks(ctx context.Context, before []BatchEndpoint) error {
 	ctx, cancel := s.requestContext(ctx)
 	defer cancel()
-	urls := make([]string, 0, len(s.BatchWebhooks()))
-	for _, e := range s.BatchWebhooks() {
-		urls = append(urls, e.URL)
-	}
-	slices.Sort(urls)
-	urls = slices.Compact(urls)
+	urls := endpointURLs(s.BatchWebhooks())
 	for {
 		var prev recordedHooks
 		var rev uint64
+		now := s.now().UnixMilli()
 		e, err := s.jobs.Get(ctx, batchHooksKey)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
+			prev.URLs = endpointURLs(before)
 		case err != nil:
 			return fmt.Errorf("jobs: reading the recorded batch webhooks: %w", err)
 		default:
 			rev = e.Revision()
-			if json.Unmarshal(e.Value(), &prev) == nil && slices.Equal(prev.URLs, urls) {
+			if json.Unmarshal(e.Value(), &prev) == nil && slices.Equal(prev.URLs, urls) && now-prev.AtMS < s.o.Retention.Milliseconds()/2 {
 				return nil
 			}
 		}
-		now := s.now().UnixMilli()
-		next := recordedHooks{Gen: prev.Gen + 1, URLs: urls, Removed: map[string]int64{}, AtMS: now, By: s.owner}
+		gen := prev.Gen + 1
+		if rev != 0 && slices.Equal(prev.URLs, urls) {
+			gen = prev.Gen // written again before it expires, not a change
+		}
+		next := recordedHooks{Gen: gen, URLs: urls, Removed: map[string]int64{}, AtMS: now, By: s.owner}
 		for u, at := range prev.Removed {
 			if now-at < removedKept.Milliseconds() {
 				next.Removed[u] = at
@@ -128,11 +140,16 @@ func (s *Store) recordBatchWebhooks(ctx context.Context) error {
 // does (Options.RecordBatchWebhooks), logging a failure: the record
 // then lacks this change, and the events of an endpoint it removed are
 // still sent (as before the record).
-func (s *Store) noteBatchWebhooks(ctx context.Context) {
+func (s *Store) noteBatchWebhooks(ctx context.Context) { s.noteBatchWebhooksChange(ctx, nil) }
+
+// noteBatchWebhooksChange is noteBatchWebhooks after a change of the
+// list (SetBatchWebhooks), before being the list this process had until
+// now.
+func (s *Store) noteBatchWebhooksChange(ctx context.Context, before []BatchEndpoint) {
 	if !s.o.RecordBatchWebhooks {
 		return
 	}
-	if err := s.recordBatchWebhooks(ctx); err != nil {
+	if err := s.recordBatchWebhooks(ctx, before); err != nil {
 		s.log.Warn("batch webhooks: recording the endpoint list for the queue's senders failed; "+
 			"events pending for endpoints it removed are still sent", "err", err)
 	}
@@ -163,4 +180,14 @@ func (s *Store) withdrawnEndpoint(ctx context.Context, j *Job) (gen int64, withd
 		return 0, false
 	}
 	return l.Gen, true
+}
+
+// endpointURLs is the sorted set of endpoints' URLs, as the record holds them.
+func endpointURLs(endpoints []BatchEndpoint) []string {
+	urls := make([]string, 0, len(endpoints))
+	for _, e := range endpoints {
+		urls = append(urls, e.URL)
+	}
+	slices.Sort(urls)
+	return slices.Compact(urls)
 }
