@@ -44,7 +44,9 @@ import (
 // batchHooksKey holds the recorded list (recordedHooks). Not under j.,
 // e. or w.: no job listing, event read or sweep reads it. The bucket's
 // max age (queue.retention) expires it when no gateway wrote it for that
-// long; removals older than removedKept are forgotten before.
+// long, so gateways write it again at half that (recordBatchWebhooks,
+// refreshBatchWebhooks); removals older than removedKept are forgotten
+// before.
 const batchHooksKey = "batch-webhooks"
 
 // removedKept bounds how long a removal is kept: past the retry
@@ -134,6 +136,49 @@ func (s *Store) recordBatchWebhooks(ctx context.Context, before []BatchEndpoint)
 		}
 		return nil
 	}
+}
+
+// refreshBatchWebhooks writes the record again, same generation and
+// list, when it is this process's list and half queue.retention old: the
+// tracker's hourly sweep calls it, so that a fleet running one list for
+// longer than the retention keeps its record and a gateway restarted
+// with an endpoint removed still finds what it removes. A record of
+// another list (a gateway whose file differs: the last start or reload
+// wrote it) or none is left alone: rewriting it from here would undo that
+// write, or record this list with nothing removed.
+func (s *Store) refreshBatchWebhooks(ctx context.Context) error {
+	if !s.o.RecordBatchWebhooks {
+		return nil
+	}
+	ctx, cancel := s.requestContext(ctx)
+	defer cancel()
+	e, err := s.jobs.Get(ctx, batchHooksKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("jobs: reading the recorded batch webhooks: %w", err)
+	}
+	var l recordedHooks
+	now := s.now().UnixMilli()
+	if json.Unmarshal(e.Value(), &l) != nil || !slices.Equal(l.URLs, endpointURLs(s.BatchWebhooks())) ||
+		now-l.AtMS < s.o.Retention.Milliseconds()/2 {
+		return nil
+	}
+	for u, at := range l.Removed {
+		if now-at >= removedKept.Milliseconds() {
+			delete(l.Removed, u)
+		}
+	}
+	l.AtMS, l.By = now, s.owner
+	b, err := json.Marshal(l)
+	if err != nil {
+		return fmt.Errorf("jobs: encoding the batch webhooks: %w", err)
+	}
+	if _, err := s.jobs.Update(ctx, batchHooksKey, b, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("jobs: refreshing the recorded batch webhooks: %w", s.storeFull(err))
+	}
+	return nil // a write meanwhile (mismatch) is newer: kept
 }
 
 // noteBatchWebhooks records the endpoints when this process is one that

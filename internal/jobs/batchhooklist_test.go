@@ -3,11 +3,14 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // An endpoint a gateway's reload removed is not tried again for the
@@ -141,5 +144,65 @@ func TestRemovalRecordedAfterTheListExpired(t *testing.T) {
 	}
 	if _, drop := gw.withdrawnEndpoint(ctx, &Job{Webhook: removed, FinishedAt: finished}); !drop {
 		t.Fatal("an event of the removed endpoint, its batch ended before the reload, not withdrawn")
+	}
+}
+
+// The tracker's hourly sweep keeps the record of a list nobody changes
+// from expiring (so a gateway restarted with an endpoint removed finds
+// it), and leaves alone a record of another list (the last start or
+// reload wrote it) or none.
+func TestRecordRefreshedBySweep(t *testing.T) {
+	clk := newClock()
+	const a, b = "https://a.example/hook", "https://b.example/hook"
+	gw, _ := newStore(t, func(o *Options) {
+		*o = eventOptions(o.URL, a)
+		o.Now, o.RecordBatchWebhooks = clk.Now, true
+	})
+	ctx := context.Background()
+	read := func() (recordedHooks, bool) {
+		t.Helper()
+		e, err := gw.jobs.Get(ctx, batchHooksKey)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return recordedHooks{}, false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l recordedHooks
+		if err := json.Unmarshal(e.Value(), &l); err != nil {
+			t.Fatal(err)
+		}
+		return l, true
+	}
+	started, _ := read()
+	clk.Advance(gw.o.Retention/2 + orphanSweepEvery)
+	eventually(t, "the sweep to write the record again", func() bool { l, _ := read(); return l.AtMS > started.AtMS })
+	if l, _ := read(); l.Gen != started.Gen || !slices.Equal(l.URLs, []string{a}) {
+		t.Fatalf("refreshed %+v; want generation %d, the same list", l, started.Gen)
+	}
+
+	other := recordedHooks{Gen: 7, URLs: []string{b}, Removed: map[string]int64{a: clk.Now().UnixMilli()}, AtMS: clk.Now().UnixMilli(), By: "other"}
+	v, err := json.Marshal(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.jobs.Put(ctx, batchHooksKey, v); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(gw.o.Retention)
+	if err := gw.refreshBatchWebhooks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := read(); l.By != "other" || l.AtMS != other.AtMS {
+		t.Fatalf("another list's record rewritten: %+v", l)
+	}
+	if err := gw.jobs.Purge(ctx, batchHooksKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.refreshBatchWebhooks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := read(); ok {
+		t.Fatalf("no record, refreshed into %+v; want none (a reload or start writes it, with what it removed)", l)
 	}
 }
