@@ -200,3 +200,37 @@ func TestRampProbeLeavesFreedSlot(t *testing.T) {
 		t.Fatalf("A's next request: %v, %v; want its slot at once", tk, err)
 	}
 }
+
+// A probe whose request ends before its first token (the backend failed
+// it, the client went away, a retry or hedge gave up) leaks nothing: its
+// release ends the probe unjudged, no probing pause is taken, the next
+// probe goes, and a first token told after the release (a relay finishing
+// late) does nothing. The release counts as one of the tenant's
+// completions, as every release does (noteRelease): the allowance grows
+// by one, so one held request goes within it and the next as the probe.
+func TestRampProbeReleasedBeforeFirstToken(t *testing.T) {
+	q, clk := rampQueue(16, 2*time.Second)
+	grantedT(t, q, Request{Tenant: "A", Cost: 100, Streams: true})
+	clk.Advance(100 * time.Millisecond)
+	grantedT(t, q, Request{Tenant: "B", Cost: 100, Streams: true})
+	clk.Advance(100 * time.Millisecond)
+	got, held := streamsOf(t, q, clk, "B", 4)
+	if len(got) != 1 || !got[0].probe {
+		t.Fatalf("B's four: %d granted at once; want one, a probe", len(got))
+	}
+	clk.Advance(50 * time.Millisecond)
+	got[0].Release()
+	got[0].FirstToken(true) // after its release: nothing
+	q.Kick()
+	if n := grantedCount(held); n != 2 {
+		t.Fatalf("%d of B's held requests granted after the probe ended unstarted; want 2 (one within the allowance its completion added, the next probe)", n)
+	}
+	s := q.Stats()
+	if s.RampProbes != 0 || s.RampProbesLate != 0 || !q.probe.blocked.IsZero() {
+		t.Fatalf("probes %d (late %d), probing blocked until %v; want 0 (0), not blocked: the unstarted probe was not judged",
+			s.RampProbes, s.RampProbesLate, q.probe.blocked)
+	}
+	if out := q.probe.out; out == nil || out == got[0] || !out.probe {
+		t.Fatal("the probe out is not a newly granted request")
+	}
+}

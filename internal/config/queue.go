@@ -167,8 +167,13 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	if q.OrphanChunkAge < Duration(time.Minute) {
 		bad("queue.orphan_chunk_age", "must be at least 1m (a write in progress must not look abandoned), got %s", q.OrphanChunkAge.D())
 	}
-	if q.Retention <= 0 {
-		bad("queue.retention", "must be a positive duration")
+	// The work stream's duplicate window (2m, jobs.Open: a retried
+	// publish of a job is not enqueued twice) must fit in its max age,
+	// the retention: nats-server refused a shorter one at start, with
+	// "creating stream SLUICE_JOBS: nats: API error ... duplicates window
+	// can not be larger then max age" and no key named.
+	if q.Retention < Duration(2*time.Minute) {
+		bad("queue.retention", "must be at least 2m (the job stream's duplicate window), got %s", q.Retention.D())
 	}
 	if q.MaxAttempts < 1 {
 		bad("queue.max_attempts", "must be at least 1")

@@ -156,3 +156,19 @@ func TestQueueURLThatDoesNotParse(t *testing.T) {
 		}
 	}
 }
+
+// queue.retention under the job stream's 2-minute duplicate window was
+// accepted by the config and refused by nats-server at start (a raw
+// "duplicates window can not be larger then max age", no key named): it
+// is refused here, naming the key.
+func TestQueueRetentionCoversTheDuplicateWindow(t *testing.T) {
+	for _, v := range []string{"0s", "30s", "119s"} {
+		_, err := Parse([]byte("queue: {retention: " + v + "}\n" + minimal))
+		if err == nil || !strings.Contains(err.Error(), "queue.retention") || !strings.Contains(err.Error(), "2m") {
+			t.Errorf("retention %s: %v; want an error naming queue.retention and its 2m floor", v, err)
+		}
+	}
+	if c, err := Parse([]byte("queue: {retention: 2m}\n" + minimal)); err != nil || c.Queue.Retention.D() != 2*time.Minute {
+		t.Fatalf("retention 2m: %v; want accepted", err)
+	}
+}

@@ -83,8 +83,11 @@ func (s *Store) SetBatchWebhooks(endpoints []BatchEndpoint) error {
 		return errors.New("jobs: batch webhook endpoints need the webhook secret, which this process started without")
 	}
 	endpoints = slices.Clone(endpoints)
-	s.batchHooks.Store(&endpoints)
-	s.noteBatchWebhooks(s.ctx)
+	var before []BatchEndpoint
+	if p := s.batchHooks.Swap(&endpoints); p != nil {
+		before = *p
+	}
+	s.noteBatchWebhooksChange(s.ctx, before)
 	return nil
 }
 

@@ -44,7 +44,9 @@ import (
 // batchHooksKey holds the recorded list (recordedHooks). Not under j.,
 // e. or w.: no job listing, event read or sweep reads it. The bucket's
 // max age (queue.retention) expires it when no gateway wrote it for that
-// long; removals older than removedKept are forgotten before.
+// long, so gateways write it again at half that (recordBatchWebhooks,
+// refreshBatchWebhooks); removals older than removedKept are forgotten
+// before.
 const batchHooksKey = "batch-webhooks"
 
 // removedKept bounds how long a removal is kept: past the retry
@@ -62,32 +64,44 @@ type recordedHooks struct {
 }
 
 // recordBatchWebhooks writes the endpoints in use now as the recorded
-// list, the URLs it no longer has as removed now.
-func (s *Store) recordBatchWebhooks(ctx context.Context) error {
+// list, the URLs it no longer has as removed now. before is this
+// process's list before the change (nil at Open): what the record is
+// taken to have held when it has expired.
+//
+// The key expires with the bucket's max age (queue.retention) after its
+// last write, and a list that does not change is not written again: in a
+// fleet whose list was last changed (or whose gateways last started with
+// no record there) more than queue.retention ago there is no record, and
+// a reload then recorded its list with nothing removed, so the events
+// pending for the endpoint it took out were sent for ~28 h as before the
+// record. So an expired record is taken to be the reloading process's own
+// list before the change, and a record unchanged for half the retention
+// is written again (same generation) when a gateway starts or reloads.
+func (s *Store) recordBatchWebhooks(ctx context.Context, before []BatchEndpoint) error {
 	ctx, cancel := s.requestContext(ctx)
 	defer cancel()
-	urls := make([]string, 0, len(s.BatchWebhooks()))
-	for _, e := range s.BatchWebhooks() {
-		urls = append(urls, e.URL)
-	}
-	slices.Sort(urls)
-	urls = slices.Compact(urls)
+	urls := endpointURLs(s.BatchWebhooks())
 	for {
 		var prev recordedHooks
 		var rev uint64
+		now := s.now().UnixMilli()
 		e, err := s.jobs.Get(ctx, batchHooksKey)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
+			prev.URLs = endpointURLs(before)
 		case err != nil:
 			return fmt.Errorf("jobs: reading the recorded batch webhooks: %w", err)
 		default:
 			rev = e.Revision()
-			if json.Unmarshal(e.Value(), &prev) == nil && slices.Equal(prev.URLs, urls) {
+			if json.Unmarshal(e.Value(), &prev) == nil && slices.Equal(prev.URLs, urls) && now-prev.AtMS < s.o.Retention.Milliseconds()/2 {
 				return nil
 			}
 		}
-		now := s.now().UnixMilli()
-		next := recordedHooks{Gen: prev.Gen + 1, URLs: urls, Removed: map[string]int64{}, AtMS: now, By: s.owner}
+		gen := prev.Gen + 1
+		if rev != 0 && slices.Equal(prev.URLs, urls) {
+			gen = prev.Gen // written again before it expires, not a change
+		}
+		next := recordedHooks{Gen: gen, URLs: urls, Removed: map[string]int64{}, AtMS: now, By: s.owner}
 		for u, at := range prev.Removed {
 			if now-at < removedKept.Milliseconds() {
 				next.Removed[u] = at
@@ -124,15 +138,63 @@ func (s *Store) recordBatchWebhooks(ctx context.Context) error {
 	}
 }
 
+// refreshBatchWebhooks writes the record again, same generation and
+// list, when it is this process's list and half queue.retention old: the
+// tracker's hourly sweep calls it, so that a fleet running one list for
+// longer than the retention keeps its record and a gateway restarted
+// with an endpoint removed still finds what it removes. A record of
+// another list (a gateway whose file differs: the last start or reload
+// wrote it) or none is left alone: rewriting it from here would undo that
+// write, or record this list with nothing removed.
+func (s *Store) refreshBatchWebhooks(ctx context.Context) error {
+	if !s.o.RecordBatchWebhooks {
+		return nil
+	}
+	ctx, cancel := s.requestContext(ctx)
+	defer cancel()
+	e, err := s.jobs.Get(ctx, batchHooksKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("jobs: reading the recorded batch webhooks: %w", err)
+	}
+	var l recordedHooks
+	now := s.now().UnixMilli()
+	if json.Unmarshal(e.Value(), &l) != nil || !slices.Equal(l.URLs, endpointURLs(s.BatchWebhooks())) ||
+		now-l.AtMS < s.o.Retention.Milliseconds()/2 {
+		return nil
+	}
+	for u, at := range l.Removed {
+		if now-at >= removedKept.Milliseconds() {
+			delete(l.Removed, u)
+		}
+	}
+	l.AtMS, l.By = now, s.owner
+	b, err := json.Marshal(l)
+	if err != nil {
+		return fmt.Errorf("jobs: encoding the batch webhooks: %w", err)
+	}
+	if _, err := s.jobs.Update(ctx, batchHooksKey, b, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("jobs: refreshing the recorded batch webhooks: %w", s.storeFull(err))
+	}
+	return nil // a write meanwhile (mismatch) is newer: kept
+}
+
 // noteBatchWebhooks records the endpoints when this process is one that
 // does (Options.RecordBatchWebhooks), logging a failure: the record
 // then lacks this change, and the events of an endpoint it removed are
 // still sent (as before the record).
-func (s *Store) noteBatchWebhooks(ctx context.Context) {
+func (s *Store) noteBatchWebhooks(ctx context.Context) { s.noteBatchWebhooksChange(ctx, nil) }
+
+// noteBatchWebhooksChange is noteBatchWebhooks after a change of the
+// list (SetBatchWebhooks), before being the list this process had until
+// now.
+func (s *Store) noteBatchWebhooksChange(ctx context.Context, before []BatchEndpoint) {
 	if !s.o.RecordBatchWebhooks {
 		return
 	}
-	if err := s.recordBatchWebhooks(ctx); err != nil {
+	if err := s.recordBatchWebhooks(ctx, before); err != nil {
 		s.log.Warn("batch webhooks: recording the endpoint list for the queue's senders failed; "+
 			"events pending for endpoints it removed are still sent", "err", err)
 	}
@@ -163,4 +225,14 @@ func (s *Store) withdrawnEndpoint(ctx context.Context, j *Job) (gen int64, withd
 		return 0, false
 	}
 	return l.Gen, true
+}
+
+// endpointURLs is the sorted set of endpoints' URLs, as the record holds them.
+func endpointURLs(endpoints []BatchEndpoint) []string {
+	urls := make([]string, 0, len(endpoints))
+	for _, e := range endpoints {
+		urls = append(urls, e.URL)
+	}
+	slices.Sort(urls)
+	return slices.Compact(urls)
 }

@@ -3,11 +3,14 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // An endpoint a gateway's reload removed is not tried again for the
@@ -83,5 +86,123 @@ func TestRemovedEndpointsPendingEventsDropped(t *testing.T) {
 		if _, drop := wk.withdrawnEndpoint(ctx, j); drop {
 			t.Fatalf("%s ended at %d withdrawn", j.Webhook, j.FinishedAt)
 		}
+	}
+}
+
+// The record expires with the bucket (queue.retention after its last
+// write), and an unchanged list is not written again: a reload coming
+// later recorded its list with nothing removed, so the endpoint it took
+// out got its pending events for ~28 h as before the record. The
+// reloading gateway's own list before the change stands in for an
+// expired record, and a record unchanged for half the retention is
+// written again at a start or reload.
+func TestRemovalRecordedAfterTheListExpired(t *testing.T) {
+	clk := newClock()
+	const removed, kept = "https://removed.example/hook", "https://kept.example/hook"
+	gw, _ := newStore(t, func(o *Options) {
+		*o = eventOptions(o.URL, removed, kept)
+		o.Now, o.RecordBatchWebhooks = clk.Now, true
+	})
+	ctx := context.Background()
+	read := func() recordedHooks {
+		t.Helper()
+		e, err := gw.jobs.Get(ctx, batchHooksKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l recordedHooks
+		if err := json.Unmarshal(e.Value(), &l); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+
+	// Half the retention on, the same list set again (a reload that
+	// changed something else, a gateway's start): written again.
+	started := read()
+	clk.Advance(gw.o.Retention/2 + time.Second)
+	if err := gw.SetBatchWebhooks(gw.BatchWebhooks()); err != nil {
+		t.Fatal(err)
+	}
+	if l := read(); l.AtMS == started.AtMS || l.Gen != started.Gen {
+		t.Fatalf("record after half the retention: at %d gen %d; want written again (was at %d) with generation %d",
+			l.AtMS, l.Gen, started.AtMS, started.Gen)
+	}
+
+	// The record expires (the bucket's max age; purged here, as the
+	// server does), then a reload takes an endpoint out.
+	if err := gw.jobs.Purge(ctx, batchHooksKey); err != nil {
+		t.Fatal(err)
+	}
+	finished := clk.Now().Unix()
+	clk.Advance(2 * time.Second)
+	if err := gw.SetBatchWebhooks([]BatchEndpoint{{URL: kept}}); err != nil {
+		t.Fatal(err)
+	}
+	if l := read(); !slices.Equal(l.URLs, []string{kept}) || l.Removed[removed] == 0 {
+		t.Fatalf("recorded %+v after the expired record; want only the kept URL, the other removed", l)
+	}
+	if _, drop := gw.withdrawnEndpoint(ctx, &Job{Webhook: removed, FinishedAt: finished}); !drop {
+		t.Fatal("an event of the removed endpoint, its batch ended before the reload, not withdrawn")
+	}
+}
+
+// The tracker's hourly sweep keeps the record of a list nobody changes
+// from expiring (so a gateway restarted with an endpoint removed finds
+// it), and leaves alone a record of another list (the last start or
+// reload wrote it) or none.
+func TestRecordRefreshedBySweep(t *testing.T) {
+	clk := newClock()
+	const a, b = "https://a.example/hook", "https://b.example/hook"
+	gw, _ := newStore(t, func(o *Options) {
+		*o = eventOptions(o.URL, a)
+		o.Now, o.RecordBatchWebhooks = clk.Now, true
+	})
+	ctx := context.Background()
+	read := func() (recordedHooks, bool) {
+		t.Helper()
+		e, err := gw.jobs.Get(ctx, batchHooksKey)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return recordedHooks{}, false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l recordedHooks
+		if err := json.Unmarshal(e.Value(), &l); err != nil {
+			t.Fatal(err)
+		}
+		return l, true
+	}
+	started, _ := read()
+	clk.Advance(gw.o.Retention/2 + orphanSweepEvery)
+	eventually(t, "the sweep to write the record again", func() bool { l, _ := read(); return l.AtMS > started.AtMS })
+	if l, _ := read(); l.Gen != started.Gen || !slices.Equal(l.URLs, []string{a}) {
+		t.Fatalf("refreshed %+v; want generation %d, the same list", l, started.Gen)
+	}
+
+	other := recordedHooks{Gen: 7, URLs: []string{b}, Removed: map[string]int64{a: clk.Now().UnixMilli()}, AtMS: clk.Now().UnixMilli(), By: "other"}
+	v, err := json.Marshal(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.jobs.Put(ctx, batchHooksKey, v); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(gw.o.Retention)
+	if err := gw.refreshBatchWebhooks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := read(); l.By != "other" || l.AtMS != other.AtMS {
+		t.Fatalf("another list's record rewritten: %+v", l)
+	}
+	if err := gw.jobs.Purge(ctx, batchHooksKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.refreshBatchWebhooks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, ok := read(); ok {
+		t.Fatalf("no record, refreshed into %+v; want none (a reload or start writes it, with what it removed)", l)
 	}
 }

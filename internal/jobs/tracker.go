@@ -96,7 +96,8 @@ func (t *tracker) run(ctx context.Context) {
 	}
 }
 
-// sweep purges orphaned file chunks and deletes expired files when orphanSweepEvery has passed
+// sweep purges orphaned file chunks, deletes expired files and keeps the
+// batch-webhooks record from expiring when orphanSweepEvery has passed
 // since the last sweep began, and as the tracker starts; on a goroutine
 // of its own (wg), so a slow sweep delays no batch. A failed sweep is
 // tried again at the next period: orphans cost space, not correctness.
@@ -112,6 +113,9 @@ func (t *tracker) sweep(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		if _, err := t.s.sweepExpiredFiles(ctx); err != nil && ctx.Err() == nil {
 			t.s.log.Warn("deleting expired files", "err", err)
+		}
+		if err := t.s.refreshBatchWebhooks(ctx); err != nil && ctx.Err() == nil {
+			t.s.log.Warn("batch webhooks: refreshing the recorded endpoint list", "err", err)
 		}
 	})
 }

@@ -198,8 +198,9 @@ type Request struct {
 	// Started, when set, is told a stream's first token as the backend
 	// judged it (endpoint.Backend.FirstToken's prompt), on the relay's
 	// goroutine: the admission ticket, whose tenant ramp grows its base
-	// on a prompt start. Not told for a JSON answer or a CPU-side call,
-	// which have no first token to judge.
+	// on a prompt start. Not told for a JSON answer, an error status (even
+	// one sent as an event stream) or a CPU-side call, which have no first
+	// token to judge.
 	Started Starter
 }
 

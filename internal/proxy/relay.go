@@ -264,7 +264,10 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 				if !c.cpu { // a CPU-side call's time is learnt by nothing
 					prompt := b.FirstToken(now, res.TTFB)
 					c.fed = true
-					if in.Started != nil {
+					// An error answer sent as an event stream is no
+					// start of generation: a ramp probe answered so
+					// proves no slot (it ends unjudged at its release).
+					if in.Started != nil && resp.StatusCode/100 == 2 {
 						in.Started.FirstToken(prompt)
 					}
 				}
