@@ -80,6 +80,10 @@ type App struct {
 	// ticker paces the loops that run only while there is work
 	// (whileBusy): time.NewTicker outside tests.
 	ticker gateway.Ticker
+	// revokeTicker paces the revocation sweep (revokesweep.go), woken on
+	// revokeWake by a reload that revokes: realTicker outside tests.
+	revokeTicker gateway.Ticker
+	revokeWake   chan struct{}
 	// timer arms the one-shot waits of the drains (a removed backend's
 	// grace, the retired TLS transports'): realTimer outside tests.
 	timer timer
@@ -165,6 +169,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	built.Commit()
 	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, timer: realTimer, tls: term}
 	a.cut.ch = make(chan struct{})
+	a.revokeTicker, a.revokeWake = realTicker, make(chan struct{}, 1)
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
@@ -355,7 +360,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 // (synced to the config), the reload watcher (when there is a file; in
 // place before this returns, so a change made once Run serves is seen),
 // the stall watch's beat, the queues' kicks, the forecaster, the ejection
-// watcher and the discovery sources.
+// watcher, the revocation sweep and the discovery sources.
 func (a *App) startLoops(runCtx context.Context, wg *sync.WaitGroup) {
 	a.syncChecker(a.gw.Runtime().Config.Health.Active)
 	a.syncScraper(a.gw.Runtime().Config)
@@ -375,6 +380,8 @@ func (a *App) startLoops(runCtx context.Context, wg *sync.WaitGroup) {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); a.watchEjections(runCtx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); a.sweepRevocations(runCtx) }()
 	a.startDiscovery()
 	wg.Add(1)
 	go func() { defer wg.Done(); a.runDiscovery(runCtx) }()

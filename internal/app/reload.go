@@ -66,8 +66,12 @@ func (a *App) Reload() error {
 	logConfigWarnings(a.log, cfg)
 	warnings := append(cfg.Warnings(), reloadWarnings(next, cfg.Auth.JWT)...)
 	prev := a.gw.Runtime()
+	revokedBefore := a.gw.RevocationGen()
 	a.install(next)
 	a.recordRevocations(prev, next.Runtime)
+	if a.gw.RevocationGen() != revokedBefore {
+		a.wakeRevokeSweep()
+	}
 	a.logPoolChanges(prev, next.Runtime, "config reload")
 	if a.discovering {
 		a.disc.Sync(discoverySources(cfg))

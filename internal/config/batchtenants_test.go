@@ -23,17 +23,17 @@ func TestBatchWebhookTenantNoCallerHasIsWarned(t *testing.T) {
 		name, tenants, auth string
 		want                []string // substrings of the one warning; none: no warning
 	}{
-		{"typo", "acmee", "auth: {require_key: true, keys: [{key: k1, tenant: acme}, {key: k2, tenant: globex}]}\n",
+		{"typo", "acmee", "auth: {require_key: true, keys: [{key: k1-7c3f09a1d54e82b6f0a3, tenant: acme}, {key: k2-5e8a1c7d20f49b36e1d8, tenant: globex}]}\n",
 			[]string{"FILE:5: queue.batch_webhooks[0].tenants[0]: \"acmee\" is no tenant a caller can have", "auth.keys' tenants: acme, globex"}},
-		{"key tenant", "acme", "auth: {require_key: true, keys: [{key: k1, tenant: acme}]}\n", nil},
-		{"jwt without jwt", "jwt:acme", "auth: {require_key: true, keys: [{key: k1, tenant: acme}]}\n",
+		{"key tenant", "acme", "auth: {require_key: true, keys: [{key: k1-7c3f09a1d54e82b6f0a3, tenant: acme}]}\n", nil},
+		{"jwt without jwt", "jwt:acme", "auth: {require_key: true, keys: [{key: k1-7c3f09a1d54e82b6f0a3, tenant: acme}]}\n",
 			[]string{"\"jwt:acme\"", "auth.jwt is not configured"}},
 		{"jwt tenant", "jwt:acme", "auth: {require_key: true, jwt: {hmac_secret: 0123456789abcdef0123456789abcdef, algorithms: [HS256], issuer: i, audience: a}}\n", nil},
 		{"jwt shared", "acme", "auth: {require_key: true, jwt: {hmac_secret: 0123456789abcdef0123456789abcdef, algorithms: [HS256], issuer: i, audience: a, shared_tenants: [\"ac*\"]}}\n", nil},
 		{"jwt plain", "acme", "auth: {require_key: true, jwt: {hmac_secret: 0123456789abcdef0123456789abcdef, algorithms: [HS256], issuer: i, audience: a}}\n",
 			[]string{"\"acme\"", "no issuer's shared_tenants matches it", "tokens': jwt:<claim>"}},
 		{"ip open mode", "ip:127.0.0.10", "", nil},
-		{"ip key required", "ip:127.0.0.10", "auth: {require_key: true, keys: [{key: k1, tenant: acme}]}\n",
+		{"ip key required", "ip:127.0.0.10", "auth: {require_key: true, keys: [{key: k1-7c3f09a1d54e82b6f0a3, tenant: acme}]}\n",
 			[]string{"\"ip:127.0.0.10\"", "auth.require_key refuses"}},
 		// Several issuers: tokens' tenants are jwt:<name>:<claim>, and
 		// what an entry shares is its own list (auth.jwt's only the
@@ -50,8 +50,8 @@ func TestBatchWebhookTenantNoCallerHasIsWarned(t *testing.T) {
 		{"issuers unknown name", "jwt:nosuch:x", "auth: {require_key: true, jwt: {issuers: [" + corpEntry + ", " + partnerEntry + "]}}\n",
 			[]string{"\"jwt:nosuch:x\"", "no auth.jwt.issuers entry is named \"nosuch\""}},
 		{"one issuer colon claim", "jwt:corp:alice", "auth: {require_key: true, jwt: {issuers: [" + corpEntry + "]}}\n", nil},
-		{"key own", "key:0123abcd", "auth: {keys: [{key: k1}]}\n", nil},
-		{"key named", "key:0123abcd", "auth: {keys: [{key: k1, tenant: acme}]}\n", []string{"\"key:0123abcd\"", "every auth.keys entry names"}},
+		{"key own", "key:0123abcd", "auth: {keys: [{key: k1-7c3f09a1d54e82b6f0a3}]}\n", nil},
+		{"key named", "key:0123abcd", "auth: {keys: [{key: k1-7c3f09a1d54e82b6f0a3, tenant: acme}]}\n", []string{"\"key:0123abcd\"", "every auth.keys entry names"}},
 	} {
 		path := filepath.Join(t.TempDir(), "sluice.yaml")
 		src := strings.Replace(head, "%s", c.tenants, 1) + c.auth + minimal

@@ -361,7 +361,7 @@ func ParseWith(data []byte, policyOK PolicyCheck) (*Config, error) {
 	if err := cfg.ValidateWith(policyOK); err != nil {
 		return nil, lines.annotate(err)
 	}
-	cfg.warnings = cfg.batchTenantWarnings(lines)
+	cfg.warnings = append(cfg.keyStrengthWarnings(lines), cfg.batchTenantWarnings(lines)...)
 	cfg.lines = lines
 	return &cfg, nil
 }

@@ -170,7 +170,9 @@ type Gateway struct {
 	// revocations is the job store's record of revoked tenants
 	// (SetRevocations, revokerecord.go).
 	revocations atomic.Pointer[Revocations]
-	backlog     backlogMemo
+	// revokeGen counts the reloads that revoked a tenant (revokesweep.go).
+	revokeGen atomic.Uint64
+	backlog   backlogMemo
 	// owners are the Responses API ids relayed and their backends
 	// (respowners.go); followUps counts their follow-ups (responses.go);
 	// lookups bounds what asking the backends for ids nobody holds costs
@@ -270,6 +272,9 @@ func (g *Gateway) Swap(rt *Runtime) {
 		n, fromTokens := g.lost.update(prev.tenants, rt.tenants)
 		if n > 0 && g.log != nil {
 			g.log.Warn("config reload: tenants left without an API key: their queued jobs and batches end unrun (api_key_revoked)", "tenants", n)
+		}
+		if n > 0 || fromTokens > 0 {
+			g.revokeGen.Add(1) // the app's revocation sweep looks (RevocationGen)
 		}
 		if fromTokens > 0 && g.log != nil {
 			g.log.Warn("config reload: token tenants left without an issuer (a removed issuer's namespace, or a shared_tenants pattern no issuer shares now): their queued jobs and batches end unrun (api_key_revoked)",
