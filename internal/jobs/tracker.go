@@ -55,10 +55,24 @@ func (s *Store) nudgeTracker() {
 // on the NATS server every second (issue 12).
 const idleRescans = 60
 
+// watchesOnConn: a key watch is an ordered consumer, in the NATS
+// server's memory. When the connection drops because its server stopped
+// (the embedded store's disk-fault recovery starts a new server, or a
+// NATS server restarts), the consumer is gone with it, and nats.go's
+// watch, reconnected, delivers nothing until its own check of an idle
+// ordered consumer resets it, two 5 s heartbeat periods later at best
+// (a batch's job record written just after a recovery restart reached
+// its actor 19.9 s later; the index watch of a scratch run saw nothing
+// in 40 s). So each watch lives as long as the connection it was made on
+// (connEpoch) and is made again on the next, and the tracker's scan is
+// bound to the connection too (a listing in flight at the drop waited
+// out listTimeout, 30 s, the tracker with it).
+
 func (t *tracker) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var index jetstream.KeyWatcher // a.* updates; nil while not watched
+	var indexConn <-chan struct{}  // ends with the connection index was made on
 	defer func() {
 		if index != nil {
 			stopWatch(index)
@@ -66,7 +80,7 @@ func (t *tracker) run(ctx context.Context) {
 	}()
 	for {
 		if index == nil {
-			index = t.watchIndex(ctx)
+			index, indexConn = t.watchIndex(ctx)
 		}
 		t.scan(ctx, &wg)
 		t.sweep(ctx, &wg)
@@ -91,6 +105,12 @@ func (t *tracker) run(ctx context.Context) {
 				index = nil // watched again before the next scan
 			}
 			drainUpdates(changes) // one scan for a burst of changes
+		case <-indexConn:
+			// The connection dropped: the watch's consumer may be gone
+			// with its server (watchesOnConn). Watched again, on the
+			// next connection, before the next scan.
+			stopWatch(index)
+			index, indexConn = nil, nil
 		}
 		timer.Stop()
 	}
@@ -120,17 +140,22 @@ func (t *tracker) sweep(ctx context.Context, wg *sync.WaitGroup) {
 	})
 }
 
-// watchIndex watches the active-batch index, nil when it cannot (NATS
+// watchIndex watches the active-batch index, with the Done of the
+// connection it watches on (watchesOnConn); nil when it cannot (NATS
 // away: the tracker then scans every TrackInterval and tries again).
-func (t *tracker) watchIndex(ctx context.Context) jetstream.KeyWatcher {
+func (t *tracker) watchIndex(ctx context.Context) (jetstream.KeyWatcher, <-chan struct{}) {
+	conn := t.s.conn.current()
+	if conn.Err() != nil {
+		return nil, nil // back, the reconnect not yet taken in: the next scan
+	}
 	w, err := t.s.batch.Watch(ctx, "a.*", jetstream.MetaOnly())
 	if err != nil {
 		if ctx.Err() == nil {
 			t.s.log.Debug("watching active batches", "err", err)
 		}
-		return nil
+		return nil, nil
 	}
-	return w
+	return w, conn.Done()
 }
 
 // drainUpdates discards the updates already delivered on ch.
@@ -156,10 +181,18 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 		default:
 		}
 	}
-	scan := t.s.active.beginScan()
-	ids, err := t.s.activeIndex(ctx)
+	// Its reads bound to the connection (onConn): one in flight when the
+	// connection drops waited out listTimeout (30 s) before, the tracker
+	// with it, its watches not made again until then (watchesOnConn).
+	rctx, release, err := t.s.onConn(ctx)
 	if err != nil {
-		if ctx.Err() == nil {
+		return // NATS away: the next scan
+	}
+	defer release(nil)
+	scan := t.s.active.beginScan()
+	ids, err := t.s.activeIndex(rctx)
+	if err != nil {
+		if rctx.Err() == nil {
 			t.s.log.Warn("listing active batches", "err", err)
 		}
 		return
@@ -177,10 +210,10 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 			batchKeys = append(batchKeys, a.key)
 			continue
 		}
-		e, err := t.s.batch.Get(ctx, k)
+		e, err := t.s.batch.Get(rctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			// A marker: the batch finished (or its creation was undone).
-			if err := t.s.purgeIndexMarker(ctx, id); err != nil && ctx.Err() == nil {
+			if err := t.s.purgeIndexMarker(rctx, id); err != nil && rctx.Err() == nil {
 				t.s.log.Debug("purging a batch's index marker", "batch", id, "err", err)
 			}
 			continue
@@ -268,6 +301,10 @@ func (a *actor) run(ctx context.Context) {
 			a.s.nudgeTracker()
 		}
 	}()
+	conn := a.s.conn.current()
+	if conn.Err() != nil {
+		return // NATS away or its reconnect not yet taken in: the next scan retries
+	}
 	w, err := a.s.jobs.Watch(ctx, batchJobsFilter(a.id))
 	if err != nil {
 		if ctx.Err() == nil {
@@ -278,6 +315,11 @@ func (a *actor) run(ctx context.Context) {
 	defer stopWatch(w)
 	for {
 		select {
+		case <-conn.Done():
+			// The connection dropped (watchesOnConn): the next scan
+			// starts an actor on the next one, which reads every job
+			// record again.
+			return
 		case e, ok := <-w.Updates():
 			if !ok {
 				return
