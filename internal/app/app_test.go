@@ -227,13 +227,20 @@ var otherTestsGoroutines = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
 }
 
-func TestReloadOnFileChangeAndRefuseInvalid(t *testing.T) {
-	// After every other cleanup (backends and key set servers closed),
-	// with nothing exempt once the test client's connections are closed.
+// checkNoGoroutineLeftAtEnd checks at the end of t that no goroutine is
+// left but otherTestsGoroutines, once the test client's idle connections
+// are closed. Called first in a test, it runs after every other cleanup
+// (backends and key set servers closed).
+func checkNoGoroutineLeftAtEnd(t *testing.T) {
+	t.Helper()
 	t.Cleanup(func() {
 		http.DefaultClient.CloseIdleConnections()
 		leaktest.VerifyNone(t, otherTestsGoroutines...)
 	})
+}
+
+func TestReloadOnFileChangeAndRefuseInvalid(t *testing.T) {
+	checkNoGoroutineLeftAtEnd(t)
 	a, b := backend(t, "a"), backend(t, "b")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeConfig(t, path, "m1", a.URL)

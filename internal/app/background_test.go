@@ -74,10 +74,7 @@ func TestShutdownJoinsBackgroundRefresh(t *testing.T) {
 	// Checked after every other cleanup (the backend's close included),
 	// with no goroutine exempt: the test's own client connections are
 	// closed first, so any connection goroutine left is the gateway's.
-	t.Cleanup(func() {
-		http.DefaultClient.CloseIdleConnections()
-		leaktest.VerifyNone(t, otherTestsGoroutines...)
-	})
+	checkNoGoroutineLeftAtEnd(t)
 	before := goleak.IgnoreCurrent()
 	backend, hold, refreshing, cut := refreshBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")

@@ -12,8 +12,6 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
-
-	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // A model served from a DNS name: a real DNS server on loopback answers
@@ -96,10 +94,7 @@ func TestFailingSourceShownOnReadyzAndStatus(t *testing.T) {
 // for that query's timeout, and once the gateway stops no goroutine of
 // any source is left.
 func TestReloadsChangingSourcesLeaveNoGoroutine(t *testing.T) {
-	t.Cleanup(func() {
-		http.DefaultClient.CloseIdleConnections()
-		leaktest.VerifyNone(t, otherTestsGoroutines...)
-	})
+	checkNoGoroutineLeftAtEnd(t)
 	b := backend(t, "b")
 	var asked atomic.Int64
 	server := serveDNS(t, func(dns.ResponseWriter, *dns.Msg) { asked.Add(1) }) // never answers

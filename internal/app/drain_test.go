@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/sim"
-	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // slowSim is a simulated backend whose answers take minutes (a token
@@ -150,10 +149,7 @@ func wantShuttingDown(t *testing.T, a answer) {
 // connections were closed under them: an empty reply, and a stream cut
 // without [DONE] or an error, both alike to a crash.
 func TestDrainEndAnswersTheRequestsStillRunning(t *testing.T) {
-	t.Cleanup(func() {
-		http.DefaultClient.CloseIdleConnections()
-		leaktest.VerifyNone(t, otherTestsGoroutines...)
-	})
+	checkNoGoroutineLeftAtEnd(t)
 	be := slowSim(t)
 	url, admin, cancel, done := runApp(t, drainApp(t, be.URL, "200ms"))
 	defer cancel()
@@ -184,10 +180,7 @@ func TestDrainEndAnswersTheRequestsStillRunning(t *testing.T) {
 // that would run for minutes, under a grace of an hour, is answered 503
 // shutting_down and Run returns.
 func TestCutEndsTheDrainAtOnce(t *testing.T) {
-	t.Cleanup(func() {
-		http.DefaultClient.CloseIdleConnections()
-		leaktest.VerifyNone(t, otherTestsGoroutines...)
-	})
+	checkNoGoroutineLeftAtEnd(t)
 	be := slowSim(t)
 	a := drainApp(t, be.URL, "1h")
 	url, admin, cancel, done := runApp(t, a)
@@ -230,10 +223,7 @@ func queued(t *testing.T, admin string) int {
 // shutting_down with the one on the backend, not left to the close of
 // its connection as before (EOF).
 func TestDrainEndAnswersTheQueuedRequests(t *testing.T) {
-	t.Cleanup(func() {
-		http.DefaultClient.CloseIdleConnections()
-		leaktest.VerifyNone(t, otherTestsGoroutines...)
-	})
+	checkNoGoroutineLeftAtEnd(t)
 	be := slowSim(t)
 	url, admin, cancel, done := runApp(t, drainAppLimit(t, be.URL, "200ms", 1))
 	defer cancel()

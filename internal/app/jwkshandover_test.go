@@ -11,7 +11,6 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/auth/jwttest"
-	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // A reload changing an issuer's jwks_* settings (here jwks_timeout) while
@@ -25,10 +24,7 @@ import (
 // test), and the new one replaces the handed-over keys with its own once
 // the provider is back. partner is untouched throughout.
 func TestReloadOfJWKSSettingsKeepsTheKeysWhileTheProviderIsDown(t *testing.T) {
-	t.Cleanup(func() {
-		http.DefaultClient.CloseIdleConnections()
-		leaktest.VerifyNone(t, otherTestsGoroutines...)
-	})
+	checkNoGoroutineLeftAtEnd(t)
 	corp, corpServer, down := switchableIssuer(t)
 	partner := jwttest.New(t)
 	be := backend(t, "a")
@@ -50,17 +46,7 @@ func TestReloadOfJWKSSettingsKeepsTheKeysWhileTheProviderIsDown(t *testing.T) {
 	defer srv.Close()
 	admin := httptest.NewServer(a.AdminHandler())
 	defer admin.Close()
-	send := func(token string) (int, string) {
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m1","messages":[]}`))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	send := func(token string) (int, string) { return chatWithBearer(t, srv.URL, token) }
 	readyz := func() string {
 		resp, err := http.Get(srv.URL + "/readyz")
 		if err != nil {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/auth/jwttest"
-	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // A config file with auth.jwt serves tokens from the issuer's key set; a
@@ -22,12 +21,7 @@ import (
 // static key file is missing is refused with the key named and changes
 // nothing. No goroutine of a retired key set survives.
 func TestJWTReloadKeepsOrReplacesTheKeySet(t *testing.T) {
-	// After every other cleanup (backends and key set servers closed),
-	// with nothing exempt once the test client's connections are closed.
-	t.Cleanup(func() {
-		http.DefaultClient.CloseIdleConnections()
-		leaktest.VerifyNone(t, otherTestsGoroutines...)
-	})
+	checkNoGoroutineLeftAtEnd(t)
 	is := jwttest.New(t)
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
@@ -46,16 +40,8 @@ func TestJWTReloadKeepsOrReplacesTheKeySet(t *testing.T) {
 	defer srv.Close()
 	token := is.RS256(t, jwt.MapClaims{"iss": "https://idp.test/", "aud": "sluice", "sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
 	send := func(bearer string) int {
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m1","messages":[]}`))
-		if bearer != "" {
-			req.Header.Set("Authorization", "Bearer "+bearer)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := chatWithBearer(t, srv.URL, bearer)
+		return code
 	}
 	if c := send(token); c != 200 {
 		t.Fatalf("token: %d", c)
@@ -96,4 +82,17 @@ func firstJWKS(bt *Built) *auth.JWKS {
 		return nil
 	}
 	return bt.jwks[0]
+}
+
+// chatWithBearer posts a chat request for m1 to the gateway at url with
+// the bearer token (no Authorization header when "") and returns its
+// status and body.
+func chatWithBearer(t *testing.T, url, bearer string) (int, string) {
+	t.Helper()
+	var hdr []string
+	if bearer != "" {
+		hdr = []string{"Authorization", "Bearer " + bearer}
+	}
+	code, _, body := do(t, http.MethodPost, url+"/v1/chat/completions", "", strings.NewReader(`{"model":"m1","messages":[]}`), hdr...)
+	return code, string(body)
 }

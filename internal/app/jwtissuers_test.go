@@ -15,7 +15,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/auth/jwttest"
 	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/testutil/leaktest"
 )
 
 // issuersApp starts the app from a file with two issuers, corp and
@@ -39,14 +38,8 @@ func issuersApp(t *testing.T, corp, partner *jwttest.Issuer) (a *App, send func(
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
 	send = func(bearer string) int {
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m1","messages":[]}`))
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := chatWithBearer(t, srv.URL, bearer)
+		return code
 	}
 	get = func(p string) (int, string) {
 		resp, err := http.Get(srv.URL + p)
@@ -121,10 +114,7 @@ func TestIssuerJWKSDownOthersServed(t *testing.T) {
 // new one and its old one is closed (no goroutine survives), and both
 // providers' tokens are served after the swap.
 func TestReloadKeepsEachIssuersKeySetOnItsOwn(t *testing.T) {
-	t.Cleanup(func() {
-		http.DefaultClient.CloseIdleConnections()
-		leaktest.VerifyNone(t, otherTestsGoroutines...)
-	})
+	checkNoGoroutineLeftAtEnd(t)
 	corp, partner := jwttest.New(t), jwttest.New(t)
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
@@ -144,14 +134,8 @@ func TestReloadKeepsEachIssuersKeySetOnItsOwn(t *testing.T) {
 	srv := httptest.NewServer(a.Handler())
 	defer srv.Close()
 	send := func(bearer string) int {
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"m1","messages":[]}`))
-		req.Header.Set("Authorization", "Bearer "+bearer)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := chatWithBearer(t, srv.URL, bearer)
+		return code
 	}
 	before := append([]*auth.JWKS(nil), a.built.jwks...)
 	write(", jwks_min_refresh: 2m")

@@ -23,15 +23,9 @@ import (
 // default 2s objective they were refused at their deadline (503). With
 // the static slots as the ramp's base they start at once.
 func TestNewTenantGetsFreeStaticSlots(t *testing.T) {
-	s := sim.New(sim.Config{Model: "m1", Seed: 1, Slots: 16, DecodeStepBase: 10 * time.Millisecond})
-	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
-	t.Cleanup(be.Close)
-	cfg := testConfig(be.URL)
-	cfg.Models[0].Backends[0].MaxConcurrency = 8
-	cfg.Retry.HedgeFactor = 0
-	cfg.Auth.Keys = []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}
-	srv, _ := startGateway(t, cfg)
+	srv, _ := startTwoTenantRampGateway(t, func(cfg *config.Config) {
+		cfg.Models[0].Backends[0].MaxConcurrency = 8
+	})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -86,4 +80,22 @@ func TestNewTenantGetsFreeStaticSlots(t *testing.T) {
 	if started.Load() != 7 || refused.Load() != 0 {
 		t.Fatalf("streams started %d, refused %d; want all 7 started (A 1, B 6 of 8 static slots)", started.Load(), refused.Load())
 	}
+}
+
+// startTwoTenantRampGateway starts a gateway in front of a simulated
+// engine of 16 slots (10 ms decode steps) for tenants a (sk-a) and b
+// (sk-b), without hedging; edit changes the config before the start.
+func startTwoTenantRampGateway(t *testing.T, edit func(*config.Config)) (*httptest.Server, *Gateway) {
+	t.Helper()
+	s := sim.New(sim.Config{Model: "m1", Seed: 1, Slots: 16, DecodeStepBase: 10 * time.Millisecond})
+	t.Cleanup(s.Close)
+	be := httptest.NewServer(s)
+	t.Cleanup(be.Close)
+	cfg := testConfig(be.URL)
+	cfg.Retry.HedgeFactor = 0
+	cfg.Auth.Keys = []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}
+	if edit != nil {
+		edit(cfg)
+	}
+	return startGateway(t, cfg)
 }

@@ -5,15 +5,11 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // TestNewTenantGrowsIntoAdaptiveSlots: TestNewTenantGetsFreeStaticSlots
@@ -31,14 +27,7 @@ import (
 // the engine for KV room, its probe came late, and the base rightly
 // stopped growing.
 func TestNewTenantGrowsIntoAdaptiveSlots(t *testing.T) {
-	s := sim.New(sim.Config{Model: "m1", Seed: 1, Slots: 16, DecodeStepBase: 10 * time.Millisecond})
-	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
-	t.Cleanup(be.Close)
-	cfg := testConfig(be.URL)
-	cfg.Retry.HedgeFactor = 0
-	cfg.Auth.Keys = []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}
-	srv, gw := startGateway(t, cfg)
+	srv, gw := startTwoTenantRampGateway(t, nil)
 
 	// The app kicks the queues every 250 ms while one has work
 	// (App.kickQueues): a probe paused by a late one goes again on a Kick.

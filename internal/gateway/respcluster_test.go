@@ -86,14 +86,7 @@ func TestHeldWritesOfADeadMasterHoldNoOthers(t *testing.T) {
 	defer s.close()
 
 	ctx := context.Background()
-	s.set("resp_warm", respOwner{backend: "b1", at: now()})
-	waitFor(t, func() bool {
-		offset.Add(int64(time.Second)) // past a bypass of lookups made before the connection
-		_, ok, _ := s.get(ctx, "resp_warm")
-		return ok
-	})
-	conn := s.conn.Loaded()
-	waitFor(t, func() bool { return s.bypass.Master(conn.c, s.key("resp_warm")) != "" }) // the slot map is known
+	conn := warmUpSharedOwners(t, s, now, &offset)
 
 	victim := cl.Servers[0]
 	var onVictim, onOthers []string
@@ -153,15 +146,7 @@ func TestRewriteGoesPastADeadMastersChunks(t *testing.T) {
 		})
 	defer s.close()
 
-	ctx := context.Background()
-	s.set("resp_warm", respOwner{backend: "b1", at: now()})
-	waitFor(t, func() bool {
-		offset.Add(int64(time.Second)) // past a bypass of lookups made before the connection
-		_, ok, _ := s.get(ctx, "resp_warm")
-		return ok
-	})
-	conn := s.conn.Loaded()
-	waitFor(t, func() bool { return s.bypass.Master(conn.c, s.key("resp_warm")) != "" }) // the slot map is known
+	conn := warmUpSharedOwners(t, s, now, &offset)
 
 	// The victim is a master that does not serve the mark (its check must
 	// still see the loss).
@@ -216,4 +201,21 @@ func TestRewriteGoesPastADeadMastersChunks(t *testing.T) {
 	if n := promtest.Value(t, reg, "sluice_responses_ids_redis_writes_total", "rewrite_failed"); n != float64(len(onVictim)) {
 		t.Fatalf("rewrite_failed %v, want the dead master's %d, counted once", n, len(onVictim))
 	}
+}
+
+// warmUpSharedOwners waits until s reads back an id it set and knows the
+// cluster's slot map, moving the test's clock (offset, read by now) a
+// second a try, past a bypass of lookups made before the connection.
+// It returns the connection.
+func warmUpSharedOwners(t *testing.T, s *sharedOwners, now func() time.Time, offset *atomic.Int64) *sharedConn {
+	t.Helper()
+	s.set("resp_warm", respOwner{backend: "b1", at: now()})
+	waitFor(t, func() bool {
+		offset.Add(int64(time.Second))
+		_, ok, _ := s.get(context.Background(), "resp_warm")
+		return ok
+	})
+	conn := s.conn.Loaded()
+	waitFor(t, func() bool { return s.bypass.Master(conn.c, s.key("resp_warm")) != "" })
+	return conn
 }

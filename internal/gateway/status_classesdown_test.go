@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -12,14 +11,8 @@ import (
 // cannot create is in /status's jobs.classes_down (the dashboard's
 // "Needs attention" reads it), next to the backlog.
 func TestStatusSaysJobClassesDown(t *testing.T) {
-	be := newOKBackend(t)
-	_, gw := startGateway(t, testConfig(be.URL))
-	admin := adminServer(t, gw)
 	const down = "batch: consumer cannot be created since 2026-12-06T19:00:00Z, its jobs wait: filtered consumer not unique on workqueue stream"
-	gw.SetJobQueue(func(context.Context) (jobs.Backlog, error) {
-		return jobs.Backlog{Jobs: 1, ClassesDown: down}, nil
-	})
-	doc := statusOf(t, admin.URL)
+	doc := statusWithJobQueue(t, jobs.Backlog{Jobs: 1, ClassesDown: down})
 	if !strings.Contains(doc.Jobs.ClassesDown, "batch: consumer cannot be created") || doc.Jobs.Backlog == nil {
 		t.Fatalf("/status jobs = %+v; want classes_down %q", doc.Jobs, down)
 	}

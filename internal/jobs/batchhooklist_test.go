@@ -50,14 +50,7 @@ func TestRemovedEndpointsPendingEventsDropped(t *testing.T) {
 	if err := gw.SetBatchWebhooks([]BatchEndpoint{{URL: kept.URL}}); err != nil {
 		t.Fatal(err)
 	}
-	e, err := gw.jobs.Get(ctx, batchHooksKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var l recordedHooks
-	if err := json.Unmarshal(e.Value(), &l); err != nil {
-		t.Fatal(err)
-	}
+	l := mustRecordedHooks(t, gw)
 	if _, ok := l.Removed[removed.URL]; l.Gen != 2 || !slices.Equal(l.URLs, []string{kept.URL}) || !ok || len(l.Removed) != 1 {
 		t.Fatalf("recorded %+v, want generation 2 (start, reload), only the kept URL, the other removed", l)
 	}
@@ -104,18 +97,7 @@ func TestRemovalRecordedAfterTheListExpired(t *testing.T) {
 		o.Now, o.RecordBatchWebhooks = clk.Now, true
 	})
 	ctx := context.Background()
-	read := func() recordedHooks {
-		t.Helper()
-		e, err := gw.jobs.Get(ctx, batchHooksKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var l recordedHooks
-		if err := json.Unmarshal(e.Value(), &l); err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	read := func() recordedHooks { return mustRecordedHooks(t, gw) }
 
 	// Half the retention on, the same list set again (a reload that
 	// changed something else, a gateway's start): written again.
@@ -159,21 +141,7 @@ func TestRecordRefreshedBySweep(t *testing.T) {
 		o.Now, o.RecordBatchWebhooks = clk.Now, true
 	})
 	ctx := context.Background()
-	read := func() (recordedHooks, bool) {
-		t.Helper()
-		e, err := gw.jobs.Get(ctx, batchHooksKey)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return recordedHooks{}, false
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var l recordedHooks
-		if err := json.Unmarshal(e.Value(), &l); err != nil {
-			t.Fatal(err)
-		}
-		return l, true
-	}
+	read := func() (recordedHooks, bool) { return recordedHooksOf(t, gw) }
 	started, _ := read()
 	clk.Advance(gw.o.Retention/2 + orphanSweepEvery)
 	eventually(t, "the sweep to write the record again", func() bool { l, _ := read(); return l.AtMS > started.AtMS })
@@ -205,4 +173,32 @@ func TestRecordRefreshedBySweep(t *testing.T) {
 	if l, ok := read(); ok {
 		t.Fatalf("no record, refreshed into %+v; want none (a reload or start writes it, with what it removed)", l)
 	}
+}
+
+// recordedHooksOf reads the gateways' record of the batch webhook list;
+// false when there is none.
+func recordedHooksOf(t *testing.T, gw *Store) (recordedHooks, bool) {
+	t.Helper()
+	e, err := gw.jobs.Get(context.Background(), batchHooksKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return recordedHooks{}, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l recordedHooks
+	if err := json.Unmarshal(e.Value(), &l); err != nil {
+		t.Fatal(err)
+	}
+	return l, true
+}
+
+// mustRecordedHooks is recordedHooksOf where the record must be there.
+func mustRecordedHooks(t *testing.T, gw *Store) recordedHooks {
+	t.Helper()
+	l, ok := recordedHooksOf(t, gw)
+	if !ok {
+		t.Fatalf("no record at %s", batchHooksKey)
+	}
+	return l
 }
