@@ -220,9 +220,7 @@ func (e *Embedded) recoverLoop() {
 // if the store has a fault and its episode's backoff allows one
 // (faultEpisode.restartDue), then the episode's log.
 func (e *Embedded) recoverStep() {
-	if e.fault.failing.Load() && e.episode.restartDue(e.now(), e.recoverEvery) {
-		e.TryRecover()
-	}
+	e.tryRecover(true)
 	e.tickEpisode()
 }
 
@@ -240,11 +238,20 @@ func (e *Embedded) kick() {
 // without it the store stays refused after space came back. Stored data
 // is read back from disk, as at a start; clients reconnect. It reports
 // whether the store has no fault afterwards.
-func (e *Embedded) TryRecover() bool {
+func (e *Embedded) TryRecover() bool { return e.tryRecover(false) }
+
+// tryRecover is TryRecover; backOff (the recovery loop's) restarts only
+// when the episode's backoff allows it. That is decided under recoverMu:
+// decided before it, a turn that waited there on another recovery
+// restarted on the next fault with the previous one's decision.
+func (e *Embedded) tryRecover(backOff bool) bool {
 	e.recoverMu.Lock()
 	defer e.recoverMu.Unlock()
 	if !e.fault.failing.Load() {
 		return true
+	}
+	if backOff && !e.episode.restartDue(e.now(), e.recoverEvery) {
+		return false
 	}
 	if err := e.probe(e.dir); err != nil {
 		e.log.Debug("job store's data directory still refuses writes", "data_dir", e.dir, "error", err.Error())
@@ -254,6 +261,8 @@ func (e *Embedded) TryRecover() bool {
 	if e.restartSeam != nil {
 		stop, start = e.restartSeam[0], e.restartSeam[1]
 	}
+	e.episode.setRestarting(true)
+	defer e.episode.setRestarting(false)
 	if err := stop(); err != nil {
 		e.log.Warn("job store: stopping its server to recover it", "data_dir", e.dir, "error", err.Error())
 		return false

@@ -37,6 +37,10 @@ type faultEpisode struct {
 	// unsaidFaults and unsaidRecoveries are those since the last line.
 	unsaidFaults, unsaidRecoveries int
 	lastError                      string // nats-server's line of the latest fault
+	// restarting is a restart under way (TryRecover): the fault is
+	// cleared before it and the recovery recorded after it, so until then
+	// lastRecovery is the previous one's and says nothing of the store.
+	restarting bool
 }
 
 // episodeNews is what one event of the store's disk should log.
@@ -61,7 +65,7 @@ type episodeSummary struct {
 // endedLocked closes an episode whose last recovery is a whole window
 // old, returning its closing summary if it repeated.
 func (ep *faultEpisode) endedLocked(now time.Time, failing bool) *episodeSummary {
-	if !ep.open || failing || ep.lastRecovery.IsZero() || now.Sub(ep.lastRecovery) < faultRepeatWindow {
+	if !ep.open || failing || ep.restarting || ep.lastRecovery.IsZero() || now.Sub(ep.lastRecovery) < faultRepeatWindow {
 		return nil
 	}
 	ep.open = false
@@ -127,6 +131,20 @@ func (ep *faultEpisode) recovered(now time.Time) (episodeNews, *episodeSummary) 
 	}
 	ep.unsaidRecoveries++
 	return newsNone, ep.dueLocked(now)
+}
+
+// setRestarting marks a restart under way (TryRecover) or over: while
+// one is, the episode does not end. Without it a fault logged by the new
+// server as it started, a failed start, or a look at the episode between
+// the fault's clearing and the recovery's record, found the store "not
+// failing" with its last recovery minutes old: the episode ended (its
+// "writes steadily again" line logged), the next fault began a new one,
+// and the restarts' backoff began again from RecoverEvery (a flapping
+// disk's hour: 23 restarts instead of 17).
+func (ep *faultEpisode) setRestarting(on bool) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	ep.restarting = on
 }
 
 // maxRestartWait bounds the backoff of the server's restarts within an

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -130,5 +131,81 @@ func TestFlappingDiskRestartsBackOff(t *testing.T) {
 	e.recoverStep()
 	if e.StoreFault() != nil {
 		t.Error("no recovery once the backoff has passed")
+	}
+}
+
+// TestRestartKeepsItsEpisode: a fault that comes during a restart, its
+// last recovery more than a minute old (a flapping disk's backoff past
+// 40 s). The fault is cleared before the new server starts and the
+// recovery recorded after it; the old code, looking at the episode in
+// between (a fault logged by the new server as it starts, a start that
+// fails, the recovery loop's turn), found the store not failing with its
+// last recovery over a minute old: it logged "writes steadily again",
+// began a new episode with a second ERROR line, and the restarts' backoff
+// began again from RecoverEvery. Now the restart's fault is one more of
+// the same episode.
+func TestRestartKeepsItsEpisode(t *testing.T) {
+	const faultLine = "Filestore [KV_sluice_jobs] Critical write error: write blk: no space left on device"
+	for _, tc := range []struct {
+		name    string
+		start   func(e *Embedded) error
+		recover bool
+		faults  int
+	}{
+		{"a fault logged as the new server starts", func(e *Embedded) error {
+			e.serverLog(slog.LevelError, faultLine)
+			return nil
+		}, true, 3},
+		{"the new server does not start", func(*Embedded) error { return errors.New("not ready") }, false, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var clock atomic.Int64
+			clock.Store(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC).UnixNano())
+			now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+			logs := &lockedBuffer{}
+			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			// RecoverEvery an hour: the loop, kicked at each fault, never
+			// restarts past the first recovery; the test restarts.
+			e, err := StartEmbedded(EmbeddedOptions{Dir: t.TempDir(), Port: -1, Logger: log, RecoverEvery: time.Hour, Now: now,
+				probe: func(string) error { return nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Shutdown()
+			var starts atomic.Int64
+			e.restartSeam = &[2]func() error{func() error { return nil }, func() error {
+				if starts.Add(1) == 1 {
+					return nil
+				}
+				return tc.start(e)
+			}}
+			e.serverLog(slog.LevelError, faultLine)
+			if !e.TryRecover() {
+				t.Fatal("no first recovery")
+			}
+			clock.Add(int64(5 * time.Second))
+			e.serverLog(slog.LevelError, faultLine) // the disk flaps
+			clock.Add(int64(65 * time.Second))
+			if got := e.TryRecover(); got != tc.recover {
+				t.Fatalf("restart reported %v, want %v", got, tc.recover)
+			}
+			e.tickEpisode()
+			if n := strings.Count(logs.String(), "cannot write to its data directory"); n != 1 {
+				t.Errorf("%d fault ERROR lines, want 1 (one episode)\n%s", n, logs.String())
+			}
+			if strings.Contains(logs.String(), "writes steadily again") {
+				t.Errorf("the episode ended during a restart\n%s", logs.String())
+			}
+			e.episode.mu.Lock()
+			faults, recoveries := e.episode.faults, e.episode.recoveries
+			e.episode.mu.Unlock()
+			wantRecoveries := 1
+			if tc.recover {
+				wantRecoveries = 2
+			}
+			if faults != tc.faults || recoveries != wantRecoveries {
+				t.Errorf("episode has %d faults and %d recoveries, want %d and %d (its backoff kept)", faults, recoveries, tc.faults, wantRecoveries)
+			}
+		})
 	}
 }
