@@ -33,13 +33,8 @@ queue:
   allow_private_webhooks: true
   batch_webhooks: $HOOKS
 YAML
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-echo up >"$W/mode"
-"$BIN" sim --listen 127.0.0.1:$SIM --model m --instant >/dev/null 2>&1 & pids+=($!)
-python3 "$here/receiver.py" $HOOK "$SECRET" "$W/mode" "$W/events.jsonl" & pids+=($!)
-touch "$W/events.jsonl"
+. "$here/common.sh"
+start_sim_and_receiver up
 start_gw() {
   "$BIN" serve --config "$W/sluice.yaml" --data-dir "$W/data" >>"$W/gateway.log" 2>&1 & GWPID=$!; pids+=($GWPID)
   for _ in $(seq 300); do

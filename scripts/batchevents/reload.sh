@@ -32,13 +32,8 @@ queue:
 YAML
 }
 write "[{url: \"$R/acme\", tenants: [acmee]}, \"$R/all\"]"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-echo up >"$W/mode"
-"$BIN" sim --listen 127.0.0.1:$SIM --model m --instant >/dev/null 2>&1 & pids+=($!)
-python3 "$here/receiver.py" $HOOK "$SECRET" "$W/mode" "$W/events.jsonl" & pids+=($!)
-touch "$W/events.jsonl"
+. "$here/common.sh"
+start_sim_and_receiver up
 echo "== sluice check"
 "$BIN" check --config "$W/sluice.yaml" >"$W/check.out" 2>&1 || true
 sed "s|$W/||g" "$W/check.out" | cut -c1-260 | sed 's/^/  /'

@@ -31,13 +31,8 @@ queue:
 YAML
 }
 write "[\"$R/gone\", \"$R/kept\"]"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-echo down >"$W/mode"
-touch "$W/events.jsonl"
-"$BIN" sim --listen 127.0.0.1:$SIM --model m --instant >/dev/null 2>&1 & pids+=($!)
-python3 "$here/receiver.py" $HOOK "$SECRET" "$W/mode" "$W/events.jsonl" & pids+=($!)
+. "$here/common.sh"
+start_sim_and_receiver down
 "$BIN" serve --config "$W/sluice.yaml" --data-dir "$W/data" >>"$W/gateway.log" 2>&1 & GWPID=$!; pids+=($GWPID)
 for _ in $(seq 300); do
   curl -fs -H 'Authorization: Bearer sk-acme' http://127.0.0.1:$GW/v1/models >/dev/null 2>&1 && break
