@@ -1,6 +1,7 @@
 package netguard
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/sluice-gw/sluice/internal/testutil/selfsigned"
 	"github.com/sluice-gw/sluice/internal/testutil/socktest"
 )
 
@@ -22,8 +24,14 @@ import (
 // fixReceiveAfter keeps the kernel's own, smaller one. The client sends
 // 64 MiB that the accepted side reads through the listener's connection,
 // then writes without blocking until the kernel takes no more; the bounds
-// hold whenever they are read, so nothing here waits on time.
+// hold whenever they are read, so nothing here waits on time. Over TLS
+// the bytes counted are the decrypted ones, the bound set on the socket.
 func TestAcceptedConnectionReceiveBufferBounded(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { receiveBufferBounded(t, false) })
+	t.Run("TLS", func(t *testing.T) { receiveBufferBounded(t, true) })
+}
+
+func receiveBufferBounded(t *testing.T, overTLS bool) {
 	bound := heldReceiveBuffer(t, MaxReceive)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -31,11 +39,20 @@ func TestAcceptedConnectionReceiveBufferBounded(t *testing.T) {
 	}
 	l := NewListener(ln, ConnLimits{Total: 10}, NewConnMetrics(prometheus.NewRegistry()))
 	defer l.Close()
-	cc, err := net.Dial("tcp", ln.Addr().String())
+	pair := selfsigned.New(t, 1)
+	if overTLS {
+		cfg := &tls.Config{Certificates: []tls.Certificate{pair.Certificate(t)}}
+		l.WrapTransport(func(c net.Conn) net.Conn { return tls.Server(c, cfg) })
+	}
+	tcp, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Close()
+	defer tcp.Close()
+	cc := tcp
+	if overTLS {
+		cc = tls.Client(tcp, &tls.Config{RootCAs: selfsigned.Pool(pair), ServerName: "127.0.0.1"})
+	}
 	ac, err := l.Accept()
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +88,7 @@ func TestAcceptedConnectionReceiveBufferBounded(t *testing.T) {
 	}
 
 	// The accepted side now reads nothing.
-	took := socktest.FillUntilFull(t, cc.(*net.TCPConn), 256<<20)
+	took := socktest.FillUntilFull(t, tcp.(*net.TCPConn), 256<<20)
 	if q := sockInt(t, raw, inq); q > bound {
 		t.Fatalf("the kernel queued %d bytes unread from the client, want at most the receive buffer %d", q, bound)
 	} else {
