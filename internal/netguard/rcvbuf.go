@@ -11,7 +11,7 @@ import "net"
 // that pipelines its next request, body and all, behind a long answer
 // (net/http reads the next request only after this one's handler
 // returns). Autotuned, a buffer grows with every large body read fast, up
-// to net.ipv4.tcp_rmem's maximum (32 MiB on kernel 6.x; 0.4–7.5 MB on
+// to net.ipv4.tcp_rmem's maximum (32 MiB on kernel 6.x; 0.36–7.5 MB on
 // loopback after one 2 MB body), and keeps that size for the connection's
 // life: kernel memory per connection, outside the process's RSS and every
 // gauge (docs/RELIABILITY.md). The same bound as every upstream HTTP/1.1
