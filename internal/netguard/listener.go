@@ -260,6 +260,10 @@ type conn struct {
 	// wd the write deadline, left on the socket while it is earlier.
 	rd readDeadline
 	wd writeDeadline
+	// received counts the bytes read until the receive buffer is fixed
+	// (rcvFixed, boundReceive): touched by the one reader at a time, as rd.
+	received int
+	rcvFixed bool
 }
 
 // What the server is waiting for on a connection, which names the
@@ -326,6 +330,9 @@ func (c *conn) Read(p []byte) (int, error) {
 		// The first bytes of the next request end the idle wait; from
 		// here the header timeout runs.
 		c.phase.CompareAndSwap(phaseIdle, phaseHeader)
+		if !c.rcvFixed {
+			c.countReceived(n)
+		}
 	}
 	// The phase first: net/http ends every request's background read with
 	// a deadline in the past while a handler runs (phaseActive), and
