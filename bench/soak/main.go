@@ -336,7 +336,7 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	// 17 -> 18 fds so: RELIABILITY.md). A leak of them still shows in the
 	// run's fd series, and here in their own row.
 	fdsLess := sFDs + " - backend conns - jetstream blocks"
-	for _, n := range []string{sGoroutines, sFDs, fdsLess, sBackConns, sBackLessIdle, sBlocks, sRSS, sHeap, sConsumers, sKeysJob, sKeysLine, sKeysActive, sKeysEvent, sKeysPending, sKeysOther} {
+	for _, n := range []string{sGoroutines, sFDs, fdsLess, sBackConns, sBackLessIdle, sOpenLessIdle, "sluice_backend_outstanding_tokens", sBlocks, sRSS, sHeap, sConsumers, sKeysJob, sKeysLine, sKeysActive, sKeysEvent, sKeysPending, sKeysOther} {
 		b, a := idleBefore.values[n], idleAfter.values[n]
 		if n == fdsLess {
 			b = idleBefore.values[sFDs] - idleBefore.values[sBackConns] - max(idleBefore.values[sBlocks], 0)
