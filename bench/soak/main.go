@@ -43,10 +43,13 @@
 // (the config back to the first one), with no traffic and the driver's
 // connections closed, an idle sample (with the jobs bucket's keys counted
 // by kind) and the goroutine and heap profiles
-// are saved in --dir (for diffs). The verdict: each resource series'
+// are saved in --dir (for diffs), and every sample's series in
+// --dir/samples.tsv. The verdict: each resource series'
 // least-squares slope over the second half, times the half's length,
 // against thresholdFor's allowance (rates, estimates and limits are
-// printed, not judged); and the idle goroutines and fds (less the pool of
+// printed, not judged; the connections to the backends less the lean
+// client's idle pool, which is judged against its bound: withoutIdlePool);
+// and the idle goroutines and fds (less the pool of
 // connections to the backends and the job store's open JetStream block
 // files) back within 5%, the chaos suite's leak target. Exit 1 when one fails.
 package main
@@ -60,6 +63,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -305,6 +309,9 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 
 	fmt.Printf("\nsamples (every %s, %s after a %s warm-up; rate %.1f req/s; %d reloads)\n", interval, duration, warmup, rate, r.reloads)
 	printSamples(os.Stdout, samples, notes)
+	if err := writeSamples(filepath.Join(dir, "samples.tsv"), samples); err != nil {
+		fmt.Fprintln(os.Stderr, "samples.tsv:", err)
+	}
 	fmt.Printf("\noutcomes:\n%s\n", d.summary())
 	fmt.Println("verdict: growth over the second half (slope x its length) against max(floor, 10% of its median)")
 	ok := printVerdict(os.Stdout, judge(samples))
@@ -329,7 +336,7 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	// 17 -> 18 fds so: RELIABILITY.md). A leak of them still shows in the
 	// run's fd series, and here in their own row.
 	fdsLess := sFDs + " - backend conns - jetstream blocks"
-	for _, n := range []string{sGoroutines, sFDs, fdsLess, sBackConns, sBlocks, sRSS, sHeap, sConsumers, sKeysJob, sKeysLine, sKeysActive, sKeysEvent, sKeysPending, sKeysOther} {
+	for _, n := range []string{sGoroutines, sFDs, fdsLess, sBackConns, sBackLessIdle, sOpenLessIdle, "sluice_backend_outstanding_tokens", sBlocks, sRSS, sHeap, sConsumers, sKeysJob, sKeysLine, sKeysActive, sKeysEvent, sKeysPending, sKeysOther} {
 		b, a := idleBefore.values[n], idleAfter.values[n]
 		if n == fdsLess {
 			b = idleBefore.values[sFDs] - idleBefore.values[sBackConns] - max(idleBefore.values[sBlocks], 0)

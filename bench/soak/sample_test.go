@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestBlockFilesCountsOnlyJetStreamBlocks(t *testing.T) {
@@ -39,5 +40,20 @@ func TestSockstatReadsTheTCPLine(t *testing.T) {
 	}
 	if _, _, err := sockstat(filepath.Join(t.TempDir(), "gone")); err == nil {
 		t.Fatal("a missing file read without an error")
+	}
+}
+
+func TestWriteSamplesOneRowASample(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "samples.tsv")
+	s := []sample{
+		{at: 0, values: map[string]float64{"b": 2, "a": 1}},
+		{at: 30 * time.Second, values: map[string]float64{"a": 3}},
+	}
+	if err := writeSamples(p, s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(p)
+	if want := "t_s\ta\tb\n0\t1\t2\n30\t3\t0\n"; err != nil || string(got) != want {
+		t.Fatalf("samples.tsv = %q, %v; want %q", got, err, want)
 	}
 }

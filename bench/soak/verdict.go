@@ -32,11 +32,10 @@ func thresholdFor(name string) threshold {
 		return threshold{20, 0.10}
 	case sFDs:
 		return threshold{8, 0.10}
-	case sBackConns, "sluice_upstream_idle_connections":
-		// The keep-alive pool to the backends, all of it or its idle
-		// part: it swings with the bursts' concurrency (each burst's
-		// connections stay warm while the next reuses them, and go after
-		// 90 s idle), bounded by the pool, never per request.
+	case sBackLessIdle, sOpenLessIdle:
+		// The connections to the backends less the idle pool: those
+		// carrying a request swing with what is in flight at the sample
+		// (bursts' stragglers, stalled streams), a few units.
 		return threshold{6, 0.10}
 	case sRSS:
 		return threshold{16 << 20, 0.10}
@@ -96,10 +95,18 @@ func isSignal(name string) bool {
 // judged against the bound, not the slope.
 // The job store keeps every job's record for queue.retention (a week) up
 // to queue.max_store_bytes: a soak sees it fill, by design.
+// The lean client's idle pool (1,024 per backend, 4,096 in all) keeps
+// the last 90 s's peak concurrency: a warm pool grows with the run's
+// peaks, by design (withoutIdlePool).
 var bounds = map[string]string{
 	"sluice_request_memo_bodies": "sluice_request_memo_capacity",
 	"sluice_jobs_store_bytes":    "sluice_jobs_store_limit_bytes",
+	mIdle:                        "sluice_upstream_idle_connections_limit",
 }
+
+// lessIdle are the connection series that hold the idle pool: printed,
+// and judged as the series named here, without it (withoutIdlePool).
+var lessIdle = map[string]string{sBackConns: sBackLessIdle, mOpen: sOpenLessIdle}
 
 // fixedBounds are the bounded gauges whose bound is not on /metrics: the
 // gateway's response id → backend map holds at most 100k ids
@@ -123,7 +130,7 @@ type seriesVerdict struct {
 	perMin                float64 // slope over the second half, per minute
 	growth, allowed       float64 // over the second half
 	pass                  bool
-	judged                string // "slope", "bound" or "" (a signal: printed only)
+	judged                string // "slope", "bound", "pool" (judged less the idle pool) or "" (a signal: printed only)
 }
 
 // judge fits every series over the second half of the samples.
@@ -165,6 +172,8 @@ func judge(samples []sample) []seriesVerdict {
 			// Projected to twice the run, it stays within its bound.
 			v.allowed, v.judged = bound, "bound"
 			v.pass = v.allowed > 0 && v.last+math.Max(v.growth, 0)*2 <= v.allowed
+		case lessIdle[n] != "":
+			v.judged = "pool"
 		case !isSignal(n):
 			v.judged = "slope"
 			v.pass = v.growth <= v.allowed
@@ -177,7 +186,7 @@ func judge(samples []sample) []seriesVerdict {
 
 // rank orders the table: the process series first, then the gauges by name.
 func rank(name string) string {
-	if i := slices.Index([]string{sGoroutines, sFDs, sBackConns, sRSS, sHeap}, name); i >= 0 {
+	if i := slices.Index([]string{sGoroutines, sFDs, sBackConns, sBackLessIdle, sRSS, sHeap}, name); i >= 0 {
 		return fmt.Sprint(i)
 	}
 	return "z" + name
@@ -212,6 +221,8 @@ func printVerdict(w io.Writer, vs []seriesVerdict) bool {
 		switch {
 		case v.judged == "":
 			verdict = "(signal)"
+		case v.judged == "pool":
+			verdict = "(with the idle pool: see " + lessIdle[v.name] + ")"
 		case !v.pass:
 			verdict, ok = "FAIL", false
 		case v.judged == "bound":

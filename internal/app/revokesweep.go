@@ -39,8 +39,12 @@ func (a *App) sweepRevocations(ctx context.Context) {
 	var (
 		seen     uint64 // the gateway's RevocationGen the sweep started for
 		sweeping bool
-		place    jobs.RevokeSweep
-		total    jobs.RevokePass
+		// failing: the last pass failed and was logged. The passes go on
+		// each revokeSweepEvery while the store is away: one WARN line
+		// for the outage, the retries at DEBUG (a WARN a second before).
+		failing bool
+		place   jobs.RevokeSweep
+		total   jobs.RevokePass
 	)
 	whileBusy(ctx, revokeSweepEvery, a.revokeTicker, a.revokeWake, func() bool {
 		if gen := a.gw.RevocationGen(); gen != seen {
@@ -62,11 +66,18 @@ func (a *App) sweepRevocations(ctx context.Context) {
 		total.Batches += p.Batches
 		total.Jobs += p.Jobs
 		if err != nil {
-			if ctx.Err() == nil {
-				a.log.Warn("config reload: sweeping the revoked tenants' queued work (tried again)", "error", err.Error())
+			switch {
+			case ctx.Err() != nil:
+			case !failing:
+				a.log.Warn("config reload: sweeping the revoked tenants' queued work (tried again each second, logged at debug until a pass succeeds)",
+					"error", err.Error())
+			default:
+				a.log.Debug("config reload: sweeping the revoked tenants' queued work (tried again)", "error", err.Error())
 			}
+			failing = true
 			return true
 		}
+		failing = false
 		if !p.Done {
 			return true
 		}

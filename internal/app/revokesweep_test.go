@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/jobs"
 )
 
@@ -133,5 +134,41 @@ func TestReloadSweepsARevokedTenantsQueuedWork(t *testing.T) {
 	}
 	if got := q.store.Stats().Revoked; got != 1 {
 		t.Fatalf("revoked jobs counted %d after the batch, want still 1", got)
+	}
+}
+
+// A sweep whose passes fail (the job store away) says so once: one WARN
+// line for the outage, the retries at DEBUG. Before, every pass logged a
+// WARN, one a second (revokeSweepEvery) for as long as the store stayed
+// away: 3,600 lines an hour.
+func TestRevokeSweepWarnsOncePerOutage(t *testing.T) {
+	be, _ := countingBackend(t)
+	path, dataDir := filepath.Join(t.TempDir(), "sluice.yaml"), t.TempDir()
+	noWorkers := "workers: 0\n  worker_disabled: true"
+	revokeRecordConfig(t, path, dataDir, be.URL, "{key: sk-gone, tenant: gone}, {key: sk-kept, tenant: kept}", noWorkers)
+	a, logs := newLoggedApp(t, path, config.Load)
+	tk := newStepTicker()
+	a.revokeTicker = tk.tick
+	serveApp(t, a)
+	c := tk.next(t)
+	c <- time.Now()
+	tk.idle(t, c, time.Now())
+
+	revokeRecordConfig(t, path, dataDir, be.URL, "{key: sk-kept, tenant: kept}", noWorkers)
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c = tk.next(t) // woken by the reload
+	a.jobsMu.Lock()
+	q := a.jobs
+	a.jobsMu.Unlock()
+	q.emb.Shutdown() // the store away: every pass fails
+	const passes = 6
+	for range passes + 1 { // the last send returns once the sixth pass has ended
+		c <- time.Now()
+	}
+	const line = "sweeping the revoked tenants' queued work"
+	if n := strings.Count(logs.String(), line); n != 1 {
+		t.Fatalf("%d WARN lines over %d failed passes; want 1:\n%s", n, passes, logs.String())
 	}
 }
