@@ -29,7 +29,7 @@
 # access_log off).
 #
 # Needs nginx, wrk, curl: installed with apt-get when missing.
-# Usage: [PIN=1] [ROUNDS=2] [FLOOR=1] [SLUICE_BIN=prebuilt] bench/cache-hit.sh [duration=10s] [connections=64]
+# Usage: [PIN=1] [ROUNDS=2] [FLOOR=1] [SLUICE_BIN=prebuilt] [PORT_BASE=19111] bench/cache-hit.sh [duration=10s] [connections=64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10s}
@@ -60,7 +60,8 @@ trap cleanup EXIT
 
 if [ -n "${SLUICE_BIN:-}" ]; then cp "$SLUICE_BIN" "$WORK/sluice"; else go build -o "$WORK/sluice" ./cmd/sluice; fi
 
-BACK=127.0.0.1:19111 NGINX=127.0.0.1:19112 SLUICE=127.0.0.1:19114 FLOORADDR=127.0.0.1:19115 ADMIN=127.0.0.1:19116
+P=${PORT_BASE:-19111}   # ports P to P+5; another PORT_BASE lets two runs share a machine
+BACK=127.0.0.1:$P NGINX=127.0.0.1:$((P + 1)) SLUICE=127.0.0.1:$((P + 3)) FLOORADDR=127.0.0.1:$((P + 4)) ADMIN=127.0.0.1:$((P + 5))
 BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
 OTHER='{"model":"m","messages":[{"role":"user","content":"another prompt"}],"max_tokens":4,"temperature":0}'
 
@@ -140,6 +141,7 @@ func main() {
 		h.Set("X-Cache", "HIT")
 		h.Set("Age", "1")
 		h.Set("Cache-Control", "private, max-age=300")
+		h.Set("X-Sluice-Model", "m") // the scripts' model: hits name theirs (a09a7a8)
 		w.Write(body)
 	}))
 }
@@ -153,7 +155,7 @@ NGINX_MASTER=$(cat "$WORK/nginx.pid")
 
 start_sluice() {
   env "${SLUICE_ENV[@]}" "${SRVCPU[@]}" "$WORK/sluice" serve --listen $SLUICE --admin-listen $ADMIN --model m \
-    --backend "http://$BACK" --log-level error 2>>"$WORK/sluice.log" &
+    --backend "http://$BACK" --log-level error --data-dir "$WORK/data" 2>>"$WORK/sluice.log" & # its own: another sluice may hold the default's lock
   SLUICE_PID=$!
   wait_up $SLUICE healthz
 }
@@ -180,9 +182,7 @@ if [ "$FLOOR" = 1 ]; then
   # "The same headers" is checked, not assumed (a header Sluice gained on
   # hits was once missing here): the floor answers with a Sluice hit's
   # header names (its body is the backend's answer, as the hits').
-  names() { curl -sf -D - -o /dev/null -X POST --data-binary "$BODY" "http://$1/v1/chat/completions" |
-    tr -d '\r' | awk -F': ' 'NR > 1 && NF > 1 {print $1}' | sort | tr '\n' ' '; }
-  expect "the floor's header names" "$(names $SLUICE)" "$(names $FLOORADDR)"
+  expect "the floor's header names" "$(header_names $SLUICE "$BODY")" "$(header_names $FLOORADDR "$BODY")"
 fi
 
 run() { # name addr pids... -> "round name rps p50 p99 errors cpu% cpu_us_per_req"

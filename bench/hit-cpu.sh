@@ -11,7 +11,7 @@
 # per build. Every Sluice is checked to answer X-Cache: HIT before the
 # rounds; non-2xx and socket errors are counted per round.
 # Needs wrk, perf, taskset, curl, go (for the floor).
-# Usage: bench/hit-cpu.sh ROUNDS DUR name=SLUICE_BIN [name=SLUICE_BIN ...]
+# Usage: [PORT_BASE=19411] bench/hit-cpu.sh ROUNDS DUR name=SLUICE_BIN [name=SLUICE_BIN ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -19,7 +19,8 @@ bench/install-tools.sh wrk curl   # apt-get when missing (root, else sudo)
 R=$1 DUR=$2; shift 2
 W=$(mktemp -d); PIDS=()
 trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
-start_hit_bench 19411 19420 19440 "$@"
+P=${PORT_BASE:-19411}   # another PORT_BASE lets two runs share a machine
+start_hit_bench "$P" $((P + 9)) $((P + 29)) "$@"
 for n in "${names[@]}"; do taskset -c 0 wrk -t1 -c64 -d2s -s "$W/post.lua" "http://${ADDR[$n]}/v1/chat/completions" >/dev/null; done
 echo "round target req/s cpu_us_per_req user_us sys_us share_of_core errors load"
 k=${#names[@]}

@@ -25,6 +25,13 @@ cpu_ticks() {
   echo $t
 }
 
+# header_names ADDR BODY: the sorted header names of the answer to BODY
+# posted to ADDR's chat completions, on one line.
+header_names() {
+  curl -sf -D - -o /dev/null -X POST --data-binary "$2" "http://$1/v1/chat/completions" |
+    tr -d '\r' | awk -F': ' 'NR > 1 && NF > 1 {print $1}' | sort | tr '\n' ' '
+}
+
 # start_hit_bench BACKPORT PORT FLOORPORT name=BIN...: the hit benchmarks'
 # servers (hit-cpu.sh, hit-profile.sh). One instant backend (`sim` of the
 # first build) on CPU 0 at 127.0.0.1:BACKPORT; each Sluice build on PORT+2,
@@ -61,5 +68,11 @@ start_hit_bench() {
   PID[floor]=$! ADDR[floor]=127.0.0.1:$fport EXE[floor]=$W/floor/floor
   names+=(floor)
   sleep 0.5
+  # The floor must send a hit's header names (cache-hit.sh checks the same):
+  # a header hits gained and the floor lacked (X-Sluice-Model, a09a7a8)
+  # went unnoticed here for a day and flattered the floor.
+  local want got
+  want=$(header_names "${ADDR[${names[0]}]}" "$BODY") got=$(header_names "${ADDR[floor]}" "$BODY")
+  [ "$want" = "$got" ] || { echo "FAIL the floor's header names: want $want, got '$got'" >&2; exit 1; }
   printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
 }

@@ -86,6 +86,8 @@ func BenchmarkServeCacheHitFloor(b *testing.B) {
 		h.Set("Content-Type", "application/json")
 		h.Set("X-Cache", "HIT")
 		h.Set("Age", "1")
+		h.Set("Cache-Control", "private, max-age=300")
+		h.Set("X-Sluice-Model", "m")
 		w.Write(answer)
 	}))
 	defer srv.Close()

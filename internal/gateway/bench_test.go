@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,8 +153,11 @@ func BenchmarkCacheHitFloor(b *testing.B) {
 	defer be.Close()
 	_, gw := startCachingGatewayCfg(&testing.T{}, testConfig(be.URL), nil, time.Now)
 	serveRecorded(gw, cacheHitBody)
-	answer := serveRecorded(gw, cacheHitBody).Body.Bytes()
-	floor := floorHandler(answer)
+	hit := serveRecorded(gw, cacheHitBody)
+	floor := floorHandler(hit.Body.Bytes())
+	if want, got := headerNames(hit.Header()), headerNames(serveRecorded(floor, cacheHitBody).Header()); want != got {
+		b.Fatalf("the floor's header names %q, a hit's %q", got, want)
+	}
 	runRecorded(b, func() *httptest.ResponseRecorder { return serveRecorded(floor, cacheHitBody) })
 }
 
@@ -167,8 +171,24 @@ func floorHandler(answer []byte) http.Handler {
 		h.Set("Content-Type", "application/json")
 		h.Set("X-Cache", "HIT")
 		h.Set("Age", "1")
+		h.Set("Cache-Control", "private, max-age=300")
+		h.Set("X-Sluice-Model", "m1") // testConfig's model: hits name theirs
 		w.Write(answer)
 	})
+}
+
+// headerNames is h's names but Date and Content-Length (net/http writes
+// them when the handler does not), sorted: a floor's answer must carry a
+// hit's (bench/cache-hit.sh checks the same on the wire).
+func headerNames(h http.Header) string {
+	var names []string
+	for k := range h {
+		if k != "Date" && k != "Content-Length" {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(names, " ")
 }
 
 // serveRecorded serves one completion request to h, answered to a recorder.
