@@ -100,11 +100,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	done := make(chan struct{})
-	defer close(done)
+	sigDone := make(chan struct{})
+	defer close(sigDone)
 	cut := make(chan struct{})
-	go cutOnSecondSignal(sig, done, func() { close(cut) })
-	logger, err := telemetry.NewLogger(os.Stderr, *logLevel)
+	go cutOnSecondSignal(sig, sigDone, func() { close(cut) })
+	logger, err := telemetry.NewLogger(stderr, *logLevel)
 	if err != nil {
 		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
@@ -127,15 +127,27 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	// Bounded, whatever NATS does (workerstop.go).
+	defer closeWorkerStore(store, logger)
 	logger.Info("sluice worker running", "nats", gateway.RedactURLs(*natsURL), "admin", *adminURL, "concurrency", *concurrency)
-	err = store.RunWorker(ctx, jobs.WorkerOptions{
-		Concurrency: *concurrency,
-		Executor:    &jobs.HTTPExecutor{Admin: *adminURL, Token: *token, Log: logger},
-		Gate:        &jobs.HTTPGate{Admin: *adminURL, Token: *token, Log: logger},
-		Grace:       *grace,
-		Cut:         cut,
-	})
+	// On its own goroutine so that the stop's wait is bounded: past the
+	// bound the process exits with it still blocked on NATS.
+	done := make(chan error, 1)
+	go func() {
+		done <- store.RunWorker(ctx, jobs.WorkerOptions{
+			Concurrency: *concurrency,
+			Executor:    &jobs.HTTPExecutor{Admin: *adminURL, Token: *token, Log: logger},
+			Gate:        &jobs.HTTPGate{Admin: *adminURL, Token: *token, Log: logger},
+			Grace:       *grace,
+			Cut:         cut,
+		})
+	}()
+	stopped, err := waitWorker(ctx, done, cut, *grace)
+	if !stopped {
+		logger.Error("job workers did not stop within their bound: NATS answers nothing; exiting without them, as after a crash: their jobs run again after their AckWait",
+			"bound", (*grace + workerCutBound).String())
+		return nil
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -84,6 +84,9 @@ type Embedded struct {
 	// restartSeam replaces TryRecover's stop and start of the server in a
 	// test of what is logged, which restarts it hundreds of times.
 	restartSeam *[2]func() error
+	// startFatal, while startServer waits for a server to be ready,
+	// takes the first of nats-server's Fatalf lines: the start failed.
+	startFatal atomic.Pointer[chan string]
 }
 
 // StartEmbedded starts nats-server in this process and waits until it
@@ -200,8 +203,22 @@ type slogAdapter struct{ e *Embedded }
 func (a slogAdapter) Noticef(f string, v ...any) {
 	a.e.serverLog(slog.LevelDebug, fmt.Sprintf(f, v...))
 }
-func (a slogAdapter) Warnf(f string, v ...any)  { a.e.serverLog(slog.LevelWarn, fmt.Sprintf(f, v...)) }
-func (a slogAdapter) Fatalf(f string, v ...any) { a.e.serverLog(slog.LevelError, fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Warnf(f string, v ...any) { a.e.serverLog(slog.LevelWarn, fmt.Sprintf(f, v...)) }
+
+// Fatalf is nats-server giving up a start: during startServer the line
+// is that start's error (logged by its caller, once), else an ERROR.
+func (a slogAdapter) Fatalf(f string, v ...any) {
+	line := fmt.Sprintf(f, v...)
+	if ch := a.e.startFatal.Load(); ch != nil {
+		select {
+		case *ch <- line:
+		default:
+		}
+		a.e.serverLog(slog.LevelDebug, line)
+		return
+	}
+	a.e.serverLog(slog.LevelError, line)
+}
 func (a slogAdapter) Errorf(f string, v ...any) { a.e.serverLog(slog.LevelError, fmt.Sprintf(f, v...)) }
 func (a slogAdapter) Debugf(f string, v ...any) { a.e.serverLog(slog.LevelDebug, fmt.Sprintf(f, v...)) }
 func (a slogAdapter) Tracef(f string, v ...any) { a.e.serverLog(slog.LevelDebug, fmt.Sprintf(f, v...)) }

@@ -207,6 +207,8 @@ var (
 		"Messages (job records, bodies, queue entries, batch records, file chunks) the embedded job store's start found lost on disk, as far as known.", nil, nil)
 	storeRecoveriesDesc = prometheus.NewDesc("sluice_jobs_store_recoveries_total",
 		"Disk faults of the embedded job store ended by starting its server again on its data directory.", nil, nil)
+	storeRestartFailuresDesc = prometheus.NewDesc("sluice_jobs_store_restart_failures_total",
+		"Restarts of the embedded job store's server, to end a disk fault, whose new server did not start (its port taken, JetStream refused on the data directory): the queue is down until one starts, tried again with a backoff.", nil, nil)
 )
 
 // Workers paused on a full store (storepause.go): now, the pauses begun,
@@ -257,6 +259,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- storeFailingDesc
 	ch <- storeWriteFailuresDesc
 	ch <- storeRecoveriesDesc
+	ch <- storeRestartFailuresDesc
 	ch <- storeDamagedDesc
 	ch <- storeLostDesc
 	ch <- fileClaimWaitsDesc
@@ -342,6 +345,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(storeFailingDesc, prometheus.GaugeValue, failing)
 		ch <- prometheus.MustNewConstMetric(storeWriteFailuresDesc, prometheus.CounterValue, float64(e.StoreWriteFailures()))
 		ch <- prometheus.MustNewConstMetric(storeRecoveriesDesc, prometheus.CounterValue, float64(e.StoreRecoveries()))
+		ch <- prometheus.MustNewConstMetric(storeRestartFailuresDesc, prometheus.CounterValue, float64(e.StoreRestartFailures()))
 		damage := e.StoreDamage()
 		var lost uint64
 		for _, d := range damage {

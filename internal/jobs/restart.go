@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -35,14 +36,45 @@ func (e *Embedded) startServer() error {
 	if err != nil {
 		return fmt.Errorf("jobs: configuring embedded NATS: %w", err)
 	}
+	fatal := make(chan string, 1)
+	e.startFatal.Store(&fatal)
+	defer e.startFatal.Store(nil)
 	srv.SetLoggerV2(slogAdapter{e}, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(e.readyTimeout) {
+	if err := e.waitReady(srv, fatal); err != nil {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return fmt.Errorf("jobs: embedded NATS not ready after %s", e.readyTimeout)
+		return err
 	}
 	e.srv.Store(srv)
+	return nil
+}
+
+// waitReady waits until srv listens for clients, or says it will not.
+// nats-server reports a start it gave up (its port taken, JetStream not
+// started on the store directory) only in a Fatalf line and keeps
+// running without a listener: ReadyForConnections waited its whole
+// timeout (10 s) for it, and the reason was only in that line, logged as
+// an ERROR at every try of a recovery that kept failing. The line now
+// ends the wait at once and is the start's error (slogAdapter.Fatalf).
+func (e *Embedded) waitReady(srv *server.Server, fatal <-chan string) error {
+	deadline := time.NewTimer(e.readyTimeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(25 * time.Millisecond) // as ReadyForConnections polls
+	defer poll.Stop()
+	for srv.Addr() == nil {
+		select {
+		case line := <-fatal:
+			return fmt.Errorf("jobs: embedded NATS did not start: %s", line)
+		case <-deadline.C:
+			return fmt.Errorf("jobs: embedded NATS not ready after %s", e.readyTimeout)
+		case <-poll.C:
+		}
+	}
+	// Listening: the rest (routes, gateways and the like, none here) at once.
+	if !srv.ReadyForConnections(e.readyTimeout) {
+		return fmt.Errorf("jobs: embedded NATS not ready after %s", e.readyTimeout)
+	}
 	return nil
 }
 

@@ -177,6 +177,11 @@ type Options struct {
 	// (a proxy that can stop forwarding: storeclose_test.go).
 	inProcess nats.InProcessConnProvider
 
+	// batchWatched, in tests, is told of each watch a batch's actor makes
+	// of its job records (the batch's id): a test waits on the watch
+	// made again on a new connection (watchesOnConn, restartwatch_test.go).
+	batchWatched func(batchID string)
+
 	// beforeFileCommit, in tests, runs after a result file's last byte and
 	// before the claim is confirmed and the file committed.
 	beforeFileCommit func(ctx context.Context)

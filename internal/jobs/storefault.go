@@ -70,6 +70,14 @@ type storeFault struct {
 	// of the server that ended a fault.
 	failures, recoveries atomic.Uint64
 	failing              atomic.Bool
+	// startFailures counts the restarts whose new server did not start
+	// (sluice_jobs_store_restart_failures_total); down is the latest's
+	// error while no server runs, downTries how many in a row, nextTry
+	// when the recovery loop tries again ("" and zero once one starts).
+	startFailures atomic.Uint64
+	down          string
+	downTries     int
+	nextTry       time.Time
 }
 
 // note records a write failure; it reports whether it began a fault, so
@@ -86,12 +94,28 @@ func (f *storeFault) note(line string, now time.Time) bool {
 	return true
 }
 
-func (f *storeFault) clear() (since time.Time) {
+func (f *storeFault) clear() (since time.Time, first string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	since, f.since, f.first = f.since, time.Time{}, ""
+	since, first, f.since, f.first = f.since, f.first, time.Time{}, ""
+	f.down, f.downTries, f.nextTry = "", 0, time.Time{}
 	f.failing.Store(false)
-	return since
+	return since, first
+}
+
+// startFailed records a restart whose new server did not start: the
+// fault it was to end goes on, from its start and with its first report
+// (before, the failed start began a "new" fault, its time and report
+// replacing the disk's), not counted as a write the disk refused.
+func (f *storeFault) startFailed(since time.Time, first, line string, inARow int, next time.Time) {
+	f.startFailures.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.since.IsZero() || since.Before(f.since) {
+		f.since, f.first = since, first
+	}
+	f.down, f.downTries, f.nextTry = line, inARow, next
+	f.failing.Store(true)
 }
 
 // StoreFault is the embedded store's disk fault: nil when it writes, else
@@ -106,8 +130,17 @@ func (e *Embedded) StoreFault() error {
 	if e.fault.since.IsZero() {
 		return nil
 	}
-	return fmt.Errorf("%w (data directory %s, since %s): %s", ErrStoreFailing, e.dir, e.fault.since.UTC().Format(time.RFC3339), e.fault.first)
+	err := fmt.Errorf("%w (data directory %s, since %s): %s", ErrStoreFailing, e.dir, e.fault.since.UTC().Format(time.RFC3339), e.fault.first)
+	if e.fault.downTries > 0 {
+		err = fmt.Errorf("%w; its server did not start again (%d tries in a row, the next at %s): %s", err,
+			e.fault.downTries, e.fault.nextTry.UTC().Format(time.RFC3339), e.fault.down)
+	}
+	return err
 }
+
+// StoreRestartFailures counts the restarts of a recovery whose new
+// server did not start.
+func (e *Embedded) StoreRestartFailures() uint64 { return e.fault.startFailures.Load() }
 
 // StoreWriteFailures counts the write failures nats-server reported.
 func (e *Embedded) StoreWriteFailures() uint64 { return e.fault.failures.Load() }
@@ -171,7 +204,8 @@ func (e *Embedded) logEpisode(s *episodeSummary) {
 	e.log.Warn("job store's data directory keeps refusing writes after recoveries (a disk near full?); repeats summarised once a minute",
 		"data_dir", e.dir, "faults", s.faults, "recoveries", s.recoveries,
 		"episode_faults", s.totalFaults, "episode_recoveries", s.totalRecoveries,
-		"since", s.since.UTC().Format(time.RFC3339), "failing", e.fault.failing.Load(), "last_error", s.lastError)
+		"since", s.since.UTC().Format(time.RFC3339), "failing", e.fault.failing.Load(), "failed_starts", s.failedStarts,
+		"last_error", s.lastError)
 }
 
 // recoveryProbeBytes is written and synced to the data directory before
@@ -269,26 +303,43 @@ func (e *Embedded) tryRecover(backOff bool) bool {
 	}
 	// Cleared first: lines logged while JetStream starts again belong to
 	// the next fault, if any.
-	since := e.fault.clear()
+	since, first := e.fault.clear()
 	if err := start(); err != nil {
-		line, now := "starting the job store's server again: "+err.Error(), e.now()
-		e.fault.note(line, now)
-		e.faultBegan(now, line)
+		e.restartFailed(since, first, err)
 		return false
 	}
 	e.fault.recoveries.Add(1)
 	now := e.now()
-	news, sum := e.episode.recovered(now)
+	news, failed, sum := e.episode.recovered(now)
 	level := slog.LevelDebug
 	if news == newsRecovered {
 		level = slog.LevelInfo
 	}
 	e.log.Log(context.Background(), level, "job store writes again: its server restarted on its data directory", "data_dir", e.dir,
-		"failing_for", now.Sub(since).Round(time.Millisecond).String(), "write_failures", e.fault.failures.Load())
+		"failing_for", now.Sub(since).Round(time.Millisecond).String(), "write_failures", e.fault.failures.Load(),
+		"failed_starts", failed)
 	if sum != nil {
 		e.logEpisode(sum)
 	}
 	return true
+}
+
+// restartFailed is a restart whose new server did not start: no server
+// runs until one does. The recovery loop tries again with the episode's
+// backoff (faultEpisode.restartDue), the first failure in a row logged
+// as an ERROR line with the error and the next try, the others at debug
+// (the episode's summary counts them).
+func (e *Embedded) restartFailed(since time.Time, first string, err error) {
+	now, line := e.now(), "starting the job store's server again: "+err.Error()
+	e.faultBegan(now, line) // one more fault of the episode, which keeps it open
+	n, next := e.episode.startFailed(now, e.recoverEvery)
+	e.fault.startFailed(since, first, line, n, next)
+	level := slog.LevelDebug
+	if n == 1 {
+		level = slog.LevelError
+	}
+	e.log.Log(context.Background(), level, "job store's server did not start again after a disk fault: the job queue is down until it does; retrying with a backoff",
+		"data_dir", e.dir, "error", err.Error(), "tries_in_a_row", n, "next_try", next.UTC().Format(time.RFC3339))
 }
 
 // jetStreamConfigOf is the JetStream limits srv settled on at its start,

@@ -41,6 +41,11 @@ type faultEpisode struct {
 	// cleared before it and the recovery recorded after it, so until then
 	// lastRecovery is the previous one's and says nothing of the store.
 	restarting bool
+	// failedStarts is the restarts in a row whose new server did not
+	// start (its port taken, JetStream refused on the directory), the
+	// latest at lastFailedStart; a recovery resets it.
+	failedStarts    int
+	lastFailedStart time.Time
 }
 
 // episodeNews is what one event of the store's disk should log.
@@ -59,6 +64,7 @@ type episodeSummary struct {
 	totalFaults, totalRecoveries int
 	since                        time.Time
 	lastError                    string
+	failedStarts                 int  // restarts in a row whose server did not start
 	ended                        bool // the store has written for faultRepeatWindow: the episode is over
 }
 
@@ -79,7 +85,8 @@ func (ep *faultEpisode) endedLocked(now time.Time, failing bool) *episodeSummary
 
 func (ep *faultEpisode) summaryLocked(now time.Time) *episodeSummary {
 	s := &episodeSummary{faults: ep.unsaidFaults, recoveries: ep.unsaidRecoveries,
-		totalFaults: ep.faults, totalRecoveries: ep.recoveries, since: ep.start, lastError: ep.lastError}
+		totalFaults: ep.faults, totalRecoveries: ep.recoveries, since: ep.start, lastError: ep.lastError,
+		failedStarts: ep.failedStarts}
 	ep.unsaidFaults, ep.unsaidRecoveries, ep.lastLine = 0, 0, now
 	return s
 }
@@ -107,6 +114,7 @@ func (ep *faultEpisode) began(now time.Time, line string) (episodeNews, []*episo
 	if !ep.open {
 		ep.open, ep.start, ep.lastRecovery, ep.lastLine = true, now, time.Time{}, now
 		ep.faults, ep.recoveries, ep.unsaidFaults, ep.unsaidRecoveries = 1, 0, 0, 0
+		ep.failedStarts, ep.lastFailedStart = 0, time.Time{}
 		return newsBegan, out
 	}
 	ep.faults++
@@ -117,20 +125,33 @@ func (ep *faultEpisode) began(now time.Time, line string) (episodeNews, []*episo
 	return newsNone, out
 }
 
-// recovered records a recovery: newsRecovered for the episode's first,
-// else newsNone and the summary if one is due.
-func (ep *faultEpisode) recovered(now time.Time) (episodeNews, *episodeSummary) {
+// recovered records a recovery: newsRecovered for the episode's first
+// or one after failed starts (failed: how many, in a row), else newsNone
+// and the summary if one is due.
+func (ep *faultEpisode) recovered(now time.Time) (news episodeNews, failed int, sum *episodeSummary) {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	first := ep.recoveries == 0
 	ep.recoveries++
 	ep.lastRecovery = now
-	if first || !ep.open {
+	failed, ep.failedStarts = ep.failedStarts, 0
+	if first || !ep.open || failed > 0 {
 		ep.lastLine = now
-		return newsRecovered, nil
+		return newsRecovered, failed, nil
 	}
 	ep.unsaidRecoveries++
-	return newsNone, ep.dueLocked(now)
+	return newsNone, 0, ep.dueLocked(now)
+}
+
+// startFailed records a restart whose new server did not start (after
+// its fault was counted, faultBegan): it reports how many in a row, and
+// when the recovery loop tries next.
+func (ep *faultEpisode) startFailed(now time.Time, base time.Duration) (inARow int, next time.Time) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	ep.failedStarts++
+	ep.lastFailedStart = now
+	return ep.failedStarts, now.Add(restartWait(base, ep.recoveries+ep.failedStarts))
 }
 
 // setRestarting marks a restart under way (TryRecover) or over: while
@@ -161,17 +182,35 @@ const maxRestartWait = 5 * time.Minute
 // `sluice worker`s), and a flapping disk's restarts are its log lines.
 // The probe waits with the restart: a disk given room back during an
 // episode recovers within the backoff.
+//
+// A restart whose new server does not start counts as one more try: the
+// next waits base<<(tries-1) after it. Before, such a restart was none
+// (no recovery): the loop tried again at every turn, every RecoverEvery,
+// for as long as the start failed, each try an ERROR line from
+// nats-server and, with its port taken, a 10 s wait for a server that
+// would never listen, back to back.
 func (ep *faultEpisode) restartDue(now time.Time, base time.Duration) bool {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
-	if !ep.open || ep.recoveries == 0 {
+	if !ep.open {
 		return true
 	}
-	wait := maxRestartWait
-	if shift := ep.recoveries - 1; shift < 16 && base<<shift < maxRestartWait {
-		wait = base << shift
+	if ep.failedStarts > 0 {
+		return !now.Before(ep.lastFailedStart.Add(restartWait(base, ep.recoveries+ep.failedStarts)))
 	}
-	return !now.Before(ep.lastRecovery.Add(wait))
+	if ep.recoveries == 0 {
+		return true
+	}
+	return !now.Before(ep.lastRecovery.Add(restartWait(base, ep.recoveries)))
+}
+
+// restartWait is the wait after an episode's tries-th restart: base
+// doubling, at most maxRestartWait.
+func restartWait(base time.Duration, tries int) time.Duration {
+	if shift := tries - 1; shift < 16 && base<<shift < maxRestartWait {
+		return base << shift
+	}
+	return maxRestartWait
 }
 
 // tick is the recovery loop's look at the episode: its end, or a summary

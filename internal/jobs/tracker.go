@@ -313,6 +313,9 @@ func (a *actor) run(ctx context.Context) {
 		return // the next scan retries
 	}
 	defer stopWatch(w)
+	if a.s.o.batchWatched != nil {
+		a.s.o.batchWatched(a.id)
+	}
 	for {
 		select {
 		case <-conn.Done():
