@@ -263,6 +263,10 @@ func (q *Queue) grant(r Request, cost float64, now time.Time, waited time.Durati
 		probe, _ = q.beyondBase(r.Tenant, now, capacity)
 	}
 	t := q.takeSlot(r.Tenant, r.Weight, cost, now, waited)
+	t.streams, t.level = r.Streams, q.inUse
+	if q.probe.out != nil {
+		t.level-- // a probe not yet started promptly proves no slot
+	}
 	if probe {
 		q.startProbe(t)
 	}

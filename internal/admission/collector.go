@@ -18,7 +18,7 @@ type Collector struct {
 	delayTarget, congested, appointments, held   *prometheus.Desc
 	waits, rejections, cancelled                 *prometheus.Desc
 	rampHeld, rampHeldTotal, ramping             *prometheus.Desc
-	rampBase, rampProbes                         *prometheus.Desc
+	rampBase, rampProven, rampProbes             *prometheus.Desc
 }
 
 // NewCollector returns a collector over the queues pools returns, keyed by
@@ -48,6 +48,8 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 		ramping:       d("sluice_queue_ramping_tenants", "Active tenants ramping up: busy since another tenant was active, and not yet at the capacity (at most 4096 remembered per model)."),
 		rampBase: d("sluice_queue_ramp_base", "Slots a ramping tenant's allowance and free slots are reckoned from: the backends' static slots or the pool's recent in-use peak, "+
 			"grown by probes whose first token came promptly, made only beside tenants on one slot at a time (0 with the ramp off)."),
+		rampProven: d("sluice_queue_ramp_proven", "The most slots in use at which a stream started promptly within the last 10 to 20 minutes (a late start forgets what is above it): "+
+			"a ramping tenant's free slots may reach it, less each other active tenant's margin above its recent peak (0 with the ramp off)."),
 		rampProbes: d("sluice_queue_ramp_probes_total", "Grants above the ramp's base, one at a time, by their first token: prompt (the slot counted in the base) or late (probing paused for admission.tenant_ramp).", "outcome"),
 	}
 }
@@ -55,7 +57,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain, c.delayTarget, c.congested, c.appointments, c.held,
-		c.waits, c.rejections, c.cancelled, c.rampHeld, c.rampHeldTotal, c.ramping, c.rampBase, c.rampProbes} {
+		c.waits, c.rejections, c.cancelled, c.rampHeld, c.rampHeldTotal, c.ramping, c.rampBase, c.rampProven, c.rampProbes} {
 		ch <- d
 	}
 }
@@ -78,6 +80,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.ramping, float64(s.Ramping))
 		ch <- prometheus.MustNewConstMetric(c.rampHeldTotal, prometheus.CounterValue, float64(s.RampHeldTotal), model)
 		gauge(c.rampBase, float64(s.RampBase))
+		gauge(c.rampProven, float64(s.RampProven))
 		ch <- prometheus.MustNewConstMetric(c.rampProbes, prometheus.CounterValue, float64(s.RampProbes), model, "prompt")
 		ch <- prometheus.MustNewConstMetric(c.rampProbes, prometheus.CounterValue, float64(s.RampProbesLate), model, "late")
 		byClass := make(map[string]ClassStats, len(s.Classes))

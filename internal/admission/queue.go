@@ -100,7 +100,8 @@ type Queue struct {
 	// The pool's in-use peaks in the current and previous RampWindow.
 	poolPeak, poolPrevPeak int
 	poolWindow             time.Time
-	probe                  rampProbe // the grant above the base in flight (rampprobe.go)
+	probe                  rampProbe  // the grant above the base in flight (rampprobe.go)
+	proven                 rampProven // the most slots started promptly, remembered longer (rampproven.go)
 	// resting: Rest found nothing for a Kick to do (or the queue is new)
 	// and no Acquire came since; the next one sends on cfg.Wake.
 	resting bool
@@ -155,8 +156,14 @@ type Ticket struct {
 	unmeasured bool
 	// probe: granted above the tenant ramp's base (rampprobe.go); set at
 	// the grant, before the ticket leaves the queue, and never after.
-	probe    bool
-	released atomic.Bool
+	probe bool
+	// streams: its request streams, so its first token is told
+	// (FirstToken); level: the slots in use at its grant, itself included
+	// (rampproven.go); started: a first token was told. Set under the
+	// queue's mutex.
+	streams, started bool
+	level            int
+	released         atomic.Bool
 }
 
 // Waited is how long the request queued before it was granted (0 when it
@@ -183,7 +190,7 @@ func (t *Ticket) Release() {
 	if t.spare {
 		q.forgetSpare(t)
 	} else {
-		q.noteRelease(t.tenant, now)
+		q.noteRelease(t.tenant, t.served(), now)
 	}
 	q.returnSlot(t)
 	q.dispatch(now, q.capacity())

@@ -44,6 +44,10 @@ import (
 //     as TCP's slow start grows by acks; but only while the whole base
 //     is in use and the other active tenants are owed no headroom above
 //     it (rampmargin.go): each at its recent peak, one slot at a time;
+//   - beside any tenants, its free slots may reach the most slots at
+//     which a stream started promptly within the last 10-20 minutes, less
+//     each other active tenant's margin above its recent peak
+//     (rampproven.go): what the engines proved earlier, without probes;
 //   - its ramp ends once it is alone among the active tenants (the pool
 //     is work-conserving for a single tenant) or its allowance reaches the
 //     capacity.
@@ -167,10 +171,16 @@ func (q *Queue) noteGrant(tenant string, now time.Time) {
 	q.notePoolInUse(now)
 }
 
-// noteRelease records a live slot of tenant given back.
-func (q *Queue) noteRelease(tenant string, now time.Time) {
+// noteRelease records a live slot of tenant given back; served says its
+// request was answered (Ticket.served), which alone counts as a completion
+// that grows the allowance: a stream that failed or was cancelled before
+// its first token, or whose first event was an error, shows no slot the
+// engines serve, as a loss is no ack to TCP's slow start.
+func (q *Queue) noteRelease(tenant string, served bool, now time.Time) {
 	if rs := q.ramps[tenant]; rs != nil {
-		rs.completions++
+		if served {
+			rs.completions++
+		}
 		rs.lastBusy = now
 	}
 }
@@ -223,8 +233,8 @@ func (q *Queue) beyondBase(tenant string, now time.Time, capacity int) (beyond, 
 			margin += rampMargin(peak)
 		}
 	}
-	base := q.rampBase(now, capacity)
-	allowance := max(int(float64(base)*rs.weight/weights/2), 1) + rs.completions
+	recent := q.rampBase(now, capacity)
+	allowance := max(int(float64(recent)*rs.weight/weights/2), 1) + rs.completions
 	if !others || allowance >= capacity {
 		rs.ramping = false
 		return false, false
@@ -232,6 +242,9 @@ func (q *Queue) beyondBase(tenant string, now time.Time, capacity int) (beyond, 
 	if q.inUseOf(tenant) < allowance {
 		return false, false
 	}
+	// Beyond the recent peak, the slots the engines started promptly
+	// within the longer memory, less the others' margins (rampproven.go).
+	base := q.provenBase(recent, margin, now, capacity)
 	// A probe tests the slot above the base, so only with the whole base
 	// in use (a grant while a proven slot is free takes, in the engines,
 	// one kept for the others), and only while the others need no

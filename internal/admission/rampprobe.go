@@ -75,23 +75,35 @@ func (q *Queue) notePoolInUse(now time.Time) {
 }
 
 // FirstToken tells the queue the ticket's stream got its first token, and
-// whether promptly (endpoint.Backend.FirstToken). For a probe (a grant
-// above the tenant ramp's base) a prompt start adds its slot to the base
-// and lets the next probe go; a late one stops probing for a RampWindow.
-// Other tickets: nothing. Safe to call more than once (a hedge's legs), on
-// a released ticket, and on nil.
+// whether promptly (endpoint.Backend.FirstToken). The pool remembers the
+// slots in use at the ticket's grant as proven when it was prompt, and
+// forgets what is above them when it was late (rampproven.go). For a probe
+// (a grant above the tenant ramp's base) a prompt start also adds its slot
+// to the base and lets the next probe go; a late one stops probing for a
+// RampWindow. The caller tells only a start of generation: not an error
+// answer, nor a stream whose first event is an error. Safe to call more
+// than once (a hedge's legs: the first counts), on a released ticket, and
+// on nil.
 func (t *Ticket) FirstToken(prompt bool) {
-	if t == nil || !t.probe {
+	if t == nil {
 		return
 	}
 	q := t.q
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.probe.out != t {
+	if t.started || t.released.Load() {
+		return // told before, or too late: its slot is given back
+	}
+	t.started = true
+	if !q.rampOn() || t.level == 0 {
+		return
+	}
+	now := q.clock()
+	q.noteStart(t.level, prompt, now)
+	if !t.probe || q.probe.out != t {
 		return
 	}
 	q.probe.out = nil
-	now := q.clock()
 	if !prompt {
 		q.probe.blocked = now.Add(q.cfg.RampWindow)
 		q.counters.probesLate++
@@ -100,4 +112,13 @@ func (t *Ticket) FirstToken(prompt bool) {
 	q.counters.probesPrompt++
 	q.notePoolInUse(now)
 	q.dispatch(now, q.capacity())
+}
+
+// served reports whether the ticket's request counts as answered for the
+// tenant ramp's completions: a stream once its first token was told (one
+// that failed, was cancelled or began with an error before it did not), a
+// request that does not stream always (nothing tells its outcome here).
+// Under the queue's mutex.
+func (t *Ticket) served() bool {
+	return !t.streams || t.started
 }

@@ -205,9 +205,8 @@ func TestRampProbeLeavesFreedSlot(t *testing.T) {
 // it, the client went away, a retry or hedge gave up) leaks nothing: its
 // release ends the probe unjudged, no probing pause is taken, the next
 // probe goes, and a first token told after the release (a relay finishing
-// late) does nothing. The release counts as one of the tenant's
-// completions, as every release does (noteRelease): the allowance grows
-// by one, so one held request goes within it and the next as the probe.
+// late) does nothing. The release is no completion (noteRelease): the
+// allowance stays, and one held request goes, as the next probe.
 func TestRampProbeReleasedBeforeFirstToken(t *testing.T) {
 	q, clk := rampQueue(16, 2*time.Second)
 	grantedT(t, q, Request{Tenant: "A", Cost: 100, Streams: true})
@@ -222,8 +221,8 @@ func TestRampProbeReleasedBeforeFirstToken(t *testing.T) {
 	got[0].Release()
 	got[0].FirstToken(true) // after its release: nothing
 	q.Kick()
-	if n := grantedCount(held); n != 2 {
-		t.Fatalf("%d of B's held requests granted after the probe ended unstarted; want 2 (one within the allowance its completion added, the next probe)", n)
+	if n := grantedCount(held); n != 1 {
+		t.Fatalf("%d of B's held requests granted after the probe ended unstarted; want 1 (the next probe; an unanswered release adds no allowance)", n)
 	}
 	s := q.Stats()
 	if s.RampProbes != 0 || s.RampProbesLate != 0 || !q.probe.blocked.IsZero() {

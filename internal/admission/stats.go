@@ -80,13 +80,17 @@ type Stats struct {
 	RampHeld      int    `json:"ramp_held"`
 	RampHeldTotal uint64 `json:"ramp_held_total"`
 	Ramping       int    `json:"ramping_tenants"`
-	// RampBase is the slots a ramping tenant's allowance and free slots
-	// are reckoned from now (rampBase); RampProbes and RampProbesLate
-	// count the grants above it whose first token came promptly (each
-	// grew it by one) or late (rampprobe.go).
+	// RampBase is the slots a ramping tenant's allowance is reckoned from
+	// now (rampBase); RampProbes and RampProbesLate count the grants above
+	// it whose first token came promptly (each grew it by one) or late
+	// (rampprobe.go). RampProven is the most slots in use at which a
+	// stream started promptly within the last 10-20 minutes: a ramping
+	// tenant's free slots may reach it, less the others' margins
+	// (rampproven.go).
 	RampBase       int    `json:"ramp_base"`
 	RampProbes     uint64 `json:"ramp_probes"`
 	RampProbesLate uint64 `json:"ramp_probes_late"`
+	RampProven     int    `json:"ramp_proven"`
 }
 
 // ClassStats is one priority class's share of Stats.
@@ -148,6 +152,7 @@ func (q *Queue) Stats() Stats {
 	now := q.clock()
 	if q.rampOn() {
 		s.RampBase = q.rampBase(now, capacity)
+		s.RampProven = q.provenSlots(now)
 	}
 	s.HeldSlots = q.reserved(now, capacity)
 	// A ramp is only updated by its tenant's requests: one that went

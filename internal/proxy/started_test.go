@@ -26,30 +26,35 @@ func (s *starts) FirstToken(prompt bool) {
 }
 
 // Request.Started (the admission ticket: a tenant ramp's probe grows the
-// base on a prompt first token) is told a stream's first token, and only
-// a token: an error answer sent as an event stream (a 500 with
-// text/event-stream, relayed raw) is no start of generation. Told it, a
-// probe answered at once by a failing engine counted a slot in the ramp's
-// base that the engine never started anything in.
+// base on a prompt first token, and the ramp counts an answered stream
+// as a completion) is told a stream's first token, and only a token: an
+// error answer sent as an event stream (a 500 with text/event-stream,
+// relayed raw) is no start of generation, and neither is a 200 stream
+// whose first event is the backend's in-band error (chat's error object,
+// the Responses API's "error" event). Told it, a probe answered at once
+// by a failing engine counted a slot in the ramp's base that the engine
+// never started anything in.
 func TestStartedToldOnlyAFirstToken(t *testing.T) {
+	const chatErr = "data: {\"error\":{\"message\":\"engine failed\",\"type\":\"server_error\"}}\n\n"
 	for _, c := range []struct {
 		name   string
 		status int
+		api    openai.API
+		answer string
 		told   int64
 	}{
-		{"200 stream", http.StatusOK, 1},
-		{"500 as an event stream", http.StatusInternalServerError, 0},
+		{"200 stream", http.StatusOK, openai.APIChat, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n", 1},
+		{"500 as an event stream", http.StatusInternalServerError, openai.APIChat, chatErr, 0},
+		{"200 whose first event is an error object", http.StatusOK, openai.APIChat, chatErr, 0},
+		{"200 whose first event is a Responses error", http.StatusOK, openai.APIResponses,
+			"event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"engine failed\",\"sequence_number\":0}\n\n", 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
 				w.Header().Set("Content-Type", "text/event-stream")
 				w.WriteHeader(c.status)
-				if c.status != http.StatusOK {
-					_, _ = io.WriteString(w, "data: {\"error\":{\"message\":\"engine failed\",\"type\":\"server_error\"}}\n\n")
-					return
-				}
-				_, _ = io.WriteString(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n")
+				_, _ = io.WriteString(w, c.answer)
 			}))
 			t.Cleanup(srv.Close)
 			b, err := endpoint.New(endpoint.Spec{URL: srv.URL}, endpoint.HealthPolicy{})
@@ -60,7 +65,10 @@ func TestStartedToldOnlyAFirstToken(t *testing.T) {
 			t.Cleanup(transport.CloseIdleConnections)
 			f := proxy.NewForwarder(proxy.Options{Transport: transport,
 				Timeouts: proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}})
-			raw := `{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":true}`
+			raw, path := `{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":true}`, "/v1/chat/completions"
+			if c.api == openai.APIResponses {
+				raw, path = `{"model":"m","input":"hello","stream":true}`, "/v1/responses"
+			}
 			body, err := proxy.NewBodyPool(nil).ReadBody(strings.NewReader(raw), int64(len(raw)), 1<<20)
 			if err != nil {
 				t.Fatal(err)
@@ -68,8 +76,8 @@ func TestStartedToldOnlyAFirstToken(t *testing.T) {
 			defer body.Release()
 			var s starts
 			w := httptest.NewRecorder()
-			f.Forward(context.Background(), w, &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{},
-				Body: body, Peek: openai.Peek{Model: "m", Stream: true}, ServeModel: "m", Started: &s}, fixedSelector{b})
+			f.Forward(context.Background(), w, &proxy.Request{Path: path, Header: http.Header{},
+				Body: body, Peek: openai.Peek{Model: "m", Stream: true, API: c.api}, ServeModel: "m", Started: &s}, fixedSelector{b})
 			if w.Code != c.status {
 				t.Fatalf("status %d, want %d", w.Code, c.status)
 			}
