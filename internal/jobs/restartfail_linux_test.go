@@ -95,10 +95,12 @@ func TestFailingRestartBacksOff(t *testing.T) {
 	if msg, _ := lastErr.Load().(string); !strings.Contains(msg, "address already in use") {
 		t.Errorf("a failed start's error %q does not give nats-server's reason (the port taken)", msg)
 	}
-	// Nothing left behind per try: the counts after the 2nd and the 8th,
-	// with room for the test process's own coming and going (one left
-	// per try would be 6 more).
-	if goroutines[realTries] > goroutines[2]+5 || fds[realTries] > fds[2]+3 {
+	// Nothing left behind per try: the least of the counts after the 6th
+	// to the 8th against the count after the 2nd. The counts are the whole
+	// test process's, so one of them may catch another test's goroutines
+	// on their way out (a CI run saw 3 3 3 3 3 3 4 52); something left per
+	// try raises all three, by 4 or more at one per try.
+	if least(goroutines[realTries-2:]) > goroutines[2]+3 || least(fds[realTries-2:]) > fds[2]+3 {
 		t.Errorf("goroutines %v and descriptors %v after each failed start: grow per try", goroutines[1:], fds[1:])
 	}
 	if n := logs.count("ERROR"); n != 2 {
@@ -137,4 +139,13 @@ func TestFailingRestartBacksOff(t *testing.T) {
 	if _, err := js.AccountInfo(ctx); err != nil {
 		t.Errorf("JetStream after the recovery: %v", err)
 	}
+}
+
+// least is the smallest of counts.
+func least(counts []int) int {
+	m := counts[0]
+	for _, c := range counts[1:] {
+		m = min(m, c)
+	}
+	return m
 }
