@@ -10,7 +10,8 @@ import (
 )
 
 // The revocation record: the tenants a gateway's reload left without an
-// API key, kept in the job store so that it outlives the process and is
+// API key, and the token namespaces whose issuer a reload removed, kept in
+// the job store so that it outlives the process and is
 // read by every process sharing the store. A gateway's own reload
 // refuses such a tenant's jobs from memory (gateway lostTenants); the
 // record is what a gateway restarted with the key removed, or a replica
