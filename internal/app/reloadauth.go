@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/config"
@@ -44,41 +45,44 @@ func checkAuthKept(cfg, old *config.Config) error {
 const revocationWrite = 10 * time.Second
 
 // recordRevocations writes to the job store's revocation record the
-// tenants the reload from prev to next left without an API key, and
-// clears the record of those a key names again (gateway.RevocationChange),
-// so that a gateway restarted with the key removed, and every replica
-// sharing the store whose config does not name the tenant, refuse its
-// queued jobs as this process does from memory. Without a connected
-// queue (or when the write fails) the revocation holds in this process
-// alone, as before the record, and the log says so.
+// tenants the reload from prev to next left without an API key and the
+// token namespaces whose issuer it removed, and clears the record of
+// those a key or an issuer names again (gateway.RevocationChange,
+// gateway.RevokedSpaces), so that a gateway restarted with the key or
+// issuer removed, and every replica sharing the store whose config does
+// not name the tenant, refuse its queued jobs as this process does from
+// memory. Without a connected queue (or when the write fails) the
+// revocation holds in this process alone, as before the record, and the
+// log says so.
 func (a *App) recordRevocations(prev, next *gateway.Runtime) {
 	lost, found := gateway.RevocationChange(prev, next)
-	if len(lost) == 0 && len(found) == 0 {
+	lostSpaces, foundSpaces := gateway.RevokedSpaces(prev, next)
+	if len(lost)+len(found)+len(lostSpaces)+len(foundSpaces) == 0 {
 		return
 	}
 	a.jobsMu.Lock()
 	q := a.jobs
 	a.jobsMu.Unlock()
 	if q == nil {
-		if len(lost) > 0 {
+		if len(lost)+len(lostSpaces) > 0 {
 			a.log.Warn("config reload: revoked tenants not recorded in the job store (the queue is off or not connected): only this process refuses their queued jobs",
-				"tenants", len(lost))
+				"tenants", len(lost), "token_namespaces", len(lostSpaces))
 		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), revocationWrite)
 	defer cancel()
-	if err := q.store.ClearRevoked(ctx, found); err != nil {
+	if err := errors.Join(q.store.ClearRevoked(ctx, found), q.store.ClearRevokedSpaces(ctx, foundSpaces)); err != nil {
 		a.log.Warn("config reload: the revocation record of tenants named again not cleared: processes whose config does not name them refuse their jobs until queue.retention",
-			"tenants", len(found), "error", err.Error())
+			"tenants", len(found), "token_namespaces", len(foundSpaces), "error", err.Error())
 	}
-	if err := q.store.RecordRevoked(ctx, lost); err != nil {
+	if err := errors.Join(q.store.RecordRevoked(ctx, lost), q.store.RecordRevokedSpaces(ctx, lostSpaces)); err != nil {
 		a.log.Warn("config reload: revoked tenants not recorded in the job store: only this process refuses their queued jobs",
-			"tenants", len(lost), "error", err.Error())
+			"tenants", len(lost), "token_namespaces", len(lostSpaces), "error", err.Error())
 		return
 	}
-	if len(lost) > 0 {
+	if len(lost)+len(lostSpaces) > 0 {
 		a.log.Info("config reload: revoked tenants recorded in the job store: every gateway sharing it whose config does not name them refuses their queued jobs",
-			"tenants", len(lost))
+			"tenants", len(lost), "token_namespaces", len(lostSpaces))
 	}
 }

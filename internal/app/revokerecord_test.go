@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/sluice-gw/sluice/internal/jobs"
 )
 
@@ -103,6 +105,92 @@ func TestRestartedGatewayRefusesARevokedTenantsJobs(t *testing.T) {
 	}
 	if gone.Status != jobs.StatusFailed || gone.Error == nil || gone.Error.Code != jobs.CodeRevoked || calls.Load() != 1 {
 		t.Fatalf("after the restart, gone's job: %s %+v, %d backend calls; want failed %s and 1 call (kept's)",
+			gone.Status, gone.Error, calls.Load(), jobs.CodeRevoked)
+	}
+}
+
+// A reload that removes a JWT issuer records its token namespace in the
+// job store, so a gateway restarted with the issuer removed refuses the
+// queued jobs of the tenants its tokens named ("jwt:acme"), as a removed
+// key's are. Before, the record held keys' tenants only and the
+// restarted gateway ran the job on the backend (succeeded). The sweep
+// that would end the job at the reload is held (its ticker never ticks),
+// as when the gateway stops before it comes to the job.
+func TestRestartedGatewayRefusesARemovedIssuersJobs(t *testing.T) {
+	var calls atomic.Int32
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/v1/chat/completions" { // not the health probes
+			calls.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+	}))
+	defer be.Close()
+	path, dataDir := filepath.Join(t.TempDir(), "sluice.yaml"), t.TempDir()
+	secret := strings.Repeat("s", 32)
+	const withJWT, kept = true, false
+	noWorkers := "workers: 0\n  worker_disabled: true"
+	write := func(jwt bool, workers string) {
+		revokeRecordConfig(t, path, dataDir, be.URL, "{key: sk-kept, tenant: kept}", workers)
+		if jwt {
+			b, _ := os.ReadFile(path)
+			src := strings.Replace(string(b), "queue:", "  jwt: {issuer: https://corp.test/, audience: sluice, algorithms: [HS256], hmac_secret: "+secret+"}\nqueue:", 1)
+			if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	now := time.Now()
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "https://corp.test/", "aud": "sluice", "sub": "acme",
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	write(withJWT, noWorkers)
+	a := newApp(t, path)
+	a.revokeTicker = func(time.Duration) (<-chan time.Time, func()) { return nil, func() {} } // no sweep
+	url, _, stop, done := runApp(t, a)
+	tokenLoc, keptLoc := submitAsync(t, url, token), submitAsync(t, url, "sk-kept")
+	write(kept, noWorkers)
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	a.release()
+
+	// The restart: the same store, the issuer still removed, workers on.
+	write(kept, "workers: 2")
+	b := newApp(t, path)
+	defer b.release()
+	url, _ = serveApp(t, b)
+	waitJob(t, url, keptLoc, "sk-kept", func(m map[string]any) bool { return m["status"] == string(jobs.StatusSucceeded) })
+	id := tokenLoc[strings.LastIndex(tokenLoc, "/")+1:]
+	var gone *jobs.Job
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b.jobsMu.Lock()
+		q := b.jobs
+		b.jobsMu.Unlock()
+		if q != nil {
+			j, err := q.store.Job(context.Background(), "jwt:acme", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.Status.Terminal() {
+				gone = j
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the token tenant's job did not end")
+		}
+	}
+	if gone.Status != jobs.StatusFailed || gone.Error == nil || gone.Error.Code != jobs.CodeRevoked || calls.Load() != 1 {
+		t.Fatalf("after the restart, jwt:acme's job: %s %+v, %d backend calls; want failed %s and 1 call (kept's)",
 			gone.Status, gone.Error, calls.Load(), jobs.CodeRevoked)
 	}
 }

@@ -91,6 +91,10 @@ type Identity struct {
 	// Limits, when the token carries limit claims, replace the per-key
 	// limits for Subject (a zero field keeps the configured one).
 	Limits *ratelimit.Rule
+	// Issuer is the token's iss, and Trust what it was accepted on
+	// (Issuers.Trusts tells whether a reloaded config still trusts it).
+	Issuer string
+	Trust  Trust
 }
 
 // Verifier checks tokens against one auth.jwt config. It is built with
@@ -108,6 +112,10 @@ type Verifier struct {
 	// prefix starts the tenants and per-key names of this issuer's
 	// tokens: config.TokenTenantPrefix, or "jwt:<name>:" (NewIssuers).
 	prefix string
+	// iss is the issuer's iss, trust what its tokens are accepted on
+	// (Identity).
+	iss   string
+	trust Trust
 	// jwksKey is the config key of this issuer's jwks_url,
 	// "auth.jwt.jwks_url" or "auth.jwt.issuers[i].jwks_url" (NewIssuers),
 	// for the log's detail of a token refused for want of keys.
@@ -133,7 +141,8 @@ func NewVerifier(c config.JWT, jwks *JWKS, now func() time.Time) (*Verifier, err
 		return nil, err
 	}
 	v := &Verifier{algs: algs, static: static, jwks: jwks, maxBytes: int(c.MaxTokenBytes), claims: c.Claims,
-		shared: c.SharedTenants, prefix: config.TokenTenantPrefix, jwksKey: "auth.jwt.jwks_url"}
+		shared: c.SharedTenants, prefix: config.TokenTenantPrefix, jwksKey: "auth.jwt.jwks_url",
+		iss: c.Issuer, trust: trustOf(c, static)}
 	if c.HMACSecret != "" {
 		v.secret = []byte(c.HMACSecret)
 	}

@@ -310,7 +310,7 @@ func (s identifyStage) serve(x *exchange) bool {
 			return false
 		}
 		x.id = id
-		if id.listed {
+		if id.listed || id.token {
 			s.g.trackKey(x)
 		}
 	}

@@ -265,8 +265,9 @@ func (g *Gateway) Swap(rt *Runtime) {
 	prev := g.rt.Swap(rt)
 	// After the store: a request identified on prev that registers from
 	// now on sees rt itself (trackKey).
-	if n := g.keyReqs.cut(rt.tenants); n > 0 && g.log != nil {
-		g.log.Warn("config reload: requests of removed API keys ended", "requests", n)
+	if keys, tokens := g.keyReqs.cut(rt.tenants); keys+tokens > 0 && g.log != nil {
+		g.log.Warn("config reload: requests of removed API keys and of token issuers no longer trusted ended (api_key_revoked)",
+			"requests", keys+tokens, "key_requests", keys, "token_requests", tokens)
 	}
 	if prev != nil {
 		n, fromTokens := g.lost.update(prev.tenants, rt.tenants)

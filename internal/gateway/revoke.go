@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
+	"slices"
 	"strings"
 	"sync"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -13,13 +15,17 @@ import (
 )
 
 // keyRequests are the requests running under each API key (by its
-// digest, as tenants holds keys), so that a reload that removes a key
-// ends them: a key is revoked because it leaked or its holder is gone,
-// and a stream opened with it (minutes of generation, charged to the
-// key's tenant) must not outlive the revocation by its whole length. An
-// edit that keeps a key (same digest) cuts nothing: config reloads leave
-// in-flight requests alone, as Envoy's and nginx's do. Tokens are not
-// here: a JWT is good until its exp (no revocation list).
+// digest, as tenants holds keys) and each verified token (by its issuer's
+// iss and auth.Trust), so that a reload that removes the key, or stops
+// trusting the issuer, ends them: a key is revoked because it leaked or
+// its holder is gone, an issuer removed (or its keys, audience or key set
+// URL changed) because its tokens are no longer to be trusted, and a
+// stream opened with either (minutes of generation, charged to its
+// tenant) must not outlive the revocation by its whole length. An edit
+// that keeps a key (same digest) or an issuer (same iss and Trust) cuts
+// nothing: config reloads leave in-flight requests alone, as Envoy's and
+// nginx's do. A token's own exp is not checked again (no revocation list
+// per token).
 type keyRequests struct {
 	mu   sync.Mutex
 	next uint64
@@ -30,15 +36,24 @@ type keyRequests struct {
 	running map[uint64]keyRequest
 }
 
-// keyRequest is a running request: its key's digest, and how to end it.
+// keyRequest is a running request: its credential, and how to end it.
 type keyRequest struct {
-	digest [sha256.Size]byte
+	cred   heldCredential
 	cancel context.CancelCauseFunc
 }
 
-// track derives ctx for a request under the key with digest d and
-// registers it; done unregisters it (and releases ctx).
-func (k *keyRequests) track(ctx context.Context, d [sha256.Size]byte) (context.Context, func()) {
+// heldCredential is what a request was admitted on: a listed key (its
+// digest), or a token (token set: its issuer's iss and Trust).
+type heldCredential struct {
+	digest [sha256.Size]byte
+	token  bool
+	iss    string
+	trust  auth.Trust
+}
+
+// track derives ctx for a request under the credential c and registers
+// it; done unregisters it (and releases ctx).
+func (k *keyRequests) track(ctx context.Context, c heldCredential) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	k.mu.Lock()
 	if k.running == nil {
@@ -46,7 +61,7 @@ func (k *keyRequests) track(ctx context.Context, d [sha256.Size]byte) (context.C
 	}
 	k.next++
 	n := k.next
-	k.running[n] = keyRequest{digest: d, cancel: cancel}
+	k.running[n] = keyRequest{cred: c, cancel: cancel}
 	k.mu.Unlock()
 	return ctx, func() {
 		k.mu.Lock()
@@ -56,19 +71,33 @@ func (k *keyRequests) track(ctx context.Context, d [sha256.Size]byte) (context.C
 	}
 }
 
-// cut cancels, with proxy.ErrKeyRevoked as the cause, every request
-// running under a key that next refuses. It returns how many it cut.
-func (k *keyRequests) cut(next *tenants) int {
+// cut cancels, with proxy.ErrKeyRevoked as the cause (the same answer for
+// a key and a token: 401 api_key_revoked, or an in-band error event),
+// every request running under a credential that next refuses. It returns
+// how many it cut of keys and of tokens.
+func (k *keyRequests) cut(next *tenants) (keys, tokens int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	n := 0
 	for _, r := range k.running {
-		if next.revoked(r.digest) {
+		if next.refusesHeld(r.cred) {
 			r.cancel(proxy.ErrKeyRevoked)
-			n++
+			if r.cred.token {
+				tokens++
+			} else {
+				keys++
+			}
 		}
 	}
-	return n
+	return keys, tokens
+}
+
+// refusesHeld reports whether t refuses the credential c a running
+// request was admitted on (a key: revoked; a token: tokenRevoked).
+func (t *tenants) refusesHeld(c heldCredential) bool {
+	if c.token {
+		return t.tokenRevoked(c.iss, c.trust)
+	}
+	return t.revoked(c.digest)
 }
 
 // revoked reports whether the key with digest d is refused by t: keys or
@@ -82,17 +111,44 @@ func (t *tenants) revoked(d [sha256.Size]byte) bool {
 	return !listed
 }
 
-// trackKey registers x, served under a listed API key, among keyRequests
-// so that a reload removing the key ends it (Swap). A reload that swapped
-// in between identify and here is caught by looking at the runtime now:
-// Swap stores the runtime before it cuts, under the same lock.
+// trusting is a token verifier that tells whether it still trusts a token
+// accepted on trust by iss (auth.Issuers).
+type trusting interface {
+	Trusts(iss string, trust auth.Trust) bool
+}
+
+// tokenRevoked reports whether t no longer trusts a token of the issuer
+// iss accepted on trust: credentials are checked and no issuer of t has
+// that iss with that Trust (JWTs off, the issuer removed, or its keys,
+// audience or key set URL changed). "The same issuer" is the same iss and
+// Trust, whatever its name or namespace (jobs judge by namespace,
+// lostTenants: a job belongs to a tenant, a running request to the token
+// that opened it). Open mode revokes nothing, as revoked says.
+func (t *tenants) tokenRevoked(iss string, trust auth.Trust) bool {
+	if !t.authOn() {
+		return false
+	}
+	if t.tokens == nil {
+		return true
+	}
+	if tr, ok := t.tokens.(trusting); ok {
+		return !tr.Trusts(iss, trust)
+	}
+	return !slices.ContainsFunc(t.spaces, func(s tokenSpace) bool { return s.iss == iss })
+}
+
+// trackKey registers x, served under a listed API key or a verified
+// token, among keyRequests so that a reload removing the key or the
+// token's issuer ends it (Swap). A reload that swapped in between
+// identify and here is caught by looking at the runtime now: Swap stores
+// the runtime before it cuts, under the same lock.
 func (g *Gateway) trackKey(x *exchange) {
-	d := x.id.digest // identify's, as it found the key
-	ctx, done := g.keyReqs.track(x.r.Context(), d)
+	c := heldCredential{digest: x.id.digest, token: x.id.token, iss: x.id.iss, trust: x.id.trust} // identify's
+	ctx, done := g.keyReqs.track(x.r.Context(), c)
 	x.r = x.r.WithContext(ctx)
 	x.rec.ctx = ctx
 	x.untrack = done
-	if cur := g.rt.Load(); cur != x.rt && cur.tenants.revoked(d) {
+	if cur := g.rt.Load(); cur != x.rt && cur.tenants.refusesHeld(c) {
 		g.keyReqs.cut(cur.tenants)
 	}
 }

@@ -30,7 +30,13 @@ type identity struct {
 	// digest is key's SHA-256, by which identify found it among the listed
 	// keys (set when listed): trackKey and a reload's revoked check use it,
 	// so a keyed request hashes its key once.
-	digest   [sha256.Size]byte
+	digest [sha256.Size]byte
+	// token: the credential is a verified JWT of the issuer iss, accepted
+	// on trust; a reload whose issuers no longer trust it ends the
+	// request, as a removed key's (keyRequests).
+	token    bool
+	iss      string
+	trust    auth.Trust
 	tenant   string
 	weight   float64
 	class    admission.Class
@@ -192,6 +198,7 @@ func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *c
 		}
 		id.tenant, id.keyRule, id.fallback = claims.Tenant, claims.Limits, !claims.NoFallback
 		id.key = claims.Key // "jwt:<sub>", or "jwt:<issuer>:<sub>" with several issuers
+		id.token, id.iss, id.trust = true, claims.Issuer, claims.Trust
 		if claims.Weight > 0 {
 			id.weight = claims.Weight
 		}

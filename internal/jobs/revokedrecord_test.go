@@ -37,3 +37,31 @@ func TestRevocationRecordIsShared(t *testing.T) {
 		t.Errorf("gone recorded again: %v, %v; want revoked", got, err)
 	}
 }
+
+// A token namespace's record is apart from every tenant's: "jwt:p:" is
+// both the namespace of an issuer named p and the tenant of the claim
+// "p:" of a single issuer, and recording the one must not revoke the
+// other.
+func TestSpaceRevocationIsApartFromTenants(t *testing.T) {
+	a, srv := newStore(t, nil)
+	b := openStore(t, testOptions(srv.ClientURL()))
+	ctx := t.Context()
+	if err := a.RecordRevokedSpaces(ctx, []string{"jwt:p:"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.RevokedSpace(ctx, "jwt:p:"); err != nil || !got {
+		t.Errorf("RevokedSpace(jwt:p:) from another store: %v, %v; want revoked", got, err)
+	}
+	if got, err := b.Revoked(ctx, "jwt:p:"); err != nil || got {
+		t.Errorf("Revoked(tenant jwt:p:): %v, %v; want not revoked", got, err)
+	}
+	if got, err := b.RevokedSpace(ctx, "jwt:"); err != nil || got {
+		t.Errorf("RevokedSpace(jwt:): %v, %v; want not revoked", got, err)
+	}
+	if err := b.ClearRevokedSpaces(ctx, []string{"jwt:p:"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.RevokedSpace(ctx, "jwt:p:"); err != nil || got {
+		t.Errorf("after the clear: %v, %v; want not revoked", got, err)
+	}
+}

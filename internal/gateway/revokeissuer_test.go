@@ -1,0 +1,243 @@
+package gateway
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/auth/jwttest"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/routing"
+)
+
+// issuerReloadGateway serves a gateway over the holding backend whose
+// runtimes the test builds from cfg; held opens a request and returns
+// once the backend holds it (a stream's first event read).
+type issuerReloadGateway struct {
+	t       *testing.T
+	gw      *Gateway
+	srv     *httptest.Server
+	deps    Deps
+	arrived chan string
+	log     *lockedBuffer
+}
+
+func newIssuerReloadGateway(t *testing.T, cfg func(be string) *config.Config) (*issuerReloadGateway, string, chan struct{}) {
+	beURL, arrived, release := holdingBackend(t)
+	reg := prometheus.NewRegistry()
+	deps := Deps{Transport: proxy.NewTransportCache(), Now: time.Now, Rand: routing.NewRand(1), Registry: reg}
+	rt, err := Build(cfg(beURL), deps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &lockedBuffer{}
+	gw := New(rt, Options{Logger: slog.New(slog.NewTextHandler(log, nil)), Registry: reg, Now: deps.Now})
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() { srv.Close(); deps.Transport.CloseIdle() })
+	t.Cleanup(func() { // first: a failed test's held requests end at once
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	return &issuerReloadGateway{t: t, gw: gw, srv: srv, deps: deps, arrived: arrived, log: log}, beURL, release
+}
+
+// swap reloads to c, as app's reload does (a runtime built taking over
+// from the running one, then Swap), and returns the line Swap logged of
+// the requests it ended ("" for none): Swap cancels them before it
+// returns, so the line says at once what the reload cut.
+func (g *issuerReloadGateway) swap(c *config.Config) string {
+	g.t.Helper()
+	next, err := Build(c, g.deps, g.gw.Runtime())
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.log.mu.Lock()
+	g.log.b.Reset()
+	g.log.mu.Unlock()
+	g.gw.Swap(next)
+	for _, line := range strings.Split(g.log.String(), "\n") {
+		if strings.Contains(line, "requests of removed API keys") {
+			return line
+		}
+	}
+	return ""
+}
+
+// held sends a request with credential (a stream, or not) and returns
+// once the backend holds it: a stream with its first event read, a
+// non-streamed request's answer to come on the channel.
+func (g *issuerReloadGateway) held(credential string, stream bool) (*bufio.Reader, *http.Response, chan *http.Response) {
+	t := g.t
+	t.Helper()
+	out := make(chan *http.Response, 1)
+	body := fmt.Sprintf(`{"model":"m1","messages":[{"role":"user","content":"hi"}],"stream":%v}`, stream)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+credential)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			close(out)
+			return
+		}
+		out <- resp
+	}()
+	hangGuard := time.NewTimer(time.Minute)
+	defer hangGuard.Stop()
+	select {
+	case <-g.arrived:
+	case resp := <-out:
+		if resp == nil {
+			t.FailNow()
+		}
+		if !stream || resp.StatusCode != http.StatusOK {
+			t.Fatalf("answered before it reached the backend: %d %s", resp.StatusCode, readAll(t, resp))
+		}
+		<-g.arrived
+		out <- resp
+	case <-hangGuard.C:
+		t.Fatal("a request did not reach the backend in a minute")
+	}
+	if !stream {
+		return nil, nil, out
+	}
+	resp := <-out
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: ") {
+		t.Fatalf("first event: %q %v", line, err)
+	}
+	return br, resp, nil
+}
+
+// rest reads what is left of a held stream.
+func rest(t *testing.T, br *bufio.Reader, resp *http.Response) string {
+	t.Helper()
+	b, _ := io.ReadAll(br)
+	resp.Body.Close()
+	return string(b)
+}
+
+// cutStream reports whether a stream's rest is the revocation's in-band
+// error event, not its end.
+func cutStream(s string) bool {
+	return strings.Contains(s, `"code":"api_key_revoked"`) && !strings.Contains(s, "[DONE]")
+}
+
+// TestReloadRemovingAnIssuerEndsItsTokensRequests: a reload that removes
+// a JWT issuer (an auth.jwt.issuers entry) ends the streams and requests
+// running under its tokens as a removed API key's are (an in-band
+// api_key_revoked event, or 401 api_key_revoked), while an edit that
+// keeps the issuer (same iss and key source; here its shared_tenants and
+// leeway changed) cuts nothing, and the other issuer's and the API key's
+// requests run on to their end. Before, every one of them ran to [DONE].
+func TestReloadRemovingAnIssuerEndsItsTokensRequests(t *testing.T) {
+	corp, partner := jwttest.New(t), jwttest.New(t)
+	const corpIss, partnerIss = "https://corp.test/", "https://partner.test/"
+	var be string
+	cfg := func(withPartner bool, leeway string) *config.Config {
+		jwt := "    issuers:\n      - {name: corp, issuer: " + corpIss + ", audience: sluice, jwks_url: " + corp.URL() + "}\n"
+		if withPartner {
+			jwt += "      - {name: partner, issuer: " + partnerIss + ", audience: sluice, jwks_url: " + partner.URL() + ", leeway: " + leeway + "}\n"
+		}
+		c := issuersConfig(t, be, jwt)
+		c.Timeouts = testConfig().Timeouts
+		return c
+	}
+	g, _, release := newIssuerReloadGateway(t, func(u string) *config.Config { be = u; return cfg(true, "30s") })
+	token := func(is *jwttest.Issuer, iss, sub string) string {
+		return is.ES256(t, validClaims(jwt.MapClaims{"iss": iss, "sub": sub}))
+	}
+	pStream, pResp, _ := g.held(token(partner, partnerIss, "p1"), true)
+	_, _, pCall := g.held(token(partner, partnerIss, "p2"), false)
+	cStream, cResp, _ := g.held(token(corp, corpIss, "c1"), true)
+	kStream, kResp, _ := g.held("sk-kept", true)
+
+	if cut := g.swap(cfg(true, "10s")); cut != "" { // partner kept: same iss and key set, another leeway
+		t.Fatalf("a reload keeping every issuer: %s; want nothing cut", cut)
+	}
+	if cut := g.swap(cfg(false, "")); !strings.Contains(cut, "key_requests=0 token_requests=2") { // partner removed
+		t.Fatalf("a reload removing partner: %q; want its two requests cut", cut)
+	}
+
+	if s := rest(t, pStream, pResp); !cutStream(s) {
+		t.Fatalf("the removed issuer's stream after the reload: %q; want an api_key_revoked event and no [DONE]", s)
+	}
+	call := <-pCall
+	if call == nil {
+		t.FailNow()
+	}
+	body := readAll(t, call)
+	if _, code, _ := apiErr(t, body); call.StatusCode != http.StatusUnauthorized || code != "api_key_revoked" {
+		t.Fatalf("the removed issuer's running request: %d %s; want 401 api_key_revoked", call.StatusCode, body)
+	}
+	close(release)
+	for who, s := range map[string]string{"corp's token": rest(t, cStream, cResp), "the API key": rest(t, kStream, kResp)} {
+		if !strings.Contains(s, "[DONE]") || strings.Contains(s, "api_key_revoked") {
+			t.Fatalf("%s's stream across the reloads: %q; want it to run to [DONE]", who, s)
+		}
+	}
+}
+
+// TestReloadChangingAnIssuersKeysEndsItsTokensRequests: in the single
+// auth.jwt form, what "the same issuer" is across an edit. The same iss
+// with its key source moved (another jwks_url: other signers) or its
+// audience renamed no longer trusts the tokens it accepted, and their
+// running requests end; removing auth.jwt altogether (keys left) ends
+// them too; an edit of what only shapes a token's tenant (claims,
+// shared_tenants) ends nothing.
+func TestReloadChangingAnIssuersKeysEndsItsTokensRequests(t *testing.T) {
+	is, other := jwttest.New(t), jwttest.New(t)
+	var be string
+	type edit func(*config.Config)
+	cfg := func(e edit) *config.Config {
+		c := jwtConfig(is, be)
+		c.Auth.JWT.Issuer, c.Auth.JWT.Audience = jwtIssuer, jwtAudience
+		if e != nil {
+			e(c)
+		}
+		return c
+	}
+	cases := []struct {
+		name string
+		edit edit
+		cut  bool
+	}{
+		{"shared_tenants and the tenant claim edited", func(c *config.Config) {
+			c.Auth.JWT.SharedTenants = []string{"ops"}
+			c.Auth.JWT.Claims.Tenant = "org"
+		}, false},
+		{"another jwks_url", func(c *config.Config) { c.Auth.JWT.JWKSURL = other.URL() }, true},
+		{"another audience", func(c *config.Config) { c.Auth.JWT.Audience = "sluice-2" }, true},
+		{"auth.jwt removed", func(c *config.Config) { c.Auth.JWT = config.Default().Auth.JWT }, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g, _, release := newIssuerReloadGateway(t, func(u string) *config.Config { be = u; return cfg(nil) })
+			br, resp, _ := g.held(is.RS256(t, validClaims(jwt.MapClaims{"org": "acme"})), true)
+			if cut := g.swap(cfg(tc.edit)); (cut != "") != tc.cut {
+				t.Fatalf("the reload's cut: %q; want cut %v", cut, tc.cut)
+			}
+			if !tc.cut {
+				close(release)
+			}
+			s := rest(t, br, resp)
+			if tc.cut != cutStream(s) || (!tc.cut && !strings.Contains(s, "[DONE]")) {
+				t.Fatalf("the token's stream after the reload: %q; want cut %v", s, tc.cut)
+			}
+		})
+	}
+}
