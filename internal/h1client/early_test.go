@@ -17,7 +17,7 @@ import (
 // sent is the truth about the request; the broken write is not.
 func TestAnswerBeforeTheBodyWasReadIsReturned(t *testing.T) {
 	const answer = `{"error":{"message":"too big","type":"invalid_request_error","code":"too_big"}}`
-	body := strings.Repeat("x", 8<<20) // more than the kernel buffers hold
+	body := strings.Repeat("x", 24<<20) // more than the kernel buffers hold (loopback: ~10 MiB at most)
 	cases := map[string]string{}
 	// A raw server: the head read, the 413 sent, the socket reset at once.
 	raw := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
