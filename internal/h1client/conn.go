@@ -102,17 +102,25 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 	if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.WroteRequest != nil {
 		trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
 	}
-	if err != nil {
-		return fail(&exchangeError{err: err, nothingWritten: n == 0, unsent: true})
-	}
-	if err := cn.br.waitByte(); err != nil {
+	early := err != nil
+	if early {
+		// A server may answer before reading the whole body (a body
+		// limit's 413, an auth proxy's 401) and close over the rest: the
+		// write then fails, but its answer is in the receive queue, and
+		// it is the truth about the request, as curl and nginx read it.
+		// The write failed on a broken connection, so this read ends at
+		// once; the connection is not reused.
+		if n == 0 || ctx.Err() != nil || cn.br.waitByte() != nil {
+			return fail(&exchangeError{err: err, nothingWritten: n == 0, unsent: true})
+		}
+	} else if err := cn.br.waitByte(); err != nil {
 		return fail(&exchangeError{err: err, noResponse: true})
 	}
 	h, err := readFinalHead(&cn.br, &cn.scratch)
 	if err != nil {
 		return fail(&exchangeError{err: err})
 	}
-	f, err := frame(h, req.Method, req.Close)
+	f, err := frame(h, req.Method, req.Close || early)
 	if err != nil {
 		return fail(&exchangeError{err: err})
 	}
