@@ -109,8 +109,11 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 		// write then fails, but its answer is in the receive queue, and
 		// it is the truth about the request, as curl and nginx read it.
 		// The write failed on a broken connection, so this read ends at
-		// once; the connection is not reused.
-		if n == 0 || ctx.Err() != nil || cn.br.waitByte() != nil {
+		// once; the connection is not reused. Only the connection's own
+		// write error says so: a body that failed at its source (a client
+		// gone mid-upload, a short body) leaves the server waiting for the
+		// rest, and the read would wait for its first_byte timeout.
+		if n == 0 || ctx.Err() != nil || !connWriteFailed(err) || cn.br.waitByte() != nil {
 			return fail(&exchangeError{err: err, nothingWritten: n == 0, unsent: true})
 		}
 	} else if err := cn.br.waitByte(); err != nil {
@@ -168,6 +171,19 @@ func (cn *conn) release(stop func() bool, reusable bool) {
 }
 
 // writeRest streams a body that did not fit in the message.
+// connWriteFailed reports whether err is a write to the connection that
+// failed, not a read of the request body's source: io.Copy returns
+// either, and TCPConn.ReadFrom wraps both in a "readfrom" error, so the
+// chain is walked for the write itself.
+func connWriteFailed(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if op, ok := err.(*net.OpError); ok && op.Op == "write" {
+			return true
+		}
+	}
+	return false
+}
+
 func writeRest(cn *conn, out encoded) error {
 	if out.length >= 0 {
 		n, err := io.Copy(cn.nc, io.LimitReader(out.rest, out.length))

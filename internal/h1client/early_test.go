@@ -3,12 +3,15 @@ package h1client
 import (
 	"bufio"
 	"context"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A backend may answer before it has read the request body — a body
@@ -52,5 +55,50 @@ func TestAnswerBeforeTheBodyWasReadIsReturned(t *testing.T) {
 				t.Fatalf("a connection whose request did not leave whole went back to the pool: %+v", st)
 			}
 		})
+	}
+}
+
+// failingBody gives size bytes of its announced length, then err.
+type failingBody struct {
+	size int
+	err  error
+}
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if b.size == 0 {
+		return 0, b.err
+	}
+	n := min(len(p), b.size)
+	clear(p[:n])
+	b.size -= n
+	return n, nil
+}
+
+// A body that fails at its source (the client gone mid-upload) is not a
+// broken connection: the server still waits for the rest and sends
+// nothing, so the exchange must fail at once with the body's error, not
+// wait for an answer that only the first_byte timeout would end.
+func TestBodySourceFailureIsNotAnEarlyAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // waits for the announced length
+	}))
+	t.Cleanup(srv.Close)
+	bodyErr := errors.New("test: the client went away")
+	// The hang guard: the old code waits here until it ends.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, &failingBody{size: 1 << 20, err: bodyErr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = 4 << 20
+	c := newClient(t, Options{})
+	resp, err := c.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a request whose body failed got an answer")
+	}
+	if ctx.Err() != nil || !errors.Is(err, bodyErr) {
+		t.Fatalf("got %v (context: %v), want the body's error at once", err, ctx.Err())
 	}
 }
