@@ -159,11 +159,11 @@ type Ticket struct {
 	probe bool
 	// streams: its request streams, so its first token is told
 	// (FirstToken); level: the slots in use at its grant, itself included
-	// (rampproven.go); started: a first token was told. Set under the
-	// queue's mutex.
-	streams, started bool
-	level            int
-	released         atomic.Bool
+	// (rampproven.go); started: a first token was told; answered: a 2xx
+	// answer without events came (Answered). Set under the queue's mutex.
+	streams, started, answered bool
+	level                      int
+	released                   atomic.Bool
 }
 
 // Waited is how long the request queued before it was granted (0 when it

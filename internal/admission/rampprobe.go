@@ -114,11 +114,30 @@ func (t *Ticket) FirstToken(prompt bool) {
 	q.dispatch(now, q.capacity())
 }
 
+// Answered tells the queue the ticket's request was answered whole with a
+// success that carries no first token to judge: a JSON answer, for a
+// stream request too (a backend that ignored "stream", a transcription
+// whisper answers in JSON). It counts as a completion of the tenant's
+// ramp, as a stream's first token does, and proves no slot. Safe to call
+// more than once, on a released ticket, and on nil.
+func (t *Ticket) Answered() {
+	if t == nil || !t.streams {
+		return // a request that does not stream counts at its release
+	}
+	q := t.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !t.released.Load() {
+		t.answered = true
+	}
+}
+
 // served reports whether the ticket's request counts as answered for the
-// tenant ramp's completions: a stream once its first token was told (one
-// that failed, was cancelled or began with an error before it did not), a
-// request that does not stream always (nothing tells its outcome here).
-// Under the queue's mutex.
+// tenant ramp's completions: a stream once its first token was told or
+// its request was answered whole (Answered); one that failed, was
+// cancelled or began with an error before either did not. A request that
+// does not stream always (nothing tells its outcome here). Under the
+// queue's mutex.
 func (t *Ticket) served() bool {
-	return !t.streams || t.started
+	return !t.streams || t.started || t.answered
 }

@@ -167,3 +167,27 @@ func TestRampCompletionNeedsFirstToken(t *testing.T) {
 		t.Fatalf("B holds %d after an answered stream; want 2 (its allowance grown by one, a held request granted)", s.Tenants["B"].InUse)
 	}
 }
+
+// A stream request answered whole (JSON: a backend that ignored "stream",
+// a transcription) is a completion, as an answered stream is, and proves
+// no slot: Answered counts it without a start. Before, only a first token
+// counted, and such a tenant's allowance never grew.
+func TestRampAnsweredStreamIsCompletion(t *testing.T) {
+	q, clk := rampQueue(16, 2*time.Second)
+	steadyHolding(t, q, clk, 4) // peak 4, margin 2: no probe goes
+	proven := q.Stats().RampProven
+	first := grantedT(t, q, Request{Tenant: "B", Cost: 100, Streams: true})
+	clk.Advance(20 * time.Millisecond)
+	if got, _ := streamsOf(t, q, clk, "B", 2); len(got) != 0 {
+		t.Fatalf("%d of B's next two granted beside its first; want both held (allowance 1)", len(got))
+	}
+	first.Answered()
+	first.Answered() // told twice: one completion
+	clk.Advance(20 * time.Millisecond)
+	first.Release()
+	first.Answered() // after its release: nothing
+	if s := q.Stats(); s.Tenants["B"].InUse != 2 || s.RampProven != proven {
+		t.Fatalf("after a stream answered whole: B holds %d, proven %d; want 2 (its allowance grown by one: both held ones granted), %d (nothing proven)",
+			s.Tenants["B"].InUse, s.RampProven, proven)
+	}
+}

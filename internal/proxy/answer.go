@@ -96,6 +96,12 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 
 	f.commit(w, c.b, resp, in, start, res)
+	if in.Started != nil {
+		// Served, with no first token to judge: a stream request's
+		// tenant ramp counts it as an answer, as it did before ramp4
+		// (admission.Ticket.Answered).
+		in.Started.Answered()
+	}
 	res.ResponseID = facts.ID
 	if in.Capture != nil {
 		in.Capture.write(held)

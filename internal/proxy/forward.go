@@ -200,13 +200,17 @@ type Request struct {
 	// goroutine: the admission ticket, whose tenant ramp grows its base
 	// on a prompt start. Not told for a JSON answer, an error status (even
 	// one sent as an event stream) or a CPU-side call, which have no first
-	// token to judge.
+	// token to judge. A 2xx answer without events (JSON, for a stream
+	// request too: a backend that ignored "stream", whisper's
+	// transcription) is told as Answered: served, nothing judged.
 	Started Starter
 }
 
-// Starter is told a stream's first token (Request.Started).
+// Starter is told a stream's first token (Request.Started), or that the
+// request was answered whole, without one (a 2xx JSON answer).
 type Starter interface {
 	FirstToken(prompt bool)
+	Answered()
 }
 
 // TokenBudget is what a stream may generate, as its token limits grant it

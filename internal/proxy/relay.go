@@ -241,6 +241,9 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result, stream bool) {
 	b := c.b
 	f.commit(w, b, resp, in, start, res)
+	if in.Started != nil && !stream && resp.StatusCode/100 == 2 {
+		in.Started.Answered() // a compressed 2xx JSON answer (relayAnswer's note)
+	}
 	flusher, _ := w.(http.Flusher)
 	if stream && flusher != nil {
 		flusher.Flush()

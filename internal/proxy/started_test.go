@@ -16,7 +16,9 @@ import (
 )
 
 // starts counts what proxy.Request.Started is told.
-type starts struct{ told, prompt atomic.Int64 }
+type starts struct{ told, prompt, answered atomic.Int64 }
+
+func (s *starts) Answered() { s.answered.Add(1) }
 
 func (s *starts) FirstToken(prompt bool) {
 	s.told.Add(1)
@@ -42,17 +44,31 @@ func TestStartedToldOnlyAFirstToken(t *testing.T) {
 		api    openai.API
 		answer string
 		told   int64
+		// answered: told Answered (a 2xx answer without events: JSON).
+		answered int64
+		ct       string // the answer's Content-Type; "" an event stream
 	}{
-		{"200 stream", http.StatusOK, openai.APIChat, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n", 1},
-		{"500 as an event stream", http.StatusInternalServerError, openai.APIChat, chatErr, 0},
-		{"200 whose first event is an error object", http.StatusOK, openai.APIChat, chatErr, 0},
+		{"200 stream", http.StatusOK, openai.APIChat, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n", 1, 0, ""},
+		{"500 as an event stream", http.StatusInternalServerError, openai.APIChat, chatErr, 0, 0, ""},
+		{"200 whose first event is an error object", http.StatusOK, openai.APIChat, chatErr, 0, 0, ""},
 		{"200 whose first event is a Responses error", http.StatusOK, openai.APIResponses,
-			"event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"engine failed\",\"sequence_number\":0}\n\n", 0},
+			"event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"engine failed\",\"sequence_number\":0}\n\n", 0, 0, ""},
+		// A backend that ignored "stream": its JSON answer, relayed as
+		// events, is served (the tenant ramp's completion) with no first
+		// token to judge. Told nothing, the ramp counted it as a failure.
+		{"200 JSON for a stream request", http.StatusOK, openai.APIChat,
+			`{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`,
+			0, 1, "application/json"},
+		{"500 JSON", http.StatusInternalServerError, openai.APIChat, `{"error":{"message":"engine failed","type":"server_error"}}`, 0, 0, "application/json"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.Copy(io.Discard, r.Body)
-				w.Header().Set("Content-Type", "text/event-stream")
+				ct := c.ct
+				if ct == "" {
+					ct = "text/event-stream"
+				}
+				w.Header().Set("Content-Type", ct)
 				w.WriteHeader(c.status)
 				_, _ = io.WriteString(w, c.answer)
 			}))
@@ -83,6 +99,9 @@ func TestStartedToldOnlyAFirstToken(t *testing.T) {
 			}
 			if got := s.told.Load(); got != c.told {
 				t.Fatalf("Started told %d times (prompt %d); want %d", got, s.prompt.Load(), c.told)
+			}
+			if got := s.answered.Load(); got != c.answered {
+				t.Fatalf("Started told Answered %d times; want %d", got, c.answered)
 			}
 		})
 	}
