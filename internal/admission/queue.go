@@ -145,7 +145,9 @@ func NewQueue(cfg QueueConfig, capacity func() int, clock func() time.Time) *Que
 
 // Ticket is a granted slot. Release it exactly once when the request is done
 // (after feeding the backend's Limiter, so the next grant sees the new limit);
-// further calls do nothing.
+// further calls do nothing. Tell it first how a request that does not
+// stream ended (Ended), a stream its first token (FirstToken): only
+// those count as answers for the tenant ramp.
 type Ticket struct {
 	q          *Queue
 	tenant     string
@@ -163,7 +165,10 @@ type Ticket struct {
 	// queue's mutex.
 	streams, started bool
 	level            int
-	released         atomic.Bool
+	// answered: its request ended in success (Ended), set by the goroutine
+	// that releases it.
+	answered bool
+	released atomic.Bool
 }
 
 // Waited is how long the request queued before it was granted (0 when it

@@ -1,6 +1,10 @@
 package admission
 
-import "time"
+import (
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
+)
 
 // The ramp's base on adaptive limits grows by probes, as TCP's slow start
 // grows its window by acks. Reckoned from the pool's recent in-use peak
@@ -114,11 +118,29 @@ func (t *Ticket) FirstToken(prompt bool) {
 	q.dispatch(now, q.capacity())
 }
 
+// Ended tells the ticket how its request ended, before Release: out is
+// outcome.Success only for a 2xx answer the backend gave whole (the
+// caller's mapping: a 4xx is the client's, a 5xx or a broken answer a
+// failure, 429/503 busy, a client that left ignored). A request that does
+// not stream counts as a tenant ramp completion only when told Success:
+// an error answer, a timeout or a cancel shows no slot the engines serve,
+// as a loss is no ack to TCP's slow start. Called by the goroutine that
+// releases the ticket (no lock: Release reads it after, on that
+// goroutine); nil-safe; the last call counts.
+func (t *Ticket) Ended(out outcome.Outcome) {
+	if t != nil {
+		t.answered = out == outcome.Success
+	}
+}
+
 // served reports whether the ticket's request counts as answered for the
 // tenant ramp's completions: a stream once its first token was told (one
 // that failed, was cancelled or began with an error before it did not), a
-// request that does not stream always (nothing tells its outcome here).
-// Under the queue's mutex.
+// request that does not stream once told it ended in success (Ended):
+// one never told does not count. Under the queue's mutex.
 func (t *Ticket) served() bool {
-	return !t.streams || t.started
+	if t.streams {
+		return t.started
+	}
+	return t.answered
 }
