@@ -25,19 +25,23 @@ import (
 // three through too. Adaptive limits (the default): no slot is known.
 // Cacheable (temperature 0), each request leads its own flight, whose
 // upstream call holds the ticket (startUpstream); otherwise it is sent
-// on the client's goroutine (serveDirect).
+// on the client's goroutine (serveDirect). B's three answered from a
+// cache A filled (shared across tenants) hold no ticket and are no
+// completion either: a hit is not the engines' answer.
 func TestRampNonStreamCountsOnlyAnswers(t *testing.T) {
 	for _, c := range []struct {
 		name         string
 		status       int
 		flights      bool
+		hits         bool // B's three are cache hits of A's answers
 		wantArrived  int
 		wantRampHeld int
 	}{
-		{"500s", http.StatusInternalServerError, false, 1, 2},
-		{"200s", http.StatusOK, false, 3, 0},
-		{"500s in flights", http.StatusInternalServerError, true, 1, 2},
-		{"200s in flights", http.StatusOK, true, 3, 0},
+		{"500s", http.StatusInternalServerError, false, false, 1, 2},
+		{"200s", http.StatusOK, false, false, 3, 0},
+		{"500s in flights", http.StatusInternalServerError, true, false, 1, 2},
+		{"200s in flights", http.StatusOK, true, false, 3, 0},
+		{"200s from the cache", http.StatusOK, true, true, 1, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			hold := make(chan struct{})
@@ -69,6 +73,7 @@ func TestRampNonStreamCountsOnlyAnswers(t *testing.T) {
 			// A loaded machine's gap between B's requests must not end its
 			// ramp (quiet for a window: busy afresh, completions forgotten).
 			cfg.Admission.TenantRamp = config.Duration(time.Minute)
+			cfg.Cache.Shared = c.hits
 			cfg.Auth.Keys = []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}
 			var url string
 			var gw *Gateway
@@ -100,14 +105,25 @@ func TestRampNonStreamCountsOnlyAnswers(t *testing.T) {
 				}
 				defer resp.Body.Close()
 				_, _ = io.Copy(io.Discard, resp.Body)
-				if x := resp.Header.Get("X-Cache"); c.flights && x != "MISS" {
-					t.Errorf("%s: X-Cache %q; want MISS (a flight's leader)", content, x)
+				want := "MISS" // a flight's leader
+				if c.hits && key == "sk-b" && strings.HasPrefix(content, "b-quick") {
+					want = "HIT"
+				}
+				if x := resp.Header.Get("X-Cache"); c.flights && x != want {
+					t.Errorf("%s of %s: X-Cache %q; want %s", content, key, x, want)
 				}
 				return resp.StatusCode, nil
 			}
 			var wg sync.WaitGroup
 			defer wg.Wait()
 			defer close(hold)
+			if c.hits { // A, alone, fills the cache with B's three answers
+				for i := range 3 {
+					if st, err := send("sk-a", "b-quick "+itoa(i)); err != nil || st != http.StatusOK {
+						t.Fatalf("A's request %d: %d, %v; want 200", i, st, err)
+					}
+				}
+			}
 			wg.Go(func() { _, _ = send("sk-a", "a-hold") })
 			waitUntil(t, "A's slot", func() bool { return q.Stats().InUse == 1 })
 			for i := range 3 {
