@@ -145,7 +145,9 @@ func NewQueue(cfg QueueConfig, capacity func() int, clock func() time.Time) *Que
 
 // Ticket is a granted slot. Release it exactly once when the request is done
 // (after feeding the backend's Limiter, so the next grant sees the new limit);
-// further calls do nothing.
+// further calls do nothing. Tell it first how a request that does not
+// stream ended (Ended), a stream its first token (FirstToken): only
+// those count as answers for the tenant ramp.
 type Ticket struct {
 	q          *Queue
 	tenant     string
@@ -160,10 +162,14 @@ type Ticket struct {
 	// streams: its request streams, so its first token is told
 	// (FirstToken); level: the slots in use at its grant, itself included
 	// (rampproven.go); started: a first token was told; answered: a 2xx
-	// answer without events came (Answered). Set under the queue's mutex.
+	// answer without events came to its stream request (Answered). Set
+	// under the queue's mutex.
 	streams, started, answered bool
 	level                      int
-	released                   atomic.Bool
+	// succeeded: its request ended in success (Ended), set by the
+	// goroutine that releases it.
+	succeeded bool
+	released  atomic.Bool
 }
 
 // Waited is how long the request queued before it was granted (0 when it

@@ -174,8 +174,10 @@ func (q *Queue) noteGrant(tenant string, now time.Time) {
 // noteRelease records a live slot of tenant given back; served says its
 // request was answered (Ticket.served), which alone counts as a completion
 // that grows the allowance: a stream that failed or was cancelled before
-// its first token, or whose first event was an error, shows no slot the
-// engines serve, as a loss is no ack to TCP's slow start.
+// its first token, or whose first event was an error, and a request that
+// does not stream not told it ended in a whole 2xx answer (Ticket.Ended:
+// a 5xx, a timeout, a cancel), show no slot the engines serve, as a loss
+// is no ack to TCP's slow start.
 func (q *Queue) noteRelease(tenant string, served bool, now time.Time) {
 	if rs := q.ramps[tenant]; rs != nil {
 		if served {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // rampQueue is a fair queue of capacity slots with the ramp on (window 2s)
@@ -87,6 +89,7 @@ func TestRampKeepsActiveTenantsSlots(t *testing.T) {
 	// completion and one as the pool's peak (the base: 15, then 16) rose
 	// with the burst's own grants.
 	clk.Advance(10 * time.Millisecond)
+	got[0].Ended(outcome.Success)
 	got[0].Release()
 	if n := grantedCount(waiting); n != 3 {
 		t.Fatalf("%d burst requests granted after one of its own completed; want 3", n)

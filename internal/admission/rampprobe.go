@@ -1,6 +1,10 @@
 package admission
 
-import "time"
+import (
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
+)
 
 // The ramp's base on adaptive limits grows by probes, as TCP's slow start
 // grows its window by acks. Reckoned from the pool's recent in-use peak
@@ -122,7 +126,7 @@ func (t *Ticket) FirstToken(prompt bool) {
 // more than once, on a released ticket, and on nil.
 func (t *Ticket) Answered() {
 	if t == nil || !t.streams {
-		return // a request that does not stream counts at its release
+		return // a request that does not stream is told how it ended (Ended)
 	}
 	q := t.q
 	q.mu.Lock()
@@ -132,12 +136,30 @@ func (t *Ticket) Answered() {
 	}
 }
 
+// Ended tells the ticket how its request ended, before Release: out is
+// outcome.Success only for a 2xx answer the backend gave whole (the
+// caller's mapping: a 4xx is the client's, a 5xx or a broken answer a
+// failure, 429/503 busy, a client that left ignored). A request that does
+// not stream counts as a tenant ramp completion only when told Success:
+// an error answer, a timeout or a cancel shows no slot the engines serve,
+// as a loss is no ack to TCP's slow start. Called by the goroutine that
+// releases the ticket (no lock: Release reads it after, on that
+// goroutine); nil-safe; the last call counts.
+func (t *Ticket) Ended(out outcome.Outcome) {
+	if t != nil {
+		t.succeeded = out == outcome.Success
+	}
+}
+
 // served reports whether the ticket's request counts as answered for the
 // tenant ramp's completions: a stream once its first token was told or
-// its request was answered whole (Answered); one that failed, was
-// cancelled or began with an error before either did not. A request that
-// does not stream always (nothing tells its outcome here). Under the
-// queue's mutex.
+// its request was answered whole (Answered) — one that failed, was
+// cancelled or began with an error before either did not — and a request
+// that does not stream once told it ended in success (Ended): one never
+// told does not count. Under the queue's mutex.
 func (t *Ticket) served() bool {
-	return !t.streams || t.started || t.answered
+	if t.streams {
+		return t.started || t.answered
+	}
+	return t.succeeded
 }

@@ -80,7 +80,10 @@ type upstreamCall struct {
 	budget proxy.TokenBudget
 	// ticket: the call's admission ticket, told the stream's first token
 	// (proxy.Request.Started): the tenant ramp grows its base on a prompt
-	// start of a grant above it. nil: none (a tokenizer call).
+	// start of a grant above it; and, by its owner after Forward, how the
+	// request ended (Ticket.Ended): a request that does not stream is a
+	// ramp completion only for a whole 2xx answer. nil: none (a tokenizer
+	// call).
 	ticket *admission.Ticket
 	// metered: the answer's usage settles a token limit: asked
 	// uncompressed so it can be read (proxy.Request.Metered).
@@ -198,6 +201,7 @@ func (g *Gateway) serveDirect(ctx context.Context, w http.ResponseWriter, vals *
 	}
 	c.handsBody = true // rec.result.BodyReleased tells record (chain.go)
 	res := rt.forward(ctx, w, served, c, capture)
+	ticket.Ended(res.Outcome()) // a ramp completion only for a whole 2xx answer
 	g.countSlotWait(served.Model, c.slotWaited)
 	g.served(served, &res)
 	if c.keepID && res.ResponseID != "" {
@@ -365,6 +369,7 @@ func (g *Gateway) startUpstream(ctx context.Context, rt *Runtime, f *flight, ser
 		w.Header()["X-Sluice-Model"] = []string{served.Model}
 		// The flight's buffer is the capture: the answer is held once.
 		res := rt.forward(ctx, w, served, &call, nil)
+		ticket.Ended(res.Outcome()) // a ramp completion only for a whole 2xx answer
 		g.countSlotWait(served.Model, call.slotWaited)
 		g.served(served, &res)
 		if served.Model != call.peek.Model {
