@@ -5,46 +5,65 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"hash"
+	"slices"
 
 	"github.com/sluice-gw/sluice/internal/config"
 )
 
-// Trust is what a token was accepted on: its issuer's iss and audience
-// and the source of the keys that verified it (the jwks_url, the
-// hmac_secret, the public_keys as read: kid and key), as a digest. Two
-// configs of an issuer with the same Trust accept the same tokens from
-// the same signers; a reload that drops the iss, or changes any of these
-// (a leaked hmac_secret replaced, a key file rotated, the provider's key
-// set moved to another URL, the audience renamed), no longer trusts the
-// tokens accepted before, and the gateway ends their running requests as
-// a removed API key's (gateway keyRequests). What only shapes a token's
-// tenant or limits (name, claims, shared_tenants, leeway, algorithms, the
-// jwks_* timings) is not in it: editing those cuts nothing.
-type Trust [sha256.Size]byte
+// Trust is what a token was accepted on: its issuer's iss and audience,
+// and each source of keys that could have verified it (the jwks_url, the
+// hmac_secret, each of the public_keys as read: kid and key), as digests.
+// A reload whose issuer of that iss has the same iss and audience and
+// still every one of those sources (Issuers.Trusts) trusts the token
+// still; one that drops the iss, renames the audience, or removes or
+// changes any source (a leaked hmac_secret replaced, a key file
+// replaced, the provider's key set moved to another URL) no longer does,
+// and the gateway ends the token's running requests as a removed API
+// key's (gateway keyRequests). A source added cuts nothing: a static key
+// is rotated by adding the new one first, and the tokens the old one
+// signed are as trusted as before (as a provider's own key rotation at
+// the same jwks_url is). What only shapes a token's tenant or limits
+// (name, claims, shared_tenants, leeway, algorithms, the jwks_* timings)
+// is not in it: editing those cuts nothing.
+type Trust struct {
+	claims [sha256.Size]byte
+	// sources is the issuer's Verifier's own slice, never modified: a
+	// request holds it without a copy.
+	sources [][sha256.Size]byte
+}
 
 // trustOf is the Trust of the issuer c with the static keys read from it.
 func trustOf(c config.JWT, static []staticKey) Trust {
-	h := sha256.New()
-	field := func(s string) { writeField(h, []byte(s)) }
-	field(c.Issuer)
-	field(c.Audience)
-	field(c.JWKSURL)
-	field(c.HMACSecret)
+	var t Trust
+	t.claims = digest(c.Issuer, c.Audience)
+	if c.JWKSURL != "" {
+		t.sources = append(t.sources, digest("jwks_url", c.JWKSURL))
+	}
+	if c.HMACSecret != "" {
+		t.sources = append(t.sources, digest("hmac_secret", c.HMACSecret))
+	}
 	for _, k := range static {
-		field(k.kid)
 		der, err := x509.MarshalPKIXPublicKey(k.key)
 		if err != nil { // readPublicKey admits only kinds it marshals
 			der = nil
 		}
-		writeField(h, der)
+		t.sources = append(t.sources, digest("public_key", k.kid, string(der)))
 	}
-	var t Trust
-	h.Sum(t[:0])
 	return t
 }
 
-// writeField writes b length-prefixed, so that no two lists of fields
+// digest hashes fields length-prefixed, so that no two lists of fields
 // hash alike.
+func digest(fields ...string) [sha256.Size]byte {
+	h := sha256.New()
+	for _, f := range fields {
+		writeField(h, []byte(f))
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
 func writeField(h hash.Hash, b []byte) {
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
@@ -52,9 +71,18 @@ func writeField(h hash.Hash, b []byte) {
 	h.Write(b)
 }
 
-// Trusts reports whether s has an issuer of iss whose Trust is t: a token
-// accepted with t before a reload is still trusted by the issuers after.
+// Trusts reports whether s has an issuer of iss that still trusts a token
+// accepted on t before a reload: the same iss and audience, and every
+// source of keys t had (more may have been added).
 func (s *Issuers) Trusts(iss string, t Trust) bool {
 	v := s.byIss[iss]
-	return v != nil && v.trust == t
+	if v == nil || v.trust.claims != t.claims {
+		return false
+	}
+	for _, src := range t.sources {
+		if !slices.Contains(v.trust.sources, src) {
+			return false
+		}
+	}
+	return true
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -220,6 +222,18 @@ func TestReloadChangingAnIssuersKeysEndsItsTokensRequests(t *testing.T) {
 			c.Auth.JWT.SharedTenants = []string{"ops"}
 			c.Auth.JWT.Claims.Tenant = "org"
 		}, false},
+		{"nothing edited", nil, false},
+		{"the jwks_* timings edited", func(c *config.Config) {
+			c.Auth.JWT.JWKSRefresh, c.Auth.JWT.JWKSTimeout = config.Duration(2*time.Hour), config.Duration(3*time.Second)
+		}, false},
+		{"the provider's keys rotated at the same jwks_url", func(*config.Config) { is.AddRSA(t, "rsa-2") }, false},
+		// Sources added: every token accepted before is verified as it was.
+		{"a public key added beside the key set", func(c *config.Config) {
+			c.Auth.JWT.PublicKeys = []config.JWTKey{{File: pemFile(t, other.RSAPublicPEM(t)), KID: "static-1"}}
+		}, false},
+		{"an hmac_secret added", func(c *config.Config) {
+			c.Auth.JWT.HMACSecret, c.Auth.JWT.Algorithms = strings.Repeat("s", 32), []string{"RS256", "ES256", "HS256"}
+		}, false},
 		{"another jwks_url", func(c *config.Config) { c.Auth.JWT.JWKSURL = other.URL() }, true},
 		{"another audience", func(c *config.Config) { c.Auth.JWT.Audience = "sluice-2" }, true},
 		{"auth.jwt removed", func(c *config.Config) { c.Auth.JWT = config.Default().Auth.JWT }, true},
@@ -239,5 +253,44 @@ func TestReloadChangingAnIssuersKeysEndsItsTokensRequests(t *testing.T) {
 				t.Fatalf("the token's stream after the reload: %q; want cut %v", s, tc.cut)
 			}
 		})
+	}
+}
+
+// pemFile writes pem to a file of the test's and returns its path.
+func pemFile(t *testing.T, pem []byte) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(f, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestReloadRotatingAStaticKeyEndsOnlyWhenTheKeyGoes: an issuer verified
+// by public_keys rotates a key by adding the new one, then removing the
+// old: the first reload cuts none of the tokens the old key signed (they
+// are as trusted as before), the second ends their running requests.
+// Before, adding the key cut them too (the issuer's Trust was one digest
+// of all its keys).
+func TestReloadRotatingAStaticKeyEndsOnlyWhenTheKeyGoes(t *testing.T) {
+	old, next := jwttest.New(t), jwttest.New(t)
+	oldKey := config.JWTKey{File: pemFile(t, old.RSAPublicPEM(t)), KID: jwttest.RSAKID}
+	newKey := config.JWTKey{File: pemFile(t, next.RSAPublicPEM(t)), KID: "rsa-next"}
+	var be string
+	cfg := func(keys ...config.JWTKey) *config.Config {
+		c := jwtConfig(old, be)
+		c.Auth.JWT.JWKSURL, c.Auth.JWT.PublicKeys = "", keys
+		return c
+	}
+	g, _, _ := newIssuerReloadGateway(t, func(u string) *config.Config { be = u; return cfg(oldKey) })
+	br, resp, _ := g.held(old.RS256(t, validClaims(jwt.MapClaims{"org": "acme"})), true)
+	if cut := g.swap(cfg(oldKey, newKey)); cut != "" {
+		t.Fatalf("a reload adding a key: %q; want nothing cut", cut)
+	}
+	if cut := g.swap(cfg(newKey)); !strings.Contains(cut, "token_requests=1") {
+		t.Fatalf("a reload removing the key that signed the token: %q; want its request cut", cut)
+	}
+	if s := rest(t, br, resp); !cutStream(s) {
+		t.Fatalf("the token's stream after its key went: %q; want an api_key_revoked event", s)
 	}
 }

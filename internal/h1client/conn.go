@@ -119,13 +119,16 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 	} else if err := cn.br.waitByte(); err != nil {
 		return fail(&exchangeError{err: err, noResponse: true})
 	}
+	// After a failed write, bytes that make no final answer (a 100
+	// Continue, a head cut off by the reset) leave the request as unsent
+	// as it was: it did not leave whole (Unanswered, the proxy's retry).
 	h, err := readFinalHead(&cn.br, &cn.scratch)
 	if err != nil {
-		return fail(&exchangeError{err: err})
+		return fail(&exchangeError{err: err, unsent: early})
 	}
 	f, err := frame(h, req.Method, req.Close || early)
 	if err != nil {
-		return fail(&exchangeError{err: err})
+		return fail(&exchangeError{err: err, unsent: early})
 	}
 	resp := &http.Response{
 		Status: h.status, StatusCode: h.code, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: h.minor,
@@ -170,7 +173,6 @@ func (cn *conn) release(stop func() bool, reusable bool) {
 	cn.close()
 }
 
-// writeRest streams a body that did not fit in the message.
 // connWriteFailed reports whether err is a write to the connection that
 // failed, not a read of the request body's source: io.Copy returns
 // either, and TCPConn.ReadFrom wraps both in a "readfrom" error, so the
@@ -184,6 +186,7 @@ func connWriteFailed(err error) bool {
 	return false
 }
 
+// writeRest streams a body that did not fit in the message.
 func writeRest(cn *conn, out encoded) error {
 	if out.length >= 0 {
 		n, err := io.Copy(cn.nc, io.LimitReader(out.rest, out.length))

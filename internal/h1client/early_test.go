@@ -102,3 +102,72 @@ func TestBodySourceFailureIsNotAnEarlyAnswer(t *testing.T) {
 		t.Fatalf("got %v (context: %v), want the body's error at once", err, ctx.Err())
 	}
 }
+
+// The early read after a failed write may find bytes that are no final
+// answer: an interim 100 Continue, or a head cut off by the reset. The
+// request still did not leave whole, and Unanswered must say so as it did
+// before the early read (the proxy retries such a request elsewhere and
+// counts no failure), not leave it a plain failed exchange.
+func TestEarlyReadWithoutFinalAnswerStaysUnsent(t *testing.T) {
+	body := strings.Repeat("x", 24<<20) // more than the kernel buffers hold
+	for name, sent := range map[string]string{
+		"interim 100": "HTTP/1.1 100 Continue\r\n\r\n",
+		"cut head":    "HTTP/1.1 413 Payload Too La",
+	} {
+		t.Run(name, func(t *testing.T) {
+			raw := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+				// The first request is answered whole, so the connection
+				// is pooled and the second one reuses it.
+				if _, err := readRequest(r); err != nil {
+					return
+				}
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+				if _, err := http.ReadRequest(r); err != nil {
+					return
+				}
+				c.Write([]byte(sent))
+				c.(*net.TCPConn).SetLinger(0)
+			})
+			c := newClient(t, Options{})
+			resp, err := c.RoundTrip(post(t, context.Background(), raw.url(), "first"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			readAll(t, resp)
+			resp, err = c.RoundTrip(post(t, context.Background(), raw.url(), body))
+			if err == nil {
+				resp.Body.Close()
+				t.Fatalf("got %d for a request cut off with no final answer", resp.StatusCode)
+			}
+			if stale, unsent := Unanswered(err); !stale || !unsent {
+				t.Fatalf("Unanswered(%v) = stale %v, unsent %v; want both: the request did not leave whole", err, stale, unsent)
+			}
+		})
+	}
+}
+
+// An early answer that is a 200 with a body (a server that answered
+// without reading the rest) is read whole, and its connection is closed,
+// not pooled, whatever the answer's own Connection header says.
+func TestEarlySuccessBodyIsReadAndConnectionClosed(t *testing.T) {
+	body := strings.Repeat("x", 24<<20)
+	const answer = "done early"
+	raw := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+		if _, err := http.ReadRequest(r); err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: " + strconv.Itoa(len(answer)) + "\r\n\r\n" + answer))
+		c.(*net.TCPConn).SetLinger(0)
+	})
+	c := newClient(t, Options{})
+	resp, err := c.RoundTrip(post(t, context.Background(), raw.url(), body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); resp.StatusCode != http.StatusOK || got != answer || !resp.Close {
+		t.Fatalf("got %d %q close %v", resp.StatusCode, got, resp.Close)
+	}
+	if st := c.Stats(); st.Idle != 0 {
+		t.Fatalf("the connection of a request that did not leave whole was pooled: %+v", st)
+	}
+}
