@@ -265,3 +265,59 @@ func TestJudgeIdlePoolAgainstItsBound(t *testing.T) {
 		t.Fatalf("idle pool heading past a bound of 40 passed: %+v", v)
 	}
 }
+
+// tokenRun is an 8-minute run's samples of the backends' outstanding
+// tokens: each request in flight holding 940-1,710 tokens (the soak's
+// mix, soakfix), plus leaked: tokens never given back.
+func tokenRun(inflight []float64, leaked func(i int) float64) []sample {
+	holds := []float64{940, 1710, 1250, 1100, 1580, 1320, 990, 1450}
+	var out []sample
+	for i, n := range inflight {
+		out = append(out, sample{at: time.Duration(i) * 30 * time.Second, values: map[string]float64{
+			mInflight: n,
+			mTokens:   n*holds[i*3%len(holds)] + leaked(i),
+		}})
+	}
+	return out
+}
+
+// More requests in flight at the end of the half (soakfix's FAILs: two
+// more at the end): the sum's growth is past the old floor of 1,200, and
+// less what the requests in flight hold it passes.
+var moreInFlightLate = []float64{3, 4, 2, 3, 4, 3, 2, 4, 3, 0, 3, 3, 4, 3, 4, 3, 5}
+
+func TestJudgeOutstandingTokensFollowInFlight(t *testing.T) {
+	s := tokenRun(moreInFlightLate, none)
+	half := s[len(s)/2:]
+	var xs, ys []float64
+	for _, x := range half {
+		xs, ys = append(xs, x.at.Minutes()), append(ys, x.values[mTokens])
+	}
+	if raw := slope(xs, ys) * (half[len(half)-1].at - half[0].at).Minutes(); raw <= 1200 {
+		t.Fatalf("raw growth %.0f: the run does not reproduce the old FAIL", raw)
+	}
+	v := verdictsByName(judge(s))[mTokens]
+	if v.judged != "slope" || !v.pass {
+		t.Fatalf("no leak, more in flight late: %+v; want a PASS", v)
+	}
+	var b strings.Builder
+	printVerdict(&b, judge(s))
+	if !strings.Contains(b.String(), "PASS (apart from those in flight)") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+// Tokens never given back fail, whatever is in flight: half a request's
+// hold per sample (one request in 200 at 4 req/s keeps its hold) on a
+// steady and on a late-rising in-flight count, and tokens held at
+// samples with none in flight.
+func TestJudgeOutstandingTokensLeakFails(t *testing.T) {
+	perSample := func(i int) float64 { return 650 * float64(i) }
+	flat := []float64{4, 4, 3, 4, 5, 4, 4, 3, 4, 5, 4, 3, 4, 4, 5, 4, 3}
+	for name, inflight := range map[string][]float64{"flat": flat, "rising": moreInFlightLate, "none in flight": make([]float64, len(flat))} {
+		v := verdictsByName(judge(tokenRun(inflight, perSample)))[mTokens]
+		if v.pass {
+			t.Errorf("%s: a leak of 650 tokens per sample passed: %+v", name, v)
+		}
+	}
+}

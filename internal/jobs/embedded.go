@@ -137,7 +137,7 @@ func StartEmbedded(o EmbeddedOptions) (*Embedded, error) {
 		// store learns of a disk fault (serverLog).
 		NoLog: false,
 	}
-	e.beforeStart()
+	e.beforeStart(e.now())
 	if err := e.startServer(); err != nil {
 		return nil, err
 	}

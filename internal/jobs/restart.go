@@ -25,6 +25,24 @@ import (
 // server (redelivered, its record deciding whether it runs again), one
 // queued stays queued.
 
+// restartServer is a recovery's start of a new server: the first
+// start's pre-start check (beforeStart: the damaged KV blocks cut at their
+// first bad record, the originals kept) before it and the start's audit
+// after it. A block damaged during the fault's episode, the likeliest
+// time for it, made the new server loop in nats-server under the stream's
+// lock until the next process start (docs/RELIABILITY.md, restartcheck).
+// afterStart's moves of the meta files and consumers nats-server did not
+// load are left to a process start: the gateway's Store.Open and the
+// workers' start make them again, which a recovery does not.
+func (e *Embedded) restartServer() error {
+	e.beforeStart(e.now())
+	if err := e.startServer(); err != nil {
+		return err
+	}
+	e.auditAfterRestart(e.now())
+	return nil
+}
+
 // startServer makes, starts and publishes a server with e.opts and the
 // JetStream limits the first one settled on (none before it started).
 func (e *Embedded) startServer() error {

@@ -252,9 +252,21 @@ func syncDir(dir string) {
 	_ = d.Close()
 }
 
-// beforeStart takes the inventory nats-server's start is compared with.
-func (e *Embedded) beforeStart() {
+// beforeStart takes the inventory nats-server's start is compared with
+// and cuts the KV blocks damaged in place (storeblocks.go). Every start of
+// a server on the store runs it, the first and a disk fault's recovery
+// (restartServer): damage is likeliest during a fault. At a recovery the
+// store has been audited already: what it found then stays reported
+// (a.damage), the new findings start afresh, and the marks are the ones
+// the gateway last wrote (in memory: its disk may still be failing).
+func (e *Embedded) beforeStart(now time.Time) {
 	a := &e.audit
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	restart := a.audited
+	if restart {
+		a.skipped = nil
+	}
 	var err error
 	if a.onDisk, err = streamDirsOnDisk(e.dir); err != nil {
 		e.log.Warn("job store: listing its streams on disk", "data_dir", e.dir, "error", err.Error())
@@ -267,7 +279,10 @@ func (e *Embedded) beforeStart() {
 			a.noIndex[name] = true
 		}
 	}
-	e.cutDamagedKVBlocks(time.Now())
+	e.cutDamagedKVBlocks(now)
+	if restart {
+		return
+	}
 	if a.marks, err = readStoreMarks(e.dir); err != nil {
 		e.log.Warn("job store: its stream marks are unreadable; damage is found from nats-server's reports only", "data_dir", e.dir, "error", err.Error())
 	}
@@ -374,10 +389,36 @@ func (e *Embedded) AuditStore() []StreamDamage {
 	if e == nil {
 		return nil
 	}
-	now := time.Now()
 	a := &e.audit
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return e.auditLocked(time.Now(), "at start")
+}
+
+// auditAfterRestart is the start's audit for a recovery's new server,
+// once the store has had its first (AuditStore; before it, Store.Open's
+// audit covers this start too): what beforeStart cut and the streams'
+// last sequences against the marks, the new damage logged and added to
+// what earlier starts found.
+func (e *Embedded) auditAfterRestart(now time.Time) {
+	a := &e.audit
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.audited {
+		return
+	}
+	before := a.damage
+	found := e.auditLocked(now, "at a recovery restart")
+	for i := range found {
+		found[i].Problem = "at a recovery restart at " + now.UTC().Format(time.RFC3339) + ": " + found[i].Problem
+	}
+	a.damage = append(slices.Clone(before), found...)
+}
+
+// auditLocked is AuditStore's comparison (see above), when says which
+// start found the damage; a.mu is held.
+func (e *Embedded) auditLocked(now time.Time, when string) []StreamDamage {
+	a := &e.audit
 	loaded, err := e.loadedStreams()
 	if err != nil {
 		e.log.Warn("job store: reading its streams' state", "data_dir", e.dir, "error", err.Error())
@@ -422,7 +463,7 @@ func (e *Embedded) AuditStore() []StreamDamage {
 		for _, d := range damage {
 			lost += d.LostMsgs
 		}
-		e.log.Error("job store found damaged on disk at start: accepted jobs, batches or files in a stream with lost messages answer 404 or never run; the gateway serves what is left; see docs/DEPLOY.md \"When the store comes back damaged\"",
+		e.log.Error("job store found damaged on disk "+when+": accepted jobs, batches or files in a stream with lost messages answer 404 or never run; the gateway serves what is left; see docs/DEPLOY.md \"When the store comes back damaged\"",
 			"data_dir", e.dir, "streams", len(damage), "lost_messages", lost, "damage", damageText(damage))
 	}
 	e.writeMarksLocked(loaded, false)
@@ -505,7 +546,8 @@ func damageText(ds []StreamDamage) string {
 	return strings.Join(parts, " | ")
 }
 
-// StoreDamageText is the damage found at start, for /status; "" if none.
+// StoreDamageText is the damage found at start (and at a recovery
+// restart, each such entry saying so), for /status; "" if none.
 func (e *Embedded) StoreDamageText() string {
 	ds := e.StoreDamage()
 	if len(ds) == 0 {

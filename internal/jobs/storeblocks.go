@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,7 +27,8 @@ import (
 // from what is left, as a cut block always was, and served normally
 // (measured: no loop, jobs run, the loss reported).
 //
-// So before nats-server starts, each KV stream's blocks are walked record
+// So before nats-server starts (at the process's start and at a disk
+// fault's recovery: restartServer), each KV stream's blocks are walked record
 // by record with the checks nats-server's indexCacheBuf makes; a block
 // with a record that fails them is cut there (the records from it on were
 // unreadable to nats-server anyway), its original and the stream's
@@ -45,6 +47,7 @@ const (
 	blockRecordHash   = 8
 	blockHeadersBit   = 1 << 31
 	blockRecordMax    = 32 << 20 // nats-server's rlBadThresh
+	blockReadChunk    = 1 << 20
 )
 
 // firstBadRecord is the offset of the first record of the block at path
@@ -61,12 +64,20 @@ func firstBadRecord(path string) (bad, size int64, err error) {
 		return -1, 0, err
 	}
 	size = st.Size()
+	// Read in large sequential chunks, the bodies skipped in the buffer: a
+	// read per record (ReadAt of each header) took 0.41-0.51 s over 100,000
+	// job-sized records, a start's delay growing with the store; chunked,
+	// 19-26 ms (BenchmarkFirstBadRecord100k).
+	br := bufio.NewReaderSize(f, blockReadChunk)
 	var hdr [blockRecordHeader]byte
 	for off := int64(0); off < size; {
 		if off+blockRecordHeader > size {
 			return off, size, nil
 		}
-		if _, err := f.ReadAt(hdr[:], off); err != nil && !errors.Is(err, io.EOF) {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return off, size, nil // shorter than it was: cut there
+			}
 			return -1, size, err
 		}
 		rl := binary.LittleEndian.Uint32(hdr[0:])
@@ -78,6 +89,12 @@ func firstBadRecord(path string) (bad, size int64, err error) {
 		dlen := int64(rl) - blockRecordHeader
 		if dlen < 0 || shlen > dlen-blockRecordHash || off+int64(rl) > size || rl > blockRecordMax {
 			return off, size, nil
+		}
+		if _, err := br.Discard(int(rl) - blockRecordHeader); err != nil {
+			if errors.Is(err, io.EOF) {
+				return off, size, nil
+			}
+			return -1, size, err
 		}
 		off += int64(rl)
 	}

@@ -291,7 +291,7 @@ func (e *Embedded) tryRecover(backOff bool) bool {
 		e.log.Debug("job store's data directory still refuses writes", "data_dir", e.dir, "error", err.Error())
 		return false
 	}
-	stop, start := e.stopServer, e.startServer
+	stop, start := e.stopServer, e.restartServer
 	if e.restartSeam != nil {
 		stop, start = e.restartSeam[0], e.restartSeam[1]
 	}
