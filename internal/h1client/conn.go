@@ -126,6 +126,13 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 	if err != nil {
 		return fail(&exchangeError{err: err, unsent: early})
 	}
+	if early && cn.reused && h.code == http.StatusRequestTimeout {
+		// A backend closing an idle keep-alive connection may send an
+		// unsolicited 408 first; sent after the pool's liveness check, it
+		// is read here, but it answers no request (net/http ignores a 408
+		// on an idle connection). The request is unsent, as before.
+		return fail(&exchangeError{err: errIdle408, unsent: true})
+	}
 	f, err := frame(h, req.Method, req.Close || early)
 	if err != nil {
 		return fail(&exchangeError{err: err, unsent: early})
@@ -154,6 +161,10 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 }
 
 var chunkedCoding = []string{"chunked"}
+
+// errIdle408 is the failed write on a pooled connection whose server had
+// sent an idle close's 408 Request Timeout.
+var errIdle408 = errors.New("h1client: the pooled connection was closed by the server (408 Request Timeout on the idle connection)")
 
 func noStop() bool { return true }
 

@@ -171,3 +171,56 @@ func TestEarlySuccessBodyIsReadAndConnectionClosed(t *testing.T) {
 		t.Fatalf("the connection of a request that did not leave whole was pooled: %+v", st)
 	}
 }
+
+// A backend closing an idle keep-alive connection may first send an
+// unsolicited 408 Request Timeout. Sent just after the pool's liveness
+// check, it is in the receive queue when the next request's write fails
+// on the closed connection; it answers no request the server saw, and
+// must not be returned as this one's answer (net/http ignores a 408 on
+// an idle connection). The request stays unsent, as a write failure on a
+// pooled connection always was. The server here sends the 408 when the
+// request begins to arrive, which the client cannot tell from the race.
+func TestIdleCloses408IsNotTheEarlyAnswer(t *testing.T) {
+	body := strings.Repeat("x", 24<<20) // more than the kernel buffers hold
+	raw := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+		if _, err := readRequest(r); err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		if _, err := r.Peek(1); err != nil { // the next request's first byte
+			return
+		}
+		c.Write([]byte("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+		c.(*net.TCPConn).SetLinger(0)
+	})
+	c := newClient(t, Options{})
+	resp, err := c.RoundTrip(post(t, context.Background(), raw.url(), "first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	resp, err = c.RoundTrip(post(t, context.Background(), raw.url(), body))
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("an idle close's 408 was returned as the answer: %d", resp.StatusCode)
+	}
+	if stale, unsent := Unanswered(err); !stale || !unsent {
+		t.Fatalf("Unanswered(%v) = stale %v, unsent %v; want both: the request did not leave whole", err, stale, unsent)
+	}
+	// On a fresh connection a 408 after a failed write is the server's
+	// answer to this request (it saw it begin): returned as such.
+	fresh := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+		if _, err := http.ReadRequest(r); err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+		c.(*net.TCPConn).SetLinger(0)
+	})
+	resp, err = c.RoundTrip(post(t, context.Background(), fresh.url(), body))
+	if err != nil {
+		t.Fatalf("fresh connection: %v; want the 408", err)
+	}
+	if readAll(t, resp); resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("fresh connection: got %d, want 408", resp.StatusCode)
+	}
+}

@@ -207,6 +207,10 @@ func (a slogAdapter) Warnf(f string, v ...any) { a.e.serverLog(slog.LevelWarn, f
 
 // Fatalf is nats-server giving up a start: during startServer the line
 // is that start's error (logged by its caller, once), else an ERROR.
+// The start's line is not watched for a disk fault: one that names the
+// disk ("Can't start JetStream: ... no space left on device") is the
+// failed start, counted by its recovery once (restartFailed), not also a
+// write the disk refused and a second fault of the episode.
 func (a slogAdapter) Fatalf(f string, v ...any) {
 	line := fmt.Sprintf(f, v...)
 	if ch := a.e.startFatal.Load(); ch != nil {
@@ -214,7 +218,7 @@ func (a slogAdapter) Fatalf(f string, v ...any) {
 		case *ch <- line:
 		default:
 		}
-		a.e.serverLog(slog.LevelDebug, line)
+		a.e.log.Debug(line, "component", "nats")
 		return
 	}
 	a.e.serverLog(slog.LevelError, line)

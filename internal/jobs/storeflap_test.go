@@ -151,12 +151,24 @@ func TestRestartKeepsItsEpisode(t *testing.T) {
 		start   func(e *Embedded) error
 		recover bool
 		faults  int
+		writes  uint64 // the write failures counted: the two faults' lines, and one the new server logs
 	}{
 		{"a fault logged as the new server starts", func(e *Embedded) error {
 			e.serverLog(slog.LevelError, faultLine)
 			return nil
-		}, true, 3},
-		{"the new server does not start", func(*Embedded) error { return errors.New("not ready") }, false, 3},
+		}, true, 3, 3},
+		{"the new server does not start", func(*Embedded) error { return errors.New("not ready") }, false, 3, 2},
+		// nats-server gives up its start in a Fatalf line that names the
+		// disk (server.Start: "Can't start JetStream: ..."), taken as
+		// startServer takes it: the start's error, one fault of the
+		// episode, not also a write the disk refused (it counted twice).
+		{"the new server does not start for a full disk", func(e *Embedded) error {
+			fatal := make(chan string, 1)
+			e.startFatal.Store(&fatal)
+			defer e.startFatal.Store(nil)
+			slogAdapter{e}.Fatalf("Can't start JetStream: %v", "could not create storage directory - mkdir /data/jetstream: no space left on device")
+			return errors.New("jobs: embedded NATS did not start: " + <-fatal)
+		}, false, 3, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var clock atomic.Int64
@@ -205,6 +217,9 @@ func TestRestartKeepsItsEpisode(t *testing.T) {
 			}
 			if faults != tc.faults || recoveries != wantRecoveries {
 				t.Errorf("episode has %d faults and %d recoveries, want %d and %d (its backoff kept)", faults, recoveries, tc.faults, wantRecoveries)
+			}
+			if got := e.StoreWriteFailures(); got != tc.writes {
+				t.Errorf("%d write failures counted, want %d", got, tc.writes)
 			}
 		})
 	}

@@ -22,6 +22,10 @@ type sseCheck struct {
 	joined  []byte // the data of an event with several data lines
 	pending []byte // the start of an event still arriving
 	sent    int    // pending's leading bytes returned by the last feed
+	// errFirst: the error was the stream's first event (a Responses
+	// stream's first output event): no generation began before it;
+	// begun: an output event was accepted (a first token, stream.go).
+	errFirst, begun bool
 	// afterCR: the bytes returned by the last feed ended an event with a
 	// lone \r, which may be the first half of a \r\n cut across reads: a
 	// \n that starts the next feed ends the same line.
@@ -245,6 +249,7 @@ func (s *sseCheck) accept(data []byte) bool {
 	if !openai.ValidObject(data) {
 		return false
 	}
+	before := s.begun
 	if s.api == openai.APIResponses {
 		s.acceptResponses(data)
 	}
@@ -257,7 +262,20 @@ func (s *sseCheck) accept(data []byte) bool {
 	if t := bytes.TrimLeft(data, " \t\r\n"); (bytes.HasPrefix(t, errorFirst) || bytes.HasPrefix(t, vllmErrorFirst)) && openai.ErrorObject(t) {
 		s.errored = true
 	}
+	s.noteBegun(before)
 	return true
+}
+
+// noteBegun follows accept's event: with none begun before it, an error
+// event is the stream's first; any event that is output begins it (a
+// Responses stream's lifecycle events do not: no token yet).
+func (s *sseCheck) noteBegun(before bool) {
+	if !before && s.errored {
+		s.errFirst = true
+	}
+	if s.api != openai.APIResponses || s.resp.output {
+		s.begun = true
+	}
 }
 
 var errorFirst, vllmErrorFirst = []byte(`{"error"`), []byte(`{"object":"error"`)

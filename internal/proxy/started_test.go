@@ -53,6 +53,13 @@ func TestStartedToldOnlyAFirstToken(t *testing.T) {
 		{"200 whose first event is an error object", http.StatusOK, openai.APIChat, chatErr, 0, 0, ""},
 		{"200 whose first event is a Responses error", http.StatusOK, openai.APIResponses,
 			"event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"engine failed\",\"sequence_number\":0}\n\n", 0, 0, ""},
+		// Tokens, then the backend's in-band error, in one read: the
+		// engine started generating, so its first token is told.
+		{"200 with a token before an error object", http.StatusOK, openai.APIChat,
+			"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n" + chatErr, 1, 0, ""},
+		{"200 with a Responses token before its error", http.StatusOK, openai.APIResponses,
+			"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"item_id\":\"m1\",\"output_index\":0,\"content_index\":0,\"delta\":\"hi\",\"sequence_number\":0}\n\n" +
+				"event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"engine failed\",\"sequence_number\":1}\n\n", 1, 0, ""},
 		// A backend that ignored "stream": its JSON answer, relayed as
 		// events, is served (the tenant ramp's completion) with no first
 		// token to judge. Told nothing, the ramp counted it as a failure.

@@ -57,11 +57,12 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 				if !c.cpu { // a CPU-side call's time is learnt by nothing
 					prompt := b.FirstToken(f.opt.Now(), res.TTFB)
 					c.fed = true
-					// A stream whose first events carry the backend's
-					// in-band error started no generation: told it, a
-					// ramp probe failed at once would count a slot the
-					// engine never ran (admission.Ticket.FirstToken).
-					if in.Started != nil && !chk.errored {
+					// A stream whose first event is the backend's in-band
+					// error started no generation: told it, a ramp probe
+					// failed at once would count a slot the engine never
+					// ran (admission.Ticket.FirstToken). Tokens before an
+					// error in the same read did start it.
+					if in.Started != nil && !chk.errFirst {
 						in.Started.FirstToken(prompt)
 					}
 				}
