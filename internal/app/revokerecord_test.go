@@ -84,25 +84,7 @@ func TestRestartedGatewayRefusesARevokedTenantsJobs(t *testing.T) {
 	url, _ = serveApp(t, b)
 	waitJob(t, url, keptLoc, "sk-kept", func(m map[string]any) bool { return m["status"] == string(jobs.StatusSucceeded) })
 	id := goneLoc[strings.LastIndex(goneLoc, "/")+1:]
-	var gone *jobs.Job
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		b.jobsMu.Lock()
-		q := b.jobs
-		b.jobsMu.Unlock()
-		if q != nil {
-			j, err := q.store.Job(context.Background(), "gone", id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if j.Status.Terminal() {
-				gone = j
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("gone's job did not end")
-		}
-	}
+	gone := terminalJob(t, b, "gone", id)
 	if gone.Status != jobs.StatusFailed || gone.Error == nil || gone.Error.Code != jobs.CodeRevoked || calls.Load() != 1 {
 		t.Fatalf("after the restart, gone's job: %s %+v, %d backend calls; want failed %s and 1 call (kept's)",
 			gone.Status, gone.Error, calls.Load(), jobs.CodeRevoked)
@@ -170,27 +152,33 @@ func TestRestartedGatewayRefusesARemovedIssuersJobs(t *testing.T) {
 	url, _ = serveApp(t, b)
 	waitJob(t, url, keptLoc, "sk-kept", func(m map[string]any) bool { return m["status"] == string(jobs.StatusSucceeded) })
 	id := tokenLoc[strings.LastIndex(tokenLoc, "/")+1:]
-	var gone *jobs.Job
+	gone := terminalJob(t, b, "jwt:acme", id)
+	if gone.Status != jobs.StatusFailed || gone.Error == nil || gone.Error.Code != jobs.CodeRevoked || calls.Load() != 1 {
+		t.Fatalf("after the restart, jwt:acme's job: %s %+v, %d backend calls; want failed %s and 1 call (kept's)",
+			gone.Status, gone.Error, calls.Load(), jobs.CodeRevoked)
+	}
+}
+
+// terminalJob waits for tenant's job id in a's store to end (30 s, a hang
+// guard; the store is looked up each turn, as a's job queue may start
+// after it serves) and returns it.
+func terminalJob(t *testing.T, a *App, tenant, id string) *jobs.Job {
+	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		b.jobsMu.Lock()
-		q := b.jobs
-		b.jobsMu.Unlock()
+		a.jobsMu.Lock()
+		q := a.jobs
+		a.jobsMu.Unlock()
 		if q != nil {
-			j, err := q.store.Job(context.Background(), "jwt:acme", id)
+			j, err := q.store.Job(context.Background(), tenant, id)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if j.Status.Terminal() {
-				gone = j
-				break
+				return j
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the token tenant's job did not end")
+			t.Fatalf("%s's job %s did not end", tenant, id)
 		}
-	}
-	if gone.Status != jobs.StatusFailed || gone.Error == nil || gone.Error.Code != jobs.CodeRevoked || calls.Load() != 1 {
-		t.Fatalf("after the restart, jwt:acme's job: %s %+v, %d backend calls; want failed %s and 1 call (kept's)",
-			gone.Status, gone.Error, calls.Load(), jobs.CodeRevoked)
 	}
 }
