@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,6 +110,81 @@ func TestStartedToldOnlyAFirstToken(t *testing.T) {
 			}
 			if got := s.answered.Load(); got != c.answered {
 				t.Fatalf("Started told Answered %d times; want %d", got, c.answered)
+			}
+		})
+	}
+}
+
+// pingWriter is a client's ResponseWriter that says when the first bytes
+// reached it.
+type pingWriter struct {
+	*httptest.ResponseRecorder
+	once sync.Once
+	got  chan struct{}
+}
+
+func (w *pingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseRecorder.Write(p)
+	w.once.Do(func() { close(w.got) })
+	return n, err
+}
+
+// A keep-alive comment a backend (or a proxy in front of its engine)
+// sends before the engine starts the stream commits it, but is no first
+// token: Request.Started is told at the first event with data, and not at
+// all when that is the backend's in-band error. The backend sends ": ping"
+// alone, then the rest only once the client got the ping, so the two are
+// read apart. Before, the ping was told as a prompt first token: the
+// tenant ramp counted the failed stream as an answer (a completion), and
+// its memory of prompt starts a slot the engine never ran.
+func TestStartedNotToldAKeepAlive(t *testing.T) {
+	const chatErr = "data: {\"error\":{\"message\":\"engine failed\",\"type\":\"server_error\"}}\n\n"
+	const chunk = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
+	for _, c := range []struct {
+		name string
+		rest string
+		told int64
+	}{
+		{"ping, then an error event", chatErr, 0},
+		{"ping, then a token", chunk, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := &pingWriter{ResponseRecorder: httptest.NewRecorder(), got: make(chan struct{})}
+			srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				rw.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(rw, ": ping\n\n")
+				rw.(http.Flusher).Flush()
+				select {
+				case <-w.got:
+				case <-r.Context().Done():
+					return
+				}
+				_, _ = io.WriteString(rw, c.rest)
+			}))
+			t.Cleanup(srv.Close)
+			b, err := endpoint.New(endpoint.Spec{URL: srv.URL}, endpoint.HealthPolicy{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			transport := http.DefaultTransport.(*http.Transport).Clone()
+			t.Cleanup(transport.CloseIdleConnections)
+			f := proxy.NewForwarder(proxy.Options{Transport: transport,
+				Timeouts: proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}})
+			raw := `{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":true}`
+			body, err := proxy.NewBodyPool(nil).ReadBody(strings.NewReader(raw), int64(len(raw)), 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer body.Release()
+			var s starts
+			f.Forward(context.Background(), w, &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{},
+				Body: body, Peek: openai.Peek{Model: "m", Stream: true}, ServeModel: "m", Started: &s}, fixedSelector{b})
+			if !strings.HasPrefix(w.Body.String(), ": ping\n\n") || !strings.Contains(w.Body.String(), c.rest) {
+				t.Fatalf("relayed %q; want the ping and then %q", w.Body.String(), c.rest)
+			}
+			if got := s.told.Load(); got != c.told {
+				t.Fatalf("Started told %d times (prompt %d); want %d", got, s.prompt.Load(), c.told)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,10 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	var held []byte // a Responses stream's events before its first token (responses.go)
 	var readErr, writeErr error
 	bad, overBudget := false, false
+	// startPending: the stream is committed, its Started not yet told: its
+	// first events were comments only (a keep-alive sent before the
+	// engine began), which start no generation (startKnown).
+	startPending := false
 	for {
 		n, err := resp.Body.Read(rb.next())
 		if n > 0 && (res.Written || chk.api == openai.APIChat) {
@@ -57,17 +62,22 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 				if !c.cpu { // a CPU-side call's time is learnt by nothing
 					prompt := b.FirstToken(f.opt.Now(), res.TTFB)
 					c.fed = true
-					// A stream whose first event is the backend's in-band
-					// error started no generation: told it, a ramp probe
-					// failed at once would count a slot the engine never
-					// ran (admission.Ticket.FirstToken). Tokens before an
-					// error in the same read did start it.
-					if in.Started != nil && !chk.errFirst {
-						in.Started.FirstToken(prompt)
+					startPending = in.Started != nil
+					if startPending && startKnown(out, &chk) {
+						startPending = false
+						if !chk.errFirst {
+							in.Started.FirstToken(prompt)
+						}
 					}
 				}
 				if held != nil {
 					out, held = append(held, out...), nil
+				}
+			} else if startPending && startKnown(out, &chk) {
+				// The first data after keep-alives: its own time judged.
+				startPending = false
+				if !chk.errFirst {
+					in.Started.FirstToken(b.Prompt(f.opt.Now().Sub(start)))
 				}
 			}
 			if in.CountText {
@@ -286,4 +296,35 @@ func streamVerdict(ctx, actx context.Context, readErr, writeErr error, bad, ende
 		fail = fmt.Errorf("%w: the stream ended without [DONE]", ErrBadAnswer)
 	}
 	return fail, clientGone
+}
+
+// startKnown reports whether the stream's start is settled by the events
+// out just checked: Request.Started is told a first token at the first
+// event with data, unless that event was the backend's in-band error
+// (sseCheck.errFirst: tokens before an error in the same read did start
+// the generation). A
+// stream whose first data is an error started no generation: told it, a
+// ramp probe failed at once would count a slot the engine never ran, and
+// the tenant ramp a completion (admission.Ticket.FirstToken). Events
+// without data (a keep-alive comment a proxy or an engine sends at once,
+// before the stream is scheduled) commit the stream but start nothing:
+// told at them, a failure that followed counted as an answer and every
+// start looked prompt.
+func startKnown(out []byte, chk *sseCheck) bool {
+	return chk.errored || carriesData(out)
+}
+
+// carriesData reports whether whole, checked events hold a data line.
+func carriesData(events []byte) bool {
+	for len(events) > 0 {
+		if bytes.HasPrefix(events, []byte("data")) {
+			return true
+		}
+		i := lineEnd(events)
+		if i < 0 {
+			return false
+		}
+		events = events[i+1:]
+	}
+	return false
 }
