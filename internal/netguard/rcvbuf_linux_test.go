@@ -4,13 +4,9 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
 	"github.com/sluice-gw/sluice/internal/testutil/selfsigned"
 	"github.com/sluice-gw/sluice/internal/testutil/socktest"
@@ -32,7 +28,7 @@ func TestAcceptedConnectionReceiveBufferBounded(t *testing.T) {
 }
 
 func receiveBufferBounded(t *testing.T, overTLS bool) {
-	bound := heldReceiveBuffer(t, MaxReceive)
+	bound := socktest.HeldReceiveBuffer(t, MaxReceive)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +69,7 @@ func receiveBufferBounded(t *testing.T, overTLS bool) {
 	if _, err := io.CopyN(io.Discard, ac, fixReceiveAfter-1); err != nil {
 		t.Fatal(err)
 	}
-	if small := sockInt(t, raw, rcvbuf); small == bound {
+	if small := socktest.Int(t, raw, socktest.RcvBuf); small == bound {
 		t.Fatalf("receive buffer fixed at %d after %d bytes read: want the kernel's own until %d", small, fixReceiveAfter-1, fixReceiveAfter)
 	}
 	if _, err := io.CopyN(io.Discard, ac, ahead-(fixReceiveAfter-1)); err != nil {
@@ -82,52 +78,16 @@ func receiveBufferBounded(t *testing.T, overTLS bool) {
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
-	after := sockInt(t, raw, rcvbuf)
+	after := socktest.Int(t, raw, socktest.RcvBuf)
 	if after != bound {
 		t.Fatalf("receive buffer %d after a fast read of 64 MiB: want it fixed at %d (twice MaxReceive %d, capped by rmem_max)", after, bound, MaxReceive)
 	}
 
 	// The accepted side now reads nothing.
 	took := socktest.FillUntilFull(t, tcp.(*net.TCPConn), 256<<20)
-	if q := sockInt(t, raw, inq); q > bound {
+	if q := socktest.Int(t, raw, socktest.InQ); q > bound {
 		t.Fatalf("the kernel queued %d bytes unread from the client, want at most the receive buffer %d", q, bound)
 	} else {
 		t.Logf("receive buffer %d, queued %d unread, the client's writes took %d", after, q, took)
 	}
-}
-
-// sockInt reads one integer of c's socket: an option (get) or an ioctl.
-func sockInt(t *testing.T, c *net.TCPConn, get func(fd int) (int, error)) int {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) { v, gerr = get(int(fd)) }); err != nil {
-		t.Fatal(err)
-	}
-	if gerr != nil {
-		t.Fatal(gerr)
-	}
-	return v
-}
-
-func rcvbuf(fd int) (int, error) { return unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF) }
-func inq(fd int) (int, error)    { return unix.IoctlGetInt(fd, unix.SIOCINQ) }
-
-// heldReceiveBuffer is what the kernel holds for SO_RCVBUF n: twice n,
-// n capped by net.core.rmem_max.
-func heldReceiveBuffer(t *testing.T, n int) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
-	if err != nil {
-		t.Fatal(err)
-	}
-	max, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 2 * min(n, max)
 }

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,27 +15,6 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/testutil/socktest"
 )
-
-// sockInt reads one integer of c's socket: an option (get) or an ioctl.
-func sockInt(t *testing.T, c net.Conn, get func(fd int) (int, error)) int {
-	t.Helper()
-	rc, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) { v, gerr = get(int(fd)) }); err != nil {
-		t.Fatal(err)
-	}
-	if gerr != nil {
-		t.Fatal(gerr)
-	}
-	return v
-}
-
-func rcvbuf(fd int) (int, error) { return unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF) }
-func inq(fd int) (int, error)    { return unix.IoctlGetInt(fd, unix.SIOCINQ) }
 
 // A connection the relay reads fast and then stops reading (its client
 // stalled) can make the kernel queue only its fixed receive buffer from
@@ -63,7 +41,7 @@ func TestStalledReaderQueuesBoundedReceiveBuffer(t *testing.T) {
 	}
 	defer bc.Close()
 
-	before := sockInt(t, cc, rcvbuf)
+	before := socktest.Int(t, cc, socktest.RcvBuf)
 	const ahead = 64 << 20
 	wrote := make(chan error, 1)
 	go func() {
@@ -80,33 +58,18 @@ func TestStalledReaderQueuesBoundedReceiveBuffer(t *testing.T) {
 	if err := <-wrote; err != nil {
 		t.Fatal(err)
 	}
-	after := sockInt(t, cc, rcvbuf)
+	after := socktest.Int(t, cc, socktest.RcvBuf)
 	if after != before || after > 2*want {
 		t.Fatalf("receive buffer %d before a fast read of 64 MiB, %d after: want it fixed at most %d (twice SO_RCVBUF %d)", before, after, 2*want, want)
 	}
 
 	// The client side now reads nothing.
 	took := socktest.FillUntilFull(t, bc.(*net.TCPConn), 256<<20)
-	if q := sockInt(t, cc, inq); q > after {
+	if q := socktest.Int(t, cc, socktest.InQ); q > after {
 		t.Fatalf("the client's kernel queued %d bytes unread, want at most its receive buffer %d", q, after)
 	} else {
 		t.Logf("receive buffer %d, queued %d unread, the backend's writes took %d", after, q, took)
 	}
-}
-
-// heldReceiveBuffer is what the kernel holds for SO_RCVBUF n: twice n,
-// n capped by net.core.rmem_max.
-func heldReceiveBuffer(t *testing.T, n int) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
-	if err != nil {
-		t.Fatal(err)
-	}
-	max, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return 2 * min(n, max)
 }
 
 // clientReceiveBuffer is SO_RCVBUF of this process's socket whose local
@@ -133,7 +96,7 @@ func clientReceiveBuffer(t *testing.T, local string) int {
 			continue
 		}
 		if in4, ok := sa.(*unix.SockaddrInet4); ok && in4.Port == ap.Port && net.IP(in4.Addr[:]).Equal(ap.IP) {
-			if v, err := rcvbuf(fd); err == nil {
+			if v, err := socktest.RcvBuf(fd); err == nil {
 				return v
 			}
 		}
@@ -150,7 +113,7 @@ func clientReceiveBuffer(t *testing.T, local string) int {
 // stream windows. Each request goes through the router the gateway's
 // requests take; the buffer is read off the socket the backend saw.
 func TestUpstreamConnectionsReceiveBufferBounded(t *testing.T) {
-	bound := heldReceiveBuffer(t, UpstreamReceiveBuffer)
+	bound := socktest.HeldReceiveBuffer(t, UpstreamReceiveBuffer)
 	peers := make(chan string, 1)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		peers <- r.RemoteAddr
