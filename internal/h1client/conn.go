@@ -29,6 +29,12 @@ type conn struct {
 	// in its client's Stats.ReadBufferBytes; a closed connection's are
 	// taken back (its buffer is dropped with it).
 	grown atomic.Int64
+	// abort: the request's write was stopped with its body unsent (an
+	// early answer); close resets the connection (SO_LINGER 0) rather
+	// than leave the kernel sending the rest to a backend that does not
+	// read it: a closed socket with megabytes queued would stay orphaned
+	// in FIN-WAIT-1, its send queue held, until the orphan timeout.
+	abort atomic.Bool
 }
 
 func newConn(c *Client, nc net.Conn, key string) *conn {
@@ -42,6 +48,9 @@ func newConn(c *Client, nc net.Conn, key string) *conn {
 
 func (cn *conn) close() {
 	if cn.closed.CompareAndSwap(false, true) {
+		if l, ok := cn.nc.(interface{ SetLinger(sec int) error }); ok && cn.abort.Load() {
+			l.SetLinger(0)
+		}
 		cn.nc.Close()
 		cn.c.open.Add(-1)
 		cn.uncountGrown()
@@ -152,6 +161,7 @@ func (cn *conn) responseHead(ctx context.Context, n int, err error) (head, *exch
 		// the read found.
 		r := cn.bw.joinRead(err)
 		stopped := err == errWriteStopped
+		cn.abort.Store(stopped)
 		switch {
 		case early && !stopped && (!connWriteFailed(err) || !r.begun):
 			return head{}, &exchangeError{err: err, unsent: true}

@@ -3,11 +3,14 @@ package h1client
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -19,6 +22,8 @@ import (
 // the backend still holds, read alongside the write (net/http's transport
 // reads the response on its own goroutine), not after the write that
 // never ends (the request's first_byte timeout, 120 s in the gateway).
+// The connection is then reset, not closed: the kernel would otherwise go
+// on offering the body's unsent rest to a backend that does not read it.
 func TestEarlyAnswerOnAHeldConnectionIsReturned(t *testing.T) {
 	const answer = `{"error":{"message":"too big","type":"invalid_request_error","code":"too_big"}}`
 	// The backend's receive buffer is fixed small, so the kernel buffers
@@ -26,7 +31,9 @@ func TestEarlyAnswerOnAHeldConnectionIsReturned(t *testing.T) {
 	body := strings.Repeat("x", 16<<20)
 	forReadAlongModes(t, "", func(t *testing.T, c *Client) {
 		holding := make(chan struct{})
-		defer close(holding) // before the server's cleanup waits for its connections
+		release := sync.OnceFunc(func() { close(holding) })
+		defer release() // before the server's cleanup waits for its connections
+		rest := make(chan error, 1)
 		raw := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
 			c.(*net.TCPConn).SetReadBuffer(64 << 10)
 			if _, err := io.ReadFull(r, make([]byte, 64<<10)); err != nil {
@@ -35,6 +42,8 @@ func TestEarlyAnswerOnAHeldConnectionIsReturned(t *testing.T) {
 			c.Write([]byte("HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: " +
 				strconv.Itoa(len(answer)) + "\r\n\r\n" + answer))
 			<-holding // neither reads nor closes until the test has its answer
+			_, err := io.Copy(io.Discard, r)
+			rest <- err
 		})
 		// The hang guard: the old code waits here until it ends.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -48,6 +57,10 @@ func TestEarlyAnswerOnAHeldConnectionIsReturned(t *testing.T) {
 		}
 		if st := c.Stats(); st.Idle != 0 || st.Open != 0 {
 			t.Fatalf("the connection of a request that did not leave whole was kept: %+v", st)
+		}
+		release()
+		if err := <-rest; !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("the backend read the rest of the body to %v, want a reset: the unsent rest dropped", err)
 		}
 	})
 }
