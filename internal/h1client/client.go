@@ -6,8 +6,11 @@
 // hand-offs, i.e. extra wake-ups and context switches on a busy core.
 // This client writes the request and reads the response in the caller's
 // goroutine on a pooled keep-alive connection; nothing runs between
-// requests. Requests it does not take (https, so HTTP/2 over TLS) go to
-// Options.Fallback.
+// requests. Only a body whose write is still running after 50 ms has the
+// response read alongside on a goroutine of the exchange's, so that a
+// backend's early answer is not left unread behind a write it blocks
+// (bodyWriter). Requests it does not take (https, so HTTP/2 over TLS) go
+// to Options.Fallback.
 //
 // What it does not do, by design: proxies from the environment,
 // transparent compression, Expect: 100-continue, protocol upgrades (101),
@@ -96,6 +99,10 @@ type Client struct {
 	// grownBytes is the grown read buffers open connections hold
 	// (Stats.ReadBufferBytes).
 	grownBytes atomic.Int64
+
+	// readAlongAfter: a body's write that runs this long has the response
+	// read alongside it (bodyWriter); tests shorten it.
+	readAlongAfter time.Duration
 }
 
 // New builds a Client.
@@ -124,7 +131,7 @@ func New(opt Options) *Client {
 	if opt.AfterFunc == nil {
 		opt.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
-	c := &Client{opt: opt, idle: map[string][]*conn{}, dial: opt.Dial}
+	c := &Client{opt: opt, idle: map[string][]*conn{}, dial: opt.Dial, readAlongAfter: readAlongAfter}
 	c.bigBufs.New = func() any { b := make([]byte, opt.ReadBufferSize); return &b }
 	if c.dial == nil {
 		d := &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: opt.KeepAlive}

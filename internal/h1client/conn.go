@@ -3,12 +3,10 @@ package h1client
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -26,22 +24,33 @@ type conn struct {
 	reused    bool // taken from the pool for the current request
 	closed    atomic.Bool
 	peek      peeker // alive's state
+	bw        bodyWriter
 	// grown is the bytes of grown read buffer counted for this connection
 	// in its client's Stats.ReadBufferBytes; a closed connection's are
 	// taken back (its buffer is dropped with it).
 	grown atomic.Int64
+	// abort: the request's write was stopped with its body unsent (an
+	// early answer); close resets the connection (SO_LINGER 0) rather
+	// than leave the kernel sending the rest to a backend that does not
+	// read it: a closed socket with megabytes queued would stay orphaned
+	// in FIN-WAIT-1, its send queue held, until the orphan timeout.
+	abort atomic.Bool
 }
 
 func newConn(c *Client, nc net.Conn, key string) *conn {
 	cn := &conn{c: c, nc: nc, key: key, br: newReader(nc, c.opt.ReadBufferSize, &c.bigBufs),
 		wbuf: make([]byte, 0, 1024)}
 	cn.scratch.ends = cn.ends[:0]
+	cn.bw.cn = cn
 	cn.br.acct = cn
 	return cn
 }
 
 func (cn *conn) close() {
 	if cn.closed.CompareAndSwap(false, true) {
+		if l, ok := cn.nc.(interface{ SetLinger(sec int) error }); ok && cn.abort.Load() {
+			l.SetLinger(0)
+		}
 		cn.nc.Close()
 		cn.c.open.Add(-1)
 		cn.uncountGrown()
@@ -97,34 +106,15 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 	}
 	n, err := cn.nc.Write(out.msg)
 	if err == nil && !out.whole() {
-		err = writeRest(cn, out)
+		err = cn.bw.writeRest(out, c.readAlongAfter)
 	}
 	if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.WroteRequest != nil {
 		trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
 	}
 	early := err != nil
-	if early {
-		// A server may answer before reading the whole body (a body
-		// limit's 413, an auth proxy's 401) and close over the rest: the
-		// write then fails, but its answer is in the receive queue, and
-		// it is the truth about the request, as curl and nginx read it.
-		// The write failed on a broken connection, so this read ends at
-		// once; the connection is not reused. Only the connection's own
-		// write error says so: a body that failed at its source (a client
-		// gone mid-upload, a short body) leaves the server waiting for the
-		// rest, and the read would wait for its first_byte timeout.
-		if n == 0 || ctx.Err() != nil || !connWriteFailed(err) || cn.br.waitByte() != nil {
-			return fail(&exchangeError{err: err, nothingWritten: n == 0, unsent: true})
-		}
-	} else if err := cn.br.waitByte(); err != nil {
-		return fail(&exchangeError{err: err, noResponse: true})
-	}
-	// After a failed write, bytes that make no final answer (a 100
-	// Continue, a head cut off by the reset) leave the request as unsent
-	// as it was: it did not leave whole (Unanswered, the proxy's retry).
-	h, err := readFinalHead(&cn.br, &cn.scratch)
-	if err != nil {
-		return fail(&exchangeError{err: err, unsent: early})
+	h, e := cn.responseHead(ctx, n, err)
+	if e != nil {
+		return fail(e)
 	}
 	if early && cn.reused && h.code == http.StatusRequestTimeout {
 		// A backend closing an idle keep-alive connection may send an
@@ -158,6 +148,54 @@ func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out 
 	}
 	resp.Body = b
 	return resp, nil
+}
+
+// responseHead reads the response's final head once the request's write
+// has ended (n bytes of its message written in the first write, err the
+// write's error).
+func (cn *conn) responseHead(ctx context.Context, n int, err error) (head, *exchangeError) {
+	early := err != nil
+	if cn.bw.along != nil {
+		// The head was read alongside the body's write (bodyWriter), which
+		// the read stopped if it ended first: the rules below, on what
+		// the read found.
+		r := cn.bw.joinRead(err)
+		stopped := err == errWriteStopped
+		cn.abort.Store(stopped)
+		switch {
+		case early && !stopped && (!connWriteFailed(err) || !r.begun):
+			return head{}, &exchangeError{err: err, unsent: true}
+		case !r.begun:
+			return head{}, &exchangeError{err: r.err, unsent: early, noResponse: !early}
+		case r.err != nil:
+			return head{}, &exchangeError{err: r.err, unsent: early}
+		}
+		return r.h, nil
+	}
+	if early {
+		// A server may answer before reading the whole body (a body
+		// limit's 413, an auth proxy's 401) and close over the rest: the
+		// write then fails, but its answer is in the receive queue, and
+		// it is the truth about the request, as curl and nginx read it.
+		// The write failed on a broken connection, so this read ends at
+		// once; the connection is not reused. Only the connection's own
+		// write error says so: a body that failed at its source (a client
+		// gone mid-upload, a short body) leaves the server waiting for the
+		// rest, and the read would wait for its first_byte timeout.
+		if n == 0 || ctx.Err() != nil || !connWriteFailed(err) || cn.br.waitByte() != nil {
+			return head{}, &exchangeError{err: err, nothingWritten: n == 0, unsent: true}
+		}
+	} else if err := cn.br.waitByte(); err != nil {
+		return head{}, &exchangeError{err: err, noResponse: true}
+	}
+	// After a failed write, bytes that make no final answer (a 100
+	// Continue, a head cut off by the reset) leave the request as unsent
+	// as it was: it did not leave whole (Unanswered, the proxy's retry).
+	h, err := readFinalHead(&cn.br, &cn.scratch)
+	if err != nil {
+		return head{}, &exchangeError{err: err, unsent: early}
+	}
+	return h, nil
 }
 
 var chunkedCoding = []string{"chunked"}
@@ -195,39 +233,6 @@ func connWriteFailed(err error) bool {
 		}
 	}
 	return false
-}
-
-// writeRest streams a body that did not fit in the message.
-func writeRest(cn *conn, out encoded) error {
-	if out.length >= 0 {
-		n, err := io.Copy(cn.nc, io.LimitReader(out.rest, out.length))
-		if err == nil && n != out.length {
-			err = errBodyLength
-		}
-		return err
-	}
-	buf := make([]byte, 32<<10)
-	for {
-		m, rerr := out.rest.Read(buf[10 : len(buf)-2])
-		if m > 0 {
-			frame := strconv.AppendInt(buf[:0], int64(m), 16)
-			frame = append(frame, "\r\n"...)
-			start := 10 - len(frame)
-			copy(buf[start:], frame)
-			end := 10 + m
-			buf[end], buf[end+1] = '\r', '\n'
-			if _, err := cn.nc.Write(buf[start : end+2]); err != nil {
-				return err
-			}
-		}
-		if rerr == io.EOF {
-			_, err := cn.nc.Write([]byte("0\r\n\r\n"))
-			return err
-		}
-		if rerr != nil {
-			return rerr
-		}
-	}
 }
 
 // Unanswered reports whether err is RoundTrip's failure on a pooled

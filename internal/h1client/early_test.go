@@ -42,8 +42,7 @@ func TestAnswerBeforeTheBodyWasReadIsReturned(t *testing.T) {
 	t.Cleanup(srv.Close)
 	cases["net/http"] = srv.URL
 	for name, url := range cases {
-		t.Run(name, func(t *testing.T) {
-			c := newClient(t, Options{})
+		forReadAlongModes(t, name, func(t *testing.T, c *Client) {
 			resp, err := c.RoundTrip(post(t, context.Background(), url, body))
 			if err != nil {
 				t.Fatalf("the backend's answer lost to the broken write: %v", err)
@@ -84,23 +83,24 @@ func TestBodySourceFailureIsNotAnEarlyAnswer(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	bodyErr := errors.New("test: the client went away")
-	// The hang guard: the old code waits here until it ends.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, &failingBody{size: 1 << 20, err: bodyErr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.ContentLength = 4 << 20
-	c := newClient(t, Options{})
-	resp, err := c.RoundTrip(req)
-	if err == nil {
-		resp.Body.Close()
-		t.Fatal("a request whose body failed got an answer")
-	}
-	if ctx.Err() != nil || !errors.Is(err, bodyErr) {
-		t.Fatalf("got %v (context: %v), want the body's error at once", err, ctx.Err())
-	}
+	forReadAlongModes(t, "", func(t *testing.T, c *Client) {
+		// The hang guard: the old code waits here until it ends.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, &failingBody{size: 1 << 20, err: bodyErr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = 4 << 20
+		resp, err := c.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatal("a request whose body failed got an answer")
+		}
+		if ctx.Err() != nil || !errors.Is(err, bodyErr) {
+			t.Fatalf("got %v (context: %v), want the body's error at once", err, ctx.Err())
+		}
+	})
 }
 
 // The early read after a failed write may find bytes that are no final
@@ -109,40 +109,48 @@ func TestBodySourceFailureIsNotAnEarlyAnswer(t *testing.T) {
 // before the early read (the proxy retries such a request elsewhere and
 // counts no failure), not leave it a plain failed exchange.
 func TestEarlyReadWithoutFinalAnswerStaysUnsent(t *testing.T) {
-	body := strings.Repeat("x", 24<<20) // more than the kernel buffers hold
 	for name, sent := range map[string]string{
 		"interim 100": "HTTP/1.1 100 Continue\r\n\r\n",
 		"cut head":    "HTTP/1.1 413 Payload Too La",
 	} {
-		t.Run(name, func(t *testing.T) {
-			raw := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
-				// The first request is answered whole, so the connection
-				// is pooled and the second one reuses it.
-				if _, err := readRequest(r); err != nil {
-					return
+		forReadAlongModes(t, name, func(t *testing.T, c *Client) {
+			requireUnsentOnPooled(t, c, func(c net.Conn, r *bufio.Reader) {
+				if _, err := http.ReadRequest(r); err == nil {
+					c.Write([]byte(sent))
 				}
-				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-				if _, err := http.ReadRequest(r); err != nil {
-					return
-				}
-				c.Write([]byte(sent))
-				c.(*net.TCPConn).SetLinger(0)
 			})
-			c := newClient(t, Options{})
-			resp, err := c.RoundTrip(post(t, context.Background(), raw.url(), "first"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			readAll(t, resp)
-			resp, err = c.RoundTrip(post(t, context.Background(), raw.url(), body))
-			if err == nil {
-				resp.Body.Close()
-				t.Fatalf("got %d for a request cut off with no final answer", resp.StatusCode)
-			}
-			if stale, unsent := Unanswered(err); !stale || !unsent {
-				t.Fatalf("Unanswered(%v) = stale %v, unsent %v; want both: the request did not leave whole", err, stale, unsent)
-			}
 		})
+	}
+}
+
+// requireUnsentOnPooled sends a small request, answered whole so that its
+// connection is pooled, then a 24 MiB one (more than the kernel buffers
+// hold), which reuses that connection and which second meets before the
+// server resets the connection; the second request must fail, as unsent
+// on a pooled connection (Unanswered: stale and unsent; the proxy retries
+// it elsewhere and counts no failure).
+func requireUnsentOnPooled(t *testing.T, c *Client, second func(c net.Conn, r *bufio.Reader)) {
+	t.Helper()
+	raw := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+		if _, err := readRequest(r); err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		second(c, r)
+		c.(*net.TCPConn).SetLinger(0)
+	})
+	resp, err := c.RoundTrip(post(t, context.Background(), raw.url(), "first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	resp, err = c.RoundTrip(post(t, context.Background(), raw.url(), strings.Repeat("x", 24<<20)))
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("got %d for a request cut off with no answer to it", resp.StatusCode)
+	}
+	if stale, unsent := Unanswered(err); !stale || !unsent {
+		t.Fatalf("Unanswered(%v) = stale %v, unsent %v; want both: the request did not leave whole", err, stale, unsent)
 	}
 }
 
@@ -159,17 +167,18 @@ func TestEarlySuccessBodyIsReadAndConnectionClosed(t *testing.T) {
 		c.Write([]byte("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: " + strconv.Itoa(len(answer)) + "\r\n\r\n" + answer))
 		c.(*net.TCPConn).SetLinger(0)
 	})
-	c := newClient(t, Options{})
-	resp, err := c.RoundTrip(post(t, context.Background(), raw.url(), body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := readAll(t, resp); resp.StatusCode != http.StatusOK || got != answer || !resp.Close {
-		t.Fatalf("got %d %q close %v", resp.StatusCode, got, resp.Close)
-	}
-	if st := c.Stats(); st.Idle != 0 {
-		t.Fatalf("the connection of a request that did not leave whole was pooled: %+v", st)
-	}
+	forReadAlongModes(t, "", func(t *testing.T, c *Client) {
+		resp, err := c.RoundTrip(post(t, context.Background(), raw.url(), body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, resp); resp.StatusCode != http.StatusOK || got != answer || !resp.Close {
+			t.Fatalf("got %d %q close %v", resp.StatusCode, got, resp.Close)
+		}
+		if st := c.Stats(); st.Idle != 0 {
+			t.Fatalf("the connection of a request that did not leave whole was pooled: %+v", st)
+		}
+	})
 }
 
 // A backend closing an idle keep-alive connection may first send an
@@ -182,45 +191,45 @@ func TestEarlySuccessBodyIsReadAndConnectionClosed(t *testing.T) {
 // request begins to arrive, which the client cannot tell from the race.
 func TestIdleCloses408IsNotTheEarlyAnswer(t *testing.T) {
 	body := strings.Repeat("x", 24<<20) // more than the kernel buffers hold
-	raw := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
-		if _, err := readRequest(r); err != nil {
-			return
+	forReadAlongModes(t, "", func(t *testing.T, c *Client) {
+		requireUnsentOnPooled(t, c, func(c net.Conn, r *bufio.Reader) {
+			if _, err := r.Peek(1); err == nil { // the next request's first byte
+				c.Write([]byte("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+			}
+		})
+		// On a fresh connection a 408 after a failed write is the server's
+		// answer to this request (it saw it begin): returned as such.
+		fresh := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+			if _, err := http.ReadRequest(r); err != nil {
+				return
+			}
+			c.Write([]byte("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+			c.(*net.TCPConn).SetLinger(0)
+		})
+		resp, err := c.RoundTrip(post(t, context.Background(), fresh.url(), body))
+		if err != nil {
+			t.Fatalf("fresh connection: %v; want the 408", err)
 		}
-		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-		if _, err := r.Peek(1); err != nil { // the next request's first byte
-			return
+		if readAll(t, resp); resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("fresh connection: got %d, want 408", resp.StatusCode)
 		}
-		c.Write([]byte("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
-		c.(*net.TCPConn).SetLinger(0)
 	})
-	c := newClient(t, Options{})
-	resp, err := c.RoundTrip(post(t, context.Background(), raw.url(), "first"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readAll(t, resp)
-	resp, err = c.RoundTrip(post(t, context.Background(), raw.url(), body))
-	if err == nil {
-		resp.Body.Close()
-		t.Fatalf("an idle close's 408 was returned as the answer: %d", resp.StatusCode)
-	}
-	if stale, unsent := Unanswered(err); !stale || !unsent {
-		t.Fatalf("Unanswered(%v) = stale %v, unsent %v; want both: the request did not leave whole", err, stale, unsent)
-	}
-	// On a fresh connection a 408 after a failed write is the server's
-	// answer to this request (it saw it begin): returned as such.
-	fresh := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
-		if _, err := http.ReadRequest(r); err != nil {
-			return
-		}
-		c.Write([]byte("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
-		c.(*net.TCPConn).SetLinger(0)
-	})
-	resp, err = c.RoundTrip(post(t, context.Background(), fresh.url(), body))
-	if err != nil {
-		t.Fatalf("fresh connection: %v; want the 408", err)
-	}
-	if readAll(t, resp); resp.StatusCode != http.StatusRequestTimeout {
-		t.Fatalf("fresh connection: got %d, want 408", resp.StatusCode)
+}
+
+// forReadAlongModes runs test as a subtest (name, then the mode's) with a
+// client of its own in each mode: the response read alongside the body's
+// write from its first byte (a goroutine every time), and the client's
+// default (only once the write has run for readAlongAfter, which a
+// backend that reads or resets at once does not reach).
+func forReadAlongModes(t *testing.T, name string, test func(t *testing.T, c *Client)) {
+	for _, mode := range []struct {
+		name  string
+		after time.Duration
+	}{{"default", readAlongAfter}, {"read along at once", readAlongAtOnce}} {
+		t.Run(strings.TrimPrefix(name+" "+mode.name, " "), func(t *testing.T) {
+			c := newClient(t, Options{})
+			c.readAlongAfter = mode.after
+			test(t, c)
+		})
 	}
 }

@@ -21,7 +21,7 @@ type rawServer struct {
 	wg    sync.WaitGroup
 }
 
-func newRawServer(t *testing.T, serve func(i int, c net.Conn, r *bufio.Reader)) *rawServer {
+func newRawServer(t testing.TB, serve func(i int, c net.Conn, r *bufio.Reader)) *rawServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

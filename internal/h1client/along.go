@@ -1,0 +1,155 @@
+package h1client
+
+import (
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"time"
+)
+
+// readAlongAfter is how long a body that did not fit the request's
+// message is written before the response is read alongside the write.
+// A backend may answer before it has read the body (a body limit's 413,
+// an auth proxy's 401) and then hold the connection open without reading
+// the rest: the write blocks once the kernel buffers are full, and the
+// answer would sit in the receive queue until the request's context ends
+// (the gateway's first_byte timeout). net/http's transport reads every
+// response on a goroutine of its own; here one is started only for a
+// body whose write has run this long, so the usual exchange, a body the
+// kernel takes at once, stays on the caller's goroutine.
+const readAlongAfter = 50 * time.Millisecond
+
+// readAlongAtOnce (tests): the response is read alongside from the
+// body's first write.
+const readAlongAtOnce = -time.Nanosecond
+
+// errWriteStopped is the write of a body stopped because the response
+// ended it: a final answer (or a broken one) came before the body was
+// all written. The request did not leave whole; its connection is not
+// reused.
+var errWriteStopped = errors.New("h1client: the body's write was stopped by the response")
+
+// aLongTimeAgo is a deadline that has passed: it ends a blocked write.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// headRead is the response head read alongside a body's write.
+type headRead struct {
+	h     head
+	err   error
+	begun bool // a byte of the response arrived
+}
+
+// bodyWriter writes the part of a request that did not fit its message,
+// and starts the response's read alongside when the write runs past
+// readAlongAfter. The connection carries one, reset per request (no
+// allocation per body).
+type bodyWriter struct {
+	cn *conn
+	// along, once the read alongside has started, gets its head; the
+	// exchange takes it before it returns, so the goroutine never
+	// outlives the exchange. nil: the write ran alone.
+	along chan headRead
+}
+
+// Write writes p whole; a write deadline that passes starts the read
+// alongside the first time, and afterwards means that read ended.
+func (w *bodyWriter) Write(p []byte) (int, error) {
+	n := 0
+	for {
+		m, err := w.cn.nc.Write(p[n:])
+		n += m
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		if w.along != nil {
+			return n, errWriteStopped
+		}
+		w.readAlong()
+	}
+}
+
+// readAlong reads the response head on a goroutine of its own while the
+// caller writes: once it ends (a final head, or a failure) it stops the
+// write that has not ended yet, through a write deadline already passed.
+// Socket deadlines are the real clock's: they are not Options.Now's.
+func (w *bodyWriter) readAlong() {
+	cn := w.cn
+	cn.nc.SetWriteDeadline(time.Time{}) // from here only the read stops the write
+	along := make(chan headRead, 1)
+	w.along = along
+	go func() {
+		var r headRead
+		if r.err = cn.br.waitByte(); r.err == nil {
+			r.begun = true
+			r.h, r.err = readFinalHead(&cn.br, &cn.scratch)
+		}
+		cn.nc.SetWriteDeadline(aLongTimeAgo)
+		along <- r
+	}()
+}
+
+// writeRest streams a body that did not fit in the message. after is
+// when the response is read alongside (Client.readAlongAfter).
+func (w *bodyWriter) writeRest(out encoded, after time.Duration) error {
+	nc := w.cn.nc
+	if nc.SetWriteDeadline(time.Now().Add(after)) != nil {
+		nc.SetWriteDeadline(time.Time{}) // no deadlines: the write runs alone
+	}
+	err := w.copyRest(out)
+	if w.along == nil {
+		nc.SetWriteDeadline(time.Time{})
+	}
+	return err
+}
+
+func (w *bodyWriter) copyRest(out encoded) error {
+	if out.length >= 0 {
+		n, err := io.Copy(w, io.LimitReader(out.rest, out.length))
+		if err == nil && n != out.length {
+			err = errBodyLength
+		}
+		return err
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		m, rerr := out.rest.Read(buf[10 : len(buf)-2])
+		if m > 0 {
+			frame := strconv.AppendInt(buf[:0], int64(m), 16)
+			frame = append(frame, "\r\n"...)
+			start := 10 - len(frame)
+			copy(buf[start:], frame)
+			end := 10 + m
+			buf[end], buf[end+1] = '\r', '\n'
+			if _, err := w.Write(buf[start : end+2]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			_, err := w.Write([]byte("0\r\n\r\n"))
+			return err
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// joinRead takes the head read alongside, after the write has ended with
+// err. A body that failed at its source leaves the server waiting for the
+// rest: the connection is closed to end the read (the exchange fails with
+// the body's error). A write the connection failed ends the read on its
+// own (what the server sent first, then the error), as does the read
+// that stopped the write. After a whole write, the read may have passed
+// the write deadline that stops it: cleared for the connection's reuse.
+func (w *bodyWriter) joinRead(err error) headRead {
+	if err != nil && err != errWriteStopped && !connWriteFailed(err) {
+		w.cn.close()
+	}
+	r := <-w.along
+	w.along = nil
+	if err == nil {
+		w.cn.nc.SetWriteDeadline(time.Time{})
+	}
+	return r
+}
