@@ -99,6 +99,24 @@ func TestRestartedGatewayRefusesARevokedTenantsJobs(t *testing.T) {
 // that would end the job at the reload is held (its ticker never ticks),
 // as when the gateway stops before it comes to the job.
 func TestRestartedGatewayRefusesARemovedIssuersJobs(t *testing.T) {
+	restartAfterIssuerRemoved(t, false)
+}
+
+// TestIssuerGivenBackByRestartRunsItsJobs: the namespace's record stays
+// in the store after a restart that gives the issuer back (a start cannot
+// tell a give-back from a file lagging behind another replica's
+// revocation, so it clears nothing), but a gateway whose config has the
+// issuer never reads it: the queued job of its token tenant runs. A guard
+// (it passes on the code before branch keyrot too): the record refuses
+// only on a replica that does not trust the issuer.
+func TestIssuerGivenBackByRestartRunsItsJobs(t *testing.T) {
+	restartAfterIssuerRemoved(t, true)
+}
+
+// restartAfterIssuerRemoved queues a token tenant's job, reloads the
+// issuer away with the sweep held, and restarts on the same store, the
+// issuer given back or not: the job runs, or is refused by the record.
+func restartAfterIssuerRemoved(t *testing.T, givenBack bool) {
 	var calls atomic.Int32
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -145,14 +163,22 @@ func TestRestartedGatewayRefusesARemovedIssuersJobs(t *testing.T) {
 	}
 	a.release()
 
-	// The restart: the same store, the issuer still removed, workers on.
-	write(kept, "workers: 2")
+	// The restart: the same store, the issuer still removed (or given
+	// back), workers on.
+	write(givenBack, "workers: 2")
 	b := newApp(t, path)
 	defer b.release()
 	url, _ = serveApp(t, b)
 	waitJob(t, url, keptLoc, "sk-kept", func(m map[string]any) bool { return m["status"] == string(jobs.StatusSucceeded) })
 	id := tokenLoc[strings.LastIndex(tokenLoc, "/")+1:]
 	gone := terminalJob(t, b, "jwt:acme", id)
+	if givenBack {
+		if gone.Status != jobs.StatusSucceeded || calls.Load() != 2 {
+			t.Fatalf("after a restart giving the issuer back, jwt:acme's job: %s %+v, %d backend calls; want succeeded and 2 calls",
+				gone.Status, gone.Error, calls.Load())
+		}
+		return
+	}
 	if gone.Status != jobs.StatusFailed || gone.Error == nil || gone.Error.Code != jobs.CodeRevoked || calls.Load() != 1 {
 		t.Fatalf("after the restart, jwt:acme's job: %s %+v, %d backend calls; want failed %s and 1 call (kept's)",
 			gone.Status, gone.Error, calls.Load(), jobs.CodeRevoked)

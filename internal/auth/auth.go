@@ -15,9 +15,11 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -112,10 +114,14 @@ type Verifier struct {
 	// prefix starts the tenants and per-key names of this issuer's
 	// tokens: config.TokenTenantPrefix, or "jwt:<name>:" (NewIssuers).
 	prefix string
-	// iss is the issuer's iss, trust what its tokens are accepted on
-	// (Identity).
-	iss   string
-	trust Trust
+	// iss is the issuer's iss; claimsDigest and the source that verified
+	// a token are what it was accepted on (Identity.Trust), sources every
+	// source the issuer has (Issuers.Trusts).
+	iss          string
+	claimsDigest [sha256.Size]byte
+	sources      []keySource
+	hmacSrc      keySource // of secret
+	jwksSrc      keySource // of jwks
 	// jwksKey is the config key of this issuer's jwks_url,
 	// "auth.jwt.jwks_url" or "auth.jwt.issuers[i].jwks_url" (NewIssuers),
 	// for the log's detail of a token refused for want of keys.
@@ -142,9 +148,10 @@ func NewVerifier(c config.JWT, jwks *JWKS, now func() time.Time) (*Verifier, err
 	}
 	v := &Verifier{algs: algs, static: static, jwks: jwks, maxBytes: int(c.MaxTokenBytes), claims: c.Claims,
 		shared: c.SharedTenants, prefix: config.TokenTenantPrefix, jwksKey: "auth.jwt.jwks_url",
-		iss: c.Issuer, trust: trustOf(c, static)}
+		iss: c.Issuer, claimsDigest: claimsDigest(c), sources: sourcesOf(c, static), jwksSrc: jwksSource(c.JWKSURL)}
 	if c.HMACSecret != "" {
 		v.secret = []byte(c.HMACSecret)
+		v.hmacSrc = hmacSource(c.HMACSecret)
 	}
 	v.parser = jwt.NewParser(append(payloadDecoding(), // as peekIssuer reads the payload
 		jwt.WithValidMethods(algs),
@@ -208,28 +215,41 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	if !slices.Contains(v.algs, h.Alg) {
 		return Identity{}, fail(ReasonAlgorithm, fmt.Errorf("alg %q not allowed", truncate(h.Alg, 16)))
 	}
-	claims, err := v.parse(ctx, token, h)
+	claims, src, err := v.parse(ctx, token, h)
 	if err != nil && !h.HasKid && v.jwks != nil && refetchable(err) && v.jwks.refreshUnknown(ctx) {
 		// A token that names no key is checked against every key held,
 		// so a key set never fetched, or one the issuer has rotated since,
 		// shows as no key or a bad signature: fetch once (rate-bounded as
 		// for an unknown kid) and check again.
-		claims, err = v.parse(ctx, token, h)
+		claims, src, err = v.parse(ctx, token, h)
 	}
 	if err != nil {
 		return Identity{}, err
 	}
-	return v.identity(claims)
+	id, err := v.identity(claims)
+	if err != nil {
+		return Identity{}, err
+	}
+	// The parser checked iss against v.iss; src is the key that verified
+	// the signature.
+	id.Issuer, id.Trust = v.iss, Trust{claims: v.claimsDigest, source: src}
+	return id, nil
 }
 
-// parse checks token's signature and registered claims; the error is a
-// *Failure.
-func (v *Verifier) parse(ctx context.Context, token string, h header) (jwt.MapClaims, error) {
+// parse checks token's signature and registered claims, and tells which
+// source's key verified it; the error is a *Failure.
+func (v *Verifier) parse(ctx context.Context, token string, h header) (jwt.MapClaims, keySource, error) {
 	claims := jwt.MapClaims{}
-	if _, err := v.parser.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return v.key(ctx, h) }); err != nil {
-		return nil, classify(err)
+	var src keySource
+	keyFor := func(t *jwt.Token) (any, error) {
+		k, s, err := v.key(ctx, h, t, token)
+		src = s
+		return k, err
 	}
-	return claims, nil
+	if _, err := v.parser.ParseWithClaims(token, claims, keyFor); err != nil {
+		return nil, keySource{}, classify(err)
+	}
+	return claims, src, nil
 }
 
 // refetchable reports a refusal of a token without kid that a fresh key
@@ -239,32 +259,37 @@ func refetchable(err error) bool {
 	return errors.As(err, &f) && (f.Reason == ReasonKeysUnavailable || f.Reason == ReasonSignature)
 }
 
-// key finds the key for a token with header h: the HMAC secret for HS*,
-// never anything else; for the others, the static keys and the key set's,
-// only those of the algorithm's own kind.
-func (v *Verifier) key(ctx context.Context, h header) (any, error) {
+// key finds the key for a token with header h, and the source it is of
+// (Trust): the HMAC secret for HS*, never anything else; for the others,
+// the static keys and the key set's, only those of the algorithm's own
+// kind. tok is the parsed token and raw its text, for a token without kid
+// that several keys could verify (which, is found here).
+func (v *Verifier) key(ctx context.Context, h header, tok *jwt.Token, raw string) (any, keySource, error) {
 	if isHMAC(h.Alg) {
 		if v.secret == nil {
-			return nil, fail(ReasonAlgorithm, errors.New("HMAC without a configured secret"))
+			return nil, keySource{}, fail(ReasonAlgorithm, errors.New("HMAC without a configured secret"))
 		}
-		return v.secret, nil
+		return v.secret, v.hmacSrc, nil
 	}
 	if h.HasKid {
 		for _, k := range v.static {
 			if k.kid == h.Kid {
-				return v.fitting(h.Alg, k.key)
+				key, err := v.fitting(h.Alg, k.key)
+				return key, k.src, err
 			}
 		}
 		if v.jwks == nil {
-			return nil, fail(ReasonUnknownKID, fmt.Errorf("kid %q", truncate(h.Kid, 64)))
+			return nil, keySource{}, fail(ReasonUnknownKID, fmt.Errorf("kid %q", truncate(h.Kid, 64)))
 		}
-		return v.fromKeySet(ctx, h)
+		key, err := v.fromKeySet(ctx, h)
+		return key, v.jwksSrc, err
 	}
 	// No kid: every key of the algorithm's kind is tried.
-	var set jwt.VerificationKeySet
+	var keys []jwt.VerificationKey
+	var srcs []keySource
 	for _, k := range v.static {
 		if fits(h.Alg, k.key) {
-			set.Keys = append(set.Keys, k.key)
+			keys, srcs = append(keys, k.key), append(srcs, k.src)
 		}
 	}
 	if v.jwks != nil {
@@ -274,19 +299,44 @@ func (v *Verifier) key(ctx context.Context, h header) (any, error) {
 			if all, ok := got.(jwt.VerificationKeySet); err == nil && ok {
 				for _, k := range all.Keys {
 					if fits(h.Alg, k) {
-						set.Keys = append(set.Keys, k)
+						keys, srcs = append(keys, k), append(srcs, v.jwksSrc)
 					}
 				}
 			}
 		}
 	}
-	if len(set.Keys) == 0 {
+	switch {
+	case len(keys) == 0:
 		if v.jwks != nil && v.jwks.current() == nil {
-			return nil, v.keysUnavailable()
+			return nil, keySource{}, v.keysUnavailable()
 		}
-		return nil, fail(ReasonAlgorithm, fmt.Errorf("no %s key for a token without kid", h.Alg))
+		return nil, keySource{}, fail(ReasonAlgorithm, fmt.Errorf("no %s key for a token without kid", h.Alg))
+	case len(keys) == 1 || allSame(srcs):
+		return jwt.VerificationKeySet{Keys: keys}, srcs[0], nil
 	}
-	return set, nil
+	// Keys of several sources: which one signed decides which reload
+	// ends the token's requests, so the signature is checked here, key by
+	// key as the parser would, and the parser is handed the one that
+	// verifies (it checks it once more: one verification more, for a
+	// token without kid of an issuer with several keys of its kind only).
+	signed := raw[:strings.LastIndexByte(raw, '.')]
+	for i, k := range keys {
+		if tok.Method.Verify(signed, tok.Signature, k) == nil {
+			return k, srcs[i], nil
+		}
+	}
+	return nil, keySource{}, fail(ReasonSignature, fmt.Errorf("no %s key of %d verifies a token without kid", h.Alg, len(keys)))
+}
+
+// allSame reports that every source of srcs is the first (a key set's
+// keys are all of its one source).
+func allSame(srcs []keySource) bool {
+	for _, s := range srcs[1:] {
+		if s != srcs[0] {
+			return false
+		}
+	}
+	return true
 }
 
 // fromKeySet looks kid up in the key set, re-fetching it once (rate

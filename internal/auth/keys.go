@@ -20,6 +20,7 @@ import (
 type staticKey struct {
 	kid string // "" : tried for tokens that name no kid only
 	key crypto.PublicKey
+	src keySource // staticSource: what a token it verified holds (Trust)
 }
 
 // loadStaticKeys reads auth.jwt.public_keys. Errors name the key's path in
@@ -31,7 +32,9 @@ func loadStaticKeys(keys []config.JWTKey) ([]staticKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("auth.jwt.public_keys[%d].file: %w", i, err)
 		}
-		out = append(out, staticKey{kid: k.KID, key: pub})
+		sk := staticKey{kid: k.KID, key: pub}
+		sk.src = staticSource(sk)
+		out = append(out, sk)
 	}
 	return out, nil
 }

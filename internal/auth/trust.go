@@ -11,45 +11,67 @@ import (
 )
 
 // Trust is what a token was accepted on: its issuer's iss and audience,
-// and each source of keys that could have verified it (the jwks_url, the
-// hmac_secret, each of the public_keys as read: kid and key), as digests.
-// A reload whose issuer of that iss has the same iss and audience and
-// still every one of those sources (Issuers.Trusts) trusts the token
-// still; one that drops the iss, renames the audience, or removes or
-// changes any source (a leaked hmac_secret replaced, a key file
-// replaced, the provider's key set moved to another URL) no longer does,
-// and the gateway ends the token's running requests as a removed API
-// key's (gateway keyRequests). A source added cuts nothing: a static key
-// is rotated by adding the new one first, and the tokens the old one
-// signed are as trusted as before (as a provider's own key rotation at
-// the same jwks_url is). What only shapes a token's tenant or limits
-// (name, claims, shared_tenants, leeway, algorithms, the jwks_* timings)
-// is not in it: editing those cuts nothing.
+// and the one source of keys that verified its signature (the
+// hmac_secret, the public_keys entry as read: kid and key, or the
+// jwks_url), as digests. A reload whose issuer of that iss has the same
+// iss and audience and still that source (Issuers.Trusts) trusts the
+// token still; one that drops the iss, renames the audience, or removes
+// or changes that source (a leaked hmac_secret replaced, the key file
+// that signed it removed or replaced, the provider's key set moved to
+// another URL) no longer does, and the gateway ends the token's running
+// requests as a removed API key's (gateway keyRequests). Any other
+// source added or removed cuts nothing: a static key is rotated by adding
+// the new one, moving signing to it, and later removing the old one, and
+// that last step must end only the requests of tokens the old key signed,
+// not those of the new key that stays.
+//
+// A key set (jwks_url) is one source whichever of its keys verified the
+// token: a key the provider drops from the set at its own rotation ends
+// nothing running, as in Envoy's jwt_authn and other gateways, where a
+// token is verified when its request starts; new requests with it are
+// refused from the next fetch (unknown_kid, or a signature no key held
+// verifies). What only shapes a token's tenant or limits (name, claims,
+// shared_tenants, leeway, algorithms, the jwks_* timings) is not in it.
 type Trust struct {
 	claims [sha256.Size]byte
-	// sources is the issuer's Verifier's own slice, never modified: a
-	// request holds it without a copy.
-	sources [][sha256.Size]byte
+	source [sha256.Size]byte
 }
 
-// trustOf is the Trust of the issuer c with the static keys read from it.
-func trustOf(c config.JWT, static []staticKey) Trust {
-	var t Trust
-	t.claims = digest(c.Issuer, c.Audience)
+// keySource is a source of keys of an issuer, as a Trust names it.
+type keySource = [sha256.Size]byte
+
+// claimsDigest is the part of a Trust of the issuer c that every one of
+// its tokens shares.
+func claimsDigest(c config.JWT) [sha256.Size]byte { return digest(c.Issuer, c.Audience) }
+
+func hmacSource(secret string) keySource { return digest("hmac_secret", secret) }
+
+func jwksSource(url string) keySource { return digest("jwks_url", url) }
+
+// staticSource is a public_keys entry's: its kid and its key's PKIX
+// bytes, so a file replaced under the same kid is another source.
+func staticSource(k staticKey) keySource {
+	der, err := x509.MarshalPKIXPublicKey(k.key)
+	if err != nil { // readPublicKey admits only kinds it marshals
+		der = nil
+	}
+	return digest("public_key", k.kid, string(der))
+}
+
+// sourcesOf lists every source of the issuer c with the static keys read
+// from it (Issuers.Trusts looks a held token's source up in it).
+func sourcesOf(c config.JWT, static []staticKey) []keySource {
+	var out []keySource
 	if c.JWKSURL != "" {
-		t.sources = append(t.sources, digest("jwks_url", c.JWKSURL))
+		out = append(out, jwksSource(c.JWKSURL))
 	}
 	if c.HMACSecret != "" {
-		t.sources = append(t.sources, digest("hmac_secret", c.HMACSecret))
+		out = append(out, hmacSource(c.HMACSecret))
 	}
 	for _, k := range static {
-		der, err := x509.MarshalPKIXPublicKey(k.key)
-		if err != nil { // readPublicKey admits only kinds it marshals
-			der = nil
-		}
-		t.sources = append(t.sources, digest("public_key", k.kid, string(der)))
+		out = append(out, k.src)
 	}
-	return t
+	return out
 }
 
 // digest hashes fields length-prefixed, so that no two lists of fields
@@ -72,17 +94,9 @@ func writeField(h hash.Hash, b []byte) {
 }
 
 // Trusts reports whether s has an issuer of iss that still trusts a token
-// accepted on t before a reload: the same iss and audience, and every
-// source of keys t had (more may have been added).
+// accepted on t before a reload: the same iss and audience, and the
+// source that verified it (others may have come or gone).
 func (s *Issuers) Trusts(iss string, t Trust) bool {
 	v := s.byIss[iss]
-	if v == nil || v.trust.claims != t.claims {
-		return false
-	}
-	for _, src := range t.sources {
-		if !slices.Contains(v.trust.sources, src) {
-			return false
-		}
-	}
-	return true
+	return v != nil && v.claimsDigest == t.claims && slices.Contains(v.sources, t.source)
 }

@@ -294,3 +294,59 @@ func TestReloadRotatingAStaticKeyEndsOnlyWhenTheKeyGoes(t *testing.T) {
 		t.Fatalf("the token's stream after its key went: %q; want an api_key_revoked event", s)
 	}
 }
+
+// TestReloadRemovingTheOldKeyEndsOnlyItsTokens: the last step of a
+// static key's rotation (both keys listed, signing moved to the new one,
+// the old removed) ends the running requests of tokens the old key signed,
+// with or without kid, and none of the new key's, with or without kid
+// (without, both keys were tried and the new one verified); they run to
+// [DONE]. So does a token of the hmac_secret beside them when the secret
+// is replaced: only its own requests end. Before, the removal of either
+// key ended every running request of the issuer's tokens (which key
+// verified a token was not kept).
+func TestReloadRemovingTheOldKeyEndsOnlyItsTokens(t *testing.T) {
+	old, next := jwttest.New(t), jwttest.New(t)
+	oldKey := config.JWTKey{File: pemFile(t, old.RSAPublicPEM(t)), KID: "rsa-old"}
+	newKey := config.JWTKey{File: pemFile(t, next.RSAPublicPEM(t)), KID: "rsa-next"}
+	secret := strings.Repeat("s", 32)
+	var be string
+	cfg := func(secret string, keys ...config.JWTKey) *config.Config {
+		c := jwtConfig(old, be)
+		c.Auth.JWT.JWKSURL, c.Auth.JWT.PublicKeys = "", keys
+		c.Auth.JWT.HMACSecret, c.Auth.JWT.Algorithms = secret, []string{"RS256", "HS256"}
+		return c
+	}
+	g, _, release := newIssuerReloadGateway(t, func(u string) *config.Config { be = u; return cfg(secret, oldKey, newKey) })
+	sign := func(m jwt.SigningMethod, key any, kid string) string {
+		return jwttest.Sign(t, m, key, kid, validClaims(jwt.MapClaims{"org": "acme"}))
+	}
+	type stream struct {
+		br   *bufio.Reader
+		resp *http.Response
+	}
+	open := func(tok string) stream { br, resp, _ := g.held(tok, true); return stream{br, resp} }
+	byOld := []stream{open(sign(jwt.SigningMethodRS256, old.RSA, "rsa-old")), open(sign(jwt.SigningMethodRS256, old.RSA, ""))}
+	byNew := []stream{open(sign(jwt.SigningMethodRS256, next.RSA, "rsa-next")), open(sign(jwt.SigningMethodRS256, next.RSA, ""))}
+	byHMAC := open(sign(jwt.SigningMethodHS256, []byte(secret), ""))
+
+	if cut := g.swap(cfg(secret, newKey)); !strings.Contains(cut, "token_requests=2") {
+		t.Fatalf("a reload removing the old key: %q; want the old key's two requests cut", cut)
+	}
+	for i, s := range byOld {
+		if r := rest(t, s.br, s.resp); !cutStream(r) {
+			t.Fatalf("old key's stream %d after its key went: %q; want an api_key_revoked event", i, r)
+		}
+	}
+	if cut := g.swap(cfg(strings.Repeat("t", 32), newKey)); !strings.Contains(cut, "token_requests=1") {
+		t.Fatalf("a reload replacing the hmac_secret: %q; want its token's request cut", cut)
+	}
+	if r := rest(t, byHMAC.br, byHMAC.resp); !cutStream(r) {
+		t.Fatalf("the hmac token's stream after the secret was replaced: %q; want an api_key_revoked event", r)
+	}
+	close(release)
+	for i, s := range byNew {
+		if r := rest(t, s.br, s.resp); !strings.Contains(r, "[DONE]") || strings.Contains(r, "api_key_revoked") {
+			t.Fatalf("new key's stream %d across the reloads: %q; want it to run to [DONE]", i, r)
+		}
+	}
+}
