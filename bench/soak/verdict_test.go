@@ -442,7 +442,8 @@ func TestJudgeFDsLessTheIdlePool(t *testing.T) {
 
 // The tenant ramp's estimates follow the bursts' peaks and hold nothing:
 // printed, not judged (a 5-minute run FAILed on ramp_proven 5 -> 28).
-// The ramp's held requests and its tenants are still judged.
+// The ramp's held requests are still judged by their slope, its ramping
+// tenants against their bound.
 func TestJudgeRampEstimatesAreSignals(t *testing.T) {
 	ys := []float64{5, 6, 6, 20, 20, 20, 20, 28, 28, 28}
 	for _, n := range []string{"sluice_queue_ramp_proven", "sluice_queue_ramp_base"} {
@@ -450,9 +451,19 @@ func TestJudgeRampEstimatesAreSignals(t *testing.T) {
 			t.Errorf("%s judged: %+v", n, v[0])
 		}
 	}
-	for _, n := range []string{"sluice_queue_ramp_held", "sluice_queue_ramping_tenants"} {
-		if v := judge(samplesOf(n, ys...)); v[0].judged != "slope" || v[0].pass {
-			t.Errorf("%s 5 -> 28 not judged a FAIL: %+v", n, v[0])
-		}
+	if v := judge(samplesOf("sluice_queue_ramp_held", ys...)); v[0].judged != "slope" || v[0].pass {
+		t.Errorf("ramp_held 5 -> 28 not judged a FAIL: %+v", v[0])
+	}
+	// The ramping tenants against their bound (4,096 per model): a
+	// 5-minute run's 0 -> 7 passes, heading past it fails.
+	if v := judge(samplesOf("sluice_queue_ramping_tenants", 0, 1, 0, 3, 2, 4, 3, 5, 6, 7)); v[0].judged != "bound" || !v[0].pass {
+		t.Errorf("ramping tenants 0 -> 7: %+v; want a PASS against the bound", v[0])
+	}
+	var up []float64
+	for i := range 10 {
+		up = append(up, 3000+float64(i)*150)
+	}
+	if v := judge(samplesOf("sluice_queue_ramping_tenants", up...)); v[0].pass {
+		t.Errorf("ramping tenants heading past 4,096 passed: %+v", v[0])
 	}
 }
