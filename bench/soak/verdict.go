@@ -138,11 +138,13 @@ func boundOf(n string, s sample) (float64, bool) {
 // five): their sum swings with how many are on the backends at the
 // sample, so its slope over the half FAILed runs with no leak (soakfix:
 // 1,258 against 1,200; the lead's 25-minute run of 2026-12-06: 1,924,
-// and 0 at idle after). restartcheck's fit against
-// sluice_inflight_requests did not help there: that gauge counts the
-// client's requests, queued ones and those answered from the cache
-// included, not what the backends hold, and the fit found no hold per
-// request (the floor applied).
+// and 0 at idle after). restartcheck's fit (tokens = a + hold x in
+// flight + rate x time) did not help there: it assumes one hold for all,
+// and a queue burst's streams hold ~90 tokens each where the mix's
+// requests hold 300-1,700, so the fit's hold was the bursts' (77 in a
+// 5-minute run), the floor applied. It also held apart the client's
+// requests (sluice_inflight_requests: queued and cached ones included),
+// where the tokens are the holds of those on the backends.
 //
 // What a leak of them looks like, and what is judged now:
 //   - tokens never given back stay when the requests are gone: at the
