@@ -47,11 +47,14 @@
 // --dir/samples.tsv. The verdict: each resource series'
 // least-squares slope over the second half, times the half's length,
 // against thresholdFor's allowance (rates, estimates and limits are
-// printed, not judged; the connections to the backends less the lean
-// client's idle pool, which is judged against its bound: withoutIdlePool);
-// and the idle goroutines and fds (less the pool of
-// connections to the backends and the job store's open JetStream block
-// files) back within 5%, the chaos suite's leak target. Exit 1 when one fails.
+// printed, not judged; the connections to the backends and the open fds
+// less the lean client's idle pool, which is judged against its bound:
+// withoutIdlePool; the backends' outstanding tokens per request in flight
+// on them, over the whole run: tokensPerBackendRequest); and at idle
+// (judgeIdle) the goroutines and fds (less the pool of connections to
+// the backends and the job store's open JetStream block files) back
+// within 5%, the chaos suite's leak target, and the outstanding tokens
+// back to before the run. Exit 1 when one fails.
 package main
 
 import (
@@ -327,30 +330,9 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	}
 	ok = d.ep.report(os.Stdout, "endpoints", "not a 2xx of the simulator's shape, not an overload's 429/503 with Retry-After, not a cut or 502/503/504 during a disturbance") && ok
 	fmt.Printf("\nidle, no traffic, driver's connections closed (profiles in %s/{before,after}-*):\n", dir)
-	// The chaos suite's leak target: goroutines and fds back within 5%,
-	// fds without the keep-alive pool to the backends (a bounded cache:
-	// its size after the run depends on the last requests' overlap).
-	// fds without the JetStream block files open too: nats-server closes
-	// them minutes after their stream's last use, so an idle sample's count
-	// of them is about the last minutes' traffic (a run judged FAIL on
-	// 17 -> 18 fds so: RELIABILITY.md). A leak of them still shows in the
-	// run's fd series, and here in their own row.
-	fdsLess := sFDs + " - backend conns - jetstream blocks"
-	for _, n := range []string{sGoroutines, sFDs, fdsLess, sBackConns, sBackLessIdle, sOpenLessIdle, "sluice_backend_outstanding_tokens", sBlocks, sRSS, sHeap, sConsumers, sKeysJob, sKeysLine, sKeysActive, sKeysEvent, sKeysPending, sKeysOther} {
-		b, a := idleBefore.values[n], idleAfter.values[n]
-		if n == fdsLess {
-			b = idleBefore.values[sFDs] - idleBefore.values[sBackConns] - max(idleBefore.values[sBlocks], 0)
-			a = idleAfter.values[sFDs] - idleAfter.values[sBackConns] - max(idleAfter.values[sBlocks], 0)
-		}
-		verdict := ""
-		if n == sGoroutines || n == fdsLess {
-			verdict = "PASS"
-			if a > b*1.05 {
-				verdict, ok = "FAIL", false
-			}
-		}
-		fmt.Printf("  %-40s %12s -> %-12s %s\n", n, num(b), num(a), verdict)
-	}
+	rows, idleOK := judgeIdle(idleBefore, idleAfter)
+	printIdle(os.Stdout, rows)
+	ok = idleOK && ok
 	fmt.Printf("\nCPU seconds over the whole soak (%s): %s\n", time.Since(began).Round(time.Second), r.cpu())
 	if !ok {
 		// Returned, not os.Exit: the deferred close stops the children.

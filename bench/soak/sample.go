@@ -63,12 +63,16 @@ const (
 	// scrapes), and any the gateway opened and lost.
 	sBackLessIdle = "backend conns less the lean idle pool"
 	sOpenLessIdle = "sluice_upstream_connections_open less idle"
-	mIdle         = "sluice_upstream_idle_connections"
-	mOpen         = "sluice_upstream_connections_open"
+	// process_open_fds holds every pooled connection as well: judged less
+	// the idle pool too (the pool's peaks moved it 4.92 against 8 in
+	// soakfix's FAILed rerun).
+	sFDsLessIdle = "process_open_fds less the lean idle pool"
+	mIdle        = "sluice_upstream_idle_connections"
+	mOpen        = "sluice_upstream_connections_open"
 )
 
-// withoutIdlePool adds the two connection series less the lean client's
-// idle pool to a sample's values.
+// withoutIdlePool adds the two connection series and the open fds less
+// the lean client's idle pool to a sample's values.
 //
 // Why: the pool is LIFO (h1client takes the most recently used
 // connection) and its reaper closes a connection idle 90 s, so at any
@@ -90,6 +94,9 @@ func withoutIdlePool(v map[string]float64) {
 	}
 	if o, ok := v[mOpen]; ok {
 		v[sOpenLessIdle] = o - idle
+	}
+	if f, ok := v[sFDs]; ok {
+		v[sFDsLessIdle] = f - idle
 	}
 }
 

@@ -30,7 +30,7 @@ func thresholdFor(name string) threshold {
 	switch name {
 	case sGoroutines:
 		return threshold{20, 0.10}
-	case sFDs:
+	case sFDs, sFDsLessIdle:
 		return threshold{8, 0.10}
 	case sBackLessIdle, sOpenLessIdle:
 		// The connections to the backends less the idle pool: those
@@ -79,10 +79,14 @@ func slope(xs, ys []float64) float64 {
 // follow the traffic and the controllers, up or down, and hold nothing)
 // from those that count what the gateway holds: connections, requests,
 // queued work, bytes, entries. Only the latter can leak; the signals are
-// printed, not judged.
+// printed, not judged. The tenant ramp's base and proven slots are such
+// estimates too (a recent in-use peak; the most slots at which a stream
+// started promptly in the last 10-20 minutes): they follow the bursts'
+// peaks, and a 5-minute run FAILed on ramp_proven 5 -> 28 (growth 9.6
+// against 2.8) while the queue held nothing (in use 2 -> 3, waiting 0).
 func isSignal(name string) bool {
 	for _, s := range []string{"per_second", "ewma", "_ratio", "desired_backends", "_capacity", "delay_target",
-		"drain_rate", "_state", "congested", "machine_"} {
+		"drain_rate", "_state", "congested", "machine_", "ramp_base", "ramp_proven"} {
 		if strings.Contains(name, s) {
 			return true
 		}
@@ -104,15 +108,21 @@ var bounds = map[string]string{
 	mIdle:                        "sluice_upstream_idle_connections_limit",
 }
 
-// lessIdle are the connection series that hold the idle pool: printed,
+// lessIdle are the series that hold the idle pool (connections, fds): printed,
 // and judged as the series named here, without it (withoutIdlePool).
-var lessIdle = map[string]string{sBackConns: sBackLessIdle, mOpen: sOpenLessIdle}
+var lessIdle = map[string]string{sBackConns: sBackLessIdle, mOpen: sOpenLessIdle, sFDs: sFDsLessIdle}
 
 // fixedBounds are the bounded gauges whose bound is not on /metrics: the
 // gateway's response id → backend map holds at most 100k ids
 // (internal/gateway/respowners.go, defaultResponseIDs) and grows all run
 // by design (24 h TTL), so a slope would call it a leak.
-var fixedBounds = map[string]float64{"sluice_responses_ids": 100_000}
+//
+// The tenant ramp remembers at most 4,096 ramping tenants per model
+// (internal/admission): how many ramp at a sample follows which of the
+// mix's dozen addresses were busy beside others, and a 5-minute run
+// FAILed on 0 -> 7 (growth 4.8 against 2) with nothing held
+// (sluice_queue_ramp_held 0). Judged against the bound of one model.
+var fixedBounds = map[string]float64{"sluice_responses_ids": 100_000, "sluice_queue_ramping_tenants": 4096}
 
 // boundOf is series n's bound in sample s, if it has one.
 func boundOf(n string, s sample) (float64, bool) {
@@ -124,51 +134,76 @@ func boundOf(n string, s sample) (float64, bool) {
 }
 
 // The backends' outstanding tokens are the holds of the requests in
-// flight: their sum swings with how many are in flight at the sample
-// (940-1,710 tokens each in the soak's mix, 8,554 with five), so its
-// slope against a floor of 1,200 FAILed runs with no leak (soakfix: one
-// or two more in flight at the end of a half). It is judged by its growth
-// with the requests in flight held apart (a fit of tokens = a + hold x
-// in flight + rate x time over the half, growth = rate x the half): a
-// leak (tokens never given back) is in rate whole, a sample with none in
-// flight included; what one request holds is in hold, and two requests'
-// hold is allowed (1,200 when the fit cannot tell it). Requests that stay
-// in flight for good are sluice_inflight_requests' own verdict.
+// flight on them (940-1,710 tokens each in the soak's mix, 8,606 with
+// five): their sum swings with how many are on the backends at the
+// sample, so its slope over the half FAILed runs with no leak (soakfix:
+// 1,258 against 1,200; the lead's 25-minute run of 2026-12-06: 1,924,
+// and 0 at idle after). restartcheck's fit (tokens = a + hold x in
+// flight + rate x time) did not help there: it assumes one hold for all,
+// and a queue burst's streams hold ~90 tokens each where the mix's
+// requests hold 300-1,700, so the fit's hold was the bursts' (77 in a
+// 5-minute run), the floor applied. It also held apart the client's
+// requests (sluice_inflight_requests: queued and cached ones included),
+// where the tokens are the holds of those on the backends.
+//
+// What a leak of them looks like, and what is judged now:
+//   - tokens never given back stay when the requests are gone: at the
+//     idle sample after the run they must be back to the one before
+//     (0: judgeIdle), whatever their size;
+//   - under load they are a hold per request on the backends that grows:
+//     the tokens per request in flight on a backend (sluice_backend_inflight,
+//     the same scrape; at a sample with none there, the tokens themselves,
+//     all of them leaked), fitted over every sample by the median of the
+//     pairwise slopes (Theil-Sen: a few samples of long prompts or of one
+//     request in flight do not move it), may grow by at most one request's
+//     hold (their median, 1,200 at least) over the run.
+//
+// A sample with neither tokens nor a request on a backend says nothing of
+// the hold and is left out of the fit.
 const (
-	mTokens   = "sluice_backend_outstanding_tokens"
-	mInflight = "sluice_inflight_requests"
+	mTokens       = "sluice_backend_outstanding_tokens"
+	mBackInflight = "sluice_backend_inflight"
+	mInflight     = "sluice_inflight_requests"
 )
 
-// tokensApartFromInFlight fits the half's outstanding tokens against
-// time and the requests in flight: the rate per minute and the hold per
-// request (0 when the in-flight count does not vary apart from time).
-func tokensApartFromInFlight(half []sample) (perMin, hold float64) {
-	var ts, ns, ys []float64
-	for _, s := range half {
-		ts, ns, ys = append(ts, s.at.Minutes()), append(ns, s.values[mInflight]), append(ys, s.values[mTokens])
+// tokensPerBackendRequest fits the outstanding tokens per request in
+// flight on the backends over samples: the Theil-Sen slope per minute and
+// the median hold per request (samples with a request in flight only).
+func tokensPerBackendRequest(samples []sample) (perMin, hold float64) {
+	var ts, qs, holds []float64
+	for _, s := range samples {
+		tok, n := s.values[mTokens], s.values[mBackInflight]
+		if n <= 0 && tok == 0 {
+			continue
+		}
+		q := tok / math.Max(n, 1)
+		ts, qs = append(ts, s.at.Minutes()), append(qs, q)
+		if n > 0 {
+			holds = append(holds, q)
+		}
 	}
-	mt, mn, my := mean(ts), mean(ns), mean(ys)
-	var stt, snn, stn, sty, sny float64
-	for i := range ts {
-		t, n, y := ts[i]-mt, ns[i]-mn, ys[i]-my
-		stt, snn, stn, sty, sny = stt+t*t, snn+n*n, stn+t*n, sty+t*y, sny+n*y
-	}
-	det := stt*snn - stn*stn
-	if stt == 0 {
-		return 0, 0
-	}
-	if snn == 0 || det <= 1e-9*stt*snn {
-		return sty / stt, 0 // in flight constant, or moving with time only
-	}
-	return (sty*snn - sny*stn) / det, (sny*stt - sty*stn) / det
+	return theilSen(ts, qs), median(holds)
 }
 
-func mean(xs []float64) float64 {
-	var s float64
-	for _, x := range xs {
-		s += x
+// theilSen is the median of the slopes between every pair of points with
+// distinct xs (0 with fewer than two such points).
+func theilSen(xs, ys []float64) float64 {
+	var ss []float64
+	for i := range xs {
+		for j := i + 1; j < len(xs); j++ {
+			if dx := xs[j] - xs[i]; dx != 0 {
+				ss = append(ss, (ys[j]-ys[i])/dx)
+			}
+		}
 	}
-	return s / math.Max(float64(len(xs)), 1)
+	if len(ss) == 0 {
+		return 0
+	}
+	slices.Sort(ss)
+	if len(ss)%2 == 1 {
+		return ss[len(ss)/2]
+	}
+	return (ss[len(ss)/2-1] + ss[len(ss)/2]) / 2
 }
 
 // seriesVerdict is one row of the verdict table.
@@ -178,7 +213,7 @@ type seriesVerdict struct {
 	perMin                float64 // slope over the second half, per minute
 	growth, allowed       float64 // over the second half
 	pass                  bool
-	judged                string // "slope", "bound", "pool" (judged less the idle pool) or "" (a signal: printed only); mTokens's slope is apart from the requests in flight
+	judged                string // "slope", "bound", "pool" (judged less the idle pool) or "" (a signal: printed only); mTokens's slope is per request in flight on the backends, over the whole run
 }
 
 // judge fits every series over the second half of the samples.
@@ -213,12 +248,13 @@ func judge(samples []sample) []seriesVerdict {
 		t := thresholdFor(n)
 		v.allowed = math.Max(t.floor, t.frac*median(ys))
 		v.perMin = slope(xs, ys)
+		v.growth = v.perMin * span
 		if n == mTokens {
 			var hold float64
-			v.perMin, hold = tokensApartFromInFlight(half)
-			v.allowed = math.Max(t.floor, 2*hold)
+			v.perMin, hold = tokensPerBackendRequest(samples)
+			v.growth = v.perMin * (samples[len(samples)-1].at - samples[0].at).Minutes()
+			v.allowed = math.Max(t.floor, hold)
 		}
-		v.growth = v.perMin * span
 		v.pass, v.judged = true, ""
 		switch bound, ok := boundOf(n, samples[len(samples)-1]); {
 		case ok:
@@ -239,7 +275,7 @@ func judge(samples []sample) []seriesVerdict {
 
 // rank orders the table: the process series first, then the gauges by name.
 func rank(name string) string {
-	if i := slices.Index([]string{sGoroutines, sFDs, sBackConns, sBackLessIdle, sRSS, sHeap}, name); i >= 0 {
+	if i := slices.Index([]string{sGoroutines, sFDs, sFDsLessIdle, sBackConns, sBackLessIdle, sRSS, sHeap}, name); i >= 0 {
 		return fmt.Sprint(i)
 	}
 	return "z" + name
@@ -279,7 +315,7 @@ func printVerdict(w io.Writer, vs []seriesVerdict) bool {
 		case !v.pass:
 			verdict, ok = "FAIL", false
 		case v.name == mTokens:
-			verdict = "PASS (apart from those in flight)"
+			verdict = "PASS (per request on the backends, whole run)"
 		case v.judged == "bound":
 			verdict = "PASS (within its bound)"
 		}

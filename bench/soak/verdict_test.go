@@ -266,16 +266,19 @@ func TestJudgeIdlePoolAgainstItsBound(t *testing.T) {
 	}
 }
 
-// tokenRun is an 8-minute run's samples of the backends' outstanding
-// tokens: each request in flight holding 940-1,710 tokens (the soak's
-// mix, soakfix), plus leaked: tokens never given back.
-func tokenRun(inflight []float64, leaked func(i int) float64) []sample {
+// tokenRun is a run's samples (every 30 s) of the backends' outstanding
+// tokens: each request in flight on a backend holding 940-1,710 tokens
+// (the soak's mix, soakfix), plus leaked: tokens never given back. The
+// client's in-flight count is those on the backends and others (queued,
+// answered from the cache, a slow reader's tail) as given.
+func tokenRun(onBackends, others []float64, leaked func(i int) float64) []sample {
 	holds := []float64{940, 1710, 1250, 1100, 1580, 1320, 990, 1450}
 	var out []sample
-	for i, n := range inflight {
+	for i, n := range onBackends {
 		out = append(out, sample{at: time.Duration(i) * 30 * time.Second, values: map[string]float64{
-			mInflight: n,
-			mTokens:   n*holds[i*3%len(holds)] + leaked(i),
+			mBackInflight: n,
+			mInflight:     n + others[i%len(others)],
+			mTokens:       n*holds[i*3%len(holds)] + leaked(i),
 		}})
 	}
 	return out
@@ -283,17 +286,21 @@ func tokenRun(inflight []float64, leaked func(i int) float64) []sample {
 
 // More requests in flight at the end of the half (soakfix's FAILs: two
 // more at the end): the sum's growth is past the old floor of 1,200, and
-// less what the requests in flight hold it passes.
+// per request on the backends it passes.
 var moreInFlightLate = []float64{3, 4, 2, 3, 4, 3, 2, 4, 3, 0, 3, 3, 4, 3, 4, 3, 5}
 
-func TestJudgeOutstandingTokensFollowInFlight(t *testing.T) {
-	s := tokenRun(moreInFlightLate, none)
+func rawGrowth(s []sample) float64 {
 	half := s[len(s)/2:]
 	var xs, ys []float64
 	for _, x := range half {
 		xs, ys = append(xs, x.at.Minutes()), append(ys, x.values[mTokens])
 	}
-	if raw := slope(xs, ys) * (half[len(half)-1].at - half[0].at).Minutes(); raw <= 1200 {
+	return slope(xs, ys) * (half[len(half)-1].at - half[0].at).Minutes()
+}
+
+func TestJudgeOutstandingTokensFollowInFlight(t *testing.T) {
+	s := tokenRun(moreInFlightLate, []float64{0}, none)
+	if raw := rawGrowth(s); raw <= 1200 {
 		t.Fatalf("raw growth %.0f: the run does not reproduce the old FAIL", raw)
 	}
 	v := verdictsByName(judge(s))[mTokens]
@@ -302,8 +309,27 @@ func TestJudgeOutstandingTokensFollowInFlight(t *testing.T) {
 	}
 	var b strings.Builder
 	printVerdict(&b, judge(s))
-	if !strings.Contains(b.String(), "PASS (apart from those in flight)") {
+	if !strings.Contains(b.String(), "PASS (per request on the backends, whole run)") {
 		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+// The lead's 25-minute run of 2026-12-06: the client's in-flight count
+// was mostly requests not on a backend (queued burst streams, slow
+// readers' tails), so a fit against it found no hold per request, the
+// floor of 1,200 applied, and more requests on the backends late in the
+// run FAILed it (1,924) with 0 tokens at idle after. Judged per request
+// on the backends over the whole run, it passes.
+func TestJudgeOutstandingTokensWithOthersInFlight(t *testing.T) {
+	onBackends := []float64{2, 3, 1, 2, 3, 2, 1, 3, 2, 1, 2, 3, 2, 1, 2, 3, 2, 1, 2, 3, 2, 2,
+		3, 2, 4, 3, 2, 4, 3, 4, 2, 3, 5, 3, 4, 2, 3, 4, 3, 4, 2, 5, 3, 4, 3, 5, 4, 3, 5, 6}
+	others := []float64{9, 1, 14, 6, 0, 11, 3, 8, 13, 2, 7}
+	s := tokenRun(onBackends, others, none)
+	if raw := rawGrowth(s); raw <= 1200 {
+		t.Fatalf("raw growth %.0f: the run does not reproduce the old FAIL", raw)
+	}
+	if v := verdictsByName(judge(s))[mTokens]; v.judged != "slope" || !v.pass {
+		t.Fatalf("no leak, others in flight: %+v; want a PASS", v)
 	}
 }
 
@@ -315,9 +341,129 @@ func TestJudgeOutstandingTokensLeakFails(t *testing.T) {
 	perSample := func(i int) float64 { return 650 * float64(i) }
 	flat := []float64{4, 4, 3, 4, 5, 4, 4, 3, 4, 5, 4, 3, 4, 4, 5, 4, 3}
 	for name, inflight := range map[string][]float64{"flat": flat, "rising": moreInFlightLate, "none in flight": make([]float64, len(flat))} {
-		v := verdictsByName(judge(tokenRun(inflight, perSample)))[mTokens]
-		if v.pass {
-			t.Errorf("%s: a leak of 650 tokens per sample passed: %+v", name, v)
+		for _, others := range [][]float64{{0}, {9, 1, 14, 6, 0, 11, 3, 8, 13, 2, 7}} {
+			v := verdictsByName(judge(tokenRun(inflight, others, perSample)))[mTokens]
+			if v.pass {
+				t.Errorf("%s, others %v: a leak of 650 tokens per sample passed: %+v", name, others, v)
+			}
 		}
+	}
+}
+
+// Theil-Sen is the median pairwise slope: a line's own, and one outlier
+// does not move it.
+func TestTheilSen(t *testing.T) {
+	xs := []float64{0, 1, 2, 3, 4, 5}
+	if got := theilSen(xs, []float64{1, 3, 5, 7, 9, 11}); math.Abs(got-2) > 1e-9 {
+		t.Fatalf("theilSen(line) = %v, want 2", got)
+	}
+	if got := theilSen(xs, []float64{1000, 1000, 1000, 1000, 1000, 9000}); got != 0 {
+		t.Fatalf("theilSen(flat with one spike) = %v, want 0", got)
+	}
+	if got := theilSen([]float64{1}, []float64{1}); got != 0 {
+		t.Fatalf("theilSen(one point) = %v", got)
+	}
+}
+
+func idleSample(v map[string]float64) sample { return sample{values: v} }
+
+// At idle the tokens are back to before the run, or they leaked: a
+// leak too small for the run's verdict (one request's hold, once) fails
+// here; 0 -> 0 passes.
+func TestJudgeIdleOutstandingTokens(t *testing.T) {
+	before := idleSample(map[string]float64{sGoroutines: 150, sFDs: 30, mTokens: 0})
+	rowsOf := func(after float64) (idleRow, bool) {
+		rows, ok := judgeIdle(before, idleSample(map[string]float64{sGoroutines: 150, sFDs: 30, mTokens: after}))
+		for _, r := range rows {
+			if r.name == mTokens {
+				return r, ok
+			}
+		}
+		t.Fatalf("no %s row", mTokens)
+		return idleRow{}, false
+	}
+	if r, ok := rowsOf(0); !ok || !strings.HasPrefix(r.verdict, "PASS") {
+		t.Errorf("0 -> 0: %+v, ok %v; want a PASS", r, ok)
+	}
+	if r, ok := rowsOf(1250); ok || !strings.HasPrefix(r.verdict, "FAIL") {
+		t.Errorf("0 -> 1,250 at idle: %+v, ok %v; want a FAIL", r, ok)
+	}
+	once := func(i int) float64 {
+		if i >= 25 {
+			return 1250
+		}
+		return 0
+	}
+	flat := make([]float64, 50)
+	for i := range flat {
+		flat[i] = float64(3 + i%3)
+	}
+	v := verdictsByName(judge(tokenRun(flat, []float64{0}, once)))[mTokens]
+	t.Logf("one request's hold leaked once, the run's verdict: growth %.0f against %.0f, pass %v (the idle row catches it)", v.growth, v.allowed, v.pass)
+}
+
+// The idle fds keep their 5% target and the goroutines theirs.
+func TestJudgeIdleGoroutinesAndFDs(t *testing.T) {
+	before := idleSample(map[string]float64{sGoroutines: 150, sFDs: 30, sBackConns: 6})
+	if _, ok := judgeIdle(before, idleSample(map[string]float64{sGoroutines: 157, sFDs: 31, sBackConns: 7})); !ok {
+		t.Errorf("within 5%%: FAIL")
+	}
+	if _, ok := judgeIdle(before, idleSample(map[string]float64{sGoroutines: 170, sFDs: 30, sBackConns: 6})); ok {
+		t.Errorf("goroutines 150 -> 170: PASS")
+	}
+	if _, ok := judgeIdle(before, idleSample(map[string]float64{sGoroutines: 150, sFDs: 40, sBackConns: 6})); ok {
+		t.Errorf("fds less the backend conns 24 -> 34: PASS")
+	}
+}
+
+// process_open_fds holds the warm pool: judged less it, it passes; two
+// sockets per sample that no counter knows (one per ~60 requests at
+// 4 req/s) fail it.
+func TestJudgeFDsLessTheIdlePool(t *testing.T) {
+	fds := func(s []sample, lost func(int) float64) []sample {
+		for i := range s {
+			s[i].values[sFDs] = 20 + s[i].values[sBackConns] + lost(i)
+			withoutIdlePool(s[i].values)
+		}
+		return s
+	}
+	vs := verdictsByName(judge(fds(poolRun(warmPool, none, none), none)))
+	if v := vs[sFDs]; v.judged != "pool" || v.growth <= 8 {
+		t.Errorf("raw fds: %+v; want growth over 8 (the old FAIL), judged as the pool", v)
+	}
+	if v := vs[sFDsLessIdle]; v.judged != "slope" || !v.pass {
+		t.Errorf("fds less the pool: %+v; want a slope PASS", v)
+	}
+	vs = verdictsByName(judge(fds(poolRun(warmPool, none, none), func(i int) float64 { return 2 * float64(i) })))
+	if v := vs[sFDsLessIdle]; v.pass {
+		t.Errorf("two lost fds per sample passed: %+v", v)
+	}
+}
+
+// The tenant ramp's estimates follow the bursts' peaks and hold nothing:
+// printed, not judged (a 5-minute run FAILed on ramp_proven 5 -> 28).
+// The ramp's held requests are still judged by their slope, its ramping
+// tenants against their bound.
+func TestJudgeRampEstimatesAreSignals(t *testing.T) {
+	ys := []float64{5, 6, 6, 20, 20, 20, 20, 28, 28, 28}
+	for _, n := range []string{"sluice_queue_ramp_proven", "sluice_queue_ramp_base"} {
+		if v := judge(samplesOf(n, ys...)); v[0].judged != "" || !v[0].pass {
+			t.Errorf("%s judged: %+v", n, v[0])
+		}
+	}
+	if v := judge(samplesOf("sluice_queue_ramp_held", ys...)); v[0].judged != "slope" || v[0].pass {
+		t.Errorf("ramp_held 5 -> 28 not judged a FAIL: %+v", v[0])
+	}
+	// The ramping tenants against their bound (4,096 per model): a
+	// 5-minute run's 0 -> 7 passes, heading past it fails.
+	if v := judge(samplesOf("sluice_queue_ramping_tenants", 0, 1, 0, 3, 2, 4, 3, 5, 6, 7)); v[0].judged != "bound" || !v[0].pass {
+		t.Errorf("ramping tenants 0 -> 7: %+v; want a PASS against the bound", v[0])
+	}
+	var up []float64
+	for i := range 10 {
+		up = append(up, 3000+float64(i)*150)
+	}
+	if v := judge(samplesOf("sluice_queue_ramping_tenants", up...)); v[0].pass {
+		t.Errorf("ramping tenants heading past 4,096 passed: %+v", v[0])
 	}
 }

@@ -40,6 +40,7 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nFlags of a command: sluice help <command> (or sluice <command> --help). sluice --version.")
 	fmt.Fprintln(w, "Exit status: 0 done, 1 failed, 2 a command line it cannot take, 130/143 stopped by SIGINT/SIGTERM before the end.")
+	fmt.Fprintln(w, "serve and worker exit 0 on SIGTERM/SIGINT, 1 when that stop was given up past its bound (not clean).")
 }
 
 func main() {

@@ -51,7 +51,9 @@ func TestCLIReferenceIsCurrent(t *testing.T) {
 	b.WriteString("command or flag, a missing or invalid value, a stray argument), with one line on stderr naming\n")
 	b.WriteString("the flag and what it takes. A command stopped by SIGINT or SIGTERM before the end (`demo`,\n")
 	b.WriteString("`bench`, `chaos`) says which signal and exits 130 or 143, as a shell reports a process the\n")
-	b.WriteString("signal ended. `serve`, `sim` and `worker` stopped by a signal exit 0: that is how they end.\n")
+	b.WriteString("signal ended. `serve`, `sim` and `worker` stopped by a signal exit 0: that is how they end;\n")
+	b.WriteString("`serve` and `worker` exit 1 when that stop was not clean: the job queue's stop given up past\n")
+	b.WriteString("its bound (NATS answering nothing), the process gone as after a crash, with one ERROR line.\n")
 	var short = map[string]string{}
 	for _, c := range commands() {
 		short[c.name] = c.short

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/app"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/telemetry"
@@ -22,7 +23,7 @@ import (
 // NATS JetStream queue and runs them through the gateway's admin listener,
 // as their tenants, from spare capacity only. Any number may run beside
 // the gateway's own workers.
-func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlagSet("worker", "--admin URL --token TOKEN [--nats URL] [--webhook-secret S] [--concurrency N]")
 	natsURL := fs.String("nats", "", "NATS server with JetStream holding the queue; default: the one the gateway at --admin uses (asked at GET /worker/v1/queue)")
 	adminURL := fs.String("admin", "http://127.0.0.1:9091", "the gateway's admin listener (admin.listen) as http://host:port (host:port alone is taken as http://): the worker polls /spare there and sends jobs to /worker/v1/…, where they run as their tenants")
@@ -47,8 +48,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxAttempts := fs.Int("max-attempts", 5, "executions ending in an error before a job is dead-lettered")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM (no new job is taken from then), how long running jobs may finish before they go back to the queue; a second SIGTERM or SIGINT cuts them at once")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	err := parseFlags(fs, args)
-	if err != nil {
+	if err = parseFlags(fs, args); err != nil {
 		return err
 	}
 	switch {
@@ -127,8 +127,14 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	// Bounded, whatever NATS does (workerstop.go).
-	defer closeWorkerStore(store, logger)
+	// Bounded, whatever NATS does (workerstop.go); given up, the stop was
+	// not clean: the exit status says so (app.ErrStopNotClean).
+	defer func() {
+		if !closeWorkerStore(store, logger) && err == nil {
+			err = fmt.Errorf("%w: the job store did not close within %s (NATS answers nothing); the jobs this worker held run again after their AckWait",
+				app.ErrStopNotClean, workerCloseBound)
+		}
+	}()
 	logger.Info("sluice worker running", "nats", gateway.RedactURLs(*natsURL), "admin", *adminURL, "concurrency", *concurrency)
 	// On its own goroutine so that the stop's wait is bounded: past the
 	// bound the process exits with it still blocked on NATS.
@@ -144,9 +150,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}()
 	stopped, err := waitWorker(ctx, done, cut, *grace)
 	if !stopped {
+		bound := *grace + workerCutBound
 		logger.Error("job workers did not stop within their bound: NATS answers nothing; exiting without them, as after a crash: their jobs run again after their AckWait",
-			"bound", (*grace + workerCutBound).String())
-		return nil
+			"bound", bound.String())
+		// Not nil: a supervisor sees a stop that was not clean (exit 1).
+		return fmt.Errorf("%w: the job workers did not stop within %s (NATS answers nothing); their jobs run again after their AckWait",
+			app.ErrStopNotClean, bound)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

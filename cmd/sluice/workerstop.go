@@ -19,7 +19,9 @@ import (
 // connection until nats.go's DrainTimeout (30 s), and a worker blocked in
 // a call on it kept the process for as long as that call: a supervisor's
 // kill came first. Past a bound the process exits without it, as after a
-// crash: jobs it held run again once their AckWait passes.
+// crash: jobs it held run again once their AckWait passes. It then exits
+// 1 (app.ErrStopNotClean), as `sluice serve` does past its queue's bound:
+// a supervisor sees a stop that was not clean, where before it saw 0.
 const (
 	workerCutBound   = 2 * time.Second
 	workerCloseBound = 5 * time.Second
@@ -55,12 +57,14 @@ func waitWorker(ctx context.Context, done <-chan error, cut <-chan struct{}, gra
 }
 
 // closeWorkerStore closes the worker's store within workerCloseBound,
-// saying so with one ERROR line when it gives the close up.
-func closeWorkerStore(store *jobs.Store, log *slog.Logger) {
+// saying so with one ERROR line when it gives the close up; false then.
+func closeWorkerStore(store *jobs.Store, log *slog.Logger) (closed bool) {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), workerCloseBound, errWorkerCloseBound)
 	defer cancel()
 	if err := store.CloseWithin(ctx); errors.Is(err, jobs.ErrCloseAbandoned) {
 		log.Error("job store did not close within its bound: NATS answers nothing; exiting without it, as after a crash: the jobs this worker held run again after their AckWait",
 			"bound", workerCloseBound.String())
+		return false
 	}
+	return true
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sluice-gw/sluice/internal/app"
 	"github.com/sluice-gw/sluice/internal/jobs"
 )
 
@@ -127,8 +128,10 @@ func (p *stallingTCP) release() {
 // 15-26 s here after the signal), the process gone only once its
 // connection was closed. Now the close is given up after
 // workerCloseBound (5 s): the worker returns while its connection is
-// still open, drain pending. The order is what is checked, not a time:
-// a hang guard of 2 min only ends a test that would wait for good.
+// still open, drain pending, and says the stop was not clean
+// (app.ErrStopNotClean: exit 1; it was nil, exit 0). The order is what is
+// checked, not a time: a hang guard of 2 min only ends a test that would
+// wait for good.
 func TestWorkerStopIsBoundedOnAWedgedNATS(t *testing.T) {
 	e, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: t.TempDir(), Port: -1})
 	if err != nil {
@@ -164,10 +167,13 @@ func TestWorkerStopIsBoundedOnAWedgedNATS(t *testing.T) {
 	}
 	proxy.stall()
 	cancel() // SIGTERM
+	var stopErr error
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("worker: %v", err)
+	case stopErr = <-done:
+		// The stop was given up: not a clean one, and the exit status
+		// says so (it was nil, exit 0, as after a clean stop).
+		if !errors.Is(stopErr, app.ErrStopNotClean) {
+			t.Fatalf("worker's stop given up past its bound returned %v; want app.ErrStopNotClean", stopErr)
 		}
 	case <-proxy.clientGone:
 		err := <-done
@@ -182,6 +188,10 @@ func TestWorkerStopIsBoundedOnAWedgedNATS(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "did not close within its bound") {
 		t.Errorf("no ERROR line saying the close was given up:\n%s", logs.String())
+	}
+	var stderr bytes.Buffer
+	if st := exitStatus(ctx, "worker", stopErr, io.Discard, &stderr); st != 1 || !strings.Contains(stderr.String(), "stop not clean: the job store did not close within 5s") {
+		t.Errorf("exit status %d, stderr %q; want 1 and the reason", st, stderr.String())
 	}
 }
 

@@ -8,11 +8,13 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +47,10 @@ type App struct {
 	queueInfo gateway.QueueInfo // where the job queue lives; fixed at New
 	deps      Deps
 	gw        *gateway.Gateway
+
+	// queueGivenUp is set when closeQueue gave the queue's stop up past
+	// queueStopBound: Run then returns ErrStopNotClean.
+	queueGivenUp atomic.Bool
 	// queueStart is the queue section the job queue was opened with (or
 	// is being connected with): what a reload cannot change under it.
 	queueStart config.Queue
@@ -352,8 +358,20 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	a.shutdown(srv, serveErr, cutRequests)
+	if a.queueGivenUp.Load() {
+		return fmt.Errorf("%w: the job queue did not stop within %s (NATS answers nothing); the jobs it held run again after their AckWait, pending webhooks are resent",
+			ErrStopNotClean, queueStopBound)
+	}
 	return nil
 }
+
+// ErrStopNotClean is Run's answer when its stop was given up past a bound
+// (the job queue's, queueStopBound): the process exits as after a crash,
+// with work possibly unfinished. Before, Run returned nil and `sluice
+// serve` exited 0 then, as after a clean stop, so a supervisor (systemd,
+// Kubernetes) could not tell; cmd/sluice exits 1 with it, and `sluice
+// worker` alike past its own bounds.
+var ErrStopNotClean = errors.New("stop not clean")
 
 // startLoops starts what runs beside the server until runCtx ends, each
 // on a goroutine wg counts: the health checker and the metrics scraper

@@ -308,6 +308,7 @@ func (a *App) closeQueue() {
 	ctx, cancel := context.WithTimeoutCause(context.Background(), queueStopBound, errQueueStopBound)
 	defer cancel()
 	if err := q.closeWithin(ctx); errors.Is(err, errQueueStopBound) { // not when given up already
+		a.queueGivenUp.Store(true)
 		a.log.Error("job queue did not stop within its bound: NATS answers nothing (a wedged embedded server: see docs/DEPLOY.md \"When the store comes back damaged\"); exiting without it, as after a crash: jobs it held run again, webhooks pending are resent",
 			"bound", queueStopBound.String())
 	}

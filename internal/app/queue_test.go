@@ -253,7 +253,11 @@ func TestAsyncJobOnExternalNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { nats.Shutdown(); nats.WaitForShutdown() }()
+	// A cleanup, not a defer: it runs after the gateway's (cleanups run
+	// last first), which stops on a NATS that still answers. Deferred, it
+	// stopped the NATS first and the gateway's queue stop was given up
+	// past its 5 s bound: a stop not clean (Run's ErrStopNotClean).
+	t.Cleanup(func() { nats.Shutdown(); nats.WaitForShutdown() })
 	be, _ := countingBackend(t)
 	url := startQueueAppWith(t, be.URL, "url: "+nats.ClientURL())
 	code, h, b := do(t, http.MethodPost, url+"/v1/embeddings", "application/json",
