@@ -1,0 +1,89 @@
+package h1client
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A backend may begin a 2xx answer before it has read the body and go on
+// reading it (a full-duplex server: a stream's head flushed first). That
+// answer does not say the body is unwanted (RFC 9112 asks a client to
+// stop only for an error response; curl and net/http go on writing):
+// the write runs to its end, so the backend gets the whole request and
+// the answer ends, rather than both sides waiting on each other.
+func TestEarlySuccessHeadDoesNotStopTheWrite(t *testing.T) {
+	body := strings.Repeat("x", 16<<20) // more than the kernel buffers hold
+	forReadAlongModes(t, "", func(t *testing.T, c *Client) {
+		raw := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+			req, err := http.ReadRequest(r)
+			if err != nil {
+				return
+			}
+			c.Write([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"))
+			n, _ := io.Copy(io.Discard, req.Body)
+			got := strconv.FormatInt(n, 10)
+			c.Write([]byte(strconv.FormatInt(int64(len(got)), 16) + "\r\n" + got + "\r\n0\r\n\r\n"))
+		})
+		// The hang guard: the old code waits here until it ends.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		resp, err := c.RoundTrip(post(t, ctx, raw.url(), body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, resp); resp.StatusCode != http.StatusOK || got != "first"+strconv.Itoa(len(body)) {
+			t.Fatalf("got %d %q, want the backend to have read the whole body", resp.StatusCode, got)
+		}
+	})
+}
+
+// A connection the client's Dial wraps (TLS here) cannot have a write
+// interrupted by a deadline and then resumed: crypto/tls makes a timed-out
+// write's error permanent. The write deadline that starts the read
+// alongside is kept to the plain sockets; on any other connection the
+// read starts with the body's write, and a body written whole gets its
+// answer.
+func TestBodyOverTLSDialIsWrittenWhole(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		io.WriteString(w, strconv.FormatInt(n, 10))
+	}))
+	srv.EnableHTTP2 = false
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	body := strings.Repeat("x", 16<<20)
+	forReadAlongModes(t, "", func(t *testing.T, _ *Client) {
+		// The mode's delay, on a client whose Dial speaks TLS.
+		c := newClient(t, Options{Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			d := tls.Dialer{Config: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+			return d.DialContext(ctx, network, addr)
+		}})
+		if t.Name() == "TestBodyOverTLSDialIsWrittenWhole/read_along_at_once" {
+			c.readAlongAfter = readAlongAtOnce
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for i := range 2 {
+			resp, err := c.RoundTrip(post(t, ctx, "http://"+addr, body))
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			if got := readAll(t, resp); resp.StatusCode != http.StatusOK || got != strconv.Itoa(len(body)) {
+				t.Fatalf("request %d: got %d %q", i, resp.StatusCode, got)
+			}
+		}
+		if st := c.Stats(); st.Dials != 1 {
+			t.Fatalf("%+v: want one connection, kept alive", st)
+		}
+	})
+}
