@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -86,4 +88,59 @@ func TestBodyOverTLSDialIsWrittenWhole(t *testing.T) {
 			t.Fatalf("%+v: want one connection, kept alive", st)
 		}
 	})
+}
+
+// readSignal is a connection (not a plain socket: read alongside from the
+// body's first write) that says when a read first returned bytes.
+type readSignal struct {
+	net.Conn
+	once sync.Once
+	read chan struct{}
+}
+
+func (c *readSignal) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.once.Do(func() { close(c.read) })
+	}
+	return n, err
+}
+
+// A 2xx head read alongside a write that the request's context then ends
+// (a backend that answers 200 at once and holds without reading, the
+// first_byte timeout) is no answer: the exchange fails with the context's
+// cause, as a write ended by the context without a read alongside does,
+// not hand back a head whose body can only fail.
+func TestContextEndingTheWriteAfterAnEarlyHeadFails(t *testing.T) {
+	holding := make(chan struct{})
+	raw := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+		if _, err := http.ReadRequest(r); err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"))
+		<-holding
+	})
+	defer close(holding) // before the server's cleanup waits for its connections
+	sig := &readSignal{read: make(chan struct{})}
+	c := newClient(t, Options{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		sig.Conn = nc
+		return sig, err
+	}})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cause := errors.New("test: first_byte")
+	go func() {
+		<-sig.read // the head is in the reader's buffer
+		cancel(cause)
+	}()
+	hang := time.AfterFunc(time.Minute, func() { cancel(errors.New("hang guard")) })
+	defer hang.Stop()
+	resp, err := c.RoundTrip(post(t, ctx, raw.url(), strings.Repeat("x", 16<<20)))
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("got %d for a request whose context ended its write", resp.StatusCode)
+	}
+	if !errors.Is(err, cause) {
+		t.Fatalf("got %v, want the context's cause", err)
+	}
 }
