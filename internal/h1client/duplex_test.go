@@ -64,15 +64,13 @@ func TestBodyOverTLSDialIsWrittenWhole(t *testing.T) {
 	t.Cleanup(srv.Close)
 	addr := srv.Listener.Addr().String()
 	body := strings.Repeat("x", 16<<20)
-	forReadAlongModes(t, "", func(t *testing.T, _ *Client) {
+	forReadAlongModes(t, "", func(t *testing.T, mode *Client) {
 		// The mode's delay, on a client whose Dial speaks TLS.
 		c := newClient(t, Options{Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			d := tls.Dialer{Config: srv.Client().Transport.(*http.Transport).TLSClientConfig}
 			return d.DialContext(ctx, network, addr)
 		}})
-		if t.Name() == "TestBodyOverTLSDialIsWrittenWhole/read_along_at_once" {
-			c.readAlongAfter = readAlongAtOnce
-		}
+		c.readAlongAfter = mode.readAlongAfter
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		for i := range 2 {
