@@ -3,6 +3,7 @@ package h1client
 import (
 	"errors"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"time"
@@ -70,8 +71,9 @@ func (w *bodyWriter) Write(p []byte) (int, error) {
 }
 
 // readAlong reads the response head on a goroutine of its own while the
-// caller writes: once it ends (a final head, or a failure) it stops the
-// write that has not ended yet, through a write deadline already passed.
+// caller writes: once it ends with an error answer (a final head of 300
+// or more) or a failure, it stops the write that has not ended yet,
+// through a write deadline already passed; a 2xx head waits for the write.
 // Socket deadlines are the real clock's: they are not Options.Now's.
 func (w *bodyWriter) readAlong() {
 	cn := w.cn
@@ -84,7 +86,13 @@ func (w *bodyWriter) readAlong() {
 			r.begun = true
 			r.h, r.err = readFinalHead(&cn.br, &cn.scratch)
 		}
-		cn.nc.SetWriteDeadline(aLongTimeAgo)
+		if r.err != nil || r.h.code >= 300 {
+			// An error answer says the body is not wanted (RFC 9112 9.6:
+			// the client stops sending it); a 2xx does not (a full-duplex
+			// backend streams its answer while it reads, and waits for the
+			// rest): the write goes on to its end, as curl's and net/http's.
+			cn.nc.SetWriteDeadline(aLongTimeAgo)
+		}
 		along <- r
 	}()
 }
@@ -93,7 +101,11 @@ func (w *bodyWriter) readAlong() {
 // when the response is read alongside (Client.readAlongAfter).
 func (w *bodyWriter) writeRest(out encoded, after time.Duration) error {
 	nc := w.cn.nc
-	if nc.SetWriteDeadline(time.Now().Add(after)) != nil {
+	if !resumable(nc) {
+		// A write a deadline interrupted cannot go on (crypto/tls makes
+		// its error permanent): the read alongside starts with the write.
+		w.readAlong()
+	} else if nc.SetWriteDeadline(time.Now().Add(after)) != nil {
 		nc.SetWriteDeadline(time.Time{}) // no deadlines: the write runs alone
 	}
 	err := w.copyRest(out)
@@ -101,6 +113,18 @@ func (w *bodyWriter) writeRest(out encoded, after time.Duration) error {
 		nc.SetWriteDeadline(time.Time{})
 	}
 	return err
+}
+
+// resumable: a write to nc that a deadline interrupted may be resumed
+// where it stopped, the count of bytes written being exact (a plain
+// socket). A wrapper (a Dial of one's own: TLS, a counting conn) may not
+// say so: a tls.Conn's timed-out write leaves its record stream corrupt.
+func resumable(nc net.Conn) bool {
+	switch nc.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return true
+	}
+	return false
 }
 
 func (w *bodyWriter) copyRest(out encoded) error {

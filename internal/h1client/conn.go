@@ -163,6 +163,10 @@ func (cn *conn) responseHead(ctx context.Context, n int, err error) (head, *exch
 		stopped := err == errWriteStopped
 		cn.abort.Store(stopped)
 		switch {
+		case early && !stopped && ctx.Err() != nil:
+			// The context ended the write (its close): whatever head came
+			// (a 2xx does not stop the write), no answer, as below.
+			return head{}, &exchangeError{err: err, unsent: true}
 		case early && !stopped && (!connWriteFailed(err) || !r.begun):
 			return head{}, &exchangeError{err: err, unsent: true}
 		case !r.begun:
