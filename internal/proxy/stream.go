@@ -284,6 +284,13 @@ func (r *readBuf) release() {
 // one either here (the backend's own error event is relayed as it is).
 func streamVerdict(ctx, actx context.Context, readErr, writeErr error, bad, ended bool, api openai.API) (fail error, clientGone bool) {
 	clientGone = writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
+	if clientGone && writeErr == nil && ended && !bad {
+		// The client left once its stream's end was relayed (an SDK
+		// closes its connection at [DONE]; a lone flight leader's close
+		// ends the flight's context while the relay still waits for the
+		// backend's end of body): it cut nothing, the answer was whole.
+		return nil, false
+	}
 	switch {
 	case clientGone:
 	case readErr != nil:
