@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"compress/gzip"
 	"context"
 	"io"
 	"net/http"
@@ -167,6 +168,80 @@ func TestAnsweredOnlyWhenTheLargeAnswerEnded(t *testing.T) {
 			}
 			if got := s.answered.Load(); got != c.answered {
 				t.Fatalf("Started told Answered %d times; want %d", got, c.answered)
+			}
+		})
+	}
+}
+
+// A stream is asked uncompressed whatever the client accepts, so its
+// events are checked as they pass: a backend that compresses when asked
+// and whose stream begins with its in-band error tells no first token.
+// Before, the client's gzip went upstream, the compressed stream was
+// relayed unchecked (relayRaw) and its first bytes were told as a prompt
+// first token: the tenant ramp counted the failed stream as an answer.
+func TestStreamAskedUncompressed(t *testing.T) {
+	const chatErr = "data: {\"error\":{\"message\":\"engine failed\",\"type\":\"server_error\"}}\n\n"
+	asked := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		asked <- r.Header.Get("Accept-Encoding")
+		w.Header().Set("Content-Type", "text/event-stream")
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			_, _ = io.WriteString(w, chatErr)
+			return
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		_, _ = io.WriteString(zw, chatErr)
+		_ = zw.Close()
+	}))
+	t.Cleanup(srv.Close)
+	f, b := cutForwarder(t, srv)
+	var s starts
+	w := httptest.NewRecorder()
+	f.Forward(context.Background(), w, &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{"Accept-Encoding": {"gzip, br"}},
+		Body: cutBody(t, true), Peek: openai.Peek{Model: "m", Stream: true}, ServeModel: "m", Started: &s}, fixedSelector{b})
+	if ae := <-asked; ae != "identity" {
+		t.Fatalf("a stream went upstream with Accept-Encoding %q; want identity", ae)
+	}
+	if got := s.told.Load(); got != 0 || !strings.HasPrefix(w.Body.String(), chatErr) {
+		t.Fatalf("Started told %d first tokens, relayed %q; want none and the error event", got, w.Body.String())
+	}
+}
+
+// A guard (it passes on the old code too): a non-streaming 2xx whose
+// body is not a JSON object, garbage or cut short (a clean end of body
+// after half an object, or fewer bytes than its length), is the
+// backend's failure (Result.Outcome), so the tenant ramp does not count
+// it (admission.Ticket.Ended); only a whole object counts.
+func TestBrokenAnswerIsNoSuccess(t *testing.T) {
+	const whole = `{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}`
+	for _, c := range []struct {
+		name, body string
+		length     int // a Content-Length stated; 0: chunked
+		want       outcome.Outcome
+	}{
+		{"garbage", "<html>oops</html>", 0, outcome.Failure},
+		{"half an object, clean end", whole[:40], 0, outcome.Failure},
+		{"fewer bytes than its length", whole[:40], len(whole), outcome.Failure},
+		{"whole", whole, 0, outcome.Success},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/json")
+				if c.length > 0 {
+					w.Header().Set("Content-Length", strconv.Itoa(c.length))
+				}
+				_, _ = io.WriteString(w, c.body)
+				w.(http.Flusher).Flush()
+			}))
+			t.Cleanup(srv.Close)
+			f, b := cutForwarder(t, srv)
+			res := f.Forward(context.Background(), httptest.NewRecorder(), &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{},
+				Body: cutBody(t, false), Peek: openai.Peek{Model: "m"}, ServeModel: "m"}, fixedSelector{b})
+			if got := res.Outcome(); got != c.want {
+				t.Fatalf("outcome %v (err %v); want %v", got, res.Err, c.want)
 			}
 		})
 	}
