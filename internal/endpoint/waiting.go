@@ -37,17 +37,6 @@ func (b *Backend) FirstToken(now time.Time, ttft time.Duration) (prompt bool) {
 	return prompt
 }
 
-// Prompt reports whether a stream's first token ttft after its send came
-// promptly by FirstToken's rule, feeding nothing: for a stream whose
-// first events were keep-alive comments, which FirstToken already took
-// for its start (the relay's commit), judged again when its first data
-// comes (the admission ticket's first token: proxy.Request.Started).
-func (b *Backend) Prompt(ttft time.Duration) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return ttft <= max(2*time.Duration(b.typical), minBacklogWait)
-}
-
 // StartWaiting marks a stream sent to the backend as waiting for its first
 // token, until FirstToken or EndWaiting (exactly one of them). Only streams:
 // a non-streaming answer's first byte is the whole answer, legitimately

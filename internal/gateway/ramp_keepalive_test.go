@@ -66,6 +66,10 @@ func TestRampKeepAliveThenErrorIsNoCompletion(t *testing.T) {
 	}))
 	cfg := testConfig(be)
 	cfg.Retry.Attempts, cfg.Retry.HedgeFactor = 1, 0
+	// No first-token bound: within one the ping is held until the first
+	// data (proxy.relayStream's holdPings) and never reaches the client
+	// alone; without one it commits the stream, the case told here.
+	cfg.Timeouts.FirstTokenFactor = 0
 	cfg.Health.MaxFails = 0 // the failed streams must not eject the one backend
 	cfg.Breaker.Enabled = false
 	cfg.Admission.TenantRamp = config.Duration(time.Minute)

@@ -96,12 +96,6 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 
 	f.commit(w, c.b, resp, in, start, res)
-	if in.Started != nil {
-		// Served, with no first token to judge: a stream request's
-		// tenant ramp counts it as an answer, as it did before ramp4
-		// (admission.Ticket.Answered).
-		in.Started.Answered()
-	}
 	res.ResponseID = facts.ID
 	if in.Capture != nil {
 		in.Capture.write(held)
@@ -134,12 +128,20 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 
 	out := outcome.Success
-	clientGone := writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
+	clientGone := relayCut(ctx, readErr, writeErr)
 	if readErr != nil && !clientGone {
 		out = outcome.Failure
 		res.Err = readFailure(actx, readErr)
 	} else if clientGone {
 		res.Err = context.Canceled
+	}
+	if in.Started != nil && res.Err == nil {
+		// Served whole, with no first token to judge: a stream request's
+		// tenant ramp counts it as an answer, as it did before ramp4
+		// (admission.Ticket.Answered). Told here, not at the commit: an
+		// answer too large to hold (a long transcript, a flight's JSON)
+		// may still break off, and then it was no answer.
+		in.Started.Answered()
 	}
 	in.boundUsage(res)
 	// Its first byte came with the whole answer: the backend's first-token
@@ -150,6 +152,18 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 	c.endAnswer(f.opt.Now(), out, res.TTFB, tokens, clientGone && readErr != nil)
 	return false
+}
+
+// relayCut reports whether the client's leaving (ctx cancelled, whatever
+// the cause, or a write that failed) cut an answer relayed as it comes:
+// a write failed, or a read did once ctx was cancelled. A cancel that
+// came after the answer was read to its end and written whole cut
+// nothing: a flight's leader whose client closes its connection at the
+// answer's last byte ends the flight's context while the relay is still
+// settling the answer, and the whole 200 was taken for a client gone
+// (no ramp completion, no cache fill, an access line without its status).
+func relayCut(ctx context.Context, readErr, writeErr error) bool {
+	return writeErr != nil || readErr != nil && errors.Is(ctx.Err(), context.Canceled)
 }
 
 // hold reads an answer into buf, growing it up to maxCheckedAnswer (over:

@@ -450,8 +450,14 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	// from a backend with an api_key, which may echo the key and is
 	// scrubbed (scrubKey, scrubAnswer) — so the scrub need not decompress
 	// (it does for gzip and deflate, from a backend that compresses
-	// anyway, and withholds or refuses other codings).
-	if in.Shared || in.Capture != nil || in.Metered {
+	// anyway, and withholds or refuses other codings). And a stream: its
+	// events are checked, counted and judged as they pass (relayStream:
+	// a keep-alive or an in-band error is no first token, a malformed
+	// event or a break is the backend's failure), none of which a
+	// compressed stream allows (relayRaw passes its bytes unchecked and
+	// took the first for the first token); a token's event compresses to
+	// little when every event is flushed.
+	if in.Shared || in.Capture != nil || in.Metered || in.Peek.Stream {
 		h["Accept-Encoding"] = identityEncoding
 	}
 	req := &http.Request{

@@ -167,18 +167,45 @@ func isEventStream(resp *http.Response) bool {
 }
 
 // peek reads l's first chunk (the first token, for an inference stream)
-// and reports l on done.
+// and reports l on done. While the leg is held to a first-token deadline
+// (its watchdog's, set from Request.FirstToken before the leg started),
+// keep-alive comments (": ping", sent by hosted APIs while a request
+// queues) are no token: it reads on past them, so a backend that pings
+// while it queues loses the race to one that generates, is hedged as a
+// silent one is, and is cut at the deadline (the relay holds the pings
+// too: relayStream's holdPings). Past the buffer (4 KiB of comments) it
+// reports what it has.
 func (l *leg) peek(done chan<- *leg) {
 	buf := make([]byte, 4<<10)
+	pings := l.wd != nil && l.wd.firstTokenDue()
 	n, err := l.resp.Body.Read(buf)
-	for n == 0 && err == nil { // a zero read is no token yet
-		n, err = l.resp.Body.Read(buf)
+	for err == nil && (n == 0 || pings && n < len(buf) && commentsOnly(buf[:n])) { // a zero read is no token yet
+		var m int
+		m, err = l.resp.Body.Read(buf[n:])
+		n += m
 	}
 	l.first, l.err = buf[:n], err
-	if n > 0 {
+	if n > 0 && (err == nil || !pings || !commentsOnly(buf[:n])) {
 		l.err = nil
 	}
 	done <- l
+}
+
+// commentsOnly reports whether p, the start of an event stream, holds
+// nothing but comment lines (": ping") and blank lines so far, the last
+// line possibly cut.
+func commentsOnly(p []byte) bool {
+	for len(p) > 0 {
+		if p[0] != ':' && p[0] != '\n' && p[0] != '\r' {
+			return false
+		}
+		i := lineEnd(p)
+		if i < 0 {
+			return true // a comment cut by the read
+		}
+		p = p[i+1:]
+	}
+	return true
 }
 
 // sendFirst sends the first attempt, req, and, when its head is a 200

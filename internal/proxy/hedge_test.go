@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,45 @@ type hedgeRig struct {
 	front             *httptest.Server
 	results           chan Result
 	owner             *testOwner // runs the race's losers (Options.Owner)
+	slowRead          *pingRead  // says when the slow backend's ping was read past
+	// firstToken, when set before the request, is its first-token bound
+	// (Request.FirstToken).
+	firstToken time.Duration
+}
+
+// slowPing is the keep-alive comment of slowPingThenHold.
+const slowPing = ": ping\n\n"
+
+// pingRead closes read when a Read of host's answer body starts after
+// the slow backend's ping came: whoever reads it has dealt with the ping.
+type pingRead struct {
+	http.RoundTripper
+	host string
+	read chan struct{}
+	once sync.Once
+}
+
+func (t *pingRead) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTripper.RoundTrip(req)
+	if err == nil && req.URL.Host == t.host {
+		resp.Body = &pingReadBody{ReadCloser: resp.Body, t: t}
+	}
+	return resp, err
+}
+
+type pingReadBody struct {
+	io.ReadCloser
+	t   *pingRead
+	got int
+}
+
+func (b *pingReadBody) Read(p []byte) (int, error) {
+	if b.got >= len(slowPing) {
+		b.t.once.Do(func() { close(b.t.read) })
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.got += n
+	return n, err
 }
 
 // testOwner is a proxy.Owner as the gateway's Background is one: it counts
@@ -82,6 +122,7 @@ const (
 	slowNoHead                       // accepts, no head until released
 	slowBusy                         // 503 at once
 	slowLateHead                     // accepts, head only once lateHead is closed, then no token
+	slowPingThenHold                 // head and a keep-alive comment at once, no token until released
 )
 
 type testClock struct {
@@ -155,6 +196,9 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
+		if r.slowMode == slowPingThenHold {
+			io.WriteString(w, slowPing)
+		}
 		w.(http.Flusher).Flush()
 		once.Do(func() { close(r.slowGot) })
 		select {
@@ -191,8 +235,10 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 	r.queue = admission.NewQueue(admission.QueueConfig{Name: "m"}, func() int { return queueCapacity }, r.clock.Now)
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(transport.CloseIdleConnections)
+	su, _ := url.Parse(slowSrv.URL)
+	r.slowRead = &pingRead{RoundTripper: transport, host: su.Host, read: make(chan struct{})}
 	f := NewForwarder(Options{
-		Transport: transport, Timeouts: Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Hour},
+		Transport: r.slowRead, Timeouts: Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Hour},
 		Attempts: 3, Now: r.clock.Now, Hedges: budget, Owner: r.owner,
 		After: func(d time.Duration) <-chan time.Time {
 			select {
@@ -215,7 +261,7 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 		r.results <- f.Forward(req.Context(), w, &Request{
 			Path: "/v1/chat/completions", Header: http.Header{}, Body: body,
 			Peek: openai.Peek{Model: "m", Stream: true}, ServeModel: "m",
-			HedgeAfter: 50 * time.Millisecond, HedgeSlot: r.hedgeSlot,
+			HedgeAfter: 50 * time.Millisecond, HedgeSlot: r.hedgeSlot, FirstToken: r.firstToken,
 		}, sel)
 	}))
 	t.Cleanup(r.front.Close)
@@ -596,4 +642,35 @@ func TestNoProbeOfSlowBackendWithoutRescue(t *testing.T) {
 	if d := <-r.delays; body != sseAnswer || res.Hedge != HedgeWon || d != 0 {
 		t.Fatalf("body %q hedge %d delay %v; want the slow backend probed and hedged at once", body, res.Hedge, d)
 	}
+}
+
+// A first attempt held to a first-token bound whose backend sends a
+// keep-alive comment (": ping", as a hosted API does while the request
+// queues) and no token has not won the race: the hedge goes when its delay passes, and the client gets
+// the hedge's stream. Before, the ping was taken for the first token:
+// the race ended on it and the client waited on the queueing backend.
+func TestHedgeRacesAPingingStream(t *testing.T) {
+	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 8)
+	r.slowMode, r.firstToken = slowPingThenHold, 30*time.Second // the bound is never reached here
+	answers := r.post()
+	select {
+	case <-r.slowGot:
+	case a := <-answers:
+		t.Fatalf("the request ended before reaching the slow backend: %q, %v", a.body, a.err)
+	}
+	<-r.slowRead.read // the ping was read past: by the race's peek, or (before) the relay
+	r.clock.advance(500 * time.Millisecond)
+	select {
+	case r.fire <- r.clock.Now():
+	case <-time.After(time.Minute): // the race is over: it took the ping for a token
+		close(r.releaseSlow)
+		<-answers
+		<-r.results
+		t.Fatal("the race ended on the ping: no hedge was sent")
+	}
+	body, res := r.answer(answers)
+	if body != sseAnswer || res.Hedge != HedgeWon || res.Backend != r.fast || res.Err != nil {
+		t.Fatalf("body %q hedge %d backend %v err %v; want the fast backend's stream by a hedge", body, res.Hedge, res.Backend, res.Err)
+	}
+	waitUntil(t, "the loser to be ended", func() bool { return r.slow.Inflight() == 0 && r.queue.Stats().InUse == 0 })
 }

@@ -305,7 +305,7 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 	if resp.StatusCode >= 500 {
 		out = outcome.Failure
 	}
-	clientGone := writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
+	clientGone := relayCut(ctx, readErr, writeErr) // answer.go
 	if readErr != nil && !clientGone {
 		out = outcome.Failure
 		res.Err = readFailure(actx, readErr)

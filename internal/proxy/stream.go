@@ -36,36 +36,51 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 		tailPool.Put(tl)
 	}()
 
-	var held []byte // a Responses stream's events before its first token (responses.go)
+	var held []byte // a Responses stream's events before its first token (responses.go); a chat stream's keep-alives
 	var readErr, writeErr error
 	bad, overBudget := false, false
-	// startPending: the stream is committed, its Started not yet told: its
-	// first events were comments only (a keep-alive sent before the
-	// engine began), which start no generation (startKnown).
+	// holdPings: while a first-token deadline runs (Request.FirstToken,
+	// timeouts.first_token_factor, when the watchdog kept it at the
+	// head), keep-alive comments before the first event with data
+	// (": ping", which hosted APIs such as OpenRouter send while a
+	// request queues) commit nothing and stop no watchdog: they are held
+	// and go out with the first data. A backend that pings past the
+	// deadline fails over as a silent one does; committed on a ping, the
+	// stream could only end in an error event. Without a deadline they go
+	// out as they come, and keep the stream-idle bound off, as before.
+	holdPings := wd.firstTokenDue() && chk.api == openai.APIChat
+	// startPending: the stream is committed, its first token not yet
+	// come: its first events were comments only (a keep-alive sent before
+	// the engine began), which start no generation (startKnown). The
+	// backend's latency and the ticket learn the start at the first data.
 	startPending := false
 	for {
 		n, err := resp.Body.Read(rb.next())
-		if n > 0 && (res.Written || chk.api == openai.APIChat) {
+		if n > 0 && (res.Written || chk.api == openai.APIChat && !holdPings) {
 			wd.idle(f.opt.Timeouts.StreamIdle)
 		}
 		eof := err == io.EOF
 		data := rb.data(n)
 		k, malformed := chk.whole(data, eof)
 		out := chk.closeFinal(data[:k]) // valid until rb.keep
-		if len(out) > 0 && chk.api == openai.APIResponses && !res.Written && !chk.resp.output && len(held)+len(out) <= maxHeldLifecycle {
+		if len(out) > 0 && !res.Written && len(held)+len(out) <= maxHeldLifecycle &&
+			(chk.api == openai.APIResponses && !chk.resp.output || holdPings && !startKnown(out, &chk)) {
 			held = append(held, out...) // out is the check's until the next feed
 			out = nil
 		}
 		if len(out) > 0 {
-			if !res.Written { // the first valid event: the first token
+			if !res.Written { // the first valid event: the first token, unless a keep-alive
 				f.commit(w, b, resp, in, start, res)
+				if holdPings {
+					wd.idle(f.opt.Timeouts.StreamIdle) // the first token came: the gap's bound from here
+				}
 				if !c.cpu { // a CPU-side call's time is learnt by nothing
-					prompt := b.FirstToken(f.opt.Now(), res.TTFB)
-					c.fed = true
-					startPending = in.Started != nil
-					if startPending && startKnown(out, &chk) {
+					startPending = true
+					if startKnown(out, &chk) {
 						startPending = false
-						if !chk.errFirst {
+						prompt := b.FirstToken(f.opt.Now(), res.TTFB)
+						c.fed = true
+						if in.Started != nil && !chk.errFirst {
 							in.Started.FirstToken(prompt)
 						}
 					}
@@ -74,10 +89,15 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 					out, held = append(held, out...), nil
 				}
 			} else if startPending && startKnown(out, &chk) {
-				// The first data after keep-alives: its own time judged.
+				// The first data after keep-alives: its own time is the
+				// time to first token (a ping is no start of generation:
+				// learnt from it, a queueing backend looked prompt).
 				startPending = false
-				if !chk.errFirst {
-					in.Started.FirstToken(b.Prompt(f.opt.Now().Sub(start)))
+				now := f.opt.Now()
+				prompt := b.FirstToken(now, now.Sub(start))
+				c.fed = true
+				if in.Started != nil && !chk.errFirst {
+					in.Started.FirstToken(prompt)
 				}
 			}
 			if in.CountText {
@@ -284,6 +304,13 @@ func (r *readBuf) release() {
 // one either here (the backend's own error event is relayed as it is).
 func streamVerdict(ctx, actx context.Context, readErr, writeErr error, bad, ended bool, api openai.API) (fail error, clientGone bool) {
 	clientGone = writeErr != nil || errors.Is(ctx.Err(), context.Canceled) // whatever the cause
+	if clientGone && writeErr == nil && ended && !bad {
+		// The client left once its stream's end was relayed (an SDK
+		// closes its connection at [DONE]; a lone flight leader's close
+		// ends the flight's context while the relay still waits for the
+		// backend's end of body): it cut nothing, the answer was whole.
+		return nil, false
+	}
 	switch {
 	case clientGone:
 	case readErr != nil:
@@ -307,9 +334,11 @@ func streamVerdict(ctx, actx context.Context, readErr, writeErr error, bad, ende
 // ramp probe failed at once would count a slot the engine never ran, and
 // the tenant ramp a completion (admission.Ticket.FirstToken). Events
 // without data (a keep-alive comment a proxy or an engine sends at once,
-// before the stream is scheduled) commit the stream but start nothing:
-// told at them, a failure that followed counted as an answer and every
-// start looked prompt.
+// before the stream is scheduled) start nothing: within a first-token
+// bound they are held (relayStream's holdPings), without one they commit
+// the stream; either way the backend's time to first token and the
+// ticket are told at the first data. Told at them, a failure that
+// followed counted as an answer and every start looked prompt.
 func startKnown(out []byte, chk *sseCheck) bool {
 	return chk.errored || carriesData(out)
 }

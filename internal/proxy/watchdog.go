@@ -142,6 +142,13 @@ func (w *watchdog) idle(d time.Duration) {
 	}
 }
 
+// firstTokenDue reports whether the attempt is held to a first-token
+// deadline: set (Request.FirstToken, tighter than the first-byte bound),
+// kept at the response head (the stream-idle bound is not the sooner)
+// and no chunk taken for the first token since. The attempt's goroutine
+// only.
+func (w *watchdog) firstTokenDue() bool { return !w.firstToken.IsZero() }
+
 // pause stops timing the gap while the relay writes to the client; the
 // next idle resumes it. Only the attempt's goroutine calls idle, pause and
 // stop; the timer's only change to due is duePaused to dueSleeping.
