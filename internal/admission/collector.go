@@ -14,11 +14,11 @@ import (
 type Collector struct {
 	pools func() map[string]*Queue
 
-	waiting, waitingCost, inUse, capacity, drain *prometheus.Desc
-	delayTarget, congested, appointments, held   *prometheus.Desc
-	waits, rejections, cancelled                 *prometheus.Desc
-	rampHeld, rampHeldTotal, ramping             *prometheus.Desc
-	rampBase, rampProven, rampProbes             *prometheus.Desc
+	waiting, waitingCost, inUse, capacity, drain  *prometheus.Desc
+	delayTarget, congested, appointments, held    *prometheus.Desc
+	waits, rejections, cancelled                  *prometheus.Desc
+	rampHeld, rampHeldTotal, ramping              *prometheus.Desc
+	rampBase, rampProven, rampCeiling, rampProbes *prometheus.Desc
 }
 
 // NewCollector returns a collector over the queues pools returns, keyed by
@@ -50,6 +50,8 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 			"grown by probes whose first token came promptly, made only beside tenants on one slot at a time (0 with the ramp off)."),
 		rampProven: d("sluice_queue_ramp_proven", "The most slots in use at which a stream started promptly within the last 10 to 20 minutes (a late start forgets what is above it): "+
 			"a ramping tenant's free slots may reach it, less each other active tenant's margin above its recent peak (0 with the ramp off)."),
+		rampCeiling: d("sluice_queue_ramp_ceiling", "The requests the backends' engines say they can run at once for the pool now: their reported batch bound (load_metrics.batch_bound_metrics) less other clients' running, "+
+			"from fresh scrapes with nothing queued; while reported it stands in ramp_proven's place (0: none reported, or the ramp off)."),
 		rampProbes: d("sluice_queue_ramp_probes_total", "Grants above the ramp's base, one at a time, by their first token: prompt (the slot counted in the base) or late (probing paused for admission.tenant_ramp).", "outcome"),
 	}
 }
@@ -57,7 +59,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain, c.delayTarget, c.congested, c.appointments, c.held,
-		c.waits, c.rejections, c.cancelled, c.rampHeld, c.rampHeldTotal, c.ramping, c.rampBase, c.rampProven, c.rampProbes} {
+		c.waits, c.rejections, c.cancelled, c.rampHeld, c.rampHeldTotal, c.ramping, c.rampBase, c.rampProven, c.rampCeiling, c.rampProbes} {
 		ch <- d
 	}
 }
@@ -81,6 +83,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.rampHeldTotal, prometheus.CounterValue, float64(s.RampHeldTotal), model)
 		gauge(c.rampBase, float64(s.RampBase))
 		gauge(c.rampProven, float64(s.RampProven))
+		gauge(c.rampCeiling, float64(s.RampCeiling))
 		ch <- prometheus.MustNewConstMetric(c.rampProbes, prometheus.CounterValue, float64(s.RampProbes), model, "prompt")
 		ch <- prometheus.MustNewConstMetric(c.rampProbes, prometheus.CounterValue, float64(s.RampProbesLate), model, "late")
 		byClass := make(map[string]ClassStats, len(s.Classes))

@@ -90,6 +90,15 @@ type QueueConfig struct {
 	// tenant used recently (ramp.go). Called under the queue's mutex,
 	// like capacity. nil: none known. Kept from NewQueue by SetConfig.
 	KnownCapacity func() int
+	// ReportedCapacity, when set, is how many requests of this pool the
+	// backends' engines say they can run at once now: the batch bound
+	// they report in their metrics, less what other clients run there,
+	// from fresh readings with nothing queued (0: none reported). It is
+	// a ceiling, not known capacity: a ramping tenant's free slots may
+	// reach it less the other active tenants' margins (rampceiling.go),
+	// and no probe goes past it. Called under the queue's mutex, like
+	// capacity. nil: none reported. Kept from NewQueue by SetConfig.
+	ReportedCapacity func() int
 
 	// Wake, when set, is sent a value (never blocking) by the first
 	// Acquire after Rest found the queue at rest, and by the first Acquire

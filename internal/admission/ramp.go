@@ -245,14 +245,17 @@ func (q *Queue) beyondBase(tenant string, now time.Time, capacity int) (beyond, 
 		return false, false
 	}
 	// Beyond the recent peak, the slots the engines started promptly
-	// within the longer memory, less the others' margins (rampproven.go).
-	base := q.provenBase(recent, margin, now, capacity)
+	// within the longer memory, or the bound they report now
+	// (rampceiling.go), less the others' margins (rampproven.go).
+	reported := q.reportedSlots()
+	base := q.provenBase(recent, margin, reported, now, capacity)
 	// A probe tests the slot above the base, so only with the whole base
 	// in use (a grant while a proven slot is free takes, in the engines,
 	// one kept for the others), and only while the others need no
 	// headroom beyond their recent peaks: no slot of those peaks unused,
-	// no margin (rampmargin.go).
-	return q.inUse+1 > base-kept, q.inUse >= base && kept+margin == 0 && q.inUse < capacity
+	// no margin (rampmargin.go); never past a reported bound.
+	probe = q.inUse >= base && kept+margin == 0 && q.inUse < capacity && (reported == 0 || q.inUse < reported)
+	return q.inUse+1 > base-kept, probe
 }
 
 // rampBase is the part of the capacity a ramping tenant's allowance and

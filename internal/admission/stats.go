@@ -91,6 +91,11 @@ type Stats struct {
 	RampProbes     uint64 `json:"ramp_probes"`
 	RampProbesLate uint64 `json:"ramp_probes_late"`
 	RampProven     int    `json:"ramp_proven"`
+	// RampCeiling is the engines' reported room for the pool's requests
+	// (their batch bound less other clients' running, from fresh
+	// readings with nothing queued), which stands in RampProven's place
+	// while reported; 0 when none is (rampceiling.go).
+	RampCeiling int `json:"ramp_ceiling"`
 }
 
 // ClassStats is one priority class's share of Stats.
@@ -153,6 +158,7 @@ func (q *Queue) Stats() Stats {
 	if q.rampOn() {
 		s.RampBase = q.rampBase(now, capacity)
 		s.RampProven = q.provenSlots(now)
+		s.RampCeiling = q.reportedSlots()
 	}
 	s.HeldSlots = q.reserved(now, capacity)
 	// A ramp is only updated by its tenant's requests: one that went

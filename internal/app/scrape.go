@@ -31,7 +31,7 @@ func (a *App) syncScraper(cfg *config.Config) {
 	a.scrapeMu.Lock()
 	defer a.scrapeMu.Unlock()
 	want := usesLoadMetrics(cfg)
-	if a.scrapeEnd != nil && want && cfg.LoadMetrics == a.scrapeCfg {
+	if a.scrapeEnd != nil && want && cfg.LoadMetrics.Same(a.scrapeCfg) {
 		return
 	}
 	a.stopScraperLocked()
@@ -44,6 +44,8 @@ func (a *App) syncScraper(cfg *config.Config) {
 		a.log.Error("load metrics scraping disabled", "error", err.Error())
 		return
 	}
+	// nil (a config built without defaults) reads scrape's default names.
+	names.BatchBound = cfg.LoadMetrics.BatchBoundMetrics
 	s := scrape.NewScraper(scrape.Config{
 		Interval: cfg.LoadMetrics.Interval.D(), Timeout: cfg.LoadMetrics.Timeout.D(),
 		Path: cfg.LoadMetrics.Path, Names: names, StaleAfter: cfg.LoadMetrics.StaleAfter.D(),

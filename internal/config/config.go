@@ -175,7 +175,26 @@ type LoadMetrics struct {
 	Preset string `yaml:"preset"`
 	// StaleAfter: an older reading counts as saturated. Default 3x interval.
 	StaleAfter Duration `yaml:"stale_after"`
+	// BatchBoundMetrics are the names, in order of preference, of a gauge
+	// in which an engine reports the most requests it runs at once
+	// (default sglang:max_running_requests, sluice_sim_slots; vLLM has
+	// none). A fresh reading with nothing queued, less other clients'
+	// load, is a ceiling for the slots a newly busy tenant may ramp into
+	// beside the others' margins (docs/RELIABILITY.md, branch coldramp).
+	// [] reads none.
+	BatchBoundMetrics []string `yaml:"batch_bound_metrics"`
 }
+
+// DefaultBatchBoundMetrics is load_metrics.batch_bound_metrics' default,
+// scrape.DefaultBatchBound (config imports no runtime package).
+func DefaultBatchBoundMetrics() []string {
+	return []string{"sglang:max_running_requests", "sluice_sim_slots"}
+}
+
+// Same reports whether l and o configure the same scraping (LoadMetrics
+// holds a slice, so == does not compile); a nil name list (scrape's
+// default names) differs from an empty one (none), as DeepEqual has it.
+func (l LoadMetrics) Same(o LoadMetrics) bool { return reflect.DeepEqual(l, o) }
 
 // Breaker configures per-backend circuit breakers (Sentinel / resilience4j
 // semantics) and the cap on how much of a pool they may eject.
@@ -281,16 +300,17 @@ func Default() Config {
 		Breaker: Breaker{Enabled: true, Window: Duration(30 * time.Second), MinRequests: 20, FailureRatio: 0.5,
 			SlowRatio: 1, OpenFor: Duration(10 * time.Second), MaxOpenFor: Duration(80 * time.Second),
 			HalfOpenProbes: 1, MaxEjectedRatio: 0.5},
-		TLS:         defaultTLS(),
-		Server:      defaultServer(),
-		Admin:       defaultAdmin(),
-		Admission:   defaultAdmission(),
-		Cache:       defaultCache(),
-		Queue:       defaultQueue(),
-		Auth:        Auth{JWT: defaultJWT()},
-		Forecast:    defaultForecast(),
-		Scaling:     defaultScaling(),
-		LoadMetrics: LoadMetrics{Enabled: true, Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm"},
+		TLS:       defaultTLS(),
+		Server:    defaultServer(),
+		Admin:     defaultAdmin(),
+		Admission: defaultAdmission(),
+		Cache:     defaultCache(),
+		Queue:     defaultQueue(),
+		Auth:      Auth{JWT: defaultJWT()},
+		Forecast:  defaultForecast(),
+		Scaling:   defaultScaling(),
+		LoadMetrics: LoadMetrics{Enabled: true, Interval: Duration(time.Second), Path: "/metrics", Preset: "vllm",
+			BatchBoundMetrics: DefaultBatchBoundMetrics()},
 	}
 }
 

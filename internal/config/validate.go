@@ -178,6 +178,11 @@ func (c *Config) validateLoadMetrics(bad badFunc) {
 	if !strings.HasPrefix(c.LoadMetrics.Path, "/") {
 		bad("load_metrics.path", "must start with /, got %q", c.LoadMetrics.Path)
 	}
+	for i, n := range c.LoadMetrics.BatchBoundMetrics {
+		if n == "" || strings.ContainsAny(n, " \t{}") {
+			bad(fmt.Sprintf("load_metrics.batch_bound_metrics[%d]", i), "must be a metric name, got %q", n)
+		}
+	}
 }
 
 // validateModels checks every model: a unique name, a known policy, at

@@ -1,6 +1,9 @@
 package endpoint
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Load is a backend's own account of its load, read from its metrics
 // endpoint by the scraper. It is a snapshot: it says nothing about requests
@@ -14,6 +17,10 @@ type Load struct {
 	// KVCacheUsage is the fraction of the KV cache in use, 0..1; 0 when the
 	// backend does not report it.
 	KVCacheUsage float64
+	// BatchBound is the most requests the backend's engine says it runs
+	// at once (SGLang's max_running_requests, the simulator's slots),
+	// summed over label sets as Running; 0 when it does not report one.
+	BatchBound float64
 	// At is when the scrape completed.
 	At time.Time
 	// Expires is when this snapshot stops being trusted (At plus the
@@ -44,4 +51,23 @@ func (b *Backend) Load() (l Load, ok bool) {
 		return Load{}, false
 	}
 	return *p, true
+}
+
+// ReportedRoom is how many of this gateway's requests the backend's engine
+// says it can run at once now: its reported batch bound less what other
+// clients run or queue there (Running + Waiting beyond InflightAtScrape,
+// this gateway's share when it answered). ok is false, and room means
+// nothing, without a fresh reading (Fresh: a scrape older than the
+// scraper's StaleAfter tells nothing of now), without a reported bound,
+// or with requests waiting: an engine that queues is full whatever its
+// bound says (its KV cache can fill first), so the bound is no room then.
+// The tenant ramp takes the sum over a pool as a ceiling, never as known
+// slots (admission.QueueConfig.ReportedCapacity).
+func (b *Backend) ReportedRoom(now time.Time) (room int, ok bool) {
+	l, ok := b.Load()
+	if !ok || !l.Fresh(now) || l.BatchBound < 1 || l.Waiting >= 0.5 {
+		return 0, false
+	}
+	others := max(math.Round(l.Running+l.Waiting)-float64(l.InflightAtScrape), 0)
+	return max(int(math.Round(l.BatchBound)-others), 0), true
 }

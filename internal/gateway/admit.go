@@ -63,6 +63,39 @@ func (p *Pool) KnownCapacity() int {
 	return total
 }
 
+// ReportedCapacity is how many requests the pool's engines say they can
+// run at once for this gateway now: each usable backend's reported room
+// (endpoint.Backend.ReportedRoom: its engine's batch bound less other
+// clients' load, from a fresh scrape with nothing waiting), or, for a
+// backend with none, the requests it runs for this gateway (they run, and
+// it tells nothing beyond them), plus the requests still running on
+// draining backends. 0 when no backend reports room: the queue then has
+// no ceiling (admission.QueueConfig.ReportedCapacity), not a ceiling of
+// what is in flight. Read under the queue's lock, so it only loads
+// atomics and each backend's state.
+func (p *Pool) ReportedCapacity() int {
+	now := p.now()
+	total, reported := 0, false
+	for _, b := range p.Backends {
+		if !b.Usable(now) {
+			continue
+		}
+		if room, ok := b.ReportedRoom(now); ok {
+			total += max(room, int(b.Inflight()))
+			reported = true
+			continue
+		}
+		total += int(b.Inflight())
+	}
+	if !reported {
+		return 0
+	}
+	for _, b := range p.Draining {
+		total += int(b.Inflight())
+	}
+	return total
+}
+
 // sloOf is the pool's time-to-first-token objective for a class.
 func (p *Pool) sloOf(c admission.Class) time.Duration {
 	if c == admission.Interactive {

@@ -24,6 +24,20 @@ type Names struct {
 	Running []string // requests in the running batch (summed over label sets)
 	Waiting []string // requests queued on the backend (summed over label sets)
 	KVCache []string // KV-cache usage, 0..1 (the largest over label sets)
+	// BatchBound is the most requests the engine runs at once, as it
+	// reports it (summed over label sets, as Running is: two engines
+	// behind one URL run both batches). nil takes DefaultBatchBound; an
+	// empty, non-nil list reads none.
+	BatchBound []string
+}
+
+// DefaultBatchBound returns the batch-bound names read unless configured:
+// SGLang's gauge of its max_running_requests (documented by some
+// versions) and the simulator's configured slots. vLLM reports no such
+// series (its max_num_seqs is in no metric), so a vLLM backend reports no
+// bound and the tenant ramp reckons without one.
+func DefaultBatchBound() []string {
+	return []string{"sglang:max_running_requests", "sluice_sim_slots"}
 }
 
 // VLLM returns vLLM's metric names. The simulator uses them too.
@@ -109,6 +123,9 @@ func (c Config) withDefaults() Config {
 	}
 	if len(c.Names.KVCache) == 0 {
 		c.Names.KVCache = def.KVCache
+	}
+	if c.Names.BatchBound == nil {
+		c.Names.BatchBound = DefaultBatchBound()
 	}
 	if c.StaleAfter <= 0 {
 		c.StaleAfter = StaleAfterIntervals * c.Interval

@@ -10,6 +10,7 @@ import (
 type reading struct {
 	running, waiting family
 	kv               family
+	bound            family // the engine's reported batch bound
 }
 
 // family accumulates the samples of one quantity. Samples of the preferred
@@ -143,6 +144,11 @@ func (r *reading) lookup(name []byte, n *Names) (*family, int) {
 	for i, s := range n.KVCache {
 		if string(name) == s {
 			return &r.kv, i
+		}
+	}
+	for i, s := range n.BatchBound {
+		if string(name) == s {
+			return &r.bound, i
 		}
 	}
 	return nil, 0

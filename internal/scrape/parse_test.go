@@ -204,3 +204,27 @@ func FuzzParseExposition(f *testing.F) {
 		}
 	})
 }
+
+// SGLang's batch bound (sglang:max_running_requests, documented by some
+// versions, with a name label) is read by the default names, summed over
+// label sets as the running count is; an exposition without it reads none.
+func TestParseBatchBound(t *testing.T) {
+	n := SGLang()
+	n.BatchBound = DefaultBatchBound()
+	page := sglangSample + `# HELP sglang:max_running_requests Maximum running requests
+# TYPE sglang:max_running_requests gauge
+sglang:max_running_requests{name="google/gemma-2-9b-it"} 48.0
+sglang:max_running_requests_under_SLO{name="google/gemma-2-9b-it"} 7.0
+`
+	r := parseExposition([]byte(page), &n)
+	if v, ok := r.bound.value(); !ok || v != 48 {
+		t.Fatalf("bound %v (ok %v); want 48", v, ok)
+	}
+	two := page + "sglang:max_running_requests{name=\"google/gemma-2-9b-it\",dp_rank=\"1\"} 48.0\n"
+	if v, _ := parseExposition([]byte(two), &n).bound.value(); v != 96 {
+		t.Fatalf("bound of two engines %v; want 96", v)
+	}
+	if _, ok := parseExposition([]byte(sglangSample), &n).bound.value(); ok {
+		t.Fatal("a bound read from a page without one")
+	}
+}

@@ -207,12 +207,14 @@ func (s *Scraper) scrape(ctx context.Context, b *endpoint.Backend) (endpoint.Loa
 		return endpoint.Load{}, fmt.Errorf("scrape %s: %w (looked for %v and %v)",
 			req.URL.Redacted(), ErrNoQueueMetrics, s.cfg.Names.Running, s.cfg.Names.Waiting)
 	}
-	kv, _ := r.kv.value() // not reported: no pressure signal, not a failure
+	kv, _ := r.kv.value()       // not reported: no pressure signal, not a failure
+	bound, _ := r.bound.value() // not reported: no ceiling for the tenant ramp
 	now := s.cfg.Now()
 	return endpoint.Load{
 		Running:          running,
 		Waiting:          waiting,
 		KVCacheUsage:     min(kv, 1),
+		BatchBound:       bound,
 		At:               now,
 		Expires:          now.Add(s.cfg.StaleAfter),
 		InflightAtScrape: inflight,

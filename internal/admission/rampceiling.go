@@ -1,0 +1,36 @@
+package admission
+
+// On adaptive limits nothing the queue sees proves slots a cold pool has
+// not yet used: the ramp's base is the pool's recent peak, the memory of
+// prompt starts (rampproven.go) holds only what the engines started
+// before, and probes go only beside tenants owed no margin. So a fresh
+// gateway held a newcomer's parallel streams beside a tenant on two slots
+// for a round trip of its first answer: A on two long streams, B's five
+// refused 503 at 2.8 s (interactive) or held 34-36 s (batch) with 3 of the
+// engine's 16 slots in use (docs/RELIABILITY.md, branch ramp6).
+//
+// Some engines report the bound of their running batch in their metrics
+// (SGLang's sglang:max_running_requests, the simulator's sluice_sim_slots),
+// which the gateway scrapes. Less what other clients run there, and only
+// from a fresh reading with nothing queued (an engine that queues is full,
+// whatever its bound: its KV cache can fill first), that bound is the
+// most the engines can start for this pool now: QueueConfig.ReportedCapacity.
+//
+// It is a ceiling, not proof: it stands where the memory of prompt starts
+// stands in provenBase, so a ramping tenant's free slots may reach it less
+// every other active tenant's margin above its recent peak (rampMargin),
+// and the allowance is still reckoned from the recent base. It is never
+// known capacity (KnownCapacity): the others' margins stay theirs, and a
+// bound that overstates what the engine's KV cache holds costs at most the
+// newcomer's streams a wait inside the engine, which the next scrape shows
+// (waiting > 0: no ceiling, the memory and the recent base again). A probe
+// never goes past it: the engine said it starts no more.
+
+// reportedSlots is the engines' reported room for the pool's requests
+// (QueueConfig.ReportedCapacity); 0 when none is reported now.
+func (q *Queue) reportedSlots() int {
+	if q.cfg.ReportedCapacity == nil {
+		return 0
+	}
+	return max(q.cfg.ReportedCapacity(), 0)
+}
