@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -70,6 +71,9 @@ func (t *usageTail) extend(p []byte) {
 // starting with the rest of it. (At most one can match: the key's first
 // byte, '"', is in it once more, as its seventh, followed by ':'.)
 func (t *usageTail) cutKey(p []byte) int {
+	if t.nlast == 0 || strings.IndexByte(openai.UsageKey[1:], p[0]) < 0 {
+		return -1 // most writes start "data: ", whose 'd' cannot go on with a key
+	}
 	for n := t.nlast; n >= 1; n-- {
 		if string(t.last[t.nlast-n:t.nlast]) == openai.UsageKey[:n] && bytes.HasPrefix(p, []byte(openai.UsageKey[n:])) {
 			return t.nlast - n
