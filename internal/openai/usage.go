@@ -11,7 +11,7 @@ type Usage struct {
 }
 
 var (
-	usageKey      = []byte(`"usage":`)
+	usageKey      = []byte(UsageKey)
 	promptKey     = []byte(`"prompt_tokens":`)
 	completionKey = []byte(`"completion_tokens":`)
 )
@@ -41,6 +41,10 @@ func FindUsage(tail []byte) (u Usage, ok bool) {
 	}
 	return Usage{PromptTokens: p, CompletionTokens: c}, true
 }
+
+// UsageKey is the key FindUsage and FindEndpointUsage look for: they read
+// the usage object after its last occurrence.
+const UsageKey = `"usage":`
 
 // lastUsageKey is bytes.LastIndex(tail, usageKey), found from the colon
 // that ends the key: the last colon in a JSON tail is a few members from

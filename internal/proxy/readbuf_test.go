@@ -27,8 +27,8 @@ func (r *piecesReader) Read(p []byte) (int, error) {
 // relayAll runs relayStream's read loop (readBuf and sseCheck.whole) over
 // stream read in the given pieces and returns what it let through.
 func relayAll(stream []byte, sizes []int) (passed []byte, bad, done bool) {
-	var tl tail
-	rb := readBuf{small: tl.small[:]}
+	var sb streamBufs
+	rb := readBuf{small: sb.small[:]}
 	defer rb.release()
 	var s sseCheck
 	r := &piecesReader{data: stream, sizes: sizes}

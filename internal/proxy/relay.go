@@ -23,11 +23,10 @@ var relayBufPool = sync.Pool{New: func() any { b := make([]byte, bigRead); retur
 // tailSize is how much of the response end is kept to find "usage" in.
 const tailSize = 4 << 10
 
-// tail keeps the last tailSize bytes written to it. It also carries a
-// stream's small read buffer (readBuf), pooled with it.
+// tail keeps the last tailSize bytes written to it. (A relayed stream
+// keeps a usageTail instead.)
 type tail struct {
-	buf   []byte
-	small [smallRead]byte
+	buf []byte
 }
 
 func (t *tail) write(p []byte) {
@@ -252,9 +251,10 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 	bufp := relayBufPool.Get().(*[]byte)
 	defer relayBufPool.Put(bufp)
 	buf := *bufp
-	tl := tailPool.Get().(*tail)
-	tl.buf = tl.buf[:0]
-	defer tailPool.Put(tl)
+	ut := streamBufsPool.Get().(*streamBufs)
+	tl := &ut.usage
+	tl.reset()
+	defer streamBufsPool.Put(ut)
 
 	first := true
 	var readErr, writeErr error

@@ -27,13 +27,14 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
 	b := c.b
 	flusher, _ := w.(http.Flusher)
-	tl := tailPool.Get().(*tail)
-	tl.buf = tl.buf[:0]
-	rb := readBuf{small: tl.small[:], count: f.opt.RelayBuffers}
+	sb := streamBufsPool.Get().(*streamBufs)
+	tl := &sb.usage
+	tl.reset()
+	rb := readBuf{small: sb.small[:], count: f.opt.RelayBuffers}
 	chk := sseCheck{api: in.Peek.API, transcript: in.Endpoint.Multipart()}
 	defer func() {
 		rb.release()
-		tailPool.Put(tl)
+		streamBufsPool.Put(sb)
 	}()
 
 	var held []byte // a Responses stream's events before its first token (responses.go); a chat stream's keep-alives
@@ -199,7 +200,7 @@ func releaseBody(in *Request, res *Result) {
 const smallRead = 4 << 10
 
 // readBuf is a relayed stream's read buffer. It reads into a small one
-// (the stream's tail carries it) while the backend's writes are read as
+// (the stream's streamBufs carry it) while the backend's writes are read as
 // they come, and into a pooled relayBufPool buffer (32 KiB, as the
 // upstream connection's buffer) for the rest of the stream from a read
 // that filled the small one (the backend got ahead of the relay). So a
