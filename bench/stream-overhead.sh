@@ -218,14 +218,17 @@ echo "pinned: $([ "$PIN" = 1 ] && echo "client + simulators on CPU 0, server und
 echo
 echo "1. CPU per relayed event: M streams closed loop for $DUR, sim step 1us; us/event = server CPU / data events read"
 awk -v hz="$HZ" '
+  # div: a leg that read no event (a failed start) prints 0 and is left out
+  # of the means, instead of ending the summary on a division by zero.
+  function div(a, b) { return b > 0 ? a / b : 0 }
   {m=$1; r=$2; t=$3; ev=$5; err=$6; secs=$7; tk=$8; key=m" "r
-   cpu=tk/hz; us[key" "t]=(t=="direct"?0:1e6*cpu/ev); rows[NR]=$0; if (t=="nginx") ng[key]=us[key" "t]}
+   cpu=tk/hz; us[key" "t]=(t=="direct"?0:div(1e6*cpu, ev)); rows[NR]=$0; if (t=="nginx") ng[key]=us[key" "t]}
   END {
     printf "%-5s %-5s %-10s %9s %11s %9s %6s %9s %9s\n", "M", "round", "target", "streams", "events/s", "refused", "CPU%", "us/event", "vs nginx"
     for (i=1;i<=NR;i++) { split(rows[i], f, " "); key=f[1]" "f[2]; cpu=f[8]/hz
-      printf "%-5s %-5s %-10s %9d %11.0f %9d %5.0f%% %9s %9s\n", f[1], f[2], f[3], f[4], f[5]/f[7], f[6], 100*cpu/f[7],
-        (f[3]=="direct"?"-":sprintf("%.2f", us[key" "f[3]])), (f[3]=="direct"||f[3]=="nginx"?"-":sprintf("%.2fx", us[key" "f[3]]/ng[key]))
-      if (f[3]!="direct" && f[3]!="nginx") { s[f[1]" "f[3]]+=us[key" "f[3]]/ng[key]; c[f[1]" "f[3]]++ } }
+      printf "%-5s %-5s %-10s %9d %11.0f %9d %5.0f%% %9s %9s\n", f[1], f[2], f[3], f[4], div(f[5], f[7]), f[6], div(100*cpu, f[7]),
+        (f[3]=="direct"?"-":sprintf("%.2f", us[key" "f[3]])), (f[3]=="direct"||f[3]=="nginx"?"-":sprintf("%.2fx", div(us[key" "f[3]], ng[key])))
+      if (f[3]!="direct" && f[3]!="nginx" && us[key" "f[3]] > 0 && ng[key] > 0) { s[f[1]" "f[3]]+=us[key" "f[3]]/ng[key]; c[f[1]" "f[3]]++ } }
     for (k in s) printf "mean M=%s: %.2fx nginx CPU per event over %d rounds\n", k, s[k]/c[k], c[k]
   }' "$W/cpu.txt"
 echo
@@ -240,6 +243,6 @@ awk '
   }' "$W/gaps.txt"
 echo
 echo "3. memory per open stream: $HOLD streams open (an event a second), Sluice with max_concurrency: 2000, RSS with them open - RSS before, fresh process each round"
-awk '{printf "round %s %-10s RSS before %7d KiB, %5d streams open %8d KiB: %6.1f KiB per stream\n", $1, $2, $3, $5, $4, ($4-$3)/$5}' "$W/mem.txt"
+awk '{printf "round %s %-10s RSS before %7d KiB, %5d streams open %8d KiB: %6.1f KiB per stream\n", $1, $2, $3, $5, $4, ($5 > 0 ? ($4-$3)/$5 : 0)}' "$W/mem.txt"
 [ -s "$W/client.log" ] && { echo; echo "client errors (first lines):"; sort "$W/client.log" | cut -c21-200 | uniq -c | sort -rn | head -5; }
 true
