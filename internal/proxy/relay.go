@@ -240,9 +240,6 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result, stream bool) {
 	b := c.b
 	f.commit(w, b, resp, in, start, res)
-	if in.Started != nil && !stream && resp.StatusCode/100 == 2 {
-		in.Started.Answered() // a compressed 2xx JSON answer (relayAnswer's note)
-	}
 	flusher, _ := w.(http.Flusher)
 	if stream && flusher != nil {
 		flusher.Flush()
@@ -319,6 +316,11 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 				res.Err = cut
 			}
 		}
+	}
+	if in.Started != nil && !stream && resp.StatusCode/100 == 2 && res.Err == nil {
+		// A compressed 2xx JSON answer, told once it ended whole
+		// (relayAnswer's note): one that broke off was no answer.
+		in.Started.Answered()
 	}
 	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
 }

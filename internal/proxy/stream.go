@@ -179,8 +179,17 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 		}
 	}
 	// The latency signal for health, p2c and the adaptive limit: time to
-	// the first token (headers alone may come before any work).
-	c.end(f.opt.Now(), out, res.TTFB, 0, clientGone && readErr != nil)
+	// the first token (headers alone may come before any work). A stream
+	// committed on keep-alives whose data never came (its client left, a
+	// total timeout) has waited this long at least, as a silent one
+	// (failEarly): the commit's time is the ping's, about 0, and learnt
+	// as a success's it made a queueing backend look the promptest.
+	now := f.opt.Now()
+	latency := res.TTFB
+	if startPending {
+		latency = now.Sub(start)
+	}
+	c.end(now, out, latency, 0, clientGone && readErr != nil)
 	return false
 }
 
