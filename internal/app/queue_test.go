@@ -254,9 +254,8 @@ func TestAsyncJobOnExternalNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A cleanup, not a defer: it runs after the gateway's (cleanups run
-	// last first), which stops on a NATS that still answers. Deferred, it
-	// stopped the NATS first and the gateway's queue stop was given up
-	// past its 5 s bound: a stop not clean (Run's ErrStopNotClean).
+	// last first), which stops on a NATS that still answers (a NATS gone
+	// first: TestStopWithTheExternalNATSDownIsClean).
 	t.Cleanup(func() { nats.Shutdown(); nats.WaitForShutdown() })
 	be, _ := countingBackend(t)
 	url := startQueueAppWith(t, be.URL, "url: "+nats.ClientURL())

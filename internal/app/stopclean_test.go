@@ -2,9 +2,13 @@ package app
 
 import (
 	"errors"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/jobs"
 )
 
 // TestRunSaysAStopPastTheQueueBoundWasNotClean: a job worker slot that
@@ -44,5 +48,44 @@ func TestRunSaysAStopPastTheQueueBoundWasNotClean(t *testing.T) {
 	case <-q.closeDone:
 	case <-time.After(time.Minute):
 		t.Fatal("the queue's stop did not end once the slot returned")
+	}
+}
+
+// TestStopWithTheExternalNATSDownIsClean: an external NATS stopped before
+// the gateway (restarted, or stopped first as a whole deployment goes
+// down), nothing running, then SIGTERM once the gateway has seen NATS go:
+// the stop is clean, Run returns nil (exit 0; startQueueAppWith's cleanup
+// checks it). A guard (it passes on the code before branch review11): a
+// stop racing nats.go's noticing the drop waited out request_timeout on
+// the webhook heartbeat's delete, past queueStopBound, and exited 1
+// (jobs' TestCloseEndsWhenNATSDropsDuringIt).
+func TestStopWithTheExternalNATSDownIsClean(t *testing.T) {
+	nats, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, _ := countingBackend(t)
+	// request_timeout past queueStopBound: a call left waiting on the
+	// dead connection would be past the bound for sure.
+	url := startQueueAppWith(t, be.URL, "url: "+nats.ClientURL()+"\n  request_timeout: 30s")
+	code, h, b := do(t, http.MethodPost, url+"/v1/embeddings", "application/json",
+		strings.NewReader(`{"model":"m","input":"x"}`), "Prefer", "respond-async")
+	if code != http.StatusAccepted {
+		t.Fatalf("submit: %d %s", code, b)
+	}
+	pollJSON(t, url+h.Get("Location"), func(m map[string]any) bool { return m["status"] == "succeeded" })
+	nats.Shutdown() // before the gateway's stop (startQueueAppWith's cleanup)
+	nats.WaitForShutdown()
+	// The stop once the gateway has seen NATS go (it answers
+	// queue_unavailable): a stop before that raced nats.go's noticing.
+	for guard := time.Now().Add(time.Minute); ; {
+		code, _, b := do(t, http.MethodPost, url+"/v1/embeddings", "application/json",
+			strings.NewReader(`{"model":"m","input":"x"}`), "Prefer", "respond-async")
+		if code == http.StatusServiceUnavailable && strings.Contains(string(b), "queue_unavailable") {
+			break
+		}
+		if time.Now().After(guard) { // a hang guard, not a bound under test
+			t.Fatalf("the gateway still takes jobs 1 min after NATS stopped: %d %s", code, b)
+		}
 	}
 }

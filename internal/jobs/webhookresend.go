@@ -201,9 +201,15 @@ func (w *webhooks) beat(ctx context.Context) error {
 }
 
 // release deletes the heartbeat and the sweep lease if held, as the
-// Store closes (its context has ended: a bounded one of its own).
+// Store closes (its context has ended: a bounded one of its own, which
+// also ends when the NATS connection is away, cleanupContext). Bounded by
+// RequestTimeout alone, a stop while an external NATS was down (restarted,
+// or stopped before the gateway) waited out RequestTimeout here, twice:
+// past the stop's bound (app's queueStopBound, the worker's
+// workerCloseBound), a stop not clean, exit 1, with nothing held. The
+// heartbeat and the lease lapse by themselves.
 func (w *webhooks) release() {
-	ctx, cancel := w.s.requestContext(context.Background())
+	ctx, cancel := w.s.cleanupContext()
 	defer cancel()
 	if err := w.s.jobs.Delete(ctx, heartbeatKey(w.s.owner)); err != nil {
 		w.s.log.Debug("deleting the webhook heartbeat (it lapses)", "err", err)
