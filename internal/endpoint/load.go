@@ -53,6 +53,13 @@ func (b *Backend) Load() (l Load, ok bool) {
 	return *p, true
 }
 
+// maxReportedBound caps a reported batch bound before it becomes an int:
+// no engine runs a million requests at once, and a sentinel for
+// "unlimited" (sys.maxsize, 1e30) would overflow int's range, whose
+// conversion Go leaves to the implementation (the minimum int on amd64:
+// no room, a ceiling of what is in flight), and a pool's sum of several.
+const maxReportedBound = 1 << 20
+
 // ReportedRoom is how many of this gateway's requests the backend's engine
 // says it can run at once now: its reported batch bound less what other
 // clients run or queue there (Running + Waiting beyond InflightAtScrape,
@@ -69,5 +76,14 @@ func (b *Backend) ReportedRoom(now time.Time) (room int, ok bool) {
 		return 0, false
 	}
 	others := max(math.Round(l.Running+l.Waiting)-float64(l.InflightAtScrape), 0)
-	return max(int(math.Round(l.BatchBound)-others), 0), true
+	return int(max(math.Round(min(l.BatchBound, maxReportedBound))-others, 0)), true
+}
+
+// ReportsBound reports whether the backend's engine reported a batch bound
+// in a fresh reading, queueing or not: with one, its slots are accounted
+// for (room, or full while it queues); without one (an engine that exports
+// none, a stale or missing scrape) nothing says how many it has.
+func (b *Backend) ReportsBound(now time.Time) bool {
+	l, ok := b.Load()
+	return ok && l.Fresh(now) && l.BatchBound >= 1
 }

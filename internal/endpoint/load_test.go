@@ -29,6 +29,12 @@ func TestReportedRoom(t *testing.T) {
 		{"a queue: full whatever the bound", func(l *Load) { l.Waiting = 1 }, at, 0, false},
 		{"no bound reported", func(l *Load) { l.BatchBound = 0 }, at, 0, false},
 		{"stale", nil, at.Add(3 * time.Second), 0, false},
+		// An engine that exports "unlimited" as Python's sys.maxsize:
+		// 9223372036854775807 reads as 2^63 in a float64, past int's
+		// range, whose conversion gave the minimum int on amd64: room 0,
+		// a ceiling of what was in flight that stopped every probe.
+		{"a bound past int's range", func(l *Load) { l.BatchBound = 9223372036854775807 }, at, maxReportedBound - 2, true},
+		{"a huge bound", func(l *Load) { l.BatchBound = 1e30 }, at, maxReportedBound - 2, true},
 	}
 	for _, c := range cases {
 		l := fresh

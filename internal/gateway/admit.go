@@ -67,12 +67,16 @@ func (p *Pool) KnownCapacity() int {
 // run at once for this gateway now: each usable backend's reported room
 // (endpoint.Backend.ReportedRoom: its engine's batch bound less other
 // clients' load, from a fresh scrape with nothing waiting), or, for a
-// backend with none, the requests it runs for this gateway (they run, and
-// it tells nothing beyond them), plus the requests still running on
-// draining backends. 0 when no backend reports room: the queue then has
-// no ceiling (admission.QueueConfig.ReportedCapacity), not a ceiling of
-// what is in flight. Read under the queue's lock, so it only loads
-// atomics and each backend's state.
+// backend that reports a bound but queues (full), the requests it runs
+// for this gateway, plus the requests still running on draining backends.
+// 0 when no backend reports room, or when a usable backend reports no
+// fresh bound at all (vLLM beside SGLang, a stale scrape): its slots are
+// unknown, and counting only what it runs made a ceiling that replaced the
+// memory of prompt starts and stopped every probe short of its free slots
+// (docs/RELIABILITY.md, branch review13). The queue then has no ceiling
+// (admission.QueueConfig.ReportedCapacity), not a ceiling of what is in
+// flight. Read under the queue's lock, so it only loads atomics and each
+// backend's state.
 func (p *Pool) ReportedCapacity() int {
 	now := p.now()
 	total, reported := 0, false
@@ -84,6 +88,9 @@ func (p *Pool) ReportedCapacity() int {
 			total += max(room, int(b.Inflight()))
 			reported = true
 			continue
+		}
+		if !b.ReportsBound(now) {
+			return 0
 		}
 		total += int(b.Inflight())
 	}
