@@ -6,15 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/outcome"
-	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
 // closingWriter is a client that closes its connection as soon as it has
@@ -40,30 +36,6 @@ func (w *closingWriter) Write(p []byte) (int, error) {
 
 func (w *closingWriter) Flush() {}
 
-// cutForwarder is a Forwarder to srv with minute-long bounds (hang guards).
-func cutForwarder(t *testing.T, srv *httptest.Server) (*proxy.Forwarder, *endpoint.Backend) {
-	t.Helper()
-	b, err := endpoint.New(endpoint.Spec{URL: srv.URL}, endpoint.HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	t.Cleanup(transport.CloseIdleConnections)
-	return proxy.NewForwarder(proxy.Options{Transport: transport,
-		Timeouts: proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}}), b
-}
-
-func cutBody(t *testing.T, stream bool) *proxy.Body {
-	t.Helper()
-	raw := `{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":` + strconv.FormatBool(stream) + `}`
-	body, err := proxy.NewBodyPool(nil).ReadBody(strings.NewReader(raw), int64(len(raw)), 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(body.Release)
-	return body
-}
-
 // A client that closes its connection once it has the whole answer cut
 // nothing: the request is a success (a tenant ramp completion, a cache
 // fill, a 200 on the access line). Before, a cancel that came after the
@@ -73,20 +45,12 @@ func cutBody(t *testing.T, stream bool) *proxy.Body {
 // waited for the backend's end of body after [DONE].
 func TestClientClosingAfterTheAnswerCutsNothing(t *testing.T) {
 	const answer = `{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
-	const events = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
 	t.Run("JSON", func(t *testing.T) {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, answer)
-		}))
-		t.Cleanup(srv.Close)
-		f, b := cutForwarder(t, srv)
+		b := replyBackend(t, reply{ct: "application/json", body: answer})
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		w := &closingWriter{ResponseRecorder: httptest.NewRecorder(), want: len(answer), cancel: cancel}
-		res := f.Forward(ctx, w, &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{},
-			Body: cutBody(t, false), Peek: openai.Peek{Model: "m"}, ServeModel: "m"}, fixedSelector{b})
+		res := forwarder(t, nil).Forward(ctx, w, request(t, openai.APIChat, false), fixedSelector{b})
 		if w.Body.String() != answer {
 			t.Fatalf("relayed %q; want the answer", w.Body.String())
 		}
@@ -95,28 +59,15 @@ func TestClientClosingAfterTheAnswerCutsNothing(t *testing.T) {
 		}
 	})
 	t.Run("stream", func(t *testing.T) {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "text/event-stream")
-			_, _ = io.WriteString(w, events)
-			w.(http.Flusher).Flush()
-			// The end of body comes later (a backend whose last chunk is
-			// a write of its own): the relay is still reading when the
-			// client, which has [DONE], closes.
-			select {
-			case <-r.Context().Done():
-			case <-time.After(time.Minute): // hang guard
-			}
-		}))
-		t.Cleanup(srv.Close)
-		f, b := cutForwarder(t, srv)
+		// The end of body comes later (a backend whose last chunk is a
+		// write of its own): the relay is still reading when the client,
+		// which has [DONE], closes.
+		b := sseBackend(t, doneEvents, gate(nil))
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		w := &closingWriter{ResponseRecorder: httptest.NewRecorder(), end: "data: [DONE]", cancel: cancel}
-		var s starts
-		res := f.Forward(ctx, w, &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{},
-			Body: cutBody(t, true), Peek: openai.Peek{Model: "m", Stream: true}, ServeModel: "m", Started: &s}, fixedSelector{b})
-		if w.Body.String() != events {
+		res := forwarder(t, nil).Forward(ctx, w, chatStream(t, &starts{}), fixedSelector{b})
+		if w.Body.String() != doneEvents {
 			t.Fatalf("relayed %q; want the events and nothing after", w.Body.String())
 		}
 		if got := res.Outcome(); got != outcome.Success || res.Err != nil {
@@ -133,44 +84,7 @@ func TestClientClosingAfterTheAnswerCutsNothing(t *testing.T) {
 func TestAnsweredOnlyWhenTheLargeAnswerEnded(t *testing.T) {
 	big := `{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` +
 		strings.Repeat("a", 300<<10) + `"},"finish_reason":"stop"}]}`
-	for _, c := range []struct {
-		name     string
-		cut      bool
-		answered int64
-	}{
-		{"whole", false, 1},
-		{"broken off", true, 0},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				_, _ = io.Copy(io.Discard, r.Body)
-				w.Header().Set("Content-Type", "application/json")
-				sent := big
-				if c.cut {
-					// Its length says more than comes: the server closes
-					// the connection after what was written.
-					sent = big[:len(big)-100]
-				}
-				w.Header().Set("Content-Length", strconv.Itoa(len(big)))
-				_, _ = io.WriteString(w, sent)
-			}))
-			t.Cleanup(srv.Close)
-			f, b := cutForwarder(t, srv)
-			var s starts
-			w := httptest.NewRecorder()
-			res := f.Forward(context.Background(), w, &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{},
-				Body: cutBody(t, true), Peek: openai.Peek{Model: "m", Stream: true}, AnyShape: true, ServeModel: "m", Started: &s}, fixedSelector{b})
-			if w.Code != http.StatusOK {
-				t.Fatalf("status %d; want the 200 relayed", w.Code)
-			}
-			if c.cut != (res.Err != nil) {
-				t.Fatalf("err %v; want one only when the answer broke off", res.Err)
-			}
-			if got := s.answered.Load(); got != c.answered {
-				t.Fatalf("Started told Answered %d times; want %d", got, c.answered)
-			}
-		})
-	}
+	answeredOnlyWhenEnded(t, reply{ct: "application/json", body: big}, 100)
 }
 
 // A stream is asked uncompressed whatever the client accepts, so its
@@ -180,10 +94,8 @@ func TestAnsweredOnlyWhenTheLargeAnswerEnded(t *testing.T) {
 // relayed unchecked (relayRaw) and its first bytes were told as a prompt
 // first token: the tenant ramp counted the failed stream as an answer.
 func TestStreamAskedUncompressed(t *testing.T) {
-	const chatErr = "data: {\"error\":{\"message\":\"engine failed\",\"type\":\"server_error\"}}\n\n"
 	asked := make(chan string, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+	b := backend(t, func(w http.ResponseWriter, r *http.Request) {
 		asked <- r.Header.Get("Accept-Encoding")
 		w.Header().Set("Content-Type", "text/event-stream")
 		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
@@ -194,13 +106,12 @@ func TestStreamAskedUncompressed(t *testing.T) {
 		zw := gzip.NewWriter(w)
 		_, _ = io.WriteString(zw, chatErr)
 		_ = zw.Close()
-	}))
-	t.Cleanup(srv.Close)
-	f, b := cutForwarder(t, srv)
+	})
 	var s starts
+	req := chatStream(t, &s)
+	req.Header.Set("Accept-Encoding", "gzip, br")
 	w := httptest.NewRecorder()
-	f.Forward(context.Background(), w, &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{"Accept-Encoding": {"gzip, br"}},
-		Body: cutBody(t, true), Peek: openai.Peek{Model: "m", Stream: true}, ServeModel: "m", Started: &s}, fixedSelector{b})
+	forwarder(t, nil).Forward(context.Background(), w, req, fixedSelector{b})
 	if ae := <-asked; ae != "identity" {
 		t.Fatalf("a stream went upstream with Accept-Encoding %q; want identity", ae)
 	}
@@ -227,19 +138,8 @@ func TestBrokenAnswerIsNoSuccess(t *testing.T) {
 		{"whole", whole, 0, outcome.Success},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				_, _ = io.Copy(io.Discard, r.Body)
-				w.Header().Set("Content-Type", "application/json")
-				if c.length > 0 {
-					w.Header().Set("Content-Length", strconv.Itoa(c.length))
-				}
-				_, _ = io.WriteString(w, c.body)
-				w.(http.Flusher).Flush()
-			}))
-			t.Cleanup(srv.Close)
-			f, b := cutForwarder(t, srv)
-			res := f.Forward(context.Background(), httptest.NewRecorder(), &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{},
-				Body: cutBody(t, false), Peek: openai.Peek{Model: "m"}, ServeModel: "m"}, fixedSelector{b})
+			b := replyBackend(t, reply{ct: "application/json", body: c.body, length: c.length, chunked: true})
+			res := forwarder(t, nil).Forward(context.Background(), httptest.NewRecorder(), request(t, openai.APIChat, false), fixedSelector{b})
 			if got := res.Outcome(); got != c.want {
 				t.Fatalf("outcome %v (err %v); want %v", got, res.Err, c.want)
 			}

@@ -38,14 +38,14 @@ type hedgeRig struct {
 	fastHold, fastGot chan struct{}
 	fire              chan time.Time     // the hedge delay's timer
 	delays            chan time.Duration // each hedge delay asked of the timer
-	clock             *testClock
+	clock             *StepClock
 	budget            *HedgeBudget
 	queue             *admission.Queue
 	slotAsked         chan bool // each HedgeSlot answer
 	front             *httptest.Server
 	results           chan Result
 	owner             *testOwner // runs the race's losers (Options.Owner)
-	slowRead          *pingRead  // says when the slow backend's ping was read past
+	slowRead          *ReadPast  // says when the slow backend's ping was read past
 	// firstToken, when set before the request, is its first-token bound
 	// (Request.FirstToken).
 	firstToken time.Duration
@@ -53,38 +53,6 @@ type hedgeRig struct {
 
 // slowPing is the keep-alive comment of slowPingThenHold.
 const slowPing = ": ping\n\n"
-
-// pingRead closes read when a Read of host's answer body starts after
-// the slow backend's ping came: whoever reads it has dealt with the ping.
-type pingRead struct {
-	http.RoundTripper
-	host string
-	read chan struct{}
-	once sync.Once
-}
-
-func (t *pingRead) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.RoundTripper.RoundTrip(req)
-	if err == nil && req.URL.Host == t.host {
-		resp.Body = &pingReadBody{ReadCloser: resp.Body, t: t}
-	}
-	return resp, err
-}
-
-type pingReadBody struct {
-	io.ReadCloser
-	t   *pingRead
-	got int
-}
-
-func (b *pingReadBody) Read(p []byte) (int, error) {
-	if b.got >= len(slowPing) {
-		b.t.once.Do(func() { close(b.t.read) })
-	}
-	n, err := b.ReadCloser.Read(p)
-	b.got += n
-	return n, err
-}
 
 // testOwner is a proxy.Owner as the gateway's Background is one: it counts
 // the goroutines it runs, and shutdown() ends their stop context and
@@ -125,23 +93,6 @@ const (
 	slowPingThenHold                 // head and a keep-alive comment at once, no token until released
 )
 
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // orderedSelector picks the first backend not tried that has a free slot.
 type orderedSelector []*endpoint.Backend
 
@@ -167,7 +118,7 @@ const sseAnswer = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndat
 
 func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig {
 	r := &hedgeRig{t: t, slowGot: make(chan struct{}), slowGone: make(chan struct{}), releaseSlow: make(chan struct{}),
-		lateHead: make(chan struct{}), fire: make(chan time.Time), delays: make(chan time.Duration, 4), clock: &testClock{now: time.Unix(1000, 0)}, budget: budget,
+		lateHead: make(chan struct{}), fire: make(chan time.Time), delays: make(chan time.Duration, 4), clock: NewStepClock(time.Unix(1000, 0)), budget: budget,
 		slotAsked: make(chan bool, 4), results: make(chan Result, 1), owner: newTestOwner()}
 	var once sync.Once
 	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -236,7 +187,7 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(transport.CloseIdleConnections)
 	su, _ := url.Parse(slowSrv.URL)
-	r.slowRead = &pingRead{RoundTripper: transport, host: su.Host, read: make(chan struct{})}
+	r.slowRead = NewReadPast(transport, su.Host, len(slowPing))
 	f := NewForwarder(Options{
 		Transport: r.slowRead, Timeouts: Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Hour},
 		Attempts: 3, Now: r.clock.Now, Hedges: budget, Owner: r.owner,
@@ -296,7 +247,7 @@ func (r *hedgeRig) send(wait time.Duration) <-chan answer {
 	case a := <-answers:
 		r.t.Fatalf("the request ended before reaching the slow backend: %q, %v", a.body, a.err)
 	}
-	r.clock.advance(wait)
+	r.clock.Advance(wait)
 	select {
 	case r.fire <- r.clock.Now():
 	case a := <-answers:
@@ -589,9 +540,9 @@ func TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency(t *testing.T) {
 	}
 	stalled := func(r *hedgeRig) {
 		r.slow.FirstToken(r.clock.Now(), 20*time.Millisecond)
-		r.clock.advance(10 * time.Millisecond)
+		r.clock.Advance(10 * time.Millisecond)
 		r.slow.StartWaiting(r.clock.Now()) // a stream sent before, still without a token
-		r.clock.advance(60 * time.Millisecond)
+		r.clock.Advance(60 * time.Millisecond)
 	}
 	if d := delay("stalled", stalled); d != 0 {
 		t.Fatalf("hedge delay with a stream waiting 60ms for its first token = %v, want 0 (at once)", d)
@@ -658,8 +609,8 @@ func TestHedgeRacesAPingingStream(t *testing.T) {
 	case a := <-answers:
 		t.Fatalf("the request ended before reaching the slow backend: %q, %v", a.body, a.err)
 	}
-	<-r.slowRead.read // the ping was read past: by the race's peek, or (before) the relay
-	r.clock.advance(500 * time.Millisecond)
+	<-r.slowRead.Passed() // the ping was read past: by the race's peek, or (before) the relay
+	r.clock.Advance(500 * time.Millisecond)
 	select {
 	case r.fire <- r.clock.Now():
 	case <-time.After(time.Minute): // the race is over: it took the ping for a token

@@ -2,31 +2,13 @@ package proxy_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/openai"
-	"github.com/sluice-gw/sluice/internal/proxy"
 )
-
-// starts counts what proxy.Request.Started is told.
-type starts struct{ told, prompt, answered atomic.Int64 }
-
-func (s *starts) Answered() { s.answered.Add(1) }
-
-func (s *starts) FirstToken(prompt bool) {
-	s.told.Add(1)
-	if prompt {
-		s.prompt.Add(1)
-	}
-}
 
 // Request.Started (the admission ticket: a tenant ramp's probe grows the
 // base on a prompt first token, and the ramp counts an answered stream
@@ -38,7 +20,6 @@ func (s *starts) FirstToken(prompt bool) {
 // by a failing engine counted a slot in the ramp's base that the engine
 // never started anything in.
 func TestStartedToldOnlyAFirstToken(t *testing.T) {
-	const chatErr = "data: {\"error\":{\"message\":\"engine failed\",\"type\":\"server_error\"}}\n\n"
 	for _, c := range []struct {
 		name   string
 		status int
@@ -49,7 +30,7 @@ func TestStartedToldOnlyAFirstToken(t *testing.T) {
 		answered int64
 		ct       string // the answer's Content-Type; "" an event stream
 	}{
-		{"200 stream", http.StatusOK, openai.APIChat, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n", 1, 0, ""},
+		{"200 stream", http.StatusOK, openai.APIChat, doneEvents, 1, 0, ""},
 		{"500 as an event stream", http.StatusInternalServerError, openai.APIChat, chatErr, 0, 0, ""},
 		{"200 whose first event is an error object", http.StatusOK, openai.APIChat, chatErr, 0, 0, ""},
 		{"200 whose first event is a Responses error", http.StatusOK, openai.APIResponses,
@@ -57,7 +38,7 @@ func TestStartedToldOnlyAFirstToken(t *testing.T) {
 		// Tokens, then the backend's in-band error, in one read: the
 		// engine started generating, so its first token is told.
 		{"200 with a token before an error object", http.StatusOK, openai.APIChat,
-			"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n" + chatErr, 1, 0, ""},
+			tokenEvent + chatErr, 1, 0, ""},
 		{"200 with a Responses token before its error", http.StatusOK, openai.APIResponses,
 			"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"item_id\":\"m1\",\"output_index\":0,\"content_index\":0,\"delta\":\"hi\",\"sequence_number\":0}\n\n" +
 				"event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"engine failed\",\"sequence_number\":1}\n\n", 1, 0, ""},
@@ -70,38 +51,16 @@ func TestStartedToldOnlyAFirstToken(t *testing.T) {
 		{"500 JSON", http.StatusInternalServerError, openai.APIChat, `{"error":{"message":"engine failed","type":"server_error"}}`, 0, 0, "application/json"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				_, _ = io.Copy(io.Discard, r.Body)
-				ct := c.ct
-				if ct == "" {
-					ct = "text/event-stream"
-				}
-				w.Header().Set("Content-Type", ct)
-				w.WriteHeader(c.status)
-				_, _ = io.WriteString(w, c.answer)
-			}))
-			t.Cleanup(srv.Close)
-			b, err := endpoint.New(endpoint.Spec{URL: srv.URL}, endpoint.HealthPolicy{})
-			if err != nil {
-				t.Fatal(err)
+			ct := c.ct
+			if ct == "" {
+				ct = "text/event-stream"
 			}
-			transport := http.DefaultTransport.(*http.Transport).Clone()
-			t.Cleanup(transport.CloseIdleConnections)
-			f := proxy.NewForwarder(proxy.Options{Transport: transport,
-				Timeouts: proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}})
-			raw, path := `{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":true}`, "/v1/chat/completions"
-			if c.api == openai.APIResponses {
-				raw, path = `{"model":"m","input":"hello","stream":true}`, "/v1/responses"
-			}
-			body, err := proxy.NewBodyPool(nil).ReadBody(strings.NewReader(raw), int64(len(raw)), 1<<20)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer body.Release()
+			b := replyBackend(t, reply{status: c.status, ct: ct, body: c.answer})
 			var s starts
+			req := request(t, c.api, true)
+			req.Started = &s
 			w := httptest.NewRecorder()
-			f.Forward(context.Background(), w, &proxy.Request{Path: path, Header: http.Header{},
-				Body: body, Peek: openai.Peek{Model: "m", Stream: true, API: c.api}, ServeModel: "m", Started: &s}, fixedSelector{b})
+			forwarder(t, nil).Forward(context.Background(), w, req, fixedSelector{b})
 			if w.Code != c.status {
 				t.Fatalf("status %d, want %d", w.Code, c.status)
 			}
@@ -115,20 +74,6 @@ func TestStartedToldOnlyAFirstToken(t *testing.T) {
 	}
 }
 
-// pingWriter is a client's ResponseWriter that says when the first bytes
-// reached it.
-type pingWriter struct {
-	*httptest.ResponseRecorder
-	once sync.Once
-	got  chan struct{}
-}
-
-func (w *pingWriter) Write(p []byte) (int, error) {
-	n, err := w.ResponseRecorder.Write(p)
-	w.once.Do(func() { close(w.got) })
-	return n, err
-}
-
 // A keep-alive comment a backend (or a proxy in front of its engine)
 // sends before the engine starts the stream commits it, but is no first
 // token: Request.Started is told at the first event with data, and not at
@@ -138,49 +83,20 @@ func (w *pingWriter) Write(p []byte) (int, error) {
 // tenant ramp counted the failed stream as an answer (a completion), and
 // its memory of prompt starts a slot the engine never ran.
 func TestStartedNotToldAKeepAlive(t *testing.T) {
-	const chatErr = "data: {\"error\":{\"message\":\"engine failed\",\"type\":\"server_error\"}}\n\n"
-	const chunk = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"
 	for _, c := range []struct {
 		name string
 		rest string
 		told int64
 	}{
 		{"ping, then an error event", chatErr, 0},
-		{"ping, then a token", chunk, 1},
+		{"ping, then a token", doneEvents, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			w := &pingWriter{ResponseRecorder: httptest.NewRecorder(), got: make(chan struct{})}
-			srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-				_, _ = io.Copy(io.Discard, r.Body)
-				rw.Header().Set("Content-Type", "text/event-stream")
-				_, _ = io.WriteString(rw, ": ping\n\n")
-				rw.(http.Flusher).Flush()
-				select {
-				case <-w.got:
-				case <-r.Context().Done():
-					return
-				}
-				_, _ = io.WriteString(rw, c.rest)
-			}))
-			t.Cleanup(srv.Close)
-			b, err := endpoint.New(endpoint.Spec{URL: srv.URL}, endpoint.HealthPolicy{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			transport := http.DefaultTransport.(*http.Transport).Clone()
-			t.Cleanup(transport.CloseIdleConnections)
-			f := proxy.NewForwarder(proxy.Options{Transport: transport,
-				Timeouts: proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}})
-			raw := `{"model":"m","messages":[{"role":"user","content":"hello"}],"stream":true}`
-			body, err := proxy.NewBodyPool(nil).ReadBody(strings.NewReader(raw), int64(len(raw)), 1<<20)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer body.Release()
+			w := newPingWriter()
+			b := sseBackend(t, ping, gate(w.got), c.rest) // the rest once the client got the ping
 			var s starts
-			f.Forward(context.Background(), w, &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{},
-				Body: body, Peek: openai.Peek{Model: "m", Stream: true}, ServeModel: "m", Started: &s}, fixedSelector{b})
-			if !strings.HasPrefix(w.Body.String(), ": ping\n\n") || !strings.Contains(w.Body.String(), c.rest) {
+			forwarder(t, nil).Forward(context.Background(), w, chatStream(t, &s), fixedSelector{b})
+			if !strings.HasPrefix(w.Body.String(), ping) || !strings.Contains(w.Body.String(), c.rest) {
 				t.Fatalf("relayed %q; want the ping and then %q", w.Body.String(), c.rest)
 			}
 			if got := s.told.Load(); got != c.told {
