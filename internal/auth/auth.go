@@ -231,8 +231,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 		return Identity{}, err
 	}
 	// The parser checked iss against v.iss; src is the key that verified
-	// the signature.
-	id.Issuer, id.Trust = v.iss, Trust{claims: v.claimsDigest, source: src}
+	// the signature, h.Alg the allowed alg it verified with.
+	id.Issuer, id.Trust = v.iss, Trust{claims: v.claimsDigest, source: src, alg: h.Alg}
 	return id, nil
 }
 

@@ -32,9 +32,7 @@ func loadStaticKeys(keys []config.JWTKey) ([]staticKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("auth.jwt.public_keys[%d].file: %w", i, err)
 		}
-		sk := staticKey{kid: k.KID, key: pub}
-		sk.src = staticSource(sk)
-		out = append(out, sk)
+		out = append(out, staticKey{kid: k.KID, key: pub, src: staticSource(pub)})
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
@@ -11,19 +12,28 @@ import (
 )
 
 // Trust is what a token was accepted on: its issuer's iss and audience,
-// and the one source of keys that verified its signature (the
-// hmac_secret, the public_keys entry as read: kid and key, or the
-// jwks_url), as digests. A reload whose issuer of that iss has the same
-// iss and audience and still that source (Issuers.Trusts) trusts the
-// token still; one that drops the iss, renames the audience, or removes
-// or changes that source (a leaked hmac_secret replaced, the key file
-// that signed it removed or replaced, the provider's key set moved to
-// another URL) no longer does, and the gateway ends the token's running
-// requests as a removed API key's (gateway keyRequests). Any other
-// source added or removed cuts nothing: a static key is rotated by adding
-// the new one, moving signing to it, and later removing the old one, and
-// that last step must end only the requests of tokens the old key signed,
-// not those of the new key that stays.
+// the key material that verified its signature (the hmac_secret, the
+// public_keys entry's key, or the jwks_url's set), as digests, and the
+// token's alg. A reload whose issuer of that iss has the same iss and
+// audience, still trusts that key material and still allows that alg
+// (Issuers.Trusts) trusts the token still; one that drops the iss,
+// renames the audience, removes or changes that material (a leaked
+// hmac_secret replaced, the key file that signed it removed or replaced,
+// the provider's key set moved to another URL) or drops the token's alg
+// from algorithms (RS256 dropped while PS256 keeps the same RSA key,
+// HS256 while HS384 keeps the secret) no longer does, and the gateway
+// ends the token's running requests as a removed API key's (gateway
+// keyRequests): an operator dropping a weak or compromised algorithm
+// means its running requests to end, as a removed key's. Any other
+// material added or removed cuts nothing: a static key is rotated by
+// adding the new one, moving signing to it, and later removing the old
+// one, and that last step must end only the requests of tokens the old
+// key signed, not those of the new key that stays.
+//
+// A static key is its material, not its label: its kid is not in it, so
+// giving a key a kid, or renaming it, over the same PEM cuts nothing
+// (the key still verifies the signature it verified), while another key
+// under the same kid is another source.
 //
 // A key set (jwks_url) is one source whichever of its keys verified the
 // token: a key the provider drops from the set at its own rotation ends
@@ -31,10 +41,11 @@ import (
 // token is verified when its request starts; new requests with it are
 // refused from the next fetch (unknown_kid, or a signature no key held
 // verifies). What only shapes a token's tenant or limits (name, claims,
-// shared_tenants, leeway, algorithms, the jwks_* timings) is not in it.
+// shared_tenants, leeway, the jwks_* timings) is not in it.
 type Trust struct {
 	claims [sha256.Size]byte
 	source [sha256.Size]byte
+	alg    string // the token's header alg, on the allow-list when accepted
 }
 
 // keySource is a source of keys of an issuer, as a Trust names it.
@@ -48,14 +59,15 @@ func hmacSource(secret string) keySource { return digest("hmac_secret", secret) 
 
 func jwksSource(url string) keySource { return digest("jwks_url", url) }
 
-// staticSource is a public_keys entry's: its kid and its key's PKIX
-// bytes, so a file replaced under the same kid is another source.
-func staticSource(k staticKey) keySource {
-	der, err := x509.MarshalPKIXPublicKey(k.key)
+// staticSource is a public_keys entry's: its key's PKIX bytes, not its
+// kid, so a kid given or renamed over the same key is the same source
+// and a file replaced under the same kid is another.
+func staticSource(key crypto.PublicKey) keySource {
+	der, err := x509.MarshalPKIXPublicKey(key)
 	if err != nil { // readPublicKey admits only kinds it marshals
 		der = nil
 	}
-	return digest("public_key", k.kid, string(der))
+	return digest("public_key", string(der))
 }
 
 // sourcesOf lists every source of the issuer c with the static keys read
@@ -94,9 +106,11 @@ func writeField(h hash.Hash, b []byte) {
 }
 
 // Trusts reports whether s has an issuer of iss that still trusts a token
-// accepted on t before a reload: the same iss and audience, and the
-// source that verified it (others may have come or gone).
+// accepted on t before a reload: the same iss and audience, the key
+// material that verified it (others may have come or gone), and its alg
+// still allowed. The alg is checked against the issuer's algorithms only:
+// the material being the same, its kind still fits the alg it fitted.
 func (s *Issuers) Trusts(iss string, t Trust) bool {
 	v := s.byIss[iss]
-	return v != nil && v.claimsDigest == t.claims && slices.Contains(v.sources, t.source)
+	return v != nil && v.claimsDigest == t.claims && slices.Contains(v.sources, t.source) && slices.Contains(v.algs, t.alg)
 }

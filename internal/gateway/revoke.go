@@ -14,20 +14,20 @@ import (
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
-// keyRequests are the requests running under each API key (by its
-// digest, as tenants holds keys) and each verified token (by its issuer's
-// iss and auth.Trust: its audience and the one key source that verified
-// it), so that a reload that removes the key, or stops trusting the
+// keyRequests are the requests running under each API key (by its digest,
+// as tenants holds keys) and each verified token (by its issuer's iss and
+// auth.Trust: its audience, the key material that verified it and its
+// alg), so that a reload that removes the key, or stops trusting the
 // issuer or the token's key, ends them: a key is revoked because it
 // leaked or its holder is gone, an issuer removed (or its audience, or
-// the static key, secret or key set URL that verified the token, changed)
-// because its tokens are no longer to be trusted, and a
-// stream opened with either (minutes of generation, charged to its
-// tenant) must not outlive the revocation by its whole length. An edit
-// that keeps a key (same digest) or an issuer (same iss and Trust) cuts
-// nothing: config reloads leave in-flight requests alone, as Envoy's and
-// nginx's do. A token's own exp is not checked again (no revocation list
-// per token).
+// the static key, secret or key set URL that verified the token, changed,
+// or the token's alg dropped from the issuer's algorithms) because its
+// tokens are no longer to be trusted, and a stream opened with either
+// (minutes of generation, charged to its tenant) must not outlive the
+// revocation by its whole length. An edit that keeps a key (same digest)
+// or an issuer (same iss and Trust) cuts nothing: config reloads leave
+// in-flight requests alone, as Envoy's and nginx's do. A token's own exp
+// is not checked again (no revocation list per token).
 type keyRequests struct {
 	mu   sync.Mutex
 	next uint64
@@ -122,11 +122,13 @@ type trusting interface {
 // tokenRevoked reports whether t no longer trusts a token of the issuer
 // iss accepted on trust: credentials are checked and no issuer of t has
 // that iss with that Trust (JWTs off, the issuer removed, its audience
-// changed, or the key source that verified the token removed or changed;
-// another key of the issuer removed is not the token's). "The same issuer" is the same iss and
-// Trust, whatever its name or namespace (jobs judge by namespace,
-// lostTenants: a job belongs to a tenant, a running request to the token
-// that opened it). Open mode revokes nothing, as revoked says.
+// changed, the key material that verified the token removed or changed,
+// or its alg no longer allowed; another key of the issuer removed, or a
+// kid given or renamed over the same key, is not the token's). "The same
+// issuer" is the same iss and Trust, whatever its name or namespace (jobs
+// judge by namespace, lostTenants: a job belongs to a tenant, a running
+// request to the token that opened it). Open mode revokes nothing, as
+// revoked says.
 func (t *tenants) tokenRevoked(iss string, trust auth.Trust) bool {
 	if !t.authOn() {
 		return false

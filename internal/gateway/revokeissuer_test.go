@@ -350,3 +350,44 @@ func TestReloadRemovingTheOldKeyEndsOnlyItsTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadDroppingAnAlgorithmOrRelabellingAKey: a running token is
+// judged on the key material that verified it and its alg, not on the
+// key's kid. One RSA key, listed without kid, verifies a kid-less RS256 token
+// and a kid-less PS256 token; a reload giving the key a kid cuts neither
+// (the same key still verifies them), and one dropping RS256 from
+// algorithms (PS256 kept, with the same key) cuts the RS256 token's
+// request only; the PS256 one runs to [DONE]. Before, the kid given cut
+// both, and the dropped algorithm cut nothing.
+func TestReloadDroppingAnAlgorithmOrRelabellingAKey(t *testing.T) {
+	is := jwttest.New(t)
+	file := pemFile(t, is.RSAPublicPEM(t))
+	var be string
+	cfg := func(kid string, algs ...string) *config.Config {
+		c := jwtConfig(is, be)
+		c.Auth.JWT.JWKSURL, c.Auth.JWT.PublicKeys = "", []config.JWTKey{{File: file, KID: kid}}
+		c.Auth.JWT.Algorithms = algs
+		return c
+	}
+	g, _, release := newIssuerReloadGateway(t, func(u string) *config.Config { be = u; return cfg("", "RS256", "PS256") })
+	open := func(m jwt.SigningMethod) (*bufio.Reader, *http.Response) {
+		br, resp, _ := g.held(jwttest.Sign(t, m, is.RSA, "", validClaims(jwt.MapClaims{"org": "acme"})), true)
+		return br, resp
+	}
+	rsBR, rsResp := open(jwt.SigningMethodRS256)
+	psBR, psResp := open(jwt.SigningMethodPS256)
+
+	if cut := g.swap(cfg("k1", "RS256", "PS256")); cut != "" {
+		t.Fatalf("a reload giving the same key a kid: %q; want nothing cut", cut)
+	}
+	if cut := g.swap(cfg("k1", "PS256")); !strings.Contains(cut, "token_requests=1") {
+		t.Fatalf("a reload dropping RS256: %q; want the RS256 token's request cut", cut)
+	}
+	if r := rest(t, rsBR, rsResp); !cutStream(r) {
+		t.Fatalf("the RS256 token's stream after RS256 was dropped: %q; want an api_key_revoked event", r)
+	}
+	close(release)
+	if r := rest(t, psBR, psResp); !strings.Contains(r, "[DONE]") || strings.Contains(r, "api_key_revoked") {
+		t.Fatalf("the PS256 token's stream across the reloads: %q; want it to run to [DONE]", r)
+	}
+}
