@@ -26,10 +26,16 @@ func TestColdNewcomerGrowsIntoReportedSlots(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// The app's scraper (App.syncScraper), here owned by the test.
+	// The app's scraper (App.syncScraper), here owned by the test. Its
+	// readings are trusted for a minute and a scrape may take that long
+	// (hang guards): with the defaults for a 200 ms interval (a 200 ms
+	// timeout, stale after 600 ms) a starved scrape (a loaded machine,
+	// -race) left no fresh reading, so no reported room, and the ramp
+	// held B's five to their deadline: the test measured the machine.
 	var scraping sync.WaitGroup
 	defer scraping.Wait()
-	sc := loadscrape.NewScraper(loadscrape.Config{Interval: 200 * time.Millisecond, CapConcurrency: true}, nil, nil)
+	sc := loadscrape.NewScraper(loadscrape.Config{Interval: 200 * time.Millisecond, Timeout: time.Minute, StaleAfter: time.Minute,
+		CapConcurrency: true}, nil, nil)
 	if err := sc.ScrapeOnce(ctx, gw.Runtime().Backends()); err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,10 @@ func TestSimBatchBoundIsReportedRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	sc := scrape.NewScraper(scrape.Config{Now: func() time.Time { return now }}, client, nil)
+	// A scrape may take a minute (a hang guard): the default timeout, the
+	// 1 s interval, is a wall-clock bound a loaded machine can miss
+	// (ScrapeOnce's "context deadline exceeded").
+	sc := scrape.NewScraper(scrape.Config{Now: func() time.Time { return now }, Timeout: time.Minute}, client, nil)
 	if err := sc.ScrapeOnce(context.Background(), []*endpoint.Backend{b}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +52,7 @@ func TestSimBatchBoundIsReportedRoom(t *testing.T) {
 		t.Fatal("a reading 3 s old (StaleAfter) still gives room; want none")
 	}
 
-	none := scrape.NewScraper(scrape.Config{Now: func() time.Time { return now }, Names: scrape.Names{BatchBound: []string{}}}, client, nil)
+	none := scrape.NewScraper(scrape.Config{Now: func() time.Time { return now }, Timeout: time.Minute, Names: scrape.Names{BatchBound: []string{}}}, client, nil)
 	if err := none.ScrapeOnce(context.Background(), []*endpoint.Backend{b}); err != nil {
 		t.Fatal(err)
 	}
