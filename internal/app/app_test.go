@@ -3,6 +3,7 @@ package app
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -59,13 +60,20 @@ func startAppAdmin(t *testing.T, path string) (url, admin string, cancel context
 }
 
 // serveApp runs a on free loopback ports until the test ends (an error
-// from Run fails it) and returns the client and admin base URLs.
+// from Run fails it) and returns the client and admin base URLs. A stop
+// given up past its bound (ErrStopNotClean) is logged, not failed: the
+// bound is wall-clock (5 s for the job queue), which a loaded machine can
+// pass with nothing wrong; stopclean_test.go asserts the exit status
+// itself on a stop made to hang.
 func serveApp(t *testing.T, a *App) (url, admin string) {
 	t.Helper()
 	url, admin, cancel, done := runApp(t, a)
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		switch err := <-done; {
+		case errors.Is(err, ErrStopNotClean):
+			t.Logf("the stop was given up past its bound (a loaded machine?): %v", err)
+		case err != nil:
 			t.Error(err)
 		}
 	})

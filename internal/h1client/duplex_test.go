@@ -71,9 +71,11 @@ func TestBodyOverTLSDialIsWrittenWhole(t *testing.T) {
 			return d.DialContext(ctx, network, addr)
 		}})
 		c.readAlongAfter = mode.readAlongAfter
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
 		for i := range 2 {
+			// A hang guard per request, and a wide one: 16 MiB through TLS
+			// under -race on a loaded machine took 63 s a request (flakes9).
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
 			resp, err := c.RoundTrip(post(t, ctx, "http://"+addr, body))
 			if err != nil {
 				t.Fatalf("request %d: %v", i, err)
