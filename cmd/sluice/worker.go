@@ -46,7 +46,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	allowPrivateHooks := fs.Bool("allow-private-webhooks", false, "deliver webhooks to loopback, private and link-local addresses (the gateway's queue.allow_private_webhooks)")
 	concurrency := fs.Int("concurrency", 16, "jobs run at once")
 	maxAttempts := fs.Int("max-attempts", 5, "executions ending in an error before a job is dead-lettered")
-	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM (no new job is taken from then), how long running jobs may finish before they go back to the queue; a second SIGTERM or SIGINT cuts them at once")
+	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM (no new job is taken from then), how long running jobs may finish before they go back to the queue; a second SIGTERM or SIGINT cuts them at once. The whole stop ends within --grace + 7s of the first signal (2s to hand jobs back, then the NATS close, which gets what they left; exit 1 when given up): a supervisor's kill timeout must exceed it")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err = parseFlags(fs, args); err != nil {
 		return err
@@ -129,10 +129,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	}
 	// Bounded, whatever NATS does (workerstop.go); given up, the stop was
 	// not clean: the exit status says so (app.ErrStopNotClean).
+	closeIn := workerCloseBound // and what the workers leave of their bound (waitWorker)
 	defer func() {
-		if !closeWorkerStore(store, logger) && err == nil {
+		if !closeWorkerStore(store, logger, closeIn) && err == nil {
 			err = fmt.Errorf("%w: the job store did not close within %s (NATS answers nothing); the jobs this worker held run again after their AckWait",
-				app.ErrStopNotClean, workerCloseBound)
+				app.ErrStopNotClean, closeIn.Round(time.Second))
 		}
 	}()
 	logger.Info("sluice worker running", "nats", gateway.RedactURLs(*natsURL), "admin", *adminURL, "concurrency", *concurrency)
@@ -148,7 +149,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 			Cut:         cut,
 		})
 	}()
-	stopped, err := waitWorker(ctx, done, cut, *grace)
+	stopped, left, err := waitWorker(ctx, done, cut, *grace)
+	closeIn = closeBound(left)
 	if !stopped {
 		bound := *grace + workerCutBound
 		logger.Error("job workers did not stop within their bound: NATS answers nothing; exiting without them, as after a crash: their jobs run again after their AckWait",

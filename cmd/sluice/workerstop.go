@@ -22,6 +22,14 @@ import (
 // crash: jobs it held run again once their AckWait passes. It then exits
 // 1 (app.ErrStopNotClean), as `sluice serve` does past its queue's bound:
 // a supervisor sees a stop that was not clean, where before it saw 0.
+//
+// The whole stop is bounded as serve's is (app.StopBound: grace + 2 s +
+// 5 s, what a supervisor's kill timeout must exceed): --grace +
+// workerCutBound + workerCloseBound from the first signal. The close
+// gets workerCloseBound plus what the workers left of theirs (jobs that
+// ended before their grace, none running), so a NATS that is slow but
+// answers is waited for as long as the supervisor waits anyway, not cut
+// at a fixed 5 s while seconds of the stop's budget go unused.
 const (
 	workerCutBound   = 2 * time.Second
 	workerCloseBound = 5 * time.Second
@@ -34,36 +42,51 @@ var errWorkerCloseBound = errors.New("worker close bound passed")
 // ends (the first signal) it waits as long as RunWorker runs; from then,
 // grace for the running jobs and workerCutBound for them to go back to
 // the queue, or workerCutBound from the cut (a second signal). It reports
-// false when that bound passed first.
-func waitWorker(ctx context.Context, done <-chan error, cut <-chan struct{}, grace time.Duration) (stopped bool, err error) {
+// false when that bound passed first. left is what remained of the bound
+// when RunWorker ended after the signal (0 before it): the store's close
+// gets it on top of workerCloseBound (closeBound).
+func waitWorker(ctx context.Context, done <-chan error, cut <-chan struct{}, grace time.Duration) (stopped bool, left time.Duration, err error) {
 	select {
 	case err := <-done:
-		return true, err
+		if ctx.Err() != nil {
+			// Ended by the signal, both seen at once: it has just come,
+			// so nothing of the workers' bound is spent.
+			return true, grace + workerCutBound, err
+		}
+		return true, 0, err
 	case <-ctx.Done():
 	}
+	due := time.Now().Add(grace + workerCutBound)
 	bound := time.NewTimer(grace + workerCutBound)
 	defer bound.Stop()
 	for {
 		select {
 		case err := <-done:
-			return true, err
+			return true, max(0, time.Until(due)), err
 		case <-cut:
 			cut = nil
+			due = time.Now().Add(workerCutBound)
 			bound.Reset(workerCutBound)
 		case <-bound.C:
-			return false, nil
+			return false, 0, nil
 		}
 	}
 }
 
-// closeWorkerStore closes the worker's store within workerCloseBound,
+// closeBound is the store close's bound when the workers left left of
+// theirs: workerCloseBound and that, so the stop ends by its bound
+// (--grace + workerCutBound + workerCloseBound after the first signal)
+// whenever the workers ended.
+func closeBound(left time.Duration) time.Duration { return workerCloseBound + left }
+
+// closeWorkerStore closes the worker's store within bound (closeBound),
 // saying so with one ERROR line when it gives the close up; false then.
-func closeWorkerStore(store *jobs.Store, log *slog.Logger) (closed bool) {
-	ctx, cancel := context.WithTimeoutCause(context.Background(), workerCloseBound, errWorkerCloseBound)
+func closeWorkerStore(store *jobs.Store, log *slog.Logger, bound time.Duration) (closed bool) {
+	ctx, cancel := context.WithTimeoutCause(context.Background(), bound, errWorkerCloseBound)
 	defer cancel()
 	if err := store.CloseWithin(ctx); errors.Is(err, jobs.ErrCloseAbandoned) {
 		log.Error("job store did not close within its bound: NATS answers nothing; exiting without it, as after a crash: the jobs this worker held run again after their AckWait",
-			"bound", workerCloseBound.String())
+			"bound", bound.Round(time.Second).String())
 		return false
 	}
 	return true

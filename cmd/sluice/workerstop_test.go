@@ -126,8 +126,9 @@ func (p *stallingTCP) release() {
 // (main's context ends). Before, the worker's store close waited on the
 // drain of its connection until nats.go's DrainTimeout (30 s; measured
 // 15-26 s here after the signal), the process gone only once its
-// connection was closed. Now the close is given up after
-// workerCloseBound (5 s): the worker returns while its connection is
+// connection was closed. Now the close is given up at the end of the
+// stop's bound (--grace 100ms + 2 s + 5 s after the signal, the workers
+// having stopped at once: "within 7s"; it was 5 s): the worker returns while its connection is
 // still open, drain pending, and says the stop was not clean
 // (app.ErrStopNotClean: exit 1; it was nil, exit 0). The order is what is
 // checked, not a time: a hang guard of 2 min only ends a test that would
@@ -190,7 +191,7 @@ func TestWorkerStopIsBoundedOnAWedgedNATS(t *testing.T) {
 		t.Errorf("no ERROR line saying the close was given up:\n%s", logs.String())
 	}
 	var stderr bytes.Buffer
-	if st := exitStatus(ctx, "worker", stopErr, io.Discard, &stderr); st != 1 || !strings.Contains(stderr.String(), "stop not clean: the job store did not close within 5s") {
+	if st := exitStatus(ctx, "worker", stopErr, io.Discard, &stderr); st != 1 || !strings.Contains(stderr.String(), "stop not clean: the job store did not close within 7s") {
 		t.Errorf("exit status %d, stderr %q; want 1 and the reason", st, stderr.String())
 	}
 }
@@ -239,12 +240,28 @@ func TestWaitWorkerGivesUpAfterTheCut(t *testing.T) {
 	cut := make(chan struct{})
 	close(cut)
 	never := make(chan error)
-	if stopped, _ := waitWorker(ctx, never, cut, time.Hour); stopped {
+	if stopped, _, _ := waitWorker(ctx, never, cut, time.Hour); stopped {
 		t.Fatal("stopped reported for workers that never returned")
 	}
 	done := make(chan error, 1)
 	done <- errors.New("jobs: invalid class")
-	if stopped, err := waitWorker(context.Background(), done, nil, time.Hour); !stopped || err == nil {
-		t.Fatalf("RunWorker's own end: stopped %v, %v", stopped, err)
+	if stopped, left, err := waitWorker(context.Background(), done, nil, time.Hour); !stopped || err == nil || left != 0 {
+		t.Fatalf("RunWorker's own end: stopped %v, left %v, %v; want its close to get workerCloseBound alone", stopped, left, err)
+	}
+}
+
+// TestWorkerCloseGetsWhatTheWorkersLeft: workers that end at once after
+// the first signal leave the store's close the rest of their bound (here
+// an hour's grace): a NATS that is slow but answers is waited for within
+// the stop's whole bound (--grace + 2 s + 5 s, as serve's), where the
+// close was cut at a fixed workerCloseBound (5 s) and the worker exited 1.
+func TestWorkerCloseGetsWhatTheWorkersLeft(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	done <- context.Canceled
+	stopped, left, _ := waitWorker(ctx, done, nil, time.Hour)
+	if b := closeBound(left); !stopped || b <= time.Hour || b > time.Hour+workerCutBound+workerCloseBound {
+		t.Fatalf("stopped %v, close bound %v; want (1h, 1h7s]: the grace the workers did not use, on top of workerCloseBound", stopped, b)
 	}
 }

@@ -263,6 +263,13 @@ func (f *Forwarder) followUpRequest(ctx context.Context, b *endpoint.Backend, in
 	spec := b.Spec()
 	u := &url.URL{Scheme: t.Scheme, Host: t.Host, Path: t.Path + in.Path, RawQuery: upstreamQuery(in.RawQuery, spec)}
 	h := upstreamHeader(&Request{Header: in.Header, RequestID: in.RequestID, ForwardedFor: in.ForwardedFor}, spec)
+	if followUpStream(in.RawQuery) {
+		// A stream is asked uncompressed, as an inference stream is
+		// (forward.go): relayFollowUp ends a broken one with an in-band
+		// error event, which appended to compressed bytes would corrupt
+		// them, and its events stay readable to the gateway.
+		h["Accept-Encoding"] = identityEncoding
+	}
 	req := &http.Request{Method: in.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, Host: t.Host, Body: http.NoBody}
 	if len(in.Body) > 0 {
 		body := in.Body
@@ -270,6 +277,18 @@ func (f *Forwarder) followUpRequest(ctx context.Context, b *endpoint.Backend, in
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	return req.WithContext(ctx)
+}
+
+// followUpStream reports whether a follow-up's query asks for an event
+// stream (stream=true, as the Responses API's GET takes it; also 1, the
+// other spelling a backend's boolean parser takes).
+func followUpStream(rawQuery string) bool {
+	if !strings.Contains(rawQuery, "stream") {
+		return false
+	}
+	q, _ := url.ParseQuery(rawQuery) // what parsed; a malformed pair is the backend's to refuse
+	v := strings.TrimSpace(q.Get("stream"))
+	return strings.EqualFold(v, "true") || v == "1"
 }
 
 // relayFollowUp passes the answer a on as it comes, an event stream
@@ -335,9 +354,13 @@ func (f *Forwarder) relayFollowUp(client context.Context, w http.ResponseWriter,
 				return context.Canceled // nobody reads an error event
 			}
 			err = readFailure(a.ctx, err)
-			if stream {
+			if stream && !encoded(resp) {
 				// A Responses stream's own "error" event; its sequence
 				// number is left out (the relay does not read the events).
+				// Not after compressed bytes (a backend that compresses
+				// although asked not to, relayed raw): plain text appended
+				// to them would corrupt what the client decodes; the cut
+				// shows there as a truncated body.
 				w.Write(midStreamError(err, in.RequestID).ResponsesErrorEvent(0, false))
 				if flusher != nil {
 					flusher.Flush()
