@@ -97,3 +97,50 @@ func TestFollowUpCompressedStreamCutStaysDecodable(t *testing.T) {
 		t.Fatalf("decoded %q, %v: want the events sent, then a truncated gzip (nothing appended)", plain, err)
 	}
 }
+
+// TestInferenceCompressedStreamCutStaysDecodable: the same for an
+// inference stream. A backend that compresses a chat stream although it
+// was asked Accept-Encoding: identity is relayed raw, its Content-Encoding
+// kept; when it breaks off, the relay's in-band error event is not
+// appended to the gzip bytes (plain text after them made the whole body
+// undecodable to the client): what the client got decodes to the events
+// sent, then ends short.
+func TestInferenceCompressedStreamCutStaysDecodable(t *testing.T) {
+	const events = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/chat/completions" {
+			return // a health check: 200
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Encoding", "gzip") // whatever it was asked
+		zw := gzip.NewWriter(w)
+		zw.Write([]byte(events))
+		zw.Flush()
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the connection breaks mid-stream
+	}))
+	t.Cleanup(backend.Close)
+	srv, _ := startGateway(t, testConfig(backend.URL))
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions",
+		strings.NewReader(`{"model":"m1","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept-Encoding", "gzip")
+	c := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body) // a cut stream ends in an error; its bytes are checked
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("status %d Content-Encoding %q body %q: want the compressed stream relayed raw", resp.StatusCode, resp.Header.Get("Content-Encoding"), body)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("body %q is no gzip: %v", body, err)
+	}
+	plain, err := io.ReadAll(zr)
+	if string(plain) != events || err != io.ErrUnexpectedEOF {
+		t.Fatalf("decoded %q, %v: want the events sent, then a truncated gzip (nothing appended)", plain, err)
+	}
+}

@@ -303,15 +303,20 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 		out = outcome.Failure
 	}
 	clientGone := relayCut(ctx, readErr, writeErr) // answer.go
+	// An in-band error event ends a cut stream only when the stream is
+	// plain text: appended to the bytes of a backend that compresses
+	// although asked not to, it would corrupt what the client decodes;
+	// there the cut shows as a truncated body.
+	plain := stream && !encoded(resp)
 	if readErr != nil && !clientGone {
 		out = outcome.Failure
 		res.Err = readFailure(actx, readErr)
-		if stream {
+		if plain {
 			f.sendStreamError(w, res.Err, in, nil)
 		}
 	} else if clientGone {
 		res.Err = context.Canceled
-		if stream {
+		if plain {
 			if cut := f.endCutStream(ctx, w, writeErr, in, nil); cut != nil {
 				res.Err = cut
 			}
