@@ -149,7 +149,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 			Cut:         cut,
 		})
 	}()
-	stopped, left, err := waitWorker(ctx, done, cut, *grace)
+	stopped, left, err := waitWorker(ctx, done, cut, *grace, wallStopClock())
 	closeIn = closeBound(left)
 	if !stopped {
 		bound := *grace + workerCutBound

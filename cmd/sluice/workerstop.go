@@ -38,14 +38,25 @@ const (
 // errWorkerCloseBound is the close's bound's cause.
 var errWorkerCloseBound = errors.New("worker close bound passed")
 
+// stopClock is what waitWorker measures its bound by: the wall clock
+// (wallStopClock) or a test's.
+type stopClock struct {
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
+}
+
+func wallStopClock() stopClock { return stopClock{now: time.Now, after: time.After} }
+
 // waitWorker waits for RunWorker's end (its result on done). Before ctx
 // ends (the first signal) it waits as long as RunWorker runs; from then,
 // grace for the running jobs and workerCutBound for them to go back to
-// the queue, or workerCutBound from the cut (a second signal). It reports
-// false when that bound passed first. left is what remained of the bound
-// when RunWorker ended after the signal (0 before it): the store's close
-// gets it on top of workerCloseBound (closeBound).
-func waitWorker(ctx context.Context, done <-chan error, cut <-chan struct{}, grace time.Duration) (stopped bool, left time.Duration, err error) {
+// the queue, or workerCutBound from the cut (a second signal) when that
+// is sooner: a cut only shortens the bound, so a second signal in its
+// last workerCutBound does not carry the stop past --grace + 7 s. It
+// reports false when that bound passed first. left is what remained of
+// the bound when RunWorker ended after the signal (0 before it): the
+// store's close gets it on top of workerCloseBound (closeBound).
+func waitWorker(ctx context.Context, done <-chan error, cut <-chan struct{}, grace time.Duration, clk stopClock) (stopped bool, left time.Duration, err error) {
 	select {
 	case err := <-done:
 		if ctx.Err() != nil {
@@ -56,18 +67,19 @@ func waitWorker(ctx context.Context, done <-chan error, cut <-chan struct{}, gra
 		return true, 0, err
 	case <-ctx.Done():
 	}
-	due := time.Now().Add(grace + workerCutBound)
-	bound := time.NewTimer(grace + workerCutBound)
-	defer bound.Stop()
+	due := clk.now().Add(grace + workerCutBound)
+	bound := clk.after(grace + workerCutBound)
 	for {
 		select {
 		case err := <-done:
-			return true, max(0, time.Until(due)), err
+			return true, max(0, due.Sub(clk.now())), err
 		case <-cut:
 			cut = nil
-			due = time.Now().Add(workerCutBound)
-			bound.Reset(workerCutBound)
-		case <-bound.C:
+			if now := clk.now(); now.Add(workerCutBound).Before(due) {
+				due = now.Add(workerCutBound)
+				bound = clk.after(workerCutBound)
+			}
+		case <-bound:
 			return false, 0, nil
 		}
 	}

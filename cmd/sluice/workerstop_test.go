@@ -240,12 +240,12 @@ func TestWaitWorkerGivesUpAfterTheCut(t *testing.T) {
 	cut := make(chan struct{})
 	close(cut)
 	never := make(chan error)
-	if stopped, _, _ := waitWorker(ctx, never, cut, time.Hour); stopped {
+	if stopped, _, _ := waitWorker(ctx, never, cut, time.Hour, wallStopClock()); stopped {
 		t.Fatal("stopped reported for workers that never returned")
 	}
 	done := make(chan error, 1)
 	done <- errors.New("jobs: invalid class")
-	if stopped, left, err := waitWorker(context.Background(), done, nil, time.Hour); !stopped || err == nil || left != 0 {
+	if stopped, left, err := waitWorker(context.Background(), done, nil, time.Hour, wallStopClock()); !stopped || err == nil || left != 0 {
 		t.Fatalf("RunWorker's own end: stopped %v, left %v, %v; want its close to get workerCloseBound alone", stopped, left, err)
 	}
 }
@@ -260,8 +260,72 @@ func TestWorkerCloseGetsWhatTheWorkersLeft(t *testing.T) {
 	cancel()
 	done := make(chan error, 1)
 	done <- context.Canceled
-	stopped, left, _ := waitWorker(ctx, done, nil, time.Hour)
+	stopped, left, _ := waitWorker(ctx, done, nil, time.Hour, wallStopClock())
 	if b := closeBound(left); !stopped || b <= time.Hour || b > time.Hour+workerCutBound+workerCloseBound {
 		t.Fatalf("stopped %v, close bound %v; want (1h, 1h7s]: the grace the workers did not use, on top of workerCloseBound", stopped, b)
+	}
+}
+
+// fakeStopClock is a stopClock the test moves: after's channels are
+// handed to the test (timers), which fires them.
+type fakeStopClock struct {
+	mu     sync.Mutex
+	t      time.Time
+	timers chan time.Duration
+}
+
+func (c *fakeStopClock) clock() stopClock {
+	return stopClock{
+		now: func() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t },
+		after: func(d time.Duration) <-chan time.Time {
+			c.timers <- d
+			return make(chan time.Time) // never fires: left is what the test reads
+		},
+	}
+}
+
+func (c *fakeStopClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+// TestWaitWorkerSecondSignalOnlyShortens: a second signal in the last
+// workerCutBound of the first's bound (--grace + workerCutBound) does not
+// push it later. Before, the cut reset the bound to workerCutBound from
+// itself: one second before the bound, it gave the workers 2 s, and the
+// whole stop could end at --grace + 9 s, past the --grace + 7 s a
+// supervisor's kill timeout is told to exceed.
+func TestWaitWorkerSecondSignalOnlyShortens(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 2, 0, 0, 0, time.UTC)
+	clk := &fakeStopClock{t: t0, timers: make(chan time.Duration, 4)}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done, cut := make(chan error), make(chan struct{})
+	type result struct {
+		stopped bool
+		left    time.Duration
+	}
+	got := make(chan result, 1)
+	grace := 10 * time.Second
+	go func() {
+		stopped, left, _ := waitWorker(ctx, done, cut, grace, clk.clock())
+		got <- result{stopped, left}
+	}()
+	hang := time.After(time.Minute)
+	select {
+	case d := <-clk.timers:
+		if d != grace+workerCutBound {
+			t.Fatalf("first bound %v; want %v", d, grace+workerCutBound)
+		}
+	case <-hang:
+		t.Fatal("waitWorker took no bound within a minute")
+	}
+	clk.set(t0.Add(grace + workerCutBound - time.Second)) // 1 s of the bound left
+	cut <- struct{}{}
+	done <- context.Canceled
+	select {
+	case r := <-got:
+		if !r.stopped || r.left != time.Second {
+			t.Fatalf("after a second signal 1 s before the bound: stopped %v, left %v; want 1s (the cut does not lengthen the bound)", r.stopped, r.left)
+		}
+	case <-hang:
+		t.Fatal("waitWorker did not return within a minute")
 	}
 }

@@ -242,6 +242,14 @@ func (v *Verifier) parse(ctx context.Context, token string, h header) (jwt.MapCl
 	claims := jwt.MapClaims{}
 	var src keySource
 	keyFor := func(t *jwt.Token) (any, error) {
+		// The library reads alg from its own decoding of the header: a
+		// header naming it twice ("alg" and a case variant, which the
+		// peek's struct decoding also takes) could be verified under one
+		// alg and held (Trust) under the other, so a reload dropping the
+		// verified one would not end its requests. One token, one alg.
+		if t.Method == nil || t.Method.Alg() != h.Alg {
+			return nil, fail(ReasonMalformed, errors.New("header alg read two ways"))
+		}
 		k, s, err := v.key(ctx, h, t, token)
 		src = s
 		return k, err

@@ -279,16 +279,23 @@ func (f *Forwarder) followUpRequest(ctx context.Context, b *endpoint.Backend, in
 	return req.WithContext(ctx)
 }
 
-// followUpStream reports whether a follow-up's query asks for an event
+// followUpStream reports whether a follow-up's query may ask for an event
 // stream (stream=true, as the Responses API's GET takes it; also 1, the
-// other spelling a backend's boolean parser takes).
+// other spelling a backend's boolean parser takes). Any value of the key
+// counts, the key decoded: backends differ on which of repeated keys they
+// take (the first, or the last as Starlette's), and asking identity of an
+// answer that is no stream costs only its compression.
 func followUpStream(rawQuery string) bool {
-	if !strings.Contains(rawQuery, "stream") {
+	if rawQuery == "" {
 		return false
 	}
 	q, _ := url.ParseQuery(rawQuery) // what parsed; a malformed pair is the backend's to refuse
-	v := strings.TrimSpace(q.Get("stream"))
-	return strings.EqualFold(v, "true") || v == "1"
+	for _, v := range q["stream"] {
+		if v = strings.TrimSpace(v); strings.EqualFold(v, "true") || v == "1" {
+			return true
+		}
+	}
+	return false
 }
 
 // relayFollowUp passes the answer a on as it comes, an event stream
