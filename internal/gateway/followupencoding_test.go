@@ -70,57 +70,19 @@ func TestFollowUpStreamAskedUncompressed(t *testing.T) {
 // appended to the gzip bytes (which would corrupt them): what the client
 // got decodes to the events sent, then ends short.
 func TestFollowUpCompressedStreamCutStaysDecodable(t *testing.T) {
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/responses/") {
-			return
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.Header().Set("Content-Encoding", "gzip") // whatever it was asked
-		zw := gzip.NewWriter(w)
-		zw.Write([]byte(followUpEvents))
-		zw.Flush()
-		w.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler) // the connection breaks mid-stream
-	}))
-	t.Cleanup(backend.Close)
-	srv, _ := startGateway(t, testConfig(backend.URL))
+	srv := gatewayOnGzipCut(t, "/v1/responses/", followUpEvents)
 	resp, body := getAcceptingGzip(t, srv.URL+"/v1/responses/resp_1?stream=true")
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" {
-		t.Fatalf("status %d Content-Encoding %q: want the compressed stream relayed raw", resp.StatusCode, resp.Header.Get("Content-Encoding"))
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("body %q is no gzip: %v", body, err)
-	}
-	plain, err := io.ReadAll(zr)
-	if string(plain) != followUpEvents || err != io.ErrUnexpectedEOF {
-		t.Fatalf("decoded %q, %v: want the events sent, then a truncated gzip (nothing appended)", plain, err)
-	}
+	requireGzipCut(t, resp, body, followUpEvents)
 }
 
 // TestInferenceCompressedStreamCutStaysDecodable: the same for an
-// inference stream. A backend that compresses a chat stream although it
-// was asked Accept-Encoding: identity is relayed raw, its Content-Encoding
-// kept; when it breaks off, the relay's in-band error event is not
-// appended to the gzip bytes (plain text after them made the whole body
-// undecodable to the client): what the client got decodes to the events
-// sent, then ends short.
+// inference stream: a chat stream gzipped although it was asked
+// Accept-Encoding: identity ends, when cut, as a truncated gzip body, no
+// in-band error event after it (plain text after the gzip bytes made the
+// whole body undecodable to the client).
 func TestInferenceCompressedStreamCutStaysDecodable(t *testing.T) {
 	const events = "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n"
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/chat/completions" {
-			return // a health check: 200
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.Header().Set("Content-Encoding", "gzip") // whatever it was asked
-		zw := gzip.NewWriter(w)
-		zw.Write([]byte(events))
-		zw.Flush()
-		w.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler) // the connection breaks mid-stream
-	}))
-	t.Cleanup(backend.Close)
-	srv, _ := startGateway(t, testConfig(backend.URL))
+	srv := gatewayOnGzipCut(t, "/v1/chat/completions", events)
 	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions",
 		strings.NewReader(`{"model":"m1","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -132,6 +94,36 @@ func TestInferenceCompressedStreamCutStaysDecodable(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body) // a cut stream ends in an error; its bytes are checked
+	requireGzipCut(t, resp, body, events)
+}
+
+// gatewayOnGzipCut starts a gateway in front of a backend that answers
+// requests under path with events gzipped (whatever it was asked), then
+// breaks the connection mid-stream.
+func gatewayOnGzipCut(t *testing.T, path, events string) *httptest.Server {
+	t.Helper()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, path) {
+			return // a health check: 200
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		zw.Write([]byte(events))
+		zw.Flush()
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the connection breaks mid-stream
+	}))
+	t.Cleanup(backend.Close)
+	srv, _ := startGateway(t, testConfig(backend.URL))
+	return srv
+}
+
+// requireGzipCut checks a compressed stream relayed raw and cut: its
+// Content-Encoding kept, its bytes decoding to the events sent, then a
+// truncated gzip (nothing appended).
+func requireGzipCut(t *testing.T, resp *http.Response, body []byte, events string) {
+	t.Helper()
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" {
 		t.Fatalf("status %d Content-Encoding %q body %q: want the compressed stream relayed raw", resp.StatusCode, resp.Header.Get("Content-Encoding"), body)
 	}
