@@ -4,13 +4,17 @@ import (
 	"bufio"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/config"
 	loadscrape "github.com/sluice-gw/sluice/internal/scrape"
+	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // The cold case on adaptive limits (no max_concurrency): tenant A on two
@@ -21,34 +25,48 @@ import (
 // slots in its metrics (sluice_sim_slots), which the scraper reads: 16,
 // less A's margin, is the ceiling B may ramp into, and its five start at
 // once within the adaptive limit's start of 8.
+//
+// Nothing here runs on a timer the machine's load can move (branch
+// coldtest): the gateway's clock and the scraper's stand still, so no
+// reading goes stale and no queued request meets its deadline; the test
+// scrapes once, by hand, after the first three streams' first tokens (the
+// engine runs them, nothing waits), and sends B's five only then. A
+// scraper on its 200 ms ticker failed 2 of 5 under a CPU hog: a scrape
+// landing while one of B's requests waited for the simulator's next step
+// took the whole ceiling away (flakes9).
 func TestColdNewcomerGrowsIntoReportedSlots(t *testing.T) {
-	srv, gw := startTwoTenantRampGateway(t, nil)
+	s := sim.New(sim.Config{Model: "m1", Seed: 1, Slots: 16, DecodeStepBase: 10 * time.Millisecond})
+	t.Cleanup(s.Close)
+	be := httptest.NewServer(s)
+	t.Cleanup(be.Close)
+	cfg := testConfig(be.URL)
+	cfg.Retry.HedgeFactor = 0
+	cfg.Auth.Keys = []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}
+	clk := &frozenClock{now: time.Date(2026, 12, 7, 2, 0, 0, 0, time.UTC)}
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Now = clk.Now })
 
+	// Every stream ends (cancel, then this wait) before the test does, on
+	// a failure too: none logs after it.
+	var streams sync.WaitGroup
+	defer streams.Wait()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// The app's scraper (App.syncScraper), here owned by the test. Its
-	// readings are trusted for a minute and a scrape may take that long
-	// (hang guards): with the defaults for a 200 ms interval (a 200 ms
-	// timeout, stale after 600 ms) a starved scrape (a loaded machine,
-	// -race) left no fresh reading, so no reported room, and the ramp
-	// held B's five to their deadline: the test measured the machine.
-	var scraping sync.WaitGroup
-	defer scraping.Wait()
-	sc := loadscrape.NewScraper(loadscrape.Config{Interval: 200 * time.Millisecond, Timeout: time.Minute, StaleAfter: time.Minute,
-		CapConcurrency: true}, nil, nil)
+	// The app's scraper (App.syncScraper), here owned by the test and
+	// driven by hand (no Run). Its timeout is a hang guard; its readings
+	// never go stale on the frozen clock.
+	sc := loadscrape.NewScraper(loadscrape.Config{Interval: time.Second, Timeout: time.Minute,
+		CapConcurrency: true, Now: clk.Now}, nil, nil)
 	if err := sc.ScrapeOnce(ctx, gw.Runtime().Backends()); err != nil {
 		t.Fatal(err)
 	}
-	scraping.Go(func() { sc.Run(ctx, gw.Runtime().Backends) })
 
 	hold := make(chan struct{})
 	var started, refused atomic.Int64
-	var streams sync.WaitGroup
-	// open starts a long stream for key and returns once its first token
+	// send starts a long stream for key; first closes once its first token
 	// came (or it was refused); the stream then holds its slot until hold
 	// closes.
-	open := func(key string) {
-		first := make(chan struct{})
+	send := func(key string) (first chan struct{}) {
+		first = make(chan struct{})
 		signal := sync.OnceFunc(func() { close(first) })
 		streams.Go(func() {
 			defer signal()
@@ -61,14 +79,18 @@ func TestColdNewcomerGrowsIntoReportedSlots(t *testing.T) {
 			req.Header.Set("Authorization", "Bearer "+key)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
-				refused.Add(1)
+				if ctx.Err() == nil {
+					refused.Add(1)
+				}
 				return
 			}
 			defer resp.Body.Close()
 			line, _ := bufio.NewReader(resp.Body).ReadString('\n')
 			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(line, "data: ") {
-				t.Logf("%s: %d %s", key, resp.StatusCode, line)
-				refused.Add(1)
+				if ctx.Err() == nil {
+					t.Logf("%s: %d %s", key, resp.StatusCode, line)
+					refused.Add(1)
+				}
 				return
 			}
 			started.Add(1)
@@ -78,25 +100,58 @@ func TestColdNewcomerGrowsIntoReportedSlots(t *testing.T) {
 			case <-ctx.Done():
 			}
 		})
-		<-first
+		return first
 	}
-	open("sk-a")
-	open("sk-a")
-	open("sk-b")
-	var burst sync.WaitGroup
-	for range 5 {
-		burst.Go(func() { open("sk-b") })
+	for _, key := range []string{"sk-a", "sk-a", "sk-b"} {
+		<-send(key)
 	}
-	burst.Wait()
-	s := gw.Runtime().Queues()["m1"].Stats()
+	if started.Load() != 3 {
+		t.Fatalf("the first three streams: %d started, %d refused", started.Load(), refused.Load())
+	}
+	// Their first tokens came, so the engine runs all three and nothing
+	// waits for its next step: the reading this scrape takes is 16 slots,
+	// 3 running, all this gateway's.
+	if st := s.Stats(); st.Running != 3 || st.Waiting != 0 {
+		t.Fatalf("sim runs %d, %d waiting before the scrape; want 3 and 0", st.Running, st.Waiting)
+	}
+	if err := sc.ScrapeOnce(ctx, gw.Runtime().Backends()); err != nil {
+		t.Fatal(err)
+	}
+	q := gw.Runtime().Queues()["m1"]
+	firsts := make([]chan struct{}, 5)
+	for i := range firsts {
+		firsts[i] = send("sk-b")
+	}
+	// Each of the five is granted or held by the queue (or refused): what
+	// the ramp decided, read before anything else can change it. On the
+	// frozen clock a held request would wait forever, not until its
+	// deadline, so the test reads the decision rather than the outcome.
+	deadline := time.Now().Add(time.Minute) // a hang guard
+	var st admission.Stats
+	for {
+		st = q.Stats()
+		if int64(st.InUse+st.Queued)+refused.Load() >= 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B's five never reached the queue: in use %d, queued %d, refused %d", st.InUse, st.Queued, refused.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st.Queued != 0 || refused.Load() != 0 {
+		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want all 8 granted: the engine reports 16 slots, A's margin is 2",
+			st.InUse, st.Queued, refused.Load(), st.RampHeldTotal, st.RampCeiling)
+	}
+	for _, f := range firsts {
+		<-f
+	}
 	close(hold)
 	cancel()
 	streams.Wait()
 	if started.Load() != 8 || refused.Load() != 0 {
-		t.Fatalf("streams started %d, refused %d (ramp held total %d, ceiling %d); want all 8: the engine reports 16 slots, A's margin is 2",
-			started.Load(), refused.Load(), s.RampHeldTotal, s.RampCeiling)
+		t.Fatalf("streams started %d, refused %d; want all 8", started.Load(), refused.Load())
 	}
-	if s.RampCeiling != 16 {
-		t.Fatalf("ramp ceiling %d; want 16 (the sim's slots, nothing run by others)", s.RampCeiling)
+	if st.RampCeiling != 16 {
+		t.Fatalf("ramp ceiling %d; want 16 (the sim's slots, nothing run by others)", st.RampCeiling)
 	}
 }
