@@ -31,6 +31,12 @@ type Load struct {
 	// response arrived. Inflight() minus it is what this gateway sent (or
 	// finished) since the backend counted its queue.
 	InflightAtScrape int64
+	// QueuedBefore: the reading before this one, still fresh when this one
+	// came, also had requests waiting (SetLoad sets it). An engine holds a
+	// request it was just sent as waiting until its next step (tens of
+	// milliseconds), so one reading with a queue is often no more than
+	// that; a queue in two readings in a row is one (ObserveLoad's rule).
+	QueuedBefore bool
 }
 
 // Fresh reports whether l may still be trusted at now.
@@ -38,8 +44,12 @@ func (l Load) Fresh(now time.Time) bool {
 	return !l.At.IsZero() && now.Before(l.Expires)
 }
 
-// SetLoad stores a new snapshot. The scraper is its only writer.
+// SetLoad stores a new snapshot. The scraper is its only writer, so the
+// snapshot it replaces is read here without a race.
 func (b *Backend) SetLoad(l Load) {
+	if prev := b.load.Load(); prev != nil && prev.Waiting >= 0.5 && prev.Fresh(l.At) {
+		l.QueuedBefore = true
+	}
 	b.load.Store(&l)
 }
 
@@ -66,13 +76,19 @@ const maxReportedBound = 1 << 20
 // this gateway's share when it answered). ok is false, and room means
 // nothing, without a fresh reading (Fresh: a scrape older than the
 // scraper's StaleAfter tells nothing of now), without a reported bound,
-// or with requests waiting: an engine that queues is full whatever its
-// bound says (its KV cache can fill first), so the bound is no room then.
+// or with requests waiting in two readings in a row: an engine that
+// queues is full whatever its bound says (its KV cache can fill first),
+// so the bound is no room then. A queue in one reading alone is most
+// often requests just sent that the engine takes at its next step: read
+// as a queue, it took the whole ceiling away for a scrape interval and
+// held a newcomer's burst (branch coldtest); its waiting requests count
+// as others' (beyond this gateway's share), and an engine really full
+// shows no room by the next reading.
 // The tenant ramp takes the sum over a pool as a ceiling, never as known
 // slots (admission.QueueConfig.ReportedCapacity).
 func (b *Backend) ReportedRoom(now time.Time) (room int, ok bool) {
 	l, ok := b.Load()
-	if !ok || !l.Fresh(now) || l.BatchBound < 1 || l.Waiting >= 0.5 {
+	if !ok || !l.Fresh(now) || l.BatchBound < 1 || l.Waiting >= 0.5 && l.QueuedBefore {
 		return 0, false
 	}
 	others := max(math.Round(l.Running+l.Waiting)-float64(l.InflightAtScrape), 0)
