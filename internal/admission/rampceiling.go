@@ -11,10 +11,12 @@ package admission
 //
 // Some engines report the bound of their running batch in their metrics
 // (SGLang's sglang:max_running_requests, the simulator's sluice_sim_slots),
-// which the gateway scrapes. Less what other clients run there, and only
-// from a fresh reading with nothing queued (an engine that queues is full,
-// whatever its bound: its KV cache can fill first), that bound is the
-// most the engines can start for this pool now: QueueConfig.ReportedCapacity.
+// which the gateway scrapes. Less what other clients run or queue there,
+// and only from a fresh reading, none while the engine queues in two
+// readings in a row (an engine that queues is full, whatever its bound:
+// its KV cache can fill first; one reading's queue is most often requests
+// in transit to its next step), that bound is the most the engines can
+// start for this pool now: QueueConfig.ReportedCapacity.
 //
 // It is a ceiling, not proof: it stands where the memory of prompt starts
 // stands in provenBase, so a ramping tenant's free slots may reach it less
@@ -22,8 +24,9 @@ package admission
 // and the allowance is still reckoned from the recent base. It is never
 // known capacity (KnownCapacity): the others' margins stay theirs, and a
 // bound that overstates what the engine's KV cache holds costs at most the
-// newcomer's streams a wait inside the engine, which the next scrape shows
-// (waiting > 0: no ceiling, the memory and the recent base again). A probe
+// newcomer's streams a wait inside the engine, which the next scrapes show
+// (waiting in two in a row: no room there, the memory and the recent base
+// again). A probe
 // never goes past it: the engine said it starts no more.
 
 // reportedSlots is the engines' reported room for the pool's requests

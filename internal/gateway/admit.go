@@ -66,8 +66,8 @@ func (p *Pool) KnownCapacity() int {
 // ReportedCapacity is how many requests the pool's engines say they can
 // run at once for this gateway now: each usable backend's reported room
 // (endpoint.Backend.ReportedRoom: its engine's batch bound less other
-// clients' load, from a fresh scrape with nothing waiting), or, for a
-// backend that reports a bound but queues (full), the requests it runs
+// clients' load, from a fresh scrape), or, for a backend that reports a
+// bound but queued in two scrapes in a row (full), the requests it runs
 // for this gateway, plus the requests still running on draining backends.
 // 0 when no backend reports room, or when a usable backend reports no
 // fresh bound at all (vLLM beside SGLang, a stale scrape): its slots are
