@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,7 +46,13 @@ func TestRequestWaitingForASlotFollowsThePoolSwitch(t *testing.T) {
 
 	first, second := make(chan chatAnswer, 1), make(chan chatAnswer, 1)
 	go func() { c, b := chat(url, "m1"); first <- chatAnswer{c, b} }()
-	<-started // the old backend's one slot is taken
+	select { // the old backend's one slot is taken
+	case <-started:
+	case got := <-first:
+		t.Fatalf("the first request was answered before it reached the old backend: %d %s", got.code, got.body)
+	case <-time.After(time.Minute):
+		t.Fatal("the first request never reached the old backend (1 min hang guard)")
+	}
 	oldBackend := backendOf(a, old.URL)
 	go func() { c, b := chat(url, "m1"); second <- chatAnswer{c, b} }()
 	eventually(t, "the second request waiting for the slot", oldBackend.Awaited)
@@ -152,16 +159,21 @@ func retryServedAfterItsSlotWait(t *testing.T, what string, b *endpoint.Backend,
 // the test's cleanup does too, before the server's Close waits for it.
 func oneSlotBackend(t *testing.T, name string) (srv *httptest.Server, started chan struct{}, free func()) {
 	started, release := make(chan struct{}), make(chan struct{})
+	// The first request holds the slot whenever it comes: a send on an
+	// unbuffered started, skipped when nobody was receiving yet, let a
+	// first request that came before the test's receive through at once
+	// (under -race, 1 in ~30 runs), and the test then waited for started
+	// until the package's timeout (a CI run hung 11 min).
+	var firstCame atomic.Bool
 	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		if r.URL.Path != "/v1/chat/completions" { // a probe or a scrape
 			http.NotFound(w, r)
 			return
 		}
-		select {
-		case started <- struct{}{}:
+		if firstCame.CompareAndSwap(false, true) {
+			close(started)
 			<-release // the first request holds the only slot
-		default:
 		}
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"served_by":"`+name+`"}`)
