@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -191,7 +192,10 @@ func TestWorkerStopIsBoundedOnAWedgedNATS(t *testing.T) {
 		t.Errorf("no ERROR line saying the close was given up:\n%s", logs.String())
 	}
 	var stderr bytes.Buffer
-	if st := exitStatus(ctx, "worker", stopErr, io.Discard, &stderr); st != 1 || !strings.Contains(stderr.String(), "stop not clean: the job store did not close within 7s") {
+	// The bound named is 5 s plus what the jobs left of --grace + 2 s,
+	// rounded to the second: 7 s when the workers ended at once, 6 s when
+	// a loaded machine took a moment of the 2.1 s (a CI run): either.
+	if st := exitStatus(ctx, "worker", stopErr, io.Discard, &stderr); st != 1 || !regexp.MustCompile(`stop not clean: the job store did not close within [67]s`).MatchString(stderr.String()) {
 		t.Errorf("exit status %d, stderr %q; want 1 and the reason", st, stderr.String())
 	}
 }
