@@ -66,7 +66,8 @@ type Config struct {
 	// for a seasonal profile to forget half of what it learned. Default 14.
 	DailyHalfLife, WeeklyHalfLife float64
 	// ErrorHalfLife is the memory of the per-horizon errors that weight the
-	// forecasts. Default 1h.
+	// forecasts in the fast combination; the slow one remembers four
+	// horizons, but no less than this (combine.go). Default 1h.
 	ErrorHalfLife time.Duration
 	// QuantileStep is the step of the p90 tracker, as a share of the
 	// recent mean absolute relative error. Default 0.05.

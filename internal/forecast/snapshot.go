@@ -50,8 +50,8 @@ const (
 
 // MaxSnapshotBytes is the most a snapshot of a forecaster with this
 // configuration can take: MaxSeries series with names of maxNameLen bytes
-// (FileStore.MaxBytes). About 19 KB a series (24 KB with a 24h
-// max_horizon): 256 series, the default, under 6 MB.
+// (FileStore.MaxBytes). About 25 KB a series (28 KB with a 24h
+// max_horizon): 256 series, the default, under 6.5 MB.
 func (c Config) MaxSnapshotBytes() int64 {
 	c = c.WithDefaults()
 	perModel := len(newModel(c.trackedHorizons()).appendTo(nil, snapshotVersion))
