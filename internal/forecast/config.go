@@ -15,10 +15,13 @@
 //     on the series' own recent changes, refitted online per horizon (a
 //     fresh move partly pulled back toward the 6 h and 24 h means; lad.go);
 //   - for a fixed set of horizons, the recent error of each of the six,
-//     measured when the forecast made that many intervals ago comes due; the
-//     mean forecast weights them by the inverse eighth power of that error
-//     (nearly the best one, near-ties blended), so a series with a daily
-//     cycle leans on the profiles and one without on the level;
+//     measured when the forecast made that many intervals ago comes due,
+//     over the last hour and over the last four horizons; each memory
+//     weights them by the inverse eighth power of that error (nearly the
+//     best one, near-ties blended), so a series with a daily cycle leans on
+//     the profiles and one without on the level; the mean forecast weights
+//     the two combinations the same way by their own error over 36
+//     horizons (combine.go);
 //   - per horizon, the 90th percentile of the error of that mean relative
 //     to max(mean, a quarter of the slow level), tracked by a
 //     stochastic-approximation quantile; the p90 forecast is the mean plus
@@ -63,7 +66,8 @@ type Config struct {
 	// for a seasonal profile to forget half of what it learned. Default 14.
 	DailyHalfLife, WeeklyHalfLife float64
 	// ErrorHalfLife is the memory of the per-horizon errors that weight the
-	// forecasts. Default 1h.
+	// forecasts in the fast combination; the slow one remembers four
+	// horizons, but no less than this (combine.go). Default 1h.
 	ErrorHalfLife time.Duration
 	// QuantileStep is the step of the p90 tracker, as a share of the
 	// recent mean absolute relative error. Default 0.05.

@@ -17,7 +17,8 @@ type coeffs struct {
 	gammaDay, gammaWk  float64 // seasonal profiles, per update of a slot
 	stepsPerDay        int
 	updatesPerVisit    float64 // updates of a profile slot per day
-	errRate            float64 // per-horizon error memory
+	errRate            float64 // per-horizon error memory (the fast combination's)
+	errHalfSteps       float64 // that memory's half-life in intervals
 	qStep, gapFraction float64
 	maxGapSteps        int
 	live               bool    // Config.Live: a low value is never a gap
@@ -39,6 +40,7 @@ func newCoeffs(c Config) coeffs {
 		gammaDay:        per(c.DailyHalfLife * updatesPerSlotVisit),
 		gammaWk:         per(c.WeeklyHalfLife * updatesPerSlotVisit),
 		errRate:         per(float64(c.ErrorHalfLife) / iv),
+		errHalfSteps:    float64(c.ErrorHalfLife) / iv,
 		qStep:           c.QuantileStep,
 		gapFraction:     c.GapFraction,
 		maxGapSteps:     int(c.MaxGap / c.Interval),
@@ -92,17 +94,23 @@ type model struct {
 // horizon tracks how good the forecasts made h intervals ahead have been.
 type horizon struct {
 	steps  int
-	due    []pending // ring: the forecast for interval n sits at n % steps
-	err    [nCand]float64
-	q90    float64 // p90 of (actual - mean) / mean
-	spread float64 // recent mean |r - q90|: scales the quantile's steps
+	due    []pending      // ring: the forecast for interval n sits at n % steps
+	err    [nCand]float64 // recent error of each candidate (memory ErrorHalfLife)
+	q90    float64        // p90 of (actual - mean) / mean
+	spread float64        // recent mean |r - q90|: scales the quantile's steps
 	lad    ladFit
+	// The same errors with a memory of slowErrorHorizons horizons (at
+	// least ErrorHalfLife), and the recent error of the two combinations
+	// (fast: by err, slow: by errSlow) that the mean weighs (combine.go).
+	errSlow [nCand]float64
+	pick    [nCombos]float64
 }
 
 type pending struct {
 	cand  [nCand]float64
 	mean  float64
-	scale float64 // the mean's scale (see scaleOf) when it was made
+	combo [nCombos]float64 // the fast and the slow combination
+	scale float64          // the mean's scale (see scaleOf) when it was made
 	set   bool
 	// The LAD member's inputs then: features, the last value and the
 	// scale the features were divided by.
@@ -116,7 +124,8 @@ func newModel(steps []int) *model {
 		m.slotDay[i], m.slotMean[i], m.slotPrev[i] = -1, -1, -1
 	}
 	for i, s := range steps {
-		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1, 1, 1, 1}, spread: 0.1}
+		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1, 1, 1, 1}, spread: 0.1,
+			errSlow: [nCand]float64{1, 1, 1, 1, 1, 1}, pick: [nCombos]float64{1, 1}}
 	}
 	return m
 }
@@ -155,7 +164,7 @@ func (m *model) update(k *coeffs, at, iv int64, x float64) {
 		h := &m.horizons[i]
 		p := &h.due[m.n%uint64(h.steps)] // the slot the forecast for n+steps lands in
 		p.cand = m.candidates(k, h, h.steps, at+int64(h.steps)*iv)
-		p.mean = h.combine(p.cand)
+		p.mean, p.combo = h.combine(p.cand)
 		p.scale = m.scaleOf(p.mean)
 		p.set = m.started
 		p.feat, p.origin, p.norm = feat, m.last, norm
@@ -306,7 +315,7 @@ func (m *model) forecast(k *coeffs, steps int, targetAt int64) (mean, p90 float6
 			break
 		}
 	}
-	mean = h.combine(m.candidates(k, h, steps, targetAt))
+	mean, _ = h.combine(m.candidates(k, h, steps, targetAt))
 	return mean, mean + max(h.q90, 0)*m.scaleOf(mean)
 }
 
@@ -318,31 +327,20 @@ func (m *model) scaleOf(mean float64) float64 {
 	return max(mean, m.base/4, tiny)
 }
 
-// combine weights the candidates by the inverse eighth power of their
-// recent error: close to picking the best, while near-ties are blended.
-// (Inverse squares, Bates-Granger, leaned on the last value through a
-// seasonal client's quiet hours and missed its next busy hour; see
-// docs/BENCHMARKS.md §10.)
-func (h *horizon) combine(c [nCand]float64) float64 {
-	var sum, wsum float64
-	for i, v := range c {
-		w := 1 / (h.err[i]*h.err[i] + 1e-12)
-		w *= w
-		w *= w // the eighth power
-		sum += w * v
-		wsum += w
-	}
-	return sum / wsum
-}
-
 // score learns from the forecast p now that its actual x is known: each
-// candidate's error, and one step of the p90 tracker (Robbins-Monro: up by
-// 0.9 when the actual lands above, down by 0.1 when not, so it settles
-// where 10% land above).
+// candidate's error at both memories, each combination's, and one step of
+// the p90 tracker (Robbins-Monro: up by 0.9 when the actual lands above,
+// down by 0.1 when not, so it settles where 10% land above).
 func (h *horizon) score(k *coeffs, p *pending, x float64) {
 	denom := math.Max(p.scale, x)
+	slow, pick := k.slowRates(h.steps)
 	for i, c := range p.cand {
-		h.err[i] += k.errRate * (math.Abs(x-c)/denom - h.err[i])
+		e := math.Abs(x-c) / denom
+		h.err[i] += k.errRate * (e - h.err[i])
+		h.errSlow[i] += slow * (e - h.errSlow[i])
+	}
+	for i, c := range p.combo {
+		h.pick[i] += pick * (math.Abs(x-c)/denom - h.pick[i])
 	}
 	r := clampRel((x - p.mean) / p.scale)
 	h.spread += k.errRate * (math.Abs(r-h.q90) - h.spread)

@@ -22,7 +22,8 @@ import (
 //	        LAD history: open slot i64, its sum f64, values in it u32, closed slots u32,
 //	        144 closed slot means f32 | horizon count u8 |
 //	        per horizon: steps u32 | 6 candidate errors, q90, spread f64 |
-//	        LAD fit: 21 normal-matrix + 6 right-hand + 6 coefficient + mean |residual| f64
+//	        LAD fit: 21 normal-matrix + 6 right-hand + 6 coefficient + mean |residual| f64 |
+//	        from version 5: 6 slow candidate errors, 2 combination errors f64 (combine.go)
 //	then, from version 4, the service rates (service.go) before the CRC
 //
 // Version 1 had four candidate errors (no seasonal difference) and version
@@ -30,13 +31,15 @@ import (
 // read, so that an upgrade keeps the learned profiles. A missing error
 // starts at the worst of those known (a new candidate earns its weight)
 // and the LAD member starts unfitted: the last value until it learns.
-// Version 3 had no service rates: it restores none.
+// Version 3 had no service rates: it restores none. Versions 1 to 4 had
+// one combination: the slow errors start as the fast ones and the two
+// combinations as equals, so a restored forecast starts where it was.
 //
 // Little-endian. Forecasts in flight are not kept: after a restart the
 // intervals missed are unknown, so their outcomes could not be scored.
 const (
 	snapshotMagic   = "SLFC"
-	snapshotVersion = 4
+	snapshotVersion = 5
 	// v1Candidates and v2Candidates are the candidate errors in version 1
 	// and 2 snapshots.
 	v1Candidates  = 4
@@ -47,11 +50,11 @@ const (
 
 // MaxSnapshotBytes is the most a snapshot of a forecaster with this
 // configuration can take: MaxSeries series with names of maxNameLen bytes
-// (FileStore.MaxBytes). About 19 KB a series (24 KB with a 24h
-// max_horizon): 256 series, the default, under 6 MB.
+// (FileStore.MaxBytes). About 25 KB a series (28 KB with a 24h
+// max_horizon): 256 series, the default, under 6.5 MB.
 func (c Config) MaxSnapshotBytes() int64 {
 	c = c.WithDefaults()
-	perModel := len(newModel(c.trackedHorizons()).appendTo(nil, nCand, true))
+	perModel := len(newModel(c.trackedHorizons()).appendTo(nil, snapshotVersion))
 	perSeries := 2*(2+maxNameLen) + 2*perModel
 	header := len(snapshotMagic) + 1 + 8 + 8 + 4 + 4 + 4 // the service count and the CRC
 	return int64(header) + int64(c.MaxSeries)*int64(perSeries+serviceRecordBytes)
@@ -64,16 +67,9 @@ var ErrIncompatible = errors.New("forecast: snapshot from an incompatible config
 // Snapshot encodes the learned state.
 func (f *Forecaster) Snapshot() []byte { return f.snapshot(snapshotVersion) }
 
-// snapshot encodes in the given format version (1 to 3 only for the test
+// snapshot encodes in the given format version (1 to 4 only for the test
 // that they are still read).
 func (f *Forecaster) snapshot(version byte) []byte {
-	cands, lad := nCand, version >= 3
-	switch version {
-	case 1:
-		cands = v1Candidates
-	case 2:
-		cands = v2Candidates
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b := append([]byte(snapshotMagic), version)
@@ -87,8 +83,8 @@ func (f *Forecaster) snapshot(version byte) []byte {
 	for key, p := range f.series {
 		b = appendString(b, key.Model)
 		b = appendString(b, key.Tenant)
-		b = p.requests.appendTo(b, cands, lad)
-		b = p.tokens.appendTo(b, cands, lad)
+		b = p.requests.appendTo(b, version)
+		b = p.tokens.appendTo(b, version)
 	}
 	if version >= 4 {
 		b = appendServices(b, f.services)
@@ -120,14 +116,16 @@ func decodeSnapshot(data []byte, cfg Config, horizons []int) (time.Time, map[Key
 	if crc32.ChecksumIEEE(body) != sum {
 		return time.Time{}, nil, nil, bad("checksum mismatch")
 	}
-	r := reader{b: body[4:], cands: nCand, lad: true}
+	r := reader{b: body[4:], cands: nCand, lad: true, slow: true}
 	v := r.u8()
 	switch v {
-	case snapshotVersion, 3:
+	case snapshotVersion:
+	case 3, 4:
+		r.slow = false
 	case 1:
-		r.cands, r.lad = v1Candidates, false
+		r.cands, r.lad, r.slow = v1Candidates, false, false
 	case 2:
-		r.cands, r.lad = v2Candidates, false
+		r.cands, r.lad, r.slow = v2Candidates, false, false
 	default:
 		return time.Time{}, nil, nil, fmt.Errorf("%w: version %d", ErrIncompatible, v)
 	}
@@ -178,7 +176,15 @@ func appendF64(b []byte, v float64) []byte {
 	return binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 }
 
-func (m *model) appendTo(b []byte, cands int, lad bool) []byte {
+// appendTo encodes m in the given format version.
+func (m *model) appendTo(b []byte, version byte) []byte {
+	cands, lad, slow := nCand, version >= 3, version >= 5
+	switch version {
+	case 1:
+		cands = v1Candidates
+	case 2:
+		cands = v2Candidates
+	}
 	started := byte(0)
 	if m.started {
 		started = 1
@@ -215,6 +221,14 @@ func (m *model) appendTo(b []byte, cands int, lad bool) []byte {
 		if lad {
 			b = h.lad.appendTo(b)
 		}
+		if slow {
+			for _, v := range h.errSlow {
+				b = appendF64(b, v)
+			}
+			for _, v := range h.pick {
+				b = appendF64(b, v)
+			}
+		}
 	}
 	return b
 }
@@ -250,6 +264,7 @@ type reader struct {
 	err   error
 	cands int  // candidate errors per horizon in this version
 	lad   bool // the version has the LAD history and fits
+	slow  bool // the version has the slow errors and the combinations' (combine.go)
 }
 
 func (r *reader) take(n int) []byte {
@@ -350,6 +365,15 @@ func (r *reader) model(m *model) {
 		stats[i].q90, stats[i].spread = r.f64(-maxStateValue), r.f64(0)
 		if r.lad {
 			r.ladFit(&stats[i].lad)
+		}
+		stats[i].errSlow, stats[i].pick = stats[i].err, [nCombos]float64{1, 1}
+		if r.slow {
+			for j := range stats[i].errSlow {
+				stats[i].errSlow[j] = r.f64(0)
+			}
+			for j := range stats[i].pick {
+				stats[i].pick[j] = r.f64(0)
+			}
 		}
 		same = same && stats[i].steps == m.horizons[i].steps
 	}

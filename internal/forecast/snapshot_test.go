@@ -85,6 +85,7 @@ func FuzzRestore(f *testing.F) {
 	f.Add(good, true)
 	f.Add(withServices[:len(withServices)-4], false)
 	f.Add(fc.snapshot(3), true)
+	f.Add(fc.snapshot(4), true)
 	f.Add([]byte{}, true)
 	f.Add([]byte("SLFC\x01"), false)
 	f.Fuzz(func(t *testing.T, data []byte, asIs bool) {
@@ -124,20 +125,21 @@ func FuzzRestore(f *testing.F) {
 }
 
 // Version 1 and 2 snapshots (four and five candidates, before the
-// seasonal difference and the LAD member) and version 3 (no service
-// rates) are still restored, profiles included: an upgrade does not start
-// the forecast afresh. A version not known is refused as incompatible.
+// seasonal difference and the LAD member), version 3 (no service rates)
+// and version 4 (one combination of the candidates) are still restored,
+// profiles included: an upgrade does not start the forecast afresh. A
+// version not known is refused as incompatible.
 func TestRestoresOlderSnapshots(t *testing.T) {
 	orig := trained(t)
 	fresh := mustNew(t, Config{Interval: time.Minute})
 	feed(fresh, 2*1440-60, 2*1440, dailyRate, nil) // an hour only: no profile
 	orig.SetServiceRates(map[string]ServiceRate{"m": {Slots: 16, PerSlot: 0.8}})
-	for _, v := range []byte{1, 2, 3} {
+	for _, v := range []byte{1, 2, 3, 4} {
 		restored := mustNew(t, Config{Interval: time.Minute})
 		if err := restored.Restore(orig.snapshot(v)); err != nil {
 			t.Fatalf("version %d: %v", v, err)
 		}
-		if got := restored.ServiceRates(); len(got) != 0 {
+		if got := restored.ServiceRates(); v < 4 && len(got) != 0 {
 			t.Errorf("version %d: service rates %v, want none", v, got)
 		}
 		if got := restored.series[m].requests.horizons[0].lad; v < 3 && got != (ladFit{}) {
@@ -153,14 +155,18 @@ func TestRestoresOlderSnapshots(t *testing.T) {
 			}
 		}
 	}
-	v5 := orig.snapshot(5)
-	if err := fresh.Restore(v5); !errors.Is(err, ErrIncompatible) {
-		t.Errorf("version 5: %v, want ErrIncompatible", err)
+	if got := orig.snapshot(4); len(got) >= len(orig.Snapshot()) {
+		t.Errorf("version 4 is %d bytes, the current %d: the new fields are not in it", len(got), len(orig.Snapshot()))
+	}
+	v6 := orig.snapshot(6)
+	if err := fresh.Restore(v6); !errors.Is(err, ErrIncompatible) {
+		t.Errorf("version 6: %v, want ErrIncompatible", err)
 	}
 }
 
-// The LAD member's history and fits survive a snapshot: a restored
-// forecaster holds the same fit and forecasts what the original did.
+// The LAD member's history and fits, and the slow combination's errors,
+// survive a snapshot: a restored forecaster holds the same state and
+// forecasts what the original did.
 func TestSnapshotKeepsTheLADFit(t *testing.T) {
 	orig := mustNew(t, Config{Interval: 10 * time.Minute})
 	rate := momentumSeries(3)
@@ -174,6 +180,10 @@ func TestSnapshotKeepsTheLADFit(t *testing.T) {
 		t.Errorf("LAD history: restored %+v, original %+v", b.hist, a.hist)
 	}
 	for i := range a.horizons {
+		if a.horizons[i].errSlow != b.horizons[i].errSlow || a.horizons[i].pick != b.horizons[i].pick {
+			t.Errorf("horizon %d: slow errors and combination errors restored %v %v, original %v %v", a.horizons[i].steps,
+				b.horizons[i].errSlow, b.horizons[i].pick, a.horizons[i].errSlow, a.horizons[i].pick)
+		}
 		if a.horizons[i].lad.beta == ([nFeat]float64{}) {
 			t.Fatalf("horizon %d: the LAD member learned nothing", a.horizons[i].steps)
 		}
