@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 
 	"github.com/sluice-gw/sluice/internal/app"
 )
@@ -40,6 +41,14 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("config %s: %w", *path, err)
 	}
-	fmt.Fprintf(stdout, "config %s is valid: %d models, %d backends (static; discovery adds its own at run time)\n", *path, c.Models, c.Backends)
+	fmt.Fprintf(stdout, "config %s is valid: %s, %s (static; discovery adds its own at run time)\n", *path, count(c.Models, "model"), count(c.Backends, "backend"))
 	return nil
+}
+
+// count is n and the noun, plural unless n is 1: "1 model", "3 backends".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

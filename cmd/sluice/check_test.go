@@ -39,6 +39,12 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("example: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 
+	// A one-model file is "1 model, 1 backend", not "1 models, 1 backends".
+	one := write("one.yaml", "models:\n  - name: m\n    backends: [{url: \"http://127.0.0.1:1\"}]\n")
+	if code, out, errs := check(one); code != 0 || !strings.Contains(out, "is valid: 1 model, 1 backend (") {
+		t.Fatalf("one model: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
 	lines := strings.Split(string(example), "\n")
 	at := -1
 	for i, l := range lines {

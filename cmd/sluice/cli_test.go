@@ -36,6 +36,10 @@ func TestUsageErrorsExit2NamingTheFlag(t *testing.T) {
 		want string
 	}{
 		{[]string{"serv"}, `unknown command "serv" (did you mean "serve"?)`},
+		// Two letters swapped, the commonest typo, is one edit, as in the
+		// config's suggestions (plain Levenshtein counted two and said nothing).
+		{[]string{"sevre"}, `unknown command "sevre" (did you mean "serve"?)`},
+		{[]string{"serve", "--lsiten", ":8080"}, "unknown flag --lsiten (did you mean --listen?)"},
 		{[]string{"--bogus"}, "unknown flag --bogus"},
 		{[]string{"help", "frob"}, `unknown command "frob"`},
 		{[]string{"serve", "--lisen", ":8080"}, "unknown flag --lisen (did you mean --listen?)"},

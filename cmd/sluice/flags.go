@@ -8,6 +8,8 @@ import (
 	"io"
 	"math"
 	"strings"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // helpError is --help, asked for: run prints text on stdout and exits 0
@@ -169,12 +171,14 @@ func flagNames(fs *flag.FlagSet) []string {
 	return names
 }
 
-// nearest is the candidate closest to s by edit distance, if a typo away
-// (at most a third of its length, at least 1), or one s is a prefix of.
+// nearest is the candidate closest to s by edit distance (a swap of two
+// adjacent letters counting once, as in the config's suggestions: "sevre"
+// is "serve"), if a typo away (at most a third of its length, at least 1),
+// or one s is a prefix of.
 func nearest(s string, candidates []string) string {
 	best, bestD := "", math.MaxInt
 	for _, c := range candidates {
-		d := editDistance(s, c)
+		d := config.EditDistance(s, c)
 		if strings.HasPrefix(c, s) && len(s) >= 3 {
 			d = min(d, 1)
 		}
@@ -186,27 +190,6 @@ func nearest(s string, candidates []string) string {
 		return best
 	}
 	return ""
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // stringList is a repeatable string flag (--backend a --backend b).

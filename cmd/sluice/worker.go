@@ -112,9 +112,13 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	defer cancel()
 	if *natsURL == "" {
 		asked, err := jobs.AskQueueURL(openCtx, *adminURL, *token, nil)
-		if err != nil {
+		switch {
+		case errors.Is(err, jobs.ErrAdminUnreachable):
 			// No --nats: the gateway must say which NATS; say both ways out.
 			return fmt.Errorf("%w (is the gateway running, with --admin its admin.listen? or pass --nats)", err)
+		case err != nil:
+			// The gateway answered: its answer says what is wrong.
+			return err
 		}
 		*natsURL = asked
 		logger.Info("queue URL from the gateway", "admin", *adminURL, "nats", gateway.RedactURLs(asked))

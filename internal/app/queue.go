@@ -90,7 +90,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 		}
 		q.emb, q.unlock, url = emb, unlock, emb.ClientURL()
 		log.Info("job queue: embedded NATS JetStream", "data_dir", dir, "url", url,
-			"worker", "sluice worker --admin <admin address> --admin-token <admin.token> (it asks the gateway for this URL)")
+			"worker", "sluice worker --admin <admin address> --token <admin.worker_token, else admin.token> (it asks the gateway for this URL)")
 	}
 	q.url = url
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

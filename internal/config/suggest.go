@@ -23,17 +23,18 @@ func nearestKey(key string, allowed []string) string {
 	}
 	best, bestDist := "", limit+1
 	for _, a := range allowed {
-		if d := editDistance(lower, a); d < bestDist {
+		if d := EditDistance(lower, a); d < bestDist {
 			best, bestDist = a, d
 		}
 	}
 	return best
 }
 
-// editDistance is the optimal string alignment distance (Levenshtein plus
+// EditDistance is the optimal string alignment distance (Levenshtein plus
 // transposition of two adjacent letters, the commonest typo) between a
-// and b, by runes.
-func editDistance(a, b string) int {
+// and b, by runes. The command line's suggestions use it too, so a
+// swapped pair of letters is one typo in a flag as in a config key.
+func EditDistance(a, b string) int {
 	ra, rb := []rune(a), []rune(b)
 	// Three rows: the one before the previous is needed for transpositions.
 	prev2 := make([]int, len(rb)+1)

@@ -65,3 +65,31 @@ func TestBadRequestsNameTheFieldNotGo(t *testing.T) {
 		}
 	}
 }
+
+// A value of the wrong JSON type is refused saying what it must be, as
+// vLLM's validation does ("Input should be a valid list"): a new user of
+// `sluice serve` meets the simulator's words first. Before, the message
+// said only "messages has the wrong type (a JSON number)". An object
+// expected as an array's element keeps the old wording: Go's path has no
+// index, so "messages must be an object" would misname the field.
+func TestWrongTypeSaysWhatIsAllowed(t *testing.T) {
+	_, url := startSim(t, fastConfig())
+	for _, c := range []struct{ path, body, want string }{
+		{"/v1/chat/completions", `{"messages":3}`, "messages must be an array (got a JSON number)"},
+		{"/v1/chat/completions", `{"messages":"hi"}`, "messages must be an array (got a JSON string)"},
+		{"/v1/chat/completions", `{"messages":[{"role":5,"content":"x"}]}`, "messages.role must be a string (got a JSON number)"},
+		{"/v1/chat/completions", `{"messages":[],"max_tokens":"9"}`, "max_tokens must be an integer (got a JSON string)"},
+		{"/v1/chat/completions", `{"messages":[],"stream":"yes"}`, "stream must be true or false (got a JSON string)"},
+		{"/v1/chat/completions", `{"messages":[7]}`, "messages has the wrong type (a JSON number)"},
+	} {
+		status, body := postRead(t, url+c.path, c.body)
+		var e struct {
+			Error struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(body, &e); err != nil || status != 400 || e.Error.Message != c.want {
+			t.Errorf("%s %s: status %d, message %q; want 400 and %q", c.path, c.body, status, e.Error.Message, c.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode"
@@ -82,6 +83,12 @@ func badJSON(field string, err error) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
+		// What the value must be is said only when the path is the
+		// decoder's own and names the value itself: a field the caller
+		// names may hold the failing value deeper down, and an object
+		// type may be an array's element (Go's path has no index:
+		// {"messages":[7]} is "messages" with an object expected).
+		say := field == "" && te.Type != nil && te.Type.Kind() != reflect.Struct && te.Type.Kind() != reflect.Map
 		if field == "" {
 			field = te.Field // the path from the body's root, as the API spells it
 		}
@@ -89,12 +96,41 @@ func badJSON(field string, err error) error {
 		if field == "" {
 			return badRequest("", "the body must be a JSON object, not a JSON %s", kind)
 		}
+		if want := jsonKind(te.Type); say && want != "" {
+			return badRequest(field, "%s must be %s (got a JSON %s)", field, want, kind)
+		}
 		return badRequest(field, "%s has the wrong type (a JSON %s)", field, kind)
 	case errors.As(err, &se):
 		return badRequest("", "the body is not valid JSON (at byte %d)", se.Offset)
 	default:
 		return badRequest(field, "the body is not valid JSON")
 	}
+}
+
+// jsonKind is what a value decoded into t must be, in JSON's words ("an
+// array", "a string"), so that a refusal says what is allowed; "" for a
+// type it does not name (objects: see badJSON).
+func jsonKind(t reflect.Type) string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return ""
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return ""
 }
 
 // parseRequest decodes a chat or text completion body. blockSize > 0 also
