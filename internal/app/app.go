@@ -49,8 +49,15 @@ type App struct {
 	gw        *gateway.Gateway
 
 	// queueGivenUp is set when closeQueue gave the queue's stop up past
-	// queueStopBound: Run then returns ErrStopNotClean.
+	// its bound (queueCloseBound): Run then returns ErrStopNotClean.
 	queueGivenUp atomic.Bool
+	// queueBound is the bound closeQueue gave the queue's stop (ns).
+	queueBound atomic.Int64
+	// stopDue, guarded by jobsMu, is when a shutdown's drain and cut are
+	// due to have ended: the first signal + shutdown_grace + cutBound
+	// (shutdown sets it; zero before). queueCloseBound gives the queue's
+	// stop what is left of it.
+	stopDue time.Time
 	// queueStart is the queue section the job queue was opened with (or
 	// is being connected with): what a reload cannot change under it.
 	queueStart config.Queue
@@ -360,7 +367,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	a.shutdown(srv, serveErr, cutRequests)
 	if a.queueGivenUp.Load() {
 		return fmt.Errorf("%w: the job queue did not stop within %s (NATS answers nothing); the jobs it held run again after their AckWait, pending webhooks are resent",
-			ErrStopNotClean, queueStopBound)
+			ErrStopNotClean, time.Duration(a.queueBound.Load()).Round(time.Second))
 	}
 	return nil
 }
@@ -412,6 +419,9 @@ func (a *App) startLoops(runCtx context.Context, wg *sync.WaitGroup) {
 func (a *App) shutdown(srv *http.Server, serveErr <-chan error, cutRequests context.CancelCauseFunc) {
 	grace := a.gw.Runtime().Config.ShutdownGrace.D()
 	a.log.Info("shutting down: draining in-flight requests", "grace", grace.String())
+	a.jobsMu.Lock()
+	a.stopDue = a.deps.Now().Add(grace + cutBound)
+	a.jobsMu.Unlock()
 	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	waitJobs := a.drainJobs(shutCtx)

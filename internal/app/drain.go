@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -26,7 +27,8 @@ const jobStopGrace = 5 * time.Second
 // StopBound is the longest a shutdown takes with shutdown_grace grace:
 // the drain, in which running jobs finish too, the cut's answers, while
 // which the jobs cut with the requests go back to the queue, and the job
-// queue's stop (queueStopBound; the log's flush, bounded at 5 s for a
+// queue's stop (queueStopBound, and what the drain and the cut left of
+// theirs: queueCloseBound; the log's flush, bounded at 5 s for a
 // stderr that takes nothing, comes on top). A supervisor's kill timeout
 // (Kubernetes' terminationGracePeriodSeconds less the preStop pause,
 // systemd's TimeoutStopSec) must exceed it.
@@ -92,6 +94,7 @@ func (a *App) drainJobs(shutCtx context.Context) (wait func()) {
 type drainCut struct {
 	once sync.Once
 	ch   chan struct{} // closed by Cut
+	at   atomic.Int64  // when Cut came (Deps.Now, ns); 0 before
 }
 
 // Cut ends a shutdown's drain at once: the requests still running are
@@ -99,7 +102,35 @@ type drainCut struct {
 // makes the next one skip the drain. Safe to call more than once and from
 // any goroutine.
 func (a *App) Cut() {
-	a.cut.once.Do(func() { close(a.cut.ch) })
+	a.cut.once.Do(func() {
+		a.cut.at.Store(a.deps.Now().UnixNano())
+		close(a.cut.ch)
+	})
+}
+
+// queueCloseBound is the bound of the job queue's stop at the end of a
+// shutdown: queueStopBound, and what the drain and the cut left of
+// theirs (shutdown_grace + cutBound from the first signal, cutBound from
+// a Cut when that is sooner: a second signal only shortens the stop), so
+// that a NATS slow to let go but answering is waited for as long as the
+// supervisor waits anyway (StopBound), where a fixed 5 s gave it up with
+// seconds of the stop's budget unused, and the stop still ends within
+// StopBound of the first signal whenever the drain ended. Outside a
+// shutdown (Run ending on a listener's failure, an App that never ran):
+// queueStopBound. The same rule as `sluice worker`'s close (closeBound).
+func (a *App) queueCloseBound() time.Duration {
+	a.jobsMu.Lock()
+	due := a.stopDue
+	a.jobsMu.Unlock()
+	if due.IsZero() {
+		return queueStopBound
+	}
+	if at := a.cut.at.Load(); at != 0 {
+		if cutDue := time.Unix(0, at).Add(cutBound); cutDue.Before(due) {
+			due = cutDue
+		}
+	}
+	return queueStopBound + max(0, due.Sub(a.deps.Now()))
 }
 
 // drainServer shuts srv down: no new connections, idle ones closed, in-flight

@@ -168,7 +168,9 @@ func (q *jobQueue) stopWorkers() {
 // nothing keeps them waiting for good: a damaged KV_sluice_jobs block
 // makes nats-server v2.15.2 loop under the stream's lock, and SIGTERM,
 // twice, did not end the gateway in 45 s (docs/RELIABILITY.md, kvwedge).
-// Past it the process exits without the queue, as after a crash.
+// Past it, and what the shutdown's drain left of its own bound
+// (queueCloseBound), the process exits without the queue, as after a
+// crash.
 const queueStopBound = 5 * time.Second
 
 // Close stops workers, the store and the embedded server, however long
@@ -296,7 +298,7 @@ func (a *App) connectQueue(ctx context.Context) {
 }
 
 // closeQueue closes the job queue, if there is one, within
-// queueStopBound, and keeps a late connectQueue from installing one.
+// queueCloseBound, and keeps a late connectQueue from installing one.
 func (a *App) closeQueue() {
 	a.jobsMu.Lock()
 	a.closing = true
@@ -305,12 +307,14 @@ func (a *App) closeQueue() {
 	if q == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeoutCause(context.Background(), queueStopBound, errQueueStopBound)
+	bound := a.queueCloseBound()
+	a.queueBound.Store(int64(bound))
+	ctx, cancel := context.WithTimeoutCause(context.Background(), bound, errQueueStopBound)
 	defer cancel()
 	if err := q.closeWithin(ctx); errors.Is(err, errQueueStopBound) { // not when given up already
 		a.queueGivenUp.Store(true)
 		a.log.Error("job queue did not stop within its bound: NATS answers nothing (a wedged embedded server: see docs/DEPLOY.md \"When the store comes back damaged\"); exiting without it, as after a crash: jobs it held run again, webhooks pending are resent",
-			"bound", queueStopBound.String())
+			"bound", bound.Round(time.Millisecond).String())
 	}
 }
 

@@ -68,7 +68,11 @@ func (b *build) upstreamRouter() (*proxy.Router, error) {
 			}
 		}
 	}
-	return b.deps.Transport.Router(cfg.Timeouts.Connect.D(), cfg.UpstreamClient == config.UpstreamLean, def, byHost), nil
+	// A body's write the backend stops taking is bounded as a silent
+	// answer is (timeouts.stream_idle; Envoy's stream idle timeout counts
+	// both directions, nginx's proxy_send_timeout is 60 s as its default).
+	return b.deps.Transport.Router(cfg.Timeouts.Connect.D(), cfg.Timeouts.StreamIdle.D(),
+		cfg.UpstreamClient == config.UpstreamLean, def, byHost), nil
 }
 
 func tlsBlock(key string) string {

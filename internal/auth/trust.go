@@ -1,12 +1,15 @@
 package auth
 
 import (
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
 	"hash"
 	"slices"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sluice-gw/sluice/internal/config"
 )
@@ -110,7 +113,46 @@ func writeField(h hash.Hash, b []byte) {
 // material that verified it (others may have come or gone), and its alg
 // still allowed. The alg is checked against the issuer's algorithms only:
 // the material being the same, its kind still fits the alg it fitted.
+//
+// A static key's material is trusted also while it is a key of the
+// issuer's key set, fit for the token's alg (setHolds): the same public
+// key given both as a PEM and through the jwks_url, as in a move from
+// static keys to the provider's set, is one material, and the reload
+// that removes the PEM (the move's last step) ends nothing the set
+// still verifies; before, it ended every running request the PEM had
+// verified (static keys are tried first), 401 api_key_revoked.
 func (s *Issuers) Trusts(iss string, t Trust) bool {
 	v := s.byIss[iss]
-	return v != nil && v.claimsDigest == t.claims && slices.Contains(v.sources, t.source) && slices.Contains(v.algs, t.alg)
+	if v == nil || v.claimsDigest != t.claims || !slices.Contains(v.algs, t.alg) {
+		return false
+	}
+	return slices.Contains(v.sources, t.source) || v.setHolds(t.source, t.alg)
+}
+
+// setHolds reports whether the key set v holds now has a key fit for alg
+// whose material is src (staticSource; a set's or a secret's source is
+// never one: the digests are domain-separated). The set's keys are
+// digested at each call: a reload asks once per running token request,
+// and only for one whose key material left the static keys.
+func (v *Verifier) setHolds(src keySource, alg string) bool {
+	if v.jwks == nil || isHMAC(alg) {
+		return false
+	}
+	ks := v.jwks.current()
+	if ks == nil {
+		return false
+	}
+	// keyfunc skips the JWKs whose own alg or use forbids alg, as it does
+	// for a token without kid (Verifier.key): the set would verify it.
+	got, err := ks.kf.KeyfuncCtx(context.Background())(&jwt.Token{Header: map[string]any{"alg": alg}})
+	all, ok := got.(jwt.VerificationKeySet)
+	if err != nil || !ok {
+		return false
+	}
+	for _, k := range all.Keys {
+		if fits(alg, k) && staticSource(k) == src {
+			return true
+		}
+	}
+	return false
 }

@@ -92,7 +92,7 @@ const (
 type Timeouts struct {
 	Connect    Duration `yaml:"connect"`     // TCP (+TLS) connect
 	FirstByte  Duration `yaml:"first_byte"`  // request sent -> response headers
-	StreamIdle Duration `yaml:"stream_idle"` // max gap between response chunks
+	StreamIdle Duration `yaml:"stream_idle"` // max gap between response chunks; also of a body write the backend stops taking
 	Total      Duration `yaml:"total"`       // whole request, including the stream
 	// FirstTokenFactor bounds a streaming request's wait for its first
 	// token at this multiple of its class's time-to-first-token objective

@@ -107,6 +107,9 @@ func apiError(err error, model string) *openai.Error {
 	case errors.Is(err, proxy.ErrFirstTokenTimeout):
 		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
 			Message: "the backend did not start the stream within its time-to-first-token bound"}
+	case errors.Is(err, proxy.ErrSendTimeout):
+		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
+			Message: "the backend stopped reading the request body (timeouts.stream_idle)"}
 	case errors.Is(err, proxy.ErrFirstByteTimeout):
 		return &openai.Error{Status: http.StatusGatewayTimeout, Type: openai.TypeServer, Code: "upstream_timeout",
 			Message: "the backend did not start answering within the first-byte timeout"}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,13 @@ const readAlongAtOnce = -time.Nanosecond
 // reused.
 var errWriteStopped = errors.New("h1client: the body's write was stopped by the response")
 
+// ErrSendStalled is a body's write that the backend took nothing of
+// for Options.SendIdleTimeout once the response was read alongside: the
+// backend holds the exchange without reading the request (it may have
+// sent a 2xx head, which does not stop the write). The request did not
+// leave whole; its connection is reset.
+var ErrSendStalled = errors.New("h1client: the backend took none of the request body within the send idle timeout")
+
 // aLongTimeAgo is a deadline that has passed: it ends a blocked write.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -51,11 +59,20 @@ type bodyWriter struct {
 	// exchange takes it before it returns, so the goroutine never
 	// outlives the exchange. nil: the write ran alone.
 	along chan headRead
+	// stopped: the read alongside has stopped the write (its deadline
+	// passed). The write sets deadlines of its own from then on (the send
+	// bound), so a deadline that passes is told apart by this, and one it
+	// sets after the read's is undone by it (arm).
+	stopped atomic.Bool
 }
 
-// Write writes p whole; a write deadline that passes starts the read
-// alongside the first time, and afterwards means that read ended.
+// Write writes p whole. A write deadline that passes starts the read
+// alongside the first time; afterwards it means that read stopped the
+// write, or that the backend took none of p within the send bound.
 func (w *bodyWriter) Write(p []byte) (int, error) {
+	if w.along != nil && w.arm() {
+		return 0, errWriteStopped
+	}
 	n := 0
 	for {
 		m, err := w.cn.nc.Write(p[n:])
@@ -63,11 +80,32 @@ func (w *bodyWriter) Write(p []byte) (int, error) {
 		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
-		if w.along != nil {
+		if w.along == nil {
+			w.readAlong()
+			continue
+		}
+		if w.stopped.Load() || w.cn.c.opt.SendIdleTimeout <= 0 {
 			return n, errWriteStopped
 		}
-		w.readAlong()
+		// Not resumed even when part of p went: the backend took less
+		// than a piece within the bound (32 KiB: about 550 bytes a second
+		// at the gateway's 60 s), and a backend that stopped reading
+		// leaves a partial piece in every case (the kernel buffers fill).
+		return n, ErrSendStalled
 	}
+}
+
+// arm sets the send bound's deadline for the next piece of the body, once
+// the read alongside has started (without a bound, only the read sets
+// one). It reports whether the read has stopped the write: the deadline
+// set here may have replaced the read's passed one, and the write must
+// not go on. (The read sets stopped before its deadline: a read that
+// stops the write after the check below sets its deadline after ours.)
+func (w *bodyWriter) arm() bool {
+	if idle := w.cn.c.opt.SendIdleTimeout; idle > 0 {
+		w.cn.nc.SetWriteDeadline(time.Now().Add(idle))
+	}
+	return w.stopped.Load()
 }
 
 // readAlong reads the response head on a goroutine of its own while the
@@ -77,7 +115,13 @@ func (w *bodyWriter) Write(p []byte) (int, error) {
 // Socket deadlines are the real clock's: they are not Options.Now's.
 func (w *bodyWriter) readAlong() {
 	cn := w.cn
-	cn.nc.SetWriteDeadline(time.Time{}) // from here only the read stops the write
+	// From here only the read, or the send bound, ends the write.
+	if idle := cn.c.opt.SendIdleTimeout; idle > 0 {
+		cn.nc.SetWriteDeadline(time.Now().Add(idle))
+	} else {
+		cn.nc.SetWriteDeadline(time.Time{})
+	}
+	w.stopped.Store(false)
 	along := make(chan headRead, 1)
 	w.along = along
 	go func() {
@@ -91,6 +135,7 @@ func (w *bodyWriter) readAlong() {
 			// the client stops sending it); a 2xx does not (a full-duplex
 			// backend streams its answer while it reads, and waits for the
 			// rest): the write goes on to its end, as curl's and net/http's.
+			w.stopped.Store(true)
 			cn.nc.SetWriteDeadline(aLongTimeAgo)
 		}
 		along <- r
@@ -161,8 +206,9 @@ func (w *bodyWriter) copyRest(out encoded) error {
 
 // joinRead takes the head read alongside, after the write has ended with
 // err. A body that failed at its source leaves the server waiting for the
-// rest: the connection is closed to end the read (the exchange fails with
-// the body's error). A write the connection failed ends the read on its
+// rest, and a stalled send (ErrSendStalled) a server that reads nothing:
+// the connection is closed to end the read (the exchange fails with
+// the write's error). A write the connection failed ends the read on its
 // own (what the server sent first, then the error), as does the read
 // that stopped the write. After a whole write, the read may have passed
 // the write deadline that stops it: cleared for the connection's reuse.

@@ -44,6 +44,15 @@ type Options struct {
 	// counts those held).
 	ReadBufferSize  int
 	WriteBufferSize int // request head and in-memory body up to this leave in one write; 0: 32 KiB
+	// SendIdleTimeout bounds a body's write that the backend stops
+	// taking: once the write has run for 50 ms (the read alongside it
+	// started), each piece of at most 32 KiB must be taken within it, or
+	// the exchange fails with ErrSendStalled and its connection is reset
+	// (a backend that answered a 2xx head early and then reads nothing,
+	// or one that hangs without reading, holds the exchange no longer;
+	// nginx's proxy_send_timeout). 0: no bound but the request's context.
+	// A body that fits the request's first write is not watched.
+	SendIdleTimeout time.Duration
 	// Now is the clock for idle ages (tests inject one); nil: time.Now.
 	Now func() time.Time
 	// AfterFunc starts the idle reaper's timer (tests inject one that

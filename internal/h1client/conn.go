@@ -159,9 +159,11 @@ func (cn *conn) responseHead(ctx context.Context, n int, err error) (head, *exch
 		// The head was read alongside the body's write (bodyWriter), which
 		// the read stopped if it ended first: the rules below, on what
 		// the read found.
-		r := cn.bw.joinRead(err)
 		stopped := err == errWriteStopped
-		cn.abort.Store(stopped)
+		// A stopped or stalled write leaves the body's rest unsent: the
+		// close resets (joinRead closes a stalled one at once).
+		cn.abort.Store(stopped || err == ErrSendStalled)
+		r := cn.bw.joinRead(err)
 		switch {
 		case early && !stopped && ctx.Err() != nil:
 			// The context ended the write (its close): whatever head came

@@ -66,7 +66,7 @@ func TestBodyOverTLSDialIsWrittenWhole(t *testing.T) {
 	body := strings.Repeat("x", 16<<20)
 	forReadAlongModes(t, "", func(t *testing.T, mode *Client) {
 		// The mode's delay, on a client whose Dial speaks TLS.
-		c := newClient(t, Options{Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		c := newClient(t, Options{SendIdleTimeout: time.Minute, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			d := tls.Dialer{Config: srv.Client().Transport.(*http.Transport).TLSClientConfig}
 			return d.DialContext(ctx, network, addr)
 		}})

@@ -220,14 +220,15 @@ func TestIdleCloses408IsNotTheEarlyAnswer(t *testing.T) {
 // client of its own in each mode: the response read alongside the body's
 // write from its first byte (a goroutine every time), and the client's
 // default (only once the write has run for readAlongAfter, which a
-// backend that reads or resets at once does not reach).
+// backend that reads or resets at once does not reach). The client has
+// the gateway's send bound, so every body written is written under it.
 func forReadAlongModes(t *testing.T, name string, test func(t *testing.T, c *Client)) {
 	for _, mode := range []struct {
 		name  string
 		after time.Duration
 	}{{"default", readAlongAfter}, {"read along at once", readAlongAtOnce}} {
 		t.Run(strings.TrimPrefix(name+" "+mode.name, " "), func(t *testing.T) {
-			c := newClient(t, Options{})
+			c := newClient(t, Options{SendIdleTimeout: time.Minute})
 			c.readAlongAfter = mode.after
 			test(t, c)
 		})

@@ -41,7 +41,7 @@ func TestTransportConnectionsCountedOverHTTP2(t *testing.T) {
 	cache := NewTransportCache()
 	tr := cache.For(5 * time.Second)
 	tr.TLSClientConfig = &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
-	client := &http.Client{Transport: cache.Upstream(5*time.Second, true)} // https: the lean client hands it to tr
+	client := &http.Client{Transport: cache.Upstream(5*time.Second, time.Minute, true)} // https: the lean client hands it to tr
 
 	// One request first: concurrent first requests may each dial before
 	// the first connection has negotiated HTTP/2 (net/http then closes

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+
+	"github.com/sluice-gw/sluice/internal/h1client"
 )
 
 // Errors that end a request. The gateway maps them to a status and an
@@ -31,6 +33,11 @@ var (
 	// remembers (a follow-up's probe) did not answer within the probe
 	// bound. It wraps ErrFirstByteTimeout: a backend too slow to start.
 	ErrProbeTimeout = fmt.Errorf("%w: no answer to a follow-up's probe within its bound", ErrFirstByteTimeout)
+	// ErrSendTimeout: the backend took none of the request's body for
+	// timeouts.stream_idle (h1client.ErrSendStalled: it answered a 2xx
+	// head early and reads no more, or hangs without reading). It wraps
+	// ErrFirstByteTimeout: no answer came in time, a backend failure.
+	ErrSendTimeout = fmt.Errorf("%w: it stopped taking the request body", ErrFirstByteTimeout)
 	// ErrStreamIdle: the backend stopped sending in the middle of a response.
 	ErrStreamIdle = errors.New("backend stream idle for too long")
 	// ErrShuttingDown is the cause a request's context is cancelled with
@@ -76,6 +83,9 @@ func classifyTransportError(err, cause error) error {
 		return cause
 	case errors.Is(cause, ErrTotalTimeout):
 		return ErrTotalTimeout
+	}
+	if errors.Is(err, h1client.ErrSendStalled) {
+		return fmt.Errorf("%w: %w", ErrSendTimeout, err)
 	}
 	var op *net.OpError
 	if tlsFailure(err) {

@@ -151,7 +151,7 @@ func TestUpstreamConnectionsReceiveBufferBounded(t *testing.T) {
 			if tc.srv != plain {
 				p = roots(tc.srv)
 			}
-			rt := tr.Router(5*time.Second, tc.lean, p, nil)
+			rt := tr.Router(5*time.Second, time.Minute, tc.lean, p, nil)
 			req, err := http.NewRequest("GET", tc.srv.URL+"/", nil)
 			if err != nil {
 				t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 type Transport struct {
 	mu   sync.Mutex
 	by   map[transportKey]*http.Transport
-	lean map[time.Duration]*h1client.Client
+	lean map[leanKey]*h1client.Client
 	// conns counts the net/http transports' connections (all of them).
 	conns connCount
 	// current is the serving runtime's router (SetCurrent), for the
@@ -66,7 +66,7 @@ type TLSProfile struct {
 
 // NewTransportCache builds an empty cache.
 func NewTransportCache() *Transport {
-	return &Transport{by: map[transportKey]*http.Transport{}, lean: map[time.Duration]*h1client.Client{}}
+	return &Transport{by: map[transportKey]*http.Transport{}, lean: map[leanKey]*h1client.Client{}}
 }
 
 // For returns the transport for connectTimeout with Go's default TLS,
@@ -104,32 +104,39 @@ func (t *Transport) forLocked(connectTimeout time.Duration, p *TLSProfile) *http
 	return tr
 }
 
+// leanKey names a lean client: its connect timeout and its send bound.
+type leanKey struct{ connect, sendIdle time.Duration }
+
 // Upstream returns the round tripper requests to backends take: with
 // lean, an h1client.Client for plain http:// backends that hands every
 // other request (https, so HTTP/2 over TLS) to the transport For
 // returns; without, that transport alone. The lean client keeps
 // NewTransport's settings: connect timeout, TCP keep-alive, idle pool
 // sizes and idle timeout, no compression, no proxy, the dialer
-// (upstreamDialer: the receive buffer bound).
-func (t *Transport) Upstream(connectTimeout time.Duration, lean bool) http.RoundTripper {
+// (upstreamDialer: the receive buffer bound). sendIdle bounds its body
+// writes that the backend stops taking (h1client.Options.SendIdleTimeout:
+// the gateway's timeouts.stream_idle; 0 none); net/http's has none.
+func (t *Transport) Upstream(connectTimeout, sendIdle time.Duration, lean bool) http.RoundTripper {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.upstreamLocked(connectTimeout, lean)
+	return t.upstreamLocked(connectTimeout, sendIdle, lean)
 }
 
-func (t *Transport) upstreamLocked(connectTimeout time.Duration, lean bool) http.RoundTripper {
+func (t *Transport) upstreamLocked(connectTimeout, sendIdle time.Duration, lean bool) http.RoundTripper {
 	tr := t.forLocked(connectTimeout, nil)
 	if !lean {
 		return tr
 	}
-	c := t.lean[connectTimeout]
+	k := leanKey{connect: connectTimeout, sendIdle: sendIdle}
+	c := t.lean[k]
 	if c == nil {
 		c = h1client.New(h1client.Options{
-			ConnectTimeout: connectTimeout,
-			KeepAlive:      30 * time.Second,
-			MaxIdlePerHost: tr.MaxIdleConnsPerHost,
-			MaxIdle:        tr.MaxIdleConns,
-			IdleTimeout:    tr.IdleConnTimeout,
+			SendIdleTimeout: sendIdle,
+			ConnectTimeout:  connectTimeout,
+			KeepAlive:       30 * time.Second,
+			MaxIdlePerHost:  tr.MaxIdleConnsPerHost,
+			MaxIdle:         tr.MaxIdleConns,
+			IdleTimeout:     tr.IdleConnTimeout,
 			// Bounds, not sizes: h1client's read buffer starts at 4 KiB
 			// and grows only for a longer head line, its write buffer
 			// starts at 1 KiB and grows with the request.
@@ -138,7 +145,7 @@ func (t *Transport) upstreamLocked(connectTimeout time.Duration, lean bool) http
 			Dial:            newUpstreamDialer(connectTimeout, nil).DialPlain,
 			Fallback:        tr,
 		})
-		t.lean[connectTimeout] = c
+		t.lean[k] = c
 	}
 	return c
 }

@@ -33,13 +33,13 @@ type Router struct {
 }
 
 // Router builds the round tripper a runtime's requests take:
-// Upstream(connectTimeout, lean) for http://, def's transport for https
+// Upstream(connectTimeout, sendIdle, lean) for http://, def's transport for https
 // (nil: Go's defaults, the system roots), and byHost's profiles for the
 // https hosts (host:port as in the backend's URL) that have their own.
-func (t *Transport) Router(connectTimeout time.Duration, lean bool, def *TLSProfile, byHost map[string]*TLSProfile) *Router {
+func (t *Transport) Router(connectTimeout, sendIdle time.Duration, lean bool, def *TLSProfile, byHost map[string]*TLSProfile) *Router {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r := &Router{plain: t.upstreamLocked(connectTimeout, lean), netHTTP: t.forLocked(connectTimeout, nil),
+	r := &Router{plain: t.upstreamLocked(connectTimeout, sendIdle, lean), netHTTP: t.forLocked(connectTimeout, nil),
 		secure: t.forLocked(connectTimeout, def),
 		byHost: make(map[string]http.RoundTripper, len(byHost)), certAsked: &t.certAsked}
 	r.keys = append(r.keys, keyOf(connectTimeout, def))
