@@ -80,7 +80,7 @@ type embeddingResponse struct {
 func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 	er, n, ok := readParsed(s, w, r, func(b []byte) (er embeddingRequest, err error) {
 		if err = json.Unmarshal(b, &er); err != nil {
-			err = badJSON("", err)
+			err = badBody(&er, err)
 		}
 		return er, err
 	})

@@ -93,3 +93,28 @@ func TestWrongTypeSaysWhatIsAllowed(t *testing.T) {
 		}
 	}
 }
+
+// What a wrong-typed value must be is said only when it is true: a map's
+// value has the map's path (Go's path has no key), so {"metadata":{"a":5}}
+// was answered "metadata must be a string", and a client that then sent a
+// string was told "metadata has the wrong type"; and a number too large
+// for a double was "temperature must be a number (got a JSON number)".
+func TestWrongTypeNeverMisstatesWhatIsAllowed(t *testing.T) {
+	_, url := startSim(t, fastConfig())
+	for _, c := range []struct{ body, want string }{
+		{`{"model":"sim-model","input":"x","metadata":{"a":5}}`, "metadata has the wrong type (a JSON number)"},
+		{`{"model":"sim-model","input":"x","temperature":1e999}`, "temperature is out of range (a JSON number too large for a double)"},
+		{`{"model":"sim-model","input":"x","temperature":"hot"}`, "temperature must be a number (got a JSON string)"},
+		{`{"model":"sim-model","input":"x","metadata":"x"}`, "metadata has the wrong type (a JSON string)"},
+	} {
+		status, body := postRead(t, url+"/v1/responses", c.body)
+		var e struct {
+			Error struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(body, &e); err != nil || status != 400 || e.Error.Message != c.want {
+			t.Errorf("%s: status %d, message %q; want 400 and %q", c.body, status, e.Error.Message, c.want)
+		}
+	}
+}

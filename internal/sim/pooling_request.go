@@ -64,7 +64,7 @@ func parsePoolRequest(kind poolKind, body []byte) (poolRequest, error) {
 	req := poolRequest{kind: kind}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil {
-		return req, badJSON("", err)
+		return req, badBody(&obj, err)
 	}
 	if obj == nil {
 		return req, badRequest("", "the body must be a JSON object")

@@ -78,17 +78,26 @@ func badRequest(param, format string, args ...any) error {
 // badJSON describes err, from decoding field's value ("": the body), in
 // JSON terms: which field has which wrong JSON type, or where the body
 // stops being JSON.
-func badJSON(field string, err error) error {
+func badJSON(field string, err error) error { return describeJSON(field, nil, err) }
+
+// badBody is badJSON for a whole body decoded into the struct into points
+// to: knowing the struct, it can say what a wrong-typed field must be.
+func badBody(into any, err error) error { return describeJSON("", reflect.TypeOf(into), err) }
+
+// describeJSON is badJSON and badBody: root is the type the body was
+// decoded into, nil when unknown.
+func describeJSON(field string, root reflect.Type, err error) error {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
-		// What the value must be is said only when the path is the
-		// decoder's own and names the value itself: a field the caller
-		// names may hold the failing value deeper down, and an object
-		// type may be an array's element (Go's path has no index:
-		// {"messages":[7]} is "messages" with an object expected).
-		say := field == "" && te.Type != nil && te.Type.Kind() != reflect.Struct && te.Type.Kind() != reflect.Map
+		// What the value must be is said only when the decoder's path names
+		// the failing value itself: a field the caller names may hold it
+		// deeper down, and Go's path has no index or key, so an array's
+		// element or a map's value has the path of the array or the map
+		// ({"messages":[7]} is "messages" with an object expected,
+		// {"metadata":{"a":5}} is "metadata" with a string expected).
+		say := field == "" && te.Field != "" && te.Type != nil && derefType(fieldType(root, te.Field)) == derefType(te.Type)
 		if field == "" {
 			field = te.Field // the path from the body's root, as the API spells it
 		}
@@ -96,7 +105,12 @@ func badJSON(field string, err error) error {
 		if field == "" {
 			return badRequest("", "the body must be a JSON object, not a JSON %s", kind)
 		}
-		if want := jsonKind(te.Type); say && want != "" {
+		want := jsonKind(te.Type)
+		switch {
+		case say && want == "a number" && kind == "number":
+			// A number Go refused as a float64 is one beyond its range (1e400).
+			return badRequest(field, "%s is out of range (a JSON number too large for a double)", field)
+		case say && want != "":
 			return badRequest(field, "%s must be %s (got a JSON %s)", field, want, kind)
 		}
 		return badRequest(field, "%s has the wrong type (a JSON %s)", field, kind)
@@ -107,13 +121,49 @@ func badJSON(field string, err error) error {
 	}
 }
 
+// fieldType is the type of the struct field at the decoder's dotted path
+// from root (JSON names; an array on the way stands for its elements, as
+// in the path), nil when the path does not lead to a field.
+func fieldType(root reflect.Type, path string) reflect.Type {
+	t := root
+	for _, name := range strings.Split(path, ".") {
+		t = derefType(t)
+		for t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			t = derefType(t.Elem())
+		}
+		if t == nil || t.Kind() != reflect.Struct {
+			return nil
+		}
+		var next reflect.Type
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if tag == name {
+				next = f.Type
+				break
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		t = next
+	}
+	return t
+}
+
+// derefType is t without its pointers; nil stays nil.
+func derefType(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t
+}
+
 // jsonKind is what a value decoded into t must be, in JSON's words ("an
 // array", "a string"), so that a refusal says what is allowed; "" for a
 // type it does not name (objects: see badJSON).
 func jsonKind(t reflect.Type) string {
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
+	t = derefType(t)
 	if t == nil {
 		return ""
 	}
@@ -138,7 +188,7 @@ func jsonKind(t reflect.Type) string {
 func parseRequest(kind endpointKind, body []byte, blockSize, defaultMaxTokens int) (request, error) {
 	var wr wireRequest
 	if err := json.Unmarshal(body, &wr); err != nil {
-		return request{}, badJSON("", err)
+		return request{}, badBody(&wr, err)
 	}
 	req := request{kind: kind, model: wr.Model, stream: wr.Stream, maxTokens: defaultMaxTokens}
 	if wr.StreamOptions != nil {

@@ -73,7 +73,7 @@ type wireInputItem struct {
 func parseResponsesRequest(body []byte) (respRequest, error) {
 	var wr wireResponsesRequest
 	if err := json.Unmarshal(body, &wr); err != nil {
-		return respRequest{}, badJSON("", err)
+		return respRequest{}, badBody(&wr, err)
 	}
 	if wr.Model == "" {
 		return respRequest{}, badRequest("model", "model is required")
