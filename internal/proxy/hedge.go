@@ -173,8 +173,10 @@ func isEventStream(resp *http.Response) bool {
 // queues) are no token: it reads on past them, so a backend that pings
 // while it queues loses the race to one that generates, is hedged as a
 // silent one is, and is cut at the deadline (the relay holds the pings
-// too: relayStream's holdPings). Past the buffer (4 KiB of comments) it
-// reports what it has.
+// too: relayStream's holdPings). Every API the race runs for is read so:
+// chat and legacy text completions, whose first data is a token (the
+// gateway hedges no Responses call nor transcription, Runtime.hedgeAfter).
+// Past the buffer (4 KiB of comments) it reports what it has.
 func (l *leg) peek(done chan<- *leg) {
 	buf := make([]byte, 4<<10)
 	pings := l.wd != nil && l.wd.firstTokenDue()

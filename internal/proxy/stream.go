@@ -49,6 +49,15 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	// deadline fails over as a silent one does; committed on a ping, the
 	// stream could only end in an error event. Without a deadline they go
 	// out as they come, and keep the stream-idle bound off, as before.
+	// Per API: openai.APIChat is the chat family, not chat alone: chat
+	// completions, legacy text completions (/v1/completions) and streamed
+	// transcriptions (the audio endpoints' transcript.text.delta), whose
+	// first data is a token, so all three hold their pings. A Responses
+	// stream needs no holdPings: everything before its first output event
+	// (lifecycle events and pings alike) is held anyway, and no read
+	// restarts its watchdog before the commit. Nothing else streams
+	// (embeddings and the pooling, tokenizer and moderation endpoints
+	// answer one JSON object).
 	holdPings := wd.firstTokenDue() && chk.api == openai.APIChat
 	// startPending: the stream is committed, its first token not yet
 	// come: its first events were comments only (a keep-alive sent before

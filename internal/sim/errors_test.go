@@ -16,7 +16,8 @@ func TestBadRequestsNameTheFieldNotGo(t *testing.T) {
 	cases := []struct{ path, body, param string }{
 		{"/v1/chat/completions", `{"messages":`, ""},
 		{"/v1/chat/completions", `{"messages":"hi"}`, "messages"},
-		{"/v1/chat/completions", `{"messages":[7]}`, "messages"},
+		{"/v1/chat/completions", `{"messages":[7]}`, "messages[0]"},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"},{"role":5}]}`, "messages[1].role"},
 		{"/v1/chat/completions", `{"messages":[{"role":"user","content":7}]}`, "messages[0].content"},
 		{"/v1/chat/completions", `{"messages":[{"role":"user","content":[{"type":"text","text":5}]}]}`, "messages[0].content"},
 		{"/v1/chat/completions", `{"model":"sim-model"}`, "messages"},
@@ -69,18 +70,21 @@ func TestBadRequestsNameTheFieldNotGo(t *testing.T) {
 // A value of the wrong JSON type is refused saying what it must be, as
 // vLLM's validation does ("Input should be a valid list"): a new user of
 // `sluice serve` meets the simulator's words first. Before, the message
-// said only "messages has the wrong type (a JSON number)". An object
-// expected as an array's element keeps the old wording: Go's path has no
-// index, so "messages must be an object" would misname the field.
+// said only "messages has the wrong type (a JSON number)". A message of
+// the wrong type is named by its element's path, as OpenAI names it
+// ("Invalid type for 'messages[1].content'"): before, the simulator said
+// "messages" and "messages.role", with no index (Go's decoder path).
 func TestWrongTypeSaysWhatIsAllowed(t *testing.T) {
 	_, url := startSim(t, fastConfig())
 	for _, c := range []struct{ path, body, want string }{
 		{"/v1/chat/completions", `{"messages":3}`, "messages must be an array (got a JSON number)"},
 		{"/v1/chat/completions", `{"messages":"hi"}`, "messages must be an array (got a JSON string)"},
-		{"/v1/chat/completions", `{"messages":[{"role":5,"content":"x"}]}`, "messages.role must be a string (got a JSON number)"},
+		{"/v1/chat/completions", `{"messages":[{"role":5,"content":"x"}]}`, "messages[0].role must be a string (got a JSON number)"},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"},{"role":[]}]}`, "messages[1].role must be a string (got a JSON array)"},
 		{"/v1/chat/completions", `{"messages":[],"max_tokens":"9"}`, "max_tokens must be an integer (got a JSON string)"},
 		{"/v1/chat/completions", `{"messages":[],"stream":"yes"}`, "stream must be true or false (got a JSON string)"},
-		{"/v1/chat/completions", `{"messages":[7]}`, "messages has the wrong type (a JSON number)"},
+		{"/v1/chat/completions", `{"messages":[7]}`, "messages[0] must be an object (got a JSON number)"},
+		{"/v1/chat/completions", `{"messages":[{"role":"user","content":"x"},"hi"]}`, "messages[1] must be an object (got a JSON string)"},
 	} {
 		status, body := postRead(t, url+c.path, c.body)
 		var e struct {

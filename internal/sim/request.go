@@ -96,7 +96,8 @@ func describeJSON(field string, root reflect.Type, err error) error {
 		// deeper down, and Go's path has no index or key, so an array's
 		// element or a map's value has the path of the array or the map
 		// ({"messages":[7]} is "messages" with an object expected,
-		// {"metadata":{"a":5}} is "metadata" with a string expected).
+		// {"metadata":{"a":5}} is "metadata" with a string expected;
+		// badMessage finds a message's index).
 		say := field == "" && te.Field != "" && te.Type != nil && derefType(fieldType(root, te.Field)) == derefType(te.Type)
 		if field == "" {
 			field = te.Field // the path from the body's root, as the API spells it
@@ -119,6 +120,41 @@ func describeJSON(field string, root reflect.Type, err error) error {
 	default:
 		return badRequest(field, "the body is not valid JSON")
 	}
+}
+
+// badMessage names a message of the wrong type by its element's path, as
+// OpenAI names it ("messages[1]", "messages[1].role"), where Go's decoder
+// says "messages" or "messages.role", with no index; nil when err is not
+// about a message. Only a refused body pays for finding the element (a
+// second decode).
+func badMessage(body []byte, err error) error {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) || (te.Field != "messages" && !strings.HasPrefix(te.Field, "messages.")) {
+		return nil
+	}
+	var top struct {
+		Messages []json.RawMessage `json:"messages"` // the member the first decode read: Go's matching
+	}
+	if json.Unmarshal(body, &top) != nil {
+		return nil
+	}
+	for i, raw := range top.Messages {
+		var m wireMessage
+		if json.Unmarshal(raw, &m) == nil {
+			continue
+		}
+		field := fmt.Sprintf("messages[%d]%s", i, strings.TrimPrefix(te.Field, "messages"))
+		want := jsonKind(te.Type)
+		if derefType(te.Type) == reflect.TypeOf(m) {
+			want = "an object" // the element itself: a message
+		}
+		kind, _, _ := strings.Cut(te.Value, " ")
+		if want == "" {
+			return badRequest(field, "%s has the wrong type (a JSON %s)", field, kind)
+		}
+		return badRequest(field, "%s must be %s (got a JSON %s)", field, want, kind)
+	}
+	return nil
 }
 
 // fieldType is the type of the struct field at the decoder's dotted path
@@ -188,6 +224,9 @@ func jsonKind(t reflect.Type) string {
 func parseRequest(kind endpointKind, body []byte, blockSize, defaultMaxTokens int) (request, error) {
 	var wr wireRequest
 	if err := json.Unmarshal(body, &wr); err != nil {
+		if e := badMessage(body, err); e != nil {
+			return request{}, e
+		}
 		return request{}, badBody(&wr, err)
 	}
 	req := request{kind: kind, model: wr.Model, stream: wr.Stream, maxTokens: defaultMaxTokens}
