@@ -16,7 +16,11 @@ package admission
 // readings in a row (an engine that queues is full, whatever its bound:
 // its KV cache can fill first; one reading's queue is most often requests
 // in transit to its next step), that bound is the most the engines can
-// start for this pool now: QueueConfig.ReportedCapacity.
+// start for this pool now: QueueConfig.ReportedCapacity. Never more than
+// the engine's KV cache holds, by its reported usage over its running
+// sequences (endpoint's kvroom.go): free slots in a full cache are no room.
+// An engine that reports no bound (vLLM) gives that KV room alone, once
+// enough sequences run to estimate their footprint.
 //
 // It is a ceiling, not proof: it stands where the memory of prompt starts
 // stands in provenBase, so a ramping tenant's free slots may reach it less

@@ -73,33 +73,61 @@ const maxReportedBound = 1 << 20
 // ReportedRoom is how many of this gateway's requests the backend's engine
 // says it can run at once now: its reported batch bound less what other
 // clients run or queue there (Running + Waiting beyond InflightAtScrape,
-// this gateway's share when it answered). ok is false, and room means
-// nothing, without a fresh reading (Fresh: a scrape older than the
-// scraper's StaleAfter tells nothing of now), without a reported bound,
-// or with requests waiting in two readings in a row: an engine that
-// queues is full whatever its bound says (its KV cache can fill first),
-// so the bound is no room then. A queue in one reading alone is most
-// often requests just sent that the engine takes at its next step: read
-// as a queue, it took the whole ceiling away for a scrape interval and
-// held a newcomer's burst (branch coldtest); its waiting requests count
-// as others' (beyond this gateway's share), and an engine really full
-// shows no room by the next reading.
+// this gateway's share when it answered), and never more than its KV
+// cache holds (kvRoom: an engine whose cache fills below its bound
+// preempts or queues, so free slots are no room then). An engine that
+// reports no bound (vLLM) gets its KV room alone, where the reading can
+// estimate it (enough sequences running, kvEstimateMinRunning). ok is
+// false, and room means nothing, without a fresh reading (Fresh: a scrape
+// older than the scraper's StaleAfter tells nothing of now), with neither
+// a bound nor a KV estimate, or with requests waiting in two readings in
+// a row: an engine that queues is full whatever its bound or cache say,
+// so neither is room then. A queue in one reading alone is most often
+// requests just sent that the engine takes at its next step: read as a
+// queue, it took the whole ceiling away for a scrape interval and held a
+// newcomer's burst (branch coldtest); its waiting requests count as
+// others' (beyond this gateway's share), and an engine really full shows
+// no room by the next reading.
 // The tenant ramp takes the sum over a pool as a ceiling, never as known
 // slots (admission.QueueConfig.ReportedCapacity).
 func (b *Backend) ReportedRoom(now time.Time) (room int, ok bool) {
 	l, ok := b.Load()
-	if !ok || !l.Fresh(now) || l.BatchBound < 1 || l.Waiting >= 0.5 && l.QueuedBefore {
+	if !ok || !l.Fresh(now) || l.Waiting >= 0.5 && l.QueuedBefore {
+		return 0, false
+	}
+	r, ok := l.boundRoom()
+	kv, kvOK := l.kvRoom(ok)
+	switch {
+	case !ok && !kvOK:
+		return 0, false
+	case !ok || kvOK && kv < r:
+		r = kv
+	}
+	return int(max(r, 0)), true
+}
+
+// boundRoom is the reported batch bound less the others' requests; ok is
+// false without a bound.
+func (l Load) boundRoom() (room float64, ok bool) {
+	if l.BatchBound < 1 {
 		return 0, false
 	}
 	others := max(math.Round(l.Running+l.Waiting)-float64(l.InflightAtScrape), 0)
-	return int(max(math.Round(min(l.BatchBound, maxReportedBound))-others, 0)), true
+	return math.Round(min(l.BatchBound, maxReportedBound)) - others, true
 }
 
-// ReportsBound reports whether the backend's engine reported a batch bound
-// in a fresh reading, queueing or not: with one, its slots are accounted
-// for (room, or full while it queues); without one (an engine that exports
-// none, a stale or missing scrape) nothing says how many it has.
-func (b *Backend) ReportsBound(now time.Time) bool {
+// ReportsRoom reports whether the backend's engine accounts for its
+// slots in a fresh reading, queueing or not: a batch bound, or a KV
+// estimate (kvRoom); with one, its room is known (or it is full while it
+// queues); without (an engine that exports neither, too few sequences
+// running to estimate its KV, a stale or missing scrape) nothing says how
+// many it has.
+func (b *Backend) ReportsRoom(now time.Time) bool {
 	l, ok := b.Load()
-	return ok && l.Fresh(now) && l.BatchBound >= 1
+	if !ok || !l.Fresh(now) {
+		return false
+	}
+	_, bound := l.boundRoom()
+	_, kv := l.kvRoom(bound)
+	return bound || kv
 }

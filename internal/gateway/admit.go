@@ -66,11 +66,13 @@ func (p *Pool) KnownCapacity() int {
 // ReportedCapacity is how many requests the pool's engines say they can
 // run at once for this gateway now: each usable backend's reported room
 // (endpoint.Backend.ReportedRoom: its engine's batch bound less other
-// clients' load, from a fresh scrape), or, for a backend that reports a
-// bound but queued in two scrapes in a row (full), the requests it runs
-// for this gateway, plus the requests still running on draining backends.
-// 0 when no backend reports room, or when a usable backend reports no
-// fresh bound at all (vLLM beside SGLang, a stale scrape): its slots are
+// clients' load, never more than its KV cache holds, or the KV room alone
+// for an engine that reports no bound, from a fresh scrape), or, for a
+// backend whose room is accounted for but that queued in two scrapes in a
+// row (full), the requests it runs for this gateway, plus the requests
+// still running on draining backends. 0 when no backend reports room, or
+// when a usable backend accounts for no room at all (no bound and too few
+// sequences running to estimate its KV, a stale scrape): its slots are
 // unknown, and counting only what it runs made a ceiling that replaced the
 // memory of prompt starts and stopped every probe short of its free slots
 // (docs/RELIABILITY.md, branch review13). The queue then has no ceiling
@@ -89,7 +91,7 @@ func (p *Pool) ReportedCapacity() int {
 			reported = true
 			continue
 		}
-		if !b.ReportsBound(now) {
+		if !b.ReportsRoom(now) {
 			return 0
 		}
 		total += int(b.Inflight())

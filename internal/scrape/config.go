@@ -35,7 +35,8 @@ type Names struct {
 // SGLang's gauge of its max_running_requests (documented by some
 // versions) and the simulator's configured slots. vLLM reports no such
 // series (its max_num_seqs is in no metric), so a vLLM backend reports no
-// bound and the tenant ramp reckons without one.
+// bound, and its room is what its KV usage says the cache holds
+// (endpoint.Backend.ReportedRoom).
 func DefaultBatchBound() []string {
 	return []string{"sglang:max_running_requests", "sluice_sim_slots"}
 }

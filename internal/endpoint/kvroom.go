@@ -1,0 +1,61 @@
+package endpoint
+
+import "math"
+
+// An engine's KV cache bounds its batch as much as its slots do: a
+// sequence holds the KV of its prompt and of every token it has generated,
+// and an engine whose cache is full starts nothing more (vLLM preempts a
+// running sequence, or leaves the newcomer waiting) whatever its batch
+// bound says. The engines report the cache's usage as a fraction
+// (vLLM's vllm:kv_cache_usage_perc, SGLang's sglang:token_usage), and the
+// mean footprint of a running sequence is that fraction over the running
+// count, so the sequences the free part holds are
+//
+//	running × (1 − usage − kvReserve) / usage
+//
+// counted in sequences like the running ones: the cache's size in tokens
+// cancels out (vLLM's cache_config_info blocks, SGLang's
+// max_total_num_tokens are not needed for it).
+//
+// It is an estimate, kept on the low side:
+//   - kvReserve holds part of the free cache back: the running sequences
+//     grow into it by a token per step each while the reading stands (up
+//     to StaleAfter), and vLLM admits nothing into its last 1% (its
+//     watermark).
+//   - The requests waiting in the engine take the free cache first.
+//   - A newcomer is taken to be no larger than the running ones now; a
+//     burst of longer prompts beside short ones is overestimated, and the
+//     engine then queues, which the next readings show (no room after a
+//     queue in two of them).
+//   - The simulator reserves a request's prompt plus max_tokens when it
+//     starts it but reports the tokens held, as vLLM does; its KV room
+//     overstates what it admits by the running streams' unwritten tokens.
+const kvReserve = 0.05
+
+// kvEstimateMinRunning is the fewest sequences running from which the KV
+// room alone (an engine that reports no batch bound, vLLM) is estimated:
+// one sequence's footprint says little of the next one's, and an idle
+// engine says nothing at all. Beside a reported bound the KV room can only
+// lower the room, so one running sequence is enough there.
+const kvEstimateMinRunning = 2
+
+// kvRoom is this gateway's share of what the engine's KV cache holds: its
+// requests in the engine at the scrape (InflightAtScrape, at most what the
+// engine ran or queued then) plus the sequences the free cache holds less
+// those waiting. ok is false when the reading cannot say: no usage
+// reported, or fewer sequences running than the estimate needs
+// (kvEstimateMinRunning, or one beside a reported bound).
+func (l Load) kvRoom(bounded bool) (room float64, ok bool) {
+	u := min(l.KVCacheUsage, 1)
+	running := math.Round(l.Running)
+	need := float64(kvEstimateMinRunning)
+	if bounded {
+		need = 1
+	}
+	if u <= 0 || running < need {
+		return 0, false
+	}
+	free := max(math.Floor(min(running*(1-u-kvReserve)/u, maxReportedBound)), 0)
+	mine := min(float64(l.InflightAtScrape), math.Round(l.Running+l.Waiting))
+	return mine + free - math.Round(l.Waiting), true
+}

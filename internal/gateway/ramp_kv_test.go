@@ -1,0 +1,159 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/config"
+	loadscrape "github.com/sluice-gw/sluice/internal/scrape"
+	"github.com/sluice-gw/sluice/internal/sim"
+)
+
+// coldRamp is the cold case of TestColdNewcomerGrowsIntoReportedSlots on
+// a given simulator and scraped names: A's two long streams and B's one
+// started and scraped (by hand, on a frozen clock), then B's five at
+// once. It returns the queue's decision on the five (granted or held),
+// read as soon as all eight reached it, and how many the engine was
+// running then.
+type coldRamp struct {
+	sim       sim.Config
+	names     loadscrape.Names
+	words     int // prompt length in words (the simulator's tokens)
+	maxTokens int
+}
+
+func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
+	t.Helper()
+	s := sim.New(c.sim)
+	t.Cleanup(s.Close)
+	be := httptest.NewServer(s)
+	t.Cleanup(be.Close)
+	cfg := testConfig(be.URL)
+	cfg.Retry.HedgeFactor = 0
+	cfg.Auth.Keys = []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}
+	// Frozen at the wall clock's now: the body's read deadline is set
+	// from this clock on a real connection, and a long prompt needs more
+	// than one read (a clock in the past cut it at once, 408).
+	clk := &frozenClock{now: time.Now()}
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Now = clk.Now })
+
+	var streams sync.WaitGroup
+	ctx, cancel := context.WithCancel(context.Background())
+	// Every stream ends (cancel, then the wait) before the test does.
+	t.Cleanup(streams.Wait)
+	t.Cleanup(cancel)
+	sc := loadscrape.NewScraper(loadscrape.Config{Interval: time.Second, Timeout: time.Minute,
+		CapConcurrency: true, Now: clk.Now, Names: c.names}, nil, nil)
+	if err := sc.ScrapeOnce(ctx, gw.Runtime().Backends()); err != nil {
+		t.Fatal(err)
+	}
+	var started, refusedN atomic.Int64
+	body := `{"model":"m1","stream":true,"max_tokens":` + strconv.Itoa(c.maxTokens) +
+		`,"messages":[{"role":"user","content":"` + strings.Repeat("word ", c.words) + `"}]}`
+	send := func(key string) (first chan struct{}) {
+		first = make(chan struct{})
+		signal := sync.OnceFunc(func() { close(first) })
+		streams.Go(func() {
+			defer signal()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				if ctx.Err() == nil {
+					refusedN.Add(1)
+				}
+				return
+			}
+			defer resp.Body.Close()
+			line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(line, "data: ") {
+				if ctx.Err() == nil {
+					t.Logf("%s: %d %s", key, resp.StatusCode, line)
+					refusedN.Add(1)
+				}
+				return
+			}
+			started.Add(1)
+			signal()
+			<-ctx.Done() // holds its slot until the test ends
+		})
+		return first
+	}
+	for _, key := range []string{"sk-a", "sk-a", "sk-b"} {
+		<-send(key)
+	}
+	if started.Load() != 3 {
+		t.Fatalf("the first three streams: %d started, %d refused", started.Load(), refusedN.Load())
+	}
+	if st := s.Stats(); st.Running != 3 || st.Waiting != 0 {
+		t.Fatalf("sim runs %d, %d waiting before the scrape; want 3 and 0", st.Running, st.Waiting)
+	}
+	if err := sc.ScrapeOnce(ctx, gw.Runtime().Backends()); err != nil {
+		t.Fatal(err)
+	}
+	q := gw.Runtime().Queues()["m1"]
+	for range 5 {
+		send("sk-b")
+	}
+	// What the ramp decided on the five, read before anything can change
+	// it (on the frozen clock a held request waits for ever).
+	deadline := time.Now().Add(time.Minute) // a hang guard
+	for {
+		st = q.Stats()
+		if int64(st.InUse+st.Queued)+refusedN.Load() >= 8 {
+			return st, refusedN.Load()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B's five never reached the queue: in use %d, queued %d, refused %d", st.InUse, st.Queued, refusedN.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// An engine that reports no batch bound (vLLM; here the simulator read
+// with batch_bound_metrics []) has a KV room once sequences run: three
+// short-prompted streams in 65,536 KV tokens leave room for many more, so
+// B's five are granted at once, as beside an engine reporting 16 slots.
+// The old code had no ceiling without a bound and held all five (the
+// ramp's recent base of 3 and A's margin).
+func TestColdNewcomerGrowsIntoKVRoomWithoutBound(t *testing.T) {
+	st, refused := coldRamp{
+		sim:   sim.Config{Model: "m1", Seed: 1, Slots: 16, DecodeStepBase: 10 * time.Millisecond},
+		names: loadscrape.Names{BatchBound: []string{}}, words: 1, maxTokens: 2000,
+	}.run(t)
+	if st.InUse != 8 || st.Queued != 0 || refused != 0 {
+		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want all 8 granted: the KV cache holds far more",
+			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling)
+	}
+}
+
+// An engine whose KV cache fills before its slots: 16 slots, 8,192 KV
+// tokens, three streams of 1,800-token prompts hold two thirds of it, so
+// one more sequence like them fits, not five, and that one is A's margin
+// (two above its peak, kept for it). B's five are held in the gateway's
+// queue (its deadlines, its order) rather than sent to wait inside the
+// engine. The old code took the 13 free slots for room and granted all
+// five.
+func TestColdNewcomerHeldByFullKV(t *testing.T) {
+	st, refused := coldRamp{
+		sim:   sim.Config{Model: "m1", Seed: 1, Slots: 16, KVTokens: 8192, DecodeStepBase: 10 * time.Millisecond},
+		words: 1800, maxTokens: 500,
+	}.run(t)
+	if st.InUse != 3 || st.Queued+int(refused) != 5 || st.RampCeiling != 4 {
+		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want 3 in use, 5 held, ceiling 4: the KV cache holds one more, A's margin",
+			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling)
+	}
+}
