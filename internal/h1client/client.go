@@ -86,7 +86,8 @@ type Client struct {
 	opt  Options
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	bigBufs sync.Pool // grown read buffers (*[]byte of ReadBufferSize bytes)
+	bigBufs   sync.Pool // grown read buffers (*[]byte of ReadBufferSize bytes)
+	smallBufs sync.Pool // connections' small read buffers (*[]byte of smallReadBuffer bytes), lent while they wait on their tiny one
 
 	mu    sync.Mutex
 	idle  map[string][]*conn // per host:port, most recently used last
@@ -142,6 +143,7 @@ func New(opt Options) *Client {
 	}
 	c := &Client{opt: opt, idle: map[string][]*conn{}, dial: opt.Dial, readAlongAfter: readAlongAfter}
 	c.bigBufs.New = func() any { b := make([]byte, opt.ReadBufferSize); return &b }
+	c.smallBufs.New = func() any { b := make([]byte, smallReadBuffer); return &b }
 	if c.dial == nil {
 		d := &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: opt.KeepAlive}
 		c.dial = d.DialContext

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -61,6 +62,9 @@ func FuzzReadBufMatchesFeed(f *testing.F) {
 	} {
 		f.Add([]byte(seed), uint16(3), uint16(5000))
 	}
+	// Reads that fill the small buffer, then the mid one, exactly.
+	f.Add(big, uint16(1<<10), uint16(4<<10))
+	f.Add([]byte("data: {\"a\":1}\n\n"+strings.Repeat("data: {\"b\":\""+strings.Repeat("y", 300)+"\"}\n\n", 40)+"data: [DONE]\n\n"), uint16(1<<10), uint16(4<<10))
 	f.Fuzz(func(t *testing.T, stream []byte, s1, s2 uint16) {
 		whole, wbad, wdone := feedAll(stream)
 		sizes := []int{int(s1)%40000 + 1, int(s2)%40000 + 1}
@@ -69,4 +73,44 @@ func FuzzReadBufMatchesFeed(f *testing.F) {
 			t.Fatalf("fed whole: %d bytes bad=%v done=%v; relayed in %v pieces: %d bytes bad=%v done=%v", len(whole), wbad, wdone, sizes, len(got), bad, done)
 		}
 	})
+}
+
+// A stream read an event at a time stays in its 1 KiB small buffer; a
+// read that fills it moves it to the 4 KiB mid one, and a read that fills
+// that to the 32 KiB big one, which gives the mid one back.
+func TestReadBufTiers(t *testing.T) {
+	var sb streamBufs
+	rb := readBuf{small: sb.small[:]}
+	defer rb.release()
+	var s sseCheck
+	ev := []byte("data: {\"a\":\"" + strings.Repeat("x", 200) + "\"}\n\n")
+	read := func(p []byte) {
+		t.Helper()
+		buf := rb.next()
+		n := copy(buf, p)
+		if n != len(p) {
+			t.Fatalf("read of %d bytes got room for %d", len(p), len(buf))
+		}
+		data := rb.data(n)
+		k, bad := s.whole(data, false)
+		if bad {
+			t.Fatal("malformed")
+		}
+		rb.keep(data, k)
+	}
+	for range 20 {
+		read(ev)
+	}
+	if len(rb.cur()) != smallRead || rb.mid != nil || rb.big != nil {
+		t.Fatalf("after single events: buffer %d bytes, mid %v, big %v; want the %d-byte small one", len(rb.cur()), rb.mid != nil, rb.big != nil, smallRead)
+	}
+	read(bytes.Repeat(ev, 10)[:smallRead])
+	if len(rb.cur()) != midRead || rb.big != nil {
+		t.Fatalf("after a read that filled the small buffer: %d bytes, want %d", len(rb.cur()), midRead)
+	}
+	rest := bytes.Repeat(ev, 40)[smallRead:]
+	read(rest[:midRead-rb.carry])
+	if len(rb.cur()) != bigRead || rb.mid != nil {
+		t.Fatalf("after a read that filled the mid buffer: %d bytes, mid held %v; want %d, mid pooled", len(rb.cur()), rb.mid != nil, bigRead)
+	}
 }
