@@ -46,8 +46,11 @@ type Options struct {
 	WriteBufferSize int // request head and in-memory body up to this leave in one write; 0: 32 KiB
 	// SendIdleTimeout bounds a body's write that the backend stops
 	// taking: once the write has run for 50 ms (the read alongside it
-	// started), each piece of at most 32 KiB must be taken within it, or
-	// the exchange fails with ErrSendStalled and its connection is reset
+	// started), the backend must take some of the body within it (a
+	// stall is found up to a quarter of it late; on a connection whose
+	// write cannot go on past a deadline, TLS, each piece of at most
+	// 32 KiB must be taken whole within it), or the exchange fails with
+	// ErrSendStalled and its connection is reset
 	// (a backend that answered a 2xx head early and then reads nothing,
 	// or one that hangs without reading, holds the exchange no longer;
 	// nginx's proxy_send_timeout). 0: no bound but the request's context.
