@@ -49,8 +49,11 @@ type App struct {
 	gw        *gateway.Gateway
 
 	// queueGivenUp is set when closeQueue gave the queue's stop up past
-	// queueStopBound: Run then returns ErrStopNotClean.
+	// queueBound: Run then returns ErrStopNotClean.
 	queueGivenUp atomic.Bool
+	// queueBound is closeQueue's bound: queueStopBound (a test asserting a
+	// clean stop on a loaded machine gives it room).
+	queueBound time.Duration
 	// queueStart is the queue section the job queue was opened with (or
 	// is being connected with): what a reload cannot change under it.
 	queueStart config.Queue
@@ -173,7 +176,8 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		return nil, errWithPath(path, err)
 	}
 	built.Commit()
-	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, timer: realTimer, tls: term}
+	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, timer: realTimer, tls: term,
+		queueBound: queueStopBound}
 	a.cut.ch = make(chan struct{})
 	a.revokeTicker, a.revokeWake = realTicker, make(chan struct{}, 1)
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
@@ -360,7 +364,7 @@ func (a *App) Run(ctx context.Context, ln net.Listener) error {
 	a.shutdown(srv, serveErr, cutRequests)
 	if a.queueGivenUp.Load() {
 		return fmt.Errorf("%w: the job queue did not stop within %s (NATS answers nothing); the jobs it held run again after their AckWait, pending webhooks are resent",
-			ErrStopNotClean, queueStopBound)
+			ErrStopNotClean, a.queueBound)
 	}
 	return nil
 }

@@ -296,7 +296,8 @@ func (a *App) connectQueue(ctx context.Context) {
 }
 
 // closeQueue closes the job queue, if there is one, within
-// queueStopBound, and keeps a late connectQueue from installing one.
+// a.queueBound (queueStopBound), and keeps a late connectQueue from
+// installing one.
 func (a *App) closeQueue() {
 	a.jobsMu.Lock()
 	a.closing = true
@@ -305,12 +306,12 @@ func (a *App) closeQueue() {
 	if q == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeoutCause(context.Background(), queueStopBound, errQueueStopBound)
+	ctx, cancel := context.WithTimeoutCause(context.Background(), a.queueBound, errQueueStopBound)
 	defer cancel()
 	if err := q.closeWithin(ctx); errors.Is(err, errQueueStopBound) { // not when given up already
 		a.queueGivenUp.Store(true)
 		a.log.Error("job queue did not stop within its bound: NATS answers nothing (a wedged embedded server: see docs/DEPLOY.md \"When the store comes back damaged\"); exiting without it, as after a crash: jobs it held run again, webhooks pending are resent",
-			"bound", queueStopBound.String())
+			"bound", a.queueBound.String())
 	}
 }
 
