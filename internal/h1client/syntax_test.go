@@ -126,3 +126,39 @@ func TestKnownFieldsAreCanonicalTokens(t *testing.T) {
 		}
 	}
 }
+
+// The User-Agent is sent last, as net/http sends it: Go's by default, the
+// request's own when set, none when set to nothing.
+func TestEncodeUserAgent(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ua   []string // nil: no User-Agent key
+		want string   // the line, "" for none
+	}{
+		{"default", nil, "User-Agent: Go-http-client/1.1\r\n"},
+		{"own", []string{"sluice-test/1"}, "User-Agent: sluice-test/1\r\n"},
+		{"first of two", []string{"a/1", "b/2"}, "User-Agent: a/1\r\n"},
+		{"empty value", []string{""}, ""},
+		{"no values", []string{}, ""},
+	} {
+		req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:1/v1/models", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header["X-Request-Id"] = []string{"r1"}
+		if c.ua != nil {
+			req.Header["User-Agent"] = c.ua
+		}
+		e, err := encode(nil, req, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := string(e.msg)
+		if !strings.Contains(msg, "X-Request-Id: r1\r\n") {
+			t.Errorf("%s: no X-Request-Id in %q", c.name, msg)
+		}
+		if got := strings.Count(msg, "User-Agent"); c.want == "" && got != 0 || c.want != "" && (got != 1 || !strings.HasSuffix(msg, c.want+"\r\n")) {
+			t.Errorf("%s: head %q, want User-Agent line %q last", c.name, msg, c.want)
+		}
+	}
+}
