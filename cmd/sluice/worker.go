@@ -157,7 +157,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	stopped, left, err := waitWorker(ctx, done, cut, *grace, wallStopClock())
 	closeIn = closeBound(left)
 	if !stopped {
-		bound := *grace + workerCutBound
+		bound := app.AddBounds(*grace, workerCutBound)
 		logger.Error("job workers did not stop within their bound: NATS answers nothing; exiting without them, as after a crash: their jobs run again after their AckWait",
 			"bound", bound.String())
 		// Not nil: a supervisor sees a stop that was not clean (exit 1).

@@ -64,13 +64,13 @@ func waitWorker(ctx context.Context, done <-chan error, cut <-chan struct{}, gra
 		if ctx.Err() != nil {
 			// Ended by the signal, both seen at once: it has just come,
 			// so nothing of the workers' bound is spent.
-			return true, grace + workerCutBound, err
+			return true, app.AddBounds(grace, workerCutBound), err
 		}
 		return true, 0, err
 	case <-ctx.Done():
 	}
-	due := clk.now().Add(grace + workerCutBound)
-	bound := clk.after(grace + workerCutBound)
+	due := clk.now().Add(app.AddBounds(grace, workerCutBound))
+	bound := clk.after(app.AddBounds(grace, workerCutBound))
 	for {
 		select {
 		case err := <-done:
@@ -91,7 +91,7 @@ func waitWorker(ctx context.Context, done <-chan error, cut <-chan struct{}, gra
 // theirs: workerCloseBound and that, so the stop ends by its bound
 // (--grace + workerCutBound + workerCloseBound after the first signal)
 // whenever the workers ended.
-func closeBound(left time.Duration) time.Duration { return workerCloseBound + left }
+func closeBound(left time.Duration) time.Duration { return app.AddBounds(workerCloseBound, left) }
 
 // closeWorkerStore closes the worker's store within bound (closeBound),
 // begun at clk.now(); a second signal during it (cut closing) brings the

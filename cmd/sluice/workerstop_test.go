@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -427,5 +428,34 @@ func TestCutCloseLeft(t *testing.T) {
 		if got := cutCloseLeft(c.bound, c.elapsed); got != c.want {
 			t.Errorf("cutCloseLeft(%v, %v) = %v; want %v", c.bound, c.elapsed, got, c.want)
 		}
+	}
+}
+
+// TestWorkerBoundsSaturateNearTheLargestGrace: a --grace within 7 s of
+// Go's largest duration wrapped grace + 2 s (and 5 s on top) to a
+// negative bound: the workers were given up at the first signal and the
+// close at once. The sums saturate (app.AddBounds).
+func TestWorkerBoundsSaturateNearTheLargestGrace(t *testing.T) {
+	grace := time.Duration(math.MaxInt64) - 3*time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	done <- context.Canceled
+	stopped, left, _ := waitWorker(ctx, done, nil, grace, wallStopClock())
+	if !stopped || left <= 0 || closeBound(left) <= 0 {
+		t.Fatalf("stopped %v, left %v, close bound %v; want both positive (saturated)", stopped, left, closeBound(left))
+	}
+	clk := &fakeStopClock{t: time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC), timers: make(chan time.Duration, 1)}
+	running := make(chan error)
+	returned := make(chan struct{})
+	go func() { defer close(returned); waitWorker(ctx, running, nil, grace, clk.clock()) }() //nolint:errcheck // the test reads its bound
+	defer func() { running <- context.Canceled; <-returned }()
+	select {
+	case d := <-clk.timers:
+		if d <= 0 {
+			t.Fatalf("the workers' bound after the first signal is %v; want positive (saturated)", d)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("waitWorker took no bound within a minute")
 	}
 }

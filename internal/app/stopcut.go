@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"math"
 	"time"
 )
 
@@ -54,4 +55,20 @@ func (w CutWatch) Watch(ctx context.Context) (_ context.Context, stop func()) {
 		}
 	}()
 	return ctx, func() { cancel(nil); <-watched }
+}
+
+// AddBounds adds non-negative bounds, saturating at the largest Duration
+// (~292 years) where the sum would overflow: a shutdown_grace or worker
+// --grace within 7 s of it made grace + 2 s + 5 s wrap to a negative
+// bound, and the stop was given up at once. Such a grace means "wait for
+// good"; the saturated bound says the same.
+func AddBounds(ds ...time.Duration) time.Duration {
+	var sum time.Duration
+	for _, d := range ds {
+		if d > math.MaxInt64-sum {
+			return math.MaxInt64
+		}
+		sum += d
+	}
+	return sum
 }
