@@ -195,9 +195,11 @@ func TestWorkerStopIsBoundedOnAWedgedNATS(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	// The bound named is 5 s plus what the jobs left of --grace + 2 s,
-	// rounded to the second: 7 s when the workers ended at once, 6 s when
-	// a loaded machine took a moment of the 2.1 s (a CI run): either.
-	if st := exitStatus(ctx, "worker", stopErr, io.Discard, &stderr); st != 1 || !regexp.MustCompile(`stop not clean: the job store did not close within [67]s`).MatchString(stderr.String()) {
+	// rounded to the second: 7 s when the workers ended at once, 6 s or
+	// 5 s when they took a moment or all of the 2.1 s (their hand-back
+	// waits on the wedged NATS; seen at 5 s in 1 of 3 runs on a loaded
+	// machine, on main too): any of them.
+	if st := exitStatus(ctx, "worker", stopErr, io.Discard, &stderr); st != 1 || !regexp.MustCompile(`stop not clean: the job store did not close within [567]s`).MatchString(stderr.String()) {
 		t.Errorf("exit status %d, stderr %q; want 1 and the reason", st, stderr.String())
 	}
 }
