@@ -135,9 +135,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	// not clean: the exit status says so (app.ErrStopNotClean).
 	closeIn := workerCloseBound // and what the workers leave of their bound (waitWorker)
 	defer func() {
-		if !closeWorkerStore(store, logger, closeIn) && err == nil {
+		// A second signal during the close shortens it (cut).
+		if closed, bound := closeWorkerStore(store, logger, closeIn, cut, wallStopClock()); !closed && err == nil {
 			err = fmt.Errorf("%w: the job store did not close within %s (NATS answers nothing); the jobs this worker held run again after their AckWait",
-				app.ErrStopNotClean, closeIn.Round(time.Second))
+				app.ErrStopNotClean, bound.Round(time.Second))
 		}
 	}()
 	logger.Info("sluice worker running", "nats", gateway.RedactURLs(*natsURL), "admin", *adminURL, "concurrency", *concurrency)
@@ -156,7 +157,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	stopped, left, err := waitWorker(ctx, done, cut, *grace, wallStopClock())
 	closeIn = closeBound(left)
 	if !stopped {
-		bound := *grace + workerCutBound
+		bound := app.AddBounds(*grace, workerCutBound)
 		logger.Error("job workers did not stop within their bound: NATS answers nothing; exiting without them, as after a crash: their jobs run again after their AckWait",
 			"bound", bound.String())
 		// Not nil: a supervisor sees a stop that was not clean (exit 1).

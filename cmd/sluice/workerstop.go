@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/app"
 	"github.com/sluice-gw/sluice/internal/jobs"
 )
 
@@ -62,13 +64,13 @@ func waitWorker(ctx context.Context, done <-chan error, cut <-chan struct{}, gra
 		if ctx.Err() != nil {
 			// Ended by the signal, both seen at once: it has just come,
 			// so nothing of the workers' bound is spent.
-			return true, grace + workerCutBound, err
+			return true, app.AddBounds(grace, workerCutBound), err
 		}
 		return true, 0, err
 	case <-ctx.Done():
 	}
-	due := clk.now().Add(grace + workerCutBound)
-	bound := clk.after(grace + workerCutBound)
+	due := clk.now().Add(app.AddBounds(grace, workerCutBound))
+	bound := clk.after(app.AddBounds(grace, workerCutBound))
 	for {
 		select {
 		case err := <-done:
@@ -89,17 +91,48 @@ func waitWorker(ctx context.Context, done <-chan error, cut <-chan struct{}, gra
 // theirs: workerCloseBound and that, so the stop ends by its bound
 // (--grace + workerCutBound + workerCloseBound after the first signal)
 // whenever the workers ended.
-func closeBound(left time.Duration) time.Duration { return workerCloseBound + left }
+func closeBound(left time.Duration) time.Duration { return app.AddBounds(workerCloseBound, left) }
 
 // closeWorkerStore closes the worker's store within bound (closeBound),
-// saying so with one ERROR line when it gives the close up; false then.
-func closeWorkerStore(store *jobs.Store, log *slog.Logger, bound time.Duration) (closed bool) {
+// begun at clk.now(); a second signal during it (cut closing) brings the
+// bound to workerCloseBound and what is left of the cut's workerCutBound
+// when that is sooner (app.CutWatch, the rule serve's queue stop follows):
+// the bound was taken when the close began, so on a NATS that answers
+// nothing an idle worker waited --grace + 7 s however often it was
+// signalled (review16's "Left"). It says so with one ERROR line when it
+// gives the close up, naming the bound it had; closed false then.
+func closeWorkerStore(store *jobs.Store, log *slog.Logger, bound time.Duration, cut <-chan struct{}, clk stopClock) (closed bool, named time.Duration) {
+	start := clk.now()
+	var applied atomic.Int64
+	applied.Store(int64(bound))
 	ctx, cancel := context.WithTimeoutCause(context.Background(), bound, errWorkerCloseBound)
 	defer cancel()
+	ctx, stopWatch := app.CutWatch{
+		Cut:   cut,
+		Left:  func() time.Duration { return cutCloseLeft(bound, clk.now().Sub(start)) },
+		Timer: func(d time.Duration) (<-chan time.Time, func()) { return clk.after(d), func() {} },
+		Cause: errWorkerCloseBound,
+		Shortened: func(left time.Duration) {
+			if total := clk.now().Sub(start) + left; total < bound {
+				applied.Store(int64(total))
+			}
+		},
+	}.Watch(ctx)
+	defer stopWatch()
 	if err := store.CloseWithin(ctx); errors.Is(err, jobs.ErrCloseAbandoned) {
+		named = time.Duration(applied.Load())
 		log.Error("job store did not close within its bound: NATS answers nothing; exiting without it, as after a crash: the jobs this worker held run again after their AckWait",
-			"bound", bound.Round(time.Second).String())
-		return false
+			"bound", named.Round(time.Second).String())
+		return false, named
 	}
-	return true
+	return true, time.Duration(applied.Load())
+}
+
+// cutCloseLeft is what a close with bound, elapsed into it, has left after
+// a second signal: workerCloseBound and what is left of the workers' bound
+// (bound less workerCloseBound from the close's start) or of the cut's
+// workerCutBound, whichever ends sooner.
+func cutCloseLeft(bound, elapsed time.Duration) time.Duration {
+	workersLeft := max(0, bound-workerCloseBound-elapsed)
+	return workerCloseBound + min(workersLeft, workerCutBound)
 }

@@ -425,7 +425,7 @@ func (a *App) shutdown(srv *http.Server, serveErr <-chan error, cutRequests cont
 	grace := a.gw.Runtime().Config.ShutdownGrace.D()
 	a.log.Info("shutting down: draining in-flight requests", "grace", grace.String())
 	a.jobsMu.Lock()
-	a.stopDue = a.deps.Now().Add(grace + cutBound)
+	a.stopDue = a.deps.Now().Add(AddBounds(grace, cutBound))
 	a.jobsMu.Unlock()
 	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()

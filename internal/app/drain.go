@@ -33,7 +33,7 @@ const jobStopGrace = 5 * time.Second
 // (Kubernetes' terminationGracePeriodSeconds less the preStop pause,
 // systemd's TimeoutStopSec) must exceed it.
 func StopBound(grace time.Duration) time.Duration {
-	return grace + cutBound + queueStopBound
+	return AddBounds(grace, cutBound, queueStopBound)
 }
 
 // drainJobs starts the job workers' drain at the start of a shutdown: from
@@ -134,7 +134,7 @@ func (a *App) queueCloseBound() time.Duration {
 			due = cutDue
 		}
 	}
-	return base + max(0, due.Sub(a.deps.Now()))
+	return AddBounds(base, max(0, due.Sub(a.deps.Now())))
 }
 
 // drainServer shuts srv down: no new connections, idle ones closed, in-flight

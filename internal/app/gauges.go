@@ -45,7 +45,7 @@ func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 			Help: "Requests the lean upstream client sent on a pooled keep-alive connection."},
 			func() float64 { return float64(tr.LeanStats().Reuses) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_idle_connections_limit",
-			Help: "Most idle connections the lean upstream client keeps in all (1,024 per backend host:port within it)."},
+			Help: "Most idle connections the lean upstream client keeps in all (1,024 per backend host:port within it): the serving config's pool, a reload's new one (timeouts.stream_idle or timeouts.connect changed) alone."},
 			func() float64 { return float64(tr.LeanStats().MaxIdle) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_upstream_connections_pool_full_total",
 			Help: "Reusable connections to http:// backends the lean upstream client closed because its idle pool was full (each a new dial later)."},

@@ -300,34 +300,17 @@ func (a *App) connectQueue(ctx context.Context) {
 // shortenOnCut ends ctx (errQueueStopBound) at the bound a second signal
 // that comes during the queue's stop, begun at start, leaves it
 // (queueCloseBound: 5 s and what is left of the cut's 2 s), when that is
-// sooner. The bound is taken when the stop begins, so a Cut after it
-// shortened nothing: an idle gateway on a NATS that answers nothing (a
-// wedged embedded server, kvwedge) waited shutdown_grace + 7 s (1 h with
-// a batch deployment's grace) however often it was signalled, where a
-// fixed 5 s bounded it before. stop releases the watch.
+// sooner (CutWatch, the rule `sluice worker`'s close follows too). stop
+// releases the watch.
 func (a *App) shortenOnCut(ctx context.Context, start time.Time) (_ context.Context, stop func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		select {
-		case <-a.cut.ch:
-		case <-ctx.Done():
-			return
-		}
-		left := a.queueCloseBound()
-		if total := a.deps.Now().Sub(start) + left; total < time.Duration(a.queueBound.Load()) {
-			a.queueBound.Store(int64(total))
-		}
-		fire, stopTimer := a.timer(left)
-		defer stopTimer()
-		select {
-		case <-fire:
-			cancel(errQueueStopBound)
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() { cancel(nil); <-watched }
+	return CutWatch{
+		Cut: a.cut.ch, Left: a.queueCloseBound, Timer: a.timer, Cause: errQueueStopBound,
+		Shortened: func(left time.Duration) {
+			if total := a.deps.Now().Sub(start) + left; total < time.Duration(a.queueBound.Load()) {
+				a.queueBound.Store(int64(total))
+			}
+		},
+	}.Watch(ctx)
 }
 
 // closeQueue closes the job queue, if there is one, within

@@ -3,6 +3,7 @@ package app
 import (
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"sync"
 	"testing"
@@ -22,16 +23,22 @@ import (
 // the cut's 2 s.
 func TestQueueStopGetsWhatTheDrainLeft(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		cut  bool
-		want time.Duration
+		name  string
+		grace string
+		cut   bool
+		want  time.Duration
 	}{
-		{"drain ended at once", false, time.Hour + cutBound + queueStopBound},
-		{"second signal", true, cutBound + queueStopBound},
+		{"drain ended at once", "1h", false, time.Hour + cutBound + queueStopBound},
+		{"second signal", "1h", true, cutBound + queueStopBound},
+		// Within 7 s of Go's largest duration: 5 s + grace + 2 s wrapped
+		// to a negative bound and the stop was given up at once (the old
+		// code's bound here: -9223372036.854775808s and ErrStopNotClean).
+		// The sum saturates: "wait for good", as such a grace means.
+		{"grace near the largest duration", "2562047h47m10s", false, math.MaxInt64},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			be := newJobBackend(t)
-			cfg, err := config.Load(jobDrainConfig(t, be.URL, "1h", t.TempDir(), false))
+			cfg, err := config.Load(jobDrainConfig(t, be.URL, tc.grace, t.TempDir(), false))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -29,6 +29,12 @@ type Transport struct {
 	// by, their idle connections closed at once and again by CloseIdle
 	// or CloseRetired, for the requests that were still running on them.
 	retired []*http.Transport
+	// retiredLean are the lean clients (one per connect timeout and send
+	// bound, so per timeouts.stream_idle) the serving router stopped
+	// using: their idle connections were closed at the swap and are
+	// again by CloseIdle or CloseRetired, as retired's; kept in lean,
+	// whose counters the metrics add up.
+	retiredLean []*h1client.Client
 	// certAsked is the https hosts whose last handshake asked for a
 	// client certificate the gateway has none of and which have answered
 	// nothing since (clientcert.go).
@@ -150,11 +156,22 @@ func (t *Transport) upstreamLocked(connectTimeout, sendIdle time.Duration, lean 
 	return c
 }
 
-// LeanStats sums the lean clients' pool counters (metrics).
+// LeanStats sums the lean clients' pool counters (metrics). MaxIdle is
+// the bound of the pool the serving router's requests take (SetCurrent),
+// not the sum over every client made: after a reload that changed
+// timeouts.stream_idle (a new client) the limit read twice the bound any
+// pool keeps. Before a router is set, the largest client's; 0 while the
+// serving one takes none (upstream_client: net/http).
 func (t *Transport) LeanStats() h1client.Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var s h1client.Stats
+	r := t.current.Load()
+	if r != nil {
+		if c, ok := r.plain.(*h1client.Client); ok { // else upstream_client: net/http, no lean pool: 0
+			s.MaxIdle = c.Stats().MaxIdle
+		}
+	}
 	for _, c := range t.lean {
 		st := c.Stats()
 		s.Idle += st.Idle
@@ -163,7 +180,9 @@ func (t *Transport) LeanStats() h1client.Stats {
 		s.PoolFull += st.PoolFull
 		s.Expired += st.Expired
 		s.Open += st.Open
-		s.MaxIdle += st.MaxIdle
+		if r == nil {
+			s.MaxIdle = max(s.MaxIdle, st.MaxIdle)
+		}
 		s.ReadBufferBytes += st.ReadBufferBytes
 	}
 	return s
@@ -244,8 +263,17 @@ func (t *Transport) closeRetiredLocked() bool {
 	for _, tr := range t.retired {
 		tr.CloseIdleConnections()
 	}
-	had := len(t.retired) > 0
-	t.retired = nil
+	var live http.RoundTripper
+	if r := t.current.Load(); r != nil {
+		live = r.plain
+	}
+	for _, c := range t.retiredLean {
+		if c != live { // a reload back to its timeouts took it again
+			c.CloseIdleConnections()
+		}
+	}
+	had := len(t.retired) > 0 || len(t.retiredLean) > 0
+	t.retired, t.retiredLean = nil, nil
 	return had
 }
 
@@ -261,6 +289,16 @@ func (t *Transport) retire(old, next *Router) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var any bool
+	// A lean client the next router does not take (timeouts.stream_idle
+	// or timeouts.connect changed): its idle connections are closed now,
+	// where they were kept until their idle timeout (90 s) on a pool no
+	// new request takes; the requests running on it hand theirs back to
+	// it, closed by CloseRetired.
+	if c, ok := old.plain.(*h1client.Client); ok && old.plain != next.plain {
+		c.CloseIdleConnections()
+		t.retiredLean = append(t.retiredLean, c)
+		any = true
+	}
 	for _, k := range old.keys {
 		if k.tls == "" || slices.Contains(next.keys, k) {
 			continue

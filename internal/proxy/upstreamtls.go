@@ -67,7 +67,8 @@ func (r *Router) roundTrip(req *http.Request, plain http.RoundTripper) (*http.Re
 
 // SetCurrent makes r the router Current hands requests to: the serving
 // runtime's, set when it is committed. The TLS profiles' transports the
-// router it replaces used and r does not are retired (retire); it
+// router it replaces used and r does not are retired (retire), and so is
+// its lean client when r takes another (timeouts.stream_idle changed); it
 // reports whether any were, for the caller to CloseRetired once the
 // requests still running on them had their time.
 func (t *Transport) SetCurrent(r *Router) bool {

@@ -1,0 +1,63 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// A reload that changes timeouts.stream_idle keys a new lean client (its
+// send bound is part of the key). The idle-connection limit summed every
+// client ever made, so it read twice the bound of the pool requests take,
+// and the old client's idle connections stayed open until their idle
+// timeout (90 s) on a pool no new request takes. Now the limit is the
+// serving router's pool's, and the old pool's idle connections are closed
+// at the swap; the counters (opened) still add up every client's.
+func TestReloadedSendBoundRetiresTheOldLeanPool(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	tr := NewTransportCache()
+	defer tr.Close()
+	get := func(r *Router) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		resp, err := r.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	first := tr.Router(5*time.Second, time.Minute, true, nil, nil)
+	tr.SetCurrent(first)
+	get(first)
+	before := tr.LeanStats()
+	if before.Idle != 1 || before.MaxIdle <= 0 {
+		t.Fatalf("before the reload: %+v; want one idle connection and a limit", before)
+	}
+	next := tr.Router(5*time.Second, 30*time.Second, true, nil, nil) // stream_idle 60s -> 30s
+	if !tr.SetCurrent(next) {
+		t.Error("SetCurrent reported nothing retired; want the old lean client, for CloseRetired after the drain")
+	}
+	after := tr.LeanStats()
+	if after.MaxIdle != before.MaxIdle {
+		t.Errorf("idle-connection limit after the reload %d; want the serving pool's %d (not the sum of both pools')", after.MaxIdle, before.MaxIdle)
+	}
+	if after.Idle != 0 {
+		t.Errorf("%d idle connections after the reload; want the old pool's closed at the swap", after.Idle)
+	}
+	get(next)
+	if st := tr.LeanStats(); st.Dials != 2 || st.Idle != 1 {
+		t.Errorf("after a request on the new pool: %+v; want 2 dials counted (both clients') and its one idle connection", st)
+	}
+	// A reload back to the first bound takes its client again: CloseRetired
+	// then leaves the serving pool's connections alone.
+	tr.SetCurrent(first)
+	get(first)
+	tr.CloseRetired()
+	if st := tr.LeanStats(); st.Idle != 1 {
+		t.Errorf("CloseRetired after a reload back: %d idle; want the serving pool's connection kept", st.Idle)
+	}
+}
