@@ -261,3 +261,48 @@ func TestIdlePoolPastItsBoundClosesAndCounts(t *testing.T) {
 		t.Fatalf("stats %+v; want 6 dials, 3 idle, 3 closed for a full pool, MaxIdle 3", st)
 	}
 }
+
+// A known-length body is probed for one byte past its length (into the
+// message's spare byte, appendBody): a longer body is refused before
+// anything is sent, and bodies exactly their length go whole, one after
+// another on one reused connection, the spare byte never sent.
+func TestBodyPastItsLengthIsRefusedExactOnesReuse(t *testing.T) {
+	bodies := make(chan string, 4)
+	srv := newRawServer(t, func(_ int, c net.Conn, r *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(r)
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(req.Body)
+			bodies <- string(b)
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	c := newClient(t, Options{})
+	for _, body := range []string{"abc", "defg"} {
+		req, _ := http.NewRequest(http.MethodPost, srv.url(), strings.NewReader(body))
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		if got := <-bodies; got != body {
+			t.Fatalf("server saw %q, want %q", got, body)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.url(), strings.NewReader("abcde"))
+	req.ContentLength = 2 // says 2, has 5
+	resp, err := c.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close() // the connection closed, so the server's reader ends
+	}
+	if !errors.Is(err, errBodyLength) {
+		t.Fatalf("long body: err %v, want errBodyLength", err)
+	}
+	if n := srv.conns.Load(); n != 1 || len(bodies) != 0 {
+		t.Fatalf("%d connections, %d more requests seen; want 1 and none", n, len(bodies))
+	}
+}
