@@ -29,6 +29,7 @@ cd "$(dirname "$0")/.."
 bench/install-tools.sh wrk
 KIND=${KIND:-code} N=${N:-600} ROUNDS=${ROUNDS:-14} DUR=${DUR:-3} P=${PORT_BASE:-19621}
 W=$(mktemp -d); PIDS=()
+. bench/lib.sh
 trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
 printf 'module lines\ngo 1.22\n' > "$W/go.mod"
 # bench/cache-hit.sh's own bare handler, with the calls put in its handler
@@ -87,9 +88,7 @@ sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' | awk '
 [ "$KIND" = code ] && go tool nm -size -sort address "$W/lines" | awk '$4 ~ /^main\.hot[0-9]+$/ {a = strtonum("0x" $1); n++; s += $2
     for (l = int(a / 64); l <= int((a + $2 - 1) / 64); l++) ln[l] = 1}
   END {k = 0; for (l in ln) k++; printf "%d hot functions, %.0f bytes each on average, on %d distinct 64-byte lines\n", n, s / n, k}'
-printf '{"id":"chatcmpl-sim-instant","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"the sluice gate opens "},"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":4,"total_tokens":5}}' > "$W/answer.json"
-BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
-printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
+spread_inputs
 if [ "${CG:-0}" = 1 ]; then
   echo "variant requests instr_per_request I1_miss_per_request D1_read_miss_per_request"
   for v in 0 1; do
@@ -108,26 +107,4 @@ if [ "${CG:-0}" = 1 ]; then
     rm -f "$W"/cg.$v*
   done
 fi
-declare -A PID
-for v in 0 1; do
-  SPREAD=$v GOMAXPROCS=1 taskset -c 1 "$W/lines" 127.0.0.1:$((P + v)) "$W/answer.json" & PID[$v]=$! PIDS+=($!)
-done
-sleep 0.5
-for v in 0 1; do taskset -c 0 wrk -t1 -c64 -d2s -s "$W/post.lua" http://127.0.0.1:$((P + v))/ >/dev/null; done
-echo "round variant cpu_us_per_req"
-for r in $(seq "$ROUNDS"); do
-  for k in 0 1; do
-    v=$(( (r + k) % 2 ))
-    perf stat -e task-clock -p "${PID[$v]}" -o "$W/ps.txt" -- sleep "$DUR" 2>/dev/null & pp=$!
-    taskset -c 0 wrk -t1 -c64 -d"${DUR}s" -s "$W/post.lua" http://127.0.0.1:$((P + v))/ > "$W/wrk.txt"; wait $pp
-    req=$(awk '/requests in/ {print $1}' "$W/wrk.txt")
-    tc=$(awk '/task-clock/ {gsub(/,/,"",$1); print $1}' "$W/ps.txt")
-    awk -v r="$r" -v n="$([ $v = 1 ] && echo spread || echo same)" -v req="$req" -v tc="$tc" \
-      'BEGIN {printf "%d %s %.2f\n", r, n, tc * 1000 / req}'
-  done
-done | tee "$W/rounds.txt"
-awk '{v[$1, $2] = $3; r[$1] = 1}
-  END {n = 0; for (k in r) {d[++n] = v[k, "spread"] - v[k, "same"]; p[n] = v[k, "same"]}
-    asort(d); asort(p); m = (n % 2) ? d[(n + 1) / 2] : (d[n / 2] + d[n / 2 + 1]) / 2
-    mp = (n % 2) ? p[(n + 1) / 2] : (p[n / 2] + p[n / 2 + 1]) / 2
-    printf "median of %d pairs: spread - same = %+.2f us per request (same %.2f us), %.2f ns per '"$KIND"' line\n", n, m, mp, 1000 * m / '"$N"'}' "$W/rounds.txt"
+spread_rounds "$W/lines" "$P" same "$KIND line"

@@ -12,12 +12,13 @@
 # per request follows the pages a request's code spans
 # (bench/server-callgrind.sh's code_pages), not only its instructions.
 # Needs go, wrk, perf, taskset.
-# Usage: [N=80] [ROUNDS=14] [DUR=3] bench/code-pages.sh
+# Usage: [N=80] [ROUNDS=14] [DUR=3] [PORT_BASE=19601] bench/code-pages.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench/install-tools.sh wrk
-N=${N:-80} ROUNDS=${ROUNDS:-14} DUR=${DUR:-3}
+N=${N:-80} ROUNDS=${ROUNDS:-14} DUR=${DUR:-3} P=${PORT_BASE:-19601}
 W=$(mktemp -d); PIDS=()
+. bench/lib.sh
 trap 'kill ${PIDS[@]} 2>/dev/null; rm -rf $W' EXIT
 printf 'module spread\ngo 1.22\n' > "$W/go.mod"
 # bench/cache-hit.sh's own bare handler, with the calls put in its handler
@@ -40,29 +41,5 @@ sed -n '/^package main/,/^GO$/p' bench/cache-hit.sh | grep -v '^GO$' | awk '
 (cd "$W" && gofmt -w main.go && GOWORK=off go build -o spread .)
 pages=$(go tool nm "$W/spread" | awk '$3 ~ /^main\.hot[0-9]+$/ {print int(strtonum("0x" $1) / 4096)}' | sort -u | wc -l)
 echo "$N hot functions on $pages distinct pages"
-printf '{"id":"chatcmpl-sim-instant","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"the sluice gate opens "},"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":4,"total_tokens":5}}' > "$W/answer.json"
-BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
-printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
-declare -A PID
-for v in 0 1; do
-  SPREAD=$v GOMAXPROCS=1 taskset -c 1 "$W/spread" 127.0.0.1:$((19601 + v)) "$W/answer.json" & PID[$v]=$! PIDS+=($!)
-done
-sleep 0.5
-for v in 0 1; do taskset -c 0 wrk -t1 -c64 -d2s -s "$W/post.lua" http://127.0.0.1:$((19601 + v))/ >/dev/null; done
-echo "round variant cpu_us_per_req"
-for r in $(seq "$ROUNDS"); do
-  for k in 0 1; do
-    v=$(( (r + k) % 2 ))
-    perf stat -e task-clock -p "${PID[$v]}" -o "$W/ps.txt" -- sleep "$DUR" 2>/dev/null & pp=$!
-    taskset -c 0 wrk -t1 -c64 -d"${DUR}s" -s "$W/post.lua" http://127.0.0.1:$((19601 + v))/ > "$W/wrk.txt"; wait $pp
-    req=$(awk '/requests in/ {print $1}' "$W/wrk.txt")
-    tc=$(awk '/task-clock/ {gsub(/,/,"",$1); print $1}' "$W/ps.txt")
-    awk -v r="$r" -v n="$([ $v = 1 ] && echo spread || echo plain)" -v req="$req" -v tc="$tc" \
-      'BEGIN {printf "%d %s %.2f\n", r, n, tc * 1000 / req}'
-  done
-done | tee "$W/rounds.txt"
-awk '{v[$1, $2] = $3; r[$1] = 1}
-  END {n = 0; for (k in r) {d[++n] = v[k, "spread"] - v[k, "plain"]; p[n] = v[k, "plain"]}
-    asort(d); asort(p); m = (n % 2) ? d[(n + 1) / 2] : (d[n / 2] + d[n / 2 + 1]) / 2
-    mp = (n % 2) ? p[(n + 1) / 2] : (p[n / 2] + p[n / 2 + 1]) / 2
-    printf "median of %d pairs: spread - plain = %+.2f us per request (plain %.2f us), %.1f ns per page\n", n, m, mp, 1000 * m / '"$N"'}' "$W/rounds.txt"
+spread_inputs
+spread_rounds "$W/spread" "$P" plain page

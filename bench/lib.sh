@@ -1,5 +1,5 @@
 # Shared by the nginx-side-by-side benchmarks (proxy-overhead.sh,
-# cache-hit.sh); sourced, not run. Sets LOADCPU, SRVCPU and WORKERS from
+# cache-hit.sh) and others; sourced, not run. Sets LOADCPU, SRVCPU and WORKERS from
 # PIN and NCPU: with PIN=1 the load generator and the backend run on CPU 0
 # and the server under test on CPU 1 with one worker, the same for every
 # server; with PIN=0 nothing is pinned and servers use every core.
@@ -75,4 +75,50 @@ start_hit_bench() {
   want=$(header_names "${ADDR[${names[0]}]}" "$BODY") got=$(header_names "${ADDR[floor]}" "$BODY")
   [ "$want" = "$got" ] || { echo "FAIL the floor's header names: want $want, got '$got'" >&2; exit 1; }
   printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
+}
+
+# spread_inputs: the code-cost benchmarks' request and answer (code-pages.sh,
+# code-lines.sh): sets BODY (a chat completion), writes $W/post.lua (wrk
+# posting BODY) and $W/answer.json (an instant simulator's answer to it, what
+# their bare handler sends). Needs W.
+spread_inputs() {
+  printf '{"id":"chatcmpl-sim-instant","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"the sluice gate opens "},"logprobs":null,"finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":4,"total_tokens":5}}' > "$W/answer.json"
+  BODY='{"model":"m","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"temperature":0}'
+  printf 'wrk.method = "POST"\nwrk.body = [[%s]]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$W/post.lua"
+}
+
+# spread_rounds BIN PORT BASE UNIT: the paired rounds of the code-cost
+# benchmarks. BIN (a bare handler serving $W/answer.json) runs twice with
+# GOMAXPROCS=1 on CPU 1: SPREAD=0, named BASE, on 127.0.0.1:PORT and
+# SPREAD=1, named spread, on PORT+1. After a 2 s warm-up each, ROUNDS rounds
+# alternate the order; each prints the server's CPU per request (perf
+# task-clock over DUR s of wrk -c64 from CPU 0 posting $W/post.lua, divided
+# by the answers), the end the median of the paired differences spread -
+# BASE, also per UNIT (the difference over N). Appends to PIDS. Needs W,
+# ROUNDS, DUR, N.
+spread_rounds() {
+  local bin=$1 port=$2 base=$3 unit=$4 r k v pp req tc
+  local -A pid
+  for v in 0 1; do
+    SPREAD=$v GOMAXPROCS=1 taskset -c 1 "$bin" 127.0.0.1:$((port + v)) "$W/answer.json" & pid[$v]=$! PIDS+=($!)
+  done
+  sleep 0.5
+  for v in 0 1; do taskset -c 0 wrk -t1 -c64 -d2s -s "$W/post.lua" http://127.0.0.1:$((port + v))/ >/dev/null; done
+  echo "round variant cpu_us_per_req"
+  for r in $(seq "$ROUNDS"); do
+    for k in 0 1; do
+      v=$(( (r + k) % 2 ))
+      perf stat -e task-clock -p "${pid[$v]}" -o "$W/ps.txt" -- sleep "$DUR" 2>/dev/null & pp=$!
+      taskset -c 0 wrk -t1 -c64 -d"${DUR}s" -s "$W/post.lua" http://127.0.0.1:$((port + v))/ > "$W/wrk.txt"; wait $pp
+      req=$(awk '/requests in/ {print $1}' "$W/wrk.txt")
+      tc=$(awk '/task-clock/ {gsub(/,/,"",$1); print $1}' "$W/ps.txt")
+      awk -v r="$r" -v n="$([ $v = 1 ] && echo spread || echo "$base")" -v req="$req" -v tc="$tc" \
+        'BEGIN {printf "%d %s %.2f\n", r, n, tc * 1000 / req}'
+    done
+  done | tee "$W/rounds.txt"
+  awk -v base="$base" -v unit="$unit" -v n_units="$N" '{v[$1, $2] = $3; r[$1] = 1}
+    END {n = 0; for (k in r) {d[++n] = v[k, "spread"] - v[k, base]; p[n] = v[k, base]}
+      asort(d); asort(p); m = (n % 2) ? d[(n + 1) / 2] : (d[n / 2] + d[n / 2 + 1]) / 2
+      mp = (n % 2) ? p[(n + 1) / 2] : (p[n / 2] + p[n / 2 + 1]) / 2
+      printf "median of %d pairs: spread - %s = %+.2f us per request (%s %.2f us), %.2f ns per %s\n", n, base, m, base, mp, 1000 * m / n_units, unit}' "$W/rounds.txt"
 }

@@ -55,7 +55,13 @@ type rampRig struct {
 // the gateway's Deps before the start, each when not nil.
 func startRampRig(t *testing.T, editCfg func(*config.Config), editDeps func(*Deps)) rampRig {
 	t.Helper()
-	s := sim.New(sim.Config{Model: "m1", Seed: 1, Slots: 16, DecodeStepBase: 10 * time.Millisecond})
+	return startRampRigOn(t, sim.Config{Model: "m1", Seed: 1, Slots: 16, DecodeStepBase: 10 * time.Millisecond}, editCfg, editDeps)
+}
+
+// startRampRigOn is startRampRig with an engine of simCfg.
+func startRampRigOn(t *testing.T, simCfg sim.Config, editCfg func(*config.Config), editDeps func(*Deps)) rampRig {
+	t.Helper()
+	s := sim.New(simCfg)
 	t.Cleanup(s.Close)
 	be := httptest.NewServer(s)
 	t.Cleanup(be.Close)

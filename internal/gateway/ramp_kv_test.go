@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
-	"github.com/sluice-gw/sluice/internal/config"
 	loadscrape "github.com/sluice-gw/sluice/internal/scrape"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
@@ -36,18 +34,12 @@ type coldRamp struct {
 
 func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
 	t.Helper()
-	s := sim.New(c.sim)
-	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
-	t.Cleanup(be.Close)
-	cfg := testConfig(be.URL)
-	cfg.Retry.HedgeFactor = 0
-	cfg.Auth.Keys = []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}
 	// Frozen at the wall clock's now: the body's read deadline is set
 	// from this clock on a real connection, and a long prompt needs more
 	// than one read (a clock in the past cut it at once, 408).
 	clk := &frozenClock{now: time.Now()}
-	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Now = clk.Now })
+	rig := startRampRigOn(t, c.sim, nil, func(d *Deps) { d.Now = clk.Now })
+	s, srv, gw := rig.sim, rig.srv, rig.gw
 
 	var streams sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,13 +1,10 @@
 package proxy_test
 
 import (
-	"context"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/sluice-gw/sluice/internal/openai"
-	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
 // A pinging backend within the first-token bound fails over for legacy
@@ -27,34 +24,9 @@ func TestPingingStreamFailsOverPerAPI(t *testing.T) {
 		{"responses", "/v1/responses", respDone, openai.APIResponses},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			pinger := sseBackend(t, ping, gate(nil))
-			good := sseBackend(t, c.body)
-			var rt *proxy.ReadPast
-			timers := make(chan heldTimer, 4)
-			f := forwarder(t, func(o *proxy.Options) {
-				rt = proxy.NewReadPast(o.Transport, pinger.Target().Host, len(ping))
-				o.Transport, o.Attempts = rt, 2
-				o.AfterFunc = func(_ time.Duration, fn func()) proxy.Timer {
-					tm := heldTimer{f: fn}
-					timers <- tm
-					return tm
-				}
-			})
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
 			req := request(t, c.api, true)
 			req.Path = c.path
-			req.FirstToken = 30 * time.Second
-			w := &lockedWriter{h: http.Header{}}
-			results := forwardAsync(ctx, f, w, req, listSelector{pinger, good})
-			first := <-timers
-			<-rt.Passed()
-			if code, body := w.got(); code != 0 || body != "" {
-				t.Fatalf("committed on the ping: %d %q", code, body)
-			}
-			first.f()
-			res := <-results
-			code, body := w.got()
+			res, code, body, good := pingThenFailover(t, req, c.body)
 			if code != http.StatusOK || body != c.body || res.Err != nil || res.Backend != good {
 				t.Fatalf("status %d body %q err %v", code, body, res.Err)
 			}

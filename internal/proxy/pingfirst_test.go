@@ -72,8 +72,26 @@ func (heldTimer) Reset(time.Duration) bool { return true }
 // the ping committed the stream and ended the first-token phase: the
 // request waited on to the stream-idle bound and ended in an error event.
 func TestPingIsNoFirstTokenWithinTheBound(t *testing.T) {
-	pinger := sseBackend(t, ping, gate(nil)) // queued: no token until the gateway gives up
-	good := sseBackend(t, doneEvents)
+	var s starts
+	res, code, body, good := pingThenFailover(t, chatStream(t, &s), doneEvents)
+	if code != http.StatusOK || body != doneEvents || res.Err != nil || res.Backend != good {
+		t.Fatalf("status %d body %q err %v backend %v; want the second backend's stream alone", code, body, res.Err, res.Backend)
+	}
+	if s.told.Load() != 1 {
+		t.Fatalf("Started told %d first tokens; want 1 (the second backend's)", s.told.Load())
+	}
+}
+
+// pingThenFailover forwards req, held to a 30 s first-token bound, first to
+// a backend that sends a ping and then no token (queued until the gateway
+// gives up), with one serving goodBody behind it. Once the relay has the
+// ping and reads on, it fails the test if the ping committed the stream;
+// then the first attempt's bound passes (its timer fires). It returns the
+// result, what the client got, and the second backend.
+func pingThenFailover(t *testing.T, req *proxy.Request, goodBody string) (res proxy.Result, code int, body string, good *endpoint.Backend) {
+	t.Helper()
+	pinger := sseBackend(t, ping, gate(nil))
+	good = sseBackend(t, goodBody)
 	var rt *proxy.ReadPast
 	timers := make(chan heldTimer, 4)
 	f := forwarder(t, func(o *proxy.Options) {
@@ -87,8 +105,6 @@ func TestPingIsNoFirstTokenWithinTheBound(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel) // first: ends the pinger's request on a failure
-	var s starts
-	req := chatStream(t, &s)
 	req.FirstToken = 30 * time.Second
 	w := &lockedWriter{h: http.Header{}}
 	results := forwardAsync(ctx, f, w, req, listSelector{pinger, good})
@@ -98,14 +114,9 @@ func TestPingIsNoFirstTokenWithinTheBound(t *testing.T) {
 		t.Fatalf("the ping committed the stream (status %d, %q): no failover is left past the first-token bound", code, body)
 	}
 	first.f() // the first-token bound passes
-	res := <-results
-	code, body := w.got()
-	if code != http.StatusOK || body != doneEvents || res.Err != nil || res.Backend != good {
-		t.Fatalf("status %d body %q err %v backend %v; want the second backend's stream alone", code, body, res.Err, res.Backend)
-	}
-	if s.told.Load() != 1 {
-		t.Fatalf("Started told %d first tokens; want 1 (the second backend's)", s.told.Load())
-	}
+	res = <-results
+	code, body = w.got()
+	return res, code, body, good
 }
 
 // Without a first-token bound a keep-alive comment goes to the client as

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,11 +21,37 @@ import (
 // server waits for its handlers.
 func startSim(t *testing.T) string {
 	t.Helper()
-	s := sim.New(sim.Config{Seed: 1})
+	return startSimWith(t, sim.Config{Seed: 1})
+}
+
+// startSimWith is startSim with a simulator of the given config (slots, KV
+// budget).
+func startSimWith(t *testing.T, cfg sim.Config) string {
+	t.Helper()
+	s := sim.New(cfg)
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)
 	t.Cleanup(s.Close)
 	return ts.URL
+}
+
+// simClient is the client of another party sending to the simulators; its
+// idle connections close when the test ends.
+func simClient(t *testing.T) *http.Client {
+	t.Helper()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// newBackend is the gateway's view of the simulator at url.
+func newBackend(t *testing.T, url string) *endpoint.Backend {
+	t.Helper()
+	b, err := endpoint.New(endpoint.Spec{URL: url}, endpoint.HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // startStream opens a long streaming completion and returns once its first
@@ -33,7 +60,15 @@ func startSim(t *testing.T) string {
 // such requests still fit the default KV budget (larger ones get a 400).
 func startStream(t *testing.T, ctx context.Context, client *http.Client, url string) {
 	t.Helper()
-	body := `{"model":"sim-model","messages":[{"role":"user","content":"tell me a long story"}],"max_tokens":5000,"stream":true}`
+	openStream(t, ctx, client, url, "tell me a long story", 5000)
+}
+
+// openStream sends a streaming chat completion of content and maxTokens and
+// waits for its first event; the response body closes when the test ends.
+func openStream(t *testing.T, ctx context.Context, client *http.Client, url, content string, maxTokens int) {
+	t.Helper()
+	body := `{"model":"sim-model","messages":[{"role":"user","content":"` + content + `"}],"max_tokens":` +
+		strconv.Itoa(maxTokens) + `,"stream":true}`
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +92,7 @@ func startStream(t *testing.T, ctx context.Context, client *http.Client, url str
 // requests; after one scrape, least_load sends new requests to the idle one.
 func TestLeastLoadPicksIdleSim(t *testing.T) {
 	busyURL, idleURL := startSim(t), startSim(t)
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr}
+	client := simClient(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel) // runs first: ends the streams before the sims close
 	const long = 6
@@ -69,11 +102,7 @@ func TestLeastLoadPicksIdleSim(t *testing.T) {
 
 	var bs []*endpoint.Backend
 	for _, u := range []string{busyURL, idleURL} {
-		b, err := endpoint.New(endpoint.Spec{URL: u}, endpoint.HealthPolicy{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		bs = append(bs, b)
+		bs = append(bs, newBackend(t, u))
 	}
 	busy, idle := bs[0], bs[1]
 	now := time.Now()

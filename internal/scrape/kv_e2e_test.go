@@ -1,11 +1,8 @@
 package scrape_test
 
 import (
-	"bufio"
 	"context"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,32 +17,15 @@ import (
 // first event, so the engine holds the prompt's KV.
 func startPromptStream(t *testing.T, ctx context.Context, client *http.Client, url string, words, maxTokens int) {
 	t.Helper()
-	prompt := strings.Repeat("word ", words)
-	body := `{"model":"sim-model","messages":[{"role":"user","content":"` + prompt + `"}],"max_tokens":` +
-		strconv.Itoa(maxTokens) + `,"stream":true}`
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("stream: status %d", resp.StatusCode)
-	}
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "data: ") {
-		t.Fatalf("first stream line %q, %v", line, err)
-	}
+	openStream(t, ctx, client, url, strings.Repeat("word ", words), maxTokens)
 }
 
-// scrapeSim scrapes one backend once, on a fixed clock.
+// scrapeSim scrapes one backend once, on a fixed clock. A scrape may take a
+// minute (a hang guard): the default timeout, the 1 s interval, is a
+// wall-clock bound a loaded machine can miss (ScrapeOnce's "context
+// deadline exceeded").
 func scrapeSim(t *testing.T, client *http.Client, b *endpoint.Backend, now time.Time, names scrape.Names) {
 	t.Helper()
-	// A minute's timeout is a hang guard (see TestSimBatchBoundIsReportedRoom).
 	sc := scrape.NewScraper(scrape.Config{Now: func() time.Time { return now }, Timeout: time.Minute, Names: names}, client, nil)
 	if err := sc.ScrapeOnce(context.Background(), []*endpoint.Backend{b}); err != nil {
 		t.Fatal(err)
@@ -60,22 +40,14 @@ func scrapeSim(t *testing.T, client *http.Client, b *endpoint.Backend, now time.
 // the bound since branch kvfix: a cache not full says nothing of the
 // newcomer's size.)
 func TestSimFullKVIsNoRoom(t *testing.T) {
-	s := sim.New(sim.Config{Seed: 1, Slots: 16, KVTokens: 4096})
-	ts := httptest.NewServer(s)
-	t.Cleanup(ts.Close)
-	t.Cleanup(s.Close)
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr}
+	url := startSimWith(t, sim.Config{Seed: 1, Slots: 16, KVTokens: 4096})
+	client := simClient(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel) // ends the streams before the sim closes
 	for range 2 {
-		startPromptStream(t, ctx, client, ts.URL, 1970, 50)
+		startPromptStream(t, ctx, client, url, 1970, 50)
 	}
-	b, err := endpoint.New(endpoint.Spec{URL: ts.URL}, endpoint.HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newBackend(t, url)
 	now := time.Now()
 	scrapeSim(t, client, b, now, scrape.Names{})
 	l, _ := b.Load()
@@ -93,17 +65,9 @@ func TestSimFullKVIsNoRoom(t *testing.T) {
 // where the old code gave none (vLLM reports no bound). Idle, it has none:
 // no running sequence to take a footprint from.
 func TestSimKVRoomWithoutBound(t *testing.T) {
-	s := sim.New(sim.Config{Seed: 1, Slots: 16})
-	ts := httptest.NewServer(s)
-	t.Cleanup(ts.Close)
-	t.Cleanup(s.Close)
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr}
-	b, err := endpoint.New(endpoint.Spec{URL: ts.URL}, endpoint.HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	url := startSimWith(t, sim.Config{Seed: 1, Slots: 16})
+	client := simClient(t)
+	b := newBackend(t, url)
 	vllm := scrape.Names{BatchBound: []string{}}
 	now := time.Now()
 	scrapeSim(t, client, b, now, vllm)
@@ -114,7 +78,7 @@ func TestSimKVRoomWithoutBound(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel) // ends the streams before the sim closes
 	for range 2 {
-		startPromptStream(t, ctx, client, ts.URL, 100, 5000)
+		startPromptStream(t, ctx, client, url, 100, 5000)
 	}
 	now = now.Add(time.Second)
 	scrapeSim(t, client, b, now, vllm)
