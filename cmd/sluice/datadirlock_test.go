@@ -30,7 +30,7 @@ func TestSecondServeOnOneDataDirRefused(t *testing.T) {
 	args := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--model", "m",
 		"--backend", "http://127.0.0.1:1", "--data-dir", dataDir}
 
-	first := startServeReady(t, bin, args)
+	first, _ := startServeReady(t, bin, args)
 	// Bounded only so that the old binary, which serves on, fails the
 	// test instead of hanging it.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -48,16 +48,34 @@ func TestSecondServeOnOneDataDirRefused(t *testing.T) {
 
 	first.Process.Signal(syscall.SIGKILL)
 	first.Wait()
-	next := startServeReady(t, bin, args) // no stale lock after kill -9
+	next, stderr := startServeReady(t, bin, args) // no stale lock after kill -9
 	next.Process.Signal(syscall.SIGTERM)
-	if err := next.Wait(); err != nil {
+	if err := serveStopErr(t, next.Wait(), stderr.String()); err != nil {
 		t.Errorf("the next gateway's stop: %v", err)
 	}
 }
 
+// serveStopErr is a `sluice serve` process's end after its SIGTERM (err,
+// from Wait; stderr, what it wrote there), nil when the stop was given up
+// past its bound, which it logs: exit 1 saying "stop not clean" (app.
+// ErrStopNotClean), when the job queue's stop took over 5 s of wall clock,
+// which a loaded machine can pass with nothing wrong. For a test whose
+// subject is not the stop: app's TestRunSaysAStopPastTheQueueBoundWasNotClean
+// asserts that exit on a stop made to hang.
+func serveStopErr(t *testing.T, err error, stderr string) error {
+	t.Helper()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 1 && strings.Contains(stderr, "sluice serve: stop not clean: the job queue did not stop within") {
+		t.Logf("the stop was given up past its bound (a loaded machine?): exit 1:\n%s", stderr)
+		return nil
+	}
+	return err
+}
+
 // startServeReady starts bin with args and returns once it says it is
-// ready; the test's end kills it if it still runs.
-func startServeReady(t *testing.T, bin string, args []string) *exec.Cmd {
+// ready, with what it writes to stderr; the test's end kills it if it
+// still runs.
+func startServeReady(t *testing.T, bin string, args []string) (*exec.Cmd, *lineWatch) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	seen := &lineWatch{want: "sluice ready to serve", seen: make(chan struct{})}
@@ -76,7 +94,7 @@ func startServeReady(t *testing.T, bin string, args []string) *exec.Cmd {
 	case <-time.After(time.Minute):
 		t.Fatalf("%v never said it was ready", args)
 	}
-	return cmd
+	return cmd, seen
 }
 
 // lineWatch is a process's output that closes seen once want was written.
@@ -86,11 +104,20 @@ type lineWatch struct {
 	mu   sync.Mutex
 	buf  []byte // since the last newline
 	done bool
+	all  bytes.Buffer // everything written
+}
+
+// String is everything written.
+func (w *lineWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.all.String()
 }
 
 func (w *lineWatch) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.all.Write(p)
 	if w.done {
 		return len(p), nil
 	}

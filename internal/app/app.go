@@ -58,6 +58,10 @@ type App struct {
 	// (shutdown sets it; zero before). queueCloseBound gives the queue's
 	// stop what is left of it.
 	stopDue time.Time
+	// queueStopBase is queueCloseBound's base: queueStopBound (New), zero
+	// read as that; a test asserting a clean stop on a loaded machine
+	// gives it room (roomToStop).
+	queueStopBase time.Duration
 	// queueStart is the queue section the job queue was opened with (or
 	// is being connected with): what a reload cannot change under it.
 	queueStart config.Queue
@@ -180,7 +184,8 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 		return nil, errWithPath(path, err)
 	}
 	built.Commit()
-	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, timer: realTimer, tls: term}
+	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, timer: realTimer, tls: term,
+		queueStopBase: queueStopBound}
 	a.cut.ch = make(chan struct{})
 	a.revokeTicker, a.revokeWake = realTicker, make(chan struct{}, 1)
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())

@@ -46,7 +46,7 @@ func TestQueueDiskRefusingWritesAtStart(t *testing.T) {
 	url, _, cancel, done := startAppAdmin(t, path)
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := stopErr(t, <-done); err != nil {
 			t.Error(err)
 		}
 	})

@@ -122,15 +122,19 @@ func (a *App) queueCloseBound() time.Duration {
 	a.jobsMu.Lock()
 	due := a.stopDue
 	a.jobsMu.Unlock()
+	base := a.queueStopBase
+	if base == 0 {
+		base = queueStopBound
+	}
 	if due.IsZero() {
-		return queueStopBound
+		return base
 	}
 	if at := a.cut.at.Load(); at != 0 {
 		if cutDue := time.Unix(0, at).Add(cutBound); cutDue.Before(due) {
 			due = cutDue
 		}
 	}
-	return queueStopBound + max(0, due.Sub(a.deps.Now()))
+	return base + max(0, due.Sub(a.deps.Now()))
 }
 
 // drainServer shuts srv down: no new connections, idle ones closed, in-flight

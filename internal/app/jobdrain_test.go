@@ -119,7 +119,7 @@ func jobsAfterRestart(t *testing.T, be, dataDir string, locs ...string) []map[st
 	url, _, cancel, done := runApp(t, newApp(t, jobDrainConfig(t, be, "1s", dataDir, true)))
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := stopErr(t, <-done); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -143,7 +143,7 @@ func jobsAfterRestart(t *testing.T, be, dataDir string, locs ...string) []map[st
 func TestShutdownTakesNoNewJobs(t *testing.T) {
 	be := newJobBackend(t)
 	dataDir := t.TempDir()
-	a := newApp(t, jobDrainConfig(t, be.URL, "1h", dataDir, false))
+	a := roomToStop(newApp(t, jobDrainConfig(t, be.URL, "1h", dataDir, false))) // jobsAfterRestart reads what its stop left
 	url, _, cancel, done := runApp(t, a)
 	stopRun := sync.OnceValue(func() error { cancel(); return <-done })
 	defer func() { be.releaseHold(); stopRun() }()
@@ -201,7 +201,7 @@ func TestShutdownTakesNoNewJobs(t *testing.T) {
 func TestCutRequeuesTheRunningJobs(t *testing.T) {
 	be := newJobBackend(t)
 	dataDir := t.TempDir()
-	a := newApp(t, jobDrainConfig(t, be.URL, "1h", dataDir, false))
+	a := roomToStop(newApp(t, jobDrainConfig(t, be.URL, "1h", dataDir, false))) // jobsAfterRestart reads what its stop left
 	url, _, cancel, done := runApp(t, a)
 	stopRun := sync.OnceValue(func() error { cancel(); return <-done })
 	defer stopRun()

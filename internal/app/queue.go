@@ -297,6 +297,39 @@ func (a *App) connectQueue(ctx context.Context) {
 	}
 }
 
+// shortenOnCut ends ctx (errQueueStopBound) at the bound a second signal
+// that comes during the queue's stop, begun at start, leaves it
+// (queueCloseBound: 5 s and what is left of the cut's 2 s), when that is
+// sooner. The bound is taken when the stop begins, so a Cut after it
+// shortened nothing: an idle gateway on a NATS that answers nothing (a
+// wedged embedded server, kvwedge) waited shutdown_grace + 7 s (1 h with
+// a batch deployment's grace) however often it was signalled, where a
+// fixed 5 s bounded it before. stop releases the watch.
+func (a *App) shortenOnCut(ctx context.Context, start time.Time) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-a.cut.ch:
+		case <-ctx.Done():
+			return
+		}
+		left := a.queueCloseBound()
+		if total := a.deps.Now().Sub(start) + left; total < time.Duration(a.queueBound.Load()) {
+			a.queueBound.Store(int64(total))
+		}
+		fire, stopTimer := a.timer(left)
+		defer stopTimer()
+		select {
+		case <-fire:
+			cancel(errQueueStopBound)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil); <-watched }
+}
+
 // closeQueue closes the job queue, if there is one, within
 // queueCloseBound, and keeps a late connectQueue from installing one.
 func (a *App) closeQueue() {
@@ -311,10 +344,12 @@ func (a *App) closeQueue() {
 	a.queueBound.Store(int64(bound))
 	ctx, cancel := context.WithTimeoutCause(context.Background(), bound, errQueueStopBound)
 	defer cancel()
+	ctx, stopWatch := a.shortenOnCut(ctx, a.deps.Now())
+	defer stopWatch()
 	if err := q.closeWithin(ctx); errors.Is(err, errQueueStopBound) { // not when given up already
 		a.queueGivenUp.Store(true)
 		a.log.Error("job queue did not stop within its bound: NATS answers nothing (a wedged embedded server: see docs/DEPLOY.md \"When the store comes back damaged\"); exiting without it, as after a crash: jobs it held run again, webhooks pending are resent",
-			"bound", bound.Round(time.Millisecond).String())
+			"bound", time.Duration(a.queueBound.Load()).Round(time.Millisecond).String())
 	}
 }
 

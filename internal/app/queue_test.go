@@ -28,7 +28,19 @@ func startQueueApp(t *testing.T, backend string) string {
 	return startQueueAppWith(t, backend, "data_dir: "+t.TempDir())
 }
 
+// startQueueAppWith runs a gateway with the job queue as queueLine says
+// until the test ends; an error from Run fails the test, but for a stop
+// given up past its bound (stopErr).
 func startQueueAppWith(t *testing.T, backend, queueLine string) string {
+	t.Helper()
+	return startQueueAppStopping(t, backend, queueLine, 0)
+}
+
+// startQueueAppStopping is startQueueAppWith for a test asserting a clean
+// stop: with cleanWithin set, the job queue's stop gets that bound
+// (App.queueStopBase; room a loaded machine does not pass) and a stop given
+// up past it fails the test too.
+func startQueueAppStopping(t *testing.T, backend, queueLine string, cleanWithin time.Duration) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf(`listen: 127.0.0.1:0
@@ -45,10 +57,18 @@ models:
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	url, stop, done := startApp(t, path)
+	a := newApp(t, path)
+	if cleanWithin > 0 {
+		a.queueStopBase = cleanWithin
+	}
+	url, _, stop, done := runApp(t, a)
 	t.Cleanup(func() {
 		stop()
-		if err := <-done; err != nil {
+		err := <-done
+		if cleanWithin == 0 {
+			err = stopErr(t, err)
+		}
+		if err != nil {
 			t.Errorf("run: %v", err)
 		}
 	})

@@ -3,6 +3,8 @@ package app
 import (
 	"io"
 	"log/slog"
+	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,5 +63,63 @@ func TestQueueStopGetsWhatTheDrainLeft(t *testing.T) {
 				t.Fatalf("the queue's stop had %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// A second signal that comes while the queue's stop runs shortens it too.
+// The bound was taken when the stop began, so a gateway with nothing in
+// flight on a NATS that answers nothing (kvwedge; here a worker slot
+// that never returns, which the stop waits for) was given shutdown_grace
+// + 7 s and a second SIGTERM changed nothing: 1 h here (the old code
+// runs into the 1-min hang guard), where the fixed 5 s before selfprot
+// bounded it. Now the stop ends within the cut's 2 s + 5 s of the Cut,
+// given up (ErrStopNotClean), the bound it names being that.
+func TestSecondSignalShortensARunningQueueStop(t *testing.T) {
+	be := newJobBackend(t)
+	a := newApp(t, jobDrainConfig(t, be.URL, "1h", t.TempDir(), false))
+	url, _, cancel, done := runApp(t, a)
+	// An answer: Run serves, so it has started the queue's workers
+	// (before its Serve), which the stop stops.
+	do(t, http.MethodGet, url+"/v1/models", "", nil)
+	a.jobsMu.Lock()
+	q := a.jobs
+	// A shutdown's drain that ended at once, its grace all left.
+	a.stopDue = a.deps.Now().Add(time.Hour + cutBound)
+	a.jobsMu.Unlock()
+	if q == nil {
+		t.Fatal("no job queue")
+	}
+	q.workerWG.Add(1) // a slot blocked for good: the queue's stop waits
+	release := sync.OnceFunc(q.workerWG.Done)
+	t.Cleanup(release)
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); a.closeQueue() }()
+	// The stop has begun once it has its bound; then the second signal.
+	for guard := time.Now().Add(time.Minute); a.queueBound.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(guard) {
+			t.Fatal("the queue's stop did not begin") // a hang guard
+		}
+	}
+	if got := time.Duration(a.queueBound.Load()); got < time.Hour {
+		t.Fatalf("the stop began with %s, want the grace left (1h and more)", got)
+	}
+	a.Cut()
+	select {
+	case <-stopped:
+	case <-time.After(time.Minute):
+		t.Fatal("the queue's stop still running 1 min after a second signal") // a hang guard, not a bound under test
+	}
+	if !a.queueGivenUp.Load() {
+		t.Fatal("the stop ended without being given up, though the slot never returned")
+	}
+	if got := time.Duration(a.queueBound.Load()); got > cutBound+queueStopBound+time.Minute {
+		t.Fatalf("the stop names a bound of %s, want the one the cut left (about %s)", got, cutBound+queueStopBound)
+	}
+	release()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Run still stopping after 1 min")
 	}
 }

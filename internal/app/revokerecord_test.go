@@ -64,7 +64,7 @@ func TestRestartedGatewayRefusesARevokedTenantsJobs(t *testing.T) {
 	noWorkers := "workers: 0\n  worker_disabled: true"
 
 	revokeRecordConfig(t, path, dataDir, be.URL, both, noWorkers)
-	a := newApp(t, path)
+	a := roomToStop(newApp(t, path)) // the restart opens its store
 	url, _, stop, done := runApp(t, a)
 	goneLoc, keptLoc := submitAsync(t, url, "sk-gone"), submitAsync(t, url, "sk-kept")
 	revokeRecordConfig(t, path, dataDir, be.URL, kept, noWorkers)
@@ -149,7 +149,8 @@ func restartAfterIssuerRemoved(t *testing.T, givenBack bool) {
 	}
 
 	write(withJWT, noWorkers)
-	a := newApp(t, path)
+	// The restart opens its store.
+	a := roomToStop(newApp(t, path))
 	a.revokeTicker = func(time.Duration) (<-chan time.Time, func()) { return nil, func() {} } // no sweep
 	url, _, stop, done := runApp(t, a)
 	tokenLoc, keptLoc := submitAsync(t, url, token), submitAsync(t, url, "sk-kept")

@@ -160,7 +160,7 @@ models:
 	url, stop, done := startApp(t, path)
 	defer func() {
 		stop()
-		if err := <-done; err != nil {
+		if err := stopErr(t, <-done); err != nil {
 			t.Error(err)
 		}
 	}()

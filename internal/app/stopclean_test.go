@@ -54,20 +54,24 @@ func TestRunSaysAStopPastTheQueueBoundWasNotClean(t *testing.T) {
 // TestStopWithTheExternalNATSDownIsClean: an external NATS stopped before
 // the gateway (restarted, or stopped first as a whole deployment goes
 // down), nothing running, then SIGTERM once the gateway has seen NATS go:
-// the stop is clean, Run returns nil (exit 0; startQueueAppWith's cleanup
-// checks it). A guard (it passes on the code before branch review11): a
-// stop racing nats.go's noticing the drop waited out request_timeout on
-// the webhook heartbeat's delete, past queueStopBound, and exited 1
-// (jobs' TestCloseEndsWhenNATSDropsDuringIt).
+// the stop is clean, Run returns nil (exit 0; startQueueAppStopping's
+// cleanup checks it). A guard (it passes on the code before branch
+// review11): a stop racing nats.go's noticing the drop waited out
+// request_timeout on the webhook heartbeat's delete, past queueStopBound,
+// and exited 1 (jobs' TestCloseEndsWhenNATSDropsDuringIt). The queue's
+// stop gets 20 s here, not 5 (room for a loaded machine), and what the
+// drain left of shutdown_grace + 2 s (queueCloseBound: about 32 s at the
+// default grace, nothing running): about 52 s, still short of the 2 min
+// request_timeout such a wait takes.
 func TestStopWithTheExternalNATSDownIsClean(t *testing.T) {
 	nats, err := jobs.StartEmbedded(jobs.EmbeddedOptions{Dir: t.TempDir(), Port: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	be, _ := countingBackend(t)
-	// request_timeout past queueStopBound: a call left waiting on the
+	// request_timeout past the stop's bound: a call left waiting on the
 	// dead connection would be past the bound for sure.
-	url := startQueueAppWith(t, be.URL, "url: "+nats.ClientURL()+"\n  request_timeout: 30s")
+	url := startQueueAppStopping(t, be.URL, "url: "+nats.ClientURL()+"\n  request_timeout: 2m", 20*time.Second)
 	code, h, b := do(t, http.MethodPost, url+"/v1/embeddings", "application/json",
 		strings.NewReader(`{"model":"m","input":"x"}`), "Prefer", "respond-async")
 	if code != http.StatusAccepted {

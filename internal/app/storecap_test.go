@@ -27,7 +27,7 @@ func TestQueueStoreBoundThroughTheGateway(t *testing.T) {
 	url, admin, cancel, done := startAppAdmin(t, path)
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		if err := stopErr(t, <-done); err != nil {
 			t.Error(err)
 		}
 	})

@@ -54,7 +54,7 @@ func TestWorkerJobsThroughAGatewayShuttingDown(t *testing.T) {
 	t.Cleanup(func() { nsrv.Shutdown(); nsrv.WaitForShutdown() })
 	be := newJobBackend(t)
 	cfg := workerEdgeConfig(t, be.URL, nsrv.ClientURL())
-	a := newApp(t, cfg)
+	a := roomToStop(newApp(t, cfg)) // what its stop did to job-a is read
 	_, admin, cancel, done := runApp(t, a)
 	stopped := false
 	defer func() {

@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -57,7 +58,7 @@ func TestStaticKeyAlsoInTheSetIsOneMaterial(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			want := containsString(tc.trusted, name)
+			want := slices.Contains(tc.trusted, name)
 			if got := next.Trusts(id.Issuer, id.Trust); got != want {
 				t.Errorf("%s: a token of %s trusted %v; want %v", tc.name, name, got, want)
 			}

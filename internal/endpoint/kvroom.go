@@ -26,11 +26,28 @@ import "math"
 //   - A newcomer is taken to be no larger than the running ones now; a
 //     burst of longer prompts beside short ones is overestimated, and the
 //     engine then queues, which the next readings show (no room after a
-//     queue in two of them).
+//     queue in two of them). The mirror error, short newcomers beside a
+//     few long prompts, is underestimated: two 6,500-token prompts fill
+//     79% of a cache and the estimate is no more sequences, where dozens
+//     of one-word requests fit. Beside a reported batch bound this
+//     held a newcomer's short requests the engine would have started at
+//     once (branch review17), so there the KV room counts only when the
+//     cache is full (kvFullUsage).
 //   - The simulator reserves a request's prompt plus max_tokens when it
 //     starts it but reports the tokens held, as vLLM does; its KV room
 //     overstates what it admits by the running streams' unwritten tokens.
 const kvReserve = 0.05
+
+// kvFullUsage is the usage from which the KV room lowers a reported batch
+// bound: the point where the estimate above is no more sequences whatever
+// their size (at u >= 1 − kvReserve the free part, less the reserve the
+// running ones grow into, is nothing), so the running sequences' footprint,
+// which says nothing of a newcomer's, no longer decides it. Below it the
+// bound alone is the room: an engine whose cache is full for a longer
+// newcomer queues it, and a queue in two readings is no room already. An
+// engine without a bound (vLLM) has the KV room alone at any usage: without
+// it, it has no ceiling at all.
+const kvFullUsage = 1 - kvReserve
 
 // kvEstimateMinRunning is the fewest sequences running from which the KV
 // room alone (an engine that reports no batch bound, vLLM) is estimated:
@@ -44,7 +61,8 @@ const kvEstimateMinRunning = 2
 // engine ran or queued then) plus the sequences the free cache holds less
 // those waiting. ok is false when the reading cannot say: no usage
 // reported, or fewer sequences running than the estimate needs
-// (kvEstimateMinRunning, or one beside a reported bound).
+// (kvEstimateMinRunning, or one beside a reported bound), and beside a
+// reported bound while the cache is not full (kvFullUsage).
 func (l Load) kvRoom(bounded bool) (room float64, ok bool) {
 	u := min(l.KVCacheUsage, 1)
 	running := math.Round(l.Running)
@@ -52,7 +70,7 @@ func (l Load) kvRoom(bounded bool) (room float64, ok bool) {
 	if bounded {
 		need = 1
 	}
-	if u <= 0 || running < need {
+	if u <= 0 || running < need || bounded && u < kvFullUsage {
 		return 0, false
 	}
 	free := max(math.Floor(min(running*(1-u-kvReserve)/u, maxReportedBound)), 0)

@@ -8,10 +8,12 @@ import (
 // The room an engine reports is never more than its KV cache holds: the
 // sequences the free cache holds (running × (1 − usage − 5%) / usage,
 // less those waiting) beside this gateway's own. An engine with a full
-// cache has no room whatever its batch bound says, and an engine that
-// reports no bound (vLLM) gets its KV room alone once enough sequences run
-// to estimate their footprint. The old code read the bound only: 14 free
-// of 16 at 90% KV, and nothing without a bound.
+// cache (95% or more) has no room whatever its batch bound says; below
+// that the bound alone is its room (a cache not full says nothing of a
+// newcomer's size: TestReportedRoomKVShortNewcomersBesideBound). An engine
+// that reports no bound (vLLM) gets its KV room alone once enough
+// sequences run to estimate their footprint. The code before kvhead read
+// the bound only: 14 free of 16 at 96% KV, and nothing without a bound.
 func TestReportedRoomKV(t *testing.T) {
 	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
 	if err != nil {
@@ -25,11 +27,17 @@ func TestReportedRoomKV(t *testing.T) {
 		ok   bool
 	}{
 		// 5 running, 3 of them this gateway's, bound 16: bound room 14.
-		{"bound, cache nearly full", Load{Running: 5, BatchBound: 16, KVCacheUsage: 0.9, InflightAtScrape: 3}, 3, true},
-		// 5 × 0.45 / 0.5 = 4.5: four more sequences fit, beside our 3.
-		{"bound, cache half full", Load{Running: 5, BatchBound: 16, KVCacheUsage: 0.5, InflightAtScrape: 3}, 7, true},
+		// A full cache leaves our 3.
+		{"bound, cache full", Load{Running: 5, BatchBound: 16, KVCacheUsage: 0.96, InflightAtScrape: 3}, 3, true},
+		{"bound, cache at the reserve", Load{Running: 5, BatchBound: 16, KVCacheUsage: 0.95, InflightAtScrape: 3}, 3, true},
+		{"bound, cache full and a request waiting", Load{Running: 5, Waiting: 1, BatchBound: 16, KVCacheUsage: 0.99, InflightAtScrape: 3}, 2, true},
+		// Below full, the bound: 5 × 0.45 / 0.5 = 4.5 sequences like the
+		// running ones is no measure of a newcomer's.
+		{"bound, cache nearly full", Load{Running: 5, BatchBound: 16, KVCacheUsage: 0.9, InflightAtScrape: 3}, 14, true},
+		{"bound, cache half full", Load{Running: 5, BatchBound: 16, KVCacheUsage: 0.5, InflightAtScrape: 3}, 14, true},
 		{"bound, cache nearly empty", Load{Running: 5, BatchBound: 16, KVCacheUsage: 0.1, InflightAtScrape: 3}, 14, true},
-		{"bound, one running fills half", Load{Running: 1, BatchBound: 16, KVCacheUsage: 0.5}, 0, true},
+		{"bound, one running fills half", Load{Running: 1, BatchBound: 16, KVCacheUsage: 0.5}, 15, true},
+		{"bound, one running fills it", Load{Running: 1, BatchBound: 16, KVCacheUsage: 1}, 0, true},
 		{"bound, no usage reported", Load{Running: 5, BatchBound: 16, InflightAtScrape: 3}, 14, true},
 		// vLLM: no bound. 4 × 0.75 / 0.2 = 15.
 		{"no bound, four running", Load{Running: 4, KVCacheUsage: 0.2}, 15, true},
@@ -58,6 +66,26 @@ func TestReportedRoomKV(t *testing.T) {
 		if _, ok := b.ReportedRoom(at.Add(3 * time.Second)); ok {
 			t.Errorf("%s: a stale reading gives room", c.name)
 		}
+	}
+}
+
+// Short newcomers beside a few long prompts (branch review17's harm): an
+// engine of 16 slots runs two 6,500-token prompts of another tenant and one
+// short request of this gateway's, its cache 79% used. Sequences like the
+// running ones would not fit (3 × 0.16 / 0.79 = 0.6), but a newcomer's
+// one-word request is no such sequence, and the engine starts it at once
+// beside 13 free slots. The room is the bound's, 14; kvhead's KV room made
+// it this gateway's one in the engine, and a newcomer's short requests
+// were held (503 at 3.46 s in review17's run, base all served at once).
+func TestReportedRoomKVShortNewcomersBesideBound(t *testing.T) {
+	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1000, 0)
+	b.SetLoad(Load{Running: 3, BatchBound: 16, KVCacheUsage: 0.79, InflightAtScrape: 1, At: at, Expires: at.Add(3 * time.Second)})
+	if room, ok := b.ReportedRoom(at); !ok || room != 14 {
+		t.Fatalf("room %d, ok %v; want 14: the bound less the others' two, not the KV estimate for sequences like theirs", room, ok)
 	}
 }
 

@@ -73,9 +73,10 @@ const maxReportedBound = 1 << 20
 // ReportedRoom is how many of this gateway's requests the backend's engine
 // says it can run at once now: its reported batch bound less what other
 // clients run or queue there (Running + Waiting beyond InflightAtScrape,
-// this gateway's share when it answered), and never more than its KV
-// cache holds (kvRoom: an engine whose cache fills below its bound
-// preempts or queues, so free slots are no room then). An engine that
+// this gateway's share when it answered), and none beyond its own
+// requests there when its KV cache is full (kvRoom at kvFullUsage: an
+// engine whose cache fills below its bound preempts or queues, so free
+// slots are no room then; below full, the bound alone). An engine that
 // reports no bound (vLLM) gets its KV room alone, where the reading can
 // estimate it (enough sequences running, kvEstimateMinRunning). ok is
 // false, and room means nothing, without a fresh reading (Fresh: a scrape

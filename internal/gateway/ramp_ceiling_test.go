@@ -1,20 +1,11 @@
 package gateway
 
 import (
-	"bufio"
-	"context"
-	"net/http"
-	"net/http/httptest"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
-	"github.com/sluice-gw/sluice/internal/config"
 	loadscrape "github.com/sluice-gw/sluice/internal/scrape"
-	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // The cold case on adaptive limits (no max_concurrency): tenant A on two
@@ -35,92 +26,37 @@ import (
 // landing while one of B's requests waited for the simulator's next step
 // took the whole ceiling away (flakes9).
 func TestColdNewcomerGrowsIntoReportedSlots(t *testing.T) {
-	s := sim.New(sim.Config{Model: "m1", Seed: 1, Slots: 16, DecodeStepBase: 10 * time.Millisecond})
-	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
-	t.Cleanup(be.Close)
-	cfg := testConfig(be.URL)
-	cfg.Retry.HedgeFactor = 0
-	cfg.Auth.Keys = []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}
 	clk := &frozenClock{now: time.Date(2026, 12, 7, 2, 0, 0, 0, time.UTC)}
-	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Now = clk.Now })
-
-	// Every stream ends (cancel, then this wait) before the test does, on
-	// a failure too: none logs after it.
-	var streams sync.WaitGroup
-	defer streams.Wait()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	rig := startRampRig(t, nil, func(d *Deps) { d.Now = clk.Now })
+	streams := rig.streams(t)
 	// The app's scraper (App.syncScraper), here owned by the test and
 	// driven by hand (no Run). Its timeout is a hang guard; its readings
 	// never go stale on the frozen clock.
 	sc := loadscrape.NewScraper(loadscrape.Config{Interval: time.Second, Timeout: time.Minute,
 		CapConcurrency: true, Now: clk.Now}, nil, nil)
-	if err := sc.ScrapeOnce(ctx, gw.Runtime().Backends()); err != nil {
+	if err := sc.ScrapeOnce(t.Context(), rig.gw.Runtime().Backends()); err != nil {
 		t.Fatal(err)
 	}
 
-	hold := make(chan struct{})
-	var started, refused atomic.Int64
-	// send starts a long stream for key; first closes once its first token
-	// came (or it was refused); the stream then holds its slot until hold
-	// closes.
-	send := func(key string) (first chan struct{}) {
-		first = make(chan struct{})
-		signal := sync.OnceFunc(func() { close(first) })
-		streams.Go(func() {
-			defer signal()
-			body := `{"model":"m1","stream":true,"max_tokens":2000,"messages":[{"role":"user","content":"hello"}]}`
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(body))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			req.Header.Set("Authorization", "Bearer "+key)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				if ctx.Err() == nil {
-					refused.Add(1)
-				}
-				return
-			}
-			defer resp.Body.Close()
-			line, _ := bufio.NewReader(resp.Body).ReadString('\n')
-			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(line, "data: ") {
-				if ctx.Err() == nil {
-					t.Logf("%s: %d %s", key, resp.StatusCode, line)
-					refused.Add(1)
-				}
-				return
-			}
-			started.Add(1)
-			signal()
-			select {
-			case <-hold:
-			case <-ctx.Done():
-			}
-		})
-		return first
-	}
 	for _, key := range []string{"sk-a", "sk-a", "sk-b"} {
-		<-send(key)
+		<-streams.open(key)
 	}
-	if started.Load() != 3 {
-		t.Fatalf("the first three streams: %d started, %d refused", started.Load(), refused.Load())
+	if started := streams.started.Load(); started != 3 {
+		t.Fatalf("the first three streams: %d started, %d refused", started, streams.refused.Load())
 	}
 	// Their first tokens came, so the engine runs all three and nothing
 	// waits for its next step: the reading this scrape takes is 16 slots,
 	// 3 running, all this gateway's.
-	if st := s.Stats(); st.Running != 3 || st.Waiting != 0 {
+	if st := rig.sim.Stats(); st.Running != 3 || st.Waiting != 0 {
 		t.Fatalf("sim runs %d, %d waiting before the scrape; want 3 and 0", st.Running, st.Waiting)
 	}
-	if err := sc.ScrapeOnce(ctx, gw.Runtime().Backends()); err != nil {
+	if err := sc.ScrapeOnce(t.Context(), rig.gw.Runtime().Backends()); err != nil {
 		t.Fatal(err)
 	}
-	q := gw.Runtime().Queues()["m1"]
-	firsts := make([]chan struct{}, 5)
+	q := rig.gw.Runtime().Queues()["m1"]
+	firsts := make([]<-chan struct{}, 5)
 	for i := range firsts {
-		firsts[i] = send("sk-b")
+		firsts[i] = streams.open("sk-b")
 	}
 	// Each of the five is granted or held by the queue (or refused): what
 	// the ramp decided, read before anything else can change it. On the
@@ -130,26 +66,24 @@ func TestColdNewcomerGrowsIntoReportedSlots(t *testing.T) {
 	var st admission.Stats
 	for {
 		st = q.Stats()
-		if int64(st.InUse+st.Queued)+refused.Load() >= 8 {
+		if int64(st.InUse+st.Queued)+streams.refused.Load() >= 8 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("B's five never reached the queue: in use %d, queued %d, refused %d", st.InUse, st.Queued, refused.Load())
+			t.Fatalf("B's five never reached the queue: in use %d, queued %d, refused %d", st.InUse, st.Queued, streams.refused.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if st.Queued != 0 || refused.Load() != 0 {
+	if st.Queued != 0 || streams.refused.Load() != 0 {
 		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want all 8 granted: the engine reports 16 slots, A's margin is 2",
-			st.InUse, st.Queued, refused.Load(), st.RampHeldTotal, st.RampCeiling)
+			st.InUse, st.Queued, streams.refused.Load(), st.RampHeldTotal, st.RampCeiling)
 	}
 	for _, f := range firsts {
 		<-f
 	}
-	close(hold)
-	cancel()
-	streams.Wait()
-	if started.Load() != 8 || refused.Load() != 0 {
-		t.Fatalf("streams started %d, refused %d; want all 8", started.Load(), refused.Load())
+	streams.end()
+	if started, refused := streams.started.Load(), streams.refused.Load(); started != 8 || refused != 0 {
+		t.Fatalf("streams started %d, refused %d; want all 8", started, refused)
 	}
 	if st.RampCeiling != 16 {
 		t.Fatalf("ramp ceiling %d; want 16 (the sim's slots, nothing run by others)", st.RampCeiling)

@@ -23,69 +23,37 @@ import (
 // default 2s objective they were refused at their deadline (503). With
 // the static slots as the ramp's base they start at once.
 func TestNewTenantGetsFreeStaticSlots(t *testing.T) {
-	srv, _ := startTwoTenantRampGateway(t, func(cfg *config.Config) {
+	rig := startRampRig(t, func(cfg *config.Config) {
 		cfg.Models[0].Backends[0].MaxConcurrency = 8
-	})
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	hold := make(chan struct{})
-	var started, refused atomic.Int64
-	var streams sync.WaitGroup
-	// open starts a long stream for key and returns once its first token
-	// came (or it was refused); the stream then holds its slot until hold
-	// closes.
-	open := func(key string) {
-		first := make(chan struct{})
-		signal := sync.OnceFunc(func() { close(first) })
-		streams.Go(func() {
-			defer signal()
-			body := `{"model":"m1","stream":true,"max_tokens":2000,"messages":[{"role":"user","content":"hello"}]}`
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(body))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			req.Header.Set("Authorization", "Bearer "+key)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				refused.Add(1)
-				return
-			}
-			defer resp.Body.Close()
-			line, _ := bufio.NewReader(resp.Body).ReadString('\n')
-			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(line, "data: ") {
-				refused.Add(1)
-				return
-			}
-			started.Add(1)
-			signal()
-			select {
-			case <-hold:
-			case <-ctx.Done():
-			}
-		})
+	}, nil)
+	streams := rig.streams(t)
+	<-streams.open("sk-a")
+	<-streams.open("sk-b")
+	burst := make([]<-chan struct{}, 5)
+	for i := range burst {
+		burst[i] = streams.open("sk-b")
+	}
+	for _, first := range burst {
 		<-first
 	}
-	open("sk-a")
-	open("sk-b")
-	var burst sync.WaitGroup
-	for range 5 {
-		burst.Go(func() { open("sk-b") })
-	}
-	burst.Wait()
-	close(hold)
-	cancel()
-	streams.Wait()
-	if started.Load() != 7 || refused.Load() != 0 {
-		t.Fatalf("streams started %d, refused %d; want all 7 started (A 1, B 6 of 8 static slots)", started.Load(), refused.Load())
+	streams.end()
+	if started, refused := streams.started.Load(), streams.refused.Load(); started != 7 || refused != 0 {
+		t.Fatalf("streams started %d, refused %d; want all 7 started (A 1, B 6 of 8 static slots)", started, refused)
 	}
 }
 
-// startTwoTenantRampGateway starts a gateway in front of a simulated
-// engine of 16 slots (10 ms decode steps) for tenants a (sk-a) and b
-// (sk-b), without hedging; edit changes the config before the start.
-func startTwoTenantRampGateway(t *testing.T, edit func(*config.Config)) (*httptest.Server, *Gateway) {
+// rampRig is a gateway in front of a simulated engine of 16 slots (10 ms
+// decode steps) for tenants a (sk-a) and b (sk-b), without hedging: the
+// pool the tenant ramp's tests grow a newcomer on.
+type rampRig struct {
+	sim *sim.Server
+	srv *httptest.Server // the gateway
+	gw  *Gateway
+}
+
+// startRampRig starts a rampRig; editCfg changes the config and editDeps
+// the gateway's Deps before the start, each when not nil.
+func startRampRig(t *testing.T, editCfg func(*config.Config), editDeps func(*Deps)) rampRig {
 	t.Helper()
 	s := sim.New(sim.Config{Model: "m1", Seed: 1, Slots: 16, DecodeStepBase: 10 * time.Millisecond})
 	t.Cleanup(s.Close)
@@ -94,8 +62,81 @@ func startTwoTenantRampGateway(t *testing.T, edit func(*config.Config)) (*httpte
 	cfg := testConfig(be.URL)
 	cfg.Retry.HedgeFactor = 0
 	cfg.Auth.Keys = []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}
-	if edit != nil {
-		edit(cfg)
+	if editCfg != nil {
+		editCfg(cfg)
 	}
-	return startGateway(t, cfg)
+	srv, gw := startGatewayWith(t, cfg, editDeps)
+	return rampRig{sim: s, srv: srv, gw: gw}
+}
+
+// rampStreams are long streams (2,000 tokens) a test opens on a rampRig:
+// each, once its first token came, holds its slot until end. The counts
+// say how many started (a 200 and a first event) and how many were
+// refused while the test still ran.
+type rampStreams struct {
+	t                *testing.T
+	url              string
+	ctx              context.Context
+	cancel           context.CancelFunc
+	hold             chan struct{}
+	release          func()
+	wg               sync.WaitGroup
+	started, refused atomic.Int64
+}
+
+// streams is a set of streams on the rig, every one of them ended
+// before the test is (a failure too): none logs after it.
+func (r rampRig) streams(t *testing.T) *rampStreams {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &rampStreams{t: t, url: r.srv.URL, ctx: ctx, cancel: cancel, hold: make(chan struct{})}
+	s.release = sync.OnceFunc(func() { close(s.hold) })
+	t.Cleanup(s.end)
+	return s
+}
+
+// open starts a long stream for key; the channel returned closes once
+// its first token came (or it was refused).
+func (s *rampStreams) open(key string) <-chan struct{} {
+	first := make(chan struct{})
+	signal := sync.OnceFunc(func() { close(first) })
+	s.wg.Go(func() {
+		defer signal()
+		body := `{"model":"m1","stream":true,"max_tokens":2000,"messages":[{"role":"user","content":"hello"}]}`
+		req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, s.url+"/v1/chat/completions", strings.NewReader(body))
+		if err != nil {
+			s.t.Error(err)
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.refused.Add(1)
+			}
+			return
+		}
+		defer resp.Body.Close()
+		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(line, "data: ") {
+			if s.ctx.Err() == nil {
+				s.t.Logf("%s: %d %s", key, resp.StatusCode, line)
+				s.refused.Add(1)
+			}
+			return
+		}
+		s.started.Add(1)
+		signal()
+		select {
+		case <-s.hold:
+		case <-s.ctx.Done():
+		}
+	})
+	return first
+}
+
+// end lets every stream go and waits until all have ended.
+func (s *rampStreams) end() {
+	s.release()
+	s.cancel()
+	s.wg.Wait()
 }

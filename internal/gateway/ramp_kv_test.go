@@ -29,6 +29,9 @@ type coldRamp struct {
 	names     loadscrape.Names
 	words     int // prompt length in words (the simulator's tokens)
 	maxTokens int
+	// newcomerWords, when above 0, is the prompt length of B's requests
+	// (its one and its five); A's two have words.
+	newcomerWords int
 }
 
 func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
@@ -57,9 +60,16 @@ func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
 		t.Fatal(err)
 	}
 	var started, refusedN atomic.Int64
-	body := `{"model":"m1","stream":true,"max_tokens":` + strconv.Itoa(c.maxTokens) +
-		`,"messages":[{"role":"user","content":"` + strings.Repeat("word ", c.words) + `"}]}`
+	bodyOf := func(words int) string {
+		return `{"model":"m1","stream":true,"max_tokens":` + strconv.Itoa(c.maxTokens) +
+			`,"messages":[{"role":"user","content":"` + strings.Repeat("word ", words) + `"}]}`
+	}
+	bodies := map[string]string{"sk-a": bodyOf(c.words), "sk-b": bodyOf(c.words)}
+	if c.newcomerWords > 0 {
+		bodies["sk-b"] = bodyOf(c.newcomerWords)
+	}
 	send := func(key string) (first chan struct{}) {
+		body := bodies[key]
 		first = make(chan struct{})
 		signal := sync.OnceFunc(func() { close(first) })
 		streams.Go(func() {
@@ -140,20 +150,44 @@ func TestColdNewcomerGrowsIntoKVRoomWithoutBound(t *testing.T) {
 	}
 }
 
-// An engine whose KV cache fills before its slots: 16 slots, 8,192 KV
-// tokens, three streams of 1,800-token prompts hold two thirds of it, so
-// one more sequence like them fits, not five, and that one is A's margin
-// (two above its peak, kept for it). B's five are held in the gateway's
-// queue (its deadlines, its order) rather than sent to wait inside the
-// engine. The old code took the 13 free slots for room and granted all
-// five.
+// An engine whose KV cache is full before its slots: 16 slots, 8,192 KV
+// tokens, three streams of 2,650-token prompts hold 97% of it, so nothing
+// more fits. B's five are held in the gateway's queue (its deadlines, its
+// order) rather than sent to wait inside the engine; the ceiling is the
+// three in the engine. The code before kvhead took the 13 free slots for
+// room and granted all five. (kvhead's version, 1,800-token prompts with
+// 500 to generate, two thirds used, is granted since branch kvfix: a cache
+// not full says nothing of a newcomer's size, and the simulator reports
+// the tokens held, not the prompts plus max_tokens it reserves.)
 func TestColdNewcomerHeldByFullKV(t *testing.T) {
 	st, refused := coldRamp{
-		sim:   sim.Config{Model: "m1", Seed: 1, Slots: 16, KVTokens: 8192, DecodeStepBase: 10 * time.Millisecond},
-		words: 1800, maxTokens: 500,
+		// A step of 100 ms keeps the three generating (80 tokens, 8 s)
+		// until the queue has decided on the five.
+		sim:   sim.Config{Model: "m1", Seed: 1, Slots: 16, KVTokens: 8192, DecodeStepBase: 100 * time.Millisecond},
+		words: 2650, maxTokens: 80,
 	}.run(t)
-	if st.InUse != 3 || st.Queued+int(refused) != 5 || st.RampCeiling != 4 {
-		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want 3 in use, 5 held, ceiling 4: the KV cache holds one more, A's margin",
+	if st.InUse != 3 || st.Queued+int(refused) != 5 || st.RampCeiling != 3 {
+		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want 3 in use, 5 held, ceiling 3: the KV cache is full",
+			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling)
+	}
+}
+
+// Short newcomers beside a few long prompts on an engine with a batch
+// bound (branch review17's harm): 16 slots, 16,384 KV tokens, A's two
+// 6,500-token prompts and B's one-word one hold 79% of it. Sequences like
+// the running ones would not fit, but B's one-word requests do (about 200
+// tokens each of the 3,000 unreserved), and the engine has 13 free slots:
+// B's five are granted at once, as before kvhead. kvhead's KV room made
+// the ceiling the three in the engine and held them.
+func TestColdShortNewcomerBesideLongPromptsGranted(t *testing.T) {
+	st, refused := coldRamp{
+		// A step of 50 ms keeps the streams generating (200 tokens, 10 s)
+		// until the queue has decided on the five.
+		sim:   sim.Config{Model: "m1", Seed: 1, Slots: 16, KVTokens: 16384, DecodeStepBase: 50 * time.Millisecond},
+		words: 6500, maxTokens: 200, newcomerWords: 1,
+	}.run(t)
+	if st.InUse != 8 || st.Queued != 0 || refused != 0 {
+		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want all 8 granted: 13 slots free and the cache holds B's short requests",
 			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling)
 	}
 }

@@ -27,7 +27,8 @@ import (
 // the engine for KV room, its probe came late, and the base rightly
 // stopped growing.
 func TestNewTenantGrowsIntoAdaptiveSlots(t *testing.T) {
-	srv, gw := startTwoTenantRampGateway(t, nil)
+	rig := startRampRig(t, nil, nil)
+	srv, gw := rig.srv, rig.gw
 
 	// The app kicks the queues every 250 ms while one has work
 	// (App.kickQueues): a probe paused by a late one goes again on a Kick.

@@ -68,10 +68,16 @@ type bodyWriter struct {
 
 // Write writes p whole. A write deadline that passes starts the read
 // alongside the first time; afterwards it means that read stopped the
-// write, or that the backend took none of p within the send bound.
+// write, or that the backend took nothing of p within the send bound.
 func (w *bodyWriter) Write(p []byte) (int, error) {
-	if w.along != nil && w.arm() {
-		return 0, errWriteStopped
+	// taken is when the backend last took some of the body, as far as the
+	// write knows: the send bound counts from it (a new piece starts it
+	// afresh, the gateway having waited on its client meanwhile).
+	var taken time.Time
+	if w.along != nil {
+		if taken = time.Now(); w.arm(taken) {
+			return 0, errWriteStopped
+		}
 	}
 	n := 0
 	for {
@@ -82,28 +88,52 @@ func (w *bodyWriter) Write(p []byte) (int, error) {
 		}
 		if w.along == nil {
 			w.readAlong()
+			taken = time.Now()
 			continue
 		}
 		if w.stopped.Load() || w.cn.c.opt.SendIdleTimeout <= 0 {
 			return n, errWriteStopped
 		}
-		// Not resumed even when part of p went: the backend took less
-		// than a piece within the bound (32 KiB: about 550 bytes a second
-		// at the gateway's 60 s), and a backend that stopped reading
-		// leaves a partial piece in every case (the kernel buffers fill).
-		return n, ErrSendStalled
+		// A backend that took some of p since the last deadline is slow,
+		// not stalled: the bound counts from then on (nginx's
+		// proxy_send_timeout, between two writes that took something).
+		// It counted from the piece's start: a backend taking less than
+		// 32 KiB within it (under ~550 bytes a second at the gateway's
+		// 60 s) was cut while it read all along.
+		now := time.Now()
+		if m > 0 {
+			taken = now
+		}
+		if !resumable(w.cn.nc) || now.Sub(taken) >= w.cn.c.opt.SendIdleTimeout {
+			return n, ErrSendStalled
+		}
+		if w.arm(taken) {
+			return n, errWriteStopped
+		}
 	}
 }
 
-// arm sets the send bound's deadline for the next piece of the body, once
-// the read alongside has started (without a bound, only the read sets
-// one). It reports whether the read has stopped the write: the deadline
-// set here may have replaced the read's passed one, and the write must
-// not go on. (The read sets stopped before its deadline: a read that
-// stops the write after the check below sets its deadline after ours.)
-func (w *bodyWriter) arm() bool {
+// sendChecks is how many times within the send bound a write the backend
+// is slow to take looks at whether it took something: a stall is found
+// between the bound and a sendChecks-th more after the last byte taken
+// (the write's count tells that some went in a check's span, not when).
+const sendChecks = 4
+
+// arm sets the send bound's deadline, counted from taken, once the read
+// alongside has started (without a bound, only the read sets one): on a
+// plain socket the next check (sendChecks), on a connection whose write
+// cannot go on past a deadline (TLS) the bound's end. It reports whether
+// the read has stopped the write: the deadline set here may have replaced
+// the read's passed one, and the write must not go on. (The read sets
+// stopped before its deadline: a read that stops the write after the
+// check below sets its deadline after ours.)
+func (w *bodyWriter) arm(taken time.Time) bool {
 	if idle := w.cn.c.opt.SendIdleTimeout; idle > 0 {
-		w.cn.nc.SetWriteDeadline(time.Now().Add(idle))
+		due := taken.Add(idle)
+		if next := time.Now().Add(idle / sendChecks); resumable(w.cn.nc) && next.Before(due) {
+			due = next
+		}
+		w.cn.nc.SetWriteDeadline(due)
 	}
 	return w.stopped.Load()
 }

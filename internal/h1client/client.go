@@ -46,8 +46,11 @@ type Options struct {
 	WriteBufferSize int // request head and in-memory body up to this leave in one write; 0: 32 KiB
 	// SendIdleTimeout bounds a body's write that the backend stops
 	// taking: once the write has run for 50 ms (the read alongside it
-	// started), each piece of at most 32 KiB must be taken within it, or
-	// the exchange fails with ErrSendStalled and its connection is reset
+	// started), the backend must take some of the body within it (a
+	// stall is found up to a quarter of it late; on a connection whose
+	// write cannot go on past a deadline, TLS, each piece of at most
+	// 32 KiB must be taken whole within it), or the exchange fails with
+	// ErrSendStalled and its connection is reset
 	// (a backend that answered a 2xx head early and then reads nothing,
 	// or one that hangs without reading, holds the exchange no longer;
 	// nginx's proxy_send_timeout). 0: no bound but the request's context.
@@ -86,10 +89,15 @@ type Client struct {
 	opt  Options
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
-	bigBufs sync.Pool // grown read buffers (*[]byte of ReadBufferSize bytes)
+	bigBufs   sync.Pool // grown read buffers (*[]byte of ReadBufferSize bytes)
+	smallBufs sync.Pool // connections' small read buffers (*[]byte of smallReadBuffer bytes), lent while they wait on their tiny one
 
-	mu    sync.Mutex
-	idle  map[string][]*conn // per host:port, most recently used last
+	mu sync.Mutex
+	// idle holds per host:port the pooled connections, most recently
+	// used last; a list is held by pointer so taking and returning a
+	// connection (twice per request) look the host up once and never
+	// assign to the map.
+	idle  map[string]*[]*conn
 	nIdle int
 	// reaper closes idle connections once they pass IdleTimeout, so a
 	// pool that goes quiet (a backend that gets no traffic, a gateway
@@ -140,8 +148,9 @@ func New(opt Options) *Client {
 	if opt.AfterFunc == nil {
 		opt.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
-	c := &Client{opt: opt, idle: map[string][]*conn{}, dial: opt.Dial, readAlongAfter: readAlongAfter}
+	c := &Client{opt: opt, idle: map[string]*[]*conn{}, dial: opt.Dial, readAlongAfter: readAlongAfter}
 	c.bigBufs.New = func() any { b := make([]byte, opt.ReadBufferSize); return &b }
+	c.smallBufs.New = func() any { b := make([]byte, smallReadBuffer); return &b }
 	if c.dial == nil {
 		d := &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: opt.KeepAlive}
 		c.dial = d.DialContext
@@ -235,10 +244,10 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 func (c *Client) CloseIdleConnections() {
 	c.mu.Lock()
 	idle := c.idle
-	c.idle, c.nIdle = map[string][]*conn{}, 0
+	c.idle, c.nIdle = map[string]*[]*conn{}, 0
 	c.mu.Unlock()
 	for _, list := range idle {
-		for _, cn := range list {
+		for _, cn := range *list {
 			cn.close()
 		}
 	}
@@ -252,7 +261,10 @@ func (c *Client) CloseIdleConnections() {
 func (c *Client) CloseIdleTo(u *url.URL) {
 	key := hostPort(u)
 	c.mu.Lock()
-	list := c.idle[key]
+	var list []*conn
+	if lp := c.idle[key]; lp != nil {
+		list = *lp
+	}
 	delete(c.idle, key)
 	c.nIdle -= len(list)
 	c.mu.Unlock()
@@ -266,14 +278,15 @@ func (c *Client) CloseIdleTo(u *url.URL) {
 func (c *Client) getIdle(key string) *conn {
 	for {
 		c.mu.Lock()
-		list := c.idle[key]
-		if len(list) == 0 {
+		lp := c.idle[key]
+		if lp == nil || len(*lp) == 0 {
 			c.mu.Unlock()
 			return nil
 		}
+		list := *lp
 		cn := list[len(list)-1]
 		list[len(list)-1] = nil
-		c.idle[key] = list[:len(list)-1]
+		*lp = list[:len(list)-1]
 		c.nIdle--
 		c.mu.Unlock()
 		fresh := c.opt.Now().Sub(cn.idleSince) < c.opt.IdleTimeout
@@ -297,7 +310,12 @@ func (c *Client) put(cn *conn) {
 	cn.idleSince = now
 	var expired *conn
 	c.mu.Lock()
-	list := c.idle[cn.key]
+	lp := c.idle[cn.key]
+	if lp == nil {
+		lp = new([]*conn)
+		c.idle[cn.key] = lp
+	}
+	list := *lp
 	if len(list) > 0 && now.Sub(list[0].idleSince) >= c.opt.IdleTimeout {
 		expired = list[0]
 		copy(list, list[1:])
@@ -307,13 +325,13 @@ func (c *Client) put(cn *conn) {
 	}
 	full := c.closed || len(list) >= c.opt.MaxIdlePerHost || c.nIdle >= c.opt.MaxIdle
 	if !full {
-		c.idle[cn.key] = append(list, cn)
+		*lp = append(list, cn)
 		c.nIdle++
 		if !c.reaping {
 			c.armLocked(c.opt.IdleTimeout)
 		}
 	} else {
-		c.idle[cn.key] = list
+		*lp = list
 	}
 	c.mu.Unlock()
 	if expired != nil {
@@ -345,7 +363,8 @@ func (c *Client) reap() {
 	c.mu.Lock()
 	c.reaping = false
 	var next time.Time
-	for key, list := range c.idle {
+	for key, lp := range c.idle {
+		list := *lp
 		n := 0 // each list is oldest first: put appends
 		for n < len(list) && now.Sub(list[n].idleSince) >= c.opt.IdleTimeout {
 			n++
@@ -361,7 +380,7 @@ func (c *Client) reap() {
 			delete(c.idle, key)
 			continue
 		}
-		c.idle[key] = list
+		*lp = list
 		if due := list[0].idleSince.Add(c.opt.IdleTimeout); next.IsZero() || due.Before(next) {
 			next = due
 		}

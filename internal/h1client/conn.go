@@ -38,7 +38,7 @@ type conn struct {
 }
 
 func newConn(c *Client, nc net.Conn, key string) *conn {
-	cn := &conn{c: c, nc: nc, key: key, br: newReader(nc, c.opt.ReadBufferSize, &c.bigBufs),
+	cn := &conn{c: c, nc: nc, key: key, br: newReader(nc, c.opt.ReadBufferSize, &c.bigBufs, &c.smallBufs),
 		wbuf: make([]byte, 0, 1024)}
 	cn.scratch.ends = cn.ends[:0]
 	cn.bw.cn = cn

@@ -13,6 +13,15 @@ import (
 // stream").
 const smallReadBuffer = 4 << 10
 
+// tinyReadBuffer is what a connection waits on once a body read has
+// returned with at most this much still buffered (shrink): the reads keep
+// pace with the backend, as a held event stream's do, a token's event
+// (~250 bytes) at a time. The 4 KiB small buffer goes back to the
+// client's pool meanwhile (a response's head and a whole small answer
+// are still read with it, in one read), and is taken again when the
+// connection goes idle: 3 KiB less for each held stream.
+const tinyReadBuffer = 1 << 10
+
 // maxEmptyReads: a reader returning 0 bytes and no error this many times
 // in a row is broken (bufio's rule).
 const maxEmptyReads = 100
@@ -27,19 +36,37 @@ const maxEmptyReads = 100
 type reader struct {
 	rd    io.Reader
 	buf   []byte
-	small []byte // the initial buffer, kept for when buf is given back
-	r, w  int    // buf[r:w] is buffered
-	err   error  // the read error to return once the buffer is drained
-	max   int
-	grow  bool       // the last read filled the buffer: the next fill grows it
-	big   *sync.Pool // *[]byte of len max, shared by the client's connections
-	held  *[]byte    // buf's pool entry while it is a big one
-	acct  *conn      // counts a big buffer while held (Stats.ReadBufferBytes); nil: none
+	small []byte // the initial buffer, kept for when buf is given back; nil while lent (tiny)
+	// smalls, when set, pools small buffers (*[]byte of smallReadBuffer
+	// bytes): one is lent back while the connection waits on tiny.
+	smalls *sync.Pool
+	smallp *[]byte // small's pool entry
+	tiny   []byte  // tinyReadBuffer bytes, made at first use
+	r, w   int     // buf[r:w] is buffered
+	err    error   // the read error to return once the buffer is drained
+	max    int
+	grow   bool       // the last read filled the buffer: the next fill grows it
+	big    *sync.Pool // *[]byte of len max, shared by the client's connections
+	held   *[]byte    // buf's pool entry while it is a big one
+	acct   *conn      // counts a big buffer while held (Stats.ReadBufferBytes); nil: none
 }
 
-func newReader(rd io.Reader, max int, big *sync.Pool) reader {
-	small := make([]byte, min(smallReadBuffer, max))
-	return reader{rd: rd, buf: small, small: small, max: max, big: big}
+func newReader(rd io.Reader, max int, big, smalls *sync.Pool) reader {
+	if max < smallReadBuffer || smalls == nil { // no tiny buffer: it would not be smaller
+		small := make([]byte, min(smallReadBuffer, max))
+		return reader{rd: rd, buf: small, small: small, max: max, big: big}
+	}
+	p := smalls.Get().(*[]byte)
+	return reader{rd: rd, buf: *p, small: *p, smallp: p, smalls: smalls, max: max, big: big}
+}
+
+// getSmall is the small buffer, taken back from the pool if it was lent.
+func (b *reader) getSmall() []byte {
+	if b.small == nil {
+		b.smallp = b.smalls.Get().(*[]byte)
+		b.small = *b.smallp
+	}
+	return b.small
 }
 
 // Buffered is how many bytes can be read without reading the connection.
@@ -186,22 +213,45 @@ func (b *reader) line() ([]byte, error) {
 // reads"). grow is kept, so a backend still ahead takes a grown buffer
 // from the pool at the next fill: a pool Get and Put per read of up to
 // 32 KiB, and a copy of at most 4 KiB.
+//
+// With at most tinyReadBuffer bytes still buffered, the connection moves
+// to its tiny buffer and lends the small one back to the pool too.
 func (b *reader) shrink() {
-	if b.held == nil || b.w-b.r > len(b.small) {
+	n := b.w - b.r
+	if b.smalls != nil && n <= tinyReadBuffer && len(b.buf) > tinyReadBuffer {
+		if b.tiny == nil {
+			b.tiny = make([]byte, tinyReadBuffer)
+		}
+		b.w = copy(b.tiny, b.buf[b.r:b.w])
+		b.r = 0
+		if b.held != nil {
+			b.putBig()
+		}
+		if b.small != nil {
+			b.smalls.Put(b.smallp)
+			b.small, b.smallp = nil, nil
+		}
+		b.buf, b.held = b.tiny, nil
 		return
 	}
-	b.w = copy(b.small, b.buf[b.r:b.w])
+	if b.held == nil || n > min(smallReadBuffer, b.max) {
+		return
+	}
+	small := b.getSmall()
+	b.w = copy(small, b.buf[b.r:b.w])
 	b.r = 0
 	b.putBig()
-	b.buf, b.held = b.small, nil
+	b.buf, b.held = small, nil
 }
 
 // release gives a grown buffer back to the pool once nothing is buffered
-// (a connection going idle).
+// (a connection going idle), and takes the small one back from it.
 func (b *reader) release() {
-	if b.held == nil || b.r != b.w {
+	if b.held == nil && b.small != nil || b.r != b.w {
 		return
 	}
-	b.putBig()
-	b.buf, b.held, b.r, b.w, b.grow = b.small, nil, 0, 0, false
+	if b.held != nil {
+		b.putBig()
+	}
+	b.buf, b.held, b.r, b.w, b.grow = b.getSmall(), nil, 0, 0, false
 }

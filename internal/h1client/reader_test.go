@@ -55,10 +55,22 @@ func TestReaderMatchesBufio(t *testing.T) {
 		}
 		var pool sync.Pool
 		pool.New = func() any { b := make([]byte, max); return &b }
-		gotr := newReader(&chopReader{data: data, rnd: rand.New(rand.NewPCG(seed, 2))}, max, &pool)
+		var smalls sync.Pool // odd seeds: with the tiny buffer (shrink and release between calls)
+		smalls.New = func() any { b := make([]byte, smallReadBuffer); return &b }
+		var smallp *sync.Pool
+		if seed%2 == 1 {
+			smallp = &smalls
+		}
+		gotr := newReader(&chopReader{data: data, rnd: rand.New(rand.NewPCG(seed, 2))}, max, &pool, smallp)
 		got := &gotr
 		want := bufio.NewReaderSize(&chopReader{data: data, rnd: rand.New(rand.NewPCG(seed, 3))}, max)
 		for step := 0; ; step++ {
+			switch rnd.IntN(4) { // what a body read's end and an idle connection do
+			case 0:
+				got.shrink()
+			case 1:
+				got.release()
+			}
 			if rnd.IntN(2) == 0 {
 				g, gerr := got.line()
 				w, werr := want.ReadSlice('\n')
@@ -102,7 +114,7 @@ func TestReaderLineBoundByteByByte(t *testing.T) {
 			data := append(append([]byte{}, line...), "next\n"...)
 			var pool sync.Pool
 			pool.New = func() any { b := make([]byte, max); return &b }
-			rv := newReader(iotest.OneByteReader(bytes.NewReader(data)), max, &pool)
+			rv := newReader(iotest.OneByteReader(bytes.NewReader(data)), max, &pool, nil)
 			r := &rv
 			got, err := r.line()
 			if n > max {
@@ -184,10 +196,11 @@ func TestHeaderLineBound(t *testing.T) {
 }
 
 // TestHeldStreamKeepsTheSmallReadBuffer: a stream read one small event at
-// a time holds a 4 KiB read buffer, not the 32 KiB bound (thousands of
-// held streams were each holding 32 KiB); a burst that fills the buffer
-// grows it, and the connection gives the grown buffer back when it goes
-// idle, so the next stream on it starts small again.
+// a time holds its 1 KiB tiny read buffer alone (the 4 KiB small one lent
+// back to the pool), not the 32 KiB bound (thousands of held streams were
+// each holding 32 KiB, then 4); a burst that fills the buffer grows it,
+// and the connection gives the grown buffer back when it goes idle, with
+// the small one again, so the next stream on it starts as the first.
 func TestHeldStreamKeepsTheSmallReadBuffer(t *testing.T) {
 	event := "data: {\"choices\":[{\"delta\":{\"content\":\"tok\"}}]}\n\n"
 	burst := strings.Repeat("x", 64<<10)
@@ -223,8 +236,8 @@ func TestHeldStreamKeepsTheSmallReadBuffer(t *testing.T) {
 			if err != nil || string(p[:n]) != event {
 				t.Fatalf("round %d event %d: %q, %v", round, i, p[:n], err)
 			}
-			if got := len(cn.br.buf); got != 4<<10 {
-				t.Fatalf("round %d event %d: read buffer of %d bytes, want 4 KiB", round, i, got)
+			if got := len(cn.br.buf); got != tinyReadBuffer || cn.br.small != nil {
+				t.Fatalf("round %d event %d: read buffer of %d bytes (small one held: %v), want the %d-byte tiny one alone", round, i, got, cn.br.small != nil, tinyReadBuffer)
 			}
 			next <- struct{}{}
 		}
@@ -247,8 +260,8 @@ func TestHeldStreamKeepsTheSmallReadBuffer(t *testing.T) {
 		if !grown {
 			t.Errorf("round %d: the buffer did not grow under a 64 KiB burst", round)
 		}
-		if got := len(cn.br.buf); got != 4<<10 || cn.br.held != nil {
-			t.Errorf("round %d: idle connection holds a read buffer of %d bytes", round, got)
+		if got := len(cn.br.buf); got != smallReadBuffer || cn.br.held != nil {
+			t.Errorf("round %d: idle connection holds a read buffer of %d bytes, want %d", round, got, smallReadBuffer)
 		}
 	}
 	if st := c.Stats(); st.Dials != 1 {
@@ -306,8 +319,8 @@ func TestHeldStreamGivesTheGrownBufferBack(t *testing.T) {
 	if grew == 0 {
 		t.Fatal("the read buffer never grew: the burst did not arrive ahead of the reads")
 	}
-	if len(cn.br.buf) != smallReadBuffer || cn.br.held != nil {
-		t.Errorf("held stream keeps a read buffer of %d bytes, want %d", len(cn.br.buf), smallReadBuffer)
+	if len(cn.br.buf) != tinyReadBuffer || cn.br.held != nil || cn.br.small != nil {
+		t.Errorf("held stream keeps a read buffer of %d bytes (small one held: %v), want %d", len(cn.br.buf), cn.br.small != nil, tinyReadBuffer)
 	}
 }
 

@@ -63,8 +63,12 @@ func encode(b []byte, req *http.Request, max int) (encoded, error) {
 // allocates only when it must escape.
 func requestURI(u *url.URL) string {
 	s := u.RequestURI()
-	if strings.ContainsAny(s, " \r\n") { // an Opaque URL taken verbatim
-		return url.PathEscape(s)
+	for i := 0; i < len(s); i++ {
+		// An Opaque URL is taken verbatim. A byte loop: ContainsAny
+		// builds its set of three bytes afresh on every request.
+		if c := s[i]; c == ' ' || c == '\r' || c == '\n' {
+			return url.PathEscape(s)
+		}
 	}
 	return s
 }
@@ -144,8 +148,10 @@ func appendBody(b []byte, req *http.Request, max int) (encoded, error) {
 	if _, err := io.ReadFull(body, b[head:]); err != nil {
 		return encoded{}, fmt.Errorf("%w: %w", errBodyLength, err)
 	}
-	var one [1]byte
-	if m, _ := body.Read(one[:]); m > 0 {
+	// A byte past n would mean the body is longer than declared; it is
+	// read into the message's spare byte (made above), not into a local
+	// array, which the interface call would move to the heap.
+	if m, _ := body.Read(b[len(b) : len(b)+1]); m > 0 {
 		return encoded{}, fmt.Errorf("%w: more than %d bytes", errBodyLength, n)
 	}
 	return encoded{msg: b}, nil

@@ -29,7 +29,19 @@ type head struct {
 	minor  int // HTTP/1.minor
 	status string
 	header http.Header
+	// framing says which of the fields frame reads the block had, so
+	// frame looks up only those: most answers carry one of three.
+	framing framingFields
 }
+
+// framingFields are bits of the fields that decide a body's framing.
+type framingFields uint8
+
+const (
+	hasTransferEncoding framingFields = 1 << iota
+	hasContentLength
+	hasConnection
+)
 
 // headScratch is a connection's reused space for reading a head: the
 // header block's bytes and where each of its lines ends. The ends live
@@ -89,7 +101,7 @@ func readHead(br *reader, scratch *headScratch) (head, error) {
 		ends = append(ends, int32(len(block)))
 	}
 	scratch.block, scratch.ends = block, ends
-	h.header, err = parseFields(string(block), ends)
+	h.header, h.framing, err = parseFields(string(block), ends)
 	return h, err
 }
 
@@ -146,31 +158,63 @@ func statusText(code int, reason []byte) string {
 }
 
 // parseFields splits block (the header lines back to back; ends[i] is
-// where line i ends) into a header whose names and values slice block.
-func parseFields(block string, ends []int32) (http.Header, error) {
+// where line i ends) into a header whose names and values slice block,
+// noting which of the framing fields it has.
+func parseFields(block string, ends []int32) (http.Header, framingFields, error) {
 	hdr := make(http.Header, len(ends))
 	values := make([]string, len(ends)) // one backing array, as net/textproto does
+	var fields framingFields
 	start := 0
 	for i, end := range ends {
 		line := block[start:end]
 		start = int(end)
 		colon := strings.IndexByte(line, ':')
-		if colon <= 0 || !validToken(line[:colon]) {
-			return nil, malformed("header field name") // also a folded (obs-fold) line
+		if colon <= 0 {
+			return nil, 0, malformed("header field name") // also a folded (obs-fold) line
+		}
+		key := line[:colon]
+		canonical := knownField(key)
+		if !canonical {
+			token, c := canonicalToken(key)
+			if !token {
+				return nil, 0, malformed("header field name")
+			}
+			canonical = c
 		}
 		v := strings.Trim(line[colon+1:], " \t")
 		if !validValue(v) {
-			return nil, malformed("header field value")
+			return nil, 0, malformed("header field value")
 		}
-		key := textproto.CanonicalMIMEHeaderKey(line[:colon]) // no allocation when already canonical
+		if !canonical {
+			key = textproto.CanonicalMIMEHeaderKey(key) // allocates the canonical form
+		}
 		values[i] = v
+		switch key {
+		case "Transfer-Encoding":
+			fields |= hasTransferEncoding
+		case "Content-Length":
+			fields |= hasContentLength
+		case "Connection":
+			fields |= hasConnection
+		}
 		if vs, ok := hdr[key]; ok {
 			hdr[key] = append(vs, v)
 		} else {
 			hdr[key] = values[i : i+1 : i+1]
 		}
 	}
-	return hdr, nil
+	return hdr, fields, nil
+}
+
+// knownField reports whether name is one of the fields most answers carry,
+// spelled canonically (so a valid token, kept as it is): a comparison or
+// two each instead of the byte-by-byte check.
+func knownField(name string) bool {
+	switch name {
+	case "Content-Type", "Content-Length", "Date", "Server", "Connection", "Transfer-Encoding", "Cache-Control", "Vary":
+		return true
+	}
+	return false
 }
 
 // framing is how a response's body is delimited.
@@ -186,8 +230,14 @@ type framing struct {
 // is rejected rather than guessed at.
 func frame(h head, method string, reqClose bool) (framing, error) {
 	f := framing{length: -1, close: reqClose || wantsClose(h)}
-	te, hasTE := h.header["Transfer-Encoding"]
-	cl, hasCL := h.header["Content-Length"]
+	var te, cl []string
+	var hasTE, hasCL bool
+	if h.framing&hasTransferEncoding != 0 {
+		te, hasTE = h.header["Transfer-Encoding"]
+	}
+	if h.framing&hasContentLength != 0 {
+		cl, hasCL = h.header["Content-Length"]
+	}
 	switch {
 	case hasTE && hasCL:
 		return f, malformed("both Transfer-Encoding and Content-Length")
@@ -246,6 +296,9 @@ func contentLength(vs []string) (int64, error) {
 // wantsClose: Connection: close, or HTTP/1.0 without keep-alive.
 func wantsClose(h head) bool {
 	closeTok, keep := false, false
+	if h.framing&hasConnection == 0 {
+		return h.minor == 0
+	}
 	for _, v := range h.header["Connection"] {
 		for v != "" {
 			tok, rest, _ := strings.Cut(v, ",")

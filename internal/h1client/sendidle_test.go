@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -77,6 +79,73 @@ func TestBodyTheBackendStopsTakingFailsAtTheSendBound(t *testing.T) {
 			release()
 			if err := <-rest; !errors.Is(err, syscall.ECONNRESET) {
 				t.Fatalf("the backend read the rest of the body to %v, want a reset: the unsent rest dropped", err)
+			}
+		})
+	}
+}
+
+// A backend that takes the body slowly but steadily (a slow link, a
+// backend that reads as it processes) is not stalled: nginx's
+// proxy_send_timeout, which the send bound follows, counts between two
+// writes that took something. The bound used to count from the start of
+// each piece of up to 32 KiB, so a backend that took less than a piece
+// within it (at the gateway's 60 s, under ~550 bytes a second) was cut
+// with ErrSendStalled, "took none", though it read all along. Here the
+// backend takes 2 KiB every 250 ms (a piece in 4 s) against a 2 s bound:
+// the old code cut it at its first piece. A unix socket with a small send
+// buffer makes the write follow the backend's reads (TCP's loopback
+// window opens in steps of its 64 KiB segments).
+func TestBodyTheBackendTakesSlowlyIsNotCut(t *testing.T) {
+	body := strings.Repeat("x", 48<<10)
+	for _, mode := range []struct {
+		name  string
+		after time.Duration
+	}{{"default", readAlongAfter}, {"read along at once", readAlongAtOnce}} {
+		t.Run(mode.name, func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "backend.sock")
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var d net.Dialer
+			c := newClient(t, Options{SendIdleTimeout: 2 * time.Second,
+				Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					nc, err := d.DialContext(ctx, "unix", sock)
+					if err == nil {
+						nc.(*net.UnixConn).SetWriteBuffer(2 << 10)
+					}
+					return nc, err
+				}})
+			c.readAlongAfter = mode.after
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				buf := make([]byte, 2<<10)
+				pace := time.NewTicker(250 * time.Millisecond) // the backend's pace, not a synchronisation
+				defer pace.Stop()
+				var got int
+				for {
+					n, err := io.ReadFull(r.Body, buf)
+					got += n
+					if err != nil {
+						break
+					}
+					<-pace.C
+				}
+				io.WriteString(w, strconv.Itoa(got))
+			}))
+			srv.Listener.Close()
+			srv.Listener = ln
+			srv.Start()
+			t.Cleanup(srv.Close)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // hang guard
+			defer cancel()
+			resp, err := c.RoundTrip(post(t, ctx, "http://backend/v1/audio", body))
+			if err != nil {
+				t.Fatalf("a backend taking the body all along was cut: %v", err)
+			}
+			defer resp.Body.Close()
+			got, _ := io.ReadAll(resp.Body)
+			if string(got) != strconv.Itoa(len(body)) {
+				t.Fatalf("the backend read %s bytes, want %d", got, len(body))
 			}
 		})
 	}

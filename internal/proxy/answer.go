@@ -35,10 +35,11 @@ func jsonContentType(ct string) bool {
 // it claims: JSON by its Content-Type and a JSON object, not an error
 // object (openai.ErrorObject), by its bytes; to a stream request, converted
 // (shape.go). An answer that is not, or breaks off, fails the attempt
-// before the client got anything, so it may go to another backend.
+// before the client got anything, so it may go to another backend. ct is
+// its Content-Type, as unrelayable read it.
 func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter, c call,
-	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
-	if ct := headerGet(resp.Header, "Content-Type"); !jsonContentType(ct) {
+	resp *http.Response, ct string, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
+	if !jsonContentType(ct) {
 		drain(resp.Body)
 		return f.failEarly(ctx, c, fmt.Errorf("%w: 2xx with Content-Type %q", ErrBadAnswer, ct), start, res)
 	}

@@ -121,12 +121,12 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	defer resp.Body.Close()
 	wd.idle(f.opt.Timeouts.StreamIdle)
 	defer wd.stop()
-	ct, err := unrelayable(actx, c, resp)
+	ct, enc, err := unrelayable(actx, c, resp)
 	if err != nil {
 		return f.failEarly(ctx, c, err, start, res)
 	}
 	switch {
-	case resp.StatusCode/100 != 2 || encoded(resp):
+	case resp.StatusCode/100 != 2 || enc:
 		if key := c.b.Spec().APIKey; key != "" && resp.StatusCode/100 != 2 {
 			scrubKey(resp, key, in.RequestID) // scrub.go
 		}
@@ -137,15 +137,16 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	case strings.HasPrefix(ct, "text/event-stream"):
 		return f.relayStream(ctx, actx, w, c, resp, wd, in, start, res)
 	default:
-		return f.relayAnswer(ctx, actx, w, c, resp, wd, in, start, res)
+		return f.relayAnswer(ctx, actx, w, c, resp, ct, wd, in, start, res)
 	}
 }
 
 // unrelayable reads resp's head before anything of it reaches the client:
 // a keyed backend's success is put behind the key scrub, and a head no
 // client may be given is an error the attempt fails with (its body
-// drained). It returns the answer's Content-Type.
-func unrelayable(actx context.Context, c call, resp *http.Response) (string, error) {
+// drained). It returns the answer's Content-Type and, for a 2xx, whether
+// it came compressed (encoded), each read once for the whole relay.
+func unrelayable(actx context.Context, c call, resp *http.Response) (ct string, enc bool, err error) {
 	if key := c.b.Spec().APIKey; key != "" && resp.StatusCode/100 == 2 {
 		// A keyed backend's success is read through the key scrub, as
 		// its errors are (relay): decoded first when it came compressed.
@@ -154,11 +155,11 @@ func unrelayable(actx context.Context, c call, resp *http.Response) (string, err
 			if !errors.Is(err, ErrBadAnswer) {
 				err = readFailure(actx, err) // an idle or total timeout, or the backend's failure
 			}
-			return "", err
+			return "", false, err
 		}
 	}
-	ct := headerGet(resp.Header, "Content-Type")
-	var err error
+	ct = headerGet(resp.Header, "Content-Type")
+	enc = resp.StatusCode/100 == 2 && encoded(resp)
 	switch {
 	case !httpStatus(resp.StatusCode):
 		// 600-999 (and, from an HTTP/2 backend, below 100) is no HTTP
@@ -173,14 +174,14 @@ func unrelayable(actx context.Context, c call, resp *http.Response) (string, err
 		// it was given. A misconfigured URL (http -> https, a missing
 		// path) is a broken backend, so it counts as one.
 		err = fmt.Errorf("%w: a %d redirect", ErrBadAnswer, resp.StatusCode)
-	case resp.StatusCode/100 == 2 && encoded(resp) && !jsonContentType(ct) && !strings.HasPrefix(ct, "text/event-stream"):
+	case enc && !jsonContentType(ct) && !strings.HasPrefix(ct, "text/event-stream"):
 		// Compressed bytes are not checked, but what they claim to be is.
 		err = fmt.Errorf("%w: 2xx with Content-Type %q", ErrBadAnswer, ct)
 	}
 	if err != nil {
 		drain(resp.Body)
 	}
-	return ct, err
+	return ct, enc, err
 }
 
 // httpStatus reports whether code is an HTTP status (100-599), one a

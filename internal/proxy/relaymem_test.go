@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,21 +20,16 @@ import (
 // countingWriter is a client that takes every byte at once and signals
 // when it has had want of them.
 type countingWriter struct {
-	h    http.Header
-	n    int
+	discardWriter
 	want int
 	got  chan struct{}
 }
 
-func (w *countingWriter) Header() http.Header { return w.h }
-func (w *countingWriter) WriteHeader(int)     {}
-func (w *countingWriter) Flush()              {}
 func (w *countingWriter) Write(p []byte) (int, error) {
 	if w.n < w.want && w.n+len(p) >= w.want {
 		close(w.got)
 	}
-	w.n += len(p)
-	return len(p), nil
+	return w.discardWriter.Write(p)
 }
 
 // A backend that got ahead of its relay once (a burst of events read in
@@ -49,55 +43,26 @@ func TestHeldStreamHoldsOneReadBuffer(t *testing.T) {
 	const streams = 100
 	ev := "data: {\"choices\":[{\"delta\":{\"content\":\"" + strings.Repeat("x", 900) + "\"}}]}\n\n"
 	const events = 300 // ~280 KiB: many 32 KiB reads
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "text/event-stream")
+	var counted atomic.Int64
+	rig := newHeldStreams(t, streams, func(w http.ResponseWriter, _ *http.Request) bool {
 		for range events {
 			io.WriteString(w, ev)
 		}
 		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-			io.WriteString(w, "data: [DONE]\n\n")
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(srv.Close)
-	b, err := endpoint.New(endpoint.Spec{URL: srv.URL}, endpoint.HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.MaxIdleConnsPerHost = streams
-	t.Cleanup(transport.CloseIdleConnections)
-	var counted atomic.Int64
-	f := proxy.NewForwarder(proxy.Options{Transport: transport, RelayBuffers: &counted,
-		Timeouts: proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}})
-	bodies := proxy.NewBodyPool(nil)
-	raw := `{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}`
+		return true
+	}, "data: [DONE]\n\n", func(o *proxy.Options) { o.RelayBuffers = &counted })
 
 	var before, held runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	var wg sync.WaitGroup
-	errs := make(chan error, streams)
 	for range streams {
-		w := &countingWriter{h: http.Header{}, want: events * len(ev), got: make(chan struct{})}
-		body, err := bodies.ReadBody(strings.NewReader(raw), int64(len(raw)), 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer body.Release()
-			res := f.Forward(context.Background(), w, &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{},
-				Body: body, Peek: openai.Peek{Model: "m", Stream: true}, ServeModel: "m"}, fixedSelector{b})
+		w := &countingWriter{discardWriter: discardWriter{h: http.Header{}}, want: events * len(ev), got: make(chan struct{})}
+		rig.start(t, w, http.Header{}, func(res proxy.Result) error {
 			if res.Err != nil || w.n != events*len(ev)+len("data: [DONE]\n\n") {
-				errs <- fmt.Errorf("stream ended with %v after %d bytes", res.Err, w.n)
+				return fmt.Errorf("stream ended with %v after %d bytes", res.Err, w.n)
 			}
-		}()
+			return nil
+		})
 		<-w.got // the burst is relayed; the relay waits for the backend
 	}
 	runtime.GC()
@@ -108,14 +73,9 @@ func TestHeldStreamHoldsOneReadBuffer(t *testing.T) {
 	if got, want := counted.Load(), int64(streams*32<<10); got != want {
 		t.Errorf("relay buffers counted while held: %d bytes, want %d", got, want)
 	}
-	close(release)
-	wg.Wait()
+	rig.end(t)
 	if got := counted.Load(); got != 0 {
 		t.Errorf("relay buffers counted after the streams ended: %d bytes, want 0", got)
-	}
-	close(errs)
-	for err := range errs {
-		t.Error(err)
 	}
 	// Each stream: the relay's 32 KiB read buffer, the backend's and the
 	// transport's connection (net/http's buffers, 4 KiB each way on

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -213,32 +214,44 @@ func releaseBody(in *Request, res *Result) {
 }
 
 // smallRead is the read buffer a stream waits on for its next event:
-// a token's event is a few hundred bytes, and a backend that keeps pace
-// with its engine writes one or a few per read.
-const smallRead = 4 << 10
+// a token's event is a few hundred bytes (~250 in OpenAI's and vLLM's
+// chat chunks), and a backend that keeps pace with its engine writes one
+// or a few per read. It was 4 KiB: 3 KiB of every held stream's memory
+// that a stream one token at a time never uses.
+const smallRead = 1 << 10
+
+// midRead is the buffer a stream moves to from smallRead (midBufPool):
+// what smallRead was before, so a stream whose reads outgrow 1 KiB (large
+// events, logprobs, a few events a read) holds what it did then.
+const midRead = 4 << 10
+
+// midBufPool holds the midRead buffers.
+var midBufPool = sync.Pool{New: func() any { b := make([]byte, midRead); return &b }}
 
 // readBuf is a relayed stream's read buffer. It reads into a small one
 // (the stream's streamBufs carry it) while the backend's writes are read as
-// they come, and into a pooled relayBufPool buffer (32 KiB, as the
-// upstream connection's buffer) for the rest of the stream from a read
-// that filled the small one (the backend got ahead of the relay). So a
-// stream that keeps pace with its backend, as a long one waiting on
-// tokens does, holds 4 KiB rather than 32 while it waits, and one that
-// falls behind reads in large blocks after one read more than before.
-// (Going back to the small buffer after each short read was tried: in one
-// of two A/B runs on a loaded machine it cost 6-11% more CPU per event,
-// plausibly a backlog read 4 KiB at a time, each read a flush.)
+// they come. A read that fills it moves the stream to a pooled 4 KiB one
+// (midRead), and a read that fills that to a pooled relayBufPool buffer
+// (32 KiB, as the upstream connection's buffer), each for the rest of the
+// stream. So a stream that keeps pace with its backend, as a long one
+// waiting on tokens does, holds 1 KiB rather than 32 while it waits, and
+// one that falls behind reads in large blocks after two reads more than
+// it would from the start. (Going back to the small buffer after each
+// short read was tried: in one of two A/B runs on a loaded machine it
+// cost 6-11% more CPU per event, plausibly a backlog read 4 KiB at a
+// time, each read a flush.)
 //
 // An event cut across reads stays in the buffer: its start is moved to
 // the front (carry) and the next read lands after it, so the check scans
 // it whole in place. (It used to be copied, with the rest of the read,
 // into a second buffer of the check's own: a backend ahead of its client
 // cuts nearly every 32 KiB read, so each stream held ~40 KiB more, and
-// copied every byte twice.) An event longer than the buffer grows it, by
-// doubling, past maxEvent at most (the check refuses an event over it);
-// that buffer is not pooled.
+// copied every byte twice.) An event longer than the buffer grows it
+// (small to mid to big, then by doubling), past maxEvent at most (the
+// check refuses an event over it); a buffer past big is not pooled.
 type readBuf struct {
 	small []byte
+	mid   *[]byte // from the first read that filled small until big
 	big   *[]byte
 	huge  []byte // an event longer than big: not pooled
 	carry int    // the start of an event cut across reads, at the front
@@ -261,8 +274,29 @@ func (r *readBuf) cur() []byte {
 		return r.huge
 	case r.big != nil:
 		return *r.big
+	case r.mid != nil:
+		return *r.mid
 	}
 	return r.small
+}
+
+// up moves the stream to the next larger buffer. It returns the mid
+// buffer it leaves, if any, for the caller to pool once it has copied
+// what it carries out of it.
+func (r *readBuf) up() (left *[]byte) {
+	switch {
+	case r.big != nil:
+		b := r.cur()
+		r.counted(2*len(b) - len(r.huge))
+		r.huge = make([]byte, 2*len(b))
+	case r.mid == nil:
+		r.mid = midBufPool.Get().(*[]byte)
+	default:
+		left, r.mid = r.mid, nil
+		r.big = relayBufPool.Get().(*[]byte)
+		r.counted(bigRead)
+	}
+	return left
 }
 
 // next returns where the next read goes: after the carried bytes, in a
@@ -272,14 +306,11 @@ func (r *readBuf) cur() []byte {
 func (r *readBuf) next() []byte {
 	b := r.cur()
 	if r.carry == len(b) {
-		if r.big == nil {
-			r.big = relayBufPool.Get().(*[]byte)
-			r.counted(bigRead)
-		} else {
-			r.counted(2*len(b) - len(r.huge))
-			r.huge = make([]byte, 2*len(b))
-		}
+		left := r.up()
 		copy(r.cur(), b[:r.carry])
+		if left != nil {
+			midBufPool.Put(left)
+		}
 		b = r.cur()
 	}
 	return b[r.carry:min(len(b), r.carry+bigRead)]
@@ -294,17 +325,23 @@ func (r *readBuf) data(n int) []byte { return r.cur()[:r.carry+n] }
 
 // keep carries data[k:] (the start of an event not yet whole) to the
 // front for the next read; data[:k] is overwritten from here on. A read
-// that filled the small buffer moves the stream to the big one.
+// that filled the small or the mid buffer moves the stream to the next.
 func (r *readBuf) keep(data []byte, k int) {
-	b := r.cur()
-	if r.big == nil && len(data) == len(b) {
-		r.big = relayBufPool.Get().(*[]byte)
-		r.counted(bigRead)
+	var left *[]byte
+	if r.big == nil && len(data) == len(r.cur()) {
+		left = r.up()
 	}
 	r.carry = copy(r.cur(), data[k:])
+	if left != nil {
+		midBufPool.Put(left)
+	}
 }
 
 func (r *readBuf) release() {
+	if r.mid != nil {
+		midBufPool.Put(r.mid)
+		r.mid = nil
+	}
 	if r.big != nil {
 		relayBufPool.Put(r.big)
 		r.big = nil

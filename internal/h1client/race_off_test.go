@@ -1,0 +1,5 @@
+//go:build !race
+
+package h1client
+
+const raceBuild = false
