@@ -208,7 +208,8 @@ func (b *build) assemble() *Built {
 	}
 	for _, m := range b.models {
 		pp := gateway.PoolParts{Model: m.cfg, Policy: m.policy, SLO: m.slo, Picker: m.picker,
-			Backends: m.backends, Draining: b.draining(m), Now: b.deps.Now}
+			Backends: m.backends, Draining: b.draining(m), Now: b.deps.Now,
+			LateStart: lateStart(cfg.Admission, m.slo)}
 		if m.queue != nil {
 			pp.Queue = m.queue.q
 		}

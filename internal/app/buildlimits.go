@@ -177,6 +177,13 @@ func delayTarget(a config.Admission, slo config.SLO, c admission.Class) time.Dur
 	return objective / 4
 }
 
+// lateStart is the time to first token past which a backend's late start
+// takes its reported room away (gateway.Pool.LateStart): the interactive
+// class's delay target, the longest the queue makes such a request wait.
+func lateStart(a config.Admission, slo config.SLO) time.Duration {
+	return delayTarget(a, slo, admission.Interactive)
+}
+
 // shortFirst is how long a waiter may be overtaken by its tenant's shorter
 // requests when admission.size_aware is on (the default): half the interactive delay
 // target, so the delay it adds to a long request stays within the target.

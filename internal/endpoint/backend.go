@@ -143,6 +143,8 @@ type Backend struct {
 	waiting    int
 	waitSince  time.Time
 	lastAnswer time.Time
+	lateAt     time.Time        // a recent first token past the prompt bound (StartsLate)
+	lateTTFT   time.Duration    // its time to first token
 	typical    float64          // nanoseconds; see TypicalLatency
 	deviation  float64          // nanoseconds: moving mean |sample - typical|; see TailLatency
 	ttft       ttftWindow       // recent samples, for RecentTTFT

@@ -221,28 +221,10 @@ const minBacklogWait = 100 * time.Millisecond
 // would otherwise fill the backend's queue with requests that wait there
 // for whole generations.
 func (b *Backend) backlogBound(now time.Time) int {
-	b.mu.Lock()
-	waiting := b.waiting
-	var since time.Time
-	stalled := time.Duration(0)
-	if waiting > 0 {
-		since = b.waitSince
-		if b.lastAnswer.After(since) {
-			since = b.lastAnswer
-		}
-		stalled = now.Sub(since)
-	}
-	typical := time.Duration(b.typical)
-	b.mu.Unlock()
+	stalled, waiting := b.stalledPast(now, false)
 	started := int(b.inflight.Load()) - waiting
 	learned := int(b.localSlots.Load())
-	wait := max(2*typical, minBacklogWait)
-	if typical > 0 && stalled > wait {
-		// The time this process itself stalled is no evidence: no first
-		// token was read from any backend then (StallWatch).
-		stalled = now.Sub(b.stalls.Load().evidenceSince(since, now))
-	}
-	if typical > 0 && stalled > wait {
+	if stalled {
 		if started > 0 && (learned == 0 || started < learned) {
 			b.localSlots.Store(int64(started))
 			learned = started
@@ -257,4 +239,37 @@ func (b *Backend) backlogBound(now time.Time) int {
 		learned = started
 	}
 	return learned + 1
+}
+
+// stalledPast reports whether a stream this gateway sent has waited for
+// its first token past max(2 x the backend's typical time to first token,
+// minBacklogWait) with none started since (Stalled), and how many streams
+// wait. With ownStalls false the time this process itself stalled is not
+// counted (StallWatch): for evidence that holds the backend whole
+// (backlogBound), not for evidence that only withholds its reported room
+// until the first token is read (StartsLate).
+func (b *Backend) stalledPast(now time.Time, ownStalls bool) (stalled bool, waiting int) {
+	b.mu.Lock()
+	waiting = b.waiting
+	var since time.Time
+	wait := time.Duration(0)
+	if waiting > 0 {
+		since = b.waitSince
+		if b.lastAnswer.After(since) {
+			since = b.lastAnswer
+		}
+		wait = now.Sub(since)
+	}
+	typical := time.Duration(b.typical)
+	b.mu.Unlock()
+	bound := max(2*typical, minBacklogWait)
+	if typical <= 0 || wait <= bound {
+		return false, waiting
+	}
+	if ownStalls {
+		return true, waiting
+	}
+	// The time this process itself stalled is no evidence: no first token
+	// was read from any backend then (StallWatch).
+	return now.Sub(b.stalls.Load().evidenceSince(since, now)) > bound, waiting
 }

@@ -30,6 +30,9 @@ func (b *Backend) FirstToken(now time.Time, ttft time.Duration) (prompt bool) {
 	}
 	b.mu.Lock()
 	prompt = ttft <= max(2*time.Duration(b.typical), minBacklogWait)
+	if !prompt {
+		b.noteLateLocked(now, ttft)
+	}
 	b.endWaitLocked(now)
 	b.learnLatencyLocked(now, ttft)
 	b.answeredLocked()

@@ -77,8 +77,11 @@ func (p *Pool) KnownCapacity() int {
 // memory of prompt starts and stopped every probe short of its free slots
 // (docs/RELIABILITY.md, branch review13). The queue then has no ceiling
 // (admission.QueueConfig.ReportedCapacity), not a ceiling of what is in
-// flight. Read under the queue's lock, so it only loads atomics and each
-// backend's state.
+// flight. A backend that starts this gateway's streams late
+// (endpoint.Backend.StartsLate, past LateStart) is full too, whatever room
+// it reports: its free slots did not start a stream in time (branch
+// latebound). Read under the queue's lock, so it only loads atomics and
+// each backend's state.
 func (p *Pool) ReportedCapacity() int {
 	now := p.now()
 	total, reported := 0, false
@@ -86,7 +89,7 @@ func (p *Pool) ReportedCapacity() int {
 		if !b.Usable(now) {
 			continue
 		}
-		if room, ok := b.ReportedRoom(now); ok {
+		if room, ok := b.ReportedRoom(now); ok && !b.StartsLate(now, p.LateStart) {
 			total += max(room, int(b.Inflight()))
 			reported = true
 			continue

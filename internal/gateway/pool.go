@@ -28,6 +28,10 @@ type Pool struct {
 	Fallbacks []string
 	// SLO is the model's time-to-first-token objective per class.
 	SLO config.SLO
+	// LateStart is the time to first token past which a backend's late
+	// start takes its reported room away (endpoint.Backend.StartsLate):
+	// the interactive class's delay target.
+	LateStart time.Duration
 	// cacheModel is the model part of the pool's cache keys (cacheModel).
 	cacheModel string
 	queue      *admission.Queue // nil when admission is off
@@ -64,12 +68,14 @@ func (p *Pool) Picker() routing.Picker { return p.picker }
 
 // PoolParts are what a Pool is made of, built by internal/app.
 type PoolParts struct {
-	Model    *config.Model // name, fallbacks, backends' upstream models
-	Policy   string        // the picker's name
-	SLO      config.SLO
-	Picker   routing.Picker
-	Backends []*endpoint.Backend
-	Draining []*endpoint.Backend // see Pool.Draining
+	Model  *config.Model // name, fallbacks, backends' upstream models
+	Policy string        // the picker's name
+	SLO    config.SLO
+	// LateStart: see Pool.LateStart.
+	LateStart time.Duration
+	Picker    routing.Picker
+	Backends  []*endpoint.Backend
+	Draining  []*endpoint.Backend // see Pool.Draining
 	// Queue is the model's fair queue (nil: admission off); it measures
 	// capacity on this pool (Capacity).
 	Queue *admission.Queue
@@ -78,7 +84,7 @@ type PoolParts struct {
 
 // NewPool makes the pool of one model.
 func NewPool(p PoolParts) *Pool {
-	return &Pool{Model: p.Model.Name, Policy: p.Policy, Fallbacks: p.Model.Fallbacks, SLO: p.SLO, Backends: p.Backends, Draining: p.Draining,
+	return &Pool{Model: p.Model.Name, Policy: p.Policy, Fallbacks: p.Model.Fallbacks, SLO: p.SLO, LateStart: p.LateStart, Backends: p.Backends, Draining: p.Draining,
 		cacheModel: cacheModel(p.Model.Name, p.Model.Backends), picker: p.Picker, queue: p.Queue, now: p.Now,
 		replaced: make(chan struct{})}
 }
