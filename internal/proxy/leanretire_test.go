@@ -71,6 +71,19 @@ func TestReloadedSendBoundRetiresTheOldLeanPool(t *testing.T) {
 // again after the drain, where retire leaves the transports without a
 // TLS profile alone (For hands them out to other callers too).
 func TestRetiredLeanPoolLeavesTheSharedTransportAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lean bool
+		idle time.Duration
+	}{
+		{"stream_idle 60s -> 30s", true, 30 * time.Second},
+		{"upstream_client lean -> net/http", false, time.Minute}, // next's plain is that transport
+	} {
+		t.Run(tc.name, func(t *testing.T) { retireLeanBeside(t, tc.lean, tc.idle) })
+	}
+}
+
+func retireLeanBeside(t *testing.T, lean bool, streamIdle time.Duration) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
 	defer srv.Close()
 	tr := NewTransportCache()
@@ -90,7 +103,7 @@ func TestRetiredLeanPoolLeavesTheSharedTransportAlone(t *testing.T) {
 	if open, opened := tr.TransportConns(); open != 1 || opened != 1 {
 		t.Fatalf("after the probe: %d open, %d opened; want 1, 1", open, opened)
 	}
-	if !tr.SetCurrent(tr.Router(5*time.Second, 30*time.Second, true, nil, nil)) { // stream_idle 60s -> 30s
+	if !tr.SetCurrent(tr.Router(5*time.Second, streamIdle, lean, nil, nil)) {
 		t.Fatal("SetCurrent reported nothing retired; want the old lean client")
 	}
 	if open, _ := tr.TransportConns(); open != 1 {
