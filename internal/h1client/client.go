@@ -242,6 +242,16 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // CloseIdleConnections closes every idle connection (and the fallback's).
 func (c *Client) CloseIdleConnections() {
+	c.CloseOwnIdle()
+	if f, ok := c.opt.Fallback.(interface{ CloseIdleConnections() }); ok {
+		f.CloseIdleConnections()
+	}
+}
+
+// CloseOwnIdle closes this client's idle connections only, not its
+// fallback's: a retired client's (proxy's retire) shares its fallback
+// with the client that replaced it, whose warm connections stay.
+func (c *Client) CloseOwnIdle() {
 	c.mu.Lock()
 	idle := c.idle
 	c.idle, c.nIdle = map[string]*[]*conn{}, 0
@@ -250,9 +260,6 @@ func (c *Client) CloseIdleConnections() {
 		for _, cn := range *list {
 			cn.close()
 		}
-	}
-	if f, ok := c.opt.Fallback.(interface{ CloseIdleConnections() }); ok {
-		f.CloseIdleConnections()
 	}
 }
 

@@ -61,3 +61,60 @@ func TestReloadedSendBoundRetiresTheOldLeanPool(t *testing.T) {
 		t.Errorf("CloseRetired after a reload back: %d idle; want the serving pool's connection kept", st.Idle)
 	}
 }
+
+// Retiring the old lean client closed its idle connections with
+// h1client's CloseIdleConnections, which closes its Fallback's too: the
+// net/http transport for the connect timeout with Go's TLS, which the
+// next router still takes for https backends (HTTP/2 over TLS) and the
+// health checks and load scrapes (Current). A reload that changed only
+// timeouts.stream_idle so closed their warm connections, at the swap and
+// again after the drain, where retire leaves the transports without a
+// TLS profile alone (For hands them out to other callers too).
+func TestRetiredLeanPoolLeavesTheSharedTransportAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lean bool
+		idle time.Duration
+	}{
+		{"stream_idle 60s -> 30s", true, 30 * time.Second},
+		{"upstream_client lean -> net/http", false, time.Minute}, // next's plain is that transport
+	} {
+		t.Run(tc.name, func(t *testing.T) { retireLeanBeside(t, tc.lean, tc.idle) })
+	}
+}
+
+func retireLeanBeside(t *testing.T, lean bool, streamIdle time.Duration) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	tr := NewTransportCache()
+	defer tr.Close()
+	probe := func() {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+		resp, err := tr.Current(5 * time.Second).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	tr.SetCurrent(tr.Router(5*time.Second, time.Minute, true, nil, nil))
+	probe() // a health check: net/http's transport, one idle connection
+	if open, opened := tr.TransportConns(); open != 1 || opened != 1 {
+		t.Fatalf("after the probe: %d open, %d opened; want 1, 1", open, opened)
+	}
+	if !tr.SetCurrent(tr.Router(5*time.Second, streamIdle, lean, nil, nil)) {
+		t.Fatal("SetCurrent reported nothing retired; want the old lean client")
+	}
+	if open, _ := tr.TransportConns(); open != 1 {
+		t.Errorf("%d net/http connections open after the swap; want the shared transport's idle one kept", open)
+	}
+	tr.CloseRetired()
+	if open, _ := tr.TransportConns(); open != 1 {
+		t.Errorf("%d net/http connections open after CloseRetired; want the shared transport's idle one kept", open)
+	}
+	probe()
+	if _, opened := tr.TransportConns(); opened != 1 {
+		t.Errorf("%d net/http connections opened after the reload; want the probe's kept one reused (1)", opened)
+	}
+}

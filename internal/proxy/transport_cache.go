@@ -269,7 +269,7 @@ func (t *Transport) closeRetiredLocked() bool {
 	}
 	for _, c := range t.retiredLean {
 		if c != live { // a reload back to its timeouts took it again
-			c.CloseIdleConnections()
+			c.CloseOwnIdle()
 		}
 	}
 	had := len(t.retired) > 0 || len(t.retiredLean) > 0
@@ -293,9 +293,11 @@ func (t *Transport) retire(old, next *Router) bool {
 	// or timeouts.connect changed): its idle connections are closed now,
 	// where they were kept until their idle timeout (90 s) on a pool no
 	// new request takes; the requests running on it hand theirs back to
-	// it, closed by CloseRetired.
+	// it, closed by CloseRetired. Its own connections only: its fallback
+	// is the net/http transport for the connect timeout with Go's TLS,
+	// which next takes too (https backends, health checks, load scrapes).
 	if c, ok := old.plain.(*h1client.Client); ok && old.plain != next.plain {
-		c.CloseIdleConnections()
+		c.CloseOwnIdle()
 		t.retiredLean = append(t.retiredLean, c)
 		any = true
 	}
