@@ -34,9 +34,18 @@ func backend(t *testing.T, name string) *httptest.Server {
 	return s
 }
 
+// noProbes turns active health checks off, for a test whose backend is
+// its own in-process server and which is not about health: a probe has a
+// 2 s timeout of wall clock and one failed probe takes the backend down
+// for two intervals (10 s). On a starved machine (a CPU hog, the race
+// detector) the probe's timer fires before the gateway reads the
+// backend's answer, and the test's next request is refused, 503
+// no_healthy_backend, with nothing wrong with the backend (flakes10).
+const noProbes = "health: {active: {interval: 0s}}\n"
+
 func writeConfig(t *testing.T, path, model, url string) {
 	t.Helper()
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: %s\n    backends:\n      - url: %s\n", model, url)
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n%smodels:\n  - name: %s\n    backends:\n      - url: %s\n", noProbes, model, url)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
 		t.Fatal(err)

@@ -41,8 +41,11 @@ func forwardedChat(t *testing.T, host, addr string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Logf("client %s: %d %s", addr, resp.StatusCode, body) // which rule refused
+	}
 	return resp.StatusCode
 }
 

@@ -40,8 +40,9 @@ func writeCacheConfig(t *testing.T, backend, redisAddr string) string {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	// A generous Redis timeout: these tests are about what is shared, and
 	// the 50 ms default (first dial and cluster topology included) can pass
-	// on a loaded machine, which fails open to a MISS.
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\ncache:\n  redis:\n    addrs: [%s]\n    timeout: 10s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
+	// on a loaded machine, which fails open to a MISS. No probes: a
+	// starved one takes the backend down (noProbes).
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+noProbes+"cache:\n  redis:\n    addrs: [%s]\n    timeout: 10s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
 		redisAddr, backend)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -57,9 +58,9 @@ func detChat(t *testing.T, url string) (xcache string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	io.ReadAll(resp.Body)
+	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
+		t.Fatalf("status %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	return resp.Header.Get("X-Cache")
 }

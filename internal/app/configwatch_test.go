@@ -20,7 +20,7 @@ func TestReloadOnConfigMapSwap(t *testing.T) {
 		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: %s\n    backends:\n      - url: %s\n", model, url)
+		src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n%smodels:\n  - name: %s\n    backends:\n      - url: %s\n", noProbes, model, url)
 		if err := os.WriteFile(filepath.Join(dir, name, "sluice.yaml"), []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -72,8 +72,8 @@ func TestReloadThroughLinkToAnotherDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	url, _ := serveApp(t, newApp(t, path))
-	if code, _ := chat(url, "m1"); code != 200 {
-		t.Fatalf("before the change: %d", code)
+	if code, body := chat(url, "m1"); code != 200 {
+		t.Fatalf("before the change: %d %s", code, body)
 	}
 	writeConfig(t, real, "m2", b.URL)
 	eventually(t, "the linked file's change to serve m2", func() bool {

@@ -22,11 +22,11 @@ import (
 
 // startWireApp serves one model on b through the whole listener stack
 // (netguard, framing, gateway), as `sluice serve` does; extra is further
-// top-level config lines.
+// top-level config lines. Its backend is not probed (noProbes).
 func startWireApp(t *testing.T, backendURL, extra string) (host, admin string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n%smodels:\n  - name: m1\n    backends:\n      - url: %s\n", extra, backendURL)
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n%s%smodels:\n  - name: m1\n    backends:\n      - url: %s\n", noProbes, extra, backendURL)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
