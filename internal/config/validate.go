@@ -133,7 +133,7 @@ func (c *Config) validateHealth(bad badFunc) {
 		bad("health.active.passes", "must be 0 (default 2) or more, got %d", c.Health.Active.Passes)
 	}
 	if c.Health.Active.Fails < 0 {
-		bad("health.active.fails", "must be 0 (default 1) or more, got %d", c.Health.Active.Fails)
+		bad("health.active.fails", "must be 0 (default 2) or more, got %d", c.Health.Active.Fails)
 	}
 	if a := c.Health.Active; a.Interval > 0 {
 		if !strings.HasPrefix(a.Path, "/") {

@@ -72,7 +72,7 @@ func TestNoKeyTakesANegativeDurationOrNaN(t *testing.T) {
 func TestNegativeCountsAndOverflowingSizesRefused(t *testing.T) {
 	for src, want := range map[string]string{
 		"health: {active: {passes: -1}}":      "health.active.passes: must be 0 (default 2) or more, got -1",
-		"health: {active: {fails: -1}}":       "health.active.fails: must be 0 (default 1) or more",
+		"health: {active: {fails: -1}}":       "health.active.fails: must be 0 (default 2) or more",
 		"breaker: {min_requests: -1}":         "breaker.min_requests: must be 0 (default 20) or more",
 		"breaker: {half_open_probes: -1}":     "breaker.half_open_probes: must be 0 (default 1) or more",
 		"admission: {default_max_tokens: -1}": "admission.default_max_tokens: must be 0 or more",

@@ -121,8 +121,8 @@ func TestFailsAndPasses(t *testing.T) {
 		fails, passes int
 		steps         []step
 	}{
-		{"defaults: down at once, up after 2", 0, 0, []step{
-			{200, true}, {500, false}, {200, false}, {200, true},
+		{"defaults: down after 2, up after 2", 0, 0, []step{
+			{200, true}, {500, true}, {500, false}, {200, false}, {200, true},
 		}},
 		{"fails 3 passes 2", 3, 2, []step{
 			{500, true}, {500, true}, {500, false},
@@ -182,7 +182,7 @@ func equalBools(a, b []bool) bool {
 func TestExpectStatus(t *testing.T) {
 	srv := newFakeServer(t)
 	b := newBackend(t, srv.URL, "")
-	c := NewChecker(Config{Timeout: healthyProbeBound, ExpectStatus: http.StatusNoContent}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: healthyProbeBound, ExpectStatus: http.StatusNoContent, Fails: 1}, newClient(t), nil)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 	if isUp(b) {
 		t.Fatal("200 accepted although ExpectStatus is 204")
@@ -199,7 +199,7 @@ func TestTimeoutCountsAsFailure(t *testing.T) {
 	srv := newFakeServer(t)
 	srv.hang.Store(true)
 	b := newBackend(t, srv.URL, "")
-	c := NewChecker(Config{Timeout: 20 * time.Millisecond}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: 20 * time.Millisecond, Fails: 1}, newClient(t), nil)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 	if isUp(b) {
 		t.Fatal("backend still up after a timed-out probe")
@@ -214,10 +214,30 @@ func TestConnectErrorCountsAsFailure(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now: connection refused
 	b := newBackend(t, "http://"+addr, "")
-	c := NewChecker(Config{Timeout: healthyProbeBound}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: healthyProbeBound, Fails: 1}, newClient(t), nil)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 	if isUp(b) {
 		t.Fatal("backend still up after connection refused")
+	}
+}
+
+// TestOneMissedProbeTakesNoBackendOut: at the defaults one failed probe
+// (as when the gateway itself was starved past the probe's timeout)
+// leaves the backend up; the second in a row takes it out. With the old
+// default of 1 the first did: a 2 s stall of the gateway took every
+// backend of a pool out at once (flakes10, RELIABILITY).
+func TestOneMissedProbeTakesNoBackendOut(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.hang.Store(true)
+	b := newBackend(t, srv.URL, "")
+	c := NewChecker(Config{Timeout: 20 * time.Millisecond}, newClient(t), nil)
+	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
+	if !isUp(b) {
+		t.Fatal("one missed probe took the backend out")
+	}
+	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
+	if isUp(b) {
+		t.Fatal("backend still up after two missed probes in a row")
 	}
 }
 

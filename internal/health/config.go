@@ -26,7 +26,14 @@ type Config struct {
 	// Default 2.
 	Passes int
 	// Fails is how many consecutive failed probes take a backend down.
-	// Default 1.
+	// Default 2: one missed probe (the gateway itself starved of CPU past
+	// the probe's timeout, a lost packet) takes no backend out, where with
+	// 1 a 2 s stall of the gateway took every backend of a pool down at
+	// once and every client got no_healthy_backend for a fail_timeout with
+	// nothing wrong upstream (HAProxy's fall is 3, Kubernetes' readiness
+	// failureThreshold 3). A backend that stops answering is out after two
+	// intervals; requests meanwhile fail over on its errors and the
+	// first-token bound.
 	Fails int
 	// ExpectStatus is the one status code counted as healthy; 0 accepts any
 	// 2xx.
@@ -56,7 +63,7 @@ func (c Config) withDefaults() Config {
 		c.Passes = 2
 	}
 	if c.Fails <= 0 {
-		c.Fails = 1
+		c.Fails = 2
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8

@@ -58,7 +58,7 @@ func TestUnknownEngineWithoutHealthEndpointIsNotProbed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewChecker(Config{Timeout: healthyProbeBound, PlanFor: func(b *endpoint.Backend) Plan { return PlanFor(b.Spec(), "/health") }}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: healthyProbeBound, Fails: 1, PlanFor: func(b *endpoint.Backend) Plan { return PlanFor(b.Spec(), "/health") }}, newClient(t), nil)
 	all := []*endpoint.Backend{guessed, vllm, hosted}
 	c.ProbeOnce(t.Context(), all)
 	if !isUp(guessed) || isUp(vllm) || !isUp(hosted) {
@@ -88,7 +88,7 @@ func TestUnprobedBackendIsReleased(t *testing.T) {
 	srv.status.Store(http.StatusInternalServerError)
 	b := newBackend(t, srv.URL, "")
 	probed := true
-	c := NewChecker(Config{Timeout: healthyProbeBound, PlanFor: func(*endpoint.Backend) Plan {
+	c := NewChecker(Config{Timeout: healthyProbeBound, Fails: 1, PlanFor: func(*endpoint.Backend) Plan {
 		if probed {
 			return Plan{Path: "/health"}
 		}
