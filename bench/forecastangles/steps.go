@@ -175,7 +175,7 @@ func (e *env) stepFloor(w io.Writer) []row {
 				}
 				e.score(&r1, i, f1)
 				e.score(&r2, i, f2)
-				haz[i] = e.hazard(jump, h)
+				haz[i] = e.hazard(jump, x, h)
 			}
 			rows = append(rows, r1, r2)
 			fmt.Fprintf(w, "# onsets of %s (median %d, > %.0f req/s): %d in days 1-%d, %d after; P(onset within h) 10m %s; 30m %s; 60m %s\n",
@@ -187,12 +187,20 @@ func (e *env) stepFloor(w io.Writer) []row {
 
 // hazard is the share of scored origins whose next h windows hold an
 // onset: overall on the scored days, and the highest of any hour of the
-// day and of any time since the last onset (in hours, capped at 24), over
-// all 14 days in hindsight. Under 0.5 everywhere means the L1-best
-// forecast of the onsets' effect, knowing the hour or the time since the
-// last step, is still zero.
-func (e *env) hazard(jump []float64, h int) string {
-	var byHour, bySince [25][2]int
+// day, of any time since the last onset (in hours, capped at 24) and of
+// any tenth of the client's current rate (level, gap-cleaned; tenths of
+// its distribution over all days), over all days in hindsight. Under 0.5
+// everywhere means the L1-best forecast of the onsets' effect, knowing
+// the hour, the time since the last step or the client's rate, is still
+// zero.
+func (e *env) hazard(jump, level []float64, h int) string {
+	var byHour, bySince, byLevel [25][2]int
+	sorted := slices.Clone(level)
+	slices.Sort(sorted)
+	tenth := func(v float64) int {
+		i, _ := slices.BinarySearch(sorted, v)
+		return min(9, 10*i/len(sorted))
+	}
 	var all [2]int
 	last := -1
 	for o := perDay; o+h < e.n; o++ {
@@ -214,6 +222,8 @@ func (e *env) hazard(jump []float64, h int) string {
 			since = min(24, (o-last)/6)
 		}
 		byHour[hr][0] += hit
+		byLevel[tenth(level[o])][0] += hit
+		byLevel[tenth(level[o])][1]++
 		byHour[hr][1]++
 		bySince[since][0] += hit
 		bySince[since][1]++
@@ -232,9 +242,10 @@ func (e *env) hazard(jump []float64, h int) string {
 		return best, at
 	}
 	mh, ah := maxOf(byHour)
+	ml, al := maxOf(byLevel)
 	ms, as := maxOf(bySince)
-	return fmt.Sprintf("%.2f (max by hour %.2f at %02d:00, by hours since last %.2f at %dh)",
-		float64(all[0])/float64(all[1]), mh, ah, ms, as)
+	return fmt.Sprintf("%.2f (max by hour %.2f at %02d:00, by hours since last %.2f at %dh, by tenth of the level %.2f at %d)",
+		float64(all[0])/float64(all[1]), mh, ah, ms, as, ml, al)
 }
 
 func countNonZero(xs []float64) int {
