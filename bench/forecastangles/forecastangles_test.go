@@ -76,7 +76,7 @@ func TestRunPrintsEveryAngle(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"(a) per client", "(c) last + slot's mean change", "(b,d) LAD on own+clients",
-		"(d) analog", "bound: chunk-1 known exactly", "(e) internal/forecast per client", "(e) internal/forecast: 1 largest apart",
+		"(d) analog", "bound: chunk-1 known exactly", "(e) internal/forecast per client", "(e) internal/forecast: 1 largest apart", "(e) pick by trailing error",
 		"floor: chunk-1 step onsets unknown", "# split by chunk-1 onsets"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())

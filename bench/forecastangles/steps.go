@@ -37,7 +37,8 @@ func (e *env) perTenant() ([]row, error) {
 		g.members = append(g.members, rest(k))
 		groups = append(groups, g)
 	}
-	rows := make([]row, len(groups))
+	rows := make([]row, len(groups), len(groups)+1)
+	var sumKey, apart [][]float64
 	for gi, g := range groups {
 		rows[gi] = row{name: g.name, hasTrain: true}
 		series := make([][]float64, len(g.members))
@@ -56,8 +57,38 @@ func (e *env) perTenant() ([]row, error) {
 		for i := range horizons {
 			e.score(&rows[gi], i, fcs[i])
 		}
+		if len(g.members) == 2 {
+			apart = fcs
+		}
 	}
-	return rows, nil
+	sumKey, err := walkKeys([][]float64{e.tr.sum}, e.n)
+	if err != nil || apart == nil {
+		return rows, err
+	}
+	pick := row{name: "(e) pick by trailing error: the sum as one key, or the largest apart + the rest", hasTrain: true}
+	for i, h := range horizons {
+		e.score(&pick, i, e.pickByError(sumKey[i], apart[i], h, 36, 8))
+	}
+	return append(rows, pick), nil
+}
+
+// pickByError combines two forecast series made for h windows ahead as
+// internal/forecast combines its two error memories: weights the inverse
+// power of each one's mean absolute error, smoothed with a half-life of
+// memory horizons, learned only from forecasts already come due.
+func (e *env) pickByError(a, b []float64, h int, memory, power float64) []float64 {
+	keep := math.Pow(0.5, 1/(memory*float64(h)))
+	ea, eb := 1.0, 1.0
+	out := make([]float64, e.n)
+	for o := range out {
+		if p := o - h; p >= 0 && !e.og[o] && !e.og[p] {
+			ea = keep*ea + (1-keep)*math.Abs(a[p]-e.tr.sum[o])
+			eb = keep*eb + (1-keep)*math.Abs(b[p]-e.tr.sum[o])
+		}
+		wa, wb := math.Pow(ea, -power), math.Pow(eb, -power)
+		out[o] = (wa*a[o] + wb*b[o]) / (wa + wb)
+	}
+	return out
 }
 
 // walkKeys feeds each series to one Forecaster under its own key, one
