@@ -13,8 +13,8 @@
 //
 //	go run ./bench/forecastangles -servegen ../shared/traces/servegen/language/m-mid
 //
-// Single-threaded: about 15 s (most of it internal/forecast run per
-// client), under 150 MB.
+// Single-threaded: about 10-15 s (most of it internal/forecast run per
+// client), under 100 MB.
 package main
 
 import (
