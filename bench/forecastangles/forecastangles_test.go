@@ -76,12 +76,38 @@ func TestRunPrintsEveryAngle(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"(a) per client", "(c) last + slot's mean change", "(b,d) LAD on own+clients",
-		"(d) analog", "bound: chunk-1 known exactly"} {
+		"(d) analog", "bound: chunk-1 known exactly", "(e) internal/forecast per client", "(e) internal/forecast: 1 largest apart", "(e) pick by trailing error",
+		"floor: chunk-1 step onsets unknown", "# split by chunk-1 onsets"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
 	if strings.Contains(out.String(), "NaN") {
 		t.Errorf("output has NaN:\n%s", out.String())
+	}
+}
+
+// A step's onset is its first window: a one-window spike is no step, and
+// a step spread over two windows is one onset, so the floor built on
+// onsets leaves neither to the forecaster's ignorance.
+func TestOnsetsMarkOnlyTheStartOfASustainedStep(t *testing.T) {
+	x := make([]float64, 60)
+	for i := range x {
+		switch {
+		case i >= 40:
+			x[i] = 1000 // a step spread over two windows: 39 and 40
+		case i == 39:
+			x[i] = 600
+		case i == 20:
+			x[i] = 900 // a spike of one window
+		default:
+			x[i] = 100
+		}
+	}
+	jump := onsets(stepLevel(x, 2), 200)
+	for i, j := range jump {
+		if want := i == 39; (j != 0) != want {
+			t.Fatalf("window %d: jump %v (onset want %v); all %v", i, j, want, jump)
+		}
 	}
 }

@@ -5,12 +5,16 @@
 // training days, as a ratio to the better of the last value and the same
 // window a day earlier. Everything tuned is tuned on the training days
 // (scored on days 2-7 where a row shows "train"); rows marked "bound" see
-// the answers and only say how far a family of models could go.
-// docs/BENCHMARKS.md §10 ("Four more angles") holds its output and reading.
+// the answers and only say how far a family of models could go. Rows
+// marked "floor" and the "# split by" lines (steps.go) divide the error
+// between horizons that hold the onset of a level step of the largest
+// client and those that do not. docs/BENCHMARKS.md §10 ("Four more
+// angles", "Where the hour-ahead error sits") holds its output and reading.
 //
 //	go run ./bench/forecastangles -servegen ../shared/traces/servegen/language/m-mid
 //
-// Single-threaded: a few seconds, under 100 MB.
+// Single-threaded: about 10-15 s (most of it internal/forecast run per
+// client), under 100 MB.
 package main
 
 import (

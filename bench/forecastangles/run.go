@@ -53,8 +53,19 @@ func run(w io.Writer, tr *trace, trainDays int) error {
 	rows = append(rows, e.profiles()...)
 	rows = append(rows, e.linear()...)
 	rows = append(rows, e.analogs()...)
+	tenants, err := e.perTenant()
+	if err != nil {
+		return err
+	}
+	rows = append(rows, tenants...)
 	rows = append(rows, e.bounds()...)
 	e.offsets(w)
+	rows = append(rows, e.stepFloor(w)...)
+	for _, m := range []float64{3, 5} {
+		if err := e.onsetSplit(w, 2, m); err != nil {
+			return err
+		}
+	}
 	for _, r := range rows {
 		fmt.Fprintf(w, "%-62s", r.name)
 		for i := range horizons {
