@@ -72,6 +72,18 @@ func (c *Checker) Run(ctx context.Context, backends func() []*endpoint.Backend) 
 // Concurrency at a time, updates their probe state and returns when all
 // probes are done. Backends no longer listed lose their counters.
 func (c *Checker) ProbeOnce(ctx context.Context, backends []*endpoint.Backend) {
+	var stalls stallTally
+	c.probeAll(ctx, backends, &stalls)
+	if n, worst := stalls.get(); n > 0 && ctx.Err() == nil {
+		// Once a round, not once a probe: a stall hits every probe out.
+		c.log.Warn("active health check: probes timed out while the gateway itself was stalled (CPU starvation, a pause); counted neither way",
+			"probes", n, "late_by", worst.Round(time.Millisecond).String())
+	}
+}
+
+// probeAll is ProbeOnce's round; it returns when every probe it started
+// has ended.
+func (c *Checker) probeAll(ctx context.Context, backends []*endpoint.Backend, stalls *stallTally) {
 	list := c.track(backends)
 	sem := make(chan struct{}, c.cfg.Concurrency)
 	var wg sync.WaitGroup
@@ -89,9 +101,14 @@ func (c *Checker) ProbeOnce(ctx context.Context, backends []*endpoint.Backend) {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			start := c.cfg.Now()
 			err := c.probe(ctx, b, plan.Path)
 			if ctx.Err() != nil {
 				return // aborted by our caller: says nothing about b
+			}
+			if late, stalled := c.stalled(start, err); stalled {
+				stalls.add(late) // the gateway's lateness, not b's: no verdict
+				return
 			}
 			if plan.Auto && noSuchEndpoint(err) {
 				c.giveUp(b, plan.Path, err)

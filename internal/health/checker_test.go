@@ -24,6 +24,9 @@ type fakeServer struct {
 	hang    atomic.Bool  // block until the request is cancelled
 	hits    atomic.Int32
 	arrived chan string // "path|authorization" of each probe, if non-nil
+	// during, if set, runs on each probe's arrival, while the probe is out
+	// (a test's emulated gateway stall: it moves the checker's clock).
+	during func()
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -42,6 +45,9 @@ func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		case f.arrived <- r.URL.RequestURI() + "|" + r.Header.Get("Authorization"):
 		default:
 		}
+	}
+	if f.during != nil {
+		f.during()
 	}
 	if f.hang.Load() {
 		<-r.Context().Done()
@@ -199,7 +205,7 @@ func TestTimeoutCountsAsFailure(t *testing.T) {
 	srv := newFakeServer(t)
 	srv.hang.Store(true)
 	b := newBackend(t, srv.URL, "")
-	c := NewChecker(Config{Timeout: 20 * time.Millisecond, Fails: 1}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: 20 * time.Millisecond, Fails: 1, Now: frozenClock()}, newClient(t), nil)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 	if isUp(b) {
 		t.Fatal("backend still up after a timed-out probe")
@@ -230,7 +236,7 @@ func TestOneMissedProbeTakesNoBackendOut(t *testing.T) {
 	srv := newFakeServer(t)
 	srv.hang.Store(true)
 	b := newBackend(t, srv.URL, "")
-	c := NewChecker(Config{Timeout: 20 * time.Millisecond}, newClient(t), nil)
+	c := NewChecker(Config{Timeout: 20 * time.Millisecond, Now: frozenClock()}, newClient(t), nil)
 	c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 	if !isUp(b) {
 		t.Fatal("one missed probe took the backend out")

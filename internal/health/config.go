@@ -20,7 +20,9 @@ type Config struct {
 	Path string
 	// Interval between the starts of two probe rounds. Default 5s.
 	Interval time.Duration
-	// Timeout bounds one probe, connect to end of body. Default 2s.
+	// Timeout bounds one probe, connect to end of body. Default 2s. A
+	// probe that ran out of it while the gateway itself was stalled is
+	// counted neither way (see lateProbe).
 	Timeout time.Duration
 	// Passes is how many consecutive good probes bring a down backend back.
 	// Default 2.
@@ -44,6 +46,9 @@ type Config struct {
 	// PlanFor, if set, says how each backend is probed (a Plan with an
 	// empty Path skips it); nil probes every backend at Path.
 	PlanFor func(b *endpoint.Backend) Plan
+	// Now is the clock a probe's lateness is read from (monotonic); nil
+	// means time.Now. Tests inject one to emulate a stalled gateway.
+	Now func() time.Time
 	// OnChange, if set, is called after a backend changes state (for
 	// metrics). It runs on a probe goroutine and must not block.
 	OnChange func(b *endpoint.Backend, healthy bool)
@@ -67,6 +72,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }

@@ -42,7 +42,7 @@ func (c *Checker) probe(ctx context.Context, b *endpoint.Backend, path string) e
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("probe %s: %w", req.URL.Redacted(), err)
+		return timedOut(ctx, fmt.Errorf("probe %s: %w", req.URL.Redacted(), err))
 	}
 	// Drain before Close so the keep-alive connection goes back to the pool.
 	_, drainErr := io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
@@ -53,7 +53,7 @@ func (c *Checker) probe(ctx context.Context, b *endpoint.Backend, path string) e
 	if drainErr != nil {
 		// A body cut off by the timeout means the backend is not answering
 		// in time, whatever the status line said.
-		return fmt.Errorf("probe %s: read body: %w", req.URL.Redacted(), drainErr)
+		return timedOut(ctx, fmt.Errorf("probe %s: read body: %w", req.URL.Redacted(), drainErr))
 	}
 	return nil
 }
