@@ -33,8 +33,8 @@ import "math"
 //     79% of a cache and the estimate is no more sequences, where dozens
 //     of one-word requests fit. Beside a reported batch bound this
 //     held a newcomer's short requests the engine would have started at
-//     once (branch review17), so there the KV room counts only when the
-//     cache is full (kvFullUsage).
+//     once (branch review17), so there, without the cache's size, the
+//     KV room counts only when the cache is full (kvFullUsage).
 //   - The simulator reserves a request's prompt plus max_tokens when it
 //     starts it but reports the tokens held, as vLLM does; its KV room
 //     overstates what it admits by the running streams' unwritten tokens.
