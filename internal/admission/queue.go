@@ -97,6 +97,10 @@ type Queue struct {
 	ramps      map[string]*rampState // tenants' activity (ramp.go), at most maxRamps
 	parked     []*waiter             // queued requests held by their tenant's ramp, oldest first
 	sums       rampSums              // the last scan of ramps, read past rampExact tenants (rampsums.go)
+	// rampNeed is the cost of the latest request the ramp reckoned a
+	// reported room for (reportedSlots), which the stats' RampCeiling
+	// shows the room for.
+	rampNeed float64
 	// The pool's in-use peaks in the current and previous RampWindow.
 	poolPeak, poolPrevPeak int
 	poolWindow             time.Time
@@ -260,7 +264,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		return q.takeSpareOrRefuse(r, now, capacity)
 	}
 	q.arrive(r.Tenant, r.Weight, now)
-	held := q.holds(r.Tenant, r.Streams, now, capacity)
+	held := q.holds(r.Tenant, r.Streams, r.Cost, now, capacity)
 	// A request back at its appointment goes to the front of its tenant's
 	// flow: ahead of the tenant's newer requests, not of other tenants.
 	// Slots held for due appointments (reserved) are not free to the

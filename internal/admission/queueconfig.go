@@ -96,9 +96,13 @@ type QueueConfig struct {
 	// from fresh readings with nothing queued (0: none reported). It is
 	// a ceiling, not known capacity: a ramping tenant's free slots may
 	// reach it less the other active tenants' margins (rampceiling.go),
-	// and no probe goes past it. Called under the queue's mutex, like
-	// capacity. nil: none reported. Kept from NewQueue by SetConfig.
-	ReportedCapacity func() int
+	// and no probe goes past it. need is the request's cost (its
+	// estimated prompt plus max_tokens): engines that report their KV
+	// cache's size have room for as many newcomers of that size as their
+	// free tokens hold; 0 asks for newcomers like the running ones.
+	// Called under the queue's mutex, like capacity. nil: none reported.
+	// Kept from NewQueue by SetConfig.
+	ReportedCapacity func(need float64) int
 
 	// Wake, when set, is sent a value (never blocking) by the first
 	// Acquire after Rest found the queue at rest, and by the first Acquire

@@ -200,9 +200,10 @@ func (q *Queue) pruneRamps(now time.Time) {
 // is ramping, holds its allowance, no free slot is left beyond the other
 // active tenants' recent peaks, and no probe above the base may go (a
 // request that streams may probe: rampprobe.go). It ends a ramp that is
-// over.
-func (q *Queue) holds(tenant string, streams bool, now time.Time, capacity int) bool {
-	beyond, probe := q.beyondBase(tenant, now, capacity)
+// over. need is the request's cost, which the engines' reported room is
+// reckoned for (rampceiling.go).
+func (q *Queue) holds(tenant string, streams bool, need float64, now time.Time, capacity int) bool {
+	beyond, probe := q.beyondBase(tenant, need, now, capacity)
 	return beyond && !(streams && probe && q.mayProbe(now))
 }
 
@@ -213,7 +214,7 @@ func (q *Queue) holds(tenant string, streams bool, now time.Time, capacity int) 
 // slot: the base all in use, the others at their recent peaks with no
 // margin owed (rampmargin.go), a slot of the capacity free. It ends a
 // ramp that is over.
-func (q *Queue) beyondBase(tenant string, now time.Time, capacity int) (beyond, probe bool) {
+func (q *Queue) beyondBase(tenant string, need float64, now time.Time, capacity int) (beyond, probe bool) {
 	rs := q.ramps[tenant]
 	if rs == nil || !rs.ramping {
 		return false, false
@@ -247,7 +248,7 @@ func (q *Queue) beyondBase(tenant string, now time.Time, capacity int) (beyond, 
 	// Beyond the recent peak, the slots the engines started promptly
 	// within the longer memory, or the bound they report now
 	// (rampceiling.go), less the others' margins (rampproven.go).
-	reported := q.reportedSlots()
+	reported := q.reportedSlots(need)
 	base := q.provenBase(recent, margin, reported, now, capacity)
 	// A probe tests the slot above the base, so only with the whole base
 	// in use (a grant while a proven slot is free takes, in the engines,
@@ -334,14 +335,15 @@ func (q *Queue) unparkFreed(now time.Time, capacity int) {
 	type key struct {
 		tenant  string
 		streams bool
+		need    float64 // the reported room is the engines' for a request this size
 	}
 	decided := map[key]bool{}
 	kept := q.parked[:0]
 	for _, w := range q.parked {
-		k := key{w.req.Tenant, w.req.Streams}
+		k := key{w.req.Tenant, w.req.Streams, w.req.Cost}
 		held, ok := decided[k]
 		if !ok {
-			held = q.holds(w.req.Tenant, w.req.Streams, now, capacity)
+			held = q.holds(w.req.Tenant, w.req.Streams, w.req.Cost, now, capacity)
 			decided[k] = held
 		}
 		if held {
@@ -365,7 +367,7 @@ func (q *Queue) parkHeldHeads(now time.Time, capacity int) {
 		return
 	}
 	for _, c := range q.classes {
-		for h := c.head(); h != nil && q.holds(h.req.Tenant, h.req.Streams, now, capacity); h = c.head() {
+		for h := c.head(); h != nil && q.holds(h.req.Tenant, h.req.Streams, h.req.Cost, now, capacity); h = c.head() {
 			c.remove(h)
 			q.park(h)
 		}

@@ -33,11 +33,17 @@ package admission
 // again). A probe
 // never goes past it: the engine said it starts no more.
 
-// reportedSlots is the engines' reported room for the pool's requests
-// (QueueConfig.ReportedCapacity); 0 when none is reported now.
-func (q *Queue) reportedSlots() int {
+// reportedSlots is the engines' reported room for the pool's requests of
+// need tokens each (QueueConfig.ReportedCapacity); 0 when none is reported
+// now. A short request beside long-prompted work fits where a long one
+// does not, so the ramp asks for each request's own cost (branch
+// kvexact); the stats show the room for the latest one asked.
+func (q *Queue) reportedSlots(need float64) int {
 	if q.cfg.ReportedCapacity == nil {
 		return 0
 	}
-	return max(q.cfg.ReportedCapacity(), 0)
+	if need > 0 {
+		q.rampNeed = need
+	}
+	return max(q.cfg.ReportedCapacity(need), 0)
 }

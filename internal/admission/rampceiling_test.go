@@ -9,7 +9,7 @@ import (
 // *reported (0: none reported).
 func reportedQueue(capacity int, reported *int) (*Queue, *fakeClock) {
 	clk := newFakeClock()
-	cfg := QueueConfig{Fair: true, RampWindow: 2 * time.Second, ReportedCapacity: func() int { return *reported }}
+	cfg := QueueConfig{Fair: true, RampWindow: 2 * time.Second, ReportedCapacity: func(float64) int { return *reported }}
 	return NewQueue(cfg, newCapacity(capacity).get, clk.Now), clk
 }
 

@@ -14,8 +14,10 @@ import "math"
 //	running × (1 − usage − kvReserve) / usage
 //
 // counted in sequences like the running ones: the cache's size in tokens
-// cancels out (vLLM's cache_config_info blocks, SGLang's
-// max_total_num_tokens are not needed for it).
+// cancels out. Where the engine reports that size, the room counts the
+// newcomer's own tokens instead (kvTokenRoom, below); this estimate
+// stands for engines that do not, and for the status's ceiling before
+// any request was judged.
 //
 // It is an estimate, kept on the low side:
 //   - kvReserve holds part of the free cache back: the running sequences
@@ -31,8 +33,8 @@ import "math"
 //     79% of a cache and the estimate is no more sequences, where dozens
 //     of one-word requests fit. Beside a reported batch bound this
 //     held a newcomer's short requests the engine would have started at
-//     once (branch review17), so there the KV room counts only when the
-//     cache is full (kvFullUsage).
+//     once (branch review17), so there, without the cache's size, the
+//     KV room counts only when the cache is full (kvFullUsage).
 //   - The simulator reserves a request's prompt plus max_tokens when it
 //     starts it but reports the tokens held, as vLLM does; its KV room
 //     overstates what it admits by the running streams' unwritten tokens.
@@ -76,4 +78,35 @@ func (l Load) kvRoom(bounded bool) (room float64, ok bool) {
 	free := max(math.Floor(min(running*(1-u-kvReserve)/u, maxReportedBound)), 0)
 	mine := min(float64(l.InflightAtScrape), math.Round(l.Running+l.Waiting))
 	return mine + free - math.Round(l.Waiting), true
+}
+
+// The estimate above takes a newcomer to be like the running sequences,
+// which held short newcomers back beside a few long prompts (review17).
+// An engine that reports its cache's size in tokens (vLLM's
+// cache_config_info, num_gpu_blocks × block_size; SGLang's
+// max_total_num_tokens; the simulator's budget: Load.KVCacheTokens) says
+// the free tokens exactly, size × (1 − usage − kvReserve), and the
+// gateway knows the newcomer's own need, its estimated prompt plus
+// max_tokens (admission.EstimateCost, the queue's cost): the newcomers
+// like it that fit are free tokens over need, at any usage and beside a
+// bound or not. A newcomer longer than the free cache gets no room beyond
+// this gateway's requests there; one of a few dozen tokens beside long
+// prompts gets the bound. The need counts all of max_tokens: vLLM
+// allocates as it generates and may preempt later, SGLang and the
+// simulator reserve it, so the whole answer's KV is the honest need. The
+// requests waiting in the engine take the free tokens first, counted as
+// newcomers like this one (their sizes are not reported).
+
+// kvTokenRoom is this gateway's requests in the engine at the scrape plus
+// the newcomers of need tokens the free cache holds, less those waiting;
+// ok is false when the engine reports no size or need is unknown (<= 0).
+func (l Load) kvTokenRoom(need float64) (room float64, ok bool) {
+	if l.KVCacheTokens < 1 || !(need > 0) {
+		return 0, false
+	}
+	u := min(l.KVCacheUsage, 1)
+	free := l.KVCacheTokens * (1 - u - kvReserve)
+	fits := max(math.Floor(min(free/need, maxReportedBound)), 0)
+	mine := min(float64(l.InflightAtScrape), math.Round(l.Running+l.Waiting))
+	return mine + fits - math.Round(l.Waiting), true
 }

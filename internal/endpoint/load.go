@@ -21,6 +21,10 @@ type Load struct {
 	// at once (SGLang's max_running_requests, the simulator's slots),
 	// summed over label sets as Running; 0 when it does not report one.
 	BatchBound float64
+	// KVCacheTokens is the size of the engine's KV cache in tokens, as it
+	// reports it (vLLM's cache_config_info, SGLang's max_total_num_tokens,
+	// the simulator's budget), summed over label sets; 0 when it does not.
+	KVCacheTokens float64
 	// At is when the scrape completed.
 	At time.Time
 	// Expires is when this snapshot stops being trusted (At plus the
@@ -91,13 +95,29 @@ const maxReportedBound = 1 << 20
 // no room by the next reading.
 // The tenant ramp takes the sum over a pool as a ceiling, never as known
 // slots (admission.QueueConfig.ReportedCapacity).
+//
+// This is the room for newcomers like the running sequences; ReportedRoomFor
+// counts a newcomer's own tokens where the engine reports its cache's size.
 func (b *Backend) ReportedRoom(now time.Time) (room int, ok bool) {
+	return b.ReportedRoomFor(now, 0)
+}
+
+// ReportedRoomFor is ReportedRoom for newcomers of need tokens each (the
+// request's estimated prompt plus max_tokens): where the engine reports its
+// KV cache's size (Load.KVCacheTokens) the KV room is the newcomers of that
+// size its free tokens hold, at any usage (kvTokenRoom), in place of the
+// estimate from the running sequences' footprint; need <= 0, or no size
+// reported, keeps that estimate.
+func (b *Backend) ReportedRoomFor(now time.Time, need float64) (room int, ok bool) {
 	l, ok := b.Load()
 	if !ok || !l.Fresh(now) || l.Waiting >= 0.5 && l.QueuedBefore {
 		return 0, false
 	}
 	r, ok := l.boundRoom()
-	kv, kvOK := l.kvRoom(ok)
+	kv, kvOK := l.kvTokenRoom(need)
+	if !kvOK {
+		kv, kvOK = l.kvRoom(ok)
+	}
 	switch {
 	case !ok && !kvOK:
 		return 0, false
@@ -119,7 +139,8 @@ func (l Load) boundRoom() (room float64, ok bool) {
 
 // ReportsRoom reports whether the backend's engine accounts for its
 // slots in a fresh reading, queueing or not: a batch bound, or a KV
-// estimate (kvRoom); with one, its room is known (or it is full while it
+// estimate (kvRoom), or the cache's size (kvTokenRoom: exact for any
+// newcomer, idle or not); with one, its room is known (or it is full while it
 // queues); without (an engine that exports neither, too few sequences
 // running to estimate its KV, a stale or missing scrape) nothing says how
 // many it has.
@@ -130,5 +151,5 @@ func (b *Backend) ReportsRoom(now time.Time) bool {
 	}
 	_, bound := l.boundRoom()
 	_, kv := l.kvRoom(bound)
-	return bound || kv
+	return bound || kv || l.KVCacheTokens >= 1
 }

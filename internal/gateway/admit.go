@@ -80,16 +80,20 @@ func (p *Pool) KnownCapacity() int {
 // flight. A backend that starts this gateway's streams late
 // (endpoint.Backend.StartsLate, past LateStart) is full too, whatever room
 // it reports: its free slots did not start a stream in time (branch
-// latebound). Read under the queue's lock, so it only loads atomics and
-// each backend's state.
-func (p *Pool) ReportedCapacity() int {
+// latebound). need is the request's estimated tokens (its queue cost: the
+// prompt plus max_tokens): an engine that reports its KV cache's size has
+// room for the newcomers of that size its free tokens hold
+// (endpoint.Backend.ReportedRoomFor; branch kvexact); 0 counts newcomers
+// like the running sequences. Read under the queue's lock, so it only
+// loads atomics and each backend's state.
+func (p *Pool) ReportedCapacity(need float64) int {
 	now := p.now()
 	total, reported := 0, false
 	for _, b := range p.Backends {
 		if !b.Usable(now) {
 			continue
 		}
-		if room, ok := b.ReportedRoom(now); ok && !b.StartsLate(now, p.LateStart) {
+		if room, ok := b.ReportedRoomFor(now, need); ok && !b.StartsLate(now, p.LateStart) {
 			total += max(room, int(b.Inflight()))
 			reported = true
 			continue

@@ -30,6 +30,10 @@ type coldRamp struct {
 	// newcomerWords, when above 0, is the prompt length of B's requests
 	// (its one and its five); A's two have words.
 	newcomerWords int
+	// awaitStarts, when above 0, waits after the decision, if at least
+	// that many were granted, until that many streams had their first
+	// token (within the same hang guard).
+	awaitStarts int64
 }
 
 func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
@@ -116,13 +120,21 @@ func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
 	for {
 		st = q.Stats()
 		if int64(st.InUse+st.Queued)+refusedN.Load() >= 8 {
-			return st, refusedN.Load()
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("B's five never reached the queue: in use %d, queued %d, refused %d", st.InUse, st.Queued, refusedN.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// Granted ones start in the engine: wait for their first tokens.
+	for c.awaitStarts > 0 && int64(st.InUse) >= c.awaitStarts && started.Load() < c.awaitStarts {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the %d granted streams had a first token", started.Load(), c.awaitStarts)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return st, refusedN.Load()
 }
 
 // An engine that reports no batch bound (vLLM; here the simulator read

@@ -53,7 +53,7 @@ func TestReportedCapacityNeedsEveryBackendsBound(t *testing.T) {
 		{"beside a reporting backend that queues (full)", pool(mk("http://x", sglang()), mk("http://y", &endpoint.Load{Running: 16, Waiting: 3, BatchBound: 16})), 2},
 	}
 	for _, c := range cases {
-		if got := c.p.ReportedCapacity(); got != c.want {
+		if got := c.p.ReportedCapacity(0); got != c.want {
 			t.Errorf("%s: reported capacity %d, want %d", c.name, got, c.want)
 		}
 	}

@@ -29,6 +29,22 @@ type Names struct {
 	// behind one URL run both batches). nil takes DefaultBatchBound; an
 	// empty, non-nil list reads none.
 	BatchBound []string
+	// KVSize is the size of the engine's KV cache in tokens, as it
+	// reports it (summed over label sets, as BatchBound). A name ending in
+	// "_info" is an info series whose labels carry it: vLLM's
+	// vllm:cache_config_info, num_gpu_blocks x block_size. nil takes
+	// DefaultKVSize; an empty, non-nil list reads none.
+	KVSize []string
+}
+
+// DefaultKVSize returns the KV-cache size names read unless configured:
+// vLLM's cache_config_info (num_gpu_blocks x block_size), SGLang's
+// sglang:max_total_num_tokens and the simulator's configured budget. With
+// it the reported room counts the newcomer's own tokens against the free
+// part of the cache (endpoint's kvroom.go); without it, sequences like
+// the running ones.
+func DefaultKVSize() []string {
+	return []string{"vllm:cache_config_info", "sglang:max_total_num_tokens", "sluice_sim_kv_tokens"}
 }
 
 // DefaultBatchBound returns the batch-bound names read unless configured:
@@ -127,6 +143,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Names.BatchBound == nil {
 		c.Names.BatchBound = DefaultBatchBound()
+	}
+	if c.Names.KVSize == nil {
+		c.Names.KVSize = DefaultKVSize()
 	}
 	if c.StaleAfter <= 0 {
 		c.StaleAfter = StaleAfterIntervals * c.Interval

@@ -11,6 +11,7 @@ type reading struct {
 	running, waiting family
 	kv               family
 	bound            family // the engine's reported batch bound
+	kvSize           family // the engine's KV cache in tokens
 }
 
 // family accumulates the samples of one quantity. Samples of the preferred
@@ -82,12 +83,13 @@ func (r *reading) line(line []byte, n *Names) {
 		return
 	}
 	rest := trimBlank(line[end:])
+	var labels []byte
 	if len(rest) > 0 && rest[0] == '{' {
 		j := labelsEnd(rest)
 		if j < 0 {
 			return
 		}
-		rest = rest[j:]
+		labels, rest = rest[:j], rest[j:]
 		if len(rest) > 0 && !isBlank(rest[0]) {
 			return // "}1" or "}x 1": not a sample line
 		}
@@ -107,7 +109,69 @@ func (r *reading) line(line []byte, n *Names) {
 	if !ok {
 		return
 	}
+	if f == &r.kvSize && bytes.HasSuffix(line[:end], []byte("_info")) {
+		// An info series says its value in its labels (the sample is 1).
+		if v, ok = cacheTokens(labels); !ok {
+			return
+		}
+	}
 	f.add(rank, v)
+}
+
+// cacheTokens reads the KV cache's size in tokens from the labels of
+// vLLM's vllm:cache_config_info: num_gpu_blocks x block_size. ok is false
+// when either is missing or not a positive number (vLLM writes "None"
+// before the engine has sized its cache).
+func cacheTokens(labels []byte) (tokens float64, ok bool) {
+	blocks, okB := labelNumber(labels, "num_gpu_blocks")
+	size, okS := labelNumber(labels, "block_size")
+	if !okB || !okS || blocks <= 0 || size <= 0 {
+		return 0, false
+	}
+	return blocks * size, true
+}
+
+// labelNumber finds key's value in a label set ({k="v",...}) and parses it
+// as a sample value; values with escapes are not numbers and are skipped.
+func labelNumber(labels []byte, key string) (float64, bool) {
+	for i := 1; i < len(labels); {
+		for i < len(labels) && (isBlank(labels[i]) || labels[i] == ',') {
+			i++
+		}
+		eq := bytes.IndexByte(labels[i:], '=')
+		if eq < 0 {
+			return 0, false
+		}
+		name := trimBlank(labels[i : i+eq])
+		i += eq + 1
+		for i < len(labels) && isBlank(labels[i]) {
+			i++
+		}
+		if i >= len(labels) || labels[i] != '"' {
+			return 0, false
+		}
+		i++
+		start, escaped := i, false
+		for i < len(labels) && labels[i] != '"' {
+			if labels[i] == '\\' {
+				escaped = true
+				i++
+			}
+			i++
+		}
+		if i >= len(labels) {
+			return 0, false
+		}
+		value := labels[start:i]
+		i++ // the closing quote
+		if string(name) == key {
+			if escaped {
+				return 0, false
+			}
+			return parseValue(value)
+		}
+	}
+	return 0, false
 }
 
 // parseValue parses a sample value as Prometheus does (Go float syntax
@@ -149,6 +213,11 @@ func (r *reading) lookup(name []byte, n *Names) (*family, int) {
 	for i, s := range n.BatchBound {
 		if string(name) == s {
 			return &r.bound, i
+		}
+	}
+	for i, s := range n.KVSize {
+		if string(name) == s {
+			return &r.kvSize, i
 		}
 	}
 	return nil, 0

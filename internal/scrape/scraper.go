@@ -209,12 +209,14 @@ func (s *Scraper) scrape(ctx context.Context, b *endpoint.Backend) (endpoint.Loa
 	}
 	kv, _ := r.kv.value()       // not reported: no pressure signal, not a failure
 	bound, _ := r.bound.value() // not reported: no ceiling for the tenant ramp
+	size, _ := r.kvSize.value() // not reported: the KV room is estimated from the running sequences
 	now := s.cfg.Now()
 	return endpoint.Load{
 		Running:          running,
 		Waiting:          waiting,
 		KVCacheUsage:     min(kv, 1),
 		BatchBound:       bound,
+		KVCacheTokens:    size,
 		At:               now,
 		Expires:          now.Add(s.cfg.StaleAfter),
 		InflightAtScrape: inflight,

@@ -22,6 +22,17 @@ func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 	m.gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", float64(st.Waiting))
 	m.gauge("vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.", st.KVUsage)
 	m.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", st.KVUsage)
+	// vLLM's info series for its cache: the size in tokens is
+	// num_gpu_blocks x block_size, which the gateway reads to count a
+	// newcomer's own tokens against the free cache. Blocks of 16 tokens,
+	// vLLM's default, when the budget divides into them.
+	blockSize := 16
+	if s.cfg.KVTokens%blockSize != 0 {
+		blockSize = 1
+	}
+	m.header("vllm:cache_config_info", "Information of the LLMEngine CacheConfig.", "gauge")
+	m.sample("vllm:cache_config_info", `{block_size="`+strconv.Itoa(blockSize)+`",cache_dtype="auto",enable_prefix_caching="True",model_name="`+escapeLabel(s.cfg.Model)+
+		`",num_cpu_blocks="None",num_gpu_blocks="`+strconv.Itoa(s.cfg.KVTokens/blockSize)+`"}`, "1.0")
 	m.counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.", st.PromptTokens)
 	m.counter("vllm:generation_tokens_total", "Number of generation tokens processed.", st.GeneratedTokens)
 	m.header("vllm:request_success_total", "Count of successfully processed requests.", "counter")
