@@ -7,6 +7,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/auth/jwttest"
 	"github.com/sluice-gw/sluice/internal/config"
 )
@@ -24,13 +25,7 @@ func TestStaticKeyAlsoInTheSetIsOneMaterial(t *testing.T) {
 	clk := newClock()
 	pemKey := config.JWTKey{File: jwttest.WritePEM(t, "set.pem", set.RSAPublicPEM(t)), KID: jwttest.RSAKID}
 	cfg := func(edit func(*config.JWT)) config.JWT {
-		c := jwtConfig(set.URL())
-		c.PublicKeys = []config.JWTKey{pemKey}
-		c.Algorithms = []string{"RS256", "PS256", "ES256"}
-		if edit != nil {
-			edit(&c)
-		}
-		return c
+		return editedConfig(set.URL(), []config.JWTKey{pemKey}, []string{"RS256", "PS256", "ES256"}, edit)
 	}
 	running := buildIssuers(t, cfg(nil), clk)
 	tokens := map[string]string{
@@ -52,17 +47,7 @@ func TestStaticKeyAlsoInTheSetIsOneMaterial(t *testing.T) {
 		{"the PEM removed, another set", func(c *config.JWT) { c.PublicKeys, c.JWKSURL = nil, other.URL() }, nil},
 		{"the set removed, the PEM kept", func(c *config.JWT) { c.JWKSURL = "" }, all},
 	} {
-		next := buildIssuers(t, cfg(tc.edit), clk)
-		for _, name := range all {
-			id, err := running.Verify(context.Background(), tokens[name])
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			want := slices.Contains(tc.trusted, name)
-			if got := next.Trusts(id.Issuer, id.Trust); got != want {
-				t.Errorf("%s: a token of %s trusted %v; want %v", tc.name, name, got, want)
-			}
-		}
+		checkTrusted(t, tc.name, running, buildIssuers(t, cfg(tc.edit), clk), tokens, tc.trusted)
 	}
 }
 
@@ -82,12 +67,7 @@ func TestSetKeyAlsoAsAPEMIsOneMaterial(t *testing.T) {
 	}
 	setPEM := pemOf("set.pem", set.RSAPublicPEM(t))
 	cfg := func(edit func(*config.JWT)) config.JWT {
-		c := jwtConfig(set.URL())
-		c.Algorithms = []string{"RS256", "ES256"}
-		if edit != nil {
-			edit(&c)
-		}
-		return c
+		return editedConfig(set.URL(), nil, []string{"RS256", "ES256"}, edit)
 	}
 	running := buildIssuers(t, cfg(nil), clk)
 	tokens := map[string]string{
@@ -122,16 +102,34 @@ func TestSetKeyAlsoAsAPEMIsOneMaterial(t *testing.T) {
 			c.JWKSURL, c.PublicKeys, c.Algorithms = "", []config.JWTKey{setPEM}, []string{"ES256", "PS256"}
 		}, nil},
 	} {
-		next := buildIssuers(t, cfg(tc.edit), clk)
-		for _, name := range all {
-			id, err := running.Verify(context.Background(), tokens[name])
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			want := slices.Contains(tc.trusted, name)
-			if got := next.Trusts(id.Issuer, id.Trust); got != want {
-				t.Errorf("%s: a token of %s trusted %v; want %v", tc.name, name, got, want)
-			}
+		checkTrusted(t, tc.name, running, buildIssuers(t, cfg(tc.edit), clk), tokens, tc.trusted)
+	}
+}
+
+// checkTrusted verifies each of tokens (by name) on running and checks
+// that next, the issuers after the reload named edit, trusts the names in
+// trusted and no other.
+func checkTrusted(t *testing.T, edit string, running, next *auth.Issuers, tokens map[string]string, trusted []string) {
+	t.Helper()
+	for name, token := range tokens {
+		id, err := running.Verify(context.Background(), token)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want := slices.Contains(trusted, name)
+		if got := next.Trusts(id.Issuer, id.Trust); got != want {
+			t.Errorf("%s: a token of %s trusted %v; want %v", edit, name, got, want)
 		}
 	}
+}
+
+// editedConfig is an issuer of the key set at jwksURL with the static
+// keys and algs, then edited by edit (nil: none).
+func editedConfig(jwksURL string, keys []config.JWTKey, algs []string, edit func(*config.JWT)) config.JWT {
+	c := jwtConfig(jwksURL)
+	c.PublicKeys, c.Algorithms = keys, algs
+	if edit != nil {
+		edit(&c)
+	}
+	return c
 }

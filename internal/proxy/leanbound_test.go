@@ -28,16 +28,6 @@ func TestReloadsLeaveABoundedNumberOfLeanClients(t *testing.T) {
 	defer close(release)
 	tr := NewTransportCache()
 	defer tr.Close()
-	get := func(r *Router, path string) *http.Response {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
-		resp, err := r.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
-	}
-	drain := func(resp *http.Response) { io.Copy(io.Discard, resp.Body); resp.Body.Close() }
 	clients := func() (cached, leaving int) {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
@@ -45,14 +35,14 @@ func TestReloadsLeaveABoundedNumberOfLeanClients(t *testing.T) {
 	}
 	first := tr.Router(5*time.Second, time.Minute, true, nil, nil)
 	tr.SetCurrent(first)
-	held := get(first, "/hold") // a stream that outlives the drains below
+	held := getThrough(t, first, srv.URL+"/hold") // a stream that outlives the drains below
 	const reloads = 20
 	for i := 1; i <= reloads; i++ {
 		// A stream_idle not configured before at every reload.
 		idle := time.Minute + time.Duration(i%2)*time.Second + time.Duration(i)*time.Millisecond
 		r := tr.Router(5*time.Second, idle, true, nil, nil)
 		tr.SetCurrent(r)
-		drain(get(r, "/"))
+		readAll(getThrough(t, r, srv.URL))
 		tr.CloseRetired() // the drain's end
 	}
 	if cached, leaving := clients(); cached != 1 || leaving != 1 {
@@ -62,7 +52,7 @@ func TestReloadsLeaveABoundedNumberOfLeanClients(t *testing.T) {
 		t.Fatalf("after %d reloads: %+v; want every client's %d dials counted and 2 open (the serving pool's idle one, the held stream's)", reloads, st, reloads+1)
 	}
 	release <- struct{}{}
-	drain(held)
+	readAll(held)
 	tr.CloseIdle() // its connection, handed back to the dropped client, closed
 	if cached, leaving := clients(); cached != 1 || leaving != 0 {
 		t.Fatalf("after the held stream ended: %d cached, %d leaving; want 1 and 0", cached, leaving)
@@ -85,13 +75,7 @@ func TestLeanClientDroppedBeforeItsCommitIsCachedAgain(t *testing.T) {
 	defer tr.Close()
 	a := tr.Router(5*time.Second, time.Minute, true, nil, nil)
 	tr.SetCurrent(a)
-	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-	resp, err := a.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	readAll(getThrough(t, a, srv.URL))
 	tr.SetCurrent(tr.Router(5*time.Second, 30*time.Second, true, nil, nil)) // a retired
 	back := tr.Router(5*time.Second, time.Minute, true, nil, nil)           // built on a's client
 	tr.CloseRetired()                                                       // a's drain ends before back commits
@@ -103,4 +87,22 @@ func TestLeanClientDroppedBeforeItsCommitIsCachedAgain(t *testing.T) {
 	if st := tr.LeanStats(); st.Dials != 1 {
 		t.Fatalf("%+v; want the serving client's dial counted", st)
 	}
+}
+
+// getThrough sends a GET to url through rt; a failure ends the test.
+func getThrough(t *testing.T, rt http.RoundTripper, url string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// readAll reads resp's body to its end and closes it, so its connection
+// goes back to its pool.
+func readAll(resp *http.Response) {
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }
