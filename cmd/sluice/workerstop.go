@@ -33,8 +33,8 @@ import (
 // answers is waited for as long as the supervisor waits anyway, not cut
 // at a fixed 5 s while seconds of the stop's budget go unused.
 const (
-	workerCutBound   = 2 * time.Second
-	workerCloseBound = 5 * time.Second
+	workerCutBound   = app.CutBound       // 2 s
+	workerCloseBound = app.QueueStopBound // 5 s
 )
 
 // errWorkerCloseBound is the close's bound's cause.

@@ -36,6 +36,15 @@ func StopBound(grace time.Duration) time.Duration {
 	return AddBounds(grace, cutBound, queueStopBound)
 }
 
+// CutBound and QueueStopBound are cutBound and queueStopBound for
+// `sluice worker`, whose stop is bounded as serve's job queue stop is
+// (its jobs' hand-back after the cut, then its store's close): one
+// number each, so the two stops cannot drift apart.
+const (
+	CutBound       = cutBound
+	QueueStopBound = queueStopBound
+)
+
 // drainJobs starts the job workers' drain at the start of a shutdown: from
 // the first signal they take no new job (another replica, or the next
 // start, takes it: delivery is at least once), where before they took

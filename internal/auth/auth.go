@@ -15,6 +15,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -215,13 +216,13 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	if !slices.Contains(v.algs, h.Alg) {
 		return Identity{}, fail(ReasonAlgorithm, fmt.Errorf("alg %q not allowed", truncate(h.Alg, 16)))
 	}
-	claims, src, err := v.parse(ctx, token, h)
+	claims, by, err := v.parse(ctx, token, h)
 	if err != nil && !h.HasKid && v.jwks != nil && refetchable(err) && v.jwks.refreshUnknown(ctx) {
 		// A token that names no key is checked against every key held,
 		// so a key set never fetched, or one the issuer has rotated since,
 		// shows as no key or a bad signature: fetch once (rate-bounded as
 		// for an unknown kid) and check again.
-		claims, src, err = v.parse(ctx, token, h)
+		claims, by, err = v.parse(ctx, token, h)
 	}
 	if err != nil {
 		return Identity{}, err
@@ -230,17 +231,25 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	// The parser checked iss against v.iss; src is the key that verified
+	// The parser checked iss against v.iss; by is the key that verified
 	// the signature, h.Alg the allowed alg it verified with.
-	id.Issuer, id.Trust = v.iss, Trust{claims: v.claimsDigest, source: src, alg: h.Alg}
+	id.Issuer, id.Trust = v.iss, Trust{claims: v.claimsDigest, source: by.source, setKey: by.setKey, alg: h.Alg}
 	return id, nil
 }
 
+// verifiedBy is the key that verified a token: its source (Trust), and
+// for a key of the key set the key itself, whose material a reload that
+// drops the set compares with the static keys kept (Issuers.Trusts).
+type verifiedBy struct {
+	source keySource
+	setKey crypto.PublicKey
+}
+
 // parse checks token's signature and registered claims, and tells which
-// source's key verified it; the error is a *Failure.
-func (v *Verifier) parse(ctx context.Context, token string, h header) (jwt.MapClaims, keySource, error) {
+// key verified it; the error is a *Failure.
+func (v *Verifier) parse(ctx context.Context, token string, h header) (jwt.MapClaims, verifiedBy, error) {
 	claims := jwt.MapClaims{}
-	var src keySource
+	var by verifiedBy
 	keyFor := func(t *jwt.Token) (any, error) {
 		// The library reads alg from its own decoding of the header: a
 		// header naming it twice ("alg" and a case variant, which the
@@ -250,14 +259,14 @@ func (v *Verifier) parse(ctx context.Context, token string, h header) (jwt.MapCl
 		if t.Method == nil || t.Method.Alg() != h.Alg {
 			return nil, fail(ReasonMalformed, errors.New("header alg read two ways"))
 		}
-		k, s, err := v.key(ctx, h, t, token)
-		src = s
+		k, b, err := v.key(ctx, h, t, token)
+		by = b
 		return k, err
 	}
 	if _, err := v.parser.ParseWithClaims(token, claims, keyFor); err != nil {
-		return nil, keySource{}, classify(err)
+		return nil, verifiedBy{}, classify(err)
 	}
-	return claims, src, nil
+	return claims, by, nil
 }
 
 // refetchable reports a refusal of a token without kid that a fresh key
@@ -267,37 +276,37 @@ func refetchable(err error) bool {
 	return errors.As(err, &f) && (f.Reason == ReasonKeysUnavailable || f.Reason == ReasonSignature)
 }
 
-// key finds the key for a token with header h, and the source it is of
-// (Trust): the HMAC secret for HS*, never anything else; for the others,
-// the static keys and the key set's, only those of the algorithm's own
-// kind. tok is the parsed token and raw its text, for a token without kid
-// that several keys could verify (which, is found here).
-func (v *Verifier) key(ctx context.Context, h header, tok *jwt.Token, raw string) (any, keySource, error) {
+// key finds the key for a token with header h, and which it is (Trust):
+// the HMAC secret for HS*, never anything else; for the others, the
+// static keys and the key set's, only those of the algorithm's own kind.
+// tok is the parsed token and raw its text, for a token without kid that
+// several keys could verify (which, is found here).
+func (v *Verifier) key(ctx context.Context, h header, tok *jwt.Token, raw string) (any, verifiedBy, error) {
 	if isHMAC(h.Alg) {
 		if v.secret == nil {
-			return nil, keySource{}, fail(ReasonAlgorithm, errors.New("HMAC without a configured secret"))
+			return nil, verifiedBy{}, fail(ReasonAlgorithm, errors.New("HMAC without a configured secret"))
 		}
-		return v.secret, v.hmacSrc, nil
+		return v.secret, verifiedBy{source: v.hmacSrc}, nil
 	}
 	if h.HasKid {
 		for _, k := range v.static {
 			if k.kid == h.Kid {
 				key, err := v.fitting(h.Alg, k.key)
-				return key, k.src, err
+				return key, verifiedBy{source: k.src}, err
 			}
 		}
 		if v.jwks == nil {
-			return nil, keySource{}, fail(ReasonUnknownKID, fmt.Errorf("kid %q", truncate(h.Kid, 64)))
+			return nil, verifiedBy{}, fail(ReasonUnknownKID, fmt.Errorf("kid %q", truncate(h.Kid, 64)))
 		}
 		key, err := v.fromKeySet(ctx, h)
-		return key, v.jwksSrc, err
+		return key, verifiedBy{source: v.jwksSrc, setKey: key}, err
 	}
 	// No kid: every key of the algorithm's kind is tried.
 	var keys []jwt.VerificationKey
-	var srcs []keySource
+	var from []verifiedBy
 	for _, k := range v.static {
 		if fits(h.Alg, k.key) {
-			keys, srcs = append(keys, k.key), append(srcs, k.src)
+			keys, from = append(keys, k.key), append(from, verifiedBy{source: k.src})
 		}
 	}
 	if v.jwks != nil {
@@ -307,7 +316,7 @@ func (v *Verifier) key(ctx context.Context, h header, tok *jwt.Token, raw string
 			if all, ok := got.(jwt.VerificationKeySet); err == nil && ok {
 				for _, k := range all.Keys {
 					if fits(h.Alg, k) {
-						keys, srcs = append(keys, k), append(srcs, v.jwksSrc)
+						keys, from = append(keys, k), append(from, verifiedBy{source: v.jwksSrc, setKey: k})
 					}
 				}
 			}
@@ -316,31 +325,35 @@ func (v *Verifier) key(ctx context.Context, h header, tok *jwt.Token, raw string
 	switch {
 	case len(keys) == 0:
 		if v.jwks != nil && v.jwks.current() == nil {
-			return nil, keySource{}, v.keysUnavailable()
+			return nil, verifiedBy{}, v.keysUnavailable()
 		}
-		return nil, keySource{}, fail(ReasonAlgorithm, fmt.Errorf("no %s key for a token without kid", h.Alg))
-	case len(keys) == 1 || allSame(srcs):
-		return jwt.VerificationKeySet{Keys: keys}, srcs[0], nil
+		return nil, verifiedBy{}, fail(ReasonAlgorithm, fmt.Errorf("no %s key for a token without kid", h.Alg))
+	case len(keys) == 1 || allStatic(from, from[0].source):
+		return jwt.VerificationKeySet{Keys: keys}, from[0], nil
 	}
-	// Keys of several sources: which one signed decides which reload
-	// ends the token's requests, so the signature is checked here, key by
-	// key as the parser would, and the parser is handed the one that
-	// verifies (it checks it once more: one verification more, for a
-	// token without kid of an issuer with several keys of its kind only).
+	// Several keys, not all one static material: which one signed decides
+	// which reload ends the token's requests (a static key removed, or the
+	// set removed while a PEM of one of its keys stays), so the signature
+	// is checked here, key by key as the parser would, and the parser is
+	// handed the one that verifies (it checks it once more: one
+	// verification more, for a token without kid of an issuer with several
+	// keys of its kind only).
 	signed := raw[:strings.LastIndexByte(raw, '.')]
 	for i, k := range keys {
 		if tok.Method.Verify(signed, tok.Signature, k) == nil {
-			return k, srcs[i], nil
+			return k, from[i], nil
 		}
 	}
-	return nil, keySource{}, fail(ReasonSignature, fmt.Errorf("no %s key of %d verifies a token without kid", h.Alg, len(keys)))
+	return nil, verifiedBy{}, fail(ReasonSignature, fmt.Errorf("no %s key of %d verifies a token without kid", h.Alg, len(keys)))
 }
 
-// allSame reports that every source of srcs is the first (a key set's
-// keys are all of its one source).
-func allSame(srcs []keySource) bool {
-	for _, s := range srcs[1:] {
-		if s != srcs[0] {
+// allStatic reports that every key of from is a static key of the source
+// src (the same PEM listed twice): which of them verifies changes nothing.
+// The key set's keys are all of its one source but each is its own
+// material (Trust.setKey), so they are told apart.
+func allStatic(from []verifiedBy, src keySource) bool {
+	for _, b := range from {
+		if b.setKey != nil || b.source != src {
 			return false
 		}
 	}

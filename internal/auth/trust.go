@@ -45,10 +45,20 @@ import (
 // refused from the next fetch (unknown_kid, or a signature no key held
 // verifies). What only shapes a token's tenant or limits (name, claims,
 // shared_tenants, leeway, the jwks_* timings) is not in it.
+//
+// A key of the set is also its own material, as a static key is: a
+// reload that drops the set (or moves it) while a static key of the same
+// public key stays still trusts the token (the reverse of a move from
+// static keys to the set).
 type Trust struct {
 	claims [sha256.Size]byte
 	source [sha256.Size]byte
 	alg    string // the token's header alg, on the allow-list when accepted
+	// setKey is the key set's key that verified the token (nil for a
+	// static key or the secret). It is held, not digested: its material
+	// is digested only at a reload whose issuer no longer has the set,
+	// so a request pays nothing for it.
+	setKey crypto.PublicKey
 }
 
 // keySource is a source of keys of an issuer, as a Trust names it.
@@ -120,13 +130,20 @@ func writeField(h hash.Hash, b []byte) {
 // static keys to the provider's set, is one material, and the reload
 // that removes the PEM (the move's last step) ends nothing the set
 // still verifies; before, it ended every running request the PEM had
-// verified (static keys are tried first), 401 api_key_revoked.
+// verified (static keys are tried first), 401 api_key_revoked. The other
+// way round, a token a key of the set verified is trusted while a static
+// key of that material stays (the alg still allowed: the same material
+// fits the same algs), so the reload that drops the set, the last step
+// of a move from the set to static keys, ends nothing the PEM verifies.
 func (s *Issuers) Trusts(iss string, t Trust) bool {
 	v := s.byIss[iss]
 	if v == nil || v.claimsDigest != t.claims || !slices.Contains(v.algs, t.alg) {
 		return false
 	}
-	return slices.Contains(v.sources, t.source) || v.setHolds(t.source, t.alg)
+	if slices.Contains(v.sources, t.source) || v.setHolds(t.source, t.alg) {
+		return true
+	}
+	return t.setKey != nil && slices.Contains(v.sources, staticSource(t.setKey))
 }
 
 // setHolds reports whether the key set v holds now has a key fit for alg

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,20 +10,8 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/testutil/socktest"
 )
-
-// smallReceiveBuffer accepts connections with a 64 KiB kernel receive
-// buffer: a backend that stops reading holds a few MiB of a body at most
-// in the kernel buffers between it and the gateway.
-type smallReceiveBuffer struct{ net.Listener }
-
-func (l smallReceiveBuffer) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		c.(*net.TCPConn).SetReadBuffer(64 << 10)
-	}
-	return c, err
-}
 
 // A backend that answers a 200 head at once and then neither reads the
 // rest of the request body nor sends anything held the request until
@@ -46,7 +33,7 @@ func TestBackendThatStopsReadingTheBodyIsCutAtStreamIdle(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	}))
-	be.Listener = smallReceiveBuffer{be.Listener}
+	be.Listener = socktest.SmallReceiveBuffer{Listener: be.Listener}
 	be.Start()
 	defer be.Close()
 	defer close(holding) // before the server's Close waits for the handler

@@ -38,3 +38,38 @@ func TestReloadRemovingAPEMTheSetStillHolds(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadDroppingTheSetAPEMStillHolds: the reverse move, from the
+// provider's key set to a static key. Tokens verified through the set
+// held it as their source, and the reload that dropped the jwks_url while
+// a PEM of the same public key stays ended their streams with
+// api_key_revoked although the PEM verifies them. The key's material
+// kept now keeps them.
+func TestReloadDroppingTheSetAPEMStillHolds(t *testing.T) {
+	is := jwttest.New(t)
+	pemKey := config.JWTKey{File: pemFile(t, is.RSAPublicPEM(t)), KID: jwttest.RSAKID}
+	var be string
+	cfg := func(jwks bool, keys ...config.JWTKey) *config.Config {
+		c := jwtConfig(is, be)
+		if !jwks {
+			c.Auth.JWT.JWKSURL = ""
+		}
+		c.Auth.JWT.PublicKeys = keys
+		return c
+	}
+	g, _, release := newIssuerReloadGateway(t, func(u string) *config.Config { be = u; return cfg(true) })
+	kidBR, kidResp, _ := g.held(is.RS256(t, validClaims(jwt.MapClaims{"org": "acme"})), true)
+	noKidBR, noKidResp, _ := g.held(jwttest.Sign(t, jwt.SigningMethodRS256, is.RSA, "", validClaims(jwt.MapClaims{"org": "acme"})), true)
+	if cut := g.swap(cfg(true, pemKey)); cut != "" {
+		t.Fatalf("a reload adding a PEM of the set's key: %q; want nothing cut", cut)
+	}
+	if cut := g.swap(cfg(false, pemKey)); cut != "" {
+		t.Fatalf("a reload dropping the set while a PEM of its key stays: %q; want nothing cut", cut)
+	}
+	close(release)
+	for name, r := range map[string]string{"kid": rest(t, kidBR, kidResp), "no kid": rest(t, noKidBR, noKidResp)} {
+		if !strings.Contains(r, "[DONE]") || strings.Contains(r, "api_key_revoked") {
+			t.Fatalf("the %s token's stream across the reloads: %q; want it to run to [DONE]", name, r)
+		}
+	}
+}

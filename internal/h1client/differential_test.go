@@ -203,9 +203,21 @@ type answer struct {
 // leanAnswer sends a GET through the lean client to a backend that
 // answers raw and closes.
 func leanAnswer(raw []byte) answer {
+	resp, done, err := getFromRaw(raw)
+	defer done()
+	if err != nil {
+		return answer{refused: true}
+	}
+	return readAnswer(resp)
+}
+
+// getFromRaw sends a GET through a new lean client to a backend that
+// reads the request, answers raw and closes (over net.Pipe); done
+// closes the client's idle connections, once the body was read.
+func getFromRaw(raw []byte) (resp *http.Response, done func(), err error) {
 	dial := func(context.Context, string, string) (net.Conn, error) {
 		client, server := net.Pipe()
-		go func() {
+		go func() { // ends when the answer is written or the pipe closed
 			defer server.Close()
 			if _, err := http.ReadRequest(bufio.NewReader(server)); err == nil {
 				server.Write(raw)
@@ -214,13 +226,9 @@ func leanAnswer(raw []byte) answer {
 		return client, nil
 	}
 	c := New(Options{Dial: dial})
-	defer c.CloseIdleConnections()
 	req, _ := http.NewRequest(http.MethodGet, "http://backend/", nil)
-	resp, err := c.RoundTrip(req)
-	if err != nil {
-		return answer{refused: true}
-	}
-	return readAnswer(resp)
+	resp, err = c.RoundTrip(req)
+	return resp, c.CloseIdleConnections, err
 }
 
 // netAnswer reads raw as net/http's client does (http.ReadResponse).

@@ -1,12 +1,8 @@
 package h1client
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"io"
-	"net"
-	"net/http"
 	"testing"
 )
 
@@ -24,20 +20,8 @@ func FuzzResponse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		dial := func(context.Context, string, string) (net.Conn, error) {
-			client, server := net.Pipe()
-			go func() {
-				defer server.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(server)); err == nil {
-					server.Write(raw)
-				}
-			}()
-			return client, nil
-		}
-		c := New(Options{Dial: dial})
-		defer c.CloseIdleConnections()
-		req, _ := http.NewRequest(http.MethodGet, "http://backend/", nil)
-		resp, err := c.RoundTrip(req)
+		resp, done, err := getFromRaw(raw)
+		defer done()
 		if err != nil {
 			if resp != nil {
 				t.Fatalf("response and error: %v", err)

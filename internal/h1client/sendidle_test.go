@@ -14,20 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/testutil/socktest"
 )
-
-// smallReceiveBuffer accepts connections with a 64 KiB kernel receive
-// buffer, so that a backend that stops reading fills the kernel buffers
-// with a few MiB of a body at most.
-type smallReceiveBuffer struct{ net.Listener }
-
-func (l smallReceiveBuffer) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		c.(*net.TCPConn).SetReadBuffer(64 << 10)
-	}
-	return c, err
-}
 
 // A backend that answers a 2xx head before it has read the body does not
 // ask for the write to stop (a full-duplex server reads on), so the client
@@ -58,7 +47,7 @@ func TestBodyTheBackendStopsTakingFailsAtTheSendBound(t *testing.T) {
 				_, err := io.Copy(io.Discard, r.Body)
 				rest <- err
 			}))
-			srv.Listener = smallReceiveBuffer{srv.Listener}
+			srv.Listener = socktest.SmallReceiveBuffer{Listener: srv.Listener}
 			srv.Start()
 			t.Cleanup(srv.Close)
 			defer release() // before the server's Close waits for the handler

@@ -20,16 +20,7 @@ func TestReloadedSendBoundRetiresTheOldLeanPool(t *testing.T) {
 	defer srv.Close()
 	tr := NewTransportCache()
 	defer tr.Close()
-	get := func(r *Router) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-		resp, err := r.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	get := func(r *Router) { readAll(getThrough(t, r, srv.URL)) }
 	first := tr.Router(5*time.Second, time.Minute, true, nil, nil)
 	tr.SetCurrent(first)
 	get(first)
@@ -88,16 +79,7 @@ func retireLeanBeside(t *testing.T, lean bool, streamIdle time.Duration) {
 	defer srv.Close()
 	tr := NewTransportCache()
 	defer tr.Close()
-	probe := func() {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-		resp, err := tr.Current(5 * time.Second).RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	probe := func() { readAll(getThrough(t, tr.Current(5*time.Second), srv.URL)) }
 	tr.SetCurrent(tr.Router(5*time.Second, time.Minute, true, nil, nil))
 	probe() // a health check: net/http's transport, one idle connection
 	if open, opened := tr.TransportConns(); open != 1 || opened != 1 {

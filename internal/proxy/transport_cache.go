@@ -32,9 +32,16 @@ type Transport struct {
 	// retiredLean are the lean clients (one per connect timeout and send
 	// bound, so per timeouts.stream_idle) the serving router stopped
 	// using: their idle connections were closed at the swap and are
-	// again by CloseIdle or CloseRetired, as retired's; kept in lean,
-	// whose counters the metrics add up.
-	retiredLean []*h1client.Client
+	// again by CloseIdle or CloseRetired, as retired's, which also drops
+	// them from lean (unless a reload back serves them again), so reloads
+	// between values leave no client behind each.
+	retiredLean []leanClient
+	// leaving are the lean clients dropped from lean that still have
+	// connections open (requests that outlived the drain): the metrics
+	// still count them until their last closes, then their counters are
+	// added to leanGone and they are forgotten.
+	leaving  []*h1client.Client
+	leanGone h1client.Stats // Dials, Reuses, PoolFull, Expired only
 	// certAsked is the https hosts whose last handshake asked for a
 	// client certificate the gateway has none of and which have answered
 	// nothing since (clientcert.go).
@@ -113,6 +120,12 @@ func (t *Transport) forLocked(connectTimeout time.Duration, p *TLSProfile) *http
 // leanKey names a lean client: its connect timeout and its send bound.
 type leanKey struct{ connect, sendIdle time.Duration }
 
+// leanClient is a lean client and its key in lean.
+type leanClient struct {
+	c   *h1client.Client
+	key leanKey
+}
+
 // Upstream returns the round tripper requests to backends take: with
 // lean, an h1client.Client for plain http:// backends that hands every
 // other request (https, so HTTP/2 over TLS) to the transport For
@@ -152,6 +165,13 @@ func (t *Transport) upstreamLocked(connectTimeout, sendIdle time.Duration, lean 
 			Fallback:        tr,
 		})
 		t.lean[k] = c
+	} else {
+		// A reload back to a retired client's values builds on it: it is
+		// no longer retired, so an earlier drain's CloseRetired, which may
+		// come before this router's commit, neither closes its
+		// connections nor drops it from the cache (which would leave the
+		// router serving on a client the metrics no longer count).
+		t.retiredLean = slices.DeleteFunc(t.retiredLean, func(rc leanClient) bool { return rc.c == c })
 	}
 	return c
 }
@@ -165,14 +185,15 @@ func (t *Transport) upstreamLocked(connectTimeout, sendIdle time.Duration, lean 
 func (t *Transport) LeanStats() h1client.Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var s h1client.Stats
+	t.pruneLeavingLocked()
+	s := t.leanGone
 	r := t.current.Load()
 	if r != nil {
 		if c, ok := r.plain.(*h1client.Client); ok { // else upstream_client: net/http, no lean pool: 0
 			s.MaxIdle = c.Stats().MaxIdle
 		}
 	}
-	for _, c := range t.lean {
+	for _, c := range t.allLeanLocked() {
 		st := c.Stats()
 		s.Idle += st.Idle
 		s.Dials += st.Dials
@@ -204,7 +225,7 @@ func (t *Transport) CloseIdle() {
 	for _, tr := range t.by {
 		tr.CloseIdleConnections()
 	}
-	for _, c := range t.lean {
+	for _, c := range t.allLeanLocked() {
 		c.CloseIdleConnections()
 	}
 	t.closeRetiredLocked()
@@ -216,7 +237,7 @@ func (t *Transport) CloseIdle() {
 func (t *Transport) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, c := range t.lean {
+	for _, c := range t.allLeanLocked() {
 		c.Close()
 	}
 	for _, tr := range t.by {
@@ -242,7 +263,7 @@ func (t *Transport) CloseIdleTo(rawURL string) {
 	for _, tr := range t.by {
 		tr.CloseIdleConnections()
 	}
-	for _, c := range t.lean {
+	for _, c := range t.allLeanLocked() {
 		c.CloseIdleTo(u)
 	}
 	t.closeRetiredLocked()
@@ -267,14 +288,51 @@ func (t *Transport) closeRetiredLocked() bool {
 	if r := t.current.Load(); r != nil {
 		live = r.plain
 	}
-	for _, c := range t.retiredLean {
-		if c != live { // a reload back to its timeouts took it again
-			c.CloseOwnIdle()
+	for _, rc := range t.retiredLean {
+		if rc.c == live { // a reload back to its timeouts took it again
+			continue
+		}
+		rc.c.CloseOwnIdle()
+		// Dropped, so a reload back to its timeouts makes a new client
+		// and a client per value ever configured is not kept for the
+		// life of the process. A request that outlived the drain still
+		// holds it (and hands its connection back, closed by its reaper
+		// at IdleTimeout); leaving counts it until then.
+		if t.lean[rc.key] == rc.c {
+			delete(t.lean, rc.key)
+			t.leaving = append(t.leaving, rc.c)
 		}
 	}
+	t.pruneLeavingLocked()
 	had := len(t.retired) > 0 || len(t.retiredLean) > 0
 	t.retired, t.retiredLean = nil, nil
 	return had
+}
+
+// allLeanLocked is every lean client the metrics count: the cache's and
+// the leaving ones.
+func (t *Transport) allLeanLocked() []*h1client.Client {
+	all := make([]*h1client.Client, 0, len(t.lean)+len(t.leaving))
+	for _, c := range t.lean {
+		all = append(all, c)
+	}
+	return append(all, t.leaving...)
+}
+
+// pruneLeavingLocked forgets the leaving clients with no connection
+// open, their counters kept in leanGone so the metrics never go down.
+func (t *Transport) pruneLeavingLocked() {
+	t.leaving = slices.DeleteFunc(t.leaving, func(c *h1client.Client) bool {
+		st := c.Stats()
+		if st.Open > 0 {
+			return false
+		}
+		t.leanGone.Dials += st.Dials
+		t.leanGone.Reuses += st.Reuses
+		t.leanGone.PoolFull += st.PoolFull
+		t.leanGone.Expired += st.Expired
+		return true
+	})
 }
 
 // retire drops from the cache the TLS profiles' transports old used and
@@ -298,7 +356,7 @@ func (t *Transport) retire(old, next *Router) bool {
 	// which next takes too (https backends, health checks, load scrapes).
 	if c, ok := old.plain.(*h1client.Client); ok && old.plain != next.plain {
 		c.CloseOwnIdle()
-		t.retiredLean = append(t.retiredLean, c)
+		t.retiredLean = append(t.retiredLean, leanClient{c: c, key: old.leanKey})
 		any = true
 	}
 	for _, k := range old.keys {

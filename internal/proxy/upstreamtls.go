@@ -18,6 +18,9 @@ import (
 // Router is built with each runtime and never changes.
 type Router struct {
 	plain http.RoundTripper
+	// leanKey is plain's key in the cache's lean, when plain is a lean
+	// client (retire).
+	leanKey leanKey
 	// netHTTP is net/http's transport for http://, which the health
 	// checks and scrapes (Current) keep taking as before, so the lean
 	// client's pool and its metrics are the requests' alone.
@@ -41,7 +44,8 @@ func (t *Transport) Router(connectTimeout, sendIdle time.Duration, lean bool, de
 	defer t.mu.Unlock()
 	r := &Router{plain: t.upstreamLocked(connectTimeout, sendIdle, lean), netHTTP: t.forLocked(connectTimeout, nil),
 		secure: t.forLocked(connectTimeout, def),
-		byHost: make(map[string]http.RoundTripper, len(byHost)), certAsked: &t.certAsked}
+		byHost: make(map[string]http.RoundTripper, len(byHost)), certAsked: &t.certAsked,
+		leanKey: leanKey{connect: connectTimeout, sendIdle: sendIdle}}
 	r.keys = append(r.keys, keyOf(connectTimeout, def))
 	for host, p := range byHost {
 		r.byHost[strings.ToLower(host)] = t.forLocked(connectTimeout, p)
