@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,30 @@ type forecastRun struct {
 	// a restart does not plan on the optimistic rates of backends not yet
 	// full (internal/scaling/restore.go).
 	meter *scaling.Meter
+	// pending sums the arrivals of one model and tenant in a row, passed
+	// on to fc and hist together (see Arrival).
+	pending pendingArrivals
+}
+
+// pendingArrivals are arrivals of one model and tenant, all before until,
+// not yet passed on to the forecaster and the history. Both count an
+// arrival before their open interval's end into that interval and close
+// nothing, and sum what they count, so n arrivals passed on as one with
+// their sums are counted as they would have been one by one: before, each
+// arrival of a cache hit took both their locks, interval checks and tally
+// look-ups (~30 code lines a hit, docs/BENCHMARKS.md §9 Step 4i); now
+// one lock and three compares. Nothing else may advance fc or hist while
+// arrivals are pending: every close goes through advance, which passes
+// them on first (under mu).
+type pendingArrivals struct {
+	mu            sync.Mutex
+	armed         bool // model, tenant and until are set
+	model, tenant string
+	// until is the earlier of the two open intervals' ends, read after
+	// the arrival that armed the batch had been counted.
+	until            time.Time
+	at               time.Time // the first pending arrival's time
+	requests, tokens float64   // 0 requests: none pending
 }
 
 // newForecastRun builds the forecaster from cfg and restores its snapshot
@@ -77,14 +102,59 @@ func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, l
 }
 
 // Arrival counts one live request (gateway.Arrivals).
+// An arrival for the model and tenant of the one before, in the same
+// intervals, is only summed (pendingArrivals); any other passes the sum
+// on, is counted itself, and starts a new sum.
 func (r *forecastRun) Arrival(t time.Time, model, tenant string, tokens float64) {
+	p := &r.pending
+	p.mu.Lock()
+	if p.armed && t.Before(p.until) && model == p.model && tenant == p.tenant {
+		if p.requests == 0 {
+			p.at = t
+		}
+		p.requests++
+		p.tokens += tokens
+		p.mu.Unlock() // not deferred: this runs on every request
+		return
+	}
+	r.arm(t, model, tenant, tokens)
+	p.mu.Unlock()
+}
+
+// arm passes the pending arrivals on, counts this one, and starts a new
+// sum for its model and tenant; r.pending.mu is held. Apart from Arrival,
+// so that the arrival only summed (most of them) runs few code lines.
+func (r *forecastRun) arm(t time.Time, model, tenant string, tokens float64) {
+	p := &r.pending
+	r.passOn()
 	r.fc.Observe(t, forecast.Key{Model: model, Tenant: tenant}, 1, tokens)
-	r.hist.observe(t, model, tokens)
+	r.hist.observe(t, model, 1, tokens)
+	p.armed, p.model, p.tenant = true, model, tenant
+	p.until = r.fc.OpenEnd()
+	if e := r.hist.openEnd(); e.Before(p.until) {
+		p.until = e
+	}
+}
+
+// passOn counts the pending arrivals into the forecaster and the history
+// and disarms the batch. r.pending.mu is held.
+func (r *forecastRun) passOn() {
+	p := &r.pending
+	if p.requests > 0 {
+		r.fc.Observe(p.at, forecast.Key{Model: p.model, Tenant: p.tenant}, p.requests, p.tokens)
+		r.hist.observe(p.at, p.model, p.requests, p.tokens)
+	}
+	p.armed, p.model, p.tenant, p.requests, p.tokens = false, "", "", 0, 0 // not the held mutex
 }
 
 // advance closes the intervals that ended at or before now: the
 // forecaster's first, so that the history asks it about the new interval.
+// The pending arrivals are counted first, into the intervals they arrived
+// in; no arrival is summed while the intervals close.
 func (r *forecastRun) advance(now time.Time) {
+	r.pending.mu.Lock()
+	defer r.pending.mu.Unlock()
+	r.passOn()
 	r.fc.Advance(now)
 	r.hist.Advance(now)
 }

@@ -17,7 +17,7 @@ func TestArrivalHistoryFollowsAClockSteppedBack(t *testing.T) {
 	h := newArrivalHistory(fc)
 	at := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	for range 3 {
-		h.observe(at, "m", 10)
+		h.observe(at, "m", 1, 10)
 		at = at.Add(time.Minute)
 		h.Advance(at)
 	}
@@ -25,7 +25,7 @@ func TestArrivalHistoryFollowsAClockSteppedBack(t *testing.T) {
 	before := points()
 	at = at.Add(-time.Hour)
 	for range 3 {
-		h.observe(at.Add(time.Second), "m", 10)
+		h.observe(at.Add(time.Second), "m", 1, 10)
 		at = at.Add(time.Minute)
 		h.Advance(at)
 	}

@@ -52,10 +52,22 @@ func newArrivalHistory(fc *forecast.Forecaster) *arrivalHistory {
 	return &arrivalHistory{fc: fc, iv: cfg.Interval, maxModels: cfg.MaxSeries, models: map[string]*modelHistory{}}
 }
 
-// observe counts one arrival of model at t. Models beyond maxModels are
-// not kept (the parse stage lets only configured models through; this is
-// the bound should that change).
-func (h *arrivalHistory) observe(t time.Time, model string, tokens float64) {
+// openEnd is the end of the open interval (zero before any time was
+// seen): observe for a time before it closes none (forecastRun's batch).
+func (h *arrivalHistory) openEnd() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.start.IsZero() {
+		return time.Time{}
+	}
+	return h.start.Add(h.iv)
+}
+
+// observe counts requests arrivals of model at t (more than one: arrivals
+// summed in one interval, forecastRun's batch). Models beyond maxModels
+// are not kept (the parse stage lets only configured models through; this
+// is the bound should that change).
+func (h *arrivalHistory) observe(t time.Time, model string, requests, tokens float64) {
 	h.mu.Lock()
 	h.advance(t)
 	m := h.last
@@ -70,7 +82,7 @@ func (h *arrivalHistory) observe(t time.Time, model string, tokens float64) {
 		}
 		h.last, h.lastModel = m, model
 	}
-	m.requests++
+	m.requests += requests
 	m.tokens += tokens
 	h.mu.Unlock() // not deferred: this runs on every request
 }

@@ -205,7 +205,7 @@ func TestArrivalHistoryBounds(t *testing.T) {
 	h := newArrivalHistory(fc)
 	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	for _, m := range []string{"m1", "m2", "m3"} {
-		h.observe(t0.Add(5*time.Second), m, 30)
+		h.observe(t0.Add(5*time.Second), m, 1, 30)
 	}
 	h.Advance(t0.Add(3 * time.Minute))
 	got := h.ModelForecast("m1", t0.Add(3*time.Minute), 0).History

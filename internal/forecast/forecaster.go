@@ -88,6 +88,19 @@ func (f *Forecaster) Observe(t time.Time, key Key, requests, tokens float64) {
 	f.mu.Unlock() // not deferred: this runs on every request
 }
 
+// OpenEnd is the end of the open interval (zero before any time was
+// seen): Observe for a time before it counts into the open interval and
+// closes none. A caller may sum arrivals before it and observe them as
+// one while nothing else advances the forecaster (app's forecastRun).
+func (f *Forecaster) OpenEnd() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.start.IsZero() {
+		return time.Time{}
+	}
+	return f.start.Add(f.cfg.Interval)
+}
+
 // add counts into key's tally, found through recent when the last
 // arrival counted into it too. Tallies for keys without a series are kept
 // only while there is room, so that arbitrary names cannot grow memory.

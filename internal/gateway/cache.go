@@ -135,7 +135,7 @@ func (rt *Runtime) cacheRule(model string, id *identity) (mode string, ttl time.
 // its freshness (stale-while-revalidate): the caller refreshes it.
 func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals *answerValues, r *http.Request, bypassed bool, body []byte,
 	parsed *cache.Parsed, pool *Pool, id *identity, rl *ratelimit.Result, now time.Time) (plan cachePlan, served bool, status int, stale bool) {
-	peek := parsed.Peek
+	peek := &parsed.Peek // read only: not copied, nor passed on by value
 	if rt.cache == nil {
 		return plan, false, 0, false
 	}
@@ -261,7 +261,7 @@ func (rt *Runtime) cacheKey(parsed *cache.Parsed, body []byte, s cache.Scope) (s
 // X-Sluice-Model values (nil: allocated here). w's header must hold no
 // Content-Length: net/http sets it from the one Write. None of the stages
 // before the cache sets one; a flight's follower deletes any (coalesce.go).
-func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek openai.Peek, age int, xcache, cc, model string) (int, bool) {
+func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek *openai.Peek, age int, xcache, cc, model string) (int, bool) {
 	var data []byte
 	var err error
 	ct := e.ContentType
@@ -319,7 +319,7 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek open
 // then replaces the entry and serves every shape. (A flight converts its
 // own answer whatever it carries: the backend was asked for the usage
 // there, see upstreamCall.flightKey.)
-func lacksUsage(e *cache.Entry, peek openai.Peek) bool {
+func lacksUsage(e *cache.Entry, peek *openai.Peek) bool {
 	return e.Status == http.StatusOK && e.IsStream() && (!peek.Stream || peek.IncludeUsage) && !streamHasUsage(e.Events)
 }
 

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -11,7 +9,6 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admission"
 	"github.com/sluice-gw/sluice/internal/cache"
-	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/ratelimit"
@@ -202,7 +199,9 @@ func (g *Gateway) record(x *exchange) {
 	if x.limited {
 		g.settle(x)
 	}
-	g.awaitRetry(x) // its key may hash the body
+	if x.called { // awaitRetry's first test, without a call for a cache hit
+		g.awaitRetry(x) // its key may hash the body
+	}
 	if x.body != nil && !x.rec.result.BodyReleased {
 		x.body.Release()
 	}
@@ -286,15 +285,7 @@ func (s identifyStage) serve(x *exchange) bool {
 	x.from = x.rt.tenants.client(x.r, x.connMemo)
 	x.rec.client = x.from.addr
 	if x.job != nil {
-		x.id, x.rec.job = x.job.id, true
-		refusal := s.g.lost.refuses(x.id.tenant, x.rt.tenants)
-		if refusal == nil {
-			refusal = s.g.recordRefuses(x.r.Context(), x.id.tenant, x.rt.tenants)
-		}
-		if refusal != nil {
-			x.job.revoked = true
-			x.rec.tenant = x.id.tenant
-			x.refuse(refusal)
+		if !s.identifyJob(x) {
 			return false
 		}
 	} else {
@@ -305,8 +296,7 @@ func (s identifyStage) serve(x *exchange) bool {
 		}
 		id, err := x.rt.tenants.identifyFrom(x.ctx(), x.hdr.authorization, x.hdr.priority, &x.from)
 		if err != nil {
-			x.rec.cause = s.g.refuseAuth(x.w, err) // the reason goes to the access line only
-			x.refuse(apiError(err, ""))
+			s.refuseIdentity(x, err)
 			return false
 		}
 		x.id = id
@@ -347,21 +337,7 @@ func (s parseStage) serve(x *exchange) bool {
 		body, err = s.g.bodies.ReadBody(x.r.Body, x.r.ContentLength, bound.limit)
 	}
 	if err != nil {
-		switch {
-		case errors.Is(err, proxy.ErrBodyTooLarge):
-			s.g.bodyMetrics.Refused(netguard.RefusedTooLarge)
-			refuseRestOfBody(x.w, x.r)
-			over := bound // a copy: only a refusal allocates
-			err = &over
-		case errors.Is(err, proxy.ErrBodyMemory):
-			s.g.bodyMetrics.Refused(netguard.RefusedMemory)
-			refuseRestOfBody(x.w, x.r)
-		case errors.Is(err, netguard.ErrBodyTimeout):
-		default:
-			err = fmt.Errorf("%w: %w", errReadBody, err)
-			x.rec.cause = err // the client's fault: the detail goes on the access line only
-		}
-		x.refuse(apiError(err, ""))
+		s.refuseBody(x, bound, err)
 		return false
 	}
 	x.body = body
@@ -384,18 +360,13 @@ func (s parseStage) serve(x *exchange) bool {
 			return false
 		}
 	}
-	peek := parsed.Peek
+	peek := &parsed.Peek // read only from here on: not copied
 	x.rec.model, x.rec.stream = peek.Model, peek.Stream
-	if peek.Model == "" {
-		e := openai.BadRequest("missing_model", "you must provide a model parameter")
-		e.Param = "model"
-		x.refuse(e)
-		return false
+	if peek.Model != "" {
+		x.pool = x.rt.pool(peek.Model)
 	}
-	if x.pool = x.rt.pool(peek.Model); x.pool == nil {
-		e := openai.NotFound("model_not_found", "The model '"+openai.Echo(peek.Model)+"' does not exist or you do not have access to it.")
-		e.Param = "model"
-		x.refuse(e)
+	if x.pool == nil {
+		refuseModel(x, peek.Model)
 		return false
 	}
 	x.rec.modelIn = x.rt
@@ -471,13 +442,7 @@ type cacheStage struct{ g *Gateway }
 
 func (s cacheStage) serve(x *exchange) bool {
 	if x.resp != nil || x.ep != openai.EndpointNone {
-		// Never cached nor coalesced: each response has its own id, one
-		// stored has effects on its backend, and one that continues
-		// another depends on more than its body; the model-addressed
-		// endpoints are left out until shown as safe (endpoints.go).
-		c := x.upstream(cachePlan{})
-		c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Chunks()...)
-		c.budget = x.tokenBudget(s.g.now) // a Responses stream's, as chat's; nil for the endpoints (not counted)
+		s.uncached(x)
 		return true
 	}
 	var rl *ratelimit.Result
@@ -489,19 +454,7 @@ func (s cacheStage) serve(x *exchange) bool {
 		x.rec.status, x.rec.cache = status, "HIT"
 		return false // a fresh hit calls no backend: it needs no call
 	}
-	c := x.upstream(plan)
-	if !hit {
-		// Only a request that queues needs its fingerprint (appointments);
-		// a hit, fresh or stale, never does, so it hashes its body once less.
-		if c.fingerprint = x.bodyPrint; c.fingerprint == 0 {
-			c.fingerprint = s.g.fingerprint(x.id.tenant, x.r.URL.Path, x.body.Bytes())
-		}
-		c.budget = x.tokenBudget(s.g.now)
-		return true
-	}
-	x.rec.status, x.rec.cache = status, "STALE"
-	s.g.revalidate(x.ctx(), x.rt, x.pool, c)
-	return false
+	return s.notFresh(x, plan, hit, status)
 }
 
 // upstream sets x.call, the backend call the request makes (or its stale

@@ -98,7 +98,9 @@ func (g *Gateway) finish(rec *record) {
 		backend = res.Backend.Name()
 	}
 	g.observe(rt, rec, backend, dur)
-	g.logCause(rec)
+	if rec.cause != nil || res.Err != nil { // logCause's own test, without a call per request
+		g.logCause(rec)
+	}
 	if !logged {
 		return // before building the attributes: this runs on every request
 	}
@@ -149,6 +151,17 @@ func (g *Gateway) observe(rt *Runtime, rec *record, backend string, dur time.Dur
 	}
 	g.series.requests.get(requestLabels{model: model, backend: backend, status: codeOf(rec.status)}).Inc()
 	g.tally.finished(model, rec.errCode)
+	if rec.errCode != "" || refusedForCapacity(rec.status) || res.Written || res.UsageKnown || res.Retries > 0 || res.Hedge != proxy.HedgeNone {
+		g.observeMore(rec, model, dur)
+	}
+}
+
+// observeMore is observe for a request that failed, was refused, or was
+// relayed or retried: apart, so that observe's code for a request with
+// none of these (every cache hit) spans fewer lines (docs/BENCHMARKS.md
+// §9 Step 4i).
+func (g *Gateway) observeMore(rec *record, model string, dur time.Duration) {
+	res := &rec.result
 	if rec.errCode != "" {
 		g.metrics.Errors.WithLabelValues(model, rec.errCode).Inc()
 	}
