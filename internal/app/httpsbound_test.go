@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -184,5 +186,46 @@ func TestHTTPSBackendReadingSlowlyIsNotCut(t *testing.T) {
 				t.Fatalf("backend read %d bytes, want the whole body (> %d)", n, tc.size)
 			}
 		})
+	}
+}
+
+// The HTTP/1.1 connection of a cut send is reset, not closed with the
+// body's rest queued to a backend that reads none (left to the kernel,
+// FIN-WAIT-1): a raw TLS backend takes the handshake and then reads
+// nothing; after the 504 the test reads the connection under its TLS,
+// whose end is a reset, where a plain close ends in EOF.
+func TestHTTPSStalledSendResetsItsConnection(t *testing.T) {
+	ca := newTestCA(t, "private")
+	cert, _, _ := ca.issue(t, false, true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() { // owned by the test: ends with ln's Close, after one accept
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+		if tc.Handshake() != nil {
+			c.Close()
+			return
+		}
+		accepted <- c
+	}()
+	caFile := writePEM(t, t.TempDir(), "ca.pem", ca.pem)
+	url, _, _ := startUpstreamTLSApp(t, t.TempDir(), "https://"+ln.Addr().String(), "        tls: {ca_file: "+caFile+"}\n",
+		boundTop(1, "300ms")+"load_metrics: {enabled: false}\n") // its one connection is the request's
+	if code, body := postChat(t, url, 16<<20); code != http.StatusGatewayTimeout || !strings.Contains(body, "request body") {
+		t.Fatalf("got %d %s, want 504 upstream_timeout naming the request body", code, body)
+	}
+	raw := <-accepted
+	defer raw.Close()
+	raw.SetReadDeadline(time.Now().Add(time.Minute)) // the hang guard
+	if _, err := io.Copy(io.Discard, raw); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("the backend's connection ended with %v, want a reset", err)
 	}
 }
