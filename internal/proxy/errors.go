@@ -35,7 +35,8 @@ var (
 	ErrProbeTimeout = fmt.Errorf("%w: no answer to a follow-up's probe within its bound", ErrFirstByteTimeout)
 	// ErrSendTimeout: the backend took none of the request's body for
 	// timeouts.stream_idle (h1client.ErrSendStalled: it answered a 2xx
-	// head early and reads no more, or hangs without reading). It wraps
+	// head early and reads no more, or hangs without reading; through
+	// net/http, its transport pulled none of the body: sendbound.go). It wraps
 	// ErrFirstByteTimeout: no answer came in time, a backend failure.
 	ErrSendTimeout = fmt.Errorf("%w: it stopped taking the request body", ErrFirstByteTimeout)
 	// ErrStreamIdle: the backend stopped sending in the middle of a response.
@@ -83,6 +84,9 @@ func classifyTransportError(err, cause error) error {
 		return cause
 	case errors.Is(cause, ErrTotalTimeout):
 		return ErrTotalTimeout
+	}
+	if errors.Is(err, ErrSendTimeout) { // net/http's send bound (sendbound.go)
+		return err
 	}
 	if errors.Is(err, h1client.ErrSendStalled) {
 		return fmt.Errorf("%w: %w", ErrSendTimeout, err)

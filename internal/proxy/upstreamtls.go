@@ -33,6 +33,14 @@ type Router struct {
 	// certAsked is the Transport's: the https hosts that asked for a
 	// client certificate the gateway has none of (clientcert.go).
 	certAsked *sync.Map
+	// sendIdle is timeouts.stream_idle, the send bound of the requests
+	// net/http carries (sendbound.go): https://, and http:// unless
+	// leanPlain (the lean client bounds its own writes). 0: none.
+	sendIdle  time.Duration
+	leanPlain bool
+	// afterFunc is the send bound's timer (time.AfterFunc; tests fire
+	// their own).
+	afterFunc func(time.Duration, func()) Timer
 }
 
 // Router builds the round tripper a runtime's requests take:
@@ -45,7 +53,8 @@ func (t *Transport) Router(connectTimeout, sendIdle time.Duration, lean bool, de
 	r := &Router{plain: t.upstreamLocked(connectTimeout, sendIdle, lean), netHTTP: t.forLocked(connectTimeout, nil),
 		secure: t.forLocked(connectTimeout, def),
 		byHost: make(map[string]http.RoundTripper, len(byHost)), certAsked: &t.certAsked,
-		leanKey: leanKey{connect: connectTimeout, sendIdle: sendIdle}}
+		leanKey:  leanKey{connect: connectTimeout, sendIdle: sendIdle},
+		sendIdle: sendIdle, leanPlain: lean, afterFunc: realAfterFunc}
 	r.keys = append(r.keys, keyOf(connectTimeout, def))
 	for host, p := range byHost {
 		r.byHost[strings.ToLower(host)] = t.forLocked(connectTimeout, p)
@@ -54,10 +63,23 @@ func (t *Transport) Router(connectTimeout, sendIdle time.Duration, lean bool, de
 	return r
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements http.RoundTripper. A request net/http carries
+// (https://, or http:// without the lean client) with a body over
+// sendBoundFrom goes under the send bound (sendbound.go), as the lean
+// client's do under its own.
 func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
+	if (req.URL.Scheme == "https" || !r.leanPlain) && watchSend(req, r.sendIdle) {
+		return roundTripBounded(r.roundTripPlain, req, r.sendIdle, r.afterFunc)
+	}
 	return r.roundTrip(req, r.plain)
 }
+
+func (r *Router) roundTripPlain(req *http.Request) (*http.Response, error) {
+	return r.roundTrip(req, r.plain)
+}
+
+// realAfterFunc is time.AfterFunc as a Timer.
+func realAfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
 func (r *Router) roundTrip(req *http.Request, plain http.RoundTripper) (*http.Response, error) {
 	if req.URL.Scheme != "https" {
