@@ -127,3 +127,27 @@ func TestStallBound(t *testing.T) {
 		})
 	}
 }
+
+// TestLateAtEveryRoundStillTakesHungBackendOut: a gateway late past the
+// bound at every probe, round after round (a slow gateway, not a pause),
+// must not keep a backend that accepts and never answers in the pool for
+// good. At most maxDiscounted timeouts in a row go uncounted, so at fails
+// 2 it is out after 2*(maxDiscounted+1) rounds, not before. Before the cap
+// it stayed up whatever the number of rounds.
+func TestLateAtEveryRoundStillTakesHungBackendOut(t *testing.T) {
+	clock := new(stepClock)
+	srv := newFakeServer(t)
+	srv.hang.Store(true)
+	b := newBackend(t, srv.URL, "")
+	c := NewChecker(Config{Timeout: 20 * time.Millisecond, Fails: 2, Now: clock.now}, stallingClient(t, clock, time.Second), nil)
+	const rounds = 2 * (maxDiscounted + 1)
+	for round := 1; round <= rounds; round++ {
+		c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
+		if round < rounds && !isUp(b) {
+			t.Fatalf("hung backend out at round %d: a stall of up to %d rounds must be passed over", round, maxDiscounted)
+		}
+	}
+	if isUp(b) {
+		t.Fatalf("hung backend still up after %d rounds of timeouts all ended ~1 s late", rounds)
+	}
+}
