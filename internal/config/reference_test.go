@@ -34,7 +34,7 @@ var referenceMeanings = map[string]string{
 	"auth.jwt.claims.max_priority":             "claim naming the highest class the token may ask for: interactive or batch, as auth.keys[].max_priority",
 	"cache.rules[].models":                     "model name globs (path.Match) the rule applies to; empty matches every model",
 	"health.active.path":                       "path probed on vllm, sglang, llamacpp and tgi backends (and on ones with no engine and no api_key); ollama and hosted are not probed",
-	"health.active.timeout":                    "one probe; at most health.active.interval. A probe that ends over 250 ms past it (the gateway itself stalled: starved of CPU, stopped, a paused VM) counts neither way",
+	"health.active.timeout":                    "one probe; at most health.active.interval. A probe that ends over 250 ms past it (the gateway itself stalled: starved of CPU, stopped, a paused VM) counts neither way, at most 3 in a row per backend (a 4th counts)",
 	"models[].backends[].tls.key_file":         "private key of tls.cert_file (mTLS client certificate); both or neither",
 	"models[].discovery[].tls.key_file":        "private key of tls.cert_file (mTLS client certificate); both or neither",
 	"models[].discovery[].type":                "where the backends come from: file (path, watched), dns (name, A/AAAA or SRV), consul or kubernetes (EndpointSlices)",

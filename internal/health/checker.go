@@ -28,6 +28,9 @@ type tally struct {
 	up     bool
 	passes int // consecutive good probes while down
 	fails  int // consecutive failed probes while up
+	// discounted: consecutive timed-out probes passed over as the
+	// gateway's stall since the last counted result (see maxDiscounted).
+	discounted int
 	// unsupported: an Auto plan found no probe endpoint; not probed again
 	// while the backend is tracked.
 	unsupported bool
@@ -106,7 +109,7 @@ func (c *Checker) probeAll(ctx context.Context, backends []*endpoint.Backend, st
 			if ctx.Err() != nil {
 				return // aborted by our caller: says nothing about b
 			}
-			if late, stalled := c.stalled(start, err); stalled {
+			if late, stalled := c.stalled(start, err); stalled && c.discount(b) {
 				stalls.add(late) // the gateway's lateness, not b's: no verdict
 				return
 			}
@@ -195,6 +198,7 @@ func (c *Checker) record(b *endpoint.Backend, err error) {
 		return
 	}
 	changed := false
+	t.discounted = 0
 	if err == nil {
 		t.fails = 0
 		if !t.up {

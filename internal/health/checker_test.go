@@ -24,9 +24,6 @@ type fakeServer struct {
 	hang    atomic.Bool  // block until the request is cancelled
 	hits    atomic.Int32
 	arrived chan string // "path|authorization" of each probe, if non-nil
-	// during, if set, runs on each probe's arrival, while the probe is out
-	// (a test's emulated gateway stall: it moves the checker's clock).
-	during func()
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -45,9 +42,6 @@ func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		case f.arrived <- r.URL.RequestURI() + "|" + r.Header.Get("Authorization"):
 		default:
 		}
-	}
-	if f.during != nil {
-		f.during()
 	}
 	if f.hang.Load() {
 		<-r.Context().Done()

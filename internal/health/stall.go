@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
 )
 
 // A probe that runs out of its timeout says the backend did not answer in
@@ -38,6 +40,32 @@ import (
 // requests still fail over on their errors and the passive checks), a
 // stall missed costs the pool.
 const stallBound = 250 * time.Millisecond
+
+// maxDiscounted is how many timed-out probes of one backend in a row may
+// be passed over as the gateway's stall; the next one counts. A stall is an
+// episode: a gateway late past stallBound at every probe round after round
+// is not pausing but slow, and discounting without end kept a hung backend
+// (it accepts and never answers) in the pool for good, its probes' timeouts
+// as late as the gateway. With three, a hung backend is out after
+// 2*(3+1) rounds at fails 2 when every probe is late, and a gateway keeps
+// its pool through up to 7 rounds in a row of stalls across the deadline.
+const maxDiscounted = 3
+
+// discount reports whether a stalled probe of b may go uncounted, and if
+// so counts it against b's run of discounted probes.
+func (c *Checker) discount(b *endpoint.Backend) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.tallies[b]
+	if !ok {
+		return true // dropped by a concurrent round: nothing to count into
+	}
+	if t.discounted >= maxDiscounted {
+		return false
+	}
+	t.discounted++
+	return true
+}
 
 // stalled reports whether a probe that started at start and ended now
 // with err timed out because the gateway was stalled, and how late past

@@ -3,6 +3,7 @@ package health
 import (
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,32 @@ type stepClock struct{ ns atomic.Int64 }
 func (c *stepClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
 func (c *stepClock) add(d time.Duration) { c.ns.Add(int64(d)) }
 func frozenClock() func() time.Time      { return new(stepClock).now }
+
+// stallingClient is newClient whose every round trip, once it has ended
+// (by the probe's deadline, for a hung backend), moves clock by stall: the
+// gateway emulated stopped across the probe's deadline. The clock moves on
+// the probe's side, after its deadline, whether or not the request reached
+// the backend in time; moved from the backend's handler instead, a probe
+// that a loaded machine delivered after its 20 ms deadline saw no stall
+// (and a late handler moved the next round's clock).
+func stallingClient(t *testing.T, clock *stepClock, stall time.Duration) *http.Client {
+	t.Helper()
+	c := newClient(t)
+	c.Transport = stallAfter{next: c.Transport, clock: clock, stall: stall}
+	return c
+}
+
+type stallAfter struct {
+	next  http.RoundTripper
+	clock *stepClock
+	stall time.Duration
+}
+
+func (s stallAfter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.next.RoundTrip(r)
+	s.clock.add(s.stall)
+	return resp, err
+}
 func refusedURL(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -46,12 +73,11 @@ func TestGatewayStallTakesNoBackendOut(t *testing.T) {
 	for range 2 {
 		srv := newFakeServer(t)
 		srv.hang.Store(true) // the answer never gets read in time
-		srv.during = func() { clock.add(stall) }
 		healthy = append(healthy, newBackend(t, srv.URL, ""))
 	}
 	dead := newBackend(t, refusedURL(t), "")
 	var logs logbuf.Buffer
-	c := NewChecker(Config{Timeout: 20 * time.Millisecond, Now: clock.now}, newClient(t), slog.New(slog.NewTextHandler(&logs, nil)))
+	c := NewChecker(Config{Timeout: 20 * time.Millisecond, Now: clock.now}, stallingClient(t, clock, stall), slog.New(slog.NewTextHandler(&logs, nil)))
 	pool := append(append([]*endpoint.Backend{}, healthy...), dead)
 	for round := range 3 {
 		c.ProbeOnce(t.Context(), pool)
@@ -90,9 +116,8 @@ func TestStallBound(t *testing.T) {
 			clock := new(stepClock)
 			srv := newFakeServer(t)
 			srv.hang.Store(true)
-			srv.during = func() { clock.add(tt.elapsed) }
 			b := newBackend(t, srv.URL, "")
-			c := NewChecker(Config{Timeout: tt.timeout, Now: clock.now}, newClient(t), nil)
+			c := NewChecker(Config{Timeout: tt.timeout, Now: clock.now}, stallingClient(t, clock, tt.elapsed), nil)
 			for range 2 {
 				c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 			}
@@ -100,5 +125,29 @@ func TestStallBound(t *testing.T) {
 				t.Errorf("up after two timed-out probes %v apart on the clock = %v, want %v", tt.elapsed, got, tt.wantUp)
 			}
 		})
+	}
+}
+
+// TestLateAtEveryRoundStillTakesHungBackendOut: a gateway late past the
+// bound at every probe, round after round (a slow gateway, not a pause),
+// must not keep a backend that accepts and never answers in the pool for
+// good. At most maxDiscounted timeouts in a row go uncounted, so at fails
+// 2 it is out after 2*(maxDiscounted+1) rounds, not before. Before the cap
+// it stayed up whatever the number of rounds.
+func TestLateAtEveryRoundStillTakesHungBackendOut(t *testing.T) {
+	clock := new(stepClock)
+	srv := newFakeServer(t)
+	srv.hang.Store(true)
+	b := newBackend(t, srv.URL, "")
+	c := NewChecker(Config{Timeout: 20 * time.Millisecond, Fails: 2, Now: clock.now}, stallingClient(t, clock, time.Second), nil)
+	const rounds = 2 * (maxDiscounted + 1)
+	for round := 1; round <= rounds; round++ {
+		c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
+		if round < rounds && !isUp(b) {
+			t.Fatalf("hung backend out at round %d: a stall of up to %d rounds must be passed over", round, maxDiscounted)
+		}
+	}
+	if isUp(b) {
+		t.Fatalf("hung backend still up after %d rounds of timeouts all ended ~1 s late", rounds)
 	}
 }
