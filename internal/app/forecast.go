@@ -127,13 +127,14 @@ func (r *forecastRun) Arrival(t time.Time, model, tenant string, tokens float64)
 func (r *forecastRun) arm(t time.Time, model, tenant string, tokens float64) {
 	p := &r.pending
 	r.passOn()
-	r.fc.Observe(t, forecast.Key{Model: model, Tenant: tenant}, 1, tokens)
-	r.hist.observe(t, model, 1, tokens)
-	p.armed, p.model, p.tenant = true, model, tenant
-	p.until = r.fc.OpenEnd()
-	if e := r.hist.openEnd(); e.Before(p.until) {
+	// The open ends come back from the counts' own locks: one call each,
+	// as one arrival at a time took, for the arrival that starts a sum
+	// (almost every one when tenants interleave).
+	p.until = r.fc.ObserveUntil(t, forecast.Key{Model: model, Tenant: tenant}, 1, tokens)
+	if e := r.hist.observe(t, model, 1, tokens); e.Before(p.until) {
 		p.until = e
 	}
+	p.armed, p.model, p.tenant = true, model, tenant
 }
 
 // passOn counts the pending arrivals into the forecaster and the history

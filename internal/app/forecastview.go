@@ -52,30 +52,22 @@ func newArrivalHistory(fc *forecast.Forecaster) *arrivalHistory {
 	return &arrivalHistory{fc: fc, iv: cfg.Interval, maxModels: cfg.MaxSeries, models: map[string]*modelHistory{}}
 }
 
-// openEnd is the end of the open interval (zero before any time was
-// seen): observe for a time before it closes none (forecastRun's batch).
-func (h *arrivalHistory) openEnd() time.Time {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.start.IsZero() {
-		return time.Time{}
-	}
-	return h.start.Add(h.iv)
-}
-
 // observe counts requests arrivals of model at t (more than one: arrivals
-// summed in one interval, forecastRun's batch). Models beyond maxModels
-// are not kept (the parse stage lets only configured models through; this
-// is the bound should that change).
-func (h *arrivalHistory) observe(t time.Time, model string, requests, tokens float64) {
+// summed in one interval, forecastRun's batch) and returns the end of the
+// open interval after the count: observe for a time before it closes
+// none (read under this lock, not by a call of its own for each batch
+// started). Models beyond maxModels are not kept (the parse stage lets
+// only configured models through; this is the bound should that change).
+func (h *arrivalHistory) observe(t time.Time, model string, requests, tokens float64) time.Time {
 	h.mu.Lock()
 	h.advance(t)
 	m := h.last
 	if m == nil || h.lastModel != model {
 		if m = h.models[model]; m == nil {
 			if len(h.models) >= h.maxModels {
+				end := h.end.End(h.start, h.iv)
 				h.mu.Unlock()
-				return
+				return end
 			}
 			m = &modelHistory{pending: map[int64]gateway.ForecastMade{}}
 			h.models[model] = m
@@ -84,7 +76,9 @@ func (h *arrivalHistory) observe(t time.Time, model string, requests, tokens flo
 	}
 	m.requests += requests
 	m.tokens += tokens
+	end := h.end.End(h.start, h.iv)
 	h.mu.Unlock() // not deferred: this runs on every request
+	return end
 }
 
 // Advance closes the intervals that ended at or before t (the forecast

@@ -74,10 +74,22 @@ func (f *Forecaster) Config() Config { return f.cfg }
 // Observe counts requests and tokens that arrived at t for key's model
 // and, if the tenant is busy enough to be forecast on its own, for key.
 func (f *Forecaster) Observe(t time.Time, key Key, requests, tokens float64) {
+	f.ObserveUntil(t, key, requests, tokens)
+}
+
+// ObserveUntil is Observe, and returns the end of the open interval
+// after the count (zero when the arrival was not counted, or before any
+// time was seen): Observe for a time before it counts into the open
+// interval and closes none. A caller may sum arrivals before it and
+// observe them as one while nothing else advances the forecaster (app's
+// forecastRun). Read under the count's own lock: a separate call would
+// take the lock once more for every arrival that starts a new sum, which
+// is almost every arrival when tenants interleave (many clients).
+func (f *Forecaster) ObserveUntil(t time.Time, key Key, requests, tokens float64) time.Time {
 	// A name longer than a snapshot keeps is not forecast: its series
 	// would make every snapshot unreadable.
 	if key.Model == "" || len(key.Model) > maxNameLen || !(requests >= 0) || !(tokens >= 0) {
-		return
+		return time.Time{}
 	}
 	f.mu.Lock()
 	f.advance(t)
@@ -85,20 +97,9 @@ func (f *Forecaster) Observe(t time.Time, key Key, requests, tokens float64) {
 	if key.Tenant != "" && len(key.Tenant) <= maxNameLen && f.cfg.MinTenantRate >= 0 {
 		f.add(&f.recent[1], key, requests, tokens)
 	}
+	end := f.end.End(f.start, f.cfg.Interval)
 	f.mu.Unlock() // not deferred: this runs on every request
-}
-
-// OpenEnd is the end of the open interval (zero before any time was
-// seen): Observe for a time before it counts into the open interval and
-// closes none. A caller may sum arrivals before it and observe them as
-// one while nothing else advances the forecaster (app's forecastRun).
-func (f *Forecaster) OpenEnd() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.start.IsZero() {
-		return time.Time{}
-	}
-	return f.start.Add(f.cfg.Interval)
+	return end
 }
 
 // add counts into key's tally, found through recent when the last
@@ -224,10 +225,15 @@ type IntervalEnd struct{ end, of time.Time }
 // Before reports whether t falls before start + length, working the end
 // out again only when start has moved since the last call.
 func (e *IntervalEnd) Before(t, start time.Time, length time.Duration) bool {
+	return t.Before(e.End(start, length))
+}
+
+// End is start + length (the remembered one when start has not moved).
+func (e *IntervalEnd) End(start time.Time, length time.Duration) time.Time {
 	if e.of != start {
 		e.end, e.of = start.Add(length), start
 	}
-	return t.Before(e.end)
+	return e.end
 }
 
 // skip moves past n intervals whose traffic is unknown.
