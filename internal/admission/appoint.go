@@ -1,6 +1,9 @@
 package admission
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Retry-After is a promise: a client told to come back in 7 seconds expects
 // to be served then. Estimating it from the wait ahead of the refused
@@ -14,10 +17,20 @@ import "time"
 //     measured drain rate. A refused request's Retry-After is its place in
 //     its tenant's book: no sooner than its own estimate says it would fit
 //     (the wait ahead of it beyond its deadline), and after the work of its
-//     tenant's requests refused before it has drained. In a burst the
-//     advice grows with the burst, which is the truth: the backlog of
-//     refused demand grows too; a tenant refused often is spaced out, one
-//     refused rarely comes back soon.
+//     tenant's requests refused before it that will come back has drained.
+//     The book ahead of a refusal (to its tenant's last appointment, plus
+//     the refusal's own drain time) counts times the share of
+//     appointments recently kept on time (keptShare): refused demand is
+//     a backlog only as far as it comes back. In a burst of
+//     clients that do come back the advice grows with the burst, which is
+//     the truth; a tenant refused often is spaced out, one refused rarely
+//     comes back soon. Clients that do not come back (one-shot, or SDKs
+//     that give up) are no backlog: counting them booked a 400 req/s burst
+//     of them 5 minutes ahead within seconds, and a fresh refusal then got
+//     Retry-After: 300 (and x-should-retry: false) with a slot free in a
+//     second. Before any appointment's outcome is known nothing is spaced,
+//     as nothing is held (below): the first wave of a burst is told its own
+//     estimate, and its returns teach the book.
 //
 //   - A request that comes back at its appointment (the same tenant, path
 //     and body, from the advised time to a grace period after it) goes to
@@ -102,9 +115,17 @@ const (
 // promise sets a refusal's Retry-After to the refused request's
 // appointment (never sooner than the estimate the refusal came with) and
 // records it for the request's fingerprint.
+//
+// When the book puts it later than its own estimate, the message says so:
+// Retry-After follows what the message states.
 func (q *Queue) promise(rej *Rejection, r Request, now time.Time, capacity int) {
-	wait := q.book(r, now, rej.RetryAfter, capacity)
+	own := rej.RetryAfter
+	wait := q.book(r, now, own, capacity)
 	rej.RetryAfter = min(max(wait, q.cfg.MinRetryAfter), q.cfg.MaxRetryAfter)
+	if rej.RetryAfter > own {
+		rej.Message += fmt.Sprintf("; requests of the same tenant refused before it are booked to come back first: retry after %s",
+			waitText(rej.RetryAfter))
+	}
 }
 
 // book gives a refused request its appointment: no sooner than earliest
@@ -121,8 +142,14 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 	if q.appts.end == nil {
 		q.appts.end = make(map[string]time.Time)
 	}
-	if next := q.appts.end[r.Tenant].Add(time.Duration(r.Cost / rate * float64(time.Second))); next.After(at) {
-		at = next
+	// The tenant's book ahead of this refusal (its end, then this
+	// request's own drain time) counts as far as refused clients come
+	// back: with none seen coming back, the refusal's own estimate alone.
+	shows := q.appts.keptShare()
+	if next := q.appts.end[r.Tenant].Add(time.Duration(r.Cost / rate * float64(time.Second))); next.After(now) {
+		if due := now.Add(time.Duration(float64(next.Sub(now)) * shows)); due.After(at) {
+			at = due
+		}
 	}
 	if limit := now.Add(q.cfg.MaxRetryAfter); at.After(limit) {
 		at = limit

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,9 +32,12 @@ func refuse(t *testing.T, q *Queue, r Request) *Rejection {
 
 // Refusals are booked in order: each one's Retry-After is its place in its
 // tenant's book, after the tenant's requests refused before it, spaced by
-// the time its cost takes to drain at the tenant's share of the drain rate.
+// the time its cost takes to drain at the tenant's share of the drain rate,
+// while refused clients are known to come back (every appointment so far
+// kept); the message names the later time.
 func TestAppointmentsAreBookedInOrder(t *testing.T) {
 	q, clk, _ := appointmentQueue(t)
+	q.appts.outcome(true)
 	var prev time.Duration
 	for i := range 5 {
 		rej := refuse(t, q, Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: uint64(i + 1)})
@@ -41,7 +45,30 @@ func TestAppointmentsAreBookedInOrder(t *testing.T) {
 		if i > 0 && rej.RetryAfter-prev != 2*time.Second {
 			t.Fatalf("refusal %d: Retry-After %v after %v; want 2s later", i, rej.RetryAfter, prev)
 		}
+		if i > 0 && !strings.Contains(rej.Message, "booked to come back first: retry after "+waitText(rej.RetryAfter)) {
+			t.Fatalf("refusal %d: message %q does not state its Retry-After %v", i, rej.Message, rej.RetryAfter)
+		}
 		prev = rej.RetryAfter
+	}
+}
+
+// Refused clients that do not come back are no backlog: after a burst of
+// them (every appointment missed), a fresh refusal's Retry-After is its own
+// estimate, not a place behind the no-shows. The old book spaced each
+// refusal by its drain time whoever came back: the 60th was a minute out.
+func TestNoShowsDoNotPushTheBookOut(t *testing.T) {
+	q, clk, _ := appointmentQueue(t)
+	first := refuse(t, q, Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: 1})
+	for fp := uint64(2); fp <= 60; fp++ {
+		refuse(t, q, Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: fp})
+	}
+	clk.Advance(first.RetryAfter + appointmentGrace + time.Millisecond) // the first is a no-show
+	q.mu.Lock()
+	q.pruneAppointments(clk.Now())
+	q.mu.Unlock()
+	fresh := refuse(t, q, Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: 1000})
+	if fresh.RetryAfter > 10*time.Second || strings.Contains(fresh.Message, "booked") {
+		t.Fatalf("fresh refusal after no-shows: Retry-After %v (%s); want its own estimate, a few seconds", fresh.RetryAfter, fresh.Message)
 	}
 }
 

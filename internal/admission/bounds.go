@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"fmt"
 	"math"
 	"time"
 )
@@ -375,6 +376,9 @@ func (q *Queue) shedRejection(w *waiter, now time.Time, capacity int) *Rejection
 	}
 	rej := q.rejection(Shed, w.req.Tenant, now.Sub(w.enqueued), 0)
 	rej.RetryAfter = min(max(q.drain.waitFor(ahead, capacity), q.cfg.MinRetryAfter), q.cfg.MaxRetryAfter)
+	// The message states the estimate Retry-After follows: a shed
+	// request's "waited 500ms" beside Retry-After: 55 read as arbitrary.
+	rej.Message += fmt.Sprintf("; the work queued at its priority and above is estimated to drain in %s", waitText(rej.RetryAfter))
 	return rej
 }
 

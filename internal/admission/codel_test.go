@@ -293,6 +293,9 @@ func TestDelayTargetTimerShedsWithoutKick(t *testing.T) {
 		if rej.Waited != target {
 			t.Fatalf("shed after %v, not at the target %v", rej.Waited, target)
 		}
+		if want := "estimated to drain in " + waitText(rej.RetryAfter); !strings.Contains(rej.Message, want) {
+			t.Fatalf("shed message %q does not state its Retry-After %v (%q)", rej.Message, rej.RetryAfter, want)
+		}
 		return
 	}
 	t.Fatal("never shed")
