@@ -197,11 +197,14 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	}
 	// The queue first: its data directory's lock refuses a second
 	// gateway on the same directory before anything else of it starts.
+	// Its error is not the config file's (a directory held by another
+	// gateway or not writable, a port taken; each names its key): no
+	// "config PATH:" prefix, which says a key of the file is at fault.
 	if err := a.openJobQueue(cfg, reg, &gwOpts); err != nil {
 		resp.Close()
-		return nil, errWithPath(path, err)
+		return nil, err
 	}
-	if err := a.openForecast(cfg, reg, &gwOpts); err != nil {
+	if err := a.openForecast(cfg, reg, &gwOpts); err != nil { // forecast.* values (the snapshot's failures only warn)
 		resp.Close()
 		if a.jobs != nil {
 			a.jobs.Close()

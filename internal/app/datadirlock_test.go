@@ -50,3 +50,31 @@ func TestEmbeddedQueueOneOwnerPerDataDir(t *testing.T) {
 	}
 	next.Close()
 }
+
+// A start refused for the data directory (another gateway holds it) says
+// so without claiming the config file: the error began "config
+// sluice.yaml:", the prefix of a refusal for what the file says, though
+// no key of the file was at fault. A config error keeps the prefix.
+func TestDataDirRefusalDoesNotBlameTheConfigFile(t *testing.T) {
+	be := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	dataDir := t.TempDir()
+	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\nforecast: {enabled: false}\n"+noProbes+
+		"queue: {data_dir: "+dataDir+", workers: 0}\n"+
+		"models:\n  - name: m1\n    backends:\n      - url: "+be.URL+"\n")
+	first := newApp(t, path) // holds the data directory's lock
+	defer first.release()
+
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := New(cfg, Source{Path: path}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		second.release()
+		t.Fatalf("a second app started on %s", dataDir)
+	}
+	if msg := err.Error(); strings.Contains(msg, path) || !strings.HasPrefix(msg, "queue.data_dir (or --data-dir) "+dataDir+" is in use") {
+		t.Errorf("refusal %q: want it to start with the key and directory, and not name the config file %s", msg, path)
+	}
+}

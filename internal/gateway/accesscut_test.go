@@ -74,3 +74,51 @@ func TestCutStreamAccessLineHasACode(t *testing.T) {
 		})
 	}
 }
+
+// A request no backend answered has no time to first token: its access
+// line had "ttft_ms":0, which reads as an instant first token. The field
+// is left out then, and kept for an answer that was sent.
+func TestAccessLineOmitsTTFTWhenNothingWasSent(t *testing.T) {
+	ob := newOKBackend(t)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close() // nothing listens there: upstream_unreachable
+	cfg := testConfig(ob.URL)
+	cfg.Log.Access = true
+	unreachable := testConfig(gone.URL).Models[0]
+	unreachable.Name = "m2"
+	cfg.Models = append(cfg.Models, unreachable)
+	srv, _, logs := loggedGateway(t, cfg)
+
+	post := func(model string) int {
+		resp, err := http.Post(srv.URL+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"`+model+`","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, model := range []string{"m1", "m2", "no-such-model"} {
+		post(model)
+	}
+	srv.Close() // waits for the handlers, which write the lines
+
+	lines := accessLines(t, logs)
+	if len(lines) != 3 {
+		t.Fatalf("%d access lines, want 3:\n%s", len(lines), logs.String())
+	}
+	for _, l := range lines {
+		ttft, has := l["ttft_ms"]
+		switch l["model"] {
+		case "m1":
+			if l["status"] != float64(http.StatusOK) || !has {
+				t.Errorf("served line: status %v, ttft_ms %v (present %v), want 200 and a ttft_ms", l["status"], ttft, has)
+			}
+		default:
+			if l["error"] == nil || has {
+				t.Errorf("refused line (model %v, error %v) has ttft_ms %v, want none", l["model"], l["error"], ttft)
+			}
+		}
+	}
+}

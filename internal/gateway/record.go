@@ -236,8 +236,12 @@ func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur t
 		slog.String("tenant", telemetry.Clip(rec.tenant)),
 		slog.Float64("queued_ms", float64(rec.queued.Microseconds())/1000),
 		slog.Int("attempts", res.Attempts),
-		slog.Float64("ttft_ms", float64(res.TTFB.Microseconds())/1000),
 	)
+	// A time to first byte only when an answer was sent (the ttft metric's
+	// test too): a refusal's 0 would read as an instant first token.
+	if res.Written {
+		attrs = append(attrs, slog.Float64("ttft_ms", float64(res.TTFB.Microseconds())/1000))
+	}
 	// Tokens only when the answer reported them: a refusal, a cache hit,
 	// a duration-billed transcription, a moderation or a stream without
 	// usage has no count, and a 0 would read as "used none" (the metrics

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // Checker probes backends and flips their probe state. Safe for concurrent
@@ -167,7 +168,7 @@ func (c *Checker) giveUp(b *endpoint.Backend, path string, err error) {
 	c.mu.Unlock()
 	if first {
 		c.log.Info("active health check off for backend: it has no probe endpoint (set its engine to say what it is)",
-			"backend", b.Name(), "path", path, "error", err)
+			"backend", b.Name(), "path", path, "error", telemetry.NetCause(err, c.cfg.Timeout), "detail", telemetry.Clip(err.Error()))
 	}
 	c.release(b)
 }
@@ -229,7 +230,8 @@ func (c *Checker) record(b *endpoint.Backend, err error) {
 	if up {
 		c.log.Info("backend up: active health check passing", "backend", b.Name(), "passes", c.cfg.Passes)
 	} else {
-		c.log.Warn("backend down: active health check failing", "backend", b.Name(), "fails", c.cfg.Fails, "error", err)
+		c.log.Warn("backend down: active health check failing", "backend", b.Name(), "fails", c.cfg.Fails,
+			"error", telemetry.NetCause(err, c.cfg.Timeout), "detail", telemetry.Clip(err.Error()))
 	}
 	if c.cfg.OnChange != nil {
 		c.cfg.OnChange(b, up)

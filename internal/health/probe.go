@@ -64,6 +64,9 @@ type statusError struct {
 	status int
 }
 
+// HTTPStatus lets the failure log name the status alone (telemetry.NetCause).
+func (e *statusError) HTTPStatus() int { return e.status }
+
 func (e *statusError) Error() string {
 	return fmt.Sprintf("probe %s: unexpected status %d", e.url, e.status)
 }

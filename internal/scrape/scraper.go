@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // ErrNoQueueMetrics fails a scrape whose body has neither a running nor a
@@ -146,10 +148,39 @@ func (s *Scraper) record(b *endpoint.Backend, l endpoint.Load, err error) {
 	case !tracked:
 	case err != nil && !was:
 		s.log.Warn("backend metrics scrape failing; its load reading will go stale",
-			"backend", b.Name(), "stale_after", s.cfg.StaleAfter.String(), "error", err)
+			"backend", b.Name(), "stale_after", s.cfg.StaleAfter.String(),
+			"error", s.cause(err), "detail", telemetry.Clip(err.Error()))
 	case err == nil && was:
 		s.log.Info("backend metrics scrape recovered", "backend", b.Name())
 	}
+}
+
+// cause names why a scrape failed in a few stable words for the log's
+// error field; Go's text, which repeats the URL, goes in detail.
+func (s *Scraper) cause(err error) string {
+	switch {
+	case errors.Is(err, ErrNoQueueMetrics):
+		return "no queue metrics in the answer"
+	case errors.Is(err, errBodyTooLarge):
+		return "answer over " + strconv.FormatInt(s.cfg.MaxBody, 10) + " bytes"
+	}
+	return telemetry.NetCause(err, s.cfg.Timeout)
+}
+
+// errBodyTooLarge is a metrics page longer than the scrape reads.
+var errBodyTooLarge = errors.New("body too large")
+
+// statusError is a scrape answered with a status other than 200.
+type statusError struct {
+	url    string
+	status int
+}
+
+// HTTPStatus lets the failure log name the status alone (telemetry.NetCause).
+func (e *statusError) HTTPStatus() int { return e.status }
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("scrape %s: unexpected status %d", e.url, e.status)
 }
 
 // metricsURL is the backend's base URL plus the metrics path, keeping the
@@ -186,7 +217,7 @@ func (s *Scraper) scrape(ctx context.Context, b *endpoint.Backend) (endpoint.Loa
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain)) // for reuse only; errors do not matter
-		return endpoint.Load{}, fmt.Errorf("scrape %s: unexpected status %d", req.URL.Redacted(), resp.StatusCode)
+		return endpoint.Load{}, &statusError{url: req.URL.Redacted(), status: resp.StatusCode}
 	}
 
 	buf := s.bufs.Get().(*bytes.Buffer)
@@ -197,7 +228,7 @@ func (s *Scraper) scrape(ctx context.Context, b *endpoint.Backend) (endpoint.Loa
 		return endpoint.Load{}, fmt.Errorf("scrape %s: read body: %w", req.URL.Redacted(), err)
 	}
 	if n > s.cfg.MaxBody {
-		return endpoint.Load{}, fmt.Errorf("scrape %s: body exceeds %d bytes", req.URL.Redacted(), s.cfg.MaxBody)
+		return endpoint.Load{}, fmt.Errorf("scrape %s: %w: exceeds %d bytes", req.URL.Redacted(), errBodyTooLarge, s.cfg.MaxBody)
 	}
 
 	r := parseExposition(buf.Bytes(), &s.cfg.Names)

@@ -1,0 +1,47 @@
+package health
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/sluice-gw/sluice/internal/endpoint"
+	"github.com/sluice-gw/sluice/internal/testutil/logbuf"
+)
+
+// The "backend down" line's error names the cause in a few stable words
+// ("connection refused", "status 503"); it had Go's text (`Get
+// "http://127.0.0.1:PORT/health": dial tcp 127.0.0.1:PORT: connect:
+// connection refused`), which is kept in detail.
+func TestBackendDownLineNamesTheCause(t *testing.T) {
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close() // nothing listens there
+	unwell := newFakeServer(t)
+	unwell.status.Store(http.StatusServiceUnavailable)
+	for _, tc := range []struct {
+		name, url, want string
+	}{
+		{"refused", gone.URL, "connection refused"},
+		{"status", unwell.URL, "status 503"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBackend(t, tc.url, "")
+			var buf logbuf.Buffer
+			c := NewChecker(Config{Timeout: healthyProbeBound, Fails: 1}, newClient(t), slog.New(slog.NewJSONHandler(&buf, nil)))
+			c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
+			var line struct{ Msg, Error, Detail string }
+			if err := json.Unmarshal([]byte(strings.TrimSpace(buf.String())), &line); err != nil {
+				t.Fatalf("%v: %s", err, buf.String())
+			}
+			if !strings.HasPrefix(line.Msg, "backend down") || line.Error != tc.want {
+				t.Errorf("line %q error %q, want \"backend down...\" and %q", line.Msg, line.Error, tc.want)
+			}
+			if !strings.Contains(line.Detail, tc.url) {
+				t.Errorf("detail %q does not name the probe's URL", line.Detail)
+			}
+		})
+	}
+}
