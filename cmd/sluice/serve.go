@@ -28,7 +28,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.policy, "policy", "", "balancing policy: round_robin, weighted, least_conn, p2c_ewma (default), least_load, prefix_affinity, prefix_affinity+least_load, random")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (overrides the config)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "where the embedded job queue keeps its data (overrides queue.data_dir; default "+config.DefaultDataDir()+")")
-	fs.StringVar(&f.adminListen, "admin-listen", "", "admin listener address for /status, /metrics, /spare and pprof (overrides admin.listen; default 127.0.0.1:9091; \"off\" disables it)")
+	fs.StringVar(&f.adminListen, "admin-listen", "", "admin listener address for the dashboard (/), /status, /metrics, /scaling, /spare, /worker/v1 and pprof (overrides admin.listen; default 127.0.0.1:9091; \"off\" disables it)")
 	fs.StringVar(&f.pprofAddr, "pprof", "", "deprecated: serve Go's /debug/pprof on this further address, with the admin listener's protection (admin.token; without one, this host only). Prefer admin.pprof: true, on the admin listener")
 	fs.Var(&f.backends, "backend", "backend base `URL`, e.g. http://127.0.0.1:8000 (repeatable)")
 	if err := parseFlags(fs, args); err != nil {

@@ -61,6 +61,11 @@ type Request struct {
 	// ramp's base as a probe (rampprobe.go); one that never tells would
 	// leave its probe unjudged for its whole answer.
 	Streams bool
+	// KVNeed is the tokens the request takes of an engine's KV cache
+	// (EstimateKVNeed: its prompt and its answer's bound, clipped), which
+	// the tenant ramp reckons the engines' reported room for
+	// (rampceiling.go); <= 0: Cost.
+	KVNeed float64
 }
 
 func (r Request) normalized() Request {
@@ -264,7 +269,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		return q.takeSpareOrRefuse(r, now, capacity)
 	}
 	q.arrive(r.Tenant, r.Weight, now)
-	held := q.holds(r.Tenant, r.Streams, r.Cost, now, capacity)
+	held := q.holds(r.Tenant, r.Streams, r.kvNeed(), now, capacity)
 	// A request back at its appointment goes to the front of its tenant's
 	// flow: ahead of the tenant's newer requests, not of other tenants.
 	// Slots held for due appointments (reserved) are not free to the

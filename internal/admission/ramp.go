@@ -200,8 +200,8 @@ func (q *Queue) pruneRamps(now time.Time) {
 // is ramping, holds its allowance, no free slot is left beyond the other
 // active tenants' recent peaks, and no probe above the base may go (a
 // request that streams may probe: rampprobe.go). It ends a ramp that is
-// over. need is the request's cost, which the engines' reported room is
-// reckoned for (rampceiling.go).
+// over. need is the request's KV need (Request.KVNeed), which the engines'
+// reported room is reckoned for (rampceiling.go).
 func (q *Queue) holds(tenant string, streams bool, need float64, now time.Time, capacity int) bool {
 	beyond, probe := q.beyondBase(tenant, need, now, capacity)
 	return beyond && !(streams && probe && q.mayProbe(now))
@@ -340,10 +340,10 @@ func (q *Queue) unparkFreed(now time.Time, capacity int) {
 	decided := map[key]bool{}
 	kept := q.parked[:0]
 	for _, w := range q.parked {
-		k := key{w.req.Tenant, w.req.Streams, w.req.Cost}
+		k := key{w.req.Tenant, w.req.Streams, w.req.kvNeed()}
 		held, ok := decided[k]
 		if !ok {
-			held = q.holds(w.req.Tenant, w.req.Streams, w.req.Cost, now, capacity)
+			held = q.holds(w.req.Tenant, w.req.Streams, w.req.kvNeed(), now, capacity)
 			decided[k] = held
 		}
 		if held {
@@ -367,7 +367,7 @@ func (q *Queue) parkHeldHeads(now time.Time, capacity int) {
 		return
 	}
 	for _, c := range q.classes {
-		for h := c.head(); h != nil && q.holds(h.req.Tenant, h.req.Streams, h.req.Cost, now, capacity); h = c.head() {
+		for h := c.head(); h != nil && q.holds(h.req.Tenant, h.req.Streams, h.req.kvNeed(), now, capacity); h = c.head() {
 			c.remove(h)
 			q.park(h)
 		}

@@ -36,11 +36,12 @@ func backend(t *testing.T, name string) *httptest.Server {
 
 // noProbes turns active health checks off, for a test whose backend is
 // its own in-process server and which is not about health: a probe has a
-// 2 s timeout of wall clock and one failed probe takes the backend down
-// for two intervals (10 s). On a starved machine (a CPU hog, the race
-// detector) the probe's timer fires before the gateway reads the
-// backend's answer, and the test's next request is refused, 503
-// no_healthy_backend, with nothing wrong with the backend (flakes10).
+// 2 s timeout of wall clock and two failed in a row take the backend down
+// for two intervals (10 s; one did before the default rose to 2). On a
+// starved machine (a CPU hog, the race detector) the probe's timer fires
+// before the gateway reads the backend's answer, and the test's next
+// request is refused, 503 no_healthy_backend, with nothing wrong with the
+// backend (flakes10). Long tests meet several probes (flakes11).
 const noProbes = "health: {active: {interval: 0s}}\n"
 
 func writeConfig(t *testing.T, path, model, url string) {

@@ -21,7 +21,7 @@ import (
 func TestQueueDiskRefusingWritesAtStart(t *testing.T) {
 	be, _ := countingBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nforecast: {snapshot: \"off\"}\nqueue: {data_dir: %s, workers: 0, worker_disabled: true}\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nforecast: {snapshot: \"off\"}\nqueue: {data_dir: %s, workers: 0, worker_disabled: true}\n"+noProbes+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n", t.TempDir(), be.URL)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)

@@ -229,3 +229,36 @@ func TestHTTPSStalledSendResetsItsConnection(t *testing.T) {
 		t.Fatalf("the backend's connection ended with %v, want a reset", err)
 	}
 }
+
+// The watch ended when the transport pulled the body's last piece, not
+// when it went out: over HTTP/2 a piece waits for the backend's window
+// after the pull, so a backend that stopped reading within the body's
+// last 16 KiB held the request until timeouts.first_byte. The backend
+// here has 64 KiB windows and reads nothing: a body of 64 KiB + 6 KiB
+// leaves its last piece pulled and waiting. It is cut at stream_idle,
+// its stream reset and its connection kept, as any other stalled send.
+func TestHTTPSBackendStoppingWithinTheLastPieceIsCut(t *testing.T) {
+	var ended atomic.Int64
+	be, caFile := newStallingTLSBackend(t, true, func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > 32<<10 {
+			<-r.Context().Done() // reads nothing, sends nothing
+			ended.Add(1)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"served_by":"tls"}`)
+	})
+	url, _, _ := startUpstreamTLSApp(t, t.TempDir(), be.URL, "        tls: {ca_file: "+caFile+"}\n",
+		boundTop(2, "300ms")+"load_metrics: {enabled: false}\n") // no scrape dialling beside the request
+	code, body := postChat(t, url, 70<<10)
+	if code != http.StatusGatewayTimeout || !strings.Contains(body, `"upstream_timeout"`) || !strings.Contains(body, "request body") {
+		t.Fatalf("got %d %s, want 504 upstream_timeout naming the request body", code, body)
+	}
+	if code, body = postChat(t, url, 100); code != http.StatusOK {
+		t.Fatalf("after the cut: %d %s, want 200", code, body)
+	}
+	if ended.Load() != 1 || be.conns.Load() != 1 {
+		t.Fatalf("held streams ended %d, connections %d: want the stream reset (1) on its one connection", ended.Load(), be.conns.Load())
+	}
+}

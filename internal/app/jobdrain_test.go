@@ -75,7 +75,7 @@ func jobDrainConfig(t *testing.T, be, grace, dataDir string, workerDisabled bool
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeFile(t, path, fmt.Sprintf("listen: 127.0.0.1:0\nshutdown_grace: %s\nlog: {access: false}\n"+
-		"queue: {data_dir: %s, workers: 1, worker_disabled: %t}\n"+
+		"queue: {data_dir: %s, workers: 1, worker_disabled: %t}\n"+noProbes+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n        max_concurrency: 8\n", grace, dataDir, workerDisabled, be))
 	return path
 }

@@ -49,7 +49,7 @@ queue:
   %s
   webhook_secret: %s
   allow_private_webhooks: true
-models:
+`+noProbes+`models:
   - name: m
     backends:
       - url: %s

@@ -31,7 +31,7 @@ auth:
 queue:
   data_dir: %s
   %s
-models:
+`+noProbes+`models:
   - name: m
     backends:
       - url: %s

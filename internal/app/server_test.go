@@ -34,7 +34,7 @@ server:
   max_header_bytes: 1KiB
   idle_timeout: 2s
   memory_limit: 3GiB
-models:
+`+noProbes+`models:
   - name: m1
     backends:
       - url: %s
@@ -149,7 +149,7 @@ log: {access: false}
 queue: %s
 server:
   body_read_timeout: 200ms
-models:
+`+noProbes+`models:
   - name: m
     backends:
       - url: %s

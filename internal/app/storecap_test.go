@@ -19,7 +19,7 @@ import (
 func TestQueueStoreBoundThroughTheGateway(t *testing.T) {
 	be, _ := countingBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {data_dir: %s, max_file_bytes: 64KiB, max_store_bytes: 512KiB, workers: 0, worker_disabled: true}\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {data_dir: %s, max_file_bytes: 64KiB, max_store_bytes: 512KiB, workers: 0, worker_disabled: true}\n"+noProbes+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n", t.TempDir(), be.URL)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func TestQueueStoreBoundFollowsTheDisk(t *testing.T) {
 	}
 	be, _ := countingBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {data_dir: %s, max_store_bytes: 1048576GiB, workers: 0, worker_disabled: true}\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {data_dir: %s, max_store_bytes: 1048576GiB, workers: 0, worker_disabled: true}\n"+noProbes+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n", dir, be.URL)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)

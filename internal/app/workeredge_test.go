@@ -21,7 +21,7 @@ func workerEdgeConfig(t *testing.T, be, natsURL string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeFile(t, path, fmt.Sprintf("listen: 127.0.0.1:0\nshutdown_grace: 1h\nlog: {access: false}\nadmin: {token: %s}\n"+
-		"queue: {url: %s, workers: 0, worker_disabled: true}\n"+
+		"queue: {url: %s, workers: 0, worker_disabled: true}\n"+noProbes+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n        max_concurrency: 8\n", testAdminToken, natsURL, be))
 	return path
 }

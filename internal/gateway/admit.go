@@ -186,7 +186,7 @@ func queueTimeOf(err error) (time.Duration, bool) {
 func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, c *upstreamCall) (*Pool, *admission.Ticket, error) {
 	req := admission.Request{Tenant: id.tenant, Weight: id.weight, Class: id.class, Cost: c.cost,
 		Deadline: c.until, Latest: c.latest, Spare: id.preempt != nil, Preempt: id.preempt, Fingerprint: c.fingerprint,
-		Streams: c.peek.Stream} // its relay tells the ticket its first token (upstreamCall.started)
+		Streams: c.peek.Stream, KVNeed: c.kvNeed} // its relay tells the ticket its first token (upstreamCall.started)
 	candidates := []*Pool{pool}
 	if id.fallback {
 		for _, f := range pool.Fallbacks {

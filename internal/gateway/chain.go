@@ -87,6 +87,7 @@ type exchangeState struct {
 	epInput int
 	pool    *Pool
 	cost    float64 // admission.EstimateCost of the request (parse stage)
+	kvNeed  float64 // admission.EstimateKVNeed of a generating request (parse stage); 0: cost
 	// retryKey identifies the request across its client's retries, and
 	// retry says it is one of a refused request (demandStage); bodyPrint
 	// is its body fingerprint when retryKey is it (0: not computed).
@@ -385,6 +386,9 @@ func (s parseStage) serve(x *exchange) bool {
 		// max_tokens x best_of alike.)
 		c := peek.Completions()
 		x.cost = admission.EstimateCost(len(body.Bytes()), c*peek.MaxTokens, c*x.rt.Config.Admission.DefaultMaxTokens)
+		// The ramp's reported room counts the answer clipped: no engine
+		// holds a whole max_tokens when it starts a request.
+		x.kvNeed = admission.EstimateKVNeed(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens, c)
 	}
 	return true
 }
@@ -467,7 +471,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c := &x.call
 	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, x.parsed.Peek
 	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
-	c.cost, c.plan, c.retry = x.cost, plan, x.retry
+	c.cost, c.kvNeed, c.plan, c.retry = x.cost, x.kvNeed, plan, x.retry
 	c.pin, c.pinFor = x.respPin, ""
 	if c.pin != "" {
 		c.pinFor = x.resp.PreviousResponseID

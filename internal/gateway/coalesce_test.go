@@ -73,7 +73,9 @@ func waitFlight(t *testing.T, gw *Gateway, n int) {
 func waitFlightWaiters(t *testing.T, gw *Gateway, want string, done func(waiters []int) bool) {
 	t.Helper()
 	fs := gw.Runtime().flights
-	deadline := time.Now().Add(30 * time.Second)
+	// A hang guard: 40 clients through the race detector took past 30 s
+	// to join their flights on a starved machine (flakes11).
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		fs.mu.Lock()
 		var got []int

@@ -29,6 +29,11 @@ func testConfig(urls ...string) *config.Config {
 	// a timeout sets its own, against a backend that never answers.
 	c.Timeouts.FirstByte = config.Duration(time.Minute)
 	c.Timeouts.StreamIdle = config.Duration(time.Minute)
+	// timeouts.connect (5 s) also bounds a follow-up's probe of a backend
+	// and a TLS handshake: on a starved machine a probe of a healthy
+	// backend ran past it, 503 response_unavailable (flakes11). The tests
+	// of the probe bound set their own (respprobe_test.go).
+	c.Timeouts.Connect = config.Duration(time.Minute)
 	m := config.Model{Name: "m1", Policy: "round_robin"}
 	for _, u := range urls {
 		m.Backends = append(m.Backends, config.Backend{URL: u})

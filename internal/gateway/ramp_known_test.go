@@ -61,9 +61,20 @@ func startRampRig(t *testing.T, editCfg func(*config.Config), editDeps func(*Dep
 // startRampRigOn is startRampRig with an engine of simCfg.
 func startRampRigOn(t *testing.T, simCfg sim.Config, editCfg func(*config.Config), editDeps func(*Deps)) rampRig {
 	t.Helper()
+	return startRampRigVia(t, simCfg, nil, editCfg, editDeps)
+}
+
+// startRampRigVia is startRampRigOn with the engine's handler wrapped by
+// wrap, when not nil (another engine's metrics over the simulator's).
+func startRampRigVia(t *testing.T, simCfg sim.Config, wrap func(*sim.Server) http.Handler, editCfg func(*config.Config), editDeps func(*Deps)) rampRig {
+	t.Helper()
 	s := sim.New(simCfg)
 	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
+	var h http.Handler = s
+	if wrap != nil {
+		h = wrap(s)
+	}
+	be := httptest.NewServer(h)
 	t.Cleanup(be.Close)
 	cfg := testConfig(be.URL)
 	cfg.Retry.HedgeFactor = 0

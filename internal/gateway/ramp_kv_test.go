@@ -34,6 +34,10 @@ type coldRamp struct {
 	// that many were granted, until that many streams had their first
 	// token (within the same hang guard).
 	awaitStarts int64
+	// newcomerMaxTokens, when above 0, is the max_tokens of B's requests.
+	newcomerMaxTokens int
+	// engine, when not nil, wraps the simulator's handler (startRampRigVia).
+	engine func(*sim.Server) http.Handler
 }
 
 func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
@@ -42,7 +46,7 @@ func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
 	// from this clock on a real connection, and a long prompt needs more
 	// than one read (a clock in the past cut it at once, 408).
 	clk := &frozenClock{now: time.Now()}
-	rig := startRampRigOn(t, c.sim, nil, func(d *Deps) { d.Now = clk.Now })
+	rig := startRampRigVia(t, c.sim, c.engine, nil, func(d *Deps) { d.Now = clk.Now })
 	s, srv, gw := rig.sim, rig.srv, rig.gw
 
 	var streams sync.WaitGroup
@@ -56,14 +60,18 @@ func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
 		t.Fatal(err)
 	}
 	var started, refusedN atomic.Int64
-	bodyOf := func(words int) string {
-		return `{"model":"m1","stream":true,"max_tokens":` + strconv.Itoa(c.maxTokens) +
+	bodyOf := func(words, maxTokens int) string {
+		return `{"model":"m1","stream":true,"max_tokens":` + strconv.Itoa(maxTokens) +
 			`,"messages":[{"role":"user","content":"` + strings.Repeat("word ", words) + `"}]}`
 	}
-	bodies := map[string]string{"sk-a": bodyOf(c.words), "sk-b": bodyOf(c.words)}
+	newcomerWords, newcomerMax := c.words, c.maxTokens
 	if c.newcomerWords > 0 {
-		bodies["sk-b"] = bodyOf(c.newcomerWords)
+		newcomerWords = c.newcomerWords
 	}
+	if c.newcomerMaxTokens > 0 {
+		newcomerMax = c.newcomerMaxTokens
+	}
+	bodies := map[string]string{"sk-a": bodyOf(c.words, c.maxTokens), "sk-b": bodyOf(newcomerWords, newcomerMax)}
 	send := func(key string) (first chan struct{}) {
 		body := bodies[key]
 		first = make(chan struct{})

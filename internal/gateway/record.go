@@ -270,7 +270,12 @@ func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur t
 			attrs = append(attrs, slog.String("cause", telemetry.Clip(res.Err.Error())))
 		}
 	} else if res.Err != nil {
-		attrs = append(attrs, slog.String("error", telemetry.Clip(res.Err.Error())))
+		// An answer cut after its head: the code, as a refusal's line
+		// has (client_closed_request, upstream_idle_timeout,
+		// upstream_error), not Go's text ("context canceled",
+		// "unexpected EOF"); an unexpected cause is in logCause's
+		// "request failed" line.
+		attrs = append(attrs, slog.String("error", apiError(res.Err, "").Code))
 	}
 	g.log.LogAttrs(context.Background(), level, "request", attrs...)
 }

@@ -22,6 +22,7 @@ type upstreamCall struct {
 	peek           openai.Peek
 	id             identity
 	cost           float64
+	kvNeed         float64   // the tenant ramp's KV need (admission.Request.KVNeed); 0: cost
 	until, latest  time.Time // admission deadline; when a waiter is refused (see deadline)
 	fingerprint    uint64    // for appointments; 0 = none
 	reqID, ip      string

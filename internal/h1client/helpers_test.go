@@ -19,6 +19,10 @@ type rawServer struct {
 	ln    net.Listener
 	conns atomic.Int32
 	wg    sync.WaitGroup
+	// open is the connections not yet closed by their serve, closed by the
+	// cleanup of a test that failed (closeOpen).
+	mu   sync.Mutex
+	open map[net.Conn]struct{}
 }
 
 func newRawServer(t testing.TB, serve func(i int, c net.Conn, r *bufio.Reader)) *rawServer {
@@ -27,7 +31,7 @@ func newRawServer(t testing.TB, serve func(i int, c net.Conn, r *bufio.Reader)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &rawServer{ln: ln}
+	s := &rawServer{ln: ln, open: map[net.Conn]struct{}{}}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -37,16 +41,48 @@ func newRawServer(t testing.TB, serve func(i int, c net.Conn, r *bufio.Reader)) 
 				return
 			}
 			i := int(s.conns.Add(1) - 1)
+			s.mu.Lock()
+			s.open[c] = struct{}{}
+			s.mu.Unlock()
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				defer c.Close()
+				defer s.forget(c)
 				serve(i, c, bufio.NewReader(c))
 			}()
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	t.Cleanup(func() {
+		ln.Close()
+		if t.Failed() {
+			s.closeOpen()
+		}
+		s.wg.Wait()
+	})
 	return s
+}
+
+func (s *rawServer) forget(c net.Conn) {
+	c.Close()
+	s.mu.Lock()
+	delete(s.open, c)
+	s.mu.Unlock()
+}
+
+// closeOpen closes the connections whose serve is still running, which
+// then ends at its next read or write. A test that failed (a hang guard
+// that fired, say) ends at once: before, its cleanup waited for each
+// serve to finish on its own, and TestInterimAnswerDoesNotStopTheWrite,
+// its one-minute guard fired, ran 290 s on while its server read the
+// megabytes of body still in the socket's buffers at a starved
+// process's pace (flakes12). A test that passed waits as before: its
+// serves' own end is part of what it checks.
+func (s *rawServer) closeOpen() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.open {
+		c.Close()
+	}
 }
 
 func (s *rawServer) url() string { return "http://" + s.ln.Addr().String() }

@@ -178,9 +178,7 @@ func (e *Embedded) Shutdown() {
 	if e.afterMark != nil {
 		e.afterMark()
 	}
-	srv := e.server()
-	srv.Shutdown()
-	srv.WaitForShutdown()
+	e.stopServer() //nolint:errcheck // it always returns nil
 }
 
 // WaitForShutdown blocks until the server has stopped.

@@ -100,6 +100,7 @@ func (e *Embedded) waitReady(srv *server.Server, fatal <-chan string) error {
 // its goroutines with it; its clients see the connection drop.
 func (e *Embedded) stopServer() error {
 	srv := e.server()
+	awaitAPIRequests(srv, apiDrainBound, e.log)
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	return nil

@@ -25,7 +25,10 @@ func TestH2StreamWindowBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	tr := NewTransport(5 * time.Second)
+	// The connect bound (also the TLS handshake's) is a minute, a hang
+	// guard: at 5 s a starved machine gave the handshake up mid-way and
+	// the test failed on a reset before it read a frame (flakes11).
+	tr := NewTransport(time.Minute)
 	tr.TLSClientConfig = ref.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	defer tr.CloseIdleConnections()
 	go func() {

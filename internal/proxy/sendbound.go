@@ -55,7 +55,7 @@ var errSendStalled = errors.New("net/http's transport pulled none of the request
 // sendBound states.
 const (
 	boundWatching int32 = iota
-	boundDone           // the body was pulled whole, or the round trip ended
+	boundDone           // the body was written whole, or the round trip ended
 	boundCut            // the timer cancelled the request
 )
 
@@ -86,11 +86,14 @@ type sendBound struct {
 // boundBody is one body the transport pulls (the request's, or one its
 // GetBody made for a retry on a new connection).
 type boundBody struct {
-	rc   io.ReadCloser
-	left int64 // bytes not pulled yet; the transport's reader only
-	b    *sendBound
+	rc io.ReadCloser
+	b  *sendBound
 }
 
+// Read counts a pull. The body's last pull does not end the watch: the
+// piece has still to go out (HTTP/2: it waits for the backend's window
+// after the pull; HTTP/1.1: for room in the socket), so the watch ends
+// when the transport reports the request written (wrote).
 func (bb *boundBody) Read(p []byte) (int, error) {
 	if len(p) > sendPiece {
 		p = p[:sendPiece]
@@ -98,12 +101,6 @@ func (bb *boundBody) Read(p []byte) (int, error) {
 	n, err := bb.rc.Read(p)
 	if n > 0 {
 		bb.b.pulls.Add(1)
-		bb.left -= int64(n)
-	}
-	// net/http reads a body of known length through a LimitReader, so
-	// the last piece may never come back with io.EOF.
-	if err != nil || bb.left <= 0 {
-		bb.b.end()
 	}
 	return n, err
 }
@@ -124,12 +121,9 @@ func roundTripBounded(rt func(*http.Request) (*http.Response, error), req *http.
 	ctx, cancel := context.WithCancelCause(req.Context())
 	b.cancel = cancel
 	b.trace.GotConn = b.gotConn
+	b.trace.WroteRequest = b.wrote
 	out := req.WithContext(httptrace.WithClientTrace(ctx, &b.trace))
-	whole := req.ContentLength
-	if whole < 0 { // unknown: ended by its io.EOF
-		whole = 1<<63 - 1
-	}
-	b.first = boundBody{rc: req.Body, left: whole, b: b}
+	b.first = boundBody{rc: req.Body, b: b}
 	out.Body = &b.first
 	if getBody := req.GetBody; getBody != nil {
 		out.GetBody = func() (io.ReadCloser, error) {
@@ -137,7 +131,7 @@ func roundTripBounded(rt func(*http.Request) (*http.Response, error), req *http.
 			if err != nil {
 				return nil, err
 			}
-			return &boundBody{rc: rc, left: whole, b: b}, nil
+			return &boundBody{rc: rc, b: b}, nil
 		}
 	}
 	b.mu.Lock()
@@ -187,7 +181,18 @@ func tcpUnder(nc net.Conn) *net.TCPConn {
 	return nil
 }
 
-// end stops the watch: the body was pulled whole, or the round trip
+// wrote ends the watch once the transport wrote the request whole
+// (HTTP/2: its last DATA frame, after the backend's window let it go;
+// HTTP/1.1: the body into the socket). A failed write does not: the
+// transport may retry it on a new connection (GetBody), under the watch;
+// if it does not, its round trip returns, which ends the watch.
+func (b *sendBound) wrote(info httptrace.WroteRequestInfo) {
+	if info.Err == nil {
+		b.end()
+	}
+}
+
+// end stops the watch: the body was written whole, or the round trip
 // ended (a head came: from then the answer's idle bound, stream_idle on
 // the relay's reads, watches the exchange; or an error).
 func (b *sendBound) end() {

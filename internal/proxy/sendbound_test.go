@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"testing"
 	"time"
 )
@@ -87,8 +88,9 @@ func TestSendBoundCutsAfterAQuietBound(t *testing.T) {
 	}
 }
 
-// A body the transport pulled whole stops the watch: no cut, the timer
-// stopped, however long the answer takes.
+// A body the transport wrote whole stops the watch: no cut, the timer
+// stopped, however long the answer takes. Pulled whole is not written:
+// until the transport reports the write, quiet looks still count.
 func TestSendBoundEndsWithTheBody(t *testing.T) {
 	var tick func()
 	timer := &handTimer{}
@@ -101,8 +103,15 @@ func TestSendBoundEndsWithTheBody(t *testing.T) {
 		if _, err := io.Copy(io.Discard, io.LimitReader(req.Body, req.ContentLength)); err != nil {
 			return nil, err
 		}
+		for range sendBoundChecks - 1 { // the last piece waits to go out
+			tick()
+		}
+		if timer.stopped || context.Cause(req.Context()) != nil {
+			t.Fatal("watch ended with the body pulled whole but not written")
+		}
+		httptrace.ContextClientTrace(req.Context()).WroteRequest(httptrace.WroteRequestInfo{})
 		if !timer.stopped {
-			t.Error("timer still running with the body pulled whole")
+			t.Error("timer still running with the body written whole")
 		}
 		for range 2 * sendBoundChecks {
 			tick()

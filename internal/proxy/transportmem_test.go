@@ -32,9 +32,12 @@ func tlsH1Backend(t testing.TB, release chan struct{}) *httptest.Server {
 	return srv
 }
 
-// transportTo is NewTransport trusting srv's certificate.
+// transportTo is NewTransport trusting srv's certificate. Its connect
+// and TLS handshake bound is a minute, a hang guard: at 10 s a starved
+// machine gave a handshake up and the test failed on "TLS handshake
+// timeout" with nothing wrong (flakes11).
 func transportTo(srv *httptest.Server) *http.Transport {
-	tr := NewTransport(10 * time.Second)
+	tr := NewTransport(time.Minute)
 	tr.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	return tr
 }

@@ -276,7 +276,7 @@
 
   // renderAlerts lists what an operator must act on, worst first, from
   // fields the tables do not show: readiness and what holds it, the
-  // issuer's key set, discovery that fails, a refused reload (its
+  // issuer's key set, a model no backend can serve, discovery that fails, a refused reload (its
   // file:line message), Redis bypassed, the job queue not answering or its disk refusing writes.
   // Every string (model names, error text) goes in as text.
   function renderAlerts(doc) {
@@ -300,6 +300,16 @@
     if (c && !c.last_reload_successful && c.last_refusal) {
       add("config", "bad", `config reload refused at ${fmtTime(c.last_refusal.time)}: the config serving (loaded ${fmtTime(c.loaded_at)}) is not the file on disk`,
         detail(c.last_refusal.error));
+    }
+    for (const m of doc.models) {
+      // Every backend down by the probe or behind an open breaker: none is
+      // tried, not even last (ejected ones are), so the model's requests
+      // get 503 no_healthy_backend or go to its fallbacks. The replica may
+      // still be ready (another model serves), so readiness says nothing.
+      const out = m.backends.filter((b) => b.state === "down" || b.state === "open").length;
+      if (m.backends.length && out === m.backends.length) {
+        add("pool-out", "bad", `${m.model}: no backend can serve (${out} down or breaker open): its requests get 503 no_healthy_backend, or go to its fallbacks`);
+      }
     }
     for (const m of doc.models) {
       const d = m.discovery;
