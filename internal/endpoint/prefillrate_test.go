@@ -79,3 +79,39 @@ func TestPrefillRateLearnsFromLoneStartsOnly(t *testing.T) {
 		t.Errorf("rate %.0f tokens/s, want about 4,600 (an upper envelope of 5,000)", got)
 	}
 }
+
+// A burst's last start is no lone start (branch review25): three 2,000-
+// token prompts admitted together on an engine prefilling 2,500 tokens/s
+// start at 0.8, 1.6 and 2.4 s, and when the last one's token comes it is
+// the only stream still waiting. It waited behind the other two's
+// prefill, so it shows a third of the rate (833 tokens/s), and two such
+// bursts taught that rate to prefillpred's code: a 2,000-token prompt
+// that then started alone in 2.4 s, 1.6 s past its prefill, was excused.
+// Only a stream no other joined while it waited teaches the rate.
+func TestPrefillRateNotLearnedFromABurstsLastStart(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	b, err := New(Spec{URL: "http://x"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetLoad(Load{BatchBound: 16, At: clock, Expires: clock.Add(time.Hour)})
+	for range 2 {
+		for range 3 {
+			b.StartWaiting(clock)
+		}
+		for k := 1; k <= 3; k++ {
+			b.FirstTokenOf(clock.Add(time.Duration(k)*800*time.Millisecond), time.Duration(k)*800*time.Millisecond, 2000)
+		}
+		clock = clock.Add(10 * time.Second)
+	}
+	b.StartWaiting(clock)
+	clock = clock.Add(2400 * time.Millisecond)
+	b.FirstTokenOf(clock, 2400*time.Millisecond, 2000)
+	if !b.StartsLate(clock, 500*time.Millisecond) {
+		b.mu.Lock()
+		rate := b.prefill
+		b.mu.Unlock()
+		t.Errorf("a lone 2,000-token start in 2.4 s not late: rate %.0f tokens/s from %d samples, learned from bursts' last starts",
+			rate.tokensPerSec, rate.samples)
+	}
+}

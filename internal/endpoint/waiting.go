@@ -42,7 +42,9 @@ func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, promptTokens i
 	// the typical start, which long prompts' prefill raises, and a short
 	// prompt queued 600 ms beside them is late all the same (StartsLate).
 	b.noteLateLocked(now, ttft, promptTokens)
-	b.prefill.learn(ttft, promptTokens, b.waiting == 1)
+	// Alone for its whole wait: not only the last stream still waiting (a
+	// burst's last start waited for the others' prefill too).
+	b.prefill.learn(ttft, promptTokens, b.waiting == 1 && b.waitJoined == 1)
 	b.endWaitLocked(now)
 	b.learnLatencyLocked(now, ttft)
 	b.answeredLocked()
@@ -58,8 +60,10 @@ func (b *Backend) StartWaiting(now time.Time) {
 	b.mu.Lock()
 	if b.waiting == 0 {
 		b.waitSince = now
+		b.waitJoined = 0
 	}
 	b.waiting++
+	b.waitJoined++
 	b.mu.Unlock()
 }
 
