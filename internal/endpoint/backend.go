@@ -142,9 +142,12 @@ type Backend struct {
 	// got it. See Stalled.
 	waiting    int
 	waitSince  time.Time
+	waitJoined int // streams that began waiting since none was: 1, a lone wait (prefillRate)
 	lastAnswer time.Time
-	lateAt     time.Time        // a recent first token past the prompt bound (StartsLate)
+	lateAt     time.Time        // the recent first token latest beyond its prefill (StartsLate)
 	lateTTFT   time.Duration    // its time to first token
+	lateTokens int64            // its prompt's estimated tokens (0: unknown)
+	prefill    prefillRate      // the prompt tokens a second its first tokens show (latestart.go)
 	typical    float64          // nanoseconds; see TypicalLatency
 	deviation  float64          // nanoseconds: moving mean |sample - typical|; see TailLatency
 	ttft       ttftWindow       // recent samples, for RecentTTFT

@@ -37,9 +37,25 @@ import "time"
 //     newcomer's 2,000-token prompt starts in 0.12 s, "late" beside
 //     20 ms starts, while five more of them start in 0.5 s.
 
+//
+// A first token's lateness is judged against the backend's own prefill
+// (branch prefillpred): a long prompt legitimately starts later than the
+// delay target on a healthy engine (4,000 prompt tokens at 2,500-10,000
+// tokens/s take 0.4-1.6 s), and took the room of a backend serving long
+// prompts away while it was fine. Once the backend's prefill rate is
+// learned (prefillRate), a start is late by what it took beyond its
+// prompt's expected prefill, promptTokens / rate; before that, and for a
+// prompt of unknown size, by its whole time to first token, as before.
+// The rate is applied when the evidence is read, so a start judged late
+// before the rate was known is excused once the rate shows it was the
+// prefill: the first long prompt a backend starts holds its room until a
+// second one teaches the rate (a newcomer's first long prompt on a slow
+// engine, latebound's case, still takes the room while its burst waits).
+
 // StartsLate reports whether the engine starts this gateway's streams
 // late now (see above): a stream waiting past the prompt bound, or a
-// first token later than after within a reading's trust.
+// first token later than after beyond its expected prefill within a
+// reading's trust.
 func (b *Backend) StartsLate(now time.Time, after time.Duration) bool {
 	if stalled, _ := b.stalledPast(now, true); stalled {
 		return true
@@ -49,19 +65,71 @@ func (b *Backend) StartsLate(now time.Time, after time.Duration) bool {
 		return false
 	}
 	b.mu.Lock()
-	at, ttft := b.lateAt, b.lateTTFT
+	at, excess := b.lateAt, b.prefill.beyond(b.lateTTFT, b.lateTokens)
 	b.mu.Unlock()
-	return !at.IsZero() && ttft > after && now.Sub(at) < l.Expires.Sub(l.At)
+	return !at.IsZero() && excess > after && now.Sub(at) < l.Expires.Sub(l.At)
 }
 
-// noteLateLocked records a first token past the prompt bound: the latest,
-// unless a later one within a reading's trust came before it.
-func (b *Backend) noteLateLocked(now time.Time, ttft time.Duration) {
+// noteLateLocked records a first token: the latest, unless one later
+// beyond its expected prefill within a reading's trust came before it.
+func (b *Backend) noteLateLocked(now time.Time, ttft time.Duration, promptTokens int64) {
 	trust := time.Duration(0)
 	if l, ok := b.Load(); ok {
 		trust = l.Expires.Sub(l.At)
 	}
-	if ttft >= b.lateTTFT || now.Sub(b.lateAt) >= trust {
-		b.lateAt, b.lateTTFT = now, ttft
+	if b.prefill.beyond(ttft, promptTokens) >= b.prefill.beyond(b.lateTTFT, b.lateTokens) || now.Sub(b.lateAt) >= trust {
+		b.lateAt, b.lateTTFT, b.lateTokens = now, ttft, promptTokens
 	}
+}
+
+// prefillRate is a backend's prefill speed in prompt tokens a second (the
+// gateway's estimate, prompt bytes / 4, so a JSON body's overhead is in
+// the rate too), learned from the first tokens of long prompts
+// (minPrefillTokens) that no other stream of this gateway waited beside
+// (one admitted with others waits for their prefill too). An upper
+// envelope: a faster start moves it half way, a slower one a tenth, so a
+// start that queued unseen (another gateway's prompt ahead) lowers it
+// little, and a rate underestimated excuses only a little more. Guarded by
+// the backend's mutex; O(1) a first token.
+type prefillRate struct {
+	tokensPerSec float64
+	samples      int // learned from; the rate applies from minPrefillSamples
+}
+
+const (
+	// minPrefillTokens: below it a start's fixed cost (a decode step, the
+	// network, the gateway) outweighs the prefill: 1,024 tokens at 20,000
+	// tokens/s are 50 ms beside 10-20 ms of it.
+	minPrefillTokens = 1024
+	// minPrefillSamples: one start is no rate yet (it may have queued).
+	minPrefillSamples = 2
+	prefillUp         = 0.5
+	prefillDown       = 0.1
+)
+
+func (r *prefillRate) learn(ttft time.Duration, promptTokens int64, alone bool) {
+	if !alone || promptTokens < minPrefillTokens || ttft <= 0 {
+		return
+	}
+	sample := float64(promptTokens) / ttft.Seconds()
+	switch {
+	case r.samples == 0:
+		r.tokensPerSec = sample
+	case sample > r.tokensPerSec:
+		r.tokensPerSec += prefillUp * (sample - r.tokensPerSec)
+	default:
+		r.tokensPerSec += prefillDown * (sample - r.tokensPerSec)
+	}
+	r.samples = min(r.samples+1, minPrefillSamples)
+}
+
+// beyond is how much later than its prompt's expected prefill a first
+// token came: all of ttft while the rate is not learned or the prompt's
+// size is unknown.
+func (r *prefillRate) beyond(ttft time.Duration, promptTokens int64) time.Duration {
+	if r.samples < minPrefillSamples || promptTokens <= 0 || r.tokensPerSec <= 0 {
+		return ttft
+	}
+	expected := time.Duration(float64(promptTokens) / r.tokensPerSec * float64(time.Second))
+	return ttft - expected
 }

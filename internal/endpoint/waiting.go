@@ -25,14 +25,26 @@ import (
 // behind a full batch. The admission queue's tenant ramp grows the slots it
 // reckons from on such starts (admission.Ticket.FirstToken).
 func (b *Backend) FirstToken(now time.Time, ttft time.Duration) (prompt bool) {
+	return b.FirstTokenOf(now, ttft, 0)
+}
+
+// FirstTokenOf is FirstToken for a stream whose prompt is about
+// promptTokens long (0: unknown): a late start is judged against the
+// backend's own prefill rate, which a long prompt's start teaches
+// (StartsLate).
+func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, promptTokens int64) (prompt bool) {
 	if box := b.limiter.Load(); box != nil {
 		box.l.Observe(now, ttft, int(b.inflight.Load()), outcome.Success)
 	}
 	b.mu.Lock()
 	prompt = ttft <= max(2*time.Duration(b.typical), minBacklogWait)
-	if !prompt {
-		b.noteLateLocked(now, ttft)
-	}
+	// Every start is noted, a prompt one too: the prompt bound grows with
+	// the typical start, which long prompts' prefill raises, and a short
+	// prompt queued 600 ms beside them is late all the same (StartsLate).
+	b.noteLateLocked(now, ttft, promptTokens)
+	// Alone for its whole wait: not only the last stream still waiting (a
+	// burst's last start waited for the others' prefill too).
+	b.prefill.learn(ttft, promptTokens, b.waiting == 1 && b.waitJoined == 1)
 	b.endWaitLocked(now)
 	b.learnLatencyLocked(now, ttft)
 	b.answeredLocked()
@@ -48,8 +60,10 @@ func (b *Backend) StartWaiting(now time.Time) {
 	b.mu.Lock()
 	if b.waiting == 0 {
 		b.waitSince = now
+		b.waitJoined = 0
 	}
 	b.waiting++
+	b.waitJoined++
 	b.mu.Unlock()
 }
 

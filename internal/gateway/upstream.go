@@ -114,11 +114,20 @@ func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *P
 	return rt.forwarder.Forward(ctx, w, &proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
-		Work: int64(c.cost), Shared: c.plan.key != "", CacheControl: c.plan.leadCC, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText, Budget: c.budget, Metered: c.metered,
+		Work: int64(c.cost), PromptTokens: c.promptTokens(), Shared: c.plan.key != "", CacheControl: c.plan.leadCC, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText, Budget: c.budget, Metered: c.metered,
 		SideEffects: c.keepID || c.peek.Store, ReleaseBody: c.handsBody,
 		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 		Started: c.started(),
 	}, &sel)
+}
+
+// promptTokens is the call's proxy.Request.PromptTokens: its body's bytes
+// / 4, the prompt part of its queue cost; 0 without a body.
+func (c *upstreamCall) promptTokens() int64 {
+	if c.body == nil {
+		return 0
+	}
+	return int64(admission.EstimateCost(int(c.body.Len()), 0, 0))
 }
 
 // started is the call's proxy.Request.Started: its ticket; nil without

@@ -120,6 +120,10 @@ type Request struct {
 	// Work is the request's estimated tokens (prompt and answer), counted
 	// on the backend while it is in flight (endpoint.Backend.Work).
 	Work int64
+	// PromptTokens is the prompt's estimated tokens (bytes / 4; 0:
+	// unknown): a stream's first token is judged late against the
+	// backend's prefill of that many (endpoint.Backend.FirstTokenOf).
+	PromptTokens int64
 	// Shared marks an answer that may be stored or sent to other clients:
 	// the backend is asked for an uncompressed body (Accept-Encoding:
 	// identity), so no client is ever handed an encoding it did not ask

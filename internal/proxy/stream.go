@@ -89,7 +89,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 					startPending = true
 					if startKnown(out, &chk) {
 						startPending = false
-						prompt := b.FirstToken(f.opt.Now(), res.TTFB)
+						prompt := b.FirstTokenOf(f.opt.Now(), res.TTFB, in.PromptTokens)
 						c.fed = true
 						if in.Started != nil && !chk.errFirst {
 							in.Started.FirstToken(prompt)
@@ -105,7 +105,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 				// learnt from it, a queueing backend looked prompt).
 				startPending = false
 				now := f.opt.Now()
-				prompt := b.FirstToken(now, now.Sub(start))
+				prompt := b.FirstTokenOf(now, now.Sub(start), in.PromptTokens)
 				c.fed = true
 				if in.Started != nil && !chk.errFirst {
 					in.Started.FirstToken(prompt)
