@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
 // Once two lone long prompts taught a backend's prefill rate (4,000
@@ -27,7 +29,7 @@ func TestPrefillRoomPricesTheWaitingPrompts(t *testing.T) {
 		b.StartWaitingOf(clock, tokens)
 		clock = clock.Add(ttft)
 		b.FirstTokenOf(clock, ttft, tokens)
-		b.ReleaseFed(clock, 0, ttft, 0)
+		b.ReleaseFed(clock, outcome.Success, ttft, 0)
 	}
 	if _, priced := room(4000); priced {
 		t.Fatal("priced before any start taught the rate")
@@ -73,7 +75,7 @@ func TestPrefillRoomPricesTheWaitingPrompts(t *testing.T) {
 		t.Fatalf("two 4,000-token prompts waiting: room %d, want 3 (what runs)", got)
 	}
 	b.EndWaitingOf(clock, 4000)
-	b.Release(clock, 0, 0, 0)
+	b.Release(clock, outcome.Ignored, 0, 0)
 	clock = clock.Add(1100 * time.Millisecond)
 	if got, _ := room(4000); got != 3 {
 		t.Fatalf("one left, 1.1 s later: room %d, want 3 (2 running, 1 more)", got)
