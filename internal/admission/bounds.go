@@ -261,7 +261,7 @@ func (q *Queue) unqueue(w *waiter) {
 func (q *Queue) grant(r Request, cost float64, now time.Time, waited time.Duration, capacity int) *Ticket {
 	probe := false
 	if r.Streams && capacity > 0 && q.rampOn() {
-		probe, _ = q.beyondBase(r.Tenant, r.kvNeed(), now, capacity)
+		probe, _ = q.beyondBase(r.Tenant, r.rampFit(), now, capacity)
 	}
 	t := q.takeSlot(r.Tenant, r.Weight, cost, now, waited)
 	t.streams, t.level = r.Streams, q.inUse

@@ -60,7 +60,16 @@ func (r Request) kvNeed() float64 {
 	if !(need > 1) {
 		return 1
 	}
-	return min(math.Exp2(math.Ceil(math.Log2(need)*kvNeedSteps)/kvNeedSteps), MaxCost)
+	return roundNeed(need)
+}
+
+// roundNeed is tokens rounded up to a step of kvNeedSteps per doubling;
+// 0 for none or an unknown count (<= 0, NaN, infinite).
+func roundNeed(tokens float64) float64 {
+	if !(tokens > 0) || math.IsInf(tokens, 0) {
+		return 0
+	}
+	return min(math.Exp2(math.Ceil(math.Log2(tokens)*kvNeedSteps)/kvNeedSteps), MaxCost)
 }
 
 // kvNeedSteps is how finely the ramp tells requests' KV needs apart: each

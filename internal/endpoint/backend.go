@@ -142,7 +142,8 @@ type Backend struct {
 	// got it. See Stalled.
 	waiting    int
 	waitSince  time.Time
-	waitJoined int // streams that began waiting since none was: 1, a lone wait (prefillRate)
+	waitJoined int   // streams that began waiting since none was: 1, a lone wait (prefillRate)
+	waitTokens int64 // the waiting streams' prompt tokens (PrefillRoom); 0 when none waits
 	lastAnswer time.Time
 	lateAt     time.Time        // the recent first token latest beyond its prefill (StartsLate)
 	lateTTFT   time.Duration    // its time to first token

@@ -21,8 +21,12 @@ type call struct {
 	// waiting: a stream marked waiting for its first token (StartWaiting);
 	// FirstToken (fed) or end ends the wait.
 	waiting bool
-	work    int64
-	cpu     bool // a CPU-side slot (Request.CPUOnly): see endCPU
+	// prompt is the request's estimated prompt tokens (Request.PromptTokens),
+	// which its wait counts in the backend's queued prefill
+	// (endpoint.Backend.StartWaitingOf); its end takes the same out.
+	prompt int64
+	work   int64
+	cpu    bool // a CPU-side slot (Request.CPUOnly): see endCPU
 	// busyEpoch is the backend's push-back count when the call started:
 	// its success ends a push-back that came before it (AnsweredSince).
 	busyEpoch uint64
@@ -37,7 +41,7 @@ func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.D
 	}
 	c.b.AddWork(-c.work)
 	if c.waiting && !c.fed {
-		c.b.EndWaiting(now)
+		c.b.EndWaitingOf(now, c.prompt)
 	}
 	if c.fed {
 		c.b.ReleaseFed(now, out, latency, retryAfter)

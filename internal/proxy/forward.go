@@ -122,7 +122,9 @@ type Request struct {
 	Work int64
 	// PromptTokens is the prompt's estimated tokens (bytes / 4; 0:
 	// unknown): a stream's first token is judged late against the
-	// backend's prefill of that many (endpoint.Backend.FirstTokenOf).
+	// backend's prefill of that many (endpoint.Backend.FirstTokenOf),
+	// and counted in the backend's queued prefill while it waits
+	// (endpoint.Backend.StartWaitingOf, PrefillRoom).
 	PromptTokens int64
 	// Shared marks an answer that may be stored or sent to other clients:
 	// the backend is asked for an uncompressed body (Accept-Encoding:
