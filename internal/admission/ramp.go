@@ -248,14 +248,14 @@ func (q *Queue) beyondBase(tenant string, need float64, now time.Time, capacity 
 	// Beyond the recent peak, the slots the engines started promptly
 	// within the longer memory, or the bound they report now
 	// (rampceiling.go), less the others' margins (rampproven.go).
-	reported := q.reportedSlots(need)
-	base := q.provenBase(recent, margin, reported, now, capacity)
+	reported, reportedOK := q.reportedSlots(need)
+	base := q.provenBase(recent, margin, reported, reportedOK, now, capacity)
 	// A probe tests the slot above the base, so only with the whole base
 	// in use (a grant while a proven slot is free takes, in the engines,
 	// one kept for the others), and only while the others need no
 	// headroom beyond their recent peaks: no slot of those peaks unused,
 	// no margin (rampmargin.go); never past a reported bound.
-	probe = q.inUse >= base && kept+margin == 0 && q.inUse < capacity && (reported == 0 || q.inUse < reported)
+	probe = q.inUse >= base && kept+margin == 0 && q.inUse < capacity && (!reportedOK || q.inUse < reported)
 	return q.inUse+1 > base-kept, probe
 }
 

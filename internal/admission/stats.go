@@ -160,7 +160,7 @@ func (q *Queue) Stats() Stats {
 	if q.rampOn() {
 		s.RampBase = q.rampBase(now, capacity)
 		s.RampProven = q.provenSlots(now)
-		s.RampCeiling = q.reportedSlots(q.rampNeed)
+		s.RampCeiling, _ = q.reportedSlots(q.rampNeed)
 	}
 	s.HeldSlots = q.reserved(now, capacity)
 	// A ramp is only updated by its tenant's requests: one that went

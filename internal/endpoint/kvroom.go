@@ -96,12 +96,23 @@ func (l Load) kvRoom(bounded bool) (room float64, ok bool) {
 // simulator reserve it, so the whole answer's KV is the honest need. The
 // requests waiting in the engine take the free tokens first, counted as
 // newcomers like this one (their sizes are not reported).
+//
+// A need the whole cache of an idle engine would not hold (above
+// size × (1 − kvReserve)) is not judged here: no room would ever come,
+// so the ramp held such a request to its deadline and refused it with a
+// Retry-After no retry could keep. Either the estimate is wrong (bytes / 4
+// reads long words, escapes or an image's base64 as many tokens) and the
+// engine runs it, or the prompt is longer than the engine takes, and the
+// engine says so at once: vLLM refuses a prompt beyond max_model_len
+// (400), and its cache holds max_model_len, as the simulator does (branch
+// kvneed). The estimate from the running sequences (kvRoom) stands for it.
 
 // kvTokenRoom is this gateway's requests in the engine at the scrape plus
 // the newcomers of need tokens the free cache holds, less those waiting;
-// ok is false when the engine reports no size or need is unknown (<= 0).
+// ok is false when the engine reports no size, need is unknown (<= 0), or
+// the need is more than the engine's whole cache holds.
 func (l Load) kvTokenRoom(need float64) (room float64, ok bool) {
-	if l.KVCacheTokens < 1 || !(need > 0) {
+	if l.KVCacheTokens < 1 || !(need > 0) || need > l.KVCacheTokens*(1-kvReserve) {
 		return 0, false
 	}
 	u := min(l.KVCacheUsage, 1)
