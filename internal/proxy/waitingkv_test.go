@@ -17,8 +17,8 @@ import (
 // A stream's KV need is counted on its backend while it waits for its
 // first token (endpoint.Backend.WaitingStreams, which the scrape records
 // beside the engine's waiting count) and removed however the wait ends:
-// its first token, an answer that is no stream, an error, or a hedge
-// race lost. A need left behind would shrink the tenant ramp's KV room
+// its first token, an answer that is no stream, an error, no answer at
+// all, or a hedge race lost. A need left behind would shrink the tenant ramp's KV room
 // for good.
 func TestWaitingKVNeedCountedUntilTheWaitEnds(t *testing.T) {
 	const need = 1234
@@ -36,6 +36,11 @@ func TestWaitingKVNeedCountedUntilTheWaitEnds(t *testing.T) {
 			w.Write([]byte(`{"choices":[]}`))
 		case "error":
 			http.Error(w, `{"error":{"message":"boom"}}`, http.StatusBadRequest)
+		case "hangup": // no answer at all: the call ends without one
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
 		default:
 			engine.ServeHTTP(w, r)
 		}
@@ -50,7 +55,7 @@ func TestWaitingKVNeedCountedUntilTheWaitEnds(t *testing.T) {
 	f := proxy.NewForwarder(proxy.Options{Transport: transport, Attempts: 1,
 		Timeouts: proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}})
 	raw := `{"model":"sim-model","messages":[{"role":"user","content":"hello there"}],"max_tokens":4,"stream":true}`
-	for _, m := range []string{"stream", "json", "error"} {
+	for _, m := range []string{"stream", "json", "error", "hangup"} {
 		mode <- m
 		body, err := proxy.NewBodyPool(nil).ReadBody(strings.NewReader(raw), int64(len(raw)), 1<<20)
 		if err != nil {
