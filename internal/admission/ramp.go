@@ -249,8 +249,8 @@ func (q *Queue) beyondBase(tenant string, fit rampFit, now time.Time, capacity i
 	// Beyond the recent peak, the slots the engines started promptly
 	// within the longer memory, or the bound they report now
 	// (rampceiling.go), less the others' margins (rampproven.go).
-	reported := q.reportedSlots(fit.need)
-	base := q.provenBase(recent, margin, reported, now, capacity)
+	reported, reportedOK := q.reportedSlots(fit.need)
+	base := q.provenBase(recent, margin, reported, reportedOK, now, capacity)
 	// Never more than the engines can start within the delay target now,
 	// by their queued prefill (rampprefill.go): time, so not less the
 	// others' margins, and below the recent base too.
@@ -264,7 +264,7 @@ func (q *Queue) beyondBase(tenant string, fit rampFit, now time.Time, capacity i
 	// headroom beyond their recent peaks: no slot of those peaks unused,
 	// no margin (rampmargin.go); never past a reported bound or the
 	// prefill's.
-	probe = q.inUse >= base && kept+margin == 0 && q.inUse < capacity && (reported == 0 || q.inUse < reported) &&
+	probe = q.inUse >= base && kept+margin == 0 && q.inUse < capacity && (!reportedOK || q.inUse < reported) &&
 		(prefill == 0 || q.inUse < prefill)
 	return q.inUse+1 > base-kept, probe
 }

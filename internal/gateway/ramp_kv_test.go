@@ -38,6 +38,10 @@ type coldRamp struct {
 	newcomerMaxTokens int
 	// engine, when not nil, wraps the simulator's handler (startRampRigVia).
 	engine func(*sim.Server) http.Handler
+	// newcomerWord, when set, is the word B's prompts repeat ("word"
+	// otherwise): the simulator counts a word a token, the gateway's
+	// estimate its bytes / 4.
+	newcomerWord string
 }
 
 func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
@@ -60,9 +64,9 @@ func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
 		t.Fatal(err)
 	}
 	var started, refusedN atomic.Int64
-	bodyOf := func(words, maxTokens int) string {
+	bodyOf := func(word string, words, maxTokens int) string {
 		return `{"model":"m1","stream":true,"max_tokens":` + strconv.Itoa(maxTokens) +
-			`,"messages":[{"role":"user","content":"` + strings.Repeat("word ", words) + `"}]}`
+			`,"messages":[{"role":"user","content":"` + strings.Repeat(word+" ", words) + `"}]}`
 	}
 	newcomerWords, newcomerMax := c.words, c.maxTokens
 	if c.newcomerWords > 0 {
@@ -71,7 +75,11 @@ func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
 	if c.newcomerMaxTokens > 0 {
 		newcomerMax = c.newcomerMaxTokens
 	}
-	bodies := map[string]string{"sk-a": bodyOf(c.words, c.maxTokens), "sk-b": bodyOf(newcomerWords, newcomerMax)}
+	newcomerWord := "word"
+	if c.newcomerWord != "" {
+		newcomerWord = c.newcomerWord
+	}
+	bodies := map[string]string{"sk-a": bodyOf("word", c.words, c.maxTokens), "sk-b": bodyOf(newcomerWord, newcomerWords, newcomerMax)}
 	send := func(key string) (first chan struct{}) {
 		body := bodies[key]
 		first = make(chan struct{})

@@ -126,9 +126,10 @@ func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend,
 			res.Err = ErrNoBackend
 			return call{}, stepNext
 		}
-		c := call{b: b, done: done, work: in.Work, prompt: in.PromptTokens, busyEpoch: b.BusyEpoch()}
+		c := call{b: b, done: done, work: in.Work, prompt: in.PromptTokens, kvNeed: in.KVNeed, busyEpoch: b.BusyEpoch()}
 		b.AddWork(c.work)
 		if in.Peek.Stream {
+			b.AddWaitingKV(c.kvNeed)
 			b.StartWaitingOf(now, c.prompt)
 			c.waiting = true
 		}
@@ -229,9 +230,11 @@ func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at time.Time) {
 	}
 	switch streamed := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream"); {
 	case streamed && !c.waiting:
+		c.b.AddWaitingKV(c.kvNeed)
 		c.b.StartWaitingOf(at, c.prompt)
 		c.waiting = true
 	case !streamed && c.waiting:
+		c.b.AddWaitingKV(-c.kvNeed)
 		c.b.EndWaitingOf(f.opt.Now(), c.prompt)
 		c.waiting = false
 	}

@@ -126,6 +126,12 @@ type Request struct {
 	// and counted in the backend's queued prefill while it waits
 	// (endpoint.Backend.StartWaitingOf, PrefillRoom).
 	PromptTokens int64
+	// KVNeed is the request's KV need (admission.EstimateKVNeed; 0:
+	// unknown), counted on the backend while its stream waits for its
+	// first token (endpoint.Backend.AddWaitingKV): the tenant ramp's KV
+	// room counts this gateway's requests waiting in an engine at their
+	// own sizes.
+	KVNeed int64
 	// Shared marks an answer that may be stored or sent to other clients:
 	// the backend is asked for an uncompressed body (Accept-Encoding:
 	// identity), so no client is ever handed an encoding it did not ask

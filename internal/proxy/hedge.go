@@ -493,6 +493,9 @@ func (c call) withdrawn(now time.Time, waited time.Duration) {
 		c.b.AbandonCPU()
 	} else {
 		c.b.AddWork(-c.work)
+		if c.waiting {
+			c.b.AddWaitingKV(-c.kvNeed)
+		}
 		c.b.WithdrawnOf(now, waited, c.prompt)
 	}
 	if c.done != nil {
