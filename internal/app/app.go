@@ -115,6 +115,10 @@ type App struct {
 	checkCfg    config.Active
 	checkEnd    context.CancelFunc
 	checkWG     sync.WaitGroup
+	// probesDiscounted counts the active probes each checker counted
+	// neither way for the gateway's own stall
+	// (sluice_health_probes_discounted_total); it outlives the checkers.
+	probesDiscounted *prometheus.CounterVec
 
 	// disc runs the models' discovery sources (Run starts them, reloads
 	// sync them); drains are the removed backends still finishing.
@@ -186,6 +190,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	built.Commit()
 	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, timer: realTimer, tls: term,
 		queueStopBase: queueStopBound}
+	a.probesDiscounted = newProbesDiscounted(reg)
 	a.cut.ch = make(chan struct{})
 	a.revokeTicker, a.revokeWake = realTicker, make(chan struct{}, 1)
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
