@@ -39,7 +39,7 @@ func drainApp(t *testing.T, be, grace string) *App {
 func drainAppLimit(t *testing.T, be, grace string, limit int) *App {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	writeFile(t, path, fmt.Sprintf("listen: 127.0.0.1:0\nshutdown_grace: %s\nlog: {access: false}\nqueue: {enabled: false}\n"+
+	writeFile(t, path, fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"shutdown_grace: %s\nlog: {access: false}\nqueue: {enabled: false}\n"+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n        max_concurrency: %d\n", grace, be, limit))
 	return newApp(t, path)
 }
