@@ -1,11 +1,9 @@
 package auth_test
 
 import (
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -34,16 +32,7 @@ func TestKeySetFetchFailedLineNamesTheCause(t *testing.T) {
 			s := auth.JWKSSettings{URL: tc.url, Refresh: time.Hour, MinRefresh: time.Hour, Timeout: 30 * time.Second, MaxBytes: 1 << 20}
 			jwks := auth.NewJWKS(s, slog.New(slog.NewJSONHandler(&buf, nil)), nil)
 			jwks.Close() // after the first fetch, which NewJWKS waits for
-			var line struct{ Msg, Error, Detail string }
-			if err := json.Unmarshal([]byte(strings.TrimSpace(buf.String())), &line); err != nil {
-				t.Fatalf("%v: %s", err, buf.String())
-			}
-			if !strings.HasPrefix(line.Msg, "jwt: key set fetch failed") || line.Error != tc.want {
-				t.Errorf("line %q error %q, want \"jwt: key set fetch failed...\" and %q", line.Msg, line.Error, tc.want)
-			}
-			if !strings.Contains(line.Detail, tc.detail) {
-				t.Errorf("detail %q: want Go's text (%q)", line.Detail, tc.detail)
-			}
+			buf.CheckFailureLine(t, "jwt: key set fetch failed", tc.want, tc.detail)
 		})
 	}
 }
