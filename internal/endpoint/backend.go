@@ -159,6 +159,10 @@ type Backend struct {
 	ttft       ttftWindow       // recent samples, for RecentTTFT
 	last       [3]time.Duration // the last latency samples, a ring; see RecentLatency
 	lastN      int              // samples seen, for the ring's position
+
+	// withdrawnAt: the last wait withdrawn (WithdrawnOf), whose prompt the
+	// prefill before it went to, not the others' (PrefillRoom).
+	withdrawnAt time.Time
 }
 
 // New builds a Backend from its spec.

@@ -81,3 +81,42 @@ func TestPrefillRoomPricesTheWaitingPrompts(t *testing.T) {
 		t.Fatalf("one left, 1.1 s later: room %d, want 3 (2 running, 1 more)", got)
 	}
 }
+
+// A hedge's losing leg withdrawn before its first token (WithdrawnOf)
+// takes its prompt out of the queued prefill, and the backend's prefill
+// spent on it with it: the prompts still waiting are not prefilled by the
+// time that went to the withdrawn one. With a 4,000-token prompt 1.5 s
+// into its 1.6 s prefill and another just sent behind it, the first
+// withdrawn leaves the second's 1.6 s of prefill ahead: no room for a
+// third within 500 ms. Counting the 1.5 s as the second's left it 50 ms,
+// and a burst went in beside it (branch review26).
+func TestPrefillRoomAfterAWithdrawnWaitCountsNoPrefillDone(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	b, err := New(Spec{URL: "http://x"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const within = 500 * time.Millisecond
+	for range 2 { // two lone 4,000-token starts in 1.6 s: 2,500 tokens/s
+		b.Acquire()
+		b.StartWaitingOf(clock, 4000)
+		clock = clock.Add(1600 * time.Millisecond)
+		b.FirstTokenOf(clock, 1600*time.Millisecond, 4000)
+		b.ReleaseFed(clock, outcome.Success, 1600*time.Millisecond, 0)
+	}
+	b.Acquire()
+	b.StartWaitingOf(clock, 4000) // the leg that will lose its race
+	clock = clock.Add(1500 * time.Millisecond)
+	b.Acquire()
+	b.StartWaitingOf(clock, 4000)
+	clock = clock.Add(50 * time.Millisecond)
+	b.WithdrawnOf(clock, 1550*time.Millisecond, 4000)
+	if got, _ := b.PrefillRoom(clock, 4000, within); got != 1 {
+		t.Fatalf("one 4,000-token prompt waiting, just sent behind a withdrawn one: room %d, want 1 (1.6 s of its prefill ahead)", got)
+	}
+	// The rest of the wait counts from the withdrawal: 1.1 s on, 500 ms left.
+	clock = clock.Add(1100 * time.Millisecond)
+	if got, _ := b.PrefillRoom(clock, 4000, within); got != 2 {
+		t.Fatalf("1.1 s after the withdrawal: room %d, want 2", got)
+	}
+}

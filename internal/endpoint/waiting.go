@@ -170,6 +170,9 @@ func (b *Backend) WithdrawnOf(now time.Time, waited time.Duration, promptTokens 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.leaveWaitLocked(promptTokens)
+	if now.After(b.withdrawnAt) {
+		b.withdrawnAt = now
+	}
 	if est := b.ewma.value(now); est < waited {
 		b.ewma.observe(now, waited+est)
 	}
