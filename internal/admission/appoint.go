@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -37,8 +38,13 @@ import (
 //     second or two and came back into the burst: 56% of the honesty
 //     test's retries served, against 96%). Before any outcome is known
 //     the book is read whole, as clients that come back expect; the first
-//     missed appointment (its grace past, a few seconds into a burst of
-//     no-shows) lowers it.
+//     appointment not kept lowers it. An appointment counts as not kept,
+//     for the advice, as soon as a client that waited what it was told
+//     (Retry-After in whole seconds) would be there (late): waiting for
+//     its grace to pass as well advised the whole book (a minute and
+//     more) for the first seconds of a burst of no-shows while fresh
+//     requests were served seconds later. One that comes back late but
+//     within its grace is still honoured and counted kept.
 //
 //   - A request that comes back at its appointment (the same tenant, path
 //     and body, from the advised time to a grace period after it) goes to
@@ -73,6 +79,11 @@ type appointments struct {
 	// never), decayed per event: slots are held only for the share of
 	// clients that do come back as told.
 	kept, missed float64
+	// late is how many appointments, as counted at the time counted, are
+	// past the time a client following its advice would be back
+	// (lateAt) and within their grace: not kept yet, counted as missed
+	// for the advice (showShare) until they are.
+	late int
 }
 
 // keepDecay is the weight left to the past per appointment kept or missed.
@@ -98,13 +109,19 @@ func (a *appointments) keptShare() float64 {
 }
 
 // showShare is the share of the book a refusal's advice counts: the
-// decayed share of appointments kept on time, 1 before any is known (the
-// book read whole, as before any client was seen not coming back).
+// decayed share of appointments kept on time, the late ones counted as
+// missed just now, 1 before any is known (the book read whole, as before
+// any client was seen not coming back).
 func (a *appointments) showShare() float64 {
-	if a.kept+a.missed <= 0 {
+	kept, missed := a.kept, a.missed
+	if a.late > 0 {
+		left := math.Pow(keepDecay, float64(a.late))
+		kept, missed = kept*left, missed*left+(1-left)/(1-keepDecay)
+	}
+	if kept+missed <= 0 {
 		return 1
 	}
-	return a.keptShare()
+	return kept / (kept + missed)
 }
 
 type appointment struct {
@@ -125,6 +142,11 @@ const (
 	// holds a slot: clients' own latency, not the whole grace, so slots
 	// held for no-shows are soon given back.
 	reserveOverdue = 250 * time.Millisecond
+	// showLate is how long past the time its advice pointed to (Retry-After
+	// in whole seconds) a client that follows it is still on its way:
+	// clients' own latency and a loaded machine's. Past it the
+	// appointment counts as missed for the advice (appointments.late).
+	showLate = 500 * time.Millisecond
 	// reserveRecount bounds how often the book is scanned for due
 	// appointments (a scan is O(book), the book up to maxAppointments).
 	reserveRecount = 100 * time.Millisecond
@@ -176,6 +198,7 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 	}
 	// The advice counts the book as far as refused clients come back:
 	// with none seen coming back, the refusal's own estimate alone.
+	q.countAppointments(now)
 	if due := now.Add(time.Duration(float64(end.Sub(now)) * q.appts.showShare())); due.After(at) {
 		at = due
 	}
@@ -224,6 +247,9 @@ func (q *Queue) keepsAppointment(fp uint64, now time.Time) bool {
 	delete(q.appts.at, fp)
 	onTime := !now.After(a.at.Add(a.grace()))
 	q.appts.outcome(onTime)
+	if q.appts.late > 0 && now.After(q.lateAt(a)) {
+		q.appts.late-- // counted late: it is an outcome now
+	}
 	if q.appts.due > 0 && !now.Before(a.at.Add(-appointmentEarly)) && !now.After(a.at.Add(reserveOverdue)) {
 		q.appts.due-- // its held slot is the one it takes now
 	}
@@ -237,25 +263,43 @@ func (q *Queue) keepsAppointment(fp uint64, now time.Time) bool {
 // Recounted at most every reserveRecount; the scan also forgets
 // appointments whose grace has passed.
 func (q *Queue) reserved(now time.Time, capacity int) int {
-	if len(q.appts.at) == 0 {
-		q.appts.due = 0
-		return 0
-	}
-	if now.Before(q.appts.counted) || now.Sub(q.appts.counted) >= reserveRecount {
-		ahead := now.Add(time.Duration(q.drain.meanHold() * float64(time.Second)))
-		q.appts.due, q.appts.counted = 0, now
-		for fp, a := range q.appts.at {
-			switch {
-			case now.After(a.at.Add(a.grace())):
-				delete(q.appts.at, fp)
-				q.appts.outcome(false)
-			case !a.at.Add(-appointmentEarly).After(ahead) && !now.After(a.at.Add(reserveOverdue)):
-				q.appts.due++
-			}
-		}
-	}
+	q.countAppointments(now)
 	held := int(float64(q.appts.due)*q.appts.keptShare() + 0.5)
 	return min(held, max(capacity, 0))
+}
+
+// countAppointments recounts, at most every reserveRecount, the
+// appointments due now (appointments.due) and those late
+// (appointments.late), and forgets those whose grace has passed (missed).
+func (q *Queue) countAppointments(now time.Time) {
+	if len(q.appts.at) == 0 {
+		q.appts.due, q.appts.late = 0, 0
+		return
+	}
+	if !now.Before(q.appts.counted) && now.Sub(q.appts.counted) < reserveRecount {
+		return
+	}
+	ahead := now.Add(time.Duration(q.drain.meanHold() * float64(time.Second)))
+	q.appts.due, q.appts.late, q.appts.counted = 0, 0, now
+	for fp, a := range q.appts.at {
+		switch {
+		case now.After(a.at.Add(a.grace())):
+			delete(q.appts.at, fp)
+			q.appts.outcome(false)
+		case !a.at.Add(-appointmentEarly).After(ahead) && !now.After(a.at.Add(reserveOverdue)):
+			q.appts.due++
+		case now.After(q.lateAt(a)):
+			q.appts.late++
+		}
+	}
+}
+
+// lateAt is when a client that waited as advised (Retry-After: the wait
+// to the appointment in whole seconds, rounded up, at least
+// MinRetryAfter) and then showLate more has not come back.
+func (q *Queue) lateAt(a appointment) time.Time {
+	advised := max(time.Duration(math.Ceil(a.at.Sub(a.booked).Seconds()))*time.Second, q.cfg.MinRetryAfter)
+	return a.booked.Add(advised + showLate)
 }
 
 // appointedHead removes and returns a queued waiter keeping an appointment
