@@ -20,9 +20,11 @@ import (
 //     (the wait ahead of it beyond its deadline), and after the work of its
 //     tenant's requests refused before it that will come back has drained.
 //     The book ahead of a refusal (to its tenant's last appointment, plus
-//     the refusal's own drain time) counts times the share of
-//     appointments recently kept on time (showShare): refused demand is
-//     a backlog only as far as it comes back. In a burst of
+//     the refusal's own drain time) counts times the share of the
+//     tenant's appointments recently kept on time (showShare; the pool's
+//     until the tenant has a record): refused demand is a backlog only as
+//     far as it comes back, and one tenant's clients coming back do not
+//     make another's no-shows one. In a burst of
 //     clients that do come back the advice grows with the burst, which is
 //     the truth; a tenant refused often is spaced out, one refused rarely
 //     comes back soon. Clients that do not come back (one-shot, or SDKs
@@ -75,9 +77,18 @@ type appointments struct {
 	// the time counted; recounted at most every reserveRecount.
 	due     int
 	counted time.Time
-	// kept and missed count appointments kept on time and not (late or
-	// never), decayed per event: slots are held only for the share of
-	// clients that do come back as told.
+	// shows is the pool's record of appointments kept (the slot hold's
+	// share: slots are not the tenant's); tenants each tenant's own, for
+	// its advice (bounded like end): one tenant's clients that come back
+	// do not make another's no-shows a backlog.
+	shows
+	tenants map[string]*shows
+}
+
+// shows counts appointments kept on time and not (late or never), decayed
+// per event: slots are held, and the book is read, only for the share of
+// clients that do come back as told.
+type shows struct {
 	kept, missed float64
 	// late is how many appointments, as counted at the time counted, are
 	// past the time a client following its advice would be back
@@ -89,7 +100,7 @@ type appointments struct {
 // keepDecay is the weight left to the past per appointment kept or missed.
 const keepDecay = 1 - 1.0/64
 
-func (a *appointments) outcome(kept bool) {
+func (a *shows) outcome(kept bool) {
 	a.kept *= keepDecay
 	a.missed *= keepDecay
 	if kept {
@@ -99,9 +110,57 @@ func (a *appointments) outcome(kept bool) {
 	}
 }
 
+// record counts an appointment's outcome for the pool and its tenant.
+func (a *appointments) record(tenant string, kept bool) {
+	a.outcome(kept)
+	if a.tenants == nil {
+		a.tenants = make(map[string]*shows)
+	}
+	t := a.tenants[tenant]
+	if t == nil && len(a.tenants) < maxAppointments {
+		t = &shows{}
+		a.tenants[tenant] = t
+	}
+	if t != nil {
+		t.outcome(kept)
+	}
+}
+
+// countLate counts one more appointment of tenant late.
+func (a *appointments) countLate(tenant string) {
+	a.late++
+	if t := a.tenants[tenant]; t != nil {
+		t.late++
+	} else if len(a.tenants) < maxAppointments {
+		if a.tenants == nil {
+			a.tenants = make(map[string]*shows)
+		}
+		a.tenants[tenant] = &shows{late: 1}
+	}
+}
+
+// unlate takes back one of tenant's appointments counted late: it is an
+// outcome now.
+func (a *appointments) unlate(tenant string) {
+	a.late = max(a.late-1, 0)
+	if t := a.tenants[tenant]; t != nil {
+		t.late = max(t.late-1, 0)
+	}
+}
+
+// shareOf is the share of tenant's book its refusals' advice counts: the
+// tenant's own record once it has one, else the pool's (1 before any
+// outcome at all).
+func (a *appointments) shareOf(tenant string) float64 {
+	if t := a.tenants[tenant]; t != nil && (t.kept+t.missed > 0 || t.late > 0) {
+		return t.showShare()
+	}
+	return a.showShare()
+}
+
 // keptShare is the decayed share of appointments kept on time; 0 before
 // any is known, so nothing is held for clients not yet seen coming back.
-func (a *appointments) keptShare() float64 {
+func (a *shows) keptShare() float64 {
 	if a.kept+a.missed <= 0 {
 		return 0
 	}
@@ -112,7 +171,7 @@ func (a *appointments) keptShare() float64 {
 // decayed share of appointments kept on time, the late ones counted as
 // missed just now, 1 before any is known (the book read whole, as before
 // any client was seen not coming back).
-func (a *appointments) showShare() float64 {
+func (a *shows) showShare() float64 {
 	kept, missed := a.kept, a.missed
 	if a.late > 0 {
 		left := math.Pow(keepDecay, float64(a.late))
@@ -126,6 +185,7 @@ func (a *appointments) showShare() float64 {
 
 type appointment struct {
 	at, booked time.Time
+	tenant     string
 }
 
 const (
@@ -199,7 +259,7 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 	// The advice counts the book as far as refused clients come back:
 	// with none seen coming back, the refusal's own estimate alone.
 	q.countAppointments(now)
-	if due := now.Add(time.Duration(float64(end.Sub(now)) * q.appts.showShare())); due.After(at) {
+	if due := now.Add(time.Duration(float64(end.Sub(now)) * q.appts.shareOf(r.Tenant))); due.After(at) {
 		at = due
 	}
 	if at.After(limit) {
@@ -213,7 +273,7 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 			q.pruneAppointments(now)
 		}
 		if len(q.appts.at) < maxAppointments {
-			q.appts.at[fp] = appointment{at: at, booked: now}
+			q.appts.at[fp] = appointment{at: at, booked: now, tenant: r.Tenant}
 		}
 	}
 	return at.Sub(now)
@@ -246,9 +306,9 @@ func (q *Queue) keepsAppointment(fp uint64, now time.Time) bool {
 	}
 	delete(q.appts.at, fp)
 	onTime := !now.After(a.at.Add(a.grace()))
-	q.appts.outcome(onTime)
-	if q.appts.late > 0 && now.After(q.lateAt(a)) {
-		q.appts.late-- // counted late: it is an outcome now
+	q.appts.record(a.tenant, onTime)
+	if now.After(q.lateAt(a)) {
+		q.appts.unlate(a.tenant) // counted late: it is an outcome now
 	}
 	if q.appts.due > 0 && !now.Before(a.at.Add(-appointmentEarly)) && !now.After(a.at.Add(reserveOverdue)) {
 		q.appts.due-- // its held slot is the one it takes now
@@ -273,24 +333,34 @@ func (q *Queue) reserved(now time.Time, capacity int) int {
 // (appointments.late), and forgets those whose grace has passed (missed).
 func (q *Queue) countAppointments(now time.Time) {
 	if len(q.appts.at) == 0 {
-		q.appts.due, q.appts.late = 0, 0
+		q.appts.due = 0
+		q.appts.clearLate()
 		return
 	}
 	if !now.Before(q.appts.counted) && now.Sub(q.appts.counted) < reserveRecount {
 		return
 	}
 	ahead := now.Add(time.Duration(q.drain.meanHold() * float64(time.Second)))
-	q.appts.due, q.appts.late, q.appts.counted = 0, 0, now
+	q.appts.due, q.appts.counted = 0, now
+	q.appts.clearLate()
 	for fp, a := range q.appts.at {
 		switch {
 		case now.After(a.at.Add(a.grace())):
 			delete(q.appts.at, fp)
-			q.appts.outcome(false)
+			q.appts.record(a.tenant, false)
 		case !a.at.Add(-appointmentEarly).After(ahead) && !now.After(a.at.Add(reserveOverdue)):
 			q.appts.due++
 		case now.After(q.lateAt(a)):
-			q.appts.late++
+			q.appts.countLate(a.tenant)
 		}
+	}
+}
+
+// clearLate zeroes the late counts before a recount.
+func (a *appointments) clearLate() {
+	a.late = 0
+	for _, t := range a.tenants {
+		t.late = 0
 	}
 }
 
@@ -331,12 +401,13 @@ func (q *Queue) pruneAppointments(now time.Time) {
 	for fp, a := range q.appts.at {
 		if now.After(a.at.Add(a.grace())) {
 			delete(q.appts.at, fp)
-			q.appts.outcome(false)
+			q.appts.record(a.tenant, false)
 		}
 	}
 	for t, end := range q.appts.end {
 		if end.Before(now) {
 			delete(q.appts.end, t)
+			delete(q.appts.tenants, t) // a fresh book starts from the pool's record
 		}
 	}
 }

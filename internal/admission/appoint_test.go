@@ -210,3 +210,33 @@ func TestLateShowWithinGraceCountsKept(t *testing.T) {
 		t.Fatalf("late %d, share %.2f after the late client came back; want 0 and the whole book", q.appts.late, q.appts.showShare())
 	}
 }
+
+// Each tenant's book is read by its own clients' record: a tenant whose
+// clients come back as told does not make another tenant's no-shows a
+// backlog. With one share per model, the no-show tenant's fresh refusal
+// was told nine tenths of its book (a minute and a half).
+func TestOneTenantsShowsDoNotSpaceAnothersNoShows(t *testing.T) {
+	q, clk, _ := appointmentQueue(t)
+	for fp := uint64(1); fp <= 10; fp++ {
+		rej := refuse(t, q, Request{Tenant: "back", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: fp})
+		clk.Advance(rej.RetryAfter)
+		if back := submitT(t, q, Request{Tenant: "back", Cost: 100, Fingerprint: fp}); !back.appointed {
+			t.Fatalf("client %d came back at its appointment and was not counted", fp)
+		}
+		q.mu.Lock()
+		q.appointedHead() // out of the queue: its service is not the test's
+		q.mu.Unlock()
+	}
+	first := refuse(t, q, Request{Tenant: "gone", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: 100})
+	for fp := uint64(101); fp <= 160; fp++ {
+		refuse(t, q, Request{Tenant: "gone", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: fp})
+	}
+	clk.Advance(first.RetryAfter + appointmentGrace + time.Millisecond) // the first is a no-show
+	q.mu.Lock()
+	q.pruneAppointments(clk.Now())
+	q.mu.Unlock()
+	fresh := refuse(t, q, Request{Tenant: "gone", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: 1000})
+	if fresh.RetryAfter > 10*time.Second || strings.Contains(fresh.Message, "booked") {
+		t.Fatalf("the no-show tenant's fresh refusal: Retry-After %v (%s); want its own estimate, a few seconds", fresh.RetryAfter, fresh.Message)
+	}
+}
