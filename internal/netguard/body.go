@@ -91,11 +91,14 @@ func (b *TimedBody) StartAt(w http.ResponseWriter, r *http.Request, t BodyTimeou
 // deadline: a client that stalls got its answer only at body_read_timeout,
 // by when send_timeout had usually cut the write, so it got none, while
 // the access line said it had. So the answer closes the connection
-// instead (net/http then writes it at once) and the read deadline is put
-// in the past (net/http's own discard at the body's close stops at once):
-// the connection's lingering close (Linger) reads and drops what the
-// client still sends, within its own bounds. HTTP/2 answers a stream
-// without waiting on its body and has no connection to close for it.
+// instead and the read deadline is put in the past: net/http's discard
+// fails at once and it closes the connection itself (its Connection:
+// close; the one set here counts only for a handler that never called
+// WriteHeader, as net/http copies the header map there). The
+// connection's lingering close (Linger) reads and drops what the client
+// still sends, within its own bounds. A body read from whose end is in
+// (atEnd) keeps its connection. HTTP/2 answers a stream without waiting
+// on its body and has no connection to close for it.
 func (b *TimedBody) Restore() {
 	if b == nil || b.r == nil {
 		return
