@@ -153,14 +153,20 @@ func TestHTTPSBackendThatStopsReadingTheBodyIsCutAtStreamIdle(t *testing.T) {
 // piece it takes lets the transport pull the next, which is progress.
 // The HTTP/2 backend advertises Go's large frames (the transport would
 // pull 512 KiB at once) and 64 KiB windows, and reads 16 KiB every 50 ms:
-// a 512 KiB pull would take it 1.6 s, past the 1 s bound.
+// a 512 KiB pull would take it 1.6 s, past the 1 s bound. Over HTTP/1.1
+// the bound is 2 s: a starved test process (load 25, the race detector)
+// once left 1 s between two pulls, a 504 from the machine, not the code
+// (branch review27); the 12 MiB take the backend 7.7 s at its pace, so a
+// bound blind to the pulls after the first still cuts it (at 3.5 s, tried;
+// 8 MiB under a 3 s bound went out whole before the cut).
 func TestHTTPSBackendReadingSlowlyIsNotCut(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		h2    bool
 		every time.Duration // a 16 KiB read each
 		size  int
-	}{{"http1", false, 10 * time.Millisecond, 8 << 20}, {"h2", true, 50 * time.Millisecond, 2 << 20}} {
+		idle  string // timeouts.stream_idle: the send bound
+	}{{"http1", false, 10 * time.Millisecond, 12 << 20, "2s"}, {"h2", true, 50 * time.Millisecond, 2 << 20, "1s"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got atomic.Int64
 			be, caFile := newStallingTLSBackend(t, tc.h2, func(w http.ResponseWriter, r *http.Request) {
@@ -178,7 +184,7 @@ func TestHTTPSBackendReadingSlowlyIsNotCut(t *testing.T) {
 				w.Header().Set("Content-Type", "application/json")
 				io.WriteString(w, `{"served_by":"tls"}`)
 			})
-			url, _, _ := startUpstreamTLSApp(t, t.TempDir(), be.URL, "        tls: {ca_file: "+caFile+"}\n", boundTop(1, "1s"))
+			url, _, _ := startUpstreamTLSApp(t, t.TempDir(), be.URL, "        tls: {ca_file: "+caFile+"}\n", boundTop(1, tc.idle))
 			if code, body := postChat(t, url, tc.size); code != http.StatusOK {
 				t.Fatalf("got %d %s, want 200: a backend reading all along is not stalled", code, body)
 			}

@@ -105,16 +105,11 @@ type Backend struct {
 	// work is the estimated tokens (prompt and answer) of the requests in
 	// flight here: a long prompt holds a backend far longer than a short
 	// one, so routing weighs outstanding work, not request counts.
-	work atomic.Int64
-	// waitingKV is the KV need (admission.EstimateKVNeed) of this gateway's
-	// streams here still waiting for their first token (AddWaitingKV):
-	// the requests an engine reports waiting are partly these, whose sizes
-	// the gateway knows (kvTokenRoom).
-	waitingKV atomic.Int64
-	requests  atomic.Uint64
-	failures  atomic.Uint64
-	load      atomic.Pointer[Load]       // last scraped telemetry; nil until the first scrape
-	capRec    atomic.Pointer[scrapedCap] // what the scraped load allows; see ObserveLoad
+	work     atomic.Int64
+	requests atomic.Uint64
+	failures atomic.Uint64
+	load     atomic.Pointer[Load]       // last scraped telemetry; nil until the first scrape
+	capRec   atomic.Pointer[scrapedCap] // what the scraped load allows; see ObserveLoad
 	// localSlots is the batch size seen from a backlog before its metrics
 	// showed one (backlogBound); 0 until then.
 	localSlots atomic.Int64
@@ -149,6 +144,7 @@ type Backend struct {
 	waitSince  time.Time
 	waitJoined int   // streams that began waiting since none was: 1, a lone wait (prefillRate)
 	waitTokens int64 // the waiting streams' prompt tokens (PrefillRoom); 0 when none waits
+	waitKV     int64 // the waiting streams' KV need (WaitingStreams); 0 when none waits
 	lastAnswer time.Time
 	lateAt     time.Time        // the recent first token latest beyond its prefill (StartsLate)
 	lateTTFT   time.Duration    // its time to first token
@@ -240,18 +236,14 @@ func (b *Backend) Work() int64 { return b.work.Load() }
 // sent to this backend; the forwarder pairs every add with a removal.
 func (b *Backend) AddWork(tokens int64) { b.work.Add(tokens) }
 
-// AddWaitingKV adds (or, negative, removes) the KV need of a stream sent
-// here while it waits for its first token; the forwarder pairs every add
-// with a removal when the wait ends (first token, end, or withdrawal).
-func (b *Backend) AddWaitingKV(tokens int64) { b.waitingKV.Add(tokens) }
-
 // WaitingStreams is this gateway's streams here waiting for their first
-// token (StartWaiting) and their KV need (AddWaitingKV), for a scrape.
+// token (StartWaitingOf) and their KV need (Wait.KV), read together for a
+// scrape: the requests an engine reports waiting are partly these, whose
+// sizes the gateway knows (kvTokenRoom).
 func (b *Backend) WaitingStreams() (streams int64, kvNeed int64) {
 	b.mu.Lock()
-	streams = int64(b.waiting)
-	b.mu.Unlock()
-	return streams, max(b.waitingKV.Load(), 0)
+	defer b.mu.Unlock()
+	return int64(b.waiting), b.waitKV
 }
 
 // Requests and Failures are lifetime counters for /status.

@@ -92,3 +92,37 @@ func TestReportedRoomCountsOurWaitingAtTheirSize(t *testing.T) {
 		}
 	}
 }
+
+// The streams waiting here and their KV need move together: each start
+// and end (first token, end, withdrawal) moves both, and a scrape reads
+// them in one go (WaitingStreams). Kept apart (branch kvneed: an atomic
+// KV sum beside the locked count), a reading between a start's two steps
+// saw one stream with two streams' need; and a need left behind by an end
+// told less than its start stayed for good, where the count and the
+// prompt tokens start again from 0 when none waits.
+func TestWaitingStreamsMoveTheirKVNeedTogether(t *testing.T) {
+	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1000, 0)
+	check := func(what string, streams, kv int64) {
+		t.Helper()
+		if s, k := b.WaitingStreams(); s != streams || k != kv {
+			t.Fatalf("%s: %d streams of KV need %d, want %d of %d", what, s, k, streams, kv)
+		}
+	}
+	b.Acquire()
+	b.Acquire()
+	b.Acquire()
+	b.StartWaitingOf(at, Wait{Prompt: 100, KV: 300})
+	b.StartWaitingOf(at, Wait{Prompt: 200, KV: 500})
+	b.StartWaitingOf(at, Wait{Prompt: 50, KV: 150})
+	check("three waiting", 3, 950)
+	b.FirstTokenOf(at.Add(time.Second), time.Second, Wait{Prompt: 100, KV: 300})
+	check("one started", 2, 650)
+	b.WithdrawnOf(at.Add(time.Second), time.Second, Wait{Prompt: 200, KV: 500})
+	check("one withdrawn", 1, 150)
+	b.EndWaitingOf(at.Add(time.Second), Wait{Prompt: 50}) // an end that does not know its need
+	check("none waiting", 0, 0)
+}

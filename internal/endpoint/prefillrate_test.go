@@ -20,7 +20,7 @@ func TestStartsLateBeyondItsOwnPrefill(t *testing.T) {
 	start := func(ttft time.Duration, tokens int64) {
 		b.StartWaiting(clock)
 		clock = clock.Add(ttft)
-		b.FirstTokenOf(clock, ttft, tokens)
+		b.FirstTokenOf(clock, ttft, Wait{Prompt: tokens})
 		read()
 	}
 	check := func(when string, want bool) {
@@ -94,13 +94,13 @@ func TestPrefillRateNotLearnedFromABurstsLastStart(t *testing.T) {
 			b.StartWaiting(clock)
 		}
 		for k := 1; k <= 3; k++ {
-			b.FirstTokenOf(clock.Add(time.Duration(k)*800*time.Millisecond), time.Duration(k)*800*time.Millisecond, 2000)
+			b.FirstTokenOf(clock.Add(time.Duration(k)*800*time.Millisecond), time.Duration(k)*800*time.Millisecond, Wait{Prompt: 2000})
 		}
 		clock = clock.Add(10 * time.Second)
 	}
 	b.StartWaiting(clock)
 	clock = clock.Add(2400 * time.Millisecond)
-	b.FirstTokenOf(clock, 2400*time.Millisecond, 2000)
+	b.FirstTokenOf(clock, 2400*time.Millisecond, Wait{Prompt: 2000})
 	if !b.StartsLate(clock, 500*time.Millisecond) {
 		b.mu.Lock()
 		rate := b.prefill

@@ -26,9 +26,9 @@ func TestPrefillRoomPricesTheWaitingPrompts(t *testing.T) {
 	room := func(prompt int64) (int, bool) { return b.PrefillRoom(clock, prompt, within) }
 	lone := func(ttft time.Duration, tokens int64) {
 		b.Acquire()
-		b.StartWaitingOf(clock, tokens)
+		b.StartWaitingOf(clock, Wait{Prompt: tokens})
 		clock = clock.Add(ttft)
-		b.FirstTokenOf(clock, ttft, tokens)
+		b.FirstTokenOf(clock, ttft, Wait{Prompt: tokens})
 		b.ReleaseFed(clock, outcome.Success, ttft, 0)
 	}
 	if _, priced := room(4000); priced {
@@ -50,7 +50,7 @@ func TestPrefillRoomPricesTheWaitingPrompts(t *testing.T) {
 	}
 	// A 4,000-token prompt sent: 1.6 s of prefill queued.
 	b.Acquire()
-	b.StartWaitingOf(clock, 4000)
+	b.StartWaitingOf(clock, Wait{Prompt: 4000})
 	if got, _ := room(10); got != 1 {
 		t.Fatalf("a 4,000-token prompt just sent: room %d, want 1 (its own slot, no more: 1.6 s of prefill ahead)", got)
 	}
@@ -62,19 +62,19 @@ func TestPrefillRoomPricesTheWaitingPrompts(t *testing.T) {
 	if got, _ := room(4000); got != 1 {
 		t.Fatalf("1 s into its prefill: room %d, want 1 (600 ms of prefill ahead)", got)
 	}
-	b.FirstTokenOf(clock, 1600*time.Millisecond, 4000)
+	b.FirstTokenOf(clock, 1600*time.Millisecond, Wait{Prompt: 4000})
 	if got, _ := room(4000); got != 2 {
 		t.Fatalf("its first token came: room %d, want 2 (it runs, one more may start)", got)
 	}
 	// A stream that ended without a first token takes its prompt out.
 	b.Acquire()
-	b.StartWaitingOf(clock, 4000)
+	b.StartWaitingOf(clock, Wait{Prompt: 4000})
 	b.Acquire()
-	b.StartWaitingOf(clock, 4000)
+	b.StartWaitingOf(clock, Wait{Prompt: 4000})
 	if got, _ := room(10); got != 3 {
 		t.Fatalf("two 4,000-token prompts waiting: room %d, want 3 (what runs)", got)
 	}
-	b.EndWaitingOf(clock, 4000)
+	b.EndWaitingOf(clock, Wait{Prompt: 4000})
 	b.Release(clock, outcome.Ignored, 0, 0)
 	clock = clock.Add(1100 * time.Millisecond)
 	if got, _ := room(4000); got != 3 {
@@ -99,18 +99,18 @@ func TestPrefillRoomAfterAWithdrawnWaitCountsNoPrefillDone(t *testing.T) {
 	const within = 500 * time.Millisecond
 	for range 2 { // two lone 4,000-token starts in 1.6 s: 2,500 tokens/s
 		b.Acquire()
-		b.StartWaitingOf(clock, 4000)
+		b.StartWaitingOf(clock, Wait{Prompt: 4000})
 		clock = clock.Add(1600 * time.Millisecond)
-		b.FirstTokenOf(clock, 1600*time.Millisecond, 4000)
+		b.FirstTokenOf(clock, 1600*time.Millisecond, Wait{Prompt: 4000})
 		b.ReleaseFed(clock, outcome.Success, 1600*time.Millisecond, 0)
 	}
 	b.Acquire()
-	b.StartWaitingOf(clock, 4000) // the leg that will lose its race
+	b.StartWaitingOf(clock, Wait{Prompt: 4000}) // the leg that will lose its race
 	clock = clock.Add(1500 * time.Millisecond)
 	b.Acquire()
-	b.StartWaitingOf(clock, 4000)
+	b.StartWaitingOf(clock, Wait{Prompt: 4000})
 	clock = clock.Add(50 * time.Millisecond)
-	b.WithdrawnOf(clock, 1550*time.Millisecond, 4000)
+	b.WithdrawnOf(clock, 1550*time.Millisecond, Wait{Prompt: 4000})
 	if got, _ := b.PrefillRoom(clock, 4000, within); got != 1 {
 		t.Fatalf("one 4,000-token prompt waiting, just sent behind a withdrawn one: room %d, want 1 (1.6 s of its prefill ahead)", got)
 	}

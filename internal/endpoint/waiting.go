@@ -25,14 +25,29 @@ import (
 // behind a full batch. The admission queue's tenant ramp grows the slots it
 // reckons from on such starts (admission.Ticket.FirstToken).
 func (b *Backend) FirstToken(now time.Time, ttft time.Duration) (prompt bool) {
-	return b.FirstTokenOf(now, ttft, 0)
+	return b.FirstTokenOf(now, ttft, Wait{})
 }
 
-// FirstTokenOf is FirstToken for a stream whose prompt is about
-// promptTokens long (0: unknown): a late start is judged against the
+// Wait is what a stream waiting for its first token holds on its backend
+// while it waits: its prompt's estimated tokens, counted in the backend's
+// queued prefill (PrefillRoom), and its KV need (admission.EstimateKVNeed),
+// counted among the engine's waiting requests at their own sizes (Load's
+// WaitingKVAtScrape); 0: unknown. Its start and every end take the same
+// Wait, and the scrape reads the count and both sums under one lock
+// (WaitingStreams): kept apart (an atomic KV sum beside the locked count,
+// branch kvneed), a start or end between the two reads skewed a reading's
+// mean KV need (branch review27).
+type Wait struct {
+	Prompt int64
+	KV     int64
+}
+
+// FirstTokenOf is FirstToken for a stream whose wait is w (its prompt
+// about w.Prompt tokens long, 0: unknown): a late start is judged against the
 // backend's own prefill rate, which a long prompt's start teaches
 // (StartsLate).
-func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, promptTokens int64) (prompt bool) {
+func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, w Wait) (prompt bool) {
+	promptTokens := w.Prompt
 	if box := b.limiter.Load(); box != nil {
 		box.l.Observe(now, ttft, int(b.inflight.Load()), outcome.Success)
 	}
@@ -45,7 +60,7 @@ func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, promptTokens i
 	// Alone for its whole wait: not only the last stream still waiting (a
 	// burst's last start waited for the others' prefill too).
 	b.prefill.learn(ttft, promptTokens, b.waiting == 1 && b.waitJoined == 1)
-	b.endWaitLocked(now, promptTokens)
+	b.endWaitLocked(now, w)
 	b.learnLatencyLocked(now, ttft)
 	b.answeredLocked()
 	b.mu.Unlock()
@@ -57,58 +72,60 @@ func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, promptTokens i
 // a non-streaming answer's first byte is the whole answer, legitimately
 // seconds to minutes, and would make a busy backend look hung.
 func (b *Backend) StartWaiting(now time.Time) {
-	b.StartWaitingOf(now, 0)
+	b.StartWaitingOf(now, Wait{})
 }
 
-// StartWaitingOf is StartWaiting for a stream whose prompt is about
-// promptTokens long (0: unknown), which the backend's queued prefill
-// counts until its wait ends (PrefillRoom). Its end must pass the same
-// promptTokens (FirstTokenOf, EndWaitingOf, WithdrawnOf).
-func (b *Backend) StartWaitingOf(now time.Time, promptTokens int64) {
+// StartWaitingOf is StartWaiting for a stream whose wait is w, which the
+// backend's queued prefill and waiting KV count until it ends
+// (PrefillRoom, WaitingStreams). Its end must pass the same w
+// (FirstTokenOf, EndWaitingOf, WithdrawnOf).
+func (b *Backend) StartWaitingOf(now time.Time, w Wait) {
 	b.mu.Lock()
 	if b.waiting == 0 {
 		b.waitSince = now
 		b.waitJoined = 0
 		b.waitTokens = 0
+		b.waitKV = 0
 	}
 	b.waiting++
 	b.waitJoined++
-	b.waitTokens += max(promptTokens, 0)
+	b.waitTokens += max(w.Prompt, 0)
+	b.waitKV += max(w.KV, 0)
 	b.mu.Unlock()
 }
 
 // EndWaiting ends a wait StartWaiting began, for a stream that ended (or
 // turned out not to be one) without a first token.
 func (b *Backend) EndWaiting(now time.Time) {
-	b.EndWaitingOf(now, 0)
+	b.EndWaitingOf(now, Wait{})
 }
 
-// EndWaitingOf is EndWaiting for a wait StartWaitingOf began with
-// promptTokens.
-func (b *Backend) EndWaitingOf(now time.Time, promptTokens int64) {
+// EndWaitingOf is EndWaiting for a wait StartWaitingOf began with w.
+func (b *Backend) EndWaitingOf(now time.Time, w Wait) {
 	b.mu.Lock()
-	b.endWaitLocked(now, promptTokens)
+	b.endWaitLocked(now, w)
 	b.mu.Unlock()
 }
 
-func (b *Backend) endWaitLocked(now time.Time, promptTokens int64) {
-	b.leaveWaitLocked(promptTokens)
+func (b *Backend) endWaitLocked(now time.Time, w Wait) {
+	b.leaveWaitLocked(w)
 	if now.After(b.lastAnswer) {
 		b.lastAnswer = now
 	}
 }
 
-// leaveWaitLocked takes a stream of promptTokens out of the waiting ones.
+// leaveWaitLocked takes a stream of wait w out of the waiting ones.
 // The queued prompt tokens start again from 0 when none waits, so an end
 // told fewer tokens than its start (a path that does not know them)
 // overstates the queued prefill only until the backend's waits all end.
-func (b *Backend) leaveWaitLocked(promptTokens int64) {
+func (b *Backend) leaveWaitLocked(w Wait) {
 	if b.waiting > 0 {
 		b.waiting--
 	}
-	b.waitTokens = max(b.waitTokens-max(promptTokens, 0), 0)
+	b.waitTokens = max(b.waitTokens-max(w.Prompt, 0), 0)
+	b.waitKV = max(b.waitKV-max(w.KV, 0), 0)
 	if b.waiting == 0 {
-		b.waitTokens = 0
+		b.waitTokens, b.waitKV = 0, 0
 	}
 }
 
@@ -158,18 +175,17 @@ func (b *Backend) TimedOut(now time.Time, d time.Duration) {
 // is not fed (no latency was measured). Only for a stream marked waiting
 // (StartWaiting).
 func (b *Backend) Withdrawn(now time.Time, waited time.Duration) {
-	b.WithdrawnOf(now, waited, 0)
+	b.WithdrawnOf(now, waited, Wait{})
 }
 
-// WithdrawnOf is Withdrawn for a wait StartWaitingOf began with
-// promptTokens.
-func (b *Backend) WithdrawnOf(now time.Time, waited time.Duration, promptTokens int64) {
+// WithdrawnOf is Withdrawn for a wait StartWaitingOf began with w.
+func (b *Backend) WithdrawnOf(now time.Time, waited time.Duration, w Wait) {
 	b.inflight.Add(-1)
 	b.signalFreed()
 	b.endTrial()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.leaveWaitLocked(promptTokens)
+	b.leaveWaitLocked(w)
 	if now.After(b.withdrawnAt) {
 		b.withdrawnAt = now
 	}

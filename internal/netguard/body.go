@@ -91,21 +91,55 @@ func (b *TimedBody) StartAt(w http.ResponseWriter, r *http.Request, t BodyTimeou
 // deadline: a client that stalls got its answer only at body_read_timeout,
 // by when send_timeout had usually cut the write, so it got none, while
 // the access line said it had. So the answer closes the connection
-// instead (net/http then writes it at once) and the read deadline is put
-// in the past (net/http's own discard at the body's close stops at once):
-// the connection's lingering close (Linger) reads and drops what the
-// client still sends, within its own bounds. HTTP/2 answers a stream
-// without waiting on its body and has no connection to close for it.
+// instead and the read deadline is put in the past: net/http's discard
+// fails at once and it closes the connection itself (its Connection:
+// close; the one set here counts only for a handler that never called
+// WriteHeader, as net/http copies the header map there). The
+// connection's lingering close (Linger) reads and drops what the client
+// still sends, within its own bounds. A body read from whose end is in
+// (atEnd) keeps its connection. HTTP/2 answers a stream without waiting
+// on its body and has no connection to close for it.
 func (b *TimedBody) Restore() {
 	if b == nil || b.r == nil {
 		return
 	}
 	b.r.Body = b.orig
-	if b.body.err == nil && b.body.deadlines && b.r.ProtoMajor == 1 {
-		b.body.w.Header().Set("Connection", "close")
-		LingerOnClose(b.body.ctx)
-		b.body.rc.SetReadDeadline(time.Unix(1, 0)) // long past
+	if b.body.err != nil || !b.body.deadlines || b.r.ProtoMajor != 1 {
+		return
 	}
+	if b.body.began && b.atEnd() {
+		return
+	}
+	b.body.w.Header().Set("Connection", "close")
+	LingerOnClose(b.body.ctx)
+	b.body.rc.SetReadDeadline(time.Unix(1, 0)) // long past
+}
+
+// endProbe bounds atEnd's wait for a body's end already sent: loopback
+// and LAN clients' last bytes are in the socket by then, and a client
+// that has not sent them costs the request no more than this.
+const endProbe = time.Millisecond
+
+// atEnd reports whether the body a handler read from but stopped short of
+// its end (a JSON decoder or multipart reader done at the value's or
+// the closing boundary's end) is at its end: only its framing is left (a
+// chunked body's last chunk, a newline after the JSON), already sent.
+// Without it a chunked upload read whole (POST /v1/files, /v1/batches)
+// closed its connection (branch review27). It lifts the read deadline
+// when the body is at its end, as Read does at EOF. Never called for a
+// body not read from at all (a refusal): reading it would tell an Expect:
+// 100-continue client to send it.
+func (b *TimedBody) atEnd() bool {
+	// The socket's own clock: an injected one may run anywhere.
+	if b.body.rc.SetReadDeadline(time.Now().Add(endProbe)) != nil {
+		return false
+	}
+	var probe [1]byte
+	if _, err := b.orig.Read(probe[:]); err != io.EOF {
+		return false
+	}
+	b.body.rc.SetReadDeadline(time.Time{})
+	return true
 }
 
 type timedBody struct {
@@ -122,12 +156,14 @@ type timedBody struct {
 	now       func() time.Time
 	m         *BodyMetrics
 	err       error // sticky: a timed-out body stays timed out, an ended one ended
+	began     bool  // a handler read from it (TimedBody.atEnd)
 }
 
 func (b *timedBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
+	b.began = true
 	total := false
 	if b.deadlines {
 		total = b.armAt(b.now())

@@ -2,6 +2,7 @@ package netguard
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -85,5 +86,52 @@ func TestAnswerBeforeTheBodyIsNotHeldByItsUnreadRest(t *testing.T) {
 			c.Close()
 			waitFor(t, "the lingering close's end", func() bool { return lingers(m, LingerEOF) == 1 })
 		})
+	}
+}
+
+// A chunked body a handler read to the end of its JSON value (a decoder,
+// as POST /v1/batches reads; a multipart reader stops at the closing
+// boundary alike) but not to the last chunk keeps its connection when that
+// chunk was sent: the answer closed it (and the client's next request
+// paid a new connection), the body counted as left unread. The handler
+// returns only once the client has sent the last chunk, as a client
+// sending the whole body at once has by then.
+func TestBodyReadToItsValueEndKeepsTheConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, lastSent := make(chan struct{}, 1), make(chan struct{}, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body TimedBody
+		body.Start(w, r, BodyTimeouts{Gap: time.Hour, Total: time.Hour}, time.Now, nil)
+		defer body.Restore()
+		var v map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&v); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		decoded <- struct{}{}
+		<-lastSent
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c := dialFrom(t, "127.0.0.1", ln.Addr().String())
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		value := `{"input_file_id":"file-1"}`
+		fmt.Fprintf(c, "POST /v1/batches HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", len(value), value)
+		<-decoded
+		io.WriteString(c, "0\r\n\r\n")
+		lastSent <- struct{}{}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Close {
+			t.Fatalf("request %d: status %d, close %v; want 200 keeping the connection", i, resp.StatusCode, resp.Close)
+		}
 	}
 }

@@ -129,9 +129,8 @@ func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend,
 		c := call{b: b, done: done, work: in.Work, prompt: in.PromptTokens, kvNeed: in.KVNeed, busyEpoch: b.BusyEpoch()}
 		b.AddWork(c.work)
 		if in.Peek.Stream {
-			b.AddWaitingKV(c.kvNeed)
-			b.StartWaitingOf(now, c.prompt)
 			c.waiting = true
+			b.StartWaitingOf(now, c.wait())
 		}
 		return c, stepGo
 	}
@@ -230,12 +229,10 @@ func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at time.Time) {
 	}
 	switch streamed := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream"); {
 	case streamed && !c.waiting:
-		c.b.AddWaitingKV(c.kvNeed)
-		c.b.StartWaitingOf(at, c.prompt)
 		c.waiting = true
+		c.b.StartWaitingOf(at, c.wait())
 	case !streamed && c.waiting:
-		c.b.AddWaitingKV(-c.kvNeed)
-		c.b.EndWaitingOf(f.opt.Now(), c.prompt)
+		c.b.EndWaitingOf(f.opt.Now(), c.wait())
 		c.waiting = false
 	}
 }

@@ -33,12 +33,15 @@ type call struct {
 	busyEpoch uint64
 }
 
-// endWaitingKV removes the call's KV need from its backend's waiting
-// streams at its first token (FirstTokenOf ends the wait itself).
-func (c *call) endWaitingKV() {
-	if c.waiting && !c.fed {
-		c.b.AddWaitingKV(-c.kvNeed)
+// wait is what the call holds on its backend while its stream waits for
+// its first token (endpoint.Wait): its start and every end pass the same.
+// Only a waiting call holds its KV need there (withdrawn ends any call).
+func (c *call) wait() endpoint.Wait {
+	w := endpoint.Wait{Prompt: c.prompt}
+	if c.waiting {
+		w.KV = c.kvNeed
 	}
+	return w
 }
 
 // end records the attempt's outcome. clientGone marks attempts cut short by
@@ -50,8 +53,7 @@ func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.D
 	}
 	c.b.AddWork(-c.work)
 	if c.waiting && !c.fed {
-		c.b.AddWaitingKV(-c.kvNeed)
-		c.b.EndWaitingOf(now, c.prompt)
+		c.b.EndWaitingOf(now, c.wait())
 	}
 	if c.fed {
 		c.b.ReleaseFed(now, out, latency, retryAfter)

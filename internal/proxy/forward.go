@@ -128,7 +128,7 @@ type Request struct {
 	PromptTokens int64
 	// KVNeed is the request's KV need (admission.EstimateKVNeed; 0:
 	// unknown), counted on the backend while its stream waits for its
-	// first token (endpoint.Backend.AddWaitingKV): the tenant ramp's KV
+	// first token (endpoint.Wait): the tenant ramp's KV
 	// room counts this gateway's requests waiting in an engine at their
 	// own sizes.
 	KVNeed int64

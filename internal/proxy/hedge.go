@@ -493,10 +493,7 @@ func (c call) withdrawn(now time.Time, waited time.Duration) {
 		c.b.AbandonCPU()
 	} else {
 		c.b.AddWork(-c.work)
-		if c.waiting {
-			c.b.AddWaitingKV(-c.kvNeed)
-		}
-		c.b.WithdrawnOf(now, waited, c.prompt)
+		c.b.WithdrawnOf(now, waited, c.wait())
 	}
 	if c.done != nil {
 		c.done(now, outcome.Ignored, waited)

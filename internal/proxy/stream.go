@@ -89,8 +89,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 					startPending = true
 					if startKnown(out, &chk) {
 						startPending = false
-						prompt := b.FirstTokenOf(f.opt.Now(), res.TTFB, in.PromptTokens)
-						c.endWaitingKV()
+						prompt := b.FirstTokenOf(f.opt.Now(), res.TTFB, c.wait())
 						c.fed = true
 						if in.Started != nil && !chk.errFirst {
 							in.Started.FirstToken(prompt)
@@ -106,8 +105,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 				// learnt from it, a queueing backend looked prompt).
 				startPending = false
 				now := f.opt.Now()
-				prompt := b.FirstTokenOf(now, now.Sub(start), in.PromptTokens)
-				c.endWaitingKV()
+				prompt := b.FirstTokenOf(now, now.Sub(start), c.wait())
 				c.fed = true
 				if in.Started != nil && !chk.errFirst {
 					in.Started.FirstToken(prompt)
