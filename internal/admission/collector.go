@@ -52,7 +52,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 			"a ramping tenant's free slots may reach it, less each other active tenant's margin above its recent peak (0 with the ramp off)."),
 		rampCeiling: d("sluice_queue_ramp_ceiling", "The requests the backends' engines say they can run at once for the pool now: their reported batch bound (load_metrics.batch_bound_metrics) less other clients' running, "+
 			"from fresh scrapes with nothing queued, never more than their KV cache holds (for the latest request the ramp judged, by its own tokens where the engine reports the cache's size); "+
-			"while reported it stands in ramp_proven's place (0: none reported, or the ramp off)."),
+			"while reported it stands in ramp_proven's place, 0 included (0 also: none reported, or the ramp off)."),
 		rampProbes: d("sluice_queue_ramp_probes_total", "Grants above the ramp's base, one at a time, by their first token: prompt (the slot counted in the base) or late (probing paused for admission.tenant_ramp).", "outcome"),
 	}
 }

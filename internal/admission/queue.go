@@ -66,6 +66,10 @@ type Request struct {
 	// the tenant ramp reckons the engines' reported room for
 	// (rampceiling.go); <= 0: Cost.
 	KVNeed float64
+	// Prompt is the request's estimated prompt tokens (bytes / 4), which
+	// the tenant ramp prices against the engines' queued prefill
+	// (QueueConfig.PrefillCapacity); <= 0: unknown.
+	Prompt float64
 }
 
 func (r Request) normalized() Request {
@@ -269,7 +273,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		return q.takeSpareOrRefuse(r, now, capacity)
 	}
 	q.arrive(r.Tenant, r.Weight, now)
-	held := q.holds(r.Tenant, r.Streams, r.kvNeed(), now, capacity)
+	held := q.holds(r.Tenant, r.Streams, r.rampFit(), now, capacity)
 	// A request back at its appointment goes to the front of its tenant's
 	// flow: ahead of the tenant's newer requests, not of other tenants.
 	// Slots held for due appointments (reserved) are not free to the

@@ -93,16 +93,27 @@ type QueueConfig struct {
 	// ReportedCapacity, when set, is how many requests of this pool the
 	// backends' engines say they can run at once now: the batch bound
 	// they report in their metrics, less what other clients run there,
-	// from fresh readings with nothing queued (0: none reported). It is
+	// from fresh readings with nothing queued (ok false: none reported;
+	// a room of 0 reported is a ceiling of 0). It is
 	// a ceiling, not known capacity: a ramping tenant's free slots may
 	// reach it less the other active tenants' margins (rampceiling.go),
-	// and no probe goes past it. need is the request's cost (its
-	// estimated prompt plus max_tokens): engines that report their KV
+	// and no probe goes past it. need is the request's KV need
+	// (Request.KVNeed): engines that report their KV
 	// cache's size have room for as many newcomers of that size as their
 	// free tokens hold; 0 asks for newcomers like the running ones.
 	// Called under the queue's mutex, like capacity. nil: none reported.
 	// Kept from NewQueue by SetConfig.
-	ReportedCapacity func(need float64) int
+	ReportedCapacity func(need float64) (room int, ok bool)
+	// PrefillCapacity, when set, is how many requests of this pool the
+	// backends can run with one more stream of prompt estimated tokens
+	// each (0: unknown) starting within the interactive delay target
+	// beyond its own prefill: what they run plus as many more as their
+	// queued prefill at their learned rates leaves time for (rampprefill.go).
+	// 0: not priced (a backend's rate not learned). A ceiling on a ramping
+	// tenant's base like ReportedCapacity, but not less the others'
+	// margins: it is time, not slots. Called under the queue's mutex.
+	// nil: none. Kept from NewQueue by SetConfig.
+	PrefillCapacity func(prompt float64) int
 
 	// Wake, when set, is sent a value (never blocking) by the first
 	// Acquire after Rest found the queue at rest, and by the first Acquire

@@ -200,10 +200,11 @@ func (q *Queue) pruneRamps(now time.Time) {
 // is ramping, holds its allowance, no free slot is left beyond the other
 // active tenants' recent peaks, and no probe above the base may go (a
 // request that streams may probe: rampprobe.go). It ends a ramp that is
-// over. need is the request's KV need (Request.KVNeed), which the engines'
-// reported room is reckoned for (rampceiling.go).
-func (q *Queue) holds(tenant string, streams bool, need float64, now time.Time, capacity int) bool {
-	beyond, probe := q.beyondBase(tenant, need, now, capacity)
+// over. fit is the request's KV need (Request.KVNeed), which the engines'
+// reported room is reckoned for (rampceiling.go), and its prompt, which
+// their queued prefill is priced with (rampprefill.go).
+func (q *Queue) holds(tenant string, streams bool, fit rampFit, now time.Time, capacity int) bool {
+	beyond, probe := q.beyondBase(tenant, fit, now, capacity)
 	return beyond && !(streams && probe && q.mayProbe(now))
 }
 
@@ -214,7 +215,7 @@ func (q *Queue) holds(tenant string, streams bool, need float64, now time.Time, 
 // slot: the base all in use, the others at their recent peaks with no
 // margin owed (rampmargin.go), a slot of the capacity free. It ends a
 // ramp that is over.
-func (q *Queue) beyondBase(tenant string, need float64, now time.Time, capacity int) (beyond, probe bool) {
+func (q *Queue) beyondBase(tenant string, fit rampFit, now time.Time, capacity int) (beyond, probe bool) {
 	rs := q.ramps[tenant]
 	if rs == nil || !rs.ramping {
 		return false, false
@@ -248,14 +249,23 @@ func (q *Queue) beyondBase(tenant string, need float64, now time.Time, capacity 
 	// Beyond the recent peak, the slots the engines started promptly
 	// within the longer memory, or the bound they report now
 	// (rampceiling.go), less the others' margins (rampproven.go).
-	reported := q.reportedSlots(need)
-	base := q.provenBase(recent, margin, reported, now, capacity)
+	reported, reportedOK := q.reportedSlots(fit.need)
+	base := q.provenBase(recent, margin, reported, reportedOK, now, capacity)
+	// Never more than the engines can start within the delay target now,
+	// by their queued prefill (rampprefill.go): time, so not less the
+	// others' margins, and below the recent base too.
+	prefill := q.prefillSlots(fit.prompt)
+	if prefill > 0 {
+		base = min(base, prefill)
+	}
 	// A probe tests the slot above the base, so only with the whole base
 	// in use (a grant while a proven slot is free takes, in the engines,
 	// one kept for the others), and only while the others need no
 	// headroom beyond their recent peaks: no slot of those peaks unused,
-	// no margin (rampmargin.go); never past a reported bound.
-	probe = q.inUse >= base && kept+margin == 0 && q.inUse < capacity && (reported == 0 || q.inUse < reported)
+	// no margin (rampmargin.go); never past a reported bound or the
+	// prefill's.
+	probe = q.inUse >= base && kept+margin == 0 && q.inUse < capacity && (!reportedOK || q.inUse < reported) &&
+		(prefill == 0 || q.inUse < prefill)
 	return q.inUse+1 > base-kept, probe
 }
 
@@ -345,15 +355,15 @@ func (q *Queue) unparkParked(now time.Time, capacity int) {
 	type key struct {
 		tenant  string
 		streams bool
-		need    float64 // the reported room is the engines' for a request this size
+		fit     rampFit // the reported room and the prefill's are the engines' for a request this size
 	}
 	decided := map[key]bool{}
 	kept := q.parked[:0]
 	for _, w := range q.parked {
-		k := key{w.req.Tenant, w.req.Streams, w.req.kvNeed()}
+		k := key{w.req.Tenant, w.req.Streams, w.req.rampFit()}
 		held, ok := decided[k]
 		if !ok {
-			held = q.holds(w.req.Tenant, w.req.Streams, w.req.kvNeed(), now, capacity)
+			held = q.holds(w.req.Tenant, w.req.Streams, k.fit, now, capacity)
 			decided[k] = held
 		}
 		if held {
@@ -377,7 +387,7 @@ func (q *Queue) parkHeldHeads(now time.Time, capacity int) {
 		return
 	}
 	for _, c := range q.classes {
-		for h := c.head(); h != nil && q.holds(h.req.Tenant, h.req.Streams, h.req.kvNeed(), now, capacity); h = c.head() {
+		for h := c.head(); h != nil && q.holds(h.req.Tenant, h.req.Streams, h.req.rampFit(), now, capacity); h = c.head() {
 			c.remove(h)
 			q.park(h)
 		}

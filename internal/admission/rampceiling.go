@@ -36,18 +36,22 @@ import "math"
 // never goes past it: the engine said it starts no more.
 
 // reportedSlots is the engines' reported room for the pool's requests of
-// need tokens each (QueueConfig.ReportedCapacity); 0 when none is reported
-// now. A short request beside long-prompted work fits where a long one
-// does not, so the ramp asks for each request's own cost (branch
-// kvexact); the stats show the room for the latest one asked.
-func (q *Queue) reportedSlots(need float64) int {
+// need tokens each (QueueConfig.ReportedCapacity); ok is false when none
+// is reported now. A room of 0 reported is a ceiling of 0: read as none
+// (branch kvexact), it let the memory of prompt starts and probes send a
+// newcomer the engines had said they had no room for (branch kvneed). A
+// short request beside long-prompted work fits where a long one does not,
+// so the ramp asks for each request's own cost (branch kvexact); the stats
+// show the room for the latest one asked.
+func (q *Queue) reportedSlots(need float64) (room int, ok bool) {
 	if q.cfg.ReportedCapacity == nil {
-		return 0
+		return 0, false
 	}
 	if need > 0 {
 		q.rampNeed = need
 	}
-	return max(q.cfg.ReportedCapacity(need), 0)
+	room, ok = q.cfg.ReportedCapacity(need)
+	return max(room, 0), ok
 }
 
 // kvNeed is the request's KVNeed, or its Cost when it has none, rounded
@@ -60,7 +64,16 @@ func (r Request) kvNeed() float64 {
 	if !(need > 1) {
 		return 1
 	}
-	return min(math.Exp2(math.Ceil(math.Log2(need)*kvNeedSteps)/kvNeedSteps), MaxCost)
+	return roundNeed(need)
+}
+
+// roundNeed is tokens rounded up to a step of kvNeedSteps per doubling;
+// 0 for none or an unknown count (<= 0, NaN, infinite).
+func roundNeed(tokens float64) float64 {
+	if !(tokens > 0) || math.IsInf(tokens, 0) {
+		return 0
+	}
+	return min(math.Exp2(math.Ceil(math.Log2(tokens)*kvNeedSteps)/kvNeedSteps), MaxCost)
 }
 
 // kvNeedSteps is how finely the ramp tells requests' KV needs apart: each

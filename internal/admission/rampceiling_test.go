@@ -6,10 +6,10 @@ import (
 )
 
 // reportedQueue is rampQueue with the engines' reported room read from
-// *reported (0: none reported).
+// *reported (0: none reported; reportedNoneQueue reports a room of 0).
 func reportedQueue(capacity int, reported *int) (*Queue, *fakeClock) {
 	clk := newFakeClock()
-	cfg := QueueConfig{Fair: true, RampWindow: 2 * time.Second, ReportedCapacity: func(float64) int { return *reported }}
+	cfg := QueueConfig{Fair: true, RampWindow: 2 * time.Second, ReportedCapacity: func(float64) (int, bool) { return *reported, *reported > 0 }}
 	return NewQueue(cfg, newCapacity(capacity).get, clk.Now), clk
 }
 

@@ -15,7 +15,7 @@ import (
 func TestRampParkedNeedsLookedAtInFewCalls(t *testing.T) {
 	calls := 0
 	clk := newFakeClock()
-	cfg := QueueConfig{Fair: true, RampWindow: 2 * time.Second, ReportedCapacity: func(float64) int { calls++; return 0 }}
+	cfg := QueueConfig{Fair: true, RampWindow: 2 * time.Second, ReportedCapacity: func(float64) (int, bool) { calls++; return 0, false }}
 	q := NewQueue(cfg, newCapacity(8).get, clk.Now)
 	twoTenants(t, q, clk, true)
 	for i := range 1000 {

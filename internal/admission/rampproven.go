@@ -79,12 +79,12 @@ func (q *Queue) noteStart(level int, prompt bool, now time.Time) {
 // provenBase is the base a ramping tenant's free slots are reckoned from:
 // the recent base, or what the engines proved within the memory less the
 // others' margins, whichever is more, at most the capacity. A fresh
-// reported bound (reported > 0, rampceiling.go) stands in the memory's
-// place: the engines' own account now supersedes what they did within
-// the last 10-20 minutes, up or down.
-func (q *Queue) provenBase(recent, margin, reported int, now time.Time, capacity int) int {
+// reported room (reportedOK, rampceiling.go), 0 included, stands in the
+// memory's place: the engines' own account now supersedes what they did
+// within the last 10-20 minutes, up or down.
+func (q *Queue) provenBase(recent, margin, reported int, reportedOK bool, now time.Time, capacity int) int {
 	proven := q.provenSlots(now)
-	if reported > 0 {
+	if reportedOK {
 		proven = reported
 	}
 	return min(capacity, max(recent, proven-margin))

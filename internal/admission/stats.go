@@ -95,8 +95,8 @@ type Stats struct {
 	// (their batch bound less other clients' running, from fresh
 	// readings with nothing queued; where the engines report their KV
 	// cache's size, for a request the size of the latest one the ramp
-	// judged), which stands in RampProven's place while reported; 0 when
-	// none is (rampceiling.go).
+	// judged), which stands in RampProven's place while reported, 0
+	// included; 0 also when none is (rampceiling.go).
 	RampCeiling int `json:"ramp_ceiling"`
 }
 
@@ -160,7 +160,7 @@ func (q *Queue) Stats() Stats {
 	if q.rampOn() {
 		s.RampBase = q.rampBase(now, capacity)
 		s.RampProven = q.provenSlots(now)
-		s.RampCeiling = q.reportedSlots(q.rampNeed)
+		s.RampCeiling, _ = q.reportedSlots(q.rampNeed)
 	}
 	s.HeldSlots = q.reserved(now, capacity)
 	// A ramp is only updated by its tenant's requests: one that went

@@ -25,7 +25,7 @@ import (
 func writeAdminConfig(t *testing.T, backend, adminLine string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: %s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", adminLine, backend)
+	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nadmin: %s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", adminLine, backend)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestAdminCapFollowsReload(t *testing.T) {
 	}()
 	reload := func(adminLine string) {
 		t.Helper()
-		src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: %s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", adminLine, be.URL)
+		src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nadmin: %s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", adminLine, be.URL)
 		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -34,7 +34,7 @@ func TestAdmissionOffReleasesTheQueued(t *testing.T) {
 	defer be.Close()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(enabled bool) {
-		src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+
+		src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\n"+
 			"admission: {enabled: %v, max_wait: 10m, adaptive: {initial: 1, min: 1, max: 1}}\n"+
 			"models:\n  - name: m1\n    backends:\n      - url: %s\n", enabled, be.URL)
 		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {

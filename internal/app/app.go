@@ -62,6 +62,13 @@ type App struct {
 	// read as that; a test asserting a clean stop on a loaded machine
 	// gives it room (roomToStop).
 	queueStopBase time.Duration
+	// cutWait is what the cut gives the requests, the workers' jobs and
+	// the in-process jobs still running when the drain ends to answer
+	// (cutFor): cutBound (New), zero read as that. The drain tests give
+	// it a minute, a hang guard: under load a cancelled handler did not
+	// write its 503 within 2 s of wall clock and its client saw EOF
+	// (RELIABILITY "drain cut's wall clock").
+	cutWait time.Duration
 	// queueStart is the queue section the job queue was opened with (or
 	// is being connected with): what a reload cannot change under it.
 	queueStart config.Queue
@@ -115,6 +122,10 @@ type App struct {
 	checkCfg    config.Active
 	checkEnd    context.CancelFunc
 	checkWG     sync.WaitGroup
+	// probesDiscounted counts the active probes each checker counted
+	// neither way for the gateway's own stall
+	// (sluice_health_probes_discounted_total); it outlives the checkers.
+	probesDiscounted *prometheus.CounterVec
 
 	// disc runs the models' discovery sources (Run starts them, reloads
 	// sync them); drains are the removed backends still finishing.
@@ -185,7 +196,8 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	}
 	built.Commit()
 	a := &App{src: src, log: logger, deps: deps, resp: resp, built: built, disc: disc, connMetrics: netguard.NewConnMetrics(reg), ticker: realTicker, timer: realTimer, tls: term,
-		queueStopBase: queueStopBound}
+		queueStopBase: queueStopBound, cutWait: cutBound}
+	a.probesDiscounted = newProbesDiscounted(reg)
 	a.cut.ch = make(chan struct{})
 	a.revokeTicker, a.revokeWake = realTicker, make(chan struct{}, 1)
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
@@ -428,7 +440,7 @@ func (a *App) shutdown(srv *http.Server, serveErr <-chan error, cutRequests cont
 	grace := a.gw.Runtime().Config.ShutdownGrace.D()
 	a.log.Info("shutting down: draining in-flight requests", "grace", grace.String())
 	a.jobsMu.Lock()
-	a.stopDue = a.deps.Now().Add(AddBounds(grace, cutBound))
+	a.stopDue = a.deps.Now().Add(AddBounds(grace, a.cutFor()))
 	a.jobsMu.Unlock()
 	shutCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()

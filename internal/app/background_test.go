@@ -52,7 +52,7 @@ func refreshBackend(t *testing.T) (url string, hold *atomic.Bool, refreshing cha
 // grants grace for that long.
 func writeRefreshConfig(t *testing.T, path, backend, grace string, models ...string) {
 	t.Helper()
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nshutdown_grace: %s\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nshutdown_grace: %s\n"+
 		"cache: {ttl: 1ms, stale_while_revalidate: 1h}\nmodels:\n", grace)
 	for _, m := range models {
 		src += fmt.Sprintf("  - name: %s\n    backends:\n      - url: %s\n", m, backend)

@@ -21,7 +21,7 @@ func TestReloadAppliesBatchWebhooks(t *testing.T) {
 	dataDir := t.TempDir()
 	write := func(hooks string) {
 		t.Helper()
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nforecast: {enabled: false}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nforecast: {enabled: false}\n" +
 			"queue: {data_dir: " + dataDir + ", webhook_secret: s3cret, batch_webhooks: " + hooks + "}\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
 		writeFile(t, path, src)
@@ -67,14 +67,14 @@ func TestReloadAppliesBatchWebhooks(t *testing.T) {
 func TestBatchWebhookTenantTypoSaidAtStartAndReload(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := "listen: 127.0.0.1:0\nlog: {access: false}\nforecast: {enabled: false}\n" +
+	src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nforecast: {enabled: false}\n" +
 		"auth: {require_key: true, keys: [{key: k1, tenant: acme}]}\n" +
 		"queue: {data_dir: " + t.TempDir() + ", webhook_secret: s3cret, batch_webhooks: [{url: \"https://hooks.example/a\", tenants: [acmee]}]}\n" +
 		"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
 	writeFile(t, path, src)
 	a, logs := newLoggedApp(t, path, Load)
 	defer a.release()
-	want := path + `:5: queue.batch_webhooks[0].tenants[0]: \"acmee\" is no tenant a caller can have`
+	want := path + `:6: queue.batch_webhooks[0].tenants[0]: \"acmee\" is no tenant a caller can have`
 	if n := strings.Count(logs.String(), want); n != 1 {
 		t.Fatalf("the start said %q %d times, want once:\n%s", want, n, logs.String())
 	}
@@ -95,7 +95,7 @@ func TestReloadOfBatchWebhooksWithoutSecretNeedsRestart(t *testing.T) {
 	dataDir := t.TempDir()
 	write := func(queue string) {
 		t.Helper()
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nforecast: {enabled: false}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nforecast: {enabled: false}\n" +
 			"queue: {data_dir: " + dataDir + queue + "}\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
 		writeFile(t, path, src)

@@ -85,7 +85,7 @@ func TestRateLimitBucketsBoundedUnderDistinctClients(t *testing.T) {
 func TestForecastSeriesKeepRoomForModels(t *testing.T) {
 	be := backend(t, "b1")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
 		"forecast: {enabled: true, snapshot: \"off\", max_series: 4, min_tenant_rate: 0.01}\nmodels:\n"+
 		"  - name: m1\n    backends:\n      - url: %[1]s\n  - name: m2\n    backends:\n      - url: %[1]s\n", be.URL)
 	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)

@@ -69,7 +69,7 @@ func BenchmarkRebuildOfBackends(b *testing.B) {
 
 func linearConfig(t testing.TB) *config.Config {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := "listen: 127.0.0.1:0\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    discovery:\n" +
+	src := "listen: 127.0.0.1:0\n" + noProbes + "queue: {enabled: false}\nmodels:\n  - name: m1\n    discovery:\n" +
 		"      - type: dns\n        name: llm.test\n        port: 8000\n"
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)

@@ -119,7 +119,8 @@ func (b *build) queueFor(m *model) *poolQueue {
 	}
 	pq := &poolQueue{}
 	cfg.KnownCapacity = func() int { return pq.pool.Load().KnownCapacity() }
-	cfg.ReportedCapacity = func(need float64) int { return pq.pool.Load().ReportedCapacity(need) }
+	cfg.ReportedCapacity = func(need float64) (int, bool) { return pq.pool.Load().ReportedCapacity(need) }
+	cfg.PrefillCapacity = func(prompt float64) int { return pq.pool.Load().PrefillCapacity(prompt) }
 	pq.q = admission.NewQueue(cfg, func() int { return pq.pool.Load().Capacity() }, b.deps.Now)
 	return pq
 }

@@ -99,7 +99,7 @@ func TestConsulDiscoveredModelServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "sluice.yaml")
-	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+	src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 		"models:\n  - name: m1\n    discovery:\n      - type: consul\n        consul:\n          service: llm\n" +
 		"          address: " + strings.TrimPrefix(srv.URL, "http://") + "\n          token_file: " + tokenFile + "\n"
 	writeFile(t, path, src)

@@ -22,7 +22,7 @@ func TestDNSDiscoveredModelServes(t *testing.T) {
 	server := serveDNS(t, answerLoopback(nil))
 
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+	src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 		"models:\n  - name: m1\n    discovery:\n      - type: dns\n        name: llm.test\n        port: " + port +
 		"\n        server: " + server + "\n"
 	writeFile(t, path, src)
@@ -49,7 +49,7 @@ func TestFailingSourceShownOnReadyzAndStatus(t *testing.T) {
 	server := serveDNS(t, answerLoopback(&failing))
 
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+	src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 		"models:\n  - name: m1\n    backends:\n      - url: " + b.URL + "\n    discovery:\n      - type: dns\n        name: llm.test\n        port: 9\n" +
 		"        min_interval: 100ms\n        max_interval: 200ms\n        server: " + server + "\n"
 	writeFile(t, path, src)
@@ -103,7 +103,7 @@ func TestReloadsChangingSourcesLeaveNoGoroutine(t *testing.T) {
 	targets := filepath.Join(dir, "targets.json")
 	writeTargets(t, targets, b.URL)
 	path := filepath.Join(dir, "sluice.yaml")
-	head := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    discovery:\n"
+	head := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    discovery:\n"
 	file := "      - type: file\n        path: " + targets + "\n"
 	dnsName := func(name string) string {
 		return "      - type: dns\n        name: " + name + "\n        port: 9\n        server: " +
@@ -179,7 +179,7 @@ func TestReadyzWaitsForDiscoveryAtStart(t *testing.T) {
 			"\n        min_interval: 100ms\n        max_interval: 200ms\n        server: " + server + "\n"
 	}
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	head := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+	head := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 		"models:\n  - name: static\n    backends:\n      - url: " + b.URL + "\n" + dnsModel("found")
 	writeFile(t, path, head)
 	a := newApp(t, path)

@@ -28,7 +28,7 @@ func TestKubernetesDiscoveredTerminatingDrains(t *testing.T) {
 	dir := t.TempDir()
 	kubeconfig := writeKubeconfig(t, dir, api)
 	path := filepath.Join(dir, "sluice.yaml")
-	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nshutdown_grace: 30s\n"+
+	writeFile(t, path, "listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nshutdown_grace: 30s\n"+
 		"models:\n  - name: m1\n    policy: round_robin\n    discovery:\n      - type: kubernetes\n        service: vllm\n"+
 		"        port_name: http\n        kubeconfig: "+kubeconfig+"\n")
 	a := newApp(t, path)
@@ -108,7 +108,7 @@ func TestKubernetesEmptyPoolAnswers503(t *testing.T) {
 	dir := t.TempDir()
 	kubeconfig := writeKubeconfig(t, dir, api)
 	path := filepath.Join(dir, "sluice.yaml")
-	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\n"+
+	writeFile(t, path, "listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\n"+
 		"models:\n  - name: m1\n    discovery:\n      - type: kubernetes\n        service: vllm\n"+
 		"        port: "+strconv.Itoa(int(portOf(t, b.URL)))+"\n        kubeconfig: "+kubeconfig+"\n")
 	a := newApp(t, path)

@@ -68,7 +68,7 @@ func startDiscoveryApp(t *testing.T, targets, grace string) (a *App, url string)
 func startDiscoveryAppWith(t *testing.T, targets, keys string) (a *App, url string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" + keys +
+	src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" + keys +
 		"models:\n  - name: m1\n    policy: round_robin\n    discovery:\n      - type: file\n        path: " + targets + "\n"
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -349,7 +349,7 @@ func TestPoolChangeLogIsBounded(t *testing.T) {
 	}
 	writeTargets(t, targets, hosts(100)...)
 	path := filepath.Join(dir, "sluice.yaml")
-	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+
+	writeFile(t, path, "listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\n"+
 		"models:\n  - name: m1\n    discovery:\n      - type: file\n        path: "+targets+"\n")
 	a, _, logs := startLoggedApp(t, path)
 	eventually(t, "the first 25", func() bool { return len(poolURLs(a)) == 25 })

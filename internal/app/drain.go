@@ -18,6 +18,15 @@ import (
 // closed. StopBound adds it up.
 const cutBound = 2 * time.Second
 
+// cutFor is the cut's bound for this App: cutBound unless a test set
+// App.cutWait.
+func (a *App) cutFor() time.Duration {
+	if a.cutWait == 0 {
+		return cutBound
+	}
+	return a.cutWait
+}
+
 // jobStopGrace is what the in-process job workers give running jobs when
 // the queue closes outside a shutdown's drain (Run ending on a listener's
 // failure), before they cancel them and hand them back to the queue. A
@@ -77,7 +86,7 @@ func (a *App) drainJobs(shutCtx context.Context) (wait func()) {
 			a.log.Warn("drain over (shutdown_grace passed, or a second signal); cutting the jobs still running, they go back to the queue")
 			q.cutJobs()
 		}
-		fire, stopTimer := a.timer(cutBound)
+		fire, stopTimer := a.timer(a.cutFor())
 		defer stopTimer()
 		select {
 		case <-stopped:
@@ -91,7 +100,7 @@ func (a *App) drainJobs(shutCtx context.Context) (wait func()) {
 			select {
 			case <-stopped:
 			default:
-				a.log.Warn("job workers still running after the cut (NATS not answering); closing the queue under them", "bound", cutBound.String())
+				a.log.Warn("job workers still running after the cut (NATS not answering); closing the queue under them", "bound", a.cutFor().String())
 			}
 		}
 		stop()
@@ -139,7 +148,7 @@ func (a *App) queueCloseBound() time.Duration {
 		return base
 	}
 	if at := a.cut.at.Load(); at != 0 {
-		if cutDue := time.Unix(0, at).Add(cutBound); cutDue.Before(due) {
+		if cutDue := time.Unix(0, at).Add(a.cutFor()); cutDue.Before(due) {
 			due = cutDue
 		}
 	}
@@ -167,9 +176,9 @@ func (a *App) drainServer(srv *http.Server, shutCtx context.Context, cancel cont
 		return
 	}
 	a.log.Warn("drain over (shutdown_grace passed, or a second signal); answering the requests still running 503 shutting_down",
-		"bound", cutBound.String())
+		"bound", a.cutFor().String())
 	cut(proxy.ErrShuttingDown)
-	cutCtx, cancelCut := context.WithTimeout(context.Background(), cutBound)
+	cutCtx, cancelCut := context.WithTimeout(context.Background(), a.cutFor())
 	defer cancelCut()
 	if err := srv.Shutdown(cutCtx); err != nil {
 		a.log.Warn("closing the connections still open after the cut", "error", err.Error())
@@ -194,9 +203,9 @@ func (a *App) drainWorkers(idle <-chan struct{}, shutCtx context.Context, cut co
 	case <-shutCtx.Done():
 	}
 	a.log.Warn("drain over (shutdown_grace passed, or a second signal); answering the workers' jobs still running 503 shutting_down, they go back to the queue",
-		"bound", cutBound.String())
+		"bound", a.cutFor().String())
 	cut(proxy.ErrShuttingDown)
-	t := time.NewTimer(cutBound)
+	t := time.NewTimer(a.cutFor())
 	defer t.Stop()
 	select {
 	case <-idle:

@@ -36,12 +36,18 @@ func drainApp(t *testing.T, be, grace string) *App {
 }
 
 // drainAppLimit is drainApp with the backend's max_concurrency (0: none).
+// Its cut gives the requests still running a minute to answer, a hang
+// guard, not cutBound's 2 s of wall clock: under load a cancelled
+// handler missed those 2 s and its client saw EOF where the tests want
+// its 503 (RELIABILITY, flakes12 and "drain cut's wall clock").
 func drainAppLimit(t *testing.T, be, grace string, limit int) *App {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	writeFile(t, path, fmt.Sprintf("listen: 127.0.0.1:0\nshutdown_grace: %s\nlog: {access: false}\nqueue: {enabled: false}\n"+
+	writeFile(t, path, fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"shutdown_grace: %s\nlog: {access: false}\nqueue: {enabled: false}\n"+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n        max_concurrency: %d\n", grace, be, limit))
-	return newApp(t, path)
+	a := newApp(t, path)
+	a.cutWait = time.Minute
+	return a
 }
 
 type answer struct {

@@ -43,7 +43,7 @@ func (s *stepTimer) next(t *testing.T) armedTimer {
 func drainClockApp(t *testing.T) (*App, *endpoint.Backend, *stepTimer, *stepTicker, *logbuf.Buffer) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nforecast: {enabled: false}\n"+
+	writeFile(t, path, "listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nforecast: {enabled: false}\n"+
 		"models:\n  - name: m\n    backends:\n      - url: http://127.0.0.1:9\n")
 	a, logs := newLoggedApp(t, path, config.Load)
 	t.Cleanup(func() { a.drains.cancel(); a.drains.wg.Wait(); a.release() })

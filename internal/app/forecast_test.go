@@ -45,7 +45,7 @@ func TestForecastRestoredExportedAndSaved(t *testing.T) {
 
 	be := backend(t, "b1")
 	path := filepath.Join(dir, "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
 		"forecast: {enabled: true, snapshot: %q}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", snap, be.URL)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func TestForecastIgnoresACorruptSnapshot(t *testing.T) {
 	snap := filepath.Join(dir, "forecast.snapshot")
 	os.WriteFile(snap, []byte("SLFC garbage"), 0o600)
 	path := filepath.Join(dir, "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\n"+
 		"forecast: {enabled: true, snapshot: %q}\nmodels:\n  - name: m1\n    backends:\n      - url: http://127.0.0.1:1\n", snap)
 	os.WriteFile(path, []byte(src), 0o600)
 	a := newApp(t, path)

@@ -36,7 +36,7 @@ func (c *snapshotClock) add(d time.Duration) {
 func snapshotApp(t *testing.T, clock *snapshotClock, extra, model string) (*App, *logbuf.Buffer) {
 	t.Helper()
 	be := backend(t, "b1")
-	cfg, err := config.Parse([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nadmin: {listen: \"off\"}\n%s\nmodels:\n  - name: %s\n    backends:\n      - url: %s\n",
+	cfg, err := config.Parse([]byte(fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nadmin: {listen: \"off\"}\n%s\nmodels:\n  - name: %s\n    backends:\n      - url: %s\n",
 		extra, model, be.URL)))
 	if err != nil {
 		t.Fatal(err)

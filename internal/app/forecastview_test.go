@@ -82,7 +82,7 @@ func TestStatusForecastAgainstActual(t *testing.T) {
 	dir := t.TempDir()
 	be := backend(t, "b1")
 	path := filepath.Join(dir, "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
 		"forecast: {enabled: true, snapshot: \"off\"}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", be.URL)
 	t0 := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 	a, cfg, clock, set := clockedApp(t, path, src, t0)
@@ -179,7 +179,7 @@ func TestStatusForecastAgainstActual(t *testing.T) {
 
 	// Forecasting off: forecast is null.
 	off := filepath.Join(dir, "off.yaml")
-	src = fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
+	src = fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
 		"forecast: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", be.URL)
 	if err := os.WriteFile(off, []byte(src), 0o600); err != nil {
 		t.Fatal(err)

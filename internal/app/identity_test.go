@@ -24,7 +24,7 @@ import (
 func identityConfig(t *testing.T, path string, is *jwttest.Issuer, backend, queue, jwtExtra, extra string) {
 	t.Helper()
 	src := fmt.Sprintf(`listen: 127.0.0.1:0
-log: {access: false}
+`+noProbes+`log: {access: false}
 queue: %s
 auth:
   keys:

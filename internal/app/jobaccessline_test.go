@@ -23,7 +23,7 @@ func TestAsyncSubmissionAccessLineNamesTheJob(t *testing.T) {
 	be, _ := countingBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf(`listen: 127.0.0.1:0
-queue:
+`+noProbes+`queue:
   data_dir: %s
 models:
   - name: m

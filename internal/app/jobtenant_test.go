@@ -29,7 +29,7 @@ func startTenantApp(t *testing.T, backend, natsAddr string, ownWorkers bool) (ur
 	}
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf(`listen: 127.0.0.1:0
-log: {access: false}
+`+noProbes+`log: {access: false}
 admin: {token: %s}
 auth:
   require_key: true
@@ -242,7 +242,7 @@ func TestOnlyTheAdminWorkerRouteAssertsATenant(t *testing.T) {
 func TestWorkerRouteNeedsAnAdminToken(t *testing.T) {
 	be, calls := countingBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", be.URL)
+	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", be.URL)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func TestIssuerDownAtStartIsA503AndNotReady(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(url string) {
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 			"auth:\n  require_key: true\n  jwt:\n    jwks_url: " + url + "\n    jwks_min_refresh: 200ms\n    jwks_timeout: 2s\n" +
 			"    issuer: https://idp.test/\n    audience: sluice\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"

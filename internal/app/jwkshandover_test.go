@@ -30,7 +30,7 @@ func TestReloadOfJWKSSettingsKeepsTheKeysWhileTheProviderIsDown(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(corpExtra string) {
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 			"auth:\n  require_key: true\n  jwt:\n    jwks_min_refresh: 200ms\n    issuers:\n" +
 			"      - {name: corp, issuer: https://corp.test/, audience: sluice, jwks_url: " + corpServer.URL + "/jwks.json" + corpExtra + "}\n" +
 			"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + "}\n" +

@@ -27,7 +27,7 @@ func TestReloadToAnUnfetchableKeySetWarns(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(jwksPath string) {
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 			"auth:\n  jwt:\n    jwks_url: " + issuer.URL + jwksPath + "\n    jwks_min_refresh: 200ms\n    jwks_timeout: 2s\n" +
 			"    issuer: https://idp.test/\n    audience: sluice\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
@@ -92,7 +92,7 @@ func TestReloadWarningNamesTheIssuersKeyPath(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	load := func(jwt string) config.JWT {
 		t.Helper()
-		src := "listen: 127.0.0.1:0\nqueue: {enabled: false}\nauth:\n  jwt:\n" + jwt +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "queue: {enabled: false}\nauth:\n  jwt:\n" + jwt +
 			"models:\n  - name: m1\n    backends:\n      - url: http://127.0.0.1:9\n"
 		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 			t.Fatal(err)

@@ -26,7 +26,7 @@ func TestJWTReloadKeepsOrReplacesTheKeySet(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(jwtExtra string) {
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 			"auth:\n  require_key: true\n  jwt:\n    jwks_url: " + is.URL() + "\n    issuer: https://idp.test/\n    audience: sluice\n" + jwtExtra +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
 		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {

@@ -24,7 +24,7 @@ func issuersApp(t *testing.T, corp, partner *jwttest.Issuer) (a *App, send func(
 	t.Helper()
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+	src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 		"auth:\n  require_key: true\n  jwt:\n    issuers:\n" +
 		"      - {name: corp, issuer: https://corp.test/, audience: sluice, jwks_url: " + corp.URL() + "}\n" +
 		"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + "}\n" +
@@ -119,7 +119,7 @@ func TestReloadKeepsEachIssuersKeySetOnItsOwn(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(partnerExtra string) {
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 			"auth:\n  require_key: true\n  jwt:\n    issuers:\n" +
 			"      - {name: corp, issuer: https://corp.test/, audience: sluice, jwks_url: " + corp.URL() + "}\n" +
 			"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + partnerExtra + "}\n" +
@@ -166,7 +166,7 @@ func TestKeysUnavailableNamesTheEntryInTheLogOnly(t *testing.T) {
 	partner.Server.Close()
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := "listen: 127.0.0.1:0\nqueue: {enabled: false}\n" +
+	src := "listen: 127.0.0.1:0\n" + noProbes + "queue: {enabled: false}\n" +
 		"auth:\n  require_key: true\n  jwt:\n    issuers:\n" +
 		"      - {name: corp, issuer: https://corp.test/, audience: sluice, jwks_url: " + corp.URL() + "}\n" +
 		"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + "}\n" +

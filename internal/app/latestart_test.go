@@ -24,7 +24,7 @@ func TestPoolLateStartIsTheInteractiveDelayTarget(t *testing.T) {
 	}
 	for _, c := range cases {
 		path := filepath.Join(t.TempDir(), "sluice.yaml")
-		writeFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+c.src)
+		writeFile(t, path, "listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\n"+c.src)
 		a := newApp(t, path)
 		if got := a.gw.Runtime().Pools["m1"].LateStart; got != c.want {
 			t.Errorf("%s: the pool's LateStart %v, want %v", c.name, got, c.want)

@@ -21,7 +21,7 @@ func TestReloadChangingLimitsKeepsTheBuckets(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(burst int) {
-		src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+
+		src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\n"+
 			"auth:\n  keys: [{key: sk-a, tenant: ta}]\n"+
 			"rate_limits:\n  per_key: {requests: \"rate=1r/m burst=%d nodelay\"}\n"+
 			"models:\n  - name: m1\n    backends:\n      - url: %s\n", burst, be.URL)
@@ -70,7 +70,7 @@ func TestReloadLimitsOffAndOnKeepsTheirMetrics(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(limits string) {
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" + limits +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" + limits +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
 		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 			t.Fatal(err)

@@ -92,8 +92,9 @@ var nameOnly = []string{
 	"sluice_discovery_reads_held_total",   // needs a targets file caught half-written
 	"sluice_forecast_requests_per_second", // after the forecaster's first tick
 	"sluice_forecast_tokens_per_second",
-	"sluice_hedges_total",     // needs a hedged stream
-	"sluice_slot_waits_total", // needs every backend at its limit
+	"sluice_health_probes_discounted_total", // needs the gateway stalled across a probe's deadline
+	"sluice_hedges_total",                   // needs a hedged stream
+	"sluice_slot_waits_total",               // needs every backend at its limit
 }
 
 // metricBase strips a histogram's series suffixes.

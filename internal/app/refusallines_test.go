@@ -26,7 +26,7 @@ import (
 func TestListenerRefusalLinesBounded(t *testing.T) {
 	b := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: {listen: \"off\"}\nserver: {max_connections: 1}\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"admin: {listen: \"off\"}\nserver: {max_connections: 1}\n"+
 		"log: {access: true, access_refused_per_second: 3}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", b.URL)
 	cfg := loadFile(t, path, src)
 	var clock atomic.Int64 // the budget's second is the gateway's clock's
@@ -75,7 +75,7 @@ func TestListenerRefusalLinesBounded(t *testing.T) {
 func TestAdminListenerRefusalNamedAndLogged(t *testing.T) {
 	b := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nadmin: {max_connections: 1}\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"admin: {max_connections: 1}\n"+
 		"log: {access: true}\nqueue: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", b.URL)
 	cfg := loadFile(t, path, src)
 	logs := new(logbuf.Buffer)

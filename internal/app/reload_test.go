@@ -20,7 +20,7 @@ func TestAppReloadFailingAtAnyStageKeepsServing(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(window string) {
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 			"breaker: {window: " + window + "}\n" +
 			"rate_limits: {global: {requests: 'rate=10r/s burst=5'}}\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"

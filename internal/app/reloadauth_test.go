@@ -14,7 +14,7 @@ import (
 // under "auth:", none for no auth section).
 func authConfig(t *testing.T, path, be, auth string) {
 	t.Helper()
-	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"
+	src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n"
 	if auth != "" {
 		src += "auth:\n" + auth
 	}
@@ -51,9 +51,9 @@ func TestReloadToOpenModeIsRefused(t *testing.T) {
 		{"keys removed with the auth section", "  require_key: true\n  keys: [{key: sk-a, tenant: acme}]\n", "",
 			"sluice.yaml: auth.keys: the reload removes the last API key"},
 		{"keys emptied", "  require_key: true\n  keys: [{key: sk-a, tenant: acme}]\n", "  keys: []\n",
-			"sluice.yaml:5: auth.keys: the reload removes the last API key"},
+			"sluice.yaml:6: auth.keys: the reload removes the last API key"},
 		{"jwt removed, no keys", "  require_key: true\n  jwt:\n" + hmac, "  trusted_proxies: [10.0.0.0/8]\n",
-			"sluice.yaml:4: auth.jwt: the reload removes auth.jwt and no API key is listed"},
+			"sluice.yaml:5: auth.jwt: the reload removes auth.jwt and no API key is listed"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -70,7 +70,7 @@ func TestRateLimitsAndResponseIDsShareOneRedisClient(t *testing.T) {
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(rate string) {
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 			"rate_limits: {store: redis, redis: {addrs: ['" + rd.Addr + "']}, global: {requests: '" + rate + "'}}\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
 		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
@@ -120,7 +120,7 @@ func TestCacheRateLimitsAndResponseIDsShareOneRedisClient(t *testing.T) {
 	be, calls := countingBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(rate string) {
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 			"rate_limits: {store: redis, redis: {addrs: ['" + rd.Addr + "'], timeout: 10s}, global: {requests: '" + rate + "'}}\n" +
 			"cache: {redis: {addrs: ['" + rd.Addr + "'], timeout: 10s}}\n" +
 			"models:\n  - name: m\n    backends:\n      - url: " + be.URL + "\n"

@@ -17,7 +17,7 @@ func TestRestartOnlyWarningNamesTheKeys(t *testing.T) {
 	dataDir, snapshot := t.TempDir(), filepath.Join(t.TempDir(), "forecast.snapshot")
 	write := func(queue, forecast, extra string) {
 		t.Helper()
-		src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false, data_dir: " + dataDir + queue + "}\n" +
+		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false, data_dir: " + dataDir + queue + "}\n" +
 			"forecast: {snapshot: " + snapshot + forecast + "}\n" + extra +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
 		writeFile(t, path, src)

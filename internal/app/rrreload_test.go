@@ -22,7 +22,7 @@ func TestRoundRobinKeepsItsPlaceAcrossReloads(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	write := func(level string) {
-		src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false, level: %s}\nqueue: {enabled: false}\n"+
+		src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false, level: %s}\nqueue: {enabled: false}\n"+
 			"models:\n  - name: m1\n    policy: round_robin\n    backends:\n      - url: %s\n      - url: %s\n      - url: %s\n",
 			level, urls[0], urls[1], urls[2])
 		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {

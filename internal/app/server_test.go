@@ -217,3 +217,51 @@ func (rc *rawConn) get(head string) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+// A request refused before its body is read (an unlisted API key: 401) is
+// answered at once through the whole server, though its client stalls
+// the upload, and the connection closes: net/http would discard the
+// body's unread rest (under 256 KiB) before writing the answer, waiting
+// for body_read_timeout (here an hour, far past the hang guard).
+func TestUnauthenticatedStalledUploadIsAnsweredAtOnce(t *testing.T) {
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+queue: {enabled: false}
+server:
+  body_read_timeout: 1h
+auth:
+  keys:
+    - {key: sk-acme, tenant: acme}
+models:
+  - name: m
+    backends:
+      - url: %s
+`, b.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, stop, done := startApp(t, path)
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-unlisted-0123456789\r\nContent-Type: application/json\r\nContent-Length: 204800\r\n\r\n%s", strings.Repeat(" ", 8192))
+	c.SetReadDeadline(time.Now().Add(20 * time.Second)) // hang guard
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer while the upload stalls: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+		t.Fatalf("status %d, close %v; want 401 closing the connection", resp.StatusCode, resp.Close)
+	}
+}

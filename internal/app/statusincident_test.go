@@ -31,7 +31,7 @@ func TestStatusSaysReadinessAndRedis(t *testing.T) {
 	ln.Close()
 	be := backend(t, "a")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	loadFile(t, path, "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nforecast: {enabled: false}\n"+
+	loadFile(t, path, "listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nforecast: {enabled: false}\n"+
 		"auth:\n  jwt: {jwks_url: "+issuer.URL+"/jwks.json, issuer: https://idp.test/, audience: sluice}\n"+
 		"rate_limits:\n  store: redis\n  redis: {addrs: ["+redis+"], failure_mode: open}\n  per_ip: {requests: \"rate=1000r/s burst=1000\"}\n"+
 		"cache:\n  redis: {addrs: ["+redis+"]}\n"+

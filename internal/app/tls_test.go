@@ -29,7 +29,7 @@ import (
 func startTLSApp(t *testing.T, dir, certFile, keyFile, backendURL, extra string) (*App, string) {
 	t.Helper()
 	path := filepath.Join(dir, "sluice.yaml")
-	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+
+	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\n"+
 		"tls: {cert_file: %s, key_file: %s}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n%s",
 		certFile, keyFile, backendURL, extra)
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {

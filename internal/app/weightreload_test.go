@@ -14,7 +14,7 @@ import (
 func weightedConfig(t *testing.T, path string, urls []string, weights ...int) {
 	t.Helper()
 	var sb strings.Builder
-	sb.WriteString("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nhealth: {active: {interval: 0s}}\n")
+	sb.WriteString("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n" + noProbes)
 	sb.WriteString("models:\n  - name: m1\n    policy: weighted\n    backends:\n")
 	for i, u := range urls {
 		fmt.Fprintf(&sb, "      - {url: %s, weight: %d}\n", u, weights[i])

@@ -29,7 +29,7 @@ func TestWorkerAsksTheGatewayForItsQueue(t *testing.T) {
 	be, calls := countingBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf(`listen: 127.0.0.1:0
-log: {access: false}
+`+noProbes+`log: {access: false}
 admin: {token: %s}
 queue:
   data_dir: %s

@@ -2,9 +2,12 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -250,7 +253,21 @@ func (j *JWKS) fetch() {
 		// were still verified.
 		msg = "jwt: key set fetch failed; no keys held: bearer tokens are answered 503 auth_keys_unavailable until a fetch succeeds"
 	}
-	j.log.Warn(msg, "url", telemetry.RedactURL(j.set.URL), "error", err.Error())
+	j.log.Warn(msg, "url", telemetry.RedactURL(j.set.URL), "error", jwksCause(err, j.set.Timeout), "detail", telemetry.Clip(err.Error()))
+}
+
+// jwksCause is NetCause, but for the status the key set's server
+// answered: jwkset reports it as ErrInvalidHTTPStatusCode and the code
+// after a colon (its documented "%w: %d"), no type to ask it of.
+func jwksCause(err error, timeout time.Duration) string {
+	if errors.Is(err, jwkset.ErrInvalidHTTPStatusCode) {
+		text := err.Error()
+		if code, cerr := strconv.Atoi(text[strings.LastIndex(text, ": ")+2:]); cerr == nil {
+			return "status " + strconv.Itoa(code)
+		}
+		return "unexpected status (see detail)"
+	}
+	return telemetry.NetCause(err, timeout)
 }
 
 // jwksClient fetches the key set: the configured URL only (a redirect is

@@ -1,17 +1,10 @@
 package dashboard_test
 
 import (
-	"encoding/json"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/chromedp/chromedp"
-
 	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/dashboard"
 )
 
 // A model whose every backend is down or behind an open breaker serves
@@ -28,33 +21,7 @@ func TestDashboardListsAModelNoBackendCanServe(t *testing.T) {
 		b.(map[string]any)["state"] = "down"
 	}
 	models[1].(map[string]any)["backends"].([]any)[4].(map[string]any)["state"] = "open"
-	body, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if dashboard.Serve(w, r) {
-			return
-		}
-		if r.URL.Path != "/status/stream" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		fmt.Fprintf(w, "event: status\ndata: %s\n\n", body)
-		w.(http.Flusher).Flush()
-		select { // held open, as the gateway's stream is
-		case <-r.Context().Done():
-		case <-stop:
-		}
-	}))
-	t.Cleanup(func() { close(stop); srv.Close() })
-
-	if err := chromedp.Do(tab, chromedp.Navigate(srv.URL+"/")); err != nil {
-		t.Fatal(err)
-	}
-	until(t, tab, problems, "rendered", `Number(document.getElementById("conn").dataset.events) >= 1`)
+	showStatus(t, tab, problems, doc)
 	got := eval[[]string](t, tab, `[...document.querySelectorAll('#alert-list li[data-kind="pool-out"]')].map((li) => li.className + " " + li.textContent)`)
 	if len(got) != 1 || !strings.HasPrefix(got[0], "bad model-1: no backend can serve (25 down or breaker open)") {
 		t.Errorf("pool-out entries %q, want one, red, for model-1 alone", got)

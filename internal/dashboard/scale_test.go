@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -56,13 +57,15 @@ func scaleDoc() map[string]any {
 		"jobs":  map[string]any{"enabled": true, "running": 3, "backlog": 120, "active_batches": 2}, "forecast": nil}
 }
 
-// At 50 backends and 200 tenants the page stays readable: the tenant
-// table shows the most queued fifteen (all on request), backend tables
-// scroll inside their panel with problems first, and every unusual state
-// has its own label.
-func TestDashboardAtScale(t *testing.T) {
-	tab, problems := browser(t)
-	doc, _ := json.Marshal(scaleDoc())
+// showStatus opens the page in tab against a server whose /status/stream
+// sends doc (a /status document) once and stays open, as the gateway's
+// does, and waits until the page has rendered it.
+func showStatus(t *testing.T, tab context.Context, problems func() []string, doc map[string]any) {
+	t.Helper()
+	body, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if dashboard.Serve(w, r) {
@@ -73,7 +76,7 @@ func TestDashboardAtScale(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "text/event-stream")
-		fmt.Fprintf(w, "event: status\ndata: %s\n\n", doc)
+		fmt.Fprintf(w, "event: status\ndata: %s\n\n", body)
 		w.(http.Flusher).Flush()
 		select { // held open, as the gateway's stream is
 		case <-r.Context().Done():
@@ -86,6 +89,15 @@ func TestDashboardAtScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	until(t, tab, problems, "rendered", `Number(document.getElementById("conn").dataset.events) >= 1`)
+}
+
+// At 50 backends and 200 tenants the page stays readable: the tenant
+// table shows the most queued fifteen (all on request), backend tables
+// scroll inside their panel with problems first, and every unusual state
+// has its own label.
+func TestDashboardAtScale(t *testing.T) {
+	tab, problems := browser(t)
+	showStatus(t, tab, problems, scaleDoc())
 	if !eval[bool](t, tab, `!document.getElementById("forecast-off").hidden && document.getElementById("forecast").hidden`) {
 		t.Error("with forecast null the panel should say forecasting is off")
 	}

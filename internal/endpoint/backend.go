@@ -105,11 +105,16 @@ type Backend struct {
 	// work is the estimated tokens (prompt and answer) of the requests in
 	// flight here: a long prompt holds a backend far longer than a short
 	// one, so routing weighs outstanding work, not request counts.
-	work     atomic.Int64
-	requests atomic.Uint64
-	failures atomic.Uint64
-	load     atomic.Pointer[Load]       // last scraped telemetry; nil until the first scrape
-	capRec   atomic.Pointer[scrapedCap] // what the scraped load allows; see ObserveLoad
+	work atomic.Int64
+	// waitingKV is the KV need (admission.EstimateKVNeed) of this gateway's
+	// streams here still waiting for their first token (AddWaitingKV):
+	// the requests an engine reports waiting are partly these, whose sizes
+	// the gateway knows (kvTokenRoom).
+	waitingKV atomic.Int64
+	requests  atomic.Uint64
+	failures  atomic.Uint64
+	load      atomic.Pointer[Load]       // last scraped telemetry; nil until the first scrape
+	capRec    atomic.Pointer[scrapedCap] // what the scraped load allows; see ObserveLoad
 	// localSlots is the batch size seen from a backlog before its metrics
 	// showed one (backlogBound); 0 until then.
 	localSlots atomic.Int64
@@ -142,7 +147,8 @@ type Backend struct {
 	// got it. See Stalled.
 	waiting    int
 	waitSince  time.Time
-	waitJoined int // streams that began waiting since none was: 1, a lone wait (prefillRate)
+	waitJoined int   // streams that began waiting since none was: 1, a lone wait (prefillRate)
+	waitTokens int64 // the waiting streams' prompt tokens (PrefillRoom); 0 when none waits
 	lastAnswer time.Time
 	lateAt     time.Time        // the recent first token latest beyond its prefill (StartsLate)
 	lateTTFT   time.Duration    // its time to first token
@@ -153,6 +159,10 @@ type Backend struct {
 	ttft       ttftWindow       // recent samples, for RecentTTFT
 	last       [3]time.Duration // the last latency samples, a ring; see RecentLatency
 	lastN      int              // samples seen, for the ring's position
+
+	// withdrawnAt: the last wait withdrawn (WithdrawnOf), whose prompt the
+	// prefill before it went to, not the others' (PrefillRoom).
+	withdrawnAt time.Time
 }
 
 // New builds a Backend from its spec.
@@ -229,6 +239,20 @@ func (b *Backend) Work() int64 { return b.work.Load() }
 // AddWork adds (or, negative, removes) the estimated tokens of a request
 // sent to this backend; the forwarder pairs every add with a removal.
 func (b *Backend) AddWork(tokens int64) { b.work.Add(tokens) }
+
+// AddWaitingKV adds (or, negative, removes) the KV need of a stream sent
+// here while it waits for its first token; the forwarder pairs every add
+// with a removal when the wait ends (first token, end, or withdrawal).
+func (b *Backend) AddWaitingKV(tokens int64) { b.waitingKV.Add(tokens) }
+
+// WaitingStreams is this gateway's streams here waiting for their first
+// token (StartWaiting) and their KV need (AddWaitingKV), for a scrape.
+func (b *Backend) WaitingStreams() (streams int64, kvNeed int64) {
+	b.mu.Lock()
+	streams = int64(b.waiting)
+	b.mu.Unlock()
+	return streams, max(b.waitingKV.Load(), 0)
+}
 
 // Requests and Failures are lifetime counters for /status.
 func (b *Backend) Requests() uint64 { return b.requests.Load() }

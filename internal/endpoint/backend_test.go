@@ -368,10 +368,7 @@ func TestSpecKeyDistinguishesCredentialsAndModel(t *testing.T) {
 // One slow answer holds the peak EWMA (for pickers) for seconds, but not the
 // typical latency (for deadlines), which follows the recent requests.
 func TestTypicalLatencyFollowsRecentRequests(t *testing.T) {
-	b, err := New(Spec{URL: "http://127.0.0.1:1"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://127.0.0.1:1"}, HealthPolicy{})
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	b.Observe(now, outcome.Success, 50*time.Millisecond, 0)
 	b.Observe(now, outcome.Success, 2*time.Second, 0)
@@ -398,10 +395,7 @@ func TestTypicalLatencyFollowsRecentRequests(t *testing.T) {
 func TestStalledIsALowerBoundOfTheOldestWait(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
-	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://b"}, HealthPolicy{})
 	if s := b.Stalled(t0); s != 0 {
 		t.Fatalf("idle Stalled = %v", s)
 	}
@@ -508,10 +502,7 @@ func (e *endCounting) Ended() { e.ended++ }
 // without a sample, and the adaptive limit counts the slot it frees as a
 // start its window may wait for (admission.LimitConfig.ReportsEnds).
 func TestEveryEndIsReportedToTheLimit(t *testing.T) {
-	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://b"}, HealthPolicy{})
 	l := &endCounting{}
 	b.SetLimiter(l)
 	for range 5 {

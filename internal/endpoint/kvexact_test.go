@@ -14,10 +14,7 @@ import (
 // more for short newcomers beside long prompts on vLLM (3 × 0.16 / 0.79),
 // the bound's 14 for long ones on SGLang below 95%.
 func TestReportedRoomForNewcomersSize(t *testing.T) {
-	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://b"}, HealthPolicy{})
 	at := time.Unix(1000, 0)
 	cases := []struct {
 		name string
@@ -42,10 +39,7 @@ func TestReportedRoomForNewcomersSize(t *testing.T) {
 		{"bound, no size", Load{Running: 3, BatchBound: 16, KVCacheUsage: 0.79, InflightAtScrape: 1}, 3000, 14, true},
 	}
 	for _, c := range cases {
-		l := c.l
-		l.At, l.Expires = at, at.Add(3*time.Second)
-		b.SetLoad(Load{}) // no queue before
-		b.SetLoad(l)
+		setOnlyReading(b, c.l, at)
 		room, ok := b.ReportedRoomFor(at, c.need)
 		if ok != c.ok || (ok && room != c.room) {
 			t.Errorf("%s: room %d, ok %v; want %d, %v", c.name, room, ok, c.room, c.ok)

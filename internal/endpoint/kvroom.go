@@ -94,19 +94,54 @@ func (l Load) kvRoom(bounded bool) (room float64, ok bool) {
 // prompts gets the bound. The need counts all of max_tokens: vLLM
 // allocates as it generates and may preempt later, SGLang and the
 // simulator reserve it, so the whole answer's KV is the honest need. The
-// requests waiting in the engine take the free tokens first, counted as
-// newcomers like this one (their sizes are not reported).
+// requests waiting in the engine take the free tokens first: this
+// gateway's own at their sizes, the others' as newcomers like this one
+// (waitingTokens).
+//
+// A need the whole cache of an idle engine would not hold (above
+// size × (1 − kvReserve)) is not judged here: no room would ever come,
+// so the ramp held such a request to its deadline and refused it with a
+// Retry-After no retry could keep. Either the estimate is wrong (bytes / 4
+// reads long words, escapes or an image's base64 as many tokens) and the
+// engine runs it, or the prompt is longer than the engine takes, and the
+// engine says so at once: vLLM refuses a prompt beyond max_model_len
+// (400), and its cache holds max_model_len, as the simulator does (branch
+// kvneed). The estimate from the running sequences (kvRoom) stands for it.
 
 // kvTokenRoom is this gateway's requests in the engine at the scrape plus
 // the newcomers of need tokens the free cache holds, less those waiting;
-// ok is false when the engine reports no size or need is unknown (<= 0).
+// ok is false when the engine reports no size, need is unknown (<= 0), or
+// the need is more than the engine's whole cache holds.
 func (l Load) kvTokenRoom(need float64) (room float64, ok bool) {
-	if l.KVCacheTokens < 1 || !(need > 0) {
+	if l.KVCacheTokens < 1 || !(need > 0) || need > l.KVCacheTokens*(1-kvReserve) {
 		return 0, false
 	}
 	u := min(l.KVCacheUsage, 1)
-	free := l.KVCacheTokens * (1 - u - kvReserve)
-	fits := max(math.Floor(min(free/need, maxReportedBound)), 0)
+	free := max(l.KVCacheTokens*(1-u-kvReserve), 0) - l.waitingTokens(need)
+	fits := math.Floor(min(free/need, maxReportedBound))
 	mine := min(float64(l.InflightAtScrape), math.Round(l.Running+l.Waiting))
-	return mine + fits - math.Round(l.Waiting), true
+	return mine + fits, true
+}
+
+// waitingTokens is what the requests waiting in the engine will take of
+// its free cache: up to WaitingAtScrape of them are this gateway's
+// streams still waiting for their first token, at their own needs (their
+// mean, WaitingKVAtScrape over their count: which of them the engine
+// still holds waiting is not reported), and the rest, other clients'
+// requests and this gateway's not streamed, whose sizes are unknown, at
+// the newcomer's need. Counted all at the newcomer's need (branch
+// kvexact), a burst of this gateway's long prompts waiting there left
+// room for a short newcomer's as many again, and its short ones none for
+// a long newcomer (branch kvneed).
+func (l Load) waitingTokens(need float64) float64 {
+	waiting := math.Round(l.Waiting)
+	if waiting <= 0 {
+		return 0
+	}
+	ours := min(waiting, float64(l.WaitingAtScrape))
+	tokens := (waiting - ours) * need
+	if ours > 0 {
+		tokens += ours * float64(l.WaitingKVAtScrape) / float64(l.WaitingAtScrape)
+	}
+	return tokens
 }

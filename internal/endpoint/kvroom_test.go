@@ -5,6 +5,14 @@ import (
 	"time"
 )
 
+// setOnlyReading gives b the reading l taken at at, fresh for 3 s, with no
+// reading before it (none queued in an earlier one).
+func setOnlyReading(b *Backend, l Load, at time.Time) {
+	l.At, l.Expires = at, at.Add(3*time.Second)
+	b.SetLoad(Load{})
+	b.SetLoad(l)
+}
+
 // The room an engine reports is never more than its KV cache holds: the
 // sequences the free cache holds (running × (1 − usage − 5%) / usage,
 // less those waiting) beside this gateway's own. An engine with a full
@@ -15,10 +23,7 @@ import (
 // sequences run to estimate their footprint. The code before kvhead read
 // the bound only: 14 free of 16 at 96% KV, and nothing without a bound.
 func TestReportedRoomKV(t *testing.T) {
-	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://b"}, HealthPolicy{})
 	at := time.Unix(1000, 0)
 	cases := []struct {
 		name string
@@ -52,10 +57,7 @@ func TestReportedRoomKV(t *testing.T) {
 		{"no bound, a huge estimate", Load{Running: 4, KVCacheUsage: 1e-300}, maxReportedBound, true},
 	}
 	for _, c := range cases {
-		l := c.l
-		l.At, l.Expires = at, at.Add(3*time.Second)
-		b.SetLoad(Load{}) // no queue before
-		b.SetLoad(l)
+		setOnlyReading(b, c.l, at)
 		room, ok := b.ReportedRoom(at)
 		if ok != c.ok || (ok && room != c.room) {
 			t.Errorf("%s: room %d, ok %v; want %d, %v", c.name, room, ok, c.room, c.ok)
@@ -78,10 +80,7 @@ func TestReportedRoomKV(t *testing.T) {
 // it this gateway's one in the engine, and a newcomer's short requests
 // were held (503 at 3.46 s in review17's run, base all served at once).
 func TestReportedRoomKVShortNewcomersBesideBound(t *testing.T) {
-	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://b"}, HealthPolicy{})
 	at := time.Unix(1000, 0)
 	b.SetLoad(Load{Running: 3, BatchBound: 16, KVCacheUsage: 0.79, InflightAtScrape: 1, At: at, Expires: at.Add(3 * time.Second)})
 	if room, ok := b.ReportedRoom(at); !ok || room != 14 {
@@ -93,10 +92,7 @@ func TestReportedRoomKVShortNewcomersBesideBound(t *testing.T) {
 // full: no room, but its slots are accounted for (ReportsRoom), so a pool
 // counts what it runs for this gateway rather than dropping its ceiling.
 func TestReportedRoomKVQueueInTwoReadings(t *testing.T) {
-	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://b"}, HealthPolicy{})
 	at := time.Unix(1000, 0)
 	for i := range 2 {
 		now := at.Add(time.Duration(i) * time.Second)

@@ -12,10 +12,7 @@ import (
 func TestSlowStartRampsWeightAndLimit(t *testing.T) {
 	now := time.Unix(1000, 0)
 	clock := func() time.Time { return now }
-	b, err := New(Spec{URL: "http://a:1", Weight: 10, MaxConcurrency: 40}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://a:1", Weight: 10, MaxConcurrency: 40}, HealthPolicy{})
 	b.SlowStart(10*time.Second, clock)
 	for _, c := range []struct {
 		at            time.Duration

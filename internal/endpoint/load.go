@@ -35,6 +35,13 @@ type Load struct {
 	// response arrived. Inflight() minus it is what this gateway sent (or
 	// finished) since the backend counted its queue.
 	InflightAtScrape int64
+	// WaitingAtScrape and WaitingKVAtScrape are this gateway's streams on
+	// the backend still waiting for their first token when the scrape's
+	// response arrived, and their KV need (Backend.WaitingStreams): of the
+	// requests the engine reports waiting, up to that many are these, of
+	// known size (kvTokenRoom).
+	WaitingAtScrape   int64
+	WaitingKVAtScrape int64
 	// QueuedBefore: the reading before this one, still fresh when this one
 	// came, also had requests waiting (SetLoad sets it). An engine holds a
 	// request it was just sent as waiting until its next step (tens of

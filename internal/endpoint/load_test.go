@@ -10,10 +10,7 @@ import (
 // this gateway's own requests at the scrape (InflightAtScrape) are not
 // others'; a queue, a missing bound or a stale reading give no room.
 func TestReportedRoom(t *testing.T) {
-	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://b"}, HealthPolicy{})
 	at := time.Unix(1000, 0)
 	fresh := Load{Running: 5, BatchBound: 16, At: at, Expires: at.Add(3 * time.Second), InflightAtScrape: 3}
 	cases := []struct {
@@ -61,10 +58,7 @@ func TestReportedRoom(t *testing.T) {
 // waits. A queue that cleared gives room again, and one whose earlier
 // reading had gone stale is a first reading.
 func TestReportedRoomQueueInTwoReadings(t *testing.T) {
-	b, err := New(Spec{URL: "http://b"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://b"}, HealthPolicy{})
 	at := time.Unix(1000, 0)
 	read := func(sec int, waiting float64) (int, bool) {
 		now := at.Add(time.Duration(sec) * time.Second)

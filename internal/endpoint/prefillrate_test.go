@@ -15,10 +15,7 @@ import (
 func TestStartsLateBeyondItsOwnPrefill(t *testing.T) {
 	at := time.Unix(1000, 0)
 	clock := at
-	b, err := New(Spec{URL: "http://x"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://x"}, HealthPolicy{})
 	read := func() { b.SetLoad(Load{BatchBound: 16, At: clock, Expires: clock.Add(3 * time.Second)}) }
 	start := func(ttft time.Duration, tokens int64) {
 		b.StartWaiting(clock)
@@ -90,10 +87,7 @@ func TestPrefillRateLearnsFromLoneStartsOnly(t *testing.T) {
 // Only a stream no other joined while it waited teaches the rate.
 func TestPrefillRateNotLearnedFromABurstsLastStart(t *testing.T) {
 	clock := time.Unix(1000, 0)
-	b, err := New(Spec{URL: "http://x"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://x"}, HealthPolicy{})
 	b.SetLoad(Load{BatchBound: 16, At: clock, Expires: clock.Add(time.Hour)})
 	for range 2 {
 		for range 3 {

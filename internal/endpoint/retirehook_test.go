@@ -11,10 +11,7 @@ import (
 // hook put on after the retirement is refused, so its caller ends the
 // attempt itself; taking a hook off twice, or after it fired, is harmless.
 func TestRetireHooks(t *testing.T) {
-	b, err := New(Spec{URL: "http://a:1"}, HealthPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustNew(t, Spec{URL: "http://a:1"}, HealthPolicy{})
 	errRetired := errors.New("retired")
 	ctxs := make([]context.Context, 5)
 	hooks := make([]*RetireHook, 5)

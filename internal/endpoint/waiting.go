@@ -45,7 +45,7 @@ func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, promptTokens i
 	// Alone for its whole wait: not only the last stream still waiting (a
 	// burst's last start waited for the others' prefill too).
 	b.prefill.learn(ttft, promptTokens, b.waiting == 1 && b.waitJoined == 1)
-	b.endWaitLocked(now)
+	b.endWaitLocked(now, promptTokens)
 	b.learnLatencyLocked(now, ttft)
 	b.answeredLocked()
 	b.mu.Unlock()
@@ -57,30 +57,58 @@ func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, promptTokens i
 // a non-streaming answer's first byte is the whole answer, legitimately
 // seconds to minutes, and would make a busy backend look hung.
 func (b *Backend) StartWaiting(now time.Time) {
+	b.StartWaitingOf(now, 0)
+}
+
+// StartWaitingOf is StartWaiting for a stream whose prompt is about
+// promptTokens long (0: unknown), which the backend's queued prefill
+// counts until its wait ends (PrefillRoom). Its end must pass the same
+// promptTokens (FirstTokenOf, EndWaitingOf, WithdrawnOf).
+func (b *Backend) StartWaitingOf(now time.Time, promptTokens int64) {
 	b.mu.Lock()
 	if b.waiting == 0 {
 		b.waitSince = now
 		b.waitJoined = 0
+		b.waitTokens = 0
 	}
 	b.waiting++
 	b.waitJoined++
+	b.waitTokens += max(promptTokens, 0)
 	b.mu.Unlock()
 }
 
 // EndWaiting ends a wait StartWaiting began, for a stream that ended (or
 // turned out not to be one) without a first token.
 func (b *Backend) EndWaiting(now time.Time) {
+	b.EndWaitingOf(now, 0)
+}
+
+// EndWaitingOf is EndWaiting for a wait StartWaitingOf began with
+// promptTokens.
+func (b *Backend) EndWaitingOf(now time.Time, promptTokens int64) {
 	b.mu.Lock()
-	b.endWaitLocked(now)
+	b.endWaitLocked(now, promptTokens)
 	b.mu.Unlock()
 }
 
-func (b *Backend) endWaitLocked(now time.Time) {
+func (b *Backend) endWaitLocked(now time.Time, promptTokens int64) {
+	b.leaveWaitLocked(promptTokens)
+	if now.After(b.lastAnswer) {
+		b.lastAnswer = now
+	}
+}
+
+// leaveWaitLocked takes a stream of promptTokens out of the waiting ones.
+// The queued prompt tokens start again from 0 when none waits, so an end
+// told fewer tokens than its start (a path that does not know them)
+// overstates the queued prefill only until the backend's waits all end.
+func (b *Backend) leaveWaitLocked(promptTokens int64) {
 	if b.waiting > 0 {
 		b.waiting--
 	}
-	if now.After(b.lastAnswer) {
-		b.lastAnswer = now
+	b.waitTokens = max(b.waitTokens-max(promptTokens, 0), 0)
+	if b.waiting == 0 {
+		b.waitTokens = 0
 	}
 }
 
@@ -130,13 +158,20 @@ func (b *Backend) TimedOut(now time.Time, d time.Duration) {
 // is not fed (no latency was measured). Only for a stream marked waiting
 // (StartWaiting).
 func (b *Backend) Withdrawn(now time.Time, waited time.Duration) {
+	b.WithdrawnOf(now, waited, 0)
+}
+
+// WithdrawnOf is Withdrawn for a wait StartWaitingOf began with
+// promptTokens.
+func (b *Backend) WithdrawnOf(now time.Time, waited time.Duration, promptTokens int64) {
 	b.inflight.Add(-1)
 	b.signalFreed()
 	b.endTrial()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.waiting > 0 {
-		b.waiting--
+	b.leaveWaitLocked(promptTokens)
+	if now.After(b.withdrawnAt) {
+		b.withdrawnAt = now
 	}
 	if est := b.ewma.value(now); est < waited {
 		b.ewma.observe(now, waited+est)

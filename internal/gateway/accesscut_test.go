@@ -13,7 +13,10 @@ import (
 // A stream cut after its head (the backend's connection dropped, or the
 // client gone) is logged with an error code in the access line, as a
 // refusal is, not Go's error text: the line had "unexpected EOF" and
-// "context canceled", which name no cause an operator can look up.
+// "context canceled", which name no cause an operator can look up. The
+// backend's cut is also an unexpected error, in a "request failed" line
+// whose cause is a few stable words (it was Go's text: "unexpected EOF"),
+// Go's text in its detail.
 func TestCutStreamAccessLineHasACode(t *testing.T) {
 	for _, tc := range []struct {
 		name, want   string
@@ -70,6 +73,13 @@ func TestCutStreamAccessLineHasACode(t *testing.T) {
 			}
 			if lines[0]["error"] != tc.want {
 				t.Errorf("access line error %q, want %q", lines[0]["error"], tc.want)
+			}
+			if tc.clientLeaves {
+				return
+			}
+			failed := logLines(t, logs, "request failed")
+			if len(failed) != 1 || failed[0]["cause"] != "connection closed" || failed[0]["detail"] == "" {
+				t.Errorf("request failed lines %v, want one with cause \"connection closed\" and Go's text in detail", failed)
 			}
 		})
 	}

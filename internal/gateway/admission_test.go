@@ -15,11 +15,12 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 )
 
-// gatedBackend holds every request until release is closed and records the
-// highest concurrency it saw.
+// gatedBackend holds every request until release is closed (or, one at a
+// time, until a send on next) and records the highest concurrency it saw.
 type gatedBackend struct {
 	*httptest.Server
 	release  chan struct{}
+	next     chan struct{}
 	inflight atomic.Int64
 	peak     atomic.Int64
 	arrived  chan struct{}
@@ -31,7 +32,8 @@ type gatedBackend struct {
 func (g *gatedBackend) open() { g.once.Do(func() { close(g.release) }) }
 
 func newGatedBackend(t *testing.T) *gatedBackend {
-	g := &gatedBackend{release: make(chan struct{}), arrived: make(chan struct{}, 1000), models: make(chan string, 1000)}
+	g := &gatedBackend{release: make(chan struct{}), next: make(chan struct{}),
+		arrived: make(chan struct{}, 1000), models: make(chan string, 1000)}
 	g.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		g.models <- string(b)
@@ -42,6 +44,7 @@ func newGatedBackend(t *testing.T) *gatedBackend {
 		g.arrived <- struct{}{}
 		select {
 		case <-g.release:
+		case <-g.next:
 		case <-r.Context().Done():
 			return
 		}
@@ -132,6 +135,39 @@ func (g *gatedBackend) awaitArrival(t *testing.T, ended <-chan outcome) {
 	}
 }
 
+// startFullMeasuredGateway starts a gateway on a frozen clock in front of a
+// one-slot gated backend, lets one completion hold the slot for 1 s of the
+// clock (a cold queue does not refuse on its prior guess: it queues until
+// the deadline, so the rate must be measured first), then takes the slot
+// with a request held until the test ends. The next request finds the pool
+// full with a measured wait of ~1 s. It returns the chat completions URL
+// and the pool's queue.
+func startFullMeasuredGateway(t *testing.T) (string, *admission.Queue) {
+	t.Helper()
+	be := newGatedBackend(t)
+	cfg := testConfig(be.URL)
+	cfg.Models[0].Backends[0].MaxConcurrency = 1
+	clk := &frozenClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Now = clk.Now })
+	t.Cleanup(be.open) // before the gateway's own cleanup waits for its handlers
+	url, q := srv.URL+"/v1/chat/completions", gw.Runtime().Pools["m1"].queue
+
+	warm := make(chan outcome, 1)
+	postInBackground(url, warm)
+	be.awaitArrival(t, warm)
+	clk.Advance(time.Second)
+	be.next <- struct{}{}
+	if o := <-warm; o.err != nil || o.status != 200 {
+		t.Fatalf("warm-up request: status %d, err %v", o.status, o.err)
+	}
+	waitFor(t, func() bool { return q.Stats().InUse == 0 }) // its ticket is back, its hold measured
+
+	holder := make(chan outcome, 1)
+	postInBackground(url, holder)
+	be.awaitArrival(t, holder) // the only slot is taken, for ~1s by the measured rate
+	return url, q
+}
+
 // Requests past the backend's limit wait in the queue and are all served
 // once it frees. The gateway runs on a frozen clock: on the wall clock a
 // queued request's deadline (2/3 of max_wait's 2 s) passed whenever the
@@ -189,53 +225,10 @@ func (c *frozenClock) Advance(d time.Duration) {
 // refusal at arrival (Saturated, not Deadline) and no grant, and the client
 // is told it waited 0 ms.
 func TestRefusesAtOnceWhenDeadlineCannotBeMet(t *testing.T) {
-	arrived, next, stop := make(chan struct{}, 4), make(chan struct{}), make(chan struct{})
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		arrived <- struct{}{}
-		select { // one answer per send on next
-		case <-next:
-		case <-stop:
-		case <-r.Context().Done():
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`)
-	}))
-	t.Cleanup(be.Close)
-	cfg := testConfig(be.URL)
-	cfg.Models[0].Backends[0].MaxConcurrency = 1
-	clk := &frozenClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Now = clk.Now })
-	t.Cleanup(func() { close(stop) }) // before the gateway's own cleanup waits for its handlers
-	q := gw.Runtime().Pools["m1"].queue
-	reachBackend := func(ended <-chan outcome) {
-		t.Helper()
-		select {
-		case <-arrived:
-		case o := <-ended:
-			t.Fatalf("a request ended before reaching the backend: status %d, err %v", o.status, o.err)
-		}
-	}
-
-	// A cold queue does not refuse on its prior guess (it queues until the
-	// deadline): one completion held for 1s of the clock measures the rate.
-	warm := make(chan outcome, 1)
-	postInBackground(srv.URL+"/v1/chat/completions", warm)
-	reachBackend(warm)
-	clk.Advance(time.Second)
-	next <- struct{}{}
-	if o := <-warm; o.err != nil || o.status != 200 {
-		t.Fatalf("warm-up request: status %d, err %v", o.status, o.err)
-	}
-	waitFor(t, func() bool { return q.Stats().InUse == 0 }) // its ticket is back, its hold measured
-
-	holder := make(chan outcome, 1)
-	postInBackground(srv.URL+"/v1/chat/completions", holder)
-	reachBackend(holder) // the only slot is taken, for ~1s by the measured rate
+	url, q := startFullMeasuredGateway(t)
 	before := q.Stats()
 
-	resp := probeUnqueued(t, srv.URL+"/v1/chat/completions", q, 0, "refused at once", "X-Sluice-Max-Wait", "50ms")
+	resp := probeUnqueued(t, url, q, 0, "refused at once", "X-Sluice-Max-Wait", "50ms")
 	body := readAll(t, resp)
 	if resp.StatusCode != 503 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)

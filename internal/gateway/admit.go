@@ -70,14 +70,17 @@ func (p *Pool) KnownCapacity() int {
 // for an engine that reports no bound, from a fresh scrape), or, for a
 // backend whose room is accounted for but that queued in two scrapes in a
 // row (full), the requests it runs for this gateway, plus the requests
-// still running on draining backends. 0 when no backend reports room, or
-// when a usable backend accounts for no room at all (no bound and too few
-// sequences running to estimate its KV, a stale scrape): its slots are
-// unknown, and counting only what it runs made a ceiling that replaced the
-// memory of prompt starts and stopped every probe short of its free slots
-// (docs/RELIABILITY.md, branch review13). The queue then has no ceiling
-// (admission.QueueConfig.ReportedCapacity), not a ceiling of what is in
-// flight. A backend that starts this gateway's streams late
+// still running on draining backends. ok is false when no backend reports
+// room, or when a usable backend accounts for no room at all (no bound and
+// too few sequences running to estimate its KV, a stale scrape): its slots
+// are unknown, and counting only what it runs made a ceiling that replaced
+// the memory of prompt starts and stopped every probe short of its free
+// slots (docs/RELIABILITY.md, branch review13). The queue then has no
+// ceiling (admission.QueueConfig.ReportedCapacity), not a ceiling of what
+// is in flight. A room reported as none, with none of this gateway's
+// requests on the engines, is a ceiling of 0 (ok true): read as no
+// ceiling, it let the memory of prompt starts and probes send a newcomer
+// the engines said they had no room for (branch kvneed). A backend that starts this gateway's streams late
 // (endpoint.Backend.StartsLate, past LateStart) is full too, whatever room
 // it reports: its free slots did not start a stream in time (branch
 // latebound). need is the request's estimated tokens (its queue cost: the
@@ -86,7 +89,7 @@ func (p *Pool) KnownCapacity() int {
 // (endpoint.Backend.ReportedRoomFor; branch kvexact); 0 counts newcomers
 // like the running sequences. Read under the queue's lock, so it only
 // loads atomics and each backend's state.
-func (p *Pool) ReportedCapacity(need float64) int {
+func (p *Pool) ReportedCapacity(need float64) (room int, ok bool) {
 	now := p.now()
 	total, reported := 0, false
 	for _, b := range p.Backends {
@@ -99,11 +102,47 @@ func (p *Pool) ReportedCapacity(need float64) int {
 			continue
 		}
 		if !b.ReportsRoom(now) {
-			return 0
+			return 0, false
 		}
 		total += int(b.Inflight())
 	}
 	if !reported {
+		return 0, false
+	}
+	for _, b := range p.Draining {
+		total += int(b.Inflight())
+	}
+	return total, true
+}
+
+// PrefillCapacity is how many requests the pool's backends can run with
+// one more stream of prompt estimated tokens each (0: unknown) starting
+// within LateStart beyond its own prefill, by the prompts this gateway has
+// waiting on each at its learned prefill rate
+// (endpoint.Backend.PrefillRoom), plus the requests still running on
+// draining backends. 0 (not priced) when a usable backend has not learned
+// its rate: its prefill is unknown, and the queue then goes by slots
+// alone, as before (admission.QueueConfig.PrefillCapacity; branch
+// burstprefill). Read under the queue's lock, so it only loads atomics
+// and each backend's state.
+func (p *Pool) PrefillCapacity(prompt float64) int {
+	if p.LateStart <= 0 {
+		return 0
+	}
+	now := p.now()
+	total, usable := 0, false
+	for _, b := range p.Backends {
+		if !b.Usable(now) {
+			continue
+		}
+		slots, priced := b.PrefillRoom(now, int64(prompt), p.LateStart)
+		if !priced {
+			return 0
+		}
+		total = min(total, unlimited) + min(slots, unlimited)
+		usable = true
+	}
+	if !usable || total >= unlimited {
 		return 0
 	}
 	for _, b := range p.Draining {
@@ -186,7 +225,7 @@ func queueTimeOf(err error) (time.Duration, bool) {
 func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, c *upstreamCall) (*Pool, *admission.Ticket, error) {
 	req := admission.Request{Tenant: id.tenant, Weight: id.weight, Class: id.class, Cost: c.cost,
 		Deadline: c.until, Latest: c.latest, Spare: id.preempt != nil, Preempt: id.preempt, Fingerprint: c.fingerprint,
-		Streams: c.peek.Stream, KVNeed: c.kvNeed} // its relay tells the ticket its first token (upstreamCall.started)
+		Streams: c.peek.Stream, KVNeed: c.kvNeed, Prompt: float64(c.promptTokens())} // its relay tells the ticket its first token (upstreamCall.started)
 	candidates := []*Pool{pool}
 	if id.fallback {
 		for _, f := range pool.Fallbacks {

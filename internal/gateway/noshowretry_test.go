@@ -2,13 +2,10 @@ package gateway
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A refusal behind a burst of its tenant's refusals, before any of them
@@ -19,53 +16,15 @@ import (
 // share kept (admission.TestNoShowsDoNotPushTheBookOut): an operator's
 // audit saw Retry-After: 300 with x-should-retry: false after a 400 req/s
 // burst of one-shot clients, the message saying "estimated wait 628ms".
-// On a frozen clock: one slot, held, its hold measured at 1 s.
+// On a frozen clock: one slot, held, its hold measured at 1 s
+// (startFullMeasuredGateway).
 func TestRefusalBehindABurstStatesItsPlaceInTheBook(t *testing.T) {
-	arrived, next, stop := make(chan struct{}, 4), make(chan struct{}), make(chan struct{})
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		arrived <- struct{}{}
-		select { // one answer per send on next
-		case <-next:
-		case <-stop:
-		case <-r.Context().Done():
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`)
-	}))
-	t.Cleanup(be.Close)
-	cfg := testConfig(be.URL)
-	cfg.Models[0].Backends[0].MaxConcurrency = 1
-	clk := &frozenClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { d.Now = clk.Now })
-	t.Cleanup(func() { close(stop) }) // before the gateway's own cleanup waits for its handlers
-	q := gw.Runtime().Pools["m1"].queue
-	reachBackend := func(ended <-chan outcome) {
-		t.Helper()
-		select {
-		case <-arrived:
-		case o := <-ended:
-			t.Fatalf("a request ended before reaching the backend: status %d, err %v", o.status, o.err)
-		}
-	}
-	warm := make(chan outcome, 1)
-	postInBackground(srv.URL+"/v1/chat/completions", warm)
-	reachBackend(warm)
-	clk.Advance(time.Second)
-	next <- struct{}{}
-	if o := <-warm; o.err != nil || o.status != 200 {
-		t.Fatalf("warm-up request: status %d, err %v", o.status, o.err)
-	}
-	waitFor(t, func() bool { return q.Stats().InUse == 0 })
-	holder := make(chan outcome, 1)
-	postInBackground(srv.URL+"/v1/chat/completions", holder)
-	reachBackend(holder) // the only slot is taken
+	url, _ := startFullMeasuredGateway(t)
 
 	send := func(i int) (*http.Response, string) {
 		t.Helper()
 		body := fmt.Sprintf(`{"model":"m1","messages":[{"role":"user","content":"burst %d"}],"max_tokens":4}`, i)
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Sluice-Max-Wait", "50ms")
 		resp, err := http.DefaultClient.Do(req)

@@ -38,6 +38,31 @@ type coldRamp struct {
 	newcomerMaxTokens int
 	// engine, when not nil, wraps the simulator's handler (startRampRigVia).
 	engine func(*sim.Server) http.Handler
+	// newcomerWord, when set, is the word B's prompts repeat ("word"
+	// otherwise): the simulator counts a word a token, the gateway's
+	// estimate its bytes / 4.
+	newcomerWord string
+}
+
+// wantAllGranted fails t unless B's one and five and A's two, all 8, were
+// granted at once (why: what leaves the room for them).
+func wantAllGranted(t *testing.T, st admission.Stats, refused int64, why string) {
+	t.Helper()
+	if st.InUse != 8 || st.Queued != 0 || refused != 0 {
+		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want all 8 granted: %s",
+			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling, why)
+	}
+}
+
+// wantHeldAtThree fails t unless the three in the engine are all in use
+// and B's five are held (queued or refused), the ceiling three (why: what
+// leaves no room for them).
+func wantHeldAtThree(t *testing.T, st admission.Stats, refused int64, why string) {
+	t.Helper()
+	if st.InUse != 3 || st.Queued+int(refused) != 5 || st.RampCeiling != 3 {
+		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want 3 in use, 5 held, ceiling 3: %s",
+			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling, why)
+	}
 }
 
 func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
@@ -60,9 +85,9 @@ func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
 		t.Fatal(err)
 	}
 	var started, refusedN atomic.Int64
-	bodyOf := func(words, maxTokens int) string {
+	bodyOf := func(word string, words, maxTokens int) string {
 		return `{"model":"m1","stream":true,"max_tokens":` + strconv.Itoa(maxTokens) +
-			`,"messages":[{"role":"user","content":"` + strings.Repeat("word ", words) + `"}]}`
+			`,"messages":[{"role":"user","content":"` + strings.Repeat(word+" ", words) + `"}]}`
 	}
 	newcomerWords, newcomerMax := c.words, c.maxTokens
 	if c.newcomerWords > 0 {
@@ -71,7 +96,11 @@ func (c coldRamp) run(t *testing.T) (st admission.Stats, refused int64) {
 	if c.newcomerMaxTokens > 0 {
 		newcomerMax = c.newcomerMaxTokens
 	}
-	bodies := map[string]string{"sk-a": bodyOf(c.words, c.maxTokens), "sk-b": bodyOf(newcomerWords, newcomerMax)}
+	newcomerWord := "word"
+	if c.newcomerWord != "" {
+		newcomerWord = c.newcomerWord
+	}
+	bodies := map[string]string{"sk-a": bodyOf("word", c.words, c.maxTokens), "sk-b": bodyOf(newcomerWord, newcomerWords, newcomerMax)}
 	send := func(key string) (first chan struct{}) {
 		body := bodies[key]
 		first = make(chan struct{})
@@ -156,10 +185,7 @@ func TestColdNewcomerGrowsIntoKVRoomWithoutBound(t *testing.T) {
 		sim:   sim.Config{Model: "m1", Seed: 1, Slots: 16, DecodeStepBase: 10 * time.Millisecond},
 		names: loadscrape.Names{BatchBound: []string{}}, words: 1, maxTokens: 2000,
 	}.run(t)
-	if st.InUse != 8 || st.Queued != 0 || refused != 0 {
-		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want all 8 granted: the KV cache holds far more",
-			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling)
-	}
+	wantAllGranted(t, st, refused, "the KV cache holds far more")
 }
 
 // An engine whose KV cache is full before its slots: 16 slots, 8,192 KV
@@ -178,10 +204,7 @@ func TestColdNewcomerHeldByFullKV(t *testing.T) {
 		sim:   sim.Config{Model: "m1", Seed: 1, Slots: 16, KVTokens: 8192, DecodeStepBase: 100 * time.Millisecond},
 		words: 2650, maxTokens: 80,
 	}.run(t)
-	if st.InUse != 3 || st.Queued+int(refused) != 5 || st.RampCeiling != 3 {
-		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want 3 in use, 5 held, ceiling 3: the KV cache is full",
-			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling)
-	}
+	wantHeldAtThree(t, st, refused, "the KV cache is full")
 }
 
 // Short newcomers beside a few long prompts on an engine with a batch
@@ -198,8 +221,5 @@ func TestColdShortNewcomerBesideLongPromptsGranted(t *testing.T) {
 		sim:   sim.Config{Model: "m1", Seed: 1, Slots: 16, KVTokens: 16384, DecodeStepBase: 50 * time.Millisecond},
 		words: 6500, maxTokens: 200, newcomerWords: 1,
 	}.run(t)
-	if st.InUse != 8 || st.Queued != 0 || refused != 0 {
-		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want all 8 granted: 13 slots free and the cache holds B's short requests",
-			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling)
-	}
+	wantAllGranted(t, st, refused, "13 slots free and the cache holds B's short requests")
 }

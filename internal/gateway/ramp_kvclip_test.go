@@ -52,8 +52,5 @@ func TestColdNewcomerWithWholeContextMaxTokensGrantedVLLM(t *testing.T) {
 		names:  names,
 		words:  100, maxTokens: 200, newcomerMaxTokens: 32768, awaitStarts: 8,
 	}.run(t)
-	if st.InUse != 8 || st.Queued != 0 || refused != 0 {
-		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want all 8 granted: vLLM holds no answer before it writes it",
-			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling)
-	}
+	wantAllGranted(t, st, refused, "vLLM holds no answer before it writes it")
 }

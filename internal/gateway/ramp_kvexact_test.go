@@ -22,10 +22,7 @@ func TestColdShortNewcomerBesideLongPromptsGrantedVLLM(t *testing.T) {
 		names: loadscrape.Names{BatchBound: []string{}, KVSize: []string{"vllm:cache_config_info"}},
 		words: 6500, maxTokens: 200, newcomerWords: 1, awaitStarts: 8,
 	}.run(t)
-	if st.InUse != 8 || st.Queued != 0 || refused != 0 {
-		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want all 8 granted: the free KV tokens hold B's short requests",
-			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling)
-	}
+	wantAllGranted(t, st, refused, "the free KV tokens hold B's short requests")
 }
 
 // A newcomer longer than the free cache is held, beside a batch bound
@@ -42,8 +39,5 @@ func TestColdLongNewcomerBesideLongPromptsHeld(t *testing.T) {
 		sim:   sim.Config{Model: "m1", Seed: 1, Slots: 16, KVTokens: 16384, DecodeStepBase: 50 * time.Millisecond},
 		words: 5000, maxTokens: 200, newcomerWords: 3000,
 	}.run(t)
-	if st.InUse != 3 || st.Queued+int(refused) != 5 || st.RampCeiling != 3 {
-		t.Fatalf("in use %d, queued %d, refused %d (ramp held total %d, ceiling %d); want 3 in use, 5 held, ceiling 3: B's prompts do not fit the free KV tokens",
-			st.InUse, st.Queued, refused, st.RampHeldTotal, st.RampCeiling)
-	}
+	wantHeldAtThree(t, st, refused, "B's prompts do not fit the free KV tokens")
 }

@@ -210,7 +210,8 @@ func (g *Gateway) logCause(rec *record) {
 	if cause != nil && (rec.status >= 500 || res.Written) {
 		attrs := []slog.Attr{slog.String("request_id", rec.id),
 			slog.String("path", telemetry.Clip(rec.path)), slog.String("model", telemetry.Clip(rec.model)),
-			slog.Int("status", rec.status), slog.String("cause", telemetry.Clip(cause.Error()))}
+			slog.Int("status", rec.status), slog.String("cause", telemetry.NetCause(cause, 0)),
+			slog.String("detail", telemetry.Clip(cause.Error()))}
 		if res.Backend != nil {
 			// the last backend tried: a cause such as a TLS refusal
 			// (unknown authority, a client certificate refused) is its
@@ -270,8 +271,10 @@ func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur t
 			// A backend not reached (upstream_unreachable) is answered
 			// with a code alone and is no unexpected error, so logCause
 			// writes nothing (but for TLS); the code says the kind, this
-			// what to fix: refused, no such host, a dial timeout.
-			attrs = append(attrs, slog.String("cause", telemetry.Clip(res.Err.Error())))
+			// what to fix: refused, no such host, a dial timeout, in a
+			// few stable words; Go's text, with the address, in detail.
+			attrs = append(attrs, slog.String("cause", telemetry.NetCause(res.Err, 0)),
+				slog.String("detail", telemetry.Clip(res.Err.Error())))
 		}
 	} else if res.Err != nil {
 		// An answer cut after its head: the code, as a refusal's line

@@ -53,8 +53,8 @@ func TestReportedCapacityNeedsEveryBackendsBound(t *testing.T) {
 		{"beside a reporting backend that queues (full)", pool(mk("http://x", sglang()), mk("http://y", &endpoint.Load{Running: 16, Waiting: 3, BatchBound: 16})), 2},
 	}
 	for _, c := range cases {
-		if got := c.p.ReportedCapacity(0); got != c.want {
-			t.Errorf("%s: reported capacity %d, want %d", c.name, got, c.want)
+		if got, ok := c.p.ReportedCapacity(0); got != c.want || ok != (c.want > 0) { // every 0 here is none reported
+			t.Errorf("%s: reported capacity %d (reported %t), want %d", c.name, got, ok, c.want)
 		}
 	}
 }

@@ -38,7 +38,7 @@ func TestReportedCapacityNoneWhileStartsLate(t *testing.T) {
 		LateStart: 500 * time.Millisecond})
 	check := func(when string, want int) {
 		t.Helper()
-		if got := pool.ReportedCapacity(0); got != want {
+		if got, _ := pool.ReportedCapacity(0); got != want {
 			t.Errorf("%s: reported capacity %d, want %d", when, got, want)
 		}
 	}

@@ -59,7 +59,7 @@ func TestSlowPrefillLongPromptsKeepTheRoom(t *testing.T) {
 	}
 	pool := NewPool(PoolParts{Model: &config.Model{Name: "m1"}, Backends: backends, Now: time.Now,
 		LateStart: 500 * time.Millisecond})
-	if got := pool.ReportedCapacity(0); got != 16 {
+	if got, _ := pool.ReportedCapacity(0); got != 16 {
 		t.Errorf("reported capacity %d after three 4,000-token prompts started in about %v each; want 16: their prefill, no queue",
 			got, ttft.P50)
 	}

@@ -129,7 +129,7 @@ func (rt *Runtime) prepareForward(ctx context.Context, served *Pool, c *upstream
 	c.fwd = proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
-		Work: int64(c.cost), PromptTokens: c.promptTokens(), Shared: c.plan.key != "", CacheControl: c.plan.leadCC, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText, Budget: c.budget, Metered: c.metered,
+		Work: int64(c.cost), PromptTokens: c.promptTokens(), KVNeed: c.kvNeedTokens(), Shared: c.plan.key != "", CacheControl: c.plan.leadCC, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText, Budget: c.budget, Metered: c.metered,
 		SideEffects: c.keepID || c.peek.Store, ReleaseBody: c.handsBody,
 		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 		Started: c.started(),
@@ -143,6 +143,15 @@ func (c *upstreamCall) promptTokens() int64 {
 		return 0
 	}
 	return int64(admission.EstimateCost(int(c.body.Len()), 0, 0))
+}
+
+// kvNeedTokens is the call's proxy.Request.KVNeed: its KV need, or its
+// cost when it has none (as the tenant ramp's need, admission.Request.KVNeed).
+func (c *upstreamCall) kvNeedTokens() int64 {
+	if c.kvNeed > 0 {
+		return int64(min(c.kvNeed, c.cost))
+	}
+	return int64(c.cost)
 }
 
 // started is the call's proxy.Request.Started: its ticket; nil without

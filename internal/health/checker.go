@@ -112,6 +112,9 @@ func (c *Checker) probeAll(ctx context.Context, backends []*endpoint.Backend, st
 			}
 			if late, stalled := c.stalled(start, err); stalled && c.discount(b) {
 				stalls.add(late) // the gateway's lateness, not b's: no verdict
+				if c.cfg.OnDiscount != nil {
+					c.cfg.OnDiscount(b)
+				}
 				return
 			}
 			if plan.Auto && noSuchEndpoint(err) {

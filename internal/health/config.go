@@ -52,6 +52,11 @@ type Config struct {
 	// OnChange, if set, is called after a backend changes state (for
 	// metrics). It runs on a probe goroutine and must not block.
 	OnChange func(b *endpoint.Backend, healthy bool)
+	// OnDiscount, if set, is called for each probe of b counted neither
+	// way because it timed out while the gateway itself was stalled (for
+	// metrics: the round's WARN says how many, not whose). It runs on a
+	// probe goroutine and must not block.
+	OnDiscount func(b *endpoint.Backend)
 }
 
 func (c Config) withDefaults() Config {

@@ -1,11 +1,9 @@
 package health
 
 import (
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
@@ -32,16 +30,7 @@ func TestBackendDownLineNamesTheCause(t *testing.T) {
 			var buf logbuf.Buffer
 			c := NewChecker(Config{Timeout: healthyProbeBound, Fails: 1}, newClient(t), slog.New(slog.NewJSONHandler(&buf, nil)))
 			c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
-			var line struct{ Msg, Error, Detail string }
-			if err := json.Unmarshal([]byte(strings.TrimSpace(buf.String())), &line); err != nil {
-				t.Fatalf("%v: %s", err, buf.String())
-			}
-			if !strings.HasPrefix(line.Msg, "backend down") || line.Error != tc.want {
-				t.Errorf("line %q error %q, want \"backend down...\" and %q", line.Msg, line.Error, tc.want)
-			}
-			if !strings.Contains(line.Detail, tc.url) {
-				t.Errorf("detail %q does not name the probe's URL", line.Detail)
-			}
+			buf.CheckFailureLine(t, "backend down", tc.want, tc.url)
 		})
 	}
 }

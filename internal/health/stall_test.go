@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,7 +78,14 @@ func TestGatewayStallTakesNoBackendOut(t *testing.T) {
 	}
 	dead := newBackend(t, refusedURL(t), "")
 	var logs logbuf.Buffer
-	c := NewChecker(Config{Timeout: 20 * time.Millisecond, Now: clock.now}, stallingClient(t, clock, stall), slog.New(slog.NewTextHandler(&logs, nil)))
+	var discountedMu sync.Mutex
+	discounted := make(map[*endpoint.Backend]int)
+	onDiscount := func(b *endpoint.Backend) {
+		discountedMu.Lock()
+		discounted[b]++
+		discountedMu.Unlock()
+	}
+	c := NewChecker(Config{Timeout: 20 * time.Millisecond, Now: clock.now, OnDiscount: onDiscount}, stallingClient(t, clock, stall), slog.New(slog.NewTextHandler(&logs, nil)))
 	pool := append(append([]*endpoint.Backend{}, healthy...), dead)
 	for round := range 3 {
 		c.ProbeOnce(t.Context(), pool)
@@ -92,6 +100,18 @@ func TestGatewayStallTakesNoBackendOut(t *testing.T) {
 	}
 	if got := strings.Count(logs.String(), "gateway itself was stalled"); got != 3 {
 		t.Errorf("stall logged %d times, want once a round (3):\n%s", got, logs.String())
+	}
+	// Each discounted probe is told once, for its backend (the metric):
+	// the refusing backend's answers were counted, so none of its.
+	discountedMu.Lock()
+	defer discountedMu.Unlock()
+	for i, b := range healthy {
+		if discounted[b] != 3 {
+			t.Errorf("healthy backend %d: %d probes told discounted, want 3", i, discounted[b])
+		}
+	}
+	if discounted[dead] != 0 {
+		t.Errorf("refusing backend: %d probes told discounted, want 0", discounted[dead])
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // A store file damaged between two runs (a block truncated by a failing
@@ -269,7 +271,7 @@ func (e *Embedded) beforeStart(now time.Time) {
 	}
 	var err error
 	if a.onDisk, err = streamDirsOnDisk(e.dir); err != nil {
-		e.log.Warn("job store: listing its streams on disk", "data_dir", e.dir, "error", err.Error())
+		e.log.Warn("job store: listing its streams on disk", "data_dir", e.dir, "error", telemetry.FileCause(err), "detail", telemetry.Clip(err.Error()))
 	}
 	a.consumersOnDisk = consumerDirsOnDisk(e.dir, a.onDisk)
 	a.noIndex = map[string]bool{}
@@ -284,7 +286,7 @@ func (e *Embedded) beforeStart(now time.Time) {
 		return
 	}
 	if a.marks, err = readStoreMarks(e.dir); err != nil {
-		e.log.Warn("job store: its stream marks are unreadable; damage is found from nats-server's reports only", "data_dir", e.dir, "error", err.Error())
+		e.log.Warn("job store: its stream marks are unreadable; damage is found from nats-server's reports only", "data_dir", e.dir, "error", telemetry.FileCause(err), "detail", telemetry.Clip(err.Error()))
 	}
 }
 
@@ -338,7 +340,7 @@ func (e *Embedded) afterStart(now time.Time) {
 	}
 	streams, consumers, err := e.loadedStore(len(a.consumersOnDisk) > 0)
 	if err != nil {
-		e.log.Warn("job store: reading its streams' state", "data_dir", e.dir, "error", err.Error())
+		e.log.Warn("job store: reading its streams' state", "data_dir", e.dir, "error", telemetry.FileCause(err), "detail", telemetry.Clip(err.Error()))
 		return
 	}
 	e.keepStreamMetaAside(now, streams)
@@ -421,7 +423,7 @@ func (e *Embedded) auditLocked(now time.Time, when string) []StreamDamage {
 	a := &e.audit
 	loaded, err := e.loadedStreams()
 	if err != nil {
-		e.log.Warn("job store: reading its streams' state", "data_dir", e.dir, "error", err.Error())
+		e.log.Warn("job store: reading its streams' state", "data_dir", e.dir, "error", telemetry.FileCause(err), "detail", telemetry.Clip(err.Error()))
 		return nil
 	}
 	damage := slices.Clone(a.skipped)
@@ -506,7 +508,7 @@ func (e *Embedded) writeMarksLocked(loaded map[string]loadedStream, clean bool) 
 	}
 	e.audit.marks = m
 	if err := writeStoreMarks(e.dir, m); err != nil {
-		e.log.Warn("job store: writing its stream marks", "data_dir", e.dir, "error", err.Error())
+		e.log.Warn("job store: writing its stream marks", "data_dir", e.dir, "error", telemetry.FileCause(err), "detail", telemetry.Clip(err.Error()))
 	}
 }
 

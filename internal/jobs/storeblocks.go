@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // A KV stream's message block with a record damaged in place between two
@@ -182,7 +184,7 @@ func (e *Embedded) cutDamagedKVBlocks(now time.Time) {
 	a := &e.audit
 	cut, err := cutDamagedBlocks(e.dir, a.onDisk, now.UTC().Format("20060102T150405Z"))
 	if err != nil {
-		e.log.Warn("job store: checking its KV streams' blocks", "data_dir", e.dir, "error", err.Error())
+		e.log.Warn("job store: checking its KV streams' blocks", "data_dir", e.dir, "error", telemetry.FileCause(err), "detail", telemetry.Clip(err.Error()))
 	}
 	for _, st := range slices.Sorted(func(yield func(string) bool) {
 		for n := range cut {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
 // ErrStoreFailing refuses a job, batch or file because the embedded
@@ -288,7 +290,7 @@ func (e *Embedded) tryRecover(backOff bool) bool {
 		return false
 	}
 	if err := e.probe(e.dir); err != nil {
-		e.log.Debug("job store's data directory still refuses writes", "data_dir", e.dir, "error", err.Error())
+		e.log.Debug("job store's data directory still refuses writes", "data_dir", e.dir, "error", telemetry.FileCause(err), "detail", telemetry.Clip(err.Error()))
 		return false
 	}
 	stop, start := e.stopServer, e.restartServer
@@ -298,7 +300,7 @@ func (e *Embedded) tryRecover(backOff bool) bool {
 	e.episode.setRestarting(true)
 	defer e.episode.setRestarting(false)
 	if err := stop(); err != nil {
-		e.log.Warn("job store: stopping its server to recover it", "data_dir", e.dir, "error", err.Error())
+		e.log.Warn("job store: stopping its server to recover it", "data_dir", e.dir, "error", telemetry.FileCause(err), "detail", telemetry.Clip(err.Error()))
 		return false
 	}
 	// Cleared first: lines logged while JetStream starts again belong to
@@ -339,7 +341,7 @@ func (e *Embedded) restartFailed(since time.Time, first string, err error) {
 		level = slog.LevelError
 	}
 	e.log.Log(context.Background(), level, "job store's server did not start again after a disk fault: the job queue is down until it does; retrying with a backoff",
-		"data_dir", e.dir, "error", err.Error(), "tries_in_a_row", n, "next_try", next.UTC().Format(time.RFC3339))
+		"data_dir", e.dir, "error", telemetry.FileCause(err), "detail", telemetry.Clip(err.Error()), "tries_in_a_row", n, "next_try", next.UTC().Format(time.RFC3339))
 }
 
 // jetStreamConfigOf is the JetStream limits srv settled on at its start,

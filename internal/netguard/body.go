@@ -45,15 +45,15 @@ type BodyTimeouts struct {
 // Each read sets the connection's read deadline (http.ResponseController),
 // so a stalled read is really unblocked and its goroutine freed; after a timeout
 // the response says Connection: close, since the rest of the body is still
-// on the wire. The first deadline is set at once: a handler that answers
-// without reading the body leaves net/http to discard it after the
-// handler, and that read must not wait on a stalled client forever either.
+// on the wire. The first deadline is set at once, so that even a read of
+// the body no handler made (net/http's) never waits on a stalled client
+// forever.
 // A writer without deadlines (a job replaying a stored request through the
 // handler) reads untimed: its body is already in memory.
 //
 // Start it before any handler reads the body, and Restore it when the
-// handler is done: net/http decides from its own body type whether an
-// unread rest is small enough to discard or must close the connection. It
+// handler is done, before net/http writes the answer: it closes the
+// connection after an answer that left the body unread (Restore). It
 // is a value so that a caller holds it within its own per-request state
 // (one allocation less per request). The zero value restores nothing.
 type TimedBody struct {
@@ -83,9 +83,28 @@ func (b *TimedBody) StartAt(w http.ResponseWriter, r *http.Request, t BodyTimeou
 
 // Restore puts back the request's own body. A nil *TimedBody restores
 // nothing.
+//
+// A body the handler left neither read to its end nor timed out (an
+// answer given before reading it: 401, 404, 405, a refusal) is still
+// arriving, and net/http would discard its rest (up to 256 KiB, or a
+// chunked one) before it writes the answer's head, under this body's
+// deadline: a client that stalls got its answer only at body_read_timeout,
+// by when send_timeout had usually cut the write, so it got none, while
+// the access line said it had. So the answer closes the connection
+// instead (net/http then writes it at once) and the read deadline is put
+// in the past (net/http's own discard at the body's close stops at once):
+// the connection's lingering close (Linger) reads and drops what the
+// client still sends, within its own bounds. HTTP/2 answers a stream
+// without waiting on its body and has no connection to close for it.
 func (b *TimedBody) Restore() {
-	if b != nil && b.r != nil {
-		b.r.Body = b.orig
+	if b == nil || b.r == nil {
+		return
+	}
+	b.r.Body = b.orig
+	if b.body.err == nil && b.body.deadlines && b.r.ProtoMajor == 1 {
+		b.body.w.Header().Set("Connection", "close")
+		LingerOnClose(b.body.ctx)
+		b.body.rc.SetReadDeadline(time.Unix(1, 0)) // long past
 	}
 }
 

@@ -126,10 +126,11 @@ func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend,
 			res.Err = ErrNoBackend
 			return call{}, stepNext
 		}
-		c := call{b: b, done: done, work: in.Work, busyEpoch: b.BusyEpoch()}
+		c := call{b: b, done: done, work: in.Work, prompt: in.PromptTokens, kvNeed: in.KVNeed, busyEpoch: b.BusyEpoch()}
 		b.AddWork(c.work)
 		if in.Peek.Stream {
-			b.StartWaiting(now)
+			b.AddWaitingKV(c.kvNeed)
+			b.StartWaitingOf(now, c.prompt)
 			c.waiting = true
 		}
 		return c, stepGo
@@ -229,10 +230,12 @@ func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at time.Time) {
 	}
 	switch streamed := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream"); {
 	case streamed && !c.waiting:
-		c.b.StartWaiting(at)
+		c.b.AddWaitingKV(c.kvNeed)
+		c.b.StartWaitingOf(at, c.prompt)
 		c.waiting = true
 	case !streamed && c.waiting:
-		c.b.EndWaiting(f.opt.Now())
+		c.b.AddWaitingKV(-c.kvNeed)
+		c.b.EndWaitingOf(f.opt.Now(), c.prompt)
 		c.waiting = false
 	}
 }

@@ -21,11 +21,24 @@ type call struct {
 	// waiting: a stream marked waiting for its first token (StartWaiting);
 	// FirstToken (fed) or end ends the wait.
 	waiting bool
-	work    int64
-	cpu     bool // a CPU-side slot (Request.CPUOnly): see endCPU
+	// prompt is the request's estimated prompt tokens (Request.PromptTokens),
+	// which its wait counts in the backend's queued prefill
+	// (endpoint.Backend.StartWaitingOf); its end takes the same out.
+	prompt int64
+	work   int64
+	kvNeed int64 // counted on the backend while waiting (Request.KVNeed)
+	cpu    bool  // a CPU-side slot (Request.CPUOnly): see endCPU
 	// busyEpoch is the backend's push-back count when the call started:
 	// its success ends a push-back that came before it (AnsweredSince).
 	busyEpoch uint64
+}
+
+// endWaitingKV removes the call's KV need from its backend's waiting
+// streams at its first token (FirstTokenOf ends the wait itself).
+func (c *call) endWaitingKV() {
+	if c.waiting && !c.fed {
+		c.b.AddWaitingKV(-c.kvNeed)
+	}
 }
 
 // end records the attempt's outcome. clientGone marks attempts cut short by
@@ -37,7 +50,8 @@ func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.D
 	}
 	c.b.AddWork(-c.work)
 	if c.waiting && !c.fed {
-		c.b.EndWaiting(now)
+		c.b.AddWaitingKV(-c.kvNeed)
+		c.b.EndWaitingOf(now, c.prompt)
 	}
 	if c.fed {
 		c.b.ReleaseFed(now, out, latency, retryAfter)

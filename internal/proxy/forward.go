@@ -123,8 +123,16 @@ type Request struct {
 	Work int64
 	// PromptTokens is the prompt's estimated tokens (bytes / 4; 0:
 	// unknown): a stream's first token is judged late against the
-	// backend's prefill of that many (endpoint.Backend.FirstTokenOf).
+	// backend's prefill of that many (endpoint.Backend.FirstTokenOf),
+	// and counted in the backend's queued prefill while it waits
+	// (endpoint.Backend.StartWaitingOf, PrefillRoom).
 	PromptTokens int64
+	// KVNeed is the request's KV need (admission.EstimateKVNeed; 0:
+	// unknown), counted on the backend while its stream waits for its
+	// first token (endpoint.Backend.AddWaitingKV): the tenant ramp's KV
+	// room counts this gateway's requests waiting in an engine at their
+	// own sizes.
+	KVNeed int64
 	// Shared marks an answer that may be stored or sent to other clients:
 	// the backend is asked for an uncompressed body (Accept-Encoding:
 	// identity), so no client is ever handed an encoding it did not ask

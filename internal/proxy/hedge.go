@@ -493,7 +493,10 @@ func (c call) withdrawn(now time.Time, waited time.Duration) {
 		c.b.AbandonCPU()
 	} else {
 		c.b.AddWork(-c.work)
-		c.b.Withdrawn(now, waited)
+		if c.waiting {
+			c.b.AddWaitingKV(-c.kvNeed)
+		}
+		c.b.WithdrawnOf(now, waited, c.prompt)
 	}
 	if c.done != nil {
 		c.done(now, outcome.Ignored, waited)

@@ -213,6 +213,7 @@ func newHedgeRig(t *testing.T, budget *HedgeBudget, queueCapacity int) *hedgeRig
 			Path: "/v1/chat/completions", Header: http.Header{}, Body: body,
 			Peek: openai.Peek{Model: "m", Stream: true}, ServeModel: "m",
 			HedgeAfter: 50 * time.Millisecond, HedgeSlot: r.hedgeSlot, FirstToken: r.firstToken,
+			KVNeed: rigKVNeed,
 		}, sel)
 	}))
 	t.Cleanup(r.front.Close)
@@ -238,6 +239,10 @@ type answer struct {
 // and fires the hedge timer wait later by the test's clock; the send
 // returns once the race has taken the timer, so the hedge decision comes
 // before anything the test does next.
+// rigKVNeed is every rig request's KV need, counted on a backend while
+// its stream waits for its first token (endpoint.Backend.WaitingStreams).
+const rigKVNeed = 777
+
 func (r *hedgeRig) send(wait time.Duration) <-chan answer {
 	answers := r.post()
 	// Neither wait may outlast the request: if it ends first (an error, a

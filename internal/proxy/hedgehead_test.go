@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/endpoint"
 )
 
 // The hedge timer runs from the send: a backend that accepts a stream and
@@ -51,6 +52,12 @@ func TestHedgeRacesHungHeadWhenIdle(t *testing.T) {
 	if r.slow.Failures() != 0 || r.slow.Stalled(now) != 0 || r.fast.Inflight() != 0 {
 		t.Fatalf("hung backend failures %d stalled %v, fast in flight %d; want a withdrawn attempt and every slot ended",
 			r.slow.Failures(), r.slow.Stalled(now), r.fast.Inflight())
+	}
+	// The withdrawn wait takes its KV need with it (branch kvneed).
+	for _, b := range []*endpoint.Backend{r.slow, r.fast} {
+		if streams, kv := b.WaitingStreams(); streams != 0 || kv != 0 {
+			t.Fatalf("%s: %d streams of KV need %d still waiting; want none", b.Name(), streams, kv)
+		}
 	}
 }
 

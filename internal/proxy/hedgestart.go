@@ -153,9 +153,10 @@ func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, t
 	*tried = append(*tried, b)
 	res.Attempts++
 	res.Retries++
-	h.c = call{b: b, done: done, work: in.Work, waiting: true, busyEpoch: b.BusyEpoch()}
+	h.c = call{b: b, done: done, work: in.Work, prompt: in.PromptTokens, kvNeed: in.KVNeed, waiting: true, busyEpoch: b.BusyEpoch()}
 	b.AddWork(h.c.work)
-	b.StartWaiting(now)
+	b.AddWaitingKV(h.c.kvNeed)
+	b.StartWaitingOf(now, h.c.prompt)
 	endWithBackend(h.actx, b, h.cancel)
 	h.wd = startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, f.opt.Now(), f.opt.Now, f.opt.AfterFunc, h.cancel)
 	return h, HedgeNone

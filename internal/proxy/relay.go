@@ -264,6 +264,7 @@ func (f *Forwarder) relayRaw(ctx, actx context.Context, w http.ResponseWriter, c
 				res.TTFB = now.Sub(start)
 				if !c.cpu { // a CPU-side call's time is learnt by nothing
 					prompt := b.FirstTokenOf(now, res.TTFB, in.PromptTokens)
+					c.endWaitingKV()
 					c.fed = true
 					// An error answer sent as an event stream is no
 					// start of generation: a ramp probe answered so

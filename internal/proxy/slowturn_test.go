@@ -110,7 +110,7 @@ func TestStreamAfterFirstSlowAnswerIsHedgedAtOnce(t *testing.T) {
 	defer body.Release()
 	w := httptest.NewRecorder()
 	res := f.Forward(context.Background(), w, &proxy.Request{Path: "/v1/chat/completions", Header: http.Header{},
-		Body: body, Peek: openai.Peek{Model: "sim-model", Stream: true}, ServeModel: "sim-model", HedgeAfter: after},
+		Body: body, Peek: openai.Peek{Model: "sim-model", Stream: true}, ServeModel: "sim-model", HedgeAfter: after, KVNeed: 1234},
 		firstThenOthers{first: turning, others: []*endpoint.Backend{healthyA, healthyB}})
 	if d := <-delays; d != 0 {
 		t.Errorf("hedge delay %v on a backend whose last answer took 400ms, want 0 (at once)", d)
@@ -120,5 +120,18 @@ func TestStreamAfterFirstSlowAnswerIsHedgedAtOnce(t *testing.T) {
 	}
 	if res.Backend == turning || res.Hedge != proxy.HedgeWon {
 		t.Fatalf("served by %s (hedge outcome %d); want a healthy simulator's stream by an at-once hedge", res.Backend.Name(), res.Hedge)
+	}
+	// The loser's wait ends withdrawn (its goroutine, maybe after Forward
+	// returned), the winner's at its first token: then neither backend
+	// still counts the stream's KV need (branch kvneed).
+	hang := time.Now().Add(time.Minute)
+	for _, b := range []*endpoint.Backend{turning, healthyA, healthyB} {
+		streams, kv := b.WaitingStreams()
+		for ; streams > 0 && time.Now().Before(hang); streams, kv = b.WaitingStreams() {
+			time.Sleep(time.Millisecond)
+		}
+		if streams != 0 || kv != 0 {
+			t.Errorf("%s: %d streams of KV need %d still waiting; want none", b.Name(), streams, kv)
+		}
 	}
 }

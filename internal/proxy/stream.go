@@ -91,6 +91,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 					if startKnown(out, &chk) {
 						startPending = false
 						prompt := b.FirstTokenOf(f.opt.Now(), res.TTFB, in.PromptTokens)
+						c.endWaitingKV()
 						c.fed = true
 						if in.Started != nil && !chk.errFirst {
 							in.Started.FirstToken(prompt)
@@ -107,6 +108,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 				startPending = false
 				now := f.opt.Now()
 				prompt := b.FirstTokenOf(now, now.Sub(start), in.PromptTokens)
+				c.endWaitingKV()
 				c.fed = true
 				if in.Started != nil && !chk.errFirst {
 					in.Started.FirstToken(prompt)

@@ -1,7 +1,6 @@
 package scrape
 
 import (
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -37,16 +36,7 @@ func TestFailingLineNamesTheCause(t *testing.T) {
 			var buf logbuf.Buffer
 			s := NewScraper(Config{MaxBody: tc.maxBody}, newClient(t), slog.New(slog.NewJSONHandler(&buf, nil)))
 			s.ScrapeOnce(t.Context(), []*endpoint.Backend{b})
-			var line struct{ Msg, Error, Detail string }
-			if err := json.Unmarshal([]byte(strings.TrimSpace(buf.String())), &line); err != nil {
-				t.Fatalf("%v: %s", err, buf.String())
-			}
-			if !strings.HasPrefix(line.Msg, "backend metrics scrape failing") || line.Error != tc.want {
-				t.Errorf("line %q error %q, want \"backend metrics scrape failing...\" and %q", line.Msg, line.Error, tc.want)
-			}
-			if !strings.Contains(line.Detail, tc.url) {
-				t.Errorf("detail %q does not name the scrape's URL", line.Detail)
-			}
+			buf.CheckFailureLine(t, "backend metrics scrape failing", tc.want, tc.url)
 		})
 	}
 }

@@ -214,6 +214,7 @@ func (s *Scraper) scrape(ctx context.Context, b *endpoint.Backend) (endpoint.Loa
 	// The backend counted its queue just before answering: what this
 	// gateway has outstanding now is what that count already includes.
 	inflight := b.Inflight()
+	waitingStreams, waitingKV := b.WaitingStreams()
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain)) // for reuse only; errors do not matter
@@ -251,6 +252,9 @@ func (s *Scraper) scrape(ctx context.Context, b *endpoint.Backend) (endpoint.Loa
 		At:               now,
 		Expires:          now.Add(s.cfg.StaleAfter),
 		InflightAtScrape: inflight,
+
+		WaitingAtScrape:   waitingStreams,
+		WaitingKVAtScrape: waitingKV,
 	}, nil
 }
 

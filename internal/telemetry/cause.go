@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"strconv"
 	"strings"
@@ -104,4 +105,39 @@ func tlsCause(err error) string {
 		return "tls: the server did not answer in TLS"
 	}
 	return ""
+}
+
+// FileCause names why the gateway's own files (the job store's data
+// directory, its marks) could not be read or written, in a few stable
+// words as NetCause does for requests: "no space left on device",
+// "disk quota exceeded", "read-only file system", "permission denied",
+// "i/o error", "not found", "is a directory", "not a directory", "too
+// many open files". Go's text (`open /var/lib/sluice/jetstream/...: no
+// space left on device`) belongs in a detail field beside it. An error
+// that is no file error is named by NetCause (the store's server is
+// reached over a connection), else CauseUnknown.
+func FileCause(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, syscall.ENOSPC):
+		return "no space left on device"
+	case errors.Is(err, syscall.EDQUOT):
+		return "disk quota exceeded"
+	case errors.Is(err, syscall.EROFS):
+		return "read-only file system"
+	case errors.Is(err, fs.ErrPermission):
+		return "permission denied"
+	case errors.Is(err, syscall.EIO):
+		return "i/o error"
+	case errors.Is(err, fs.ErrNotExist):
+		return "not found"
+	case errors.Is(err, syscall.EISDIR):
+		return "is a directory"
+	case errors.Is(err, syscall.ENOTDIR):
+		return "not a directory"
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return "too many open files"
+	}
+	return NetCause(err, 0)
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -55,6 +58,37 @@ func TestNetCauseNamesRealFailures(t *testing.T) {
 		// the timeout named is the caller's bound, not the test client's
 		if got := NetCause(tc.err, 2*time.Second); got != tc.want {
 			t.Errorf("%s: NetCause(%q) = %q, want %q", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+// FileCause names real failures of real file operations in a few stable
+// words, and leaves what is no file error to NetCause.
+func TestFileCauseNamesRealFailures(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, missing := os.ReadFile(filepath.Join(dir, "missing"))
+	_, isDir := os.ReadFile(dir)
+	_, notDir := os.ReadFile(filepath.Join(file, "x"))
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{missing, "not found"},
+		{isDir, "is a directory"},
+		{notDir, "not a directory"},
+		{fmt.Errorf("writing marks: %w", &os.PathError{Op: "write", Path: file, Err: syscall.ENOSPC}), "no space left on device"},
+		{&os.PathError{Op: "open", Path: file, Err: syscall.EACCES}, "permission denied"},
+		{&os.PathError{Op: "open", Path: file, Err: syscall.EROFS}, "read-only file system"},
+		{syscall.ECONNREFUSED, "connection refused"},
+		{errors.New("nats: something else"), CauseUnknown},
+		{nil, ""},
+	} {
+		if got := FileCause(tc.err); got != tc.want {
+			t.Errorf("FileCause(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }

@@ -1,0 +1,74 @@
+package endpoint
+
+import (
+	"math"
+	"time"
+)
+
+// A backend's free slots are no promise that a stream sent now starts
+// soon: an engine prefills the prompts it was sent before, and a burst of
+// long prompts takes their sum. On a simulator prefilling 2,500 tokens/s
+// (warm, its rate learned), a newcomer's five 2,000-word prompts sent at
+// once beside one still prefilling started 4.3 s after they were sent,
+// and the established tenant's next two streams were refused 503 while
+// its running two stalled 4 s (docs/RELIABILITY.md, branch burstprefill).
+//
+// So once the backend's prefill rate is learned (prefillRate), the
+// prompts of the streams this gateway has waiting there for a first token
+// (StartWaitingOf) are its queued prefill: their tokens over the rate,
+// less the time since the backend last started a stream, began to wait
+// or had a wait withdrawn (what it has prefilled since, at most: the work
+// before a first token went to that stream's prompt, or the batch's, and
+// before a withdrawal to the withdrawn prompt, which leaves the sum; so
+// counting from there errs long). A stream sent now starts that much later than its own
+// prefill, and a burst's k-th stream also after the k-1 before it.
+
+// PrefillRoom is how many streams of promptTokens each (0: unknown) this
+// gateway can still send the backend now so that each starts within
+// within beyond its own prefill, counting what it already runs:
+// Inflight plus as many more as the backend's queued prefill and the
+// prompts before each in the burst leave within within (the first goes
+// if the queued prefill leaves it any time; math.MaxInt for a prompt of
+// unknown size then). priced is false while the backend's prefill rate is
+// not learned: its prefill is not priced. O(1), under the backend's lock.
+func (b *Backend) PrefillRoom(now time.Time, promptTokens int64, within time.Duration) (slots int, priced bool) {
+	inflight := int(b.Inflight())
+	b.mu.Lock()
+	rate, queued := b.queuedPrefillLocked(now)
+	b.mu.Unlock()
+	if rate <= 0 {
+		return 0, false
+	}
+	budget := rate*within.Seconds() - queued
+	switch {
+	case budget < 0:
+		return inflight, true
+	case promptTokens <= 0:
+		return math.MaxInt, true
+	}
+	more := 1 + min(budget/float64(promptTokens), float64(math.MaxInt32))
+	return inflight + int(more), true
+}
+
+// queuedPrefillLocked is the backend's learned prefill rate (0: not
+// learned) and the prompt tokens it is yet to prefill for this gateway's
+// waiting streams at now, at that rate.
+func (b *Backend) queuedPrefillLocked(now time.Time) (rate, queued float64) {
+	r := &b.prefill
+	if r.samples < minPrefillSamples || r.tokensPerSec <= 0 {
+		return 0, 0
+	}
+	if b.waiting == 0 || b.waitTokens <= 0 {
+		return r.tokensPerSec, 0
+	}
+	// A withdrawn wait (a hedge's loser) took its prompt out, so the
+	// prefill before it is counted for none of the others either.
+	since := b.waitSince
+	for _, t := range [...]time.Time{b.lastAnswer, b.withdrawnAt} {
+		if t.After(since) {
+			since = t
+		}
+	}
+	done := r.tokensPerSec * max(now.Sub(since), 0).Seconds()
+	return r.tokensPerSec, max(float64(b.waitTokens)-done, 0)
+}
