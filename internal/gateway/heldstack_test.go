@@ -56,7 +56,7 @@ func parkedStreamBackend(t testing.TB) string {
 // reports the process's stack memory per held stream (stack-KiB/stream),
 // with client and backend held without goroutines: the connection's
 // goroutine and net/http's background read of the client (2 KiB) are all
-// there is. ~10.5 since the first write runs on a worker (firstsend.go
+// there is. ~10.5 since the first write runs on a worker (deepcall.go
 // in proxy): the connection's goroutine at 8 KiB (18.2 before, at 16).
 // Run with STACKPROBE=1 GOTRACEBACK=system to find where it grows past
 // 8 KiB: the stack limit is set to 8 KiB once the first stream is held,

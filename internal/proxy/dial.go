@@ -30,7 +30,9 @@ type upstreamDialer struct {
 	// deep runs the plain dials, which the lean client makes on the
 	// request's goroutine, on a stack of their own (deepcall.go):
 	// net's dial is ~2 KiB of frames under the chain's. (net/http's
-	// transport, which dials TLS, dials on goroutines of its own.)
+	// transport dials on goroutines of its own: its plain dials, through
+	// DialPlain too, gain nothing from the worker and pay one hand-off a
+	// new connection.)
 	deep *deepCalls
 }
 
