@@ -339,9 +339,19 @@ func (q *Queue) park(w *waiter) {
 // again back into the schedule, in arrival order, freshly tagged (a held
 // request gets no credit for its wait, as an idle flow gets none).
 func (q *Queue) unparkFreed(now time.Time, capacity int) {
-	if len(q.parked) == 0 {
-		return
+	if len(q.parked) != 0 {
+		q.unparkParked(now, capacity)
 	}
+}
+
+// unparkParked is unparkFreed with waiters parked. Its frame (~850 bytes:
+// the map of decisions is on the stack) is apart from the check, which
+// runs at every grant: a stream's hedge slot is granted from under the
+// relay's frames, where those bytes grew the held stream's goroutine
+// stack past 8 KiB (BenchmarkHeldStreamStack).
+//
+//go:noinline
+func (q *Queue) unparkParked(now time.Time, capacity int) {
 	type key struct {
 		tenant  string
 		streams bool

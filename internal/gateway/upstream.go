@@ -97,28 +97,43 @@ type upstreamCall struct {
 	// follower (or a leader answered in the other shape) may still need
 	// to send its request alone (serveCoalesced, goAlone).
 	handsBody bool
+	// fwd and sel are forward's request to the proxy and its selector,
+	// kept here rather than in forward's frame (~700 bytes under every
+	// held stream's wait, where the h1 client's read of the answer's head
+	// then grew the stack past 8 KiB: BenchmarkHeldStreamStack).
+	fwd proxy.Request
+	sel selector
 }
 
 // forward sends the call to a backend of served and relays the answer to w.
 // A cacheable call's answer is asked unencoded and carries its
 // Cache-Control.
 func (rt *Runtime) forward(ctx context.Context, w http.ResponseWriter, served *Pool, c *upstreamCall, capture *proxy.Capture) proxy.Result {
-	sel := selector{pool: served, req: routing.Request{Model: served.Model, Work: c.cost, CPU: c.cpuOnly},
+	rt.prepareForward(ctx, served, c, capture)
+	defer func() { c.slotWaited = c.sel.waited }()
+	return rt.forwarder.Forward(ctx, w, &c.fwd, &c.sel)
+}
+
+// prepareForward sets c.fwd and c.sel for forward, in a frame of its own
+// that has returned before the relay runs.
+//
+//go:noinline
+func (rt *Runtime) prepareForward(ctx context.Context, served *Pool, c *upstreamCall, capture *proxy.Capture) {
+	c.sel = selector{pool: served, req: routing.Request{Model: served.Model, Work: c.cost, CPU: c.cpuOnly},
 		ctx: ctx, slotWait: rt.slotWait(served, c)}
-	defer func() { c.slotWaited = sel.waited }()
 	if c.peek.API == openai.APIResponses {
-		rt.responsesSelector(&sel, served, c)
+		rt.responsesSelector(&c.sel, served, c)
 	} else if routing.UsesPrefixKey(served.Policy) { // the prompt decode is paid only where it is used
-		sel.req.PrefixKey = openai.PrefixKey(c.body.Bytes(), prefixKeyChars)
+		c.sel.req.PrefixKey = openai.PrefixKey(c.body.Bytes(), prefixKeyChars)
 	}
-	return rt.forwarder.Forward(ctx, w, &proxy.Request{
+	c.fwd = proxy.Request{
 		Path: c.path, RawQuery: c.rawQuery, Header: c.header, Body: c.body,
 		Peek: c.peek, ServeModel: served.Model, RequestID: c.reqID, ForwardedFor: c.forwardedFor, Capture: capture,
 		Work: int64(c.cost), PromptTokens: c.promptTokens(), KVNeed: c.kvNeedTokens(), Shared: c.plan.key != "", CacheControl: c.plan.leadCC, AnyShape: c.anyShape, CPUOnly: c.cpuOnly, Endpoint: c.ep, CountText: c.countText, Budget: c.budget, Metered: c.metered,
 		SideEffects: c.keepID || c.peek.Store, ReleaseBody: c.handsBody,
 		FirstToken: rt.firstTokenBound(served, c), HedgeAfter: rt.hedgeAfter(served, c), HedgeSlot: served.hedgeSlot,
 		Started: c.started(),
-	}, &sel)
+	}
 }
 
 // promptTokens is the call's proxy.Request.PromptTokens: its body's bytes

@@ -27,10 +27,17 @@ type upstreamDialer struct {
 	// count, when not nil, counts the connections (net/http's
 	// transports; the lean client counts its own).
 	count *connCount
+	// deep runs the plain dials, which the lean client makes on the
+	// request's goroutine, on a stack of their own (deepcall.go):
+	// net's dial is ~2 KiB of frames under the chain's. (net/http's
+	// transport dials on goroutines of its own: its plain dials, through
+	// DialPlain too, gain nothing from the worker and pay one hand-off a
+	// new connection.)
+	deep *deepCalls
 }
 
 func newUpstreamDialer(connectTimeout time.Duration, count *connCount) *upstreamDialer {
-	d := &upstreamDialer{count: count}
+	d := &upstreamDialer{count: count, deep: newDeepCalls()}
 	d.autotuned = net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	d.bounded = d.autotuned
 	d.bounded.Control = receiveBufferBefore(UpstreamReceiveBuffer)
@@ -40,7 +47,9 @@ func newUpstreamDialer(connectTimeout time.Duration, count *connCount) *upstream
 // DialPlain dials a plain TCP connection to addr (http://), its receive
 // buffer bounded.
 func (d *upstreamDialer) DialPlain(ctx context.Context, network, addr string) (net.Conn, error) {
-	nc, err := d.bounded.DialContext(ctx, network, addr)
+	var nc net.Conn
+	var err error
+	d.deep.run(newDeepCall(func() { nc, err = d.bounded.DialContext(ctx, network, addr) }))
 	if err != nil {
 		return nil, err
 	}

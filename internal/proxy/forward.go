@@ -85,6 +85,7 @@ type Forwarder struct {
 	// dates is the Date of relayed answers, by opt.Now at the head's
 	// write: the gateway's clock, not the backend's (isBackendOrigin).
 	dates httpdate.Cache
+	deep  *deepCalls // runs streams' first writes (deepcall.go)
 }
 
 // NewForwarder builds a Forwarder.
@@ -98,7 +99,7 @@ func NewForwarder(opt Options) *Forwarder {
 	if opt.AfterFunc == nil {
 		opt.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
-	return &Forwarder{opt: opt}
+	return &Forwarder{opt: opt, deep: newDeepCalls()}
 }
 
 // Request is one inbound inference request, body already read.

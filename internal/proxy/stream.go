@@ -79,6 +79,7 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 			held = append(held, out...) // out is the check's until the next feed
 			out = nil
 		}
+		first := len(out) > 0 && !res.Written
 		if len(out) > 0 {
 			if !res.Written { // the first valid event: the first token, unless a keep-alive
 				f.commit(w, b, resp, in, start, res)
@@ -134,11 +135,13 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 			if in.Capture != nil {
 				in.Capture.write(out)
 			}
-			if _, writeErr = f.toClient(w, wd, out); writeErr != nil {
-				break
-			}
-			if flusher != nil {
+			if first { // on a worker's stack: it writes the head (deepcall.go)
+				writeErr = f.firstWrite(sb.first, w, flusher, wd, out)
+			} else if _, writeErr = f.toClient(w, wd, out); writeErr == nil && flusher != nil {
 				flusher.Flush()
+			}
+			if writeErr != nil {
+				break
 			}
 			if in.ReleaseBody && !res.BodyReleased {
 				releaseBody(in, res) // the head and first event are out

@@ -125,6 +125,7 @@ func (t *usageTail) remember(p []byte) {
 type streamBufs struct {
 	small [smallRead]byte
 	usage usageTail
+	first *firstSend // the stream's first write (deepcall.go)
 }
 
-var streamBufsPool = sync.Pool{New: func() any { return new(streamBufs) }}
+var streamBufsPool = sync.Pool{New: func() any { return &streamBufs{first: newFirstSend()} }}
