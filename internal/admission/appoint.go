@@ -80,8 +80,7 @@ type appointments struct {
 	counted time.Time
 	// shows is the pool's record of appointments kept (the slot hold's
 	// share: slots are not the tenant's); tenants each tenant's own, for
-	// its advice (kept only while the tenant has a book, end, and pruned
-	// with it: recordOf): one tenant's clients that come back
+	// its advice (bounded like end): one tenant's clients that come back
 	// do not make another's no-shows a backlog.
 	shows
 	tenants map[string]*shows
@@ -115,36 +114,29 @@ func (a *shows) outcome(kept bool) {
 // record counts an appointment's outcome for the pool and its tenant.
 func (a *appointments) record(tenant string, kept bool) {
 	a.outcome(kept)
-	if t := a.recordOf(tenant); t != nil {
-		t.outcome(kept)
-	}
-}
-
-// recordOf is tenant's record, made if the tenant has a book (end): a
-// record lives and is pruned with its tenant's book. An appointment that
-// comes due after its tenant's book was forgotten counts for the pool
-// only: made then, nothing pruned the record, and tenants rotating
-// addresses (open mode) filled the map with records of tenants long gone.
-func (a *appointments) recordOf(tenant string) *shows {
-	if t := a.tenants[tenant]; t != nil {
-		return t
-	}
-	if _, booked := a.end[tenant]; !booked || len(a.tenants) >= maxAppointments {
-		return nil
-	}
 	if a.tenants == nil {
 		a.tenants = make(map[string]*shows)
 	}
-	t := &shows{}
-	a.tenants[tenant] = t
-	return t
+	t := a.tenants[tenant]
+	if t == nil && len(a.tenants) < maxAppointments {
+		t = &shows{}
+		a.tenants[tenant] = t
+	}
+	if t != nil {
+		t.outcome(kept)
+	}
 }
 
 // countLate counts one more appointment of tenant late.
 func (a *appointments) countLate(tenant string) {
 	a.late++
-	if t := a.recordOf(tenant); t != nil {
+	if t := a.tenants[tenant]; t != nil {
 		t.late++
+	} else if len(a.tenants) < maxAppointments {
+		if a.tenants == nil {
+			a.tenants = make(map[string]*shows)
+		}
+		a.tenants[tenant] = &shows{late: 1}
 	}
 }
 

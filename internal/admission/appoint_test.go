@@ -2,7 +2,6 @@ package admission
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -239,45 +238,5 @@ func TestOneTenantsShowsDoNotSpaceAnothersNoShows(t *testing.T) {
 	fresh := refuse(t, q, Request{Tenant: "gone", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: 1000})
 	if fresh.RetryAfter > 10*time.Second || strings.Contains(fresh.Message, "booked") {
 		t.Fatalf("the no-show tenant's fresh refusal: Retry-After %v (%s); want its own estimate, a few seconds", fresh.RetryAfter, fresh.Message)
-	}
-}
-
-// A tenant's record of kept appointments lives only while the tenant has a
-// book: in open mode tenants are client addresses, and one rotating them
-// (each refused once, never back) must not leave records behind. Before,
-// an appointment that came due after its tenant's book was forgotten
-// recreated the record, which nothing then pruned: the map filled to
-// maxAppointments with tenants long gone, and every new tenant read the
-// pool's record for good.
-func TestRotatingTenantsLeaveNoRecords(t *testing.T) {
-	q, clk, _ := appointmentQueue(t)
-	for round := range 3 {
-		var last *Rejection
-		for i := range 50 {
-			tenant := fmt.Sprintf("addr-%d-%d", round, i)
-			last = refuse(t, q, Request{Tenant: tenant, Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: uint64(round*1000 + i + 1)})
-		}
-		// Their books end at their appointments; forgotten while the
-		// appointments' grace still runs (a full book prunes them), then
-		// the clients' advice and grace pass without them.
-		clk.Advance(last.RetryAfter + time.Millisecond)
-		q.mu.Lock()
-		q.pruneAppointments(clk.Now())
-		q.mu.Unlock()
-		clk.Advance(last.RetryAfter + appointmentGrace + time.Second)
-		q.mu.Lock()
-		q.countAppointments(clk.Now())
-		q.mu.Unlock()
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	var orphans int
-	for tenant := range q.appts.tenants {
-		if _, booked := q.appts.end[tenant]; !booked {
-			orphans++
-		}
-	}
-	if orphans > 0 {
-		t.Fatalf("%d tenant records without a book (of %d records, %d books); want none", orphans, len(q.appts.tenants), len(q.appts.end))
 	}
 }
