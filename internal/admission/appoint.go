@@ -2,7 +2,6 @@ package admission
 
 import (
 	"fmt"
-	"math"
 	"time"
 )
 
@@ -20,11 +19,9 @@ import (
 //     (the wait ahead of it beyond its deadline), and after the work of its
 //     tenant's requests refused before it that will come back has drained.
 //     The book ahead of a refusal (to its tenant's last appointment, plus
-//     the refusal's own drain time) counts times the share of the
-//     tenant's appointments recently kept on time (showShare; the pool's
-//     until the tenant has a record): refused demand is a backlog only as
-//     far as it comes back, and one tenant's clients coming back do not
-//     make another's no-shows one. In a burst of
+//     the refusal's own drain time) counts times the share of
+//     appointments recently kept on time (showShare): refused demand is
+//     a backlog only as far as it comes back. In a burst of
 //     clients that do come back the advice grows with the burst, which is
 //     the truth; a tenant refused often is spaced out, one refused rarely
 //     comes back soon. Clients that do not come back (one-shot, or SDKs
@@ -40,14 +37,8 @@ import (
 //     second or two and came back into the burst: 56% of the honesty
 //     test's retries served, against 96%). Before any outcome is known
 //     the book is read whole, as clients that come back expect; the first
-//     appointment not kept lowers it. An appointment counts as not kept,
-//     for the advice, as soon as a client that waited what it was told
-//     (Retry-After in whole seconds) would be there, and a second more
-//     (late): waiting for
-//     its grace to pass as well advised the whole book (a minute and
-//     more) for the first seconds of a burst of no-shows while fresh
-//     requests were served seconds later. One that comes back late but
-//     within its grace is still honoured and counted kept.
+//     missed appointment (its grace past, a few seconds into a burst of
+//     no-shows) lowers it.
 //
 //   - A request that comes back at its appointment (the same tenant, path
 //     and body, from the advised time to a grace period after it) goes to
@@ -78,30 +69,16 @@ type appointments struct {
 	// the time counted; recounted at most every reserveRecount.
 	due     int
 	counted time.Time
-	// shows is the pool's record of appointments kept (the slot hold's
-	// share: slots are not the tenant's); tenants each tenant's own, for
-	// its advice (bounded like end): one tenant's clients that come back
-	// do not make another's no-shows a backlog.
-	shows
-	tenants map[string]*shows
-}
-
-// shows counts appointments kept on time and not (late or never), decayed
-// per event: slots are held, and the book is read, only for the share of
-// clients that do come back as told.
-type shows struct {
+	// kept and missed count appointments kept on time and not (late or
+	// never), decayed per event: slots are held only for the share of
+	// clients that do come back as told.
 	kept, missed float64
-	// late is how many appointments, as counted at the time counted, are
-	// past the time a client following its advice would be back
-	// (lateAt) and within their grace: not kept yet, counted as missed
-	// for the advice (showShare) until they are.
-	late int
 }
 
 // keepDecay is the weight left to the past per appointment kept or missed.
 const keepDecay = 1 - 1.0/64
 
-func (a *shows) outcome(kept bool) {
+func (a *appointments) outcome(kept bool) {
 	a.kept *= keepDecay
 	a.missed *= keepDecay
 	if kept {
@@ -111,57 +88,9 @@ func (a *shows) outcome(kept bool) {
 	}
 }
 
-// record counts an appointment's outcome for the pool and its tenant.
-func (a *appointments) record(tenant string, kept bool) {
-	a.outcome(kept)
-	if a.tenants == nil {
-		a.tenants = make(map[string]*shows)
-	}
-	t := a.tenants[tenant]
-	if t == nil && len(a.tenants) < maxAppointments {
-		t = &shows{}
-		a.tenants[tenant] = t
-	}
-	if t != nil {
-		t.outcome(kept)
-	}
-}
-
-// countLate counts one more appointment of tenant late.
-func (a *appointments) countLate(tenant string) {
-	a.late++
-	if t := a.tenants[tenant]; t != nil {
-		t.late++
-	} else if len(a.tenants) < maxAppointments {
-		if a.tenants == nil {
-			a.tenants = make(map[string]*shows)
-		}
-		a.tenants[tenant] = &shows{late: 1}
-	}
-}
-
-// unlate takes back one of tenant's appointments counted late: it is an
-// outcome now.
-func (a *appointments) unlate(tenant string) {
-	a.late = max(a.late-1, 0)
-	if t := a.tenants[tenant]; t != nil {
-		t.late = max(t.late-1, 0)
-	}
-}
-
-// shareOf is the share of tenant's book its refusals' advice counts: the
-// tenant's own record once it has one, else the pool's (1 before any
-// outcome at all).
-func (a *appointments) shareOf(tenant string) float64 {
-	if t := a.tenants[tenant]; t != nil && (t.kept+t.missed > 0 || t.late > 0) {
-		return t.showShare()
-	}
-	return a.showShare()
-}
-
 // keptShare is the decayed share of appointments kept on time; 0 before
 // any is known, so nothing is held for clients not yet seen coming back.
-func (a *shows) keptShare() float64 {
+func (a *appointments) keptShare() float64 {
 	if a.kept+a.missed <= 0 {
 		return 0
 	}
@@ -169,24 +98,17 @@ func (a *shows) keptShare() float64 {
 }
 
 // showShare is the share of the book a refusal's advice counts: the
-// decayed share of appointments kept on time, the late ones counted as
-// missed just now, 1 before any is known (the book read whole, as before
-// any client was seen not coming back).
-func (a *shows) showShare() float64 {
-	kept, missed := a.kept, a.missed
-	if a.late > 0 {
-		left := math.Pow(keepDecay, float64(a.late))
-		kept, missed = kept*left, missed*left+(1-left)/(1-keepDecay)
-	}
-	if kept+missed <= 0 {
+// decayed share of appointments kept on time, 1 before any is known (the
+// book read whole, as before any client was seen not coming back).
+func (a *appointments) showShare() float64 {
+	if a.kept+a.missed <= 0 {
 		return 1
 	}
-	return kept / (kept + missed)
+	return a.keptShare()
 }
 
 type appointment struct {
 	at, booked time.Time
-	tenant     string
 }
 
 const (
@@ -203,14 +125,6 @@ const (
 	// holds a slot: clients' own latency, not the whole grace, so slots
 	// held for no-shows are soon given back.
 	reserveOverdue = 250 * time.Millisecond
-	// showLate is how long past the time its advice pointed to (Retry-After
-	// in whole seconds) a client that follows it is still on its way:
-	// clients' own latency and a loaded machine's. Past it the
-	// appointment counts as missed for the advice (appointments.late).
-	// At 500 ms the honesty test's clients, on a machine at load 10-25,
-	// were counted late often enough to shorten the advice of those
-	// refused after them (91.6-91.8% of retries served, base 94-96%).
-	showLate = time.Second
 	// reserveRecount bounds how often the book is scanned for due
 	// appointments (a scan is O(book), the book up to maxAppointments).
 	reserveRecount = 100 * time.Millisecond
@@ -262,8 +176,7 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 	}
 	// The advice counts the book as far as refused clients come back:
 	// with none seen coming back, the refusal's own estimate alone.
-	q.countAppointments(now)
-	if due := now.Add(time.Duration(float64(end.Sub(now)) * q.appts.shareOf(r.Tenant))); due.After(at) {
+	if due := now.Add(time.Duration(float64(end.Sub(now)) * q.appts.showShare())); due.After(at) {
 		at = due
 	}
 	if at.After(limit) {
@@ -277,7 +190,7 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 			q.pruneAppointments(now)
 		}
 		if len(q.appts.at) < maxAppointments {
-			q.appts.at[fp] = appointment{at: at, booked: now, tenant: r.Tenant}
+			q.appts.at[fp] = appointment{at: at, booked: now}
 		}
 	}
 	return at.Sub(now)
@@ -310,10 +223,7 @@ func (q *Queue) keepsAppointment(fp uint64, now time.Time) bool {
 	}
 	delete(q.appts.at, fp)
 	onTime := !now.After(a.at.Add(a.grace()))
-	q.appts.record(a.tenant, onTime)
-	if now.After(q.lateAt(a)) {
-		q.appts.unlate(a.tenant) // counted late: it is an outcome now
-	}
+	q.appts.outcome(onTime)
 	if q.appts.due > 0 && !now.Before(a.at.Add(-appointmentEarly)) && !now.After(a.at.Add(reserveOverdue)) {
 		q.appts.due-- // its held slot is the one it takes now
 	}
@@ -327,53 +237,25 @@ func (q *Queue) keepsAppointment(fp uint64, now time.Time) bool {
 // Recounted at most every reserveRecount; the scan also forgets
 // appointments whose grace has passed.
 func (q *Queue) reserved(now time.Time, capacity int) int {
-	q.countAppointments(now)
-	held := int(float64(q.appts.due)*q.appts.keptShare() + 0.5)
-	return min(held, max(capacity, 0))
-}
-
-// countAppointments recounts, at most every reserveRecount, the
-// appointments due now (appointments.due) and those late
-// (appointments.late), and forgets those whose grace has passed (missed).
-func (q *Queue) countAppointments(now time.Time) {
 	if len(q.appts.at) == 0 {
 		q.appts.due = 0
-		q.appts.clearLate()
-		return
+		return 0
 	}
-	if !now.Before(q.appts.counted) && now.Sub(q.appts.counted) < reserveRecount {
-		return
-	}
-	ahead := now.Add(time.Duration(q.drain.meanHold() * float64(time.Second)))
-	q.appts.due, q.appts.counted = 0, now
-	q.appts.clearLate()
-	for fp, a := range q.appts.at {
-		switch {
-		case now.After(a.at.Add(a.grace())):
-			delete(q.appts.at, fp)
-			q.appts.record(a.tenant, false)
-		case !a.at.Add(-appointmentEarly).After(ahead) && !now.After(a.at.Add(reserveOverdue)):
-			q.appts.due++
-		case now.After(q.lateAt(a)):
-			q.appts.countLate(a.tenant)
+	if now.Before(q.appts.counted) || now.Sub(q.appts.counted) >= reserveRecount {
+		ahead := now.Add(time.Duration(q.drain.meanHold() * float64(time.Second)))
+		q.appts.due, q.appts.counted = 0, now
+		for fp, a := range q.appts.at {
+			switch {
+			case now.After(a.at.Add(a.grace())):
+				delete(q.appts.at, fp)
+				q.appts.outcome(false)
+			case !a.at.Add(-appointmentEarly).After(ahead) && !now.After(a.at.Add(reserveOverdue)):
+				q.appts.due++
+			}
 		}
 	}
-}
-
-// clearLate zeroes the late counts before a recount.
-func (a *appointments) clearLate() {
-	a.late = 0
-	for _, t := range a.tenants {
-		t.late = 0
-	}
-}
-
-// lateAt is when a client that waited as advised (Retry-After: the wait
-// to the appointment in whole seconds, rounded up, at least
-// MinRetryAfter) and then showLate more has not come back.
-func (q *Queue) lateAt(a appointment) time.Time {
-	advised := max(time.Duration(math.Ceil(a.at.Sub(a.booked).Seconds()))*time.Second, q.cfg.MinRetryAfter)
-	return a.booked.Add(advised + showLate)
+	held := int(float64(q.appts.due)*q.appts.keptShare() + 0.5)
+	return min(held, max(capacity, 0))
 }
 
 // appointedHead removes and returns a queued waiter keeping an appointment
@@ -405,13 +287,12 @@ func (q *Queue) pruneAppointments(now time.Time) {
 	for fp, a := range q.appts.at {
 		if now.After(a.at.Add(a.grace())) {
 			delete(q.appts.at, fp)
-			q.appts.record(a.tenant, false)
+			q.appts.outcome(false)
 		}
 	}
 	for t, end := range q.appts.end {
 		if end.Before(now) {
 			delete(q.appts.end, t)
-			delete(q.appts.tenants, t) // a fresh book starts from the pool's record
 		}
 	}
 }

@@ -2,7 +2,6 @@ package admission
 
 import (
 	"errors"
-	"math"
 	"strings"
 	"testing"
 	"time"
@@ -158,85 +157,5 @@ func TestAppointmentsKeptFirstComeFirstServed(t *testing.T) {
 	}
 	if !(first.finish < second.finish && second.finish < fresh.finish) {
 		t.Fatalf("tags %.0f %.0f %.0f must increase along the flow", first.finish, second.finish, fresh.finish)
-	}
-}
-
-// A no-show is seen as soon as a client that waited what it was told would
-// be back, not only when its grace has passed: a fresh refusal then gets
-// its own estimate. Waiting for the grace advised the whole book (a
-// minute and more) for the first seconds of a burst of one-shot clients
-// while fresh requests were served seconds later.
-func TestNoShowSeenWhenItsAdviceIsUp(t *testing.T) {
-	q, clk, _ := appointmentQueue(t)
-	first := refuse(t, q, Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: 1})
-	for fp := uint64(2); fp <= 60; fp++ {
-		refuse(t, q, Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: fp})
-	}
-	// Told first.RetryAfter in whole seconds; not back showLate after it,
-	// and still within its grace.
-	advised := time.Duration(math.Ceil(first.RetryAfter.Seconds())) * time.Second
-	clk.Advance(advised + showLate + time.Millisecond)
-	if advised+showLate >= first.RetryAfter+appointmentGrace {
-		t.Fatalf("the test needs the late point (%v) before the grace's end (%v)", advised+showLate, first.RetryAfter+appointmentGrace)
-	}
-	fresh := refuse(t, q, Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: 1000})
-	if fresh.RetryAfter > 10*time.Second || strings.Contains(fresh.Message, "booked") {
-		t.Fatalf("fresh refusal after a no-show whose advice is up: Retry-After %v (%s); want its own estimate, a few seconds", fresh.RetryAfter, fresh.Message)
-	}
-}
-
-// A client back late but within its grace is honoured and counted kept:
-// the book is read whole again for the clients that come back.
-func TestLateShowWithinGraceCountsKept(t *testing.T) {
-	q, clk, _ := appointmentQueue(t)
-	q.appts.outcome(true)
-	first := refuse(t, q, Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: 1})
-	advised := time.Duration(math.Ceil(first.RetryAfter.Seconds())) * time.Second
-	clk.Advance(advised + showLate + time.Millisecond)
-	q.mu.Lock()
-	q.countAppointments(clk.Now())
-	late, share := q.appts.late, q.appts.showShare()
-	q.mu.Unlock()
-	if late != 1 || share >= 1 {
-		t.Fatalf("late %d, share of the book read %.2f; want 1 late, less than the whole book", late, share)
-	}
-	back := submitT(t, q, Request{Tenant: "c", Cost: 100, Fingerprint: 1})
-	if !back.appointed {
-		t.Fatal("a client back within its grace keeps its appointment")
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.appts.late != 0 || q.appts.showShare() != 1 {
-		t.Fatalf("late %d, share %.2f after the late client came back; want 0 and the whole book", q.appts.late, q.appts.showShare())
-	}
-}
-
-// Each tenant's book is read by its own clients' record: a tenant whose
-// clients come back as told does not make another tenant's no-shows a
-// backlog. With one share per model, the no-show tenant's fresh refusal
-// was told nine tenths of its book (a minute and a half).
-func TestOneTenantsShowsDoNotSpaceAnothersNoShows(t *testing.T) {
-	q, clk, _ := appointmentQueue(t)
-	for fp := uint64(1); fp <= 10; fp++ {
-		rej := refuse(t, q, Request{Tenant: "back", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: fp})
-		clk.Advance(rej.RetryAfter)
-		if back := submitT(t, q, Request{Tenant: "back", Cost: 100, Fingerprint: fp}); !back.appointed {
-			t.Fatalf("client %d came back at its appointment and was not counted", fp)
-		}
-		q.mu.Lock()
-		q.appointedHead() // out of the queue: its service is not the test's
-		q.mu.Unlock()
-	}
-	first := refuse(t, q, Request{Tenant: "gone", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: 100})
-	for fp := uint64(101); fp <= 160; fp++ {
-		refuse(t, q, Request{Tenant: "gone", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: fp})
-	}
-	clk.Advance(first.RetryAfter + appointmentGrace + time.Millisecond) // the first is a no-show
-	q.mu.Lock()
-	q.pruneAppointments(clk.Now())
-	q.mu.Unlock()
-	fresh := refuse(t, q, Request{Tenant: "gone", Cost: 100, Deadline: clk.Now().Add(time.Second), Fingerprint: 1000})
-	if fresh.RetryAfter > 10*time.Second || strings.Contains(fresh.Message, "booked") {
-		t.Fatalf("the no-show tenant's fresh refusal: Retry-After %v (%s); want its own estimate, a few seconds", fresh.RetryAfter, fresh.Message)
 	}
 }

@@ -368,40 +368,18 @@ func (q *Queue) targetReviewRejection(w *waiter, now time.Time, ahead, left time
 
 // shedRejection refuses a waiter at its congested class's delay target.
 // Its Retry-After is the time the work now queued at its class and above
-// takes to drain (servedAhead): when a retry would find a queue no longer
-// than this one.
+// takes to drain: when a retry would find a queue no longer than this one.
 func (q *Queue) shedRejection(w *waiter, now time.Time, capacity int) *Rejection {
+	var ahead float64
+	for _, c := range q.classes[:w.req.Class+1] {
+		ahead += c.cost
+	}
 	rej := q.rejection(Shed, w.req.Tenant, now.Sub(w.enqueued), 0)
-	rej.RetryAfter = min(max(q.drain.waitFor(q.servedAhead(w.req.Class, capacity), capacity), q.cfg.MinRetryAfter), q.cfg.MaxRetryAfter)
+	rej.RetryAfter = min(max(q.drain.waitFor(ahead, capacity), q.cfg.MinRetryAfter), q.cfg.MaxRetryAfter)
 	// The message states the estimate Retry-After follows: a shed
 	// request's "waited 500ms" beside Retry-After: 55 read as arbitrary.
 	rej.Message += fmt.Sprintf("; the work queued at its priority and above is estimated to drain in %s", waitText(rej.RetryAfter))
 	return rej
-}
-
-// servedAhead is the work queued at class and above that the pool will
-// serve rather than refuse. A class with a delay target drains its queue
-// within the target: every waiter is started, or refused, when it has
-// waited that long (its review), so no more of the class's queue is served
-// than the pool drains in the target, and a retry waits behind none of the
-// rest. Counting all of it told the first seconds of a cold burst 46-62 s:
-// until the first completion is measured the queue does not refuse
-// arrivals on the prior's estimate (QueueUnmeasured), so it held what
-// arrived in a whole target (200 streams at 400 req/s), every one of them
-// to be shed at the target, while the pool served the next request
-// seconds later; once measured, arrivals past the target are refused and
-// the queue is that short anyway.
-func (q *Queue) servedAhead(class Class, capacity int) float64 {
-	rate := q.drain.perSlot() * float64(max(capacity, 0))
-	var ahead float64
-	for _, c := range q.classes[:class+1] {
-		cost := c.cost
-		if c.delay.on() {
-			cost = min(cost, c.delay.target.Seconds()*rate)
-		}
-		ahead += cost
-	}
-	return ahead
 }
 
 // waitLeft re-estimates how long a queued waiter still has to wait: the
