@@ -333,3 +333,33 @@ func TestDelayTargetKeptWaiterRefusedAtLatest(t *testing.T) {
 		t.Fatalf("refused after %v", rej.Waited)
 	}
 }
+
+// Before the first completion is measured a cold burst queues (QueueUnmeasured)
+// and is shed at its target; a shed request is told the time the work the
+// pool will serve takes to drain, about the target, not the whole queue's
+// at the prior rate (every waiter of which is shed at its target too):
+// that told the first seconds of a 400 req/s burst 46-62 s while the pool
+// served the next request seconds later.
+func TestColdBurstShedIsToldTheTargetsDrain(t *testing.T) {
+	clk := newFakeClock()
+	var targets [MaxClass + 1]time.Duration
+	targets[Interactive] = 500 * time.Millisecond
+	q := NewQueue(QueueConfig{Name: "m", Fair: true, Targets: targets, QueueUnmeasured: true}, newCapacity(4).get, clk.Now)
+	for range 4 {
+		grantedT(t, q, Request{Tenant: "a", Cost: 800})
+	}
+	var queued []*waiter
+	for range 200 {
+		queued = append(queued, submitT(t, q, Request{Tenant: "a", Cost: 800}))
+	}
+	clk.Advance(targets[Interactive])
+	q.Kick()
+	rej := refusedWith(t, queued[1], Shed) // the head is about to start: kept
+	// 199 × 800 units at the prior's 100 per slot-second on 4 slots: 400 s.
+	if rej.RetryAfter > 2*time.Second {
+		t.Fatalf("shed at the target of a cold burst: Retry-After %v (%s); want about the target's drain, a second or two", rej.RetryAfter, rej.Message)
+	}
+	if want := "estimated to drain in " + waitText(rej.RetryAfter); !strings.Contains(rej.Message, want) {
+		t.Fatalf("shed message %q does not state its Retry-After %v", rej.Message, rej.RetryAfter)
+	}
+}
