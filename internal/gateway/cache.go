@@ -263,7 +263,7 @@ func (rt *Runtime) cacheKey(parsed *cache.Parsed, body []byte, s cache.Scope) (s
 // before the cache sets one; a flight's follower deletes any (coalesce.go).
 // xcache is X-Cache's value as a shared slice (hitValue, ...): a hit then
 // runs no switch over the names (the code lines a hit spans are its cost,
-// docs/BENCHMARKS.md §9 Step 5).
+// docs/BENCHMARKS.md §9 Step 5, branch hitpath).
 func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek *openai.Peek, age int, xcache []string, cc, model string) (int, bool) {
 	var data []byte
 	var err error

@@ -54,8 +54,9 @@ type deadliner interface {
 type counter interface{ Inc() }
 
 // init sets up a zero sendWriter in place (guard's, inside its request's
-// one allocation): a sendWriter built aside and copied in ran ~60
-// instructions over 7 code lines more per request.
+// one allocation): a sendWriter built aside and copied in cost a hit ~30
+// instructions and 3 code lines more (docs/BENCHMARKS.md §9 Step 5,
+// branch hitpath).
 func (sw *sendWriter) init(w http.ResponseWriter, timeout time.Duration, cuts counter) {
 	sw.ResponseWriter, sw.timeout, sw.cuts = w, timeout, cuts
 	sw.conn, _ = w.(deadliner)

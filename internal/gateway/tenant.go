@@ -322,7 +322,7 @@ func (t *tenants) anonymous(authz, priority string, c *client) bool {
 // (anonymous), field by field: the identify stage sets its exchange's in
 // place, where a whole identity returned and copied in (~190 bytes with
 // pointers, so under write barriers) spanned more of a hit's code lines
-// (docs/BENCHMARKS.md §9 Step 5).
+// (docs/BENCHMARKS.md §9 Step 5, branch hitpath).
 func setAnonymous(id *identity, c *client) {
 	id.tenant, id.weight, id.class, id.fallback = c.openTenant, config.DefaultTenantWeight, admission.Interactive, true
 }
