@@ -162,9 +162,9 @@ func (rt *Runtime) cacheLookup(ctx context.Context, w http.ResponseWriter, vals 
 	if e, hit, _ := rt.cache.Get(ctx, k); hit {
 		lifetime, usable, isStale := rt.freshness(e, ttl, now)
 		stale = isStale
-		xc := "HIT"
+		xc := hitValue
 		if stale {
-			xc = "STALE"
+			xc = staleValue
 		}
 		age := e.Age(now)
 		if usable && !lacksUsage(e, peek) {
@@ -261,7 +261,10 @@ func (rt *Runtime) cacheKey(parsed *cache.Parsed, body []byte, s cache.Scope) (s
 // X-Sluice-Model values (nil: allocated here). w's header must hold no
 // Content-Length: net/http sets it from the one Write. None of the stages
 // before the cache sets one; a flight's follower deletes any (coalesce.go).
-func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek *openai.Peek, age int, xcache, cc, model string) (int, bool) {
+// xcache is X-Cache's value as a shared slice (hitValue, ...): a hit then
+// runs no switch over the names (the code lines a hit spans are its cost,
+// docs/BENCHMARKS.md §9 Step 5, branch hitpath).
+func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek *openai.Peek, age int, xcache []string, cc, model string) (int, bool) {
 	var data []byte
 	var err error
 	ct := e.ContentType
@@ -286,7 +289,7 @@ func replay(w http.ResponseWriter, vals *answerValues, e *cache.Entry, peek *ope
 	}
 	h := w.Header()
 	h["Content-Type"] = headerValue(ct)
-	h["X-Cache"] = headerValue(xcache)
+	h["X-Cache"] = xcache
 	if e.Status != http.StatusOK {
 		cc = "no-store"
 	}

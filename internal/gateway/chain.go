@@ -295,14 +295,10 @@ func (s identifyStage) serve(x *exchange) bool {
 			x.refuse(jobTenantRefusal())
 			return false
 		}
-		id, err := x.rt.tenants.identifyFrom(x.ctx(), x.hdr.authorization, x.hdr.priority, &x.from)
-		if err != nil {
-			s.refuseIdentity(x, err)
+		if x.rt.tenants.anonymous(x.hdr.authorization, x.hdr.priority, &x.from) {
+			setAnonymous(&x.id, &x.from) // x.id is zero here (handle, release)
+		} else if !s.identified(x) {
 			return false
-		}
-		x.id = id
-		if id.listed || id.token {
-			s.g.trackKey(x)
 		}
 	}
 	x.rec.tenant = x.id.tenant
@@ -312,6 +308,21 @@ func (s identifyStage) serve(x *exchange) bool {
 		return false
 	}
 	x.ctl = ctl
+	return true
+}
+
+// identified is the identify stage for a caller other than open mode's
+// anonymous one: a key, a token, a priority asked, or keys required.
+func (s identifyStage) identified(x *exchange) bool {
+	id, err := x.rt.tenants.identifyFrom(x.ctx(), x.hdr.authorization, x.hdr.priority, &x.from)
+	if err != nil {
+		s.refuseIdentity(x, err)
+		return false
+	}
+	x.id = id
+	if id.listed || id.token {
+		s.g.trackKey(x)
+	}
 	return true
 }
 

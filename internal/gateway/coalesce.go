@@ -577,7 +577,7 @@ func (f *flight) relayConverted(ctx context.Context, w http.ResponseWriter, peek
 		h["X-Sluice-Backend"] = backend
 	}
 	delete(h, "Content-Length") // replay's Write sets it
-	status, ok := replay(w, nil, e, &peek, 0, xcache, cc, model)
+	status, ok := replay(w, nil, e, &peek, 0, headerValue(xcache), cc, model)
 	if !ok {
 		return 0, goAlone
 	}

@@ -410,7 +410,8 @@ func connMemo(r *http.Request, a framing.Arrival) *atomic.Value {
 // returns, which undoes the body deadlines.
 func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time, bodyReceived bool) (gd *guarded) {
 	sc := &g.rt.Load().Config.Server
-	gd = &guarded{sendWriter: newSendWriter(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)}
+	gd = new(guarded)
+	gd.sendWriter.init(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)
 	// A body the listener has read whole already (a small request arrives
 	// in the read that ends the idle wait) is in the server's buffer:
 	// reading or discarding it never waits on the client, so time bounds

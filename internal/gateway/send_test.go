@@ -29,7 +29,8 @@ func (d *deadlineRecorder) FlushError() error { return nil }
 // write moves the deadline from the clock, as before.
 func TestDatedAnswerSendDeadlineStartsAtArrival(t *testing.T) {
 	rec := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
-	sw := newSendWriter(rec, 10*time.Second, nil)
+	var sw sendWriter
+	sw.init(rec, 10*time.Second, nil)
 	arrival := time.Now().Add(-time.Hour)
 	vals := answerValues{date: []string{"Mon, 02 Jan 2006 15:04:05 GMT"}, send: &sw, start: arrival}
 	vals.stampDate(sw.Header())
@@ -86,7 +87,8 @@ func (s *slowRecorder) Write(p []byte) (int, error) {
 // client.
 func TestLargeWriteArmedPerPiece(t *testing.T) {
 	rec := &slowRecorder{deadlineRecorder: deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}}
-	sw := newSendWriter(rec, 10*time.Second, nil)
+	var sw sendWriter
+	sw.init(rec, 10*time.Second, nil)
 	body := make([]byte, 1<<20+1)
 	if n, err := sw.Write(body); n != len(body) || err != nil {
 		t.Fatalf("wrote %d, %v", n, err)

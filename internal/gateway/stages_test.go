@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,6 +85,16 @@ func TestIdentifyStage(t *testing.T) {
 	passed(t, "anonymous, open mode", identifyStage{open}.serve(x), x, w)
 	if x.from.key != "192.0.2.1" || x.id.tenant != "ip:192.0.2.1" || x.rec.tenant != x.id.tenant {
 		t.Fatalf("anonymous: client %+v tenant %q (recorded %q), want the address's tenant", x.from, x.id.tenant, x.rec.tenant)
+	}
+	// With the connection's memo (as through a listener) the tenant is
+	// named per connection and the stage sets the anonymous identity in
+	// place (setAnonymous): the same identity as the whole path's.
+	whole := x.id
+	x, w = newExchange(open, stageRequest(chatBody), nil)
+	x.connMemo = new(atomic.Value)
+	passed(t, "anonymous, open mode, memo", identifyStage{open}.serve(x), x, w)
+	if x.from.openTenant == "" || !reflect.DeepEqual(x.id, whole) {
+		t.Fatalf("anonymous through the memo: client %+v identity %+v, want %+v", x.from, x.id, whole)
 	}
 
 	x, w = newExchange(gw, stageRequest(chatBody, "Authorization", "Bearer k1", "X-Sluice-Max-Wait", "1500", "X-Sluice-Priority", "batch"), nil)

@@ -180,12 +180,14 @@ func (t *tenants) identify(r *http.Request, ip string) (identity, error) {
 // open-mode tenant may be made already, from the request's Authorization
 // and X-Sluice-Priority values (requestHeaders).
 func (t *tenants) identifyFrom(ctx context.Context, authz, priority string, c *client) (identity, error) {
-	if authz == "" && priority == "" && !t.require && c.openTenant != "" {
+	if t.anonymous(authz, priority, c) {
 		// No credential, none required, no priority asked: the anonymous
 		// caller the default below makes, its tenant named per connection
 		// already. Every cache hit in open mode is this one; done here in
 		// a few code lines, not across the whole function's (Step 4i).
-		return identity{tenant: c.openTenant, weight: config.DefaultTenantWeight, class: admission.Interactive, fallback: true}, nil
+		var id identity
+		setAnonymous(&id, c)
+		return id, nil
 	}
 	key := bearer(authz)
 	id := identity{weight: config.DefaultTenantWeight, class: admission.Interactive, fallback: true}
@@ -306,4 +308,21 @@ func (c keySetCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(keySetFetchedDesc, prometheus.GaugeValue, secs, f.Name)
 	}
+}
+
+// anonymous reports whether a request with these credential and priority
+// headers, from c, is the anonymous caller of open mode whose tenant is
+// named per connection already: identifyFrom's first case, which every
+// cache hit in open mode takes.
+func (t *tenants) anonymous(authz, priority string, c *client) bool {
+	return authz == "" && priority == "" && !t.require && c.openTenant != ""
+}
+
+// setAnonymous makes the zero identity id the anonymous caller from c
+// (anonymous), field by field: the identify stage sets its exchange's in
+// place, where a whole identity returned and copied in (~190 bytes with
+// pointers, so under write barriers) spanned more of a hit's code lines
+// (docs/BENCHMARKS.md §9 Step 5, branch hitpath).
+func setAnonymous(id *identity, c *client) {
+	id.tenant, id.weight, id.class, id.fallback = c.openTenant, config.DefaultTenantWeight, admission.Interactive, true
 }
