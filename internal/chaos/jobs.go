@@ -15,9 +15,19 @@ import (
 // jobTracker submits async jobs (Prefer: respond-async) next to the
 // well-behaved client, receives their webhooks on the harness address, and
 // afterwards checks every accepted job: lost = never reaches a terminal
-// state (or is unknown to the gateway); duplicated = two terminal webhook
-// deliveries, i.e. two visible results for one job (two executions are
-// allowed: at-least-once).
+// state (or is unknown to the gateway); duplicated = two visible results
+// for one job: terminal webhooks of one job carrying different results,
+// one whose result is not the one GET /v1/jobs/{id} shows, or one whose
+// webhook-id is not the job's id (the id receivers deduplicate on).
+//
+// A second delivery of the same result under the same webhook-id is not a
+// duplicate: the product's webhooks are at least once (Standard Webhooks,
+// docs/RELIABILITY.md), and a gateway killed after the receiver answered
+// but before it recorded the delivery must send it again: it cannot know
+// the receiver had it. Those are counted apart (redelivered, in a note).
+// Before (until 2026-12-07) every second delivery counted as duplicated,
+// and gateway-sigkill failed whenever its SIGKILL landed in that window.
+// Two executions are allowed too (at-least-once); two results are not.
 type jobTracker struct {
 	hookURL string
 	srv     *http.Server
@@ -25,7 +35,34 @@ type jobTracker struct {
 
 	mu         sync.Mutex
 	accepted   []string
-	deliveries map[string]int
+	deliveries map[string]*hookSeen
+	// answered, when set, is closed by the hook once it has answered the
+	// next terminal webhook (armAnswered): gateway-sigkill kills then, in
+	// the window between the receiver's 2xx and the gateway's record of
+	// it.
+	answered chan struct{}
+}
+
+// hookSeen is what the receiver saw of one job's terminal webhooks.
+type hookSeen struct {
+	n       int
+	results map[string]bool // visibleResult fingerprints
+	wrongID bool            // a webhook-id header other than the job's id
+}
+
+// visibleResult is what a client takes for a finished job's result: two
+// different ones for one job are two results.
+type visibleResult struct {
+	Status     string          `json:"status"`
+	FinishedAt int64           `json:"finished_at"`
+	Result     json.RawMessage `json:"result"`
+	Error      json.RawMessage `json:"error"`
+}
+
+// fingerprint is v in one canonical form (Marshal compacts the raw parts).
+func (v visibleResult) fingerprint() string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 func startJobTracker() (*jobTracker, error) {
@@ -33,7 +70,7 @@ func startJobTracker() (*jobTracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	jt := &jobTracker{hookURL: "http://" + ln.Addr().String() + "/hook", deliveries: map[string]int{},
+	jt := &jobTracker{hookURL: "http://" + ln.Addr().String() + "/hook", deliveries: map[string]*hookSeen{},
 		client: httpClientFrom(wellBehavedIP, 20*time.Second)}
 	jt.srv = &http.Server{Handler: http.HandlerFunc(jt.hook), ReadHeaderTimeout: 5 * time.Second}
 	// No keep-alive: a socket the gateway still holds to the receiver after
@@ -50,15 +87,44 @@ func (jt *jobTracker) close() {
 
 func (jt *jobTracker) hook(w http.ResponseWriter, r *http.Request) {
 	var j struct {
-		ID     string `json:"id"`
-		Status string `json:"status"`
+		ID string `json:"id"`
+		visibleResult
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&j); err == nil && terminal(j.Status) {
-		jt.mu.Lock()
-		jt.deliveries[j.ID]++
-		jt.mu.Unlock()
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&j); err != nil || !terminal(j.Status) {
+		w.WriteHeader(http.StatusNoContent)
+		return
 	}
+	jt.mu.Lock()
+	seen := jt.deliveries[j.ID]
+	if seen == nil {
+		seen = &hookSeen{results: map[string]bool{}}
+		jt.deliveries[j.ID] = seen
+	}
+	seen.n++
+	seen.results[j.visibleResult.fingerprint()] = true
+	if r.Header.Get("webhook-id") != j.ID {
+		seen.wrongID = true
+	}
+	answered := jt.answered
+	jt.answered = nil
+	jt.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
+	if answered != nil {
+		// The answer on the wire first: the kill is meant to land after
+		// the gateway can read it.
+		_ = http.NewResponseController(w).Flush()
+		close(answered)
+	}
+}
+
+// armAnswered returns a channel closed once the hook has answered the next
+// terminal webhook.
+func (jt *jobTracker) armAnswered() <-chan struct{} {
+	ch := make(chan struct{})
+	jt.mu.Lock()
+	jt.answered = ch
+	jt.mu.Unlock()
+	return ch
 }
 
 func terminal(s string) bool { return s == "succeeded" || s == "failed" || s == "cancelled" }
@@ -130,11 +196,13 @@ func (jt *jobTracker) settle(ctx context.Context, target string, wait time.Durat
 	for _, id := range ids {
 		pending[id] = true
 	}
+	final := map[string]string{} // the terminal record's visible result, by job
 	for len(pending) > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		for id := range pending {
-			st, err := jt.status(target, id)
-			if err == nil && terminal(st) {
+			v, err := jt.status(target, id)
+			if err == nil && terminal(v.Status) {
 				delete(pending, id)
+				final[id] = v.fingerprint()
 			}
 		}
 		if len(pending) > 0 {
@@ -147,7 +215,8 @@ func (jt *jobTracker) settle(ctx context.Context, target string, wait time.Durat
 	row.Lost = len(pending)
 	last := map[string]int{}
 	for id := range pending {
-		st, err := jt.status(target, id)
+		v, err := jt.status(target, id)
+		st := v.Status
 		if err != nil {
 			st = err.Error()
 		}
@@ -167,38 +236,55 @@ func (jt *jobTracker) settle(ctx context.Context, target string, wait time.Durat
 	jt.client.CloseIdleConnections() // the harness' own keep-alive must not count as the gateway's
 	jt.mu.Lock()
 	defer jt.mu.Unlock()
-	missing := 0
+	missing, again := 0, 0
 	for _, id := range ids {
-		switch n := jt.deliveries[id]; {
-		case n > 1:
+		switch seen := jt.deliveries[id]; {
+		case seen == nil:
+			if !pending[id] {
+				missing++
+			}
+		case twoResults(seen, final[id]):
 			row.Duped++
-		case n == 0 && !pending[id]:
-			missing++
+		case seen.n > 1:
+			again++
 		}
 	}
 	if missing > 0 {
 		row.note("%d finished jobs without a webhook delivery", missing)
+	}
+	if again > 0 {
+		row.note("%d jobs' webhooks delivered again, same webhook-id and result (at least once; one result each)", again)
 	}
 	if row.Lost > 0 {
 		row.note("%d accepted jobs not finished %s after the attack (last seen: %v)", row.Lost, wait, last)
 	}
 }
 
-func (jt *jobTracker) status(target, id string) (string, error) {
+// twoResults reports whether a job's webhooks showed a client two
+// results: different ones, one other than its record's (final, "" when
+// the job did not finish), or under a webhook-id a receiver would not
+// deduplicate on.
+func twoResults(seen *hookSeen, final string) bool {
+	if seen.wrongID || len(seen.results) > 1 {
+		return true
+	}
+	return final != "" && !seen.results[final]
+}
+
+// status is the job as GET /v1/jobs/{id} shows it.
+func (jt *jobTracker) status(target, id string) (visibleResult, error) {
 	resp, err := jt.client.Get(target + "/v1/jobs/" + id)
 	if err != nil {
-		return "", err
+		return visibleResult{}, err
 	}
 	defer resp.Body.Close()
-	var j struct {
-		Status string `json:"status"`
-	}
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, resp.Body)
-		return "", fmt.Errorf("status %d", resp.StatusCode)
+		return visibleResult{}, fmt.Errorf("status %d", resp.StatusCode)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&j); err != nil {
-		return "", err
+	var v visibleResult
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return visibleResult{}, err
 	}
-	return j.Status, nil
+	return v, nil
 }

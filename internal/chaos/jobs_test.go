@@ -1,0 +1,95 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// finishedJob is a terminal job's public JSON, as GET /v1/jobs/{id} and
+// its webhook carry it.
+func finishedJob(id, answer string) []byte {
+	b, _ := json.Marshal(map[string]any{"id": id, "object": "job", "status": "succeeded", "attempts": 1,
+		"finished_at": 1765000000, "result": map[string]any{"status_code": 200, "body": map[string]any{"answer": answer}}})
+	return b
+}
+
+// TestJobCheckTellsARedeliveryFromASecondResult drives the job check the
+// way a gateway SIGKILLed between the receiver's 2xx and its record of
+// the delivery does: the restarted gateway sends the webhook again, same
+// webhook-id, same result. That is at least once, one result: not
+// duplicated (before, every second delivery was, and gateway-sigkill
+// failed whenever its kill landed in that window). A second, different
+// result, one other than the job's record, or a webhook-id other than
+// the job's still is.
+func TestJobCheckTellsARedeliveryFromASecondResult(t *testing.T) {
+	type hook struct {
+		webhookID string
+		body      []byte
+	}
+	rec := finishedJob("j", "a")
+	for _, c := range []struct {
+		name       string
+		hooks      []hook
+		duped      int
+		redelivery bool
+	}{
+		{"once", []hook{{"j", rec}}, 0, false},
+		{"resent after a kill", []hook{{"j", rec}, {"j", rec}}, 0, true},
+		{"a second result", []hook{{"j", rec}, {"j", finishedJob("j", "b")}}, 1, false},
+		{"a result the record does not show", []hook{{"j", finishedJob("j", "b")}}, 1, false},
+		{"another webhook-id", []hook{{"j", rec}, {"j-2", rec}}, 1, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			row := checkJob(t, rec, func(send func(webhookID string, body []byte)) {
+				for _, h := range c.hooks {
+					send(h.webhookID, h.body)
+				}
+			})
+			if row.Lost != 0 || row.Duped != c.duped {
+				t.Errorf("lost %d, duplicated %d; want 0 and %d", row.Lost, row.Duped, c.duped)
+			}
+			notes := strings.Join(row.Notes, "\n")
+			if got := strings.Contains(notes, "1 jobs' webhooks delivered again"); got != c.redelivery {
+				t.Errorf("notes %q: a redelivery noted %v, want %v", notes, got, c.redelivery)
+			}
+		})
+	}
+}
+
+// checkJob runs the job check on one accepted job "j" whose record (GET
+// /v1/jobs/j) is rec, after hooks has sent its webhooks to the receiver.
+func checkJob(t *testing.T, rec []byte, hooks func(send func(webhookID string, body []byte))) Row {
+	t.Helper()
+	jt, err := startJobTracker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jt.close()
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/jobs/j" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(rec)
+	}))
+	defer gw.Close()
+	jt.accepted = []string{"j"}
+	hooks(func(webhookID string, body []byte) {
+		req, _ := http.NewRequest(http.MethodPost, jt.hookURL, bytes.NewReader(body))
+		req.Header.Set("webhook-id", webhookID)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	})
+	var row Row
+	jt.settle(context.Background(), gw.URL, 10*time.Second, &row)
+	return row
+}
