@@ -187,8 +187,13 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 		q.appts.end[r.Tenant] = end // bounded like the appointments
 	}
 	// The advice counts the book as far as refused clients come back:
-	// with none seen coming back, the refusal's own estimate alone.
-	q.countAppointments(now)
+	// with none seen coming back, the refusal's own estimate alone. Before
+	// any outcome the late count is made fresh for this advice (a shed
+	// refusal comes from no arrival); after, the recount is left to the
+	// arrivals, as without late counting.
+	if q.appts.kept+q.appts.missed <= 0 {
+		q.countAppointments(now)
+	}
 	if due := now.Add(time.Duration(float64(end.Sub(now)) * q.appts.showShare())); due.After(at) {
 		at = due
 	}

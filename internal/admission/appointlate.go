@@ -22,7 +22,10 @@ import (
 //     client that does come back for a no-show. In the Retry-After
 //     honesty test the clients that do come back are the advice's whole
 //     point: each one counted late shortens the advice of the refusals
-//     booked meanwhile, which then come back into a still-busy pool.
+//     booked meanwhile, which then come back into a still-busy pool, are
+//     refused again and, booked again, never come back (the test retries
+//     once): true no-shows that, counted early, shorten the advice more.
+//     The grace's delay damps that loop.
 //   - On the wall clock, a stall of the machine (a loaded host, a long GC
 //     pause, the client's process not scheduled) makes every appointment
 //     due during it late at once: on a host at load 10-25 the honesty
@@ -30,8 +33,8 @@ import (
 //
 // So here a late appointment counts only while no outcome is known at all
 // (the book's very first seconds, the one time the share is a guess), and
-// late is measured on the arrivals' clock: time
-// that passes between two arrivals counts at most lateStep. An arrival is
+// late is measured on the arrivals' clock: time that passes between two
+// arrivals counts at most lateStep. An arrival is
 // what a client that was going to come back would be doing too; when
 // none arrives (the gateway or the clients' host stalled, or plain calm)
 // the clock nearly stops and nobody turns late, and the grace, on the
