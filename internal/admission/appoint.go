@@ -38,7 +38,8 @@ import (
 //     test's retries served, against 96%). Before any outcome is known
 //     the book is read whole, as clients that come back expect; the first
 //     missed appointment (its grace past, a few seconds into a burst of
-//     no-shows) lowers it.
+//     no-shows) lowers it, and before that, a few appointments late on
+//     the arrivals' clock (appointlate.go).
 //
 //   - A request that comes back at its appointment (the same tenant, path
 //     and body, from the advised time to a grace period after it) goes to
@@ -73,6 +74,11 @@ type appointments struct {
 	// never), decayed per event: slots are held only for the share of
 	// clients that do come back as told.
 	kept, missed float64
+	// clock is the arrivals' clock, late how many appointments are past
+	// their lateAt on it, as counted at the time counted, while no
+	// outcome is known (appointlate.go).
+	clock lateClock
+	late  int
 }
 
 // keepDecay is the weight left to the past per appointment kept or missed.
@@ -99,8 +105,12 @@ func (a *appointments) keptShare() float64 {
 
 // showShare is the share of the book a refusal's advice counts: the
 // decayed share of appointments kept on time, 1 before any is known (the
-// book read whole, as before any client was seen not coming back).
+// book read whole, as before any client was seen not coming back), 0
+// when before any outcome a few are late already (noShowsSeen).
 func (a *appointments) showShare() float64 {
+	if a.noShowsSeen() {
+		return 0
+	}
 	if a.kept+a.missed <= 0 {
 		return 1
 	}
@@ -109,6 +119,8 @@ func (a *appointments) showShare() float64 {
 
 type appointment struct {
 	at, booked time.Time
+	// late is the arrivals' clock at which it counts late (lateAt).
+	late time.Duration
 }
 
 const (
@@ -175,7 +187,13 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 		q.appts.end[r.Tenant] = end // bounded like the appointments
 	}
 	// The advice counts the book as far as refused clients come back:
-	// with none seen coming back, the refusal's own estimate alone.
+	// with none seen coming back, the refusal's own estimate alone. Before
+	// any outcome the late count is made fresh for this advice (a shed
+	// refusal comes from no arrival); after, the recount is left to the
+	// arrivals, as without late counting.
+	if q.appts.kept+q.appts.missed <= 0 {
+		q.countAppointments(now)
+	}
 	if due := now.Add(time.Duration(float64(end.Sub(now)) * q.appts.showShare())); due.After(at) {
 		at = due
 	}
@@ -190,7 +208,7 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 			q.pruneAppointments(now)
 		}
 		if len(q.appts.at) < maxAppointments {
-			q.appts.at[fp] = appointment{at: at, booked: now}
+			q.appts.at[fp] = appointment{at: at, booked: now, late: q.appts.clock.lateAt(now, at.Sub(now), q.cfg.MinRetryAfter)}
 		}
 	}
 	return at.Sub(now)
@@ -237,25 +255,39 @@ func (q *Queue) keepsAppointment(fp uint64, now time.Time) bool {
 // Recounted at most every reserveRecount; the scan also forgets
 // appointments whose grace has passed.
 func (q *Queue) reserved(now time.Time, capacity int) int {
-	if len(q.appts.at) == 0 {
-		q.appts.due = 0
-		return 0
-	}
-	if now.Before(q.appts.counted) || now.Sub(q.appts.counted) >= reserveRecount {
-		ahead := now.Add(time.Duration(q.drain.meanHold() * float64(time.Second)))
-		q.appts.due, q.appts.counted = 0, now
-		for fp, a := range q.appts.at {
-			switch {
-			case now.After(a.at.Add(a.grace())):
-				delete(q.appts.at, fp)
-				q.appts.outcome(false)
-			case !a.at.Add(-appointmentEarly).After(ahead) && !now.After(a.at.Add(reserveOverdue)):
-				q.appts.due++
-			}
-		}
-	}
+	q.countAppointments(now)
 	held := int(float64(q.appts.due)*q.appts.keptShare() + 0.5)
 	return min(held, max(capacity, 0))
+}
+
+// countAppointments recounts, at most every reserveRecount, the
+// appointments due now (appointments.due) and, while no outcome is known,
+// those late on the arrivals' clock (appointments.late); it forgets those
+// whose grace has passed (missed).
+func (q *Queue) countAppointments(now time.Time) {
+	if len(q.appts.at) == 0 {
+		q.appts.due, q.appts.late = 0, 0
+		return
+	}
+	if !now.Before(q.appts.counted) && now.Sub(q.appts.counted) < reserveRecount {
+		return
+	}
+	ahead := now.Add(time.Duration(q.drain.meanHold() * float64(time.Second)))
+	unknown := q.appts.kept+q.appts.missed <= 0
+	clock := q.appts.clock.read(now)
+	q.appts.due, q.appts.late, q.appts.counted = 0, 0, now
+	for fp, a := range q.appts.at {
+		switch {
+		case now.After(a.at.Add(a.grace())):
+			delete(q.appts.at, fp)
+			q.appts.outcome(false)
+		case !a.at.Add(-appointmentEarly).After(ahead) && !now.After(a.at.Add(reserveOverdue)):
+			q.appts.due++
+		}
+		if unknown && clock > a.late {
+			q.appts.late++
+		}
+	}
 }
 
 // appointedHead removes and returns a queued waiter keeping an appointment

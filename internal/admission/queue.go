@@ -280,6 +280,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	// others. One is this request's if it keeps its appointment, even past
 	// waiters: with a slot free after dispatch, they wait only because the
 	// free slots are held.
+	q.appts.clock.arrive(now) // late appointments are timed by arrivals
 	reserved := q.reserved(now, capacity)
 	appointed := q.keepsAppointment(r.Fingerprint, now)
 	free := q.inUse < capacity && (!q.waitingAtOrAbove(r.Class) || appointed && reserved > 0)
