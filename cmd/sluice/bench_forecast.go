@@ -37,21 +37,25 @@ func runBenchForecast(_ context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	rates, window, err := bench.LoadServeGenDir(*dir)
+	clients, names, window, err := bench.LoadServeGenClients(*dir)
 	if err != nil {
 		return err
 	}
-	if perDay := int(24 * time.Hour / window); *days > 0 && *days*perDay < len(rates) {
-		rates = rates[:*days*perDay]
+	if perDay := int(24 * time.Hour / window); *days > 0 && *days*perDay < len(clients[0]) {
+		for i := range clients {
+			clients[i] = clients[i][:*days*perDay]
+		}
 	}
 	// The forecaster runs at the trace's resolution: one update per window.
-	ev, err := forecast.Evaluate(rates, time.Unix(0, 0), forecast.Config{Interval: window}, *trainDays, hs)
+	// Each client is a tenant of one model, as the gateway would count
+	// them; the model's total is scored.
+	ev, err := forecast.EvaluateTenants(clients, names, time.Unix(0, 0), forecast.Config{Interval: window}, *trainDays, hs)
 	if err != nil {
 		return err
 	}
 	if !*quiet {
-		fmt.Fprintf(stderr, "bench forecast: %d windows of %v, days 1-%d fed unscored, %d windows detected as data gaps (< %.0f%% of the median of the same window 1-2 days either side) and not scored, MASE scale %.1f req/s\n",
-			len(rates), window, *trainDays, ev.Gaps, 100*forecast.GapShare, ev.Scale)
+		fmt.Fprintf(stderr, "bench forecast: %d windows of %v, %d clients as tenants of one model, days 1-%d fed unscored, %d windows detected as data gaps (< %.0f%% of the median of the same window 1-2 days either side) and not scored, MASE scale %.1f req/s\n",
+			len(clients[0]), window, len(clients), *trainDays, ev.Gaps, 100*forecast.GapShare, ev.Scale)
 	}
 	for _, s := range ev.Scores {
 		fmt.Fprintf(stdout, "forecast horizon=%s sluice=%.3f naive=%.3f seasonal_naive=%.3f coverage_p90=%.2f\n",

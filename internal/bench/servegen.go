@@ -86,6 +86,22 @@ func parseServeGenCV(rec []string) (float64, error) {
 // value per window (a window no client reports counts as zero). The window
 // length is the smallest step between window starts.
 func SumServeGen(clients [][]ServeGenWindow) (rates []float64, window time.Duration, err error) {
+	per, window, err := AlignServeGen(clients)
+	if err != nil {
+		return nil, 0, err
+	}
+	rates = make([]float64, len(per[0]))
+	for _, c := range per {
+		for i, r := range c {
+			rates[i] += r
+		}
+	}
+	return rates, window, nil
+}
+
+// AlignServeGen puts each client's windows on the common grid: one rate
+// series per client, one value per window (zero where it reports none).
+func AlignServeGen(clients [][]ServeGenWindow) (rates [][]float64, window time.Duration, err error) {
 	var starts []time.Duration
 	for _, c := range clients {
 		for _, w := range c {
@@ -107,13 +123,14 @@ func SumServeGen(clients [][]ServeGenWindow) (rates []float64, window time.Durat
 	if n > maxServeGenWindows {
 		return nil, 0, fmt.Errorf("%d windows of %v: more than %d", n, window, maxServeGenWindows)
 	}
-	rates = make([]float64, n)
-	for _, c := range clients {
+	rates = make([][]float64, len(clients))
+	for i, c := range clients {
+		rates[i] = make([]float64, n)
 		for _, w := range c {
 			if (w.Start-first)%window != 0 {
 				return nil, 0, fmt.Errorf("window at %v is not on the %v grid", w.Start, window)
 			}
-			rates[(w.Start-first)/window] += w.Rate
+			rates[i][(w.Start-first)/window] += w.Rate
 		}
 	}
 	return rates, window, nil
@@ -122,29 +139,48 @@ func SumServeGen(clients [][]ServeGenWindow) (rates []float64, window time.Durat
 // LoadServeGenDir reads every *.csv in dir as a ServeGen client file and
 // returns the summed rate series and its window length.
 func LoadServeGenDir(dir string) ([]float64, time.Duration, error) {
+	clients, _, window, err := LoadServeGenClients(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	rates := make([]float64, len(clients[0]))
+	for _, c := range clients {
+		for i, r := range c {
+			rates[i] += r
+		}
+	}
+	return rates, window, nil
+}
+
+// LoadServeGenClients reads every *.csv in dir as a ServeGen client file
+// and returns each client's rate series on the common grid, the clients'
+// names (the file names without .csv) and the window length.
+func LoadServeGenClients(dir string) ([][]float64, []string, time.Duration, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.csv"))
 	if err != nil {
-		return nil, 0, fmt.Errorf("bench: servegen: %w", err)
+		return nil, nil, 0, fmt.Errorf("bench: servegen: %w", err)
 	}
 	if len(files) == 0 || len(files) > maxServeGenFiles {
-		return nil, 0, fmt.Errorf("bench: servegen %s: %d CSV files, want 1 to %d", dir, len(files), maxServeGenFiles)
+		return nil, nil, 0, fmt.Errorf("bench: servegen %s: %d CSV files, want 1 to %d", dir, len(files), maxServeGenFiles)
 	}
 	var clients [][]ServeGenWindow
+	names := make([]string, 0, len(files))
 	for _, name := range files {
 		f, err := os.Open(name)
 		if err != nil {
-			return nil, 0, fmt.Errorf("bench: servegen: %w", err)
+			return nil, nil, 0, fmt.Errorf("bench: servegen: %w", err)
 		}
 		ws, err := ParseServeGenCSV(f)
 		f.Close()
 		if err != nil {
-			return nil, 0, fmt.Errorf("bench: servegen %s: %w", name, err)
+			return nil, nil, 0, fmt.Errorf("bench: servegen %s: %w", name, err)
 		}
 		clients = append(clients, ws)
+		names = append(names, strings.TrimSuffix(filepath.Base(name), ".csv"))
 	}
-	rates, window, err := SumServeGen(clients)
+	rates, window, err := AlignServeGen(clients)
 	if err != nil {
-		return nil, 0, fmt.Errorf("bench: servegen %s: %w", dir, err)
+		return nil, nil, 0, fmt.Errorf("bench: servegen %s: %w", dir, err)
 	}
-	return rates, window, nil
+	return rates, names, window, nil
 }

@@ -67,6 +67,27 @@ func DetectGaps(ys []float64, perDay int) []bool {
 // is a data gap, so every method is scored on the same intervals and none
 // is handed a gap as its input.
 func Evaluate(ys []float64, start time.Time, cfg Config, trainDays int, horizons []time.Duration) (*Evaluation, error) {
+	return EvaluateTenants([][]float64{ys}, nil, start, cfg, trainDays, horizons)
+}
+
+// EvaluateTenants is Evaluate for a model's total made of tenants' series
+// (parts[j] is tenant names[j]'s, all of one length), fed per tenant as a
+// gateway counts them, so the forecaster can forecast its busiest tenant
+// apart (split.go). The total is what is scored. With names nil the parts
+// are summed and fed as the total alone.
+func EvaluateTenants(parts [][]float64, names []string, start time.Time, cfg Config, trainDays int, horizons []time.Duration) (*Evaluation, error) {
+	if len(parts) == 0 || (names != nil && len(names) != len(parts)) {
+		return nil, errors.New("forecast: want one name per tenant series")
+	}
+	ys := make([]float64, len(parts[0]))
+	for _, p := range parts {
+		if len(p) != len(ys) {
+			return nil, errors.New("forecast: tenant series of different lengths")
+		}
+		for i, v := range p {
+			ys[i] += v
+		}
+	}
 	if len(horizons) == 0 {
 		return nil, errors.New("forecast: no horizon to score")
 	}
@@ -97,7 +118,12 @@ func Evaluate(ys []float64, start time.Time, cfg Config, trainDays int, horizons
 	key := Key{Model: "series"}
 	for o, y := range ys {
 		at := start.Add(time.Duration(o) * cfg.Interval)
-		fc.Observe(at, key, y*cfg.Interval.Seconds(), 0)
+		if names == nil {
+			fc.Observe(at, key, y*cfg.Interval.Seconds(), 0)
+		}
+		for j, name := range names {
+			fc.Observe(at, Key{Model: key.Model, Tenant: name}, parts[j][o]*cfg.Interval.Seconds(), 0)
+		}
 		fc.Advance(at.Add(cfg.Interval))
 		for i, h := range horizons {
 			if f, ok := fc.Forecast(key, h); ok {

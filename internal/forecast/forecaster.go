@@ -41,9 +41,11 @@ type Forecaster struct {
 	// (its model's, its tenant's): a burst from one caller finds them by
 	// comparing two strings instead of hashing a struct key per lookup.
 	// Valid while their entries are in open: clearOpen forgets them.
-	recent [2]recentTally
-	series map[Key]*pair
-	room   roomStats // what the MaxSeries bound turned away (room.go)
+	recent   [2]recentTally
+	series   map[Key]*pair
+	splits   map[string]*split // per model with tenant series (split.go)
+	splitGen uint64            // chooseLeads' pass number
+	room     roomStats         // what the MaxSeries bound turned away (room.go)
 	// services is carried through the snapshot for the scaling signal
 	// (service.go).
 	services map[string]ServiceRate
@@ -65,7 +67,7 @@ func New(cfg Config) (*Forecaster, error) {
 		return nil, fmt.Errorf("forecast: %w", err)
 	}
 	return &Forecaster{cfg: cfg, k: newCoeffs(cfg), horizons: cfg.trackedHorizons(),
-		open: map[Key]*tally{}, series: map[Key]*pair{}}, nil
+		open: map[Key]*tally{}, series: map[Key]*pair{}, splits: map[string]*split{}}, nil
 }
 
 // Config returns the configuration in use, defaults filled in.
@@ -156,7 +158,7 @@ func (f *Forecaster) rewind(t time.Time) {
 	if f.start.IsZero() || !t.Before(f.start.Add(-max(maxClockBack, 2*f.cfg.Interval))) {
 		return
 	}
-	for _, p := range f.series {
+	for _, p := range f.allSeries() {
 		p.requests.skip(0, f.k.maxGapSteps)
 		p.tokens.skip(0, f.k.maxGapSteps)
 	}
@@ -238,7 +240,7 @@ func (e *IntervalEnd) End(start time.Time, length time.Duration) time.Time {
 
 // skip moves past n intervals whose traffic is unknown.
 func (f *Forecaster) skip(n int64) {
-	for _, p := range f.series {
+	for _, p := range f.allSeries() {
 		p.requests.skip(int(min(n, 1<<30)), f.k.maxGapSteps)
 		p.tokens.skip(int(min(n, 1<<30)), f.k.maxGapSteps)
 	}
@@ -273,6 +275,7 @@ func (f *Forecaster) closeInterval() {
 		p.requests.update(&f.k, at, iv, tl.requests/secs)
 		p.tokens.update(&f.k, at, iv, tl.tokens/secs)
 	}
+	f.updateSplits(at, iv, secs)
 	f.clearOpen()
 	f.start = f.start.Add(f.cfg.Interval)
 }
@@ -292,6 +295,12 @@ func (f *Forecaster) Forecast(key Key, h time.Duration) (fc Forecast, ok bool) {
 	target := f.start.Add(time.Duration(steps-1) * f.cfg.Interval).Unix()
 	fc.Requests.Mean, fc.Requests.P90 = p.requests.forecast(&f.k, steps, target)
 	fc.Tokens.Mean, fc.Tokens.P90 = p.tokens.forecast(&f.k, steps, target)
+	if key.Tenant == "" {
+		fc.Requests.Mean = f.splitForecast(key.Model, p.requests, func(q *pair) *model { return q.requests }, steps, target, fc.Requests.Mean)
+		fc.Tokens.Mean = f.splitForecast(key.Model, p.tokens, func(q *pair) *model { return q.tokens }, steps, target, fc.Tokens.Mean)
+		fc.Requests.P90 = p.requests.p90Of(steps, fc.Requests.Mean)
+		fc.Tokens.P90 = p.tokens.p90Of(steps, fc.Tokens.Mean)
+	}
 	return fc, true
 }
 
@@ -304,6 +313,18 @@ func (f *Forecaster) Keys() []Key {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// allSeries is every series' pair, the splits' rest series included.
+func (f *Forecaster) allSeries() []*pair {
+	ps := make([]*pair, 0, len(f.series)+len(f.splits))
+	for _, p := range f.series {
+		ps = append(ps, p)
+	}
+	for _, s := range f.splits {
+		ps = append(ps, s.rest)
+	}
+	return ps
 }
 
 // slotOfUnix is the weekly 10-minute slot of unix second sec (weeks

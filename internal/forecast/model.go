@@ -104,12 +104,16 @@ type horizon struct {
 	// (fast: by err, slow: by errSlow) that the mean weighs (combine.go).
 	errSlow [nCand]float64
 	pick    [nCombos]float64
+	// A model's total: the recent error of its forecast as one series and
+	// of its busiest tenant's plus the rest's (split.go).
+	splitErr [2]float64
 }
 
 type pending struct {
 	cand  [nCand]float64
 	mean  float64
 	combo [nCombos]float64 // the fast and the slow combination
+	split splitPart        // a model's total: the whole and the split (split.go)
 	scale float64          // the mean's scale (see scaleOf) when it was made
 	set   bool
 	// The LAD member's inputs then: features, the last value and the
@@ -125,7 +129,7 @@ func newModel(steps []int) *model {
 	}
 	for i, s := range steps {
 		m.horizons[i] = horizon{steps: s, due: make([]pending, s), err: [nCand]float64{1, 1, 1, 1, 1, 1}, spread: 0.1,
-			errSlow: [nCand]float64{1, 1, 1, 1, 1, 1}, pick: [nCombos]float64{1, 1}}
+			errSlow: [nCand]float64{1, 1, 1, 1, 1, 1}, pick: [nCombos]float64{1, 1}, splitErr: [2]float64{1, 1}}
 	}
 	return m
 }
@@ -167,6 +171,7 @@ func (m *model) update(k *coeffs, at, iv int64, x float64) {
 		p.mean, p.combo = h.combine(p.cand)
 		p.scale = m.scaleOf(p.mean)
 		p.set = m.started
+		p.split = splitPart{}
 		p.feat, p.origin, p.norm = feat, m.last, norm
 	}
 	m.n++
@@ -308,15 +313,24 @@ func (m *model) candidates(k *coeffs, h *horizon, steps int, targetAt int64) [nC
 // starting at unix second targetAt), using the tracked horizon nearest at
 // or above steps.
 func (m *model) forecast(k *coeffs, steps int, targetAt int64) (mean, p90 float64) {
-	h := &m.horizons[len(m.horizons)-1]
+	h := m.horizonFor(steps)
+	mean, _ = h.combine(m.candidates(k, h, steps, targetAt))
+	return mean, m.p90Of(steps, mean)
+}
+
+// horizonFor is the tracked horizon nearest at or above steps.
+func (m *model) horizonFor(steps int) *horizon {
 	for i := range m.horizons {
 		if m.horizons[i].steps >= steps {
-			h = &m.horizons[i]
-			break
+			return &m.horizons[i]
 		}
 	}
-	mean, _ = h.combine(m.candidates(k, h, steps, targetAt))
-	return mean, mean + max(h.q90, 0)*m.scaleOf(mean)
+	return &m.horizons[len(m.horizons)-1]
+}
+
+// p90Of is the p90 for a mean forecast steps intervals ahead.
+func (m *model) p90Of(steps int, mean float64) float64 {
+	return mean + max(m.horizonFor(steps).q90, 0)*m.scaleOf(mean)
 }
 
 // scaleOf is what errors of a forecast of mean are measured against: the
@@ -342,6 +356,7 @@ func (h *horizon) score(k *coeffs, p *pending, x float64) {
 	for i, c := range p.combo {
 		h.pick[i] += pick * (math.Abs(x-c)/denom - h.pick[i])
 	}
+	h.scoreSplit(k, p, x)
 	r := clampRel((x - p.mean) / p.scale)
 	h.spread += k.errRate * (math.Abs(r-h.q90) - h.spread)
 	if r > h.q90 {

@@ -103,6 +103,7 @@ func (f *Forecaster) Restore(data []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.series, f.start, f.resumed, f.services = series, start, true, services
+	clear(f.splits) // not in the snapshot: relearned (split.go)
 	f.clearOpen()
 	return nil
 }
