@@ -89,6 +89,27 @@ func LingerOnClose(ctx context.Context) {
 	}
 }
 
+// connOf is the netguard connection ctx's request came on, or nil.
+func connOf(ctx context.Context) *conn {
+	c, _ := ctx.Value(connKey{}).(*conn)
+	return c
+}
+
+// errEnded fails every read of a connection that serves no further
+// request (endAfterAnswer). Not a timeout: no idle or header timeout is
+// counted for it.
+var errEnded = errors.New("the connection serves no further request: a request body was left unread")
+
+// endAfterAnswer makes c serve no further request although its answer has
+// gone out without Connection: close: its reads fail from now (errEnded),
+// so net/http, reading the unread body's rest or the next request, ends
+// and closes the connection, and the close lingers. Without it net/http
+// would read the rest of the body as the next request.
+func (c *conn) endAfterAnswer() {
+	c.linger.Store(true)
+	c.ended.Store(true)
+}
+
 // CloseWrite is what net/http calls, through its closeWriter interface,
 // when it has answered a request whose client may still be sending (the
 // 431 it writes itself, a body left unread): it half-closes, then closes

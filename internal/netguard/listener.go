@@ -254,6 +254,9 @@ type conn struct {
 	// linger: the server answered while the client may still be sending;
 	// Close drains first (linger.go). draining: one Close does it.
 	linger, draining atomic.Bool
+	// ended: the connection serves no further request; its reads fail
+	// (endAfterAnswer).
+	ended atomic.Bool
 	// memo is the connection's ConnMemo.
 	memo atomic.Value
 	// rd is the read deadline, handed to the socket when a read needs it;
@@ -315,6 +318,9 @@ func (c *conn) SetDeadline(t time.Time) error {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	if c.ended.Load() {
+		return 0, errEnded
+	}
 	n, err := 0, c.rd.start(c.raw)
 	if err == nil {
 		n, err = c.Conn.Read(p)
