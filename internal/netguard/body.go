@@ -169,14 +169,14 @@ func (b *TimedBody) Restore() {
 // without one it would be chunked, and its last chunk written only after
 // the discard, which a stalled client would wait for. Not either for a
 // client that asked Expect: 100-continue (it has not sent the body; net/http
-// closes after the answer), a Content-Length rest over the byte bound
+// closes after the answer), a declared length over the byte bound
 // (net/http would close too: reading it would be waste), an answer that
-// closes anyway, or a connection that is not the listener's (no way to
-// close it once the answer is out).
+// closes anyway, or a connection that is not the listener's (its close
+// could not linger).
 func (b *TimedBody) answerThenDiscard() bool {
 	d := b.body.t.Discard.orDefault()
 	h := b.body.w.Header()
-	if (!b.body.began && b.r.ContentLength > d.Bytes) || b.r.Header.Get("Expect") != "" ||
+	if b.r.ContentLength > d.Bytes || b.r.Header.Get("Expect") != "" ||
 		h.Get("Content-Length") == "" || h.Get("Connection") == "close" {
 		return false
 	}
@@ -185,10 +185,15 @@ func (b *TimedBody) answerThenDiscard() bool {
 		return false
 	}
 	// Full duplex: net/http writes the head without discarding the body
-	// first. A failed flush (the client gone) closes as before.
+	// first, so it would not close after a failed flush (the client gone)
+	// either: closed here.
 	rc := &b.body.rc
-	if rc.EnableFullDuplex() != nil || rc.Flush() != nil {
+	if rc.EnableFullDuplex() != nil {
 		return false
+	}
+	if rc.Flush() != nil {
+		b.closeAfterAnswer(c)
+		return true
 	}
 	r := discardReader{body: b.orig, rc: rc, gap: d.Gap, end: time.Now().Add(d.Total)}
 	n, err := io.CopyN(io.Discard, &r, d.Bytes+1)
