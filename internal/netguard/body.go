@@ -171,19 +171,25 @@ func (b *TimedBody) Restore() {
 // client that asked Expect: 100-continue (it has not sent the body; net/http
 // closes after the answer), a declared length over the byte bound
 // (net/http would close too: reading it would be waste), an answer that
-// closes anyway, or a connection that is not the listener's (its close
-// could not linger).
+// closes anyway (the handler's Connection: close, or the client's:
+// r.Close, also HTTP/1.0's; a rest read then would be thrown away with
+// the connection), a connection that is not the listener's (its close
+// could not linger), or a listener closed (shutting down: net/http
+// closes after the answer). The listener's Close cuts a discard under
+// way (discardStarted), as it cuts a lingering close: a graceful shutdown
+// does not wait for a client already answered.
 func (b *TimedBody) answerThenDiscard() bool {
 	d := b.body.t.Discard.orDefault()
 	h := b.body.w.Header()
-	if b.r.ContentLength > d.Bytes || b.r.Header.Get("Expect") != "" ||
+	if b.r.Close || b.r.ContentLength > d.Bytes || b.r.Header.Get("Expect") != "" ||
 		h.Get("Content-Length") == "" || h.Get("Connection") == "close" {
 		return false
 	}
 	c := connOf(b.body.ctx)
-	if c == nil {
+	if c == nil || !c.l.discardStarted(c) {
 		return false
 	}
+	defer c.l.discardEnded(c)
 	// Full duplex: net/http writes the head without discarding the body
 	// first, so it would not close after a failed flush (the client gone)
 	// either: closed here.
@@ -195,7 +201,7 @@ func (b *TimedBody) answerThenDiscard() bool {
 		b.closeAfterAnswer(c)
 		return true
 	}
-	r := discardReader{body: b.orig, rc: rc, gap: d.Gap, end: time.Now().Add(d.Total)}
+	r := discardReader{body: b.orig, rc: rc, c: c, gap: d.Gap, end: time.Now().Add(d.Total)}
 	n, err := io.CopyN(io.Discard, &r, d.Bytes+1)
 	if err == io.EOF && n <= d.Bytes {
 		rc.SetReadDeadline(time.Time{}) // as Read at EOF: net/http's background read is next
@@ -216,20 +222,27 @@ func (b *TimedBody) closeAfterAnswer(c *conn) {
 	c.linger.Store(true)
 	nc, _, err := b.body.rc.Hijack()
 	if err != nil {
-		// Not expected after a full-duplex flush: then the socket's reads
-		// fail, and net/http closes at the next (endAfterAnswer).
+		// A writer that refuses to hijack (net/http's own does not). The
+		// socket's reads failing is not enough: net/http's buffer may
+		// hold the rest, and a request after it, which it would serve.
+		// Aborting the handler makes net/http close the connection
+		// without serving another; its close of the body reads nothing
+		// more (endAfterAnswer), and the close lingers.
 		c.endAfterAnswer()
-		return
+		panic(http.ErrAbortHandler)
 	}
 	go nc.Close()
 }
 
 // discardReader reads a body's rest under a read deadline of gap from
 // each read, and end at the latest: socket deadlines, so time.Now (the
-// injected clock may run anywhere).
+// injected clock may run anywhere). Each deadline is set only while c's
+// listener is open, under its lock: its Close, which puts the deadline of
+// every discard in the past, is never undone by a later read's.
 type discardReader struct {
 	body io.Reader
 	rc   *http.ResponseController
+	c    *conn
 	gap  time.Duration
 	end  time.Time
 }
@@ -239,7 +252,11 @@ func (r *discardReader) Read(p []byte) (int, error) {
 	if deadline.After(r.end) {
 		deadline = r.end
 	}
-	if err := r.rc.SetReadDeadline(deadline); err != nil {
+	var err error
+	if !r.c.l.unlessClosed(func() error { err = r.rc.SetReadDeadline(deadline); return err }) {
+		if err == nil {
+			err = errShutdown
+		}
 		return 0, err
 	}
 	return r.body.Read(p)

@@ -2,6 +2,8 @@ package netguard
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +28,13 @@ import (
 // the connections the server took.
 func serveRefusals(t *testing.T, d Discard) (m *ConnMetrics, addr string, accepted *atomic.Int64) {
 	t.Helper()
+	m, addr, accepted, _ = serveRefusalsSrv(t, d)
+	return m, addr, accepted
+}
+
+// serveRefusalsSrv is serveRefusals, also handing back the server.
+func serveRefusalsSrv(t *testing.T, d Discard) (m *ConnMetrics, addr string, accepted *atomic.Int64, srv *http.Server) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +44,7 @@ func serveRefusals(t *testing.T, d Discard) (m *ConnMetrics, addr string, accept
 	// close ends a lingering close.
 	l := NewListener(ln, ConnLimits{Total: 1000, Linger: Linger{Time: time.Hour, Timeout: time.Hour, Bytes: 64 << 20}}, m)
 	accepted = new(atomic.Int64)
-	srv := &http.Server{
+	srv = &http.Server{
 		ConnContext: l.ConnContext,
 		ConnState: func(c net.Conn, s http.ConnState) {
 			if s == http.StateNew {
@@ -43,6 +53,9 @@ func serveRefusals(t *testing.T, d Discard) (m *ConnMetrics, addr string, accept
 			l.ConnState(c, s)
 		},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/nohijack/") {
+				w = noHijack{w}
+			}
 			var body TimedBody
 			body.Start(w, r, BodyTimeouts{Gap: time.Hour, Total: time.Hour, Discard: d}, time.Now, nil)
 			defer body.Restore()
@@ -63,7 +76,7 @@ func serveRefusals(t *testing.T, d Discard) (m *ConnMetrics, addr string, accept
 	}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	return m, ln.Addr().String(), accepted
+	return m, ln.Addr().String(), accepted, srv
 }
 
 // readAnswer reads one answer from br and checks its status.
@@ -216,5 +229,88 @@ func TestRefusalThatCannotGoFirstCloses(t *testing.T) {
 				t.Fatal("the answer keeps the connection")
 			}
 		})
+	}
+}
+
+// A graceful shutdown is not held by a refused upload whose rest is
+// still awaited: closing the listener cuts the discard, as it cuts a
+// lingering close (a server shutting down does not wait for clients that
+// are already answered). Before review30 Shutdown waited out the
+// discard's bounds (5 s for a trickling client), for a connection it
+// closes anyway.
+func TestShutdownCutsADiscard(t *testing.T) {
+	_, addr, _, srv := serveRefusalsSrv(t, Discard{Gap: time.Hour, Total: time.Hour})
+	c := dialFrom(t, "127.0.0.1", addr)
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard
+	br := bufio.NewReader(c)
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n%s", refusedBodies[0].head)
+	readAnswer(t, br, http.StatusUnauthorized)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // hang guard
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v; want it not held by the discard", err)
+	}
+	// A reset is the close of a server shutting down, which does not
+	// linger (Listener.Close); the answer was read before it.
+	if more, err := io.ReadAll(br); len(more) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("after the answer: %q %v, want the server's close", more, err)
+	}
+}
+
+// A refusal to a client that asked for the connection's close (or an
+// HTTP/1.0 one) does not wait for the body's rest: the connection closes
+// after the answer whatever comes, so the old path (the answer, then the
+// lingering close) serves it; before review30 the handler waited the
+// discard's bounds for a rest it then threw away with the connection.
+func TestRefusalOfAClosingRequestDoesNotWaitForTheRest(t *testing.T) {
+	_, addr, _ := serveRefusals(t, Discard{Gap: time.Hour, Total: time.Hour})
+	for _, tc := range []struct{ name, req string }{
+		{"connection close", "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"},
+		{"http/1.0", "POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialFrom(t, "127.0.0.1", addr)
+			c.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard
+			br := bufio.NewReader(c)
+			io.WriteString(c, tc.req+refusedBodies[0].head)
+			if resp := readAnswer(t, br, http.StatusUnauthorized); !resp.Close {
+				t.Fatal("the answer keeps the connection")
+			}
+			if more, err := io.ReadAll(br); err != nil || len(more) > 0 {
+				t.Fatalf("after the answer: %q %v, want the server's close at once", more, err)
+			}
+		})
+	}
+}
+
+// noHijack is a response writer that reaches net/http's through Unwrap
+// (its deadlines, full duplex) but refuses to hijack, as a middleware's
+// writer may.
+type noHijack struct{ http.ResponseWriter }
+
+func (w noHijack) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (noHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return nil, nil, errors.New("this writer does not hijack")
+}
+
+// When the connection cannot be taken from net/http to close it (a
+// writer that refuses to hijack), an answer that went out before a broken
+// rest still ends the connection: nothing after the broken chunk, which
+// net/http has already buffered, is served as a request. Before review30
+// the fallback only failed the socket's further reads, and net/http
+// parsed and answered the smuggled request from its buffer.
+func TestRefusalClosesWhenTheConnectionCannotBeTaken(t *testing.T) {
+	_, addr, _ := serveRefusals(t, Discard{Gap: time.Hour, Total: time.Hour})
+	c := dialFrom(t, "127.0.0.1", addr)
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard
+	br := bufio.NewReader(c)
+	fmt.Fprintf(c, "POST /nohijack/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n%s", strings.Repeat("a", 4096))
+	readAnswer(t, br, http.StatusUnauthorized)
+	// The broken chunk and the request after it in one write: net/http's
+	// buffer has both when the discard fails.
+	io.WriteString(c, "\r\nzz\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+	if more, err := io.ReadAll(br); len(more) > 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("after the answer: %q %v, want the server's close", more, err)
 	}
 }
