@@ -260,8 +260,71 @@ models:
 	if err != nil {
 		t.Fatalf("no answer while the upload stalls: %v", err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
-		t.Fatalf("status %d, close %v; want 401 closing the connection", resp.StatusCode, resp.Close)
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("status %d; want 401", resp.StatusCode)
+	}
+	// The rest never comes: the connection closes after the discard's gap.
+	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after the answer: %d bytes, %v; want the server's close", n, err)
+	}
+}
+
+// Refusals of bodies still arriving keep the client's connection when
+// the rest follows: through the whole server, an unlisted key's 401 is
+// answered while the upload is under way, the client sends the rest, and
+// its next request goes on the same connection (guardbody's close cost
+// each such refusal a new connection).
+func TestRefusedUploadsKeepTheirConnection(t *testing.T) {
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+queue: {enabled: false}
+auth:
+  keys:
+    - {key: sk-acme, tenant: acme}
+models:
+  - name: m
+    backends:
+      - url: %s
+`, b.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, stop, done := startApp(t, path)
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second)) // hang guard
+	br := bufio.NewReader(c)
+	for i := range 5 {
+		fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-unlisted-0123456789\r\nContent-Type: application/json\r\nContent-Length: 20000\r\n\r\n%s", strings.Repeat(" ", 8192))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("refusal %d: no answer while the upload is under way: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusUnauthorized || resp.Close {
+			t.Fatalf("refusal %d: status %d, close %v; want 401 keeping the connection", i, resp.StatusCode, resp.Close)
+		}
+		io.WriteString(c, strings.Repeat(" ", 20000-8192))
+	}
+	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the request after the refusals: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the request after the refusals: status %d", resp.StatusCode)
 	}
 }

@@ -131,16 +131,26 @@ func TestLatencyLearnedAtFirstToken(t *testing.T) {
 // backend's complete stream, counted as a hedge won; the late one is
 // cancelled (at the request's end at the latest) and charged its wait, not
 // a failure.
+//
+// The stream that stalls is the first to reach either backend once the
+// stall is on (the gateway's probes pass), and the hedges are counted
+// from there: a warm-up stream
+// whose first token is late on a loaded machine (over the 10 ms hedge
+// delay a 1 ms pool learns) is hedged too, rightly, and that hedge, and
+// the round-robin turn it took, are not the test's (it saw won = 2).
 func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
 	var stall atomic.Bool
+	stalled := make(chan string, 1) // the backend that stalled, by its host
 	fast := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond})
 	t.Cleanup(fast.Close)
 	quit := make(chan struct{})
-	turned := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !stall.Load() {
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		// Only a stream stalls, not the gateway's own probes of the backend.
+		if r.URL.Path != "/v1/chat/completions" || !stall.CompareAndSwap(true, false) {
 			fast.ServeHTTP(w, r)
 			return
 		}
+		stalled <- r.Host
 		io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
@@ -149,12 +159,12 @@ func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
 		case <-r.Context().Done():
 		case <-quit:
 		}
-	}))
-	t.Cleanup(func() { close(quit); turned.Close() })
-	healthy := httptest.NewServer(fast)
-	t.Cleanup(healthy.Close)
+	}
+	a := httptest.NewServer(http.HandlerFunc(serve))
+	b := httptest.NewServer(http.HandlerFunc(serve))
+	t.Cleanup(func() { close(quit); a.Close(); b.Close() })
 
-	cfg := testConfig(turned.URL, healthy.URL) // round_robin: turned, healthy, turned, ...
+	cfg := testConfig(a.URL, b.URL) // round_robin: a, b, a, ...
 	var reg *prometheus.Registry
 	srv, gw := startGatewayWith(t, cfg, func(d *Deps) { reg = d.Registry.(*prometheus.Registry) }) // hedging is on by default
 	for range 2 {                                                                                  // both learn a typical time to first token
@@ -162,22 +172,28 @@ func TestHedgeServesLateStreamFromAnotherBackend(t *testing.T) {
 			t.Fatal("warm-up stream did not complete")
 		}
 	}
+	backends := gw.Runtime().Pools["m1"].Backends
+	// A warm-up's hedge that lost ends after its request: settled first.
+	waitFor(t, func() bool { return backends[0].Inflight() == 0 && backends[1].Inflight() == 0 })
+	wonBefore := metricValueOrZero(t, reg, "sluice_hedges_total", "event", "won")
 	stall.Store(true)
 	resp := post(t, srv.URL+"/v1/chat/completions", streamChatBody)
 	body := readAll(t, resp)
 	if resp.StatusCode != http.StatusOK || !strings.HasSuffix(body, "data: [DONE]\n\n") || strings.Contains(body, `"error"`) {
 		t.Fatalf("status %d body %q; want the healthy backend's complete stream", resp.StatusCode, body)
 	}
-	if got, want := resp.Header.Get("X-Sluice-Backend"), strings.TrimPrefix(healthy.URL, "http://"); got != want {
-		t.Fatalf("served by %q, want the hedge's backend %q", got, want)
+	late := <-stalled
+	if got := resp.Header.Get("X-Sluice-Backend"); got == late || got == "" {
+		t.Fatalf("served by %q, the backend that stalled; want the hedge's", got)
 	}
-	b := gw.Runtime().Pools["m1"].Backends[0]
-	waitFor(t, func() bool { return b.Inflight() == 0 })
-	if b.Failures() != 0 {
-		t.Fatalf("the late backend got %d failures; losing a race is not one", b.Failures())
+	for _, be := range backends {
+		waitFor(t, func() bool { return be.Inflight() == 0 })
+		if be.Failures() != 0 {
+			t.Fatalf("backend %s got %d failures; losing a race is not one", be.Name(), be.Failures())
+		}
 	}
-	if got := metricValue(t, reg, "sluice_hedges_total", "event", "won"); got != 1 {
-		t.Fatalf("sluice_hedges_total{event=won} = %v; want 1", got)
+	if got := metricValue(t, reg, "sluice_hedges_total", "event", "won") - wonBefore; got != 1 {
+		t.Fatalf("sluice_hedges_total{event=won} rose by %v; want 1", got)
 	}
 }
 

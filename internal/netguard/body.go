@@ -38,6 +38,43 @@ type BodyTimeouts struct {
 	Gap time.Duration
 	// Total bounds the whole body from when the handler starts reading.
 	Total time.Duration
+	// Discard bounds reading the rest of a body the handler left unread,
+	// after its answer went out (TimedBody.Restore); a zero field takes
+	// DefaultDiscard's.
+	Discard Discard
+}
+
+// Discard bounds the read of a body's unread rest after the answer (nginx
+// discards a refused body after answering; net/http before, up to 256
+// KiB): the connection serves the next request only when the rest
+// arrives whole within them, else it closes.
+type Discard struct {
+	Bytes int64         // the most bytes read and dropped
+	Gap   time.Duration // the longest wait for the next bytes
+	Total time.Duration // the whole read
+}
+
+// DefaultDiscard is net/http's 256 KiB (maxPostHandlerReadBytes), with at
+// most 1 s between reads and 5 s in all: a client that sent its body
+// before reading the answer has the rest in flight, so only a stalled or
+// very slow one waits that long, and each waiting holds a handler's
+// goroutine (no more than the lingering close would hold it).
+func DefaultDiscard() Discard {
+	return Discard{Bytes: 256 << 10, Gap: time.Second, Total: 5 * time.Second}
+}
+
+func (d Discard) orDefault() Discard {
+	def := DefaultDiscard()
+	if d.Bytes <= 0 {
+		d.Bytes = def.Bytes
+	}
+	if d.Gap <= 0 {
+		d.Gap = def.Gap
+	}
+	if d.Total <= 0 {
+		d.Total = def.Total
+	}
+	return d
 }
 
 // TimedBody makes r.Body fail with a *BodyTimeoutError when the client
@@ -90,15 +127,18 @@ func (b *TimedBody) StartAt(w http.ResponseWriter, r *http.Request, t BodyTimeou
 // chunked one) before it writes the answer's head, under this body's
 // deadline: a client that stalls got its answer only at body_read_timeout,
 // by when send_timeout had usually cut the write, so it got none, while
-// the access line said it had. So the answer closes the connection
-// instead and the read deadline is put in the past: net/http's discard
-// fails at once and it closes the connection itself (its Connection:
-// close; the one set here counts only for a handler that never called
-// WriteHeader, as net/http copies the header map there). The
-// connection's lingering close (Linger) reads and drops what the client
-// still sends, within its own bounds. A body read from whose end is in
-// (atEnd) keeps its connection. HTTP/2 answers a stream without waiting
-// on its body and has no connection to close for it.
+// the access line said it had. So an answer of a known length goes out
+// first, and the rest is read and dropped after it, within t.Discard
+// (answerThenDiscard): the connection is kept when the rest arrived whole
+// in time, as nginx does, and closes otherwise. Any other answer closes
+// the connection instead and the read deadline is put in the past:
+// net/http's discard fails at once and it closes the connection itself
+// (its Connection: close; the one set here counts only for a handler that
+// never called WriteHeader, as net/http copies the header map there).
+// Either close lingers (Linger): it reads and drops what the client still
+// sends, within its own bounds. A body read from whose end is in (atEnd)
+// keeps its connection. HTTP/2 answers a stream without waiting on its
+// body and has no connection to close for it.
 func (b *TimedBody) Restore() {
 	if b == nil || b.r == nil {
 		return
@@ -110,9 +150,116 @@ func (b *TimedBody) Restore() {
 	if b.body.began && b.atEnd() {
 		return
 	}
+	if b.answerThenDiscard() {
+		return
+	}
 	b.body.w.Header().Set("Connection", "close")
 	LingerOnClose(b.body.ctx)
 	b.body.rc.SetReadDeadline(time.Unix(1, 0)) // long past
+}
+
+// answerThenDiscard sends the answer and then reads and drops the body's
+// rest within t.Discard, and reports whether it did (false: the caller
+// closes the connection before the answer). The connection is kept when
+// the rest ended within the bounds; otherwise it serves no further
+// request (closeAfterAnswer): the answer has gone out without
+// Connection: close, so it is taken from net/http and closed, lingering.
+//
+// Only an answer whose length the handler declared goes first: flushed
+// without one it would be chunked, and its last chunk written only after
+// the discard, which a stalled client would wait for. Not either for a
+// client that asked Expect: 100-continue (it has not sent the body; net/http
+// closes after the answer), a declared length over the byte bound
+// (net/http would close too: reading it would be waste), an answer that
+// closes anyway (the handler's Connection: close, or the client's:
+// r.Close, also HTTP/1.0's; a rest read then would be thrown away with
+// the connection), a connection that is not the listener's (its close
+// could not linger), or a listener closed (shutting down: net/http
+// closes after the answer). The listener's Close cuts a discard under
+// way (discardStarted), as it cuts a lingering close: a graceful shutdown
+// does not wait for a client already answered.
+func (b *TimedBody) answerThenDiscard() bool {
+	d := b.body.t.Discard.orDefault()
+	h := b.body.w.Header()
+	if b.r.Close || b.r.ContentLength > d.Bytes || b.r.Header.Get("Expect") != "" ||
+		h.Get("Content-Length") == "" || h.Get("Connection") == "close" {
+		return false
+	}
+	c := connOf(b.body.ctx)
+	if c == nil || !c.l.discardStarted(c) {
+		return false
+	}
+	defer c.l.discardEnded(c)
+	// Full duplex: net/http writes the head without discarding the body
+	// first, so it would not close after a failed flush (the client gone)
+	// either: closed here.
+	rc := &b.body.rc
+	if rc.EnableFullDuplex() != nil {
+		return false
+	}
+	if rc.Flush() != nil {
+		b.closeAfterAnswer(c)
+		return true
+	}
+	r := discardReader{body: b.orig, rc: rc, c: c, gap: d.Gap, end: time.Now().Add(d.Total)}
+	n, err := io.CopyN(io.Discard, &r, d.Bytes+1)
+	if err == io.EOF && n <= d.Bytes {
+		rc.SetReadDeadline(time.Time{}) // as Read at EOF: net/http's background read is next
+		return true
+	}
+	b.closeAfterAnswer(c)
+	return true
+}
+
+// closeAfterAnswer ends c, whose answer went out without Connection:
+// close, when the body's rest did not end within the discard's bounds:
+// net/http would read the rest, and the part of it it has buffered, as
+// the next request. Hijacked, the connection is net/http's no more; its
+// close lingers (the client may still be sending) on a goroutine of its
+// own, as net/http's close would on the connection's: the listener bounds
+// it, and its Close cuts it.
+func (b *TimedBody) closeAfterAnswer(c *conn) {
+	c.linger.Store(true)
+	nc, _, err := b.body.rc.Hijack()
+	if err != nil {
+		// A writer that refuses to hijack (net/http's own does not). The
+		// socket's reads failing is not enough: net/http's buffer may
+		// hold the rest, and a request after it, which it would serve.
+		// Aborting the handler makes net/http close the connection
+		// without serving another; its close of the body reads nothing
+		// more (endAfterAnswer), and the close lingers.
+		c.endAfterAnswer()
+		panic(http.ErrAbortHandler)
+	}
+	go nc.Close()
+}
+
+// discardReader reads a body's rest under a read deadline of gap from
+// each read, and end at the latest: socket deadlines, so time.Now (the
+// injected clock may run anywhere). Each deadline is set only while c's
+// listener is open, under its lock: its Close, which puts the deadline of
+// every discard in the past, is never undone by a later read's.
+type discardReader struct {
+	body io.Reader
+	rc   *http.ResponseController
+	c    *conn
+	gap  time.Duration
+	end  time.Time
+}
+
+func (r *discardReader) Read(p []byte) (int, error) {
+	deadline := time.Now().Add(r.gap)
+	if deadline.After(r.end) {
+		deadline = r.end
+	}
+	var err error
+	if !r.c.l.unlessClosed(func() error { err = r.rc.SetReadDeadline(deadline); return err }) {
+		if err == nil {
+			err = errShutdown
+		}
+		return 0, err
+	}
+	return r.body.Read(p)
 }
 
 // endProbe bounds atEnd's wait for a body's end already sent: loopback

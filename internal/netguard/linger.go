@@ -89,6 +89,49 @@ func LingerOnClose(ctx context.Context) {
 	}
 }
 
+// connOf is the netguard connection ctx's request came on, or nil.
+func connOf(ctx context.Context) *conn {
+	c, _ := ctx.Value(connKey{}).(*conn)
+	return c
+}
+
+// errEnded fails every read of a connection that serves no further
+// request (endAfterAnswer). Not a timeout: no idle or header timeout is
+// counted for it.
+var errEnded = errors.New("the connection serves no further request: a request body was left unread")
+
+// endAfterAnswer makes c serve no further request although its answer has
+// gone out without Connection: close: its reads fail from now (errEnded),
+// so net/http's close of the unread body reads nothing more, and the
+// close lingers. Alone it is not enough: net/http may have buffered the
+// rest and a request after it (closeAfterAnswer aborts the handler too).
+func (c *conn) endAfterAnswer() {
+	c.linger.Store(true)
+	c.ended.Store(true)
+}
+
+// errShutdown fails a discard's read once the listener has closed.
+var errShutdown = errors.New("the listener closed: the server is shutting down")
+
+// discardStarted counts c as discarding a refused body's rest
+// (TimedBody.answerThenDiscard), for Close to cut; false once the listener
+// has closed. discardEnded must follow a true.
+func (l *Listener) discardStarted(c *conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.discarding[c] = struct{}{}
+	return true
+}
+
+func (l *Listener) discardEnded(c *conn) {
+	l.mu.Lock()
+	delete(l.discarding, c)
+	l.mu.Unlock()
+}
+
 // CloseWrite is what net/http calls, through its closeWriter interface,
 // when it has answered a request whose client may still be sending (the
 // 431 it writes itself, a body left unread): it half-closes, then closes
@@ -166,8 +209,8 @@ func (l *Listener) drain(c net.Conn, lim Linger, buf []byte) string {
 	}
 }
 
-// Close stops accepting, cuts every lingering close and every refusal
-// short (a server shutting down does not wait lingering_time for clients
+// Close stops accepting, cuts every lingering close, every discard of a
+// refused body's rest and every refusal short (a server shutting down does not wait lingering_time for clients
 // that are already answered), and waits for the refusal tier to empty.
 func (l *Listener) Close() error {
 	l.mu.Lock()
@@ -175,6 +218,11 @@ func (l *Listener) Close() error {
 	past := time.Unix(1, 0)
 	for c := range l.lingering {
 		c.raw.SetReadDeadline(past)
+	}
+	// Through the connection's own deadline, which its reads hand to the
+	// socket (readDeadline): the raw socket's would be resumed past.
+	for c := range l.discarding {
+		c.rd.set(past, c.raw)
 	}
 	for c := range l.tier.conns {
 		c.SetDeadline(past)

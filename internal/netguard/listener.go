@@ -52,8 +52,11 @@ type Listener struct {
 	closed bool
 	// lingering: connections draining before their close (linger.go).
 	lingering map[*conn]struct{}
-	discard   sync.Pool   // *[]byte read buffers for draining
-	tier      refusalTier // over-cap connections being answered (refusal.go)
+	// discarding: connections reading a refused body's rest after the
+	// answer (TimedBody.answerThenDiscard), for Close to cut.
+	discarding map[*conn]struct{}
+	discard    sync.Pool   // *[]byte read buffers for draining
+	tier       refusalTier // over-cap connections being answered (refusal.go)
 	// wrap, when set (Wrap), wraps each admitted connection under the
 	// listener's own.
 	wrap func(net.Conn) net.Conn
@@ -78,7 +81,7 @@ type refusalLog struct {
 // NewListener wraps ln; m may be nil.
 func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
 	l := &Listener{Listener: ln, limits: limits, perIP: make(map[string]int), m: m,
-		lingering: make(map[*conn]struct{}), tier: newRefusalTier(), start: time.Now()}
+		lingering: make(map[*conn]struct{}), discarding: make(map[*conn]struct{}), tier: newRefusalTier(), start: time.Now()}
 	l.discard.New = func() any { b := make([]byte, 16<<10); return &b }
 	return l
 }
@@ -254,6 +257,9 @@ type conn struct {
 	// linger: the server answered while the client may still be sending;
 	// Close drains first (linger.go). draining: one Close does it.
 	linger, draining atomic.Bool
+	// ended: the connection serves no further request; its reads fail
+	// (endAfterAnswer).
+	ended atomic.Bool
 	// memo is the connection's ConnMemo.
 	memo atomic.Value
 	// rd is the read deadline, handed to the socket when a read needs it;
@@ -315,6 +321,9 @@ func (c *conn) SetDeadline(t time.Time) error {
 }
 
 func (c *conn) Read(p []byte) (int, error) {
+	if c.ended.Load() {
+		return 0, errEnded
+	}
 	n, err := 0, c.rd.start(c.raw)
 	if err == nil {
 		n, err = c.Conn.Read(p)

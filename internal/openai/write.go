@@ -50,8 +50,13 @@ func WriteError(w http.ResponseWriter, e *Error) {
 	if RetryFutile(e.Status, e.RetryAfter, e.Final) {
 		h.Set(ShouldRetryHeader, "false")
 	}
+	// The length declared: an answer given before the request body was
+	// read goes out before its rest is dropped only with one
+	// (netguard.TimedBody.Restore), which keeps the connection.
+	body := e.JSON()
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(e.Status)
-	w.Write(e.JSON())
+	w.Write(body)
 }
 
 // RetryAfterMs is d as the Retry-After-Ms header states it: whole
