@@ -199,13 +199,16 @@ func (q *Queue) pruneRamps(now time.Time) {
 // holds reports whether tenant's next request must wait for its ramp: it
 // is ramping, holds its allowance, no free slot is left beyond the other
 // active tenants' recent peaks, and no probe above the base may go (a
-// request that streams may probe: rampprobe.go). It ends a ramp that is
-// over. fit is the request's KV need (Request.KVNeed), which the engines'
+// request that streams may probe: rampprobe.go), or, any tenant's, it is
+// a long prompt the engines cannot start within the delay target
+// (prefillFull). It ends a ramp that is over. fit is the request's KV need (Request.KVNeed), which the engines'
 // reported room is reckoned for (rampceiling.go), and its prompt, which
 // their queued prefill is priced with (rampprefill.go).
 func (q *Queue) holds(tenant string, streams bool, fit rampFit, now time.Time, capacity int) bool {
-	beyond, probe := q.beyondBase(tenant, fit, now, capacity)
-	return beyond && !(streams && probe && q.mayProbe(now))
+	if beyond, probe := q.beyondBase(tenant, fit, now, capacity); beyond {
+		return !(streams && probe && q.mayProbe(now))
+	}
+	return q.prefillFull(fit.prompt, capacity)
 }
 
 // beyondBase reports whether tenant's next grant would go beyond what its
@@ -383,7 +386,7 @@ func (q *Queue) unparkParked(now time.Time, capacity int) {
 // parkHeldHeads parks each class's head while its tenant is held, so the
 // next grant goes to the first waiter that may take a slot.
 func (q *Queue) parkHeldHeads(now time.Time, capacity int) {
-	if len(q.ramps) == 0 {
+	if len(q.ramps) == 0 && q.cfg.PrefillCapacity == nil {
 		return
 	}
 	for _, c := range q.classes {

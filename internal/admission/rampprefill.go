@@ -19,10 +19,43 @@ package admission
 // rest of its burst is held (parked, bounded by its deadline: refused 503
 // with Retry-After at it) until the engines have started enough of what
 // they were sent, and no probe goes past it. It is time, not slots, so
-// the others' margins are not taken from it; and it only holds a ramping
-// tenant beyond its allowance: an established tenant's short prompt is
-// granted as before and waits in the engine behind at most a delay
-// target of prefill plus one prompt.
+// the others' margins are not taken from it. Beyond its allowance it
+// holds a ramping tenant's short prompts too; any other request only as a
+// long prompt (below): a short prompt is granted as before and waits in
+// the engine behind at most a delay target of prefill plus one prompt.
+
+// An established tenant's own burst of long prompts went by slots alone:
+// on the same simulator (static max_concurrency 16), a tenant sending a
+// 10-word stream every 0.3 s sent six 2,000-word prompts at once; all six
+// went in on free slots and started 2.4-4.9 s later, its short streams
+// stalled behind them: 3 of its ~21 requests from then on started within
+// the 2 s objective (docs/RELIABILITY.md, branch prefill2). So any tenant's long prompt (longPrompt tokens or
+// more) is held while the engines cannot start one more within the delay
+// target (prefillFull): the rest of such a burst waits parked, as a
+// ramping tenant's does (bounded by its deadline, refused 503 with
+// Retry-After at it), and goes as the engines start what they were sent.
+// It holds nothing while the queued prefill is within the delay target,
+// so a tenant's steady long prompts, sent no faster than the engines
+// prefill them, go at once; and a short prompt, whose own prefill delays
+// nobody, never asks (the fast path is unchanged: no call of the hook).
+
+// longPrompt is the prompt (estimated tokens) from which any tenant's
+// request is priced by the queued prefill: the size from which a start
+// teaches the prefill rate (endpoint's minPrefillTokens), where the
+// prefill, not a start's fixed cost, is most of the wait it adds.
+const longPrompt = 1024
+
+// prefillFull reports whether a request of prompt estimated tokens must
+// wait for the engines' queued prefill: a long prompt while the pool,
+// priced, has no room for one more within the delay target. capacity 0:
+// no hold (an opened queue's grants).
+func (q *Queue) prefillFull(prompt float64, capacity int) bool {
+	if prompt < longPrompt || capacity <= 0 || !q.rampOn() {
+		return false
+	}
+	prefill := q.prefillSlots(prompt)
+	return prefill > 0 && q.inUse+1 > prefill
+}
 
 // prefillSlots is QueueConfig.PrefillCapacity for a prompt of prompt
 // estimated tokens; 0 when not priced.

@@ -140,9 +140,12 @@ type Backend struct {
 	// Requests sent and still waiting for their first token (streams) or
 	// their answer: how many, since when some have been, and when one last
 	// got it. See Stalled.
-	waiting    int
-	waitSince  time.Time
-	waitJoined int   // streams that began waiting since none was: 1, a lone wait (prefillRate)
+	waiting   int
+	waitSince time.Time
+	// waitJoined: the prompt tokens of the streams that began waiting
+	// since none was (one of unknown size as minPrefillTokens): a first
+	// token's own prompt, and the others' it waited beside (prefillRate).
+	waitJoined int64
 	waitTokens int64 // the waiting streams' prompt tokens (PrefillRoom); 0 when none waits
 	waitKV     int64 // the waiting streams' KV need (WaitingStreams); 0 when none waits
 	lastAnswer time.Time
@@ -159,6 +162,12 @@ type Backend struct {
 	// withdrawnAt: the last wait withdrawn (WithdrawnOf), whose prompt the
 	// prefill before it went to, not the others' (PrefillRoom).
 	withdrawnAt time.Time
+	// answers: the non-streamed requests' prompts taken as still
+	// prefilling (StartPrefillOf), counted in the queued prefill with the
+	// waiting streams'; prefillSince: when some prompt began prefilling
+	// since none was (PrefillRoom).
+	answers      answerPrefill
+	prefillSince time.Time
 }
 
 // New builds a Backend from its spec.

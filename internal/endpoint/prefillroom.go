@@ -15,12 +15,15 @@ import (
 //
 // So once the backend's prefill rate is learned (prefillRate), the
 // prompts of the streams this gateway has waiting there for a first token
-// (StartWaitingOf) are its queued prefill: their tokens over the rate,
-// less the time since the backend last started a stream, began to wait
-// or had a wait withdrawn (what it has prefilled since, at most: the work
-// before a first token went to that stream's prompt, or the batch's, and
-// before a withdrawal to the withdrawn prompt, which leaves the sum; so
-// counting from there errs long). A stream sent now starts that much later than its own
+// (StartWaitingOf), and of its non-streamed requests there not yet taken
+// as prefilled (StartPrefillOf, answerprefill.go), are its queued
+// prefill: their tokens over the rate,
+// less the time since the backend last started a stream, began to
+// prefill, had a wait withdrawn or a non-streamed prompt taken out (what
+// it has prefilled since, at most: the work before a first token went to
+// that stream's prompt, or the batch's, and before a withdrawal to the
+// withdrawn prompt, which leaves the sum; so counting from there errs
+// long). A stream sent now starts that much later than its own
 // prefill, and a burst's k-th stream also after the k-1 before it.
 
 // PrefillRoom is how many streams of promptTokens each (0: unknown) this
@@ -58,17 +61,24 @@ func (b *Backend) queuedPrefillLocked(now time.Time) (rate, queued float64) {
 	if r.samples < minPrefillSamples || r.tokensPerSec <= 0 {
 		return 0, 0
 	}
-	if b.waiting == 0 || b.waitTokens <= 0 {
+	b.answers.expire(now)
+	tokens := b.answers.tokens
+	if b.waiting > 0 {
+		tokens += b.waitTokens
+	}
+	if tokens <= 0 {
 		return r.tokensPerSec, 0
 	}
 	// A withdrawn wait (a hedge's loser) took its prompt out, so the
-	// prefill before it is counted for none of the others either.
-	since := b.waitSince
-	for _, t := range [...]time.Time{b.lastAnswer, b.withdrawnAt} {
+	// prefill before it is counted for none of the others either; nor
+	// the prefill before a non-streamed prompt was taken out
+	// (answerprefill.go).
+	since := b.prefillSince
+	for _, t := range [...]time.Time{b.lastAnswer, b.withdrawnAt, b.answers.doneAt} {
 		if t.After(since) {
 			since = t
 		}
 	}
 	done := r.tokensPerSec * max(now.Sub(since), 0).Seconds()
-	return r.tokensPerSec, max(float64(b.waitTokens)-done, 0)
+	return r.tokensPerSec, max(float64(tokens)-done, 0)
 }

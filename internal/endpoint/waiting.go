@@ -57,13 +57,37 @@ func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, w Wait) (promp
 	// the typical start, which long prompts' prefill raises, and a short
 	// prompt queued 600 ms beside them is late all the same (StartsLate).
 	b.noteLateLocked(now, ttft, promptTokens)
-	// Alone for its whole wait: not only the last stream still waiting (a
-	// burst's last start waited for the others' prefill too).
-	b.prefill.learn(ttft, promptTokens, b.waiting == 1 && b.waitJoined == 1)
+	b.answers.expire(now)
+	b.prefill.learn(ttft, promptTokens, b.prefillAloneLocked(promptTokens))
 	b.endWaitLocked(now, w)
 	b.learnLatencyLocked(now, ttft)
 	b.answeredLocked()
 	b.mu.Unlock()
+	return prompt
+}
+
+// prefillAloneLocked reports whether a first token of a promptTokens
+// prompt timed that prompt's prefill alone: the prompts of the other
+// streams that waited beside it since none was waiting, and the
+// non-streamed ones taken as prefilling (answerprefill.go), add at most an
+// eighth of its own. Not only the last stream still waiting: a burst's
+// last start waited for the others' prefill too. Required alone outright
+// (branch prefillpred), a backend whose tenants keep short streams going
+// never learned its rate, since every long prompt waited beside a 10-token
+// one, and its prefill was never priced (branch prefill2); an eighth more
+// prefill errs the rate slow, the safe side.
+func (b *Backend) prefillAloneLocked(promptTokens int64) bool {
+	own := joinedTokens(promptTokens)
+	others := max(b.waitJoined-own, 0) + b.answers.tokens
+	return others*8 <= own
+}
+
+// joinedTokens is what a stream of prompt tokens adds to waitJoined: a
+// prompt of unknown size counts as a long one.
+func joinedTokens(prompt int64) int64 {
+	if prompt <= 0 {
+		return minPrefillTokens
+	}
 	return prompt
 }
 
@@ -81,6 +105,7 @@ func (b *Backend) StartWaiting(now time.Time) {
 // (FirstTokenOf, EndWaitingOf, WithdrawnOf).
 func (b *Backend) StartWaitingOf(now time.Time, w Wait) {
 	b.mu.Lock()
+	b.notePrefillingLocked(now)
 	if b.waiting == 0 {
 		b.waitSince = now
 		b.waitJoined = 0
@@ -88,7 +113,7 @@ func (b *Backend) StartWaitingOf(now time.Time, w Wait) {
 		b.waitKV = 0
 	}
 	b.waiting++
-	b.waitJoined++
+	b.waitJoined += joinedTokens(w.Prompt)
 	b.waitTokens += max(w.Prompt, 0)
 	b.waitKV += max(w.KV, 0)
 	b.mu.Unlock()

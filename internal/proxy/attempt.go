@@ -131,6 +131,8 @@ func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend,
 		if in.Peek.Stream {
 			c.waiting = true
 			b.StartWaitingOf(now, c.wait())
+		} else {
+			c.prefill = b.StartPrefillOf(now, endpoint.Wait{Prompt: c.prompt})
 		}
 		return c, stepGo
 	}
@@ -227,6 +229,10 @@ func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at time.Time) {
 	if c.cpu { // no first token to wait for: its time is learnt by nothing
 		return
 	}
+	// A non-streamed prompt is prefilled by its head at the latest
+	// (endpoint.Backend.StartPrefillOf); one answered as a stream now waits.
+	c.b.EndPrefillOf(f.opt.Now(), c.prefill)
+	c.prefill = 0
 	switch streamed := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream"); {
 	case streamed && !c.waiting:
 		c.waiting = true

@@ -25,9 +25,13 @@ type call struct {
 	// which its wait counts in the backend's queued prefill
 	// (endpoint.Backend.StartWaitingOf); its end takes the same out.
 	prompt int64
-	work   int64
-	kvNeed int64 // counted on the backend while waiting (Request.KVNeed)
-	cpu    bool  // a CPU-side slot (Request.CPUOnly): see endCPU
+	// prefill: a non-streamed request's prompt counted in the backend's
+	// queued prefill until its head or end (endpoint.Backend.StartPrefillOf;
+	// 0: none).
+	prefill uint64
+	work    int64
+	kvNeed  int64 // counted on the backend while waiting (Request.KVNeed)
+	cpu     bool  // a CPU-side slot (Request.CPUOnly): see endCPU
 	// busyEpoch is the backend's push-back count when the call started:
 	// its success ends a push-back that came before it (AnsweredSince).
 	busyEpoch uint64
@@ -52,6 +56,7 @@ func (c call) end(now time.Time, out outcome.Outcome, latency, retryAfter time.D
 		return
 	}
 	c.b.AddWork(-c.work)
+	c.b.EndPrefillOf(now, c.prefill)
 	if c.waiting && !c.fed {
 		c.b.EndWaitingOf(now, c.wait())
 	}
@@ -80,6 +85,7 @@ func (c call) endAnswer(now time.Time, out outcome.Outcome, whole time.Duration,
 		return
 	}
 	c.b.AddWork(-c.work)
+	c.b.EndPrefillOf(now, c.prefill)
 	c.b.ReleaseAnswer(now, out, whole, outputTokens)
 	if out == outcome.Success && !clientGone {
 		c.b.AnsweredSince(c.busyEpoch)

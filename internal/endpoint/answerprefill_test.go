@@ -1,0 +1,143 @@
+package endpoint
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/outcome"
+)
+
+// A non-streamed request's prompt counts in the backend's queued prefill
+// from its send until the learned rate says its prefill ended behind what
+// was queued ahead (first come, first served), or its head or end if
+// earlier; a prefill the backend spent on one taken out early counts for
+// none of the others (branch prefill2). At 2,500 tokens/s with 500 ms to
+// spare: a 4,000-token non-streamed prompt just sent leaves no room for
+// another stream; 1.1 s in, one; from 1.6 s (its prefill taken as ended)
+// its own slot and as many as nothing queued leaves. A stream sent behind
+// it counts after it. Nothing is counted before the rate is learned.
+func TestPrefillRoomCountsNonStreamedPrompts(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	b, err := New(Spec{URL: "http://x"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const within = 500 * time.Millisecond
+	room := func(prompt int64) int {
+		got, priced := b.PrefillRoom(clock, prompt, within)
+		if !priced {
+			t.Fatal("not priced after two lone starts")
+		}
+		return got
+	}
+	if id := b.StartPrefillOf(clock, Wait{Prompt: 4000}); id != 0 {
+		t.Fatalf("counted before the rate is learned: id %d", id)
+	}
+	for range 2 { // two lone 4,000-token starts in 1.6 s: 2,500 tokens/s
+		b.Acquire()
+		b.StartWaitingOf(clock, Wait{Prompt: 4000})
+		clock = clock.Add(1600 * time.Millisecond)
+		b.FirstTokenOf(clock, 1600*time.Millisecond, Wait{Prompt: 4000})
+		b.ReleaseFed(clock, outcome.Success, 1600*time.Millisecond, 0)
+	}
+	b.Acquire()
+	first := b.StartPrefillOf(clock, Wait{Prompt: 4000})
+	if first == 0 {
+		t.Fatal("a non-streamed prompt not counted with the rate learned")
+	}
+	if got := room(10); got != 1 {
+		t.Fatalf("a 4,000-token non-streamed prompt just sent: room %d, want 1 (its own slot: 1.6 s of prefill ahead)", got)
+	}
+	clock = clock.Add(1100 * time.Millisecond)
+	if got := room(4000); got != 2 {
+		t.Fatalf("1.1 s into its prefill: room %d, want 2", got)
+	}
+	clock = clock.Add(500 * time.Millisecond) // its prefill taken as ended, no answer yet
+	if got := room(1000); got != 1+2 {
+		t.Fatalf("its prefill taken as ended: room for 1,000-token prompts %d, want 3 (it runs, nothing queued: 2 more)", got)
+	}
+	b.EndPrefillOf(clock, first) // its answer, later: nothing left to take out
+	b.ReleaseAnswer(clock, outcome.Success, 2*time.Second, 5)
+
+	// Two sent at once, then a stream: the second is taken as prefilled
+	// after the first (3.2 s), the stream after both.
+	b.Acquire()
+	one := b.StartPrefillOf(clock, Wait{Prompt: 4000})
+	b.Acquire()
+	two := b.StartPrefillOf(clock, Wait{Prompt: 4000})
+	b.Acquire()
+	b.StartWaitingOf(clock, Wait{Prompt: 4000})
+	clock = clock.Add(3200 * time.Millisecond)
+	if got := room(10); got != 3 {
+		t.Fatalf("3.2 s after two 4,000-token prompts and a stream: room %d, want 3 (the stream's 1.6 s ahead)", got)
+	}
+	clock = clock.Add(1200 * time.Millisecond)
+	if got := room(4000); got != 4 {
+		t.Fatalf("4.4 s in: room %d, want 4 (the stream's last 400 ms ahead)", got)
+	}
+	b.EndPrefillOf(clock, one)
+	b.EndPrefillOf(clock, two)
+	b.FirstTokenOf(clock, 4400*time.Millisecond, Wait{Prompt: 4000})
+
+	// One ended before its prefill (refused at once): it takes its prompt
+	// out, and the time since it was sent counts for none of the others.
+	b.Acquire()
+	refused := b.StartPrefillOf(clock, Wait{Prompt: 4000})
+	b.Acquire()
+	b.StartWaitingOf(clock, Wait{Prompt: 4000})
+	clock = clock.Add(1200 * time.Millisecond)
+	b.EndPrefillOf(clock, refused)
+	b.Release(clock, outcome.Failure, 0, 0)
+	if got := room(10); got != 4 {
+		t.Fatalf("one taken out 1.2 s in, a stream behind it: room %d, want 4 (the stream's 1.6 s still ahead)", got)
+	}
+}
+
+// A long prompt's start teaches the prefill rate with short streams
+// waiting beside it (steady interactive traffic): their prompts add
+// little prefill. Required alone outright, a backend whose tenant keeps
+// 10-token streams going never learned its rate, and an established
+// tenant's burst of long prompts was never priced (branch prefill2). A
+// long prompt beside another long one still teaches nothing.
+func TestPrefillRateLearnsBesideShortStreams(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	b, err := New(Spec{URL: "http://x"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(tokens int64) {
+		b.Acquire()
+		b.StartWaitingOf(clock, Wait{Prompt: tokens})
+	}
+	first := func(ttft time.Duration, tokens int64) {
+		b.FirstTokenOf(clock, ttft, Wait{Prompt: tokens})
+		b.ReleaseFed(clock, outcome.Success, ttft, 0)
+	}
+	// Two long prompts, each waiting beside another long one: no rate.
+	for range 2 {
+		start(4000)
+		start(4000)
+		clock = clock.Add(1600 * time.Millisecond)
+		first(1600*time.Millisecond, 4000)
+		clock = clock.Add(1600 * time.Millisecond)
+		first(3200*time.Millisecond, 4000)
+	}
+	if _, priced := b.PrefillRoom(clock, 4000, 500*time.Millisecond); priced {
+		t.Fatal("priced after long prompts that each waited beside another")
+	}
+	for range 2 { // a long prompt, a 10-token stream sent and started while it prefills
+		start(4000)
+		clock = clock.Add(300 * time.Millisecond)
+		start(10)
+		clock = clock.Add(20 * time.Millisecond)
+		first(20*time.Millisecond, 10)
+		clock = clock.Add(1280 * time.Millisecond)
+		start(10) // another just sent when the long one starts
+		first(1600*time.Millisecond, 4000)
+		first(0, 10)
+	}
+	got, priced := b.PrefillRoom(clock, 4000, 500*time.Millisecond)
+	if !priced || got != 1 {
+		t.Fatalf("after two long prompts beside short streams: room %d (priced %v), want 1, priced", got, priced)
+	}
+}
