@@ -478,6 +478,7 @@ func (a *App) release() {
 		a.reloadMu.Lock()
 		a.built.Retire(nil)
 		a.reloadMu.Unlock()
+		a.joinCallWorkers() // their owners closed: the transport's dials, every forwarder
 		if a.resp != nil {
 			a.resp.Close()
 		}

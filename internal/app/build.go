@@ -415,6 +415,7 @@ func (b *build) forward() error {
 		ExposeBackend: cfg.ExposeBackend,
 		Owner:         owner,
 		RelayBuffers:  b.deps.Transport.RelayBuffers(),
+		Workers:       b.deps.Transport.Workers(),
 	})
 	return nil
 }

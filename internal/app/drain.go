@@ -213,3 +213,19 @@ func (a *App) drainWorkers(idle <-chan struct{}, shutCtx context.Context, cut co
 		a.log.Warn("workers' jobs still running after the cut; the admin listener closes under them")
 	}
 }
+
+// joinCallWorkers waits for the workers that run streams' first writes
+// and the lean clients' dials (proxy.Workers), every runtime's, once
+// their owners are closed (Transport.Close, Built.Retire; a reload's
+// retired runtime was closed at its swap): before, they ended on their
+// own 1 s idle timer, joined by nobody. Bounded by timeouts.connect: the
+// drain is over, so the longest call left is a dial (a first write's
+// connection was drained or closed under it).
+func (a *App) joinCallWorkers() {
+	bound := max(a.built.Runtime.Config.Timeouts.Connect.D(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	if err := a.deps.Transport.Workers().Wait(ctx); err != nil {
+		a.log.Warn("stop: call workers still running past their bound", "bound", bound.String(), "error", err.Error())
+	}
+}

@@ -64,7 +64,13 @@ func registerUpstreamMetrics(reg prometheus.Registerer, tr *proxy.Transport) {
 			func() float64 { return float64(tr.RelayBuffers().Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_upstream_read_buffer_bytes",
 			Help: "Bytes of the lean upstream client's connection read buffers grown past their first 4 KiB (32 KiB each): while a backend is ahead of the relay reading it, and between reads while over 4 KiB is buffered; idle connections hold none."},
-			func() float64 { return float64(tr.LeanStats().ReadBufferBytes) }))
+			func() float64 { return float64(tr.LeanStats().ReadBufferBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sluice_call_workers",
+			Help: "Workers running streams' first writes and the lean client's dials on a stack of their own, busy or idle (at most 64 per runtime's forwarder and 64 for the dials; each ends 1 s idle, or when its runtime retires)."},
+			func() float64 { return float64(tr.Workers().Live()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_call_workers_inline_total",
+			Help: "Streams' first writes and lean dials run on their request's own stack because all 64 workers of their pool were busy."},
+			func() float64 { return float64(tr.Workers().Inline()) }))
 }
 
 // registerRingMetrics exports the prefix-affinity ring builds, counted

@@ -393,7 +393,7 @@ func AnswerLatency(whole time.Duration, outputTokens int) time.Duration {
 }
 
 // ReleaseFed is Release for a request whose first token already fed the
-// limit and the latency estimates (FirstToken): a Success is not fed again;
+// limit and the latency estimates (FirstTokenOf): a Success is not fed again;
 // Busy and Failure are.
 func (b *Backend) ReleaseFed(now time.Time, out outcome.Outcome, latency, retryAfter time.Duration) {
 	if out == outcome.Success {

@@ -402,12 +402,12 @@ func TestStalledIsALowerBoundOfTheOldestWait(t *testing.T) {
 	for range 2 {
 		b.Acquire()
 	}
-	b.StartWaiting(at(0))
-	b.StartWaiting(at(100 * time.Millisecond))
+	b.StartWaitingOf(at(0), Wait{})
+	b.StartWaitingOf(at(100*time.Millisecond), Wait{})
 	if s := b.Stalled(at(250 * time.Millisecond)); s != 250*time.Millisecond {
 		t.Fatalf("Stalled = %v, want 250ms (the first waiter's age)", s)
 	}
-	b.FirstToken(at(300*time.Millisecond), 300*time.Millisecond)
+	b.FirstTokenOf(at(300*time.Millisecond), 300*time.Millisecond, Wait{})
 	if s := b.Stalled(at(350 * time.Millisecond)); s != 50*time.Millisecond {
 		t.Fatalf("Stalled = %v, want 50ms since the last first token", s)
 	}
@@ -419,7 +419,7 @@ func TestStalledIsALowerBoundOfTheOldestWait(t *testing.T) {
 	if s := b.Stalled(at(time.Second)); s != 700*time.Millisecond {
 		t.Fatalf("Stalled = %v after a Release: the second still waits, none answered since 300ms", s)
 	}
-	b.EndWaiting(at(time.Second))
+	b.EndWaitingOf(at(time.Second), Wait{})
 	if s := b.Stalled(at(time.Second)); s != 0 {
 		t.Fatalf("Stalled with none waiting = %v", s)
 	}
@@ -466,9 +466,9 @@ func TestWithdrawnLearnsOnlyAboveTheEstimate(t *testing.T) {
 	typical := b.TypicalLatency()
 	for range 2 {
 		b.Acquire()
-		b.StartWaiting(now)
+		b.StartWaitingOf(now, Wait{})
 	}
-	b.Withdrawn(now.Add(10*time.Millisecond), 10*time.Millisecond)
+	b.WithdrawnOf(now.Add(10*time.Millisecond), 10*time.Millisecond, Wait{})
 	if got := b.Latency(now); got != 40*time.Millisecond || b.TypicalLatency() != typical {
 		t.Fatalf("latency %v typical %v after a 10ms cancelled wait; want both unchanged", got, b.TypicalLatency())
 	}
@@ -477,7 +477,7 @@ func TestWithdrawnLearnsOnlyAboveTheEstimate(t *testing.T) {
 	}
 	at := now.Add(300 * time.Millisecond)
 	est := b.Latency(at) // 40ms, decayed a little
-	b.Withdrawn(at, 300*time.Millisecond)
+	b.WithdrawnOf(at, 300*time.Millisecond, Wait{})
 	if got := b.Latency(at); got != 300*time.Millisecond+est {
 		t.Fatalf("peak EWMA %v after a 300ms cancelled wait; want 300ms + the estimate %v", got, est)
 	}
@@ -510,7 +510,7 @@ func TestEveryEndIsReportedToTheLimit(t *testing.T) {
 			t.Fatal("refused")
 		}
 	}
-	b.FirstToken(at(time.Second), time.Second)
+	b.FirstTokenOf(at(time.Second), time.Second, Wait{})
 	b.ReleaseFed(at(2*time.Second), outcome.Success, time.Second, 0)
 	b.ReleaseFed(at(2*time.Second), outcome.Failure, time.Second, 0)
 	b.Release(at(2*time.Second), outcome.Success, time.Second, 0)

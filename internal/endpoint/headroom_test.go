@@ -228,11 +228,11 @@ func TestBacklogBoundHoldsBackendBeforeItsMetricsShowIt(t *testing.T) {
 		if !b.Acquire() {
 			t.Fatal("Acquire refused below the limit")
 		}
-		b.StartWaiting(clk.t)
+		b.StartWaitingOf(clk.t, Wait{})
 	}
 	clk.t = clk.t.Add(40 * time.Millisecond)
 	for range 8 {
-		b.FirstToken(clk.t, 40*time.Millisecond)
+		b.FirstTokenOf(clk.t, 40*time.Millisecond, Wait{})
 	}
 	clk.t = clk.t.Add(90 * time.Millisecond)
 	if got := b.Limit(); got != 24 {
@@ -249,7 +249,7 @@ func TestBacklogBoundHoldsBackendBeforeItsMetricsShowIt(t *testing.T) {
 	// moment, but the backend stays held at its learned batch (plus one)
 	// until its own queue has drained.
 	b.ReleaseFed(clk.t, outcome.Success, 0, 0)
-	b.FirstToken(clk.t, 200*time.Millisecond)
+	b.FirstTokenOf(clk.t, 200*time.Millisecond, Wait{})
 	if got := b.Limit(); got != 9 || b.HasCapacity() {
 		t.Fatalf("Limit after a start = %d (capacity %v), want 9 and none: 13 are in flight", got, b.HasCapacity())
 	}
@@ -278,11 +278,11 @@ func TestBacklogGuessFromAMachineStallIsNotConfirmedByItsOwnExtraRequest(t *test
 		if !b.Acquire() {
 			t.Fatal("Acquire refused below the limit")
 		}
-		b.StartWaiting(clk.t)
+		b.StartWaitingOf(clk.t, Wait{})
 	}
 	clk.t = clk.t.Add(40 * time.Millisecond)
 	for range 5 {
-		b.FirstToken(clk.t, 40*time.Millisecond)
+		b.FirstTokenOf(clk.t, 40*time.Millisecond, Wait{})
 	}
 	clk.t = clk.t.Add(200 * time.Millisecond)
 	if got := b.Limit(); got != 5 {
@@ -292,7 +292,7 @@ func TestBacklogGuessFromAMachineStallIsNotConfirmedByItsOwnExtraRequest(t *test
 	if _, slots := b.ScrapedCap(); slots != 0 {
 		t.Fatalf("one reading with only the request past the guess waiting set the slots to %d, want none learned", slots)
 	}
-	b.FirstToken(clk.t, 240*time.Millisecond)
+	b.FirstTokenOf(clk.t, 240*time.Millisecond, Wait{})
 	if got := b.Limit(); got != 7 {
 		t.Fatalf("Limit after the sixth start = %d, want 7 (the guess grown to 6, plus one)", got)
 	}

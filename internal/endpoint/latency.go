@@ -56,7 +56,7 @@ func (b *Backend) RecentLatency() time.Duration {
 }
 
 // LastLatency is the backend's latest latency sample (a time to first
-// token; a withdrawn race's lower bound is none, see Withdrawn); 0 before
+// token; a withdrawn race's lower bound is none, see WithdrawnOf); 0 before
 // the first. One sample is noise to routing, which judges an outlier by
 // RecentLatency; a hedge, which costs only spare capacity, may act on it
 // (proxy.hedgeDelay).

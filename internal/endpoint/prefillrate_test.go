@@ -18,7 +18,7 @@ func TestStartsLateBeyondItsOwnPrefill(t *testing.T) {
 	b := mustNew(t, Spec{URL: "http://x"}, HealthPolicy{})
 	read := func() { b.SetLoad(Load{BatchBound: 16, At: clock, Expires: clock.Add(3 * time.Second)}) }
 	start := func(ttft time.Duration, tokens int64) {
-		b.StartWaiting(clock)
+		b.StartWaitingOf(clock, Wait{})
 		clock = clock.Add(ttft)
 		b.FirstTokenOf(clock, ttft, Wait{Prompt: tokens})
 		read()
@@ -91,14 +91,14 @@ func TestPrefillRateNotLearnedFromABurstsLastStart(t *testing.T) {
 	b.SetLoad(Load{BatchBound: 16, At: clock, Expires: clock.Add(time.Hour)})
 	for range 2 {
 		for range 3 {
-			b.StartWaiting(clock)
+			b.StartWaitingOf(clock, Wait{})
 		}
 		for k := 1; k <= 3; k++ {
 			b.FirstTokenOf(clock.Add(time.Duration(k)*800*time.Millisecond), time.Duration(k)*800*time.Millisecond, Wait{Prompt: 2000})
 		}
 		clock = clock.Add(10 * time.Second)
 	}
-	b.StartWaiting(clock)
+	b.StartWaitingOf(clock, Wait{})
 	clock = clock.Add(2400 * time.Millisecond)
 	b.FirstTokenOf(clock, 2400*time.Millisecond, Wait{Prompt: 2000})
 	if !b.StartsLate(clock, 500*time.Millisecond) {

@@ -37,13 +37,13 @@ func TestBacklogBoundTakesNoEvidenceFromAStallOfTheProcessItself(t *testing.T) {
 			if !b.Acquire() {
 				t.Fatal("Acquire refused below the limit")
 			}
-			b.StartWaiting(clk.t)
+			b.StartWaitingOf(clk.t, Wait{})
 		}
 	}
 	beat(w, clk, 50*time.Millisecond)
 	for _, b := range pool {
 		for range 8 {
-			b.FirstToken(clk.t, 50*time.Millisecond)
+			b.FirstTokenOf(clk.t, 50*time.Millisecond, Wait{})
 		}
 	}
 	clk.t = clk.t.Add(400 * time.Millisecond) // the process stalls: no beat

@@ -34,8 +34,8 @@ func TestRecentTTFTQuantiles(t *testing.T) {
 	}
 	// A stream's first token counts once, not again at its end.
 	b.Acquire()
-	b.StartWaiting(at(3 * time.Second))
-	b.FirstToken(at(3*time.Second), 10*time.Millisecond)
+	b.StartWaitingOf(at(3*time.Second), Wait{})
+	b.FirstTokenOf(at(3*time.Second), 10*time.Millisecond, Wait{})
 	b.ReleaseFed(at(4*time.Second), outcome.Success, 10*time.Millisecond, 0)
 	if got := b.RecentTTFT(at(4 * time.Second)); got.Samples != 101 {
 		t.Fatalf("after one stream: %d samples, want 101", got.Samples)

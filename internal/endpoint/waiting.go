@@ -10,24 +10,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/outcome"
 )
 
-// FirstToken ends a stream's wait (StartWaiting) and feeds the concurrency
-// limit and the latency estimates the time
-// to first token of a stream as soon as it is known, instead of at the
-// stream's end: a signal that arrives after a whole generation (seconds to
-// minutes) steers on load long gone. A backend that turned ten times slower
-// would otherwise keep its fast estimate, and keep its share of new
-// requests, for as long as its slow streams take to finish. The request is
-// then ended with ReleaseFed.
-//
-// prompt says the first token came within max(2 x the backend's typical
-// time to first token before it, minBacklogWait): the wait after which
-// backlogBound takes a stream without one to be queued inside the engine
-// behind a full batch. The admission queue's tenant ramp grows the slots it
-// reckons from on such starts (admission.Ticket.FirstToken).
-func (b *Backend) FirstToken(now time.Time, ttft time.Duration) (prompt bool) {
-	return b.FirstTokenOf(now, ttft, Wait{})
-}
-
 // Wait is what a stream waiting for its first token holds on its backend
 // while it waits: its prompt's estimated tokens, counted in the backend's
 // queued prefill (PrefillRoom), and its KV need (admission.EstimateKVNeed),
@@ -42,10 +24,24 @@ type Wait struct {
 	KV     int64
 }
 
-// FirstTokenOf is FirstToken for a stream whose wait is w (its prompt
-// about w.Prompt tokens long, 0: unknown): a late start is judged against the
-// backend's own prefill rate, which a long prompt's start teaches
-// (StartsLate).
+// FirstTokenOf ends a stream's wait (StartWaitingOf) and feeds the concurrency
+// limit and the latency estimates the time
+// to first token of a stream as soon as it is known, instead of at the
+// stream's end: a signal that arrives after a whole generation (seconds to
+// minutes) steers on load long gone. A backend that turned ten times slower
+// would otherwise keep its fast estimate, and keep its share of new
+// requests, for as long as its slow streams take to finish. The request is
+// then ended with ReleaseFed.
+//
+// prompt says the first token came within max(2 x the backend's typical
+// time to first token before it, minBacklogWait): the wait after which
+// backlogBound takes a stream without one to be queued inside the engine
+// behind a full batch. The admission queue's tenant ramp grows the slots it
+// reckons from on such starts (admission.Ticket.FirstToken).
+//
+// w is the wait StartWaitingOf began with (its prompt about w.Prompt
+// tokens long, 0: unknown): a late start is judged against the backend's
+// own prefill rate, which a long prompt's start teaches (StartsLate).
 func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, w Wait) (prompt bool) {
 	promptTokens := w.Prompt
 	if box := b.limiter.Load(); box != nil {
@@ -91,18 +87,12 @@ func joinedTokens(prompt int64) int64 {
 	return prompt
 }
 
-// StartWaiting marks a stream sent to the backend as waiting for its first
-// token, until FirstToken or EndWaiting (exactly one of them). Only streams:
-// a non-streaming answer's first byte is the whole answer, legitimately
-// seconds to minutes, and would make a busy backend look hung.
-func (b *Backend) StartWaiting(now time.Time) {
-	b.StartWaitingOf(now, Wait{})
-}
-
-// StartWaitingOf is StartWaiting for a stream whose wait is w, which the
-// backend's queued prefill and waiting KV count until it ends
-// (PrefillRoom, WaitingStreams). Its end must pass the same w
-// (FirstTokenOf, EndWaitingOf, WithdrawnOf).
+// StartWaitingOf marks a stream sent to the backend as waiting for its
+// first token, until FirstTokenOf, EndWaitingOf or WithdrawnOf (exactly
+// one of them, passed the same w). Only streams: a non-streaming answer's
+// first byte is the whole answer, legitimately seconds to minutes, and
+// would make a busy backend look hung. The backend's queued prefill and
+// waiting KV count w until the wait ends (PrefillRoom, WaitingStreams).
 func (b *Backend) StartWaitingOf(now time.Time, w Wait) {
 	b.mu.Lock()
 	b.notePrefillingLocked(now)
@@ -119,13 +109,8 @@ func (b *Backend) StartWaitingOf(now time.Time, w Wait) {
 	b.mu.Unlock()
 }
 
-// EndWaiting ends a wait StartWaiting began, for a stream that ended (or
-// turned out not to be one) without a first token.
-func (b *Backend) EndWaiting(now time.Time) {
-	b.EndWaitingOf(now, Wait{})
-}
-
-// EndWaitingOf is EndWaiting for a wait StartWaitingOf began with w.
+// EndWaitingOf ends a wait StartWaitingOf began with w, for a stream that
+// ended (or turned out not to be one) without a first token.
 func (b *Backend) EndWaitingOf(now time.Time, w Wait) {
 	b.mu.Lock()
 	b.endWaitLocked(now, w)
@@ -183,7 +168,7 @@ func (b *Backend) TimedOut(now time.Time, d time.Duration) {
 	b.mu.Unlock()
 }
 
-// Withdrawn ends an outstanding stream that was cancelled before its first
+// WithdrawnOf ends an outstanding stream that was cancelled before its first
 // token because another backend's answer started first (a hedge race).
 // waited, how long it had waited, is only a lower bound of its latency
 // (a censored sample), learned where it says something:
@@ -198,12 +183,7 @@ func (b *Backend) TimedOut(now time.Time, d time.Duration) {
 //
 // The stream got no answer, so Stalled is not reset; the concurrency limit
 // is not fed (no latency was measured). Only for a stream marked waiting
-// (StartWaiting).
-func (b *Backend) Withdrawn(now time.Time, waited time.Duration) {
-	b.WithdrawnOf(now, waited, Wait{})
-}
-
-// WithdrawnOf is Withdrawn for a wait StartWaitingOf began with w.
+// (StartWaitingOf with w).
 func (b *Backend) WithdrawnOf(now time.Time, waited time.Duration, w Wait) {
 	b.inflight.Add(-1)
 	b.signalFreed()

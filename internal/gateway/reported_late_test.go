@@ -44,21 +44,21 @@ func TestReportedCapacityNoneWhileStartsLate(t *testing.T) {
 	}
 	// y's two streams start in 20 ms: its typical time to first token.
 	for range 2 {
-		y.StartWaiting(clock)
-		y.FirstToken(clock.Add(20*time.Millisecond), 20*time.Millisecond)
+		y.StartWaitingOf(clock, endpoint.Wait{})
+		y.FirstTokenOf(clock.Add(20*time.Millisecond), 20*time.Millisecond, endpoint.Wait{})
 	}
 	check("both start promptly", 18)
-	y.StartWaiting(clock)
+	y.StartWaitingOf(clock, endpoint.Wait{})
 	clock = clock.Add(50 * time.Millisecond)
 	check("y's stream waiting 50 ms", 18)
 	clock = clock.Add(250 * time.Millisecond)
 	check("y's stream waiting 300 ms (past the prompt bound)", 2)
 	// Late by the prompt bound, not by LateStart: a long prompt's prefill.
-	y.FirstToken(clock, 300*time.Millisecond)
+	y.FirstTokenOf(clock, 300*time.Millisecond, endpoint.Wait{})
 	check("y's stream started in 300 ms", 18)
-	y.StartWaiting(clock)
+	y.StartWaitingOf(clock, endpoint.Wait{})
 	clock = clock.Add(800 * time.Millisecond)
-	y.FirstToken(clock, 800*time.Millisecond)
+	y.FirstTokenOf(clock, 800*time.Millisecond, endpoint.Wait{})
 	check("y's stream started in 800 ms, just now", 2)
 	read := func() { // the next scrapes: the same load
 		y.SetLoad(endpoint.Load{BatchBound: 16, At: clock, Expires: clock.Add(3 * time.Second)})

@@ -140,10 +140,14 @@ func (rt *Runtime) Queues() map[string]*admission.Queue {
 	return out
 }
 
-// Retire closes this runtime's rate limiter (its Redis connection) unless
-// next shares it; next nil: closes it.
+// Retire closes this runtime's rate limiter (its Redis connection) and
+// its forwarder's call workers (proxy.Forwarder.Close) unless next shares
+// them; next nil: closes them.
 func (rt *Runtime) Retire(next *Runtime) {
 	if rt.limiter != nil && (next == nil || next.limiter != rt.limiter) {
 		rt.limiter.Close()
+	}
+	if rt.forwarder != nil && (next == nil || next.forwarder != rt.forwarder) {
+		rt.forwarder.Close()
 	}
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/admission"
+	"github.com/sluice-gw/sluice/internal/endpoint"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -87,7 +89,14 @@ func TestBurstSpreadAcrossUnevenAdaptiveLimits(t *testing.T) {
 	}
 	for i, r := range got {
 		if r > 10 {
-			t.Errorf("backend %d was sent %d of the burst (all: %v); want at most 10, half again its peers' median limit of 7", i, r, got)
+			pool := gw.Runtime().Pools["m1"].Backends
+			peer := endpoint.PeerLimit(pool, time.Now())
+			var bounds []string
+			for _, b := range pool {
+				l, slots := b.ScrapedCap()
+				bounds = append(bounds, fmt.Sprintf("limit %d among %d (scraped %d/%d, inflight %d)", b.Limit(), b.LimitAmong(peer), l, slots, b.Inflight()))
+			}
+			t.Errorf("backend %d was sent %d of the burst (all: %v); want at most 10, half again its peers' median limit of 7; peer %v, %v", i, r, got, peer, bounds)
 		}
 	}
 	if total < 24 {

@@ -18,8 +18,8 @@ type call struct {
 	b    *endpoint.Backend
 	done breaker.Done
 	fed  bool // the first token fed the backend's limit (relay sets it on its copy)
-	// waiting: a stream marked waiting for its first token (StartWaiting);
-	// FirstToken (fed) or end ends the wait.
+	// waiting: a stream marked waiting for its first token (StartWaitingOf);
+	// FirstTokenOf (fed) or end ends the wait.
 	waiting bool
 	// prompt is the request's estimated prompt tokens (Request.PromptTokens),
 	// which its wait counts in the backend's queued prefill

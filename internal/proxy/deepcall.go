@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -33,25 +36,107 @@ import (
 // short-lived stacks grown to 8 KiB left RSS where it was (measured).
 const deepWorkers = 64
 
-// deepIdle is how long a worker waits for its next call before it ends:
-// the deepCalls owns its workers and this is their stop, so a Forwarder
-// replaced by a reload, or a transport's dialer, leaves none behind once
-// its last stream has started. Under a steady flow of new streams the
-// workers stay; below one a second a stream may start one afresh (its
-// stack grown from 2 KiB, what a worker saves). (Not Options.Owner's
-// goroutines: shutdown waits for those, and an idle worker has nothing to
-// finish.)
+// deepIdle is how long a worker waits for its next call before it ends.
+// Under a steady flow of new streams the workers stay; below one a second
+// a stream may start one afresh (its stack grown from 2 KiB, what a
+// worker saves). Their owner's retirement (close: a reload's retired
+// Forwarder, the Transport cache's dialers at shutdown) ends them sooner,
+// and Workers joins them.
 const deepIdle = time.Second
+
+// Workers counts the deepCalls workers of a process, every Forwarder's
+// (one per runtime: a reload builds another) and the lean clients'
+// dialers', and joins them once their owners are closed: a retired
+// runtime's workers used to end only on their idle timer, joined by
+// nobody. Safe for concurrent use; the zero value counts none.
+type Workers struct {
+	mu   sync.Mutex
+	live int
+	zero chan struct{} // closed when live drops to 0; nil while nobody waits
+	// inline counts the calls run on their caller's stack because every
+	// worker of their deepCalls was busy.
+	inline atomic.Uint64
+}
+
+// Live is the workers running now, busy or idle.
+func (w *Workers) Live() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.live
+}
+
+// Inline is the calls run on their caller's stack because all their
+// pool's workers (deepWorkers) were busy.
+func (w *Workers) Inline() uint64 { return w.inline.Load() }
+
+// Wait returns once no worker runs, or with ctx's cause (wrapped, with
+// the count left) when ctx ends first; nil at once for a nil w. Close the
+// owners first (Forwarder.Close, Transport.Close): an open pool starts
+// workers again.
+func (w *Workers) Wait(ctx context.Context) error {
+	if w == nil {
+		return nil
+	}
+	w.mu.Lock()
+	if w.live == 0 {
+		w.mu.Unlock()
+		return nil
+	}
+	if w.zero == nil {
+		w.zero = make(chan struct{})
+	}
+	zero := w.zero
+	w.mu.Unlock()
+	select {
+	case <-zero:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("proxy: %d call workers still running: %w", w.Live(), context.Cause(ctx))
+	}
+}
+
+func (w *Workers) add() {
+	w.mu.Lock()
+	w.live++
+	w.mu.Unlock()
+}
+
+func (w *Workers) done() {
+	w.mu.Lock()
+	if w.live--; w.live == 0 && w.zero != nil {
+		close(w.zero)
+		w.zero = nil
+	}
+	w.mu.Unlock()
+}
 
 // deepCalls hands calls to idle workers and waits for them. Safe for
 // concurrent use.
 type deepCalls struct {
 	work    chan *deepCall // unbuffered: taken only by an idle worker
-	workers atomic.Int32
+	workers atomic.Int32   // this pool's, bounded by deepWorkers
+	owner   *Workers       // counts and joins them
+	// stop is closed by close: idle workers end at once, busy ones after
+	// their call, and later calls run on their caller's stack (correct,
+	// 8 KiB more for that stream: a retired runtime's last streams).
+	stop    chan struct{}
+	stopped atomic.Bool
 }
 
-func newDeepCalls() *deepCalls {
-	return &deepCalls{work: make(chan *deepCall)}
+// newDeepCalls makes a pool whose workers owner counts (nil: a count of
+// its own, joined by nobody).
+func newDeepCalls(owner *Workers) *deepCalls {
+	if owner == nil {
+		owner = &Workers{}
+	}
+	return &deepCalls{work: make(chan *deepCall), owner: owner, stop: make(chan struct{})}
+}
+
+// close tells the workers to stop; owner.Wait joins them. Idempotent.
+func (d *deepCalls) close() {
+	if d.stopped.CompareAndSwap(false, true) {
+		close(d.stop)
+	}
 }
 
 // deepCall is one call to run on a worker. A caller may keep and reuse
@@ -71,20 +156,34 @@ func newDeepCall(fn func()) *deepCall {
 // run runs c.fn on a worker's stack when one is idle or may start, on
 // this one otherwise, and returns when it has.
 func (d *deepCalls) run(c *deepCall) {
-	select {
-	case d.work <- c:
-	default:
-		if d.workers.Add(1) > deepWorkers {
-			d.workers.Add(-1)
-			c.call() // every worker busy: on this stack
-		} else {
-			go d.serve(c) // ends when idle for deepIdle
-		}
+	if d.stopped.Load() {
+		c.call() // closed: its owner retired
+	} else {
+		d.start(c)
 	}
 	<-c.done
 	if p := c.panicked; p != nil {
 		c.panicked = nil
 		panic(p)
+	}
+}
+
+// start hands c to an idle worker, or to a new one, or, all deepWorkers
+// busy, runs it on this stack.
+func (d *deepCalls) start(c *deepCall) {
+	select {
+	case d.work <- c:
+	default:
+		if d.workers.Add(1) > deepWorkers {
+			d.workers.Add(-1)
+			d.owner.inline.Add(1)
+			c.call() // every worker busy: on this stack
+			return
+		}
+		// A worker started just after close runs c and ends: its loop
+		// sees stop.
+		d.owner.add()
+		go d.serve(c) // ends when idle for deepIdle, or at close
 	}
 }
 
@@ -104,6 +203,7 @@ func (d *deepCalls) serve(first *deepCall) {
 //go:noinline
 func (d *deepCalls) loop(first *deepCall, ballast *[1536]byte) {
 	ballast[0] = 1 // in use: not optimised away
+	defer d.owner.done()
 	defer d.workers.Add(-1)
 	first.call()
 	idle := time.NewTimer(deepIdle)
@@ -114,6 +214,8 @@ func (d *deepCalls) loop(first *deepCall, ballast *[1536]byte) {
 			c.call()
 			idle.Reset(deepIdle)
 		case <-idle.C:
+			return
+		case <-d.stop:
 			return
 		}
 	}

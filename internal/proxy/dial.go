@@ -27,17 +27,18 @@ type upstreamDialer struct {
 	// count, when not nil, counts the connections (net/http's
 	// transports; the lean client counts its own).
 	count *connCount
-	// deep runs the plain dials, which the lean client makes on the
-	// request's goroutine, on a stack of their own (deepcall.go):
-	// net's dial is ~2 KiB of frames under the chain's. (net/http's
-	// transport dials on goroutines of its own: its plain dials, through
-	// DialPlain too, gain nothing from the worker and pay one hand-off a
-	// new connection.)
+	// deep, when not nil, runs the plain dials, which the lean client
+	// makes on the request's goroutine, on a stack of their own
+	// (deepcall.go): net's dial is ~2 KiB of frames under the chain's.
+	// The Transport cache's pool, one for all its lean clients, closed
+	// with it. nil for net/http's transports, which dial on goroutines of
+	// their own: a worker would save them nothing and cost each new
+	// connection a hand-off.
 	deep *deepCalls
 }
 
-func newUpstreamDialer(connectTimeout time.Duration, count *connCount) *upstreamDialer {
-	d := &upstreamDialer{count: count, deep: newDeepCalls()}
+func newUpstreamDialer(connectTimeout time.Duration, count *connCount, deep *deepCalls) *upstreamDialer {
+	d := &upstreamDialer{count: count, deep: deep}
 	d.autotuned = net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
 	d.bounded = d.autotuned
 	d.bounded.Control = receiveBufferBefore(UpstreamReceiveBuffer)
@@ -49,7 +50,11 @@ func newUpstreamDialer(connectTimeout time.Duration, count *connCount) *upstream
 func (d *upstreamDialer) DialPlain(ctx context.Context, network, addr string) (net.Conn, error) {
 	var nc net.Conn
 	var err error
-	d.deep.run(newDeepCall(func() { nc, err = d.bounded.DialContext(ctx, network, addr) }))
+	if d.deep == nil {
+		nc, err = d.bounded.DialContext(ctx, network, addr)
+	} else {
+		d.deep.run(newDeepCall(func() { nc, err = d.bounded.DialContext(ctx, network, addr) }))
+	}
 	if err != nil {
 		return nil, err
 	}

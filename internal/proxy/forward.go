@@ -77,6 +77,11 @@ type Options struct {
 	// gauge. Kept by the caller across forwarders (a reload builds a new
 	// one while streams still run on the old); nil: not counted.
 	RelayBuffers *atomic.Int64
+	// Workers counts and joins the workers that run streams' first
+	// writes (deepcall.go), across the forwarders of every runtime
+	// (Transport.Workers); nil: a count of the Forwarder's own, joined by
+	// nobody. Close tells them to stop.
+	Workers *Workers
 }
 
 // Forwarder relays requests to backends. Safe for concurrent use.
@@ -99,8 +104,15 @@ func NewForwarder(opt Options) *Forwarder {
 	if opt.AfterFunc == nil {
 		opt.AfterFunc = func(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 	}
-	return &Forwarder{opt: opt, deep: newDeepCalls()}
+	return &Forwarder{opt: opt, deep: newDeepCalls(opt.Workers)}
 }
+
+// Close retires f (a reload replaced its runtime, or shutdown): the
+// workers running its streams' first writes stop, idle ones at once,
+// busy ones after their write, and Options.Workers joins them. The
+// streams still running on f go on; a first write after Close runs on
+// its stream's own stack.
+func (f *Forwarder) Close() { f.deep.close() }
 
 // Request is one inbound inference request, body already read.
 type Request struct {

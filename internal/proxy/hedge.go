@@ -51,7 +51,7 @@ import (
 // end, to its own first-byte/first-token timeout, for the same reason: a
 // hung backend must be charged the timeout that ejects it. A leg cut
 // before its first token is charged its wait as a lower bound
-// (endpoint.Backend.Withdrawn), never a failure; a leg that hits its own
+// (endpoint.Backend.WithdrawnOf), never a failure; a leg that hits its own
 // timeout is a failure. Every loser ended after the race is ended on a
 // goroutine of Options.Owner, which shutdown joins (cancelling those still
 // running when its grace is over), so none outlives the process's
@@ -475,7 +475,7 @@ func (f *Forwarder) endLeg(l *leg, out outcome.Outcome, retryAfter time.Duration
 
 // withdraw ends a leg cancelled before its first token because the race
 // was decided without it (or its slot was taken back): waited is a lower
-// bound of its backend's latency (endpoint.Backend.Withdrawn), and the
+// bound of its backend's latency (endpoint.Backend.WithdrawnOf), and the
 // breaker is told nothing.
 func (f *Forwarder) withdraw(l *leg, waited time.Duration) {
 	l.wd.stop()

@@ -474,7 +474,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // delay, the timer keeps the delay.
 func TestHedgeAtOnceOnBackendSlowerThanTheDelay(t *testing.T) {
 	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 8)
-	r.slow.FirstToken(r.clock.Now(), 500*time.Millisecond)
+	r.slow.FirstTokenOf(r.clock.Now(), 500*time.Millisecond, endpoint.Wait{})
 	body, res := r.answer(r.send(0))
 	if body != sseAnswer || res.Hedge != HedgeWon || res.Backend != r.fast {
 		t.Fatalf("body %q hedge %d backend %v; want the fast backend's stream by a hedge", body, res.Hedge, res.Backend)
@@ -484,7 +484,7 @@ func TestHedgeAtOnceOnBackendSlowerThanTheDelay(t *testing.T) {
 	}
 
 	r2 := newHedgeRig(t, NewHedgeBudget(0.1, 1), 8)
-	r2.slow.FirstToken(r2.clock.Now(), 40*time.Millisecond)
+	r2.slow.FirstTokenOf(r2.clock.Now(), 40*time.Millisecond, endpoint.Wait{})
 	r2.answer(r2.send(50 * time.Millisecond))
 	if d := <-r2.delays; d != 50*time.Millisecond {
 		t.Fatalf("hedge delay on a backend typically 40ms to first token = %v, want the request's 50ms", d)
@@ -513,7 +513,7 @@ func TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency(t *testing.T) {
 	}
 	twoSlow := func(r *hedgeRig) {
 		for _, d := range []time.Duration{20, 200, 200} {
-			r.slow.FirstToken(r.clock.Now(), d*time.Millisecond)
+			r.slow.FirstTokenOf(r.clock.Now(), d*time.Millisecond, endpoint.Wait{})
 		}
 	}
 	if d := delay("two slow answers", twoSlow); d != 0 {
@@ -521,7 +521,7 @@ func TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency(t *testing.T) {
 	}
 	oneSlow := func(r *hedgeRig) {
 		for _, d := range []time.Duration{20, 20, 200} {
-			r.slow.FirstToken(r.clock.Now(), d*time.Millisecond)
+			r.slow.FirstTokenOf(r.clock.Now(), d*time.Millisecond, endpoint.Wait{})
 		}
 	}
 	if d := delay("one answer over twice the delay", oneSlow); d != 0 {
@@ -529,7 +529,7 @@ func TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency(t *testing.T) {
 	}
 	spike := func(r *hedgeRig) {
 		for _, d := range []time.Duration{20, 20, 90} {
-			r.slow.FirstToken(r.clock.Now(), d*time.Millisecond)
+			r.slow.FirstTokenOf(r.clock.Now(), d*time.Millisecond, endpoint.Wait{})
 		}
 	}
 	if d := delay("one spike", spike); d != 50*time.Millisecond {
@@ -537,16 +537,16 @@ func TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency(t *testing.T) {
 	}
 	spikeThenFast := func(r *hedgeRig) {
 		for _, d := range []time.Duration{20, 200, 20} {
-			r.slow.FirstToken(r.clock.Now(), d*time.Millisecond)
+			r.slow.FirstTokenOf(r.clock.Now(), d*time.Millisecond, endpoint.Wait{})
 		}
 	}
 	if d := delay("a spike, then a fast answer", spikeThenFast); d != 50*time.Millisecond {
 		t.Fatalf("hedge delay after a 200ms spike followed by a 20ms answer = %v, want the request's 50ms", d)
 	}
 	stalled := func(r *hedgeRig) {
-		r.slow.FirstToken(r.clock.Now(), 20*time.Millisecond)
+		r.slow.FirstTokenOf(r.clock.Now(), 20*time.Millisecond, endpoint.Wait{})
 		r.clock.Advance(10 * time.Millisecond)
-		r.slow.StartWaiting(r.clock.Now()) // a stream sent before, still without a token
+		r.slow.StartWaitingOf(r.clock.Now(), endpoint.Wait{}) // a stream sent before, still without a token
 		r.clock.Advance(60 * time.Millisecond)
 	}
 	if d := delay("stalled", stalled); d != 0 {
@@ -563,7 +563,7 @@ func TestHedgeAtOnceOnBackendFoundSlowBeforeItsTypicalLatency(t *testing.T) {
 func TestNoProbeOfSlowBackendWithoutRescue(t *testing.T) {
 	r := newHedgeRig(t, NewHedgeBudget(0.1, 1), 1)
 	for range 3 {
-		r.slow.FirstToken(r.clock.Now(), 500*time.Millisecond)
+		r.slow.FirstTokenOf(r.clock.Now(), 500*time.Millisecond, endpoint.Wait{})
 	}
 	held, err := r.queue.Acquire(context.Background(), admission.Request{Tenant: "a"})
 	if err != nil {

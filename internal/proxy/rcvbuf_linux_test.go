@@ -30,7 +30,7 @@ func TestStalledReaderQueuesBoundedReceiveBuffer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cc, err := newUpstreamDialer(5*time.Second, nil).DialPlain(context.Background(), "tcp", ln.Addr().String())
+	cc, err := newUpstreamDialer(5*time.Second, nil, nil).DialPlain(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,11 +77,11 @@ func TestStreamAfterFirstSlowAnswerIsHedgedAtOnce(t *testing.T) {
 	const after = 50 * time.Millisecond
 	for _, b := range []*endpoint.Backend{turning, healthyA, healthyB} {
 		for range 5 {
-			b.FirstToken(now, 20*time.Millisecond)
+			b.FirstTokenOf(now, 20*time.Millisecond, endpoint.Wait{})
 		}
 	}
 	turned.Store(true)
-	turning.FirstToken(now, 400*time.Millisecond) // its first slow answer
+	turning.FirstTokenOf(now, 400*time.Millisecond, endpoint.Wait{}) // its first slow answer
 	if turning.TypicalLatency() >= after || min(turning.Latency(now), turning.RecentLatency()) >= after || turning.Stalled(now) > 0 {
 		t.Fatalf("setup: typical %v, settled %v, stalled %v; want all under the %v delay",
 			turning.TypicalLatency(), min(turning.Latency(now), turning.RecentLatency()), turning.Stalled(now), after)

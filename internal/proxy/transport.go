@@ -36,7 +36,7 @@ func NewTransport(connectTimeout time.Duration) *http.Transport {
 // newTransport is NewTransport dialling through an upstreamDialer that
 // counts its connections in count (nil: not counted).
 func newTransport(connectTimeout time.Duration, count *connCount) *http.Transport {
-	dialer := newUpstreamDialer(connectTimeout, count)
+	dialer := newUpstreamDialer(connectTimeout, count, nil)
 	tr := &http.Transport{
 		Proxy:                 nil, // never route backend traffic through an env proxy
 		DialContext:           dialer.DialPlain,

@@ -49,6 +49,22 @@ type Transport struct {
 	// relayBuffers counts relayed streams' large read buffers
 	// (Options.RelayBuffers) across the forwarders of every runtime.
 	relayBuffers atomic.Int64
+	// workers counts the call workers (deepcall.go) of every runtime's
+	// Forwarder (Options.Workers) and of dials, the lean clients' plain
+	// dials, one pool for all of them (at most deepWorkers), closed by
+	// Close.
+	workers Workers
+	dials   *deepCalls
+}
+
+// Workers counts and joins the call workers of the forwarders built with
+// it (Options.Workers) and of the lean clients' dials; nil for a nil
+// Transport.
+func (t *Transport) Workers() *Workers {
+	if t == nil {
+		return nil
+	}
+	return &t.workers
 }
 
 // RelayBuffers is the count a Forwarder keeps of its streams' large read
@@ -79,7 +95,9 @@ type TLSProfile struct {
 
 // NewTransportCache builds an empty cache.
 func NewTransportCache() *Transport {
-	return &Transport{by: map[transportKey]*http.Transport{}, lean: map[leanKey]*h1client.Client{}}
+	t := &Transport{by: map[transportKey]*http.Transport{}, lean: map[leanKey]*h1client.Client{}}
+	t.dials = newDeepCalls(&t.workers)
+	return t
 }
 
 // For returns the transport for connectTimeout with Go's default TLS,
@@ -161,7 +179,7 @@ func (t *Transport) upstreamLocked(connectTimeout, sendIdle time.Duration, lean 
 			// starts at 1 KiB and grows with the request.
 			ReadBufferSize:  32 << 10,
 			WriteBufferSize: 32 << 10,
-			Dial:            newUpstreamDialer(connectTimeout, nil).DialPlain,
+			Dial:            newUpstreamDialer(connectTimeout, nil, t.dials).DialPlain,
 			Fallback:        tr,
 		})
 		t.lean[k] = c
@@ -233,8 +251,10 @@ func (t *Transport) CloseIdle() {
 
 // Close closes every idle connection, as CloseIdle, and stops the lean
 // clients' idle reapers (shutdown): a connection handed back later is
-// closed, not kept.
+// closed, not kept. The dials' workers stop (Workers joins them); a dial
+// after Close runs on its caller's stack.
 func (t *Transport) Close() {
+	t.dials.close()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range t.allLeanLocked() {

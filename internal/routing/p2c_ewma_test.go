@@ -169,7 +169,7 @@ func TestP2COutstandingWork(t *testing.T) {
 func TestP2CAvoidsStalledBackend(t *testing.T) {
 	fast := mkLat(t, "fast", 20*ms, 0, 1)
 	turned := mkLat(t, "turned", 10*ms, 0, 1) // faster estimate, from before it turned slow
-	turned.StartWaiting(t0)
+	turned.StartWaitingOf(t0, endpoint.Wait{})
 	p := &p2cEWMA{rnd: NewRand(1), now: func() time.Time { return t0.Add(300 * ms) }}
 	for range 20 {
 		if got := p.Pick(nil, []*endpoint.Backend{turned, fast}); got != fast {
@@ -178,7 +178,7 @@ func TestP2CAvoidsStalledBackend(t *testing.T) {
 	}
 	// Once its first token comes the stall ends; the token's own latency
 	// (300ms) is what the estimate keeps.
-	turned.FirstToken(t0.Add(300*ms), 300*ms)
+	turned.FirstTokenOf(t0.Add(300*ms), 300*ms, endpoint.Wait{})
 	if s := turned.Stalled(t0.Add(400 * ms)); s != 0 {
 		t.Fatalf("Stalled after the first token = %v, want 0", s)
 	}

@@ -1,0 +1,54 @@
+package proxy
+
+import (
+	"context"
+	"testing"
+)
+
+// TestCallWorkersCountedBoundedAndJoined: a pool starts up to deepWorkers
+// workers, counted live by their Workers; with all of them busy a call
+// runs on its caller's stack and is counted inline; close stops them,
+// busy ones once their call returns, and Wait joins them; a call after
+// close runs inline, uncounted, and starts no worker.
+func TestCallWorkersCountedBoundedAndJoined(t *testing.T) {
+	var w Workers
+	d := newDeepCalls(&w)
+	release := make(chan struct{})
+	running := make(chan struct{}, deepWorkers)
+	returned := make(chan struct{}, deepWorkers)
+	for range deepWorkers {
+		go func() {
+			d.run(newDeepCall(func() { running <- struct{}{}; <-release }))
+			returned <- struct{}{}
+		}()
+	}
+	for range deepWorkers {
+		<-running
+	}
+	if n := w.Live(); n != deepWorkers {
+		t.Fatalf("live workers = %d, want %d", n, deepWorkers)
+	}
+	ran := false
+	d.run(newDeepCall(func() { ran = true })) // all busy: here
+	if !ran || w.Inline() != 1 {
+		t.Fatalf("a call with every worker busy: ran %v, inline %d; want it run here, counted 1", ran, w.Inline())
+	}
+
+	d.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := w.Wait(ctx); err == nil {
+		t.Fatal("Wait returned nil while every worker was busy")
+	}
+	close(release)
+	for range deepWorkers {
+		<-returned
+	}
+	if err := w.Wait(context.Background()); err != nil || w.Live() != 0 {
+		t.Fatalf("Wait after close = %v with %d live; want nil, 0", err, w.Live())
+	}
+	d.run(newDeepCall(func() {}))
+	if w.Live() != 0 || w.Inline() != 1 {
+		t.Fatalf("a call after close: %d live, %d inline; want 0 and 1 (run here, not counted busy)", w.Live(), w.Inline())
+	}
+}
