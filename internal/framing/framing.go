@@ -262,10 +262,13 @@ func (s *scanner) feed(p []byte) {
 				}
 			}
 		case inHead:
-			if s.started && len(s.line) == 0 {
-				p = s.fields(p)
-			} else {
+			switch {
+			case len(s.line) > 0:
 				p = s.nextLine(p)
+			case s.started:
+				p = s.fields(p)
+			default:
+				p = s.requestLine(p)
 			}
 		default:
 			p = s.nextLine(p)
@@ -306,6 +309,24 @@ func (s *scanner) nextLine(p []byte) []byte {
 	return p
 }
 
+// requestLine scans, where it is, the line p begins with while no head
+// has started and no line is kept (a request line, or an empty line
+// before one), and returns what follows it; a line that does not end in
+// p goes to nextLine. It is nextLine and endLine for the first line of
+// every request, without their buffer and their state switch.
+func (s *scanner) requestLine(p []byte) []byte {
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
+		return s.nextLine(p)
+	}
+	l := p[:i]
+	if i > 0 && l[i-1] == '\r' {
+		l = l[:i-1]
+	}
+	s.startHead(l)
+	return p[i+1:]
+}
+
 // fields scans, where they are, the header field lines of the head being
 // read that end within p, up to the head's end, and returns what follows
 // it; a line of one byte, or one that ends in a later read, goes to
@@ -319,7 +340,7 @@ func (s *scanner) fields(p []byte) []byte {
 		i := bytes.IndexByte(p, '\n')
 		if i < 2 {
 			if i == 0 || i == 1 && p[0] == '\r' {
-				s.headLine(nil) // the empty line: the head is complete
+				s.endHead() // the empty line: the head is complete
 				return p[i+1:]
 			}
 			return s.nextLine(p)
@@ -413,16 +434,7 @@ func (s *scanner) endLine(l []byte) {
 
 func (s *scanner) headLine(l []byte) {
 	if !s.started {
-		if len(l) == 0 {
-			return // empty lines before a request line are tolerated
-		}
-		s.started, s.hasCL, s.hasTE, s.cl = true, false, false, 0
-		s.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
-		// net/http answers "OPTIONS *" itself: no handler call to match.
-		s.uncounted = bytes.HasPrefix(l, []byte("OPTIONS * "))
-		if bytes.HasPrefix(l, []byte("PRI ")) {
-			s.st = lost // an HTTP/2 preface: net/http refuses it and closes
-		}
+		s.startHead(l)
 		return
 	}
 	if len(l) > 0 {
@@ -440,7 +452,26 @@ func (s *scanner) headLine(l []byte) {
 		}
 		return
 	}
-	// The empty line: the head is complete.
+	s.endHead() // the empty line: the head is complete
+}
+
+// startHead scans a line read while no head has started: the request
+// line, or an empty line before it.
+func (s *scanner) startHead(l []byte) {
+	if len(l) == 0 {
+		return // empty lines before a request line are tolerated
+	}
+	s.started, s.hasCL, s.hasTE, s.cl = true, false, false, 0
+	s.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
+	// net/http answers "OPTIONS *" itself: no handler call to match.
+	s.uncounted = bytes.HasPrefix(l, []byte("OPTIONS * "))
+	if bytes.HasPrefix(l, []byte("PRI ")) {
+		s.st = lost // an HTTP/2 preface: net/http refuses it and closes
+	}
+}
+
+// endHead notes the end of the head being read (its empty line).
+func (s *scanner) endHead() {
 	idx := s.heads
 	if !s.uncounted {
 		s.heads++

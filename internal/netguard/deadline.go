@@ -2,6 +2,7 @@ package netguard
 
 import (
 	"errors"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -31,18 +32,30 @@ import (
 // last set (resume). What a client can observe is unchanged: a read never
 // waits past the deadline last set and is never cut before it, and one
 // that starts after it has passed fails at once, as on the socket.
+//
+// Deadlines are held as wall-clock Unix nanoseconds (nanos), not as
+// time.Time: set runs about eight times per request, and each comparison
+// of two time.Time values (Equal, Before, IsZero, each choosing between
+// the wall and the monotonic reading) spans code lines where two int64s
+// take one compare; an int64 is also stored without the collector's write
+// barrier (a time.Time holds a *Location). The socket is handed a
+// time.Time (deadlineTime) only when its deadline must move.
 type readDeadline struct {
 	mu      sync.Mutex
-	pending time.Time // the deadline last set
-	applied time.Time // the socket's
-	reading int       // reads in progress
+	pending int64 // the deadline last set (nanos; 0 = none)
+	applied int64 // the socket's
+	reading int   // reads in progress
 	// expired: a read failed since the socket's deadline was last moved,
 	// so it may have passed; the next read hands over the one last set.
 	expired bool
 	// past is an instant that has passed (the listener's start): a read
 	// that starts under a deadline before it fails at once, as on the
-	// socket, without moving the socket's (start).
-	past time.Time
+	// socket, without moving the socket's (conn.Read). net/http's
+	// background read, when its goroutine has not run before the handler
+	// returned (one P), starts after net/http ended it with such a deadline:
+	// moving the socket's there only to have the next read move it back
+	// would be two timer updates per request.
+	past int64
 }
 
 // errPassed is the error of a read that starts under a deadline that has
@@ -50,17 +63,47 @@ type readDeadline struct {
 // true when it ends its background read that way).
 var errPassed error = &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 
-// set records t, and hands it to the socket now if a read is waiting and
-// must not wait past it.
-func (d *readDeadline) set(t time.Time, sock net.Conn) error {
-	d.mu.Lock()
-	d.pending = t
-	var err error
-	if d.reading > 0 && d.mustApply() {
-		err = d.applyLocked(sock)
+// maxDeadlineSec bounds the deadlines nanos can hold (about the year 2262,
+// past which UnixNano is undefined): a later one is held as
+// math.MaxInt64, one earlier than its negative as math.MinInt64.
+const maxDeadlineSec = math.MaxInt64/1_000_000_000 - 1
+
+// nanos is t as a deadline held here: the Unix nanoseconds of its wall
+// clock, 0 for none (the zero time, which lies before -maxDeadlineSec). A
+// deadline at the Unix epoch itself is held as -1, which has passed as
+// well. Small enough to be inlined where a deadline is set.
+func nanos(t time.Time) int64 {
+	if t == (time.Time{}) {
+		return 0 // net/http's "none", about half of its calls: no clock reading to convert
 	}
-	d.mu.Unlock() // not deferred: this runs ~6 times per request
-	return err
+	sec := t.Unix()
+	if uint64(sec+maxDeadlineSec) > 2*maxDeadlineSec {
+		return farNanos(t)
+	}
+	if n := sec*1e9 + int64(t.Nanosecond()); n != 0 {
+		return n
+	}
+	return -1
+}
+
+// farNanos is nanos of a time outside ±maxDeadlineSec: none, or one of
+// the bounds.
+func farNanos(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.Unix() > 0:
+		return math.MaxInt64
+	}
+	return math.MinInt64
+}
+
+// deadlineTime is a deadline held here as the socket takes it.
+func deadlineTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
 }
 
 // setBoth sets both of the socket's deadlines (net.Conn's SetDeadline).
@@ -70,52 +113,19 @@ func (d *readDeadline) setBoth(t time.Time, sock net.Conn) error {
 	if err := sock.SetDeadline(t); err != nil {
 		return err
 	}
-	d.pending, d.applied, d.expired = t, t, false
+	n := nanos(t)
+	d.pending, d.applied, d.expired = n, n, false
 	return nil
-}
-
-// start hands the deadline last set to the socket, if the socket's may
-// not stand for it, before a read; done must follow the read. A deadline
-// set before d.past has passed: the read fails with errPassed, and the
-// socket keeps its own. net/http's background read, when its goroutine
-// has not run before the handler returned (one P), starts after net/http
-// ended it with such a deadline: moving the socket's there only to have
-// the next read move it back would be two timer updates per request.
-func (d *readDeadline) start(sock net.Conn) error {
-	d.mu.Lock()
-	if !d.pending.IsZero() && d.pending.Before(d.past) {
-		d.mu.Unlock()
-		return errPassed
-	}
-	var err error
-	if d.mustApply() {
-		err = d.applyLocked(sock)
-	}
-	if err == nil {
-		d.reading++
-	}
-	d.mu.Unlock() // not deferred: this runs before every read
-	return err
-}
-
-// done follows a read; err is the read's.
-func (d *readDeadline) done(err error) {
-	d.mu.Lock()
-	d.reading--
-	if err != nil {
-		d.expired = true
-	}
-	d.mu.Unlock()
 }
 
 // mustApply reports whether the socket's deadline cannot stand for the
 // one last set: the socket has none while one is set, the one set is
 // earlier, or the socket's may have passed (expired).
 func (d *readDeadline) mustApply() bool {
-	if d.pending.Equal(d.applied) {
+	if d.pending == d.applied {
 		return false
 	}
-	return d.expired || d.applied.IsZero() || (!d.pending.IsZero() && d.pending.Before(d.applied))
+	return d.expired || d.applied == 0 || (d.pending != 0 && d.pending < d.applied)
 }
 
 // resume is asked after a read failed (err): if the socket's deadline cut
@@ -123,23 +133,23 @@ func (d *readDeadline) mustApply() bool {
 // hands the one last set to the socket and says the read goes on.
 func (d *readDeadline) resume(err error, sock net.Conn) bool {
 	d.mu.Lock()
-	left := !d.pending.Equal(d.applied)
+	left := d.pending != d.applied
 	d.mu.Unlock()
 	if !left || !isTimeout(err) {
 		return false // the deadline that passed is the one set, or no deadline cut it
 	}
 	// Socket deadlines are wall-clock times: time.Now, not an injected clock.
-	now := time.Now()
+	now := nanos(time.Now())
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.pending.Equal(d.applied) || (!d.pending.IsZero() && !now.Before(d.pending)) {
+	if d.pending == d.applied || (d.pending != 0 && now >= d.pending) {
 		return false
 	}
 	return d.applyLocked(sock) == nil
 }
 
 func (d *readDeadline) applyLocked(sock net.Conn) error {
-	if err := sock.SetReadDeadline(d.pending); err != nil {
+	if err := sock.SetReadDeadline(deadlineTime(d.pending)); err != nil {
 		return err
 	}
 	d.applied, d.expired = d.pending, false
@@ -163,23 +173,11 @@ func (d *readDeadline) applyLocked(sock net.Conn) error {
 // last set and is never cut before it. On a connection answering request
 // after request the socket keeps one deadline until it passes (a send
 // timeout later), then takes the one set then.
+// Its deadlines are held as readDeadline's are (nanos).
 type writeDeadline struct {
 	mu      sync.Mutex
-	pending time.Time // the deadline last set
-	applied time.Time // the socket's
-}
-
-// set records t, and hands it to the socket now if it is earlier than the
-// socket's or the socket has none.
-func (d *writeDeadline) set(t time.Time, sock net.Conn) error {
-	d.mu.Lock()
-	d.pending = t
-	var err error
-	if !t.IsZero() && (d.applied.IsZero() || t.Before(d.applied)) {
-		err = d.applyLocked(sock)
-	}
-	d.mu.Unlock() // not deferred: this runs twice per request
-	return err
+	pending int64 // the deadline last set (nanos; 0 = none)
+	applied int64 // the socket's
 }
 
 // resume is asked after a write failed with a timeout: if the deadline
@@ -191,14 +189,14 @@ func (d *writeDeadline) resume(sock net.Conn) bool {
 	defer d.mu.Unlock()
 	// set keeps the socket's deadline only while the one set is later or
 	// none; equal, the deadline that passed is the one set.
-	if d.pending.Equal(d.applied) {
+	if d.pending == d.applied {
 		return false
 	}
 	return d.applyLocked(sock) == nil
 }
 
 func (d *writeDeadline) applyLocked(sock net.Conn) error {
-	if err := sock.SetWriteDeadline(d.pending); err != nil {
+	if err := sock.SetWriteDeadline(deadlineTime(d.pending)); err != nil {
 		return err
 	}
 	d.applied = d.pending
@@ -206,9 +204,20 @@ func (d *writeDeadline) applyLocked(sock net.Conn) error {
 }
 
 // writeAll writes p to w, going on under the deadline last set when the
-// socket's (sock's) earlier one cut the write (resume).
+// socket's (sock's) earlier one cut the write (resume). Small enough to be
+// inlined into every write; the rest is writeRest's.
 func (d *writeDeadline) writeAll(w, sock net.Conn, p []byte) (int, error) {
 	n, err := w.Write(p)
+	if err != nil && n < len(p) {
+		return d.writeRest(w, sock, p, n, err)
+	}
+	return n, err
+}
+
+// writeRest goes on with a write of p that wrote n bytes and failed with
+// err, while the socket's deadline cut it and the one last set has not
+// passed (resume).
+func (d *writeDeadline) writeRest(w, sock net.Conn, p []byte, n int, err error) (int, error) {
 	for err != nil && n < len(p) && errors.Is(err, os.ErrDeadlineExceeded) && d.resume(sock) {
 		var m int
 		m, err = w.Write(p[n:])

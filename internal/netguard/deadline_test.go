@@ -321,3 +321,45 @@ func TestEarlierWriteDeadlineCutsAWrite(t *testing.T) {
 		t.Fatalf("write: %v, want os.ErrDeadlineExceeded", err)
 	}
 }
+
+// Deadlines are held as Unix nanoseconds (nanos): one past the year 2262
+// does not wrap into the past, one at the Unix epoch or before 1678 has
+// passed, and neither is taken for "none".
+func TestDeadlinesAtTheEdgesOfTheirRange(t *testing.T) {
+	c, _, client := guardedPair(t)
+	far := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if err := c.SetReadDeadline(far); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetWriteDeadline(far); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if n, err := c.Read(buf); n != 1 || err != nil {
+		t.Fatalf("read under a deadline in the year 3000: %d bytes, %v", n, err)
+	}
+	if _, err := c.Write([]byte("y")); err != nil {
+		t.Fatalf("write under a deadline in the year 3000: %v", err)
+	}
+	for _, past := range []time.Time{time.Unix(0, 0), time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if err := c.SetReadDeadline(past); err != nil {
+			t.Fatal(err)
+		}
+		// Nothing is sent: a read that took the deadline for none would
+		// wait; the bound only ends a failed run.
+		done := make(chan error, 1)
+		go func() { _, err := c.Read(buf); done <- err }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read under a deadline at %v: %v, want a timeout", past, err)
+			}
+		case <-time.After(10 * time.Second):
+			c.raw.Close()
+			t.Fatalf("read under a deadline at %v still waits", past)
+		}
+	}
+}

@@ -222,7 +222,7 @@ func (l *Listener) Close() error {
 	// Through the connection's own deadline, which its reads hand to the
 	// socket (readDeadline): the raw socket's would be resumed past.
 	for c := range l.discarding {
-		c.rd.set(past, c.raw)
+		c.SetReadDeadline(past)
 	}
 	for c := range l.tier.conns {
 		c.SetDeadline(past)

@@ -64,8 +64,9 @@ type Listener struct {
 	// beneath wrap's: TLS.
 	transport func(net.Conn) net.Conn
 	// start is when the listener was made: a read deadline before it has
-	// passed (readDeadline.past). Socket deadlines are wall-clock times.
-	start time.Time
+	// passed (readDeadline.past), in nanos. Socket deadlines are wall-clock
+	// times.
+	start int64
 	// log, when set (LogRefusals), takes a line per answer the listener
 	// makes itself, within its budget.
 	log atomic.Pointer[refusalLog]
@@ -81,7 +82,7 @@ type refusalLog struct {
 // NewListener wraps ln; m may be nil.
 func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
 	l := &Listener{Listener: ln, limits: limits, perIP: make(map[string]int), m: m,
-		lingering: make(map[*conn]struct{}), discarding: make(map[*conn]struct{}), tier: newRefusalTier(), start: time.Now()}
+		lingering: make(map[*conn]struct{}), discarding: make(map[*conn]struct{}), tier: newRefusalTier(), start: nanos(time.Now())}
 	l.discard.New = func() any { b := make([]byte, 16<<10); return &b }
 	return l
 }
@@ -91,8 +92,9 @@ func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
 // connection: the server's deadline calls, reads and state hook reach the
 // listener's connection first, with no hop through f's, and connections
 // the listener refuses or answers itself are never wrapped. f's connection
-// reads, writes and closes through; deadlines are the socket's, which the
-// listener's connection sets on the accepted one directly. Call it before
+// reads and closes through, and is not written to: the listener's
+// connection writes past it (to the transport's connection or the socket),
+// and sets the socket's deadlines on the accepted one directly. Call it before
 // the first Accept.
 func (l *Listener) Wrap(f func(net.Conn) net.Conn) { l.wrap = f }
 
@@ -179,10 +181,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		boundUnsent(c)
-		gc := &conn{Conn: c, raw: c, l: l, ip: ip}
+		gc := &conn{Conn: c, raw: c, out: c, l: l, ip: ip}
 		gc.rd.past = l.start
 		if l.transport != nil {
 			gc.Conn = l.transport(&transportSocket{Conn: c, gc: gc})
+			gc.out = gc.Conn
 		}
 		if l.wrap != nil {
 			gc.Conn = l.wrap(gc.Conn)
@@ -246,7 +249,11 @@ type conn struct {
 	// raw is the accepted connection itself: deadlines are set on it (Wrap),
 	// and a lingering close drains it past the layers above it, which are
 	// done with the connection.
-	raw   net.Conn
+	raw net.Conn
+	// out is where writes go: the transport's connection (WrapTransport),
+	// else the accepted one; past Wrap's layer, which watches only what is
+	// read, so an answer's write takes no hop through it.
+	out   net.Conn
 	l     *Listener
 	ip    string
 	once  sync.Once
@@ -288,10 +295,13 @@ func (c *conn) NetConn() net.Conn { return c.Conn }
 // ConnState is the http.Server's ConnState hook: it lets the listener
 // count idle and header timeouts, which net/http enforces silently.
 func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
-	// Other wrappers (internal/framing) may sit on top of ours.
-	gc := unwrap(c)
-	if gc == nil {
-		return
+	// Ours is the server's connection (Wrap puts other layers under it);
+	// another wrapper may sit on top of it elsewhere (unwrap).
+	gc, ok := c.(*conn)
+	if !ok {
+		if gc = unwrap(c); gc == nil {
+			return
+		}
 	}
 	switch s {
 	case http.StateIdle:
@@ -302,12 +312,37 @@ func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
 }
 
 // SetReadDeadline sets the deadline of the reads from now on, handed to
-// the socket when one starts (readDeadline).
-func (c *conn) SetReadDeadline(t time.Time) error { return c.rd.set(t, c.raw) }
+// the socket when one starts (readDeadline), or now if a read is waiting
+// and must not wait past it. net/http calls it about six times per
+// request, so readDeadline's part is written out here, not called.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	n, d := nanos(t), &c.rd
+	d.mu.Lock()
+	d.pending = n
+	if d.reading > 0 && d.mustApply() {
+		err := d.applyLocked(c.raw)
+		d.mu.Unlock()
+		return err
+	}
+	d.mu.Unlock() // not deferred, as above
+	return nil
+}
 
 // SetWriteDeadline sets the deadline of the writes from now on; the
-// socket's is moved only when it must be (writeDeadline).
-func (c *conn) SetWriteDeadline(t time.Time) error { return c.wd.set(t, c.raw) }
+// socket's is moved now only when the one set is earlier than the
+// socket's, or the socket has none (writeDeadline).
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	n, d := nanos(t), &c.wd
+	d.mu.Lock()
+	d.pending = n
+	if n != 0 && (d.applied == 0 || n < d.applied) {
+		err := d.applyLocked(c.raw)
+		d.mu.Unlock()
+		return err
+	}
+	d.mu.Unlock() // not deferred: this runs twice per request
+	return nil
+}
 
 // SetDeadline sets both deadlines on the socket at once.
 func (c *conn) SetDeadline(t time.Time) error {
@@ -316,25 +351,51 @@ func (c *conn) SetDeadline(t time.Time) error {
 	if err := c.rd.setBoth(t, c.raw); err != nil {
 		return err
 	}
-	c.wd.pending, c.wd.applied = t, t
+	n := nanos(t)
+	c.wd.pending, c.wd.applied = n, n
 	return nil
 }
 
+// Read hands the deadline last set to the socket first if the socket's may
+// not stand for it (readDeadline.mustApply), and fails at once, leaving the
+// socket's, under one that has passed (readDeadline.past). This is
+// readDeadline's part of a read written out, as SetReadDeadline's is: it
+// runs for the two or three reads of every request.
 func (c *conn) Read(p []byte) (int, error) {
 	if c.ended.Load() {
 		return 0, errEnded
 	}
-	n, err := 0, c.rd.start(c.raw)
-	if err == nil {
-		n, err = c.Conn.Read(p)
-		// Cut by the socket's deadline, earlier than the one set: go on.
-		for n == 0 && err != nil && c.rd.resume(err, c.raw) {
-			n, err = c.Conn.Read(p)
+	d := &c.rd
+	d.mu.Lock()
+	if d.pending != 0 && d.pending < d.past {
+		// The deadline has passed (start): fail at once, and leave the
+		// socket's. net/http ends every request's background read so while
+		// a handler runs (phaseActive), so this is no idle or header timeout.
+		d.mu.Unlock()
+		if c.phase.Load() != phaseActive {
+			c.timeoutRead(errPassed)
 		}
-		c.rd.done(err)
-	} else if err != errPassed {
-		return 0, err
+		return 0, errPassed
 	}
+	if d.mustApply() {
+		if err := d.applyLocked(c.raw); err != nil {
+			d.mu.Unlock()
+			return 0, err
+		}
+	}
+	d.reading++
+	d.mu.Unlock()
+	n, err := c.Conn.Read(p)
+	// Cut by the socket's deadline, earlier than the one set: go on.
+	for n == 0 && err != nil && d.resume(err, c.raw) {
+		n, err = c.Conn.Read(p)
+	}
+	d.mu.Lock()
+	d.reading--
+	if err != nil {
+		d.expired = true
+	}
+	d.mu.Unlock()
 	if n > 0 {
 		// The first bytes of the next request end the idle wait; from
 		// here the header timeout runs.
@@ -343,13 +404,19 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.countReceived(n)
 		}
 	}
-	// The phase first: net/http ends every request's background read with
-	// a deadline in the past while a handler runs (phaseActive), and
-	// isTimeout, which allocates, need not look at that error.
-	if err == nil {
-		return n, nil
+	// The phase first: isTimeout, which allocates, need not look at the
+	// error of a read while a handler runs.
+	if err != nil && c.phase.Load() != phaseActive {
+		c.timeoutRead(err)
 	}
-	if p := c.phase.Load(); (p == phaseIdle || p == phaseHeader) && !c.timedOut.Load() && isTimeout(err) {
+	return n, err
+}
+
+// timeoutRead counts a read that failed (err) while the server waited for
+// a request (phaseIdle) or its head (phaseHeader) as that timeout, once,
+// if a deadline cut it; a header timeout is answered (answerHeaderTimeout).
+func (c *conn) timeoutRead(err error) {
+	if p := c.phase.Load(); p != phaseActive && !c.timedOut.Load() && isTimeout(err) {
 		c.timedOut.Store(true)
 		if p == phaseIdle {
 			c.l.m.timedOut("idle")
@@ -358,7 +425,6 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.answerHeaderTimeout()
 		}
 	}
-	return n, err
 }
 
 // answerHeaderTimeout tells a client whose request head did not arrive
@@ -451,4 +517,11 @@ func (c *conn) inRequestLine() bool {
 
 // write writes p to the socket; a write cut by a socket deadline earlier
 // than the one last set goes on under that one (writeDeadline).
-func (c *conn) write(p []byte) (int, error) { return c.wd.writeAll(c.Conn, c.raw, p) }
+// writeAll's fast path is written out here: this runs for every answer.
+func (c *conn) write(p []byte) (int, error) {
+	n, err := c.out.Write(p)
+	if err != nil && n < len(p) {
+		return c.wd.writeRest(c.out, c.raw, p, n, err)
+	}
+	return n, err
+}

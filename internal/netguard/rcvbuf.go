@@ -31,11 +31,18 @@ const fixReceiveAfter = 128 << 10
 // countReceived adds n bytes read and fixes the receive buffer at
 // MaxReceive once fixReceiveAfter have been read.
 func (c *conn) countReceived(n int) {
-	c.received += n
-	if c.received >= fixReceiveAfter {
-		c.rcvFixed = true
-		boundReceive(c.raw)
+	if c.received += n; c.received >= fixReceiveAfter {
+		c.fixReceive()
 	}
+}
+
+// fixReceive fixes the receive buffer (countReceived). It runs once per
+// connection: kept out of line, so countReceived is inlined into every read.
+//
+//go:noinline
+func (c *conn) fixReceive() {
+	c.rcvFixed = true
+	boundReceive(c.raw)
 }
 
 // boundReceive sets MaxReceive on c when it is a TCP connection. The
