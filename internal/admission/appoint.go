@@ -79,6 +79,8 @@ type appointments struct {
 	// outcome is known (appointlate.go).
 	clock lateClock
 	late  int
+	// lastBooked is when the last refusal was booked (outcomeStale).
+	lastBooked time.Time
 }
 
 // keepDecay is the weight left to the past per appointment kept or missed.
@@ -186,6 +188,7 @@ func (q *Queue) book(r Request, now time.Time, earliest time.Duration, capacity 
 	if _, known := q.appts.end[r.Tenant]; known || len(q.appts.end) < maxAppointments {
 		q.appts.end[r.Tenant] = end // bounded like the appointments
 	}
+	q.appts.forgetStaleOutcomes(now)
 	// The advice counts the book as far as refused clients come back:
 	// with none seen coming back, the refusal's own estimate alone. Before
 	// any outcome the late count is made fresh for this advice (a shed

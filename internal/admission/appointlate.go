@@ -43,7 +43,9 @@ import (
 // wall time, and the advice falls to the refusal's own estimate
 // showLate after the first appointments' advice is up. Once the first
 // appointment is kept or missed the late count is not read again: the
-// advice is as without it from then on.
+// advice is as without it from then on, until the overload is over (the
+// book empty and no refusal for outcomeStale): the next one starts with
+// no outcome known again.
 //
 // One late appointment is enough. Waiting for more costs a drain time
 // each, as the book grows with every refusal: only the first refusals of
@@ -93,6 +95,27 @@ func (c *lateClock) read(now time.Time) time.Duration {
 func (c *lateClock) lateAt(now time.Time, wait, minWait time.Duration) time.Duration {
 	advised := max(time.Duration(math.Ceil(wait.Seconds()))*time.Second, minWait)
 	return c.read(now) + advised + showLate
+}
+
+// outcomeStale is how long an empty book with no refusal booked ends an
+// overload: the next refusal starts a new one with no outcome known.
+// Longer than any gap between two refusals of one burst.
+const outcomeStale = time.Minute
+
+// forgetStaleOutcomes forgets the kept and missed appointments of an
+// overload that is over (no appointment left, none booked for
+// outcomeStale) when a refusal is booked at now: the queue outlives its
+// bursts and config reloads, and the share of clients that came back an
+// hour ago says nothing about the next burst's. Without it only the
+// queue's first burst was ever read with no outcome known: a no-show
+// burst an hour after a kept appointment was told the book whole
+// (minutes, 2 s in) until its own misses, each told more than the last,
+// outweighed the old share.
+func (a *appointments) forgetStaleOutcomes(now time.Time) {
+	if len(a.at) == 0 && now.Sub(a.lastBooked) >= outcomeStale {
+		a.kept, a.missed = 0, 0
+	}
+	a.lastBooked = now
 }
 
 // noShowsSeen reports whether, with no outcome known yet, an appointment

@@ -184,3 +184,79 @@ func TestLateCountOnlyBeforeAnyOutcome(t *testing.T) {
 		}
 	}
 }
+
+// A queue outlives its bursts (and config reloads): a no-show burst an
+// hour after an overload whose one refused client came back and was
+// served starts with no outcome known again, and is told its own
+// estimate once its first appointment is late, as the queue's first
+// burst is. Before, the hour-old kept share (1 of 1) was read on: the
+// book whole, 1m14s told 2 s in, minutes on, until the new burst's own
+// misses (each told more than the last, so each missed later)
+// outweighed it. Fails without outcomeStale (the reset).
+func TestNoShowBurstAnHourAfterAKeptAppointmentCountsLateAgain(t *testing.T) {
+	refusals := noShowBurstAfterAKeptAppointment(t, time.Hour)
+	first := refusals[0].rej.RetryAfter
+	for _, r := range refusals {
+		// The first's whole-second advice and showLate up, and the next recount.
+		if r.at >= first.Truncate(time.Second)+time.Second+showLate+reserveRecount && r.book {
+			t.Fatalf("%v into a no-show burst an hour after the last overload (the first told %v): Retry-After %v (%s); want its own estimate",
+				r.at, first, r.rej.RetryAfter, r.rej.Message)
+		}
+	}
+}
+
+// Within outcomeStale of the last refusal the overload is the same one:
+// its kept share is read on (the book whole, as the one kept appointment
+// says), the late count not read.
+func TestNoShowBurstSoonAfterAKeptAppointmentReadsItsShare(t *testing.T) {
+	refusals := noShowBurstAfterAKeptAppointment(t, outcomeStale/2)
+	if last := refusals[len(refusals)-1]; !last.book {
+		t.Fatalf("%v into a no-show burst %v after a kept appointment: Retry-After %v (%s); want its place in the book",
+			last.at, outcomeStale/2, last.rej.RetryAfter, last.rej.Message)
+	}
+}
+
+// noShowBurstAfterAKeptAppointment runs an overload whose one refused
+// client comes back and is served, then, gap after, a burst of clients
+// that never come back (lateBurst), and returns the burst's refusals.
+func noShowBurstAfterAKeptAppointment(t *testing.T, gap time.Duration) []refusal {
+	t.Helper()
+	clk := newFakeClock()
+	q := NewQueue(QueueConfig{Name: "m", Fair: true}, newCapacity(4).get, clk.Now)
+	var busy []*Ticket
+	for range 4 {
+		busy = append(busy, grantedT(t, q, Request{Tenant: "busy", Cost: 100}))
+	}
+	_, _, err := q.submit(Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(100 * time.Millisecond), Fingerprint: 1})
+	var rej *Rejection
+	if !errors.As(err, &rej) {
+		t.Fatalf("the earlier overload's request: %v; want a refusal", err)
+	}
+	clk.Advance(rej.RetryAfter)
+	busy[0].Release()
+	tk, w, err := q.submit(Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(time.Minute), Fingerprint: 1})
+	if err != nil || w != nil {
+		t.Fatalf("the client back at its advice with a slot free: queued %v, err %v; want served", w != nil, err)
+	}
+	clk.Advance(10 * time.Second) // a long hold: the drain measured keeps the next burst's requests refused
+	tk.Release()
+	for _, tk := range busy[1:] {
+		tk.Release()
+	}
+	if q.appts.kept != 1 || q.appts.missed != 0 || len(q.appts.at) != 0 {
+		t.Fatalf("after the earlier overload: kept %.1f, missed %.1f, book %d; want 1, 0, 0", q.appts.kept, q.appts.missed, len(q.appts.at))
+	}
+
+	clk.Advance(gap)
+	for range 4 {
+		grantedT(t, q, Request{Tenant: "busy", Cost: 100})
+	}
+	b := &lateBurst{t: t, q: q, clk: clk, start: clk.Now(), back: func(uint64) (time.Duration, bool) { return 0, false }, fp: 1000}
+	refusals := b.run(6 * time.Second)
+	for _, r := range refusals {
+		if r.at%time.Second == 0 {
+			t.Logf("%v into the no-show burst: Retry-After %v", r.at, r.rej.RetryAfter)
+		}
+	}
+	return refusals
+}
