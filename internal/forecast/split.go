@@ -79,8 +79,10 @@ func (f *Forecaster) chooseLeads() {
 			s = &split{}
 			f.splits[k.Model] = s
 		}
-		if s.gen != f.splitGen || p.requests.hist.meanDay() > s.bestBase {
-			s.gen, s.best, s.bestBase = f.splitGen, k.Tenant, p.requests.hist.meanDay()
+		// Ties go to the smaller name: map order is random, and two
+		// forecasters fed the same arrivals must pick the same lead.
+		if m := p.requests.hist.meanDay(); s.gen != f.splitGen || m > s.bestBase || (m == s.bestBase && k.Tenant < s.best) {
+			s.gen, s.best, s.bestBase = f.splitGen, k.Tenant, m
 		}
 	}
 	for model, s := range f.splits {
