@@ -39,7 +39,13 @@ import (
 // the wall and the monotonic reading) spans code lines where two int64s
 // take one compare; an int64 is also stored without the collector's write
 // barrier (a time.Time holds a *Location). The socket is handed a
-// time.Time (deadlineTime) only when its deadline must move.
+// time.Time (deadlineTime) only when its deadline must move. Without the
+// monotonic reading, a wall-clock step between a deadline's setting and
+// its reaching the socket moves it by the step, and a comparison across
+// the step may keep the socket's one in place up to that one's horizon
+// (a timeout) past the one set: bounded, as a step is rare; a deadline
+// read as passed only for lying before the listener's start is checked
+// against the clock (passed).
 type readDeadline struct {
 	mu      sync.Mutex
 	pending int64 // the deadline last set (nanos; 0 = none)
@@ -56,6 +62,30 @@ type readDeadline struct {
 	// moving the socket's there only to have the next read move it back
 	// would be two timer updates per request.
 	past int64
+}
+
+// longAgo is net/http's aLongTimeAgo, time.Unix(1, 0), as nanos: the
+// deadline it ends its background read with, as do Restore and Close.
+const longAgo = 1_000_000_000
+
+// passed reports whether the deadline last set, which lies before past,
+// has passed. past and the deadlines are wall-clock readings, and the wall
+// clock may have been stepped back since past was read (NTP correcting a
+// clock that ran ahead at boot, a VM restored): a deadline set from now
+// may then lie before past without having passed. net/http's (longAgo)
+// and earlier ones have passed; for a later one the clock is read, and
+// when the deadline is ahead of it past is lowered to it (an instant that
+// has passed), so the connection's next reads go straight on.
+func (d *readDeadline) passed() bool {
+	if d.pending <= longAgo {
+		return true
+	}
+	now := nanos(time.Now())
+	if d.pending < now {
+		return true
+	}
+	d.past = now
+	return false
 }
 
 // errPassed is the error of a read that starts under a deadline that has

@@ -367,7 +367,7 @@ func (c *conn) Read(p []byte) (int, error) {
 	}
 	d := &c.rd
 	d.mu.Lock()
-	if d.pending != 0 && d.pending < d.past {
+	if d.pending != 0 && d.pending < d.past && d.passed() {
 		// The deadline has passed (start): fail at once, and leave the
 		// socket's. net/http ends every request's background read so while
 		// a handler runs (phaseActive), so this is no idle or header timeout.
