@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -123,5 +124,85 @@ func TestPickAndClaimShareTheBound(t *testing.T) {
 	}
 	if got0, got1 := bs[0].Inflight(), bs[1].Inflight(); got0 != 10 || got1 != 7 {
 		t.Errorf("in flight %d and %d on backends 0 and 1, want 10 and 7: the loser of the race picks backend 1", got0, got1)
+	}
+}
+
+// TestLostClaimAfterSlotWaitWaitsAgain: a first pick that waited for a
+// slot (every backend at its bound) and lost the slot it woke for to
+// another request between pick and claim waits again, within what is
+// left of its wait, rather than being refused as saturated: before the
+// bound was claimed (Claim) the claim could not fail there.
+func TestLostClaimAfterSlotWaitWaitsAgain(t *testing.T) {
+	var urls []string
+	for range 3 {
+		be := httptest.NewServer(http.NotFoundHandler()) // never sent to
+		t.Cleanup(be.Close)
+		urls = append(urls, be.URL)
+	}
+	_, gw := startGateway(t, testConfig(urls...))
+	pool := gw.Runtime().Pools["m1"]
+	bs := pool.Backends
+	for i, b := range bs {
+		b.SetLimiter(admission.NewAdaptiveLimit(admission.LimitConfig{
+			Initial: []int{18, 7, 7}[i], Window: time.Hour, MinSamples: 1 << 30, NoProbe: true}))
+	}
+	peer := endpoint.PeerLimit(bs, time.Now())
+	for i, n := range []int{10, 7, 7} { // each at its bound
+		for range n {
+			if !bs[i].AcquireAmong(peer) {
+				t.Fatalf("could not take a slot on backend %d", i)
+			}
+			t.Cleanup(bs[i].Abandon)
+		}
+	}
+	s := &selector{pool: pool, req: routing.Request{Model: "m1"}, ctx: t.Context(), slotWait: time.Hour}
+	// waitFor runs s.Select, frees a slot on b once the pick waits on it,
+	// and returns the pick.
+	waitFor := func(b *endpoint.Backend) (*endpoint.Backend, error) {
+		type picked struct {
+			b   *endpoint.Backend
+			err error
+		}
+		// A wait before left its Freed channels on the backends it did
+		// not take: a release with nobody waiting clears them, so
+		// Awaited below says this pick waits.
+		for _, o := range bs {
+			o.Abandon()
+			if !o.AcquireAmong(0) {
+				t.Fatal("could not take a slot back")
+			}
+		}
+		got := make(chan picked, 1)
+		go func() {
+			b, err := s.Select(nil)
+			got <- picked{b, err}
+		}()
+		for !b.Awaited() { // the pick found no room and waits on Freed
+			select {
+			case p := <-got: // it did not wait
+				return p.b, p.err
+			default:
+			}
+			runtime.Gosched()
+		}
+		b.Abandon() // one slot frees (the Cleanup's Abandon is one too many: take it back)
+		t.Cleanup(func() { b.AcquireAmong(0) })
+		p := <-got
+		return p.b, p.err
+	}
+	b, err := waitFor(bs[0])
+	if b != bs[0] || err != nil || s.waited != slotWaitServed {
+		t.Fatalf("first pick = %v, %v (waited %v); want backend 0 after a wait", b, err, s.waited)
+	}
+	if !bs[0].AcquireAmong(peer) { // another request takes that slot first
+		t.Fatal("could not take the freed slot")
+	}
+	t.Cleanup(bs[0].Abandon)
+	if s.Claim(bs[0]) {
+		t.Fatalf("claim won on backend 0 with %d in flight, past its bound of 10", bs[0].Inflight())
+	}
+	b, err = waitFor(bs[1])
+	if b != bs[1] || err != nil {
+		t.Fatalf("pick after the lost claim = %v, %v; want backend 1 after waiting again", b, err)
 	}
 }
