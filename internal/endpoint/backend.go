@@ -325,8 +325,16 @@ func (b *Backend) FullLimit() int {
 
 // Acquire counts a request as outstanding. It fails when the limit is
 // reached. Every successful Acquire must be paired with Release.
-func (b *Backend) Acquire() bool {
-	limit := int64(b.Limit())
+func (b *Backend) Acquire() bool { return b.AcquireAmong(0) }
+
+// AcquireAmong is Acquire within LimitAmong(peer): the bound a pick that
+// read peer (routing.Select's PeerLimit) checked, claimed in the same
+// compare-and-swap. Claimed against Limit instead, two requests picked
+// while the backend was one below its peer bound both took a slot, past
+// the bound (TestPickAndClaimShareTheBound). Every successful
+// AcquireAmong must be paired with Release.
+func (b *Backend) AcquireAmong(peer float64) bool {
+	limit := int64(b.LimitAmong(peer))
 	for {
 		cur := b.inflight.Load()
 		if limit > 0 && cur >= limit {

@@ -134,6 +134,36 @@ type selector struct {
 	// not pinned. Its pin gone from the pool, the call is refused
 	// (pinLeft).
 	pinFor string
+	// peer is the peer bound (endpoint.PeerLimit) the last pick was made
+	// under, which Claim claims its slot within.
+	peer float64
+	// waitEnd ends the slot waits of the request's first pick: one that
+	// lost the slot it waited for to another pick (Claim) waits again,
+	// within what is left.
+	waitEnd time.Time
+}
+
+// pick is routing.Select, recording the peer bound it picked under.
+func (s *selector) pick(now time.Time, picker routing.Picker, backends, tried []*endpoint.Backend) *endpoint.Backend {
+	var b *endpoint.Backend
+	b, s.peer = routing.SelectAmong(now, picker, &s.req, backends, tried)
+	return b
+}
+
+// Claim takes b's slot within the bound its pick checked (proxy.SlotClaimer):
+// routing.Select kept b while its in-flight count was under its peer
+// bound (LimitAmong), and Acquire claimed against Limit alone, so two
+// requests picked while b was one below the bound both got a slot
+// (TestPickAndClaimShareTheBound). A first pick that waited for that slot
+// and lost it may wait again.
+func (s *selector) Claim(b *endpoint.Backend) bool {
+	if b.AcquireAmong(s.peer) {
+		return true
+	}
+	if s.waited == slotWaitServed {
+		s.waited = slotNotWaited
+	}
+	return false
 }
 
 // current is the pool the request picks from now: the newest of its
@@ -150,7 +180,7 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 		return nil, previousLeft(s.pinFor)
 	}
 	if pin := s.pin[0]; pin != nil && len(tried) == 0 {
-		if b := routing.Select(now, p.picker, &s.req, s.pin[:], tried); b != nil {
+		if b := s.pick(now, p.picker, s.pin[:], tried); b != nil {
 			return b, nil
 		}
 		// The previous response lives on pin alone: any other backend
@@ -176,7 +206,7 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 	if pin := s.pin[0]; pin != nil && slices.Contains(tried, pin) {
 		return s.retryPinned(now)
 	}
-	if b := routing.Select(now, p.picker, &s.req, p.Backends, tried); b != nil {
+	if b := s.pick(now, p.picker, p.Backends, tried); b != nil {
 		return b, nil
 	}
 	if (len(tried) == 0 || s.afterUnreachable) && s.slotWait > 0 && s.waited == slotNotWaited && p.anyUsable(now, tried) {
@@ -193,7 +223,8 @@ func (s *selector) Select(tried []*endpoint.Backend) (*endpoint.Backend, error) 
 	}
 	// None usable: a backend out only by passive ejection gets a trial
 	// (lastresort.go) rather than the pool refusing for fail_timeout.
-	if b := routing.SelectTrial(now, p.picker, &s.req, p.Backends, tried); b != nil {
+	var b *endpoint.Backend
+	if b, s.peer = routing.SelectTrialAmong(now, p.picker, &s.req, p.Backends, tried); b != nil {
 		return b, nil
 	}
 	return nil, noBackend(now, p.Backends)
@@ -243,7 +274,7 @@ func (s *selector) SelectAfterUnreachable(tried []*endpoint.Backend) (*endpoint.
 // with Retry-After when the pin is merely at its limit. The retry budget
 // and attempt count bound these retries as any others (proxy.mayRetry).
 func (s *selector) retryPinned(now time.Time) (*endpoint.Backend, error) {
-	if b := routing.Select(now, s.current().picker, &s.req, s.pin[:], nil); b != nil {
+	if b := s.pick(now, s.current().picker, s.pin[:], nil); b != nil {
 		return b, nil
 	}
 	if s.pin[0].Usable(now) {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/endpoint"
-	"github.com/sluice-gw/sluice/internal/routing"
 )
 
 // A request the admission queue granted may still find every backend at
@@ -72,7 +71,10 @@ func (p *Pool) anyUsable(now time.Time, tried []*endpoint.Backend) bool {
 // is picked at once; a pin that left with it ends the wait (pinLeft:
 // Select refuses the call).
 func (s *selector) awaitSlot(pinned bool, tried []*endpoint.Backend) *endpoint.Backend {
-	timer := time.NewTimer(s.slotWait)
+	if s.waitEnd.IsZero() {
+		s.waitEnd = time.Now().Add(s.slotWait)
+	}
+	timer := time.NewTimer(time.Until(s.waitEnd))
 	defer timer.Stop()
 	var cases []reflect.SelectCase
 	for {
@@ -93,7 +95,7 @@ func (s *selector) awaitSlot(pinned bool, tried []*endpoint.Backend) *endpoint.B
 			// the two is missed.
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(b.Freed())})
 		}
-		if b := routing.Select(p.now(), p.picker, &s.req, backends, tried); b != nil {
+		if b := s.pick(p.now(), p.picker, backends, tried); b != nil {
 			s.waited = slotWaitServed
 			return b
 		}

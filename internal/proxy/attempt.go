@@ -78,12 +78,15 @@ func (f *Forwarder) unretry(res *Result) {
 // reload or a discovery change) is given its slot back and the pick made
 // again, from the pool serving now: nothing was sent, no attempt is
 // spent. One picked again although tried (a pinned call's retry,
-// selector.retryPinned) goes ahead.
+// selector.retryPinned) goes ahead. A SlotClaimer's pick whose slot
+// another request took between the pick and the claim is picked again
+// (maxLostClaims).
 func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend, now time.Time, pushedBack bool, res *Result) (call, step) {
 	var us UnreachableSelector
 	if len(*tried) > 0 && (errors.Is(res.Err, ErrConnect) || errors.Is(res.Err, ErrStaleConnection)) {
 		us, _ = sel.(UnreachableSelector)
 	}
+	lost := 0
 	for {
 		var b *endpoint.Backend
 		var err error
@@ -112,7 +115,14 @@ func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend,
 			}
 			return f.claimCPU(b, now, res)
 		}
-		if !b.Acquire() { // lost a race for its last slot
+		if !acquire(sel, b) { // lost a race for its last slot
+			if _, ok := sel.(SlotClaimer); ok && lost < maxLostClaims {
+				// Picked within a bound another pick filled first: pick
+				// again (another backend with room, or a wait for one).
+				lost++
+				*tried = (*tried)[:len(*tried)-1]
+				continue
+			}
 			res.Err = ErrSaturated
 			return call{}, stepNext
 		}
@@ -136,6 +146,22 @@ func (f *Forwarder) claim(in *Request, sel Selector, tried *[]*endpoint.Backend,
 		}
 		return c, stepGo
 	}
+}
+
+// maxLostClaims bounds the picks made again by one claim whose slot
+// another request took between its pick and its claim (SlotClaimer):
+// each loss means another request got a slot, so they are rare, and the
+// bound keeps a limit moving between pick and claim from looping.
+const maxLostClaims = 8
+
+// acquire takes b's slot for a pick sel made: within the bound sel
+// picked it by when sel claims its own picks (SlotClaimer), else within
+// b's limit.
+func acquire(sel Selector, b *endpoint.Backend) bool {
+	if c, ok := sel.(SlotClaimer); ok {
+		return c.Claim(b)
+	}
+	return b.Acquire()
 }
 
 // claimCPU is claim's permit for a CPU-side call (Request.CPUOnly) that

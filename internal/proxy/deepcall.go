@@ -180,9 +180,19 @@ func (d *deepCalls) start(c *deepCall) {
 			c.call() // every worker busy: on this stack
 			return
 		}
-		// A worker started just after close runs c and ends: its loop
-		// sees stop.
+		// Counted first, then stop read again: a close since run looked
+		// may have been joined already (Workers.Wait saw none live), and
+		// a worker started now would outlive the join (shutdown's: a
+		// stream still writing its head as the drain cut it). Counted
+		// before that read, a worker is either seen by the Wait or sees
+		// the close (TestCallAfterCloseStartsNoWorker).
 		d.owner.add()
+		if d.stopped.Load() {
+			d.owner.done()
+			d.workers.Add(-1)
+			c.call() // closed: its owner retired
+			return
+		}
 		go d.serve(c) // ends when idle for deepIdle, or at close
 	}
 }

@@ -52,3 +52,27 @@ func TestCallWorkersCountedBoundedAndJoined(t *testing.T) {
 		t.Fatalf("a call after close: %d live, %d inline; want 0 and 1 (run here, not counted busy)", w.Live(), w.Inline())
 	}
 }
+
+// TestCallAfterCloseStartsNoWorker: a call that found its pool open
+// (run's check) and reaches start after close runs on its caller's
+// stack: a worker started then was counted after its owner's Wait may
+// have returned with none live (shutdown's join), and ran on past it.
+// The call reads the live count while it runs: 1 on a worker, 0 here.
+func TestCallAfterCloseStartsNoWorker(t *testing.T) {
+	var w Workers
+	d := newDeepCalls(&w)
+	d.close()
+	if err := w.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	live := -1
+	c := newDeepCall(func() { live = w.Live() })
+	d.start(c) // as run does, having read the pool open just before close
+	<-c.done
+	if live != 0 {
+		t.Fatalf("the call ran with %d workers live after close and the join; want 0 (run on its caller's stack)", live)
+	}
+	if err := w.Wait(context.Background()); err != nil || w.Live() != 0 {
+		t.Fatalf("Wait = %v with %d live; want nil, 0", err, w.Live())
+	}
+}

@@ -38,6 +38,17 @@ type UnreachableSelector interface {
 	SelectAfterUnreachable(tried []*endpoint.Backend) (*endpoint.Backend, error)
 }
 
+// SlotClaimer is a Selector that claims the slot of a backend it picked
+// itself, within the bound it picked it by (the gateway's: the backend's
+// limit bounded by its peers', endpoint.Backend.AcquireAmong), in one
+// compare-and-swap: claimed against the backend's own limit, two picks
+// racing for its last slot under the bound both got one. false: the
+// slot was taken meanwhile; the claim picks again. A Selector that is
+// not one has its picks claimed with endpoint.Backend.Acquire.
+type SlotClaimer interface {
+	Claim(b *endpoint.Backend) bool
+}
+
 // Timeouts bound the phases of one request.
 type Timeouts struct {
 	FirstByte  time.Duration

@@ -132,7 +132,7 @@ func (f *Forwarder) startHedge(ctx context.Context, in *Request, sel Selector, t
 		slot.release, h.slot = release, slot
 	}
 	b, _ := sel.Select(*tried)
-	if b != nil && !b.Acquire() {
+	if b != nil && !acquire(sel, b) {
 		b = nil
 	}
 	var done breaker.Done

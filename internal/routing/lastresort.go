@@ -14,6 +14,13 @@ import (
 // when there is none (all held down by the active health check, breakers
 // open, trials outstanding).
 func SelectTrial(now time.Time, picker Picker, req *Request, backends []*endpoint.Backend, tried []*endpoint.Backend) *endpoint.Backend {
+	b, _ := SelectTrialAmong(now, picker, req, backends, tried)
+	return b
+}
+
+// SelectTrialAmong is SelectTrial, also returning the peer bound its
+// pick was made under (SelectAmong).
+func SelectTrialAmong(now time.Time, picker Picker, req *Request, backends []*endpoint.Backend, tried []*endpoint.Backend) (*endpoint.Backend, float64) {
 	var cands []*endpoint.Backend
 	peer := endpoint.PeerLimit(backends, now)
 	for _, b := range backends {
@@ -27,7 +34,7 @@ func SelectTrial(now time.Time, picker Picker, req *Request, backends []*endpoin
 			b = picker.Pick(req, cands)
 		}
 		if b.ClaimTrial(now) {
-			return b
+			return b, peer
 		}
 		// Another request took its trial first: the others.
 		rest := cands[:0]
@@ -37,9 +44,9 @@ func SelectTrial(now time.Time, picker Picker, req *Request, backends []*endpoin
 			}
 		}
 		if len(rest) == len(cands) { // b was not a candidate
-			return nil
+			return nil, peer
 		}
 		cands = rest
 	}
-	return nil
+	return nil, peer
 }

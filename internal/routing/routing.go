@@ -145,6 +145,15 @@ func soonestBusy(now time.Time, req *Request, backends, tried []*endpoint.Backen
 // (endpoint.PeerLimit), so a burst is not piled onto the one backend whose
 // adaptive limit happened to grow furthest.
 func Select(now time.Time, picker Picker, req *Request, backends []*endpoint.Backend, tried []*endpoint.Backend) *endpoint.Backend {
+	b, _ := SelectAmong(now, picker, req, backends, tried)
+	return b
+}
+
+// SelectAmong is Select, also returning the peer bound (PeerLimit) the
+// pick was made under: its slot is to be claimed within that bound
+// (endpoint.Backend.AcquireAmong), not the backend's own Limit, or two
+// picks racing for its last slot under the bound both get one.
+func SelectAmong(now time.Time, picker Picker, req *Request, backends []*endpoint.Backend, tried []*endpoint.Backend) (*endpoint.Backend, float64) {
 	bufp := candidatePool.Get().(*[]*endpoint.Backend)
 	cands := (*bufp)[:0]
 	peer := endpoint.PeerLimit(backends, now)
@@ -174,7 +183,7 @@ func Select(now time.Time, picker Picker, req *Request, backends []*endpoint.Bac
 	clear(cands)
 	*bufp = cands[:0]
 	candidatePool.Put(bufp)
-	return chosen
+	return chosen, peer
 }
 
 // hasCapacity reports whether b has a slot of the kind req needs.
