@@ -98,6 +98,9 @@ func (b *Backend) StartPrefillOf(now time.Time, w Wait) (id uint64) {
 	a.ids++
 	a.pending = append(a.pending, pendingAnswer{id: a.ids, tokens: w.Prompt, done: done})
 	a.tokens += w.Prompt
+	if b.waiting > 0 { // beside the waiting streams (prefillAloneLocked)
+		b.waitJoined += w.Prompt
+	}
 	if a.next.IsZero() || done.Before(a.next) {
 		a.next = done
 	}

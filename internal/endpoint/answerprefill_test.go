@@ -141,3 +141,52 @@ func TestPrefillRateLearnsBesideShortStreams(t *testing.T) {
 		t.Fatalf("after two long prompts beside short streams: room %d (priced %v), want 1, priced", got, priced)
 	}
 }
+
+// A stream sent right behind a long non-streamed prompt starts after the
+// engine prefilled both (first come, first served): its first token
+// times two prompts, not its own. The non-streamed prompt, taken as
+// prefilled (and out of the count) before that first token, was not
+// counted beside it, so the stream taught the rate half the engine's:
+// 2,500 tokens/s fell to 2,375 at each such start (review32 of branch
+// prefill2). Now a non-streamed prompt queued ahead of a stream, or sent
+// while it waits, counts among the prompts it waited beside.
+func TestPrefillRateNotLearnedBehindANonStreamedPrompt(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	b, err := New(Spec{URL: "http://x"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // two lone 4,000-token starts in 1.6 s: 2,500 tokens/s
+		b.Acquire()
+		b.StartWaitingOf(clock, Wait{Prompt: 4000})
+		clock = clock.Add(1600 * time.Millisecond)
+		b.FirstTokenOf(clock, 1600*time.Millisecond, Wait{Prompt: 4000})
+		b.ReleaseFed(clock, outcome.Success, 1600*time.Millisecond, 0)
+	}
+	learned := b.prefill.tokensPerSec
+	for _, streamFirst := range []bool{false, true} {
+		clock = clock.Add(time.Second)
+		b.Acquire()
+		b.Acquire()
+		var id uint64
+		if !streamFirst { // the non-streamed one ahead
+			id = b.StartPrefillOf(clock, Wait{Prompt: 2000})
+		}
+		b.StartWaitingOf(clock, Wait{Prompt: 2000})
+		if streamFirst { // sent while the stream waits: may go first in a batch
+			id = b.StartPrefillOf(clock, Wait{Prompt: 2000})
+		}
+		if id == 0 {
+			t.Fatal("the non-streamed prompt not counted")
+		}
+		clock = clock.Add(1600 * time.Millisecond) // both prefilled: 4,000 tokens
+		b.FirstTokenOf(clock, 1600*time.Millisecond, Wait{Prompt: 2000})
+		b.ReleaseFed(clock, outcome.Success, 1600*time.Millisecond, 0)
+		b.EndPrefillOf(clock, id)
+		b.ReleaseAnswer(clock, outcome.Success, 2*time.Second, 5)
+		if got := b.prefill.tokensPerSec; got != learned {
+			t.Errorf("stream first %v: rate %.0f tokens/s after a 2,000-token start that waited 1.6 s beside a 2,000-token non-streamed prompt; want %.0f (not a lone start)",
+				streamFirst, got, learned)
+		}
+	}
+}

@@ -144,7 +144,8 @@ type Backend struct {
 	waitSince time.Time
 	// waitJoined: the prompt tokens of the streams that began waiting
 	// since none was (one of unknown size as minPrefillTokens): a first
-	// token's own prompt, and the others' it waited beside (prefillRate).
+	// token's own prompt, and the others' it waited beside (prefillRate),
+	// with the non-streamed ones queued ahead or sent meanwhile.
 	waitJoined int64
 	waitTokens int64 // the waiting streams' prompt tokens (PrefillRoom); 0 when none waits
 	waitKV     int64 // the waiting streams' KV need (WaitingStreams); 0 when none waits

@@ -64,8 +64,9 @@ func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, w Wait) (promp
 
 // prefillAloneLocked reports whether a first token of a promptTokens
 // prompt timed that prompt's prefill alone: the prompts of the other
-// streams that waited beside it since none was waiting, and the
-// non-streamed ones taken as prefilling (answerprefill.go), add at most an
+// streams that waited beside it since none was waiting, and of the
+// non-streamed ones queued ahead or sent meanwhile (answerprefill.go,
+// in waitJoined even once taken out), add at most an
 // eighth of its own. Not only the last stream still waiting: a burst's
 // last start waited for the others' prefill too. Required alone outright
 // (branch prefillpred), a backend whose tenants keep short streams going
@@ -74,7 +75,7 @@ func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, w Wait) (promp
 // prefill errs the rate slow, the safe side.
 func (b *Backend) prefillAloneLocked(promptTokens int64) bool {
 	own := joinedTokens(promptTokens)
-	others := max(b.waitJoined-own, 0) + b.answers.tokens
+	others := max(b.waitJoined-own, 0)
 	return others*8 <= own
 }
 
@@ -98,7 +99,10 @@ func (b *Backend) StartWaitingOf(now time.Time, w Wait) {
 	b.notePrefillingLocked(now)
 	if b.waiting == 0 {
 		b.waitSince = now
-		b.waitJoined = 0
+		// The non-streamed prompts still taken as prefilling are ahead
+		// of it: counted among those it waits beside even once taken
+		// out, before its first token (review32).
+		b.waitJoined = b.answers.tokens
 		b.waitTokens = 0
 		b.waitKV = 0
 	}
