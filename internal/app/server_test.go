@@ -224,31 +224,7 @@ func (rc *rawConn) get(head string) (int, error) {
 // body's unread rest (under 256 KiB) before writing the answer, waiting
 // for body_read_timeout (here an hour, far past the hang guard).
 func TestUnauthenticatedStalledUploadIsAnsweredAtOnce(t *testing.T) {
-	b := backend(t, "a")
-	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf(`listen: 127.0.0.1:0
-log: {access: false}
-queue: {enabled: false}
-server:
-  body_read_timeout: 1h
-auth:
-  keys:
-    - {key: sk-acme, tenant: acme}
-models:
-  - name: m
-    backends:
-      - url: %s
-`, b.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	url, stop, done := startApp(t, path)
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	url := startKeyedApp(t, "server:\n  body_read_timeout: 1h\n")
 	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -276,29 +252,7 @@ models:
 // its next request goes on the same connection (guardbody's close cost
 // each such refusal a new connection).
 func TestRefusedUploadsKeepTheirConnection(t *testing.T) {
-	b := backend(t, "a")
-	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	src := fmt.Sprintf(`listen: 127.0.0.1:0
-log: {access: false}
-queue: {enabled: false}
-auth:
-  keys:
-    - {key: sk-acme, tenant: acme}
-models:
-  - name: m
-    backends:
-      - url: %s
-`, b.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	url, stop, done := startApp(t, path)
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	url := startKeyedApp(t, "")
 	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -327,4 +281,35 @@ models:
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("the request after the refusals: status %d", resp.StatusCode)
 	}
+}
+
+// startKeyedApp serves model m on one backend with one listed key
+// (sk-acme), access log and queue off, extra YAML (top-level keys) added;
+// the server stops at the test's end.
+func startKeyedApp(t *testing.T, extra string) string {
+	t.Helper()
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	src := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {access: false}
+queue: {enabled: false}
+%sauth:
+  keys:
+    - {key: sk-acme, tenant: acme}
+models:
+  - name: m
+    backends:
+      - url: %s
+`, extra, b.URL)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, stop, done := startApp(t, path)
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return url
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/endpoint"
 	loadscrape "github.com/sluice-gw/sluice/internal/scrape"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
@@ -100,20 +101,7 @@ func TestBurstOfLongNonStreamedPromptsPricedByTheQueuedPrefill(t *testing.T) {
 	if err := sc.ScrapeOnce(ctx, rig.gw.Runtime().Backends()); err != nil {
 		t.Fatal(err)
 	}
-	var refused atomic.Int64
-	for i := range 5 {
-		wg.Go(func() {
-			answers[1+i] = p.send("sk-b", 2000, false)
-			if !answers[1+i].started {
-				refused.Add(1)
-			}
-		})
-	}
-	waitFor(t, func() bool {
-		s := pool.queue.Stats()
-		return s.InUse+s.Queued+int(refused.Load()) >= 8
-	})
-	sent := int(backend.Inflight()) - 3
+	sent := p.sendFiveLong(&wg, answers, "sk-b", false, pool, backend, 8) - 3
 	a3 := p.send("sk-a", 10, true)
 	wg.Wait()
 	if sent > 1 {
@@ -153,20 +141,7 @@ func TestEstablishedTenantsBurstOfLongPromptsPricedByTheQueuedPrefill(t *testing
 	answers := make([]prefillAnswer, 6)
 	wg.Go(func() { answers[0] = p.send("sk-a", 2000, true) })
 	waitFor(t, func() bool { return backend.Inflight() == 1 })
-	var refused atomic.Int64
-	for i := range 5 {
-		wg.Go(func() {
-			answers[1+i] = p.send("sk-a", 2000, true)
-			if !answers[1+i].started {
-				refused.Add(1)
-			}
-		})
-	}
-	waitFor(t, func() bool {
-		s := pool.queue.Stats()
-		return s.InUse+s.Queued+int(refused.Load()) >= 6
-	})
-	sent := int(backend.Inflight()) - 1
+	sent := p.sendFiveLong(&wg, answers, "sk-a", true, pool, backend, 6) - 1
 	short := p.send("sk-a", 10, true)
 	wg.Wait()
 	if sent > 1 {
@@ -179,4 +154,25 @@ func TestEstablishedTenantsBurstOfLongPromptsPricedByTheQueuedPrefill(t *testing
 	if a := p.send("sk-a", 2000, true); !a.started {
 		t.Errorf("a's next long prompt after the burst: %+v; want started", a)
 	}
+}
+
+// sendFiveLong sends five long prompts of key at once beside the first
+// (answers[0], still prefilling), waits until the pool's queue holds,
+// runs or has refused counted requests in all, and returns the backend's
+// requests in flight then.
+func (p *prefillSender) sendFiveLong(wg *sync.WaitGroup, answers []prefillAnswer, key string, stream bool, pool *Pool, backend *endpoint.Backend, counted int) int {
+	var refused atomic.Int64
+	for i := range 5 {
+		wg.Go(func() {
+			answers[1+i] = p.send(key, 2000, stream)
+			if !answers[1+i].started {
+				refused.Add(1)
+			}
+		})
+	}
+	waitFor(p.t, func() bool {
+		s := pool.queue.Stats()
+		return s.InUse+s.Queued+int(refused.Load()) >= counted
+	})
+	return int(backend.Inflight())
 }
