@@ -135,16 +135,7 @@ func TestNoShowBurstAdviceShortOnceTheFirstIsLate(t *testing.T) {
 func TestReturningBurstBehindAStallKeepsTheBook(t *testing.T) {
 	b := newLateBurst(t, func(uint64) (time.Duration, bool) { return 300 * time.Millisecond, true })
 	b.stallAt, b.stallFor = time.Second, 1500*time.Millisecond
-	refusals := b.run(4 * time.Second)
-	for _, r := range refusals[1:] {
-		if !r.book {
-			t.Fatalf("%v into a burst of clients that come back: Retry-After %v (%s); want its place in the book",
-				r.at, r.rej.RetryAfter, r.rej.Message)
-		}
-	}
-	if b.q.appts.kept == 0 {
-		t.Fatal("no appointment kept: the test's clients did not come back")
-	}
+	b.expectBookRead(t)
 }
 
 // A burst of clients that come back a little late (300 ms, within
@@ -152,16 +143,7 @@ func TestReturningBurstBehindAStallKeepsTheBook(t *testing.T) {
 // told its place in the book, before and after the first client is back.
 func TestReturningBurstSlightlyLateKeepsTheBook(t *testing.T) {
 	b := newLateBurst(t, func(uint64) (time.Duration, bool) { return 300 * time.Millisecond, true })
-	refusals := b.run(4 * time.Second)
-	for _, r := range refusals[1:] {
-		if !r.book {
-			t.Fatalf("%v into a burst of clients that come back: Retry-After %v (%s); want its place in the book",
-				r.at, r.rej.RetryAfter, r.rej.Message)
-		}
-	}
-	if b.q.appts.kept == 0 {
-		t.Fatal("no appointment kept: the test's clients did not come back")
-	}
+	b.expectBookRead(t)
 }
 
 // Once an outcome is known the late count is not read: a client that comes
@@ -259,4 +241,21 @@ func noShowBurstAfterAKeptAppointment(t *testing.T, gap time.Duration) []refusal
 		}
 	}
 	return refusals
+}
+
+// expectBookRead runs a 4 s burst of clients that come back and wants
+// every refusal but the first told its place in the book, and at least
+// one appointment kept.
+func (b *lateBurst) expectBookRead(t *testing.T) {
+	t.Helper()
+	refusals := b.run(4 * time.Second)
+	for _, r := range refusals[1:] {
+		if !r.book {
+			t.Fatalf("%v into a burst of clients that come back: Retry-After %v (%s); want its place in the book",
+				r.at, r.rej.RetryAfter, r.rej.Message)
+		}
+	}
+	if b.q.appts.kept == 0 {
+		t.Fatal("no appointment kept: the test's clients did not come back")
+	}
 }

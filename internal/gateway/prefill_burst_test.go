@@ -77,16 +77,7 @@ func heldOrAnswered(t *testing.T, what string, answers []prefillAnswer) {
 // before the first's prefill falls within the delay target. The scenario
 // of TestBurstOfLongPromptsPricedByTheQueuedPrefill with b not streaming.
 func TestBurstOfLongNonStreamedPromptsPricedByTheQueuedPrefill(t *testing.T) {
-	rig := startRampRigOn(t, sim.Config{Model: "m1", Seed: 1, Slots: 16, PrefillTokensPerSec: 2500,
-		DecodeStepBase: 10 * time.Millisecond}, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
-	defer cancel()
-	p := &prefillSender{t: t, ctx: ctx, url: rig.srv.URL}
-	for range 2 { // one at a time: each starts alone and teaches the rate
-		if a := p.send("sk-a", 2000, true); !a.started {
-			t.Fatalf("warm-up prompt: %+v", a)
-		}
-	}
+	rig, p := startWarmPrefillRig(t)
 	streams := rig.streams(t)
 	<-streams.open("sk-a")
 	<-streams.open("sk-a")
@@ -98,7 +89,7 @@ func TestBurstOfLongNonStreamedPromptsPricedByTheQueuedPrefill(t *testing.T) {
 	waitFor(t, func() bool { return backend.Inflight() == 3 })
 	sc := loadscrape.NewScraper(loadscrape.Config{Interval: time.Second, StaleAfter: 10 * time.Second,
 		Timeout: time.Minute, CapConcurrency: true, Now: time.Now}, nil, nil)
-	if err := sc.ScrapeOnce(ctx, rig.gw.Runtime().Backends()); err != nil {
+	if err := sc.ScrapeOnce(p.ctx, rig.gw.Runtime().Backends()); err != nil {
 		t.Fatal(err)
 	}
 	sent := p.sendFiveLong(&wg, answers, "sk-b", false, pool, backend, 8) - 3
@@ -125,16 +116,7 @@ func TestBurstOfLongNonStreamedPromptsPricedByTheQueuedPrefill(t *testing.T) {
 // held (its own prefill delays nobody), and the tenant's next long prompt
 // after the burst starts: its steady traffic is not starved.
 func TestEstablishedTenantsBurstOfLongPromptsPricedByTheQueuedPrefill(t *testing.T) {
-	rig := startRampRigOn(t, sim.Config{Model: "m1", Seed: 1, Slots: 16, PrefillTokensPerSec: 2500,
-		DecodeStepBase: 10 * time.Millisecond}, nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
-	defer cancel()
-	p := &prefillSender{t: t, ctx: ctx, url: rig.srv.URL}
-	for range 2 { // one at a time: each starts alone and teaches the rate
-		if a := p.send("sk-a", 2000, true); !a.started {
-			t.Fatalf("warm-up prompt: %+v", a)
-		}
-	}
+	rig, p := startWarmPrefillRig(t)
 	backend := rig.gw.Runtime().Backends()[0]
 	pool := rig.gw.Runtime().Pools["m1"]
 	var wg sync.WaitGroup
@@ -175,4 +157,22 @@ func (p *prefillSender) sendFiveLong(wg *sync.WaitGroup, answers []prefillAnswer
 		return s.InUse+s.Queued+int(refused.Load()) >= counted
 	})
 	return int(backend.Inflight())
+}
+
+// startWarmPrefillRig starts a ramp rig on one simulator prefilling 2,500
+// tokens/s and has tenant a send two long streams one at a time, each
+// starting alone, so the gateway has learned the prefill rate.
+func startWarmPrefillRig(t *testing.T) (rampRig, *prefillSender) {
+	t.Helper()
+	rig := startRampRigOn(t, sim.Config{Model: "m1", Seed: 1, Slots: 16, PrefillTokensPerSec: 2500,
+		DecodeStepBase: 10 * time.Millisecond}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
+	t.Cleanup(cancel)
+	p := &prefillSender{t: t, ctx: ctx, url: rig.srv.URL}
+	for range 2 {
+		if a := p.send("sk-a", 2000, true); !a.started {
+			t.Fatalf("warm-up prompt: %+v", a)
+		}
+	}
+	return rig, p
 }
