@@ -77,7 +77,7 @@ func TestRunPrintsEveryAngle(t *testing.T) {
 	}
 	for _, want := range []string{"(a) per client", "(c) last + slot's mean change", "(b,d) LAD on own+clients",
 		"(d) analog", "bound: chunk-1 known exactly", "(e) internal/forecast per client", "(e) internal/forecast: 1 largest apart", "(e) pick by trailing error",
-		"floor: chunk-1 step onsets unknown", "# split by chunk-1 onsets"} {
+		"floor: chunk-1 step onsets unknown", "# split by chunk-1 onsets", "# dips (under half the level before) of chunk-1"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
@@ -109,5 +109,45 @@ func TestOnsetsMarkOnlyTheStartOfASustainedStep(t *testing.T) {
 		if want := i == 39; (j != 0) != want {
 			t.Fatalf("window %d: jump %v (onset want %v); all %v", i, j, want, jump)
 		}
+	}
+}
+
+func TestOnsetRecurrenceFindsADailySchedule(t *testing.T) {
+	// Two days of onsets: a step up at 08:00 and down at 17:00 each day,
+	// and on the second day one more step up at 12:00 that the first day
+	// lacks.
+	jump := make([]float64, 3*perDay)
+	for d := 0; d < 3; d++ {
+		jump[d*perDay+48], jump[d*perDay+102] = 500, -500
+	}
+	jump[2*perDay+72] = 300
+	hit, n, chance := onsetRecurrence(jump, perDay, 1)
+	if n != 5 || hit != 4 {
+		t.Fatalf("hit %d of %d, want 4 of 5 (the 12:00 step has no match a day earlier)", hit, n)
+	}
+	if want := 7.0 / 2 / float64(len(jump)) * 3; math.Abs(chance-want) > 1e-12 {
+		t.Fatalf("chance %v, want %v", chance, want)
+	}
+	// A step the other way at the same time a day earlier does not count.
+	jump[perDay+48] = -500
+	if hit, _, _ := onsetRecurrence(jump, perDay, 1); hit != 2 {
+		t.Fatalf("hit %d with the second day's 08:00 step down, want 2 (the 17:00 steps)", hit)
+	}
+}
+
+func TestRecoveryReadsTheWayBackAfterADip(t *testing.T) {
+	// A level of 1000 that drops to 200 for two windows every 20 windows
+	// and is back at 1000 from the third: one window into a dip the value
+	// an hour later is all the way back (recovery 1).
+	x := make([]float64, 400)
+	for i := range x {
+		x[i] = 1000
+		if i%20 == 10 || i%20 == 11 {
+			x[i] = 200
+		}
+	}
+	got := recovery(x, make([]bool, len(x)), 0, len(x), false)
+	if !strings.Contains(got, "age 1 n=18 median 1.00 share>0.5 1.00;") || !strings.Contains(got, "age 2 n=18 median 1.00") {
+		t.Fatalf("recovery %q", got)
 	}
 }

@@ -8,8 +8,10 @@
 // the answers and only say how far a family of models could go. Rows
 // marked "floor" and the "# split by" lines (steps.go) divide the error
 // between horizons that hold the onset of a level step of the largest
-// client and those that do not. docs/BENCHMARKS.md §10 ("Four more
-// angles", "Where the hour-ahead error sits") holds its output and reading.
+// client and those that do not; the "# recurrence", "# dips" and "# bumps"
+// lines (recur.go) ask whether those steps repeat in time or reverse.
+// docs/BENCHMARKS.md §10 ("Four more angles", "Where the hour-ahead error
+// sits", "The dominant client's steps") holds its output and reading.
 //
 //	go run ./bench/forecastangles -servegen ../shared/traces/servegen/language/m-mid
 //

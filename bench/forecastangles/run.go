@@ -60,6 +60,7 @@ func run(w io.Writer, tr *trace, trainDays int) error {
 	rows = append(rows, tenants...)
 	rows = append(rows, e.bounds()...)
 	e.offsets(w)
+	e.recurrence(w)
 	rows = append(rows, e.stepFloor(w)...)
 	for _, m := range []float64{3, 5} {
 		if err := e.onsetSplit(w, 2, m); err != nil {
