@@ -128,6 +128,7 @@ type options struct {
 	MixOutputScale float64
 	MixLoads       []float64
 	MixRegimes     []string
+	MixTPOT        time.Duration // non-streamed answers: time-per-output-token budget
 }
 
 // simConfig is the pool's engine: the simulator's documented defaults
@@ -169,6 +170,7 @@ func main() {
 	flag.IntVar(&opt.MixMaxInput, "mix-max-input", 8192, "mix: clamp the prompts (tokens, not scaled)")
 	flag.IntVar(&opt.MixMaxOutput, "mix-max-output", 512, "mix: clamp the outputs (tokens, before --mix-output-scale)")
 	flag.Float64Var(&opt.MixOutputScale, "mix-output-scale", 0.25, "mix: multiply the outputs (after clamping)")
+	flag.DurationVar(&opt.MixTPOT, "mix-tpot", 50*time.Millisecond, "mix: a non-streamed answer is in SLO within --slo + max_tokens x this")
 	flag.StringVar(&f.mloads, "mix-loads", "1.2,2,4", "mix: loads, as multiples of the pool's capacity for the mix")
 	flag.StringVar(&f.mregimes, "mix-regimes", "shed,unbounded", "mix: simulator regimes (--quick: shed)")
 	flag.Uint64Var(&opt.Seed, "seed", 1, "seed of the well-behaved tenants' Poisson arrivals")

@@ -33,8 +33,8 @@ func writeMix(ew *benchkit.ErrWriter, rep *Report) {
 	p(".\n")
 	p("- %.0f%% of the requests non-streamed (dealt at random, same deal for every path). Long: prompt >= %d tokens (the gateway prices such a prompt by the engines' queued prefill).\n", 100*m.NoStream, mixLong)
 	slo := time.Duration(m.SLOms * float64(time.Millisecond))
-	p("- Answered in SLO: a stream whose first token came within %s; a non-streamed request, whose client sees nothing before the whole answer (the head comes with it), answered within %s + its max_tokens x %.0f ms (a decode step of a full engine): what the client would have seen had its first token come within %s. Late: answered OK after that. Unannounced: every outcome other than OK or a 429/503 with Retry-After (a 503 without Retry-After included). Clients give up after %gs.\n",
-		slo, slo, m.StepMs, slo, m.TimeoutS)
+	p("- Answered in SLO: a stream whose first token came within %s; a non-streamed request, whose client sees nothing before the whole answer (the head comes with it), answered within %s + its max_tokens x %.0f ms (the TTFT SLO plus a time-per-output-token budget: the two bounds a streaming client holds, summed). Late: answered OK after that. Unannounced: every outcome other than OK or a 429/503 with Retry-After (a 503 without Retry-After included). Clients give up after %gs.\n",
+		slo, slo, m.TPOTms, m.TimeoutS)
 	p("- Paths: **direct** = round robin; **sluice** = one gateway, Sluice's default configuration (as the goodput legs). Fresh simulators and gateway for every leg.\n\n")
 	for _, r := range regimesOf(m.Legs) {
 		writeMixRegime(ew, m, r)

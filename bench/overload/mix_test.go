@@ -53,7 +53,7 @@ func TestMixSmoke(t *testing.T) {
 		Backends: 1, Duration: time.Second, GoodputDuration: 2 * time.Second, SLO: 2 * time.Second, TokenScale: 0.25,
 		Traces: []string{trace}, Mix: true, MixTrace: trace, MixServeGen: sg, MixTenants: 3, MixNoStream: 0.3,
 		MixMaxInput: 8192, MixMaxOutput: 512, MixOutputScale: 0.25, MixLoads: []float64{1.5}, MixRegimes: []string{regimeShed},
-		Sim: simConfig(), Command: "go test",
+		MixTPOT: 50 * time.Millisecond, Sim: simConfig(), Command: "go test",
 	}
 	var out strings.Builder
 	rep, err := run(context.Background(), opt, &out)
