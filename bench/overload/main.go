@@ -12,6 +12,10 @@
 //   - replay (issue 3): the first trace at 1x-3x capacity, round robin vs
 //     Sluice, with backend 503s and refusal times.
 //   - fairness (issue 3): one tenant floods, three behave.
+//   - mix: goodput on a mixed workload (mix.go): four tenants with ServeGen
+//     m-mid's shares (one a newcomer halfway), Azure's real prompt lengths
+//     up to 8k tokens, 30% non-streamed, at 1.2x, 2x and 4x, round robin vs
+//     Sluice's defaults; per tenant and per class.
 //
 // Every leg gets fresh simulators and a fresh proxy or gateway, so no leg
 // inherits a warm prefix cache, a learned concurrency limit or a queue from
@@ -21,6 +25,7 @@
 //	go run ./bench/overload --runs 3                # the documented run, about an hour
 //	go run ./bench/overload --quick                 # a smoke run, under 3 minutes
 //	go run ./bench/overload --scenarios replay,fairness
+//	go run ./bench/overload --quick --scenarios mix # the mix, under 3 minutes
 //	go run ./bench/overload --out docs/bench-overload.md --json overload.json
 package main
 
@@ -106,11 +111,24 @@ type options struct {
 	Replay          bool
 	Fairness        bool
 	Goodput         bool
+	Mix             bool
 	Seed            uint64
 	Sim             sim.Config
 	Command         string    // shown in the report
 	Progress        io.Writer // one line per leg; nil = silent
 	prog            *benchkit.Progress
+
+	// The mix scenario (mix.go).
+	MixTrace       string
+	MixServeGen    string
+	MixTenants     int
+	MixNoStream    float64 // share of non-streamed requests
+	MixMaxInput    int     // clamp, trace tokens (prompts are not scaled)
+	MixMaxOutput   int     // clamp, trace tokens, before MixOutputScale
+	MixOutputScale float64
+	MixLoads       []float64
+	MixRegimes     []string
+	MixTPOT        time.Duration // non-streamed answers: time-per-output-token budget
 }
 
 // simConfig is the pool's engine: the simulator's documented defaults
@@ -144,7 +162,17 @@ func main() {
 	flag.DurationVar(&opt.ClientTimeout, "client-timeout", 30*time.Second, "goodput: clients give up on a request after this long, streaming included (replay and fairness: 60s)")
 	flag.BoolVar(&opt.SizeAware, "size-aware", config.Default().Admission.SizeAware, "Sluice legs: admission.size_aware, short requests first within each tenant's share (--size-aware=false: FIFO per tenant)")
 	flag.IntVar(&opt.MaxConc, "max-concurrency", 0, "tuned legs: static per-backend max_concurrency (0 = none); goodput adds such legs beside the default ones, replay and fairness run Sluice with it")
-	flag.StringVar(&f.scenarios, "scenarios", "goodput", "scenarios to run: goodput, replay, fairness")
+	flag.StringVar(&f.scenarios, "scenarios", "goodput", "scenarios to run: goodput, replay, fairness, mix")
+	flag.StringVar(&opt.MixTrace, "mix-trace", azureTrace, "mix: the trace whose arrivals and prompt lengths are replayed")
+	flag.StringVar(&opt.MixServeGen, "mix-servegen", mixServeGen, "mix: ServeGen directory (one CSV per client) whose busiest clients give the tenants' shares")
+	flag.IntVar(&opt.MixTenants, "mix-tenants", 4, "mix: tenants (the last, the smallest, starts halfway through each leg)")
+	flag.Float64Var(&opt.MixNoStream, "mix-non-stream", 0.3, "mix: share of non-streamed requests")
+	flag.IntVar(&opt.MixMaxInput, "mix-max-input", 8192, "mix: clamp the prompts (tokens, not scaled)")
+	flag.IntVar(&opt.MixMaxOutput, "mix-max-output", 512, "mix: clamp the outputs (tokens, before --mix-output-scale)")
+	flag.Float64Var(&opt.MixOutputScale, "mix-output-scale", 0.25, "mix: multiply the outputs (after clamping)")
+	flag.DurationVar(&opt.MixTPOT, "mix-tpot", 50*time.Millisecond, "mix: a non-streamed answer is in SLO within --slo + max_tokens x this")
+	flag.StringVar(&f.mloads, "mix-loads", "1.2,2,4", "mix: loads, as multiples of the pool's capacity for the mix")
+	flag.StringVar(&f.mregimes, "mix-regimes", "shed,unbounded", "mix: simulator regimes (--quick: shed)")
 	flag.Uint64Var(&opt.Seed, "seed", 1, "seed of the well-behaved tenants' Poisson arrivals")
 	flag.StringVar(&out, "out", "", "also write the markdown report to this file")
 	flag.StringVar(&jsonOut, "json", "", "write the full results as JSON to this file")
@@ -165,6 +193,7 @@ func main() {
 // --quick and --duration.
 type listFlags struct {
 	traces, loads, gloads, regimes, sweep, scenarios string
+	mloads, mregimes                                 string
 	quick                                            bool
 	dur                                              time.Duration
 }
@@ -183,11 +212,14 @@ func (f listFlags) apply(opt *options, set map[string]bool) error {
 	if opt.Sweep, err = parseInts("--sweep", f.sweep); err != nil {
 		return err
 	}
-	opt.Regimes = benchkit.SplitList(f.regimes)
-	for _, r := range opt.Regimes {
-		if r != regimeShed && r != regimeUnbounded {
-			return fmt.Errorf("--regimes: unknown regime %q (want shed, unbounded)", r)
-		}
+	if opt.MixLoads, err = parseLoads("--mix-loads", f.mloads); err != nil {
+		return err
+	}
+	if opt.Regimes, err = parseRegimes("--regimes", f.regimes); err != nil {
+		return err
+	}
+	if opt.MixRegimes, err = parseRegimes("--mix-regimes", f.mregimes); err != nil {
+		return err
 	}
 	for _, s := range benchkit.SplitList(f.scenarios) {
 		switch s {
@@ -197,8 +229,10 @@ func (f listFlags) apply(opt *options, set map[string]bool) error {
 			opt.Replay = true
 		case "fairness":
 			opt.Fairness = true
+		case "mix":
+			opt.Mix = true
 		default:
-			return fmt.Errorf("--scenarios: unknown scenario %q (want goodput, replay, fairness)", s)
+			return fmt.Errorf("--scenarios: unknown scenario %q (want goodput, replay, fairness, mix)", s)
 		}
 	}
 	f.durations(opt, set)
@@ -223,6 +257,9 @@ func (f listFlags) durations(opt *options, set map[string]bool) {
 		if !set["honesty"] {
 			opt.Honesty = false
 		}
+		if !set["mix-regimes"] {
+			opt.MixRegimes = []string{regimeShed}
+		}
 	}
 	if set["duration"] {
 		opt.Duration, opt.GoodputDuration = f.dur, f.dur
@@ -243,6 +280,16 @@ func parseLoads(name, s string) ([]float64, error) {
 	return out, nil
 }
 
+func parseRegimes(name, s string) ([]string, error) {
+	rs := benchkit.SplitList(s)
+	for _, r := range rs {
+		if r != regimeShed && r != regimeUnbounded {
+			return nil, fmt.Errorf("%s: unknown regime %q (want shed, unbounded)", name, r)
+		}
+	}
+	return rs, nil
+}
+
 func parseInts(name, s string) ([]int, error) {
 	var out []int
 	for _, f := range benchkit.SplitList(s) {
@@ -260,6 +307,7 @@ type Report struct {
 	benchkit.Run
 	EstimateS float64        `json:"estimated_s"`
 	Goodput   *GoodputReport `json:"goodput,omitempty"`
+	Mix       *MixReport     `json:"mix,omitempty"`
 	Setup     *Setup         `json:"replay_setup,omitempty"`
 	Replay    []*Leg         `json:"replay,omitempty"`
 	Fairness  []*Leg         `json:"fairness,omitempty"`
@@ -300,6 +348,13 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 		}
 		rep.Goodput = g
 	}
+	if opt.Mix {
+		m, err := runMix(ctx, opt)
+		if err != nil {
+			return nil, err
+		}
+		rep.Mix = m
+	}
 	if opt.Replay || opt.Fairness {
 		if err := runReplay(ctx, opt, rep); err != nil {
 			return nil, err
@@ -312,6 +367,9 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 	}
 	if rep.Setup != nil {
 		writeReplay(ew, rep)
+	}
+	if rep.Mix != nil {
+		writeMix(ew, rep)
 	}
 	return rep, ew.Err
 }
@@ -353,6 +411,16 @@ func estimate(o options) time.Duration {
 	}
 	if o.Replay {
 		t += time.Duration(2*len(o.Loads)) * (o.Duration + perLeg)
+	}
+	if o.Mix {
+		for _, k := range o.MixLoads {
+			for _, r := range o.MixRegimes {
+				t += 2 * (o.GoodputDuration + perLeg)
+				if r == regimeUnbounded && k > 1 {
+					t += min(o.ClientTimeout, time.Duration((k-1)*float64(o.GoodputDuration)))
+				}
+			}
+		}
 	}
 	if o.Fairness {
 		t += 2 * (o.Duration + perLeg)

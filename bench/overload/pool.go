@@ -38,6 +38,11 @@ func loadPool(o options, path string, capSeconds float64) (*pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	return poolOf(o, path, tr, capSeconds)
+}
+
+// poolOf is loadPool of a trace already read (tr, clamped and scaled).
+func poolOf(o options, path string, tr []bench.Arrival, capSeconds float64) (*pool, error) {
 	if len(tr) < 2 {
 		return nil, fmt.Errorf("trace %s: need at least 2 requests, got %d", path, len(tr))
 	}

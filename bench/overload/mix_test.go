@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeMixInputs writes a trace with short and long prompts (every third
+// one 1,500 tokens) and a ServeGen directory of three clients.
+func writeMixInputs(t *testing.T, n int) (trace, servegen string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("TIMESTAMP,ContextTokens,GeneratedTokens\n")
+	t0 := time.Date(2023, 11, 16, 18, 15, 46, 0, time.UTC)
+	for i := range n {
+		in := 100 + 7*(i%30)
+		if i%3 == 0 {
+			in = 1500
+		}
+		fmt.Fprintf(&b, "%s,%d,%d\n", t0.Add(time.Duration(i)*50*time.Millisecond).Format("2006-01-02 15:04:05.0000000"), in, 20+i%40)
+	}
+	dir := t.TempDir()
+	trace = filepath.Join(dir, "trace.csv")
+	if err := os.WriteFile(trace, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	servegen = filepath.Join(dir, "servegen")
+	if err := os.Mkdir(servegen, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range []float64{6, 3, 1} {
+		body := fmt.Sprintf("0,%g,1,Gamma,1,1\n600,%g,1,Gamma,1,1\n", r, r)
+		if err := os.WriteFile(filepath.Join(servegen, fmt.Sprintf("chunk-%d-trace.csv", i)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return trace, servegen
+}
+
+// TestMixSmoke runs the mix for one short load, direct and Sluice, and
+// checks that every request is counted once in its class and its tenant,
+// that both classes and the newcomer's late start are in the plan, and
+// that the report has its tables.
+func TestMixSmoke(t *testing.T) {
+	trace, sg := writeMixInputs(t, 2000)
+	opt := options{
+		Backends: 1, Duration: time.Second, GoodputDuration: 2 * time.Second, SLO: 2 * time.Second, TokenScale: 0.25,
+		Traces: []string{trace}, Mix: true, MixTrace: trace, MixServeGen: sg, MixTenants: 3, MixNoStream: 0.3,
+		MixMaxInput: 8192, MixMaxOutput: 512, MixOutputScale: 0.25, MixLoads: []float64{1.5}, MixRegimes: []string{regimeShed},
+		MixTPOT: 50 * time.Millisecond, Sim: simConfig(), Command: "go test",
+	}
+	var out strings.Builder
+	rep, err := run(context.Background(), opt, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := out.String()
+	for _, want := range []string{"#### Mix, regime shed", "| 1.5x | direct | stream, long |", "| 1.5x | sluice | non-stream, short |",
+		"| 1.5x | sluice | t3 (newcomer) |", "| 1.5x | all |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	m := rep.Mix
+	if len(m.Legs) != 2 {
+		t.Fatalf("got %d mix legs, want 2", len(m.Legs))
+	}
+	for _, l := range m.Legs {
+		var classes, tenants int
+		for _, c := range l.Classes {
+			classes += c.Offered
+			if c.Offered == 0 {
+				t.Errorf("%s: class %s has no request", l.Path, c.Name)
+			}
+		}
+		for _, c := range l.Tenants {
+			tenants += c.Offered
+		}
+		a := l.All
+		if classes != a.Offered || tenants != a.Offered || a.InSLO+a.Late+a.RefusedWithRA+a.Unannounced != a.Offered {
+			t.Errorf("%s: all %+v, classes %d, tenants %d", l.Path, a, classes, tenants)
+		}
+		if a.InSLO == 0 {
+			t.Errorf("%s: nothing answered in SLO", l.Path)
+		}
+		for _, r := range l.records {
+			if r.rec.Tenant == 2 && r.arr.At < opt.GoodputDuration/2 {
+				t.Fatalf("%s: the newcomer sent at %s, before half the leg", l.Path, r.arr.At)
+			}
+		}
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Errorf("report does not marshal: %v", err)
+	}
+}
+
+func TestMixGoodBound(t *testing.T) {
+	slo, step := 2*time.Second, 10*time.Millisecond
+	ok := func(stream bool, ttft, e2e time.Duration) mixRecord {
+		m := mixRecord{stream: stream}
+		m.rec.Status, m.rec.TTFT, m.rec.E2E = 200, ttft, e2e
+		m.arr.OutputTokens = 100
+		return m
+	}
+	if !ok(true, slo, 10*time.Second).good(slo, step) || ok(true, slo+1, slo+1).good(slo, step) {
+		t.Error("a stream is good by its first token")
+	}
+	if !ok(false, 3*time.Second, 3*time.Second).good(slo, step) || ok(false, 3*time.Second+1, 3*time.Second+1).good(slo, step) {
+		t.Error("a non-streamed answer is good within the SLO plus 100 tokens at 10 ms")
+	}
+}
