@@ -24,7 +24,7 @@ func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slo
 		// what it knows of it (netguard.Framed).
 		Handler:           netguard.Guard(h),
 		ConnContext:       ln.ConnContext,
-		ConnState:         ln.ConnState,
+		ConnState:         netguard.ConnState,
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
 		IdleTimeout:       sc.IdleTimeout.D(),
 		// net/http allows 4 KiB beyond this before answering 431.

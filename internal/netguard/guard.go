@@ -16,27 +16,36 @@ import (
 // that came through no Listener, is passed on as it is.
 func Guard(next http.Handler) http.Handler {
 	framed, _ := next.(Framed)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var a Arrival
-		if c, ok := r.Context().Value(connKey{}).(*conn); ok {
-			a.Memo = &c.memo
-			if c.scan {
-				c.rd.mu.Lock()
-				ambiguous, received := c.fr.Next()
-				c.rd.mu.Unlock()
-				if ambiguous {
-					refuseAmbiguous(w)
-					return
-				}
-				a.BodyReceived = received
+	return &guard{next: next, framed: framed}
+}
+
+// guard is Guard's handler: a type, not an http.HandlerFunc, so the
+// server's call reaches ServeHTTP with no HandlerFunc frame between.
+type guard struct {
+	next   http.Handler
+	framed Framed // next, when it is a Framed; else nil
+}
+
+func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var a Arrival
+	if c, ok := r.Context().Value(connKey{}).(*conn); ok {
+		a.Memo = &c.memo
+		if c.scan {
+			c.rd.mu.Lock()
+			ambiguous, received := c.fr.Next()
+			c.rd.mu.Unlock()
+			if ambiguous {
+				refuseAmbiguous(w)
+				return
 			}
+			a.BodyReceived = received
 		}
-		if framed != nil {
-			framed.ServeFramed(w, r, a)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	}
+	if g.framed != nil {
+		g.framed.ServeFramed(w, r, a)
+		return
+	}
+	g.next.ServeHTTP(w, r)
 }
 
 // refuseAmbiguous answers a request whose head had both Content-Length

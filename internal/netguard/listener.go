@@ -295,8 +295,15 @@ const (
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
 // ConnState is the http.Server's ConnState hook: it lets the listener
-// count idle and header timeouts, which net/http enforces silently.
-func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
+// count idle and header timeouts, which net/http enforces silently. It is
+// the function ConnState, as a method value.
+func (l *Listener) ConnState(c net.Conn, s http.ConnState) { ConnState(c, s) }
+
+// ConnState is the http.Server's ConnState hook for any Listener's
+// connections (Listener.ConnState). net/http calls it twice per request;
+// given as this function, not a method value, it is called without the
+// method value's wrapper frame.
+func ConnState(c net.Conn, s http.ConnState) {
 	// Ours is the server's connection; another wrapper may sit on top of
 	// it elsewhere (unwrap).
 	gc, ok := c.(*conn)
@@ -398,8 +405,11 @@ func (c *conn) Read(p []byte) (int, error) {
 	d.mu.Unlock()
 	if n > 0 {
 		// The first bytes of the next request end the idle wait; from
-		// here the header timeout runs.
-		c.phase.CompareAndSwap(phaseIdle, phaseHeader)
+		// here the header timeout runs. Loaded first: most reads are not
+		// the idle wait's, and a load is not a locked instruction.
+		if c.phase.Load() == phaseIdle {
+			c.phase.CompareAndSwap(phaseIdle, phaseHeader)
+		}
 		if !c.rcvFixed {
 			c.countReceived(n)
 		}
