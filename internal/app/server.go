@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"crypto/tls"
 	"log/slog"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"runtime/debug"
 
 	"github.com/sluice-gw/sluice/internal/config"
-	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/tlsterm"
 )
@@ -21,14 +19,12 @@ import (
 // long as the backend generates.
 func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler: framing.Guard(h),
-		// framing's value nearest the request: Guard looks it up (and hands
-		// the gateway BodyReceived: framing.Framed), netguard's is looked up
-		// once more per request.
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return framing.ConnContext(ln.ConnContext(ctx, c), c)
-		},
-		ConnState:         ln.ConnState,
+		// Guard finds the listener's connection in the request's context
+		// (ConnContext: one value per connection) and hands the gateway
+		// what it knows of it (netguard.Framed).
+		Handler:           netguard.Guard(h),
+		ConnContext:       ln.ConnContext,
+		ConnState:         netguard.ConnState,
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
 		IdleTimeout:       sc.IdleTimeout.D(),
 		// net/http allows 4 KiB beyond this before answering 431.
@@ -54,15 +50,15 @@ func (a *App) guard(ln net.Listener, sc config.Server, access bool) *netguard.Li
 	_, gogcSet := os.LookupEnv("GOGC")
 	a.gc = startGCFloor(gcFloorFor(int64(sc.MemoryLimit)), gogcSet)
 	a.conns = netguard.NewListener(ln, connLimits(sc), a.connMetrics)
-	// TLS, when on, sits between the caps, which count TCP connections,
-	// and framing, which must read the decrypted bytes.
+	// TLS, when on, sits beneath the listener's connection, which counts
+	// TCP connections and scans the decrypted bytes' framing.
 	if a.tls != nil {
 		a.conns.WrapTransport(a.tls.Wrap)
 	}
-	// framing refuses requests whose length is ambiguous (both
-	// Content-Length and Transfer-Encoding), which net/http accepts; it
-	// scans the connections the caps admit, under netguard's.
-	a.conns.Wrap(framing.Wrap)
+	// The guard refuses requests whose length is ambiguous (both
+	// Content-Length and Transfer-Encoding), which net/http accepts: the
+	// connections the caps admit scan what they read (internal/framing).
+	a.conns.ScanFraming()
 	a.applyLocked(sc, access)
 	return a.conns
 }

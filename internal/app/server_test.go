@@ -128,7 +128,7 @@ func TestStalledFileUploadGets408(t *testing.T) {
 // A completion whose body stalls is cut with 408 by the body timeout
 // through the whole server (listener, framing scanner): a request skips
 // the body's time bounds only when the listener has read its body whole
-// (framing.BodyReceived), and this one's is still on the wire.
+// (netguard.BodyReceived), and this one's is still on the wire.
 func TestStalledCompletionBodyGets408(t *testing.T) {
 	expectStalledBody408(t, "{enabled: false}", "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"+`{"model":"m","messages":[`)
 }

@@ -1,7 +1,7 @@
-// Package framing refuses HTTP/1.1 requests whose body length is
-// ambiguous: a head carrying both Content-Length and Transfer-Encoding
-// gets 400 and the connection is closed, as nginx (since 1.21.1) and
-// HAProxy do.
+// Package framing follows HTTP/1.1 request framing over the bytes a
+// connection reads, so that requests whose body length is ambiguous can be
+// refused: a head carrying both Content-Length and Transfer-Encoding gets
+// 400 and the connection is closed, as nginx (since 1.21.1) and HAProxy do.
 //
 // Go's server already refuses differing duplicate Content-Length headers
 // (400), an invalid Content-Length (400) and any Transfer-Encoding other
@@ -12,188 +12,60 @@
 // allows this). A front proxy that honoured the Content-Length instead
 // would then disagree with us about where the request ends: the opening
 // for request smuggling. The handler cannot see the deleted header, so
-// this package reads the raw bytes as they arrive: Listener wraps each
-// connection with a small scanner that follows the request framing
+// the raw bytes are read as they arrive: Scanner follows the framing
 // (heads, Content-Length bodies, chunked bodies) and notes which request
-// heads were ambiguous; Guard answers those requests.
+// heads were ambiguous. It is only the parser: netguard's connection feeds
+// it from its own Read (one connection layer per accepted connection, no
+// wrapper of this package's) and netguard.Guard answers what it found.
 package framing
 
 import (
 	"bytes"
-	"context"
 	"math"
-	"net"
-	"net/http"
 	"strconv"
-	"sync"
-
-	"github.com/sluice-gw/sluice/internal/openai"
 )
 
-// Listener wraps ln so every accepted connection is scanned.
-func Listener(ln net.Listener) net.Listener { return listener{ln} }
-
-type listener struct{ net.Listener }
-
-func (l listener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return Wrap(c), nil
-}
-
-// Wrap has c scanned: for a listener that wraps the connections it admits
-// itself (netguard's, which then sits above the scanner, so the server's
-// deadline calls and its connection-state hook reach it first).
-func Wrap(c net.Conn) net.Conn { return &conn{Conn: c, s: scanner{ambiguous: -1}} }
-
-type ctxKey struct{}
-
-// ConnContext is for http.Server.ConnContext: it hands the connection's
-// scanner to Guard. The scanned connection may be c or lie under other
-// wrappers of c that expose NetConn.
-func ConnContext(ctx context.Context, c net.Conn) context.Context {
-	accepted := c
-	for {
-		if sc, ok := c.(*conn); ok {
-			// Set before the server serves the connection, read by Guard
-			// on the connection's goroutine after.
-			sc.accepted = accepted
-			return context.WithValue(ctx, ctxKey{}, sc)
-		}
-		w, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			return ctx
-		}
-		c = w.NetConn()
-	}
-}
-
-// Guard answers a request whose head was ambiguous with 400 and closes
-// the connection; other requests go to next: to its ServeFramed when it is
-// a Framed, told what BodyReceived would say.
-func Guard(next http.Handler) http.Handler {
-	framed, _ := next.(Framed)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var a Arrival
-		if c, ok := r.Context().Value(ctxKey{}).(*conn); ok {
-			var ambiguous bool
-			if ambiguous, a.BodyReceived = c.next(); ambiguous {
-				w.Header().Set("Connection", "close")
-				openai.WriteError(w, openai.BadRequest("ambiguous_framing",
-					"the request has both Content-Length and Transfer-Encoding headers; send one"))
-				return
-			}
-			a.Conn = c.accepted
-		}
-		if framed != nil {
-			framed.ServeFramed(w, r, a)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// Framed is a handler that wants to know what Guard found of each
-// request's connection (Arrival), in the look-up Guard makes anyway: the
-// handler's own would be a context walk each (and a lock for
-// BodyReceived), per request.
-type Framed interface {
-	http.Handler
-	// ServeFramed serves r, which arrived as a says.
-	ServeFramed(w http.ResponseWriter, r *http.Request, a Arrival)
-}
-
-// Arrival is what Guard knows of a request's connection as the handler
-// starts.
-type Arrival struct {
-	// BodyReceived is BodyReceived(r).
-	BodyReceived bool
-	// Conn is the connection as the server accepted it (ConnContext's c,
-	// which the scanned one may lie under); nil when the request did not
-	// come through Listener and ConnContext.
-	Conn net.Conn
-}
-
-// conn scans what its reads return. The server reads a request's head
-// (through this conn) before its handler runs, and handles one request
-// of a connection at a time, so the n-th handler call matches the n-th
-// head scanned. Requests the server answers without a handler either
+// Scanner follows the request framing of one connection's bytes and
+// matches the requests handed to handlers with the heads it scanned. The
+// server reads a request's head before its handler runs, and handles one
+// request of a connection at a time, so the n-th handler call matches the
+// n-th head scanned. Requests the server answers without a handler either
 // close the connection (malformed heads, 431, 417) or are "OPTIONS *",
 // which the scanner does not count.
-type conn struct {
-	net.Conn
-	mu      sync.Mutex
+//
+// Not safe for concurrent use: its owner (netguard's connection) feeds it
+// and asks it under the lock it holds anyway. Make one with NewScanner.
+type Scanner struct {
 	s       scanner
-	handled int // requests that reached Guard
-	// accepted is the connection the server accepted, this one or one
-	// wrapping it (ConnContext): Arrival.Conn.
-	accepted net.Conn
+	handled int // requests handed on (Next)
 }
 
-func (c *conn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		c.s.feed(p[:n])
-		c.mu.Unlock()
-	}
-	return n, err
+// NewScanner is a scanner at the start of a connection.
+func NewScanner() Scanner { return Scanner{s: scanner{ambiguous: -1}} }
+
+// Feed scans p, the bytes of the connection's latest read.
+func (x *Scanner) Feed(p []byte) { x.s.feed(p) }
+
+// Next counts the request being handed to a handler and reports whether
+// its head was ambiguous and whether its body was read whole (Received).
+func (x *Scanner) Next() (ambiguous, received bool) {
+	i := x.handled
+	x.handled++
+	return x.s.ambiguous >= 0 && i == x.s.ambiguous, x.s.bodies >= x.handled
 }
 
-// CloseWrite passes net/http's half-close (after an answer sent while the
-// client may still be sending) to the wrapped connection, which lingers.
-func (c *conn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
+// Received reports whether the whole body of the request Next counted
+// last has been read from the connection: the server holds it in its
+// buffer, so reading it (or discarding it after the handler) never waits
+// on the client. False before Next, while the body is still arriving, or
+// once the scanner lost the framing.
+func (x *Scanner) Received() bool { return x.handled > 0 && x.s.bodies >= x.handled }
 
-// NetConn is the wrapped connection, for other wrappers' hooks
-// (netguard's ConnState) to find their own.
-func (c *conn) NetConn() net.Conn { return c.Conn }
-
-// InRequestLine reports whether the bytes read so far end inside a
-// request line. net/http answers 431 when a head does not end within its
-// limit, whichever part is long; netguard asks this then, and answers 414
-// instead when the request line alone did not fit (as nginx does). Not
-// for a hot path: it takes the scanner's lock.
-func (c *conn) InRequestLine() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.s.inRequestLine()
-}
-
-// next counts the request Guard is handing on and reports whether its
-// head was ambiguous and whether its body was read whole (BodyReceived).
-func (c *conn) next() (ambiguous, received bool) {
-	c.mu.Lock()
-	i := c.handled
-	c.handled++
-	ambiguous = c.s.ambiguous >= 0 && i == c.s.ambiguous
-	received = c.s.bodies >= c.handled
-	c.mu.Unlock()
-	return ambiguous, received
-}
-
-// BodyReceived reports whether the whole body of r, a request Guard passed
-// on, has already been read from its connection: the server holds it in
-// its buffer, so reading it (or discarding it after the handler) never
-// waits on the client, and a deadline on those reads could not matter.
-// False when it cannot tell: r did not come through Listener and Guard,
-// the body is still arriving, or the scanner lost the framing.
-func BodyReceived(r *http.Request) bool {
-	c, ok := r.Context().Value(ctxKey{}).(*conn)
-	if !ok {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// Guard counted r: it is request handled-1 of the connection.
-	return c.handled > 0 && c.s.bodies >= c.handled
-}
+// InRequestLine reports whether the bytes fed so far end inside a request
+// line. net/http answers 431 when a head does not end within its limit,
+// whichever part is long; netguard asks this then, and answers 414
+// instead when the request line alone did not fit (as nginx does).
+func (x *Scanner) InRequestLine() bool { return x.s.inRequestLine() }
 
 type state uint8
 

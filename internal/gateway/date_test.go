@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-gw/sluice/internal/cache"
-	"github.com/sluice-gw/sluice/internal/framing"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/routing"
 	"github.com/sluice-gw/sluice/internal/sim"
@@ -32,8 +32,8 @@ func (c *stepClock) add(d time.Duration)     { c.off.Add(int64(d)) }
 func (c *stepClock) date(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
 
 // startDatedGateway serves a caching gateway on clock c as Run does: the
-// framing listener and guard, so a small request's body counts as
-// received at arrival (framing.BodyReceived). backend is the model m1's.
+// scanning listener and its guard, so a small request's body counts as
+// received at arrival (netguard.BodyReceived). backend is the model m1's.
 func startDatedGateway(t *testing.T, c *stepClock, backend string) string {
 	t.Helper()
 	return startFramedGateway(t, c.now, backend)
@@ -59,8 +59,10 @@ func startFramedGateway(t *testing.T, now func() time.Time, backend string) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: framing.Guard(gw), ConnContext: framing.ConnContext}
-	go srv.Serve(framing.Listener(ln))
+	gl := netguard.NewListener(ln, netguard.ConnLimits{Total: 64}, nil)
+	gl.ScanFraming()
+	srv := &http.Server{Handler: netguard.Guard(gw), ConnContext: gl.ConnContext, ConnState: gl.ConnState}
+	go srv.Serve(gl)
 	t.Cleanup(func() { srv.Close(); deps.Transport.CloseIdle(); rt.Retire(nil) })
 	return "http://" + ln.Addr().String() + "/v1/chat/completions"
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/sluice-gw/sluice/internal/batchapi"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/discovery"
-	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/httpdate"
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/netguard"
@@ -303,21 +302,22 @@ func (g *Gateway) Swap(rt *Runtime) {
 func (g *Gateway) Runtime() *Runtime { return g.rt.Load() }
 
 // ServeHTTP is the public listener: /v1/*, /healthz and /readyz, nothing
-// else (the privileged surfaces are on AdminHandler). Behind framing.Guard
+// else (the privileged surfaces are on AdminHandler). Behind netguard.Guard
 // it is entered through ServeFramed.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	g.ServeFramed(w, r, framing.Arrival{BodyReceived: framing.BodyReceived(r)})
+	g.ServeFramed(w, r, netguard.Arrival{BodyReceived: netguard.BodyReceived(r)})
 }
 
-// The gateway is told of the connection by framing.Guard, not looking it
+// The gateway is told of the connection by netguard.Guard, not looking it
 // up again.
-var _ framing.Framed = (*Gateway)(nil)
+var _ netguard.Framed = (*Gateway)(nil)
 
 // ServeFramed is ServeHTTP for a request whose arrival Guard tells
-// (framing.Framed): whether its body is in, and its connection (connMemo).
+// (netguard.Framed): whether its body is in, and its connection's memo
+// (connMemo).
 // It routes by path: a switch, not a router; the set is small and this
 // runs on every request.
-func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.Arrival) {
+func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a netguard.Arrival) {
 	start := g.now()
 	gd := g.guard(w, r, start, a.BodyReceived)
 	defer gd.body.Restore()
@@ -337,7 +337,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a framing.
 // Responses API's: apart, so that the function an inference request (a
 // cache hit) runs spans only its own code lines (docs/BENCHMARKS.md §9
 // Step 4i).
-func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, a framing.Arrival, start time.Time, gd *guarded) {
+func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, a netguard.Arrival, start time.Time, gd *guarded) {
 	switch path := r.URL.Path; path {
 	case "/v1/models":
 		setRequestID(w, r)
@@ -387,13 +387,13 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, a framing.A
 	}
 }
 
-// connMemo is the netguard.ConnMemo of r's connection: found from the
-// connection Guard names (a.Conn), else in r's context.
-func connMemo(r *http.Request, a framing.Arrival) *atomic.Value {
-	if a.Conn == nil {
+// connMemo is the netguard.ConnMemo of r's connection: as Guard found it
+// (a.Memo), else in r's context.
+func connMemo(r *http.Request, a netguard.Arrival) *atomic.Value {
+	if a.Memo == nil {
 		return netguard.ConnMemo(r.Context())
 	}
-	return netguard.ConnMemoOf(a.Conn)
+	return a.Memo
 }
 
 // guard puts the connection's time bounds on a request: every body,
@@ -402,7 +402,7 @@ func connMemo(r *http.Request, a framing.Arrival) *atomic.Value {
 // deadline, also on routes with small answers, so a keep-alive connection
 // does not carry an earlier request's deadline into this one. The body's
 // budgets start at start (g.now(), just read); a body the listener has
-// read whole already (bodyReceived: framing.BodyReceived) needs none; such a request
+// read whole already (bodyReceived: netguard.BodyReceived) needs none; such a request
 // also gets the Date of start for an answer the chain writes before
 // admission (stampDate): it is written within the request's own CPU time
 // of start, while a body still arriving may take its whole timeout. The caller answers
@@ -533,7 +533,7 @@ func printable(s string) bool {
 // client's bytes still in flight would make the kernel reset the
 // connection, and the client could lose the answer.
 func lingerUnreadBody(r *http.Request) {
-	if !framing.BodyReceived(r) {
+	if !netguard.BodyReceived(r) {
 		netguard.LingerOnClose(r.Context())
 	}
 }

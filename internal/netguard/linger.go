@@ -65,7 +65,7 @@ func ConnMemo(ctx context.Context) *atomic.Value {
 }
 
 // ConnMemoOf is ConnMemo for c, the connection a request came on as the
-// server accepted it (framing.Arrival.Conn): found without a walk of the
+// server accepted it: found without a walk of the
 // request's context. nil when c is not a netguard connection (nor wraps one).
 func ConnMemoOf(c net.Conn) *atomic.Value {
 	if gc, ok := c.(*conn); ok { // the listener's own, as the server has it: unwrap's first test, without its call

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/framing"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
@@ -57,11 +58,11 @@ type Listener struct {
 	discarding map[*conn]struct{}
 	discard    sync.Pool   // *[]byte read buffers for draining
 	tier       refusalTier // over-cap connections being answered (refusal.go)
-	// wrap, when set (Wrap), wraps each admitted connection under the
-	// listener's own.
-	wrap func(net.Conn) net.Conn
+	// scan: each admitted connection follows the request framing of what
+	// it reads (ScanFraming).
+	scan bool
 	// transport, when set (WrapTransport), wraps each accepted connection
-	// beneath wrap's: TLS.
+	// beneath the listener's own: TLS.
 	transport func(net.Conn) net.Conn
 	// start is when the listener was made: a read deadline before it has
 	// passed (readDeadline.past), in nanos. Socket deadlines are wall-clock
@@ -87,16 +88,14 @@ func NewListener(ln net.Listener, limits ConnLimits, m *ConnMetrics) *Listener {
 	return l
 }
 
-// Wrap has every connection the listener admits wrapped by f (another
-// layer that watches the bytes, internal/framing) under the listener's own
-// connection: the server's deadline calls, reads and state hook reach the
-// listener's connection first, with no hop through f's, and connections
-// the listener refuses or answers itself are never wrapped. f's connection
-// reads and closes through, and is not written to: the listener's
-// connection writes past it (to the transport's connection or the socket),
-// and sets the socket's deadlines on the accepted one directly. Call it before
-// the first Accept.
-func (l *Listener) Wrap(f func(net.Conn) net.Conn) { l.wrap = f }
+// ScanFraming has every connection the listener admits follow the
+// HTTP/1.1 request framing of the bytes it reads (internal/framing's
+// Scanner, fed from the connection's own Read: no second wrapper, no
+// second lock), so that Guard can refuse a request whose body length is
+// ambiguous and tell a handler whether its body is in (BodyReceived).
+// Connections the listener refuses or answers itself are never scanned.
+// Call it before the first Accept.
+func (l *Listener) ScanFraming() { l.scan = true }
 
 // LogRefusals has every answer the listener makes itself (net/http's
 // refusals as rewritten here, the late head's 408, the refusal tier's
@@ -181,14 +180,13 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		boundUnsent(c)
-		gc := &conn{Conn: c, raw: c, out: c, l: l, ip: ip}
+		gc := &conn{Conn: c, raw: c, l: l, ip: ip, scan: l.scan}
 		gc.rd.past = l.start
+		if l.scan {
+			gc.fr = framing.NewScanner()
+		}
 		if l.transport != nil {
 			gc.Conn = l.transport(&transportSocket{Conn: c, gc: gc})
-			gc.out = gc.Conn
-		}
-		if l.wrap != nil {
-			gc.Conn = l.wrap(gc.Conn)
 		}
 		return gc, nil
 	}
@@ -242,18 +240,18 @@ func hostOf(a net.Addr) string {
 	return ClientKey(host)
 }
 
-// conn frees its slot once, whoever closes it first, and tells which
-// server timeout cut it (see ConnState).
+// conn is the one connection layer of an admitted connection: it frees
+// its slot once, whoever closes it first, tells which server timeout cut
+// it (see ConnState), holds its deadlines (deadline.go), and follows the
+// request framing of what it reads (ScanFraming, Guard).
 type conn struct {
-	net.Conn // the accepted connection, or the Wrap of it
-	// raw is the accepted connection itself: deadlines are set on it (Wrap),
-	// and a lingering close drains it past the layers above it, which are
-	// done with the connection.
-	raw net.Conn
-	// out is where writes go: the transport's connection (WrapTransport),
-	// else the accepted one; past Wrap's layer, which watches only what is
-	// read, so an answer's write takes no hop through it.
-	out   net.Conn
+	// Conn is what reads and writes go to: the transport's connection
+	// (WrapTransport), else the accepted one.
+	net.Conn
+	// raw is the accepted connection itself: deadlines are set on it, and
+	// a lingering close drains it past the transport, which is done with
+	// the connection.
+	raw   net.Conn
 	l     *Listener
 	ip    string
 	once  sync.Once
@@ -277,6 +275,11 @@ type conn struct {
 	// (rcvFixed, boundReceive): touched by the one reader at a time, as rd.
 	received int
 	rcvFixed bool
+	// scan: fr follows the request framing (ScanFraming). fr is fed by
+	// Read and asked by Guard, BodyReceived and the 431's rewrite, all
+	// under rd.mu, which Read takes after every read anyway.
+	scan bool
+	fr   framing.Scanner
 }
 
 // What the server is waiting for on a connection, which names the
@@ -287,16 +290,22 @@ const (
 	phaseActive              // a handler runs; its body timeouts count themselves
 )
 
-// NetConn is the connection under the listener's own (the Wrap of the
-// accepted one, if any), for that layer's hooks to find theirs
-// (framing.ConnContext).
+// NetConn is the connection under the listener's own (the transport's,
+// if any), for that layer's hooks to find theirs.
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
 // ConnState is the http.Server's ConnState hook: it lets the listener
-// count idle and header timeouts, which net/http enforces silently.
-func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
-	// Ours is the server's connection (Wrap puts other layers under it);
-	// another wrapper may sit on top of it elsewhere (unwrap).
+// count idle and header timeouts, which net/http enforces silently. It is
+// the function ConnState, as a method value.
+func (l *Listener) ConnState(c net.Conn, s http.ConnState) { ConnState(c, s) }
+
+// ConnState is the http.Server's ConnState hook for any Listener's
+// connections (Listener.ConnState). net/http calls it twice per request;
+// given as this function, not a method value, it is called without the
+// method value's wrapper frame.
+func ConnState(c net.Conn, s http.ConnState) {
+	// Ours is the server's connection; another wrapper may sit on top of
+	// it elsewhere (unwrap).
 	gc, ok := c.(*conn)
 	if !ok {
 		if gc = unwrap(c); gc == nil {
@@ -360,7 +369,9 @@ func (c *conn) SetDeadline(t time.Time) error {
 // not stand for it (readDeadline.mustApply), and fails at once, leaving the
 // socket's, under one that has passed (readDeadline.past). This is
 // readDeadline's part of a read written out, as SetReadDeadline's is: it
-// runs for the two or three reads of every request.
+// runs for the two or three reads of every request. The bytes read are
+// scanned for the request framing (ScanFraming) in the critical section
+// that ends the read's bookkeeping: one lock per read for both.
 func (c *conn) Read(p []byte) (int, error) {
 	if c.ended.Load() {
 		return 0, errEnded
@@ -368,14 +379,8 @@ func (c *conn) Read(p []byte) (int, error) {
 	d := &c.rd
 	d.mu.Lock()
 	if d.pending != 0 && d.pending < d.past && d.passed() {
-		// The deadline has passed (start): fail at once, and leave the
-		// socket's. net/http ends every request's background read so while
-		// a handler runs (phaseActive), so this is no idle or header timeout.
 		d.mu.Unlock()
-		if c.phase.Load() != phaseActive {
-			c.timeoutRead(errPassed)
-		}
-		return 0, errPassed
+		return c.readPassed()
 	}
 	if d.mustApply() {
 		if err := d.applyLocked(c.raw); err != nil {
@@ -386,20 +391,25 @@ func (c *conn) Read(p []byte) (int, error) {
 	d.reading++
 	d.mu.Unlock()
 	n, err := c.Conn.Read(p)
-	// Cut by the socket's deadline, earlier than the one set: go on.
-	for n == 0 && err != nil && d.resume(err, c.raw) {
-		n, err = c.Conn.Read(p)
+	if n == 0 && err != nil {
+		n, err = c.readOn(p, err)
 	}
 	d.mu.Lock()
 	d.reading--
 	if err != nil {
 		d.expired = true
 	}
+	if n > 0 && c.scan {
+		c.fr.Feed(p[:n])
+	}
 	d.mu.Unlock()
 	if n > 0 {
 		// The first bytes of the next request end the idle wait; from
-		// here the header timeout runs.
-		c.phase.CompareAndSwap(phaseIdle, phaseHeader)
+		// here the header timeout runs. Loaded first: most reads are not
+		// the idle wait's, and a load is not a locked instruction.
+		if c.phase.Load() == phaseIdle {
+			c.phase.CompareAndSwap(phaseIdle, phaseHeader)
+		}
 		if !c.rcvFixed {
 			c.countReceived(n)
 		}
@@ -408,6 +418,27 @@ func (c *conn) Read(p []byte) (int, error) {
 	// error of a read while a handler runs.
 	if err != nil && c.phase.Load() != phaseActive {
 		c.timeoutRead(err)
+	}
+	return n, err
+}
+
+// readPassed is Read under a deadline that has passed (readDeadline.past):
+// it fails at once, and leaves the socket's. net/http ends every request's
+// background read so while a handler runs (phaseActive), so this is no
+// idle or header timeout then.
+func (c *conn) readPassed() (int, error) {
+	if c.phase.Load() != phaseActive {
+		c.timeoutRead(errPassed)
+	}
+	return 0, errPassed
+}
+
+// readOn goes on with a read that failed (err) with nothing read while the
+// socket's deadline, earlier than the one set, cut it (readDeadline.resume).
+func (c *conn) readOn(p []byte, err error) (int, error) {
+	n := 0
+	for n == 0 && err != nil && c.rd.resume(err, c.raw) {
+		n, err = c.Conn.Read(p)
 	}
 	return n, err
 }
@@ -474,54 +505,57 @@ func (c *conn) Write(p []byte) (int, error) {
 	// net/http's own refusals are short single writes (httperr.go); a
 	// handler's writes go through a 4 KiB buffer, so this test is cheap.
 	if len(p) <= 512 && len(p) > 9 && (p[9] == '4' || p[9] == '5') {
-		e := serverRefusal(p)
-		if e == nil {
-			e = expectationRefusal(p)
-		}
-		if e != nil {
-			if e.Status == http.StatusRequestHeaderFieldsTooLarge {
-				c.l.m.headerTooLarge()
-				if c.inRequestLine() {
-					e = uriTooLong
-				}
-			}
-			// An OpenAI client expects an error object, not net/http's
-			// plain text: the same status, said in JSON.
-			// Logged first: a client that has the answer finds its line.
-			answer, id := errorAnswer(e, time.Now())
-			c.l.logRefusal(e, id, c.raw.RemoteAddr())
-			if _, err := c.write(answer); err != nil {
-				return 0, err
-			}
-			return len(p), nil
-		}
+		return c.writeRefusal(p)
 	}
 	return c.write(p)
 }
 
-// headPosition is a layer under the connection that follows the request
-// framing (internal/framing's scanner, through Wrap) and can tell where in
-// a request head the bytes read so far end.
-type headPosition interface {
-	// InRequestLine reports whether they end inside a request line.
-	InRequestLine() bool
+// writeRefusal writes p, a short write that may be one of net/http's
+// plain-text refusals: those are rewritten as OpenAI error objects.
+func (c *conn) writeRefusal(p []byte) (int, error) {
+	e := serverRefusal(p)
+	if e == nil {
+		e = expectationRefusal(p)
+	}
+	if e == nil {
+		return c.write(p)
+	}
+	if e.Status == http.StatusRequestHeaderFieldsTooLarge {
+		c.l.m.headerTooLarge()
+		if c.inRequestLine() {
+			e = uriTooLong
+		}
+	}
+	// An OpenAI client expects an error object, not net/http's
+	// plain text: the same status, said in JSON.
+	// Logged first: a client that has the answer finds its line.
+	answer, id := errorAnswer(e, time.Now())
+	c.l.logRefusal(e, id, c.raw.RemoteAddr())
+	if _, err := c.write(answer); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // inRequestLine reports whether net/http's 431, answered when the head
 // did not end within its limit, came before the request line ended: the
-// URL alone was over the limit (414). False without a scanner under c.
+// URL alone was over the limit (414). False when c does not scan.
 func (c *conn) inRequestLine() bool {
-	s, ok := c.Conn.(headPosition)
-	return ok && s.InRequestLine()
+	if !c.scan {
+		return false
+	}
+	c.rd.mu.Lock()
+	defer c.rd.mu.Unlock()
+	return c.fr.InRequestLine()
 }
 
 // write writes p to the socket; a write cut by a socket deadline earlier
 // than the one last set goes on under that one (writeDeadline).
 // writeAll's fast path is written out here: this runs for every answer.
 func (c *conn) write(p []byte) (int, error) {
-	n, err := c.out.Write(p)
+	n, err := c.Conn.Write(p)
 	if err != nil && n < len(p) {
-		return c.wd.writeRest(c.out, c.raw, p, n, err)
+		return c.wd.writeRest(c.Conn, c.raw, p, n, err)
 	}
 	return n, err
 }

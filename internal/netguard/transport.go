@@ -7,10 +7,10 @@ import (
 
 // WrapTransport has every accepted connection wrapped by f in a transport
 // layer that rewrites the bytes (crypto/tls's Server): the caps and the
-// refusal tier count the accepted TCP connection, and the layers of Wrap
-// (internal/framing) read what f's connection reads, the decrypted bytes.
-// An admitted connection's chain is then the listener's own, Wrap's, f's,
-// and the socket; the refusal tier answers through f's connection too, so
+// refusal tier count the accepted TCP connection, and the listener's own
+// connection reads (and scans: ScanFraming) what f's connection reads, the
+// decrypted bytes. An admitted connection's chain is then the listener's
+// own, f's, and the socket; the refusal tier answers through f's connection too, so
 // its 503 reaches a TLS client as TLS. Call it before the first Accept;
 // without it, Accept does nothing more per connection than a nil test.
 //

@@ -1,7 +1,7 @@
 // Package tlsterm terminates TLS on the client listener: the certificate
 // it serves, swapped whole on a reload so a renewed pair needs no restart,
-// and the connection layer netguard puts beneath internal/framing
-// (netguard.Listener.WrapTransport). Only HTTP/1.1 is offered (ALPN
+// and the transport netguard puts beneath its connection layer, which
+// scans the decrypted bytes (netguard.Listener.WrapTransport). Only HTTP/1.1 is offered (ALPN
 // http/1.1): the framing scan reads HTTP/1 and net/http serves the
 // decrypted connection as such. Cipher suites are Go's defaults.
 package tlsterm
@@ -84,7 +84,7 @@ func (c *conn) Read(p []byte) (int, error) {
 func (c *conn) HandshakeComplete() bool { return c.ConnectionState().HandshakeComplete }
 
 // NetConn is the TLS connection, for the hooks of other layers that look
-// for theirs beneath (framing.ConnContext walks NetConn).
+// for theirs beneath.
 func (c *conn) NetConn() net.Conn { return c.Conn }
 
 // looksLikeHTTP reports whether a TLS record header is the start of an

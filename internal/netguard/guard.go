@@ -1,0 +1,96 @@
+package netguard
+
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// Guard answers a request whose head was ambiguous (both Content-Length
+// and Transfer-Encoding: internal/framing) with 400 and closes the
+// connection; other requests go to next: to its ServeFramed when it is a
+// Framed, told what Guard found of the request's connection (Arrival).
+// The connection is the listener's own, found in the request's context
+// (ConnContext); one that does not scan (no ScanFraming), or a request
+// that came through no Listener, is passed on as it is.
+func Guard(next http.Handler) http.Handler {
+	framed, _ := next.(Framed)
+	return &guard{next: next, framed: framed}
+}
+
+// guard is Guard's handler: a type, not an http.HandlerFunc, so the
+// server's call reaches ServeHTTP with no HandlerFunc frame between.
+type guard struct {
+	next   http.Handler
+	framed Framed // next, when it is a Framed; else nil
+}
+
+func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var a Arrival
+	if c, ok := r.Context().Value(connKey{}).(*conn); ok {
+		a.Memo = &c.memo
+		if c.scan {
+			c.rd.mu.Lock()
+			ambiguous, received := c.fr.Next()
+			c.rd.mu.Unlock()
+			if ambiguous {
+				refuseAmbiguous(w)
+				return
+			}
+			a.BodyReceived = received
+		}
+	}
+	if g.framed != nil {
+		g.framed.ServeFramed(w, r, a)
+		return
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+// refuseAmbiguous answers a request whose head had both Content-Length
+// and Transfer-Encoding; the connection ends with it (the scanner lost the
+// framing there: the rest cannot be trusted).
+func refuseAmbiguous(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	openai.WriteError(w, openai.BadRequest("ambiguous_framing",
+		"the request has both Content-Length and Transfer-Encoding headers; send one"))
+}
+
+// Framed is a handler that wants to know what Guard found of each
+// request's connection (Arrival), in the look-up Guard makes anyway: the
+// handler's own would be a context walk each (and a lock for
+// BodyReceived), per request.
+type Framed interface {
+	http.Handler
+	// ServeFramed serves r, which arrived as a says.
+	ServeFramed(w http.ResponseWriter, r *http.Request, a Arrival)
+}
+
+// Arrival is what Guard knows of a request's connection as the handler
+// starts.
+type Arrival struct {
+	// BodyReceived is BodyReceived(r).
+	BodyReceived bool
+	// Memo is ConnMemo(r.Context()), found without a second walk of the
+	// context; nil when the request did not come through a Listener and
+	// its ConnContext.
+	Memo *atomic.Value
+}
+
+// BodyReceived reports whether the whole body of r, a request Guard passed
+// on, has already been read from its connection: the server holds it in
+// its buffer, so reading it (or discarding it after the handler) never
+// waits on the client, and a deadline on those reads could not matter.
+// False when it cannot tell: r did not come through a scanning Listener
+// (ScanFraming) and Guard, the body is still arriving, or the scanner lost
+// the framing.
+func BodyReceived(r *http.Request) bool {
+	c, ok := r.Context().Value(connKey{}).(*conn)
+	if !ok || !c.scan {
+		return false
+	}
+	c.rd.mu.Lock()
+	defer c.rd.mu.Unlock()
+	return c.fr.Received()
+}
