@@ -131,6 +131,8 @@ type App struct {
 	// sync them); drains are the removed backends still finishing.
 	disc   *discovery.Manager
 	drains drains
+	// retiring are the retired runtimes not joined yet (retire.go).
+	retiring retiring
 	// discovering is set while Run runs the sources (guarded by
 	// reloadMu): a reload before Run starts none.
 	discovering bool
@@ -241,6 +243,7 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	registerUpstreamMetrics(reg, deps.Transport)
 	registerRingMetrics(reg, deps.Rings)
 	registerDrainingGauge(reg, a.gw)
+	registerRetiringGauge(reg, &a.retiring)
 	a.reloads = newReloadMetrics(reg, deps.Now())
 	return a, nil
 }

@@ -138,6 +138,7 @@ func (a *App) install(next *Built) {
 	a.gw.Swap(next.Runtime)
 	a.built = next
 	prev.Retire(next)
+	a.joinRetired(prev.Runtime, next.Runtime)
 	// A backend back while it still drains (an endpoint that flapped:
 	// unready for a probe, a file rewritten twice) was taken back by
 	// Build (reuse): its drain ends here, without cutting what runs on it.

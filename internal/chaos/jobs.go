@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -28,6 +31,14 @@ import (
 // Before (until 2026-12-07) every second delivery counted as duplicated,
 // and gateway-sigkill failed whenever its SIGKILL landed in that window.
 // Two executions are allowed too (at-least-once); two results are not.
+//
+// Webhooks of jobs the client never saw accepted (a gateway killed after
+// it stored a job but before its 202 reached the client) are checked too
+// (unseen): such a webhook is not an error by itself, but its job must be
+// one the store holds (GET /v1/jobs/{id}), terminal, with the result the
+// webhook carried, and its body a valid result. Webhooks the store cannot
+// account for (an id it does not hold, a body that is not a job's result)
+// are stray. Before (until 2026-12-07) the receiver ignored both.
 type jobTracker struct {
 	hookURL string
 	srv     *http.Server
@@ -36,6 +47,9 @@ type jobTracker struct {
 	mu         sync.Mutex
 	accepted   []string
 	deliveries map[string]*hookSeen
+	// invalid are the receiver's reasons for webhook bodies that are not a
+	// finished job's result, whatever their id.
+	invalid []string
 	// answered, when set, is closed by the hook once it has answered the
 	// next terminal webhook (armAnswered): gateway-sigkill kills then, in
 	// the window between the receiver's 2xx and the gateway's record of
@@ -87,10 +101,15 @@ func (jt *jobTracker) close() {
 
 func (jt *jobTracker) hook(w http.ResponseWriter, r *http.Request) {
 	var j struct {
-		ID string `json:"id"`
+		ID     string `json:"id"`
+		Object string `json:"object"`
 		visibleResult
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&j); err != nil || !terminal(j.Status) {
+	err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&j)
+	if why := invalidResult(j.ID, j.Object, j.visibleResult, err); why != "" {
+		jt.mu.Lock()
+		jt.invalid = append(jt.invalid, why)
+		jt.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -128,6 +147,33 @@ func (jt *jobTracker) armAnswered() <-chan struct{} {
 }
 
 func terminal(s string) bool { return s == "succeeded" || s == "failed" || s == "cancelled" }
+
+// invalidResult says why a webhook body (decoded with err) is not a
+// finished job's result, "" when it is: the harness submits jobs only, so
+// every webhook is a job's terminal notification (jobs.Job: object "job",
+// a terminal status, finished_at; a result when succeeded, an error when
+// failed).
+func invalidResult(id, object string, v visibleResult, err error) string {
+	switch {
+	case err != nil:
+		return "body not JSON: " + err.Error()
+	case id == "" || object != "job":
+		return fmt.Sprintf("not a job object (id %q, object %q)", id, object)
+	case !terminal(v.Status):
+		return fmt.Sprintf("job %s: status %q is not terminal", id, v.Status)
+	case v.FinishedAt <= 0:
+		return fmt.Sprintf("job %s: %s without finished_at", id, v.Status)
+	case v.Status == "succeeded" && isNull(v.Result):
+		return fmt.Sprintf("job %s: succeeded without a result", id)
+	case v.Status == "failed" && isNull(v.Error):
+		return fmt.Sprintf("job %s: failed without an error", id)
+	}
+	return ""
+}
+
+func isNull(raw json.RawMessage) bool {
+	return len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null"
+}
 
 // submit sends jobs at rate per second until ctx ends.
 func (jt *jobTracker) submit(ctx context.Context, target string, rate float64, t *tally) {
@@ -233,6 +279,7 @@ func (jt *jobTracker) settle(ctx context.Context, target string, wait time.Durat
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	jt.checkUnseen(target, ids, row)
 	jt.client.CloseIdleConnections() // the harness' own keep-alive must not count as the gateway's
 	jt.mu.Lock()
 	defer jt.mu.Unlock()
@@ -257,6 +304,54 @@ func (jt *jobTracker) settle(ctx context.Context, target string, wait time.Durat
 	}
 	if row.Lost > 0 {
 		row.note("%d accepted jobs not finished %s after the attack (last seen: %v)", row.Lost, wait, last)
+	}
+}
+
+// checkUnseen checks the webhooks of jobs the client was never told of
+// (their 202 lost: the gateway killed after it stored the job) against the
+// store, and the bodies the receiver could not take for a result: a
+// webhook of a job the store holds, terminal, with the result its
+// webhooks carried, is at least once (counted, noted); one of a job the
+// store does not hold, or a body that is no result, is stray; a job the
+// store holds that is not terminal is lost, one whose webhooks show
+// another result than its record is duplicated.
+func (jt *jobTracker) checkUnseen(target string, accepted []string, row *Row) {
+	known := make(map[string]bool, len(accepted))
+	for _, id := range accepted {
+		known[id] = true
+	}
+	jt.mu.Lock()
+	unseen := map[string]*hookSeen{}
+	for id, seen := range jt.deliveries {
+		if !known[id] {
+			unseen[id] = &hookSeen{n: seen.n, results: maps.Clone(seen.results), wrongID: seen.wrongID}
+		}
+	}
+	invalid := append([]string(nil), jt.invalid...)
+	jt.mu.Unlock()
+	var stray []string
+	for id, seen := range unseen {
+		v, err := jt.status(target, id)
+		switch {
+		case err != nil:
+			stray = append(stray, fmt.Sprintf("job %s: GET /v1/jobs: %v", id, err))
+		case !terminal(v.Status):
+			row.Lost++
+			row.note("job %s (its 202 never read) sent a webhook but its record is %q", id, v.Status)
+		case twoResults(seen, v.fingerprint()):
+			row.Duped++
+		default:
+			row.Unseen++
+		}
+	}
+	stray = append(stray, invalid...)
+	row.Stray += len(stray)
+	if row.Unseen > 0 {
+		row.note("%d jobs whose 202 the client never read sent their webhook (at least once; the store holds each, terminal, same result)", row.Unseen)
+	}
+	if len(stray) > 0 {
+		slices.Sort(stray)
+		row.note("%d webhooks the store cannot account for: %s", len(stray), strings.Join(stray[:min(len(stray), 5)], "; "))
 	}
 }
 

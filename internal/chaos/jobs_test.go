@@ -66,20 +66,29 @@ func TestJobCheckTellsARedeliveryFromASecondResult(t *testing.T) {
 // /v1/jobs/j) is rec, after hooks has sent its webhooks to the receiver.
 func checkJob(t *testing.T, rec []byte, hooks func(send func(webhookID string, body []byte))) Row {
 	t.Helper()
+	return checkJobs(t, map[string][]byte{"j": rec}, []string{"j"}, hooks)
+}
+
+// checkJobs runs the job check on the accepted jobs, the store holding
+// recs (GET /v1/jobs/{id}; 404 for another id), after hooks has sent its
+// webhooks to the receiver.
+func checkJobs(t *testing.T, recs map[string][]byte, accepted []string, hooks func(send func(webhookID string, body []byte))) Row {
+	t.Helper()
 	jt, err := startJobTracker()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer jt.close()
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/jobs/j" {
+		rec, ok := recs[strings.TrimPrefix(r.URL.Path, "/v1/jobs/")]
+		if !ok {
 			http.NotFound(w, r)
 			return
 		}
 		w.Write(rec)
 	}))
 	defer gw.Close()
-	jt.accepted = []string{"j"}
+	jt.accepted = accepted
 	hooks(func(webhookID string, body []byte) {
 		req, _ := http.NewRequest(http.MethodPost, jt.hookURL, bytes.NewReader(body))
 		req.Header.Set("webhook-id", webhookID)
@@ -92,4 +101,52 @@ func checkJob(t *testing.T, rec []byte, hooks func(send func(webhookID string, b
 	var row Row
 	jt.settle(context.Background(), gw.URL, 10*time.Second, &row)
 	return row
+}
+
+// TestJobCheckAccountsForJobsTheClientNeverSaw sends webhooks of jobs the
+// client was never told of, as a gateway SIGKILLed after it stored a job
+// but before its 202 reached the client does: a webhook of a job the
+// store holds, terminal, with that result, is at least once (counted
+// unseen, the row passes); one of a job the store does not hold, or a
+// body that is no job's result, is stray (the row fails); an unseen job
+// whose record is not terminal is lost, one whose webhook shows another
+// result than its record duplicated. Before, the receiver dropped every
+// such webhook unread: each case passed.
+func TestJobCheckAccountsForJobsTheClientNeverSaw(t *testing.T) {
+	running, _ := json.Marshal(map[string]any{"id": "p", "object": "job", "status": "running"})
+	recs := map[string][]byte{"j": finishedJob("j", "a"), "k": finishedJob("k", "b"), "p": running}
+	noResult, _ := json.Marshal(map[string]any{"id": "k", "object": "job", "status": "succeeded", "finished_at": 1765000000})
+	for _, c := range []struct {
+		name                       string
+		hooks                      map[string][]byte // by webhook-id, after j's own
+		unseen, stray, lost, duped int
+	}{
+		{"its 202 lost, held by the store", map[string][]byte{"k": recs["k"]}, 1, 0, 0, 0},
+		{"a job the store does not hold", map[string][]byte{"x": finishedJob("x", "c")}, 0, 1, 0, 0},
+		{"not JSON", map[string][]byte{"y": []byte("{")}, 0, 1, 0, 0},
+		{"succeeded without a result", map[string][]byte{"k": noResult}, 0, 1, 0, 0},
+		{"held, not terminal", map[string][]byte{"p": finishedJob("p", "d")}, 0, 0, 1, 0},
+		{"held, another result", map[string][]byte{"k": finishedJob("k", "e")}, 0, 0, 0, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			row := checkJobs(t, recs, []string{"j"}, func(send func(webhookID string, body []byte)) {
+				send("j", recs["j"])
+				for id, body := range c.hooks {
+					send(id, body)
+				}
+			})
+			row.Jobs = true
+			if row.Unseen != c.unseen || row.Stray != c.stray || row.Lost != c.lost || row.Duped != c.duped {
+				t.Errorf("unseen %d, stray %d, lost %d, duplicated %d; want %d, %d, %d, %d (notes %q)",
+					row.Unseen, row.Stray, row.Lost, row.Duped, c.unseen, c.stray, c.lost, c.duped, row.Notes)
+			}
+			want := "PASS"
+			if c.stray+c.lost+c.duped > 0 {
+				want = "FAIL"
+			}
+			if got := row.jobTarget(); got != want {
+				t.Errorf("job target %s, want %s", got, want)
+			}
+		})
+	}
 }

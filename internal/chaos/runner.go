@@ -69,6 +69,11 @@ type Row struct {
 
 	Jobs                      bool // jobs are involved: the job target applies
 	JobsAccepted, Lost, Duped int
+	// Unseen are jobs whose 202 the client never read (a gateway killed)
+	// whose webhook came, each a job the store holds, terminal, with that
+	// result; Stray are webhooks the store cannot account for (an id it
+	// does not hold, a body that is no job's result): jobTracker.checkUnseen.
+	Unseen, Stray int
 
 	RSSBeforeKiB, RSSPeakKiB int64
 	StalledUploads           int // > 0: the RSS target applies
@@ -118,7 +123,7 @@ func (r Row) jobTarget() string {
 	if !r.Jobs {
 		return "-"
 	}
-	return passFail(r.Lost == 0 && r.Duped == 0)
+	return passFail(r.Lost == 0 && r.Duped == 0 && r.Stray == 0)
 }
 
 func (r Row) leakTarget() string {

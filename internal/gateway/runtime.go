@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 
@@ -150,4 +151,29 @@ func (rt *Runtime) Retire(next *Runtime) {
 	if rt.forwarder != nil && (next == nil || next.forwarder != rt.forwarder) {
 		rt.forwarder.Close()
 	}
+}
+
+// Join waits, after Retire(next), for the goroutines of rt that next does
+// not share and that Retire stopped without waiting: its forwarder's call
+// workers (proxy.Forwarder.Wait). It returns ctx's cause (wrapped) when
+// ctx ends first. No request needs to end first: a closed forwarder
+// starts no worker, so the requests still running on rt run their first
+// writes on their own stacks, and Join waits only for the writes already
+// on a worker. (The rest a retirement releases is joined where it is
+// closed: the rate limiter's Redis connections by Retire, the JWKS
+// refreshes by app.Built.Retire; hedges and cache refreshes belong to
+// the process' Background, kept across reloads.)
+func (rt *Runtime) Join(ctx context.Context, next *Runtime) error {
+	if rt.forwarder == nil || (next != nil && next.forwarder == rt.forwarder) {
+		return nil
+	}
+	return rt.forwarder.Wait(ctx)
+}
+
+// CallWorkers is how many call workers rt's forwarder runs now.
+func (rt *Runtime) CallWorkers() int {
+	if rt.forwarder == nil {
+		return 0
+	}
+	return rt.forwarder.CallWorkers()
 }

@@ -116,6 +116,9 @@ type deepCalls struct {
 	work    chan *deepCall // unbuffered: taken only by an idle worker
 	workers atomic.Int32   // this pool's, bounded by deepWorkers
 	owner   *Workers       // counts and joins them
+	// own counts this pool's alone, so a reload's retired Forwarder can
+	// be joined (Forwarder.Wait) while the others' workers run on.
+	own Workers
 	// stop is closed by close: idle workers end at once, busy ones after
 	// their call, and later calls run on their caller's stack (correct,
 	// 8 KiB more for that stream: a retired runtime's last streams).
@@ -186,9 +189,9 @@ func (d *deepCalls) start(c *deepCall) {
 		// stream still writing its head as the drain cut it). Counted
 		// before that read, a worker is either seen by the Wait or sees
 		// the close (TestCallAfterCloseStartsNoWorker).
-		d.owner.add()
+		d.add()
 		if d.stopped.Load() {
-			d.owner.done()
+			d.done()
 			d.workers.Add(-1)
 			c.call() // closed: its owner retired
 			return
@@ -213,7 +216,7 @@ func (d *deepCalls) serve(first *deepCall) {
 //go:noinline
 func (d *deepCalls) loop(first *deepCall, ballast *[1536]byte) {
 	ballast[0] = 1 // in use: not optimised away
-	defer d.owner.done()
+	defer d.done()
 	defer d.workers.Add(-1)
 	first.call()
 	idle := time.NewTimer(deepIdle)
@@ -229,6 +232,17 @@ func (d *deepCalls) loop(first *deepCall, ballast *[1536]byte) {
 			return
 		}
 	}
+}
+
+// add and done count a worker in its owner's count and the pool's own.
+func (d *deepCalls) add() {
+	d.owner.add()
+	d.own.add()
+}
+
+func (d *deepCalls) done() {
+	d.own.done()
+	d.owner.done()
 }
 
 func (c *deepCall) call() {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 // TestCallWorkersCountedBoundedAndJoined: a pool starts up to deepWorkers
@@ -74,5 +75,51 @@ func TestCallAfterCloseStartsNoWorker(t *testing.T) {
 	}
 	if err := w.Wait(context.Background()); err != nil || w.Live() != 0 {
 		t.Fatalf("Wait = %v with %d live; want nil, 0", err, w.Live())
+	}
+}
+
+// TestForwarderWaitJoinsItsOwnWorkers: two forwarders count their call
+// workers in one process-wide Workers, as a reload's retired runtime and
+// its successor do. The retired one (closed) is joined by its own Wait
+// while its call runs on and the other's worker is busy: Wait waits for
+// the closed forwarder's call alone (a reload's join, app.joinRetired),
+// not for the serving runtime's. Before, the only join was the shared
+// count's, which waits for every forwarder's workers: a retired
+// runtime's could not be joined while another served.
+func TestForwarderWaitJoinsItsOwnWorkers(t *testing.T) {
+	var w Workers
+	retired := NewForwarder(Options{Workers: &w})
+	serving := NewForwarder(Options{Workers: &w})
+	hold := func(f *Forwarder) (release func(), returned <-chan struct{}) {
+		rel, running, ret := make(chan struct{}), make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(ret)
+			f.deep.run(newDeepCall(func() { close(running); <-rel }))
+		}()
+		<-running
+		return func() { close(rel) }, ret
+	}
+	releaseRetired, retiredReturned := hold(retired)
+	releaseServing, servingReturned := hold(serving)
+	defer func() { releaseServing(); <-servingReturned }()
+
+	retired.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := retired.Wait(ctx); err == nil {
+		t.Fatal("Wait returned nil with the closed forwarder's call still on its worker")
+	}
+	if n := retired.CallWorkers(); n != 1 {
+		t.Fatalf("closed forwarder: %d call workers, want its busy one", n)
+	}
+	releaseRetired()
+	<-retiredReturned
+	ctx, cancel = context.WithTimeout(context.Background(), time.Minute) // a hang's bound, not a timing
+	defer cancel()
+	if err := retired.Wait(ctx); err != nil {
+		t.Fatalf("closed forwarder's Wait with its call done and the other's busy: %v", err)
+	}
+	if n, all := retired.CallWorkers(), w.Live(); n != 0 || all != 1 {
+		t.Fatalf("after the join: %d of the closed forwarder's workers, %d in all; want 0 and 1 (the serving one's)", n, all)
 	}
 }

@@ -125,6 +125,17 @@ func NewForwarder(opt Options) *Forwarder {
 // its stream's own stack.
 func (f *Forwarder) Close() { f.deep.close() }
 
+// Wait returns once none of f's call workers runs, or with ctx's cause
+// (wrapped, with the count left) when ctx ends first. Close f first: an
+// open forwarder starts workers again. After Close no worker starts (a
+// later call runs on its caller's stack), so Wait waits only for the
+// calls already on a worker: a stream's first write, bounded by the
+// client (server.send_timeout).
+func (f *Forwarder) Wait(ctx context.Context) error { return f.deep.own.Wait(ctx) }
+
+// CallWorkers is how many of f's call workers run now, busy or idle.
+func (f *Forwarder) CallWorkers() int { return f.deep.own.Live() }
+
 // Request is one inbound inference request, body already read.
 type Request struct {
 	Path     string // e.g. /v1/chat/completions
