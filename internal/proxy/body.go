@@ -135,32 +135,6 @@ func (p *BodyPool) read(r io.Reader, contentLength, limit int64, chunked bool) (
 }
 
 func (b *Body) readFrom(r io.Reader, contentLength, limit int64) error {
-	if contentLength > 0 && contentLength < minBodyBuf && b.read == 0 {
-		// Announced and small (a chat request, a cache hit's): one block
-		// that holds it, one read that usually brings all of it with the
-		// EOF (net/http's body says EOF with its last bytes), and the
-		// block is the body, with none of the loop's steps (room, extend,
-		// assemble): their lines were ~10 of a hit's (docs/BENCHMARKS.md
-		// §9 Step 8). Anything else goes on in the loop, from here.
-		if err := b.addBlock(contentLength); err != nil {
-			return b.drop(err)
-		}
-		held := b.blocks[0]
-		buf := (*held)[:cap(*held)]
-		if int64(len(buf)) > limit {
-			buf = buf[:limit]
-		}
-		n, err := r.Read(buf)
-		*held = buf[:n]
-		b.read = int64(n)
-		if err == io.EOF {
-			b.held, b.buf, b.blocks = held, *held, nil
-			return nil
-		}
-		if err != nil {
-			return b.drop(err)
-		}
-	}
 	for {
 		room := b.room(limit - b.read)
 		if len(room) == 0 {
