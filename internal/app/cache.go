@@ -83,7 +83,8 @@ func newResponseCache(c config.Cache, reg prometheus.Registerer, now func() time
 
 // requestMemoBodies bounds the request memo (cache.Memo): bodies of
 // cacheable requests, each remembered with its peek and cache key
-// (~200 B plus the peek's strings), so at most some tens of MB.
+// (~200 B plus the peek's strings), so at most some tens of MB, plus its
+// table of slots (8 B each, 800 KB, made at start).
 const requestMemoBodies = 100_000
 
 // registerMemoMetrics exposes the request memo's bound, fill and
@@ -96,7 +97,7 @@ func registerMemoMetrics(reg prometheus.Registerer, memo *cache.Memo) {
 		}, func() float64 { return float64(memo.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_request_memo_capacity",
-			Help: "The most request bodies the request memo keeps; a new one then replaces an arbitrary one.",
+			Help: "The most request bodies the request memo keeps (its slots; a new body whose two slots are taken replaces one of them).",
 		}, func() float64 { return float64(memo.Capacity()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "sluice_request_memo_evictions_total",

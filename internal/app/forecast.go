@@ -59,7 +59,14 @@ type pendingArrivals struct {
 	model, tenant string
 	// until is the earlier of the two open intervals' ends, read after
 	// the arrival that armed the batch had been counted.
-	until            time.Time
+	until time.Time
+	// untilSec and untilNsec are until's wall clock (Unix seconds and
+	// nanoseconds), compared inline on every arrival: t.Before(until) was
+	// a call of its own (~3 code lines a hit, docs/BENCHMARKS.md §9 Step
+	// 8). until has no monotonic reading (arm drops any), so Before
+	// compared the wall clocks too: the same order.
+	untilSec         int64
+	untilNsec        int
 	at               time.Time // the first pending arrival's time
 	requests, tokens float64   // 0 requests: none pending
 }
@@ -108,7 +115,7 @@ func newForecastRun(cfg config.Forecast, dataDir string, now func() time.Time, l
 func (r *forecastRun) Arrival(t time.Time, model, tenant string, tokens float64) {
 	p := &r.pending
 	p.mu.Lock()
-	if p.armed && t.Before(p.until) && model == p.model && tenant == p.tenant {
+	if p.armed && wallBefore(t, p.untilSec, p.untilNsec) && model == p.model && tenant == p.tenant {
 		if p.requests == 0 {
 			p.at = t
 		}
@@ -134,7 +141,16 @@ func (r *forecastRun) arm(t time.Time, model, tenant string, tokens float64) {
 	if e := r.hist.observe(t, model, 1, tokens); e.Before(p.until) {
 		p.until = e
 	}
+	p.until = p.until.Round(0) // no monotonic reading: Before would compare wall clocks
+	p.untilSec, p.untilNsec = p.until.Unix(), p.until.Nanosecond()
 	p.armed, p.model, p.tenant = true, model, tenant
+}
+
+// wallBefore is t.Before(u) for the u whose wall clock is sec and nsec
+// and which has no monotonic reading.
+func wallBefore(t time.Time, sec int64, nsec int) bool {
+	s := t.Unix()
+	return s < sec || s == sec && t.Nanosecond() < nsec
 }
 
 // passOn counts the pending arrivals into the forecaster and the history

@@ -178,8 +178,10 @@ func TestMemoBounded(t *testing.T) {
 		}
 	}
 	kept := 0
-	for i := range m.shards {
-		kept += len(m.shards[i].m)
+	for i := range m.slots {
+		if m.slots[i].Load() != nil {
+			kept++
+		}
 	}
 	if kept > n || kept == 0 || m.Capacity() > n {
 		t.Fatalf("the memo keeps %d bodies (capacity %d), made for %d", kept, m.Capacity(), n)
@@ -189,9 +191,9 @@ func TestMemoBounded(t *testing.T) {
 		t.Fatalf("Len %d, Evictions %d; kept %d of 500 bodies", m.Len(), m.Evictions(), kept)
 	}
 	// An entry answers only its own body's id, not another's that shares
-	// the half its shard's map is keyed by.
+	// the half its slots are chosen by.
 	mine := bodyID{a: 7, b: 2}
-	other := bodyID{a: 7, b: 2 + uint64(len(m.shards))} // the same shard
+	other := bodyID{a: 7, b: 3} // the same slots
 	m.set(&Parsed{id: mine})
 	if m.get(other) != nil || m.get(mine) == nil {
 		t.Fatal("an entry answered another body's id, or not its own")

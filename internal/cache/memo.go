@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"hash/maphash"
-	"sync"
+	"math/bits"
 	"sync/atomic"
 
 	"github.com/sluice-gw/sluice/internal/openai"
@@ -19,31 +19,21 @@ import (
 //
 // Bodies are identified by 128 bits of two randomly seeded maphash sums:
 // collisions are negligible and cannot be aimed at from outside the
-// process. The memo is bounded by entry count: a full shard drops an
-// arbitrary entry (the first its map iterates) for a new one. An entry
-// costs only a parse to make again, so a plain map under a read lock,
-// about a third of the instructions of a W-TinyLFU cache's lookup and
-// bookkeeping, is the better trade on every hit. Safe for concurrent use.
+// process. The memo is bounded by entry count: it is a table of n slots,
+// read without a lock. A body's id names two neighbouring slots; a new
+// body takes the first empty one, else replaces one of the two (an
+// arbitrary one: its id's low bit). An entry costs only a parse to make
+// again, so a table read with one atomic load, no map and no lock (the
+// sharded map under read locks it replaces spanned ~9 code lines a cache
+// hit, docs/BENCHMARKS.md §9 Step 8; a W-TinyLFU cache's lookup and
+// bookkeeping three times the instructions of that map) is the better
+// trade on every hit. Safe for concurrent use.
 type Memo struct {
-	shards    []memoShard
-	perShard  int
+	slots     []atomic.Pointer[Parsed]
 	seed1, s2 maphash.Seed
+	held      atomic.Int64  // slots filled (never emptied again)
 	evicted   atomic.Uint64 // entries dropped for new ones (set; never on a fresh hit)
 }
-
-// memoShard is one lock's share of a Memo. Its map is keyed by one half
-// of a body's id, and an entry answers only the body of its whole id: a
-// map of word keys is looked up for about a third of the instructions of
-// one of two-word keys. Two bodies whose ids share that half (a chance
-// of 2^-64 a pair) take turns in one entry.
-type memoShard struct {
-	mu sync.RWMutex
-	m  map[uint64]*Parsed
-}
-
-// memoShards is how many locks a Memo's entries are spread over, so that
-// requests on several cores rarely meet on one.
-const memoShards = 16
 
 type bodyID struct{ a, b uint64 }
 
@@ -68,58 +58,73 @@ func NewMemo(n int) (*Memo, error) {
 	if n <= 0 {
 		return nil, fmt.Errorf("cache: request memo of %d bodies", n)
 	}
-	k := min(n, memoShards)
-	m := &Memo{shards: make([]memoShard, k), perShard: n / k, seed1: maphash.MakeSeed(), s2: maphash.MakeSeed()}
-	for i := range m.shards {
-		m.shards[i].m = make(map[uint64]*Parsed)
-	}
-	return m, nil
+	return &Memo{slots: make([]atomic.Pointer[Parsed], n), seed1: maphash.MakeSeed(), s2: maphash.MakeSeed()}, nil
 }
 
 // Capacity is the most bodies m keeps.
-func (m *Memo) Capacity() int { return m.perShard * len(m.shards) }
+func (m *Memo) Capacity() int { return len(m.slots) }
 
-// Len counts the bodies m keeps now (a lock per shard: for a scrape, not
-// for the request path).
-func (m *Memo) Len() int {
-	n := 0
-	for i := range m.shards {
-		sh := &m.shards[i]
-		sh.mu.RLock()
-		n += len(sh.m)
-		sh.mu.RUnlock()
-	}
-	return n
-}
+// Len counts the bodies m keeps now.
+func (m *Memo) Len() int { return int(m.held.Load()) }
 
 // Evictions counts the entries dropped to make room for new ones.
 func (m *Memo) Evictions() uint64 { return m.evicted.Load() }
 
-func (m *Memo) shard(id bodyID) *memoShard { return &m.shards[id.b%uint64(len(m.shards))] }
-
-func (m *Memo) get(id bodyID) *Parsed {
-	sh := m.shard(id)
-	sh.mu.RLock()
-	p := sh.m[id.a]
-	sh.mu.RUnlock()
-	if p == nil || p.id != id {
-		return nil
-	}
-	return p
+// slot is the first of id's two slots (the next one, wrapping, is the
+// second): id.a scaled to the table's length, a multiply, no division.
+func (m *Memo) slot(id bodyID) int {
+	hi, _ := bits.Mul64(id.a, uint64(len(m.slots)))
+	return int(hi)
 }
 
+// next is the slot after i, wrapping.
+func (m *Memo) next(i int) int {
+	if i++; i == len(m.slots) {
+		return 0
+	}
+	return i
+}
+
+func (m *Memo) get(id bodyID) *Parsed {
+	i := m.slot(id)
+	if p := m.slots[i].Load(); p != nil && p.id == id {
+		return p
+	}
+	return m.second(id, i)
+}
+
+// second is get's look at id's second slot, out of the hit's line.
+func (m *Memo) second(id bodyID, i int) *Parsed {
+	if p := m.slots[m.next(i)].Load(); p != nil && p.id == id {
+		return p
+	}
+	return nil
+}
+
+// set keeps p: in the slot of its id's two that holds its body already,
+// else in the first empty one, else in place of an arbitrary one.
 func (m *Memo) set(p *Parsed) {
-	sh := m.shard(p.id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if _, ok := sh.m[p.id.a]; !ok && len(sh.m) >= m.perShard {
-		for a := range sh.m {
-			delete(sh.m, a)
-			break
+	i := m.slot(p.id)
+	j := m.next(i)
+	for _, k := range [2]int{i, j} {
+		if old := m.slots[k].Load(); old != nil && old.id == p.id {
+			m.slots[k].Store(p) // the same body, keyed now
+			return
 		}
+	}
+	for _, k := range [2]int{i, j} {
+		if m.slots[k].CompareAndSwap(nil, p) {
+			m.held.Add(1)
+			return
+		}
+	}
+	k := i
+	if p.id.b&1 == 1 {
+		k = j
+	}
+	if old := m.slots[k].Swap(p); old.id != p.id {
 		m.evicted.Add(1)
 	}
-	sh.m[p.id.a] = p
 }
 
 // Parse returns the body's peek, from the memo when the same bytes were

@@ -26,7 +26,11 @@ func TTLFor(status int, ttl, negativeTTL time.Duration) time.Duration {
 // Tiered looks up L1 then L2 and promotes L2 hits to L1; Set writes both
 // with a jittered TTL. Either level may be nil. Tiered is itself a Level.
 type Tiered struct {
-	l1, l2  Level
+	l1, l2 Level
+	// mem is l1 when it is the in-process level (nil otherwise): read
+	// directly, not through the Level interface and Memory.Get's frame,
+	// on every hit.
+	mem     *Memory
 	jitter  float64
 	rand    func() float64
 	metrics *Metrics
@@ -77,6 +81,7 @@ func NewTiered(o TieredOptions) (*Tiered, error) {
 		o.PromoteTTL = 30 * time.Second
 	}
 	t := &Tiered{l1: o.L1, l2: o.L2, jitter: o.Jitter, rand: o.Rand, metrics: o.Metrics, promoteTTL: o.PromoteTTL}
+	t.mem, _ = o.L1.(*Memory)
 	if o.BloomKeys > 0 && o.L2 != nil {
 		fp := o.BloomFPRate
 		if fp <= 0 || fp >= 1 {
@@ -96,7 +101,13 @@ func (t *Tiered) Get(ctx context.Context, key string) (*Entry, bool, error) {
 }
 
 func (t *Tiered) get(ctx context.Context, key string) (*Entry, bool, error) {
-	if t.l1 != nil {
+	if t.mem != nil {
+		if it, ok := t.mem.c.GetIfPresent(key); ok {
+			t.metrics.hitL1()
+			return it.e, true, nil
+		}
+		t.metrics.lookup(LevelL1, "miss")
+	} else if t.l1 != nil {
 		if e, ok, _ := t.l1.Get(ctx, key); ok {
 			t.metrics.hitL1()
 			return e, true, nil
