@@ -284,10 +284,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	q.arrive(r.Tenant, r.Weight, now)
 	held, late := q.holds(r.Tenant, r.Streams, r.rampFit(), now, capacity)
 	if late > 0 { // no engine can start it by its objective: refused now
-		rej := q.prefillLateRejection(r, Saturated, 0, late)
-		q.counters.rejected[rej.Reason]++
-		q.promise(rej, r, now, capacity)
-		return nil, nil, rej
+		return nil, nil, q.refuseLateArrival(r, late, now, capacity)
 	}
 	// A request back at its appointment goes to the front of its tenant's
 	// flow: ahead of the tenant's newer requests, not of other tenants.
@@ -503,13 +500,8 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 		q.refuse(w, q.deadlineRejection(w, now))
 		return
 	}
-	if w.parked {
-		// A held request is bounded by its deadline, and a long prompt by
-		// its objective (rampprefill.go).
-		if _, late := q.prefillFull(w.req.rampFit(), now, capacity); late > 0 {
-			q.dequeue(w)
-			q.refuse(w, q.prefillLateRejection(w.req, Deadline, now.Sub(w.enqueued), late))
-		}
+	if w.parked { // bounded by its deadline, a long prompt by its objective
+		q.refuseLateHeld(w, now, capacity)
 		return
 	}
 	c := q.classes[w.req.Class]

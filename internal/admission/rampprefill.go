@@ -129,6 +129,24 @@ func (q *Queue) prefillLateRejection(r Request, reason Reason, waited, retry tim
 	return rej
 }
 
+// refuseLateArrival refuses r at arrival, a long prompt no engine can
+// start by its objective (prefillFull's late).
+func (q *Queue) refuseLateArrival(r Request, late time.Duration, now time.Time, capacity int) *Rejection {
+	rej := q.prefillLateRejection(r, Saturated, 0, late)
+	q.counters.rejected[rej.Reason]++
+	q.promise(rej, r, now, capacity)
+	return rej
+}
+
+// refuseLateHeld refuses the parked waiter w if it is a long prompt no
+// engine can start by its objective any more (prefillFull's late).
+func (q *Queue) refuseLateHeld(w *waiter, now time.Time, capacity int) {
+	if _, late := q.prefillFull(w.req.rampFit(), now, capacity); late > 0 {
+		q.dequeue(w)
+		q.refuse(w, q.prefillLateRejection(w.req, Deadline, now.Sub(w.enqueued), late))
+	}
+}
+
 // rampFit is what the ramp reckons the engines' room for: a request's KV
 // need (kvNeed) and its prompt (promptNeed); for a long prompt
 // (Request.LongPrefill), that it is one and its objective (Request.Due).
