@@ -70,6 +70,15 @@ type Request struct {
 	// the tenant ramp prices against the engines' queued prefill
 	// (QueueConfig.PrefillCapacity); <= 0: unknown.
 	Prompt float64
+	// LongPrefill marks a prompt whose own prefill is a good part of the
+	// delay target at the engines' learned rate (the caller knows it):
+	// any tenant's is held while the engines cannot start one more in
+	// time (rampprefill.go). A request without it never asks.
+	LongPrefill bool
+	// Due is when the client's objective wants the request's first token
+	// (zero: none): a held long prompt is judged against the time left to
+	// it (rampprefill.go).
+	Due time.Time
 }
 
 func (r Request) normalized() Request {
@@ -273,7 +282,10 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		return q.takeSpareOrRefuse(r, now, capacity)
 	}
 	q.arrive(r.Tenant, r.Weight, now)
-	held := q.holds(r.Tenant, r.Streams, r.rampFit(), now, capacity)
+	held, late := q.holds(r.Tenant, r.Streams, r.rampFit(), now, capacity)
+	if late > 0 { // no engine can start it by its objective: refused now
+		return nil, nil, q.refuseLateArrival(r, late, now, capacity)
+	}
 	// A request back at its appointment goes to the front of its tenant's
 	// flow: ahead of the tenant's newer requests, not of other tenants.
 	// Slots held for due appointments (reserved) are not free to the
@@ -488,9 +500,13 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 		q.refuse(w, q.deadlineRejection(w, now))
 		return
 	}
+	if w.parked { // bounded by its deadline, a long prompt by its objective
+		q.refuseLateHeld(w, now, capacity)
+		return
+	}
 	c := q.classes[w.req.Class]
-	if w.parked || !c.delay.on() || now.Sub(w.enqueued) < c.delay.target {
-		return // a held request is bounded by its deadline only
+	if !c.delay.on() || now.Sub(w.enqueued) < c.delay.target {
+		return
 	}
 	if w.reviewed {
 		return // kept at its target review: refused only at its deadline

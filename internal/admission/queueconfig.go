@@ -104,16 +104,19 @@ type QueueConfig struct {
 	// Called under the queue's mutex, like capacity. nil: none reported.
 	// Kept from NewQueue by SetConfig.
 	ReportedCapacity func(need float64) (room int, ok bool)
-	// PrefillCapacity, when set, is how many requests of this pool the
-	// backends can run with one more stream of prompt estimated tokens
-	// each (0: unknown) starting within the interactive delay target
-	// beyond its own prefill: what they run plus as many more as their
-	// queued prefill at their learned rates leaves time for (rampprefill.go).
-	// 0: not priced (a backend's rate not learned). A ceiling on a ramping
-	// tenant's base like ReportedCapacity, but not less the others'
-	// margins: it is time, not slots. Called under the queue's mutex.
-	// nil: none. Kept from NewQueue by SetConfig.
-	PrefillCapacity func(prompt float64) int
+	// PrefillCapacity, when set, is what the engines' queued prefill
+	// leaves one more request of prompt estimated tokens (0: unknown)
+	// with left to its objective (NoDue: none): how many requests of this
+	// pool the backends can run with it starting within the interactive
+	// delay target and left, beyond its own prefill (what they run plus
+	// as many more as their queued prefill at their learned rates leaves
+	// time for), and whether none can start it within left at all
+	// (PrefillFit, rampprefill.go). Slots 0: not priced (a backend's rate
+	// not learned). A ceiling on a ramping tenant's base like
+	// ReportedCapacity, but not less the others' margins: it is time, not
+	// slots. Called under the queue's mutex. nil: none. Kept from
+	// NewQueue by SetConfig.
+	PrefillCapacity func(prompt float64, left time.Duration) PrefillFit
 
 	// Wake, when set, is sent a value (never blocking) by the first
 	// Acquire after Rest found the queue at rest, and by the first Acquire

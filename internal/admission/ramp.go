@@ -204,11 +204,13 @@ func (q *Queue) pruneRamps(now time.Time) {
 // (prefillFull). It ends a ramp that is over. fit is the request's KV need (Request.KVNeed), which the engines'
 // reported room is reckoned for (rampceiling.go), and its prompt, which
 // their queued prefill is priced with (rampprefill.go).
-func (q *Queue) holds(tenant string, streams bool, fit rampFit, now time.Time, capacity int) bool {
+// late > 0: held, a long prompt no engine can start by its objective:
+// refuse it now, with that Retry-After (prefillFull).
+func (q *Queue) holds(tenant string, streams bool, fit rampFit, now time.Time, capacity int) (held bool, late time.Duration) {
 	if beyond, probe := q.beyondBase(tenant, fit, now, capacity); beyond {
-		return !(streams && probe && q.mayProbe(now))
+		return !(streams && probe && q.mayProbe(now)), 0
 	}
-	return q.prefillFull(fit.prompt, capacity)
+	return q.prefillFull(fit, now, capacity)
 }
 
 // beyondBase reports whether tenant's next grant would go beyond what its
@@ -257,7 +259,7 @@ func (q *Queue) beyondBase(tenant string, fit rampFit, now time.Time, capacity i
 	// Never more than the engines can start within the delay target now,
 	// by their queued prefill (rampprefill.go): time, so not less the
 	// others' margins, and below the recent base too.
-	prefill := q.prefillSlots(fit.prompt)
+	prefill := q.prefillFit(fit, now).Slots
 	if prefill > 0 {
 		base = min(base, prefill)
 	}
@@ -360,17 +362,25 @@ func (q *Queue) unparkParked(now time.Time, capacity int) {
 		streams bool
 		fit     rampFit // the reported room and the prefill's are the engines' for a request this size
 	}
-	decided := map[key]bool{}
+	type decision struct {
+		held bool
+		late time.Duration
+	}
+	decided := map[key]decision{}
 	kept := q.parked[:0]
+	var late []*waiter
 	for _, w := range q.parked {
 		k := key{w.req.Tenant, w.req.Streams, w.req.rampFit()}
-		held, ok := decided[k]
+		d, ok := decided[k]
 		if !ok {
-			held = q.holds(w.req.Tenant, w.req.Streams, k.fit, now, capacity)
-			decided[k] = held
+			d.held, d.late = q.holds(w.req.Tenant, w.req.Streams, k.fit, now, capacity)
+			decided[k] = d
 		}
-		if held {
+		if d.held {
 			kept = append(kept, w)
+			if d.late > 0 {
+				late = append(late, w)
+			}
 			continue
 		}
 		w.parked = false
@@ -381,6 +391,10 @@ func (q *Queue) unparkParked(now time.Time, capacity int) {
 	}
 	clear(q.parked[len(kept):])
 	q.parked = kept
+	for _, w := range late { // no engine can start it by its objective
+		q.dequeue(w)
+		q.refuse(w, q.prefillLateRejection(w.req, Deadline, now.Sub(w.enqueued), decided[key{w.req.Tenant, w.req.Streams, w.req.rampFit()}].late))
+	}
 }
 
 // parkHeldHeads parks each class's head while its tenant is held, so the
@@ -390,11 +404,19 @@ func (q *Queue) parkHeldHeads(now time.Time, capacity int) {
 		return
 	}
 	for _, c := range q.classes {
-		for h := c.head(); h != nil && q.holds(h.req.Tenant, h.req.Streams, h.req.rampFit(), now, capacity); h = c.head() {
+		for h := c.head(); h != nil && q.headHeld(h, now, capacity); h = c.head() {
 			c.remove(h)
 			q.park(h)
 		}
 	}
+}
+
+// headHeld reports whether the head h is held (parkHeldHeads); it parks a
+// long prompt no engine can start by its objective too, refused at the
+// next look at the parked (review, unparkParked).
+func (q *Queue) headHeld(h *waiter, now time.Time, capacity int) bool {
+	held, _ := q.holds(h.req.Tenant, h.req.Streams, h.req.rampFit(), now, capacity)
+	return held
 }
 
 // unpark takes a parked waiter out of the parked list (it leaves the

@@ -16,14 +16,14 @@ func TestLongPromptHeldOnlyUntilTheEnginesStartIt(t *testing.T) {
 	clk := newFakeClock()
 	engineInflight, within := 0, true // one backend, as endpoint.PrefillRoom prices it
 	cfg := QueueConfig{Fair: true, RampWindow: 2 * time.Second,
-		PrefillCapacity: func(float64) int {
+		PrefillCapacity: func(float64, time.Duration) PrefillFit {
 			if within {
-				return engineInflight + 1
+				return PrefillFit{Slots: engineInflight + 1}
 			}
-			return engineInflight
+			return PrefillFit{Slots: engineInflight}
 		}}
 	q := NewQueue(cfg, newCapacity(16).get, clk.Now)
-	long := Request{Tenant: "A", Cost: 100, Streams: true, Prompt: 2000}
+	long := Request{Tenant: "A", Cost: 100, Streams: true, Prompt: 2000, LongPrefill: true}
 	for i := range 20 {
 		first := grantedT(t, q, long)
 		engineInflight = 1

@@ -120,7 +120,9 @@ func (b *build) queueFor(m *model) *poolQueue {
 	pq := &poolQueue{}
 	cfg.KnownCapacity = func() int { return pq.pool.Load().KnownCapacity() }
 	cfg.ReportedCapacity = func(need float64) (int, bool) { return pq.pool.Load().ReportedCapacity(need) }
-	cfg.PrefillCapacity = func(prompt float64) int { return pq.pool.Load().PrefillCapacity(prompt) }
+	cfg.PrefillCapacity = func(prompt float64, left time.Duration) admission.PrefillFit {
+		return pq.pool.Load().PrefillCapacity(prompt, left)
+	}
 	pq.q = admission.NewQueue(cfg, func() int { return pq.pool.Load().Capacity() }, b.deps.Now)
 	return pq
 }

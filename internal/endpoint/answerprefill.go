@@ -24,8 +24,36 @@ import (
 // queued ahead had started no later. Its response head or its end, if
 // earlier (a refusal, a failure, an engine faster than learned), takes it
 // out then, and the prefill the backend did before that counts for none of
-// the others (as a withdrawn stream's, WithdrawnOf). Not counted while the
-// rate is not learned: nothing is priced then.
+// the others (as a withdrawn stream's, WithdrawnOf).
+//
+// Before the rate is learned nothing is priced, but the prompts count all
+// the same, taken as prefilled at priorPrefillRate: uncounted, a stream
+// sent behind a long non-streamed prompt started after both prefilled and
+// taught the rate at half (the samples a stream's first token teaches
+// must be its own prompt's, prefillAloneLocked; branch review32's Left),
+// and once learned that low rate held long prompts that would have
+// started in time. The prior is slow on purpose: an error that keeps a
+// prompt counted too long only withholds a sample (the next lone long
+// prompt teaches it) and, once a rate is learned, prices a little more
+// queued prefill for a few seconds; one that drops it too early teaches a
+// wrong rate for good (the rate moves a tenth towards a slower sample).
+//
+// A prompt whose prefill is negligible (under negligiblePrefill at the
+// learned rate, or at the prior) is not counted: its send takes no lock
+// (review32: one per non-streamed request, short ones too). Its prefill
+// is the order of a decode step, which the queued prefill counts for
+// nobody either, and beside a learning start it is far under the eighth
+// of the start's own prompt prefillAloneLocked allows.
+
+// priorPrefillRate is the prefill rate (prompt tokens a second) a
+// backend's non-streamed prompts are counted at before it learned its own:
+// below what GPU engines prefill (thousands to tens of thousands a
+// second; the simulator's default 20,000), so it errs long (see above).
+const priorPrefillRate = 1000
+
+// negligiblePrefill: a non-streamed prompt prefilled in less is not
+// counted (see above); 20 ms is two of the simulator's 10 ms decode steps.
+const negligiblePrefill = 20 * time.Millisecond
 
 // maxPendingAnswers bounds the non-streamed prompts a backend counts as
 // prefilling (beyond it one is not counted: more than any engine's batch).
@@ -79,17 +107,24 @@ func (a *answerPrefill) expire(now time.Time) {
 // StartPrefillOf counts the prompt (w.Prompt tokens) of a non-streamed
 // request sent to the backend at now in its queued prefill until the
 // prefill is taken as ended (see above) or EndPrefillOf, whichever comes
-// first. It returns what EndPrefillOf takes (0: not counted: no prompt,
-// the rate not learned).
+// first. It returns what EndPrefillOf takes (0: not counted: no prompt, a
+// negligible one, too many pending).
 func (b *Backend) StartPrefillOf(now time.Time, w Wait) (id uint64) {
-	if w.Prompt <= 0 {
+	rate := b.PrefillRate()
+	if rate <= 0 {
+		rate = priorPrefillRate
+	}
+	if w.Prompt <= 0 || float64(w.Prompt) < rate*negligiblePrefill.Seconds() {
 		return 0
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	rate, queued := b.queuedPrefillLocked(now)
+	if learned := b.prefill.learned(); learned > 0 {
+		rate = learned // the lock-free read may be a start old
+	}
+	queued := b.queuedAtLocked(now, rate)
 	a := &b.answers
-	if rate <= 0 || len(a.pending) >= maxPendingAnswers {
+	if len(a.pending) >= maxPendingAnswers {
 		return 0
 	}
 	b.notePrefillingLocked(now)

@@ -15,7 +15,8 @@ import (
 // spare: a 4,000-token non-streamed prompt just sent leaves no room for
 // another stream; 1.1 s in, one; from 1.6 s (its prefill taken as ended)
 // its own slot and as many as nothing queued leaves. A stream sent behind
-// it counts after it. Nothing is counted before the rate is learned.
+// it counts after it. Before the rate is learned one is counted (at the
+// prior) but nothing is priced; a negligible prompt is never counted.
 func TestPrefillRoomCountsNonStreamedPrompts(t *testing.T) {
 	clock := time.Unix(1000, 0)
 	b, err := New(Spec{URL: "http://x"}, HealthPolicy{})
@@ -30,8 +31,16 @@ func TestPrefillRoomCountsNonStreamedPrompts(t *testing.T) {
 		}
 		return got
 	}
-	if id := b.StartPrefillOf(clock, Wait{Prompt: 4000}); id != 0 {
-		t.Fatalf("counted before the rate is learned: id %d", id)
+	early := b.StartPrefillOf(clock, Wait{Prompt: 4000})
+	if early == 0 {
+		t.Fatal("a 4,000-token non-streamed prompt not counted before the rate is learned")
+	}
+	if _, priced := b.PrefillRoom(clock, 10, within); priced {
+		t.Fatal("priced before the rate is learned")
+	}
+	b.EndPrefillOf(clock, early)
+	if id := b.StartPrefillOf(clock, Wait{Prompt: 10}); id != 0 {
+		t.Fatalf("a 10-token prompt counted (id %d); want not (negligible)", id)
 	}
 	for range 2 { // two lone 4,000-token starts in 1.6 s: 2,500 tokens/s
 		b.Acquire()
@@ -188,5 +197,83 @@ func TestPrefillRateNotLearnedBehindANonStreamedPrompt(t *testing.T) {
 			t.Errorf("stream first %v: rate %.0f tokens/s after a 2,000-token start that waited 1.6 s beside a 2,000-token non-streamed prompt; want %.0f (not a lone start)",
 				streamFirst, got, learned)
 		}
+	}
+}
+
+// Before the rate is learned, a non-streamed prompt counts too (at a slow
+// prior): a stream sent right behind a long non-streamed one on a fresh
+// backend started after both prefilled, and, the other not counted,
+// taught half the engine's rate as its first sample; the rate then
+// learned from it and one lone start was three quarters of the engine's
+// (branch prefill3; review32's Left). Now that start teaches nothing: the
+// rate is not learned until two lone starts, and then it is the engine's.
+func TestPrefillRateNotLearnedBehindANonStreamedPromptBeforeARate(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	b, err := New(Spec{URL: "http://x"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Acquire()
+	b.Acquire()
+	id := b.StartPrefillOf(clock, Wait{Prompt: 2000})
+	b.StartWaitingOf(clock, Wait{Prompt: 2000})
+	clock = clock.Add(1600 * time.Millisecond) // both prefilled at 2,500 tokens/s
+	b.EndPrefillOf(clock, id)
+	b.ReleaseAnswer(clock, outcome.Success, 1600*time.Millisecond, 5)
+	b.FirstTokenOf(clock, 1600*time.Millisecond, Wait{Prompt: 2000})
+	b.ReleaseFed(clock, outcome.Success, 1600*time.Millisecond, 0)
+	lone := func() {
+		clock = clock.Add(time.Second)
+		b.Acquire()
+		b.StartWaitingOf(clock, Wait{Prompt: 4000})
+		clock = clock.Add(1600 * time.Millisecond)
+		b.FirstTokenOf(clock, 1600*time.Millisecond, Wait{Prompt: 4000})
+		b.ReleaseFed(clock, outcome.Success, 1600*time.Millisecond, 0)
+	}
+	lone()
+	if got := b.PrefillRate(); got != 0 {
+		t.Fatalf("rate %.0f tokens/s after one lone start and one behind a non-streamed prompt; want none learned yet", got)
+	}
+	lone()
+	if got := b.PrefillRate(); got != 2500 {
+		t.Fatalf("rate %.0f tokens/s after two lone starts at 2,500; want 2,500", got)
+	}
+}
+
+// A non-streamed prompt whose prefill is negligible at the learned rate
+// (a 20-token question at 2,500 tokens/s: 8 ms) is not counted, and its
+// send takes no lock: prefill2 took the backend's lock once per
+// non-streamed request, short ones too (review32). The test holds the
+// backend's lock while such a send runs: it must return; a long prompt's
+// send is still counted once the lock is free.
+func TestNegligibleNonStreamedPromptTakesNoLock(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	b, err := New(Spec{URL: "http://x"}, HealthPolicy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // two lone 4,000-token starts in 1.6 s: 2,500 tokens/s
+		b.Acquire()
+		b.StartWaitingOf(clock, Wait{Prompt: 4000})
+		clock = clock.Add(1600 * time.Millisecond)
+		b.FirstTokenOf(clock, 1600*time.Millisecond, Wait{Prompt: 4000})
+		b.ReleaseFed(clock, outcome.Success, 1600*time.Millisecond, 0)
+	}
+	b.mu.Lock()
+	done := make(chan uint64)
+	go func() { done <- b.StartPrefillOf(clock, Wait{Prompt: 20}) }()
+	select {
+	case id := <-done:
+		b.mu.Unlock()
+		if id != 0 {
+			t.Errorf("a 20-token prompt counted (id %d); want not (8 ms of prefill)", id)
+		}
+	case <-time.After(30 * time.Second): // a hang guard, not a timing assertion
+		b.mu.Unlock()
+		<-done
+		t.Fatal("a 20-token non-streamed prompt's send waited for the backend's lock")
+	}
+	if id := b.StartPrefillOf(clock, Wait{Prompt: 100}); id == 0 {
+		t.Error("a 100-token prompt (40 ms of prefill) not counted")
 	}
 }

@@ -169,6 +169,11 @@ type Backend struct {
 	// since none was (PrefillRoom).
 	answers      answerPrefill
 	prefillSince time.Time
+	// rateBits is the learned prefill rate (prefill.learned(), a float64's
+	// bits; 0: not learned), stored under mu at each first token and read
+	// without it: a short non-streamed prompt's send and the gateway's
+	// "long prompt" test take no lock (PrefillRate).
+	rateBits atomic.Uint64
 }
 
 // New builds a Backend from its spec.

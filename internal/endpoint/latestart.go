@@ -123,6 +123,14 @@ func (r *prefillRate) learn(ttft time.Duration, promptTokens int64, alone bool) 
 	r.samples = min(r.samples+1, minPrefillSamples)
 }
 
+// learned is the rate in tokens a second once it applies; 0 before.
+func (r *prefillRate) learned() float64 {
+	if r.samples < minPrefillSamples || r.tokensPerSec <= 0 {
+		return 0
+	}
+	return r.tokensPerSec
+}
+
 // beyond is how much later than its prompt's expected prefill a first
 // token came: all of ttft while the rate is not learned or the prompt's
 // size is unknown.

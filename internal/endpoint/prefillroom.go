@@ -36,38 +36,69 @@ import (
 // not learned: its prefill is not priced. O(1), under the backend's lock.
 func (b *Backend) PrefillRoom(now time.Time, promptTokens int64, within time.Duration) (slots int, priced bool) {
 	inflight := int(b.Inflight())
-	b.mu.Lock()
-	rate, queued := b.queuedPrefillLocked(now)
-	b.mu.Unlock()
+	rate, queued := b.QueuedPrefill(now)
 	if rate <= 0 {
 		return 0, false
 	}
-	budget := rate*within.Seconds() - queued
+	return PrefillSlots(inflight, rate, queued, promptTokens, within), true
+}
+
+// QueuedPrefill is the backend's learned prefill rate in prompt tokens a
+// second (0: not learned: nothing priced) and how long its queued prefill
+// (see above) takes at it now. O(1), under the backend's lock.
+func (b *Backend) QueuedPrefill(now time.Time) (rate float64, queued time.Duration) {
+	b.mu.Lock()
+	rate, tokens := b.queuedPrefillLocked(now)
+	b.mu.Unlock()
+	if rate <= 0 {
+		return 0, 0
+	}
+	return rate, time.Duration(tokens / rate * float64(time.Second))
+}
+
+// PrefillSlots is PrefillRoom for a backend running inflight requests,
+// prefilling rate tokens a second with queued of prefill ahead: inflight
+// plus as many more streams of promptTokens each as start within within
+// beyond their own prefill (none when within is below queued).
+func PrefillSlots(inflight int, rate float64, queued time.Duration, promptTokens int64, within time.Duration) int {
+	budget := rate * (within - queued).Seconds()
 	switch {
 	case budget < 0:
-		return inflight, true
+		return inflight
 	case promptTokens <= 0:
-		return math.MaxInt, true
+		return math.MaxInt
 	}
 	more := 1 + min(budget/float64(promptTokens), float64(math.MaxInt32))
-	return inflight + int(more), true
+	return inflight + int(more)
 }
 
 // queuedPrefillLocked is the backend's learned prefill rate (0: not
 // learned) and the prompt tokens it is yet to prefill for this gateway's
 // waiting streams at now, at that rate.
 func (b *Backend) queuedPrefillLocked(now time.Time) (rate, queued float64) {
-	r := &b.prefill
-	if r.samples < minPrefillSamples || r.tokensPerSec <= 0 {
+	rate = b.prefill.learned()
+	if rate <= 0 {
 		return 0, 0
 	}
+	return rate, b.queuedAtLocked(now, rate)
+}
+
+// PrefillRate is the backend's learned prefill rate in prompt tokens a
+// second; 0 while it is not learned. Lock-free.
+func (b *Backend) PrefillRate() float64 {
+	return math.Float64frombits(b.rateBits.Load())
+}
+
+// queuedAtLocked is the prompt tokens the backend is yet to prefill for
+// this gateway at now if it prefills rate tokens a second.
+func (b *Backend) queuedAtLocked(now time.Time, rate float64) float64 {
 	b.answers.expire(now)
 	tokens := b.answers.tokens
 	if b.waiting > 0 {
 		tokens += b.waitTokens
 	}
 	if tokens <= 0 {
-		return r.tokensPerSec, 0
+		return 0
 	}
 	// A withdrawn wait (a hedge's loser) took its prompt out, so the
 	// prefill before it is counted for none of the others either; nor
@@ -79,6 +110,6 @@ func (b *Backend) queuedPrefillLocked(now time.Time) (rate, queued float64) {
 			since = t
 		}
 	}
-	done := r.tokensPerSec * max(now.Sub(since), 0).Seconds()
-	return r.tokensPerSec, max(float64(tokens)-done, 0)
+	done := rate * max(now.Sub(since), 0).Seconds()
+	return max(float64(tokens)-done, 0)
 }

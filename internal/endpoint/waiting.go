@@ -5,6 +5,7 @@
 package endpoint
 
 import (
+	"math"
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/outcome"
@@ -55,6 +56,7 @@ func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, w Wait) (promp
 	b.noteLateLocked(now, ttft, promptTokens)
 	b.answers.expire(now)
 	b.prefill.learn(ttft, promptTokens, b.prefillAloneLocked(promptTokens))
+	b.rateBits.Store(math.Float64bits(b.prefill.learned()))
 	b.endWaitLocked(now, w)
 	b.learnLatencyLocked(now, ttft)
 	b.answeredLocked()

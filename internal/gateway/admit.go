@@ -115,42 +115,6 @@ func (p *Pool) ReportedCapacity(need float64) (room int, ok bool) {
 	return total, true
 }
 
-// PrefillCapacity is how many requests the pool's backends can run with
-// one more stream of prompt estimated tokens each (0: unknown) starting
-// within LateStart beyond its own prefill, by the prompts this gateway has
-// waiting on each at its learned prefill rate
-// (endpoint.Backend.PrefillRoom), plus the requests still running on
-// draining backends. 0 (not priced) when a usable backend has not learned
-// its rate: its prefill is unknown, and the queue then goes by slots
-// alone, as before (admission.QueueConfig.PrefillCapacity; branch
-// burstprefill). Read under the queue's lock, so it only loads atomics
-// and each backend's state.
-func (p *Pool) PrefillCapacity(prompt float64) int {
-	if p.LateStart <= 0 {
-		return 0
-	}
-	now := p.now()
-	total, usable := 0, false
-	for _, b := range p.Backends {
-		if !b.Usable(now) {
-			continue
-		}
-		slots, priced := b.PrefillRoom(now, int64(prompt), p.LateStart)
-		if !priced {
-			return 0
-		}
-		total = min(total, unlimited) + min(slots, unlimited)
-		usable = true
-	}
-	if !usable || total >= unlimited {
-		return 0
-	}
-	for _, b := range p.Draining {
-		total += int(b.Inflight())
-	}
-	return total
-}
-
 // sloOf is the pool's time-to-first-token objective for a class.
 func (p *Pool) sloOf(c admission.Class) time.Duration {
 	if c == admission.Interactive {
@@ -190,13 +154,19 @@ func (p *Pool) expectedTTFT(now time.Time) time.Duration {
 // expected time to first token): a waiter the queue let in is refused then,
 // not at until, since the margin was for the estimate's error.
 func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) (until, latest time.Time) {
-	// The header was validated on arrival (readControlHeaders); the client
-	// may ask for less than the objective, never for more.
-	if d, err := parseMaxWait(headerGet(r.Header, headerMaxWait)); err == nil && d > 0 && d < objective {
-		objective = d
-	}
+	objective = objectiveOf(r, objective)
 	wait := max((objective-ttft)*2/3, objective/3)
 	return start.Add(wait), start.Add(max(objective-ttft, wait))
+}
+
+// objectiveOf is the time to first token r's client wants within the
+// class's objective: less if it asks (X-Sluice-Max-Wait), never more.
+func objectiveOf(r *http.Request, objective time.Duration) time.Duration {
+	// The header was validated on arrival (readControlHeaders).
+	if d, err := parseMaxWait(headerGet(r.Header, headerMaxWait)); err == nil && d > 0 && d < objective {
+		return d
+	}
+	return objective
 }
 
 // setQueueTime tells the client how long its request waited in the
@@ -225,7 +195,7 @@ func queueTimeOf(err error) (time.Duration, bool) {
 func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, c *upstreamCall) (*Pool, *admission.Ticket, error) {
 	req := admission.Request{Tenant: id.tenant, Weight: id.weight, Class: id.class, Cost: c.cost,
 		Deadline: c.until, Latest: c.latest, Spare: id.preempt != nil, Preempt: id.preempt, Fingerprint: c.fingerprint,
-		Streams: c.peek.Stream, KVNeed: c.kvNeed, Prompt: float64(c.promptTokens())} // its relay tells the ticket its first token (upstreamCall.started)
+		Streams: c.peek.Stream, KVNeed: c.kvNeed, Prompt: float64(c.promptTokens()), Due: c.due} // its relay tells the ticket its first token (upstreamCall.started)
 	candidates := []*Pool{pool}
 	if id.fallback {
 		for _, f := range pool.Fallbacks {
@@ -245,6 +215,7 @@ func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, c *upstre
 		if p.queue == nil || c.cpuOnly { // a tokenizer call takes no engine slot (upstreamCall.cpuOnly)
 			return p, nil, nil
 		}
+		req.LongPrefill = p.LongPrefill(req.Prompt) // this pool's engines' rates
 		t, err := c.acquire(ctx, p.queue, req)
 		if err == nil {
 			return p, t, nil

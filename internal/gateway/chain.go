@@ -508,11 +508,13 @@ type admitStage struct{}
 func (admitStage) serve(x *exchange) bool {
 	c := &x.call
 	if x.job != nil {
-		c.until, c.latest = x.rec.start, x.rec.start
+		c.until, c.latest, c.due = x.rec.start, x.rec.start, time.Time{}
 		return true
 	}
 	c.live = true
-	c.until, c.latest = deadline(x.r, x.rec.start, x.pool.sloOf(x.id.class), x.pool.expectedTTFT(x.rec.start))
+	objective := x.pool.sloOf(x.id.class)
+	c.until, c.latest = deadline(x.r, x.rec.start, objective, x.pool.expectedTTFT(x.rec.start))
+	c.due = x.rec.start.Add(objectiveOf(x.r, objective))
 	return true
 }
 

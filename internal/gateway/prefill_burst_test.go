@@ -143,10 +143,15 @@ func TestEstablishedTenantsBurstOfLongPromptsPricedByTheQueuedPrefill(t *testing
 // runs or has refused counted requests in all, and returns the backend's
 // requests in flight then.
 func (p *prefillSender) sendFiveLong(wg *sync.WaitGroup, answers []prefillAnswer, key string, stream bool, pool *Pool, backend *endpoint.Backend, counted int) int {
+	return p.sendFive(wg, answers, key, 2000, stream, pool, backend, counted)
+}
+
+// sendFive is sendFiveLong with prompts of words words.
+func (p *prefillSender) sendFive(wg *sync.WaitGroup, answers []prefillAnswer, key string, words int, stream bool, pool *Pool, backend *endpoint.Backend, counted int) int {
 	var refused atomic.Int64
 	for i := range 5 {
 		wg.Go(func() {
-			answers[1+i] = p.send(key, 2000, stream)
+			answers[1+i] = p.send(key, words, stream)
 			if !answers[1+i].started {
 				refused.Add(1)
 			}
