@@ -56,7 +56,7 @@ func TestForwardAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.Body.Reset()
-		clear(w.HeaderMap)
+		clear(w.Header())
 		res := f.Forward(context.Background(), w, &proxy.Request{Path: "/v1/chat/completions", Header: header,
 			Body: body, Peek: openai.Peek{Model: "m"}, ServeModel: "m", RequestID: "r1"}, fixedSelector{b})
 		if res.Err != nil || w.Body.String() != answer {
