@@ -25,6 +25,10 @@ type conn struct {
 	closed    atomic.Bool
 	peek      peeker // alive's state
 	bw        bodyWriter
+	// closeFunc is close as a func value, made once per connection:
+	// exchange hands it to context.AfterFunc for every request, where a
+	// method value made there would be allocated each time.
+	closeFunc func()
 	// grown is the bytes of grown read buffer counted for this connection
 	// in its client's Stats.ReadBufferBytes; a closed connection's are
 	// taken back (its buffer is dropped with it).
@@ -41,6 +45,7 @@ func newConn(c *Client, nc net.Conn, key string) *conn {
 	cn := &conn{c: c, nc: nc, key: key, br: newReader(nc, c.opt.ReadBufferSize, &c.bigBufs, &c.smallBufs),
 		wbuf: make([]byte, 0, 1024)}
 	cn.scratch.ends = cn.ends[:0]
+	cn.closeFunc = cn.close
 	cn.bw.cn = cn
 	cn.br.acct = cn
 	return cn
@@ -93,7 +98,7 @@ func (e *exchangeError) Unwrap() error { return e.err }
 func (c *Client) exchange(ctx context.Context, cn *conn, req *http.Request, out encoded) (*http.Response, error) {
 	stop := noStop
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, cn.close)
+		stop = context.AfterFunc(ctx, cn.closeFunc)
 	}
 	fail := func(e *exchangeError) (*http.Response, error) {
 		e.reused = cn.reused

@@ -151,7 +151,8 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	if res.UsageKnown {
 		tokens = res.Usage.CompletionTokens
 	}
-	c.endAnswer(f.opt.Now(), out, res.TTFB, tokens, clientGone && readErr != nil)
+	res.ended = f.opt.Now()
+	c.endAnswer(res.ended, out, res.TTFB, tokens, clientGone && readErr != nil)
 	return false
 }
 

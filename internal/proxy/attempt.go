@@ -183,12 +183,16 @@ func (f *Forwarder) claimCPU(b *endpoint.Backend, now time.Time, res *Result) (c
 func (f *Forwarder) send(ctx context.Context, in *Request, sel Selector, tried *[]*endpoint.Backend, c call, now, deadline time.Time, res *Result) sent {
 	hedged := in.HedgeAfter > 0 && in.Peek.Stream
 	actx, cancel, unlink := f.attemptContext(ctx, hedged)
+	var wd *watchdog
 	if hedged { // a first leg may run on past the request (hedge.go)
 		endWithBackend(actx, c.b, cancel)
+		wd = startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, now, f.opt.Now, f.opt.AfterFunc, cancel)
 	} else {
-		cancel = cancelWithBackend(c.b, cancel)
+		g := &guarded{}
+		cancel = g.hook.bind(c.b, cancel) // cancelWithBackend
+		wd = &g.wd
+		wd.start(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, now, f.opt.Now, f.opt.AfterFunc, cancel)
 	}
-	wd := startWatchdog(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, now, f.opt.Now, f.opt.AfterFunc, cancel)
 	if !hedged {
 		resp, err := f.opt.Transport.RoundTrip(f.outbound(actx, c.b, in))
 		return sent{c: c, actx: actx, cancel: cancel, wd: wd, resp: resp, err: err, at: now, head: f.opt.Now()}
@@ -247,24 +251,24 @@ func (f *Forwarder) failed(ctx context.Context, s sent, ttfb time.Duration, in *
 	return errors.Is(res.Err, ErrConnect)
 }
 
-// matchWaiting fits the backend's first-token wait to the answer: the
-// relay ends the wait at an event stream's first token; any other
-// answer's wait ends here, and one the request did not expect as a stream
-// starts so that the relay has one to end.
-func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at time.Time) {
+// matchWaiting fits the backend's first-token wait to the answer, whose
+// head came at now: the relay ends the wait at an event stream's first
+// token; any other answer's wait ends here, and one the request did not
+// expect as a stream starts so that the relay has one to end.
+func (f *Forwarder) matchWaiting(c *call, resp *http.Response, at, now time.Time) {
 	if c.cpu { // no first token to wait for: its time is learnt by nothing
 		return
 	}
 	// A non-streamed prompt is prefilled by its head at the latest
 	// (endpoint.Backend.StartPrefillOf); one answered as a stream now waits.
-	c.b.EndPrefillOf(f.opt.Now(), c.prefill)
+	c.b.EndPrefillOf(now, c.prefill)
 	c.prefill = 0
 	switch streamed := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream"); {
 	case streamed && !c.waiting:
 		c.waiting = true
 		c.b.StartWaitingOf(at, c.wait())
 	case !streamed && c.waiting:
-		c.b.EndWaitingOf(f.opt.Now(), c.wait())
+		c.b.EndWaitingOf(now, c.wait())
 		c.waiting = false
 	}
 }

@@ -132,12 +132,26 @@ func endWithBackend(actx context.Context, b *endpoint.Backend, cancel context.Ca
 // neither a hook on its own context nor the goroutine that hook starts at
 // its end (one per request).
 func cancelWithBackend(b *endpoint.Backend, cancel context.CancelCauseFunc) context.CancelCauseFunc {
-	h := &retireHook{b: b}
+	return (&retireHook{}).bind(b, cancel)
+}
+
+// bind is cancelWithBackend on a zero hook the caller allocated (with the
+// attempt's watchdog: guarded).
+func (h *retireHook) bind(b *endpoint.Backend, cancel context.CancelCauseFunc) context.CancelCauseFunc {
+	h.b = b
 	h.Cancel, h.Cause = cancel, ErrBackendRetired
 	if !b.HookRetire(&h.RetireHook) {
 		cancel(ErrBackendRetired) // retired already
 	}
 	return h.end
+}
+
+// guarded is the watchdog and retirement hook of an attempt Forward ends
+// itself, in one allocation instead of two: both live as long as the
+// attempt (the timer's callback and the returned cancel hold them).
+type guarded struct {
+	wd   watchdog
+	hook retireHook
 }
 
 // retireHook is an attempt's endpoint.RetireHook with its backend.

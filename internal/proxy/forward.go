@@ -334,6 +334,9 @@ type Result struct {
 	// send to the end of its answer (the backend's service time, without
 	// the attempts before it or a wait for a slot); 0 when none answered.
 	Held time.Duration
+	// ended is the clock read at the answer's end by a relay that read one
+	// (relayAnswer's, for its backend's release), which Held reuses.
+	ended time.Time
 }
 
 // Forward runs the attempts for one request and relays the response to w:
@@ -393,11 +396,18 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		}
 		busy.drop()
 		res.Err = nil
-		f.matchWaiting(&s.c, s.resp, s.at)
+		// The clock read as the head came (send's) serves the head's
+		// bookkeeping and the relay's first gap; a hedge race's winner
+		// may have waited since its head, so it reads the clock afresh.
+		head := s.head
+		if in.HedgeAfter > 0 && in.Peek.Stream {
+			head = f.opt.Now()
+		}
+		f.matchWaiting(&s.c, s.resp, s.at, head)
 		// The relay measures from the attempt's start, so the backend
 		// learns its own time to first token; the client's includes the
 		// attempts before it.
-		retry := f.relay(ctx, s.actx, w, s.c, s.resp, s.wd, in, s.at, &res)
+		retry := f.relay(ctx, s.actx, w, s.c, s.resp, s.wd, in, s.at, head, &res)
 		res.TTFB += s.at.Sub(start)
 		s.cancel(nil)
 		if retry && !in.SideEffects {
@@ -406,7 +416,11 @@ func (f *Forwarder) Forward(ctx context.Context, w http.ResponseWriter, in *Requ
 		if retry {
 			return res // the backend may have kept the request: no second one
 		}
-		res.Held = f.opt.Now().Sub(s.at)
+		end := res.ended // the relay's last clock read, when it kept one
+		if end.IsZero() {
+			end = f.opt.Now()
+		}
+		res.Held = end.Sub(s.at)
 		return res
 	}
 	if busy.resp != nil {

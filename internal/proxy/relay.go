@@ -112,14 +112,14 @@ func midStreamError(err error, reqID string) *openai.Error {
 // failed before anything reached the client and the request may try
 // another backend (res.Err says why).
 func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c call,
-	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
+	resp *http.Response, wd *watchdog, in *Request, start, head time.Time, res *Result) (retry bool) {
 	// Its return statements stay few: with two defers, more than 7 of them
 	// make the compiler put the defers on a list run at return instead of
 	// open-coding them (returns x defers > 15), ~400 instructions per
 	// request (TestProxyDefersOpenCoded). The checks that refuse the head
 	// return their error from unrelayable.
 	defer resp.Body.Close()
-	wd.idle(f.opt.Timeouts.StreamIdle)
+	wd.idleAt(f.opt.Timeouts.StreamIdle, head)
 	defer wd.stop()
 	ct, enc, err := unrelayable(actx, c, resp)
 	if err != nil {

@@ -60,14 +60,21 @@ var phaseCause = [...]error{phaseFirstByte: ErrFirstByteTimeout, phaseIdle: ErrS
 // read the clock), the first-byte limit d, or the first-token limit ft
 // when positive and tighter.
 func startWatchdog(d, ft time.Duration, deadline, at time.Time, now func() time.Time, afterFunc func(time.Duration, func()) Timer, cancel context.CancelCauseFunc) *watchdog {
-	w := &watchdog{deadline: deadline, now: now, base: at}
+	w := &watchdog{}
+	w.start(d, ft, deadline, at, now, afterFunc, cancel)
+	return w
+}
+
+// start is startWatchdog on a zero watchdog the caller allocated (with
+// the attempt's other state: guarded).
+func (w *watchdog) start(d, ft time.Duration, deadline, at time.Time, now func() time.Time, afterFunc func(time.Duration, func()) Timer, cancel context.CancelCauseFunc) {
+	w.deadline, w.now, w.base = deadline, now, at
 	if ft > 0 && ft < d {
 		d = ft
 		w.firstToken = at.Add(ft)
 		w.phase.Store(phaseFirstToken)
 	}
 	w.timer = afterFunc(w.bound(d, at), func() { w.fire(cancel) })
-	return w
 }
 
 // fire is the timer's: in the idle phase it rearms for the rest of the
@@ -117,7 +124,12 @@ func (w *watchdog) bound(d time.Duration, at time.Time) time.Duration {
 // at every call of an attempt (Timeouts.StreamIdle), so due only moves
 // later and the timer, armed for an earlier one, is never late.
 func (w *watchdog) idle(d time.Duration) {
-	at := w.now() // one clock read per chunk
+	w.idleAt(d, w.now()) // one clock read per chunk
+}
+
+// idleAt is idle at time at, a clock read the caller has just made (the
+// response head's, taken as the round trip returned).
+func (w *watchdog) idleAt(d time.Duration, at time.Time) {
 	if !w.firstToken.IsZero() && !w.headSeen {
 		w.headSeen = true
 		if left := w.firstToken.Sub(at); left < d {
