@@ -155,7 +155,7 @@ func honestyPlan(p *pool) (burst, calm []bench.Arrival, err error) {
 // honestyReplay sends arr through one Sluice with defaults in front of
 // fresh simulators (shed regime), a client per request.
 func honestyReplay(ctx context.Context, o options, arr []bench.Arrival) ([]hOutcome, error) {
-	rig, err := startRig(ctx, o, regimeShed, pathSluice, 0)
+	rig, err := startRig(ctx, o, regimeShed, pathSluice, 0, nil)
 	if err != nil {
 		return nil, err
 	}

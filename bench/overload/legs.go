@@ -45,10 +45,19 @@ func regimeSim(o options, regime string) sim.Config {
 // expose_backend, which only adds a response header. maxConc > 0 makes it
 // a tuned gateway with that static per-backend limit; sizeAware sets
 // admission.size_aware (the experiment of docs/BENCHMARKS.md §8).
-func sluiceConfig(urls []string, maxConc int, sizeAware bool) config.Config {
+// tenants' API keys are listed in auth.keys, each its own tenant of
+// weight 1: in open mode (no keys) a presented key identifies nobody and
+// every caller is its client address, so a leg's tenants, all from
+// 127.0.0.1, were one tenant to admission and its fair queue never ran.
+func sluiceConfig(urls []string, maxConc int, sizeAware bool, tenants []bench.Tenant) config.Config {
 	cfg := demo.GatewayConfig(urls)
 	cfg.ExposeBackend = true
 	cfg.Admission.SizeAware = sizeAware
+	for _, t := range tenants {
+		if t.APIKey != "" {
+			cfg.Auth.Keys = append(cfg.Auth.Keys, config.Tenant{Key: t.APIKey})
+		}
+	}
 	if maxConc > 0 {
 		for i := range cfg.Models[0].Backends {
 			cfg.Models[0].Backends[i].MaxConcurrency = maxConc
@@ -59,8 +68,9 @@ func sluiceConfig(urls []string, maxConc int, sizeAware bool) config.Config {
 
 // startRig starts a leg's fresh simulators in regime and the path in front
 // of them: round robin, one gateway or two (pathSluice2), tuned to a static
-// max_concurrency when tuned > 0.
-func startRig(ctx context.Context, o options, regime, path string, tuned int) (*benchkit.Rig, error) {
+// max_concurrency when tuned > 0, Sluice knowing tenants' keys
+// (sluiceConfig).
+func startRig(ctx context.Context, o options, regime, path string, tuned int, tenants []bench.Tenant) (*benchkit.Rig, error) {
 	rig, err := benchkit.StartRig(ctx, o.Backends, regimeSim(o, regime))
 	if err != nil {
 		return nil, err
@@ -69,11 +79,11 @@ func startRig(ctx context.Context, o options, regime, path string, tuned int) (*
 	case pathDirect, pathRR:
 		err = rig.RoundRobin()
 	case pathSluice2:
-		if err = rig.Sluice(ctx, sluiceConfig(rig.Sims, tuned, o.SizeAware)); err == nil {
-			err = rig.Sluice(ctx, sluiceConfig(rig.Sims, tuned, o.SizeAware))
+		if err = rig.Sluice(ctx, sluiceConfig(rig.Sims, tuned, o.SizeAware, tenants)); err == nil {
+			err = rig.Sluice(ctx, sluiceConfig(rig.Sims, tuned, o.SizeAware, tenants))
 		}
 	default:
-		err = rig.Sluice(ctx, sluiceConfig(rig.Sims, tuned, o.SizeAware))
+		err = rig.Sluice(ctx, sluiceConfig(rig.Sims, tuned, o.SizeAware, tenants))
 	}
 	if err != nil {
 		rig.Stop()
@@ -176,7 +186,7 @@ const sampleEvery = 100 * time.Millisecond
 // runOnce runs a leg once on fresh simulators and fresh gateways.
 func runOnce(ctx context.Context, o options, s legSpec) (*Outcome, error) {
 	wall := time.Now()
-	rig, err := startRig(ctx, o, s.regime, s.path, s.tuned)
+	rig, err := startRig(ctx, o, s.regime, s.path, s.tuned, nil)
 	if err != nil {
 		return nil, err
 	}

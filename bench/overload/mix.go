@@ -288,7 +288,7 @@ func (h *mixHarness) run(ctx context.Context, plan mixPlan, k float64, regime, p
 	label := fmt.Sprintf("mix %gx %s %s", k, regime, path)
 	o.prog.Leg("%s: %d streamed + %d non-streamed requests over %s", label, len(plan.stream), len(plan.noStream), o.GoodputDuration)
 	wall := time.Now()
-	rig, err := startRig(ctx, o, regime, path, 0)
+	rig, err := startRig(ctx, o, regime, path, 0, h.tenants)
 	if err != nil {
 		return nil, err
 	}

@@ -254,7 +254,7 @@ func (h *harness) runLeg(ctx context.Context, scenario string, k float64, path s
 	o := h.opt
 	h.progress.Leg("%s %gx via %s: %d requests over %s", scenario, k, path, len(arr), o.Duration)
 	wall := time.Now()
-	rig, err := startRig(ctx, o, regimeShed, path, o.MaxConc)
+	rig, err := startRig(ctx, o, regimeShed, path, o.MaxConc, tenants)
 	if err != nil {
 		return nil, err
 	}

@@ -87,7 +87,7 @@ func writeFairness(ew *benchkit.ErrWriter, rep *Report) {
 	p := ew.Printf
 	f := rep.Fairness[0]
 	p("### Fairness: one tenant floods, %d behave\n\n", len(f.Tenants)-1)
-	p("The flood replays the trace at %gx capacity; each well-behaved tenant sends Poisson arrivals at %gx capacity with request sizes drawn from the same trace. Tenants are API keys (`Authorization: Bearer ...`), unknown to Sluice, so each is its own tenant with weight 1. "+
+	p("The flood replays the trace at %gx capacity; each well-behaved tenant sends Poisson arrivals at %gx capacity with request sizes drawn from the same trace. Tenants are API keys (`Authorization: Bearer ...`) listed in Sluice's `auth.keys`, each its own tenant with weight 1 (in open mode every caller is its client address: all would be one tenant). "+
 		"Max-min fair share: the output tokens served in the leg (all tenants) water-filled over the tenants' demands. "+
 		"Jain's index over min(1, served / fair share) per tenant: 1 when every tenant got at least its max-min share.\n\n",
 		rep.Setup.FloodX, rep.Setup.BehaveX)
