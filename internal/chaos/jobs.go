@@ -151,8 +151,9 @@ func terminal(s string) bool { return s == "succeeded" || s == "failed" || s == 
 // invalidResult says why a webhook body (decoded with err) is not a
 // finished job's result, "" when it is: the harness submits jobs only, so
 // every webhook is a job's terminal notification (jobs.Job: object "job",
-// a terminal status, finished_at; a result when succeeded, an error when
-// failed).
+// a terminal status, finished_at; a result when succeeded; when failed an
+// error, or the final answer as its result: a backend's 4xx or 5xx, the
+// last attempt's 502, records no error).
 func invalidResult(id, object string, v visibleResult, err error) string {
 	switch {
 	case err != nil:
@@ -165,8 +166,8 @@ func invalidResult(id, object string, v visibleResult, err error) string {
 		return fmt.Sprintf("job %s: %s without finished_at", id, v.Status)
 	case v.Status == "succeeded" && isNull(v.Result):
 		return fmt.Sprintf("job %s: succeeded without a result", id)
-	case v.Status == "failed" && isNull(v.Error):
-		return fmt.Sprintf("job %s: failed without an error", id)
+	case v.Status == "failed" && isNull(v.Error) && isNull(v.Result):
+		return fmt.Sprintf("job %s: failed without an error or a result", id)
 	}
 	return ""
 }

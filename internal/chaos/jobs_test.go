@@ -116,6 +116,7 @@ func TestJobCheckAccountsForJobsTheClientNeverSaw(t *testing.T) {
 	running, _ := json.Marshal(map[string]any{"id": "p", "object": "job", "status": "running"})
 	recs := map[string][]byte{"j": finishedJob("j", "a"), "k": finishedJob("k", "b"), "p": running}
 	noResult, _ := json.Marshal(map[string]any{"id": "k", "object": "job", "status": "succeeded", "finished_at": 1765000000})
+	failedBare, _ := json.Marshal(map[string]any{"id": "k", "object": "job", "status": "failed", "finished_at": 1765000000})
 	for _, c := range []struct {
 		name                       string
 		hooks                      map[string][]byte // by webhook-id, after j's own
@@ -125,6 +126,7 @@ func TestJobCheckAccountsForJobsTheClientNeverSaw(t *testing.T) {
 		{"a job the store does not hold", map[string][]byte{"x": finishedJob("x", "c")}, 0, 1, 0, 0},
 		{"not JSON", map[string][]byte{"y": []byte("{")}, 0, 1, 0, 0},
 		{"succeeded without a result", map[string][]byte{"k": noResult}, 0, 1, 0, 0},
+		{"failed with neither an error nor a result", map[string][]byte{"k": failedBare}, 0, 1, 0, 0},
 		{"held, not terminal", map[string][]byte{"p": finishedJob("p", "d")}, 0, 0, 1, 0},
 		{"held, another result", map[string][]byte{"k": finishedJob("k", "e")}, 0, 0, 0, 1},
 	} {
