@@ -62,7 +62,9 @@ func (p *Pool) LongPrefill(prompt float64) bool {
 //     (endpoint.PrefillSlots), plus the requests still running on
 //     draining backends;
 //   - Late: on none can it start within left at all (its queued prefill
-//     and its own beyond left); RetryAfter is then the least time until
+//     and its own beyond left, its own alone within it: on a backend
+//     where its own prefill alone is past left, no wait helps, and it is
+//     judged by LateStart alone); RetryAfter is then the least time until
 //     one's queued prefill is within LateStart, when one sent afresh
 //     goes.
 //
@@ -88,12 +90,18 @@ func (p *Pool) PrefillCapacity(prompt float64, left time.Duration) admission.Pre
 		}
 		own := time.Duration(max(prompt, 0) / rate * float64(time.Second))
 		within := p.LateStart
-		if left < admission.NoDue {
+		// Its own prefill alone past its time left: no wait brings it
+		// within its objective here, so the objective is no reason to
+		// hold or refuse it; the delay target alone judges it (review37:
+		// a 3 s prompt under a 2 s objective was refused at once, and its
+		// retry, whenever anything ran).
+		reachable := left < admission.NoDue && own <= left
+		if reachable {
 			within = min(within, left-own)
 		}
 		slots := endpoint.PrefillSlots(inflight, rate, queued, int64(prompt), within)
 		total = min(total, unlimited) + min(slots, unlimited)
-		if left >= admission.NoDue || queued+own <= left {
+		if !reachable || queued+own <= left {
 			late = false
 		}
 		if wait := queued - p.LateStart; !usable || wait < retry {
