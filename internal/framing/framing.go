@@ -79,10 +79,16 @@ const (
 	lost // framing unknown from here on: stop (Go rejects what it cannot parse)
 )
 
-// maxLine bounds the bytes kept of one line (Go refuses larger heads);
-// a line buffer larger than keepLine is dropped once its line ends.
+// maxLine bounds the bytes kept of one line: above the largest head
+// net/http can be set to read (server.max_header_bytes, at most 16 MiB,
+// plus the 4 KiB it allows beyond), so a line it serves never loses the
+// framing here (at 1 MiB, a long header line let an ambiguous request
+// after it pass). The scanner sees only what net/http reads, and net/http
+// stops reading a head at its limit (431): a line kept here is never much
+// larger than the one net/http holds itself. A line buffer larger than
+// keepLine is dropped once its line ends.
 const (
-	maxLine  = 1 << 20
+	maxLine  = 16<<20 + 8<<10
 	keepLine = 4 << 10
 )
 

@@ -339,3 +339,32 @@ func TestFramingSkipsCRBeforeRequestLine(t *testing.T) {
 		}
 	}
 }
+
+// server.max_header_bytes may be up to 16 MiB, and net/http then serves a
+// head holding a header line of a few MiB: the scanner must follow it too
+// (it kept lines up to 1 MiB and lost the framing past that), else an
+// ambiguous request pipelined after it reaches the handler.
+func TestFramingFollowsLongHeaderLines(t *testing.T) {
+	var calls atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.Copy(io.Discard, r.Body)
+	})
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := NewListener(raw, ConnLimits{Total: 64}, nil)
+	gl.ScanFraming()
+	srv := &http.Server{Handler: Guard(h), ConnContext: gl.ConnContext, ConnState: gl.ConnState, MaxHeaderBytes: 4 << 20}
+	go srv.Serve(gl)
+	t.Cleanup(func() { srv.Close() })
+	first := "GET /x HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 2<<20) + "\r\n\r\n"
+	st, bodies, closed := exchange(t, gl.Addr().String(), first+bothReq, 2)
+	if st[0] != 200 || st[1] != 400 || !strings.Contains(bodies[1], `"code":"ambiguous_framing"`) || !closed {
+		t.Errorf("a 2 MiB header line, then an ambiguous request: statuses %v closed %v", st, closed)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler calls %d, want 1", n)
+	}
+}
