@@ -79,10 +79,16 @@ const (
 	lost // framing unknown from here on: stop (Go rejects what it cannot parse)
 )
 
-// maxLine bounds the bytes kept of one line (Go refuses larger heads);
-// a line buffer larger than keepLine is dropped once its line ends.
+// maxLine bounds the bytes kept of one line: above the largest head
+// net/http can be set to read (server.max_header_bytes, at most 16 MiB,
+// plus the 4 KiB it allows beyond), so a line it serves never loses the
+// framing here (at 1 MiB, a long header line let an ambiguous request
+// after it pass). The scanner sees only what net/http reads, and net/http
+// stops reading a head at its limit (431): a line kept here is never much
+// larger than the one net/http holds itself. A line buffer larger than
+// keepLine is dropped once its line ends.
 const (
-	maxLine  = 1 << 20
+	maxLine  = 16<<20 + 8<<10
 	keepLine = 4 << 10
 )
 
@@ -103,6 +109,13 @@ type scanner struct {
 	// longRequestLine: the framing was lost in a request line longer
 	// than maxLine (a max_header_bytes above it lets net/http read on).
 	longRequestLine bool
+	// inCL: the head's last field line was a Content-Length, which a line
+	// starting with a space or a tab continues (obs-fold: net/http reads
+	// it as a space, so "Content-Length:" folded onto " 5" is 5). clBefore
+	// is cl before that field, clParts its value's non-empty parts so far.
+	inCL     bool
+	clParts  uint8
+	clBefore int64
 }
 
 // inRequestLine reports whether the bytes fed end inside a request line
@@ -227,9 +240,13 @@ func (s *scanner) fields(p []byte) []byte {
 		case len(l) > len(cl) && l[0]|0x20 == 'c' && l[len(cl)] == ':' &&
 			(string(l[:len(cl)]) == cl || bytes.EqualFold(l[:len(cl)], []byte(cl))):
 			s.contentLength(l[len(cl)+1:])
+		case l[0] == ' ' || l[0] == '\t':
+			s.fold(l)
 		case len(l) > len(te) && l[0]|0x20 == 't' && l[len(te)] == ':' &&
 			(string(l[:len(te)]) == te || bytes.EqualFold(l[:len(te)], []byte(te))):
-			s.hasTE = true
+			s.hasTE, s.inCL = true, false
+		default:
+			s.inCL = false
 		}
 	}
 }
@@ -262,11 +279,40 @@ func parseLength(b []byte) int64 {
 }
 
 // contentLength notes a Content-Length field's value: -1 when it is not
-// a length or differs from an earlier one (net/http refuses both).
+// a length or differs from an earlier one (net/http refuses both), or is
+// empty (unless a folded line continues it: fold).
 func (s *scanner) contentLength(value []byte) {
-	s.hasCL = true
-	n := parseLength(bytes.TrimSpace(value))
-	if n < 0 || (s.cl != 0 && s.cl != n) {
+	s.hasCL, s.inCL, s.clBefore, s.clParts = true, true, s.cl, 0
+	s.clPart(bytes.TrimSpace(value))
+}
+
+// fold scans a field line that starts with a space or a tab: net/http
+// reads it as the previous field's value continued after a space (an
+// obs-fold, RFC 9112 5.2). Only a Content-Length's continuation matters:
+// its value is the parts joined, a length only when exactly one part is
+// not empty. Without it, a request whose Content-Length is folded
+// ("Content-Length:" then " 5"), which net/http serves, would lose the
+// framing here, and an ambiguous request pipelined after it would pass.
+func (s *scanner) fold(l []byte) {
+	if s.inCL {
+		s.clPart(bytes.TrimSpace(l))
+	}
+}
+
+// clPart notes a part of the value of the Content-Length field being read.
+func (s *scanner) clPart(v []byte) {
+	if len(v) == 0 {
+		if s.clParts == 0 {
+			s.cl = -1 // empty so far: net/http refuses it, unless a fold follows
+		}
+		return
+	}
+	s.clParts++
+	n := int64(-1)
+	if s.clParts == 1 {
+		n = parseLength(v)
+	}
+	if n < 0 || (s.clBefore != 0 && s.clBefore != n) {
 		s.cl = -1
 	} else {
 		s.cl = n
@@ -310,17 +356,22 @@ func (s *scanner) headLine(l []byte) {
 		return
 	}
 	if len(l) > 0 {
-		name, value, ok := bytes.Cut(l, []byte(":"))
-		if !ok {
-			return // Go refuses it; nothing to track
+		if l[0] == ' ' || l[0] == '\t' {
+			s.fold(l)
+			return
 		}
+		name, value, ok := bytes.Cut(l, []byte(":"))
 		// The length first: most header names are neither, and this
 		// runs on every header line of every request.
 		switch {
+		case !ok:
+			s.inCL = false // Go refuses it; nothing to track
 		case len(name) == len("Content-Length") && bytes.EqualFold(name, []byte("Content-Length")):
 			s.contentLength(value)
 		case len(name) == len("Transfer-Encoding") && bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			s.hasTE = true
+			s.hasTE, s.inCL = true, false
+		default:
+			s.inCL = false
 		}
 		return
 	}
@@ -330,10 +381,18 @@ func (s *scanner) headLine(l []byte) {
 // startHead scans a line read while no head has started: the request
 // line, or an empty line before it.
 func (s *scanner) startHead(l []byte) {
+	// After a POST net/http skips up to four CR or LF bytes before the
+	// request line (RFC 9112 2.2); where it skips none, a CR left makes
+	// the line malformed and it closes. So a line's leading CRs are
+	// dropped: "\rOPTIONS * HTTP/1.1" is the OPTIONS * net/http answers
+	// itself, which must not count, and "\r\r\n" is an empty line.
+	for len(l) > 0 && l[0] == '\r' {
+		l = l[1:]
+	}
 	if len(l) == 0 {
 		return // empty lines before a request line are tolerated
 	}
-	s.started, s.hasCL, s.hasTE, s.cl = true, false, false, 0
+	s.started, s.hasCL, s.hasTE, s.cl, s.inCL = true, false, false, 0, false
 	s.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
 	// net/http answers "OPTIONS *" itself: no handler call to match.
 	s.uncounted = bytes.HasPrefix(l, []byte("OPTIONS * "))

@@ -52,7 +52,11 @@ func FuzzScannerMatchesOld(f *testing.F) {
 		"POST / HTTP/1.1\r\nTranſfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\nx",
 		"POST / HTTP/1.0\r\nTRANSFER-encoding: chunked\r\nContent-Length: 1\r\n\r\nx",
 		"POST / HTTP/1.1\r\nx\nContent-Length: 1\r\r\nContent-Length: 2\r\n\r\nab",
-		"POST / HTTP/1.1\r\nX-Long: " + strings.Repeat("a", 5000) + "\r\nContent-Length: 1\r\n\r\nz"} {
+		"POST / HTTP/1.1\r\nX-Long: " + strings.Repeat("a", 5000) + "\r\nContent-Length: 1\r\n\r\nz",
+		"POST / HTTP/1.1\r\nContent-Length:\r\n 2\r\n\t\r\nX: a\r\n 5\r\n\r\nab",
+		"POST / HTTP/1.1\nContent-Length: 1\n Content-Length:\n\t1\ncontent-length:\n 1\n\nx",
+		"POST / HTTP/1.1\r\nContent-Length:\r\n 1\r\n 1\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx\r\rOPTIONS * HTTP/1.1\r\n\r\n\r\r\n" + bothReq} {
 		for _, v := range []string{"-0", "+5", "-5", "+", "", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "5\u00a0", "0x5", "1_0"} {
 			f.Add([]byte("POST / HTTP/1.1\r\nContent-Length: "+v+"\r\n\r\n"+s), []byte{9})
 		}
@@ -72,13 +76,13 @@ func FuzzScannerMatchesOld(f *testing.F) {
 			o.feed(data[i:end])
 			i = end
 			type view struct {
-				st                                                state
-				heads, bodies, ambiguous                          int
-				remain, cl                                        int64
-				started, http10, hasCL, hasTE, uncounted, counted bool
+				st                                                      state
+				heads, bodies, ambiguous                                int
+				remain, cl                                              int64
+				started, http10, hasCL, hasTE, uncounted, counted, inCL bool
 			}
-			ns := view{s.st, s.heads, s.bodies, s.ambiguous, s.remain, s.cl, s.started, s.http10, s.hasCL, s.hasTE, s.uncounted, s.counted}
-			os := view{o.st, o.heads, o.bodies, o.ambiguous, o.remain, o.cl, o.started, o.http10, o.hasCL, o.hasTE, o.uncounted, o.counted}
+			ns := view{s.st, s.heads, s.bodies, s.ambiguous, s.remain, s.cl, s.started, s.http10, s.hasCL, s.hasTE, s.uncounted, s.counted, s.inCL}
+			os := view{o.st, o.heads, o.bodies, o.ambiguous, o.remain, o.cl, o.started, o.http10, o.hasCL, o.hasTE, o.uncounted, o.counted, o.inCL}
 			if ns != os || !bytes.Equal(s.line, o.line) {
 				t.Fatalf("after %d bytes: new %+v, old %+v (line %q / %q)", end, ns, os, s.line, o.line)
 			}

@@ -1,8 +1,11 @@
 package framing
 
 // oldScanner is the scanner as it was before it scanned head lines in
-// place (kept verbatim but for its name): FuzzScannerMatchesOld checks
-// the new one against it on arbitrary streams split at arbitrary points.
+// place (kept verbatim but for its name, the CRs net/http skips before a
+// request line, and obs-fold: a folded
+// Content-Length is re-read here from its value joined, the scanner counts
+// its parts): FuzzScannerMatchesOld checks the new one against it on
+// arbitrary streams split at arbitrary points.
 
 import (
 	"bytes"
@@ -23,6 +26,11 @@ type oldScanner struct {
 	// counted: the message being read counts in heads (not "OPTIONS *"),
 	// so its body's end counts in bodies.
 	counted bool
+	// inCL: the last field line was a Content-Length; clVal its value so
+	// far (folds joined by a space), clBefore cl before it.
+	inCL     bool
+	clVal    []byte
+	clBefore int64
 }
 
 // bodyEnded notes that the current message's body was read whole.
@@ -109,10 +117,11 @@ func (s *oldScanner) endLine(l []byte) {
 
 func (s *oldScanner) headLine(l []byte) {
 	if !s.started {
+		l = bytes.TrimLeft(l, "\r") // net/http skips CRs before a request line
 		if len(l) == 0 {
 			return // empty lines before a request line are tolerated
 		}
-		s.started, s.hasCL, s.hasTE, s.cl = true, false, false, 0
+		s.started, s.hasCL, s.hasTE, s.cl, s.inCL = true, false, false, 0, false
 		s.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
 		// net/http answers "OPTIONS *" itself: no handler call to match.
 		s.uncounted = bytes.HasPrefix(l, []byte("OPTIONS * "))
@@ -122,6 +131,14 @@ func (s *oldScanner) headLine(l []byte) {
 		return
 	}
 	if len(l) > 0 {
+		if l[0] == ' ' || l[0] == '\t' {
+			if s.inCL { // obs-fold: net/http joins the lines with a space
+				s.clVal = append(append(s.clVal, ' '), bytes.TrimSpace(l)...)
+				s.readCL()
+			}
+			return
+		}
+		s.inCL = false
 		name, value, ok := bytes.Cut(l, []byte(":"))
 		if !ok {
 			return // Go refuses it; nothing to track
@@ -130,13 +147,9 @@ func (s *oldScanner) headLine(l []byte) {
 		// runs on every header line of every request.
 		switch {
 		case len(name) == len("Content-Length") && bytes.EqualFold(name, []byte("Content-Length")):
-			s.hasCL = true
-			n, err := strconv.ParseInt(string(bytes.TrimSpace(value)), 10, 64)
-			if err != nil || n < 0 || (s.cl != 0 && s.cl != n) {
-				s.cl = -1
-			} else {
-				s.cl = n
-			}
+			s.hasCL, s.inCL, s.clBefore = true, true, s.cl
+			s.clVal = append(s.clVal[:0], bytes.TrimSpace(value)...)
+			s.readCL()
 		case len(name) == len("Transfer-Encoding") && bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			s.hasTE = true
 		}
@@ -164,5 +177,15 @@ func (s *oldScanner) headLine(l []byte) {
 		s.st, s.remain = inBody, s.cl
 	default:
 		s.bodyEnded() // no body
+	}
+}
+
+// readCL reads the Content-Length field's value as it stands (clVal).
+func (s *oldScanner) readCL() {
+	n, err := strconv.ParseInt(string(bytes.TrimSpace(s.clVal)), 10, 64)
+	if err != nil || n < 0 || (s.clBefore != 0 && s.clBefore != n) {
+		s.cl = -1
+	} else {
+		s.cl = n
 	}
 }

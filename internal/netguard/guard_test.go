@@ -294,3 +294,77 @@ func (h framedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h framedHandler) ServeFramed(w http.ResponseWriter, r *http.Request, a Arrival) {
 	h.serve(w, r, a)
 }
+
+// net/http reads an obs-fold (a field line continued on the next, which
+// starts with a space or a tab) as a space, also in a Content-Length:
+// "Content-Length:" folded onto " 2" is a length of 2, and the request is
+// served. The scanner must read it so too: had it lost the framing there,
+// an ambiguous request pipelined after it would reach the handler.
+func TestFramingFollowsFoldedContentLength(t *testing.T) {
+	addr, calls := serveScanned(t)
+	for _, first := range []string{
+		"POST /g HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n 2\r\n\r\nab",
+		"POST /g HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\t \t2\r\nX: y\r\n\r\nab",
+		"POST /g HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length:\r\n 2\r\n\r\nab",
+		"POST /g HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n \r\n\r\nab",
+		"POST /g HTTP/1.1\nHost: x\nContent-Length:\n 2\n\nab",
+	} {
+		calls.Store(0)
+		st, bodies, closed := exchange(t, addr, first+bothReq+clReq, 2)
+		if st[0] != 200 || bodies[0] != "got ab" || st[1] != 400 || !strings.Contains(bodies[1], `"code":"ambiguous_framing"`) || !closed {
+			t.Errorf("%q then an ambiguous request: statuses %v bodies %q closed %v", first, st, bodies, closed)
+		}
+		if n := calls.Load(); n != 1 {
+			t.Errorf("%q then an ambiguous request: handler calls %d, want 1", first, n)
+		}
+	}
+}
+
+// After a POST net/http skips up to four CR or LF bytes before the next
+// request line (RFC 9112 2.2's tolerance), so "\rOPTIONS * HTTP/1.1" is
+// an OPTIONS * it answers itself, with no handler call: the scanner must
+// not count it, else every later request of the connection is matched
+// with the head before its own, and an ambiguous one passes.
+func TestFramingSkipsCRBeforeRequestLine(t *testing.T) {
+	addr, calls := serveScanned(t)
+	for _, gap := range []string{"\r", "\r\r", "\r\r\n", "\r\r\r\n"} {
+		calls.Store(0)
+		raw := clReq + gap + "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n" + bothReq + clReq
+		st, bodies, closed := exchange(t, addr, raw, 3)
+		if st[0] != 200 || st[1] != 200 || st[2] != 400 || !strings.Contains(bodies[2], `"code":"ambiguous_framing"`) || !closed {
+			t.Errorf("%q before OPTIONS *, then an ambiguous request: statuses %v bodies %q closed %v", gap, st, bodies, closed)
+		}
+		if n := calls.Load(); n != 1 {
+			t.Errorf("%q before OPTIONS *, then an ambiguous request: handler calls %d, want 1", gap, n)
+		}
+	}
+}
+
+// server.max_header_bytes may be up to 16 MiB, and net/http then serves a
+// head holding a header line of a few MiB: the scanner must follow it too
+// (it kept lines up to 1 MiB and lost the framing past that), else an
+// ambiguous request pipelined after it reaches the handler.
+func TestFramingFollowsLongHeaderLines(t *testing.T) {
+	var calls atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.Copy(io.Discard, r.Body)
+	})
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := NewListener(raw, ConnLimits{Total: 64}, nil)
+	gl.ScanFraming()
+	srv := &http.Server{Handler: Guard(h), ConnContext: gl.ConnContext, ConnState: gl.ConnState, MaxHeaderBytes: 4 << 20}
+	go srv.Serve(gl)
+	t.Cleanup(func() { srv.Close() })
+	first := "GET /x HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("a", 2<<20) + "\r\n\r\n"
+	st, bodies, closed := exchange(t, gl.Addr().String(), first+bothReq, 2)
+	if st[0] != 200 || st[1] != 400 || !strings.Contains(bodies[1], `"code":"ambiguous_framing"`) || !closed {
+		t.Errorf("a 2 MiB header line, then an ambiguous request: statuses %v closed %v", st, closed)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler calls %d, want 1", n)
+	}
+}
