@@ -42,6 +42,11 @@ type Server struct {
 	BodyReadTimeout Duration `yaml:"body_read_timeout"`
 	// BodyTotalTimeout bounds reading a whole request body. Default 5m.
 	BodyTotalTimeout Duration `yaml:"body_total_timeout"`
+	// Discard bounds reading and dropping the rest of a body after an
+	// answer given before it was read (a 401, 404, 413 ...): the
+	// connection is kept when the rest arrives within them (nginx's
+	// discard of a refused body), else it closes, lingering.
+	Discard ServerDiscard `yaml:"discard"`
 	// MaxBodyMemory bounds the bytes held in request bodies across all
 	// connections; past it new uploads get 503 with Retry-After. At
 	// least the larger of max_body_bytes and max_audio_body_bytes, so
@@ -64,6 +69,23 @@ type Server struct {
 	// MemoryLimit is the Go runtime's soft memory limit
 	// (debug.SetMemoryLimit); 0 leaves the runtime's default. Default 0.
 	MemoryLimit ByteSize `yaml:"memory_limit"`
+}
+
+// ServerDiscard bounds the read of a refused body's rest after its answer
+// (netguard.Discard), named as the body's own bounds are: a client that
+// sent its body before reading the answer has the rest in flight, so only
+// a stalled or very slow one waits them out, each holding a connection
+// and a handler's goroutine.
+type ServerDiscard struct {
+	// MaxBytes is the most of the rest read and dropped; a declared
+	// length over it, or a rest past it, closes the connection.
+	// Default 256KiB (net/http's own bound).
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// ReadTimeout is the longest gap between two reads of the rest.
+	// Default 1s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// TotalTimeout bounds reading the whole rest. Default 5s.
+	TotalTimeout Duration `yaml:"total_timeout"`
 }
 
 // Admin is the separate listener for privileged surfaces: /status,
@@ -107,6 +129,7 @@ func defaultServer() Server {
 		IdleTimeout:         Duration(75 * time.Second),
 		BodyReadTimeout:     Duration(60 * time.Second),
 		BodyTotalTimeout:    Duration(5 * time.Minute),
+		Discard:             ServerDiscard{MaxBytes: 256 << 10, ReadTimeout: Duration(time.Second), TotalTimeout: Duration(5 * time.Second)},
 		MaxBodyMemory:       256 << 20,
 		SendTimeout:         Duration(60 * time.Second),
 		ResponseReadahead:   256 << 10,
@@ -137,10 +160,14 @@ func (c *Config) validateServer(bad func(key, format string, args ...any)) {
 		{"server.read_header_timeout", s.ReadHeaderTimeout}, {"server.idle_timeout", s.IdleTimeout},
 		{"server.body_read_timeout", s.BodyReadTimeout}, {"server.body_total_timeout", s.BodyTotalTimeout},
 		{"server.send_timeout", s.SendTimeout}, {"server.refusal_head_timeout", s.RefusalHeadTimeout},
+		{"server.discard.read_timeout", s.Discard.ReadTimeout}, {"server.discard.total_timeout", s.Discard.TotalTimeout},
 	} {
 		if t.d <= 0 {
 			bad(t.key, "must be a positive duration, got %s", time.Duration(t.d))
 		}
+	}
+	if s.Discard.MaxBytes < 1 {
+		bad("server.discard.max_bytes", "must be positive, got %d", s.Discard.MaxBytes)
 	}
 	if s.MaxHeaderBytes < 1<<10 || s.MaxHeaderBytes > 16<<20 {
 		bad("server.max_header_bytes", "must be between 1KiB and 16MiB, got %d", s.MaxHeaderBytes)

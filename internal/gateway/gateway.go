@@ -433,7 +433,8 @@ func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time,
 // cache hit) spans fewer lines (docs/BENCHMARKS.md §9 Step 4i).
 func (g *Gateway) timeBody(gd *guarded, w http.ResponseWriter, r *http.Request, sc *config.Server, start time.Time) {
 	gd.body = new(netguard.TimedBody)
-	gd.body.StartAt(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D()}, start, g.now, g.bodyMetrics)
+	gd.body.StartAt(w, r, netguard.BodyTimeouts{Gap: sc.BodyReadTimeout.D(), Total: sc.BodyTotalTimeout.D(),
+		Discard: netguard.Discard{Bytes: int64(sc.Discard.MaxBytes), Gap: sc.Discard.ReadTimeout.D(), Total: sc.Discard.TotalTimeout.D()}}, start, g.now, g.bodyMetrics)
 }
 
 // guarded is what a request from a listener needs for its whole life, in

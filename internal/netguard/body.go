@@ -201,12 +201,16 @@ func (b *TimedBody) answerThenDiscard() bool {
 		b.closeAfterAnswer(c)
 		return true
 	}
-	r := discardReader{body: b.orig, rc: rc, c: c, gap: d.Gap, end: time.Now().Add(d.Total)}
+	now := time.Now()
+	r := discardReader{body: b.orig, rc: rc, c: c, gap: d.Gap, end: now.Add(d.Total), quiet: now}
 	n, err := io.CopyN(io.Discard, &r, d.Bytes+1)
 	if err == io.EOF && n <= d.Bytes {
 		rc.SetReadDeadline(time.Time{}) // as Read at EOF: net/http's background read is next
 		return true
 	}
+	// The close lingers for what is left of its bounds once the discard's
+	// wait is counted (Linger.bounds), not for them whole again.
+	c.waited = waited{since: now, quiet: r.quiet}
 	b.closeAfterAnswer(c)
 	return true
 }
@@ -245,6 +249,10 @@ type discardReader struct {
 	c    *conn
 	gap  time.Duration
 	end  time.Time
+	// quiet is when the client last sent (bytes read), or the answer
+	// went out: a lingering close after a failed discard counts its
+	// timeout from it (Linger.bounds).
+	quiet time.Time
 }
 
 func (r *discardReader) Read(p []byte) (int, error) {
@@ -259,7 +267,11 @@ func (r *discardReader) Read(p []byte) (int, error) {
 		}
 		return 0, err
 	}
-	return r.body.Read(p)
+	n, err := r.body.Read(p)
+	if n > 0 {
+		r.quiet = time.Now()
+	}
+	return n, err
 }
 
 // endProbe bounds atEnd's wait for a body's end already sent: loopback

@@ -35,14 +35,21 @@ func serveRefusals(t *testing.T, d Discard) (m *ConnMetrics, addr string, accept
 // serveRefusalsSrv is serveRefusals, also handing back the server.
 func serveRefusalsSrv(t *testing.T, d Discard) (m *ConnMetrics, addr string, accepted *atomic.Int64, srv *http.Server) {
 	t.Helper()
+	// Lingering bounds far beyond the test's hang guards: the client's
+	// close ends a lingering close.
+	return serveRefusalsLinger(t, d, Linger{Time: time.Hour, Timeout: time.Hour, Bytes: 64 << 20})
+}
+
+// serveRefusalsLinger is serveRefusalsSrv with the listener's lingering
+// bounds lim.
+func serveRefusalsLinger(t *testing.T, d Discard, lim Linger) (m *ConnMetrics, addr string, accepted *atomic.Int64, srv *http.Server) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m = NewConnMetrics(prometheus.NewRegistry())
-	// Lingering bounds far beyond the test's hang guards: the client's
-	// close ends a lingering close.
-	l := NewListener(ln, ConnLimits{Total: 1000, Linger: Linger{Time: time.Hour, Timeout: time.Hour, Bytes: 64 << 20}}, m)
+	l := NewListener(ln, ConnLimits{Total: 1000, Linger: lim}, m)
 	accepted = new(atomic.Int64)
 	srv = &http.Server{
 		ConnContext: l.ConnContext,

@@ -165,7 +165,7 @@ func (l *Listener) linger(c *conn) {
 	// and a failed one (the client reset) shows as a failed read.
 	c.closeWrite()
 	buf := l.discard.Get().(*[]byte)
-	l.m.lingerEnded(l.drain(c.raw, lim, *buf))
+	l.m.lingerEnded(l.drain(c.raw, lim, *buf, c.waited))
 	l.discard.Put(buf)
 
 	l.mu.Lock()
@@ -173,16 +173,57 @@ func (l *Listener) linger(c *conn) {
 	l.mu.Unlock()
 }
 
+// waited is what a discard of a refused body's rest already waited
+// before its close lingers (TimedBody.closeAfterAnswer): the answer went
+// out at since, and the client last sent at quiet. The zero value: none.
+type waited struct{ since, quiet time.Time }
+
+// lingerFloor is the least wait of a lingering close's first read, so
+// that it takes what is already in the receive buffer (a close with
+// unread bytes resets) even when the discard waited the whole timeout.
+const lingerFloor = time.Millisecond
+
+// bounds is when a lingering close starting at now, after w, ends
+// (end: lingering_time) and its first read gives up (first:
+// lingering_timeout). Both count from what the discard already waited:
+// the answer went out when it began, so the client has had the answer
+// for as long, and has been quiet since w.quiet. Counting again from now
+// held a stalled client's connection a discard gap longer (branch
+// keepconn2); the client still gets lingering_timeout of quiet after its
+// answer before the close, which is what spares it the reset.
+func (lim Linger) bounds(now time.Time, w waited) (end, first time.Time) {
+	end, first = now.Add(lim.Time), now.Add(lim.Timeout)
+	if !w.since.IsZero() {
+		end = w.since.Add(lim.Time)
+	}
+	if !w.quiet.IsZero() {
+		first = w.quiet.Add(lim.Timeout)
+	}
+	if first.After(end) {
+		first = end
+	}
+	if floor := now.Add(lingerFloor); first.Before(floor) {
+		first = floor
+	}
+	if end.Before(first) {
+		end = first
+	}
+	return end, first
+}
+
 // drain reads into buf and discards from c until the client closes or a
-// bound of lim runs out, and says which.
-func (l *Listener) drain(c net.Conn, lim Linger, buf []byte) string {
+// bound of lim runs out, and says which. w is what a discard already
+// waited (bounds).
+func (l *Listener) drain(c net.Conn, lim Linger, buf []byte, w waited) string {
 	// Socket deadlines are wall-clock times: time.Now, not an injected clock.
-	end := time.Now().Add(lim.Time)
+	end, deadline := lim.bounds(time.Now(), w)
 	var read int64
-	for {
-		deadline := time.Now().Add(lim.Timeout)
-		if deadline.After(end) {
-			deadline = end
+	for first := true; ; first = false {
+		if !first {
+			deadline = time.Now().Add(lim.Timeout)
+			if deadline.After(end) {
+				deadline = end
+			}
 		}
 		var setErr error
 		if !l.unlessClosed(func() error { setErr = c.SetReadDeadline(deadline); return setErr }) {

@@ -280,6 +280,10 @@ type conn struct {
 	// under rd.mu, which Read takes after every read anyway.
 	scan bool
 	fr   framing.Scanner
+	// waited: what a discard of a refused body's rest waited before the
+	// connection was hijacked to close (closeAfterAnswer); written before
+	// the goroutine that closes it starts, read by that close (linger).
+	waited waited
 }
 
 // What the server is waiting for on a connection, which names the

@@ -253,7 +253,7 @@ func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
 		cw.CloseWrite()
 	}
 	if r.rf.Linger.Time > 0 && r.rf.Linger.Timeout > 0 {
-		l.drain(r.c, r.rf.Linger, buf)
+		l.drain(r.c, r.rf.Linger, buf, waited{})
 	}
 	return outcome
 }
