@@ -47,10 +47,11 @@ func TestLingerBoundsCountTheDiscardsWait(t *testing.T) {
 // then lingering_timeout again; and it still reads its whole answer and
 // the server's half-close, no reset. Ordering, not a tight clock: the old
 // close could not end before the gap plus the timeout had passed since
-// the client's last bytes (both deadlines are set after them), and gap
-// is four times the timeout.
+// the client's last bytes (both deadlines are set after them); the new
+// one ends at the longer of the two (the timeout here, 3 s), so a
+// scheduler's delay of up to 2 s on a loaded machine cannot fail it.
 func TestStalledUploadsLingerCountsTheDiscardsWait(t *testing.T) {
-	const gap, timeout = 2 * time.Second, 500 * time.Millisecond
+	const gap, timeout = 2 * time.Second, 3 * time.Second
 	m, addr, _, _ := serveRefusalsLinger(t, Discard{Gap: gap, Total: time.Hour},
 		Linger{Time: time.Hour, Timeout: timeout, Bytes: 64 << 20})
 	c := dialFrom(t, "127.0.0.1", addr)
