@@ -66,6 +66,13 @@ func closingBackend(t *testing.T, cut bool) *endpoint.Backend {
 	return b
 }
 
+// neverTimer is a timer that never fires: what a test that must not
+// depend on the machine's speed gives a pool's reaper or a watchdog.
+type neverTimer struct{}
+
+func (neverTimer) Stop() bool               { return true }
+func (neverTimer) Reset(time.Duration) bool { return true }
+
 // firstUntried picks the backends in order, skipping those tried.
 type firstUntried []*endpoint.Backend
 
@@ -120,10 +127,19 @@ func TestStaleKeepAliveConnectionRetried(t *testing.T) {
 				t.Fatal(err)
 			}
 			closing := closingBackend(t, tc.cut)
-			lean := h1client.New(h1client.Options{})
+			// The pool's and the forwarder's clocks stand still and their
+			// timers never fire: the second request must find the first's
+			// connection however long the machine takes between the two
+			// (building the 32 MiB body takes ~4 s under -race, ~90 s once
+			// at load 28, which passed the pool's 90 s IdleTimeout on the
+			// wall clock: the connection expired, reuses 0).
+			clock := func() time.Time { return time.Unix(1_800_000_000, 0) }
+			lean := h1client.New(h1client.Options{Now: clock,
+				AfterFunc: func(time.Duration, func()) h1client.Timer { return neverTimer{} }})
 			t.Cleanup(lean.CloseIdleConnections)
-			f := proxy.NewForwarder(proxy.Options{Transport: lean, Attempts: 2,
-				Timeouts: proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}})
+			f := proxy.NewForwarder(proxy.Options{Transport: lean, Attempts: 2, Now: clock,
+				AfterFunc: func(time.Duration, func()) proxy.Timer { return neverTimer{} },
+				Timeouts:  proxy.Timeouts{FirstByte: time.Minute, StreamIdle: time.Minute, Total: time.Minute}})
 			forward := func(size int) (*httptest.ResponseRecorder, proxy.Result) {
 				raw := `{"model":"m","messages":[],"pad":"` + strings.Repeat("x", size) + `"}`
 				body, err := proxy.NewBodyPool(nil).ReadBody(strings.NewReader(raw), int64(len(raw)), 64<<20)
