@@ -70,6 +70,13 @@ type Request struct {
 	// the tenant ramp prices against the engines' queued prefill
 	// (QueueConfig.PrefillCapacity); <= 0: unknown.
 	Prompt float64
+	// Slack is how much longer than a stream of its class the request's
+	// client waits, because it sees nothing before its whole answer (a
+	// non-streamed request: the time its answer's decode may take,
+	// answerwait.go). Its delay target is longer by Slack, and its wait
+	// counts toward congestion only past it. Deadline and Latest are the
+	// caller's and include it. <= 0: none.
+	Slack time.Duration
 }
 
 func (r Request) normalized() Request {
@@ -80,6 +87,7 @@ func (r Request) normalized() Request {
 		r.Cost = 1
 	}
 	r.Class = min(max(r.Class, Interactive), MaxClass)
+	r.Slack = min(max(r.Slack, 0), maxSlack)
 	return r
 }
 
@@ -430,7 +438,7 @@ func (q *Queue) firstLook(w *waiter) time.Time {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if d := q.classes[w.req.Class].delay; d.on() {
-		return w.enqueued.Add(d.target)
+		return w.due().Add(d.target)
 	}
 	return q.deadlineOf(w)
 }
@@ -452,8 +460,8 @@ func (q *Queue) recheck(w *waiter) time.Time {
 	}
 	now := q.clock()
 	q.review(w, now, q.capacity())
-	if d := q.classes[w.req.Class].delay; d.on() && now.Sub(w.enqueued) < d.target {
-		return w.enqueued.Add(d.target)
+	if d := q.classes[w.req.Class].delay; d.on() && now.Sub(w.due()) < d.target {
+		return w.due().Add(d.target)
 	}
 	return q.deadlineOf(w)
 }
@@ -489,14 +497,16 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 		return
 	}
 	c := q.classes[w.req.Class]
-	if w.parked || !c.delay.on() || now.Sub(w.enqueued) < c.delay.target {
+	if w.parked || !c.delay.on() || now.Sub(q.dueOf(w)) < c.delay.target {
 		return // a held request is bounded by its deadline only
 	}
 	if w.reviewed {
 		return // kept at its target review: refused only at its deadline
 	}
 	w.reviewed = true
-	c.observe(q.flowKey(w.req), now, now.Sub(w.enqueued))
+	if counted, ok := w.counted(now, c.delay.target); ok {
+		c.observe(q.flowKey(w.req), now, counted)
+	}
 	if q.sheds(w, now, 0) || !q.startsSoon(w, capacity) {
 		q.dequeue(w)
 		q.refuse(w, q.shedRejection(w, now, capacity))
@@ -574,7 +584,9 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 		}
 		waited := now.Sub(w.enqueued)
 		if c := q.classes[w.req.Class]; c.delay.on() {
-			c.observe(q.flowKey(w.req), now, waited)
+			if counted, ok := w.counted(now, c.delay.target); ok {
+				c.observe(q.flowKey(w.req), now, counted)
+			}
 		}
 		w.ticket = q.grant(w.req, w.cost, now, waited, capacity)
 		w.state = granted
