@@ -362,7 +362,7 @@ func (q *Queue) deadlineRejection(w *waiter, now time.Time) *Rejection {
 // deadline read that its deadline was 500ms.
 func (q *Queue) targetReviewRejection(w *waiter, now time.Time, ahead, left time.Duration) *Rejection {
 	rej := q.deadlineRejection(w, now)
-	rej.Message = targetReviewMessage(q.cfg.Name, q.classes[w.req.Class].delay.target, ahead, left)
+	rej.Message = targetReviewMessage(q.cfg.Name, q.classes[w.req.Class].delay.target+w.req.Slack, ahead, left)
 	return rej
 }
 

@@ -101,18 +101,22 @@ func (c *class) observeFlows(now time.Time, slotFree bool) {
 	for _, f := range c.active {
 		oldest := f.waiters[0]
 		for _, w := range f.waiters[1:] { // an appointed waiter may be ahead of older ones
-			if w.enqueued.Before(oldest.enqueued) {
+			if w.due().Before(oldest.due()) {
 				oldest = w
 			}
 		}
-		c.flowDelay(f.key).observe(now, now.Sub(oldest.enqueued))
-		if oldestAll == nil || oldest.enqueued.Before(oldestAll.enqueued) {
+		if counted, ok := oldest.counted(now, c.delay.target); ok {
+			c.flowDelay(f.key).observe(now, counted)
+		}
+		if oldestAll == nil || oldest.due().Before(oldestAll.due()) {
 			oldestAll = oldest
 		}
 	}
 	switch {
 	case oldestAll != nil:
-		c.delay.observe(now, now.Sub(oldestAll.enqueued))
+		if counted, ok := oldestAll.counted(now, c.delay.target); ok {
+			c.delay.observe(now, counted)
+		}
 	case slotFree:
 		c.delay.reset()
 	}
@@ -136,7 +140,10 @@ func (q *Queue) arrivalBound(r Request, key string) time.Duration {
 	if !c.delay.on() || q.light(r.Tenant, r.Weight, r.Cost) {
 		return 0
 	}
-	return c.delay.target
+	if c.flowOrClass(key).congested {
+		return c.delay.target // streams miss their target: no slack (answerwait.go)
+	}
+	return c.delay.target + r.Slack
 }
 
 // startsSoon reports whether waiter w, at its target review, is about to

@@ -79,6 +79,13 @@ type Request struct {
 	// (zero: none): a held long prompt is judged against the time left to
 	// it (rampprefill.go).
 	Due time.Time
+	// Slack is how much longer than a stream of its class the request's
+	// client waits, because it sees nothing before its whole answer (a
+	// non-streamed request: the time its answer's decode may take,
+	// answerwait.go). Its delay target is longer by Slack, and its wait
+	// counts toward congestion only past it. Deadline and Latest are the
+	// caller's and include it. <= 0: none.
+	Slack time.Duration
 }
 
 func (r Request) normalized() Request {
@@ -89,6 +96,7 @@ func (r Request) normalized() Request {
 		r.Cost = 1
 	}
 	r.Class = min(max(r.Class, Interactive), MaxClass)
+	r.Slack = min(max(r.Slack, 0), maxSlack)
 	return r
 }
 
@@ -442,7 +450,7 @@ func (q *Queue) firstLook(w *waiter) time.Time {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if d := q.classes[w.req.Class].delay; d.on() {
-		return w.enqueued.Add(d.target)
+		return w.due().Add(d.target)
 	}
 	return q.deadlineOf(w)
 }
@@ -464,8 +472,8 @@ func (q *Queue) recheck(w *waiter) time.Time {
 	}
 	now := q.clock()
 	q.review(w, now, q.capacity())
-	if d := q.classes[w.req.Class].delay; d.on() && now.Sub(w.enqueued) < d.target {
-		return w.enqueued.Add(d.target)
+	if d := q.classes[w.req.Class].delay; d.on() && now.Sub(w.due()) < d.target {
+		return w.due().Add(d.target)
 	}
 	return q.deadlineOf(w)
 }
@@ -505,14 +513,16 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 		return
 	}
 	c := q.classes[w.req.Class]
-	if !c.delay.on() || now.Sub(w.enqueued) < c.delay.target {
+	if !c.delay.on() || now.Sub(q.dueOf(w)) < c.delay.target {
 		return
 	}
 	if w.reviewed {
 		return // kept at its target review: refused only at its deadline
 	}
 	w.reviewed = true
-	c.observe(q.flowKey(w.req), now, now.Sub(w.enqueued))
+	if counted, ok := w.counted(now, c.delay.target); ok {
+		c.observe(q.flowKey(w.req), now, counted)
+	}
 	if q.sheds(w, now, 0) || !q.startsSoon(w, capacity) {
 		q.dequeue(w)
 		q.refuse(w, q.shedRejection(w, now, capacity))
@@ -590,7 +600,9 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 		}
 		waited := now.Sub(w.enqueued)
 		if c := q.classes[w.req.Class]; c.delay.on() {
-			c.observe(q.flowKey(w.req), now, waited)
+			if counted, ok := w.counted(now, c.delay.target); ok {
+				c.observe(q.flowKey(w.req), now, counted)
+			}
 		}
 		w.ticket = q.grant(w.req, w.cost, now, waited, capacity)
 		w.state = granted

@@ -36,6 +36,23 @@ type Admission struct {
 	MaxQueuedTokens float64 `yaml:"max_queued_tokens"`
 	// DefaultMaxTokens is the output estimate for requests without max_tokens.
 	DefaultMaxTokens int `yaml:"default_max_tokens"`
+	// AnswerTokenWait is how much longer than a stream of its class a
+	// request that does not stream may wait for a slot, per token of its
+	// answer's bound (max_tokens, or default_max_tokens): its client sees
+	// nothing before the whole answer, so it waits for the first-token
+	// objective plus the answer's decode, not for a first token. Its
+	// deadline and delay target are longer by that much (at most
+	// answer_max_wait; within X-Sluice-Max-Wait when the client sends
+	// one), while the streams of its class and tenant are not congested;
+	// its place in the fair order is unchanged. Default 0: priced like a
+	// stream. Opt-in: measured (docs/BENCHMARKS.md §8, branch nonstream),
+	// 20ms answered nearly every non-streamed request in its budget but
+	// the non-streams' queued work, ahead in fair order, got the streams
+	// behind them refused at arrival (streams in SLO down a quarter at
+	// 1.2x, by half and more at 2x and 4x).
+	AnswerTokenWait Duration `yaml:"answer_token_wait"`
+	// AnswerMaxWait bounds what answer_token_wait adds, default 10s.
+	AnswerMaxWait Duration `yaml:"answer_max_wait"`
 	// BatchMinShare guards the batch class against starvation: while batch
 	// requests wait they get at least this share of granted capacity.
 	BatchMinShare float64 `yaml:"batch_min_share"`
@@ -144,7 +161,8 @@ const (
 func defaultAdmission() Admission {
 	return Admission{
 		Enabled: true, MaxWait: Duration(2 * time.Second), MaxWaitBatch: Duration(5 * time.Minute), MaxQueued: 1024,
-		DefaultMaxTokens: 256, BatchMinShare: 0.1, SpareReserve: 0.05, SizeAware: true,
+		DefaultMaxTokens: 256, AnswerMaxWait: Duration(10 * time.Second),
+		BatchMinShare: 0.1, SpareReserve: 0.05, SizeAware: true,
 		TenantRamp: Duration(2 * time.Second),
 		Adaptive:   Adaptive{Initial: 8, Min: 1, Max: 1024, Window: Duration(time.Second), Tolerance: 4.0},
 	}
@@ -168,6 +186,12 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 	}
 	if a.DefaultMaxTokens < 0 {
 		bad("admission.default_max_tokens", "must be 0 or more, got %d", a.DefaultMaxTokens)
+	}
+	if a.AnswerTokenWait < 0 {
+		bad("admission.answer_token_wait", "must be 0 (priced like a stream) or a positive duration")
+	}
+	if a.AnswerMaxWait < 0 {
+		bad("admission.answer_max_wait", "must be 0 (priced like a stream) or a positive duration")
 	}
 	if a.MaxQueued < 1 {
 		bad("admission.max_queued", "must be at least 1")

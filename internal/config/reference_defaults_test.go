@@ -103,6 +103,7 @@ var referenceUnset = map[string]string{
 	"admin.token":                              "loopback only: other hosts get 403",
 	"admin.worker_token":                       "admin.token is the workers' credential too",
 	"admission.max_queued_tokens":              "no bound",
+	"admission.answer_token_wait":              "off: a non-streamed request is priced like a stream",
 	"auth.jwt.audience":                        "required with JWTs on",
 	"auth.jwt.hmac_secret":                     "no HS* tokens",
 	"auth.jwt.issuer":                          "required with JWTs on",

@@ -152,11 +152,43 @@ func (p *Pool) expectedTTFT(now time.Time) time.Duration {
 // time, and those it cannot are refused at once instead of served late.
 // latest is when starting is of no use any more (the objective minus the
 // expected time to first token): a waiter the queue let in is refused then,
-// not at until, since the margin was for the estimate's error.
-func deadline(r *http.Request, start time.Time, objective, ttft time.Duration) (until, latest time.Time) {
-	objective = objectiveOf(r, objective)
+// not at until, since the margin was for the estimate's error. slack is how
+// much longer the client waits than for a first token (a non-streamed
+// request's: answerSlack): both times are later by it, within what the
+// client's X-Sluice-Max-Wait allows beyond the objective; used is the
+// slack that was added (admission.Request.Slack).
+func deadline(r *http.Request, start time.Time, objective, ttft, slack time.Duration) (until, latest time.Time, used time.Duration) {
+	// The header was validated on arrival (readControlHeaders); the client
+	// may ask for less than the objective (and its answer's slack), never
+	// for more.
+	if d, err := parseMaxWait(headerGet(r.Header, headerMaxWait)); err == nil && d > 0 {
+		slack = min(slack, max(d-objective, 0))
+		objective = min(objective, d) // as objectiveOf
+	}
 	wait := max((objective-ttft)*2/3, objective/3)
-	return start.Add(wait), start.Add(max(objective-ttft, wait))
+	return start.Add(wait + slack), start.Add(max(objective-ttft, wait) + slack), slack
+}
+
+// answerSlack is how much longer than a stream a request that does not
+// stream may wait for a slot: its client sees nothing before the whole
+// answer, so it waits for the answer's decode too. Its answer's bound in
+// tokens times admission.answer_token_wait, at most
+// admission.answer_max_wait; 0 for a stream and for a request that
+// generates no answer (an embedding, a model endpoint). See
+// internal/admission/answerwait.go.
+func (x *exchange) answerSlack() time.Duration {
+	if x.answer <= 0 || x.parsed.Peek.Stream {
+		return 0
+	}
+	a := x.rt.Config.Admission
+	if a.AnswerTokenWait <= 0 {
+		return 0
+	}
+	per := a.AnswerTokenWait.D()
+	if limit := a.AnswerMaxWait.D(); time.Duration(x.answer) > limit/per {
+		return limit
+	}
+	return time.Duration(x.answer) * per
 }
 
 // objectiveOf is the time to first token r's client wants within the
@@ -195,7 +227,7 @@ func queueTimeOf(err error) (time.Duration, bool) {
 func (rt *Runtime) admit(ctx context.Context, pool *Pool, id identity, c *upstreamCall) (*Pool, *admission.Ticket, error) {
 	req := admission.Request{Tenant: id.tenant, Weight: id.weight, Class: id.class, Cost: c.cost,
 		Deadline: c.until, Latest: c.latest, Spare: id.preempt != nil, Preempt: id.preempt, Fingerprint: c.fingerprint,
-		Streams: c.peek.Stream, KVNeed: c.kvNeed, Prompt: float64(c.promptTokens()), Due: c.due} // its relay tells the ticket its first token (upstreamCall.started)
+		Streams: c.peek.Stream, KVNeed: c.kvNeed, Slack: c.slack, Prompt: float64(c.promptTokens()), Due: c.due} // its relay tells the ticket its first token (upstreamCall.started)
 	candidates := []*Pool{pool}
 	if id.fallback {
 		for _, f := range pool.Fallbacks {

@@ -88,6 +88,10 @@ type exchangeState struct {
 	pool    *Pool
 	cost    float64 // admission.EstimateCost of the request (parse stage)
 	kvNeed  float64 // admission.EstimateKVNeed of a generating request (parse stage); 0: cost
+	// answer is the bound of a generating request's answer in tokens
+	// (max_tokens, or admission.default_max_tokens; parse stage), for a
+	// non-streamed request's longer wait (answerSlack); 0: none.
+	answer int
 	// retryKey identifies the request across its client's retries, and
 	// retry says it is one of a refused request (demandStage); bodyPrint
 	// is its body fingerprint when retryKey is it (0: not computed).
@@ -400,6 +404,11 @@ func (s parseStage) serve(x *exchange) bool {
 		// The ramp's reported room counts the answer clipped: no engine
 		// holds a whole max_tokens when it starts a request.
 		x.kvNeed = admission.EstimateKVNeed(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens, c)
+		// Its n choices decode side by side: the answer takes as long as one.
+		x.answer = peek.MaxTokens
+		if x.answer <= 0 {
+			x.answer = x.rt.Config.Admission.DefaultMaxTokens
+		}
 	}
 	return true
 }
@@ -507,14 +516,15 @@ type admitStage struct{}
 
 func (admitStage) serve(x *exchange) bool {
 	c := &x.call
+	c.slack = 0
 	if x.job != nil {
 		c.until, c.latest, c.due = x.rec.start, x.rec.start, time.Time{}
 		return true
 	}
 	c.live = true
 	objective := x.pool.sloOf(x.id.class)
-	c.until, c.latest = deadline(x.r, x.rec.start, objective, x.pool.expectedTTFT(x.rec.start))
-	c.due = x.rec.start.Add(objectiveOf(x.r, objective))
+	c.until, c.latest, c.slack = deadline(x.r, x.rec.start, objective, x.pool.expectedTTFT(x.rec.start), x.answerSlack())
+	c.due = x.rec.start.Add(objectiveOf(x.r, objective) + c.slack) // a non-streamed answer's client waits its slack too
 	return true
 }
 

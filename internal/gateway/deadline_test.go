@@ -13,19 +13,19 @@ import (
 func TestDeadlineFromObjective(t *testing.T) {
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	r, _ := http.NewRequest("POST", "/v1/chat/completions", nil)
-	until, latest := deadline(r, start, 2*time.Second, 200*time.Millisecond)
+	until, latest, _ := deadline(r, start, 2*time.Second, 200*time.Millisecond, 0)
 	if until.Sub(start) != 1200*time.Millisecond || latest.Sub(start) != 1800*time.Millisecond {
 		t.Fatalf("until %v latest %v, want 1.2s (2/3 of 1.8s) and 1.8s", until.Sub(start), latest.Sub(start))
 	}
 	// A slow pool leaves at least a third of the objective to wait.
-	until, latest = deadline(r, start, 2*time.Second, 3*time.Second)
+	until, latest, _ = deadline(r, start, 2*time.Second, 3*time.Second, 0)
 	if until.Sub(start) != 2*time.Second/3 || latest != until {
 		t.Fatalf("until %v latest %v", until.Sub(start), latest.Sub(start))
 	}
 	// The client may ask for less, never for more.
 	for h, want := range map[string]time.Duration{"600ms": 400 * time.Millisecond, "600": 400 * time.Millisecond, "1m": 2 * time.Second * 2 / 3} {
 		r.Header.Set("X-Sluice-Max-Wait", h)
-		if until, _ = deadline(r, start, 2*time.Second, 0); until.Sub(start) != want {
+		if until, _, _ = deadline(r, start, 2*time.Second, 0, 0); until.Sub(start) != want {
 			t.Fatalf("X-Sluice-Max-Wait %s: wait %v, want %v", h, until.Sub(start), want)
 		}
 	}
@@ -44,7 +44,7 @@ func FuzzDeadline(f *testing.F) {
 		if ttft < 0 {
 			ttft = -ttft
 		}
-		until, latest := deadline(r, start, 2*time.Second, time.Duration(ttft))
+		until, latest, _ := deadline(r, start, 2*time.Second, time.Duration(ttft), 0)
 		if until.Before(start) || until.Sub(start) > 2*time.Second || latest.Before(until) || latest.Sub(start) > 2*time.Second {
 			t.Fatalf("header %q ttft %v: until %v latest %v", h, time.Duration(ttft), until.Sub(start), latest.Sub(start))
 		}

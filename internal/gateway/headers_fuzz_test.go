@@ -59,7 +59,7 @@ func FuzzControlHeaders(f *testing.F) {
 		r, _ := http.NewRequest("POST", "/", nil)
 		r.Header.Set(headerMaxWait, v)
 		start := time.Unix(0, 0)
-		until, latest := deadline(r, start, 2*time.Second, 100*time.Millisecond)
+		until, latest, _ := deadline(r, start, 2*time.Second, 100*time.Millisecond, 0)
 		if until.Before(start) || latest.Before(until) || latest.Sub(start) > 2*time.Second {
 			t.Fatalf("max-wait %q: until %v latest %v", v, until.Sub(start), latest.Sub(start))
 		}

@@ -39,12 +39,13 @@ func (rt *Runtime) slotWait(served *Pool, c *upstreamCall) time.Duration {
 	if c.cpuOnly { // its slots are not the engine's, whose releases the wait watches
 		return 0
 	}
-	wait := served.sloOf(c.id.class)
+	wait := served.sloOf(c.id.class) + c.slack // a non-streamed answer's client waits longer (answerSlack)
 	if !c.until.IsZero() {
 		wait = min(wait, c.until.Sub(served.now()))
 	}
 	if served.queue != nil {
 		if target := served.queue.DelayTarget(c.id.class); target > 0 {
+			target += c.slack
 			wait = min(wait, max(target-c.queued, target/10))
 		}
 	}

@@ -22,10 +22,11 @@ type upstreamCall struct {
 	peek           openai.Peek
 	id             identity
 	cost           float64
-	kvNeed         float64   // the tenant ramp's KV need (admission.Request.KVNeed); 0: cost
-	until, latest  time.Time // admission deadline; when a waiter is refused (see deadline)
-	due            time.Time // when the client's objective wants the first token (admission.Request.Due); zero: none
-	fingerprint    uint64    // for appointments; 0 = none
+	kvNeed         float64       // the tenant ramp's KV need (admission.Request.KVNeed); 0: cost
+	until, latest  time.Time     // admission deadline; when a waiter is refused (see deadline)
+	due            time.Time     // when the client's objective wants the first token (admission.Request.Due); zero: none
+	slack          time.Duration // how much longer than a stream it may wait (answerSlack; admission.Request.Slack)
+	fingerprint    uint64        // for appointments; 0 = none
 	reqID, ip      string
 	forwardedFor   string // X-Forwarded-For for the backend (clientip.go)
 	plan           cachePlan
@@ -454,7 +455,7 @@ func (g *Gateway) revalidate(ctx context.Context, rt *Runtime, pool *Pool, c *up
 	id := c.id
 	id.class, id.fallback = admission.Batch, false
 	bg := *c // in the batch class, at once or not at all, with no appointment
-	bg.until, bg.latest, bg.due, bg.fingerprint, bg.live = g.now(), time.Time{}, time.Time{}, 0, false
+	bg.until, bg.latest, bg.due, bg.fingerprint, bg.live, bg.slack = g.now(), time.Time{}, time.Time{}, 0, false, 0
 	served, ticket, err := rt.admit(ctx, pool, id, &bg)
 	if err != nil {
 		rt.flights.abort(f, err)
