@@ -17,7 +17,7 @@ import (
 // by a fixed size (branch prefill3). On a simulator prefilling 1,000
 // tokens/s, a 700-word prompt takes 0.7 s, more than the 500 ms delay
 // target, but it is under the 1,024 estimated tokens prefill2 called
-// long: tenant a, alone, sent one and, while it prefilled, five more, and
+// long: tenant a, alone, sent a long one and, while it prefilled, five more, and
 // all five went to the engine at once (the last starting 3.5 s later).
 // Now at most one more goes before the first's prefill falls within the
 // delay target; the others are held or refused with Retry-After, a short
@@ -45,7 +45,11 @@ func TestBurstOfMidSizedPromptsOnASlowEnginePricedByTheQueuedPrefill(t *testing.
 	}
 	var wg sync.WaitGroup
 	answers := make([]prefillAnswer, 6)
-	wg.Go(func() { answers[0] = p.send("sk-a", words, true) })
+	// The first is long by any measure (2,000 words, ~2.5 s of prefill):
+	// the five must reach the gateway while it prefills, and 0.7 s was
+	// too short a window on a loaded machine (the first finished, the
+	// count of six was never reached).
+	wg.Go(func() { answers[0] = p.send("sk-a", 2000, true) })
 	waitFor(t, func() bool { return backend.Inflight() == 1 })
 	sent := p.sendFive(&wg, answers, "sk-a", words, true, pool, backend, 6) - 1
 	short := p.send("sk-a", 10, true)
