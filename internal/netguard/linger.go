@@ -64,19 +64,6 @@ func ConnMemo(ctx context.Context) *atomic.Value {
 	return nil
 }
 
-// ConnMemoOf is ConnMemo for c, the connection a request came on as the
-// server accepted it: found without a walk of the
-// request's context. nil when c is not a netguard connection (nor wraps one).
-func ConnMemoOf(c net.Conn) *atomic.Value {
-	if gc, ok := c.(*conn); ok { // the listener's own, as the server has it: unwrap's first test, without its call
-		return &gc.memo
-	}
-	if gc := unwrap(c); gc != nil {
-		return &gc.memo
-	}
-	return nil
-}
-
 // LingerOnClose asks for a lingering close of the connection ctx's request
 // came on, whenever the server closes it: for answers sent while the
 // request body is still arriving, where net/http would not ask for one
