@@ -209,8 +209,9 @@ func (b *TimedBody) answerThenDiscard() bool {
 		return true
 	}
 	// The close lingers for what is left of its bounds once the discard's
-	// wait is counted (Linger.bounds), not for them whole again.
-	c.waited = waited{since: now, quiet: r.quiet}
+	// wait and bytes are counted (Linger.bounds, drain), not for them
+	// whole again.
+	c.waited = waited{since: now, quiet: r.quiet, read: n}
 	b.closeAfterAnswer(c)
 	return true
 }
