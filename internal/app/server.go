@@ -36,7 +36,8 @@ func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slo
 func connLimits(sc config.Server) netguard.ConnLimits {
 	rf := netguard.DefaultRefusal()
 	rf.Max, rf.HeadTimeout, rf.HeadBytes = sc.RefusalConnections, sc.RefusalHeadTimeout.D(), int(sc.RefusalHeadBytes)
-	return netguard.ConnLimits{Total: sc.MaxConnections, PerIP: sc.MaxConnectionsPerIP, Linger: netguard.DefaultLinger(), Refusal: rf}
+	lim := netguard.Linger{Time: sc.Linger.TotalTimeout.D(), Timeout: sc.Linger.ReadTimeout.D(), Bytes: int64(sc.Linger.MaxBytes)}
+	return netguard.ConnLimits{Total: sc.MaxConnections, PerIP: sc.MaxConnectionsPerIP, Linger: lim, Refusal: rf}
 }
 
 // guard wraps the public listener in the connection caps and applies the
@@ -73,7 +74,8 @@ func (a *App) unguard() {
 }
 
 // applyServerLimits applies, on reload, what can change while serving: the
-// connection caps, the process memory budget and whether the listener's
+// connection caps, the lingering close's bounds (for closes that start
+// after it), the process memory budget and whether the listener's
 // own answers are logged (log.access). The body bounds are read per
 // request from the runtime; the http.Server's settings need a restart.
 func (a *App) applyServerLimits(sc config.Server, access bool) {

@@ -313,3 +313,51 @@ models:
 	})
 	return url
 }
+
+// server.linger reaches the public listener, and a reload changes it for
+// the closes that start after it: a refused upload whose client sends on
+// past the answer is closed at the reloaded max_bytes (256 KiB of the 1
+// MiB it sends), not after reading it all and waiting lingering_timeout.
+// Before, the listener's bounds were constants: the close read the whole
+// MiB and ended by its 5 s timeout.
+func TestLingerBoundsApplyOnReload(t *testing.T) {
+	b := backend(t, "a")
+	path := filepath.Join(t.TempDir(), "sluice.yaml")
+	write := func(linger string) {
+		src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n%sserver:\n  linger: {%s}\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
+			noProbes, linger, b.URL)
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("read_timeout: 1h")
+	a := newApp(t, path)
+	url, admin := serveApp(t, a)
+	write("max_bytes: 256KiB, read_timeout: 1h")
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard
+	const body = 1 << 20
+	fmt.Fprintf(c, "POST /v1/no-such-route HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", body, strings.Repeat("a", 4096))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !resp.Close {
+		t.Fatalf("status %d, close %v; want 404 closing", resp.StatusCode, resp.Close)
+	}
+	// The rest; the writes fail once the server has closed (a reset).
+	io.WriteString(c, strings.Repeat("a", body-4096))
+	ends := func() string { return metric(t, admin, `sluice_connection_lingers_total{`) }
+	eventually(t, "the lingering close's end", func() bool { return strings.Contains(ends(), "} 1") })
+	if got := ends(); !strings.Contains(got, `sluice_connection_lingers_total{end="bytes"} 1`) {
+		t.Fatalf("lingering closes:\n%s\nwant one ended at server.linger.max_bytes", got)
+	}
+}

@@ -47,6 +47,11 @@ type Server struct {
 	// connection is kept when the rest arrives within them (nginx's
 	// discard of a refused body), else it closes, lingering.
 	Discard ServerDiscard `yaml:"discard"`
+	// Linger bounds the lingering close of a connection answered while
+	// its client was still sending (nginx lingering_close): the rest is
+	// read and dropped before the close, so the client reads its answer
+	// before any reset.
+	Linger ServerLinger `yaml:"linger"`
 	// MaxBodyMemory bounds the bytes held in request bodies across all
 	// connections; past it new uploads get 503 with Retry-After. At
 	// least the larger of max_body_bytes and max_audio_body_bytes, so
@@ -85,6 +90,24 @@ type ServerDiscard struct {
 	// Default 1s.
 	ReadTimeout Duration `yaml:"read_timeout"`
 	// TotalTimeout bounds reading the whole rest. Default 5s.
+	TotalTimeout Duration `yaml:"total_timeout"`
+}
+
+// ServerLinger bounds a lingering close (netguard.Linger; nginx
+// lingering_time, lingering_timeout), named as the discard's bounds are.
+// Each lingering connection keeps its slot under the connection caps and
+// a goroutine with a pooled 16 KiB buffer, so these bound how long a
+// stalled client holds them, not memory.
+type ServerLinger struct {
+	// MaxBytes is the most read and dropped from one connection after
+	// its answer, the discard's bytes (server.discard) included: one
+	// budget, so at least server.discard.max_bytes. Default 64MiB.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// ReadTimeout is the longest wait for the client's next bytes,
+	// counted from its last ones (nginx lingering_timeout). Default 5s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// TotalTimeout bounds the whole close from the answer, the
+	// discard's wait included (nginx lingering_time). Default 30s.
 	TotalTimeout Duration `yaml:"total_timeout"`
 }
 
@@ -130,6 +153,7 @@ func defaultServer() Server {
 		BodyReadTimeout:     Duration(60 * time.Second),
 		BodyTotalTimeout:    Duration(5 * time.Minute),
 		Discard:             ServerDiscard{MaxBytes: 256 << 10, ReadTimeout: Duration(time.Second), TotalTimeout: Duration(5 * time.Second)},
+		Linger:              ServerLinger{MaxBytes: 64 << 20, ReadTimeout: Duration(5 * time.Second), TotalTimeout: Duration(30 * time.Second)},
 		MaxBodyMemory:       256 << 20,
 		SendTimeout:         Duration(60 * time.Second),
 		ResponseReadahead:   256 << 10,
@@ -161,6 +185,7 @@ func (c *Config) validateServer(bad func(key, format string, args ...any)) {
 		{"server.body_read_timeout", s.BodyReadTimeout}, {"server.body_total_timeout", s.BodyTotalTimeout},
 		{"server.send_timeout", s.SendTimeout}, {"server.refusal_head_timeout", s.RefusalHeadTimeout},
 		{"server.discard.read_timeout", s.Discard.ReadTimeout}, {"server.discard.total_timeout", s.Discard.TotalTimeout},
+		{"server.linger.read_timeout", s.Linger.ReadTimeout}, {"server.linger.total_timeout", s.Linger.TotalTimeout},
 	} {
 		if t.d <= 0 {
 			bad(t.key, "must be a positive duration, got %s", time.Duration(t.d))
@@ -168,6 +193,10 @@ func (c *Config) validateServer(bad func(key, format string, args ...any)) {
 	}
 	if s.Discard.MaxBytes < 1 {
 		bad("server.discard.max_bytes", "must be positive, got %d", s.Discard.MaxBytes)
+	}
+	// One budget across the discard and the lingering close after it.
+	if s.Linger.MaxBytes < s.Discard.MaxBytes {
+		bad("server.linger.max_bytes", "must be at least server.discard.max_bytes (%d): the discard's bytes count toward it; got %d", s.Discard.MaxBytes, s.Linger.MaxBytes)
 	}
 	if s.MaxHeaderBytes < 1<<10 || s.MaxHeaderBytes > 16<<20 {
 		bad("server.max_header_bytes", "must be between 1KiB and 16MiB, got %d", s.MaxHeaderBytes)

@@ -122,6 +122,9 @@ type Gateway struct {
 	workers   workerRuns
 	queueOn   bool
 	queueInfo QueueInfo // where the job queue lives (Options.Queue)
+	// jobAnswerMax bounds a job's answer held in memory by the job entry
+	// (answerSink): jobs.DefaultMaxAnswerBytes, as a separate worker's.
+	jobAnswerMax int64
 	// privateHooks: webhooks may target private addresses.
 	privateHooks   bool
 	webhooksSigned bool
@@ -208,6 +211,7 @@ func New(rt *Runtime, opt Options) *Gateway {
 	if g.now == nil {
 		g.now, g.wall = time.Now, true
 	}
+	g.jobAnswerMax = jobs.DefaultMaxAnswerBytes
 	g.rt.Store(rt)
 	g.streams = newStatusStreams(opt.StatusTicker)
 	g.stages = g.chain()

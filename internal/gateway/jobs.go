@@ -126,10 +126,13 @@ func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, 
 	req.ContentLength = int64(len(j.Body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", j.ID+"-"+strconv.Itoa(j.Attempts))
-	w := &answerSink{h: http.Header{}}
+	w := &answerSink{h: http.Header{}, max: g.jobAnswerMax}
 	g.handle(w, req, jc, openai.EndpointNone, g.now(), new(answerValues), nil) // no connection: nothing to memo
 	if err := parent.Err(); err != nil {
 		return res, false, err
+	}
+	if w.over {
+		return res, false, fmt.Errorf("job %s: %w", j.ID, errJobAnswerTooLarge{w.max})
 	}
 	if context.Cause(ctx) == errPreempted {
 		// Live traffic took the slot back: run it again later.
@@ -178,11 +181,23 @@ func refusedForCapacity(status int) bool {
 
 // answerSink is where a job's answer goes: the chain's stages and the
 // proxy write an http.ResponseWriter, and the sink keeps status, headers
-// and body for the job's result.
+// and body for the job's result, at most max bytes of body: a write past
+// it fails, as a client gone does (the proxy stops reading the backend),
+// and the run fails (over). Without it a backend answering without end
+// grew the gateway's memory for as long as the job's run lasted.
 type answerSink struct {
 	h      http.Header
 	status int
 	buf    bytes.Buffer
+	max    int64
+	over   bool
+}
+
+// errJobAnswerTooLarge is a job's answer cut at the sink's bound.
+type errJobAnswerTooLarge struct{ max int64 }
+
+func (e errJobAnswerTooLarge) Error() string {
+	return "the answer is over " + strconv.FormatInt(e.max, 10) + " bytes, the most a job's answer may hold"
 }
 
 func (w *answerSink) Header() http.Header { return w.h }
@@ -197,6 +212,10 @@ func (w *answerSink) WriteHeader(code int) {
 func (w *answerSink) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
+	}
+	if w.over || int64(w.buf.Len())+int64(len(p)) > w.max {
+		w.over = true
+		return 0, errJobAnswerTooLarge{w.max}
 	}
 	return w.buf.Write(p)
 }

@@ -19,6 +19,14 @@ import (
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
+// DefaultMaxAnswerBytes bounds the answer a job's run holds in memory,
+// in a separate worker (HTTPExecutor.MaxBody) and in the gateway's own
+// (the in-process job entry): a job's answer is stored whole, so a backend
+// answering without end would otherwise grow the process without bound.
+// Over it the run fails as any other error does (retried, then
+// dead-lettered).
+const DefaultMaxAnswerBytes = 64 << 20
+
 // HTTPExecutor runs jobs by sending them to a Sluice gateway's admin
 // listener over HTTP: what a separate `sluice worker` process uses. Each
 // request goes to /worker<job path> (e.g. /worker/v1/chat/completions),
@@ -36,7 +44,7 @@ type HTTPExecutor struct {
 	// for an authenticated worker).
 	Token  string
 	Client *http.Client // default: a client with a 10 minute timeout
-	// MaxBody bounds an answer, default 64 MiB.
+	// MaxBody bounds an answer, default DefaultMaxAnswerBytes.
 	MaxBody int64
 	// Now is the clock Retry-After dates are read against, default time.Now.
 	Now Clock
@@ -53,7 +61,7 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 	}
 	limit := e.MaxBody
 	if limit <= 0 {
-		limit = 64 << 20
+		limit = DefaultMaxAnswerBytes
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(e.Admin, "/")+"/worker"+j.Path, bytes.NewReader(j.Body))
 	if err != nil {

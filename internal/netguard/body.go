@@ -197,7 +197,9 @@ func (b *TimedBody) answerThenDiscard() bool {
 	if rc.EnableFullDuplex() != nil {
 		return false
 	}
+	c.l.m.discardStarted()
 	if rc.Flush() != nil {
+		c.l.m.discardEnded(DiscardError)
 		b.closeAfterAnswer(c)
 		return true
 	}
@@ -205,14 +207,41 @@ func (b *TimedBody) answerThenDiscard() bool {
 	r := discardReader{body: b.orig, rc: rc, c: c, gap: d.Gap, end: now.Add(d.Total), quiet: now}
 	n, err := io.CopyN(io.Discard, &r, d.Bytes+1)
 	if err == io.EOF && n <= d.Bytes {
+		c.l.m.discardEnded(DiscardKept)
 		rc.SetReadDeadline(time.Time{}) // as Read at EOF: net/http's background read is next
 		return true
 	}
+	c.l.m.discardEnded(discardEnd(n, d.Bytes, err, c.l))
 	// The close lingers for what is left of its bounds once the discard's
-	// wait is counted (Linger.bounds), not for them whole again.
-	c.waited = waited{since: now, quiet: r.quiet}
+	// wait and bytes are counted (Linger.bounds, drain), not for them
+	// whole again.
+	c.waited = waited{since: now, quiet: r.quiet, read: n}
 	b.closeAfterAnswer(c)
 	return true
+}
+
+// How a discard of a refused body's rest ended
+// (sluice_connection_discards_total).
+const (
+	DiscardKept     = "kept"     // the rest arrived: the connection is kept
+	DiscardBytes    = "bytes"    // past server.discard.max_bytes
+	DiscardTimeout  = "timeout"  // read_timeout or total_timeout ran out
+	DiscardShutdown = "shutdown" // the listener closed
+	DiscardError    = "error"    // the client closed or reset, a broken chunk, a failed flush
+)
+
+// discardEnd names how a discard that read n bytes of at most max, and
+// ended with err, failed.
+func discardEnd(n, max int64, err error, l *Listener) string {
+	switch {
+	case n > max:
+		return DiscardBytes
+	case errors.Is(err, errShutdown) || (isTimeout(err) && l.isClosed()):
+		return DiscardShutdown
+	case isTimeout(err):
+		return DiscardTimeout
+	}
+	return DiscardError
 }
 
 // closeAfterAnswer ends c, whose answer went out without Connection:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,5 +67,36 @@ func TestStalledUploadsLingerCountsTheDiscardsWait(t *testing.T) {
 	waitFor(t, "the lingering close's end", func() bool { return lingers(m, LingerTimeout) == 1 })
 	if held := time.Since(sent); held >= gap+timeout {
 		t.Fatalf("the connection was held %v after the client's last bytes: the discard's gap (%v) and lingering_timeout (%v) both waited", held, gap, timeout)
+	}
+}
+
+// The discard and the lingering close after it share one byte budget
+// (Linger.Bytes): a client whose rest runs past the discard's bound and
+// then sends less than the lingering close's bound, but more than what the
+// discard left of it, is closed at the budget, not after reading the
+// discard's bytes and the whole bound again (before: it lingered on,
+// reading all of it, until lingering_timeout).
+func TestDiscardAndLingerShareOneByteBudget(t *testing.T) {
+	const discard, budget = 64 << 10, 100 << 10
+	m, addr, _, _ := serveRefusalsLinger(t, Discard{Bytes: discard, Gap: time.Hour, Total: time.Hour},
+		Linger{Time: time.Hour, Timeout: time.Second, Bytes: budget})
+	c := dialFrom(t, "127.0.0.1", addr)
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard
+	br := bufio.NewReader(c)
+	// One chunk far larger than both bounds, 4 KiB of it with the head.
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s", 1<<20, strings.Repeat("a", 4096))
+	readAnswer(t, br, http.StatusUnauthorized)
+	// The discard's bound and 60 KiB more: under the lingering close's
+	// bound alone, over what the discard left of the budget (~36 KiB) by
+	// more than net/http's 4 KiB read buffer, which the close never sees.
+	if _, err := io.WriteString(c, strings.Repeat("a", discard-4096+1+60<<10)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lingering close's end", func() bool {
+		return lingers(m, LingerBytes)+lingers(m, LingerTimeout)+lingers(m, LingerError)+lingers(m, LingerEOF) == 1
+	})
+	if n := lingers(m, LingerBytes); n != 1 {
+		t.Fatalf("the lingering close ended at bytes %v times, timeout %v: it did not count the discard's %d bytes",
+			n, lingers(m, LingerTimeout), discard)
 	}
 }

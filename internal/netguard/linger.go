@@ -20,7 +20,10 @@ import (
 type Linger struct {
 	Time    time.Duration // the whole drain (nginx lingering_time); 0: no lingering
 	Timeout time.Duration // the longest wait for the next bytes (nginx lingering_timeout)
-	Bytes   int64         // the most bytes discarded
+	// Bytes is the most bytes discarded from one connection, those a
+	// discard of a refused body's rest read before the close included
+	// (one budget: waited.read).
+	Bytes int64
 }
 
 // DefaultLinger is nginx's lingering_time 30s and lingering_timeout 5s,
@@ -160,10 +163,15 @@ func (l *Listener) linger(c *conn) {
 	l.mu.Unlock()
 }
 
-// waited is what a discard of a refused body's rest already waited
-// before its close lingers (TimedBody.closeAfterAnswer): the answer went
-// out at since, and the client last sent at quiet. The zero value: none.
-type waited struct{ since, quiet time.Time }
+// waited is what a discard of a refused body's rest already waited and
+// read before its close lingers (TimedBody.closeAfterAnswer): the answer
+// went out at since, the client last sent at quiet, and read bytes of the
+// rest were dropped, which count toward the close's byte bound. The zero
+// value: none.
+type waited struct {
+	since, quiet time.Time
+	read         int64
+}
 
 // lingerFloor is the least wait of a lingering close's first read, so
 // that it takes what is already in the receive buffer (a close with
@@ -200,11 +208,16 @@ func (lim Linger) bounds(now time.Time, w waited) (end, first time.Time) {
 
 // drain reads into buf and discards from c until the client closes or a
 // bound of lim runs out, and says which. w is what a discard already
-// waited (bounds).
+// waited (bounds) and read: the byte bound is one budget for both, so a
+// client cannot make the gateway read the discard's bytes and then the
+// lingering close's whole bound again. No read goes past the budget.
 func (l *Listener) drain(c net.Conn, lim Linger, buf []byte, w waited) string {
+	read := w.read
+	if read >= lim.Bytes {
+		return LingerBytes
+	}
 	// Socket deadlines are wall-clock times: time.Now, not an injected clock.
 	end, deadline := lim.bounds(time.Now(), w)
-	var read int64
 	for first := true; ; first = false {
 		if !first {
 			deadline = time.Now().Add(lim.Timeout)
@@ -219,7 +232,11 @@ func (l *Listener) drain(c net.Conn, lim Linger, buf []byte, w waited) string {
 			}
 			return LingerShutdown
 		}
-		n, err := c.Read(buf)
+		p := buf
+		if left := lim.Bytes - read; left < int64(len(p)) {
+			p = p[:left]
+		}
+		n, err := c.Read(p)
 		read += int64(n)
 		switch {
 		case errors.Is(err, io.EOF):

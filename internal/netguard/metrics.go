@@ -79,6 +79,10 @@ type ConnMetrics struct {
 	timeout      *prometheus.CounterVec
 	linger       prometheus.Gauge
 	lingers      *prometheus.CounterVec
+	// discarding, discards: reads of a refused body's rest after the
+	// answer (TimedBody.answerThenDiscard).
+	discarding prometheus.Gauge
+	discards   *prometheus.CounterVec
 	// refusing, refusals: the refusal tier (refusal.go).
 	refusing prometheus.Gauge
 	refusals *prometheus.CounterVec
@@ -120,7 +124,18 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 		Name: "sluice_connection_refusals_total",
 		Help: "Over-cap client connections by how they ended: answered 503 after their head (head), at refusal_head_timeout (timeout), early under a flood (hurried) or at refusal_head_bytes (head_bytes); closed by the client first (closed); reset, failed write or shutdown (error); closed with no 503, their TLS handshake unfinished (handshake); closed at accept unanswered, the refusal tier full (tier_full); a liveness probe (GET or HEAD /healthz) answered 200 (liveness).",
 	}, []string{"outcome"})
-	reg.MustRegister(m.open, m.refusal, m.header, m.timeout, m.linger, m.lingers, m.refusing, m.refusals)
+	m.discarding = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sluice_connections_discarding",
+		Help: "Client connections answered before their body was read, reading and dropping its rest now (server.discard); each holds a handler's goroutine and counts against the connection caps.",
+	})
+	m.discards = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_connection_discards_total",
+		Help: "Reads of a refused body's rest after the answer, by how they ended: kept (the rest arrived, the connection serves the next request), bytes (past server.discard.max_bytes), timeout (read_timeout or total_timeout), shutdown, or error (the client closed or reset, a broken chunk, a failed flush); all but kept close the connection, lingering.",
+	}, []string{"end"})
+	reg.MustRegister(m.open, m.refusal, m.header, m.timeout, m.linger, m.lingers, m.refusing, m.refusals, m.discarding, m.discards)
+	for _, e := range []string{DiscardKept, DiscardBytes, DiscardTimeout, DiscardShutdown, DiscardError} {
+		m.discards.WithLabelValues(e)
+	}
 	for _, o := range []string{RefusalHead, RefusalTimeout, RefusalHurried, RefusalHeadBytes, RefusalClosed, RefusalError, RefusalHandshake, RefusalTierFull, RefusalLiveness} {
 		m.refusals.WithLabelValues(o)
 	}
@@ -195,5 +210,18 @@ func (m *ConnMetrics) lingerEnded(end string) {
 	if m.counts() {
 		m.linger.Dec()
 		m.lingers.WithLabelValues(end).Inc()
+	}
+}
+
+func (m *ConnMetrics) discardStarted() {
+	if m.counts() {
+		m.discarding.Inc()
+	}
+}
+
+func (m *ConnMetrics) discardEnded(end string) {
+	if m.counts() {
+		m.discarding.Dec()
+		m.discards.WithLabelValues(end).Inc()
 	}
 }
