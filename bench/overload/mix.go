@@ -77,6 +77,8 @@ type MixLeg struct {
 	WallS   float64     `json:"wall_s"`
 	Why     *Why        `json:"-"`
 	records []mixRecord // kept for tests
+	slo     time.Duration
+	step    time.Duration
 }
 
 // MixCount is how one class's or tenant's requests of a leg ended.
@@ -331,6 +333,7 @@ func (h *mixHarness) run(ctx context.Context, plan mixPlan, k float64, regime, p
 // count fills the leg's counts from its records.
 func (l *MixLeg) count(rep *MixReport, slo, step time.Duration) {
 	l.All = MixCount{Name: "all"}
+	l.slo, l.step = slo, step
 	l.Classes = make([]MixCount, len(mixClasses))
 	for i, c := range mixClasses {
 		l.Classes[i].Name = c

@@ -45,6 +45,28 @@ func (l *MixLeg) crossText() string {
 			}
 			fmt.Fprintf(&b, "%s %d/%d/%d/%d of %d", c.Name, c.InSLO, c.Late, c.RefusedAtArrival, c.RefusedWithRA-c.RefusedAtArrival, c.Offered)
 		}
+		in, all := l.tenantTokens(t)
+		fmt.Fprintf(&b, "; prompt+output tokens in SLO %d of %d offered", in, all)
+	}
+	if w := l.Why; w != nil {
+		fmt.Fprintf(&b, "\n        while queued: idle pool slots %.1f, gateway capacity %.1f, held %.1f, backend waiting %.1f",
+			w.IdleSlotsQueued, w.CapacityQueued, w.HeldQueued, w.BackendWaitQueued)
 	}
 	return b.String()
+}
+
+// tenantTokens is tenant t's prompt and output tokens (the unit admission
+// is fair in) of its requests answered in SLO, and of all it offered.
+func (l *MixLeg) tenantTokens(t int) (in, all int) {
+	for _, m := range l.records {
+		if m.rec.Tenant != t {
+			continue
+		}
+		n := m.arr.InputTokens + m.arr.OutputTokens
+		all += n
+		if m.good(l.slo, l.step) {
+			in += n
+		}
+	}
+	return in, all
 }
