@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -51,6 +53,12 @@ func (l *MixLeg) crossText() string {
 	if w := l.Why; w != nil {
 		fmt.Fprintf(&b, "\n        while queued: idle pool slots %.1f, gateway capacity %.1f, held %.1f, backend waiting %.1f",
 			w.IdleSlotsQueued, w.CapacityQueued, w.HeldQueued, w.BackendWaitQueued)
+		keys := slices.Sorted(maps.Keys(w.Gateway))
+		for _, k := range keys {
+			if strings.HasPrefix(k, "refused") {
+				fmt.Fprintf(&b, "; %s %.0f", k, w.Gateway[k])
+			}
+		}
 	}
 	return b.String()
 }
