@@ -65,16 +65,20 @@ type MixTenant struct {
 
 // MixLeg is one load, regime and path of the mix.
 type MixLeg struct {
-	Load    float64     `json:"load_x_capacity"`
-	Regime  string      `json:"regime"`
-	Path    string      `json:"path"`
-	All     MixCount    `json:"all"`
-	Classes []MixCount  `json:"classes"` // mixClasses' order
-	Tenants []MixCount  `json:"tenants"` // MixReport.Tenants' order
+	Load    float64    `json:"load_x_capacity"`
+	Regime  string     `json:"regime"`
+	Path    string     `json:"path"`
+	All     MixCount   `json:"all"`
+	Classes []MixCount `json:"classes"` // mixClasses' order
+	Tenants []MixCount `json:"tenants"` // MixReport.Tenants' order
+	// Cross: each tenant by class (tenant-major, mixClasses' order).
+	Cross   []MixCount  `json:"tenant_classes"`
 	KeptUp  bool        `json:"generator_kept_up"`
 	WallS   float64     `json:"wall_s"`
 	Why     *Why        `json:"-"`
 	records []mixRecord // kept for tests
+	slo     time.Duration
+	step    time.Duration
 }
 
 // MixCount is how one class's or tenant's requests of a leg ended.
@@ -321,14 +325,15 @@ func (h *mixHarness) run(ctx context.Context, plan mixPlan, k float64, regime, p
 	l.count(h.rep, o.SLO, o.MixTPOT)
 	l.WallS = time.Since(wall).Seconds()
 	a := l.All
-	o.prog.Printf("      in SLO %d of %d (late %d), refused with Retry-After %d, unannounced %d; by class: %s",
-		a.InSLO, a.Offered, a.Late, a.RefusedWithRA, a.Unannounced, l.classText())
+	o.prog.Printf("      in SLO %d of %d (late %d), refused with Retry-After %d, unannounced %d; by class: %s; by tenant and class (in SLO/late/refused at arrival/after queueing of offered):%s",
+		a.InSLO, a.Offered, a.Late, a.RefusedWithRA, a.Unannounced, l.classText(), l.crossText())
 	return l, nil
 }
 
 // count fills the leg's counts from its records.
 func (l *MixLeg) count(rep *MixReport, slo, step time.Duration) {
 	l.All = MixCount{Name: "all"}
+	l.slo, l.step = slo, step
 	l.Classes = make([]MixCount, len(mixClasses))
 	for i, c := range mixClasses {
 		l.Classes[i].Name = c
@@ -349,6 +354,7 @@ func (l *MixLeg) count(rep *MixReport, slo, step time.Duration) {
 		}
 	}
 	l.All.finish()
+	l.crossCount(rep, slo, step)
 	for i := range l.Classes {
 		l.Classes[i].finish()
 	}

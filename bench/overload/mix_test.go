@@ -89,6 +89,19 @@ func TestMixSmoke(t *testing.T) {
 		if a.InSLO == 0 {
 			t.Errorf("%s: nothing answered in SLO", l.Path)
 		}
+		// Each tenant's requests by class add up to its row.
+		if len(l.Cross) != len(l.Tenants)*len(mixClasses) {
+			t.Fatalf("%s: %d tenant-class cells, want %d", l.Path, len(l.Cross), len(l.Tenants)*len(mixClasses))
+		}
+		for ti, tc := range l.Tenants {
+			var off, in int
+			for _, c := range l.Cross[ti*len(mixClasses) : (ti+1)*len(mixClasses)] {
+				off, in = off+c.Offered, in+c.InSLO
+			}
+			if off != tc.Offered || in != tc.InSLO {
+				t.Errorf("%s: %s by class offered %d, in SLO %d; its row %d, %d", l.Path, tc.Name, off, in, tc.Offered, tc.InSLO)
+			}
+		}
 		for _, r := range l.records {
 			if r.rec.Tenant == 2 && r.arr.At < opt.GoodputDuration/2 {
 				t.Fatalf("%s: the newcomer sent at %s, before half the leg", l.Path, r.arr.At)
