@@ -121,33 +121,25 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	}
 	began := time.Now()
 	var bhooks *batchHookSink
+	hooksYAML := ""
 	if batchWebhooks {
 		h, err := newBatchHookSink(mixTenant(0))
 		if err != nil {
 			return err
 		}
 		defer h.close()
-		bhooks = h
-	}
-	hooksYAML := ""
-	if bhooks != nil {
-		hooksYAML = bhooks.yaml()
+		bhooks, hooksYAML = h, h.yaml()
 	}
 	r, err := newRig(ctx, exe, dir, 4, hooksYAML, revoke)
 	if err != nil {
 		return err
 	}
 	defer r.close()
-	ports := map[string]bool{}
-	for _, a := range r.simAddrs {
-		ports[a] = true
-	}
-	smp := &sampler{admin: r.admin, pid: r.gw.pid(), simPorts: ports, client: &http.Client{Timeout: 30 * time.Second}, nats: r.nats}
-	d := newDriver("http://"+r.listen, seed, 48)
-	d.bhooks = bhooks
-	var rtally *revokeTally
+	s := &soakRun{r: r, smp: newSampler(r), dir: dir, began: began, notes: map[int]string{}}
+	s.d = newDriver("http://"+r.listen, seed, 48)
+	s.d.bhooks = bhooks
 	if revoke {
-		rtally = newRevokeTally()
+		s.rtally = newRevokeTally()
 	}
 	if webhooks {
 		h, err := newHookSink()
@@ -155,169 +147,231 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 			return err
 		}
 		defer h.close()
-		d.hooks = h
+		s.d.hooks = h
 	}
 	fmt.Printf("soak: gateway pid %d on %s (admin %s), sims %v, dir %s\n", r.gw.pid(), r.listen, r.admin, r.simAddrs, dir)
 
 	// Warm-up, then the idle baseline.
 	wctx, wcancel := context.WithTimeout(ctx, warmup)
-	d.run(wctx, rate)
+	s.d.run(wctx, rate)
 	wcancel()
-	idleBefore, err := idle(ctx, d, smp, dir, "before")
+	idleBefore, err := idle(ctx, s.d, s.smp, dir, "before")
 	if err != nil {
 		return err
 	}
+	s.loaded(ctx, duration, rate, interval, reloadEvery, kills)
+	idleAfter, err := s.backToIdle(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nsamples (every %s, %s after a %s warm-up; rate %.1f req/s; %d reloads)\n", interval, duration, warmup, rate, r.reloads)
+	if !s.report(idleBefore, idleAfter) {
+		// Returned, not os.Exit: the deferred close stops the children.
+		return errors.New("FAIL")
+	}
+	fmt.Println("\nsoak: PASS")
+	return nil
+}
 
-	start := time.Now()
+// newSampler samples the rig's gateway, counting its connections to the
+// simulators.
+func newSampler(r *rig) *sampler {
+	ports := map[string]bool{}
+	for _, a := range r.simAddrs {
+		ports[a] = true
+	}
+	return &sampler{admin: r.admin, pid: r.gw.pid(), simPorts: ports, client: &http.Client{Timeout: 30 * time.Second}, nats: r.nats}
+}
+
+// soakRun is one soak's children, its traffic and what its sampled run
+// saw.
+type soakRun struct {
+	r      *rig
+	smp    *sampler
+	d      *driver
+	rtally *revokeTally // with --revoke
+	dir    string
+	began  time.Time // the soak's, warm-up included
+	start  time.Time // the sampled run's
+	bg     sync.WaitGroup
+	nmu    sync.Mutex
+	events []string // what happened since the last sample
+	// samples are the sampled run's; notes[i] the events before the i-th.
+	samples []sample
+	notes   map[int]string
+}
+
+// event notes what happened, for the next sample's line.
+func (s *soakRun) event(format string, args ...any) {
+	s.nmu.Lock()
+	s.events = append(s.events, fmt.Sprintf(format, args...))
+	s.nmu.Unlock()
+}
+
+// loaded is the sampled run: the steady mix, the batches and the
+// simulator kills in the background, and on one clock a sample every
+// interval, the reloads and the bursts. It returns once the traffic and
+// the webhooks have settled.
+func (s *soakRun) loaded(ctx context.Context, duration time.Duration, rate float64, interval, reloadEvery time.Duration, kills int) {
+	s.start = time.Now()
 	runCtx, cancel := context.WithTimeout(ctx, duration)
 	defer cancel()
-	var (
-		bg     sync.WaitGroup
-		nmu    sync.Mutex
-		events []string // what happened since the last sample
-	)
-	event := func(format string, args ...any) {
-		nmu.Lock()
-		events = append(events, fmt.Sprintf(format, args...))
-		nmu.Unlock()
-	}
-	bg.Go(func() { d.run(runCtx, rate) })
-	if batchEvery > 0 {
-		bg.Go(func() { d.batchLoop(runCtx, batchEvery, batchLines, event) })
-	}
-	for _, at := range []float64{0.25, 0.6} {
-		if batchEvery > 0 {
-			break
-		}
-		bg.Go(func() {
-			if sleep(runCtx, time.Duration(at*float64(duration))) {
-				if err := d.batch(runCtx, 20); err != nil {
-					event("batch: %v", err)
-				} else {
-					event("batch done")
-				}
-			}
-		})
-	}
-	bg.Go(func() {
-		for k := 1; k <= kills; k++ {
-			if !sleep(runCtx, time.Until(start.Add(time.Duration(float64(k)/float64(kills+1)*float64(duration))))) {
-				return
-			}
-			d.resp.disturb() // before: a follow-up answered while the kill lands is about a gone backend
-			r.killSim(1)
-			d.resp.disturb()
-			event("sim1 killed")
-			if !sleep(runCtx, 20*time.Second) {
-				return
-			}
-			err := r.startSim(context.WithoutCancel(runCtx), 1)
-			d.resp.disturb() // a restarted simulator holds no response
-			if err != nil {
-				event("sim1 restart: %v", err)
-			} else {
-				event("sim1 restarted")
-			}
-		}
-	})
+	s.bg.Go(func() { s.d.run(runCtx, rate) })
+	s.startBatches(runCtx, duration)
+	s.bg.Go(func() { s.killSims(runCtx, duration, kills) })
 
-	var samples []sample
-	notes := map[int]string{}
-	takeOne := func() {
-		s, err := smp.take(runCtx, time.Since(start))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "sample:", err)
-			return
-		}
-		nmu.Lock()
-		notes[len(samples)] = strings.Join(events, "; ")
-		events = nil
-		nmu.Unlock()
-		samples = append(samples, s)
-		fmt.Printf("%s goroutines %.0f fds %.0f bconns %.0f rss %.1f MiB heap %.1f MiB\n", s.at.Round(time.Second),
-			s.values[sGoroutines], s.values[sFDs], s.values[sBackConns], s.values[sRSS]/(1<<20), s.values[sHeap]/(1<<20))
-	}
 	// One clock for the samples and the periodic events: each tick first
 	// samples (a whole interval after the last tick's events), then
 	// reloads and starts the tick's burst, so every sample sees the same
 	// phase of the cycle and the bursts' transients (their connections,
 	// their streams) are not what the slope measures.
-	takeOne()
+	s.takeOne(runCtx)
 	reloadTicks := max(int(reloadEvery/interval), 1)
 	tick := 0
 	every(runCtx, interval, func() {
 		tick++
-		takeOne()
+		s.takeOne(runCtx)
 		if reloadEvery > 0 && tick%reloadTicks == 0 {
-			// The ids the extra simulator holds leave the pool with it. The
-			// gateway applies the file when it sees it change, which may be
-			// before reload returns: an answer given then must already count
-			// as after a disturbance (one GET's 404 was taken for a wrong
-			// answer so), and one about an id made in between, too.
-			leaving := r.extraBackendOn
-			if leaving {
-				d.resp.disturb()
-			}
-			if rtally != nil && revokeKeyOn(r.reloads) && !revokeKeyOn(r.reloads+1) {
-				// Queued just before the reload that removes their key.
-				d.revokeBurst(ctx, rtally, 20)
-			}
-			if err := r.reload(); err != nil {
-				event("reload: %v", err)
-			}
-			if leaving {
-				d.resp.disturb()
-				// And once it has surely applied it: the gateway waits out
-				// its watch's debounce (reloadDebounce, 250 ms) first, so a
-				// response made on the leaving simulator in between, counted
-				// after the disturbances above, lost its backend after them
-				// (two continuations' 400s were judged failures so).
-				d.resp.disturbLater(runCtx, 2*time.Second, &bg)
-			}
+			s.reload(ctx, runCtx)
 		}
 		// The bursts run to their end after the run's: their answers are counted.
 		switch {
 		case tick%4 == 2: // every 2 minutes at 30 s ticks
-			bg.Go(func() { d.queueBurst(context.WithoutCancel(runCtx), 15) })
+			s.bg.Go(func() { s.d.queueBurst(context.WithoutCancel(runCtx), 15) })
 		case tick%2 == 1: // every minute
-			bg.Go(func() { d.rateBurst(context.WithoutCancel(runCtx), 40) })
+			s.bg.Go(func() { s.d.rateBurst(context.WithoutCancel(runCtx), 40) })
 		}
 	})
-	bg.Wait()
-	d.wg.Wait()
-	if d.hooks != nil {
-		d.hooks.settle(ctx)
+	s.bg.Wait()
+	s.d.wg.Wait()
+	if s.d.hooks != nil {
+		s.d.hooks.settle(ctx)
 	}
-	if d.bhooks != nil {
-		d.bhooks.settle(ctx)
+	if s.d.bhooks != nil {
+		s.d.bhooks.settle(ctx)
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
+}
+
+// startBatches starts the Batch API's traffic: a batch every
+// --batch-every, else two, at 25% and 60% of the run.
+func (s *soakRun) startBatches(runCtx context.Context, duration time.Duration) {
+	if batchEvery > 0 {
+		s.bg.Go(func() { s.d.batchLoop(runCtx, batchEvery, batchLines, s.event) })
+		return
 	}
-	// Back to the starting config (pool and limits) before the idle
-	// sample, so both idle samples see the same backends: each pooled
-	// backend has its own probe and scrape connections.
-	if r.reloads%2 == 1 {
-		if err := r.reload(); err != nil {
-			return err
+	for _, at := range []float64{0.25, 0.6} {
+		s.bg.Go(func() {
+			if sleep(runCtx, time.Duration(at*float64(duration))) {
+				if err := s.d.batch(runCtx, 20); err != nil {
+					s.event("batch: %v", err)
+				} else {
+					s.event("batch done")
+				}
+			}
+		})
+	}
+}
+
+// killSims SIGKILLs simulator 1 kills times, evenly over the run, and
+// restarts it 20 s after each.
+func (s *soakRun) killSims(runCtx context.Context, duration time.Duration, kills int) {
+	for k := 1; k <= kills; k++ {
+		if !sleep(runCtx, time.Until(s.start.Add(time.Duration(float64(k)/float64(kills+1)*float64(duration))))) {
+			return
+		}
+		s.d.resp.disturb() // before: a follow-up answered while the kill lands is about a gone backend
+		s.r.killSim(1)
+		s.d.resp.disturb()
+		s.event("sim1 killed")
+		if !sleep(runCtx, 20*time.Second) {
+			return
+		}
+		err := s.r.startSim(context.WithoutCancel(runCtx), 1)
+		s.d.resp.disturb() // a restarted simulator holds no response
+		if err != nil {
+			s.event("sim1 restart: %v", err)
+		} else {
+			s.event("sim1 restarted")
 		}
 	}
-	if rtally != nil {
-		rtally.wg.Wait() // the key is back (reloads even): the pollers see their jobs' ends
-	}
-	idleAfter, err := idle(ctx, d, smp, dir, "after")
-	if err != nil {
-		return err
-	}
+}
 
-	fmt.Printf("\nsamples (every %s, %s after a %s warm-up; rate %.1f req/s; %d reloads)\n", interval, duration, warmup, rate, r.reloads)
-	printSamples(os.Stdout, samples, notes)
-	if err := writeSamples(filepath.Join(dir, "samples.tsv"), samples); err != nil {
+// takeOne takes a sample, with the events noted since the last.
+func (s *soakRun) takeOne(runCtx context.Context) {
+	smp, err := s.smp.take(runCtx, time.Since(s.start))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sample:", err)
+		return
+	}
+	s.nmu.Lock()
+	s.notes[len(s.samples)] = strings.Join(s.events, "; ")
+	s.events = nil
+	s.nmu.Unlock()
+	s.samples = append(s.samples, smp)
+	fmt.Printf("%s goroutines %.0f fds %.0f bconns %.0f rss %.1f MiB heap %.1f MiB\n", smp.at.Round(time.Second),
+		smp.values[sGoroutines], smp.values[sFDs], smp.values[sBackConns], smp.values[sRSS]/(1<<20), smp.values[sHeap]/(1<<20))
+}
+
+// reload rewrites the config (the gateway's watch reloads it): the extra
+// simulator joins or leaves the pool, and with --revoke the revoked key
+// goes or comes back.
+func (s *soakRun) reload(ctx, runCtx context.Context) {
+	// The ids the extra simulator holds leave the pool with it. The
+	// gateway applies the file when it sees it change, which may be
+	// before reload returns: an answer given then must already count
+	// as after a disturbance (one GET's 404 was taken for a wrong
+	// answer so), and one about an id made in between, too.
+	leaving := s.r.extraBackendOn
+	if leaving {
+		s.d.resp.disturb()
+	}
+	if s.rtally != nil && revokeKeyOn(s.r.reloads) && !revokeKeyOn(s.r.reloads+1) {
+		// Queued just before the reload that removes their key.
+		s.d.revokeBurst(ctx, s.rtally, 20)
+	}
+	if err := s.r.reload(); err != nil {
+		s.event("reload: %v", err)
+	}
+	if leaving {
+		s.d.resp.disturb()
+		// And once it has surely applied it: the gateway waits out
+		// its watch's debounce (reloadDebounce, 250 ms) first, so a
+		// response made on the leaving simulator in between, counted
+		// after the disturbances above, lost its backend after them
+		// (two continuations' 400s were judged failures so).
+		s.d.resp.disturbLater(runCtx, 2*time.Second, &s.bg)
+	}
+}
+
+// backToIdle takes the idle sample after the run, with the starting
+// config back (pool and limits): both idle samples see the same backends,
+// each pooled backend has its own probe and scrape connections.
+func (s *soakRun) backToIdle(ctx context.Context) (sample, error) {
+	if ctx.Err() != nil {
+		return sample{}, ctx.Err()
+	}
+	if s.r.reloads%2 == 1 {
+		if err := s.r.reload(); err != nil {
+			return sample{}, err
+		}
+	}
+	if s.rtally != nil {
+		s.rtally.wg.Wait() // the key is back (reloads even): the pollers see their jobs' ends
+	}
+	return idle(ctx, s.d, s.smp, s.dir, "after")
+}
+
+// report prints the samples, the outcomes and every verdict, and reports
+// whether all passed.
+func (s *soakRun) report(idleBefore, idleAfter sample) (ok bool) {
+	d := s.d
+	printSamples(os.Stdout, s.samples, s.notes)
+	if err := writeSamples(filepath.Join(s.dir, "samples.tsv"), s.samples); err != nil {
 		fmt.Fprintln(os.Stderr, "samples.tsv:", err)
 	}
 	fmt.Printf("\noutcomes:\n%s\n", d.summary())
 	fmt.Println("verdict: growth over the second half (slope x its length) against max(floor, 10% of its median)")
-	ok := printVerdict(os.Stdout, judge(samples))
+	ok = printVerdict(os.Stdout, judge(s.samples))
 	ok = d.respSummary(os.Stdout) && ok
 	if d.hooks != nil {
 		ok = d.hooks.report(os.Stdout) && ok
@@ -325,21 +379,16 @@ func run(ctx context.Context, exe, dir string, duration, warmup time.Duration, r
 	if d.bhooks != nil {
 		ok = d.bhooks.report(os.Stdout) && ok
 	}
-	if rtally != nil {
-		ok = rtally.report(os.Stdout) && ok
+	if s.rtally != nil {
+		ok = s.rtally.report(os.Stdout) && ok
 	}
 	ok = d.ep.report(os.Stdout, "endpoints", "not a 2xx of the simulator's shape, not an overload's 429/503 with Retry-After, not a cut or 502/503/504 during a disturbance") && ok
-	fmt.Printf("\nidle, no traffic, driver's connections closed (profiles in %s/{before,after}-*):\n", dir)
+	fmt.Printf("\nidle, no traffic, driver's connections closed (profiles in %s/{before,after}-*):\n", s.dir)
 	rows, idleOK := judgeIdle(idleBefore, idleAfter)
 	printIdle(os.Stdout, rows)
 	ok = idleOK && ok
-	fmt.Printf("\nCPU seconds over the whole soak (%s): %s\n", time.Since(began).Round(time.Second), r.cpu())
-	if !ok {
-		// Returned, not os.Exit: the deferred close stops the children.
-		return errors.New("FAIL")
-	}
-	fmt.Println("\nsoak: PASS")
-	return nil
+	fmt.Printf("\nCPU seconds over the whole soak (%s): %s\n", time.Since(s.began).Round(time.Second), s.r.cpu())
+	return ok
 }
 
 // idle lets the gateway settle with no traffic, saves its profiles and

@@ -92,15 +92,7 @@ const kubeSettle = time.Second
 // then at every change, until ctx ends; the informer's goroutines end
 // before Run returns.
 func (k Kubernetes) Run(ctx context.Context, sink Sink) {
-	what := "kubernetes service " + k.Service
-	cfg, ns, err := k.restConfig()
-	if err == nil {
-		what = fmt.Sprintf("kubernetes service %s/%s", ns, k.Service)
-	}
-	var lw *cache.ListWatch
-	if err == nil {
-		lw, err = k.listWatch(cfg, ns)
-	}
+	lw, what, err := k.connect()
 	if err != nil {
 		// Nothing to retry: the fix is a config change and a reload.
 		sink.Fail(fmt.Errorf("%s: %w", what, err))
@@ -111,50 +103,93 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 	// sink, so its own lines are dropped rather than written to stderr.
 	ctx = klog.NewContext(ctx, logr.Discard())
 
-	inf := cache.NewSharedIndexInformerWithOptions(lw, &discoveryv1.EndpointSlice{},
-		cache.SharedIndexInformerOptions{ObjectDescription: what})
-	changed := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	// failed is set at a failure to list or watch; the next set is
-	// reported even when unchanged, so the failure is seen to end.
-	var failed atomic.Bool
-	pokeWhenBack(lw, &failed, poke, func(err error) {
-		failed.Store(true)
-		sink.Fail(fmt.Errorf("%s: %w", what, err))
-	})
-	reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { poke() },
-		UpdateFunc: func(any, any) { poke() },
-		DeleteFunc: func(any) { poke() },
-	})
-	if err == nil {
-		err = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
-			if ctx.Err() == nil && !benignWatchEnd(err) {
-				failed.Store(true)
-				sink.Fail(fmt.Errorf("%s: %w", what, err))
-			}
-		})
-	}
-	if err != nil { // only when the informer already runs: a bug
+	w := &kubeWatch{what: what, sink: sink, changed: make(chan struct{}, 1)}
+	if err := w.build(lw); err != nil { // only when the informer already runs: a bug
 		sink.Fail(fmt.Errorf("%s: %w", what, err))
 		<-ctx.Done()
 		return
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); inf.RunWithContext(ctx) }()
+	go func() { defer wg.Done(); w.inf.RunWithContext(ctx) }()
 	defer wg.Wait()
 
 	select {
 	case <-ctx.Done():
 		return
-	case <-reg.HasSyncedChecker().Done():
+	case <-w.reg.HasSyncedChecker().Done():
 	}
+	k.report(ctx, w)
+}
+
+// connect is the list and watch of the Service's EndpointSlices; what
+// names the Service in failures (with its namespace once known).
+func (k Kubernetes) connect() (lw *cache.ListWatch, what string, err error) {
+	what = "kubernetes service " + k.Service
+	cfg, ns, err := k.restConfig()
+	if err != nil {
+		return nil, what, err
+	}
+	what = fmt.Sprintf("kubernetes service %s/%s", ns, k.Service)
+	lw, err = k.listWatch(cfg, ns)
+	return lw, what, err
+}
+
+// kubeWatch is one Run's informer and what its handlers tell the report
+// loop (report).
+type kubeWatch struct {
+	what string // the Service, as failures name it
+	sink Sink
+	inf  cache.SharedIndexInformer
+	reg  cache.ResourceEventHandlerRegistration
+	// changed is poked (poke) at every event, and when the API answers
+	// again after a failure.
+	changed chan struct{}
+	// failed is set at a failure to list or watch; the next set is
+	// reported even when unchanged, so the failure is seen to end.
+	failed atomic.Bool
+}
+
+// poke tells the report loop the set may have changed.
+func (w *kubeWatch) poke() {
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+// fail reports a failure to list or watch.
+func (w *kubeWatch) fail(err error) {
+	w.failed.Store(true)
+	w.sink.Fail(fmt.Errorf("%s: %w", w.what, err))
+}
+
+// build makes the informer on lw, its handlers poking the loop and its
+// list and watch failures reported.
+func (w *kubeWatch) build(lw *cache.ListWatch) (err error) {
+	w.inf = cache.NewSharedIndexInformerWithOptions(lw, &discoveryv1.EndpointSlice{},
+		cache.SharedIndexInformerOptions{ObjectDescription: w.what})
+	pokeWhenBack(lw, &w.failed, w.poke, w.fail)
+	w.reg, err = w.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { w.poke() },
+		UpdateFunc: func(any, any) { w.poke() },
+		DeleteFunc: func(any) { w.poke() },
+	})
+	if err != nil {
+		return err
+	}
+	return w.inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+		if ctx.Err() == nil && !benignWatchEnd(err) {
+			w.fail(err)
+		}
+	})
+}
+
+// report sends the sink the set of the informer's store at every change
+// until ctx ends: the first set, any set after a failure, a set that
+// differs; an empty set after a non-empty one only once it held for
+// kubeSettle (UnsettledSink is told meanwhile).
+func (k Kubernetes) report(ctx context.Context, w *kubeWatch) {
 	after := k.After
 	if after == nil {
 		after = time.After
@@ -166,21 +201,21 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 		settled bool             // it fired: an empty set now is reported
 	)
 	for {
-		set, err := k.specs(inf.GetStore().List())
+		set, err := k.specs(w.inf.GetStore().List())
 		switch {
 		case err != nil:
-			sink.Fail(fmt.Errorf("%s: %w", what, err))
+			w.sink.Fail(fmt.Errorf("%s: %w", w.what, err))
 		case len(set) == 0 && len(last) > 0 && !settled:
 			if settle == nil {
 				settle = after(kubeSettle)
-				if u, ok := sink.(UnsettledSink); ok {
+				if u, ok := w.sink.(UnsettledSink); ok {
 					u.Unsettled(fmt.Errorf("%s: no ready or serving endpoint; the %d backends are kept for %s unless one comes back",
-						what, len(last), kubeSettle))
+						w.what, len(last), kubeSettle))
 				}
 			}
-		case failed.Swap(false) || first || !slices.Equal(set, last):
+		case w.failed.Swap(false) || first || !slices.Equal(set, last):
 			first, last, settle = false, set, nil
-			sink.Update(slices.Clone(set))
+			w.sink.Update(slices.Clone(set))
 		default: // the same set again: any hold ends
 			settle = nil
 		}
@@ -188,7 +223,7 @@ func (k Kubernetes) Run(ctx context.Context, sink Sink) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-changed:
+		case <-w.changed:
 		case <-settle:
 			settle, settled = nil, true
 		}

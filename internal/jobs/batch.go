@@ -86,17 +86,45 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (_ *Batch, err er
 		return nil, err
 	}
 	defer func() { err = done(err) }()
-	n := len(sp.Requests)
-	if n == 0 || n > maxBatchRequests {
-		return nil, fmt.Errorf("jobs: a batch needs 1 to %d requests, not %d", maxBatchRequests, n)
-	}
-	window, err := time.ParseDuration(sp.CompletionWindow)
-	if err != nil || window <= 0 {
-		return nil, fmt.Errorf("jobs: invalid completion window %q", sp.CompletionWindow)
+	window, err := checkBatchSpec(sp)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.admitNew(ctx); err != nil {
 		return nil, err
 	}
+	rec, err := s.newBatchRecord(sp, window)
+	if err != nil {
+		return nil, err
+	}
+	id := rec.Batch.ID
+	key := batchKey(sp.Tenant, id)
+	if err := s.writeBatch(ctx, rec, key); err != nil {
+		return nil, err
+	}
+	msgSeqs := make([]uint64, 0, len(sp.Requests)) // the messages stored, to remove if the creation is refused
+	if err := s.enqueueBatch(ctx, rec, sp.Requests, &msgSeqs); err != nil {
+		return nil, s.undoEnqueue(id, key, msgSeqs, err)
+	}
+	return s.startBatch(ctx, id, key, msgSeqs)
+}
+
+// checkBatchSpec checks the batch's size and returns its completion
+// window.
+func checkBatchSpec(sp BatchSpec) (window time.Duration, err error) {
+	n := len(sp.Requests)
+	if n == 0 || n > maxBatchRequests {
+		return 0, fmt.Errorf("jobs: a batch needs 1 to %d requests, not %d", maxBatchRequests, n)
+	}
+	window, err = time.ParseDuration(sp.CompletionWindow)
+	if err != nil || window <= 0 {
+		return 0, fmt.Errorf("jobs: invalid completion window %q", sp.CompletionWindow)
+	}
+	return window, nil
+}
+
+// newBatchRecord is the new batch's record, validating, under a new id.
+func (s *Store) newBatchRecord(sp BatchSpec, window time.Duration) (*batchRecord, error) {
 	now := s.now()
 	suffix, err := s.newID("", 8)
 	if err != nil {
@@ -105,25 +133,30 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (_ *Batch, err er
 	// The id starts with the creation time so that ids sort newest last:
 	// ListBatches pages through keys without reading every batch.
 	id := fmt.Sprintf("batch_%012x%s", now.UnixMilli(), suffix)
-	rec := &batchRecord{Tenant: sp.Tenant, OutputExpiresAfter: int64(sp.OutputExpiresAfter / time.Second), Batch: Batch{
+	return &batchRecord{Tenant: sp.Tenant, OutputExpiresAfter: int64(sp.OutputExpiresAfter / time.Second), Batch: Batch{
 		ID: id, Object: "batch", Endpoint: sp.Endpoint, InputFileID: sp.InputFileID,
 		CompletionWindow: sp.CompletionWindow, Status: batchValidating, CreatedAt: now.Unix(),
-		ExpiresAt: ptr(now.Add(window).Unix()), RequestCounts: BatchCounts{Total: n}, Metadata: sp.Metadata,
+		ExpiresAt: ptr(now.Add(window).Unix()), RequestCounts: BatchCounts{Total: len(sp.Requests)}, Metadata: sp.Metadata,
 		Model: batchModel(sp.Requests),
-	}}
-	key := batchKey(sp.Tenant, id)
+	}}, nil
+}
+
+// writeBatch stores the new batch's record at key, within the active
+// batches' bounds, and indexes it as active.
+func (s *Store) writeBatch(ctx context.Context, rec *batchRecord, key string) error {
+	id := rec.Batch.ID
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return nil, fmt.Errorf("jobs: encoding batch: %w", err)
+		return fmt.Errorf("jobs: encoding batch: %w", err)
 	}
 	if s.tracker != nil { // the tracker keeps the counts; without one, another process creates batches
-		if err := s.active.reserve(id, tenantHash(sp.Tenant), s.o.MaxActiveBatches, s.o.MaxActiveBatchesPerTenant); err != nil {
-			return nil, err
+		if err := s.active.reserve(id, tenantHash(rec.Tenant), s.o.MaxActiveBatches, s.o.MaxActiveBatchesPerTenant); err != nil {
+			return err
 		}
 	}
 	if _, err := s.batch.Create(ctx, key, b); err != nil {
 		s.active.release(id)
-		return nil, fmt.Errorf("jobs: writing batch: %w", s.storeFull(err))
+		return fmt.Errorf("jobs: writing batch: %w", s.storeFull(err))
 	}
 	// Refused for lack of room at any step below, the creation is undone
 	// (dropRefusedBatch): marking the batch failed is refused too, and
@@ -134,23 +167,32 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (_ *Batch, err er
 		s.active.release(id)
 		if isStoreFullErr(err) {
 			s.dropRefusedBatch(id, key, nil)
-			return nil, fmt.Errorf("jobs: indexing batch: %w", s.storeFull(err))
+			return fmt.Errorf("jobs: indexing batch: %w", s.storeFull(err))
 		}
-		return nil, s.failCreate(key, fmt.Errorf("jobs: indexing batch: %w", err))
+		return s.failCreate(key, fmt.Errorf("jobs: indexing batch: %w", err))
 	}
 	s.active.indexed(id)
-	msgSeqs := make([]uint64, 0, n) // the messages stored, to remove if the creation is refused
-	if err := s.enqueueBatch(ctx, rec, sp.Requests, &msgSeqs); err != nil {
-		if isStoreFullErr(err) {
-			s.dropRefusedBatch(id, key, msgSeqs)
-			s.active.release(id)
-			return nil, s.storeFull(err)
-		}
-		err = s.failCreate(key, err)
-		s.dropBatchBodies(id) // the batch never runs now: no job reads them
-		return nil, err
+	return nil
+}
+
+// undoEnqueue undoes a creation whose jobs could not all be enqueued (err):
+// dropped when refused for lack of room, else marked failed; it returns
+// the error to answer.
+func (s *Store) undoEnqueue(id, key string, msgSeqs []uint64, err error) error {
+	if isStoreFullErr(err) {
+		s.dropRefusedBatch(id, key, msgSeqs)
+		s.active.release(id)
+		return s.storeFull(err)
 	}
-	rec, _, err = s.updateBatch(ctx, key, func(r *batchRecord) error {
+	err = s.failCreate(key, err)
+	s.dropBatchBodies(id) // the batch never runs now: no job reads them
+	return err
+}
+
+// startBatch moves the batch, whole, from validating to in_progress,
+// unless it was cancelled meanwhile.
+func (s *Store) startBatch(ctx context.Context, id, key string, msgSeqs []uint64) (*Batch, error) {
+	rec, _, err := s.updateBatch(ctx, key, func(r *batchRecord) error {
 		if r.Batch.Status != batchValidating {
 			return errNoChange // cancelled meanwhile
 		}

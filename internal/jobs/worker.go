@@ -73,6 +73,35 @@ const orphanGrace = time.Minute
 // it waits for NATS, and neither is a class whose consumer cannot be
 // created: that class waits, retried, and the others run (classretry.go).
 func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
+	if err := o.settle(); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.wg.Done()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(s.ctx, stop)()
+	// Executions get their own context: ending ctx stops the taking of
+	// jobs at once but gives running ones Grace; Cut ends both at once.
+	execCtx, execCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer execCancel()
+	if o.Cut != nil {
+		defer watchCut(o.Cut, stop, execCancel)()
+	}
+
+	w := &worker{s: s, o: o, stop: runCtx, pause: newStorePause(s, runCtx, o)}
+	down, started := s.startConsumers(runCtx, o)
+	if !started {
+		return nil // stopped before it started
+	}
+	w.runSlots(runCtx, execCtx, execCancel, down)
+	return nil
+}
+
+// settle checks o and fills in its defaults.
+func (o *WorkerOptions) settle() error {
 	if o.Executor == nil {
 		return errors.New("jobs: RunWorker needs an Executor")
 	}
@@ -97,41 +126,42 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 			return fmt.Errorf("jobs: invalid class %q", class)
 		}
 	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.wg.Done()
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	defer context.AfterFunc(s.ctx, stop)()
-	// Executions get their own context: ending ctx stops the taking of
-	// jobs at once but gives running ones Grace; Cut ends both at once.
-	execCtx, execCancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer execCancel()
-	if o.Cut != nil {
-		var cutWatch sync.WaitGroup
-		ended := make(chan struct{})
-		defer cutWatch.Wait()
-		defer close(ended)
-		cutWatch.Go(func() {
-			select {
-			case <-o.Cut:
-				stop()
-				execCancel()
-			case <-ended:
-			}
-		})
-	}
+	return nil
+}
 
-	w := &worker{s: s, o: o, stop: runCtx, pause: newStorePause(s, runCtx, o)}
-	// A class whose consumer cannot be created waits alone, retried
-	// (classretry.go); the others start.
-	type classDownAtStart struct {
-		class string
-		i     int
-		err   error
+// watchCut ends the taking of jobs (stop) and running executions
+// (execCancel) when cut closes; the function it returns ends the watch
+// and waits for its goroutine.
+func watchCut(cut <-chan struct{}, stop, execCancel context.CancelFunc) (end func()) {
+	var cutWatch sync.WaitGroup
+	ended := make(chan struct{})
+	cutWatch.Go(func() {
+		select {
+		case <-cut:
+			stop()
+			execCancel()
+		case <-ended:
+		}
+	})
+	return func() {
+		close(ended)
+		cutWatch.Wait()
 	}
-	var down []classDownAtStart
+}
+
+// classDownAtStart is a class whose consumer could not be created when
+// the worker started (the i-th of WorkerOptions.Classes).
+type classDownAtStart struct {
+	class string
+	i     int
+	err   error
+}
+
+// startConsumers creates each class's consumer, waiting for NATS while it
+// is away; a class whose consumer cannot be created is down, to wait
+// alone, retried (classretry.go), while the others start. started is
+// false when runCtx ended first.
+func (s *Store) startConsumers(runCtx context.Context, o WorkerOptions) (down []classDownAtStart, started bool) {
 	for i, class := range o.Classes {
 		_, err := s.consumer(runCtx, class)
 		// NATS away (an outage, or a slow server timing the call out):
@@ -145,12 +175,20 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 			_, err = s.consumer(runCtx, class)
 		}
 		if runCtx.Err() != nil {
-			return nil // stopped before it started
+			return nil, false
 		}
 		if err != nil {
 			down = append(down, classDownAtStart{class, i, err})
 		}
 	}
+	return down, true
+}
+
+// runSlots runs the dispatcher, the retries of the classes down at start
+// and the slots until runCtx ends, then gives running executions Grace
+// (execCancel ends them) and returns once the slots and retries have.
+func (w *worker) runSlots(runCtx, execCtx context.Context, execCancel context.CancelFunc, down []classDownAtStart) {
+	s, o := w.s, w.o
 	d := newDispatcher(s.nc, o.Classes, o, s.log)
 	d.stalled = w.pause.stalled
 	var retries sync.WaitGroup
@@ -171,7 +209,6 @@ func (s *Store) RunWorker(ctx context.Context, o WorkerOptions) error {
 	}
 	slots.Wait()
 	w.pause.finish()
-	return nil
 }
 
 // consumer creates or updates the durable pull consumer of a class. A

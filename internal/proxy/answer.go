@@ -45,89 +45,143 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 	bufp := relayBufPool.Get().(*[]byte)
 	defer relayBufPool.Put(bufp)
-	held, over, readErr := f.hold(resp.Body, wd, *bufp)
-	var err error
+	var a heldAnswer
+	if err := f.holdAnswer(actx, resp.Body, wd, in, *bufp, &a); err != nil {
+		return f.failEarly(ctx, c, err, start, res)
+	}
+	if err := a.reshape(resp, in); err != nil {
+		return f.failEarly(ctx, c, err, start, res)
+	}
+
+	f.commit(w, c.b, resp, in, start, res)
+	res.ResponseID = a.facts.ID
+	if in.Capture != nil {
+		in.Capture.write(a.held)
+	}
+	writeErr, readErr := f.sendAnswer(w, resp.Body, wd, in, *bufp, &a, res)
+	f.endRelayedAnswer(ctx, actx, c, in, res, readErr, writeErr)
+	return false
+}
+
+// heldAnswer is a non-streamed answer as relayAnswer holds it before the
+// commit.
+type heldAnswer struct {
+	// held is the answer (its start, when over), converted to a stream
+	// for a stream request (reshape); usage is where its usage is read:
+	// the answer as the backend sent it.
+	held, usage []byte
+	over        bool // too large to hold whole: held is its start
+	facts       openai.ResponseFacts
+	// ids reads a Responses answer too large to hold for its id as it
+	// passes (scanIDs). A value, not a pointer: relayAnswer's stack
+	// holds it, as it held the new(openai.IDScan) it replaces.
+	ids     openai.IDScan
+	scanIDs bool
+}
+
+// holdAnswer reads the answer into buf (hold) and checks it is a JSON
+// object and not an error object; the error, if not, fails the attempt.
+func (f *Forwarder) holdAnswer(actx context.Context, body io.Reader, wd *watchdog, in *Request, buf []byte, a *heldAnswer) error {
+	held, over, readErr := f.hold(body, wd, buf)
 	if readErr != nil {
-		return f.failEarly(ctx, c, readFailure(actx, readErr), start, res)
+		return readFailure(actx, readErr)
 	}
 	valid, errorObject := openai.ObjectPrefix(held), false // too large to hold: checked by its start
 	if !over {
 		valid, errorObject = openai.CheckAnswer(held) // one pass: ValidObject and ErrorObject
 	}
 	if !valid {
-		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx body of %d bytes that is not a JSON object", ErrBadAnswer, len(held)), start, res)
+		return fmt.Errorf("%w: a 2xx body of %d bytes that is not a JSON object", ErrBadAnswer, len(held))
 	}
-	var facts openai.ResponseFacts
-	var ids *openai.IDScan // a Responses answer too large to hold: its id is read as it passes
+	a.held, a.usage, a.over = held, held, over
 	if in.Peek.API == openai.APIResponses {
 		if over {
-			ids = new(openai.IDScan)
-			ids.Write(held)
-		} else if facts = openai.ReadResponse(held); facts.IsResponse {
+			a.scanIDs = true
+			a.ids.Write(held)
+		} else if a.facts = openai.ReadResponse(held); a.facts.IsResponse {
 			errorObject = false // a failed response carries its "error": still the backend's answer
 		}
 	}
 	if errorObject {
 		// A failure reported with a 2xx status: relayed, an SDK reads it
 		// as an empty completion and the cache would replay it.
-		return f.failEarly(ctx, c, fmt.Errorf("%w: a 2xx answer that is an error object", ErrBadAnswer), start, res)
+		return fmt.Errorf("%w: a 2xx answer that is an error object", ErrBadAnswer)
 	}
+	return nil
+}
 
+// reshape fits the held answer's head to what the client gets: its length
+// once the key scrub ran, and a stream request's answer converted to a
+// stream; the error refuses an answer that cannot be.
+func (a *heldAnswer) reshape(resp *http.Response, in *Request) error {
 	if _, ok := resp.Body.(*scrubbedBody); ok {
 		// Read through the key scrub (a keyed backend's): the length
 		// held is what the client gets; one too long to hold goes
 		// without, as the mask may shorten what is still to come.
-		if over {
+		if a.over {
 			delete(resp.Header, "Content-Length")
 		} else {
-			resp.Header["Content-Length"] = []string{strconv.Itoa(len(held))}
+			resp.Header["Content-Length"] = []string{strconv.Itoa(len(a.held))}
 		}
 	}
-	usage := held // where usage is read: the answer as the backend sent it
 	if in.Peek.Stream && !in.AnyShape && in.Peek.API == openai.APIResponses {
-		return f.failEarly(ctx, c, fmt.Errorf("%w: a JSON answer to a Responses stream request", ErrBadAnswer), start, res)
+		return fmt.Errorf("%w: a JSON answer to a Responses stream request", ErrBadAnswer)
 	}
 	if in.Peek.Stream && !in.AnyShape && in.Endpoint == openai.EndpointNone {
 		// JSON for a stream request: a backend that ignored "stream".
 		// (A transcription's is relayed as it came: whisper-1 ignores
 		// "stream" by design, and OpenAI itself answers JSON then.)
-		if held, err = asStream(resp, held, over); err != nil {
-			return f.failEarly(ctx, c, err, start, res)
+		held, err := asStream(resp, a.held, a.over)
+		if err != nil {
+			return err
 		}
+		a.held = held
 	}
+	return nil
+}
 
-	f.commit(w, c.b, resp, in, start, res)
-	res.ResponseID = facts.ID
-	if in.Capture != nil {
-		in.Capture.write(held)
-	}
-	writeErr := writeInPieces(clientWriter{f: f, w: w, wd: wd}, held, len(*bufp))
-	if !over && in.Peek.API == openai.APIResponses {
-		res.Usage, res.UsageKnown = facts.Usage, facts.UsageKnown
-	} else if !over && in.Endpoint != openai.EndpointNone {
-		res.Usage, res.UsageKnown = in.findUsage(usage) // held whole: a rerank's usage precedes its results
-	} else if !over {
-		res.Usage, res.UsageKnown = openai.FindUsage(usage[max(0, len(usage)-tailSize):])
-	} else if writeErr == nil {
+// sendAnswer writes the held answer to the client, relays the rest of one
+// too large to hold as it comes, and reads the answer's usage and a
+// Responses answer's id.
+func (f *Forwarder) sendAnswer(w http.ResponseWriter, body io.Reader, wd *watchdog, in *Request, buf []byte, a *heldAnswer, res *Result) (writeErr, readErr error) {
+	writeErr = writeInPieces(clientWriter{f: f, w: w, wd: wd}, a.held, len(buf))
+	switch {
+	case !a.over && in.Peek.API == openai.APIResponses:
+		res.Usage, res.UsageKnown = a.facts.Usage, a.facts.UsageKnown
+	case !a.over && in.Endpoint != openai.EndpointNone:
+		res.Usage, res.UsageKnown = in.findUsage(a.usage) // held whole: a rerank's usage precedes its results
+	case !a.over:
+		res.Usage, res.UsageKnown = openai.FindUsage(a.usage[max(0, len(a.usage)-tailSize):])
+	case writeErr == nil:
 		// Too large to hold: the rest goes as it comes, through the pooled
 		// buffer (held has moved off it), and usage is read from the tail;
 		// an endpoint's, failing that, from the start held (a rerank's).
 		var start openai.Usage
 		startKnown := false
 		if in.Endpoint != openai.EndpointNone {
-			start, startKnown = openai.FindEndpointUsage(held)
+			start, startKnown = openai.FindEndpointUsage(a.held)
 		}
-		writeErr, readErr = f.relayRest(w, resp.Body, wd, in, *bufp, ids, res)
+		var ids *openai.IDScan
+		if a.scanIDs {
+			ids = &a.ids
+		}
+		writeErr, readErr = f.relayRest(w, body, wd, in, buf, ids, res)
 		if !res.UsageKnown && startKnown {
 			res.Usage, res.UsageKnown = start, true
 		}
 	}
-	if ids != nil {
+	if a.scanIDs {
 		// Whatever of the answer passed: an id read whole is the backend's,
 		// wherever it was in the object.
-		res.ResponseID = ids.ID()
+		res.ResponseID = a.ids.ID()
 	}
+	return writeErr, readErr
+}
 
+// endRelayedAnswer settles a committed answer: its outcome (a read that
+// broke off is the backend's failure, a client that left is nobody's),
+// the ticket's answer, its usage bound, and the call's end.
+func (f *Forwarder) endRelayedAnswer(ctx, actx context.Context, c call, in *Request, res *Result, readErr, writeErr error) {
 	out := outcome.Success
 	clientGone := relayCut(ctx, readErr, writeErr)
 	if readErr != nil && !clientGone {
@@ -153,7 +207,6 @@ func (f *Forwarder) relayAnswer(ctx, actx context.Context, w http.ResponseWriter
 	}
 	res.ended = f.opt.Now()
 	c.endAnswer(res.ended, out, res.TTFB, tokens, clientGone && readErr != nil)
-	return false
 }
 
 // relayCut reports whether the client's leaving (ctx cancelled, whatever

@@ -26,21 +26,13 @@ import (
 // streams pass byte for byte.
 func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter, c call,
 	resp *http.Response, wd *watchdog, in *Request, start time.Time, res *Result) (retry bool) {
-	b := c.b
-	flusher, _ := w.(http.Flusher)
 	sb := streamBufsPool.Get().(*streamBufs)
-	tl := &sb.usage
-	tl.reset()
-	rb := readBuf{small: sb.small[:], count: f.opt.RelayBuffers}
+	sb.usage.reset()
 	chk := sseCheck{api: in.Peek.API, transcript: in.Endpoint.Multipart()}
-	defer func() {
-		rb.release()
-		streamBufsPool.Put(sb)
-	}()
-
-	var held []byte // a Responses stream's events before its first token (responses.go); a chat stream's keep-alives
-	var readErr, writeErr error
-	bad, overBudget := false, false
+	s := streamRelay{f: f, w: w, c: c, resp: resp, wd: wd, start: start,
+		sb: sb, rb: readBuf{small: sb.small[:], count: f.opt.RelayBuffers}, chk: &chk}
+	s.flusher, _ = w.(http.Flusher)
+	defer s.release()
 	// holdPings: while a first-token deadline runs (Request.FirstToken,
 	// timeouts.first_token_factor, when the watchdog kept it at the
 	// head), keep-alive comments before the first event with data
@@ -59,135 +51,220 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	// restarts its watchdog before the commit. Nothing else streams
 	// (embeddings and the pooling, tokenizer and moderation endpoints
 	// answer one JSON object).
-	holdPings := wd.firstTokenDue() && chk.api == openai.APIChat
+	s.holdPings = wd.firstTokenDue() && chk.api == openai.APIChat
+	s.copyEvents(resp.Body, in, res)
+	s.readUsage(in, res)
+	return s.end(ctx, actx, in, res)
+}
+
+// streamRelay is one relayed stream's state, from its first read to its
+// end (relayStream). It lives on relayStream's stack: its methods are the
+// stream's steps, cut apart to read one at a time, and hold no reference
+// to it past the stream. The request and its Result are passed to them,
+// not kept: escape analysis does not tell a struct's fields apart, and
+// kept beside the writer (which escapes) they would escape with it,
+// moving Forward's Result to the heap (TestProxyDefersOpenCoded).
+type streamRelay struct {
+	f       *Forwarder
+	w       http.ResponseWriter
+	flusher http.Flusher
+	c       call // its own copy: fed is set on it (call.fed)
+	resp    *http.Response
+	wd      *watchdog
+	start   time.Time
+	sb      *streamBufs // pooled: the read buffer, the usage tail and the first write
+	rb      readBuf
+	chk     *sseCheck
+	// held: a Responses stream's events before its first token
+	// (responses.go); a chat stream's keep-alives (holdPings).
+	held              []byte
+	readErr, writeErr error
+	bad, overBudget   bool
+	holdPings         bool // see relayStream
 	// startPending: the stream is committed, its first token not yet
 	// come: its first events were comments only (a keep-alive sent before
 	// the engine began), which start no generation (startKnown). The
 	// backend's latency and the ticket learn the start at the first data.
-	startPending := false
+	startPending bool
+}
+
+// release returns the stream's buffers to their pools.
+func (s *streamRelay) release() {
+	s.rb.release()
+	streamBufsPool.Put(s.sb)
+}
+
+// copyEvents reads the backend's stream and relays its whole, checked
+// events until it ends, breaks off or turns out malformed, the client's
+// write fails, or the client's token budget runs out.
+func (s *streamRelay) copyEvents(body io.Reader, in *Request, res *Result) {
 	for {
-		n, err := resp.Body.Read(rb.next())
-		if n > 0 && (res.Written || chk.api == openai.APIChat && !holdPings) {
-			wd.idle(f.opt.Timeouts.StreamIdle)
+		n, err := body.Read(s.rb.next())
+		if n > 0 && (res.Written || s.chk.api == openai.APIChat && !s.holdPings) {
+			s.wd.idle(s.f.opt.Timeouts.StreamIdle)
 		}
 		eof := err == io.EOF
-		data := rb.data(n)
-		k, malformed := chk.whole(data, eof)
-		out := chk.closeFinal(data[:k]) // valid until rb.keep
-		if len(out) > 0 && !res.Written && len(held)+len(out) <= maxHeldLifecycle &&
-			(chk.api == openai.APIResponses && !chk.resp.output || holdPings && !startKnown(out, &chk)) {
-			held = append(held, out...) // out is the check's until the next feed
-			out = nil
+		data := s.rb.data(n)
+		k, malformed := s.chk.whole(data, eof)
+		out := s.holdBack(s.chk.closeFinal(data[:k]), res) // valid until rb.keep
+		if len(out) > 0 && !s.pass(out, in, res) {
+			return
 		}
-		first := len(out) > 0 && !res.Written
-		if len(out) > 0 {
-			if !res.Written { // the first valid event: the first token, unless a keep-alive
-				f.commit(w, b, resp, in, start, res)
-				if holdPings {
-					wd.idle(f.opt.Timeouts.StreamIdle) // the first token came: the gap's bound from here
-				}
-				if !c.cpu { // a CPU-side call's time is learnt by nothing
-					startPending = true
-					if startKnown(out, &chk) {
-						startPending = false
-						prompt := b.FirstTokenOf(f.opt.Now(), res.TTFB, c.wait())
-						c.fed = true
-						if in.Started != nil && !chk.errFirst {
-							in.Started.FirstToken(prompt)
-						}
-					}
-				}
-				if held != nil {
-					out, held = append(held, out...), nil
-				}
-			} else if startPending && startKnown(out, &chk) {
-				// The first data after keep-alives: its own time is the
-				// time to first token (a ping is no start of generation:
-				// learnt from it, a queueing backend looked prompt).
-				startPending = false
-				now := f.opt.Now()
-				prompt := b.FirstTokenOf(now, now.Sub(start), c.wait())
-				c.fed = true
-				if in.Started != nil && !chk.errFirst {
-					in.Started.FirstToken(prompt)
-				}
-			}
-			if in.CountText {
-				ev, tb := openai.CountText(out, chk.api)
-				res.TextEvents += ev
-				res.TextBytes += tb
-				if in.Budget != nil && ev > 0 {
-					if granted, ok := in.Budget.Allow(openai.CompletionTokens(res.TextEvents, res.TextBytes)); !ok {
-						// The events within the grant are relayed, then the stream
-						// ends. The count is what was relayed: the rest of the
-						// block was read ahead by the gateway, a read's worth (up
-						// to 32 KiB) that varies with the backend's pace; the
-						// client is charged what it got, within the grant.
-						out = out[:openai.TextWithin(out, chk.api, res.TextEvents-ev, res.TextBytes-tb, granted)]
-						kept, keptBytes := openai.CountText(out, chk.api)
-						res.TextEvents += kept - ev
-						res.TextBytes += keptBytes - tb
-						overBudget = true
-					}
-				}
-			}
-			tl.write(out)
-			if in.Capture != nil {
-				in.Capture.write(out)
-			}
-			if first { // on a worker's stack: it writes the head (deepcall.go)
-				writeErr = f.firstWrite(sb.first, w, flusher, wd, out)
-			} else if _, writeErr = f.toClient(w, wd, out); writeErr == nil && flusher != nil {
-				flusher.Flush()
-			}
-			if writeErr != nil {
-				break
-			}
-			if in.ReleaseBody && !res.BodyReleased {
-				releaseBody(in, res) // the head and first event are out
-			}
-			if overBudget {
-				break
-			}
-		}
-		rb.keep(data, k)
+		s.rb.keep(data, k)
 		if malformed {
-			bad = true
-			break
+			s.bad = true
+			return
 		}
 		if err != nil {
 			if !eof {
-				readErr = err
+				s.readErr = err
 			}
-			break
+			return
 		}
 	}
-	res.Usage, res.UsageKnown = in.findUsage(tl.buf)
-	if chk.api == openai.APIResponses && res.Written {
-		res.Usage, res.UsageKnown, res.ResponseID = chk.resp.usage, chk.resp.usageKnown, chk.resp.id
+}
+
+// holdBack keeps events that must not commit the response (a Responses
+// stream's before its first output event, keep-alives under holdPings)
+// in held, and returns what is to be relayed now: out, or nothing.
+func (s *streamRelay) holdBack(out []byte, res *Result) []byte {
+	if len(out) > 0 && !res.Written && len(s.held)+len(out) <= maxHeldLifecycle &&
+		(s.chk.api == openai.APIResponses && !s.chk.resp.output || s.holdPings && !startKnown(out, s.chk)) {
+		s.held = append(s.held, out...) // out is the check's until the next feed
+		return nil
+	}
+	return out
+}
+
+// pass relays events checked whole: the first commits the response; each
+// is counted against the client's token budget, kept for usage, captured,
+// written and flushed. It reports whether the copy goes on.
+func (s *streamRelay) pass(out []byte, in *Request, res *Result) (more bool) {
+	first := !res.Written
+	if first { // the first valid event: the first token, unless a keep-alive
+		out = s.commitFirst(out, in, res)
+	} else if s.startPending && startKnown(out, s.chk) {
+		// The first data after keep-alives: its own time is the
+		// time to first token (a ping is no start of generation:
+		// learnt from it, a queueing backend looked prompt).
+		now := s.f.opt.Now()
+		s.firstToken(now, now.Sub(s.start), in)
+	}
+	if in.CountText {
+		out = s.countText(out, in, res)
+	}
+	s.sb.usage.write(out)
+	if in.Capture != nil {
+		in.Capture.write(out)
+	}
+	if first { // on a worker's stack: it writes the head (deepcall.go)
+		s.writeErr = s.f.firstWrite(s.sb.first, s.w, s.flusher, s.wd, out)
+	} else if _, s.writeErr = s.f.toClient(s.w, s.wd, out); s.writeErr == nil && s.flusher != nil {
+		s.flusher.Flush()
+	}
+	if s.writeErr != nil {
+		return false
+	}
+	if in.ReleaseBody && !res.BodyReleased {
+		releaseBody(in, res) // the head and first event are out
+	}
+	return !s.overBudget
+}
+
+// commitFirst commits the response with the stream's first valid events
+// out, learns the stream's start if they carry data, and returns them
+// after the events held before them.
+func (s *streamRelay) commitFirst(out []byte, in *Request, res *Result) []byte {
+	s.f.commit(s.w, s.c.b, s.resp, in, s.start, res)
+	if s.holdPings {
+		s.wd.idle(s.f.opt.Timeouts.StreamIdle) // the first token came: the gap's bound from here
+	}
+	if !s.c.cpu { // a CPU-side call's time is learnt by nothing
+		s.startPending = true
+		if startKnown(out, s.chk) {
+			s.firstToken(s.f.opt.Now(), res.TTFB, in)
+		}
+	}
+	if s.held != nil {
+		out, s.held = append(s.held, out...), nil
+	}
+	return out
+}
+
+// firstToken tells the backend's first-token estimates, and the request's
+// ticket unless the first data was the backend's error, that the stream's
+// first token came at now, ttft after the attempt's start.
+func (s *streamRelay) firstToken(now time.Time, ttft time.Duration, in *Request) {
+	s.startPending = false
+	prompt := s.c.b.FirstTokenOf(now, ttft, s.c.wait())
+	s.c.fed = true
+	if in.Started != nil && !s.chk.errFirst {
+		in.Started.FirstToken(prompt)
+	}
+}
+
+// countText counts the text events in out and, past the client's token
+// budget (Request.Budget), cuts out to the events within its grant and
+// marks the stream over budget.
+func (s *streamRelay) countText(out []byte, in *Request, res *Result) []byte {
+	ev, tb := openai.CountText(out, s.chk.api)
+	res.TextEvents += ev
+	res.TextBytes += tb
+	if in.Budget == nil || ev == 0 {
+		return out
+	}
+	granted, ok := in.Budget.Allow(openai.CompletionTokens(res.TextEvents, res.TextBytes))
+	if ok {
+		return out
+	}
+	// The events within the grant are relayed, then the stream
+	// ends. The count is what was relayed: the rest of the
+	// block was read ahead by the gateway, a read's worth (up
+	// to 32 KiB) that varies with the backend's pace; the
+	// client is charged what it got, within the grant.
+	out = out[:openai.TextWithin(out, s.chk.api, res.TextEvents-ev, res.TextBytes-tb, granted)]
+	kept, keptBytes := openai.CountText(out, s.chk.api)
+	res.TextEvents += kept - ev
+	res.TextBytes += keptBytes - tb
+	s.overBudget = true
+	return out
+}
+
+// readUsage reads the stream's usage from its tail, a Responses stream's
+// from its final event, bounded by the request's.
+func (s *streamRelay) readUsage(in *Request, res *Result) {
+	res.Usage, res.UsageKnown = in.findUsage(s.sb.usage.buf)
+	if s.chk.api == openai.APIResponses && res.Written {
+		res.Usage, res.UsageKnown, res.ResponseID = s.chk.resp.usage, s.chk.resp.usageKnown, s.chk.resp.id
 	}
 	in.boundUsage(res)
+}
 
-	fail, clientGone := streamVerdict(ctx, actx, readErr, writeErr, bad, chk.ended(), chk.api)
+// end judges the stream once the copy stopped (streamVerdict): one that
+// committed nothing fails early and may be retried; a committed one ends
+// the client's stream with an error event if it failed or ran out of
+// budget, and its call with the outcome and the time to its first token.
+func (s *streamRelay) end(ctx, actx context.Context, in *Request, res *Result) (retry bool) {
+	fail, clientGone := streamVerdict(ctx, actx, s.readErr, s.writeErr, s.bad, s.chk.ended(), s.chk.api)
 	if !res.Written {
 		if fail == nil && !clientGone {
 			fail = fmt.Errorf("%w: an empty stream", ErrBadAnswer)
 		}
-		return f.failEarly(ctx, c, fail, start, res)
+		return s.f.failEarly(ctx, s.c, fail, s.start, res)
 	}
 	out := outcome.Success
-	if overBudget && !clientGone {
+	if s.overBudget && !clientGone {
 		// The client's token limits ran out, not the backend: a success
 		// for its health; the client is told why its answer stops.
 		res.Err = ErrTokenBudget
-		f.sendStreamError(w, res.Err, in, &chk)
+		s.f.sendStreamError(s.w, res.Err, in, s.chk)
 	} else if fail != nil {
 		out = outcome.Failure
 		res.Err = fail
-		f.sendStreamError(w, fail, in, &chk)
+		s.f.sendStreamError(s.w, fail, in, s.chk)
 	} else if clientGone {
 		res.Err = context.Canceled
-		if cut := f.endCutStream(ctx, w, writeErr, in, &chk); cut != nil {
+		if cut := s.f.endCutStream(ctx, s.w, s.writeErr, in, s.chk); cut != nil {
 			res.Err = cut
 		}
 	}
@@ -197,12 +274,12 @@ func (f *Forwarder) relayStream(ctx, actx context.Context, w http.ResponseWriter
 	// total timeout) has waited this long at least, as a silent one
 	// (failEarly): the commit's time is the ping's, about 0, and learnt
 	// as a success's it made a queueing backend look the promptest.
-	now := f.opt.Now()
+	now := s.f.opt.Now()
 	latency := res.TTFB
-	if startPending {
-		latency = now.Sub(start)
+	if s.startPending {
+		latency = now.Sub(s.start)
 	}
-	c.end(now, out, latency, 0, clientGone && readErr != nil)
+	s.c.end(now, out, latency, 0, clientGone && s.readErr != nil)
 	return false
 }
 

@@ -36,59 +36,92 @@ func (f *FailoverStore) applySplit(ctx context.Context, each eachApplier, client
 			return nil, err
 		}
 	}
-	type part struct {
-		idx   []int
-		call  redisconn.Call
-		sent  bool
-		retry time.Duration
-		cause error // the failure that put the part in the failure mode; nil: skipped by its bypass
+	parts, sent := f.admitParts(client, keys, groups, ops, now)
+	ds := make([]Decision, len(ops))
+	errs := make([]error, len(ops))
+	if len(sent) > 0 {
+		f.sendParts(ctx, each, parts, sent, now, ds, errs)
 	}
-	parts := make([]part, len(groups))
-	var sent []Op
+	if err := abandonIfCallerLeft(ctx, parts, errs); err != nil {
+		return nil, err
+	}
+	if !f.settleParts(parts, errs, now) {
+		return ds, nil
+	}
+	if f.opt.Mode == FailClosed {
+		return f.refuseSplit(ctx, each, parts, ops, ds, now)
+	}
+	return f.meterFailedLocally(ctx, parts, ops, ds, now)
+}
+
+// splitPart is one master's share of a split check (applySplit).
+type splitPart struct {
+	idx   []int // its ops, as indexes into the check's ops
+	call  redisconn.Call
+	sent  bool // admitted by the master's bypass
+	retry time.Duration
+	cause error // the failure that put the part in the failure mode; nil: skipped by its bypass
+}
+
+// admitParts asks each master's bypass whether its buckets go to Redis;
+// sent is the admitted parts' ops, in the parts' order.
+func (f *FailoverStore) admitParts(client rueidis.Client, keys []string, groups [][]int, ops []Op, now time.Time) (parts []splitPart, sent []Op) {
+	parts = make([]splitPart, len(groups))
 	for g, idx := range groups {
 		gk := make([]string, len(idx))
 		for i, j := range idx {
 			gk[i] = keys[j]
 		}
 		call, retry, ok := f.bypass.Admit(now, client, gk...)
-		parts[g] = part{idx: idx, call: call, sent: ok, retry: retry}
+		parts[g] = splitPart{idx: idx, call: call, sent: ok, retry: retry}
 		if ok {
 			for _, j := range idx {
 				sent = append(sent, ops[j])
 			}
 		}
 	}
-	ds := make([]Decision, len(ops))
-	errs := make([]error, len(ops))
-	if len(sent) > 0 {
-		cctx, cancel := context.WithTimeout(ctx, f.opt.Timeout)
-		sds, serrs := each.ApplyEach(cctx, sent, now)
-		cancel()
-		k := 0
-		for _, p := range parts {
-			if !p.sent {
-				continue
-			}
-			for _, j := range p.idx {
-				ds[j], errs[j] = sds[k], serrs[k]
-				k++
-			}
+	return parts, sent
+}
+
+// sendParts sends the admitted ops in one round trip and puts each answer
+// (ds, errs) at its op's index.
+func (f *FailoverStore) sendParts(ctx context.Context, each eachApplier, parts []splitPart, sent []Op, now time.Time, ds []Decision, errs []error) {
+	cctx, cancel := context.WithTimeout(ctx, f.opt.Timeout)
+	sds, serrs := each.ApplyEach(cctx, sent, now)
+	cancel()
+	k := 0
+	for _, p := range parts {
+		if !p.sent {
+			continue
+		}
+		for _, j := range p.idx {
+			ds[j], errs[j] = sds[k], serrs[k]
+			k++
 		}
 	}
+}
 
+// abandonIfCallerLeft returns an op's error once the caller gave up (ctx
+// ended), having abandoned the sent parts' calls: not the store's fault,
+// so no state change, and no decision either.
+func abandonIfCallerLeft(ctx context.Context, parts []splitPart, errs []error) error {
 	for _, err := range errs {
 		if err != nil && ctx.Err() != nil {
-			// The caller gave up: not the store's fault, so no state
-			// change, and no decision either.
 			for _, p := range parts {
 				if p.sent {
 					p.call.Abandon()
 				}
 			}
-			return nil, err
+			return err
 		}
 	}
-	failed := false
+	return nil
+}
+
+// settleParts tells each sent part's master its call's outcome (an outage
+// first among its ops' errors) and reports whether any part takes the
+// failure mode: failed, or skipped by its bypass.
+func (f *FailoverStore) settleParts(parts []splitPart, errs []error, now time.Time) (failed bool) {
 	for g := range parts {
 		p := &parts[g]
 		if !p.sent {
@@ -116,37 +149,42 @@ func (f *FailoverStore) applySplit(ctx context.Context, each eachApplier, client
 			p.cause, failed = err, true
 		}
 	}
-	if !failed {
-		return ds, nil
-	}
+	return failed
+}
 
-	if f.opt.Mode == FailClosed {
-		// The request is refused: what the live masters' buckets took is
-		// given back (best effort, as the Limiter's own refunds).
-		var back []Op
-		retry := time.Duration(0)
-		var cause error
-		for _, p := range parts {
-			if !p.sent || p.cause != nil {
-				retry = max(retry, p.retry)
-				if cause == nil {
-					cause = p.cause
-				}
-				continue
+// refuseSplit is fail-closed's answer to a split check with a failed
+// part: the request is refused, and what the live masters' buckets took
+// is given back (best effort, as the Limiter's own refunds).
+func (f *FailoverStore) refuseSplit(ctx context.Context, each eachApplier, parts []splitPart, ops []Op, ds []Decision, now time.Time) ([]Decision, error) {
+	var back []Op
+	retry := time.Duration(0)
+	var cause error
+	for _, p := range parts {
+		if !p.sent || p.cause != nil {
+			retry = max(retry, p.retry)
+			if cause == nil {
+				cause = p.cause
 			}
-			for _, j := range p.idx {
-				if op := ops[j]; !op.Force && op.Cost > 0 && ds[j].Allowed {
-					back = append(back, Op{Key: op.Key, Limit: op.Limit, Cost: -op.Cost, Force: true})
-				}
+			continue
+		}
+		for _, j := range p.idx {
+			if op := ops[j]; !op.Force && op.Cost > 0 && ds[j].Allowed {
+				back = append(back, Op{Key: op.Key, Limit: op.Limit, Cost: -op.Cost, Force: true})
 			}
 		}
-		if len(back) > 0 {
-			cctx, cancel := context.WithTimeout(ctx, f.opt.Timeout)
-			each.ApplyEach(cctx, back, now)
-			cancel()
-		}
-		return f.fallbackApply(ctx, ops, now, retry, cause)
 	}
+	if len(back) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, f.opt.Timeout)
+		each.ApplyEach(cctx, back, now)
+		cancel()
+	}
+	return f.fallbackApply(ctx, ops, now, retry, cause)
+}
+
+// meterFailedLocally is fail-open's answer to a split check with a failed
+// part: its buckets are metered here at this replica's share, the others'
+// decisions (ds) stand as Redis gave them.
+func (f *FailoverStore) meterFailedLocally(ctx context.Context, parts []splitPart, ops []Op, ds []Decision, now time.Time) ([]Decision, error) {
 	var local []Op
 	var at []int
 	for _, p := range parts {

@@ -62,21 +62,14 @@ type poolRequest struct {
 // field of its type, the required ones present; errors name the field.
 func parsePoolRequest(kind poolKind, body []byte) (poolRequest, error) {
 	req := poolRequest{kind: kind}
-	var obj map[string]json.RawMessage
+	var obj poolFields
 	if err := json.Unmarshal(body, &obj); err != nil {
 		return req, badBody(&obj, err)
 	}
 	if obj == nil {
 		return req, badRequest("", "the body must be a JSON object")
 	}
-	field := func(name string) json.RawMessage {
-		v := bytes.TrimSpace(obj[name])
-		if string(v) == "null" {
-			return nil
-		}
-		return v
-	}
-	if m := field("model"); m != nil {
+	if m := obj.field("model"); m != nil {
 		if err := decodeAs("model", m, &req.model, "a string"); err != nil {
 			return req, err
 		}
@@ -84,78 +77,125 @@ func parsePoolRequest(kind poolKind, body []byte) (poolRequest, error) {
 	var err error
 	switch kind {
 	case poolRerank:
-		var q string
-		if err = requireAs("query", field("query"), &q, "a string"); err != nil {
-			return req, err
-		}
-		req.pair = []poolItem{itemOf(q)}
-		if req.items, err = textList("documents", field("documents"), false); err != nil {
-			return req, err
-		}
-		if v := field("top_n"); v != nil {
-			if err = decodeAs("top_n", v, &req.topN, "an integer"); err != nil {
-				return req, err
-			}
-			if req.topN < 0 {
-				return req, badRequest("top_n", "top_n must be at least 0")
-			}
-		}
+		err = req.readRerank(obj)
 	case poolScore:
-		if req.pair, err = textList("text_1", field("text_1"), true); err != nil {
-			return req, err
-		}
-		if req.items, err = textList("text_2", field("text_2"), true); err != nil {
-			return req, err
-		}
-		if len(req.pair) != 1 && len(req.pair) != len(req.items) {
-			return req, badRequest("text_2", "text_1 must hold one text or as many as text_2 (%d and %d)", len(req.pair), len(req.items))
-		}
+		err = req.readScore(obj)
 	case poolClassify, poolPooling, poolModerations:
-		in, msgs := field("input"), field("messages")
-		switch {
-		case kind != poolModerations && msgs != nil && in != nil:
-			return req, badRequest("messages", "send either input or messages, not both")
-		case kind != poolModerations && msgs != nil:
-			var it poolItem
-			if it, err = messagesItem(msgs); err != nil {
-				return req, err
-			}
-			req.items = []poolItem{it}
-		default:
-			if req.items, err = inputItems(in); err != nil {
-				return req, err
-			}
-		}
+		err = req.readInputs(obj)
 	case poolTokenize:
-		prompt, msgs := field("prompt"), field("messages")
-		switch {
-		case prompt != nil && msgs != nil:
-			return req, badRequest("messages", "send either prompt or messages, not both")
-		case msgs != nil:
-			var it poolItem
-			if it, err = messagesItem(msgs); err != nil {
-				return req, err
-			}
-			req.items = []poolItem{it}
-		default:
-			var p string
-			if err = requireAs("prompt", prompt, &p, "a string"); err != nil {
-				return req, err
-			}
-			req.items = []poolItem{itemOf(p)}
-		}
+		err = req.readTokenize(obj)
 	case poolDetokenize:
-		if err = requireAs("tokens", field("tokens"), &req.tokens, "an array of integers"); err != nil {
-			return req, err
-		}
-		for i, id := range req.tokens {
-			if id < 0 || id >= vocabSize {
-				return req, badRequest(fmt.Sprintf("tokens[%d]", i), "token id %d is out of vocabulary (0 to %d)", id, vocabSize-1)
-			}
-		}
+		err = req.readDetokenize(obj)
+	}
+	if err != nil {
+		return req, err
 	}
 	req.promptTokens = prefillTokens(&req)
 	return req, nil
+}
+
+// poolFields is a pooling request's body: its keys, matched exactly.
+type poolFields map[string]json.RawMessage
+
+// field is the value of key name; nil when absent or null.
+func (obj poolFields) field(name string) json.RawMessage {
+	v := bytes.TrimSpace(obj[name])
+	if string(v) == "null" {
+		return nil
+	}
+	return v
+}
+
+// readRerank reads a rerank's query, documents and top_n.
+func (req *poolRequest) readRerank(obj poolFields) (err error) {
+	var q string
+	if err = requireAs("query", obj.field("query"), &q, "a string"); err != nil {
+		return err
+	}
+	req.pair = []poolItem{itemOf(q)}
+	if req.items, err = textList("documents", obj.field("documents"), false); err != nil {
+		return err
+	}
+	if v := obj.field("top_n"); v != nil {
+		if err = decodeAs("top_n", v, &req.topN, "an integer"); err != nil {
+			return err
+		}
+		if req.topN < 0 {
+			return badRequest("top_n", "top_n must be at least 0")
+		}
+	}
+	return nil
+}
+
+// readScore reads a score's text_1 and text_2: one text against each of
+// the others, or pair by pair.
+func (req *poolRequest) readScore(obj poolFields) (err error) {
+	if req.pair, err = textList("text_1", obj.field("text_1"), true); err != nil {
+		return err
+	}
+	if req.items, err = textList("text_2", obj.field("text_2"), true); err != nil {
+		return err
+	}
+	if len(req.pair) != 1 && len(req.pair) != len(req.items) {
+		return badRequest("text_2", "text_1 must hold one text or as many as text_2 (%d and %d)", len(req.pair), len(req.items))
+	}
+	return nil
+}
+
+// readInputs reads a classify's, pooling's or moderation's input, or (not
+// a moderation's) its chat messages instead.
+func (req *poolRequest) readInputs(obj poolFields) (err error) {
+	in, msgs := obj.field("input"), obj.field("messages")
+	switch {
+	case req.kind != poolModerations && msgs != nil && in != nil:
+		return badRequest("messages", "send either input or messages, not both")
+	case req.kind != poolModerations && msgs != nil:
+		var it poolItem
+		if it, err = messagesItem(msgs); err != nil {
+			return err
+		}
+		req.items = []poolItem{it}
+	default:
+		if req.items, err = inputItems(in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readTokenize reads a tokenize's prompt, or its chat messages instead.
+func (req *poolRequest) readTokenize(obj poolFields) (err error) {
+	prompt, msgs := obj.field("prompt"), obj.field("messages")
+	switch {
+	case prompt != nil && msgs != nil:
+		return badRequest("messages", "send either prompt or messages, not both")
+	case msgs != nil:
+		var it poolItem
+		if it, err = messagesItem(msgs); err != nil {
+			return err
+		}
+		req.items = []poolItem{it}
+	default:
+		var p string
+		if err = requireAs("prompt", prompt, &p, "a string"); err != nil {
+			return err
+		}
+		req.items = []poolItem{itemOf(p)}
+	}
+	return nil
+}
+
+// readDetokenize reads a detokenize's token ids, each in the vocabulary.
+func (req *poolRequest) readDetokenize(obj poolFields) error {
+	if err := requireAs("tokens", obj.field("tokens"), &req.tokens, "an array of integers"); err != nil {
+		return err
+	}
+	for i, id := range req.tokens {
+		if id < 0 || id >= vocabSize {
+			return badRequest(fmt.Sprintf("tokens[%d]", i), "token id %d is out of vocabulary (0 to %d)", id, vocabSize-1)
+		}
+	}
+	return nil
 }
 
 // prefillTokens is the engine's prefill for req: each pair's tokens
