@@ -317,7 +317,11 @@ func TestGatewayStartsWhileExternalNATSIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { nats.Shutdown(); nats.WaitForShutdown() }()
-	deadline := time.Now().Add(15 * time.Second)
+	// A hang guard, not a bound on the reconnect: its attempts double from
+	// 1 s to 30 s (queueRetryFirst, queueRetryMax): on a loaded machine
+	// NATS can come up just after the attempt 15 s into the app's life,
+	// and the next is 16 s later, past the 15 s this waited.
+	deadline := time.Now().Add(time.Minute)
 	for {
 		code, h, _ = do(t, http.MethodPost, url+"/v1/chat/completions", "application/json", strings.NewReader(body), "Prefer", "respond-async")
 		if code == http.StatusAccepted {

@@ -50,9 +50,8 @@ func TestContinuationOfALostIDIsLocated(t *testing.T) {
 	p.skew.Add(int64(time.Minute))
 	p.frozen.Store(0)
 	for _, id := range []string{ids[0], ids[2], ids[1], ids[3]} {
-		resp := post(t, p.b.URL+"/v1/responses", `{"model":"m1","input":"and then?","max_output_tokens":2,"previous_response_id":"`+id+`"}`)
-		if got := readAll(t, resp); resp.StatusCode != 200 {
-			t.Fatalf("continuing %s through B, its owner lost with A: %d %s", id, resp.StatusCode, got)
+		if code, got := p.continueThroughB(t, id); code != 200 {
+			t.Fatalf("continuing %s through B, its owner lost with A: %d %s", id, code, got)
 		}
 	}
 	if n := promtest.Value(t, p.regB, "sluice_responses_ids_redis_lookups_total", "miss"); n != made {

@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/redisconn"
@@ -122,9 +125,17 @@ func TestHeldWritesAtShutdownAreCounted(t *testing.T) {
 // first (a 100k rewrite held every fresh write for its whole length:
 // 577 ms measured, BenchmarkFreshWriteDuringRewrite), and another replica
 // missed the fresh id meanwhile.
+//
+// The order is Redis' own (setOrder). Before, the test read the rewrite's
+// counter once the fresh key was seen: on a loaded machine the writer
+// could end the rewrite before the test read it (a false failure), or
+// before the test even queued the fresh write. A round in which the
+// fresh write was queued too late to land mid-rewrite says nothing and
+// is done again.
 func TestFreshWriteNotHeldBehindRewrite(t *testing.T) {
 	const held = 20_000
 	rd := redistest.Start(t)
+	sets := setOrder(t, rd)
 	opt := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{rd.Addr}}), Timeout: hangGuard}
 	reg := prometheus.NewRegistry()
 	o := newRespOwners(reg, nil, held+100, time.Hour, time.Now, opt)
@@ -142,20 +153,84 @@ func TestFreshWriteNotHeldBehindRewrite(t *testing.T) {
 		o.c.set("resp_held_"+strconv.Itoa(i), respOwner{backend: "b1", at: time.Now()})
 	}
 	rewritten := func() float64 { return promtest.Value(t, reg, "sluice_responses_ids_redis_writes_total", "rewritten") }
-	if _, err := rd.Do("FLUSHALL"); err != nil {
+	round := 0
+	for ; ; round++ {
+		all := held + round // the fresh ids of the rounds before are in the map too
+		from, seen := rewritten(), len(sets.keys())
+		if _, err := rd.Do("FLUSHALL"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return rewritten() > from })
+		fresh := "resp_fresh_" + strconv.Itoa(round)
+		o.remember(fresh, respOwner{backend: "b2"})
+		// remember queued it before returning; the counter counts what
+		// landed: two chunks or more were still to be written.
+		early := rewritten()-from < float64(all-2*sharedBatch)
+		waitFor(t, func() bool { return rewritten()-from >= float64(all) && len(sets.keys()) >= seen+all+1 })
+		after := 0 // the rewrite's writes Redis took after the fresh one
+		freshKey := o.shared.key(fresh)
+		for i, k := range sets.keys()[seen:] {
+			if k == freshKey {
+				after = len(sets.keys()[seen:]) - i - 1
+			}
+		}
+		if early && after == 0 {
+			t.Fatalf("round %d: the fresh write landed after the whole rewrite of %d", round, all)
+		}
+		if early {
+			break
+		}
+		if round == 4 {
+			t.Fatalf("in %d rounds the fresh write was never queued before the rewrite's last chunks", round+1)
+		}
+	}
+	if n := idKeys(t, rd); n != held+round+1 {
+		t.Fatalf("Redis holds %d ids after the rewrite, want %d (rewritten %v, lost %v, ok %v)", n, held+round+1, rewritten(), promtest.Value(t, reg, "sluice_responses_ids_redis_lost_total", ""), promtest.Value(t, reg, "sluice_responses_ids_redis_writes_total", "ok"))
+	}
+}
+
+// setKeys is the owner keys Redis set, in the order it set them.
+type setKeys struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (s *setKeys) keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.list
+}
+
+// setOrder subscribes to Redis' keyspace notifications of SETs of owner
+// keys (not the marks): each arrives in the order Redis executed it, and
+// the subscription buffers what the test has not taken yet, so a test the
+// machine holds back loses no order.
+func setOrder(t *testing.T, rd *redistest.Server) *setKeys {
+	t.Helper()
+	if _, err := rd.Do("CONFIG", "SET", "notify-keyspace-events", "K$"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return rewritten() > 0 })
-	o.remember("resp_fresh", respOwner{backend: "b2"})
-	key := o.shared.key("resp_fresh")
-	waitFor(t, func() bool { v, _ := rd.Do("EXISTS", key); return v == "1" })
-	if n := rewritten(); n >= held {
-		t.Fatalf("the fresh write landed after the whole rewrite (%v of %d rewritten by then)", n, held)
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{rd.Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return rewritten() >= held })
-	if n := idKeys(t, rd); n != held+1 {
-		t.Fatalf("Redis holds %d ids after the rewrite, want %d (rewritten %v, lost %v, ok %v)", n, held+1, rewritten(), promtest.Value(t, reg, "sluice_responses_ids_redis_lost_total", ""), promtest.Value(t, reg, "sluice_responses_ids_redis_writes_total", "ok"))
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done; c.Close() })
+	s := &setKeys{}
+	const space = "__keyspace@0__:"
+	go func() {
+		defer close(done)
+		_ = c.Receive(ctx, c.B().Psubscribe().Pattern(space+defaultSharedPrefix+"*").Build(), func(m rueidis.PubSubMessage) {
+			if k := strings.TrimPrefix(m.Channel, space); m.Message == "set" && !strings.Contains(k, "live:") {
+				s.mu.Lock()
+				s.list = append(s.list, k)
+				s.mu.Unlock()
+			}
+		})
+	}()
+	waitFor(t, func() bool { n, _ := rd.Do("PUBSUB", "NUMPAT"); return strings.TrimPrefix(n, ":") == "1" })
+	return s
 }
 
 // TestIdleReplicaRewritesAfterABypass: lookups that failed (Redis away or

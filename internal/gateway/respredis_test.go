@@ -68,8 +68,13 @@ func startReplicaPair(t *testing.T, redisAddr string, timeout time.Duration, edi
 		p.stops = append(p.stops, be.Close, s.Close)
 		urls = append(urls, be.URL)
 	}
-	shared := &ResponseIDsRedis{Client: redisconn.Option(config.Redis{Addrs: []string{redisAddr}}),
-		Timeout: timeout}
+	// A call that times out (Redis frozen) makes rueidis close its
+	// connection, and the next call dials again: with the 500 ms default
+	// a loaded machine's dial and handshake (HELLO, CLIENT TRACKING) right
+	// after Redis resumed could fail, and B refused a continuation (503).
+	// hangGuard's dial is still bounded by the call's own timeout, so a
+	// frozen Redis fails each call as before.
+	shared := &ResponseIDsRedis{Client: frozenClockRedis(redisAddr), Timeout: timeout}
 	start := func() (*httptest.Server, *prometheus.Registry) {
 		cfg := testConfig(urls...)
 		if edit != nil {
@@ -131,6 +136,25 @@ func (p *replicaPair) createThroughA(t *testing.T, hdr ...string) string {
 		t.Fatalf("create through A: %d %s", resp.StatusCode, got)
 	}
 	return decodeResponse(t, got).ID
+}
+
+// continueThroughB continues id through B (previous_response_id), and
+// returns the answer's status and body. A 503 previous_response_unavailable
+// is B saying Redis could not be asked in time (its lookup's timeout, the
+// redial after a freeze, or its bypass after two such failures): right
+// after Redis resumed a loaded machine's call can take longer than
+// frozenRedisTimeout, so it is asked again, as a client honouring
+// Retry-After would. Any other answer is returned.
+func (p *replicaPair) continueThroughB(t *testing.T, id string) (int, string) {
+	t.Helper()
+	var code int
+	var got string
+	waitFor(t, func() bool {
+		resp := post(t, p.b.URL+"/v1/responses", `{"model":"m1","input":"and then?","max_output_tokens":2,"previous_response_id":"`+id+`"}`)
+		got, code = readAll(t, resp), resp.StatusCode
+		return code != 503 || !strings.Contains(got, `"code":"previous_response_unavailable"`)
+	})
+	return code, got
 }
 
 // written waits until A has written n owners to Redis: the writes follow
