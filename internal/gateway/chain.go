@@ -87,7 +87,6 @@ type exchangeState struct {
 	epInput int
 	pool    *Pool
 	cost    float64 // admission.EstimateCost of the request (parse stage)
-	kvNeed  float64 // admission.EstimateKVNeed of a generating request (parse stage); 0: cost
 	// answer is the bound of a generating request's answer in tokens
 	// (max_tokens, or admission.default_max_tokens; parse stage), for a
 	// non-streamed request's longer wait (answerSlack); 0: none.
@@ -401,9 +400,6 @@ func (s parseStage) serve(x *exchange) bool {
 		// max_tokens x best_of alike.)
 		c := peek.Completions()
 		x.cost = admission.EstimateCost(len(body.Bytes()), c*peek.MaxTokens, c*x.rt.Config.Admission.DefaultMaxTokens)
-		// The ramp's reported room counts the answer clipped: no engine
-		// holds a whole max_tokens when it starts a request.
-		x.kvNeed = admission.EstimateKVNeed(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens, c)
 		// Its n choices decode side by side: the answer takes as long as one.
 		x.answer = peek.MaxTokens
 		if x.answer <= 0 {
@@ -481,6 +477,20 @@ func (s cacheStage) serve(x *exchange) bool {
 	return s.notFresh(x, plan, hit, status)
 }
 
+// kvNeed is admission.EstimateKVNeed of a generating request (the parse
+// stage's default case: the chat family and the Responses API), 0 for
+// any other (the ramp counts its cost). The ramp's reported room counts
+// the answer clipped: no engine holds a whole max_tokens when it starts a
+// request. Estimated here, for the requests that go upstream: a cache hit
+// needs none (docs/BENCHMARKS.md §9 Step 9a).
+func (x *exchange) kvNeed() float64 {
+	if x.ep != openai.EndpointNone || x.r.URL.Path == pathEmbeddings {
+		return 0
+	}
+	peek := &x.parsed.Peek
+	return admission.EstimateKVNeed(len(x.body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens, peek.Completions())
+}
+
 // upstream sets x.call, the backend call the request makes (or its stale
 // answer's revalidation), from what the stages before learned, and
 // returns it. Field by field into the exchange's call, which is zero
@@ -491,7 +501,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c := &x.call
 	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, x.parsed.Peek
 	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
-	c.cost, c.kvNeed, c.plan, c.retry = x.cost, x.kvNeed, plan, x.retry
+	c.cost, c.kvNeed, c.plan, c.retry = x.cost, x.kvNeed(), plan, x.retry
 	c.pin, c.pinFor = x.respPin, ""
 	if c.pin != "" {
 		c.pinFor = x.resp.PreviousResponseID

@@ -319,7 +319,7 @@ var _ netguard.Framed = (*Gateway)(nil)
 // runs on every request.
 func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a netguard.Arrival) {
 	start := g.now()
-	gd := g.guard(w, r, start, a.BodyReceived)
+	gd := g.guard(w, r, start, a.BodyReceived, a.Spare)
 	defer gd.body.Restore()
 	if r.Close && r.ContentLength != 0 {
 		defer lingerUnreadBody(r)
@@ -407,10 +407,11 @@ func connMemo(r *http.Request, a netguard.Arrival) *atomic.Value {
 // admission (stampDate): it is written within the request's own CPU time
 // of start, while a body still arriving may take its whole timeout. The caller answers
 // through &gd.sendWriter and calls gd.body.Restore when the handler
-// returns, which undoes the body deadlines.
-func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time, bodyReceived bool) (gd *guarded) {
+// returns, which undoes the body deadlines. spare is the connection's
+// netguard.Arrival.Spare (nil: none): gd is the one its last request had.
+func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time, bodyReceived bool, spare *any) (gd *guarded) {
 	sc := &g.rt.Load().Config.Server
-	gd = new(guarded)
+	gd = newGuarded(spare)
 	gd.sendWriter.init(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)
 	// A body the listener has read whole already (a small request arrives
 	// in the read that ends the idle wait) is in the server's buffer:
@@ -437,6 +438,25 @@ func (g *Gateway) timeBody(gd *guarded, w http.ResponseWriter, r *http.Request, 
 		Discard: netguard.Discard{Bytes: int64(sc.Discard.MaxBytes), Gap: sc.Discard.ReadTimeout.D(), Total: sc.Discard.TotalTimeout.D()}}, start, g.now, g.bodyMetrics)
 }
 
+// newGuarded is a zero guarded: the one spare holds (netguard.Arrival.Spare:
+// the connection's last HTTP/1.x request's, free once its handler has
+// returned), cleared, else a new one, kept in spare for the connection's
+// next request: a hit allocates 288 bytes and runs ~250 instructions
+// fewer (docs/BENCHMARKS.md §9 Step 9a); the slot goes with the
+// connection.
+func newGuarded(spare *any) *guarded {
+	if spare == nil {
+		return new(guarded)
+	}
+	if gd, ok := (*spare).(*guarded); ok {
+		*gd = guarded{}
+		return gd
+	}
+	gd := new(guarded)
+	*spare = gd
+	return gd
+}
+
 // guarded is what a request from a listener needs for its whole life, in
 // one allocation: its send bound and, for a body still arriving, its body
 // bounds (guard), and the values of the answer headers the chain sets.
@@ -450,8 +470,9 @@ type guarded struct {
 // request (X-Request-Id) and on every cache hit (Age, Cache-Control), so
 // that setting them allocates nothing. net/http reads the header map after
 // the handler has returned (a small answer's head is written then), so
-// they live in the request's own allocation (guarded), never in the
-// recycled exchange.
+// they live in guarded, never in the recycled exchange: a guarded is
+// reused only by its connection's next HTTP/1.x request (newGuarded),
+// which net/http reads after it has written this one's answer.
 type answerValues struct {
 	id, age, cc [1]string
 	// model and queued back X-Sluice-Model and X-Sluice-Queue-Time, set on
