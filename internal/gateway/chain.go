@@ -154,11 +154,22 @@ func (g *Gateway) serve(x *exchange) {
 // Exchanges are reused: nothing keeps one once the chain has run (flights
 // copy what they keep). start is g.now() at arrival; vals back the answer
 // header values the chain sets (answerValues); memo is the connection's
-// netguard.ConnMemo (nil: none).
-func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, ep openai.ModelEndpoint, start time.Time, vals *answerValues, memo *atomic.Value) {
-	x, _ := g.exchanges.Get().(*exchange)
+// netguard.ConnMemo (nil: none). kept is where the connection keeps an
+// exchange for its requests (guarded.exchangeSlot; nil: none): the one
+// there, else one from the pool, left there for the next request.
+func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, ep openai.ModelEndpoint, start time.Time, vals *answerValues, memo *atomic.Value, kept **exchange) {
+	var x *exchange
+	if kept != nil {
+		x = *kept
+	}
 	if x == nil {
-		x = new(exchange)
+		x, _ = g.exchanges.Get().(*exchange)
+		if x == nil {
+			x = new(exchange)
+		}
+		if kept != nil {
+			*kept = x
+		}
 	}
 	x.hdr.read(r.Header)
 	reqID := saneRequestID(x.hdr.requestID)
@@ -170,7 +181,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, e
 	x.rec.id, x.rec.method, x.rec.path, x.rec.start, x.rec.ctx = reqID, r.Method, r.URL.Path, start, r.Context()
 	x.rec.userAgent = x.hdr.userAgent
 	x.rec.sent, _ = w.(bytesCounter)
-	defer g.release(x)
+	defer g.release(x, kept == nil)
 	if job != nil {
 		g.tally.jobsRunning.Add(1)
 		defer g.tally.jobsRunning.Add(-1)
@@ -181,7 +192,8 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, e
 // release waits for the read-ahead, if any, to drain, then recycles x,
 // cleared: its charge and its call only when set (a cache hit has neither
 // without rate limits: ~40% of the exchange's bytes not cleared again).
-func (g *Gateway) release(x *exchange) {
+// pooled: x goes back to the pool (else its connection keeps it).
+func (g *Gateway) release(x *exchange, pooled bool) {
 	if x.ra != nil {
 		x.ra.Finish()
 	}
@@ -192,7 +204,9 @@ func (g *Gateway) release(x *exchange) {
 		x.call = upstreamCall{}
 	}
 	x.exchangeState = exchangeState{}
-	g.exchanges.Put(x)
+	if pooled {
+		g.exchanges.Put(x)
+	}
 }
 
 // record is the chain's last step, run after whichever stage answered:

@@ -327,7 +327,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a netguard
 	w = &gd.sendWriter
 	switch r.URL.Path {
 	case "/v1/chat/completions", "/v1/completions", pathEmbeddings, pathResponses:
-		g.handle(w, r, nil, openai.EndpointNone, start, &gd.vals, connMemo(r, a))
+		g.handle(w, r, nil, openai.EndpointNone, start, &gd.vals, connMemo(r, a), gd.exchangeSlot(a))
 	default:
 		g.serveRoute(w, r, a, start, gd)
 	}
@@ -361,7 +361,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, a netguard.
 			return
 		}
 		if ep := openai.EndpointOf(path); ep != openai.EndpointNone { // rerank, tokenize, ...: endpoints.go
-			g.handle(w, r, nil, ep, start, &gd.vals, connMemo(r, a))
+			g.handle(w, r, nil, ep, start, &gd.vals, connMemo(r, a), gd.exchangeSlot(a))
 			return
 		}
 		if strings.HasPrefix(path, pathResponses+"/") {
@@ -449,7 +449,9 @@ func newGuarded(spare *any) *guarded {
 		return new(guarded)
 	}
 	if gd, ok := (*spare).(*guarded); ok {
+		x := gd.x // cleared by its request's release
 		*gd = guarded{}
+		gd.x = x
 		return gd
 	}
 	gd := new(guarded)
@@ -464,6 +466,20 @@ type guarded struct {
 	sendWriter
 	body *netguard.TimedBody // nil: the body had arrived whole (guard)
 	vals answerValues
+	// x is the exchange the connection's inference requests run in
+	// (exchangeSlot), kept with gd by newGuarded: no pool's Get and Put
+	// per request.
+	x *exchange
+}
+
+// exchangeSlot is where handle keeps an exchange for the connection's
+// next request: gd's, when gd itself is kept for it (a.Spare), else nil
+// (the exchange goes back to the pool).
+func (gd *guarded) exchangeSlot(a netguard.Arrival) **exchange {
+	if a.Spare == nil {
+		return nil
+	}
+	return &gd.x
 }
 
 // answerValues back the answer header values the chain sets on every

@@ -65,7 +65,7 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 	start := g.now()
 	gd := g.guard(w, r2, start, netguard.BodyReceived(r2), nil)
 	defer gd.body.Restore()
-	g.handle(&gd.sendWriter, r2, jc, openai.EndpointNone, start, &gd.vals, netguard.ConnMemo(r2.Context()))
+	g.handle(&gd.sendWriter, r2, jc, openai.EndpointNone, start, &gd.vals, netguard.ConnMemo(r2.Context()), nil)
 }
 
 // assertedJob reads the job call a worker's request asserts.
