@@ -87,7 +87,6 @@ type exchangeState struct {
 	epInput int
 	pool    *Pool
 	cost    float64 // admission.EstimateCost of the request (parse stage)
-	kvNeed  float64 // admission.EstimateKVNeed of a generating request (parse stage); 0: cost
 	// answer is the bound of a generating request's answer in tokens
 	// (max_tokens, or admission.default_max_tokens; parse stage), for a
 	// non-streamed request's longer wait (answerSlack); 0: none.
@@ -155,11 +154,22 @@ func (g *Gateway) serve(x *exchange) {
 // Exchanges are reused: nothing keeps one once the chain has run (flights
 // copy what they keep). start is g.now() at arrival; vals back the answer
 // header values the chain sets (answerValues); memo is the connection's
-// netguard.ConnMemo (nil: none).
-func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, ep openai.ModelEndpoint, start time.Time, vals *answerValues, memo *atomic.Value) {
-	x, _ := g.exchanges.Get().(*exchange)
+// netguard.ConnMemo (nil: none). kept is where the connection keeps an
+// exchange for its requests (guarded.exchangeSlot; nil: none): the one
+// there, else one from the pool, left there for the next request.
+func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, ep openai.ModelEndpoint, start time.Time, vals *answerValues, memo *atomic.Value, kept **exchange) {
+	var x *exchange
+	if kept != nil {
+		x = *kept
+	}
 	if x == nil {
-		x = new(exchange)
+		x, _ = g.exchanges.Get().(*exchange)
+		if x == nil {
+			x = new(exchange)
+		}
+		if kept != nil {
+			*kept = x
+		}
 	}
 	x.hdr.read(r.Header)
 	reqID := saneRequestID(x.hdr.requestID)
@@ -171,7 +181,7 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, e
 	x.rec.id, x.rec.method, x.rec.path, x.rec.start, x.rec.ctx = reqID, r.Method, r.URL.Path, start, r.Context()
 	x.rec.userAgent = x.hdr.userAgent
 	x.rec.sent, _ = w.(bytesCounter)
-	defer g.release(x)
+	defer g.release(x, kept == nil)
 	if job != nil {
 		g.tally.jobsRunning.Add(1)
 		defer g.tally.jobsRunning.Add(-1)
@@ -182,7 +192,8 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, e
 // release waits for the read-ahead, if any, to drain, then recycles x,
 // cleared: its charge and its call only when set (a cache hit has neither
 // without rate limits: ~40% of the exchange's bytes not cleared again).
-func (g *Gateway) release(x *exchange) {
+// pooled: x goes back to the pool (else its connection keeps it).
+func (g *Gateway) release(x *exchange, pooled bool) {
 	if x.ra != nil {
 		x.ra.Finish()
 	}
@@ -193,7 +204,9 @@ func (g *Gateway) release(x *exchange) {
 		x.call = upstreamCall{}
 	}
 	x.exchangeState = exchangeState{}
-	g.exchanges.Put(x)
+	if pooled {
+		g.exchanges.Put(x)
+	}
 }
 
 // record is the chain's last step, run after whichever stage answered:
@@ -401,9 +414,6 @@ func (s parseStage) serve(x *exchange) bool {
 		// max_tokens x best_of alike.)
 		c := peek.Completions()
 		x.cost = admission.EstimateCost(len(body.Bytes()), c*peek.MaxTokens, c*x.rt.Config.Admission.DefaultMaxTokens)
-		// The ramp's reported room counts the answer clipped: no engine
-		// holds a whole max_tokens when it starts a request.
-		x.kvNeed = admission.EstimateKVNeed(len(body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens, c)
 		// Its n choices decode side by side: the answer takes as long as one.
 		x.answer = peek.MaxTokens
 		if x.answer <= 0 {
@@ -481,6 +491,20 @@ func (s cacheStage) serve(x *exchange) bool {
 	return s.notFresh(x, plan, hit, status)
 }
 
+// kvNeed is admission.EstimateKVNeed of a generating request (the parse
+// stage's default case: the chat family and the Responses API), 0 for
+// any other (the ramp counts its cost). The ramp's reported room counts
+// the answer clipped: no engine holds a whole max_tokens when it starts a
+// request. Estimated here, for the requests that go upstream: a cache hit
+// needs none (docs/BENCHMARKS.md §9 Step 9a).
+func (x *exchange) kvNeed() float64 {
+	if x.ep != openai.EndpointNone || x.r.URL.Path == pathEmbeddings {
+		return 0
+	}
+	peek := &x.parsed.Peek
+	return admission.EstimateKVNeed(len(x.body.Bytes()), peek.MaxTokens, x.rt.Config.Admission.DefaultMaxTokens, peek.Completions())
+}
+
 // upstream sets x.call, the backend call the request makes (or its stale
 // answer's revalidation), from what the stages before learned, and
 // returns it. Field by field into the exchange's call, which is zero
@@ -491,7 +515,7 @@ func (x *exchange) upstream(plan cachePlan) *upstreamCall {
 	c := &x.call
 	c.path, c.rawQuery, c.header, c.body, c.peek = x.r.URL.Path, x.r.URL.RawQuery, x.r.Header, x.body, x.parsed.Peek
 	c.id, c.reqID, c.ip, c.forwardedFor = x.id, x.rec.id, x.from.key, x.from.forwardedFor
-	c.cost, c.kvNeed, c.plan, c.retry = x.cost, x.kvNeed, plan, x.retry
+	c.cost, c.kvNeed, c.plan, c.retry = x.cost, x.kvNeed(), plan, x.retry
 	c.pin, c.pinFor = x.respPin, ""
 	if c.pin != "" {
 		c.pinFor = x.resp.PreviousResponseID

@@ -323,7 +323,7 @@ var _ netguard.Framed = (*Gateway)(nil)
 // runs on every request.
 func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a netguard.Arrival) {
 	start := g.now()
-	gd := g.guard(w, r, start, a.BodyReceived)
+	gd := g.guard(w, r, start, a.BodyReceived, a.Spare)
 	defer gd.body.Restore()
 	if r.Close && r.ContentLength != 0 {
 		defer lingerUnreadBody(r)
@@ -331,7 +331,7 @@ func (g *Gateway) ServeFramed(w http.ResponseWriter, r *http.Request, a netguard
 	w = &gd.sendWriter
 	switch r.URL.Path {
 	case "/v1/chat/completions", "/v1/completions", pathEmbeddings, pathResponses:
-		g.handle(w, r, nil, openai.EndpointNone, start, &gd.vals, connMemo(r, a))
+		g.handle(w, r, nil, openai.EndpointNone, start, &gd.vals, connMemo(r, a), gd.exchangeSlot(a))
 	default:
 		g.serveRoute(w, r, a, start, gd)
 	}
@@ -365,7 +365,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, a netguard.
 			return
 		}
 		if ep := openai.EndpointOf(path); ep != openai.EndpointNone { // rerank, tokenize, ...: endpoints.go
-			g.handle(w, r, nil, ep, start, &gd.vals, connMemo(r, a))
+			g.handle(w, r, nil, ep, start, &gd.vals, connMemo(r, a), gd.exchangeSlot(a))
 			return
 		}
 		if strings.HasPrefix(path, pathResponses+"/") {
@@ -411,10 +411,11 @@ func connMemo(r *http.Request, a netguard.Arrival) *atomic.Value {
 // admission (stampDate): it is written within the request's own CPU time
 // of start, while a body still arriving may take its whole timeout. The caller answers
 // through &gd.sendWriter and calls gd.body.Restore when the handler
-// returns, which undoes the body deadlines.
-func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time, bodyReceived bool) (gd *guarded) {
+// returns, which undoes the body deadlines. spare is the connection's
+// netguard.Arrival.Spare (nil: none): gd is the one its last request had.
+func (g *Gateway) guard(w http.ResponseWriter, r *http.Request, start time.Time, bodyReceived bool, spare *any) (gd *guarded) {
 	sc := &g.rt.Load().Config.Server
-	gd = new(guarded)
+	gd = newGuarded(spare)
 	gd.sendWriter.init(w, sc.SendTimeout.D(), g.metrics.SendTimeouts)
 	// A body the listener has read whole already (a small request arrives
 	// in the read that ends the idle wait) is in the server's buffer:
@@ -441,6 +442,27 @@ func (g *Gateway) timeBody(gd *guarded, w http.ResponseWriter, r *http.Request, 
 		Discard: netguard.Discard{Bytes: int64(sc.Discard.MaxBytes), Gap: sc.Discard.ReadTimeout.D(), Total: sc.Discard.TotalTimeout.D()}}, start, g.now, g.bodyMetrics)
 }
 
+// newGuarded is a zero guarded: the one spare holds (netguard.Arrival.Spare:
+// the connection's last HTTP/1.x request's, free once its handler has
+// returned), cleared, else a new one, kept in spare for the connection's
+// next request: a hit allocates 288 bytes and runs ~250 instructions
+// fewer (docs/BENCHMARKS.md §9 Step 9a); the slot goes with the
+// connection.
+func newGuarded(spare *any) *guarded {
+	if spare == nil {
+		return new(guarded)
+	}
+	if gd, ok := (*spare).(*guarded); ok {
+		x := gd.x // cleared by its request's release
+		*gd = guarded{}
+		gd.x = x
+		return gd
+	}
+	gd := new(guarded)
+	*spare = gd
+	return gd
+}
+
 // guarded is what a request from a listener needs for its whole life, in
 // one allocation: its send bound and, for a body still arriving, its body
 // bounds (guard), and the values of the answer headers the chain sets.
@@ -448,14 +470,29 @@ type guarded struct {
 	sendWriter
 	body *netguard.TimedBody // nil: the body had arrived whole (guard)
 	vals answerValues
+	// x is the exchange the connection's inference requests run in
+	// (exchangeSlot), kept with gd by newGuarded: no pool's Get and Put
+	// per request.
+	x *exchange
+}
+
+// exchangeSlot is where handle keeps an exchange for the connection's
+// next request: gd's, when gd itself is kept for it (a.Spare), else nil
+// (the exchange goes back to the pool).
+func (gd *guarded) exchangeSlot(a netguard.Arrival) **exchange {
+	if a.Spare == nil {
+		return nil
+	}
+	return &gd.x
 }
 
 // answerValues back the answer header values the chain sets on every
 // request (X-Request-Id) and on every cache hit (Age, Cache-Control), so
 // that setting them allocates nothing. net/http reads the header map after
 // the handler has returned (a small answer's head is written then), so
-// they live in the request's own allocation (guarded), never in the
-// recycled exchange.
+// they live in guarded, never in the recycled exchange: a guarded is
+// reused only by its connection's next HTTP/1.x request (newGuarded),
+// which net/http reads after it has written this one's answer.
 type answerValues struct {
 	id, age, cc [1]string
 	// model and queued back X-Sluice-Model and X-Sluice-Queue-Time, set on

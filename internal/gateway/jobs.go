@@ -127,7 +127,7 @@ func (g *Gateway) runJob(parent context.Context, j *jobs.Job) (res jobs.Result, 
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", j.ID+"-"+strconv.Itoa(j.Attempts))
 	w := &answerSink{h: http.Header{}, max: g.jobAnswerMax}
-	g.handle(w, req, jc, openai.EndpointNone, g.now(), new(answerValues), nil) // no connection: nothing to memo
+	g.handle(w, req, jc, openai.EndpointNone, g.now(), new(answerValues), nil, nil) // no connection: nothing to memo, no exchange kept
 	if err := parent.Err(); err != nil {
 		return res, false, err
 	}

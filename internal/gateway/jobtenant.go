@@ -63,9 +63,9 @@ func (g *Gateway) serveWorkerJob(w http.ResponseWriter, r *http.Request, token s
 	r2.URL.Path, r2.URL.RawPath = path, ""
 	r2.Header.Del("Authorization") // the admin token goes no further
 	start := g.now()
-	gd := g.guard(w, r2, start, netguard.BodyReceived(r2))
+	gd := g.guard(w, r2, start, netguard.BodyReceived(r2), nil)
 	defer gd.body.Restore()
-	g.handle(&gd.sendWriter, r2, jc, openai.EndpointNone, start, &gd.vals, netguard.ConnMemo(r2.Context()))
+	g.handle(&gd.sendWriter, r2, jc, openai.EndpointNone, start, &gd.vals, netguard.ConnMemo(r2.Context()), nil)
 }
 
 // assertedJob reads the job call a worker's request asserts.

@@ -44,6 +44,8 @@ const (
 // a `code=~"4.."` query still finds it), or "other" past 599.
 func codeOf(status int) int {
 	switch {
+	case status == http.StatusOK: // most answers: StatusText's switch not walked
+		return status
 	case status == 0 || status == 499 || http.StatusText(status) != "":
 		return status
 	case status >= 100 && status <= 599:

@@ -30,6 +30,9 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var a Arrival
 	if c, ok := r.Context().Value(connKey{}).(*conn); ok {
 		a.Memo = &c.memo
+		if r.ProtoMajor == 1 {
+			a.Spare = &c.spare
+		}
 		if c.scan {
 			c.rd.mu.Lock()
 			ambiguous, received := c.fr.Next()
@@ -76,6 +79,15 @@ type Arrival struct {
 	// context; nil when the request did not come through a Listener and
 	// its ConnContext.
 	Memo *atomic.Value
+	// Spare is a slot of the connection's where a handler may keep what
+	// one request allocated for the next request on the connection to
+	// reuse; nil unless the request is HTTP/1.x and came through a
+	// Listener. net/http serves an HTTP/1.x connection's requests one
+	// after another on the connection's goroutine, and ends one (its
+	// answer's head and body written, from the header map the handler
+	// filled) before it reads the next, so what the slot holds is free
+	// once the handler has returned; HTTP/2's requests run at once.
+	Spare *any
 }
 
 // BodyReceived reports whether the whole body of r, a request Guard passed

@@ -267,6 +267,9 @@ type conn struct {
 	ended atomic.Bool
 	// memo is the connection's ConnMemo.
 	memo atomic.Value
+	// spare is Arrival.Spare: written and read only by the goroutine
+	// serving the connection's HTTP/1.x requests, one after another.
+	spare any
 	// rd is the read deadline, handed to the socket when a read needs it;
 	// wd the write deadline, left on the socket while it is earlier.
 	rd readDeadline
