@@ -44,8 +44,9 @@ func holdStream(t *testing.T, ctx context.Context, url string, maxTokens int) {
 // A stream is served ahead of the non-streamed requests still within their
 // slack (admission/slackorder.go), and its estimate leaves their work out.
 // Two slots (max_concurrency 2) are held by two long streams; three
-// non-streamed requests of 200 tokens queue behind them (each may wait 4 s
-// longer than a stream: 200 x 20 ms). A stream of the same size (so the
+// non-streamed requests of 200 tokens queue behind them (each may wait 10 s
+// longer than a stream: 200 x 50 ms, answer_max_wait's 10 s; room for a
+// loaded machine's slow decode). A stream of the same size (so the
 // size-aware order does not put it ahead anyway) then arrives. The code
 // before counted the non-streams' work ahead of it (about 2 s at the drain
 // rate measured, past its 500 ms delay target) and refused it at once,
@@ -59,7 +60,7 @@ func TestStreamGoesAheadOfNonStreamsWithinTheirSlack(t *testing.T) {
 	cfg := testConfig(be.URL)
 	cfg.Retry.HedgeFactor = 0
 	cfg.Models[0].Backends[0].MaxConcurrency = 2
-	cfg.Admission.AnswerTokenWait = config.Duration(20 * time.Millisecond)
+	cfg.Admission.AnswerTokenWait = config.Duration(50 * time.Millisecond)
 	srv, gw := startGateway(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
 	t.Cleanup(cancel)
