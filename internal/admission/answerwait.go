@@ -25,9 +25,10 @@ import "time"
 //   - its wait counts toward the class's and its flow's congestion only
 //     past Slack (counted), so a non-stream waiting within what its client
 //     waits does not make the streams of its class or tenant be shed;
-//   - its place in the fair order (and size-aware order) is the one it
-//     would have anyway: it is not served ahead of streams for waiting
-//     longer, it is only refused later.
+//   - within its slack it yields: the waiters of its class without slack
+//     are served before it and leave its work out of their estimates
+//     (slackorder.go); past it, its place in the fair order (and
+//     size-aware order) is the one it would have anyway.
 
 // maxSlack bounds Request.Slack: the queue's times stay far from overflow
 // whatever the caller computes.

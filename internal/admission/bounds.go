@@ -162,13 +162,14 @@ func (q *Queue) activeWeight(tenant string, weight float64) float64 {
 // waitFor estimates how long w would wait: the cost served before it (higher
 // classes, then its own class in fair order) over the drain rate. A lower
 // class is served at least at its guaranteed share even while higher classes
-// stay backlogged, which bounds how much of their cost counts.
-func (q *Queue) waitFor(w *waiter, key string, capacity int, at int) time.Duration {
+// stay backlogged, which bounds how much of their cost counts. Waiters
+// within their slack that w goes ahead of are left out (skipsSlack).
+func (q *Queue) waitFor(w *waiter, key string, now time.Time, capacity int, at int) time.Duration {
 	var higher float64
 	for _, c := range q.classes[:w.req.Class] {
 		higher += c.cost
 	}
-	same := q.classes[w.req.Class].costAhead(key, w.finish, at)
+	same := q.classes[w.req.Class].costAhead(key, w.finish, at, q.skipsSlack(w.req, now))
 	if s := q.cfg.MinShare; s > 0 {
 		higher = min(higher, (same+w.cost)*(1-s)/s)
 	}
@@ -411,8 +412,8 @@ func (q *Queue) servedAhead(class Class, capacity int) float64 {
 // cost the schedule serves before it (higher classes within the starvation
 // guard, its own flow's earlier waiters, other flows' waiters with lower
 // finish tags) over the drain rate.
-func (q *Queue) waitLeft(w *waiter, capacity int) time.Duration {
-	cost, _ := q.ahead(w)
+func (q *Queue) waitLeft(w *waiter, now time.Time, capacity int) time.Duration {
+	cost, _ := q.ahead(w, now)
 	return q.drain.waitFor(cost, capacity)
 }
 

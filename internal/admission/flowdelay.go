@@ -150,12 +150,12 @@ func (q *Queue) arrivalBound(r Request, key string) time.Duration {
 // start: the work the schedule serves before it drains within a tenth of
 // the target (then one more slot must free, as for a waiter at the head).
 // A light tenant's waiter is bounded by its deadline only.
-func (q *Queue) startsSoon(w *waiter, capacity int) bool {
+func (q *Queue) startsSoon(w *waiter, now time.Time, capacity int) bool {
 	if q.light(w.req.Tenant, w.req.Weight, 0) {
 		return true
 	}
 	target := q.classes[w.req.Class].delay.target
-	return q.waitLeft(w, capacity) <= q.drain.waitFor(0, capacity)+target/startSlack
+	return q.waitLeft(w, now, capacity) <= q.drain.waitFor(0, capacity)+target/startSlack
 }
 
 // startSlack: a waiter kept at its target review must be expected to start

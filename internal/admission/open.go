@@ -20,7 +20,7 @@ func (q *Queue) Open() {
 	q.sums = rampSums{visits: q.sums.visits}
 	q.unparkFreed(now, 0)
 	for q.scheduled() > 0 {
-		w := q.next()
+		w := q.next(now, 0) // every one is granted: the order is moot
 		waited := now.Sub(w.enqueued)
 		w.ticket = q.grant(w.req, w.cost, now, waited, 0)
 		w.state = granted

@@ -70,7 +70,7 @@ func (q *Queue) placeOf(w *waiter) (Place, bool) {
 		return Place{}, false
 	}
 	now := q.clock()
-	cost, n := q.ahead(w)
+	cost, n := q.ahead(w, now)
 	wait := q.drain.waitFor(cost, q.capacity())
 	pl := Place{Position: n + 1, Wait: wait, Waited: max(now.Sub(w.enqueued), 0)}
 	if wait < maxWait {
@@ -81,8 +81,10 @@ func (q *Queue) placeOf(w *waiter) (Place, bool) {
 
 // ahead is the cost and number of waiters the schedule serves before w:
 // higher classes within the starvation guard, its own flow's earlier
-// waiters, other flows' waiters with lower finish tags. Under q.mu.
-func (q *Queue) ahead(w *waiter) (cost float64, n int) {
+// waiters, other flows' waiters with lower finish tags, less those within
+// their slack that w goes ahead of at now (skipsSlack). Under q.mu.
+func (q *Queue) ahead(w *waiter, now time.Time) (cost float64, n int) {
+	skip := q.skipsSlack(w.req, now)
 	var higher float64
 	var higherN int
 	for _, c := range q.classes[:w.req.Class] {
@@ -94,6 +96,9 @@ func (q *Queue) ahead(w *waiter) (cost float64, n int) {
 		for _, o := range f.waiters {
 			if o == w || (f != w.flow && o.finish > w.finish) {
 				break
+			}
+			if skip != nil && skip(o) {
+				continue
 			}
 			same += o.cost
 			n++

@@ -375,7 +375,7 @@ func (q *Queue) refuseLongWait(w *waiter, key string, at int, bound time.Duratio
 	}
 	// Slots held for due appointments count as work ahead: a mean
 	// hold each, spread over the slots.
-	wait := q.waitFor(w, key, capacity, at)
+	wait := q.waitFor(w, key, now, capacity, at)
 	if free, ok := q.nextFree(now, capacity); ok && wait < maxWait {
 		// The estimate's "one more slot must free" is a mean hold over
 		// the slots, the same at any moment; the tickets in service say
@@ -523,7 +523,7 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 	if counted, ok := w.counted(now, c.delay.target); ok {
 		c.observe(q.flowKey(w.req), now, counted)
 	}
-	if q.sheds(w, now, 0) || !q.startsSoon(w, capacity) {
+	if q.sheds(w, now, 0) || !q.startsSoon(w, now, capacity) {
 		q.dequeue(w)
 		q.refuse(w, q.shedRejection(w, now, capacity))
 		return
@@ -534,7 +534,7 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 	if w.req.Deadline.IsZero() {
 		return
 	}
-	ahead, left := q.waitLeft(w, capacity), w.req.Deadline.Sub(now)
+	ahead, left := q.waitLeft(w, now, capacity), w.req.Deadline.Sub(now)
 	if withMargin(ahead) > left {
 		q.dequeue(w)
 		q.refuse(w, q.targetReviewRejection(w, now, ahead, left))
@@ -586,7 +586,7 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 		}
 		var w *waiter
 		if q.inUse < capacity-q.reserved(now, capacity) {
-			w = q.next()
+			w = q.next(now, capacity)
 		} else if w = q.appointedHead(); w == nil {
 			return // the free slots are held for appointments due now
 		}

@@ -227,13 +227,16 @@ func (c *class) remove(w *waiter) {
 
 // costAhead is the queued cost this class serves before a request placed
 // at index at of flow key with the given finish tag: the flow's waiters
-// before it, and every other flow's waiters with a lower or equal tag.
-func (c *class) costAhead(key string, finish float64, at int) float64 {
+// before it, and every other flow's waiters with a lower or equal tag,
+// except those skip reports (nil: none; slackorder.go).
+func (c *class) costAhead(key string, finish float64, at int, skip func(*waiter) bool) float64 {
 	var sum float64
 	for _, f := range c.active {
 		if f.key == key {
 			for _, w := range f.waiters[:min(at, len(f.waiters))] {
-				sum += w.cost
+				if skip == nil || !skip(w) {
+					sum += w.cost
+				}
 			}
 			continue
 		}
@@ -241,16 +244,19 @@ func (c *class) costAhead(key string, finish float64, at int) float64 {
 			if w.finish > finish {
 				break
 			}
-			sum += w.cost
+			if skip == nil || !skip(w) {
+				sum += w.cost
+			}
 		}
 	}
 	return sum
 }
 
-// next removes and returns the waiter to serve: the head of the highest
-// class with waiters, unless a lower class has earned enough starvation-guard
-// credit to pay for its own head.
-func (q *Queue) next() *waiter {
+// next removes and returns the waiter to serve at now: the head of the
+// highest class with waiters (or a waiter of it without slack ahead of a
+// head within its own: popNext), unless a lower class has earned enough
+// starvation-guard credit to pay for its own head.
+func (q *Queue) next(now time.Time, capacity int) *waiter {
 	pick := -1
 	for i, c := range q.classes {
 		if c.n == 0 {
@@ -266,7 +272,7 @@ func (q *Queue) next() *waiter {
 			break
 		}
 	}
-	w := q.classes[pick].pop()
+	w := q.popNext(q.classes[pick], now, capacity)
 	q.unqueue(w)
 	if share := q.cfg.MinShare; share > 0 {
 		for _, c := range q.classes[pick+1:] {

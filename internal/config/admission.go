@@ -44,12 +44,14 @@ type Admission struct {
 	// deadline and delay target are longer by that much (at most
 	// answer_max_wait; within X-Sluice-Max-Wait when the client sends
 	// one), while the streams of its class and tenant are not congested;
-	// its place in the fair order is unchanged. Default 0: priced like a
-	// stream. Opt-in: measured (docs/BENCHMARKS.md §8, branch nonstream),
-	// 20ms answered nearly every non-streamed request in its budget but
-	// the non-streams' queued work, ahead in fair order, got the streams
-	// behind them refused at arrival (streams in SLO down a quarter at
-	// 1.2x, by half and more at 2x and 4x).
+	// within that slack the streams of its class go ahead of it and leave
+	// its work out of their wait estimates; past it, its place in the fair
+	// order is unchanged. Default 0: priced like a stream. Opt-in: measured
+	// (docs/RELIABILITY.md, branches nonstream and streamslack), 20ms
+	// answers nearly every non-streamed long prompt in its budget at 1.2x
+	// with the streams' share unchanged, but at 2x and 4x the non-streams
+	// past their slack take slots the streams would have had (short
+	// streams in SLO down by about a third).
 	AnswerTokenWait Duration `yaml:"answer_token_wait"`
 	// AnswerMaxWait bounds what answer_token_wait adds, default 10s.
 	AnswerMaxWait Duration `yaml:"answer_max_wait"`
