@@ -392,8 +392,7 @@ func (q *Queue) unparkParked(now time.Time, capacity int) {
 	clear(q.parked[len(kept):])
 	q.parked = kept
 	for _, w := range late { // no engine can start it by its objective
-		q.dequeue(w)
-		q.refuse(w, q.prefillLateRejection(w.req, Deadline, now.Sub(w.enqueued), decided[key{w.req.Tenant, w.req.Streams, w.req.rampFit()}].late))
+		q.refuseHeldLate(w, now)
 	}
 }
 

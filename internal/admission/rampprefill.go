@@ -70,9 +70,11 @@ type PrefillFit struct {
 	Slots int
 	// Late: no backend can start one more by its objective at all (its
 	// queued prefill and the prompt's own beyond the time left, on every
-	// usable backend). RetryAfter is then when one sent afresh could
-	// start within its objective.
-	Late       bool
+	// usable backend).
+	Late bool
+	// RetryAfter is when one sent afresh with the same time left would
+	// go at once (0: now): when some backend's queued prefill is within
+	// the budget Slots judges it by. A late refusal's Retry-After.
 	RetryAfter time.Duration
 }
 
@@ -142,9 +144,19 @@ func (q *Queue) refuseLateArrival(r Request, late time.Duration, now time.Time, 
 // engine can start by its objective any more (prefillFull's late).
 func (q *Queue) refuseLateHeld(w *waiter, now time.Time, capacity int) {
 	if _, late := q.prefillFull(w.req.rampFit(), now, capacity); late > 0 {
-		q.dequeue(w)
-		q.refuse(w, q.prefillLateRejection(w.req, Deadline, now.Sub(w.enqueued), late))
+		q.refuseHeldLate(w, now)
 	}
+}
+
+// refuseHeldLate refuses the parked waiter w, late (prefillFull), with
+// the Retry-After of its retry: one sent afresh has its whole objective
+// (its Due less its arrival), not what w has left of it, so it goes
+// sooner than w would (branch prefillrate).
+func (q *Queue) refuseHeldLate(w *waiter, now time.Time) {
+	fresh := w.req.rampFit()
+	fresh.due = fresh.due.Add(now.Sub(w.enqueued))
+	q.dequeue(w)
+	q.refuse(w, q.prefillLateRejection(w.req, Deadline, now.Sub(w.enqueued), q.prefillFit(fresh, now).RetryAfter))
 }
 
 // rampFit is what the ramp reckons the engines' room for: a request's KV

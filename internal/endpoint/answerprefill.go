@@ -110,7 +110,7 @@ func (a *answerPrefill) expire(now time.Time) {
 // first. It returns what EndPrefillOf takes (0: not counted: no prompt, a
 // negligible one, too many pending).
 func (b *Backend) StartPrefillOf(now time.Time, w Wait) (id uint64) {
-	rate := b.PrefillRate()
+	rate := b.PrefillRate(now)
 	if rate <= 0 {
 		rate = priorPrefillRate
 	}
@@ -119,7 +119,7 @@ func (b *Backend) StartPrefillOf(now time.Time, w Wait) (id uint64) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if learned := b.prefill.learned(); learned > 0 {
+	if learned := b.prefill.learned(now); learned > 0 {
 		rate = learned // the lock-free read may be a start old
 	}
 	queued := b.queuedAtLocked(now, rate)

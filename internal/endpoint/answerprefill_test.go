@@ -231,11 +231,11 @@ func TestPrefillRateNotLearnedBehindANonStreamedPromptBeforeARate(t *testing.T) 
 		b.ReleaseFed(clock, outcome.Success, 1600*time.Millisecond, 0)
 	}
 	lone()
-	if got := b.PrefillRate(); got != 0 {
+	if got := b.PrefillRate(clock); got != 0 {
 		t.Fatalf("rate %.0f tokens/s after one lone start and one behind a non-streamed prompt; want none learned yet", got)
 	}
 	lone()
-	if got := b.PrefillRate(); got != 2500 {
+	if got := b.PrefillRate(clock); got != 2500 {
 		t.Fatalf("rate %.0f tokens/s after two lone starts at 2,500; want 2,500", got)
 	}
 }

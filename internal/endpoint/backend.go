@@ -171,9 +171,12 @@ type Backend struct {
 	prefillSince time.Time
 	// rateBits is the learned prefill rate (prefill.learned(), a float64's
 	// bits; 0: not learned), stored under mu at each first token and read
-	// without it: a short non-streamed prompt's send and the gateway's
-	// "long prompt" test take no lock (PrefillRate).
+	// without it, with rateAt, its last sample's time (Unix nanoseconds:
+	// it is forgotten prefillRateTTL after): a short non-streamed prompt's
+	// send and the gateway's "long prompt" test take no lock
+	// (PrefillRate).
 	rateBits atomic.Uint64
+	rateAt   atomic.Int64
 }
 
 // New builds a Backend from its spec.

@@ -65,7 +65,7 @@ func (b *Backend) StartsLate(now time.Time, after time.Duration) bool {
 		return false
 	}
 	b.mu.Lock()
-	at, excess := b.lateAt, b.prefill.beyond(b.lateTTFT, b.lateTokens)
+	at, excess := b.lateAt, b.prefill.beyond(now, b.lateTTFT, b.lateTokens)
 	b.mu.Unlock()
 	return !at.IsZero() && excess > after && now.Sub(at) < l.Expires.Sub(l.At)
 }
@@ -77,7 +77,7 @@ func (b *Backend) noteLateLocked(now time.Time, ttft time.Duration, promptTokens
 	if l, ok := b.Load(); ok {
 		trust = l.Expires.Sub(l.At)
 	}
-	if b.prefill.beyond(ttft, promptTokens) >= b.prefill.beyond(b.lateTTFT, b.lateTokens) || now.Sub(b.lateAt) >= trust {
+	if b.prefill.beyond(now, ttft, promptTokens) >= b.prefill.beyond(now, b.lateTTFT, b.lateTokens) || now.Sub(b.lateAt) >= trust {
 		b.lateAt, b.lateTTFT, b.lateTokens = now, ttft, promptTokens
 	}
 }
@@ -91,9 +91,18 @@ func (b *Backend) noteLateLocked(now time.Time, ttft time.Duration, promptTokens
 // start that queued unseen (another gateway's prompt ahead) lowers it
 // little, and a rate underestimated excuses only a little more. Guarded by
 // the backend's mutex; O(1) a first token.
+//
+// A rate ages: prefillRateTTL after its last sample it is forgotten (no
+// rate: nothing priced, a prompt long by size alone) and the next sample
+// starts it afresh. Kept for good, a rate learned at a bad moment (two
+// slow lone starts under a burst, a cold engine) made every prompt of a
+// few hundred tokens "long" pool-wide, and such prompts teach nothing
+// (minPrefillTokens), so nothing ever corrected it (review37's Left;
+// branch prefillrate).
 type prefillRate struct {
 	tokensPerSec float64
-	samples      int // learned from; the rate applies from minPrefillSamples
+	samples      int       // learned from; the rate applies from minPrefillSamples
+	at           time.Time // the last sample's time: the rate is forgotten prefillRateTTL after it
 }
 
 const (
@@ -105,12 +114,22 @@ const (
 	minPrefillSamples = 2
 	prefillUp         = 0.5
 	prefillDown       = 0.1
+	// prefillRateTTL: a minute without a lone long start and the rate is
+	// no longer evidence. A pool serving long prompts teaches it many
+	// times a minute (a held long prompt starts nearly alone), so the
+	// pricing it drives does not lapse under load; a pool that stopped
+	// sending long prompts loses a rate it no longer confirms.
+	prefillRateTTL = time.Minute
 )
 
-func (r *prefillRate) learn(ttft time.Duration, promptTokens int64, alone bool) {
+func (r *prefillRate) learn(now time.Time, ttft time.Duration, promptTokens int64, alone bool) {
 	if !alone || promptTokens < minPrefillTokens || ttft <= 0 {
 		return
 	}
+	if r.stale(now) {
+		r.samples = 0 // forgotten: this sample starts it afresh
+	}
+	r.at = now
 	sample := float64(promptTokens) / ttft.Seconds()
 	switch {
 	case r.samples == 0:
@@ -123,21 +142,29 @@ func (r *prefillRate) learn(ttft time.Duration, promptTokens int64, alone bool) 
 	r.samples = min(r.samples+1, minPrefillSamples)
 }
 
-// learned is the rate in tokens a second once it applies; 0 before.
-func (r *prefillRate) learned() float64 {
-	if r.samples < minPrefillSamples || r.tokensPerSec <= 0 {
+// stale reports whether the rate's last sample is prefillRateTTL or more
+// before now (a rate never sampled is not stale: there is none).
+func (r *prefillRate) stale(now time.Time) bool {
+	return r.samples > 0 && now.Sub(r.at) >= prefillRateTTL
+}
+
+// learned is the rate in tokens a second at now once it applies; 0
+// before, and once forgotten.
+func (r *prefillRate) learned(now time.Time) float64 {
+	if r.samples < minPrefillSamples || r.tokensPerSec <= 0 || r.stale(now) {
 		return 0
 	}
 	return r.tokensPerSec
 }
 
 // beyond is how much later than its prompt's expected prefill a first
-// token came: all of ttft while the rate is not learned or the prompt's
-// size is unknown.
-func (r *prefillRate) beyond(ttft time.Duration, promptTokens int64) time.Duration {
-	if r.samples < minPrefillSamples || promptTokens <= 0 || r.tokensPerSec <= 0 {
+// token came: all of ttft while the rate is not learned (or forgotten)
+// at now or the prompt's size is unknown.
+func (r *prefillRate) beyond(now time.Time, ttft time.Duration, promptTokens int64) time.Duration {
+	rate := r.learned(now)
+	if rate <= 0 || promptTokens <= 0 {
 		return ttft
 	}
-	expected := time.Duration(float64(promptTokens) / r.tokensPerSec * float64(time.Second))
+	expected := time.Duration(float64(promptTokens) / rate * float64(time.Second))
 	return ttft - expected
 }

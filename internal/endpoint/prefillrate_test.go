@@ -59,19 +59,20 @@ func TestStartsLateBeyondItsOwnPrefill(t *testing.T) {
 // a later late start.
 func TestPrefillRateLearnsFromLoneStartsOnly(t *testing.T) {
 	var r prefillRate
-	r.learn(4*time.Second, 4000, false)
-	r.learn(4*time.Second, 4000, false)
-	if got := r.beyond(4*time.Second, 4000); got != 4*time.Second {
+	at := time.Unix(1000, 0)
+	r.learn(at, 4*time.Second, 4000, false)
+	r.learn(at, 4*time.Second, 4000, false)
+	if got := r.beyond(at, 4*time.Second, 4000); got != 4*time.Second {
 		t.Errorf("after two starts beside others: %v beyond the prefill, want all 4s (no rate)", got)
 	}
-	r.learn(500*time.Millisecond, 500, true) // short: its fixed cost outweighs the prefill
-	r.learn(500*time.Millisecond, 500, true)
+	r.learn(at, 500*time.Millisecond, 500, true) // short: its fixed cost outweighs the prefill
+	r.learn(at, 500*time.Millisecond, 500, true)
 	if r.samples != 0 {
 		t.Errorf("short prompts taught %d samples, want none", r.samples)
 	}
-	r.learn(time.Second, 5000, true)
-	r.learn(time.Second, 5000, true)
-	r.learn(5*time.Second, 5000, true) // one that queued unseen moves the rate a tenth
+	r.learn(at, time.Second, 5000, true)
+	r.learn(at, time.Second, 5000, true)
+	r.learn(at, 5*time.Second, 5000, true) // one that queued unseen moves the rate a tenth
 	if got := r.tokensPerSec; got < 4500 || got > 5000 {
 		t.Errorf("rate %.0f tokens/s, want about 4,600 (an upper envelope of 5,000)", got)
 	}

@@ -76,7 +76,7 @@ func PrefillSlots(inflight int, rate float64, queued time.Duration, promptTokens
 // learned) and the prompt tokens it is yet to prefill for this gateway's
 // waiting streams at now, at that rate.
 func (b *Backend) queuedPrefillLocked(now time.Time) (rate, queued float64) {
-	rate = b.prefill.learned()
+	rate = b.prefill.learned(now)
 	if rate <= 0 {
 		return 0, 0
 	}
@@ -84,9 +84,14 @@ func (b *Backend) queuedPrefillLocked(now time.Time) (rate, queued float64) {
 }
 
 // PrefillRate is the backend's learned prefill rate in prompt tokens a
-// second; 0 while it is not learned. Lock-free.
-func (b *Backend) PrefillRate() float64 {
-	return math.Float64frombits(b.rateBits.Load())
+// second at now; 0 while it is not learned, and once forgotten (no
+// sample for prefillRateTTL: latestart.go). Lock-free.
+func (b *Backend) PrefillRate(now time.Time) float64 {
+	rate := math.Float64frombits(b.rateBits.Load())
+	if rate <= 0 || now.Sub(time.Unix(0, b.rateAt.Load())) >= prefillRateTTL {
+		return 0
+	}
+	return rate
 }
 
 // queuedAtLocked is the prompt tokens the backend is yet to prefill for

@@ -55,8 +55,9 @@ func (b *Backend) FirstTokenOf(now time.Time, ttft time.Duration, w Wait) (promp
 	// prompt queued 600 ms beside them is late all the same (StartsLate).
 	b.noteLateLocked(now, ttft, promptTokens)
 	b.answers.expire(now)
-	b.prefill.learn(ttft, promptTokens, b.prefillAloneLocked(promptTokens))
-	b.rateBits.Store(math.Float64bits(b.prefill.learned()))
+	b.prefill.learn(now, ttft, promptTokens, b.prefillAloneLocked(promptTokens))
+	b.rateBits.Store(math.Float64bits(b.prefill.learned(now)))
+	b.rateAt.Store(b.prefill.at.UnixNano())
 	b.endWaitLocked(now, w)
 	b.learnLatencyLocked(now, ttft)
 	b.answeredLocked()

@@ -36,7 +36,7 @@ func TestBurstOfMidSizedPromptsOnASlowEnginePricedByTheQueuedPrefill(t *testing.
 			t.Fatalf("warm-up prompt: %+v", a)
 		}
 	}
-	if backend.PrefillRate() <= 0 {
+	if backend.PrefillRate(time.Now()) <= 0 {
 		t.Fatal("the prefill rate not learned from two lone 1,500-word starts")
 	}
 	const words = 700
@@ -167,13 +167,13 @@ func TestRateNotLearnedBehindANonStreamedPromptOnAFreshGateway(t *testing.T) {
 	if a := p.send("sk-a", 2000, true); !a.started {
 		t.Fatalf("the lone stream: %+v", a)
 	}
-	if got := backend.PrefillRate(); got != 0 {
+	if got := backend.PrefillRate(time.Now()); got != 0 {
 		t.Errorf("rate %.0f tokens/s learned from one lone start and one behind a non-streamed prompt; want none yet (the latter timed both prompts)", got)
 	}
 	if a := p.send("sk-a", 2000, true); !a.started {
 		t.Fatalf("the second lone stream: %+v", a)
 	}
-	if backend.PrefillRate() <= 0 {
+	if backend.PrefillRate(time.Now()) <= 0 {
 		t.Error("no rate learned from two lone starts")
 	}
 }

@@ -18,8 +18,17 @@ import (
 // is long when its prefill at the slowest learned rate of the pool's
 // backends is at least longPrefillShare of the delay target (LateStart);
 // before every backend learned a rate, from longPromptPrior tokens (and
-// nothing is priced then anyway). The test reads one atomic a backend,
-// no lock; a short prompt asks the queue nothing more.
+// nothing is priced then anyway). A short prompt asks the queue nothing
+// more.
+//
+// Only the backends routing may send it to now count (Usable, as
+// PrefillCapacity counts them; a draining one is not in Backends): the
+// rate of one ejected, probe-down or with its breaker open made every
+// mid-sized prompt long pool-wide for as long as it was out, and its rate,
+// taught by nothing while it was, for good (review37's Left; branch
+// prefillrate). A rate is forgotten a minute after its last sample
+// (endpoint.Backend.PrefillRate). The test reads each backend's state
+// under its lock, as Ready just did for the same request, and one atomic.
 
 // longPrefillShare: a prompt whose prefill takes this share of the delay
 // target adds, each, that much to the start of everything sent after it:
@@ -37,9 +46,13 @@ func (p *Pool) LongPrefill(prompt float64) bool {
 	if prompt <= 0 || p.LateStart <= 0 {
 		return false
 	}
+	now := p.now()
 	slowest := 0.0
 	for _, b := range p.Backends {
-		r := b.PrefillRate()
+		if !b.Usable(now) {
+			continue
+		}
+		r := b.PrefillRate(now)
 		if r <= 0 {
 			return prompt >= longPromptPrior
 		}
@@ -64,9 +77,14 @@ func (p *Pool) LongPrefill(prompt float64) bool {
 //   - Late: on none can it start within left at all (its queued prefill
 //     and its own beyond left, its own alone within it: on a backend
 //     where its own prefill alone is past left, no wait helps, and it is
-//     judged by LateStart alone); RetryAfter is then the least time until
-//     one's queued prefill is within LateStart, when one sent afresh
-//     goes.
+//     judged by LateStart alone);
+//   - RetryAfter: the least time until one sent afresh with left to its
+//     objective would go at once on some backend (0: now): until that
+//     backend's queued prefill is within min(LateStart, left - its own
+//     prefill), the budget it is judged by. LateStart alone (prefill3)
+//     was too soon for a prompt whose objective less its own prefill is
+//     under the delay target: its retry at it was refused again (review37's
+//     Left; branch prefillrate).
 //
 // Zero (not priced) when a usable backend has not learned its rate: its
 // prefill is unknown, and the queue then goes by slots alone, as before
@@ -104,7 +122,7 @@ func (p *Pool) PrefillCapacity(prompt float64, left time.Duration) admission.Pre
 		if !reachable || queued+own <= left {
 			late = false
 		}
-		if wait := queued - p.LateStart; !usable || wait < retry {
+		if wait := queued - within; !usable || wait < retry {
 			retry = wait
 		}
 		usable = true
@@ -115,9 +133,5 @@ func (p *Pool) PrefillCapacity(prompt float64, left time.Duration) admission.Pre
 	for _, b := range p.Draining {
 		total += int(b.Inflight())
 	}
-	f := admission.PrefillFit{Slots: total, Late: late}
-	if late {
-		f.RetryAfter = max(retry, 0)
-	}
-	return f
+	return admission.PrefillFit{Slots: total, Late: late, RetryAfter: max(retry, 0)}
 }
