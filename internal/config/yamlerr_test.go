@@ -148,3 +148,14 @@ func TestCoveredByRefusedKey(t *testing.T) {
 		t.Error("a problem with the file as a whole does not cover its keys")
 	}
 }
+
+// A top-level section written inside a model is named as top-level: the
+// hint read "models[0].admission: unknown key; it belongs under
+// admission", pointing at the key the reader had just written.
+func TestTopLevelSectionInsideAModel(t *testing.T) {
+	_, err := Parse([]byte("models:\n  - name: m\n    admission:\n      max_wait: 5s\n    backends: [{url: http://a:1}]\n"))
+	want := "line 3: models[0].admission: unknown key; it is a top-level key (write it unindented, outside models[0]); allowed here: "
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("got\n%v\nwant the prefix\n%s", err, want)
+	}
+}
