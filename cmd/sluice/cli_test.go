@@ -56,6 +56,9 @@ func TestUsageErrorsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"version", "extra"}, `unexpected argument "extra"`},
 		{[]string{"demo", "--backends", "0", "--duration", "50ms", "--quiet"}, "--backends 0: want at least 1"},
 		{[]string{"demo", "--load", "NaN", "--duration", "50ms", "--quiet"}, "--load NaN: want a positive number"},
+		// A replay too short to keep one request of the trace ran three
+		// empty replays and printed a table of zeros, exit 0.
+		{[]string{"demo", "--duration", "1ns", "--quiet"}, "the replay would send no request: 1ns per replay at 1.1x capacity keeps none of the trace's 5550 requests; lengthen --duration"},
 		{[]string{"bench", "nosuch"}, `unknown bench mode "nosuch"`},
 		{[]string{"bench", "--target", "http://127.0.0.1:1", "--rate", "1", "--time-scale", "0", "--model", "m", "--duration", "100ms", "--quiet"}, "--time-scale 0: want a positive number"},
 		{[]string{"bench", "forecast"}, "sluice bench forecast: --servegen DIR is required\nRun 'sluice bench forecast --help'"},

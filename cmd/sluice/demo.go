@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math"
 	"time"
@@ -38,6 +39,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		out = stderr
 	}
 	rep, err := demo.Run(ctx, opt, out)
+	if errors.Is(err, demo.ErrEmptyReplay) {
+		return usagef("%v", err) // a command line it cannot take: exit 2
+	}
 	if err != nil || !*markdown {
 		return err
 	}

@@ -80,6 +80,12 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		// SDKs retry a 409 (a lock timeout, to them), but a finished or
 		// finalizing object does not go back.
 		return &openai.Error{Status: http.StatusConflict, Type: openai.TypeInvalidRequest, Message: se.msg, Final: true}, false
+	case errors.Is(err, jobs.ErrIdempotencyMismatch):
+		// draft-ietf-httpapi-idempotency-key-header: a key reused with
+		// another payload is a 422; Final, as a retry cannot succeed.
+		return &openai.Error{Status: http.StatusUnprocessableEntity, Type: openai.TypeInvalidRequest,
+			Code: "idempotency_key_reused", Param: "Idempotency-Key", Final: true,
+			Message: "this Idempotency-Key was already used for a different request; use a new key for a new request"}, false
 	case errors.Is(err, jobs.ErrConflict):
 		return &openai.Error{Status: http.StatusConflict, Type: openai.TypeInvalidRequest,
 			Message: "the object's current status does not allow this operation", Final: true}, false

@@ -148,8 +148,20 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 		if !strings.Contains(s, "://") {
 			full = "nats://" + s
 		}
-		if _, err := url.Parse(full); err != nil {
+		u, err := url.Parse(full)
+		if err != nil {
 			bad("queue.url", "%q: %v", telemetry.RedactURLs(s), telemetry.RedactURLError(err, full))
+			continue
+		}
+		// One that parses can still name no server: a typo in the scheme
+		// ("nats//a:4222", "nats:/a:4222") read as host "nats" with a
+		// path, which `sluice check` called valid and the gateway dialled
+		// (nats:4222) forever, serving without its queue.
+		switch {
+		case u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss":
+			bad("queue.url", "%q: scheme %q; want nats://, tls://, ws:// or wss:// (or a bare host:port)", telemetry.RedactURLs(s), u.Scheme)
+		case u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+			bad("queue.url", "%q: want scheme://host:port (e.g. nats://nats-1:4222), comma-separated for a cluster", telemetry.RedactURLs(s))
 		}
 	}
 	if q.Workers < 0 {

@@ -157,6 +157,24 @@ func TestQueueURLThatDoesNotParse(t *testing.T) {
 	}
 }
 
+// A queue.url that parses but names no server (a scheme typo read as host
+// "nats" with a path, another scheme, no host) is refused naming the key
+// and the form wanted: before, `sluice check` called it valid and the
+// gateway dialled nats:4222 forever, serving without its queue.
+func TestQueueURLThatNamesNoServer(t *testing.T) {
+	for _, u := range []string{"nats//a:4222", "nats:/a:4222", "http://a:4222", "nats://", "nats://a:4222/jobs", "a:4222,nats//b:4222"} {
+		_, err := Parse([]byte("queue: {url: \"" + u + "\"}\n" + minimal))
+		if err == nil || !strings.Contains(err.Error(), "line 1: queue.url") || !strings.Contains(err.Error(), "nats://") {
+			t.Errorf("queue.url %q: %v", u, err)
+		}
+	}
+	for _, u := range []string{"nats://a", "nats://a:4222/", "ws://a:8080", "wss://u:pw@a", "[::1]:4222"} {
+		if _, err := Parse([]byte("queue: {url: \"" + u + "\"}\n" + minimal)); err != nil {
+			t.Errorf("queue.url %q refused: %v", u, err)
+		}
+	}
+}
+
 // queue.retention under the job stream's 2-minute duplicate window was
 // accepted by the config and refused by nats-server at start (a raw
 // "duplicates window can not be larger then max age", no key named): it

@@ -325,7 +325,11 @@ func checkSection(n *yaml.Node, t reflect.Type, path string, lines keyLines, err
 			problem := "unknown key; "
 			if near := nearestKey(k.Value, allowed); near != "" {
 				problem += "did you mean " + near + "? "
-			} else if where := keyElsewhere(reflect.TypeFor[Config](), k.Value); len(where) > 0 {
+			} else if where := keyElsewhere(reflect.TypeFor[Config](), k.Value); len(where) > 0 && where[0] == k.Value {
+				// A top-level key written inside a section: "it belongs
+				// under admission" for admission itself read as nonsense.
+				problem += "it is a top-level key (write it unindented, outside " + path + "); "
+			} else if len(where) > 0 {
 				problem += "it belongs under " + strings.Join(where, " or ") + "; "
 			}
 			report(errs, &FieldError{Key: sub, Line: k.Line,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -237,6 +238,14 @@ func (c *Config) validateModels(bad badFunc, policyOK PolicyCheck) {
 func (b Backend) validate(bad badFunc, key string) {
 	if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
 		bad(key+".url", "must be an http:// or https:// URL, got %q", telemetry.RedactURL(b.URL))
+	} else if u, err := url.Parse(b.URL); err == nil && strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/v1") {
+		// The commonest paste: an SDK's base URL (vLLM's docs say
+		// http://localhost:8000/v1). The request's path is appended to a
+		// backend's URL, so every request went to /v1/v1/chat/completions
+		// and got the backend's 404, with the probe off for the same 404.
+		u.Path = strings.TrimSuffix(strings.TrimRight(u.Path, "/"), "/v1")
+		bad(key+".url", "%q ends in /v1: the request's path (/v1/chat/completions) is added to a backend's URL, which would ask for /v1/v1/...; write %q (a client SDK's base URL ends in /v1, a backend's does not)",
+			telemetry.RedactURL(b.URL), telemetry.RedactURL(u.String()))
 	}
 	if b.Weight < 0 {
 		bad(key+".weight", "must be >= 0")

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,5 +147,39 @@ func TestCoveredByRefusedKey(t *testing.T) {
 	}
 	if !covered("anything", refusedKeys([]error{&FieldError{Problem: "the file"}})) {
 		t.Error("a problem with the file as a whole does not cover its keys")
+	}
+}
+
+// A top-level section written inside a model is named as top-level: the
+// hint read "models[0].admission: unknown key; it belongs under
+// admission", pointing at the key the reader had just written.
+func TestTopLevelSectionInsideAModel(t *testing.T) {
+	_, err := Parse([]byte("models:\n  - name: m\n    admission:\n      max_wait: 5s\n    backends: [{url: http://a:1}]\n"))
+	want := "line 3: models[0].admission: unknown key; it is a top-level key (write it unindented, outside models[0]); allowed here: "
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("got\n%v\nwant the prefix\n%s", err, want)
+	}
+}
+
+// A backend URL ending in /v1 (an SDK's base URL pasted) is refused with
+// the URL to write: the request's path is added to it, so every request
+// asked for /v1/v1/chat/completions and got the backend's 404. A base
+// path before /v1 (a hosted API's /openai/v1) keeps its prefix.
+func TestBackendURLEndingInV1(t *testing.T) {
+	for in, fix := range map[string]string{
+		"http://127.0.0.1:8000/v1":        "http://127.0.0.1:8000",
+		"https://api.groq.com/openai/v1/": "https://api.groq.com/openai",
+		"http://u:secret@gpu1:8000/v1":    "http://u:xxxxx@gpu1:8000",
+	} {
+		_, err := Parse([]byte("models:\n  - name: m\n    backends:\n      - url: " + in + "\n"))
+		want := fmt.Sprintf("line 4: models[0].backends[0].url: %q ends in /v1", strings.Replace(in, "secret", "xxxxx", 1))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), fmt.Sprintf("write %q", fix)) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: %v\nwant %s ... write %q", in, err, want, fix)
+		}
+	}
+	for _, ok := range []string{"http://gpu1:8000", "https://api.example/openai", "http://gpu1:8000/v1beta", "http://gpu1:8000/llm-v1"} {
+		if _, err := Parse([]byte("models:\n  - name: m\n    backends:\n      - url: " + ok + "\n")); err != nil {
+			t.Errorf("%s refused: %v", ok, err)
+		}
 	}
 }

@@ -10,6 +10,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -118,12 +119,22 @@ type Leg struct {
 	Elastic                     bool
 }
 
+// ErrEmptyReplay: the replay's length and load keep no request of the
+// trace (Run refuses before starting anything).
+var ErrEmptyReplay = errors.New("the replay would send no request")
+
 // Run executes the demo and writes the table to out.
 func Run(ctx context.Context, opt Options, out io.Writer) (*Report, error) {
 	opt.defaults()
 	pl, err := buildPlan(opt.LegDuration, opt.Load, opt.Backends, opt.Sim)
 	if err != nil {
 		return nil, err
+	}
+	if len(pl.arrivals) == 0 {
+		// --duration 1ns (or a tiny --load) thinned the trace to nothing:
+		// three empty replays ended in a table of zeros and "-", exit 0.
+		return nil, fmt.Errorf("%w: %s per replay at %gx capacity keeps none of the trace's %d requests; lengthen --duration (default 16s) or raise --load",
+			ErrEmptyReplay, opt.LegDuration, opt.Load, pl.traceRequests)
 	}
 	capacity := pl.perServerRPS * float64(opt.Backends)
 	cold := time.Duration(float64(opt.ColdStart) / pl.compress)

@@ -387,7 +387,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request, a netguard.
 		if path == "" {
 			path = r.RequestURI // CONNECT's authority form names no path
 		}
-		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+openai.Echo(r.Method+" "+path)))
+		writeError(w, openai.NotFound("unknown_url", "Unknown request URL: "+openai.Echo(r.Method+" "+path)+v1Hint(path)))
 	}
 }
 

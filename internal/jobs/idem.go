@@ -10,7 +10,8 @@ import (
 )
 
 // Idempotency keys, Stripe's semantics: a key whose job was accepted
-// names that job for every later submit with it; a submit that was
+// names that job for every later submit of the same request with it
+// (another request with it is refused: sameRequest); a submit that was
 // refused leaves no trace, so the client's retry with the key goes ahead
 // at once as a new submit.
 //

@@ -43,6 +43,9 @@ type jobRecord struct {
 	// (batchevent.go), not a job: its webhook is delivered, retried and
 	// resent as a job's is.
 	Event *eventRecord `json:"event,omitempty"`
+	// Fingerprint is requestFingerprint of a job submitted with an
+	// idempotency key: a resubmission with the key must match it.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // job returns the public view with the hidden fields filled in.
@@ -52,6 +55,7 @@ func (r *jobRecord) job() *Job {
 	j.Tenant = r.Tenant
 	j.Webhook = r.Webhook
 	j.CancelRequested = r.CancelRequested
+	j.fingerprint = r.Fingerprint
 	if r.Job.Result != nil {
 		res := *r.Job.Result
 		j.Result = &res

@@ -2,6 +2,8 @@ package jobs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,7 +44,7 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (_ *Job, _ bool, err error)
 	if sp.IdempotencyKey != "" {
 		j, c, err := s.claimKey(ctx, sp.Tenant, sp.IdempotencyKey, id)
 		if err != nil || j != nil {
-			return j, j != nil, err
+			return sameRequest(j, sp, err)
 		}
 		claim, id = c, c.id
 	}
@@ -50,7 +52,37 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (_ *Job, _ bool, err error)
 	if refused && claim.rev != 0 {
 		s.releaseClaim(claim)
 	}
+	if existing {
+		return sameRequest(j, sp, err)
+	}
 	return j, existing, err
+}
+
+// sameRequest returns the job an earlier submit with sp's idempotency key
+// made, as Submit's existing result, when it was made from the same
+// request; a different one is ErrIdempotencyMismatch (Stripe's and the
+// IETF Idempotency-Key draft's rule). Before, any body with a used key got
+// the first job: a client reusing a key by mistake was told its new
+// request was accepted and got another request's answer. A record from
+// before fingerprints were stored has none and matches anything.
+func sameRequest(j *Job, sp Spec, err error) (*Job, bool, error) {
+	if err != nil || j == nil {
+		return j, j != nil, err
+	}
+	if j.fingerprint != "" && j.fingerprint != requestFingerprint(sp) {
+		return nil, false, fmt.Errorf("jobs: idempotency key of job %s: %w", j.ID, ErrIdempotencyMismatch)
+	}
+	return j, true, nil
+}
+
+// requestFingerprint identifies an async request for its idempotency key:
+// its path and its body byte for byte (a retry sends the same bytes).
+func requestFingerprint(sp Spec) string {
+	h := sha256.New()
+	h.Write([]byte(sp.Path))
+	h.Write([]byte{0})
+	h.Write(sp.Body)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // create stores job id's body, publishes its message and writes its
@@ -67,6 +99,9 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 		},
 		Tenant:  sp.Tenant,
 		Webhook: sp.Webhook,
+	}
+	if sp.IdempotencyKey != "" {
+		rec.Fingerprint = requestFingerprint(sp)
 	}
 	if sp.Webhook != "" {
 		rec.Job.WebhookState = &WebhookDelivery{Status: WebhookPending}

@@ -38,7 +38,9 @@ type Spec struct {
 	// API, the submitter's class for async single requests.
 	Class string
 	// IdempotencyKey, when set, makes a resubmission by the same tenant
-	// return the job created first (Submit's existing result).
+	// of the same request (Path and Body) return the job created first
+	// (Submit's existing result); another request with it is
+	// ErrIdempotencyMismatch.
 	IdempotencyKey string
 	// Webhook, when set, is POSTed the finished job (signed, see Webhook).
 	Webhook string
@@ -88,6 +90,8 @@ type Job struct {
 	// CancelRequested is set by Cancel on a running job; the worker drops
 	// the result and records cancelled.
 	CancelRequested bool `json:"-"`
+	// fingerprint is the record's Fingerprint (jobRecord).
+	fingerprint string
 }
 
 // WebhookDelivery is a job's webhook outcome, the "webhook" object of
@@ -242,6 +246,10 @@ var (
 	ErrConflict = errors.New("conflicting state")   // 409 / 400: e.g. cancelling a finished batch
 	ErrTooLarge = errors.New("too large")           // 413
 	ErrClosed   = errors.New("job queue is closed") // 503
+	// ErrIdempotencyMismatch: an idempotency key already used for another
+	// request (another path or body). 422, as the IETF Idempotency-Key
+	// draft says.
+	ErrIdempotencyMismatch = errors.New("idempotency key already used for a different request")
 	// ErrUnavailable: NATS is not reachable now (the connection is
 	// reconnecting, or a call failed for want of it). 503 with
 	// Retry-After; the Store recovers by itself when NATS returns.
@@ -252,7 +260,8 @@ var (
 // from the queue. *Store implements it.
 type Service interface {
 	// Submit creates and enqueues a job. With an IdempotencyKey already
-	// used by the tenant it returns that job and existing=true instead.
+	// used by the tenant it returns that job and existing=true instead, or
+	// ErrIdempotencyMismatch when that job was another request.
 	Submit(ctx context.Context, s Spec) (j *Job, existing bool, err error)
 	// Job returns the tenant's job, or ErrNotFound.
 	Job(ctx context.Context, tenant, id string) (*Job, error)

@@ -35,9 +35,14 @@ func ListenAndServeN(ctx context.Context, addr string, n int, cfg Config, logger
 	if err != nil {
 		return nil, nil, fmt.Errorf("sim: listen address %q: %w", addr, err)
 	}
+	// Said apart: "port must allow 1 consecutive ports" was all a user
+	// typing port 99999 or "x" was told.
 	port, err := strconv.Atoi(portStr)
-	if err != nil || port < 0 || port+n-1 > 65535 {
-		return nil, nil, fmt.Errorf("sim: listen address %q: port must allow %d consecutive ports", addr, n)
+	switch {
+	case err != nil || port < 0 || port > 65535:
+		return nil, nil, fmt.Errorf("sim: listen address %q: the port must be a number from 0 to 65535", addr)
+	case port+n-1 > 65535:
+		return nil, nil, fmt.Errorf("sim: listen address %q: %d servers on consecutive ports from %d would pass 65535", addr, n, port)
 	}
 
 	g := &serverGroup{}

@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -41,6 +42,16 @@ func TestListenAndServeNErrors(t *testing.T) {
 	for _, addr := range []string{"nonsense", "127.0.0.1:x", "127.0.0.1:65535"} {
 		if _, _, err := ListenAndServeN(t.Context(), addr, 2, Config{}, nil); err == nil {
 			t.Errorf("%s: want an error", addr)
+		}
+	}
+	// Each refusal says what is wrong with the port.
+	for addr, want := range map[string]string{
+		"127.0.0.1:99999": "the port must be a number from 0 to 65535",
+		"127.0.0.1:x":     "the port must be a number from 0 to 65535",
+		"127.0.0.1:65535": "2 servers on consecutive ports from 65535 would pass 65535",
+	} {
+		if _, _, err := ListenAndServeN(t.Context(), addr, 2, Config{}, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", addr, err, want)
 		}
 	}
 	// A port already taken fails the whole group.
