@@ -230,7 +230,7 @@ func (q *Queue) account(w *waiter) {
 }
 
 // dequeue takes a waiter out of its class; unqueue does the accounting that
-// pop and dequeue share.
+// next and dequeue share.
 func (q *Queue) dequeue(w *waiter) {
 	if w.parked {
 		q.unpark(w)

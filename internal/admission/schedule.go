@@ -185,14 +185,6 @@ func (c *class) head() *waiter {
 	return c.active[0].waiters[0]
 }
 
-// pop removes the head and advances the virtual time to its tag.
-func (c *class) pop() *waiter {
-	w := c.head()
-	c.vtime = max(c.vtime, w.finish)
-	c.remove(w)
-	return w
-}
-
 // remove takes w out wherever it is. When w was its flow's last request the
 // flow's tag rolls back to w's start, so a tenant whose request was cancelled
 // or refused is not charged for it.
@@ -254,10 +246,11 @@ func (c *class) costAhead(key string, finish float64, at int, skip func(*waiter)
 
 // next removes and returns the waiter to serve at now: the head of the
 // highest class with waiters (or a waiter of it without slack ahead of a
-// head within its own: popNext), unless a lower class has earned enough
-// starvation-guard credit to pay for its own head.
+// head within its own: nextIn), unless a lower class has earned enough
+// starvation-guard credit to pay for the waiter it would serve.
 func (q *Queue) next(now time.Time, capacity int) *waiter {
 	pick := -1
+	var w *waiter
 	for i, c := range q.classes {
 		if c.n == 0 {
 			continue
@@ -266,13 +259,18 @@ func (q *Queue) next(now time.Time, capacity int) *waiter {
 			pick = i
 			continue
 		}
-		if h := c.head(); c.credit >= h.cost {
+		// The waiter the class would serve, which is not its head while
+		// the head yields within its slack: the guard pays for that one.
+		if h := q.nextIn(c, now, capacity); c.credit >= h.cost {
 			c.credit -= h.cost
-			pick = i
+			pick, w = i, h
 			break
 		}
 	}
-	w := q.popNext(q.classes[pick], now, capacity)
+	if w == nil {
+		w = q.nextIn(q.classes[pick], now, capacity)
+	}
+	q.classes[pick].take(w)
 	q.unqueue(w)
 	if share := q.cfg.MinShare; share > 0 {
 		for _, c := range q.classes[pick+1:] {

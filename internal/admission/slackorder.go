@@ -15,7 +15,7 @@ import "time"
 // not congested):
 //
 //   - dispatch serves, in fair order, the waiters of its class that are
-//     not within their slack before it (popNext); only when none waits
+//     not within their slack before it (nextIn); only when none waits
 //     (or the one found is held by its tenant's ramp) does it go in its own
 //     turn, so no slot is left idle for it;
 //   - the wait estimates of a request without slack (refuseLongWait at
@@ -47,12 +47,14 @@ func (q *Queue) skipsSlack(r Request, now time.Time) func(*waiter) bool {
 	return func(o *waiter) bool { return o.req.Slack > 0 && q.dueOf(o).After(horizon) }
 }
 
-// popNext removes and returns the waiter class c serves next at now: its
+// nextIn is the waiter class c serves next at now (not removed): its
 // head, unless the head is within its slack; then the first waiter by
-// tags that is not, if its tenant's ramp does not hold it.
-func (q *Queue) popNext(c *class, now time.Time, capacity int) *waiter {
-	if h := c.head(); !q.deferred(h, now) {
-		return c.pop()
+// tags that is not, if its tenant's ramp does not hold it. The
+// starvation guard charges this one (next), not the head it yields to.
+func (q *Queue) nextIn(c *class, now time.Time, capacity int) *waiter {
+	h := c.head()
+	if !q.deferred(h, now) {
+		return h
 	}
 	var best *waiter
 	for _, f := range c.active {
@@ -67,9 +69,14 @@ func (q *Queue) popNext(c *class, now time.Time, capacity int) *waiter {
 		}
 	}
 	if best == nil || q.headHeld(best, now, capacity) {
-		return c.pop()
+		return h
 	}
-	c.vtime = max(c.vtime, best.finish)
-	c.remove(best)
 	return best
+}
+
+// take removes w, nextIn's, from class c and advances its virtual time to
+// w's tag (the head's, or the one served ahead of it).
+func (c *class) take(w *waiter) {
+	c.vtime = max(c.vtime, w.finish)
+	c.remove(w)
 }
