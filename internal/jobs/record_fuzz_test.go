@@ -21,6 +21,9 @@ func FuzzDecodeJob(f *testing.F) {
 		WebhookState: &WebhookDelivery{Status: WebhookPending, NextAttemptAt: 65}}, Tenant: "t", Webhook: "https://example.com/h",
 		HookOwner: "o", Event: &eventRecord{ID: "evt_1", Batch: "batch_1", Body: json.RawMessage(`{"object":"event"}`)}})
 	f.Add(ev) // a batch event's delivery record (batchevent.go)
+	keyed, _ := json.Marshal(jobRecord{Job: Job{ID: "job_2", Object: "job", Status: StatusQueued, Path: "/v1/chat/completions"},
+		Tenant: "t", Fingerprint: requestFingerprint(Spec{Path: "/v1/chat/completions", Body: []byte(`{"model":"m"}`)})})
+	f.Add(keyed) // a job submitted with an Idempotency-Key (its request's fingerprint)
 	f.Fuzz(func(t *testing.T, v []byte) {
 		r, err := decodeJobValue("k", v)
 		if err != nil {
