@@ -2,6 +2,8 @@ package app
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"mime/multipart"
@@ -243,6 +245,17 @@ func TestTokenTenantApartAcrossReplicasOnRedis(t *testing.T) {
 	// The answer reaches Redis after the client has it: B serves the key
 	// from it once it is there.
 	eventually(t, "the key's answer from Redis on B", func() bool { _, x := chat(urls[1], key); return x == "HIT" })
+	// A writes the response's owner to Redis after its answer, off its
+	// path. Asked before the write lands, B probes the backends, finds it
+	// and shows it to whoever names it (no owner recorded yet: as
+	// documented), the token too; so the question waits for the owner
+	// to be in Redis (its key as gateway.sharedOwners.key makes it).
+	sum := sha256.Sum256([]byte(resp.ID))
+	ownerKey := "sluice:resp:" + hex.EncodeToString(sum[:16])
+	eventually(t, "A's owner of the response in Redis", func() bool {
+		n, err := rd.Do("EXISTS", ownerKey)
+		return err == nil && n == "1"
+	})
 	if code, _, b := do(t, http.MethodGet, urls[1]+"/v1/responses/"+resp.ID, "", nil, "Authorization", key); code != 200 {
 		t.Fatalf("key on B, its response: %d %s", code, b)
 	}

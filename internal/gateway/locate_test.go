@@ -21,13 +21,13 @@ import (
 // response that exists.
 func TestContinuationOfALostIDIsLocated(t *testing.T) {
 	rd := redistest.Start(t)
-	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, nil)
+	p := startReplicaPair(t, rd.Addr, hangGuard, nil)
 	p.connected(t)
 	create := func() string { t.Helper(); return p.createThroughA(t) }
 	create()
 	p.written(t, 1)
 
-	rd.Pause()
+	p.freeze(rd)
 	t.Cleanup(rd.Resume)                  // before the server's own cleanup stops it
 	p.frozen.Store(time.Now().UnixNano()) // no probe of A's bypass meets the frozen Redis
 	create()
@@ -46,7 +46,7 @@ func TestContinuationOfALostIDIsLocated(t *testing.T) {
 		t.Fatalf("A's held writes lost at shutdown counted %v, want %d", n, made+sharedBypassAfter)
 	}
 
-	rd.Resume()
+	p.thaw(rd)
 	p.skew.Add(int64(time.Minute))
 	p.frozen.Store(0)
 	for _, id := range []string{ids[0], ids[2], ids[1], ids[3]} {

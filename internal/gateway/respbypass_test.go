@@ -24,7 +24,7 @@ import (
 // continuation went wherever round robin sent it.
 func TestResponsesIDsRedisBypassed(t *testing.T) {
 	rd := redistest.Start(t)
-	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, nil)
+	p := startReplicaPair(t, rd.Addr, hangGuard, nil)
 	p.connected(t)
 	create := func(url string) string {
 		t.Helper()
@@ -45,7 +45,7 @@ func TestResponsesIDsRedisBypassed(t *testing.T) {
 		return promtest.Value(t, p.regB, "sluice_responses_ids_redis_lookups_total", result)
 	}
 
-	rd.Pause()
+	p.freeze(rd)
 	t.Cleanup(rd.Resume) // before the server's own cleanup stops it
 	// The gateways' clock stands still while Redis is frozen: the bypass's
 	// 0.5 s back-off is on it, and the requests below must all meet the
@@ -83,7 +83,7 @@ func TestResponsesIDsRedisBypassed(t *testing.T) {
 		return promtest.Value(t, p.regB, "sluice_responses_ids_redis_writes_total", "held") >= 1
 	})
 
-	rd.Resume()
+	p.thaw(rd)
 	p.skew.Add(int64(time.Minute)) // past the back-off, and running again
 	p.frozen.Store(0)
 	waitFor(t, func() bool {
@@ -107,14 +107,14 @@ func TestResponsesIDsRedisBypassed(t *testing.T) {
 // 404 of an unknown id and a still gets its response.
 func TestResponsesFollowUpsKeepTenantsWhileRedisIsAway(t *testing.T) {
 	rd := redistest.Start(t)
-	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, func(cfg *config.Config) {
+	p := startReplicaPair(t, rd.Addr, hangGuard, func(cfg *config.Config) {
 		cfg.Auth = config.Auth{RequireKey: true, Keys: []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}}
 	})
 	p.connected(t)
 	id := p.createThroughA(t, "Authorization", "Bearer sk-a")
 	p.written(t, 1)
 
-	rd.Pause()
+	p.freeze(rd)
 	t.Cleanup(rd.Resume)
 	p.frozen.Store(time.Now().Add(time.Duration(p.skew.Load())).UnixNano())
 	before := p.requests()
@@ -130,7 +130,7 @@ func TestResponsesFollowUpsKeepTenantsWhileRedisIsAway(t *testing.T) {
 		t.Fatalf("refused follow-ups reached the simulators %d times", n)
 	}
 
-	rd.Resume()
+	p.thaw(rd)
 	p.skew.Add(int64(time.Minute))
 	p.frozen.Store(0)
 	waitFor(t, func() bool {
@@ -154,7 +154,7 @@ func TestResponsesFollowUpsKeepTenantsWhileRedisIsAway(t *testing.T) {
 // conversation (200).
 func TestResponsesProbedIDsKeepTenantsWhileRedisIsAway(t *testing.T) {
 	rd := redistest.Start(t)
-	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, func(cfg *config.Config) {
+	p := startReplicaPair(t, rd.Addr, hangGuard, func(cfg *config.Config) {
 		cfg.Auth = config.Auth{RequireKey: true, Keys: []config.Tenant{{Key: "sk-a", Tenant: "a"}, {Key: "sk-b", Tenant: "b"}}}
 	})
 	p.connected(t)
@@ -180,7 +180,7 @@ func TestResponsesProbedIDsKeepTenantsWhileRedisIsAway(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rd.Pause()
+	p.freeze(rd)
 	t.Cleanup(rd.Resume)
 	p.frozen.Store(time.Now().Add(time.Duration(p.skew.Load())).UnixNano())
 	before := p.requests()

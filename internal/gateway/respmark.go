@@ -95,7 +95,7 @@ func (s *sharedOwners) check(ctx context.Context) {
 			probe.Up()
 		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	cctx, cancel := context.WithTimeout(ctx, s.callTimeout())
 	seq := s.mark.next
 	s.mark.next++
 	c := conn.c

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,9 +89,12 @@ const (
 // there is no connection they fail at once and ask the writer to dial
 // (spaced by sharedRedial).
 type sharedOwners struct {
-	conn    *redisconn.Lazy[sharedConn]
-	prefix  string
-	timeout time.Duration
+	conn   *redisconn.Lazy[sharedConn]
+	prefix string
+	// timeout is ResponseIDsRedis.Timeout, in nanoseconds; atomic so a
+	// test can bound the calls made while it freezes Redis apart from
+	// those before, which must succeed on a loaded machine.
+	timeout atomic.Int64
 	ttl     time.Duration
 	now     func() time.Time
 	bypass  *redisconn.NodeBypass
@@ -174,9 +178,10 @@ func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseID
 	// Dials are spaced on the wall clock: a test's frozen clock must not
 	// stop the writer from ever dialling again.
 	s := &sharedOwners{conn: redisconn.NewSharedLazy(opt.Clients, opt.Client, build, sharedRedial, nil), prefix: opt.Prefix,
-		timeout: opt.Timeout, ttl: ttl, now: now, mark: newSharedMark(opt.Prefix), holdings: holdings, log: log,
+		ttl: ttl, now: now, mark: newSharedMark(opt.Prefix), holdings: holdings, log: log,
 		queue: make(chan sharedWrite, sharedQueue), dial: make(chan struct{}, 1), recovered: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
+	s.timeout.Store(int64(opt.Timeout))
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_responses_ids_redis_lookups_total",
 		Help: "Response ids the gateway did not remember, asked of Redis (shared by replicas), by result: hit, miss, " +
 			"error (Redis unreachable or slower than its timeout, or a value that is not an owner), bypassed (not asked: " +
@@ -226,6 +231,10 @@ func newSharedOwners(reg prometheus.Registerer, log *slog.Logger, opt ResponseID
 	go s.run()
 	return s
 }
+
+// callTimeout bounds one call to Redis (a lookup, a batch of writes, a
+// mark check).
+func (s *sharedOwners) callTimeout() time.Duration { return time.Duration(s.timeout.Load()) }
 
 // key is id's Redis key: the prefix and a hash of the id, so any id makes
 // a short key of hex digits.
@@ -288,7 +297,7 @@ func (s *sharedOwners) get(ctx context.Context, id string) (respOwner, bool, err
 		retry, _ := call.Down(now, redisconn.ErrUnavailable)
 		return respOwner{}, false, &errIDsUnavailable{retry: retry, err: redisconn.ErrUnavailable}
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	cctx, cancel := context.WithTimeout(ctx, s.callTimeout())
 	defer cancel()
 	b, err := conn.c.Do(cctx, conn.c.B().Get().Key(key).Build()).AsBytes()
 	switch {
@@ -387,7 +396,7 @@ func (s *sharedOwners) run() {
 		case <-s.dial:
 			s.conn.Get()
 		case <-s.stop:
-			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			ctx, cancel := context.WithTimeout(context.Background(), s.callTimeout())
 			defer cancel()
 			for batch = s.fill(batch[:0]); ctx.Err() == nil; batch = s.fill(batch[:0]) {
 				s.flush(ctx, batch)
@@ -561,7 +570,7 @@ func (s *sharedOwners) writeTo(ctx context.Context, conn *sharedConn, batch []sh
 			return batch
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout())
 	defer cancel()
 	c := conn.c
 	now := s.now()

@@ -31,10 +31,33 @@ import (
 // machine.
 const hangGuard = 10 * time.Second
 
-// frozenRedisTimeout bounds a Redis call in the tests that freeze Redis
-// (SIGSTOP) and wait for lookups to time out: the calls before the freeze
-// must still succeed within it on a loaded machine (300 ms was the bound).
+// frozenRedisTimeout bounds a Redis call while a test holds Redis frozen
+// (SIGSTOP, replicaPair.freeze) and waits for lookups to time out. The
+// calls before the freeze and after it are bounded by hangGuard instead:
+// with one bound for both (2 s, 300 ms before), a lookup made before the
+// freeze on a loaded machine timed out too, and with auth on it answered
+// 503 where the test wanted 200.
 const frozenRedisTimeout = 2 * time.Second
+
+// freeze makes both gateways' Redis calls give up at frozenRedisTimeout
+// and then freezes Redis; thaw undoes it (hangGuard again, then Redis
+// runs). Register t.Cleanup(rd.Resume) after freeze: before the server's
+// own cleanup stops it.
+func (p *replicaPair) freeze(rd *redistest.Server) {
+	p.bound(frozenRedisTimeout)
+	rd.Pause()
+}
+
+func (p *replicaPair) thaw(rd *redistest.Server) {
+	p.bound(hangGuard)
+	rd.Resume()
+}
+
+func (p *replicaPair) bound(d time.Duration) {
+	for _, gw := range p.gws {
+		gw.owners.shared.timeout.Store(int64(d))
+	}
+}
 
 // replicaPair is two gateways (A and B) over the same two simulators,
 // sharing Responses ids through one Redis, as two replicas behind a
@@ -329,12 +352,12 @@ func TestResponsesIDsRedisDown(t *testing.T) {
 // and finds the response.
 func TestResponsesIDsRedisFrozen(t *testing.T) {
 	rd := redistest.Start(t)
-	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, nil)
+	p := startReplicaPair(t, rd.Addr, hangGuard, nil)
 	resp := post(t, p.a.URL+"/v1/responses", `{"model":"m1","input":"x","max_output_tokens":2}`)
 	id := decodeResponse(t, readAll(t, resp)).ID
 	p.written(t, 1)
 	p.connected(t)
-	rd.Pause()
+	p.freeze(rd)
 	t.Cleanup(rd.Resume) // before the server's own cleanup stops it
 	resp = do(t, http.MethodGet, p.b.URL+"/v1/responses/"+id, "")
 	if got := readAll(t, resp); resp.StatusCode != 200 {

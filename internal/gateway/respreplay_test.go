@@ -23,7 +23,7 @@ import (
 // response (400 previous_response_not_found from it).
 func TestResponsesIDsReplayedAfterBypass(t *testing.T) {
 	rd := redistest.Start(t)
-	p := startReplicaPair(t, rd.Addr, frozenRedisTimeout, nil)
+	p := startReplicaPair(t, rd.Addr, hangGuard, nil)
 	p.connected(t)
 	create := func() string { t.Helper(); return p.createThroughA(t) }
 	create()
@@ -32,7 +32,7 @@ func TestResponsesIDsReplayedAfterBypass(t *testing.T) {
 		return promtest.Value(t, reg, "sluice_responses_ids_redis_writes_total", result)
 	}
 
-	rd.Pause()
+	p.freeze(rd)
 	t.Cleanup(rd.Resume) // before the server's own cleanup stops it
 	// The clock stands still while Redis is frozen: A's back-off never
 	// passes, so no probe meets the frozen Redis however slow the machine.
@@ -59,7 +59,7 @@ func TestResponsesIDsReplayedAfterBypass(t *testing.T) {
 		}
 	}
 
-	rd.Resume()
+	p.thaw(rd)
 	p.skew.Add(int64(time.Minute)) // past the back-off, and running again
 	p.frozen.Store(0)
 	// Both at once: the writer counts a replayed write as Redis acks it,

@@ -42,17 +42,26 @@ func waitRoundEnd(t *testing.T, s *Store, id string, attempts int) WebhookDelive
 // Now the round leaves it pending with its next attempt a minute (plus
 // jitter) after the job finished; sweeps before then leave it alone, and
 // the first sweep after it delivers it, with the same webhook-id.
+//
+// The budget is a failure-only bound, and the first 503's Retry-After
+// (past the budget, before the first step) ends the round after one
+// attempt: with a budget of a second, an attempt started near its end was
+// cut on a slow machine before the receiver counted it, and the record's
+// attempts were one more than the receiver saw.
 func TestWebhookRetriedOnScheduleAfterReceiverDown(t *testing.T) {
 	var up atomic.Bool
 	target := newHookCounts(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if !up.Load() {
+			if n == 1 {
+				w.Header().Set("Retry-After", "40")
+			}
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})
 	c := newClock()
 	s, _ := newStore(t, func(o *Options) {
 		o.WebhookSecret, o.AllowPrivateWebhooks, o.Now = []byte("s3cret"), true, c.Now
-		o.WebhookSweepInterval, o.WebhookTimeout = 20*time.Millisecond, time.Second
+		o.WebhookSweepInterval, o.WebhookTimeout = 20*time.Millisecond, 30*time.Second
 	})
 	var calls atomic.Int64
 	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
@@ -61,8 +70,8 @@ func TestWebhookRetriedOnScheduleAfterReceiverDown(t *testing.T) {
 	st := waitRoundEnd(t, s, j.ID, 0)
 	_, finished := retryState(t, s, j.ID)
 	first := target.count(j.ID)
-	if st.Status != WebhookPending || st.Attempts != first || st.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("after the first round: %+v (receiver saw %d), want pending with its attempts and the 503", st, first)
+	if st.Status != WebhookPending || st.Attempts != first || first != 1 || st.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("after the first round: %+v (receiver saw %d), want pending after 1 attempt, with the 503", st, first)
 	}
 	if off := st.NextAttemptAt - finished; off < 60 || off > 72 {
 		t.Fatalf("next attempt %d s after the job finished, want 60..72 (1 min, jitter of a fifth)", off)
@@ -98,14 +107,24 @@ func TestWebhookRetriedOnScheduleAfterReceiverDown(t *testing.T) {
 // A receiver that never comes back is tried on each step of the schedule,
 // one attempt a step, and given up after the last (27 h 36 after the job
 // finished, within the record's retention): failed, counted once.
+//
+// The round's budget is a failure-only bound: with a budget of a second,
+// an attempt the budget cut (a slow machine) was counted on the record
+// but never reached the receiver, and the receiver saw one delivery fewer
+// than the record's attempts. The first answer's Retry-After, past the
+// budget and before the first step, ends the first round after one
+// attempt instead; the retries are one attempt each anyway.
 func TestWebhookGivenUpAfterTheSchedule(t *testing.T) {
 	target := newHookCounts(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			w.Header().Set("Retry-After", "40")
+		}
 		w.WriteHeader(http.StatusBadGateway)
 	})
 	c := newClock()
 	s, _ := newStore(t, func(o *Options) {
 		o.WebhookSecret, o.AllowPrivateWebhooks, o.Now = []byte("s3cret"), true, c.Now
-		o.WebhookSweepInterval, o.WebhookTimeout = 20*time.Millisecond, time.Second
+		o.WebhookSweepInterval, o.WebhookTimeout = 20*time.Millisecond, 30*time.Second
 	})
 	var calls atomic.Int64
 	startWorker(t, s, WorkerOptions{Executor: okExec(&calls)})
@@ -114,6 +133,9 @@ func TestWebhookGivenUpAfterTheSchedule(t *testing.T) {
 	st := waitRoundEnd(t, s, j.ID, 0)
 	_, finished := retryState(t, s, j.ID)
 	first := st.Attempts
+	if first != 1 || target.count(j.ID) != 1 {
+		t.Fatalf("first round: %d attempts, receiver saw %d; want 1 (its Retry-After is past the budget)", first, target.count(j.ID))
+	}
 	for i, off := range webhookRetryAt {
 		if st.Status != WebhookPending {
 			t.Fatalf("step %d: %+v, want pending", i, st)
