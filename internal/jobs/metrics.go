@@ -27,6 +27,10 @@ type Stats struct {
 	// Revoked counts jobs ended unrun because their tenant's last API
 	// key was removed (ErrRevoked).
 	Revoked uint64
+	// AnswersTooLarge counts executions whose answer was over the bound a
+	// run holds (ErrAnswerTooLarge): failed attempts, among Retried or
+	// DeadLettered.
+	AnswersTooLarge uint64
 	// Orphans counts messages dropped because their record never appeared
 	// (the submitter died between publishing and writing it).
 	Orphans uint64
@@ -37,6 +41,7 @@ type Stats struct {
 
 type counters struct {
 	executed, duplicates, cancelled, retried, dead, orphans, revoked atomic.Uint64
+	answersTooLarge                                                  atomic.Uint64
 	webhookSent, webhookFailed                                       atomic.Uint64
 	// storeRefusedBudget counts new work refused at the admission line,
 	// storeRefusedServer writes JetStream refused for lack of room.
@@ -74,7 +79,7 @@ func (s *Store) Stats() Stats {
 	return Stats{
 		Executed: c.executed.Load(), Duplicates: c.duplicates.Load(), Cancelled: c.cancelled.Load(),
 		Retried: c.retried.Load(), DeadLettered: c.dead.Load(), Orphans: c.orphans.Load(), Revoked: c.revoked.Load(),
-		WebhooksSent: c.webhookSent.Load(), WebhooksFailed: c.webhookFailed.Load(),
+		AnswersTooLarge: c.answersTooLarge.Load(), WebhooksSent: c.webhookSent.Load(), WebhooksFailed: c.webhookFailed.Load(),
 	}
 }
 
@@ -142,6 +147,7 @@ var statDescs = []struct {
 	{prometheus.NewDesc("sluice_jobs_retried_total", "Jobs sent back to the queue.", nil, nil), func(s Stats) uint64 { return s.Retried }},
 	{prometheus.NewDesc("sluice_jobs_dead_lettered_total", "Jobs failed after their last attempt.", nil, nil), func(s Stats) uint64 { return s.DeadLettered }},
 	{prometheus.NewDesc("sluice_jobs_revoked_total", "Jobs ended failed with api_key_revoked, not run: a config reload removed the last API key of their tenant.", nil, nil), func(s Stats) uint64 { return s.Revoked }},
+	{prometheus.NewDesc("sluice_jobs_answers_too_large_total", "Job executions whose answer was over the most a job's run holds in memory (64 MiB): failed attempts, retried then dead-lettered as any other.", nil, nil), func(s Stats) uint64 { return s.AnswersTooLarge }},
 	{prometheus.NewDesc("sluice_jobs_orphans_total", "Messages dropped for lack of a record.", nil, nil), func(s Stats) uint64 { return s.Orphans }},
 	{prometheus.NewDesc("sluice_jobs_webhooks_sent_total", "Webhooks delivered.", nil, nil), func(s Stats) uint64 { return s.WebhooksSent }},
 	{prometheus.NewDesc("sluice_jobs_webhooks_failed_total", "Webhooks given up on: a final answer (a 4xx other than 408/429, a refused destination), or every step of the retry schedule failed.", nil, nil), func(s Stats) uint64 { return s.WebhooksFailed }},
