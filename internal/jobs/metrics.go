@@ -181,6 +181,12 @@ var (
 		[]string{"outcome"}, nil)
 	webhookRetriesDesc = prometheus.NewDesc("sluice_jobs_webhook_retries_scheduled_total",
 		"Job webhook delivery rounds that failed with an answer worth retrying (408, 429, 5xx, a network error) and left the webhook pending, its next attempt on the retry schedule (up to ~28 h after its job finished). Batch events' are sluice_jobs_batch_events_total{outcome=\"rescheduled\"}, not counted here.", nil, nil)
+	webhookOutcomesHeldDesc = prometheus.NewDesc("sluice_jobs_webhook_outcomes_held",
+		"Webhook outcomes (delivered, failed) this process holds in memory because the job store refused to record them; written again every heartbeat, meanwhile not resent by this process.", nil, nil)
+	webhookOutcomesHeldLimitDesc = prometheus.NewDesc("sluice_jobs_webhook_outcomes_held_limit",
+		"Most webhook outcomes held at once; past it an outcome is dropped (sluice_jobs_webhook_outcomes_dropped_total).", nil, nil)
+	webhookOutcomesDroppedDesc = prometheus.NewDesc("sluice_jobs_webhook_outcomes_dropped_total",
+		"Webhook outcomes the job store refused to record that the held-outcome bound left unheld: their records stay pending, so a sweep sends those webhooks again (at least once).", nil, nil)
 	batchEventsDesc = prometheus.NewDesc("sluice_jobs_batch_events_total",
 		"Rounds of OpenAI webhook events of ended batches (batch.completed/failed/cancelled/expired) to queue.batch_webhooks endpoints, by outcome: delivered; rescheduled (the round failed: pending, its next attempt on the retry schedule); deferred (a queue bound kept it out: pending, for the sweep); failed (a final answer, or the schedule exhausted); withdrawn (pending for an endpoint the gateways removed from queue.batch_webhooks after its batch ended: dropped unsent). Pending events are sent by the sweep, resends also counted in sluice_jobs_webhook_resends_total.",
 		[]string{"outcome"}, nil)
@@ -297,6 +303,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- webhooksDroppedDesc
 	ch <- webhookResendsDesc
 	ch <- webhookRetriesDesc
+	ch <- webhookOutcomesHeldDesc
+	ch <- webhookOutcomesHeldLimitDesc
+	ch <- webhookOutcomesDroppedDesc
 	ch <- batchEventsDesc
 }
 
@@ -326,6 +335,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(webhookResendsDesc, prometheus.CounterValue, float64(c.s.hooks.resends[o].Load()), label)
 	}
 	ch <- prometheus.MustNewConstMetric(webhookRetriesDesc, prometheus.CounterValue, float64(c.s.hooks.retries.Load()))
+	ch <- prometheus.MustNewConstMetric(webhookOutcomesHeldDesc, prometheus.GaugeValue, float64(c.s.hooks.heldOutcomes()))
+	ch <- prometheus.MustNewConstMetric(webhookOutcomesHeldLimitDesc, prometheus.GaugeValue, float64(c.s.hooks.maxHeld))
+	ch <- prometheus.MustNewConstMetric(webhookOutcomesDroppedDesc, prometheus.CounterValue, float64(c.s.hooks.heldDropped.Load()))
 	for o, label := range eventOutcomeLabels {
 		ch <- prometheus.MustNewConstMetric(batchEventsDesc, prometheus.CounterValue, float64(c.s.hooks.events[o].Load()), label)
 	}
