@@ -93,7 +93,7 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 	// the reload finds adminCaps set.
 	a.adminMu.Lock()
 	cfg := a.gw.Runtime().Config
-	guarded := netguard.NewListener(ln, adminConnLimits(cfg.Admin), a.connMetrics.AdminView())
+	guarded := netguard.NewListener(ln, adminConnLimits(cfg.Admin, cfg.Server.Linger), a.connMetrics.AdminView())
 	guarded.LogRefusals(a.adminRefusalLog(cfg.Log.Access), a.gw.RefusalLineAllowed)
 	a.adminCaps = guarded
 	a.adminMu.Unlock()
@@ -126,11 +126,15 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 
 // adminConnLimits is the admin listener's cap: past admin.max_connections
 // a connection gets the refusal tier's 503, a tier as small as the cap,
-// and is closed at accept past that.
-func adminConnLimits(cfg config.Admin) netguard.ConnLimits {
+// and is closed at accept past that. Its lingering closes are bounded by
+// server.linger (sl), as the public listener's are, the tier's cut to the
+// tier's ceilings (netguard.Linger.ForRefusal): one setting for how long
+// the gateway drains a client it has answered.
+func adminConnLimits(cfg config.Admin, sl config.ServerLinger) netguard.ConnLimits {
+	lim := lingerOf(sl)
 	rf := netguard.DefaultRefusal()
-	rf.Max = cfg.MaxConnections
-	return netguard.ConnLimits{Total: cfg.MaxConnections, Linger: netguard.DefaultLinger(), Refusal: rf, Admin: true}
+	rf.Max, rf.Linger = cfg.MaxConnections, lim.ForRefusal()
+	return netguard.ConnLimits{Total: cfg.MaxConnections, Linger: lim, Refusal: rf, Admin: true}
 }
 
 // adminRefusalLog is where the admin listener logs the answers it makes
@@ -146,15 +150,15 @@ func (a *App) adminRefusalLog(access bool) *slog.Logger {
 	return nil
 }
 
-// applyAdminLimits applies a reload's admin.max_connections to the admin
+// applyAdminLimits applies a reload's admin.max_connections (and server.linger) to the admin
 // listener while it serves, as the public listener's caps are
 // (applyServerLimits): connections already open above a lowered cap are
 // not cut; new ones are refused until the open ones are under it.
-func (a *App) applyAdminLimits(cfg config.Admin, access bool) {
+func (a *App) applyAdminLimits(cfg config.Admin, sl config.ServerLinger, access bool) {
 	a.adminMu.Lock()
 	defer a.adminMu.Unlock()
 	if a.adminCaps != nil {
-		a.adminCaps.SetLimits(adminConnLimits(cfg))
+		a.adminCaps.SetLimits(adminConnLimits(cfg, sl))
 		a.adminCaps.LogRefusals(a.adminRefusalLog(access), a.gw.RefusalLineAllowed)
 	}
 }

@@ -79,7 +79,7 @@ func (a *App) Reload() error {
 	a.syncChecker(cfg.Health.Active)
 	a.syncScraper(cfg)
 	a.applyServerLimits(cfg.Server, cfg.Log.Access)
-	a.applyAdminLimits(cfg.Admin, cfg.Log.Access)
+	a.applyAdminLimits(cfg.Admin, cfg.Server.Linger, cfg.Log.Access)
 	if a.tls != nil && cert != nil {
 		a.tls.Store(cert)
 	}

@@ -34,10 +34,18 @@ func newServer(h http.Handler, ln *netguard.Listener, sc config.Server, log *slo
 }
 
 func connLimits(sc config.Server) netguard.ConnLimits {
+	lim := lingerOf(sc.Linger)
 	rf := netguard.DefaultRefusal()
 	rf.Max, rf.HeadTimeout, rf.HeadBytes = sc.RefusalConnections, sc.RefusalHeadTimeout.D(), int(sc.RefusalHeadBytes)
-	lim := netguard.Linger{Time: sc.Linger.TotalTimeout.D(), Timeout: sc.Linger.ReadTimeout.D(), Bytes: int64(sc.Linger.MaxBytes)}
+	rf.Linger = lim.ForRefusal()
 	return netguard.ConnLimits{Total: sc.MaxConnections, PerIP: sc.MaxConnectionsPerIP, Linger: lim, Refusal: rf}
+}
+
+// lingerOf is server.linger as the listeners' lingering close: the
+// public listener's and the admin listener's, and, cut to its ceilings
+// (netguard.Linger.ForRefusal), either's refusal tier's.
+func lingerOf(c config.ServerLinger) netguard.Linger {
+	return netguard.Linger{Time: c.TotalTimeout.D(), Timeout: c.ReadTimeout.D(), Bytes: int64(c.MaxBytes)}
 }
 
 // guard wraps the public listener in the connection caps and applies the

@@ -17,7 +17,7 @@ import (
 // (answerSink): it is bounded as a separate worker's is
 // (jobs.DefaultMaxAnswerBytes, 64 KiB here), and past it the run fails
 // (the proxy stops reading the backend), for a plain answer and a
-// stream alike. An answer within the bound is the job's result. Before, the sink
+// stream alike, with jobs.ErrAnswerTooLarge, which the worker counts. An answer within the bound is the job's result. Before, the sink
 // had no bound: 1 MiB answers (and a stream of 1 MiB) were held whole and
 // stored as the result.
 func TestJobAnswerIsBounded(t *testing.T) {
@@ -65,6 +65,10 @@ func TestJobAnswerIsBounded(t *testing.T) {
 			var over errJobAnswerTooLarge
 			if !errors.As(err, &over) {
 				t.Fatalf("a 1 MiB answer: %d, %d bytes, %v; want the run failed at the %d-byte bound", res.StatusCode, len(res.Body), err, limit)
+			}
+			// What the worker counts (sluice_jobs_answers_too_large_total).
+			if !errors.Is(err, jobs.ErrAnswerTooLarge) {
+				t.Fatalf("a 1 MiB answer: %v; want jobs.ErrAnswerTooLarge", err)
 			}
 		})
 	}

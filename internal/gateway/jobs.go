@@ -193,12 +193,15 @@ type answerSink struct {
 	over   bool
 }
 
-// errJobAnswerTooLarge is a job's answer cut at the sink's bound.
+// errJobAnswerTooLarge is a job's answer cut at the sink's bound; it is
+// jobs.ErrAnswerTooLarge, which the worker counts.
 type errJobAnswerTooLarge struct{ max int64 }
 
 func (e errJobAnswerTooLarge) Error() string {
 	return "the answer is over " + strconv.FormatInt(e.max, 10) + " bytes, the most a job's answer may hold"
 }
+
+func (e errJobAnswerTooLarge) Unwrap() error { return jobs.ErrAnswerTooLarge }
 
 func (w *answerSink) Header() http.Header { return w.h }
 

@@ -24,8 +24,16 @@ import (
 // (the in-process job entry): a job's answer is stored whole, so a backend
 // answering without end would otherwise grow the process without bound.
 // Over it the run fails as any other error does (retried, then
-// dead-lettered).
+// dead-lettered), with ErrAnswerTooLarge.
 const DefaultMaxAnswerBytes = 64 << 20
+
+// ErrAnswerTooLarge wraps an Executor's error when the job's answer was
+// over the bound its run holds in memory (DefaultMaxAnswerBytes): a
+// failed attempt as any other, counted apart too
+// (sluice_jobs_answers_too_large_total), so that an operator who finds
+// jobs dead-lettered can tell answers too large to store from backends
+// failing.
+var ErrAnswerTooLarge = errors.New("the answer is over the most a job's answer may hold")
 
 // HTTPExecutor runs jobs by sending them to a Sluice gateway's admin
 // listener over HTTP: what a separate `sluice worker` process uses. Each
@@ -104,7 +112,7 @@ func (e *HTTPExecutor) Execute(ctx context.Context, j *Job) (Result, error) {
 		return Result{}, fmt.Errorf("job %s: reading the answer: %w", j.ID, err)
 	}
 	if int64(len(body)) > limit {
-		return Result{}, fmt.Errorf("job %s: answer over %d bytes", j.ID, limit)
+		return Result{}, fmt.Errorf("job %s: %w (%d bytes)", j.ID, ErrAnswerTooLarge, limit)
 	}
 	if resp.StatusCode == StatusRevoked && revokedAnswer(body) {
 		// The gateway refused the job itself: its tenant's last API key

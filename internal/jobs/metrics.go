@@ -27,6 +27,10 @@ type Stats struct {
 	// Revoked counts jobs ended unrun because their tenant's last API
 	// key was removed (ErrRevoked).
 	Revoked uint64
+	// AnswersTooLarge counts executions whose answer was over the bound a
+	// run holds (ErrAnswerTooLarge): failed attempts, among Retried or
+	// DeadLettered.
+	AnswersTooLarge uint64
 	// Orphans counts messages dropped because their record never appeared
 	// (the submitter died between publishing and writing it).
 	Orphans uint64
@@ -37,6 +41,7 @@ type Stats struct {
 
 type counters struct {
 	executed, duplicates, cancelled, retried, dead, orphans, revoked atomic.Uint64
+	answersTooLarge                                                  atomic.Uint64
 	webhookSent, webhookFailed                                       atomic.Uint64
 	// storeRefusedBudget counts new work refused at the admission line,
 	// storeRefusedServer writes JetStream refused for lack of room.
@@ -74,7 +79,7 @@ func (s *Store) Stats() Stats {
 	return Stats{
 		Executed: c.executed.Load(), Duplicates: c.duplicates.Load(), Cancelled: c.cancelled.Load(),
 		Retried: c.retried.Load(), DeadLettered: c.dead.Load(), Orphans: c.orphans.Load(), Revoked: c.revoked.Load(),
-		WebhooksSent: c.webhookSent.Load(), WebhooksFailed: c.webhookFailed.Load(),
+		AnswersTooLarge: c.answersTooLarge.Load(), WebhooksSent: c.webhookSent.Load(), WebhooksFailed: c.webhookFailed.Load(),
 	}
 }
 
@@ -142,6 +147,7 @@ var statDescs = []struct {
 	{prometheus.NewDesc("sluice_jobs_retried_total", "Jobs sent back to the queue.", nil, nil), func(s Stats) uint64 { return s.Retried }},
 	{prometheus.NewDesc("sluice_jobs_dead_lettered_total", "Jobs failed after their last attempt.", nil, nil), func(s Stats) uint64 { return s.DeadLettered }},
 	{prometheus.NewDesc("sluice_jobs_revoked_total", "Jobs ended failed with api_key_revoked, not run: a config reload removed the last API key of their tenant.", nil, nil), func(s Stats) uint64 { return s.Revoked }},
+	{prometheus.NewDesc("sluice_jobs_answers_too_large_total", "Job executions whose answer was over the most a job's run holds in memory (64 MiB): failed attempts, retried then dead-lettered as any other.", nil, nil), func(s Stats) uint64 { return s.AnswersTooLarge }},
 	{prometheus.NewDesc("sluice_jobs_orphans_total", "Messages dropped for lack of a record.", nil, nil), func(s Stats) uint64 { return s.Orphans }},
 	{prometheus.NewDesc("sluice_jobs_webhooks_sent_total", "Webhooks delivered.", nil, nil), func(s Stats) uint64 { return s.WebhooksSent }},
 	{prometheus.NewDesc("sluice_jobs_webhooks_failed_total", "Webhooks given up on: a final answer (a 4xx other than 408/429, a refused destination), or every step of the retry schedule failed.", nil, nil), func(s Stats) uint64 { return s.WebhooksFailed }},
@@ -175,6 +181,12 @@ var (
 		[]string{"outcome"}, nil)
 	webhookRetriesDesc = prometheus.NewDesc("sluice_jobs_webhook_retries_scheduled_total",
 		"Job webhook delivery rounds that failed with an answer worth retrying (408, 429, 5xx, a network error) and left the webhook pending, its next attempt on the retry schedule (up to ~28 h after its job finished). Batch events' are sluice_jobs_batch_events_total{outcome=\"rescheduled\"}, not counted here.", nil, nil)
+	webhookOutcomesHeldDesc = prometheus.NewDesc("sluice_jobs_webhook_outcomes_held",
+		"Webhook outcomes (delivered, failed) this process holds in memory because the job store refused to record them; written again every heartbeat, meanwhile not resent by this process.", nil, nil)
+	webhookOutcomesHeldLimitDesc = prometheus.NewDesc("sluice_jobs_webhook_outcomes_held_limit",
+		"Most webhook outcomes held at once; past it an outcome is dropped (sluice_jobs_webhook_outcomes_dropped_total).", nil, nil)
+	webhookOutcomesDroppedDesc = prometheus.NewDesc("sluice_jobs_webhook_outcomes_dropped_total",
+		"Webhook outcomes the job store refused to record that the held-outcome bound left unheld: their records stay pending, so a sweep sends those webhooks again (at least once).", nil, nil)
 	batchEventsDesc = prometheus.NewDesc("sluice_jobs_batch_events_total",
 		"Rounds of OpenAI webhook events of ended batches (batch.completed/failed/cancelled/expired) to queue.batch_webhooks endpoints, by outcome: delivered; rescheduled (the round failed: pending, its next attempt on the retry schedule); deferred (a queue bound kept it out: pending, for the sweep); failed (a final answer, or the schedule exhausted); withdrawn (pending for an endpoint the gateways removed from queue.batch_webhooks after its batch ended: dropped unsent). Pending events are sent by the sweep, resends also counted in sluice_jobs_webhook_resends_total.",
 		[]string{"outcome"}, nil)
@@ -291,6 +303,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- webhooksDroppedDesc
 	ch <- webhookResendsDesc
 	ch <- webhookRetriesDesc
+	ch <- webhookOutcomesHeldDesc
+	ch <- webhookOutcomesHeldLimitDesc
+	ch <- webhookOutcomesDroppedDesc
 	ch <- batchEventsDesc
 }
 
@@ -320,6 +335,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(webhookResendsDesc, prometheus.CounterValue, float64(c.s.hooks.resends[o].Load()), label)
 	}
 	ch <- prometheus.MustNewConstMetric(webhookRetriesDesc, prometheus.CounterValue, float64(c.s.hooks.retries.Load()))
+	ch <- prometheus.MustNewConstMetric(webhookOutcomesHeldDesc, prometheus.GaugeValue, float64(c.s.hooks.heldOutcomes()))
+	ch <- prometheus.MustNewConstMetric(webhookOutcomesHeldLimitDesc, prometheus.GaugeValue, float64(c.s.hooks.maxHeld))
+	ch <- prometheus.MustNewConstMetric(webhookOutcomesDroppedDesc, prometheus.CounterValue, float64(c.s.hooks.heldDropped.Load()))
 	for o, label := range eventOutcomeLabels {
 		ch <- prometheus.MustNewConstMetric(batchEventsDesc, prometheus.CounterValue, float64(c.s.hooks.events[o].Load()), label)
 	}

@@ -50,6 +50,10 @@ type webhooks struct {
 	queued   int                        // jobs waiting in all of hosts
 	inflight map[string]bool            // job ids queued or being delivered here
 	held     map[string]WebhookDelivery // outcomes whose write failed, written again by run
+	// maxHeld bounds held (webhookMaxHeld); heldDropped counts the
+	// outcomes the bound left unheld: sluice_jobs_webhook_outcomes_dropped_total.
+	maxHeld     int
+	heldDropped atomic.Uint64
 
 	// dropped counts webhooks a bound kept out of the queues, by
 	// dropReason (left pending for the sweep):
@@ -135,7 +139,16 @@ func newWebhooks(s *Store) *webhooks {
 		hosts:    make(map[string]chan *hookItem),
 		inflight: make(map[string]bool),
 		held:     make(map[string]WebhookDelivery),
+		maxHeld:  webhookMaxHeld,
 	}
+}
+
+// heldOutcomes is the outcomes held for another write now, read at
+// scrape time.
+func (w *webhooks) heldOutcomes() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.held)
 }
 
 // destination is the queue a webhook URL waits in.
@@ -412,7 +425,8 @@ func (w *webhooks) endRound(it *hookItem, attempts int, err error, permanent boo
 }
 
 // webhookMaxHeld bounds the outcomes held for another write; past it an
-// outcome is dropped (its webhook is then sent again: at least once).
+// outcome is dropped (its webhook is then sent again: at least once),
+// and counted.
 const webhookMaxHeld = webhookMaxQueued
 
 // record writes id's final outcome, or holds it for run to write again:
@@ -423,9 +437,11 @@ func (w *webhooks) record(id string, st WebhookDelivery) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.held) < webhookMaxHeld {
+	if _, again := w.held[id]; again || len(w.held) < w.maxHeld {
 		w.held[id] = st
+		return
 	}
+	w.heldDropped.Add(1)
 }
 
 // writeHeld writes the held outcomes again.

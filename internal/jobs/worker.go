@@ -481,5 +481,8 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 	job.Body = body.Value()
 	res, err := w.o.Executor.Execute(execCtx, job)
 	s.stats.executed.Add(1)
+	if errors.Is(err, ErrAnswerTooLarge) {
+		s.stats.answersTooLarge.Add(1)
+	}
 	w.resolve(ctx, execCtx, d, rec, res, err)
 }

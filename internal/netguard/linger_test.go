@@ -127,3 +127,23 @@ func TestListenerCloseCutsLingering(t *testing.T) {
 	waitFor(t, "the drain to end at the shutdown", func() bool { return lingers(m, LingerShutdown) == 1 })
 	waitOpen(t, l, 0)
 }
+
+// The refusal tier's linger follows the listener's (server.linger), cut to
+// the tier's ceilings: a shorter linger shortens it, a longer one leaves
+// the tier's 5 s / 1 s / 64 MiB, none stays none. Before, the tier's was
+// those constants whatever the listener's.
+func TestRefusalLingerFollowsTheListeners(t *testing.T) {
+	for _, tc := range []struct{ lim, want Linger }{
+		{DefaultLinger(), Linger{Time: 5 * time.Second, Timeout: time.Second, Bytes: 64 << 20}},
+		{Linger{Time: 2 * time.Second, Timeout: 300 * time.Millisecond, Bytes: 64 << 10}, Linger{Time: 2 * time.Second, Timeout: 300 * time.Millisecond, Bytes: 64 << 10}},
+		{Linger{Time: time.Hour, Timeout: time.Hour, Bytes: 1 << 30}, Linger{Time: 5 * time.Second, Timeout: time.Second, Bytes: 64 << 20}},
+		{Linger{}, Linger{}},
+	} {
+		if got := tc.lim.ForRefusal(); got != tc.want {
+			t.Errorf("%+v.ForRefusal() = %+v, want %+v", tc.lim, got, tc.want)
+		}
+	}
+	if got := DefaultRefusal().Linger; got != DefaultLinger().ForRefusal() {
+		t.Errorf("DefaultRefusal().Linger = %+v, want DefaultLinger().ForRefusal()", got)
+	}
+}

@@ -86,6 +86,8 @@ type ConnMetrics struct {
 	// refusing, refusals: the refusal tier (refusal.go).
 	refusing prometheus.Gauge
 	refusals *prometheus.CounterVec
+	// refusalLingers: the tier's lingering closes after its 503.
+	refusalLingers *prometheus.CounterVec
 }
 
 // NewConnMetrics registers the connection metrics on reg.
@@ -124,6 +126,10 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 		Name: "sluice_connection_refusals_total",
 		Help: "Over-cap client connections by how they ended: answered 503 after their head (head), at refusal_head_timeout (timeout), early under a flood (hurried) or at refusal_head_bytes (head_bytes); closed by the client first (closed); reset, failed write or shutdown (error); closed with no 503, their TLS handshake unfinished (handshake); closed at accept unanswered, the refusal tier full (tier_full); a liveness probe (GET or HEAD /healthz) answered 200 (liveness).",
 	}, []string{"outcome"})
+	m.refusalLingers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_connection_refusal_lingers_total",
+		Help: "The refusal tier's lingering closes after its 503 (or liveness 200), by how they ended: eof (the client closed), timeout, bytes, shutdown or error; bounded by server.linger cut to the tier's 5s / 1s / 64MiB. The connection counts in sluice_connections_refusing meanwhile.",
+	}, []string{"end"})
 	m.discarding = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "sluice_connections_discarding",
 		Help: "Client connections answered before their body was read, reading and dropping its rest now (server.discard); each holds a handler's goroutine and counts against the connection caps.",
@@ -132,7 +138,7 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 		Name: "sluice_connection_discards_total",
 		Help: "Reads of a refused body's rest after the answer, by how they ended: kept (the rest arrived, the connection serves the next request), bytes (past server.discard.max_bytes), timeout (read_timeout or total_timeout), shutdown, or error (the client closed or reset, a broken chunk, a failed flush); all but kept close the connection, lingering.",
 	}, []string{"end"})
-	reg.MustRegister(m.open, m.refusal, m.header, m.timeout, m.linger, m.lingers, m.refusing, m.refusals, m.discarding, m.discards)
+	reg.MustRegister(m.open, m.refusal, m.header, m.timeout, m.linger, m.lingers, m.refusing, m.refusals, m.refusalLingers, m.discarding, m.discards)
 	for _, e := range []string{DiscardKept, DiscardBytes, DiscardTimeout, DiscardShutdown, DiscardError} {
 		m.discards.WithLabelValues(e)
 	}
@@ -141,6 +147,7 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 	}
 	for _, e := range []string{LingerEOF, LingerTimeout, LingerBytes, LingerShutdown, LingerError} {
 		m.lingers.WithLabelValues(e)
+		m.refusalLingers.WithLabelValues(e)
 	}
 	m.timeout.WithLabelValues("idle")
 	m.timeout.WithLabelValues("header")
@@ -185,6 +192,12 @@ func (m *ConnMetrics) refusingDelta(delta float64) {
 func (m *ConnMetrics) refusalEnded(outcome string) {
 	if m.counts() {
 		m.refusals.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *ConnMetrics) refusalLingerEnded(end string) {
+	if m.counts() {
+		m.refusalLingers.WithLabelValues(end).Inc()
 	}
 }
 

@@ -35,17 +35,42 @@ type Refusal struct {
 	HeadTimeout time.Duration
 	// HeadBytes is the most bytes read while looking for the head's end.
 	HeadBytes int
-	// Linger bounds the lingering close after the 503.
+	// Linger bounds the lingering close after the 503: the listener's
+	// own, cut to the tier's ceilings (Linger.ForRefusal).
 	Linger Linger
 }
 
 // DefaultRefusal is the tier's default: 1,024 connections at once (with
 // their goroutines, about 8 MiB), each given 1 s for its head (a client's
 // head follows its handshake within a round trip) and 4 KiB of it; after
-// the 503 a drain of at most 5 s, 1 s without data or 64 MiB.
+// the 503 a drain of at most 5 s, 1 s without data or 64 MiB
+// (DefaultLinger().ForRefusal()).
 func DefaultRefusal() Refusal {
-	return Refusal{Max: 1024, HeadTimeout: time.Second, HeadBytes: 4 << 10,
-		Linger: Linger{Time: 5 * time.Second, Timeout: time.Second, Bytes: 64 << 20}}
+	return Refusal{Max: 1024, HeadTimeout: time.Second, HeadBytes: 4 << 10, Linger: DefaultLinger().ForRefusal()}
+}
+
+// The refusal tier's lingering close is never longer than these
+// (Linger.ForRefusal).
+const (
+	refusalLingerTime    = 5 * time.Second
+	refusalLingerTimeout = time.Second
+	refusalLingerBytes   = 64 << 20
+)
+
+// ForRefusal is the refusal tier's lingering close after its 503, given
+// lim, the listener's: each bound is lim's, or the tier's ceiling (5 s
+// whole, 1 s without data, 64 MiB) when lim's is longer, so configuring
+// a shorter linger (server.linger) shortens the tier's too, and a longer
+// one leaves the tier's as it was. The tier's is shorter because its
+// slots are few (server.refusal_connections) and meant for a flood: a
+// refused connection lingering holds one, and with the tier full the
+// next over-cap connection is closed at accept, unanswered (tier_full).
+// Its client has only its head, and perhaps a body, in flight when the
+// 503 goes out; it has the 503 one round trip later, so a second of quiet
+// is enough to spare it the reset. A zero lim (no lingering) stays zero.
+func (lim Linger) ForRefusal() Linger {
+	return Linger{Time: min(lim.Time, refusalLingerTime), Timeout: min(lim.Timeout, refusalLingerTimeout),
+		Bytes: min(lim.Bytes, refusalLingerBytes)}
 }
 
 // refusalBuf is the tier's read buffer per connection: the head is
@@ -253,7 +278,7 @@ func (l *Listener) answerRefusal(r *overCapConn, buf []byte) string {
 		cw.CloseWrite()
 	}
 	if r.rf.Linger.Time > 0 && r.rf.Linger.Timeout > 0 {
-		l.drain(r.c, r.rf.Linger, buf, waited{})
+		l.m.refusalLingerEnded(l.drain(r.c, r.rf.Linger, buf, waited{}))
 	}
 	return outcome
 }
