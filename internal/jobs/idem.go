@@ -24,6 +24,14 @@ import (
 // anyway (a timeout on that write) keeps the claim: a retry finds the job,
 // or after idemWait takes the claim over for the same id, as after a
 // crash.
+//
+// The claim keeps the request's fingerprint (idemclaim.go), and only the
+// same request takes it over: another request with the key is refused at
+// once while the claim stands (ErrIdempotencyMismatch, the gateway's 422),
+// whether the claimant is writing its job, stalled, or dead. Before, it
+// waited idemWait and then made the job under the claimant's id with its
+// own body: the claimant's client, told that id in its 202 (or about to
+// be), could read the other request's answer.
 
 // idemWait bounds how long a resubmission waits for the record of the job
 // its idempotency key names: the first submitter writes the key before
@@ -46,30 +54,46 @@ type idemClaim struct {
 }
 
 // claimKey claims tenant's idempotency key for a new job id, or returns
-// the job an earlier submit with it made. A claim taken over from a
-// submitter that never wrote its record names that submitter's id.
-func (s *Store) claimKey(ctx context.Context, tenant, key, id string) (*Job, idemClaim, error) {
+// the job an earlier submit with it made. fp is the request's fingerprint
+// (requestFingerprint), kept on the claim: a key claimed for another
+// request is ErrIdempotencyMismatch at once, whether that request's job
+// is written yet or not, and is never taken over. A claim taken over
+// from a submitter of the same request that never wrote its record (or
+// from a claim written before fingerprints, which names none) names that
+// submitter's id.
+func (s *Store) claimKey(ctx context.Context, tenant, key, id, fp string) (*Job, idemClaim, error) {
 	ik := idemKey(tenant, key)
 	for try := 1; ; try++ {
 		again := try < claimTries
-		rev, err := s.idem.Create(ctx, ik, []byte(id))
+		rev, err := s.createClaim(ctx, ik, id, fp)
 		if err == nil {
 			return nil, idemClaim{key: ik, id: id, rev: rev}, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, idemClaim{}, fmt.Errorf("jobs: claiming idempotency key: %w", s.storeFull(err))
 		}
-		e, err := s.idem.Get(ctx, ik)
+		e, err := s.readClaim(ctx, ik)
 		if errors.Is(err, jetstream.ErrKeyNotFound) && again {
 			continue // released since
 		}
 		if err != nil {
 			return nil, idemClaim{}, fmt.Errorf("jobs: reading idempotency key: %w", err)
 		}
-		other := string(e.Value())
-		j, err := s.awaitJob(ctx, tenant, other, func(ctx context.Context) bool {
+		if e.fp != "" && e.fp != fp {
+			// Stripe compares a key's stored parameters before anything
+			// else: another request's claim is a 422 now, and its job
+			// (made, or to be made) stays that request's alone. A job
+			// written already decides, as for any resubmission
+			// (sameRequest: one without a fingerprint replays).
+			j, err := s.Job(ctx, tenant, e.id)
+			if errors.Is(err, ErrNotFound) {
+				err = fmt.Errorf("jobs: idempotency key claimed for job %s: %w", e.id, ErrIdempotencyMismatch)
+			}
+			return j, idemClaim{}, err
+		}
+		j, err := s.awaitJob(ctx, tenant, e.id, func(ctx context.Context) bool {
 			cur, err := s.idem.Get(ctx, ik)
-			return err == nil && cur.Revision() == e.Revision()
+			return err == nil && cur.Revision() == e.rev
 		})
 		switch {
 		case err == nil:
@@ -82,15 +106,15 @@ func (s *Store) claimKey(ctx context.Context, tenant, key, id string) (*Job, ide
 		// The claim's submitter never wrote the record in idemWait (it
 		// died, or is very slow): take the claim over for its id, unless
 		// it changed meanwhile. If it was only slow, the record Create
-		// decides.
-		rev, err = s.idem.Update(ctx, ik, e.Value(), e.Revision())
+		// decides (the same request either way: its body is the same).
+		rev, err = s.writeClaim(ctx, ik, e.id, fp, e.rev)
 		if errors.Is(err, jetstream.ErrKeyExists) && again {
 			continue
 		}
 		if err != nil {
 			return nil, idemClaim{}, fmt.Errorf("jobs: taking over idempotency key: %w", s.storeFull(err))
 		}
-		return nil, idemClaim{key: ik, id: other, rev: rev}, nil
+		return nil, idemClaim{key: ik, id: e.id, rev: rev}, nil
 	}
 }
 
@@ -116,7 +140,7 @@ func (s *Store) releaseClaim(c idemClaim) {
 // awaitJob reads a job, waiting up to idemWait for it to appear while
 // claimed reports its claim still held; errClaimReleased once not.
 func (s *Store) awaitJob(ctx context.Context, tenant, id string, claimed func(context.Context) bool) (*Job, error) {
-	deadline := time.Now().Add(s.idemWait)
+	deadline := s.now().Add(s.idemWait)
 	for delay := 5 * time.Millisecond; ; delay = min(2*delay, 200*time.Millisecond) {
 		j, err := s.Job(ctx, tenant, id)
 		if !errors.Is(err, ErrNotFound) {
@@ -130,7 +154,7 @@ func (s *Store) awaitJob(ctx context.Context, tenant, id string, claimed func(co
 			}
 			return nil, errClaimReleased
 		}
-		if time.Now().After(deadline) {
+		if s.now().After(deadline) {
 			return nil, err
 		}
 		t := time.NewTimer(delay)

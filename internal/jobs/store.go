@@ -299,6 +299,7 @@ type Store struct {
 	hooks       *webhooks
 	tracker     *tracker
 	batchStream streamHandle  // the batch bucket's stream (activeIndex, purgeIndexMarker)
+	idemStream  streamHandle  // the idem bucket's stream (readClaim)
 	active      activeBatches // what CreateBatch's bounds count; kept by the tracker
 	usage       usageCache    // the store's usage for admission (storecap.go)
 	held        heldResults   // results workers hold on a full store (heldresult.go)
@@ -316,6 +317,10 @@ type Store struct {
 	// leaderless, when set (tests), is called each time a submit's write
 	// found no stream leader, before it waits to send it again.
 	leaderless func()
+	// claimed, when set (tests), is called by a submit with an
+	// idempotency key once it holds the key's claim for job id, before it
+	// writes anything of the job.
+	claimed func(id string)
 }
 
 var _ Service = (*Store)(nil)

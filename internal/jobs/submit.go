@@ -42,11 +42,14 @@ func (s *Store) Submit(ctx context.Context, sp Spec) (_ *Job, _ bool, err error)
 	}
 	var claim idemClaim
 	if sp.IdempotencyKey != "" {
-		j, c, err := s.claimKey(ctx, sp.Tenant, sp.IdempotencyKey, id)
+		j, c, err := s.claimKey(ctx, sp.Tenant, sp.IdempotencyKey, id, requestFingerprint(sp))
 		if err != nil || j != nil {
 			return sameRequest(j, sp, err)
 		}
 		claim, id = c, c.id
+		if s.claimed != nil {
+			s.claimed(id)
+		}
 	}
 	j, existing, refused, err := s.create(ctx, sp, id)
 	if refused && claim.rev != 0 {
