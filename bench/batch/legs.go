@@ -81,6 +81,9 @@ type GatewayDiag struct {
 	JobsExecuted           float64            `json:"jobs_executed"`
 	JobsRetried            float64            `json:"jobs_retried"`
 	JobsDead               float64            `json:"jobs_dead_lettered"`
+	// JobsPreempted is sluice_queue_preempted_total: spare tickets (jobs)
+	// stopped for a live request that found the pool full.
+	JobsPreempted float64 `json:"jobs_preempted"`
 }
 
 // BatchRun is leg B's batch. Times are seconds after POST /v1/batches was
@@ -485,6 +488,7 @@ func gatewayDiag(ctx context.Context, c *http.Client, target string) GatewayDiag
 		d.InteractiveWaitedShare = 1 - atOnce/d.InteractiveGranted
 	}
 	d.JobsExecuted = benchkit.Sum(g, "sluice_jobs_executed_total")
+	d.JobsPreempted = benchkit.Sum(g, "sluice_queue_preempted_total")
 	d.JobsRetried = benchkit.Sum(g, "sluice_jobs_retried_total")
 	d.JobsDead = benchkit.Sum(g, "sluice_jobs_dead_lettered_total")
 	return d

@@ -17,6 +17,7 @@
 //	go run ./bench/batch                  # the full run, about 4 minutes
 //	go run ./bench/batch --quick          # a smoke run, about a minute
 //	go run ./bench/batch --out /tmp/batch.md --json /tmp/batch.json
+//	go run ./bench/batch --defaults       # Sluice's defaults, not the tuned workers/limits
 //	go run ./bench/batch --headroom 4,8 --preempt --batch 3000   # plus prototype legs
 //
 // --headroom and --preempt add legs that run the same batch behind
@@ -42,6 +43,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/bench"
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -125,7 +127,7 @@ func main() {
 	flag.IntVar(&opt.BatchPrompt, "batch-prompt", opt.BatchPrompt, "prompt tokens of each batch request")
 	flag.IntVar(&opt.BatchOutput, "batch-output", opt.BatchOutput, "max_tokens of each batch request")
 	flag.DurationVar(&opt.BatchTimeout, "batch-timeout", opt.BatchTimeout, "give up on the batch this long after the interactive load ended")
-	flag.IntVar(&opt.Workers, "workers", opt.Workers, "queue.workers: in-gateway job workers (Sluice's default is 32)")
+	flag.IntVar(&opt.Workers, "workers", opt.Workers, fmt.Sprintf("queue.workers: in-gateway job workers (Sluice's default is %d)", config.Default().Queue.Workers))
 	flag.Float64Var(&opt.Reserve, "spare-reserve", -1, "admission.spare_reserve: share of slots jobs leave free while interactive requests run (< 0: Sluice's default)")
 	flag.IntVar(&opt.MaxConc, "max-concurrency", opt.MaxConc, "static per-backend max_concurrency (default: the simulator's slots); 0 = Sluice's adaptive limits")
 	flag.Func("headroom", "comma-separated slot counts: add a leg per value running the batch behind a prototype gate that keeps that many slots free (an experiment, not Sluice's gate)", func(v string) error {
@@ -141,6 +143,8 @@ func main() {
 	flag.BoolVar(&opt.Preempt, "preempt", false, "add a leg running the batch behind a prototype that preempts running jobs while interactive requests wait (an experiment, not Sluice's behaviour)")
 	flag.Uint64Var(&opt.Seed, "seed", opt.Seed, "seed of the interactive arrivals and sizes")
 	flag.BoolVar(&quick, "quick", false, "a short smoke run")
+	var defaults bool
+	flag.BoolVar(&defaults, "defaults", false, "run Sluice's defaults: queue.workers and the adaptive concurrency limits of config.Default() instead of the tuned --workers 48 --max-concurrency 16 (an explicit --workers or --max-concurrency still wins)")
 	flag.StringVar(&out, "out", "", "also write the markdown report to this file")
 	flag.StringVar(&jsonOut, "json", "", "write the full results as JSON to this file")
 	flag.Parse()
@@ -152,12 +156,28 @@ func main() {
 	if quick && !set["batch"] {
 		opt.BatchSize = 1000
 	}
+	if defaults {
+		opt = withDefaults(opt, set)
+	}
 	opt.Command = benchkit.CommandLine("./bench/batch", os.Args[1:])
 	opt.Progress = os.Stderr
 
 	benchkit.Main("batch", out, jsonOut, func(ctx context.Context, md *strings.Builder) (*Report, error) {
 		return run(ctx, opt, md)
 	})
+}
+
+// withDefaults returns o with Sluice's own defaults for the settings the
+// benchmark otherwise tunes (queue.workers, a static max_concurrency),
+// except those named in set (flags given on the command line).
+func withDefaults(o options, set map[string]bool) options {
+	if !set["workers"] {
+		o.Workers = config.Default().Queue.Workers
+	}
+	if !set["max-concurrency"] {
+		o.MaxConc = 0
+	}
+	return o
 }
 
 func (o options) validate() error {

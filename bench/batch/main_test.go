@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/config"
 )
 
 // TestSmoke runs both legs with a tiny pool, a light interactive load and a
@@ -153,5 +155,18 @@ func TestPreemptYoungestHoldingASlot(t *testing.T) {
 	p.preempt(1) // covered by the jobs being cancelled
 	if len(cancelled) != 2 {
 		t.Fatalf("cancelled %v, want no more", cancelled)
+	}
+}
+
+// --defaults runs Sluice's own queue.workers and adaptive limits instead
+// of the tuned settings, unless a flag names one of them.
+func TestWithDefaults(t *testing.T) {
+	o := withDefaults(defaultOptions(), map[string]bool{})
+	if o.Workers != config.Default().Queue.Workers || o.MaxConc != 0 {
+		t.Fatalf("--defaults: workers %d, max_concurrency %d; want %d, 0 (adaptive)", o.Workers, o.MaxConc, config.Default().Queue.Workers)
+	}
+	o = withDefaults(options{Workers: 8, MaxConc: 4}, map[string]bool{"workers": true, "max-concurrency": true})
+	if o.Workers != 8 || o.MaxConc != 4 {
+		t.Fatalf("--defaults with --workers 8 --max-concurrency 4: %d, %d", o.Workers, o.MaxConc)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/sim"
 )
 
@@ -51,7 +52,7 @@ func (h *harness) setup() Setup {
 	}
 	s.SluiceConfig = []string{
 		"queue.data_dir: a fresh temporary directory per leg",
-		fmt.Sprintf("queue.workers: %d (default 32)", o.Workers),
+		fmt.Sprintf("queue.workers: %d (default %d)", o.Workers, config.Default().Queue.Workers),
 		"log.access: false, shutdown_grace: 2s",
 	}
 	if o.Reserve >= 0 {
@@ -277,7 +278,8 @@ func writeNotes(ew *benchkit.ErrWriter, rep *Report) {
 	}
 	for _, l := range rep.Legs[1:] {
 		g := l.Gateway
-		n := fmt.Sprintf("%s: job executions %.0f, sent back to the queue %.0f, dead-lettered %.0f", l.Name, g.JobsExecuted, g.JobsRetried, g.JobsDead)
+		n := fmt.Sprintf("%s: job executions %.0f, sent back to the queue %.0f, dead-lettered %.0f; jobs preempted by interactive requests (`sluice_queue_preempted_total`, run again in place, their partial work lost) %.0f",
+			l.Name, g.JobsExecuted, g.JobsRetried, g.JobsDead, g.JobsPreempted)
 		if len(g.Rejections) > 0 {
 			n += "; admission refusals (a job that loses the race for a free slot is refused and tried again, not counted as an attempt): " + benchkit.ByValue(g.Rejections)
 		}

@@ -16,7 +16,7 @@ type Collector struct {
 
 	waiting, waitingCost, inUse, capacity, drain  *prometheus.Desc
 	delayTarget, congested, appointments, held    *prometheus.Desc
-	waits, rejections, cancelled                  *prometheus.Desc
+	waits, rejections, cancelled, preempted       *prometheus.Desc
 	rampHeld, rampHeldTotal, ramping              *prometheus.Desc
 	rampBase, rampProven, rampCeiling, rampProbes *prometheus.Desc
 }
@@ -42,6 +42,8 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 			"class"),
 		rejections: d("sluice_queue_rejections_total", "Requests the queue refused, by reason: tenant_over_share, tenant_queue_full (429); saturated, queue_full, deadline, shed (503).", "reason"),
 		cancelled:  d("sluice_queue_cancelled_total", "Requests whose client went away while they waited."),
+		preempted: d("sluice_queue_preempted_total", "Spare work (queued jobs, batch requests, hedges) stopped to free its slot for a live request that found the pool full; "+
+			"a job runs again later, its partial work lost."),
 		rampHeld: d("sluice_queue_ramp_held", "Queued requests held by their tenant's ramp: the tenant became busy while others were active and holds its allowance, "+
 			"with no free slot beyond the other active tenants' recent peaks (bounded by the queue's max_queued)."),
 		rampHeldTotal: d("sluice_queue_ramp_held_total", "Requests held by their tenant's ramp at least once."),
@@ -60,7 +62,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain, c.delayTarget, c.congested, c.appointments, c.held,
-		c.waits, c.rejections, c.cancelled, c.rampHeld, c.rampHeldTotal, c.ramping, c.rampBase, c.rampProven, c.rampCeiling, c.rampProbes} {
+		c.waits, c.rejections, c.cancelled, c.preempted, c.rampHeld, c.rampHeldTotal, c.ramping, c.rampBase, c.rampProven, c.rampCeiling, c.rampProbes} {
 		ch <- d
 	}
 }
@@ -123,5 +125,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.rejections, prometheus.CounterValue, float64(s.Rejected[reason]), model, reason)
 		}
 		ch <- prometheus.MustNewConstMetric(c.cancelled, prometheus.CounterValue, float64(s.Cancelled), model)
+		ch <- prometheus.MustNewConstMetric(c.preempted, prometheus.CounterValue, float64(q.Preempted()), model)
 	}
 }

@@ -88,3 +88,24 @@ func TestCollectorExportsQueueState(t *testing.T) {
 		t.Fatalf("no pools, %d metric families", n)
 	}
 }
+
+// Preemptions of spare work are exported: a live request that finds the
+// pool full of spare tickets stops the youngest (spare.go).
+func TestCollectorExportsPreemptions(t *testing.T) {
+	clk := newFakeClock()
+	q := NewQueue(QueueConfig{Name: "m", Fair: true}, newCapacity(1).get, clk.Now)
+	var stopped int
+	spare := grantedT(t, q, Request{Tenant: "batch", Class: Batch, Spare: true, Preempt: func() { stopped++ }})
+	w := submitT(t, q, Request{Tenant: "a", Deadline: clk.Now().Add(time.Second)})
+	if stopped != 1 {
+		t.Fatalf("spare ticket preempted %d times, want 1", stopped)
+	}
+	spare.Release()
+	if w.state != granted {
+		t.Fatalf("live request: state %v, want granted", w.state)
+	}
+	got := gather(t, NewCollector(func() map[string]*Queue { return map[string]*Queue{"m": q} }))
+	if v, ok := got["sluice_queue_preempted_total"]["model=m,"]; !ok || v != 1 {
+		t.Fatalf("sluice_queue_preempted_total = %v (present %v), want 1", v, ok)
+	}
+}
