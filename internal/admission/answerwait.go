@@ -27,8 +27,10 @@ import "time"
 //     waits does not make the streams of its class or tenant be shed;
 //   - within its slack it yields: the waiters of its class without slack
 //     are served before it and leave its work out of their estimates
-//     (slackorder.go); past it, its place in the fair order (and
-//     size-aware order) is the one it would have anyway.
+//     (slackorder.go); when it runs out, the request arrives afresh at
+//     the back of its flow, as one sent then (rearrive), not ahead of the
+//     streams that queued meanwhile; while its class refuses most of its
+//     streams it still yields to them (refusing).
 
 // maxSlack bounds Request.Slack: the queue's times stay far from overflow
 // whatever the caller computes.

@@ -290,6 +290,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 		return q.takeSpareOrRefuse(r, now, capacity)
 	}
 	q.arrive(r.Tenant, r.Weight, now)
+	q.noteArrival(r, now)
 	held, late := q.holds(r.Tenant, r.Streams, r.rampFit(), now, capacity)
 	if late > 0 { // no engine can start it by its objective: refused now
 		return nil, nil, q.refuseLateArrival(r, late, now, capacity)
@@ -336,6 +337,7 @@ func (q *Queue) queueArrival(r Request, appointed bool, reserved int, now time.T
 	c := q.classes[r.Class]
 	key, weight := q.flowKey(r), q.flowWeight(r)
 	bound := q.arrivalBound(r, key) // before r counts as queued
+	q.rearrive(c, now)              // answers whose slack ran out arrived before r
 	q.seq++
 	w := &waiter{req: r, cost: r.Cost, seq: q.seq, enqueued: now, ready: make(chan struct{}), appointed: appointed}
 	at := c.placeFor(key, r.Cost, appointed, q.cfg.ShortFirst, now)
@@ -348,6 +350,9 @@ func (q *Queue) queueArrival(r Request, appointed bool, reserved int, now time.T
 		}
 	}
 	q.enqueue(key, w, at)
+	if r.Slack > 0 {
+		c.slackWaiters++
+	}
 	if len(q.parked) > 0 {
 		// Slots left free behind held requests are this one's if its
 		// tenant may take them.
@@ -395,6 +400,7 @@ func (q *Queue) refuseLongWait(w *waiter, key string, at int, bound time.Duratio
 		reason = TenantOverShare
 	}
 	q.counters.rejected[reason]++
+	q.noteRefused(r, now)
 	rej := q.rejection(reason, r.Tenant, wait, left)
 	if bound > 0 && left == bound {
 		rej.Message = congestedMessage(reason, q.cfg.Name, r.Tenant, wait, bound)
@@ -520,10 +526,12 @@ func (q *Queue) review(w *waiter, now time.Time, capacity int) {
 		return // kept at its target review: refused only at its deadline
 	}
 	w.reviewed = true
+	q.rearrive(c, now)
 	if counted, ok := w.counted(now, c.delay.target); ok {
 		c.observe(q.flowKey(w.req), now, counted)
 	}
 	if q.sheds(w, now, 0) || !q.startsSoon(w, now, capacity) {
+		q.noteRefused(w.req, now)
 		q.dequeue(w)
 		q.refuse(w, q.shedRejection(w, now, capacity))
 		return

@@ -34,6 +34,7 @@ type waiter struct {
 	appointed bool // came back at its appointment: ahead of its flow's other waiters
 	parked    bool // held by its tenant's ramp, outside the schedule (ramp.go)
 	heldOnce  bool // parked at least once, for the held counter
+	rearrived bool // its slack ran out: tagged afresh then, or kept its place (slackorder.go)
 
 	// Set under the queue's mutex before ready is closed.
 	ready  chan struct{}
@@ -73,6 +74,12 @@ type class struct {
 	// (codel.go); delays is each flow's state, by flow key (flowdelay.go).
 	delay  codel
 	delays map[string]*codel
+	// slackWaiters bounds how many waiters with slack may still have to
+	// arrive afresh when it runs out (rearrive); 0: none, nothing to scan.
+	slackWaiters int
+	// streams counts the class's arrivals without slack and their
+	// refusals, decayed (slackorder.go: refusing).
+	streams refusalShare
 }
 
 func newClass(target time.Duration) *class {
@@ -252,6 +259,7 @@ func (q *Queue) next(now time.Time, capacity int) *waiter {
 	pick := -1
 	var w *waiter
 	for i, c := range q.classes {
+		q.rearrive(c, now)
 		if c.n == 0 {
 			continue
 		}

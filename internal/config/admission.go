@@ -45,13 +45,13 @@ type Admission struct {
 	// answer_max_wait; within X-Sluice-Max-Wait when the client sends
 	// one), while the streams of its class and tenant are not congested;
 	// within that slack the streams of its class go ahead of it and leave
-	// its work out of their wait estimates; past it, its place in the fair
-	// order is unchanged. Default 0: priced like a stream. Opt-in: measured
-	// (docs/RELIABILITY.md, branches nonstream and streamslack), 20ms
-	// answers nearly every non-streamed long prompt in its budget at 1.2x
-	// with the streams' share unchanged, but at 2x and 4x the non-streams
-	// past their slack take slots the streams would have had (short
-	// streams in SLO down by about a third).
+	// its work out of their wait estimates; when it runs out the request
+	// queues as if sent then (at the back of its tenant's queue), and
+	// while its class refuses most of its streams it still yields to them.
+	// Default 0: priced like a stream. Opt-in: measured (docs/RELIABILITY.md,
+	// branches nonstream, streamslack and tokwait2), no setting yet both
+	// answers more non-streamed long prompts at 1.2x and keeps the streams'
+	// share at 2x and 4x.
 	AnswerTokenWait Duration `yaml:"answer_token_wait"`
 	// AnswerMaxWait bounds what answer_token_wait adds, default 10s.
 	AnswerMaxWait Duration `yaml:"answer_max_wait"`
