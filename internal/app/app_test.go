@@ -238,7 +238,14 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	// Only a bound for a failure: a passing wait ends at once. 10 s was
 	// reached once by a Consul discovery wait (a retry backoff behind it)
 	// in a full run beside other work.
-	deadline := time.Now().Add(30 * time.Second)
+	eventuallyWithin(t, what, 30*time.Second, cond)
+}
+
+// eventuallyWithin is eventually with its hang guard given, for a wait
+// whose worst case is known to be longer (probedWithin).
+func eventuallyWithin(t *testing.T, what string, bound time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
