@@ -505,6 +505,14 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		ctx = up.hold.hold(ctx, in.Body)
 	}
 	h := upstreamHeader(in, spec)
+	if !in.Endpoint.Multipart() && !jsonContentType(headerGet(h, "Content-Type")) {
+		// The body was parsed and checked as JSON whatever the client
+		// called it (curl -d says x-www-form-urlencoded, some clients
+		// text/plain or nothing): the backend is told so. FastAPI (vLLM,
+		// SGLang) reads a body labelled otherwise as bytes and refuses
+		// it; LiteLLM re-sends what it parsed as JSON alike.
+		h["Content-Type"] = jsonType
+	}
 	// Answers the gateway reads are asked for identity, whatever the
 	// client accepts: a shared (coalesced) or captured answer, a metered
 	// one (its usage settles a token limit), and (upstreamHeader) any
