@@ -101,6 +101,9 @@ func (g *Gateway) finish(rec *record) {
 	if rec.cause != nil || res.Err != nil { // logCause's own test, without a call per request
 		g.logCause(rec)
 	}
+	if res.ForeignError != "" {
+		g.logForeignError(rec, backend)
+	}
 	if !logged {
 		return // before building the attributes: this runs on every request
 	}
@@ -219,6 +222,17 @@ func (g *Gateway) logCause(rec *record) {
 		}
 		g.log.LogAttrs(context.Background(), slog.LevelError, "request failed", attrs...)
 	}
+}
+
+// logForeignError logs what a backend's error answer held when it was
+// not JSON (an HTML page, plain text) and the client got an OpenAI error
+// object naming the request id instead (proxy.Result.ForeignError),
+// whatever the access log says: the client was told to look here.
+func (g *Gateway) logForeignError(rec *record, backend string) {
+	g.log.LogAttrs(context.Background(), slog.LevelWarn, "backend error answer was not JSON; the client got an OpenAI error object",
+		slog.String("request_id", rec.id), slog.String("path", telemetry.Clip(rec.path)),
+		slog.String("backend", backend), slog.Int("status", rec.result.Status),
+		slog.String("body", telemetry.Clip(rec.result.ForeignError)))
 }
 
 // logAccess writes the request's access line at level.

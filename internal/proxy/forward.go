@@ -330,6 +330,11 @@ type Result struct {
 	// BodyReleased: the relay released the request's body
 	// (Request.ReleaseBody).
 	BodyReleased bool
+	// ForeignError notes the error answer (4xx/5xx) the backend sent
+	// that was not JSON and that the client got as an OpenAI error
+	// object instead: its Content-Type and first bytes, for the log
+	// only (wrapForeignError); "" for any other answer.
+	ForeignError string
 	// Held is how long the answering attempt held its backend: from its
 	// send to the end of its answer (the backend's service time, without
 	// the attempts before it or a wait for a slot); 0 when none answered.
