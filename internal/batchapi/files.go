@@ -160,7 +160,12 @@ func (h *Handler) receiveUpload(r *http.Request) (*upload, error) {
 			// The SDKs send nothing else: a field the gateway does not
 			// take is refused by name, as OpenAI refuses it (and as
 			// POST /v1/batches refuses an unknown JSON key), rather than
-			// skipped: a client setting one learns it had no effect.
+			// skipped: a client setting one learns it had no effect. Read
+			// first (MaxBytesReader bounds it), so a body over the limit
+			// is still the 413 it would be without the field.
+			if _, err := io.Copy(io.Discard, body); err != nil {
+				return u, err
+			}
 			return u, unknownParam(openai.Echo(name))
 		}
 		part.Close()

@@ -102,3 +102,48 @@ func TestBackendErrorThatIsNotJSONBecomesAnOpenAIError(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowUpErrorThatIsNotJSONBecomesAnOpenAIError: a follow-up
+// (GET /v1/responses/{id}) answered with an HTML 403 page (an auth proxy
+// in front of the backend) reaches the client as an OpenAI error object
+// with the 403 and the request id, the page in the log; a JSON 400 passes.
+func TestFollowUpErrorThatIsNotJSONBecomesAnOpenAIError(t *testing.T) {
+	for _, tc := range []struct {
+		status   int
+		ct, body string
+		pass     bool
+	}{
+		{403, "text/html", "<html><h1>403 Forbidden</h1><p>openresty</p></html>", false},
+		{400, "application/json", `{"error":{"message":"bad id","type":"invalid_request_error","param":null,"code":null}}`, true},
+	} {
+		be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasPrefix(r.URL.Path, "/v1/responses/") {
+				return // a health check: 200
+			}
+			w.Header().Set("Content-Type", tc.ct)
+			w.WriteHeader(tc.status)
+			io.WriteString(w, tc.body)
+		}))
+		srv, _, logs := startLoggedGateway(t, testConfig(be.URL))
+		resp := do(t, http.MethodGet, srv.URL+"/v1/responses/resp_1", "")
+		got := readAll(t, resp)
+		be.Close()
+		if resp.StatusCode != tc.status {
+			t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, got)
+		}
+		if tc.pass {
+			if got != tc.body {
+				t.Errorf("JSON body changed: %s", got)
+			}
+			continue
+		}
+		id := resp.Header.Get("X-Request-Id")
+		typ, code, msg := apiErr(t, got)
+		if typ != "invalid_request_error" || code != "upstream_error" || !strings.Contains(msg, id) || strings.Contains(got, "openresty") {
+			t.Errorf("%s", got)
+		}
+		if !strings.Contains(logs.String(), "403 Forbidden") {
+			t.Errorf("the page is not in the log:\n%s", logs.String())
+		}
+	}
+}
