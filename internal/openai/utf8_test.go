@@ -23,12 +23,16 @@ func TestBodyNotUTF8IsRefused(t *testing.T) {
 		"rerank":    `{"model":"m","query":"%s","documents":["a"]}`,
 	}
 	for name, parse := range parsers {
-		for _, bad := range []string{"caf\xe9", "\xed\xa0\x80", "\xe4\xbd", "ok\xff"} {
-			body := strings.Replace(bodies[name], "%s", bad, 1)
+		// at: the offset in bad of the first byte that is not UTF-8.
+		for _, bad := range []struct {
+			s  string
+			at int
+		}{{"caf\xe9", 3}, {"\xed\xa0\x80", 0}, {"\xe4\xbd", 0}, {"ok\xff", 2}} {
+			body := strings.Replace(bodies[name], "%s", bad.s, 1)
 			err := parse([]byte(body))
 			e, ok := err.(*Error)
 			if !ok || e.Status != 400 || e.Code != "invalid_json" || !strings.Contains(e.Message, "not UTF-8") ||
-				!strings.Contains(e.Message, "at byte "+strconv.Itoa(strings.Index(body, bad)+len(strings.TrimRight(bad, "\x80\xa0\xbd\xe4\xe9\xed\xff")))) {
+				!strings.Contains(e.Message, "at byte "+strconv.Itoa(strings.Index(body, bad.s)+bad.at)+")") {
 				t.Errorf("%s %q: %v", name, body, err)
 			}
 		}
