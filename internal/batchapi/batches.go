@@ -31,7 +31,7 @@ const (
 )
 
 // createBatchRequest is POST /v1/batches. Pointers tell absent from empty;
-// unknown fields (newer SDK parameters) are ignored.
+// any other field is refused by name (decodeCreateBatch).
 type createBatchRequest struct {
 	InputFileID      *string `json:"input_file_id"`
 	Endpoint         *string `json:"endpoint"`
@@ -111,29 +111,81 @@ func (h *Handler) createBatch(w http.ResponseWriter, r *http.Request, tenant str
 	writeJSON(w, http.StatusOK, b)
 }
 
-// decodeCreateBatch decodes the body, naming the field of a type error.
+// decodeCreateBatch decodes the body as OpenAI reads it: exactly one
+// JSON object of UTF-8 text, its keys matched exactly, a key it does not
+// know refused by name (400 unknown_parameter), as OpenAI refuses one,
+// rather than dropped: a client that sets a parameter the gateway does
+// not implement (or misspells one, or writes "Endpoint") learns so
+// instead of getting a batch that ignored it. A type error names the
+// field. Duplicate keys take the last, as Python's json does.
 func decodeCreateBatch(body io.Reader) (*createBatchRequest, error) {
-	var req createBatchRequest
-	err := json.NewDecoder(body).Decode(&req)
+	raw, err := io.ReadAll(body)
 	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) || errors.Is(err, netguard.ErrBodyTimeout) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	var top map[string]json.RawMessage
+	err = json.Unmarshal(raw, &top)
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		// The decoder's own text names Go types; say where, not how.
+		return nil, openai.BadRequest("invalid_json", "the body must be a JSON object (invalid JSON at byte "+strconv.FormatInt(syn.Offset, 10)+")")
+	case err != nil || top == nil:
+		return nil, openai.BadRequest("invalid_json", "the body must be a JSON object")
+	case !utf8.Valid(raw):
+		return nil, openai.BadRequest("invalid_json", "the body is not UTF-8 text (byte "+strconv.Itoa(invalidUTF8At(raw))+"); JSON must be sent as UTF-8")
+	}
+	if err := unknownParams(top, "", createBatchParams); err != nil {
+		return nil, err
+	}
+	if oe := top["output_expires_after"]; len(oe) > 0 && oe[0] == '{' {
+		var inner map[string]json.RawMessage
+		if json.Unmarshal(oe, &inner) == nil {
+			if err := unknownParams(inner, "output_expires_after.", expiresAfterParams); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var req createBatchRequest
+	err = json.Unmarshal(raw, &req)
 	var te *json.UnmarshalTypeError
 	switch {
 	case err == nil:
 		return &req, nil
-	case errors.As(err, &mbe), errors.Is(err, netguard.ErrBodyTimeout):
-		return nil, err
 	case errors.As(err, &te) && te.Field != "":
 		return nil, &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "invalid_type",
 			Param: te.Field, Message: "Invalid type for '" + te.Field + "': expected " + jsonTypeOf(te.Field)}
 	default:
-		// The decoder's own text names Go types; say where, not how.
-		msg := "the body must be a JSON object"
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
-			msg += " (invalid JSON at byte " + strconv.FormatInt(syn.Offset, 10) + ")"
-		}
-		return nil, openai.BadRequest("invalid_json", msg)
+		return nil, openai.BadRequest("invalid_json", "the body must be a JSON object")
 	}
+}
+
+// The keys of POST /v1/batches's body and of its output_expires_after.
+var (
+	createBatchParams  = []string{"input_file_id", "endpoint", "completion_window", "metadata", "output_expires_after"}
+	expiresAfterParams = []string{"anchor", "seconds"}
+)
+
+// unknownParams refuses the first (in sorted order, so the answer does
+// not vary) key of m that is not one of known, exactly (case and all),
+// named with prefix as OpenAI names it: 400 unknown_parameter, "Unknown
+// parameter: 'x'.", param x.
+func unknownParams(m map[string]json.RawMessage, prefix string, known []string) error {
+	var unknown []string
+	for k := range m {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return unknownParam(prefix + openai.Echo(unknown[0]))
 }
 
 // jsonTypeOf names the JSON type a create-batch field takes.

@@ -157,11 +157,16 @@ func (h *Handler) receiveUpload(r *http.Request) (*upload, error) {
 				return u, err
 			}
 		default:
-			// The SDKs send nothing else; unknown fields are skipped, as
-			// unknown JSON fields are. MaxBytesReader bounds them.
+			// The SDKs send nothing else: a field the gateway does not
+			// take is refused by name, as OpenAI refuses it (and as
+			// POST /v1/batches refuses an unknown JSON key), rather than
+			// skipped: a client setting one learns it had no effect. Read
+			// first (MaxBytesReader bounds it), so a body over the limit
+			// is still the 413 it would be without the field.
 			if _, err := io.Copy(io.Discard, body); err != nil {
 				return u, err
 			}
+			return u, unknownParam(openai.Echo(name))
 		}
 		part.Close()
 	}
@@ -329,6 +334,12 @@ func duplicatePart(name string) *openai.Error {
 func missingParam(name string) *openai.Error {
 	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "missing_required_parameter",
 		Param: name, Message: "Missing required parameter: '" + name + "'."}
+}
+
+// unknownParam is OpenAI's 400 for a parameter it does not take.
+func unknownParam(name string) *openai.Error {
+	return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "unknown_parameter",
+		Param: name, Message: "Unknown parameter: '" + name + "'."}
 }
 
 // lineErrors is the 400 for an invalid batch input: the first few problems

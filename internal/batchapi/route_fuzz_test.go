@@ -2,11 +2,14 @@ package batchapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sluice-gw/sluice/internal/openai"
 )
@@ -64,12 +67,24 @@ func FuzzParseWebhook(f *testing.F) {
 // whose text names no Go type.
 func FuzzDecodeCreateBatch(f *testing.F) {
 	for _, s := range []string{`{"input_file_id":"file-1","endpoint":"/v1/chat/completions","completion_window":"24h"}`,
-		`{"input_file_id":1}`, `{"metadata":{"a":1}}`, `{"metadata":[]}`, `[`, `null`, `{"endpoint":"x"} trailing`} {
+		`{"input_file_id":1}`, `{"metadata":{"a":1}}`, `{"metadata":[]}`, `[`, `null`, `{"endpoint":"x"} trailing`,
+		`{"Endpoint":"x","endpoint":"y"}`, `{"output_expires_after":{"anchor":"created_at","x":1}}`, "{\"metadata\":{\"k\":\"\xff\"}}"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		_, err := decodeCreateBatch(bytes.NewReader(body))
 		if err == nil {
+			// Accepted: one JSON object of UTF-8 text whose keys are all
+			// ones the endpoint takes, exactly as written.
+			var m map[string]json.RawMessage
+			if !utf8.Valid(body) || json.Unmarshal(body, &m) != nil || m == nil {
+				t.Fatalf("%q accepted", body)
+			}
+			for k := range m {
+				if !slices.Contains(createBatchParams, k) {
+					t.Fatalf("%q: unknown key %q accepted", body, k)
+				}
+			}
 			return
 		}
 		var oe *openai.Error

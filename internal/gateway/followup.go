@@ -267,6 +267,11 @@ func (fu *followUp) ask(in *proxy.FollowUp) {
 	if res.Backend != nil {
 		fu.backend = res.Backend.Name()
 	}
+	if res.ForeignError != "" {
+		g.log.LogAttrs(context.Background(), slog.LevelWarn, foreignErrorMsg, slog.String("request_id", in.RequestID),
+			slog.String("path", telemetry.Clip(fu.r.URL.Path)), slog.String("backend", fu.backend),
+			slog.Int("status", res.Status), slog.String("body", telemetry.Clip(res.ForeignError)))
+	}
 	switch {
 	case res.NotFound:
 		g.owners.unknown.note(fu.tenant, fu.id, g.now())

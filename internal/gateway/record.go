@@ -101,6 +101,9 @@ func (g *Gateway) finish(rec *record) {
 	if rec.cause != nil || res.Err != nil { // logCause's own test, without a call per request
 		g.logCause(rec)
 	}
+	if res.ForeignError != "" {
+		g.logForeignError(rec, backend)
+	}
 	if !logged {
 		return // before building the attributes: this runs on every request
 	}
@@ -220,6 +223,21 @@ func (g *Gateway) logCause(rec *record) {
 		g.log.LogAttrs(context.Background(), slog.LevelError, "request failed", attrs...)
 	}
 }
+
+// logForeignError logs what a backend's error answer held when it was
+// not JSON (an HTML page, plain text) and the client got an OpenAI error
+// object naming the request id instead (proxy.Result.ForeignError),
+// whatever the access log says: the client was told to look here.
+func (g *Gateway) logForeignError(rec *record, backend string) {
+	g.log.LogAttrs(context.Background(), slog.LevelWarn, foreignErrorMsg,
+		slog.String("request_id", rec.id), slog.String("path", telemetry.Clip(rec.path)),
+		slog.String("backend", backend), slog.Int("status", rec.result.Status),
+		slog.String("body", telemetry.Clip(rec.result.ForeignError)))
+}
+
+// foreignErrorMsg is the message of logForeignError's line (a
+// follow-up's too).
+const foreignErrorMsg = "backend error answer was not JSON; the client got an OpenAI error object"
 
 // logAccess writes the request's access line at level.
 func (g *Gateway) logAccess(rec *record, level slog.Level, backend string, dur time.Duration) {

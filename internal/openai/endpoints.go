@@ -148,6 +148,9 @@ func ParseEndpointRequest(e ModelEndpoint, body []byte) (p Peek, inputBytes int,
 	if !scanJSON(body, &scanNotes{members: &top}) {
 		return p, 0, syntaxError(body)
 	}
+	if err := notUTF8(body); err != nil {
+		return p, 0, err
+	}
 	if trimmed[0] != '{' {
 		return p, 0, ErrNotObject
 	}

@@ -113,6 +113,7 @@ func FuzzParseEndpointRequest(f *testing.F) {
 	f.Add(uint8(EndpointModerations), []byte(`{"Model":"m","input":"x"}`))
 	f.Add(uint8(EndpointTokenize), []byte(`{"model":"m","prompt":"x","messages":null}`))
 	f.Add(uint8(EndpointDetokenize), []byte(`{"model":"m","tokens":[1,-2,3e1]}`))
+	f.Add(uint8(EndpointRerank), []byte("{\"model\":\"m\",\"query\":\"\xc3\",\"documents\":[\"a\"]}"))
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		e := ModelEndpoint(which%uint8(EndpointDetokenize) + 1)
 		p, n, err := ParseEndpointRequest(e, body)
@@ -122,8 +123,8 @@ func FuzzParseEndpointRequest(f *testing.F) {
 			}
 			return
 		}
-		if !json.Valid(body) {
-			t.Fatalf("invalid JSON accepted: %q", body)
+		if !json.Valid(body) || !utf8.Valid(body) {
+			t.Fatalf("invalid JSON or UTF-8 accepted: %q", body)
 		}
 		if p.Stream || p.Deterministic || p.MaxTokens != 0 || n < 0 || n > 2*maxInputBytes+len(body) {
 			t.Fatalf("peek out of range accepted: %+v, %d bytes", p, n)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Peek is the handful of request fields the gateway needs. Everything else
@@ -81,6 +82,9 @@ func parseRequest(body []byte, noted bool) (Peek, error) {
 	var top topMembers
 	if !scanJSON(body, &scanNotes{members: &top}) {
 		return Peek{}, syntaxError(body)
+	}
+	if err := notUTF8(body); err != nil {
+		return Peek{}, err
 	}
 	if trimmed[0] != '{' {
 		return Peek{}, ErrNotObject
@@ -369,6 +373,31 @@ func syntaxError(body []byte) *Error {
 		msg += " (at byte " + strconv.FormatInt(syn.Offset, 10) + ")"
 	}
 	return BadRequest("invalid_json", msg)
+}
+
+// notUTF8 refuses a body that the grammar accepts but whose bytes are
+// not UTF-8: JSON text exchanged between systems must be UTF-8 (RFC 8259
+// §8.1). Go's decoder and the scan accept such bytes (a decoder reads
+// each as U+FFFD) while a Python backend's json.loads refuses the body
+// (FastAPI: 400 "There was an error parsing the body", not an OpenAI
+// error), and the gateway would key, route and count a request that the
+// backend reads differently. OpenAI answers a body it cannot parse with
+// this message. nil when the body is UTF-8 (utf8.Valid, a word at a
+// time over ASCII).
+func notUTF8(body []byte) error {
+	if utf8.Valid(body) {
+		return nil
+	}
+	i := 0
+	for i < len(body) {
+		r, n := utf8.DecodeRune(body[i:])
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		i += n
+	}
+	return BadRequest("invalid_json", "We could not parse the JSON body of your request: it is not UTF-8 text (byte 0x"+
+		strconv.FormatUint(uint64(body[min(i, len(body)-1)]), 16)+" at byte "+strconv.Itoa(i)+"); JSON must be sent as UTF-8")
 }
 
 // ReplaceModel returns body with its top-level "model" set to model, in a

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseRequestStrict(t *testing.T) {
@@ -118,6 +119,8 @@ func FuzzParseRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"m","Model":"x","n":1,"seed":3,"temperature":0}`))
 	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"a\\\"}"}],"max_completion_tokens":2}`))
 	f.Add([]byte(`[`))
+	f.Add([]byte("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}"))
+	f.Add([]byte("{\"model\":\"m\",\"prompt\":\"\xed\xa0\x80 \xf4\x90\x80\x80\"}"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		p, err := ParseRequest(body)
 		if err != nil {
@@ -128,6 +131,9 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if !json.Valid(body) {
 			t.Fatalf("invalid JSON accepted: %q", body)
+		}
+		if !utf8.Valid(body) {
+			t.Fatalf("a body that is not UTF-8 accepted: %q", body)
 		}
 		if p.MaxTokens < 0 || p.MaxTokens > MaxTokensLimit {
 			t.Fatalf("max_tokens out of range accepted: %+v", p)

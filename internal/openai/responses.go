@@ -55,6 +55,9 @@ func ParseResponsesRequest(body []byte) (Peek, ResponsesPeek, error) {
 	if !scanJSON(body, &scanNotes{members: &top}) {
 		return p, rp, syntaxError(body)
 	}
+	if err := notUTF8(body); err != nil {
+		return p, rp, err
+	}
 	if trimmed[0] != '{' {
 		return p, rp, ErrNotObject
 	}

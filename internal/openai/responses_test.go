@@ -120,6 +120,7 @@ func FuzzParseResponsesRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"m","input":"hi","stream":true,"max_output_tokens":7}`))
 	f.Add([]byte(`{"model":"m","input":[{"role":"user","content":"a"}],"instructions":"s","previous_response_id":"resp_1","store":false}`))
 	f.Add([]byte(`{"model":"m","Input":"x","background":true,"temperature":0.5}`))
+	f.Add([]byte("{\"model\":\"m\",\"input\":\"\xff\"}"))
 	f.Add([]byte(`[`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		p, rp, err := ParseResponsesRequest(body)
@@ -155,7 +156,7 @@ func FuzzParseResponsesRequest(f *testing.F) {
 			t.Fatalf("accepted body does not decode: %v", err)
 		}
 		if !utf8.Valid(body) {
-			return // a decoder replaces bad UTF-8; the peek keeps the bytes, as ParseRequest does
+			t.Fatalf("a body that is not UTF-8 accepted: %q", body)
 		}
 		if want.Model != nil && *want.Model != p.Model {
 			t.Fatalf("model %q, decoder %q", p.Model, *want.Model)

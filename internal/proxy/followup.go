@@ -39,6 +39,9 @@ type FollowUpResult struct {
 	// holds the response, and nothing was relayed.
 	NotFound bool
 	Err      error // nothing relayed (a transport error), or the relay broke
+	// ForeignError: the backend's error answer was not JSON and the
+	// client got an OpenAI error object instead (Result.ForeignError).
+	ForeignError string
 	// Probes says how each probe ended (Ask with probe).
 	Probes ProbeTally
 }
@@ -105,7 +108,7 @@ func (f *Forwarder) Ask(ctx context.Context, w http.ResponseWriter, in *FollowUp
 		return res
 	}
 	res.Backend, res.Err = a.b, nil
-	res.Err = f.relayFollowUp(client, w, a, in, start.Add(f.opt.Timeouts.Total))
+	res.Err = f.relayFollowUp(client, w, a, in, start.Add(f.opt.Timeouts.Total), &res.ForeignError)
 	res.Status = a.resp.StatusCode // as relayed: a success the gateway could not read is a 502
 	a.cancel(nil)
 	return res
@@ -298,7 +301,8 @@ func followUpStream(rawQuery string) bool {
 	return false
 }
 
-// relayFollowUp passes the answer a on as it comes, an event stream
+// relayFollowUp passes the answer a on as it comes (an error body that
+// is not JSON as an OpenAI error object, noted in foreign), an event stream
 // (GET ?stream=true of a background response) flushed after every read.
 // The gap between reads is bounded by Timeouts.StreamIdle, as an
 // inference stream's is (a watchdog on the ask's context): a backend that
@@ -306,7 +310,7 @@ func followUpStream(rawQuery string) bool {
 // Timeouts.Total. A stream cut short (idle, total, a read error) ends with
 // the in-band error event an inference Responses stream gets; one whose
 // client left (client ended) gets nothing.
-func (f *Forwarder) relayFollowUp(client context.Context, w http.ResponseWriter, a probeAnswer, in *FollowUp, deadline time.Time) error {
+func (f *Forwarder) relayFollowUp(client context.Context, w http.ResponseWriter, a probeAnswer, in *FollowUp, deadline time.Time, foreign *string) error {
 	b, resp := a.b, a.resp
 	defer resp.Body.Close()
 	idle := f.opt.Timeouts.StreamIdle
@@ -336,6 +340,11 @@ func (f *Forwarder) relayFollowUp(client context.Context, w http.ResponseWriter,
 			resp.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
 			resp.Body = heldBody{Reader: bytes.NewReader(body), Closer: resp.Body}
 		}
+	}
+	if resp.StatusCode >= 400 {
+		// A backend's error page (a proxy's HTML 404 for a path it
+		// lacks) as an OpenAI error object, as on the inference path.
+		*foreign = wrapForeignError(resp, in.RequestID) // errbody.go
 	}
 	f.writeHead(w, b, resp, &Request{RequestID: in.RequestID}, f.opt.Now())
 	stream := strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")

@@ -330,6 +330,11 @@ type Result struct {
 	// BodyReleased: the relay released the request's body
 	// (Request.ReleaseBody).
 	BodyReleased bool
+	// ForeignError notes the error answer (4xx/5xx) the backend sent
+	// that was not JSON and that the client got as an OpenAI error
+	// object instead: its Content-Type and first bytes, for the log
+	// only (wrapForeignError); "" for any other answer.
+	ForeignError string
 	// Held is how long the answering attempt held its backend: from its
 	// send to the end of its answer (the backend's service time, without
 	// the attempts before it or a wait for a slot); 0 when none answered.
@@ -505,6 +510,14 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		ctx = up.hold.hold(ctx, in.Body)
 	}
 	h := upstreamHeader(in, spec)
+	if !in.Endpoint.Multipart() && !jsonContentType(headerGet(h, "Content-Type")) {
+		// The body was parsed and checked as JSON whatever the client
+		// called it (curl -d says x-www-form-urlencoded, some clients
+		// text/plain or nothing): the backend is told so. FastAPI (vLLM,
+		// SGLang) reads a body labelled otherwise as bytes and refuses
+		// it; LiteLLM re-sends what it parsed as JSON alike.
+		h["Content-Type"] = jsonType
+	}
 	// Answers the gateway reads are asked for identity, whatever the
 	// client accepts: a shared (coalesced) or captured answer, a metered
 	// one (its usage settles a token limit), and (upstreamHeader) any

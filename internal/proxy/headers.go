@@ -159,6 +159,11 @@ func OwnRateLimits(h http.Header) bool {
 // gateway reads, shared: cap 1, so an Add copies.
 var identityEncoding = []string{"identity"}
 
+// jsonType is the Content-Type of an inference request's JSON body
+// upstream when the client named none or another (outbound), shared as
+// identityEncoding is.
+var jsonType = []string{"application/json"}
+
 // upstreamHeader builds the headers of a request to backend spec from the
 // client's: end-to-end headers only, no X-Sluice-* control header (they
 // steer the gateway, and a backend has no business seeing a client's

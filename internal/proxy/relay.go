@@ -108,7 +108,9 @@ func midStreamError(err error, reqID string) *openai.Error {
 // relay passes a response on to the client. A 2xx answer is checked
 // before the client's response is committed (relayAnswer, relayStream);
 // a 3xx is refused; error statuses are the backend's own word and pass as
-// they are (relayRaw), as do compressed answers. It returns true when the attempt
+// they are (relayRaw) when their body is JSON, else their status with an
+// OpenAI error object (wrapForeignError); compressed answers pass as they
+// are. It returns true when the attempt
 // failed before anything reached the client and the request may try
 // another backend (res.Err says why).
 func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c call,
@@ -127,8 +129,15 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 	}
 	switch {
 	case resp.StatusCode/100 != 2 || enc:
-		if key := c.b.Spec().APIKey; key != "" && resp.StatusCode/100 != 2 {
-			scrubKey(resp, key, in.RequestID) // scrub.go
+		if resp.StatusCode/100 != 2 {
+			if key := c.b.Spec().APIKey; key != "" {
+				scrubKey(resp, key, in.RequestID) // scrub.go
+			}
+			// Before the head: a body that is not JSON becomes an
+			// OpenAI error object (errbody.go), its text logged.
+			if res.ForeignError = wrapForeignError(resp, in.RequestID); res.ForeignError != "" {
+				ct = headerGet(resp.Header, "Content-Type")
+			}
 		}
 		f.relayRaw(ctx, actx, w, c, resp, wd, in, start, res, strings.HasPrefix(ct, "text/event-stream"))
 		return false
@@ -441,6 +450,9 @@ func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *
 	if key := b.Spec().APIKey; key != "" {
 		scrubKey(resp, key, in.RequestID) // scrub.go
 	}
+	// nginx's limit_req 503 page, a proxy's HTML 429: an OpenAI error
+	// object, Retry-After kept (errbody.go).
+	res.ForeignError = wrapForeignError(resp, in.RequestID)
 	now := f.opt.Now() // the head's Date and the time to it
 	f.writeHead(w, b, resp, in, now)
 	res.Status, res.Written = resp.StatusCode, true

@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/sluice-gw/sluice/internal/openai"
+)
+
+// maxForeignSnippet bounds what of a wrapped error body the log keeps.
+const maxForeignSnippet = 512
+
+// wrapForeignError makes resp, a backend's error answer (4xx/5xx) about
+// to be relayed, one the official SDKs can read: a body that is JSON (an
+// OpenAI error object, FastAPI's {"detail": ...}, any JSON the backend
+// chose) passes unchanged, its length exact; any other (an HTML 502 page
+// from a proxy in front of the backend, a plain-text 500, an empty body,
+// a compressed body not labelled JSON) is replaced by an OpenAI error
+// object with the same status and the request id, as LiteLLM maps an
+// upstream failure (the SDKs would otherwise show the raw HTML as the
+// error's message). The replaced body's start goes to the log
+// (Result.ForeignError), never to the client: it may name the backend's
+// hosts, software and stack. A keyed backend's body was scrubbed of its
+// key before (scrubKey), so the log never holds it either.
+//
+// A body is judged by its bytes, not its Content-Type (the SDKs parse an
+// error body as JSON whatever it is labelled): up to maxScrubbed of it is
+// held and checked whole; a longer one passes when its Content-Type says
+// JSON and it opens an object, and is wrapped otherwise. It returns the
+// log's note of a wrapped body, "" when it passed.
+func wrapForeignError(resp *http.Response, reqID string) string {
+	ct := headerGet(resp.Header, "Content-Type")
+	var held []byte
+	if !encoded(resp) {
+		var err error
+		held, err = io.ReadAll(io.LimitReader(resp.Body, maxScrubbed+1))
+		if err == nil && len(held) <= maxScrubbed && len(bytes.TrimSpace(held)) > 0 && json.Valid(held) {
+			resp.Body = heldBody{Reader: bytes.NewReader(held), Closer: resp.Body}
+			return ""
+		}
+		if err == nil && len(held) > maxScrubbed && jsonContentType(ct) && openai.ObjectPrefix(held) {
+			resp.Body = heldBody{Reader: io.MultiReader(bytes.NewReader(held), resp.Body), Closer: resp.Body}
+			return ""
+		}
+		// A read error is wrapped too: what was read is no answer.
+	} else if jsonContentType(ct) {
+		return "" // compressed (the client accepts it), labelled JSON: not read here
+	}
+	e := openai.ServerError(resp.StatusCode, "upstream_error", "the backend answered "+strconv.Itoa(resp.StatusCode)+
+		" with "+describeBody(ct, held, encoded(resp))+", not an OpenAI error object; its text is in the gateway's log under request id "+reqID)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		e.Type = openai.TypeAuthentication
+	case resp.StatusCode == http.StatusTooManyRequests:
+		e.Type = openai.TypeRateLimit
+	case resp.StatusCode < 500:
+		e.Type = openai.TypeInvalidRequest
+	}
+	body := e.JSON()
+	resp.Header.Del("Content-Encoding")
+	resp.Header["Content-Type"] = jsonType
+	resp.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
+	resp.ContentLength = int64(len(body))
+	resp.Body = heldBody{Reader: bytes.NewReader(body), Closer: resp.Body}
+	return foreignNote(ct, held, encoded(resp))
+}
+
+// describeBody names what a wrapped error body was, for the client:
+// its type, never its text.
+func describeBody(ct string, held []byte, enc bool) string {
+	switch {
+	case enc:
+		return "a compressed body"
+	case len(bytes.TrimSpace(held)) == 0:
+		return "an empty body"
+	case ct == "":
+		return "a body that is not JSON"
+	}
+	mt, _, _ := strings.Cut(ct, ";")
+	return "a " + strings.TrimSpace(openai.Echo(mt)) + " body"
+}
+
+// foreignNote is the log's note of a wrapped body: its Content-Type and
+// its first maxForeignSnippet bytes.
+func foreignNote(ct string, held []byte, enc bool) string {
+	if enc {
+		return "Content-Type " + strconv.Quote(ct) + ", compressed"
+	}
+	s := held[:min(len(held), maxForeignSnippet)]
+	return "Content-Type " + strconv.Quote(ct) + ": " + strings.ToValidUTF8(string(s), "\uFFFD")
+}
