@@ -182,7 +182,7 @@ var (
 	webhookRetriesDesc = prometheus.NewDesc("sluice_jobs_webhook_retries_scheduled_total",
 		"Job webhook delivery rounds that failed with an answer worth retrying (408, 429, 5xx, a network error) and left the webhook pending, its next attempt on the retry schedule (up to ~28 h after its job finished). Batch events' are sluice_jobs_batch_events_total{outcome=\"rescheduled\"}, not counted here.", nil, nil)
 	webhookOutcomesHeldDesc = prometheus.NewDesc("sluice_jobs_webhook_outcomes_held",
-		"Webhook outcomes (delivered, failed) this process holds in memory because the job store refused to record them; written again every heartbeat, meanwhile not resent by this process.", nil, nil)
+		"Webhook outcomes (delivered, failed, or a failed round's next attempt time) this process holds in memory because the job store refused to record them; written again every heartbeat, meanwhile not resent by this process.", nil, nil)
 	webhookOutcomesHeldLimitDesc = prometheus.NewDesc("sluice_jobs_webhook_outcomes_held_limit",
 		"Most webhook outcomes held at once; past it an outcome is dropped (sluice_jobs_webhook_outcomes_dropped_total).", nil, nil)
 	webhookOutcomesDroppedDesc = prometheus.NewDesc("sluice_jobs_webhook_outcomes_dropped_total",
