@@ -589,6 +589,11 @@ func (q *Queue) dispatch(now time.Time, capacity int) {
 		q.unparkFreed(now, capacity)
 	}
 	for q.inUse < capacity && q.queued > 0 {
+		// Answers whose slack ran out arrive afresh first: that changes
+		// the heads parkHeldHeads checks (slackorder.go).
+		for _, c := range q.classes {
+			q.rearrive(c, now)
+		}
 		if q.parkHeldHeads(now, capacity); q.scheduled() == 0 {
 			return // every waiter is held by its tenant's ramp
 		}

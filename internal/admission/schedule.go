@@ -254,12 +254,12 @@ func (c *class) costAhead(key string, finish float64, at int, skip func(*waiter)
 // next removes and returns the waiter to serve at now: the head of the
 // highest class with waiters (or a waiter of it without slack ahead of a
 // head within its own: nextIn), unless a lower class has earned enough
-// starvation-guard credit to pay for the waiter it would serve.
+// starvation-guard credit to pay for the waiter it would serve. The
+// answers whose slack ran out have arrived afresh (dispatch: rearrive).
 func (q *Queue) next(now time.Time, capacity int) *waiter {
 	pick := -1
 	var w *waiter
 	for i, c := range q.classes {
-		q.rearrive(c, now)
 		if c.n == 0 {
 			continue
 		}

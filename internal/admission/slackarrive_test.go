@@ -113,3 +113,34 @@ func TestAnswerPastItsSlackKeepsItsTurnBesideARareRefusal(t *testing.T) {
 		t.Fatalf("slot freed beside one refusal in twelve streams: answer %v, stream %v; want the answer granted (ahead by arrival)", answer.state, stream.state)
 	}
 }
+
+// An answer arriving afresh when a slot frees changes its class's head
+// after the heads held for their tenant were parked: the new head is
+// checked too (review45 of branch tokwait2). Tenant a's answer (slack
+// 300 ms) is ahead of tenant b's long prompt by arrival, level by tags,
+// and a's stream is behind it. Past the answer's slack the engines cannot
+// start one more long prompt (PrefillCapacity: 1 slot), so b's is held;
+// a slot frees. The answer's re-arrival puts a's stream level with b's
+// long prompt and b's ahead by arrival: the merged code granted it as the
+// head, past the hold; the slot is a's stream's.
+func TestAnswerArrivingAfreshDoesNotLetAHeldHeadIn(t *testing.T) {
+	clk := newFakeClock()
+	slots := 0 // the engines' room for one more long prompt; 0: not priced
+	cfg := QueueConfig{Name: "m", Fair: true, RampWindow: 2 * time.Second,
+		PrefillCapacity: func(float64, time.Duration) PrefillFit { return PrefillFit{Slots: slots} }}
+	q := NewQueue(cfg, newCapacity(2).get, clk.Now)
+	held := []*Ticket{grantedT(t, q, Request{Tenant: "x", Cost: 100}), grantedT(t, q, Request{Tenant: "x", Cost: 100})}
+	answer := submitT(t, q, Request{Tenant: "a", Cost: 100, Slack: 300 * time.Millisecond})
+	long := submitT(t, q, Request{Tenant: "b", Cost: 100, Prompt: 2000, LongPrefill: true})
+	stream := submitT(t, q, Request{Tenant: "a", Cost: 100})
+	clk.Advance(400 * time.Millisecond) // past the answer's slack
+	slots = 1                           // one running: no room for b's long prompt beside it
+
+	held[0].Release()
+	if long.state == granted {
+		t.Fatalf("slot freed while b's long prompt is held: granted it (answer %v, a's stream %v); want it held", answer.state, stream.state)
+	}
+	if stream.state != granted {
+		t.Fatalf("slot freed: a's stream %v, answer %v, b's held long prompt %v; want a's stream granted (first by tags after the answer arrived afresh)", stream.state, answer.state, long.state)
+	}
+}
