@@ -421,7 +421,10 @@ func ownContentType(contentType string) string {
 // kept that much longer than it is fresh. An error answer is never stored
 // in a shared cache: it would reach other tenants.
 func (rt *Runtime) cacheFill(ctx context.Context, plan cachePlan, header http.Header, res *proxy.Result, raw []byte, now time.Time) {
-	if plan.key == "" || raw == nil || res.Err != nil || !res.Written {
+	if plan.key == "" || raw == nil || res.Err != nil || !res.Written || res.ForeignError != "" {
+		// A backend's error page wrapped into an OpenAI error object
+		// names this request's id (proxy.Result.ForeignError): another
+		// client's hit would name an id not its own.
 		return
 	}
 	if ce := header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {

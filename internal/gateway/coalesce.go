@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,8 +107,14 @@ type flight struct {
 	// short, for a client's request id: each client's stream ends with
 	// its own (proxy.StreamErrorWriter), so it is kept aside, not in buf.
 	errEvent func(reqID string) []byte
-	readers  map[*reader]struct{}
-	refs     int // joined clients not yet left, plus the upstream call
+	// foreign makes the OpenAI error object that replaced a backend's
+	// error body that was not JSON, for a client's request id, and
+	// foreignNote is the log's note of that body (proxy.ForeignErrorWriter):
+	// a follower gets, and logs under, its own id, not the leader's.
+	foreign     func(reqID string) []byte
+	foreignNote string
+	readers     map[*reader]struct{}
+	refs        int // joined clients not yet left, plus the upstream call
 	// writerWaiting: the upstream call waits for readers to make room.
 	writerWaiting bool
 	// settle, set by a leader that left before the answer ended
@@ -462,6 +469,15 @@ func (f *flight) relay(ctx context.Context, w http.ResponseWriter, r *reader, pe
 	copyFlightHead(h, header, leader, cc)
 	h.Set("X-Request-Id", reqID)
 	h.Set("X-Cache", xcache)
+	if foreign := f.foreignBody(leader, status); foreign != nil {
+		// The backend's error page as an OpenAI error object naming
+		// this follower's request id, whose length it has.
+		body := foreign(reqID)
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+		w.WriteHeader(status)
+		w.Write(body)
+		return status, relayed
+	}
 	w.WriteHeader(status)
 	var flusher http.Flusher // a stream is flushed as it comes
 	if upstreamStream {

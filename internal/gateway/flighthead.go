@@ -95,3 +95,36 @@ func answerHeader(k string) bool {
 	}
 	return false
 }
+
+// KeepForeignError keeps the wrapped error body, as a function of the
+// request id, and its note for the followers, before the head
+// (proxy.ForeignErrorWriter); the leader's own goes to the buffer.
+func (w *flightWriter) KeepForeignError(note string, body func(reqID string) []byte) {
+	f := w.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.foreign, f.foreignNote = body, note
+}
+
+// foreignBody is the wrapped error body a follower of an error answer
+// makes for itself (KeepForeignError), nil for the leader (its body is
+// the buffer's), a success, or an error body that passed as it came.
+func (f *flight) foreignBody(leader bool, status int) func(reqID string) []byte {
+	if leader || status < 400 {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.foreign
+}
+
+// foreignNoteOf is the log's note of the wrapped error body a follower
+// got (foreignBody), "" when it got none.
+func (f *flight) foreignNoteOf(status int) string {
+	if f.foreignBody(false, status) == nil {
+		return ""
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.foreignNote
+}

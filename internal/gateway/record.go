@@ -226,12 +226,14 @@ func (g *Gateway) logCause(rec *record) {
 
 // logForeignError logs what a backend's error answer held when it was
 // not JSON (an HTML page, plain text) and the client got an OpenAI error
-// object naming the request id instead (proxy.Result.ForeignError),
-// whatever the access log says: the client was told to look here.
+// object naming the request id instead (proxy.Result.ForeignError; a
+// coalesced follower's is the leader's note, its object names its own
+// id), whatever the access log says: the client was told to look here.
+// The status is the one the client got (a follower's result has none).
 func (g *Gateway) logForeignError(rec *record, backend string) {
 	g.log.LogAttrs(context.Background(), slog.LevelWarn, foreignErrorMsg,
 		slog.String("request_id", rec.id), slog.String("path", telemetry.Clip(rec.path)),
-		slog.String("backend", backend), slog.Int("status", rec.result.Status),
+		slog.String("backend", backend), slog.Int("status", rec.status),
 		slog.String("body", telemetry.Clip(rec.result.ForeignError)))
 }
 

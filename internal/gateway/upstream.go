@@ -326,6 +326,9 @@ func (g *Gateway) serveCoalesced(ctx context.Context, w http.ResponseWriter, val
 		rec.status = status
 		if !leader {
 			rec.cache = "COALESCED"
+			// Logged under this follower's id, which its wrapped
+			// error object names (Gateway.logForeignError).
+			rec.result.ForeignError = f.foreignNoteOf(status)
 		}
 	case gone:
 		rec.fail(w, apiError(context.Canceled, c.peek.Model))

@@ -33,6 +33,34 @@ const maxForeignSnippet = 512
 // JSON and it opens an object, and is wrapped otherwise. It returns the
 // log's note of a wrapped body, "" when it passed.
 func wrapForeignError(resp *http.Response, reqID string) string {
+	note, _ := wrapForeign(resp, reqID)
+	return note
+}
+
+// ForeignErrorWriter is a ResponseWriter that relays one answer to
+// several clients (a coalescing flight), as a StreamErrorWriter is: a
+// wrapped error body names the request id of the client reading it, which
+// such a writer knows and the upstream call does not (it carries the
+// first client's), so it is given the body as a function of the id, and
+// the log's note, before the head: each client gets, and logs, its own.
+type ForeignErrorWriter interface {
+	KeepForeignError(note string, body func(reqID string) []byte)
+}
+
+// wrapErrorFor is wrapForeignError for an answer relayed to w, which
+// keeps the wrapped body as a function of the request id when it is a
+// ForeignErrorWriter.
+func wrapErrorFor(w http.ResponseWriter, resp *http.Response, reqID string) string {
+	note, body := wrapForeign(resp, reqID)
+	if fw, ok := w.(ForeignErrorWriter); ok && note != "" {
+		fw.KeepForeignError(note, body)
+	}
+	return note
+}
+
+// wrapForeign is wrapForeignError, also returning the wrapped body as a
+// function of the request id (nil when the body passed).
+func wrapForeign(resp *http.Response, reqID string) (string, func(reqID string) []byte) {
 	ct := headerGet(resp.Header, "Content-Type")
 	var held []byte
 	if !encoded(resp) {
@@ -40,33 +68,38 @@ func wrapForeignError(resp *http.Response, reqID string) string {
 		held, err = io.ReadAll(io.LimitReader(resp.Body, maxScrubbed+1))
 		if err == nil && len(held) <= maxScrubbed && len(bytes.TrimSpace(held)) > 0 && json.Valid(held) {
 			resp.Body = heldBody{Reader: bytes.NewReader(held), Closer: resp.Body}
-			return ""
+			return "", nil
 		}
 		if err == nil && len(held) > maxScrubbed && jsonContentType(ct) && openai.ObjectPrefix(held) {
 			resp.Body = heldBody{Reader: io.MultiReader(bytes.NewReader(held), resp.Body), Closer: resp.Body}
-			return ""
+			return "", nil
 		}
 		// A read error is wrapped too: what was read is no answer.
 	} else if jsonContentType(ct) {
-		return "" // compressed (the client accepts it), labelled JSON: not read here
+		return "", nil // compressed (the client accepts it), labelled JSON: not read here
 	}
-	e := openai.ServerError(resp.StatusCode, "upstream_error", "the backend answered "+strconv.Itoa(resp.StatusCode)+
-		" with "+describeBody(ct, held, encoded(resp))+", not an OpenAI error object; its text is in the gateway's log under request id "+reqID)
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		e.Type = openai.TypeAuthentication
-	case resp.StatusCode == http.StatusTooManyRequests:
-		e.Type = openai.TypeRateLimit
-	case resp.StatusCode < 500:
-		e.Type = openai.TypeInvalidRequest
+	status, what := resp.StatusCode, describeBody(ct, held, encoded(resp))
+	bodyFor := func(reqID string) []byte {
+		e := openai.ServerError(status, "upstream_error", "the backend answered "+strconv.Itoa(status)+
+			" with "+what+", not an OpenAI error object; its text is in the gateway's log under request id "+reqID)
+		switch {
+		case status == http.StatusUnauthorized:
+			e.Type = openai.TypeAuthentication
+		case status == http.StatusTooManyRequests:
+			e.Type = openai.TypeRateLimit
+		case status < 500:
+			e.Type = openai.TypeInvalidRequest
+		}
+		return e.JSON()
 	}
-	body := e.JSON()
+	body := bodyFor(reqID)
+	note := foreignNote(ct, held, encoded(resp))
 	resp.Header.Del("Content-Encoding")
 	resp.Header["Content-Type"] = jsonType
 	resp.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
 	resp.ContentLength = int64(len(body))
 	resp.Body = heldBody{Reader: bytes.NewReader(body), Closer: resp.Body}
-	return foreignNote(ct, held, encoded(resp))
+	return note, bodyFor
 }
 
 // describeBody names what a wrapped error body was, for the client:

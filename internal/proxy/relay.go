@@ -135,7 +135,7 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 			}
 			// Before the head: a body that is not JSON becomes an
 			// OpenAI error object (errbody.go), its text logged.
-			if res.ForeignError = wrapForeignError(resp, in.RequestID); res.ForeignError != "" {
+			if res.ForeignError = wrapErrorFor(w, resp, in.RequestID); res.ForeignError != "" {
 				ct = headerGet(resp.Header, "Content-Type")
 			}
 		}
@@ -452,7 +452,7 @@ func (f *Forwarder) relayBusy(w http.ResponseWriter, b *endpoint.Backend, resp *
 	}
 	// nginx's limit_req 503 page, a proxy's HTML 429: an OpenAI error
 	// object, Retry-After kept (errbody.go).
-	res.ForeignError = wrapForeignError(resp, in.RequestID)
+	res.ForeignError = wrapErrorFor(w, resp, in.RequestID)
 	now := f.opt.Now() // the head's Date and the time to it
 	f.writeHead(w, b, resp, in, now)
 	res.Status, res.Written = resp.StatusCode, true
