@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sluice-gw/sluice/internal/openai"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
@@ -79,7 +80,10 @@ func maxAgeOf(cc string) (int, bool) {
 // representation (type, and length: the bytes are the same), its freshness as the gateway
 // states it, the gateway's word on who answered, and its word to an nginx
 // in front not to buffer a stream (X-Accel-Buffering, set on every relayed
-// stream: a follower's stream is as live as the leader's). An allowlist, not a
+// stream: a follower's stream is as live as the leader's), and on a
+// refusal the backend's word on when to come back (Retry-After,
+// Retry-After-Ms, X-Should-Retry: every sharer was refused at the same
+// moment by the same push-back). An allowlist, not a
 // list of what to drop: whatever else a backend sends (a hosted API's
 // request ids, timing, x-ratelimit-*, cookies, its CDN's Cf-Ray,
 // Cf-Cache-Status, Server-Timing, Via, Alt-Svc, Report-To/Nel,
@@ -90,7 +94,8 @@ func maxAgeOf(cc string) (int, bool) {
 // adds the client's own X-Request-Id, X-Cache and limits.
 func answerHeader(k string) bool {
 	switch k {
-	case "Content-Type", "Content-Length", "Cache-Control", "X-Sluice-Model", "X-Sluice-Backend", "X-Accel-Buffering":
+	case "Content-Type", "Content-Length", "Cache-Control", "X-Sluice-Model", "X-Sluice-Backend", "X-Accel-Buffering",
+		"Retry-After", "Retry-After-Ms", openai.ShouldRetryHeader:
 		return true
 	}
 	return false

@@ -76,12 +76,13 @@ func TestCoalescedFollowerOfAWrappedErrorGetsItsOwnID(t *testing.T) {
 			status   int
 			id, body string
 			xcache   string
+			retry    string
 		}
 		out := make(chan answer, 2)
 		send := func() {
 			resp := post(t, url, fmt.Sprintf(detBody, ""))
 			body := readAll(t, resp)
-			out <- answer{resp.StatusCode, resp.Header.Get("X-Request-Id"), body, resp.Header.Get("X-Cache")}
+			out <- answer{resp.StatusCode, resp.Header.Get("X-Request-Id"), body, resp.Header.Get("X-Cache"), resp.Header.Get("Retry-After")}
 		}
 		go send()
 		waitFlight(t, gw, 1)
@@ -94,6 +95,9 @@ func TestCoalescedFollowerOfAWrappedErrorGetsItsOwnID(t *testing.T) {
 			_, code, msg := apiErr(t, a.body)
 			if a.status != status || code != "upstream_error" || a.id == "" || !strings.Contains(msg, a.id) {
 				t.Errorf("%s: %d id %q: %s", a.xcache, a.status, a.id, a.body)
+			}
+			if a.retry == "" { // the backend's word on when to come back is every sharer's
+				t.Errorf("%s %d: no Retry-After", a.xcache, a.status)
 			}
 			if strings.Contains(a.body, "nginx") {
 				t.Errorf("the page reached a client: %s", a.body)
