@@ -91,6 +91,13 @@ type Client struct {
 
 	bigBufs   sync.Pool // grown read buffers (*[]byte of ReadBufferSize bytes)
 	smallBufs sync.Pool // connections' small read buffers (*[]byte of smallReadBuffer bytes), lent while they wait on their tiny one
+	// msgBufs holds request messages' buffers (*[]byte): a message (its
+	// head and a body up to WriteBufferSize) is written before the
+	// response's head is read, so its buffer goes back as RoundTrip
+	// returns. Kept by its connection instead, every held stream kept a
+	// copy of its prompt for the stream's life, and every idle
+	// connection the last one it sent (up to 4x WriteBufferSize each).
+	msgBufs sync.Pool
 
 	mu sync.Mutex
 	// idle holds per host:port the pooled connections, most recently
@@ -151,6 +158,7 @@ func New(opt Options) *Client {
 	c := &Client{opt: opt, idle: map[string]*[]*conn{}, dial: opt.Dial, readAlongAfter: readAlongAfter}
 	c.bigBufs.New = func() any { b := make([]byte, opt.ReadBufferSize); return &b }
 	c.smallBufs.New = func() any { b := make([]byte, smallReadBuffer); return &b }
+	c.msgBufs.New = func() any { b := make([]byte, 0, msgBuffer); return &b }
 	if c.dial == nil {
 		d := &net.Dialer{Timeout: opt.ConnectTimeout, KeepAlive: opt.KeepAlive}
 		c.dial = d.DialContext
@@ -211,12 +219,10 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	key := hostPort(req.URL)
 	cn := c.getIdle(key)
-	var buf []byte
-	if cn != nil {
-		buf = cn.wbuf[:0]
-	}
-	out, err := encode(buf, req, c.opt.WriteBufferSize)
+	mp := c.msgBufs.Get().(*[]byte)
+	out, err := encode((*mp)[:0], req, c.opt.WriteBufferSize)
 	if err != nil {
+		c.putMsg(mp, out.msg)
 		if cn != nil {
 			c.put(cn) // nothing was sent on it
 		}
@@ -224,20 +230,37 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if cn == nil {
 		if cn, err = c.dialConn(ctx, key); err != nil {
+			c.putMsg(mp, out.msg)
 			return nil, err
 		}
 	}
-	cn.wbuf = out.msg[:0]
 	resp, err := c.exchange(ctx, cn, req, out)
 	if err != nil && cn.reused && retryable(ctx, req, err, out) {
 		// A pooled connection the server had closed: once more, on a
-		// connection of our own (it adopts the message's buffer).
+		// connection of our own.
 		if fresh, derr := c.dialConn(ctx, key); derr == nil {
-			fresh.wbuf = out.msg[:0]
 			resp, err = c.exchange(ctx, fresh, req, out)
 		}
 	}
+	c.putMsg(mp, out.msg) // written: exchange returns after the message's write
 	return resp, err
+}
+
+// msgBuffer is a pooled request message buffer's first size: a usual
+// head and a small body.
+const msgBuffer = 1024
+
+// putMsg pools a message's buffer (msg, grown from *mp) for the next
+// request, unless it grew past 4x WriteBufferSize (a head that large is
+// rare; its buffer is dropped rather than kept by the pool).
+func (c *Client) putMsg(mp *[]byte, msg []byte) {
+	if msg != nil && cap(msg) > 4*c.opt.WriteBufferSize {
+		return
+	}
+	if msg != nil {
+		*mp = msg[:0]
+	}
+	c.msgBufs.Put(mp)
 }
 
 // CloseIdleConnections closes every idle connection (and the fallback's).

@@ -16,7 +16,6 @@ type conn struct {
 	c         *Client
 	nc        net.Conn
 	br        reader      // in the conn: one allocation less
-	wbuf      []byte      // the request message, reused
 	scratch   headScratch // reused for every response head
 	ends      [32]int32   // scratch.ends's first array: no allocation for a usual head
 	key       string      // host:port
@@ -42,8 +41,7 @@ type conn struct {
 }
 
 func newConn(c *Client, nc net.Conn, key string) *conn {
-	cn := &conn{c: c, nc: nc, key: key, br: newReader(nc, c.opt.ReadBufferSize, &c.bigBufs, &c.smallBufs),
-		wbuf: make([]byte, 0, 1024)}
+	cn := &conn{c: c, nc: nc, key: key, br: newReader(nc, c.opt.ReadBufferSize, &c.bigBufs, &c.smallBufs)}
 	cn.scratch.ends = cn.ends[:0]
 	cn.closeFunc = cn.close
 	cn.bw.cn = cn
@@ -224,9 +222,6 @@ func (cn *conn) release(stop func() bool, reusable bool) {
 	if stop() && reusable {
 		cn.reused = false
 		cn.br.release()
-		if cap(cn.wbuf) > 4*cn.c.opt.WriteBufferSize {
-			cn.wbuf = nil
-		}
 		cn.c.put(cn)
 		return
 	}
