@@ -130,10 +130,10 @@ func (s *Store) claimKey(ctx context.Context, tenant, key, id, fp string) (*Job,
 // and run the request a second time once the stalled one wrote its job.
 // Left, the claim is as the taker found it (the same id and request; only
 // its revision is new): a retry waits idemWait for that job, then takes
-// the claim over, as before the taker came. As dropRefused, it purges rather than deletes (a
-// KV delete writes a marker, which a full store refuses; a purge writes
-// nothing), and only up to the claim's revision: a claim taken over
-// since is the taker's and stays.
+// the claim over, as before the taker came. As dropRefused, it purges
+// rather than deletes (a KV delete writes a marker, which a full store
+// refuses; a purge writes nothing), and only up to the claim's revision:
+// a claim taken over since is the taker's and stays.
 func (s *Store) releaseClaim(c idemClaim) {
 	if c.took {
 		s.log.Debug("a refused submit keeps the idempotency key it took over: its first submitter may still write the job", "job", c.id)
