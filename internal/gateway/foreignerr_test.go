@@ -16,8 +16,13 @@ import (
 // object naming the request id, never the page's text, streamed request
 // or not; the page's start is in the log under that id. A JSON error body
 // (an OpenAI object, FastAPI's {"detail"} even labelled text/plain)
-// passes byte for byte.
+// passes byte for byte, and an event stream whose first event is an
+// OpenAI error object (vLLM's, SGLang's answer to a refused stream) gives
+// the client that object as JSON, the backend's message kept; before, it
+// was wrapped whole as upstream_error.
 func TestBackendErrorThatIsNotJSONBecomesAnOpenAIError(t *testing.T) {
+	const vllmTooLong = `{"error":{"message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.","type":"BadRequestError","param":null,"code":400}}`
+	const sglangBusy = `{"error":{"message":"The server is busy","type":"server_error","code":"busy"}}`
 	const page = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx/1.25.3 upstream 10.0.0.7:8000</center></body></html>"
 	for _, tc := range []struct {
 		name, ct, body string
@@ -25,6 +30,7 @@ func TestBackendErrorThatIsNotJSONBecomesAnOpenAIError(t *testing.T) {
 		stream, pass   bool
 		retryAfter     string
 		typ            string
+		extract        string // the event's object the client gets
 	}{
 		{name: "html 502", ct: "text/html", body: page, status: 502, typ: "server_error"},
 		{name: "html 502 to a stream", ct: "text/html", body: page, status: 502, stream: true, typ: "server_error"},
@@ -36,6 +42,11 @@ func TestBackendErrorThatIsNotJSONBecomesAnOpenAIError(t *testing.T) {
 		{name: "openai json 400", ct: "application/json", body: `{"error":{"message":"bad","type":"invalid_request_error","param":"messages","code":null}}`, status: 400, pass: true},
 		{name: "fastapi json as text", ct: "text/plain", body: `{"detail":"There was an error parsing the body"}`, status: 400, pass: true},
 		{name: "json 500 to a stream", ct: "application/json", body: `{"object":"error","message":"engine dead","type":"InternalServerError","code":500}`, status: 500, stream: true, pass: true},
+		// vLLM and SGLang refuse a streamed request with its error as an
+		// event: the client gets the object, labelled JSON.
+		{name: "vllm event-stream 400", ct: "text/event-stream", body: "data: " + vllmTooLong + "\n\ndata: [DONE]\n\n", status: 400, stream: true, extract: vllmTooLong},
+		{name: "event-stream 503 busy", ct: "text/event-stream; charset=utf-8", body: "event: error\r\ndata: " + sglangBusy + "\r\n\r\n", status: 503, stream: true, retryAfter: "3", extract: sglangBusy},
+		{name: "event-stream without an error object", ct: "text/event-stream", body: "data: {\"detail\":\"Traceback in /srv/app.py\"}\n\n", status: 500, stream: true, typ: "server_error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -69,6 +80,18 @@ func TestBackendErrorThatIsNotJSONBecomesAnOpenAIError(t *testing.T) {
 			if tc.pass {
 				if got != tc.body {
 					t.Fatalf("JSON error body changed: %q, want %q", got, tc.body)
+				}
+				return
+			}
+			if tc.extract != "" {
+				if ct := resp.Header.Get("Content-Type"); got != tc.extract || ct != "application/json" {
+					t.Fatalf("event-stream error reached the client as %q (%s), want %q (application/json)", got, ct, tc.extract)
+				}
+				if tc.retryAfter != "" && resp.Header.Get("Retry-After") != tc.retryAfter {
+					t.Errorf("Retry-After %q, want %q", resp.Header.Get("Retry-After"), tc.retryAfter)
+				}
+				if strings.Contains(logs.String(), "was not JSON") {
+					t.Errorf("the event-stream error was logged as wrapped:\n%s", logs.String())
 				}
 				return
 			}

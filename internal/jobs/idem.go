@@ -20,10 +20,11 @@ import (
 // duplicate finds the claim and waits for that job's record. A submit
 // refused after claiming (the store refused its body, message or record)
 // releases the claim, and a duplicate waiting on it then claims the key
-// itself. A submit that failed in a way that may have written the record
-// anyway (a timeout on that write) keeps the claim: a retry finds the job,
-// or after idemWait takes the claim over for the same id, as after a
-// crash.
+// itself; a submit that took a stalled claim over and was then refused
+// leaves it (releaseClaim): the stalled submitter may still write. A
+// submit that failed in a way that may have written the record anyway (a
+// timeout on that write) keeps the claim: a retry finds the job, or after
+// idemWait takes the claim over for the same id, as after a crash.
 //
 // The claim keeps the request's fingerprint (idemclaim.go), and only the
 // same request takes it over: another request with the key is refused at
@@ -47,10 +48,13 @@ const claimTries = 4
 var errClaimReleased = errors.New("jobs: the idempotency key's claim was released")
 
 // idemClaim is a submit's claim of an idempotency key: the bucket key,
-// the job id it names and the revision written.
+// the job id it names and the revision written. took: the claim was
+// another submitter's, taken over after idemWait (that submitter may
+// still write its job under id).
 type idemClaim struct {
 	key, id string
 	rev     uint64
+	took    bool
 }
 
 // claimKey claims tenant's idempotency key for a new job id, or returns
@@ -114,16 +118,27 @@ func (s *Store) claimKey(ctx context.Context, tenant, key, id, fp string) (*Job,
 		if err != nil {
 			return nil, idemClaim{}, fmt.Errorf("jobs: taking over idempotency key: %w", s.storeFull(err))
 		}
-		return nil, idemClaim{key: ik, id: e.id, rev: rev}, nil
+		return nil, idemClaim{key: ik, id: e.id, rev: rev, took: true}, nil
 	}
 }
 
 // releaseClaim removes a refused submit's claim, so a retry with its key
-// goes ahead at once. As dropRefused, it purges rather than deletes (a
-// KV delete writes a marker, which a full store refuses; a purge writes
-// nothing), and only up to the claim's revision: a claim taken over
-// since is the taker's and stays.
+// goes ahead at once. A claim taken over (c.took) stays: the refusal says
+// only that this submit wrote no job, not that the submitter it took the
+// claim from, stalled rather than dead, will not write one under c.id. Had
+// it gone, a later submit with the key would claim it anew for another id
+// and run the request a second time once the stalled one wrote its job.
+// Left, the claim is as the taker found it (the same id and request; only
+// its revision is new): a retry waits idemWait for that job, then takes
+// the claim over, as before the taker came. As dropRefused, it purges
+// rather than deletes (a KV delete writes a marker, which a full store
+// refuses; a purge writes nothing), and only up to the claim's revision:
+// a claim taken over since is the taker's and stays.
 func (s *Store) releaseClaim(c idemClaim) {
+	if c.took {
+		s.log.Debug("a refused submit keeps the idempotency key it took over: its first submitter may still write the job", "job", c.id)
+		return
+	}
 	ctx, cancel := s.cleanupContext()
 	defer cancel()
 	st, err := s.js.Stream(ctx, "KV_"+idemBucket)

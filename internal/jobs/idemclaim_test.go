@@ -3,10 +3,13 @@ package jobs
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // stallFirstClaim makes the first submit that claims an idempotency key
@@ -170,5 +173,60 @@ func TestIdempotencyClaimOfSameRequestTakenOver(t *testing.T) {
 	eventually(t, "the job to succeed", func() bool { return mustJob(t, s, "acme", id).Status == StatusSucceeded })
 	if calls.Load() != 1 {
 		t.Fatalf("job %s ran %d times, want once", id, calls.Load())
+	}
+}
+
+// TestRefusedTakerLeavesTheClaim: a submit claims a key and stalls before
+// writing its job; the client's retry (the same request) takes the lapsed
+// claim over and is then refused (the store past its bound refuses its
+// message). The claim stays, naming the stalled submit's id: that submit,
+// resumed once there is room, makes its job, and a third submit with the
+// key gets that job. Before, the refused taker purged the claim, and the
+// third submit claimed the key anew and made a second job of the request.
+func TestRefusedTakerLeavesTheClaim(t *testing.T) {
+	srv := startBoundedServer(t, 128<<10)
+	clk := newClock()
+	o := testOptions(srv.ClientURL())
+	o.Now = clk.Now
+	s := openStore(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	claimedID, release := stallFirstClaim(t, s)
+	sp := Spec{Tenant: "acme", Path: "/v1/chat/completions", Model: "m",
+		Body: []byte(`{"model":"m","pad":"` + strings.Repeat("p", 8<<10) + `"}`), IdempotencyKey: "stalled-then-refused"}
+	ik := idemKey("acme", sp.IdempotencyKey)
+
+	firstDone := submitAsync(ctx, s, sp)
+	id := <-claimedID
+	// Just under the bound (as TestRefusedSubmitReleasesIdempotencyKey):
+	// the taker's claim and body are stored, its message refused.
+	fillStoreBelowBound(t, s, 1)
+	r := awaitSubmit(t, clk, submitAsync(ctx, s, sp))
+	if !errors.Is(r.err, ErrStoreFull) || !strings.Contains(r.err.Error(), "enqueueing") {
+		t.Fatalf("the taker past the bound: %+v %v; want ErrStoreFull from enqueueing (after it took the claim)", r.j, r.err)
+	}
+	if e, err := s.idem.Get(ctx, ik); err != nil || string(e.Value()) != id {
+		t.Fatalf("the claim after the taker's refusal: %v %v; want it kept for %s", e, err, id)
+	}
+
+	// Room again; the stalled submit resumes and makes its job.
+	bodies, err := s.js.Stream(ctx, "KV_"+bodiesBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bodies.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bodiesBucket+".pad.>")); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if a := <-firstDone; a.err != nil || a.existing || a.j.ID != id {
+		t.Fatalf("the stalled submit, resumed: %+v existing=%v %v; want job %s made", a.j, a.existing, a.err, id)
+	}
+	j, existing, err := s.Submit(ctx, sp)
+	if err != nil || !existing || j.ID != id {
+		var got string
+		if j != nil {
+			got = j.ID
+		}
+		t.Fatalf("a third submit with the key: job %q existing=%v %v; want job %s replayed (not a second job)", got, existing, err, id)
 	}
 }

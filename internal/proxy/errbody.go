@@ -30,8 +30,11 @@ const maxForeignSnippet = 512
 // A body is judged by its bytes, not its Content-Type (the SDKs parse an
 // error body as JSON whatever it is labelled): up to maxScrubbed of it is
 // held and checked whole; a longer one passes when its Content-Type says
-// JSON and it opens an object, and is wrapped otherwise. It returns the
-// log's note of a wrapped body, "" when it passed.
+// JSON and it opens an object, and is wrapped otherwise. A held body
+// that is an event stream whose first event is an OpenAI error object
+// (vLLM's and SGLang's refusal of a streamed request) passes as that
+// object, labelled JSON (sseError). It returns the log's note of a
+// wrapped body, "" when it passed.
 func wrapForeignError(resp *http.Response, reqID string) string {
 	note, _ := wrapForeign(resp, reqID)
 	return note
@@ -69,6 +72,17 @@ func wrapForeign(resp *http.Response, reqID string) (string, func(reqID string) 
 		if err == nil && len(held) <= maxScrubbed && len(bytes.TrimSpace(held)) > 0 && json.Valid(held) {
 			resp.Body = heldBody{Reader: bytes.NewReader(held), Closer: resp.Body}
 			return "", nil
+		}
+		if err == nil && len(held) <= maxScrubbed {
+			if e := sseError(held); e != nil {
+				// An OpenAI error object sent as an event (sseerror.go):
+				// relayed as the JSON body it would have been unstreamed.
+				resp.Header["Content-Type"] = jsonType
+				resp.Header["Content-Length"] = []string{strconv.Itoa(len(e))}
+				resp.ContentLength = int64(len(e))
+				resp.Body = heldBody{Reader: bytes.NewReader(e), Closer: resp.Body}
+				return "", nil
+			}
 		}
 		if err == nil && len(held) > maxScrubbed && jsonContentType(ct) && openai.ObjectPrefix(held) {
 			resp.Body = heldBody{Reader: io.MultiReader(bytes.NewReader(held), resp.Body), Closer: resp.Body}

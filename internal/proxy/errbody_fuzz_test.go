@@ -13,8 +13,10 @@ import (
 
 // FuzzWrapForeignError: whatever an error answer's status, Content-Type,
 // coding and body, the client gets JSON: the body unchanged when it was
-// JSON, else an OpenAI error object with the status's type, the request
-// id, an exact Content-Length and no Content-Encoding.
+// JSON, the object alone (labelled JSON, its length exact) when it was an
+// event stream opening with an OpenAI error object (sseError), else an
+// OpenAI error object with the status's type, the request id, an exact
+// Content-Length and no Content-Encoding.
 func FuzzWrapForeignError(f *testing.F) {
 	f.Add(502, "text/html", "", []byte("<html>502 Bad Gateway</html>"))
 	f.Add(500, "", "", []byte(""))
@@ -22,6 +24,7 @@ func FuzzWrapForeignError(f *testing.F) {
 	f.Add(401, "application/json", "gzip", []byte("\x1f\x8b"))
 	f.Add(503, "text/html; charset=\"\xff\"", "br", []byte("x"))
 	f.Add(429, "application/problem+json", "", []byte(" [1, 2] "))
+	f.Add(400, "text/event-stream", "", []byte("data: {\"error\":{\"message\":\"too long\",\"code\":400}}\n\n"))
 	f.Fuzz(func(t *testing.T, status int, ct, ce string, body []byte) {
 		status = 400 + (status%200+200)%200
 		h := http.Header{}
@@ -38,6 +41,14 @@ func FuzzWrapForeignError(f *testing.F) {
 			t.Fatal(err)
 		}
 		if note == "" {
+			if e := sseError(body); !encoded(resp) && len(body) <= maxScrubbed && !json.Valid(body) && e != nil {
+				// An event-stream error: its object, labelled JSON.
+				if !bytes.Equal(out, e) || resp.Header.Get("Content-Type") != "application/json" ||
+					resp.ContentLength != int64(len(out)) || resp.Header.Get("Content-Length") != strconv.Itoa(len(out)) {
+					t.Fatalf("event-stream error %q passed as %q, head %v", body, out, resp.Header)
+				}
+				return
+			}
 			if !bytes.Equal(out, body) {
 				t.Fatalf("passed body changed: %q -> %q", body, out)
 			}

@@ -135,9 +135,10 @@ func (f *Forwarder) relay(ctx, actx context.Context, w http.ResponseWriter, c ca
 			}
 			// Before the head: a body that is not JSON becomes an
 			// OpenAI error object (errbody.go), its text logged.
-			if res.ForeignError = wrapErrorFor(w, resp, in.RequestID); res.ForeignError != "" {
-				ct = headerGet(resp.Header, "Content-Type")
-			}
+			// An event-stream error passed as its JSON object is
+			// relabelled too (sseerror.go): ct is read again.
+			res.ForeignError = wrapErrorFor(w, resp, in.RequestID)
+			ct = headerGet(resp.Header, "Content-Type")
 		}
 		f.relayRaw(ctx, actx, w, c, resp, wd, in, start, res, strings.HasPrefix(ct, "text/event-stream"))
 		return false
