@@ -342,7 +342,6 @@ func (q *Queue) queueArrival(r Request, appointed bool, reserved int, now time.T
 	w := &waiter{req: r, cost: r.Cost, seq: q.seq, enqueued: now, ready: make(chan struct{}), appointed: appointed}
 	at := c.placeFor(key, r.Cost, appointed, q.cfg.ShortFirst, now)
 	w.start, w.finish = c.tagsAt(key, at, r.Cost, weight)
-	charged := q.loneOrder(c, key, w, weight)
 	// A slot held by spare work is about to be freed for this request:
 	// no wait worth refusing over.
 	if preempted := q.preemptYoungest(); !preempted {
@@ -351,7 +350,6 @@ func (q *Queue) queueArrival(r Request, appointed bool, reserved int, now time.T
 		}
 	}
 	q.enqueue(key, w, at)
-	chargeFlow(w, charged)
 	if r.Slack > 0 {
 		c.slackWaiters++
 	}

@@ -387,9 +387,7 @@ func (q *Queue) unparkParked(now time.Time, capacity int) {
 		c := q.classes[w.req.Class]
 		key := q.flowKey(w.req)
 		w.start, w.finish = c.tags(key, w.cost, q.flowWeight(w.req))
-		charged := q.loneOrder(c, key, w, q.flowWeight(w.req))
 		c.push(key, w)
-		chargeFlow(w, charged)
 	}
 	clear(q.parked[len(kept):])
 	q.parked = kept
