@@ -84,6 +84,9 @@ type GatewayDiag struct {
 	// JobsPreempted is sluice_queue_preempted_total: spare tickets (jobs)
 	// stopped for a live request that found the pool full.
 	JobsPreempted float64 `json:"jobs_preempted"`
+	// PreemptedHeldS is sluice_queue_preempted_seconds_total: the
+	// slot-seconds those jobs had run when stopped (work thrown away).
+	PreemptedHeldS float64 `json:"preempted_held_s"`
 }
 
 // BatchRun is leg B's batch. Times are seconds after POST /v1/batches was
@@ -489,6 +492,7 @@ func gatewayDiag(ctx context.Context, c *http.Client, target string) GatewayDiag
 	}
 	d.JobsExecuted = benchkit.Sum(g, "sluice_jobs_executed_total")
 	d.JobsPreempted = benchkit.Sum(g, "sluice_queue_preempted_total")
+	d.PreemptedHeldS = benchkit.Sum(g, "sluice_queue_preempted_seconds_total")
 	d.JobsRetried = benchkit.Sum(g, "sluice_jobs_retried_total")
 	d.JobsDead = benchkit.Sum(g, "sluice_jobs_dead_lettered_total")
 	return d

@@ -280,6 +280,9 @@ func writeNotes(ew *benchkit.ErrWriter, rep *Report) {
 		g := l.Gateway
 		n := fmt.Sprintf("%s: job executions %.0f, sent back to the queue %.0f, dead-lettered %.0f; jobs preempted by interactive requests (`sluice_queue_preempted_total`, run again in place, their partial work lost) %.0f",
 			l.Name, g.JobsExecuted, g.JobsRetried, g.JobsDead, g.JobsPreempted)
+		if g.JobsPreempted > 0 {
+			n += fmt.Sprintf(", having run %.1f slot-seconds (`sluice_queue_preempted_seconds_total`; %.0f ms each on average)", g.PreemptedHeldS, 1000*g.PreemptedHeldS/g.JobsPreempted)
+		}
 		if len(g.Rejections) > 0 {
 			n += "; admission refusals (a job that loses the race for a free slot is refused and tried again, not counted as an attempt): " + benchkit.ByValue(g.Rejections)
 		}

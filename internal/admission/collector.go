@@ -17,6 +17,7 @@ type Collector struct {
 	waiting, waitingCost, inUse, capacity, drain  *prometheus.Desc
 	delayTarget, congested, appointments, held    *prometheus.Desc
 	waits, rejections, cancelled, preempted       *prometheus.Desc
+	preemptedHeld                                 *prometheus.Desc
 	rampHeld, rampHeldTotal, ramping              *prometheus.Desc
 	rampBase, rampProven, rampCeiling, rampProbes *prometheus.Desc
 }
@@ -44,6 +45,8 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 		cancelled:  d("sluice_queue_cancelled_total", "Requests whose client went away while they waited."),
 		preempted: d("sluice_queue_preempted_total", "Spare work (queued jobs, batch requests, hedges) stopped to free its slot for a live request that found the pool full; "+
 			"a job runs again later, its partial work lost."),
+		preemptedHeld: d("sluice_queue_preempted_seconds_total", "Slot-time the preempted spare work had held its slots when stopped (the youngest ticket is taken): "+
+			"the work thrown away; over sluice_queue_preempted_total, the mean age of a preempted ticket."),
 		rampHeld: d("sluice_queue_ramp_held", "Queued requests held by their tenant's ramp: the tenant became busy while others were active and holds its allowance, "+
 			"with no free slot beyond the other active tenants' recent peaks (bounded by the queue's max_queued)."),
 		rampHeldTotal: d("sluice_queue_ramp_held_total", "Requests held by their tenant's ramp at least once."),
@@ -62,7 +65,7 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.waiting, c.waitingCost, c.inUse, c.capacity, c.drain, c.delayTarget, c.congested, c.appointments, c.held,
-		c.waits, c.rejections, c.cancelled, c.preempted, c.rampHeld, c.rampHeldTotal, c.ramping, c.rampBase, c.rampProven, c.rampCeiling, c.rampProbes} {
+		c.waits, c.rejections, c.cancelled, c.preempted, c.preemptedHeld, c.rampHeld, c.rampHeldTotal, c.ramping, c.rampBase, c.rampProven, c.rampCeiling, c.rampProbes} {
 		ch <- d
 	}
 }
@@ -126,5 +129,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.cancelled, prometheus.CounterValue, float64(s.Cancelled), model)
 		ch <- prometheus.MustNewConstMetric(c.preempted, prometheus.CounterValue, float64(q.Preempted()), model)
+		ch <- prometheus.MustNewConstMetric(c.preemptedHeld, prometheus.CounterValue, q.PreemptedHeld(), model)
 	}
 }

@@ -96,6 +96,7 @@ func TestCollectorExportsPreemptions(t *testing.T) {
 	q := NewQueue(QueueConfig{Name: "m", Fair: true}, newCapacity(1).get, clk.Now)
 	var stopped int
 	spare := grantedT(t, q, Request{Tenant: "batch", Class: Batch, Spare: true, Preempt: func() { stopped++ }})
+	clk.Advance(1500 * time.Millisecond) // the job's work so far, lost
 	w := submitT(t, q, Request{Tenant: "a", Deadline: clk.Now().Add(time.Second)})
 	if stopped != 1 {
 		t.Fatalf("spare ticket preempted %d times, want 1", stopped)
@@ -107,5 +108,8 @@ func TestCollectorExportsPreemptions(t *testing.T) {
 	got := gather(t, NewCollector(func() map[string]*Queue { return map[string]*Queue{"m": q} }))
 	if v, ok := got["sluice_queue_preempted_total"]["model=m,"]; !ok || v != 1 {
 		t.Fatalf("sluice_queue_preempted_total = %v (present %v), want 1", v, ok)
+	}
+	if v, ok := got["sluice_queue_preempted_seconds_total"]["model=m,"]; !ok || v != 1.5 {
+		t.Fatalf("sluice_queue_preempted_seconds_total = %v (present %v), want 1.5 (the ticket's age when preempted)", v, ok)
 	}
 }

@@ -344,7 +344,7 @@ func (q *Queue) queueArrival(r Request, appointed bool, reserved int, now time.T
 	w.start, w.finish = c.tagsAt(key, at, r.Cost, weight)
 	// A slot held by spare work is about to be freed for this request:
 	// no wait worth refusing over.
-	if preempted := q.preemptYoungest(); !preempted {
+	if preempted := q.preemptYoungest(now); !preempted {
 		if rej := q.refuseLongWait(w, key, at, bound, reserved, now, capacity); rej != nil {
 			return nil, rej
 		}

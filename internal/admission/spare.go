@@ -53,8 +53,9 @@ func (q *Queue) reserve(capacity int) int {
 
 // preemptYoungest calls Preempt on the most recently granted spare ticket
 // still running and reports whether there was one; q.mu held. The slot is
-// freed when that request releases its ticket.
-func (q *Queue) preemptYoungest() bool {
+// freed when that request releases its ticket. The time the ticket had
+// held its slot is counted as lost: the job's partial work is thrown away.
+func (q *Queue) preemptYoungest(now time.Time) bool {
 	for i := len(q.spares) - 1; i >= 0; i-- {
 		s := q.spares[i]
 		q.spares = append(q.spares[:i], q.spares[i+1:]...)
@@ -62,6 +63,7 @@ func (q *Queue) preemptYoungest() bool {
 			continue
 		}
 		q.counters.preempted++
+		q.counters.preemptedHeld += max(now.Sub(s.t.granted), 0).Seconds()
 		if s.preempt != nil {
 			s.preempt()
 		}
@@ -85,6 +87,16 @@ func (q *Queue) Preempted() uint64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.counters.preempted
+}
+
+// PreemptedHeld is the slot-time, in seconds, the preempted spare tickets
+// had held their slots when taken back: the work preemption threw away.
+// Divided by Preempted it says whether the youngest ticket, the one taken,
+// was young (little lost) or had run most of its service.
+func (q *Queue) PreemptedHeld() float64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.counters.preemptedHeld
 }
 
 func (q *Queue) takeSpareOrRefuse(r Request, now time.Time, capacity int) (*Ticket, *waiter, error) {

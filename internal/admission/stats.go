@@ -34,7 +34,9 @@ type counters struct {
 	rejected  [numReasons]uint64
 	cancelled uint64
 	preempted uint64 // spare tickets taken back by live traffic
-	held      uint64 // requests held by their tenant's ramp at least once
+	// preemptedHeld is the seconds those tickets had held their slots
+	preemptedHeld float64
+	held          uint64 // requests held by their tenant's ramp at least once
 	// probes above the ramp's base whose first token came promptly, or
 	// late (rampprobe.go)
 	probesPrompt, probesLate uint64
