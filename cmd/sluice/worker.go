@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-gw/sluice/internal/app"
 	"github.com/sluice-gw/sluice/internal/gateway"
@@ -29,6 +32,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if err != nil {
 		return err
 	}
+	return f.run(ctx, stderr)
+}
+
+// run is the worker's life once its command line is settled.
+func (f *workerFlags) run(ctx context.Context, stderr io.Writer) (err error) {
 	// The first SIGTERM or SIGINT ends ctx (main): no new job is taken,
 	// running ones get --grace. The second cuts them at once, back to the
 	// queue, where before it was swallowed and the grace ran on. Registered
@@ -39,9 +47,25 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) (er
 	if err != nil {
 		return usagef("--log-level %q: want debug, info, warn or error", f.logLevel)
 	}
+	// Bound first, as serve binds its listeners; closed last, so that the
+	// stop's counts can be scraped while it runs (workermetrics.go).
+	metricsLn, err := listenWorkerMetrics(f.metricsListen)
+	if err != nil {
+		return err
+	}
+	var reg *prometheus.Registry
+	if metricsLn != nil {
+		reg = newWorkerRegistry()
+		defer serveWorkerMetrics(metricsLn, workerMetricsHandler(reg), logger)()
+		if f.metricsBound != nil {
+			f.metricsBound(metricsLn.Addr())
+		}
+	} else {
+		logger.Info("worker metrics off: --metrics-listen ADDR serves them (its jobs' executions, retries, dead letters, webhooks, its tracker's batches)")
+	}
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	store, err := f.openStore(openCtx, logger)
+	store, err := f.openStore(openCtx, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -72,6 +96,10 @@ type workerFlags struct {
 	concurrency, maxAttempts        int
 	grace                           time.Duration
 	logLevel                        string
+	// metricsListen is --metrics-listen: "off" or host:port.
+	metricsListen string
+	// metricsBound, in tests, is told the metrics listener's address.
+	metricsBound func(net.Addr)
 	// endpoints is --batch-webhooks read (settle).
 	endpoints []jobs.BatchEndpoint
 }
@@ -101,6 +129,7 @@ func parseWorkerFlags(args []string) (*workerFlags, error) {
 	fs.IntVar(&f.maxAttempts, "max-attempts", 5, "executions ending in an error before a job is dead-lettered")
 	fs.DurationVar(&f.grace, "grace", 10*time.Second, "on SIGTERM (no new job is taken from then), how long running jobs may finish before they go back to the queue; a second SIGTERM or SIGINT cuts them at once. The whole stop ends within --grace + 7s of the first signal (2s to hand jobs back, then the NATS close, which gets what they left; exit 1 when given up): a supervisor's kill timeout must exceed it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "off", "serve this worker's Prometheus metrics at http://`ADDR`/metrics (its jobs' executions, retries, dead letters, answers too large, webhook outcomes, its tracker's batches and lines, the queue's depth), as host:port; \"off\" serves none. No token: it answers whoever reaches ADDR, so bind it to loopback (127.0.0.1:9092) or an address only the scraper reaches; give each worker on a host its own port")
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
@@ -151,6 +180,11 @@ func (f *workerFlags) settle() (err error) {
 	if f.adminURL, err = adminBase(f.adminURL); err != nil {
 		return err
 	}
+	if f.metricsListen != "off" {
+		if _, _, err := net.SplitHostPort(f.metricsListen); err != nil {
+			return usagef("--metrics-listen %q: want host:port (127.0.0.1:9092, :9092) or off", f.metricsListen)
+		}
+	}
 	if f.maxAttempts < 1 {
 		return usagef("--max-attempts %d: want at least 1", f.maxAttempts)
 	}
@@ -174,7 +208,7 @@ func cutAtSecondSignal() (cut <-chan struct{}, stop func()) {
 
 // openStore opens the job store on the queue's NATS: --nats, or without
 // it the one the gateway at --admin uses.
-func (f *workerFlags) openStore(ctx context.Context, logger *slog.Logger) (*jobs.Store, error) {
+func (f *workerFlags) openStore(ctx context.Context, logger *slog.Logger, reg *prometheus.Registry) (*jobs.Store, error) {
 	if f.natsURL == "" {
 		asked, err := jobs.AskQueueURL(ctx, f.adminURL, f.token, nil)
 		switch {
@@ -191,8 +225,12 @@ func (f *workerFlags) openStore(ctx context.Context, logger *slog.Logger) (*jobs
 	if f.webhookSecret == "" {
 		logger.Warn("no --webhook-secret: webhooks of the jobs this worker finishes are not sent (never unsigned)")
 	}
-	return jobs.Open(ctx, jobs.Options{URL: f.natsURL, Name: "sluice-worker", MaxAttempts: f.maxAttempts, Logger: logger,
-		WebhookSecret: []byte(f.webhookSecret), AllowPrivateWebhooks: f.allowPrivateHooks, BatchWebhooks: f.endpoints})
+	o := jobs.Options{URL: f.natsURL, Name: "sluice-worker", MaxAttempts: f.maxAttempts, Logger: logger,
+		WebhookSecret: []byte(f.webhookSecret), AllowPrivateWebhooks: f.allowPrivateHooks, BatchWebhooks: f.endpoints}
+	if reg != nil { // a nil *Registry in the interface would not be nil
+		o.Registerer = reg
+	}
+	return jobs.Open(ctx, o)
 }
 
 // runJobs runs the job workers until ctx ends and they stop, within their

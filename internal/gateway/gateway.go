@@ -299,7 +299,9 @@ func (g *Gateway) Swap(rt *Runtime) {
 	for _, b := range rt.Backends() {
 		backends[b.Name()] = true
 	}
-	g.series.prune(func(backend string) bool { return backends[backend] })
+	served := func(model string) bool { return rt.Pools[model] != nil }
+	g.series.prune(served, func(backend string) bool { return backends[backend] })
+	g.tally.keep(served)
 }
 
 // Runtime returns the current runtime.

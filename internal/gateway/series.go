@@ -130,21 +130,43 @@ func (r *resolved[K, V]) add(k K) *child[K, V] {
 	return c
 }
 
-// prune deletes the request counters of the backends for which keep is
-// false, and forgets their resolved children: every backend a discovery
-// source ever reported would otherwise keep a series per model and status
-// for the life of the process. Runs on a runtime swap, off the request
-// path. A request still draining on a removed backend may add its series
-// back; the next swap deletes it again.
-func (s *series) prune(keep func(backend string) bool) {
+// prune deletes the request counters of the backends for which
+// keepBackend is false and of the models for which keepModel is false,
+// forgets their resolved children (the per-model ones too), and deletes
+// every series of a removed model (telemetry.Metrics.KeepModels): every
+// backend a discovery source ever reported, and every model a reload
+// removed, would otherwise keep its series for the life of the process.
+// A resolved child of a removed model must go with its series: the
+// model added back would count on a child the registry no longer
+// exports. Runs on a runtime swap, off the request path. A request still
+// draining on a removed backend or model may add its series back; the
+// next swap deletes it again.
+func (s *series) prune(keepModel, keepBackend func(string) bool) {
+	// The series first, then the children: a child a draining request
+	// resolves in between makes its series again, and the next swap
+	// deletes both; the other order could leave a resolved child whose
+	// series is gone, counting unseen once its model is back.
+	s.m.KeepModels(keepModel)
 	r := &s.requests
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for k := range r.m {
-		if k.backend != "" && !keep(k.backend) {
+		switch {
+		case k.model != "" && !keepModel(k.model):
+			delete(r.m, k) // its series: KeepModels, above
+		case k.backend != "" && !keepBackend(k.backend):
 			delete(r.m, k)
 			s.m.Requests.DeleteLabelValues(k.model, k.backend, codeLabel(k.status))
 		}
 	}
 	r.last.Store(nil)
+	r.mu.Unlock()
+	ms := &s.models
+	ms.mu.Lock()
+	for model := range ms.m {
+		if model != "" && !keepModel(model) {
+			delete(ms.m, model)
+		}
+	}
+	ms.last.Store(nil)
+	ms.mu.Unlock()
 }

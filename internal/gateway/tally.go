@@ -66,3 +66,17 @@ func (t *tally) snapshot(model string) (requests uint64, errors map[string]uint6
 	defer m.mu.Unlock()
 	return m.requests.Load(), maps.Clone(m.errors)
 }
+
+// keep forgets the counts of the models keep rejects (a reload removed
+// them; /status lists served models only), "" (models not configured)
+// always kept: a model added back starts from zero, as its Prometheus
+// series do (series.prune).
+func (t *tally) keep(keep func(model string) bool) {
+	t.models.Range(func(k, _ any) bool {
+		if name := k.(string); name != "" && !keep(name) {
+			t.models.Delete(name)
+		}
+		return true
+	})
+	t.last.Store(nil)
+}

@@ -297,6 +297,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- activeBatchesDesc
 	ch <- activeBatchesLimitDesc
 	ch <- batchesRefusedDesc
+	ch <- batchLinesDesc
+	ch <- batchLinesLimitDesc
+	ch <- trackedBatchesDesc
 	ch <- webhooksQueuedDesc
 	ch <- webhooksQueuedLimitDesc
 	ch <- webhookDestinationsDesc
@@ -319,6 +322,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(activeBatchesDesc, prometheus.GaugeValue, float64(active))
 		ch <- prometheus.MustNewConstMetric(activeBatchesLimitDesc, prometheus.GaugeValue, float64(c.s.o.MaxActiveBatches))
 		ch <- prometheus.MustNewConstMetric(batchesRefusedDesc, prometheus.CounterValue, float64(refused))
+		c.collectLines(ch)
 	}
 	ch <- prometheus.MustNewConstMetric(fileClaimWaitsDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimWaits.Load()))
 	ch <- prometheus.MustNewConstMetric(fileClaimTakeoversDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimTakeovers.Load()))

@@ -301,6 +301,7 @@ type Store struct {
 	batchStream streamHandle  // the batch bucket's stream (activeIndex, purgeIndexMarker)
 	idemStream  streamHandle  // the idem bucket's stream (readClaim)
 	active      activeBatches // what CreateBatch's bounds count; kept by the tracker
+	lines       batchLines    // the tracker's lines by state, for the metrics (batchlines.go)
 	usage       usageCache    // the store's usage for admission (storecap.go)
 	held        heldResults   // results workers hold on a full store (heldresult.go)
 	classesDown classesDown   // classes whose consumer a worker cannot create (classretry.go)
