@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,9 +25,7 @@ func writeAdminConfig(t *testing.T, backend, adminLine string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nadmin: %s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", adminLine, backend)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	return path
 }
 
@@ -207,9 +204,7 @@ func TestAdminCapFollowsReload(t *testing.T) {
 	reload := func(adminLine string) {
 		t.Helper()
 		src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nadmin: %s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", adminLine, be.URL)
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 		if err := a.Reload(); err != nil {
 			t.Fatal(err)
 		}

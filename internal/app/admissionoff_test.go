@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -37,9 +36,7 @@ func TestAdmissionOffReleasesTheQueued(t *testing.T) {
 		src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\n"+
 			"admission: {enabled: %v, max_wait: 10m, adaptive: {initial: 1, min: 1, max: 1}}\n"+
 			"models:\n  - name: m1\n    backends:\n      - url: %s\n", enabled, be.URL)
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write(true)
 	a := newApp(t, path)

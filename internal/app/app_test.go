@@ -44,13 +44,19 @@ func backend(t *testing.T, name string) *httptest.Server {
 // backend (flakes10). Long tests meet several probes (flakes11).
 const noProbes = "health: {active: {interval: 0s}}\n"
 
+// writeFile writes src to path, failing the test if it cannot.
+func writeFile(t testing.TB, path, src string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func writeConfig(t *testing.T, path, model, url string) {
 	t.Helper()
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n%smodels:\n  - name: %s\n    backends:\n      - url: %s\n", noProbes, model, url)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, tmp, src)
 	if err := os.Rename(tmp, path); err != nil { // atomic, as editors and ConfigMaps do
 		t.Fatal(err)
 	}
@@ -181,9 +187,7 @@ func serveLoopback(t *testing.T, a *App) (addr string) {
 // loadFile writes src to path and loads it as the config.
 func loadFile(t *testing.T, path, src string) *config.Config {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)

@@ -58,9 +58,7 @@ func writeRefreshConfig(t *testing.T, path, backend, grace string, models ...str
 		src += fmt.Sprintf("  - name: %s\n    backends:\n      - url: %s\n", m, backend)
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, tmp, src)
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}

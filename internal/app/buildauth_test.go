@@ -5,7 +5,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,9 +23,7 @@ func TestIssuerKeyFileErrorNamesTheEntry(t *testing.T) {
 		"auth:\n  jwt:\n    issuers:\n" +
 		"      - {name: corp, issuer: https://c/, audience: s, hmac_secret: 0123456789abcdef0123456789abcdef, algorithms: [HS256]}\n" +
 		"      - {name: partner, issuer: https://p/, audience: s, public_keys: [{file: " + filepath.Join(dir, "missing.pem") + "}]}\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)

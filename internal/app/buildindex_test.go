@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -71,9 +70,7 @@ func linearConfig(t testing.TB) *config.Config {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := "listen: 127.0.0.1:0\n" + noProbes + "queue: {enabled: false}\nmodels:\n  - name: m1\n    discovery:\n" +
 		"      - type: dns\n        name: llm.test\n        port: 8000\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	cfg, err := Load(path)
 	if err != nil {
 		t.Fatal(err)

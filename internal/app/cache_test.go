@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -44,9 +43,7 @@ func writeCacheConfig(t *testing.T, backend, redisAddr string) string {
 	// starved one takes the backend down (noProbes).
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+noProbes+"cache:\n  redis:\n    addrs: [%s]\n    timeout: 10s\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
 		redisAddr, backend)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	return path
 }
 
@@ -170,9 +167,7 @@ func TestRequestMemoMetrics(t *testing.T) {
 	be, _ := countingBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	url, admin, stop, done := startAppAdmin(t, path)
 	defer func() { stop(); <-done }()
 

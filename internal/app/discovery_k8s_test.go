@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -85,13 +84,6 @@ func writeKubeconfig(t *testing.T, dir string, api *kubetest.APIServer) string {
 		"users: [{name: test, user: {}}]\n"+
 		"contexts: [{name: test, context: {cluster: test, user: test, namespace: inference}}]\n")
 	return path
-}
-
-func writeFile(t *testing.T, path, src string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // A model whose only source has no backend to give, by fault (the API

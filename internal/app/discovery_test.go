@@ -50,9 +50,7 @@ func writeTargets(t *testing.T, path string, urls ...string) {
 func writeAtomic(t *testing.T, path, src string) {
 	t.Helper()
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, tmp, src)
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
@@ -70,9 +68,7 @@ func startDiscoveryAppWith(t *testing.T, targets, keys string) (a *App, url stri
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" + keys +
 		"models:\n  - name: m1\n    policy: round_robin\n    discovery:\n      - type: file\n        path: " + targets + "\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a = newApp(t, path)
 	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil { // not the default 9091: another process may hold it
 		t.Fatal(err)

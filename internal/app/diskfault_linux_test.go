@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -23,9 +22,7 @@ func TestQueueDiskRefusingWritesAtStart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nforecast: {snapshot: \"off\"}\nqueue: {data_dir: %s, workers: 0, worker_disabled: true}\n"+noProbes+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n", t.TempDir(), be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)

@@ -51,9 +51,7 @@ func TestExampleConfigRunsOnOneMachine(t *testing.T) {
 	}
 	t.Setenv("XDG_DATA_HOME", t.TempDir()) // the embedded queue's default data directory
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, text)
 	url, _, stop, done := startAppAdmin(t, path)
 	t.Cleanup(func() { stop(); <-done })
 

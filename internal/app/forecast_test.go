@@ -47,9 +47,7 @@ func TestForecastRestoredExportedAndSaved(t *testing.T) {
 	path := filepath.Join(dir, "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
 		"forecast: {enabled: true, snapshot: %q}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", snap, be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
 	f, ok := a.Forecaster().Forecast(m1, 10*time.Minute)
 	if !ok || math.Abs(f.Requests.Mean-5) > 0.1 || math.Abs(f.Tokens.Mean-50) > 1 {

@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -181,9 +180,7 @@ func TestStatusForecastAgainstActual(t *testing.T) {
 	off := filepath.Join(dir, "off.yaml")
 	src = fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nadmin: {listen: \"off\"}\n"+
 		"forecast: {enabled: false}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n", be.URL)
-	if err := os.WriteFile(off, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, off, src)
 	b := newApp(t, off)
 	t.Cleanup(b.release)
 	var raw map[string]json.RawMessage

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"mime/multipart"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,9 +40,7 @@ models:
     backends:
       - url: %s
 `, queue, is.URL(), jwtExtra, extra, backend)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 }
 
 func tokenFor(t *testing.T, is *jwttest.Issuer, sub string) string {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,9 +29,7 @@ models:
     backends:
       - url: %s
 `, t.TempDir(), be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,9 +46,7 @@ models:
     backends:
       - url: %s
 `, testAdminToken, t.TempDir(), natsAddr, workers, backend)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	url, admin, stop, done := startAppAdmin(t, path)
 	t.Cleanup(func() {
 		stop()
@@ -243,9 +240,7 @@ func TestWorkerRouteNeedsAnAdminToken(t *testing.T) {
 	be, calls := countingBackend(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	_, admin, stop, done := startAppAdmin(t, path)
 	defer func() { stop(); <-done }()
 	code, _, b := do(t, http.MethodPost, admin+"/worker/v1/chat/completions", "application/json", strings.NewReader(chatBody),

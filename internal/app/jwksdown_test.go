@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -37,9 +36,7 @@ func TestIssuerDownAtStartIsA503AndNotReady(t *testing.T) {
 			"auth:\n  require_key: true\n  jwt:\n    jwks_url: " + url + "\n    jwks_min_refresh: 200ms\n    jwks_timeout: 2s\n" +
 			"    issuer: https://idp.test/\n    audience: sluice\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write(issuer.URL + "/jwks.json")
 	a := newApp(t, path)

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,9 +34,7 @@ func TestReloadOfJWKSSettingsKeepsTheKeysWhileTheProviderIsDown(t *testing.T) {
 			"      - {name: corp, issuer: https://corp.test/, audience: sluice, jwks_url: " + corpServer.URL + "/jwks.json" + corpExtra + "}\n" +
 			"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + "}\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("")
 	a := newApp(t, path)

@@ -3,7 +3,6 @@ package app
 import (
 	"log/slog"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -31,9 +30,7 @@ func TestReloadToAnUnfetchableKeySetWarns(t *testing.T) {
 			"auth:\n  jwt:\n    jwks_url: " + issuer.URL + jwksPath + "\n    jwks_min_refresh: 200ms\n    jwks_timeout: 2s\n" +
 			"    issuer: https://idp.test/\n    audience: sluice\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("/jwks.json")
 	cfg, err := config.Load(path)
@@ -94,9 +91,7 @@ func TestReloadWarningNamesTheIssuersKeyPath(t *testing.T) {
 		t.Helper()
 		src := "listen: 127.0.0.1:0\n" + noProbes + "queue: {enabled: false}\nauth:\n  jwt:\n" + jwt +
 			"models:\n  - name: m1\n    backends:\n      - url: http://127.0.0.1:9\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 		cfg, err := config.Load(path)
 		if err != nil {
 			t.Fatal(err)

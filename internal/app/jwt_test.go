@@ -3,7 +3,6 @@ package app
 import (
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,9 +28,7 @@ func TestJWTReloadKeepsOrReplacesTheKeySet(t *testing.T) {
 		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 			"auth:\n  require_key: true\n  jwt:\n    jwks_url: " + is.URL() + "\n    issuer: https://idp.test/\n    audience: sluice\n" + jwtExtra +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("")
 	a := newApp(t, path)

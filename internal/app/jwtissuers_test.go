@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,9 +29,7 @@ func issuersApp(t *testing.T, corp, partner *jwttest.Issuer) (a *App, send func(
 		"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + "}\n" +
 		"rate_limits:\n  per_key: {requests: \"rate=1r/m burst=0 nodelay\"}\n  per_tenant: {requests: \"rate=1r/m burst=0 nodelay\"}\n" +
 		"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a = newApp(t, path)
 	t.Cleanup(a.release)
 	srv := httptest.NewServer(a.Handler())
@@ -124,9 +121,7 @@ func TestReloadKeepsEachIssuersKeySetOnItsOwn(t *testing.T) {
 			"      - {name: corp, issuer: https://corp.test/, audience: sluice, jwks_url: " + corp.URL() + "}\n" +
 			"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + partnerExtra + "}\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("")
 	a := newApp(t, path)
@@ -171,9 +166,7 @@ func TestKeysUnavailableNamesTheEntryInTheLogOnly(t *testing.T) {
 		"      - {name: corp, issuer: https://corp.test/, audience: sluice, jwks_url: " + corp.URL() + "}\n" +
 		"      - {name: partner, issuer: https://partner.test/, audience: sluice, jwks_url: " + partner.URL() + "}\n" +
 		"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a, logs := newLoggedApp(t, path, config.Load)
 	t.Cleanup(a.release)
 	srv := httptest.NewServer(a.Handler())

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,9 +36,7 @@ func TestKeepAliveHoldsAcrossVariedRequests(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n"+noProbes+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n", be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	url, _ := serveApp(t, newApp(t, path))
 
 	tr := &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1, ExpectContinueTimeout: time.Minute}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,9 +24,7 @@ func TestReloadChangingLimitsKeepsTheBuckets(t *testing.T) {
 			"auth:\n  keys: [{key: sk-a, tenant: ta}]\n"+
 			"rate_limits:\n  per_key: {requests: \"rate=1r/m burst=%d nodelay\"}\n"+
 			"models:\n  - name: m1\n    backends:\n      - url: %s\n", burst, be.URL)
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write(2) // 3 at once, then one a minute
 	a := newApp(t, path)
@@ -72,9 +69,7 @@ func TestReloadLimitsOffAndOnKeepsTheirMetrics(t *testing.T) {
 	write := func(limits string) {
 		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" + limits +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	on := "rate_limits: {global: {requests: \"rate=100r/s burst=100 nodelay\"}}\n"
 	write(on)

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,9 +13,7 @@ func TestLoadChecksPoliciesWithFileAndLine(t *testing.T) {
 	write := func(policy string) {
 		t.Helper()
 		src := "models:\n  - name: m1\n    policy: " + policy + "\n    backends: [{url: http://127.0.0.1:9001}]\n"
-		if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, p, src)
 	}
 	write("fastest")
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p+`:3: models[0].policy: unknown policy "fastest"`) {

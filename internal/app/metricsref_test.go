@@ -245,9 +245,7 @@ models:
 `, jwttest.New(t).URL(), filepath.Join(dir, "data"), filepath.Join(dir, "forecast.json"), redis.Addr, redis.Addr, be.URL, bad.URL, be.URL,
 		filepath.Join(dir, "targets.json"), filepath.Join(dir, "missing.json"))
 	writeTargets(t, filepath.Join(dir, "targets.json"), be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)

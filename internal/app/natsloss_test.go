@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -90,9 +89,7 @@ models:
       - url: %s
         max_concurrency: 8
 `, addr, backend.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	url, stop, done := startApp(t, path)
 	defer func() { stop(); <-done }()
 

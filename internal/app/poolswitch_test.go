@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -37,9 +36,7 @@ func TestRequestWaitingForASlotFollowsThePoolSwitch(t *testing.T) {
 	src := "listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nshutdown_grace: 30s\n" +
 		"admission: {enabled: false, max_wait: 10m}\n" +
 		"models:\n  - name: m1\n    discovery:\n      - type: file\n        path: " + targets + "\n        max_concurrency: 1\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
 	url := "http://" + serveLoopback(t, a)
 	eventually(t, "the old backend discovered", samePool(a, old.URL))
@@ -99,9 +96,7 @@ func TestRetryAfterRefusedConnectionWaitsForASlot(t *testing.T) {
 		"admission: {enabled: false, max_wait: 10m}\nhealth: {max_fails: 0, active: {interval: 0s}}\n" +
 		"models:\n  - name: m1\n    policy: round_robin\n    backends:\n" +
 		"      - {url: " + alive.URL + ", max_concurrency: 1}\n      - {url: " + gone.URL + ", max_concurrency: 1}\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
 	url := "http://" + serveLoopback(t, a)
 

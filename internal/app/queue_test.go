@@ -11,7 +11,6 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,9 +53,7 @@ queue:
     backends:
       - url: %s
 `, queueLine, hookSecret, backend)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
 	if cleanWithin > 0 {
 		a.queueStopBase = cleanWithin

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -81,9 +80,7 @@ func TestReloadOfAdmissionKeepsTheQueue(t *testing.T) {
 			"health: {max_fails: 0, active: {interval: 0s}}\nbreaker: {enabled: false}\nretry: {attempts: 1}\n"+
 			"admission: {max_wait: 10m, max_queued: %d, size_aware: false}\n"+
 			"models:\n  - name: m\n    backends:\n      - {url: %s, max_concurrency: 1}\n", maxQueued, be.srv.URL)
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write(100)
 	cfg, err := config.Load(path)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -62,9 +61,7 @@ models:
     backends:
       - url: %s
 `, simSrv.URL, closedBackendURL(t))
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
 	url, _, cancel, done := runApp(t, a)
 	defer func() { cancel(); <-done }()

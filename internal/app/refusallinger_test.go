@@ -26,9 +26,7 @@ func TestRefusalAndAdminLingerFollowServerLinger(t *testing.T) {
 	write := func(linger string) {
 		src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n%sserver:\n  max_connections: 1\n  discard: {max_bytes: 16KiB}\n  linger: {%s}\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
 			noProbes, linger, b.URL)
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("read_timeout: 1h")
 	a := newApp(t, path)

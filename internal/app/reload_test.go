@@ -24,9 +24,7 @@ func TestAppReloadFailingAtAnyStageKeepsServing(t *testing.T) {
 			"breaker: {window: " + window + "}\n" +
 			"rate_limits: {global: {requests: 'rate=10r/s burst=5'}}\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("30s")
 	a := newApp(t, path)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,9 +18,7 @@ func authConfig(t *testing.T, path, be, auth string) {
 		src += "auth:\n" + auth
 	}
 	src += fmt.Sprintf("models:\n  - name: m\n    backends:\n      - url: %s\n", be)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 }
 
 // chatWith posts a chat request to url with authorization (none when "")

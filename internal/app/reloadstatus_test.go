@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,9 +32,7 @@ func TestStatusShowsTheLastRefusedReload(t *testing.T) {
 		t.Fatalf("at start: %+v", s)
 	}
 	bad := fmt.Sprintf("models:\n  - name: m1\n    backends:\n      - url: %s\nhealth:\n  fail_timeout: ${SLUICE_TEST_SECRET}\n", be.URL)
-	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, bad)
 	err := a.Reload()
 	if err == nil || !strings.Contains(err.Error(), "S3cretValue") {
 		t.Fatalf("reload: %v (want a refusal quoting the value, as the log has it)", err)

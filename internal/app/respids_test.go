@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"net/http"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -73,9 +72,7 @@ func TestRateLimitsAndResponseIDsShareOneRedisClient(t *testing.T) {
 		src := "listen: 127.0.0.1:0\n" + noProbes + "log: {access: false}\nqueue: {enabled: false}\n" +
 			"rate_limits: {store: redis, redis: {addrs: ['" + rd.Addr + "']}, global: {requests: '" + rate + "'}}\n" +
 			"models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("rate=1000r/s burst=1000")
 	a := newApp(t, path)
@@ -124,9 +121,7 @@ func TestCacheRateLimitsAndResponseIDsShareOneRedisClient(t *testing.T) {
 			"rate_limits: {store: redis, redis: {addrs: ['" + rd.Addr + "'], timeout: 10s}, global: {requests: '" + rate + "'}}\n" +
 			"cache: {redis: {addrs: ['" + rd.Addr + "'], timeout: 10s}}\n" +
 			"models:\n  - name: m\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("rate=1000r/s burst=1000")
 	a := newApp(t, path)

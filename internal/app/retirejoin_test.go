@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -55,9 +54,7 @@ func TestReloadsJoinRetiredRuntimesUnderLoad(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\nupstream_client: net/http\n%smodels:\n"+
 		"  - name: m1\n    backends:\n      - url: %s\n", noProbes, simSrv.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
 	url, _, stop, done := runApp(t, a)
 	defer func() {

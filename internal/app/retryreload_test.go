@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -43,9 +42,7 @@ func TestReloadKeepsTheRetryBudget(t *testing.T) {
 			"retry: {attempts: 2, budget_ratio: 0.01, min_per_second: 1, hedge_factor: 0}\n"+
 			"health: {max_fails: 0, active: {interval: 0s}}\nbreaker: {enabled: false}\nadmission: {enabled: false}\n"+
 			"models:\n  - name: m1\n    backends:\n      - url: %s\n      - url: %s\n", comment, b1.URL, b2.URL)
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("first")
 	cfg, err := config.Load(path)

@@ -36,9 +36,7 @@ queue:
     backends:
       - url: %s
 `, keys, dataDir, workers, be)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 }
 
 // A reload that removes a tenant's last key records the revocation in
@@ -136,9 +134,7 @@ func restartAfterIssuerRemoved(t *testing.T, givenBack bool) {
 		if jwt {
 			b, _ := os.ReadFile(path)
 			src := strings.Replace(string(b), "queue:", "  jwt: {issuer: https://corp.test/, audience: sluice, algorithms: [HS256], hmac_secret: "+secret+"}\nqueue:", 1)
-			if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			writeFile(t, path, src)
 		}
 	}
 	now := time.Now()

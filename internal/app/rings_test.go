@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,9 +15,7 @@ func TestPrefixRingBuildsExported(t *testing.T) {
 	b1, b2 := backend(t, "b1"), backend(t, "b2")
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m\n    policy: prefix_affinity\n    backends:\n      - url: %s\n      - url: %s\n", b1.URL, b2.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	url, admin, cancel, done := startAppAdmin(t, path)
 	for range 5 {
 		resp, err := http.Post(url+"/v1/chat/completions", "application/json",

@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,9 +24,7 @@ func TestRoundRobinKeepsItsPlaceAcrossReloads(t *testing.T) {
 		src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false, level: %s}\nqueue: {enabled: false}\n"+
 			"models:\n  - name: m1\n    policy: round_robin\n    backends:\n      - url: %s\n      - url: %s\n      - url: %s\n",
 			level, urls[0], urls[1], urls[2])
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("info")
 	a := newApp(t, path)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -39,9 +38,7 @@ server:
     backends:
       - url: %s
 `, b.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
 	if _, err := a.ListenAdmin("127.0.0.1:0"); err != nil { // not the default port: tests run in parallel
 		t.Fatal(err)
@@ -154,9 +151,7 @@ server:
     backends:
       - url: %s
 `, queue, b.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	url, stop, done := startApp(t, path)
 	defer func() {
 		stop()
@@ -301,9 +296,7 @@ models:
     backends:
       - url: %s
 `, extra, b.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	url, stop, done := startApp(t, path)
 	t.Cleanup(func() {
 		stop()
@@ -326,9 +319,7 @@ func TestLingerBoundsApplyOnReload(t *testing.T) {
 	write := func(linger string) {
 		src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n%sserver:\n  linger: {%s}\nmodels:\n  - name: m\n    backends:\n      - url: %s\n",
 			noProbes, linger, b.URL)
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	write("read_timeout: 1h")
 	a := newApp(t, path)

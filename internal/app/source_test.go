@@ -2,7 +2,6 @@ package app
 
 import (
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,9 +22,7 @@ func TestReloadKeepsFlagOverridesAndAppliesLogLevel(t *testing.T) {
 		t.Helper()
 		src := "listen: 127.0.0.1:18000\n" + adminLine + "queue: {enabled: false, data_dir: /nonexistent/file-dir}\n" +
 			extra + "models:\n  - name: m1\n    backends:\n      - url: " + be.URL + "\n"
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 	}
 	start := func(o Overrides) (*App, *slog.LevelVar, *logbuf.Buffer) {
 		t.Helper()

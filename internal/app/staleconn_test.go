@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -96,9 +95,7 @@ func TestRetryAfterStaleConnectionWaitsForASlot(t *testing.T) {
 		"admission: {enabled: false, max_wait: 10m}\nhealth: {max_fails: 0, active: {interval: 0s}}\n" +
 		"models:\n  - name: m1\n    policy: round_robin\n    backends:\n" +
 		"      - {url: " + alive.URL + ", max_concurrency: 1}\n      - {url: " + closes + ", max_concurrency: 1}\n"
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
 	url := "http://" + serveLoopback(t, a)
 	t.Cleanup(free) // first: the app's drain waits for the held request

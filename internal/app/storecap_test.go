@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"mime/multipart"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,9 +20,7 @@ func TestQueueStoreBoundThroughTheGateway(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {data_dir: %s, max_file_bytes: 64KiB, max_store_bytes: 512KiB, workers: 0, worker_disabled: true}\n"+noProbes+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n", t.TempDir(), be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	url, admin, cancel, done := startAppAdmin(t, path)
 	t.Cleanup(func() {
 		cancel()
@@ -92,9 +89,7 @@ func TestQueueStoreBoundFollowsTheDisk(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {data_dir: %s, max_store_bytes: 1048576GiB, workers: 0, worker_disabled: true}\n"+noProbes+
 		"models:\n  - name: m\n    backends:\n      - url: %s\n", dir, be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	_, admin := serveApp(t, newApp(t, path))
 	// Other processes write to (or free) the same disk meanwhile: the
 	// bound is at most three quarters of the larger free space read before

@@ -32,9 +32,7 @@ func startTLSApp(t *testing.T, dir, certFile, keyFile, backendURL, extra string)
 	src := fmt.Sprintf("listen: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\n"+
 		"tls: {cert_file: %s, key_file: %s}\nmodels:\n  - name: m1\n    backends:\n      - url: %s\n%s",
 		certFile, keyFile, backendURL, extra)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	a := newApp(t, path)
 	url, _ := serveApp(t, a)
 	return a, strings.TrimPrefix(url, "http://")

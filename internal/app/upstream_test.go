@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,9 +19,7 @@ func TestUpstreamClientFromConfig(t *testing.T) {
 		be := backend(t, "b1")
 		path := filepath.Join(t.TempDir(), "sluice.yaml")
 		src := fmt.Sprintf("%slisten: 127.0.0.1:0\n"+noProbes+"log: {access: false}\nqueue: {enabled: false}\nmodels:\n  - name: m\n    backends:\n      - url: %s\n", tc.line, be.URL)
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, path, src)
 		url, admin, cancel, done := startAppAdmin(t, path)
 		for range 3 {
 			if code, body := chat(url, "m"); code != http.StatusOK || !strings.Contains(body, "b1") {

@@ -87,9 +87,7 @@ func TestWeightedSlowStartOfWeightOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	withWindow := strings.Replace(string(src), "    policy: weighted\n", "    policy: weighted\n    slow_start: 1h\n", 1)
-	if err := os.WriteFile(path, []byte(withWindow), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, withWindow)
 	if err := app.Reload(); err != nil {
 		t.Fatal(err)
 	}

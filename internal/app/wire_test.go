@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,9 +26,7 @@ func startWireApp(t *testing.T, backendURL, extra string) (host, admin string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	src := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {access: false}\nqueue: {enabled: false}\n%s%smodels:\n  - name: m1\n    backends:\n      - url: %s\n", noProbes, extra, backendURL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	base, admin, cancel, done := startAppAdmin(t, path)
 	t.Cleanup(func() {
 		cancel()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -39,9 +38,7 @@ models:
     backends:
       - url: %s
 `, testAdminToken, t.TempDir(), be.URL)
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, path, src)
 	url, admin, stop, done := startAppAdmin(t, path)
 	t.Cleanup(func() { stop(); <-done })
 

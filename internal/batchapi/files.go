@@ -35,7 +35,7 @@ type upload struct {
 	havePurpose bool
 	filename    string
 	haveFile    bool
-	spool       *os.File // the file part, spooled to disk
+	spool       spool // the file part, spooled
 	size        int64
 	lineErrs    []jobs.BatchLineError
 	// expiresAfter holds the expires_after[anchor] and
@@ -46,9 +46,33 @@ type upload struct {
 
 func (u *upload) close() {
 	if u.spool != nil {
-		u.spool.Close()
-		os.Remove(u.spool.Name())
+		u.spool.discard()
 	}
+}
+
+// spool is where an upload's file part goes as it streams, to be read
+// back when it is stored: a temporary file in TempDir (tempSpool), as a
+// 200 MiB upload is never held in memory.
+type spool interface {
+	io.ReadWriteSeeker
+	// discard closes the spool and frees what it holds.
+	discard()
+}
+
+type tempSpool struct{ *os.File }
+
+func (s tempSpool) discard() {
+	s.Close()
+	os.Remove(s.Name())
+}
+
+// newTempSpool is Handler.newSpool's default.
+func (h *Handler) newTempSpool() (spool, error) {
+	f, err := os.CreateTemp(h.tempDir, "sluice-upload-*.jsonl")
+	if err != nil {
+		return nil, err
+	}
+	return tempSpool{f}, nil
 }
 
 // uploadFile is POST /v1/files: multipart/form-data with "file" (a JSONL
@@ -189,7 +213,7 @@ func readSmallField(body io.Reader, name string) (string, error) {
 // spoolFile copies the file part to a temporary file, validating its lines
 // on the way, and stops at h.maxFileBytes with errFileTooLarge.
 func (h *Handler) spoolFile(u *upload, part io.Reader) error {
-	f, err := os.CreateTemp(h.tempDir, "sluice-upload-*.jsonl")
+	f, err := h.newSpool()
 	if err != nil {
 		return fmt.Errorf("spooling upload: %w", err)
 	}
@@ -217,7 +241,7 @@ func (h *Handler) spoolFile(u *upload, part io.Reader) error {
 
 // spoolWriter writes to f until more than max bytes come.
 type spoolWriter struct {
-	f   *os.File
+	f   io.Writer
 	max int64
 	n   int64
 }

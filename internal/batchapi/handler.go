@@ -61,6 +61,10 @@ type Handler struct {
 	models           func(string) bool
 	tempDir          string
 	log              *slog.Logger
+	// newSpool makes the spool of an upload (newTempSpool; a fuzz test's
+	// is in memory: a file created and removed per input is system calls
+	// and a filesystem's journal, most of each input's time).
+	newSpool func() (spool, error)
 }
 
 // New returns a Handler for opts, with defaults filled in.
@@ -94,6 +98,7 @@ func New(opts Options) *Handler {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
+	h.newSpool = h.newTempSpool
 	return h
 }
 

@@ -2,10 +2,11 @@ package batchapi
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 )
 
@@ -34,6 +35,39 @@ func multipartBody(t testing.TB, boundary string, fields [][2]string, file []byt
 	return buf.Bytes()
 }
 
+// memSpool is an upload's spool in memory, for the fuzz target: the
+// upload reader parses, validates and bounds the file part as it does
+// into a temporary file, without a file created and removed per input
+// (0.5-0.7 ms of system calls each on a loaded VM, half the CPU).
+type memSpool struct {
+	buf []byte
+	off int
+}
+
+func (m *memSpool) Write(p []byte) (int, error) {
+	m.buf = append(m.buf, p...)
+	return len(p), nil
+}
+
+func (m *memSpool) Read(p []byte) (int, error) {
+	if m.off >= len(m.buf) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.buf[m.off:])
+	m.off += n
+	return n, nil
+}
+
+func (m *memSpool) Seek(off int64, whence int) (int64, error) {
+	if whence != io.SeekStart || off < 0 {
+		return 0, errors.New("memSpool: only absolute seeks")
+	}
+	m.off = int(off)
+	return off, nil
+}
+
+func (m *memSpool) discard() { m.buf = nil }
+
 // FuzzReceiveUpload feeds arbitrary multipart bodies to the upload reader:
 // it never panics, never spools more than the limit, and its streaming
 // validation agrees with parsing the spooled file whole.
@@ -44,10 +78,14 @@ func FuzzReceiveUpload(f *testing.F) {
 	f.Add(multipartBody(f, fuzzBoundary, [][2]string{{"file", "a"}, {"file", "b"}}, good))
 	f.Add(multipartBody(f, fuzzBoundary, [][2]string{{"purpose", "fine-tune"}, {"x", "y"}}, nil))
 	f.Add([]byte("--" + fuzzBoundary + "\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n{\r\n--" + fuzzBoundary))
-	dir := f.TempDir()
 	const max = 1024
-	h := New(Options{TempDir: dir, MaxFileBytes: max, MaxLineBytes: 200, MaxBatchRequests: 10,
+	h := New(Options{MaxFileBytes: max, MaxLineBytes: 200, MaxBatchRequests: 10,
 		Endpoints: testParseOpts.Endpoints, Models: testParseOpts.Models})
+	var spooled *memSpool
+	h.newSpool = func() (spool, error) {
+		spooled = &memSpool{}
+		return spooled, nil
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := httptest.NewRequest(http.MethodPost, "/v1/files", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "multipart/form-data; boundary="+fuzzBoundary)
@@ -63,14 +101,13 @@ func FuzzReceiveUpload(f *testing.F) {
 		if !u.haveFile {
 			return
 		}
-		spooled, rerr := os.ReadFile(u.spool.Name())
-		if rerr != nil {
-			t.Fatal(rerr)
+		if u.spool != spooled {
+			t.Fatalf("upload holds spool %p, the one made was %p", u.spool, spooled)
 		}
-		if int64(len(spooled)) != u.size || u.size > max {
-			t.Fatalf("spooled %d bytes, reported %d, limit %d", len(spooled), u.size, max)
+		if int64(len(spooled.buf)) != u.size || u.size > max {
+			t.Fatalf("spooled %d bytes, reported %d, limit %d", len(spooled.buf), u.size, max)
 		}
-		_, whole, _ := ParseBatchInput(bytes.NewReader(spooled), ParseOptions{Endpoints: h.endpoints, Models: h.models,
+		_, whole, _ := ParseBatchInput(bytes.NewReader(spooled.buf), ParseOptions{Endpoints: h.endpoints, Models: h.models,
 			MaxRequests: h.maxBatchRequests, MaxLineBytes: h.maxLineBytes})
 		if (whole == nil) != (u.lineErrs == nil) {
 			t.Fatalf("streaming validation %+v, whole-file validation %+v", u.lineErrs, whole)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,10 +50,7 @@ func answerWaitSend(t *testing.T, ctx context.Context, url string, stream bool, 
 // still refused at once with Retry-After: streams' first-token pricing is
 // unchanged, and the non-stream takes no stream's place beyond its fair one.
 func TestNonStreamedRequestWaitsForItsAnswersBudget(t *testing.T) {
-	s := sim.New(sim.Config{Model: "m1", Seed: 1, DecodeStepBase: 10 * time.Millisecond})
-	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
-	t.Cleanup(be.Close)
+	_, be := simBackend(t, sim.Config{Model: "m1", Seed: 1, DecodeStepBase: 10 * time.Millisecond})
 	cfg := testConfig(be.URL)
 	cfg.Retry.HedgeFactor = 0
 	cfg.Models[0].Backends[0].MaxConcurrency = 2

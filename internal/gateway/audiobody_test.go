@@ -7,7 +7,6 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -65,10 +64,7 @@ func sendChunked(t *testing.T, addr, path, contentType string, body []byte) (*ht
 // chunked, is 413 naming max_audio_body_bytes; JSON bodies keep their
 // 8 MiB bound (max_body_bytes) on the same gateway.
 func TestDefaultBodyBoundsByPath(t *testing.T) {
-	s := sim.New(sim.Config{Model: "m1", Instant: true, Seed: 7})
-	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
-	t.Cleanup(be.Close)
+	s, be := simBackend(t, sim.Config{Model: "m1", Instant: true, Seed: 7})
 	cfg := testConfig(be.URL) // config.Default()'s bounds
 	if cfg.MaxBodyBytes != 8<<20 || cfg.MaxAudioBodyBytes != 25<<20 {
 		t.Fatalf("defaults: max_body_bytes %d, max_audio_body_bytes %d", cfg.MaxBodyBytes, cfg.MaxAudioBodyBytes)

@@ -138,10 +138,7 @@ func TestAudioStreamCut(t *testing.T) {
 func TestAudioStreamSim(t *testing.T) {
 	for _, model := range []string{"whisper", "gpt-4o-mini-transcribe"} {
 		t.Run(model, func(t *testing.T) {
-			s := sim.New(sim.Config{Model: model, DecodeStepBase: time.Millisecond, Seed: 7})
-			t.Cleanup(s.Close)
-			be := httptest.NewServer(s)
-			t.Cleanup(be.Close)
+			_, be := simBackend(t, sim.Config{Model: model, DecodeStepBase: time.Millisecond, Seed: 7})
 			cfg := testConfig(be.URL)
 			cfg.Models[0].Name = model
 			srv, _, logs := usageGateway(t, cfg)

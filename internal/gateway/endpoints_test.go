@@ -40,10 +40,7 @@ func twoModelSims(t *testing.T, edit func(*config.Config)) (*httptest.Server, *G
 	sims := map[string]*sim.Server{}
 	var urls []string
 	for _, m := range []string{"m1", "m2"} {
-		s := sim.New(sim.Config{Model: m, DecodeStepBase: time.Millisecond, Seed: 7})
-		t.Cleanup(s.Close)
-		be := httptest.NewServer(s)
-		t.Cleanup(be.Close)
+		s, be := simBackend(t, sim.Config{Model: m, DecodeStepBase: time.Millisecond, Seed: 7})
 		sims[m], urls = s, append(urls, be.URL)
 	}
 	cfg := testConfig(urls[0])

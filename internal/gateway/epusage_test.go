@@ -231,10 +231,7 @@ func TestEndpointUsageShapes(t *testing.T) {
 // usage reports (written before the results); a transcription reports
 // its audio's seconds, no tokens, and keeps its estimate.
 func TestEndpointUsageFromSimulator(t *testing.T) {
-	s := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond, Seed: 7})
-	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
-	t.Cleanup(be.Close)
+	_, be := simBackend(t, sim.Config{Model: "m1", DecodeStepBase: time.Millisecond, Seed: 7})
 	cfg := testConfig(be.URL)
 	const limit = 100000
 	tpm := int64(limit)

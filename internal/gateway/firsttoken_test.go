@@ -104,10 +104,7 @@ func TestStreamHeadWithoutTokenCutAtFirstTokenBound(t *testing.T) {
 // is still open, not when it ends: a backend that turned slow is seen as
 // slow before its slow streams finish.
 func TestLatencyLearnedAtFirstToken(t *testing.T) {
-	s := sim.New(sim.Config{Model: "m1", DecodeStepBase: 20 * time.Millisecond})
-	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
-	t.Cleanup(be.Close)
+	_, be := simBackend(t, sim.Config{Model: "m1", DecodeStepBase: 20 * time.Millisecond})
 	srv, gw := startGateway(t, testConfig(be.URL))
 	b := gw.Runtime().Pools["m1"].Backends[0]
 

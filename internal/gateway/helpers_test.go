@@ -16,7 +16,19 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/routing"
+	"github.com/sluice-gw/sluice/internal/sim"
 )
+
+// simBackend starts the simulator with cfg behind a loopback server, both
+// closed when the test ends.
+func simBackend(t testing.TB, cfg sim.Config) (*sim.Server, *httptest.Server) {
+	t.Helper()
+	s := sim.New(cfg)
+	t.Cleanup(s.Close)
+	be := httptest.NewServer(s)
+	t.Cleanup(be.Close)
+	return s, be
+}
 
 // testConfig is a one-model config over the given backend URLs with short
 // timeouts suitable for tests.

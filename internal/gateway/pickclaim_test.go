@@ -54,10 +54,7 @@ func (p *holdingPicker) Pick(_ *routing.Request, cands []*endpoint.Backend) *end
 func TestPickAndClaimShareTheBound(t *testing.T) {
 	var urls []string
 	for i := range 3 {
-		s := sim.New(sim.Config{Model: "m1", Seed: int64(i), Slots: 32, DecodeStepBase: 20 * time.Millisecond})
-		t.Cleanup(s.Close)
-		be := httptest.NewServer(s)
-		t.Cleanup(be.Close)
+		_, be := simBackend(t, sim.Config{Model: "m1", Seed: int64(i), Slots: 32, DecodeStepBase: 20 * time.Millisecond})
 		urls = append(urls, be.URL)
 	}
 	cfg := testConfig(urls...)

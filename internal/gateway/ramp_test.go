@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,10 +52,7 @@ func TestSteadyTenantKeepsSlotsDuringBurst(t *testing.T) {
 func steadyNextToBurst(t *testing.T, ramp time.Duration) (burstStarted int64, steadyRefused int64) {
 	var urls []string
 	for i := range 2 {
-		s := sim.New(sim.Config{Model: "m1", Seed: int64(i), Slots: 8, DecodeStepBase: 10 * time.Millisecond})
-		t.Cleanup(s.Close)
-		be := httptest.NewServer(s)
-		t.Cleanup(be.Close)
+		_, be := simBackend(t, sim.Config{Model: "m1", Seed: int64(i), Slots: 8, DecodeStepBase: 10 * time.Millisecond})
 		urls = append(urls, be.URL)
 	}
 	cfg := testConfig(urls...)

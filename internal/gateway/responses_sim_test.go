@@ -23,10 +23,7 @@ func simPool(t *testing.T, n int, edit func(*config.Config)) (*httptest.Server, 
 	var sims []*sim.Server
 	var urls []string
 	for i := 0; i < n; i++ {
-		s := sim.New(sim.Config{Model: "m1", DecodeStepBase: time.Millisecond, Seed: int64(i + 1)})
-		t.Cleanup(s.Close)
-		be := httptest.NewServer(s)
-		t.Cleanup(be.Close)
+		s, be := simBackend(t, sim.Config{Model: "m1", DecodeStepBase: time.Millisecond, Seed: int64(i + 1)})
 		sims, urls = append(sims, s), append(urls, be.URL)
 	}
 	cfg := testConfig(urls...)

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -22,10 +21,7 @@ import (
 // waited for the other slot; now the stream takes it and the non-stream
 // the next one, both answered.
 func TestStreamQueuedDuringAnswersSlackNotOvertakenAfterIt(t *testing.T) {
-	s := sim.New(sim.Config{Model: "m1", Seed: 1, DecodeStepBase: 10 * time.Millisecond})
-	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
-	t.Cleanup(be.Close)
+	_, be := simBackend(t, sim.Config{Model: "m1", Seed: 1, DecodeStepBase: 10 * time.Millisecond})
 	cfg := testConfig(be.URL)
 	cfg.Retry.HedgeFactor = 0
 	cfg.Models[0].Backends[0].MaxConcurrency = 2

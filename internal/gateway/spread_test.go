@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -32,10 +31,7 @@ func TestBurstSpreadAcrossUnevenAdaptiveLimits(t *testing.T) {
 		// Slots enough for any placement, so every stream sent starts at
 		// once and each request's fate is known without waiting on a
 		// generation: the count each simulator received is the spread.
-		s := sim.New(sim.Config{Model: "m1", Seed: int64(i), Slots: 32, DecodeStepBase: 20 * time.Millisecond})
-		t.Cleanup(s.Close)
-		be := httptest.NewServer(s)
-		t.Cleanup(be.Close)
+		s, be := simBackend(t, sim.Config{Model: "m1", Seed: int64(i), Slots: 32, DecodeStepBase: 20 * time.Millisecond})
 		sims, urls = append(sims, s), append(urls, be.URL)
 	}
 	cfg := testConfig(urls...)

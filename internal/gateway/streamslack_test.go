@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,10 +52,7 @@ func holdStream(t *testing.T, ctx context.Context, url string, maxTokens int) {
 // 503; now it queues, and takes the first slot freed, before the
 // non-streams, which are all still answered within their budget.
 func TestStreamGoesAheadOfNonStreamsWithinTheirSlack(t *testing.T) {
-	s := sim.New(sim.Config{Model: "m1", Seed: 1, DecodeStepBase: 10 * time.Millisecond})
-	t.Cleanup(s.Close)
-	be := httptest.NewServer(s)
-	t.Cleanup(be.Close)
+	_, be := simBackend(t, sim.Config{Model: "m1", Seed: 1, DecodeStepBase: 10 * time.Millisecond})
 	cfg := testConfig(be.URL)
 	cfg.Retry.HedgeFactor = 0
 	cfg.Models[0].Backends[0].MaxConcurrency = 2

@@ -145,11 +145,12 @@ func ParseEndpointRequest(e ModelEndpoint, body []byte) (p Peek, inputBytes int,
 		return p, 0, BadRequest("invalid_json", "the request body is empty; it must be a JSON object")
 	}
 	var top topMembers
-	if !scanJSON(body, &scanNotes{members: &top}) {
+	notes := scanNotes{members: &top, utf8: true}
+	if !scanJSON(body, &notes) {
 		return p, 0, syntaxError(body)
 	}
-	if err := notUTF8(body); err != nil {
-		return p, 0, err
+	if notes.badUTF8 > 0 {
+		return p, 0, notUTF8(body, notes.badUTF8-1)
 	}
 	if trimmed[0] != '{' {
 		return p, 0, ErrNotObject

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // Peek is the handful of request fields the gateway needs. Everything else
@@ -80,11 +79,12 @@ func parseRequest(body []byte, noted bool) (Peek, error) {
 		return Peek{}, BadRequest("invalid_json", "the request body is empty; it must be a JSON object")
 	}
 	var top topMembers
-	if !scanJSON(body, &scanNotes{members: &top}) {
+	notes := scanNotes{members: &top, utf8: true}
+	if !scanJSON(body, &notes) {
 		return Peek{}, syntaxError(body)
 	}
-	if err := notUTF8(body); err != nil {
-		return Peek{}, err
+	if notes.badUTF8 > 0 {
+		return Peek{}, notUTF8(body, notes.badUTF8-1)
 	}
 	if trimmed[0] != '{' {
 		return Peek{}, ErrNotObject
@@ -376,28 +376,17 @@ func syntaxError(body []byte) *Error {
 }
 
 // notUTF8 refuses a body that the grammar accepts but whose bytes are
-// not UTF-8: JSON text exchanged between systems must be UTF-8 (RFC 8259
-// §8.1). Go's decoder and the scan accept such bytes (a decoder reads
+// not UTF-8, from byte i on (the first that is not, as the scan noted it:
+// scanNotes.utf8): JSON text exchanged between systems must be UTF-8 (RFC
+// 8259 §8.1). Go's decoder and the grammar accept such bytes (a decoder reads
 // each as U+FFFD) while a Python backend's json.loads refuses the body
 // (FastAPI: 400 "There was an error parsing the body", not an OpenAI
 // error), and the gateway would key, route and count a request that the
 // backend reads differently. OpenAI answers a body it cannot parse with
-// this message. nil when the body is UTF-8 (utf8.Valid, a word at a
-// time over ASCII).
-func notUTF8(body []byte) error {
-	if utf8.Valid(body) {
-		return nil
-	}
-	i := 0
-	for i < len(body) {
-		r, n := utf8.DecodeRune(body[i:])
-		if r == utf8.RuneError && n == 1 {
-			break
-		}
-		i += n
-	}
+// this message.
+func notUTF8(body []byte, i int) error {
 	return BadRequest("invalid_json", "We could not parse the JSON body of your request: it is not UTF-8 text (byte 0x"+
-		strconv.FormatUint(uint64(body[min(i, len(body)-1)]), 16)+" at byte "+strconv.Itoa(i)+"); JSON must be sent as UTF-8")
+		strconv.FormatUint(uint64(body[i]), 16)+" at byte "+strconv.Itoa(i)+"); JSON must be sent as UTF-8")
 }
 
 // ReplaceModel returns body with its top-level "model" set to model, in a

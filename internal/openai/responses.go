@@ -52,11 +52,12 @@ func ParseResponsesRequest(body []byte) (Peek, ResponsesPeek, error) {
 		return p, rp, BadRequest("invalid_json", "the request body is empty; it must be a JSON object")
 	}
 	var top topMembers
-	if !scanJSON(body, &scanNotes{members: &top}) {
+	notes := scanNotes{members: &top, utf8: true}
+	if !scanJSON(body, &notes) {
 		return p, rp, syntaxError(body)
 	}
-	if err := notUTF8(body); err != nil {
-		return p, rp, err
+	if notes.badUTF8 > 0 {
+		return p, rp, notUTF8(body, notes.badUTF8-1)
 	}
 	if trimmed[0] != '{' {
 		return p, rp, ErrNotObject

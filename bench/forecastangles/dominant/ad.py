@@ -96,16 +96,6 @@ for r in res[:3]: print('%-55s days3-7 %s  days8-14 %s' % (r[0], fmt(r[1]), fmt(
 print('# (a) spread days8-14 60m over all %d settings: %.3f-%.3f' % (len(res), min(r[2][2] for r in res), max(r[2][2] for r in res)))
 
 # (d) two-state regime
-def twomeans(v):
-    v = sorted(v); thr = median(v)
-    for _ in range(50):
-        lo = [x for x in v if x <= thr]; hi = [x for x in v if x > thr]
-        if not lo or not hi: break
-        t2 = (sum(lo) / len(lo) + sum(hi) / len(hi)) / 2
-        if abs(t2 - thr) < 1e-9: break
-        thr = t2
-    return thr
-
 def regime(h, nb, levelkind, mode):
     def fit(end):
         idx = [o for o in range(0, end) if not OG[o]]

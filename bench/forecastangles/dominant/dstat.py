@@ -1,15 +1,5 @@
 # (d) chunk-60's two states (2-means threshold on days 1-7): switch probabilities by 4 h of day, both weeks (branch fc14)
 from h import *
-def twomeans(v):
-    v = sorted(v); thr = median(v)
-    for _ in range(50):
-        lo = [x for x in v if x <= thr]; hi = [x for x in v if x > thr]
-        if not lo or not hi: break
-        t2 = (sum(lo) / len(lo) + sum(hi) / len(hi)) / 2
-        if abs(t2 - thr) < 1e-9: break
-        thr = t2
-    return thr
-
 N = len(X)
 thr = twomeans([C60[o] for o in range(TR) if not OG[o]])
 st = [1 if C60[o] > thr else 0 for o in range(N)]

@@ -105,6 +105,18 @@ def median(v):
     if m == 0: return 0.0
     return v[m // 2] if m % 2 else (v[m // 2 - 1] + v[m // 2]) / 2
 
+# twomeans is the 2-means threshold of v (the two-state regime's split,
+# angle (d)): the midpoint of the two groups' means, iterated from the median.
+def twomeans(v):
+    v = sorted(v); thr = median(v)
+    for _ in range(50):
+        lo = [x for x in v if x <= thr]; hi = [x for x in v if x > thr]
+        if not lo or not hi: break
+        t2 = (sum(lo) / len(lo) + sum(hi) / len(hi)) / 2
+        if abs(t2 - thr) < 1e-9: break
+        thr = t2
+    return thr
+
 def solve(A, b):
     n = len(b); M = [row[:] + [b[i]] for i, row in enumerate(A)]
     for c in range(n):
