@@ -52,6 +52,9 @@ type exchange struct {
 	rl ratelimit.Result
 	// call is the backend call, written by upstream and after it only.
 	call upstreamCall
+	// ids makes the request ids of the requests x runs (handle), outside
+	// exchangeState: release keeps it for x's next request.
+	ids openai.RequestIDs
 }
 
 // exchangeState is the exchange but for its two parts written only when
@@ -172,7 +175,10 @@ func (g *Gateway) handle(w http.ResponseWriter, r *http.Request, job *jobCall, e
 		}
 	}
 	x.hdr.read(r.Header)
-	reqID := saneRequestID(x.hdr.requestID)
+	reqID := x.hdr.requestID
+	if !saneID(reqID) {
+		reqID = x.ids.New()
+	}
 	vals.id[0] = reqID
 	w.Header()[headerRequestID] = vals.id[:]
 	// x is zero (new, or cleared by release): set only what is known, not

@@ -562,11 +562,15 @@ func setRequestID(w http.ResponseWriter, r *http.Request) {
 // saneRequestID is id, a client's X-Request-Id ("" when none), if sane,
 // else a new one.
 func saneRequestID(id string) string {
-	if id != "" && len(id) <= 128 && printable(id) {
+	if saneID(id) {
 		return id
 	}
 	return openai.NewRequestID()
 }
+
+// saneID reports whether a client's X-Request-Id, id, is kept as the
+// request's (saneRequestID).
+func saneID(id string) bool { return id != "" && len(id) <= 128 && printable(id) }
 
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -39,3 +39,40 @@ func TestRequestIDFormat(t *testing.T) {
 		t.Errorf("two request ids alike: %q", a)
 	}
 }
+
+// RequestIDs makes ids of NewRequestID's format, none twice, and an id
+// once made stays as it was while the ids after it fill its block and the
+// next ones: each is a string of a block nothing writes again.
+func TestRequestIDsFromBlocks(t *testing.T) {
+	var ids RequestIDs
+	made := make([]string, 0, 3*idsPerBlock+1)
+	copies := make([]string, 0, cap(made))
+	seen := map[string]bool{}
+	for range cap(made) {
+		id := ids.New()
+		if _, err := hex.DecodeString(id); len(id) != RequestIDLen || err != nil || strings.ToLower(id) != id {
+			t.Fatalf("request id %q: %d hex digits, want %d lowercase", id, len(id), RequestIDLen)
+		}
+		if seen[id] {
+			t.Fatalf("request id %q made twice", id)
+		}
+		seen[id] = true
+		made = append(made, id)
+		copies = append(copies, strings.Clone(id))
+	}
+	for i := range made {
+		if made[i] != copies[i] {
+			t.Fatalf("request id %d changed after later ones were made: %q, was %q", i, made[i], copies[i])
+		}
+	}
+}
+
+// A request id from RequestIDs allocates only its block's share: one
+// allocation every idsPerBlock ids (AllocsPerRun's whole allocations per
+// id: 0), against one each from NewRequestID.
+func TestRequestIDsAllocatePerBlock(t *testing.T) {
+	var ids RequestIDs
+	if got := testing.AllocsPerRun(idsPerBlock*10, func() { ids.New() }); got != 0 {
+		t.Errorf("RequestIDs.New: %.0f allocations per id, want 1 every %d ids", got, idsPerBlock)
+	}
+}
