@@ -230,3 +230,61 @@ func TestRefusedTakerLeavesTheClaim(t *testing.T) {
 		t.Fatalf("a third submit with the key: job %q existing=%v %v; want job %s replayed (not a second job)", got, existing, err, id)
 	}
 }
+
+// TestTakeoverAfterOrphanDropStillRuns: a submit claims a key, publishes
+// its job's message and dies before writing the record; a worker drops
+// the message once it has waited orphanGrace for a record that never
+// came (simulated here by deleting it, as the worker's Ack does). The
+// client's retry, within the work stream's duplicate window (2 min, past
+// orphanGrace's 1), takes the claim over for the dead submit's id: its
+// publish, under the same Nats-Msg-Id, is dropped as a duplicate of the
+// message that is gone. Before, the retry got 202 for a job whose record
+// said queued and which no message would ever run (a refused taker that
+// keeps its claim, claimfix, leads a retry to the same id the same way).
+func TestTakeoverAfterOrphanDropStillRuns(t *testing.T) {
+	clk := newClock()
+	s, _ := newStore(t, func(o *Options) { o.Now = clk.Now })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	claimedID, release := stallFirstClaim(t, s)
+	sp := spec("acme")
+	sp.IdempotencyKey = "published-then-died"
+
+	firstDone := submitAsync(ctx, s, sp)
+	id := <-claimedID
+	// What the dead submit stored of its job: its message, then gone.
+	ack, err := s.enqueue(ctx, defaultClasses()[0], singleKey(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, err := s.js.Stream(ctx, workStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := work.DeleteMsg(ctx, ack.Sequence); err != nil {
+		t.Fatal(err)
+	}
+
+	r := awaitSubmit(t, clk, submitAsync(ctx, s, sp))
+	if r.err != nil || r.existing || r.j == nil || r.j.ID != id {
+		t.Fatalf("the retry on the dead submit's claim of job %s: %+v existing=%v %v; want the job made under it", id, r.j, r.existing, r.err)
+	}
+	info, err := work.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("job %s is queued with %d messages in the work stream, want 1: no worker will ever run it", id, info.State.Msgs)
+	}
+	var ran sync.Map
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Executor: recordBodies(&ran, &calls)})
+	eventually(t, "the job to succeed", func() bool { return mustJob(t, s, "acme", id).Status == StatusSucceeded })
+	release()
+	if a := <-firstDone; a.err != nil || !a.existing || a.j.ID != id {
+		t.Fatalf("the stalled submit, resumed: %+v existing=%v %v; want job %s as existing", a.j, a.existing, a.err, id)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("job %s ran %d times, want once", id, calls.Load())
+	}
+}

@@ -129,6 +129,9 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 		ack, err = s.enqueue(ctx, sp.Class, key)
 		return err
 	})
+	if err == nil && ack.Duplicate {
+		err = s.enqueueAgain(ctx, sp.Class, key, &ack)
+	}
 	if err != nil {
 		if ownKey && isStoreFullErr(err) {
 			s.dropRefused(key, bodyRev, 0)
@@ -171,6 +174,31 @@ func (s *Store) enqueue(ctx context.Context, class, key string) (*jetstream.PubA
 		return nil, fmt.Errorf("jobs: enqueueing %s: %w", key, err)
 	}
 	return ack, nil
+}
+
+// enqueueAgain publishes key's message once more, under a Nats-Msg-Id of
+// its own, after the work stream took its publish as a duplicate: a
+// message under key was stored within the duplicate window (2 min) by a
+// submit with the same idempotency key that wrote no record (it died, or
+// was refused after its publish), and a worker drops such a message once
+// it has waited orphanGrace (1 min) for its record. A submit that took
+// that claim over would otherwise write a queued record no message runs.
+// The worker skips whichever of the two comes second (settled: the
+// record is running under the other's sequence, or done). *ack becomes
+// the new message's.
+func (s *Store) enqueueAgain(ctx context.Context, class, key string, ack **jetstream.PubAck) error {
+	nonce, err := s.newID("", 8)
+	if err != nil {
+		return err
+	}
+	return whileLeaderless(ctx, s.o.RequestTimeout, s.leaderless, func() error {
+		a, err := s.js.Publish(ctx, workSubjects+class, []byte(key), jetstream.WithMsgID(key+"."+nonce))
+		if err != nil {
+			return fmt.Errorf("jobs: enqueueing %s: %w", key, err)
+		}
+		*ack = a
+		return nil
+	})
 }
 
 // Job returns the tenant's single job. Jobs of batches are reached through
