@@ -13,13 +13,15 @@
 # message's content padded): RAG and chat-history prompts of 8-200 KiB.
 # RAMP=duration spreads the openings over that long (streamclient --ramp):
 # streams that arrive over time, not in one burst, so a buffer released
-# early can serve a later stream. "after GC" lines are the same
+# early can serve a later stream. ALIAS=1 serves the streams under a model
+# alias (the client asks for "a", upstream_model: m), so the gateway
+# rewrites each request's body. "after GC" lines are the same
 # differences with both samples taken after two forced collections (the
 # heap the held streams keep, without garbage or pooled buffers).
-# Usage: [P=19601] [PAD=0] [RAMP=0s] bench/stream-hold.sh BIN TAG [N=1000]
+# Usage: [P=19601] [PAD=0] [RAMP=0s] [ALIAS=] bench/stream-hold.sh BIN TAG [N=1000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=$1 TAG=$2 N=${3:-1000} P=${P:-19601} OUT=${OUT:-$PWD} PAD=${PAD:-0} RAMP=${RAMP:-0s}
+BIN=$1 TAG=$2 N=${3:-1000} P=${P:-19601} OUT=${OUT:-$PWD} PAD=${PAD:-0} RAMP=${RAMP:-0s} ALIAS=${ALIAS:-}
 PIDS=()
 W=$(mktemp -d)
 trap 'for p in "${PIDS[@]}"; do kill $p 2>/dev/null; done; sleep 0.2; rm -rf $W' EXIT
@@ -27,8 +29,10 @@ go build -o $W/sc ./bench/streamclient
 SC=$W/sc
 simflags=(--model m --slots 2048 --max-waiting 8192 --kv-tokens 1000000000 --prefill-tps 1e9 --step-per-seq 1ns)
 taskset -c 0 $BIN sim --listen 127.0.0.1:$((P+1)) "${simflags[@]}" --step 1s >/dev/null 2>&1 & PIDS+=($!)
-body() { printf '{"model":"m","messages":[{"role":"user","content":"hi%s"}],"max_tokens":%d,"stream":true}' "$(head -c "${2:-0}" /dev/zero | tr '\0' x)" "$1"; }
-printf 'models:\n  - name: m\n    backends:\n      - url: http://127.0.0.1:%d\n        max_concurrency: 2000\n' $((P+1)) > $W/mem.yaml
+MODEL=m UP=
+if [ -n "$ALIAS" ]; then MODEL=a UP="        upstream_model: m\n"; fi
+body() { printf '{"model":"%s","messages":[{"role":"user","content":"hi%s"}],"max_tokens":%d,"stream":true}' "$MODEL" "$(head -c "${2:-0}" /dev/zero | tr '\0' x)" "$1"; }
+printf "models:\n  - name: $MODEL\n    backends:\n      - url: http://127.0.0.1:%d\n        max_concurrency: 2000\n$UP" $((P+1)) > $W/mem.yaml
 sleep 0.5
 GOMAXPROCS=1 taskset -c 1 $BIN serve --config $W/mem.yaml --listen 127.0.0.1:$((P+4)) --admin-listen off --pprof 127.0.0.1:$((P+5)) --log-level error --data-dir $W/dd2 2>$W/s2.log & SP=$!; PIDS+=($SP)
 sleep 1.5

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -92,9 +93,13 @@ type MixCount struct {
 	RefusedWithRA int `json:"refused_with_retry_after"`
 	// RefusedAtArrival: of those, refused with no time in Sluice's queue
 	// (X-Sluice-Queue-Time 0 or absent).
-	RefusedAtArrival int            `json:"refused_at_arrival"`
-	Unannounced      int            `json:"unannounced_failures"`
-	UnannouncedBy    map[string]int `json:"unannounced_by_kind,omitempty"`
+	RefusedAtArrival int `json:"refused_at_arrival"`
+	// RefusedBy: the refused with Retry-After by the error code of their
+	// body (Sluice's: its admission reason, pool_saturated for saturated;
+	// the simulator's server_busy); "no code" without one.
+	RefusedBy     map[string]int `json:"refused_by_code,omitempty"`
+	Unannounced   int            `json:"unannounced_failures"`
+	UnannouncedBy map[string]int `json:"unannounced_by_kind,omitempty"`
 	// Of the answered: end-to-end and time-to-first-token percentiles, and
 	// the mean time in Sluice's queue (X-Sluice-Queue-Time; 0 direct).
 	E2EP50ms  float64 `json:"answered_e2e_p50_ms"`
@@ -166,6 +171,10 @@ func (c *MixCount) add(m mixRecord, slo, step time.Duration) {
 		if queueTime(rec) == 0 {
 			c.RefusedAtArrival++
 		}
+		if c.RefusedBy == nil {
+			c.RefusedBy = map[string]int{}
+		}
+		c.RefusedBy[cmp.Or(rec.Code, "no code")]++
 	default:
 		c.Unannounced++
 		if c.UnannouncedBy == nil {

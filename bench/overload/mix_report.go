@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -76,6 +77,7 @@ func writeMixRegime(ew *benchkit.ErrWriter, m *MixReport, regime string) {
 		}
 	}
 	p("\n")
+	writeMixRefusals(ew, legs)
 	ew.TableHead(benchkit.Cols("load", "class or tenant", "direct in SLO", "sluice in SLO", "sluice / direct"))
 	for _, l := range legs {
 		if l.Path != pathSluice {
@@ -113,4 +115,49 @@ func unannouncedText(c MixCount) string {
 		parts = append(parts, fmt.Sprintf("%s %d", k, c.UnannouncedBy[k]))
 	}
 	return fmt.Sprintf("%d (%s)", c.Unannounced, strings.Join(parts, ", "))
+}
+
+// writeMixRefusals writes whose requests were refused with Retry-After,
+// and why (the code of each refusal's body): per tenant, then its
+// classes with a refusal. The gateway's counters (Why) give the reasons
+// per leg only.
+func writeMixRefusals(ew *benchkit.ErrWriter, legs []*MixLeg) {
+	ew.Printf("Refusals with Retry-After by tenant and class, and why (the error code of each refusal's body):\n\n")
+	ew.TableHead(benchkit.Cols("load", "path", "tenant", "class", "refused with RA>", "at arrival>", "by reason (error code)"))
+	n, rows := len(mixClasses), 0
+	for _, l := range legs {
+		for t, tc := range l.Tenants {
+			if tc.RefusedWithRA == 0 {
+				continue
+			}
+			load := fmt.Sprintf("%gx", l.Load)
+			rows++
+			ew.Row(load, l.Path, tc.Name, "all", fmt.Sprint(tc.RefusedWithRA), fmt.Sprint(tc.RefusedAtArrival), refusedText(tc))
+			if (t+1)*n > len(l.Cross) {
+				continue
+			}
+			for i, c := range l.Cross[t*n : (t+1)*n] {
+				if c.RefusedWithRA > 0 {
+					ew.Row(load, l.Path, tc.Name, mixClasses[i], fmt.Sprint(c.RefusedWithRA), fmt.Sprint(c.RefusedAtArrival), refusedText(c))
+				}
+			}
+		}
+	}
+	if rows == 0 {
+		ew.Row("-", "-", "-", "-", "0", "0", "none refused")
+	}
+	ew.Printf("\n")
+}
+
+// refusedText is the refusals by code, most first (ties by code).
+func refusedText(c MixCount) string {
+	codes := slices.Collect(maps.Keys(c.RefusedBy))
+	slices.SortFunc(codes, func(a, b string) int {
+		return cmp.Or(cmp.Compare(c.RefusedBy[b], c.RefusedBy[a]), cmp.Compare(a, b))
+	})
+	parts := make([]string, len(codes))
+	for i, k := range codes {
+		parts[i] = fmt.Sprintf("%s %d", k, c.RefusedBy[k])
+	}
+	return strings.Join(parts, ", ")
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/bench/internal/benchkit"
 )
 
 // writeMixInputs writes a trace with short and long prompts (every third
@@ -62,7 +65,7 @@ func TestMixSmoke(t *testing.T) {
 	}
 	md := out.String()
 	for _, want := range []string{"#### Mix, regime shed", "| 1.5x | direct | stream, long |", "| 1.5x | sluice | non-stream, short |",
-		"| 1.5x | sluice | t3 (newcomer) |", "| 1.5x | all |"} {
+		"| 1.5x | sluice | t3 (newcomer) |", "| 1.5x | all |", "Refusals with Retry-After by tenant and class"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
@@ -88,6 +91,16 @@ func TestMixSmoke(t *testing.T) {
 		}
 		if a.InSLO == 0 {
 			t.Errorf("%s: nothing answered in SLO", l.Path)
+		}
+		// Every refusal is counted under one reason.
+		for _, c := range append([]MixCount{a}, l.Tenants...) {
+			n := 0
+			for _, v := range c.RefusedBy {
+				n += v
+			}
+			if n != c.RefusedWithRA {
+				t.Errorf("%s %s: refused %d, by reason %v", l.Path, c.Name, c.RefusedWithRA, c.RefusedBy)
+			}
 		}
 		// Each tenant's requests by class add up to its row.
 		if len(l.Cross) != len(l.Tenants)*len(mixClasses) {
@@ -126,5 +139,61 @@ func TestMixGoodBound(t *testing.T) {
 	}
 	if !ok(false, 3*time.Second, 3*time.Second).good(slo, step) || ok(false, 3*time.Second+1, 3*time.Second+1).good(slo, step) {
 		t.Error("a non-streamed answer is good within the SLO plus 100 tokens at 10 ms")
+	}
+}
+
+// Each refusal with Retry-After is counted by its body's code in its
+// tenant's row and its tenant-class cell, and the regime's section shows
+// whose requests were refused for which reason; an OK answer and an
+// unannounced failure are no refusal.
+func TestMixRefusalsByTenant(t *testing.T) {
+	rep := &MixReport{Tenants: []MixTenant{{Name: "t1"}, {Name: "t2"}}}
+	rec := func(tenant, status int, code, queued string, input int, stream bool) mixRecord {
+		m := mixRecord{stream: stream}
+		m.rec.Tenant, m.rec.Status, m.rec.Code = tenant, status, code
+		m.rec.Headers = []string{"1", "", queued}
+		if status == 200 {
+			m.rec.Headers[0] = ""
+		}
+		m.arr.InputTokens, m.arr.OutputTokens = input, 10
+		return m
+	}
+	l := &MixLeg{Load: 2, Regime: regimeShed, Path: pathSluice, records: []mixRecord{
+		rec(0, 429, "tenant_over_share", "0", 100, true),
+		rec(0, 429, "tenant_over_share", "0", 100, true),
+		rec(0, 503, "deadline", "1.5", 2000, false),
+		rec(1, 503, "pool_saturated", "0", 2000, true),
+		rec(1, 503, "", "0", 100, true),
+		rec(1, 200, "", "", 100, true),
+		rec(1, 500, "", "", 100, true), // no Retry-After: unannounced
+	}}
+	l.records[6].rec.Headers[0] = ""
+	l.count(rep, time.Hour, time.Millisecond)
+	want := []map[string]int{{"tenant_over_share": 2, "deadline": 1}, {"pool_saturated": 1, "no code": 1}}
+	for i, w := range want {
+		if got := l.Tenants[i].RefusedBy; !maps.Equal(got, w) {
+			t.Errorf("%s refused by %v, want %v", l.Tenants[i].Name, got, w)
+		}
+	}
+	n := len(mixClasses)
+	if got := l.Cross[0*n+2].RefusedBy; !maps.Equal(got, map[string]int{}) && got != nil {
+		t.Errorf("t1 non-stream short refused by %v, want none", got)
+	}
+	if got := l.Cross[0*n+3].RefusedBy; !maps.Equal(got, map[string]int{"deadline": 1}) {
+		t.Errorf("t1 non-stream long refused by %v, want deadline 1", got)
+	}
+	var md strings.Builder
+	ew := &benchkit.ErrWriter{W: &md}
+	writeMixRegime(ew, &MixReport{Tenants: rep.Tenants, Legs: []*MixLeg{l}}, regimeShed)
+	for _, row := range []string{
+		"| 2x | sluice | t1 | all | 3 | 2 | tenant_over_share 2, deadline 1 |",
+		"| 2x | sluice | t1 | stream, short | 2 | 2 | tenant_over_share 2 |",
+		"| 2x | sluice | t1 | non-stream, long | 1 | 0 | deadline 1 |",
+		"| 2x | sluice | t2 | all | 2 | 2 | no code 1, pool_saturated 1 |",
+		"| 2x | sluice | t2 | stream, long | 1 | 1 | pool_saturated 1 |",
+	} {
+		if !strings.Contains(md.String(), row) {
+			t.Errorf("report lacks %q:\n%s", row, md.String())
+		}
 	}
 }

@@ -113,6 +113,10 @@ type Record struct {
 	Dropped bool      `json:"dropped,omitempty"`
 	Status  int       `json:"status"`
 	Kind    ErrorKind `json:"kind,omitempty"`
+	// Code is the OpenAI error "code" of a non-2xx answer's body (a
+	// gateway's refusal says why in it: tenant_over_share, deadline, ...),
+	// "" when it has none.
+	Code string `json:"error_code,omitempty"`
 	// TTFT is the time to the first content event of a stream, or to the
 	// end of the body for a non-streaming request.
 	TTFT time.Duration `json:"ttft"`
@@ -173,7 +177,10 @@ func (x *exchange) do(rec *Record, due time.Time) {
 		}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		// Drain (bounded) so the connection goes back to the pool.
+		// Read (bounded) for its code, and drain so the connection goes
+		// back to the pool.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		rec.Code = errorCode(body)
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10))
 		rec.E2E = since()
 		rec.Kind = KindStatus
@@ -259,4 +266,27 @@ func (x *exchange) classify(err error, fallback ErrorKind) ErrorKind {
 		return KindTimeout
 	}
 	return fallback
+}
+
+// maxErrorBody is the most of an error answer's body read for its code:
+// an OpenAI error object is far smaller.
+const maxErrorBody = 16 << 10
+
+// errorCode is the "code" of an OpenAI error object in body when it is a
+// string of at most 64 bytes, "" otherwise (no JSON, no code, a null or
+// numeric one, or a code too long to be a label).
+func errorCode(body []byte) string {
+	var e struct {
+		Error struct {
+			Code json.RawMessage `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil {
+		return ""
+	}
+	var code string
+	if json.Unmarshal(e.Error.Code, &code) != nil || len(code) > 64 {
+		return ""
+	}
+	return code
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,4 +87,30 @@ func FuzzSSE(f *testing.F) {
 			t.Fatalf("events %d gaps %d", st.events, st.gaps)
 		}
 	})
+}
+
+// FuzzErrorCode: an error answer's body, whatever it is, gives a code of
+// at most 64 bytes or none; a gateway's error object gives its code.
+func FuzzErrorCode(f *testing.F) {
+	f.Add([]byte(`{"error":{"message":"m","type":"server_error","param":null,"code":"pool_saturated"}}`))
+	f.Add([]byte(`{"error":{"code":null}}`))
+	f.Add([]byte(`{"error":{"code":429}}`))
+	f.Add([]byte("busy"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if c := errorCode(body); len(c) > 64 {
+			t.Fatalf("code of %d bytes", len(c))
+		}
+	})
+}
+
+func TestErrorCode(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"error":{"message":"m","type":"server_error","param":null,"code":"pool_saturated"}}`: "pool_saturated",
+		`{"error":{"code":null}}`: "", `{"error":{"code":429}}`: "", `{"error":{}}`: "", "busy": "",
+		`{"error":{"code":"` + strings.Repeat("x", 65) + `"}}`: "",
+	} {
+		if got := errorCode([]byte(body)); got != want {
+			t.Errorf("errorCode(%.40q) = %q, want %q", body, got, want)
+		}
+	}
 }

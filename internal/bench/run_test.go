@@ -168,7 +168,7 @@ func TestClassification(t *testing.T) {
 			writeSSE(w, req.promptWords(), req.MaxTokens)
 		case "429":
 			w.Header().Set("Retry-After", "2")
-			http.Error(w, `{"error":{"message":"slow down"}}`, http.StatusTooManyRequests)
+			http.Error(w, `{"error":{"message":"slow down","type":"rate_limit_exceeded","code":"tenant_over_share"}}`, http.StatusTooManyRequests)
 		case "503":
 			http.Error(w, "busy", http.StatusServiceUnavailable)
 		case "500":
@@ -215,6 +215,10 @@ func TestClassification(t *testing.T) {
 	for _, rec := range res.Records {
 		if rec.Kind != wantKind[rec.Tenant] || rec.Status != wantStatus[rec.Tenant] {
 			t.Errorf("%s: kind %q status %d, want %q %d", modes[rec.Tenant], rec.Kind, rec.Status, wantKind[rec.Tenant], wantStatus[rec.Tenant])
+		}
+		// The refusal's reason is its body's code; a body with none has none.
+		if want := map[string]string{"429": "tenant_over_share"}[modes[rec.Tenant]]; rec.Code != want {
+			t.Errorf("%s: error code %q, want %q", modes[rec.Tenant], rec.Code, want)
 		}
 	}
 	if res.OK != 2 || res.Refused != 4 || res.RetryAfterShare != 0.5 {

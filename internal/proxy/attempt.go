@@ -194,7 +194,7 @@ func (f *Forwarder) send(ctx context.Context, in *Request, sel Selector, tried *
 		wd.start(f.opt.Timeouts.FirstByte, in.FirstToken, deadline, now, f.opt.Now, f.opt.AfterFunc, cancel)
 	}
 	if !hedged {
-		resp, err := f.opt.Transport.RoundTrip(f.outbound(actx, c.b, in))
+		resp, err := f.roundTrip(f.outbound(actx, c.b, in))
 		return sent{c: c, actx: actx, cancel: cancel, wd: wd, resp: resp, err: err, at: now, head: f.opt.Now()}
 	}
 	// The hedge timer runs from the send, so a backend that never answers

@@ -78,3 +78,44 @@ func TestWrittenRequestLetsGoOfTheBody(t *testing.T) {
 	}
 	b.Release()
 }
+
+// A rewritten body's copy is let go only once the head came and the
+// reader the transport last took was written whole: before the head a
+// transport may take another reader (GetBody, a retry), and after it an
+// HTTP/2 writer may still be reading; a failed write keeps it.
+func TestRewrittenCopyLetGoAfterHeadAndWrite(t *testing.T) {
+	data := []byte(strings.Repeat("a", 1000))
+	ok, failed := httptrace.WroteRequestInfo{}, httptrace.WroteRequestInfo{Err: context.Canceled}
+
+	up := &upstream{} // head, then the write
+	trace := httptrace.ContextClientTrace(up.copy.hold(context.Background(), up, data))
+	up.copy.answered()
+	if up.body.Len() != len(data) {
+		t.Fatal("the copy was let go before the head's request was written")
+	}
+	trace.WroteRequest(ok)
+	if up.body.Size() != 0 {
+		t.Fatal("the copy is kept after the head and the write")
+	}
+
+	up = &upstream{} // written, retried (GetBody), the head, the retry's write
+	trace = httptrace.ContextClientTrace(up.copy.hold(context.Background(), up, data))
+	trace.WroteRequest(ok)
+	rc, _ := up.copy.getBody()
+	up.copy.answered()
+	if n, _ := rc.Read(make([]byte, 2000)); n != len(data) {
+		t.Fatalf("the retry's reader read %d bytes before its write was reported, want %d", n, len(data))
+	}
+	trace.WroteRequest(ok)
+	if up.copy.data != nil {
+		t.Fatal("the copy is kept after the retry's write and the head")
+	}
+
+	up = &upstream{} // a failed write: kept
+	trace = httptrace.ContextClientTrace(up.copy.hold(context.Background(), up, data))
+	trace.WroteRequest(failed)
+	up.copy.answered()
+	if up.body.Len() != len(data) {
+		t.Fatal("the copy was let go after a failed write")
+	}
+}

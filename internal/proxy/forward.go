@@ -455,8 +455,8 @@ func (f *Forwarder) attemptContext(ctx context.Context, hedged bool) (context.Co
 // outbound builds the upstream request: same path and body, the headers
 // of upstreamHeader (hop-by-hop and client-only ones dropped, the
 // backend's credentials instead of the client's). Its URL, body reader and
-// write hold share one allocation (upstream).
-func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Request) *http.Request {
+// write hold share one allocation (upstream), which roundTrip is given.
+func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Request) (*http.Request, *upstream) {
 	up := &upstream{}
 	t := b.Target()
 	spec := b.Spec()
@@ -494,10 +494,11 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 	case openai.ChunksLen(segs) <= maxRewriteCopy:
 		// A small body in slices (rewritten, or a small form kept in
 		// blocks) is copied whole: one write, as above.
+		// The copy is let go once the head came (rewritecopy.go).
 		rewritten := openai.JoinChunks(segs)
 		size = int64(len(rewritten))
-		up.body.Reset(rewritten)
-		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(rewritten)), nil }
+		ctx = up.copy.hold(ctx, up, rewritten)
+		getBody = up.copy.getBody
 	default:
 		// A large body is sent from the pooled blocks it is in (a form),
 		// a rewritten one as a splice over them: no copy of it, which
@@ -546,7 +547,7 @@ func (f *Forwarder) outbound(ctx context.Context, b *endpoint.Backend, in *Reque
 		Host:          t.Host,
 		GetBody:       getBody,
 	}
-	return req.WithContext(ctx)
+	return req.WithContext(ctx), up
 }
 
 // maxRewriteCopy is the largest body in slices (rewritten, or a form kept
@@ -572,6 +573,7 @@ type upstream struct {
 	body bytes.Reader
 	segs openai.ChunkReader
 	hold writeHold
+	copy copyHold
 }
 
 func drain(body io.ReadCloser) {

@@ -218,8 +218,8 @@ func commentsOnly(p []byte) bool {
 // still holds the request's body: built here, a leg started just before
 // the race ended could read the body after the request released it to the
 // pool (and send another request's bytes).
-func (f *Forwarder) sendFirst(l *leg, req *http.Request, done chan<- *leg) {
-	resp, err := f.opt.Transport.RoundTrip(req)
+func (f *Forwarder) sendFirst(l *leg, req *http.Request, up *upstream, done chan<- *leg) {
+	resp, err := f.roundTrip(req, up)
 	l.head = f.opt.Now()
 	if !l.phase.CompareAndSwap(legHeadless, legHead) {
 		// Unlinked a moment before its head came: an attempt with a head
@@ -275,7 +275,8 @@ func (f *Forwarder) race(ctx context.Context, in *Request, sel Selector, tried *
 	primary *leg, deadline time.Time, res *Result) *leg {
 	done := make(chan *leg, 2)
 	primary.req = ctx
-	go f.sendFirst(primary, f.outbound(primary.actx, primary.c.b, in), done) // outbound runs here: see sendFirst
+	req, up := f.outbound(primary.actx, primary.c.b, in) // here: see sendFirst
+	go f.sendFirst(primary, req, up, done)
 	legs, winner := f.awaitFirstToken(ctx, in, sel, tried, primary, deadline, res, done)
 	if winner == nil { // every leg failed: the relay reports the primary's error
 		winner = primary
@@ -334,7 +335,8 @@ func (f *Forwarder) awaitFirstToken(ctx context.Context, in *Request, sel Select
 			res.Hedge = outcome
 			if h != nil {
 				legs = append(legs, h)
-				go f.hedgeLeg(h, f.outbound(h.actx, h.c.b, in), done) // outbound runs here: see sendFirst
+				hreq, hup := f.outbound(h.actx, h.c.b, in) // here: see sendFirst
+				go f.hedgeLeg(h, hreq, hup, done)
 			}
 		}
 	}
@@ -414,8 +416,8 @@ func (f *Forwarder) settle(l *leg, freeSlot bool) {
 
 // hedgeLeg sends a hedge, req (built as sendFirst's is), and peeks its
 // first token; a head that is not a 200 stream counts as a failed leg.
-func (f *Forwarder) hedgeLeg(h *leg, req *http.Request, done chan<- *leg) {
-	resp, err := f.opt.Transport.RoundTrip(req)
+func (f *Forwarder) hedgeLeg(h *leg, req *http.Request, up *upstream, done chan<- *leg) {
+	resp, err := f.roundTrip(req, up)
 	h.head = f.opt.Now()
 	if err == nil && !isEventStream(resp) {
 		drain(resp.Body)
