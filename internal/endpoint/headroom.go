@@ -15,6 +15,7 @@ import (
 type scrapedCap struct {
 	limit   int       // in-flight requests this gateway may have there
 	slots   int       // learned batch size; 0 while the backend never queued
+	bound   int       // the batch bound the engine reports (Load.BatchBound); 0: none
 	peak    int       // the most requests it was ever seen running
 	queued  bool      // the last reading showed a queue behind its largest batch
 	running int       // the last reading's running requests
@@ -55,8 +56,10 @@ const (
 // this gateway saw the backlog itself (backlogBound) and the reading holds
 // more than that backlog's guess plus the one request it lets past the
 // guess (which a reading may catch waiting for the engine's next step
-// whatever the true slots are). Until it has queued
-// so, nothing is capped. With the slots known, and D = Running
+// whatever the true slots are). An engine that reports its batch bound
+// (Load.BatchBound) has it as its slots from the first reading, or the
+// learned slots where fewer (reportedBound). Until one of these is known,
+// nothing is capped. With the slots known, and D = Running
 // + Waiting the backend's demand from every client:
 //
 //	D >= slots: cap = mine × slots / D   (at least 1)
@@ -124,12 +127,19 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 		c.probeAt = at.Add(c.backoff)
 	}
 	c.queued, c.running, c.probing = queued, running, false
+	c.bound = reportedBound(l)
 	c.limit = 0
-	switch {
-	case c.slots > 0:
+	switch slots := c.known(); {
+	case slots > 0:
 		mine := int(l.InflightAtScrape)
-		c.limit = capFor(mine, c.slots, running+waiting)
-		if waiting == 0 && mine+1 > c.limit && !at.Before(c.probeAt) {
+		if c.bound > 0 && slots == c.bound {
+			slots += handover(slots)
+		}
+		c.limit = capFor(mine, slots, running+waiting)
+		// A probe looks for a batch larger than the one learned; never
+		// past the bound the engine reports: it said it runs no more.
+		if waiting == 0 && mine+1 > c.limit && !at.Before(c.probeAt) &&
+			(c.bound == 0 || mine+1 <= capFor(mine, c.bound, running+waiting)) {
 			c.limit, c.probing = mine+1, true
 		}
 	case waiting > 0 && running == 0 && c.peak > 0:
@@ -152,9 +162,54 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 // show no more running than the first; a saturated engine shows the same
 // batch in both and is learned as soon as before.
 
+// The batch bound an engine reports (SGLang's max_running_requests, the
+// simulator's slots) is slots known from the first reading, with no need
+// to see the engine queue first; the cap is the bound and its handover. Learning them from a queue in two
+// readings in a row left an engine at 0.7x of its capacity uncapped: its
+// queue came and went between readings, so the adaptive limit, which a
+// batching engine's latency hardly checks (its latency floor is a tenth of
+// the objective), stood above the 16 slots, and the overflow waited in
+// the engine's own queue, where admission's order and preemption cannot
+// reach it. Interactive p99 time to first token was 127 ms alone and
+// 347 ms beside a batch, against 66 and 77 ms with a static
+// max_concurrency of 16 (docs/BENCHMARKS.md §7e-§7f). An engine that
+// reports no bound keeps the learned slots alone, as before. Slots learned
+// below the bound (a KV cache that fills first) stay in force.
+
+// reportedBound is l's batch bound as an int; 0 when none is reported.
+func reportedBound(l Load) int {
+	if !(l.BatchBound >= 1) {
+		return 0
+	}
+	return int(math.Round(min(l.BatchBound, maxReportedBound)))
+}
+
+// handover is how many requests past an engine's reported bound the cap
+// lets this gateway have there (an eighth, rounded up): a slot frees when
+// the engine ends a sequence and is counted free here only when its
+// stream's end was relayed, and the next request then still travels and
+// waits for the engine's next step. Capped at the bound exactly, the
+// slots idled through those gaps under overload (2.2-3.6 of 48 while
+// requests queued in the gateway, against 1.4-2.4 with the adaptive
+// limit, and 10-24% fewer answers within the objective at 4x;
+// docs/BENCHMARKS.md §7f); with the handover, 0.0-0.3.
+func handover(slots int) int { return (slots + 7) / 8 }
+
+// known is the slot count the cap is reckoned from: the learned slots, no
+// more than the reported bound; the bound alone before any are learned.
+func (c *scrapedCap) known() int {
+	if c.bound > 0 && (c.slots == 0 || c.bound < c.slots) {
+		return c.bound
+	}
+	return c.slots
+}
+
 // capFor is the in-flight bound for a gateway holding mine of a backend's
-// demand, given its slots (see ObserveLoad).
+// demand, given its slots (see ObserveLoad). A demand below mine counts
+// this gateway's requests still on their way to the engine, not a free
+// slot: the demand is at least mine.
 func capFor(mine, slots, demand int) int {
+	demand = max(demand, mine)
 	if demand >= slots {
 		return max(1, int(math.Round(float64(mine)*float64(slots)/float64(demand))))
 	}
@@ -162,17 +217,19 @@ func capFor(mine, slots, demand int) int {
 }
 
 // ScrapedCap is the bound ObserveLoad set on the backend's in-flight
-// requests, and its learned slot count; cap is 0 when none applies now (no
-// reading, a stale one, or a backend that never queued).
+// requests, and its known slot count (learned, no more than the engine's
+// reported bound; the bound alone before any are learned); cap is 0 when
+// none applies now (no reading, a stale one, or a backend that never
+// queued and reports no bound).
 func (b *Backend) ScrapedCap() (limit, slots int) {
 	c := b.capRec.Load()
 	if c == nil {
 		return 0, 0
 	}
 	if !c.now().Before(c.expires) {
-		return 0, c.slots
+		return 0, c.known()
 	}
-	return c.limit, c.slots
+	return c.limit, c.known()
 }
 
 // capped applies the scraped cap, and the backlog bound, to a limit (0 =
@@ -187,7 +244,7 @@ func (b *Backend) capped(limit int) int {
 	if now.Before(c.expires) {
 		bound = c.limit
 	}
-	if c.slots == 0 {
+	if c.known() == 0 {
 		if n := b.backlogBound(now); n > 0 && (bound == 0 || n < bound) {
 			bound = n
 		}

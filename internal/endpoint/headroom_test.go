@@ -206,6 +206,7 @@ func TestCapFor(t *testing.T) {
 		{mine: 4, slots: 8, demand: 8, want: 4},  // full, no queue: hold
 		{mine: 2, slots: 8, demand: 5, want: 5},  // three free slots
 		{mine: 0, slots: 8, demand: 0, want: 8},
+		{mine: 10, slots: 8, demand: 6, want: 8}, // four of mine on their way: no free slot
 	}
 	for _, tt := range tests {
 		if got := capFor(tt.mine, tt.slots, tt.demand); got != tt.want {

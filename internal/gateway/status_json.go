@@ -112,8 +112,9 @@ type backendStatus struct {
 	// adaptive limit, capped by what the backend can start
 	// (load_metrics); 0 = unlimited.
 	Limit int `json:"limit"`
-	// Slots is the backend's batch size learned from its scraped metrics
-	// when it queued (endpoint.Backend.ScrapedCap); 0 = not known yet.
+	// Slots is the backend's batch size from its scraped metrics: the
+	// bound its engine reports, or learned when it queued, the fewer of
+	// the two (endpoint.Backend.ScrapedCap); 0 = not known yet.
 	Slots int `json:"slots"`
 	// SlowStart is the share of its weight and limit the backend gets
 	// now: below 1 while it ramps up after joining a running pool.
@@ -342,7 +343,7 @@ func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus)
 	return m.last, m.ok
 }
 
-// slotsOf is a backend's learned batch size (0: not known yet).
+// slotsOf is a backend's known batch size (0: not known yet).
 func slotsOf(b *endpoint.Backend) int {
 	_, slots := b.ScrapedCap()
 	return slots

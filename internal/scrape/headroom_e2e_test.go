@@ -36,7 +36,10 @@ func TestScrapedCapKeepsLimitWithinSimSlots(t *testing.T) {
 	bed.await(slots, 2) // 4 run and 2 wait
 
 	now := time.Now()
-	sc := scrape.NewScraper(scrape.Config{CapConcurrency: true, Now: func() time.Time { return now }}, bed.client, nil)
+	// Its bound unread: the slots learned from its queue (an engine that
+	// reports its bound: TestReportedBoundCapsAdaptiveLimit).
+	sc := scrape.NewScraper(scrape.Config{CapConcurrency: true, Names: scrape.Names{BatchBound: []string{}},
+		Now: func() time.Time { return now }}, bed.client, nil)
 	for range 2 { // a queue in one reading proves nothing; two in a row do
 		if err := sc.ScrapeOnce(t.Context(), replicas); err != nil {
 			t.Fatal(err)
@@ -77,7 +80,10 @@ func TestScrapedCapIgnoresWaitingForTheNextStep(t *testing.T) {
 		}
 	}
 	now := time.Now()
-	sc := scrape.NewScraper(scrape.Config{CapConcurrency: true, Now: func() time.Time { return now }}, bed.client, nil)
+	// Its bound unread (an engine that reports none, as vLLM): the slots
+	// are learned from its queue or not at all.
+	sc := scrape.NewScraper(scrape.Config{CapConcurrency: true, Names: scrape.Names{BatchBound: []string{}},
+		Now: func() time.Time { return now }}, bed.client, nil)
 	read := func() {
 		if err := sc.ScrapeOnce(t.Context(), []*endpoint.Backend{b}); err != nil {
 			t.Fatal(err)
