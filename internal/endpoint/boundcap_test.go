@@ -58,3 +58,76 @@ func TestReportedBoundIsSlotsFromTheFirstReading(t *testing.T) {
 		t.Fatalf("at the bound: cap %d slots %d, want 18 and 16 (no probe past what the engine says it runs)", got, slots)
 	}
 }
+
+// TestReportedBoundChangeForgetsWhatTheOldEngineTaught: an engine
+// restarted with another max_running_requests is a new engine. Restarted
+// from 16 to 32 (a reading with no bound between, while it started), the 16 learned from its queue no longer hold it: the cap
+// is the new bound and its handover from the first reading. Restarted
+// from 32 down to 8, with a KV cache that fills at 6, those 6 are learned
+// as before, though the old engine once ran 30 (its peak).
+func TestReportedBoundChangeForgetsWhatTheOldEngineTaught(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(60))
+
+	for range 2 { // full at its bound of 16, a queue behind: 16 learned
+		b.ObserveLoad(bounded(clk, 16, 4, 20, 16), clk.now)
+		clk.t = clk.t.Add(time.Second)
+	}
+	if got, slots := b.ScrapedCap(); got != 18 || slots != 16 {
+		t.Fatalf("setup: cap %d slots %d, want 18 and 16", got, slots)
+	}
+	b.ObserveLoad(bounded(clk, 0, 0, 0, 0), clk.now) // starting up: no bound yet
+	clk.t = clk.t.Add(time.Second)
+	b.ObserveLoad(bounded(clk, 0, 0, 0, 32), clk.now) // back, idle, with 32
+	if got, slots := b.ScrapedCap(); got != 36 || slots != 32 {
+		t.Fatalf("restarted with a bound of 32: cap %d slots %d, want 36 and 32 (the 16 learned before are the old engine's)", got, slots)
+	}
+	clk.t = clk.t.Add(time.Second)
+	b.ObserveLoad(bounded(clk, 30, 0, 30, 32), clk.now)
+
+	clk.t = clk.t.Add(time.Second)
+	for range 2 { // back with 8; its KV cache fills at 6
+		b.ObserveLoad(bounded(clk, 6, 3, 9, 8), clk.now)
+		clk.t = clk.t.Add(time.Second)
+	}
+	if got, slots := b.ScrapedCap(); got != 6 || slots != 6 {
+		t.Fatalf("restarted with a bound of 8, full at 6: cap %d slots %d, want 6 and 6 (the old peak of 30 must not hide the queue)", got, slots)
+	}
+}
+
+// TestStaleReportedBoundFallsBack: a bound read before the engine's
+// metrics went away caps nothing once the reading is stale, and then
+// leaves the backend to what bounds one of unknown slots: its peers'
+// limits, and the backlog this gateway sees (14 streams sent, 8 started,
+// 6 with no first token past twice the typical wait: held at the 8).
+func TestStaleReportedBoundFallsBack(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(40))
+	b.ObserveLoad(bounded(clk, 2, 0, 2, 16), clk.now)
+	if got := b.Limit(); got != 18 {
+		t.Fatalf("fresh: Limit %d, want the bound's 18", got)
+	}
+	clk.t = clk.t.Add(time.Minute) // every scrape since failed
+	if got := b.Limit(); got != 40 {
+		t.Fatalf("stale: Limit %d, want the adaptive 40", got)
+	}
+	if got := b.LimitAmong(7); got != 10 {
+		t.Fatalf("stale, among peers at 7: LimitAmong %d, want 10 (1.5 x 7)", got)
+	}
+	for range 14 {
+		if !b.Acquire() {
+			t.Fatal("Acquire refused below the limit")
+		}
+		b.StartWaitingOf(clk.t, Wait{})
+	}
+	clk.t = clk.t.Add(40 * time.Millisecond)
+	for range 8 {
+		b.FirstTokenOf(clk.t, 40*time.Millisecond, Wait{})
+	}
+	clk.t = clk.t.Add(200 * time.Millisecond)
+	if got := b.Limit(); got != 8 {
+		t.Fatalf("stale, 6 streams stalled behind 8 started: Limit %d, want 8", got)
+	}
+}

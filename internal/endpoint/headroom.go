@@ -16,6 +16,7 @@ type scrapedCap struct {
 	limit   int       // in-flight requests this gateway may have there
 	slots   int       // learned batch size; 0 while the backend never queued
 	bound   int       // the batch bound the engine reports (Load.BatchBound); 0: none
+	seen    int       // the last bound reported, kept through readings with none
 	peak    int       // the most requests it was ever seen running
 	queued  bool      // the last reading showed a queue behind its largest batch
 	running int       // the last reading's running requests
@@ -84,6 +85,18 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	if old := b.capRec.Load(); old != nil {
 		c = *old
 	}
+	if bound := reportedBound(l); c.seen > 0 && bound > 0 && bound != c.seen {
+		// The engine came back with another bound (restarted with another
+		// max_running_requests): what was learned under the old one is no
+		// evidence now. Kept, slots learned at the old 16 held an engine
+		// restarted at 32 below 16, growing back one probe per scrape, and
+		// the peak of an engine restarted smaller kept a batch filled by
+		// its KV cache below the new bound from ever being learned. The
+		// last bound seen, not the last reading's: an engine starting up
+		// may answer with no bound (or 0) before it reports the new one.
+		c = scrapedCap{}
+		b.localSlots.Store(0)
+	}
 	c.expires, c.now = l.Expires, now
 	c.peak = max(c.peak, running)
 	queued := waiting > 0 && running > 0 && running >= c.peak
@@ -128,6 +141,9 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	}
 	c.queued, c.running, c.probing = queued, running, false
 	c.bound = reportedBound(l)
+	if c.bound > 0 {
+		c.seen = c.bound
+	}
 	c.limit = 0
 	switch slots := c.known(); {
 	case slots > 0:
@@ -204,6 +220,20 @@ func (c *scrapedCap) known() int {
 	return c.slots
 }
 
+// knownAt is known as evidence at now: the reported bound only from a
+// fresh reading. A bound last read before the metrics went away (scrapes
+// failing, the engine's metrics port gone) caps nothing then (capped), so
+// it must not switch off what bounds a backend of unknown slots either:
+// the backlog this gateway sees (backlogBound) and its peers' limits
+// (LimitAmong). Slots learned from a queue keep counting, as before the
+// bound was read.
+func (c *scrapedCap) knownAt(now time.Time) int {
+	if now.Before(c.expires) {
+		return c.known()
+	}
+	return c.slots
+}
+
 // capFor is the in-flight bound for a gateway holding mine of a backend's
 // demand, given its slots (see ObserveLoad). A demand below mine counts
 // this gateway's requests still on their way to the engine, not a free
@@ -244,7 +274,7 @@ func (b *Backend) capped(limit int) int {
 	if now.Before(c.expires) {
 		bound = c.limit
 	}
-	if c.known() == 0 {
+	if c.knownAt(now) == 0 {
 		if n := b.backlogBound(now); n > 0 && (bound == 0 || n < bound) {
 			bound = n
 		}

@@ -85,5 +85,5 @@ func (b *Backend) slotsKnown() bool {
 		return true
 	}
 	c := b.capRec.Load()
-	return c != nil && c.known() > 0
+	return c != nil && c.knownAt(c.now()) > 0
 }
