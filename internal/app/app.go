@@ -266,7 +266,13 @@ func (a *App) openForecast(cfg *config.Config, reg prometheus.Registerer, gwOpts
 	gwOpts.Forecast = forecast.Demand{Forecaster: fr.fc}
 	// and plans on the service rates measured before a restart.
 	gwOpts.Meter = fr.meter
-	reg.MustRegister(newForecastCollector(fr.fc))
+	// Only the models served now: the forecaster keeps a removed model's
+	// series (its history, should a reload add it back), but exported they
+	// were a per-model panel's line for a model gone, as its other series
+	// were before a reload deleted them (telemetry.Metrics.KeepModels).
+	reg.MustRegister(newForecastCollector(fr.fc, func(model string) bool {
+		return a.gw == nil || a.gw.Runtime().Pools[model] != nil
+	}))
 	return nil
 }
 

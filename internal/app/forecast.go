@@ -241,15 +241,16 @@ func exportedHorizons(max time.Duration) []time.Duration {
 // through App.Forecaster, not as metrics, to bound the label values).
 type forecastCollector struct {
 	fc                        *forecast.Forecaster
+	served                    func(model string) bool // a model the runtime serves now
 	horizons                  []time.Duration
 	req, tok                  *prometheus.Desc
 	series, limit             *prometheus.Desc
 	evicted, refusedForSeries *prometheus.Desc
 }
 
-func newForecastCollector(fc *forecast.Forecaster) *forecastCollector {
+func newForecastCollector(fc *forecast.Forecaster, served func(model string) bool) *forecastCollector {
 	labels := []string{"model", "horizon", "stat"}
-	return &forecastCollector{fc: fc, horizons: exportedHorizons(fc.Config().MaxHorizon),
+	return &forecastCollector{fc: fc, served: served, horizons: exportedHorizons(fc.Config().MaxHorizon),
 		req: prometheus.NewDesc("sluice_forecast_requests_per_second",
 			"Forecast arrival rate of live requests for the interval starting this far ahead: mean and p90.", labels, nil),
 		tok: prometheus.NewDesc("sluice_forecast_tokens_per_second",
@@ -278,7 +279,7 @@ func (c *forecastCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(st.Evicted))
 	ch <- prometheus.MustNewConstMetric(c.refusedForSeries, prometheus.CounterValue, float64(st.Refused))
 	for _, k := range c.fc.Keys() {
-		if k.Tenant != "" {
+		if k.Tenant != "" || !c.served(k.Model) {
 			continue
 		}
 		for _, h := range c.horizons {

@@ -94,6 +94,7 @@ type resolved[K comparable, V any] struct {
 	m    map[K]*child[K, V]
 	last atomic.Pointer[child[K, V]]
 	make func(K) V
+	gen  uint64 // prunes so far, under mu (add)
 }
 
 type child[K comparable, V any] struct {
@@ -105,29 +106,51 @@ func (r *resolved[K, V]) get(k K) V {
 	if c := r.last.Load(); c != nil && c.k == k {
 		return c.v
 	}
+	// last is stored under the lock that prune holds to clear
+	// it: stored after the unlock, a child found before a prune would be
+	// put back aside once the prune had cleared it, and every request of
+	// its labels counted on it, unexported, until another label set came.
 	r.mu.RLock()
 	c := r.m[k]
+	if c != nil {
+		r.last.Store(c)
+	}
+	gen := r.gen
 	r.mu.RUnlock()
 	if c == nil {
-		c = r.add(k)
+		c = r.add(k, gen)
 	}
-	r.last.Store(c)
 	return c.v
 }
 
-func (r *resolved[K, V]) add(k K) *child[K, V] {
-	v := r.make(k) // the vector returns the same child for the same labels
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c := r.m[k]; c != nil {
+// add makes k's child and keeps it, unless a prune ran since gen (the
+// generation get saw): the child made may be one the prune deleted from
+// its vector, and kept it would count unexported for the life of the
+// process if the reload after added its model or backend back. make runs
+// outside the lock: it takes the vector's.
+func (r *resolved[K, V]) add(k K, gen uint64) *child[K, V] {
+	for {
+		v := r.make(k) // the vector returns the same child for the same labels
+		r.mu.Lock()
+		if c := r.m[k]; c != nil {
+			r.last.Store(c)
+			r.mu.Unlock()
+			return c
+		}
+		if r.gen != gen { // a prune ran while make did: make again
+			gen = r.gen
+			r.mu.Unlock()
+			continue
+		}
+		if r.m == nil {
+			r.m = make(map[K]*child[K, V])
+		}
+		c := &child[K, V]{k: k, v: v}
+		r.m[k] = c
+		r.last.Store(c)
+		r.mu.Unlock()
 		return c
 	}
-	if r.m == nil {
-		r.m = make(map[K]*child[K, V])
-	}
-	c := &child[K, V]{k: k, v: v}
-	r.m[k] = c
-	return c
 }
 
 // prune deletes the request counters of the backends for which
@@ -149,6 +172,7 @@ func (s *series) prune(keepModel, keepBackend func(string) bool) {
 	s.m.KeepModels(keepModel)
 	r := &s.requests
 	r.mu.Lock()
+	r.gen++
 	for k := range r.m {
 		switch {
 		case k.model != "" && !keepModel(k.model):
@@ -162,6 +186,7 @@ func (s *series) prune(keepModel, keepBackend func(string) bool) {
 	r.mu.Unlock()
 	ms := &s.models
 	ms.mu.Lock()
+	ms.gen++
 	for model := range ms.m {
 		if model != "" && !keepModel(model) {
 			delete(ms.m, model)

@@ -18,6 +18,9 @@ type tally struct {
 	// one model, found by comparing its name instead of a sync.Map Load
 	// (~200 instructions per request, by callgrind).
 	last atomic.Pointer[modelTally]
+	// kept counts keep's runs: a model whose count model found before one
+	// ran and put aside after it is taken back (model).
+	kept atomic.Uint64
 	// jobsRunning counts queued jobs in the chain now (the in-process
 	// executor and `sluice worker` calls).
 	jobsRunning atomic.Int64
@@ -34,12 +37,21 @@ func (t *tally) model(name string) *modelTally {
 	if m := t.last.Load(); m != nil && m.name == name {
 		return m
 	}
+	kept := t.kept.Load()
 	v, ok := t.models.Load(name)
 	if !ok {
 		v, _ = t.models.LoadOrStore(name, &modelTally{name: name, errors: map[string]uint64{}})
 	}
 	m := v.(*modelTally)
 	t.last.Store(m)
+	// keep deletes, then counts its run, then clears last: a run whose
+	// deletes this Load may have missed has been counted by now, and the
+	// count put aside may be one it deleted, which /status no longer
+	// reads. Left aside, the requests of its name counted there, unseen,
+	// until another model came (or for good, the model added back).
+	if t.kept.Load() != kept {
+		t.last.CompareAndSwap(m, nil)
+	}
 	return m
 }
 
@@ -78,5 +90,6 @@ func (t *tally) keep(keep func(model string) bool) {
 		}
 		return true
 	})
+	t.kept.Add(1)
 	t.last.Store(nil)
 }
