@@ -48,6 +48,7 @@ func tooManyFields(h http.Header) bool {
 func refuseTooManyFields(w http.ResponseWriter, r *http.Request) {
 	r.Header = nil
 	w.Header().Set("Connection", "close")
+	w.Header().Set("X-Request-Id", openai.NewRequestID()) // as every answer has: the client can quote it
 	openai.WriteError(w, &openai.Error{
 		Status: http.StatusRequestHeaderFieldsTooLarge, Type: openai.TypeInvalidRequest,
 		Code:    "request_header_too_large",

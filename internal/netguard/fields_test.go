@@ -1,9 +1,16 @@
 package netguard
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/openai"
 )
 
 // fieldsHead is a GET whose head carries n header fields besides Host,
@@ -41,6 +48,30 @@ func TestTooManyHeaderFieldsIs431AndClose(t *testing.T) {
 		}
 		if calls.Load() != before {
 			t.Fatalf("distinct %v: the refused request (or the one after it) reached the handler", distinct)
+		}
+	}
+}
+
+// Guard's own refusals carry a request id, as every answer of the
+// gateway does (net/http's rewritten ones included, httperr.go).
+func TestGuardRefusalsHaveRequestID(t *testing.T) {
+	addr, _ := serveScanned(t)
+	for _, raw := range []string{fieldsHead(MaxHeaderFields+1, true), bothReq} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second)) // a bound against hangs, not a timing assertion
+		if _, err := io.WriteString(c, raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := resp.Header.Get("X-Request-Id"); resp.StatusCode < 400 || len(id) != openai.RequestIDLen {
+			t.Fatalf("%.40q: status %d, X-Request-Id %q, want a refusal with a %d-character id", raw, resp.StatusCode, id, openai.RequestIDLen)
 		}
 	}
 }

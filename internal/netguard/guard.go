@@ -65,6 +65,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // framing there: the rest cannot be trusted).
 func refuseAmbiguous(w http.ResponseWriter) {
 	w.Header().Set("Connection", "close")
+	w.Header().Set("X-Request-Id", openai.NewRequestID()) // as every answer has: the client can quote it
 	openai.WriteError(w, openai.BadRequest("ambiguous_framing",
 		"the request has both Content-Length and Transfer-Encoding headers; send one"))
 }
