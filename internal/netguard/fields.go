@@ -22,6 +22,11 @@ import (
 // 10 to 30 fields (the OpenAI SDKs about 15, plus what proxies add);
 // Node.js's server keeps 2,000 (maxHeadersCount) and Envoy refuses past
 // 100 (max_headers_count).
+//
+// The lines are counted as net/http's header map holds them (Host aside,
+// folded lines joined to their field): on a scanning connection by the
+// framing scan as the head arrives (framing.NewScanner's maxFields), else
+// by tooManyFields.
 const MaxHeaderFields = 1000
 
 // tooManyFields reports whether h holds more than MaxHeaderFields field

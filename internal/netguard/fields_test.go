@@ -75,3 +75,32 @@ func TestGuardRefusalsHaveRequestID(t *testing.T) {
 		}
 	}
 }
+
+// Where no scanner counted the head (a Listener that does not scan, or no
+// Listener at all), Guard counts the parsed header map instead, with the
+// same limit and answer.
+func TestTooManyHeaderFieldsUnscanned(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	for _, listener := range []bool{true, false} {
+		var ln net.Listener
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: Guard(h), ReadHeaderTimeout: 10 * time.Second}
+		if listener {
+			gl := NewListener(ln, ConnLimits{Total: 64}, nil)
+			srv.ConnContext, srv.ConnState, ln = gl.ConnContext, gl.ConnState, gl
+		}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		addr := ln.Addr().String()
+		if st, _, _ := exchange(t, addr, fieldsHead(MaxHeaderFields, true)+closeReq, 2); st[0] != 200 || st[1] != 200 {
+			t.Fatalf("listener %v: %d fields: statuses %v, want served", listener, MaxHeaderFields, st)
+		}
+		st, bodies, closed := exchange(t, addr, fieldsHead(MaxHeaderFields+1, false)+closeReq, 1)
+		if st[0] != 431 || !strings.Contains(bodies[0], `"code":"request_header_too_large"`) || !closed {
+			t.Fatalf("listener %v: %d fields: status %v body %q closed %v, want 431 and closed", listener, MaxHeaderFields+1, st, bodies, closed)
+		}
+	}
+}

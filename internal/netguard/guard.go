@@ -34,17 +34,23 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 1 {
 			a.Spare = &c.spare
 		}
+		// The scanner counted the head's field lines as it read them; the
+		// header map is counted only for a head it did not scan (HTTP/2,
+		// scanning off, framing lost): ranging over it is ~120 ns a request.
+		many := false
 		if c.scan {
 			c.rd.mu.Lock()
-			ambiguous, received := c.fr.Next()
+			h := c.fr.Next()
 			c.rd.mu.Unlock()
-			if ambiguous {
+			if h.Ambiguous {
 				refuseAmbiguous(w)
 				return
 			}
-			a.BodyReceived = received
+			a.BodyReceived, many = h.Received, h.ManyFields || !h.Scanned && tooManyFields(r.Header)
+		} else {
+			many = tooManyFields(r.Header)
 		}
-		if tooManyFields(r.Header) {
+		if many {
 			c.l.m.headerTooLarge()
 			refuseTooManyFields(w, r)
 			return
