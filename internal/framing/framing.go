@@ -40,18 +40,39 @@ type Scanner struct {
 	handled int // requests handed on (Next)
 }
 
-// NewScanner is a scanner at the start of a connection.
-func NewScanner() Scanner { return Scanner{s: scanner{ambiguous: -1}} }
+// NewScanner is a scanner at the start of a connection; a head with more
+// than maxFields header field lines (Host aside) is reported (Head).
+func NewScanner(maxFields int) Scanner {
+	return Scanner{s: scanner{ambiguous: -1, manyFields: -1, maxFields: maxFields}}
+}
 
 // Feed scans p, the bytes of the connection's latest read.
 func (x *Scanner) Feed(p []byte) { x.s.feed(p) }
 
-// Next counts the request being handed to a handler and reports whether
-// its head was ambiguous and whether its body was read whole (Received).
-func (x *Scanner) Next() (ambiguous, received bool) {
+// Head is what the scanner found of the head of a request handed on.
+type Head struct {
+	// Ambiguous: the head had both Content-Length and Transfer-Encoding.
+	Ambiguous bool
+	// ManyFields: the head had more header field lines than NewScanner's
+	// maxFields, not counting Host (net/http keeps it out of the header
+	// map, whose lines the limit was first defined on) nor obs-fold
+	// continuations (net/http joins them to the field before).
+	ManyFields bool
+	// Scanned: the head's end was scanned. False once the scanner lost
+	// the framing before it (net/http then usually closes): ManyFields
+	// is unknown, and the caller counts the parsed header instead.
+	Scanned bool
+	// Received: the request's body was read whole (Received).
+	Received bool
+}
+
+// Next counts the request being handed to a handler and reports what its
+// head was.
+func (x *Scanner) Next() Head {
 	i := x.handled
 	x.handled++
-	return x.s.ambiguous >= 0 && i == x.s.ambiguous, x.s.bodies >= x.handled
+	return Head{Ambiguous: i == x.s.ambiguous, ManyFields: i == x.s.manyFields,
+		Scanned: x.s.heads >= x.handled, Received: x.s.bodies >= x.handled}
 }
 
 // Received reports whether the whole body of the request Next counted
@@ -100,6 +121,12 @@ type scanner struct {
 	ambiguous int   // index of the first ambiguous head, -1 = none yet
 	remain    int64 // bytes left of a Content-Length body or a chunk
 	line      []byte
+	// manyFields: index of the first head with more than maxFields field
+	// lines (Host and folds aside), -1 = none yet; nfields counts the
+	// lines of the head being read. An int per line: the limit is taken
+	// where every line is scanned anyway, not by ranging over net/http's
+	// header map per request (netguard.Guard).
+	manyFields, maxFields, nfields int
 	// Of the head being read:
 	started, http10, hasCL, hasTE, uncounted bool
 	cl                                       int64
@@ -242,12 +269,18 @@ func (s *scanner) fields(p []byte) []byte {
 			s.contentLength(l[len(cl)+1:])
 		case l[0] == ' ' || l[0] == '\t':
 			s.fold(l)
+			continue // a continuation, not a field line
 		case len(l) > len(te) && l[0]|0x20 == 't' && l[len(te)] == ':' &&
 			(string(l[:len(te)]) == te || bytes.EqualFold(l[:len(te)], []byte(te))):
 			s.hasTE, s.inCL = true, false
+		case len(l) > 4 && l[4] == ':' && l[0]|0x20 == 'h' &&
+			(string(l[:4]) == "Host" || bytes.EqualFold(l[:4], []byte("Host"))):
+			s.inCL = false
+			continue // not in net/http's header map: not counted
 		default:
 			s.inCL = false
 		}
+		s.nfields++
 	}
 }
 
@@ -363,6 +396,9 @@ func (s *scanner) headLine(l []byte) {
 		name, value, ok := bytes.Cut(l, []byte(":"))
 		// The length first: most header names are neither, and this
 		// runs on every header line of every request.
+		if !ok || len(name) != len("Host") || !bytes.EqualFold(name, []byte("Host")) {
+			s.nfields++ // as fields counts
+		}
 		switch {
 		case !ok:
 			s.inCL = false // Go refuses it; nothing to track
@@ -392,7 +428,7 @@ func (s *scanner) startHead(l []byte) {
 	if len(l) == 0 {
 		return // empty lines before a request line are tolerated
 	}
-	s.started, s.hasCL, s.hasTE, s.cl, s.inCL = true, false, false, 0, false
+	s.started, s.hasCL, s.hasTE, s.cl, s.inCL, s.nfields = true, false, false, 0, false, 0
 	s.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
 	// net/http answers "OPTIONS *" itself: no handler call to match.
 	s.uncounted = bytes.HasPrefix(l, []byte("OPTIONS * "))
@@ -408,6 +444,9 @@ func (s *scanner) endHead() {
 		s.heads++
 	}
 	s.started, s.counted = false, !s.uncounted
+	if s.nfields > s.maxFields && s.manyFields < 0 && !s.uncounted {
+		s.manyFields = idx
+	}
 	switch {
 	case s.hasCL && s.hasTE:
 		if s.ambiguous < 0 {

@@ -23,12 +23,15 @@ func FuzzScanner(f *testing.F) {
 		f.Add([]byte(s), uint16(7))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, step uint16) {
-		whole := scanner{ambiguous: -1}
+		whole := scanner{ambiguous: -1, manyFields: -1, maxFields: 2}
 		whole.feed(data)
-		split := scanner{ambiguous: -1}
+		split := scanner{ambiguous: -1, manyFields: -1, maxFields: 2}
 		n := int(step%64) + 1
 		for i := 0; i < len(data); i += n {
 			split.feed(data[i:min(i+n, len(data))])
+		}
+		if whole.manyFields != split.manyFields {
+			t.Fatalf("split by %d: first head with too many fields %d/%d", n, whole.manyFields, split.manyFields)
 		}
 		if whole.ambiguous != split.ambiguous || whole.heads != split.heads || whole.bodies != split.bodies || whole.st != split.st {
 			t.Fatalf("split by %d: ambiguous %d/%d heads %d/%d bodies %d/%d state %d/%d", n, whole.ambiguous, split.ambiguous,
@@ -65,7 +68,7 @@ func FuzzScannerMatchesOld(f *testing.F) {
 		f.Add([]byte(s), []byte{255})
 	}
 	f.Fuzz(func(t *testing.T, data, cuts []byte) {
-		s, o := scanner{ambiguous: -1}, oldScanner{ambiguous: -1}
+		s, o := scanner{ambiguous: -1, manyFields: -1, maxFields: 2}, oldScanner{ambiguous: -1}
 		for i, k := 0, 0; i < len(data); k++ {
 			n := len(data)
 			if len(cuts) > 0 {
@@ -110,7 +113,7 @@ func TestScannerInRequestLine(t *testing.T) {
 		{"request line past maxLine", []string{"GET /?q=" + strings.Repeat("a", maxLine), "aa"}, true},
 		{"header past maxLine", []string{"GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("a", maxLine), "aa"}, false},
 	} {
-		s := scanner{ambiguous: -1}
+		s := scanner{ambiguous: -1, manyFields: -1, maxFields: 2}
 		for _, f := range c.feeds {
 			s.feed([]byte(f))
 		}

@@ -17,8 +17,10 @@ import (
 // refuses it and the connection ends). It reads with net/http's own
 // parser (http.ReadRequest, textproto for the raw header fields) and
 // repeats the server's steps around it: the CR/LF skipped after a POST,
-// OPTIONS * answered without a handler, the checks that close.
-func served(stream []byte) (handled int, ambiguous bool) {
+// OPTIONS * answered without a handler, the checks that close. fields
+// holds each handled request's header field lines but Host's, as
+// textproto counts them (a value per line, folds joined).
+func served(stream []byte) (handled int, ambiguous bool, fields []int) {
 	br := bufio.NewReaderSize(bytes.NewReader(stream), len(stream)+16)
 	last := ""
 	for {
@@ -32,40 +34,47 @@ func served(stream []byte) (handled int, ambiguous bool) {
 		}
 		// The head's raw fields, as textproto reads them (folds joined).
 		if _, err := br.Peek(1); err != nil {
-			return handled, false
+			return handled, false, fields
 		}
 		rest, _ := br.Peek(br.Buffered())
 		tr := textproto.NewReader(bufio.NewReader(bytes.NewReader(rest)))
 		if _, err := tr.ReadLine(); err != nil {
-			return handled, false
+			return handled, false, fields
 		}
 		raw, err := tr.ReadMIMEHeader()
 		if err != nil {
-			return handled, false
+			return handled, false, fields
 		}
 		req, err := http.ReadRequest(br)
 		if err != nil || req.ProtoMajor != 1 {
-			return handled, false
+			return handled, false, fields
 		}
 		last = req.Method
 		if len(raw["Content-Length"]) > 0 && len(raw["Transfer-Encoding"]) > 0 {
-			return handled, true
+			return handled, true, fields
 		}
 		if req.ProtoAtLeast(1, 1) && len(raw["Host"]) == 0 && req.Method != "CONNECT" {
-			return handled, false
+			return handled, false, fields
 		}
 		if e := req.Header.Get("Expect"); e != "" && !strings.EqualFold(e, "100-continue") {
-			return handled, false
+			return handled, false, fields
 		}
 		if _, err := io.Copy(io.Discard, req.Body); err != nil {
-			return handled, false
+			return handled, false, fields
 		}
 		if req.Method == "OPTIONS" && req.RequestURI == "*" {
 			continue // answered by net/http: no handler call
 		}
 		handled++
+		n := 0
+		for k, vs := range raw {
+			if k != "Host" {
+				n += len(vs)
+			}
+		}
+		fields = append(fields, n)
 		if req.Close {
-			return handled, false
+			return handled, false, fields
 		}
 	}
 }
@@ -73,7 +82,9 @@ func served(stream []byte) (handled int, ambiguous bool) {
 // FuzzScannerMatchesNetHTTP: wherever net/http hands requests to a
 // handler in turn, the scanner counts the same heads and bodies read
 // whole, and marks the ambiguous request net/http would serve next as
-// the one after them. A gap here is a request smuggled past Guard (the
+// the one after them; it marks the first request net/http serves with
+// more than fieldLimit header field lines (Host aside), and no other, as
+// ManyFields. A gap here is a request smuggled past Guard (the
 // scanner lost or miscounted the framing while net/http served on).
 func FuzzScannerMatchesNetHTTP(f *testing.F) {
 	for _, s := range []string{clReq + chunkedReq + bothReq, chunkedReq + clReq + bothReq,
@@ -82,13 +93,15 @@ func FuzzScannerMatchesNetHTTP(f *testing.F) {
 		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n 2\r\n\r\nab" + bothReq,
 		"POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n" + bothReq,
 		"CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n" + bothReq,
-		"POST / HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n\n1\r\na\r\n0\r\nT: 1\n\n" + bothReq} {
+		"POST / HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n\n1\r\na\r\n0\r\nT: 1\n\n" + bothReq,
+		"GET / HTTP/1.1\r\nhost: x\r\nA: 1\r\n b\r\nA: 2\r\n\r\nGET / HTTP/1.1\r\nHOST: x\r\nA: 1\r\nB: 2\r\nC:\r\n\r\n" + closeReq} {
 		f.Add([]byte(s), []byte{255})
 		f.Add([]byte(s), []byte{3, 17})
 	}
 	f.Fuzz(func(t *testing.T, data, cuts []byte) {
-		handled, ambiguous := served(data)
-		s := NewScanner()
+		handled, ambiguous, fields := served(data)
+		const fieldLimit = 2 // small, so that the fuzzer reaches it
+		s := NewScanner(fieldLimit)
 		for i, k := 0, 0; i < len(data); k++ {
 			n := len(data)
 			if len(cuts) > 0 {
@@ -98,14 +111,19 @@ func FuzzScannerMatchesNetHTTP(f *testing.F) {
 			s.Feed(data[i:end])
 			i = end
 		}
+		many := false // a request before had too many fields: the rest are not marked
 		for k := range handled {
-			amb, received := s.Next()
-			if amb || !received {
-				t.Fatalf("request %d of %d net/http serves: ambiguous %v, received %v (scanner %+v)", k, handled, amb, received, s.s)
+			h := s.Next()
+			if h.Ambiguous || !h.Received || !h.Scanned {
+				t.Fatalf("request %d of %d net/http serves: %+v (scanner %+v)", k, handled, h, s.s)
 			}
+			if want := !many && fields[k] > fieldLimit; h.ManyFields != want {
+				t.Fatalf("request %d of %d net/http serves has %d fields: ManyFields %v, want %v (scanner %+v)", k, handled, fields[k], h.ManyFields, want, s.s)
+			}
+			many = many || fields[k] > fieldLimit
 		}
 		if ambiguous {
-			if amb, _ := s.Next(); !amb {
+			if h := s.Next(); !h.Ambiguous {
 				t.Fatalf("request %d, which has both headers, not marked ambiguous (scanner %+v)", handled, s.s)
 			}
 		}

@@ -183,7 +183,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		gc := &conn{Conn: c, raw: c, l: l, ip: ip, scan: l.scan}
 		gc.rd.past = l.start
 		if l.scan {
-			gc.fr = framing.NewScanner()
+			gc.fr = framing.NewScanner(MaxHeaderFields)
 		}
 		if l.transport != nil {
 			gc.Conn = l.transport(&transportSocket{Conn: c, gc: gc})

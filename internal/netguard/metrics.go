@@ -103,7 +103,7 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 		}, []string{"listener", "reason"}),
 		header: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_request_header_too_large_total",
-			Help: "Requests whose head exceeded server.max_header_bytes: answered 431, or 414 when the request line alone did.",
+			Help: "Requests whose head exceeded server.max_header_bytes or held more than 1000 header fields: answered 431, or 414 when the request line alone did.",
 		}),
 	}
 	m.timeout = prometheus.NewCounterVec(prometheus.CounterOpts{
