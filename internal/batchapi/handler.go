@@ -17,8 +17,8 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultMaxFileBytes     = 200 << 20 // OpenAI's batch input limit
-	DefaultMaxBatchRequests = 50_000    // OpenAI's per-batch limit
+	DefaultMaxFileBytes     = 200 << 20                 // OpenAI's batch input limit
+	DefaultMaxBatchRequests = jobs.DefaultMaxBatchLines // OpenAI's per-batch limit; the tracker's bound assumes it
 )
 
 // defaultEndpoints are the endpoints OpenAI's Batch API accepts that an
