@@ -65,33 +65,3 @@ func (w *waiter) counted(now time.Time, target time.Duration) (sojourn time.Dura
 	late := waited - w.req.Slack
 	return late, late >= target/2
 }
-
-// refusalNoSlack is the share of a class's streams refused over which a
-// non-stream arriving gets no slack (withdrawSlack).
-const refusalNoSlack = 0.4
-
-// withdrawSlack returns r priced like a stream when its class refuses more
-// than refusalNoSlack of its streams at now: its Slack, and what the caller
-// added for it to Deadline, Latest and Due, taken off. The slack is the
-// room the streams leave; a class refusing that many of them has none. In
-// overload (the mix at 2x and 4x, about half and more of the streams
-// refused) a non-stream let in against its longer bound took a slot a
-// refused stream lacked, whatever its order once queued (docs/RELIABILITY.md,
-// branches streamslack, tokwait2); with room (1.2x, about 30% refused in
-// bursts) its client's longer wait is what round robin gave it.
-func (q *Queue) withdrawSlack(r Request, now time.Time) Request {
-	if r.Slack <= 0 || !q.classes[r.Class].delay.on() || !q.classes[r.Class].streams.over(now, refusalNoSlack) {
-		return r
-	}
-	if !r.Deadline.IsZero() {
-		r.Deadline = r.Deadline.Add(-r.Slack)
-	}
-	if !r.Latest.IsZero() {
-		r.Latest = r.Latest.Add(-r.Slack)
-	}
-	if !r.Due.IsZero() {
-		r.Due = r.Due.Add(-r.Slack)
-	}
-	r.Slack, r.slackRefused = 0, true
-	return r
-}

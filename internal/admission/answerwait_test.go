@@ -1,7 +1,6 @@
 package admission
 
 import (
-	"errors"
 	"testing"
 	"time"
 )
@@ -67,45 +66,5 @@ func TestWaitWithinSlackDoesNotCongest(t *testing.T) {
 	}
 	if w.state != waiting {
 		t.Fatalf("an answer kept at its target review (at the head): %v; want waiting until its deadline", w.err)
-	}
-}
-
-// While its class refuses more than refusalNoSlack of its streams, a
-// non-stream arriving gets no slack: priced like a stream, it is refused
-// at once where its slack would have queued it (the room it would wait in
-// is the refused streams'). Five streams queued (0.6s estimated for the
-// next, target 0.5s); twenty streams with no time left refused at arrival
-// (20 of 35 sent); an answer of 3s slack: refused, not queued.
-func TestAnswerGetsNoSlackWhileStreamsAreRefused(t *testing.T) {
-	q, clk, _ := codelQueue(t)
-	deadline := clk.Now().Add(5 * time.Second)
-	for range 5 {
-		submitT(t, q, Request{Tenant: "a", Cost: 100, Deadline: deadline})
-	}
-	for range 20 {
-		if tk, _, err := q.submit(Request{Tenant: "c", Cost: 100, Deadline: clk.Now().Add(time.Millisecond)}); err == nil {
-			t.Fatalf("stream with 1 ms left behind five waiters: %v; want refused at arrival", tk)
-		}
-	}
-	_, _, err := q.submit(Request{Tenant: "a", Cost: 100, Deadline: deadline.Add(3 * time.Second), Slack: 3 * time.Second})
-	if err == nil {
-		t.Fatal("an answer of 3s slack estimated at 0.6s while 20 of 35 streams were refused: let in; want refused at once, as a stream")
-	}
-	var rej *Rejection
-	if !errors.As(err, &rej) || rej.RetryAfter <= 0 {
-		t.Fatalf("refusal %v: want a Rejection with a Retry-After", err)
-	}
-
-	// The refusals aged out (the queued streams refused at their deadline,
-	// then 10 s on): the slack is back.
-	clk.Advance(10 * time.Second)
-	q.Kick()
-	clk.Advance(10 * time.Second)
-	for range 5 {
-		submitT(t, q, Request{Tenant: "a", Cost: 100, Deadline: clk.Now().Add(5 * time.Second)})
-	}
-	answer := submitT(t, q, Request{Tenant: "a", Cost: 100, Deadline: clk.Now().Add(8 * time.Second), Slack: 3 * time.Second})
-	if answer.state != waiting {
-		t.Fatalf("an answer of 3s slack once the refusals aged out: %v; want queued", answer.err)
 	}
 }

@@ -86,10 +86,6 @@ type Request struct {
 	// counts toward congestion only past it. Deadline and Latest are the
 	// caller's and include it. <= 0: none.
 	Slack time.Duration
-	// slackRefused: the request came with Slack, withdrawn at arrival
-	// because its class was refusing its streams (withdrawSlack); it is
-	// priced like a stream but not counted as one (noteArrival).
-	slackRefused bool
 }
 
 func (r Request) normalized() Request {
@@ -295,7 +291,6 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	}
 	q.arrive(r.Tenant, r.Weight, now)
 	q.noteArrival(r, now)
-	r = q.withdrawSlack(r, now)
 	held, late := q.holds(r.Tenant, r.Streams, r.rampFit(), now, capacity)
 	if late > 0 { // no engine can start it by its objective: refused now
 		return nil, nil, q.refuseLateArrival(r, late, now, capacity)

@@ -68,13 +68,13 @@ func (q *Queue) refusing(cl Class, now time.Time) bool {
 // noteArrival and noteRefused count r's arrival and refusal at now for
 // refusing, if r has no slack.
 func (q *Queue) noteArrival(r Request, now time.Time) {
-	if r.Slack <= 0 && !r.slackRefused {
+	if r.Slack <= 0 {
 		q.classes[r.Class].streams.add(now, 1, 0)
 	}
 }
 
 func (q *Queue) noteRefused(r Request, now time.Time) {
-	if r.Slack <= 0 && !r.slackRefused {
+	if r.Slack <= 0 {
 		q.classes[r.Class].streams.add(now, 0, 1)
 	}
 }
@@ -110,13 +110,8 @@ func (s *refusalShare) add(now time.Time, arrived, refused float64) {
 }
 
 func (s *refusalShare) overloaded(now time.Time) bool {
-	return s.over(now, refusalOverload)
-}
-
-// over reports whether more than share of the arrivals were refused.
-func (s *refusalShare) over(now time.Time, share float64) bool {
 	s.decay(now)
-	return s.arrived >= refusalMinSample && s.refused > share*s.arrived
+	return s.arrived >= refusalMinSample && s.refused > refusalOverload*s.arrived
 }
 
 // skipsSlack returns the waiters to leave out of the wait estimate of a
