@@ -59,6 +59,10 @@ type dispatcher struct {
 	pollWait time.Duration
 	log      *slog.Logger
 
+	// lost tells the worker of a class whose consumer went away under
+	// it (gone.go): room for every class.
+	lost chan int
+
 	ready chan struct{} // a slot waits for a message; room for every slot
 	work  chan jobMsg   // a message for a waiting slot
 
@@ -91,7 +95,7 @@ func newDispatcher(nc *nats.Conn, classes []string, o WorkerOptions, log *slog.L
 		subjects[i] = pullSubject + workStream + "." + consumerName(class)
 	}
 	return &dispatcher{
-		subjects: subjects, down: make([]bool, len(classes)), up: make(chan int),
+		subjects: subjects, down: make([]bool, len(classes)), up: make(chan int), lost: make(chan int, len(classes)),
 		in: newPullInbox(nc), gate: o.Gate, pollWait: o.PollWait, log: log,
 		ready:   make(chan struct{}, o.Concurrency),
 		work:    make(chan jobMsg),
@@ -198,8 +202,10 @@ func (d *dispatcher) run(ctx context.Context) {
 			// A consent from before the pause is stale: ask again.
 			st.stall, st.open = nil, false
 		case i := <-d.up:
+			if st.waiting[i] {
+				st.nwait--
+			}
 			d.down[i], st.waiting[i] = false, false
-			st.nwait--
 		case <-ctx.Done():
 			return
 		}
@@ -345,6 +351,9 @@ func (d *dispatcher) answer(st *dispatchState, m *nats.Msg) {
 		d.ended(st, p, true, nil)
 	case code == "409" && description == "Server Shutdown":
 		d.ended(st, p, true, errServerShutdown)
+	case code == "503":
+		d.ended(st, p, true, nil)
+		d.consumerGone(st, p.class, description)
 	case code != "":
 		d.ended(st, p, true, fmt.Errorf("jobs: pull request answered %s %s", code, description))
 	case p == nil || p.gone:
@@ -386,7 +395,8 @@ func (d *dispatcher) late(st *dispatchState, msg jobMsg) {
 func (d *dispatcher) ended(st *dispatchState, p *pull, done bool, err error) {
 	st.live--
 	st.pending -= p.left
-	if p.wait {
+	// A class down stays waited on (gone.go); nwait counts the flags set.
+	if p.wait && st.waiting[p.class] && !d.down[p.class] {
 		st.waiting[p.class] = false
 		st.nwait--
 	}

@@ -383,6 +383,20 @@ func (a *actor) apply(e jetstream.KeyValueEntry) bool {
 	return st.status.Terminal()
 }
 
+// unstarted reports whether b was cancelled while validating and its
+// creator stopped before writing every line's record: such a batch never
+// reaches in_progress, and the lines without a record are never
+// terminal, so it stayed cancelling, in the active index, for good (its
+// cancelOpen ends only the records there are). It is failed as a batch
+// left validating is, after CreateTimeout; none of its lines ran
+// (workers hold a line of a batch validating, and cancel one of a batch
+// cancelling). A batch cancelled while validating whose records were all
+// written ends cancelled, as before.
+func (a *actor) unstarted(b *batchRecord) bool {
+	return b.Batch.Status == batchCancelling && b.Batch.InProgressAt == nil && b.Target == "" &&
+		a.ready && len(a.jobs) < b.Batch.RequestCounts.Total
+}
+
 func (a *actor) allTerminal() bool {
 	return a.ready && a.total > 0 && len(a.jobs) == a.total && a.terminal == a.total
 }
@@ -430,10 +444,10 @@ func (a *actor) evaluate(ctx context.Context) bool {
 		return a.announce(ctx, b) && a.forget(ctx)
 	case st == batchFinalizing || b.Target != "":
 		return a.finalize(ctx, b.Target)
-	case st == batchValidating:
+	case st == batchValidating, a.unstarted(b) && now.Sub(time.Unix(b.Batch.CreatedAt, 0)) > s.o.CreateTimeout:
 		if now.Sub(time.Unix(b.Batch.CreatedAt, 0)) > s.o.CreateTimeout {
 			done, failed, err := s.updateBatch(ctx, a.key, func(r *batchRecord) error {
-				if r.Batch.Status != batchValidating {
+				if r.Batch.Status != batchValidating && !a.unstarted(r) {
 					return errNoChange
 				}
 				failBatch(r, now.Unix(), "the batch was not fully enqueued (its creator stopped)")

@@ -197,6 +197,18 @@ func (w *worker) runSlots(runCtx, execCtx context.Context, execCancel context.Ca
 		d.down[f.i] = true
 		retries.Go(func() { w.retryConsumer(runCtx, f.class, f.i, f.err, d.up) })
 	}
+	// A class whose consumer went away under the dispatcher (gone.go) is
+	// retried as one down at start.
+	retries.Go(func() {
+		for {
+			select {
+			case i := <-d.lost:
+				retries.Go(func() { w.retryConsumer(runCtx, o.Classes[i], i, errConsumerGone, d.up) })
+			case <-runCtx.Done():
+				return
+			}
+		}
+	})
 	var slots sync.WaitGroup
 	slots.Go(func() { d.run(runCtx) })
 	for range o.Concurrency {
