@@ -39,6 +39,8 @@ func TestOperatorMistakesNamedAtTheirLine(t *testing.T) {
 			[]string{`:3: models[0].max_wait: want a single duration such as 500ms or 5s, got a list`}, nil},
 		{"a section where a size belongs names the size", "max_body_bytes:\n  mb: 1\n" + minimal,
 			[]string{`:2: max_body_bytes: want a single size such as 8MiB or 1048576, got a section of keys`}, nil},
+		{"a backend entry without url says so", "models:\n  - name: m\n    backends:\n      - weight: 2\n",
+			[]string{`:4: models[0].backends[0].url: is missing or empty: each backend needs its base URL, e.g. url: http://10.0.0.7:8000`}, nil},
 		{"a negative max_queued blames max_queued alone", "admission:\n  max_queued: -5\n" + minimal,
 			[]string{`:2: admission.max_queued: must be at least 1, got -5`}, []string{"max_queued_per_tenant"}},
 		{"max_queued_per_tenant names the bound", "admission:\n  max_queued: 10\n  max_queued_per_tenant: 20\n" + minimal,

@@ -250,7 +250,11 @@ func (c *Config) validateModels(bad badFunc, policyOK PolicyCheck) {
 }
 
 func (b Backend) validate(bad badFunc, key string) {
-	if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
+	if b.URL == "" {
+		// An entry without url: (weight: 2 alone, a url misindented under
+		// another key) read as `got ""`.
+		bad(key+".url", "is missing or empty: each backend needs its base URL, e.g. url: http://10.0.0.7:8000")
+	} else if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
 		bad(key+".url", "must be an http:// or https:// URL, got %q", telemetry.RedactURL(b.URL))
 	} else if u, err := url.Parse(b.URL); err != nil || u.Host == "" {
 		// "http://" alone, "http:///v1", "http://host:port with space":
