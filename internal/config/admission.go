@@ -196,10 +196,13 @@ func (c *Config) validateAdmission(bad func(key, format string, args ...any)) {
 		bad("admission.answer_max_wait", "must be 0 (priced like a stream) or a positive duration")
 	}
 	if a.MaxQueued < 1 {
-		bad("admission.max_queued", "must be at least 1")
+		bad("admission.max_queued", "must be at least 1, got %d", a.MaxQueued)
 	}
-	if a.MaxQueuedPerTenant < 0 || a.MaxQueuedPerTenant > a.MaxQueued {
-		bad("admission.max_queued_per_tenant", "must be between 0 (= max_queued) and max_queued")
+	// Checked against a valid max_queued only: a negative max_queued
+	// otherwise also blamed max_queued_per_tenant, a key the user had
+	// not written, at the section's line.
+	if a.MaxQueued >= 1 && (a.MaxQueuedPerTenant < 0 || a.MaxQueuedPerTenant > a.MaxQueued) {
+		bad("admission.max_queued_per_tenant", "must be between 0 (= max_queued) and max_queued, got %d (max_queued is %d)", a.MaxQueuedPerTenant, a.MaxQueued)
 	}
 	if a.BatchMinShare < 0 || a.BatchMinShare > 0.5 {
 		bad("admission.batch_min_share", "must be between 0 and 0.5, got %g", a.BatchMinShare)

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -207,8 +206,8 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 		bad("queue.worker_token", "is gone: `sluice worker` now runs jobs through the admin listener, authenticated with admin.worker_token, or admin.token when that is unset (sluice worker --token); move this key to admin.worker_token")
 	}
 	if q.Listen != "" {
-		if _, _, err := net.SplitHostPort(q.Listen); err != nil {
-			bad("queue.listen", "%v", fmt.Errorf("want host:port: %w", err))
+		if problem := listenAddrProblem(q.Listen, "127.0.0.1:4222"); problem != "" {
+			bad("queue.listen", "want host:port, got %q (%s)", q.Listen, problem)
 		}
 	}
 }

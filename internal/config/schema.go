@@ -194,7 +194,9 @@ func checkSchema(n *yaml.Node, t reflect.Type, path string, lines keyLines, errs
 		}
 	case reflect.PointerTo(t).Implements(textUnmarshaler):
 		if n.Kind != yaml.ScalarNode {
-			bad("want a single value, got %s", kindName(n))
+			// Name the value wanted: "a single value" left the reader to
+			// guess the unit (max_wait: [1]).
+			bad("want %s, got %s", singleValueName(t), kindName(n))
 			return
 		}
 		v := reflect.New(t).Interface().(encoding.TextUnmarshaler)
@@ -517,4 +519,16 @@ func valueName(n *yaml.Node) string {
 // absent).
 func (c *Config) KeyError(key, problem string) *FieldError {
 	return &FieldError{File: c.file, Key: key, Line: c.lines.lineOf(key), Problem: problem}
+}
+
+// singleValueName is what a scalar config type takes, for a refusal of a
+// list or section written in its place.
+func singleValueName(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[Duration]():
+		return "a single duration such as 500ms or 5s"
+	case reflect.TypeFor[ByteSize]():
+		return "a single size such as 8MiB or 1048576"
+	}
+	return "a single value"
 }

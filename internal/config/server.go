@@ -1,7 +1,6 @@
 package config
 
 import (
-	"net"
 	"strings"
 	"time"
 )
@@ -230,8 +229,8 @@ func (c *Config) validateServer(bad func(key, format string, args ...any)) {
 		bad("admin.max_connections", "must be at least 1, got %d", c.Admin.MaxConnections)
 	}
 	if a := c.Admin.Listen; a != "off" {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			bad("admin.listen", "want host:port or \"off\", got %q", a)
+		if problem := listenAddrProblem(a, "127.0.0.1:9091"); problem != "" {
+			bad("admin.listen", "want host:port or \"off\", got %q (%s)", a, problem)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,8 +41,8 @@ func (c *Config) ValidateWith(policyOK PolicyCheck) error {
 func (c *Config) validate(policyOK PolicyCheck) error {
 	var v validator
 	bad := v.bad
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen", "want host:port or :port, got %q", c.Listen)
+	if problem := listenAddrProblem(c.Listen, ":8080 or 127.0.0.1:8080"); problem != "" {
+		bad("listen", "want host:port or :port, got %q (%s)", c.Listen, problem)
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("max_body_bytes", "must be positive")
@@ -141,7 +142,10 @@ func (c *Config) validateHealth(bad badFunc) {
 			bad("health.active.path", "must start with /, got %q", a.Path)
 		}
 		if a.Timeout <= 0 || a.Timeout > a.Interval {
-			bad("health.active.timeout", "must be positive and at most health.active.interval")
+			// The values, since a file setting only interval: 1s met the
+			// 2s default timeout it had not written.
+			bad("health.active.timeout", "must be positive and at most health.active.interval, got %s with interval %s (the timeout's default is %s: set it too when the interval is shorter)",
+				a.Timeout.D(), a.Interval.D(), Default().Health.Active.Timeout.D())
 		}
 	}
 }
@@ -229,16 +233,36 @@ func (c *Config) validateModels(bad badFunc, policyOK PolicyCheck) {
 				bad(fmt.Sprintf("%s.fallbacks[%d]", key, j), "unknown model %q", f)
 			}
 		}
+		urls := map[string]int{}
 		for j, b := range m.Backends {
-			b.validate(bad, fmt.Sprintf("%s.backends[%d]", key, j))
+			bkey := fmt.Sprintf("%s.backends[%d]", key, j)
+			b.validate(bad, bkey)
+			// The same URL twice in a model was merged into one backend
+			// without a word: the commonest cause is a pasted entry whose
+			// port was not changed, and the pool came up one server short.
+			if first, dup := urls[b.URL]; dup && b.URL != "" {
+				bad(bkey+".url", "%q is already %s.backends[%d]: a URL is one backend (give it a weight to send it a larger share)", telemetry.RedactURL(b.URL), key, first)
+			} else {
+				urls[b.URL] = j
+			}
 		}
 	}
 }
 
 func (b Backend) validate(bad badFunc, key string) {
-	if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
+	if b.URL == "" {
+		// An entry without url: (weight: 2 alone, a url misindented under
+		// another key) read as `got ""`.
+		bad(key+".url", "is missing or empty: each backend needs its base URL, e.g. url: http://10.0.0.7:8000")
+	} else if !strings.HasPrefix(b.URL, "http://") && !strings.HasPrefix(b.URL, "https://") {
 		bad(key+".url", "must be an http:// or https:// URL, got %q", telemetry.RedactURL(b.URL))
-	} else if u, err := url.Parse(b.URL); err == nil && strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/v1") {
+	} else if u, err := url.Parse(b.URL); err != nil || u.Host == "" {
+		// "http://" alone, "http:///v1", "http://host:port with space":
+		// every request failed at dial time with Go's text.
+		bad(key+".url", "want http://host[:port] with a host, got %q", telemetry.RedactURL(b.URL))
+	} else if p := u.Port(); p != "" && !validPort(p) {
+		bad(key+".url", "port %q of %q is not a port number (1 to 65535)", p, telemetry.RedactURL(b.URL))
+	} else if strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/v1") {
 		// The commonest paste: an SDK's base URL (vLLM's docs say
 		// http://localhost:8000/v1). The request's path is appended to a
 		// backend's URL, so every request went to /v1/v1/chat/completions
@@ -279,4 +303,33 @@ func (c *Config) hasModel(name string) bool {
 		}
 	}
 	return false
+}
+
+// listenAddrProblem says what net.Listen would refuse in a listen address
+// ("" when it takes it), so sluice check and a reload refuse what serve
+// could not bind: ":99999" passed SplitHostPort and failed only at start.
+func listenAddrProblem(addr, example string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "write it as " + example
+	}
+	if port == "" {
+		return "the port is empty: an unset variable? write :0 for any free port"
+	}
+	if port == "0" || validPort(port) {
+		return ""
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		// net.Listen takes a service name (":http") as well.
+		if _, err := net.LookupPort("tcp", port); err == nil {
+			return ""
+		}
+	}
+	return fmt.Sprintf("port %q is not a number from 0 (any free port) to 65535", port)
+}
+
+// validPort is a decimal port from 1 to 65535.
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == p
 }

@@ -136,7 +136,10 @@ type Backend struct {
 	// calls starting (BusyEpoch, AnsweredSince).
 	busyEpoch atomic.Uint64
 	probeDown bool
-	ewma      latencyEWMA
+	// probeCause is why the active probe marked it down ("connection
+	// refused", "status 503"), for /status; "" while it is up.
+	probeCause string
+	ewma       latencyEWMA
 	// Requests sent and still waiting for their first token (streams) or
 	// their answer: how many, since when some have been, and when one last
 	// got it. See Stalled.

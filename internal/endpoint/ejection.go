@@ -66,10 +66,26 @@ func (b *Backend) AnsweredSince(epoch uint64) {
 }
 
 // SetProbeHealthy is called by the active health checker.
-func (b *Backend) SetProbeHealthy(ok bool) {
+func (b *Backend) SetProbeHealthy(ok bool) { b.SetProbeResult(ok, "") }
+
+// SetProbeResult is SetProbeHealthy with why a failing probe failed (a
+// few words, as the log's "error"), kept for /status while it is down.
+func (b *Backend) SetProbeResult(ok bool, cause string) {
 	b.mu.Lock()
 	b.probeDown = !ok
+	b.probeCause = ""
+	if !ok {
+		b.probeCause = cause
+	}
 	b.mu.Unlock()
+}
+
+// ProbeCause is why the active probe marks the backend down ("" when it
+// does not, or when the checker gave no cause).
+func (b *Backend) ProbeCause() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.probeCause
 }
 
 // State reports the backend's health state at now.

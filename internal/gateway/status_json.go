@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -93,9 +94,15 @@ type readinessStatus struct {
 }
 
 type backendStatus struct {
-	Name     string `json:"name"`
-	URL      string `json:"url"`
-	State    string `json:"state"`
+	Name  string `json:"name"`
+	URL   string `json:"url"`
+	State string `json:"state"`
+	// Why says, for any state but healthy, what put the backend there and
+	// until when: the probe's failure ("connection refused", "status
+	// 503"), the passive ejection's bound and end, the breaker, the
+	// push-back's end. Before it, /status said "down" or "ejected" and the
+	// reason was only in a log line of that moment.
+	Why      string `json:"why,omitempty"`
 	Inflight int64  `json:"inflight"`
 	// CPUInflight is the tokenizer calls outstanding on it, apart from
 	// its engine slots (at most endpoint.CPUSlots).
@@ -229,6 +236,7 @@ func (g *Gateway) backendStatus(b *endpoint.Backend, now time.Time) backendStatu
 	if br := b.Breaker(); br != nil {
 		bs.Breaker = br.State(now).String()
 	}
+	bs.Why = g.stateWhy(b, now)
 	if l, ok := b.Load(); ok && l.Fresh(now) {
 		bs.Scraped = &scrapedStatus{Running: l.Running, Waiting: l.Waiting, KVCacheUsage: l.KVCacheUsage, AgeMS: ms(now.Sub(l.At))}
 	}
@@ -347,4 +355,29 @@ func (m *backlogMemo) read(ctx context.Context, now time.Time, f JobQueueStatus)
 func slotsOf(b *endpoint.Backend) int {
 	_, slots := b.ScrapedCap()
 	return slots
+}
+
+// stateWhy is backendStatus.Why: what holds b out of the healthy state at
+// now, in the words of the log line that announced it; "" when healthy.
+func (g *Gateway) stateWhy(b *endpoint.Backend, now time.Time) string {
+	at := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	switch b.State(now) {
+	case endpoint.StateProbeDown:
+		if c := b.ProbeCause(); c != "" {
+			return "active health check failing: " + c
+		}
+		return "active health check failing"
+	case endpoint.StateEjected:
+		why := "passive health check: requests to it failed"
+		if rt := g.rt.Load(); rt != nil && rt.Config != nil {
+			hp := rt.Config.Health
+			why = fmt.Sprintf("passive health check: %d failed requests within %s (health.max_fails, health.fail_timeout)", hp.MaxFails, hp.FailTimeout.D())
+		}
+		return why + "; tried again from " + at(b.EjectedUntil())
+	case endpoint.StateOpen:
+		return "circuit breaker open: its errors crossed breaker's threshold; a trial request goes through when it half-opens"
+	case endpoint.StateBusy:
+		return "answered 429/503 (busy): tried last until " + at(b.BusyUntil())
+	}
+	return ""
 }

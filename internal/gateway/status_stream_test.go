@@ -73,7 +73,11 @@ func TestStatusDocument(t *testing.T) {
 	if b := m2.Backends[0]; b.State != "ejected" || b.Failures != 2 {
 		t.Errorf("dead backend: %+v, want ejected", b)
 	}
-	if b := m.Backends[0]; b.State != "healthy" || b.TTFT.Samples != 6 || b.Limit != 4 || b.Scraped != nil {
+	// An operator reads why it is out and until when, not only "ejected".
+	if why := m2.Backends[0].Why; !strings.HasPrefix(why, "passive health check: 1 failed requests within 1h0m0s (health.max_fails, health.fail_timeout); tried again from 20") {
+		t.Errorf("dead backend's why = %q, want the passive ejection's bound and end", why)
+	}
+	if b := m.Backends[0]; b.State != "healthy" || b.Why != "" || b.TTFT.Samples != 6 || b.Limit != 4 || b.Scraped != nil {
 		t.Errorf("live backend: %+v", b)
 	}
 	if doc.Cache == nil || doc.Cache.Enabled || doc.Jobs == nil || doc.Jobs.Enabled || doc.Jobs.Backlog != nil {

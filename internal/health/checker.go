@@ -223,7 +223,11 @@ func (c *Checker) record(b *endpoint.Backend, err error) {
 	up := t.up
 	if changed {
 		// Under c.mu so two racing rounds cannot apply changes out of order.
-		b.SetProbeHealthy(up)
+		cause := ""
+		if !up && err != nil {
+			cause = telemetry.NetCause(err, c.cfg.Timeout)
+		}
+		b.SetProbeResult(up, cause)
 	}
 	c.mu.Unlock()
 

@@ -31,6 +31,10 @@ func TestBackendDownLineNamesTheCause(t *testing.T) {
 			c := NewChecker(Config{Timeout: healthyProbeBound, Fails: 1}, newClient(t), slog.New(slog.NewJSONHandler(&buf, nil)))
 			c.ProbeOnce(t.Context(), []*endpoint.Backend{b})
 			buf.CheckFailureLine(t, "backend down", tc.want, tc.url)
+			// The same words stay on the backend for /status's "why".
+			if got := b.ProbeCause(); got != tc.want {
+				t.Errorf("ProbeCause() = %q, want %q", got, tc.want)
+			}
 		})
 	}
 }

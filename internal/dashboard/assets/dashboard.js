@@ -142,7 +142,8 @@
     const kv = b.scraped ? b.scraped.kv_cache_usage * 100 : null;
     return { st, name: b.name, row: el("tr", { "data-backend": b.name, "data-state": st },
       el("td", {}, b.name),
-      el("td", {}, el("span", { class: `badge s-${st}` }, stateLabel[st] || st)),
+      // The badge's tooltip is /status's why: what took it out and until when.
+      el("td", {}, el("span", { class: `badge s-${st}`, title: b.why || "" }, stateLabel[st] || st)),
       el("td", {}, bar(b.inflight, b.limit > 0 ? b.limit : null, `${b.inflight} / ${b.limit || "∞"}`)),
       el("td", { class: "num" }, fmtMS(b.ttft.p50_ms)),
       el("td", { class: "num" }, fmtMS(b.ttft.p99_ms)),
