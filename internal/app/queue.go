@@ -107,7 +107,8 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	q.store = store
-	q.api = batchapi.New(batchapi.Options{Service: store, MaxFileBytes: int64(c.MaxFileBytes), Models: models, Logger: log})
+	q.api = batchapi.New(batchapi.Options{Service: store, MaxFileBytes: int64(c.MaxFileBytes), Models: models, Logger: log,
+		Registerer: reg})
 	return q, nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluice-gw/sluice/internal/jobs"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
@@ -48,6 +50,8 @@ type Options struct {
 	TempDir string
 	// Logger gets failures that are the gateway's fault (default: discard).
 	Logger *slog.Logger
+	// Registerer gets the create gate's metrics (createGate); nil: none.
+	Registerer prometheus.Registerer
 }
 
 // Handler serves the routes listed at Handles. Safe for concurrent use.
@@ -61,6 +65,8 @@ type Handler struct {
 	models           func(string) bool
 	tempDir          string
 	log              *slog.Logger
+	// creates bounds the input file bytes POST /v1/batches holds at once.
+	creates *createGate
 	// newSpool makes the spool of an upload (newTempSpool; a fuzz test's
 	// is in memory: a file created and removed per input is system calls
 	// and a filesystem's journal, most of each input's time).
@@ -99,6 +105,7 @@ func New(opts Options) *Handler {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	h.newSpool = h.newTempSpool
+	h.creates = newCreateGate(h.maxFileBytes, opts.Registerer)
 	return h
 }
 
