@@ -147,6 +147,7 @@ func main() {
 	flag.StringVar(&f.gloads, "goodput-loads", "1.2,2,4", "goodput loads, as multiples of each trace's pool capacity")
 	flag.StringVar(&f.regimes, "regimes", "shed,unbounded", "goodput simulator regimes: shed (waiting queue 64, then 503), unbounded (waiting queue 100000)")
 	flag.BoolVar(&opt.Replicas2, "replicas2", true, "goodput: also run two Sluice replicas in front of the same simulators")
+	flag.BoolVar(&opt.Sim.HideSlots, "hide-slots", false, "simulators leave their slot count (sluice_sim_slots) out of /metrics, as vLLM reports no batch bound: Sluice has only the running and waiting gauges")
 	flag.BoolVar(&opt.NoDirect, "no-direct", false, "goodput: skip the round-robin legs (the ratios to direct and to the pool's capacity are then n/a); for comparing one Sluice with two")
 	flag.IntVar(&opt.Runs, "runs", 1, "goodput: run every leg this many times (fresh simulators and gateways) and report the median")
 	flag.StringVar(&f.sweep, "sweep", "16,20,24,28,32", "goodput: static max_concurrency values to sweep at 2x, unbounded, first trace (empty: no sweep)")

@@ -67,6 +67,9 @@ func writeGoodput(ew *benchkit.ErrWriter, rep *Report) {
 		p("**%s** (waiting queue %d, then 503 without Retry-After)", r.Name, r.MaxWaiting)
 	}
 	p(".\n")
+	if sc.HideSlots {
+		p("- The simulators leave their slot count out of /metrics (`--hide-slots`): Sluice reads no batch bound, as from vLLM, only the running and waiting gauges.\n")
+	}
 	p("- Paths: **direct** = round robin (`httputil.ReverseProxy`) straight to the simulators; **sluice** = one gateway with Sluice's default configuration (`demo.GatewayConfig`, plus expose_backend, log.access false, shutdown_grace 2s); **sluice x2** = two such gateways in front of the same simulators, arrivals dealt alternately. Rows marked tuned set a static max_concurrency.\n")
 	p("- Answered in SLO: completed streams with TTFT <= %s. Clients give up after %gs. %d run(s) per leg, fresh simulators and gateways each; the in-SLO figure is the median [per run], other counts are totals over the runs, percentiles pool the runs.\n",
 		time.Duration(g.SLOms*float64(time.Millisecond)), g.ClientTimeoutS, g.Runs)

@@ -36,6 +36,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&cfg.DefaultMaxTokens, "default-max-tokens", sim.DefaultOutputTokens, "output tokens when a request sets no max_tokens")
 	fs.Int64Var(&cfg.Seed, "seed", 1, "seed of the output text and fault draws (server i uses seed+i)")
 	fs.BoolVar(&cfg.Instant, "instant", false, "no engine: answer at once with a fixed short completion")
+	fs.BoolVar(&cfg.HideSlots, "hide-slots", false, "leave sluice_sim_slots out of /metrics: a gateway reads no batch bound, as from vLLM")
 	fs.Float64Var(&cfg.Faults.ErrorRate, "error-rate", 0, "fraction of requests answered 500")
 	fs.DurationVar(&cfg.Faults.AddedLatency, "latency", 0, "latency added before each request is served")
 	fs.Float64Var(&cfg.Faults.HangRate, "hang-rate", 0, "fraction of requests that never answer")

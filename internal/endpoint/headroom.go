@@ -28,6 +28,10 @@ type scrapedCap struct {
 	probing bool
 	probeAt time.Time
 	backoff time.Duration
+	// short and shortMax: readings in a row, each fresh when the next
+	// came, with a queue behind a batch smaller than the learned slots,
+	// and the largest of those batches (smallerBatch).
+	short, shortMax int
 }
 
 // The first probe beyond slots just learned waits firstProbeBackoff (they
@@ -60,8 +64,11 @@ const (
 // whatever the true slots are). An engine that reports its batch bound
 // (Load.BatchBound) has it as its slots from the first reading, or the
 // learned slots where fewer (reportedBound). Until one of these is known,
-// nothing is capped. With the slots known, and D = Running
-// + Waiting the backend's demand from every client:
+// nothing is capped. A reported bound, and slots learned from an engine
+// that reports none, count an eighth more (handover; learnedcap.go); a
+// queue behind a smaller batch in smallerBatchReadings readings in a row
+// learns the slots again, lower (smallerBatch). With the slots known, and
+// D = Running + Waiting the backend's demand from every client:
 //
 //	D >= slots: cap = mine × slots / D   (at least 1)
 //	D <  slots: cap = mine + slots − D
@@ -97,9 +104,14 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 		c = scrapedCap{}
 		b.localSlots.Store(0)
 	}
+	// The last reading is this one's predecessor only if it was still
+	// fresh when this one came: a queue seen before the scrapes failed
+	// for a while and one seen now are no evidence of one full batch.
+	inARow := !l.At.IsZero() && l.At.Before(c.expires)
 	c.expires, c.now = l.Expires, now
 	c.peak = max(c.peak, running)
 	queued := waiting > 0 && running > 0 && running >= c.peak
+	c.queued = c.queued && inARow
 	// One reading confirms the backlog this gateway saw (backlogBound) only
 	// if the backend holds more than that bound's guess plus the one
 	// request it lets past the guess. A guess learned from a stall of the
@@ -129,6 +141,7 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 		c.slots, grew = running, true
 		c.backoff, c.probeAt = 0, time.Time{} // a probe found room: probe again freely
 	}
+	c.smallerBatch(running, waiting, inARow)
 	at := now()
 	if c.probing && !grew {
 		// The probe had its scrape interval and found no larger batch
@@ -148,7 +161,10 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	switch slots := c.known(); {
 	case slots > 0:
 		mine := int(l.InflightAtScrape)
-		if c.bound > 0 && slots == c.bound {
+		if c.bound == 0 || slots == c.bound {
+			// The bound the engine reports, or slots learned from an
+			// engine that reports none (vLLM, llama.cpp), get the
+			// handover (learnedcap.go).
 			slots += handover(slots)
 		}
 		c.limit = capFor(mine, slots, running+waiting)

@@ -41,30 +41,30 @@ func TestScrapedCapLimitsToLearnedSlots(t *testing.T) {
 		t.Fatalf("after one queued reading: cap %d slots %d, want none yet", got, slots)
 	}
 	// Two in a row at its largest batch: 8 slots, and this gateway, alone
-	// here (mine = demand), may hold 8.
+	// here (mine = demand), may hold 8 and the handover of 1.
 	clk.t = clk.t.Add(time.Second)
 	b.ObserveLoad(reading(clk, 8, 10, 18), clk.now)
-	if got, slots := b.ScrapedCap(); got != 8 || slots != 8 {
-		t.Fatalf("cap %d slots %d, want 8 and 8", got, slots)
+	if got, slots := b.ScrapedCap(); got != 9 || slots != 8 {
+		t.Fatalf("cap %d slots %d, want 9 and 8", got, slots)
 	}
-	if got := b.Limit(); got != 8 {
-		t.Fatalf("Limit = %d, want the scraped 8 below the adaptive 18", got)
+	if got := b.Limit(); got != 9 {
+		t.Fatalf("Limit = %d, want the scraped 8 + 1 below the adaptive 18", got)
 	}
 	// Scaling plans with the same slots: the adaptive 18 would count the
 	// engine's waiting room as service.
-	if got := b.FullLimit(); got != 8 {
-		t.Fatalf("FullLimit = %d, want the scraped 8 below the adaptive 18", got)
+	if got := b.FullLimit(); got != 9 {
+		t.Fatalf("FullLimit = %d, want the scraped 8 + 1 below the adaptive 18", got)
 	}
-	hold(b, 8)
+	hold(b, 9)
 	if b.HasCapacity() || b.Acquire() {
-		t.Fatal("a ninth request admitted to a backend running its 8 slots")
+		t.Fatal("a tenth request admitted to a backend running its 8 slots with one handed over")
 	}
 
 	// The queue drained and two slots are free: room for two more.
 	clk.t = clk.t.Add(time.Second)
 	b.ObserveLoad(reading(clk, 6, 0, 6), clk.now)
-	if got := b.Limit(); got != 8 {
-		t.Fatalf("Limit with 2 free slots and 6 held = %d, want 8", got)
+	if got := b.Limit(); got != 9 {
+		t.Fatalf("Limit with 2 free slots and 6 held = %d, want 9", got)
 	}
 	// The reading goes stale (scrapes failing): the cap is dropped, the
 	// adaptive limit rules again.
@@ -77,7 +77,8 @@ func TestScrapedCapLimitsToLearnedSlots(t *testing.T) {
 func TestScrapedCapSharesSlotsBetweenReplicas(t *testing.T) {
 	// Two gateway replicas in front of one backend with 8 slots. Each sees
 	// the backend's whole demand (its own requests and the other's), so
-	// their caps add up to the slots, not to twice them.
+	// their caps add up to the slots and the handover (8 + 1), not to
+	// twice them.
 	clk := &fakeClock{t: t0}
 	a := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
 	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
@@ -91,43 +92,47 @@ func TestScrapedCapSharesSlotsBetweenReplicas(t *testing.T) {
 		clk.t = clk.t.Add(time.Second)
 	}
 	la, lb := a.Limit(), b.Limit()
-	if la+lb > 8 {
-		t.Fatalf("replica limits %d + %d = %d, more than the backend's 8 slots", la, lb, la+lb)
+	if la+lb > 9 {
+		t.Fatalf("replica limits %d + %d = %d, more than the backend's 8 slots and 1 handed over", la, lb, la+lb)
 	}
-	if la != 5 || lb != 3 {
-		t.Fatalf("replica limits %d and %d, want 5 and 3 (their shares of the demand)", la, lb)
+	if la != 6 || lb != 3 {
+		t.Fatalf("replica limits %d and %d, want 6 and 3 (their shares of the demand)", la, lb)
 	}
 }
 
 func TestScrapedCapGrowsBackFromALowGuess(t *testing.T) {
-	// The backend queued twice at 3 running (a smaller batch that time):
-	// 3 slots learned. Without a queue the cap still leaves one more, so
-	// a larger batch is seen and learned.
+	// The backend, which reports a bound of 32, queued twice at 3 running
+	// (its KV cache full that time): 3 slots learned below the bound, which
+	// cap exactly. Without a queue the cap still leaves one more, so a
+	// larger batch is seen and learned. (An engine that reports no bound
+	// has its learned slots' handover for that:
+	// TestLearnedSlotsWithoutBoundGetTheHandover.)
 	clk := &fakeClock{t: t0}
 	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
 	b.SetLimiter(admission.Static(18))
-	b.ObserveLoad(reading(clk, 3, 1, 4), clk.now)
-	b.ObserveLoad(reading(clk, 3, 1, 4), clk.now)
+	b.ObserveLoad(bounded(clk, 3, 1, 4, 32), clk.now)
+	b.ObserveLoad(bounded(clk, 3, 1, 4, 32), clk.now)
 	if _, slots := b.ScrapedCap(); slots != 3 {
 		t.Fatalf("slots = %d, want 3", slots)
 	}
-	b.ObserveLoad(reading(clk, 3, 0, 3), clk.now)
+	b.ObserveLoad(bounded(clk, 3, 0, 3, 32), clk.now)
 	if got := b.Limit(); got != 3 {
 		t.Fatalf("Limit right after learning the slots = %d, want 3 (no probe into the burst that showed them)", got)
 	}
 	clk.t = clk.t.Add(firstProbeBackoff)
-	b.ObserveLoad(reading(clk, 3, 0, 3), clk.now)
+	b.ObserveLoad(bounded(clk, 3, 0, 3, 32), clk.now)
 	if got := b.Limit(); got != 4 {
 		t.Fatalf("Limit with no queue at the learned slots = %d, want 4 (one more to find out)", got)
 	}
-	b.ObserveLoad(reading(clk, 4, 0, 4), clk.now)
+	b.ObserveLoad(bounded(clk, 4, 0, 4, 32), clk.now)
 	if got, slots := b.ScrapedCap(); slots != 4 || got != 5 {
 		t.Fatalf("after running 4 without a queue: cap %d slots %d, want 5 and 4", got, slots)
 	}
 }
 
-// A probe past the learned slots that finds no larger batch is not
-// repeated at every scrape: a request sent into a full batch waits inside
+// A probe past slots learned below a reported bound (here 32: a KV cache
+// that fills first) that finds no larger batch is not repeated at every
+// scrape: a request sent into a full batch waits inside
 // the backend, and a scrape a second later may not show it (it started
 // when the batch freed a slot). The first comes firstProbeBackoff after
 // the slots were learned, each next one after twice the wait before; one
@@ -136,37 +141,37 @@ func TestScrapedCapProbeBacksOffWhenNoLargerBatchShows(t *testing.T) {
 	clk := &fakeClock{t: t0}
 	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
 	b.SetLimiter(admission.Static(18))
-	b.ObserveLoad(reading(clk, 8, 1, 9), clk.now)
-	b.ObserveLoad(reading(clk, 8, 1, 9), clk.now) // 8 slots learned
+	b.ObserveLoad(bounded(clk, 8, 1, 9, 32), clk.now)
+	b.ObserveLoad(bounded(clk, 8, 1, 9, 32), clk.now) // 8 slots learned
 	clk.t = clk.t.Add(firstProbeBackoff)
-	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
+	b.ObserveLoad(bounded(clk, 8, 0, 8, 32), clk.now)
 	if got := b.Limit(); got != 9 {
 		t.Fatalf("first probe: Limit %d, want 9", got)
 	}
 	clk.t = clk.t.Add(time.Second)
-	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now) // no queue seen, no larger batch either
+	b.ObserveLoad(bounded(clk, 8, 0, 8, 32), clk.now) // no queue seen, no larger batch either
 	if got := b.Limit(); got != 8 {
 		t.Fatalf("right after a probe that found nothing: Limit %d, want 8", got)
 	}
 	clk.t = clk.t.Add(2*firstProbeBackoff - time.Millisecond)
-	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
+	b.ObserveLoad(bounded(clk, 8, 0, 8, 32), clk.now)
 	if got := b.Limit(); got != 8 {
 		t.Fatalf("before the backoff ends: Limit %d, want 8", got)
 	}
 	clk.t = clk.t.Add(time.Millisecond)
-	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
+	b.ObserveLoad(bounded(clk, 8, 0, 8, 32), clk.now)
 	if got := b.Limit(); got != 9 {
 		t.Fatalf("after the backoff: Limit %d, want 9 (probe again)", got)
 	}
-	b.ObserveLoad(reading(clk, 8, 1, 9), clk.now) // it waited: the wait doubles
+	b.ObserveLoad(bounded(clk, 8, 1, 9, 32), clk.now) // it waited: the wait doubles
 	clk.t = clk.t.Add(4*firstProbeBackoff - time.Millisecond)
-	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
+	b.ObserveLoad(bounded(clk, 8, 0, 8, 32), clk.now)
 	if got := b.Limit(); got != 8 {
 		t.Fatalf("within the doubled backoff: Limit %d, want 8", got)
 	}
 	clk.t = clk.t.Add(time.Millisecond)
-	b.ObserveLoad(reading(clk, 8, 0, 8), clk.now)
-	b.ObserveLoad(reading(clk, 9, 0, 9), clk.now) // this probe started: a larger batch
+	b.ObserveLoad(bounded(clk, 8, 0, 8, 32), clk.now)
+	b.ObserveLoad(bounded(clk, 9, 0, 9, 32), clk.now) // this probe started: a larger batch
 	if got, slots := b.ScrapedCap(); slots != 9 || got != 10 {
 		t.Fatalf("after a probe found room: cap %d slots %d, want 10 and 9 (probing freely again)", got, slots)
 	}
@@ -190,11 +195,11 @@ func TestScrapedCapAppliesToStaticAndUnlimited(t *testing.T) {
 	for _, b := range []*Backend{static, open} {
 		b.ObserveLoad(reading(clk, 8, 2, 10), clk.now)
 		b.ObserveLoad(reading(clk, 8, 2, 10), clk.now)
-		if got := b.Limit(); got != 8 {
-			t.Errorf("%s: Limit = %d, want the scraped 8", b.Name(), got)
+		if got := b.Limit(); got != 9 {
+			t.Errorf("%s: Limit = %d, want the scraped 8 + 1", b.Name(), got)
 		}
-		if got := b.FullLimit(); got != 8 {
-			t.Errorf("%s: FullLimit = %d, want the scraped 8", b.Name(), got)
+		if got := b.FullLimit(); got != 9 {
+			t.Errorf("%s: FullLimit = %d, want the scraped 8 + 1", b.Name(), got)
 		}
 	}
 }
@@ -258,8 +263,8 @@ func TestBacklogBoundHoldsBackendBeforeItsMetricsShowIt(t *testing.T) {
 	// once: it confirms the backlog this gateway saw, no second reading
 	// is needed.
 	b.ObserveLoad(reading(clk, 8, 5, 13), clk.now)
-	if got, slots := b.ScrapedCap(); slots != 8 || got != 8 {
-		t.Fatalf("scraped cap %d slots %d, want 8 and 8", got, slots)
+	if got, slots := b.ScrapedCap(); slots != 8 || got != 9 {
+		t.Fatalf("scraped cap %d slots %d, want 9 and 8", got, slots)
 	}
 }
 

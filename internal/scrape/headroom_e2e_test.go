@@ -18,8 +18,8 @@ import (
 // slots, sent 6 long streams by two gateway replicas (4 and 2), each with a
 // concurrency limit of 18 (what the adaptive limit settled at in the chaos
 // suite's slow-readers, past the engine's slots): once the scraper has seen
-// the engine queue, neither replica's limit exceeds the slots, and the two
-// together stay within them.
+// the engine queue, neither replica's limit exceeds the slots and the
+// handover (an eighth, here 1), and the two together stay within them.
 func TestScrapedCapKeepsLimitWithinSimSlots(t *testing.T) {
 	const slots = 4
 	bed := newSimBed(t, sim.Config{Seed: 1, Slots: slots, MaxWaiting: 100})
@@ -51,16 +51,16 @@ func TestScrapedCapKeepsLimitWithinSimSlots(t *testing.T) {
 		if learned != slots {
 			t.Errorf("replica %d learned %d slots, want %d", i, learned, slots)
 		}
-		if got := b.Limit(); got > slots || got != limit {
-			t.Errorf("replica %d: Limit %d (scraped cap %d), want the cap, at most %d slots", i, got, limit, slots)
+		if got := b.Limit(); got > slots+1 || got != limit {
+			t.Errorf("replica %d: Limit %d (scraped cap %d), want the cap, at most %d slots + 1", i, got, limit, slots)
 		}
 		if b.HasCapacity() {
 			t.Errorf("replica %d may send more to an engine that queues", i)
 		}
 		total += b.Limit()
 	}
-	if total > slots {
-		t.Errorf("replicas' limits add up to %d, more than the engine's %d slots", total, slots)
+	if total > slots+1 {
+		t.Errorf("replicas' limits add up to %d, more than the engine's %d slots + 1", total, slots)
 	}
 }
 

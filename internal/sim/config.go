@@ -56,6 +56,10 @@ type Config struct {
 	Seed                int64         // seeds the deterministic text and fault draws
 	Instant             bool          // no engine: answer at once with a fixed small completion
 	Faults              Faults
+	// HideSlots leaves sluice_sim_slots out of /metrics, so a gateway in
+	// front reads no batch bound, as in front of vLLM (whose max_num_seqs
+	// is in no metric): only the running and waiting gauges tell it.
+	HideSlots bool
 }
 
 // Defaults, named so the CLI can show them in --help.

@@ -48,7 +48,9 @@ func (s *Server) handleMetrics(w http.ResponseWriter, _ *http.Request) {
 
 	// Simulator-only series: the configured limits and what the fault and
 	// overload paths did, so a test or dashboard can relate load to capacity.
-	m.gauge("sluice_sim_slots", "Configured batch slots.", float64(s.cfg.Slots))
+	if !s.cfg.HideSlots {
+		m.gauge("sluice_sim_slots", "Configured batch slots.", float64(s.cfg.Slots))
+	}
 	m.gauge("sluice_sim_kv_tokens", "Configured KV-cache token budget.", float64(s.cfg.KVTokens))
 	m.gauge("sluice_sim_max_waiting", "Configured waiting-queue bound.", float64(s.cfg.MaxWaiting))
 	m.counter("sluice_sim_requests_total", "Inference requests received.", st.Requests)

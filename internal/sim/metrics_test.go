@@ -89,3 +89,21 @@ func TestMetricsVLLMNames(t *testing.T) {
 		t.Errorf("prefix queries %v", v)
 	}
 }
+
+// HideSlots presents the simulator as vLLM does: no batch bound on
+// /metrics, the running and waiting gauges still there.
+func TestMetricsHideSlots(t *testing.T) {
+	cfg := fastConfig()
+	cfg.HideSlots = true
+	_, url := startSim(t, cfg)
+	m := scrape(t, url)
+	lbl := `{model_name="sim-model"}`
+	if v, ok := m["sluice_sim_slots"+lbl]; ok {
+		t.Errorf("sluice_sim_slots %v shown with HideSlots", v)
+	}
+	for _, name := range []string{"vllm:num_requests_running", "vllm:num_requests_waiting", "sluice_sim_max_waiting"} {
+		if _, ok := m[name+lbl]; !ok {
+			t.Errorf("missing %s", name)
+		}
+	}
+}
