@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sluice-gw/sluice/bench/internal/benchkit"
@@ -96,7 +97,10 @@ type MixCount struct {
 	RefusedAtArrival int `json:"refused_at_arrival"`
 	// RefusedBy: the refused with Retry-After by the error code of their
 	// body (Sluice's: its admission reason, pool_saturated for saturated;
-	// the simulator's server_busy); "no code" without one.
+	// the simulator's server_busy); "no code" without one. Sluice's
+	// pool_saturated has three causes its message tells apart
+	// (refusalKey): pool_saturated/estimate, pool_saturated/prefill,
+	// pool_saturated/no_backend_slot.
 	RefusedBy     map[string]int `json:"refused_by_code,omitempty"`
 	Unannounced   int            `json:"unannounced_failures"`
 	UnannouncedBy map[string]int `json:"unannounced_by_kind,omitempty"`
@@ -174,7 +178,7 @@ func (c *MixCount) add(m mixRecord, slo, step time.Duration) {
 		if c.RefusedBy == nil {
 			c.RefusedBy = map[string]int{}
 		}
-		c.RefusedBy[cmp.Or(rec.Code, "no code")]++
+		c.RefusedBy[refusalKey(rec)]++
 	default:
 		c.Unannounced++
 		if c.UnannouncedBy == nil {
@@ -381,4 +385,38 @@ func (l *MixLeg) classText() string {
 		s += fmt.Sprintf("%s %d/%d", c.Name, c.InSLO, c.Offered)
 	}
 	return s
+}
+
+// refusalKey is a refusal's RefusedBy key: its error code, "no code"
+// without one. Sluice answers pool_saturated (503, Retry-After) for three
+// causes a client handles alike (retry after the delay) but an operator
+// does not, told apart by the message only:
+//
+//   - pool_saturated/estimate: the admission queue's estimate of the
+//     request's wait exceeds the time left to its deadline, its tenant
+//     within its share, or past the queue's delay target (admission
+//     .Saturated at arrival or re-estimated in the queue; "are
+//     saturated: estimated wait ..." or "... re-estimated at ...");
+//   - pool_saturated/prefill: the same reason, a long prompt the
+//     engines' prefill queue cannot start within its objective ("have
+//     more prompts queued to prefill");
+//   - pool_saturated/no_backend_slot: admitted, but at dispatch every
+//     backend was at its concurrency limit and no slot freed within the
+//     request's slot wait (proxy.ErrSaturated; "is at its concurrency
+//     limit"): the queue's capacity and the backends' limits disagree.
+//
+// A pool_saturated whose message is none of these keeps its bare code.
+func refusalKey(rec *bench.Record) string {
+	if rec.Code != "pool_saturated" {
+		return cmp.Or(rec.Code, "no code")
+	}
+	switch {
+	case strings.Contains(rec.Message, "concurrency limit"):
+		return "pool_saturated/no_backend_slot"
+	case strings.Contains(rec.Message, "queued to prefill"):
+		return "pool_saturated/prefill"
+	case strings.Contains(rec.Message, "are saturated"):
+		return "pool_saturated/estimate"
+	}
+	return rec.Code
 }

@@ -197,3 +197,32 @@ func TestMixRefusalsByTenant(t *testing.T) {
 		}
 	}
 }
+
+// Sluice's pool_saturated has three causes; the report counts each under
+// its own key (refusalKey), by the messages Sluice words them with: the
+// queue's estimate, a long prompt's prefill, no backend slot at dispatch.
+// Before, all three were one "pool_saturated" row.
+func TestMixSplitsPoolSaturated(t *testing.T) {
+	rep := &MixReport{Tenants: []MixTenant{{Name: "t1"}}}
+	rec := func(code, msg string) mixRecord {
+		m := mixRecord{stream: true}
+		m.rec.Status, m.rec.Code, m.rec.Message = 503, code, msg
+		m.rec.Headers = []string{"1", "", "0"}
+		m.arr.InputTokens, m.arr.OutputTokens = 100, 10
+		return m
+	}
+	l := &MixLeg{Load: 2, Regime: regimeShed, Path: pathSluice, records: []mixRecord{
+		rec("pool_saturated", "all backends for model 'm' are saturated: estimated wait 3s exceeds the 1s left to the request's deadline"),
+		rec("pool_saturated", "all backends for model 'm' are saturated: at the queue's 500ms delay target the request's wait still ahead was re-estimated at 2s, more than the 1s left for it to start before its deadline"),
+		rec("pool_saturated", "the engines of model 'm' have more prompts queued to prefill than this request's 9000-token prompt leaves time for within its objective: retry after 2s"),
+		rec("pool_saturated", "every backend for model 'm' is at its concurrency limit; retry shortly"),
+		rec("pool_saturated", ""),
+		rec("deadline", "all backends for model 'm' are saturated"),
+	}}
+	l.count(rep, time.Hour, time.Millisecond)
+	want := map[string]int{"pool_saturated/estimate": 2, "pool_saturated/prefill": 1,
+		"pool_saturated/no_backend_slot": 1, "pool_saturated": 1, "deadline": 1}
+	if got := l.Tenants[0].RefusedBy; !maps.Equal(got, want) {
+		t.Errorf("refused by %v, want %v", got, want)
+	}
+}

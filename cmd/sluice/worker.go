@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/app"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/telemetry"
 )
 
@@ -56,7 +57,7 @@ func (f *workerFlags) run(ctx context.Context, stderr io.Writer) (err error) {
 	var reg *prometheus.Registry
 	if metricsLn != nil {
 		reg = newWorkerRegistry()
-		defer serveWorkerMetrics(metricsLn, workerMetricsHandler(reg), logger)()
+		defer serveWorkerMetrics(metricsLn, workerMetricsHandler(reg, netguard.AdminSendTimeout), logger)()
 		if f.metricsBound != nil {
 			f.metricsBound(metricsLn.Addr())
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/sluice-gw/sluice/internal/app"
 	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
@@ -61,9 +62,13 @@ func newWorkerRegistry() *prometheus.Registry {
 }
 
 // workerMetricsHandler serves g at /metrics, GET and HEAD, never cached;
-// any other path is a 404 naming the one it serves.
-func workerMetricsHandler(g prometheus.Gatherer) http.Handler {
-	prom := promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+// any other path is a 404 naming the one it serves. A scraper that takes
+// no bytes of the answer for send (netguard.AdminSendTimeout, as the
+// gateway's admin /metrics) is cut: before, one that never read an
+// answer larger than the sockets' buffers held its slot (of 16) and its
+// goroutine until the worker stopped.
+func workerMetricsHandler(g prometheus.Gatherer, send time.Duration) http.Handler {
+	prom := netguard.StallCut(promhttp.HandlerFor(g, promhttp.HandlerOpts{}), send)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if r.URL.Path != "/metrics" {
@@ -82,15 +87,8 @@ func workerMetricsHandler(g prometheus.Gatherer) http.Handler {
 // (the worker's last step: scrapes are answered through its stop).
 func serveWorkerMetrics(ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
 	guarded := netguard.NewListener(ln, netguard.ConnLimits{Total: workerMetricsConns}, nil)
-	srv := &http.Server{
-		ConnContext:       guarded.ConnContext,
-		ConnState:         guarded.ConnState,
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	// The gateway's admin listener's server (timeouts, header bound).
+	srv := app.NewAdminServer(h, guarded, log)
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(guarded) }()
 	log.Info("sluice worker metrics listening", "addr", ln.Addr().String(), "path", "/metrics")

@@ -13,8 +13,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluice-gw/sluice/internal/app"
 	"github.com/sluice-gw/sluice/internal/config"
@@ -186,4 +190,85 @@ func grepSluice(text string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A scraper that asks for /metrics and never reads the answer is cut once
+// it has taken no bytes for the send timeout, freeing its connection
+// slot. Before, the listener set no write deadline: sixteen such
+// scrapers (the cap) of an answer larger than the sockets' buffers held
+// every slot, and their handler goroutines, until the worker stopped, and
+// every later scrape was closed at accept. The answer is large for the
+// first sixteen requests only (the stalled ones), small after, so the
+// scrape that finds a free slot reads its answer whatever the machine's
+// load.
+func TestWorkerMetricsCutsStalledScrapers(t *testing.T) {
+	big := bigFamilies(16 << 20)
+	var asked atomic.Int32
+	g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		if asked.Add(1) <= workerMetricsConns {
+			return big, nil
+		}
+		return big[:1], nil
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := serveWorkerMetrics(ln, workerMetricsHandler(g, 100*time.Millisecond), slog.New(slog.DiscardHandler))
+	defer stop()
+	for range workerMetricsConns {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(4 << 10) // reads nothing: the kernel's buffer is all it takes
+		}
+		if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: w\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each stalled request has been asked its answer before the next
+	// scrape counts (accepts are in connection order; the gatherer is
+	// asked once a request's head is read).
+	hang := time.Now().Add(time.Minute) // a hang guard, not a bound on the cut
+	for asked.Load() < workerMetricsConns {
+		if time.Now().After(hang) {
+			t.Fatalf("only %d of the %d stalled scrapers were served", asked.Load(), workerMetricsConns)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	defer client.CloseIdleConnections()
+	for {
+		resp, err := client.Get("http://" + ln.Addr().String() + "/metrics")
+		if err == nil {
+			body, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if rerr == nil && resp.StatusCode == http.StatusOK && strings.Contains(string(body), "stall_test_0") {
+				return
+			}
+			err = fmt.Errorf("%d %v", resp.StatusCode, rerr)
+		}
+		if time.Now().After(hang) {
+			t.Fatalf("the stalled scrapers still hold every slot after a minute: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// bigFamilies is about size bytes of text-format gauges, one series per
+// family, each with a long label.
+func bigFamilies(size int) []*dto.MetricFamily {
+	label := strings.Repeat("x", 1000)
+	var fams []*dto.MetricFamily
+	for i := 0; i*1050 < size; i++ {
+		name, help, v := fmt.Sprintf("stall_test_%d", i), "h", 1.0
+		lname := "l"
+		typ := dto.MetricType_GAUGE
+		fams = append(fams, &dto.MetricFamily{Name: &name, Help: &help, Type: &typ,
+			Metric: []*dto.Metric{{Label: []*dto.LabelPair{{Name: &lname, Value: &label}}, Gauge: &dto.Gauge{Value: &v}}}})
+	}
+	return fams
 }

@@ -97,16 +97,8 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 	guarded.LogRefusals(a.adminRefusalLog(cfg.Log.Access), a.gw.RefusalLineAllowed)
 	a.adminCaps = guarded
 	a.adminMu.Unlock()
-	srv := &http.Server{
-		ConnContext:       guarded.ConnContext,
-		ConnState:         guarded.ConnState,
-		Handler:           a.gw.AdminHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return base },
-	}
+	srv := NewAdminServer(a.gw.AdminHandler(), guarded, a.log)
+	srv.BaseContext = func(net.Listener) context.Context { return base }
 	done := make(chan struct{})
 	go func() { defer close(done); srv.Serve(guarded) }()
 	a.log.Info("sluice admin listening", "addr", ln.Addr().String(), "token", a.gw.Runtime().Config.Admin.Token != "")
@@ -123,6 +115,35 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 		a.adminMu.Unlock()
 	}
 }
+
+// NewAdminServer is the HTTP server of an admin-class listener: the
+// gateway's admin.listen and a `sluice worker`'s --metrics-listen, one
+// definition for both. A request's head must arrive within 10 s and fit
+// in 64 KiB (the public listener's defaults, server.read_header_timeout
+// and server.max_header_bytes), a kept-alive connection is closed after
+// 120 s idle (a scraper's interval is usually 15-60 s). There is no
+// ReadTimeout (admin requests have no bodies worth bounding apart: the
+// worker routes' are bounded by the gateway's body timeouts) and no
+// WriteTimeout: /status/stream, a pprof profile and the worker routes
+// answer for as long as they last; /metrics and /status/stream cut a
+// client that stops taking bytes themselves (netguard.AdminSendTimeout).
+func NewAdminServer(h http.Handler, guarded *netguard.Listener, log *slog.Logger) *http.Server {
+	return &http.Server{
+		ConnContext:       guarded.ConnContext,
+		ConnState:         guarded.ConnState,
+		Handler:           h,
+		ReadHeaderTimeout: adminReadHeaderTimeout,
+		IdleTimeout:       adminIdleTimeout,
+		MaxHeaderBytes:    adminMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+const (
+	adminReadHeaderTimeout = 10 * time.Second
+	adminIdleTimeout       = 120 * time.Second
+	adminMaxHeaderBytes    = 64 << 10
+)
 
 // adminConnLimits is the admin listener's cap: past admin.max_connections
 // a connection gets the refusal tier's 503, a tier as small as the cap,

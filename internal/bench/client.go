@@ -117,6 +117,10 @@ type Record struct {
 	// gateway's refusal says why in it: tenant_over_share, deadline, ...),
 	// "" when it has none.
 	Code string `json:"error_code,omitempty"`
+	// Message is the OpenAI error "message" of a non-2xx answer's body,
+	// its first maxErrorMessage bytes: where one code has several causes
+	// (Sluice's pool_saturated) the message is what tells them apart.
+	Message string `json:"error_message,omitempty"`
 	// TTFT is the time to the first content event of a stream, or to the
 	// end of the body for a non-streaming request.
 	TTFT time.Duration `json:"ttft"`
@@ -180,7 +184,7 @@ func (x *exchange) do(rec *Record, due time.Time) {
 		// Read (bounded) for its code, and drain so the connection goes
 		// back to the pool.
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		rec.Code = errorCode(body)
+		rec.Code, rec.Message = errorFields(body)
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 256<<10))
 		rec.E2E = since()
 		rec.Kind = KindStatus
@@ -276,17 +280,33 @@ const maxErrorBody = 16 << 10
 // string of at most 64 bytes, "" otherwise (no JSON, no code, a null or
 // numeric one, or a code too long to be a label).
 func errorCode(body []byte) string {
+	code, _ := errorFields(body)
+	return code
+}
+
+// maxErrorMessage is the most of an error's message a Record keeps.
+const maxErrorMessage = 200
+
+// errorFields is errorCode's code and the error's "message" string, cut
+// to maxErrorMessage bytes ("" when it is not a string).
+func errorFields(body []byte) (code, message string) {
 	var e struct {
 		Error struct {
-			Code json.RawMessage `json:"code"`
+			Code    json.RawMessage `json:"code"`
+			Message json.RawMessage `json:"message"`
 		} `json:"error"`
 	}
 	if json.Unmarshal(body, &e) != nil {
-		return ""
+		return "", ""
 	}
-	var code string
 	if json.Unmarshal(e.Error.Code, &code) != nil || len(code) > 64 {
-		return ""
+		code = ""
 	}
-	return code
+	if json.Unmarshal(e.Error.Message, &message) != nil {
+		message = ""
+	}
+	if len(message) > maxErrorMessage {
+		message = message[:maxErrorMessage]
+	}
+	return code, message
 }

@@ -235,7 +235,9 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.followUps = newFollowUpMetrics(opt.Registry)
 	g.lookups = newProbeBudget(opt.Registry, probeRate, probeBurst, maxProbeTenants)
 	g.registerStreamMetrics(opt.Registry)
-	g.promHTTP = promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{})
+	// A scraper that stops reading is cut (netguard.StallCut), not left
+	// holding an admin connection slot and a goroutine.
+	g.promHTTP = netguard.StallCut(promhttp.HandlerFor(opt.Registry, promhttp.HandlerOpts{}), netguard.AdminSendTimeout)
 	return g
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
@@ -23,8 +24,9 @@ const statusEvery = time.Second
 
 // statusWriteTimeout cuts a watcher that accepts no bytes for this long
 // (a stopped laptop, a stuck proxy), so it does not hold its place, and
-// its goroutine, forever.
-const statusWriteTimeout = 10 * time.Second
+// its goroutine, forever: the admin listeners' one send timeout, /metrics'
+// too (netguard.AdminSendTimeout).
+const statusWriteTimeout = netguard.AdminSendTimeout
 
 // statusStreams are the open /status/stream watchers. Each runs in its
 // own request's handler goroutine (net/http owns it); it ends when its

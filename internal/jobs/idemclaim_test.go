@@ -273,8 +273,11 @@ func TestTakeoverAfterOrphanDropStillRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.State.Msgs != 1 {
-		t.Fatalf("job %s is queued with %d messages in the work stream, want 1: no worker will ever run it", id, info.State.Msgs)
+	// One, or two when the injected clock, moved on by idemWait at each
+	// of awaitSubmit's polls, passed republishAfter during the retry's
+	// write (the second is skipped: the job runs once, checked below).
+	if info.State.Msgs == 0 {
+		t.Fatalf("job %s is queued with no message in the work stream: no worker will ever run it", id)
 	}
 	var ran sync.Map
 	var calls atomic.Int64

@@ -322,6 +322,9 @@ type Store struct {
 	// idempotency key once it holds the key's claim for job id, before it
 	// writes anything of the job.
 	claimed func(id string)
+	// enqueued, when set (tests), is called by a submit once it has
+	// published job id's message, before it writes the job's record.
+	enqueued func(id string)
 }
 
 var _ Service = (*Store)(nil)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -125,11 +126,13 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 	// this submit's message.
 	ownKey := sp.IdempotencyKey == ""
 	var ack *jetstream.PubAck
+	pubAt := s.now() // before the publish: what elapses from it bounds the message's age
 	err = whileLeaderless(ctx, s.o.RequestTimeout, s.leaderless, func() (err error) {
 		ack, err = s.enqueue(ctx, sp.Class, key)
 		return err
 	})
 	if err == nil && ack.Duplicate {
+		pubAt = s.now()
 		err = s.enqueueAgain(ctx, sp.Class, key, &ack)
 	}
 	if err != nil {
@@ -139,6 +142,9 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 		// Even if a timed-out publish was stored, no record will name
 		// its message: a worker drops it.
 		return nil, false, true, s.storeFull(err)
+	}
+	if s.enqueued != nil {
+		s.enqueued(id)
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -160,12 +166,36 @@ func (s *Store) create(ctx context.Context, sp Spec, id string) (j *Job, existin
 		return nil, false, full, fmt.Errorf("jobs: writing job: %w", s.storeFull(err))
 	}
 	s.noteStored(int64(len(sp.Body) + len(b)))
+	if s.now().Sub(pubAt) >= republishAfter {
+		// The message may have been dropped as an orphan while this
+		// submit stalled before its record (republishAfter).
+		if err := s.enqueueAgain(context.WithoutCancel(ctx), sp.Class, key, &ack); err != nil {
+			s.log.Error("job written late, its message not sent again: it may never run", "job", id, "err", err)
+		}
+	}
 	if sp.Webhook != "" {
 		// After the record: the resend drops an index key without one.
 		s.indexWebhook(ctx, id)
 	}
 	return rec.job(), false, false, nil
 }
+
+// republishAfter: a submit whose record is written this long or more
+// after it began its publish sends the message once more (enqueueAgain).
+// A worker drops a message that has waited orphanGrace (1 min) for its
+// record, taken for a submitter that died between the two; a submitter
+// only stalled (a paused process, a frozen VM, writes retried through
+// leader elections) then wrote a queued record no message would run.
+// The record's write is not conditional on the message (a KV write
+// cannot ask the work stream), so the check comes after it: measured
+// from before the publish to after the record is written, the time is at
+// least the message's age at the write, so a submit that measures less
+// than orphanGrace wrote its record before any worker could drop its
+// message. 5 s, not orphanGrace, leaves room for the worker's clock
+// running ahead of the NATS server's, whose timestamps it compares with.
+// Cost: one message more, skipped by whichever worker gets it second
+// (settled), on a submit that slow only.
+const republishAfter = 5 * time.Second
 
 // enqueue publishes the message that makes a worker run the job at key.
 func (s *Store) enqueue(ctx context.Context, class, key string) (*jetstream.PubAck, error) {

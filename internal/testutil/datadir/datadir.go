@@ -18,13 +18,19 @@ import (
 // queue's lock on it (jetstream.lock) lets one at a time own it: a test
 // that runs two gateways with the queue at once, or runs in parallel with
 // another that does, gives each its own queue.data_dir (t.TempDir()).
-func Main(m *testing.M) {
+//
+// after, if given, runs once the tests have, with their exit code, and
+// returns the code to exit with (leaktest.AfterRun's goroutine check).
+func Main(m *testing.M, after ...func(code int) int) {
 	dir, err := os.MkdirTemp("", "sluice-test-data-")
 	if err != nil {
 		panic(err)
 	}
 	os.Setenv("XDG_DATA_HOME", dir)
 	code := m.Run()
+	for _, f := range after {
+		code = f(code)
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

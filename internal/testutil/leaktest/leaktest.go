@@ -43,6 +43,21 @@ func VerifyTestMain(m *testing.M, opts ...goleak.Option) {
 
 // find is goleak.Find, asked again until it finds nothing or patience
 // has passed.
+// AfterRun is VerifyTestMain's check for a TestMain that exits itself
+// (datadir.Main): given the tests' exit code, it returns 1 if they passed
+// and goroutines outlive them (printed), the code as it was otherwise.
+func AfterRun(opts ...goleak.Option) func(code int) int {
+	return func(code int) int {
+		if code == 0 {
+			if err := find(opts...); err != nil {
+				fmt.Fprintf(os.Stderr, "goleak: Errors on successful test run: %v\n", err)
+				return 1
+			}
+		}
+		return code
+	}
+}
+
 func find(opts ...goleak.Option) error {
 	deadline := time.Now().Add(patience)
 	for {
