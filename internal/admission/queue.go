@@ -311,9 +311,7 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	if free && !held && q.inUse < capacity-reserved {
 		q.classes[r.Class].drained() // a slot free, nobody ahead
 		q.counters.waited(r.Class, 0)
-		t := q.grant(r, r.Cost, now, 0, capacity)
-		q.takeBackPastSlots(now, capacity)
-		return t, nil, nil
+		return q.grant(r, r.Cost, now, 0, capacity), nil, nil
 	}
 	if rej := q.admit(r); rej != nil {
 		q.counters.rejected[rej.Reason]++

@@ -31,7 +31,7 @@ type spareTicket struct {
 
 // takeSpare grants a spare request or refuses it; q.mu held.
 func (q *Queue) takeSpare(r Request, now time.Time, capacity int) (*Ticket, error) {
-	if q.queued > 0 || q.inUse >= q.spareRoom(capacity) {
+	if q.queued > 0 || q.inUse >= capacity-q.reserve(capacity) {
 		return nil, ErrNoSpare
 	}
 	t := q.takeSlot(r.Tenant, r.Weight, r.Cost, now, 0)
@@ -41,33 +41,6 @@ func (q *Queue) takeSpare(r Request, now time.Time, capacity int) (*Ticket, erro
 	ts.spareCost += t.cost
 	q.spares = append(q.spares, spareTicket{t: t, preempt: r.Preempt})
 	return t, nil
-}
-
-// spareCapacity is how many of capacity's slots the engines run at once
-// (QueueConfig.SpareCapacity): spare work's ceiling; q.mu held.
-func (q *Queue) spareCapacity(capacity int) int {
-	if q.cfg.SpareCapacity == nil {
-		return capacity
-	}
-	return min(capacity, max(q.cfg.SpareCapacity(), 0))
-}
-
-// spareRoom is the in-use count below which a spare request is granted:
-// the engines' slots less the reserve; q.mu held.
-func (q *Queue) spareRoom(capacity int) int {
-	slots := q.spareCapacity(capacity)
-	return slots - q.reserve(slots)
-}
-
-// takeBackPastSlots preempts the youngest spare ticket when a live
-// request was just granted past the slots the engines run at once
-// (spareCapacity): its slot is one of the handover's, and it would wait
-// in an engine's own queue behind spare work that holds a slot there;
-// q.mu held.
-func (q *Queue) takeBackPastSlots(now time.Time, capacity int) {
-	if len(q.spares) > 0 && q.inUse > q.spareCapacity(capacity) {
-		q.preemptYoungest(now)
-	}
 }
 
 // reserve is how many slots spare work leaves free now; q.mu held.

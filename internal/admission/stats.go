@@ -211,7 +211,8 @@ func (q *Queue) Spare() int {
 	if q.queued > 0 {
 		return 0
 	}
-	return max(q.spareRoom(q.capacity())-q.inUse, 0)
+	capacity := q.capacity()
+	return max(capacity-q.reserve(capacity)-q.inUse, 0)
 }
 
 // DelayTarget is class c's controlled-delay target (0: off). SetConfig
