@@ -120,7 +120,16 @@ func (w *worker) retryConsumer(ctx context.Context, class string, i int, err err
 		}
 		s.classesDown.mark(class, s.now(), err, false)
 		s.log.Debug("job worker still cannot create the consumer of a class", "class", class, "error", err)
-		wait = min(2*wait, classRetryMax)
+		// NATS or JetStream away (a disk fault shuts JetStream down, every
+		// pull answered 503, until the store's recovery; a restart; a
+		// cluster electing) is waited for at the first wait, as
+		// startConsumers waits for NATS: a backoff grown to a minute
+		// meanwhile held the class's jobs up to a minute past its return.
+		if IsUnavailable(err) {
+			wait = classRetryFirst
+		} else {
+			wait = min(2*wait, classRetryMax)
+		}
 	}
 	select {
 	case up <- i:

@@ -2,8 +2,11 @@ package jobs
 
 import (
 	"context"
+	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A worker whose class's consumer is deleted under it (as a NATS server
@@ -40,6 +43,72 @@ func TestWorkerMakesAGoneConsumerAgain(t *testing.T) {
 	waitBatch(t, s, "acme", b.ID, batchCompleted)
 	if n := calls.Load(); n != 5 {
 		t.Fatalf("%d executions, want 5", n)
+	}
+	eventually(t, "no class down", func() bool { return s.ClassesDown() == "" })
+}
+
+// A class taken down by a 503 while NATS (or JetStream) is away is tried
+// again at the first wait each time, not after a backoff that grew while
+// it was away: a disk fault shuts JetStream down (every pull answered
+// 503 No Responders, every consumer creation failing) until the store's
+// recovery, and the backoff had grown to a minute by then, so the class's
+// jobs waited up to a minute past the recovery. Here the class's consumer
+// is deleted (the 503), the server stopped for two failed retries and
+// started again on its store and port; the retry's waits are the injected
+// timer's.
+func TestGoneConsumerRetryDoesNotBackOffWhileNATSIsAway(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServer(t, dir)
+	url := srv.ClientURL()
+	port := srv.server().Addr().(*net.TCPAddr).Port
+	s := openStore(t, testOptions(url))
+	timers := newManualTimers()
+	var calls atomic.Int64
+	startWorker(t, s, WorkerOptions{Concurrency: 2, Executor: okExec(&calls), classTimer: timers.timer})
+	ctx := context.Background()
+	eventually(t, "the worker's consumer", func() bool {
+		_, err := s.js.Consumer(ctx, workStream, consumerName("interactive"))
+		return err == nil
+	})
+	if err := s.js.DeleteConsumer(ctx, workStream, consumerName("interactive")); err != nil {
+		t.Fatal(err)
+	}
+	first := <-timers.fires // the class is down: its retry waits
+	srv.Shutdown()
+	first <- time.Now()
+	(<-timers.fires) <- time.Now() // NATS away: the retry fails again
+	next := <-timers.fires
+	again, err := StartEmbedded(EmbeddedOptions{Dir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(again.Shutdown)
+	eventually(t, "the store reconnected", func() bool { return s.nc.IsConnected() })
+	j, _, err := s.Submit(ctx, spec("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next <- time.Now()
+	// The job runs once the consumer is made; a retry still failing (the
+	// reconnection not yet taken in) waits for the next fire.
+	deadline := time.Now().Add(time.Minute)
+	for mustJob(t, s, "acme", j.ID).Status != StatusSucceeded {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the job")
+		}
+		select {
+		case c := <-timers.fires:
+			c <- time.Now()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	timers.mu.Lock()
+	waits := slices.Clone(timers.waits)
+	timers.mu.Unlock()
+	for i, w := range waits {
+		if w != classRetryFirst {
+			t.Fatalf("retry wait %d of %v is %v; want %v each while NATS was away", i, waits, w, classRetryFirst)
+		}
 	}
 	eventually(t, "no class down", func() bool { return s.ClassesDown() == "" })
 }
