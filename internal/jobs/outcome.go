@@ -149,7 +149,10 @@ func (w *worker) requeue(ctx context.Context, d *delivery, mode retryMode, cause
 				}
 				r.Job.Status = StatusQueued
 				r.Job.StartedAt = 0
-				r.Seq, r.Delivery = 0, 0
+				// Seq stays: this message holds the retry (its delay),
+				// another of the job's (a late submit's or a takeover's
+				// second, enqueueAgain) is skipped rather than run at once.
+				r.Delivery = 0
 				return nil
 			})
 			return err

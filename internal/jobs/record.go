@@ -30,6 +30,8 @@ type jobRecord struct {
 	// Seq and Delivery identify the message delivery that set the job
 	// running: a different message for a running job is a duplicate,
 	// the same message redelivered means its worker died (takeover).
+	// A requeued job keeps Seq: the message holding its retry delay
+	// (heldByOther).
 	Seq      uint64 `json:"seq,omitempty"`
 	Delivery uint64 `json:"delivery,omitempty"`
 	// LastError is the latest failed attempt's error, kept for the

@@ -358,7 +358,7 @@ func (w *worker) handle(ctx, execCtx context.Context, msg jobMsg) {
 // It reports whether it dealt with the message.
 func (w *worker) settled(ctx context.Context, d *delivery, rec *jobRecord) bool {
 	s := w.s
-	if rec.Job.Status.Terminal() || (rec.Job.Status == StatusRunning && rec.Seq != d.meta.Sequence.Stream) {
+	if rec.Job.Status.Terminal() || heldByOther(rec, d.meta.Sequence.Stream) {
 		s.stats.duplicates.Add(1)
 		_ = d.msg.Ack()
 		return true
@@ -417,6 +417,24 @@ func (w *worker) settled(ctx context.Context, d *delivery, rec *jobRecord) bool 
 	return true
 }
 
+// heldByOther reports whether job record r belongs to a message other
+// than the one at stream sequence seq: it runs under that one, or was
+// requeued by it (requeue keeps Seq), which comes back after its retry
+// delay. A job has two messages when a submit stalled republishAfter
+// before its record, or took an Idempotency-Key claim over, while the
+// first was still in the stream (enqueueAgain); the second, delivered
+// during a retry delay, ran the job again at once. A queued record with
+// no Seq (never started, or from an older binary) is anyone's.
+func heldByOther(r *jobRecord, seq uint64) bool {
+	switch r.Job.Status {
+	case StatusRunning:
+		return r.Seq != seq
+	case StatusQueued:
+		return r.Seq != 0 && r.Seq != seq
+	}
+	return false
+}
+
 // errSkip aborts the start of a job that turned out not to need running.
 var errSkip = errors.New("skip")
 
@@ -427,7 +445,7 @@ func (w *worker) run(ctx, execCtx context.Context, d *delivery) {
 	lost := false // the previous run died with its worker
 	start := func(r *jobRecord) error {
 		switch {
-		case r.Job.Status.Terminal(), r.Job.Status == StatusRunning && r.Seq != seq:
+		case r.Job.Status.Terminal(), heldByOther(r, seq):
 			return errSkip
 		case r.Job.Status == StatusRunning && r.Delivery == nd:
 			return errNoChange // this delivery's own write, whose answer an outage lost
