@@ -32,7 +32,7 @@ const smallerBatchReadings = 3
 // deadlines. A request in transit shows as waiting until the engine's next
 // step, so a reading or two with a smaller batch and a queue prove
 // nothing; smallerBatchReadings in a row, each fresh when the next came
-// (inARow), do, and the largest of their batches is the new slots (and
+// (inARow) and none larger than the one before, do, and the largest of their batches is the new slots (and
 // peak). The cap then grows back as any learned slots do: the handover
 // lets a larger batch run, and one that runs is learned.
 func (c *scrapedCap) smallerBatch(running, waiting int, inARow bool) {
@@ -40,7 +40,13 @@ func (c *scrapedCap) smallerBatch(running, waiting int, inARow bool) {
 		c.short, c.shortMax = 0, 0
 		return
 	}
-	if !inARow {
+	if !inARow || c.short > 0 && running > c.running {
+		// Not in a row, or the batch grew since the last reading (c.running
+		// is still that reading's): a batch that grows while requests wait
+		// was not full, they waited for the engine's next step
+		// (queuedButGrowing). Without this, an engine at 16 slots taking a
+		// burst in batches of 4, 6 and 9, a request in transit beside each,
+		// was learned at 9 slots (review of vllmwait, docs/RELIABILITY.md).
 		c.short, c.shortMax = 0, 0
 	}
 	c.short++

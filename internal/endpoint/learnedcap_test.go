@@ -101,3 +101,27 @@ func TestQueuesApartAreNotTwoReadingsInARow(t *testing.T) {
 		t.Fatalf("then two in a row: cap %d slots %d, want 9 and 8", got, slots)
 	}
 }
+
+// TestGrowingBatchBehindAQueueIsNotSmaller: an engine with 16 slots
+// learned, taking a burst at a step boundary: each reading catches a
+// request in transit waiting beside a batch larger than the last (4, 6,
+// 9). A batch that grows while requests wait was not full
+// (queuedButGrowing), so three such readings are no evidence of a smaller
+// batch: the slots stay 16. Learned at 9, the cap fell from 18 to 11 and
+// climbed back one handover per scrape while the engine had 7 idle slots.
+func TestGrowingBatchBehindAQueueIsNotSmaller(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(40))
+	for range 2 {
+		b.ObserveLoad(reading(clk, 16, 4, 20), clk.now)
+		clk.t = clk.t.Add(time.Second)
+	}
+	for _, run := range []float64{4, 6, 9} {
+		b.ObserveLoad(reading(clk, run, 1, int64(run)+1), clk.now)
+		clk.t = clk.t.Add(time.Second)
+	}
+	if got, slots := b.ScrapedCap(); slots != 16 || got != 18 {
+		t.Fatalf("after batches of 4, 6 and 9 each with a request in transit: cap %d slots %d, want 18 and 16", got, slots)
+	}
+}
