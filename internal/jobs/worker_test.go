@@ -180,17 +180,21 @@ func TestErrorsRetryThenDeadLetter(t *testing.T) {
 		got.Error.Message != deadMessage(3, bj.ID) || strings.Contains(got.Error.Message, "upstream unreachable") || got.Result != nil {
 		t.Fatalf("dead-lettered job = %+v, error %+v", got, got.Error)
 	}
-	if s.Stats().DeadLettered != 1 {
-		t.Fatalf("dead-lettered %d, want 1", s.Stats().DeadLettered)
+	// The record is written dead first; the worker counts and publishes
+	// the dead letter after (finished): waited for, not read at once.
+	eventually(t, "the dead letter counted", func() bool { return s.Stats().DeadLettered >= 1 })
+	if n := s.Stats().DeadLettered; n != 1 {
+		t.Fatalf("dead-lettered %d, want 1", n)
 	}
 	m, err := s.js.Stream(ctx, deadStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := m.GetLastMsgForSubject(ctx, deadSubjects+"interactive")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var raw *jetstream.RawStreamMsg
+	eventually(t, "the dead letter published", func() bool {
+		raw, err = m.GetLastMsgForSubject(ctx, deadSubjects+"interactive")
+		return err == nil
+	})
 	var dead Job
 	if err := json.Unmarshal(raw.Data, &dead); err != nil || dead.ID != bj.ID || dead.Status != StatusFailed {
 		t.Fatalf("dead letter %s (%v)", raw.Data, err)
