@@ -65,33 +65,3 @@ func (w *waiter) counted(now time.Time, target time.Duration) (sojourn time.Dura
 	late := waited - w.req.Slack
 	return late, late >= target/2
 }
-
-// withdrawSlack takes w's slack off at its arrival unless the wait ahead
-// of it, as ordered, fits within its class's delay target: the slack is
-// the room a short queue leaves, waited through a burst; a non-stream
-// arriving behind a longer queue is priced like a stream (its Slack, and
-// what the caller added for it to Deadline, Latest and Due, taken off),
-// since the slots it would wait for are the streams'. Reports whether it
-// withdrew. Runs under q.mu.
-func (q *Queue) withdrawSlack(w *waiter, key string, at int, now time.Time, capacity int) bool {
-	r := w.req
-	d := q.classes[r.Class].delay
-	if r.Slack <= 0 || !d.on() || q.guessOnly(capacity) {
-		return false
-	}
-	if q.waitFor(w, key, now, capacity, at) <= d.target {
-		return false
-	}
-	if !r.Deadline.IsZero() {
-		r.Deadline = r.Deadline.Add(-r.Slack)
-	}
-	if !r.Latest.IsZero() {
-		r.Latest = r.Latest.Add(-r.Slack)
-	}
-	if !r.Due.IsZero() {
-		r.Due = r.Due.Add(-r.Slack)
-	}
-	r.Slack, r.slackWithdrawn = 0, true
-	w.req = r
-	return true
-}

@@ -86,9 +86,6 @@ type Request struct {
 	// counts toward congestion only past it. Deadline and Latest are the
 	// caller's and include it. <= 0: none.
 	Slack time.Duration
-	// slackWithdrawn: the request came with Slack, taken off at arrival
-	// (withdrawSlack); priced like a stream, not counted as one.
-	slackWithdrawn bool
 }
 
 func (r Request) normalized() Request {
@@ -345,10 +342,6 @@ func (q *Queue) queueArrival(r Request, appointed bool, reserved int, now time.T
 	w := &waiter{req: r, cost: r.Cost, seq: q.seq, enqueued: now, ready: make(chan struct{}), appointed: appointed}
 	at := c.placeFor(key, r.Cost, appointed, q.cfg.ShortFirst, now)
 	w.start, w.finish = c.tagsAt(key, at, r.Cost, weight)
-	if q.withdrawSlack(w, key, at, now, capacity) {
-		r = w.req
-		bound = q.arrivalBound(r, key)
-	}
 	// A slot held by spare work is about to be freed for this request:
 	// no wait worth refusing over.
 	if preempted := q.preemptYoungest(now); !preempted {

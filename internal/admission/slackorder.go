@@ -68,13 +68,13 @@ func (q *Queue) refusing(cl Class, now time.Time) bool {
 // noteArrival and noteRefused count r's arrival and refusal at now for
 // refusing, if r has no slack.
 func (q *Queue) noteArrival(r Request, now time.Time) {
-	if r.Slack <= 0 && !r.slackWithdrawn {
+	if r.Slack <= 0 {
 		q.classes[r.Class].streams.add(now, 1, 0)
 	}
 }
 
 func (q *Queue) noteRefused(r Request, now time.Time) {
-	if r.Slack <= 0 && !r.slackWithdrawn {
+	if r.Slack <= 0 {
 		q.classes[r.Class].streams.add(now, 0, 1)
 	}
 }

@@ -163,7 +163,7 @@ const (
 func defaultAdmission() Admission {
 	return Admission{
 		Enabled: true, MaxWait: Duration(2 * time.Second), MaxWaitBatch: Duration(5 * time.Minute), MaxQueued: 1024,
-		DefaultMaxTokens: 256, AnswerTokenWait: Duration(20 * time.Millisecond), AnswerMaxWait: Duration(10 * time.Second),
+		DefaultMaxTokens: 256, AnswerMaxWait: Duration(10 * time.Second),
 		BatchMinShare: 0.1, SpareReserve: 0.05, SizeAware: true,
 		TenantRamp: Duration(2 * time.Second),
 		Adaptive:   Adaptive{Initial: 8, Min: 1, Max: 1024, Window: Duration(time.Second), Tolerance: 4.0},
