@@ -148,6 +148,7 @@ func main() {
 	flag.StringVar(&f.regimes, "regimes", "shed,unbounded", "goodput simulator regimes: shed (waiting queue 64, then 503), unbounded (waiting queue 100000)")
 	flag.BoolVar(&opt.Replicas2, "replicas2", true, "goodput: also run two Sluice replicas in front of the same simulators")
 	flag.BoolVar(&opt.Sim.HideSlots, "hide-slots", false, "simulators leave their slot count (sluice_sim_slots) out of /metrics, as vLLM reports no batch bound: Sluice has only the running and waiting gauges")
+	flag.StringVar(&opt.Sim.MetricsStyle, "metrics-style", sim.MetricsVLLM, "simulators' /metrics: vllm, or llamacpp (llama.cpp server's requests_processing and requests_deferred, no slot count: Sluice learns the slots from the queue)")
 	flag.BoolVar(&opt.NoDirect, "no-direct", false, "goodput: skip the round-robin legs (the ratios to direct and to the pool's capacity are then n/a); for comparing one Sluice with two")
 	flag.IntVar(&opt.Runs, "runs", 1, "goodput: run every leg this many times (fresh simulators and gateways) and report the median")
 	flag.StringVar(&f.sweep, "sweep", "16,20,24,28,32", "goodput: static max_concurrency values to sweep at 2x, unbounded, first trace (empty: no sweep)")
@@ -334,6 +335,9 @@ func run(ctx context.Context, opt options, out io.Writer) (*Report, error) {
 	}
 	if opt.Sim == (sim.Config{}) {
 		opt.Sim = simConfig()
+	}
+	if s := opt.Sim.MetricsStyle; s != "" && s != sim.MetricsVLLM && s != sim.MetricsLlamaCpp {
+		return nil, fmt.Errorf("--metrics-style %q: want vllm or llamacpp", s)
 	}
 	opt.Sim.Model = "sim-model"
 	rep := &Report{Run: benchkit.StartRun(opt.Command, time.Now())}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/bench/internal/benchkit"
+	"github.com/sluice-gw/sluice/internal/sim"
 )
 
 // Targets of issue 10.
@@ -69,6 +70,9 @@ func writeGoodput(ew *benchkit.ErrWriter, rep *Report) {
 	p(".\n")
 	if sc.HideSlots {
 		p("- The simulators leave their slot count out of /metrics (`--hide-slots`): Sluice reads no batch bound, as from vLLM, only the running and waiting gauges.\n")
+	}
+	if sc.MetricsStyle == sim.MetricsLlamaCpp {
+		p("- The simulators write llama.cpp server's metrics (`--metrics-style llamacpp`): Sluice reads `llamacpp:requests_processing` and `llamacpp:requests_deferred`, no batch bound and no KV usage.\n")
 	}
 	p("- Paths: **direct** = round robin (`httputil.ReverseProxy`) straight to the simulators; **sluice** = one gateway with Sluice's default configuration (`demo.GatewayConfig`, plus expose_backend, log.access false, shutdown_grace 2s); **sluice x2** = two such gateways in front of the same simulators, arrivals dealt alternately. Rows marked tuned set a static max_concurrency.\n")
 	p("- Answered in SLO: completed streams with TTFT <= %s. Clients give up after %gs. %d run(s) per leg, fresh simulators and gateways each; the in-SLO figure is the median [per run], other counts are totals over the runs, percentiles pool the runs.\n",

@@ -86,7 +86,7 @@ func whyOf(o options, recs []bench.Record, ss []benchkit.Sample, sims, gateways 
 		}
 	}
 	for _, m := range sims {
-		w.PoolTokens += benchkit.Sum(m, "vllm:generation_tokens_total")
+		w.PoolTokens += benchkit.Sum(m, "vllm:generation_tokens_total") + benchkit.Sum(m, "llamacpp:tokens_predicted_total")
 		w.PoolCancelled += benchkit.Sum(m, "sluice_sim_cancelled_total")
 	}
 	for _, m := range gateways {

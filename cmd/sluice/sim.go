@@ -37,6 +37,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Int64Var(&cfg.Seed, "seed", 1, "seed of the output text and fault draws (server i uses seed+i)")
 	fs.BoolVar(&cfg.Instant, "instant", false, "no engine: answer at once with a fixed short completion")
 	fs.BoolVar(&cfg.HideSlots, "hide-slots", false, "leave sluice_sim_slots out of /metrics: a gateway reads no batch bound, as from vLLM")
+	fs.StringVar(&cfg.MetricsStyle, "metrics-style", sim.MetricsVLLM, "whose series /metrics writes: vllm, or llamacpp (llama-server's requests_processing and requests_deferred, no slot count, as llama.cpp reports)")
 	fs.Float64Var(&cfg.Faults.ErrorRate, "error-rate", 0, "fraction of requests answered 500")
 	fs.DurationVar(&cfg.Faults.AddedLatency, "latency", 0, "latency added before each request is served")
 	fs.Float64Var(&cfg.Faults.HangRate, "hang-rate", 0, "fraction of requests that never answer")
@@ -73,6 +74,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if d.v <= 0 {
 			return usagef("--%s %v: want a positive duration", d.name, d.v)
 		}
+	}
+	if cfg.MetricsStyle != sim.MetricsVLLM && cfg.MetricsStyle != sim.MetricsLlamaCpp {
+		return usagef("--metrics-style %q: want vllm or llamacpp", cfg.MetricsStyle)
 	}
 	if cfg.Faults.AddedLatency < 0 {
 		return usagef("--latency %v: want zero or more", cfg.Faults.AddedLatency)

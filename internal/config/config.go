@@ -159,7 +159,7 @@ type Active struct {
 	Fails    int      `yaml:"fails"`
 }
 
-// LoadMetrics configures scraping of backends' own /metrics (vLLM, SGLang):
+// LoadMetrics configures scraping of backends' own /metrics (vLLM, SGLang, llama.cpp):
 // for the least_load and prefix_affinity policies, and (Enabled, default
 // on) to cap each backend's concurrency limit by what it can start.
 type LoadMetrics struct {
@@ -171,7 +171,9 @@ type LoadMetrics struct {
 	Interval Duration `yaml:"interval"` // default 1s
 	Timeout  Duration `yaml:"timeout"`  // default: interval
 	Path     string   `yaml:"path"`     // default /metrics
-	// Preset picks the metric names: vllm (default) or sglang.
+	// Preset picks the metric names: vllm (default), sglang or llamacpp
+	// (llama-server --metrics). vllm and sglang also read llama.cpp's
+	// names, after their own (scrape.Preset).
 	Preset string `yaml:"preset"`
 	// StaleAfter: an older reading counts as saturated. Default 3x interval.
 	StaleAfter Duration `yaml:"stale_after"`

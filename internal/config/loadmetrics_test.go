@@ -37,3 +37,16 @@ func TestBatchBoundMetrics(t *testing.T) {
 		t.Fatalf("a name with a blank: %v; want refused", err)
 	}
 }
+
+// load_metrics.preset takes llamacpp (llama-server --metrics) beside vllm
+// and sglang; anything else is refused naming the three.
+func TestLoadMetricsPresetLlamaCpp(t *testing.T) {
+	c, err := Parse([]byte(minimal + "load_metrics: {preset: llamacpp}\n"))
+	if err != nil || c.LoadMetrics.Preset != "llamacpp" {
+		t.Fatalf("preset llamacpp: %v, %q", err, c.LoadMetrics.Preset)
+	}
+	_, err = Parse([]byte(minimal + "load_metrics: {preset: ollama}\n"))
+	if err == nil || !strings.Contains(err.Error(), "load_metrics.preset") || !strings.Contains(err.Error(), "llamacpp") {
+		t.Fatalf("preset ollama: %v, want a refusal naming the key and the three presets", err)
+	}
+}

@@ -177,8 +177,8 @@ func (c *Config) validateLoadMetrics(bad badFunc) {
 	if c.LoadMetrics.Interval <= 0 {
 		bad("load_metrics.interval", "must be a positive duration")
 	}
-	if c.LoadMetrics.Preset != "vllm" && c.LoadMetrics.Preset != "sglang" {
-		bad("load_metrics.preset", "must be vllm or sglang, got %q", c.LoadMetrics.Preset)
+	if c.LoadMetrics.Preset != "vllm" && c.LoadMetrics.Preset != "sglang" && c.LoadMetrics.Preset != "llamacpp" {
+		bad("load_metrics.preset", "must be vllm, sglang or llamacpp, got %q", c.LoadMetrics.Preset)
 	}
 	if !strings.HasPrefix(c.LoadMetrics.Path, "/") {
 		bad("load_metrics.path", "must start with /, got %q", c.LoadMetrics.Path)

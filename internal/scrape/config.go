@@ -75,15 +75,46 @@ func SGLang() Names {
 	}
 }
 
-// Preset returns the named set of metric names: "vllm" or "sglang".
+// LlamaCpp returns llama.cpp's metric names (llama-server started with
+// --metrics; tools/server/README.md, "GET /metrics"): requests_processing
+// is the slots busy (the running batch), requests_deferred the requests
+// waiting for a slot. kv_cache_usage_ratio (used KV cells over the
+// context, 0..1) is in older versions only; newer ones report no KV
+// usage, and none reports its slot count (--parallel), so the slots are
+// learned from the queue, as vLLM's are.
+func LlamaCpp() Names {
+	return Names{
+		Running: []string{"llamacpp:requests_processing"},
+		Waiting: []string{"llamacpp:requests_deferred"},
+		KVCache: []string{"llamacpp:kv_cache_usage_ratio"},
+	}
+}
+
+// withLlamaCpp appends llama.cpp's names to n's as the last choice: no
+// engine exports another's prefix, so a llama.cpp server is read under
+// any preset (a pool mixing it with vLLM needs no setting), and an engine
+// that exports both is read by the preset's own names.
+func withLlamaCpp(n Names) Names {
+	l := LlamaCpp()
+	n.Running = append(n.Running, l.Running...)
+	n.Waiting = append(n.Waiting, l.Waiting...)
+	n.KVCache = append(n.KVCache, l.KVCache...)
+	return n
+}
+
+// Preset returns the named set of metric names: "vllm", "sglang" or
+// "llamacpp". vllm and sglang also read llama.cpp's names, after their
+// own (withLlamaCpp).
 func Preset(name string) (Names, error) {
 	switch name {
 	case "vllm":
-		return VLLM(), nil
+		return withLlamaCpp(VLLM()), nil
 	case "sglang":
-		return SGLang(), nil
+		return withLlamaCpp(SGLang()), nil
+	case "llamacpp":
+		return LlamaCpp(), nil
 	}
-	return Names{}, fmt.Errorf("unknown metrics preset %q (valid: vllm, sglang)", name)
+	return Names{}, fmt.Errorf("unknown metrics preset %q (valid: vllm, sglang, llamacpp)", name)
 }
 
 // Config configures a Scraper. The zero value of every field means its
@@ -97,8 +128,9 @@ type Config struct {
 	// Path is appended to the backend's base URL, keeping the base URL's own
 	// path prefix. It may carry a query string. Default "/metrics".
 	Path string
-	// Names are the metric names read. Each empty list takes vLLM's names,
-	// so Names{} scrapes vLLM (and the simulator).
+	// Names are the metric names read. Each empty list takes the vllm
+	// preset's (vLLM's, then llama.cpp's), so Names{} scrapes vLLM, the
+	// simulator and llama.cpp.
 	Names Names
 	// StaleAfter is how long a snapshot is trusted after it was taken.
 	// Default 3 x Interval: one or two lost scrapes are tolerated, a
@@ -131,7 +163,7 @@ func (c Config) withDefaults() Config {
 	if c.Path == "" {
 		c.Path = "/metrics"
 	}
-	def := VLLM()
+	def := withLlamaCpp(VLLM())
 	if len(c.Names.Running) == 0 {
 		c.Names.Running = def.Running
 	}

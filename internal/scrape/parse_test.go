@@ -168,7 +168,7 @@ func TestParseDoesNotAllocate(t *testing.T) {
 // on line order.
 func FuzzParseExposition(f *testing.F) {
 	for _, s := range []string{
-		vllmSample, sglangSample, "",
+		vllmSample, sglangSample, llamaCppSample, llamaCppOldSample, "",
 		"vllm:num_requests_running{a=\"}\\\"\"} 3 17\r\n",
 		"vllm:num_requests_waiting NaN\nvllm:num_requests_waiting -Inf\n",
 		"vllm:gpu_cache_usage_perc{ 1\n{\"vllm:num_requests_running\"} 1",
@@ -176,7 +176,7 @@ func FuzzParseExposition(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	n := VLLM()
+	n := withLlamaCpp(VLLM())                                // the default names
 	n.Running = append(n.Running, "sglang:num_running_reqs") // exercise ranks
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := parseExposition(data, &n)

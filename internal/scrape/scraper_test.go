@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,7 +105,7 @@ func gauges(running, waiting, kv string) string {
 }
 
 func TestPresetAndDefaults(t *testing.T) {
-	for name, want := range map[string]Names{"vllm": VLLM(), "sglang": SGLang()} {
+	for name, want := range map[string]Names{"vllm": VLLM(), "sglang": SGLang(), "llamacpp": LlamaCpp()} {
 		n, err := Preset(name)
 		if err != nil || n.Running[0] != want.Running[0] || n.KVCache[0] != want.KVCache[0] {
 			t.Errorf("Preset(%q) = %+v, %v", name, n, err)
@@ -117,8 +118,9 @@ func TestPresetAndDefaults(t *testing.T) {
 	if c.Timeout != 2*time.Second || c.StaleAfter != 6*time.Second || c.Path != "/metrics" || c.MaxBody != 4<<20 {
 		t.Errorf("defaults: %+v", c)
 	}
-	if c.Names.Running[0] != "my_running" || c.Names.Waiting[0] != "vllm:num_requests_waiting" || len(c.Names.KVCache) != 2 {
-		t.Errorf("names: each empty list takes vLLM's, set ones stay: %+v", c.Names)
+	if !slices.Equal(c.Names.Running, []string{"my_running"}) ||
+		!slices.Equal(c.Names.Waiting, []string{"vllm:num_requests_waiting", "llamacpp:requests_deferred"}) || len(c.Names.KVCache) != 3 {
+		t.Errorf("names: each empty list takes vLLM's then llama.cpp's, set ones stay: %+v", c.Names)
 	}
 	if d := (Config{}).withDefaults(); d.Interval != time.Second || d.StaleAfter != 3*time.Second {
 		t.Errorf("zero config: interval %v stale after %v", d.Interval, d.StaleAfter)

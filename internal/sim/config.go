@@ -60,7 +60,20 @@ type Config struct {
 	// front reads no batch bound, as in front of vLLM (whose max_num_seqs
 	// is in no metric): only the running and waiting gauges tell it.
 	HideSlots bool
+	// MetricsStyle is whose series /metrics writes: MetricsVLLM ("" or
+	// "vllm", the default: vLLM's names and the simulator's slots) or
+	// MetricsLlamaCpp ("llamacpp": llama.cpp server's requests_processing
+	// and requests_deferred, and no slot count or KV series, as
+	// llama-server --metrics reports them). The simulator-only counters
+	// stay in both.
+	MetricsStyle string
 }
+
+// The values of Config.MetricsStyle.
+const (
+	MetricsVLLM     = "vllm"
+	MetricsLlamaCpp = "llamacpp"
+)
 
 // Defaults, named so the CLI can show them in --help.
 const (

@@ -107,3 +107,30 @@ func TestMetricsHideSlots(t *testing.T) {
 		}
 	}
 }
+
+// MetricsStyle llamacpp presents the simulator as llama.cpp's server does:
+// its two queue gauges and token counters, unlabelled, each after its HELP
+// and TYPE lines; no vLLM series, no slot count and no KV budget (llama.cpp
+// reports neither); the simulator's own counters stay.
+func TestMetricsLlamaCppStyle(t *testing.T) {
+	cfg := fastConfig()
+	cfg.MetricsStyle = MetricsLlamaCpp
+	_, url := startSim(t, cfg)
+	m := scrape(t, url)
+	for _, name := range []string{"llamacpp:requests_processing", "llamacpp:requests_deferred", "llamacpp:prompt_tokens_total",
+		"llamacpp:tokens_predicted_total", `sluice_sim_max_waiting{model_name="sim-model"}`, `sluice_sim_requests_total{model_name="sim-model"}`} {
+		if _, ok := m[name]; !ok {
+			t.Errorf("missing %s", name)
+		}
+	}
+	for key := range m {
+		if strings.HasPrefix(key, "vllm:") || strings.HasPrefix(key, "sluice_sim_slots") || strings.HasPrefix(key, "sluice_sim_kv_tokens") {
+			t.Errorf("%s shown in the llamacpp style", key)
+		}
+	}
+	_, body := getRead(t, url+"/metrics")
+	want := "# HELP llamacpp:requests_deferred Number of requests deferred.\n# TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred 0\n"
+	if !strings.Contains(string(body), want) {
+		t.Errorf("body lacks %q as llama.cpp writes it:\n%s", want, body)
+	}
+}

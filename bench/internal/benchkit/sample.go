@@ -43,7 +43,10 @@ func ReadSample(t float64, sims, gateways [][]Metric) (s Sample, ok bool) {
 		if m == nil {
 			return Sample{}, false
 		}
-		run, wait := Sum(m, "vllm:num_requests_running"), Sum(m, "vllm:num_requests_waiting")
+		// A simulator writes vLLM's gauges or llama.cpp's (MetricsStyle),
+		// never both.
+		run := Sum(m, "vllm:num_requests_running") + Sum(m, "llamacpp:requests_processing")
+		wait := Sum(m, "vllm:num_requests_waiting") + Sum(m, "llamacpp:requests_deferred")
 		s.Running += run
 		s.Waiting += wait
 		s.Finished += Sum(m, "vllm:request_success_total")

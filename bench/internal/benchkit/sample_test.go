@@ -31,6 +31,11 @@ func TestReadSampleSumsAndMisses(t *testing.T) {
 	if s.GWQueued != 6 || s.GWCapacity != 64 || s.GWInUse != 10 || !math.IsNaN(s.DelayTarget) {
 		t.Errorf("gateway figures %+v", s)
 	}
+	// A simulator in the llamacpp metrics style writes llama.cpp's gauges.
+	llama := []Metric{{Name: "llamacpp:requests_processing", Value: 4}, {Name: "llamacpp:requests_deferred", Value: 3}}
+	if s, _ := ReadSample(1, [][]Metric{sim(3, 1, 10), llama}, nil); s.Running != 7 || s.Waiting != 4 || s.Queue[1] != 7 {
+		t.Errorf("with a llama.cpp-style simulator: %+v", s)
+	}
 	// One gateway queues, the other has room: that room is idle free; a
 	// gateway reporting unlimited capacity adds none.
 	idle := []Metric{{Name: "sluice_queue_capacity", Value: 20}, {Name: "sluice_queue_in_use", Value: 14}, {Name: "sluice_queue_held_slots", Value: 2}}
