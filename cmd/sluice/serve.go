@@ -85,7 +85,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	a.AdoptAdmin(adminLn) // Run serves and closes it
 	if pprofLn != nil {
-		defer servePprof(pprofLn, a.Gateway().PprofHandler(), cfg.Admin.Token != "", logger)()
+		defer servePprof(a, pprofLn, cfg.Admin.Token != "", logger)()
 	}
 	// A second SIGTERM or SIGINT (the first ended ctx: main) cuts the
 	// drain: what still runs is answered 503 shutting_down and Run

@@ -111,6 +111,12 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		// once one has finished.
 		return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "too_many_active_batches",
 			Message: "too many batches are in progress; retry when one has finished", RetryAfter: tooManyBatchesRetry}, false
+	case errors.Is(err, jobs.ErrTooManyListings):
+		// A bound on listings reading every file's metadata at once
+		// (jobs.MaxFileListings); one takes well under a second unless
+		// thousands of files and many listings compete.
+		return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "too_many_file_listings",
+			Message: "too many file listings are running; retry shortly", RetryAfter: time.Second}, false
 	case errors.Is(err, jobs.ErrStoreFull):
 		// Before IsUnavailable: JetStream's refusal can come with a
 		// timeout's text. 507 (RFC 4918: the server cannot store what the

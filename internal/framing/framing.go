@@ -130,6 +130,9 @@ type scanner struct {
 	// Of the head being read:
 	started, http10, hasCL, hasTE, uncounted bool
 	cl                                       int64
+	// preface: the request line is "PRI * HTTP/2.0" and no field line
+	// has come yet (Host included).
+	preface bool
 	// counted: the message being read counts in heads (not "OPTIONS *"),
 	// so its body's end counts in bodies.
 	counted bool
@@ -275,7 +278,7 @@ func (s *scanner) fields(p []byte) []byte {
 			s.hasTE, s.inCL = true, false
 		case len(l) > 4 && l[4] == ':' && l[0]|0x20 == 'h' &&
 			(string(l[:4]) == "Host" || bytes.EqualFold(l[:4], []byte("Host"))):
-			s.inCL = false
+			s.inCL, s.preface = false, false
 			continue // not in net/http's header map: not counted
 		default:
 			s.inCL = false
@@ -398,6 +401,8 @@ func (s *scanner) headLine(l []byte) {
 		// runs on every header line of every request.
 		if !ok || len(name) != len("Host") || !bytes.EqualFold(name, []byte("Host")) {
 			s.nfields++ // as fields counts
+		} else {
+			s.preface = false
 		}
 		switch {
 		case !ok:
@@ -432,9 +437,10 @@ func (s *scanner) startHead(l []byte) {
 	s.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
 	// net/http answers "OPTIONS *" itself: no handler call to match.
 	s.uncounted = bytes.HasPrefix(l, []byte("OPTIONS * "))
-	if bytes.HasPrefix(l, []byte("PRI ")) {
-		s.st = lost // an HTTP/2 preface: net/http refuses it and closes
-	}
+	// "PRI * HTTP/2.0" is the HTTP/2 preface only with no field line
+	// (endHead); any other PRI request, this line with fields among them,
+	// net/http serves as an HTTP/1.1 one and reads on after it.
+	s.preface = string(l) == "PRI * HTTP/2.0"
 }
 
 // endHead notes the end of the head being read (its empty line).
@@ -453,6 +459,10 @@ func (s *scanner) endHead() {
 			s.ambiguous = idx
 		}
 		s.st = lost // the connection ends with this request
+	case s.preface && s.nfields == 0:
+		// The HTTP/2 preface: net/http hands it to the handler and
+		// closes after it (its body is what follows, to the end).
+		s.st = lost
 	case s.hasTE && !s.http10:
 		s.st = inChunkSize
 	case s.cl < 0:

@@ -46,7 +46,10 @@ func served(stream []byte) (handled int, ambiguous bool, fields []int) {
 			return handled, false, fields
 		}
 		req, err := http.ReadRequest(br)
-		if err != nil || req.ProtoMajor != 1 {
+		// http1ServerSupportsRequest: HTTP/1.x, and "PRI * HTTP/2.0",
+		// which is served as HTTP/1.1 when it has header fields (with
+		// none it is the HTTP/2 preface: Host missing below, it stops).
+		if err != nil || req.ProtoMajor != 1 && !(req.ProtoMajor == 2 && req.ProtoMinor == 0 && req.Method == "PRI" && req.RequestURI == "*") {
 			return handled, false, fields
 		}
 		last = req.Method
@@ -93,6 +96,11 @@ func FuzzScannerMatchesNetHTTP(f *testing.F) {
 		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n 2\r\n\r\nab" + bothReq,
 		"POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n" + bothReq,
 		"CONNECT x:1 HTTP/1.1\r\nHost: x\r\n\r\n" + bothReq,
+		// A PRI request that is no HTTP/2 preface is served and read on
+		// after: the scanner lost the framing at any "PRI " line.
+		"PRI /p HTTP/1.1\r\nHost: x\r\n\r\n" + bothReq,
+		"PRI * HTTP/2.0\r\nHost: x\r\n\r\n" + clReq + bothReq,
+		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bothReq,
 		"POST / HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n\n1\r\na\r\n0\r\nT: 1\n\n" + bothReq,
 		"GET / HTTP/1.1\r\nhost: x\r\nA: 1\r\n b\r\nA: 2\r\n\r\nGET / HTTP/1.1\r\nHOST: x\r\nA: 1\r\nB: 2\r\nC:\r\n\r\n" + closeReq} {
 		f.Add([]byte(s), []byte{255})

@@ -21,8 +21,8 @@ type oldScanner struct {
 	remain    int64 // bytes left of a Content-Length body or a chunk
 	line      []byte
 	// Of the head being read:
-	started, http10, hasCL, hasTE, uncounted bool
-	cl                                       int64
+	started, http10, hasCL, hasTE, uncounted, preface bool
+	cl                                                int64
 	// counted: the message being read counts in heads (not "OPTIONS *"),
 	// so its body's end counts in bodies.
 	counted bool
@@ -125,9 +125,8 @@ func (s *oldScanner) headLine(l []byte) {
 		s.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
 		// net/http answers "OPTIONS *" itself: no handler call to match.
 		s.uncounted = bytes.HasPrefix(l, []byte("OPTIONS * "))
-		if bytes.HasPrefix(l, []byte("PRI ")) {
-			s.st = lost // an HTTP/2 preface: net/http refuses it and closes
-		}
+		// The HTTP/2 preface is this line with no field line (below).
+		s.preface = string(l) == "PRI * HTTP/2.0"
 		return
 	}
 	if len(l) > 0 {
@@ -138,7 +137,7 @@ func (s *oldScanner) headLine(l []byte) {
 			}
 			return
 		}
-		s.inCL = false
+		s.inCL, s.preface = false, false
 		name, value, ok := bytes.Cut(l, []byte(":"))
 		if !ok {
 			return // Go refuses it; nothing to track
@@ -167,6 +166,8 @@ func (s *oldScanner) headLine(l []byte) {
 			s.ambiguous = idx
 		}
 		s.st = lost // the connection ends with this request
+	case s.preface:
+		s.st = lost // the HTTP/2 preface: net/http closes after it
 	case s.hasTE && !s.http10:
 		s.st = inChunkSize
 	case s.cl < 0:

@@ -239,8 +239,13 @@ func (l *limitReader) Read(p []byte) (int, error) {
 
 // ListFiles returns the tenant's files, newest first, only those of purpose
 // when it is set. It reads every file's metadata (the object store keeps
-// no index by tenant): fine for the thousands of files retention leaves.
+// no index by tenant), so at most MaxFileListings run at once: past it,
+// ErrTooManyListings.
 func (s *Store) ListFiles(ctx context.Context, tenant, purpose string) (_ []*File, err error) {
+	if !s.listings.enter() {
+		return nil, ErrTooManyListings
+	}
+	defer s.listings.leave()
 	ctx, done, err := s.onConn(ctx)
 	if err != nil {
 		return nil, err

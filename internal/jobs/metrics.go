@@ -164,6 +164,17 @@ var (
 		"POST /v1/batches refused with 429 because the active batches were at their bound, in all or for the tenant.", nil, nil)
 )
 
+// File listings running against their bound (MaxFileListings), and those
+// refused at it.
+var (
+	fileListingsDesc = prometheus.NewDesc("sluice_jobs_file_listings",
+		"GET /v1/files listings running now in this process (each reads every file's metadata).", nil, nil)
+	fileListingsLimitDesc = prometheus.NewDesc("sluice_jobs_file_listings_limit",
+		"Most GET /v1/files listings running at once in a process; past it a listing is answered 429 too_many_file_listings.", nil, nil)
+	fileListingsRefusedDesc = prometheus.NewDesc("sluice_jobs_file_listings_refused_total",
+		"GET /v1/files listings refused with 429 because sluice_jobs_file_listings_limit were running.", nil, nil)
+)
+
 // The webhook queues (webhook.go) against their bounds, read at scrape
 // time, and the webhooks dropped at a bound, by reason.
 var (
@@ -297,6 +308,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- activeBatchesDesc
 	ch <- activeBatchesLimitDesc
 	ch <- batchesRefusedDesc
+	ch <- fileListingsDesc
+	ch <- fileListingsLimitDesc
+	ch <- fileListingsRefusedDesc
 	ch <- batchLinesDesc
 	ch <- batchLinesLimitDesc
 	ch <- trackedBatchesDesc
@@ -324,6 +338,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(batchesRefusedDesc, prometheus.CounterValue, float64(refused))
 		c.collectLines(ch)
 	}
+	ch <- prometheus.MustNewConstMetric(fileListingsDesc, prometheus.GaugeValue, float64(c.s.listings.running.Load()))
+	ch <- prometheus.MustNewConstMetric(fileListingsLimitDesc, prometheus.GaugeValue, MaxFileListings)
+	ch <- prometheus.MustNewConstMetric(fileListingsRefusedDesc, prometheus.CounterValue, float64(c.s.listings.refused.Load()))
 	ch <- prometheus.MustNewConstMetric(fileClaimWaitsDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimWaits.Load()))
 	ch <- prometheus.MustNewConstMetric(fileClaimTakeoversDesc, prometheus.CounterValue, float64(c.s.stats.fileClaimTakeovers.Load()))
 	ch <- prometheus.MustNewConstMetric(orphanChunksPurgedDesc, prometheus.CounterValue, float64(c.s.stats.orphanChunksPurged.Load()))

@@ -291,6 +291,7 @@ type Store struct {
 	jobs     jetstream.KeyValue // job records, without bodies
 	bodies   jetstream.KeyValue // request bodies, same keys as jobs
 	idem     jetstream.KeyValue // idempotency key hash -> job id
+	listings listingGate        // ListFiles running (MaxFileListings)
 	batch    jetstream.KeyValue // batch records and the active-batch index
 	files    jetstream.ObjectStore
 

@@ -104,3 +104,32 @@ func TestTooManyHeaderFieldsUnscanned(t *testing.T) {
 		}
 	}
 }
+
+// A request whose method is PRI is no HTTP/2 preface unless it is
+// "PRI * HTTP/2.0" with no header field: net/http serves it as HTTP/1.1
+// and reads the next request on the connection. The scanner lost the
+// framing at any "PRI " request line, so the requests after it went
+// unscanned: an ambiguous one reached the handler (served chunked), and a
+// head of more than MaxHeaderFields was counted only by Guard's fallback
+// over the header map. Both are now refused as on any connection.
+func TestPRIRequestKeepsFraming(t *testing.T) {
+	addr, calls := serveScanned(t)
+	for _, pri := range []string{"PRI /p HTTP/1.1\r\nHost: x\r\n\r\n", "PRI * HTTP/2.0\r\nHost: x\r\n\r\n"} {
+		before := calls.Load()
+		st, bodies, closed := exchange(t, addr, pri+bothReq+clReq, 2)
+		if st[0] != 200 || st[1] != 400 || !strings.Contains(bodies[1], `"code":"ambiguous_framing"`) || !closed {
+			t.Fatalf("%q then an ambiguous request: statuses %v bodies %q closed %v, want 200, 400 and closed", pri, st, bodies, closed)
+		}
+		if n := calls.Load() - before; n != 1 {
+			t.Fatalf("%q then an ambiguous request: %d handler calls, want 1 (the PRI request)", pri, n)
+		}
+		before = calls.Load()
+		st, bodies, closed = exchange(t, addr, pri+fieldsHead(MaxHeaderFields+1, true)+closeReq, 2)
+		if st[0] != 200 || st[1] != 431 || !strings.Contains(bodies[1], `"code":"request_header_too_large"`) || !closed {
+			t.Fatalf("%q then %d fields: statuses %v bodies %q closed %v, want 200, 431 and closed", pri, MaxHeaderFields+1, st, bodies, closed)
+		}
+		if n := calls.Load() - before; n != 1 {
+			t.Fatalf("%q then %d fields: %d handler calls, want 1", pri, MaxHeaderFields+1, n)
+		}
+	}
+}

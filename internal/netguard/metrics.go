@@ -65,6 +65,7 @@ func (m *BodyMetrics) timedOut(total bool) {
 const (
 	ListenerPublic = "public" // server.listen
 	ListenerAdmin  = "admin"  // admin.listen
+	ListenerPprof  = "pprof"  // the deprecated --pprof flag's
 )
 
 // ConnMetrics count client connections. A nil *ConnMetrics counts nothing.
@@ -99,7 +100,7 @@ func NewConnMetrics(reg prometheus.Registerer) *ConnMetrics {
 		}),
 		refusal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_connections_refused_total",
-			Help: "Client connections over a cap, by listener (public or admin) and the cap: max_connections or max_connections_per_ip (public: answered 503 or closed at accept, sluice_connection_refusals_total; admin: admin.max_connections).",
+			Help: "Client connections over a cap, by listener (public, admin, or pprof: the --pprof listener) and the cap: max_connections or max_connections_per_ip (public: answered 503 or closed at accept, sluice_connection_refusals_total; admin and pprof: admin.max_connections).",
 		}, []string{"listener", "reason"}),
 		header: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_request_header_too_large_total",
@@ -166,6 +167,16 @@ func (m *ConnMetrics) AdminView() *ConnMetrics {
 		return nil
 	}
 	return &ConnMetrics{listener: ListenerAdmin, refusalsOnly: true, refusal: m.refusal}
+}
+
+// PprofView is AdminView for the deprecated --pprof listener: its
+// refusals are counted with listener="pprof" (a series that appears at
+// its first refusal: most gateways have no such listener).
+func (m *ConnMetrics) PprofView() *ConnMetrics {
+	if m == nil {
+		return nil
+	}
+	return &ConnMetrics{listener: ListenerPprof, refusalsOnly: true, refusal: m.refusal}
 }
 
 // counts reports whether m counts the metrics other than refusals.
