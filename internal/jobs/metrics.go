@@ -52,6 +52,8 @@ type counters struct {
 	// batchUpdatesRefused counts batch count updates that failed (a full
 	// store refuses them until room frees; tracker.go says so once).
 	batchUpdatesRefused atomic.Uint64
+	// classesLost counts pulls answered 503 that took a class down (gone.go).
+	classesLost atomic.Uint64
 	// storeRefusedFailing counts jobs, batches and files refused because
 	// the embedded server's disk refused writes (ErrStoreFailing).
 	storeRefusedFailing atomic.Uint64
@@ -215,6 +217,8 @@ var (
 		[]string{"reason"}, nil)
 	storeReservedDesc = prometheus.NewDesc("sluice_jobs_store_reserved_bytes",
 		"Bytes the active batches are still expected to write (their lines' results and result files, an estimate): new work is refused once the store's bytes plus these reach the admission line.", nil, nil)
+	classesLostDesc = prometheus.NewDesc("sluice_jobs_worker_consumer_lost_total",
+		"Pulls answered 503 No Responders that took a class down (its consumer gone, or not answering); the worker makes the consumer again. Rising while sluice_jobs_worker_classes_down stays up: the consumer can be made but its pulls keep failing.", nil, nil)
 	batchUpdatesRefusedDesc = prometheus.NewDesc("sluice_jobs_batch_updates_failed_total",
 		"Writes of a batch's request counts that failed (a full store refuses them until room frees): the batch's progress shows late, nothing is lost.", nil, nil)
 	storeFailingDesc = prometheus.NewDesc("sluice_jobs_store_failing",
@@ -302,6 +306,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- storeRefusedDesc
 	ch <- storeReservedDesc
 	ch <- batchUpdatesRefusedDesc
+	ch <- classesLostDesc
 	for _, d := range statDescs {
 		ch <- d.desc
 	}
@@ -373,6 +378,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedReserved.Load()), "reserved")
 	ch <- prometheus.MustNewConstMetric(storeReservedDesc, prometheus.GaugeValue, float64(c.s.reserved.sum()))
 	ch <- prometheus.MustNewConstMetric(batchUpdatesRefusedDesc, prometheus.CounterValue, float64(c.s.stats.batchUpdatesRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(classesLostDesc, prometheus.CounterValue, float64(c.s.stats.classesLost.Load()))
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedFailing.Load()), "disk")
 	if e := c.s.o.Embedded; e != nil {
 		failing := 0.0
