@@ -117,6 +117,9 @@ func (a *actor) expectedBytes() int64 {
 
 // reserve publishes the actor's expected bytes to admission.
 func (a *actor) reserve() {
+	if a.s.o.MaxStoreBytes <= 0 {
+		return // unbounded: admission reads no reservation
+	}
 	if n := a.expectedBytes(); n >= 0 {
 		a.s.reserved.set(a.id, n)
 	}
