@@ -103,17 +103,11 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (_ *Batch, err er
 		return nil, err
 	}
 	id := rec.Batch.ID
-	if s.tracker != nil && s.o.MaxStoreBytes > 0 {
-		// Reserved from admission on, so creations racing this one count
-		// it; its actor keeps the reservation once it tracks the batch,
-		// and drops it when the batch is finalized.
-		s.reserved.set(id, expect)
-		defer func() {
-			if err != nil {
-				s.reserved.drop(id)
-			}
-		}()
-	}
+	defer func() {
+		if err != nil {
+			s.reserved.drop(id) // writeBatch reserved its results' bytes
+		}
+	}()
 	key := batchKey(sp.Tenant, id)
 	if err := s.writeBatch(ctx, rec, key); err != nil {
 		return nil, err
@@ -172,6 +166,14 @@ func (s *Store) writeBatch(ctx context.Context, rec *batchRecord, key string) er
 	if s.tracker != nil { // the tracker keeps the counts; without one, another process creates batches
 		if err := s.active.reserve(id, tenantHash(rec.Tenant), s.o.MaxActiveBatches, s.o.MaxActiveBatchesPerTenant); err != nil {
 			return err
+		}
+		if s.o.MaxStoreBytes > 0 {
+			// Reserved from here on, so creations racing this one count
+			// it (and, pending in s.active, a scan keeps it); its actor
+			// keeps the reservation once it tracks the batch, and drops it
+			// when the batch is finalized (storereserve.go).
+			n := rec.Batch.RequestCounts.Total
+			s.reserved.set(id, batchExpectedBytes(n, inputPerLine(rec.InputBytes, n), 0))
 		}
 	}
 	if _, err := s.batch.Create(ctx, key, b); err != nil {

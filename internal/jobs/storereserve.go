@@ -69,6 +69,21 @@ func (r *reservations) drop(id string) {
 	delete(r.byID, id)
 }
 
+// prune forgets the batches keep does not want: an actor that stopped
+// unfinished (its connection dropped) leaves its batch's reservation,
+// and another process may finalize the batch before a scan here starts
+// another actor on it.
+func (r *reservations) prune(keep func(id string) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, n := range r.byID {
+		if !keep(id) {
+			r.total -= n
+			delete(r.byID, id)
+		}
+	}
+}
+
 // sum is the bytes reserved for every active batch.
 func (r *reservations) sum() int64 {
 	r.mu.Lock()

@@ -171,3 +171,21 @@ func TestBatchCountsRefusedAreSaidOnce(t *testing.T) {
 		t.Fatalf("sluice_jobs_batch_updates_failed_total = %v; want the refused writes counted", v)
 	}
 }
+
+// TestReservationsPrune: a batch no scan lists and no creation here
+// holds loses its reservation (an actor that stopped unfinished left it,
+// and another process finalized the batch); the others keep theirs.
+func TestReservationsPrune(t *testing.T) {
+	var r reservations
+	r.set("listed", 100)
+	r.set("gone", 40)
+	r.set("creating", 7)
+	r.prune(func(id string) bool { return id != "gone" })
+	if got := r.sum(); got != 107 {
+		t.Fatalf("sum after the prune = %d; want 107", got)
+	}
+	r.drop("listed")
+	if got := r.sum(); got != 7 {
+		t.Fatalf("sum after the drop = %d; want 7", got)
+	}
+}

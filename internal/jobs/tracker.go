@@ -239,7 +239,10 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}
 	}
+	// Seen before the prune: a creation this listing has is listed; one
+	// it has not is still pending.
 	t.s.active.seen(scan, batchKeys)
+	t.s.reserved.prune(func(id string) bool { return listed[id] || t.s.active.isPending(id) })
 }
 
 // lineKind is where a finished job goes in the batch's result files.
