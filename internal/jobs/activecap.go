@@ -123,3 +123,11 @@ func (a *activeBatches) counts() (active int, refused uint64) {
 	defer a.mu.Unlock()
 	return a.total + len(a.pending), a.refused
 }
+
+// isPending reports whether id is a creation here no scan has seen yet.
+func (a *activeBatches) isPending(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.pending[id]
+	return ok
+}

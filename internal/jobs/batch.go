@@ -55,6 +55,10 @@ type batchRecord struct {
 	// (output_expires_after), 0 for the store's retention. Not in the
 	// batch object: OpenAI's has no such field.
 	OutputExpiresAfter int64 `json:"output_expires_after,omitempty"`
+	// InputBytes is the sum of the requests' bodies, the base of the
+	// estimate of the bytes the batch's results will take
+	// (storereserve.go); 0 in a record written before it.
+	InputBytes int64 `json:"input_bytes,omitempty"`
 }
 
 func (r *batchRecord) batch() *Batch {
@@ -90,7 +94,8 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (_ *Batch, err er
 	if err != nil {
 		return nil, err
 	}
-	if err := s.admitNew(ctx); err != nil {
+	expect := newBatchExpectedBytes(sp)
+	if err := s.admitNewExpecting(ctx, expect); err != nil {
 		return nil, err
 	}
 	rec, err := s.newBatchRecord(sp, window)
@@ -98,6 +103,11 @@ func (s *Store) CreateBatch(ctx context.Context, sp BatchSpec) (_ *Batch, err er
 		return nil, err
 	}
 	id := rec.Batch.ID
+	defer func() {
+		if err != nil {
+			s.reserved.drop(id) // writeBatch reserved its results' bytes
+		}
+	}()
 	key := batchKey(sp.Tenant, id)
 	if err := s.writeBatch(ctx, rec, key); err != nil {
 		return nil, err
@@ -133,7 +143,11 @@ func (s *Store) newBatchRecord(sp BatchSpec, window time.Duration) (*batchRecord
 	// The id starts with the creation time so that ids sort newest last:
 	// ListBatches pages through keys without reading every batch.
 	id := fmt.Sprintf("batch_%012x%s", now.UnixMilli(), suffix)
-	return &batchRecord{Tenant: sp.Tenant, OutputExpiresAfter: int64(sp.OutputExpiresAfter / time.Second), Batch: Batch{
+	var in int64
+	for _, r := range sp.Requests {
+		in += int64(len(r.Body))
+	}
+	return &batchRecord{Tenant: sp.Tenant, OutputExpiresAfter: int64(sp.OutputExpiresAfter / time.Second), InputBytes: in, Batch: Batch{
 		ID: id, Object: "batch", Endpoint: sp.Endpoint, InputFileID: sp.InputFileID,
 		CompletionWindow: sp.CompletionWindow, Status: batchValidating, CreatedAt: now.Unix(),
 		ExpiresAt: ptr(now.Add(window).Unix()), RequestCounts: BatchCounts{Total: len(sp.Requests)}, Metadata: sp.Metadata,
@@ -152,6 +166,14 @@ func (s *Store) writeBatch(ctx context.Context, rec *batchRecord, key string) er
 	if s.tracker != nil { // the tracker keeps the counts; without one, another process creates batches
 		if err := s.active.reserve(id, tenantHash(rec.Tenant), s.o.MaxActiveBatches, s.o.MaxActiveBatchesPerTenant); err != nil {
 			return err
+		}
+		if s.o.MaxStoreBytes > 0 {
+			// Reserved from here on, so creations racing this one count
+			// it (and, pending in s.active, a scan keeps it); its actor
+			// keeps the reservation once it tracks the batch, and drops it
+			// when the batch is finalized (storereserve.go).
+			n := rec.Batch.RequestCounts.Total
+			s.reserved.set(id, batchExpectedBytes(n, inputPerLine(rec.InputBytes, n), 0))
 		}
 	}
 	if _, err := s.batch.Create(ctx, key, b); err != nil {

@@ -62,6 +62,15 @@ type dispatcher struct {
 	// lost tells the worker of a class whose consumer went away under
 	// it (gone.go): room for every class.
 	lost chan int
+	// probing[i]: class i came up (its consumer made) and no pull on it
+	// has been answered yet; the first answer other than a 503 is sent
+	// on pulled, the first 503 on lost (gone.go). Run's goroutine only.
+	probing []bool
+	pulled  chan int // room for every class
+	// ups[i] counts class i's ups: a 503 to a pull sent before the
+	// latest one answers the consumer that was gone, not the one made
+	// since. Run's goroutine only.
+	ups []int
 
 	ready chan struct{} // a slot waits for a message; room for every slot
 	work  chan jobMsg   // a message for a waiting slot
@@ -96,6 +105,7 @@ func newDispatcher(nc *nats.Conn, classes []string, o WorkerOptions, log *slog.L
 	}
 	return &dispatcher{
 		subjects: subjects, down: make([]bool, len(classes)), up: make(chan int), lost: make(chan int, len(classes)),
+		probing: make([]bool, len(classes)), pulled: make(chan int, len(classes)), ups: make([]int, len(classes)),
 		in: newPullInbox(nc), gate: o.Gate, pollWait: o.PollWait, log: log,
 		ready:   make(chan struct{}, o.Concurrency),
 		work:    make(chan jobMsg),
@@ -123,6 +133,7 @@ type pull struct {
 	wait     bool      // a waiting pull; false: a no-wait one, of a scan
 	gone     bool      // run no longer waits for it; what it brings is late
 	deadline time.Time // live: when it is gone; gone: when it is closed
+	ups      int       // the class's ups when it was sent (gone.go)
 }
 
 // scan is a round of no-wait requests, one class after the other.
@@ -206,6 +217,8 @@ func (d *dispatcher) run(ctx context.Context) {
 				st.nwait--
 			}
 			d.down[i], st.waiting[i] = false, false
+			d.probing[i] = true
+			d.ups[i]++
 		case <-ctx.Done():
 			return
 		}
@@ -323,7 +336,7 @@ func (d *dispatcher) send(st *dispatchState, class, batch int, expires time.Dura
 	// Answers are read by this goroutine only: none is seen before this.
 	st.pulls[sub] = &pull{
 		sub: sub, class: class, batch: batch, left: batch, wait: expires > 0,
-		deadline: time.Now().Add(expires + answerMargin),
+		deadline: time.Now().Add(expires + answerMargin), ups: d.ups[class],
 	}
 	st.live++
 	st.pending += batch
@@ -348,12 +361,15 @@ func (d *dispatcher) answer(st *dispatchState, m *nats.Msg) {
 	case code != "" && p.gone:
 		d.close(st, p)
 	case code == "404", code == "408": // nothing queued; expired
+		d.answered(p.class)
 		d.ended(st, p, true, nil)
 	case code == "409" && description == "Server Shutdown":
 		d.ended(st, p, true, errServerShutdown)
 	case code == "503":
 		d.ended(st, p, true, nil)
-		d.consumerGone(st, p.class, description)
+		if p.ups == d.ups[p.class] {
+			d.consumerGone(st, p.class, description)
+		}
 	case code != "":
 		d.ended(st, p, true, fmt.Errorf("jobs: pull request answered %s %s", code, description))
 	case p == nil || p.gone:
@@ -364,6 +380,7 @@ func (d *dispatcher) answer(st *dispatchState, m *nats.Msg) {
 		}
 		d.late(st, d.in.message(m))
 	default:
+		d.answered(p.class)
 		st.held = append(st.held, d.in.message(m))
 		st.pending--
 		p.left--

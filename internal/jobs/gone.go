@@ -32,10 +32,25 @@ func (d *dispatcher) consumerGone(st *dispatchState, i int, description string) 
 	if d.down[i] {
 		return
 	}
-	d.down[i] = true
+	d.down[i], d.probing[i] = true, false
 	d.log.Debug("pull answered 503: the class's consumer is made again", "subject", d.subjects[i], "description", description)
 	select {
 	case d.lost <- i:
 	default: // never: room for every class, each sent once per time down
+	}
+}
+
+// answered notes a pull on class i answered without a 503: a class that
+// came up is really up (classretry.go says so then, not when its
+// consumer was made: a consumer that can be made but whose pulls keep
+// getting 503 made the class flap, an ERROR and an INFO line a second).
+func (d *dispatcher) answered(i int) {
+	if !d.probing[i] {
+		return
+	}
+	d.probing[i] = false
+	select {
+	case d.pulled <- i:
+	default: // never: room for every class, each sent once per time up
 	}
 }

@@ -2,11 +2,16 @@ package jobs
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluice-gw/sluice/internal/testutil/promtest"
 )
 
 // A worker whose class's consumer is deleted under it (as a NATS server
@@ -111,4 +116,67 @@ func TestGoneConsumerRetryDoesNotBackOffWhileNATSIsAway(t *testing.T) {
 		}
 	}
 	eventually(t, "no class down", func() bool { return s.ClassesDown() == "" })
+}
+
+// A class whose consumer can be made but whose pulls keep getting 503
+// (here: the test deletes the consumer each time the worker makes it,
+// as a consumer without a leader in a cluster answers no pull) stays one
+// episode: one ERROR line when it goes down, none while it flaps, one
+// INFO line once a pull on it is answered; the class reported down the
+// while, each 503 counted. Before, each round logged an ERROR and an
+// INFO line (about one of each a second) and the class came and went
+// from /status.
+func TestFlappingConsumerIsOneEpisode(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	o := testOptions(srv.ClientURL())
+	logs := &logLines{}
+	o.Logger = slog.New(logs)
+	reg := prometheus.NewRegistry()
+	o.Registerer = reg
+	s := openStore(t, o)
+	timers := newManualTimers()
+	var calls atomic.Int64
+	const rounds = 4
+	var flaps atomic.Int64 // consumers still to take away as they are made
+	ctx := context.Background()
+	remove := func() {
+		if err := s.js.DeleteConsumer(ctx, workStream, consumerName("interactive")); err != nil {
+			t.Errorf("deleting the consumer: %v", err)
+		}
+	}
+	startWorker(t, s, WorkerOptions{Concurrency: 2, Classes: []string{"interactive"}, Executor: okExec(&calls), classTimer: timers.timer,
+		consumerMade: func(string) {
+			if flaps.Add(-1) >= 0 {
+				remove()
+			}
+		}})
+	eventually(t, "the worker's consumer", func() bool {
+		_, err := s.js.Consumer(ctx, workStream, consumerName("interactive"))
+		return err == nil
+	})
+	flaps.Store(rounds - 1)
+	remove()
+	for round := range rounds {
+		fire := <-timers.fires // a pull answered 503: the class is down, its retry waits
+		if s.ClassesDown() == "" {
+			t.Fatalf("round %d: no class reported down while its pulls get 503", round)
+		}
+		fire <- time.Now()
+	}
+	// The last one made stays: a pull on it is answered, the class is up.
+	eventually(t, "no class down", func() bool { return s.ClassesDown() == "" })
+	j, _, err := s.Submit(ctx, spec("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the job", func() bool { return mustJob(t, s, "acme", j.ID).Status == StatusSucceeded })
+	errs := logs.count(slog.LevelError, "job worker cannot create the consumer")
+	infos := logs.count(slog.LevelInfo, "job worker created the consumer")
+	if errs != 1 || infos != 1 {
+		t.Fatalf("%d ERROR and %d INFO lines about the class over %d consumers made and lost; want one of each: %q %q",
+			errs, infos, rounds, logs.at(slog.LevelError), logs.at(slog.LevelInfo))
+	}
+	if v := promtest.Value(t, reg, "sluice_jobs_worker_consumer_lost_total", ""); v != rounds {
+		t.Fatalf("sluice_jobs_worker_consumer_lost_total = %v; want %d", v, rounds)
+	}
 }

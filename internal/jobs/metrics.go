@@ -46,6 +46,14 @@ type counters struct {
 	// storeRefusedBudget counts new work refused at the admission line,
 	// storeRefusedServer writes JetStream refused for lack of room.
 	storeRefusedBudget, storeRefusedServer atomic.Uint64
+	// storeRefusedReserved counts new work refused under the line because
+	// the active batches' expected results take the room (storereserve.go).
+	storeRefusedReserved atomic.Uint64
+	// batchUpdatesRefused counts batch count updates that failed (a full
+	// store refuses them until room frees; tracker.go says so once).
+	batchUpdatesRefused atomic.Uint64
+	// classesLost counts pulls answered 503 that took a class down (gone.go).
+	classesLost atomic.Uint64
 	// storeRefusedFailing counts jobs, batches and files refused because
 	// the embedded server's disk refused writes (ErrStoreFailing).
 	storeRefusedFailing atomic.Uint64
@@ -216,8 +224,14 @@ var (
 	storeLimitDesc = prometheus.NewDesc("sluice_jobs_store_limit_bytes",
 		"queue.max_store_bytes (0: unbounded); new work is refused from 90% of it.", nil, nil)
 	storeRefusedDesc = prometheus.NewDesc("sluice_jobs_store_refused_total",
-		"Jobs, batches and files refused, by reason (budget: at the admission line, 507; server: JetStream refused the write, 507; disk: the embedded store's disk refused writes, 503 storage_unavailable).",
+		"Jobs, batches and files refused, by reason (budget: at the admission line, 507; reserved: under the line, but the active batches' expected results take the room left, 507; server: JetStream refused the write, 507; disk: the embedded store's disk refused writes, 503 storage_unavailable).",
 		[]string{"reason"}, nil)
+	storeReservedDesc = prometheus.NewDesc("sluice_jobs_store_reserved_bytes",
+		"Bytes the active batches are still expected to write (their lines' results and result files, an estimate): new work is refused once the store's bytes plus these reach the admission line.", nil, nil)
+	classesLostDesc = prometheus.NewDesc("sluice_jobs_worker_consumer_lost_total",
+		"Pulls answered 503 No Responders that took a class down (its consumer gone, or not answering); the worker makes the consumer again. Rising while sluice_jobs_worker_classes_down stays up: the consumer can be made but its pulls keep failing.", nil, nil)
+	batchUpdatesRefusedDesc = prometheus.NewDesc("sluice_jobs_batch_updates_failed_total",
+		"Writes of a batch's request counts that failed (a full store refuses them until room frees): the batch's progress shows late, nothing is lost.", nil, nil)
 	storeFailingDesc = prometheus.NewDesc("sluice_jobs_store_failing",
 		"1 while the embedded job store's disk refuses writes (no space left, read-only, I/O errors) and the gateway waits to restart JetStream on it.", nil, nil)
 	storeWriteFailuresDesc = prometheus.NewDesc("sluice_jobs_store_write_failures_total",
@@ -301,6 +315,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- storeBytesDesc
 	ch <- storeLimitDesc
 	ch <- storeRefusedDesc
+	ch <- storeReservedDesc
+	ch <- batchUpdatesRefusedDesc
+	ch <- classesLostDesc
 	for _, d := range statDescs {
 		ch <- d.desc
 	}
@@ -375,6 +392,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(storeLimitDesc, prometheus.GaugeValue, float64(c.s.o.MaxStoreBytes))
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedBudget.Load()), "budget")
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedServer.Load()), "server")
+	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedReserved.Load()), "reserved")
+	ch <- prometheus.MustNewConstMetric(storeReservedDesc, prometheus.GaugeValue, float64(c.s.reserved.sum()))
+	ch <- prometheus.MustNewConstMetric(batchUpdatesRefusedDesc, prometheus.CounterValue, float64(c.s.stats.batchUpdatesRefused.Load()))
+	ch <- prometheus.MustNewConstMetric(classesLostDesc, prometheus.CounterValue, float64(c.s.stats.classesLost.Load()))
 	ch <- prometheus.MustNewConstMetric(storeRefusedDesc, prometheus.CounterValue, float64(c.s.stats.storeRefusedFailing.Load()), "disk")
 	if e := c.s.o.Embedded; e != nil {
 		failing := 0.0

@@ -304,6 +304,7 @@ type Store struct {
 	active      activeBatches // what CreateBatch's bounds count; kept by the tracker
 	lines       batchLines    // the tracker's lines by state, for the metrics (batchlines.go)
 	usage       usageCache    // the store's usage for admission (storecap.go)
+	reserved    reservations  // bytes the active batches are expected to write (storereserve.go)
 	held        heldResults   // results workers hold on a full store (heldresult.go)
 	classesDown classesDown   // classes whose consumer a worker cannot create (classretry.go)
 	randMu      sync.Mutex

@@ -99,7 +99,12 @@ func (s *Store) forgetUsage() {
 // admitNew refuses new work (a job, a batch, a file) once the store is at
 // its admission line, by the account's usage (every replica and process
 // sharing the queue) read at most usageTTL ago; nothing when unbounded.
-func (s *Store) admitNew(ctx context.Context) error {
+func (s *Store) admitNew(ctx context.Context) error { return s.admitNewExpecting(ctx, 0) }
+
+// admitNewExpecting is admitNew for work expected to write expect more
+// bytes (a batch's results): the line counts them, and the bytes
+// reserved for the active batches' results (storereserve.go).
+func (s *Store) admitNewExpecting(ctx context.Context, expect int64) error {
 	if err := s.o.Embedded.StoreFault(); err != nil {
 		// Refused at once: the write would wait out RequestTimeout for an
 		// acknowledgement the failing store never sends.
@@ -113,10 +118,16 @@ func (s *Store) admitNew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if line := s.admitLimit(); used >= line {
+	line := s.admitLimit()
+	if used >= line {
 		s.stats.storeRefusedBudget.Add(1)
 		return fmt.Errorf("jobs: the store holds %d bytes; new work is refused from %d (queue.max_store_bytes %d less the headroom for accepted jobs): %w",
 			used, line, s.o.MaxStoreBytes, ErrStoreFull)
+	}
+	if reserved := s.reserved.sum(); used+reserved+expect >= line {
+		s.stats.storeRefusedReserved.Add(1)
+		return fmt.Errorf("jobs: the store holds %d bytes, %d are reserved for the results of accepted batches and this work would need %d more; new work is refused from %d (queue.max_store_bytes %d less the headroom for accepted jobs): %w",
+			used, reserved, expect, line, s.o.MaxStoreBytes, ErrStoreFull)
 	}
 	return nil
 }

@@ -239,7 +239,10 @@ func (t *tracker) scan(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}
 	}
+	// Seen before the prune: a creation this listing has is listed; one
+	// it has not is still pending.
 	t.s.active.seen(scan, batchKeys)
+	t.s.reserved.prune(func(id string) bool { return listed[id] || t.s.active.isPending(id) })
 }
 
 // lineKind is where a finished job goes in the batch's result files.
@@ -288,6 +291,18 @@ type actor struct {
 	ready    bool              // the watch delivered every existing record
 	terminal int
 	total    int // from the batch record
+
+	// For the reservation of its results' bytes (storereserve.go).
+	inputBytes int64 // from the batch record
+	doneBytes  int64 // the stored records of its lines finished with a file line
+	doneLines  int
+
+	// countsFailing is set while writing the batch's counts fails, to
+	// say so once when it starts and once when it ends, not every
+	// evaluation (each TrackInterval).
+	countsFailing      bool
+	countsFailingSince time.Time
+	countsFailures     int
 }
 
 func (a *actor) run(ctx context.Context) {
@@ -298,6 +313,7 @@ func (a *actor) run(ctx context.Context) {
 		a.s.lines.dropped(a.jobs)
 		close(a.done)
 		if finished {
+			a.s.reserved.drop(a.id)
 			// Its tracker's next scan drops it and recounts the active
 			// batches now: forget's index entry is purged, and a purge
 			// sends the tracker's watch no event.
@@ -376,6 +392,8 @@ func (a *actor) apply(e jetstream.KeyValueEntry) bool {
 		st.kind, st.rec = kindOf(r), nil
 		if st.kind != lineNone {
 			st.usage = resultUsage(r.Job.Result)
+			a.doneBytes += int64(len(e.Value()))
+			a.doneLines++
 		}
 		a.terminal++
 	}
@@ -437,7 +455,8 @@ func (a *actor) evaluate(ctx context.Context) bool {
 		}
 		return false
 	}
-	a.total = b.Batch.RequestCounts.Total
+	a.total, a.inputBytes = b.Batch.RequestCounts.Total, b.InputBytes
+	a.reserve()
 	now := s.now()
 	switch st := b.Batch.Status; {
 	case batchTerminal(st):
@@ -486,11 +505,35 @@ func (a *actor) evaluate(ctx context.Context) bool {
 			r.Batch.RequestCounts, r.Batch.Usage = c, u
 			return nil
 		})
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("updating batch counts", "batch", a.id, "err", err)
-		}
+		a.countsWritten(ctx, err)
 	}
 	return false
+}
+
+// countsWritten logs a failing write of the batch's counts once when
+// the failures start and once when a write succeeds again: a full store
+// refuses every one until room frees, and the tracker tries each
+// TrackInterval (it logged a line a second per batch, in every process
+// tracking it). Counted in sluice_jobs_batch_updates_failed_total.
+func (a *actor) countsWritten(ctx context.Context, err error) {
+	s := a.s
+	switch {
+	case err == nil && a.countsFailing:
+		s.log.Info("batch counts written again", "batch", a.id, "failed_writes", a.countsFailures,
+			"for", s.now().Sub(a.countsFailingSince).Round(time.Millisecond).String())
+		a.countsFailing, a.countsFailures = false, 0
+	case err == nil, ctx.Err() != nil:
+	default:
+		s.stats.batchUpdatesRefused.Add(1)
+		a.countsFailures++
+		if a.countsFailing {
+			s.log.Debug("updating batch counts", "batch", a.id, "err", err)
+			return
+		}
+		a.countsFailing, a.countsFailingSince = true, s.now()
+		s.log.Warn("updating batch counts failed: the batch's progress shows late until a write succeeds (said again when it does)",
+			"batch", a.id, "err", err)
+	}
 }
 
 // cancelOpen cancels the batch's queued jobs (and running ones, with

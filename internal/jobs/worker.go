@@ -53,6 +53,10 @@ type WorkerOptions struct {
 	// created (its first tick ends a wait), default newTicker; tests
 	// inject one to end the waits themselves (classretry.go).
 	classTimer func(d time.Duration) (fire <-chan time.Time, stop func())
+	// consumerMade, when set, is called as a retry has made a class's
+	// consumer, before the class is pulled again: tests take the
+	// consumer away there, as a consumer whose pulls get 503 is.
+	consumerMade func(class string)
 }
 
 // newTicker is the heartbeat's real clock.
@@ -195,15 +199,40 @@ func (w *worker) runSlots(runCtx, execCtx context.Context, execCancel context.Ca
 	defer retries.Wait()
 	for _, f := range down {
 		d.down[f.i] = true
-		retries.Go(func() { w.retryConsumer(runCtx, f.class, f.i, f.err, d.up) })
 	}
 	// A class whose consumer went away under the dispatcher (gone.go) is
-	// retried as one down at start.
+	// retried as one down at start. One retry (an episode) per class down
+	// at a time, until a pull on the class is answered (classretry.go).
 	retries.Go(func() {
+		episodes := make([]chan bool, len(o.Classes)) // by class; nil: up
+		begin := func(i int, err error) {
+			ch := make(chan bool, 1)
+			episodes[i] = ch
+			retries.Go(func() { w.retryConsumer(runCtx, o.Classes[i], i, err, d.up, ch) })
+		}
+		tell := func(ch chan bool, pulled bool) {
+			select {
+			case ch <- pulled:
+			case <-runCtx.Done():
+			}
+		}
+		for _, f := range down {
+			begin(f.i, f.err)
+		}
 		for {
 			select {
 			case i := <-d.lost:
-				retries.Go(func() { w.retryConsumer(runCtx, o.Classes[i], i, errConsumerGone, d.up) })
+				s.stats.classesLost.Add(1)
+				if ch := episodes[i]; ch != nil {
+					tell(ch, false) // made again, and its pulls answered 503 again
+				} else {
+					begin(i, errConsumerGone)
+				}
+			case i := <-d.pulled:
+				if ch := episodes[i]; ch != nil {
+					episodes[i] = nil
+					tell(ch, true)
+				}
 			case <-runCtx.Done():
 				return
 			}
