@@ -203,7 +203,10 @@ func newWithClock(cfg *config.Config, src Source, logger *slog.Logger, now func(
 	a.cut.ch = make(chan struct{})
 	a.revokeTicker, a.revokeWake = realTicker, make(chan struct{}, 1)
 	a.drains.ctx, a.drains.cancel = context.WithCancel(context.Background())
+	// One request body budget for the gateway and the Batch API's uploads.
+	bodyMem := netguard.NewBudget(int64(cfg.Server.MaxBodyMemory))
 	gwOpts := gateway.Options{Logger: logger, Registry: reg, Now: deps.Now,
+		BodyMemory: bodyMem, BodyMetrics: netguard.NewBodyMetrics(reg, bodyMem),
 		QueueEnabled: cfg.Queue.Enabled, AllowPrivateWebhooks: cfg.Queue.AllowPrivateWebhooks,
 		WebhooksSigned: cfg.Queue.WebhookSecret != "", ResponseIDsRedis: responseIDsRedis(cfg, deps.Redis)}
 	if wall {
@@ -287,7 +290,8 @@ func (a *App) openJobQueue(cfg *config.Config, reg prometheus.Registerer, gwOpts
 	}
 	a.queueStart = cfg.Queue
 	served := func(model string) bool { _, ok := a.gw.Runtime().Pools[model]; return ok }
-	open := func() (*jobQueue, error) { return openQueue(cfg.Queue, reg, a.log, served, a.deps.Now) }
+	mem := uploadMemory{gwOpts.BodyMemory, gwOpts.BodyMetrics}
+	open := func() (*jobQueue, error) { return openQueue(cfg.Queue, reg, a.log, served, a.deps.Now, mem) }
 	q, err := open()
 	switch {
 	case err == nil:

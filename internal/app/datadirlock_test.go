@@ -25,7 +25,7 @@ func TestEmbeddedQueueOneOwnerPerDataDir(t *testing.T) {
 	c.DataDir, c.Workers, c.WorkerDisabled = t.TempDir(), 0, true
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	open := func() (*jobQueue, error) {
-		return openQueue(c, prometheus.NewRegistry(), log, func(string) bool { return true }, time.Now)
+		return openQueue(c, prometheus.NewRegistry(), log, func(string) bool { return true }, time.Now, uploadMemory{})
 	}
 	first, err := open()
 	if err != nil {

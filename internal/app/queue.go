@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/gateway"
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/netguard"
 )
 
 // jobQueue is the durable queue behind async requests and the Batch API:
@@ -49,10 +50,18 @@ type jobQueue struct {
 	abandoned atomic.Bool
 }
 
+// uploadMemory is the gateway's request body budget and its metrics,
+// which the Batch API's uploads draw from and are counted in.
+type uploadMemory struct {
+	budget  *netguard.Budget
+	metrics *netguard.BodyMetrics
+}
+
 // openQueue starts the embedded server when no URL is configured and opens
 // the store. models reports whether a model is served (batch validation);
-// now is the app's clock, for the embedded store's fault times.
-func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, models func(string) bool, now func() time.Time) (*jobQueue, error) {
+// now is the app's clock, for the embedded store's fault times; mem is
+// what uploads' line buffers are charged to.
+func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, models func(string) bool, now func() time.Time, mem uploadMemory) (*jobQueue, error) {
 	q := &jobQueue{cfg: c, log: log, cut: make(chan struct{})}
 	url, storeLimit := c.URL, int64(c.MaxStoreBytes)
 	if url == "" {
@@ -108,7 +117,7 @@ func openQueue(c config.Queue, reg prometheus.Registerer, log *slog.Logger, mode
 	}
 	q.store = store
 	q.api = batchapi.New(batchapi.Options{Service: store, MaxFileBytes: int64(c.MaxFileBytes), Models: models, Logger: log,
-		Registerer: reg})
+		Registerer: reg, BodyMemory: mem.budget, BodyMetrics: mem.metrics, MaxSpoolBytes: int64(c.MaxUploadSpoolBytes)})
 	return q, nil
 }
 

@@ -49,6 +49,7 @@ type env struct {
 	srv    *httptest.Server
 	tenant string
 	nats   string // the embedded server's client URL
+	spools string // the handler's TempDir
 }
 
 type envOptions struct {
@@ -61,6 +62,15 @@ type envOptions struct {
 	maxStoreBytes int64
 	// fileReadIdle is the store's FileReadIdle (0: its default).
 	fileReadIdle time.Duration
+	// link, when set, is the address the store dials instead of the
+	// embedded server's (given its client URL): a link between them.
+	link func(t *testing.T, natsURL string) string
+	// publishWindow is the store's PublishWindow (0: its default).
+	publishWindow int
+	// maxSpoolBytes is the handler's MaxSpoolBytes (0: its default);
+	// handlerReg gets the handler's metrics (nil: none).
+	maxSpoolBytes int64
+	handlerReg    prometheus.Registerer
 }
 
 func newEnv(t *testing.T, eo envOptions) *env {
@@ -73,8 +83,13 @@ func newEnv(t *testing.T, eo envOptions) *env {
 	clock := newTestClock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a hang guard
 	defer cancel()
+	url := emb.ClientURL()
+	if eo.link != nil {
+		url = eo.link(t, url)
+	}
 	store, err := jobs.Open(ctx, jobs.Options{
-		URL:                       emb.ClientURL(),
+		URL:                       url,
+		PublishWindow:             eo.publishWindow,
 		Now:                       clock.Now,
 		Logger:                    slog.New(slog.DiscardHandler),
 		TrackInterval:             20 * time.Millisecond,
@@ -88,14 +103,17 @@ func newEnv(t *testing.T, eo envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	spools := t.TempDir()
 	h := batchapi.New(batchapi.Options{
-		Service:      store,
-		Now:          clock.Now,
-		MaxFileBytes: eo.maxFileBytes,
-		Models:       func(m string) bool { return m == "m1" || m == "m2" },
-		TempDir:      t.TempDir(),
+		Service:       store,
+		Now:           clock.Now,
+		MaxFileBytes:  eo.maxFileBytes,
+		Models:        func(m string) bool { return m == "m1" || m == "m2" },
+		TempDir:       spools,
+		MaxSpoolBytes: eo.maxSpoolBytes,
+		Registerer:    eo.handlerReg,
 	})
-	e := &env{t: t, store: store, clock: clock, h: h, tenant: "tenant-a", nats: emb.ClientURL()}
+	e := &env{t: t, store: store, clock: clock, h: h, tenant: "tenant-a", nats: emb.ClientURL(), spools: spools}
 	e.srv = httptest.NewServer(http.HandlerFunc(e.gateway))
 	t.Cleanup(e.srv.Close)
 	return e

@@ -49,6 +49,10 @@ const tooManyBatchesRetry = time.Minute
 // every 250ms, so a short wait finds it back soon after NATS is.
 const unavailableRetry = 2 * time.Second
 
+// busyRetry is the Retry-After of 503 queue_busy: the backlog of
+// acknowledgements a publish waited 200 ms on clears in about that long.
+const busyRetry = time.Second
+
 // storeFailingRetry is the Retry-After of 503 storage_unavailable: the
 // embedded store checks its disk every 5s (jobs.EmbeddedOptions
 // .RecoverEvery) and an operator freeing space takes longer than that.
@@ -96,6 +100,17 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		}
 		return &openai.Error{Status: http.StatusRequestEntityTooLarge, Type: openai.TypeInvalidRequest,
 			Code: "request_too_large", Message: "the request body exceeds the size limit"}, false
+	case errors.Is(err, ErrLineMemory):
+		// An upload's line buffer draws from server.max_body_memory with
+		// the inference bodies: the gateway's answer when it is full.
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "body_memory_full",
+			Message: "the gateway holds as many request bodies as its memory bound allows; retry shortly", RetryAfter: time.Second}, false
+	case errors.Is(err, errSpoolFull):
+		// The uploads being received hold Options.MaxSpoolBytes of
+		// temporary disk: busy, not this upload's fault (one beyond the
+		// file limit is the 413 above).
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "upload_spool_full",
+			Message: "the gateway is receiving as many uploads as its temporary disk bound allows; retry shortly", RetryAfter: spoolFullRetry}, false
 	case errors.As(err, &bodyTimeout):
 		// The gateway's body timeouts (netguard.TimedBody) cut a stalled
 		// or trickling upload; the connection closes after this answer.
@@ -134,6 +149,12 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		// later may succeed. Nothing about the disk goes to the client.
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "storage_unavailable",
 			Message: "the job store cannot write to its disk; nothing was stored; retry later", RetryAfter: storeFailingRetry}, false
+	case errors.Is(err, jobs.ErrBusy):
+		// Before IsUnavailable: the stalled publish may come with a
+		// timeout too. The queue is up but its writes are backed up:
+		// load, not a fault, so a retry soon is the advice.
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_busy",
+			Message: "the job queue is busy with other writes; nothing was queued; retry shortly", RetryAfter: busyRetry}, false
 	case jobs.IsUnavailable(err):
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "queue_unavailable",
 			Message: "the job queue is unreachable; retry shortly", RetryAfter: unavailableRetry}, false

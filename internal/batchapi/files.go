@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
@@ -84,6 +85,9 @@ func (h *Handler) uploadFile(w http.ResponseWriter, r *http.Request, tenant stri
 	u, err := h.receiveUpload(r)
 	defer u.close()
 	if err != nil {
+		if errors.Is(err, ErrLineMemory) {
+			h.bodyMetrics.Refused(netguard.RefusedMemory)
+		}
 		h.fail(w, r, err, objFile, "")
 		return
 	}
@@ -213,10 +217,11 @@ func readSmallField(body io.Reader, name string) (string, error) {
 // spoolFile copies the file part to a temporary file, validating its lines
 // on the way, and stops at h.maxFileBytes with errFileTooLarge.
 func (h *Handler) spoolFile(u *upload, part io.Reader) error {
-	f, err := h.newSpool()
+	sp, err := h.newSpool()
 	if err != nil {
 		return fmt.Errorf("spooling upload: %w", err)
 	}
+	f := &countedSpool{spool: sp, bound: h.spools}
 	u.spool = f
 	sw := &spoolWriter{f: f, max: h.maxFileBytes}
 	tee := io.TeeReader(part, sw)
@@ -226,6 +231,7 @@ func (h *Handler) spoolFile(u *upload, part io.Reader) error {
 		MaxRequests:  h.maxBatchRequests,
 		MaxLineBytes: h.maxLineBytes,
 		ValidateOnly: true,
+		Memory:       h.bodyMem,
 	})
 	if err == nil {
 		// Parsing stops early past MaxRequests; still read the part to
@@ -252,6 +258,9 @@ func (s *spoolWriter) Write(p []byte) (int, error) {
 	}
 	n, err := s.f.Write(p)
 	s.n += int64(n)
+	if errors.Is(err, errSpoolFull) {
+		return n, err
+	}
 	if err != nil {
 		return n, fmt.Errorf("spooling upload: %w", err)
 	}

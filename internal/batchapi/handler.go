@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
@@ -52,6 +53,17 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer gets the create gate's metrics (createGate); nil: none.
 	Registerer prometheus.Registerer
+	// BodyMemory is the gateway's request body budget
+	// (server.max_body_memory), which an upload's line buffers draw from
+	// while it is validated; BodyMetrics counts the uploads it refuses.
+	// nil: unbounded, uncounted.
+	BodyMemory  *netguard.Budget
+	BodyMetrics *netguard.BodyMetrics
+	// MaxSpoolBytes bounds the bytes of the uploads being received,
+	// spooled in TempDir until each is stored (default
+	// DefaultMaxSpoolBytes; at least MaxFileBytes, so one upload always
+	// fits): past it an upload gets 503 upload_spool_full.
+	MaxSpoolBytes int64
 }
 
 // Handler serves the routes listed at Handles. Safe for concurrent use.
@@ -65,8 +77,12 @@ type Handler struct {
 	models           func(string) bool
 	tempDir          string
 	log              *slog.Logger
+	bodyMem          *netguard.Budget
+	bodyMetrics      *netguard.BodyMetrics
 	// creates bounds the input file bytes POST /v1/batches holds at once.
 	creates *createGate
+	// spools bounds the disk the uploads being received hold.
+	spools *spoolBound
 	// newSpool makes the spool of an upload (newTempSpool; a fuzz test's
 	// is in memory: a file created and removed per input is system calls
 	// and a filesystem's journal, most of each input's time).
@@ -85,6 +101,8 @@ func New(opts Options) *Handler {
 		models:           opts.Models,
 		tempDir:          opts.TempDir,
 		log:              opts.Logger,
+		bodyMem:          opts.BodyMemory,
+		bodyMetrics:      opts.BodyMetrics,
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -106,6 +124,11 @@ func New(opts Options) *Handler {
 	}
 	h.newSpool = h.newTempSpool
 	h.creates = newCreateGate(h.maxFileBytes, opts.Registerer)
+	spoolLimit := opts.MaxSpoolBytes
+	if spoolLimit <= 0 {
+		spoolLimit = DefaultMaxSpoolBytes
+	}
+	h.spools = newSpoolBound(max(spoolLimit, h.maxFileBytes), opts.Registerer)
 	return h
 }
 

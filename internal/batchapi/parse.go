@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
@@ -53,7 +54,22 @@ type ParseOptions struct {
 	// ValidateOnly checks every line but returns no requests: an upload
 	// is validated in memory bounded by one line, not by the file.
 	ValidateOnly bool
+	// Memory, when not nil, is charged before the parser allocates: its
+	// read buffer, the line buffer as it grows, and a line's decoded
+	// copy while the line is checked; all of it is released when
+	// parsing ends. An upload's validation so counts against
+	// server.max_body_memory with the gateway's request bodies: a line
+	// that does not fit ends parsing with ErrLineMemory.
+	Memory *netguard.Budget
 }
+
+// ErrLineMemory ends ParseBatchInput when a line does not fit in
+// ParseOptions.Memory: the gateway holds as many bytes of request bodies
+// as it may, and the upload is refused with 503 to be retried.
+var ErrLineMemory = errors.New("batch input line does not fit in the request body memory budget")
+
+// minLineBuf is the line buffer's first size; it doubles from there.
+const minLineBuf = 4 << 10
 
 // inputLine is one line as decoded; fields are raw so that a wrong type is
 // reported per field instead of as one opaque decoding error.
@@ -68,7 +84,7 @@ type inputLine struct {
 // line) and validates every line. It returns the requests only when no line
 // is invalid; otherwise the line errors in line order: at most o.MaxErrors
 // of them, plus one without a line summarising the rest. err is only a read
-// error of r, wrapped. Blank lines, a trailing "\r" and a UTF-8 byte order
+// error of r, wrapped, or ErrLineMemory. Blank lines, a trailing "\r" and a UTF-8 byte order
 // mark at the start are tolerated; a file without any request yields one
 // CodeEmptyFile error.
 //
@@ -83,26 +99,40 @@ func ParseBatchInput(r io.Reader, o ParseOptions) ([]jobs.BatchRequest, []jobs.B
 		o.MaxErrors = defaultMaxLineErrors
 	}
 	p := parser{o: o, seen: make(map[idKey]int)}
-	br := bufio.NewReaderSize(r, min(o.MaxLineBytes, 64<<10))
+	readBuf := max(16, min(o.MaxLineBytes, 64<<10)) // bufio's minimum size is 16
+	if !o.Memory.TryReserve(int64(readBuf)) {
+		return nil, nil, ErrLineMemory
+	}
+	defer o.Memory.Release(int64(readBuf))
+	br := bufio.NewReaderSize(r, readBuf)
 	// A UTF-8 byte order mark before the first line (Windows editors save
 	// one) carries no content: skipped, as Python's utf-8-sig reading does,
 	// rather than refusing line 1 as not a JSON object.
 	if b, err := br.Peek(len(utf8BOM)); err == nil && string(b) == utf8BOM {
 		br.Discard(len(utf8BOM))
 	}
-	var line []byte
+	line := &lineBuf{mem: o.Memory}
+	defer line.free()
 	for n := 1; ; n++ {
-		var tooLong bool
-		var err error
-		line, tooLong, err = readLine(br, line[:0], o.MaxLineBytes)
+		tooLong, err := line.read(br, o.MaxLineBytes)
+		if errors.Is(err, ErrLineMemory) {
+			return nil, nil, err
+		}
 		if err != nil && err != io.EOF {
 			return nil, nil, fmt.Errorf("reading batch input line %d: %w", n, err)
 		}
 		if tooLong {
 			p.fail(jobs.BatchLineError{Code: CodeLineTooLong, Line: n,
 				Message: "line is longer than " + strconv.Itoa(o.MaxLineBytes) + " bytes"})
-		} else if len(bytes.TrimSpace(line)) > 0 {
-			if stop := p.line(n, line); stop {
+		} else if len(bytes.TrimSpace(line.b)) > 0 {
+			// Decoding copies the line's fields (json.RawMessage): up to
+			// its length again while it is checked.
+			if !o.Memory.TryReserve(int64(len(line.b))) {
+				return nil, nil, ErrLineMemory
+			}
+			stop := p.line(n, line.b)
+			o.Memory.Release(int64(len(line.b)))
+			if stop {
 				return nil, p.errs, nil
 			}
 		}
@@ -125,29 +155,64 @@ func ParseBatchInput(r io.Reader, o ParseOptions) ([]jobs.BatchRequest, []jobs.B
 
 const utf8BOM = "\xef\xbb\xbf"
 
-// readLine appends the next line, without its "\n" and a trailing "\r", to
-// buf. A line longer than max bytes is consumed to its end and reported
-// with tooLong (its content is dropped). err is io.EOF after the last line.
-func readLine(br *bufio.Reader, buf []byte, max int) (line []byte, tooLong bool, err error) {
+// lineBuf holds the line being read; its capacity is reserved from mem
+// (nil: unbounded) before it is allocated, and kept until free.
+type lineBuf struct {
+	b        []byte
+	mem      *netguard.Budget
+	reserved int64
+}
+
+// read reads the next line, without its "\n" and a trailing "\r", into
+// l.b. A line longer than max bytes is consumed to its end and reported
+// with tooLong (its content is dropped). err is io.EOF after the last
+// line, ErrLineMemory when the line does not fit in l.mem.
+func (l *lineBuf) read(br *bufio.Reader, max int) (tooLong bool, err error) {
+	l.b = l.b[:0]
 	for {
 		frag, err := br.ReadSlice('\n')
 		content := bytes.TrimSuffix(frag, []byte("\n"))
 		if !tooLong {
-			if len(buf)+len(content) > max+1 { // +1: room for a "\r" trimmed below
-				tooLong, buf = true, buf[:0]
-			} else {
-				buf = append(buf, content...)
+			if len(l.b)+len(content) > max+1 { // +1: room for a "\r" trimmed below
+				tooLong, l.b = true, l.b[:0]
+			} else if gerr := l.append(content, max+1); gerr != nil {
+				return false, gerr
 			}
 		}
 		if err == bufio.ErrBufferFull {
 			continue
 		}
-		buf = bytes.TrimSuffix(buf, []byte("\r"))
-		if len(buf) > max {
-			tooLong, buf = true, buf[:0]
+		l.b = bytes.TrimSuffix(l.b, []byte("\r"))
+		if len(l.b) > max {
+			tooLong, l.b = true, l.b[:0]
 		}
-		return buf, tooLong, err
+		return tooLong, err
 	}
+}
+
+// append adds p to the line, growing the buffer to at most limit bytes by
+// doubling. The larger buffer is reserved before it is allocated and the
+// smaller released only once copied: both are live during the copy.
+func (l *lineBuf) append(p []byte, limit int) error {
+	need := len(l.b) + len(p)
+	if need > cap(l.b) {
+		size := min(max(2*cap(l.b), need, minLineBuf), limit)
+		if !l.mem.TryReserve(int64(size)) {
+			return ErrLineMemory
+		}
+		grown := make([]byte, len(l.b), size)
+		copy(grown, l.b)
+		l.mem.Release(int64(cap(l.b)))
+		l.b, l.reserved = grown, int64(size)
+	}
+	l.b = append(l.b, p...)
+	return nil
+}
+
+// free gives the buffer's reservation back.
+func (l *lineBuf) free() {
+	l.mem.Release(l.reserved)
+	l.b, l.reserved = nil, 0
 }
 
 // idKey stands for a custom_id in the duplicate check: the first 16 bytes

@@ -101,8 +101,8 @@ func FuzzReceiveUpload(f *testing.F) {
 		if !u.haveFile {
 			return
 		}
-		if u.spool != spooled {
-			t.Fatalf("upload holds spool %p, the one made was %p", u.spool, spooled)
+		if cs, _ := u.spool.(*countedSpool); cs == nil || cs.spool != spooled || cs.n != u.size {
+			t.Fatalf("upload holds spool %+v, the one made was %p (%d bytes)", u.spool, spooled, u.size)
 		}
 		if int64(len(spooled.buf)) != u.size || u.size > max {
 			t.Fatalf("spooled %d bytes, reported %d, limit %d", len(spooled.buf), u.size, max)

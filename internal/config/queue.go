@@ -80,6 +80,11 @@ type Queue struct {
 	OrphanChunkAge Duration `yaml:"orphan_chunk_age"`
 	// MaxFileBytes bounds an uploaded batch file, default 200MiB.
 	MaxFileBytes ByteSize `yaml:"max_file_bytes"`
+	// MaxUploadSpoolBytes bounds the temporary disk (TMPDIR) the uploads
+	// being received hold, all of them, until each is stored: past it an
+	// upload gets 503 upload_spool_full with Retry-After. Default 1GiB;
+	// at least max_file_bytes, so one upload always fits.
+	MaxUploadSpoolBytes ByteSize `yaml:"max_upload_spool_bytes"`
 	// MaxStoreBytes bounds what the queue keeps on disk (job records,
 	// bodies, results, batches, files), default 10GiB; 0 (set explicitly)
 	// for no bound. New jobs, batches and files are refused 507
@@ -125,7 +130,7 @@ type Queue struct {
 
 func defaultQueue() Queue {
 	return Queue{Enabled: true, Workers: 64, Retention: Duration(7 * 24 * time.Hour), MaxAttempts: 5,
-		MaxFileBytes: 200 << 20, MaxStoreBytes: 10 << 30, RequestTimeout: Duration(5 * time.Second),
+		MaxFileBytes: 200 << 20, MaxUploadSpoolBytes: 1 << 30, MaxStoreBytes: 10 << 30, RequestTimeout: Duration(5 * time.Second),
 		FileReadIdle: Duration(30 * time.Second), OrphanChunkAge: Duration(time.Hour), MaxActiveBatches: 128, MaxActiveBatchesPerTenant: 16}
 }
 
@@ -191,6 +196,9 @@ func (c *Config) validateQueue(bad func(key, format string, args ...any)) {
 	}
 	if q.MaxFileBytes <= 0 {
 		bad("queue.max_file_bytes", "must be positive")
+	}
+	if q.MaxUploadSpoolBytes < q.MaxFileBytes {
+		bad("queue.max_upload_spool_bytes", "must be at least queue.max_file_bytes (%d), so one upload fits; got %d", q.MaxFileBytes, q.MaxUploadSpoolBytes)
 	}
 	if q.MaxStoreBytes < 0 || (q.MaxStoreBytes > 0 && q.MaxStoreBytes < 2*q.MaxFileBytes) {
 		bad("queue.max_store_bytes", "must be 0 (unbounded) or at least twice queue.max_file_bytes (%d), got %d", 2*q.MaxFileBytes, q.MaxStoreBytes)

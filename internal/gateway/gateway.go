@@ -96,6 +96,13 @@ type Options struct {
 	// ResponseIDsRedis, when not nil, is the Redis through which replicas
 	// share those ids (respredis.go); its writer runs until Close.
 	ResponseIDsRedis *ResponseIDsRedis
+	// BodyMemory bounds the bytes held in request bodies
+	// (server.max_body_memory; Swap sets its limit on reload), and
+	// BodyMetrics counts them; nil: the gateway makes its own. internal/app
+	// passes the ones it gives the Batch API too, whose uploads' line
+	// buffers draw from the same budget.
+	BodyMemory  *netguard.Budget
+	BodyMetrics *netguard.BodyMetrics
 }
 
 // Gateway serves the OpenAI-compatible API (ServeHTTP) and, on a separate
@@ -193,7 +200,10 @@ type Gateway struct {
 
 // New builds a gateway serving rt; metrics are registered on opt.Registry.
 func New(rt *Runtime, opt Options) *Gateway {
-	bodyMem := netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
+	bodyMem := opt.BodyMemory
+	if bodyMem == nil {
+		bodyMem = netguard.NewBudget(int64(rt.Config.Server.MaxBodyMemory))
+	}
 	g := &Gateway{log: opt.Logger, bodies: proxy.NewBodyPool(bodyMem), bodyMem: bodyMem, now: opt.Now, queueOn: opt.QueueEnabled || opt.Jobs != nil,
 		privateHooks: opt.AllowPrivateWebhooks, webhooksSigned: opt.WebhooksSigned, seed: maphash.MakeSeed(), progress: opt.ProgressTicker,
 		arrivals: opt.Arrivals, queueInfo: opt.Queue,
@@ -225,7 +235,10 @@ func New(rt *Runtime, opt Options) *Gateway {
 	g.linesSuppressed = prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_log_access_lines_suppressed_total",
 		Help: "Access lines not written: requests refused without a backend, and the public listener's own answers (connections over the cap, malformed heads), past log.access_refused_per_second in a second."})
 	opt.Registry.MustRegister(g.authFailures, keySetCollector{g}, g.linesSuppressed)
-	g.bodyMetrics = netguard.NewBodyMetrics(opt.Registry, bodyMem)
+	g.bodyMetrics = opt.BodyMetrics
+	if g.bodyMetrics == nil {
+		g.bodyMetrics = netguard.NewBodyMetrics(opt.Registry, bodyMem)
+	}
 	g.readaheadMem = netguard.NewBudget(int64(rt.Config.Server.MaxReadaheadMemory))
 	g.readahead = proxy.NewReadahead(g.bodies, g.readaheadMem, proxy.NewReadaheadMetrics(opt.Registry, g.readaheadMem))
 	opt.Registry.MustRegister(telemetry.NewBackendCollector(g.backendSamples))

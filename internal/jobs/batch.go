@@ -206,6 +206,13 @@ func (s *Store) undoEnqueue(id, key string, msgSeqs []uint64, err error) error {
 		s.active.release(id)
 		return s.storeFull(err)
 	}
+	if errors.Is(err, ErrBusy) {
+		// Refused for load (503 without the batch's id, to be retried):
+		// undone like a refusal for room, not left behind failed.
+		s.dropRefusedBatch(id, key, msgSeqs)
+		s.active.release(id)
+		return err
+	}
 	err = s.failCreate(key, err)
 	s.dropBatchBodies(id) // the batch never runs now: no job reads them
 	return err

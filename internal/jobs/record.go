@@ -272,6 +272,13 @@ func (s *Store) publishAll(ctx context.Context, msgs []*nats.Msg, seqs *[]uint64
 		futs = futs[:0]
 		for _, m := range chunk {
 			f, err := s.js.PublishMsgAsync(m)
+			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				// The window stayed full for the stall wait: load, not a
+				// fault (ErrBusy). The chunk's acknowledgements already
+				// asked for are still awaited, for seqs.
+				_, werr := waitAcks(ctx, futs, seqs)
+				return conflicts, fmt.Errorf("jobs: publishing %s: %w: %w", m.Subject, ErrBusy, errors.Join(err, werr))
+			}
 			if err != nil {
 				return conflicts, fmt.Errorf("jobs: publishing %s: %w", m.Subject, err)
 			}

@@ -44,6 +44,11 @@ type Options struct {
 	// own, default DefaultRequestTimeout. Calls made while the connection
 	// is down are refused at once (checkOpen), not after it.
 	RequestTimeout time.Duration
+	// PublishWindow bounds the asynchronous publishes awaiting their
+	// acknowledgement across the Store (batch creations write a chunk of
+	// publishChunk at a time each), default nats.go's 4,000. A publish
+	// finding it full waits 200 ms for room, then fails with ErrBusy.
+	PublishWindow int
 	// URL is the NATS server, e.g. (*Embedded).ClientURL().
 	URL string
 	// Embedded, when set, is the in-process server at URL: the Store
@@ -408,7 +413,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 const DefaultRequestTimeout = 5 * time.Second
 
 func (s *Store) setup(ctx context.Context) error {
-	js, err := jetstream.New(s.nc, jetstream.WithDefaultTimeout(s.o.RequestTimeout))
+	jsOpts := []jetstream.JetStreamOpt{jetstream.WithDefaultTimeout(s.o.RequestTimeout)}
+	if s.o.PublishWindow > 0 {
+		jsOpts = append(jsOpts, jetstream.WithPublishAsyncMaxPending(s.o.PublishWindow))
+	}
+	js, err := jetstream.New(s.nc, jsOpts...)
 	if err != nil {
 		return fmt.Errorf("jobs: jetstream: %w", err)
 	}

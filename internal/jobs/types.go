@@ -254,6 +254,11 @@ var (
 	// reconnecting, or a call failed for want of it). 503 with
 	// Retry-After; the Store recovers by itself when NATS returns.
 	ErrUnavailable = errors.New("job queue unavailable")
+	// ErrBusy: NATS left the Store's asynchronous publishes unacknowledged
+	// past nats.go's stall wait (its window, Options.PublishWindow, full:
+	// large batches created at once, or a slow link to NATS). Nothing is
+	// wrong but load: 503 with Retry-After.
+	ErrBusy = errors.New("job queue busy: too many writes awaiting acknowledgement")
 )
 
 // Service is what the HTTP layer (internal/batchapi) and the gateway need

@@ -21,7 +21,7 @@ func NewBodyMetrics(reg prometheus.Registerer, budget *Budget) *BodyMetrics {
 	m := &BodyMetrics{
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_request_body_refused_total",
-			Help: "Request bodies refused: too_large (413) or memory (503, server.max_body_memory full).",
+			Help: "Request bodies refused: too_large (413) or memory (503, server.max_body_memory full; Batch API uploads included).",
 		}, []string{"reason"}),
 		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_request_body_timeouts_total",
@@ -30,7 +30,7 @@ func NewBodyMetrics(reg prometheus.Registerer, budget *Budget) *BodyMetrics {
 	}
 	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sluice_request_body_bytes",
-		Help: "Bytes held in request bodies across all connections (bounded by server.max_body_memory).",
+		Help: "Bytes held in request bodies across all connections, Batch API uploads' line buffers included (bounded by server.max_body_memory).",
 	}, func() float64 { return float64(budget.Held()) })
 	reg.MustRegister(m.refused, m.timeouts, held)
 	for _, r := range []string{RefusedTooLarge, RefusedMemory} {
