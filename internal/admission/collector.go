@@ -43,8 +43,8 @@ func NewCollector(pools func() map[string]*Queue) *Collector {
 			"class"),
 		rejections: d("sluice_queue_rejections_total", "Requests the queue refused, by reason: tenant_over_share, tenant_queue_full (429); saturated, queue_full, deadline, shed (503).", "reason"),
 		cancelled:  d("sluice_queue_cancelled_total", "Requests whose client went away while they waited."),
-		preempted: d("sluice_queue_preempted_total", "Spare work (queued jobs, batch requests, hedges) stopped to free its slot for a live request that found the pool full; "+
-			"a job runs again later, its partial work lost."),
+		preempted: d("sluice_queue_preempted_total", "Spare work (queued jobs, batch requests, hedges) stopped to free its slot for a live request that found the pool full, "+
+			"or a job stopped for a live request granted past the slots the engines run at once (into the handover); a job runs again later, its partial work lost."),
 		preemptedHeld: d("sluice_queue_preempted_seconds_total", "Slot-time the preempted spare work had held its slots when stopped (the youngest ticket is taken): "+
 			"the work thrown away; over sluice_queue_preempted_total, the mean age of a preempted ticket."),
 		rampHeld: d("sluice_queue_ramp_held", "Queued requests held by their tenant's ramp: the tenant became busy while others were active and holds its allowance, "+

@@ -49,6 +49,13 @@ type Request struct {
 	// spare.go.
 	Spare   bool
 	Preempt func()
+	// Hedge marks a spare request that races a live request's own copy
+	// (the gateway's hedges): it may take the handover past the engines'
+	// slots, as before QueueConfig.SpareCapacity, and a live request
+	// granted there does not take it back (takeBackPastSlots), since its
+	// answer may be the live client's. Only jobs are kept to the slots the
+	// engines run at once (spare.go). Ignored without Spare.
+	Hedge bool
 	// Unmeasured marks a ticket whose hold time says nothing about how
 	// fast the pool drains (a hedge, given back when its race ends): its
 	// release teaches the drain estimate nothing.
@@ -311,7 +318,9 @@ func (q *Queue) submit(r Request) (*Ticket, *waiter, error) {
 	if free && !held && q.inUse < capacity-reserved {
 		q.classes[r.Class].drained() // a slot free, nobody ahead
 		q.counters.waited(r.Class, 0)
-		return q.grant(r, r.Cost, now, 0, capacity), nil, nil
+		t := q.grant(r, r.Cost, now, 0, capacity)
+		q.takeBackPastSlots(now, capacity)
+		return t, nil, nil
 	}
 	if rej := q.admit(r); rej != nil {
 		q.counters.rejected[rej.Reason]++

@@ -90,6 +90,19 @@ type QueueConfig struct {
 	// tenant used recently (ramp.go). Called under the queue's mutex,
 	// like capacity. nil: none known. Kept from NewQueue by SetConfig.
 	KnownCapacity func() int
+	// SpareCapacity, when set, is how many of capacity()'s slots the
+	// engines run at once: capacity less the handover the limits allow
+	// past each engine's batch bound, whose requests wait in the engine's
+	// own queue. Spare requests other than hedges (queued jobs, batch
+	// requests) fill no more than these, less the reserve (SpareReserve,
+	// sized against them), and a live request granted past them preempts
+	// the youngest job at once, as one that found the pool full does:
+	// otherwise jobs held the engines' queues and live requests waited
+	// there behind them (spare.go, docs/BENCHMARKS.md §7h, §7i). Hedges
+	// (Request.Hedge) keep the whole capacity less the reserve. Called
+	// under the queue's mutex, like capacity. nil: capacity. Kept from
+	// NewQueue by SetConfig.
+	SpareCapacity func() int
 	// ReportedCapacity, when set, is how many requests of this pool the
 	// backends' engines say they can run at once now: the batch bound
 	// they report in their metrics, less what other clients run there,

@@ -15,7 +15,7 @@ package admission
 // their own timer); a class whose target changes keeps its congestion
 // state. ShortFirst applies to arrivals. RampWindow 0 ends every ramp and
 // puts the held waiters back in the schedule. Name, Fair, Wake,
-// KnownCapacity, ReportedCapacity, PrefillCapacity, PriorSlotRate and DrainSamples are the queue's identity
+// KnownCapacity, SpareCapacity, ReportedCapacity, PrefillCapacity, PriorSlotRate and DrainSamples are the queue's identity
 // and its measurement: they keep the values NewQueue got. It grants at once what
 // the new settings let through.
 func (q *Queue) SetConfig(cfg QueueConfig) {
@@ -23,7 +23,7 @@ func (q *Queue) SetConfig(cfg QueueConfig) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	cfg.Name, cfg.Fair, cfg.Wake, cfg.KnownCapacity = q.cfg.Name, q.cfg.Fair, q.cfg.Wake, q.cfg.KnownCapacity
-	cfg.ReportedCapacity, cfg.PrefillCapacity = q.cfg.ReportedCapacity, q.cfg.PrefillCapacity
+	cfg.ReportedCapacity, cfg.PrefillCapacity, cfg.SpareCapacity = q.cfg.ReportedCapacity, q.cfg.PrefillCapacity, q.cfg.SpareCapacity
 	cfg.PriorSlotRate, cfg.DrainSamples = q.cfg.PriorSlotRate, q.cfg.DrainSamples
 	for i, c := range q.classes {
 		if c.delay.target == cfg.Targets[i] {

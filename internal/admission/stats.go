@@ -202,17 +202,18 @@ func (q *Queue) waitHistograms() [MaxClass + 1]histogram {
 	return out
 }
 
-// Spare is how many more requests the queue would grant at once without
-// anyone waiting: 0 while any request is queued (work that only fills
-// spare capacity must never take a slot a waiting request needs).
+// Spare is how many more jobs (spare requests other than hedges) the queue
+// would grant at once without anyone waiting: 0 while any request is
+// queued (work that only fills spare capacity must never take a slot a
+// waiting request needs), and none past the slots the engines run at once
+// less the reserve (QueueConfig.SpareCapacity).
 func (q *Queue) Spare() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.queued > 0 {
 		return 0
 	}
-	capacity := q.capacity()
-	return max(capacity-q.reserve(capacity)-q.inUse, 0)
+	return max(q.jobRoom(q.capacity())-q.inUse, 0)
 }
 
 // DelayTarget is class c's controlled-delay target (0: off). SetConfig

@@ -119,6 +119,7 @@ func (b *build) queueFor(m *model) *poolQueue {
 	}
 	pq := &poolQueue{}
 	cfg.KnownCapacity = func() int { return pq.pool.Load().KnownCapacity() }
+	cfg.SpareCapacity = func() int { return pq.pool.Load().SpareCapacity() }
 	cfg.ReportedCapacity = func(need float64) (int, bool) { return pq.pool.Load().ReportedCapacity(need) }
 	cfg.PrefillCapacity = func(prompt float64, left time.Duration) admission.PrefillFit {
 		return pq.pool.Load().PrefillCapacity(prompt, left)

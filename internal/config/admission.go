@@ -60,9 +60,11 @@ type Admission struct {
 	BatchMinShare float64 `yaml:"batch_min_share"`
 	// SpareReserve is the share of a pool's slots (rounded up) queued jobs
 	// (async and Batch API work, which runs only in free capacity) leave
-	// free while live requests are in flight, default 0.05. A live request
-	// that still finds the pool full preempts the youngest job (it goes
-	// back to the queue).
+	// free while live requests are in flight, default 0.05, of the slots
+	// the engines run at once: jobs never take the handover the limits
+	// allow past an engine's batch bound. A live request granted into that
+	// handover, or that still finds the pool full, preempts the youngest
+	// job (it goes back to the queue).
 	SpareReserve float64 `yaml:"spare_reserve"`
 	// SizeAware orders each tenant's own waiting requests short first: an
 	// arrival goes ahead of the tenant's longer requests (by estimated

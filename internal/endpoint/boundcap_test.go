@@ -131,3 +131,43 @@ func TestStaleReportedBoundFallsBack(t *testing.T) {
 		t.Fatalf("stale, 6 streams stalled behind 8 started: Limit %d, want 8", got)
 	}
 }
+
+// TestSlotLimitLeavesOutTheHandover: the handover past an engine's batch
+// bound (16 + 2), reported or learned, is for live requests, whose next
+// one is on its way when a sequence ends; queued jobs may fill only the 16
+// the engine runs at once (admission.QueueConfig.SpareCapacity). A limit
+// below the slots has no handover to leave out, and without a fresh
+// reading nothing is capped.
+func TestSlotLimitLeavesOutTheHandover(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b := mustNew(t, Spec{URL: "http://h:1"}, HealthPolicy{})
+	b.SetLimiter(admission.Static(40))
+	if got := b.SlotLimitAmong(0); got != 40 {
+		t.Fatalf("no reading: SlotLimitAmong = %d, want the limit 40", got)
+	}
+	b.ObserveLoad(bounded(clk, 4, 0, 4, 16), clk.now)
+	if l, s := b.Limit(), b.SlotLimitAmong(0); l != 18 || s != 16 {
+		t.Fatalf("bound 16: Limit %d SlotLimitAmong %d, want 18 and 16", l, s)
+	}
+	b.SetLimiter(admission.Static(10)) // the adaptive limit below the slots
+	if got := b.SlotLimitAmong(0); got != 10 {
+		t.Fatalf("limit 10 under a bound of 16: SlotLimitAmong = %d, want 10", got)
+	}
+	b.SetLimiter(admission.Static(40))
+	clk.t = clk.t.Add(time.Hour) // the reading expired: nothing capped
+	if l, s := b.Limit(), b.SlotLimitAmong(0); l != 40 || s != 40 {
+		t.Fatalf("stale reading: Limit %d SlotLimitAmong %d, want 40 and 40", l, s)
+	}
+
+	// An engine that reports no bound (vLLM): 16 slots learned from two
+	// readings in a row queued behind a batch of 16, the same handover.
+	v := mustNew(t, Spec{URL: "http://v:1"}, HealthPolicy{})
+	v.SetLimiter(admission.Static(40))
+	for range 2 {
+		v.ObserveLoad(reading(clk, 16, 4, 20), clk.now)
+		clk.t = clk.t.Add(time.Second)
+	}
+	if l, s := v.Limit(), v.SlotLimitAmong(0); l != 18 || s != 16 {
+		t.Fatalf("16 slots learned, no bound: Limit %d SlotLimitAmong %d, want 18 and 16", l, s)
+	}
+}

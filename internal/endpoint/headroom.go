@@ -22,6 +22,10 @@ type scrapedCap struct {
 	running int       // the last reading's running requests
 	expires time.Time // the reading's expiry: an older cap is not applied
 	now     func() time.Time
+	// slotLimit is limit without the handover past the batch bound: the
+	// requests of this gateway the engine runs at once, which queued jobs
+	// may fill (SlotLimitAmong); no more than limit.
+	slotLimit int
 	// probing: the cap in force is one over what the slots allow, to find
 	// a larger batch; probeAt and backoff space the probes out after one
 	// that found the batch full (see ObserveLoad).
@@ -157,10 +161,13 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 	if c.bound > 0 {
 		c.seen = c.bound
 	}
-	c.limit = 0
+	c.limit, c.slotLimit = 0, 0
 	switch slots := c.known(); {
 	case slots > 0:
 		mine := int(l.InflightAtScrape)
+		// The slots the engine runs at once, before the handover: what
+		// queued jobs may fill (SlotLimitAmong).
+		c.slotLimit = capFor(mine, slots, running+waiting)
 		if c.bound == 0 || slots == c.bound {
 			// The bound the engine reports, or slots learned from an
 			// engine that reports none (vLLM, llama.cpp), get the
@@ -180,6 +187,7 @@ func (b *Backend) ObserveLoad(l Load, now func() time.Time) {
 		// One request keeps a reading of its first token coming.
 		c.limit = 1
 	}
+	c.slotLimit = min(c.slotLimit, c.limit)
 	b.capRec.Store(&c)
 }
 
@@ -276,6 +284,29 @@ func (b *Backend) ScrapedCap() (limit, slots int) {
 		return 0, c.known()
 	}
 	return c.limit, c.known()
+}
+
+// SlotLimitAmong is LimitAmong(peer) without the handover past the
+// engine's batch bound (reported, or slots learned: handover): the
+// requests of this gateway the engine runs at once rather than queues. The
+// handover keeps an engine fed across the gap between a sequence's end and
+// the next request's start; the requests in it wait in the engine's own
+// queue, where admission cannot reach them, so queued jobs may fill only
+// up to this, and a live request granted past it takes a job's slot back
+// (admission.QueueConfig.SpareCapacity). Equal to LimitAmong with no fresh
+// reading, or no slots known.
+func (b *Backend) SlotLimitAmong(peer float64) int {
+	l := b.LimitAmong(peer)
+	c := b.capRec.Load()
+	if c == nil || c.slotLimit <= 0 || c.slotLimit >= c.limit || !c.now().Before(c.expires) {
+		return l
+	}
+	if l <= 0 {
+		return c.slotLimit
+	}
+	// A limit in force below the slots (the adaptive limit, a slow start)
+	// runs all its requests: no handover to leave out.
+	return min(l, c.slotLimit)
 }
 
 // capped applies the scraped cap, and the backlog bound, to a limit (0 =

@@ -43,6 +43,34 @@ func (p *Pool) Capacity() int {
 	return total
 }
 
+// SpareCapacity is Capacity without the handover past the batch bound
+// of each engine (endpoint.Backend.SlotLimitAmong): the requests the
+// engines run at once rather than queue. Jobs fill no more than these,
+// and a live request granted past them takes a job's slot back at once
+// (admission.QueueConfig.SpareCapacity): with the handover open to jobs,
+// they held the engines' queues and live requests waited there behind
+// them (docs/BENCHMARKS.md §7h, §7i). Hedges keep the handover. Read under
+// the queue's lock, as Capacity.
+func (p *Pool) SpareCapacity() int {
+	now := p.now()
+	total := 0
+	peer := endpoint.PeerLimit(p.Backends, now)
+	for _, b := range p.Backends {
+		if !b.Usable(now) {
+			continue
+		}
+		l := b.SlotLimitAmong(peer)
+		if l <= 0 {
+			return unlimited
+		}
+		total += l
+	}
+	for _, b := range p.Draining {
+		total += int(b.Inflight())
+	}
+	return total
+}
+
 // KnownCapacity is the part of Capacity the backends are known to have:
 // the limits of the usable backends with a static max_concurrency (what
 // the operator states they have, as Capacity reads them) and the requests

@@ -57,7 +57,9 @@ const hedgeTenant = "(hedges)"
 // hedgeSlot grants a hedge (proxy.HedgeSlot) a spare admission slot: only
 // while nothing waits in the model's queue and a slot is free beyond the
 // spare reserve, taken back (preempt) by the first live request that would
-// have to wait. Its hold teaches the queue's drain estimate nothing. A pool
+// have to wait. Unlike a job it may take the handover past the engines'
+// batch bounds (admission.Request.Hedge): kept out of it, hedges were
+// skipped for capacity 185 -> 490 at 4x (docs/BENCHMARKS.md §7h). Its hold teaches the queue's drain estimate nothing. A pool
 // without admission has no queue to ask: the hedge's backend's own limit
 // is the only bound.
 func (p *Pool) hedgeSlot(preempt func()) (release func(), ok bool) {
@@ -65,7 +67,7 @@ func (p *Pool) hedgeSlot(preempt func()) (release func(), ok bool) {
 		return func() {}, true
 	}
 	t, err := p.queue.Acquire(context.Background(), admission.Request{
-		Tenant: hedgeTenant, Spare: true, Preempt: preempt, Unmeasured: true})
+		Tenant: hedgeTenant, Spare: true, Hedge: true, Preempt: preempt, Unmeasured: true})
 	if err != nil {
 		return nil, false
 	}
