@@ -274,8 +274,9 @@ func (h *gharness) run(ctx context.Context, s legSpec) (*Outcome, error) {
 	h.progress.Printf("      in SLO %d of %d, TTFT p99 %s, refused %d with / %d without Retry-After, unannounced %d, slots busy %.0f%%",
 		out.InSLO, out.Offered, benchkit.MsText(out.TTFTP99ms), out.RefusedWithRA, out.RefusedNoRA, out.Unannounced, 100*out.Util)
 	if w := out.Why; w != nil && out.QueuedShare > 0 {
-		h.progress.Printf("      late %.0f, pool tokens %.0f (in SLO %.0f, their prompts %.0f); while queued (%.0f%% of the time): idle pool slots %.1f, backend waiting %.1f, free at idle gateway %.1f, held %.1f; %s",
-			w.AnsweredLate, w.PoolTokens, w.TokensInSLO, w.PromptInSLO, 100*out.QueuedShare, w.IdleSlotsQueued, w.BackendWaitQueued, w.IdleFreeQueued, w.HeldQueued, benchkit.ByValue(w.Gateway))
+		h.progress.Printf("      late %.0f, pool tokens %.0f (in SLO %.0f, their prompts %.0f); while queued (%.0f%% of the time): idle pool slots %.1f, backend waiting %.1f, free at idle gateway %.1f, held %.1f; idle = below limit %.1f + gateway free %.1f + transit %.1f + engine waiting %.1f; %s",
+			w.AnsweredLate, w.PoolTokens, w.TokensInSLO, w.PromptInSLO, 100*out.QueuedShare, w.IdleSlotsQueued, w.BackendWaitQueued, w.IdleFreeQueued, w.HeldQueued,
+			w.IdleSplitQueued[0], w.IdleSplitQueued[1], w.IdleSplitQueued[2], w.IdleSplitQueued[3], benchkit.ByValue(w.Gateway))
 	}
 	return out, nil
 }

@@ -131,7 +131,7 @@ func TestWhyCounts(t *testing.T) {
 	nan := math.NaN()
 	ss := []benchkit.Sample{
 		{T: 1, Running: 8, Queue: []float64{4, 4}, DelayTarget: nan},
-		{T: 2, Running: 6, Waiting: 1, GWQueued: 2, GWIdleFree: 3, GWHeld: 1, GWCapacity: 7, Queue: []float64{5, 2}, DelayTarget: nan},
+		{T: 2, Running: 6, Waiting: 1, GWQueued: 2, GWIdleFree: 3, GWHeld: 1, GWCapacity: 7, GWInUse: 5, Queue: []float64{5, 2}, DelayTarget: nan},
 	}
 	sim := []benchkit.Metric{{Name: "vllm:generation_tokens_total", Value: 30}, {Name: "sluice_sim_cancelled_total", Value: 1}}
 	gw := []benchkit.Metric{{Name: "sluice_queue_rejections_total", Labels: `{model="m",reason="saturated"}`, Value: 4},
@@ -145,6 +145,10 @@ func TestWhyCounts(t *testing.T) {
 	}
 	if w.IdleSlotsQueued != 2 || w.BackendWaitQueued != 1 || w.IdleFreeQueued != 3 || w.HeldQueued != 1 || w.CapacityQueued != 7 {
 		t.Errorf("while queued %+v", w)
+	}
+	// 8 slots - 6 running = (8 - 7 capacity) + (7 - 5 in use) + (5 - 6 - 1 waiting) + 1 waiting.
+	if w.IdleSplitQueued != [4]float64{1, 2, -2, 1} {
+		t.Errorf("idle split %v", w.IdleSplitQueued)
 	}
 	if len(w.PeakInFlight) != 2 || w.PeakInFlight[0] != 5 || w.PeakInFlight[1] != 4 || w.SlotsPerBackend != 4 {
 		t.Errorf("peaks %v of %d", w.PeakInFlight, w.SlotsPerBackend)

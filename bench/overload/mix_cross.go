@@ -51,8 +51,8 @@ func (l *MixLeg) crossText() string {
 		fmt.Fprintf(&b, "; prompt+output tokens in SLO %d of %d offered", in, all)
 	}
 	if w := l.Why; w != nil {
-		fmt.Fprintf(&b, "\n        while queued: idle pool slots %.1f, gateway capacity %.1f, held %.1f, backend waiting %.1f",
-			w.IdleSlotsQueued, w.CapacityQueued, w.HeldQueued, w.BackendWaitQueued)
+		fmt.Fprintf(&b, "\n        while queued: idle pool slots %.1f, gateway capacity %.1f, held %.1f, backend waiting %.1f (idle = below limit %.1f + gateway free %.1f + transit %.1f + engine waiting %.1f)",
+			w.IdleSlotsQueued, w.CapacityQueued, w.HeldQueued, w.BackendWaitQueued, w.IdleSplitQueued[0], w.IdleSplitQueued[1], w.IdleSplitQueued[2], w.IdleSplitQueued[3])
 		keys := slices.Sorted(maps.Keys(w.Gateway))
 		for _, k := range keys {
 			if strings.HasPrefix(k, "refused") {

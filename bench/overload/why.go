@@ -43,6 +43,15 @@ type Why struct {
 	IdleFreeQueued    float64 `json:"idle_gateway_free_while_queued"`
 	HeldQueued        float64 `json:"held_slots_while_queued"`
 	CapacityQueued    float64 `json:"gateway_capacity_while_queued"`
+	// IdleSplitQueued splits IdleSlotsQueued (pool slots - running) into
+	// its four parts, over the same samples: pool slots - gateway capacity
+	// (the limits below the slots; negative with a handover), capacity - in
+	// use (room the gateways did not grant though a queue held requests:
+	// holds, fairness, the grant's lag), in use - running - waiting
+	// (granted, not yet or no longer in an engine: the request's and the
+	// answer's transit), and the engines' waiting. They sum to the idle
+	// slots, so the report says which part the idle room is.
+	IdleSplitQueued [4]float64 `json:"idle_split_while_queued"`
 	// PeakInFlight is each simulator's most running + waiting in a
 	// sample, against SlotsPerBackend.
 	PeakInFlight    []float64 `json:"peak_in_flight_per_backend"`
@@ -76,6 +85,14 @@ func whyOf(o options, recs []bench.Record, ss []benchkit.Sample, sims, gateways 
 	w.IdleFreeQueued, _ = benchkit.WeightedMean(ss, func(s benchkit.Sample) float64 { return s.GWIdleFree }, queued)
 	w.HeldQueued, _ = benchkit.WeightedMean(ss, func(s benchkit.Sample) float64 { return s.GWHeld }, queued)
 	w.CapacityQueued, _ = benchkit.WeightedMean(ss, func(s benchkit.Sample) float64 { return s.GWCapacity }, queued)
+	for i, part := range []func(s benchkit.Sample) float64{
+		func(s benchkit.Sample) float64 { return slots - s.GWCapacity },
+		func(s benchkit.Sample) float64 { return s.GWCapacity - s.GWInUse },
+		func(s benchkit.Sample) float64 { return s.GWInUse - s.Running - s.Waiting },
+		func(s benchkit.Sample) float64 { return s.Waiting },
+	} {
+		w.IdleSplitQueued[i], _ = benchkit.WeightedMean(ss, part, queued)
+	}
 	w.BackendWaitPerS = benchkit.PerSecond(ss, func(s benchkit.Sample) float64 { return s.Waiting })
 	w.PeakInFlight = make([]float64, o.Backends)
 	for _, s := range ss {
@@ -147,6 +164,9 @@ func meanWhy(runs []*Outcome) *Why {
 		m.IdleFreeQueued += w.IdleFreeQueued / n
 		m.HeldQueued += w.HeldQueued / n
 		m.CapacityQueued += w.CapacityQueued / n
+		for i, v := range w.IdleSplitQueued {
+			m.IdleSplitQueued[i] += v / n
+		}
 		for k, v := range w.Gateway {
 			m.Gateway[k] += v / n
 		}

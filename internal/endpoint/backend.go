@@ -386,11 +386,24 @@ func (b *Backend) Release(now time.Time, out outcome.Outcome, latency, retryAfte
 // (AnswerLatency): a whole generation of 256 tokens (5.8 s on the chaos
 // pool) taken as a first token made a backend serving long non-streamed
 // answers look a hundred times slower than its peers, an outlier to eject.
+//
+// Where the engine's batch is known (ScrapedCap: a cap in force), the
+// limit learns the per-token figure too: the cap already bounds the batch,
+// and a whole generation in a window of first tokens reads as congestion
+// what is only the answer's length. In the mix (BENCHMARKS §8, "Idle
+// slots"), 30% non-streamed answers of 1-3 s against first tokens of
+// 50-400 ms held the adaptive limits at 6-12 of 16 slots while requests
+// queued in the gateway. Without a known batch the whole generation
+// stays the limit's only congestion signal for non-streams, as before.
 func (b *Backend) ReleaseAnswer(now time.Time, out outcome.Outcome, whole time.Duration, outputTokens int) {
 	inflight := b.inflight.Add(-1)
 	b.signalFreed()
 	if box := b.limiter.Load(); box != nil {
-		box.l.Observe(now, whole, int(inflight)+1, out)
+		learned := whole
+		if capLimit, _ := b.ScrapedCap(); capLimit > 0 && out == outcome.Success {
+			learned = AnswerLatency(whole, outputTokens)
+		}
+		box.l.Observe(now, learned, int(inflight)+1, out)
 	}
 	b.limiterEnded()
 	b.Observe(now, out, AnswerLatency(whole, outputTokens), 0)
