@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/batchapi"
 	"github.com/sluice-gw/sluice/internal/jobs"
+	"github.com/sluice-gw/sluice/internal/netguard"
 )
 
 // testNow is where the test clock starts: every timestamp in the answers
@@ -71,6 +72,8 @@ type envOptions struct {
 	// handlerReg gets the handler's metrics (nil: none).
 	maxSpoolBytes int64
 	handlerReg    prometheus.Registerer
+	// bodyMemory is the handler's BodyMemory (nil: unbounded).
+	bodyMemory *netguard.Budget
 }
 
 func newEnv(t *testing.T, eo envOptions) *env {
@@ -112,6 +115,7 @@ func newEnv(t *testing.T, eo envOptions) *env {
 		TempDir:       spools,
 		MaxSpoolBytes: eo.maxSpoolBytes,
 		Registerer:    eo.handlerReg,
+		BodyMemory:    eo.bodyMemory,
 	})
 	e := &env{t: t, store: store, clock: clock, h: h, tenant: "tenant-a", nats: emb.ClientURL(), spools: spools}
 	e.srv = httptest.NewServer(http.HandlerFunc(e.gateway))

@@ -59,7 +59,8 @@ type ParseOptions struct {
 	// copy while the line is checked; all of it is released when
 	// parsing ends. An upload's validation so counts against
 	// server.max_body_memory with the gateway's request bodies: a line
-	// that does not fit ends parsing with ErrLineMemory.
+	// that does not fit ends parsing with ErrLineMemory, one that would
+	// not fit even with nothing else held with a CodeLineTooLong error.
 	Memory *netguard.Budget
 }
 
@@ -67,6 +68,11 @@ type ParseOptions struct {
 // ParseOptions.Memory: the gateway holds as many bytes of request bodies
 // as it may, and the upload is refused with 503 to be retried.
 var ErrLineMemory = errors.New("batch input line does not fit in the request body memory budget")
+
+// errLineBeyondMemory is a line that would not fit in ParseOptions.Memory
+// even with nothing else held: refused on its line (400 line_too_long),
+// not 503, which the client would retry forever.
+var errLineBeyondMemory = errors.New("batch input line does not fit in the request body memory bound")
 
 // minLineBuf is the line buffer's first size; it doubles from there.
 const minLineBuf = 4 << 10
@@ -84,7 +90,7 @@ type inputLine struct {
 // line) and validates every line. It returns the requests only when no line
 // is invalid; otherwise the line errors in line order: at most o.MaxErrors
 // of them, plus one without a line summarising the rest. err is only a read
-// error of r, wrapped, or ErrLineMemory. Blank lines, a trailing "\r" and a UTF-8 byte order
+// error of r, wrapped, or ErrLineMemory (o.Memory full for now). Blank lines, a trailing "\r" and a UTF-8 byte order
 // mark at the start are tolerated; a file without any request yields one
 // CodeEmptyFile error.
 //
@@ -111,10 +117,13 @@ func ParseBatchInput(r io.Reader, o ParseOptions) ([]jobs.BatchRequest, []jobs.B
 	if b, err := br.Peek(len(utf8BOM)); err == nil && string(b) == utf8BOM {
 		br.Discard(len(utf8BOM))
 	}
-	line := &lineBuf{mem: o.Memory}
+	line := &lineBuf{mem: o.Memory, base: int64(readBuf)}
 	defer line.free()
 	for n := 1; ; n++ {
 		tooLong, err := line.read(br, o.MaxLineBytes)
+		if errors.Is(err, errLineBeyondMemory) {
+			return nil, p.beyondMemory(n, readBuf), nil
+		}
 		if errors.Is(err, ErrLineMemory) {
 			return nil, nil, err
 		}
@@ -127,8 +136,10 @@ func ParseBatchInput(r io.Reader, o ParseOptions) ([]jobs.BatchRequest, []jobs.B
 		} else if len(bytes.TrimSpace(line.b)) > 0 {
 			// Decoding copies the line's fields (json.RawMessage): up to
 			// its length again while it is checked.
-			if !o.Memory.TryReserve(int64(len(line.b))) {
-				return nil, nil, ErrLineMemory
+			if err := line.reserve(int64(len(line.b))); errors.Is(err, errLineBeyondMemory) {
+				return nil, p.beyondMemory(n, readBuf), nil
+			} else if err != nil {
+				return nil, nil, err
 			}
 			stop := p.line(n, line.b)
 			o.Memory.Release(int64(len(line.b)))
@@ -161,6 +172,21 @@ type lineBuf struct {
 	b        []byte
 	mem      *netguard.Budget
 	reserved int64
+	// base is what the parse holds besides the buffer (its read buffer).
+	base int64
+}
+
+// reserve takes n more bytes from l.mem, held with the buffer: a refusal
+// is errLineBeyondMemory when they would not fit even with nothing else
+// held (retrying cannot help), ErrLineMemory otherwise.
+func (l *lineBuf) reserve(n int64) error {
+	if l.mem.TryReserve(n) {
+		return nil
+	}
+	if l.base+l.reserved+n > l.mem.Limit() {
+		return errLineBeyondMemory
+	}
+	return ErrLineMemory
 }
 
 // read reads the next line, without its "\n" and a trailing "\r", into
@@ -197,8 +223,8 @@ func (l *lineBuf) append(p []byte, limit int) error {
 	need := len(l.b) + len(p)
 	if need > cap(l.b) {
 		size := min(max(2*cap(l.b), need, minLineBuf), limit)
-		if !l.mem.TryReserve(int64(size)) {
-			return ErrLineMemory
+		if err := l.reserve(int64(size)); err != nil {
+			return err
 		}
 		grown := make([]byte, len(l.b), size)
 		copy(grown, l.b)
@@ -213,6 +239,19 @@ func (l *lineBuf) append(p []byte, limit int) error {
 func (l *lineBuf) free() {
 	l.mem.Release(l.reserved)
 	l.b, l.reserved = nil, 0
+}
+
+// beyondMemory ends parsing on line n, which cannot be checked within
+// o.Memory's bound, with the line errors so far and this one. The figure
+// named is the length that always fits: a line's buffer has a capacity
+// under twice the line (doubling), held with the previous one while it
+// grows or with the decoded copy: under three times the line in all.
+func (p *parser) beyondMemory(n, readBuf int) []jobs.BatchLineError {
+	fits := max(0, (p.o.Memory.Limit()-int64(readBuf))/3)
+	p.fail(jobs.BatchLineError{Code: CodeLineTooLong, Line: n,
+		Message: "line is longer than this gateway can check within its request memory bound; lines up to " +
+			strconv.FormatInt(fits, 10) + " bytes always fit"})
+	return p.errs
 }
 
 // idKey stands for a custom_id in the duplicate check: the first 16 bytes

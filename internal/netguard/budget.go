@@ -1,6 +1,9 @@
 package netguard
 
-import "sync/atomic"
+import (
+	"math"
+	"sync/atomic"
+)
 
 // Budget is a global bound on bytes held, shared by every request: a
 // reader reserves before it allocates and releases when it lets go, so the
@@ -48,6 +51,16 @@ func (b *Budget) Release(n int64) {
 	if b != nil {
 		b.held.Add(-n)
 	}
+}
+
+// Limit is the bound now (math.MaxInt64 for a nil budget): a caller whose
+// own reservation alone exceeds it tells a request that can never fit
+// from one refused for load.
+func (b *Budget) Limit() int64 {
+	if b == nil {
+		return math.MaxInt64
+	}
+	return b.limit.Load()
 }
 
 // Held is the bytes reserved now.
