@@ -125,8 +125,9 @@ func (a *App) serveAdmin(base context.Context) (stop func()) {
 // ReadTimeout (admin requests have no bodies worth bounding apart: the
 // worker routes' are bounded by the gateway's body timeouts) and no
 // WriteTimeout: /status/stream, a pprof profile and the worker routes
-// answer for as long as they last; /metrics and /status/stream cut a
-// client that stops taking bytes themselves (netguard.AdminSendTimeout).
+// answer for as long as they last; /metrics, /status/stream and
+// /debug/pprof cut a client that stops taking bytes themselves
+// (netguard.AdminSendTimeout).
 func NewAdminServer(h http.Handler, guarded *netguard.Listener, log *slog.Logger) *http.Server {
 	return &http.Server{
 		ConnContext:       guarded.ConnContext,

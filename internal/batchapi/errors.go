@@ -129,8 +129,10 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 	case errors.Is(err, jobs.ErrTooManyListings):
 		// A bound on listings reading every file's metadata at once
 		// (jobs.MaxFileListings); one takes well under a second unless
-		// thousands of files and many listings compete.
-		return &openai.Error{Status: http.StatusTooManyRequests, Type: openai.TypeRateLimit, Code: "too_many_file_listings",
+		// thousands of files and many listings compete. The process's
+		// capacity, shared by every tenant, not the caller's rate: 503,
+		// as batch_create_busy and too_many_watchers.
+		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "too_many_file_listings",
 			Message: "too many file listings are running; retry shortly", RetryAfter: time.Second}, false
 	case errors.Is(err, jobs.ErrStoreFull):
 		// Before IsUnavailable: JetStream's refusal can come with a

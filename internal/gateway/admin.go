@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/sluice-gw/sluice/internal/dashboard"
+	"github.com/sluice-gw/sluice/internal/netguard"
 	"github.com/sluice-gw/sluice/internal/openai"
 )
 
@@ -68,7 +69,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 		case path == "/spare":
 			g.serveSpare(w, r)
 		case admin.Pprof && strings.HasPrefix(path, "/debug/pprof/"):
-			servePprof(w, r)
+			pprofCut.ServeHTTP(w, r)
 		case path == QueuePath:
 			g.serveQueueInfo(w, r, token)
 		case strings.HasPrefix(path, WorkerPath+"/"):
@@ -244,6 +245,16 @@ func tokenMatches(got, want string) bool {
 	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
+
+// pprofCut is servePprof for the admin listener, whose server has no
+// WriteTimeout (a profile answers after its ?seconds=): a client that
+// stops taking a goroutine dump or a trace is cut after
+// netguard.AdminSendTimeout rather than holding its connection, one of
+// admin.max_connections, and its handler goroutine (for a trace, the
+// runtime's tracer too: trace.Stop waits for its writer) until the
+// process stops, as the --pprof listener's server cuts it
+// (app.PprofServer).
+var pprofCut = netguard.StallCut(http.HandlerFunc(servePprof), netguard.AdminSendTimeout)
 
 // servePprof is net/http/pprof's handlers without its init-registered
 // DefaultServeMux, with their methods: GET and HEAD, and POST for the

@@ -13,7 +13,7 @@ import (
 // limit=1 held 362 MiB of heap at their peak (from 80), took 10.8 s each
 // (p50) and a third of them ran past the store's request timeout into
 // 503s. Past the bound a listing is refused at once (ErrTooManyListings:
-// 429 with Retry-After) rather than queued, so its memory is never taken.
+// 503 with Retry-After) rather than queued, so its memory is never taken.
 const MaxFileListings = 4
 
 // ErrTooManyListings refuses a file listing while MaxFileListings run.

@@ -178,9 +178,9 @@ var (
 	fileListingsDesc = prometheus.NewDesc("sluice_jobs_file_listings",
 		"GET /v1/files listings running now in this process (each reads every file's metadata).", nil, nil)
 	fileListingsLimitDesc = prometheus.NewDesc("sluice_jobs_file_listings_limit",
-		"Most GET /v1/files listings running at once in a process; past it a listing is answered 429 too_many_file_listings.", nil, nil)
+		"Most GET /v1/files listings running at once in a process; past it a listing is answered 503 too_many_file_listings.", nil, nil)
 	fileListingsRefusedDesc = prometheus.NewDesc("sluice_jobs_file_listings_refused_total",
-		"GET /v1/files listings refused with 429 because sluice_jobs_file_listings_limit were running.", nil, nil)
+		"GET /v1/files listings refused with 503 because sluice_jobs_file_listings_limit were running.", nil, nil)
 )
 
 // The webhook queues (webhook.go) against their bounds, read at scrape
