@@ -134,6 +134,12 @@ func apiError(err error, kind object, id string) (e *openai.Error, internal bool
 		// as batch_create_busy and too_many_watchers.
 		return &openai.Error{Status: http.StatusServiceUnavailable, Type: openai.TypeServer, Code: "too_many_file_listings",
 			Message: "too many file listings are running; retry shortly", RetryAfter: time.Second}, false
+	case errors.Is(err, jobs.ErrBatchTooLarge):
+		// Its results alone are expected to take more than the store
+		// admits (jobs' reservation, two copies of each line): a 507
+		// "delete files" was refused again after every delete.
+		return &openai.Error{Status: http.StatusBadRequest, Type: openai.TypeInvalidRequest, Code: "batch_too_large", Param: "input_file_id",
+			Message: "the batch's results are expected to take more room than the job store admits (queue.max_store_bytes); split the input file into smaller batches"}, false
 	case errors.Is(err, jobs.ErrStoreFull):
 		// Before IsUnavailable: JetStream's refusal can come with a
 		// timeout's text. 507 (RFC 4918: the server cannot store what the

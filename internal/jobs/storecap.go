@@ -114,11 +114,18 @@ func (s *Store) admitNewExpecting(ctx context.Context, expect int64) error {
 	if s.o.MaxStoreBytes <= 0 {
 		return nil
 	}
+	line := s.admitLimit()
+	if expect >= line {
+		// Never admitted, whatever frees: "the store is full, delete
+		// files" sent the client deleting files to be refused again.
+		s.stats.storeRefusedReserved.Add(1)
+		return fmt.Errorf("jobs: this batch's results are expected to take %d bytes; new work is refused from %d (queue.max_store_bytes %d less the headroom for accepted jobs): %w",
+			expect, line, s.o.MaxStoreBytes, ErrBatchTooLarge)
+	}
 	used, err := s.usedBytes(ctx)
 	if err != nil {
 		return err
 	}
-	line := s.admitLimit()
 	if used >= line {
 		s.stats.storeRefusedBudget.Add(1)
 		return fmt.Errorf("jobs: the store holds %d bytes; new work is refused from %d (queue.max_store_bytes %d less the headroom for accepted jobs): %w",

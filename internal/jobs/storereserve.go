@@ -1,6 +1,15 @@
 package jobs
 
-import "sync"
+import (
+	"errors"
+	"sync"
+)
+
+// ErrBatchTooLarge refuses a batch whose results alone are expected to
+// take the store's admission line: no delete or retention makes room
+// for it, so it is not ErrStoreFull (507, "delete files"); the client
+// is told to split its input (400).
+var ErrBatchTooLarge = errors.New("batch too large for the job store")
 
 // Room reserved for the results of accepted batches.
 //
