@@ -130,6 +130,11 @@ type Queue struct {
 	ramps      map[string]*rampState // tenants' activity (ramp.go), at most maxRamps
 	parked     []*waiter             // queued requests held by their tenant's ramp, oldest first
 	sums       rampSums              // the last scan of ramps, read past rampExact tenants (rampsums.go)
+
+	// stopping: jobs takeBackPastSlots preempted whose tickets are not
+	// back yet (spare.go).
+	stopping int
+
 	// rampNeed is the cost of the latest request the ramp reckoned a
 	// reported room for (reportedSlots), which the stats' RampCeiling
 	// shows the room for.
@@ -206,6 +211,9 @@ type Ticket struct {
 	// succeeded: its request ended in success (Ended), set by the
 	// goroutine that releases it.
 	succeeded bool
+	// takenBack: a job preempted by takeBackPastSlots, counted in
+	// Queue.stopping until released. Set and read under the queue's mutex.
+	takenBack bool
 	released  atomic.Bool
 }
 
@@ -232,6 +240,9 @@ func (t *Ticket) Release() {
 	}
 	if t.spare {
 		q.forgetSpare(t)
+		if t.takenBack {
+			q.stopping--
+		}
 	} else {
 		q.noteRelease(t.tenant, t.served(), now)
 	}

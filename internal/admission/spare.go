@@ -87,8 +87,14 @@ func (q *Queue) takeBackPastSlots(now time.Time, capacity int) {
 	if q.cfg.SpareCapacity == nil || !q.jobsInFlight() {
 		return
 	}
-	if q.inUse > q.slotCapacity(capacity) {
-		q.preemptYoungestJob(now)
+	// A job taken back before and still stopping gives its slot to this
+	// request: counted, each live request in a row while it aborted took
+	// one more job.
+	if q.inUse-q.stopping > q.slotCapacity(capacity) {
+		if t := q.preemptYoungestJob(now); t != nil {
+			t.takenBack = true
+			q.stopping++
+		}
 	}
 }
 
@@ -116,15 +122,16 @@ func (q *Queue) reserve(capacity int) int {
 // freed when that request releases its ticket. The time the ticket had
 // held its slot is counted as lost: the job's partial work is thrown away.
 func (q *Queue) preemptYoungest(now time.Time) bool {
-	return q.preemptYoungestOf(now, true)
+	return q.preemptYoungestOf(now, true) != nil
 }
 
-// preemptYoungestJob is preemptYoungest passing over hedges; q.mu held.
-func (q *Queue) preemptYoungestJob(now time.Time) bool {
+// preemptYoungestJob is preemptYoungest passing over hedges: the ticket
+// taken back, nil when no job runs; q.mu held.
+func (q *Queue) preemptYoungestJob(now time.Time) *Ticket {
 	return q.preemptYoungestOf(now, false)
 }
 
-func (q *Queue) preemptYoungestOf(now time.Time, hedges bool) bool {
+func (q *Queue) preemptYoungestOf(now time.Time, hedges bool) *Ticket {
 	for i := len(q.spares) - 1; i >= 0; i-- {
 		s := q.spares[i]
 		if s.hedge && !hedges {
@@ -139,9 +146,9 @@ func (q *Queue) preemptYoungestOf(now time.Time, hedges bool) bool {
 		if s.preempt != nil {
 			s.preempt()
 		}
-		return true
+		return s.t
 	}
-	return false
+	return nil
 }
 
 // forgetSpare drops a released spare ticket from the list; q.mu held.

@@ -109,3 +109,42 @@ func TestHedgesKeepTheHandover(t *testing.T) {
 		tk.Release()
 	}
 }
+
+// TestTakeBackCountsJobsStillStopping: a job taken back for a live
+// request past the engines' slots holds its slot until its request has
+// aborted. Live requests that come and go meanwhile, one at a time, fit
+// in the slot it is giving back: none takes another job. On the merged
+// batchjobs code each of them preempted one more (three short live
+// requests in a row, one at a time, stopped three of 16 jobs where one
+// made room), so moderate live traffic during a slow abort emptied the
+// batch's slots one job per live request.
+func TestTakeBackCountsJobsStillStopping(t *testing.T) {
+	q := spareSlotsQueue()
+	var out []int
+	jobs := grantSpare(t, q, false, &out)
+	if len(jobs) != 16 { // no live request in flight: no reserve
+		t.Fatalf("jobs granted on an idle pool: %d, want 16", len(jobs))
+	}
+	for range 3 {
+		acquireLive(t, q).Release() // 17 in use: past the 16 slots
+	}
+	if len(out) != 1 || out[0] != 15 {
+		t.Fatalf("three live requests one at a time while the first job taken back is still stopping: preempted %v, want [15]", out)
+	}
+	jobs[15].Release() // its abort done: the slot is free
+	live := acquireLive(t, q)
+	if len(out) != 1 {
+		t.Fatalf("a live request within the slots after the taken-back job left preempted %v, want [15]", out)
+	}
+	// Past the slots again: one more job is taken back.
+	live2 := acquireLive(t, q)
+	if len(out) != 2 || out[1] != 14 {
+		t.Fatalf("a live request past the slots: preempted %v, want [15 14]", out)
+	}
+	for _, tk := range append(jobs, live, live2) {
+		tk.Release()
+	}
+	if got := q.Spare(); got != 16 {
+		t.Fatalf("Spare() on an idle pool after every ticket came back = %d, want 16 (a ticket leaked)", got)
+	}
+}
