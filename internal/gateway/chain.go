@@ -55,6 +55,11 @@ type exchange struct {
 	// ids makes the request ids of the requests x runs (handle), outside
 	// exchangeState: release keeps it for x's next request.
 	ids openai.RequestIDs
+	// spareBody is the body of x's last request, kept by record when
+	// nothing else can hold it (no backend call, no job: proxy.Body.Reusable
+	// says its references are gone) for the parse stage of x's next
+	// request to read into: a cache hit allocates no Body.
+	spareBody *proxy.Body
 }
 
 // exchangeState is the exchange but for its two parts written only when
@@ -228,6 +233,12 @@ func (g *Gateway) record(x *exchange) {
 	}
 	if x.body != nil && !x.rec.result.BodyReleased {
 		x.body.Release()
+		// Without a backend call (flights, the relay, the read-ahead hold
+		// the body) or a job, nothing but x points to it: the next
+		// request reads into it (spareBody).
+		if !x.called && x.job == nil && x.body.Reusable() {
+			x.spareBody = x.body
+		}
 	}
 	if x.inflight {
 		g.metrics.Inflight.Dec()
@@ -369,7 +380,8 @@ func (s parseStage) serve(x *exchange) bool {
 		// A form is read only in chunks: never copied whole.
 		body, err = s.g.bodies.ReadBodyChunks(x.r.Body, x.r.ContentLength, bound.limit)
 	} else {
-		body, err = s.g.bodies.ReadBody(x.r.Body, x.r.ContentLength, bound.limit)
+		body, err = s.g.bodies.ReadBodyReusing(x.spareBody, x.r.Body, x.r.ContentLength, bound.limit)
+		x.spareBody = nil // this request's now (or lost with an error)
 	}
 	if err != nil {
 		s.refuseBody(x, bound, err)
