@@ -386,7 +386,9 @@ func (b *Body) unref() {
 		for _, blk := range b.blocks {
 			b.pool.put(blk)
 		}
-		b.buf, b.held, b.blocks = nil, nil, nil
+		// firstBlock too: a Body kept for reuse (Reusable) would pin its
+		// first block, back in the pool, for as long as its keeper lives.
+		b.buf, b.held, b.blocks, b.firstBlock[0] = nil, nil, nil, nil
 	}
 }
 
