@@ -17,7 +17,7 @@ import (
 )
 
 // TestReusedBodiesKeepEachAnswerItsOwn: with the pooled bodies a server
-// runs (reused across requests: proxy.Body.Reusable, exchange.spareBody),
+// runs (reused across requests: proxy.Body.ReleaseLast, exchange.spareBody),
 // clients on kept HTTP/1.1 connections through netguard's Listener mix
 // cache hits, misses that coalesce, uncached calls and refusals, at once;
 // every answer is its own request's (the backend echoes the prompt). The

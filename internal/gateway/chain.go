@@ -56,8 +56,8 @@ type exchange struct {
 	// exchangeState: release keeps it for x's next request.
 	ids openai.RequestIDs
 	// spareBody is the body of x's last request, kept by record when
-	// nothing else can hold it (no backend call, no job: proxy.Body.Reusable
-	// says its references are gone) for the parse stage of x's next
+	// nothing else can hold it (no backend call, no job, and record's own
+	// proxy.Body.ReleaseLast dropped its last reference) for the parse stage of x's next
 	// request to read into: a cache hit allocates no Body.
 	spareBody *proxy.Body
 }
@@ -232,11 +232,14 @@ func (g *Gateway) record(x *exchange) {
 		g.awaitRetry(x) // its key may hash the body
 	}
 	if x.body != nil && !x.rec.result.BodyReleased {
-		x.body.Release()
 		// Without a backend call (flights, the relay, the read-ahead hold
 		// the body) or a job, nothing but x points to it: the next
-		// request reads into it (spareBody).
-		if !x.called && x.job == nil && x.body.Reusable() {
+		// request reads into it (spareBody). Only if this release was the
+		// last: a holder that dropped the last reference itself may still
+		// be giving its buffers back over the fields (the gate alone
+		// would make that impossible today; ReleaseLast makes it so by
+		// construction).
+		if x.body.ReleaseLast() && !x.called && x.job == nil {
 			x.spareBody = x.body
 		}
 	}

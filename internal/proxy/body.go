@@ -115,9 +115,9 @@ func (p *BodyPool) ReadBodyChunks(r io.Reader, contentLength, limit int64) (*Bod
 	return p.read(r, contentLength, limit, true)
 }
 
-// ReadBodyReusing is ReadBody into spare, a Body of this pool that its
-// caller kept after its last reference went (Reusable) and that nothing
-// else points to, instead of a new one (nil spare: a new one). A cache hit
+// ReadBodyReusing is ReadBody into spare, a Body of this pool whose
+// caller's ReleaseLast returned true and that nothing else points to,
+// instead of a new one (nil spare: a new one). A cache hit
 // reads its body this way: one allocation with pointers (112 bytes, the
 // largest of Sluice's own on a hit) fewer per request
 // (docs/BENCHMARKS.md §9, branch hitfast).
@@ -130,16 +130,6 @@ func (p *BodyPool) ReadBodyReusing(spare *Body, r io.Reader, contentLength, limi
 	}
 	*spare = Body{} // its size and flags of last time gone
 	return p.readInto(spare, r, contentLength, limit, false)
-}
-
-// Reusable reports whether b can be given to ReadBodyReusing: every
-// reference of its (owners', outbound readers') is gone, so its buffers
-// are back in the pool, and it was not poisoned (PoisonReleased). The
-// caller must also know that nothing else keeps b itself: a Body read
-// after its release (Len) by a holder that outlives the request must not
-// be reused.
-func (b *Body) Reusable() bool {
-	return b.refs.Load() == 0 && b.owners.Load() <= 0 && !b.poisoned.Load()
 }
 
 func (p *BodyPool) read(r io.Reader, contentLength, limit int64, chunked bool) (*Body, error) {
@@ -359,11 +349,23 @@ func (b *Body) Len() int64 { return b.size }
 
 // Release drops one owner's reference: the last owner gives the bytes back
 // to the budget, the last reference of any kind the buffer to the pool.
-func (b *Body) Release() {
+func (b *Body) Release() { b.ReleaseLast() }
+
+// ReleaseLast is Release, reporting whether this very call dropped the
+// last reference (owners' and outbound readers') and so gave the buffers
+// back and cleared the Body: then b is its caller's alone, to give to
+// ReadBodyReusing, provided nothing else keeps b itself (a Body read after
+// its release, Len, by a holder that outlives the request must not be
+// reused). It is false when another holder (a coalesced call, the
+// transport's write hook) still holds a reference, or dropped the last one
+// itself: that holder's goroutine may still be giving the buffers back
+// over b's fields, so b, read into again, would share a buffer between two
+// requests. A poisoned body (PoisonReleased) is never reported.
+func (b *Body) ReleaseLast() bool {
 	if b.owners.Add(-1) == 0 {
 		b.pool.budget.Release(b.capacity())
 	}
-	b.unref()
+	return b.unref()
 }
 
 // capacity is the bytes the body holds, as reserved: its buffer's
@@ -376,20 +378,25 @@ func (b *Body) capacity() int64 {
 	return n
 }
 
-func (b *Body) unref() {
+// unref drops one reference; true when it was the last and b is now
+// cleared (not poisoned), everything about it done.
+func (b *Body) unref() bool {
 	if b.refs.Add(-1) == 0 {
 		if b.pool.poison {
 			b.poison()
-			return
+			return false
 		}
 		b.pool.put(b.held)
 		for _, blk := range b.blocks {
 			b.pool.put(blk)
 		}
-		// firstBlock too: a Body kept for reuse (Reusable) would pin its
-		// first block, back in the pool, for as long as its keeper lives.
+		// firstBlock too: a Body kept for reuse (ReleaseLast) would pin
+		// its first block, back in the pool, for as long as its keeper
+		// lives.
 		b.buf, b.held, b.blocks, b.firstBlock[0] = nil, nil, nil, nil
+		return true
 	}
+	return false
 }
 
 // poison overwrites the released body's buffers with poisonByte and

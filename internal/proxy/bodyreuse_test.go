@@ -5,9 +5,9 @@ import (
 	"testing"
 )
 
-// TestBodyReusedOnlyOnceEveryReferenceIsGone: a Body is Reusable only
-// when its owners and outbound readers have all let go, and not once
-// poisoned; read again into it (ReadBodyReusing), it is the new body
+// TestBodyReusedOnlyOnceEveryReferenceIsGone: ReleaseLast reports a
+// Body free for reuse only when its owners and outbound readers have all
+// let go, and never a poisoned one; read again into it (ReadBodyReusing), it is the new body
 // whole (bytes, length, one owner), with no allocation of its own.
 func TestBodyReusedOnlyOnceEveryReferenceIsGone(t *testing.T) {
 	p := NewBodyPool(nil)
@@ -16,22 +16,22 @@ func TestBodyReusedOnlyOnceEveryReferenceIsGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Retain() // a coalesced call's
-	b.Release()
-	if b.Reusable() {
+	if b.ReleaseLast() {
 		t.Fatal("reusable while a retained owner still holds it")
 	}
-	b.Release()
-	if !b.Reusable() {
+	if !b.ReleaseLast() {
 		t.Fatal("not reusable once every reference is gone")
 	}
 	again, err := p.ReadBodyReusing(b, strings.NewReader("second, longer body"), -1, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again != b || string(again.Bytes()) != "second, longer body" || again.Len() != 19 || again.Reusable() {
-		t.Fatalf("read again: same %v, %q, len %d, reusable %v", again == b, again.Bytes(), again.Len(), again.Reusable())
+	if again != b || string(again.Bytes()) != "second, longer body" || again.Len() != 19 {
+		t.Fatalf("read again: same %v, %q, len %d", again == b, again.Bytes(), again.Len())
 	}
-	again.Release()
+	if !again.ReleaseLast() {
+		t.Fatal("a body read again has more than its one owner")
+	}
 	r := strings.NewReader("")
 	if a := testing.AllocsPerRun(100, func() {
 		r.Reset("a body of the usual kind")
@@ -47,8 +47,7 @@ func TestBodyReusedOnlyOnceEveryReferenceIsGone(t *testing.T) {
 	if err != nil || other == b {
 		t.Fatalf("another pool's spare: err %v, reused %v", err, other == b)
 	}
-	other.Release()
-	if other.Reusable() {
+	if other.ReleaseLast() {
 		t.Fatal("a poisoned body is reusable")
 	}
 }

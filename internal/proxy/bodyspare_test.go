@@ -7,7 +7,7 @@ import (
 	"weak"
 )
 
-// TestReusableBodyPinsNoBuffer: a Body kept for reuse (Reusable: a
+// TestReusableBodyPinsNoBuffer: a Body kept for reuse (ReleaseLast: a
 // connection's exchange keeps its last one, gateway spareBody, while the
 // connection idles) holds no buffer. Its buffers went back to the pool
 // at its last release; a pointer it kept to one (firstBlock) would pin
@@ -23,8 +23,7 @@ func TestReusableBodyPinsNoBuffer(t *testing.T) {
 		t.Fatal("a 100-byte body is not in a pooled buffer")
 	}
 	block := weak.Make(b.held)
-	b.Release()
-	if !b.Reusable() {
+	if !b.ReleaseLast() {
 		t.Fatal("not reusable once released")
 	}
 	// The pool lets go of what it holds within two collections.
