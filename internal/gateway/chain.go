@@ -55,6 +55,11 @@ type exchange struct {
 	// ids makes the request ids of the requests x runs (handle), outside
 	// exchangeState: release keeps it for x's next request.
 	ids openai.RequestIDs
+	// spareBody is the body of x's last request, kept by record when
+	// nothing else can hold it (no backend call, no job, and record's own
+	// proxy.Body.ReleaseLast dropped its last reference) for the parse stage of x's next
+	// request to read into: a cache hit allocates no Body.
+	spareBody *proxy.Body
 }
 
 // exchangeState is the exchange but for its two parts written only when
@@ -227,7 +232,16 @@ func (g *Gateway) record(x *exchange) {
 		g.awaitRetry(x) // its key may hash the body
 	}
 	if x.body != nil && !x.rec.result.BodyReleased {
-		x.body.Release()
+		// Without a backend call (flights, the relay, the read-ahead hold
+		// the body) or a job, nothing but x points to it: the next
+		// request reads into it (spareBody). Only if this release was the
+		// last: a holder that dropped the last reference itself may still
+		// be giving its buffers back over the fields (the gate alone
+		// would make that impossible today; ReleaseLast makes it so by
+		// construction).
+		if x.body.ReleaseLast() && !x.called && x.job == nil {
+			x.spareBody = x.body
+		}
 	}
 	if x.inflight {
 		g.metrics.Inflight.Dec()
@@ -369,7 +383,8 @@ func (s parseStage) serve(x *exchange) bool {
 		// A form is read only in chunks: never copied whole.
 		body, err = s.g.bodies.ReadBodyChunks(x.r.Body, x.r.ContentLength, bound.limit)
 	} else {
-		body, err = s.g.bodies.ReadBody(x.r.Body, x.r.ContentLength, bound.limit)
+		body, err = s.g.bodies.ReadBodyReusing(x.spareBody, x.r.Body, x.r.ContentLength, bound.limit)
+		x.spareBody = nil // this request's now (or lost with an error)
 	}
 	if err != nil {
 		s.refuseBody(x, bound, err)
