@@ -23,25 +23,7 @@ const unlimited = 1 << 30
 // than each backend's state mutex and, when one of its windows is due, an
 // adaptive limit's (admission.LimitConfig.Clock), which never waits for
 // the queue's.
-func (p *Pool) Capacity() int {
-	now := p.now()
-	total := 0
-	peer := endpoint.PeerLimit(p.Backends, now)
-	for _, b := range p.Backends {
-		if !b.Usable(now) {
-			continue
-		}
-		l := b.LimitAmong(peer)
-		if l <= 0 {
-			return unlimited
-		}
-		total += l
-	}
-	for _, b := range p.Draining {
-		total += int(b.Inflight())
-	}
-	return total
-}
+func (p *Pool) Capacity() int { return p.sumLimits((*endpoint.Backend).LimitAmong) }
 
 // SpareCapacity is Capacity without the handover past the batch bound
 // of each engine (endpoint.Backend.SlotLimitAmong): the requests the
@@ -51,7 +33,12 @@ func (p *Pool) Capacity() int {
 // they held the engines' queues and live requests waited there behind
 // them (docs/BENCHMARKS.md §7h, §7i). Hedges keep the handover. Read under
 // the queue's lock, as Capacity.
-func (p *Pool) SpareCapacity() int {
+func (p *Pool) SpareCapacity() int { return p.sumLimits((*endpoint.Backend).SlotLimitAmong) }
+
+// sumLimits is limit summed over the usable backends (unlimited if any
+// has none), plus the requests still running on draining ones: Capacity
+// and SpareCapacity differ only in the limit they sum.
+func (p *Pool) sumLimits(limit func(b *endpoint.Backend, peer float64) int) int {
 	now := p.now()
 	total := 0
 	peer := endpoint.PeerLimit(p.Backends, now)
@@ -59,7 +46,7 @@ func (p *Pool) SpareCapacity() int {
 		if !b.Usable(now) {
 			continue
 		}
-		l := b.SlotLimitAmong(peer)
+		l := limit(b, peer)
 		if l <= 0 {
 			return unlimited
 		}
